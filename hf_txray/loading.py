@@ -1,0 +1,191 @@
+"""Loading what `analyze` is given: a model (id, path or object) and a corpus (many forms) with its text column."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import DatasetError, ModelError
+
+TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", "review", "body", "question", "prompt")
+DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+                      ".parquet": "parquet", ".arrow": "arrow"}
+
+
+def _offline_hint() -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    return (
+        "HF_HUB_OFFLINE is set, so nothing is downloaded: use a local path or unset HF_HUB_OFFLINE."
+        if offline
+        else "If this machine is offline, set HF_HUB_OFFLINE=1 and pass a local path."
+    )
+
+
+def load_model(
+    model: Any,
+    tokenizer: Any = None,
+    *,
+    revision: str | None = None,
+    dtype: Any = None,
+    trust_remote_code: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, Any, str, str | None]:
+    """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model."""
+    from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+
+    if isinstance(model, (str, Path)):
+        model_id = str(model)
+        kwargs = dict(model_kwargs or {})
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            loaded = AutoModel.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+        except (OSError, ValueError) as err:
+            raise ModelError(
+                f"Could not load model {model_id!r}: it is not a model folder here and could not be fetched from "
+                f"the Hub. {_offline_hint()} ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+            ) from err
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, kwargs.get("gguf_file"))
+        revision = revision or getattr(loaded.config, "_commit_hash", None)
+        model = loaded
+    elif isinstance(model, PreTrainedModel) or hasattr(model, "config"):
+        model_id = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        revision = revision or getattr(model.config, "_commit_hash", None)
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
+    else:
+        raise ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = _load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer: hf_txray needs character offsets "
+            "(return_offsets_mapping). Load it with AutoTokenizer.from_pretrained(..., use_fast=True)."
+        )
+    return model, tokenizer, model_id, revision
+
+
+def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file):
+    try:
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        return auto_cls.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(
+            f"Could not load a tokenizer for {name!r}: pass tokenizer=... explicitly. {_offline_hint()}"
+        ) from err
+
+
+def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
+                num_samples: int | None = None) -> tuple[Any, str, str | None]:
+    """Return ``(datasets.Dataset, text_column, dataset_id)`` after validating the text column.
+
+    `dataset`: a ``Dataset``, a ``DatasetDict`` (with `split`), a Hub dataset id, a local data file or folder, or a
+    list of strings. Non-string rows raise :class:`DatasetError`; empty strings are kept (and credit nothing).
+    """
+    import datasets
+
+    dataset_id = None
+    if isinstance(dataset, (list, tuple)):
+        _check_strings(dataset)
+        dataset = datasets.Dataset.from_dict({"text": list(dataset)})
+    elif isinstance(dataset, (str, Path)):
+        dataset_id = str(dataset)
+        dataset = _load_named_dataset(dataset_id, split)
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = _pick_split(dataset, split)
+    if isinstance(dataset, datasets.IterableDataset) or not isinstance(dataset, datasets.Dataset):
+        raise DatasetError(
+            f"dataset must be a datasets.Dataset, DatasetDict, id, path or list of strings, got {type(dataset).__name__}."
+        )
+    column = _text_column(dataset, text_column)
+    if num_samples is not None:
+        if num_samples < 1:
+            raise DatasetError(f"num_samples must be >= 1, got {num_samples}.")
+        dataset = dataset.select(range(min(num_samples, len(dataset))))
+    if len(dataset) == 0:
+        raise DatasetError("The dataset is empty: there is no text to profile.")
+    dataset = dataset.select_columns([column])
+    _check_column_values(dataset, column)
+    return dataset, column, dataset_id
+
+
+def _check_strings(texts: Sequence[Any]) -> None:
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DatasetError(
+                f"Row {index} is {type(text).__name__} ({text!r:.60}), not a string: every text must be a str. "
+                "Convert or drop non-string rows first."
+            )
+
+
+def _load_named_dataset(name: str, split: str | None):
+    import datasets
+
+    path = Path(name)
+    try:
+        if path.is_file():
+            builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+            if builder is None:
+                raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
+            return datasets.load_dataset(builder, data_files=str(path), split=split or "train")
+        if path.is_dir() and any(path.glob("*.arrow")) and (path / "dataset_info.json").exists():
+            return datasets.load_from_disk(str(path))
+        return datasets.load_dataset(name, split=split)
+    except DatasetError:
+        raise
+    except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
+        raise DatasetError(
+            f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
+            f"{_offline_hint()} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+        ) from err
+
+
+def _pick_split(dataset_dict, split: str | None):
+    if split is not None:
+        if split not in dataset_dict:
+            raise DatasetError(f"Split {split!r} not found; available splits: {', '.join(dataset_dict)}.")
+        return dataset_dict[split]
+    if len(dataset_dict) == 1:
+        return next(iter(dataset_dict.values()))
+    raise DatasetError(f"The dataset has several splits ({', '.join(dataset_dict)}): pass split=... to choose one.")
+
+
+def _text_column(dataset, text_column: str | None) -> str:
+    columns = list(dataset.column_names)
+    if text_column is not None:
+        if text_column not in columns:
+            raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}.")
+        return text_column
+    for candidate in TEXT_COLUMN_CANDIDATES:
+        if candidate in columns:
+            return candidate
+    strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
+    if len(strings) == 1:
+        return strings[0]
+    raise DatasetError(
+        f"No text column found among {columns}: pass text_column=... (looked for {', '.join(TEXT_COLUMN_CANDIDATES)})."
+    )
+
+
+def _check_column_values(dataset, column: str) -> None:
+    import pyarrow.compute as pc
+
+    feature = dataset.features[column]
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise DatasetError(
+            f"Column {column!r} holds {feature}, not strings: every row must be a str. Cast or map it to text first."
+        )
+    offset = 0
+    # Streamed in chunks so validation never holds the whole column in memory.
+    for chunk in dataset.with_format("arrow").iter(batch_size=50_000):
+        values = chunk[column]
+        nulls = int(pc.sum(pc.is_null(values)).as_py() or 0)
+        if nulls:
+            first = offset + next(i for i, v in enumerate(values.to_pylist()) if v is None)
+            raise DatasetError(
+                f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. "
+                "Drop them (dataset.filter(lambda r: r[col] is not None)) or fill them."
+            )
+        offset += len(values)

@@ -1,0 +1,80 @@
+"""Pure functions on preference distributions: Hellinger distance, entropy, length.
+
+Dense functions take probability vectors over the same support; the ``*_by_row`` functions work on sparse
+(row, feature) tables and return one value per row, which is how profiles store distributions.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+
+def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, float]) -> float:
+    """Hellinger distance H(p, q) = ||sqrt(p) - sqrt(q)||_2 / sqrt(2), in [0, 1].
+
+    Args:
+        p, q: probability vectors of the same length, or mappings feature -> probability (missing = 0).
+    """
+    if isinstance(p, Mapping) or isinstance(q, Mapping):
+        support = sorted(set(p) | set(q))
+        p = np.array([p.get(f, 0.0) for f in support])
+        q = np.array([q.get(f, 0.0) for f in support])
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    return float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)) / np.sqrt(2.0))
+
+
+def entropy(p: np.ndarray) -> float:
+    """Shannon entropy in nats of a probability vector (zeros ignored)."""
+    p = np.asarray(p, dtype=np.float64)
+    p = p[p > 0]
+    return float(-np.sum(p * np.log(p)))
+
+
+def row_totals(rows: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
+    return np.bincount(rows, weights=values, minlength=num_rows)
+
+
+def probabilities(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarray:
+    """p = mass / (row's total mass), aligned with the sparse entries."""
+    totals = row_totals(rows, mass, num_rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(totals[rows] > 0, mass / totals[rows], 0.0)
+
+
+def length_by_row(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarray:
+    """Number of distinct features with positive mass per row (TX-Ray's "length")."""
+    return np.bincount(rows[mass > 0], minlength=num_rows).astype(np.int64)
+
+
+def entropy_by_row(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarray:
+    """Entropy (nats) of each row's preference distribution; 0 for rows without mass."""
+    p = probabilities(rows, mass, num_rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(p), 0.0)
+    return np.bincount(rows, weights=terms, minlength=num_rows)
+
+
+def hellinger_by_row(
+    keys_a: np.ndarray, p_a: np.ndarray, keys_b: np.ndarray, p_b: np.ndarray, rows_of, num_rows: int
+) -> np.ndarray:
+    """Hellinger distance per row between two sparse distributions sharing one key space.
+
+    With normalised p and q, ||sqrt(p) - sqrt(q)||^2 = 2 - 2 * sum(sqrt(p*q)) over common keys only, so the
+    union never has to be materialised. Rows with no mass on either side should be masked by the caller.
+
+    Args:
+        keys_a, keys_b (`np.ndarray`): sorted unique int64 keys (row and feature).
+        p_a, p_b (`np.ndarray`): probabilities aligned with the keys.
+        rows_of (`Callable`): maps keys to rows.
+    """
+    common, ia, ib = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
+    overlap = np.bincount(rows_of(common), weights=np.sqrt(p_a[ia] * p_b[ib]), minlength=num_rows)
+    return np.sqrt(np.clip(1.0 - overlap, 0.0, 1.0))
+
+
+def union_length_by_row(keys_a: np.ndarray, keys_b: np.ndarray, rows_of, num_rows: int) -> np.ndarray:
+    """Size of the union of two rows' supports (the "Hellinger length")."""
+    union = np.union1d(keys_a, keys_b)
+    return np.bincount(rows_of(union), minlength=num_rows).astype(np.int64)

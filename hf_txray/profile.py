@@ -1,0 +1,414 @@
+"""`Profile`: the neuron preferences of one model at one stage, on one corpus.
+
+A profile holds, per hooked layer and neuron, the credited mass and count (max-1 credit, see GUIDE §1), and per
+feature type a sparse table of (neuron, feature) -> mass, count, plus each feature's corpus frequency and every
+neuron's top activating examples. Everything else (distributions, lengths, entropies) is derived from these.
+Saved as JSON + safetensors + parquet; the round trip is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .accumulators import reduce_by_key
+from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
+from .io_utils import atomic_dir, read_json, write_json
+
+PROFILE_FORMAT = "hf_txray.profile"
+FORMAT_VERSION = 1
+EXAMPLE_COLUMNS = [
+    "layer", "neuron", "rank", "activation", "example_id", "token_index", "char_start", "char_end",
+    "token", "left", "right",
+]  # fmt: skip
+
+
+@dataclass
+class ProfileMeta:
+    """What was profiled and how.
+
+    Args:
+        model_id (`str`): Hub id or path of the model.
+        site (`str`): ``"mlp"`` or ``"residual"``.
+        layers (`list[int]`): profiled block indices.
+        num_neurons (`int`): neurons per layer.
+        feature_types (`list[str]`): e.g. ``["token", "pos"]``.
+        stage (`str`): a name for the training stage, e.g. ``"pretrained"``.
+    """
+
+    model_id: str
+    site: str
+    layers: list[int]
+    num_neurons: int
+    feature_types: list[str]
+    top_k: int = 1
+    stage: str = "default"
+    revision: str | None = None
+    max_examples_per_neuron: int = 0
+    dataset_id: str | None = None
+    dataset_fingerprint: str = ""
+    num_examples: int = 0
+    num_positions: int = 0
+    num_uncredited: int = 0
+    num_truncated: int = 0
+    num_empty: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    hf_txray_version: str = ""
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProfileMeta":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class FeatureTable:
+    """Sparse (row, feature) statistics of one feature type; rows are ``layer_position * num_neurons + neuron``.
+
+    Entries are sorted by (row, feature_id) and unique.
+    """
+
+    vocab: list[str]
+    rows: np.ndarray
+    feature_ids: np.ndarray
+    mass: np.ndarray
+    count: np.ndarray
+    corpus_count: np.ndarray
+
+    def keys(self) -> np.ndarray:
+        return (self.rows << 32) | self.feature_ids
+
+    def remapped(self, vocab: list[str]) -> "FeatureTable":
+        """The same table with feature ids taken from `vocab`, a superset of this table's vocabulary."""
+        index = {f: i for i, f in enumerate(vocab)}
+        mapping = np.array([index[f] for f in self.vocab], dtype=np.int64)
+        corpus = np.zeros(len(vocab), dtype=np.int64)
+        corpus[mapping] = self.corpus_count
+        feature_ids = mapping[self.feature_ids]
+        order = np.argsort((self.rows << 32) | feature_ids, kind="stable")
+        return FeatureTable(vocab, self.rows[order], feature_ids[order], self.mass[order], self.count[order], corpus)
+
+    def equals(self, other: "FeatureTable") -> bool:
+        return (
+            self.vocab == other.vocab
+            and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in ("rows", "feature_ids", "count", "corpus_count"))
+            and np.array_equal(self.mass, other.mass)
+        )
+
+
+def merged_vocab(*vocabs: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for vocab in vocabs:
+        seen.update(dict.fromkeys(vocab))
+    return list(seen)
+
+
+def merge_tables(a: FeatureTable, b: FeatureTable) -> FeatureTable:
+    vocab = merged_vocab(a.vocab, b.vocab)
+    a, b = a.remapped(vocab), b.remapped(vocab)
+    keys, mass, count = reduce_by_key(
+        np.concatenate([a.keys(), b.keys()]), np.concatenate([a.mass, b.mass]), np.concatenate([a.count, b.count])
+    )
+    return FeatureTable(vocab, keys >> 32, keys & 0xFFFFFFFF, mass, count, a.corpus_count + b.corpus_count)
+
+
+def merge_examples(a: pd.DataFrame, b: pd.DataFrame, capacity: int) -> pd.DataFrame:
+    """Keep the `capacity` best examples per neuron, in the same order as :class:`TopExamples`."""
+    both = pd.concat([a, b], ignore_index=True) if len(a) and len(b) else (a if len(a) else b)
+    both = both.sort_values(
+        ["layer", "neuron", "activation", "example_id", "token_index"], ascending=[True, True, False, True, True],
+        kind="stable",
+    )
+    both = both.groupby(["layer", "neuron"], sort=False).head(capacity).copy()
+    both["rank"] = both.groupby(["layer", "neuron"], sort=False).cumcount().astype(np.int64)
+    return both[EXAMPLE_COLUMNS].reset_index(drop=True)
+
+
+def empty_examples() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="int64") for c in EXAMPLE_COLUMNS})
+    frame["activation"] = frame["activation"].astype("float64")
+    for column in ("token", "left", "right"):
+        frame[column] = frame[column].astype(object)
+    return frame
+
+
+class Profile:
+    """Neuron preference profile of one model stage on one corpus.
+
+    Built by :func:`hf_txray.analyze`; loaded with :meth:`from_pretrained`.
+
+    Example:
+        ```python
+        >>> profile = hf_txray.analyze("sentence-transformers/all-MiniLM-L6-v2", texts, features=("token", "pos"))
+        >>> profile.distribution(layer=3, neuron=17, feature_type="pos")
+        {'NOUN': 0.61, 'PROPN': 0.22, ...}
+        >>> profile.save_pretrained("profiles/pretrained")
+        ```
+    """
+
+    def __init__(
+        self,
+        meta: ProfileMeta,
+        neuron_mass: np.ndarray,
+        neuron_count: np.ndarray,
+        tables: dict[str, FeatureTable],
+        examples: pd.DataFrame | None = None,
+    ):
+        self.meta = meta
+        self.neuron_mass = np.asarray(neuron_mass, dtype=np.float64)
+        self.neuron_count = np.asarray(neuron_count, dtype=np.int64)
+        self.tables = tables
+        self.examples = examples if examples is not None else empty_examples()
+
+    # ----- shape and lookup -------------------------------------------------------------------------------------
+    @property
+    def stage(self) -> str:
+        return self.meta.stage
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.meta.layers)
+
+    @property
+    def num_neurons(self) -> int:
+        return self.meta.num_neurons
+
+    @property
+    def feature_types(self) -> list[str]:
+        return list(self.meta.feature_types)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.meta.layers) * self.meta.num_neurons
+
+    def _layer_position(self, layer: int) -> int:
+        try:
+            return self.meta.layers.index(layer)
+        except ValueError:
+            raise ConfigurationError(f"Layer {layer} was not profiled; profiled layers: {self.meta.layers}.") from None
+
+    def _row(self, layer: int, neuron: int) -> int:
+        if not 0 <= neuron < self.num_neurons:
+            raise ConfigurationError(f"Neuron {neuron} is out of range: layers have {self.num_neurons} neurons.")
+        return self._layer_position(layer) * self.num_neurons + neuron
+
+    def _table(self, feature_type: str) -> FeatureTable:
+        if feature_type not in self.tables:
+            raise ConfigurationError(
+                f"Feature type {feature_type!r} was not profiled; available: {', '.join(self.feature_types)}."
+            )
+        return self.tables[feature_type]
+
+    # ----- per-neuron views -------------------------------------------------------------------------------------
+    def distribution(self, layer: int, neuron: int, feature_type: str = "pos") -> dict[str, float]:
+        """The neuron's preference distribution p(f) = mass(f) / total mass, most preferred first."""
+        stats = self.feature_stats(layer, neuron, feature_type)
+        return dict(zip(stats["feature"], stats["probability"]))
+
+    def feature_stats(self, layer: int, neuron: int, feature_type: str = "pos") -> pd.DataFrame:
+        """Features of one neuron with mass, count and probability, sorted by mass (descending)."""
+        table = self._table(feature_type)
+        row = self._row(layer, neuron)
+        lo, hi = np.searchsorted(table.rows, [row, row + 1])
+        mass, count = table.mass[lo:hi], table.count[lo:hi]
+        total = mass.sum()
+        frame = pd.DataFrame({
+            "feature": [table.vocab[i] for i in table.feature_ids[lo:hi]],
+            "mass": mass, "count": count, "probability": mass / total if total > 0 else np.zeros_like(mass),
+        })
+        return frame.sort_values(["mass", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+    def top_features(self, layer: int, neuron: int, feature_type: str = "token", k: int = 10) -> list[tuple[str, float]]:
+        """The `k` most preferred features of a neuron as (feature, probability) pairs."""
+        stats = self.feature_stats(layer, neuron, feature_type).head(k)
+        return list(zip(stats["feature"], stats["probability"].astype(float)))
+
+    def top_examples(self, layer: int, neuron: int) -> pd.DataFrame:
+        """The neuron's highest credited positions: activation, token and its left/right context."""
+        self._row(layer, neuron)
+        ex = self.examples
+        return ex[(ex["layer"] == layer) & (ex["neuron"] == neuron)].sort_values("rank").reset_index(drop=True)
+
+    def neuron_stats(self) -> pd.DataFrame:
+        """One row per neuron: mass, count, and per feature type its length, entropy and top feature."""
+        layers = np.repeat(np.array(self.meta.layers, dtype=np.int64), self.num_neurons)
+        frame = pd.DataFrame({
+            "layer": layers,
+            "neuron": np.tile(np.arange(self.num_neurons, dtype=np.int64), len(self.meta.layers)),
+            "mass": self.neuron_mass.reshape(-1),
+            "count": self.neuron_count.reshape(-1),
+        })
+        for ft in self.feature_types:
+            table = self.tables[ft]
+            frame[f"length_{ft}"] = metrics.length_by_row(table.rows, table.mass, self.num_rows)
+            frame[f"entropy_{ft}"] = metrics.entropy_by_row(table.rows, table.mass, self.num_rows)
+            frame[f"top_{ft}"] = self._top_feature_by_row(table)
+        return frame
+
+    def _top_feature_by_row(self, table: FeatureTable) -> list[str | None]:
+        top: list[str | None] = [None] * self.num_rows
+        if len(table.rows):
+            order = np.lexsort((table.feature_ids, -table.mass, table.rows))
+            rows_sorted = table.rows[order]
+            first = np.r_[True, rows_sorted[1:] != rows_sorted[:-1]]
+            for row, fid in zip(rows_sorted[first], table.feature_ids[order][first]):
+                top[int(row)] = table.vocab[int(fid)]
+        return top
+
+    def feature_frequency(self, feature_type: str = "pos") -> pd.Series:
+        """Corpus frequency of each feature value: share of profiled positions that carry it."""
+        table = self._table(feature_type)
+        counts = pd.Series(table.corpus_count, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
+        total = counts.sum()
+        return (counts / total if total else counts).sort_values(ascending=False)
+
+    def mass_share(self, feature_type: str = "pos") -> pd.Series:
+        """Share of all credited mass (every neuron of every layer) that went to each feature value."""
+        table = self._table(feature_type)
+        mass = np.bincount(table.feature_ids, weights=table.mass, minlength=len(table.vocab))
+        share = pd.Series(mass, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
+        total = share.sum()
+        return (share / total if total else share).sort_values(ascending=False)
+
+    def to_pandas(self, feature_type: str | None = None) -> pd.DataFrame:
+        """Long format: layer, neuron, feature_type, feature, mass, count, probability."""
+        frames = []
+        for ft in [feature_type] if feature_type else self.feature_types:
+            table = self._table(ft)
+            position, neuron = np.divmod(table.rows, self.num_neurons)
+            frames.append(pd.DataFrame({
+                "layer": np.array(self.meta.layers, dtype=np.int64)[position] if len(position) else position,
+                "neuron": neuron,
+                "feature_type": ft,
+                "feature": np.array(table.vocab, dtype=object)[table.feature_ids] if len(table.vocab) else [],
+                "mass": table.mass,
+                "count": table.count,
+                "probability": metrics.probabilities(table.rows, table.mass, self.num_rows),
+            }))
+        return pd.concat(frames, ignore_index=True)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the accumulated state in bytes (dense neuron arrays + sparse tables + examples)."""
+        size = self.neuron_mass.nbytes + self.neuron_count.nbytes
+        for t in self.tables.values():
+            size += t.rows.nbytes + t.feature_ids.nbytes + t.mass.nbytes + t.count.nbytes + t.corpus_count.nbytes
+            size += sum(len(v) for v in t.vocab)
+        return size + int(self.examples.memory_usage(deep=True).sum())
+
+    # ----- combining --------------------------------------------------------------------------------------------
+    def check_compatible(self, other: "Profile", what: str = "merge") -> None:
+        """Raise :class:`IncompatibleProfilesError` naming the first difference in layers, neurons or features."""
+        for name in ("site", "layers", "num_neurons", "feature_types"):
+            mine, theirs = getattr(self.meta, name), getattr(other.meta, name)
+            if mine != theirs:
+                raise IncompatibleProfilesError(
+                    f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine} vs {theirs}). "
+                    f"Profile both with the same {name}."
+                )
+
+    def merge(self, other: "Profile") -> "Profile":
+        """Combine two profiles of the same model site on different parts of a corpus (exact, associative)."""
+        self.check_compatible(other, "merge")
+        if self.meta.top_k != other.meta.top_k:
+            raise IncompatibleProfilesError(f"Cannot merge profiles with top_k {self.meta.top_k} and {other.meta.top_k}.")
+        meta = dataclasses.replace(self.meta, config=dict(self.meta.config))
+        for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty"):
+            setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
+        if self.meta.dataset_fingerprint != other.meta.dataset_fingerprint:
+            both = f"{self.meta.dataset_fingerprint}+{other.meta.dataset_fingerprint}"
+            meta.dataset_fingerprint = hashlib.sha256(both.encode()).hexdigest()[:16]
+        capacity = max(self.meta.max_examples_per_neuron, other.meta.max_examples_per_neuron)
+        return Profile(
+            meta,
+            self.neuron_mass + other.neuron_mass,
+            self.neuron_count + other.neuron_count,
+            {ft: merge_tables(self.tables[ft], other.tables[ft]) for ft in self.feature_types},
+            merge_examples(self.examples, other.examples, capacity),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Profile):
+            return NotImplemented
+        return (
+            self.meta == other.meta
+            and np.array_equal(self.neuron_mass, other.neuron_mass)
+            and np.array_equal(self.neuron_count, other.neuron_count)
+            and self.tables.keys() == other.tables.keys()
+            and all(self.tables[ft].equals(other.tables[ft]) for ft in self.tables)
+            and self.examples.reset_index(drop=True).equals(other.examples.reset_index(drop=True))
+        )
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"Profile(stage={m.stage!r}, model={m.model_id!r}, site={m.site!r}, layers={len(m.layers)}, "
+            f"neurons/layer={m.num_neurons}, features={m.feature_types}, examples={m.num_examples}, "
+            f"positions={m.num_positions}, credited_neurons={int((self.neuron_count > 0).sum())})"
+        )
+
+    # ----- persistence ------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write the profile to `save_directory` atomically (JSON metadata, safetensors arrays, parquet tables)."""
+        from safetensors.numpy import save_file
+
+        with atomic_dir(save_directory) as tmp:
+            write_json(tmp / "txray_profile.json",
+                       {"format": PROFILE_FORMAT, "format_version": FORMAT_VERSION, "meta": self.meta.to_dict()})
+            save_file({"neuron_mass": self.neuron_mass, "neuron_count": self.neuron_count}, str(tmp / "neurons.safetensors"))
+            (tmp / "features").mkdir()
+            for index, (ft, table) in enumerate(self.tables.items()):
+                pd.DataFrame({"row": table.rows, "feature_id": table.feature_ids, "mass": table.mass,
+                              "count": table.count}).to_parquet(tmp / "features" / f"{index}.stats.parquet", index=False)
+                pd.DataFrame({"feature": pd.Series(table.vocab, dtype=object), "corpus_count": table.corpus_count}
+                             ).to_parquet(tmp / "features" / f"{index}.vocab.parquet", index=False)
+            self.examples.to_parquet(tmp / "examples.parquet", index=False)
+        return Path(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "Profile":
+        """Load a profile written by :meth:`save_pretrained`."""
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        header = _read_header(directory / "txray_profile.json", PROFILE_FORMAT)
+        meta = ProfileMeta.from_dict(header["meta"])
+        arrays = load_file(str(directory / "neurons.safetensors"))
+        tables = {}
+        for index, ft in enumerate(meta.feature_types):
+            stats = pd.read_parquet(directory / "features" / f"{index}.stats.parquet")
+            vocab = pd.read_parquet(directory / "features" / f"{index}.vocab.parquet")
+            tables[ft] = FeatureTable(
+                [str(v) for v in vocab["feature"]], stats["row"].to_numpy(np.int64),
+                stats["feature_id"].to_numpy(np.int64), stats["mass"].to_numpy(np.float64),
+                stats["count"].to_numpy(np.int64), vocab["corpus_count"].to_numpy(np.int64),
+            )
+        examples = pd.read_parquet(directory / "examples.parquet")
+        if examples.empty:
+            examples = empty_examples()
+        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples)
+
+
+def _read_header(path: Path, expected: str) -> dict[str, Any]:
+    if not path.exists():
+        raise ProfileFormatError(f"{path} not found: {path.parent} is not a saved hf_txray {expected.split('.')[-1]}.")
+    header = read_json(path)
+    if header.get("format") != expected:
+        raise ProfileFormatError(f"{path} holds {header.get('format')!r}, expected {expected!r}.")
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise ProfileFormatError(
+            f"{path} has format version {header['format_version']}, newer than this hf_txray supports "
+            f"({FORMAT_VERSION}). Upgrade hf_txray."
+        )
+    return header
