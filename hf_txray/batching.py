@@ -102,7 +102,7 @@ def build_batch(
             continue
         offsets = enc["offset_mapping"][i]
         truncated += _is_truncated(text, offsets, max_length)
-        keep = np.array([m == 0 and e > s for m, (s, e) in zip(enc["special_tokens_mask"][i], offsets)], dtype=bool)
+        keep = np.asarray(enc["special_tokens_mask"][i], dtype=np.int64) == 0
         idx = np.nonzero(keep)[0]
         if len(idx) == 0:
             continue

