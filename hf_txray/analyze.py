@@ -255,6 +255,7 @@ def analyze(
     dtype: Any = None,
     module_pattern: str | None = None,
     stage: str = "default",
+    model_id: str | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
     spacy_model: str | None = None,
@@ -284,6 +285,7 @@ def analyze(
         device, dtype: where and in which precision to run (default: the accelerator of this process, else CPU).
         module_pattern (`str`, *optional*): regex over module names overriding the automatic site search.
         stage (`str`, *optional*): a name for this training stage, e.g. ``"pretrained"``.
+        model_id (`str`, *optional*): the name recorded in the profile (defaults to the Hub id or path).
         checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
         resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting.
 
@@ -306,12 +308,12 @@ def analyze(
     corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split, num_samples=num_samples)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
-    loaded, tok, model_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,
+    loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,
                                                  trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
     if device is None and isinstance(model, (str, Path)):
         device = default_device(process_info()[1])
     if device is not None:
         loaded = loaded.to(device)
-    profiler = Profiler(loaded, tok, config, model_id=model_id, revision=revision, device=device)
+    profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device)
     return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
                         checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)

@@ -100,6 +100,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
             f"dataset must be a datasets.Dataset, DatasetDict, id, path or list of strings, got {type(dataset).__name__}."
         )
     column = _text_column(dataset, text_column)
+    dataset_id = dataset_id or getattr(dataset.info, "dataset_name", None)
     if num_samples is not None:
         if num_samples < 1:
             raise DatasetError(f"num_samples must be >= 1, got {num_samples}.")

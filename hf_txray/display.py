@@ -1,0 +1,64 @@
+"""Readable terminal summaries of profiles and transfer reports (used by `hf-txray show` and the demo)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .profile import Profile
+from .report import TransferReport
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    return frame.to_string(index=False, float_format=lambda v: floatfmt.format(v))
+
+
+def profile_text(profile: Profile, top: int = 5) -> str:
+    """Header, per-layer credit summary, and the corpus's top feature values."""
+    m = profile.meta
+    lines = [
+        f"Profile {m.stage!r}: {m.model_id} ({m.site} site, {len(m.layers)} layers x {m.num_neurons} neurons)",
+        f"corpus: {m.dataset_id or 'in-memory texts'} [{m.dataset_fingerprint}], {m.num_examples} texts, "
+        f"{m.num_positions} token positions, {m.num_truncated} truncated, {m.num_empty} empty; "
+        f"features: {', '.join(m.feature_types)}; top_k={m.top_k}",
+        "",
+    ]
+    stats = profile.neuron_stats()
+    per_layer = stats.groupby("layer").agg(
+        credited=("count", lambda c: int((c > 0).sum())), mass=("mass", "sum"), max_count=("count", "max"))
+    for ft in m.feature_types:
+        per_layer[f"mean_length_{ft}"] = stats[stats["count"] > 0].groupby("layer")[f"length_{ft}"].mean()
+    lines.append(_table(per_layer.reset_index(), "{:.1f}"))
+    for ft in m.feature_types:
+        if ft in ("token", "word"):
+            continue
+        share = pd.DataFrame({"mass_share": profile.mass_share(ft), "corpus_frequency": profile.feature_frequency(ft)})
+        lines += ["", f"{ft}: mass share vs corpus frequency (top {top})",
+                  _table(share.head(top).reset_index().rename(columns={"index": ft}))]
+    return "\n".join(lines)
+
+
+def report_text(report: TransferReport, top: int = 5, min_count: int = 20) -> str:
+    """Whole-model summary, per-layer table, POS mass shares and the most/least changed neurons."""
+    meta, summary = report.meta, report.summary()
+    ft = "pos" if "pos" in meta.feature_types else meta.feature_types[0]
+    lines = [
+        f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
+        f"corpora: {meta.dataset_a} -> {meta.dataset_b}",
+        "neurons: " + ", ".join(f"{s} {summary[f'share_{s}']:.1%}" for s in ("shared", "lost", "gained", "dead")),
+        "mean Hellinger over shared neurons: "
+        + ", ".join(f"{f} {summary[f'mean_hellinger_{f}']:.3f}" for f in meta.feature_types),
+        "",
+    ]
+    columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
+        f"mean_hellinger_{f}" for f in meta.feature_types] + [f"mean_length_shift_{ft}"]
+    lines.append(_table(report.layers[columns]))
+    if len(report.mass_share):
+        share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
+        if len(share):
+            lines += ["", f"{ft} mass share in A and B vs corpus frequency", _table(share.head(12))]
+    keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "mass_a", "mass_b"]
+    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times in both stages)",
+              _table(report.most_changed(top, ft, min_count=min_count)[keep])]
+    lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times in both stages)",
+              _table(report.least_changed(top, ft, min_count=min_count)[keep])]
+    return "\n".join(lines)
