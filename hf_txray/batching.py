@@ -15,6 +15,7 @@ from .features import (
     UserFeature,
     Vocabulary,
     align_to_spans,
+    first_visible_char,
     tag_column,
     user_feature_labels,
 )
@@ -106,8 +107,8 @@ def build_batch(
         idx = np.nonzero(keep)[0]
         if len(idx) == 0:
             continue
-        starts = np.array([offsets[j][0] for j in idx], dtype=np.int64)
         ends = np.array([offsets[j][1] for j in idx], dtype=np.int64)
+        starts = first_visible_char(text, np.array([offsets[j][0] for j in idx], dtype=np.int64), ends)
         flat.append(i * width + idx)
         ex.append(np.full(len(idx), first_example_id + i, dtype=np.int64))
         tok.append(idx.astype(np.int64))

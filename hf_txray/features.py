@@ -216,16 +216,23 @@ class TokenVocabulary(Vocabulary):
 def align_to_spans(starts: np.ndarray, ends: np.ndarray, tok_start: np.ndarray, tok_end: np.ndarray) -> np.ndarray:
     """Index of the span containing each token's first character (spans sorted, non-overlapping); -1 if none.
 
-    A token whose first character is not inside a span (e.g. a leading space in byte-level BPE) is matched to the
-    first span that begins inside the token.
+    Callers pass token starts already moved past leading whitespace (see :func:`first_visible_char`).
     """
     if len(starts) == 0:
         return np.full(len(tok_start), -1, dtype=np.int64)
     candidate = np.searchsorted(ends, tok_start, side="right")
-    inside = candidate < len(starts)
     clipped = np.minimum(candidate, len(starts) - 1)
-    ok = inside & (starts[clipped] < tok_end) & (ends[clipped] > tok_start)
+    ok = (candidate < len(starts)) & (starts[clipped] <= tok_start) & (tok_start < tok_end)
     return np.where(ok, clipped, -1).astype(np.int64)
+
+
+def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Move each token start past leading whitespace (byte-level BPE tokens such as "Ġthe" may include it)."""
+    out = starts.copy()
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        piece = text[s:e]
+        out[i] = s + len(piece) - len(piece.lstrip())
+    return out
 
 
 def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, tok_end: np.ndarray) -> list[str | None]:

@@ -107,7 +107,8 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
                 )
             sites.append(Site(layer, name, module, dims[0], "input"))
         else:
-            sites.append(Site(layer, name, module, _hidden_size(model), "output"))
+            dims = _linear_dims(module)
+            sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model), "output"))
     return sites
 
 

@@ -1,0 +1,286 @@
+"""analyze(): inputs it accepts, bad input it refuses, sites it finds, resume, and the CLI around it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
+from hf_txray.cli import main as cli_main
+from hf_txray.sites import find_sites
+from models import SAMPLE_TEXTS, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
+
+
+def run(kind="bert", texts=TEXTS, **kwargs):
+    model, tokenizer = tiny(kind)
+    kwargs.setdefault("features", ("token",))
+    return hf_txray.analyze(model, texts, tokenizer=tokenizer, show_progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    model, tokenizer = tiny("bert")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    import treebank
+
+    path = tmp_path_factory.mktemp("data") / "ptb.txt"
+    path.write_text("\n".join(treebank.penn["valid"].split("\n")[:61]), encoding="utf-8")
+    return path
+
+
+# ----- sites ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,expected", [("bert", r"encoder.layer.{}.output.dense"), ("gpt2", "h.{}.mlp.c_proj"),
+                                           ("llama", "layers.{}.mlp.down_proj")])
+def test_mlp_site_is_the_down_projection_input(kind, expected):
+    model, _ = tiny(kind)
+    sites = find_sites(model, "mlp")
+    assert [s.name for s in sites] == [expected.format(i) for i in range(2)]
+    inner = getattr(model.config, "intermediate_size", None) or model.config.n_inner
+    assert all(s.width == inner and s.capture == "input" for s in sites)
+
+
+def test_residual_site_is_the_block_output():
+    model, _ = tiny("gpt2")
+    sites = find_sites(model, "residual")
+    assert [(s.name, s.width, s.capture) for s in sites] == [("h.0", 32, "output"), ("h.1", 32, "output")]
+
+
+def test_module_pattern_overrides_search():
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
+                               module_pattern=r"intermediate\.dense$", site="residual")
+    assert profile.num_neurons == 48 and profile.layers == [0, 1]  # the linear's output width
+
+
+def test_model_without_blocks_suggests_module_pattern():
+    with pytest.raises(ModelError, match="module_pattern"):
+        find_sites(torch.nn.Sequential(torch.nn.Linear(4, 2)), "mlp")
+
+
+# ----- inputs accepted ----------------------------------------------------------------------------------------
+def test_dataset_forms_give_the_same_profile(tmp_path, text_file):
+    lines = [line for line in text_file.read_text().split("\n")]
+    from_list = run(texts=lines)
+    from_file = run(texts=str(text_file))
+    from_dataset = run(texts=datasets.Dataset.from_dict({"sentence": lines, "n": list(range(len(lines)))}))
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": lines}),
+                               "test": datasets.Dataset.from_dict({"text": lines[:3]})})
+    from_dict = run(texts=dd, split="train")
+    for other in (from_file, from_dataset, from_dict):
+        assert np.array_equal(other.neuron_count, from_list.neuron_count)
+        np.testing.assert_allclose(other.neuron_mass, from_list.neuron_mass, rtol=1e-9)
+
+
+def test_num_samples_and_layers_select():
+    profile = run(num_samples=3, layers=[-1])
+    assert profile.meta.num_examples == 3 and profile.layers == [1]
+
+
+def test_empty_strings_credit_nothing_and_are_counted():
+    with_empty = run(texts=SAMPLE_TEXTS)
+    without = run(texts=TEXTS)
+    assert with_empty.meta.num_empty == len(SAMPLE_TEXTS) - len(TEXTS)
+    assert np.array_equal(with_empty.neuron_count, without.neuron_count)
+
+
+def test_long_texts_are_truncated_counted_and_warned_once(caplog):
+    texts = [" ".join(["word"] * 200), " ".join(["other"] * 150), "short text"]
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        profile = run(texts=texts, max_length=16)
+    assert profile.meta.num_truncated == 2
+    assert profile.meta.num_positions == 14 + 14 + 2
+    assert len([r for r in caplog.records if "truncated" in r.getMessage()]) == 1
+
+
+# ----- bad input ----------------------------------------------------------------------------------------------
+def test_unknown_model_offline_names_it_and_hf_hub_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"no-such-org/no-such-model.*HF_HUB_OFFLINE"):
+        hf_txray.analyze("no-such-org/no-such-model", TEXTS, show_progress=False)
+
+
+def test_unknown_dataset_offline_names_it_and_hf_hub_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer = tiny("bert")
+    with pytest.raises(DatasetError, match=r"no-such-org/no-such-data.*HF_HUB_OFFLINE"):
+        hf_txray.analyze(model, "no-such-org/no-such-data", tokenizer=tokenizer, show_progress=False)
+
+
+def test_no_text_column_lists_the_columns():
+    data = datasets.Dataset.from_dict({"a": [1, 2], "b": [0.5, 1.5]})
+    with pytest.raises(DatasetError, match=r"\['a', 'b'\]"):
+        run(texts=data)
+
+
+def test_unknown_text_column_lists_the_columns():
+    with pytest.raises(DatasetError, match=r"'body' not found.*\['text'\]"):
+        run(texts=datasets.Dataset.from_dict({"text": ["a b"]}), text_column="body")
+
+
+@pytest.mark.parametrize("texts", [[], datasets.Dataset.from_dict({"text": []})])
+def test_empty_dataset(texts):
+    with pytest.raises(DatasetError, match="empty"):
+        run(texts=texts)
+
+
+@pytest.mark.parametrize("texts,match", [
+    (["fine", 3, "fine"], r"Row 1 is int"),
+    (["fine", None], r"Row 1 is NoneType"),
+    (datasets.Dataset.from_dict({"text": ["a", None, "b"]}), r"missing \(None\) rows, the first at index 1"),
+    (datasets.Dataset.from_dict({"text": [1, 2]}), r"not strings"),
+])
+def test_non_string_rows(texts, match):
+    with pytest.raises(DatasetError, match=match):
+        run(texts=texts, text_column="text" if isinstance(texts, datasets.Dataset) else None)
+
+
+@pytest.mark.parametrize("layers", [5, [0, -3], "some"])
+def test_layer_out_of_range(layers):
+    with pytest.raises(ConfigurationError, match="layer|layers"):
+        run(layers=layers)
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 49])
+def test_top_k_out_of_range(top_k):
+    with pytest.raises(ConfigurationError, match="top_k"):
+        run(top_k=top_k)
+
+
+def test_several_splits_need_split():
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a"]}),
+                               "test": datasets.Dataset.from_dict({"text": ["b"]})})
+    with pytest.raises(DatasetError, match="split"):
+        run(texts=dd)
+
+
+def test_unknown_feature_and_site():
+    with pytest.raises(ConfigurationError, match="Unknown feature"):
+        run(features=("token", "lemma"))
+    with pytest.raises(ConfigurationError, match="Unknown site"):
+        run(site="attention")
+
+
+# ----- user features ------------------------------------------------------------------------------------------
+def test_user_feature_labels_character_spans():
+    def capitals(text):
+        return [(i, i + 1, "CAP") for i, c in enumerate(text) if c.isupper()]
+
+    profile = run(features=("token", UserFeature("case", capitals)))
+    table = profile.tables["case"]
+    assert table.vocab == ["CAP"]
+    tokenizer = tiny("bert")[1]
+    # Every token whose first character is upper case in the original text carries the label.
+    expected = 0
+    for text in TEXTS:
+        enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+        expected += sum(1 for (s, e), m in zip(enc["offset_mapping"], enc["special_tokens_mask"])
+                        if not m and text[s].isupper())
+    assert int(table.corpus_count.sum()) == expected
+
+
+# ----- resume -------------------------------------------------------------------------------------------------
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_without_recounting(tmp_path):
+    texts = TEXTS * 3
+    calls = {"n": 0}
+
+    def flaky(text):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise _Interrupt()
+        return [(0, len(text), "all")]
+
+    def counting(text):
+        calls["n"] += 1
+        return [(0, len(text), "all")]
+
+    common = dict(texts=texts, batch_size=2, checkpoint_dir=tmp_path / "state", checkpoint_every=1)
+    with pytest.raises(_Interrupt):
+        run(features=("token", UserFeature("span", flaky)), **common)
+    calls["n"] = 0
+    resumed = run(features=("token", UserFeature("span", counting)), resume=True, **common)
+    assert calls["n"] == len(texts) - 8  # the 8 texts of the 4 saved batches are not processed again
+    full = run(texts=texts, batch_size=2, features=("token", UserFeature("span", counting)))
+    assert np.array_equal(resumed.neuron_count, full.neuron_count)
+    np.testing.assert_allclose(resumed.neuron_mass, full.neuron_mass, rtol=1e-12)
+    assert resumed.examples.drop(columns="activation").equals(full.examples.drop(columns="activation"))
+    assert resumed.meta.num_examples == full.meta.num_examples == len(texts)
+
+
+def test_resume_refuses_state_of_another_run(tmp_path):
+    run(checkpoint_dir=tmp_path, checkpoint_every=1, batch_size=2)
+    with pytest.raises(ConfigurationError, match="different run"):
+        run(checkpoint_dir=tmp_path, checkpoint_every=1, batch_size=2, top_k=2, resume=True)
+
+
+# ----- CLI and processes --------------------------------------------------------------------------------------
+def _env():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_cli_analyze_compare_show(tmp_path, saved_model, text_file, capsys):
+    a, b, r = tmp_path / "a", tmp_path / "b", tmp_path / "r"
+    assert cli_main(["analyze", str(saved_model), str(text_file), "--out", str(a), "--features", "token,pos",
+                     "--stage", "one"]) == 0
+    assert cli_main(["analyze", str(saved_model), str(text_file), "--out", str(b), "--features", "token,pos",
+                     "--stage", "two", "--num-samples", "20"]) == 0
+    assert cli_main(["compare", str(a), str(b), "--out", str(r)]) == 0
+    capsys.readouterr()
+    assert cli_main(["show", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "Profile 'one'" in shown and "Transfer report one->two" in shown and "NOUN" in shown
+    report = hf_txray.TransferReport.from_pretrained(r)
+    assert report.meta.stage_a == "one" and len(report.neurons) == 2 * 48
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, saved_model, capsys):
+    assert cli_main(["analyze", str(saved_model), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.txt" in err and "Traceback" not in err
+
+
+def test_two_processes_equal_one(tmp_path, saved_model, text_file):
+    """Real processes (torchrun, gloo): contiguous shards reduced exactly give the single-process profile."""
+    args = ["-m", "hf_txray.cli", "analyze", str(saved_model), str(text_file), "--features", "token,word,pos",
+            "--batch-size", "4"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=_env(), timeout=300,
+                   capture_output=True)
+    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,
+                   capture_output=True)
+    one = hf_txray.Profile.from_pretrained(tmp_path / "one")
+    two = hf_txray.Profile.from_pretrained(tmp_path / "two")
+    assert one.meta.num_examples == two.meta.num_examples == 61
+    assert np.array_equal(one.neuron_count, two.neuron_count)
+    np.testing.assert_allclose(two.neuron_mass, one.neuron_mass, rtol=1e-6)
+    for ft in one.feature_types:
+        x = one.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
+        y = two.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
+        assert x[["layer", "neuron", "feature", "count"]].equals(y[["layer", "neuron", "feature", "count"]])
+        np.testing.assert_allclose(y["mass"], x["mass"], rtol=1e-6)
+    keep = ["layer", "neuron", "rank", "example_id", "token_index", "token", "left", "right"]
+    assert one.examples[keep].equals(two.examples[keep])
