@@ -32,6 +32,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         if ft in ("token", "word"):
             continue
         share = pd.DataFrame({"mass_share": profile.mass_share(ft), "corpus_frequency": profile.feature_frequency(ft)})
+        share = share.sort_values("mass_share", ascending=False)
         lines += ["", f"{ft}: mass share vs corpus frequency (top {top})",
                   _table(share.head(top).reset_index().rename(columns={"index": ft}))]
     return "\n".join(lines)
