@@ -10,9 +10,13 @@ from .errors import (
     ProfileFormatError,
     TXRayError,
 )
+from .export import save_to_disk
+from .evaluation import evaluate_pruning
 from .features import UserFeature
+from .hub import TXRayResults, load, push_to_hub
 from .metrics import entropy, hellinger
 from .profile import Profile, ProfileMeta
+from .pruning import PruningPlan, masked, prune, unprune
 from .report import ReportMeta, TransferReport, compare
 from .version import __version__
 
@@ -20,4 +24,18 @@ __all__ = [
     "analyze", "compare", "TransferReport", "ReportMeta", "Profile", "ProfileMeta", "Profiler", "ProfilerConfig", "UserFeature", "hellinger", "entropy",
     "TXRayError", "ConfigurationError", "DatasetError", "ModelError", "IncompatibleProfilesError",
     "ProfileFormatError", "HubError", "__version__",
+    "push_to_hub", "load", "save_to_disk", "TXRayResults",
+    "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked",
 ]
+
+# The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.
+_TRAINER_NAMES = ("TXRayTrainer", "TXRayArguments", "TXRayCallback")
+__all__ += list(_TRAINER_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _TRAINER_NAMES:
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'hf_txray' has no attribute {name!r}")

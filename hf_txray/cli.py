@@ -61,6 +61,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--resume", action="store_true", help="Continue from the state saved in OUT/_checkpoint.")
     p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
+    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
     p.set_defaults(handler=_cmd_analyze)
 
 
@@ -81,6 +83,9 @@ def _cmd_analyze(args) -> int:
     if process_info()[0] == 0:
         profile.save_pretrained(out)
         print(f"{profile}\nsaved to {out}")
+        if args.push_to_hub:
+            info = profile.push_to_hub(args.push_to_hub, private=args.hub_private)
+            print(f"pushed to {info.commit_url}")
     return 0
 
 
@@ -140,7 +145,181 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_analyze, _add_compare, _add_show, _add_demo]
+def _add_push(sub) -> None:
+    p = sub.add_parser("push", help="Push results to the Hugging Face Hub as a dataset repo.",
+                       description="Push DIR to the dataset repo REPO_ID: an export folder (hf_txray.save_to_disk, or "
+                                   "the folder a failed push left) as it is, else every profile and report saved "
+                                   "under DIR (e.g. the output of `hf-txray demo`).")
+    p.add_argument("dir", help="Export folder, or a folder holding saved profiles/reports.")
+    p.add_argument("repo_id", help="namespace/name of the dataset repo (created when missing).")
+    p.add_argument("--private", action="store_true", help="Create the repo private.")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN, then the saved `hf auth login`).")
+    p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
+    p.add_argument("--commit-message")
+    p.set_defaults(handler=_cmd_push)
+
+
+def _cmd_push(args) -> int:
+    from .hub import push_from_disk
+
+    info = push_from_disk(args.dir, args.repo_id, private=args.private, token=args.token, license=args.license,
+                          commit_message=args.commit_message)
+    print(f"pushed to {info.commit_url}")
+    return 0
+
+
+COMMANDS: list[Callable] = [_add_analyze, _add_compare, _add_show, _add_demo, _add_push]
+
+
+# ----- pruning (issue 6) ------------------------------------------------------------------------------------------
+def _amount(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"an amount is an int (count) or a float (fraction), got {value!r}") from None
+
+
+def _csv(kind):
+    def parse(value: str):
+        try:
+            return [kind(v.strip()) for v in value.split(",") if v.strip()]
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {value!r}") from None
+
+    return parse
+
+
+def _load_ranking_source(path: str):
+    from . import Profile, TransferReport
+    from .errors import ProfileFormatError
+
+    folder = Path(path)
+    if (folder / "txray_report.json").exists():
+        return TransferReport.from_pretrained(folder)
+    if (folder / "txray_profile.json").exists():
+        return Profile.from_pretrained(folder)
+    raise ProfileFormatError(f"{path} is neither a saved hf_txray report nor a saved profile.")
+
+
+def _add_pruning_options(p) -> None:
+    p.add_argument("--mode", default="mask", choices=["mask", "remove"],
+                   help="mask: zero the neurons with hooks (reversible); remove: slice the MLP weights.")
+    p.add_argument("--overall", action="store_true", help="Rank all layers together instead of AMOUNT per layer.")
+    p.add_argument("--layers", type=_csv(int), help="Comma-separated layers to prune (default: all).")
+    p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed).")
+    p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
+    p.add_argument("--allow-fewer", action="store_true", help="Take all candidates when a strategy has too few.")
+    p.add_argument("--uneven", default="error", choices=["error", "zero"],
+                   help="remove mode with different counts per layer: fail, or remove the common count and zero the rest.")
+
+
+def _add_prune(sub) -> None:
+    p = sub.add_parser("prune", help="Prune MLP neurons chosen from a TX-Ray report (or profile).",
+                       description="Choose neurons of MODEL from REPORT (a saved report or profile) and write the plan "
+                                   "to OUT; with --mode remove also the smaller model (save_pretrained).")
+    p.add_argument("model", help="Model folder or Hub id (loaded with the class in its config).")
+    p.add_argument("report", help="Saved transfer report (or profile) folder.")
+    p.add_argument("--strategy", default="lost",
+                   help="lost, gained, most_changed, least_changed, low_mass or random.")
+    p.add_argument("--amount", type=_amount, default=0.1, help="Count (int) or fraction (float) per layer.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="Folder for the plan (and the pruned model in remove mode).")
+    _add_pruning_options(p)
+    p.set_defaults(handler=_cmd_prune)
+
+
+def _cmd_prune(args) -> int:
+    from .pruning import load_pretrained_with_head, prune
+
+    model = load_pretrained_with_head(args.model)
+    source = _load_ranking_source(args.report)
+    model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
+                        per_layer=not args.overall, layers=args.layers, feature_type=args.feature_type,
+                        stage=args.stage, allow_fewer=args.allow_fewer, uneven=args.uneven)
+    out = Path(args.out)
+    if args.mode == "remove":
+        model.save_pretrained(out)
+        try:
+            from transformers import AutoTokenizer
+
+            AutoTokenizer.from_pretrained(args.model).save_pretrained(out)
+        except Exception:  # a model without a tokenizer still saves
+            pass
+    plan_path = plan.save(out)
+    print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; plan: {plan_path}")
+    if args.mode == "remove":
+        print(f"pruned model saved to {out} (reload with transformers' Auto classes)")
+    else:
+        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.load(...))")
+    return 0
+
+
+def _add_prune_sweep(sub) -> None:
+    p = sub.add_parser("prune-sweep", help="Evaluate strategies x amounts x seeds of pruning (table and plot).",
+                       description="Evaluate MODEL unpruned and pruned by every strategy, amount and seed (random "
+                                   "once per seed) on DATASET with hf_txray's offline evaluate metrics.")
+    p.add_argument("model", help="Model folder or Hub id (a sequence classifier or a causal LM).")
+    p.add_argument("report", help="Saved transfer report (or profile) folder.")
+    p.add_argument("dataset", help="Dataset folder/file/Hub id, or txray:bbc / txray:ptb / txray:ptb-valid.")
+    p.add_argument("--strategies", type=_csv(str), default=["lost", "most_changed", "least_changed", "low_mass", "random"])
+    p.add_argument("--amounts", type=_csv(_amount), default=[0.05, 0.1, 0.2])
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
+    p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots.")
+    p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task).")
+    p.add_argument("--task", choices=["classification", "causal-lm"])
+    p.add_argument("--split")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--num-samples", type=int)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    _add_pruning_options(p)
+    p.set_defaults(handler=_cmd_prune_sweep)
+
+
+def _cmd_prune_sweep(args) -> int:
+    from transformers import AutoTokenizer
+
+    from .evaluation import evaluate_pruning, markdown_table, plot_sweep, summarize, sweep_plans
+    from .loading import _load_named_dataset, _pick_split
+    from .pruning import load_pretrained_with_head
+
+    model = load_pretrained_with_head(args.model)
+    dataset = _resolve_dataset(args.dataset, args.num_samples)
+    if isinstance(dataset, str):
+        import datasets
+
+        dataset = _load_named_dataset(dataset, args.split)
+        if isinstance(dataset, datasets.DatasetDict):
+            dataset = _pick_split(dataset, args.split)
+        if args.num_samples:
+            dataset = dataset.select(range(min(args.num_samples, len(dataset))))
+    plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
+                        per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
+                        feature_type=args.feature_type, stage=args.stage)
+    table = evaluate_pruning(model, plans, dataset, args.metric, tokenizer=AutoTokenizer.from_pretrained(args.model),
+                             task=args.task, text_column=args.text_column, label_column=args.label_column,
+                             batch_size=args.batch_size, max_length=args.max_length, uneven=args.uneven)
+    out = Path(args.out)
+    (out / "plans").mkdir(parents=True, exist_ok=True)
+    for index, plan in enumerate(plans):
+        plan.save(out / "plans" / f"{index:03d}.json")
+    table.to_csv(out / "results.csv", index=False)
+    summary = summarize(table)
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "results.md").write_text(markdown_table(summary) + "\n\n" + markdown_table(table) + "\n", encoding="utf-8")
+    for metric in table.attrs["metrics"]:
+        if metric in table.columns:
+            plot_sweep(table, metric).savefig(out / f"{metric}.png", dpi=120)
+    print(markdown_table(summary))
+    print(f"\nsaved to {out}")
+    return 0
+
+
+COMMANDS.extend([_add_prune, _add_prune_sweep])
 
 
 def build_parser() -> argparse.ArgumentParser:

