@@ -1,0 +1,440 @@
+"""Evaluating pruned models with the `evaluate` library: the unpruned model and every plan, same data, same metrics.
+
+`evaluate.load("accuracy")` downloads the metric's code from the Hub at run time, which fails offline. The metrics
+used here are `evaluate` metric scripts shipped inside hf_txray (``hf_txray/metrics_offline/<name>/<name>.py``) and
+loaded with ``evaluate.load(<local path>)``, which imports the local script without network access; any other name
+or path is passed to ``evaluate.load`` unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import ConfigurationError, DatasetError, ModelError
+from .metrics_offline import OFFLINE_METRICS, metric_path
+from .pruning import PruningPlan, active_masks, apply_plan, masked, plan_pruning
+
+TASKS = ("classification", "causal-lm")
+DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
+AVERAGED = ("f1", "precision", "recall")
+BASELINE = "unpruned"
+
+
+def load_metric(metric: Any, **kwargs: Any):
+    """An `evaluate` module: the offline copy for ``accuracy``/``f1``/``precision``/``recall``/``perplexity``,
+    else whatever ``evaluate.load(metric)`` loads (a local script path, or a Hub id when online).
+
+    Args:
+        metric (`str` or `evaluate.EvaluationModule`): a name, a path, or an already loaded module (returned as is).
+        **kwargs: passed to ``evaluate.load`` (``keep_in_memory`` defaults to True: no cache files are written).
+
+    Returns:
+        `evaluate.EvaluationModule`.
+
+    Example:
+        ```python
+        >>> accuracy = load_metric("accuracy")   # works offline, same API as evaluate.load("accuracy")
+        >>> accuracy.compute(predictions=[0, 1, 1], references=[0, 1, 0])
+        {'accuracy': 0.666...}
+        ```
+    """
+    import evaluate
+
+    if isinstance(metric, evaluate.EvaluationModule):
+        return metric
+    if not isinstance(metric, str):
+        raise ConfigurationError(f"metric must be a name, a path or an evaluate module, got {type(metric).__name__}.")
+    kwargs.setdefault("keep_in_memory", True)
+    path = metric_path(metric) if metric in OFFLINE_METRICS else metric
+    try:
+        return evaluate.load(path, **kwargs)
+    except (FileNotFoundError, ConnectionError, OSError) as err:
+        raise ConfigurationError(
+            f"Could not load the evaluate metric {metric!r}: {str(err).splitlines()[0][:200] if str(err) else err!r}. "
+            f"Offline, use one of hf_txray's own metrics ({', '.join(OFFLINE_METRICS)}) or a local metric script path."
+        ) from err
+
+
+def _infer_task(model: Any, task: str | None) -> str:
+    if task is not None:
+        if task not in TASKS:
+            raise ConfigurationError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
+        return task
+    name = type(model).__name__
+    if name.endswith("ForSequenceClassification"):
+        return "classification"
+    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
+        return "causal-lm"
+    raise ConfigurationError(
+        f"Cannot tell the task of a {name}: pass task='classification' (a model with .logits per example) or "
+        "task='causal-lm' (a model with .logits per token)."
+    )
+
+
+def _columns(dataset: Any, text_column: str | None, label_column: str | None, task: str) -> tuple[list[str], list[int] | None]:
+    import datasets
+
+    from .loading import TEXT_COLUMN_CANDIDATES
+
+    if isinstance(dataset, (list, tuple)):
+        if task == "classification":
+            raise DatasetError("Classification needs labels: pass a Dataset (or dict) with text and label columns.")
+        dataset = {"text": list(dataset)}
+    if isinstance(dataset, pd.DataFrame):
+        dataset = {c: dataset[c].tolist() for c in dataset.columns}
+    if isinstance(dataset, datasets.Dataset):
+        columns = list(dataset.column_names)
+        get = lambda c: dataset[c]  # noqa: E731
+    elif isinstance(dataset, Mapping):
+        columns = list(dataset)
+        get = lambda c: list(dataset[c])  # noqa: E731
+    else:
+        raise DatasetError(
+            f"dataset must be a datasets.Dataset, a dict of columns, a DataFrame or (for LMs) a list of strings, got "
+            f"{type(dataset).__name__}."
+        )
+    if text_column is None:
+        text_column = next((c for c in TEXT_COLUMN_CANDIDATES if c in columns), None)
+        if text_column is None:
+            raise DatasetError(f"No text column found among {columns}: pass text_column=....")
+    elif text_column not in columns:
+        raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}.")
+    texts = get(text_column)
+    if not texts:
+        raise DatasetError("The evaluation dataset is empty.")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise DatasetError(f"Row {bad} of {text_column!r} is not a string: every text must be a str.")
+    labels = None
+    if task == "classification":
+        label_column = label_column or "label"
+        if label_column not in columns:
+            raise DatasetError(f"Label column {label_column!r} not found; the dataset's columns are: {columns}.")
+        labels = [int(v) for v in get(label_column)]
+    return list(texts), labels
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(1, max(len(r) for r in rows))
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int | None) -> list[dict[str, torch.Tensor]]:
+    """Tokenize once (truncating to `max_length`) into right-padded batches; pad id 0 is masked out, so
+    tokenizers without a pad token (GPT-2, Llama) work."""
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}.")
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(list(texts[start: start + batch_size]), truncation=max_length is not None,
+                        max_length=max_length, return_attention_mask=True)
+        batch = {"input_ids": _pad(enc["input_ids"], 0), "attention_mask": _pad(enc["attention_mask"], 0)}
+        if "token_type_ids" in enc:
+            batch["token_type_ids"] = _pad(enc["token_type_ids"], 0)
+        batches.append(batch)
+    return batches
+
+
+def _device_of(model: Any) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task: str) -> dict[str, list]:
+    """Forward every batch: predicted labels (classification) or per-sequence summed NLL and token counts (LM)."""
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out: dict[str, list] = {"predictions": []} if task == "classification" else {"nll": [], "num_tokens": []}
+    try:
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            logits = model(**inputs).logits
+            if task == "classification":
+                out["predictions"].extend(logits.argmax(-1).tolist())
+                continue
+            targets = inputs["input_ids"][:, 1:]
+            mask = inputs["attention_mask"][:, 1:].to(torch.float64)
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().transpose(1, 2), targets, reduction="none"
+            ).to(torch.float64)
+            out["nll"].extend((losses * mask).sum(-1).tolist())
+            out["num_tokens"].extend(mask.sum(-1).to(torch.long).tolist())
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _compute(modules: list[tuple[str, Any, dict]], outputs: dict[str, list], labels: list[int] | None) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, module, kwargs in modules:
+        wanted = list(module._feature_names()) if hasattr(module, "_feature_names") else ["predictions", "references"]
+        inputs = {}
+        for key in wanted:
+            if key == "references" and labels is not None:
+                inputs[key] = labels
+            elif key in outputs:
+                inputs[key] = outputs[key]
+            else:
+                raise ConfigurationError(
+                    f"Metric {name!r} needs input {key!r}, which this task does not produce (it gives "
+                    f"{sorted(outputs) + (['references'] if labels is not None else [])})."
+                )
+        result = module.compute(**inputs, **kwargs)
+        for key, value in (result or {}).items():
+            row[key] = value
+    return row
+
+
+def _named_plans(plans: Any) -> list[tuple[str, PruningPlan]]:
+    if isinstance(plans, PruningPlan):
+        plans = [plans]
+    if isinstance(plans, Mapping):
+        items = [(str(k), v) for k, v in plans.items()]
+    else:
+        items, seen = [], {}
+        for plan in plans:
+            if not isinstance(plan, PruningPlan):
+                raise ConfigurationError(f"plans must hold PruningPlan objects, got {type(plan).__name__}.")
+            name = plan.name
+            seen[name] = seen.get(name, 0) + 1
+            items.append((name if seen[name] == 1 else f"{name}#{seen[name]}", plan))
+    for name, plan in items:
+        if not isinstance(plan, PruningPlan):
+            raise ConfigurationError(f"Plan {name!r} is a {type(plan).__name__}, not a PruningPlan.")
+    return items
+
+
+def _num_parameters(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def evaluate_pruning(
+    model: Any,
+    plans: PruningPlan | Sequence[PruningPlan] | Mapping[str, PruningPlan],
+    dataset: Any,
+    metric: Any = None,
+    *,
+    tokenizer: Any = None,
+    task: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = "label",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    metric_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    include_baseline: bool = True,
+    mode: str | None = None,
+    uneven: str = "error",
+) -> pd.DataFrame:
+    """Evaluate the unpruned model and every pruning plan on the same data with the same `evaluate` metrics.
+
+    The data are tokenized once. ``mask`` plans are applied to `model` with :func:`hf_txray.pruning.masked` and taken
+    off again (the model is unchanged afterwards); ``remove`` plans are applied to a deep copy.
+
+    Args:
+        model (`PreTrainedModel`): a sequence classifier (``...ForSequenceClassification``) or a causal LM.
+        plans (`PruningPlan`, list or dict name -> plan): the plans to compare (names default to ``plan.name``).
+        dataset (`datasets.Dataset`, dict of columns, DataFrame, or list of str for LMs): the evaluation data;
+            classification needs a label column.
+        metric (`str`, `evaluate.EvaluationModule` or a list of them, *optional*): defaults to
+            ``["accuracy", "f1"]`` for classification and ``"perplexity"`` for causal LMs; these names load
+            hf_txray's offline `evaluate` scripts (see :func:`load_metric`).
+        tokenizer (*optional*): defaults to ``AutoTokenizer.from_pretrained(model.name_or_path)``.
+        task (`str`, *optional*): ``"classification"`` or ``"causal-lm"``; inferred from the model class.
+        text_column (`str`, *optional*): defaults to the first of ``text``, ``sentence``... found.
+        label_column (`str`, *optional*, defaults to `"label"`): labels for classification.
+        batch_size (`int`, *optional*, defaults to 32), max_length (`int`, *optional*): batching and truncation.
+        metric_kwargs (`dict[str, dict]`, *optional*): extra ``compute`` arguments per metric name;
+            ``f1``/``precision``/``recall`` default to ``average="macro"``.
+        include_baseline (`bool`, *optional*, defaults to `True`): add the unpruned model as the first row.
+        mode (`str`, *optional*): apply every plan in this mode instead of its own.
+        uneven (`str`, *optional*, defaults to `"error"`): passed to ``remove`` (see :func:`hf_txray.prune`).
+
+    Returns:
+        `pd.DataFrame`: one row per model: ``plan``, ``strategy``, ``amount``, ``seed``, ``mode``, ``pruned``
+        (neurons), ``fraction``, the metric values (``accuracy``, ``f1``, ``perplexity``...), ``num_parameters``,
+        ``seconds`` (inference time of the evaluation).
+
+    Example:
+        ```python
+        >>> plans = [hf_txray.pruning.plan_pruning(report, s, 0.1, seed=k) for s, k in [("lost", 0), ("random", 0)]]
+        >>> table = hf_txray.evaluate_pruning(classifier, plans, test_set, tokenizer=tokenizer, max_length=128)
+        >>> table[["plan", "pruned", "accuracy", "f1"]]
+        ```
+    """
+    task = _infer_task(model, task)
+    named = _named_plans(plans)
+    if mode is not None and mode not in ("mask", "remove"):
+        raise ConfigurationError(f"Unknown mode {mode!r}: choose 'mask' or 'remove'.")
+    if any((mode or plan.mode) == "remove" for _, plan in named) and active_masks(model):
+        raise ConfigurationError("The model has active hf_txray masks; unprune it before evaluating 'remove' plans.")
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        source = getattr(model, "name_or_path", None)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except Exception as err:
+            raise ModelError(f"Could not load a tokenizer for {source!r}: pass tokenizer=....") from err
+    texts, labels = _columns(dataset, text_column, label_column, task)
+    metrics = metric if metric is not None else DEFAULT_METRICS[task]
+    if isinstance(metrics, (str,)) or not isinstance(metrics, Sequence):
+        metrics = [metrics]
+    metric_kwargs = dict(metric_kwargs or {})
+    modules = []
+    for spec in metrics:
+        module = load_metric(spec)
+        name = spec if isinstance(spec, str) else module.name
+        kwargs = dict(metric_kwargs.get(name, {}))
+        if name in AVERAGED and task == "classification":
+            kwargs.setdefault("average", "macro")
+        modules.append((name, module, kwargs))
+    batches = encode_batches(tokenizer, texts, batch_size, max_length)
+
+    def evaluate_one(target: Any) -> dict[str, Any]:
+        start = time.perf_counter()
+        outputs = run_predictions(target, batches, task)
+        seconds = time.perf_counter() - start
+        row = _compute(modules, outputs, labels)
+        row["num_parameters"] = _num_parameters(target)
+        row["seconds"] = seconds
+        return row
+
+    rows = []
+    if include_baseline:
+        rows.append({"plan": BASELINE, "strategy": "none", "amount": 0, "seed": None, "mode": "none", "pruned": 0,
+                     "fraction": 0.0, **evaluate_one(model)})
+    for name, plan in named:
+        plan_mode = mode or plan.mode
+        if plan_mode == "mask":
+            with masked(model, plan):
+                result = evaluate_one(model)
+        else:
+            pruned = copy.deepcopy(model)
+            apply_plan(pruned, plan, mode="remove", uneven=uneven)
+            result = evaluate_one(pruned)
+            del pruned
+        amount = plan.amount if not isinstance(plan.amount, Mapping) else "custom"
+        rows.append({"plan": name, "strategy": plan.strategy, "amount": amount, "seed": plan.seed, "mode": plan_mode,
+                     "pruned": plan.total, "fraction": plan.fraction, **result})
+    table = pd.DataFrame(rows)
+    table.attrs["task"] = task
+    table.attrs["metrics"] = [name for name, _, _ in modules]
+    return table
+
+
+# ----- sweeps ------------------------------------------------------------------------------------------------------
+def sweep_plans(
+    source: Any,
+    strategies: Sequence[str],
+    amounts: Sequence[int | float],
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    mode: str = "mask",
+    per_layer: bool = True,
+    allow_fewer: bool = False,
+    **kwargs: Any,
+) -> list[PruningPlan]:
+    """Plans for every strategy x amount; ``random`` once per seed, the TX-Ray strategies once (seed ``seeds[0]``,
+    which only breaks ties). Extra keyword arguments go to :func:`hf_txray.pruning.plan_pruning`."""
+    if not strategies or not amounts or not seeds:
+        raise ConfigurationError("A sweep needs at least one strategy, one amount and one seed.")
+    plans = []
+    for amount in amounts:
+        for strategy in strategies:
+            for seed in (seeds if strategy == "random" else seeds[:1]):
+                plans.append(plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
+                                          allow_fewer=allow_fewer, **kwargs))
+    return plans
+
+
+def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """Mean, std and count of `metric` (and of every metric when None) per strategy and amount.
+
+    Args:
+        table (`pd.DataFrame`): rows as returned by :func:`evaluate_pruning`, possibly concatenated over several
+            runs (e.g. fine-tuning seeds), with a ``strategy`` and an ``amount`` column.
+        metric (`str`, *optional*): one metric column.
+
+    Returns:
+        `pd.DataFrame` with ``<metric>_mean``, ``<metric>_std`` and ``n`` per (strategy, amount).
+    """
+    metrics = [metric] if metric else list(table.attrs.get("metrics") or [])
+    if not metrics:
+        metrics = [c for c in table.columns if c in ("accuracy", "f1", "precision", "recall", "perplexity")]
+    missing = [m for m in metrics if m not in table.columns]
+    if missing:
+        raise ConfigurationError(f"Metric column(s) {missing} not in the table: {list(table.columns)}.")
+    frame = table.copy()
+    frame["amount"] = frame["amount"].astype(str)
+    grouped = frame.groupby(["strategy", "amount"], sort=False)
+    out = grouped[metrics].agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out["n"] = grouped.size()
+    out["pruned"] = grouped["pruned"].mean()
+    return out.reset_index()
+
+
+def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: Any = None):
+    """Metric vs fraction of neurons pruned: one line per strategy (mean, with a ±1 std band where several runs),
+    and the unpruned model as a dashed line.
+
+    Returns:
+        `matplotlib.figure.Figure`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if metric not in table.columns:
+        raise ConfigurationError(f"Metric {metric!r} is not a column of the table: {list(table.columns)}.")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    else:
+        fig = ax.figure
+    base = table[table["plan"] == BASELINE][metric]
+    if len(base):
+        ax.axhline(float(base.mean()), color="black", linestyle="--", linewidth=1, label=f"unpruned ({base.mean():.3f})")
+    pruned = table[table["plan"] != BASELINE]
+    for strategy, group in pruned.groupby("strategy", sort=False):
+        stats = group.groupby("fraction")[metric].agg(["mean", "std"]).sort_index()
+        x = stats.index.to_numpy(dtype=float)
+        ax.plot(x, stats["mean"], marker="o", label=strategy,
+                linestyle=":" if strategy == "random" else "-")
+        std = stats["std"].fillna(0).to_numpy()
+        if np.any(std > 0):
+            ax.fill_between(x, stats["mean"] - std, stats["mean"] + std, alpha=0.15)
+    ax.set_xlabel("fraction of MLP neurons pruned")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A GitHub-markdown table without the optional `tabulate` dependency."""
+    def cell(value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "" if math.isnan(value) else format(float(value), floatfmt)
+        return "" if value is None else str(value)
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "plot_sweep", "markdown_table",
+           "encode_batches", "run_predictions"]
