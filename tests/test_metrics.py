@@ -1,0 +1,190 @@
+"""Hellinger distance, entropy and the sparse per-row functions of hf_txray.metrics against brute force."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hf_txray import metrics
+from hf_txray.accumulators import make_keys, split_keys
+
+SEEDS = range(5)
+
+
+def random_distribution(rng: np.random.Generator, size: int, zeros: int = 0) -> np.ndarray:
+    p = rng.random(size)
+    p[rng.choice(size, zeros, replace=False)] = 0.0
+    return p / p.sum()
+
+
+def brute_hellinger(p, q) -> float:
+    return math.sqrt(sum((math.sqrt(a) - math.sqrt(b)) ** 2 for a, b in zip(p, q)) / 2)
+
+
+def brute_entropy(p) -> float:
+    return -sum(x * math.log(x) for x in p if x > 0)
+
+
+# ----- Hellinger ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", SEEDS)
+def test_hellinger_of_identical_distributions_is_zero(seed):
+    p = random_distribution(np.random.default_rng(seed), 12, zeros=3)
+    assert metrics.hellinger(p, p.copy()) == 0.0
+
+
+@pytest.mark.parametrize("p, q", [
+    ([1.0, 0.0], [0.0, 1.0]),
+    ([0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.25, 0.75]),
+    ([0.2, 0.0, 0.8, 0.0, 0.0], [0.0, 0.6, 0.0, 0.3, 0.1]),
+])
+def test_hellinger_of_disjoint_distributions_is_one(p, q):
+    assert metrics.hellinger(np.array(p), np.array(q)) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_hellinger_is_symmetric(seed):
+    rng = np.random.default_rng(seed)
+    p, q = random_distribution(rng, 9, zeros=2), random_distribution(rng, 9, zeros=4)
+    assert metrics.hellinger(p, q) == metrics.hellinger(q, p)
+
+
+def test_hellinger_is_bounded_in_unit_interval():
+    rng = np.random.default_rng(0)
+    values = [metrics.hellinger(random_distribution(rng, 8, zeros=int(rng.integers(0, 7))),
+                                random_distribution(rng, 8, zeros=int(rng.integers(0, 7))))
+              for _ in range(300)]
+    assert min(values) >= 0.0
+    assert max(values) <= 1.0
+    assert max(values) - min(values) > 0.3  # the sample spans the range, not one corner of it
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_hellinger_matches_brute_formula(seed):
+    rng = np.random.default_rng(seed)
+    p, q = random_distribution(rng, 15, zeros=4), random_distribution(rng, 15, zeros=5)
+    assert metrics.hellinger(p, q) == pytest.approx(brute_hellinger(p, q), rel=1e-12, abs=1e-15)
+
+
+def test_hellinger_of_dicts_is_taken_over_the_union_of_features():
+    p = {"NOUN": 0.5, "VERB": 0.3, "DET": 0.2}
+    q = {"VERB": 0.6, "ADJ": 0.4}
+    support = ["ADJ", "DET", "NOUN", "VERB"]
+    expected = brute_hellinger([p.get(f, 0.0) for f in support], [q.get(f, 0.0) for f in support])
+    assert metrics.hellinger(p, q) == pytest.approx(expected, rel=1e-12)
+    assert metrics.hellinger(q, p) == pytest.approx(expected, rel=1e-12)
+
+
+def test_hellinger_of_dicts_ignores_key_order():
+    p = {"a": 0.1, "b": 0.2, "c": 0.7}
+    q = {"c": 0.5, "a": 0.5}
+    assert metrics.hellinger(p, q) == metrics.hellinger(dict(reversed(list(p.items()))), q)
+
+
+# ----- entropy --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [1, 2, 7, 64])
+def test_entropy_of_uniform_distribution_is_log_size(size):
+    assert metrics.entropy(np.full(size, 1.0 / size)) == pytest.approx(math.log(size), abs=1e-12)
+
+
+def test_entropy_of_one_hot_is_zero():
+    assert metrics.entropy(np.array([0.0, 1.0, 0.0])) == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_entropy_ignores_zeros_and_matches_brute_formula(seed):
+    p = random_distribution(np.random.default_rng(seed), 20, zeros=6)
+    assert metrics.entropy(p) == pytest.approx(brute_entropy(p), rel=1e-12)
+    assert metrics.entropy(p) == pytest.approx(metrics.entropy(p[p > 0]), rel=1e-12)
+
+
+# ----- sparse per-row functions ---------------------------------------------------------------------------------
+NUM_ROWS, NUM_FEATURES = 9, 12
+
+
+def random_table(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted unique sparse (row, feature) entries with non-negative mass: some rows empty, some masses 0."""
+    dense = rng.random((NUM_ROWS, NUM_FEATURES)) * (rng.random((NUM_ROWS, NUM_FEATURES)) < 0.4)
+    dense[rng.choice(NUM_ROWS, 2, replace=False)] = 0.0  # rows without entries
+    rows, features = np.nonzero(dense)
+    mass = dense[rows, features]
+    zero = rng.random(len(mass)) < 0.1  # stored entries whose mass is exactly 0
+    mass[zero] = 0.0
+    return rows.astype(np.int64), features.astype(np.int64), mass
+
+
+def densify(rows, features, mass) -> np.ndarray:
+    dense = np.zeros((NUM_ROWS, NUM_FEATURES))
+    dense[rows, features] = mass
+    return dense
+
+
+def normalise_rows(dense: np.ndarray) -> np.ndarray:
+    totals = dense.sum(axis=1, keepdims=True)
+    return np.divide(dense, totals, out=np.zeros_like(dense), where=totals > 0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_row_totals_match_dense_sums(seed):
+    rows, features, mass = random_table(np.random.default_rng(seed))
+    np.testing.assert_allclose(metrics.row_totals(rows, mass, NUM_ROWS), densify(rows, features, mass).sum(axis=1),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_probabilities_match_dense_normalisation(seed):
+    rows, features, mass = random_table(np.random.default_rng(seed))
+    expected = normalise_rows(densify(rows, features, mass))[rows, features]
+    np.testing.assert_allclose(metrics.probabilities(rows, mass, NUM_ROWS), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_length_by_row_counts_features_with_positive_mass(seed):
+    rows, features, mass = random_table(np.random.default_rng(seed))
+    expected = (densify(rows, features, mass) > 0).sum(axis=1)
+    np.testing.assert_array_equal(metrics.length_by_row(rows, mass, NUM_ROWS), expected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_entropy_by_row_matches_dense_entropy(seed):
+    rows, features, mass = random_table(np.random.default_rng(seed))
+    expected = [brute_entropy(p) for p in normalise_rows(densify(rows, features, mass))]
+    np.testing.assert_allclose(metrics.entropy_by_row(rows, mass, NUM_ROWS), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_hellinger_by_row_matches_dense_hellinger(seed):
+    rng = np.random.default_rng(seed)
+    rows_a, feat_a, mass_a = random_table(rng)
+    rows_b, feat_b, mass_b = random_table(rng)
+    keys_a, keys_b = make_keys(rows_a, feat_a), make_keys(rows_b, feat_b)
+    p_a = metrics.probabilities(rows_a, mass_a, NUM_ROWS)
+    p_b = metrics.probabilities(rows_b, mass_b, NUM_ROWS)
+    got = metrics.hellinger_by_row(keys_a, p_a, keys_b, p_b, lambda k: split_keys(k)[0], NUM_ROWS)
+    dense_a, dense_b = normalise_rows(densify(rows_a, feat_a, mass_a)), normalise_rows(densify(rows_b, feat_b, mass_b))
+    both = (dense_a.sum(axis=1) > 0) & (dense_b.sum(axis=1) > 0)
+    assert both.sum() >= 3
+    expected = np.array([brute_hellinger(p, q) for p, q in zip(dense_a, dense_b)])
+    # hellinger_by_row computes sqrt(1 - sum sqrt(p q)): near 0 that loses half the float64 digits (~1e-8).
+    np.testing.assert_allclose(got[both], expected[both], rtol=0, atol=1e-7)
+
+
+def test_hellinger_by_row_of_identical_tables_is_zero():
+    rows, features, mass = random_table(np.random.default_rng(7))
+    keys, p = make_keys(rows, features), metrics.probabilities(rows, mass, NUM_ROWS)
+    got = metrics.hellinger_by_row(keys, p, keys, p, lambda k: split_keys(k)[0], NUM_ROWS)
+    has_mass = metrics.row_totals(rows, mass, NUM_ROWS) > 0
+    np.testing.assert_allclose(got[has_mass], 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_union_length_by_row_is_size_of_union_of_supports(seed):
+    rng = np.random.default_rng(seed)
+    rows_a, feat_a, _ = random_table(rng)
+    rows_b, feat_b, _ = random_table(rng)
+    got = metrics.union_length_by_row(make_keys(rows_a, feat_a), make_keys(rows_b, feat_b),
+                                      lambda k: split_keys(k)[0], NUM_ROWS)
+    support_a = {row: set(feat_a[rows_a == row].tolist()) for row in range(NUM_ROWS)}
+    support_b = {row: set(feat_b[rows_b == row].tolist()) for row in range(NUM_ROWS)}
+    np.testing.assert_array_equal(got, [len(support_a[r] | support_b[r]) for r in range(NUM_ROWS)])

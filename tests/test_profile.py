@@ -1,0 +1,276 @@
+"""`Profile`: persistence, exact merging, and the derived views (distributions, stats, tables) against brute force.
+
+Profiles come from `hf_txray.analyze` on the tiny GPT-2 (byte-level BPE: some credited tokens carry no word) with
+token, word and POS features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hf_txray
+from hf_txray import Profile
+from models import SAMPLE_TEXTS, tiny
+from reference import profile_table
+
+FEATURES = ("token", "word", "pos")
+CAPACITY = 3
+
+
+@functools.cache
+def profile_of(texts: tuple[str, ...], batch_size: int, layers="all") -> Profile:
+    model, tokenizer = tiny("gpt2")
+    return hf_txray.analyze(model, list(texts), tokenizer=tokenizer, features=FEATURES, batch_size=batch_size,
+                            layers=layers, max_examples_per_neuron=CAPACITY, show_progress=False)
+
+
+@pytest.fixture
+def profile() -> Profile:
+    return profile_of(tuple(SAMPLE_TEXTS), 4)
+
+
+def as_shard(part: Profile, offset: int) -> Profile:
+    """`part` profiled texts[offset:...] on its own, so its example ids start at 0; a process of a sharded run
+    numbers them from its shard's offset. Shift them as that process would have."""
+    examples = part.examples.copy()
+    examples["example_id"] += offset
+    return Profile(dataclasses.replace(part.meta), part.neuron_mass, part.neuron_count, part.tables, examples)
+
+
+def shards(bounds: list[int], batch_size: int) -> list[Profile]:
+    return [as_shard(profile_of(tuple(SAMPLE_TEXTS[lo:hi]), batch_size), lo) for lo, hi in itertools.pairwise(bounds)]
+
+
+def assert_same_statistics(got: Profile, want: Profile, rtol: float) -> None:
+    np.testing.assert_array_equal(got.neuron_count, want.neuron_count)
+    np.testing.assert_allclose(got.neuron_mass, want.neuron_mass, rtol=rtol, atol=0)
+    for ft in FEATURES:
+        (mass, count), (want_mass, want_count) = profile_table(got, ft), profile_table(want, ft)
+        assert count == want_count
+        assert set(mass) == set(want_mass)
+        np.testing.assert_allclose([mass[k] for k in sorted(mass)], [want_mass[k] for k in sorted(mass)], rtol=rtol)
+        corpus = dict(zip(got.tables[ft].vocab, got.tables[ft].corpus_count.tolist()))
+        assert corpus == dict(zip(want.tables[ft].vocab, want.tables[ft].corpus_count.tolist()))
+    for name in ("num_examples", "num_positions", "num_uncredited", "num_empty", "num_truncated"):
+        assert getattr(got.meta, name) == getattr(want.meta, name), name
+
+
+# ----- persistence -------------------------------------------------------------------------------------------------
+def test_save_and_load_round_trip_is_exact(profile, tmp_path):
+    profile.save_pretrained(tmp_path / "p")
+    loaded = Profile.from_pretrained(tmp_path / "p")
+    assert loaded.meta == profile.meta
+    for name in ("neuron_mass", "neuron_count"):
+        assert getattr(loaded, name).dtype == getattr(profile, name).dtype
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(profile, name))
+    assert list(loaded.tables) == list(profile.tables)
+    for ft, table in profile.tables.items():
+        other = loaded.tables[ft]
+        assert other.vocab == table.vocab
+        for field in ("rows", "feature_ids", "mass", "count", "corpus_count"):
+            assert getattr(other, field).dtype == getattr(table, field).dtype, field
+            np.testing.assert_array_equal(getattr(other, field), getattr(table, field))
+    pd.testing.assert_frame_equal(loaded.examples, profile.examples, check_exact=True)
+    assert loaded == profile
+
+
+def test_saving_over_an_existing_profile_replaces_it(profile, tmp_path):
+    other = profile_of(tuple(SAMPLE_TEXTS[:3]), 4)
+    other.save_pretrained(tmp_path / "p")
+    profile.save_pretrained(tmp_path / "p")
+    assert Profile.from_pretrained(tmp_path / "p") == profile
+
+
+@pytest.mark.parametrize("damage", ["empty folder", "a transfer report", "newer format version"])
+def test_loading_a_folder_that_is_not_a_profile_raises(profile, tmp_path, damage):
+    folder = tmp_path / "folder"
+    if damage == "empty folder":
+        folder.mkdir()
+    elif damage == "a transfer report":
+        hf_txray.compare(profile, profile).save_pretrained(folder)
+    else:
+        profile.save_pretrained(folder)
+        header = json.loads((folder / "txray_profile.json").read_text())
+        header["format_version"] += 1
+        (folder / "txray_profile.json").write_text(json.dumps(header))
+    with pytest.raises(hf_txray.ProfileFormatError):
+        Profile.from_pretrained(folder)
+
+
+# ----- merge -------------------------------------------------------------------------------------------------------
+def test_merging_two_halves_equals_profiling_the_whole_corpus():
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
+    merged = first.merge(second)
+    # Same batches on both sides, so every activation is identical; only float64 summation order may differ.
+    assert_same_statistics(merged, whole, rtol=1e-12)
+    pd.testing.assert_frame_equal(merged.examples, whole.examples.reset_index(drop=True), check_exact=True)
+
+
+def test_merge_is_associative():
+    a, b, c = shards([0, 3, 6, len(SAMPLE_TEXTS)], 3)
+    left, right = a.merge(b).merge(c), a.merge(b.merge(c))
+    assert_same_statistics(left, right, rtol=1e-12)
+    for ft in FEATURES:
+        assert left.tables[ft].vocab == right.tables[ft].vocab
+    pd.testing.assert_frame_equal(left.examples, right.examples, check_exact=True)
+    assert_same_statistics(left, profile_of(tuple(SAMPLE_TEXTS), 3), rtol=1e-12)
+
+
+def test_merge_keeps_the_best_examples_per_neuron():
+    first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
+    merged = first.merge(second)
+    both = pd.concat([first.examples, second.examples])
+    for (layer, neuron), group in both.groupby(["layer", "neuron"]):
+        best = group.sort_values(["activation", "example_id", "token_index"], ascending=[False, True, True])
+        kept = merged.top_examples(layer, neuron)
+        assert list(zip(kept["example_id"], kept["token_index"])) == \
+            list(zip(best["example_id"], best["token_index"]))[:CAPACITY]
+
+
+def test_merge_ranks_tied_examples_by_example_id_in_either_order():
+    """The same text as two shards gives bit-identical activations: merged in either order, the tied examples
+    rank as in a single run over both copies (example id ascending)."""
+    text = SAMPLE_TEXTS[0]
+    single, both = profile_of((text,), 1), profile_of((text, text), 1)
+    assert both.examples.duplicated(["layer", "neuron", "activation"]).any()
+    first, second = as_shard(single, 0), as_shard(single, 1)
+    for merged in (first.merge(second), second.merge(first)):
+        pd.testing.assert_frame_equal(merged.examples, both.examples.reset_index(drop=True), check_exact=True)
+
+
+@pytest.mark.parametrize("change", [{"top_k": 3}, {"layers": [1]}])
+def test_merge_refuses_profiles_of_different_runs(profile, change):
+    other = Profile(dataclasses.replace(profile.meta, **change), profile.neuron_mass, profile.neuron_count,
+                    profile.tables, profile.examples)
+    with pytest.raises(hf_txray.IncompatibleProfilesError):
+        profile.merge(other)
+
+
+# ----- derived views -----------------------------------------------------------------------------------------------
+def neuron_features(profile: Profile, ft: str) -> dict[tuple[int, int], dict[str, float]]:
+    out: dict[tuple[int, int], dict[str, float]] = {}
+    for (layer, neuron, value), mass in profile_table(profile, ft)[0].items():
+        out.setdefault((layer, neuron), {})[value] = mass
+    return out
+
+
+@pytest.mark.parametrize("ft", FEATURES)
+def test_distribution_is_mass_over_total_and_sums_to_one(profile, ft):
+    features = neuron_features(profile, ft)
+    assert len(features) > 10
+    for (layer, neuron), masses in features.items():
+        dist = profile.distribution(layer, neuron, ft)
+        total = sum(masses.values())
+        assert dist == pytest.approx({v: m / total for v, m in masses.items()}, rel=1e-12)
+        assert sum(dist.values()) == pytest.approx(1.0, abs=1e-12)
+        assert list(dist.values()) == sorted(dist.values(), reverse=True)
+
+
+def test_distribution_of_an_uncredited_neuron_is_empty(profile):
+    layer, neuron = next((profile.layers[p], n) for p, n in zip(*np.nonzero(profile.neuron_count == 0)))
+    assert profile.distribution(layer, neuron, "pos") == {}
+
+
+@pytest.mark.parametrize("ft", FEATURES)
+def test_neuron_stats_length_entropy_and_top_feature(profile, ft):
+    features = neuron_features(profile, ft)
+    stats = profile.neuron_stats()
+    assert len(stats) == len(profile.layers) * profile.num_neurons
+    for _, row in stats.iterrows():
+        key = (int(row["layer"]), int(row["neuron"]))
+        masses = features.get(key, {})
+        total = sum(masses.values())
+        assert row[f"length_{ft}"] == len(masses)
+        entropy = -sum(m / total * math.log(m / total) for m in masses.values()) if masses else 0.0
+        assert row[f"entropy_{ft}"] == pytest.approx(entropy, rel=1e-12, abs=1e-15)
+        if masses:
+            assert row[f"top_{ft}"] == max(masses, key=masses.get)
+        else:
+            assert pd.isna(row[f"top_{ft}"])  # missing (None, or NaN in pandas' string dtype)
+
+
+def test_neuron_stats_mass_and_count_are_the_neuron_totals(profile):
+    stats = profile.neuron_stats()
+    np.testing.assert_array_equal(stats["mass"], profile.neuron_mass.reshape(-1))
+    np.testing.assert_array_equal(stats["count"], profile.neuron_count.reshape(-1))
+
+
+def test_to_pandas_lists_every_entry_with_its_probability(profile):
+    frame = profile.to_pandas()
+    assert list(frame.columns) == ["layer", "neuron", "feature_type", "feature", "mass", "count", "probability"]
+    assert len(frame) == sum(len(profile.tables[ft].rows) for ft in FEATURES)
+    for ft in FEATURES:
+        mass, count = profile_table(profile, ft)
+        part = frame[frame["feature_type"] == ft]
+        got = {(int(r.layer), int(r.neuron), r.feature): r for r in part.itertuples()}
+        assert {k: (r.mass, r.count) for k, r in got.items()} == {k: (mass[k], count[k]) for k in mass}
+        totals: dict[tuple[int, int], float] = {}
+        for (layer, neuron, _), m in mass.items():
+            totals[layer, neuron] = totals.get((layer, neuron), 0.0) + m
+        for (layer, neuron, value), row in got.items():
+            assert row.probability == pytest.approx(mass[layer, neuron, value] / totals[layer, neuron], rel=1e-12)
+
+
+def test_views_use_block_indices_when_a_subset_of_layers_is_profiled():
+    only_last = profile_of(tuple(SAMPLE_TEXTS), 4, layers=(1,))
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    assert only_last.layers == [1]
+    assert set(only_last.to_pandas()["layer"]) == {1}
+    assert set(only_last.neuron_stats()["layer"]) == {1}
+    assert set(only_last.examples["layer"]) == {1}
+    np.testing.assert_array_equal(only_last.neuron_count[0], whole.neuron_count[1])
+    neuron = int(np.argmax(only_last.neuron_count[0]))
+    assert only_last.distribution(1, neuron, "pos") == pytest.approx(whole.distribution(1, neuron, "pos"))
+    with pytest.raises(hf_txray.ConfigurationError):
+        only_last.distribution(0, neuron, "pos")
+
+
+def test_top_examples_of_a_neuron(profile):
+    examples = profile.examples
+    for (layer, neuron), group in examples.groupby(["layer", "neuron"]):
+        top = profile.top_examples(layer, neuron)
+        assert top["rank"].tolist() == list(range(len(top)))
+        assert 1 <= len(top) <= CAPACITY
+        assert top["activation"].is_monotonic_decreasing
+        pd.testing.assert_frame_equal(top, group.sort_values("rank").reset_index(drop=True))
+        for row in top.itertuples():
+            text = SAMPLE_TEXTS[row.example_id]
+            assert row.token == text[row.char_start:row.char_end]
+            assert text[:row.char_start].endswith(row.left) and text[row.char_end:].startswith(row.right)
+    credited = {(profile.layers[p], n) for p, n in zip(*np.nonzero(profile.neuron_count))}
+    assert set(zip(examples["layer"], examples["neuron"])) == credited
+
+
+@pytest.mark.parametrize("ft", FEATURES)
+def test_feature_frequency_is_corpus_count_over_total(profile, ft):
+    table = profile.tables[ft]
+    total = int(table.corpus_count.sum())
+    if ft == "token":  # every profiled position has a token; some (whitespace tokens) have no word
+        assert total == profile.meta.num_positions
+    else:
+        assert 0 < total <= profile.meta.num_positions
+    frequency = profile.feature_frequency(ft)
+    assert frequency.to_dict() == pytest.approx({v: c / total for v, c in zip(table.vocab, table.corpus_count)})
+    assert frequency.is_monotonic_decreasing
+    assert frequency.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("ft", FEATURES)
+def test_mass_share_is_each_values_share_of_all_credited_mass(profile, ft):
+    shares: dict[str, float] = {}
+    for (_, _, value), mass in profile_table(profile, ft)[0].items():
+        shares[value] = shares.get(value, 0.0) + mass
+    total = sum(shares.values())
+    got = profile.mass_share(ft)
+    assert {k: v for k, v in got.items() if v > 0} == pytest.approx({k: v / total for k, v in shares.items()})
+    assert got.sum() == pytest.approx(1.0)
+    assert got.is_monotonic_decreasing
