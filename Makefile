@@ -19,7 +19,7 @@ $(PY):
 # torch first: the CPU wheel on this machine's disk; a plain `torch` requirement would pull a CUDA build.
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,space]"
 	$(PIP) install -q --no-deps $(EMBEDDED)
 	touch $(STAMP)
 
@@ -28,7 +28,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/hf-txray demo --out results/demo
 
+# The Space's browser test drives Debian's chromium with Playwright (`playwright install` cannot download here).
 test: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "!!! chromium could not be installed: tests/test_space.py::test_browser will be SKIPPED !!!"
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)

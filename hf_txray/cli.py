@@ -179,7 +179,8 @@ def _amount(value: str):
         try:
             return float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"an amount is an int (count) or a float (fraction), got {value!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"an amount is an int (count) or a float (fraction), got {value!r}") from None
 
 
 def _csv(kind):
@@ -213,7 +214,8 @@ def _add_pruning_options(p) -> None:
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
     p.add_argument("--allow-fewer", action="store_true", help="Take all candidates when a strategy has too few.")
     p.add_argument("--uneven", default="error", choices=["error", "zero"],
-                   help="remove mode with different counts per layer: fail, or remove the common count and zero the rest.")
+                   help="remove mode with different counts per layer: fail, or remove the common count and zero "
+                        "the rest.")
 
 
 def _add_prune(sub) -> None:
@@ -249,7 +251,8 @@ def _cmd_prune(args) -> int:
         except Exception:  # a model without a tokenizer still saves
             pass
     plan_path = plan.save(out)
-    print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; plan: {plan_path}")
+    print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; "
+          f"plan: {plan_path}")
     if args.mode == "remove":
         print(f"pruned model saved to {out} (reload with transformers' Auto classes)")
     else:
@@ -264,7 +267,8 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("model", help="Model folder or Hub id (a sequence classifier or a causal LM).")
     p.add_argument("report", help="Saved transfer report (or profile) folder.")
     p.add_argument("dataset", help="Dataset folder/file/Hub id, or txray:bbc / txray:ptb / txray:ptb-valid.")
-    p.add_argument("--strategies", type=_csv(str), default=["lost", "most_changed", "least_changed", "low_mass", "random"])
+    p.add_argument("--strategies", type=_csv(str),
+                   default=["lost", "gained", "most_changed", "least_changed", "low_mass", "random"])
     p.add_argument("--amounts", type=_csv(_amount), default=[0.05, 0.1, 0.2])
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
     p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots.")
@@ -320,6 +324,148 @@ def _cmd_prune_sweep(args) -> int:
 
 
 COMMANDS.extend([_add_prune, _add_prune_sweep])
+
+
+# ----- the viewer (issue 5) ---------------------------------------------------------------------------------------
+def _add_view(sub) -> None:
+    p = sub.add_parser("view", help="Browse results in the Gradio viewer (the Space app), locally.",
+                       description="Launch the viewer of spaces_app/ on DIR_OR_REPO: a folder written by "
+                                   "hf_txray.save_to_disk (or a failed push) or a Hub results dataset repo id.")
+    p.add_argument("source", metavar="DIR_OR_REPO", help="Results folder or Hub dataset repo id.")
+    p.add_argument("--port", type=int, help="Port to serve on (default: 7860 or the next free one).")
+    p.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 to share on your network).")
+    p.set_defaults(handler=_cmd_view)
+
+
+def _cmd_view(args) -> int:
+    from .viewer import launch_viewer
+
+    launch_viewer(args.source, port=args.port, host=args.host)
+    return 0
+
+
+COMMANDS.append(_add_view)
+
+
+# ----- probing and ablation (issue 7) -----------------------------------------------------------------------------
+def _add_probe(sub) -> None:
+    p = sub.add_parser("probe", help="Rank neurons for a linguistic property with an elastic-net probe.",
+                       description="Extract word activations of MODEL on DATA (a .conllu file with gold labels, texts "
+                                   "to tag with spaCy, or txray:ptb / txray:bbc), train a probe for --property, rank "
+                                   "the neurons, run the control task, and save the result to OUT.")
+    p.add_argument("model", help="Hub id or local path.")
+    p.add_argument("data", help=".conllu file, text file/dataset (tagged with spaCy), or txray:ptb / txray:bbc.")
+    p.add_argument("--property", default="pos", help="pos, dep, ner, xpos, or a user label column (default pos).")
+    p.add_argument("--out", required=True, help="Folder to write the probing result to.")
+    p.add_argument("--layers", type=_layers, default="all", help="'all' or comma-separated block indices.")
+    p.add_argument("--site", default="mlp", choices=["mlp", "residual"])
+    p.add_argument("--aggregation", default="first", choices=["first", "last", "mean"],
+                   help="How a word's subword activations become one vector.")
+    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/texts.")
+    p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--l1", type=float, default=1e-3)
+    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--probe-batch-size", type=int, default=32, help="Words per probe training step.")
+    p.add_argument("--batch-size", type=int, default=32, help="Sentences per forward pass.")
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--no-control", action="store_true", help="Skip the control task (no selectivity).")
+    p.add_argument("--no-minimal", action="store_true", help="Skip the minimal neuron set search.")
+    p.add_argument("--target-share", type=float, default=0.9, help="Accuracy share the minimal set must reach.")
+    p.add_argument("--subset-size", type=int, help="Size of the top/random/bottom subsets (0 skips them).")
+    p.add_argument("--device")
+    p.add_argument("--name", help="Name of the run in exported tables (default: the property).")
+    p.add_argument("--export", metavar="RESULTS_DIR", help="Also add the probe_rankings config to this results folder.")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also add the probe_rankings config to this Hub repo.")
+    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    p.set_defaults(handler=_cmd_probe)
+
+
+def _cmd_probe(args) -> int:
+    from .probing import ProbeConfig, probe_neurons
+    from .probing.results import push_probing, save_probing
+
+    config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
+                         seed=args.seed)
+    data = _resolve_dataset(args.data, args.max_sentences)
+    result = probe_neurons(args.model, data, args.property, layers=args.layers, site=args.site,
+                           aggregation=args.aggregation, max_sentences=args.max_sentences, test_size=args.test_size,
+                           seed=args.seed, config=config, control=not args.no_control, minimal=not args.no_minimal,
+                           target_share=args.target_share, subset_size=args.subset_size, batch_size=args.batch_size,
+                           max_length=args.max_length, device=args.device, name=args.name, show_progress=True)
+    result.save_pretrained(args.out)
+    print(f"{result}\n\ntop neurons:\n{result.top_neurons(10).to_string(index=False)}\n\nsaved to {args.out}")
+    if args.export:
+        save_probing(args.export, probes=[result])
+        print(f"added probe_rankings to {args.export}")
+    if args.push_to_hub:
+        info = push_probing(args.push_to_hub, probes=[result], private=args.hub_private)
+        print(f"pushed to {info.commit_url}")
+    return 0
+
+
+def _add_ablate(sub) -> None:
+    p = sub.add_parser("ablate", help="Ablate a probe's top neurons vs random ones and measure a metric (a curve).",
+                       description="Ablate the top-k neurons of the probe saved in PROBE (hf-txray probe --out) and k "
+                                   "random neurons for each k, measuring --metric on DATA; save the curve to OUT.")
+    p.add_argument("model", help="Hub id or local path (loaded with the class in its config, heads kept).")
+    p.add_argument("probe", help="Folder of a saved probing result (hf-txray probe --out).")
+    p.add_argument("data", help="Labelled data for --metric probe (as for hf-txray probe), else a dataset/texts.")
+    p.add_argument("--out", required=True, help="Folder to write the ablation curve (and its plot) to.")
+    p.add_argument("--metric", default="probe",
+                   help="probe (the probe's accuracy), lm-loss (causal LMs), or accuracy/f1/perplexity of the task.")
+    p.add_argument("--counts", type=_csv(int), default=[1, 2, 5, 10, 20, 50], help="Numbers of neurons to ablate.")
+    p.add_argument("--mode", default="zero", choices=["zero", "mean"])
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
+    p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
+    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA.")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--split")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
+    p.add_argument("--export", metavar="RESULTS_DIR", help="Also add the ablation config to this results folder.")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also add the ablation config to this Hub repo.")
+    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    p.set_defaults(handler=_cmd_ablate)
+
+
+def _cmd_ablate(args) -> int:
+    from transformers import AutoTokenizer
+
+    from .probing import ProbingResult, ablation_curve, neuron_means
+    from .probing.ablation import metric_from_name
+    from .probing.results import push_probing, save_probing
+    from .pruning import load_pretrained_with_head
+
+    result = ProbingResult.from_pretrained(args.probe)
+    model = load_pretrained_with_head(args.model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    metric = metric_from_name(args.metric, tokenizer, _resolve_dataset(args.data, args.max_sentences), probe=result,
+                              max_sentences=args.max_sentences, text_column=args.text_column,
+                              label_column=args.label_column, split=args.split, batch_size=args.batch_size,
+                              max_length=args.max_length)
+    means = (neuron_means(model, metric.texts(model), tokenizer, layers=list(result.meta.layers),
+                          batch_size=args.batch_size, max_length=args.max_length) if args.mode == "mean" else None)
+    curve = ablation_curve(model, result, metric, counts=args.counts, mode=args.mode, means=means, seeds=args.seeds,
+                           bottom=args.bottom, name=args.name or f"ablation-{result.meta.name}")
+    curve.save_pretrained(args.out)
+    curve.plot().savefig(Path(args.out) / "ablation.png", dpi=120)
+    print(curve.summary().to_string(index=False))
+    print(f"\nsaved to {args.out}")
+    if args.export:
+        save_probing(args.export, ablations=[curve])
+        print(f"added ablation to {args.export}")
+    if args.push_to_hub:
+        info = push_probing(args.push_to_hub, ablations=[curve], private=args.hub_private)
+        print(f"pushed to {info.commit_url}")
+    return 0
+
+
+COMMANDS.extend([_add_probe, _add_ablate])
 
 
 def build_parser() -> argparse.ArgumentParser:

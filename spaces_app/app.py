@@ -1,0 +1,443 @@
+"""hf_txray neuron viewer: a Gradio Space over TX-Ray results (neuron cards and transfer reports).
+
+Opens a results dataset repo (text box, ``?repo=`` URL parameter, ``TXRAY_REPO`` variable, or on Spaces the first
+entry of this Space's README ``datasets:``; the ``HF_TOKEN`` secret opens private repos) or a local folder written
+by ``hf_txray.save_to_disk``. ``hf-txray view DIR_OR_REPO`` launches the same app locally.
+
+UI only: every table, chart and search comes from ``hf_txray.viewer``. Strings from a dataset or typed by a user are
+shown as text (Textbox, Dataframe, HighlightedText, chart labels), never as HTML or markdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+if (HERE / "hf_txray" / "__init__.py").is_file():  # on a Space: the copy uploaded by hf_txray.viewer.deploy_space
+    sys.path.insert(0, str(HERE))
+
+import gradio as gr  # noqa: E402
+import yaml  # noqa: E402
+from gradio.components.plot import PlotData  # noqa: E402
+from gradio.processing_utils import encode_plot_to_base64  # noqa: E402
+
+from hf_txray import viewer  # noqa: E402
+from hf_txray.errors import ConfigurationError, TXRayError  # noqa: E402
+from hf_txray.report import STATUSES  # noqa: E402
+
+logger = logging.getLogger("hf_txray.space")
+
+INTRO = ("Browse TX-Ray results: which inputs make each MLP neuron the most active unit, and how those preferences "
+         "moved between training stages (Hellinger distance). Open a results dataset repo (or a local results folder), "
+         "then pick a neuron, search neurons, or click any table row to open that neuron.")
+FIGURES = ("hellinger_vs_length", "length_shift", "mass_share", "neuron_mass")
+FIGURE_LABELS = {"hellinger_vs_length": "Hellinger distance vs Hellinger length (one dot per shared neuron)",
+                 "length_shift": "Length shift between the two stages", "mass_share": "Mass share vs corpus frequency",
+                 "neuron_mass": "Per-neuron mass, sorted (log)"}
+
+
+# ----- sources and errors ----------------------------------------------------------------------------------------
+def space_datasets(readme: Path = HERE / "README.md") -> list[str]:
+    """The ``datasets:`` of this Space's README YAML header."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+        header = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else {}
+        return [str(d) for d in (header or {}).get("datasets") or []]
+    except (OSError, yaml.YAMLError, IndexError):
+        return []
+
+
+def default_source() -> str:
+    """``TXRAY_REPO``, else on Hugging Face Spaces (``SPACE_ID`` set) the first dataset of the README header."""
+    if os.environ.get("TXRAY_REPO"):
+        return os.environ["TXRAY_REPO"].strip()
+    if os.environ.get("SPACE_ID"):
+        datasets = space_datasets()
+        return datasets[0] if datasets else ""
+    return ""
+
+
+def message_of(err: Exception) -> str:
+    """A readable one-paragraph message (never a traceback)."""
+    if isinstance(err, TXRayError):
+        return str(err)
+    logger.exception("Unexpected error in the viewer")
+    return f"Unexpected error ({type(err).__name__}): {err}"
+
+
+def warn(message: str) -> None:
+    """A toast as well as the status box: toasts render HTML, so the text is escaped first."""
+    gr.Warning(html.escape(message))
+
+
+class NoResultsOpen(ConfigurationError):
+    """Nothing opened yet: said once in the status box, not in a toast per tab."""
+
+
+def guarded(empty: Callable[[], tuple]) -> Callable:
+    """Run a handler; on any error return `empty()` with the error message in first position (and a toast)."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # every failure becomes a message in the UI
+                message = message_of(err)
+                if not isinstance(err, NoResultsOpen):
+                    warn(message)
+                return (message, *empty())
+        return run
+    return wrap
+
+
+def _view(source: str | None) -> viewer.ResultsView:
+    if not source:
+        raise NoResultsOpen("No results open: enter a Hub dataset repo id or a local results folder above and "
+                            "press Open.")
+    return viewer.open_results(source)
+
+
+def _chart(spec: dict) -> PlotData:
+    return PlotData(type="altair", plot=json.dumps(spec))
+
+
+_FIGURE_LOCK = threading.Lock()  # one drawing at a time: concurrent first page loads draw the figures once
+
+
+def _overview_plots(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
+    with _FIGURE_LOCK:
+        return _encoded_figures(source, report, feature_type)
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded_figures(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
+    """The four figures encoded as PNG once per (results, report, feature type): page loads reuse them."""
+    figures = viewer.overview_figures(_view(source), report or None, feature_type or None)
+    encoded = []
+    for name in FIGURES:
+        figure = figures.get(name)
+        try:
+            encoded.append(None if figure is None else PlotData(type="matplotlib",
+                                                                plot=encode_plot_to_base64(figure, "png")))
+        except ValueError as err:  # e.g. matplotlib refusing a label
+            logger.info("Figure %s not rendered: %s", name, err)
+            encoded.append(None)
+    return tuple(encoded)
+
+
+# ----- handlers (plain functions: the first argument is the results source, the session's gr.State) --------------
+def open_results(source: str) -> tuple:
+    """Open `source`; returns the status message, the stages and reports tables, and every dropdown's choices."""
+    source = (source or "").strip()
+    view = _view(source)
+    stages, reports, fts = view.stages, view.report_names, view.feature_types
+    profiled = [s for s in stages if s in view.profiles] or stages
+    first_report = view.reports[reports[0]] if reports else None
+    a, b = ((first_report.meta.stage_a, first_report.meta.stage_b) if first_report
+            else (profiled[0], profiled[min(1, len(profiled) - 1)]))
+    tag = _default_tag(fts)
+    layer, neuron = default_neuron(view)
+    layers_all = [viewer.ALL_LAYERS, *view.layers]
+    message = (f"Opened {source}: {len(view.profiles)} profile(s), {len(reports)} report(s), "
+               f"{len(view.layers)} layers x {view.num_neurons} neurons, features {', '.join(fts)}.")
+    return (
+        source, message, viewer.stages_table(view), viewer.reports_table(view),
+        gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # overview report
+        gr.Dropdown(choices=fts, value=tag),  # overview feature type
+        gr.Dropdown(choices=view.layers, value=layer),
+        gr.Number(value=neuron, label=f"Neuron (0 to {view.num_neurons - 1})"),
+        gr.Dropdown(choices=stages, value=a), gr.Dropdown(choices=stages, value=b),
+        gr.Dropdown(choices=profiled, value=profiled[0]),  # search stage
+        gr.Dropdown(choices=fts, value=fts[0]),  # search feature type
+        gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # search report
+        gr.Dropdown(choices=fts, value=tag),  # hellinger feature type
+        gr.Dropdown(choices=layers_all, value=viewer.ALL_LAYERS),  # search layer filter
+        gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # transfer report
+        gr.Dropdown(choices=fts, value=tag),  # transfer feature type
+        gr.Dropdown(choices=layers_all, value=viewer.ALL_LAYERS),  # transfer layer filter
+    )
+
+
+def _default_tag(feature_types: list[str]) -> str | None:
+    from hf_txray.plots import default_feature_type
+
+    return default_feature_type(feature_types) if feature_types else None
+
+
+def default_neuron(view: viewer.ResultsView) -> tuple[int, int]:
+    """The neuron shown first: the most changed of the first report, else the most credited of the first stage."""
+    try:
+        if view.reports:
+            for min_count in (20, 1):  # a neuron seen often enough to be interesting, if there is one
+                top = viewer.transfer_table(view, view.report_names[0], _default_tag(view.feature_types), "most", 1,
+                                            min_count)
+                if len(top):
+                    return int(top["layer"].iloc[0]), int(top["neuron"].iloc[0])
+        if view.profiles:
+            stats = view.stats(next(iter(view.profiles)))
+            best = stats.sort_values(["count", "layer", "neuron"], ascending=[False, True, True]).iloc[0]
+            return int(best["layer"]), int(best["neuron"])
+    except TXRayError:
+        pass
+    return view.layers[0], 0
+
+
+def show_overview(source: str, report: str | None, feature_type: str | None) -> tuple:
+    """Per-layer summary table and the paper's four figures."""
+    view = _view(source)
+    plots = _overview_plots(view.source, report or None, feature_type or None)
+    missing = [FIGURE_LABELS[n] for n, p in zip(FIGURES, plots) if p is None]
+    message = f"Not drawn for these results: {'; '.join(missing)}." if missing else ""
+    return (message, viewer.layer_summary(view, report or None), *plots)
+
+
+def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str) -> tuple:
+    """Everything about one neuron: title line, stats per stage, Hellinger per feature type, bar charts,
+    highlighted top examples of stage A and B, the examples and the distributions as tables."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    if not stage_a or not stage_b:
+        raise ConfigurationError("Pick stage A and stage B.")
+    status = viewer.neuron_status(view, layer, neuron, stage_a, stage_b)
+    comparison = viewer.neuron_comparison(view, layer, neuron, stage_a, stage_b)
+    h = ", ".join(f"{ft} {v:.3f}" for ft, v in zip(comparison["feature type"], comparison["hellinger"]) if v == v)
+    title = (f"Layer {layer}, neuron {neuron}: {status} from stage A ({stage_a}) to stage B ({stage_b}). "
+             f"Hellinger distance: {h or 'none (the neuron is not credited in both stages)'}.")
+    distributions = viewer.neuron_distributions(view, layer, neuron, [stage_a, stage_b])
+    return (
+        title, viewer.neuron_stats(view, layer, neuron, [stage_a, stage_b]), comparison,
+        _chart(viewer.distribution_chart(view, layer, neuron, stage_a, stage_b, data=distributions)),
+        viewer.highlighted_examples(view, stage_a, layer, neuron),
+        viewer.highlighted_examples(view, stage_b, layer, neuron),
+        viewer.examples_table(view, layer, neuron, [stage_a, stage_b]),
+        distributions,
+    )
+
+
+def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
+                   n: Any, layer: Any = None) -> tuple:
+    """Which neurons prefer a token, word or tag: ranked by probability or by mass."""
+    view = _view(source)
+    table = viewer.search_feature(view, stage, feature_type, value, by or "probability", int(min_count or 1),
+                                  int(n or 50), layer)
+    return (f"{len(table)} neuron(s) of stage {stage} credited on the {feature_type} {value!r}, by {by}.",
+            table, [stage, None])
+
+
+def search_status(source: str, report: str, status: str, layer: Any = None) -> tuple:
+    """Neurons of a report with a status (lost, gained, shared, dead)."""
+    view = _view(source)
+    table = viewer.search_status(view, report, status, layer=layer)
+    meta = view.report(report).meta
+    return f"{len(table)} {status} neuron(s) in {report} (by mass in A + B).", table, [meta.stage_a, meta.stage_b]
+
+
+def search_hellinger(source: str, report: str, feature_type: str, low: Any, high: Any, layer: Any = None) -> tuple:
+    """Shared neurons whose Hellinger distance lies in a range."""
+    view = _view(source)
+    table = viewer.search_hellinger(view, report, feature_type, low, high, layer=layer)
+    meta = view.report(report).meta
+    return (f"{len(table)} neuron(s) of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
+            f"{float(high):.2f}].", table, [meta.stage_a, meta.stage_b])
+
+
+def show_transfer(source: str, report: str, feature_type: str, which: str, min_count: Any, n: Any,
+                  layer: Any = None) -> tuple:
+    """The most or least changed shared neurons of a report."""
+    view = _view(source)
+    table = viewer.transfer_table(view, report, feature_type, which or "most", int(n or 20), int(min_count or 1),
+                                  layer)
+    return f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}).", table
+
+
+# ----- building the UI -------------------------------------------------------------------------------------------
+def _table(label: str, **kwargs: Any) -> gr.Dataframe:
+    return gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, **kwargs)
+
+
+def _message(label: str = "Status", **kwargs: Any) -> gr.Textbox:
+    return gr.Textbox(label=label, interactive=False, lines=1, max_lines=6, **kwargs)
+
+
+def build_demo(source: str | None = None) -> gr.Blocks:
+    """The viewer as a ``gr.Blocks``; `source` (repo id or folder) is opened by default (loaded now, when valid)."""
+    initial = (source if source is not None else default_source()) or ""
+    if initial:
+        # Loaded before launch: the first page is served from memory. (The Overview figures are drawn on the first
+        # page load, then cached: drawing them here, in a thread, would slow the server start and the first page.)
+        try:
+            viewer.open_results(initial)
+        except Exception as err:  # shown on the page instead
+            logger.info("Could not open %s: %s", initial, message_of(err))
+
+    with gr.Blocks(title="hf_txray neuron viewer") as demo:
+        gr.Markdown("# hf_txray neuron viewer")
+        gr.Markdown(INTRO)
+        current = gr.State(initial)
+        pair = gr.State([None, None])  # stages of the last search, for "click a row"
+        with gr.Row():
+            source_box = gr.Textbox(value=initial, label="Results: Hub dataset repo id or local folder", scale=4,
+                                    placeholder="my-user/minilm-txray", elem_id="source")
+            open_button = gr.Button("Open", variant="primary", scale=1, elem_id="open")
+        status = _message(elem_id="status")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Overview", id="overview"):
+                with gr.Row():
+                    stages_df = _table("Stages: model, corpus, size")
+                    reports_df = _table("Transfer reports")
+                with gr.Row():
+                    ov_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
+                    ov_ft = gr.Dropdown(label="Feature type", choices=[], scale=1)
+                ov_message = _message("Notes on the figures", elem_id="overview-message")
+                layers_df = _table("Per-layer summary")
+                plot = lambda name: gr.Plot(label=FIGURE_LABELS[name], format="png", elem_id=name)  # noqa: E731
+                with gr.Row():
+                    figures = [plot(FIGURES[0]), plot(FIGURES[1])]
+                figures.append(plot(FIGURES[2]))
+                figures.append(plot(FIGURES[3]))
+            with gr.Tab("Neuron", id="neuron"):
+                with gr.Row():
+                    nb_layer = gr.Dropdown(label="Layer", choices=[], elem_id="layer")
+                    nb_neuron = gr.Number(label="Neuron", precision=0, elem_id="neuron")
+                    nb_a = gr.Dropdown(label="Stage A", choices=[])
+                    nb_b = gr.Dropdown(label="Stage B", choices=[])
+                    nb_show = gr.Button("Show neuron", variant="primary", elem_id="show-neuron")
+                nb_title = _message("Neuron", elem_id="neuron-title")
+                nb_stats = _table("Stats per stage (length = distinct values credited; top = most preferred value)",
+                                  elem_id="neuron-stats")
+                nb_cmp = _table("Change from A to B per feature type")
+                nb_chart = gr.Plot(label="Preference distributions: stage A and B side by side", elem_id="chart")
+                examples = lambda label, elem_id: gr.HighlightedText(  # noqa: E731
+                    label=label, elem_id=elem_id, color_map=viewer.ACTIVATION_COLORS, show_legend=True,
+                    show_inline_category=False)
+                nb_hl_a = examples("Top activating examples, stage A: #rank, activation, the winning token coloured "
+                                   "by its activation relative to the best", "examples-a")
+                nb_hl_b = examples("Top activating examples, stage B", "examples-b")
+                with gr.Accordion("Examples and distributions as tables", open=False):
+                    nb_examples = _table("Top activating examples", elem_id="examples-table")
+                    nb_dist = _table("Top values per feature type and stage")
+            with gr.Tab("Search", id="search"):
+                gr.Markdown("Which neurons prefer X? Click a result row to open the neuron.")
+                with gr.Row():
+                    s_stage = gr.Dropdown(label="Stage", choices=[])
+                    s_ft = gr.Dropdown(label="Feature type", choices=[], elem_id="search-ft")
+                    s_value = gr.Textbox(label="Value (a token, word or tag, e.g. NOUN)", elem_id="search-value")
+                    s_by = gr.Radio(["probability", "mass"], value="probability", label="Rank by")
+                    s_min = gr.Number(value=1, precision=0, label="Min. count")
+                    s_go = gr.Button("Search by value", variant="primary")
+                with gr.Row():
+                    s_report = gr.Dropdown(label="Report", choices=[])
+                    s_status = gr.Radio(list(STATUSES), value="lost", label="Status")
+                    s_go_status = gr.Button("Search by status")
+                with gr.Row():
+                    s_hft = gr.Dropdown(label="Hellinger of feature type", choices=[])
+                    s_lo = gr.Slider(0, 1, value=0.8, step=0.01, label="Hellinger from")
+                    s_hi = gr.Slider(0, 1, value=1.0, step=0.01, label="to")
+                    s_go_h = gr.Button("Search by Hellinger range")
+                s_layer = gr.Dropdown(label="Layer", choices=[viewer.ALL_LAYERS], value=viewer.ALL_LAYERS)
+                s_message = _message("Search", elem_id="search-message")
+                s_table = _table("Neurons (click a row to open it)", elem_id="search-results")
+            with gr.Tab("Transfer", id="transfer"):
+                with gr.Row():
+                    t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
+                    t_ft = gr.Dropdown(label="Feature type", choices=[])
+                    t_which = gr.Radio(["most", "least"], value="most", label="Changed")
+                    t_min = gr.Number(value=5, precision=0, label="Min. count in both stages")
+                    t_n = gr.Slider(5, 200, value=25, step=5, label="How many")
+                    t_layer = gr.Dropdown(label="Layer", choices=[viewer.ALL_LAYERS], value=viewer.ALL_LAYERS)
+                t_message = _message("Transfer", elem_id="transfer-message")
+                t_table = _table("Shared neurons by Hellinger distance (click a header to sort, a row to open the "
+                                 "neuron)", elem_id="transfer-table")
+
+        open_outputs = [current, status, stages_df, reports_df, ov_report, ov_ft, nb_layer, nb_neuron, nb_a, nb_b,
+                        s_stage, s_ft, s_report, s_hft, s_layer, t_report, t_ft, t_layer]
+        overview_outputs = [ov_message, layers_df, *figures]
+        neuron_outputs = [nb_title, nb_stats, nb_cmp, nb_chart, nb_hl_a, nb_hl_b, nb_examples, nb_dist]
+        neuron_inputs = [current, nb_layer, nb_neuron, nb_a, nb_b]
+        overview_inputs = [current, ov_report, ov_ft]
+        transfer_inputs = [current, t_report, t_ft, t_which, t_min, t_n, t_layer]
+        search_outputs = [s_message, s_table, pair]
+        clear = lambda n: (lambda: (None,) * n)  # noqa: E731
+
+        def opened(text: str) -> tuple:
+            try:
+                return open_results(text)
+            except Exception as err:  # the previous results (if any) stay open
+                message = message_of(err)
+                warn(message)
+                return (gr.skip(), message, *(gr.skip(),) * (len(open_outputs) - 2))
+
+        def page(text: str, request: gr.Request) -> tuple:
+            repo = (request.query_params.get("repo") or "").strip() if request is not None else ""
+            text = repo or text
+            if not text:
+                return (text, gr.skip(), "No results open: enter a Hub dataset repo id or a local results folder "
+                        "and press Open.", *(gr.skip(),) * (len(open_outputs) - 2))
+            return (text, *opened(text))
+
+        overview_fn = guarded(clear(len(overview_outputs) - 1))(show_overview)
+        neuron_fn = guarded(clear(len(neuron_outputs) - 1))(show_neuron)
+        transfer_fn = guarded(clear(1))(show_transfer)
+        search_empty = lambda: (None, gr.skip())  # noqa: E731
+
+        load_event = demo.load(page, [source_box], [source_box, *open_outputs], api_visibility="private")
+        open_event = gr.on([open_button.click, source_box.submit], opened, [source_box], open_outputs,
+                           api_name="open")
+        for event in (load_event, open_event):
+            (event.success(overview_fn, overview_inputs, overview_outputs, api_visibility="private")
+             .then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private")
+             .then(transfer_fn, transfer_inputs, [t_message, t_table], api_visibility="private"))
+
+        gr.on([ov_report.input, ov_ft.input], overview_fn, overview_inputs, overview_outputs, api_name="overview")
+        gr.on([nb_show.click, nb_neuron.submit, nb_layer.input, nb_a.input, nb_b.input], neuron_fn, neuron_inputs,
+              neuron_outputs, api_name="neuron")
+        gr.on([t_report.input, t_ft.input, t_which.input, t_min.submit, t_n.release, t_layer.input], transfer_fn,
+              transfer_inputs, [t_message, t_table], api_name="transfer")
+        gr.on([s_go.click, s_value.submit], guarded(search_empty)(search_feature),
+              [current, s_stage, s_ft, s_value, s_by, s_min, gr.State(50), s_layer], search_outputs,
+              api_name="search_feature")
+        s_go_status.click(guarded(search_empty)(search_status), [current, s_report, s_status, s_layer],
+                          search_outputs, api_name="search_status")
+        s_go_h.click(guarded(search_empty)(search_hellinger), [current, s_report, s_hft, s_lo, s_hi, s_layer],
+                     search_outputs, api_name="search_hellinger")
+
+        # Click a row of the Search or Transfer results -> the Neuron tab showing that neuron.
+        def go_to(table: Any, stages: list | None, current_a: str, current_b: str, evt: gr.SelectData) -> tuple:
+            try:
+                layer, neuron = viewer.neuron_from_row(list(table.columns), list(evt.row_value or []))
+            except TXRayError as err:
+                warn(str(err))
+                return (gr.skip(),) * 5
+            a, b = (list(stages or []) + [None, None])[:2]
+            return gr.Tabs(selected="neuron"), layer, neuron, a or current_a, b or current_b
+
+        def go_to_from_report(source: str, report: str | None, table: Any, current_a: str, current_b: str,
+                              evt: gr.SelectData) -> tuple:
+            try:
+                meta = _view(source).report(report).meta
+                stages = [meta.stage_a, meta.stage_b]
+            except TXRayError:
+                stages = None
+            return go_to(table, stages, current_a, current_b, evt)
+
+        go_outputs = [tabs, nb_layer, nb_neuron, nb_a, nb_b]
+        (s_table.select(go_to, [s_table, pair, nb_a, nb_b], go_outputs, api_visibility="private")
+         .then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private"))
+        (t_table.select(go_to_from_report, [current, t_report, t_table, nb_a, nb_b], go_outputs,
+                        api_visibility="private")
+         .then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private"))
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.launch()

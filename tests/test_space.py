@@ -1,0 +1,573 @@
+"""The Gradio Space (spaces_app/app.py) and its helpers (hf_txray/viewer.py).
+
+- gradio_client against the launched app: every tab's functions return what the Profile and TransferReport say,
+  computed independently here;
+- a real browser (Debian chromium driven by Playwright) on 127.0.0.1: pick a neuron, see its top tokens and a
+  rendered chart, an `<img onerror>` token stays text; screenshots of every tab go to docs/screenshots/;
+- the Space folder is self-consistent (YAML header, app_file, requirements), and deploys to the local Hub server;
+- bad input (unknown repo, not a results dataset, missing configs, out-of-range neuron) gives a readable message.
+
+The fixture: two stages of a tiny BERT (tests/models.py) with a user feature "markup" that labels HTML tags and
+markdown in the text, so `<img src=x onerror=alert(1)>` is a feature value and sits in top examples.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import hf_txray
+from hf_txray import metrics, viewer
+from hf_txray.errors import ConfigurationError, ProfileFormatError
+from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
+from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+
+gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
+from gradio_client import Client  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "spaces_app"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+FIRST_ROW = "#{} [role=row][aria-rowindex='2'] [role=gridcell]"  # gradio 6 Dataframe: the first body row's cells
+PAYLOAD = "<img src=x onerror=alert(1)>"
+MARKUP = re.compile(r"<[^>]*>|\*\*[^*]+\*\*")
+TEXTS = SAMPLE_TEXTS + [
+    f'Click {PAYLOAD} to see the "quoted" **bold** text.',
+    f"{PAYLOAD} {PAYLOAD}",
+    f"A tag {PAYLOAD} here and <b>there</b>.",
+]
+
+
+def markup(text: str) -> list[tuple[int, int, str]]:
+    """User feature: every HTML tag or **markdown** span, labelled with its own text."""
+    return [(m.start(), m.end(), m.group()) for m in MARKUP.finditer(text)]
+
+
+# ----- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Two stages (different seeds and text order), their report, and the export folder (~10 s)."""
+    with pytest.MonkeyPatch.context() as mp:  # module scope runs before the autouse cache fixture
+        mp.setenv("HF_TXRAY_CACHE", str(tmp_path_factory.mktemp("txray-cache")))
+        features = ("token", "pos", hf_txray.UserFeature("markup", markup))
+        run = lambda seed, texts, stage: hf_txray.analyze(  # noqa: E731
+            tiny_bert(seed), texts, tokenizer=bert_tokenizer(), features=features, stage=stage,
+            model_id="tiny-org/bert-tiny", show_progress=False)
+        a = run(0, TEXTS, "pretrained")
+        b = run(1, TEXTS[::-1], "finetuned")
+    report = hf_txray.compare(a, b)
+    folder = hf_txray.save_to_disk(tmp_path_factory.mktemp("space") / "results", [a, b], [report], plots=False)
+    return a, b, report, folder
+
+
+@pytest.fixture(scope="module")
+def payload_neuron(results):
+    """A neuron whose top markup value is the payload and one of whose top examples shows it."""
+    a = results[0]
+    stats = a.neuron_stats()
+    examples = a.examples
+    shown = examples[(examples["left"] + examples["token"] + examples["right"]).str.contains("<img", regex=False)]
+    candidates = stats[(stats["top_markup"] == PAYLOAD) & (stats["count"] >= 2)]
+    candidates = candidates[candidates.set_index(["layer", "neuron"]).index.isin(
+        shown.set_index(["layer", "neuron"]).index)]
+    assert len(candidates), "the fixture should give some neuron the payload as top markup and in its examples"
+    row = candidates.sort_values("count", ascending=False).iloc[0]
+    return int(row["layer"]), int(row["neuron"])
+
+
+def _load_app():
+    spec = importlib.util.spec_from_file_location("txray_space_app_under_test", SPACE / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def app():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TXRAY_REPO", raising=False)
+        mp.delenv("SPACE_ID", raising=False)
+        return _load_app()
+
+
+@pytest.fixture(scope="module")
+def served(app, results):
+    """The app launched on 127.0.0.1 with the fixture results as its default source."""
+    demo = app.build_demo(str(results[3]))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def client(served, results):
+    c = Client(served, verbose=False)
+    opened = c.predict(str(results[3]), api_name="/open")
+    assert opened[0].startswith("Opened"), opened[0]
+    return c
+
+
+def frame(value: dict) -> pd.DataFrame:
+    """A Dataframe output as gradio_client returns it."""
+    return pd.DataFrame(value["data"], columns=value["headers"])
+
+
+def same(x, y, tol=1e-4) -> bool:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return y is None or (isinstance(y, float) and math.isnan(y))
+    return abs(float(x) - float(y)) <= tol * max(1.0, abs(float(y)))
+
+
+# ----- (1) every tab through gradio_client ---------------------------------------------------------------------
+def test_open_and_overview(client, results):
+    a, b, report, folder = results
+    opened = client.predict(str(folder), api_name="/open")
+    stages = frame(opened[1])
+    assert list(stages["stage"]) == ["pretrained", "finetuned"]
+    assert set(stages["model"]) == {"tiny-org/bert-tiny"}
+    assert list(stages["texts"]) == [a.meta.num_examples, b.meta.num_examples]
+    assert list(stages["credited neurons"]) == [int((a.neuron_count > 0).sum()), int((b.neuron_count > 0).sum())]
+    reports = frame(opened[2])
+    assert list(reports["report"]) == [report.name]
+    assert same(reports["lost"].iloc[0], report.summary()["share_lost"])
+
+    message, layers, *figures = client.predict(report.name, "pos", api_name="/overview")
+    assert message == ""
+    layers = frame(layers)
+    assert list(layers["layer"]) == list(report.layers["layer"])
+    assert list(layers["lost"]) == list(report.layers["lost"])
+    for got, want in zip(layers["mean_hellinger_pos"], report.layers["mean_hellinger_pos"]):
+        assert same(got, want)
+    assert len(figures) == 4
+    for figure in figures:
+        assert figure["type"] == "matplotlib" and figure["plot"].startswith("data:image/png;base64,")
+
+
+def test_neuron_tab_matches_the_profiles(client, results, payload_neuron):
+    a, b, report, _ = results
+    layer, neuron = payload_neuron
+    title, stats, comparison, chart, spans_a, spans_b, examples, dists = client.predict(
+        layer, neuron, "pretrained", "finetuned", api_name="/neuron")
+    status = report.neurons.set_index(["layer", "neuron"]).loc[(layer, neuron), "status"]
+    assert title.startswith(f"Layer {layer}, neuron {neuron}: {status}")
+
+    stats = frame(stats).set_index("stage")
+    for profile in (a, b):
+        want = profile.neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)]
+        got = stats.loc[profile.stage]
+        assert got["count"] == want["count"] and same(got["mass"], want["mass"])
+        for ft in ("token", "pos", "markup"):
+            assert got[f"length_{ft}"] == want[f"length_{ft}"]
+            assert (got[f"top_{ft}"] or None) == (want[f"top_{ft}"] or None)
+    assert stats.loc["pretrained", "top_markup"] == PAYLOAD  # the payload arrives as a plain string
+
+    # Hellinger: from the report, and the same as computed directly from the two distributions
+    comparison = frame(comparison).set_index("feature type")
+    line = report.neurons.set_index(["layer", "neuron"]).loc[(layer, neuron)]
+    for ft in ("token", "pos", "markup"):
+        assert same(comparison.loc[ft, "hellinger"], line[f"hellinger_{ft}"])
+        p, q = a.distribution(layer, neuron, ft), b.distribution(layer, neuron, ft)
+        if p and q:
+            assert same(comparison.loc[ft, "hellinger"], metrics.hellinger(p, q))
+        assert comparison.loc[ft, "length A"] == len(p) and comparison.loc[ft, "length B"] == len(q)
+
+    # bar-chart data (and its table): the top values of each stage with their probabilities
+    dists = frame(dists)
+    for profile in (a, b):
+        for ft in ("token", "pos"):
+            want = profile.top_features(layer, neuron, ft, k=10)
+            got = dists[(dists["stage"] == profile.stage) & (dists["feature type"] == ft)].set_index("feature")
+            for feature, probability in want:
+                assert same(got.loc[feature, "probability"], probability)
+    assert chart["type"] == "altair"
+    spec = json.loads(chart["plot"])
+    plotted = {v["feature"] for panel in spec["hconcat"] for v in panel["data"]["values"]}
+    assert {f for f, _ in a.top_features(layer, neuron, "token", k=10)} <= plotted
+    assert [panel["title"].split(":")[0] for panel in spec["hconcat"]] == ["pos", "markup", "token"]
+
+    # top examples: the winning token highlighted by activation / best activation, in rank order
+    for spans, profile in ((spans_a, a), (spans_b, b)):
+        want = profile.top_examples(layer, neuron)
+        scored = [s for s in spans if s["class_or_confidence"] is not None]
+        if want.empty:
+            assert scored == []
+            continue
+        assert [s["token"] for s in scored] == list(want["token"])
+        best = want["activation"].max()
+        assert [s["class_or_confidence"] for s in scored] == [viewer.activation_bucket(x / best)
+                                                               for x in want["activation"]]
+        assert scored[0]["class_or_confidence"] == ">= 90% of the best activation"
+        assert all(f"#{r + 1}  {x:.3f}   " in "".join(s["token"] for s in spans)
+                   for r, x in zip(want["rank"], want["activation"]))
+        text = "".join(s["token"] for s in spans)
+        for left, token, right in zip(want["left"], want["token"], want["right"]):  # contexts cut to 50 chars
+            assert left[-50:] + token + right[:50] in text
+    examples = frame(examples)
+    want = a.top_examples(layer, neuron)
+    got = examples[examples["stage"] == "pretrained"]
+    assert list(got["token"]) == list(want["token"]) and list(got["rank"]) == list(want["rank"] + 1)
+    assert any("<img" in s for s in (got["left"] + got["token"] + got["right"]))
+
+
+def _expected_search(profile, ft: str, value: str, by: str) -> list[tuple[int, int]]:
+    long = profile.to_pandas(ft)
+    long = long[(long["feature"] == value) & (long["mass"] > 0)]
+    other = "mass" if by == "probability" else "probability"
+    long = long.sort_values([by, other, "layer", "neuron"], ascending=[False, False, True, True], kind="stable")
+    return list(zip(long["layer"], long["neuron"]))
+
+
+def test_search_tab(client, results):
+    a, b, report, _ = results
+    top_token = a.neuron_stats()["top_token"].value_counts().index[0]
+    for ft, value in (("token", top_token), ("pos", "NOUN"), ("markup", PAYLOAD)):
+        for by in ("probability", "mass"):
+            message, table = client.predict("pretrained", ft, value, by, 1, "all", api_name="/search_feature")
+            table = frame(table)
+            want = _expected_search(a, ft, value, by)[:50]
+            assert list(zip(table["layer"], table["neuron"])) == want, (ft, value, by)
+            assert set(table["feature"]) == {value}
+            probs = a.to_pandas(ft).set_index(["layer", "neuron", "feature"])["probability"]
+            assert all(same(p, probs[(la, ne, value)]) for la, ne, p in zip(table["layer"], table["neuron"],
+                                                                            table["probability"]))
+            assert message.startswith(f"{len(want)} neuron(s)")
+    # a value differing only in case finds the profiled one (BERT lowercases)
+    _, table = client.predict("pretrained", "token", top_token.upper(), "mass", 1, "all", api_name="/search_feature")
+    assert set(frame(table)["feature"]) == {top_token}
+    # by layer
+    _, table = client.predict("pretrained", "pos", "NOUN", "mass", 1, 1, api_name="/search_feature")
+    assert set(frame(table)["layer"]) <= {1}
+
+    for status in ("lost", "gained"):
+        message, table = client.predict(report.name, status, "all", api_name="/search_status")
+        table = frame(table)
+        want = report.neurons[report.neurons["status"] == status]
+        assert set(zip(table["layer"], table["neuron"])) == set(zip(want["layer"], want["neuron"]))
+        mass = (table["mass_a"] + table["mass_b"]).to_numpy()
+        assert np.all(np.diff(mass) <= 1e-9)
+
+    message, table = client.predict(report.name, "pos", 0.2, 0.9, "all", api_name="/search_hellinger")
+    table = frame(table)
+    h = report.neurons["hellinger_pos"]
+    want = report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9)]
+    assert set(zip(table["layer"], table["neuron"])) == set(zip(want["layer"], want["neuron"]))
+    assert list(table["hellinger_pos"]) == sorted(table["hellinger_pos"], reverse=True)
+
+
+def test_transfer_tab(client, results):
+    report = results[2]
+    for which, rank in (("most", report.most_changed), ("least", report.least_changed)):
+        message, table = client.predict(report.name, "pos", which, 2, 10, "all", api_name="/transfer")
+        table = frame(table)
+        want = rank(10, "pos", min_count=2)
+        assert list(zip(table["layer"], table["neuron"])) == list(zip(want["layer"], want["neuron"]))
+        assert all(same(x, y) for x, y in zip(table["hellinger_pos"], want["hellinger_pos"]))
+        assert message.startswith(f"The {len(want)} {which} changed")
+    stats = results[0].neuron_stats().set_index(["layer", "neuron"])
+    assert all(stats.loc[(la, ne), "top_pos"] == top for la, ne, top in
+               zip(table["layer"], table["neuron"], table["top pos A"]))
+
+
+def test_viewer_computes_pairs_without_a_report(results, payload_neuron):
+    """The reverse pair has no report: status and Hellinger come from the profiles (Hellinger is symmetric)."""
+    a, b, report, folder = results
+    view = viewer.open_results(str(folder))
+    layer, neuron = payload_neuron
+    direct = viewer.neuron_comparison(view, layer, neuron, "finetuned", "pretrained").set_index("feature type")
+    line = report.neurons.set_index(["layer", "neuron"]).loc[(layer, neuron)]
+    for ft in report.meta.feature_types:
+        assert same(direct.loc[ft, "hellinger"], line[f"hellinger_{ft}"])
+        assert direct.loc[ft, "length A"] == line[f"length_b_{ft}"]
+    flipped = {"lost": "gained", "gained": "lost"}.get(line["status"], line["status"])
+    assert viewer.neuron_status(view, layer, neuron, "finetuned", "pretrained") == flipped
+
+
+# ----- (4) bad input: a readable message, never a traceback ------------------------------------------------------
+def test_bad_input_gives_messages(client, results, tmp_path):
+    folder = results[3]
+    not_results = tmp_path / "plain"
+    not_results.mkdir()
+    (not_results / "data.csv").write_text("a,b\n1,2\n")
+    no_cards = shutil.copytree(folder, tmp_path / "no_cards")
+    shutil.rmtree(no_cards / "neuron_cards")
+    no_reports = shutil.copytree(folder, tmp_path / "no_reports")
+    shutil.rmtree(no_reports / "transfer_reports")
+    cases = {
+        "nobody/no-such-results": "Could not download the Hub dataset 'nobody/no-such-results'",
+        str(not_results): "is not an hf_txray results folder",
+        str(no_cards): "lacks neuron_cards/",
+        str(no_reports): "is the transfer_reports config missing",
+        str(not_results / "data.csv"): "is a file",
+        "": "No results open: enter a Hub dataset repo id",
+        "not a repo id!": "neither a folder nor a valid Hub repo id",
+    }
+    for source, expected in cases.items():
+        message = client.predict(source, api_name="/open")[0]
+        assert expected in message, (source, message)
+        assert "Traceback" not in message
+    # the results opened before stay usable
+    title = client.predict(0, 999, "pretrained", "finetuned", api_name="/neuron")[0]
+    assert title == "Neuron 999 is out of range: layers have 48 neurons (0 to 47)."
+    assert client.predict(0, -1, "pretrained", "finetuned", api_name="/neuron")[0].startswith("Neuron -1 is out")
+    assert client.predict(1, 3, "pretrained", "finetuned", api_name="/neuron")[0].startswith("Layer 1, neuron 3")
+    message = client.predict("pretrained", "token", "zzqqxx", "mass", 1, "all", api_name="/search_feature")[0]
+    assert message == "No neuron was credited on the token 'zzqqxx' at stage 'pretrained'."
+    message = client.predict(results[2].name, "pos", 0.9, 0.1, "all", api_name="/search_hellinger")[0]
+    assert message.startswith("The Hellinger range must satisfy")
+    assert client.predict("pretrained", "token", "  ", "mass", 1, "all", api_name="/search_feature")[0] == \
+        "Type a token value to search for."
+
+
+def test_viewer_errors_are_typed(results, tmp_path):
+    view = viewer.open_results(str(results[3]))
+    with pytest.raises(ConfigurationError, match="out of range"):
+        viewer.neuron_stats(view, 0, 48, ["pretrained"])
+    with pytest.raises(ConfigurationError, match="Layer 7 is not in these results"):
+        view.check_neuron(7, 0)
+    with pytest.raises(ConfigurationError, match="No transfer report"):
+        viewer.transfer_table(view, "a->b")
+    with pytest.raises(ProfileFormatError, match="not an hf_txray results folder"):
+        viewer.open_results(str(tmp_path))
+
+
+def test_hub_repos_open_or_say_why(client, hub, results):  # noqa: F811
+    """A pushed results repo opens by id; a dataset that is not hf_txray results, or no repo, says so."""
+    a, b, report, folder = results
+    hf_txray.hub.push_folder(folder, "test-user/space-results")
+    opened = client.predict("test-user/space-results", api_name="/open")
+    assert opened[0].startswith("Opened test-user/space-results: 2 profile(s), 1 report(s)")
+    assert frame(client.predict(report.name, "pos", "most", 1, 5, "all", api_name="/transfer")[1]).shape[0] > 0
+
+    hub.api.create_repo("test-user/other-data", repo_type="dataset")
+    hub.api.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="data.csv", repo_id="test-user/other-data",
+                        repo_type="dataset")
+    message = client.predict("test-user/other-data", api_name="/open")[0]
+    assert "The Hub dataset 'test-user/other-data' is not an hf_txray results dataset" in message
+    message = client.predict("test-user/missing-results", api_name="/open")[0]
+    assert message.startswith("Could not download the Hub dataset 'test-user/missing-results'")
+
+
+# ----- (3) the Space folder ----------------------------------------------------------------------------------------
+def _header(readme: Path) -> dict:
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---", 2)[1])
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[<>=!~;\[ @]", line)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_space_folder_is_self_consistent():
+    header = _header(SPACE / "README.md")
+    assert header["sdk"] == "gradio"
+    assert header["sdk_version"] == gradio.__version__  # pinned to the version we test
+    assert header["title"] and header["emoji"]
+    assert (SPACE / header["app_file"]).is_file()
+    assert header["datasets"] and all("/" in d for d in header["datasets"])
+
+    tree = ast.parse((SPACE / "app.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    distributions = {"yaml": "pyyaml"}
+    required = _requirement_names(SPACE / "requirements.txt")
+    # gradio comes from sdk_version; hf_txray is uploaded next to app.py by deploy_space
+    assert third_party - {"gradio", "hf_txray"} and all(
+        distributions.get(m, m) in required for m in third_party - {"gradio", "hf_txray"}), third_party
+    assert "gradio" not in required
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert {re.split(r"[<>=!~;\[ ]", d)[0].lower().replace("_", "-") for d in dependencies} <= required
+    assert "app.py" in (SPACE / "README.md").read_text()
+    # what the app shows is defined in hf_txray: app.py defines no statistics of its own
+    assert "def search_feature" in (ROOT / "hf_txray" / "viewer.py").read_text()
+
+
+def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F811
+    from huggingface_hub import snapshot_download
+
+    hf_txray.hub.push_folder(results[3], "test-user/deployed-results")
+    info = viewer.deploy_space("test-user/txray-viewer", "test-user/deployed-results")
+    assert info.oid
+    files = hub.server.repo_files("test-user/txray-viewer", repo_type="space")
+    for name in ("app.py", "README.md", "requirements.txt", "hf_txray/__init__.py", "hf_txray/viewer.py",
+                 "hf_txray/py.typed"):
+        assert name in files, name
+    assert not any("__pycache__" in name for name in files)
+    assert files["app.py"] == (SPACE / "app.py").read_bytes()
+    remote = yaml.safe_load(files["README.md"].decode().split("---", 2)[1])
+    assert remote["datasets"] == ["test-user/deployed-results"] and remote["sdk"] == "gradio"
+    assert hub.api.repo_info("test-user/txray-viewer", repo_type="space").card_data is not None
+
+    # a file the package no longer has disappears at the next deploy; other files stay
+    hub.api.upload_file(path_or_fileobj=b"x = 1\n", path_in_repo="hf_txray/stale.py", repo_id="test-user/txray-viewer",
+                        repo_type="space")
+    hub.api.upload_file(path_or_fileobj=b"notes\n", path_in_repo="NOTES.txt", repo_id="test-user/txray-viewer",
+                        repo_type="space")
+    viewer.deploy_space("test-user/txray-viewer", "test-user/deployed-results")
+    files = hub.server.repo_files("test-user/txray-viewer", repo_type="space")
+    assert "hf_txray/stale.py" not in files and "NOTES.txt" in files
+
+    # the deployed Space runs: its app imports the uploaded hf_txray and opens the results named in its README
+    local = Path(snapshot_download("test-user/txray-viewer", repo_type="space", local_dir=tmp_path / "space"))
+    script = ("import os, app, hf_txray; "
+              "assert hf_txray.__file__.startswith(os.getcwd()), hf_txray.__file__; "
+              "source = app.default_source(); print(source); print(app.open_results(source)[1])")
+    env = {**os.environ, "SPACE_ID": "test-user/txray-viewer", "PYTHONPATH": ""}
+    env.pop("TXRAY_REPO", None)
+    done = subprocess.run([sys.executable, "-c", script], cwd=local, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "test-user/deployed-results"
+    assert lines[-1].startswith("Opened test-user/deployed-results: 2 profile(s), 1 report(s)")
+
+
+def test_default_source_from_env_and_space_readme(app, monkeypatch, tmp_path):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("TXRAY_REPO", raising=False)
+    assert app.default_source() == ""  # locally: nothing unless asked
+    monkeypatch.setenv("SPACE_ID", "me/viewer")  # on a Space: the README's first dataset
+    assert app.default_source() == _header(SPACE / "README.md")["datasets"][0]
+    monkeypatch.setenv("TXRAY_REPO", " me/other-results ")  # the variable wins
+    assert app.default_source() == "me/other-results"
+    readme = tmp_path / "README.md"
+    readme.write_text(viewer.set_space_datasets((SPACE / "README.md").read_text(), ["me/x"], title="T"))
+    assert app.space_datasets(readme) == ["me/x"] and _header(readme)["title"] == "T"
+    assert (SPACE / "README.md").read_text().split("---", 2)[2] == readme.read_text().split("---", 2)[2]
+
+
+def test_cli_view_launches_the_app(results, monkeypatch):
+    import gradio as gr
+
+    from hf_txray.cli import main
+
+    launched = {}
+
+    def fake_launch(self, **kwargs):
+        launched.update(kwargs, blocks=self)
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    assert main(["view", str(results[3]), "--port", "7999"]) == 0
+    assert launched["server_port"] == 7999 and launched["server_name"] == "127.0.0.1"
+    assert isinstance(launched["blocks"], gr.Blocks)
+    assert main(["view", "not a repo id!"]) == 2  # fails fast, before launching
+
+
+# ----- (2) a real browser --------------------------------------------------------------------------------------
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing. Install "
+                    "it with `apt-get install -y chromium` (make test does this) !!!")
+def test_browser(served, results, payload_neuron):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    expect = playwright.expect
+    layer, neuron = payload_neuron
+    dialogs: list[str] = []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(served)
+            expect(page.locator("#status textarea")).to_have_value(re.compile("^Opened "), timeout=60_000)
+            expect(page.locator("#hellinger_vs_length img")).to_be_visible(timeout=60_000)
+            expect(page.locator("#mass_share img")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+
+            # pick a neuron: layer from the dropdown, neuron typed + Enter
+            page.get_by_role("tab", name="Neuron").click()
+            expect(page.locator("#neuron-title textarea")).to_have_value(re.compile("^Layer "), timeout=30_000)
+            page.locator("#layer input").click()
+            page.get_by_role("option", name=str(layer), exact=True).click()
+            expect(page.locator("#neuron-title textarea")).to_have_value(re.compile(f"^Layer {layer}, "),
+                                                                         timeout=30_000)
+            page.locator("#neuron input").fill(str(neuron))
+            expect(page.locator("#neuron input")).to_have_value(str(neuron))
+            page.locator("#neuron input").press("Enter")
+            expect(page.locator("#neuron-title textarea")).to_have_value(
+                re.compile(rf"^Layer {layer}, neuron {neuron}: "), timeout=30_000)
+            stats = page.locator("#neuron-stats")
+            top_token = results[0].top_features(layer, neuron, "token", k=1)[0][0]
+            expect(stats).to_contain_text(top_token)
+            expect(stats).to_contain_text(PAYLOAD)  # the payload as text, in the top_markup cell
+            expect(page.locator("#chart canvas, #chart svg").first).to_be_visible(timeout=30_000)  # Vega drew it
+            winners = results[0].top_examples(layer, neuron)["token"]
+            expect(page.locator("#examples-a")).to_contain_text(winners.iloc[0])
+            page.screenshot(path=str(SCREENSHOTS / "neuron.png"), full_page=True)
+
+            # search for the payload itself: shown as text in the results; a row click opens that neuron
+            page.get_by_role("tab", name="Search").click()
+            page.locator("#search-ft input").click()
+            page.get_by_role("option", name="markup", exact=True).click()
+            page.locator("#search-value textarea, #search-value input").first.fill(PAYLOAD)
+            page.locator("#search-value textarea, #search-value input").first.press("Enter")
+            expect(page.locator("#search-message textarea")).to_have_value(re.compile(r"neuron\(s\) of stage"),
+                                                                           timeout=30_000)
+            expect(page.locator("#search-results")).to_contain_text(PAYLOAD)
+            page.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
+            first = page.locator(FIRST_ROW.format("search-results"))
+            first_layer, first_neuron = (first.nth(i).inner_text().strip() for i in (0, 1))
+            first.nth(1).click()
+            expect(page.get_by_role("tab", name="Neuron")).to_have_attribute("aria-selected", "true", timeout=30_000)
+            expect(page.locator("#neuron-title textarea")).to_have_value(
+                re.compile(rf"^Layer {first_layer}, neuron {first_neuron}: "), timeout=30_000)
+
+            # transfer: the table, and a row click opens the neuron
+            page.get_by_role("tab", name="Transfer").click()
+            expect(page.locator("#transfer-message textarea")).to_have_value(re.compile("changed shared neurons"))
+            page.screenshot(path=str(SCREENSHOTS / "transfer.png"), full_page=True)
+            row = page.locator(FIRST_ROW.format("transfer-table"))
+            t_layer, t_neuron = (row.nth(i).inner_text().strip() for i in (0, 1))
+            row.nth(2).click()
+            expect(page.locator("#neuron-title textarea")).to_have_value(
+                re.compile(rf"^Layer {t_layer}, neuron {t_neuron}: "), timeout=30_000)
+
+            # an out-of-range neuron: a message, the page stays
+            page.locator("#neuron input").fill("4800")
+            page.locator("#neuron input").press("Enter")
+            expect(page.locator("#neuron-title textarea")).to_have_value(re.compile("is out of range"),
+                                                                         timeout=30_000)
+
+            # the payload never became markup: no such element, no dialog, while it shows as text
+            assert page.locator('img[src="x"]').count() == 0
+            assert page.locator("img[onerror]").count() == 0
+
+            # an unknown repo in the URL: a readable message on a working page
+            page.goto(served + "?repo=nobody/no-such-results")
+            expect(page.locator("#status textarea")).to_have_value(
+                re.compile("Could not download the Hub dataset 'nobody/no-such-results'"), timeout=60_000)
+            expect(page.get_by_role("heading", name="hf_txray neuron viewer")).to_be_visible()
+            time.sleep(0.5)
+            assert page.locator('img[src="x"]').count() == 0
+        finally:
+            browser.close()
+    assert dialogs == []
