@@ -78,7 +78,8 @@ def _infer_task(model: Any, task: str | None) -> str:
     )
 
 
-def _columns(dataset: Any, text_column: str | None, label_column: str | None, task: str) -> tuple[list[str], list[int] | None]:
+def _columns(dataset: Any, text_column: str | None, label_column: str | None,
+             task: str) -> tuple[list[str], list[int] | None]:
     import datasets
 
     from .loading import TEXT_COLUMN_CANDIDATES
@@ -126,7 +127,8 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int | None) -> list[dict[str, torch.Tensor]]:
+def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int,
+                   max_length: int | None) -> list[dict[str, torch.Tensor]]:
     """Tokenize once (truncating to `max_length`) into right-padded batches; pad id 0 is masked out, so
     tokenizers without a pad token (GPT-2, Llama) work."""
     if batch_size < 1:
@@ -175,7 +177,8 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     return out
 
 
-def _compute(modules: list[tuple[str, Any, dict]], outputs: dict[str, list], labels: list[int] | None) -> dict[str, Any]:
+def _compute(modules: list[tuple[str, Any, dict]], outputs: dict[str, list],
+             labels: list[int] | None) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, module, kwargs in modules:
         wanted = list(module._feature_names()) if hasattr(module, "_feature_names") else ["predictions", "references"]
@@ -385,9 +388,16 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     return out.reset_index()
 
 
-def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: Any = None):
-    """Metric vs fraction of neurons pruned: one line per strategy (mean, with a ±1 std band where several runs),
-    and the unpruned model as a dashed line.
+def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: Any = None,
+               strategies: Sequence[str] | None = None):
+    """Metric vs fraction of neurons pruned: one line per strategy through its mean at each requested amount (error
+    bars: ±1 std where several runs, e.g. seeds, share an amount), and the unpruned model as a dashed line.
+
+    Args:
+        table (`pd.DataFrame`): rows of :func:`evaluate_pruning`, possibly concatenated over several runs.
+        metric (`str`, *optional*, defaults to `"accuracy"`): the metric column to plot.
+        ax (`matplotlib.axes.Axes`, *optional*): where to draw.
+        strategies (`list[str]`, *optional*): the strategies to draw (default: all).
 
     Returns:
         `matplotlib.figure.Figure`.
@@ -405,17 +415,18 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: Any = None):
         fig = ax.figure
     base = table[table["plan"] == BASELINE][metric]
     if len(base):
-        ax.axhline(float(base.mean()), color="black", linestyle="--", linewidth=1, label=f"unpruned ({base.mean():.3f})")
-    pruned = table[table["plan"] != BASELINE]
+        ax.axhline(float(base.mean()), color="black", linestyle="--", linewidth=1,
+                   label=f"unpruned ({base.mean():.3f})")
+    pruned = table[table["plan"] != BASELINE].copy()
+    if strategies is not None:
+        pruned = pruned[pruned["strategy"].isin(list(strategies))]
+    pruned["_amount"] = pruned["amount"].astype(str)
     for strategy, group in pruned.groupby("strategy", sort=False):
-        stats = group.groupby("fraction")[metric].agg(["mean", "std"]).sort_index()
-        x = stats.index.to_numpy(dtype=float)
-        ax.plot(x, stats["mean"], marker="o", label=strategy,
-                linestyle=":" if strategy == "random" else "-")
-        std = stats["std"].fillna(0).to_numpy()
-        if np.any(std > 0):
-            ax.fill_between(x, stats["mean"] - std, stats["mean"] + std, alpha=0.15)
-    ax.set_xlabel("fraction of MLP neurons pruned")
+        stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
+        stats = stats.sort_values("x")
+        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3, label=strategy,
+                    linestyle=":" if strategy.startswith("random") else "-")
+    ax.set_xlabel("fraction of MLP neurons pruned (mean over runs)")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -200,7 +201,8 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
                 "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b}
     if isinstance(source, Profile):
         m = source.meta
-        return {"kind": "profile", "stage": m.stage, "model": m.model_id, "dataset": m.dataset_id or m.dataset_fingerprint}
+        return {"kind": "profile", "stage": m.stage, "model": m.model_id,
+                "dataset": m.dataset_id or m.dataset_fingerprint}
     return {"kind": "none"}
 
 
@@ -240,7 +242,8 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
         amount_of = counts.get
     elif isinstance(amount, bool) or not isinstance(amount, (int, float, np.integer, np.floating)):
         raise ConfigurationError(
-            f"amount must be an int (a count), a float in (0, 1] (a fraction) or a dict {{layer: count}}, got {amount!r}."
+            f"amount must be an int (a count), a float in (0, 1] (a fraction) or a dict {{layer: count}}, got "
+            f"{amount!r}."
         )
     elif isinstance(amount, (float, np.floating)):
         if not 0.0 < float(amount) <= 1.0:
@@ -279,7 +282,8 @@ def _tie_break(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _ranking(source: TransferReport | Profile | None, strategy: str, layers: list[int], widths: dict[int, int],
-             feature_type: str | None, stage: str | None, rng: np.random.Generator) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+             feature_type: str | None, stage: str | None,
+             rng: np.random.Generator) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Per layer: candidate neuron indices in pruning order (first = pruned first) and their scores."""
     if strategy == "random":
         order, scores = {}, {}
@@ -294,7 +298,8 @@ def _ranking(source: TransferReport | Profile | None, strategy: str, layers: lis
         else:
             column = "mass_a" if stage == "a" else "mass_b"
             frame = source.neurons
-            mass = {layer: frame.loc[frame["layer"] == layer].sort_values("neuron")[column].to_numpy() for layer in layers}
+            mass = {layer: frame.loc[frame["layer"] == layer].sort_values("neuron")[column].to_numpy()
+                    for layer in layers}
         frame_scores = {layer: -np.asarray(values, dtype=np.float64) for layer, values in mass.items()}
         candidates = {layer: np.ones(widths[layer], dtype=bool) for layer in layers}
     else:
@@ -410,7 +415,8 @@ def plan_pruning(
         selected = sorted({_check_int(layer, "A layer") for layer in layers})
         missing = [layer for layer in selected if layer not in widths]
         if missing or not selected:
-            raise ConfigurationError(f"layers {list(layers)} are not all available; available layers: {sorted(widths)}.")
+            raise ConfigurationError(
+                f"layers {list(layers)} are not all available; available layers: {sorted(widths)}.")
     requested = _requested_counts(amount, widths, selected, per_layer)
     if isinstance(requested, dict):
         selected = sorted(requested)
@@ -697,6 +703,12 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
         raise ConfigurationError("mode='remove' cannot remove every neuron of a layer; prune fewer.")
     config = getattr(model, "config", None)
     attribute = _intermediate_attribute(config, width) if config is not None else None
+    hidden = getattr(config, "hidden_size", None) if config is not None else None
+    if hidden and common and width - common <= hidden:
+        warnings.warn(
+            f"After removal the MLP is {width - common} wide, not wider than the hidden size {hidden}: the model "
+            "works and saves, but hf_txray's automatic site search (the widest linear layer that narrows) no longer "
+            "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning, stacklevel=3)
     prefix, blocks = _blocks(model)
     ups = {layer: _up_projections(blocks[layer], f"{prefix}.{layer}" if prefix else str(layer), site)
            for layer, site in sites.items()}

@@ -1,0 +1,442 @@
+"""Pruning (issue 6): masks, removal, plans, strategies, evaluation with offline `evaluate` metrics, CLI, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import ConfigurationError, ModelError, Profile, PruningPlan, TXRayError, compare, prune, unprune
+from hf_txray.evaluation import evaluate_pruning, load_metric, summarize
+from hf_txray.metrics_offline import OFFLINE_METRICS, metric_path
+from hf_txray.profile import FeatureTable, ProfileMeta
+from hf_txray.pruning import apply_plan, masked, plan_pruning
+from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny
+
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
+# The down projections, named independently of hf_txray's structural search.
+DOWN = {"bert": "encoder.layer.{}.output.dense", "gpt2": "h.{}.mlp.c_proj", "llama": "layers.{}.mlp.down_proj"}
+WIDTH = {"bert": 48, "gpt2": 40, "llama": 44}
+KINDS = ("bert", "gpt2", "llama")
+
+
+def encode(kind, texts=TEXTS[:3]):
+    tokenizer = bert_tokenizer() if kind == "bert" else bpe_tokenizer()
+    rows = [tokenizer(t)["input_ids"] for t in texts]
+    width = max(len(r) for r in rows)
+    return {"input_ids": torch.tensor([r + [0] * (width - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])}
+
+
+def forward(model, inputs):
+    with torch.no_grad():
+        out = model(**inputs)
+    return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+def reference_forward(model, kind, inputs, neurons):
+    """Forward with the planned activations zeroed by a hook written here, not by hf_txray."""
+    handles = []
+    for layer, indices in neurons.items():
+        def hook(module, args, indices=list(indices)):
+            x = args[0].clone()
+            x[..., indices] = 0.0
+            return (x,)
+        handles.append(model.get_submodule(DOWN[kind].format(layer)).register_forward_pre_hook(hook))
+    try:
+        return forward(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def classifier(seed=0, num_labels=3):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128, num_labels=num_labels)
+    return BertForSequenceClassification(config).eval()
+
+
+# ----- hand-built profiles and report ---------------------------------------------------------------------------
+VOCAB = ["a", "b", "c"]
+# (neuron) -> {feature: mass}, the same in both layers (layer 1 masses doubled). Designed outcomes per layer:
+# n0 shared H=0 | n1 shared, mid H | n2 shared H=1 | n3 lost (big) | n4 lost (small) | n5 gained (big) |
+# n6 gained (small) | n7 shared, small H | n8.. dead
+STAGE_A = {0: {"a": 4.0}, 1: {"a": 4.0}, 2: {"a": 3.0}, 3: {"b": 9.0}, 4: {"c": 1.0}, 7: {"a": 9.0, "c": 1.0}}
+STAGE_B = {0: {"a": 8.0}, 1: {"a": 2.0, "b": 2.0}, 2: {"b": 5.0}, 5: {"c": 7.0}, 6: {"a": 0.5}, 7: {"a": 6.0}}
+
+
+def make_profile(stage, entries, num_neurons=12, layers=(0, 1)):
+    rows, fids, mass = [], [], []
+    for position, layer in enumerate(layers):
+        for neuron, dist in sorted(entries.items()):
+            for feature, value in sorted(dist.items(), key=lambda kv: VOCAB.index(kv[0])):
+                rows.append(position * num_neurons + neuron)
+                fids.append(VOCAB.index(feature))
+                mass.append(value * (1 + position))
+    rows, fids, mass = np.array(rows, np.int64), np.array(fids, np.int64), np.array(mass, np.float64)
+    count = np.ones_like(rows)
+    table = FeatureTable(list(VOCAB), rows, fids, mass, count, np.array([5, 5, 5], np.int64))
+    num_rows = len(layers) * num_neurons
+    neuron_mass = np.bincount(rows, weights=mass, minlength=num_rows).reshape(len(layers), num_neurons)
+    neuron_count = np.bincount(rows, minlength=num_rows).reshape(len(layers), num_neurons)
+    meta = ProfileMeta(model_id="hand", site="mlp", layers=list(layers), num_neurons=num_neurons,
+                       feature_types=["token"], stage=stage, dataset_id=f"{stage}-corpus")
+    return Profile(meta, neuron_mass, neuron_count, {"token": table})
+
+
+@pytest.fixture(scope="module")
+def report():
+    return compare(make_profile("pretrained", STAGE_A), make_profile("finetuned", STAGE_B))
+
+
+def test_hand_built_report_has_the_designed_statuses(report):
+    layer0 = report.neurons[report.neurons["layer"] == 0].set_index("neuron")
+    assert list(layer0.loc[[0, 1, 2, 7], "status"]) == ["shared"] * 4
+    assert list(layer0.loc[[3, 4], "status"]) == ["lost"] * 2
+    assert list(layer0.loc[[5, 6], "status"]) == ["gained"] * 2
+    h = layer0["hellinger_token"]
+    assert h[0] == pytest.approx(0.0, abs=1e-12) and h[2] == pytest.approx(1.0) and 0 < h[7] < h[1] < 1
+
+
+@pytest.mark.parametrize("strategy, amount, expected", [
+    ("lost", 1, [3]), ("lost", 2, [3, 4]),
+    ("gained", 1, [5]), ("gained", 2, [5, 6]),
+    ("most_changed", 1, [2]), ("most_changed", 2, [1, 2]),
+    ("least_changed", 1, [0]), ("least_changed", 2, [0, 7]),
+])
+def test_strategies_pick_the_right_neurons(report, strategy, amount, expected):
+    plan = plan_pruning(report, strategy, amount)
+    assert plan.neurons == {0: expected, 1: expected}
+    assert plan.source["stage_a"] == "pretrained" and plan.source["stage_b"] == "finetuned"
+
+
+def test_low_mass_ranks_by_stage_and_dead_first(report):
+    dead = {3, 4, 8, 9, 10, 11}  # no mass in stage B
+    plan = plan_pruning(report, "low_mass", 6)  # exactly the neurons with zero mass in B, whatever the tie order
+    assert set(plan.neurons[0]) == dead and set(plan.neurons[1]) == dead
+    plan = plan_pruning(report, "low_mass", 7)
+    assert set(plan.neurons[0]) == dead | {6}  # n6 has the smallest non-zero mass in B (0.5)
+    plan_a = plan_pruning(report, "low_mass", 7, stage="a")  # in A: zero for 5, 6, 8..11; then n4 (1.0)
+    assert set(plan_a.neurons[0]) == {4, 5, 6, 8, 9, 10, 11}
+    profile_plan = plan_pruning(make_profile("finetuned", STAGE_B), "low_mass", 7)
+    assert profile_plan.neurons == plan.neurons and profile_plan.source["kind"] == "profile"
+
+
+def test_amount_forms(report):
+    assert plan_pruning(report, "random", 0.25).counts == {0: 3, 1: 3}
+    assert plan_pruning(report, "random", 5).counts == {0: 5, 1: 5}
+    assert plan_pruning(report, "random", {1: 4}).counts == {1: 4}
+    assert plan_pruning(report, "random", 2, layers=[1]).counts == {1: 2}
+    overall = plan_pruning(report, "most_changed", 3, per_layer=False)
+    # layer-1 distributions are the same as layer 0's, so H ties across layers; the top three are n2 x2 and one n1
+    assert overall.total == 3 and 2 in overall.neurons[0] and 2 in overall.neurons[1]
+    assert plan_pruning(report, "random", 0.5, per_layer=False).total == 12
+    short = plan_pruning(report, "lost", 3, allow_fewer=True)
+    assert short.counts == {0: 2, 1: 2}
+
+
+def test_random_is_reproducible_by_seed(report):
+    a, b, c = (plan_pruning(report, "random", 0.5, seed=s) for s in (7, 7, 8))
+    assert a.neurons == b.neurons
+    assert a.neurons != c.neurons and a.counts == c.counts
+
+
+def test_plan_round_trips_through_json(report, tmp_path):
+    for plan in (plan_pruning(report, "most_changed", 2, seed=3), plan_pruning(report, "random", {0: 2, 1: 1}),
+                 plan_pruning(report, {1: [4, 2]}, mode="remove")):
+        again = PruningPlan.from_json(plan.to_json())
+        assert again == plan
+        assert json.loads(plan.to_json())["format"] == "hf_txray.pruning_plan"
+        assert PruningPlan.load(plan.save(tmp_path / f"{plan.strategy}.json")) == plan
+    assert PruningPlan.load(plan.save(tmp_path / "folder")) == plan
+    assert plan.strategy == "explicit" and plan.neurons == {1: [2, 4]} and plan.mode == "remove"
+
+
+# ----- masking -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_mask_zeroes_exactly_the_planned_neurons(kind):
+    model, _ = tiny(kind)
+    inputs = encode(kind)
+    original = forward(model, inputs)
+    captured = {}
+
+    def capture(layer):
+        def hook(module, args, output):
+            captured[layer] = args[0].detach().clone()
+        return hook
+
+    handles = [model.get_submodule(DOWN[kind].format(i)).register_forward_hook(capture(i)) for i in (0, 1)]
+    forward(model, inputs)
+    unmasked0 = captured[0]
+    model, plan = prune(model, None, "random", 0.25, seed=1)
+    assert plan.counts == {0: round(0.25 * WIDTH[kind]), 1: round(0.25 * WIDTH[kind])}
+    pruned = forward(model, inputs)
+    for handle in handles:
+        handle.remove()
+    for layer, indices in plan.neurons.items():
+        assert torch.all(captured[layer][..., indices] == 0)
+    keep = [i for i in range(WIDTH[kind]) if i not in plan.neurons[0]]
+    assert torch.equal(captured[0][..., keep], unmasked0[..., keep])  # layer 0: nothing else touched
+    unprune(model)
+    assert torch.allclose(pruned, reference_forward(model, kind, inputs, plan.neurons), atol=1e-6, rtol=0)
+    assert not torch.allclose(pruned, original)
+    assert torch.equal(forward(model, inputs), original)  # unprune restores exactly
+
+
+def test_masked_context_manager_and_unprune_select():
+    model, _ = tiny("bert")
+    inputs = encode("bert")
+    original = forward(model, inputs)
+    with masked(model, [(0, 1), (1, 5), (1, 6)]) as handle:
+        assert handle.neurons == {0: [1], 1: [5, 6]}
+        inside = forward(model, inputs)
+        with masked(model, {0: [2]}):
+            both = forward(model, inputs)
+        assert torch.equal(forward(model, inputs), inside)
+    assert torch.equal(forward(model, inputs), original) and not torch.equal(inside, original)
+    assert torch.allclose(both, reference_forward(model, "bert", inputs, {0: [1, 2], 1: [5, 6]}), atol=1e-6)
+    _, plan_a = prune(model, None, {0: [3]})
+    _, plan_b = prune(model, None, {1: [4]})
+    unprune(model, plan_a)
+    assert torch.allclose(forward(model, inputs), reference_forward(model, "bert", inputs, {1: [4]}), atol=1e-6)
+    unprune(model)
+    assert torch.equal(forward(model, inputs), original)
+
+
+def test_mask_runs_before_profiling_hooks():
+    model, tokenizer = tiny("bert")
+    _, plan = prune(model, None, "random", 0.5, seed=0)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    for position, layer in enumerate(profile.layers):
+        assert profile.neuron_count[position, plan.neurons[layer]].sum() == 0
+    assert profile.neuron_count.sum() > 0
+
+
+# ----- removing ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_remove_equals_mask_and_reloads_smaller(kind, tmp_path):
+    from transformers import AutoModel
+
+    model, _ = tiny(kind)
+    inputs = encode(kind)
+    plan = plan_pruning(None, "random", 4, seed=2, widths={0: WIDTH[kind], 1: WIDTH[kind]})  # stays > hidden 32
+    with masked(model, plan):
+        expected = forward(model, inputs)
+    removed = apply_plan(copy.deepcopy(model), plan, mode="remove")
+    assert torch.allclose(forward(removed, inputs), expected, atol=1e-5, rtol=0)
+    new_width = WIDTH[kind] - plan.counts[0]
+    assert hf_txray.pruning.find_sites(removed, "mlp")[0].width == new_width
+    model.save_pretrained(tmp_path / "full")
+    removed.save_pretrained(tmp_path / "pruned")
+    size = lambda d: sum(p.stat().st_size for p in (tmp_path / d).glob("*.safetensors"))  # noqa: E731
+    assert size("pruned") < size("full")
+    reloaded = AutoModel.from_pretrained(tmp_path / "pruned").eval()
+    assert type(reloaded) is type(model)
+    assert sum(p.numel() for p in reloaded.parameters()) < sum(p.numel() for p in model.parameters())
+    assert torch.allclose(forward(reloaded, inputs), expected, atol=1e-5, rtol=0)
+
+
+def test_remove_classifier_reloads_with_its_head(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = classifier()
+    inputs = encode("bert")
+    wide = compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48))
+    with masked(model, plan_pruning(wide, "lost", 2)):
+        expected = forward(model, inputs)
+    pruned, plan = prune(model, wide, "lost", 2, mode="remove")
+    assert pruned is model and plan.neurons == {0: [3, 4], 1: [3, 4]} and model.config.intermediate_size == 46
+    model.save_pretrained(tmp_path)
+    back = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert torch.allclose(forward(back, inputs), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ModelError, match="already pruned"):
+        prune(model, wide, "lost", 1)  # the report describes 48 neurons, the model now has 46
+
+
+def test_remove_below_hidden_size_warns():
+    model, _ = tiny("gpt2")  # 40 neurons, hidden size 32
+    with pytest.warns(UserWarning, match="module_pattern"):
+        prune(model, None, "random", 10, mode="remove")
+    assert model.config.n_inner == 30
+
+
+def test_remove_uneven_counts():
+    model, _ = tiny("bert")
+    inputs = encode("bert")
+    neurons = {0: [1, 2, 3], 1: [7]}
+    with pytest.raises(ConfigurationError, match="same number"):
+        prune(copy.deepcopy(model), None, neurons, mode="remove")
+    with masked(model, neurons):
+        expected = forward(model, inputs)
+    removed, _ = prune(copy.deepcopy(model), None, neurons, mode="remove", uneven="zero")
+    assert removed.config.intermediate_size == 47
+    assert torch.allclose(forward(removed, inputs), expected, atol=1e-5, rtol=0)
+    with masked(model, {0: [1]}), pytest.raises(ConfigurationError, match="active hf_txray masks"):
+        prune(model, None, {0: [2], 1: [2]}, mode="remove")
+
+
+# ----- bad input -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(strategy="random", amount=13), "has 12"),
+    (dict(strategy="random", amount=25, per_layer=False), "more than the 24"),
+    (dict(strategy="random", amount=1.5), r"\(0, 1\]"),
+    (dict(strategy="random", amount=True), "amount must be"),
+    (dict(strategy="random", amount=-1), ">= 0"),
+    (dict(strategy="pruneit", amount=1), "Unknown pruning strategy"),
+    (dict(strategy="lost", amount=3), "only 2 candidate"),
+    (dict(strategy="random", amount=1, mode="delete"), "Unknown mode"),
+    (dict(strategy="random", amount=1, layers=[5]), "not all available"),
+    (dict(strategy={0: [12]}), "out of range"),
+    (dict(strategy="most_changed", amount=1, feature_type="pos"), "not in this report"),
+])
+def test_bad_input_fails_clearly(report, kwargs, match):
+    with pytest.raises(ConfigurationError, match=match) as info:
+        plan_pruning(report, **kwargs)
+    assert isinstance(info.value, TXRayError)
+
+
+def test_report_strategy_given_a_profile_fails_clearly():
+    profile = make_profile("finetuned", STAGE_B)
+    for strategy in ("lost", "gained", "most_changed", "least_changed"):
+        with pytest.raises(ConfigurationError, match="needs a TransferReport"):
+            plan_pruning(profile, strategy, 1)
+    with pytest.raises(ConfigurationError, match="needs a TransferReport or a Profile"):
+        prune(tiny("bert")[0], None, "low_mass", 1)
+
+
+def test_report_of_another_model_fails_clearly(report):
+    model, _ = tiny("bert")  # 48 neurons per layer; the report describes 12
+    with pytest.raises(ModelError, match="12 neurons"):
+        prune(model, report, "lost", 1)
+
+
+# ----- evaluation with the evaluate API --------------------------------------------------------------------------
+def brute_accuracy(model, texts, labels):
+    correct = 0
+    for text, label in zip(texts, labels):
+        enc = bert_tokenizer()(text, return_tensors="pt", truncation=True, max_length=32)
+        with torch.no_grad():
+            correct += int(model(**enc).logits.argmax(-1).item() == label)
+    return correct / len(texts)
+
+
+def test_evaluate_pruning_classification_matches_brute_force():
+    import datasets
+
+    model = classifier(seed=3, num_labels=3)
+    texts = TEXTS * 2
+    labels = [i % 3 for i in range(len(texts))]
+    data = datasets.Dataset.from_dict({"text": texts, "label": labels})
+    widths = {0: 48, 1: 48}
+    plans = [plan_pruning(None, "random", 0.25, seed=s, widths=widths) for s in (0, 1)]
+    plans.append(plan_pruning(None, "random", 0.25, seed=0, widths=widths, mode="remove"))
+    before = [p.detach().clone() for p in model.parameters()]
+    table = evaluate_pruning(model, plans, data, tokenizer=bert_tokenizer(), max_length=32, batch_size=5)
+    assert list(table["plan"]) == ["unpruned", "random@0.25/seed=0", "random@0.25/seed=1", "random@0.25/seed=0#2"]
+    assert table.attrs["metrics"] == ["accuracy", "f1"]
+    assert table.loc[0, "accuracy"] == pytest.approx(brute_accuracy(model, texts, labels))
+    for row, plan in zip(table.iloc[1:].itertuples(), plans):
+        with masked(model, plan):
+            assert row.accuracy == pytest.approx(brute_accuracy(model, texts, labels))
+        assert row.pruned == 24 and row.fraction == pytest.approx(0.25)
+    assert table.loc[3, "accuracy"] == table.loc[1, "accuracy"] and table.loc[3, "f1"] == table.loc[1, "f1"]
+    assert table.loc[3, "num_parameters"] < table.loc[1, "num_parameters"]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and not hf_txray.pruning.active_masks(model)
+    summary = summarize(table, "accuracy")
+    assert set(summary["strategy"]) == {"none", "random"}
+
+
+def test_evaluate_pruning_perplexity_matches_brute_force():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                       n_positions=128)).eval()
+    texts = TEXTS[:4]
+    table = evaluate_pruning(model, plan_pruning(None, {0: [1, 2]}, widths={0: 40, 1: 40}), texts,
+                             tokenizer=bpe_tokenizer(), batch_size=3)
+    nll, tokens = 0.0, 0
+    for text in texts:
+        ids = bpe_tokenizer()(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            nll += float(model(input_ids=ids, labels=ids).loss) * (ids.shape[1] - 1)
+        tokens += ids.shape[1] - 1
+    assert table.attrs["task"] == "causal-lm"
+    assert table.loc[0, "perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
+    assert table.loc[0, "num_tokens"] == tokens and table.loc[1, "perplexity"] != table.loc[0, "perplexity"]
+
+
+def test_offline_metrics_do_not_touch_the_network(monkeypatch):
+    import evaluate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # even "online", loading must stay local
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    predictions, references = [0, 1, 1, 2, 0, 2], [0, 1, 2, 2, 0, 1]
+    for name in OFFLINE_METRICS:
+        module = load_metric(name)
+        assert isinstance(module, evaluate.EvaluationModule)
+    assert load_metric("accuracy").compute(predictions=predictions, references=references) == {"accuracy": 4 / 6}
+    direct = evaluate.load(metric_path("f1"), keep_in_memory=True)  # the plain evaluate API, local path
+    assert direct.compute(predictions=predictions, references=references, average="macro")["f1"] == pytest.approx(
+        np.mean([1.0, 0.5, 0.5]))
+    assert direct.compute(predictions=predictions, references=references, average="micro")["f1"] == pytest.approx(4 / 6)
+    assert load_metric("precision").compute(predictions=[1, 1, 0, 0], references=[1, 0, 0, 1])["precision"] == 0.5
+    assert load_metric("recall").compute(predictions=[1, 1, 0, 0], references=[1, 1, 1, 0])["recall"] == pytest.approx(2 / 3)
+    ppl = load_metric("perplexity").compute(nll=[2.0, 4.0], num_tokens=[2, 2])
+    assert ppl["perplexity"] == pytest.approx(math.exp(1.5))
+    accuracy = load_metric("accuracy")
+    accuracy.add_batch(predictions=[0, 1], references=[0, 0])
+    accuracy.add_batch(predictions=[1], references=[1])
+    assert accuracy.compute()["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_unknown_metric_offline_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigurationError, match="offline metrics|hf_txray's own metrics"):
+        load_metric(str(Path("no") / "such" / "metric_dir"))
+
+
+# ----- CLI -----------------------------------------------------------------------------------------------------------
+def test_cli_prune_and_sweep(tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_txray.cli import main
+
+    model_dir, report_dir = tmp_path / "model", tmp_path / "report"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--mode", "remove",
+                 "--out", str(tmp_path / "pruned")]) == 0
+    back = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned")
+    assert back.config.intermediate_size == 46
+    assert PruningPlan.load(tmp_path / "pruned").neurons == {0: [3, 4], 1: [3, 4]}
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown pruning strategy" in capsys.readouterr().err
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": i % 3}) for i, t in enumerate(TEXTS)), encoding="utf-8")
+    out = tmp_path / "sweep"
+    assert main(["prune-sweep", str(model_dir), str(report_dir), str(data), "--strategies", "lost,random",
+                 "--amounts", "1,0.1", "--seeds", "0,1", "--out", str(out), "--max-length", "32",
+                 "--allow-fewer"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 1 + 2 * (1 + 2) and {"accuracy", "f1"} <= set(table.columns)
+    assert (out / "accuracy.png").stat().st_size > 0 and (out / "results.md").exists()
+    assert len(list((out / "plans").glob("*.json"))) == 6
