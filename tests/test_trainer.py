@@ -1,0 +1,368 @@
+"""TXRayTrainer / TXRayCallback / TXRayArguments on tiny real BERT classifiers, a few CPU training steps each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hf_txray import ConfigurationError, DatasetError, Profile, Profiler, TransferReport
+from hf_txray.trainer import TXRayArguments, TXRayCallback, TXRayTrainer
+
+try:
+    from .models import SAMPLE_TEXTS, bert_tokenizer
+except ImportError:
+    from models import SAMPLE_TEXTS, bert_tokenizer
+
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]  # 6 texts
+NUM_TRAIN = 24  # 6 steps per epoch at batch size 4
+
+
+def build_classifier(seed: int = 0, dropout: float = 0.1):
+    """A 2-layer BERT classifier (intermediate size 48) from a config, randomly initialised with `seed`."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128, num_labels=2,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return BertForSequenceClassification(config)
+
+
+def build_data(with_text: bool = True):
+    """24 labelled texts, tokenized to a fixed length (so batches of 2 and 4 give the same per-example maths)."""
+    import datasets
+
+    texts = [TEXTS[i % len(TEXTS)] for i in range(NUM_TRAIN)]
+    data = datasets.Dataset.from_dict({"text": texts, "label": [i % 2 for i in range(NUM_TRAIN)]})
+    data = data.map(lambda b: bert_tokenizer()(b["text"], padding="max_length", truncation=True, max_length=24),
+                    batched=True)
+    return data if with_text else data.remove_columns(["text"])
+
+
+def build_args(output_dir, **overrides) -> TXRayArguments:
+    options = dict(output_dir=str(output_dir), per_device_train_batch_size=4, num_train_epochs=2, learning_rate=1e-3,
+                   report_to="none", use_cpu=True, disable_tqdm=True, logging_steps=1, save_strategy="no", seed=0,
+                   txray_steps=5, txray_features=["token"], train_sampling_strategy="sequential")
+    options.update(overrides)
+    return TXRayArguments(**options)
+
+
+class LogRecorder:
+    """A TrainerCallback recording every `on_log` payload (what report_to integrations receive)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Recorder(TrainerCallback):
+            def __init__(self):
+                self.logs = []
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                self.logs.append({**logs, "step": state.global_step})
+
+        return _Recorder()
+
+
+def txray_logs(logs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in log.items() if k.startswith("txray/") or k == "step"} for log in logs
+            if any(k.startswith("txray/") for k in log)]
+
+
+def assert_same_profile(a: Profile, b: Profile, exact: bool = True) -> None:
+    assert a.stage == b.stage and a.layers == b.layers
+    np.testing.assert_array_equal(a.neuron_count, b.neuron_count)
+    if exact:
+        np.testing.assert_array_equal(a.neuron_mass, b.neuron_mass)
+    else:
+        np.testing.assert_allclose(a.neuron_mass, b.neuron_mass, rtol=1e-5, atol=1e-6)
+    for ft in a.feature_types:
+        assert a.tables[ft].vocab == b.tables[ft].vocab
+        np.testing.assert_array_equal(a.tables[ft].count, b.tables[ft].count)
+
+
+def train(tmp_path, name="run", data=None, dropout=0.1, **overrides):
+    recorder = LogRecorder()
+    data = data if data is not None else build_data()
+    trainer = TXRayTrainer(model=build_classifier(dropout=dropout), args=build_args(tmp_path / name, **overrides),
+                           train_dataset=data, eval_dataset=data, processing_class=bert_tokenizer(),
+                           callbacks=[recorder])
+    trainer.train()
+    return trainer, recorder
+
+
+# ----- snapshots, reports, logs, files ----------------------------------------------------------------------------
+def test_step_strategy_snapshots_reports_logs_and_files(tmp_path):
+    trainer, recorder = train(tmp_path, txray_features=["token", "pos"], save_strategy="steps", save_steps=6)
+    stages = ["step-0", "step-5", "step-10", "step-12"]  # 12 steps: every 5, plus train begin and train end
+    assert list(trainer.txray_profiles) == stages
+    assert list(trainer.txray_reports) == ["step-0->step-5", "step-0->step-10", "step-5->step-10",
+                                           "step-0->step-12", "step-10->step-12"]
+    report = trainer.txray_reports["step-0->step-12"]
+    assert report.meta.stage_a == "step-0" and report.meta.stage_b == "step-12"
+    assert report.summary()["mean_hellinger_pos"] > 0  # lr 1e-3 moves the preferences
+
+    logged = txray_logs(recorder.logs)
+    assert [log["step"] for log in logged] == [5, 10, 12]
+    for log in logged:
+        for key in ("share_lost", "share_gained", "mean_hellinger_pos", "mean_length_shift_pos",
+                    "layer_0/mean_hellinger_token", "layer_1/mean_hellinger_pos"):
+            assert f"txray/vs_first/{key}" in log and f"txray/vs_previous/{key}" in log
+    assert logged[0]["txray/vs_first/mean_hellinger_pos"] == logged[0]["txray/vs_previous/mean_hellinger_pos"]
+    assert logged[-1]["txray/vs_first/layer_0/mean_hellinger_pos"] == pytest.approx(
+        report.layers.set_index("layer").loc[0, "mean_hellinger_pos"])
+
+    root = tmp_path / "run" / "txray"
+    for stage in stages:
+        saved = Profile.from_pretrained(root / "profiles" / stage)
+        assert saved == trainer.txray_profiles[stage]
+    assert TransferReport.from_pretrained(root / "reports" / "step-0__step-12") == report
+    timeline = pd.read_csv(root / "timeline.csv")
+    assert timeline["stage"].tolist() == stages and timeline["step"].tolist() == [0, 5, 10, 12]
+    assert timeline.loc[3, "vs_previous/stage"] == "step-10"
+    assert {"mass_share_pos/NOUN", "vs_first/layer_1/mean_hellinger_token"} <= set(timeline.columns)
+    assert pd.read_parquet(root / "timeline.parquet")["step"].tolist() == [0, 5, 10, 12]
+    for plot in ("hellinger_by_layer.png", "mass_share_pos.png"):
+        assert (root / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    trainer.create_model_card()
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "## TX-Ray" in card and "| step-12 |" in card and "txray/plots/hellinger_by_layer.png" in card
+
+
+def test_epoch_strategy_with_eval_dataset_as_probe(tmp_path):
+    trainer, _ = train(tmp_path, txray_strategy="epoch", num_train_epochs=2)
+    assert list(trainer.txray_profiles) == ["step-0", "step-6", "step-12"]
+    assert trainer.txray_timeline["epoch"].tolist() == [0.0, 1.0, 2.0]
+    profile = trainer.txray_profiles["step-6"]
+    assert profile.meta.dataset_id == "eval_dataset" and profile.meta.num_examples == NUM_TRAIN
+
+
+def test_no_strategy_is_a_plain_trainer(tmp_path):
+    trainer, recorder = train(tmp_path, txray_strategy="no", data=build_data(with_text=False))
+    assert trainer.txray_profiles == {} and txray_logs(recorder.logs) == []
+    assert not (tmp_path / "run" / "txray").exists()
+
+
+# ----- correctness under training features ------------------------------------------------------------------------
+def test_same_profiles_with_and_without_gradient_checkpointing(tmp_path):
+    # transformers 5.24 names it activation_checkpointing (gradient_checkpointing is the deprecated alias)
+    plain, _ = train(tmp_path, "plain", txray_steps=4, max_steps=8)
+    checkpointed, _ = train(tmp_path, "gc", txray_steps=4, max_steps=8, activation_checkpointing=True)
+    assert checkpointed.model.is_activation_checkpointing
+    assert list(plain.txray_profiles) == list(checkpointed.txray_profiles) == ["step-0", "step-4", "step-8"]
+    for stage, profile in plain.txray_profiles.items():
+        assert_same_profile(profile, checkpointed.txray_profiles[stage], exact=False)
+    # the recomputed forward inside backward must never be counted: same number of credited positions
+    assert [p.meta.num_positions for p in plain.txray_profiles.values()] == \
+           [p.meta.num_positions for p in checkpointed.txray_profiles.values()]
+
+
+def test_training_stopped_early_gets_a_final_profile_at_train_end(tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAfterThree(TrainerCallback):  # stops from on_log, i.e. after TX-Ray's on_step_end (like early stopping)
+        def on_log(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 3
+
+    trainer = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path), train_dataset=build_data(),
+                           eval_dataset=build_data(), processing_class=bert_tokenizer(), callbacks=[StopAfterThree()])
+    trainer.train()
+    assert trainer.state.global_step == 3
+    assert list(trainer.txray_profiles) == ["step-0", "step-3"]
+
+
+def test_bf16_mixed_precision_training(tmp_path):
+    trainer, recorder = train(tmp_path, bf16=True, max_steps=4, txray_steps=2)
+    assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]
+    # The last profile ran outside the training autocast: it equals an offline fp32 profile of the final weights.
+    callback = trainer.txray_callback
+    offline = Profiler(trainer.model, bert_tokenizer(), callback.config).run(
+        callback.corpus, text_column=callback.text_column, stage="step-4", show_progress=False)
+    assert_same_profile(offline, trainer.txray_profiles["step-4"])
+    assert all(np.isfinite(v) for log in txray_logs(recorder.logs) for k, v in log.items() if k != "step")
+
+
+def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_training(tmp_path):
+    from transformers import Trainer
+
+    txray, txray_recorder = train(tmp_path, "txray", max_steps=6)
+    recorder = LogRecorder()
+    plain = Trainer(model=build_classifier(), args=build_args(tmp_path / "cb", max_steps=6), train_dataset=build_data(),
+                    processing_class=bert_tokenizer(), callbacks=[recorder])
+    plain.add_callback(TXRayCallback(TEXTS * 4, trainer=plain, steps=5, features=("token",)))
+    plain.train()
+    callback = next(cb for cb in plain.callback_handler.callbacks if isinstance(cb, TXRayCallback))
+    assert list(callback.profiles) == list(txray.txray_profiles) == ["step-0", "step-5", "step-6"]
+    for stage, profile in callback.profiles.items():
+        assert_same_profile(profile, txray.txray_profiles[stage])
+    assert list(callback.reports) == list(txray.txray_reports)
+    for name, report in callback.reports.items():
+        assert report.neurons.equals(txray.txray_reports[name].neurons)
+    assert txray_logs(recorder.logs) == txray_logs(txray_recorder.logs)
+
+    # Profiling between steps leaves training untouched: same weights as a Trainer without TX-Ray.
+    bare = Trainer(model=build_classifier(), args=build_args(tmp_path / "bare", max_steps=6, txray_strategy="no"),
+                   train_dataset=build_data(), processing_class=bert_tokenizer())
+    bare.train()
+    for (name, a), b in zip(bare.model.state_dict().items(), txray.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert txray.model.training  # train mode restored after every profile
+
+
+def test_resume_continues_the_timeline_without_duplicates(tmp_path):
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4)  # 12 steps: profiles 0,3,6,9,12
+    full, _ = train(tmp_path, "run", **options)
+    assert list(full.txray_profiles) == ["step-0", "step-3", "step-6", "step-9", "step-12"]
+    full_profiles = full.txray_profiles
+
+    # Resume from step 8 in the same folder: 9 and 12 (written by the first run) are taken again, not duplicated.
+    recorder = LogRecorder()
+    resumed = TXRayTrainer(model=build_classifier(seed=1), args=build_args(tmp_path / "run", **options),
+                           train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer(),
+                           callbacks=[recorder])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-8"))
+    assert list(resumed.txray_profiles) == list(full_profiles)
+    assert resumed.txray_timeline["step"].tolist() == [0, 3, 6, 9, 12]
+    for stage, profile in full_profiles.items():
+        assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
+    assert [log["step"] for log in txray_logs(recorder.logs)] == [9, 12]  # new logs only after the checkpoint
+    txray_steps = [e["step"] for e in resumed.state.log_history if "txray/vs_first/share_lost" in e]
+    assert txray_steps == [3, 6, 9, 12]  # the checkpoint's log history plus the new ones, once each
+    root = tmp_path / "run" / "txray"
+    assert pd.read_csv(root / "timeline.csv")["step"].tolist() == [0, 3, 6, 9, 12]
+    assert sorted(p.name for p in (root / "profiles").iterdir()) == sorted(full_profiles)
+    assert "step-6->step-9" in resumed.txray_reports and "step-0->step-6" in resumed.txray_reports
+
+
+def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
+    train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoints 4, 8
+    resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "run", **{**options, "max_steps": 5}),
+                           train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert resumed.txray_timeline["step"].tolist() == [0, 3, 5]
+    root = tmp_path / "run" / "txray"
+    assert sorted(p.name for p in (root / "profiles").iterdir()) == ["step-0", "step-3", "step-5"]
+    assert sorted(p.name for p in (root / "reports").iterdir()) == ["step-0__step-3", "step-0__step-5",
+                                                                   "step-3__step-5"]
+
+
+def test_resume_with_restore_callback_states_from_checkpoint(tmp_path):
+    # The Trainer would rebuild callbacks from their exported "args"; TXRayTrainer keeps its own, which restores itself.
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8,
+                   restore_callback_states_from_checkpoint=True)
+    first, _ = train(tmp_path, "run", **options)
+    resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "run", **options),
+                           train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    callback = resumed.txray_callback
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert [cb for cb in resumed.callback_handler.callbacks if isinstance(cb, TXRayCallback)] == [callback]
+    assert list(resumed.txray_profiles) == list(first.txray_profiles) == ["step-0", "step-3", "step-6", "step-8"]
+
+
+# ----- configuration errors, before training ----------------------------------------------------------------------
+def test_bad_configuration_fails_before_training(tmp_path):
+    tokenized = build_data(with_text=False)
+    common = dict(model=build_classifier(), train_dataset=tokenized, processing_class=bert_tokenizer())
+    with pytest.raises(ConfigurationError, match="needs probe text"):
+        TXRayTrainer(args=build_args(tmp_path), **common)
+    with pytest.raises(DatasetError, match="eval_dataset has none"):
+        TXRayTrainer(args=build_args(tmp_path), eval_dataset=tokenized, **common)
+    with pytest.raises(DatasetError, match="No text column"):
+        TXRayTrainer(args=build_args(tmp_path), txray_dataset=tokenized, **common)
+    with pytest.raises(ConfigurationError, match="Layer 5 is out of range"):
+        TXRayTrainer(args=build_args(tmp_path, txray_layers="0,5"), txray_dataset=TEXTS, **common)
+    with pytest.raises(ConfigurationError, match="needs TXRayArguments"):
+        from transformers import TrainingArguments
+
+        TXRayTrainer(args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"), txray_dataset=TEXTS,
+                     **common)
+    for bad in (dict(txray_steps=0), dict(txray_steps=-3), dict(txray_strategy="sometimes"), dict(txray_top_k=0),
+                dict(txray_layers="first"), dict(txray_features=["token", "sentiment"]), dict(txray_site="attn")):
+        with pytest.raises(ConfigurationError):
+            build_args(tmp_path, **bad)
+    with pytest.raises(ConfigurationError, match="needs a probe corpus"):
+        TXRayCallback()
+
+
+def test_callback_with_unknown_layer_fails_before_the_first_step(tmp_path):
+    from transformers import Trainer
+
+    trainer = Trainer(model=build_classifier(), args=build_args(tmp_path), train_dataset=build_data(),
+                      processing_class=bert_tokenizer())
+    trainer.add_callback(TXRayCallback(TEXTS, trainer=trainer, layers=[7]))
+    with pytest.raises(ConfigurationError, match="Layer 7 is out of range"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_hf_argument_parser_exposes_the_txray_flags(tmp_path):
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(TXRayArguments)
+    help_text = parser.format_help()
+    for flag in ("--txray_strategy", "--txray_steps", "--txray_layers", "--txray_site", "--txray_features",
+                 "--txray_top_k", "--txray_max_samples", "--txray_text_column", "--txray_on_train_begin"):
+        assert flag in help_text
+    (args,) = parser.parse_args_into_dataclasses([
+        "--output_dir", str(tmp_path), "--use_cpu", "--report_to", "none", "--txray_strategy", "epoch",
+        "--txray_steps", "7", "--txray_layers", "0,-1", "--txray_features", "token", "word", "--txray_top_k", "2",
+        "--txray_max_samples", "64", "--txray_text_column", "body", "--no_txray_on_train_begin"])
+    assert (args.txray_strategy, args.txray_steps, args.txray_layers, args.txray_features, args.txray_top_k,
+            args.txray_max_samples, args.txray_text_column, args.txray_on_train_begin) == \
+           ("epoch", 7, "0,-1", ["token", "word"], 2, 64, "body", False)
+    import hf_txray
+
+    assert (hf_txray.TXRayArguments, hf_txray.TXRayTrainer) == (TXRayArguments, TXRayTrainer)  # lazy top-level names
+    callback = TXRayCallback.from_args(args, TEXTS, text_column="text")
+    assert callback.config.layers == [0, -1] and callback.strategy == "epoch" and not callback.profile_on_train_begin
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_strategy", "sometimes"])
+
+
+# ----- two processes ----------------------------------------------------------------------------------------------
+def test_two_process_training_gives_the_same_profiles_as_one(tmp_path):
+    """torchrun, 2 gloo processes, batch 2 each, vs one process with batch 4 on the same sequential data."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(Path(__file__).parent / "txray_ddp_script.py"), str(tmp_path / "ddp")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / "ddp" / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert ranks[0]["files_written"] > 0 and ranks[1]["files_written"] == 0  # only args.should_save writes
+    assert ranks[0]["fingerprints"] == ranks[1]["fingerprints"]  # every rank holds the same gathered profiles
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # same intra-op threads as the workers, so the float sums are ordered alike
+    try:
+        single, _ = train(tmp_path, "single", dropout=0.0, **ddp_options(per_device_batch=4))
+    finally:
+        torch.set_num_threads(threads)
+    assert list(single.txray_profiles) == ranks[0]["stages"]
+    for stage, profile in single.txray_profiles.items():
+        saved = Profile.from_pretrained(tmp_path / "ddp" / "txray" / "profiles" / stage)
+        assert saved.meta.num_examples == NUM_TRAIN
+        # step-0 is the same model profiled in 2 shards vs 1: the sharded, gathered sums must be exact
+        assert_same_profile(saved, profile, exact=stage == "step-0")
+
+
+def ddp_options(per_device_batch: int) -> dict:
+    """Shared by this test and txray_ddp_script.py, so that 2 x batch 2 trains like 1 x batch 4.
+
+    Dropout is 0 (each rank draws its own masks); the optimizer is SGD (Adam turns rounding differences of averaged
+    gradients near zero into whole lr-sized steps); average_tokens_across_devices is off because the Trainer then
+    multiplies the loss by the world size for models that take **kwargs, and BERT's classification loss is a
+    per-rank mean, which would double the gradients under 2 processes.
+    """
+    return dict(per_device_train_batch_size=per_device_batch, max_steps=6, txray_steps=3, optim="sgd",
+                learning_rate=0.5, average_tokens_across_devices=False)
