@@ -601,7 +601,36 @@ class TXRayTrainer(Trainer):
             return
         path = Path(self.args.output_dir) / "README.md"
         card = path.read_text(encoding="utf-8") if path.exists() else ""
-        path.write_text(card.rstrip("\n") + "\n\n" + model_card_section(self.txray_callback), encoding="utf-8")
+        section = model_card_section(self.txray_callback)
+        if self.hub_model_id:
+            repo = self.txray_results_repo_id
+            section += (f"\nThe neuron preference cards and transfer reports are also a dataset: "
+                        f"[`{repo}`](https://huggingface.co/datasets/{repo}) (`hf_txray.load(\"{repo}\")`).\n")
+        path.write_text(card.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+
+    @property
+    def txray_results_repo_id(self) -> str | None:
+        """The dataset repo that `push_to_hub` fills with the TX-Ray results: ``<hub_model_id>-txray``."""
+        return f"{self.hub_model_id}-txray" if self.hub_model_id else None
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None,
+                    **kwargs: Any) -> Any:
+        """`Trainer.push_to_hub` (model, `output_dir/txray/` files and model card), then the TX-Ray results as the
+        dataset repo ``<hub_model_id>-txray`` (neuron cards, distributions, transfer reports; see
+        :func:`hf_txray.push_to_hub`), from the main process only."""
+        result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
+                                     revision=revision, private=private, **kwargs)
+        callback = self.txray_callback
+        if self.is_world_process_zero() and callback is not None and callback.profiles:
+            from .hub import push_to_hub as push_results
+
+            push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
+                         reports=list(callback.reports.values()),
+                         private=self.args.hub_private_repo if private is None else private,
+                         token=token if token is not None else self.args.hub_token,
+                         commit_message=f"TX-Ray results: {commit_message or 'update'}")
+        return result
 
 
 def model_card_section(callback: TXRayCallback) -> str:

@@ -20,6 +20,7 @@ try:
     from .models import SAMPLE_TEXTS, bert_tokenizer
 except ImportError:
     from models import SAMPLE_TEXTS, bert_tokenizer
+from hub_fixtures import hub, hub_server  # noqa: F401,E402
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]  # 6 texts
 NUM_TRAIN = 24  # 6 steps per epoch at batch size 4
@@ -366,3 +367,27 @@ def ddp_options(per_device_batch: int) -> dict:
     """
     return dict(per_device_train_batch_size=per_device_batch, max_steps=6, txray_steps=3, optim="sgd",
                 learning_rate=0.5, average_tokens_across_devices=False)
+
+
+def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
+    """Trainer.push_to_hub (real HTTP to the local Hub server): the model repo gets txray/ and a card section,
+    and `<hub_model_id>-txray` is an hf_txray results dataset equal to the trainer's profiles."""
+    import hf_txray
+
+    repo = f"{hub.username}/tiny-cls"
+    args = build_args(tmp_path / "out", num_train_epochs=1, push_to_hub=True, hub_model_id=repo,
+                      hub_strategy="end")  # token from HF_TOKEN (transformers pickles args.hub_token)
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    trainer.train()
+    trainer.push_to_hub()
+    model_files = hub.server.repo_files(repo, repo_type="model")
+    assert "model.safetensors" in model_files and any(f.startswith("txray/profiles/") for f in model_files)
+    card = model_files["README.md"].decode()
+    assert "## TX-Ray" in card and f"{repo}-txray" in card
+    profiles, reports = hf_txray.load(f"{repo}-txray")
+    assert set(profiles) == set(trainer.txray_profiles) and set(reports) == set(trainer.txray_reports)
+    for stage, profile in trainer.txray_profiles.items():
+        assert profiles[stage] == profile
+    assert not hub.server.find_in_storage(hub.token)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
