@@ -88,6 +88,7 @@ class Profiler:
         self.device = torch.device(device) if device is not None else _model_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
+        self._warned_truncation = False
 
     # ----- the corpus ---------------------------------------------------------------------------------------
     def prepare(self, corpus, text_column: str, show_progress: bool = True):
@@ -132,7 +133,8 @@ class Profiler:
             for part in parts[1:]:
                 merged = merged.merge(part)
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=corpus._fingerprint, created_at=meta.created_at)
-        if merged.meta.num_truncated:
+        if merged.meta.num_truncated and not self._warned_truncation:
+            self._warned_truncation = True  # once per Profiler: the Trainer profiles the same corpus many times
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
                            merged.meta.num_truncated, self.max_length)
         return merged

@@ -87,6 +87,8 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     import datasets
 
     dataset_id = None
+    if _is_text_sequence(dataset):
+        dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
         _check_strings(dataset)
         dataset = datasets.Dataset.from_dict({"text": list(dataset)})
@@ -110,6 +112,15 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     dataset = dataset.select_columns([column])
     _check_column_values(dataset, column)
     return dataset, column, dataset_id
+
+
+def _is_text_sequence(obj: Any) -> bool:
+    """A non-dataset sequence of texts, e.g. a datasets 5 ``Column`` (``ds["text"]``) or a numpy/pandas array."""
+    import datasets
+
+    if isinstance(obj, (str, Path, list, tuple, datasets.Dataset, datasets.DatasetDict, datasets.IterableDataset)):
+        return False
+    return hasattr(obj, "__len__") and hasattr(obj, "__iter__") and not isinstance(obj, dict)
 
 
 def _check_strings(texts: Sequence[Any]) -> None:

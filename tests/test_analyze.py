@@ -85,7 +85,8 @@ def test_dataset_forms_give_the_same_profile(tmp_path, text_file):
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": lines}),
                                "test": datasets.Dataset.from_dict({"text": lines[:3]})})
     from_dict = run(texts=dd, split="train")
-    for other in (from_file, from_dataset, from_dict):
+    from_column = run(texts=dd["train"]["text"])  # a datasets Column
+    for other in (from_file, from_dataset, from_dict, from_column):
         assert np.array_equal(other.neuron_count, from_list.neuron_count)
         np.testing.assert_allclose(other.neuron_mass, from_list.neuron_mass, rtol=1e-9)
 
