@@ -1,9 +1,12 @@
 """The embedded-default demo behind `make demo`: TX-Ray's transfer settings on the MiniLM model, offline.
 
 1. *pretrained*: MiniLM profiled on Penn Treebank text (the general-domain corpus);
-2. *zero-shot*: the same model profiled on BBC News (a new domain);
-then the zero-shot transfer report (1 -> 2). Results are written under `out/` in the same layout as
-``hf_txray.save_to_disk`` when available: ``profiles/<stage>/`` and ``reports/<a>__<b>/``.
+2. *zero-shot*: the same model profiled on held-out BBC News articles (a new domain);
+3. *fine-tuned*: the model fine-tuned on BBC News topic classification with `TXRayTrainer`, profiled on the same
+   held-out articles;
+with the transfer reports 1 -> 2 (zero-shot transfer), 2 -> 3 (supervised adaptation) and 1 -> 3. Profiles go to
+``out/profiles/<stage>/``, reports to ``out/reports/<a>__<b>/``, the fine-tuning run (model, TX-Ray timeline,
+plots, model card) to ``out/finetune/``, and the whole analysis as a Hub-ready dataset folder to ``out/hub/``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import corpora
+import dataclasses
+
+import numpy as np
+
 from .analyze import analyze
 from .display import report_text
 from .profile import Profile
@@ -34,16 +41,57 @@ def _report(a: Profile, b: Profile, out: Path) -> TransferReport:
     return report
 
 
+def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile, Profile, float]:
+    """Fine-tune on BBC topics with TXRayTrainer; returns (zero-shot, fine-tuned) probe profiles and accuracy."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .trainer import TXRayArguments, TXRayTrainer
+
+    path = corpora.default_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    topics = bbc_train.features["label"].names
+    tokenize = lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length)  # noqa: E731
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(topics))
+    args = TXRayArguments(
+        output_dir=str(out / "finetune"), num_train_epochs=2, learning_rate=1e-4, per_device_train_batch_size=16,
+        use_cpu=True, report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True, seed=0,
+        txray_strategy="epoch", txray_features=list(FEATURES), txray_max_length=max_length,
+        txray_max_samples=len(bbc_probe))
+    trainer = TXRayTrainer(model=model, args=args, processing_class=tokenizer, txray_dataset=bbc_probe,
+                           train_dataset=bbc_train.map(tokenize, batched=True, remove_columns=["text"]))
+    trainer.train()
+    trainer.save_model()
+    trainer.create_model_card(model_name="minilm-bbc-topics", finetuned_from=corpora.DEFAULT_MODEL_ID)
+    logits = trainer.predict(bbc_probe.map(tokenize, batched=True, remove_columns=["text"])).predictions
+    accuracy = float((np.argmax(logits, axis=-1) == np.asarray(bbc_probe["label"])).mean())
+    stages = list(trainer.txray_profiles.values())
+    rename = lambda p, stage: Profile(dataclasses.replace(p.meta, stage=stage, model_id=corpora.DEFAULT_MODEL_ID if  # noqa: E731
+                                      stage.startswith("zeroshot") else "minilm-bbc-topics"),
+                                      p.neuron_mass, p.neuron_count, p.tables, p.examples)
+    return rename(stages[0], "zeroshot-bbc"), rename(stages[-1], "finetuned-bbc"), accuracy
+
+
 def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
-    """Profile the embedded model on PTB and BBC News and compare; returns the reports by name."""
+    """Profile the embedded model on PTB, zero-shot on BBC News and after fine-tuning; returns the reports."""
+    from .export import save_to_disk
+
     model = corpora.default_model_path()
     ptb = corpora.penn_treebank("train", num_samples=300 if quick else 3000)
-    bbc = corpora.bbc_news(num_samples=40 if quick else 400)
+    bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
     pretrained = _profile(model, ptb, "pretrained-ptb", out, max_length=64)
-    zero_shot = _profile(model, bbc, "zeroshot-bbc", out, max_length=128)
-    reports = {"zero-shot transfer": _report(pretrained, zero_shot, out)}
+    zero_shot, finetuned, accuracy = _finetune(bbc["train"], bbc["test"], out, max_length=128)
+    for profile in (zero_shot, finetuned):
+        profile.save_pretrained(out / "profiles" / profile.stage)
+        print(profile)
+    reports = {"zero-shot transfer": _report(pretrained, zero_shot, out),
+               "supervised adaptation": _report(zero_shot, finetuned, out),
+               "pretrained -> fine-tuned": _report(pretrained, finetuned, out)}
+    save_to_disk(out / "hub", profiles=[pretrained, zero_shot, finetuned], reports=list(reports.values()),
+                 pretty_name="TX-Ray: all-MiniLM-L6-v2, PTB -> BBC News -> fine-tuned")
+    print(f"Held-out BBC topic accuracy after fine-tuning on {len(bbc['train'])} articles: {accuracy:.3f}")
     print(f"Results are in {out.resolve()}:")
     for path in sorted(out.glob("*/*")):
         print(f"  {path}")
-    print(f"Summarise them again with: hf-txray show {out}")
+    print(f"Summarise them again with: hf-txray show {out}/reports; browse them with: "
+          f"hf-txray view {out}/hub; share them with: hf-txray push {out}/hub USER/REPO")
     return reports
