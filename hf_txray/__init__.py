@@ -39,3 +39,24 @@ def __getattr__(name: str):
 
         return getattr(trainer, name)
     raise AttributeError(f"module 'hf_txray' has no attribute {name!r}")
+
+
+# Probing, ablation and attribution (issue 7): NeuroX/Captum-style methods on the same models, sites and data.
+from .probing import (  # noqa: E402
+    AblationCurve,
+    Activations,
+    LabeledCorpus,
+    ProbingResult,
+    ablate,
+    ablation_curve,
+    crosscheck,
+    extract_activations,
+    neuron_attributions,
+    probe_neurons,
+    read_conllu,
+)
+
+__all__ += [
+    "probe_neurons", "ProbingResult", "LabeledCorpus", "read_conllu", "Activations", "extract_activations",
+    "crosscheck", "ablate", "ablation_curve", "AblationCurve", "neuron_attributions",
+]

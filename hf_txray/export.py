@@ -45,6 +45,9 @@ CONFIGS = ("neuron_cards", "distributions", "transfer_reports", "summary", "meta
 DEFAULT_CONFIG = "neuron_cards"
 PLOTS_DIR = "plots"
 OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; everything else is left alone
+# Configs that hf_txray.probing adds to an export folder (hf_txray.probing.results.save_probing): a push uploads and
+# replaces them when the folder has them and leaves the repo's copies alone when it does not.
+EXTRA_CONFIGS = ("probe_rankings", "ablation")
 EXPORT_FORMAT_VERSION = 1
 TOP_FEATURES = 10  # top features kept per neuron and feature type in `neuron_cards`
 MAX_ROWS_PER_FILE = 1_000_000  # parquet shard size: keeps files well under the Hub's per-file comfort zone

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ConfigurationError, HubError, ProfileFormatError, TXRayError
-from .export import CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder, save_to_disk
+from .export import (CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder,
+                     save_to_disk)
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def declared_configs(folder: Path) -> list[str]:
     from huggingface_hub import DatasetCard
 
     configs = DatasetCard.load(folder / "README.md").data.to_dict().get("configs") or []
-    return [c["config_name"] for c in configs if c.get("config_name") in CONFIGS]
+    return [c["config_name"] for c in configs if c.get("config_name") in CONFIGS + EXTRA_CONFIGS]
 
 
 def check_configs_load(folder: str | Path) -> dict[str, int]:
@@ -185,14 +186,15 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     token = resolve_token(token)
     check_configs_load(folder)
     api = HfApi(token=token)
+    owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
     try:
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         _keep_foreign_configs(api, repo_id, folder)
         info = api.upload_folder(
             repo_id=repo_id, repo_type="dataset", folder_path=folder,
             commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
-            allow_patterns=["README.md"] + [f"{name}/*" for name in OWNED_FOLDERS],
-            delete_patterns=[f"{name}/*" for name in OWNED_FOLDERS],
+            allow_patterns=["README.md"] + [f"{name}/*" for name in owned],
+            delete_patterns=[f"{name}/*" for name in owned],
         )
     except TXRayError:
         raise

@@ -1,0 +1,492 @@
+"""Ablation: switch MLP neurons off (zero) or to their mean, and measure what the model loses.
+
+:func:`ablate` is a context manager built on the pruning module's masks (:func:`hf_txray.pruning.masked` for
+``mode="zero"``; the same forward pre-hook on the down projection, registered and removed the same way, for
+``mode="mean"``), so parameters never change and the model computes bit for bit as before once the block exits.
+
+:func:`ablation_curve` ablates the top-k neurons of a ranking and k random neurons (several seeds) for growing k and
+records a metric each time: a probe's accuracy (:class:`ProbeMetric`), a task metric (:class:`TaskMetric`), the LM
+loss (:class:`LMLossMetric`), or any ``callable(model) -> float``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import ConfigurationError, ProfileFormatError
+from ..io_utils import atomic_dir, read_json, write_json
+from ..pruning import _MASKS_ATTRIBUTE, MaskHandle, _explicit_neurons, _mlp_sites, masked
+from ..version import __version__
+from .data import LabeledCorpus
+from .extraction import Activations
+
+MODES = ("zero", "mean")
+ABLATION_FORMAT = "hf_txray.ablation"
+FORMAT_VERSION = 1
+
+
+def _as_spec(neurons: Any) -> Any:
+    """Accept a DataFrame with ``layer``/``neuron`` columns (e.g. ``result.top_neurons(10)``) too."""
+    if isinstance(neurons, pd.DataFrame):
+        if not {"layer", "neuron"} <= set(neurons.columns):
+            raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
+        return list(zip(neurons["layer"].astype(int).tolist(), neurons["neuron"].astype(int).tolist()))
+    return neurons
+
+
+class _NeuronFill:
+    """Forward pre-hook setting some input features of a down projection to fixed values (out of place)."""
+
+    def __init__(self, indices: Sequence[int], values: np.ndarray):
+        self.indices = torch.as_tensor(list(indices), dtype=torch.long)
+        self.values = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
+        if not args or len(self.indices) == 0:
+            return None
+        x = args[0]
+        key = (x.device, x.dtype)
+        cached = self._on.get(key)
+        if cached is None:
+            cached = self._on[key] = (self.indices.to(x.device), self.values.to(x.device, x.dtype))
+        index, values = cached
+        x = x.clone()
+        x[..., index] = values
+        return (x,) + tuple(args[1:])
+
+
+def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndarray]:
+    if isinstance(means, Activations):
+        if means.site != "mlp":
+            raise ConfigurationError(f"mode='mean' ablates MLP neurons; these activations are of the {means.site!r} "
+                                     "site. Extract with site='mlp'.")
+        means = means.means_by_layer()
+    if not isinstance(means, Mapping):
+        raise ConfigurationError("mode='mean' needs means: an Activations object (extract_activations), or a dict "
+                                 "{layer: per-neuron means} (hf_txray.probing.neuron_means).")
+    out = {}
+    for layer, indices in chosen.items():
+        if not indices:
+            continue
+        if layer not in means:
+            raise ConfigurationError(f"No means for layer {layer}; means cover layers {sorted(means)}.")
+        values = np.asarray(means[layer], dtype=np.float64)
+        if values.ndim != 1 or max(indices) >= len(values):
+            raise ConfigurationError(f"The means of layer {layer} have {values.shape} entries, too few for neuron "
+                                     f"{max(indices)}.")
+        out[layer] = values[indices]
+    return out
+
+
+@contextlib.contextmanager
+def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None) -> Iterator[MaskHandle]:
+    """Ablate MLP neurons inside a ``with`` block: their activation is replaced by 0 or by its mean.
+
+    The neurons are those TX-Ray profiles and probes read at the ``"mlp"`` site (inputs of each block's MLP down
+    projection), addressed by ``(layer, index)``. Parameters are not modified; leaving the block restores the model
+    exactly. Hooks of :func:`hf_txray.analyze` or :func:`~hf_txray.probing.extract_activations` added inside the
+    block see the ablated values.
+
+    Args:
+        model (`nn.Module`): a transformers model.
+        neurons: ``{layer: [index, ...]}``, a list of ``(layer, index)`` pairs, a `PruningPlan`, or a DataFrame with
+            ``layer`` and ``neuron`` columns (e.g. ``result.top_neurons(10)``).
+        mode (`str`, *optional*, defaults to `"zero"`): ``"zero"`` or ``"mean"``.
+        means (*optional*): for ``mode="mean"``: an `Activations` object (its token-level neuron means) or a dict
+            ``{layer: per-neuron means}`` from :func:`~hf_txray.probing.neuron_means`.
+
+    Yields:
+        `MaskHandle`: also listed by :func:`hf_txray.pruning.active_masks` while the block runs.
+
+    Raises:
+        ConfigurationError: unknown mode, neurons out of range, missing means.
+
+    Example:
+        ```python
+        >>> with hf_txray.ablate(model, {3: [17, 42]}):                     # zero
+        ...     loss = model(**batch, labels=batch["input_ids"]).loss
+        >>> with hf_txray.ablate(model, result.top_neurons(10), mode="mean", means=result.activations):
+        ...     ...
+        ```
+    """
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
+    neurons = _as_spec(neurons)
+    if mode == "zero":
+        with masked(model, neurons) as handle:
+            yield handle
+        return
+    sites = _mlp_sites(model)
+    chosen = _explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
+    values = _means_for(means, chosen)
+    handles = [sites[layer].module.register_forward_pre_hook(_NeuronFill(indices, values[layer]), prepend=True)
+               for layer, indices in chosen.items() if indices]
+    handle = MaskHandle(model, chosen, handles)
+    registry = getattr(model, _MASKS_ATTRIBUTE, None)
+    if registry is None:
+        registry = []
+        object.__setattr__(model, _MASKS_ATTRIBUTE, registry)
+    registry.append(handle)
+    try:
+        yield handle
+    finally:
+        handle.remove()
+
+
+# ----- metrics ----------------------------------------------------------------------------------------------------
+class ProbeMetric:
+    """A metric for :func:`ablation_curve`: a trained probe's accuracy on labelled words, re-extracted from the
+    (ablated) model each call.
+
+    Args:
+        result (`ProbingResult`): the probe and what it reads (layers, site, aggregation).
+        corpus (`LabeledCorpus`): words to score (use held-out sentences).
+        tokenizer: the model's fast tokenizer.
+        batch_size (`int`, *optional*, defaults to 32): sentences per forward pass.
+        max_length (`int`, *optional*): truncation.
+
+    Example:
+        ```python
+        >>> metric = ProbeMetric(result, test_corpus, tokenizer)
+        >>> metric(model)   # accuracy with the current model (and any active ablation)
+        0.91
+        ```
+    """
+
+    name = "probe_accuracy"
+
+    def __init__(self, result: Any, corpus: LabeledCorpus, tokenizer: Any, *, batch_size: int = 32,
+                 max_length: int | None = None):
+        if list(corpus.label_names) != list(result.meta.label_names):
+            corpus = _relabel(corpus, result.meta.label_names)
+        self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
+        self.batch_size, self.max_length = batch_size, max_length
+
+    def texts(self, model: nn.Module | None = None) -> list[str]:
+        """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
+        return list(self.corpus.texts)
+
+    def __call__(self, model: nn.Module) -> float:
+        from .extraction import extract_activations
+
+        meta = self.result.meta
+        acts = extract_activations(model, self.corpus, self.tokenizer, layers=list(meta.layers), site=meta.site,
+                                   aggregation=meta.aggregation, batch_size=self.batch_size,
+                                   max_length=self.max_length)
+        return self.result.probe.evaluate(acts).accuracy
+
+
+def _relabel(corpus: LabeledCorpus, label_names: Sequence[str]) -> LabeledCorpus:
+    index = {name: i for i, name in enumerate(label_names)}
+    missing = sorted(set(corpus.label_names) - set(index))
+    if missing:
+        raise ConfigurationError(f"The corpus has labels the probe does not know: {missing}.")
+    mapping = np.array([index[name] for name in corpus.label_names], dtype=np.int64)
+    return LabeledCorpus(corpus.texts, corpus.word_starts, corpus.word_ends, [mapping[y] for y in corpus.labels],
+                         list(label_names), corpus.property_name, corpus.source)
+
+
+class TaskMetric:
+    """A metric for :func:`ablation_curve`: a sequence classifier's score, or a causal LM's perplexity, on a dataset,
+    computed with hf_txray's offline ``evaluate`` metrics (the same code as pruning evaluation).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        dataset: a ``datasets.Dataset``, dict of columns or DataFrame (text + label columns), or texts for an LM.
+        metric (`str`, *optional*): ``"accuracy"`` (classification default), ``"f1"``, ``"perplexity"`` (LM default).
+        task (`str`, *optional*): ``"classification"`` or ``"causal-lm"`` (inferred from the model class otherwise).
+        text_column, label_column (`str`, *optional*): the columns.
+        batch_size (`int`, *optional*, defaults to 32), max_length (`int`, *optional*): batching.
+    """
+
+    def __init__(self, tokenizer: Any, dataset: Any, metric: str | None = None, *, task: str | None = None,
+                 text_column: str | None = None, label_column: str | None = None, batch_size: int = 32,
+                 max_length: int | None = None):
+        self.tokenizer, self.dataset, self.metric, self.task = tokenizer, dataset, metric, task
+        self.text_column, self.label_column = text_column, label_column
+        self.batch_size, self.max_length = batch_size, max_length
+        self._prepared: tuple | None = None
+        self.name = metric or "metric"
+
+    def _prepare(self, model: nn.Module) -> tuple:
+        from ..evaluation import DEFAULT_METRICS, _columns, _infer_task, encode_batches, load_metric
+
+        task = _infer_task(model, self.task)
+        texts, labels = _columns(self.dataset, self.text_column, self.label_column, task)
+        metric = self.metric or DEFAULT_METRICS[task][0]
+        self.name = metric
+        batches = encode_batches(self.tokenizer, texts, self.batch_size, self.max_length)
+        return task, labels, metric, load_metric(metric), batches
+
+    def texts(self, model: nn.Module) -> list[str]:
+        """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
+        from ..evaluation import _columns, _infer_task
+
+        return list(_columns(self.dataset, self.text_column, self.label_column, _infer_task(model, self.task))[0])
+
+    def __call__(self, model: nn.Module) -> float:
+        from ..evaluation import _compute, run_predictions
+
+        if self._prepared is None:
+            self._prepared = self._prepare(model)
+        task, labels, metric, module, batches = self._prepared
+        row = _compute([(metric, module, {})], run_predictions(model, batches, task), labels)
+        value = row.get(metric, next(iter(row.values())))
+        return float(value)
+
+
+class LMLossMetric(TaskMetric):
+    """A metric for :func:`ablation_curve`: a causal LM's mean next-token loss (nats per token) on `texts`."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = 128):
+        super().__init__(tokenizer, list(texts), "lm_loss", task="causal-lm", batch_size=batch_size,
+                         max_length=max_length)
+
+    def texts(self, model: nn.Module | None = None) -> list[str]:
+        return list(self.dataset)
+
+    def __call__(self, model: nn.Module) -> float:
+        from ..evaluation import encode_batches, run_predictions
+
+        if self._prepared is None:
+            self._prepared = (encode_batches(self.tokenizer, self.dataset, self.batch_size, self.max_length),)
+        outputs = run_predictions(model, self._prepared[0], "causal-lm")
+        tokens = sum(outputs["num_tokens"])
+        return float(sum(outputs["nll"]) / tokens) if tokens else float("nan")
+
+
+# ----- the curve --------------------------------------------------------------------------------------------------
+@dataclass
+class AblationCurve:
+    """A metric as a function of the number of ablated neurons, for a ranking and for random neurons.
+
+    Attributes:
+        table (`pd.DataFrame`): ``strategy`` (``"baseline"``, ``"ranked"``, ``"random"``, ``"bottom"``), ``seed``
+            (-1 unless random), ``num_ablated``, ``value``.
+        name (`str`): the run's name (the key in the exported ``ablation`` config).
+        metric (`str`): what ``value`` is.
+        mode (`str`): ``"zero"`` or ``"mean"``.
+        model_id (`str`): the model.
+        ranking_source (`str`): where the ranking came from (e.g. ``"probe:upos"``).
+        layers (`list[int]`): layers of the random pool.
+    """
+
+    table: pd.DataFrame
+    name: str
+    metric: str
+    mode: str
+    model_id: str = ""
+    ranking_source: str = ""
+    layers: list[int] = field(default_factory=list)
+    hf_txray_version: str = __version__
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def baseline(self) -> float:
+        return float(self.table.loc[self.table["strategy"] == "baseline", "value"].iloc[0])
+
+    def summary(self) -> pd.DataFrame:
+        """Per strategy and k: mean and std of the value over seeds."""
+        grouped = self.table.groupby(["strategy", "num_ablated"])["value"]
+        return grouped.agg(["mean", "std", "count"]).reset_index()
+
+    def plot(self, ax: Any = None):
+        """The curves: ranked (and bottom) vs random (mean and min-max band over seeds) against k."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        summary = self.summary()
+        for strategy, style in (("ranked", "o-"), ("bottom", "s--")):
+            part = summary[summary["strategy"] == strategy]
+            if len(part):
+                ax.plot(part["num_ablated"], part["mean"], style, label=strategy)
+        rand = self.table[self.table["strategy"] == "random"].groupby("num_ablated")["value"]
+        if len(rand):
+            stats = rand.agg(["mean", "min", "max"]).reset_index()
+            ax.plot(stats["num_ablated"], stats["mean"], "^-", color="gray", label="random (mean)")
+            ax.fill_between(stats["num_ablated"], stats["min"], stats["max"], color="gray", alpha=0.2)
+        ax.axhline(self.baseline, color="black", linewidth=0.8, linestyle=":", label="no ablation")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel(f"neurons ablated ({self.mode})")
+        ax.set_ylabel(self.metric)
+        ax.set_title(f"Ablation: {self.name}")
+        ax.legend()
+        return ax.figure
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write the curve to a folder (JSON metadata + parquet table)."""
+        meta = {k: v for k, v in self.__dict__.items() if k != "table"}
+        with atomic_dir(save_directory) as tmp:
+            write_json(tmp / "txray_ablation.json", {"format": ABLATION_FORMAT, "format_version": FORMAT_VERSION,
+                                                     "meta": meta})
+            self.table.to_parquet(tmp / "curve.parquet", index=False)
+        return Path(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "AblationCurve":
+        directory = Path(directory)
+        path = directory / "txray_ablation.json"
+        if not path.exists():
+            raise ProfileFormatError(f"{directory} is not a saved hf_txray ablation curve (txray_ablation.json).")
+        header = read_json(path)
+        if header.get("format") != ABLATION_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
+            raise ProfileFormatError(f"{path} is not a supported hf_txray ablation curve.")
+        return cls(pd.read_parquet(directory / "curve.parquet"), **header["meta"])
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Add this curve to a Hub results repo as the ``ablation`` config (see
+        :func:`hf_txray.probing.results.push_probing`)."""
+        from .results import push_probing
+
+        return push_probing(repo_id, ablations=[self], **kwargs)
+
+
+def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
+    from .pipeline import ProbingResult
+
+    if isinstance(ranking, ProbingResult):
+        if ranking.meta.site != "mlp":
+            raise ConfigurationError(f"Ablation works on MLP neurons; this probe read the {ranking.meta.site!r} site.")
+        frame, source = ranking.ranking, f"probe:{ranking.meta.name}"
+    elif isinstance(ranking, pd.DataFrame):
+        frame, source = ranking, "table"
+    else:
+        frame, source = pd.DataFrame(list(ranking), columns=["layer", "neuron"]), "list"
+    pairs = list(zip(frame["layer"].astype(int).tolist(), frame["neuron"].astype(int).tolist()))
+    if not pairs:
+        raise ConfigurationError("The ranking is empty.")
+    return pairs, source
+
+
+def ablation_curve(
+    model: nn.Module,
+    ranking: Any,
+    metric: Callable[[nn.Module], float],
+    *,
+    counts: Sequence[int] = (1, 2, 5, 10, 20, 50),
+    mode: str = "zero",
+    means: Any = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    bottom: bool = False,
+    layers: Sequence[int] | None = None,
+    name: str = "ablation",
+    metric_name: str | None = None,
+) -> AblationCurve:
+    """Ablate the top-k neurons of `ranking` and k random ones, for each k in `counts`, and record `metric`.
+
+    Random neurons are drawn from every neuron of the ranking's layers (or `layers`), one nested draw per seed
+    (the k+1 set contains the k set), so each random curve is as smooth as the ranked one.
+
+    Args:
+        model (`nn.Module`): the model (left unchanged).
+        ranking: a `ProbingResult` (its global ranking), a DataFrame with ``layer``/``neuron`` in rank order, or a
+            list of ``(layer, neuron)`` pairs.
+        metric (`callable(model) -> float`): :class:`ProbeMetric`, :class:`TaskMetric`, :class:`LMLossMetric`, or
+            your own.
+        counts (`Sequence[int]`, *optional*): numbers of neurons to ablate (clipped to the ranking's length).
+        mode (`str`, *optional*, defaults to `"zero"`): ``"zero"`` or ``"mean"`` (needs `means`, see :func:`ablate`).
+        means (*optional*): per-neuron means for ``mode="mean"``.
+        seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random curve per seed.
+        bottom (`bool`, *optional*, defaults to `False`): also ablate the k lowest-ranked neurons.
+        layers (`Sequence[int]`, *optional*): the random pool's layers (default: the ranking's).
+        name (`str`, *optional*, defaults to `"ablation"`): the run's name.
+        metric_name (`str`, *optional*): what the metric is (default: the metric's ``name`` attribute).
+
+    Returns:
+        `AblationCurve`.
+
+    Example:
+        ```python
+        >>> curve = ablation_curve(model, result, ProbeMetric(result, test_corpus, tokenizer), counts=[1, 5, 20])
+        >>> curve.summary()
+        >>> curve.plot().savefig("ablation.png")
+        ```
+    """
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
+    if not callable(metric):
+        raise ConfigurationError("metric must be a callable(model) -> float.")
+    pairs, source = _ranked_pairs(ranking)
+    sites = _mlp_sites(model)
+    pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
+    missing = [layer for layer in pool_layers if layer not in sites]
+    if missing:
+        raise ConfigurationError(f"Layers {missing} are not MLP layers of the model (0..{len(sites) - 1}).")
+    pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
+    counts = sorted({min(int(k), len(pairs)) for k in counts if int(k) > 0})
+    if not counts:
+        raise ConfigurationError("counts must hold at least one positive number.")
+
+    def run(chosen: list[tuple[int, int]]) -> float:
+        with ablate(model, chosen, mode=mode, means=means):
+            return float(metric(model))
+
+    rows = [{"strategy": "baseline", "seed": -1, "num_ablated": 0, "value": float(metric(model))}]
+    for k in counts:
+        rows.append({"strategy": "ranked", "seed": -1, "num_ablated": k, "value": run(pairs[:k])})
+        if bottom:
+            rows.append({"strategy": "bottom", "seed": -1, "num_ablated": k, "value": run(pairs[-k:])})
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(pool))
+        for k in counts:
+            chosen = [pool[i] for i in order[:min(k, len(pool))]]
+            rows.append({"strategy": "random", "seed": int(seed), "num_ablated": k, "value": run(chosen)})
+    model_id = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+    return AblationCurve(pd.DataFrame(rows), name, metric_name or getattr(metric, "name", "metric"), mode,
+                         str(model_id), source, pool_layers)
+
+
+def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None, max_sentences: int | None = None,
+                     text_column: str | None = None, label_column: str | None = None, split: str | None = None,
+                     batch_size: int = 32, max_length: int | None = None) -> Callable[[nn.Module], float]:
+    """Build a metric for :func:`ablation_curve` from a name (used by ``hf-txray ablate``).
+
+    Args:
+        name (`str`): ``"probe"`` (the accuracy of `probe` on labelled `data`), ``"lm-loss"`` (a causal LM's
+            next-token loss on the texts of `data`), or an offline ``evaluate`` metric (``"accuracy"``, ``"f1"``,
+            ``"precision"``, ``"recall"``, ``"perplexity"``) of the model's task on `data`.
+        tokenizer: the model's tokenizer.
+        data: for ``"probe"``, anything :func:`~hf_txray.probing.load_labeled` reads; otherwise a dataset (id, path,
+            ``datasets.Dataset``, dict) with text (and label) columns, or a list of texts for ``"lm-loss"``.
+        probe (`ProbingResult`, *optional*): needed for ``"probe"``.
+        max_sentences (`int`, *optional*): use only the first rows.
+
+    Returns:
+        A callable ``metric(model) -> float`` with ``name`` and ``texts(model)``.
+    """
+    from .data import load_labeled
+
+    if name == "probe":
+        if probe is None:
+            raise ConfigurationError("The 'probe' metric needs a probing result (probe=...).")
+        corpus = load_labeled(data, probe.meta.property, max_sentences=max_sentences, text_column=text_column)
+        return ProbeMetric(probe, corpus, tokenizer, batch_size=batch_size, max_length=max_length)
+    if isinstance(data, (str, Path)):
+        import datasets
+
+        from ..loading import _load_named_dataset, _pick_split
+
+        data = _load_named_dataset(str(data), split)
+        if isinstance(data, datasets.DatasetDict):
+            data = _pick_split(data, split)
+    if max_sentences is not None and hasattr(data, "select"):
+        data = data.select(range(min(max_sentences, len(data))))
+    if name == "lm-loss":
+        from ..evaluation import _columns
+
+        texts = data if isinstance(data, (list, tuple)) else _columns(data, text_column, None, "causal-lm")[0]
+        return LMLossMetric(tokenizer, [t for t in texts if t.strip()], batch_size=batch_size,
+                            max_length=max_length or 128)
+    return TaskMetric(tokenizer, data, name, text_column=text_column, label_column=label_column,
+                      batch_size=batch_size, max_length=max_length)

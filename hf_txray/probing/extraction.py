@@ -1,0 +1,536 @@
+"""Word-level activations of labelled text at any neuron site and layer, in memory or streamed to disk.
+
+One forward pass per batch with hooks at the chosen sites (the same sites TX-Ray profiles, :func:`hf_txray.sites.
+find_sites`); each hook gathers the rows of the tokens that belong to labelled words and reduces them to one vector
+per word on the device (``first``, ``last`` or ``mean`` subword), so only ``words x neurons`` floats leave the device.
+Rows are written straight into the output matrix: a NumPy array when it is small, else a disk-backed ``np.memmap``
+(never the whole corpus in RAM). The forward stops after the last hooked layer.
+
+Alongside the word vectors every hook keeps the per-neuron mean over all real tokens (not only labelled ones): the
+values that ``ablate(..., mode="mean")`` substitutes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ConfigurationError, DatasetError, ProfileFormatError
+from ..io_utils import read_json, write_json
+from ..sites import Site, find_sites, select_layers
+from .data import LabeledCorpus
+
+AGGREGATIONS = ("first", "last", "mean")
+DTYPES = {"float32": np.float32, "float16": np.float16}
+DEFAULT_MEMMAP_THRESHOLD = 256 * 2**20  # bytes of word vectors above which they go to disk
+ACTIVATIONS_FORMAT = "hf_txray.activations"
+FORMAT_VERSION = 1
+VALUES_FILE = "values.bin"
+
+
+class _StopForward(Exception):
+    """Raised by the last hook: nothing after the last hooked layer needs computing."""
+
+
+@dataclass
+class Activations:
+    """Word-level activations of a labelled corpus: one row per word, one column per (layer, neuron).
+
+    Column ``c`` is neuron ``c % width`` of layer ``layers[c // width]``.
+
+    Args:
+        values (`np.ndarray`): ``(num_words, len(layers) * width)``; an ``np.memmap`` when stored on disk.
+        labels (`np.ndarray`): label id of each word.
+        label_names (`list[str]`): the label set.
+        sentence_ids (`np.ndarray`): sentence of each word (index into the corpus).
+        word_ids (`np.ndarray`): index of each word within its sentence.
+        word_types (`np.ndarray`): id of each word's form in `type_vocab` (for the control task).
+        type_vocab (`list[str]`): distinct word forms.
+        layers (`list[int]`): the extracted layers.
+        width (`int`): neurons per layer.
+        site (`str`): ``"mlp"`` or ``"residual"``.
+        aggregation (`str`): ``"first"``, ``"last"`` or ``"mean"`` subword.
+        neuron_means (`np.ndarray`): ``(len(layers), width)`` mean activation over all real tokens of the corpus.
+        num_tokens (`int`): real tokens the means are taken over.
+        num_skipped_words (`int`): labelled words without any token (truncated, or merged into a neighbour's token).
+        model_id (`str`): the model.
+        property_name (`str`): what the labels are.
+        path (`Path`, *optional*): the folder holding the values when they are on disk.
+    """
+
+    values: np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    sentence_ids: np.ndarray
+    word_ids: np.ndarray
+    word_types: np.ndarray
+    type_vocab: list[str]
+    layers: list[int]
+    width: int
+    site: str = "mlp"
+    aggregation: str = "first"
+    neuron_means: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    num_tokens: int = 0
+    num_skipped_words: int = 0
+    model_id: str = ""
+    property_name: str = "label"
+    path: Path | None = None
+
+    @property
+    def num_words(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the values are a disk-backed memmap."""
+        return isinstance(self.values, np.memmap)
+
+    def column(self, layer: int, neuron: int) -> int:
+        """The column of neuron `neuron` of layer `layer`."""
+        if layer not in self.layers:
+            raise ConfigurationError(f"Layer {layer} was not extracted; extracted layers: {self.layers}.")
+        if not 0 <= neuron < self.width:
+            raise ConfigurationError(f"Neuron {neuron} is out of range: layers have {self.width} neurons.")
+        return self.layers.index(layer) * self.width + int(neuron)
+
+    def neurons(self, columns: Sequence[int] | np.ndarray) -> pd.DataFrame:
+        """``layer`` and ``neuron`` of each column."""
+        columns = np.asarray(columns, dtype=np.int64)
+        position, neuron = np.divmod(columns, self.width)
+        return pd.DataFrame({"layer": np.asarray(self.layers, np.int64)[position], "neuron": neuron})
+
+    def means_by_layer(self) -> dict[int, np.ndarray]:
+        """``{layer: per-neuron mean}``: what :func:`hf_txray.ablate` needs for ``mode="mean"``."""
+        return {layer: self.neuron_means[i] for i, layer in enumerate(self.layers)}
+
+    def split(self, test_size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Train and test row indices, split by sentence (no sentence has words on both sides).
+
+        Args:
+            test_size (`float`, *optional*, defaults to 0.2): share of sentences in the test part, in (0, 1).
+            seed (`int`, *optional*, defaults to 0): the shuffle.
+        """
+        if not 0.0 < test_size < 1.0:
+            raise ConfigurationError(f"test_size must be in (0, 1), got {test_size!r}.")
+        sentences = np.unique(self.sentence_ids)
+        if len(sentences) < 2:
+            raise DatasetError("At least two sentences are needed to split into train and test parts.")
+        shuffled = np.random.default_rng(seed).permutation(sentences)
+        num_test = min(max(1, int(round(test_size * len(sentences)))), len(sentences) - 1)
+        is_test = np.isin(self.sentence_ids, shuffled[:num_test])
+        return np.nonzero(~is_test)[0], np.nonzero(is_test)[0]
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the activations to `directory` (raw float values + ``.npy`` indices + JSON metadata)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / VALUES_FILE
+        if self.path is None or (Path(self.path) / VALUES_FILE).resolve() != target.resolve():
+            with open(target, "wb") as handle:
+                for start in range(0, self.num_words, 4096):
+                    handle.write(np.ascontiguousarray(self.values[start:start + 4096]).tobytes())
+        _write_sidecar(directory, self)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Activations":
+        """Open activations written by :meth:`save` or by :func:`extract_activations` on disk (memory-mapped)."""
+        directory = Path(directory)
+        header_path = directory / "activations.json"
+        if not header_path.exists():
+            raise ProfileFormatError(f"{directory} holds no hf_txray activations (activations.json missing).")
+        header = read_json(header_path)
+        if header.get("format") != ACTIVATIONS_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
+            raise ProfileFormatError(f"{header_path} is not a supported hf_txray activations header.")
+        rows, cols = header["shape"]
+        values = np.memmap(directory / VALUES_FILE, mode="r", dtype=header["dtype"], shape=(rows, cols))
+        arrays = np.load(directory / "indices.npz")
+        return cls(values, arrays["labels"], header["label_names"], arrays["sentence_ids"], arrays["word_ids"],
+                   arrays["word_types"], header["type_vocab"], header["layers"], header["width"], header["site"],
+                   header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
+                   header["model_id"], header["property"], directory)
+
+    def __repr__(self) -> str:
+        where = f"disk:{self.path}" if self.on_disk else "memory"
+        return (f"Activations(words={self.num_words}, layers={self.layers}, width={self.width}, site={self.site!r}, "
+                f"aggregation={self.aggregation!r}, property={self.property_name!r}, labels={len(self.label_names)}, "
+                f"in={where})")
+
+
+def _write_sidecar(directory: Path, acts: Activations) -> None:
+    np.savez(directory / "indices.npz", labels=acts.labels, sentence_ids=acts.sentence_ids, word_ids=acts.word_ids,
+             word_types=acts.word_types, neuron_means=acts.neuron_means)
+    write_json(directory / "activations.json", {
+        "format": ACTIVATIONS_FORMAT, "format_version": FORMAT_VERSION, "shape": list(acts.values.shape),
+        "dtype": np.dtype(acts.values.dtype).name, "layers": list(acts.layers), "width": acts.width, "site": acts.site,
+        "aggregation": acts.aggregation, "label_names": acts.label_names, "type_vocab": acts.type_vocab,
+        "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
+        "property": acts.property_name,
+    })
+
+
+# ----- hooks ----------------------------------------------------------------------------------------------------
+class _Collector:
+    """Forward (pre-)hooks that reduce each site's activations to word vectors and token sums for the batch."""
+
+    def __init__(self, sites: Sequence[Site], aggregation: str, stop_early: bool):
+        self.sites = list(sites)
+        self.aggregation = aggregation
+        self.stop_early = stop_early
+        self.select: torch.Tensor | None = None  # flat positions of the tokens to gather
+        self.group: torch.Tensor | None = None  # word slot of each gathered token (mean)
+        self.counts: torch.Tensor | None = None  # tokens per word slot (mean)
+        self.num_groups = 0
+        self.real: torch.Tensor | None = None  # flat positions of every real token (means)
+        self.outputs: list[torch.Tensor | None] = [None] * len(self.sites)
+        self.sums = [None] * len(self.sites)
+        self._handles: list[Any] = []
+        self._last = max(range(len(self.sites)), key=lambda i: self.sites[i].layer) if self.sites else -1
+
+    def __enter__(self) -> "_Collector":
+        for slot, site in enumerate(self.sites):
+            if site.capture == "input":
+                self._handles.append(site.module.register_forward_pre_hook(self._pre(slot)))
+            else:
+                self._handles.append(site.module.register_forward_hook(self._post(slot)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _pre(self, slot: int):
+        def hook(module, args):
+            self._record(slot, args[0])
+
+        return hook
+
+    def _post(self, slot: int):
+        def hook(module, args, output):
+            self._record(slot, output[0] if isinstance(output, (tuple, list)) else output)
+
+        return hook
+
+    @torch.no_grad()
+    def _record(self, slot: int, activations: torch.Tensor) -> None:
+        flat = activations.detach().reshape(-1, activations.shape[-1])
+        real = flat.index_select(0, self.real)
+        total = real.sum(0, dtype=torch.float64)
+        self.sums[slot] = total if self.sums[slot] is None else self.sums[slot] + total
+        rows = flat.index_select(0, self.select).float()
+        if self.aggregation == "mean":
+            summed = torch.zeros(self.num_groups, flat.shape[-1], dtype=torch.float32, device=flat.device)
+            rows = summed.index_add_(0, self.group, rows) / self.counts[:, None]
+        self.outputs[slot] = rows
+        if self.stop_early and slot == self._last:
+            raise _StopForward
+
+
+def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpus | None, sentence_ids: Sequence[int],
+                aggregation: str) -> dict[str, np.ndarray]:
+    """Which flat token positions to gather for the labelled words of a batch, and which word each row is."""
+    from ..features import align_to_spans, first_visible_char
+
+    real, select, group, counts, sent, word = [], [], [], [], [], []
+    skipped = 0
+    slot = 0
+    for i, text in enumerate(texts):
+        special = np.asarray(enc["special_tokens_mask"][i], dtype=np.int64)
+        idx = np.nonzero(special == 0)[0]
+        offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+        real.append(i * width + idx)
+        if corpus is None:
+            continue
+        sid = sentence_ids[i]
+        starts_w, ends_w = corpus.word_starts[sid], corpus.word_ends[sid]
+        if len(idx) == 0 or len(starts_w) == 0:
+            skipped += len(starts_w)
+            continue
+        ends = offsets[idx, 1]
+        starts = first_visible_char(text, offsets[idx, 0], ends)
+        words = align_to_spans(starts_w, ends_w, starts, ends)
+        ok = words >= 0
+        tok, words = idx[ok], words[ok]
+        present = np.unique(words)
+        skipped += len(starts_w) - len(present)
+        if len(present) == 0:
+            continue
+        if aggregation == "mean":
+            local = np.searchsorted(present, words)
+            select.append(i * width + tok)
+            group.append(slot + local)
+            counts.append(np.bincount(local, minlength=len(present)))
+        else:
+            order = np.arange(len(words)) if aggregation == "first" else np.arange(len(words))[::-1]
+            _, first = np.unique(words[order], return_index=True)
+            select.append(i * width + tok[order[first]])
+        sent.append(np.full(len(present), sid, dtype=np.int64))
+        word.append(present.astype(np.int64))
+        slot += len(present)
+    cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
+    return {"real": cat(real), "select": cat(select), "group": cat(group), "counts": cat(counts),
+            "sentence": cat(sent), "word": cat(word), "skipped": np.int64(skipped)}
+
+
+# ----- the loop -------------------------------------------------------------------------------------------------
+def _resolve(model: Any, tokenizer: Any, device: Any) -> tuple[Any, Any, str, torch.device]:
+    from ..loading import load_model
+
+    loaded_here = isinstance(model, (str, Path))
+    model, tokenizer, model_id, _ = load_model(model, tokenizer)
+    if device is not None:
+        model.to(torch.device(device))
+    elif loaded_here and torch.cuda.is_available():
+        model.to(torch.device("cuda"))
+    try:
+        model_device = next(model.parameters()).device
+    except StopIteration:
+        model_device = torch.device("cpu")
+    return model, tokenizer, model_id, model_device
+
+
+def _sites(model: Any, site: str, layers: Any, module_pattern: str | None) -> list[Site]:
+    return select_layers(find_sites(model, site, module_pattern), layers)
+
+
+def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str], sites: list[Site], aggregation: str,
+             batch_size: int, max_length: int, device: torch.device, show_progress: bool,
+             on_batch) -> tuple[np.ndarray, int]:
+    """Run the batches; `on_batch(plan, outputs)` receives each batch's word vectors; returns the per-neuron token
+    means ``(len(sites), width)`` and the number of tokens."""
+    from ..batching import encode
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    collector = _Collector(sites, aggregation, stop_early=True)
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(texts), batch_size)
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="hf_txray: extracting activations", unit="batch")
+    num_tokens = 0
+    try:
+        with collector, torch.no_grad():
+            for start in starts:
+                chunk = list(texts[start:start + batch_size])
+                enc, inputs = encode(tokenizer, chunk, max_length)
+                width = inputs["input_ids"].shape[1]
+                plan = _batch_plan(chunk, enc, width, corpus, range(start, start + len(chunk)), aggregation)
+                if len(plan["real"]) == 0:
+                    on_batch(plan, None)
+                    continue
+                collector.real = torch.from_numpy(plan["real"]).to(device)
+                collector.select = torch.from_numpy(plan["select"]).to(device)
+                collector.num_groups = len(plan["sentence"])
+                if aggregation == "mean":
+                    collector.group = torch.from_numpy(plan["group"]).to(device)
+                    collector.counts = torch.from_numpy(plan["counts"]).to(device, torch.float32)
+                collector.outputs = [None] * len(sites)
+                try:
+                    model(**{k: v.to(device) for k, v in inputs.items()})
+                except _StopForward:
+                    pass
+                num_tokens += len(plan["real"])
+                on_batch(plan, collector.outputs)
+    finally:
+        model.train(was_training)
+    sums = np.stack([s.cpu().numpy() if s is not None else np.zeros(site.width) for s, site in
+                     zip(collector.sums, sites)]) if sites else np.zeros((0, 0))
+    return sums / max(num_tokens, 1), num_tokens
+
+
+def _output_array(num_rows: int, num_cols: int, dtype: np.dtype, out_dir: str | Path | None,
+                  threshold: int) -> tuple[np.ndarray, Path | None, bool]:
+    """A preallocated (upper-bound) output: in memory, or a memmap in `out_dir` (a temporary folder if None)."""
+    size = num_rows * num_cols * np.dtype(dtype).itemsize
+    if out_dir is None and size <= threshold:
+        return np.empty((num_rows, num_cols), dtype=dtype), None, False
+    temporary = out_dir is None
+    if temporary:
+        from ..features import cache_dir
+
+        root = cache_dir() / "activations"
+        root.mkdir(parents=True, exist_ok=True)
+        out_dir = tempfile.mkdtemp(prefix="extract-", dir=root)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = np.memmap(folder / VALUES_FILE, mode="w+", dtype=dtype, shape=(max(num_rows, 1), num_cols))
+    return values, folder, temporary
+
+
+def extract_activations(
+    model: Any,
+    corpus: LabeledCorpus,
+    tokenizer: Any = None,
+    *,
+    layers: str | int | Sequence[int] = "all",
+    site: str = "mlp",
+    aggregation: str = "first",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: str = "float32",
+    out_dir: str | Path | None = None,
+    memmap_threshold: int = DEFAULT_MEMMAP_THRESHOLD,
+    module_pattern: str | None = None,
+    show_progress: bool = False,
+) -> Activations:
+    """Extract one activation vector per labelled word at the given site and layers.
+
+    Args:
+        model (`str`, `Path` or `PreTrainedModel`): Hub id, local path or loaded model.
+        corpus (`LabeledCorpus`): the labelled words (:func:`~hf_txray.probing.read_conllu`, :func:`from_spacy`...).
+        tokenizer (*optional*): a fast tokenizer; loaded from the model when omitted.
+        layers (`"all"`, `int` or `list[int]`, *optional*, defaults to `"all"`): the blocks to read.
+        site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` (MLP intermediate neurons, TX-Ray's default) or
+            ``"residual"`` (block outputs).
+        aggregation (`str`, *optional*, defaults to `"first"`): how a word's subword vectors become one:
+            ``"first"``, ``"last"`` or ``"mean"``.
+        batch_size (`int`, *optional*, defaults to 32): sentences per forward pass.
+        max_length (`int`, *optional*): truncation in tokens (default: the model's limit, at most 512); words past it
+            are skipped and counted in ``num_skipped_words``.
+        device (`str` or `torch.device`, *optional*): moves the model there; by default a loaded model stays where it
+            is and a model loaded here goes to CUDA when available.
+        dtype (`str`, *optional*, defaults to `"float32"`): ``"float32"`` or ``"float16"`` storage.
+        out_dir (`str` or `Path`, *optional*): store the values there as a memmap (reopen with
+            :meth:`Activations.load`). Without it, values larger than `memmap_threshold` bytes go to a temporary
+            folder that is removed with the returned object.
+        memmap_threshold (`int`, *optional*, defaults to 256 MiB): size above which the values are disk-backed.
+        module_pattern (`str`, *optional*): regex naming the modules to hook (see :func:`hf_txray.analyze`).
+        show_progress (`bool`, *optional*, defaults to `False`): a progress bar.
+
+    Returns:
+        `Activations`.
+
+    Raises:
+        ConfigurationError: unknown aggregation, dtype or site, bad layers or batch size.
+        DatasetError: no labelled word could be aligned to a token.
+
+    Example:
+        ```python
+        >>> corpus = hf_txray.probing.read_conllu("en_ewt-ud-dev.conllu", max_sentences=300)
+        >>> acts = hf_txray.probing.extract_activations(model, corpus, tokenizer, layers=[2, 3])
+        >>> acts.values.shape
+        (4611, 3072)
+        ```
+    """
+    from ..analyze import _model_max_length
+
+    if not isinstance(corpus, LabeledCorpus):
+        raise ConfigurationError(f"corpus must be a LabeledCorpus (see hf_txray.probing.load_labeled), got "
+                                 f"{type(corpus).__name__}.")
+    if aggregation not in AGGREGATIONS:
+        raise ConfigurationError(f"Unknown aggregation {aggregation!r}: choose one of {', '.join(AGGREGATIONS)}.")
+    if dtype not in DTYPES:
+        raise ConfigurationError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
+    model, tokenizer, model_id, device = _resolve(model, tokenizer, device)
+    sites = _sites(model, site, layers, module_pattern)
+    width = sites[0].width
+    if any(s.width != width for s in sites):
+        raise ConfigurationError("The selected layers have different widths; extract them separately.")
+    max_length = max_length or _model_max_length(model, tokenizer)
+    num_cols = len(sites) * width
+    values, folder, temporary = _output_array(corpus.num_words, num_cols, np.dtype(DTYPES[dtype]), out_dir,
+                                              memmap_threshold)
+    state = {"row": 0, "skipped": 0, "sent": [], "word": []}
+
+    def write(plan: dict[str, np.ndarray], outputs: list[torch.Tensor] | None) -> None:
+        state["skipped"] += int(plan["skipped"])
+        count = len(plan["sentence"])
+        if count == 0 or outputs is None:
+            return
+        row = state["row"]
+        for slot, out in enumerate(outputs):
+            values[row:row + count, slot * width:(slot + 1) * width] = out.cpu().numpy()
+        state["row"] += count
+        state["sent"].append(plan["sentence"])
+        state["word"].append(plan["word"])
+
+    try:
+        means, num_tokens = _iterate(model, tokenizer, corpus, corpus.texts, sites, aggregation, batch_size, max_length,
+                                     device, show_progress, write)
+    except BaseException:
+        if temporary and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    rows = state["row"]
+    if rows == 0:
+        if temporary and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise DatasetError(f"No labelled word of the {corpus.num_sentences} sentences could be aligned to a token of "
+                           f"{model_id} (empty texts, or max_length={max_length} too small).")
+    sentence_ids = np.concatenate(state["sent"])
+    word_ids = np.concatenate(state["word"])
+    labels = np.fromiter((corpus.labels[s][w] for s, w in zip(sentence_ids, word_ids)), np.int64, count=rows)
+    type_index: dict[str, int] = {}
+    forms = (corpus.texts[s][corpus.word_starts[s][w]:corpus.word_ends[s][w]] for s, w in zip(sentence_ids, word_ids))
+    word_types = np.fromiter((type_index.setdefault(f, len(type_index)) for f in forms), np.int64, count=rows)
+    if folder is not None:
+        values.flush()
+        del values
+        os.truncate(folder / VALUES_FILE, rows * num_cols * np.dtype(DTYPES[dtype]).itemsize)
+        values = np.memmap(folder / VALUES_FILE, mode="r", dtype=DTYPES[dtype], shape=(rows, num_cols))
+    else:
+        values = values[:rows] if rows == len(values) else values[:rows].copy()
+    acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
+                       [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
+                       model_id, corpus.property_name, folder)
+    if folder is not None:
+        _write_sidecar(folder, acts)
+        if temporary:
+            weakref.finalize(acts, shutil.rmtree, str(folder), True)
+    return acts
+
+
+def neuron_means(
+    model: Any,
+    texts: Sequence[str],
+    tokenizer: Any = None,
+    *,
+    layers: str | int | Sequence[int] = "all",
+    site: str = "mlp",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    module_pattern: str | None = None,
+) -> dict[int, np.ndarray]:
+    """Mean activation of every neuron over all real tokens of `texts`: the values ``ablate(mode="mean")`` uses.
+
+    Returns:
+        `dict[int, np.ndarray]`: per layer, one mean per neuron.
+
+    Example:
+        ```python
+        >>> means = neuron_means(model, texts, tokenizer, layers=[3])
+        >>> with hf_txray.ablate(model, {3: [17]}, mode="mean", means=means):
+        ...     ...
+        ```
+    """
+    from ..analyze import _model_max_length
+
+    model, tokenizer, _, device = _resolve(model, tokenizer, None)
+    texts = [t for t in texts]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise DatasetError("texts must be a non-empty list of strings.")
+    sites = _sites(model, site, layers, module_pattern)
+    means, num_tokens = _iterate(model, tokenizer, None, texts, sites, "first", batch_size,
+                                 max_length or _model_max_length(model, tokenizer), device, False,
+                                 lambda plan, outputs: None)
+    if num_tokens == 0:
+        raise DatasetError("texts hold no token to average over.")
+    return {site.layer: means[i] for i, site in enumerate(sites)}

@@ -1,0 +1,322 @@
+"""`probe_neurons()`: labelled data -> activations -> probe -> ranking, control task, minimal set, subsets.
+
+:class:`ProbingResult` holds everything one probing run produced, saves to a folder (``save_pretrained`` /
+``from_pretrained``) and goes to a results repo as the ``probe_rankings`` config (:mod:`hf_txray.probing.results`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigurationError
+from ..io_utils import atomic_dir, read_json, write_json
+from ..version import __version__
+from .data import LabeledCorpus, load_labeled
+from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, extract_activations
+from .probe import (
+    LinearProbe,
+    ProbeConfig,
+    control_task_accuracy,
+    minimal_neuron_set,
+    scores_of,
+    subset_accuracies,
+    train_probe,
+)
+
+PROBE_FORMAT = "hf_txray.probe"
+FORMAT_VERSION = 1
+PROBE_FILE = "txray_probe.json"
+
+
+@dataclass
+class ProbingMeta:
+    """What was probed and how (saved with the result, exported with the rankings)."""
+
+    name: str
+    model_id: str
+    property: str
+    site: str
+    layers: list[int]
+    width: int
+    aggregation: str
+    label_names: list[str]
+    data_source: str = ""
+    num_sentences: int = 0
+    num_words: int = 0
+    num_train: int = 0
+    num_test: int = 0
+    num_skipped_words: int = 0
+    test_size: float = 0.2
+    seed: int = 0
+    target_share: float = 0.9
+    config: dict[str, Any] = field(default_factory=dict)
+    hf_txray_version: str = __version__
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProbingMeta":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ProbingResult:
+    """The outcome of :func:`probe_neurons`.
+
+    Attributes:
+        meta (`ProbingMeta`): model, property, site, layers, data, hyperparameters.
+        probe (`LinearProbe`): the probe on all neurons.
+        accuracy (`float`): its test accuracy; ``train_accuracy`` on the training rows.
+        majority_baseline (`float`): test accuracy of always predicting the most frequent training label.
+        control_accuracy (`float`, *optional*): test accuracy of the same probe on the control task.
+        per_class (`pd.DataFrame`): ``label``, ``support``, ``correct``, ``accuracy`` on the test rows.
+        ranking (`pd.DataFrame`): every neuron, most important first: ``rank``, ``layer``, ``neuron``, ``column``,
+            ``score``, ``weight_norm``, ``top_label``, ``top_weight``.
+        minimal (`pd.DataFrame`): the top-k sizes tried for the minimal set and their accuracies.
+        minimal_size (`int`, *optional*): the smallest k reaching ``meta.target_share`` of `accuracy`.
+        subsets (`pd.DataFrame`): top / random / bottom subsets of one size, retrained.
+        activations (`Activations`, *optional*): the extracted activations (not saved).
+    """
+
+    meta: ProbingMeta
+    probe: LinearProbe
+    accuracy: float
+    train_accuracy: float
+    majority_baseline: float
+    control_accuracy: float | None
+    per_class: pd.DataFrame
+    ranking: pd.DataFrame
+    minimal: pd.DataFrame
+    minimal_size: int | None
+    subsets: pd.DataFrame
+    activations: Activations | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def selectivity(self) -> float | None:
+        """Accuracy minus control-task accuracy (None without a control task)."""
+        return None if self.control_accuracy is None else self.accuracy - self.control_accuracy
+
+    def top_neurons(self, k: int = 10, label: str | None = None) -> pd.DataFrame:
+        """The `k` most important neurons overall, or for one `label` (by ``|weight|``, with the signed weight).
+
+        Example:
+            ```python
+            >>> result.top_neurons(5, label="NOUN")
+               class_rank  layer  neuron    weight
+            0           0      3     811  0.412...
+            ```
+        """
+        if label is None:
+            return self.ranking.head(k).reset_index(drop=True)
+        columns, weights = self.probe.class_ranking(label)
+        frame = _neurons_of(columns[:k], self.meta.layers, self.meta.width)
+        frame.insert(0, "class_rank", np.arange(len(frame)))
+        frame["weight"] = weights[:k]
+        return frame
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers as a dict."""
+        return {"name": self.meta.name, "model": self.meta.model_id, "property": self.meta.property,
+                "site": self.meta.site, "layers": list(self.meta.layers), "labels": len(self.meta.label_names),
+                "train_words": self.meta.num_train, "test_words": self.meta.num_test, "accuracy": self.accuracy,
+                "train_accuracy": self.train_accuracy, "majority_baseline": self.majority_baseline,
+                "control_accuracy": self.control_accuracy, "selectivity": self.selectivity,
+                "minimal_size": self.minimal_size, "num_neurons": len(self.meta.layers) * self.meta.width}
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        extra = "" if s["selectivity"] is None else f", selectivity={s['selectivity']:.3f}"
+        return (f"ProbingResult(name={s['name']!r}, property={s['property']!r}, layers={s['layers']}, "
+                f"accuracy={s['accuracy']:.3f}, majority={s['majority_baseline']:.3f}{extra}, "
+                f"minimal_size={s['minimal_size']})")
+
+    # ----- persistence ------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write the result to a folder (JSON, safetensors probe weights, parquet tables), atomically."""
+        from safetensors.numpy import save_file
+
+        scores = {k: getattr(self, k) for k in ("accuracy", "train_accuracy", "majority_baseline", "control_accuracy",
+                                                 "minimal_size")}
+        with atomic_dir(save_directory) as tmp:
+            write_json(tmp / PROBE_FILE, {"format": PROBE_FORMAT, "format_version": FORMAT_VERSION,
+                                          "meta": dataclasses.asdict(self.meta), "scores": scores,
+                                          "probe": {"config": dataclasses.asdict(self.probe.config),
+                                                    "losses": self.probe.losses}})
+            p = self.probe
+            save_file({"weight": p.weight, "bias": p.bias, "mean": p.mean, "scale": p.scale, "columns": p.columns},
+                      str(tmp / "probe.safetensors"))
+            for name in ("per_class", "ranking", "minimal", "subsets"):
+                getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
+        return Path(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "ProbingResult":
+        """Load a result written by :meth:`save_pretrained`."""
+        from safetensors.numpy import load_file
+
+        from ..errors import ProfileFormatError
+
+        directory = Path(directory)
+        header_path = directory / PROBE_FILE
+        if not header_path.exists():
+            raise ProfileFormatError(f"{directory} is not a saved hf_txray probing result ({PROBE_FILE} missing).")
+        header = read_json(header_path)
+        if header.get("format") != PROBE_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
+            raise ProfileFormatError(f"{header_path} is not a supported hf_txray probing result.")
+        meta = ProbingMeta.from_dict(header["meta"])
+        arrays = load_file(str(directory / "probe.safetensors"))
+        probe = LinearProbe(arrays["weight"], arrays["bias"], arrays["mean"], arrays["scale"], arrays["columns"],
+                            list(meta.label_names), ProbeConfig(**header["probe"]["config"]),
+                            list(header["probe"]["losses"]))
+        tables = {name: pd.read_parquet(directory / f"{name}.parquet")
+                  for name in ("per_class", "ranking", "minimal", "subsets")}
+        s = header["scores"]
+        return cls(meta, probe, s["accuracy"], s["train_accuracy"], s["majority_baseline"], s["control_accuracy"],
+                   tables["per_class"], tables["ranking"], tables["minimal"], s["minimal_size"], tables["subsets"])
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Add this result to a Hub results repo as the ``probe_rankings`` config (see
+        :func:`hf_txray.probing.results.push_probing`, which takes the same keyword arguments)."""
+        from .results import push_probing
+
+        return push_probing(repo_id, probes=[self], **kwargs)
+
+
+def _neurons_of(columns: np.ndarray, layers: Sequence[int], width: int) -> pd.DataFrame:
+    position, neuron = np.divmod(np.asarray(columns, dtype=np.int64), width)
+    return pd.DataFrame({"layer": np.asarray(layers, np.int64)[position], "neuron": neuron})
+
+
+def ranking_table(probe: LinearProbe, layers: Sequence[int], width: int) -> pd.DataFrame:
+    """Every neuron the probe reads, most important first (see :meth:`LinearProbe.neuron_ranking`)."""
+    columns, score = probe.neuron_ranking()
+    position = np.searchsorted(probe.columns, columns) if np.all(np.diff(probe.columns) > 0) else \
+        np.array([int(np.nonzero(probe.columns == c)[0][0]) for c in columns])
+    weights = probe.weight[:, position]
+    top = np.abs(weights).argmax(axis=0)
+    frame = _neurons_of(columns, layers, width)
+    frame.insert(0, "rank", np.arange(len(frame), dtype=np.int64))
+    frame["column"] = columns
+    frame["score"] = score
+    frame["weight_norm"] = np.sqrt((weights.astype(np.float64) ** 2).sum(axis=0))
+    frame["top_label"] = [probe.label_names[i] for i in top]
+    frame["top_weight"] = weights[top, np.arange(len(top))].astype(np.float64)
+    return frame
+
+
+def probe_neurons(
+    model: Any,
+    data: Any,
+    property: str = "pos",
+    *,
+    tokenizer: Any = None,
+    layers: str | int | Sequence[int] = "all",
+    site: str = "mlp",
+    aggregation: str = "first",
+    max_sentences: int | None = None,
+    test_size: float = 0.2,
+    seed: int = 0,
+    config: ProbeConfig | None = None,
+    control: bool = True,
+    minimal: bool = True,
+    target_share: float = 0.9,
+    subset_size: int | None = None,
+    subset_seeds: Sequence[int] = (0, 1, 2),
+    batch_size: int = 32,
+    max_length: int | None = None,
+    device: str | None = None,
+    out_dir: str | Path | None = None,
+    memmap_threshold: int = DEFAULT_MEMMAP_THRESHOLD,
+    name: str | None = None,
+    show_progress: bool = False,
+    **probe_options: Any,
+) -> ProbingResult:
+    """Which neurons encode a linguistic property? Train an elastic-net probe on word activations and rank neurons.
+
+    Steps: labelled words (:func:`~hf_txray.probing.load_labeled`) -> one activation vector per word at `site` and
+    `layers` -> train/test split by sentence -> probe on all neurons (accuracy, per class) -> neuron ranking ->
+    control task (selectivity) -> minimal top-k set reaching `target_share` of the accuracy -> top vs random vs bottom
+    subsets of one size, retrained.
+
+    Args:
+        model (`str`, `Path` or `PreTrainedModel`): the model (ignored when `data` is already `Activations`).
+        data: a ``.conllu`` path (gold labels), texts/a dataset to tag with spaCy, a dataset with ``tokens`` and a
+            `property` column, a `LabeledCorpus`, or precomputed `Activations`.
+        property (`str`, *optional*, defaults to `"pos"`): ``pos``, ``dep``, ``ner``, ``xpos`` or a user column.
+        tokenizer (*optional*): a fast tokenizer (loaded from the model when omitted).
+        layers, site, aggregation, batch_size, max_length, device, out_dir, memmap_threshold: see
+            :func:`~hf_txray.probing.extract_activations`.
+        max_sentences (`int`, *optional*): use only the first sentences.
+        test_size (`float`, *optional*, defaults to 0.2): share of sentences held out.
+        seed (`int`, *optional*, defaults to 0): the split and the control labels.
+        config (`ProbeConfig`, *optional*): probe hyperparameters; `probe_options` (``l1=..., epochs=...``) override
+            single fields.
+        control (`bool`, *optional*, defaults to `True`): run the control task (selectivity).
+        minimal (`bool`, *optional*, defaults to `True`): search the minimal neuron set.
+        target_share (`float`, *optional*, defaults to 0.9): the share of accuracy the minimal set must reach.
+        subset_size (`int`, *optional*): size of the top/random/bottom subsets (default: the minimal set's size,
+            else 1% of the neurons); 0 skips them.
+        subset_seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random subset per seed.
+        name (`str`, *optional*): a name for the run (default ``"<property>"``), the key in exported tables.
+        show_progress (`bool`, *optional*, defaults to `False`): a progress bar during extraction.
+
+    Returns:
+        `ProbingResult`.
+
+    Example:
+        ```python
+        >>> result = hf_txray.probe_neurons(minilm, "en_ewt-ud-dev.conllu", "pos", layers=[2, 3], max_sentences=500)
+        >>> result
+        ProbingResult(name='upos', property='upos', layers=[2, 3], accuracy=0.919, majority=0.167, ...)
+        >>> result.top_neurons(5, label="VERB")
+        ```
+    """
+    config = dataclasses.replace(config or ProbeConfig(), **probe_options).validate()
+    if isinstance(data, Activations):
+        acts, source, num_sentences = data, "activations", int(len(np.unique(data.sentence_ids)))
+    else:
+        corpus = load_labeled(data, property, max_sentences=max_sentences)
+        if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
+            raise ConfigurationError("The data holds no labelled word.")
+        acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site, aggregation=aggregation,
+                                   batch_size=batch_size, max_length=max_length, device=device, out_dir=out_dir,
+                                   memmap_threshold=memmap_threshold, show_progress=show_progress)
+        source, num_sentences = corpus.source, corpus.num_sentences
+    train, test = acts.split(test_size, seed)
+    probe = train_probe(acts, rows=train, config=config)
+    scores = probe.evaluate(acts, rows=test)
+    train_accuracy = probe.evaluate(acts, rows=train).accuracy
+    majority = int(np.bincount(acts.labels[train], minlength=len(acts.label_names)).argmax())
+    majority_baseline = float((acts.labels[test] == majority).mean())
+    control_accuracy = control_task_accuracy(acts, train, test, seed=seed, config=config) if control else None
+    ranking = ranking_table(probe, acts.layers, acts.width)
+    order = ranking["column"].to_numpy()
+    minimal_size, minimal_table = None, pd.DataFrame({"num_neurons": [], "accuracy": [], "reached": []})
+    if minimal:
+        minimal_size, minimal_table = minimal_neuron_set(acts, train, test, order, scores.accuracy,
+                                                         share=target_share, config=config)
+    if subset_size is None:
+        subset_size = minimal_size or max(1, math.ceil(0.01 * len(order)))
+    subset_size = min(int(subset_size), len(order) // 2)
+    subsets = (subset_accuracies(acts, train, test, order, subset_size, seeds=subset_seeds, config=config)
+               if subset_size > 0 else pd.DataFrame({"subset": [], "seed": [], "num_neurons": [], "accuracy": []}))
+    meta = ProbingMeta(
+        name=name or acts.property_name, model_id=acts.model_id, property=acts.property_name, site=acts.site,
+        layers=list(acts.layers), width=acts.width, aggregation=acts.aggregation, label_names=list(acts.label_names),
+        data_source=source, num_sentences=num_sentences, num_words=acts.num_words, num_train=len(train),
+        num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size, seed=seed,
+        target_share=target_share, config=dataclasses.asdict(config),
+    )
+    return ProbingResult(meta, probe, scores.accuracy, train_accuracy, majority_baseline, control_accuracy,
+                         scores.per_class, ranking, minimal_table, minimal_size, subsets, acts)
+
+
+__all__ = ["ProbingMeta", "ProbingResult", "probe_neurons", "ranking_table", "scores_of"]

@@ -1,0 +1,501 @@
+"""Linear probes with elastic-net regularisation, neuron rankings from their weights, and the experiments built on
+them: minimal neuron sets, top/random/bottom subsets, and the control task.
+
+A probe is a softmax classifier ``y = softmax(W x + b)`` on standardised activations (each neuron scaled to zero mean
+and unit variance on the training rows, so weight magnitudes compare across neurons), trained with Adam on
+mini-batches and the loss ``cross-entropy + l1 * |W|_1 + l2 * |W|_2^2`` (NeuroX's elastic net; the L2 term is the
+squared norm). The training block (rows x neurons) is copied to the device once when it is small (up to 512 MiB),
+else read batch by batch from the activation matrix, so disk-backed activations are never loaded whole.
+
+Ranking (as NeuroX's ``get_neuron_ordering``): per class, neurons sorted by ``|w|`` and each given the share of the
+class's total ``|w|`` held by the neurons before it; a neuron's global score is the smallest such share over
+classes (how early it enters some class's top set), ties broken by its largest own share. The top of the ranking
+holds the few neurons that carry most of the weight of at least one class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ConfigurationError, DatasetError
+from .data import control_labels
+from .extraction import Activations
+
+RESIDENT_BYTES = 512 * 2**20  # a training block up to this size is copied once to the device; larger ones stream
+
+
+@dataclass
+class ProbeConfig:
+    """How a probe is trained.
+
+    Args:
+        l1 (`float`, *optional*, defaults to 1e-3): weight of the L1 penalty (sparsity).
+        l2 (`float`, *optional*, defaults to 1e-3): weight of the squared L2 penalty.
+        epochs (`int`, *optional*, defaults to 10): passes over the training rows.
+        batch_size (`int`, *optional*, defaults to 32): rows per step.
+        lr (`float`, *optional*, defaults to 1e-3): Adam learning rate.
+
+    The defaults are NeuroX's. Adam moves each weight by at most about `lr` per step, so small training sets need
+    more epochs (or a larger `lr`) for the weights, and the ranking, to settle.
+        seed (`int`, *optional*, defaults to 0): batch order.
+        standardize (`bool`, *optional*, defaults to `True`): scale every neuron to zero mean, unit variance.
+        device (`str`, *optional*): ``"cpu"``, ``"cuda"``...; defaults to CUDA when available.
+    """
+
+    l1: float = 1e-3
+    l2: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    standardize: bool = True
+    device: str | None = None
+
+    def validate(self) -> "ProbeConfig":
+        for name in ("l1", "l2"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}.")
+        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise ConfigurationError(f"lr must be > 0, got {self.lr!r}.")
+        return self
+
+    def torch_device(self) -> torch.device:
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class ProbeScores:
+    """Accuracy of a probe on some rows, overall and per class (``label``, ``support``, ``correct``, ``accuracy``)."""
+
+    accuracy: float
+    per_class: pd.DataFrame
+    predictions: np.ndarray = field(repr=False)
+
+
+@dataclass
+class LinearProbe:
+    """A trained probe. Weights live in standardised space: ``logits = W ((x - mean) / scale) + b``.
+
+    Args:
+        weight (`np.ndarray`): ``(num_labels, len(columns))``.
+        bias (`np.ndarray`): ``(num_labels,)``.
+        mean (`np.ndarray`): per-feature centre used for standardising.
+        scale (`np.ndarray`): per-feature scale used for standardising.
+        columns (`np.ndarray`): the activation columns the probe reads.
+        label_names (`list[str]`): the classes.
+        config (`ProbeConfig`): how it was trained.
+        losses (`list[float]`): mean training loss per epoch.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    columns: np.ndarray
+    label_names: list[str]
+    config: ProbeConfig = field(default_factory=ProbeConfig)
+    losses: list[float] = field(default_factory=list)
+
+    def logits(self, values: np.ndarray | Activations, rows: np.ndarray | None = None,
+               batch_size: int = 4096) -> np.ndarray:
+        """Class scores of the given rows (all rows when None)."""
+        values = values.values if isinstance(values, Activations) else values
+        rows = np.arange(values.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+        device = self.config.torch_device()
+        w = torch.from_numpy(self.weight).to(device)
+        b = torch.from_numpy(self.bias).to(device)
+        mean, scale = torch.from_numpy(self.mean).to(device), torch.from_numpy(self.scale).to(device)
+        out = []
+        with _one_cpu_thread(device), torch.no_grad():
+            for _, x in _batches(values, rows, self.columns, batch_size, device):
+                out.append((((x - mean) / scale) @ w.T + b).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
+
+    def predict(self, values: np.ndarray | Activations, rows: np.ndarray | None = None) -> np.ndarray:
+        """Predicted label id of each row."""
+        return self.logits(values, rows).argmax(-1)
+
+    def evaluate(self, values: np.ndarray | Activations, labels: np.ndarray | None = None,
+                 rows: np.ndarray | None = None) -> ProbeScores:
+        """Accuracy on `rows`, overall and per class.
+
+        Example:
+            ```python
+            >>> scores = probe.evaluate(acts, rows=test_rows)
+            >>> scores.accuracy, scores.per_class.head(3)
+            ```
+        """
+        if isinstance(values, Activations):
+            labels = values.labels if labels is None else labels
+        if labels is None:
+            raise ConfigurationError("evaluate needs labels (or an Activations object that holds them).")
+        predictions = self.predict(values, rows)
+        gold = np.asarray(labels)[rows] if rows is not None else np.asarray(labels)
+        return scores_of(predictions, gold, self.label_names)
+
+    def neuron_ranking(self) -> tuple[np.ndarray, np.ndarray]:
+        """Columns of the activations, most important first, and their scores (see the module docstring)."""
+        order, score = rank_by_weight(self.weight)
+        return self.columns[order], score[order]
+
+    def class_ranking(self, label: str | int) -> tuple[np.ndarray, np.ndarray]:
+        """Columns ordered by ``|w|`` for one class, with the signed weights."""
+        index = label if isinstance(label, (int, np.integer)) else _label_index(self.label_names, label)
+        weights = self.weight[int(index)]
+        order = np.lexsort((np.arange(len(weights)), -np.abs(weights)))
+        return self.columns[order], weights[order]
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Probe steps are tiny matrix products: on CPU one thread is fastest, and several threads on a busy machine are
+    many times slower. Torch's thread count is process-wide, so it is restored afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _label_index(label_names: Sequence[str], label: str) -> int:
+    try:
+        return list(label_names).index(label)
+    except ValueError:
+        raise ConfigurationError(f"Unknown label {label!r}; the probe's labels are {list(label_names)}.") from None
+
+
+def scores_of(predictions: np.ndarray, gold: np.ndarray, label_names: Sequence[str]) -> ProbeScores:
+    """:class:`ProbeScores` of predictions against gold label ids."""
+    num = len(label_names)
+    support = np.bincount(gold, minlength=num)
+    correct = np.bincount(gold[predictions == gold], minlength=num)
+    per_class = pd.DataFrame({"label": list(label_names), "support": support, "correct": correct,
+                              "accuracy": np.where(support > 0, correct / np.maximum(support, 1), np.nan)})
+    accuracy = float((predictions == gold).mean()) if len(gold) else float("nan")
+    return ProbeScores(accuracy, per_class, predictions)
+
+
+def rank_by_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Global neuron order from a probe's ``(classes, neurons)`` weights (NeuroX-style, see the module docstring).
+
+    Returns:
+        `tuple(np.ndarray, np.ndarray)`: positions into the weight's columns, most important first, and each
+        column's score (the class-weight share held by the neurons ranked before it in its best class; lower is
+        more important).
+    """
+    magnitude = np.abs(np.asarray(weight, dtype=np.float64))
+    total = magnitude.sum(axis=1, keepdims=True)
+    share = np.divide(magnitude, total, out=np.zeros_like(magnitude), where=total > 0)
+    order = np.argsort(-share, axis=1, kind="stable")
+    sorted_share = np.take_along_axis(share, order, axis=1)
+    before = np.cumsum(sorted_share, axis=1) - sorted_share
+    entry = np.empty_like(share)
+    np.put_along_axis(entry, order, before, axis=1)
+    score = entry.min(axis=0)
+    best = share.max(axis=0)
+    ranking = np.lexsort((np.arange(len(score)), -best, score))
+    return ranking, score
+
+
+# ----- training -------------------------------------------------------------------------------------------------
+def _batches(values: np.ndarray, rows: np.ndarray, columns: np.ndarray | None, batch_size: int,
+             device: torch.device) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Float32 tensors of the given rows (in the given order), reading only those rows from (memmapped) values."""
+    full = columns is None or (len(columns) == values.shape[1] and np.array_equal(columns, np.arange(values.shape[1])))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        ordered = np.sort(chunk)
+        block = np.asarray(values[ordered])
+        if not full:
+            block = block[:, columns]
+        if not np.array_equal(ordered, chunk):
+            block = block[np.searchsorted(ordered, chunk)]
+        yield chunk, torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+
+
+def _resident(values: np.ndarray, rows: np.ndarray, columns: np.ndarray, device: torch.device) -> torch.Tensor | None:
+    """The training block (rows x columns) as one float32 tensor when it is at most :data:`RESIDENT_BYTES` (read in
+    chunks, so a memmap is never loaded whole), else None (batches are then read from `values` at every step)."""
+    if len(rows) * len(columns) * 4 > RESIDENT_BYTES:
+        return None
+    block = torch.empty(len(rows), len(columns), dtype=torch.float32, device=device)
+    start = 0
+    for _, x in _batches(values, rows, columns, 4096, device):
+        block[start:start + len(x)] = x
+        start += len(x)
+    return block
+
+
+def _tensor_moments(block: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    mean = block.mean(0, dtype=torch.float64)
+    std = block.var(0, unbiased=False).double().clamp_min(0).sqrt()
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean.float().cpu().numpy(), std.float().cpu().numpy()
+
+
+def _moments(values: np.ndarray, rows: np.ndarray, columns: np.ndarray, device: torch.device) -> tuple[np.ndarray, ...]:
+    """Mean and standard deviation of the columns over the rows, streamed (float64)."""
+    total = torch.zeros(len(columns), dtype=torch.float64, device=device)
+    squares = torch.zeros_like(total)
+    for _, x in _batches(values, np.sort(rows), columns, 8192, device):
+        x = x.double()
+        total += x.sum(0)
+        squares += (x * x).sum(0)
+    n = max(len(rows), 1)
+    mean = total / n
+    std = (squares / n - mean * mean).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean.float().cpu().numpy(), std.float().cpu().numpy()
+
+
+def train_probe(
+    values: np.ndarray | Activations,
+    labels: np.ndarray | None = None,
+    *,
+    rows: Sequence[int] | np.ndarray | None = None,
+    columns: Sequence[int] | np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
+    config: ProbeConfig | None = None,
+    **overrides: Any,
+) -> LinearProbe:
+    """Train an elastic-net linear probe on activation rows.
+
+    Args:
+        values (`np.ndarray` or `Activations`): the activation matrix (may be a memmap) or extracted activations.
+        labels (`np.ndarray`, *optional*): label id per row (defaults to the Activations' labels). Pass other labels
+            (e.g. control-task labels) to probe for something else on the same rows.
+        rows (array of `int`, *optional*): the training rows (default: all).
+        columns (array of `int`, *optional*): the neurons (activation columns) to use (default: all).
+        label_names (`Sequence[str]`, *optional*): class names (defaults to the Activations' label names).
+        config (`ProbeConfig`, *optional*): hyperparameters; keyword `overrides` (``l1=..., epochs=...``) replace
+            single fields.
+
+    Returns:
+        `LinearProbe`.
+
+    Raises:
+        ConfigurationError: bad hyperparameters, rows or columns.
+        DatasetError: no training row.
+
+    Example:
+        ```python
+        >>> train, test = acts.split(0.2)
+        >>> probe = train_probe(acts, rows=train, l1=1e-3, l2=1e-3, epochs=10)
+        >>> probe.evaluate(acts, rows=test).accuracy
+        0.93
+        ```
+    """
+    config = dataclasses.replace(config or ProbeConfig(), **overrides).validate()
+    if isinstance(values, Activations):
+        labels = values.labels if labels is None else labels
+        label_names = values.label_names if label_names is None else label_names
+        values = values.values
+    if labels is None:
+        raise ConfigurationError("train_probe needs labels (or an Activations object that holds them).")
+    labels = np.asarray(labels, dtype=np.int64)
+    if values.ndim != 2 or len(labels) != values.shape[0]:
+        raise ConfigurationError(f"values must be (rows, neurons) with one label per row; got {values.shape} and "
+                                 f"{len(labels)} labels.")
+    num_labels = len(label_names) if label_names is not None else int(labels.max(initial=-1)) + 1
+    label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_labels)]
+    rows = np.arange(values.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        raise DatasetError("No training row: the probe needs labelled words.")
+    if rows.min() < 0 or rows.max() >= values.shape[0]:
+        raise ConfigurationError(f"rows must be in 0..{values.shape[0] - 1}.")
+    columns = np.arange(values.shape[1]) if columns is None else np.asarray(columns, dtype=np.int64)
+    if len(columns) == 0 or columns.min() < 0 or columns.max() >= values.shape[1]:
+        raise ConfigurationError(f"columns must be a non-empty list of neurons in 0..{values.shape[1] - 1}.")
+    if labels.min() < 0 or labels.max() >= num_labels:
+        raise ConfigurationError(f"labels must be ids in 0..{num_labels - 1}.")
+    device = config.torch_device()
+    resident = _resident(values, rows, columns, device)
+    if not config.standardize:
+        mean, scale = np.zeros(len(columns), np.float32), np.ones(len(columns), np.float32)
+    elif resident is not None:
+        mean, scale = _tensor_moments(resident)
+    else:
+        mean, scale = _moments(values, rows, columns, device)
+    mean_t, scale_t = torch.from_numpy(mean).to(device), torch.from_numpy(scale).to(device)
+    if resident is not None:
+        resident.sub_(mean_t).div_(scale_t)
+    weight = torch.zeros(num_labels, len(columns), device=device, requires_grad=True)
+    bias = torch.zeros(num_labels, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=config.lr)
+    labels_t = torch.from_numpy(labels).to(device)
+    rows_labels = labels_t[torch.from_numpy(rows).to(device)]
+    rng = np.random.default_rng(config.seed)
+    losses = []
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if resident is not None:  # positions into the resident block
+            order = torch.from_numpy(rng.permutation(len(rows))).to(device)
+            for start in range(0, len(rows), config.batch_size):
+                index = order[start:start + config.batch_size]
+                yield resident.index_select(0, index), rows_labels.index_select(0, index)
+        else:
+            for chunk, x in _batches(values, rng.permutation(rows), columns, config.batch_size, device):
+                yield (x - mean_t) / scale_t, labels_t[torch.from_numpy(chunk).to(device)]
+
+    with _one_cpu_thread(device):
+        for _ in range(config.epochs):
+            total, steps = torch.zeros((), device=device), 0
+            for x, target in batches():
+                loss = torch.nn.functional.cross_entropy(x @ weight.T + bias, target)
+                if config.l1:
+                    loss = loss + config.l1 * weight.abs().sum()
+                if config.l2:
+                    loss = loss + config.l2 * (weight * weight).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+                steps += 1
+            losses.append(float(total) / max(steps, 1))
+    return LinearProbe(weight.detach().cpu().numpy(), bias.detach().cpu().numpy(), mean, scale, columns, label_names,
+                       config, losses)
+
+
+# ----- experiments on top of a ranking --------------------------------------------------------------------------
+def _accuracy_with(acts: Activations, train: np.ndarray, test: np.ndarray, columns: np.ndarray,
+                   config: ProbeConfig, labels: np.ndarray | None = None) -> float:
+    probe = train_probe(acts.values, acts.labels if labels is None else labels, rows=train, columns=columns,
+                        label_names=acts.label_names, config=config)
+    gold = acts.labels if labels is None else labels
+    return probe.evaluate(acts.values, gold, rows=test).accuracy
+
+
+def default_sizes(num_neurons: int) -> list[int]:
+    """1, 2, 4, 8... up to (and including) `num_neurons`."""
+    sizes = [2**i for i in range(int(math.log2(max(num_neurons, 1))) + 1)]
+    return sorted({s for s in sizes if s < num_neurons} | {num_neurons})
+
+
+def minimal_neuron_set(
+    acts: Activations,
+    train: np.ndarray,
+    test: np.ndarray,
+    ranking: np.ndarray,
+    full_accuracy: float,
+    *,
+    share: float = 0.9,
+    sizes: Sequence[int] | None = None,
+    refine_steps: int = 4,
+    config: ProbeConfig | None = None,
+) -> tuple[int, pd.DataFrame]:
+    """The smallest top-ranked neuron set whose retrained probe reaches `share` of the full probe's accuracy.
+
+    Probes are retrained on the top-k neurons for growing k (`sizes`, default 1, 2, 4, ...); between the last size
+    that fell short and the first that reached the target, up to `refine_steps` bisection steps narrow k down.
+
+    Args:
+        acts (`Activations`): the activations.
+        train, test (`np.ndarray`): row indices.
+        ranking (`np.ndarray`): activation columns, most important first.
+        full_accuracy (`float`): test accuracy of the probe on all neurons.
+        share (`float`, *optional*, defaults to 0.9): the fraction of `full_accuracy` to reach, in (0, 1].
+        sizes (`Sequence[int]`, *optional*): the k to try, increasing.
+        refine_steps (`int`, *optional*, defaults to 4): bisection steps.
+        config (`ProbeConfig`, *optional*): probe hyperparameters.
+
+    Returns:
+        `tuple(int, pd.DataFrame)`: k (``len(ranking)`` when no smaller set reaches the target) and every k tried
+        with its accuracy and whether it reached the target.
+    """
+    if not 0.0 < share <= 1.0:
+        raise ConfigurationError(f"share must be in (0, 1], got {share!r}.")
+    config = config or ProbeConfig()
+    ranking = np.asarray(ranking, dtype=np.int64)
+    target = share * full_accuracy
+    if sizes is None:
+        sizes = default_sizes(len(ranking))
+    else:
+        sizes = sorted({int(k) for k in sizes if 0 < int(k) <= len(ranking)})
+    tried: dict[int, float] = {}
+
+    def accuracy(k: int) -> float:
+        if k not in tried:
+            tried[k] = _accuracy_with(acts, train, test, ranking[:k], config)
+        return tried[k]
+
+    found, below = len(ranking), 0
+    for k in sizes:
+        if accuracy(k) >= target:
+            found = k
+            break
+        below = k
+    low, high = below, found
+    for _ in range(refine_steps):
+        if high - low <= 1:
+            break
+        middle = (low + high) // 2
+        if accuracy(middle) >= target:
+            high = middle
+        else:
+            low = middle
+    found = high if high in tried and tried[high] >= target else found
+    table = pd.DataFrame({"num_neurons": list(tried), "accuracy": list(tried.values())}).sort_values("num_neurons")
+    table["reached"] = table["accuracy"] >= target
+    return int(found), table.reset_index(drop=True)
+
+
+def subset_accuracies(
+    acts: Activations,
+    train: np.ndarray,
+    test: np.ndarray,
+    ranking: np.ndarray,
+    size: int,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    config: ProbeConfig | None = None,
+) -> pd.DataFrame:
+    """Retrain probes on the top-`size`, `size` random (one per seed) and bottom-`size` neurons of `ranking`.
+
+    If the ranking means something, top >> random >> bottom.
+
+    Returns:
+        `pd.DataFrame` with ``subset`` (``top``/``random``/``bottom``), ``seed``, ``num_neurons``, ``accuracy``.
+    """
+    ranking = np.asarray(ranking, dtype=np.int64)
+    if not 0 < size <= len(ranking):
+        raise ConfigurationError(f"size must be in 1..{len(ranking)}, got {size}.")
+    config = config or ProbeConfig()
+    rows = [{"subset": "top", "seed": -1, "num_neurons": size,
+             "accuracy": _accuracy_with(acts, train, test, ranking[:size], config)}]
+    for seed in seeds:
+        chosen = np.random.default_rng(seed).choice(ranking, size=size, replace=False)
+        rows.append({"subset": "random", "seed": int(seed), "num_neurons": size,
+                     "accuracy": _accuracy_with(acts, train, test, np.sort(chosen), config)})
+    rows.append({"subset": "bottom", "seed": -1, "num_neurons": size,
+                 "accuracy": _accuracy_with(acts, train, test, ranking[-size:], config)})
+    return pd.DataFrame(rows)
+
+
+def control_task_accuracy(acts: Activations, train: np.ndarray, test: np.ndarray, *, seed: int = 0,
+                          config: ProbeConfig | None = None, columns: np.ndarray | None = None) -> float:
+    """Test accuracy of the same probe trained on control-task labels (a random label per word type).
+
+    Selectivity is the real task's accuracy minus this (Hewitt & Liang, 2019).
+    """
+    labels = control_labels(acts.word_types, acts.labels, len(acts.label_names), seed=seed)
+    columns = np.arange(acts.num_features) if columns is None else columns
+    return _accuracy_with(acts, train, test, columns, config or ProbeConfig(), labels=labels)

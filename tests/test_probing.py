@@ -1,0 +1,613 @@
+"""Probing, ranking, ablation and attribution (issue 7).
+
+A tiny BERT gets a *planted* neuron: word embeddings carry a small flag in hidden dimension 0 for one arbitrary half
+of 400 word types ("NOUN"), and MLP neuron 7 of layer 0 reads that dimension with a large weight, so it fires for
+exactly those words. 400 random types cannot be told apart linearly by the other 95 neurons of the model, so a
+correct probe must rank neuron (0, 7) first, ablating it must break the probe, and TX-Ray must see it prefer NOUN.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import sys
+import tracemalloc
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import hf_txray
+from hf_txray.errors import ConfigurationError, DatasetError, IncompatibleProfilesError
+from hf_txray.probing import (
+    AblationCurve,
+    Activations,
+    LabeledCorpus,
+    ProbeConfig,
+    ProbeMetric,
+    ProbingResult,
+    ablate,
+    ablation_curve,
+    control_labels,
+    crosscheck,
+    crosscheck_tags,
+    explain_examples,
+    extract_activations,
+    from_columns,
+    from_spacy,
+    load_probing,
+    neuron_attributions,
+    neuron_means,
+    probe_neurons,
+    push_probing,
+    read_conllu,
+    save_probing,
+    train_probe,
+)
+from hf_txray.probing import results as probing_results
+from hf_txray.pruning import active_masks
+from models import bert_tokenizer, minilm_path, tiny, tiny_bert
+
+from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
+
+PLANT_LAYER, PLANT = 0, 7
+FAST = ProbeConfig(epochs=10)
+
+
+# ----- the planted model ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _word_lists() -> tuple[list[str], list[str]]:
+    vocab = sorted(t for t in bert_tokenizer().vocab if t.isalpha() and t.islower() and len(t) >= 3)
+    pick = [str(w) for w in np.random.default_rng(0).choice(vocab, 400, replace=False)]
+    return pick[:200], pick[200:]
+
+
+def planted_bert() -> nn.Module:
+    """Tiny BERT whose MLP neuron (0, 7) fires (~6) for the 'NOUN' words and stays ~0 otherwise."""
+    model = tiny_bert()
+    nouns, _ = _word_lists()
+    with torch.no_grad():
+        emb = model.embeddings
+        emb.word_embeddings.weight.mul_(50)  # word identity dominates the embedding (std ~1 per dimension)
+        for table in (emb.word_embeddings, emb.position_embeddings, emb.token_type_embeddings):
+            table.weight[:, 0] = 0
+        emb.word_embeddings.weight[bert_tokenizer().convert_tokens_to_ids(nouns), 0] = 1.0
+        emb.LayerNorm.weight[0], emb.LayerNorm.bias[0] = 0.2, 0.0  # a small flag: others barely see it
+        dense = model.encoder.layer[PLANT_LAYER].intermediate.dense
+        dense.weight[PLANT] = 0
+        dense.weight[PLANT, 0], dense.bias[PLANT] = 50.0, -5.0
+    return model.eval()
+
+
+def synthetic_rows(num: int, seed: int) -> dict[str, list]:
+    nouns, others = _word_lists()
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {"tokens": [], "tags": []}
+    for _ in range(num):
+        words = [str(w) for w in rng.choice(nouns + others, size=int(rng.integers(4, 10)))]
+        rows["tokens"].append(words)
+        rows["tags"].append(["NOUN" if w in nouns else "OTHER" for w in words])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def planted():
+    model, tokenizer = planted_bert(), bert_tokenizer()
+    corpus = from_columns(synthetic_rows(300, 0), "tokens", "tags")
+    acts = extract_activations(model, corpus, tokenizer, layers=[0, 1])
+    result = probe_neurons(None, acts, config=FAST, target_share=0.9, subset_seeds=(0, 1))
+    return SimpleNamespace(model=model, tokenizer=tokenizer, corpus=corpus, acts=acts, result=result,
+                           test_corpus=from_columns(synthetic_rows(60, 1), "tokens", "tags"))
+
+
+# ----- data ------------------------------------------------------------------------------------------------------
+CONLLU = """# newdoc id = sample
+# sent_id = 1
+# text = I don't like it.
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t4\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
+4\tlike\tlike\tVERB\tVB\t_\t0\troot\t_\t_
+5\tit\tit\tPRON\tPRP\t_\t4\tobj\t_\tSpaceAfter=No
+6\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sample.conllu"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_conllu_reader_spans_multiword_tokens_and_columns(tmp_path):
+    text = CONLLU + (
+        "# sent_id = 2\n"
+        "1\tThey\tthey\tPRON\tPRP\t_\t2\tnsubj\t_\t_\n"
+        "2-3\twon't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        "2\two\twill\tAUX\tMD\t_\t4\taux\t_\t_\n"
+        "3\tnot\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_\n"
+        "3.1\tgo\tgo\tVERB\tVB\t_\t_\t_\t_\t_\n"
+        "4\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\tSpaceAfter=No\n"
+        "5\t!\t!\tPUNCT\t.\t_\t4\tpunct\t_\t_\n\n")
+    corpus = read_conllu(_write(tmp_path, text))
+    assert corpus.texts == ["I don't like it.", "They won't go!"]
+    assert corpus.words(0) == ["I", "do", "n't", "like", "it", "."]  # "don't" = "do" + "n't": each its own span
+    names = lambda i: [corpus.label_names[j] for j in corpus.labels[i]]  # noqa: E731
+    assert names(0) == ["PRON", "AUX", "PART", "VERB", "PRON", "PUNCT"]
+    # "won't" is not "wo" + "not": the first word takes the whole token, the second is left out; 3.1 is skipped
+    assert corpus.words(1) == ["They", "won't", "go", "!"]
+    assert names(1) == ["PRON", "AUX", "VERB", "PUNCT"]
+    assert corpus.property_name == "upos" and corpus.num_words == 10
+    assert corpus.majority_baseline() == pytest.approx(3 / 10)
+    deprel = read_conllu(tmp_path / "sample.conllu", "dep", max_sentences=1)
+    assert len(deprel) == 1 and [deprel.label_names[j] for j in deprel.labels[0]][:2] == ["nsubj", "aux"]
+    assert read_conllu(tmp_path / "sample.conllu", "xpos").label_names[0] == "."
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("missing", DatasetError, "not found"),
+    ("fields", DatasetError, "sample.conllu:3"),
+    ("empty", DatasetError, "no CoNLL-U sentence"),
+    ("column", ConfigurationError, "Unknown CoNLL-U column"),
+    ("gap", DatasetError, "no word 2"),
+])
+def test_conllu_bad_input(tmp_path, case, error, match):
+    content = {"missing": None, "fields": "# c\n# d\n1\tI\tI\tPRON\n", "empty": "# only a comment\n\n",
+               "column": CONLLU,
+               "gap": "1\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n3\tgo\tgo\tVERB\tVB\t_\t1\tx\t_\t_\n\n"}[case]
+    path = tmp_path / "nope.conllu" if content is None else _write(tmp_path, content)
+    with pytest.raises(error, match=match):
+        read_conllu(path, "feats" if case == "column" else "upos")
+
+
+def test_columns_spacy_and_control_labels():
+    import datasets
+
+    data = datasets.Dataset.from_dict(
+        {"tokens": [["I", "run"], ["Dogs", "bark", "loudly"]], "tags": [[0, 1], [2, 1, 3]]},
+        features=datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                    "tags": datasets.Sequence(datasets.ClassLabel(names=["PRON", "VERB", "NOUN",
+                                                                                         "ADV"]))}))
+    corpus = from_columns(data, "tokens", "tags")
+    assert corpus.texts == ["I run", "Dogs bark loudly"]
+    assert [corpus.label_names[i] for i in corpus.labels[1]] == ["NOUN", "VERB", "ADV"]
+    with pytest.raises(DatasetError, match="one label per word"):
+        from_columns({"tokens": [["a", "b"]], "tags": [["X"]]}, "tokens", "tags")
+    with pytest.raises(DatasetError, match="not found"):
+        from_columns({"tokens": [["a"]]}, "tokens", "tags")
+    tagged = from_spacy(["The cat sat on the mat.", "", "Apple hired Ann."], "pos")
+    assert len(tagged) == 2 and tagged.words(0) == ["The", "cat", "sat", "on", "the", "mat", "."]
+    assert [tagged.label_names[i] for i in tagged.labels[0]][:3] == ["DET", "NOUN", "VERB"]
+    with pytest.raises(DatasetError, match="not a string"):
+        from_spacy(["ok", 3], "pos")
+    types = np.array([0, 1, 0, 2, 1, 0])
+    control = control_labels(types, np.array([0, 1, 1, 2, 0, 0]), 3, seed=4)
+    assert control[0] == control[2] == control[5] and control[1] == control[4]  # one label per word type
+    assert np.array_equal(control, control_labels(types, np.array([0, 1, 1, 2, 0, 0]), 3, seed=4))
+
+
+# ----- extraction --------------------------------------------------------------------------------------------------
+def _manual_layer0(model, tokenizer, text):
+    captured = {}
+    site = model.encoder.layer[0].output.dense  # input of the down projection = the MLP neurons
+    handle = site.register_forward_pre_hook(lambda m, args: captured.setdefault("x", args[0][0].detach().clone()))
+    with torch.no_grad():
+        model(**tokenizer(text, return_tensors="pt"))
+    handle.remove()
+    return captured["x"]
+
+
+def test_extraction_aggregates_subwords_first_last_mean():
+    model, tokenizer = tiny("bert")
+    corpus = from_columns({"tokens": [["tuning", "hyperparameters", "works"]], "tags": [["A", "B", "A"]]},
+                          "tokens", "tags")
+    assert tokenizer.tokenize("hyperparameters") == ["hyper", "##para", "##meter", "##s"]
+    full = _manual_layer0(model, tokenizer, corpus.texts[0])  # [CLS] tuning hyper ##para ##meter ##s works [SEP]
+    expected = {"first": full[2], "last": full[5], "mean": full[2:6].mean(0)}
+    for aggregation, vector in expected.items():
+        acts = extract_activations(model, corpus, tokenizer, layers=0, aggregation=aggregation)
+        assert acts.values.shape == (3, 48) and acts.layers == [0] and not acts.on_disk
+        assert np.allclose(acts.values[1], vector.numpy(), atol=1e-5)
+        assert np.allclose(acts.values[0], full[1].numpy(), atol=1e-5)
+        assert [acts.label_names[i] for i in acts.labels] == ["A", "B", "A"]
+        assert np.allclose(acts.neuron_means[0], full[1:7].mean(0).numpy(), atol=1e-5)  # every real token
+    two = extract_activations(model, corpus, tokenizer, layers=[-1, 0])
+    assert two.layers == [0, 1] and two.column(1, 5) == 48 + 5
+    assert two.neurons([0, 53]).values.tolist() == [[0, 0], [1, 5]]
+
+
+def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
+    model, tokenizer = planted.model, planted.tokenizer
+    corpus = from_columns(synthetic_rows(400, 3), "tokens", "tags")
+    in_memory = extract_activations(model, corpus, tokenizer, layers=[0, 1])
+    size = in_memory.values.nbytes
+    tracemalloc.start()
+    streamed = extract_activations(model, corpus, tokenizer, layers=[0, 1], memmap_threshold=size // 10,
+                                   batch_size=8)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert streamed.on_disk and isinstance(streamed.values, np.memmap)
+    assert peak < size / 2, f"extraction held {peak} bytes for a {size}-byte corpus"
+    assert np.allclose(streamed.values, in_memory.values, atol=1e-5)
+    assert np.array_equal(streamed.labels, in_memory.labels)
+    folder = streamed.path
+    assert (folder / "values.bin").stat().st_size == size  # truncated to the words actually extracted
+    probe = train_probe(streamed, config=ProbeConfig(epochs=2))  # training reads the memmap in batches
+    assert probe.weight.shape == (2, 96)
+    del streamed, probe
+    gc.collect()
+    assert not folder.exists()  # the temporary folder goes with the object
+    kept = extract_activations(model, corpus.select(20), tokenizer, layers=1, out_dir=tmp_path / "acts")
+    reopened = Activations.load(tmp_path / "acts")
+    assert reopened.on_disk and np.array_equal(np.asarray(reopened.values), np.asarray(kept.values))
+    assert reopened.type_vocab == kept.type_vocab and reopened.layers == [1]
+
+
+# ----- probing ------------------------------------------------------------------------------------------------------
+def test_planted_neuron_is_ranked_first(planted):
+    result = planted.result
+    acts = planted.acts
+    assert acts.values[acts.labels == 0, acts.column(PLANT_LAYER, PLANT)].mean() > 3  # it really fires for NOUN
+    first = result.ranking.iloc[0]
+    assert (first["layer"], first["neuron"]) == (PLANT_LAYER, PLANT)
+    noun_top = result.top_neurons(3, label="NOUN")
+    assert tuple(noun_top.loc[0, ["layer", "neuron"]]) == (PLANT_LAYER, PLANT)
+    assert result.accuracy > 0.9 > result.majority_baseline
+    assert result.selectivity is not None and result.control_accuracy < result.accuracy
+    assert result.minimal_size is not None and result.minimal_size <= 2  # the planted neuron (almost) alone
+    subsets = result.subsets.groupby("subset")["accuracy"].mean()
+    assert subsets["top"] > subsets["random"] and subsets["top"] > subsets["bottom"]
+    assert set(result.per_class["label"]) == {"NOUN", "OTHER"}
+    assert len(result.ranking) == 96 and result.ranking["rank"].tolist() == list(range(96))
+
+
+def test_probing_result_round_trip(planted, tmp_path):
+    result = planted.result
+    result.save_pretrained(tmp_path / "probe")
+    loaded = ProbingResult.from_pretrained(tmp_path / "probe")
+    assert loaded.meta == result.meta and loaded.summary() == result.summary()
+    for name in ("ranking", "per_class", "subsets", "minimal"):
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(result, name))
+    assert np.array_equal(loaded.probe.weight, result.probe.weight)
+    assert np.array_equal(loaded.probe.predict(planted.acts), result.probe.predict(planted.acts))
+
+
+def test_minilm_ewt_gold_pos_beats_majority_with_selectivity(shared_data):
+    from transformers import AutoModel, AutoTokenizer
+
+    path = shared_data / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+    model = AutoModel.from_pretrained(minilm_path()).eval()
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    result = probe_neurons(model, path, "pos", tokenizer=tokenizer, layers=[3], max_sentences=250, minimal=False,
+                           subset_size=64, subset_seeds=(0,))
+    print(result, result.summary())  # selectivity is reported
+    assert result.meta.property == "upos" and result.meta.num_words > 3000
+    assert result.majority_baseline < 0.25
+    assert result.accuracy > result.majority_baseline + 0.55
+    assert result.selectivity > 0.15
+    subsets = result.subsets.set_index("subset")["accuracy"]
+    assert subsets["top"] > subsets["random"] > subsets["bottom"] - 0.05
+    per_class = result.per_class.set_index("label")
+    assert per_class.loc["PUNCT", "accuracy"] > 0.95 and per_class.loc["NOUN", "support"] > 50
+
+
+# ----- ablation -----------------------------------------------------------------------------------------------------
+def test_ablating_the_planted_neuron_breaks_the_probe_random_ones_do_not(planted):
+    model, result = planted.model, planted.result
+    metric = ProbeMetric(result, planted.test_corpus, planted.tokenizer)
+    inputs = planted.tokenizer(planted.test_corpus.texts[:4], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        before = model(**inputs).last_hidden_state
+    baseline = metric(model)
+    assert baseline > 0.9
+    majority = planted.test_corpus.majority_baseline()
+    with hf_txray.ablate(model, {PLANT_LAYER: [PLANT]}) as handle:
+        assert active_masks(model) == [handle]
+        broken = metric(model)
+    with ablate(model, result.top_neurons(1), mode="mean", means=planted.acts):
+        broken_mean = metric(model)
+    assert broken < majority + 0.1  # back to guessing the majority class
+    assert broken_mean < baseline - 0.25  # at its mean the neuron no longer tells NOUN from OTHER
+    rng = np.random.default_rng(0)
+    others = [(layer, int(n)) for layer in (0, 1) for n in rng.choice(48, 3, replace=False) if (layer, n) != (0, 7)]
+    with ablate(model, others):  # six random neurons cost a little, far from the planted one's effect
+        assert metric(model) > baseline - 0.1 > broken + 0.2
+    assert active_masks(model) == []
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).last_hidden_state, before)  # exactly restored
+    curve = ablation_curve(model, result, metric, counts=[1, 4], seeds=(0, 1), bottom=True, name="planted")
+    summary = curve.summary().set_index(["strategy", "num_ablated"])["mean"]
+    assert curve.baseline == pytest.approx(baseline)
+    assert summary["ranked", 1] < majority + 0.1 < summary["random", 1]
+    assert summary["bottom", 4] > baseline - 0.05
+    assert {"baseline", "ranked", "random", "bottom"} == set(curve.table["strategy"])
+    assert curve.plot() is not None
+
+
+def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hf_txray.probing import LMLossMetric
+    from models import bpe_tokenizer
+
+    tokenizer = bpe_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                       n_positions=128, bos_token_id=0, eos_token_id=0)).eval()
+    texts = ["the market fell sharply on monday", "analysts expect higher rates next year", "it was a quiet day"]
+    means = neuron_means(model, texts, tokenizer, layers=[1])
+    seen = {}
+    down = model.transformer.h[1].mlp.c_proj
+    hook = down.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].detach().clone()))
+    with ablate(model, {1: [3, 5]}, mode="mean", means=means), torch.no_grad():
+        model(**tokenizer(texts[:1], return_tensors="pt"))
+    hook.remove()
+    assert torch.allclose(seen["x"][0, :, 3], torch.full_like(seen["x"][0, :, 3], float(means[1][3])))
+    metric = LMLossMetric(tokenizer, texts)
+    curve = ablation_curve(model, [(1, i) for i in range(40)], metric, counts=[5, 40], seeds=(0,), mode="mean",
+                           means=means)
+    assert curve.metric == "lm_loss" and np.isfinite(curve.table["value"]).all()
+    assert curve.table.loc[curve.table["num_ablated"] == 40, "value"].nunique() == 1  # all 40 = same set
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: ablate(m, {0: [1]}, mode="noise").__enter__(), ConfigurationError, "Unknown ablation mode"),
+    (lambda m: ablate(m, {0: [1]}, mode="mean").__enter__(), ConfigurationError, "needs means"),
+    (lambda m: ablate(m, {0: [99]}).__enter__(), ConfigurationError, "out of range"),
+    (lambda m: ablate(m, {0: [1]}, mode="mean", means={1: np.zeros(48)}).__enter__(), ConfigurationError,
+     "No means for layer 0"),
+    (lambda m: ablation_curve(m, [], lambda model: 0.0), ConfigurationError, "empty"),
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: 0.0, counts=[0]), ConfigurationError, "positive"),
+])
+def test_ablation_bad_input(call, error, match):
+    model, _ = tiny("bert")
+    with pytest.raises(error, match=match):
+        call(model)
+    assert active_masks(model) == []
+
+
+# ----- cross-check with TX-Ray --------------------------------------------------------------------------------------
+def test_crosscheck_planted_neuron_tops_both_rankings(planted):
+    nouns, _ = _word_lists()
+
+    def tags(text):
+        spans, start = [], 0
+        for word in text.split(" "):
+            spans.append((start, start + len(word), "NOUN" if word in nouns else "OTHER"))
+            start += len(word) + 1
+        return spans
+
+    profile = hf_txray.analyze(planted.model, planted.corpus.texts, tokenizer=planted.tokenizer, layers=[0, 1],
+                               features=("token", hf_txray.UserFeature("tags", tags)), show_progress=False)
+    check = crosscheck(planted.result, profile, "NOUN", k=1, feature_type="tags")
+    assert check.overlap == 1 and check.precision_at_k == 1.0 and check.jaccard == 1.0
+    assert check.p_value == pytest.approx(1 / 96) and check.lift == pytest.approx(96)
+    row = check.table.iloc[0]
+    assert (row["layer"], row["neuron"], bool(row["in_both"])) == (PLANT_LAYER, PLANT, True)
+    assert row["txray_preference"] > 0.9
+    wider = crosscheck(planted.result, profile, "NOUN", k=10, feature_type="tags")
+    assert wider.overlap >= 1 and wider.expected_overlap == pytest.approx(100 / 96)
+    assert len(wider.table) == 20 - wider.overlap
+    table = crosscheck_tags(planted.result, profile, k=5, feature_type="tags")
+    assert list(table["tag"]) == ["NOUN", "OTHER"] and {"jaccard", "p_value", "lift"} <= set(table.columns)
+    with pytest.raises(ConfigurationError, match="not a label of the probe"):
+        crosscheck(planted.result, profile, "VERB", feature_type="tags")
+    residual = hf_txray.analyze(planted.model, planted.corpus.texts[:5], tokenizer=planted.tokenizer, site="residual",
+                                features=("token",), show_progress=False)
+    with pytest.raises(IncompatibleProfilesError, match="site"):
+        crosscheck(planted.result, residual, "NOUN", feature_type="token")
+
+
+# ----- attribution --------------------------------------------------------------------------------------------------
+class _LinearBlock(nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.up, self.down = nn.Linear(hidden, 3 * hidden), nn.Linear(3 * hidden, hidden)
+
+    def forward(self, x, mask):
+        weights = mask[..., None].to(x.dtype)
+        mixed = (x * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+        return x + self.down(self.up(x + mixed))  # every path is linear: neurons are affine in the embeddings
+
+
+class _LinearModel(nn.Module):
+    def __init__(self, vocab: int, hidden: int = 8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.config = SimpleNamespace(hidden_size=hidden)
+        self.embed = nn.Embedding(vocab, hidden)
+        self.layers = nn.ModuleList([_LinearBlock(hidden) for _ in range(2)])
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        for block in self.layers:
+            x = block(x, attention_mask)
+        return SimpleNamespace(last_hidden_state=x)
+
+
+def _neuron_value(model, embeds, mask, position, neuron):
+    seen = {}
+    handle = model.layers[1].down.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        model(inputs_embeds=embeds, attention_mask=mask)
+    handle.remove()
+    return float(seen["x"][0, position, neuron])
+
+
+def test_attribution_matches_finite_differences_on_a_linear_model():
+    pytest.importorskip("captum")
+    tokenizer = bert_tokenizer()
+    model = _LinearModel(tokenizer.vocab_size).eval()
+    text = "the quick brown fox jumps"
+    out = neuron_attributions(model, tokenizer, text, layer=1, neuron=5, position=3, n_steps=20)
+    enc = tokenizer(text, return_tensors="pt")
+    embeds = model.embed(enc["input_ids"]).detach()
+    special = torch.tensor(tokenizer.get_special_tokens_mask(enc["input_ids"][0].tolist(),
+                                                             already_has_special_tokens=True)).bool()
+    pad = model.embed(torch.tensor([tokenizer.pad_token_id])).detach()[0]
+    full = _neuron_value(model, embeds, enc["attention_mask"], 3, 5)
+    assert out.activation == pytest.approx(full, abs=1e-5)
+    for i in range(embeds.shape[1]):
+        swapped = embeds.clone()
+        if not special[i]:
+            swapped[0, i] = pad
+        difference = full - _neuron_value(model, swapped, enc["attention_mask"], 3, 5)
+        assert out.scores[i] == pytest.approx(difference, abs=1e-4), f"token {i}"
+    assert abs(out.completeness_gap) < 1e-4
+    assert out.table["token"].tolist()[0] == "[CLS]" and out.scores[0] == 0.0
+    pieces = out.highlight_spans()
+    assert "".join(p for p, _ in pieces) == text and pieces[0] == ("the", pytest.approx(out.scores[1]))
+
+
+def test_attribution_on_tiny_bert_is_complete_and_explains_top_examples(planted):
+    pytest.importorskip("captum")
+    model, tokenizer = planted.model, planted.tokenizer
+    nouns, others = _word_lists()
+    text = f"{others[0]} {nouns[0]} {others[1]}"
+    out = neuron_attributions(model, tokenizer, text, PLANT_LAYER, PLANT, n_steps=64)
+    assert out.position == 2  # the default position: where the neuron fires, the noun
+    assert abs(out.completeness_gap) < 0.05 * abs(out.activation - out.baseline_activation)
+    assert int(np.argmax(out.scores)) == 2  # the noun drives its own position
+    examples = pd.DataFrame({"left": [f"{others[2]} "], "token": [nouns[1]], "right": [f" {others[3]}"]})
+    explained = explain_examples(model, tokenizer, examples, PLANT_LAYER, PLANT, n_steps=16)
+    assert len(explained) == 1 and explained[0].position == 2
+    with pytest.raises(ConfigurationError, match="target"):
+        neuron_attributions(model, tokenizer, text, 0, 1, method="conductance")
+    with pytest.raises(ConfigurationError, match="Unknown attribution method"):
+        neuron_attributions(model, tokenizer, text, 0, 1, method="shap")
+    with pytest.raises(ConfigurationError, match="out of range"):
+        neuron_attributions(model, tokenizer, text, 0, 480)
+
+
+def test_attribution_without_captum_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "captum", None)
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    model, tokenizer = tiny("bert")
+    with pytest.raises(ImportError, match="pip install captum"):
+        neuron_attributions(model, tokenizer, "a text", 0, 1)
+
+
+# ----- results repo -------------------------------------------------------------------------------------------------
+def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
+    import datasets
+
+    result = planted.result
+    profile = hf_txray.analyze(planted.model, planted.corpus.texts[:30], tokenizer=planted.tokenizer,
+                               features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
+                                        "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
+                          "planted", "probe_accuracy", "zero", "tiny", "probe:tags", [0, 1])
+    save_probing(folder, probes=[result], ablations=[curve])
+    rankings = datasets.load_dataset(str(folder), "probe_rankings", split="train").to_pandas()
+    assert set(rankings["kind"]) == {"probe", "label", "neuron", "label_neuron", "subset", "minimal"}
+    top = rankings[(rankings["kind"] == "neuron") & (rankings["rank"] == 0)].iloc[0]
+    assert (top["layer"], top["neuron"]) == (PLANT_LAYER, PLANT)
+    assert len(datasets.load_dataset(str(folder), "ablation", split="train")) == 3
+    profiles, _ = hf_txray.load(folder)  # the TX-Ray configs are untouched
+    assert profiles["default"] == profile
+    # another run is added next to the first; the same name replaces its rows
+    renamed = ProbingResult(**{**result.__dict__, "meta": type(result.meta)(**{**result.meta.__dict__,
+                                                                               "name": "tags-2"})})
+    save_probing(folder, probes=[renamed])
+    save_probing(folder, probes=[result])
+    loaded = load_probing(folder)
+    assert sorted(set(loaded.probe_rankings["probe"])) == ["tags", "tags-2"]
+    overview = probing_results.probe_overview(loaded)
+    assert overview["accuracy"].tolist() == pytest.approx([result.accuracy] * 2)
+    info = probing_results.neuron_probe_rows(loaded, PLANT_LAYER, PLANT)
+    assert info["rank"].tolist() == [0, 0] and "NOUN#0" in info.loc[0, "label_ranks"]
+    top_noun = probing_results.probe_top_neurons(loaded, "tags", label="NOUN", n=1)
+    assert tuple(top_noun.loc[0, ["layer", "neuron"]]) == (PLANT_LAYER, PLANT)
+    assert probing_results.ablation_figure(loaded) is not None
+    (tmp_path / "empty").mkdir()
+    assert load_probing(tmp_path / "empty").empty
+    # the Hub: TX-Ray push of the folder carries the probing configs; a probing push adds to a repo
+    repo = f"{hub.username}/planted"
+    hf_txray.hub.push_folder(folder, repo)
+    files = hub.server.repo_files(repo)
+    assert any(f.startswith("probe_rankings/") for f in files) and any(f.startswith("ablation/") for f in files)
+    other = f"{hub.username}/probes-only"
+    push_probing(other, probes=[result])
+    remote = load_probing(other)
+    assert remote.ablation is None and set(remote.probe_rankings["probe"]) == {"tags"}
+    push_probing(other, ablations=[curve])  # adds a config, keeps the first
+    remote = load_probing(other)
+    assert remote.probe_rankings is not None and len(remote.ablation) == 3
+    hf_txray.push_to_hub(other, profiles=[profile], plots=False)  # a TX-Ray push leaves probing configs alone
+    remote = load_probing(other)
+    assert remote.probe_rankings is not None and remote.ablation is not None
+    assert len(datasets.load_dataset(other, "probe_rankings", split="train")) == len(rankings[rankings["probe"] ==
+                                                                                              "tags"])
+
+
+def test_cli_probe_and_ablate(planted, tmp_path, capsys):
+    from hf_txray.cli import main
+
+    model_dir = tmp_path / "model"
+    planted.model.save_pretrained(model_dir)
+    planted.tokenizer.save_pretrained(model_dir)
+    lines = []
+    rows = synthetic_rows(120, 5)
+    for words, tags in zip(rows["tokens"], rows["tags"]):
+        lines += [f"{i}\t{w}\t{w}\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(zip(words, tags), 1)] + [""]
+    data = tmp_path / "planted.conllu"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["probe", str(model_dir), str(data), "--out", str(tmp_path / "probe"), "--layers", "0,1",
+                 "--no-minimal", "--subset-size", "0", "--export", str(tmp_path / "results")]) == 0
+    result = ProbingResult.from_pretrained(tmp_path / "probe")
+    assert tuple(result.ranking.loc[0, ["layer", "neuron"]]) == (PLANT_LAYER, PLANT)
+    assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve"),
+                 "--counts", "1", "--seeds", "0", "--max-sentences", "40", "--export", str(tmp_path / "results")]) == 0
+    curve = AblationCurve.from_pretrained(tmp_path / "curve")
+    values = curve.table.set_index("strategy")["value"]
+    assert values["ranked"] < values["baseline"] - 0.15 and values["random"] > values["baseline"] - 0.05
+    assert (tmp_path / "curve" / "ablation.png").exists()
+    loaded = load_probing(tmp_path / "results")
+    assert loaded.probe_rankings is not None and loaded.ablation is not None
+    assert main(["probe", str(model_dir), str(tmp_path / "missing.conllu"), "--out", str(tmp_path / "x")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# ----- bad input ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("call, error, match", [
+    (lambda p: extract_activations(p.model, p.corpus, p.tokenizer, aggregation="max"), ConfigurationError,
+     "aggregation"),
+    (lambda p: extract_activations(p.model, p.corpus, p.tokenizer, dtype="int8"), ConfigurationError, "dtype"),
+    (lambda p: extract_activations(p.model, p.corpus, p.tokenizer, layers=[5]), ConfigurationError, "out of range"),
+    (lambda p: extract_activations(p.model, ["not", "labelled"], p.tokenizer), ConfigurationError, "LabeledCorpus"),
+    (lambda p: extract_activations(p.model, LabeledCorpus(["", " "], [np.zeros(0)] * 2, [np.zeros(0)] * 2,
+                                                          [np.zeros(0, np.int64)] * 2, ["X"]), p.tokenizer),
+     DatasetError, "No labelled word"),
+    (lambda p: train_probe(p.acts, l1=-1.0), ConfigurationError, "l1"),
+    (lambda p: train_probe(p.acts, epochs=0), ConfigurationError, "epochs"),
+    (lambda p: train_probe(p.acts, columns=[999]), ConfigurationError, "columns"),
+    (lambda p: train_probe(p.acts, rows=[]), DatasetError, "No training row"),
+    (lambda p: p.acts.split(1.5), ConfigurationError, "test_size"),
+    (lambda p: p.result.top_neurons(3, label="VERB"), ConfigurationError, "Unknown label"),
+    (lambda p: p.acts.column(3, 0), ConfigurationError, "not extracted"),
+    (lambda p: save_probing(p.tmp, probes=[]), ConfigurationError, "Nothing to save"),
+    (lambda p: probe_neurons(p.model, p.corpus, tokenizer=p.tokenizer, site="attention"), ConfigurationError,
+     "Unknown site"),
+])
+def test_bad_input(planted, tmp_path, call, error, match):
+    planted.tmp = tmp_path
+    with pytest.raises(error, match=match):
+        call(planted)
+
+
+def test_probing_names_are_public():
+    for name in ("ablate", "probe_neurons", "ProbingResult", "read_conllu", "crosscheck", "neuron_attributions",
+                 "ablation_curve", "extract_activations"):
+        assert name in hf_txray.__all__ and getattr(hf_txray, name) is not None
+    assert json.loads(json.dumps(hf_txray.probing.__all__))
