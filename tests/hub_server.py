@@ -1083,6 +1083,12 @@ def _clear_client_caches() -> None:
 
     HfFileSystem.clear_instance_cache()
     _http.close_session()
+    # transformers keeps one shared HfApi (Trainer.push_to_hub uses it) bound to the endpoint it was created with.
+    import sys
+
+    transformers_hub = sys.modules.get("transformers.utils.hub")
+    if transformers_hub is not None and hasattr(transformers_hub, "_hf_api"):
+        transformers_hub._hf_api = None
 
 
 @contextlib.contextmanager
