@@ -85,7 +85,8 @@ def tagging(num_sentences: int) -> dict:
         os.environ["HF_TXRAY_CACHE"] = cache
         token_only = profiled(model, tokenizer, corpus, ("token",))[0]
         first = profiled(model, tokenizer, corpus, ("token", "pos"))[0]
-        cached = profiled(model, tokenizer, corpus, ("token", "pos"))[0]
+        cached = min(profiled(model, tokenizer, corpus, ("token", "pos"))[0] for _ in range(2))
+        token_only = min(token_only, profiled(model, tokenizer, corpus, ("token",))[0])
     return {"sentences": num_sentences, "token_only_s": token_only, "pos_first_s": first, "pos_cached_s": cached,
             "tagging_s": first - cached}
 
@@ -139,7 +140,7 @@ def report(t: dict, g: dict, m: dict | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sentences", type=int, default=2000)
-    parser.add_argument("--rss-sentences", type=int, default=4000)
+    parser.add_argument("--rss-sentences", type=int, default=2000)
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-child", type=int)
     parser.add_argument("--no-write", action="store_true")
