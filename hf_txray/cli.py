@@ -334,13 +334,15 @@ def _add_view(sub) -> None:
     p.add_argument("source", metavar="DIR_OR_REPO", help="Results folder or Hub dataset repo id.")
     p.add_argument("--port", type=int, help="Port to serve on (default: 7860 or the next free one).")
     p.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 to share on your network).")
+    p.add_argument("--model", metavar="MODEL_PATH", help="The profiled model (path or Hub id): enables attribution of "
+                                                          "a neuron's top examples in the Neuron tab (needs captum).")
     p.set_defaults(handler=_cmd_view)
 
 
 def _cmd_view(args) -> int:
     from .viewer import launch_viewer
 
-    launch_viewer(args.source, port=args.port, host=args.host)
+    launch_viewer(args.source, port=args.port, host=args.host, model=args.model)
     return 0
 
 

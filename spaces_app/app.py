@@ -258,6 +258,112 @@ def show_transfer(source: str, report: str, feature_type: str, which: str, min_c
     return f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}).", table
 
 
+# ----- probing (issue 7): the probe_rankings and ablation configs, when the results have them ----------------------
+def show_probing(source: str) -> tuple:
+    """The Probing tab on opening: a message (or how to add probing results), the probe overview, and the probe,
+    label, ablation and layer choices."""
+    view = _view(source)
+    if not viewer.has_probing(view):
+        return (viewer.NO_PROBING, None, gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None),
+                gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[viewer.ALL_LAYERS], value=viewer.ALL_LAYERS))
+    probes, curves = viewer.probe_names(view), viewer.ablation_names(view)
+    overview = viewer.probing_overview(view) if probes else None
+    message = (f"{len(probes)} probe(s): {', '.join(probes) or 'none'}; {len(curves)} ablation curve(s): "
+               f"{', '.join(curves) or 'none'}.")
+    first = probes[0] if probes else None
+    return (message, overview, gr.Dropdown(choices=probes, value=first),
+            gr.Dropdown(choices=[viewer.ALL_LABELS, *viewer.probe_label_names(view, first)],
+                        value=viewer.ALL_LABELS),
+            gr.Dropdown(choices=curves, value=curves[0] if curves else None),
+            gr.Dropdown(choices=[viewer.ALL_LAYERS, *view.layers], value=viewer.ALL_LAYERS))
+
+
+def show_probe(source: str, probe: str | None, label: str | None, layer: Any = None) -> tuple:
+    """One probe: its per-class accuracy, its top neurons (globally or for a label, optionally of one layer) and
+    the label choices of that probe."""
+    view = _view(source)
+    if not viewer.has_probing(view) or not viewer.probe_names(view):  # said in the tab, not in a toast
+        message = viewer.NO_PROBING if not viewer.has_probing(view) else "These results have no probes, only " \
+            "ablation curves."
+        return message, None, None, gr.Dropdown(choices=[], value=None)
+    if not probe:
+        raise ConfigurationError("Pick a probe.")
+    labels = viewer.probe_label_names(view, probe)
+    label = label if label in labels else viewer.ALL_LABELS
+    top = viewer.probing_top_neurons(view, probe, label, layer)
+    where = "" if layer in (None, "", viewer.ALL_LAYERS) else f" in layer {layer}"
+    which = "globally" if label == viewer.ALL_LABELS else f"for the label {label!r}"
+    return (f"Top {len(top)} neuron(s) of probe {probe!r} {which}{where} (click a row to open the neuron).",
+            viewer.probing_labels(view, probe), top,
+            gr.Dropdown(choices=[viewer.ALL_LABELS, *labels], value=label))
+
+
+def show_ablation(source: str, name: str | None) -> tuple:
+    """An ablation curve: its figure (PNG) and its summary (mean, std over seeds per strategy and k)."""
+    import matplotlib.pyplot as plt
+
+    view = _view(source)
+    if not viewer.has_probing(view):
+        return viewer.NO_PROBING, None, None
+    if not viewer.ablation_names(view):
+        return "These results have no ablation curves.", None, None
+    figure, summary = viewer.probing_ablation(view, name or None)
+    try:
+        plot = PlotData(type="matplotlib", plot=encode_plot_to_base64(figure, "png"))
+    finally:
+        plt.close(figure)
+    return f"Ablation curve {name or viewer.ablation_names(view)[0]!r}.", plot, summary
+
+
+def show_neuron_probes(source: str, layer: Any, neuron: Any) -> tuple:
+    """The Neuron tab's probe rows: the neuron's rank and weight in each probe."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    rows = viewer.neuron_probes(view, layer, neuron)
+    if not viewer.has_probing(view):
+        return viewer.NO_PROBING, rows
+    return (f"Layer {layer}, neuron {neuron} in {len(rows)} probe(s) (rank 0 = the most important neuron).", rows)
+
+
+class AttributionModel:
+    """The model given to build_demo, loaded on the first attribution request (then kept)."""
+
+    def __init__(self, model: Any = None):
+        self.spec, self._loaded, self._lock = model, None, threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.spec is not None
+
+    def get(self) -> tuple[Any, Any]:
+        if self.spec is None:
+            raise ConfigurationError(viewer.NO_MODEL)
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = viewer.load_attribution_model(self.spec)
+            return self._loaded
+
+
+def explain_neuron(source: str, layer: Any, neuron: Any, stage: str, k: Any, model: AttributionModel,
+                   n_steps: int = 50) -> tuple:
+    """Integrated-gradients scores per token of the neuron's top examples of `stage` (computed on demand)."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    if not stage:
+        raise ConfigurationError("Pick stage A: its top examples are explained.")
+    net, tokenizer = model.get()
+    with _ATTRIBUTION_LOCK:  # one attribution at a time: it runs the model n_steps times per example
+        attributions = viewer.explain_top_examples(view, net, tokenizer, stage, layer, neuron, k=int(k or 3),
+                                                   n_steps=n_steps)
+    return (f"Integrated gradients of layer {layer}, neuron {neuron} on its top {len(attributions)} example(s) of "
+            f"stage {stage}: each token coloured by its score / the largest |score| of its example (red = drives "
+            "the neuron up, blue = down).", viewer.attribution_spans(attributions),
+            viewer.attribution_table(attributions))
+
+
+_ATTRIBUTION_LOCK = threading.Lock()
+
+
 # ----- building the UI -------------------------------------------------------------------------------------------
 def _table(label: str, **kwargs: Any) -> gr.Dataframe:
     return gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, **kwargs)
@@ -267,8 +373,12 @@ def _message(label: str = "Status", **kwargs: Any) -> gr.Textbox:
     return gr.Textbox(label=label, interactive=False, lines=1, max_lines=6, **kwargs)
 
 
-def build_demo(source: str | None = None) -> gr.Blocks:
-    """The viewer as a ``gr.Blocks``; `source` (repo id or folder) is opened by default (loaded now, when valid)."""
+def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
+    """The viewer as a ``gr.Blocks``; `source` (repo id or folder) is opened by default (loaded now, when valid).
+
+    `model` (a path or Hub id, or a ``(model, tokenizer)`` pair) enables the Neuron tab's attribution button; it is
+    loaded on the first click."""
+    attribution = AttributionModel(model)
     initial = (source if source is not None else default_source()) or ""
     if initial:
         # Loaded before launch: the first page is served from memory. (The Overview figures are drawn on the first
@@ -324,6 +434,20 @@ def build_demo(source: str | None = None) -> gr.Blocks:
                 with gr.Accordion("Examples and distributions as tables", open=False):
                     nb_examples = _table("Top activating examples", elem_id="examples-table")
                     nb_dist = _table("Top values per feature type and stage")
+                nb_probe_message = _message("Probes", elem_id="neuron-probes-message")
+                nb_probes = _table("This neuron in each probe: global rank (of how many), score, top label and "
+                                   "weight, the labels whose top neurons include it", elem_id="neuron-probes")
+                with gr.Row():
+                    nb_explain = gr.Button("Explain top examples (Integrated Gradients)",
+                                           interactive=attribution.available, elem_id="explain", scale=3)
+                    nb_explain_k = gr.Number(value=3, precision=0, minimum=1, maximum=20,
+                                             label="Examples to explain (stage A)", scale=1)
+                nb_explain_message = _message("Attribution", elem_id="explain-message",
+                                              value="" if attribution.available else viewer.NO_MODEL)
+                nb_attr = gr.HighlightedText(label="Per-token attribution (score / largest |score| of the example)",
+                                             elem_id="attribution", show_legend=True)
+                with gr.Accordion("Attribution scores as a table", open=False):
+                    nb_attr_table = _table("Per-token scores", elem_id="attribution-table")
             with gr.Tab("Search", id="search"):
                 gr.Markdown("Which neurons prefer X? Click a result row to open the neuron.")
                 with gr.Row():
@@ -356,6 +480,23 @@ def build_demo(source: str | None = None) -> gr.Blocks:
                 t_message = _message("Transfer", elem_id="transfer-message")
                 t_table = _table("Shared neurons by Hellinger distance (click a header to sort, a row to open the "
                                  "neuron)", elem_id="transfer-table")
+            with gr.Tab("Probing", id="probing"):
+                p_message = _message("Probing", elem_id="probing-message")
+                p_overview = _table("Probes: accuracy vs majority baseline and control task, selectivity, minimal "
+                                    "neuron set", elem_id="probing-overview")
+                with gr.Row():
+                    p_probe = gr.Dropdown(label="Probe", choices=[], elem_id="probe")
+                    p_label = gr.Dropdown(label="Label", choices=[], elem_id="probe-label")
+                    p_layer = gr.Dropdown(label="Layer", choices=[viewer.ALL_LAYERS], value=viewer.ALL_LAYERS)
+                p_top_message = _message("Top neurons", elem_id="probe-top-message")
+                with gr.Row():
+                    p_labels = _table("Per-label accuracy", elem_id="probe-labels")
+                    p_top = _table("Top neurons (click a row to open the neuron)", elem_id="probe-top")
+                p_curve = gr.Dropdown(label="Ablation curve", choices=[], elem_id="ablation-curve")
+                p_ablation_message = _message("Ablation", elem_id="ablation-message")
+                p_ablation_plot = gr.Plot(label="Ablation: metric vs neurons ablated (ranked vs random)",
+                                          format="png", elem_id="ablation-plot")
+                p_ablation = _table("Ablation summary (mean, std over seeds)", elem_id="ablation-table")
 
         open_outputs = [current, status, stages_df, reports_df, ov_report, ov_ft, nb_layer, nb_neuron, nb_a, nb_b,
                         s_stage, s_ft, s_report, s_hft, s_layer, t_report, t_ft, t_layer]
@@ -391,14 +532,45 @@ def build_demo(source: str | None = None) -> gr.Blocks:
         load_event = demo.load(page, [source_box], [source_box, *open_outputs], api_visibility="private")
         open_event = gr.on([open_button.click, source_box.submit], opened, [source_box], open_outputs,
                            api_name="open")
-        for event in (load_event, open_event):
-            (event.success(overview_fn, overview_inputs, overview_outputs, api_visibility="private")
-             .then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private")
-             .then(transfer_fn, transfer_inputs, [t_message, t_table], api_visibility="private"))
+        probing_outputs = [p_message, p_overview, p_probe, p_label, p_curve, p_layer]
+        probe_inputs = [current, p_probe, p_label, p_layer]
+        probe_outputs = [p_top_message, p_labels, p_top, p_label]
+        ablation_outputs = [p_ablation_message, p_ablation_plot, p_ablation]
+        neuron_probe_outputs = [nb_probe_message, nb_probes]
+        probing_fn = guarded(clear(len(probing_outputs) - 1))(show_probing)
+        probe_fn = guarded(lambda: (None, None, gr.skip()))(show_probe)
+        ablation_fn = guarded(clear(2))(show_ablation)
+        neuron_probes_fn = guarded(clear(1))(show_neuron_probes)
+
+        def explain(source: str, layer: Any, neuron: Any, stage: str, k: Any) -> tuple:
+            return explain_neuron(source, layer, neuron, stage, k, attribution)
+
+        explain_fn = guarded(clear(2))(explain)
+
+        def then_neuron(event: Any) -> Any:
+            """The neuron's cards, then its probe rows."""
+            return (event.then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private")
+                    .then(neuron_probes_fn, [current, nb_layer, nb_neuron], neuron_probe_outputs,
+                          api_visibility="private"))
+
+        for event, probing_api in ((load_event, {"api_visibility": "private"}), (open_event, {"api_name": "probing"})):
+            event = event.success(overview_fn, overview_inputs, overview_outputs, api_visibility="private")
+            (then_neuron(event)
+             .then(transfer_fn, transfer_inputs, [t_message, t_table], api_visibility="private")
+             .then(probing_fn, [current], probing_outputs, **probing_api)
+             .then(probe_fn, probe_inputs, probe_outputs, api_visibility="private")
+             .then(ablation_fn, [current, p_curve], ablation_outputs, api_visibility="private"))
 
         gr.on([ov_report.input, ov_ft.input], overview_fn, overview_inputs, overview_outputs, api_name="overview")
         gr.on([nb_show.click, nb_neuron.submit, nb_layer.input, nb_a.input, nb_b.input], neuron_fn, neuron_inputs,
               neuron_outputs, api_name="neuron")
+        gr.on([nb_show.click, nb_neuron.submit, nb_layer.input], neuron_probes_fn, [current, nb_layer, nb_neuron],
+              neuron_probe_outputs, api_name="neuron_probes")
+        nb_explain.click(explain_fn, [current, nb_layer, nb_neuron, nb_a, nb_explain_k],
+                         [nb_explain_message, nb_attr, nb_attr_table], api_name="explain")
+        gr.on([p_probe.input, p_label.input, p_layer.input], probe_fn, probe_inputs, probe_outputs,
+              api_name="probe")
+        p_curve.input(ablation_fn, [current, p_curve], ablation_outputs, api_name="ablation")
         gr.on([t_report.input, t_ft.input, t_which.input, t_min.submit, t_n.release, t_layer.input], transfer_fn,
               transfer_inputs, [t_message, t_table], api_name="transfer")
         gr.on([s_go.click, s_value.submit], guarded(search_empty)(search_feature),
@@ -429,11 +601,11 @@ def build_demo(source: str | None = None) -> gr.Blocks:
             return go_to(table, stages, current_a, current_b, evt)
 
         go_outputs = [tabs, nb_layer, nb_neuron, nb_a, nb_b]
-        (s_table.select(go_to, [s_table, pair, nb_a, nb_b], go_outputs, api_visibility="private")
-         .then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private"))
-        (t_table.select(go_to_from_report, [current, t_report, t_table, nb_a, nb_b], go_outputs,
-                        api_visibility="private")
-         .then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private"))
+        then_neuron(s_table.select(go_to, [s_table, pair, nb_a, nb_b], go_outputs, api_visibility="private"))
+        then_neuron(t_table.select(go_to_from_report, [current, t_report, t_table, nb_a, nb_b], go_outputs,
+                                   api_visibility="private"))
+        then_neuron(p_top.select(go_to, [p_top, gr.State([None, None]), nb_a, nb_b], go_outputs,
+                                 api_visibility="private"))
     return demo
 
 

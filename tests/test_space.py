@@ -571,3 +571,114 @@ def test_browser(served, results, payload_neuron):
         finally:
             browser.close()
     assert dialogs == []
+
+
+# ----- (3) probing results and attribution (issue 7) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def probing_results(results, tmp_path_factory):
+    """The fixture results plus a probe on tiny_bert(0) (the "pretrained" stage's model) and an ablation curve,
+    saved with save_probing into a copy of the folder (~3 s); the original folder stays without probing configs."""
+    from hf_txray.probing import AblationCurve, ProbeConfig, extract_activations, from_columns, load_probing, \
+        probe_neurons, save_probing
+
+    words = [t.split() for t in TEXTS if t.split()]
+    rows = {"tokens": words, "tags": [["CAP" if w[:1].isupper() else "LOW" for w in ws] for ws in words]}
+    corpus = from_columns(rows, "tokens", "tags")
+    acts = extract_activations(tiny_bert(0), corpus, bert_tokenizer(), layers=[0, 1])
+    probe = probe_neurons(None, acts, config=ProbeConfig(epochs=5), subset_seeds=(0,))
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random", "ranked", "random"],
+                                        "seed": [-1, -1, 0, -1, 0], "num_ablated": [0, 1, 1, 4, 4],
+                                        "value": [0.9, 0.7, 0.88, 0.5, 0.85]}),
+                          "caps", "probe_accuracy", "zero", "tiny-org/bert-tiny", f"probe:{probe.meta.name}", [0, 1])
+    folder = tmp_path_factory.mktemp("space-probing") / "results"
+    shutil.copytree(results[3], folder)
+    save_probing(folder, probes=[probe], ablations=[curve])
+    return folder, probe, curve, load_probing(folder)
+
+
+def test_probing_tab_and_neuron_probe_rows(served, probing_results):
+    from hf_txray.probing import results as pr
+
+    folder, probe, curve, loaded = probing_results
+    name = probe.meta.name
+    c = Client(served, verbose=False)
+    assert c.predict(str(folder), api_name="/open")[0].startswith("Opened")
+    message, overview, probe_choice, label_choice, curve_choice, layer_choice = c.predict(api_name="/probing")
+    assert name in message and "caps" in message
+    overview = frame(overview)
+    assert list(overview["probe"]) == [name]
+    assert same(overview.loc[0, "accuracy"], probe.accuracy) and same(overview.loc[0, "selectivity"],
+                                                                       probe.selectivity)
+    assert overview.loc[0, "minimal_set"] == probe.minimal_size
+    assert [u["value"] for u in (probe_choice, label_choice, curve_choice)] == [name, viewer.ALL_LABELS, "caps"]
+    assert [c[0] for c in label_choice["choices"]] == [viewer.ALL_LABELS, *probe.meta.label_names]
+
+    # global ranking, then per label and per layer: the rows of the loaded results, computed here
+    for label, layer in ((viewer.ALL_LABELS, viewer.ALL_LAYERS), ("CAP", viewer.ALL_LAYERS), ("LOW", 1)):
+        top_message, labels, top, _ = c.predict(name, label, layer, api_name="/probe")
+        top = frame(top)
+        want = pr.probe_top_neurons(loaded, name, label=None if label == viewer.ALL_LABELS else label,
+                                    layer=None if layer == viewer.ALL_LAYERS else layer, n=50)
+        assert f"Top {len(want)} neuron(s)" in top_message
+        assert list(zip(top["layer"], top["neuron"], top["rank"])) == list(zip(want["layer"], want["neuron"],
+                                                                               want["rank"]))
+        weights = want["weight"] if "weight" in want else want["top_weight"]
+        got = top["weight"] if "weight" in top else top["top_weight"]
+        assert all(same(x, y) for x, y in zip(got, weights))
+        assert set(frame(labels)["label"]) == {"CAP", "LOW"}
+    top_global = probe.ranking.sort_values("rank").iloc[0]
+    first = pr.probe_top_neurons(loaded, name, n=1).iloc[0]
+    assert (first["layer"], first["neuron"]) == (top_global["layer"], top_global["neuron"])
+
+    ablation_message, plot, summary = c.predict("caps", api_name="/ablation")
+    assert "caps" in ablation_message and plot["plot"].startswith("data:image/png;base64,")
+    summary = frame(summary).set_index(["strategy", "num_ablated"])
+    for key, value in curve.summary().set_index(["strategy", "num_ablated"])["mean"].items():
+        assert same(summary.loc[key, "mean"], value)
+
+    # the Neuron tab: the neuron's rank / weight per probe
+    layer, neuron = int(top_global["layer"]), int(top_global["neuron"])
+    probe_message, rows = c.predict(layer, neuron, api_name="/neuron_probes")
+    rows = frame(rows)
+    want = pr.neuron_probe_rows(loaded, layer, neuron)
+    assert list(rows["probe"]) == [name] and rows.loc[0, "rank"] == want.loc[0, "rank"] == 0
+    assert rows.loc[0, "of"] == len(probe.ranking) and same(rows.loc[0, "top_weight"], want.loc[0, "top_weight"])
+    assert rows.loc[0, "label_ranks"] == want.loc[0, "label_ranks"]
+    assert f"Layer {layer}, neuron {neuron} in 1 probe(s)" in probe_message
+
+
+def test_probing_tab_without_probing_results(client, results):
+    message, overview, *_ = client.predict(api_name="/probing")
+    assert message == viewer.NO_PROBING and "hf-txray probe" in message and frame(overview).empty
+    assert client.predict(None, None, viewer.ALL_LAYERS, api_name="/probe")[0] == viewer.NO_PROBING
+    probe_message, rows = client.predict(0, 1, api_name="/neuron_probes")
+    assert probe_message == viewer.NO_PROBING and frame(rows).empty
+    # no model given to build_demo: the attribution button says how to enable it
+    assert client.predict(0, 1, "pretrained", 3, api_name="/explain")[0] == viewer.NO_MODEL
+
+
+def test_attribution_through_the_viewer(app, results, payload_neuron):
+    pytest.importorskip("captum")
+    from hf_txray.probing import explain_examples
+
+    a, _, _, folder = results
+    layer, neuron = payload_neuron
+    model, tokenizer = tiny_bert(0), bert_tokenizer()  # the model of stage "pretrained"
+    view = viewer.open_results(str(folder))
+    message, spans, table = app.explain_neuron(str(folder), layer, neuron, "pretrained", 2,
+                                               app.AttributionModel((model, tokenizer)), n_steps=8)
+    direct = explain_examples(model, tokenizer, a.top_examples(layer, neuron), layer, neuron, k=2, n_steps=8)
+    assert len(direct) == min(2, len(a.top_examples(layer, neuron))) and "Integrated gradients" in message
+    assert table["score"].tolist() == pytest.approx(
+        [float(s) for d in direct for s in d.table.loc[~d.table["special"], "score"]], rel=1e-6, abs=1e-12)
+    # the spans: each example's text, its tokens' scores divided by the largest |score| of the example
+    assert [t for t, _ in spans if not t.startswith(("#", "\n#"))] == [t for d in direct for t, _ in
+                                                                      d.highlight_spans()]
+    scored = [v for _, v in spans if v is not None]
+    want = [v / max(abs(x) for _, x in d.highlight_spans() if x is not None)
+            for d in direct for _, v in d.highlight_spans() if v is not None]
+    assert scored == pytest.approx(want, abs=1e-6) and max(map(abs, scored)) == pytest.approx(1.0)
+    again = viewer.explain_top_examples(view, model, tokenizer, "pretrained", layer, neuron, k=2, n_steps=8)
+    assert np.allclose(np.concatenate([x.scores for x in again]), np.concatenate([d.scores for d in direct]))
+    with pytest.raises(ConfigurationError, match="--model"):
+        app.explain_neuron(str(folder), layer, neuron, "pretrained", 2, app.AttributionModel(None))
