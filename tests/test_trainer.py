@@ -166,6 +166,18 @@ def test_same_profiles_with_and_without_gradient_checkpointing(tmp_path):
            [p.meta.num_positions for p in checkpointed.txray_profiles.values()]
 
 
+def test_same_profiles_under_torch_compile(tmp_path):
+    """With torch_compile the Trainer wraps the model in an OptimizedModule; snapshots profile the same modules
+    (the eager backend keeps the test free of a C compiler run, the wrapping and unwrapping are the same)."""
+    plain, _ = train(tmp_path, "plain", txray_steps=4, max_steps=8)
+    compiled, _ = train(tmp_path, "compiled", txray_steps=4, max_steps=8, torch_compile=True,
+                        torch_compile_backend="eager")
+    assert hasattr(compiled.model_wrapped, "_orig_mod") or hasattr(compiled.model, "_orig_mod")
+    assert list(plain.txray_profiles) == list(compiled.txray_profiles) == ["step-0", "step-4", "step-8"]
+    for stage, profile in plain.txray_profiles.items():
+        assert_same_profile(profile, compiled.txray_profiles[stage], exact=False)
+
+
 def test_training_stopped_early_gets_a_final_profile_at_train_end(tmp_path):
     from transformers import TrainerCallback
 
