@@ -27,6 +27,7 @@ from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, W
 from .io_utils import atomic_dir, read_json, write_json
 from .loading import load_corpus, load_model
 from .profile import Profile, ProfileMeta
+from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
 from .version import __version__
 
@@ -46,6 +47,7 @@ class ProfilerConfig:
     max_examples_per_neuron: int = 10
     module_pattern: str | None = None
     spacy_model: str | None = None
+    stack: str | None = None
 
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
         if not isinstance(self.top_k, int) or self.top_k < 1:
@@ -56,6 +58,8 @@ class ProfilerConfig:
             raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
         if self.max_examples_per_neuron < 0:
             raise ConfigurationError("max_examples_per_neuron must be >= 0.")
+        if self.stack not in (None, "encoder", "decoder"):
+            raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
 
 
@@ -77,7 +81,9 @@ class Profiler:
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
         self.revision = revision
-        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern), config.layers)
+        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern, config.stack),
+                                               config.layers)
+        self.forward = StackForward(model, config.stack, self.sites)  # checks decoder inputs before any work
         widths = {s.width for s in self.sites}
         if len(widths) != 1:
             raise ConfigurationError(f"Hooked layers have different widths {sorted(widths)}: choose layers of one width.")
@@ -109,9 +115,20 @@ class Profiler:
             dataset_id=dataset_id, dataset_fingerprint=corpus._fingerprint,
             config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
                     "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
-                    "credit": "positive top-k winners", "batch_size": self.config.batch_size},
+                    "credit": "positive top-k winners", "batch_size": self.config.batch_size,
+                    **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+
+    def _architecture_meta(self) -> dict[str, Any]:
+        """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""
+        meta: dict[str, Any] = {"stack": self.forward.stack}
+        layouts = {(s.experts.num_routed, s.experts.num_shared, s.experts.width) for s in self.sites if s.experts}
+        if layouts:
+            routed, shared, width = layouts.pop() if len(layouts) == 1 else (None, None, None)
+            meta.update(num_experts=None if routed is None else routed + shared, num_shared_experts=shared,
+                        expert_width=width)
+        return meta
 
     # ----- the run --------------------------------------------------------------------------------------------
     def run(self, corpus, *, text_column: str, stage: str = "default", dataset_id: str | None = None,
@@ -179,11 +196,11 @@ class Profiler:
         if pb.num_positions == 0:
             builder.add([], [], pb, len(texts))
             return
-        recorder.positions = pb.positions.to(self.device)
+        recorder.positions = self.forward.positions(pb.positions, pb.inputs["input_ids"].shape[1]).to(self.device)
         recorder.reset()
         recorder.enabled = True
         try:
-            self.model(**{k: v.to(self.device) for k, v in pb.inputs.items()})
+            self.forward({k: v.to(self.device) for k, v in pb.inputs.items()})
         finally:
             recorder.enabled = False
         builder.add(recorder.values, recorder.indices, pb, len(texts))
@@ -209,6 +226,8 @@ def _model_max_length(model, tokenizer) -> int:
 def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
              meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end]
+    if meta.config.get("stack"):
+        parts.append(meta.config["stack"])  # appended only when set: keys of one-stack runs stay as they were
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -266,6 +285,7 @@ def analyze(
     resume: bool = False,
     show_progress: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    stack: str | None = None,
 ) -> Profile:
     """Profile which inputs make each neuron the most active unit (TX-Ray).
 
@@ -290,6 +310,9 @@ def analyze(
         model_id (`str`, *optional*): the name recorded in the profile (defaults to the Hub id or path).
         checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
         resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting.
+        stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
+            ``"decoder"`` (teacher forcing on the text itself: decoder position j+1 is fed token j and credited with
+            its features). Recorded in ``meta.config["stack"]``; :func:`compare` refuses to mix stacks.
 
     Returns:
         :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
@@ -303,7 +326,7 @@ def analyze(
     """
     config = ProfilerConfig(layers=layers, site=site, features=features, top_k=top_k, max_length=max_length,
                             batch_size=batch_size, max_examples_per_neuron=max_examples_per_neuron,
-                            module_pattern=module_pattern, spacy_model=spacy_model)
+                            module_pattern=module_pattern, spacy_model=spacy_model, stack=stack)
     config.validate()
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .errors import ConfigurationError
+from .errors import ConfigurationError, IncompatibleProfilesError
 from .io_utils import atomic_dir, write_json
 from .profile import FeatureTable, Profile, _read_header, merged_vocab
 from .version import __version__
@@ -232,6 +232,16 @@ class TransferReport:
         return cls(meta, read("neurons.parquet"), read("layers.parquet"), read("mass_share.parquet"))
 
 
+def _check_same_stack(a: Profile, b: Profile) -> None:
+    """The encoder's and the decoder's neurons of an encoder-decoder are different neurons with the same numbers."""
+    stack_a, stack_b = a.meta.config.get("stack"), b.meta.config.get("stack")
+    if stack_a != stack_b:
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: one profiles the {stack_a or 'only'} stack, the other "
+            f"the {stack_b or 'only'} stack. Profile both with the same stack=."
+        )
+
+
 def compare(a: Profile, b: Profile) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
 
@@ -243,7 +253,8 @@ def compare(a: Profile, b: Profile) -> TransferReport:
         :class:`TransferReport`.
 
     Raises:
-        IncompatibleProfilesError: when site, layers, neuron counts or feature types differ.
+        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts or
+            feature types differ.
 
     Example:
         ```python
@@ -253,6 +264,7 @@ def compare(a: Profile, b: Profile) -> TransferReport:
         ```
     """
     a.check_compatible(b, "compare")
+    _check_same_stack(a, b)
     meta = ReportMeta(
         stage_a=a.stage, stage_b=b.stage, model_a=a.meta.model_id, model_b=b.meta.model_id,
         dataset_a=a.meta.dataset_id or a.meta.dataset_fingerprint, dataset_b=b.meta.dataset_id or b.meta.dataset_fingerprint,
