@@ -15,7 +15,7 @@ from .evaluation import evaluate_pruning
 from .features import UserFeature
 from .hub import TXRayResults, load, push_to_hub
 from .metrics import entropy, hellinger
-from .moe import format_neuron
+from .architectures import format_neuron
 from .profile import Profile, ProfileMeta
 from .pruning import PruningPlan, masked, prune, unprune
 from .report import ReportMeta, TransferReport, compare

@@ -76,3 +76,17 @@ def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int],
         widths["4 x hidden_size"] = 4 * hidden
     described = ", ".join(f"{k}={v}" for k, v in widths.items()) or "none"
     return widths, described
+
+
+def format_neuron(neuron: int, expert_units: int | None) -> str:
+    """A neuron's label: ``"17"`` for a dense layer, ``"expert 3 unit 17 (#113)"`` for a MoE layer.
+
+    Args:
+        neuron (`int`): the layer-wide neuron number.
+        expert_units (`int`, *optional*): units per expert (``profile.meta.config["expert_width"]``), None for
+            dense layers.
+    """
+    if not expert_units:
+        return str(int(neuron))
+    expert, unit = divmod(int(neuron), int(expert_units))
+    return f"expert {expert} unit {unit} (#{int(neuron)})"

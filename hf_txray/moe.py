@@ -128,17 +128,3 @@ def moe_top_k(layout: ExpertsLayout, routed: torch.Tensor, top_k_index: torch.Te
     else:
         best, where = values.topk(k, dim=-1)
     return best, numbers.gather(1, where)
-
-
-def format_neuron(neuron: int, expert_units: int | None) -> str:
-    """A neuron's label: ``"17"`` for a dense layer, ``"expert 3 unit 17 (#113)"`` for a MoE layer.
-
-    Args:
-        neuron (`int`): the layer-wide neuron number.
-        expert_units (`int`, *optional*): units per expert (``profile.meta.config["expert_width"]``), None for
-            dense layers.
-    """
-    if not expert_units:
-        return str(int(neuron))
-    expert, unit = divmod(int(neuron), int(expert_units))
-    return f"expert {expert} unit {unit} (#{int(neuron)})"

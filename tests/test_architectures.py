@@ -272,6 +272,11 @@ def test_expert_units_cannot_be_pruned_or_ablated():
         hf_txray.pruning.mask_neurons(model, {0: [1, 2]})
     with pytest.raises(ModelError, match="mixture-of-experts"):
         hf_txray.pruning.remove_neurons(model, {0: [1], 1: [1]})
+    with pytest.raises(ModelError, match="mixture-of-experts"):
+        with hf_txray.ablate(model, {0: [1]}):
+            pass
+    with pytest.raises(ModelError, match="mixture-of-experts"):
+        hf_txray.probing.attribution._site(model, 0, "mlp", None)
 
 
 def test_a_module_run_twice_per_forward_is_refused():
@@ -363,3 +368,17 @@ def test_classification_head_without_pad_id_profiles_in_batches():
         base = hf_txray.analyze(model.base_model, TEXTS, tokenizer=tokenizer, features=("token",), batch_size=1,
                                 show_progress=False)
         np.testing.assert_array_equal(profile.neuron_count, base.neuron_count)
+
+
+def test_viewer_and_card_show_expert_and_unit():
+    from hf_txray.card import build_card
+    from hf_txray.viewer import ResultsView, distribution_chart
+
+    profile = engine("qwen2_moe", None, "", 1)
+    view = ResultsView("local", {"default": profile}, {})
+    assert distribution_chart(view, 0, 70, "default", "default")["title"] == "Layer 0, neuron expert 4 unit 6 (#70)"
+    card = str(build_card({"default": profile}, {}, {}, {}))
+    assert "7 experts × 16 units" in card
+    dense = ResultsView("local", {"default": engine("t5", "decoder", "", 1)}, {})
+    assert distribution_chart(dense, 0, 5, "default", "default")["title"] == "Layer 0, neuron 5"
+    assert "decoder stack" in str(build_card({"default": engine("t5", "decoder", "", 1)}, {}, {}, {}))
