@@ -80,6 +80,10 @@ def decoder_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     """
     pad = model.config.pad_token_id
     ids = torch.where(attention_mask.bool(), input_ids, torch.full_like(input_ids, pad))
+    # A text without tokens gets a placeholder token (never credited), so that shifts which look for each row's last
+    # real token (mBART's language id) have one.
+    empty = ~attention_mask.bool().any(dim=1)
+    ids[empty, 0] = 0 if pad != 0 else 1
     ids = torch.cat([ids, ids.new_full((ids.shape[0], 1), pad)], dim=1)  # room for the last token
     mask = torch.cat([attention_mask.new_ones((attention_mask.shape[0], 1)), attention_mask], dim=1)
     return _shift_function(model)(ids), mask

@@ -50,10 +50,14 @@ MLP_MODULE = {
            "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"},
     "bart": {"encoder": "encoder.layers.{}.fc2", "decoder": "decoder.layers.{}.fc2"},
 }
+MLP_MODULE.update({"mt5": MLP_MODULE["t5"], "mbart": MLP_MODULE["bart"], "pegasus": MLP_MODULE["bart"],
+                   "marian": MLP_MODULE["bart"]})
 # Mixture-of-experts: the MoE block, its router, its fused experts and (optionally) its shared expert's down proj.
 MOE_MODULE = {
     "mixtral": ("layers.{}.mlp", "gate", "experts", None),
     "qwen2_moe": ("layers.{}.mlp", "gate", "experts", "shared_expert.down_proj"),
+    "qwen3_moe": ("layers.{}.mlp", "gate", "experts", None),
+    "olmoe": ("layers.{}.mlp", "gate", "experts", None),
 }
 BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}"}
 
@@ -239,8 +243,10 @@ def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words
             raise ValueError(site)
     names = ("input_ids", "attention_mask") if encoder_decoder else ("input_ids", "attention_mask", "token_type_ids")
     inputs = {k: torch.tensor([enc[k]]) for k in names if k in enc}
-    if encoder_decoder:  # teacher forcing: the decoder is fed the start token, then every token of the text
-        inputs["decoder_input_ids"] = torch.tensor([[model.config.decoder_start_token_id] + list(enc["input_ids"])])
+    if encoder_decoder and enc["input_ids"]:  # teacher forcing: the decoder is fed the start token, then every token of the text
+        # mBART starts from the text's last token (its language id), every other model from decoder_start_token_id
+        start = enc["input_ids"][-1] if kind == "mbart" else model.config.decoder_start_token_id
+        inputs["decoder_input_ids"] = torch.tensor([[start] + list(enc["input_ids"])])
     try:
         if len(enc["input_ids"]):  # an empty text may tokenise to nothing at all (byte-level BPE)
             model.eval()

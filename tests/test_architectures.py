@@ -50,6 +50,9 @@ def _bpe_vocab() -> int:
 _LLAMA_LIKE = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1,
                    intermediate_size=WIDTH, max_position_embeddings=128)
 
+_SEQ2SEQ = dict(d_model=HIDDEN, encoder_ffn_dim=WIDTH, decoder_ffn_dim=40, encoder_layers=LAYERS,
+                decoder_layers=LAYERS, encoder_attention_heads=2, decoder_attention_heads=2, max_position_embeddings=128)
+
 # family -> (config class, config kwargs, model class, tokenizer); the tokenizer decides the vocabulary size.
 FAMILIES = {
     "bert": ("BertConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
@@ -94,9 +97,12 @@ FAMILIES = {
                  "StableLmModel", "bpe"),
     "t5": ("T5Config", dict(d_model=HIDDEN, d_ff=WIDTH, num_layers=LAYERS, num_heads=2, d_kv=16,
                             decoder_start_token_id=0), "T5Model", "wordpiece"),
-    "bart": ("BartConfig", dict(d_model=HIDDEN, encoder_ffn_dim=WIDTH, decoder_ffn_dim=40, encoder_layers=LAYERS,
-                                decoder_layers=LAYERS, encoder_attention_heads=2, decoder_attention_heads=2,
-                                max_position_embeddings=128), "BartModel", "bpe"),
+    "bart": ("BartConfig", _SEQ2SEQ, "BartModel", "bpe"),
+    "mt5": ("MT5Config", dict(d_model=HIDDEN, d_ff=WIDTH, num_layers=LAYERS, num_heads=2, d_kv=16,
+                              decoder_start_token_id=0), "MT5Model", "wordpiece"),
+    "mbart": ("MBartConfig", dict(_SEQ2SEQ, pad_token_id=0), "MBartModel", "bpe"),  # 0 never occurs in text
+    "pegasus": ("PegasusConfig", dict(_SEQ2SEQ, decoder_start_token_id=0), "PegasusModel", "bpe"),
+    "marian": ("MarianConfig", dict(_SEQ2SEQ, decoder_start_token_id=0, pad_token_id=1), "MarianModel", "bpe"),
     "mixtral": ("MixtralConfig", dict(hidden_size=HIDDEN, intermediate_size=24, num_hidden_layers=LAYERS,
                                       num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
                                       num_experts_per_tok=2, max_position_embeddings=128), "MixtralModel", "bpe"),
@@ -104,8 +110,15 @@ FAMILIES = {
                                          shared_expert_intermediate_size=48, num_experts=4, num_experts_per_tok=2,
                                          num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1,
                                          max_position_embeddings=128), "Qwen2MoeModel", "bpe"),
+    "qwen3_moe": ("Qwen3MoeConfig", dict(hidden_size=HIDDEN, intermediate_size=WIDTH, moe_intermediate_size=16,
+                                         num_experts=4, num_experts_per_tok=2, num_hidden_layers=LAYERS, head_dim=16,
+                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128),
+                  "Qwen3MoeModel", "bpe"),
+    "olmoe": ("OlmoeConfig", dict(hidden_size=HIDDEN, intermediate_size=16, num_experts=4, num_experts_per_tok=2,
+                                  num_hidden_layers=LAYERS, num_attention_heads=2, max_position_embeddings=128),
+              "OlmoeModel", "bpe"),
 }
-ENCODER_DECODERS = ("t5", "bart")
+ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
 ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2")
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS + ENCODER_DECODERS)
 HEADS = ("ForSequenceClassification", "ForCausalLM")
@@ -119,7 +132,7 @@ def config_of(family: str, **overrides):
     config_class, kwargs, _, kind = FAMILIES[family]
     vocab = _bert_vocab() if kind == "wordpiece" else _bpe_vocab()
     options = dict(vocab_size=vocab, **kwargs)
-    if kind == "bpe" and family not in ("bart",):
+    if kind == "bpe" and family not in ENCODER_DECODERS:
         options.update(bos_token_id=0, eos_token_id=0)
     options.update(overrides)
     return getattr(tf, config_class)(**options)
@@ -209,6 +222,8 @@ def test_resolved_site_has_the_config_width_and_is_not_attention(family):
         assert "attn" not in site.name.lower() and "attention" not in site.name.lower()
         if site.capture == "experts":
             assert site.experts.width in (24, 16)
+        elif family in ENCODER_DECODERS[1:] and family != "mt5":
+            assert site.width == WIDTH  # the encoder's encoder_ffn_dim, not the decoder's 40
         else:
             assert site.width in (WIDTH, 4 * HIDDEN)
 
