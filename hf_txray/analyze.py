@@ -203,6 +203,7 @@ class Profiler:
             self.forward({k: v.to(self.device) for k, v in pb.inputs.items()})
         finally:
             recorder.enabled = False
+        recorder.check_complete()
         builder.add(recorder.values, recorder.indices, pb, len(texts))
 
 

@@ -63,6 +63,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
     p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    p.add_argument("--stack", choices=["encoder", "decoder"],
+                   help="Encoder-decoder models (T5, BART...): profile the encoder (default) or the decoder.")
     p.set_defaults(handler=_cmd_analyze)
 
 
@@ -79,6 +81,7 @@ def _cmd_analyze(args) -> int:
         num_samples=args.num_samples, device=args.device, dtype=args.dtype, module_pattern=args.module_pattern,
         stage=args.stage, revision=args.revision, trust_remote_code=args.trust_remote_code,
         checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
+        stack=args.stack,
     )
     if process_info()[0] == 0:
         profile.save_pretrained(out)

@@ -445,6 +445,16 @@ class WinnerRecorder:
             values, indices = values.index_select(0, self.positions), indices.index_select(0, self.positions)
         self._store(slot, values, indices)
 
+    def check_complete(self) -> None:
+        """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack
+        or the body that runs): its layer would silently credit nothing."""
+        missing = [site.name for site, values in zip(self.sites, self.values) if values is None]
+        if missing:
+            raise ModelError(
+                f"{missing[0]!r} did not run in the profiled forward pass (the base model, or the chosen stack of an "
+                "encoder-decoder). Name modules of that part with `module_pattern`, or choose the other `stack`."
+            )
+
     def _store(self, slot: int, values: torch.Tensor, indices: torch.Tensor) -> None:
         if self.values[slot] is not None:
             # A second call in one forward pass (a reused module): refuse rather than overwrite the first.

@@ -397,3 +397,25 @@ def test_viewer_and_card_show_expert_and_unit():
     dense = ResultsView("local", {"default": engine("t5", "decoder", "", 1)}, {})
     assert distribution_chart(dense, 0, 5, "default", "default")["title"] == "Layer 0, neuron 5"
     assert "decoder stack" in str(build_card({"default": engine("t5", "decoder", "", 1)}, {}, {}, {}))
+
+
+def test_a_pattern_outside_the_profiled_stack_is_refused():
+    model, tokenizer = build("bart")
+    with pytest.raises(ModelError, match="did not run"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="encoder",
+                         module_pattern=r"decoder\.layers\.\d+\.fc2", show_progress=False)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="decoder",
+                               module_pattern=r"decoder\.layers\.\d+\.fc2", show_progress=False)
+    np.testing.assert_array_equal(profile.neuron_count, engine("bart", "decoder", "", 1).neuron_count)
+
+
+def test_cli_profiles_the_decoder_stack(tmp_path):
+    from hf_txray.cli import main
+
+    model, tokenizer = build("t5")
+    model.save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    (tmp_path / "texts.txt").write_text("\n".join(t for t in TEXTS if t.strip()))
+    assert main(["analyze", str(tmp_path / "t5"), str(tmp_path / "texts.txt"), "--out", str(tmp_path / "p"),
+                 "--features", "token", "--stack", "decoder"]) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "p").meta.config["stack"] == "decoder"
