@@ -4,6 +4,9 @@
 the hooked input must be exactly as wide as the MLP intermediate width the config declares. Most configs name that
 width with one of :data:`WIDTH_ATTRIBUTES`; the few that name it otherwise (or per stack) are listed in
 :data:`WIDTH_OVERRIDES`, keyed by ``config.model_type`` (the shape of peft's target-module mapping).
+
+:func:`format_neuron` labels a neuron for people: ``expert E unit U`` in mixture-of-experts layers (used by the viewer
+and the dataset card).
 """
 
 from __future__ import annotations

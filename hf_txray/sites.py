@@ -147,8 +147,7 @@ def _join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def _moe_site(model: nn.Module, block: nn.Module, block_name: str, stack: str | None,
-              widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:
+def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:
     """The block's fused experts module and its numbering (with shared experts), or None for a dense block."""
     found = [(n, m) for n, m in block.named_modules() if is_fused_experts(m) and not in_attention(block, n)]
     if not found:
@@ -171,7 +170,7 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, stack: str | 
     for sub_name, sub in parent.named_modules():
         dims = _linear_dims(sub)
         full = _join(prefix, sub_name)
-        if dims is None or full.startswith(name) or in_attention(block, full):
+        if dims is None or full == name or full.startswith(name + ".") or in_attention(block, full):
             continue
         if dims[1] == hidden and (dims[0] == declared if declared is not None else dims[0] != hidden):
             shared_modules.append((full, sub, dims[0]))
@@ -199,7 +198,7 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
             f"The config of {type(model).__name__} declares no MLP intermediate width (intermediate_size, ffn_dim, "
             "d_ff, n_inner...), so the MLP site cannot be verified. Pass `module_pattern` naming the down projections."
         )
-    moe = _moe_site(model, block, block_name, stack, widths, described)
+    moe = _moe_site(model, block, block_name, widths, described)
     if moe is not None:
         name, experts, layout = moe
         return Site(layer, name, experts, layout.num_neurons, "experts", layout)
@@ -246,7 +245,10 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
         raise ModelError(f"module_pattern {pattern!r} matches no module of {type(model).__name__}.")
     sites = []
     for layer, (name, module) in enumerate(matched):
-        if site == "mlp":
+        if site == "mlp" and is_fused_experts(module):  # routed experts only: shared ones are found by structure
+            layout = ExpertsLayout(int(module.num_experts), 0, expert_width(module))
+            sites.append(Site(layer, name, module, layout.num_neurons, "experts", layout))
+        elif site == "mlp":
             dims = _linear_dims(module)
             if dims is None:
                 raise ModelError(

@@ -419,3 +419,11 @@ def test_cli_profiles_the_decoder_stack(tmp_path):
     assert main(["analyze", str(tmp_path / "t5"), str(tmp_path / "texts.txt"), "--out", str(tmp_path / "p"),
                  "--features", "token", "--stack", "decoder"]) == 0
     assert hf_txray.Profile.from_pretrained(tmp_path / "p").meta.config["stack"] == "decoder"
+
+
+def test_module_pattern_can_name_fused_experts():
+    model, tokenizer = build("mixtral")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, module_pattern=r"layers\.\d+\.mlp\.experts$",
+                               show_progress=False)
+    np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)
