@@ -122,6 +122,11 @@ ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
 ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2")
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS + ENCODER_DECODERS)
 HEADS = ("ForSequenceClassification", "ForCausalLM")
+HEAD_CLASSES = {("gpt2", "ForCausalLM"): "GPT2LMHeadModel"}  # the one family whose LM head breaks the naming rule
+
+
+def head_class(family: str, head: str) -> str:
+    return HEAD_CLASSES.get((family, head), FAMILIES[family][2].removesuffix("Model") + head)
 
 
 def tokenizer_of(family: str):
@@ -144,7 +149,7 @@ def build(family: str, head: str = ""):
     torch.manual_seed(0)
     model_class = FAMILIES[family][2]
     if head:
-        model_class = model_class.removesuffix("Model") + head
+        model_class = head_class(family, head)
         config = config_of(family, num_labels=2, pad_token_id=None) if head == HEADS[0] else config_of(family)
     else:
         config = config_of(family)
@@ -152,7 +157,7 @@ def build(family: str, head: str = ""):
 
 
 def has_head(family: str, head: str) -> bool:
-    return hasattr(tf, FAMILIES[family][2].removesuffix("Model") + head)
+    return hasattr(tf, head_class(family, head))
 
 
 CASES = (
@@ -211,7 +216,9 @@ def test_task_head_matches_reference(family, stack, head):
 
 
 def test_matrix_covers_the_issue_families():
-    assert len(FAMILIES) >= 26 and len(HEAD_CASES) >= 2 * len(DECODERS) - 4
+    assert len(FAMILIES) >= 26
+    missing = [f + h for f in DECODERS for h in HEADS if not has_head(f, h)]
+    assert missing == ["olmoeForSequenceClassification"]  # transformers has no such class
 
 
 # ----- sites are verified, not guessed -------------------------------------------------------------------------
