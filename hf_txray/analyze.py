@@ -90,6 +90,7 @@ class Profiler:
         self.num_neurons = widths.pop()
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
+        _check_top_k_reachable(model, self.sites, config.top_k)
         self.max_length = config.max_length or _model_max_length(model, tokenizer)
         self.device = torch.device(device) if device is not None else _model_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
@@ -205,6 +206,19 @@ class Profiler:
             recorder.enabled = False
         recorder.check_complete()
         builder.add(recorder.values, recorder.indices, pb, len(texts))
+
+
+def _check_top_k_reachable(model, sites: list[Site], top_k: int) -> None:
+    """A MoE token competes only among its chosen experts' units: top_k must not exceed how many were computed."""
+    routed = getattr(getattr(model, "config", None), "num_experts_per_tok", None)
+    for site in sites:
+        if site.experts is not None and isinstance(routed, int):
+            computed = (routed + site.experts.num_shared) * site.experts.width
+            if top_k > computed:
+                raise ConfigurationError(
+                    f"top_k={top_k} exceeds the {computed} units a token reaches in {site.name!r} ({routed} routed "
+                    f"experts x {site.experts.width} units, plus shared experts): choose top_k <= {computed}."
+                )
 
 
 def _combine(base: Profile | None, part: Profile) -> Profile:
