@@ -256,6 +256,28 @@ class TransferReport:
         out.update(_noise_figures(n, self.meta.feature_types))
         return out
 
+    def noise_table(self) -> pd.DataFrame:
+        """The headline figures beside their split-half noise floors, one row per figure.
+
+        Columns: ``figure``; ``A -> B`` (full size); ``A -> B at half size`` (matched to the noise floors: a half of
+        A against a half of B, see the module docstring); ``noise floor A`` and ``noise floor B`` (the same figure
+        between the two halves of one stage); ``changed`` (share of shared neurons changed beyond sampling noise
+        at ``meta.alpha``, Hellinger rows only). Empty when the profiles had no split-half sums.
+        """
+        s = self.summary()
+        columns = ["figure", "A -> B", "A -> B at half size", "noise floor A", "noise floor B", "changed"]
+        rows = []
+        for ft in self.meta.feature_types:
+            if f"matched_hellinger_{ft}" in s:
+                rows.append([f"mean Hellinger {ft}", s[f"mean_hellinger_{ft}"], s[f"matched_hellinger_{ft}"],
+                             s[f"noise_floor_hellinger_{ft}_a"], s[f"noise_floor_hellinger_{ft}_b"],
+                             s.get(f"share_changed_{ft}", float("nan"))])
+        for status in ("lost", "gained"):
+            if f"matched_share_{status}" in s:
+                rows.append([f"share {status}", s[f"share_{status}"], s[f"matched_share_{status}"],
+                             s[f"noise_floor_share_{status}_a"], s[f"noise_floor_share_{status}_b"], float("nan")])
+        return pd.DataFrame(rows, columns=columns)
+
     def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:
         """How many shared neurons rankings leave out: credited fewer than `min_count` times in a stage."""
         ft = feature_type or self.meta.feature_types[0]

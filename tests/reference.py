@@ -7,7 +7,8 @@ It does everything the slow, obvious way:
   ``"mlp"``) or each block's output (site ``"residual"``), found by module *name* per architecture rather than by
   the engine's structural search;
 * a position is creditable when its attention mask is 1 and its special-tokens mask is 0 (a text with no
-  non-space character is empty and credits nothing, as documented for hf_txray);
+  non-space character is empty and credits nothing, as documented for hf_txray), and its index in the input is at
+  least ``skip_first_positions``;
 * the top-k neurons of every creditable position and layer are chosen in numpy; only positive winners are
   credited (GUIDE §1, the choice documented in ``hf_txray.credit``);
 * mass and count are summed per (layer, neuron, feature value) in Python dicts;
@@ -207,7 +208,7 @@ def run_corpus(model, tokenizer, texts: Sequence[str], site: str, feature_types:
     return [run_text(model, tokenizer, t, i, site, with_words, with_pos) for i, t in enumerate(texts)]
 
 
-def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) -> Reference:
+def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str], skip_first_positions: int = 0) -> Reference:
     """Apply the max-k credit rule to kept activations and sum everything in Python dicts."""
     num_layers = runs[0].activations.shape[0]
     num_neurons = max(run.activations.shape[2] for run in runs)
@@ -216,6 +217,8 @@ def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) ->
         ref.mass[ft], ref.count[ft], ref.corpus_count[ft] = defaultdict(float), defaultdict(int), Counter()
     for run in runs:
         for index in run.creditable:
+            if index < skip_first_positions:
+                continue
             ref.num_positions += 1
             values = feature_values(run, index, feature_types)
             for ft, value in values.items():
@@ -241,9 +244,10 @@ def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) ->
 
 
 def reference_profile(model, tokenizer, texts: Sequence[str], *, site: str = "mlp", top_k: int = 1,
-                      feature_types: Sequence[str] = ("token", "pos")) -> Reference:
-    """The brute-force equivalent of ``hf_txray.analyze(model, texts, site=..., top_k=..., features=...)``."""
-    return credit(run_corpus(model, tokenizer, texts, site, feature_types), top_k, feature_types)
+                      feature_types: Sequence[str] = ("token", "pos"), skip_first_positions: int = 0) -> Reference:
+    """The brute-force equivalent of ``hf_txray.analyze(model, texts, site=..., top_k=..., features=...,
+    skip_first_positions=...)``."""
+    return credit(run_corpus(model, tokenizer, texts, site, feature_types), top_k, feature_types, skip_first_positions)
 
 
 Key = tuple[int, int, str]  # (layer, neuron, feature value)
