@@ -90,6 +90,7 @@ class Reference:
     # feature type -> (layer, neuron, value) -> mass / count
     mass: dict[str, dict[tuple[int, int, str], float]] = field(default_factory=dict)
     count: dict[str, dict[tuple[int, int, str], int]] = field(default_factory=dict)
+    mass_sq: dict[str, dict[tuple[int, int, str], float]] = field(default_factory=dict)  # sum of squared activations
     # feature type -> value -> number of creditable positions carrying it
     corpus_count: dict[str, Counter] = field(default_factory=dict)
     # (layer, neuron) -> every credited position, unsorted
@@ -215,6 +216,7 @@ def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str], sk
     ref = Reference(num_layers, num_neurons)
     for ft in feature_types:
         ref.mass[ft], ref.count[ft], ref.corpus_count[ft] = defaultdict(float), defaultdict(int), Counter()
+        ref.mass_sq[ft] = defaultdict(float)
     for run in runs:
         for index in run.creditable:
             if index < skip_first_positions:
@@ -238,6 +240,7 @@ def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str], sk
                         if value is not None:
                             ref.mass[ft][layer, neuron, value] += activation
                             ref.count[ft][layer, neuron, value] += 1
+                            ref.mass_sq[ft][layer, neuron, value] += activation * activation
                     start, end = visible_span(run.text, *run.offsets[index])
                     ref.credits[layer, neuron].append(Example(activation, run.example_id, index, start, end))
     return ref
