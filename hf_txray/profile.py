@@ -102,14 +102,19 @@ class FeatureTable:
         return (self.rows << 32) | self.feature_ids
 
     def half(self, odd: bool) -> "FeatureTable":
-        """The table of the credits from odd (or even) example ids only; needs the noise columns."""
+        """The table of the credits from odd (or even) example ids only; needs the noise columns.
+
+        Squared masses are not kept per half: the half's ``mass_sq`` is the entry's, scaled by the half's share of
+        its credits (the same spread in both halves), so the two halves pool back to the whole.
+        """
         if not self.has_noise:
             raise ProfileFormatError("This profile has no split-half sums (saved by an older hf_txray): profile again.")
         mass = self.mass_odd if odd else self.mass - self.mass_odd
         count = self.count_odd if odd else self.count - self.count_odd
         keep = count > 0
+        mass_sq = self.mass_sq[keep] * count[keep] / self.count[keep]
         return FeatureTable(self.vocab, self.rows[keep], self.feature_ids[keep], np.maximum(mass[keep], 0.0),
-                            count[keep], self.corpus_count)
+                            count[keep], self.corpus_count, mass_sq=mass_sq)
 
     def remapped(self, vocab: list[str]) -> "FeatureTable":
         """The same table with feature ids taken from `vocab`, a superset of this table's vocabulary."""

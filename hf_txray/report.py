@@ -63,6 +63,7 @@ class ReportMeta:
     seed: int = 0
     credits_a: int = 0
     credits_b: int = 0
+    dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -113,7 +114,11 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     if not (ta.has_noise and tb.has_noise):
         return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
-    p = significance.resampled_pvalues(ta, tb, num_rows, distance, both, test["num_resamples"], test["seed"])
+    design = (significance.dispersion(ta, num_rows, seed=test["seed"]),
+              significance.dispersion(tb, num_rows, seed=test["seed"])) if test["num_resamples"] else (1.0, 1.0)
+    test["dispersion"][test["feature_type"]] = list(design)
+    p = significance.resampled_pvalues(ta, tb, num_rows, distance, both, test["num_resamples"], test["seed"],
+                                       design)
     a0, a1, b0, b1 = ta.half(False), ta.half(True), tb.half(False), tb.half(True)
     within_a, within_b = _hellinger_tables(a0, a1, num_rows), _hellinger_tables(b0, b1, num_rows)
     across = (_hellinger_tables(a0, b1, num_rows) + _hellinger_tables(a1, b0, num_rows)) / 2
@@ -141,7 +146,7 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
         odd = lambda p: p.neuron_count_odd.reshape(-1) if p.neuron_count_odd is not None else np.full(p.num_rows, -1)  # noqa: E731
         frame["count_a_odd"], frame["count_b_odd"] = odd(a), odd(b)  # -1: no split-half sums in that profile
     for index, ft in enumerate(a.feature_types):
-        ft_test = None if test is None else {**test, "seed": [test["seed"], index]}
+        ft_test = None if test is None else {**test, "seed": [test["seed"], index], "feature_type": ft}
         columns = _feature_columns(a.tables[ft], b.tables[ft], a.num_rows, status == "shared", ft_test)
         for name, values in columns.items():
             if name.startswith("split_half_hellinger_"):  # e.g. split_half_hellinger_pos_a
@@ -410,5 +415,6 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
     meta.alpha, meta.num_resamples, meta.seed, meta.credits_a, meta.credits_b = alpha, num_resamples, seed, credits_a, credits_b
-    neurons = _neuron_table(a, b, {"alpha": alpha, "num_resamples": num_resamples, "seed": seed})
+    neurons = _neuron_table(a, b, {"alpha": alpha, "num_resamples": num_resamples, "seed": seed,
+                                   "dispersion": meta.dispersion})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types), _mass_share_table(a, b))

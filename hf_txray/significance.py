@@ -55,7 +55,8 @@ def draw_mass(rng: np.random.Generator, k: np.ndarray, mean: np.ndarray, var: np
 
 
 def resampled_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, observed: np.ndarray, tested: np.ndarray,
-                      num_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+                      num_resamples: int = 1000, seed: int = 0, dispersion: tuple[float, float] = (1.0, 1.0)
+                      ) -> np.ndarray:
     """P-values of "A and B differ more than sampling explains" for every tested row, vectorised over rows.
 
     Args:
@@ -66,35 +67,84 @@ def resampled_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, observe
         tested (`np.ndarray` of bool, shape `(num_rows,)`): rows to test (credited in both stages).
         num_resamples (`int`, *optional*, defaults to 1000): null draws per row.
         seed (`int` or `Sequence[int]`, *optional*, defaults to 0): seeds ``numpy.random.default_rng``.
+        dispersion (`tuple[float, float]`, *optional*): each stage's design effect (see :func:`dispersion`): a
+            stage draws ``round(n / dispersion)`` credits (at least 1) instead of its `n`.
 
     Returns:
         `np.ndarray` of shape `(num_rows,)`: p-values, NaN for untested rows.
     """
-    rng = np.random.default_rng(seed)
     p = np.full(num_rows, np.nan)
     if not tested.any() or num_resamples < 1:
         return p
+    exceed = np.zeros(num_rows, dtype=np.int64)
+    for null in _null_distances(ta, tb, num_rows, tested, num_resamples, np.random.default_rng(seed), dispersion):
+        exceed += (null >= observed[None, :] - 1e-9).sum(axis=0)  # ties (e.g. one-feature neurons) count
+    p[tested] = (1.0 + exceed[tested]) / (num_resamples + 1.0)
+    return p
+
+
+def dispersion(table: FeatureTable, num_rows: int, num_resamples: int = 20, seed: int = 0,
+               min_count: int = 2) -> float:
+    """A stage's design effect: how much more its two interleaved halves differ than independent credits would.
+
+    Credits are not independent: a text repeats its words, so a neuron's credits come in bursts of one text. Both
+    halves (even / odd example ids) of one stage are samples of the same distribution, so their squared Hellinger
+    distances measure the real sampling noise; the same null as the test, drawn at the halves' own counts, gives
+    what independent credits would produce. Their ratio (sums over rows with at least `min_count` credits in each
+    half, at least 1) scales the credit counts of the test down: ``n_effective = n / dispersion``.
+
+    Returns:
+        `float`: the design effect (1.0 when no row qualifies or the table has no split-half sums).
+    """
+    if not table.has_noise:
+        return 1.0
+    even, odd = table.half(False), table.half(True)
+    count_even = np.bincount(even.rows, weights=even.count, minlength=num_rows)
+    count_odd = np.bincount(odd.rows, weights=odd.count, minlength=num_rows)
+    rows = (count_even >= min_count) & (count_odd >= min_count)
+    if not rows.any():
+        return 1.0
+    pe = _probabilities(even, num_rows)
+    po = _probabilities(odd, num_rows)
+    observed = 1.0 - np.bincount(*_overlap(even, pe, odd, po), minlength=num_rows)
+    null = np.zeros(num_rows)
+    for draws in _null_distances(even, odd, num_rows, rows, num_resamples, np.random.default_rng(seed)):
+        null += (draws ** 2).sum(axis=0)
+    expected = null[rows].sum() / num_resamples
+    return max(1.0, float(np.clip(observed[rows], 0, 1).sum() / expected)) if expected > 0 else 1.0
+
+
+def _probabilities(table: FeatureTable, num_rows: int) -> np.ndarray:
+    totals = np.bincount(table.rows, weights=table.mass, minlength=num_rows)
+    return np.where(totals[table.rows] > 0, table.mass / np.maximum(totals[table.rows], 1e-300), 0.0)
+
+
+def _overlap(x: FeatureTable, px: np.ndarray, y: FeatureTable, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    common, ix, iy = np.intersect1d(x.keys(), y.keys(), assume_unique=True, return_indices=True)
+    return common >> 32, np.sqrt(px[ix] * py[iy])
+
+
+def _null_distances(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.ndarray, num_resamples: int,
+                    rng: np.random.Generator, dispersion: tuple[float, float] = (1.0, 1.0)):
+    """Null Hellinger distances, in chunks of shape ``(reps, num_rows)`` (rows not tested are 0)."""
     keys, count, mass, mass_sq = pooled_entries(ta, tb)
     rows = keys >> 32
     keep = tested[rows]
     rows, count, mass, mass_sq = rows[keep], count[keep], mass[keep], mass_sq[keep]
-    n_a = np.bincount(ta.rows, weights=ta.count, minlength=num_rows).astype(np.int64)
-    n_b = np.bincount(tb.rows, weights=tb.count, minlength=num_rows).astype(np.int64)
     cdf = _row_cdf(rows, count, num_rows)
     mean, var = gamma_parameters(count, mass, mass_sq)
     tested_rows = np.nonzero(tested)[0]
-    draws = {"a": np.repeat(tested_rows, n_a[tested_rows]), "b": np.repeat(tested_rows, n_b[tested_rows])}
+    draws = {}
+    for side, table, scale in (("a", ta, dispersion[0]), ("b", tb, dispersion[1])):
+        n = np.bincount(table.rows, weights=table.count, minlength=num_rows)[tested_rows]
+        draws[side] = np.repeat(tested_rows, np.maximum(np.rint(n / scale), 1).astype(np.int64))
     chunk = max(1, MAX_DRAWS_PER_CHUNK // max(len(draws["a"]) + len(draws["b"]), len(rows), 1))
-    exceed = np.zeros(num_rows, dtype=np.int64)
     for start in range(0, num_resamples, chunk):
         reps = min(chunk, num_resamples - start)
         side = {s: _draw_stage(rng, cdf, d, reps, rows, mean, var, num_rows) for s, d in draws.items()}
         overlap = np.bincount((rows + np.arange(reps)[:, None] * num_rows).ravel(),
                               weights=np.sqrt(side["a"] * side["b"]).ravel(), minlength=reps * num_rows)
-        null = np.sqrt(np.clip(1.0 - overlap.reshape(reps, num_rows), 0.0, 1.0))
-        exceed += (null >= observed[None, :] - 1e-9).sum(axis=0)  # ties (e.g. one-feature neurons) count
-    p[tested] = (1.0 + exceed[tested]) / (num_resamples + 1.0)
-    return p
+        yield np.sqrt(np.clip(1.0 - overlap.reshape(reps, num_rows), 0.0, 1.0))
 
 
 def _row_cdf(rows: np.ndarray, count: np.ndarray, num_rows: int) -> np.ndarray:
