@@ -14,6 +14,12 @@ Hellinger distance between the two mass-weighted distributions, observed vs. ``n
 ``p = (1 + #{H_null >= H_observed}) / (num_resamples + 1)`` (Davison & Hinkley 1997, eq. 4.11), so the smallest
 possible p-value is ``1 / (num_resamples + 1)``.
 
+**Credits are not independent.** A text repeats its words, so a neuron's credits come in bursts of one text, and
+the null above (independent credits) would call a third of the neurons "changed" between two random halves of one
+corpus. Each stage's design effect (:func:`dispersion`: how much more the stage's two interleaved halves differ than
+independent credits at their counts would) scales its credit counts down, ``n_effective = n / dispersion``, before
+the draws. Measured calibration: bench/RESULTS.md, "Calibration of the per-neuron test".
+
 All neurons are resampled at once (one searchsorted over all pooled entries per resample), seeded with
 ``numpy.random.SeedSequence([seed, feature type index])``. Changed neurons are flagged with the Benjamini-Hochberg
 procedure (``scipy.stats.false_discovery_control``) over the tested neurons of each feature type.
