@@ -10,8 +10,11 @@ value's mass share in A and B next to its corpus frequency.
 stage splits into two interleaved halves (even / odd example ids). The noise floor of a figure is the same figure
 between the two halves of *one* stage: what sampling alone produces. It is computed at half size, so the figure
 A -> B is also given at that size (``matched_*``: a half of A against the other-parity half of B, both pairings
-averaged), over the same neurons (credited in all four halves); compare ``matched_hellinger_pos`` with
-``noise_floor_hellinger_pos_a`` and ``_b``, and ``matched_share_lost`` with ``noise_floor_share_lost_a``.
+averaged; when both stages profiled the same corpus, a half of A against the *same* half of B, so that the same
+texts are compared as in the full figure), over the same neurons (credited in all four halves); compare
+``matched_hellinger_pos`` with ``noise_floor_hellinger_pos_a`` and ``_b``, and ``matched_share_lost`` with
+``noise_floor_share_lost_a``. For two stages on the same texts (e.g. before and after fine-tuning) the noise floor
+bounds what a *different* sample of texts would add, and the per-neuron test is conservative.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class ReportMeta:
     credits_a: int = 0
     credits_b: int = 0
     dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
+    same_corpus: bool = False  # both stages profiled the same texts: halves are paired by parity
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -121,7 +125,10 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
                                        design)
     a0, a1, b0, b1 = ta.half(False), ta.half(True), tb.half(False), tb.half(True)
     within_a, within_b = _hellinger_tables(a0, a1, num_rows), _hellinger_tables(b0, b1, num_rows)
-    across = (_hellinger_tables(a0, b1, num_rows) + _hellinger_tables(a1, b0, num_rows)) / 2
+    if test.get("same_corpus"):  # the same texts in both stages: compare like with like
+        across = (_hellinger_tables(a0, b0, num_rows) + _hellinger_tables(a1, b1, num_rows)) / 2
+    else:
+        across = (_hellinger_tables(a0, b1, num_rows) + _hellinger_tables(a1, b0, num_rows)) / 2
     matched = ~np.isnan(within_a) & ~np.isnan(within_b) & ~np.isnan(across) & both
     return {
         "p_hellinger": p,
@@ -156,7 +163,7 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
     return frame
 
 
-def _noise_figures(group: pd.DataFrame, feature_types: list[str]) -> dict[str, float]:
+def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: bool = False) -> dict[str, float]:
     """Shares changed, and each headline figure at half size beside its split-half noise floors (module doc)."""
     out: dict[str, float] = {}
     if "count_a_odd" not in group:
@@ -177,15 +184,16 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str]) -> dict[str, f
     a0 = (group["count_a"].to_numpy() - group["count_a_odd"].to_numpy()) > 0
     b0 = (group["count_b"].to_numpy() - group["count_b_odd"].to_numpy()) > 0
     only = lambda x, y: float(np.mean(x & ~y)) if len(x) else float("nan")  # noqa: E731
-    out["matched_share_lost"] = (only(a0, b1) + only(a1, b0)) / 2
-    out["matched_share_gained"] = (only(b1, a0) + only(b0, a1)) / 2
+    pairs = ((a0, b0), (a1, b1)) if same_corpus else ((a0, b1), (a1, b0))
+    out["matched_share_lost"] = sum(only(x, y) for x, y in pairs) / 2
+    out["matched_share_gained"] = sum(only(y, x) for x, y in pairs) / 2
     for stage, (h0, h1) in {"a": (a0, a1), "b": (b0, b1)}.items():
         out[f"noise_floor_share_lost_{stage}"] = (only(h0, h1) + only(h1, h0)) / 2
         out[f"noise_floor_share_gained_{stage}"] = out[f"noise_floor_share_lost_{stage}"]  # symmetric by design
     return out
 
 
-def _layer_table(neurons: pd.DataFrame, feature_types: list[str]) -> pd.DataFrame:
+def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: bool = False) -> pd.DataFrame:
     rows = []
     for layer, group in neurons.groupby("layer", sort=True):
         counts = group["status"].value_counts()
@@ -200,7 +208,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str]) -> pd.DataFram
             row[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             row[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             row[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
-        row.update(_noise_figures(group, feature_types))
+        row.update(_noise_figures(group, feature_types, same_corpus))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -258,7 +266,7 @@ class TransferReport:
             out[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             out[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             out[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
-        out.update(_noise_figures(n, self.meta.feature_types))
+        out.update(_noise_figures(n, self.meta.feature_types, self.meta.same_corpus))
         return out
 
     def noise_table(self) -> pd.DataFrame:
@@ -415,6 +423,8 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
     meta.alpha, meta.num_resamples, meta.seed, meta.credits_a, meta.credits_b = alpha, num_resamples, seed, credits_a, credits_b
+    meta.same_corpus = bool(a.meta.dataset_fingerprint) and a.meta.dataset_fingerprint == b.meta.dataset_fingerprint
     neurons = _neuron_table(a, b, {"alpha": alpha, "num_resamples": num_resamples, "seed": seed,
-                                   "dispersion": meta.dispersion})
-    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types), _mass_share_table(a, b))
+                                   "dispersion": meta.dispersion, "same_corpus": meta.same_corpus})
+    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),
+                          _mass_share_table(a, b))

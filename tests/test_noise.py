@@ -443,3 +443,15 @@ def test_calibration_random_half_splits_and_a_real_domain_shift():
     shift = hf_txray.compare(ptb, bbc, num_resamples=200).summary()
     assert shift["share_changed_token"] > 0.2 and shift["share_changed_token"] > 4 * max(np.mean(shares), 0.01)
     assert shift["share_changed_pos"] > 0.05
+
+
+def test_same_corpus_compares_the_same_halves():
+    """Two stages on the same texts: their half-size figure pairs even with even and odd with odd, so a profile
+    against itself shows no change at half size either, while its noise floor (other texts) is well above 0."""
+    profile = engine("gpt2")
+    report = hf_txray.compare(profile, profile, num_resamples=50)
+    s = report.summary()
+    assert report.meta.same_corpus
+    assert s["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
+    assert s["matched_share_lost"] == s["matched_share_gained"] == 0.0
+    assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0
