@@ -78,11 +78,13 @@ def first_position(num_texts: int) -> str:
             f"Index = the token's index in the model input (SmolLM2 adds no BOS here: the first ids are "
             f"{first_tokens}; MiniLM's index 0 is [CLS], never credited, so its first text token is index 1).\n\n"
             + markdown_table(frame.round(3))
-            + "\n\nCausal LMs put massive activations on their first position (Sun et al. 2024): in SmolLM2 the "
-              "neurons that take most of their mass from one index take it from the first position, so their "
-              "preferences describe the position. With `skip_first_positions=1` they disappear; MiniLM (bidirectional "
-              "encoder) has no such neurons at its first text token. Hence the default `\"auto\"`: 1 for decoder-only "
-              "LMs, 0 for encoders (a departure from the paper, whose LSTM had no such effect).")
+            + "\n\nCausal LMs put massive activations on their first position (Sun et al. 2024). In SmolLM2 the "
+              "first position takes the share of all credited mass in the first row, and most position-dominated "
+              "neurons take their mass from it: their preferences describe the position, not the input. With "
+              "`skip_first_positions=1` that mass is gone and the position-dominated neurons are far fewer (a "
+              "weaker residue at the new first position, which `Profile.diagnostics()` lists); MiniLM (a "
+              "bidirectional encoder) has almost none without skipping. Hence the default `\"auto\"`: 1 for "
+              "decoder-only LMs, 0 for encoders (a departure from the paper, whose LSTM had no such effect).")
     update_section("The first position: decoders vs encoders", text)
     return text
 

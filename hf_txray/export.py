@@ -290,6 +290,9 @@ def _model_row(report: TransferReport) -> dict[str, Any]:
     for ft in report.meta.feature_types:
         for stat in ("mean_hellinger", "median_hellinger", "mean_length_shift"):
             row[f"{stat}_{ft}"] = summary[f"{stat}_{ft}"]
+    # shares changed and split-half noise floors, under the same names as in the per-layer rows
+    row.update({k: v for k, v in summary.items() if k.startswith(("noise_floor_", "matched_", "share_changed_",
+                                                                   "neurons_changed_"))})
     return row
 
 
