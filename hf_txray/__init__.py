@@ -62,3 +62,9 @@ __all__ += [
     "probe_neurons", "ProbingResult", "LabeledCorpus", "read_conllu", "Activations", "extract_activations",
     "crosscheck", "ablate", "ablation_curve", "AblationCurve", "neuron_attributions",
 ]
+
+# Telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold.
+from .report import DEFAULT_MIN_COUNT  # noqa: E402
+from .significance import benjamini_hochberg, dispersion, resampled_pvalues  # noqa: E402
+
+__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "resampled_pvalues"]

@@ -13,7 +13,8 @@ It does everything the slow, obvious way:
   ``"mlp"``) or each block's output (site ``"residual"``), found by module *name* per architecture rather than by
   the engine's structural search;
 * a position is creditable when its attention mask is 1 and its special-tokens mask is 0 (a text with no
-  non-space character is empty and credits nothing, as documented for hf_txray);
+  non-space character is empty and credits nothing, as documented for hf_txray), and its index in the input is at
+  least ``skip_first_positions``;
 * the top-k neurons of every creditable position and layer are chosen in numpy; only positive winners are
   credited (GUIDE §1, the choice documented in ``hf_txray.credit``);
 * mass and count are summed per (layer, neuron, feature value) in Python dicts;
@@ -117,6 +118,7 @@ class Reference:
     # feature type -> (layer, neuron, value) -> mass / count
     mass: dict[str, dict[tuple[int, int, str], float]] = field(default_factory=dict)
     count: dict[str, dict[tuple[int, int, str], int]] = field(default_factory=dict)
+    mass_sq: dict[str, dict[tuple[int, int, str], float]] = field(default_factory=dict)  # sum of squared activations
     # feature type -> value -> number of creditable positions carrying it
     corpus_count: dict[str, Counter] = field(default_factory=dict)
     # (layer, neuron) -> every credited position, unsorted
@@ -295,15 +297,18 @@ def run_corpus(model, tokenizer, texts: Sequence[str], site: str, feature_types:
     return [run_text(model, tokenizer, t, i, site, with_words, with_pos, stack) for i, t in enumerate(texts)]
 
 
-def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) -> Reference:
+def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str], skip_first_positions: int = 0) -> Reference:
     """Apply the max-k credit rule to kept activations and sum everything in Python dicts."""
     num_layers = runs[0].activations.shape[0]
     num_neurons = max(run.activations.shape[2] for run in runs)
     ref = Reference(num_layers, num_neurons)
     for ft in feature_types:
         ref.mass[ft], ref.count[ft], ref.corpus_count[ft] = defaultdict(float), defaultdict(int), Counter()
+        ref.mass_sq[ft] = defaultdict(float)
     for run in runs:
         for index in run.creditable:
+            if index < skip_first_positions:
+                continue
             ref.num_positions += 1
             values = feature_values(run, index, feature_types)
             for ft, value in values.items():
@@ -323,15 +328,19 @@ def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) ->
                         if value is not None:
                             ref.mass[ft][layer, neuron, value] += activation
                             ref.count[ft][layer, neuron, value] += 1
+                            ref.mass_sq[ft][layer, neuron, value] += activation * activation
                     start, end = visible_span(run.text, *run.offsets[index])
                     ref.credits[layer, neuron].append(Example(activation, run.example_id, index, start, end))
     return ref
 
 
 def reference_profile(model, tokenizer, texts: Sequence[str], *, site: str = "mlp", top_k: int = 1,
-                      feature_types: Sequence[str] = ("token", "pos"), stack: str | None = None) -> Reference:
-    """The brute-force equivalent of ``hf_txray.analyze(model, texts, site=..., top_k=..., features=..., stack=...)``."""
-    return credit(run_corpus(model, tokenizer, texts, site, feature_types, stack), top_k, feature_types)
+                      feature_types: Sequence[str] = ("token", "pos"), stack: str | None = None,
+                      skip_first_positions: int = 0) -> Reference:
+    """The brute-force equivalent of ``hf_txray.analyze(model, texts, site=..., top_k=..., features=..., stack=...,
+    skip_first_positions=...)``."""
+    return credit(run_corpus(model, tokenizer, texts, site, feature_types, stack), top_k, feature_types,
+                  skip_first_positions)
 
 
 Key = tuple[int, int, str]  # (layer, neuron, feature value)

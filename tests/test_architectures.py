@@ -177,7 +177,8 @@ def kept(family: str, stack: str | None, head: str):
 def engine(family: str, stack: str | None, head: str, top_k: int) -> hf_txray.Profile:
     model, tokenizer = build(family, head)
     return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, top_k=top_k, features=FEATURES, batch_size=3,
-                            max_examples_per_neuron=0, stack=stack, show_progress=False)
+                            max_examples_per_neuron=0, stack=stack, show_progress=False,
+                            skip_first_positions=0)  # the credit rule at every position, as the reference
 
 
 def assert_matches_reference(family: str, stack: str | None, head: str, top_k: int) -> None:
@@ -432,7 +433,7 @@ def test_module_pattern_can_name_fused_experts():
     model, tokenizer = build("mixtral")
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
                                max_examples_per_neuron=0, module_pattern=r"layers\.\d+\.mlp\.experts$",
-                               show_progress=False)
+                               show_progress=False, skip_first_positions=0)
     np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)
 
 
