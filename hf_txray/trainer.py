@@ -713,10 +713,9 @@ def _unwrap(model: Any) -> Any:
 
 
 def _device_of(model: Any) -> Any:
-    import torch
+    from .distributed import input_device
 
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    return input_device(model)  # the embedding's execution device: right for dispatched/offloaded models too
 
 
 def _missing(value: Any) -> bool:

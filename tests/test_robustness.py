@@ -288,3 +288,12 @@ def test_slow_tokenizer_gets_advice_that_works():
     assert profile.meta.num_positions > 0
     with pytest.raises(ModelError, match="no fast version of ByT5Tokenizer.*tokenizers"):
         hf_txray.analyze(model, TEXTS, tokenizer=ByT5Tokenizer(), show_progress=False)
+
+
+def test_cli_help_names_the_loading_flags_and_the_length_default(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["analyze", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--model-kwargs", "--gguf-file", "--dtype", "--device-map", "--trust-remote-code", "--max-length"):
+        assert flag in text
+    assert "512 with a notice when neither states one" in text
