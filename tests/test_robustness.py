@@ -297,3 +297,13 @@ def test_cli_help_names_the_loading_flags_and_the_length_default(capsys):
     for flag in ("--model-kwargs", "--gguf-file", "--dtype", "--device-map", "--trust-remote-code", "--max-length"):
         assert flag in text
     assert "512 with a notice when neither states one" in text
+
+
+def test_trainer_refuses_a_slow_tokenizer_with_the_same_advice():
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    from hf_txray.trainer import TXRayCallback
+
+    callback = TXRayCallback(TEXTS, features=("token",))
+    with pytest.raises(ModelError, match=r"AutoTokenizer.from_pretrained\("):
+        callback.setup(tiny("bert")[0], BertTokenizerLegacy.from_pretrained(minilm_path()))
