@@ -174,7 +174,9 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return {k: jsonable(v) for k, v in value.items()}
-    if hasattr(value, "name") and hasattr(value, "function"):  # a UserFeature: the function cannot be recorded
+    from .features import UserFeature
+
+    if isinstance(value, UserFeature):  # its function cannot be recorded
         return {"unrecorded": f"UserFeature({value.name!r})"}
     text = str(value)
     if type(value).__module__ == "torch" and text.startswith("torch."):  # torch.float16 -> "float16"

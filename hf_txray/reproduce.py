@@ -126,11 +126,11 @@ def missing_provenance(profile: Profile) -> list[str]:
         return lacks
     lacks = []
     model, dataset = record.get("model", {}), record.get("dataset", {})
-    if model.get("kind") == "object" and not model.get("id"):
-        lacks.append("a model id: the model was passed as an object without name_or_path")
-    elif model.get("training_step"):
+    if model.get("training_step"):
         lacks.append(f"the weights: the model was still training (step {model['training_step']}); save or push it "
                      "and record it with hf_txray.pin_model (TXRayTrainer.push_to_hub does this for the final step)")
+    elif model.get("kind") == "object" and not model.get("id"):
+        lacks.append("a model id: the model was passed as an object without name_or_path")
     elif not (model.get("commit") or model.get("content_hash")):
         lacks.append(f"a commit or content hash for the model {model.get('id')!r}")
     if dataset.get("kind") not in ("hub", "local") and not dataset.get("texts_hash"):

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +28,7 @@ from transformers.trainer_callback import ExportableState, TrainerControl, Train
 from .analyze import Profiler, ProfilerConfig
 from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
 from .features import BUILTIN_FEATURES
-from .loading import load_corpus
+from .loading import load_corpus, load_pinned_corpus, resolve_model_source
 from .profile import Profile
 from .report import TransferReport, compare
 from .sites import SITES
@@ -209,8 +210,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
-        self.corpus, self.text_column, loaded_id = load_corpus(probe_dataset, text_column=text_column,
-                                                               num_samples=max_samples)
+        self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
+            probe_dataset, text_column=text_column, num_samples=max_samples)
         self.dataset_id = dataset_id or loaded_id
         self.timeline: list[dict[str, Any]] = []
         self.profiles: dict[str, Profile] = {}
@@ -247,7 +248,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         if self._profiler is not None and self._profiler.model is model:
             return self._profiler
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
-        self._profiler = Profiler(model, tokenizer, self.config)
+        self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
+        self._model_source = None  # described at the first snapshot (the model as it was loaded)
         return self._profiler
 
     @property
@@ -304,6 +306,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
         stage = f"step-{step}"
         started = time.perf_counter()
         self._profiler.device = _device_of(self._profiler.model)  # the Trainer may have moved the model
+        if self._model_source is None:
+            self._model_source = resolve_model_source(self._profiler.model)
+        # Weights past step 0 exist only in memory: recorded as such (reproduce refuses until pin_model).
+        self._profiler.model_source = dataclasses.replace(self._model_source, training_step=step)
         profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
                                      dataset_id=self.dataset_id, show_progress=False)
         profile_seconds = time.perf_counter() - started
@@ -625,12 +631,26 @@ class TXRayTrainer(Trainer):
         if self.is_world_process_zero() and callback is not None and callback.profiles:
             from .hub import push_to_hub as push_results
 
+            self._pin_final_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
             push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
                          reports=list(callback.reports.values()),
                          private=self.args.hub_private_repo if private is None else private,
                          token=token if token is not None else self.args.hub_token,
                          commit_message=f"TX-Ray results: {commit_message or 'update'}")
         return result
+
+
+    def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
+        """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
+        (taken at the current step), so that ``hf-txray reproduce`` can recompute it from the Hub."""
+        from .reproduce import pin_model
+
+        profiles = self.txray_callback.profiles
+        last = list(profiles)[-1]
+        if commit is None or last != f"step-{int(self.state.global_step)}":
+            logger.info("TX-Ray: the pushed model is not the one of snapshot %s: not pinned for reproduce.", last)
+            return
+        profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
 
 
 def model_card_section(callback: TXRayCallback) -> str:
