@@ -125,7 +125,8 @@ class Profiler:
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
         dataset = self.dataset_source
-        if dataset is None or dataset.num_texts != len(corpus) or dataset.text_column != text_column:
+        fingerprint = getattr(corpus, "_fingerprint", None)
+        if dataset is None or dataset.fingerprint != fingerprint or dataset.text_column != text_column:
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
         parameter = next(self.model.parameters(), None)
         runtime = {"device": str(self.device), "dtype": str(parameter.dtype).removeprefix("torch.") if parameter is

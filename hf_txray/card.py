@@ -183,7 +183,8 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
         rows.append({"stage": p.stage, "model": _source_cell(record["model"], "model"),
                      "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
                      "reproducible": status})
-    options = next((p.meta.provenance.get("options") for p in profiles.values() if p.meta.provenance), None)
+    first = next((p.meta.provenance for p in profiles.values() if p.meta.provenance), {})
+    options, versions, runtime = first.get("options"), first.get("versions") or {}, first.get("runtime") or {}
     lines = ["## Reproduce", "",
              "Every profile records the model and corpus it was computed from, pinned (Hub commits, or content hashes "
              "of local files), with every option, device and dtype (the `meta` config: `provenance`). Recompute it "
@@ -192,7 +193,10 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
              markdown_table(pd.DataFrame(rows)), ""]
     if options:
         shown = ", ".join(f"`{k}={v}`" for k, v in options.items())
-        lines += [f"Options of the first stage: {shown}.", ""]
+        lines += [f"Options of the first stage: {shown}; device `{runtime.get('device')}`, dtype "
+                  f"`{runtime.get('dtype')}`.", ""]
+    if versions:
+        lines += ["Computed with " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
     return lines
 
 

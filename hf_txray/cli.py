@@ -57,7 +57,9 @@ def _add_analyze(sub) -> None:
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--module-pattern")
     p.add_argument("--stage", default="default")
-    p.add_argument("--revision")
+    p.add_argument("--revision", help="Branch, tag or commit of a Hub model (pinned to its commit sha).")
+    p.add_argument("--dataset-revision", help="Branch, tag or commit of a Hub dataset (pinned to its commit sha).")
+    p.add_argument("--dataset-config", help="Config of a Hub dataset with several.")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--resume", action="store_true", help="Continue from the state saved in OUT/_checkpoint.")
     p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
@@ -79,6 +81,7 @@ def _cmd_analyze(args) -> int:
         num_samples=args.num_samples, device=args.device, dtype=args.dtype, module_pattern=args.module_pattern,
         stage=args.stage, revision=args.revision, trust_remote_code=args.trust_remote_code,
         checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
+        dataset_revision=args.dataset_revision, dataset_config=args.dataset_config,
     )
     if process_info()[0] == 0:
         profile.save_pretrained(out)

@@ -462,10 +462,14 @@ def _splits_of(loaded) -> list:
 
 def describe_loaded(source, corpus, column: str, num_samples: int | None):
     """Complete a :class:`~hf_txray.provenance.DatasetSource` with what was loaded: column, counts, texts hash."""
+    import datasets
+
     from .provenance import texts_hash
 
-    source.text_column, source.num_samples, source.num_texts = column, num_samples, len(corpus)
-    source.texts_hash = texts_hash(corpus, column)
+    source.text_column, source.num_samples = column, num_samples
+    source.fingerprint = getattr(corpus, "_fingerprint", None)
+    if isinstance(corpus, datasets.Dataset):  # a stream is hashed by nobody: it has no length to read twice
+        source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
     if source.kind == "in-memory":
         source.content_hash = source.texts_hash
     if source.kind == "object":

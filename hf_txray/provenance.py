@@ -158,9 +158,12 @@ class DatasetSource:
     num_samples: int | None = None
     num_texts: int = 0
     texts_hash: str | None = None
+    fingerprint: str | None = field(default=None, repr=False, compare=False)  # in-process cache key, not recorded
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        record = dataclasses.asdict(self)
+        record.pop("fingerprint")
+        return record
 
 
 def jsonable(value: Any) -> Any:
