@@ -313,3 +313,35 @@ def test_trainer_push_to_hub_results_reproduce_the_final_snapshot(repos, hub, tm
     assert result.verdict == "identical", str(result)
     with pytest.raises(ReproducibilityError, match=f"still training \\(step {stages[1].split('-')[1]}\\)"):
         hf_txray.reproduce(f"{repo}-txray", stage=stages[1])
+
+
+def test_trainer_run_from_a_local_folder_reproduces_like_the_demo(tmp_path):
+    """The demo's path at tiny scale: a model loaded from a folder, a probe corpus in a parquet file, the last
+    snapshot pinned to the folder the trainer saved. Step 0 and the last step reproduce; step 5 is refused."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        from .test_trainer import build_args, build_data
+    except ImportError:
+        from test_trainer import build_args, build_data
+    from hf_txray.trainer import TXRayTrainer
+
+    base = save_tiny_model(tmp_path / "base")
+    probe = save_parquet_dataset(tmp_path / "probe", {"train": TEXTS_V1}) / "data" / "train.parquet"
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "out", num_train_epochs=1), train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=str(probe))
+    trainer.train()
+    trainer.save_model()
+    stages = list(trainer.txray_profiles)
+    profiles = dict(trainer.txray_profiles)
+    profiles[stages[-1]] = hf_txray.pin_model(profiles[stages[-1]], tmp_path / "out")
+    hf_txray.save_to_disk(tmp_path / "export", profiles=list(profiles.values()))
+    first = profiles[stages[0]].meta.provenance
+    assert first["model"]["kind"] == "object" and first["model"]["id"] == str(base.resolve())
+    assert first["model"]["training_step"] == 0 and first["dataset"]["kind"] == "local"
+
+    assert hf_txray.reproduce(tmp_path / "export", stage=stages[0]).verdict == "identical"
+    assert hf_txray.reproduce(tmp_path / "export", stage=stages[-1]).verdict == "identical"
+    with pytest.raises(ReproducibilityError, match="still training"):
+        hf_txray.reproduce(tmp_path / "export")  # every stage is checked before the first run
