@@ -161,7 +161,8 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
     if source.get("kind") == "hub" or (commit and name and hub_model_id(name)):
         prefix = "datasets/" if repo_type == "dataset" else ""
         extra = f" config `{source.get('config')}`, split `{source.get('split')}`" if repo_type == "dataset" else ""
-        return f"[{name}@{(commit or 'main')[:12]}](https://huggingface.co/{prefix}{name}/tree/{commit or 'main'}){extra}"
+        revision = commit or "main"
+        return f"[{name}@{revision[:12]}](https://huggingface.co/{prefix}{name}/tree/{revision}){extra}"
     digest = source.get("content_hash") or source.get("texts_hash") or "no hash"
     where = f"`{name}`" if name else "texts passed in memory"
     return f"{where} (content `{digest[:23]}…`)"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,11 +43,29 @@ _CHUNK = 1 << 20
 
 # ----- hashes -----------------------------------------------------------------------------------------------------
 def file_sha256(path: str | Path) -> str:
-    """The sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    """The sha256 (hex) of a file's bytes, read in 1 MiB chunks.
+
+    Remembered under the hf_txray cache by (absolute path, size, modification time in ns), as git does, so a
+    multi-GB model folder is read once, not at every ``analyze``.
+    """
+    from .features import cache_dir
+
+    stat = Path(path).stat()
+    key = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    memo = cache_dir() / "sha256" / key
+    if memo.is_file():
+        return memo.read_text().strip()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{key}.{os.getpid()}.tmp")
+        tmp.write_text(digest.hexdigest())
+        os.replace(tmp, memo)
+    except OSError:  # a read-only cache costs only the re-read
+        pass
     return digest.hexdigest()
 
 

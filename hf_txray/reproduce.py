@@ -311,9 +311,11 @@ def _corpus_counts(profile: Profile, ft: str) -> dict[str, int]:
 # ----- the public functions ----------------------------------------------------------------------------------------
 def _describe(record: dict[str, Any], model_commit: str | None, dataset_commit: str | None) -> str:
     model, dataset = record["model"], record["dataset"]
-    m = f"{model['id']}@{model_commit[:12]}" if model_commit else f"{model['id']} [{model.get('content_hash', '')[:19]}]"
+    digest = (model.get("content_hash") or "")[:19]
+    m = f"{model['id']}@{model_commit[:12]}" if model_commit else f"{model['id']} [{digest}]"
     if dataset["kind"] == "hub":
-        d = f"{dataset['id']}@{(dataset_commit or '')[:12]} (config {dataset.get('config')}, split {dataset.get('split')})"
+        d = (f"{dataset['id']}@{(dataset_commit or '')[:12]} (config {dataset.get('config')}, split "
+             f"{dataset.get('split')})")
     else:
         d = f"{dataset.get('id') or 'in-memory texts'} [{(dataset.get('content_hash') or dataset['texts_hash'])[:19]}]"
     runtime = record.get("runtime", {})

@@ -329,8 +329,8 @@ def test_trainer_run_from_a_local_folder_reproduces_like_the_demo(tmp_path):
     base = save_tiny_model(tmp_path / "base")
     probe = save_parquet_dataset(tmp_path / "probe", {"train": TEXTS_V1}) / "data" / "train.parquet"
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
-    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "out", num_train_epochs=1), train_dataset=build_data(),
-                           processing_class=bert_tokenizer(), txray_dataset=str(probe))
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "out", num_train_epochs=1),
+                           train_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=str(probe))
     trainer.train()
     trainer.save_model()
     stages = list(trainer.txray_profiles)
