@@ -68,6 +68,9 @@ class Profiler:
         config (`ProfilerConfig`): sites, features, credit and batching options.
         model_id (`str`, *optional*): recorded in the profiles.
         device (`str` or `torch.device`, *optional*): defaults to the model's device.
+        model_source, dataset_source (*optional*): the pinned sources (:mod:`hf_txray.provenance`) recorded in
+            ``meta.provenance``; described from the model and corpus objects when omitted.
+        runtime (`dict`, *optional*): load options to record (``trust_remote_code``, ``model_kwargs``).
     """
 
     def __init__(self, model, tokenizer, config: ProfilerConfig, model_id: str | None = None,

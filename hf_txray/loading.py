@@ -362,6 +362,9 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
 
     from .provenance import DatasetSource, data_path_files, files_hash
 
+    if (revision is not None or config is not None) and not is_hub_id(dataset):
+        raise DatasetError(f"dataset_revision and dataset_config apply to Hub datasets only; {type(dataset).__name__} "
+                           f"{str(dataset)[:80]!r} is not a Hub id. Drop them, or pass the Hub id.")
     if not isinstance(dataset, (str, Path)):
         kind = "in-memory" if isinstance(dataset, (list, tuple)) or _is_text_sequence(dataset) else "object"
         return DatasetSource(kind, split=split)

@@ -92,6 +92,12 @@ def test_hub_ids_branch_and_tag_are_pinned_and_match_the_local_files(repos, hub)
     assert latest.meta.provenance["dataset"]["commit"] == repos.v2 and latest.meta.num_examples == len(TEXTS_V2)
     assert latest.meta.provenance["model"]["commit"] == repos.main
 
+    out = repos.folder / "cli"
+    assert cli_main(["analyze", repos.model, repos.dataset, "--revision", "dev", "--dataset-revision", "v1",
+                     "--features", "token", "--batch-size", "4", "--out", str(out)]) == 0
+    from_cli = hf_txray.Profile.from_pretrained(out)
+    assert numbers_equal(from_cli, profile) and from_cli.meta.provenance["dataset"]["commit"] == repos.v1
+
 
 def test_second_run_downloads_nothing_and_offline_runs_from_the_cache(repos, hub, monkeypatch):
     first = hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS)
@@ -165,6 +171,8 @@ def test_bad_revisions_fail_before_any_download(repos, hub):
         hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v9", **OPTIONS)
     with pytest.raises(DatasetError, match="Config 'nope' not found"):
         hf_txray.analyze(repos.model, repos.dataset, dataset_config="nope", **OPTIONS)
+    with pytest.raises(DatasetError, match="apply to Hub datasets only"):
+        hf_txray.analyze(repos.model, TEXTS_V1, dataset_revision="v1", **OPTIONS)
     assert hub.server.downloads(before) == []
 
 
