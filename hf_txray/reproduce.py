@@ -350,8 +350,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     options = dict(record["options"])
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that this hf_txray "
-                                   f"({__version__}) does not know: install the version that made it.")
+        raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that analyze() of this "
+                                   f"hf_txray ({__version__}) does not accept: install the version that made it.")
     runtime, data = record.get("runtime", {}), record["dataset"]
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
                   dataset_config=data.get("config"), split=data.get("split"), text_column=data.get("text_column"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import os
 
 import datasets
@@ -17,6 +18,7 @@ import pytest
 from huggingface_hub import constants
 
 import hf_txray
+import hf_txray.provenance
 from hf_txray import DatasetError, ModelError, ProfileFormatError, ReproducibilityError
 from hf_txray.cli import main as cli_main
 from hf_txray.reproduce import compare_numbers
@@ -197,6 +199,13 @@ def test_reproduce_pushed_results_repo_is_identical(repos, hub, tmp_path, capsys
     assert numbers_equal(hf_txray.Profile.from_pretrained(tmp_path / "again" / "pretrained"), profile)
 
 
+def test_every_profiler_option_is_recorded_and_passed_back_by_name():
+    # reproduce() reruns analyze(**recorded ProfilerConfig): every field must be an analyze() keyword of that name.
+    fields = {f.name for f in dataclasses.fields(hf_txray.ProfilerConfig)}
+    assert fields <= set(inspect.signature(hf_txray.analyze).parameters)
+    assert set(hf_txray.provenance.config_options(hf_txray.ProfilerConfig())) == fields
+
+
 def test_a_changed_profile_is_reported_different(tmp_path):
     model = str(save_tiny_model(tmp_path / "m"))
     profile = hf_txray.analyze(model, str(save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1})), **OPTIONS)
@@ -216,8 +225,11 @@ def test_a_changed_profile_is_reported_different(tmp_path):
 def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path):
     model = save_tiny_model(tmp_path / "m")
     data = save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1}) / "data" / "train.parquet"
-    profile = hf_txray.analyze(str(model), str(data), **OPTIONS)
+    options = dict(OPTIONS, top_k=2, layers=[1], max_length=8, max_examples_per_neuron=3)
+    profile = hf_txray.analyze(str(model), str(data), **options)
     record = profile.meta.provenance
+    assert {k: record["options"][k] for k in ("top_k", "layers", "max_length", "max_examples_per_neuron")} == {
+        "top_k": 2, "layers": [1], "max_length": 8, "max_examples_per_neuron": 3}
     assert record["model"]["kind"] == "local" and record["dataset"]["kind"] == "local"
     expected = hashlib.sha256(f"train.parquet\0{hashlib.sha256(data.read_bytes()).hexdigest()}\n".encode())
     assert record["dataset"]["content_hash"] == "sha256:" + expected.hexdigest()
