@@ -255,3 +255,22 @@ def build_record(model: ModelSource, dataset: DatasetSource, options: Mapping[st
     """The ``meta.provenance`` record."""
     return {"schema": PROVENANCE_SCHEMA, "model": model.to_dict(), "dataset": dataset.to_dict(),
             "options": dict(options), "runtime": jsonable(dict(runtime)), "versions": versions(spacy_model)}
+
+
+def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dataset_commit: str | None = None) -> str:
+    """A provenance record's sources in one line: model and dataset pinned (commit or content hash), device, dtype.
+
+    `model_commit` / `dataset_commit` replace the recorded commits (e.g. when a ref moved without changing files).
+    """
+    model, dataset = record["model"], record["dataset"]
+    model_commit = model_commit or model.get("commit")
+    digest = (model.get("content_hash") or "")[:19]
+    m = f"{model['id']} [{digest}]" if digest else f"{model['id']}@{(model_commit or '?')[:12]}"
+    if dataset["kind"] == "hub":
+        d = (f"{dataset['id']}@{(dataset_commit or dataset.get('commit') or '?')[:12]} (config "
+             f"{dataset.get('config')}, split {dataset.get('split')})")
+    else:
+        digest = (dataset.get("content_hash") or dataset.get("texts_hash") or "")[:19]
+        d = f"{dataset.get('id') or 'in-memory texts'} [{digest}]"
+    runtime = record.get("runtime", {})
+    return f"model {m}, dataset {d}, {dataset.get('num_texts')} texts, {runtime.get('device')}/{runtime.get('dtype')}"

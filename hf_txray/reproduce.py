@@ -309,19 +309,6 @@ def _corpus_counts(profile: Profile, ft: str) -> dict[str, int]:
 
 
 # ----- the public functions ----------------------------------------------------------------------------------------
-def _describe(record: dict[str, Any], model_commit: str | None, dataset_commit: str | None) -> str:
-    model, dataset = record["model"], record["dataset"]
-    digest = (model.get("content_hash") or "")[:19]
-    m = f"{model['id']}@{model_commit[:12]}" if model_commit else f"{model['id']} [{digest}]"
-    if dataset["kind"] == "hub":
-        d = (f"{dataset['id']}@{(dataset_commit or '')[:12]} (config {dataset.get('config')}, split "
-             f"{dataset.get('split')})")
-    else:
-        d = f"{dataset.get('id') or 'in-memory texts'} [{(dataset.get('content_hash') or dataset['texts_hash'])[:19]}]"
-    runtime = record.get("runtime", {})
-    return f"model {m}, dataset {d}, {dataset['num_texts']} texts, {runtime.get('device')}/{runtime.get('dtype')}"
-
-
 def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = None, device: Any = None,
                       token: str | bool | None = None, show_progress: bool = False) -> StageVerdict:
     """Recompute one profile from its ``meta.provenance`` and compare it with `profile`.
@@ -340,6 +327,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
             any weight is downloaded.
     """
     from .analyze import analyze
+    from .provenance import sources_text
 
     _check_stage(profile, dataset, device)
     record, notes = profile.meta.provenance, []
@@ -360,7 +348,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
                   model_kwargs=runtime.get("model_kwargs") or None, stage=profile.stage,
                   model_id=profile.meta.model_id, token=token, show_progress=show_progress, **options)
     identical, worst, diffs = compare_numbers(profile, new)
-    return StageVerdict(profile.stage, identical, worst, diffs, _describe(record, model_commit, dataset_commit),
+    return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),
                         notes, new)
 
 
