@@ -410,6 +410,8 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
         raise DatasetError(f"The Hub dataset {name!r} has several configs ({', '.join(configs)}): pass "
                            f"dataset_config=... to choose one. ({str(err).splitlines()[0][:200]})") from err
     data_files = dict(builder.config.data_files or {})
+    if not data_files:  # a builder that lists no files up front: load_dataset checks the split itself
+        return builder.config.name, split, []
     splits = [str(s) for s in data_files]
     if split is not None and split not in splits:
         raise DatasetError(f"Split {split!r} not found in config {builder.config.name!r} of the Hub dataset "
