@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -210,7 +211,7 @@ def _check_column_values(dataset, column: str) -> None:
 
 
 # ----- pinned sources (reproducibility): resolve every Hub ref to a commit before any work ---------------------
-_COMMIT_RE = __import__("re").compile(r"^[0-9a-f]{40}$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
 def is_hub_id(name: Any) -> bool:
