@@ -133,7 +133,10 @@ class Profiler:
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
         parameter = next(self.model.parameters(), None)
         runtime = {"device": str(self.device), "dtype": str(parameter.dtype).removeprefix("torch.") if parameter is
-                   not None else None, "model_class": type(self.model).__name__, **self.runtime}
+                   not None else None, "model_class": type(self.model).__name__,
+                   # eager and sdpa attention differ in the last bits: part of what must be reproduced
+                   "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
+                   **self.runtime}
         spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
 

@@ -341,11 +341,14 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
         raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that analyze() of this "
                                    f"hf_txray ({__version__}) does not accept: install the version that made it.")
     runtime, data = record.get("runtime", {}), record["dataset"]
+    model_kwargs = dict(runtime.get("model_kwargs") or {})
+    if runtime.get("attn_implementation") and isinstance(model_arg, (str, Path)):
+        model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
                   dataset_config=data.get("config"), split=data.get("split"), text_column=data.get("text_column"),
                   num_samples=data.get("num_samples"), device=device or runtime.get("device"),
                   dtype=runtime.get("dtype"), trust_remote_code=bool(runtime.get("trust_remote_code")),
-                  model_kwargs=runtime.get("model_kwargs") or None, stage=profile.stage,
+                  model_kwargs=model_kwargs or None, stage=profile.stage,
                   model_id=profile.meta.model_id, token=token, show_progress=show_progress, **options)
     identical, worst, diffs = compare_numbers(profile, new)
     return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),

@@ -365,3 +365,15 @@ def test_trainer_run_from_a_local_folder_reproduces_like_the_demo(tmp_path):
     assert hf_txray.reproduce(tmp_path / "export", stage=stages[-1]).verdict == "identical"
     with pytest.raises(ReproducibilityError, match="still training"):
         hf_txray.reproduce(tmp_path / "export")  # every stage is checked before the first run
+
+
+def test_attention_implementation_is_recorded_and_used_again(tmp_path):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(save_tiny_model(tmp_path / "m"), attn_implementation="eager")
+    profile = hf_txray.analyze(model, TEXTS_V1, tokenizer=bert_tokenizer(), **OPTIONS)
+    assert profile.meta.provenance["model"]["kind"] == "object"
+    assert profile.meta.provenance["runtime"]["attn_implementation"] == "eager"
+    result = _reproduce_one(profile, tmp_path, dataset=list(TEXTS_V1))
+    assert result.verdict == "identical"
+    assert result.stages[0].profile.meta.provenance["runtime"]["attn_implementation"] == "eager"
