@@ -169,7 +169,7 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
 
 
 def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[str]:
-    from .reproduce import missing_provenance
+    from .reproduce import is_embedded, missing_provenance
 
     rows = []
     for p in profiles.values():
@@ -179,7 +179,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
             rows.append({"stage": p.stage, "model": _model_link(p.meta.model_id), "dataset": p.meta.dataset_id or "–",
                          "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
             continue
-        in_memory = record["dataset"].get("kind") in ("in-memory", "object")
+        in_memory = record["dataset"].get("kind") in ("in-memory", "object") and not is_embedded(record)
         status = ("no: " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if in_memory else "yes")
         rows.append({"stage": p.stage, "model": _source_cell(record["model"], "model"),
                      "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],

@@ -154,7 +154,8 @@ def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
         raise ReproducibilityError(f"Stage {profile.stage!r} was made with hf_txray {made_with}, this is "
                                    f"{__version__}: another major version computes differently. Install hf_txray "
                                    f"=={made_with} to reproduce it.")
-    if record["dataset"]["kind"] in ("in-memory", "object") and dataset_override is None:
+    in_memory = record["dataset"]["kind"] in ("in-memory", "object") and not is_embedded(record)
+    if in_memory and dataset_override is None:
         raise ReproducibilityError(
             f"Stage {profile.stage!r} was profiled on texts passed in memory ({record['dataset']['num_texts']} texts, "
             f"{record['dataset']['texts_hash']}): they are nowhere to download. Pass them again with dataset=... "
@@ -232,10 +233,21 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
     return model["id"], _resolve_pinned("model", model, token, notes)
 
 
+def is_embedded(record: dict[str, Any]) -> bool:
+    """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (reloadable by name)."""
+    return record["dataset"]["kind"] == "object" and str(record["dataset"].get("id")).split("/")[0] in (
+        "penn_treebank", "bbc_news")
+
+
 def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:
     dataset = record["dataset"]
     if override is not None:
         return override, None
+    if is_embedded(record):
+        from .corpora import embedded_corpus
+
+        notes.append(f"texts reloaded from the embedded corpus {dataset['id']!r}")
+        return embedded_corpus(dataset["id"]), None
     if dataset["kind"] == "local":
         _check_local("dataset", dataset, dataset["id"], DatasetError)
         return dataset["id"], None

@@ -377,3 +377,13 @@ def test_attention_implementation_is_recorded_and_used_again(tmp_path):
     result = _reproduce_one(profile, tmp_path, dataset=list(TEXTS_V1))
     assert result.verdict == "identical"
     assert result.stages[0].profile.meta.provenance["runtime"]["attn_implementation"] == "eager"
+
+
+def test_embedded_corpus_is_reloaded_by_name(tmp_path):
+    from hf_txray import corpora
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    profile = hf_txray.analyze(model, corpora.penn_treebank("valid", num_samples=12), num_samples=12, **OPTIONS)
+    assert profile.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
+    result = _reproduce_one(profile, tmp_path)  # no dataset= needed
+    assert result.verdict == "identical" and "embedded corpus 'penn_treebank/valid'" in str(result)
