@@ -11,12 +11,12 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import shutil
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +26,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
 
 from .analyze import Profiler, ProfilerConfig
-from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
+from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, TXRayError
 from .features import BUILTIN_FEATURES
 from .loading import load_corpus, load_pinned_corpus, resolve_model_source
 from .profile import Profile
@@ -221,6 +221,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._plot_seconds = 0.0
         self._plots_stale = False
         self._profiler: Profiler | None = None
+        self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
 
     @classmethod
     def from_args(cls, args: TXRayArguments, probe_dataset: Any, **kwargs: Any) -> "TXRayCallback":
@@ -249,7 +250,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             return self._profiler
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
         self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
-        self._model_source = None  # described at the first snapshot (the model as it was loaded)
+        self._model_source = None  # a new model: described again at its first snapshot
         return self._profiler
 
     @property
@@ -639,7 +640,6 @@ class TXRayTrainer(Trainer):
                          commit_message=f"TX-Ray results: {commit_message or 'update'}")
         return result
 
-
     def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
         """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
         (taken at the current step), so that ``hf-txray reproduce`` can recompute it from the Hub."""
@@ -650,7 +650,11 @@ class TXRayTrainer(Trainer):
         if commit is None or last != f"step-{int(self.state.global_step)}":
             logger.info("TX-Ray: the pushed model is not the one of snapshot %s: not pinned for reproduce.", last)
             return
-        profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
+        try:
+            profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
+        except TXRayError as err:  # the results still go up, only without the pin
+            logger.warning("TX-Ray: could not record the pushed model in snapshot %s (%s): `hf-txray reproduce` "
+                           "will refuse it.", last, err)
 
 
 def model_card_section(callback: TXRayCallback) -> str:
