@@ -315,7 +315,7 @@ def test_trainer_push_to_hub_results_reproduce_the_final_snapshot(repos, hub, tm
     from hf_txray.trainer import TXRayTrainer
 
     repo = f"{hub.username}/tiny-cls"
-    args = build_args(tmp_path / "out", num_train_epochs=1, push_to_hub=True, hub_model_id=repo,
+    args = build_args(tmp_path / "out", max_steps=2, txray_steps=1, push_to_hub=True, hub_model_id=repo,
                       hub_strategy="end")
     trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
                            processing_class=bert_tokenizer(), txray_dataset=repos.dataset)
@@ -337,7 +337,7 @@ def test_trainer_push_to_hub_results_reproduce_the_final_snapshot(repos, hub, tm
 
 def test_trainer_run_from_a_local_folder_reproduces_like_the_demo(tmp_path):
     """The demo's path at tiny scale: a model loaded from a folder, a probe corpus in a parquet file, the last
-    snapshot pinned to the folder the trainer saved. Step 0 and the last step reproduce; step 5 is refused."""
+    snapshot pinned to the folder the trainer saved. Step 0 and the last step reproduce; step 1 is refused."""
     from transformers import AutoModelForSequenceClassification
 
     try:
@@ -349,7 +349,7 @@ def test_trainer_run_from_a_local_folder_reproduces_like_the_demo(tmp_path):
     base = save_tiny_model(tmp_path / "base")
     probe = save_parquet_dataset(tmp_path / "probe", {"train": TEXTS_V1}) / "data" / "train.parquet"
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
-    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "out", num_train_epochs=1),
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "out", max_steps=2, txray_steps=1),
                            train_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=str(probe))
     trainer.train()
     trainer.save_model()
