@@ -27,6 +27,7 @@ from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, W
 from .io_utils import atomic_dir, read_json, write_json
 from .loading import load_model, load_pinned_corpus, resolve_model_source
 from .profile import Profile, ProfileMeta
+from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
 from .version import __version__
 
@@ -46,8 +47,16 @@ class ProfilerConfig:
     max_examples_per_neuron: int = 10
     module_pattern: str | None = None
     spacy_model: str | None = None
+    stack: str | None = None
+    skip_first_positions: int | str = "auto"
+    max_positions: int | None = None
 
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
+        skip = self.skip_first_positions
+        if not (skip == "auto" or (isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0)):
+            raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
+        if self.max_positions is not None and (not isinstance(self.max_positions, int) or self.max_positions < 1):
+            raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
         if not isinstance(self.top_k, int) or self.top_k < 1:
             raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -56,6 +65,8 @@ class ProfilerConfig:
             raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
         if self.max_examples_per_neuron < 0:
             raise ConfigurationError("max_examples_per_neuron must be >= 0.")
+        if self.stack not in (None, "encoder", "decoder"):
+            raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
 
 
@@ -81,7 +92,9 @@ class Profiler:
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
         self.revision = revision
-        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern), config.layers)
+        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern, config.stack),
+                                               config.layers)
+        self.forward = StackForward(model, config.stack, self.sites)  # checks decoder inputs before any work
         widths = {s.width for s in self.sites}
         if len(widths) != 1:
             raise ConfigurationError(f"Hooked layers have different widths {sorted(widths)}: choose layers of one width.")
@@ -89,6 +102,8 @@ class Profiler:
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
         self.max_length = config.max_length or _model_max_length(model, tokenizer)
+        self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
+                                     else int(config.skip_first_positions))
         self.device = torch.device(device) if device is not None else _model_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
@@ -115,7 +130,9 @@ class Profiler:
             dataset_id=dataset_id, dataset_fingerprint=corpus._fingerprint,
             config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
                     "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
-                    "credit": "positive top-k winners", "batch_size": self.config.batch_size},
+                    "credit": "positive top-k winners", "batch_size": self.config.batch_size,
+                    "skip_first_positions": self.skip_first_positions, "max_positions": self.config.max_positions,
+                    **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             provenance=self.provenance(corpus, text_column),
         )
@@ -139,6 +156,16 @@ class Profiler:
                    **self.runtime}
         spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
+
+    def _architecture_meta(self) -> dict[str, Any]:
+        """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""
+        meta: dict[str, Any] = {"stack": self.forward.stack}
+        layouts = {(s.experts.num_routed, s.experts.num_shared, s.experts.width) for s in self.sites if s.experts}
+        if layouts:
+            routed, shared, width = layouts.pop() if len(layouts) == 1 else (None, None, None)
+            meta.update(num_experts=None if routed is None else routed + shared, num_shared_experts=shared,
+                        expert_width=width)
+        return meta
 
     # ----- the run --------------------------------------------------------------------------------------------
     def run(self, corpus, *, text_column: str, stage: str = "default", dataset_id: str | None = None,
@@ -170,6 +197,9 @@ class Profiler:
         from tqdm.auto import tqdm
 
         builder, vocabs = self._new_builder()
+        quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
+        if quota is not None and base is not None:
+            quota -= base.meta.num_positions
         fetch = lambda ids: dict(zip(ids.tolist(), shard.select(ids - offset)[text_column]))  # noqa: E731
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         was_training = self.model.training
@@ -179,7 +209,10 @@ class Profiler:
             batches_since_save = 0
             position = done
             for batch in shard.select(range(done, len(shard))).iter(batch_size=self.config.batch_size):
-                self._process(batch, offset + position, text_column, vocabs, builder, recorder)
+                if quota is not None and quota <= 0:
+                    break
+                credited = self._process(batch, offset + position, text_column, vocabs, builder, recorder, quota)
+                quota = None if quota is None else quota - credited
                 position += len(batch[text_column])
                 bar.update(len(batch[text_column]))
                 batches_since_save += 1
@@ -198,22 +231,54 @@ class Profiler:
         return result
 
     @torch.no_grad()
-    def _process(self, batch: dict[str, list], first_id: int, text_column: str, vocabs, builder, recorder) -> None:
+    def _process(self, batch: dict[str, list], first_id: int, text_column: str, vocabs, builder, recorder,
+                 quota: int | None = None) -> int:
+        """Credit one batch of texts; returns the number of positions credited."""
         texts = batch[text_column]
         annotations = batch if self.annotator is not None else None
         pb = build_batch(texts, first_id, self.tokenizer, self.max_length, self.feature_names, vocabs,
                          annotations, self.user_features)
+        if self.skip_first_positions:
+            pb = pb.select(pb.token_index >= self.skip_first_positions)
+        if quota is not None and pb.num_positions > quota:  # max_positions: cut inside the last batch, exactly
+            pb = pb.select(np.arange(pb.num_positions) < quota)
         if pb.num_positions == 0:
             builder.add([], [], pb, len(texts))
-            return
-        recorder.positions = pb.positions.to(self.device)
+            return 0
+        recorder.positions = self.forward.positions(pb.positions, pb.inputs["input_ids"].shape[1]).to(self.device)
         recorder.reset()
         recorder.enabled = True
         try:
-            self.model(**{k: v.to(self.device) for k, v in pb.inputs.items()})
+            self.forward({k: v.to(self.device) for k, v in pb.inputs.items()})
         finally:
             recorder.enabled = False
+        recorder.check_complete()
         builder.add(recorder.values, recorder.indices, pb, len(texts))
+        return pb.num_positions
+
+
+def default_skip_first_positions(model) -> int:
+    """1 for decoder-only (causal) language models, 0 otherwise (encoders, encoder-decoders).
+
+    Causal LMs put "massive activations" on the first position (Sun et al. 2024): measured on SmolLM2-135M, some
+    neurons take almost all their mass from position 0 (bench/RESULTS.md, "The first position"), so their
+    preferences describe the position, not the input. Encoders showed no such neuron (MiniLM).
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return 0
+    causal = kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return 1 if causal else 0
+
+
+def _rank_quota(max_positions: int | None, rank: int, world: int) -> int | None:
+    """This process's share of `max_positions` (split evenly over ranks, the remainder to the first ranks)."""
+    if max_positions is None:
+        return None
+    return max_positions // world + (rank < max_positions % world)
 
 
 def _combine(base: Profile | None, part: Profile) -> Profile:
@@ -235,7 +300,10 @@ def _model_max_length(model, tokenizer) -> int:
 
 def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
-             meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end]
+             meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
+             meta.config.get("skip_first_positions"), meta.config.get("max_positions")]
+    if meta.config.get("stack"):
+        parts.append(meta.config["stack"])  # appended only when set: keys of one-stack runs stay as they were
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -293,6 +361,9 @@ def analyze(
     resume: bool = False,
     show_progress: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    stack: str | None = None,
+    skip_first_positions: int | str = "auto",
+    max_positions: int | None = None,
     dataset_revision: str | None = None,
     dataset_config: str | None = None,
     token: str | bool | None = None,
@@ -320,6 +391,16 @@ def analyze(
         model_id (`str`, *optional*): the name recorded in the profile (defaults to the Hub id or path).
         checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
         resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting.
+        stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
+            ``"decoder"`` (teacher forcing on the text itself: decoder position j+1 is fed token j and credited with
+            its features). Recorded in ``meta.config["stack"]``; :func:`compare` refuses to mix stacks.
+        skip_first_positions (`int` or `"auto"`, *optional*, defaults to `"auto"`): credit nothing at the first N
+            positions of each input (token index < N, special tokens included in the index). ``"auto"`` is 1 for
+            decoder-only LMs, whose first position carries "massive activations" (measured on SmolLM2-135M:
+            bench/RESULTS.md), and 0 for encoders; recorded in ``meta.config``. A departure from the paper, whose
+            LSTM had no such effect.
+        max_positions (`int`, *optional*): stop after crediting exactly this many positions (the first ones in
+            corpus order; split evenly over processes), so two stages can be profiled at equal size.
         revision (`str`, *optional*): branch, tag or commit of a Hub model (default ``main``).
         dataset_revision (`str`, *optional*): branch, tag or commit of a Hub dataset (default ``main``).
         dataset_config (`str`, *optional*): the config of a Hub dataset with several.
@@ -343,7 +424,8 @@ def analyze(
     """
     config = ProfilerConfig(layers=layers, site=site, features=features, top_k=top_k, max_length=max_length,
                             batch_size=batch_size, max_examples_per_neuron=max_examples_per_neuron,
-                            module_pattern=module_pattern, spacy_model=spacy_model)
+                            module_pattern=module_pattern, spacy_model=spacy_model, stack=stack,
+                            skip_first_positions=skip_first_positions, max_positions=max_positions)
     config.validate()
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")

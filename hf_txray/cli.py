@@ -65,7 +65,18 @@ def _add_analyze(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
     p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    p.add_argument("--stack", choices=["encoder", "decoder"],
+                   help="Encoder-decoder models (T5, BART...): profile the encoder (default) or the decoder.")
+    p.add_argument("--skip-first-positions", type=_skip_positions, default="auto",
+                   help="Credit nothing at the first N positions of each text; 'auto' (default): 1 for decoder-only "
+                        "LMs (massive first-token activations), 0 for encoders.")
+    p.add_argument("--max-positions", type=int,
+                   help="Stop after crediting exactly N positions (profile two stages at equal size).")
     p.set_defaults(handler=_cmd_analyze)
+
+
+def _skip_positions(value: str) -> int | str:
+    return value if value == "auto" else int(value)
 
 
 def _cmd_analyze(args) -> int:
@@ -81,6 +92,7 @@ def _cmd_analyze(args) -> int:
         num_samples=args.num_samples, device=args.device, dtype=args.dtype, module_pattern=args.module_pattern,
         stage=args.stage, revision=args.revision, trust_remote_code=args.trust_remote_code,
         checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
+        stack=args.stack, skip_first_positions=args.skip_first_positions, max_positions=args.max_positions,
         dataset_revision=args.dataset_revision, dataset_config=args.dataset_config,
     )
     if process_info()[0] == 0:
@@ -97,6 +109,11 @@ def _add_compare(sub) -> None:
     p.add_argument("a", help="Profile folder of stage A.")
     p.add_argument("b", help="Profile folder of stage B.")
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
+    p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
+    p.add_argument("--num-resamples", type=int, default=1000, help="Null draws of the per-neuron test (0: no test).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the per-neuron test.")
+    p.add_argument("--min-count", type=int, default=20,
+                   help="Rank only neurons credited at least this often in both stages (default 20).")
     p.set_defaults(handler=_cmd_compare)
 
 
@@ -104,9 +121,10 @@ def _cmd_compare(args) -> int:
     from . import Profile, compare
     from .display import report_text
 
-    report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b))
+    report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
+                     num_resamples=args.num_resamples, seed=args.seed)
     report.save_pretrained(args.out)
-    print(report_text(report))
+    print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
     return 0
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accumulators import SparseSums, TopExamples, make_keys, reduce_by_key, split_keys
+from .accumulators import NoiseSums, PositionMass, SparseSums, TopExamples, make_keys, reduce_by_key, split_keys
 from .batching import PositionBatch
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
@@ -40,6 +40,7 @@ class ProfileBuilder:
         self.neuron_count = np.zeros(num_layers * num_neurons, dtype=np.int64)
         self.examples = TopExamples(num_layers * num_neurons, capacity)
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
+        self.noise = _NoiseState(vocabs, num_layers * num_neurons)
 
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
             num_examples: int) -> None:
@@ -65,6 +66,7 @@ class ProfileBuilder:
             fid = batch.feature_ids[ft][where]
             has = fid >= 0
             sums.add(*reduce_by_key(make_keys(rows[has], fid[has]), mass[has], np.ones(int(has.sum()), np.int64)))
+        self.noise.add(rows, mass, where, batch)
         self.examples.add(rows, mass, example_id=batch.example_id[where], token_index=batch.token_index[where],
                           char_start=batch.char_start[where], char_end=batch.char_end[where])
 
@@ -86,7 +88,9 @@ class ProfileBuilder:
             vocab = list(self.vocabs[ft].items)
             corpus = np.zeros(len(vocab), dtype=np.int64)
             corpus[: len(self.corpus_counts[ft])] = self.corpus_counts[ft]
-            out[ft] = FeatureTable(vocab, rows, fids, sums.mass.copy(), sums.count.copy(), corpus)
+            mass_odd, count_odd, mass_sq = self.noise.sums[ft].aligned(sums.keys)
+            out[ft] = FeatureTable(vocab, rows, fids, sums.mass.copy(), sums.count.copy(), corpus,
+                                   mass_odd, count_odd, mass_sq)
         return out
 
     def examples_frame(self, layers: Sequence[int], fetch_texts: Callable[[np.ndarray], dict[int, str]]) -> pd.DataFrame:
@@ -110,7 +114,28 @@ class ProfileBuilder:
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         shape = (self.num_layers, self.num_neurons)
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
-                       self.tables(), self.examples_frame(meta.layers, fetch_texts))
+                       self.tables(), self.examples_frame(meta.layers, fetch_texts),
+                       self.noise.neuron_count_odd.reshape(shape).copy(), self.noise.positions)
+
+
+class _NoiseState:
+    """The noise statistics of a profile under construction (split halves by example-id parity, squared masses,
+    mass by position index); kept apart from the credit rule itself."""
+
+    def __init__(self, vocabs: dict[str, Vocabulary], num_rows: int):
+        self.sums = {ft: NoiseSums() for ft in vocabs}
+        self.neuron_count_odd = np.zeros(num_rows, dtype=np.int64)
+        self.positions = PositionMass()
+
+    def add(self, rows: np.ndarray, mass: np.ndarray, where: np.ndarray, batch: PositionBatch) -> None:
+        """`rows`/`mass`: the credits; `where`: each credit's position in `batch`."""
+        odd = batch.example_id[where] % 2 == 1
+        self.neuron_count_odd += np.bincount(rows[odd], minlength=len(self.neuron_count_odd))
+        for ft, sums in self.sums.items():
+            fid = batch.feature_ids[ft][where]
+            has = fid >= 0
+            sums.add(make_keys(rows[has], fid[has]), mass[has], odd[has])
+        self.positions.add(rows, batch.token_index[where], mass)
 
 
 def _snippet(text: str, start: int, end: int) -> tuple[str, str, str]:
