@@ -20,12 +20,13 @@ import torch
 
 from .batching import build_batch
 from .credit import ProfileBuilder
-from .distributed import all_gather, default_device, process_info, shard_bounds
+from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError
 from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, WordAnnotator, annotate_dataset,
                        needs_words, parse_features)
 from .io_utils import atomic_dir, read_json, write_json
-from .loading import load_model, load_pinned_corpus, resolve_model_source
+from .lengths import resolve_max_length
+from .loading import load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
@@ -101,10 +102,10 @@ class Profiler:
         self.num_neurons = widths.pop()
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
-        self.max_length = config.max_length or _model_max_length(model, tokenizer)
+        self.max_length = resolve_max_length(model, tokenizer, config.max_length)
         self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
                                      else int(config.skip_first_positions))
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
         self._warned_truncation = False
@@ -174,7 +175,8 @@ class Profiler:
         """Profile `corpus` (a ``datasets.Dataset``) and return the same :class:`Profile` on every rank."""
         rank, world = process_info(cpu=self.device.type == "cpu")
         start, end = shard_bounds(len(corpus), rank, world)
-        shard = self.prepare(corpus.select(range(start, end)), text_column, show_progress and rank == 0)
+        # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
+        shard = self.prepare(_rows(corpus, start, end), text_column, show_progress and rank == 0)
         meta = self.meta(stage, corpus, dataset_id, text_column)
         state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, start, end)) if checkpoint_dir else None
         done, base = state.load() if (state and resume) else (0, None)
@@ -208,7 +210,7 @@ class Profiler:
         try:
             batches_since_save = 0
             position = done
-            for batch in shard.select(range(done, len(shard))).iter(batch_size=self.config.batch_size):
+            for batch in _rows(shard, done, len(shard)).iter(batch_size=self.config.batch_size):
                 if quota is not None and quota <= 0:
                     break
                 credited = self._process(batch, offset + position, text_column, vocabs, builder, recorder, quota)
@@ -285,17 +287,14 @@ def _combine(base: Profile | None, part: Profile) -> Profile:
     return part if base is None else base.merge(part)
 
 
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def _model_max_length(model, tokenizer) -> int:
-    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [int(v) for v in limits if isinstance(v, int) and 1 < v < 1_000_000]
-    return min(limits + [512])
+    """The default `max_length` (used by probing too): see :func:`hf_txray.lengths.resolve_max_length`."""
+    return resolve_max_length(model, tokenizer, None)
+
+
+def _rows(corpus, start: int, end: int):
+    """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
+    return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
 def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
@@ -364,6 +363,7 @@ def analyze(
     stack: str | None = None,
     skip_first_positions: int | str = "auto",
     max_positions: int | None = None,
+    device_map: Any = None,
     dataset_revision: str | None = None,
     dataset_config: str | None = None,
     token: str | bool | None = None,
@@ -401,6 +401,12 @@ def analyze(
             LSTM had no such effect.
         max_positions (`int`, *optional*): stop after crediting exactly this many positions (the first ones in
             corpus order; split evenly over processes), so two stages can be profiled at equal size.
+        model_kwargs (`dict`, *optional*): more keywords for ``AutoModel.from_pretrained`` (``gguf_file``,
+            ``offload_folder``, ``attn_implementation``...) when `model` is an id or a path.
+        device_map (`str` or `dict`, *optional*): load the model dispatched by Accelerate (``"auto"``, ``"cpu"``,
+            ``{"layers.1": "disk", ...}`` with ``model_kwargs={"offload_folder": ...}``). A dispatched model (also
+            one passed already loaded, with ``hf_device_map`` set) is never moved: inputs go to its embedding's
+            execution device and each layer's winners are reduced on the device it runs on. Excludes `device`.
         revision (`str`, *optional*): branch, tag or commit of a Hub model (default ``main``).
         dataset_revision (`str`, *optional*): branch, tag or commit of a Hub dataset (default ``main``).
         dataset_config (`str`, *optional*): the config of a Hub dataset with several.
@@ -427,6 +433,9 @@ def analyze(
                             module_pattern=module_pattern, spacy_model=spacy_model, stack=stack,
                             skip_first_positions=skip_first_positions, max_positions=max_positions)
     config.validate()
+    model_kwargs = _with_device_map(model, model_kwargs, device_map, device)
+    if isinstance(model, (str, Path)):
+        resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
@@ -444,11 +453,45 @@ def analyze(
 
     recorded_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "token"}  # never record a token
     runtime = {"trust_remote_code": trust_remote_code, "model_kwargs": jsonable(recorded_kwargs)}
-    if device is None and isinstance(model, (str, Path)):
-        device = default_device(process_info()[1])
-    if device is not None:
-        loaded = loaded.to(device)
+    loaded, device = _place(loaded, device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
     return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
                         checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)
+
+
+def _with_device_map(model: Any, model_kwargs: dict[str, Any] | None, device_map: Any, device: Any) -> dict[str, Any]:
+    """`model_kwargs` with `device_map` merged in, after checking that the two placements do not conflict."""
+    kwargs = dict(model_kwargs or {})
+    if device_map is None:
+        device_map = kwargs.get("device_map")
+    elif kwargs.get("device_map", device_map) != device_map:
+        raise ConfigurationError("device_map is given twice (argument and model_kwargs) with different values.")
+    if device_map is None:
+        return kwargs
+    if not isinstance(model, (str, Path)):
+        raise ConfigurationError(
+            "device_map applies when hf_txray loads the model (a Hub id or a path). A loaded model: load it with "
+            "from_pretrained(..., device_map=...) or accelerate.dispatch_model, then pass it as it is."
+        )
+    if device is not None:
+        raise ConfigurationError(
+            f"Pass device or device_map, not both: device_map={device_map!r} already places every module."
+        )
+    kwargs["device_map"] = device_map
+    return kwargs
+
+
+def _place(model: Any, device: Any, loaded_here: bool) -> tuple[Any, Any]:
+    """Move `model` to `device` (default: this process's accelerator, for a model loaded here), unless Accelerate
+    dispatched it: then its hooks place weights and activations, and ``.to()`` would fail or undo the offload."""
+    if is_dispatched(model):
+        if device is not None:
+            raise ConfigurationError(
+                f"The model is dispatched by Accelerate (hf_device_map={model.hf_device_map}) and cannot be moved to "
+                f"{device}: leave device unset, inputs go to the device of its input embedding."
+            )
+        return model, None
+    if device is None and loaded_here:
+        device = default_device(process_info()[1])
+    return (model.to(device) if device is not None else model), device

@@ -444,7 +444,9 @@ class WinnerRecorder:
         else:
             values, indices = flat.topk(self.top_k, dim=-1)
         if self.positions is not None:
-            values, indices = values.index_select(0, self.positions), indices.index_select(0, self.positions)
+            # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
+            positions = self.positions.to(values.device)
+            values, indices = values.index_select(0, positions), indices.index_select(0, positions)
         self._store(slot, values, indices)
 
     def check_complete(self) -> None:

@@ -28,7 +28,7 @@ from transformers.trainer_callback import ExportableState, TrainerControl, Train
 from .analyze import Profiler, ProfilerConfig
 from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, TXRayError
 from .features import BUILTIN_FEATURES
-from .loading import load_corpus, load_pinned_corpus, resolve_model_source
+from .loading import check_fast_tokenizer, load_corpus, load_pinned_corpus, resolve_model_source
 from .profile import Profile
 from .report import TransferReport, compare
 from .sites import SITES
@@ -737,9 +737,7 @@ def _text_tokenizer(processing_class: Any) -> Any:
     if tokenizer is None:
         raise ConfigurationError("TX-Ray needs the model's tokenizer: pass processing_class=tokenizer to the Trainer "
                                  "(or tokenizer=... to TXRayCallback).")
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelError(f"{type(tokenizer).__name__} is not a fast tokenizer: TX-Ray needs character offsets. "
-                         "Load it with AutoTokenizer.from_pretrained(..., use_fast=True).")
+    check_fast_tokenizer(tokenizer)
     return tokenizer
 
 
@@ -757,10 +755,9 @@ def _unwrap(model: Any) -> Any:
 
 
 def _device_of(model: Any) -> Any:
-    import torch
+    from .distributed import input_device
 
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    return input_device(model)  # the embedding's execution device: right for dispatched/offloaded models too
 
 
 def _missing(value: Any) -> bool:
