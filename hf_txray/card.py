@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .architectures import format_neuron
 from .export import CONFIGS, DEFAULT_CONFIG, missing_profiles
 from .plots import default_feature_type
 from .profile import Profile
@@ -211,7 +212,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
             "## Summary", "",
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
             f"- **Neurons**: {m.site} site, {len(m.layers)} layers × {m.num_neurons} neurons; features: "
-            f"{', '.join(m.feature_types)}",
+            f"{', '.join(m.feature_types)}{_architecture_note(m)}",
             *[_headline(r) for r in reports.values()], ""]
     for name, absent in missing_profiles(profiles, reports).items():
         body += [f"> **Note**: report `{name}` compares stage(s) {', '.join(f'`{s}`' for s in absent)} whose "
@@ -224,3 +225,14 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     body += _loading_section(repo_id or "<repo_id>", row_counts)
     body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def _architecture_note(meta) -> str:
+    """The profiled stack of an encoder-decoder and the (expert, unit) numbering of mixture-of-experts layers."""
+    config = getattr(meta, "config", None) or {}
+    note = f"; {config['stack']} stack" if config.get("stack") else ""
+    width = config.get("expert_width")
+    if width:
+        note += (f"; mixture of experts: {config.get('num_experts')} experts × {width} units (neuron n is unit "
+                 f"n mod {width} of expert n // {width}, e.g. {format_neuron(width + 1, width)})")
+    return note

@@ -51,8 +51,9 @@ class ProfileBuilder:
         self._count_corpus(batch)
         if batch.num_positions == 0:
             return
-        vals = torch.stack([v.float() for v in values]).cpu().numpy().astype(np.float64)  # (L, P, k)
-        idx = torch.stack(list(indices)).cpu().numpy().astype(np.int64)
+        device = values[0].device  # layers of a dispatched model may sit on several devices
+        vals = torch.stack([v.float().to(device) for v in values]).cpu().numpy().astype(np.float64)  # (L, P, k)
+        idx = torch.stack([i.to(device) for i in indices]).cpu().numpy().astype(np.int64)
         self.num_positions += batch.num_positions
         self.num_uncredited += int((vals.max(axis=2) <= 0).sum())
         layer_offset = (np.arange(self.num_layers, dtype=np.int64) * self.num_neurons)[:, None, None]

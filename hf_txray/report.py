@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, significance
-from .errors import ConfigurationError
+from .errors import ConfigurationError, IncompatibleProfilesError
 from .io_utils import atomic_dir, write_json
 from .profile import FeatureTable, Profile, _read_header, merged_vocab
 from .version import __version__
@@ -374,6 +374,16 @@ class TransferReport:
         return cls(meta, read("neurons.parquet"), read("layers.parquet"), read("mass_share.parquet"))
 
 
+def _check_same_stack(a: Profile, b: Profile) -> None:
+    """The encoder's and the decoder's neurons of an encoder-decoder are different neurons with the same numbers."""
+    stack_a, stack_b = a.meta.config.get("stack"), b.meta.config.get("stack")
+    if stack_a != stack_b:
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: one profiles the {stack_a or 'only'} stack, the other "
+            f"the {stack_b or 'only'} stack. Profile both with the same stack=."
+        )
+
+
 def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 1000, seed: int = 0) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
 
@@ -393,7 +403,8 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
         :class:`TransferReport`.
 
     Raises:
-        IncompatibleProfilesError: when site, layers, neuron counts or feature types differ.
+        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts or
+            feature types differ.
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative.
 
     Example:
@@ -404,6 +415,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
         ```
     """
     a.check_compatible(b, "compare")
+    _check_same_stack(a, b)
     if not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be in (0, 1), got {alpha!r}.")
     if not isinstance(num_resamples, int) or num_resamples < 0:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .architectures import format_neuron
 from .errors import ConfigurationError, ProfileFormatError, TXRayError
 from .report import DEFAULT_MIN_COUNT, STATUSES
 
@@ -115,6 +116,11 @@ class ResultsView:
     @property
     def feature_types(self) -> list[str]:
         return list(self._first_meta().feature_types)
+
+    @property
+    def expert_width(self) -> int | None:
+        """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
+        return getattr(self._first_meta(), "config", {}).get("expert_width")
 
     # ----- lookups ---------------------------------------------------------------------------------------------
     def profile(self, stage: str) -> "Profile":
@@ -533,7 +539,7 @@ def distribution_chart(view: ResultsView, layer: int, neuron: int, stage_a: str,
         panels.append({"data": {"values": [{"text": "no profile for these stages"}]}, "mark": "text",
                        "encoding": {"text": {"field": "text"}}})
     return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-            "title": f"Layer {int(layer)}, neuron {int(neuron)}", "hconcat": panels,
+            "title": f"Layer {int(layer)}, neuron {format_neuron(neuron, view.expert_width)}", "hconcat": panels,
             "resolve": {"scale": {"y": "independent"}}}
 
 
