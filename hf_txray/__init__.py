@@ -60,3 +60,8 @@ __all__ += [
     "probe_neurons", "ProbingResult", "LabeledCorpus", "read_conllu", "Activations", "extract_activations",
     "crosscheck", "ablate", "ablation_curve", "AblationCurve", "neuron_attributions",
 ]
+
+# Neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card.
+from .output_effects import output_effects, output_effects_table  # noqa: E402
+
+__all__ += ["output_effects", "output_effects_table"]
