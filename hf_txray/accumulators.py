@@ -142,3 +142,43 @@ class TopExamples:
         out = {"row": rows.astype(np.int64), "rank": ranks.astype(np.int64), "activation": self.activation[valid]}
         out.update({k: self.data[k][valid] for k in self.FIELDS})
         return out
+
+
+# Credited activations of MLP neurons range from ~0.01 (weak winners) to ~3000 (massive activations on the first
+# token of causal LMs): log-spaced bins cover that range with the same relative resolution everywhere.
+HISTOGRAM = {"low": 1e-3, "high": 1e4, "bins_per_decade": 8}
+
+
+def histogram_edges(low: float = 1e-3, high: float = 1e4, bins_per_decade: int = 8) -> np.ndarray:
+    """Log-spaced bin edges from `low` to `high`; values below `low` and from `high` up get a bin of their own."""
+    decades = np.log10(high) - np.log10(low)
+    return np.logspace(np.log10(low), np.log10(high), int(round(decades * bins_per_decade)) + 1)
+
+
+class ActivationHistogram:
+    """Per neuron row, how many credited activations fell in each fixed bin (exact under merge: counts add).
+
+    Bin 0 holds values below ``edges[0]``, bin ``i`` holds ``edges[i-1] <= v < edges[i]``, the last bin values
+    ``>= edges[-1]``; shape ``(num_rows, len(edges) + 1)``.
+    """
+
+    def __init__(self, num_rows: int, edges: np.ndarray):
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.counts = np.zeros((num_rows, len(self.edges) + 1), dtype=np.int64)
+
+    @property
+    def num_bins(self) -> int:
+        return self.counts.shape[1]
+
+    def add(self, rows: np.ndarray, values: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        bins = np.searchsorted(self.edges, values, side="right")
+        keys, n = np.unique(rows.astype(np.int64) * self.num_bins + bins, return_counts=True)
+        self.counts.reshape(-1)[keys] += n  # a view: touches only the bins hit by this batch
+
+    def merge(self, other: "ActivationHistogram") -> "ActivationHistogram":
+        if not np.array_equal(self.edges, other.edges):
+            raise ValueError("Histograms with different bin edges cannot be merged exactly.")
+        self.counts += other.counts
+        return self

@@ -266,6 +266,8 @@ def analyze(
     resume: bool = False,
     show_progress: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    output_effects: bool = False,
+    output_effects_k: int = 20,
 ) -> Profile:
     """Profile which inputs make each neuron the most active unit (TX-Ray).
 
@@ -290,6 +292,9 @@ def analyze(
         model_id (`str`, *optional*): the name recorded in the profile (defaults to the Hub id or path).
         checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
         resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting.
+        output_effects (`bool`, *optional*, defaults to `False`): also store each neuron's top promoted and
+            suppressed vocabulary tokens (:func:`hf_txray.output_effects_table`, `output_effects_k` per direction) in
+            the profile. A model given by name is then loaded with its LM head; one without an LM head is refused.
 
     Returns:
         :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
@@ -310,12 +315,28 @@ def analyze(
     corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split, num_samples=num_samples)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
+    if output_effects and isinstance(model, (str, Path)):
+        from .output_effects import load_lm_model
+
+        model_id = model_id or str(model)
+        model = load_lm_model(str(model), revision=revision, dtype=dtype, trust_remote_code=trust_remote_code,
+                              model_kwargs=model_kwargs)
     loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,
                                                  trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
     if device is None and isinstance(model, (str, Path)):
         device = default_device(process_info()[1])
     if device is not None:
         loaded = loaded.to(device)
+    if output_effects:
+        from .output_effects import check_output_effects
+
+        check_output_effects(loaded, site, module_pattern, output_effects_k)
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device)
-    return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
-                        checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)
+    profile = profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id,
+                           checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                           show_progress=show_progress)
+    if output_effects:
+        from .output_effects import output_effects_table
+
+        profile.output_effects = output_effects_table(loaded, profile.layers, output_effects_k, tok)
+    return profile

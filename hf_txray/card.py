@@ -23,6 +23,9 @@ CONFIG_ROWS = {
                      "with probabilities; top activating examples (snippet, highlighted span, activation)"),
     "distributions": ("stage, layer, neuron, feature type, feature", "credited mass, count and probability: the "
                       "full preference distributions"),
+    "neuron_outputs": ("stage, layer, neuron, direction, rank", "the vocabulary tokens the neuron promotes and "
+                       "suppresses: its down-projection column through the final norm's scale and the unembedding "
+                       "(Geva et al., EMNLP 2022), with the logit per unit of activation"),
     "transfer_reports": ("report, layer, neuron", "status (shared/lost/gained/dead), Hellinger distance and length, "
                          "lengths and length shift per feature type, mass and mass shift"),
     "summary": ("report and kind", "`model` and `layer` aggregates (status shares, mean/median Hellinger, mean "

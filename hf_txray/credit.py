@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accumulators import SparseSums, TopExamples, make_keys, reduce_by_key, split_keys
+from .accumulators import (HISTOGRAM, ActivationHistogram, SparseSums, TopExamples, histogram_edges, make_keys,
+                           reduce_by_key, split_keys)
 from .batching import PositionBatch
 from .features import Vocabulary
-from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
+from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples, position_table_from_arrays
 
 CONTEXT_CHARS = 60
 
@@ -39,6 +40,9 @@ class ProfileBuilder:
         self.neuron_mass = np.zeros(num_layers * num_neurons, dtype=np.float64)
         self.neuron_count = np.zeros(num_layers * num_neurons, dtype=np.int64)
         self.examples = TopExamples(num_layers * num_neurons, capacity)
+        self.histogram = ActivationHistogram(num_layers * num_neurons, histogram_edges(**HISTOGRAM))
+        self.position_sums = SparseSums()  # (row, token index) -> mass, count: the first-position effect
+        self.position_corpus = np.zeros(0, dtype=np.int64)  # creditable positions per token index
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
 
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
@@ -48,6 +52,7 @@ class ProfileBuilder:
         self.num_truncated += batch.num_truncated
         self.num_empty += batch.num_empty
         self._count_corpus(batch)
+        self._count_positions(batch)
         if batch.num_positions == 0:
             return
         vals = torch.stack([v.float() for v in values]).cpu().numpy().astype(np.float64)  # (L, P, k)
@@ -67,6 +72,28 @@ class ProfileBuilder:
             sums.add(*reduce_by_key(make_keys(rows[has], fid[has]), mass[has], np.ones(int(has.sum()), np.int64)))
         self.examples.add(rows, mass, example_id=batch.example_id[where], token_index=batch.token_index[where],
                           char_start=batch.char_start[where], char_end=batch.char_end[where])
+        self._add_distributions(rows, mass, batch.token_index[where])
+
+    def _add_distributions(self, rows: np.ndarray, mass: np.ndarray, token_index: np.ndarray) -> None:
+        """Streaming per-neuron distributions of the credited values: activation histogram, mass per position."""
+        self.histogram.add(rows, mass)
+        self.position_sums.add(*reduce_by_key(make_keys(rows, token_index), mass, np.ones(len(rows), np.int64)))
+
+    def _count_positions(self, batch: PositionBatch) -> None:
+        counts = np.bincount(batch.token_index, minlength=len(self.position_corpus)) if batch.num_positions else []
+        if len(counts) > len(self.position_corpus):
+            self.position_corpus = np.concatenate([self.position_corpus,
+                                                   np.zeros(len(counts) - len(self.position_corpus), np.int64)])
+        self.position_corpus[: len(counts)] += np.asarray(counts, dtype=np.int64)
+
+    def position_table(self) -> FeatureTable:
+        """Credited mass and count per (neuron row, token index); the vocabulary is the indices as strings."""
+        sums = self.position_sums.compact()
+        rows, index = split_keys(sums.keys)
+        size = max(len(self.position_corpus), int(index.max()) + 1 if len(index) else 0)
+        corpus = np.zeros(size, dtype=np.int64)
+        corpus[: len(self.position_corpus)] = self.position_corpus
+        return position_table_from_arrays(rows, index, sums.mass.copy(), sums.count.copy(), corpus)
 
     def _count_corpus(self, batch: PositionBatch) -> None:
         for ft, fid in batch.feature_ids.items():
@@ -109,8 +136,11 @@ class ProfileBuilder:
         meta.num_examples, meta.num_positions = self.num_examples, self.num_positions
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         shape = (self.num_layers, self.num_neurons)
+        meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
-                       self.tables(), self.examples_frame(meta.layers, fetch_texts))
+                       self.tables(), self.examples_frame(meta.layers, fetch_texts),
+                       activation_histogram=self.histogram.counts.reshape(*shape, -1).copy(),
+                       position_table=self.position_table())
 
 
 def _snippet(text: str, start: int, end: int) -> tuple[str, str, str]:

@@ -6,6 +6,8 @@ README YAML ``configs:``, so ``datasets.load_dataset(folder_or_repo, config)`` a
 - ``neuron_cards`` (default), one row per (stage, layer, neuron): status, mass, count; per feature type length,
   entropy and top features (list of structs); top activating examples (snippet, highlighted span, activation).
 - ``distributions``, one row per (stage, layer, neuron, feature type, feature): mass, count, probability.
+- ``neuron_outputs``, one row per (stage, layer, neuron, direction, rank): the vocabulary tokens a neuron promotes
+  and suppresses through the unembedding (profiles made with ``analyze(..., output_effects=True)``).
 - ``transfer_reports``, one row per (report, layer, neuron): every per-neuron field of :class:`TransferReport`.
 - ``summary``, rows of ``kind`` ``model`` (whole model) and ``layer`` (per layer) aggregates of each report, and
   ``mass_share`` rows (tag mass share in A and B vs corpus frequency).
@@ -35,13 +37,14 @@ from . import metrics
 from .accumulators import _rank_within_groups
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
-from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
+from .profile import (EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples,
+                      position_table_from_arrays)
 from .report import ReportMeta, TransferReport
 from .version import __version__
 
 logger = logging.getLogger("hf_txray")
 
-CONFIGS = ("neuron_cards", "distributions", "transfer_reports", "summary", "meta")
+CONFIGS = ("neuron_cards", "distributions", "neuron_outputs", "transfer_reports", "summary", "meta")
 DEFAULT_CONFIG = "neuron_cards"
 PLOTS_DIR = "plots"
 OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; everything else is left alone
@@ -58,6 +61,12 @@ EXAMPLE_STRUCT = pa.struct([
     ("rank", pa.int64()), ("activation", pa.float64()), ("snippet", pa.string()), ("span_start", pa.int64()),
     ("span_end", pa.int64()), ("token", pa.string()), ("example_id", pa.int64()), ("token_index", pa.int64()),
     ("char_start", pa.int64()), ("char_end", pa.int64()),
+])  # fmt: skip
+POSITION_STRUCT = pa.struct([("position", pa.int64()), ("mass", pa.float64()), ("count", pa.int64())])
+POSITIONS_VOCAB = "__positions__"  # the meta row's vocabularies entry holding creditable positions per token index
+OUTPUTS_SCHEMA = pa.schema([
+    ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("direction", pa.string()),
+    ("rank", pa.int64()), ("token_id", pa.int64()), ("token", pa.string()), ("logit", pa.float64()),
 ])  # fmt: skip
 VOCAB_STRUCT = pa.struct([("feature_type", pa.string()), ("features", pa.list_(pa.string())),
                           ("corpus_counts", pa.list_(pa.int64()))])
@@ -203,7 +212,61 @@ def neuron_cards_table(profile: Profile) -> pa.Table:
         columns[f"entropy_{ft}"] = stats[f"entropy_{ft}"].to_numpy()
         columns[f"top_{ft}"] = _top_features_column(profile, ft)
     columns["top_examples"] = _examples_column(profile)
+    columns.update(_neuron_page_columns(profile))
     return pa.table(columns)
+
+
+def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
+    """Win rate, first-position share, activation histogram, mass per position, output tokens, summary sentence
+    (each only when the profile has what it is computed from)."""
+    from .summary import neuron_summary
+
+    columns: dict[str, Any] = {"win_rate": profile.win_rate().reshape(-1)}
+    if profile.position_table is not None:
+        stats = profile.position_stats()
+        columns["top_position"] = stats["top_position"].to_numpy()
+        columns["top_position_share"] = stats["top_position_share"].to_numpy()
+        t = profile.position_table
+        values = pa.StructArray.from_arrays([pa.array(t.feature_ids, pa.int64()), pa.array(t.mass, pa.float64()),
+                                             pa.array(t.count, pa.int64())], fields=list(POSITION_STRUCT))
+        columns["position_mass"] = _list_column(t.rows, profile.num_rows, values)
+    if profile.activation_histogram is not None:
+        counts = profile.activation_histogram.reshape(profile.num_rows, -1)
+        offsets = np.arange(profile.num_rows + 1, dtype=np.int32) * counts.shape[1]
+        columns["activation_histogram"] = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                                                   pa.array(counts.reshape(-1), pa.int64()))
+    if profile.output_effects is not None:
+        for direction in ("promoted", "suppressed"):
+            columns[direction] = _output_tokens_column(profile, direction)
+    cards = pa.table(columns).to_pylist()
+    stats = profile.neuron_stats()
+    for ft in profile.feature_types:  # the summary reads the same top-feature lists the card holds
+        tops = _top_features_column(profile, ft).to_pylist()
+        for card, top in zip(cards, tops):
+            card[f"top_{ft}"] = top
+    for card, count in zip(cards, stats["count"].to_numpy()):
+        card["count"] = int(count)
+    columns["summary"] = pa.array([neuron_summary(card) for card in cards], pa.string())
+    return columns
+
+
+def _output_tokens_column(profile: Profile, direction: str) -> pa.ListArray:
+    effects = profile.output_effects
+    part = effects[effects["direction"] == direction]
+    rows = _row_index(profile.layers, part["layer"].to_numpy(), part["neuron"].to_numpy(), profile.num_neurons)
+    order = np.lexsort((part["rank"].to_numpy(), rows))
+    tokens = pa.array(part["token"].astype(str).to_numpy()[order].tolist(), pa.string())
+    return _list_column(rows[order], profile.num_rows, tokens)
+
+
+def neuron_outputs_table(profile: Profile) -> pa.Table | None:
+    """The profile's output effects keyed by stage (None when it has none)."""
+    if profile.output_effects is None:
+        return None
+    frame = profile.output_effects.copy()
+    frame.insert(0, "stage", profile.stage)
+    frame["token"] = frame["token"].astype(str)
+    return pa.Table.from_pandas(frame, schema=OUTPUTS_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
 def distributions_table(profile: Profile) -> pa.Table:
@@ -217,6 +280,10 @@ def _profile_meta_row(profile: Profile) -> dict[str, Any]:
     m = profile.meta
     vocabularies = [{"feature_type": ft, "features": list(t.vocab), "corpus_counts": t.corpus_count.tolist()}
                     for ft, t in profile.tables.items()]
+    if profile.position_table is not None:
+        t = profile.position_table
+        vocabularies.append({"feature_type": POSITIONS_VOCAB, "features": list(t.vocab),
+                             "corpus_counts": t.corpus_count.tolist()})
     return {
         "kind": "profile", "name": m.stage, "model_id": m.model_id, "revision": m.revision, "site": m.site,
         "layers": list(m.layers), "num_neurons": m.num_neurons, "feature_types": list(m.feature_types),
@@ -289,6 +356,7 @@ def build_tables(profiles: Mapping[str, Profile], reports: Mapping[str, Transfer
     parts: dict[str, list[pa.Table]] = {
         "neuron_cards": [neuron_cards_table(p) for p in profiles.values()],
         "distributions": [distributions_table(p) for p in profiles.values()],
+        "neuron_outputs": [t for t in (neuron_outputs_table(p) for p in profiles.values()) if t is not None],
         "transfer_reports": [transfer_table(r) for r in reports.values()],
         "summary": [summary_table(r) for r in reports.values()],
         "meta": [pa.Table.from_pylist(meta, schema=META_SCHEMA)],
@@ -443,7 +511,7 @@ def _examples(cards: pa.Table) -> pd.DataFrame:
     return frame.sort_values(["layer", "neuron", "rank"], kind="stable")[EXAMPLE_COLUMNS].reset_index(drop=True)
 
 
-def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table) -> Profile:
+def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.Table | None = None) -> Profile:
     meta = ProfileMeta.from_dict(json.loads(row["metadata"]))
     cards, dist = _where(cards, stage=meta.stage), _where(dist, stage=meta.stage)
     num_rows = len(meta.layers) * meta.num_neurons
@@ -456,7 +524,38 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table) -> Profile:
     vocabularies = _vocabularies(row)
     tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft]) for ft in meta.feature_types}
     shape = (len(meta.layers), meta.num_neurons)
-    return Profile(meta, mass.reshape(shape), count.reshape(shape), tables, _examples(cards))
+    return Profile(meta, mass.reshape(shape), count.reshape(shape), tables, _examples(cards),
+                   **_neuron_pages(cards, rows, meta, vocabularies, outputs))
+
+
+def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: ProfileMeta, vocabularies: dict[str, Any],
+                  outputs: pa.Table | None) -> dict[str, Any]:
+    """Histogram, position table and output effects of one stage, from its neuron_cards rows (in `rows` order)."""
+    num_rows = len(meta.layers) * meta.num_neurons
+    out: dict[str, Any] = {}
+    names = cards.column_names
+    if "activation_histogram" in names and cards["activation_histogram"].null_count == 0 and cards.num_rows:
+        column = cards["activation_histogram"].combine_chunks()
+        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
+        counts = np.zeros((num_rows, len(flat) // cards.num_rows), dtype=np.int64)
+        counts[rows] = flat.reshape(cards.num_rows, -1)
+        out["activation_histogram"] = counts.reshape(len(meta.layers), meta.num_neurons, -1)
+    if "position_mass" in names and POSITIONS_VOCAB in vocabularies and cards["position_mass"].null_count == 0:
+        column = cards["position_mass"].combine_chunks()
+        parents = pc.list_parent_indices(column).to_numpy()
+        flat = pc.list_flatten(column)
+        get = lambda name: flat.field(name).to_numpy(zero_copy_only=False)  # noqa: E731
+        position_rows = rows[parents] if len(parents) else np.zeros(0, np.int64)
+        order = np.lexsort((get("position"), position_rows)) if len(parents) else np.zeros(0, np.int64)
+        out["position_table"] = position_table_from_arrays(
+            position_rows[order], get("position")[order], get("mass")[order], get("count")[order],
+            vocabularies[POSITIONS_VOCAB][1])
+    stage_outputs = _where(outputs, stage=meta.stage) if outputs is not None else None
+    if stage_outputs is not None and stage_outputs.num_rows:
+        from .output_effects import normalize_output_effects
+
+        out["output_effects"] = normalize_output_effects(stage_outputs.to_pandas())
+    return out
 
 
 def _frame(table: pa.Table | None, schema: list[list[str]]) -> pd.DataFrame:
@@ -497,7 +596,8 @@ def read_folder(directory: str | Path) -> tuple[dict[str, Profile], dict[str, Tr
         cards, dist = _read_config(directory, "neuron_cards"), _read_config(directory, "distributions")
         if cards is None or dist is None:
             raise ProfileFormatError(f"{directory} lists profiles but lacks neuron_cards/ or distributions/.")
-        profiles = {r["name"]: _profile(r, cards, dist) for r in rows if r["kind"] == "profile"}
+        outputs = _read_config(directory, "neuron_outputs")
+        profiles = {r["name"]: _profile(r, cards, dist, outputs) for r in rows if r["kind"] == "profile"}
     if any(r["kind"] == "report" for r in rows):
         transfer, summary = _read_config(directory, "transfer_reports"), _read_config(directory, "summary")
         reports = {r["name"]: _report(r, transfer, summary) for r in rows if r["kind"] == "report"}

@@ -268,8 +268,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     if not frames:
         return empty_output_effects()
     frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values(["layer", "neuron", "direction", "rank"], kind="stable")[OUTPUT_COLUMNS] \
-        .reset_index(drop=True)
+    return normalize_output_effects(frame.sort_values(["layer", "neuron", "direction", "rank"], kind="stable"))
 
 
 def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, tokenizer: Any = None) -> pd.DataFrame:
@@ -300,11 +299,7 @@ def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, token
 
 
 def empty_output_effects() -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype="int64") for c in OUTPUT_COLUMNS})
-    frame["logit"] = frame["logit"].astype("float64")
-    for column in ("direction", "token"):
-        frame[column] = frame[column].astype(object)
-    return frame
+    return normalize_output_effects(pd.DataFrame({c: [] for c in OUTPUT_COLUMNS}))
 
 
 def neuron_tokens(frame: pd.DataFrame | None, layer: int, neuron: int, direction: str) -> list[str]:
@@ -313,3 +308,49 @@ def neuron_tokens(frame: pd.DataFrame | None, layer: int, neuron: int, direction
         return []
     rows = frame[(frame["layer"] == layer) & (frame["neuron"] == neuron) & (frame["direction"] == direction)]
     return rows.sort_values("rank")["token"].astype(str).tolist()
+
+
+def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
+                  model_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """`model_id` with its LM head: ``AutoModelForCausalLM``, else ``AutoModelForMaskedLM``.
+
+    Raises:
+        ModelError: neither class loads the model (e.g. a sentence encoder saved without its MLM head).
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    kwargs = dict(model_kwargs or {})
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    errors = []
+    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
+        try:
+            return auto.from_pretrained(str(model_id), revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+        except (OSError, ValueError) as err:
+            errors.append(f"{auto.__name__}: {str(err).splitlines()[0][:160]}")
+    raise ModelError(f"output_effects=True needs {model_id!r} with an LM head, but it loads as neither a causal LM nor "
+                     f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has one.")
+
+
+def check_output_effects(model: nn.Module, site: str, module_pattern: str | None = None, k: int = 20) -> None:
+    """Refuse before profiling when output effects cannot be computed (wrong site or k, custom sites, no LM head)."""
+    if not isinstance(k, int) or k < 1:
+        raise ConfigurationError(f"output_effects_k must be an int >= 1, got {k!r}.")
+    if module_pattern:
+        raise ConfigurationError("output_effects=True numbers layers as the model's blocks; with module_pattern the "
+                                 "layers are the matched modules instead. Drop one of the two.")
+    if site != "mlp":
+        raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
+                                 "has no such column. Use site='mlp' or output_effects=False.")
+    readout(model)
+
+
+def normalize_output_effects(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with :data:`OUTPUT_COLUMNS` in order and fixed dtypes (strings as ``object``), so tables read
+    back from parquet compare equal to computed ones."""
+    frame = frame[OUTPUT_COLUMNS].reset_index(drop=True)
+    types = {"layer": "int64", "neuron": "int64", "rank": "int64", "token_id": "int64", "logit": "float64"}
+    frame = frame.astype(types)
+    for column in ("direction", "token"):
+        frame[column] = pd.Series([str(v) for v in frame[column]], dtype=object)
+    return frame

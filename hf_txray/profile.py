@@ -164,12 +164,22 @@ class Profile:
         neuron_count: np.ndarray,
         tables: dict[str, FeatureTable],
         examples: pd.DataFrame | None = None,
+        activation_histogram: np.ndarray | None = None,
+        position_table: FeatureTable | None = None,
+        output_effects: pd.DataFrame | None = None,
     ):
         self.meta = meta
         self.neuron_mass = np.asarray(neuron_mass, dtype=np.float64)
         self.neuron_count = np.asarray(neuron_count, dtype=np.int64)
         self.tables = tables
         self.examples = examples if examples is not None else empty_examples()
+        # Neuron pages (issue 15), None in profiles written before them: counts of credited activations per
+        # log-spaced bin (layers, neurons, bins); credited mass per (row, token index); top promoted/suppressed
+        # vocabulary tokens (hf_txray.output_effects_table), present when analyze(..., output_effects=True).
+        self.activation_histogram = None if activation_histogram is None else np.asarray(activation_histogram,
+                                                                                          dtype=np.int64)
+        self.position_table = position_table
+        self.output_effects = output_effects
 
     # ----- shape and lookup -------------------------------------------------------------------------------------
     @property
@@ -307,6 +317,54 @@ class Profile:
             size += sum(len(v) for v in t.vocab)
         return size + int(self.examples.memory_usage(deep=True).sum())
 
+    # ----- activation distributions (neuron pages) -------------------------------------------------------------
+    def histogram_edges(self) -> np.ndarray:
+        """Bin edges of :attr:`activation_histogram` (bin 0: below ``edges[0]``; last bin: ``>= edges[-1]``)."""
+        from .accumulators import histogram_edges
+
+        settings = self.meta.config.get("activation_histogram")
+        if self.activation_histogram is None or not settings:
+            raise ConfigurationError(f"Profile {self.stage!r} has no activation histograms (profiled before "
+                                     "hf_txray kept them): profile again to get them.")
+        return histogram_edges(**settings)
+
+    def activation_distribution(self, layer: int, neuron: int) -> pd.DataFrame:
+        """The neuron's credited activations per bin: low and high edge (±inf outside the range) and count."""
+        edges = self.histogram_edges()
+        counts = self.activation_histogram.reshape(self.num_rows, -1)[self._row(layer, neuron)]
+        low, high = np.r_[-np.inf, edges], np.r_[edges, np.inf]
+        return pd.DataFrame({"low": low, "high": high, "count": counts})
+
+    def win_rate(self) -> np.ndarray:
+        """Credits / profiled positions per neuron, shape ``(layers, neurons)`` (0 when nothing was profiled)."""
+        positions = self.meta.num_positions
+        return self.neuron_count / positions if positions else np.zeros_like(self.neuron_mass)
+
+    def position_stats(self) -> pd.DataFrame:
+        """Per neuron: the token index that gave it the most credited mass and that index's share of its mass
+        (near 1 for neurons that fire on the first position, e.g. massive activations in causal LMs)."""
+        table = self.position_table
+        top = np.full(self.num_rows, -1, dtype=np.int64)
+        share = np.zeros(self.num_rows, dtype=np.float64)
+        if table is None:
+            raise ConfigurationError(f"Profile {self.stage!r} has no per-position statistics (profiled before "
+                                     "hf_txray kept them): profile again to get them.")
+        if len(table.rows):
+            totals = np.bincount(table.rows, weights=table.mass, minlength=self.num_rows)
+            order = np.lexsort((table.feature_ids, -table.mass, table.rows))
+            rows = table.rows[order]
+            first = np.r_[True, rows[1:] != rows[:-1]]
+            best = order[first]
+            top[table.rows[best]] = table.feature_ids[best]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share[table.rows[best]] = np.where(totals[table.rows[best]] > 0,
+                                                   table.mass[best] / totals[table.rows[best]], 0.0)
+        return pd.DataFrame({
+            "layer": np.repeat(np.array(self.meta.layers, dtype=np.int64), self.num_neurons),
+            "neuron": np.tile(np.arange(self.num_neurons, dtype=np.int64), len(self.meta.layers)),
+            "top_position": top, "top_position_share": share,
+        })
+
     # ----- combining --------------------------------------------------------------------------------------------
     def check_compatible(self, other: "Profile", what: str = "merge") -> None:
         """Raise :class:`IncompatibleProfilesError` naming the first difference in layers, neurons or features."""
@@ -336,7 +394,20 @@ class Profile:
             self.neuron_count + other.neuron_count,
             {ft: merge_tables(self.tables[ft], other.tables[ft]) for ft in self.feature_types},
             merge_examples(self.examples, other.examples, capacity),
+            **self._merge_neuron_pages(other),
         )
+
+    def _merge_neuron_pages(self, other: "Profile") -> dict[str, Any]:
+        """Histograms add (when both have them with the same bins), position tables merge like feature tables;
+        output effects depend on the weights only, so either side's is kept."""
+        same_bins = self.meta.config.get("activation_histogram") == other.meta.config.get("activation_histogram")
+        histogram = (self.activation_histogram + other.activation_histogram
+                     if same_bins and self.activation_histogram is not None and other.activation_histogram is not None
+                     else None)
+        positions = (merge_tables(self.position_table, other.position_table)
+                     if self.position_table is not None and other.position_table is not None else None)
+        effects = self.output_effects if self.output_effects is not None else other.output_effects
+        return {"activation_histogram": histogram, "position_table": positions, "output_effects": effects}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Profile):
@@ -348,6 +419,10 @@ class Profile:
             and self.tables.keys() == other.tables.keys()
             and all(self.tables[ft].equals(other.tables[ft]) for ft in self.tables)
             and self.examples.reset_index(drop=True).equals(other.examples.reset_index(drop=True))
+            and _optional_equal(self.activation_histogram, other.activation_histogram, np.array_equal)
+            and _optional_equal(self.position_table, other.position_table, FeatureTable.equals)
+            and _optional_equal(self.output_effects, other.output_effects,
+                                lambda a, b: a.reset_index(drop=True).equals(b.reset_index(drop=True)))
         )
 
     def __repr__(self) -> str:
@@ -374,7 +449,21 @@ class Profile:
                 pd.DataFrame({"feature": pd.Series(table.vocab, dtype=object), "corpus_count": table.corpus_count}
                              ).to_parquet(tmp / "features" / f"{index}.vocab.parquet", index=False)
             self.examples.to_parquet(tmp / "examples.parquet", index=False)
+            self._save_neuron_pages(tmp)
         return Path(save_directory)
+
+    def _save_neuron_pages(self, tmp: Path) -> None:
+        from safetensors.numpy import save_file
+
+        if self.activation_histogram is not None:
+            save_file({"activation_histogram": self.activation_histogram}, str(tmp / "histogram.safetensors"))
+        if self.position_table is not None:
+            t = self.position_table
+            pd.DataFrame({"row": t.rows, "position": t.feature_ids, "mass": t.mass, "count": t.count}
+                         ).to_parquet(tmp / "positions.parquet", index=False)
+            pd.DataFrame({"corpus_count": t.corpus_count}).to_parquet(tmp / "positions.corpus.parquet", index=False)
+        if self.output_effects is not None:
+            self.output_effects.to_parquet(tmp / "output_effects.parquet", index=False)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Push this profile to the Hub as a dataset repo (neuron cards, distributions, card).
@@ -407,7 +496,37 @@ class Profile:
         examples = pd.read_parquet(directory / "examples.parquet")
         if examples.empty:
             examples = empty_examples()
-        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples)
+        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples, **_load_neuron_pages(directory))
+
+
+def _optional_equal(a: Any, b: Any, equal) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and bool(equal(a, b)))
+
+
+def position_table_from_arrays(rows: np.ndarray, positions: np.ndarray, mass: np.ndarray, count: np.ndarray,
+                               corpus_count: np.ndarray) -> FeatureTable:
+    """The (row, token index) table; its vocabulary is the token indices as strings."""
+    return FeatureTable([str(i) for i in range(len(corpus_count))], np.asarray(rows, np.int64),
+                        np.asarray(positions, np.int64), np.asarray(mass, np.float64), np.asarray(count, np.int64),
+                        np.asarray(corpus_count, np.int64))
+
+
+def _load_neuron_pages(directory: Path) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    out: dict[str, Any] = {}
+    if (directory / "histogram.safetensors").exists():
+        out["activation_histogram"] = load_file(str(directory / "histogram.safetensors"))["activation_histogram"]
+    if (directory / "positions.parquet").exists():
+        stats = pd.read_parquet(directory / "positions.parquet")
+        corpus = pd.read_parquet(directory / "positions.corpus.parquet")["corpus_count"].to_numpy(np.int64)
+        out["position_table"] = position_table_from_arrays(stats["row"].to_numpy(), stats["position"].to_numpy(),
+                                                           stats["mass"].to_numpy(), stats["count"].to_numpy(), corpus)
+    if (directory / "output_effects.parquet").exists():
+        from .output_effects import normalize_output_effects
+
+        out["output_effects"] = normalize_output_effects(pd.read_parquet(directory / "output_effects.parquet"))
+    return out
 
 
 def _read_header(path: Path, expected: str) -> dict[str, Any]:

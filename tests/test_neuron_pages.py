@@ -1,0 +1,147 @@
+"""Neuron pages: activation histograms, win rate and first-position share (streaming, exact under merge, saved and
+exported), checked against the brute-force reference's credited positions; output effects stored by analyze."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import Profile
+from hf_txray.accumulators import HISTOGRAM, histogram_edges
+from models import SAMPLE_TEXTS, bpe_tokenizer, tiny
+from reference import reference_profile
+from test_profile import profile_of, shards
+
+FEATURES = ("token", "word", "pos")
+
+
+@functools.cache
+def brute_force():
+    model, tokenizer = tiny("gpt2")
+    return reference_profile(model, tokenizer, SAMPLE_TEXTS, feature_types=("token",))
+
+
+def test_histogram_edges_span_the_activation_range():
+    edges = histogram_edges(**HISTOGRAM)
+    assert edges[0] <= 0.01 and edges[-1] >= 3000
+    ratios = edges[1:] / edges[:-1]
+    np.testing.assert_allclose(ratios, ratios[0])  # log-spaced: same relative resolution everywhere
+
+
+def test_histogram_counts_every_credited_activation_in_its_bin():
+    profile = profile_of(tuple(SAMPLE_TEXTS), 4)
+    ref = brute_force()
+    edges = np.r_[0.0, profile.histogram_edges(), np.inf]
+    for (layer, neuron), credits in ref.credits.items():
+        # np.histogram bins are [a, b) except the last; credited activations are > 0, below edges[0] -> bin 0
+        want, _ = np.histogram([c.activation for c in credits], bins=edges)
+        got = profile.activation_distribution(layer, neuron)["count"].to_numpy()
+        # the engine pads batches: an activation within float noise of an edge may land next door, never further
+        assert got.sum() == want.sum() == len(credits)
+        assert np.abs(np.cumsum(got) - np.cumsum(want)).max() <= 1, (layer, neuron)
+    uncredited = profile.activation_histogram.sum(-1)[profile.neuron_count == 0]
+    assert (uncredited == 0).all()
+
+
+def test_win_rate_and_top_position_share_match_brute_force():
+    profile = profile_of(tuple(SAMPLE_TEXTS), 4)
+    ref = brute_force()
+    assert profile.meta.num_positions == ref.num_positions
+    stats = profile.position_stats().set_index(["layer", "neuron"])
+    rates = profile.win_rate()
+    for (layer, neuron), credits in ref.credits.items():
+        assert rates[layer, neuron] == pytest.approx(len(credits) / ref.num_positions, rel=1e-12)
+        by_index = defaultdict(float)
+        for c in credits:
+            by_index[c.token_index] += c.activation
+        best = max(sorted(by_index), key=lambda i: by_index[i])
+        row = stats.loc[(layer, neuron)]
+        assert row["top_position_share"] == pytest.approx(by_index[best] / sum(by_index.values()), rel=1e-4)
+        ranked = sorted(by_index.values(), reverse=True)
+        if len(ranked) == 1 or ranked[0] > 1.0001 * ranked[1]:  # a clear winner (not a float-noise tie)
+            assert row["top_position"] == best
+    silent = stats[profile.neuron_count.reshape(-1) == 0]
+    assert (silent["top_position"] == -1).all() and (silent["top_position_share"] == 0).all()
+
+
+def test_histograms_and_positions_merge_exactly():
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
+    first.activation_histogram = profile_of(tuple(SAMPLE_TEXTS[:4]), 4).activation_histogram
+    first.position_table = profile_of(tuple(SAMPLE_TEXTS[:4]), 4).position_table
+    second.activation_histogram = profile_of(tuple(SAMPLE_TEXTS[4:]), 4).activation_histogram
+    second.position_table = profile_of(tuple(SAMPLE_TEXTS[4:]), 4).position_table
+    merged = first.merge(second)
+    np.testing.assert_array_equal(merged.activation_histogram, whole.activation_histogram)
+    got, want = merged.position_table, whole.position_table
+    for name in ("rows", "feature_ids", "count", "corpus_count"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    np.testing.assert_allclose(got.mass, want.mass, rtol=1e-12)
+    assert got.vocab == want.vocab
+
+
+def test_merge_with_a_profile_without_histograms_drops_them():
+    a, b = shards([0, 4, len(SAMPLE_TEXTS)], 4)  # shards carry no histograms (built without them)
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    assert whole.merge(a).activation_histogram is None
+
+
+def test_histograms_positions_and_output_effects_survive_save_and_load(tmp_path):
+    profile = output_profile()
+    assert profile.activation_histogram is not None and profile.output_effects is not None
+    profile.save_pretrained(tmp_path / "p")
+    loaded = Profile.from_pretrained(tmp_path / "p")
+    assert loaded == profile
+    np.testing.assert_array_equal(loaded.activation_histogram, profile.activation_histogram)
+    assert loaded.output_effects.equals(profile.output_effects)
+
+
+def test_export_round_trip_keeps_neuron_page_data(tmp_path):
+    profile = output_profile()
+    hf_txray.save_to_disk(tmp_path / "out", profiles=[profile], plots=False)
+    profiles, _ = hf_txray.load(tmp_path / "out")
+    assert profiles[profile.stage] == profile
+    import datasets
+
+    outputs = datasets.load_dataset(str(tmp_path / "out"), "neuron_outputs", split="train").to_pandas()
+    assert len(outputs) == len(profile.output_effects)
+    assert set(outputs["direction"]) == {"promoted", "suppressed"}
+
+
+@functools.cache
+def _lm():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=44, max_position_embeddings=128)
+    return LlamaForCausalLM(config).eval()
+
+
+@functools.cache
+def output_profile() -> Profile:
+    return hf_txray.analyze(_lm(), SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), features=("token",), batch_size=4,
+                            output_effects=True, output_effects_k=4, show_progress=False, stage="lm")
+
+
+def test_analyze_stores_output_effects_of_every_neuron():
+    profile = output_profile()
+    effects = profile.output_effects
+    assert len(effects) == 2 * 44 * 2 * 4
+    direct = hf_txray.output_effects(_lm(), 1, 5, k=4, tokenizer=bpe_tokenizer())
+    stored = effects[(effects["layer"] == 1) & (effects["neuron"] == 5)].reset_index(drop=True)
+    assert stored[["direction", "rank", "token_id", "token"]].equals(direct[["direction", "rank", "token_id", "token"]])
+
+
+def test_analyze_refuses_output_effects_without_lm_head_before_profiling():
+    model, tokenizer = tiny("llama")
+    with pytest.raises(hf_txray.ModelError, match="no LM head"):
+        hf_txray.analyze(model, ["never profiled"], tokenizer=tokenizer, output_effects=True, show_progress=False)
+    with pytest.raises(hf_txray.ConfigurationError, match="site='residual'"):
+        hf_txray.analyze(_lm(), ["x"], tokenizer=bpe_tokenizer(), site="residual", output_effects=True,
+                         show_progress=False)
