@@ -46,6 +46,7 @@ logger = logging.getLogger("hf_txray")
 
 CONFIGS = ("neuron_cards", "distributions", "neuron_outputs", "transfer_reports", "summary", "meta")
 DEFAULT_CONFIG = "neuron_cards"
+OPTIONAL_CONFIGS = ("neuron_outputs",)  # written only when a profile has them (analyze(..., output_effects=True))
 PLOTS_DIR = "plots"
 OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; everything else is left alone
 # Configs that hf_txray.probing adds to an export folder (hf_txray.probing.results.save_probing): a push uploads and
