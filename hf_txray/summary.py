@@ -121,3 +121,38 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
     clauses = [first, _prefers_clause(card), _position_clause(card), _promotes_clause(card),
                _change_clause(report_row, stages, feature_type or _tag_type(card))]
     return "; ".join(c for c in clauses if c) + "."
+
+
+def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None) -> dict[str, Any]:
+    """One neuron's card from a :class:`~hf_txray.Profile`: the fields of its ``neuron_cards`` row that the summary
+    and the neuron page read (count, mass, win rate, top features, top position and its share, output tokens).
+
+    Args:
+        profile (`Profile`): the stage.
+        layer (`int`), neuron (`int`): the neuron.
+        top (`int`, *optional*): top features kept per feature type (default: as exported, ``TOP_FEATURES``).
+    """
+    from .export import TOP_FEATURES
+    from .output_effects import neuron_tokens
+
+    row = profile._row(layer, neuron)
+    card: dict[str, Any] = {"stage": profile.stage, "layer": int(layer), "neuron": int(neuron),
+                            "count": int(profile.neuron_count.reshape(-1)[row]),
+                            "mass": float(profile.neuron_mass.reshape(-1)[row]),
+                            "win_rate": float(profile.win_rate().reshape(-1)[row])}
+    for ft in profile.feature_types:
+        stats = profile.feature_stats(layer, neuron, ft).head(top or TOP_FEATURES)
+        card[f"top_{ft}"] = [{"feature": f, "probability": float(p), "mass": float(m), "count": int(c)}
+                             for f, p, m, c in zip(stats["feature"], stats["probability"], stats["mass"],
+                                                   stats["count"])]
+    table = profile.position_table
+    if table is not None:
+        lo, hi = (int(i) for i in table.rows.searchsorted([row, row + 1]))
+        mass = table.mass[lo:hi]
+        best = int(mass.argmax()) if hi > lo else -1  # positions ascending: ties go to the earliest
+        card["top_position"] = int(table.feature_ids[lo + best]) if best >= 0 else -1
+        card["top_position_share"] = float(mass[best] / mass.sum()) if best >= 0 and mass.sum() > 0 else 0.0
+    if profile.output_effects is not None:
+        for direction in ("promoted", "suppressed"):
+            card[direction] = neuron_tokens(profile.output_effects, layer, neuron, direction)
+    return card

@@ -145,3 +145,59 @@ def test_analyze_refuses_output_effects_without_lm_head_before_profiling():
     with pytest.raises(hf_txray.ConfigurationError, match="site='residual'"):
         hf_txray.analyze(_lm(), ["x"], tokenizer=bpe_tokenizer(), site="residual", output_effects=True,
                          show_progress=False)
+
+
+# ----- the plain-words summary ---------------------------------------------------------------------------------
+from hf_txray.summary import neuron_card, neuron_summary  # noqa: E402
+
+
+def _card(**fields):
+    card = {"count": 120, "win_rate": 0.0213,
+            "top_pos": [{"feature": "NOUN", "probability": 0.61}, {"feature": "PROPN", "probability": 0.22},
+                        {"feature": "VERB", "probability": 0.05}],
+            "top_token": [{"feature": "year", "probability": 0.3}, {"feature": "years", "probability": 0.2},
+                          {"feature": "months", "probability": 0.1}, {"feature": "days", "probability": 0.05}],
+            "promoted": ["ago", "later", "earlier", "before"]}
+    card.update(fields)
+    return card
+
+
+def test_summary_sentence_of_a_hand_built_card():
+    report_row = {"changed_pos": True, "p_hellinger_pos": 0.0004, "hellinger_pos": 0.4}
+    assert neuron_summary(_card(), report_row, ("pretrained", "fine-tuned")) == (
+        "Wins 2.1% of positions, mostly NOUN (61.0%) and PROPN (22.0%); prefers 'year', 'years', 'months'; "
+        "promotes 'ago', 'later', 'earlier'; changed beyond noise between pretrained and fine-tuned "
+        "(pos, p < 0.001).")
+
+
+def test_summary_leaves_out_clauses_whose_fields_are_absent():
+    card = _card(top_pos=[{"feature": "DET", "probability": 0.93}, {"feature": "NOUN", "probability": 0.04}])
+    del card["promoted"]
+    # no p-value columns in the report: no change clause, however the neuron moved
+    assert neuron_summary(card, {"hellinger_pos": 0.9}, ("a", "b")) == \
+        "Wins 2.1% of positions, mostly DET (93.0%); prefers 'year', 'years', 'months'."
+    assert neuron_summary({"count": 5, "win_rate": 0.0004, "top_token": [{"feature": "<s>", "probability": 1.0}],
+                           "top_position": 0, "top_position_share": 0.98}) == \
+        "Wins 0.04% of positions; prefers '<s>'; 98.0% of its mass from token position 0."
+    assert neuron_summary(_card(count=0)) == "Never wins a position at this stage (dead)."
+    p_large = neuron_summary(_card(), {"changed_pos": False, "p_hellinger_pos": 0.43}, ("a", "b"))
+    assert p_large.endswith("no change beyond noise between a and b (pos, p = 0.43).")
+
+
+def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path):
+    profile = output_profile()
+    folder = hf_txray.save_to_disk(tmp_path / "out", profiles=[profile], plots=False)
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(next((folder / "neuron_cards").glob("*.parquet"))).to_pylist()
+    checked = 0
+    for exported in rows:
+        if exported["count"] == 0 and checked > 3:
+            continue
+        card = neuron_card(profile, exported["layer"], exported["neuron"])
+        for key in ("count", "win_rate", "top_position", "top_position_share", "promoted", "suppressed", "top_token"):
+            assert card[key] == pytest.approx(exported[key]) if isinstance(card[key], float) else \
+                card[key] == exported[key], key
+        assert exported["summary"] == neuron_summary(card)
+        checked += 1
+    assert checked >= 10
