@@ -201,3 +201,20 @@ def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path
         assert exported["summary"] == neuron_summary(card)
         checked += 1
     assert checked >= 10
+
+
+def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys):
+    from hf_txray.cli import main as cli_main
+
+    profile = output_profile()
+    profile.save_pretrained(tmp_path / "p")
+    stats = profile.neuron_stats()
+    best = stats.sort_values("count", ascending=False).iloc[0]
+    layer, neuron = int(best["layer"]), int(best["neuron"])
+    assert cli_main(["show", str(tmp_path), "--neuron", f"{layer}:{neuron}"]) == 0
+    shown = capsys.readouterr().out
+    card = neuron_card(profile, layer, neuron)
+    assert neuron_summary(card) in shown
+    assert "promotes: " + ", ".join(card["promoted"][:5]) in shown
+    assert f"credits {card['count']} of {profile.meta.num_positions} positions" in shown
+    assert cli_main(["show", str(tmp_path), "--neuron", "3-1"]) == 2
