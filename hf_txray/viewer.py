@@ -995,7 +995,8 @@ class LiveText:
             no neuron is credited, i.e. the best activation is <= 0), activation, and ``traced`` (the traced
             neuron's activation there, when one was asked for).
         spans (`list[tuple[str, float | None]]`): the text cut into tokens and the text between them, each token
-            scored by its winner's activation over the text's largest (for ``HighlightedText``).
+            scored by its winner's activation over the text's largest (for ``HighlightedText``) and followed by
+            its winner's number in subscript digits (:func:`neuron_mark`).
         span_rows (`list[int | None]`): for each span, its row of `table` (None between tokens).
         trace_spans (`list[tuple[str, float | None]]`): the same with the traced neuron's activation over its
             largest absolute value in the text (empty without a traced neuron).
@@ -1065,7 +1066,9 @@ class LiveProfiler:
                               "neuron": np.where(credited, indices, -1), "activation": values})
         if traced:
             table["traced"] = traced[0].float().cpu().numpy().astype(np.float64)
-        spans, rows = _text_spans(text, batch.char_start, batch.char_end, np.where(credited, values, 0.0))
+        marks = [neuron_mark(n) for n in table["neuron"]]
+        spans, rows = _text_spans(text, batch.char_start, batch.char_end, np.where(credited, values, 0.0),
+                                  marks=marks)
         trace_spans = _text_spans(text, batch.char_start, batch.char_end, table["traced"].to_numpy(),
                                   signed=True)[0] if traced else []
         return LiveText(table, spans, trace_spans, rows)
@@ -1085,10 +1088,18 @@ def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
         lambda module, args, output: keep(output[0] if isinstance(output, (tuple, list)) else output))
 
 
-def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray,
-                signed: bool = False) -> tuple[list[tuple[str, float | None]], list[int | None]]:
-    """The whole text as spans: each token's span scored by score / largest (absolute) score, gaps unscored;
-    and each span's token row (None for gaps)."""
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def neuron_mark(neuron: int) -> str:
+    """A winner's number as subscript digits, shown after its token in the live text (``"Paris₁₇"``)."""
+    return str(int(neuron)).translate(SUBSCRIPT) if neuron >= 0 else ""
+
+
+def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, signed: bool = False,
+                marks: list[str] | None = None) -> tuple[list[tuple[str, float | None]], list[int | None]]:
+    """The whole text as spans: each token's span scored by score / largest (absolute) score, gaps unscored, each
+    token followed by its mark (unscored) when `marks` are given; and each span's token row (None otherwise)."""
     scale = float(np.abs(scores).max()) if len(scores) else 0.0
     scale = scale or 1.0
     spans: list[tuple[str, float | None]] = []
@@ -1105,6 +1116,9 @@ def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndar
         value = float(scores[i]) / scale
         spans.append((text[start:end], value if signed else max(value, 0.0)))
         rows.append(i)
+        if marks and marks[i]:
+            spans.append((marks[i], None))
+            rows.append(i)  # clicking the mark opens the same neuron
         cursor = end
     if cursor < len(text):
         spans.append((text[cursor:], None))

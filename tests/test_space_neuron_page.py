@@ -122,8 +122,12 @@ def test_live_tab_winners_equal_analyze_on_the_same_text(client, pages):
         mass = np.bincount(credited["neuron"].astype(int), weights=credited["activation"],
                            minlength=profile.num_neurons)
         np.testing.assert_allclose(mass, profile.neuron_mass[profile.layers.index(layer)], atol=1e-3)
-        # the whole text is shown, token by token
-        assert "".join(s["token"] for s in spans) == LIVE_TEXT
+        # the whole text is shown, token by token, each token followed by its winner's number (subscript)
+        shown = "".join(s["token"] for s in spans)
+        assert re.sub("[₀-₉]", "", shown) == LIVE_TEXT
+        winners = [n for n in table["neuron"].astype(int) if n >= 0]
+        assert [int(m.translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789"))) for m in re.findall("[₀-₉]+", shown)] \
+            == winners
         assert "".join(s["token"] for s in trace_spans) == LIVE_TEXT
         assert "neuron 7" in table.columns
 
