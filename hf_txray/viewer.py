@@ -1006,19 +1006,21 @@ class LiveText:
     spans: list[tuple[str, float | None]]
     trace_spans: list[tuple[str, float | None]]
     span_rows: list[int | None]
+    truncated: bool = False  # the text was longer than the model's limit and was cut
 
 
 class LiveProfiler:
-    """Runs typed text through the engine with the settings of a stage's profile (site, layers, max_length,
-    module_pattern): the same tokenisation and creditable positions (``build_batch``) and the same winner hooks
+    """Runs typed text through the engine with the settings of a stage's profile (site, layers, module_pattern):
+    the same tokenisation and creditable positions (``build_batch``) and the same winner hooks
     (:class:`~hf_txray.sites.WinnerRecorder`) as :func:`hf_txray.analyze`, so a token's winner here is the neuron
     ``analyze`` credits on that text."""
 
     def __init__(self, model: Any, tokenizer: Any, meta: Any):
         from .analyze import Profiler, ProfilerConfig
 
+        # max_length: the model's own limit, not the profile's (a typed text may be longer than the corpus
+        # windows); a text within the profile's max_length gets exactly the winners analyze credits.
         config = ProfilerConfig(layers=list(meta.layers), site=meta.site, features=("token",), top_k=1,
-                                max_length=meta.config.get("max_length"),
                                 module_pattern=meta.config.get("module_pattern"))
         self.profiler = Profiler(model, tokenizer, config, model_id=meta.model_id)
         self.layers = [s.layer for s in self.profiler.sites]
@@ -1039,6 +1041,7 @@ class LiveProfiler:
         batch = build_batch([text], 0, p.tokenizer, p.max_length, ["token"], vocabs)
         if batch.num_positions == 0:
             raise ConfigurationError("The text has no token to credit (only special tokens or spaces).")
+
         slot = self.layers.index(layer)
         site = p.sites[slot]
         recorder = WinnerRecorder([site], top_k=1).attach()
@@ -1071,7 +1074,7 @@ class LiveProfiler:
                                   marks=marks)
         trace_spans = _text_spans(text, batch.char_start, batch.char_end, table["traced"].to_numpy(),
                                   signed=True)[0] if traced else []
-        return LiveText(table, spans, trace_spans, rows)
+        return LiveText(table, spans, trace_spans, rows, bool(batch.num_truncated))
 
 
 def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:

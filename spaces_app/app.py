@@ -353,8 +353,10 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
     live = model.live(view).run(text, layer, trace)
     table = live.table.rename(columns={"traced": f"neuron {trace}"}).round(viewer.DIGITS)
     credited = int((live.table["neuron"] >= 0).sum())
+    cut = (f" The text was cut to the model's {model.live(view).profiler.max_length} tokens." if live.truncated
+           else "")
     message = (f"{len(table)} token(s), {credited} credited at layer {layer} (click a token or a row to open its "
-               f"winning neuron).")
+               f"winning neuron).{cut}")
     return message, live.spans, live.trace_spans, table, [live.table[["layer", "neuron"]].values.tolist(),
                                                           live.span_rows]
 
