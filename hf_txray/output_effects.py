@@ -114,7 +114,10 @@ def _head_steps(model: nn.Module, head: nn.Module, hidden: int) -> list[tuple[st
     base = getattr(model, "base_model", None)
     skip = {id(m) for m in base.modules()} if base is not None and base is not model else set()
     steps = []
-    for name, module in parent.named_modules():
+    # A head module of its own (BERT's cls.predictions, RoBERTa's lm_head) is searched whole; when the decoder
+    # hangs off the model itself (GPT-2, DistilBERT, T5) only the model's direct children are head steps.
+    candidates = parent.named_modules() if parent_name else parent.named_children()
+    for name, module in candidates:
         if module is head or id(module) in skip or not name:
             continue
         dims = _linear_dims(module)
@@ -138,8 +141,43 @@ def _final_norm(model: nn.Module, blocks_name: str, hidden: int) -> tuple[str, n
     return None
 
 
+STACKS = ("encoder", "decoder")
+
+
+def stack_root(model: nn.Module, stack: str | None = None) -> tuple[str, nn.Module]:
+    """The module whose blocks write to the LM head: the decoder of an encoder-decoder, else the model.
+
+    Raises:
+        ConfigurationError: `stack="encoder"` of an encoder-decoder (its neurons reach the LM head only through
+            cross-attention, so they have no direct vocabulary reading), or an unknown stack.
+    """
+    if stack not in (None, *STACKS):
+        raise ConfigurationError(f"stack must be one of {', '.join(STACKS)} (or None), got {stack!r}.")
+    get_decoder = getattr(model, "get_decoder", None)
+    is_encoder_decoder = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+    if not is_encoder_decoder:
+        return "", model
+    if stack == "encoder":
+        raise ConfigurationError(
+            "Output effects of encoder neurons are not defined: in an encoder-decoder the encoder reaches the LM "
+            "head only through cross-attention, not through the residual stream the unembedding reads. Use "
+            "stack='decoder'.")
+    decoder = get_decoder() if callable(get_decoder) else None
+    if decoder is None:
+        raise ModelError(f"{type(model).__name__} is an encoder-decoder without get_decoder(): cannot find the "
+                         "decoder's blocks.")
+    return _qualified_name(model, decoder), decoder
+
+
+def _blocks(model: nn.Module, stack: str | None) -> tuple[str, nn.ModuleList]:
+    """Qualified name (in `model`) and list of the blocks whose neurons are read."""
+    root_name, root = stack_root(model, stack)
+    name, blocks = _find_blocks(root)
+    return f"{root_name}.{name}".strip("."), blocks
+
+
 @torch.no_grad()
-def readout(model: nn.Module) -> Readout:
+def readout(model: nn.Module, stack: str | None = None) -> Readout:
     """The final norm's scale, any LM-head transform, and the unembedding of `model`.
 
     Raises:
@@ -148,7 +186,7 @@ def readout(model: nn.Module) -> Readout:
     head = _output_embedding(model)
     unembedding = head.weight.detach()
     hidden = int(unembedding.shape[1])
-    blocks_name, _ = _find_blocks(model)
+    blocks_name, _ = _blocks(model, stack)
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []
     final = _final_norm(model, blocks_name, hidden)
@@ -171,13 +209,13 @@ def _fused_experts(block: nn.Module) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def down_columns(model: nn.Module, layer: int) -> torch.Tensor:
+def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor:
     """The write directions of a layer's neurons: ``(hidden, neurons)``, column ``j`` = neuron ``j``'s output.
 
     Dense MLPs: the down projection's weight (``nn.Linear`` ``(hidden, inter)``, GPT-2 ``Conv1D`` transposed).
     Fused MoE experts: ``down_proj`` ``(experts, hidden, inter)`` laid out as ``expert * inter + unit``.
     """
-    _, blocks = _find_blocks(model)
+    _, blocks = _blocks(model, stack)
     if not -len(blocks) <= layer < len(blocks):
         raise ConfigurationError(f"Layer {layer} is out of range: the model has {len(blocks)} layers.")
     block = blocks[layer]
@@ -222,7 +260,8 @@ def _top_frame(logits: torch.Tensor, layer: int, first_neuron: int, k: int,
 
 @torch.no_grad()
 def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, k: int = 20,
-                         tokenizer: Any = None, neurons: Sequence[int] | None = None) -> pd.DataFrame:
+                         tokenizer: Any = None, neurons: Sequence[int] | None = None,
+                         stack: str | None = None) -> pd.DataFrame:
     """Top-`k` promoted and suppressed tokens of every neuron of `layers`, in one batched pass per layer.
 
     Args:
@@ -231,6 +270,8 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         k (`int`, *optional*, defaults to 20): tokens per direction.
         tokenizer (*optional*): turns token ids into token strings (else the ids as strings).
         neurons (`Sequence[int]`, *optional*): only these neuron indices (default: all of each layer).
+        stack (`str`, *optional*): for encoder-decoders, ``"decoder"`` (the default; ``"encoder"`` is refused: its
+            neurons have no direct path to the LM head).
 
     Returns:
         `pd.DataFrame` with columns layer, neuron, direction (``promoted``/``suppressed``), rank (0 = strongest),
@@ -242,8 +283,9 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     """
     if not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
-    read = readout(model)
-    _, blocks = _find_blocks(model)
+    read = readout(model, stack)
+    _, blocks = _blocks(model, stack)
+    tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
     layers = list(range(len(blocks))) if layers is None else [int(layer) for layer in layers]
     cache: dict[int, str] = {}
 
@@ -254,7 +296,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
 
     frames = []
     for layer in layers:
-        columns = down_columns(model, layer)
+        columns = down_columns(model, layer, stack)
         width = columns.shape[1]
         chosen = np.arange(width) if neurons is None else np.asarray(list(neurons), dtype=np.int64)
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):
@@ -271,7 +313,8 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     return normalize_output_effects(frame.sort_values(["layer", "neuron", "direction", "rank"], kind="stable"))
 
 
-def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, tokenizer: Any = None) -> pd.DataFrame:
+def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, tokenizer: Any = None,
+                   stack: str | None = None) -> pd.DataFrame:
     """The top-`k` vocabulary tokens one MLP neuron promotes and suppresses (Geva et al., EMNLP 2022).
 
     Its down-projection column read through the final norm's scale and the unembedding; see the module docstring
@@ -284,6 +327,7 @@ def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, token
         k (`int`, *optional*, defaults to 20): tokens per direction.
         tokenizer (*optional*): for token strings; defaults to ``AutoTokenizer`` of ``model.name_or_path`` when
             that loads, else token ids are shown.
+        stack (`str`, *optional*): ``"decoder"`` for encoder-decoders (the default there).
 
     Returns:
         `pd.DataFrame`: columns layer, neuron, direction, rank, token_id, token, logit; `k` promoted rows (highest
@@ -295,7 +339,20 @@ def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, token
         >>> hf_txray.output_effects(model, layer=10, neuron=42, k=5, tokenizer=tokenizer)
         ```
     """
-    return output_effects_table(model, [layer], k, tokenizer, neurons=[int(neuron)])
+    return output_effects_table(model, [layer], k, tokenizer, neurons=[int(neuron)], stack=stack)
+
+
+def _default_tokenizer(model: nn.Module) -> Any:
+    """``AutoTokenizer`` of the model's ``name_or_path`` when it loads (offline, local), else None (ids shown)."""
+    name = getattr(model, "name_or_path", None)
+    if not name:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name)
+    except Exception:  # no tokenizer there: token ids are shown instead
+        return None
 
 
 def empty_output_effects() -> pd.DataFrame:

@@ -125,8 +125,42 @@ def _randomize_norms(model):
                 module.weight.copy_(torch.rand(module.weight.shape, generator=g) * 2 - 0.5)
 
 
+def _t5():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(5)
+    config = T5Config(vocab_size=len(bpe_tokenizer()), d_model=32, d_kv=8, d_ff=40, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, decoder_start_token_id=0, pad_token_id=0)
+    model = T5ForConditionalGeneration(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # decoder neurons: the decoder's final norm, then the LM head
+        x = model.decoder.block[layer].layer[-1].DenseReluDense.wo(one_hot) * model.decoder.final_layer_norm.weight
+        return model.lm_head(x)
+
+    return model, bpe_tokenizer(), brute, 40
+
+
+def _distilbert_mlm():
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    torch.manual_seed(6)
+    config = DistilBertConfig(vocab_size=bert_tokenizer().vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=48,
+                              max_position_embeddings=64)
+    model = DistilBertForMaskedLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # the head's own linear and LayerNorm hang off the model itself
+        x = _no_bias(model.distilbert.transformer.layer[layer].ffn.lin2, one_hot)
+        x = (x @ model.vocab_transform.weight.T) * model.vocab_layer_norm.weight
+        return x @ model.vocab_projector.weight.T
+
+    return model, bert_tokenizer(), brute, 48
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
-            "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral}
+            "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
+            "distilbert_mlm": _distilbert_mlm}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
@@ -172,3 +206,9 @@ def test_neuron_out_of_range_is_refused():
     model, tokenizer, _, width = _llama()
     with pytest.raises(hf_txray.errors.ConfigurationError, match="out of range"):
         hf_txray.output_effects(model, 0, width, tokenizer=tokenizer)
+
+
+def test_encoder_neurons_of_an_encoder_decoder_are_refused():
+    model, tokenizer, _, _ = _t5()
+    with pytest.raises(hf_txray.errors.ConfigurationError, match="cross-attention"):
+        hf_txray.output_effects(model, 0, 0, tokenizer=tokenizer, stack="encoder")
