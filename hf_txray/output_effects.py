@@ -382,9 +382,17 @@ def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = No
     errors = []
     for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
         try:
-            return auto.from_pretrained(str(model_id), revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+            model, info = auto.from_pretrained(str(model_id), revision=revision, trust_remote_code=trust_remote_code,
+                                               output_loading_info=True, **kwargs)
         except (OSError, ValueError) as err:
             errors.append(f"{auto.__name__}: {str(err).splitlines()[0][:160]}")
+            continue
+        missing = list(info.get("missing_keys") or [])
+        if not missing:
+            return model
+        # A head initialised at random (e.g. a sentence encoder saved without its MLM head) would give
+        # meaningless tokens: refuse rather than read it.
+        errors.append(f"{auto.__name__}: weights missing from the checkpoint ({', '.join(sorted(missing)[:3])})")
     raise ModelError(f"output_effects=True needs {model_id!r} with an LM head, but it loads as neither a causal LM nor "
                      f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has one.")
 

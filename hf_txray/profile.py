@@ -315,6 +315,11 @@ class Profile:
         for t in self.tables.values():
             size += t.rows.nbytes + t.feature_ids.nbytes + t.mass.nbytes + t.count.nbytes + t.corpus_count.nbytes
             size += sum(len(v) for v in t.vocab)
+        if self.activation_histogram is not None:
+            size += self.activation_histogram.nbytes
+        if self.position_table is not None:
+            t = self.position_table
+            size += t.rows.nbytes + t.feature_ids.nbytes + t.mass.nbytes + t.count.nbytes + t.corpus_count.nbytes
         return size + int(self.examples.memory_usage(deep=True).sum())
 
     # ----- activation distributions (neuron pages) -------------------------------------------------------------

@@ -218,3 +218,19 @@ def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys)
     assert "promotes: " + ", ".join(card["promoted"][:5]) in shown
     assert f"credits {card['count']} of {profile.meta.num_positions} positions" in shown
     assert cli_main(["show", str(tmp_path), "--neuron", "3-1"]) == 2
+
+
+def test_analyze_by_path_loads_the_lm_head_and_refuses_a_checkpoint_without_one(tmp_path):
+    _lm().save_pretrained(tmp_path / "lm")
+    bpe_tokenizer().save_pretrained(tmp_path / "lm")
+    profile = hf_txray.analyze(str(tmp_path / "lm"), SAMPLE_TEXTS[:3], features=("token",), output_effects=True,
+                               output_effects_k=3, show_progress=False)
+    direct = hf_txray.output_effects(_lm(), 0, 2, k=3, tokenizer=bpe_tokenizer())
+    stored = profile.output_effects[(profile.output_effects["layer"] == 0) & (profile.output_effects["neuron"] == 2)]
+    assert list(stored["token_id"]) == list(direct["token_id"])
+    base, tokenizer = tiny("llama")  # a base model saved without an LM head
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    with pytest.raises(hf_txray.ModelError, match="missing from the checkpoint"):
+        hf_txray.analyze(str(tmp_path / "base"), SAMPLE_TEXTS[:3], features=("token",), output_effects=True,
+                         show_progress=False)
