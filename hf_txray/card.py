@@ -20,7 +20,9 @@ from .report import TransferReport
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 CONFIG_ROWS = {
     "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy, top features "
-                     "with probabilities; top activating examples (snippet, highlighted span, activation)"),
+                     "with probabilities; top activating examples (snippet, highlighted span, activation); win rate, "
+                     "histogram of credited activations, mass per token position and the top position's share; "
+                     "promoted / suppressed tokens when computed; a one-sentence `summary`"),
     "distributions": ("stage, layer, neuron, feature type, feature", "credited mass, count and probability: the "
                       "full preference distributions"),
     "neuron_outputs": ("stage, layer, neuron, direction, rank", "the vocabulary tokens the neuron promotes and "
