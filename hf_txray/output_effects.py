@@ -58,8 +58,9 @@ class Readout:
         """``(hidden, n)`` residual directions -> ``(vocab, n)`` logits."""
         x = directions.float()
         for kind, value in self.steps:
-            x = value.float() @ x if kind == "linear" else value.float()[:, None] * x
-        return self.unembedding.float() @ x
+            value = value.to(device=x.device, dtype=torch.float32)
+            x = value @ x if kind == "linear" else value[:, None] * x
+        return self.unembedding.to(device=x.device, dtype=torch.float32) @ x
 
 
 def _is_norm(module: nn.Module) -> bool:
