@@ -214,14 +214,22 @@ def neuron_cards_table(profile: Profile) -> pa.Table:
         columns[f"top_{ft}"] = _top_features_column(profile, ft)
     columns["top_examples"] = _examples_column(profile)
     columns.update(_neuron_page_columns(profile))
-    return pa.table(columns)
+    return _with_summary(pa.table(columns))
+
+
+def _with_summary(cards: pa.Table) -> pa.Table:
+    """Append the plain-words `summary` of every card, built from the card's own columns."""
+    from .summary import neuron_summary
+
+    read = [c for c in cards.column_names if c in ("count", "win_rate", "top_position", "top_position_share",
+                                                   "promoted") or (c.startswith("top_") and c != "top_examples")]
+    sentences = [neuron_summary(card) for card in cards.select(read).to_pylist()]
+    return cards.append_column("summary", pa.array(sentences, pa.string()))
 
 
 def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
-    """Win rate, first-position share, activation histogram, mass per position, output tokens, summary sentence
-    (each only when the profile has what it is computed from)."""
-    from .summary import neuron_summary
-
+    """Win rate, first-position share, activation histogram, mass per position, output tokens (each only when the
+    profile has what it is computed from)."""
     columns: dict[str, Any] = {"win_rate": profile.win_rate().reshape(-1)}
     if profile.position_table is not None:
         stats = profile.position_stats()
@@ -239,15 +247,6 @@ def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
     if profile.output_effects is not None:
         for direction in ("promoted", "suppressed"):
             columns[direction] = _output_tokens_column(profile, direction)
-    cards = pa.table(columns).to_pylist()
-    stats = profile.neuron_stats()
-    for ft in profile.feature_types:  # the summary reads the same top-feature lists the card holds
-        tops = _top_features_column(profile, ft).to_pylist()
-        for card, top in zip(cards, tops):
-            card[f"top_{ft}"] = top
-    for card, count in zip(cards, stats["count"].to_numpy()):
-        card["count"] = int(count)
-    columns["summary"] = pa.array([neuron_summary(card) for card in cards], pa.string())
     return columns
 
 
