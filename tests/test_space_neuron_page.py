@@ -180,3 +180,22 @@ def test_live_tab_in_the_browser(served, pages, tmp_path):
             page.screenshot(path=str(shots / "neuron_page.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_viewer_summary_adds_the_change_clause_only_with_significance_columns(pages):
+    from hf_txray import viewer
+
+    a, b, report = pages[:3]
+    layer, neuron = busiest(a)
+    plain = viewer.ResultsView("x", {"pretrained": a, "finetuned": b}, {report.name: report})
+    lines = viewer.neuron_summary(plain, layer, neuron, "pretrained", "finetuned").split("\n")
+    assert "noise" not in "".join(lines)
+    tested = hf_txray.TransferReport(report.meta, report.neurons.copy(), report.layers, report.mass_share)
+    tested.neurons["changed_pos"] = False
+    tested.neurons["p_hellinger_pos"] = 0.5
+    row = plain.row(layer, neuron)
+    tested.neurons.loc[row, "changed_pos"], tested.neurons.loc[row, "p_hellinger_pos"] = True, 0.0002
+    view = viewer.ResultsView("y", {"pretrained": a, "finetuned": b}, {report.name: tested})
+    first, second = viewer.neuron_summary(view, layer, neuron, "pretrained", "finetuned").split("\n")
+    assert first == lines[0]  # said once, on the later stage
+    assert second == lines[1][:-1] + "; changed beyond noise between pretrained and finetuned (pos, p < 0.001)."
