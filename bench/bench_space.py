@@ -348,6 +348,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         update_section("Space viewer", body)
+    main_live(args.rebuild, not args.no_write)
 
 
 if __name__ == "__main__":
