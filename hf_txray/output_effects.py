@@ -6,8 +6,9 @@ through the model's final norm and its unembedding ``W_U``, that column gives on
 (Geva, Caciularu, Wang, Goldberg, "Transformer Feed-Forward Layers Build Predictions by Promoting Concepts in the
 Vocabulary Space", EMNLP 2022).
 
-Approximations, as in that paper: the direct path only (later blocks are ignored); of the final norm only its
-elementwise scale ``g`` is applied, no centring and no division by the norm of the residual stream (those depend on
+Approximations, as in that paper: the direct path only (later blocks are ignored); of the final norm (and of a
+norm on the MLP output before the residual sum, Gemma 2/3's ``post_feedforward_layernorm``) only the elementwise
+scale ``g`` is applied, no centring and no division by the norm of the residual stream (those depend on
 the whole residual, not on the neuron); biases are dropped (they are the same for every neuron). The scale is
 measured by running the norm module itself on probe vectors, so variants such as Gemma's ``(1 + weight)`` are read
 as the model computes them. Scalar factors that do not change the ranking (Gemma 2's logit soft-capping, T5's
@@ -72,17 +73,19 @@ def norm_scale(norm: nn.Module, hidden: int) -> torch.Tensor:
     """The elementwise scale a norm module applies after normalising, measured by running it.
 
     Probes ``x = c * s`` with ``s`` of ±1 values (mean 0, so centring and bias cancel in ``N(x) - N(-x)``) and a
-    large ``c`` (so ``eps`` is negligible). With an odd width one entry of ``s`` is 0 (the mean stays 0); a second
+    large ``c`` in full precision (so ``eps`` is negligible). With an odd width one entry of ``s`` is 0 (the mean stays 0); a second
     probe, rolled by one, measures that entry.
     """
     weight = norm.weight
+    # c = 1000 makes eps negligible; half precision keeps c = 1 so that sums of squares cannot overflow.
+    c = 1e3 if weight.dtype in (torch.float32, torch.float64) else 1.0
     signs = torch.ones(hidden, dtype=torch.float32)
     signs[1::2] = -1
     if hidden % 2:
         signs[-1] = 0
     scale = torch.empty(hidden, dtype=torch.float32)
     for probe in (signs.roll(1), signs) if hidden % 2 else (signs,):
-        x = (1e3 * probe).to(device=weight.device, dtype=weight.dtype)[None, None]
+        x = (c * probe).to(device=weight.device, dtype=weight.dtype)[None, None]
         diff = (norm(x) - norm(-x)).float().reshape(-1).cpu()
         nonzero = probe != 0
         # N(x) = g * x / rms(x) and rms(x) = c * sqrt(m / n) with m non-zero entries: undo that factor.
@@ -201,6 +204,20 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     return Readout(steps, unembedding, names)
 
 
+POST_MLP_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffn_norm")
+
+
+@torch.no_grad()
+def post_mlp_scale(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor | None:
+    """The scale of a norm the block applies to its MLP output before the residual sum (Gemma 2/3
+    ``post_feedforward_layernorm``), or None when the block has none."""
+    _, blocks = _blocks(model, stack)
+    for name, module in blocks[layer].named_children():
+        if name in POST_MLP_NORMS and _is_norm(module):
+            return norm_scale(module, int(module.weight.shape[0]))
+    return None
+
+
 def _fused_experts(block: nn.Module) -> torch.Tensor | None:
     """The ``down_proj`` parameter ``(experts, hidden, intermediate)`` of a fused-experts MoE block, else None."""
     for name, param in block.named_parameters():
@@ -298,6 +315,9 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     frames = []
     for layer in layers:
         columns = down_columns(model, layer, stack)
+        post = post_mlp_scale(model, layer, stack)
+        if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
+            columns = post.to(device=columns.device)[:, None] * columns.float()
         width = columns.shape[1]
         chosen = np.arange(width) if neurons is None else np.asarray(list(neurons), dtype=np.int64)
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):

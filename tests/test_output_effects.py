@@ -158,9 +158,26 @@ def _distilbert_mlm():
     return model, bert_tokenizer(), brute, 48
 
 
+def _gemma2():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(8)
+    config = Gemma2Config(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=16, intermediate_size=36, max_position_embeddings=64)
+    model = Gemma2ForCausalLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # the MLP output is normalised (post-feedforward norm) before the residual sum
+        block = model.model.layers[layer]
+        x = block.mlp.down_proj(one_hot) * (1.0 + block.post_feedforward_layernorm.weight)
+        return (x * (1.0 + model.model.norm.weight)) @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 36
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
-            "distilbert_mlm": _distilbert_mlm}
+            "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
