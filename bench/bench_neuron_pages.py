@@ -128,7 +128,8 @@ def main() -> None:
         (f"... against brute force on {o['checked']} random neurons (one-hot through the model's modules)",
          f"largest relative difference of the top-20 logits {o['worst_rel']:.1e}", ""),
     ]
-    table = "| measure | result | ratio |\n| --- | --- | --- |\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    table = "| measure | result | ratio |\n| --- | --- | --- |\n"
+    table += "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     body = (f"`python bench/bench_neuron_pages.py` on {platform.processor() or platform.machine()}, {os.cpu_count()} "
             f"CPU cores shared with other work (load average {load_before:.1f} before, {load_after:.1f} after), no "
             f"GPU.\n\n{table}")

@@ -83,7 +83,8 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         top_values = ", ".join(f"{v['feature']} {v['probability']:.2f}" for v in card[f"top_{ft}"][:top])
         lines.append(f"  {ft}: {top_values or '-'}")
     if "promoted" in card:
-        lines += [f"promotes: {', '.join(card['promoted'][:top])}", f"suppresses: {', '.join(card['suppressed'][:top])}"]
+        lines += [f"promotes: {', '.join(card['promoted'][:top])}",
+                  f"suppresses: {', '.join(card['suppressed'][:top])}"]
     if profile.activation_histogram is not None and card["count"]:
         hist = profile.activation_distribution(layer, neuron)
         hist = hist[hist["count"] > 0]

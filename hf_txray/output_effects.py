@@ -73,8 +73,8 @@ def norm_scale(norm: nn.Module, hidden: int) -> torch.Tensor:
     """The elementwise scale a norm module applies after normalising, measured by running it.
 
     Probes ``x = c * s`` with ``s`` of ±1 values (mean 0, so centring and bias cancel in ``N(x) - N(-x)``) and a
-    large ``c`` in full precision (so ``eps`` is negligible). With an odd width one entry of ``s`` is 0 (the mean stays 0); a second
-    probe, rolled by one, measures that entry.
+    large ``c`` in full precision (so ``eps`` is negligible). With an odd width one entry of ``s`` is 0 (the mean
+    stays 0); a second probe, rolled by one, measures that entry.
     """
     weight = norm.weight
     # c = 1000 makes eps negligible; half precision keeps c = 1 so that sums of squares cannot overflow.
@@ -415,7 +415,8 @@ def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = No
         # meaningless tokens: refuse rather than read it.
         errors.append(f"{auto.__name__}: weights missing from the checkpoint ({', '.join(sorted(missing)[:3])})")
     raise ModelError(f"output_effects=True needs {model_id!r} with an LM head, but it loads as neither a causal LM nor "
-                     f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has one.")
+                     f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has "
+                     "one.")
 
 
 def check_output_effects(model: nn.Module, site: str, module_pattern: str | None = None, k: int = 20) -> None:

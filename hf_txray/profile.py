@@ -501,7 +501,8 @@ class Profile:
         examples = pd.read_parquet(directory / "examples.parquet")
         if examples.empty:
             examples = empty_examples()
-        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples, **_load_neuron_pages(directory))
+        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples,
+                   **_load_neuron_pages(directory))
 
 
 def _optional_equal(a: Any, b: Any, equal) -> bool:
