@@ -234,3 +234,27 @@ def test_analyze_by_path_loads_the_lm_head_and_refuses_a_checkpoint_without_one(
     with pytest.raises(hf_txray.ModelError, match="missing from the checkpoint"):
         hf_txray.analyze(str(tmp_path / "base"), SAMPLE_TEXTS[:3], features=("token",), output_effects=True,
                          show_progress=False)
+
+
+def test_activation_histogram_bins_edges_and_outliers_like_a_loop():
+    from hf_txray.accumulators import ActivationHistogram
+
+    edges = histogram_edges(**HISTOGRAM)
+    rng = np.random.default_rng(0)
+    values = np.r_[10 ** rng.uniform(-4, 5, 500), edges[[0, 5, -1]], 1e-9, 1e9]
+    rows = rng.integers(0, 3, len(values))
+    hist = ActivationHistogram(3, edges)
+    hist.add(rows[:200], values[:200])
+    hist.add(rows[200:], values[200:])
+    want = np.zeros((3, len(edges) + 1), dtype=np.int64)
+    for row, v in zip(rows, values):
+        b = 0
+        while b < len(edges) and v >= edges[b]:  # bin b holds edges[b-1] <= v < edges[b]
+            b += 1
+        want[row, b] += 1
+    np.testing.assert_array_equal(hist.counts, want)
+    other = ActivationHistogram(3, edges)
+    other.add(rows, values)
+    np.testing.assert_array_equal(hist.merge(other).counts, 2 * want)
+    with pytest.raises(ValueError, match="different bin edges"):
+        hist.merge(ActivationHistogram(3, edges[:-1]))
