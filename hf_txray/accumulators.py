@@ -159,26 +159,49 @@ class ActivationHistogram:
     """Per neuron row, how many credited activations fell in each fixed bin (exact under merge: counts add).
 
     Bin 0 holds values below ``edges[0]``, bin ``i`` holds ``edges[i-1] <= v < edges[i]``, the last bin values
-    ``>= edges[-1]``; shape ``(num_rows, len(edges) + 1)``.
+    ``>= edges[-1]``. Sparse: only the (row, bin) pairs that were hit are kept, as sorted keys
+    ``row * num_bins + bin`` with their counts, so memory follows the neurons that win, not the model's width.
     """
 
-    def __init__(self, num_rows: int, edges: np.ndarray):
+    def __init__(self, edges: np.ndarray):
         self.edges = np.asarray(edges, dtype=np.float64)
-        self.counts = np.zeros((num_rows, len(self.edges) + 1), dtype=np.int64)
-
-    @property
-    def num_bins(self) -> int:
-        return self.counts.shape[1]
+        self.num_bins = len(self.edges) + 1
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_size = 0
 
     def add(self, rows: np.ndarray, values: np.ndarray) -> None:
         if len(rows) == 0:
             return
         bins = np.searchsorted(self.edges, values, side="right")
-        keys, n = np.unique(rows.astype(np.int64) * self.num_bins + bins, return_counts=True)
-        self.counts.reshape(-1)[keys] += n  # a view: touches only the bins hit by this batch
+        keys, counts = np.unique(rows.astype(np.int64) * self.num_bins + bins, return_counts=True)
+        self._add_keys(keys, counts.astype(np.int64))
+
+    def _add_keys(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        self._pending.append((keys, counts))
+        self._pending_size += len(keys)
+        if self._pending_size > max(len(self.keys), 1 << 16):
+            self.compact()
+
+    def compact(self) -> "ActivationHistogram":
+        if self._pending:
+            keys = np.concatenate([self.keys] + [k for k, _ in self._pending])
+            counts = np.concatenate([self.counts] + [c for _, c in self._pending])
+            self.keys, inverse = np.unique(keys, return_inverse=True)
+            self.counts = np.bincount(inverse, weights=counts, minlength=len(self.keys)).astype(np.int64)
+            self._pending, self._pending_size = [], 0
+        return self
 
     def merge(self, other: "ActivationHistogram") -> "ActivationHistogram":
         if not np.array_equal(self.edges, other.edges):
             raise ValueError("Histograms with different bin edges cannot be merged exactly.")
-        self.counts += other.counts
-        return self
+        other.compact()
+        self._add_keys(other.keys, other.counts)
+        return self.compact()
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, bins, counts) of the non-empty bins, sorted by row then bin."""
+        self.compact()
+        rows, bins = np.divmod(self.keys, self.num_bins)
+        return rows, bins, self.counts.copy()

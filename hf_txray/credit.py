@@ -18,7 +18,8 @@ from .accumulators import (HISTOGRAM, ActivationHistogram, SparseSums, TopExampl
                            reduce_by_key, split_keys)
 from .batching import PositionBatch
 from .features import Vocabulary
-from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples, position_table_from_arrays
+from .profile import (EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples,
+                      position_table_from_arrays)
 
 CONTEXT_CHARS = 60
 
@@ -40,7 +41,7 @@ class ProfileBuilder:
         self.neuron_mass = np.zeros(num_layers * num_neurons, dtype=np.float64)
         self.neuron_count = np.zeros(num_layers * num_neurons, dtype=np.int64)
         self.examples = TopExamples(num_layers * num_neurons, capacity)
-        self.histogram = ActivationHistogram(num_layers * num_neurons, histogram_edges(**HISTOGRAM))
+        self.histogram = ActivationHistogram(histogram_edges(**HISTOGRAM))
         self.position_sums = SparseSums()  # (row, token index) -> mass, count: the first-position effect
         self.position_corpus = np.zeros(0, dtype=np.int64)  # creditable positions per token index
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
@@ -139,7 +140,7 @@ class ProfileBuilder:
         meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
                        self.tables(), self.examples_frame(meta.layers, fetch_texts),
-                       activation_histogram=self.histogram.counts.reshape(*shape, -1).copy(),
+                       activation_histogram=HistogramTable(self.histogram.num_bins, *self.histogram.entries()),
                        position_table=self.position_table())
 
 

@@ -37,7 +37,7 @@ from . import metrics
 from .accumulators import _rank_within_groups
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
-from .profile import (EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples,
+from .profile import (EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples,
                       position_table_from_arrays)
 from .report import ReportMeta, TransferReport
 from .version import __version__
@@ -63,6 +63,7 @@ EXAMPLE_STRUCT = pa.struct([
     ("span_end", pa.int64()), ("token", pa.string()), ("example_id", pa.int64()), ("token_index", pa.int64()),
     ("char_start", pa.int64()), ("char_end", pa.int64()),
 ])  # fmt: skip
+HISTOGRAM_STRUCT = pa.struct([("bin", pa.int64()), ("count", pa.int64())])  # non-empty bins of a neuron
 POSITION_STRUCT = pa.struct([("position", pa.int64()), ("mass", pa.float64()), ("count", pa.int64())])
 POSITIONS_VOCAB = "__positions__"  # the meta row's vocabularies entry holding creditable positions per token index
 OUTPUTS_SCHEMA = pa.schema([
@@ -240,10 +241,10 @@ def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
                                              pa.array(t.count, pa.int64())], fields=list(POSITION_STRUCT))
         columns["position_mass"] = _list_column(t.rows, profile.num_rows, values)
     if profile.activation_histogram is not None:
-        counts = profile.activation_histogram.reshape(profile.num_rows, -1)
-        offsets = np.arange(profile.num_rows + 1, dtype=np.int32) * counts.shape[1]
-        columns["activation_histogram"] = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
-                                                                   pa.array(counts.reshape(-1), pa.int64()))
+        h = profile.activation_histogram
+        values = pa.StructArray.from_arrays([pa.array(h.bins, pa.int64()), pa.array(h.counts, pa.int64())],
+                                            fields=list(HISTOGRAM_STRUCT))
+        columns["activation_histogram"] = _list_column(h.rows, profile.num_rows, values)
     if profile.output_effects is not None:
         for direction in ("promoted", "suppressed"):
             columns[direction] = _output_tokens_column(profile, direction)
@@ -531,15 +532,21 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
 def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: ProfileMeta, vocabularies: dict[str, Any],
                   outputs: pa.Table | None) -> dict[str, Any]:
     """Histogram, position table and output effects of one stage, from its neuron_cards rows (in `rows` order)."""
-    num_rows = len(meta.layers) * meta.num_neurons
     out: dict[str, Any] = {}
     names = cards.column_names
-    if "activation_histogram" in names and cards["activation_histogram"].null_count == 0 and cards.num_rows:
+    settings = meta.config.get("activation_histogram")
+    if "activation_histogram" in names and cards["activation_histogram"].null_count == 0 and settings:
+        from .accumulators import histogram_edges
+
         column = cards["activation_histogram"].combine_chunks()
-        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
-        counts = np.zeros((num_rows, len(flat) // cards.num_rows), dtype=np.int64)
-        counts[rows] = flat.reshape(cards.num_rows, -1)
-        out["activation_histogram"] = counts.reshape(len(meta.layers), meta.num_neurons, -1)
+        parents = pc.list_parent_indices(column).to_numpy()
+        flat = pc.list_flatten(column)
+        bins = flat.field("bin").to_numpy(zero_copy_only=False).astype(np.int64)
+        counts = flat.field("count").to_numpy(zero_copy_only=False).astype(np.int64)
+        hist_rows = rows[parents] if len(parents) else np.zeros(0, np.int64)
+        order = np.lexsort((bins, hist_rows)) if len(parents) else np.zeros(0, np.int64)
+        out["activation_histogram"] = HistogramTable(len(histogram_edges(**settings)) + 1, hist_rows[order],
+                                                     bins[order], counts[order])
     if "position_mass" in names and POSITIONS_VOCAB in vocabularies and cards["position_mass"].null_count == 0:
         column = cards["position_mass"].combine_chunks()
         parents = pc.list_parent_indices(column).to_numpy()

@@ -107,6 +107,47 @@ class FeatureTable:
         )
 
 
+@dataclass
+class HistogramTable:
+    """Sparse per-neuron histograms of credited activations: the non-empty (row, bin) pairs, sorted by row then
+    bin, with their counts. Bins are those of ``meta.config["activation_histogram"]``
+    (:func:`hf_txray.accumulators.histogram_edges`), ``num_bins = len(edges) + 1``."""
+
+    num_bins: int
+    rows: np.ndarray
+    bins: np.ndarray
+    counts: np.ndarray
+
+    def of_row(self, row: int) -> np.ndarray:
+        """The dense counts of one row, shape ``(num_bins,)``."""
+        lo, hi = np.searchsorted(self.rows, [row, row + 1])
+        out = np.zeros(self.num_bins, dtype=np.int64)
+        out[self.bins[lo:hi]] = self.counts[lo:hi]
+        return out
+
+    def dense(self, num_rows: int) -> np.ndarray:
+        """All rows as a dense ``(num_rows, num_bins)`` array."""
+        out = np.zeros((num_rows, self.num_bins), dtype=np.int64)
+        out[self.rows, self.bins] = self.counts
+        return out
+
+    def merge(self, other: "HistogramTable") -> "HistogramTable":
+        keys, _, counts = reduce_by_key(np.concatenate([self.rows * self.num_bins + self.bins,
+                                                        other.rows * other.num_bins + other.bins]),
+                                        np.zeros(len(self.rows) + len(other.rows)),
+                                        np.concatenate([self.counts, other.counts]))
+        rows, bins = np.divmod(keys, self.num_bins)
+        return HistogramTable(self.num_bins, rows, bins, counts)
+
+    def equals(self, other: "HistogramTable") -> bool:
+        return self.num_bins == other.num_bins and all(
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in ("rows", "bins", "counts"))
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes + self.bins.nbytes + self.counts.nbytes
+
+
 def merged_vocab(*vocabs: list[str]) -> list[str]:
     seen: dict[str, None] = {}
     for vocab in vocabs:
@@ -164,7 +205,7 @@ class Profile:
         neuron_count: np.ndarray,
         tables: dict[str, FeatureTable],
         examples: pd.DataFrame | None = None,
-        activation_histogram: np.ndarray | None = None,
+        activation_histogram: HistogramTable | None = None,
         position_table: FeatureTable | None = None,
         output_effects: pd.DataFrame | None = None,
     ):
@@ -174,10 +215,9 @@ class Profile:
         self.tables = tables
         self.examples = examples if examples is not None else empty_examples()
         # Neuron pages (issue 15), None in profiles written before them: counts of credited activations per
-        # log-spaced bin (layers, neurons, bins); credited mass per (row, token index); top promoted/suppressed
+        # log-spaced bin (sparse); credited mass per (row, token index); top promoted/suppressed
         # vocabulary tokens (hf_txray.output_effects_table), present when analyze(..., output_effects=True).
-        self.activation_histogram = None if activation_histogram is None else np.asarray(activation_histogram,
-                                                                                          dtype=np.int64)
+        self.activation_histogram = activation_histogram
         self.position_table = position_table
         self.output_effects = output_effects
 
@@ -336,9 +376,14 @@ class Profile:
     def activation_distribution(self, layer: int, neuron: int) -> pd.DataFrame:
         """The neuron's credited activations per bin: low and high edge (±inf outside the range) and count."""
         edges = self.histogram_edges()
-        counts = self.activation_histogram.reshape(self.num_rows, -1)[self._row(layer, neuron)]
+        counts = self.activation_histogram.of_row(self._row(layer, neuron))
         low, high = np.r_[-np.inf, edges], np.r_[edges, np.inf]
         return pd.DataFrame({"low": low, "high": high, "count": counts})
+
+    def histogram_counts(self) -> np.ndarray:
+        """Every neuron's histogram as a dense ``(layers, neurons, bins)`` array (see :meth:`histogram_edges`)."""
+        self.histogram_edges()
+        return self.activation_histogram.dense(self.num_rows).reshape(len(self.meta.layers), self.num_neurons, -1)
 
     def win_rate(self) -> np.ndarray:
         """Credits / profiled positions per neuron, shape ``(layers, neurons)`` (0 when nothing was profiled)."""
@@ -406,7 +451,7 @@ class Profile:
         """Histograms add (when both have them with the same bins), position tables merge like feature tables;
         output effects depend on the weights only, so either side's is kept."""
         same_bins = self.meta.config.get("activation_histogram") == other.meta.config.get("activation_histogram")
-        histogram = (self.activation_histogram + other.activation_histogram
+        histogram = (self.activation_histogram.merge(other.activation_histogram)
                      if same_bins and self.activation_histogram is not None and other.activation_histogram is not None
                      else None)
         positions = (merge_tables(self.position_table, other.position_table)
@@ -424,7 +469,7 @@ class Profile:
             and self.tables.keys() == other.tables.keys()
             and all(self.tables[ft].equals(other.tables[ft]) for ft in self.tables)
             and self.examples.reset_index(drop=True).equals(other.examples.reset_index(drop=True))
-            and _optional_equal(self.activation_histogram, other.activation_histogram, np.array_equal)
+            and _optional_equal(self.activation_histogram, other.activation_histogram, HistogramTable.equals)
             and _optional_equal(self.position_table, other.position_table, FeatureTable.equals)
             and _optional_equal(self.output_effects, other.output_effects,
                                 lambda a, b: a.reset_index(drop=True).equals(b.reset_index(drop=True)))
@@ -458,10 +503,11 @@ class Profile:
         return Path(save_directory)
 
     def _save_neuron_pages(self, tmp: Path) -> None:
-        from safetensors.numpy import save_file
-
         if self.activation_histogram is not None:
-            save_file({"activation_histogram": self.activation_histogram}, str(tmp / "histogram.safetensors"))
+            h = self.activation_histogram
+            pd.DataFrame({"row": h.rows, "bin": h.bins, "count": h.counts}).to_parquet(tmp / "histogram.parquet",
+                                                                                      index=False)
+            write_json(tmp / "histogram.json", {"num_bins": h.num_bins})
         if self.position_table is not None:
             t = self.position_table
             pd.DataFrame({"row": t.rows, "position": t.feature_ids, "mass": t.mass, "count": t.count}
@@ -518,11 +564,12 @@ def position_table_from_arrays(rows: np.ndarray, positions: np.ndarray, mass: np
 
 
 def _load_neuron_pages(directory: Path) -> dict[str, Any]:
-    from safetensors.numpy import load_file
-
     out: dict[str, Any] = {}
-    if (directory / "histogram.safetensors").exists():
-        out["activation_histogram"] = load_file(str(directory / "histogram.safetensors"))["activation_histogram"]
+    if (directory / "histogram.parquet").exists():
+        frame = pd.read_parquet(directory / "histogram.parquet")
+        out["activation_histogram"] = HistogramTable(int(read_json(directory / "histogram.json")["num_bins"]),
+                                                     frame["row"].to_numpy(np.int64), frame["bin"].to_numpy(np.int64),
+                                                     frame["count"].to_numpy(np.int64))
     if (directory / "positions.parquet").exists():
         stats = pd.read_parquet(directory / "positions.parquet")
         corpus = pd.read_parquet(directory / "positions.corpus.parquet")["corpus_count"].to_numpy(np.int64)
