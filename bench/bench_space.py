@@ -272,7 +272,9 @@ def main_live(rebuild: bool, write: bool) -> None:
         f"{load_after:.1f} after), no GPU; the embedded MiniLM (6 layers x 1536 neurons) given to the viewer as "
         f"its model; results: 200 Penn Treebank sentences.\n\n{table}\n\n"
         "The live tab runs the profiling engine (`build_batch` + `WinnerRecorder` hooks, the credit rule of "
-        "`analyze`) on the typed text: one forward pass, the winners reduced on the device."
+        "`analyze`) on the typed text: one forward pass, the winners reduced on the device. Its cost is the "
+        "ratio to a bare forward pass; the absolute times follow the machine's load (on a shared machine the bare "
+        "forward pass alone can take most of the second)."
     )
     print(body)
     if write:
