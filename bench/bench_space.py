@@ -6,7 +6,11 @@ Measures (on this machine):
   of `hf-txray view` in a new process (imports included);
 - switching neuron: the Neuron tab's whole server handler (stats, Hellinger, chart data, highlighted examples,
   tables) for 50 random neurons (target < 300 ms), and 10 through HTTP;
-- search: "which neurons prefer X" by token, word and POS tag, by status and by Hellinger range (target < 500 ms).
+- search: "which neurons prefer X" by token, word and POS tag, by status and by Hellinger range (target < 500 ms);
+- the Live text tab (issue 15): winners of a 100-token text at one layer with the model loaded (target < 1 s), as a
+  ratio to a bare forward pass of the model on the same text measured in the same run; and the neuron page's extra
+  sections (summary, output effects, histogram). `--live-only` measures just these on a small results folder
+  (bench/_out/space_live_minilm) and rewrites the "## Space live text" section.
 
 The results are made once with `hf_txray.analyze` on the embedded MiniLM (`hf_txray.corpora.default_model_path()`)
 and saved with `hf_txray.save_to_disk` under bench/_out/space_minilm (reused by later runs; `--rebuild` remakes them):
@@ -166,6 +170,117 @@ def measure(folder: Path, samples: int = 50) -> dict[str, list[float] | float]:
     return out
 
 
+LIVE_OUT = ROOT / "bench" / "_out" / "space_live_minilm"
+LIVE_TOKENS = 100
+
+
+def text_of_tokens(tokenizer, n: int) -> str:
+    """A Penn Treebank passage cut after its `n`-th token (special tokens not counted)."""
+    from hf_txray import corpora
+
+    text = " ".join(corpora.penn_treebank("valid", num_samples=60)["text"])
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return text[: offsets[n - 1][1]]
+
+
+def measure_live(folder: Path, runs: int = 20) -> dict[str, list[float] | int]:
+    """The Live text tab's handler on a 100-token text (each layer in turn) against a bare forward pass."""
+    import torch
+    from gradio_client import Client
+
+    from hf_txray import corpora, viewer
+
+    space_app = viewer.load_app()
+    model_path = corpora.default_model_path()
+    demo = space_app.build_demo(str(folder), model=model_path)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
+    out: dict[str, list[float] | int] = {}
+    try:
+        _wait_for(url)
+        view = viewer.open_results(str(folder))
+        attribution = space_app.AttributionModel(model_path)
+        net, tokenizer = attribution.get()
+        text = text_of_tokens(tokenizer, LIVE_TOKENS)
+        first = space_app.live_text(str(folder), text, view.layers[0], 5, attribution)  # warm-up (hooks, caches)
+        out["tokens"] = len(first[3])
+        inputs = tokenizer(text, return_tensors="pt")
+        times, forward = [], []
+        for i in range(runs):
+            layer = view.layers[i % len(view.layers)]
+            t = time.perf_counter()
+            with torch.no_grad():
+                net(**inputs)
+            forward.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            space_app.live_text(str(folder), text, layer, 5, attribution)
+            times.append(time.perf_counter() - t)
+        out["live"], out["forward"] = times, forward
+        client = Client(url, verbose=False)
+        client.predict(str(folder), api_name="/open")
+        times = []
+        for i in range(5):
+            t = time.perf_counter()
+            client.predict(text, view.layers[i % len(view.layers)], 5, api_name="/live_text")
+            times.append(time.perf_counter() - t)
+        out["live_http"] = times
+        stages = view.stages
+        times = []
+        for layer in view.layers:
+            for neuron in (0, 100, 1000):
+                t = time.perf_counter()
+                space_app.show_neuron_page(str(folder), layer, neuron, stages[0], stages[-1])
+                times.append(time.perf_counter() - t)
+        out["page"] = times
+    finally:
+        demo.close()
+    return out
+
+
+def live_rows(r: dict) -> list[tuple[str, str, str, str]]:
+    median = statistics.median
+    ratio = median(r["live"]) / median(r["forward"])
+    return [
+        (f"Live text tab, server time: winners of a {r['tokens']}-token text at one layer plus one traced neuron "
+         f"({len(r['live'])} runs over the layers; MiniLM, CPU)", _ms(r["live"]), "< 1 s (median)",
+         "yes" if median(r["live"]) < 1 else "**no**"),
+        ("... bare forward pass of the model on the same text (baseline, same run)", _ms(r["forward"]), "", ""),
+        ("... ratio live tab / bare forward pass (medians)", f"{ratio:.2f}", "", ""),
+        ("Live text tab, HTTP round trip through gradio_client (5 runs)", _ms(r["live_http"]), "< 1 s (median)",
+         "yes" if median(r["live_http"]) < 1 else "**no**"),
+        ("neuron page sections (summary, output effects, histogram, win rate), server time",
+         _ms(r["page"]), "", ""),
+    ]
+
+
+def main_live(rebuild: bool, write: bool) -> None:
+    import hf_txray
+    from hf_txray import corpora
+
+    if rebuild or not (LIVE_OUT / "meta").is_dir():
+        a = hf_txray.analyze(corpora.default_model_path(), corpora.penn_treebank("train", num_samples=200),
+                             features=("token", "pos"), max_length=64, stage="pretrained-ptb",
+                             model_id=corpora.DEFAULT_MODEL_ID, show_progress=False)
+        hf_txray.save_to_disk(LIVE_OUT, [a], plots=False)
+    load_before = os.getloadavg()[0]
+    r = measure_live(LIVE_OUT)
+    load_after = os.getloadavg()[0]
+    table = "| measure | result | target | met |\n| --- | --- | --- | --- |\n"
+    table += "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in live_rows(r))
+    body = (
+        f"`python bench/bench_space.py --live-only` on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPU cores shared with other work (load average {load_before:.1f} before, "
+        f"{load_after:.1f} after), no GPU; the embedded MiniLM (6 layers x 1536 neurons) given to the viewer as "
+        f"its model; results: 200 Penn Treebank sentences.\n\n{table}\n\n"
+        "The live tab runs the profiling engine (`build_batch` + `WinnerRecorder` hooks, the credit rule of "
+        "`analyze`) on the typed text: one forward pass, the winners reduced on the device. Its cost is the "
+        "ratio to a bare forward pass; the absolute times follow the machine's load (on a shared machine the bare "
+        "forward pass alone can take most of the second)."
+    )
+    print(body)
+    if write:
+        update_section("Space live text", body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ptb", type=int, default=1000, help="Penn Treebank sentences per PTB stage.")
@@ -173,7 +288,12 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="Profile again even when the results exist.")
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="Print only; leave bench/RESULTS.md alone.")
+    parser.add_argument("--live-only", action="store_true", help="Measure only the Live text tab and the neuron "
+                        "page sections, on a small results folder.")
     args = parser.parse_args()
+    if args.live_only:
+        main_live(args.rebuild, not args.no_write)
+        return
     if args.rebuild or not (OUT / "meta").is_dir():
         t = time.perf_counter()
         prepare(OUT, args.ptb, args.bbc)
@@ -230,6 +350,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         update_section("Space viewer", body)
+    main_live(args.rebuild, not args.no_write)
 
 
 if __name__ == "__main__":

@@ -224,3 +224,66 @@ class PositionMass:
     def equals(self, other: "PositionMass") -> bool:
         a, b = self.entries(), other.entries()
         return all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# Credited activations of MLP neurons range from ~0.01 (weak winners) to ~3000 (massive activations on the first
+# token of causal LMs): log-spaced bins cover that range with the same relative resolution everywhere.
+HISTOGRAM = {"low": 1e-3, "high": 1e4, "bins_per_decade": 8}
+
+
+def histogram_edges(low: float = 1e-3, high: float = 1e4, bins_per_decade: int = 8) -> np.ndarray:
+    """Log-spaced bin edges from `low` to `high`; values below `low` and from `high` up get a bin of their own."""
+    decades = np.log10(high) - np.log10(low)
+    return np.logspace(np.log10(low), np.log10(high), int(round(decades * bins_per_decade)) + 1)
+
+
+class ActivationHistogram:
+    """Per neuron row, how many credited activations fell in each fixed bin (exact under merge: counts add).
+
+    Bin 0 holds values below ``edges[0]``, bin ``i`` holds ``edges[i-1] <= v < edges[i]``, the last bin values
+    ``>= edges[-1]``. Sparse: only the (row, bin) pairs that were hit are kept, as sorted keys
+    ``row * num_bins + bin`` with their counts, so memory follows the neurons that win, not the model's width.
+    """
+
+    def __init__(self, edges: np.ndarray):
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.num_bins = len(self.edges) + 1
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_size = 0
+
+    def add(self, rows: np.ndarray, values: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        bins = np.searchsorted(self.edges, values, side="right")
+        keys, counts = np.unique(rows.astype(np.int64) * self.num_bins + bins, return_counts=True)
+        self._add_keys(keys, counts.astype(np.int64))
+
+    def _add_keys(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        self._pending.append((keys, counts))
+        self._pending_size += len(keys)
+        if self._pending_size > max(len(self.keys), 1 << 16):
+            self.compact()
+
+    def compact(self) -> "ActivationHistogram":
+        if self._pending:
+            keys = np.concatenate([self.keys] + [k for k, _ in self._pending])
+            counts = np.concatenate([self.counts] + [c for _, c in self._pending])
+            self.keys, inverse = np.unique(keys, return_inverse=True)
+            self.counts = np.bincount(inverse, weights=counts, minlength=len(self.keys)).astype(np.int64)
+            self._pending, self._pending_size = [], 0
+        return self
+
+    def merge(self, other: "ActivationHistogram") -> "ActivationHistogram":
+        if not np.array_equal(self.edges, other.edges):
+            raise ValueError("Histograms with different bin edges cannot be merged exactly.")
+        other.compact()
+        self._add_keys(other.keys, other.counts)
+        return self.compact()
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, bins, counts) of the non-empty bins, sorted by row then bin."""
+        self.compact()
+        rows, bins = np.divmod(self.keys, self.num_bins)
+        return rows, bins, self.counts.copy()

@@ -381,6 +381,8 @@ def analyze(
     dataset_revision: str | None = None,
     dataset_config: str | None = None,
     token: str | bool | None = None,
+    output_effects: bool = False,
+    output_effects_k: int = 20,
 ) -> Profile:
     """Profile which inputs make each neuron the most active unit (TX-Ray).
 
@@ -426,6 +428,9 @@ def analyze(
         dataset_config (`str`, *optional*): the config of a Hub dataset with several.
         token (`str` or `bool`, *optional*): Hub token for private repos (default ``HF_TOKEN`` / saved login);
             never recorded.
+        output_effects (`bool`, *optional*, defaults to `False`): also store each neuron's top promoted and
+            suppressed vocabulary tokens (:func:`hf_txray.output_effects_table`, `output_effects_k` per direction) in
+            the profile. A model given by name is then loaded with its LM head; one without an LM head is refused.
 
     Every Hub ref is resolved to a commit sha before any download (``HfApi.model_info``/``dataset_info``, or the
     Hub cache when offline) and everything is loaded at that commit; local paths are pinned by a content hash.
@@ -460,9 +465,17 @@ def analyze(
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
     pinned = model_source.commit if model_source.kind == "hub" else revision
-    loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=pinned, dtype=dtype,
-                                                 trust_remote_code=trust_remote_code, model_kwargs=model_kwargs,
-                                                 token=token)
+    with_head = None
+    if output_effects and isinstance(model, (str, Path)):
+        from .output_effects import load_lm_model
+
+        model_id = model_id or str(model)
+        head_kwargs = {**(model_kwargs or {}), **({"token": token} if token is not None else {})}
+        with_head = load_lm_model(str(model), revision=pinned, dtype=dtype, trust_remote_code=trust_remote_code,
+                                  model_kwargs=head_kwargs)
+    loaded, tok, loaded_id, revision = load_model(with_head if with_head is not None else model, tokenizer,
+                                                 revision=pinned, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                 model_kwargs=model_kwargs, token=token)
     from .provenance import jsonable
 
     recorded_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "token"}  # never record a token
@@ -470,8 +483,19 @@ def analyze(
     loaded, device = _place(loaded, device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
-    return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
-                        checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)
+    if output_effects:
+        from .output_effects import check_output_effects
+
+        check_output_effects(loaded, site, module_pattern, output_effects_k, profiler.forward.stack)
+    profile = profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id,
+                           checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+                           show_progress=show_progress)
+    if output_effects:
+        from .output_effects import output_effects_table
+
+        profile.output_effects = output_effects_table(loaded, profile.layers, output_effects_k, tok,
+                                                      stack=profiler.forward.stack)
+    return profile
 
 
 def _with_device_map(model: Any, model_kwargs: dict[str, Any] | None, device_map: Any, device: Any) -> dict[str, Any]:

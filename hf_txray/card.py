@@ -22,9 +22,14 @@ from .version import __version__
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 CONFIG_ROWS = {
     "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy, top features "
-                     "with probabilities; top activating examples (snippet, highlighted span, activation)"),
+                     "with probabilities; top activating examples (snippet, highlighted span, activation); win rate, "
+                     "histogram of credited activations, mass per token position and the top position's share; "
+                     "promoted / suppressed tokens when computed; a one-sentence `summary`"),
     "distributions": ("stage, layer, neuron, feature type, feature", "credited mass, count and probability: the "
                       "full preference distributions"),
+    "neuron_outputs": ("stage, layer, neuron, direction, rank", "the vocabulary tokens the neuron promotes and "
+                       "suppresses: its down-projection column through the final norm's scale and the unembedding "
+                       "(Geva et al., EMNLP 2022), with the logit per unit of activation"),
     "transfer_reports": ("report, layer, neuron", "status (shared/lost/gained/dead), Hellinger distance and length, "
                          "lengths and length shift per feature type, mass and mass shift"),
     "summary": ("report and kind", "`model` and `layer` aggregates (status shares, mean/median Hellinger, mean "

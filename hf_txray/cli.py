@@ -167,6 +167,8 @@ def _cmd_compare(args) -> int:
 def _add_show(sub) -> None:
     p = sub.add_parser("show", help="Print a readable summary of a saved profile, report or results folder.")
     p.add_argument("path")
+    p.add_argument("--neuron", metavar="LAYER:NEURON",
+                   help="Print one neuron's page (summary, preferences, output effects, activations, examples).")
     p.set_defaults(handler=_cmd_show)
 
 
@@ -176,6 +178,8 @@ def _cmd_show(args) -> int:
     from .errors import ProfileFormatError
 
     path = Path(args.path)
+    if getattr(args, "neuron", None):
+        return _show_neuron(path, args.neuron)
     found = False
     for marker, load, render in (("txray_profile.json", Profile.from_pretrained, profile_text),
                                  ("txray_report.json", TransferReport.from_pretrained, report_text)):
@@ -184,6 +188,28 @@ def _cmd_show(args) -> int:
             found = True
     if not found:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
+    return 0
+
+
+def _show_neuron(path: Path, spec: str) -> int:
+    """`show PATH --neuron L:N`: the neuron's page in every profile under PATH (with the report's change clause
+    when a report under PATH compares that profile's stage)."""
+    from . import Profile, TransferReport
+    from .display import neuron_text
+    from .errors import ConfigurationError, ProfileFormatError
+
+    try:
+        layer, neuron = (int(v) for v in spec.split(":"))
+    except ValueError:
+        raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
+    find = lambda marker: sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts)  # noqa: E731
+    profiles = [Profile.from_pretrained(p) for p in find("txray_profile.json")]
+    if not profiles:
+        raise ProfileFormatError(f"No hf_txray profile found under {path}.")
+    reports = [TransferReport.from_pretrained(p) for p in find("txray_report.json")]
+    for profile in profiles:
+        report = next((r for r in reports if r.meta.stage_a == profile.stage), None)
+        print(neuron_text(profile, layer, neuron, report=report) + "\n")
     return 0
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accumulators import NoiseSums, PositionMass, SparseSums, TopExamples, make_keys, reduce_by_key, split_keys
+from .accumulators import (HISTOGRAM, ActivationHistogram, NoiseSums, PositionMass, SparseSums, TopExamples,
+                           histogram_edges, make_keys, reduce_by_key, split_keys)
 from .batching import PositionBatch
 from .features import Vocabulary
-from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
+from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
 
 CONTEXT_CHARS = 60
 
@@ -39,6 +40,7 @@ class ProfileBuilder:
         self.neuron_mass = np.zeros(num_layers * num_neurons, dtype=np.float64)
         self.neuron_count = np.zeros(num_layers * num_neurons, dtype=np.int64)
         self.examples = TopExamples(num_layers * num_neurons, capacity)
+        self.histogram = ActivationHistogram(histogram_edges(**HISTOGRAM))  # credited activations per neuron
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
         self.noise = _NoiseState(vocabs, num_layers * num_neurons)
 
@@ -70,6 +72,7 @@ class ProfileBuilder:
         self.noise.add(rows, mass, where, batch)
         self.examples.add(rows, mass, example_id=batch.example_id[where], token_index=batch.token_index[where],
                           char_start=batch.char_start[where], char_end=batch.char_end[where])
+        self.histogram.add(rows, mass)  # the neuron pages' activation histograms (mass by position: self.noise)
 
     def _count_corpus(self, batch: PositionBatch) -> None:
         for ft, fid in batch.feature_ids.items():
@@ -114,9 +117,11 @@ class ProfileBuilder:
         meta.num_examples, meta.num_positions = self.num_examples, self.num_positions
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         shape = (self.num_layers, self.num_neurons)
+        meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
                        self.tables(), self.examples_frame(meta.layers, fetch_texts),
-                       self.noise.neuron_count_odd.reshape(shape).copy(), self.noise.positions)
+                       self.noise.neuron_count_odd.reshape(shape).copy(), self.noise.positions,
+                       activation_histogram=HistogramTable(self.histogram.num_bins, *self.histogram.entries()))
 
 
 class _NoiseState:

@@ -94,3 +94,42 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     if legend:
         lines += ["", LEGEND]
     return "\n".join(lines)
+
+
+def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report: TransferReport | None = None) -> str:
+    """One neuron's page in the terminal, in reading order: summary, input preferences, output effects,
+    activation distribution, top examples, and (with `report`) its change between the report's stages."""
+    from .summary import neuron_card, neuron_summary
+
+    card = neuron_card(profile, layer, neuron)
+    report_row = None
+    if report is not None:
+        line = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)]
+        report_row = line.iloc[0].to_dict() if len(line) else None
+    stages = (report.meta.stage_a, report.meta.stage_b) if report is not None else None
+    lines = [f"Layer {layer}, neuron {neuron} ({profile.stage}): "
+             f"{neuron_summary(card, report_row, stages)}", "",
+             f"credits {card['count']} of {profile.meta.num_positions} positions, mass {card['mass']:.3f}"]
+    for ft in profile.feature_types:
+        top_values = ", ".join(f"{v['feature']} {v['probability']:.2f}" for v in card[f"top_{ft}"][:top])
+        lines.append(f"  {ft}: {top_values or '-'}")
+    if "promoted" in card:
+        lines += [f"promotes: {', '.join(card['promoted'][:top])}",
+                  f"suppresses: {', '.join(card['suppressed'][:top])}"]
+    if profile.activation_histogram is not None and card["count"]:
+        hist = profile.activation_distribution(layer, neuron)
+        hist = hist[hist["count"] > 0]
+        lines.append("credited activations: " + ", ".join(
+            f"[{lo:.3g}, {hi:.3g}) {int(c)}" for lo, hi, c in zip(hist["low"], hist["high"], hist["count"])))
+    if card.get("top_position", -1) >= 0:
+        lines.append(f"mass from its top token position ({card['top_position']}): {card['top_position_share']:.1%}")
+    examples = profile.top_examples(layer, neuron).head(top)
+    if len(examples):
+        lines += ["top examples:"] + [f"  {a:.3f}  {l[-30:]}[{t}]{r[:30]}".replace("\n", " ")
+                                      for a, l, t, r in zip(examples["activation"], examples["left"],
+                                                            examples["token"], examples["right"])]
+    if report_row is not None:
+        fts = report.meta.feature_types
+        lines.append(f"{report.name}: {report_row['status']}; Hellinger " + ", ".join(
+            f"{ft} {report_row[f'hellinger_{ft}']:.3f}" for ft in fts))
+    return "\n".join(lines)

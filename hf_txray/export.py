@@ -6,6 +6,8 @@ README YAML ``configs:``, so ``datasets.load_dataset(folder_or_repo, config)`` a
 - ``neuron_cards`` (default), one row per (stage, layer, neuron): status, mass, count; per feature type length,
   entropy and top features (list of structs); top activating examples (snippet, highlighted span, activation).
 - ``distributions``, one row per (stage, layer, neuron, feature type, feature): mass, count, probability.
+- ``neuron_outputs``, one row per (stage, layer, neuron, direction, rank): the vocabulary tokens a neuron promotes
+  and suppresses through the unembedding (profiles made with ``analyze(..., output_effects=True)``).
 - ``transfer_reports``, one row per (report, layer, neuron): every per-neuron field of :class:`TransferReport`.
 - ``summary``, rows of ``kind`` ``model`` (whole model) and ``layer`` (per layer) aggregates of each report, and
   ``mass_share`` rows (tag mass share in A and B vs corpus frequency).
@@ -35,14 +37,15 @@ from . import metrics
 from .accumulators import PositionMass, _rank_within_groups
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
-from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
+from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
 from .report import ReportMeta, TransferReport
 from .version import __version__
 
 logger = logging.getLogger("hf_txray")
 
-CONFIGS = ("neuron_cards", "distributions", "transfer_reports", "summary", "meta")
+CONFIGS = ("neuron_cards", "distributions", "neuron_outputs", "transfer_reports", "summary", "meta")
 DEFAULT_CONFIG = "neuron_cards"
+OPTIONAL_CONFIGS = ("neuron_outputs",)  # written only when a profile has them (analyze(..., output_effects=True))
 PLOTS_DIR = "plots"
 OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; everything else is left alone
 # Configs that hf_txray.probing adds to an export folder (hf_txray.probing.results.save_probing): a push uploads and
@@ -58,6 +61,11 @@ EXAMPLE_STRUCT = pa.struct([
     ("rank", pa.int64()), ("activation", pa.float64()), ("snippet", pa.string()), ("span_start", pa.int64()),
     ("span_end", pa.int64()), ("token", pa.string()), ("example_id", pa.int64()), ("token_index", pa.int64()),
     ("char_start", pa.int64()), ("char_end", pa.int64()),
+])  # fmt: skip
+HISTOGRAM_STRUCT = pa.struct([("bin", pa.int64()), ("count", pa.int64())])  # non-empty bins of a neuron
+OUTPUTS_SCHEMA = pa.schema([
+    ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("direction", pa.string()),
+    ("rank", pa.int64()), ("token_id", pa.int64()), ("token", pa.string()), ("logit", pa.float64()),
 ])  # fmt: skip
 VOCAB_STRUCT = pa.struct([("feature_type", pa.string()), ("features", pa.list_(pa.string())),
                           ("corpus_counts", pa.list_(pa.int64()))])
@@ -216,7 +224,56 @@ def neuron_cards_table(profile: Profile) -> pa.Table:
     columns["count_odd"] = pa.array(odd.reshape(-1), pa.int64()) if odd is not None else \
         pa.nulls(len(stats), pa.int64())
     columns["mass_by_position"] = _positions_column(profile)
-    return pa.table(columns)
+    columns.update(_neuron_page_columns(profile))
+    return _with_summary(pa.table(columns))
+
+
+def _with_summary(cards: pa.Table) -> pa.Table:
+    """Append the plain-words `summary` of every card, built from the card's own columns."""
+    from .summary import neuron_summary
+
+    read = [c for c in cards.column_names if c in ("count", "win_rate", "top_position", "top_position_share",
+                                                   "promoted") or (c.startswith("top_") and c != "top_examples")]
+    sentences = [neuron_summary(card) for card in cards.select(read).to_pylist()]
+    return cards.append_column("summary", pa.array(sentences, pa.string()))
+
+
+def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
+    """Win rate, top position and its share of the mass, activation histogram, output tokens (each only when the
+    profile has what it is computed from)."""
+    columns: dict[str, Any] = {"win_rate": profile.win_rate().reshape(-1)}
+    if profile.position_mass is not None:  # the first-position effect, from mass_by_position
+        stats = profile.position_stats()
+        columns["top_position"] = stats["top_position"].to_numpy()
+        columns["top_position_share"] = stats["top_position_share"].to_numpy()
+    if profile.activation_histogram is not None:
+        h = profile.activation_histogram
+        values = pa.StructArray.from_arrays([pa.array(h.bins, pa.int64()), pa.array(h.counts, pa.int64())],
+                                            fields=list(HISTOGRAM_STRUCT))
+        columns["activation_histogram"] = _list_column(h.rows, profile.num_rows, values)
+    if profile.output_effects is not None:
+        for direction in ("promoted", "suppressed"):
+            columns[direction] = _output_tokens_column(profile, direction)
+    return columns
+
+
+def _output_tokens_column(profile: Profile, direction: str) -> pa.ListArray:
+    effects = profile.output_effects
+    part = effects[effects["direction"] == direction]
+    rows = _row_index(profile.layers, part["layer"].to_numpy(), part["neuron"].to_numpy(), profile.num_neurons)
+    order = np.lexsort((part["rank"].to_numpy(), rows))
+    tokens = pa.array(part["token"].astype(str).to_numpy()[order].tolist(), pa.string())
+    return _list_column(rows[order], profile.num_rows, tokens)
+
+
+def neuron_outputs_table(profile: Profile) -> pa.Table | None:
+    """The profile's output effects keyed by stage (None when it has none)."""
+    if profile.output_effects is None:
+        return None
+    frame = profile.output_effects.copy()
+    frame.insert(0, "stage", profile.stage)
+    frame["token"] = frame["token"].astype(str)
+    return pa.Table.from_pandas(frame, schema=OUTPUTS_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
 def _positions_column(profile: Profile) -> pa.Array:
@@ -332,6 +389,7 @@ def build_tables(profiles: Mapping[str, Profile], reports: Mapping[str, Transfer
     parts: dict[str, list[pa.Table]] = {
         "neuron_cards": [neuron_cards_table(p) for p in profiles.values()],
         "distributions": [distributions_table(p) for p in profiles.values()],
+        "neuron_outputs": [t for t in (neuron_outputs_table(p) for p in profiles.values()) if t is not None],
         "transfer_reports": [transfer_table(r) for r in reports.values()],
         "summary": [summary_table(r) for r in reports.values()],
         "meta": [pa.Table.from_pylist(meta, schema=META_SCHEMA)],
@@ -506,7 +564,7 @@ def _examples(cards: pa.Table) -> pd.DataFrame:
     return frame.sort_values(["layer", "neuron", "rank"], kind="stable")[EXAMPLE_COLUMNS].reset_index(drop=True)
 
 
-def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table) -> Profile:
+def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.Table | None = None) -> Profile:
     meta = ProfileMeta.from_dict(json.loads(row["metadata"]))
     cards, dist = _where(cards, stage=meta.stage), _where(dist, stage=meta.stage)
     num_rows = len(meta.layers) * meta.num_neurons
@@ -521,7 +579,33 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table) -> Profile:
     shape = (len(meta.layers), meta.num_neurons)
     odd, positions = _noise_of_cards(cards, rows, num_rows)
     return Profile(meta, mass.reshape(shape), count.reshape(shape), tables, _examples(cards),
-                   None if odd is None else odd.reshape(shape), positions)
+                   None if odd is None else odd.reshape(shape), positions,
+                   **_neuron_pages(cards, rows, meta, outputs))
+
+
+def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: ProfileMeta, outputs: pa.Table | None) -> dict[str, Any]:
+    """Histogram and output effects of one stage, from its neuron_cards rows (in `rows` order)."""
+    out: dict[str, Any] = {}
+    names = cards.column_names
+    settings = meta.config.get("activation_histogram")
+    if "activation_histogram" in names and cards["activation_histogram"].null_count == 0 and settings:
+        from .accumulators import histogram_edges
+
+        column = cards["activation_histogram"].combine_chunks()
+        parents = pc.list_parent_indices(column).to_numpy()
+        flat = pc.list_flatten(column)
+        bins = flat.field("bin").to_numpy(zero_copy_only=False).astype(np.int64)
+        counts = flat.field("count").to_numpy(zero_copy_only=False).astype(np.int64)
+        hist_rows = rows[parents] if len(parents) else np.zeros(0, np.int64)
+        order = np.lexsort((bins, hist_rows)) if len(parents) else np.zeros(0, np.int64)
+        out["activation_histogram"] = HistogramTable(len(histogram_edges(**settings)) + 1, hist_rows[order],
+                                                     bins[order], counts[order])
+    stage_outputs = _where(outputs, stage=meta.stage) if outputs is not None else None
+    if stage_outputs is not None and stage_outputs.num_rows:
+        from .output_effects import normalize_output_effects
+
+        out["output_effects"] = normalize_output_effects(stage_outputs.to_pandas())
+    return out
 
 
 def _frame(table: pa.Table | None, schema: list[list[str]]) -> pd.DataFrame:
@@ -562,7 +646,8 @@ def read_folder(directory: str | Path) -> tuple[dict[str, Profile], dict[str, Tr
         cards, dist = _read_config(directory, "neuron_cards"), _read_config(directory, "distributions")
         if cards is None or dist is None:
             raise ProfileFormatError(f"{directory} lists profiles but lacks neuron_cards/ or distributions/.")
-        profiles = {r["name"]: _profile(r, cards, dist) for r in rows if r["kind"] == "profile"}
+        outputs = _read_config(directory, "neuron_outputs")
+        profiles = {r["name"]: _profile(r, cards, dist, outputs) for r in rows if r["kind"] == "profile"}
     if any(r["kind"] == "report" for r in rows):
         transfer, summary = _read_config(directory, "transfer_reports"), _read_config(directory, "summary")
         reports = {r["name"]: _report(r, transfer, summary) for r in rows if r["kind"] == "report"}

@@ -140,6 +140,47 @@ class FeatureTable:
         )
 
 
+@dataclass
+class HistogramTable:
+    """Sparse per-neuron histograms of credited activations: the non-empty (row, bin) pairs, sorted by row then
+    bin, with their counts. Bins are those of ``meta.config["activation_histogram"]``
+    (:func:`hf_txray.accumulators.histogram_edges`), ``num_bins = len(edges) + 1``."""
+
+    num_bins: int
+    rows: np.ndarray
+    bins: np.ndarray
+    counts: np.ndarray
+
+    def of_row(self, row: int) -> np.ndarray:
+        """The dense counts of one row, shape ``(num_bins,)``."""
+        lo, hi = np.searchsorted(self.rows, [row, row + 1])
+        out = np.zeros(self.num_bins, dtype=np.int64)
+        out[self.bins[lo:hi]] = self.counts[lo:hi]
+        return out
+
+    def dense(self, num_rows: int) -> np.ndarray:
+        """All rows as a dense ``(num_rows, num_bins)`` array."""
+        out = np.zeros((num_rows, self.num_bins), dtype=np.int64)
+        out[self.rows, self.bins] = self.counts
+        return out
+
+    def merge(self, other: "HistogramTable") -> "HistogramTable":
+        keys, _, counts = reduce_by_key(np.concatenate([self.rows * self.num_bins + self.bins,
+                                                        other.rows * other.num_bins + other.bins]),
+                                        np.zeros(len(self.rows) + len(other.rows)),
+                                        np.concatenate([self.counts, other.counts]))
+        rows, bins = np.divmod(keys, self.num_bins)
+        return HistogramTable(self.num_bins, rows, bins, counts)
+
+    def equals(self, other: "HistogramTable") -> bool:
+        return self.num_bins == other.num_bins and all(
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in ("rows", "bins", "counts"))
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes + self.bins.nbytes + self.counts.nbytes
+
+
 def _same_optional(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
@@ -208,6 +249,8 @@ class Profile:
         examples: pd.DataFrame | None = None,
         neuron_count_odd: np.ndarray | None = None,
         position_mass: PositionMass | None = None,
+        activation_histogram: HistogramTable | None = None,
+        output_effects: pd.DataFrame | None = None,
     ):
         self.meta = meta
         self.neuron_mass = np.asarray(neuron_mass, dtype=np.float64)
@@ -218,6 +261,11 @@ class Profile:
         # (split-half status noise floors), and credited mass by position index (see :meth:`diagnostics`).
         self.neuron_count_odd = None if neuron_count_odd is None else np.asarray(neuron_count_odd, dtype=np.int64)
         self.position_mass = position_mass
+        # Neuron pages (issue 15), None in profiles written before them: counts of credited activations per
+        # log-spaced bin (sparse); top promoted/suppressed vocabulary tokens
+        # (hf_txray.output_effects_table), present when analyze(..., output_effects=True).
+        self.activation_histogram = activation_histogram
+        self.output_effects = output_effects
 
     # ----- shape and lookup -------------------------------------------------------------------------------------
     @property
@@ -379,7 +427,53 @@ class Profile:
         for t in self.tables.values():
             size += t.rows.nbytes + t.feature_ids.nbytes + t.mass.nbytes + t.count.nbytes + t.corpus_count.nbytes
             size += sum(len(v) for v in t.vocab)
+        if self.activation_histogram is not None:
+            size += self.activation_histogram.nbytes
+        if self.position_mass is not None:
+            size += sum(v.nbytes for v in self.position_mass.entries().values())
         return size + int(self.examples.memory_usage(deep=True).sum())
+
+    # ----- activation distributions (neuron pages) -------------------------------------------------------------
+    def histogram_edges(self) -> np.ndarray:
+        """Bin edges of :attr:`activation_histogram` (bin 0: below ``edges[0]``; last bin: ``>= edges[-1]``)."""
+        from .accumulators import histogram_edges
+
+        settings = self.meta.config.get("activation_histogram")
+        if self.activation_histogram is None or not settings:
+            raise ConfigurationError(f"Profile {self.stage!r} has no activation histograms (profiled before "
+                                     "hf_txray kept them): profile again to get them.")
+        return histogram_edges(**settings)
+
+    def activation_distribution(self, layer: int, neuron: int) -> pd.DataFrame:
+        """The neuron's credited activations per bin: low and high edge (±inf outside the range) and count."""
+        edges = self.histogram_edges()
+        counts = self.activation_histogram.of_row(self._row(layer, neuron))
+        low, high = np.r_[-np.inf, edges], np.r_[edges, np.inf]
+        return pd.DataFrame({"low": low, "high": high, "count": counts})
+
+    def histogram_counts(self) -> np.ndarray:
+        """Every neuron's histogram as a dense ``(layers, neurons, bins)`` array (see :meth:`histogram_edges`)."""
+        self.histogram_edges()
+        return self.activation_histogram.dense(self.num_rows).reshape(len(self.meta.layers), self.num_neurons, -1)
+
+    def win_rate(self) -> np.ndarray:
+        """Credits / profiled positions per neuron, shape ``(layers, neurons)`` (0 when nothing was profiled)."""
+        positions = self.meta.num_positions
+        return self.neuron_count / positions if positions else np.zeros_like(self.neuron_mass)
+
+    def position_stats(self) -> pd.DataFrame:
+        """Per neuron: the token index that gave it the most credited mass (-1 if none) and that index's share of
+        its mass (near 1 for neurons that fire on the first position, e.g. massive activations in causal LMs);
+        from :attr:`position_mass` (see also :meth:`diagnostics`)."""
+        if self.position_mass is None:
+            raise ConfigurationError(f"Profile {self.stage!r} has no per-position statistics (profiled before "
+                                     "hf_txray kept them): profile again to get them.")
+        top, share = self.position_mass.top_share(self.num_rows)
+        return pd.DataFrame({
+            "layer": np.repeat(np.array(self.meta.layers, dtype=np.int64), self.num_neurons),
+            "neuron": np.tile(np.arange(self.num_neurons, dtype=np.int64), len(self.meta.layers)),
+            "top_position": top, "top_position_share": share,
+        })
 
     # ----- combining --------------------------------------------------------------------------------------------
     def check_compatible(self, other: "Profile", what: str = "merge") -> None:
@@ -416,7 +510,18 @@ class Profile:
             merge_examples(self.examples, other.examples, capacity),
             self.neuron_count_odd + other.neuron_count_odd if both_odd else None,
             positions,
+            **self._merge_neuron_pages(other),
         )
+
+    def _merge_neuron_pages(self, other: "Profile") -> dict[str, Any]:
+        """Histograms add (when both have them with the same bins); output effects depend on the weights only,
+        so either side's is kept."""
+        same_bins = self.meta.config.get("activation_histogram") == other.meta.config.get("activation_histogram")
+        histogram = (self.activation_histogram.merge(other.activation_histogram)
+                     if same_bins and self.activation_histogram is not None and other.activation_histogram is not None
+                     else None)
+        effects = self.output_effects if self.output_effects is not None else other.output_effects
+        return {"activation_histogram": histogram, "output_effects": effects}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Profile):
@@ -432,6 +537,9 @@ class Profile:
             and ((self.position_mass is None and other.position_mass is None)
                  or (self.position_mass is not None and other.position_mass is not None
                      and self.position_mass.equals(other.position_mass)))
+            and _optional_equal(self.activation_histogram, other.activation_histogram, HistogramTable.equals)
+            and _optional_equal(self.output_effects, other.output_effects,
+                                lambda a, b: a.reset_index(drop=True).equals(b.reset_index(drop=True)))
         )
 
     def __repr__(self) -> str:
@@ -465,7 +573,17 @@ class Profile:
             if self.position_mass is not None:
                 pd.DataFrame(self.position_mass.entries()).to_parquet(tmp / "position_mass.parquet", index=False)
             self.examples.to_parquet(tmp / "examples.parquet", index=False)
+            self._save_neuron_pages(tmp)
         return Path(save_directory)
+
+    def _save_neuron_pages(self, tmp: Path) -> None:
+        if self.activation_histogram is not None:
+            h = self.activation_histogram
+            pd.DataFrame({"row": h.rows, "bin": h.bins, "count": h.counts}).to_parquet(tmp / "histogram.parquet",
+                                                                                      index=False)
+            write_json(tmp / "histogram.json", {"num_bins": h.num_bins})
+        if self.output_effects is not None:
+            self.output_effects.to_parquet(tmp / "output_effects.parquet", index=False)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Push this profile to the Hub as a dataset repo (neuron cards, distributions, card).
@@ -506,7 +624,25 @@ class Profile:
             positions = PositionMass.from_entries(e["row"].to_numpy(np.int64), e["position"].to_numpy(np.int64),
                                                   e["mass"].to_numpy(np.float64), e["count"].to_numpy(np.int64))
         return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples,
-                   arrays.get("neuron_count_odd"), positions)
+                   arrays.get("neuron_count_odd"), positions, **_load_neuron_pages(directory))
+
+
+def _optional_equal(a: Any, b: Any, equal) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and bool(equal(a, b)))
+
+
+def _load_neuron_pages(directory: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if (directory / "histogram.parquet").exists():
+        frame = pd.read_parquet(directory / "histogram.parquet")
+        out["activation_histogram"] = HistogramTable(int(read_json(directory / "histogram.json")["num_bins"]),
+                                                     frame["row"].to_numpy(np.int64), frame["bin"].to_numpy(np.int64),
+                                                     frame["count"].to_numpy(np.int64))
+    if (directory / "output_effects.parquet").exists():
+        from .output_effects import normalize_output_effects
+
+        out["output_effects"] = normalize_output_effects(pd.read_parquet(directory / "output_effects.parquet"))
+    return out
 
 
 def _read_header(path: Path, expected: str) -> dict[str, Any]:

@@ -902,6 +902,267 @@ def attribution_table(attributions: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["example", "token", "score", "read here"])
 
 
+# ----- neuron pages (issue 15): summary, output effects, activation distribution, live text -------------------------
+NO_OUTPUT_EFFECTS = ("No output effects for this stage: profile with analyze(..., output_effects=True) on a model "
+                     "with an LM head (causal LM or masked LM) to store the tokens each neuron promotes and "
+                     "suppresses.")
+
+
+def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
+    """The plain-words summary of the neuron at each profiled stage of the pair, one line each; the change clause
+    comes from the pair's report when it has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``)."""
+    from .summary import neuron_card
+    from .summary import neuron_summary as sentence
+
+    layer, neuron = view.check_neuron(layer, neuron)
+    report = view.report_for(stage_a, stage_b)
+    report_row = report.neurons.iloc[view.row(layer, neuron)].to_dict() if report is not None else None
+    lines = []
+    for stage in dict.fromkeys([stage_a, stage_b]):
+        if stage in view.profiles:
+            card = neuron_card(view.profile(stage), layer, neuron)
+            row = report_row if stage == stage_b else None  # the change is said once, on the later stage
+            lines.append(f"{stage}: {sentence(card, row, (stage_a, stage_b))}")
+    return "\n".join(lines) or "No profile for these stages."
+
+
+def neuron_output_effects(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],
+                          k: int = 10) -> pd.DataFrame:
+    """Per stage, the neuron's top `k` promoted and suppressed tokens side by side: stage, rank, promoted,
+    logit (promoted), suppressed, logit (suppressed). Empty when no stage has output effects."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    columns = ["stage", "rank", "promoted", "logit +", "suppressed", "logit -"]
+    rows = []
+    for stage in dict.fromkeys(stages):
+        effects = view.profiles[stage].output_effects if stage in view.profiles else None
+        if effects is None:
+            continue
+        mine = effects[(effects["layer"] == layer) & (effects["neuron"] == neuron)]
+        up = mine[mine["direction"] == "promoted"].sort_values("rank").head(k)
+        down = mine[mine["direction"] == "suppressed"].sort_values("rank").head(k)
+        for i, (u, d) in enumerate(zip(up.itertuples(), down.itertuples())):
+            rows.append([stage, i + 1, str(u.token), float(u.logit), str(d.token), float(d.logit)])
+    return _rounded(pd.DataFrame(rows, columns=columns))
+
+
+def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
+    """Per stage: credits, profiled positions, win rate (credits / positions), the token position that gave the
+    neuron the most mass and that position's share of its mass (the first-position effect)."""
+    from .summary import neuron_card
+
+    layer, neuron = view.check_neuron(layer, neuron)
+    rows = []
+    for stage in dict.fromkeys(stages):
+        if stage not in view.profiles:
+            continue
+        profile = view.profile(stage)
+        card = neuron_card(profile, layer, neuron, top=1)
+        rows.append({"stage": stage, "credits": card["count"], "positions": profile.meta.num_positions,
+                     "win rate": card["win_rate"], "top position": card.get("top_position"),
+                     "share from top position": card.get("top_position_share")})
+    return _rounded(pd.DataFrame(rows, columns=["stage", "credits", "positions", "win rate", "top position",
+                                                "share from top position"]))
+
+
+def histogram_data(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
+    """The neuron's credited-activation histogram per stage: stage, low, high (finite: the open-ended outer bins
+    get one more bin width), count; bins between the first and last non-empty bin of any stage."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    parts = []
+    for stage in dict.fromkeys(stages):
+        profile = view.profiles.get(stage)
+        if profile is None or profile.activation_histogram is None:
+            continue
+        hist = profile.activation_distribution(layer, neuron)
+        edges = profile.histogram_edges()
+        ratio = edges[1] / edges[0]
+        hist["low"] = np.r_[edges[0] / ratio, edges]
+        hist["high"] = np.r_[edges, edges[-1] * ratio]
+        hist.insert(0, "stage", stage)
+        parts.append(hist)
+    if not parts:
+        return pd.DataFrame(columns=["stage", "low", "high", "count"])
+    frame = pd.concat(parts, ignore_index=True)
+    used = frame.groupby(["low"])["count"].transform("sum") > 0
+    if used.any():
+        lo, hi = frame.loc[used, "low"].min(), frame.loc[used, "low"].max()
+        frame = frame[(frame["low"] >= lo) & (frame["low"] <= hi)]
+    return frame.reset_index(drop=True)
+
+
+def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str,
+                    data: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The histogram as a Vega-Lite spec: bars over log-spaced bins, stages side by side (drawn by the browser)."""
+    from .plots import STAGE_COLORS
+
+    if data is None:
+        data = histogram_data(view, layer, neuron, [stage_a, stage_b])
+    stages = list(dict.fromkeys([stage_a, stage_b]))
+    colors = {"domain": stages, "range": [_css_color(c) for c in STAGE_COLORS[: len(stages)]]}
+    values = [{"stage": s, "low": float(lo), "high": float(hi), "count": int(c)}
+              for s, lo, hi, c in zip(data["stage"], data["low"], data["high"], data["count"])]
+    if not values:
+        return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+                "data": {"values": [{"text": "no activation histogram for these stages"}]}, "mark": "text",
+                "encoding": {"text": {"field": "text"}}}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": f"Layer {int(layer)}, neuron {int(neuron)}: credited activations", "width": 420, "height": 160,
+        "data": {"values": values}, "mark": {"type": "bar", "opacity": 0.6},
+        "encoding": {
+            "x": {"field": "low", "type": "quantitative", "scale": {"type": "log"}, "title": "activation (log)"},
+            "x2": {"field": "high"},
+            "y": {"field": "count", "type": "quantitative", "stack": None, "title": "credits"},
+            "color": {"field": "stage", "type": "nominal", "scale": colors, "legend": {"orient": "bottom"}},
+            "tooltip": [{"field": "stage"}, {"field": "low", "format": ".3g"}, {"field": "high", "format": ".3g"},
+                        {"field": "count"}],
+        },
+    }
+
+
+@dataclass
+class LiveText:
+    """The winners of one typed text at one layer, computed with the profiling engine.
+
+    Attributes:
+        table (`pd.DataFrame`): one row per creditable token: position, token, layer, neuron (the winner; -1 when
+            no neuron is credited, i.e. the best activation is <= 0), activation, and ``traced`` (the traced
+            neuron's activation there, when one was asked for).
+        spans (`list[tuple[str, float | None]]`): the text cut into tokens and the text between them, each token
+            scored by its winner's activation over the text's largest (for ``HighlightedText``) and followed by
+            its winner's number in subscript digits (:func:`neuron_mark`).
+        span_rows (`list[int | None]`): for each span, its row of `table` (None between tokens).
+        trace_spans (`list[tuple[str, float | None]]`): the same with the traced neuron's activation over its
+            largest absolute value in the text (empty without a traced neuron).
+    """
+
+    table: pd.DataFrame
+    spans: list[tuple[str, float | None]]
+    trace_spans: list[tuple[str, float | None]]
+    span_rows: list[int | None]
+    truncated: bool = False  # the text was longer than the model's limit and was cut
+
+
+class LiveProfiler:
+    """Runs typed text through the engine with the settings of a stage's profile (site, layers, module_pattern):
+    the same tokenisation and creditable positions (``build_batch``) and the same winner hooks
+    (:class:`~hf_txray.sites.WinnerRecorder`) as :func:`hf_txray.analyze`, so a token's winner here is the neuron
+    ``analyze`` credits on that text."""
+
+    def __init__(self, model: Any, tokenizer: Any, meta: Any):
+        from .analyze import Profiler, ProfilerConfig
+
+        # max_length: the model's own limit, not the profile's (a typed text may be longer than the corpus
+        # windows); a text within the profile's max_length gets exactly the winners analyze credits.
+        config = ProfilerConfig(layers=list(meta.layers), site=meta.site, features=("token",), top_k=1,
+                                module_pattern=meta.config.get("module_pattern"))
+        self.profiler = Profiler(model, tokenizer, config, model_id=meta.model_id)
+        self.layers = [s.layer for s in self.profiler.sites]
+
+    def run(self, text: str, layer: int, trace_neuron: int | None = None) -> LiveText:
+        import torch
+
+        from .batching import build_batch
+        from .features import TokenVocabulary
+        from .sites import WinnerRecorder
+
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigurationError("Type or paste some text.")
+        if layer not in self.layers:
+            raise ConfigurationError(f"Layer {layer} was not profiled; layers: {self.layers}.")
+        p = self.profiler
+        vocabs = {"token": TokenVocabulary(p.tokenizer)}
+        batch = build_batch([text], 0, p.tokenizer, p.max_length, ["token"], vocabs)
+        if batch.num_positions == 0:
+            raise ConfigurationError("The text has no token to credit (only special tokens or spaces).")
+
+        slot = self.layers.index(layer)
+        site = p.sites[slot]
+        recorder = WinnerRecorder([site], top_k=1).attach()
+        traced: list[torch.Tensor] = []
+        handle = _trace_hook(site, trace_neuron, batch.positions.to(p.device), traced) if trace_neuron is not None \
+            else None
+        recorder.positions = batch.positions.to(p.device)
+        recorder.enabled = True
+        was_training = p.model.training
+        p.model.eval()
+        try:
+            with torch.no_grad():
+                p.model(**{k: v.to(p.device) for k, v in batch.inputs.items()})
+        finally:
+            recorder.enabled = False
+            recorder.detach()
+            if handle is not None:
+                handle.remove()
+            p.model.train(was_training)
+        values = recorder.values[0][:, 0].float().cpu().numpy().astype(np.float64)
+        indices = recorder.indices[0][:, 0].cpu().numpy().astype(np.int64)
+        credited = values > 0  # the credit rule of hf_txray.credit: only positive winners are credited
+        tokens = [vocabs["token"].items[i] for i in batch.feature_ids["token"]]
+        table = pd.DataFrame({"position": batch.token_index, "token": tokens, "layer": layer,
+                              "neuron": np.where(credited, indices, -1), "activation": values})
+        if traced:
+            table["traced"] = traced[0].float().cpu().numpy().astype(np.float64)
+        marks = [neuron_mark(n) for n in table["neuron"]]
+        spans, rows = _text_spans(text, batch.char_start, batch.char_end, np.where(credited, values, 0.0),
+                                  marks=marks)
+        trace_spans = _text_spans(text, batch.char_start, batch.char_end, table["traced"].to_numpy(),
+                                  signed=True)[0] if traced else []
+        return LiveText(table, spans, trace_spans, rows, bool(batch.num_truncated))
+
+
+def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
+    """A hook keeping one neuron's activation at the creditable positions (the site's captured tensor)."""
+    if not 0 <= int(neuron) < site.width:
+        raise ConfigurationError(f"Neuron {neuron} is out of range: layer {site.layer} has {site.width} neurons.")
+
+    def keep(tensor: Any) -> None:
+        out.append(tensor.detach().reshape(-1, tensor.shape[-1])[:, int(neuron)].index_select(0, positions))
+
+    if site.capture == "input":
+        return site.module.register_forward_pre_hook(lambda module, args: keep(args[0]))
+    return site.module.register_forward_hook(
+        lambda module, args, output: keep(output[0] if isinstance(output, (tuple, list)) else output))
+
+
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def neuron_mark(neuron: int) -> str:
+    """A winner's number as subscript digits, shown after its token in the live text (``"Paris₁₇"``)."""
+    return str(int(neuron)).translate(SUBSCRIPT) if neuron >= 0 else ""
+
+
+def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, signed: bool = False,
+                marks: list[str] | None = None) -> tuple[list[tuple[str, float | None]], list[int | None]]:
+    """The whole text as spans: each token's span scored by score / largest (absolute) score, gaps unscored, each
+    token followed by its mark (unscored) when `marks` are given; and each span's token row (None otherwise)."""
+    scale = float(np.abs(scores).max()) if len(scores) else 0.0
+    scale = scale or 1.0
+    spans: list[tuple[str, float | None]] = []
+    rows: list[int | None] = []
+    cursor = 0
+    order = sorted(range(len(starts)), key=lambda i: (int(starts[i]), i))
+    for i in order:
+        start, end = int(starts[i]), int(ends[i])
+        if start < cursor or end <= start:  # overlapping or empty offsets (byte-level pieces): text kept once
+            continue
+        if start > cursor:
+            spans.append((text[cursor:start], None))
+            rows.append(None)
+        value = float(scores[i]) / scale
+        spans.append((text[start:end], value if signed else max(value, 0.0)))
+        rows.append(i)
+        if marks and marks[i]:
+            spans.append((marks[i], None))
+            rows.append(i)  # clicking the mark opens the same neuron
+        cursor = end
+    if cursor < len(text):
+        spans.append((text[cursor:], None))
+        rows.append(None)
+    return spans, rows
+
+
 # ----- deploying the Space ---------------------------------------------------------------------------------------
 def default_app_dir() -> Path:
     """``spaces_app/`` of the hf_txray checkout this package is imported from."""

@@ -329,11 +329,60 @@ def show_neuron_probes(source: str, layer: Any, neuron: Any) -> tuple:
     return (f"Layer {layer}, neuron {neuron} in {len(rows)} probe(s) (rank 0 = the most important neuron).", rows)
 
 
+def show_neuron_page(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str) -> tuple:
+    """The neuron page's reading-order sections beyond the cards: the plain-words summary, output effects, and the
+    activation distribution (histogram chart and win rate / first-position share per stage)."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    stages = [stage_a, stage_b]
+    outputs = viewer.neuron_output_effects(view, layer, neuron, stages)
+    message = (f"Tokens layer {layer}, neuron {neuron} pushes up (promoted) and down (suppressed): its "
+               "down-projection column through the final norm's scale and the unembedding (Geva et al., 2022)."
+               if len(outputs) else viewer.NO_OUTPUT_EFFECTS)
+    histogram = viewer.histogram_data(view, layer, neuron, stages)
+    return (viewer.neuron_summary(view, layer, neuron, stage_a, stage_b), message, outputs,
+            _chart(viewer.histogram_chart(view, layer, neuron, stage_a, stage_b, data=histogram)),
+            viewer.activation_facts(view, layer, neuron, stages))
+
+
+def live_text(source: str, text: str, layer: Any, trace: Any, model: "AttributionModel") -> tuple:
+    """The Live text tab: each token's winning neuron at `layer` (same engine and credit rule as analyze), and the
+    activation of the neuron numbered `trace` (optional) over the text."""
+    view = _view(source)
+    try:
+        layer = view.layers[-1] if layer in (None, "") else int(layer)  # default: the last profiled layer
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"Pick a layer (one of {view.layers}).") from None
+    trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
+    live = model.live(view).run(text, layer, trace)
+    table = live.table.rename(columns={"traced": f"neuron {trace}"}).round(viewer.DIGITS)
+    credited = int((live.table["neuron"] >= 0).sum())
+    cut = (f" The text was cut to the model's {model.live(view).profiler.max_length} tokens." if live.truncated
+           else "")
+    message = (f"{len(table)} token(s), {credited} credited at layer {layer} (click a token or a row to open its "
+               f"winning neuron).{cut}")
+    return message, live.spans, live.trace_spans, table, [live.table[["layer", "neuron"]].values.tolist(),
+                                                          live.span_rows]
+
+
 class AttributionModel:
-    """The model given to build_demo, loaded on the first attribution request (then kept)."""
+    """The model given to build_demo, loaded on the first attribution (or live-text) request, then kept."""
 
     def __init__(self, model: Any = None):
         self.spec, self._loaded, self._lock = model, None, threading.Lock()
+        self._live: dict[tuple[str, str], viewer.LiveProfiler] = {}
+
+    def live(self, view: viewer.ResultsView) -> viewer.LiveProfiler:
+        """The engine set up as the first profiled stage of `view` was (site, layers, max length)."""
+        if not view.profiles:
+            raise ConfigurationError("These results hold no profile: the live tab needs a stage's settings.")
+        stage, profile = next(iter(view.profiles.items()))
+        key = (view.source, stage)
+        net, tokenizer = self.get()
+        with self._lock:
+            if key not in self._live:
+                self._live[key] = viewer.LiveProfiler(net, tokenizer, profile.meta)
+            return self._live[key]
 
     @property
     def available(self) -> bool:
@@ -424,11 +473,20 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     nb_a = gr.Dropdown(label="Stage A", choices=[])
                     nb_b = gr.Dropdown(label="Stage B", choices=[])
                     nb_show = gr.Button("Show neuron", variant="primary", elem_id="show-neuron")
+                # Reading order: summary, input preferences, output effects, activation distribution, top
+                # examples, transfer between stages, probes and attribution.
                 nb_title = _message("Neuron", elem_id="neuron-title")
+                nb_summary = _message("In words (every figure from the neuron's card)", elem_id="neuron-summary")
                 nb_stats = _table("Stats per stage (length = distinct values credited; top = most preferred value)",
                                   elem_id="neuron-stats")
-                nb_cmp = _table("Change from A to B per feature type")
                 nb_chart = gr.Plot(label="Preference distributions: stage A and B side by side", elem_id="chart")
+                nb_out_message = _message("Output effects", elem_id="output-message")
+                nb_outputs = _table("Promoted and suppressed vocabulary tokens (logit change per unit of activation)",
+                                    elem_id="output-effects")
+                with gr.Row():
+                    nb_hist = gr.Plot(label="Credited activations (log-spaced bins)", elem_id="histogram")
+                    nb_facts = _table("Win rate (credits / positions) and mass from the top token position",
+                                      elem_id="activation-facts")
                 examples = lambda label, elem_id: gr.HighlightedText(  # noqa: E731
                     label=label, elem_id=elem_id, color_map=viewer.ACTIVATION_COLORS, show_legend=True,
                     show_inline_category=False)
@@ -438,6 +496,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 with gr.Accordion("Examples and distributions as tables", open=False):
                     nb_examples = _table("Top activating examples", elem_id="examples-table")
                     nb_dist = _table("Top values per feature type and stage")
+                nb_cmp = _table("Transfer: change from A to B per feature type")
                 nb_probe_message = _message("Probes", elem_id="neuron-probes-message")
                 nb_probes = _table("This neuron in each probe: global rank (of how many), score, top label and "
                                    "weight, the labels whose top neurons include it", elem_id="neuron-probes")
@@ -501,11 +560,36 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 p_ablation_plot = gr.Plot(label="Ablation: metric vs neurons ablated (ranked vs random)",
                                           format="png", elem_id="ablation-plot")
                 p_ablation = _table("Ablation summary (mean, std over seeds)", elem_id="ablation-table")
+            with gr.Tab("Live text", id="live"):
+                gr.Markdown("Type or paste text: each token shows the neuron that wins it at the chosen layer (the "
+                            "same engine and credit rule as `analyze`), coloured by its activation. Click a token "
+                            "to open that neuron. Give a neuron number to see its activation over the text.")
+                with gr.Row():
+                    lv_text = gr.Textbox(label="Text", lines=3, scale=4, elem_id="live-input",
+                                         value="The quick brown fox jumps over the lazy dog in New York last year.")
+                    lv_layer = gr.Dropdown(label="Layer", choices=[], elem_id="live-layer", scale=1,
+                                           allow_custom_value=True)  # choices arrive after the results open
+                    lv_trace = gr.Number(label="Neuron to trace (optional)", precision=0, elem_id="live-trace-neuron",
+                                         scale=1)
+                    lv_go = gr.Button("Run", variant="primary", interactive=attribution.available,
+                                      elem_id="live-run", scale=1)
+                lv_message = _message("Live text", elem_id="live-message",
+                                      value="" if attribution.available else viewer.NO_MODEL)
+                lv_spans = gr.HighlightedText(label="Winning neuron per token (colour: activation / the text's "
+                                              "largest); click a token to open its neuron", elem_id="live-winners",
+                                              show_legend=True, combine_adjacent=False)
+                lv_trace_spans = gr.HighlightedText(label="The traced neuron's activation over the text (red = "
+                                                    "positive, blue = negative)", elem_id="live-trace",
+                                                    show_legend=True, combine_adjacent=False)
+                lv_table = _table("Tokens: winning neuron and its activation (click a row to open the neuron)",
+                                  elem_id="live-table")
+                lv_state = gr.State([[], []])  # (layer, neuron) per token row; token row per span
 
         open_outputs = [current, status, stages_df, reports_df, ov_report, ov_ft, nb_layer, nb_neuron, nb_a, nb_b,
                         s_stage, s_ft, s_report, s_hft, s_layer, t_report, t_ft, t_layer]
         overview_outputs = [ov_message, layers_df, *figures]
         neuron_outputs = [nb_title, nb_stats, nb_cmp, nb_chart, nb_hl_a, nb_hl_b, nb_examples, nb_dist]
+        page_outputs = [nb_summary, nb_out_message, nb_outputs, nb_hist, nb_facts]
         neuron_inputs = [current, nb_layer, nb_neuron, nb_a, nb_b]
         overview_inputs = [current, ov_report, ov_ft]
         transfer_inputs = [current, t_report, t_ft, t_which, t_min, t_n, t_layer]
@@ -551,16 +635,32 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
 
         explain_fn = guarded(clear(2))(explain)
 
+        page_fn = guarded(clear(len(page_outputs) - 1))(show_neuron_page)
+
         def then_neuron(event: Any) -> Any:
-            """The neuron's cards, then its probe rows."""
+            """The neuron's cards, its summary, output effects and activations, then its probe rows."""
             return (event.then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private")
+                    .then(page_fn, neuron_inputs, page_outputs, api_visibility="private")
                     .then(neuron_probes_fn, [current, nb_layer, nb_neuron], neuron_probe_outputs,
                           api_visibility="private"))
+
+        def live(source: str, text: str, layer: Any, trace: Any) -> tuple:
+            return live_text(source, text, layer, trace, attribution)
+
+        live_fn = guarded(lambda: (None, None, None, [[], []]))(live)
+
+        def live_layers(source: str) -> Any:
+            try:
+                layers = _view(source).layers
+            except Exception:  # nothing open yet: the tab stays empty
+                return gr.skip()
+            return gr.Dropdown(choices=layers, value=layers[-1] if layers else None)
 
         for event, probing_api in ((load_event, {"api_visibility": "private"}), (open_event, {"api_name": "probing"})):
             event = event.success(overview_fn, overview_inputs, overview_outputs, api_visibility="private")
             (then_neuron(event)
              .then(transfer_fn, transfer_inputs, [t_message, t_table], api_visibility="private")
+             .then(live_layers, [current], [lv_layer], api_visibility="private")
              .then(probing_fn, [current], probing_outputs, **probing_api)
              .then(probe_fn, probe_inputs, probe_outputs, api_visibility="private")
              .then(ablation_fn, [current, p_curve], ablation_outputs, api_visibility="private"))
@@ -570,6 +670,10 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
               neuron_outputs, api_name="neuron")
         gr.on([nb_show.click, nb_neuron.submit, nb_layer.input], neuron_probes_fn, [current, nb_layer, nb_neuron],
               neuron_probe_outputs, api_name="neuron_probes")
+        gr.on([nb_show.click, nb_neuron.submit, nb_layer.input, nb_a.input, nb_b.input], page_fn, neuron_inputs,
+              page_outputs, api_name="neuron_page")
+        gr.on([lv_go.click, lv_text.submit], live_fn, [current, lv_text, lv_layer, lv_trace],
+              [lv_message, lv_spans, lv_trace_spans, lv_table, lv_state], api_name="live_text")
         nb_explain.click(explain_fn, [current, nb_layer, nb_neuron, nb_a, nb_explain_k],
                          [nb_explain_message, nb_attr, nb_attr_table], api_name="explain")
         gr.on([p_probe.input, p_label.input, p_layer.input], probe_fn, probe_inputs, probe_outputs,
@@ -610,6 +714,19 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                                    api_visibility="private"))
         then_neuron(p_top.select(go_to, [p_top, gr.State([None, None]), nb_a, nb_b], go_outputs,
                                  api_visibility="private"))
+        then_neuron(lv_table.select(go_to, [lv_table, gr.State([None, None]), nb_a, nb_b], go_outputs,
+                                    api_visibility="private"))
+
+        def go_to_token(state: list, current_a: str, current_b: str, evt: gr.SelectData) -> tuple:
+            neurons, span_rows = state or [[], []]
+            row = span_rows[evt.index] if isinstance(evt.index, int) and 0 <= evt.index < len(span_rows) else None
+            if row is None or neurons[row][1] < 0:
+                warn("No neuron is credited on this piece of text.")
+                return (gr.skip(),) * 5
+            layer, neuron = neurons[row]
+            return gr.Tabs(selected="neuron"), int(layer), int(neuron), current_a, current_b
+
+        then_neuron(lv_spans.select(go_to_token, [lv_state, nb_a, nb_b], go_outputs, api_visibility="private"))
     return demo
 
 

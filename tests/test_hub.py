@@ -20,7 +20,9 @@ from huggingface_hub.errors import RepositoryNotFoundError
 import hf_txray
 from hf_txray import ConfigurationError, HubError, Profile, ReportMeta, TransferReport
 from hf_txray.cli import main as cli_main
-from hf_txray.export import CONFIGS, is_export_folder
+from hf_txray.export import CONFIGS, OPTIONAL_CONFIGS, is_export_folder
+
+WRITTEN = [c for c in CONFIGS if c not in OPTIONAL_CONFIGS]  # these profiles have no output effects
 from hf_txray.hub import check_configs_load, default_local_dir
 from hf_txray.plots import (plot_hellinger_vs_length, plot_length_shift, plot_mass_share, plot_neuron_mass,
                             report_figures, save_figures)
@@ -61,7 +63,7 @@ def declared(card: DatasetCard) -> list[dict]:
 def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
     a, b, report = results
     folder = hf_txray.save_to_disk(tmp_path / "export", [a, b], [report], repo_id="me/txray", license="apache-2.0")
-    for config in CONFIGS:
+    for config in WRITTEN:
         assert list((folder / config).glob("*.parquet")), config
     assert sorted(p.name for p in (folder / "plots").glob("*.png")) == [
         "pretrained__finetuned_hellinger_vs_length.png", "pretrained__finetuned_length_shift.png",
@@ -75,7 +77,7 @@ def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
     card = DatasetCard.load(folder / "README.md")
     data = card.data.to_dict()
     assert DatasetCardData(**data).to_dict() == data  # the YAML round-trips through DatasetCardData
-    assert [c["config_name"] for c in declared(card)] == list(CONFIGS)
+    assert [c["config_name"] for c in declared(card)] == WRITTEN
     assert [c["config_name"] for c in declared(card) if c.get("default")] == ["neuron_cards"]
     assert all(c["data_files"][0]["path"] == f"{c['config_name']}/*.parquet" for c in declared(card))
     assert data["tags"] == ["hf-txray", "interpretability", "neuron-analysis"]
@@ -117,10 +119,10 @@ def test_push_load_dataset_exact_round_trip_and_no_token_leak(results, hub, tmp_
     assert repo_id in info.commit_url
     assert len(hub.server.repo_commits(repo_id)) == 2  # the repo's initial commit + ONE upload commit
     files = hub.server.repo_files(repo_id)
-    assert {"README.md", *(f"{c}/train-00000-of-00001.parquet" for c in CONFIGS)} <= set(files)
+    assert {"README.md", *(f"{c}/train-00000-of-00001.parquet" for c in WRITTEN)} <= set(files)
     assert sum(p.startswith("plots/") and p.endswith(".png") for p in files) == 4
 
-    for config in CONFIGS:
+    for config in WRITTEN:
         loaded = datasets.load_dataset(repo_id, config, split="train")
         assert loaded.num_rows > 0, config
     assert_same_results(hf_txray.load(repo_id), [a, b], [report])

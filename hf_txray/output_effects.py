@@ -1,0 +1,430 @@
+"""What a neuron *writes*: the vocabulary tokens its output pushes up or down through the unembedding.
+
+An MLP neuron adds ``a * W_down[:, j]`` to the residual stream (``a`` its activation, ``j`` its index). Read
+through the model's final norm and its unembedding ``W_U``, that column gives one logit per vocabulary token:
+``W_U (g * W_down[:, j])``; the highest are the tokens the neuron *promotes*, the lowest those it *suppresses*
+(Geva, Caciularu, Wang, Goldberg, "Transformer Feed-Forward Layers Build Predictions by Promoting Concepts in the
+Vocabulary Space", EMNLP 2022).
+
+Approximations, as in that paper: the direct path only (later blocks are ignored); of the final norm (and of a
+norm on the MLP output before the residual sum, Gemma 2/3's ``post_feedforward_layernorm``) only the elementwise
+scale ``g`` is applied, no centring and no division by the norm of the residual stream (those depend on
+the whole residual, not on the neuron); biases are dropped (they are the same for every neuron). The scale is
+measured by running the norm module itself on probe vectors, so variants such as Gemma's ``(1 + weight)`` are read
+as the model computes them. Scalar factors that do not change the ranking (Gemma 2's logit soft-capping, T5's
+``d_model ** -0.5``, a MoE router's weight for the expert) are not applied.
+
+MLM heads (BERT, RoBERTa, DistilBERT) transform the hidden state before the decoder: ``dense -> activation ->
+LayerNorm``. The linear steps are applied (the dense weight, the LayerNorm's scale, in the head's order); the
+activation function between them is treated as the identity, so the reading is linear.
+
+Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_proj`` of shape
+``(experts, hidden, intermediate)``) number their neurons ``expert * intermediate + unit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .errors import ConfigurationError, ModelError
+from .sites import _find_blocks, _linear_dims, find_sites, is_encoder_decoder, resolve_stack
+
+OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
+DIRECTIONS = ("promoted", "suppressed")
+_CHUNK = 256  # neurons per matrix product in the batched pass: bounds memory at vocab x 256 floats
+
+
+@dataclass
+class Readout:
+    """The maps from the residual stream to the logits, applied in order: linear matrices and norm scales.
+
+    Args:
+        steps (`list[tuple[str, torch.Tensor]]`): ``("linear", W)`` with ``W`` of shape ``(out, in)`` or
+            ``("scale", g)`` with ``g`` of shape ``(hidden,)``.
+        unembedding (`torch.Tensor`): ``(vocab, hidden)``.
+        names (`list[str]`): the modules read, for messages and docs.
+    """
+
+    steps: list[tuple[str, torch.Tensor]]
+    unembedding: torch.Tensor
+    names: list[str]
+
+    def logits(self, directions: torch.Tensor) -> torch.Tensor:
+        """``(hidden, n)`` residual directions -> ``(vocab, n)`` logits."""
+        x = directions.float()
+        for kind, value in self.steps:
+            value = value.to(device=x.device, dtype=torch.float32)
+            x = value @ x if kind == "linear" else value[:, None] * x
+        return self.unembedding.to(device=x.device, dtype=torch.float32) @ x
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return "norm" in type(module).__name__.lower() and isinstance(getattr(module, "weight", None), torch.Tensor)
+
+
+@torch.no_grad()
+def norm_scale(norm: nn.Module, hidden: int) -> torch.Tensor:
+    """The elementwise scale a norm module applies after normalising, measured by running it.
+
+    Probes ``x = c * s`` with ``s`` of ±1 values (mean 0, so centring and bias cancel in ``N(x) - N(-x)``) and a
+    large ``c`` in full precision (so ``eps`` is negligible). With an odd width one entry of ``s`` is 0 (the mean
+    stays 0); a second probe, rolled by one, measures that entry.
+    """
+    weight = norm.weight
+    # c = 1000 makes eps negligible; half precision keeps c = 1 so that sums of squares cannot overflow.
+    c = 1e3 if weight.dtype in (torch.float32, torch.float64) else 1.0
+    signs = torch.ones(hidden, dtype=torch.float32)
+    signs[1::2] = -1
+    if hidden % 2:
+        signs[-1] = 0
+    scale = torch.empty(hidden, dtype=torch.float32)
+    for probe in (signs.roll(1), signs) if hidden % 2 else (signs,):
+        x = (c * probe).to(device=weight.device, dtype=weight.dtype)[None, None]
+        diff = (norm(x) - norm(-x)).float().reshape(-1).cpu()
+        nonzero = probe != 0
+        # N(x) = g * x / rms(x) and rms(x) = c * sqrt(m / n) with m non-zero entries: undo that factor.
+        factor = float(np.sqrt(int(nonzero.sum()) / hidden))
+        scale[nonzero] = diff[nonzero] / (2 * probe[nonzero]) * factor
+    return scale
+
+
+def _output_embedding(model: nn.Module) -> nn.Module:
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
+        raise ModelError(
+            f"{type(model).__name__} has no LM head (get_output_embeddings() is None): output effects read a "
+            "neuron's down-projection column through the unembedding, so they need a causal LM or masked-LM model "
+            "(e.g. AutoModelForCausalLM / AutoModelForMaskedLM instead of AutoModel)."
+        )
+    return head
+
+
+def _qualified_name(model: nn.Module, target: nn.Module) -> str:
+    return next(name for name, module in model.named_modules() if module is target)
+
+
+def _head_steps(model: nn.Module, head: nn.Module, hidden: int) -> list[tuple[str, nn.Module, str]]:
+    """The hidden -> hidden linears and norms an LM head applies before its decoder, in registration order."""
+    head_name = _qualified_name(model, head)
+    parent_name = head_name.rsplit(".", 1)[0] if "." in head_name else ""
+    parent = model.get_submodule(parent_name) if parent_name else model
+    base = getattr(model, "base_model", None)
+    skip = {id(m) for m in base.modules()} if base is not None and base is not model else set()
+    steps = []
+    # A head module of its own (BERT's cls.predictions, RoBERTa's lm_head) is searched whole; when the decoder
+    # hangs off the model itself (GPT-2, DistilBERT, T5) only the model's direct children are head steps.
+    candidates = parent.named_modules() if parent_name else parent.named_children()
+    for name, module in candidates:
+        if module is head or id(module) in skip or not name:
+            continue
+        dims = _linear_dims(module)
+        if dims == (hidden, hidden) and isinstance(module, nn.Linear):
+            steps.append(("linear", module, f"{parent_name}.{name}".strip(".")))
+        elif _is_norm(module) and module.weight.shape == (hidden,):
+            steps.append(("scale", module, f"{parent_name}.{name}".strip(".")))
+    return steps
+
+
+def _final_norm(model: nn.Module, blocks_name: str, hidden: int) -> tuple[str, nn.Module] | None:
+    """The norm registered after the blocks in the blocks' parent (Llama ``model.norm``, GPT-2 ``ln_f``)."""
+    parent_name, _, list_name = blocks_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    after = False
+    for name, module in parent.named_children():
+        if name == list_name:
+            after = True
+        elif after and _is_norm(module) and module.weight.shape == (hidden,):
+            return f"{parent_name}.{name}".strip("."), module
+    return None
+
+
+def output_stack(model: nn.Module, stack: str | None = None) -> str | None:
+    """The stack whose neurons are read: ``"decoder"`` for encoder-decoders (also when `stack` is None), None for
+    models with one stack.
+
+    Raises:
+        ConfigurationError: `stack="encoder"` of an encoder-decoder: its neurons reach the LM head only through
+            cross-attention, so they have no direct vocabulary reading.
+    """
+    if stack == "encoder" and is_encoder_decoder(model):
+        raise ConfigurationError(
+            "Output effects of encoder neurons are not defined: in an encoder-decoder the encoder reaches the LM "
+            "head only through cross-attention, not through the residual stream the unembedding reads. Profile "
+            "with stack='decoder', or without output_effects.")
+    return (stack or "decoder") if is_encoder_decoder(model) else stack
+
+
+def _blocks(model: nn.Module, stack: str | None) -> tuple[str, nn.ModuleList]:
+    """Qualified name (in `model`) and list of the blocks whose neurons are read."""
+    _, root = resolve_stack(model, output_stack(model, stack))
+    name, blocks = _find_blocks(root)
+    root_name = _qualified_name(model, root) if root is not model else ""
+    return f"{root_name}.{name}".strip("."), blocks
+
+
+@torch.no_grad()
+def readout(model: nn.Module, stack: str | None = None) -> Readout:
+    """The final norm's scale, any LM-head transform, and the unembedding of `model`.
+
+    Raises:
+        ModelError: the model has no LM head.
+    """
+    head = _output_embedding(model)
+    unembedding = head.weight.detach()
+    hidden = int(unembedding.shape[1])
+    blocks_name, _ = _blocks(model, stack)
+    steps: list[tuple[str, torch.Tensor]] = []
+    names: list[str] = []
+    final = _final_norm(model, blocks_name, hidden)
+    if final is not None:
+        steps.append(("scale", norm_scale(final[1], hidden)))
+        names.append(final[0])
+    for kind, module, name in _head_steps(model, head, hidden):
+        steps.append((kind, module.weight.detach() if kind == "linear" else norm_scale(module, hidden)))
+        names.append(name)
+    names.append(_qualified_name(model, head))
+    return Readout(steps, unembedding, names)
+
+
+POST_MLP_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffn_norm")
+
+
+@torch.no_grad()
+def post_mlp_scale(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor | None:
+    """The scale of a norm the block applies to its MLP output before the residual sum (Gemma 2/3
+    ``post_feedforward_layernorm``), or None when the block has none."""
+    _, blocks = _blocks(model, stack)
+    for name, module in blocks[layer].named_children():
+        if name in POST_MLP_NORMS and _is_norm(module):
+            return norm_scale(module, int(module.weight.shape[0]))
+    return None
+
+
+def _weight_columns(module: nn.Module) -> torch.Tensor:
+    """A linear layer's weight as ``(out, in)``: ``nn.Linear`` as it is, GPT-2's ``Conv1D`` (``(in, out)``) transposed."""
+    weight = module.weight.detach()
+    return weight if isinstance(module, nn.Linear) else weight.T
+
+
+@torch.no_grad()
+def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor:
+    """The write directions of a layer's neurons: ``(hidden, neurons)``, column ``j`` = neuron ``j``'s output.
+
+    The neurons are those :func:`hf_txray.sites.find_sites` verifies and profiles: a dense MLP's down projection
+    input; fused MoE experts (``down_proj`` ``(experts, hidden, inter)``) laid out ``expert * inter + unit``, then
+    the shared experts' units (their down projection's input).
+    """
+    sites = find_sites(model, "mlp", None, output_stack(model, stack))
+    if not -len(sites) <= layer < len(sites):
+        raise ConfigurationError(f"Layer {layer} is out of range: the model has {len(sites)} layers.")
+    site = sites[layer]
+    if site.capture != "experts":
+        return _weight_columns(site.module)
+    fused = site.module.down_proj.detach()
+    experts, hidden, inter = fused.shape
+    columns = fused.permute(1, 0, 2).reshape(hidden, experts * inter)
+    if site.experts.shared is not None:
+        columns = torch.cat([columns, _weight_columns(site.experts.shared).to(columns.device)], dim=1)
+    return columns
+
+
+def _token_strings(tokenizer: Any, ids: np.ndarray) -> list[str]:
+    if tokenizer is None:
+        return [str(int(i)) for i in ids]
+    return [str(t) for t in tokenizer.convert_ids_to_tokens([int(i) for i in ids])]
+
+
+def _top_frame(logits: torch.Tensor, layer: int, first_neuron: int, k: int,
+               tokens: Callable[[np.ndarray], list[str]]) -> pd.DataFrame:
+    """Top-k and bottom-k rows of ``(vocab, n)`` logits as a long table."""
+    k = min(k, logits.shape[0])
+    parts = []
+    for direction, largest in zip(DIRECTIONS, (True, False)):
+        values, ids = logits.topk(k, dim=0, largest=largest)  # (k, n), best first
+        n = values.shape[1]
+        parts.append(pd.DataFrame({
+            "layer": np.full(k * n, layer, dtype=np.int64),
+            "neuron": np.repeat(np.arange(first_neuron, first_neuron + n, dtype=np.int64), k),
+            "direction": direction, "rank": np.tile(np.arange(k, dtype=np.int64), n),
+            "token_id": ids.T.reshape(-1).cpu().numpy().astype(np.int64),
+            "logit": values.T.reshape(-1).cpu().numpy().astype(np.float64),
+        }))
+    frame = pd.concat(parts, ignore_index=True)
+    frame["token"] = tokens(frame["token_id"].to_numpy())
+    return frame
+
+
+@torch.no_grad()
+def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, k: int = 20,
+                         tokenizer: Any = None, neurons: Sequence[int] | None = None,
+                         stack: str | None = None) -> pd.DataFrame:
+    """Top-`k` promoted and suppressed tokens of every neuron of `layers`, in one batched pass per layer.
+
+    Args:
+        model (`PreTrainedModel`): a model with an LM head (``*ForCausalLM``, ``*ForMaskedLM``).
+        layers (`Sequence[int]`, *optional*): block indices (default: all blocks).
+        k (`int`, *optional*, defaults to 20): tokens per direction.
+        tokenizer (*optional*): turns token ids into token strings (else the ids as strings).
+        neurons (`Sequence[int]`, *optional*): only these neuron indices (default: all of each layer).
+        stack (`str`, *optional*): for encoder-decoders, ``"decoder"`` (the default; ``"encoder"`` is refused: its
+            neurons have no direct path to the LM head).
+
+    Returns:
+        `pd.DataFrame` with columns layer, neuron, direction (``promoted``/``suppressed``), rank (0 = strongest),
+        token_id, token, logit (the logit change per unit of activation, see the module docstring).
+
+    Raises:
+        ModelError: no LM head, or a block without a down projection.
+        ConfigurationError: `k` < 1, a layer or neuron out of range.
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
+    read = readout(model, stack)
+    _, blocks = _blocks(model, stack)
+    tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
+    layers = list(range(len(blocks))) if layers is None else [int(layer) for layer in layers]
+    cache: dict[int, str] = {}
+
+    def tokens(ids: np.ndarray) -> list[str]:
+        missing = sorted({int(i) for i in ids} - cache.keys())
+        cache.update(zip(missing, _token_strings(tokenizer, np.array(missing, dtype=np.int64))))
+        return [cache[int(i)] for i in ids]
+
+    frames = []
+    for layer in layers:
+        columns = down_columns(model, layer, stack)
+        post = post_mlp_scale(model, layer, stack)
+        if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
+            columns = post.to(device=columns.device)[:, None] * columns.float()
+        width = columns.shape[1]
+        chosen = np.arange(width) if neurons is None else np.asarray(list(neurons), dtype=np.int64)
+        if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):
+            raise ConfigurationError(f"Neuron out of range: layer {layer} has {width} neurons (0 to {width - 1}).")
+        for start in range(0, len(chosen), _CHUNK):
+            picked = torch.as_tensor(chosen[start: start + _CHUNK], device=columns.device)
+            logits = read.logits(columns.index_select(1, picked))
+            part = _top_frame(logits, layer % len(blocks), 0, k, tokens)
+            part["neuron"] = picked.cpu().numpy()[part["neuron"].to_numpy()]  # chunk position -> neuron index
+            frames.append(part)
+    if not frames:
+        return empty_output_effects()
+    frame = pd.concat(frames, ignore_index=True)
+    return normalize_output_effects(frame.sort_values(["layer", "neuron", "direction", "rank"], kind="stable"))
+
+
+def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, tokenizer: Any = None,
+                   stack: str | None = None) -> pd.DataFrame:
+    """The top-`k` vocabulary tokens one MLP neuron promotes and suppresses (Geva et al., EMNLP 2022).
+
+    Its down-projection column read through the final norm's scale and the unembedding; see the module docstring
+    for what is approximated. MoE layers number neurons ``expert * intermediate + unit``.
+
+    Args:
+        model (`PreTrainedModel`): a causal-LM or masked-LM model (one with ``get_output_embeddings()``).
+        layer (`int`): block index.
+        neuron (`int`): neuron index in that block's MLP intermediate layer.
+        k (`int`, *optional*, defaults to 20): tokens per direction.
+        tokenizer (*optional*): for token strings; defaults to ``AutoTokenizer`` of ``model.name_or_path`` when
+            that loads, else token ids are shown.
+        stack (`str`, *optional*): ``"decoder"`` for encoder-decoders (the default there).
+
+    Returns:
+        `pd.DataFrame`: columns layer, neuron, direction, rank, token_id, token, logit; `k` promoted rows (highest
+        logit first) then `k` suppressed rows (lowest first).
+
+    Example:
+        ```python
+        >>> model = AutoModelForCausalLM.from_pretrained("gpt2")
+        >>> hf_txray.output_effects(model, layer=10, neuron=42, k=5, tokenizer=tokenizer)
+        ```
+    """
+    return output_effects_table(model, [layer], k, tokenizer, neurons=[int(neuron)], stack=stack)
+
+
+def _default_tokenizer(model: nn.Module) -> Any:
+    """``AutoTokenizer`` of the model's ``name_or_path`` when it loads (offline, local), else None (ids shown)."""
+    name = getattr(model, "name_or_path", None)
+    if not name:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name)
+    except Exception:  # no tokenizer there: token ids are shown instead
+        return None
+
+
+def empty_output_effects() -> pd.DataFrame:
+    return normalize_output_effects(pd.DataFrame({c: [] for c in OUTPUT_COLUMNS}))
+
+
+def neuron_tokens(frame: pd.DataFrame | None, layer: int, neuron: int, direction: str) -> list[str]:
+    """The tokens of one neuron and direction of an output-effects table, strongest first (empty when absent)."""
+    if frame is None or frame.empty:
+        return []
+    rows = frame[(frame["layer"] == layer) & (frame["neuron"] == neuron) & (frame["direction"] == direction)]
+    return rows.sort_values("rank")["token"].astype(str).tolist()
+
+
+def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
+                  model_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """`model_id` with its LM head: ``AutoModelForCausalLM``, else ``AutoModelForMaskedLM``.
+
+    Raises:
+        ModelError: neither class loads the model (e.g. a sentence encoder saved without its MLM head).
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    kwargs = dict(model_kwargs or {})
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    errors = []
+    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
+        try:
+            model, info = auto.from_pretrained(str(model_id), revision=revision, trust_remote_code=trust_remote_code,
+                                               output_loading_info=True, **kwargs)
+        except (OSError, ValueError) as err:
+            errors.append(f"{auto.__name__}: {str(err).splitlines()[0][:160]}")
+            continue
+        missing = list(info.get("missing_keys") or [])
+        if not missing:
+            return model
+        # A head initialised at random (e.g. a sentence encoder saved without its MLM head) would give
+        # meaningless tokens: refuse rather than read it.
+        errors.append(f"{auto.__name__}: weights missing from the checkpoint ({', '.join(sorted(missing)[:3])})")
+    raise ModelError(f"output_effects=True needs {model_id!r} with an LM head, but it loads as neither a causal LM nor "
+                     f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has "
+                     "one.")
+
+
+def check_output_effects(model: nn.Module, site: str, module_pattern: str | None = None, k: int = 20,
+                         stack: str | None = None) -> None:
+    """Refuse before profiling when output effects cannot be computed (wrong site or k, custom sites, an encoder
+    stack, no LM head)."""
+    if not isinstance(k, int) or k < 1:
+        raise ConfigurationError(f"output_effects_k must be an int >= 1, got {k!r}.")
+    if module_pattern:
+        raise ConfigurationError("output_effects=True numbers layers as the model's blocks; with module_pattern the "
+                                 "layers are the matched modules instead. Drop one of the two.")
+    if site != "mlp":
+        raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
+                                 "has no such column. Use site='mlp' or output_effects=False.")
+    readout(model, stack)
+
+
+def normalize_output_effects(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with :data:`OUTPUT_COLUMNS` in order and fixed dtypes (strings as ``object``), so tables read
+    back from parquet compare equal to computed ones."""
+    frame = frame[OUTPUT_COLUMNS].reset_index(drop=True)
+    types = {"layer": "int64", "neuron": "int64", "rank": "int64", "token_id": "int64", "logit": "float64"}
+    frame = frame.astype(types)
+    for column in ("direction", "token"):
+        frame[column] = pd.Series([str(v) for v in frame[column]], dtype=object)
+    return frame

@@ -1,0 +1,262 @@
+"""Neuron pages: activation histograms, win rate and first-position share (streaming, exact under merge, saved and
+exported), checked against the brute-force reference's credited positions; output effects stored by analyze."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import Profile
+from hf_txray.accumulators import HISTOGRAM, histogram_edges
+from models import SAMPLE_TEXTS, bpe_tokenizer, tiny
+from reference import reference_profile
+from test_profile import profile_of, shards
+
+FEATURES = ("token", "word", "pos")
+
+
+@functools.cache
+def brute_force():
+    model, tokenizer = tiny("gpt2")
+    # profile_of (test_profile) keeps analyze's default skip_first_positions="auto": 1 for this decoder
+    assert profile_of(tuple(SAMPLE_TEXTS), 4).meta.config["skip_first_positions"] == 1
+    return reference_profile(model, tokenizer, SAMPLE_TEXTS, feature_types=("token",), skip_first_positions=1)
+
+
+def test_histogram_edges_span_the_activation_range():
+    edges = histogram_edges(**HISTOGRAM)
+    assert edges[0] <= 0.01 and edges[-1] >= 3000
+    ratios = edges[1:] / edges[:-1]
+    np.testing.assert_allclose(ratios, ratios[0])  # log-spaced: same relative resolution everywhere
+
+
+def test_histogram_counts_every_credited_activation_in_its_bin():
+    profile = profile_of(tuple(SAMPLE_TEXTS), 4)
+    ref = brute_force()
+    edges = np.r_[0.0, profile.histogram_edges(), np.inf]
+    for (layer, neuron), credits in ref.credits.items():
+        # np.histogram bins are [a, b) except the last; credited activations are > 0, below edges[0] -> bin 0
+        want, _ = np.histogram([c.activation for c in credits], bins=edges)
+        got = profile.activation_distribution(layer, neuron)["count"].to_numpy()
+        # the engine pads batches: an activation within float noise of an edge may land next door, never further
+        assert got.sum() == want.sum() == len(credits)
+        assert np.abs(np.cumsum(got) - np.cumsum(want)).max() <= 1, (layer, neuron)
+    uncredited = profile.histogram_counts().sum(-1)[profile.neuron_count == 0]
+    assert (uncredited == 0).all()
+
+
+def test_win_rate_and_top_position_share_match_brute_force():
+    profile = profile_of(tuple(SAMPLE_TEXTS), 4)
+    ref = brute_force()
+    assert profile.meta.num_positions == ref.num_positions
+    stats = profile.position_stats().set_index(["layer", "neuron"])
+    rates = profile.win_rate()
+    for (layer, neuron), credits in ref.credits.items():
+        assert rates[layer, neuron] == pytest.approx(len(credits) / ref.num_positions, rel=1e-12)
+        by_index = defaultdict(float)
+        for c in credits:
+            by_index[c.token_index] += c.activation
+        best = max(sorted(by_index), key=lambda i: by_index[i])
+        row = stats.loc[(layer, neuron)]
+        assert row["top_position_share"] == pytest.approx(by_index[best] / sum(by_index.values()), rel=1e-4)
+        ranked = sorted(by_index.values(), reverse=True)
+        if len(ranked) == 1 or ranked[0] > 1.0001 * ranked[1]:  # a clear winner (not a float-noise tie)
+            assert row["top_position"] == best
+    silent = stats[profile.neuron_count.reshape(-1) == 0]
+    assert (silent["top_position"] == -1).all() and (silent["top_position_share"] == 0).all()
+
+
+def test_histograms_merge_exactly():
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
+    first.activation_histogram = profile_of(tuple(SAMPLE_TEXTS[:4]), 4).activation_histogram
+    second.activation_histogram = profile_of(tuple(SAMPLE_TEXTS[4:]), 4).activation_histogram
+    merged = first.merge(second)
+    np.testing.assert_array_equal(merged.histogram_counts(), whole.histogram_counts())
+    assert merged.activation_histogram.equals(whole.activation_histogram)
+
+
+def test_merge_with_a_profile_without_histograms_drops_them():
+    a, b = shards([0, 4, len(SAMPLE_TEXTS)], 4)  # shards carry no histograms (built without them)
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    assert whole.merge(a).activation_histogram is None
+
+
+def test_histograms_positions_and_output_effects_survive_save_and_load(tmp_path):
+    profile = output_profile()
+    assert profile.activation_histogram is not None and profile.output_effects is not None
+    profile.save_pretrained(tmp_path / "p")
+    loaded = Profile.from_pretrained(tmp_path / "p")
+    assert loaded == profile
+    np.testing.assert_array_equal(loaded.histogram_counts(), profile.histogram_counts())
+    assert loaded.output_effects.equals(profile.output_effects)
+
+
+def test_export_round_trip_keeps_neuron_page_data(tmp_path):
+    profile = output_profile()
+    hf_txray.save_to_disk(tmp_path / "out", profiles=[profile], plots=False)
+    profiles, _ = hf_txray.load(tmp_path / "out")
+    assert profiles[profile.stage] == profile
+    import datasets
+
+    outputs = datasets.load_dataset(str(tmp_path / "out"), "neuron_outputs", split="train").to_pandas()
+    assert len(outputs) == len(profile.output_effects)
+    assert set(outputs["direction"]) == {"promoted", "suppressed"}
+
+
+@functools.cache
+def _lm():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=44, max_position_embeddings=128)
+    return LlamaForCausalLM(config).eval()
+
+
+@functools.cache
+def output_profile() -> Profile:
+    return hf_txray.analyze(_lm(), SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), features=("token",), batch_size=4,
+                            output_effects=True, output_effects_k=4, show_progress=False, stage="lm")
+
+
+def test_analyze_stores_output_effects_of_every_neuron():
+    profile = output_profile()
+    effects = profile.output_effects
+    assert len(effects) == 2 * 44 * 2 * 4
+    direct = hf_txray.output_effects(_lm(), 1, 5, k=4, tokenizer=bpe_tokenizer())
+    stored = effects[(effects["layer"] == 1) & (effects["neuron"] == 5)].reset_index(drop=True)
+    assert stored[["direction", "rank", "token_id", "token"]].equals(direct[["direction", "rank", "token_id", "token"]])
+
+
+def test_analyze_refuses_output_effects_without_lm_head_before_profiling():
+    model, tokenizer = tiny("llama")
+    with pytest.raises(hf_txray.ModelError, match="no LM head"):
+        hf_txray.analyze(model, ["never profiled"], tokenizer=tokenizer, output_effects=True, show_progress=False)
+    with pytest.raises(hf_txray.ConfigurationError, match="site='residual'"):
+        hf_txray.analyze(_lm(), ["x"], tokenizer=bpe_tokenizer(), site="residual", output_effects=True,
+                         show_progress=False)
+
+
+# ----- the plain-words summary ---------------------------------------------------------------------------------
+from hf_txray.summary import neuron_card, neuron_summary  # noqa: E402
+
+
+def _card(**fields):
+    card = {"count": 120, "win_rate": 0.0213,
+            "top_pos": [{"feature": "NOUN", "probability": 0.61}, {"feature": "PROPN", "probability": 0.22},
+                        {"feature": "VERB", "probability": 0.05}],
+            "top_token": [{"feature": "year", "probability": 0.3}, {"feature": "years", "probability": 0.2},
+                          {"feature": "months", "probability": 0.1}, {"feature": "days", "probability": 0.05}],
+            "promoted": ["ago", "later", "earlier", "before"]}
+    card.update(fields)
+    return card
+
+
+def test_summary_sentence_of_a_hand_built_card():
+    report_row = {"changed_pos": True, "p_hellinger_pos": 0.0004, "hellinger_pos": 0.4}
+    assert neuron_summary(_card(), report_row, ("pretrained", "fine-tuned")) == (
+        "Wins 2.1% of positions, mostly NOUN (61.0%) and PROPN (22.0%); prefers 'year', 'years', 'months'; "
+        "promotes 'ago', 'later', 'earlier'; changed beyond noise between pretrained and fine-tuned "
+        "(pos, p < 0.001).")
+
+
+def test_summary_leaves_out_clauses_whose_fields_are_absent():
+    card = _card(top_pos=[{"feature": "DET", "probability": 0.93}, {"feature": "NOUN", "probability": 0.04}])
+    del card["promoted"]
+    # no p-value columns in the report: no change clause, however the neuron moved
+    assert neuron_summary(card, {"hellinger_pos": 0.9}, ("a", "b")) == \
+        "Wins 2.1% of positions, mostly DET (93.0%); prefers 'year', 'years', 'months'."
+    assert neuron_summary({"count": 5, "win_rate": 0.0004, "top_token": [{"feature": "<s>", "probability": 1.0}],
+                           "top_position": 0, "top_position_share": 0.98}) == \
+        "Wins 0.04% of positions; prefers '<s>'; 98.0% of its mass from token position 0."
+    assert neuron_summary(_card(count=0)) == "Never wins a position at this stage (dead)."
+    p_large = neuron_summary(_card(), {"changed_pos": False, "p_hellinger_pos": 0.43}, ("a", "b"))
+    assert p_large.endswith("no change beyond noise between a and b (pos, p = 0.43).")
+
+
+def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path):
+    profile = output_profile()
+    folder = hf_txray.save_to_disk(tmp_path / "out", profiles=[profile], plots=False)
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(next((folder / "neuron_cards").glob("*.parquet"))).to_pylist()
+    checked = 0
+    for exported in rows:
+        if exported["count"] == 0 and checked > 3:
+            continue
+        card = neuron_card(profile, exported["layer"], exported["neuron"])
+        for key in ("count", "win_rate", "top_position", "top_position_share", "promoted", "suppressed", "top_token"):
+            assert card[key] == pytest.approx(exported[key]) if isinstance(card[key], float) else \
+                card[key] == exported[key], key
+        assert exported["summary"] == neuron_summary(card)
+        checked += 1
+    assert checked >= 10
+
+
+def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys):
+    from hf_txray.cli import main as cli_main
+
+    profile = output_profile()
+    profile.save_pretrained(tmp_path / "p")
+    stats = profile.neuron_stats()
+    best = stats.sort_values("count", ascending=False).iloc[0]
+    layer, neuron = int(best["layer"]), int(best["neuron"])
+    assert cli_main(["show", str(tmp_path), "--neuron", f"{layer}:{neuron}"]) == 0
+    shown = capsys.readouterr().out
+    card = neuron_card(profile, layer, neuron)
+    assert neuron_summary(card) in shown
+    assert "promotes: " + ", ".join(card["promoted"][:5]) in shown
+    assert f"credits {card['count']} of {profile.meta.num_positions} positions" in shown
+    assert cli_main(["show", str(tmp_path), "--neuron", "3-1"]) == 2
+
+
+def test_analyze_by_path_loads_the_lm_head_and_refuses_a_checkpoint_without_one(tmp_path):
+    _lm().save_pretrained(tmp_path / "lm")
+    bpe_tokenizer().save_pretrained(tmp_path / "lm")
+    profile = hf_txray.analyze(str(tmp_path / "lm"), SAMPLE_TEXTS[:3], features=("token",), output_effects=True,
+                               output_effects_k=3, show_progress=False)
+    direct = hf_txray.output_effects(_lm(), 0, 2, k=3, tokenizer=bpe_tokenizer())
+    stored = profile.output_effects[(profile.output_effects["layer"] == 0) & (profile.output_effects["neuron"] == 2)]
+    assert list(stored["token_id"]) == list(direct["token_id"])
+    base, tokenizer = tiny("llama")  # a base model saved without an LM head
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    with pytest.raises(hf_txray.ModelError, match="missing from the checkpoint"):
+        hf_txray.analyze(str(tmp_path / "base"), SAMPLE_TEXTS[:3], features=("token",), output_effects=True,
+                         show_progress=False)
+
+
+def test_activation_histogram_bins_edges_and_outliers_like_a_loop():
+    from hf_txray.accumulators import ActivationHistogram
+
+    edges = histogram_edges(**HISTOGRAM)
+    rng = np.random.default_rng(0)
+    values = np.r_[10 ** rng.uniform(-4, 5, 500), edges[[0, 5, -1]], 1e-9, 1e9]
+    rows = rng.integers(0, 3, len(values))
+    hist = ActivationHistogram(edges)
+    hist.add(rows[:200], values[:200])
+    hist.add(rows[200:], values[200:])
+    want = np.zeros((3, len(edges) + 1), dtype=np.int64)
+    for row, v in zip(rows, values):
+        b = 0
+        while b < len(edges) and v >= edges[b]:  # bin b holds edges[b-1] <= v < edges[b]
+            b += 1
+        want[row, b] += 1
+    def dense(h):
+        r, b, c = h.entries()
+        out = np.zeros_like(want)
+        out[r, b] = c
+        return out
+
+    np.testing.assert_array_equal(dense(hist), want)
+    other = ActivationHistogram(edges)
+    other.add(rows, values)
+    np.testing.assert_array_equal(dense(hist.merge(other)), 2 * want)
+    with pytest.raises(ValueError, match="different bin edges"):
+        hist.merge(ActivationHistogram(edges[:-1]))

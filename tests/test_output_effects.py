@@ -1,0 +1,231 @@
+"""Output effects (down-projection column through the final norm's scale and the unembedding) vs brute force.
+
+The brute force runs a one-hot intermediate vector through the model's own down-projection module (minus its
+bias), multiplies by the final norm's scale written out per architecture (Gemma: ``1 + weight``), and through
+the unembedding module (minus its bias): nothing is shared with ``hf_txray.output_effects``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray.errors import ModelError
+from tests.models import bert_tokenizer, bpe_tokenizer
+
+K = 5
+
+
+def _no_bias(module, x):
+    return module(x) - module(torch.zeros_like(x))
+
+
+def _bert_mlm():
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=64)
+    model = BertForMaskedLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        x = _no_bias(model.bert.encoder.layer[layer].output.dense, one_hot)
+        t = model.cls.predictions.transform
+        x = x @ t.dense.weight.T  # the head's dense, its GELU skipped (linear reading)
+        x = x * t.LayerNorm.weight
+        return x @ model.cls.predictions.decoder.weight.T
+
+    return model, bert_tokenizer(), brute, 48
+
+
+def _gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(1)
+    config = GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40, n_positions=64)
+    model = GPT2LMHeadModel(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        x = _no_bias(model.transformer.h[layer].mlp.c_proj, one_hot) * model.transformer.ln_f.weight
+        return x @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 40
+
+
+def _llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=44, max_position_embeddings=64,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        x = model.model.layers[layer].mlp.down_proj(one_hot) * model.model.norm.weight
+        return model.lm_head(x)
+
+    return model, bpe_tokenizer(), brute, 44
+
+
+def _gemma(tied: bool):
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    torch.manual_seed(3)
+    config = GemmaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, intermediate_size=36, max_position_embeddings=64,
+                         tie_word_embeddings=tied)
+    model = GemmaForCausalLM(config).eval()
+    _randomize_norms(model)
+    if tied:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+    def brute(layer, one_hot):
+        x = model.model.layers[layer].mlp.down_proj(one_hot) * (1.0 + model.model.norm.weight)  # Gemma's scale
+        return x @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 36
+
+
+def _mixtral():
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(4)
+    config = MixtralConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, intermediate_size=24,
+                           num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=64)
+    model = MixtralForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.experts.down_proj.normal_(0, 0.5)
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        # neuron = expert * intermediate + unit: the unit's column of that expert's down projection
+        expert, unit = divmod(int(one_hot.argmax()), 24)
+        unit_vec = torch.zeros(24)
+        unit_vec[unit] = 1.0
+        x = torch.nn.functional.linear(unit_vec, model.model.layers[layer].mlp.experts.down_proj[expert])
+        return model.lm_head(x * model.model.norm.weight)
+
+    return model, bpe_tokenizer(), brute, 4 * 24
+
+
+def _randomize_norms(model):
+    """Non-trivial norm scales, so that forgetting (or misreading) the scale changes the result."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for module in model.modules():
+            if "norm" in type(module).__name__.lower() and getattr(module, "weight", None) is not None:
+                module.weight.copy_(torch.rand(module.weight.shape, generator=g) * 2 - 0.5)
+
+
+def _t5():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(5)
+    config = T5Config(vocab_size=len(bpe_tokenizer()), d_model=32, d_kv=8, d_ff=40, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, decoder_start_token_id=0, pad_token_id=0)
+    model = T5ForConditionalGeneration(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # decoder neurons: the decoder's final norm, then the LM head
+        x = model.decoder.block[layer].layer[-1].DenseReluDense.wo(one_hot) * model.decoder.final_layer_norm.weight
+        return model.lm_head(x)
+
+    return model, bpe_tokenizer(), brute, 40
+
+
+def _distilbert_mlm():
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    torch.manual_seed(6)
+    config = DistilBertConfig(vocab_size=bert_tokenizer().vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=48,
+                              max_position_embeddings=64)
+    model = DistilBertForMaskedLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # the head's own linear and LayerNorm hang off the model itself
+        x = _no_bias(model.distilbert.transformer.layer[layer].ffn.lin2, one_hot)
+        x = (x @ model.vocab_transform.weight.T) * model.vocab_layer_norm.weight
+        return x @ model.vocab_projector.weight.T
+
+    return model, bert_tokenizer(), brute, 48
+
+
+def _gemma2():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(8)
+    config = Gemma2Config(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=16, intermediate_size=36, max_position_embeddings=64)
+    model = Gemma2ForCausalLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # the MLP output is normalised (post-feedforward norm) before the residual sum
+        block = model.model.layers[layer]
+        x = block.mlp.down_proj(one_hot) * (1.0 + block.post_feedforward_layernorm.weight)
+        return (x * (1.0 + model.model.norm.weight)) @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 36
+
+
+BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
+            "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
+            "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2}
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_output_effects_match_brute_force(kind):
+    model, tokenizer, brute, width = BUILDERS[kind]()
+    neurons = [0, width // 2 + 1, width - 1]
+    table = hf_txray.output_effects_table(model, [0, 1], k=K, tokenizer=tokenizer, neurons=neurons)
+    assert len(table) == 2 * len(neurons) * 2 * K
+    for layer in (0, 1):
+        for neuron in neurons:
+            one_hot = torch.zeros(width)
+            one_hot[neuron] = 1.0
+            with torch.no_grad():
+                logits = brute(layer, one_hot).double().numpy()
+            rows = table[(table["layer"] == layer) & (table["neuron"] == neuron)]
+            promoted = rows[rows["direction"] == "promoted"].sort_values("rank")
+            suppressed = rows[rows["direction"] == "suppressed"].sort_values("rank")
+            order = np.argsort(-logits, kind="stable")
+            np.testing.assert_allclose(promoted["logit"], logits[order[:K]], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(suppressed["logit"], logits[order[::-1][:K]], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(logits[promoted["token_id"]], promoted["logit"], rtol=1e-4, atol=1e-5)
+            assert list(promoted["token"]) == tokenizer.convert_ids_to_tokens(promoted["token_id"].tolist())
+
+
+def test_single_neuron_api_equals_table():
+    model, tokenizer, _, _ = _gpt2()
+    one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
+    table = hf_txray.output_effects_table(model, [1], k=3, tokenizer=tokenizer)
+    expected = table[table["neuron"] == 7].reset_index(drop=True)
+    assert one.drop(columns="logit").equals(expected.drop(columns="logit"))
+    np.testing.assert_allclose(one["logit"], expected["logit"], rtol=1e-5)  # batched matmul: float rounding
+    assert list(one["direction"]) == ["promoted"] * 3 + ["suppressed"] * 3
+
+
+def test_model_without_lm_head_is_refused():
+    from tests.models import tiny_bert
+
+    with pytest.raises(ModelError, match="no LM head.*AutoModelForMaskedLM"):
+        hf_txray.output_effects(tiny_bert(), 0, 0)
+
+
+def test_neuron_out_of_range_is_refused():
+    model, tokenizer, _, width = _llama()
+    with pytest.raises(hf_txray.errors.ConfigurationError, match="out of range"):
+        hf_txray.output_effects(model, 0, width, tokenizer=tokenizer)
+
+
+def test_encoder_neurons_of_an_encoder_decoder_are_refused():
+    model, tokenizer, _, _ = _t5()
+    with pytest.raises(hf_txray.errors.ConfigurationError, match="cross-attention"):
+        hf_txray.output_effects(model, 0, 0, tokenizer=tokenizer, stack="encoder")

@@ -1,0 +1,203 @@
+"""The Space's neuron page (summary, output effects, activation distribution) and Live text tab, through
+gradio_client against the launched app, and the Live text tab in a real browser (Chromium via Playwright).
+
+The fixture: a tiny BERT with its MLM head, profiled at two stages with ``output_effects=True``; the viewer gets the
+stage-A model, so the Live text tab's winners must equal ``analyze`` on the same text with that model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import hf_txray
+from hf_txray.summary import neuron_card, neuron_summary
+from models import SAMPLE_TEXTS, bert_tokenizer
+
+gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
+from gradio_client import Client  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+LIVE_TEXT = "Prices rose 42% in New York last year, and the quick brown fox jumped over it."
+
+
+def mlm(seed: int):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128)
+    return BertForMaskedLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_TXRAY_CACHE", str(tmp_path_factory.mktemp("txray-cache")))
+        model = mlm(0)
+        run = lambda net, stage: hf_txray.analyze(  # noqa: E731
+            net, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), features=("token", "pos"), stage=stage,
+            output_effects=True, output_effects_k=5, show_progress=False)
+        a, b = run(model, "pretrained"), run(mlm(1), "finetuned")
+    report = hf_txray.compare(a, b)
+    folder = hf_txray.save_to_disk(tmp_path_factory.mktemp("pages") / "results", [a, b], [report], plots=False)
+    return a, b, report, folder, model
+
+
+@pytest.fixture(scope="module")
+def served(pages):
+    spec = importlib.util.spec_from_file_location("txray_space_app_pages", ROOT / "spaces_app" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TXRAY_REPO", raising=False)
+        mp.delenv("SPACE_ID", raising=False)
+        spec.loader.exec_module(app)
+    demo = app.build_demo(str(pages[3]), model=(pages[4], bert_tokenizer()))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def client(served, pages):
+    c = Client(served, verbose=False)
+    assert c.predict(str(pages[3]), api_name="/open")[0].startswith("Opened")
+    return c
+
+
+def frame(value: dict) -> pd.DataFrame:
+    return pd.DataFrame(value["data"], columns=value["headers"])
+
+
+def busiest(profile) -> tuple[int, int]:
+    stats = profile.neuron_stats().sort_values(["count", "layer", "neuron"], ascending=[False, True, True])
+    return int(stats["layer"].iloc[0]), int(stats["neuron"].iloc[0])
+
+
+def test_neuron_page_summary_outputs_and_activations(client, pages):
+    a, b, report = pages[:3]
+    layer, neuron = busiest(a)
+    summary, message, outputs, chart, facts = client.predict(layer, neuron, "pretrained", "finetuned",
+                                                             api_name="/neuron_page")
+    line_a, line_b = summary.split("\n")
+    assert line_a == f"pretrained: {neuron_summary(neuron_card(a, layer, neuron))}"
+    assert line_b.startswith(f"finetuned: {neuron_summary(neuron_card(b, layer, neuron))[:-1]}")
+    outputs = frame(outputs)
+    for stage, profile in (("pretrained", a), ("finetuned", b)):
+        mine = outputs[outputs["stage"] == stage]
+        effects = profile.output_effects
+        want = effects[(effects["layer"] == layer) & (effects["neuron"] == neuron)]
+        assert list(mine["promoted"]) == list(want[want["direction"] == "promoted"]["token"])
+        assert list(mine["suppressed"]) == list(want[want["direction"] == "suppressed"]["token"])
+    assert "promoted" in message
+    facts = frame(facts).set_index("stage")
+    assert facts.loc["pretrained", "credits"] == a.neuron_count[a.layers.index(layer), neuron]
+    assert facts.loc["pretrained", "win rate"] == pytest.approx(
+        a.neuron_count[a.layers.index(layer), neuron] / a.meta.num_positions, abs=1e-4)
+    spec = chart["plot"] if isinstance(chart, dict) else chart
+    assert '"count"' in str(spec) and "log" in str(spec)
+
+
+def test_live_tab_winners_equal_analyze_on_the_same_text(client, pages):
+    model = pages[4]
+    profile = hf_txray.analyze(model, [LIVE_TEXT], tokenizer=bert_tokenizer(), features=("token",),
+                               show_progress=False)
+    for layer in profile.layers:
+        message, spans, trace_spans, table = client.predict(LIVE_TEXT, layer, 7, api_name="/live_text")
+        table = frame(table)
+        assert message.startswith(f"{len(table)} token(s)")
+        credited = table[table["neuron"] >= 0]
+        counts = np.bincount(credited["neuron"].astype(int), minlength=profile.num_neurons)
+        np.testing.assert_array_equal(counts, profile.neuron_count[profile.layers.index(layer)])
+        mass = np.bincount(credited["neuron"].astype(int), weights=credited["activation"],
+                           minlength=profile.num_neurons)
+        np.testing.assert_allclose(mass, profile.neuron_mass[profile.layers.index(layer)], atol=1e-3)
+        # the whole text is shown, token by token, each token followed by its winner's number (subscript)
+        shown = "".join(s["token"] for s in spans)
+        assert re.sub("[₀-₉]", "", shown) == LIVE_TEXT
+        winners = [n for n in table["neuron"].astype(int) if n >= 0]
+        assert [int(m.translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789"))) for m in re.findall("[₀-₉]+", shown)] \
+            == winners
+        assert "".join(s["token"] for s in trace_spans) == LIVE_TEXT
+        assert "neuron 7" in table.columns
+
+
+def test_live_tab_bad_input_gives_messages(client):
+    assert client.predict("   ", 0, None, api_name="/live_text")[0] == "Type or paste some text."
+    assert "out of range" in client.predict("Some text.", 0, 4800, api_name="/live_text")[0]
+
+
+def test_live_tab_without_a_model_says_how_to_enable_it(pages):
+    spec = importlib.util.spec_from_file_location("txray_space_app_nomodel", ROOT / "spaces_app" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    with pytest.raises(hf_txray.ConfigurationError, match="needs the model"):
+        app.live_text(str(pages[3]), LIVE_TEXT, 0, None, app.AttributionModel(None))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing !!!")
+def test_live_tab_in_the_browser(served, pages, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    expect = playwright.expect
+    update = os.environ.get("HF_TXRAY_UPDATE_SCREENSHOTS") == "1"
+    shots = ROOT / "docs" / "screenshots" if update else tmp_path
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(served)
+            expect(page.locator("#status textarea")).to_have_value(re.compile("^Opened "), timeout=60_000)
+            page.get_by_role("tab", name="Live text").click()
+            page.locator("#live-input textarea").fill(LIVE_TEXT)
+            page.locator("#live-trace-neuron input").fill("7")
+            page.locator("#live-run").click()
+            expect(page.locator("#live-message textarea")).to_have_value(re.compile(r"token\(s\)"), timeout=30_000)
+            expect(page.locator("#live-winners")).to_contain_text("Prices")
+            page.screenshot(path=str(shots / "live.png"), full_page=True)
+            # click a token: the Neuron tab opens on that token's winner
+            first = page.locator("#live-table [role=row][aria-rowindex='2'] [role=gridcell]")
+            layer, neuron = first.nth(2).inner_text().strip(), first.nth(3).inner_text().strip()
+            page.locator("#live-winners").get_by_text("Prices", exact=True).first.click()
+            expect(page.get_by_role("tab", name="Neuron")).to_have_attribute("aria-selected", "true",
+                                                                            timeout=30_000)
+            expect(page.locator("#neuron-title textarea")).to_have_value(
+                re.compile(rf"^Layer {layer}, neuron {neuron}: "), timeout=30_000)
+            expect(page.locator("#neuron-summary textarea")).to_have_value(re.compile("^pretrained: Wins "),
+                                                                          timeout=30_000)
+            expect(page.locator("#output-effects")).to_contain_text("promoted")
+            page.screenshot(path=str(shots / "neuron_page.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_viewer_summary_adds_the_change_clause_only_with_significance_columns(pages):
+    from hf_txray import viewer
+
+    a, b, report = pages[:3]
+    layer, neuron = busiest(a)
+    bare = report.neurons.drop(columns=[c for c in report.neurons.columns if c.startswith(("changed_", "p_hellinger_"))])
+    report = hf_txray.TransferReport(report.meta, bare, report.layers, report.mass_share)
+    plain = viewer.ResultsView("x", {"pretrained": a, "finetuned": b}, {report.name: report})
+    lines = viewer.neuron_summary(plain, layer, neuron, "pretrained", "finetuned").split("\n")
+    assert "noise" not in "".join(lines)
+    tested = hf_txray.TransferReport(report.meta, report.neurons.copy(), report.layers, report.mass_share)
+    tested.neurons["changed_pos"] = False
+    tested.neurons["p_hellinger_pos"] = 0.5
+    row = plain.row(layer, neuron)
+    tested.neurons.loc[row, "changed_pos"], tested.neurons.loc[row, "p_hellinger_pos"] = True, 0.0002
+    view = viewer.ResultsView("y", {"pretrained": a, "finetuned": b}, {report.name: tested})
+    first, second = viewer.neuron_summary(view, layer, neuron, "pretrained", "finetuned").split("\n")
+    assert first == lines[0]  # said once, on the later stage
+    assert second == lines[1][:-1] + "; changed beyond noise between pretrained and finetuned (pos, p < 0.001)."
