@@ -331,6 +331,7 @@ def analyze(
     stride: int | None = None,
     num_workers: int | None = None,
     max_tokens_per_batch: int | None = None,
+    streaming: bool = False,
 ) -> Profile:
     """Profile which inputs make each neuron the most active unit (TX-Ray).
 
@@ -368,6 +369,9 @@ def analyze(
             the model runs (default 0 on CPU, ``min(4, cores - 1)`` on an accelerator; clamped to the cores).
         max_tokens_per_batch (`int`, *optional*): token budget (rows x padded width) of a forward pass; rows are
             sorted by length within buckets of ``8 * batch_size`` texts so padding stays small.
+        streaming (`bool`, *optional*, defaults to `False`): open a Hub id or local data file with
+            ``load_dataset(..., streaming=True)``: nothing is downloaded or converted up front, and memory does not
+            grow with the corpus.
 
     Returns:
         :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
@@ -387,7 +391,7 @@ def analyze(
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
     corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split, num_samples=num_samples,
-                                             streaming=True)
+                                             allow_streams=True, streaming=streaming)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
     loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,

@@ -77,6 +77,7 @@ def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch
 
 
 POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
+CANDIDATE_LIMIT = 1 << 16  # pending top-example candidates that trigger a merge into the host lists
 
 
 class ProfileBuilder:
@@ -121,6 +122,7 @@ class ProfileBuilder:
         self._keys: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {ft: [] for ft in self.vocabs}
         self._fids: dict[str, list[np.ndarray]] = {ft: [] for ft in self.vocabs}
         self._candidates: list[dict[str, torch.Tensor]] = []
+        self._num_candidates = 0
         self._pending_batches = 0
 
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
@@ -156,12 +158,15 @@ class ProfileBuilder:
             has = fid >= 0
             self._keys[ft].append(((rows[has] << FEATURE_BITS) | fid[has], mass[has]))
         if self.examples.capacity:
+            # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
+            # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
             admit = mass >= self._threshold[rows]
             cand = {"row": rows[admit], "activation": mass[admit]}
             cand.update({name: credit.positions[name][where[admit]] for name in POSITION_FIELDS})
-            keep = best_per_row(cand["row"], cand["activation"], cand["example_id"], cand["token_index"],
-                                self.examples.capacity)
-            self._candidates.append({k: v[keep] for k, v in cand.items()})
+            self._candidates.append(cand)
+            self._num_candidates += len(cand["row"])
+            if self._num_candidates > max(CANDIDATE_LIMIT, self.examples.num_rows):
+                self.flush_candidates()
 
     def flush(self) -> None:
         """Move the compact device-side results to the host accumulators."""
@@ -177,15 +182,23 @@ class ProfileBuilder:
                 counts = torch.bincount(inverse, minlength=len(unique))
                 sums.add(unique.cpu().numpy(), summed.cpu().numpy(), counts.cpu().numpy())
             self._count_corpus(ft, self._fids[ft])
-        if self._candidates:
-            cand = {k: torch.cat([c[k] for c in self._candidates]) for k in self._candidates[0]}
+        self.flush_candidates()
+        self._reset_device_state()
+
+    def flush_candidates(self) -> None:
+        """Merge the pending top-example candidates into the host lists and raise the admission thresholds."""
+        if not self._candidates:
+            return
+        cand = {k: torch.cat([c[k] for c in self._candidates]) for k in self._candidates[0]}
+        if len(cand["row"]) > self.examples.num_rows * self.examples.capacity:
             keep = best_per_row(cand["row"], cand["activation"], cand["example_id"], cand["token_index"],
                                 self.examples.capacity)
-            host = {k: v[keep].cpu().numpy() for k, v in cand.items()}
-            self.examples.add(host.pop("row"), host.pop("activation"), **host)
-            last = self.examples.activation[:, self.examples.capacity - 1]
-            self._threshold = torch.from_numpy(last.copy()).to(self.device)
-        self._reset_device_state()
+            cand = {k: v[keep] for k, v in cand.items()}
+        host = {k: v.cpu().numpy() for k, v in cand.items()}
+        self.examples.add(host.pop("row"), host.pop("activation"), **host)
+        last = self.examples.activation[:, self.examples.capacity - 1]
+        self._threshold = torch.from_numpy(last.copy()).to(self.device)
+        self._candidates, self._num_candidates = [], 0
 
     def _count_corpus(self, ft: str, parts: list[np.ndarray]) -> None:
         size = len(self.vocabs[ft])

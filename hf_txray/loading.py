@@ -78,22 +78,27 @@ def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf
 
 
 def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
-                num_samples: int | None = None, streaming: bool = False) -> tuple[Any, str | None, str | None]:
+                num_samples: int | None = None, allow_streams: bool = False,
+                streaming: bool = False) -> tuple[Any, str | None, str | None]:
     """Return ``(datasets.Dataset, text_column, dataset_id)`` after validating the text column.
 
     `dataset`: a ``Dataset``, a ``DatasetDict`` (with `split`), a Hub dataset id, a local data file or folder, or a
     list of strings. Non-string rows raise :class:`DatasetError`; empty strings are kept (and credit nothing).
-    With ``streaming=True`` it may also be an ``IterableDataset`` (or ``IterableDatasetDict``) or a generator of
-    strings or rows: it is returned as an ``IterableDataset`` (`num_samples` applied with ``take``), and its rows
+    With ``allow_streams=True`` it may also be an ``IterableDataset`` (or ``IterableDatasetDict``) or a generator
+    of strings or rows: it is returned as an ``IterableDataset`` (`num_samples` applied with ``take``), and its rows
     are checked as they are read; the text column is ``None`` when it can only be chosen from the first row.
+    ``streaming=True`` opens a Hub id or local data file as such a stream (``load_dataset(..., streaming=True)``).
     """
     import datasets
 
     dataset_id = None
+    if streaming and isinstance(dataset, (str, Path)):
+        dataset_id = str(dataset)
+        dataset = _load_named_dataset(dataset_id, split, streaming=True)
     if _is_stream(dataset):
-        if not streaming:
+        if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
-        return _load_stream(dataset, text_column, split, num_samples)
+        return _load_stream(dataset, text_column, split, num_samples, dataset_id)
     if _is_text_sequence(dataset):
         dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
@@ -105,7 +110,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if isinstance(dataset, datasets.DatasetDict):
         dataset = _pick_split(dataset, split)
     if isinstance(dataset, datasets.IterableDataset):
-        if not streaming:
+        if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
         return _load_stream(dataset, text_column, None, num_samples, dataset_id)
     if not isinstance(dataset, datasets.Dataset):
@@ -197,7 +202,7 @@ def _check_strings(texts: Sequence[Any]) -> None:
             )
 
 
-def _load_named_dataset(name: str, split: str | None):
+def _load_named_dataset(name: str, split: str | None, streaming: bool = False):
     import datasets
 
     path = Path(name)
@@ -206,10 +211,11 @@ def _load_named_dataset(name: str, split: str | None):
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
-            return datasets.load_dataset(builder, data_files=str(path), split=split or "train")
+            return datasets.load_dataset(builder, data_files=str(path), split=split or "train", streaming=streaming)
         if path.is_dir() and any(path.glob("*.arrow")) and (path / "dataset_info.json").exists():
-            return datasets.load_from_disk(str(path))
-        return datasets.load_dataset(name, split=split)
+            saved = datasets.load_from_disk(str(path))
+            return saved.to_iterable_dataset() if streaming and isinstance(saved, datasets.Dataset) else saved
+        return datasets.load_dataset(name, split=split, streaming=streaming)
     except DatasetError:
         raise
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)

@@ -53,7 +53,9 @@ class InMemorySource:
                          {"processed": hi})
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
-        return dict(zip(ids.tolist(), self.shard.select(ids - self.start)[self.text_column]))
+        # to_dict reads the column in one Arrow call (iterating a datasets Column decodes row by row).
+        rows = self.shard.select_columns([self.text_column]).select(ids - self.start).to_dict()
+        return dict(zip(ids.tolist(), rows[self.text_column]))
 
     def keep_texts(self, ids: set[int]) -> None:
         """Nothing to do: texts are read back from the dataset."""

@@ -317,3 +317,32 @@ def test_device_flushes_do_not_change_the_result():
         credit.ProfileBuilder.__init__.__defaults__ = original
     once = analyze(texts=LONG + TEXTS, max_length=MAX_LENGTH, batch_size=2, max_examples_per_neuron=2)
     assert_same_profile(every_batch, once)
+
+
+def test_two_processes_stream_every_example_once(tmp_path):
+    """torchrun, 2 gloo processes, --streaming: split_dataset_by_node shards the stream; the gathered profile is
+    the single-process in-memory one (one data shard, so example ids are the global line numbers)."""
+    import subprocess
+    import sys
+
+    import treebank
+    from test_analyze import _env
+
+    model, tokenizer = tiny("bert")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "ptb.txt"
+    data.write_text("\n".join(treebank.penn["valid"].split("\n")[:41]), encoding="utf-8")
+    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(data), "--features", "token,word",
+            "--batch-size", "4", "--max-length", "24"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / "two")], check=True, env=_env(),
+                   timeout=300, capture_output=True)
+    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,
+                   capture_output=True)
+    one = hf_txray.Profile.from_pretrained(tmp_path / "one")
+    two = hf_txray.Profile.from_pretrained(tmp_path / "two")
+    assert two.meta.config["streaming"] and not one.meta.config["streaming"]
+    assert one.meta.num_examples == two.meta.num_examples == 41
+    assert one.meta.num_windowed > 0
+    assert_same_profile(two, one)
