@@ -60,6 +60,13 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     return BatchCredit(rows, mass, where, num_uncredited, positions)
 
 
+def reduce_keys(keys: torch.Tensor, mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sorted unique (neuron, feature) keys with their summed mass (float64) and count, on the keys' device."""
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    summed = torch.zeros(len(unique), dtype=torch.float64, device=keys.device).index_add_(0, inverse, mass)
+    return unique, summed, torch.bincount(inverse, minlength=len(unique))
+
+
 def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch.Tensor, token_index: torch.Tensor,
                  capacity: int) -> torch.Tensor:
     """Indices of the `capacity` best entries of every row, in :class:`TopExamples` order (activation descending,
@@ -175,11 +182,8 @@ class ProfileBuilder:
         self.num_uncredited += int(self._uncredited.item())
         for ft, sums in self.sums.items():
             if self._keys[ft]:
-                keys = torch.cat([k for k, _ in self._keys[ft]])
-                mass = torch.cat([m for _, m in self._keys[ft]])
-                unique, inverse = torch.unique(keys, return_inverse=True)
-                summed = torch.zeros(len(unique), dtype=torch.float64, device=keys.device).index_add_(0, inverse, mass)
-                counts = torch.bincount(inverse, minlength=len(unique))
+                unique, summed, counts = reduce_keys(torch.cat([k for k, _ in self._keys[ft]]),
+                                                     torch.cat([m for _, m in self._keys[ft]]))
                 sums.add(unique.cpu().numpy(), summed.cpu().numpy(), counts.cpu().numpy())
             self._count_corpus(ft, self._fids[ft])
         self.flush_candidates()

@@ -99,7 +99,11 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
         return _load_stream(dataset, text_column, split, num_samples, dataset_id)
-    if _is_text_sequence(dataset):
+    if _is_dataset_column(dataset):
+        # A column of an in-memory Dataset (``ds["text"]``): use the dataset itself, no row-by-row copy.
+        dataset = dataset.source.select_columns([dataset.column_name])
+        text_column = text_column or dataset.column_names[0]
+    elif _is_text_sequence(dataset):
         dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
         _check_strings(dataset)
@@ -182,6 +186,13 @@ def _rows_of(rows: _OneShot):
     """Rows of a user generator as dicts: strings become ``{"text": s}``."""
     for row in rows.iterator:
         yield row if isinstance(row, dict) else {"text": row}
+
+
+def _is_dataset_column(obj: Any) -> bool:
+    source = getattr(obj, "source", None)
+    import datasets
+
+    return isinstance(source, datasets.Dataset) and isinstance(getattr(obj, "column_name", None), str)
 
 
 def _is_text_sequence(obj: Any) -> bool:
