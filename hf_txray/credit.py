@@ -60,10 +60,12 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     return BatchCredit(rows, mass, where, num_uncredited, positions)
 
 
-def reduce_keys(keys: torch.Tensor, mass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sorted unique (neuron, feature) keys with their summed mass (float64) and count, on the keys' device."""
+def reduce_keys(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sorted unique `keys` with the per-key sums of `values` (``(n, columns)``, float64) and the number of
+    entries per key, on the keys' device."""
     unique, inverse = torch.unique(keys, return_inverse=True)
-    summed = torch.zeros(len(unique), dtype=torch.float64, device=keys.device).index_add_(0, inverse, mass)
+    summed = torch.zeros((len(unique), values.shape[1]), dtype=values.dtype, device=keys.device)
+    summed.index_add_(0, inverse, values)
     return unique, summed, torch.bincount(inverse, minlength=len(unique))
 
 
@@ -126,7 +128,8 @@ class ProfileBuilder:
         self._mass = torch.zeros(rows, dtype=torch.float64, device=self.device)
         self._count = torch.zeros(rows, dtype=torch.long, device=self.device)
         self._uncredited = torch.zeros((), dtype=torch.long, device=self.device)
-        self._keys: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {ft: [] for ft in self.vocabs}
+        # Keyed sums waiting for the next flush: stream name -> [(int64 keys, float64 values (n, columns))].
+        self._streams: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._fids: dict[str, list[np.ndarray]] = {ft: [] for ft in self.vocabs}
         self._candidates: list[dict[str, torch.Tensor]] = []
         self._num_candidates = 0
@@ -163,7 +166,7 @@ class ProfileBuilder:
         for ft in self.vocabs:
             fid = credit.positions[ft][where]
             has = fid >= 0
-            self._keys[ft].append(((rows[has] << FEATURE_BITS) | fid[has], mass[has]))
+            self.push(f"feature:{ft}", (rows[has] << FEATURE_BITS) | fid[has], mass[has].unsqueeze(1))
         if self.examples.capacity:
             # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
             # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
@@ -175,16 +178,30 @@ class ProfileBuilder:
             if self._num_candidates > max(CANDIDATE_LIMIT, self.examples.num_rows):
                 self.flush_candidates()
 
+    def push(self, stream: str, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Queue per-credit `values` (float64, ``(n, columns)``) under int64 `keys` of a keyed sum; they are summed
+        per key on the device at the next flush and handed to :meth:`sink`. Statistics that are sums over
+        (neuron, something) keys plug in here: one ``push`` per batch, one ``sink`` branch."""
+        self._streams.setdefault(stream, []).append((keys, values))
+
+    def sink(self, stream: str, keys: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
+        """Fold one flushed stream (sorted unique `keys`, per-key column `sums`, entry `counts`) into the host
+        accumulators."""
+        kind, _, name = stream.partition(":")
+        if kind == "feature":
+            self.sums[name].add(keys, sums[:, 0], counts)
+        else:
+            raise KeyError(f"no sink for stream {stream!r}")
+
     def flush(self) -> None:
         """Move the compact device-side results to the host accumulators."""
         self.neuron_mass += self._mass.cpu().numpy()
         self.neuron_count += self._count.cpu().numpy()
         self.num_uncredited += int(self._uncredited.item())
-        for ft, sums in self.sums.items():
-            if self._keys[ft]:
-                unique, summed, counts = reduce_keys(torch.cat([k for k, _ in self._keys[ft]]),
-                                                     torch.cat([m for _, m in self._keys[ft]]))
-                sums.add(unique.cpu().numpy(), summed.cpu().numpy(), counts.cpu().numpy())
+        for name, parts in self._streams.items():
+            unique, sums, counts = reduce_keys(torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts]))
+            self.sink(name, unique.cpu().numpy(), sums.cpu().numpy(), counts.cpu().numpy())
+        for ft in self.vocabs:
             self._count_corpus(ft, self._fids[ft])
         self.flush_candidates()
         self._reset_device_state()
