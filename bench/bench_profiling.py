@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-child", type=int)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--note", default="", help="Conditions of the run (e.g. other jobs on the machine).")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child)
@@ -186,7 +187,7 @@ def main() -> None:
     m = None if args.no_rss else memory(args.rss_sentences)
     if m:
         print(json.dumps(m))
-    text = report(t, g, m)
+    text = report(t, g, m) + (f"\n\nConditions: {args.note}" if args.note else "")
     print(text)
     if not args.no_write:
         update_section("Core engine (`analyze`)", text)

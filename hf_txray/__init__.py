@@ -15,6 +15,7 @@ from .evaluation import evaluate_pruning
 from .features import UserFeature
 from .hub import TXRayResults, load, push_to_hub
 from .metrics import entropy, hellinger
+from .architectures import format_neuron
 from .profile import Profile, ProfileMeta
 from .pruning import PruningPlan, masked, prune, unprune
 from .report import ReportMeta, TransferReport, compare
@@ -26,6 +27,7 @@ __all__ = [
     "ProfileFormatError", "HubError", "__version__",
     "push_to_hub", "load", "save_to_disk", "TXRayResults",
     "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked",
+    "format_neuron",
 ]
 
 # The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.
@@ -60,3 +62,9 @@ __all__ += [
     "probe_neurons", "ProbingResult", "LabeledCorpus", "read_conllu", "Activations", "extract_activations",
     "crosscheck", "ablate", "ablation_curve", "AblationCurve", "neuron_attributions",
 ]
+
+# Telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold.
+from .report import DEFAULT_MIN_COUNT  # noqa: E402
+from .significance import benjamini_hochberg, dispersion, resampled_pvalues  # noqa: E402
+
+__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "resampled_pvalues"]

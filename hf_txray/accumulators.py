@@ -142,3 +142,85 @@ class TopExamples:
         out = {"row": rows.astype(np.int64), "rank": ranks.astype(np.int64), "activation": self.activation[valid]}
         out.update({k: self.data[k][valid] for k in self.FIELDS})
         return out
+
+
+class NoiseSums:
+    """What the noise statistics of one feature type need, beside its :class:`SparseSums`.
+
+    Per key: the mass and count of the credits from odd example ids (the even half is the total minus these; the
+    two interleaved halves give split-half noise floors), and the sum of squared credited activations (the spread of
+    a feature's credit masses, used by the null model of :mod:`hf_txray.significance`). All are sums, so they merge
+    exactly across batches, checkpoints and processes, and memory stays O(distinct keys).
+    """
+
+    def __init__(self) -> None:
+        self.odd = SparseSums()
+        self.squares = SparseSums()
+
+    def add(self, keys: np.ndarray, mass: np.ndarray, odd: np.ndarray) -> None:
+        """`keys`, `mass`: one entry per credit; `odd`: whether the credit's example id is odd."""
+        ones = np.ones(len(keys), dtype=np.int64)
+        self.odd.add(*reduce_by_key(keys[odd], mass[odd], ones[odd]))
+        self.squares.add(*reduce_by_key(keys, mass * mass, ones))
+
+    def aligned(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mass_odd, count_odd, mass_sq) aligned with `keys`, the sorted keys of the matching :class:`SparseSums`."""
+        self.odd.compact()
+        self.squares.compact()
+        mass_odd, count_odd = np.zeros(len(keys)), np.zeros(len(keys), dtype=np.int64)
+        where = np.searchsorted(keys, self.odd.keys)
+        mass_odd[where], count_odd[where] = self.odd.mass, self.odd.count
+        mass_sq = np.zeros(len(keys))
+        mass_sq[np.searchsorted(keys, self.squares.keys)] = self.squares.mass
+        return mass_odd, count_odd, mass_sq
+
+
+class PositionMass:
+    """Per neuron row: credited mass and count by position index (the token's index in the model input).
+
+    Sparse over (row, position) pairs, so memory is at most rows x max_length and usually far less; sums merge
+    exactly. :meth:`top_share` gives each row's dominant position and its share of the row's mass: the diagnostic
+    for neurons that describe a position (e.g. the first token of a decoder) rather than the input.
+    """
+
+    def __init__(self) -> None:
+        self.sums = SparseSums()
+
+    def add(self, rows: np.ndarray, positions: np.ndarray, mass: np.ndarray) -> None:
+        self.sums.add(*reduce_by_key(make_keys(rows, positions), mass, np.ones(len(rows), dtype=np.int64)))
+
+    def merge(self, other: "PositionMass") -> "PositionMass":
+        self.sums.merge(other.sums)
+        return self
+
+    @classmethod
+    def from_entries(cls, rows: np.ndarray, positions: np.ndarray, mass: np.ndarray, count: np.ndarray) -> "PositionMass":
+        out = cls()
+        out.sums.add(make_keys(np.asarray(rows), np.asarray(positions)), np.asarray(mass), np.asarray(count))
+        out.sums.compact()
+        return out
+
+    def entries(self) -> dict[str, np.ndarray]:
+        """Flat sorted arrays: row, position, mass, count."""
+        self.sums.compact()
+        rows, positions = split_keys(self.sums.keys)
+        return {"row": rows, "position": positions, "mass": self.sums.mass.copy(), "count": self.sums.count.copy()}
+
+    def top_share(self, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the position index holding the most mass (-1 if none) and that position's share of the mass."""
+        e = self.entries()
+        top = np.full(num_rows, -1, dtype=np.int64)
+        share = np.zeros(num_rows)
+        if len(e["row"]):
+            order = np.lexsort((e["position"], -e["mass"], e["row"]))
+            rows = e["row"][order]
+            first = np.r_[True, rows[1:] != rows[:-1]]
+            totals = np.bincount(e["row"], weights=e["mass"], minlength=num_rows)
+            top[rows[first]] = e["position"][order][first]
+            best = e["mass"][order][first]
+            share[rows[first]] = np.where(totals[rows[first]] > 0, best / np.maximum(totals[rows[first]], 1e-300), 0.0)
+        return top, share
+
+    def equals(self, other: "PositionMass") -> bool:
+        a, b = self.entries(), other.entries()
+        return all(np.array_equal(a[k], b[k]) for k in a)

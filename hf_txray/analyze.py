@@ -21,13 +21,15 @@ import torch
 from .batching import (LONG_TEXT_MODES, BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
-from .distributed import all_gather, default_device, process_info, shard_bounds
+from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
 from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, WordAnnotator, annotate_dataset,
                        needs_words, parse_features)
 from .io_utils import atomic_dir, read_json, write_json
-from .loading import load_corpus, load_model
+from .lengths import resolve_max_length
+from .loading import load_corpus, load_model, resolve_model_path
 from .profile import Profile, ProfileMeta
+from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
 from .streaming import InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
@@ -53,8 +55,16 @@ class ProfilerConfig:
     stride: int | None = None
     num_workers: int | None = None
     max_tokens_per_batch: int | None = None
+    stack: str | None = None
+    skip_first_positions: int | str = "auto"
+    max_positions: int | None = None
 
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
+        skip = self.skip_first_positions
+        if not (skip == "auto" or (isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0)):
+            raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
+        if self.max_positions is not None and (not isinstance(self.max_positions, int) or self.max_positions < 1):
+            raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
         if not isinstance(self.top_k, int) or self.top_k < 1:
             raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -72,6 +82,8 @@ class ProfilerConfig:
         if self.max_tokens_per_batch is not None and (not isinstance(self.max_tokens_per_batch, int)
                                                       or self.max_tokens_per_batch < 1):
             raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
+        if self.stack not in (None, "encoder", "decoder"):
+            raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
 
 
@@ -93,15 +105,19 @@ class Profiler:
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
         self.revision = revision
-        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern), config.layers)
+        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern, config.stack),
+                                               config.layers)
+        self.forward = StackForward(model, config.stack, self.sites)  # checks decoder inputs before any work
         widths = {s.width for s in self.sites}
         if len(widths) != 1:
             raise ConfigurationError(f"Hooked layers have different widths {sorted(widths)}: choose layers of one width.")
         self.num_neurons = widths.pop()
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
-        self.max_length = config.max_length or _model_max_length(model, tokenizer)
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.max_length = resolve_max_length(model, tokenizer, config.max_length)
+        self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
+                                     else int(config.skip_first_positions))
+        self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
         self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
@@ -138,11 +154,23 @@ class Profiler:
             config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
                     "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
                     "credit": "positive top-k winners", "batch_size": self.config.batch_size,
+                    "skip_first_positions": self.skip_first_positions, "max_positions": self.config.max_positions,
                     "long_texts": self.config.long_texts,
                     "stride": self.stride if self.config.long_texts == "window" else None,
-                    "max_tokens_per_batch": self.config.max_tokens_per_batch, "streaming": is_streaming(corpus)},
+                    "max_tokens_per_batch": self.config.max_tokens_per_batch, "streaming": is_streaming(corpus),
+                    **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+
+    def _architecture_meta(self) -> dict[str, Any]:
+        """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""
+        meta: dict[str, Any] = {"stack": self.forward.stack}
+        layouts = {(s.experts.num_routed, s.experts.num_shared, s.experts.width) for s in self.sites if s.experts}
+        if layouts:
+            routed, shared, width = layouts.pop() if len(layouts) == 1 else (None, None, None)
+            meta.update(num_experts=None if routed is None else routed + shared, num_shared_experts=shared,
+                        expert_width=width)
+        return meta
 
     # ----- the run --------------------------------------------------------------------------------------------
     def run(self, corpus, *, text_column: str | None, stage: str = "default", dataset_id: str | None = None,
@@ -156,7 +184,8 @@ class Profiler:
             key_range: tuple[int, int] = (rank, world)
         else:
             start, end = shard_bounds(len(corpus), rank, world)
-            shard = self.prepare(corpus.select(range(start, end)), text_column, show_progress and rank == 0)
+            # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
+            shard = self.prepare(_rows(corpus, start, end), text_column, show_progress and rank == 0)
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
@@ -185,6 +214,9 @@ class Profiler:
         from tqdm.auto import tqdm
 
         builder, vocabs = self._new_builder()
+        quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
+        if quota is not None and base is not None:
+            quota -= base.meta.num_positions
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         was_training = self.model.training
         self.model.eval()
@@ -197,9 +229,13 @@ class Profiler:
             buckets = source.buckets(bucket_size, resume_state)
             for bucket, batches in encode_buckets(self.encoder(not isinstance(source, InMemorySource)), buckets,
                                                   self.num_workers):
+                if quota is not None and quota <= 0:
+                    break
                 resolve_feature_ids(batches, vocabs)
+                batches = self._select_positions(batches, quota)
                 for batch in batches:
                     self._process(batch, builder, recorder)
+                quota = None if quota is None else quota - sum(b.num_positions for b in batches)
                 batches_since_save += len(batches)
                 bar.update(len(bucket.texts))
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
@@ -219,17 +255,35 @@ class Profiler:
         return _combine(base, builder.to_profile(dataclasses.replace(meta), source.fetch))
 
     @torch.no_grad()
+    def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
+        """Drop the first `skip_first_positions` of each text and, under `max_positions`, keep only the bucket's
+        first `quota` positions in corpus order (example id, token index), whatever batch they were packed in."""
+        if self.skip_first_positions:
+            batches = [b.select(b.token_index >= self.skip_first_positions) for b in batches]
+        total = sum(b.num_positions for b in batches)
+        if quota is None or total <= quota:
+            return batches
+        example_id = np.concatenate([b.example_id for b in batches])
+        token_index = np.concatenate([b.token_index for b in batches])
+        keep = np.zeros(total, dtype=bool)
+        keep[np.lexsort((token_index, example_id))[:quota]] = True
+        bounds = np.cumsum([0] + [b.num_positions for b in batches])
+        return [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
+
+    @torch.no_grad()
     def _process(self, batch: PositionBatch, builder: ProfileBuilder, recorder: WinnerRecorder) -> None:
         if batch.num_positions == 0:
             builder.add([], [], batch)
             return
-        recorder.positions = to_device(batch.positions, self.device)
+        width = batch.inputs["input_ids"].shape[1]
+        recorder.positions = to_device(self.forward.positions(batch.positions, width), self.device)
         recorder.reset()
         recorder.enabled = True
         try:
-            self.model(**{k: to_device(v, self.device) for k, v in batch.inputs.items()})
+            self.forward({k: to_device(v, self.device) for k, v in batch.inputs.items()})
         finally:
             recorder.enabled = False
+        recorder.check_complete()
         builder.add(recorder.values, recorder.indices, batch)
 
 
@@ -247,27 +301,51 @@ def corpus_fingerprint(corpus, dataset_id: str | None) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def default_skip_first_positions(model) -> int:
+    """1 for decoder-only (causal) language models, 0 otherwise (encoders, encoder-decoders).
+
+    Causal LMs put "massive activations" on the first position (Sun et al. 2024): measured on SmolLM2-135M, some
+    neurons take almost all their mass from position 0 (bench/RESULTS.md, "The first position"), so their
+    preferences describe the position, not the input. Encoders showed no such neuron (MiniLM).
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return 0
+    causal = kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return 1 if causal else 0
+
+
+def _rank_quota(max_positions: int | None, rank: int, world: int) -> int | None:
+    """This process's share of `max_positions` (split evenly over ranks, the remainder to the first ranks)."""
+    if max_positions is None:
+        return None
+    return max_positions // world + (rank < max_positions % world)
+
+
 def _combine(base: Profile | None, part: Profile) -> Profile:
     return part if base is None else base.merge(part)
 
 
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def _model_max_length(model, tokenizer) -> int:
-    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [int(v) for v in limits if isinstance(v, int) and 1 < v < 1_000_000]
-    return min(limits + [512])
+    """The default `max_length` (used by probing too): see :func:`hf_txray.lengths.resolve_max_length`."""
+    return resolve_max_length(model, tokenizer, None)
+
+
+def _rows(corpus, start: int, end: int):
+    """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
+    return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
 def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
              meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
+             meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
              meta.config.get("long_texts"), meta.config.get("stride")]
+    if meta.config.get("stack"):
+        parts.append(meta.config["stack"])  # appended only when set: keys of one-stack runs stay as they were
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -327,6 +405,10 @@ def analyze(
     resume: bool = False,
     show_progress: bool = True,
     model_kwargs: dict[str, Any] | None = None,
+    stack: str | None = None,
+    skip_first_positions: int | str = "auto",
+    max_positions: int | None = None,
+    device_map: Any = None,
     long_texts: str = "window",
     stride: int | None = None,
     num_workers: int | None = None,
@@ -372,6 +454,22 @@ def analyze(
         streaming (`bool`, *optional*, defaults to `False`): open a Hub id or local data file with
             ``load_dataset(..., streaming=True)``: nothing is downloaded or converted up front, and memory does not
             grow with the corpus.
+        stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
+            ``"decoder"`` (teacher forcing on the text itself: decoder position j+1 is fed token j and credited with
+            its features). Recorded in ``meta.config["stack"]``; :func:`compare` refuses to mix stacks.
+        skip_first_positions (`int` or `"auto"`, *optional*, defaults to `"auto"`): credit nothing at the first N
+            positions of each input (token index < N, special tokens included in the index). ``"auto"`` is 1 for
+            decoder-only LMs, whose first position carries "massive activations" (measured on SmolLM2-135M:
+            bench/RESULTS.md), and 0 for encoders; recorded in ``meta.config``. A departure from the paper, whose
+            LSTM had no such effect.
+        max_positions (`int`, *optional*): stop after crediting exactly this many positions (the first ones in
+            corpus order; split evenly over processes), so two stages can be profiled at equal size.
+        model_kwargs (`dict`, *optional*): more keywords for ``AutoModel.from_pretrained`` (``gguf_file``,
+            ``offload_folder``, ``attn_implementation``...) when `model` is an id or a path.
+        device_map (`str` or `dict`, *optional*): load the model dispatched by Accelerate (``"auto"``, ``"cpu"``,
+            ``{"layers.1": "disk", ...}`` with ``model_kwargs={"offload_folder": ...}``). A dispatched model (also
+            one passed already loaded, with ``hf_device_map`` set) is never moved: inputs go to its embedding's
+            execution device and each layer's winners are reduced on the device it runs on. Excludes `device`.
 
     Returns:
         :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
@@ -385,9 +483,14 @@ def analyze(
     """
     config = ProfilerConfig(layers=layers, site=site, features=features, top_k=top_k, max_length=max_length,
                             batch_size=batch_size, max_examples_per_neuron=max_examples_per_neuron,
-                            module_pattern=module_pattern, spacy_model=spacy_model, long_texts=long_texts,
-                            stride=stride, num_workers=num_workers, max_tokens_per_batch=max_tokens_per_batch)
+                            module_pattern=module_pattern, spacy_model=spacy_model, stack=stack,
+                            skip_first_positions=skip_first_positions, max_positions=max_positions,
+                            long_texts=long_texts, stride=stride, num_workers=num_workers,
+                            max_tokens_per_batch=max_tokens_per_batch)
     config.validate()
+    model_kwargs = _with_device_map(model, model_kwargs, device_map, device)
+    if isinstance(model, (str, Path)):
+        resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
     corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split, num_samples=num_samples,
@@ -396,10 +499,44 @@ def analyze(
         dataset_id = str(dataset)
     loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,
                                                  trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
-    if device is None and isinstance(model, (str, Path)):
-        device = default_device(process_info()[1])
-    if device is not None:
-        loaded = loaded.to(device)
+    loaded, device = _place(loaded, device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device)
     return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
                         checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)
+
+
+def _with_device_map(model: Any, model_kwargs: dict[str, Any] | None, device_map: Any, device: Any) -> dict[str, Any]:
+    """`model_kwargs` with `device_map` merged in, after checking that the two placements do not conflict."""
+    kwargs = dict(model_kwargs or {})
+    if device_map is None:
+        device_map = kwargs.get("device_map")
+    elif kwargs.get("device_map", device_map) != device_map:
+        raise ConfigurationError("device_map is given twice (argument and model_kwargs) with different values.")
+    if device_map is None:
+        return kwargs
+    if not isinstance(model, (str, Path)):
+        raise ConfigurationError(
+            "device_map applies when hf_txray loads the model (a Hub id or a path). A loaded model: load it with "
+            "from_pretrained(..., device_map=...) or accelerate.dispatch_model, then pass it as it is."
+        )
+    if device is not None:
+        raise ConfigurationError(
+            f"Pass device or device_map, not both: device_map={device_map!r} already places every module."
+        )
+    kwargs["device_map"] = device_map
+    return kwargs
+
+
+def _place(model: Any, device: Any, loaded_here: bool) -> tuple[Any, Any]:
+    """Move `model` to `device` (default: this process's accelerator, for a model loaded here), unless Accelerate
+    dispatched it: then its hooks place weights and activations, and ``.to()`` would fail or undo the offload."""
+    if is_dispatched(model):
+        if device is not None:
+            raise ConfigurationError(
+                f"The model is dispatched by Accelerate (hf_device_map={model.hf_device_map}) and cannot be moved to "
+                f"{device}: leave device unset, inputs go to the device of its input embedding."
+            )
+        return model, None
+    if device is None and loaded_here:
+        device = default_device(process_info()[1])
+    return (model.to(device) if device is not None else model), device

@@ -12,6 +12,7 @@ Two stages, so the expensive one can run in DataLoader-style worker processes:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -63,6 +64,17 @@ class PositionBatch:
     @property
     def num_positions(self) -> int:
         return len(self.example_id)
+
+    def select(self, keep: np.ndarray) -> "PositionBatch":
+        """The same batch with only the positions where `keep` is true (the model inputs are unchanged)."""
+        index = np.nonzero(keep)[0]
+        return dataclasses.replace(
+            self, positions=self.positions[torch.from_numpy(index)], example_id=self.example_id[index],
+            token_index=self.token_index[index], char_start=self.char_start[index], char_end=self.char_end[index],
+            feature_ids={ft: ids[index] for ft, ids in self.feature_ids.items()},
+            token_ids=None if self.token_ids is None else self.token_ids[index],
+            local_features={ft: (ids[index], items) for ft, (ids, items) in self.local_features.items()},
+        )
 
 
 PAD_MULTIPLE = 16

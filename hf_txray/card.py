@@ -12,10 +12,11 @@ from typing import Any, Mapping
 import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .architectures import format_neuron
 from .export import CONFIGS, DEFAULT_CONFIG, missing_profiles
 from .plots import default_feature_type
 from .profile import Profile
-from .report import TransferReport
+from .report import DEFAULT_MIN_COUNT, TransferReport
 
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 CONFIG_ROWS = {
@@ -112,22 +113,45 @@ def _headline(report: TransferReport) -> str:
     return (f"- **{report.meta.stage_a} → {report.meta.stage_b}**: {s['share_shared']:.1%} of the neurons are "
             f"active in both stages, {s['share_lost']:.1%} were deactivated (lost), {s['share_gained']:.1%} "
             f"became active (gained); mean Hellinger distance of the {ft} preferences over shared neurons: "
-            f"{s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint).")
+            f"{s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint)." + _noise_sentence(report, s, ft))
+
+
+def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str:
+    """The headline's noise floors: what the same figures are between two halves of one stage."""
+    if f"matched_hellinger_{ft}" not in s:
+        return " (No noise floors: the profiles had no split-half sums.)"
+    out = (f" At half size the distance is {s[f'matched_hellinger_{ft}']:.3f}, against a split-half noise floor of "
+           f"{s[f'noise_floor_hellinger_{ft}_a']:.3f} (A) and {s[f'noise_floor_hellinger_{ft}_b']:.3f} (B)")
+    if "matched_share_lost" in s:
+        out += (f"; lost {s['matched_share_lost']:.1%} vs {s['noise_floor_share_lost_a']:.1%} / "
+                f"{s['noise_floor_share_lost_b']:.1%} between halves of one stage")
+    if f"share_changed_{ft}" in s:
+        out += (f"; {s[f'share_changed_{ft}']:.1%} of the shared neurons changed beyond sampling noise "
+                f"(Benjamini-Hochberg, alpha = {report.meta.alpha})")
+    return out + "."
 
 
 def _report_tables(report: TransferReport) -> list[str]:
     ft = default_feature_type(report.meta.feature_types)
     layer_columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
         f"mean_hellinger_{f}" for f in report.meta.feature_types] + [f"mean_length_shift_{ft}"]
-    out = [f"### {report.meta.stage_a} → {report.meta.stage_b}", "", "Per layer:", "",
-           markdown_table(report.layers[layer_columns]), ""]
+    out = [f"### {report.meta.stage_a} → {report.meta.stage_b}", ""]
+    noise = report.noise_table()
+    if len(noise):
+        out += ["Headline figures beside their split-half noise floors (the same figure between two interleaved "
+                "halves of one stage; compare them with A → B at half size):", "", markdown_table(noise), ""]
+    out += ["Per layer:", "", markdown_table(report.layers[layer_columns]), ""]
     share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
     if len(share):
         out += [f"{ft} mass share in A and B vs corpus frequency:", "", markdown_table(share.head(20)), ""]
-    changed = report.most_changed(10, ft)
+    changed = report.most_changed(10, ft, min_count=DEFAULT_MIN_COUNT)
     if len(changed):
         keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
-        out += [f"Most changed neurons ({ft}):", "", markdown_table(changed[keep]), ""]
+        keep += [c for c in (f"p_hellinger_{ft}", f"changed_{ft}") if c in changed]
+        thin = report.too_few_credits(ft, DEFAULT_MIN_COUNT)
+        out += [f"Most changed neurons ({ft}), among those credited at least {DEFAULT_MIN_COUNT} times in both "
+                f"stages ({thin} shared neurons have too few credits and are not ranked):", "",
+                markdown_table(changed[keep]), ""]
     return out
 
 
@@ -188,7 +212,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
             "## Summary", "",
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
             f"- **Neurons**: {m.site} site, {len(m.layers)} layers × {m.num_neurons} neurons; features: "
-            f"{', '.join(m.feature_types)}",
+            f"{', '.join(m.feature_types)}{_architecture_note(m)}",
             *[_headline(r) for r in reports.values()], ""]
     for name, absent in missing_profiles(profiles, reports).items():
         body += [f"> **Note**: report `{name}` compares stage(s) {', '.join(f'`{s}`' for s in absent)} whose "
@@ -201,3 +225,14 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     body += _loading_section(repo_id or "<repo_id>", row_counts)
     body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def _architecture_note(meta) -> str:
+    """The profiled stack of an encoder-decoder and the (expert, unit) numbering of mixture-of-experts layers."""
+    config = getattr(meta, "config", None) or {}
+    note = f"; {config['stack']} stack" if config.get("stack") else ""
+    width = config.get("expert_width")
+    if width:
+        note += (f"; mixture of experts: {config.get('num_experts')} experts × {width} units (neuron n is unit "
+                 f"n mod {width} of expert n // {width}, e.g. {format_neuron(width + 1, width)})")
+    return note

@@ -7,6 +7,7 @@ every process profiles its shard, the states are reduced exactly, and the main p
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +37,21 @@ def _layers(value: str):
         raise argparse.ArgumentTypeError(f"--layers takes 'all' or comma-separated ints, got {value!r}") from None
 
 
+def _json_object(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at character {err.pos}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {value!r}")
+    return parsed
+
+
+def _device_map(value: str):
+    """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices."""
+    return _json_object(value) if value.lstrip().startswith("{") else value
+
+
 def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="Profile a model's neurons on a corpus.",
                        description="Profile MODEL on DATASET. Without arguments: the embedded MiniLM on Penn Treebank.")
@@ -49,12 +65,25 @@ def _add_analyze(sub) -> None:
     p.add_argument("--site", default="mlp", choices=["mlp", "residual"])
     p.add_argument("--features", default="token,pos", help="Comma-separated: token, word, pos, dep, ner.")
     p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--max-length", type=int)
+    p.add_argument("--max-length", type=int,
+                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
+                        "neither states one. Above the limit: an error before any work.")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-examples-per-neuron", type=int, default=10)
     p.add_argument("--num-samples", type=int)
-    p.add_argument("--device")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: this process's accelerator, else CPU).")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="from_pretrained(dtype=...); 'auto' keeps the checkpoint's.")
+    p.add_argument("--device-map", type=_device_map,
+                   help="Load the model dispatched by Accelerate: auto, balanced, sequential, cpu, cuda:0, or a JSON "
+                        "object such as '{\"embeddings\": 0, \"encoder\": \"disk\"}' (give --model-kwargs "
+                        "'{\"offload_folder\": \"DIR\"}' for disk). Excludes --device.")
+    p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
+                                       "with a single .gguf file and no config.json loads it without this flag.")
+    p.add_argument("--model-kwargs", type=_json_object, default=None, metavar="JSON",
+                   help="More from_pretrained keywords as a JSON object, e.g. "
+                        "'{\"attn_implementation\": \"eager\", \"offload_folder\": \"off\"}'.")
     p.add_argument("--module-pattern")
     p.add_argument("--stage", default="default")
     p.add_argument("--revision")
@@ -69,7 +98,23 @@ def _add_analyze(sub) -> None:
     p.add_argument("--stride", type=int, help="Left-context tokens of each later window (default: max_length // 4).")
     p.add_argument("--num-workers", type=int, help="Tokenization worker processes (default: 0 on CPU, up to 4 on GPU).")
     p.add_argument("--max-tokens-per-batch", type=int, help="Token budget of a forward pass (rows x padded width).")
+    p.add_argument("--stack", choices=["encoder", "decoder"],
+                   help="Encoder-decoder models (T5, BART...): profile the encoder (default) or the decoder.")
+    p.add_argument("--skip-first-positions", type=_skip_positions, default="auto",
+                   help="Credit nothing at the first N positions of each text; 'auto' (default): 1 for decoder-only "
+                        "LMs (massive first-token activations), 0 for encoders.")
+    p.add_argument("--max-positions", type=int,
+                   help="Stop after crediting exactly N positions (profile two stages at equal size).")
     p.set_defaults(handler=_cmd_analyze)
+
+
+def _skip_positions(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+def _model_kwargs(args) -> dict:
+    kwargs = dict(args.model_kwargs or {})
+    if args.gguf_file:
+        kwargs["gguf_file"] = args.gguf_file
+    return kwargs
 
 
 def _cmd_analyze(args) -> int:
@@ -87,6 +132,8 @@ def _cmd_analyze(args) -> int:
         checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
         long_texts=args.long_texts, stride=args.stride, num_workers=args.num_workers,
         max_tokens_per_batch=args.max_tokens_per_batch, streaming=args.streaming,
+        stack=args.stack, skip_first_positions=args.skip_first_positions, max_positions=args.max_positions,
+        model_kwargs=_model_kwargs(args), device_map=args.device_map,
     )
     if process_info()[0] == 0:
         profile.save_pretrained(out)
@@ -102,6 +149,11 @@ def _add_compare(sub) -> None:
     p.add_argument("a", help="Profile folder of stage A.")
     p.add_argument("b", help="Profile folder of stage B.")
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
+    p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
+    p.add_argument("--num-resamples", type=int, default=1000, help="Null draws of the per-neuron test (0: no test).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the per-neuron test.")
+    p.add_argument("--min-count", type=int, default=20,
+                   help="Rank only neurons credited at least this often in both stages (default 20).")
     p.set_defaults(handler=_cmd_compare)
 
 
@@ -109,9 +161,10 @@ def _cmd_compare(args) -> int:
     from . import Profile, compare
     from .display import report_text
 
-    report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b))
+    report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
+                     num_resamples=args.num_resamples, seed=args.seed)
     report.save_pretrained(args.out)
-    print(report_text(report))
+    print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
     return 0
 
@@ -286,7 +339,10 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--text-column")
     p.add_argument("--label-column", default="label")
     p.add_argument("--num-samples", type=int)
-    p.add_argument("--max-length", type=int)
+    p.add_argument("--max-length", type=int,
+                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
+                        "neither states one. Above the limit: an error before any work.")
     p.add_argument("--batch-size", type=int, default=32)
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune_sweep)
@@ -380,7 +436,10 @@ def _add_probe(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--probe-batch-size", type=int, default=32, help="Words per probe training step.")
     p.add_argument("--batch-size", type=int, default=32, help="Sentences per forward pass.")
-    p.add_argument("--max-length", type=int)
+    p.add_argument("--max-length", type=int,
+                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
+                        "neither states one. Above the limit: an error before any work.")
     p.add_argument("--no-control", action="store_true", help="Skip the control task (no selectivity).")
     p.add_argument("--no-minimal", action="store_true", help="Skip the minimal neuron set search.")
     p.add_argument("--target-share", type=float, default=0.9, help="Accuracy share the minimal set must reach.")
@@ -435,7 +494,10 @@ def _add_ablate(sub) -> None:
     p.add_argument("--label-column")
     p.add_argument("--split")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int)
+    p.add_argument("--max-length", type=int,
+                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
+                        "neither states one. Above the limit: an error before any work.")
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
     p.add_argument("--export", metavar="RESULTS_DIR", help="Also add the ablation config to this results folder.")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also add the ablation config to this Hub repo.")
@@ -487,12 +549,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import close_process_group
+
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
+        close_process_group(barrier=False)  # the other ranks may never reach a barrier
         return 2
+    close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
+    return code
 
 
 if __name__ == "__main__":

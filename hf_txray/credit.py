@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accumulators import FEATURE_BITS, SparseSums, TopExamples, split_keys
+from .accumulators import FEATURE_BITS, NoiseSums, PositionMass, SparseSums, TopExamples, split_keys
 from .batching import PositionBatch, to_device
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
@@ -115,6 +115,7 @@ class ProfileBuilder:
         self.examples = TopExamples(num_layers * num_neurons, capacity)
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
         self.num_windowed = self.num_real_tokens = self.num_padded_tokens = 0
+        self.noise = _NoiseState(vocabs, num_layers * num_neurons)
         device = torch.device(device or "cpu")
         # float64 sums need a device that has float64 (not MPS): elsewhere reduce on the CPU.
         self.device = device if device.type in ("cpu", "cuda") else torch.device("cpu")
@@ -128,6 +129,7 @@ class ProfileBuilder:
         self._mass = torch.zeros(rows, dtype=torch.float64, device=self.device)
         self._count = torch.zeros(rows, dtype=torch.long, device=self.device)
         self._uncredited = torch.zeros((), dtype=torch.long, device=self.device)
+        self._count_odd = torch.zeros(rows, dtype=torch.long, device=self.device)
         # Keyed sums waiting for the next flush: stream name -> [(int64 keys, float64 values (n, columns))].
         self._streams: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._fids: dict[str, list[np.ndarray]] = {ft: [] for ft in self.vocabs}
@@ -163,10 +165,15 @@ class ProfileBuilder:
         self._uncredited += credit.num_uncredited
         self._mass.index_add_(0, rows, mass)
         self._count.index_add_(0, rows, torch.ones_like(rows))
+        # Noise statistics ride along: odd-example-id half (split-half noise floors) and squared masses.
+        odd = (credit.positions["example_id"][where] % 2 == 1).double()
+        self._count_odd.index_add_(0, rows, odd.long())
+        columns = torch.stack([mass, mass * odd, odd, mass * mass], dim=1)
         for ft in self.vocabs:
             fid = credit.positions[ft][where]
             has = fid >= 0
-            self.push(f"feature:{ft}", (rows[has] << FEATURE_BITS) | fid[has], mass[has].unsqueeze(1))
+            self.push(f"feature:{ft}", (rows[has] << FEATURE_BITS) | fid[has], columns[has])
+        self.push("positions", (rows << FEATURE_BITS) | credit.positions["token_index"][where], mass.unsqueeze(1))
         if self.examples.capacity:
             # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
             # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
@@ -190,6 +197,9 @@ class ProfileBuilder:
         kind, _, name = stream.partition(":")
         if kind == "feature":
             self.sums[name].add(keys, sums[:, 0], counts)
+            self.noise.add_reduced(name, keys, sums[:, 1], sums[:, 2], sums[:, 3], counts)
+        elif kind == "positions":
+            self.noise.positions.sums.add(keys, sums[:, 0], counts)
         else:
             raise KeyError(f"no sink for stream {stream!r}")
 
@@ -198,6 +208,7 @@ class ProfileBuilder:
         self.neuron_mass += self._mass.cpu().numpy()
         self.neuron_count += self._count.cpu().numpy()
         self.num_uncredited += int(self._uncredited.item())
+        self.noise.neuron_count_odd += self._count_odd.cpu().numpy()
         for name, parts in self._streams.items():
             unique, sums, counts = reduce_keys(torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts]))
             self.sink(name, unique.cpu().numpy(), sums.cpu().numpy(), counts.cpu().numpy())
@@ -241,7 +252,9 @@ class ProfileBuilder:
             vocab = list(self.vocabs[ft].items)
             corpus = np.zeros(len(vocab), dtype=np.int64)
             corpus[: len(self.corpus_counts[ft])] = self.corpus_counts[ft]
-            out[ft] = FeatureTable(vocab, rows, fids, sums.mass.copy(), sums.count.copy(), corpus)
+            mass_odd, count_odd, mass_sq = self.noise.sums[ft].aligned(sums.keys)
+            out[ft] = FeatureTable(vocab, rows, fids, sums.mass.copy(), sums.count.copy(), corpus,
+                                   mass_odd, count_odd, mass_sq)
         return out
 
     def examples_frame(self, layers: Sequence[int], fetch_texts: Callable[[np.ndarray], dict[int, str]]) -> pd.DataFrame:
@@ -269,7 +282,25 @@ class ProfileBuilder:
         meta.num_padded_tokens = self.num_padded_tokens
         shape = (self.num_layers, self.num_neurons)
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
-                       self.tables(), self.examples_frame(meta.layers, fetch_texts))
+                       self.tables(), self.examples_frame(meta.layers, fetch_texts),
+                       self.noise.neuron_count_odd.reshape(shape).copy(), self.noise.positions)
+
+
+class _NoiseState:
+    """The noise statistics of a profile under construction (split halves by example-id parity, squared masses,
+    mass by position index); kept apart from the credit rule itself."""
+
+    def __init__(self, vocabs: dict[str, Vocabulary], num_rows: int):
+        self.sums = {ft: NoiseSums() for ft in vocabs}
+        self.neuron_count_odd = np.zeros(num_rows, dtype=np.int64)
+        self.positions = PositionMass()
+
+    def add_reduced(self, ft: str, keys: np.ndarray, mass_odd: np.ndarray, count_odd: np.ndarray,
+                    mass_sq: np.ndarray, count: np.ndarray) -> None:
+        """Per-key sums already reduced on the device (:meth:`ProfileBuilder.sink`): the odd half and the squares."""
+        odd = count_odd > 0
+        self.sums[ft].odd.add(keys[odd], mass_odd[odd], np.rint(count_odd[odd]).astype(np.int64))
+        self.sums[ft].squares.add(keys, mass_sq, count)
 
 
 def _snippet(text: str, start: int, end: int) -> tuple[str, str, str]:

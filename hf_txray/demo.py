@@ -11,12 +11,13 @@ plots, model card) to ``out/finetune/``, and the whole analysis as a Hub-ready d
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
-from . import corpora
-import dataclasses
-
 import numpy as np
+
+from . import corpora
 
 from .analyze import analyze
 from .display import report_text
@@ -26,9 +27,9 @@ from .report import TransferReport, compare
 FEATURES = ("token", "word", "pos")
 
 
-def _profile(model, dataset, stage: str, out: Path, max_length: int) -> Profile:
+def _profile(model, dataset, stage: str, out: Path, max_length: int, max_positions: int | None = None) -> Profile:
     profile = analyze(model, dataset, features=FEATURES, max_length=max_length, batch_size=32, stage=stage,
-                      model_id=corpora.DEFAULT_MODEL_ID)
+                      model_id=corpora.DEFAULT_MODEL_ID, max_positions=max_positions)
     profile.save_pretrained(out / "profiles" / stage)
     print(profile)
     return profile
@@ -65,21 +66,30 @@ def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile
     logits = trainer.predict(bbc_probe.map(tokenize, batched=True, remove_columns=["text"])).predictions
     accuracy = float((np.argmax(logits, axis=-1) == np.asarray(bbc_probe["label"])).mean())
     stages = list(trainer.txray_profiles.values())
-    rename = lambda p, stage: Profile(dataclasses.replace(p.meta, stage=stage, model_id=corpora.DEFAULT_MODEL_ID if  # noqa: E731
-                                      stage.startswith("zeroshot") else "minilm-bbc-topics"),
-                                      p.neuron_mass, p.neuron_count, p.tables, p.examples)
-    return rename(stages[0], "zeroshot-bbc"), rename(stages[-1], "finetuned-bbc"), accuracy
+    return (_renamed(stages[0], "zeroshot-bbc", corpora.DEFAULT_MODEL_ID),
+            _renamed(stages[-1], "finetuned-bbc", "minilm-bbc-topics"), accuracy)
+
+
+def _renamed(profile: Profile, stage: str, model_id: str) -> Profile:
+    """The same profile (every statistic kept) under another stage name and model id."""
+    out = copy.copy(profile)
+    out.meta = dataclasses.replace(profile.meta, stage=stage, model_id=model_id)
+    return out
 
 
 def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
-    """Profile the embedded model on PTB, zero-shot on BBC News and after fine-tuning; returns the reports."""
+    """Profile the embedded model on PTB, zero-shot on BBC News and after fine-tuning; returns the reports.
+
+    PTB is profiled without its ``<unk>``/``N`` placeholders, and stopped at exactly as many credited positions as
+    the BBC probe has (``max_positions``), so the three stages have equal sizes.
+    """
     from .export import save_to_disk
 
     model = corpora.default_model_path()
     ptb = corpora.penn_treebank("train", num_samples=300 if quick else 3000)
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
-    pretrained = _profile(model, ptb, "pretrained-ptb", out, max_length=64)
     zero_shot, finetuned, accuracy = _finetune(bbc["train"], bbc["test"], out, max_length=128)
+    pretrained = _profile(model, ptb, "pretrained-ptb", out, max_length=64, max_positions=zero_shot.meta.num_positions)
     for profile in (zero_shot, finetuned):
         profile.save_pretrained(out / "profiles" / profile.stage)
         print(profile)
@@ -90,8 +100,22 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
                  pretty_name="TX-Ray: all-MiniLM-L6-v2, PTB -> BBC News -> fine-tuned")
     print(f"Held-out BBC topic accuracy after fine-tuning on {len(bbc['train'])} articles: {accuracy:.3f}")
     print(f"Results are in {out.resolve()}:")
-    for path in sorted(out.glob("*/*")):
-        print(f"  {path}")
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        print(f"  {folder}/  {_describe(folder.name)}")
+        if folder.name in ("profiles", "reports"):
+            for path in sorted(folder.iterdir()):
+                print(f"    {path.name}")
     print(f"Summarise them again with: hf-txray show {out}/reports; browse them with: "
           f"hf-txray view {out}/hub; share them with: hf-txray push {out}/hub USER/REPO")
     return reports
+
+
+def _describe(kind: str) -> str:
+    """What a folder of the demo's output holds, in a few words."""
+    return {
+        "profiles": "one profile per stage (Profile.from_pretrained(folder); hf-txray show folder)",
+        "reports": "one transfer report per pair of stages (TransferReport.from_pretrained(folder); hf-txray show)",
+        "finetune": "the fine-tuned model (weights, model card) with its TX-Ray timeline and plots under txray/",
+        "hub": "the Hub-ready dataset: README.md is the dataset card, the folders are its parquet configs; "
+               "the viewer's input (hf-txray view) and what hf-txray push uploads",
+    }.get(kind, "")

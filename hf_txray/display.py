@@ -5,7 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from .profile import Profile
-from .report import TransferReport
+from .report import DEFAULT_MIN_COUNT, TransferReport
+
+LEGEND = """\
+legend:
+  shared = credited in both stages; lost = only in A (deactivated); gained = only in B; dead = in neither.
+  Hellinger distance between a neuron's preference distributions: 0 = the same, 1 = disjoint.
+  length = the number of distinct values a neuron was credited on (short = specialised); length shift = B - A.
+  noise floor = the same figure between two interleaved halves of ONE stage (even / odd example ids): what sampling
+    alone produces. Compare it with "A -> B at half size" (both at half the credits): only the excess is change.
+  changed = shared neurons whose A -> B distance exceeds sampling noise (resampling test, Benjamini-Hochberg at the
+    report's alpha), as a share of the shared neurons."""
 
 
 def _table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
@@ -38,28 +48,43 @@ def profile_text(profile: Profile, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-def report_text(report: TransferReport, top: int = 5, min_count: int = 20) -> str:
-    """Whole-model summary, per-layer table, POS mass shares and the most/least changed neurons."""
+def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_MIN_COUNT, legend: bool = True) -> str:
+    """Whole-model summary beside its noise floors, per-layer table, POS mass shares, the most/least changed
+    neurons among those credited at least `min_count` times in both stages, and a legend of the terms."""
     meta, summary = report.meta, report.summary()
     ft = "pos" if "pos" in meta.feature_types else meta.feature_types[0]
     lines = [
         f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
-        f"corpora: {meta.dataset_a} -> {meta.dataset_b}",
+        f"corpora: {meta.dataset_a} -> {meta.dataset_b}"
+        + (f"; credits: {meta.credits_a} -> {meta.credits_b}" if meta.credits_a or meta.credits_b else ""),
         "neurons: " + ", ".join(f"{s} {summary[f'share_{s}']:.1%}" for s in ("shared", "lost", "gained", "dead")),
         "mean Hellinger over shared neurons: "
         + ", ".join(f"{f} {summary[f'mean_hellinger_{f}']:.3f}" for f in meta.feature_types),
-        "",
     ]
+    noise = report.noise_table()
+    if len(noise):
+        lines += ["", f"headline figures vs split-half noise floors (changed: Benjamini-Hochberg at alpha={meta.alpha})",
+                  _table(noise)]
+    else:
+        lines.append("(no noise floors: the profiles were saved without split-half sums; profile again to get them)")
+    lines.append("")
     columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
         f"mean_hellinger_{f}" for f in meta.feature_types] + [f"mean_length_shift_{ft}"]
+    columns += [c for c in (f"noise_floor_hellinger_{ft}_a", f"share_changed_{ft}") if c in report.layers]
     lines.append(_table(report.layers[columns]))
     if len(report.mass_share):
         share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
         if len(share):
             lines += ["", f"{ft} mass share in A and B vs corpus frequency", _table(share.head(12))]
-    keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "mass_a", "mass_b"]
-    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times in both stages)",
+    keep = ["layer", "neuron", f"hellinger_{ft}"] + [c for c in (f"p_hellinger_{ft}", f"changed_{ft}")
+                                                       if c in report.neurons] + [
+        f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
+    thin = report.too_few_credits(ft, min_count)
+    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times in both stages; {thin} shared neurons "
+                  f"have too few credits and are not ranked)",
               _table(report.most_changed(top, ft, min_count=min_count)[keep])]
     lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times in both stages)",
               _table(report.least_changed(top, ft, min_count=min_count)[keep])]
+    if legend:
+        lines += ["", LEGEND]
     return "\n".join(lines)

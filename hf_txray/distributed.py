@@ -50,3 +50,60 @@ def all_gather(obj: Any, world_size: int) -> list[Any]:
     gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def close_process_group(barrier: bool = True) -> None:
+    """Leave the process group cleanly: a barrier (no rank exits while another still talks), then destroy it.
+
+    A process that exits with its gloo/NCCL group alive can be aborted at interpreter shutdown ("terminate called
+    without an active exception"), when the group's worker threads are torn down in an arbitrary order. Every
+    multi-process entry point (the CLI, test scripts) calls this before it returns; a no-op on one process.
+
+    Args:
+        barrier (`bool`, *optional*, defaults to `True`): wait for every rank first; `False` on an error path,
+            where the other ranks may never arrive.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def is_dispatched(model: Any) -> bool:
+    """Whether Accelerate dispatched `model` over devices (``device_map``: several GPUs, CPU or disk offload).
+
+    Such a model must never be moved with ``.to()``: its hooks move each module's weights and inputs themselves.
+    """
+    return bool(getattr(model, "hf_device_map", None))
+
+
+def _hook_device(hook: Any) -> torch.device | None:
+    """The execution device of an Accelerate hook (``AlignDevicesHook``, possibly inside a ``SequentialHook``)."""
+    for candidate in [hook, *getattr(hook, "hooks", [])]:
+        device = getattr(candidate, "execution_device", None)
+        if device is not None:
+            return torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+    return None
+
+
+def input_device(model: Any) -> torch.device:
+    """Where `model` expects its inputs: the execution device of its input embedding.
+
+    For a dispatched model that is the device Accelerate's hook runs the embedding on (its weights may live on
+    ``meta`` while offloaded to CPU or disk); otherwise the device of its first parameter that is not on ``meta``.
+    """
+    try:
+        embeddings = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        embeddings = None
+    for module in (embeddings, model):
+        device = _hook_device(getattr(module, "_hf_hook", None)) if module is not None else None
+        if device is not None:
+            return device
+    for module in (embeddings, model):
+        for parameter in module.parameters() if module is not None else ():
+            if parameter.device.type != "meta":
+                return parameter.device
+    return torch.device("cpu")

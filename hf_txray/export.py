@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import metrics
-from .accumulators import _rank_within_groups
+from .accumulators import PositionMass, _rank_within_groups
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
 from .profile import EXAMPLE_COLUMNS, FeatureTable, Profile, ProfileMeta, empty_examples
@@ -64,7 +64,10 @@ VOCAB_STRUCT = pa.struct([("feature_type", pa.string()), ("features", pa.list_(p
 DISTRIBUTION_SCHEMA = pa.schema([
     ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("feature_type", pa.string()),
     ("feature", pa.string()), ("mass", pa.float64()), ("count", pa.int64()), ("probability", pa.float64()),
+    # noise statistics (null for profiles without them): the odd-example-id half, and the sum of squared activations
+    ("mass_odd", pa.float64()), ("count_odd", pa.int64()), ("mass_sq", pa.float64()),
 ])  # fmt: skip
+POSITION_STRUCT = pa.struct([("position", pa.int64()), ("mass", pa.float64()), ("count", pa.int64())])
 META_SCHEMA = pa.schema([
     ("kind", pa.string()), ("name", pa.string()), ("model_id", pa.string()), ("revision", pa.string()),
     ("site", pa.string()), ("layers", pa.list_(pa.int64())), ("num_neurons", pa.int64()),
@@ -203,13 +206,31 @@ def neuron_cards_table(profile: Profile) -> pa.Table:
         columns[f"entropy_{ft}"] = stats[f"entropy_{ft}"].to_numpy()
         columns[f"top_{ft}"] = _top_features_column(profile, ft)
     columns["top_examples"] = _examples_column(profile)
+    # noise statistics: credits from odd example ids, and credited mass by position index (null when absent)
+    odd = profile.neuron_count_odd
+    columns["count_odd"] = pa.array(odd.reshape(-1), pa.int64()) if odd is not None else \
+        pa.nulls(len(stats), pa.int64())
+    columns["mass_by_position"] = _positions_column(profile)
     return pa.table(columns)
+
+
+def _positions_column(profile: Profile) -> pa.Array:
+    if profile.position_mass is None:
+        return pa.nulls(profile.num_rows, pa.list_(POSITION_STRUCT))
+    e = profile.position_mass.entries()
+    values = pa.StructArray.from_arrays([pa.array(e["position"], pa.int64()), pa.array(e["mass"], pa.float64()),
+                                         pa.array(e["count"], pa.int64())], fields=list(POSITION_STRUCT))
+    return _list_column(e["row"], profile.num_rows, values)
 
 
 def distributions_table(profile: Profile) -> pa.Table:
     """Long format: every (layer, neuron, feature type, feature) with credited mass."""
     frame = profile.to_pandas()
     frame.insert(0, "stage", profile.stage)
+    for column in FeatureTable.NOISE_COLUMNS:  # to_pandas lists the tables in this order, entry by entry
+        parts = [getattr(profile.tables[ft], column) for ft in profile.feature_types]
+        frame[column] = (np.concatenate(parts) if all(p is not None for p in parts)
+                         else pd.Series([None] * len(frame), dtype="object"))
     return pa.Table.from_pandas(frame, schema=DISTRIBUTION_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
@@ -269,6 +290,9 @@ def _model_row(report: TransferReport) -> dict[str, Any]:
     for ft in report.meta.feature_types:
         for stat in ("mean_hellinger", "median_hellinger", "mean_length_shift"):
             row[f"{stat}_{ft}"] = summary[f"{stat}_{ft}"]
+    # shares changed and split-half noise floors, under the same names as in the per-layer rows
+    row.update({k: v for k, v in summary.items() if k.startswith(("noise_floor_", "matched_", "share_changed_",
+                                                                   "neurons_changed_"))})
     return row
 
 
@@ -420,8 +444,28 @@ def _feature_table(dist: pa.Table, meta: ProfileMeta, vocab: list[str], corpus: 
         raise ProfileFormatError(f"Feature {err.args[0]!r} of stage {meta.stage!r} is not in its vocabulary.") from None
     rows = _row_index(meta.layers, dist["layer"].to_numpy(), dist["neuron"].to_numpy(), meta.num_neurons)
     order = np.argsort((rows << 32) | fids, kind="stable")
+    noise = {}
+    names = dist.column_names
+    if all(c in names and dist[c].null_count == 0 for c in FeatureTable.NOISE_COLUMNS):
+        noise = {c: dist[c].to_numpy()[order].astype(np.int64 if c == "count_odd" else np.float64)
+                 for c in FeatureTable.NOISE_COLUMNS}
     return FeatureTable(vocab, rows[order], fids[order], dist["mass"].to_numpy()[order].astype(np.float64),
-                        dist["count"].to_numpy()[order].astype(np.int64), corpus)
+                        dist["count"].to_numpy()[order].astype(np.int64), corpus, **noise)
+
+
+def _noise_of_cards(cards: pa.Table, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray | None, PositionMass | None]:
+    """The neuron cards' noise statistics (split-half counts, mass by position) when present."""
+    odd = positions = None
+    if "count_odd" in cards.column_names and cards["count_odd"].null_count == 0:
+        odd = np.zeros(num_rows, np.int64)
+        odd[rows] = cards["count_odd"].to_numpy()
+    if "mass_by_position" in cards.column_names and cards["mass_by_position"].null_count == 0:
+        column = cards["mass_by_position"].combine_chunks()
+        flat = pc.list_flatten(column)
+        parents = rows[pc.list_parent_indices(column).to_numpy()]
+        positions = PositionMass.from_entries(parents, flat.field("position").to_numpy(), flat.field("mass").to_numpy(),
+                                              flat.field("count").to_numpy())
+    return odd, positions
 
 
 def _examples(cards: pa.Table) -> pd.DataFrame:
@@ -456,7 +500,9 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table) -> Profile:
     vocabularies = _vocabularies(row)
     tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft]) for ft in meta.feature_types}
     shape = (len(meta.layers), meta.num_neurons)
-    return Profile(meta, mass.reshape(shape), count.reshape(shape), tables, _examples(cards))
+    odd, positions = _noise_of_cards(cards, rows, num_rows)
+    return Profile(meta, mass.reshape(shape), count.reshape(shape), tables, _examples(cards),
+                   None if odd is None else odd.reshape(shape), positions)
 
 
 def _frame(table: pa.Table | None, schema: list[list[str]]) -> pd.DataFrame:

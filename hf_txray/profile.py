@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .accumulators import reduce_by_key
+from .accumulators import PositionMass, reduce_by_key
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .io_utils import atomic_dir, read_json, write_json
 
@@ -79,7 +79,10 @@ class ProfileMeta:
 class FeatureTable:
     """Sparse (row, feature) statistics of one feature type; rows are ``layer_position * num_neurons + neuron``.
 
-    Entries are sorted by (row, feature_id) and unique.
+    Entries are sorted by (row, feature_id) and unique. The optional noise columns (``None`` in profiles saved
+    before they existed) hold, per entry, the mass and count of credits from odd example ids (the split-half noise
+    floor's second half; the first is the total minus it) and the sum of squared credited activations (see
+    :class:`~hf_txray.accumulators.NoiseSums`).
     """
 
     vocab: list[str]
@@ -88,9 +91,33 @@ class FeatureTable:
     mass: np.ndarray
     count: np.ndarray
     corpus_count: np.ndarray
+    mass_odd: np.ndarray | None = None
+    count_odd: np.ndarray | None = None
+    mass_sq: np.ndarray | None = None
+
+    NOISE_COLUMNS = ("mass_odd", "count_odd", "mass_sq")
+
+    @property
+    def has_noise(self) -> bool:
+        return self.mass_odd is not None and self.count_odd is not None and self.mass_sq is not None
 
     def keys(self) -> np.ndarray:
         return (self.rows << 32) | self.feature_ids
+
+    def half(self, odd: bool) -> "FeatureTable":
+        """The table of the credits from odd (or even) example ids only; needs the noise columns.
+
+        Squared masses are not kept per half: the half's ``mass_sq`` is the entry's, scaled by the half's share of
+        its credits (the same spread in both halves), so the two halves pool back to the whole.
+        """
+        if not self.has_noise:
+            raise ProfileFormatError("This profile has no split-half sums (saved by an older hf_txray): profile again.")
+        mass = self.mass_odd if odd else self.mass - self.mass_odd
+        count = self.count_odd if odd else self.count - self.count_odd
+        keep = count > 0
+        mass_sq = self.mass_sq[keep] * count[keep] / self.count[keep]
+        return FeatureTable(self.vocab, self.rows[keep], self.feature_ids[keep], np.maximum(mass[keep], 0.0),
+                            count[keep], self.corpus_count, mass_sq=mass_sq)
 
     def remapped(self, vocab: list[str]) -> "FeatureTable":
         """The same table with feature ids taken from `vocab`, a superset of this table's vocabulary."""
@@ -100,14 +127,21 @@ class FeatureTable:
         corpus[mapping] = self.corpus_count
         feature_ids = mapping[self.feature_ids]
         order = np.argsort((self.rows << 32) | feature_ids, kind="stable")
-        return FeatureTable(vocab, self.rows[order], feature_ids[order], self.mass[order], self.count[order], corpus)
+        noise = {n: getattr(self, n)[order] for n in self.NOISE_COLUMNS if getattr(self, n) is not None}
+        return FeatureTable(vocab, self.rows[order], feature_ids[order], self.mass[order], self.count[order], corpus,
+                            **noise)
 
     def equals(self, other: "FeatureTable") -> bool:
         return (
             self.vocab == other.vocab
             and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in ("rows", "feature_ids", "count", "corpus_count"))
             and np.array_equal(self.mass, other.mass)
+            and all(_same_optional(getattr(self, n), getattr(other, n)) for n in self.NOISE_COLUMNS)
         )
+
+
+def _same_optional(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def merged_vocab(*vocabs: list[str]) -> list[str]:
@@ -120,10 +154,15 @@ def merged_vocab(*vocabs: list[str]) -> list[str]:
 def merge_tables(a: FeatureTable, b: FeatureTable) -> FeatureTable:
     vocab = merged_vocab(a.vocab, b.vocab)
     a, b = a.remapped(vocab), b.remapped(vocab)
-    keys, mass, count = reduce_by_key(
-        np.concatenate([a.keys(), b.keys()]), np.concatenate([a.mass, b.mass]), np.concatenate([a.count, b.count])
-    )
-    return FeatureTable(vocab, keys >> 32, keys & 0xFFFFFFFF, mass, count, a.corpus_count + b.corpus_count)
+    all_keys = np.concatenate([a.keys(), b.keys()])
+    keys, mass, count = reduce_by_key(all_keys, np.concatenate([a.mass, b.mass]), np.concatenate([a.count, b.count]))
+    noise = {}
+    if a.has_noise and b.has_noise:  # same sorted unique keys as above, so the columns stay aligned
+        _, noise["mass_odd"], noise["count_odd"] = reduce_by_key(
+            all_keys, np.concatenate([a.mass_odd, b.mass_odd]), np.concatenate([a.count_odd, b.count_odd]))
+        _, noise["mass_sq"], _ = reduce_by_key(all_keys, np.concatenate([a.mass_sq, b.mass_sq]),
+                                               np.zeros(len(all_keys), dtype=np.int64))
+    return FeatureTable(vocab, keys >> 32, keys & 0xFFFFFFFF, mass, count, a.corpus_count + b.corpus_count, **noise)
 
 
 def merge_examples(a: pd.DataFrame, b: pd.DataFrame, capacity: int) -> pd.DataFrame:
@@ -167,12 +206,18 @@ class Profile:
         neuron_count: np.ndarray,
         tables: dict[str, FeatureTable],
         examples: pd.DataFrame | None = None,
+        neuron_count_odd: np.ndarray | None = None,
+        position_mass: PositionMass | None = None,
     ):
         self.meta = meta
         self.neuron_mass = np.asarray(neuron_mass, dtype=np.float64)
         self.neuron_count = np.asarray(neuron_count, dtype=np.int64)
         self.tables = tables
         self.examples = examples if examples is not None else empty_examples()
+        # Noise statistics (None in profiles saved before they existed): credits from odd example ids per neuron
+        # (split-half status noise floors), and credited mass by position index (see :meth:`diagnostics`).
+        self.neuron_count_odd = None if neuron_count_odd is None else np.asarray(neuron_count_odd, dtype=np.int64)
+        self.position_mass = position_mass
 
     # ----- shape and lookup -------------------------------------------------------------------------------------
     @property
@@ -284,6 +329,32 @@ class Profile:
         total = share.sum()
         return (share / total if total else share).sort_values(ascending=False)
 
+    def diagnostics(self, threshold: float = 0.5) -> pd.DataFrame:
+        """Neurons whose credited mass comes mostly from one position index (e.g. a decoder's first token).
+
+        Such a neuron's preference distribution describes a position, not the input ("massive activations",
+        Sun et al. 2024); profile with ``skip_first_positions`` to leave such positions out.
+
+        Args:
+            threshold (`float`, *optional*, defaults to 0.5): list neurons whose top position index holds more than
+                this share of their mass.
+
+        Returns:
+            `pd.DataFrame`: layer, neuron, count, mass, top_position, top_position_share; largest share first.
+
+        Raises:
+            ProfileFormatError: when the profile has no position statistics (saved by an older hf_txray).
+        """
+        if self.position_mass is None:
+            raise ProfileFormatError("This profile has no mass-by-position statistics (saved by an older hf_txray): "
+                                     "profile again to get diagnostics.")
+        top, share = self.position_mass.top_share(self.num_rows)
+        stats = self.neuron_stats()[["layer", "neuron", "count", "mass"]]
+        stats["top_position"], stats["top_position_share"] = top, share
+        flagged = stats[(stats["count"] > 0) & (share > threshold)]
+        return flagged.sort_values(["top_position_share", "layer", "neuron"], ascending=[False, True, True],
+                                   kind="stable").reset_index(drop=True)
+
     def to_pandas(self, feature_type: str | None = None) -> pd.DataFrame:
         """Long format: layer, neuron, feature_type, feature, mass, count, probability."""
         frames = []
@@ -334,12 +405,18 @@ class Profile:
             both = f"{self.meta.dataset_fingerprint}+{other.meta.dataset_fingerprint}"
             meta.dataset_fingerprint = hashlib.sha256(both.encode()).hexdigest()[:16]
         capacity = max(self.meta.max_examples_per_neuron, other.meta.max_examples_per_neuron)
+        both_odd = self.neuron_count_odd is not None and other.neuron_count_odd is not None
+        positions = None
+        if self.position_mass is not None and other.position_mass is not None:
+            positions = PositionMass().merge(self.position_mass).merge(other.position_mass)
         return Profile(
             meta,
             self.neuron_mass + other.neuron_mass,
             self.neuron_count + other.neuron_count,
             {ft: merge_tables(self.tables[ft], other.tables[ft]) for ft in self.feature_types},
             merge_examples(self.examples, other.examples, capacity),
+            self.neuron_count_odd + other.neuron_count_odd if both_odd else None,
+            positions,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -352,6 +429,10 @@ class Profile:
             and self.tables.keys() == other.tables.keys()
             and all(self.tables[ft].equals(other.tables[ft]) for ft in self.tables)
             and self.examples.reset_index(drop=True).equals(other.examples.reset_index(drop=True))
+            and _same_optional(self.neuron_count_odd, other.neuron_count_odd)
+            and ((self.position_mass is None and other.position_mass is None)
+                 or (self.position_mass is not None and other.position_mass is not None
+                     and self.position_mass.equals(other.position_mass)))
         )
 
     def __repr__(self) -> str:
@@ -370,13 +451,20 @@ class Profile:
         with atomic_dir(save_directory) as tmp:
             write_json(tmp / "txray_profile.json",
                        {"format": PROFILE_FORMAT, "format_version": FORMAT_VERSION, "meta": self.meta.to_dict()})
-            save_file({"neuron_mass": self.neuron_mass, "neuron_count": self.neuron_count}, str(tmp / "neurons.safetensors"))
+            arrays = {"neuron_mass": self.neuron_mass, "neuron_count": self.neuron_count}
+            if self.neuron_count_odd is not None:
+                arrays["neuron_count_odd"] = self.neuron_count_odd
+            save_file(arrays, str(tmp / "neurons.safetensors"))
             (tmp / "features").mkdir()
             for index, (ft, table) in enumerate(self.tables.items()):
+                noise = {n: getattr(table, n) for n in FeatureTable.NOISE_COLUMNS if getattr(table, n) is not None}
                 pd.DataFrame({"row": table.rows, "feature_id": table.feature_ids, "mass": table.mass,
-                              "count": table.count}).to_parquet(tmp / "features" / f"{index}.stats.parquet", index=False)
+                              "count": table.count, **noise}
+                             ).to_parquet(tmp / "features" / f"{index}.stats.parquet", index=False)
                 pd.DataFrame({"feature": pd.Series(table.vocab, dtype=object), "corpus_count": table.corpus_count}
                              ).to_parquet(tmp / "features" / f"{index}.vocab.parquet", index=False)
+            if self.position_mass is not None:
+                pd.DataFrame(self.position_mass.entries()).to_parquet(tmp / "position_mass.parquet", index=False)
             self.examples.to_parquet(tmp / "examples.parquet", index=False)
         return Path(save_directory)
 
@@ -403,15 +491,23 @@ class Profile:
         for index, ft in enumerate(meta.feature_types):
             stats = pd.read_parquet(directory / "features" / f"{index}.stats.parquet")
             vocab = pd.read_parquet(directory / "features" / f"{index}.vocab.parquet")
+            noise = {n: stats[n].to_numpy(np.int64 if n == "count_odd" else np.float64)
+                     for n in FeatureTable.NOISE_COLUMNS if n in stats}
             tables[ft] = FeatureTable(
                 [str(v) for v in vocab["feature"]], stats["row"].to_numpy(np.int64),
                 stats["feature_id"].to_numpy(np.int64), stats["mass"].to_numpy(np.float64),
-                stats["count"].to_numpy(np.int64), vocab["corpus_count"].to_numpy(np.int64),
+                stats["count"].to_numpy(np.int64), vocab["corpus_count"].to_numpy(np.int64), **noise,
             )
         examples = pd.read_parquet(directory / "examples.parquet")
         if examples.empty:
             examples = empty_examples()
-        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples)
+        positions = None
+        if (directory / "position_mass.parquet").exists():
+            e = pd.read_parquet(directory / "position_mass.parquet")
+            positions = PositionMass.from_entries(e["row"].to_numpy(np.int64), e["position"].to_numpy(np.int64),
+                                                  e["mass"].to_numpy(np.float64), e["count"].to_numpy(np.int64))
+        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples,
+                   arrays.get("neuron_count_odd"), positions)
 
 
 def _read_header(path: Path, expected: str) -> dict[str, Any]:

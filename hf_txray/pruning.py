@@ -37,7 +37,7 @@ from torch import nn
 from .errors import ConfigurationError, ModelError, ProfileFormatError
 from .profile import Profile
 from .report import TransferReport
-from .sites import Site, _linear_dims, find_sites
+from .sites import Site, _linear_dims, find_sites, require_dense
 from .version import __version__
 
 PLAN_FORMAT = "hf_txray.pruning_plan"
@@ -510,6 +510,7 @@ class MaskHandle:
 
 def _mlp_sites(model: nn.Module) -> dict[int, Site]:
     sites = find_sites(model, "mlp")
+    require_dense(sites, "Pruning or ablating neurons")
     return {site.layer: site for site in sites}
 
 

@@ -1,8 +1,20 @@
 """`compare()` and `TransferReport`: how neuron preferences moved from stage A to stage B.
 
 Per neuron: status (shared / lost / gained / dead), Hellinger distance and Hellinger length per feature type,
-lengths and length shift, mass and mass shift. Per layer and for the whole model: summaries. For tag-like
-features (POS, dep, NER, user features): each value's mass share in A and B next to its corpus frequency.
+lengths and length shift, mass and mass shift, and whether the change exceeds sampling noise (a resampling p-value
+and a Benjamini-Hochberg flag, see :mod:`hf_txray.significance`). Per layer and for the whole model: summaries,
+each headline figure beside its split-half noise floor. For tag-like features (POS, dep, NER, user features): each
+value's mass share in A and B next to its corpus frequency.
+
+**Split-half noise floors.** Every profile keeps its sums separately for the credits of odd example ids, so each
+stage splits into two interleaved halves (even / odd example ids). The noise floor of a figure is the same figure
+between the two halves of *one* stage: what sampling alone produces. It is computed at half size, so the figure
+A -> B is also given at that size (``matched_*``: a half of A against the other-parity half of B, both pairings
+averaged; when both stages profiled the same corpus, a half of A against the *same* half of B, so that the same
+texts are compared as in the full figure), over the same neurons (credited in all four halves); compare
+``matched_hellinger_pos`` with ``noise_floor_hellinger_pos_a`` and ``_b``, and ``matched_share_lost`` with
+``noise_floor_share_lost_a``. For two stages on the same texts (e.g. before and after fine-tuning) the noise floor
+bounds what a *different* sample of texts would add, and the per-neuron test is conservative.
 """
 
 from __future__ import annotations
@@ -12,11 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .errors import ConfigurationError
+from . import metrics, significance
+from .errors import ConfigurationError, IncompatibleProfilesError
 from .io_utils import atomic_dir, write_json
 from .profile import FeatureTable, Profile, _read_header, merged_vocab
 from .version import __version__
@@ -24,6 +38,12 @@ from .version import __version__
 REPORT_FORMAT = "hf_txray.report"
 STATUSES = ("shared", "lost", "gained", "dead")
 CATEGORICAL = ("pos", "dep", "ner")
+# Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
+# "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of
+# 0.52 on average with 1-4 credits per sample, 0.36 with 5-9, 0.29 with 10-19 and 0.23 with 20-49; below 20 credits
+# a stage's distribution is mostly sampling noise, and the noise shrinks slowly after, so 20 is where ranking starts.
+DEFAULT_MIN_COUNT = 20
+SIZE_RATIO_WARNING = 2.0
 
 
 @dataclass
@@ -42,6 +62,13 @@ class ReportMeta:
     feature_types: list[str]
     hf_txray_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    alpha: float = 0.05
+    num_resamples: int = 0
+    seed: int = 0
+    credits_a: int = 0
+    credits_b: int = 0
+    dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
+    same_corpus: bool = False  # both stages profiled the same texts: halves are paired by parity
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -49,8 +76,10 @@ def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
     return np.select([a & b, a & ~b, ~a & b], ["shared", "lost", "gained"], default="dead").astype(object)
 
 
-def _feature_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, shared: np.ndarray) -> dict[str, np.ndarray]:
-    """Hellinger distance/length and lengths per row for one feature type (vocabularies aligned first)."""
+def _feature_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, shared: np.ndarray,
+                     test: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Hellinger distance/length and lengths per row for one feature type (vocabularies aligned first); with
+    `test` (alpha, num_resamples, seed), also p-values, changed flags and the split-half columns."""
     vocab = merged_vocab(ta.vocab, tb.vocab)
     ta, tb = ta.remapped(vocab), tb.remapped(vocab)
     keys_a, keys_b = ta.keys(), tb.keys()
@@ -61,16 +90,57 @@ def _feature_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, shared: 
     length_b = metrics.length_by_row(tb.rows, tb.mass, num_rows)
     both = shared & (length_a > 0) & (length_b > 0)
     distance = metrics.hellinger_by_row(keys_a, pa, keys_b, pb, rows_of, num_rows)
-    return {
+    out = {
         "hellinger": np.where(both, distance, np.nan),
         "hellinger_length": metrics.union_length_by_row(keys_a[ta.mass > 0], keys_b[tb.mass > 0], rows_of, num_rows),
         "length_a": length_a,
         "length_b": length_b,
         "length_shift": length_b - length_a,
     }
+    if test is not None:
+        out.update(_noise_columns(ta, tb, num_rows, distance, both, test))
+    return out
 
 
-def _neuron_table(a: Profile, b: Profile) -> pd.DataFrame:
+def _hellinger_tables(x: FeatureTable, y: FeatureTable, num_rows: int) -> np.ndarray:
+    """Hellinger distance per row between two tables on one vocabulary; NaN where either row has no mass."""
+    px = metrics.probabilities(x.rows, x.mass, num_rows)
+    py = metrics.probabilities(y.rows, y.mass, num_rows)
+    distance = metrics.hellinger_by_row(x.keys(), px, y.keys(), py, lambda k: k >> 32, num_rows)
+    has = (metrics.row_totals(x.rows, x.mass, num_rows) > 0) & (metrics.row_totals(y.rows, y.mass, num_rows) > 0)
+    return np.where(has, distance, np.nan)
+
+
+def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: np.ndarray, both: np.ndarray,
+                   test: dict[str, Any]) -> dict[str, np.ndarray]:
+    """p-value and Benjamini-Hochberg flag per shared row; split-half Hellinger of A, of B, and A vs B at half size
+    (rows credited in all four halves, NaN elsewhere)."""
+    nan = np.full(num_rows, np.nan)
+    if not (ta.has_noise and tb.has_noise):
+        return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
+                "split_half_hellinger_b": nan, "matched_hellinger": nan}
+    design = (significance.dispersion(ta, num_rows, seed=test["seed"]),
+              significance.dispersion(tb, num_rows, seed=test["seed"])) if test["num_resamples"] else (1.0, 1.0)
+    test["dispersion"][test["feature_type"]] = list(design)
+    p = significance.resampled_pvalues(ta, tb, num_rows, distance, both, test["num_resamples"], test["seed"],
+                                       design)
+    a0, a1, b0, b1 = ta.half(False), ta.half(True), tb.half(False), tb.half(True)
+    within_a, within_b = _hellinger_tables(a0, a1, num_rows), _hellinger_tables(b0, b1, num_rows)
+    if test.get("same_corpus"):  # the same texts in both stages: compare like with like
+        across = (_hellinger_tables(a0, b0, num_rows) + _hellinger_tables(a1, b1, num_rows)) / 2
+    else:
+        across = (_hellinger_tables(a0, b1, num_rows) + _hellinger_tables(a1, b0, num_rows)) / 2
+    matched = ~np.isnan(within_a) & ~np.isnan(within_b) & ~np.isnan(across) & both
+    return {
+        "p_hellinger": p,
+        "changed": significance.benjamini_hochberg(p, test["alpha"]),
+        "split_half_hellinger_a": np.where(matched, within_a, np.nan),
+        "split_half_hellinger_b": np.where(matched, within_b, np.nan),
+        "matched_hellinger": np.where(matched, across, np.nan),
+    }
+
+
+def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) -> pd.DataFrame:
     count_a, count_b = a.neuron_count.reshape(-1), b.neuron_count.reshape(-1)
     mass_a, mass_b = a.neuron_mass.reshape(-1), b.neuron_mass.reshape(-1)
     status = _status(count_a, count_b)
@@ -80,14 +150,51 @@ def _neuron_table(a: Profile, b: Profile) -> pd.DataFrame:
         "status": status, "count_a": count_a, "count_b": count_b,
         "mass_a": mass_a, "mass_b": mass_b, "mass_shift": mass_b - mass_a,
     })
-    for ft in a.feature_types:
-        columns = _feature_columns(a.tables[ft], b.tables[ft], a.num_rows, status == "shared")
+    if test is not None:
+        odd = lambda p: p.neuron_count_odd.reshape(-1) if p.neuron_count_odd is not None else np.full(p.num_rows, -1)  # noqa: E731
+        frame["count_a_odd"], frame["count_b_odd"] = odd(a), odd(b)  # -1: no split-half sums in that profile
+    for index, ft in enumerate(a.feature_types):
+        ft_test = None if test is None else {**test, "seed": [test["seed"], index], "feature_type": ft}
+        columns = _feature_columns(a.tables[ft], b.tables[ft], a.num_rows, status == "shared", ft_test)
         for name, values in columns.items():
-            frame[f"{name}_{ft}"] = values
+            if name.startswith("split_half_hellinger_"):  # e.g. split_half_hellinger_pos_a
+                frame[f"split_half_hellinger_{ft}_{name[-1]}"] = values
+            else:
+                frame[f"{name}_{ft}"] = values
     return frame
 
 
-def _layer_table(neurons: pd.DataFrame, feature_types: list[str]) -> pd.DataFrame:
+def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: bool = False) -> dict[str, float]:
+    """Shares changed, and each headline figure at half size beside its split-half noise floors (module doc)."""
+    out: dict[str, float] = {}
+    if "count_a_odd" not in group:
+        return out
+    shared = group["status"] == "shared"
+    for ft in feature_types:
+        if f"changed_{ft}" in group:
+            out[f"neurons_changed_{ft}"] = float(group[f"changed_{ft}"].sum())
+            out[f"share_changed_{ft}"] = float(group[f"changed_{ft}"].sum()) / max(int(shared.sum()), 1)
+        if f"matched_hellinger_{ft}" in group:
+            mean = lambda c: float(group[c].mean()) if group[c].notna().any() else float("nan")  # noqa: E731
+            out[f"matched_hellinger_{ft}"] = mean(f"matched_hellinger_{ft}")
+            out[f"noise_floor_hellinger_{ft}_a"] = mean(f"split_half_hellinger_{ft}_a")
+            out[f"noise_floor_hellinger_{ft}_b"] = mean(f"split_half_hellinger_{ft}_b")
+    if (group["count_a_odd"] < 0).any() or (group["count_b_odd"] < 0).any():
+        return out
+    a1, b1 = group["count_a_odd"].to_numpy() > 0, group["count_b_odd"].to_numpy() > 0
+    a0 = (group["count_a"].to_numpy() - group["count_a_odd"].to_numpy()) > 0
+    b0 = (group["count_b"].to_numpy() - group["count_b_odd"].to_numpy()) > 0
+    only = lambda x, y: float(np.mean(x & ~y)) if len(x) else float("nan")  # noqa: E731
+    pairs = ((a0, b0), (a1, b1)) if same_corpus else ((a0, b1), (a1, b0))
+    out["matched_share_lost"] = sum(only(x, y) for x, y in pairs) / 2
+    out["matched_share_gained"] = sum(only(y, x) for x, y in pairs) / 2
+    for stage, (h0, h1) in {"a": (a0, a1), "b": (b0, b1)}.items():
+        out[f"noise_floor_share_lost_{stage}"] = (only(h0, h1) + only(h1, h0)) / 2
+        out[f"noise_floor_share_gained_{stage}"] = out[f"noise_floor_share_lost_{stage}"]  # symmetric by design
+    return out
+
+
+def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: bool = False) -> pd.DataFrame:
     rows = []
     for layer, group in neurons.groupby("layer", sort=True):
         counts = group["status"].value_counts()
@@ -102,6 +209,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str]) -> pd.DataFram
             row[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             row[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             row[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
+        row.update(_noise_figures(group, feature_types, same_corpus))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -143,7 +251,11 @@ class TransferReport:
         return f"{self.meta.stage_a}->{self.meta.stage_b}"
 
     def summary(self) -> dict[str, float]:
-        """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift."""
+        """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
+        per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``); and the
+        headline figures at half size beside their split-half noise floors (``matched_hellinger_<ft>`` vs
+        ``noise_floor_hellinger_<ft>_a`` / ``_b``, ``matched_share_lost`` vs ``noise_floor_share_lost_a`` / ``_b``,
+        the same for gained; see the module docstring)."""
         n = self.neurons
         out: dict[str, float] = {"neurons": float(len(n))}
         counts = n["status"].value_counts()
@@ -155,7 +267,36 @@ class TransferReport:
             out[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             out[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             out[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
+        out.update(_noise_figures(n, self.meta.feature_types, self.meta.same_corpus))
         return out
+
+    def noise_table(self) -> pd.DataFrame:
+        """The headline figures beside their split-half noise floors, one row per figure.
+
+        Columns: ``figure``; ``A -> B`` (full size); ``A -> B at half size`` (matched to the noise floors: a half of
+        A against a half of B, see the module docstring); ``noise floor A`` and ``noise floor B`` (the same figure
+        between the two halves of one stage); ``changed`` (share of shared neurons changed beyond sampling noise
+        at ``meta.alpha``, Hellinger rows only). Empty when the profiles had no split-half sums.
+        """
+        s = self.summary()
+        columns = ["figure", "A -> B", "A -> B at half size", "noise floor A", "noise floor B", "changed"]
+        rows = []
+        for ft in self.meta.feature_types:
+            if f"matched_hellinger_{ft}" in s:
+                rows.append([f"mean Hellinger {ft}", s[f"mean_hellinger_{ft}"], s[f"matched_hellinger_{ft}"],
+                             s[f"noise_floor_hellinger_{ft}_a"], s[f"noise_floor_hellinger_{ft}_b"],
+                             s.get(f"share_changed_{ft}", float("nan"))])
+        for status in ("lost", "gained"):
+            if f"matched_share_{status}" in s:
+                rows.append([f"share {status}", s[f"share_{status}"], s[f"matched_share_{status}"],
+                             s[f"noise_floor_share_{status}_a"], s[f"noise_floor_share_{status}_b"], float("nan")])
+        return pd.DataFrame(rows, columns=columns)
+
+    def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:
+        """How many shared neurons rankings leave out: credited fewer than `min_count` times in a stage."""
+        ft = feature_type or self.meta.feature_types[0]
+        frame = self.neurons[self.neurons[f"hellinger_{ft}"].notna()]
+        return int(((frame["count_a"] < min_count) | (frame["count_b"] < min_count)).sum())
 
     def _ranked(self, n: int, feature_type: str | None, layer: int | None, ascending: bool,
                 min_count: int) -> pd.DataFrame:
@@ -170,20 +311,21 @@ class TransferReport:
         return frame.sort_values([column, "layer", "neuron"], ascending=[ascending, True, True], kind="stable").head(n)
 
     def most_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None,
-                     min_count: int = 1) -> pd.DataFrame:
+                     min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
         """Shared neurons with the highest Hellinger distance.
 
         Args:
             n (`int`, *optional*, defaults to 10): how many.
             feature_type (`str`, *optional*): defaults to the first profiled feature type.
             layer (`int`, *optional*): restrict to one layer.
-            min_count (`int`, *optional*, defaults to 1): ignore neurons credited fewer times in either stage
-                (distributions from a handful of credits are noisy).
+            min_count (`int`, *optional*, defaults to 20): ignore neurons credited fewer times in either stage
+                ("too few credits"): their distance is mostly sampling noise (see ``DEFAULT_MIN_COUNT``). The
+                ``changed_<ft>`` column says whether a neuron's change exceeds sampling noise.
         """
         return self._ranked(n, feature_type, layer, False, min_count).reset_index(drop=True)
 
     def least_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None,
-                      min_count: int = 1) -> pd.DataFrame:
+                      min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
         """Shared neurons with the lowest Hellinger distance (arguments as :meth:`most_changed`)."""
         return self._ranked(n, feature_type, layer, True, min_count).reset_index(drop=True)
 
@@ -232,18 +374,38 @@ class TransferReport:
         return cls(meta, read("neurons.parquet"), read("layers.parquet"), read("mass_share.parquet"))
 
 
-def compare(a: Profile, b: Profile) -> TransferReport:
+def _check_same_stack(a: Profile, b: Profile) -> None:
+    """The encoder's and the decoder's neurons of an encoder-decoder are different neurons with the same numbers."""
+    stack_a, stack_b = a.meta.config.get("stack"), b.meta.config.get("stack")
+    if stack_a != stack_b:
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: one profiles the {stack_a or 'only'} stack, the other "
+            f"the {stack_b or 'only'} stack. Profile both with the same stack=."
+        )
+
+
+def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 1000, seed: int = 0) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
+
+    Warns when the stages' credit totals differ by more than 2x: lengths, lost/gained shares and Hellinger all move
+    with sample size alone; profile both with ``analyze(..., max_positions=N)`` to compare equal sizes.
 
     Args:
         a (`Profile`): the earlier stage (e.g. pretrained on its own corpus).
         b (`Profile`): the later stage (e.g. the same model on a new domain, or after fine-tuning).
+        alpha (`float`, *optional*, defaults to 0.05): false discovery rate of the Benjamini-Hochberg flags
+            ``changed_<ft>``, per feature type over the shared neurons.
+        num_resamples (`int`, *optional*, defaults to 1000): null draws of the per-neuron test (the smallest
+            p-value is ``1 / (num_resamples + 1)``); 0 skips the test (p-values NaN, nothing flagged).
+        seed (`int`, *optional*, defaults to 0): seeds the resampling; the same seed gives the same p-values.
 
     Returns:
         :class:`TransferReport`.
 
     Raises:
-        IncompatibleProfilesError: when site, layers, neuron counts or feature types differ.
+        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts or
+            feature types differ.
+        ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative.
 
     Example:
         ```python
@@ -253,10 +415,29 @@ def compare(a: Profile, b: Profile) -> TransferReport:
         ```
     """
     a.check_compatible(b, "compare")
+    _check_same_stack(a, b)
+    if not 0 < alpha < 1:
+        raise ConfigurationError(f"alpha must be in (0, 1), got {alpha!r}.")
+    if not isinstance(num_resamples, int) or num_resamples < 0:
+        raise ConfigurationError(f"num_resamples must be an int >= 0, got {num_resamples!r}.")
+    credits_a, credits_b = int(a.neuron_count.sum()), int(b.neuron_count.sum())
+    if min(credits_a, credits_b) * SIZE_RATIO_WARNING < max(credits_a, credits_b):
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} differ {max(credits_a, credits_b) / max(min(credits_a, credits_b), 1):.1f}x "
+            f"in credits ({credits_a} vs {credits_b}): lengths, lost/gained shares and Hellinger move with sample size. "
+            "Profile both with analyze(..., max_positions=N) for equal sizes.", UserWarning, stacklevel=2)
+    missing = [p.stage for p in (a, b) if p.neuron_count_odd is None or not all(t.has_noise for t in p.tables.values())]
+    if missing:
+        warnings.warn(f"Profile(s) {missing} have no noise statistics (saved by an older hf_txray): the report has no "
+                      "p-values or noise floors. Profile again to get them.", UserWarning, stacklevel=2)
     meta = ReportMeta(
         stage_a=a.stage, stage_b=b.stage, model_a=a.meta.model_id, model_b=b.meta.model_id,
         dataset_a=a.meta.dataset_id or a.meta.dataset_fingerprint, dataset_b=b.meta.dataset_id or b.meta.dataset_fingerprint,
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
-    neurons = _neuron_table(a, b)
-    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types), _mass_share_table(a, b))
+    meta.alpha, meta.num_resamples, meta.seed, meta.credits_a, meta.credits_b = alpha, num_resamples, seed, credits_a, credits_b
+    meta.same_corpus = bool(a.meta.dataset_fingerprint) and a.meta.dataset_fingerprint == b.meta.dataset_fingerprint
+    neurons = _neuron_table(a, b, {"alpha": alpha, "num_resamples": num_resamples, "seed": seed,
+                                   "dispersion": meta.dispersion, "same_corpus": meta.same_corpus})
+    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),
+                          _mass_share_table(a, b))

@@ -2,9 +2,15 @@
 
 A *site* is one layer's vector of neurons. ``"mlp"`` is the MLP intermediate activation of every block (the input
 of the down/output projection: BERT ``intermediate`` output, GPT-2 ``mlp.c_proj`` input, Llama ``mlp.down_proj``
-input); ``"residual"`` is the output of every block. Architectures are found from module structure, not names:
-the blocks are the largest ``nn.ModuleList`` of identical modules, and the down projection of a block is its
-linear layer with the widest input that is wider than its output.
+input, T5 ``DenseReluDense.wo`` input, BART ``fc2`` input; for mixture-of-experts layers every expert's
+intermediate, see :mod:`hf_txray.moe`); ``"residual"`` is the output of every block.
+
+Resolution is explicit and *verified*: the stack (the encoder or the decoder of an encoder-decoder, else the model),
+its blocks (the largest ``nn.ModuleList`` of identical modules), and in each block the MLP's down projection, found
+by structure and then checked: its input must be exactly as wide as the MLP intermediate width the config declares
+(:func:`hf_txray.architectures.expected_mlp_widths`) and it must not sit inside attention. A failed check raises
+:class:`~hf_txray.errors.ModelError` before any forward pass. A module that runs more than once per forward pass
+(shared layers, as in ALBERT) is refused, never silently overwritten.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .architectures import ATTENTION_NAME_PARTS, expected_mlp_widths, hidden_size
 from .errors import ConfigurationError, ModelError
+from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
 
 SITES = ("mlp", "residual")
+STACKS = ("encoder", "decoder")
 
 
 @dataclass
@@ -30,7 +39,9 @@ class Site:
         name (`str`): the hooked module's qualified name.
         module (`nn.Module`): the hooked module.
         width (`int`): number of neurons.
-        capture (`str`): ``"input"`` (forward pre-hook, the module's first argument) or ``"output"``.
+        capture (`str`): ``"input"`` (forward pre-hook, the module's first argument), ``"output"``, or
+            ``"experts"`` (a fused experts module: the chosen experts' intermediates, see :mod:`hf_txray.moe`).
+        experts (`ExpertsLayout`, *optional*): the numbering of a mixture-of-experts layer.
     """
 
     layer: int
@@ -38,6 +49,7 @@ class Site:
     module: nn.Module
     width: int
     capture: str
+    experts: ExpertsLayout | None = None
 
 
 def _linear_dims(module: nn.Module) -> tuple[int, int] | None:
@@ -69,7 +81,8 @@ def _find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
-    """The block's linear layer with the widest input among those that narrow (in > out)."""
+    """The block's linear layer with the widest input among those that narrow (in > out): the structural guess,
+    named in error messages when the verified search finds nothing."""
     best: tuple[int, str, nn.Module] | None = None
     for name, module in block.named_modules():
         dims = _linear_dims(module)
@@ -78,6 +91,140 @@ def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
         if best is None or dims[0] > best[0]:
             best = (dims[0], name, module)
     return None if best is None else (best[1], best[2], best[0])
+
+
+def in_attention(block: nn.Module, name: str) -> bool:
+    """True when submodule `name` of `block` lies in an attention module (by path name or by class name)."""
+    parts = name.split(".") if name else []
+    module = block
+    for part in parts:
+        if any(token in part.lower() for token in ATTENTION_NAME_PARTS):
+            return True
+        module = getattr(module, part, None) if not part.isdigit() else module[int(part)]
+        if module is None or "attention" in type(module).__name__.lower():
+            return module is not None
+    return False
+
+
+def is_encoder_decoder(model: nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "is_encoder_decoder", False)) and hasattr(model, "get_encoder")
+
+
+def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.Module]:
+    """The stack to profile: ``(name, module)``; ``(None, model)`` for models with one stack.
+
+    Args:
+        stack (`str`, *optional*): ``"encoder"`` (the default for encoder-decoders) or ``"decoder"``.
+
+    Raises:
+        ConfigurationError: an unknown stack, or a stack named for a model that has only one.
+    """
+    if stack is not None and stack not in STACKS:
+        raise ConfigurationError(f"Unknown stack {stack!r}: choose 'encoder' or 'decoder' (encoder-decoder models).")
+    if not is_encoder_decoder(model):
+        if stack is not None:
+            raise ConfigurationError(
+                f"stack={stack!r} applies to encoder-decoder models (T5, BART...); {type(model).__name__} has one "
+                "stack. Leave stack unset."
+            )
+        return None, model
+    stack = stack or "encoder"
+    module = model.get_encoder() if stack == "encoder" else model.get_decoder()
+    if module is None or module is model:
+        raise ModelError(f"Could not find the {stack} of {type(model).__name__} (get_{stack}() gave nothing).")
+    return stack, module
+
+
+def _qualified(model: nn.Module, module: nn.Module) -> str:
+    for name, candidate in model.named_modules():
+        if candidate is module:
+            return name
+    raise ModelError(f"{type(module).__name__} is not a submodule of {type(model).__name__}.")
+
+
+def _join(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
+
+
+def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:
+    """The block's fused experts module and its numbering (with shared experts), or None for a dense block."""
+    found = [(n, m) for n, m in block.named_modules() if is_fused_experts(m) and not in_attention(block, n)]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ModelError(f"Block {block_name!r} has several fused experts modules {[n for n, _ in found]}: "
+                         "unsupported layout.")
+    name, experts = found[0]
+    width = expert_width(experts)
+    if width not in widths.values():
+        raise ModelError(
+            f"The experts {_join(block_name, name)!r} ({type(experts).__name__}) have {width} units each, but the "
+            f"config declares an MLP width of {described}: refusing to guess which units are the experts'."
+        )
+    parent = block.get_submodule(name.rsplit(".", 1)[0]) if "." in name else block
+    prefix = name.rsplit(".", 1)[0] if "." in name else ""
+    shared_modules = []
+    hidden = hidden_size(model.config)
+    declared = getattr(model.config, "shared_expert_intermediate_size", None)
+    for sub_name, sub in parent.named_modules():
+        dims = _linear_dims(sub)
+        full = _join(prefix, sub_name)
+        if dims is None or full == name or full.startswith(name + ".") or in_attention(block, full):
+            continue
+        if dims[1] == hidden and (dims[0] == declared if declared is not None else dims[0] != hidden):
+            shared_modules.append((full, sub, dims[0]))
+    if len(shared_modules) > 1:
+        raise ModelError(f"Block {block_name!r}: several shared-expert projections {[n for n, _, _ in shared_modules]}.")
+    shared, num_shared = None, 0
+    if shared_modules:
+        shared_name, shared, shared_width = shared_modules[0]
+        if shared_width % width:
+            raise ModelError(
+                f"The shared expert {_join(block_name, shared_name)!r} has {shared_width} units, not a multiple of the "
+                f"routed experts' {width}: its units cannot be numbered as whole experts. Profile with site='residual'."
+            )
+        num_shared = shared_width // width
+    return _join(block_name, name), experts, ExpertsLayout(int(experts.num_experts), num_shared, width, shared)
+
+
+def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, stack: str | None) -> Site:
+    """The verified MLP site of one block: fused experts, or the one linear layer outside attention whose input is
+    the config's MLP width and whose output is the hidden size."""
+    config = getattr(model, "config", None)
+    widths, described = expected_mlp_widths(config, stack) if config is not None else ({}, "none")
+    if not widths:
+        raise ModelError(
+            f"The config of {type(model).__name__} declares no MLP intermediate width (intermediate_size, ffn_dim, "
+            "d_ff, n_inner...), so the MLP site cannot be verified. Pass `module_pattern` naming the down projections."
+        )
+    moe = _moe_site(model, block, block_name, widths, described)
+    if moe is not None:
+        name, experts, layout = moe
+        return Site(layer, name, experts, layout.num_neurons, "experts", layout)
+    hidden = hidden_size(config)
+    candidates = []
+    for name, module in block.named_modules():
+        dims = _linear_dims(module)
+        if dims is None or dims[0] not in widths.values() or in_attention(block, name):
+            continue
+        if (dims[1] == hidden) if hidden else dims[0] > dims[1]:
+            candidates.append((name, module, dims[0]))
+    if len(candidates) == 1:
+        name, module, width = candidates[0]
+        return Site(layer, _join(block_name, name), module, width, "input")
+    guess = _down_projection(block)
+    found = (f"the widest narrowing linear layer is {_join(block_name, guess[0])!r} ({guess[2]} inputs)"
+             if guess else "it has no narrowing linear layer")
+    if candidates:
+        found = f"several linear layers qualify: {[_join(block_name, c[0]) for c in candidates]}"
+    raise ModelError(
+        f"Could not verify the MLP of block {block_name!r} ({type(block).__name__}) of {type(model).__name__}: "
+        f"{found}, but the config declares an MLP width of {described}, and no single linear layer outside "
+        f"attention takes that many inputs and returns the hidden size ({hidden}), nor are there fused experts. "
+        "Pass `module_pattern`, a regex matching the MLP down projections (e.g. r'layers\\.\\d+\\.mlp\\.down_proj'), "
+        "or use site='residual'."
+    )
 
 
 def _hidden_size(model: nn.Module) -> int:
@@ -98,7 +245,10 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
         raise ModelError(f"module_pattern {pattern!r} matches no module of {type(model).__name__}.")
     sites = []
     for layer, (name, module) in enumerate(matched):
-        if site == "mlp":
+        if site == "mlp" and is_fused_experts(module):  # routed experts only: shared ones are found by structure
+            layout = ExpertsLayout(int(module.num_experts), 0, expert_width(module))
+            sites.append(Site(layer, name, module, layout.num_neurons, "experts", layout))
+        elif site == "mlp":
             dims = _linear_dims(module)
             if dims is None:
                 raise ModelError(
@@ -112,39 +262,65 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
     return sites
 
 
-def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None = None) -> list[Site]:
-    """Locate the neuron sites of every block of `model`.
+def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None = None,
+               stack: str | None = None) -> list[Site]:
+    """Locate and verify the neuron sites of every block of one stack of `model`.
 
     Args:
-        model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style and others with the same structure).
+        model (`nn.Module`): a transformers model (see the README's table of supported families).
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` for MLP intermediate neurons, ``"residual"`` for
             block outputs.
-        module_pattern (`str`, *optional*): regex on qualified module names that overrides the automatic search;
-            matched modules are numbered as layers in model order.
+        module_pattern (`str`, *optional*): regex on qualified module names that overrides the automatic search
+            (and its checks); matched modules are numbered as layers in model order.
+        stack (`str`, *optional*): ``"encoder"`` (default) or ``"decoder"`` for encoder-decoder models.
 
     Returns:
         `list[Site]`, one per layer, in model order.
+
+    Raises:
+        ModelError: when the MLP found by structure fails the width or attention check, or a module would be
+            hooked twice.
     """
     if site not in SITES:
         raise ConfigurationError(f"Unknown site {site!r}: choose one of {', '.join(SITES)}.")
+    stack, root = resolve_stack(model, stack)
     if module_pattern:
         return _sites_from_pattern(model, site, module_pattern)
-    prefix, blocks = _find_blocks(model)
+    root_name = _qualified(model, root) if root is not model else ""
+    prefix, blocks = _find_blocks(root)
+    prefix = _join(root_name, prefix)
     sites = []
     for layer, block in enumerate(blocks):
-        block_name = f"{prefix}.{layer}" if prefix else str(layer)
+        block_name = _join(prefix, str(layer))
         if site == "residual":
-            sites.append(Site(layer, block_name, block, _hidden_size(model), "output"))
-            continue
-        found = _down_projection(block)
-        if found is None:
-            raise ModelError(
-                f"Block {block_name!r} ({type(block).__name__}) has no MLP down projection (a linear layer whose "
-                "input is wider than its output). Pass `module_pattern` to name the modules to hook."
-            )
-        name, module, width = found
-        sites.append(Site(layer, f"{block_name}.{name}", module, width, "input"))
+            width = hidden_size(model.config) if getattr(model, "config", None) is not None else None
+            sites.append(Site(layer, block_name, block, width or _hidden_size(model), "output"))
+        else:
+            sites.append(_mlp_site(model, layer, block, block_name, stack))
+    _check_distinct(sites)
     return sites
+
+
+def _check_distinct(sites: Sequence[Site]) -> None:
+    seen: dict[int, str] = {}
+    for site in sites:
+        if id(site.module) in seen:
+            raise ModelError(
+                f"{site.name!r} and {seen[id(site.module)]!r} are the same module (shared layers, as in ALBERT): its "
+                "hook would fire once per use and mix layers. Shared-layer models are not supported."
+            )
+        seen[id(site.module)] = site.name
+
+
+def require_dense(sites: Sequence[Site], what: str) -> None:
+    """Refuse `what` (pruning, ablation, probing...) on mixture-of-experts sites, whose units have no linear
+    layer input to mask or read."""
+    moe = [s.name for s in sites if s.capture == "experts"]
+    if moe:
+        raise ModelError(
+            f"{what} is not supported for mixture-of-experts layers ({moe[0]}...): their units live inside fused "
+            "experts, with no per-unit input to mask or read. Profile them with analyze(), or use site='residual'."
+        )
 
 
 def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> list[Site]:
@@ -185,16 +361,20 @@ class WinnerRecorder:
         self.positions: torch.Tensor | None = None
         self.values: list[torch.Tensor | None] = [None] * len(self.sites)
         self.indices: list[torch.Tensor | None] = [None] * len(self.sites)
+        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def attach(self) -> "WinnerRecorder":
         for slot, site in enumerate(self.sites):
             if site.capture == "input":
-                hook = self._make_pre_hook(slot)
-                self._handles.append(site.module.register_forward_pre_hook(hook))
+                self._handles.append(site.module.register_forward_pre_hook(self._make_pre_hook(slot)))
+            elif site.capture == "experts":
+                self._handles.append(site.module.register_forward_pre_hook(self._make_experts_hook(slot),
+                                                                              with_kwargs=True))
+                if site.experts is not None and site.experts.shared is not None:
+                    self._handles.append(site.experts.shared.register_forward_pre_hook(self._make_shared_hook(slot)))
             else:
-                hook = self._make_post_hook(slot)
-                self._handles.append(site.module.register_forward_hook(hook))
+                self._handles.append(site.module.register_forward_hook(self._make_post_hook(slot)))
         return self
 
     def detach(self) -> None:
@@ -205,6 +385,41 @@ class WinnerRecorder:
     def reset(self) -> None:
         self.values = [None] * len(self.sites)
         self.indices = [None] * len(self.sites)
+        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)
+
+    def _make_experts_hook(self, slot: int):
+        def hook(module, args, kwargs):
+            if not self.enabled:
+                return
+            hidden = args[0] if args else kwargs["hidden_states"]
+            top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
+            self._record_experts(slot, module, hidden, top_k_index)
+
+        return hook
+
+    def _make_shared_hook(self, slot: int):
+        def hook(module, args):
+            if self.enabled:
+                self._shared[slot] = args[0].detach().reshape(-1, args[0].shape[-1])
+
+        return hook
+
+    @torch.no_grad()
+    def _record_experts(self, slot: int, experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.Tensor) -> None:
+        site = self.sites[slot]
+        layout = site.experts
+        hidden = hidden.detach().reshape(-1, hidden.shape[-1])
+        top_k_index = top_k_index.reshape(hidden.shape[0], -1)
+        shared = self._shared[slot]
+        if layout.shared is not None and shared is None:
+            raise ModelError(f"The shared expert of {site.name!r} did not run before its routed experts: unsupported "
+                             "layout for hf_txray's MoE capture.")
+        if self.positions is not None:  # reduce only the creditable tokens
+            hidden, top_k_index = hidden.index_select(0, self.positions), top_k_index.index_select(0, self.positions)
+            shared = shared.index_select(0, self.positions) if shared is not None else None
+        routed = expert_intermediates(experts, hidden, top_k_index)
+        values, indices = moe_top_k(layout, routed, top_k_index, shared, self.top_k)
+        self._store(slot, values, indices)
 
     def _make_pre_hook(self, slot: int):
         def hook(module, args):
@@ -229,7 +444,28 @@ class WinnerRecorder:
         else:
             values, indices = flat.topk(self.top_k, dim=-1)
         if self.positions is not None:
-            values, indices = values.index_select(0, self.positions), indices.index_select(0, self.positions)
+            # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
+            positions = self.positions.to(values.device)
+            values, indices = values.index_select(0, positions), indices.index_select(0, positions)
+        self._store(slot, values, indices)
+
+    def check_complete(self) -> None:
+        """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack
+        or the body that runs): its layer would silently credit nothing."""
+        missing = [site.name for site, values in zip(self.sites, self.values) if values is None]
+        if missing:
+            raise ModelError(
+                f"{missing[0]!r} did not run in the profiled forward pass (the base model, or the chosen stack of an "
+                "encoder-decoder). Name modules of that part with `module_pattern`, or choose the other `stack`."
+            )
+
+    def _store(self, slot: int, values: torch.Tensor, indices: torch.Tensor) -> None:
+        if self.values[slot] is not None:
+            # A second call in one forward pass (a reused module): refuse rather than overwrite the first.
+            raise ModelError(
+                f"{self.sites[slot].name!r} ran more than once in one forward pass (a module reused across layers or "
+                "calls). hf_txray profiles one call per site: pass `module_pattern` naming modules that run once."
+            )
         self.values[slot], self.indices[slot] = values, indices
 
     def __enter__(self) -> "WinnerRecorder":

@@ -25,9 +25,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
 
 from .analyze import Profiler, ProfilerConfig
-from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
+from .errors import ConfigurationError, DatasetError, ProfileFormatError
 from .features import BUILTIN_FEATURES
-from .loading import load_corpus
+from .loading import check_fast_tokenizer, load_corpus
 from .profile import Profile
 from .report import TransferReport, compare
 from .sites import SITES
@@ -110,6 +110,8 @@ class TXRayArguments(TrainingArguments):
         txray_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
         txray_batch_size (`int`, *optional*, defaults to 32): probe texts per forward pass.
         txray_max_length (`int`, *optional*): probe texts are truncated to this many tokens.
+        txray_skip_first_positions (`str`, *optional*, defaults to `"auto"`): credit nothing at the first N
+            positions of each probe text; ``"auto"``: 1 for decoder-only LMs, 0 for encoders (see :func:`analyze`).
 
     Example:
         ```python
@@ -143,6 +145,12 @@ class TXRayArguments(TrainingArguments):
     txray_batch_size: int = field(default=32, metadata={"help": "Probe texts per forward pass while profiling."})
     txray_max_length: int | None = field(
         default=None, metadata={"help": "Truncate probe texts to this many tokens (default: the model's limit)."})
+    txray_stack: str | None = field(
+        default=None, metadata={"help": "Encoder-decoder models: profile the 'encoder' (default) or the 'decoder' "
+                                        "(teacher forcing on the probe text)."})
+    txray_skip_first_positions: str = field(
+        default="auto", metadata={"help": "Credit nothing at the first N positions of each probe text; 'auto': 1 for "
+                                          "decoder-only LMs (massive first-token activations), 0 for encoders."})
 
     def __post_init__(self):
         _check_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, "txray_")
@@ -160,7 +168,15 @@ class TXRayArguments(TrainingArguments):
     def _profiler_config(self) -> ProfilerConfig:
         return ProfilerConfig(layers=parse_layers(self.txray_layers), site=self.txray_site,
                               features=tuple(self.txray_features), top_k=self.txray_top_k,
-                              max_length=self.txray_max_length, batch_size=self.txray_batch_size)
+                              max_length=self.txray_max_length, batch_size=self.txray_batch_size,
+                              stack=self.txray_stack, skip_first_positions=_skip(self.txray_skip_first_positions))
+
+
+def _skip(value: Any) -> int | str:
+    """'auto', or an int given as int or digit string (HfArgumentParser passes strings)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
 
 
 class TXRayCallback(TrainerCallback, ExportableState):
@@ -181,7 +197,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         strategy (`str`, *optional*, defaults to `"steps"`): ``"no"``, ``"steps"`` or ``"epoch"``.
         steps (`int`, *optional*, defaults to 500): optimizer steps between profiles for ``"steps"``.
         profile_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
-        text_column, layers, site, features, top_k, batch_size, max_length: as in :func:`hf_txray.analyze`.
+        text_column, layers, site, features, top_k, batch_size, max_length, stack, skip_first_positions: as in
+            :func:`hf_txray.analyze`.
         max_samples (`int`, *optional*, defaults to 512): profile only the first `max_samples` probe texts.
         dataset_id (`str`, *optional*): a name for the probe corpus, recorded in the profiles.
 
@@ -197,7 +214,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
                  strategy: str = "steps", steps: int = 500, profile_on_train_begin: bool = True,
                  text_column: str | None = None, layers: Any = "all", site: str = "mlp",
                  features: Sequence[Any] = ("token", "pos"), top_k: int = 1, max_samples: int | None = 512,
-                 batch_size: int = 32, max_length: int | None = None, dataset_id: str | None = None):
+                 batch_size: int = 32, max_length: int | None = None, dataset_id: str | None = None,
+                 stack: str | None = None, skip_first_positions: int | str = "auto"):
         if probe_dataset is None:
             raise ConfigurationError(
                 "TXRayCallback needs a probe corpus: TXRayCallback(probe_dataset=texts_or_dataset, ...). (Raised "
@@ -205,7 +223,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
             )
         _check_options(strategy, steps, max_samples, site, "")
         self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
-                                     max_length=max_length, batch_size=batch_size)
+                                     max_length=max_length, batch_size=batch_size, stack=stack,
+                                     skip_first_positions=_skip(skip_first_positions))
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
@@ -228,7 +247,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
                        site=args.txray_site, features=tuple(args.txray_features), top_k=args.txray_top_k,
                        max_samples=args.txray_max_samples, text_column=args.txray_text_column,
                        profile_on_train_begin=args.txray_on_train_begin, batch_size=args.txray_batch_size,
-                       max_length=args.txray_max_length)
+                       max_length=args.txray_max_length, stack=args.txray_stack,
+                       skip_first_positions=args.txray_skip_first_positions)
         return cls(probe_dataset, **{**options, **kwargs})
 
     # ----- ExportableState --------------------------------------------------------------------------------------
@@ -693,9 +713,7 @@ def _text_tokenizer(processing_class: Any) -> Any:
     if tokenizer is None:
         raise ConfigurationError("TX-Ray needs the model's tokenizer: pass processing_class=tokenizer to the Trainer "
                                  "(or tokenizer=... to TXRayCallback).")
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelError(f"{type(tokenizer).__name__} is not a fast tokenizer: TX-Ray needs character offsets. "
-                         "Load it with AutoTokenizer.from_pretrained(..., use_fast=True).")
+    check_fast_tokenizer(tokenizer)
     return tokenizer
 
 
@@ -713,10 +731,9 @@ def _unwrap(model: Any) -> Any:
 
 
 def _device_of(model: Any) -> Any:
-    import torch
+    from .distributed import input_device
 
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    return input_device(model)  # the embedding's execution device: right for dispatched/offloaded models too
 
 
 def _missing(value: Any) -> bool:

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .architectures import format_neuron
 from .errors import ConfigurationError, ProfileFormatError, TXRayError
-from .report import STATUSES
+from .report import DEFAULT_MIN_COUNT, STATUSES
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -115,6 +116,11 @@ class ResultsView:
     @property
     def feature_types(self) -> list[str]:
         return list(self._first_meta().feature_types)
+
+    @property
+    def expert_width(self) -> int | None:
+        """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
+        return getattr(self._first_meta(), "config", {}).get("expert_width")
 
     # ----- lookups ---------------------------------------------------------------------------------------------
     def profile(self, stage: str) -> "Profile":
@@ -295,13 +301,27 @@ def stages_table(view: ResultsView) -> pd.DataFrame:
 
 
 def reports_table(view: ResultsView) -> pd.DataFrame:
-    """One row per report: stages, status shares, mean Hellinger per feature type."""
+    """One row per report: stages, status shares, mean Hellinger per feature type, and beside them the split-half
+    noise floors (``H half``: A -> B at half size; ``floor A`` / ``floor B``: the same between two halves of one
+    stage) and the share of shared neurons changed beyond sampling noise."""
     rows = []
     for name, report in view.reports.items():
         summary = report.summary()
         row = {"report": name, "stage A": report.meta.stage_a, "stage B": report.meta.stage_b}
         row.update({status: summary[f"share_{status}"] for status in STATUSES})
-        row.update({f"mean H {ft}": summary[f"mean_hellinger_{ft}"] for ft in report.meta.feature_types})
+        for status in ("lost", "gained"):
+            if f"matched_share_{status}" in summary:
+                row[f"{status} half"] = summary[f"matched_share_{status}"]
+                row[f"{status} floor A"] = summary[f"noise_floor_share_{status}_a"]
+                row[f"{status} floor B"] = summary[f"noise_floor_share_{status}_b"]
+        for ft in report.meta.feature_types:
+            row[f"mean H {ft}"] = summary[f"mean_hellinger_{ft}"]
+            if f"matched_hellinger_{ft}" in summary:
+                row[f"H half {ft}"] = summary[f"matched_hellinger_{ft}"]
+                row[f"floor A {ft}"] = summary[f"noise_floor_hellinger_{ft}_a"]
+                row[f"floor B {ft}"] = summary[f"noise_floor_hellinger_{ft}_b"]
+            if f"share_changed_{ft}" in summary:
+                row[f"changed {ft}"] = summary[f"share_changed_{ft}"]
         rows.append(row)
     return _rounded(pd.DataFrame(rows, columns=["report", "stage A", "stage B", *STATUSES]) if not rows
                     else pd.DataFrame(rows))
@@ -519,7 +539,7 @@ def distribution_chart(view: ResultsView, layer: int, neuron: int, stage_a: str,
         panels.append({"data": {"values": [{"text": "no profile for these stages"}]}, "mark": "text",
                        "encoding": {"text": {"field": "text"}}})
     return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-            "title": f"Layer {int(layer)}, neuron {int(neuron)}", "hconcat": panels,
+            "title": f"Layer {int(layer)}, neuron {format_neuron(neuron, view.expert_width)}", "hconcat": panels,
             "resolve": {"scale": {"y": "independent"}}}
 
 
@@ -670,8 +690,9 @@ def search_status(view: ResultsView, report_name: str, status: str, n: int = 200
 
 
 def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low: float, high: float,
-                     n: int = 200, layer: Any = None) -> pd.DataFrame:
-    """Shared neurons whose Hellinger distance (for `feature_type`) lies in [low, high], highest first."""
+                     n: int = 200, layer: Any = None, min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
+    """Shared neurons whose Hellinger distance (for `feature_type`) lies in [low, high], highest first, among those
+    credited at least `min_count` times in both stages (the others have too few credits to rank)."""
     report = view.report(report_name)
     if feature_type not in report.meta.feature_types:
         raise ConfigurationError(f"Feature type {feature_type!r} is not in report {report_name!r}: "
@@ -681,16 +702,19 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
         raise ConfigurationError(f"The Hellinger range must satisfy 0 <= low <= high <= 1 (got {low} to {high}).")
     column = f"hellinger_{feature_type}"
     h = report.neurons[column]
-    frame = _layer_filter(report.neurons[h.notna() & (h >= low) & (h <= high)], layer)
+    enough = (report.neurons["count_a"] >= int(min_count or 1)) & (report.neurons["count_b"] >= int(min_count or 1))
+    frame = _layer_filter(report.neurons[h.notna() & (h >= low) & (h <= high) & enough], layer)
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
+    columns += [c for c in (f"p_hellinger_{feature_type}", f"changed_{feature_type}") if c in report.neurons]
     return _rounded(frame[list(dict.fromkeys(columns))].head(int(n)))
 
 
 # ----- transfer --------------------------------------------------------------------------------------------------
 def transfer_table(view: ResultsView, report_name: str, feature_type: str | None = None, which: str = "most",
-                   n: int = 20, min_count: int = 1, layer: Any = None) -> pd.DataFrame:
-    """The `n` most (or least) changed shared neurons of a report, with each neuron's top value in A and B."""
+                   n: int = 20, min_count: int = DEFAULT_MIN_COUNT, layer: Any = None) -> pd.DataFrame:
+    """The `n` most (or least) changed shared neurons of a report credited at least `min_count` times in both
+    stages, with each neuron's top value in A and B, and whether the change exceeds sampling noise."""
     if which not in ("most", "least"):
         raise ConfigurationError(f"Choose 'most' or 'least' changed, not {which!r}.")
     report = view.report(report_name)
@@ -700,6 +724,7 @@ def transfer_table(view: ResultsView, report_name: str, feature_type: str | None
     frame = rank(int(n), ft, layer=layer, min_count=int(min_count or 1))
     columns = ["layer", "neuron", "status", f"hellinger_{ft}", f"hellinger_length_{ft}", f"length_a_{ft}",
                f"length_b_{ft}", "count_a", "count_b", "mass_a", "mass_b"]
+    columns += [c for c in (f"p_hellinger_{ft}", f"changed_{ft}") if c in frame]
     out = frame[columns].copy()
     for side, stage in (("A", report.meta.stage_a), ("B", report.meta.stage_b)):
         if stage in view.profiles:

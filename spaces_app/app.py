@@ -245,8 +245,10 @@ def search_hellinger(source: str, report: str, feature_type: str, low: Any, high
     view = _view(source)
     table = viewer.search_hellinger(view, report, feature_type, low, high, layer=layer)
     meta = view.report(report).meta
+    thin = view.report(report).too_few_credits(feature_type, viewer.DEFAULT_MIN_COUNT)
     return (f"{len(table)} neuron(s) of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
-            f"{float(high):.2f}].", table, [meta.stage_a, meta.stage_b])
+            f"{float(high):.2f}], credited >= {viewer.DEFAULT_MIN_COUNT} times in both stages ({thin} shared "
+            "neuron(s) have too few credits and are not listed).", table, [meta.stage_a, meta.stage_b])
 
 
 def show_transfer(source: str, report: str, feature_type: str, which: str, min_count: Any, n: Any,
@@ -255,7 +257,9 @@ def show_transfer(source: str, report: str, feature_type: str, which: str, min_c
     view = _view(source)
     table = viewer.transfer_table(view, report, feature_type, which or "most", int(n or 20), int(min_count or 1),
                                   layer)
-    return f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}).", table
+    thin = view.report(report).too_few_credits(feature_type, int(min_count or 1))
+    return (f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}), credited >= "
+            f"{int(min_count or 1)} times in both stages ({thin} have too few credits and are not ranked).", table)
 
 
 # ----- probing (issue 7): the probe_rankings and ablation configs, when the results have them ----------------------
@@ -474,7 +478,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
                     t_ft = gr.Dropdown(label="Feature type", choices=[])
                     t_which = gr.Radio(["most", "least"], value="most", label="Changed")
-                    t_min = gr.Number(value=5, precision=0, label="Min. count in both stages")
+                    t_min = gr.Number(value=viewer.DEFAULT_MIN_COUNT, precision=0, label="Min. count in both stages")
                     t_n = gr.Slider(5, 200, value=25, step=5, label="How many")
                     t_layer = gr.Dropdown(label="Layer", choices=[viewer.ALL_LAYERS], value=viewer.ALL_LAYERS)
                 t_message = _message("Transfer", elem_id="transfer-message")

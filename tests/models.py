@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 
 import torch
@@ -90,3 +91,11 @@ SAMPLE_TEXTS = [
     "we 're talking about years ago before anyone heard of asbestos",
     "Dr. Smith didn't go to the U.K. because of the strike.",
 ]
+
+
+def fingerprint(profile) -> str:
+    """A digest of a profile's counts, masses and vocabularies: equal on ranks that hold the same gathered profile."""
+    digest = hashlib.sha256(profile.neuron_count.tobytes() + profile.neuron_mass.tobytes())
+    for table in profile.tables.values():
+        digest.update(table.count.tobytes() + table.mass.tobytes() + "\n".join(table.vocab).encode())
+    return digest.hexdigest()

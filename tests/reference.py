@@ -2,12 +2,19 @@
 
 It does everything the slow, obvious way:
 
-* each text is tokenised and run through the model **alone** (no batching, no padding);
+* each text is tokenised and run through the model **alone** (no batching, no padding); encoder-decoders run whole
+  (``model(input_ids, decoder_input_ids=...)``) with the decoder fed ``[decoder_start_token_id] + ids``, so decoder
+  position ``j + 1`` is credited with token ``j``'s features;
+* mixture-of-experts layers: a hook on the router reads which experts each token was sent to, and each chosen
+  expert's intermediate ``silu(x W_gate) * (x W_up)`` is computed by hand from the fused weights, one token at a
+  time; units of experts not chosen get -inf (never computed, never credited); a shared expert's units (read at
+  its down projection) follow the routed ones;
 * plain forward hooks **keep every activation** of every layer: the input of each MLP down projection (site
   ``"mlp"``) or each block's output (site ``"residual"``), found by module *name* per architecture rather than by
   the engine's structural search;
 * a position is creditable when its attention mask is 1 and its special-tokens mask is 0 (a text with no
-  non-space character is empty and credits nothing, as documented for hf_txray);
+  non-space character is empty and credits nothing, as documented for hf_txray), and its index in the input is at
+  least ``skip_first_positions``;
 * the top-k neurons of every creditable position and layer are chosen in numpy; only positive winners are
   credited (GUIDE §1, the choice documented in ``hf_txray.credit``);
 * mass and count are summed per (layer, neuron, feature value) in Python dicts;
@@ -29,8 +36,30 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-# Module names of the neuron sites of the three tiny architectures, written out by hand.
-MLP_MODULE = {"bert": "encoder.layer.{}.output.dense", "gpt2": "h.{}.mlp.c_proj", "llama": "layers.{}.mlp.down_proj"}
+# Module names (in the base model) of the neuron sites of each architecture, written out by hand.
+_BERT_LIKE = "encoder.layer.{}.output.dense"
+_LLAMA_LIKE = "layers.{}.mlp.down_proj"
+MLP_MODULE = {
+    "bert": _BERT_LIKE, "roberta": _BERT_LIKE, "xlm-roberta": _BERT_LIKE, "electra": _BERT_LIKE,
+    "deberta-v2": _BERT_LIKE, "distilbert": "transformer.layer.{}.ffn.lin2",
+    "gpt2": "h.{}.mlp.c_proj", "gptj": "h.{}.mlp.fc_out", "gpt_neo": "h.{}.mlp.c_proj",
+    "gpt_neox": "layers.{}.mlp.dense_4h_to_h", "opt": "decoder.layers.{}.fc2", "bloom": "h.{}.mlp.dense_4h_to_h",
+    "falcon": "h.{}.mlp.dense_4h_to_h", "llama": _LLAMA_LIKE, "mistral": _LLAMA_LIKE, "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE, "gemma": _LLAMA_LIKE, "gemma2": _LLAMA_LIKE, "olmo2": _LLAMA_LIKE, "stablelm": _LLAMA_LIKE,
+    "phi3": _LLAMA_LIKE, "phi": "layers.{}.mlp.fc2",
+    "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
+           "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"},
+    "bart": {"encoder": "encoder.layers.{}.fc2", "decoder": "decoder.layers.{}.fc2"},
+}
+MLP_MODULE.update({"mt5": MLP_MODULE["t5"], "mbart": MLP_MODULE["bart"], "pegasus": MLP_MODULE["bart"],
+                   "marian": MLP_MODULE["bart"]})
+# Mixture-of-experts: the MoE block, its router, its fused experts and (optionally) its shared expert's down proj.
+MOE_MODULE = {
+    "mixtral": ("layers.{}.mlp", "gate", "experts", None),
+    "qwen2_moe": ("layers.{}.mlp", "gate", "experts", "shared_expert.down_proj"),
+    "qwen3_moe": ("layers.{}.mlp", "gate", "experts", None),
+    "olmoe": ("layers.{}.mlp", "gate", "experts", None),
+}
 BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}"}
 
 
@@ -89,6 +118,7 @@ class Reference:
     # feature type -> (layer, neuron, value) -> mass / count
     mass: dict[str, dict[tuple[int, int, str], float]] = field(default_factory=dict)
     count: dict[str, dict[tuple[int, int, str], int]] = field(default_factory=dict)
+    mass_sq: dict[str, dict[tuple[int, int, str], float]] = field(default_factory=dict)  # sum of squared activations
     # feature type -> value -> number of creditable positions carrying it
     corpus_count: dict[str, Counter] = field(default_factory=dict)
     # (layer, neuron) -> every credited position, unsorted
@@ -105,9 +135,54 @@ class Reference:
 
 def model_kind(model) -> str:
     kind = model.config.model_type
-    if kind not in MLP_MODULE:
-        raise ValueError(f"the reference knows bert, gpt2 and llama, not {kind!r}")
+    if kind not in MLP_MODULE and kind not in MOE_MODULE:
+        raise ValueError(f"the reference does not know {kind!r}")
     return kind
+
+
+def _count_layers(root, pattern: str) -> int:
+    count = 0
+    while True:
+        try:
+            root.get_submodule(pattern.format(count))
+        except AttributeError:
+            return count
+        count += 1
+
+
+def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
+    """Hooks computing one MoE layer's units by hand: (tokens, experts x width), -inf where not computed."""
+    block_name, router_name, experts_name, shared_name = MOE_MODULE[kind]
+    block = root.get_submodule(block_name.format(layer))
+    experts = block.get_submodule(experts_name)
+    seen: dict[str, torch.Tensor] = {}
+
+    def router_hook(module, args, output):
+        seen["x"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+        seen["chosen"] = output[2].detach()
+
+    def shared_hook(module, args):
+        seen["shared"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+
+    def block_hook(module, args, output):
+        x, chosen = seen["x"], seen["chosen"]
+        gate_up, num_experts = experts.gate_up_proj.detach().double(), experts.gate_up_proj.shape[0]
+        width = gate_up.shape[1] // 2
+        units = torch.full((x.shape[0], num_experts * width), float("-inf"), dtype=torch.float64)
+        for token in range(x.shape[0]):
+            for expert in chosen[token].tolist():
+                projected = gate_up[expert] @ x[token]
+                gate, up = projected[:width], projected[width:]
+                units[token, expert * width:(expert + 1) * width] = torch.nn.functional.silu(gate) * up
+        if shared_name is not None:
+            units = torch.cat([units, seen["shared"]], dim=1)
+        kept[layer] = units[None].float()
+
+    handles = [block.get_submodule(router_name).register_forward_hook(router_hook),
+               block.register_forward_hook(block_hook)]
+    if shared_name is not None:
+        handles.append(block.get_submodule(shared_name).register_forward_pre_hook(shared_hook))
+    return handles
 
 
 def words_of(text: str, with_pos: bool) -> list[Word]:
@@ -136,18 +211,26 @@ def word_of_token(text: str, start: int, end: int, words: Sequence[Word]) -> Wor
 
 
 @torch.no_grad()
-def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words: bool, with_pos: bool) -> TextRun:
+def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words: bool, with_pos: bool,
+             stack: str | None = None) -> TextRun:
     kind = model_kind(model)
     enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, return_attention_mask=True)
-    num_layers = model.config.num_hidden_layers
+    encoder_decoder = isinstance(MLP_MODULE.get(kind), dict)
+    root = model if encoder_decoder else model.base_model  # heads are not part of the profiled body
+    pattern = MLP_MODULE[kind][stack or "encoder"] if encoder_decoder else MLP_MODULE.get(kind)
+    num_layers = (_count_layers(root, MOE_MODULE[kind][0]) if kind in MOE_MODULE else _count_layers(root, pattern)) \
+        if site == "mlp" else model.config.num_hidden_layers
     kept: list[torch.Tensor | None] = [None] * num_layers
     handles = []
     for layer in range(num_layers):
-        if site == "mlp":
-            module = model.get_submodule(MLP_MODULE[kind].format(layer))
+        if site == "mlp" and kind in MOE_MODULE:
+            handles.extend(_moe_hooks(root, kind, layer, kept))
+        elif site == "mlp":
+            module = root.get_submodule(pattern.format(layer))
 
             def pre_hook(module, args, layer=layer):
-                kept[layer] = args[0].detach().clone()
+                # one text: (1, tokens, width) even where the block flattens tokens (OPT feeds fc2 (tokens, width))
+                kept[layer] = args[0].detach().clone().reshape(1, -1, args[0].shape[-1])
 
             handles.append(module.register_forward_pre_hook(pre_hook))
         elif site == "residual":
@@ -160,16 +243,22 @@ def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words
             handles.append(module.register_forward_hook(post_hook))
         else:
             raise ValueError(site)
-    inputs = {k: torch.tensor([enc[k]]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    names = ("input_ids", "attention_mask") if encoder_decoder else ("input_ids", "attention_mask", "token_type_ids")
+    inputs = {k: torch.tensor([enc[k]]) for k in names if k in enc}
+    if encoder_decoder and enc["input_ids"]:  # teacher forcing: the decoder is fed the start token, then every token of the text
+        # mBART starts from the text's last token (its language id), every other model from decoder_start_token_id
+        start = enc["input_ids"][-1] if kind == "mbart" else model.config.decoder_start_token_id
+        inputs["decoder_input_ids"] = torch.tensor([[start] + list(enc["input_ids"])])
     try:
         if len(enc["input_ids"]):  # an empty text may tokenise to nothing at all (byte-level BPE)
             model.eval()
-            model(**inputs)
+            (model if encoder_decoder else root)(**inputs)
     finally:
         for handle in handles:
             handle.remove()
     if len(enc["input_ids"]):
-        activations = np.stack([k[0].float().numpy() for k in kept])  # (layers, tokens, neurons)
+        # (layers, tokens, neurons); decoder position j + 1 was fed token j
+        activations = np.stack([(k[0, 1:] if stack == "decoder" else k[0]).float().numpy() for k in kept])
     else:
         activations = np.zeros((num_layers, 0, 0), dtype=np.float32)
     assert activations.shape[1] == len(enc["input_ids"])
@@ -200,22 +289,26 @@ def feature_values(run: TextRun, index: int, feature_types: Sequence[str]) -> di
     return values
 
 
-def run_corpus(model, tokenizer, texts: Sequence[str], site: str, feature_types: Sequence[str]) -> list[TextRun]:
+def run_corpus(model, tokenizer, texts: Sequence[str], site: str, feature_types: Sequence[str],
+               stack: str | None = None) -> list[TextRun]:
     """Forward every text alone and keep all its activations."""
     with_words = any(ft in ("word", "pos") for ft in feature_types)
     with_pos = "pos" in feature_types
-    return [run_text(model, tokenizer, t, i, site, with_words, with_pos) for i, t in enumerate(texts)]
+    return [run_text(model, tokenizer, t, i, site, with_words, with_pos, stack) for i, t in enumerate(texts)]
 
 
-def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) -> Reference:
+def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str], skip_first_positions: int = 0) -> Reference:
     """Apply the max-k credit rule to kept activations and sum everything in Python dicts."""
     num_layers = runs[0].activations.shape[0]
     num_neurons = max(run.activations.shape[2] for run in runs)
     ref = Reference(num_layers, num_neurons)
     for ft in feature_types:
         ref.mass[ft], ref.count[ft], ref.corpus_count[ft] = defaultdict(float), defaultdict(int), Counter()
+        ref.mass_sq[ft] = defaultdict(float)
     for run in runs:
         for index in run.creditable:
+            if index < skip_first_positions:
+                continue
             ref.num_positions += 1
             values = feature_values(run, index, feature_types)
             for ft, value in values.items():
@@ -235,15 +328,19 @@ def credit(runs: Sequence[TextRun], top_k: int, feature_types: Sequence[str]) ->
                         if value is not None:
                             ref.mass[ft][layer, neuron, value] += activation
                             ref.count[ft][layer, neuron, value] += 1
+                            ref.mass_sq[ft][layer, neuron, value] += activation * activation
                     start, end = visible_span(run.text, *run.offsets[index])
                     ref.credits[layer, neuron].append(Example(activation, run.example_id, index, start, end))
     return ref
 
 
 def reference_profile(model, tokenizer, texts: Sequence[str], *, site: str = "mlp", top_k: int = 1,
-                      feature_types: Sequence[str] = ("token", "pos")) -> Reference:
-    """The brute-force equivalent of ``hf_txray.analyze(model, texts, site=..., top_k=..., features=...)``."""
-    return credit(run_corpus(model, tokenizer, texts, site, feature_types), top_k, feature_types)
+                      feature_types: Sequence[str] = ("token", "pos"), stack: str | None = None,
+                      skip_first_positions: int = 0) -> Reference:
+    """The brute-force equivalent of ``hf_txray.analyze(model, texts, site=..., top_k=..., features=..., stack=...,
+    skip_first_positions=...)``."""
+    return credit(run_corpus(model, tokenizer, texts, site, feature_types, stack), top_k, feature_types,
+                  skip_first_positions)
 
 
 Key = tuple[int, int, str]  # (layer, neuron, feature value)

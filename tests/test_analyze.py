@@ -268,11 +268,12 @@ def test_two_processes_equal_one(tmp_path, saved_model, text_file):
     """Real processes (torchrun, gloo): contiguous shards reduced exactly give the single-process profile."""
     args = ["-m", "hf_txray.cli", "analyze", str(saved_model), str(text_file), "--features", "token,word,pos",
             "--batch-size", "4"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
-    subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=_env(), timeout=300,
-                   capture_output=True)
-    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,
-                   capture_output=True)
+    # --standalone: a free port each run (a fixed one collides with any other run of this test on the machine)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for command, out in ((torchrun, "two"), ([sys.executable], "one")):
+        done = subprocess.run(command + args + ["--out", str(tmp_path / out)], env=_env(), timeout=300,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-4000:]
     one = hf_txray.Profile.from_pretrained(tmp_path / "one")
     two = hf_txray.Profile.from_pretrained(tmp_path / "two")
     assert one.meta.num_examples == two.meta.num_examples == 61

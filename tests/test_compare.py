@@ -263,7 +263,7 @@ def test_most_and_least_changed_order(report, ft, layer, most):
     candidates = [(r[f"hellinger_{ft}"], k) for k, r in by_neuron(report).items()
                   if not np.isnan(r[f"hellinger_{ft}"]) and (layer is None or k[0] == layer)]
     expected = sorted(candidates, key=lambda hk: (-hk[0] if most else hk[0], hk[1]))[:3]
-    ranked = (report.most_changed if most else report.least_changed)(3, feature_type=ft, layer=layer)
+    ranked = (report.most_changed if most else report.least_changed)(3, feature_type=ft, layer=layer, min_count=1)
     assert list(zip(ranked["layer"], ranked["neuron"])) == [k for _, k in expected]
 
 

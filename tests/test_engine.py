@@ -223,7 +223,7 @@ def windowed_reference(kind, site, top_k):
                                                         ("llama", "mlp", 2, 8)])
 def test_windows_match_the_brute_force_reference(kind, site, top_k, batch_size):
     profile = analyze(kind, LONG, site=site, top_k=top_k, features=("token", "word"), max_length=MAX_LENGTH,
-                      stride=STRIDE, batch_size=batch_size, max_examples_per_neuron=CAPACITY)
+                      stride=STRIDE, batch_size=batch_size, max_examples_per_neuron=CAPACITY, skip_first_positions=0)
     ref = windowed_reference(kind, site, top_k)
     # Positions credited = the real tokens of the corpus (every non-special token of the full tokenization).
     _, tokenizer = tiny(kind)

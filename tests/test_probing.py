@@ -421,7 +421,7 @@ class _LinearModel(nn.Module):
     def __init__(self, vocab: int, hidden: int = 8):
         super().__init__()
         torch.manual_seed(0)
-        self.config = SimpleNamespace(hidden_size=hidden)
+        self.config = SimpleNamespace(hidden_size=hidden, intermediate_size=3 * hidden)  # MLP width, checked
         self.embed = nn.Embedding(vocab, hidden)
         self.layers = nn.ModuleList([_LinearBlock(hidden) for _ in range(2)])
 

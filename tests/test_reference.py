@@ -49,7 +49,8 @@ def model_and_tokenizer(kind: str):
 def engine(kind: str, site: str, top_k: int, batch_size: int) -> hf_txray.Profile:
     model, tokenizer = model_and_tokenizer(kind)
     return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, site=site, top_k=top_k, features=FEATURES,
-                            batch_size=batch_size, max_examples_per_neuron=CAPACITY, show_progress=False)
+                            batch_size=batch_size, max_examples_per_neuron=CAPACITY, show_progress=False,
+                            skip_first_positions=0)  # the credit rule at every position; skipping: test_noise.py
 
 
 @functools.cache
@@ -168,7 +169,7 @@ def test_non_positive_activations_are_never_credited(kind):
     model, tokenizer = model_and_tokenizer(kind)
     width = model.config.hidden_size
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, site="residual", top_k=width, features=("token",),
-                               batch_size=4, max_examples_per_neuron=0, show_progress=False)
+                               batch_size=4, max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
     ref = reference.credit(kept_activations(kind, "residual"), width, ("token",))
     assert sum(ref.neuron_count.values()) < ref.num_positions * ref.num_layers * width  # negatives were ranked
     mass, count = reference.profile_table(profile, "token")
@@ -182,7 +183,7 @@ def test_tied_activations_are_ranked_by_example_id():
     texts = ["the cat sat on the mat", "a dog barked", "the cat sat on the mat", "the cat sat on the mat"]
     model, tokenizer = model_and_tokenizer("gpt2")
     profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), batch_size=1,
-                               max_examples_per_neuron=CAPACITY, show_progress=False)
+                               max_examples_per_neuron=CAPACITY, show_progress=False, skip_first_positions=0)
     expected = reference.credit(reference.run_corpus(model, tokenizer, texts, "mlp", ("token",)), 1,
                                 ("token",)).top_examples(CAPACITY)
     ties = 0

@@ -3,7 +3,8 @@
 - gradio_client against the launched app: every tab's functions return what the Profile and TransferReport say,
   computed independently here;
 - a real browser (Debian chromium driven by Playwright) on 127.0.0.1: pick a neuron, see its top tokens and a
-  rendered chart, an `<img onerror>` token stays text; screenshots of every tab go to docs/screenshots/;
+  rendered chart, an `<img onerror>` token stays text; screenshots of every tab go to a temporary folder
+  (to docs/screenshots/ with HF_TXRAY_UPDATE_SCREENSHOTS=1);
 - the Space folder is self-consistent (YAML header, app_file, requirements), and deploys to the local Hub server;
 - bad input (unknown repo, not a results dataset, missing configs, out-of-range neuron) gives a readable message.
 
@@ -41,7 +42,13 @@ from gradio_client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "spaces_app"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = ROOT / "docs" / "screenshots"  # tracked: rewritten only with HF_TXRAY_UPDATE_SCREENSHOTS=1
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the browser test saves its screenshots: a temporary folder, so a test run leaves the tree clean,
+    unless HF_TXRAY_UPDATE_SCREENSHOTS=1 asks to refresh the README's images in docs/screenshots."""
+    return SCREENSHOTS if os.environ.get("HF_TXRAY_UPDATE_SCREENSHOTS") == "1" else tmp_path / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 FIRST_ROW = "#{} [role=row][aria-rowindex='2'] [role=gridcell]"  # gradio 6 Dataframe: the first body row's cells
 PAYLOAD = "<img src=x onerror=alert(1)>"
@@ -484,12 +491,13 @@ def test_cli_view_launches_the_app(results, monkeypatch):
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing. Install "
                     "it with `apt-get install -y chromium` (make test does this) !!!")
-def test_browser(served, results, payload_neuron):
+def test_browser(served, results, payload_neuron, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
     expect = playwright.expect
     layer, neuron = payload_neuron
     dialogs: list[str] = []
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshot_dir(tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -501,7 +509,7 @@ def test_browser(served, results, payload_neuron):
             expect(page.locator("#status textarea")).to_have_value(re.compile("^Opened "), timeout=60_000)
             expect(page.locator("#hellinger_vs_length img")).to_be_visible(timeout=60_000)
             expect(page.locator("#mass_share img")).to_be_visible(timeout=30_000)
-            page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+            page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
             # pick a neuron: layer from the dropdown, neuron typed + Enter
             page.get_by_role("tab", name="Neuron").click()
@@ -522,7 +530,7 @@ def test_browser(served, results, payload_neuron):
             expect(page.locator("#chart canvas, #chart svg").first).to_be_visible(timeout=30_000)  # Vega drew it
             winners = results[0].top_examples(layer, neuron)["token"]
             expect(page.locator("#examples-a")).to_contain_text(winners.iloc[0])
-            page.screenshot(path=str(SCREENSHOTS / "neuron.png"), full_page=True)
+            page.screenshot(path=str(shots / "neuron.png"), full_page=True)
 
             # search for the payload itself: shown as text in the results; a row click opens that neuron
             page.get_by_role("tab", name="Search").click()
@@ -533,7 +541,7 @@ def test_browser(served, results, payload_neuron):
             expect(page.locator("#search-message textarea")).to_have_value(re.compile(r"neuron\(s\) of stage"),
                                                                            timeout=30_000)
             expect(page.locator("#search-results")).to_contain_text(PAYLOAD)
-            page.screenshot(path=str(SCREENSHOTS / "search.png"), full_page=True)
+            page.screenshot(path=str(shots / "search.png"), full_page=True)
             first = page.locator(FIRST_ROW.format("search-results"))
             first_layer, first_neuron = (first.nth(i).inner_text().strip() for i in (0, 1))
             first.nth(1).click()
@@ -544,7 +552,7 @@ def test_browser(served, results, payload_neuron):
             # transfer: the table, and a row click opens the neuron
             page.get_by_role("tab", name="Transfer").click()
             expect(page.locator("#transfer-message textarea")).to_have_value(re.compile("changed shared neurons"))
-            page.screenshot(path=str(SCREENSHOTS / "transfer.png"), full_page=True)
+            page.screenshot(path=str(shots / "transfer.png"), full_page=True)
             row = page.locator(FIRST_ROW.format("transfer-table"))
             t_layer, t_neuron = (row.nth(i).inner_text().strip() for i in (0, 1))
             row.nth(2).click()

@@ -5,20 +5,15 @@ fingerprint of every profile it holds, so the test can check that all ranks hold
 that only the saving rank wrote.
 """
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import torch.distributed as dist
+from models import fingerprint
 from test_trainer import build_data, ddp_options, train
 
-
-def fingerprint(profile) -> str:
-    digest = hashlib.sha256(profile.neuron_count.tobytes() + profile.neuron_mass.tobytes())
-    for table in profile.tables.values():
-        digest.update(table.count.tobytes() + table.mass.tobytes() + "\n".join(table.vocab).encode())
-    return digest.hexdigest()
+from hf_txray.distributed import close_process_group
 
 
 def main(output_dir: str) -> None:
@@ -31,6 +26,7 @@ def main(output_dir: str) -> None:
         "fingerprints": {stage: fingerprint(p) for stage, p in trainer.txray_profiles.items()},
     }
     (out / f"rank-{dist.get_rank()}.json").write_text(json.dumps(summary, indent=2))
+    close_process_group()  # barrier, then destroy: no rank exits with a live gloo group (SIGABRT at shutdown)
 
 
 if __name__ == "__main__":

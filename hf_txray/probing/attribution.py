@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigurationError
-from ..sites import Site, find_sites, select_layers
+from ..sites import Site, find_sites, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
 BASELINES = ("pad", "zero")
@@ -95,7 +95,9 @@ class TokenAttribution:
 def _site(model: Any, layer: int, site: str, module_pattern: str | None) -> Site:
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
         raise ConfigurationError(f"layer must be an int, got {layer!r}.")
-    return select_layers(find_sites(model, site, module_pattern), int(layer))[0]
+    chosen = select_layers(find_sites(model, site, module_pattern), int(layer))[0]
+    require_dense([chosen], "Attribution")
+    return chosen
 
 
 def _first_tensor(value: Any) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ConfigurationError, DatasetError, ProfileFormatError
 from ..io_utils import read_json, write_json
-from ..sites import Site, find_sites, select_layers
+from ..sites import Site, find_sites, require_dense, select_layers
 from .data import LabeledCorpus
 
 AGGREGATIONS = ("first", "last", "mean")
@@ -304,7 +304,9 @@ def _resolve(model: Any, tokenizer: Any, device: Any) -> tuple[Any, Any, str, to
 
 
 def _sites(model: Any, site: str, layers: Any, module_pattern: str | None) -> list[Site]:
-    return select_layers(find_sites(model, site, module_pattern), layers)
+    chosen = select_layers(find_sites(model, site, module_pattern), layers)
+    require_dense(chosen, "Extracting activations")
+    return chosen
 
 
 def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str], sites: list[Site], aggregation: str,

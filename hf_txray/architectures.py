@@ -1,0 +1,95 @@
+"""What module structure cannot tell about an architecture: the config attribute holding its MLP width.
+
+:mod:`hf_txray.sites` finds stacks, blocks and MLPs by structure and then *checks* what it found against the config:
+the hooked input must be exactly as wide as the MLP intermediate width the config declares. Most configs name that
+width with one of :data:`WIDTH_ATTRIBUTES`; the few that name it otherwise (or per stack) are listed in
+:data:`WIDTH_OVERRIDES`, keyed by ``config.model_type`` (the shape of peft's target-module mapping).
+
+:func:`format_neuron` labels a neuron for people: ``expert E unit U`` in mixture-of-experts layers (used by the viewer
+and the dataset card).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Config attributes that hold the MLP intermediate width, in the order they are tried.
+WIDTH_ATTRIBUTES = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size")
+
+# model_type -> stack -> attributes holding that stack's MLP width ("*" for models with one stack).
+WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
+    "distilbert": {"*": ("hidden_dim",)},
+    "bart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "mbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "pegasus": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "marian": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "blenderbot": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "blenderbot-small": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "plbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "m2m_100": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "nllb-moe": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    # MoE models whose routed experts use `intermediate_size` and have no `moe_intermediate_size`.
+    "mixtral": {"*": ("intermediate_size",)},
+    "olmoe": {"*": ("intermediate_size",)},
+    # Qwen-MoE: routed experts use `moe_intermediate_size`; `intermediate_size` is the dense layers' width.
+    "qwen2_moe": {"*": ("moe_intermediate_size",)},
+    "qwen3_moe": {"*": ("moe_intermediate_size",)},
+}
+
+# Names of the attention submodules of the supported families: a neuron site is never inside one of them.
+ATTENTION_NAME_PARTS = ("attn", "attention")
+
+
+def hidden_size(config: Any) -> int | None:
+    """The residual width of `config` (``hidden_size`` through the config's attribute map, or ``d_model``)."""
+    for name in ("hidden_size", "d_model", "dim", "n_embd"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int], str]:
+    """The MLP intermediate widths `config` declares for `stack`, with the attribute each came from.
+
+    Args:
+        config: a transformers ``PretrainedConfig`` (or anything with the same attributes).
+        stack (`str`, *optional*): ``"encoder"`` or ``"decoder"`` for encoder-decoder models, None otherwise.
+
+    Returns:
+        ``({attribute: width}, description)``; ``4 x hidden`` under the key ``"4 x hidden_size"`` when the config
+        declares no width (GPT-2's ``n_inner=None``, Bloom, GPT-Neo). An empty dict when nothing is known.
+    """
+    override = WIDTH_OVERRIDES.get(getattr(config, "model_type", ""), {})
+    names = override.get(stack or "*") or override.get("*") or WIDTH_ATTRIBUTES
+    widths: dict[str, int] = {}
+    unset = False
+    for name in names:
+        if not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if isinstance(value, int) and value > 0:
+            widths[name] = value
+            if name in override.get(stack or "*", ()) or name in override.get("*", ()):
+                break  # the override names the one attribute that counts
+        elif value is None:
+            unset = True
+    hidden = hidden_size(config)
+    if not widths and hidden and (unset or names is WIDTH_ATTRIBUTES):
+        widths["4 x hidden_size"] = 4 * hidden
+    described = ", ".join(f"{k}={v}" for k, v in widths.items()) or "none"
+    return widths, described
+
+
+def format_neuron(neuron: int, expert_units: int | None) -> str:
+    """A neuron's label: ``"17"`` for a dense layer, ``"expert 3 unit 17 (#113)"`` for a MoE layer.
+
+    Args:
+        neuron (`int`): the layer-wide neuron number.
+        expert_units (`int`, *optional*): units per expert (``profile.meta.config["expert_width"]``), None for
+            dense layers.
+    """
+    if not expert_units:
+        return str(int(neuron))
+    expert, unit = divmod(int(neuron), int(expert_units))
+    return f"expert {expert} unit {unit} (#{int(neuron)})"

@@ -1,0 +1,128 @@
+"""How a profiled stack is run: through the base model (task heads never run), and for a decoder of an
+encoder-decoder with teacher forcing on the text itself.
+
+* Single-stack models run as ``model.base_model`` (``GPT2Model`` inside ``GPT2ForSequenceClassification``): a
+  classification or LM head has nothing to do with the MLP neurons, and running it would only cost time and add
+  constraints of its own (a sequence-classification head refuses batches without a pad id).
+* Encoder stack: ``model.get_encoder()`` on the text.
+* Decoder stack: the encoder on the text, then the decoder on the text shifted right, built by the model's own
+  function (``model._shift_right``, or ``shift_tokens_right`` of the model's module, with ``decoder_start_token_id``)
+  on the text padded with one more position, so that every token of the text is fed once. Decoder position
+  ``j + 1`` receives token ``j``: it is credited with token ``j``'s features, and position 0 (the start token) is
+  never credited.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import ModelError
+from .sites import Site, resolve_stack
+
+
+def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:
+    """``model.base_model`` when it holds every hooked module (so heads are skipped), else `model` itself."""
+    body = getattr(model, "base_model", model)
+    if body is model or not isinstance(body, nn.Module):
+        return model
+    inside = {id(m) for m in body.modules()}
+    return body if all(id(site.module) in inside for site in sites) else model
+
+
+def _shift_function(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's own right shift of decoder inputs, as a function of the token ids."""
+    if hasattr(model, "_shift_right"):
+        return model._shift_right
+    config = model.config
+    for cls in type(model).__mro__:
+        shift = getattr(sys.modules.get(cls.__module__), "shift_tokens_right", None)
+        if shift is None:
+            continue
+        if "decoder_start_token_id" in inspect.signature(shift).parameters:
+            return lambda ids: shift(ids, config.pad_token_id, config.decoder_start_token_id)
+        return lambda ids: shift(ids, config.pad_token_id)  # mBART: the language id wraps to the front
+    raise ModelError(
+        f"{type(model).__name__} defines neither `_shift_right` nor `shift_tokens_right`: hf_txray cannot build its "
+        "decoder inputs the way the model does. Profile stack='encoder'."
+    )
+
+
+def check_decoder_inputs(model: nn.Module) -> None:
+    """Refuse, before any forward pass, a decoder whose inputs cannot be built (no pad or start token id)."""
+    config = model.config
+    _shift_function(model)
+    if config.pad_token_id is None:
+        raise ModelError(f"{type(model).__name__}'s config has no pad_token_id, needed to build its decoder inputs: "
+                         "set model.config.pad_token_id.")
+    # mBART starts from the text's own language id; every other model from decoder_start_token_id.
+    if getattr(config, "model_type", "") != "mbart" and getattr(config, "decoder_start_token_id", None) is None:
+        raise ModelError(f"{type(model).__name__}'s config has no decoder_start_token_id: set it (T5 uses the pad "
+                         "id) to profile the decoder.")
+
+
+def decoder_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forcing decoder inputs for a right-padded batch: the text shifted right by the model's own function.
+
+    Args:
+        model (`nn.Module`): the encoder-decoder model.
+        input_ids (`torch.Tensor`): ``(batch, seq)``, right-padded (padding may hold any id).
+        attention_mask (`torch.Tensor`): ``(batch, seq)``, 1 on real tokens.
+
+    Returns:
+        ``(decoder_input_ids, decoder_attention_mask)``, both ``(batch, seq + 1)``: position ``j + 1`` holds token
+        ``j``, position 0 the start token.
+    """
+    pad = model.config.pad_token_id
+    ids = torch.where(attention_mask.bool(), input_ids, torch.full_like(input_ids, pad))
+    # A text without tokens gets a placeholder token (never credited), so that shifts which look for each row's last
+    # real token (mBART's language id) have one.
+    empty = ~attention_mask.bool().any(dim=1)
+    ids[empty, 0] = 0 if pad != 0 else 1
+    ids = torch.cat([ids, ids.new_full((ids.shape[0], 1), pad)], dim=1)  # room for the last token
+    mask = torch.cat([attention_mask.new_ones((attention_mask.shape[0], 1)), attention_mask], dim=1)
+    return _shift_function(model)(ids), mask
+
+
+def decoder_positions(positions: torch.Tensor, width: int) -> torch.Tensor:
+    """Flat ``(batch, seq)`` positions of input tokens -> flat ``(batch, seq + 1)`` decoder positions fed them."""
+    row, column = torch.div(positions, width, rounding_mode="floor"), positions % width
+    return row * (width + 1) + column + 1
+
+
+class StackForward:
+    """Runs the profiled stack of `model` on a batch of model inputs.
+
+    Args:
+        model (`nn.Module`): the loaded model.
+        stack (`str`, *optional*): ``"encoder"``/``"decoder"`` for encoder-decoders, None for one-stack models.
+        sites (`list[Site]`): the hooked sites (they must lie in the part of the model that runs).
+    """
+
+    def __init__(self, model: nn.Module, stack: str | None, sites: list[Site]):
+        self.model = model
+        self.stack, _ = resolve_stack(model, stack)
+        if self.stack == "decoder":
+            check_decoder_inputs(model)
+        self.body = profiled_body(model, sites) if self.stack is None else None
+
+    def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
+        """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""
+        return decoder_positions(positions, width) if self.stack == "decoder" else positions
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> Any:
+        if self.stack is None:
+            return self.body(**inputs)
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
+        if self.stack == "encoder":
+            return encoded
+        decoder_ids, decoder_mask = decoder_inputs(self.model, ids, mask)
+        return self.model.get_decoder()(input_ids=decoder_ids, attention_mask=decoder_mask,
+                                        encoder_hidden_states=encoded[0], encoder_attention_mask=mask,
+                                        use_cache=False)

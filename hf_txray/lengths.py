@@ -1,0 +1,101 @@
+"""How many tokens a model can take: its position table (with the offsets some architectures add to position ids),
+else its config, and never more than its tokenizer's limit.
+
+Feeding more positions than the table holds fails deep inside the model with a raw index or size error (or, on
+some devices, reads past the table), so the limit is checked before any work.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from torch import nn
+
+from .errors import ConfigurationError
+
+logger = logging.getLogger("hf_txray")
+
+DEFAULT_MAX_LENGTH = 512
+# Learned or fixed position tables, by the last part of their module name: GPT-2 ``wpe``, BERT-style
+# ``position_embeddings``, BART/OPT/Whisper ``embed_positions``.
+POSITION_TABLE = re.compile(r"(^|\.)(wpe|position_embeddings?|embed_positions|pos_emb(ed|edding|eddings)?)$")
+CONFIG_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
+UNBOUNDED = 1_000_000  # tokenizers without a limit report int(1e30)
+
+
+@dataclass
+class LengthLimit:
+    """The most tokens per text a model takes, and where that figure comes from (for messages).
+
+    Args:
+        tokens (`int` or `None`): the limit; `None` when neither the model nor the tokenizer states one.
+        source (`str`): e.g. ``"position table embeddings.position_embeddings (514 rows, ids start at 2)"``.
+    """
+
+    tokens: int | None
+    source: str
+
+
+def _table_limit(name: str, table: nn.Embedding) -> tuple[int, str]:
+    rows = int(table.num_embeddings)
+    # OPT, BART, mBART, BioGPT... shift position ids by `offset` and size the table to match.
+    offset = int(getattr(table, "offset", 0) or 0)
+    # RoBERTa-style tables (RoBERTa, XLM-R, CamemBERT, MPNet, ESM...) number positions from padding_idx + 1.
+    if table.padding_idx is not None:
+        offset = max(offset, int(table.padding_idx) + 1)
+    detail = f", ids start at {offset}" if offset else ""
+    return rows - offset, f"position table {name} ({rows} rows{detail})"
+
+
+def model_length_limit(model: nn.Module) -> LengthLimit:
+    """The positions `model` can take: the smallest position table among its stacks, else the config's figure."""
+    tables = [_table_limit(n, m) for n, m in model.named_modules()
+              if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)]
+    if tables:
+        tokens, source = min(tables)
+        return LengthLimit(tokens, source)
+    config = getattr(model, "config", None)
+    for attribute in CONFIG_LIMITS:
+        value = getattr(config, attribute, None)
+        if isinstance(value, int) and 1 < value < UNBOUNDED:
+            return LengthLimit(value, f"config.{attribute}")
+    return LengthLimit(None, "no position table or config limit")
+
+
+def tokenizer_length_limit(tokenizer) -> LengthLimit:
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 1 < value < UNBOUNDED:
+        return LengthLimit(value, "tokenizer.model_max_length")
+    return LengthLimit(None, "tokenizer without model_max_length")
+
+
+def resolve_max_length(model: nn.Module, tokenizer, requested: int | None) -> int:
+    """The `max_length` to tokenize with, checked against the model's and the tokenizer's limits.
+
+    Args:
+        model (`nn.Module`): the model the tokens go through.
+        tokenizer: its tokenizer.
+        requested (`int`, *optional*): the user's `max_length`. When omitted: the usable limit, at most 512.
+
+    Returns:
+        `int`: tokens per text, special tokens included.
+
+    Raises:
+        ConfigurationError: `requested` exceeds the usable limit (raised before any forward pass).
+    """
+    known = [lim for lim in (model_length_limit(model), tokenizer_length_limit(tokenizer)) if lim.tokens is not None]
+    usable = min(known, key=lambda lim: lim.tokens) if known else None
+    if requested is not None:
+        if usable is not None and requested > usable.tokens:
+            raise ConfigurationError(
+                f"max_length={requested} exceeds what {type(model).__name__} can take: {usable.tokens} tokens "
+                f"({usable.source}). Pass max_length<={usable.tokens}; longer texts are truncated and counted."
+            )
+        return requested
+    if usable is None:
+        logger.warning("Neither %s nor its tokenizer states a maximum length: using max_length=%d (pass max_length "
+                       "to change it).", type(model).__name__, DEFAULT_MAX_LENGTH)
+        return DEFAULT_MAX_LENGTH
+    return min(usable.tokens, DEFAULT_MAX_LENGTH)

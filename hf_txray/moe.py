@@ -1,0 +1,130 @@
+"""Mixture-of-experts neurons: every expert's intermediate units, of which a token reaches only its router's choice.
+
+transformers 5 fuses the experts of a MoE layer into one module (``MixtralExperts``, ``Qwen2MoeExperts``,
+``OlmoeExperts``...) holding ``gate_up_proj`` (experts, 2 x width, hidden) and ``down_proj`` (experts, hidden, width)
+as parameters, called as ``experts(hidden_states, top_k_index, top_k_weights)``. There is no per-expert linear layer
+to hook, so a forward pre-hook on the experts module reads the routed tokens and the router's choice and computes
+each chosen expert's intermediate ``act(gate) * up`` with the module's own weights and gate function (the same
+operations its forward runs next). The units of experts a token was not routed to were never computed and do not
+compete.
+
+Numbering: unit ``u`` of routed expert ``e`` is neuron ``e * width + u``; shared experts (an always-on MLP beside
+the routed ones, Qwen2-MoE's ``shared_expert``) count as further experts, a shared MLP of ``n x width`` units
+being ``n`` experts numbered after the routed ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ExpertsLayout:
+    """The neurons of one MoE layer.
+
+    Args:
+        num_routed (`int`): routed experts.
+        num_shared (`int`): shared experts (in units of `width`), numbered after the routed ones.
+        width (`int`): intermediate units per expert.
+        shared (`nn.Module`, *optional*): the shared experts' down projection, whose input is their intermediate.
+    """
+
+    num_routed: int
+    num_shared: int
+    width: int
+    shared: nn.Module | None = None
+
+    @property
+    def num_experts(self) -> int:
+        return self.num_routed + self.num_shared
+
+    @property
+    def num_neurons(self) -> int:
+        return self.num_experts * self.width
+
+
+def is_fused_experts(module: nn.Module) -> bool:
+    """True for a transformers 5 fused experts module (3-D ``down_proj`` and ``gate_up_proj``/``up_proj``)."""
+    down = getattr(module, "down_proj", None)
+    up = getattr(module, "gate_up_proj", None)
+    if up is None:
+        up = getattr(module, "up_proj", None)
+    return (isinstance(down, nn.Parameter) and down.dim() == 3 and isinstance(up, nn.Parameter) and up.dim() == 3
+            and isinstance(getattr(module, "num_experts", None), int))
+
+
+def expert_width(experts: nn.Module) -> int:
+    """Intermediate units per expert, read from the down projection's shape."""
+    down = experts.down_proj
+    return int(down.shape[1] if getattr(experts, "is_transposed", False) else down.shape[2])
+
+
+def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
+    out = x @ weight if transposed else nn.functional.linear(x, weight)
+    return out if bias is None else out + bias
+
+
+@torch.no_grad()
+def expert_intermediates(experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.Tensor) -> torch.Tensor:
+    """Each token's chosen experts' intermediate activations, shape ``(tokens, router_top_k, width)``.
+
+    Args:
+        experts (`nn.Module`): a fused experts module.
+        hidden (`torch.Tensor`): the routed tokens, ``(tokens, hidden)``, as passed to ``experts``.
+        top_k_index (`torch.Tensor`): the router's choice, ``(tokens, router_top_k)``.
+    """
+    has_gate = getattr(experts, "has_gate", True)
+    weights = experts.gate_up_proj if has_gate else experts.up_proj
+    biases = getattr(experts, "gate_up_proj_bias" if has_gate else "up_proj_bias", None)
+    transposed = getattr(experts, "is_transposed", False)
+    out = hidden.new_zeros((*top_k_index.shape, expert_width(experts)))
+    for expert in torch.unique(top_k_index).tolist():
+        if not 0 <= expert < experts.num_experts:
+            continue  # expert-parallel sentinels: not computed here
+        token, slot = torch.where(top_k_index == expert)
+        bias = biases[expert] if isinstance(biases, torch.Tensor) and getattr(experts, "has_bias", False) else None
+        projected = _project(hidden[token], weights[expert], bias, transposed)
+        out[token, slot] = (_gate(experts, projected) if has_gate else experts.act_fn(projected)).to(out.dtype)
+    return out
+
+
+def _gate(experts: nn.Module, projected: torch.Tensor) -> torch.Tensor:
+    # The module's own gate when it has one (interleaved layouts define their own); else [gate; up] halves.
+    if hasattr(experts, "_apply_gate"):
+        return experts._apply_gate(projected)
+    gate, up = projected.chunk(2, dim=-1)
+    return experts.act_fn(gate) * up
+
+
+@torch.no_grad()
+def moe_top_k(layout: ExpertsLayout, routed: torch.Tensor, top_k_index: torch.Tensor,
+              shared: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` largest computed units of each token and their layer-wide neuron numbers.
+
+    Args:
+        layout (`ExpertsLayout`): the layer's numbering.
+        routed (`torch.Tensor`): ``(tokens, router_top_k, width)`` from :func:`expert_intermediates`.
+        top_k_index (`torch.Tensor`): ``(tokens, router_top_k)``, the expert of each slot.
+        shared (`torch.Tensor`, *optional*): the shared experts' intermediate, ``(tokens, num_shared * width)``.
+        k (`int`): winners per token.
+
+    Returns:
+        ``(values, neurons)``, both ``(tokens, k)``.
+    """
+    tokens, slots, width = routed.shape
+    units = torch.arange(width, device=routed.device)
+    numbers = (top_k_index.long()[:, :, None] * width + units).reshape(tokens, slots * width)
+    values = routed.reshape(tokens, slots * width)
+    if shared is not None:
+        base = layout.num_routed * width
+        values = torch.cat([values, shared.reshape(tokens, -1).to(values.dtype)], dim=1)
+        shared_numbers = base + torch.arange(shared.shape[-1], device=routed.device)
+        numbers = torch.cat([numbers, shared_numbers.expand(tokens, -1)], dim=1)
+    if k == 1:
+        best, where = values.max(dim=-1, keepdim=True)
+    else:
+        best, where = values.topk(k, dim=-1)
+    return best, numbers.gather(1, where)

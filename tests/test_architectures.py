@@ -1,0 +1,437 @@
+"""Every supported architecture family, profiled by the engine, against the brute-force reference.
+
+Each family is built from a tiny config (hidden 32, 2 layers) with a real tokenizer: encoder families and T5 with
+the MiniLM WordPiece tokenizer, decoder families and BART with the small byte-level BPE of tests/models.py. The
+engine runs padded batches of 3 through the base model (heads never run); the reference runs each text alone
+through the whole model with hooks on modules named by hand (tests/reference.py). Counts and keys must be equal;
+masses agree to 1e-5 (batched vs one-text float32 matmuls; MoE units are recomputed in float64 by the reference).
+
+Then one test per fault found in issue 10 (BART's decoder profiled on shifted input, T5Model crashing, TXRayTrainer
+on T5ForConditionalGeneration, Mixtral resolving to ``self_attn.k_proj``, a classification head without a pad id)
+and the refusals (shared layers, pruning of expert units, mixing stacks in ``compare``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+import hf_txray
+import reference
+from hf_txray import IncompatibleProfilesError, ModelError
+from hf_txray.sites import find_sites
+from models import bert_tokenizer, bpe_tokenizer
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "It's unbelievable: prices rose 42% in New York last year!",
+    "",
+    "she sells sea shells by the sea shore",
+    "Dr. Smith didn't go to the U.K. because of the strike.",
+    "we 're talking about years ago",
+]
+FEATURES = ("token", "word")
+RTOL, ATOL = 1e-5, 1e-6
+HIDDEN, LAYERS, WIDTH = 32, 2, 48
+
+
+def _bert_vocab() -> int:
+    return bert_tokenizer().vocab_size
+
+
+def _bpe_vocab() -> int:
+    return len(bpe_tokenizer())
+
+
+_LLAMA_LIKE = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1,
+                   intermediate_size=WIDTH, max_position_embeddings=128)
+
+_SEQ2SEQ = dict(d_model=HIDDEN, encoder_ffn_dim=WIDTH, decoder_ffn_dim=40, encoder_layers=LAYERS,
+                decoder_layers=LAYERS, encoder_attention_heads=2, decoder_attention_heads=2, max_position_embeddings=128)
+
+# family -> (config class, config kwargs, model class, tokenizer); the tokenizer decides the vocabulary size.
+FAMILIES = {
+    "bert": ("BertConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                intermediate_size=WIDTH, max_position_embeddings=128), "BertModel", "wordpiece"),
+    "roberta": ("RobertaConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                      intermediate_size=WIDTH, max_position_embeddings=130), "RobertaModel", "wordpiece"),
+    "xlm-roberta": ("XLMRobertaConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                             intermediate_size=WIDTH, max_position_embeddings=130),
+                    "XLMRobertaModel", "wordpiece"),
+    "distilbert": ("DistilBertConfig", dict(dim=HIDDEN, n_layers=LAYERS, n_heads=2, hidden_dim=WIDTH,
+                                            max_position_embeddings=128), "DistilBertModel", "wordpiece"),
+    "electra": ("ElectraConfig", dict(embedding_size=HIDDEN, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                      num_attention_heads=2, intermediate_size=WIDTH, max_position_embeddings=128),
+                "ElectraModel", "wordpiece"),
+    "deberta-v2": ("DebertaV2Config", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                           intermediate_size=WIDTH, max_position_embeddings=128),
+                   "DebertaV2Model", "wordpiece"),
+    "gpt2": ("GPT2Config", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_positions=128), "GPT2Model", "bpe"),
+    "gptj": ("GPTJConfig", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=2, rotary_dim=8, n_positions=128),
+             "GPTJModel", "bpe"),
+    "gpt_neo": ("GPTNeoConfig", dict(hidden_size=HIDDEN, num_layers=LAYERS, num_heads=2, max_position_embeddings=128,
+                                     attention_types=[[["global", "local"], 1]], window_size=8), "GPTNeoModel", "bpe"),
+    "gpt_neox": ("GPTNeoXConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                       intermediate_size=WIDTH, max_position_embeddings=128), "GPTNeoXModel", "bpe"),
+    "opt": ("OPTConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2, ffn_dim=WIDTH,
+                              word_embed_proj_dim=HIDDEN, max_position_embeddings=128), "OPTModel", "bpe"),
+    "bloom": ("BloomConfig", dict(hidden_size=HIDDEN, n_layer=LAYERS, n_head=2), "BloomModel", "bpe"),
+    "falcon": ("FalconConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                    ffn_hidden_size=WIDTH), "FalconModel", "bpe"),
+    "llama": ("LlamaConfig", _LLAMA_LIKE, "LlamaModel", "bpe"),
+    "mistral": ("MistralConfig", _LLAMA_LIKE, "MistralModel", "bpe"),
+    "qwen2": ("Qwen2Config", _LLAMA_LIKE, "Qwen2Model", "bpe"),
+    "qwen3": ("Qwen3Config", dict(_LLAMA_LIKE, head_dim=16), "Qwen3Model", "bpe"),
+    "gemma": ("GemmaConfig", dict(_LLAMA_LIKE, head_dim=16), "GemmaModel", "bpe"),
+    "gemma2": ("Gemma2Config", dict(_LLAMA_LIKE, head_dim=16, sliding_window=8), "Gemma2Model", "bpe"),
+    "phi": ("PhiConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                              intermediate_size=WIDTH, max_position_embeddings=128), "PhiModel", "bpe"),
+    "phi3": ("Phi3Config", dict(_LLAMA_LIKE, pad_token_id=None), "Phi3Model", "bpe"),
+    "olmo2": ("Olmo2Config", _LLAMA_LIKE, "Olmo2Model", "bpe"),
+    "stablelm": ("StableLmConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                        num_key_value_heads=1, intermediate_size=WIDTH, max_position_embeddings=128),
+                 "StableLmModel", "bpe"),
+    "t5": ("T5Config", dict(d_model=HIDDEN, d_ff=WIDTH, num_layers=LAYERS, num_heads=2, d_kv=16,
+                            decoder_start_token_id=0), "T5Model", "wordpiece"),
+    "bart": ("BartConfig", _SEQ2SEQ, "BartModel", "bpe"),
+    "mt5": ("MT5Config", dict(d_model=HIDDEN, d_ff=WIDTH, num_layers=LAYERS, num_heads=2, d_kv=16,
+                              decoder_start_token_id=0), "MT5Model", "wordpiece"),
+    "mbart": ("MBartConfig", dict(_SEQ2SEQ, pad_token_id=0), "MBartModel", "bpe"),  # 0 never occurs in text
+    "pegasus": ("PegasusConfig", dict(_SEQ2SEQ, decoder_start_token_id=0), "PegasusModel", "bpe"),
+    "marian": ("MarianConfig", dict(_SEQ2SEQ, decoder_start_token_id=0, pad_token_id=1), "MarianModel", "bpe"),
+    "mixtral": ("MixtralConfig", dict(hidden_size=HIDDEN, intermediate_size=24, num_hidden_layers=LAYERS,
+                                      num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+                                      num_experts_per_tok=2, max_position_embeddings=128), "MixtralModel", "bpe"),
+    "qwen2_moe": ("Qwen2MoeConfig", dict(hidden_size=HIDDEN, intermediate_size=WIDTH, moe_intermediate_size=16,
+                                         shared_expert_intermediate_size=48, num_experts=4, num_experts_per_tok=2,
+                                         num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=128), "Qwen2MoeModel", "bpe"),
+    "qwen3_moe": ("Qwen3MoeConfig", dict(hidden_size=HIDDEN, intermediate_size=WIDTH, moe_intermediate_size=16,
+                                         num_experts=4, num_experts_per_tok=2, num_hidden_layers=LAYERS, head_dim=16,
+                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128),
+                  "Qwen3MoeModel", "bpe"),
+    "olmoe": ("OlmoeConfig", dict(hidden_size=HIDDEN, intermediate_size=16, num_experts=4, num_experts_per_tok=2,
+                                  num_hidden_layers=LAYERS, num_attention_heads=2, max_position_embeddings=128),
+              "OlmoeModel", "bpe"),
+}
+ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
+ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2")
+DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS + ENCODER_DECODERS)
+HEADS = ("ForSequenceClassification", "ForCausalLM")
+HEAD_CLASSES = {("gpt2", "ForCausalLM"): "GPT2LMHeadModel"}  # the one family whose LM head breaks the naming rule
+
+
+def head_class(family: str, head: str) -> str:
+    return HEAD_CLASSES.get((family, head), FAMILIES[family][2].removesuffix("Model") + head)
+
+
+def tokenizer_of(family: str):
+    return bert_tokenizer() if FAMILIES[family][3] == "wordpiece" else bpe_tokenizer()
+
+
+def config_of(family: str, **overrides):
+    config_class, kwargs, _, kind = FAMILIES[family]
+    vocab = _bert_vocab() if kind == "wordpiece" else _bpe_vocab()
+    options = dict(vocab_size=vocab, **kwargs)
+    if kind == "bpe" and family not in ENCODER_DECODERS:
+        options.update(bos_token_id=0, eos_token_id=0)
+    options.update(overrides)
+    return getattr(tf, config_class)(**options)
+
+
+@functools.cache
+def build(family: str, head: str = ""):
+    """The family's base model, or the same config with a task head (`head` is a class-name suffix)."""
+    torch.manual_seed(0)
+    model_class = FAMILIES[family][2]
+    if head:
+        model_class = head_class(family, head)
+        config = config_of(family, num_labels=2, pad_token_id=None) if head == HEADS[0] else config_of(family)
+    else:
+        config = config_of(family)
+    return getattr(tf, model_class)(config).eval(), tokenizer_of(family)
+
+
+def has_head(family: str, head: str) -> bool:
+    return hasattr(tf, head_class(family, head))
+
+
+CASES = (
+    [pytest.param(f, None, "", id=f) for f in ENCODERS + DECODERS]
+    + [pytest.param(f, stack, "", id=f"{f}-{stack}") for f in ENCODER_DECODERS for stack in ("encoder", "decoder")]
+)
+HEAD_CASES = [pytest.param(f, None, h, id=f"{f}{h}") for f in DECODERS for h in HEADS if has_head(f, h)]
+
+
+@functools.cache
+def kept(family: str, stack: str | None, head: str):
+    model, tokenizer = build(family, head)
+    return reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES, stack)
+
+
+@functools.cache
+def engine(family: str, stack: str | None, head: str, top_k: int) -> hf_txray.Profile:
+    model, tokenizer = build(family, head)
+    return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, top_k=top_k, features=FEATURES, batch_size=3,
+                            max_examples_per_neuron=0, stack=stack, show_progress=False,
+                            skip_first_positions=0)  # the credit rule at every position, as the reference
+
+
+def assert_matches_reference(family: str, stack: str | None, head: str, top_k: int) -> None:
+    profile = engine(family, stack, head, top_k)
+    ref = reference.credit(kept(family, stack, head), top_k, FEATURES)
+    assert profile.neuron_count.shape == (ref.num_layers, ref.num_neurons)
+    expected_mass = np.zeros((ref.num_layers, ref.num_neurons))
+    expected_count = np.zeros((ref.num_layers, ref.num_neurons), dtype=np.int64)
+    for (layer, neuron), value in ref.neuron_mass.items():
+        expected_mass[layer, neuron] = value
+        expected_count[layer, neuron] = ref.neuron_count[layer, neuron]
+    assert expected_count.sum() > 0 and (expected_count.sum(axis=1) > 0).all()  # every layer credits something
+    np.testing.assert_array_equal(profile.neuron_count, expected_count)
+    np.testing.assert_allclose(profile.neuron_mass, expected_mass, rtol=RTOL, atol=ATOL)
+    for feature in FEATURES:
+        mass, count = reference.profile_table(profile, feature)
+        assert set(mass) == set(ref.mass[feature])
+        keys = sorted(mass)
+        assert [count[k] for k in keys] == [ref.count[feature][k] for k in keys]
+        np.testing.assert_allclose([mass[k] for k in keys], [ref.mass[feature][k] for k in keys], rtol=RTOL, atol=ATOL)
+        table = profile.tables[feature]
+        assert dict(zip(table.vocab, table.corpus_count.tolist())) == dict(ref.corpus_count[feature])
+    assert profile.meta.num_positions == ref.num_positions
+    assert profile.meta.config["stack"] == stack if family in ENCODER_DECODERS else profile.meta.config["stack"] is None
+
+
+@pytest.mark.parametrize("top_k", (1, 3))
+@pytest.mark.parametrize("family, stack, head", CASES)
+def test_family_matches_reference(family, stack, head, top_k):
+    assert_matches_reference(family, stack, head, top_k)
+
+
+@pytest.mark.parametrize("family, stack, head", HEAD_CASES)
+def test_task_head_matches_reference(family, stack, head):
+    assert_matches_reference(family, stack, head, 1)
+
+
+def test_matrix_covers_the_issue_families():
+    assert len(FAMILIES) >= 26
+    missing = [f + h for f in DECODERS for h in HEADS if not has_head(f, h)]
+    assert missing == ["olmoeForSequenceClassification"]  # transformers has no such class
+
+
+# ----- sites are verified, not guessed -------------------------------------------------------------------------
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_resolved_site_has_the_config_width_and_is_not_attention(family):
+    model, _ = build(family)
+    for site in find_sites(model):
+        assert "attn" not in site.name.lower() and "attention" not in site.name.lower()
+        if site.capture == "experts":
+            assert site.experts.width in (24, 16)
+        elif family in ENCODER_DECODERS[1:] and family != "mt5":
+            assert site.width == WIDTH  # the encoder's encoder_ffn_dim, not the decoder's 40
+        else:
+            assert site.width in (WIDTH, 4 * HIDDEN)
+
+
+def test_width_mismatch_is_refused_before_any_forward_pass():
+    model, tokenizer = build("llama")
+    calls = []
+    model.register_forward_pre_hook(lambda *a: calls.append(1))
+    model.config.intermediate_size = 40  # the config no longer describes the MLP
+    try:
+        with pytest.raises(ModelError, match=r"layers\.0.*intermediate_size=40.*module_pattern"):
+            hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    finally:
+        model.config.intermediate_size = WIDTH
+    assert calls == []
+
+
+def test_mixtral_profiles_its_experts_not_attention():
+    """Issue 10 fault: the "mlp" site of MixtralModel(hidden 32, 4 heads, 2 kv heads, 4 experts) resolved to
+    self_attn.k_proj, whose input is the residual stream."""
+    model, _ = build("mixtral")
+    sites = find_sites(model)
+    assert [(s.name, s.capture, s.width) for s in sites] == [
+        ("layers.0.mlp.experts", "experts", 4 * 24), ("layers.1.mlp.experts", "experts", 4 * 24)]
+    meta = engine("mixtral", None, "", 1).meta.config
+    assert (meta["num_experts"], meta["num_shared_experts"], meta["expert_width"]) == (4, 0, 24)
+
+
+def test_shared_experts_are_numbered_after_the_routed_ones():
+    profile = engine("qwen2_moe", None, "", 3)
+    assert profile.num_neurons == 4 * 16 + 48
+    meta = profile.meta.config
+    assert (meta["num_experts"], meta["num_shared_experts"], meta["expert_width"]) == (7, 3, 16)
+    assert profile.neuron_count[:, 64:].sum() > 0  # the always-on shared expert wins some positions
+    assert hf_txray.format_neuron(70, meta["expert_width"]) == "expert 4 unit 6 (#70)"
+    assert hf_txray.format_neuron(70, None) == "70"
+
+
+def test_a_token_competes_only_among_its_chosen_experts():
+    """Every credited MoE unit belongs to an expert the router chose for that token."""
+    model, tokenizer = build("mixtral")
+    profile = hf_txray.analyze(model, TEXTS[:2], tokenizer=tokenizer, features=("token",), top_k=3, batch_size=2,
+                               max_examples_per_neuron=1000, show_progress=False)
+    chosen = {}
+    handles = [model.layers[i].mlp.gate.register_forward_hook(
+        lambda m, a, out, i=i: chosen.__setitem__(i, out[2])) for i in range(LAYERS)]
+    try:
+        for example_id, text in enumerate(TEXTS[:2]):
+            model(**tokenizer(text, return_tensors="pt"))
+            examples = profile.examples[profile.examples["example_id"] == example_id]
+            for row in examples.itertuples():
+                assert row.neuron // 24 in chosen[row.layer][row.token_index].tolist()
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_expert_units_cannot_be_pruned_or_ablated():
+    model, _ = build("mixtral")
+    with pytest.raises(ModelError, match="mixture-of-experts"):
+        hf_txray.pruning.mask_neurons(model, {0: [1, 2]})
+    with pytest.raises(ModelError, match="mixture-of-experts"):
+        hf_txray.pruning.remove_neurons(model, {0: [1], 1: [1]})
+    with pytest.raises(ModelError, match="mixture-of-experts"):
+        with hf_txray.ablate(model, {0: [1]}):
+            pass
+    with pytest.raises(ModelError, match="mixture-of-experts"):
+        hf_txray.probing.attribution._site(model, 0, "mlp", None)
+
+
+def test_a_module_run_twice_per_forward_is_refused():
+    """ALBERT shares one layer across depth: its hook would fire once per layer and overwrite."""
+    config = tf.AlbertConfig(vocab_size=_bert_vocab(), embedding_size=16, hidden_size=HIDDEN, num_hidden_layers=3,
+                             num_attention_heads=2, intermediate_size=WIDTH, max_position_embeddings=128)
+    model = tf.AlbertModel(config).eval()
+    with pytest.raises(ModelError, match="more than once"):
+        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+
+
+# ----- encoder-decoders ---------------------------------------------------------------------------------------
+def test_bart_profiles_the_encoder_by_default_and_the_decoder_on_request():
+    """Issue 10 fault: BartModel silently profiled decoder fc2 on the input shifted right."""
+    model, _ = build("bart")
+    assert [s.name for s in find_sites(model)] == ["encoder.layers.0.fc2", "encoder.layers.1.fc2"]
+    assert [s.name for s in find_sites(model, stack="decoder")] == ["decoder.layers.0.fc2", "decoder.layers.1.fc2"]
+    assert engine("bart", None, "", 1).meta.config["stack"] == "encoder"
+    assert engine("bart", None, "", 1).num_neurons == WIDTH
+    assert engine("bart", "decoder", "", 1).num_neurons == 40
+
+
+def test_decoder_positions_are_credited_with_the_token_they_are_fed():
+    """With byte-level BPE (no special tokens) every token of a text is creditable: the decoder stack credits
+    exactly as many positions and the same token counts as the encoder stack, and never the start token."""
+    enc, dec = engine("bart", "encoder", "", 1), engine("bart", "decoder", "", 1)
+    assert dec.meta.num_positions == enc.meta.num_positions > 0
+    assert dict(zip(dec.tables["token"].vocab, dec.tables["token"].corpus_count.tolist())) == dict(
+        zip(enc.tables["token"].vocab, enc.tables["token"].corpus_count.tolist()))
+    assert "</s>" not in dec.tables["token"].vocab
+
+
+def test_t5model_profiles_both_stacks():
+    """Issue 10 fault: T5Model crashed ("You must specify exactly one of input_ids or inputs_embeds")."""
+    for stack in ("encoder", "decoder"):
+        assert engine("t5", stack, "", 1).meta.num_positions > 0
+
+
+def test_compare_refuses_to_mix_stacks():
+    with pytest.raises(IncompatibleProfilesError, match="stack"):
+        hf_txray.compare(engine("t5", "encoder", "", 1), engine("t5", "decoder", "", 1))
+    hf_txray.compare(engine("t5", "decoder", "", 1), engine("t5", "decoder", "", 1))
+
+
+def test_stack_is_refused_for_one_stack_models():
+    model, tokenizer = build("gpt2")
+    with pytest.raises(hf_txray.ConfigurationError, match="encoder-decoder"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, stack="decoder", show_progress=False)
+
+
+def test_trainer_snapshots_t5_for_conditional_generation(tmp_path):
+    """Issue 10 fault: TXRayTrainer on T5ForConditionalGeneration crashed at the step-0 snapshot."""
+    import datasets
+
+    from hf_txray.trainer import TXRayArguments, TXRayTrainer
+
+    tokenizer = bert_tokenizer()
+    torch.manual_seed(0)
+    model = tf.T5ForConditionalGeneration(config_of("t5"))
+    texts = [t for t in TEXTS if t.strip()]
+    data = datasets.Dataset.from_dict({"text": texts})
+
+    def encode(batch):
+        enc = tokenizer(batch["text"], padding="max_length", truncation=True, max_length=16)
+        enc["labels"] = enc["input_ids"]
+        return enc
+
+    train = data.map(encode, batched=True).remove_columns(["text", "token_type_ids"])
+    for stack in ("encoder", "decoder"):
+        args = TXRayArguments(output_dir=str(tmp_path / stack), per_device_train_batch_size=4, max_steps=2,
+                              report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no",
+                              txray_steps=2, txray_features=["token"], txray_stack=stack)
+        trainer = TXRayTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                               txray_dataset=texts)
+        trainer.train()
+        profiles = trainer.txray_callback.profiles
+        assert sorted(profiles) == ["step-0", "step-2"]
+        assert all(p.meta.config["stack"] == stack and p.meta.num_positions > 0 for p in profiles.values())
+
+
+def test_classification_head_without_pad_id_profiles_in_batches():
+    """Issue 10 fault: GPT2/Qwen2ForSequenceClassification with pad_token_id=None and batch_size=4 raised "Cannot
+    handle batch sizes > 1 if no padding token is defined" from the head, which profiling never needs."""
+    for family in ("gpt2", "qwen2"):
+        model, tokenizer = build(family, "ForSequenceClassification")
+        assert model.config.pad_token_id is None
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), batch_size=4,
+                                   show_progress=False)
+        base = hf_txray.analyze(model.base_model, TEXTS, tokenizer=tokenizer, features=("token",), batch_size=1,
+                                show_progress=False)
+        np.testing.assert_array_equal(profile.neuron_count, base.neuron_count)
+
+
+def test_viewer_and_card_show_expert_and_unit():
+    from hf_txray.card import build_card
+    from hf_txray.viewer import ResultsView, distribution_chart
+
+    profile = engine("qwen2_moe", None, "", 1)
+    view = ResultsView("local", {"default": profile}, {})
+    assert distribution_chart(view, 0, 70, "default", "default")["title"] == "Layer 0, neuron expert 4 unit 6 (#70)"
+    card = str(build_card({"default": profile}, {}, {}, {}))
+    assert "7 experts × 16 units" in card
+    dense = ResultsView("local", {"default": engine("t5", "decoder", "", 1)}, {})
+    assert distribution_chart(dense, 0, 5, "default", "default")["title"] == "Layer 0, neuron 5"
+    assert "decoder stack" in str(build_card({"default": engine("t5", "decoder", "", 1)}, {}, {}, {}))
+
+
+def test_a_pattern_outside_the_profiled_stack_is_refused():
+    model, tokenizer = build("bart")
+    with pytest.raises(ModelError, match="did not run"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="encoder",
+                         module_pattern=r"decoder\.layers\.\d+\.fc2", show_progress=False)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="decoder",
+                               module_pattern=r"decoder\.layers\.\d+\.fc2", show_progress=False)
+    np.testing.assert_array_equal(profile.neuron_count, engine("bart", "decoder", "", 1).neuron_count)
+
+
+def test_cli_profiles_the_decoder_stack(tmp_path):
+    from hf_txray.cli import main
+
+    model, tokenizer = build("t5")
+    model.save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    (tmp_path / "texts.txt").write_text("\n".join(t for t in TEXTS if t.strip()))
+    assert main(["analyze", str(tmp_path / "t5"), str(tmp_path / "texts.txt"), "--out", str(tmp_path / "p"),
+                 "--features", "token", "--stack", "decoder"]) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "p").meta.config["stack"] == "decoder"
+
+
+def test_module_pattern_can_name_fused_experts():
+    model, tokenizer = build("mixtral")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, module_pattern=r"layers\.\d+\.mlp\.experts$",
+                               show_progress=False, skip_first_positions=0)
+    np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)

