@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_profiling.py", "bench_trainer.py", "bench_space.py", "bench_pruning.py", "bench_probing.py"]
+SCRIPTS = ["bench_profiling.py", "bench_trainer.py", "bench_space.py", "bench_pruning.py", "bench_probing.py",
+           "bench_reproduce.py"]
 
 if __name__ == "__main__":
     failed = []

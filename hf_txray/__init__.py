@@ -8,6 +8,7 @@ from .errors import (
     IncompatibleProfilesError,
     ModelError,
     ProfileFormatError,
+    ReproducibilityError,
     TXRayError,
 )
 from .export import save_to_disk
@@ -18,6 +19,7 @@ from .metrics import entropy, hellinger
 from .architectures import format_neuron
 from .profile import Profile, ProfileMeta
 from .pruning import PruningPlan, masked, prune, unprune
+from .reproduce import ReproduceResult, StageVerdict, pin_model, reproduce
 from .report import ReportMeta, TransferReport, compare
 from .version import __version__
 
@@ -27,6 +29,7 @@ __all__ = [
     "ProfileFormatError", "HubError", "__version__",
     "push_to_hub", "load", "save_to_disk", "TXRayResults",
     "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked",
+    "reproduce", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
     "format_neuron",
 ]
 

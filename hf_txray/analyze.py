@@ -27,7 +27,7 @@ from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, W
                        needs_words, parse_features)
 from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
-from .loading import load_corpus, load_model, resolve_model_path
+from .loading import load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
@@ -96,10 +96,14 @@ class Profiler:
         config (`ProfilerConfig`): sites, features, credit and batching options.
         model_id (`str`, *optional*): recorded in the profiles.
         device (`str` or `torch.device`, *optional*): defaults to the model's device.
+        model_source, dataset_source (*optional*): the pinned sources (:mod:`hf_txray.provenance`) recorded in
+            ``meta.provenance``; described from the model and corpus objects when omitted.
+        runtime (`dict`, *optional*): load options to record (``trust_remote_code``, ``model_kwargs``).
     """
 
     def __init__(self, model, tokenizer, config: ProfilerConfig, model_id: str | None = None,
-                 revision: str | None = None, device: Any = None):
+                 revision: str | None = None, device: Any = None, model_source: Any = None,
+                 dataset_source: Any = None, runtime: dict[str, Any] | None = None):
         self.feature_names, self.user_features = config.validate()
         self.config = config
         self.model, self.tokenizer = model, tokenizer
@@ -124,6 +128,8 @@ class Profiler:
                                            tokenizer.num_special_tokens_to_add())
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
+        # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
+        self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
 
     def encoder(self, annotate: bool) -> BatchEncoder:
         """The worker-side encoder of this profiler (annotating on the fly for streamed corpora)."""
@@ -160,7 +166,28 @@ class Profiler:
                     "max_tokens_per_batch": self.config.max_tokens_per_batch, "streaming": is_streaming(corpus),
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            provenance=self.provenance(corpus, text_column),
         )
+
+    def provenance(self, corpus, text_column: str) -> dict[str, Any]:
+        """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
+        from .loading import describe_loaded
+        from .provenance import DatasetSource, build_record, config_options
+
+        if self.model_source is None:  # a loaded model handed to Profiler directly: described once
+            self.model_source = resolve_model_source(self.model)
+        dataset = self.dataset_source
+        fingerprint = getattr(corpus, "_fingerprint", None)
+        if dataset is None or dataset.fingerprint != fingerprint or dataset.text_column != text_column:
+            dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
+        parameter = next(self.model.parameters(), None)
+        runtime = {"device": str(self.device), "dtype": str(parameter.dtype).removeprefix("torch.") if parameter is
+                   not None else None, "model_class": type(self.model).__name__,
+                   # eager and sdpa attention differ in the last bits: part of what must be reproduced
+                   "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
+                   **self.runtime}
+        spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
+        return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
 
     def _architecture_meta(self) -> dict[str, Any]:
         """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""
@@ -409,6 +436,9 @@ def analyze(
     skip_first_positions: int | str = "auto",
     max_positions: int | None = None,
     device_map: Any = None,
+    dataset_revision: str | None = None,
+    dataset_config: str | None = None,
+    token: str | bool | None = None,
     long_texts: str = "window",
     stride: int | None = None,
     num_workers: int | None = None,
@@ -470,6 +500,16 @@ def analyze(
             ``{"layers.1": "disk", ...}`` with ``model_kwargs={"offload_folder": ...}``). A dispatched model (also
             one passed already loaded, with ``hf_device_map`` set) is never moved: inputs go to its embedding's
             execution device and each layer's winners are reduced on the device it runs on. Excludes `device`.
+        revision (`str`, *optional*): branch, tag or commit of a Hub model (default ``main``).
+        dataset_revision (`str`, *optional*): branch, tag or commit of a Hub dataset (default ``main``).
+        dataset_config (`str`, *optional*): the config of a Hub dataset with several.
+        token (`str` or `bool`, *optional*): Hub token for private repos (default ``HF_TOKEN`` / saved login);
+            never recorded.
+
+    Every Hub ref is resolved to a commit sha before any download (``HfApi.model_info``/``dataset_info``, or the
+    Hub cache when offline) and everything is loaded at that commit; local paths are pinned by a content hash.
+    ``profile.meta.provenance`` records the sources and every option, so that :func:`hf_txray.reproduce` can
+    recompute the profile.
 
     Returns:
         :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
@@ -493,14 +533,30 @@ def analyze(
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
-    corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split, num_samples=num_samples,
-                                             allow_streams=True, streaming=streaming)
+    # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
+    model_source = resolve_model_source(model, revision, token)
+    if streaming and isinstance(dataset, (str, Path)):
+        # Opened as a stream: read as it downloads, so there is no content to pin up front.
+        corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split,
+                                                 num_samples=num_samples, allow_streams=True, streaming=True)
+        dataset_source = None
+    else:
+        corpus, column, dataset_id, dataset_source = load_pinned_corpus(
+            dataset, text_column=text_column, split=split, num_samples=num_samples, revision=dataset_revision,
+            config=dataset_config, token=token, allow_streams=True)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
-    loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=revision, dtype=dtype,
-                                                 trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
+    pinned = model_source.commit if model_source.kind == "hub" else revision
+    loaded, tok, loaded_id, revision = load_model(model, tokenizer, revision=pinned, dtype=dtype,
+                                                 trust_remote_code=trust_remote_code, model_kwargs=model_kwargs,
+                                                 token=token)
+    from .provenance import jsonable
+
+    recorded_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "token"}  # never record a token
+    runtime = {"trust_remote_code": trust_remote_code, "model_kwargs": jsonable(recorded_kwargs)}
     loaded, device = _place(loaded, device, loaded_here=isinstance(model, (str, Path)))
-    profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device)
+    profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
+                        model_source=model_source, dataset_source=dataset_source, runtime=runtime)
     return profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id, checkpoint_dir=checkpoint_dir,
                         checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress)
 

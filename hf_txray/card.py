@@ -17,6 +17,7 @@ from .export import CONFIGS, DEFAULT_CONFIG, missing_profiles
 from .plots import default_feature_type
 from .profile import Profile
 from .report import DEFAULT_MIN_COUNT, TransferReport
+from .version import __version__
 
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 CONFIG_ROWS = {
@@ -178,6 +179,52 @@ def _loading_section(repo_id: str, row_counts: Mapping[str, int]) -> list[str]:
             f'profiles, reports = hf_txray.load("{repo_id}")', "```", ""]
 
 
+def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
+    """A pinned source in words: a Hub id linked at its commit, or a local path / in-memory texts and their hash."""
+    name, commit = source.get("id"), source.get("commit")
+    if source.get("kind") == "hub" or (commit and name and hub_model_id(name)):
+        prefix = "datasets/" if repo_type == "dataset" else ""
+        extra = f" config `{source.get('config')}`, split `{source.get('split')}`" if repo_type == "dataset" else ""
+        revision = commit or "main"
+        return f"[{name}@{revision[:12]}](https://huggingface.co/{prefix}{name}/tree/{revision}){extra}"
+    digest = source.get("content_hash") or source.get("texts_hash") or "no hash"
+    where = f"`{name}`" if name else "texts passed in memory"
+    return f"{where} (content `{digest[:23]}…`)"
+
+
+def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[str]:
+    from .reproduce import is_embedded, missing_provenance
+
+    rows = []
+    for p in profiles.values():
+        record = p.meta.provenance or {}
+        lacks = missing_provenance(p)
+        if not record:
+            rows.append({"stage": p.stage, "model": _model_link(p.meta.model_id), "dataset": p.meta.dataset_id or "–",
+                         "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
+            continue
+        in_memory = record["dataset"].get("kind") in ("in-memory", "object") and not is_embedded(record)
+        status = ("no: " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if in_memory else "yes")
+        rows.append({"stage": p.stage, "model": _source_cell(record["model"], "model"),
+                     "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
+                     "reproducible": status})
+    first = next((p.meta.provenance for p in profiles.values() if p.meta.provenance), {})
+    options, versions, runtime = first.get("options"), first.get("versions") or {}, first.get("runtime") or {}
+    lines = ["## Reproduce", "",
+             "Every profile records the model and corpus it was computed from, pinned (Hub commits, or content hashes "
+             "of local files), with every option, device and dtype (the `meta` config: `provenance`). Recompute it "
+             "and compare (counts exact, masses to 1e-6):", "",
+             "```bash", f"pip install hf_txray=={__version__}", f"hf-txray reproduce {repo_id}", "```", "",
+             markdown_table(pd.DataFrame(rows)), ""]
+    if options:
+        shown = ", ".join(f"`{k}={v}`" for k, v in options.items())
+        lines += [f"Options of the first stage: {shown}; device `{runtime.get('device')}`, dtype "
+                  f"`{runtime.get('dtype')}`.", ""]
+    if versions:
+        lines += ["Computed with " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
+    return lines
+
+
 def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferReport], row_counts: Mapping[str, int],
                figures: Mapping[str, list[str]], *, repo_id: str | None = None, license: str | None = None,
                pretty_name: str | None = None) -> DatasetCard:
@@ -223,6 +270,8 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
         body += ["## Transfer reports", ""] + [line for r in reports.values() for line in _report_tables(r)]
     body += _plots_section(figures) + _configs_section(row_counts)
     body += _loading_section(repo_id or "<repo_id>", row_counts)
+    if profiles:
+        body += _reproduce_section(profiles, repo_id or "<this folder>")
     body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 

@@ -86,7 +86,9 @@ def _add_analyze(sub) -> None:
                         "'{\"attn_implementation\": \"eager\", \"offload_folder\": \"off\"}'.")
     p.add_argument("--module-pattern")
     p.add_argument("--stage", default="default")
-    p.add_argument("--revision")
+    p.add_argument("--revision", help="Branch, tag or commit of a Hub model (pinned to its commit sha).")
+    p.add_argument("--dataset-revision", help="Branch, tag or commit of a Hub dataset (pinned to its commit sha).")
+    p.add_argument("--dataset-config", help="Config of a Hub dataset with several.")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--resume", action="store_true", help="Continue from the state saved in OUT/_checkpoint.")
     p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
@@ -134,6 +136,7 @@ def _cmd_analyze(args) -> int:
         max_tokens_per_batch=args.max_tokens_per_batch, streaming=args.streaming,
         stack=args.stack, skip_first_positions=args.skip_first_positions, max_positions=args.max_positions,
         model_kwargs=_model_kwargs(args), device_map=args.device_map,
+        dataset_revision=args.dataset_revision, dataset_config=args.dataset_config,
     )
     if process_info()[0] == 0:
         profile.save_pretrained(out)
@@ -229,7 +232,34 @@ def _cmd_push(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_analyze, _add_compare, _add_show, _add_demo, _add_push]
+def _add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="Recompute the profiles of a results repo or folder and compare.",
+                       description="Download the pinned model and dataset of every profile in RESULTS (a Hub results "
+                                   "repo id, an export folder, or a folder of saved profiles), rerun the analysis with "
+                                   "the recorded options, device and dtype, and compare: counts exact, masses to 1e-6. "
+                                   "Exit status 0 when every stage is identical, 1 when one differs.")
+    p.add_argument("results", help="Hub results repo id (dataset repo) or local folder.")
+    p.add_argument("--stage", help="Reproduce only this stage.")
+    p.add_argument("--out", help="Save the recomputed profiles to OUT/<stage>/.")
+    p.add_argument("--model", help="Local model folder replacing a relocated one (checked against its hash).")
+    p.add_argument("--dataset", help="Data file/folder with the texts of an in-memory or relocated corpus "
+                                     "(checked against the recorded hash).")
+    p.add_argument("--device", help="Default: the device each stage was computed on.")
+    p.add_argument("--revision", help="Revision of the results repo.")
+    p.add_argument("--token", help="Hub token for private repos (default: HF_TOKEN, then the saved login).")
+    p.set_defaults(handler=_cmd_reproduce)
+
+
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    result = reproduce(args.results, stage=args.stage, out=args.out, model=args.model, dataset=args.dataset,
+                       device=args.device, revision=args.revision, token=args.token)
+    print(result)
+    return 0 if result.identical else 1
+
+
+COMMANDS: list[Callable] = [_add_analyze, _add_compare, _add_show, _add_demo, _add_push, _add_reproduce]
 
 
 # ----- pruning (issue 6) ------------------------------------------------------------------------------------------

@@ -88,3 +88,16 @@ def bbc_news(num_samples: int | None = None, seed: int = 0):
     dataset = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features, info=info).shuffle(seed=seed)
     dataset = dataset.flatten_indices()
     return dataset.select(range(min(num_samples, len(dataset)))) if num_samples else dataset
+
+
+def embedded_corpus(name: str | None):
+    """The embedded corpus a profile names in ``meta.provenance["dataset"]["id"]`` (``"penn_treebank/<split>"`` or
+    ``"bbc_news"``, the ``dataset_name`` of the functions above), or None for any other name.
+
+    :func:`hf_txray.reproduce` reloads it from here; the hash of its texts is still checked.
+    """
+    if name == "bbc_news":
+        return bbc_news()
+    if isinstance(name, str) and name.startswith("penn_treebank/"):
+        return penn_treebank(name.split("/", 1)[1])
+    return None

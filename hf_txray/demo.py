@@ -7,6 +7,8 @@
 with the transfer reports 1 -> 2 (zero-shot transfer), 2 -> 3 (supervised adaptation) and 1 -> 3. Profiles go to
 ``out/profiles/<stage>/``, reports to ``out/reports/<a>__<b>/``, the fine-tuning run (model, TX-Ray timeline,
 plots, model card) to ``out/finetune/``, and the whole analysis as a Hub-ready dataset folder to ``out/hub/``.
+The corpora are written to ``out/data/`` first and profiled from there, so every profile is pinned to local files
+by content hash and ``hf-txray reproduce out/hub`` recomputes all three stages.
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ from . import corpora
 from .analyze import analyze
 from .display import report_text
 from .profile import Profile
+from .reproduce import pin_model
 from .report import TransferReport, compare
 
 FEATURES = ("token", "word", "pos")
+
+
+def _write_corpus(dataset, path: Path) -> str:
+    """The text column as a parquet file: the demo profiles files, which reproduce() finds by content hash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.select_columns(["text"]).to_parquet(str(path))
+    return str(path)
 
 
 def _profile(model, dataset, stage: str, out: Path, max_length: int, max_positions: int | None = None) -> Profile:
@@ -58,7 +68,8 @@ def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile
         use_cpu=True, report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True, seed=0,
         txray_strategy="epoch", txray_features=list(FEATURES), txray_max_length=max_length,
         txray_max_samples=len(bbc_probe))
-    trainer = TXRayTrainer(model=model, args=args, processing_class=tokenizer, txray_dataset=bbc_probe,
+    probe_file = _write_corpus(bbc_probe, out / "data" / "bbc-probe.parquet")
+    trainer = TXRayTrainer(model=model, args=args, processing_class=tokenizer, txray_dataset=probe_file,
                            train_dataset=bbc_train.map(tokenize, batched=True, remove_columns=["text"]))
     trainer.train()
     trainer.save_model()
@@ -66,6 +77,8 @@ def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile
     logits = trainer.predict(bbc_probe.map(tokenize, batched=True, remove_columns=["text"])).predictions
     accuracy = float((np.argmax(logits, axis=-1) == np.asarray(bbc_probe["label"])).mean())
     stages = list(trainer.txray_profiles.values())
+    # The last snapshot is of the weights just saved: record that folder (by content hash) as its model.
+    stages[-1] = pin_model(stages[-1], out / "finetune")
     return (_renamed(stages[0], "zeroshot-bbc", corpora.DEFAULT_MODEL_ID),
             _renamed(stages[-1], "finetuned-bbc", "minilm-bbc-topics"), accuracy)
 
@@ -89,7 +102,8 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
     ptb = corpora.penn_treebank("train", num_samples=300 if quick else 3000)
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
     zero_shot, finetuned, accuracy = _finetune(bbc["train"], bbc["test"], out, max_length=128)
-    pretrained = _profile(model, ptb, "pretrained-ptb", out, max_length=64, max_positions=zero_shot.meta.num_positions)
+    pretrained = _profile(model, _write_corpus(ptb, out / "data" / "ptb.parquet"), "pretrained-ptb", out,
+                          max_length=64, max_positions=zero_shot.meta.num_positions)
     for profile in (zero_shot, finetuned):
         profile.save_pretrained(out / "profiles" / profile.stage)
         print(profile)
@@ -106,7 +120,8 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
             for path in sorted(folder.iterdir()):
                 print(f"    {path.name}")
     print(f"Summarise them again with: hf-txray show {out}/reports; browse them with: "
-          f"hf-txray view {out}/hub; share them with: hf-txray push {out}/hub USER/REPO")
+          f"hf-txray view {out}/hub; share them with: hf-txray push {out}/hub USER/REPO; recompute and check them "
+          f"with: hf-txray reproduce {out}/hub")
     return reports
 
 
@@ -115,6 +130,7 @@ def _describe(kind: str) -> str:
     return {
         "profiles": "one profile per stage (Profile.from_pretrained(folder); hf-txray show folder)",
         "reports": "one transfer report per pair of stages (TransferReport.from_pretrained(folder); hf-txray show)",
+        "data": "the corpora as parquet files: the pinned inputs of the profiles (hf-txray reproduce)",
         "finetune": "the fine-tuned model (weights, model card) with its TX-Ray timeline and plots under txray/",
         "hub": "the Hub-ready dataset: README.md is the dataset card, the folders are its parquet configs; "
                "the viewer's input (hf-txray view) and what hf-txray push uploads",

@@ -30,6 +30,12 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         f"corpus: {m.dataset_id or 'in-memory texts'} [{m.dataset_fingerprint}], {m.num_examples} texts, "
         f"{m.num_positions} token positions, {m.num_truncated} truncated, {m.num_empty} empty; "
         f"features: {', '.join(m.feature_types)}; top_k={m.top_k}",
+    ]
+    if m.provenance:
+        from .provenance import sources_text
+
+        lines.append(f"pinned: {sources_text(m.provenance)} (hf-txray reproduce recomputes it)")
+    lines += [
         "",
     ]
     stats = profile.neuron_stats()

@@ -34,3 +34,7 @@ class ProfileFormatError(TXRayError, ValueError):
 
 class HubError(TXRayError, RuntimeError):
     """An upload to or download from the Hugging Face Hub failed."""
+
+
+class ReproducibilityError(TXRayError, ValueError):
+    """A profile cannot be recomputed: its sources are not pinned, in memory only, changed, or out of reach."""

@@ -76,6 +76,11 @@ META_SCHEMA = pa.schema([
     ("num_examples", pa.int64()), ("num_positions", pa.int64()), ("hf_txray_version", pa.string()),
     ("created_at", pa.string()), ("format_version", pa.int64()), ("metadata", pa.string()),
     ("columns", pa.string()), ("vocabularies", pa.list_(VOCAB_STRUCT)),
+    # What the profile was computed from, pinned (hf_txray.provenance); JSON for the nested parts.
+    ("model_commit", pa.string()), ("model_content_hash", pa.string()), ("dataset_revision", pa.string()),
+    ("dataset_config", pa.string()), ("dataset_split", pa.string()), ("text_column", pa.string()),
+    ("data_files", pa.string()), ("dataset_content_hash", pa.string()), ("texts_hash", pa.string()),
+    ("options", pa.string()), ("provenance", pa.string()),
 ])  # fmt: skip
 
 
@@ -244,7 +249,21 @@ def _profile_meta_row(profile: Profile) -> dict[str, Any]:
         "top_k": m.top_k, "dataset": m.dataset_id, "dataset_fingerprint": m.dataset_fingerprint,
         "num_examples": m.num_examples, "num_positions": m.num_positions, "hf_txray_version": m.hf_txray_version,
         "created_at": m.created_at, "format_version": EXPORT_FORMAT_VERSION, "metadata": json.dumps(m.to_dict()),
-        "columns": "{}", "vocabularies": vocabularies,
+        "columns": "{}", "vocabularies": vocabularies, **_provenance_columns(m.provenance),
+    }  # fmt: skip
+
+
+def _provenance_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The pinned sources of a profile as flat columns of the ``meta`` config (all None before provenance)."""
+    model, data = record.get("model", {}), record.get("dataset", {})
+    return {
+        "model_commit": model.get("commit"), "model_content_hash": model.get("content_hash"),
+        "dataset_revision": data.get("commit"), "dataset_config": data.get("config"),
+        "dataset_split": data.get("split"), "text_column": data.get("text_column"),
+        "data_files": json.dumps(data.get("data_files")) if data else None,
+        "dataset_content_hash": data.get("content_hash"), "texts_hash": data.get("texts_hash"),
+        "options": json.dumps(record.get("options")) if record else None,
+        "provenance": json.dumps(record) if record else None,
     }  # fmt: skip
 
 

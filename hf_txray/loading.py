@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -86,6 +87,7 @@ def load_model(
     dtype: Any = None,
     trust_remote_code: bool = False,
     model_kwargs: dict[str, Any] | None = None,
+    token: str | bool | None = None,
 ) -> tuple[Any, Any, str, str | None]:
     """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model."""
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
@@ -98,6 +100,8 @@ def load_model(
         source, gguf_file = resolve_model_path(model_id, kwargs.pop("gguf_file", None))
         if gguf_file is not None:
             kwargs["gguf_file"] = gguf_file
+        if token is not None:
+            kwargs["token"] = token
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
@@ -114,7 +118,7 @@ def load_model(
                 f"the Hub. {_offline_hint()} {detail}"
             ) from err
         if tokenizer is None:
-            tokenizer = _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file)
+            tokenizer = _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
         revision = revision or getattr(loaded.config, "_commit_hash", None)
         model = loaded
     elif isinstance(model, PreTrainedModel) or hasattr(model, "config"):
@@ -169,9 +173,11 @@ def _fast_from(source: str) -> str | None:
     return type(loaded).__name__ if getattr(loaded, "is_fast", False) else None
 
 
-def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file):
+def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file, token=None):
     try:
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        if token is not None:
+            kwargs["token"] = token
         return auto_cls.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, TypeError) as err:
         raise ModelError(
@@ -379,3 +385,293 @@ def _check_column_values(dataset, column: str) -> None:
                 "Drop them (dataset.filter(lambda r: r[col] is not None)) or fill them."
             )
         offset += len(values)
+
+
+# ----- pinned sources (reproducibility): resolve every Hub ref to a commit before any work ---------------------
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_hub_id(name: Any) -> bool:
+    """Whether `name` is a string that is not a local path and is a valid Hub repo id (``namespace/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(name, str) or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def cached_commit(repo_id: str, repo_type: str, revision: str | None) -> str | None:
+    """The commit that `revision` (default ``main``) pointed to when `repo_id` was last downloaded into the Hub
+    cache, or None when the cache does not know it. Used offline (``HF_HUB_OFFLINE=1``)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    revision = revision or "main"
+    if _COMMIT_RE.match(revision):
+        return revision if (folder / "snapshots" / revision).is_dir() else None
+    ref = folder / "refs" / revision
+    return ref.read_text().strip() if ref.is_file() else None
+
+
+def remember_ref(repo_id: str, repo_type: str, revision: str | None, commit: str) -> None:
+    """Write ``refs/<revision>`` into the Hub cache, as ``hf_hub_download`` does for a download by ref name.
+
+    Files are downloaded by commit sha once the ref is resolved, so the client never writes that ref itself;
+    without it an offline run could not tell which cached commit ``main`` (or a tag) meant.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    revision = revision or "main"
+    if _COMMIT_RE.match(revision):
+        return
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type) / "refs" / revision
+    try:
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        if not ref.is_file() or ref.read_text().strip() != commit:
+            ref.write_text(commit)
+    except OSError:  # a read-only cache only costs the offline lookup
+        pass
+
+
+def _refs_hint(api, repo_id: str, repo_type: str, token) -> str:
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type=repo_type, token=token)
+    except Exception:  # the hint is a courtesy: never mask the original error
+        return ""
+    names = [b.name for b in refs.branches] + [t.name for t in refs.tags]
+    return f" Its branches and tags: {', '.join(names)} (or pass a full commit sha)."
+
+
+def _hub_info(repo_id: str, repo_type: str, revision: str | None, token, error_cls):
+    """``model_info`` / ``dataset_info`` (with file metadata) at `revision`, errors turned into `error_cls`."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    api = HfApi()
+    what = "model" if repo_type == "model" else "dataset"
+    try:
+        if repo_type == "model":
+            return api.model_info(repo_id, revision=revision, token=token, files_metadata=True)
+        return api.dataset_info(repo_id, revision=revision, token=token, files_metadata=True)
+    except RevisionNotFoundError:
+        raise error_cls(f"Revision {revision!r} does not exist in the Hub {what} {repo_id!r}."
+                        + _refs_hint(api, repo_id, repo_type, token)) from None
+    except GatedRepoError:
+        raise error_cls(f"The Hub {what} {repo_id!r} is gated: accept its conditions on the Hub and pass "
+                        "token=... (or set HF_TOKEN).") from None
+    except RepositoryNotFoundError:
+        raise error_cls(f"The Hub {what} {repo_id!r} was not found, or it is private and no valid token was sent: "
+                        "check the id, and pass token=... or set HF_TOKEN for a private repo.") from None
+    except Exception as err:  # network errors and the like
+        raise error_cls(f"Could not reach the Hub for {what} {repo_id!r}: {type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
+
+
+def _blob_ids(siblings, keep) -> dict[str, str]:
+    """``{path: sha256 for LFS files, git blob id otherwise}`` of the siblings whose path passes `keep`."""
+    found = {}
+    for s in siblings or []:
+        if keep(s.rfilename):
+            lfs = getattr(s, "lfs", None)
+            found[s.rfilename] = (lfs.sha256 if lfs is not None else None) or s.blob_id or ""
+    return found
+
+
+def resolve_model_source(model: Any, revision: str | None = None, token: str | bool | None = None):
+    """Pin what `model` names, before any weight is downloaded: a :class:`~hf_txray.provenance.ModelSource`.
+
+    A Hub id resolves `revision` (branch, tag or sha; default ``main``) to a commit with ``HfApi.model_info``, or
+    from the Hub cache when offline; a local folder or file gets a content hash; a loaded model keeps its
+    ``name_or_path`` and ``_commit_hash`` (and the content hash of that folder, when it is one).
+
+    Raises:
+        ModelError: the revision does not exist (its branches and tags are listed), the repo is missing or
+            private without a token, or offline with nothing cached.
+    """
+    from huggingface_hub.constants import is_offline_mode
+
+    from .provenance import ModelSource, files_hash, is_model_file, model_folder_files
+
+    if isinstance(model, (str, Path)):
+        name = str(model)
+        if Path(name).exists():
+            files = model_folder_files(name)
+            return ModelSource("local", str(Path(name).resolve()), revision, None, files, files_hash(files))
+        if not is_hub_id(name):
+            raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').")
+        if is_offline_mode():
+            commit = cached_commit(name, "model", revision)
+            if commit is None:
+                raise ModelError(f"Model {name!r} at revision {revision or 'main'!r} is not in the Hub cache and "
+                                 f"HF_HUB_OFFLINE is set. {_offline_hint()}")
+            return ModelSource("hub", name, revision, commit)
+        info = _hub_info(name, "model", revision, token, ModelError)
+        remember_ref(name, "model", revision, info.sha)
+        return ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
+    config = getattr(model, "config", None)
+    name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None
+    source = ModelSource("object", name, None, getattr(config, "_commit_hash", None))
+    if name and Path(name).is_dir():
+        source.id = str(Path(name).resolve())
+        source.files = model_folder_files(name)
+        source.content_hash = files_hash(source.files)
+    return source
+
+
+def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config: str | None = None,
+                           split: str | None = None, token: str | bool | None = None):
+    """Pin what `dataset` names, before any data is downloaded: a :class:`~hf_txray.provenance.DatasetSource`.
+
+    A Hub id resolves `revision` to a commit (``HfApi.dataset_info``, or the Hub cache when offline), checks that
+    `config` and `split` exist (listing the available ones otherwise) and records the data files of that split
+    with their blob ids. Local files and folders get a content hash. In-memory data is described after loading
+    (:func:`describe_loaded`).
+
+    Raises:
+        DatasetError: unknown revision, config or split, missing or private repo, offline with nothing cached.
+    """
+    from huggingface_hub.constants import is_offline_mode
+
+    from .provenance import DatasetSource, data_path_files, files_hash
+
+    if (revision is not None or config is not None) and not is_hub_id(dataset):
+        raise DatasetError(f"dataset_revision and dataset_config apply to Hub datasets only; {type(dataset).__name__} "
+                           f"{str(dataset)[:80]!r} is not a Hub id. Drop them, or pass the Hub id.")
+    if not isinstance(dataset, (str, Path)):
+        kind = "in-memory" if isinstance(dataset, (list, tuple)) or _is_text_sequence(dataset) else "object"
+        return DatasetSource(kind, split=split)
+    name = str(dataset)
+    if Path(name).exists():
+        files = data_path_files(name)
+        return DatasetSource("local", str(Path(name).resolve()), split=split, data_files=files,
+                             content_hash=files_hash(files))
+    if not is_hub_id(name):
+        raise DatasetError(f"Dataset {name!r} is neither a local file or folder nor a valid Hub id ('namespace/name').")
+    if is_offline_mode():
+        commit = cached_commit(name, "dataset", revision)
+        if commit is None:
+            raise DatasetError(f"Dataset {name!r} at revision {revision or 'main'!r} is not in the Hub cache and "
+                               f"HF_HUB_OFFLINE is set. {_offline_hint()}")
+        return DatasetSource("hub", name, revision, commit, config=config, split=split)
+    info = _hub_info(name, "dataset", revision, token, DatasetError)
+    remember_ref(name, "dataset", revision, info.sha)
+    config, split, paths = _hub_config_split(name, info.sha, config, split, token)
+    blobs = _blob_ids(info.siblings, lambda path: path in paths)
+    missing = sorted(set(paths) - set(blobs))
+    if missing:
+        raise DatasetError(f"Data files {missing} of {name!r} are not in its commit {info.sha}.")
+    return DatasetSource("hub", name, revision, info.sha, config=config, split=split, data_files=blobs)
+
+
+def _hub_config_split(name: str, commit: str, config: str | None, split: str | None,
+                      token) -> tuple[str, str | None, list[str]]:
+    """Check config and split of a Hub dataset at `commit` (README and file listing only, no data download)."""
+    import datasets
+
+    try:
+        configs = datasets.get_dataset_config_names(name, revision=commit, token=token)
+    except Exception as err:  # datasets raises many types here
+        raise DatasetError(f"Could not read the configs of the Hub dataset {name!r}: {type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200] if str(err) else ''}") from err
+    if config is not None and config not in configs:
+        raise DatasetError(f"Config {config!r} not found in the Hub dataset {name!r}; its configs: "
+                           f"{', '.join(configs)}. Pass dataset_config=... with one of them.")
+    try:
+        builder = datasets.load_dataset_builder(name, config, revision=commit, token=token)
+    except ValueError as err:  # several configs and no default
+        raise DatasetError(f"The Hub dataset {name!r} has several configs ({', '.join(configs)}): pass "
+                           f"dataset_config=... to choose one. ({str(err).splitlines()[0][:200]})") from err
+    data_files = dict(builder.config.data_files or {})
+    if not data_files:  # a builder that lists no files up front: load_dataset checks the split itself
+        return builder.config.name, split, []
+    splits = [str(s) for s in data_files]
+    if split is not None and split not in splits:
+        raise DatasetError(f"Split {split!r} not found in config {builder.config.name!r} of the Hub dataset "
+                           f"{name!r}; its splits: {', '.join(splits)}.")
+    if split is None and len(splits) > 1:
+        raise DatasetError(f"Config {builder.config.name!r} of the Hub dataset {name!r} has several splits "
+                           f"({', '.join(splits)}): pass split=... to choose one.")
+    split = split or (splits[0] if splits else None)
+    urls = [str(u) for key, files in data_files.items() if str(key) == split for u in files]
+    marker = f"@{commit}/"
+    paths = [u.split(marker, 1)[1] for u in urls if marker in u]
+    return builder.config.name, split, paths
+
+
+def load_hub_dataset(source, token: str | bool | None = None):
+    """``datasets.load_dataset`` of a pinned Hub :class:`~hf_txray.provenance.DatasetSource` (its commit)."""
+    import datasets
+
+    from huggingface_hub.constants import is_offline_mode
+
+    try:
+        loaded = datasets.load_dataset(source.id, source.config, split=source.split, revision=source.commit,
+                                       token=token)
+    except Exception as err:
+        raise DatasetError(
+            f"Could not load the Hub dataset {source.id!r} at commit {source.commit}: {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
+    if is_offline_mode():
+        _check_cached_commit(source, loaded)
+    return loaded
+
+
+def _check_cached_commit(source, loaded) -> None:
+    """Offline, ``datasets`` loads the most recent cached version whatever the revision: check it is our commit.
+
+    Its cache folders end in ``<config>/<version>/<commit>``; the config is read back from there too.
+    """
+    parts = [Path(f["filename"]).parent.parts for d in _splits_of(loaded) for f in d.cache_files]
+    commits = {p[-1] for p in parts}
+    if commits != {source.commit}:
+        raise DatasetError(
+            f"HF_HUB_OFFLINE is set and the datasets cache holds {sorted(commits)} for {source.id!r}, not the "
+            f"commit {source.commit} that revision {source.requested_revision or 'main'!r} points to. Unset "
+            "HF_HUB_OFFLINE to download it.")
+    source.config = source.config or parts[0][-3]
+
+
+def _splits_of(loaded) -> list:
+    import datasets
+
+    return list(loaded.values()) if isinstance(loaded, datasets.DatasetDict) else [loaded]
+
+
+def describe_loaded(source, corpus, column: str, num_samples: int | None):
+    """Complete a :class:`~hf_txray.provenance.DatasetSource` with what was loaded: column, counts, texts hash."""
+    import datasets
+
+    from .provenance import texts_hash
+
+    source.text_column, source.num_samples = column, num_samples
+    source.fingerprint = getattr(corpus, "_fingerprint", None)
+    if isinstance(corpus, datasets.Dataset):  # a stream is hashed by nobody: it has no length to read twice
+        source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
+    if source.kind == "in-memory":
+        source.content_hash = source.texts_hash
+    if source.kind == "object":
+        source.id = source.id or getattr(corpus.info, "dataset_name", None)
+    if source.split is None and getattr(corpus, "split", None) is not None:
+        source.split = str(corpus.split)
+    return source
+
+
+def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
+                       num_samples: int | None = None, revision: str | None = None, config: str | None = None,
+                       token: str | bool | None = None, allow_streams: bool = False):
+    """:func:`load_corpus` with the source pinned first; returns ``(corpus, column, dataset_id, DatasetSource)``."""
+    source = resolve_dataset_source(dataset, revision=revision, config=config, split=split, token=token)
+    target = dataset
+    if source.kind == "hub":
+        target = load_hub_dataset(source, token)
+    corpus, column, dataset_id = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples,
+                                             allow_streams=allow_streams)
+    if source.kind in ("hub", "local"):
+        dataset_id = str(dataset)
+    return corpus, column, dataset_id, describe_loaded(source, corpus, column, num_samples)

@@ -41,6 +41,8 @@ class ProfileMeta:
         num_neurons (`int`): neurons per layer.
         feature_types (`list[str]`): e.g. ``["token", "pos"]``.
         stage (`str`): a name for the training stage, e.g. ``"pretrained"``.
+        provenance (`dict`): what the numbers were computed from, pinned (model and dataset commits or content
+            hashes, every option, versions); see :mod:`hf_txray.provenance`. Empty in profiles made before it existed.
     """
 
     model_id: str
@@ -65,6 +67,7 @@ class ProfileMeta:
     config: dict[str, Any] = field(default_factory=dict)
     hf_txray_version: str = ""
     created_at: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)  # pinned sources and options, see hf_txray.provenance
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

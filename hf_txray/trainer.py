@@ -11,6 +11,7 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -25,9 +26,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
 
 from .analyze import Profiler, ProfilerConfig
-from .errors import ConfigurationError, DatasetError, ProfileFormatError
+from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, TXRayError
 from .features import BUILTIN_FEATURES
-from .loading import check_fast_tokenizer, load_corpus
+from .loading import check_fast_tokenizer, load_corpus, load_pinned_corpus, resolve_model_source
 from .profile import Profile
 from .report import TransferReport, compare
 from .sites import SITES
@@ -228,8 +229,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
-        self.corpus, self.text_column, loaded_id = load_corpus(probe_dataset, text_column=text_column,
-                                                               num_samples=max_samples)
+        self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
+            probe_dataset, text_column=text_column, num_samples=max_samples)
         self.dataset_id = dataset_id or loaded_id
         self.timeline: list[dict[str, Any]] = []
         self.profiles: dict[str, Profile] = {}
@@ -239,6 +240,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._plot_seconds = 0.0
         self._plots_stale = False
         self._profiler: Profiler | None = None
+        self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
 
     @classmethod
     def from_args(cls, args: TXRayArguments, probe_dataset: Any, **kwargs: Any) -> "TXRayCallback":
@@ -267,7 +269,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         if self._profiler is not None and self._profiler.model is model:
             return self._profiler
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
-        self._profiler = Profiler(model, tokenizer, self.config)
+        self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
+        self._model_source = None  # a new model: described again at its first snapshot
         return self._profiler
 
     @property
@@ -324,6 +327,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
         stage = f"step-{step}"
         started = time.perf_counter()
         self._profiler.device = _device_of(self._profiler.model)  # the Trainer may have moved the model
+        if self._model_source is None:
+            self._model_source = resolve_model_source(self._profiler.model)
+        # Weights past step 0 exist only in memory: recorded as such (reproduce refuses until pin_model).
+        self._profiler.model_source = dataclasses.replace(self._model_source, training_step=step)
         profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
                                      dataset_id=self.dataset_id, show_progress=False)
         profile_seconds = time.perf_counter() - started
@@ -645,12 +652,29 @@ class TXRayTrainer(Trainer):
         if self.is_world_process_zero() and callback is not None and callback.profiles:
             from .hub import push_to_hub as push_results
 
+            self._pin_final_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
             push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
                          reports=list(callback.reports.values()),
                          private=self.args.hub_private_repo if private is None else private,
                          token=token if token is not None else self.args.hub_token,
                          commit_message=f"TX-Ray results: {commit_message or 'update'}")
         return result
+
+    def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
+        """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
+        (taken at the current step), so that ``hf-txray reproduce`` can recompute it from the Hub."""
+        from .reproduce import pin_model
+
+        profiles = self.txray_callback.profiles
+        last = list(profiles)[-1]
+        if commit is None or last != f"step-{int(self.state.global_step)}":
+            logger.info("TX-Ray: the pushed model is not the one of snapshot %s: not pinned for reproduce.", last)
+            return
+        try:
+            profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
+        except TXRayError as err:  # the results still go up, only without the pin
+            logger.warning("TX-Ray: could not record the pushed model in snapshot %s (%s): `hf-txray reproduce` "
+                           "will refuse it.", last, err)
 
 
 def model_card_section(callback: TXRayCallback) -> str:

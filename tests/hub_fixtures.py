@@ -65,3 +65,38 @@ def hub(hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
             api=HfApi(endpoint=hub_server.url, token=hub_server.token),
             hf_home=home,
         )
+
+
+# ----- repos to download from (models and datasets as users publish them) ----------------------------------------
+def upload_folder_as(hub: Hub, repo_id: str, folder: Path, *, repo_type: str = "model", private: bool = False,
+                     revision: str | None = None, message: str = "upload") -> str:
+    """Create `repo_id` (if needed) and upload `folder` in one commit, to `revision` (a branch; created from main
+    when missing). Returns the commit sha."""
+    hub.api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if revision is not None:
+        hub.api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    return hub.api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision,
+                                 commit_message=message).oid
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny random BERT (tests/models.py) with the MiniLM tokenizer, saved as a model folder."""
+    try:
+        from .models import bert_tokenizer, tiny_bert
+    except ImportError:
+        from models import bert_tokenizer, tiny_bert
+
+    tiny_bert(seed).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_parquet_dataset(folder: Path, splits: dict[str, list[str]], config: str | None = None) -> Path:
+    """`folder/<config or data>/<split>.parquet` with one `text` column per split (the Hub's parquet layout)."""
+    import pandas as pd
+
+    sub = folder / (config or "data")
+    sub.mkdir(parents=True, exist_ok=True)
+    for split, texts in splits.items():
+        pd.DataFrame({"text": texts}).to_parquet(sub / f"{split}.parquet", index=False)
+    return folder

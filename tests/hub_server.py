@@ -12,7 +12,11 @@ huggingface_hub 2.4 `hf_api.py`, `_commit_api.py`, `lfs.py`, `file_download.py`,
     GET  /api/agent-harnesses                                 empty registry (the client's user-agent lookup)
     POST /api/repos/create            DELETE /api/repos/delete
     GET  /api/{type}s/{ns}/{name}[/revision/{rev}]            repo info (sha, private, siblings, cardData)
-    GET  /api/{type}s/{ns}/{name}/refs                        branches
+    GET  /api/{type}s/{ns}/{name}/refs                        branches and tags
+    POST|DELETE /api/{type}s/{ns}/{name}/branch/{branch}      create (JSON `startingPoint`) / delete a branch
+    POST /api/{type}s/{ns}/{name}/tag/{rev}                   tag a revision (JSON `tag`, `message`)
+    DELETE /api/{type}s/{ns}/{name}/tag/{tag}                 delete a tag
+    POST /api/{type}s/{ns}/{name}/super-squash/{branch}       squash a branch's history into one commit
     GET  /api/{type}s/{ns}/{name}/commits/{rev}               history, newest first
     GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]         listing (?recursive= &expand=)
     POST /api/{type}s/{ns}/{name}/paths-info/{rev}            form or JSON `paths`
@@ -25,11 +29,13 @@ huggingface_hub 2.4 `hf_api.py`, `_commit_api.py`, `lfs.py`, `file_download.py`,
 
 Repos live under `storage_dir/repos/{type}s/{ns}/{name}/`: `repo.json` (visibility, branches, every commit's
 file table) and `objects/{sha256}` (file contents, regular and LFS alike). Each commit is a full snapshot of the
-file table, so any commit sha in the history can be read back.
+file table, so any commit sha in the history can be read back. Every revision (branch, tag or commit sha) resolves
+to a commit: downloads answer with its sha in `X-Repo-Commit`, as the Hub does, which is what pins the client cache.
+A super-squash drops the commits that no branch or tag reaches any more, so they answer RevisionNotFound.
 
 Things it deliberately does not do: Xet storage (clients must run with HF_HUB_DISABLE_XET=1, see `use_hub`),
-pull requests (`create_pr` answers 400), branches other than `main`, tags, gated repos, `.gitignore` handling,
-and LFS multipart transfer (it never asks for it). Any valid token may read and write every repo.
+pull requests (`create_pr` answers 400), gated repos, `.gitignore` handling, and LFS multipart transfer (it never
+asks for it). Any valid token may read and write every repo.
 
 Example:
     ```py
@@ -187,13 +193,14 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
     sdk: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     def object_path(self, sha256: str) -> Path:
         return self.folder / "objects" / sha256
 
     def resolve(self, revision: str) -> Commit:
-        """A branch name or a full commit sha -> commit."""
-        oid = self.branches.get(revision, revision)
+        """A branch name, a tag or a full commit sha -> commit (a branch wins over a tag of the same name)."""
+        oid = self.branches.get(revision, self.tags.get(revision, revision))
         if oid not in self.commits:
             raise HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
         return self.commits[oid]
@@ -215,6 +222,7 @@ class Repo:
             "created_at": self.created_at,
             "sdk": self.sdk,
             "branches": self.branches,
+            "tags": self.tags,
             "commits": {oid: asdict(commit) for oid, commit in self.commits.items()},
         }
         tmp = self.folder / "repo.json.tmp"
@@ -289,6 +297,40 @@ class RepoStore:
             repo.branches[branch] = oid
             repo.save()
             return commit
+
+    def create_ref(self, repo: Repo, kind: str, name: str, revision: str) -> None:
+        """A new branch or tag named `name` at `revision`; 409 when it exists."""
+        with self.lock:
+            refs = repo.branches if kind == "branch" else repo.tags
+            if not name or name in refs:
+                raise HubError(409, f"Reference already exists: refs/{'heads' if kind == 'branch' else 'tags'}/{name}")
+            refs[name] = repo.resolve(revision).oid
+            repo.save()
+
+    def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
+        with self.lock:
+            refs = repo.branches if kind == "branch" else repo.tags
+            if name not in refs or (kind == "branch" and name == DEFAULT_BRANCH):
+                raise HubError(404 if name not in refs else 403, f"Cannot delete {kind} {name!r}",
+                               code="RevisionNotFound" if name not in refs else None)
+            del refs[name]
+            repo.save()
+
+    def squash(self, repo: Repo, branch: str, *, message: str, author: str) -> Commit:
+        """Replace a branch's history by one commit with its current files; unreachable commits are dropped."""
+        with self.lock:
+            if branch not in repo.branches:
+                raise HubError(404, f"Invalid rev id: {branch}", code="RevisionNotFound")
+            files = copy.deepcopy(repo.commits[repo.branches[branch]].files)
+            oid = hashlib.sha1(f"squash|{branch}|{uuid.uuid4()}".encode()).hexdigest()
+            for entry in files.values():
+                entry.last_commit = oid
+            repo.commits[oid] = Commit(oid, None, message, message, author, _now_iso(), files)
+            repo.branches[branch] = oid
+            reachable = {c.oid for ref in [*repo.branches.values(), *repo.tags.values()] for c in repo.history(ref)}
+            repo.commits = {k: v for k, v in repo.commits.items() if k in reachable}
+            repo.save()
+            return repo.commits[oid]
 
     def _apply(self, repo: Repo, files: dict[str, FileEntry], operation: tuple, oid: str) -> None:
         kind, path = operation[0], _validate_repo_path(operation[1])
@@ -392,6 +434,11 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
         ("GET", _API_REPO, "repo_info"),
         ("GET", _API_REPO + r"/revision/(?P<rev>.+)", "repo_info"),
         ("GET", _API_REPO + r"/refs", "refs"),
+        ("POST", _API_REPO + r"/branch/(?P<ref>[^/]+)", "create_branch"),
+        ("DELETE", _API_REPO + r"/branch/(?P<ref>[^/]+)", "delete_branch"),
+        ("POST", _API_REPO + r"/tag/(?P<ref>[^/]+)", "create_tag"),
+        ("DELETE", _API_REPO + r"/tag/(?P<ref>[^/]+)", "delete_tag"),
+        ("POST", _API_REPO + r"/super-squash/(?P<ref>[^/]+)", "super_squash"),
         ("GET", _API_REPO + r"/commits/(?P<rev>[^/]+)", "commits"),
         ("GET", _API_REPO + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", "tree"),
         ("POST", _API_REPO + r"/paths-info/(?P<rev>[^/]+)", "paths_info"),
@@ -631,7 +678,34 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub.store.lock:
             branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": oid}
                         for b, oid in sorted(repo.branches.items())]
-        self._send_json({"branches": branches, "converts": [], "tags": [], "pullRequests": []})
+            tags = [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": oid} for t, oid in sorted(repo.tags.items())]
+        self._send_json({"branches": branches, "converts": [], "tags": tags, "pullRequests": []})
+
+    def route_create_branch(self, plural: str, ns: str, name: str, ref: str) -> None:
+        repo = self._repo(plural, ns, name, write=True)
+        start = self._json_body().get("startingPoint") or DEFAULT_BRANCH
+        self.hub.store.create_ref(repo, "branch", unquote(ref), start)
+        self._send_json({})
+
+    def route_delete_branch(self, plural: str, ns: str, name: str, ref: str) -> None:
+        self.hub.store.delete_ref(self._repo(plural, ns, name, write=True), "branch", unquote(ref))
+        self._send_json({})
+
+    def route_create_tag(self, plural: str, ns: str, name: str, ref: str) -> None:
+        # The URL names the revision to tag; the tag's name is in the body.
+        repo = self._repo(plural, ns, name, write=True)
+        self.hub.store.create_ref(repo, "tag", str(self._json_body().get("tag") or ""), unquote(ref))
+        self._send_json({})
+
+    def route_delete_tag(self, plural: str, ns: str, name: str, ref: str) -> None:
+        self.hub.store.delete_ref(self._repo(plural, ns, name, write=True), "tag", unquote(ref))
+        self._send_json({})
+
+    def route_super_squash(self, plural: str, ns: str, name: str, ref: str) -> None:
+        repo = self._repo(plural, ns, name, write=True)
+        message = self._json_body().get("message") or "Super-squash"
+        commit = self.hub.store.squash(repo, unquote(ref), message=message, author=self.hub.username)
+        self._send_json({"commitOid": commit.oid})
 
     def route_commits(self, plural: str, ns: str, name: str, rev: str) -> None:
         repo = self._repo(plural, ns, name)
@@ -919,6 +993,12 @@ class HubServer:
         """Commit shas from `revision` back to the initial commit (newest first)."""
         with self.store.lock:
             return [c.oid for c in self._get_repo(repo_id, repo_type).history(revision)]
+
+    def downloads(self, since: int = 0) -> list[RequestRecord]:
+        """File contents served (GET on `/resolve/`, 200 or 206) among `requests[since:]`; HEADs are not downloads."""
+        with self._lock:
+            recent = self.requests[since:]
+        return [r for r in recent if r.method == "GET" and "/resolve/" in r.path and r.status in (200, 206)]
 
     def is_lfs(self, repo_id: str, path: str, repo_type: str = "dataset", revision: str = DEFAULT_BRANCH) -> bool:
         """Whether the file was committed as an LFS object."""

@@ -304,3 +304,40 @@ def test_use_hub_points_clients_at_the_server_and_restores_everything(tmp_path):
         assert server.requests[-1].path == "/api/repos/create"
     assert (constants.ENDPOINT, constants.HF_HUB_CACHE, datasets.config.HF_ENDPOINT, os.environ.get("HF_ENDPOINT"),
             os.environ.get("HF_TOKEN")) == before
+
+
+def test_branches_tags_resolve_by_revision_and_super_squash(hub):
+    repo_id = f"{hub.username}/refs"
+    hub.api.create_repo(repo_id, repo_type="dataset")
+    first = hub.api.upload_file(path_or_fileobj=b"one", path_in_repo="a.txt", repo_id=repo_id, repo_type="dataset")
+    hub.api.create_tag(repo_id, tag="v1", repo_type="dataset")
+    hub.api.create_branch(repo_id, branch="dev", repo_type="dataset")
+    dev = hub.api.upload_file(path_or_fileobj=b"dev", path_in_repo="a.txt", repo_id=repo_id, repo_type="dataset",
+                              revision="dev")
+    refs = hub.api.list_repo_refs(repo_id, repo_type="dataset")
+    assert {b.name: b.target_commit for b in refs.branches} == {"main": first.oid, "dev": dev.oid}
+    assert [(t.name, t.ref, t.target_commit) for t in refs.tags] == [("v1", "refs/tags/v1", first.oid)]
+    with pytest.raises(HfHubHTTPError) as exc_info:
+        hub.api.create_tag(repo_id, tag="v1", repo_type="dataset")
+    assert exc_info.value.response.status_code == 409
+
+    # A download by tag or branch answers with the commit it resolved to, as the Hub does.
+    meta = get_hf_file_metadata(hf_hub_url(repo_id, "a.txt", repo_type="dataset", revision="v1"))
+    assert meta.commit_hash == first.oid
+    assert Path(hf_hub_download(repo_id, "a.txt", repo_type="dataset", revision="dev")).read_bytes() == b"dev"
+    assert hub.api.dataset_info(repo_id, revision="v1").sha == first.oid
+    with pytest.raises(RevisionNotFoundError):
+        hub.api.dataset_info(repo_id, revision="v2")
+
+    hub.api.super_squash_history(repo_id, repo_type="dataset", branch="dev")
+    squashed = hub.api.list_repo_refs(repo_id, repo_type="dataset").branches
+    new_dev = next(b.target_commit for b in squashed if b.name == "dev")
+    assert new_dev not in (dev.oid, first.oid)
+    assert [c.commit_id for c in hub.api.list_repo_commits(repo_id, repo_type="dataset", revision="dev")] == [new_dev]
+    with pytest.raises(RevisionNotFoundError):  # no branch or tag reaches it any more
+        hub.api.dataset_info(repo_id, revision=dev.oid)
+    assert hub.api.dataset_info(repo_id, revision=first.oid).sha == first.oid  # main and v1 still do
+    hub.api.delete_tag(repo_id, tag="v1", repo_type="dataset")
+    hub.api.delete_branch(repo_id, branch="dev", repo_type="dataset")
+    refs = hub.api.list_repo_refs(repo_id, repo_type="dataset")
+    assert [b.name for b in refs.branches] == ["main"] and refs.tags == []

@@ -1,0 +1,276 @@
+"""What a profile was computed from, pinned: the model and corpus sources, the options, the versions.
+
+Every profile's ``meta.provenance`` holds one record (a JSON-able dict) with four parts:
+
+- ``model``: a :class:`ModelSource`. Hub ids are pinned to a commit sha (and list the blob ids of the weight,
+  config and tokenizer files at that commit); local folders to a *content hash*; loaded objects keep their id.
+- ``dataset``: a :class:`DatasetSource`. Hub datasets are pinned to a commit, config, split and the data files
+  read (with their blob ids); local files and folders to a content hash; in-memory texts to a hash of the texts.
+  Every source also records ``texts_hash``, the hash of the texts actually profiled (after ``num_samples``).
+- ``options``: the whole :class:`~hf_txray.ProfilerConfig` as a dict (every field, so options added to it later
+  are recorded without changes here), plus the load options (``dtype``, ``device``, ``model_kwargs``...).
+- ``versions``: hf_txray, transformers, torch, datasets, spaCy and the spaCy model used for tags.
+
+Hash definitions (all sha256, written ``"sha256:<hex>"``):
+
+- a file: the sha256 of its bytes;
+- a set of files (a model folder, a data folder): the sha256 of the lines ``"<relative path>\\0<file sha256>\\n"``
+  sorted by path. For a model folder the files are its weight, config and tokenizer files
+  (:data:`MODEL_FILE_PATTERNS`, top level only); for a data folder every file under it except hidden ones;
+- texts: the sha256 over the texts in order, each as an 8-byte little-endian length then its UTF-8 bytes.
+
+:func:`hf_txray.reproduce` reads this record back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROVENANCE_SCHEMA = 1
+MODEL_FILE_PATTERNS = (
+    "*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.gguf", "*.pt", "*.pth",
+    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.tiktoken",
+)  # fmt: skip
+_CHUNK = 1 << 20
+
+
+# ----- hashes -----------------------------------------------------------------------------------------------------
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes, read in 1 MiB chunks.
+
+    Remembered under the hf_txray cache by (absolute path, size, modification time in ns), as git does, so a
+    multi-GB model folder is read once, not at every ``analyze``.
+    """
+    from .features import cache_dir
+
+    stat = Path(path).stat()
+    key = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    memo = cache_dir() / "sha256" / key
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{key}.{os.getpid()}.tmp")
+        tmp.write_text(digest.hexdigest())
+        os.replace(tmp, memo)
+    except OSError:  # a read-only cache costs only the re-read
+        pass
+    return digest.hexdigest()
+
+
+def files_hash(files: Mapping[str, str]) -> str:
+    """The content hash of a set of files given as ``{relative path: sha256 of its bytes}``."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path}\0{files[path]}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def is_model_file(name: str) -> bool:
+    """Whether a (top-level) file of a model folder or repo changes what the model computes."""
+    return "/" not in name and any(fnmatch.fnmatch(name, pattern) for pattern in MODEL_FILE_PATTERNS)
+
+
+def model_folder_files(folder: str | Path) -> dict[str, str]:
+    """``{name: sha256}`` of the weight, config and tokenizer files of a local model folder (a file: itself)."""
+    folder = Path(folder)
+    if folder.is_file():
+        return {folder.name: file_sha256(folder)}
+    return {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and is_model_file(p.name)}
+
+
+def data_path_files(path: str | Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of a local data file, or of every non-hidden file under a data folder."""
+    path = Path(path)
+    if path.is_file():
+        return {path.name: file_sha256(path)}
+    found = {}
+    for item in sorted(path.rglob("*")):
+        relative = item.relative_to(path)
+        if item.is_file() and not any(part.startswith(".") for part in relative.parts):
+            found[relative.as_posix()] = file_sha256(item)
+    return found
+
+
+def texts_hash(dataset: Any, column: str) -> str:
+    """The hash of the texts of `column` of a ``datasets.Dataset``, in order (streamed in Arrow chunks)."""
+    digest = hashlib.sha256()
+    for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
+        for text in chunk[column].to_pylist():
+            data = text.encode("utf-8")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return "sha256:" + digest.hexdigest()
+
+
+def strings_hash(texts: list[str]) -> str:
+    """:func:`texts_hash` of a list of strings."""
+    import datasets
+
+    return texts_hash(datasets.Dataset.from_dict({"text": list(texts)}), "text")
+
+
+# ----- records ----------------------------------------------------------------------------------------------------
+@dataclass
+class ModelSource:
+    """Where the profiled model came from.
+
+    Args:
+        kind (`str`): ``"hub"`` (a Hub id), ``"local"`` (a folder or file) or ``"object"`` (a loaded model).
+        id (`str`, *optional*): the Hub id or the path (absolute), or an object's ``name_or_path``.
+        requested_revision (`str`, *optional*): the branch, tag or sha asked for.
+        commit (`str`, *optional*): the commit sha it resolved to (Hub), or an object's ``_commit_hash``.
+        files (`dict[str, str]`): weight/config/tokenizer files: Hub blob ids (sha256 for LFS) or local sha256.
+        content_hash (`str`, *optional*): :func:`files_hash` of local `files`.
+        training_step (`int`, *optional*): set on Trainer snapshots: the weights were still being trained.
+    """
+
+    kind: str
+    id: str | None = None
+    requested_revision: str | None = None
+    commit: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    content_hash: str | None = None
+    training_step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DatasetSource:
+    """Where the profiled texts came from.
+
+    Args:
+        kind (`str`): ``"hub"``, ``"local"`` (file or folder), ``"in-memory"`` (a list of strings) or ``"object"``
+            (a ``datasets.Dataset`` passed directly).
+        id (`str`, *optional*): the Hub id or the local path (absolute).
+        requested_revision, commit (`str`, *optional*): as for :class:`ModelSource` (Hub only).
+        config, split (`str`, *optional*): the dataset config and split read.
+        data_files (`dict[str, str]`): the data files read: Hub blob ids (sha256 for LFS) or local sha256.
+        content_hash (`str`, *optional*): :func:`files_hash` of local `data_files`; for in-memory texts their
+            :func:`texts_hash`.
+        text_column (`str`, *optional*), num_samples (`int`, *optional*), num_texts (`int`): what was profiled.
+        texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled.
+    """
+
+    kind: str
+    id: str | None = None
+    requested_revision: str | None = None
+    commit: str | None = None
+    config: str | None = None
+    split: str | None = None
+    data_files: dict[str, str] = field(default_factory=dict)
+    content_hash: str | None = None
+    text_column: str | None = None
+    num_samples: int | None = None
+    num_texts: int = 0
+    texts_hash: str | None = None
+    fingerprint: str | None = field(default=None, repr=False, compare=False)  # in-process cache key, not recorded
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record.pop("fingerprint")
+        return record
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON data; what has no faithful JSON form becomes ``{"unrecorded": repr}``.
+
+    :func:`hf_txray.reproduce` refuses options holding such a marker (e.g. a :class:`UserFeature` function).
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: jsonable(v) for k, v in value.items()}
+    from .features import UserFeature
+
+    if isinstance(value, UserFeature):  # its function cannot be recorded
+        return {"unrecorded": f"UserFeature({value.name!r})"}
+    text = str(value)
+    if type(value).__module__ == "torch" and text.startswith("torch."):  # torch.float16 -> "float16"
+        return text.removeprefix("torch.")
+    return {"unrecorded": repr(value)[:200]}
+
+
+def unrecorded(value: Any) -> list[str]:
+    """Descriptions of the values that :func:`jsonable` could not record, anywhere inside `value`."""
+    if isinstance(value, dict):
+        if set(value) == {"unrecorded"}:
+            return [str(value["unrecorded"])]
+        return [item for v in value.values() for item in unrecorded(v)]
+    if isinstance(value, list):
+        return [item for v in value for item in unrecorded(v)]
+    return []
+
+
+def config_options(config: Any) -> dict[str, Any]:
+    """Every field of a :class:`~hf_txray.ProfilerConfig` (a dataclass) as JSON data, by name."""
+    return {f.name: jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def versions(spacy_model: str | None = None) -> dict[str, str | None]:
+    """Versions of the packages that change the numbers (and of the spaCy model, when tags were computed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .version import __version__
+
+    found: dict[str, str | None] = {"hf_txray": __version__}
+    for package in ("transformers", "torch", "datasets", "tokenizers", "spacy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    found["spacy_model"] = spacy_model
+    found["spacy_model_version"] = _spacy_model_version(spacy_model) if spacy_model else None
+    return found
+
+
+def _spacy_model_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for candidate in (name, name.replace("_", "-")):
+        try:
+            return version(candidate)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def build_record(model: ModelSource, dataset: DatasetSource, options: Mapping[str, Any],
+                 runtime: Mapping[str, Any], spacy_model: str | None) -> dict[str, Any]:
+    """The ``meta.provenance`` record."""
+    return {"schema": PROVENANCE_SCHEMA, "model": model.to_dict(), "dataset": dataset.to_dict(),
+            "options": dict(options), "runtime": jsonable(dict(runtime)), "versions": versions(spacy_model)}
+
+
+def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dataset_commit: str | None = None) -> str:
+    """A provenance record's sources in one line: model and dataset pinned (commit or content hash), device, dtype.
+
+    `model_commit` / `dataset_commit` replace the recorded commits (e.g. when a ref moved without changing files).
+    """
+    model, dataset = record["model"], record["dataset"]
+    model_commit = model_commit or model.get("commit")
+    digest = (model.get("content_hash") or "")[:19]
+    m = f"{model['id']} [{digest}]" if digest else f"{model['id']}@{(model_commit or '?')[:12]}"
+    if dataset["kind"] == "hub":
+        d = (f"{dataset['id']}@{(dataset_commit or dataset.get('commit') or '?')[:12]} (config "
+             f"{dataset.get('config')}, split {dataset.get('split')})")
+    else:
+        digest = (dataset.get("content_hash") or dataset.get("texts_hash") or "")[:19]
+        d = f"{dataset.get('id') or 'in-memory texts'} [{digest}]"
+    runtime = record.get("runtime", {})
+    return f"model {m}, dataset {d}, {dataset.get('num_texts')} texts, {runtime.get('device')}/{runtime.get('dtype')}"

@@ -1,0 +1,444 @@
+"""`reproduce()`: recompute the profiles of a results repo or folder from their pinned sources, and compare.
+
+Each profile's ``meta.provenance`` (see :mod:`hf_txray.provenance`) says which model commit (or content hash) and
+which dataset commit, config, split and files (or content hash) it was computed from, with every option. Reproducing
+a stage means: check that what it names is still there and unchanged (before any weight is downloaded), rerun
+:func:`hf_txray.analyze` with the recorded options on the recorded device and dtype, and compare: counts exactly,
+masses to a relative 1e-6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
+from .profile import Profile
+from .version import __version__
+
+MASS_TOLERANCE = 1e-6  # relative: |a - b| <= 1e-6 * max(1, |stored|)
+COUNT_FIELDS = ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty")
+# analyze() keywords that reproduce() sets itself from the record (everything else recorded goes through as is).
+_SET_HERE = ("model", "dataset", "revision", "dataset_revision", "dataset_config", "split", "text_column",
+             "num_samples", "device", "dtype", "trust_remote_code", "model_kwargs", "stage", "model_id", "token",
+             "show_progress")
+
+
+@dataclass
+class StageVerdict:
+    """The outcome of reproducing one stage.
+
+    Args:
+        stage (`str`): the stage name.
+        identical (`bool`): counts equal and every mass within :data:`MASS_TOLERANCE`.
+        max_mass_difference (`float`): the largest relative mass difference seen.
+        differences (`list[str]`): what differs, first ones only.
+        sources (`str`): the pinned model and dataset that were used, in words.
+        notes (`list[str]`): e.g. a ref that moved without changing the files.
+        profile (`Profile`): the recomputed profile.
+    """
+
+    stage: str
+    identical: bool
+    max_mass_difference: float
+    differences: list[str]
+    sources: str
+    notes: list[str] = field(default_factory=list)
+    profile: Profile | None = None
+
+    def __str__(self) -> str:
+        if self.identical:
+            head = (f"stage {self.stage!r}: identical (counts exact, largest mass difference "
+                    f"{self.max_mass_difference:.1e}, tolerance {MASS_TOLERANCE:.0e})")
+        else:
+            head = f"stage {self.stage!r}: DIFFERENT: " + "; ".join(self.differences[:5])
+        return "\n".join([head, f"  from {self.sources}", *[f"  note: {n}" for n in self.notes]])
+
+
+@dataclass
+class ReproduceResult:
+    """What :func:`reproduce` returns: one :class:`StageVerdict` per stage."""
+
+    stages: list[StageVerdict]
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.stages) and all(s.identical for s in self.stages)
+
+    @property
+    def verdict(self) -> str:
+        """``"identical"`` when every stage is, else ``"different"``."""
+        return "identical" if self.identical else "different"
+
+    def __str__(self) -> str:
+        return "\n".join([*map(str, self.stages), f"verdict: {self.verdict}"])
+
+
+# ----- reading what to reproduce -----------------------------------------------------------------------------------
+def stored_profiles(results: str | Path, *, revision: str | None = None,
+                    token: str | bool | None = None) -> dict[str, Profile]:
+    """The profiles of a results repo id, an export folder, a saved profile, or a folder of saved profiles.
+
+    Raises:
+        ProfileFormatError: nothing there is hf_txray output.
+        HubError: a Hub repo that cannot be downloaded.
+    """
+    from .export import is_export_folder
+    from .hub import load, saved_results
+
+    path = Path(results)
+    if path.is_dir():
+        if (path / "txray_profile.json").is_file():
+            profile = Profile.from_pretrained(path)
+            return {profile.stage: profile}
+        if is_export_folder(path):
+            return load(path).profiles
+        profiles = saved_results(path)[0]
+        if not profiles:
+            raise ProfileFormatError(f"{path} is not hf_txray output: no export (README.md + meta/*.parquet) and no "
+                                     "saved profile (txray_profile.json) under it.")
+        return {p.stage: p for p in profiles}
+    try:
+        return load(str(results), revision=revision, token=token).profiles
+    except ProfileFormatError as err:
+        raise ProfileFormatError(f"{results!r} is not an hf_txray results repo: {err}") from None
+
+
+# ----- what a stage lacks ------------------------------------------------------------------------------------------
+def _major(version: str | None) -> str | None:
+    return version.split(".")[0] if version else None
+
+
+def missing_provenance(profile: Profile) -> list[str]:
+    """What a profile lacks to be reproduced (empty when nothing); profiles made before provenance lack it all."""
+    m, record = profile.meta, profile.meta.provenance or {}
+    if not record:
+        lacks = ["the model commit or content hash" + ("" if m.revision else f" (only the name {m.model_id!r})"),
+                 "the dataset commit or content hash, config, split and data files"
+                 + (f" (only the name {m.dataset_id!r})" if m.dataset_id else ""),
+                 "the hash of the texts profiled", "the recorded options (ProfilerConfig), device and dtype"]
+        return lacks
+    lacks = []
+    model, dataset = record.get("model", {}), record.get("dataset", {})
+    if model.get("training_step"):
+        lacks.append(f"the weights: the model was still training (step {model['training_step']}); save or push it "
+                     "and record it with hf_txray.pin_model (TXRayTrainer.push_to_hub does this for the final step)")
+    elif model.get("kind") == "object" and not model.get("id"):
+        lacks.append("a model id: the model was passed as an object without name_or_path")
+    elif not (model.get("commit") or model.get("content_hash")):
+        lacks.append(f"a commit or content hash for the model {model.get('id')!r}")
+    if dataset.get("kind") not in ("hub", "local") and not dataset.get("texts_hash"):
+        lacks.append("a content hash of the in-memory texts")
+    if not record.get("options"):
+        lacks.append("the recorded options")
+    from .provenance import unrecorded
+
+    for item in unrecorded(record.get("options")) + unrecorded(record.get("runtime")):
+        lacks.append(f"a recordable value for {item} (functions and objects cannot be recorded)")
+    return lacks
+
+
+def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
+    lacks = missing_provenance(profile)
+    if lacks:
+        raise ReproducibilityError(f"Stage {profile.stage!r} cannot be reproduced: it lacks " + "; ".join(lacks) + ".")
+    record = profile.meta.provenance
+    made_with = record.get("versions", {}).get("hf_txray") or profile.meta.hf_txray_version
+    if _major(made_with) != _major(__version__):
+        raise ReproducibilityError(f"Stage {profile.stage!r} was made with hf_txray {made_with}, this is "
+                                   f"{__version__}: another major version computes differently. Install hf_txray "
+                                   f"=={made_with} to reproduce it.")
+    in_memory = record["dataset"]["kind"] in ("in-memory", "object") and not is_embedded(record)
+    if in_memory and dataset_override is None:
+        raise ReproducibilityError(
+            f"Stage {profile.stage!r} was profiled on texts passed in memory ({record['dataset']['num_texts']} texts, "
+            f"{record['dataset']['texts_hash']}): they are nowhere to download. Pass them again with dataset=... "
+            "(CLI: --dataset PATH); they are checked against that hash.")
+    recorded = record.get("runtime", {}).get("device") or "cpu"
+    if device is None and recorded.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ReproducibilityError(f"Stage {profile.stage!r} was computed on {recorded}, and there is no CUDA "
+                                       "device here. Pass device='cpu' (CLI: --device cpu) to compare anyway; "
+                                       "masses may then differ beyond the tolerance.")
+
+
+# ----- checking the sources before any weight is downloaded ----------------------------------------------------
+def _differing(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    changed = [f"{p} (changed)" for p in sorted(set(recorded) & set(current)) if recorded[p] != current[p]]
+    return (changed + [f"{p} (removed)" for p in sorted(set(recorded) - set(current))]
+            + [f"{p} (added)" for p in sorted(set(current) - set(recorded))])
+
+
+def _check_local(kind: str, recorded: dict[str, Any], path: str, error) -> None:
+    from .provenance import data_path_files, files_hash, model_folder_files
+
+    if not Path(path).exists():
+        raise error(f"The {kind} {path!r} was read from local files, and they are not here. Pass the folder or file "
+                    f"with {kind}=... (CLI: --{kind} PATH); it is checked against {recorded['content_hash']}.")
+    files = model_folder_files(path) if kind == "model" else data_path_files(path)
+    if files_hash(files) != recorded["content_hash"]:
+        raise error(f"The {kind} files at {path} differ from the ones profiled: "
+                    + ", ".join(_differing(recorded.get("files") or recorded.get("data_files") or {}, files)) + ".")
+
+
+def _resolve_pinned(kind: str, recorded: dict[str, Any], token: Any, notes: list[str]) -> str:
+    """The commit to load a Hub source at: the recorded one, or (if it is gone) the recorded ref when its files
+    are unchanged. Raises when they changed, naming the files."""
+    from .loading import resolve_dataset_source, resolve_model_source
+
+    error = ModelError if kind == "model" else DatasetError
+    resolve = ((lambda rev: resolve_model_source(recorded["id"], rev, token)) if kind == "model" else
+               (lambda rev: resolve_dataset_source(recorded["id"], revision=rev, config=recorded.get("config"),
+                                                   split=recorded.get("split"), token=token)))
+    files_key = "files" if kind == "model" else "data_files"
+    try:
+        current = resolve(recorded["commit"])
+    except error as err:
+        if "does not exist" not in str(err):
+            raise
+        ref = recorded.get("requested_revision") or "main"
+        current = resolve(ref)
+        differ = _differing(recorded.get(files_key) or {}, getattr(current, files_key) or {})
+        if differ or not recorded.get(files_key):
+            raise error(f"The {kind} {recorded['id']!r} no longer has commit {recorded['commit']}, and its ref "
+                        f"{ref!r} (now {current.commit}) has different files: "
+                        + (", ".join(differ) if differ else "nothing recorded to compare") + ".") from None
+        notes.append(f"{kind} commit {recorded['commit'][:12]} is gone; {ref!r} now points to "
+                     f"{current.commit[:12]} with the same files")
+        return current.commit
+    differ = _differing(recorded.get(files_key) or {}, getattr(current, files_key) or {})
+    if differ and recorded.get(files_key):
+        raise error(f"The {kind} {recorded['id']!r} at commit {recorded['commit']} has different files than recorded: "
+                    + ", ".join(differ) + ".")
+    return current.commit
+
+
+def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:
+    model = record["model"]
+    if override is not None:
+        if isinstance(override, (str, Path)) and Path(override).exists() and model.get("content_hash"):
+            _check_local("model", model, str(override), ModelError)
+        return override, None
+    if model.get("content_hash"):  # a local folder (or an object loaded from one)
+        _check_local("model", model, model["id"], ModelError)
+        return model["id"], None
+    return model["id"], _resolve_pinned("model", model, token, notes)
+
+
+def is_embedded(record: dict[str, Any]) -> bool:
+    """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (reloadable by name)."""
+    return record["dataset"]["kind"] == "object" and str(record["dataset"].get("id")).split("/")[0] in (
+        "penn_treebank", "bbc_news")
+
+
+def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:
+    dataset = record["dataset"]
+    if override is not None:
+        return override, None
+    if is_embedded(record):
+        from .corpora import embedded_corpus
+
+        notes.append(f"texts reloaded from the embedded corpus {dataset['id']!r}")
+        return embedded_corpus(dataset["id"]), None
+    if dataset["kind"] == "local":
+        _check_local("dataset", dataset, dataset["id"], DatasetError)
+        return dataset["id"], None
+    return dataset["id"], _resolve_pinned("dataset", dataset, token, notes)
+
+
+def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: Any) -> None:
+    """Load the corpus (cheap, cached for the run that follows) and check the hash of the texts profiled."""
+    from .loading import load_pinned_corpus
+
+    dataset = profile.meta.provenance["dataset"]
+    corpus, _, _, source = load_pinned_corpus(
+        dataset_arg, text_column=dataset.get("text_column"), split=dataset.get("split"),
+        num_samples=dataset.get("num_samples"), revision=commit, config=dataset.get("config"), token=token)
+    if source.texts_hash != dataset["texts_hash"]:
+        raise DatasetError(f"The texts of stage {profile.stage!r} differ from the ones profiled ({len(corpus)} texts "
+                           f"now, {dataset['num_texts']} then; hash {source.texts_hash} vs {dataset['texts_hash']}).")
+
+
+# ----- comparing ---------------------------------------------------------------------------------------------------
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b))))
+
+
+def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[str]]:
+    """``(identical, largest relative mass difference, differences)``: counts exact, masses to 1e-6."""
+    diffs: list[str] = []
+    worst = 0.0
+    for name in COUNT_FIELDS:
+        if getattr(stored.meta, name) != getattr(new.meta, name):
+            diffs.append(f"{name} {getattr(new.meta, name)} vs {getattr(stored.meta, name)} stored")
+    if stored.neuron_count.shape != new.neuron_count.shape:
+        return False, float("inf"), diffs + [f"shape {new.neuron_count.shape} vs {stored.neuron_count.shape} stored"]
+    changed = np.argwhere(stored.neuron_count != new.neuron_count)
+    if len(changed):
+        diffs.append(f"credit counts of {len(changed)} neurons (first: layer position {changed[0][0]}, neuron "
+                     f"{changed[0][1]})")
+    worst = max(worst, _relative(new.neuron_mass, stored.neuron_mass))
+    for ft in stored.feature_types:
+        if ft not in new.tables:
+            diffs.append(f"feature type {ft} missing")
+            continue
+        frame = _table_frame(stored, ft).merge(_table_frame(new, ft), on=["row", "feature"], how="outer",
+                                               suffixes=("_a", "_b"), indicator=True)
+        unmatched = int((frame["_merge"] != "both").sum())
+        if unmatched:
+            diffs.append(f"{unmatched} (neuron, {ft}) entries present on one side only")
+        both = frame[frame["_merge"] == "both"]
+        if not np.array_equal(both["count_a"].to_numpy(), both["count_b"].to_numpy()):
+            diffs.append(f"{ft} counts differ")
+        worst = max(worst, _relative(both["mass_b"].to_numpy(), both["mass_a"].to_numpy()))
+        if _corpus_counts(stored, ft) != _corpus_counts(new, ft):
+            diffs.append(f"{ft} corpus frequencies differ")
+    if worst > MASS_TOLERANCE:
+        diffs.append(f"masses differ by up to {worst:.2e} (relative), above {MASS_TOLERANCE:.0e}")
+    return not diffs, worst, diffs
+
+
+def _table_frame(profile: Profile, ft: str) -> pd.DataFrame:
+    table = profile.tables[ft]
+    vocab = np.array(table.vocab, dtype=object)
+    return pd.DataFrame({"row": table.rows, "feature": vocab[table.feature_ids] if len(vocab) else [],
+                         "mass": table.mass, "count": table.count})
+
+
+def _corpus_counts(profile: Profile, ft: str) -> dict[str, int]:
+    table = profile.tables[ft]
+    return {f: int(c) for f, c in zip(table.vocab, table.corpus_count) if c}
+
+
+# ----- the public functions ----------------------------------------------------------------------------------------
+def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = None, device: Any = None,
+                      token: str | bool | None = None, show_progress: bool = False) -> StageVerdict:
+    """Recompute one profile from its ``meta.provenance`` and compare it with `profile`.
+
+    Args:
+        profile (`Profile`): the stored profile.
+        model (*optional*): a local folder to use instead of the recorded one (checked against its content hash).
+        dataset (*optional*): the texts again, for profiles of in-memory texts (checked against their hash), or a
+            relocated local data file/folder.
+        device (*optional*): defaults to the recorded device.
+        token (`str`, *optional*): for private Hub repos.
+
+    Raises:
+        ReproducibilityError: the stage lacks what is needed (message says what).
+        ModelError, DatasetError: a source is gone or changed (the files that differ are named); raised before
+            any weight is downloaded.
+    """
+    from .analyze import analyze
+    from .provenance import sources_text
+
+    _check_stage(profile, dataset, device)
+    record, notes = profile.meta.provenance, []
+    model_arg, model_commit = _model_argument(record, model, token, notes)
+    dataset_arg, dataset_commit = _dataset_argument(record, dataset, token, notes)
+    _check_texts(profile, dataset_arg, dataset_commit, token)
+    accepted = set(inspect.signature(analyze).parameters) - set(_SET_HERE)
+    options = dict(record["options"])
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that analyze() of this "
+                                   f"hf_txray ({__version__}) does not accept: install the version that made it.")
+    runtime, data = record.get("runtime", {}), record["dataset"]
+    model_kwargs = dict(runtime.get("model_kwargs") or {})
+    if runtime.get("attn_implementation") and isinstance(model_arg, (str, Path)):
+        model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
+    new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
+                  dataset_config=data.get("config"), split=data.get("split"), text_column=data.get("text_column"),
+                  num_samples=data.get("num_samples"), device=device or runtime.get("device"),
+                  dtype=runtime.get("dtype"), trust_remote_code=bool(runtime.get("trust_remote_code")),
+                  model_kwargs=model_kwargs or None, stage=profile.stage,
+                  model_id=profile.meta.model_id, token=token, show_progress=show_progress, **options)
+    identical, worst, diffs = compare_numbers(profile, new)
+    return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),
+                        notes, new)
+
+
+def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path | None = None,
+              model: Any = None, dataset: Any = None, device: Any = None, revision: str | None = None,
+              token: str | bool | None = None, show_progress: bool = False) -> ReproduceResult:
+    """Recompute the profiles of a results repo or folder from their pinned model and dataset, and compare.
+
+    Every stage is checked first (what it lacks, its hf_txray major version, whether its sources still exist
+    unchanged); only then are models downloaded and run.
+
+    Args:
+        results (`str` or `Path`): a Hub results repo id, an export folder (:func:`hf_txray.save_to_disk`), a saved
+            profile, or a folder of saved profiles (e.g. the output of ``hf-txray demo``).
+        stage (`str`, *optional*): reproduce only this stage (default: all).
+        out (`str` or `Path`, *optional*): save the recomputed profiles to ``out/<stage>/``.
+        model, dataset (*optional*): replacements for relocated local sources or in-memory texts (checked against
+            the recorded hashes; only with `stage` when there are several stages).
+        device (*optional*): defaults to the device each stage was computed on.
+        revision (`str`, *optional*): revision of the results repo.
+        token (`str`, *optional*): for private repos (results, model, dataset).
+
+    Returns:
+        :class:`ReproduceResult`; ``.verdict`` is ``"identical"`` when every stage is.
+
+    Raises:
+        ProfileFormatError: `results` is not hf_txray output. ReproducibilityError, ModelError, DatasetError: see
+        :func:`reproduce_profile`.
+
+    Example:
+        ```python
+        >>> result = hf_txray.reproduce("my-user/minilm-txray")
+        >>> print(result)            # stage 'pretrained': identical (...)
+        >>> result.verdict
+        'identical'
+        ```
+    """
+    profiles = stored_profiles(results, revision=revision, token=token)
+    if stage is not None:
+        if stage not in profiles:
+            raise ConfigurationError(f"No stage {stage!r} in {results}; its stages: {', '.join(profiles)}.")
+        profiles = {stage: profiles[stage]}
+    elif (model is not None or dataset is not None) and len(profiles) > 1:
+        raise ConfigurationError("model=/dataset= replace the sources of one stage: pass stage=... too.")
+    for profile in profiles.values():  # refuse early, before the first download
+        _check_stage(profile, dataset, device)
+    verdicts = []
+    for profile in profiles.values():
+        verdict = reproduce_profile(profile, model=model, dataset=dataset, device=device, token=token,
+                                    show_progress=show_progress)
+        if out is not None:
+            verdict.profile.save_pretrained(Path(out) / profile.stage)
+        verdicts.append(verdict)
+    return ReproduceResult(verdicts)
+
+
+def pin_model(profile: Profile, model: str | Path, *, revision: str | None = None,
+              token: str | bool | None = None) -> Profile:
+    """`profile` with its model recorded as `model` (a Hub id at `revision`, pinned to a commit, or a local folder,
+    pinned by content hash): for a profile of weights that were in memory, e.g. a Trainer's last snapshot, once
+    they are saved or pushed. :func:`reproduce` then checks the claim by recomputing.
+
+    Example:
+        ```python
+        >>> trainer.save_model("out/finetuned")
+        >>> final = hf_txray.pin_model(trainer.txray_profiles["step-300"], "out/finetuned")
+        ```
+    """
+    from .loading import resolve_model_source
+
+    source = resolve_model_source(model, revision, token)
+    record = dict(profile.meta.provenance)
+    if not record:
+        raise ReproducibilityError(f"Stage {profile.stage!r} has no provenance record to pin a model into "
+                                   "(made before hf_txray recorded sources): recompute it with analyze().")
+    record["model"] = source.to_dict()
+    meta = dataclasses.replace(profile.meta, provenance=record, revision=source.commit or profile.meta.revision)
+    return Profile(meta, profile.neuron_mass, profile.neuron_count, profile.tables, profile.examples)

@@ -1,0 +1,389 @@
+"""Pinned inputs and `reproduce`, through the real Hub clients over HTTP (tests/hub_server.py on 127.0.0.1).
+
+`analyze(model_id, dataset_id)` downloads a tiny model repo and a parquet dataset repo; every profile records the
+commits (or content hashes) it was computed from; `reproduce` recomputes pushed results and compares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import os
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+from huggingface_hub import constants
+
+import hf_txray
+import hf_txray.provenance
+from hf_txray import DatasetError, ModelError, ProfileFormatError, ReproducibilityError
+from hf_txray.cli import main as cli_main
+from hf_txray.reproduce import compare_numbers
+
+try:
+    from .hub_fixtures import hub, hub_server, save_parquet_dataset, save_tiny_model, upload_folder_as  # noqa: F401
+    from .models import SAMPLE_TEXTS, bert_tokenizer
+except ImportError:
+    from hub_fixtures import hub, hub_server, save_parquet_dataset, save_tiny_model, upload_folder_as  # noqa: F401
+    from models import SAMPLE_TEXTS, bert_tokenizer
+
+OPTIONS = dict(features=("token",), show_progress=False, batch_size=4)
+TEXTS_V1 = [t for t in SAMPLE_TEXTS if t.strip()]
+TEXTS_V2 = ["A different corpus now.", "Nothing like the first one", "third line here"]
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def numbers_equal(a: hf_txray.Profile, b: hf_txray.Profile) -> bool:
+    return (np.array_equal(a.neuron_mass, b.neuron_mass) and np.array_equal(a.neuron_count, b.neuron_count)
+            and all(a.tables[ft].equals(b.tables[ft]) for ft in a.tables))
+
+
+@pytest.fixture
+def repos(hub, tmp_path):
+    """A model repo (main: seed 0; branch `dev`: seed 1) and a dataset repo (tag `v1`, then main moved on)."""
+    model, dataset = f"{hub.username}/tiny-bert", f"{hub.username}/texts"
+    hub.server.lfs_patterns = ["*.safetensors", "*.parquet"]  # as the Hub's default .gitattributes
+    main_commit = upload_folder_as(hub, model, save_tiny_model(tmp_path / "m0", seed=0))
+    dev_commit = upload_folder_as(hub, model, save_tiny_model(tmp_path / "m1", seed=1), revision="dev")
+    v1 = upload_folder_as(hub, dataset, save_parquet_dataset(tmp_path / "d1", {"train": TEXTS_V1}),
+                          repo_type="dataset")
+    hub.api.create_tag(dataset, tag="v1", repo_type="dataset")
+    v2 = upload_folder_as(hub, dataset, save_parquet_dataset(tmp_path / "d2", {"train": TEXTS_V2}),
+                          repo_type="dataset")
+    return dataclasses.make_dataclass("Repos", ["model", "dataset", "main", "dev", "v1", "v2", "folder"])(
+        model, dataset, main_commit, dev_commit, v1, v2, tmp_path)
+
+
+def set_offline(monkeypatch) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+# ----- analyze(model_id, dataset_id) over HTTP --------------------------------------------------------------------
+def test_hub_ids_branch_and_tag_are_pinned_and_match_the_local_files(repos, hub):
+    profile = hf_txray.analyze(repos.model, repos.dataset, revision="dev", dataset_revision="v1", **OPTIONS)
+    record = profile.meta.provenance
+    assert record["model"] | {"files": None} == {
+        "kind": "hub", "id": repos.model, "requested_revision": "dev", "commit": repos.dev, "files": None,
+        "content_hash": None, "training_step": None}
+    weights = hub.server.repo_files(repos.model, "model", repos.dev)["model.safetensors"]
+    assert record["model"]["files"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
+    assert record["model"]["files"]["config.json"] == git_blob_id(
+        hub.server.repo_files(repos.model, "model", repos.dev)["config.json"])
+    assert profile.meta.revision == repos.dev
+    data = record["dataset"]
+    assert (data["kind"], data["commit"], data["requested_revision"], data["split"], data["text_column"],
+            data["num_texts"]) == ("hub", repos.v1, "v1", "train", "text", len(TEXTS_V1))
+    parquet = hub.server.repo_files(repos.dataset, "dataset", "v1")["data/train.parquet"]
+    assert data["data_files"] == {"data/train.parquet": hashlib.sha256(parquet).hexdigest()}  # LFS: sha256
+    assert record["options"]["batch_size"] == 4 and record["options"]["features"] == ["token"]
+    assert record["runtime"]["dtype"] == "float32" and record["versions"]["hf_txray"] == hf_txray.__version__
+
+    # The same numbers as the same files read locally: the branch's weights and the tag's texts.
+    local = hf_txray.analyze(str(repos.folder / "m1"), TEXTS_V1, **OPTIONS)
+    assert numbers_equal(profile, local)
+    assert not numbers_equal(profile, hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS))
+    latest = hf_txray.analyze(repos.model, repos.dataset, **OPTIONS)  # main of both
+    assert latest.meta.provenance["dataset"]["commit"] == repos.v2 and latest.meta.num_examples == len(TEXTS_V2)
+    assert latest.meta.provenance["model"]["commit"] == repos.main
+
+    out = repos.folder / "cli"
+    assert cli_main(["analyze", repos.model, repos.dataset, "--revision", "dev", "--dataset-revision", "v1",
+                     "--features", "token", "--batch-size", "4", "--out", str(out)]) == 0
+    from_cli = hf_txray.Profile.from_pretrained(out)
+    assert numbers_equal(from_cli, profile) and from_cli.meta.provenance["dataset"]["commit"] == repos.v1
+
+
+def test_second_run_downloads_nothing_and_offline_runs_from_the_cache(repos, hub, monkeypatch):
+    first = hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS)
+    assert any(r.path.endswith("model.safetensors") for r in hub.server.downloads())
+    before = len(hub.server.requests)
+    second = hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS)
+    assert hub.server.downloads(before) == []
+    assert numbers_equal(first, second) and second.meta.provenance == first.meta.provenance
+
+    set_offline(monkeypatch)
+    before = len(hub.server.requests)
+    offline = hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS)
+    assert hub.server.requests[before:] == []
+    assert numbers_equal(first, offline)
+    model, data = offline.meta.provenance["model"], offline.meta.provenance["dataset"]
+    assert (model["commit"], data["commit"], data["texts_hash"]) == (
+        repos.main, repos.v1, first.meta.provenance["dataset"]["texts_hash"])
+    with pytest.raises(ModelError, match="not in the Hub cache"):
+        hf_txray.analyze(repos.model, repos.dataset, revision="dev", **OPTIONS)  # never downloaded
+
+
+def test_private_repo_needs_a_token(hub, tmp_path, monkeypatch):
+    model = f"{hub.username}/private-bert"
+    upload_folder_as(hub, model, save_tiny_model(tmp_path / "m"), private=True)
+    profile = hf_txray.analyze(model, TEXTS_V1, **OPTIONS)  # HF_TOKEN is set by the fixture
+    assert profile.meta.provenance["model"]["kind"] == "hub"
+    assert hub.token not in repr(profile.meta.to_dict())
+
+    monkeypatch.delenv("HF_TOKEN")
+    before = len(hub.server.requests)
+    with pytest.raises(ModelError, match="private.*token"):
+        hf_txray.analyze(model, TEXTS_V1, **OPTIONS)
+    assert hub.server.downloads(before) == []
+    explicit = hf_txray.analyze(model, TEXTS_V1, token=hub.token, **OPTIONS)
+    assert numbers_equal(profile, explicit)
+
+
+def test_dataset_with_several_configs_and_splits(hub, tmp_path):
+    folder = tmp_path / "multi"
+    save_parquet_dataset(folder, {"train": TEXTS_V1, "test": TEXTS_V2}, config="alpha")
+    save_parquet_dataset(folder, {"train": TEXTS_V2[:2], "test": TEXTS_V1[:2]}, config="beta")
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n"
+        "- config_name: alpha\n  data_files:\n  - split: train\n    path: alpha/train.parquet\n"
+        "  - split: test\n    path: alpha/test.parquet\n  default: true\n"
+        "- config_name: beta\n  data_files:\n  - split: train\n    path: beta/train.parquet\n"
+        "  - split: test\n    path: beta/test.parquet\n---\n")
+    dataset, model = f"{hub.username}/multi", str(save_tiny_model(tmp_path / "m"))
+    upload_folder_as(hub, dataset, folder, repo_type="dataset")
+
+    profile = hf_txray.analyze(model, dataset, dataset_config="beta", split="test", **OPTIONS)
+    data = profile.meta.provenance["dataset"]
+    assert (data["config"], data["split"], list(data["data_files"])) == ("beta", "test", ["beta/test.parquet"])
+    assert numbers_equal(profile, hf_txray.analyze(model, TEXTS_V1[:2], **OPTIONS))
+    default = hf_txray.analyze(model, dataset, split="train", **OPTIONS)
+    assert default.meta.provenance["dataset"]["config"] == "alpha" and default.meta.num_examples == len(TEXTS_V1)
+
+    with pytest.raises(DatasetError, match="Config 'gamma' not found.*alpha, beta"):
+        hf_txray.analyze(model, dataset, dataset_config="gamma", split="train", **OPTIONS)
+    with pytest.raises(DatasetError, match="Split 'validation' not found.*test, train|train, test"):
+        hf_txray.analyze(model, dataset, dataset_config="beta", split="validation", **OPTIONS)
+    with pytest.raises(DatasetError, match="several splits"):
+        hf_txray.analyze(model, dataset, dataset_config="beta", **OPTIONS)
+
+
+def test_bad_revisions_fail_before_any_download(repos, hub):
+    before = len(hub.server.requests)
+    with pytest.raises(ModelError, match="Revision 'nope' does not exist.*dev, main"):
+        hf_txray.analyze(repos.model, repos.dataset, revision="nope", **OPTIONS)
+    with pytest.raises(DatasetError, match="Revision 'v9' does not exist.*v1"):
+        hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v9", **OPTIONS)
+    with pytest.raises(DatasetError, match="Config 'nope' not found"):
+        hf_txray.analyze(repos.model, repos.dataset, dataset_config="nope", **OPTIONS)
+    with pytest.raises(DatasetError, match="apply to Hub datasets only"):
+        hf_txray.analyze(repos.model, TEXTS_V1, dataset_revision="v1", **OPTIONS)
+    assert hub.server.downloads(before) == []
+
+
+# ----- reproduce -------------------------------------------------------------------------------------------------
+def test_reproduce_pushed_results_repo_is_identical(repos, hub, tmp_path, capsys):
+    profile = hf_txray.analyze(repos.model, repos.dataset, revision="dev", dataset_revision="v1",
+                               features=("token", "pos"), show_progress=False, stage="pretrained")
+    results = f"{hub.username}/tiny-txray"
+    hf_txray.push_to_hub(results, profiles=[profile])
+    card = hub.server.repo_files(results)["README.md"].decode()
+    assert "## Reproduce" in card and f"hf-txray reproduce {results}" in card
+    assert f"https://huggingface.co/{repos.model}/tree/{repos.dev}" in card
+    assert f"https://huggingface.co/datasets/{repos.dataset}/tree/{repos.v1}" in card
+    meta_rows = datasets.load_dataset(results, "meta", split="train").to_list()
+    assert meta_rows[0]["model_commit"] == repos.dev and meta_rows[0]["dataset_revision"] == repos.v1
+    assert meta_rows[0]["data_files"] and '"batch_size": 32' in meta_rows[0]["options"]
+
+    assert cli_main(["reproduce", results, "--out", str(tmp_path / "again")]) == 0
+    printed = capsys.readouterr().out
+    assert "stage 'pretrained': identical" in printed and "verdict: identical" in printed
+    assert repos.dev[:12] in printed and repos.v1[:12] in printed
+    assert numbers_equal(hf_txray.Profile.from_pretrained(tmp_path / "again" / "pretrained"), profile)
+
+
+def test_every_profiler_option_is_recorded_and_passed_back_by_name():
+    # reproduce() reruns analyze(**recorded ProfilerConfig): every field must be an analyze() keyword of that name.
+    fields = {f.name for f in dataclasses.fields(hf_txray.ProfilerConfig)}
+    assert fields <= set(inspect.signature(hf_txray.analyze).parameters)
+    assert set(hf_txray.provenance.config_options(hf_txray.ProfilerConfig())) == fields
+
+
+def test_a_changed_profile_is_reported_different(tmp_path):
+    model = str(save_tiny_model(tmp_path / "m"))
+    profile = hf_txray.analyze(model, str(save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1})), **OPTIONS)
+    counts, mass = profile.neuron_count.copy(), profile.neuron_mass.copy()
+    counts[0, int(np.argmax(counts[0]))] += 1
+    tampered = hf_txray.Profile(profile.meta, profile.neuron_mass, counts, profile.tables, profile.examples)
+    tampered.save_pretrained(tmp_path / "tampered")
+    result = hf_txray.reproduce(tmp_path / "tampered")
+    assert result.verdict == "different" and "credit counts of 1 neurons" in str(result)
+    mass[1, 0] += 1e-3
+    assert not compare_numbers(hf_txray.Profile(profile.meta, mass, profile.neuron_count, profile.tables), profile)[0]
+    mass[1, 0] -= 1e-3 - 1e-9  # within the relative 1e-6
+    assert compare_numbers(hf_txray.Profile(profile.meta, mass, profile.neuron_count, profile.tables), profile)[0]
+    assert cli_main(["reproduce", str(tmp_path / "tampered")]) == 1
+
+
+def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path):
+    model = save_tiny_model(tmp_path / "m")
+    data = save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1}) / "data" / "train.parquet"
+    options = dict(OPTIONS, top_k=2, layers=[1], max_length=8, max_examples_per_neuron=3)
+    profile = hf_txray.analyze(str(model), str(data), **options)
+    record = profile.meta.provenance
+    assert {k: record["options"][k] for k in ("top_k", "layers", "max_length", "max_examples_per_neuron")} == {
+        "top_k": 2, "layers": [1], "max_length": 8, "max_examples_per_neuron": 3}
+    assert record["model"]["kind"] == "local" and record["dataset"]["kind"] == "local"
+    expected = hashlib.sha256(f"train.parquet\0{hashlib.sha256(data.read_bytes()).hexdigest()}\n".encode())
+    assert record["dataset"]["content_hash"] == "sha256:" + expected.hexdigest()
+    assert set(record["model"]["files"]) >= {"model.safetensors", "config.json", "tokenizer.json"}
+    profile.save_pretrained(tmp_path / "saved")
+    assert hf_txray.reproduce(tmp_path / "saved").verdict == "identical"
+
+    pd.DataFrame({"text": TEXTS_V2}).to_parquet(data, index=False)
+    with pytest.raises(DatasetError, match=r"differ from the ones profiled: train.parquet \(changed\)"):
+        hf_txray.reproduce(tmp_path / "saved")
+    save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1})
+    (model / "config.json").write_text((model / "config.json").read_text().replace('"hidden_act"', '"hidden_act" '))
+    with pytest.raises(ModelError, match=r"config.json \(changed\)"):
+        hf_txray.reproduce(tmp_path / "saved")
+
+
+def test_moving_ref_with_changed_files_is_refused_naming_them(repos, hub):
+    profile = hf_txray.analyze(repos.model, repos.dataset, **OPTIONS)  # main: TEXTS_V2
+    results = f"{hub.username}/moving-txray"
+    hf_txray.push_to_hub(results, profiles=[profile])
+    hub.api.super_squash_history(repos.dataset, repo_type="dataset")  # same files, the old commit is gone
+    result = hf_txray.reproduce(results)
+    assert result.verdict == "identical" and "is gone" in str(result)
+
+    upload_folder_as(hub, repos.dataset, save_parquet_dataset(repos.folder / "d3", {"train": ["changed"]}),
+                     repo_type="dataset")
+    hub.api.super_squash_history(repos.dataset, repo_type="dataset")
+    before = len(hub.server.requests)
+    with pytest.raises(DatasetError, match=r"no longer has commit.*data/train.parquet \(changed\)"):
+        hf_txray.reproduce(results)
+    assert not [r for r in hub.server.downloads(before) if r.path.endswith(".safetensors")]
+
+
+def test_what_cannot_be_reproduced_is_refused_clearly(hub, repos, tmp_path):
+    try:
+        from .models import bert_tokenizer, tiny_bert
+    except ImportError:
+        from models import bert_tokenizer, tiny_bert
+
+    with pytest.raises(ProfileFormatError, match="not an hf_txray results repo"):
+        hf_txray.reproduce(repos.dataset)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("hello")
+    with pytest.raises(ProfileFormatError, match="not hf_txray output"):
+        hf_txray.reproduce(tmp_path / "junk")
+
+    anonymous = hf_txray.analyze(tiny_bert(), TEXTS_V1, tokenizer=bert_tokenizer(), stage="object", **OPTIONS)
+    with pytest.raises(ReproducibilityError, match="object without name_or_path"):
+        _reproduce_one(anonymous, tmp_path)
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    in_memory = hf_txray.analyze(model, TEXTS_V1, stage="memory", **OPTIONS)
+    with pytest.raises(ReproducibilityError, match="passed in memory.*dataset="):
+        _reproduce_one(in_memory, tmp_path)
+    with pytest.raises(DatasetError, match="texts of stage 'memory' differ"):
+        _reproduce_one(in_memory, tmp_path, dataset=TEXTS_V2)
+    assert _reproduce_one(in_memory, tmp_path, dataset=list(TEXTS_V1)).verdict == "identical"
+
+    old = dataclasses.replace(in_memory.meta, provenance={}, hf_txray_version="0.0.9")
+    with pytest.raises(ReproducibilityError, match="lacks the model commit or content hash.*hash of the texts"):
+        _reproduce_one(hf_txray.Profile(old, in_memory.neuron_mass, in_memory.neuron_count, in_memory.tables),
+                       tmp_path)
+    record = dict(in_memory.meta.provenance, versions={"hf_txray": "99.0.0"})
+    newer = dataclasses.replace(in_memory.meta, provenance=record)
+    with pytest.raises(ReproducibilityError, match="hf_txray 99.0.0.*major"):
+        _reproduce_one(hf_txray.Profile(newer, in_memory.neuron_mass, in_memory.neuron_count, in_memory.tables),
+                       tmp_path, dataset=list(TEXTS_V1))
+    shout = hf_txray.UserFeature("shout", lambda text: [(0, len(text), "yes")])
+    user = hf_txray.analyze(model, TEXTS_V1, features=("token", shout), show_progress=False, stage="user")
+    with pytest.raises(ReproducibilityError, match="UserFeature\\('shout'\\)"):
+        _reproduce_one(user, tmp_path, dataset=list(TEXTS_V1))
+
+
+def _reproduce_one(profile: hf_txray.Profile, tmp_path, **kwargs):
+    folder = tmp_path / f"one-{profile.stage}-{len(os.listdir(tmp_path))}"
+    profile.save_pretrained(folder)
+    return hf_txray.reproduce(folder, **kwargs)
+
+
+def test_trainer_push_to_hub_results_reproduce_the_final_snapshot(repos, hub, tmp_path):
+    from test_trainer import build_args, build_classifier, build_data
+
+    from hf_txray.trainer import TXRayTrainer
+
+    repo = f"{hub.username}/tiny-cls"
+    args = build_args(tmp_path / "out", max_steps=2, txray_steps=1, push_to_hub=True, hub_model_id=repo,
+                      hub_strategy="end")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=repos.dataset)
+    trainer.train()
+    trainer.push_to_hub()
+    stages = list(trainer.txray_profiles)
+    final = trainer.txray_profiles[stages[-1]]
+    pushed_commit = hub.server.repo_commits(repo, repo_type="model")[0]
+    assert final.meta.provenance["model"] | {"files": None} == {
+        "kind": "hub", "id": repo, "requested_revision": pushed_commit, "commit": pushed_commit, "files": None,
+        "content_hash": None, "training_step": None}
+    assert final.meta.provenance["dataset"]["commit"] == repos.v2
+
+    result = hf_txray.reproduce(f"{repo}-txray", stage=stages[-1])
+    assert result.verdict == "identical", str(result)
+    with pytest.raises(ReproducibilityError, match=f"still training \\(step {stages[1].split('-')[1]}\\)"):
+        hf_txray.reproduce(f"{repo}-txray", stage=stages[1])
+
+
+def test_trainer_run_from_a_local_folder_reproduces_like_the_demo(tmp_path):
+    """The demo's path at tiny scale: a model loaded from a folder, a probe corpus in a parquet file, the last
+    snapshot pinned to the folder the trainer saved. Step 0 and the last step reproduce; step 1 is refused."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        from .test_trainer import build_args, build_data
+    except ImportError:
+        from test_trainer import build_args, build_data
+    from hf_txray.trainer import TXRayTrainer
+
+    base = save_tiny_model(tmp_path / "base")
+    probe = save_parquet_dataset(tmp_path / "probe", {"train": TEXTS_V1}) / "data" / "train.parquet"
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "out", max_steps=2, txray_steps=1),
+                           train_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=str(probe))
+    trainer.train()
+    trainer.save_model()
+    stages = list(trainer.txray_profiles)
+    profiles = dict(trainer.txray_profiles)
+    profiles[stages[-1]] = hf_txray.pin_model(profiles[stages[-1]], tmp_path / "out")
+    hf_txray.save_to_disk(tmp_path / "export", profiles=list(profiles.values()))
+    first = profiles[stages[0]].meta.provenance
+    assert first["model"]["kind"] == "object" and first["model"]["id"] == str(base.resolve())
+    assert first["model"]["training_step"] == 0 and first["dataset"]["kind"] == "local"
+
+    assert hf_txray.reproduce(tmp_path / "export", stage=stages[0]).verdict == "identical"
+    assert hf_txray.reproduce(tmp_path / "export", stage=stages[-1]).verdict == "identical"
+    with pytest.raises(ReproducibilityError, match="still training"):
+        hf_txray.reproduce(tmp_path / "export")  # every stage is checked before the first run
+
+
+def test_attention_implementation_is_recorded_and_used_again(tmp_path):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(save_tiny_model(tmp_path / "m"), attn_implementation="eager")
+    profile = hf_txray.analyze(model, TEXTS_V1, tokenizer=bert_tokenizer(), **OPTIONS)
+    assert profile.meta.provenance["model"]["kind"] == "object"
+    assert profile.meta.provenance["runtime"]["attn_implementation"] == "eager"
+    result = _reproduce_one(profile, tmp_path, dataset=list(TEXTS_V1))
+    assert result.verdict == "identical"
+    assert result.stages[0].profile.meta.provenance["runtime"]["attn_implementation"] == "eager"
+
+
+def test_embedded_corpus_is_reloaded_by_name(tmp_path):
+    from hf_txray import corpora
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    profile = hf_txray.analyze(model, corpora.penn_treebank("valid", num_samples=12), num_samples=12, **OPTIONS)
+    assert profile.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
+    result = _reproduce_one(profile, tmp_path)  # no dataset= needed
+    assert result.verdict == "identical" and "embedded corpus 'penn_treebank/valid'" in str(result)
