@@ -118,6 +118,7 @@ class Profiler:
         self.num_neurons = widths.pop()
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
+        _check_top_k_reachable(model, self.sites, config.top_k)
         self.max_length = resolve_max_length(model, tokenizer, config.max_length)
         self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
                                      else int(config.skip_first_positions))
@@ -350,6 +351,19 @@ def _rank_quota(max_positions: int | None, rank: int, world: int) -> int | None:
     if max_positions is None:
         return None
     return max_positions // world + (rank < max_positions % world)
+
+
+def _check_top_k_reachable(model, sites: list[Site], top_k: int) -> None:
+    """A MoE token competes only among its chosen experts' units: top_k must not exceed how many were computed."""
+    routed = getattr(getattr(model, "config", None), "num_experts_per_tok", None)
+    for site in sites:
+        if site.experts is not None and isinstance(routed, int):
+            computed = (routed + site.experts.num_shared) * site.experts.width
+            if top_k > computed:
+                raise ConfigurationError(
+                    f"top_k={top_k} exceeds the {computed} units a token reaches in {site.name!r} ({routed} routed "
+                    f"experts x {site.experts.width} units, plus shared experts): choose top_k <= {computed}."
+                )
 
 
 def _combine(base: Profile | None, part: Profile) -> Profile:

@@ -321,13 +321,17 @@ def _check_strings(texts: Sequence[Any]) -> None:
             )
 
 
+def _missing_dataset_error(name: str) -> DatasetError:
+    return DatasetError(f"The dataset path {name!r} does not exist: check the path (a Hub dataset id is written "
+                        "'name' or 'namespace/name').")
+
+
 def _load_named_dataset(name: str, split: str | None, streaming: bool = False):
     import datasets
 
     path = Path(name).expanduser()
     if not path.exists() and looks_local(name):
-        raise DatasetError(f"The dataset path {name!r} does not exist: check the path (a Hub dataset id is written "
-                           "'name' or 'namespace/name').")
+        raise _missing_dataset_error(name)
     try:
         if path.is_file():
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
@@ -500,9 +504,12 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
 
     if isinstance(model, (str, Path)):
         name = str(model)
-        if Path(name).exists():
-            files = model_folder_files(name)
-            return ModelSource("local", str(Path(name).resolve()), revision, None, files, files_hash(files))
+        if Path(name).expanduser().exists():
+            files = model_folder_files(Path(name).expanduser())
+            return ModelSource("local", str(Path(name).expanduser().resolve()), revision, None, files,
+                               files_hash(files))
+        if looks_local(name):
+            raise _missing_path_error(name, "model")
         if not is_hub_id(name):
             raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').")
         if is_offline_mode():
@@ -547,10 +554,12 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
         kind = "in-memory" if isinstance(dataset, (list, tuple)) or _is_text_sequence(dataset) else "object"
         return DatasetSource(kind, split=split)
     name = str(dataset)
-    if Path(name).exists():
-        files = data_path_files(name)
-        return DatasetSource("local", str(Path(name).resolve()), split=split, data_files=files,
+    if Path(name).expanduser().exists():
+        files = data_path_files(Path(name).expanduser())
+        return DatasetSource("local", str(Path(name).expanduser().resolve()), split=split, data_files=files,
                              content_hash=files_hash(files))
+    if looks_local(name):
+        raise _missing_dataset_error(name)
     if not is_hub_id(name):
         raise DatasetError(f"Dataset {name!r} is neither a local file or folder nor a valid Hub id ('namespace/name').")
     if is_offline_mode():

@@ -9,6 +9,7 @@ masses to a relative 1e-6.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
@@ -288,6 +289,9 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
         diffs.append(f"credit counts of {len(changed)} neurons (first: layer position {changed[0][0]}, neuron "
                      f"{changed[0][1]})")
     worst = max(worst, _relative(new.neuron_mass, stored.neuron_mass))
+    odd_a, odd_b = getattr(stored, "neuron_count_odd", None), getattr(new, "neuron_count_odd", None)
+    if odd_a is not None and odd_b is not None and not np.array_equal(odd_a, odd_b):
+        diffs.append("split-half (odd) credit counts differ")
     for ft in stored.feature_types:
         if ft not in new.tables:
             diffs.append(f"feature type {ft} missing")
@@ -301,6 +305,11 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
         if not np.array_equal(both["count_a"].to_numpy(), both["count_b"].to_numpy()):
             diffs.append(f"{ft} counts differ")
         worst = max(worst, _relative(both["mass_b"].to_numpy(), both["mass_a"].to_numpy()))
+        if "count_odd_a" in both and "count_odd_b" in both:  # the noise statistics, when both profiles have them
+            if not np.array_equal(both["count_odd_a"].to_numpy(), both["count_odd_b"].to_numpy()):
+                diffs.append(f"{ft} split-half counts differ")
+            for name in ("mass_odd", "mass_sq"):
+                worst = max(worst, _relative(both[f"{name}_b"].to_numpy(), both[f"{name}_a"].to_numpy()))
         if _corpus_counts(stored, ft) != _corpus_counts(new, ft):
             diffs.append(f"{ft} corpus frequencies differ")
     if worst > MASS_TOLERANCE:
@@ -311,8 +320,12 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
 def _table_frame(profile: Profile, ft: str) -> pd.DataFrame:
     table = profile.tables[ft]
     vocab = np.array(table.vocab, dtype=object)
-    return pd.DataFrame({"row": table.rows, "feature": vocab[table.feature_ids] if len(vocab) else [],
-                         "mass": table.mass, "count": table.count})
+    frame = pd.DataFrame({"row": table.rows, "feature": vocab[table.feature_ids] if len(vocab) else [],
+                          "mass": table.mass, "count": table.count})
+    for name in ("count_odd", "mass_odd", "mass_sq"):
+        if getattr(table, name, None) is not None:
+            frame[name] = getattr(table, name)
+    return frame
 
 
 def _corpus_counts(profile: Profile, ft: str) -> dict[str, int]:
@@ -440,5 +453,6 @@ def pin_model(profile: Profile, model: str | Path, *, revision: str | None = Non
         raise ReproducibilityError(f"Stage {profile.stage!r} has no provenance record to pin a model into "
                                    "(made before hf_txray recorded sources): recompute it with analyze().")
     record["model"] = source.to_dict()
-    meta = dataclasses.replace(profile.meta, provenance=record, revision=source.commit or profile.meta.revision)
-    return Profile(meta, profile.neuron_mass, profile.neuron_count, profile.tables, profile.examples)
+    pinned = copy.copy(profile)  # every statistic kept (noise statistics included), only the meta replaced
+    pinned.meta = dataclasses.replace(profile.meta, provenance=record, revision=source.commit or profile.meta.revision)
+    return pinned

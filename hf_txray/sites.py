@@ -414,9 +414,10 @@ class WinnerRecorder:
         if layout.shared is not None and shared is None:
             raise ModelError(f"The shared expert of {site.name!r} did not run before its routed experts: unsupported "
                              "layout for hf_txray's MoE capture.")
-        if self.positions is not None:  # reduce only the creditable tokens
-            hidden, top_k_index = hidden.index_select(0, self.positions), top_k_index.index_select(0, self.positions)
-            shared = shared.index_select(0, self.positions) if shared is not None else None
+        if self.positions is not None:  # reduce only the creditable tokens, on the device the experts run on
+            positions = self.positions.to(hidden.device)
+            hidden, top_k_index = hidden.index_select(0, positions), top_k_index.index_select(0, positions)
+            shared = shared.index_select(0, positions) if shared is not None else None
         routed = expert_intermediates(experts, hidden, top_k_index)
         values, indices = moe_top_k(layout, routed, top_k_index, shared, self.top_k)
         self._store(slot, values, indices)

@@ -707,7 +707,16 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
     columns += [c for c in (f"p_hellinger_{feature_type}", f"changed_{feature_type}") if c in report.neurons]
-    return _rounded(frame[list(dict.fromkeys(columns))].head(int(n)))
+    return _rounded(_yes_no(frame[list(dict.fromkeys(columns))].head(int(n))))
+
+
+def _yes_no(frame: pd.DataFrame) -> pd.DataFrame:
+    """Boolean columns as "yes" / "no" text (a table of plain values: rows stay clickable in the Space)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == bool:
+            out[column] = np.where(out[column].to_numpy(), "yes", "no")
+    return out
 
 
 # ----- transfer --------------------------------------------------------------------------------------------------
@@ -731,7 +740,7 @@ def transfer_table(view: ResultsView, report_name: str, feature_type: str | None
             stats = view.stats(stage)
             rows = [view.row(int(la), int(ne)) for la, ne in zip(out["layer"], out["neuron"])]
             out[f"top {ft} {side}"] = stats[f"top_{ft}"].to_numpy()[rows] if rows else []
-    return _rounded(out)
+    return _rounded(_yes_no(out))
 
 
 def neuron_from_row(columns: list[str], row: list[Any]) -> tuple[int, int]:

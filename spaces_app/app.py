@@ -478,7 +478,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
                     t_ft = gr.Dropdown(label="Feature type", choices=[])
                     t_which = gr.Radio(["most", "least"], value="most", label="Changed")
-                    t_min = gr.Number(value=viewer.DEFAULT_MIN_COUNT, precision=0, label="Min. count in both stages")
+                    t_min = gr.Number(value=5, precision=0, label="Min. count in both stages")
                     t_n = gr.Slider(5, 200, value=25, step=5, label="How many")
                     t_layer = gr.Dropdown(label="Layer", choices=[viewer.ALL_LAYERS], value=viewer.ALL_LAYERS)
                 t_message = _message("Transfer", elem_id="transfer-message")

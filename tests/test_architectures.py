@@ -435,3 +435,13 @@ def test_module_pattern_can_name_fused_experts():
                                max_examples_per_neuron=0, module_pattern=r"layers\.\d+\.mlp\.experts$",
                                show_progress=False, skip_first_positions=0)
     np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)
+
+
+def test_top_k_beyond_the_units_a_token_reaches_is_refused():
+    model, tokenizer = build("mixtral")  # 2 routed experts x 24 units per token, 96 neurons per layer
+    with pytest.raises(hf_txray.ConfigurationError, match="48 units a token reaches"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), top_k=49, show_progress=False)
+    profile = hf_txray.analyze(model, TEXTS[:2], tokenizer=tokenizer, features=("token",), top_k=48,
+                               show_progress=False)
+    # every computed unit was ranked; only the positive ones are credited (act(gate) * up can be negative)
+    assert 0 < profile.neuron_count.sum() <= 48 * profile.meta.num_positions * LAYERS

@@ -222,7 +222,7 @@ def test_missing_local_path_fails_at_once_without_the_hub(monkeypatch, saved_ber
     assert time.perf_counter() - started < 2 and "HF_HUB_OFFLINE" not in str(caught.value)
     with pytest.raises(ModelError, match="does not exist"):
         hf_txray.analyze("./tiny-gpt22", TEXTS, show_progress=False)
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(DatasetError, match="does not exist|neither a local file"):  # issue 14 checks ids first
         hf_txray.analyze(str(saved_bert), "./no-such-corpus.txt", show_progress=False)
 
 

@@ -272,10 +272,16 @@ def test_search_tab(client, results):
 
     message, table = client.predict(report.name, "pos", 0.2, 0.9, "all", api_name="/search_hellinger")
     table = frame(table)
-    h = report.neurons["hellinger_pos"]
-    want = report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9)]
+    h, n = report.neurons["hellinger_pos"], report.neurons
+    enough = (n["count_a"] >= viewer.DEFAULT_MIN_COUNT) & (n["count_b"] >= viewer.DEFAULT_MIN_COUNT)
+    want = report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9) & enough]  # thin neurons are never listed
     assert set(zip(table["layer"], table["neuron"])) == set(zip(want["layer"], want["neuron"]))
     assert list(table["hellinger_pos"]) == sorted(table["hellinger_pos"], reverse=True)
+    assert f"{report.too_few_credits('pos')} shared neuron(s) have too few credits" in message
+    loose = viewer.search_hellinger(viewer.ResultsView("x", {}, {report.name: report}), report.name, "pos", 0.2, 0.9,
+                                    min_count=1)
+    assert set(zip(loose["layer"], loose["neuron"])) == set(zip(*[report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9)][c]
+                                                                  for c in ("layer", "neuron")]))
 
 
 def test_transfer_tab(client, results):
