@@ -260,6 +260,11 @@ class ActivationHistogram:
         keys, counts = np.unique(rows.astype(np.int64) * self.num_bins + bins, return_counts=True)
         self._add_keys(keys, counts.astype(np.int64))
 
+    def add_counts(self, rows: np.ndarray, bins: np.ndarray, counts: np.ndarray) -> None:
+        """Add `counts` credits to the (row, bin) pairs given (bins already computed, e.g. on the device)."""
+        if len(rows):
+            self._add_keys(rows.astype(np.int64) * self.num_bins + bins.astype(np.int64), counts.astype(np.int64))
+
     def _add_keys(self, keys: np.ndarray, counts: np.ndarray) -> None:
         self._pending.append((keys, counts))
         self._pending_size += len(keys)

@@ -18,18 +18,21 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .batching import build_batch
+from .batching import (LONG_TEXT_MODES, BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
+                       resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
-from .errors import ConfigurationError
+from .errors import ConfigurationError, DatasetError
 from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, WordAnnotator, annotate_dataset,
                        needs_words, parse_features)
 from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
-from .loading import load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
+from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
+from .streaming import InMemorySource, StreamingSource, is_streaming
+from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 
 logger = logging.getLogger("hf_txray")
@@ -48,6 +51,10 @@ class ProfilerConfig:
     max_examples_per_neuron: int = 10
     module_pattern: str | None = None
     spacy_model: str | None = None
+    long_texts: str = "window"
+    stride: int | None = None
+    num_workers: int | None = None
+    max_tokens_per_batch: int | None = None
     stack: str | None = None
     skip_first_positions: int | str = "auto"
     max_positions: int | None = None
@@ -66,6 +73,15 @@ class ProfilerConfig:
             raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
         if self.max_examples_per_neuron < 0:
             raise ConfigurationError("max_examples_per_neuron must be >= 0.")
+        if self.long_texts not in LONG_TEXT_MODES:
+            raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
+        if self.stride is not None and self.max_length is not None:
+            check_window_options(self.long_texts, self.stride, self.max_length, 0)
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
+        if self.max_tokens_per_batch is not None and (not isinstance(self.max_tokens_per_batch, int)
+                                                      or self.max_tokens_per_batch < 1):
+            raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
         if self.stack not in (None, "encoder", "decoder"):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
@@ -109,9 +125,19 @@ class Profiler:
         self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
+        self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
+                                           tokenizer.num_special_tokens_to_add())
+        self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
+
+    def encoder(self, annotate: bool) -> BatchEncoder:
+        """The worker-side encoder of this profiler (annotating on the fly for streamed corpora)."""
+        options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
+                                long_texts=self.config.long_texts, stride=self.stride,
+                                batch_size=self.config.batch_size, max_tokens_per_batch=self.config.max_tokens_per_batch)
+        return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
     # ----- the corpus ---------------------------------------------------------------------------------------
     def prepare(self, corpus, text_column: str, show_progress: bool = True):
@@ -122,18 +148,23 @@ class Profiler:
 
     def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
         vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}
-        return ProfileBuilder(len(self.sites), self.num_neurons, vocabs, self.config.max_examples_per_neuron), vocabs
+        builder = ProfileBuilder(len(self.sites), self.num_neurons, vocabs, self.config.max_examples_per_neuron,
+                                 device=self.device)
+        return builder, vocabs
 
     def meta(self, stage: str, corpus, dataset_id: str | None, text_column: str) -> ProfileMeta:
         return ProfileMeta(
             model_id=self.model_id, revision=self.revision, site=self.config.site,
             layers=[s.layer for s in self.sites], num_neurons=self.num_neurons, feature_types=list(self.feature_names),
             top_k=self.config.top_k, stage=stage, max_examples_per_neuron=self.config.max_examples_per_neuron,
-            dataset_id=dataset_id, dataset_fingerprint=corpus._fingerprint,
+            dataset_id=dataset_id, dataset_fingerprint=corpus_fingerprint(corpus, dataset_id),
             config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
                     "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
                     "credit": "positive top-k winners", "batch_size": self.config.batch_size,
                     "skip_first_positions": self.skip_first_positions, "max_positions": self.config.max_positions,
+                    "long_texts": self.config.long_texts,
+                    "stride": self.stride if self.config.long_texts == "window" else None,
+                    "max_tokens_per_batch": self.config.max_tokens_per_batch, "streaming": is_streaming(corpus),
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             provenance=self.provenance(corpus, text_column),
@@ -170,94 +201,132 @@ class Profiler:
         return meta
 
     # ----- the run --------------------------------------------------------------------------------------------
-    def run(self, corpus, *, text_column: str, stage: str = "default", dataset_id: str | None = None,
+    def run(self, corpus, *, text_column: str | None, stage: str = "default", dataset_id: str | None = None,
             checkpoint_dir: str | Path | None = None, checkpoint_every: int = 200, resume: bool = False,
             show_progress: bool = True) -> Profile:
-        """Profile `corpus` (a ``datasets.Dataset``) and return the same :class:`Profile` on every rank."""
+        """Profile `corpus` (a ``datasets.Dataset`` or ``IterableDataset``) and return the same :class:`Profile`
+        on every rank."""
         rank, world = process_info(cpu=self.device.type == "cpu")
-        start, end = shard_bounds(len(corpus), rank, world)
-        # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
-        shard = self.prepare(_rows(corpus, start, end), text_column, show_progress and rank == 0)
-        meta = self.meta(stage, corpus, dataset_id, text_column)
-        state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, start, end)) if checkpoint_dir else None
-        done, base = state.load() if (state and resume) else (0, None)
-        local = self._profile_shard(shard, start, done, base, meta, text_column, state, checkpoint_every,
-                                    show_progress and rank == 0)
+        if is_streaming(corpus):
+            source = StreamingSource(corpus, text_column, rank, world)
+            key_range: tuple[int, int] = (rank, world)
+        else:
+            start, end = shard_bounds(len(corpus), rank, world)
+            # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
+            shard = self.prepare(_rows(corpus, start, end), text_column, show_progress and rank == 0)
+            source = InMemorySource(shard, start, text_column)
+            key_range = (start, end)
+        meta = self.meta(stage, corpus, dataset_id, text_column or "")
+        state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, *key_range)) if checkpoint_dir else None
+        resume_state, base = state.load() if (state and resume) else (None, None)
+        local = self._profile_source(source, resume_state, base, meta, state, checkpoint_every,
+                                     show_progress and rank == 0)
         merged = local
         parts = all_gather(local, world)
         if world > 1:
             merged = parts[0]
             for part in parts[1:]:
                 merged = merged.merge(part)
-        merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=corpus._fingerprint, created_at=meta.created_at)
+        if merged.meta.num_examples == 0:
+            raise DatasetError("The dataset is empty: there is no text to profile.")
+        merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
+                                          created_at=meta.created_at)
+        merged.meta.config["text_column"] = source.text_column
         if merged.meta.num_truncated and not self._warned_truncation:
             self._warned_truncation = True  # once per Profiler: the Trainer profiles the same corpus many times
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
                            merged.meta.num_truncated, self.max_length)
         return merged
 
-    def _profile_shard(self, shard, offset, done, base, meta, text_column, state, checkpoint_every, show_progress):
+    def _profile_source(self, source, resume_state, base, meta, state, checkpoint_every, show_progress):
         from tqdm.auto import tqdm
 
         builder, vocabs = self._new_builder()
         quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
         if quota is not None and base is not None:
             quota -= base.meta.num_positions
-        fetch = lambda ids: dict(zip(ids.tolist(), shard.select(ids - offset)[text_column]))  # noqa: E731
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         was_training = self.model.training
         self.model.eval()
-        bar = tqdm(total=len(shard), initial=done, disable=not show_progress, desc=f"hf_txray profiling {meta.stage}")
+        # Buckets never span a checkpoint interval, so a checkpoint always lands on a bucket boundary.
+        bucket_size = self.config.batch_size * min(BUCKET_BATCHES, checkpoint_every)
+        bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
+                   disable=not show_progress, desc=f"hf_txray profiling {meta.stage}", unit="ex")
         try:
             batches_since_save = 0
-            position = done
-            for batch in _rows(shard, done, len(shard)).iter(batch_size=self.config.batch_size):
+            buckets = source.buckets(bucket_size, resume_state)
+            for bucket, batches in encode_buckets(self.encoder(not isinstance(source, InMemorySource)), buckets,
+                                                  self.num_workers):
                 if quota is not None and quota <= 0:
                     break
-                credited = self._process(batch, offset + position, text_column, vocabs, builder, recorder, quota)
-                quota = None if quota is None else quota - credited
-                position += len(batch[text_column])
-                bar.update(len(batch[text_column]))
-                batches_since_save += 1
-                if state is not None and batches_since_save >= checkpoint_every and position < len(shard):
-                    base = _combine(base, builder.to_profile(dataclasses.replace(meta), fetch))
-                    state.save(position, base)
+                resolve_feature_ids(batches, vocabs)
+                batches = self._select_positions(batches, quota)
+                for batch in batches:
+                    self._process(batch, builder, recorder)
+                quota = None if quota is None else quota - sum(b.num_positions for b in batches)
+                batches_since_save += len(batches)
+                bar.update(len(bucket.texts))
+                bar.set_postfix(tokens=builder.num_positions, refresh=False)
+                if isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT:
+                    builder.flush()
+                    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()))
+                if state is not None and batches_since_save >= checkpoint_every:
+                    base = _combine(base, builder.to_profile(dataclasses.replace(meta), source.fetch))
+                    state.save(bucket.state, base)
                     builder, vocabs = self._new_builder()
+                    source.keep_texts(set())
                     batches_since_save = 0
         finally:
             bar.close()
             recorder.detach()
             self.model.train(was_training)
-        result = _combine(base, builder.to_profile(dataclasses.replace(meta), fetch))
-        if state is not None:
-            state.save(len(shard), result)
-        return result
+        return _combine(base, builder.to_profile(dataclasses.replace(meta), source.fetch))
 
     @torch.no_grad()
-    def _process(self, batch: dict[str, list], first_id: int, text_column: str, vocabs, builder, recorder,
-                 quota: int | None = None) -> int:
-        """Credit one batch of texts; returns the number of positions credited."""
-        texts = batch[text_column]
-        annotations = batch if self.annotator is not None else None
-        pb = build_batch(texts, first_id, self.tokenizer, self.max_length, self.feature_names, vocabs,
-                         annotations, self.user_features)
+    def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
+        """Drop the first `skip_first_positions` of each text and, under `max_positions`, keep only the bucket's
+        first `quota` positions in corpus order (example id, token index), whatever batch they were packed in."""
         if self.skip_first_positions:
-            pb = pb.select(pb.token_index >= self.skip_first_positions)
-        if quota is not None and pb.num_positions > quota:  # max_positions: cut inside the last batch, exactly
-            pb = pb.select(np.arange(pb.num_positions) < quota)
-        if pb.num_positions == 0:
-            builder.add([], [], pb, len(texts))
-            return 0
-        recorder.positions = self.forward.positions(pb.positions, pb.inputs["input_ids"].shape[1]).to(self.device)
+            batches = [b.select(b.token_index >= self.skip_first_positions) for b in batches]
+        total = sum(b.num_positions for b in batches)
+        if quota is None or total <= quota:
+            return batches
+        example_id = np.concatenate([b.example_id for b in batches])
+        token_index = np.concatenate([b.token_index for b in batches])
+        keep = np.zeros(total, dtype=bool)
+        keep[np.lexsort((token_index, example_id))[:quota]] = True
+        bounds = np.cumsum([0] + [b.num_positions for b in batches])
+        return [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
+
+    @torch.no_grad()
+    def _process(self, batch: PositionBatch, builder: ProfileBuilder, recorder: WinnerRecorder) -> None:
+        if batch.num_positions == 0:
+            builder.add([], [], batch)
+            return
+        width = batch.inputs["input_ids"].shape[1]
+        recorder.positions = to_device(self.forward.positions(batch.positions, width), self.device)
         recorder.reset()
         recorder.enabled = True
         try:
-            self.forward({k: v.to(self.device) for k, v in pb.inputs.items()})
+            self.forward({k: to_device(v, self.device) for k, v in batch.inputs.items()})
         finally:
             recorder.enabled = False
         recorder.check_complete()
-        builder.add(recorder.values, recorder.indices, pb, len(texts))
-        return pb.num_positions
+        builder.add(recorder.values, recorder.indices, batch)
+
+
+BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker hand-off and checkpoints
+STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
+
+
+def corpus_fingerprint(corpus, dataset_id: str | None) -> str:
+    """The dataset's fingerprint; streamed datasets have none, so their description and id stand in."""
+    found = getattr(corpus, "_fingerprint", None)
+    if found:
+        return found
+    parts = [dataset_id, getattr(corpus.info, "dataset_name", None), getattr(corpus.info, "config_name", None),
+             getattr(corpus, "split", None), repr(getattr(corpus, "features", None)), corpus.n_shards]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def default_skip_first_positions(model) -> int:
@@ -314,7 +383,8 @@ def _rows(corpus, start: int, end: int):
 def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
              meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
-             meta.config.get("skip_first_positions"), meta.config.get("max_positions")]
+             meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
+             meta.config.get("long_texts"), meta.config.get("stride")]
     if meta.config.get("stack"):
         parts.append(meta.config["stack"])  # appended only when set: keys of one-stack runs stay as they were
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
@@ -327,23 +397,25 @@ class _CheckpointState:
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
         self.run_key = run_key
 
-    def save(self, processed: int, profile: Profile) -> None:
+    def save(self, resume_state: dict[str, Any], profile: Profile) -> None:
+        """`resume_state`: ``processed`` examples of this shard, and for streams the iterable's ``state_dict()``."""
         with atomic_dir(self.path) as tmp:
             profile.save_pretrained(tmp / "profile")
-            write_json(tmp / "progress.json", {"run_key": self.run_key, "processed": processed})
+            write_json(tmp / "progress.json", {"run_key": self.run_key, **resume_state})
 
-    def load(self) -> tuple[int, Profile | None]:
+    def load(self) -> tuple[dict[str, Any] | None, Profile | None]:
         progress_file = self.path / "progress.json"
         if not progress_file.exists():
             logger.info("No checkpoint in %s: starting from the beginning.", self.path)
-            return 0, None
+            return None, None
         progress = read_json(progress_file)
         if progress.get("run_key") != self.run_key:
             raise ConfigurationError(
                 f"The checkpoint in {self.path} belongs to a different run (other model, corpus, options or number "
                 "of processes). Use another checkpoint_dir, or resume=False to start over."
             )
-        return int(progress["processed"]), Profile.from_pretrained(self.path / "profile")
+        progress.pop("run_key")
+        return progress, Profile.from_pretrained(self.path / "profile")
 
 
 def analyze(
@@ -383,6 +455,11 @@ def analyze(
     token: str | bool | None = None,
     output_effects: bool = False,
     output_effects_k: int = 20,
+    long_texts: str = "window",
+    stride: int | None = None,
+    num_workers: int | None = None,
+    max_tokens_per_batch: int | None = None,
+    streaming: bool = False,
 ) -> Profile:
     """Profile which inputs make each neuron the most active unit (TX-Ray).
 
@@ -390,23 +467,39 @@ def analyze(
         model (`str` or `PreTrainedModel`): Hub id, local path, or a loaded model (then pass `tokenizer` too unless
             it can be loaded from ``model.name_or_path``).
         dataset: a ``datasets.Dataset``, a ``DatasetDict`` (choose `split`), a Hub dataset id, a local data file
-            (.txt/.csv/.json/.jsonl/.parquet) or folder, or a list of strings.
+            (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, or a stream: an ``IterableDataset``
+            (e.g. ``load_dataset(..., streaming=True)``, split across processes with ``split_dataset_by_node``)
+            or a generator of strings / rows.
         text_column (`str`, *optional*): auto-detected (``text``, ``sentence``, ``content``...) when omitted.
         layers (`"all"`, `int` or `list[int]`, *optional*, defaults to `"all"`): blocks to hook.
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` (MLP intermediate neurons) or ``"residual"``.
         features (`Sequence`, *optional*, defaults to `("token", "pos")`): any of ``token``, ``word``, ``pos``,
             ``dep``, ``ner`` and :class:`UserFeature` objects.
         top_k (`int`, *optional*, defaults to 1): neurons credited per position and layer (the paper uses 1).
-        max_length (`int`, *optional*): longer texts are truncated (counted in ``meta.num_truncated``, one warning).
-        batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
+        max_length (`int`, *optional*): tokens per model input (defaults to the model's limit, at most 512).
+        batch_size (`int`, *optional*, defaults to 32): most rows (texts or windows) per forward pass.
         max_examples_per_neuron (`int`, *optional*, defaults to 10): top activating positions kept per neuron.
-        num_samples (`int`, *optional*): profile only the first `num_samples` texts.
+        num_samples (`int`, *optional*): profile only the first `num_samples` texts (``take`` on a stream).
         device, dtype: where and in which precision to run (default: the accelerator of this process, else CPU).
         module_pattern (`str`, *optional*): regex over module names overriding the automatic site search.
         stage (`str`, *optional*): a name for this training stage, e.g. ``"pretrained"``.
         model_id (`str`, *optional*): the name recorded in the profile (defaults to the Hub id or path).
         checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
-        resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting.
+        resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting (a stream
+            resumes from its ``state_dict()``, saved with the checkpoint).
+        long_texts (`str`, *optional*, defaults to `"window"`): a text longer than `max_length` is split into
+            windows of `max_length` tokens that overlap by `stride` tokens of left context; every token is
+            credited once, in the window where it has the most left context, with its position in the original
+            text. ``"truncate"`` keeps only the first window (counted in ``meta.num_truncated``, one warning).
+        stride (`int`, *optional*, defaults to ``max_length // 4``): left-context tokens of each later window;
+            must be smaller than `max_length` minus the tokenizer's special tokens.
+        num_workers (`int`, *optional*): processes that tokenize, window, align words and compute features while
+            the model runs (default 0 on CPU, ``min(4, cores - 1)`` on an accelerator; clamped to the cores).
+        max_tokens_per_batch (`int`, *optional*): token budget (rows x padded width) of a forward pass; rows are
+            sorted by length within buckets of ``8 * batch_size`` texts so padding stays small.
+        streaming (`bool`, *optional*, defaults to `False`): open a Hub id or local data file with
+            ``load_dataset(..., streaming=True)``: nothing is downloaded or converted up front, and memory does not
+            grow with the corpus.
         stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
             ``"decoder"`` (teacher forcing on the text itself: decoder position j+1 is fed token j and credited with
             its features). Recorded in ``meta.config["stack"]``; :func:`compare` refuses to mix stacks.
@@ -450,7 +543,9 @@ def analyze(
     config = ProfilerConfig(layers=layers, site=site, features=features, top_k=top_k, max_length=max_length,
                             batch_size=batch_size, max_examples_per_neuron=max_examples_per_neuron,
                             module_pattern=module_pattern, spacy_model=spacy_model, stack=stack,
-                            skip_first_positions=skip_first_positions, max_positions=max_positions)
+                            skip_first_positions=skip_first_positions, max_positions=max_positions,
+                            long_texts=long_texts, stride=stride, num_workers=num_workers,
+                            max_tokens_per_batch=max_tokens_per_batch)
     config.validate()
     model_kwargs = _with_device_map(model, model_kwargs, device_map, device)
     if isinstance(model, (str, Path)):
@@ -459,9 +554,15 @@ def analyze(
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, revision, token)
-    corpus, column, dataset_id, dataset_source = load_pinned_corpus(
-        dataset, text_column=text_column, split=split, num_samples=num_samples, revision=dataset_revision,
-        config=dataset_config, token=token)
+    if streaming and isinstance(dataset, (str, Path)):
+        # Opened as a stream: read as it downloads, so there is no content to pin up front.
+        corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split,
+                                                 num_samples=num_samples, allow_streams=True, streaming=True)
+        dataset_source = None
+    else:
+        corpus, column, dataset_id, dataset_source = load_pinned_corpus(
+            dataset, text_column=text_column, split=split, num_samples=num_samples, revision=dataset_revision,
+            config=dataset_config, token=token, allow_streams=True)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
     pinned = model_source.commit if model_source.kind == "hub" else revision

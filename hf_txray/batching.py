@@ -1,14 +1,27 @@
-"""Turning a batch of texts into model inputs plus the features of every creditable position."""
+"""Turning texts into model inputs plus the features of every creditable position.
+
+Two stages, so the expensive one can run in DataLoader-style worker processes:
+
+* :class:`BatchEncoder` (worker side): tokenize a bucket of texts with offsets, split texts longer than
+  ``max_length`` into overlapping windows (or truncate them), align words, compute feature *values* with a
+  per-bucket local vocabulary, sort the windows by length and pack them into padded batches under a row and a
+  token budget. Only numpy arrays and strings leave it, so it pickles cheaply and needs no shared state.
+* :func:`resolve_feature_ids` (main process): map the bucket-local feature values to the run's global
+  vocabularies, one dictionary lookup per *distinct* value of a bucket (never per position).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .errors import ConfigurationError
 from .features import (
+    TAG_FEATURES,
     WORD_END,
     WORD_START,
     TokenVocabulary,
@@ -20,13 +33,16 @@ from .features import (
     user_feature_labels,
 )
 
+LONG_TEXT_MODES = ("window", "truncate")
+
 
 @dataclass
 class PositionBatch:
     """Model inputs and, for each creditable position (real, non-special token), where it is and its features.
 
-    ``positions`` are flat indices into the padded ``(batch, seq)`` grid; ``feature_ids[ft]`` is -1 where the
-    position has no value for feature type ``ft``.
+    ``positions`` are flat indices into the padded ``(rows, seq)`` grid; ``feature_ids[ft]`` is -1 where the
+    position has no value for feature type ``ft``. ``example_id``/``token_index``/``char_start``/``char_end``
+    always refer to the original text, also when the row is a window of a longer text.
     """
 
     inputs: dict[str, torch.Tensor]
@@ -38,6 +54,12 @@ class PositionBatch:
     feature_ids: dict[str, np.ndarray] = field(default_factory=dict)
     num_truncated: int = 0
     num_empty: int = 0
+    num_examples: int = 0
+    num_windowed: int = 0  # texts split into several windows (counted on the bucket's first batch)
+    num_real_tokens: int = 0  # non-padding input tokens (specials and window context included)
+    num_padded_tokens: int = 0  # rows x padded width
+    token_ids: np.ndarray | None = None
+    local_features: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
     @property
     def num_positions(self) -> int:
@@ -46,27 +68,31 @@ class PositionBatch:
     def select(self, keep: np.ndarray) -> "PositionBatch":
         """The same batch with only the positions where `keep` is true (the model inputs are unchanged)."""
         index = np.nonzero(keep)[0]
-        return PositionBatch(
-            inputs=self.inputs, positions=self.positions[torch.from_numpy(index)], example_id=self.example_id[index],
+        return dataclasses.replace(
+            self, positions=self.positions[torch.from_numpy(index)], example_id=self.example_id[index],
             token_index=self.token_index[index], char_start=self.char_start[index], char_end=self.char_end[index],
-            feature_ids={ft: ids[index] for ft, ids in self.feature_ids.items()}, num_truncated=self.num_truncated,
-            num_empty=self.num_empty,
+            feature_ids={ft: ids[index] for ft, ids in self.feature_ids.items()},
+            token_ids=None if self.token_ids is None else self.token_ids[index],
+            local_features={ft: (ids[index], items) for ft, (ids, items) in self.local_features.items()},
         )
 
 
 PAD_MULTIPLE = 16
 
 
-def _pad(sequences: list[list[int]], value: int, limit: int | None = None) -> torch.Tensor:
+def _pad(sequences: list[Any], value: int, limit: int | None = None) -> torch.Tensor:
     # Widths rounded up to a multiple of 16: few distinct tensor shapes keep the allocator from fragmenting
     # (resident memory would otherwise creep up with the corpus) at the cost of a little extra padding.
-    width = max((len(s) for s in sequences), default=0)
-    rounded = max(PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE)
-    width = max(width, 1) if limit is not None and rounded > limit else rounded  # never past max_length
-    out = torch.full((len(sequences), width), value, dtype=torch.long)
+    width = _padded_width(max((len(s) for s in sequences), default=0), limit)
+    out = np.full((len(sequences), width), value, dtype=np.int64)
     for i, seq in enumerate(sequences):
-        out[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out
+        out[i, : len(seq)] = seq
+    return torch.from_numpy(out)
+
+
+def _padded_width(width: int, limit: int | None) -> int:
+    rounded = max(PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE)
+    return max(width, 1) if limit is not None and rounded > limit else rounded  # never past max_length
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -88,6 +114,271 @@ def _is_truncated(text: str, offsets: list[tuple[int, int]], max_length: int) ->
     return last_end < len(text.rstrip())
 
 
+def default_stride(max_length: int) -> int:
+    """Left-context tokens repeated at the start of every window after the first: a quarter of ``max_length``.
+
+    Each window then credits ``3/4`` of its tokens, so long texts cost at most a third more forward compute
+    than truncation, and every credited token (after the first window) sees at least ``max_length / 4`` tokens
+    of left context.
+    """
+    return max_length // 4
+
+
+def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int) -> int:
+    """Validate `long_texts` and `stride`; returns the stride in effect.
+
+    Raises:
+        ConfigurationError: unknown mode, negative stride, or a stride that leaves no new token per window
+            (``stride >= max_length`` minus the special tokens the tokenizer adds).
+    """
+    if long_texts not in LONG_TEXT_MODES:
+        raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {long_texts!r}.")
+    stride = default_stride(max_length) if stride is None else stride
+    if not isinstance(stride, int) or stride < 0:
+        raise ConfigurationError(f"stride must be an int >= 0, got {stride!r}.")
+    if stride >= max_length - num_special:
+        raise ConfigurationError(
+            f"stride={stride} leaves no new token per window: a window holds max_length={max_length} tokens "
+            f"({num_special} of them special), so the stride (left context) must be < {max_length - num_special}. "
+            f"Lower stride or raise max_length."
+        )
+    return stride
+
+
+def window_spans(length: int, budget: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows over `length` content tokens: ``(start, credit_from, end)``, half-open.
+
+    A window holds at most `budget` tokens; each window after the first starts `stride` tokens before the end of
+    the previous one, and those tokens are context only. Every token is credited exactly once, in the first
+    window that holds it, which is the window where it has the most left context.
+    """
+    spans, start = [], 0
+    while True:
+        end = min(start + budget, length)
+        spans.append((start, start + stride if start else 0, end))
+        if end >= length:
+            return spans
+        start = end - stride
+
+
+@dataclass
+class EncodeOptions:
+    """What :class:`BatchEncoder` needs besides the tokenizer (see :func:`hf_txray.analyze` for each field)."""
+
+    max_length: int
+    feature_names: tuple[str, ...]
+    user_features: dict[str, UserFeature] = field(default_factory=dict)
+    long_texts: str = "window"
+    stride: int = 0
+    batch_size: int = 32
+    max_tokens_per_batch: int | None = None
+    sort_by_length: bool = True
+
+
+@dataclass
+class _Segment:
+    """One model row: a whole text or one window of it, and which of the text's positions it credits."""
+
+    text: int
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray | None
+    local: np.ndarray  # credited positions within the row
+    select: np.ndarray  # indices into the text's creditable-position arrays
+
+
+class _LocalVocab:
+    """A bucket's own vocabulary of one feature type; the main process maps it once to global ids."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.items: list[str] = []
+
+    def ids(self, values: Sequence[str | None]) -> np.ndarray:
+        out = np.empty(len(values), dtype=np.int64)
+        for i, value in enumerate(values):
+            if value is None:
+                out[i] = -1
+                continue
+            found = self.index.get(value)
+            if found is None:
+                found = self.index[value] = len(self.items)
+                self.items.append(value)
+            out[i] = found
+        return out
+
+
+class BatchEncoder:
+    """Encodes a bucket of texts into ready-to-run :class:`PositionBatch` es (without global feature ids).
+
+    Args:
+        tokenizer: a fast tokenizer (offsets are needed).
+        options (`EncodeOptions`): lengths, windows, features and batch budgets.
+        annotator (`WordAnnotator`, *optional*): used when a bucket arrives without cached word/tag columns
+            (streaming input); in-memory corpora are annotated once, with an on-disk cache, before the run.
+    """
+
+    def __init__(self, tokenizer, options: EncodeOptions, annotator=None):
+        self.tokenizer, self.options, self.annotator = tokenizer, options, annotator
+
+    def __call__(self, texts: Sequence[str], example_ids: np.ndarray,
+                 annotations: dict[str, list] | None = None) -> list[PositionBatch]:
+        opts = self.options
+        if annotations is None and self.annotator is not None:
+            annotations = self.annotator.annotate(list(texts))
+        truncate = opts.long_texts == "truncate"
+        enc = self.tokenizer(
+            list(texts), truncation=truncate, max_length=opts.max_length if truncate else None,
+            return_offsets_mapping=True, return_special_tokens_mask=True, return_attention_mask=False,
+            verbose=False,
+        )
+        vocabs = {name: _LocalVocab() for name in opts.feature_names if name != "token"}
+        segments: list[_Segment] = []
+        per_text: list[dict[str, np.ndarray]] = []
+        truncated = empty = windowed = 0
+        for i, text in enumerate(texts):
+            fields = self._text_fields(i, text, enc, annotations, vocabs)
+            per_text.append(fields)
+            if fields is None:
+                empty += int(not text.strip())
+                continue
+            ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
+            types = np.asarray(enc["token_type_ids"][i], dtype=np.int64) if "token_type_ids" in enc else None
+            truncated += truncate and _is_truncated(text, enc["offset_mapping"][i], opts.max_length)
+            new = self._segments(i, ids, types, fields["index"])
+            windowed += len(new) > 1
+            segments.extend(new)
+        batches = self._pack(segments, per_text, example_ids, vocabs)
+        if not batches:
+            batches = [_empty_batch()]
+        first = batches[0]
+        first.num_examples, first.num_truncated, first.num_empty, first.num_windowed = len(texts), truncated, empty, windowed
+        return batches
+
+    # ----- per text ---------------------------------------------------------------------------------------------
+    def _text_fields(self, i, text, enc, annotations, vocabs) -> dict[str, np.ndarray] | None:
+        """Arrays over the text's creditable positions (non-special tokens): index, span, token id, features."""
+        if not text.strip():
+            return None
+        special = np.asarray(enc["special_tokens_mask"][i], dtype=np.int64)
+        index = np.nonzero(special == 0)[0].astype(np.int64)
+        if len(index) == 0:
+            return None
+        offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+        ends = offsets[index, 1]
+        starts = first_visible_char(text, offsets[index, 0], ends)
+        fields = {"index": index, "start": starts, "end": ends,
+                  "token_id": np.asarray(enc["input_ids"][i], dtype=np.int64)[index]}
+        words = None
+        if annotations is not None:
+            word_starts = np.asarray(annotations[WORD_START][i], dtype=np.int64)
+            word_ends = np.asarray(annotations[WORD_END][i], dtype=np.int64)
+            words = align_to_spans(word_starts, word_ends, starts, ends)
+        for name in self.options.feature_names:
+            if name == "token":
+                continue
+            if name in self.options.user_features:
+                values = user_feature_labels(self.options.user_features[name], text, starts, ends)
+                fields[name] = vocabs[name].ids(values)
+                continue
+            if name == "word":
+                per_word = [text[s:e] for s, e in zip(annotations[WORD_START][i], annotations[WORD_END][i])]
+            else:
+                per_word = annotations[tag_column(name)][i]
+            word_ids = np.append(vocabs[name].ids(per_word), -1)  # index -1 (no word) -> -1
+            fields[name] = word_ids[words]
+        return fields
+
+    def _segments(self, text: int, ids: np.ndarray, types: np.ndarray | None, index: np.ndarray) -> list[_Segment]:
+        opts = self.options
+        if len(ids) <= opts.max_length:
+            return [_Segment(text, ids, types, index, np.arange(len(index)))]
+        # Specials before the first / after the last content token frame every window (e.g. [CLS] ... [SEP]).
+        first, last = int(index[0]), int(index[-1]) + 1
+        budget = opts.max_length - first - (len(ids) - last)
+        out = []
+        for start, credit_from, end in window_spans(last - first, budget, opts.stride):
+            pick = lambda a: None if a is None else np.concatenate([a[:first], a[first + start: first + end], a[last:]])  # noqa: E731
+            select = np.nonzero((index >= first + credit_from) & (index < first + end))[0]
+            local = index[select] - (first + start) + first
+            out.append(_Segment(text, pick(ids), pick(types), local, select))
+        return out
+
+    # ----- packing ----------------------------------------------------------------------------------------------
+    def _pack(self, segments, per_text, example_ids, vocabs) -> list[PositionBatch]:
+        opts = self.options
+        order = sorted(range(len(segments)), key=lambda s: len(segments[s].input_ids)) if opts.sort_by_length \
+            else list(range(len(segments)))
+        groups: list[list[_Segment]] = []
+        current: list[_Segment] = []
+        for s in order:
+            seg = segments[s]
+            width = _padded_width(max([len(seg.input_ids)] + [len(c.input_ids) for c in current]), opts.max_length)
+            over_tokens = opts.max_tokens_per_batch is not None and width * (len(current) + 1) > opts.max_tokens_per_batch
+            if current and (len(current) >= opts.batch_size or over_tokens):
+                groups.append(current)
+                current = []
+            current.append(seg)
+        if current:
+            groups.append(current)
+        local_vocabs = {name: vocab.items for name, vocab in vocabs.items()}
+        return [self._batch(group, per_text, example_ids, local_vocabs) for group in groups]
+
+    def _batch(self, group, per_text, example_ids, local_vocabs) -> PositionBatch:
+        input_ids = _pad([seg.input_ids for seg in group], 0, self.options.max_length)
+        width = input_ids.shape[1]
+        lengths = np.array([len(seg.input_ids) for seg in group])
+        inputs = {"input_ids": input_ids,
+                  "attention_mask": torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))}
+        if group[0].token_type_ids is not None:
+            inputs["token_type_ids"] = _pad([seg.token_type_ids for seg in group], 0, self.options.max_length)
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
+        take = lambda key: cat([per_text[seg.text][key][seg.select] for seg in group])  # noqa: E731
+        batch = PositionBatch(
+            inputs=inputs, positions=torch.from_numpy(cat([row * width + seg.local for row, seg in enumerate(group)])),
+            example_id=cat([np.full(len(seg.select), example_ids[seg.text], dtype=np.int64) for seg in group]),
+            token_index=take("index"), char_start=take("start"), char_end=take("end"), token_ids=take("token_id"),
+            num_real_tokens=int(lengths.sum()), num_padded_tokens=int(len(group) * width),
+        )
+        for name, items in local_vocabs.items():
+            batch.local_features[name] = (take(name), items)
+        return batch
+
+
+def _empty_batch() -> PositionBatch:
+    empty = np.zeros(0, dtype=np.int64)
+    return PositionBatch(inputs={}, positions=torch.zeros(0, dtype=torch.long), example_id=empty, token_index=empty,
+                         char_start=empty, char_end=empty, token_ids=empty)
+
+
+def to_device(tensor: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+    """A batch tensor on `device`: pinned memory and a non-blocking copy on CUDA, so the copy overlaps the
+    previous batch's kernels."""
+    if isinstance(tensor, np.ndarray):
+        tensor = torch.from_numpy(np.ascontiguousarray(tensor))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def resolve_feature_ids(batches: Sequence[PositionBatch], vocabs: dict[str, Vocabulary]) -> None:
+    """Fill ``feature_ids`` of a bucket's batches from their local values, extending the global `vocabs`.
+
+    Batches of one bucket share their local vocabulary lists, so each is mapped once.
+    """
+    maps: dict[int, np.ndarray] = {}
+    for batch in batches:
+        for name, vocab in vocabs.items():
+            if name == "token":
+                assert isinstance(vocab, TokenVocabulary)
+                batch.feature_ids[name] = vocab.from_token_ids(batch.token_ids)
+                continue
+            local, items = batch.local_features[name]
+            mapping = maps.get(id(items))
+            if mapping is None:
+                mapping = maps[id(items)] = np.append(np.array([vocab.add(v) for v in items], dtype=np.int64), -1)
+            batch.feature_ids[name] = mapping[local]
+
+
 def build_batch(
     texts: Sequence[str],
     first_example_id: int,
@@ -98,7 +389,7 @@ def build_batch(
     annotations: dict[str, list] | None = None,
     user_features: dict[str, UserFeature] | None = None,
 ) -> PositionBatch:
-    """Encode `texts` and compute the features of every creditable position.
+    """Encode `texts` as one truncated batch, in order, and compute the features of every creditable position.
 
     Args:
         texts: the batch; empty strings yield no position.
@@ -106,70 +397,8 @@ def build_batch(
         vocabs: one vocabulary per feature type (``TokenVocabulary`` for ``"token"``), extended in place.
         annotations: word spans and tags from :class:`~hf_txray.features.WordAnnotator`, aligned with `texts`.
     """
-    enc, inputs = encode(tokenizer, texts, max_length)
-    width = inputs["input_ids"].shape[1]
-    flat, ex, tok, cs, ce, token_ids = [], [], [], [], [], []
-    word_index: list[np.ndarray] = []
-    user_labels: dict[str, list] = {name: [] for name in (user_features or {})}
-    truncated = empty = 0
-    word_offset = np.cumsum([0] + [len(w) for w in annotations[WORD_START]]) if annotations is not None else None
-    for i, text in enumerate(texts):
-        if not text.strip():
-            empty += 1
-            continue
-        offsets = enc["offset_mapping"][i]
-        truncated += _is_truncated(text, offsets, max_length)
-        keep = np.asarray(enc["special_tokens_mask"][i], dtype=np.int64) == 0
-        idx = np.nonzero(keep)[0]
-        if len(idx) == 0:
-            continue
-        ends = np.array([offsets[j][1] for j in idx], dtype=np.int64)
-        starts = first_visible_char(text, np.array([offsets[j][0] for j in idx], dtype=np.int64), ends)
-        flat.append(i * width + idx)
-        ex.append(np.full(len(idx), first_example_id + i, dtype=np.int64))
-        tok.append(idx.astype(np.int64))
-        cs.append(starts)
-        ce.append(ends)
-        token_ids.append(np.asarray(enc["input_ids"][i], dtype=np.int64)[idx])
-        if annotations is not None:
-            word_index.append(_words_for_tokens(annotations[WORD_START][i], annotations[WORD_END][i], starts, ends,
-                                                offset=int(word_offset[i])))
-        for name, feature in (user_features or {}).items():
-            user_labels[name].extend(user_feature_labels(feature, text, starts, ends))
-    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
-    batch = PositionBatch(
-        inputs=inputs, positions=torch.from_numpy(cat(flat)), example_id=cat(ex), token_index=cat(tok),
-        char_start=cat(cs), char_end=cat(ce), num_truncated=truncated, num_empty=empty,
-    )
-    words = cat(word_index)
-    for name in feature_names:
-        batch.feature_ids[name] = _feature_ids(name, vocabs[name], cat(token_ids), words, texts, annotations,
-                                               batch, user_labels.get(name))
-    return batch
-
-
-def _words_for_tokens(word_starts, word_ends, tok_start, tok_end, offset: int) -> np.ndarray:
-    """Index (in the batch's flattened word list) of each token's word, -1 where none."""
-    local = align_to_spans(np.asarray(word_starts, dtype=np.int64), np.asarray(word_ends, dtype=np.int64),
-                           tok_start, tok_end)
-    return np.where(local >= 0, local + offset, -1)
-
-
-def _feature_ids(name, vocab, token_ids, words, texts, annotations, batch, labels) -> np.ndarray:
-    if name == "token":
-        assert isinstance(vocab, TokenVocabulary)
-        return vocab.from_token_ids(token_ids) if len(token_ids) else np.zeros(0, dtype=np.int64)
-    if labels is not None:
-        return _ids_or_missing(vocab, labels)
-    if name == "word":
-        flat_text = [t for i, t in enumerate(texts) for _ in annotations[WORD_START][i]]
-        flat_start = [s for i in range(len(texts)) for s in annotations[WORD_START][i]]
-        flat_end = [e for i in range(len(texts)) for e in annotations[WORD_END][i]]
-        values = [flat_text[w][flat_start[w]:flat_end[w]] if w >= 0 else None for w in words]
-        return _ids_or_missing(vocab, values)
-    tags = [t for per_text in annotations[tag_column(name)] for t in per_text]
-    return _ids_or_missing(vocab, [tags[w] if w >= 0 else None for w in words])
-
-
-def _ids_or_missing(vocab: Vocabulary, values: list[str | None]) -> np.ndarray:
-    return np.fromiter((vocab.add(v) if v is not None else -1 for v in values), dtype=np.int64, count=len(values))
+    options = EncodeOptions(max_length, tuple(feature_names), dict(user_features or {}), long_texts="truncate",
+                            batch_size=max(len(texts), 1), sort_by_length=False)
+    batches = BatchEncoder(tokenizer, options)(texts, first_example_id + np.arange(len(texts)), annotations)
+    resolve_feature_ids(batches, vocabs)
+    return batches[0]

@@ -94,6 +94,12 @@ def _add_analyze(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
     p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    p.add_argument("--streaming", action="store_true", help="Read DATASET as a stream (load_dataset(streaming=True)).")
+    p.add_argument("--long-texts", default="window", choices=["window", "truncate"],
+                   help="Texts longer than --max-length: split into overlapping windows (default) or truncate.")
+    p.add_argument("--stride", type=int, help="Left-context tokens of each later window (default: max_length // 4).")
+    p.add_argument("--num-workers", type=int, help="Tokenization worker processes (default: 0 on CPU, up to 4 on GPU).")
+    p.add_argument("--max-tokens-per-batch", type=int, help="Token budget of a forward pass (rows x padded width).")
     p.add_argument("--stack", choices=["encoder", "decoder"],
                    help="Encoder-decoder models (T5, BART...): profile the encoder (default) or the decoder.")
     p.add_argument("--skip-first-positions", type=_skip_positions, default="auto",
@@ -126,6 +132,8 @@ def _cmd_analyze(args) -> int:
         num_samples=args.num_samples, device=args.device, dtype=args.dtype, module_pattern=args.module_pattern,
         stage=args.stage, revision=args.revision, trust_remote_code=args.trust_remote_code,
         checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
+        long_texts=args.long_texts, stride=args.stride, num_workers=args.num_workers,
+        max_tokens_per_batch=args.max_tokens_per_batch, streaming=args.streaming,
         stack=args.stack, skip_first_positions=args.skip_first_positions, max_positions=args.max_positions,
         model_kwargs=_model_kwargs(args), device_map=args.device_map,
         dataset_revision=args.dataset_revision, dataset_config=args.dataset_config,

@@ -206,21 +206,30 @@ class Vocabulary:
 
 
 class TokenVocabulary(Vocabulary):
-    """Vocabulary of subword token strings, fed with token ids (strings looked up once per distinct id)."""
+    """Vocabulary of subword token strings, fed with token ids (strings looked up once per distinct id).
+
+    A lookup table indexed by token id makes the mapping one vectorised gather per batch.
+    """
 
     def __init__(self, tokenizer, items: Iterable[str] = ()):
         super().__init__(items)
         self._tokenizer = tokenizer
-        self._by_token_id: dict[int, int] = {}
+        self._table = np.full(0, -1, dtype=np.int64)  # token id -> vocabulary id, -1 = not seen yet
 
     def from_token_ids(self, token_ids: np.ndarray) -> np.ndarray:
-        unique, inverse = np.unique(token_ids, return_inverse=True)
-        missing = [int(t) for t in unique if int(t) not in self._by_token_id]
-        if missing:
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        if len(token_ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        top = int(token_ids.max()) + 1
+        if top > len(self._table):
+            self._table = np.concatenate([self._table, np.full(top - len(self._table), -1, dtype=np.int64)])
+        mapped = self._table[token_ids]
+        if (mapped < 0).any():
+            missing = np.unique(token_ids[mapped < 0]).tolist()
             for token_id, token in zip(missing, self._tokenizer.convert_ids_to_tokens(missing)):
-                self._by_token_id[token_id] = self.add(str(token))
-        mapped = np.fromiter((self._by_token_id[int(t)] for t in unique), dtype=np.int64, count=len(unique))
-        return mapped[inverse]
+                self._table[token_id] = self.add(str(token))
+            mapped = self._table[token_ids]
+        return mapped
 
 
 def align_to_spans(starts: np.ndarray, ends: np.ndarray, tok_start: np.ndarray, tok_end: np.ndarray) -> np.ndarray:

@@ -186,16 +186,32 @@ def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf
 
 
 def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
-                num_samples: int | None = None) -> tuple[Any, str, str | None]:
+                num_samples: int | None = None, allow_streams: bool = False,
+                streaming: bool = False) -> tuple[Any, str | None, str | None]:
     """Return ``(datasets.Dataset, text_column, dataset_id)`` after validating the text column.
 
     `dataset`: a ``Dataset``, a ``DatasetDict`` (with `split`), a Hub dataset id, a local data file or folder, or a
     list of strings. Non-string rows raise :class:`DatasetError`; empty strings are kept (and credit nothing).
+    With ``allow_streams=True`` it may also be an ``IterableDataset`` (or ``IterableDatasetDict``) or a generator
+    of strings or rows: it is returned as an ``IterableDataset`` (`num_samples` applied with ``take``), and its rows
+    are checked as they are read; the text column is ``None`` when it can only be chosen from the first row.
+    ``streaming=True`` opens a Hub id or local data file as such a stream (``load_dataset(..., streaming=True)``).
     """
     import datasets
 
     dataset_id = None
-    if _is_text_sequence(dataset):
+    if streaming and isinstance(dataset, (str, Path)):
+        dataset_id = str(dataset)
+        dataset = _load_named_dataset(dataset_id, split, streaming=True)
+    if _is_stream(dataset):
+        if not allow_streams:
+            raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
+        return _load_stream(dataset, text_column, split, num_samples, dataset_id)
+    if _is_dataset_column(dataset):
+        # A column of an in-memory Dataset (``ds["text"]``): use the dataset itself, no row-by-row copy.
+        dataset = dataset.source.select_columns([dataset.column_name])
+        text_column = text_column or dataset.column_names[0]
+    elif _is_text_sequence(dataset):
         dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
         _check_strings(dataset)
@@ -205,7 +221,11 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         dataset = _load_named_dataset(dataset_id, split)
     if isinstance(dataset, datasets.DatasetDict):
         dataset = _pick_split(dataset, split)
-    if isinstance(dataset, datasets.IterableDataset) or not isinstance(dataset, datasets.Dataset):
+    if isinstance(dataset, datasets.IterableDataset):
+        if not allow_streams:
+            raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
+        return _load_stream(dataset, text_column, None, num_samples, dataset_id)
+    if not isinstance(dataset, datasets.Dataset):
         raise DatasetError(
             f"dataset must be a datasets.Dataset, DatasetDict, id, path or list of strings, got {type(dataset).__name__}."
         )
@@ -220,6 +240,67 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     dataset = dataset.select_columns([column])
     _check_column_values(dataset, column)
     return dataset, column, dataset_id
+
+
+_STREAM_HINT = (
+    "Got {} (a stream): this function needs an in-memory datasets.Dataset. hf_txray.analyze() and the CLI accept "
+    "streams; here, materialise the part you need first, e.g. datasets.Dataset.from_list(list(stream.take(n)))."
+)
+
+
+def _is_stream(obj: Any) -> bool:
+    """An ``IterableDataset(Dict)`` or a one-shot iterator/generator (no length)."""
+    import datasets
+
+    if isinstance(obj, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+        return True
+    return hasattr(obj, "__next__") and not hasattr(obj, "__len__")
+
+
+def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_samples: int | None,
+                 dataset_id: str | None = None) -> tuple[Any, str | None, str | None]:
+    import datasets
+
+    from .streaming import choose_text_column
+
+    if isinstance(dataset, datasets.IterableDatasetDict):
+        dataset = _pick_split(dataset, split)
+    elif not isinstance(dataset, datasets.IterableDataset):
+        # One-shot: a generator cannot be re-read, so a resumed run must pass a new one.
+        dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(dataset)})
+    if num_samples is not None:
+        if num_samples < 1:
+            raise DatasetError(f"num_samples must be >= 1, got {num_samples}.")
+        dataset = dataset.take(num_samples)
+    columns = dataset.column_names
+    if columns is not None:
+        features = dataset.features or {}
+        strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
+        text_column = choose_text_column(list(columns), strings, text_column)
+    return dataset, text_column, dataset_id or getattr(dataset.info, "dataset_name", None)
+
+
+class _OneShot:
+    """A user's iterator, hashed by identity (``datasets`` fingerprints generator arguments by pickling them)."""
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+
+    def __getstate__(self):
+        return {"id": id(self.iterator)}
+
+
+def _rows_of(rows: _OneShot):
+    """Rows of a user generator as dicts: strings become ``{"text": s}``."""
+    for row in rows.iterator:
+        yield row if isinstance(row, dict) else {"text": row}
+
+
+def _is_dataset_column(obj: Any) -> bool:
+    source = getattr(obj, "source", None)
+    import datasets
+
+    return isinstance(source, datasets.Dataset) and isinstance(getattr(obj, "column_name", None), str)
 
 
 def _is_text_sequence(obj: Any) -> bool:
@@ -245,7 +326,7 @@ def _missing_dataset_error(name: str) -> DatasetError:
                         "'name' or 'namespace/name').")
 
 
-def _load_named_dataset(name: str, split: str | None):
+def _load_named_dataset(name: str, split: str | None, streaming: bool = False):
     import datasets
 
     path = Path(name).expanduser()
@@ -256,10 +337,11 @@ def _load_named_dataset(name: str, split: str | None):
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
-            return datasets.load_dataset(builder, data_files=str(path), split=split or "train")
+            return datasets.load_dataset(builder, data_files=str(path), split=split or "train", streaming=streaming)
         if path.is_dir() and any(path.glob("*.arrow")) and (path / "dataset_info.json").exists():
-            return datasets.load_from_disk(str(path))
-        return datasets.load_dataset(name, split=split)
+            saved = datasets.load_from_disk(str(path))
+            return saved.to_iterable_dataset() if streaming and isinstance(saved, datasets.Dataset) else saved
+        return datasets.load_dataset(name, split=split, streaming=streaming)
     except DatasetError:
         raise
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
@@ -280,20 +362,11 @@ def _pick_split(dataset_dict, split: str | None):
 
 
 def _text_column(dataset, text_column: str | None) -> str:
+    from .streaming import choose_text_column
+
     columns = list(dataset.column_names)
-    if text_column is not None:
-        if text_column not in columns:
-            raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}.")
-        return text_column
-    for candidate in TEXT_COLUMN_CANDIDATES:
-        if candidate in columns:
-            return candidate
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
-    if len(strings) == 1:
-        return strings[0]
-    raise DatasetError(
-        f"No text column found among {columns}: pass text_column=... (looked for {', '.join(TEXT_COLUMN_CANDIDATES)})."
-    )
+    return choose_text_column(columns, strings, text_column)
 
 
 def _check_column_values(dataset, column: str) -> None:
@@ -600,13 +673,14 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
 
 def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
                        num_samples: int | None = None, revision: str | None = None, config: str | None = None,
-                       token: str | bool | None = None):
+                       token: str | bool | None = None, allow_streams: bool = False):
     """:func:`load_corpus` with the source pinned first; returns ``(corpus, column, dataset_id, DatasetSource)``."""
     source = resolve_dataset_source(dataset, revision=revision, config=config, split=split, token=token)
     target = dataset
     if source.kind == "hub":
         target = load_hub_dataset(source, token)
-    corpus, column, dataset_id = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples)
+    corpus, column, dataset_id = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples,
+                                             allow_streams=allow_streams)
     if source.kind in ("hub", "local"):
         dataset_id = str(dataset)
     return corpus, column, dataset_id, describe_loaded(source, corpus, column, num_samples)

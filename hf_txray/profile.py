@@ -61,6 +61,9 @@ class ProfileMeta:
     num_uncredited: int = 0
     num_truncated: int = 0
     num_empty: int = 0
+    num_windowed: int = 0  # texts longer than max_length, split into windows (long_texts="window")
+    num_input_tokens: int = 0  # non-padding tokens fed to the model (window context included)
+    num_padded_tokens: int = 0  # rows x padded width of every batch: padding share = 1 - input / padded
     config: dict[str, Any] = field(default_factory=dict)
     hf_txray_version: str = ""
     created_at: str = ""
@@ -492,7 +495,8 @@ class Profile:
         if self.meta.top_k != other.meta.top_k:
             raise IncompatibleProfilesError(f"Cannot merge profiles with top_k {self.meta.top_k} and {other.meta.top_k}.")
         meta = dataclasses.replace(self.meta, config=dict(self.meta.config))
-        for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty"):
+        for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty",
+                     "num_windowed", "num_input_tokens", "num_padded_tokens"):
             setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
         if self.meta.dataset_fingerprint != other.meta.dataset_fingerprint:
             both = f"{self.meta.dataset_fingerprint}+{other.meta.dataset_fingerprint}"

@@ -106,7 +106,7 @@ def test_empty_strings_credit_nothing_and_are_counted():
 def test_long_texts_are_truncated_counted_and_warned_once(caplog):
     texts = [" ".join(["word"] * 200), " ".join(["other"] * 150), "short text"]
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
-        profile = run(texts=texts, max_length=16)
+        profile = run(texts=texts, max_length=16, long_texts="truncate")
     assert profile.meta.num_truncated == 2
     assert profile.meta.num_positions == 14 + 14 + 2
     assert len([r for r in caplog.records if "truncated" in r.getMessage()]) == 1

@@ -139,7 +139,7 @@ def test_max_length_above_the_position_table_is_refused_before_any_work():
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), max_length=512, show_progress=False)
     assert calls == []
     profile = hf_txray.analyze(model, [" ".join(["word"] * 300)], tokenizer=tokenizer, features=("token",),
-                               max_length=128, show_progress=False)
+                               max_length=128, show_progress=False, long_texts="truncate")
     assert profile.meta.num_truncated == 1 and profile.meta.num_positions == 126  # 128 minus [CLS] and [SEP]
 
 

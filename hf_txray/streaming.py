@@ -1,0 +1,150 @@
+"""Where a run's texts come from: an in-memory ``datasets.Dataset`` shard or a streamed ``IterableDataset``.
+
+Both yield *buckets* (consecutive texts with their example ids and, for in-memory corpora, cached word/tag
+annotations) together with the state that resumes the run right after the bucket. Streamed corpora are split
+across processes with ``datasets.distributed.split_dataset_by_node`` (each example seen exactly once; uneven
+and empty shards are fine) and checked row by row: a missing text column or a None row raises the same
+:class:`~hf_txray.errors.DatasetError` as for in-memory data, at the first bad batch, naming the row.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import DatasetError
+from .features import WORD_START
+
+
+@dataclass
+class Bucket:
+    """Consecutive texts of one source and the resume state after them."""
+
+    texts: list[str]
+    example_ids: np.ndarray
+    annotations: dict[str, list] | None
+    state: dict[str, Any]
+
+
+def is_streaming(corpus: Any) -> bool:
+    import datasets
+
+    return isinstance(corpus, datasets.IterableDataset)
+
+
+class InMemorySource:
+    """A contiguous shard ``[start, end)`` of a ``datasets.Dataset``; example ids are corpus indices."""
+
+    def __init__(self, shard, start: int, text_column: str):
+        self.shard, self.start, self.text_column = shard, start, text_column
+        self.total: int | None = len(shard)
+
+    def buckets(self, size: int, state: dict[str, Any] | None) -> Iterator[Bucket]:
+        done = int(state["processed"]) if state else 0
+        annotated = WORD_START in self.shard.column_names
+        for lo in range(done, len(self.shard), size):
+            hi = min(lo + size, len(self.shard))
+            rows = self.shard[lo:hi]
+            annotations = {k: v for k, v in rows.items() if k != self.text_column} if annotated else None
+            yield Bucket(rows[self.text_column], np.arange(self.start + lo, self.start + hi), annotations,
+                         {"processed": hi})
+
+    def fetch(self, ids: np.ndarray) -> dict[int, str]:
+        # to_dict reads the column in one Arrow call (iterating a datasets Column decodes row by row).
+        rows = self.shard.select_columns([self.text_column]).select(ids - self.start).to_dict()
+        return dict(zip(ids.tolist(), rows[self.text_column]))
+
+    def keep_texts(self, ids: set[int]) -> None:
+        """Nothing to do: texts are read back from the dataset."""
+
+
+class StreamingSource:
+    """This process's part of an ``IterableDataset``.
+
+    Example ids are ``local_position * world_size + rank``: the stream position itself on one process, and with
+    several processes unique ids (the global position when the corpus has fewer data shards than processes, so
+    ``split_dataset_by_node`` interleaves examples). The texts of top examples are kept (and pruned to those
+    still referenced) because a stream cannot be read back.
+    """
+
+    def __init__(self, corpus, text_column: str | None, rank: int, world: int):
+        from datasets.distributed import split_dataset_by_node
+
+        self.corpus = split_dataset_by_node(corpus, rank=rank, world_size=world) if world > 1 else corpus
+        self.text_column, self.rank, self.world = text_column, rank, world
+        self.total: int | None = None
+        self._texts: dict[int, str] = {}
+
+    def buckets(self, size: int, state: dict[str, Any] | None) -> Iterator[Bucket]:
+        done = 0
+        if state:
+            self.corpus.load_state_dict(state["dataset"])
+            done = int(state["processed"])
+        texts: list[str] = []
+        for row in self.corpus:
+            texts.append(self._text_of(row, done + len(texts)))
+            if len(texts) == size:
+                yield self._bucket(texts, done)
+                done, texts = done + len(texts), []
+        if texts:
+            yield self._bucket(texts, done)
+
+    def _bucket(self, texts: list[str], done: int) -> Bucket:
+        ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
+        self._texts.update(zip(ids.tolist(), texts))
+        state = {"processed": done + len(texts), "dataset": copy.deepcopy(self.corpus.state_dict())}
+        return Bucket(list(texts), ids, None, state)
+
+    def _text_of(self, row: dict[str, Any], position: int) -> str:
+        if self.text_column is None:
+            self.text_column = choose_text_column(list(row), [k for k, v in row.items() if isinstance(v, str)])
+        if self.text_column not in row:
+            raise DatasetError(
+                f"Text column {self.text_column!r} not found in row {self._describe(position)}; its columns are: "
+                f"{list(row)}."
+            )
+        text = row[self.text_column]
+        if text is None:
+            raise DatasetError(
+                f"Column {self.text_column!r} has missing (None) rows, the first at index {self._describe(position)}: "
+                "every row must be a str. Drop them (dataset.filter(lambda r: r[col] is not None)) or fill them."
+            )
+        if not isinstance(text, str):
+            raise DatasetError(
+                f"Row {self._describe(position)} is {type(text).__name__} ({text!r:.60}), not a string: every text "
+                "must be a str. Convert or drop non-string rows first."
+            )
+        return text
+
+    def _describe(self, position: int) -> str:
+        if self.world == 1:
+            return str(position)
+        return f"{position} of process {self.rank}'s shard (of {self.world})"
+
+    def fetch(self, ids: np.ndarray) -> dict[int, str]:
+        return {i: self._texts[i] for i in ids.tolist()}
+
+    def keep_texts(self, ids: set[int]) -> None:
+        """Forget the texts of examples no top-example list refers to any more."""
+        self._texts = {i: t for i, t in self._texts.items() if i in ids}
+
+
+def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None) -> str:
+    """The text column: `text_column` if given, else a usual name, else the only string column."""
+    from .loading import TEXT_COLUMN_CANDIDATES
+
+    if text_column is not None:
+        if text_column not in columns:
+            raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}.")
+        return text_column
+    for candidate in TEXT_COLUMN_CANDIDATES:
+        if candidate in columns:
+            return candidate
+    if len(string_columns) == 1:
+        return string_columns[0]
+    raise DatasetError(
+        f"No text column found among {columns}: pass text_column=... (looked for {', '.join(TEXT_COLUMN_CANDIDATES)})."
+    )

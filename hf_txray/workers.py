@@ -1,0 +1,84 @@
+"""Worker processes for the host side of profiling: tokenization, windows, word alignment, feature values.
+
+The main process reads buckets of texts and hands them to a pool (``fork`` start method where available, as
+PyTorch's DataLoader does); at most ``2 * num_workers`` buckets are in flight, and results come back in order,
+so a run is deterministic and memory stays bounded on streamed corpora. With ``num_workers=0`` everything runs
+inline.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterable, Iterator
+
+from .batching import BatchEncoder, PositionBatch
+from .streaming import Bucket
+
+logger = logging.getLogger("hf_txray")
+_warned_clamp = False
+_ENCODER: BatchEncoder | None = None
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_num_workers(requested: int | None, device_type: str) -> int:
+    """Workers to use: `requested` clamped to the available cores (said once per process), or the default.
+
+    The default is 0 (inline) on a CPU device, where the forward pass already uses every core, and
+    ``min(4, cores - 1)`` on an accelerator, where host work would otherwise stall it.
+    """
+    global _warned_clamp
+    cores = available_cores()
+    if requested is None:
+        return 0 if device_type == "cpu" else max(0, min(4, cores - 1))
+    if requested > cores:
+        if not _warned_clamp:
+            _warned_clamp = True
+            logger.warning("num_workers=%d is more than the %d available CPU cores: using %d.", requested, cores, cores)
+        return cores
+    return requested
+
+
+def _init(encoder: BatchEncoder) -> None:
+    global _ENCODER
+    _ENCODER = encoder
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def _encode(texts, example_ids, annotations) -> list[PositionBatch]:
+    assert _ENCODER is not None
+    return _ENCODER(texts, example_ids, annotations)
+
+
+def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers: int
+                   ) -> Iterator[tuple[Bucket, list[PositionBatch]]]:
+    """``(bucket, batches)`` in input order, encoded inline or by `num_workers` processes."""
+    if num_workers == 0:
+        for bucket in buckets:
+            yield bucket, encoder(bucket.texts, bucket.example_ids, bucket.annotations)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init, initargs=(encoder,)) as pool:
+        pending: collections.deque = collections.deque()
+        try:
+            for bucket in buckets:
+                pending.append((bucket, pool.submit(_encode, bucket.texts, bucket.example_ids, bucket.annotations)))
+                if len(pending) >= 2 * num_workers:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()

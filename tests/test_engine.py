@@ -1,0 +1,348 @@
+"""The profiling engine at scale: streamed input, windows instead of truncation, worker processes, token budgets.
+
+Windows are checked against a brute-force reference written here, on top of tests/reference.py: every window is
+built by a plain loop and run through the model alone, and every token takes the activations of the window
+where it has the most left context (found by trying all windows).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+import reference
+from hf_txray import ConfigurationError, DatasetError, UserFeature
+from hf_txray.streaming import StreamingSource
+from models import SAMPLE_TEXTS, tiny
+from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
+
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
+LONG = [
+    " ".join(f"w{i % 7} and the {'quick' if i % 3 else 'slow'} fox" for i in range(30)),
+    "Short one.",
+    "Prices rose 42% in New York, said Dr. Smith; " * 6,
+    "",
+    "A middling text that is a little longer than the window of sixteen tokens, surely.",
+]
+MAX_LENGTH, STRIDE = 16, 4
+
+
+def analyze(kind="bert", texts=TEXTS, **kwargs):
+    model, tokenizer = tiny(kind)
+    kwargs.setdefault("features", ("token",))
+    return hf_txray.analyze(model, texts, tokenizer=tokenizer, show_progress=False, **kwargs)
+
+
+def assert_same_profile(a: hf_txray.Profile, b: hf_txray.Profile, exact_vocab: bool = False):
+    assert a.meta.num_examples == b.meta.num_examples and a.meta.num_positions == b.meta.num_positions
+    np.testing.assert_array_equal(a.neuron_count, b.neuron_count)
+    np.testing.assert_allclose(a.neuron_mass, b.neuron_mass, rtol=RTOL, atol=ATOL)
+    for ft in a.feature_types:
+        mass_a, count_a = reference.profile_table(a, ft)
+        mass_b, count_b = reference.profile_table(b, ft)
+        assert_same_table(mass_a, count_a, mass_b, count_b)
+    cols = ["layer", "neuron", "rank", "example_id", "token_index", "char_start", "char_end", "token", "left", "right"]
+    assert a.examples[cols].equals(b.examples[cols])
+
+
+# ----- streaming ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def jsonl(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(SAMPLE_TEXTS)))
+    return path
+
+
+def test_streamed_dataset_gives_the_in_memory_profile(jsonl):
+    streamed = datasets.load_dataset("json", data_files=str(jsonl), split="train", streaming=True)
+    assert isinstance(streamed, datasets.IterableDataset)
+    in_memory = analyze(texts=SAMPLE_TEXTS, features=("token", "word"), max_examples_per_neuron=CAPACITY)
+    profile = analyze(texts=streamed, features=("token", "word"), max_examples_per_neuron=CAPACITY)
+    assert profile.meta.config["streaming"] and profile.meta.config["text_column"] == "text"
+    assert_same_profile(profile, in_memory)
+
+
+def test_generator_and_num_samples_as_take():
+    profile = analyze(texts=(t for t in SAMPLE_TEXTS), num_samples=4)
+    assert profile.meta.num_examples == 4
+    assert_same_profile(profile, analyze(texts=SAMPLE_TEXTS[:4]))
+    rows = analyze(texts=({"body": t, "n": 1} for t in SAMPLE_TEXTS), text_column="body")
+    assert_same_profile(rows, analyze(texts=SAMPLE_TEXTS))
+
+
+@pytest.mark.parametrize("rows,match", [
+    ([{"text": "fine"}, {"text": "fine"}, {"other": "x"}], r"'text' not found in row 2"),
+    ([{"text": "fine"}, {"text": None}], r"missing \(None\) rows, the first at index 1"),
+    ([{"text": "fine"}, {"text": "b"}, {"text": 7}], r"Row 2 is int"),
+])
+def test_streamed_bad_rows_name_the_row(rows, match):
+    def gen():
+        yield from rows
+
+    with pytest.raises(DatasetError, match=match):
+        analyze(texts=datasets.IterableDataset.from_generator(gen), batch_size=1)
+
+
+def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
+    path = tmp_path / "numbers.jsonl"
+    path.write_text("".join(json.dumps({"a": i, "b": 0.5}) + "\n" for i in range(3)))
+    streamed = datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)
+    with pytest.raises(DatasetError, match=r"No text column found among \['a', 'b'\]"):
+        analyze(texts=streamed)
+
+
+def test_stream_refused_where_a_dataset_is_needed():
+    from hf_txray.loading import load_corpus
+
+    with pytest.raises(DatasetError, match="from_list"):
+        load_corpus(datasets.IterableDataset.from_generator(lambda: iter([{"text": "a"}])))
+
+
+@pytest.mark.parametrize("world,num", [(2, 7), (3, 8), (4, 2)])  # uneven shards, and empty ones (4 > 2)
+def test_stream_shards_see_every_example_once(world, num):
+    texts = [f"text number {i}" for i in range(num)]
+    stream = datasets.IterableDataset.from_generator(lambda: ({"text": t} for t in texts))
+    seen = {}
+    for rank in range(world):
+        for bucket in StreamingSource(stream, "text", rank, world).buckets(3, None):
+            for i, text in zip(bucket.example_ids.tolist(), bucket.texts):
+                assert i not in seen
+                seen[i] = text
+    assert seen == dict(enumerate(texts))  # one data shard: ids are the global stream positions
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_stream_resumes_from_its_state_dict(jsonl, tmp_path):
+    texts = TEXTS * 3
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    stream = lambda: datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)  # noqa: E731
+    calls = {"n": 0}
+
+    def flaky(text):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise _Interrupt()
+        return [(0, len(text), "all")]
+
+    def counting(text):
+        calls["n"] += 1
+        return [(0, len(text), "all")]
+
+    common = dict(batch_size=2, checkpoint_dir=tmp_path / "state", checkpoint_every=1, max_examples_per_neuron=3)
+    with pytest.raises(_Interrupt):
+        analyze(texts=stream(), features=("token", UserFeature("span", flaky)), **common)
+    progress = json.loads((tmp_path / "state" / "rank-0-of-1" / "progress.json").read_text())
+    assert progress["processed"] == 8 and "dataset" in progress  # the stream's state_dict()
+    calls["n"] = 0
+    resumed = analyze(texts=stream(), features=("token", UserFeature("span", counting)), resume=True, **common)
+    assert calls["n"] == len(texts) - 8
+    full = analyze(texts=texts, features=("token", UserFeature("span", counting)), batch_size=2,
+                   max_examples_per_neuron=3)
+    assert_same_profile(resumed, full)
+
+
+# ----- windows ------------------------------------------------------------------------------------------------
+def _keep_activations(model, input_ids: list[int], site: str) -> np.ndarray:
+    kind = reference.model_kind(model)
+    kept = [None] * model.config.num_hidden_layers
+    handles = []
+    for layer in range(len(kept)):
+        if site == "mlp":
+            module = model.get_submodule(reference.MLP_MODULE[kind].format(layer))
+            handles.append(module.register_forward_pre_hook(
+                lambda m, args, layer=layer: kept.__setitem__(layer, args[0].detach().clone())))
+        else:
+            module = model.get_submodule(reference.BLOCK_MODULE[kind].format(layer))
+            handles.append(module.register_forward_hook(
+                lambda m, args, out, layer=layer: kept.__setitem__(
+                    layer, (out[0] if isinstance(out, (tuple, list)) else out).detach().clone())))
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([input_ids]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return np.stack([k[0].float().numpy() for k in kept])  # (layers, window tokens, neurons)
+
+
+def windowed_run(model, tokenizer, text, example_id, site, max_length, stride, with_words, with_pos):
+    """A TextRun of the whole text whose activations come, per token, from its best window."""
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    ids, special = enc["input_ids"], enc["special_tokens_mask"]
+    content = [i for i in range(len(ids)) if not special[i]]
+    if len(ids) <= max_length:
+        windows = [list(range(len(ids)))]
+    else:
+        first, last = content[0], content[-1] + 1
+        frame_before, frame_after = list(range(first)), list(range(last, len(ids)))
+        room = max_length - len(frame_before) - len(frame_after)
+        windows, start = [], first
+        while True:
+            stop = min(start + room, last)
+            windows.append(frame_before + list(range(start, stop)) + frame_after)
+            if stop == last:
+                break
+            start = stop - stride
+    best: dict[int, tuple[int, np.ndarray]] = {}
+    for window in windows:
+        acts = _keep_activations(model, [ids[i] for i in window], site) if window else None
+        for position, i in enumerate(window):
+            if not special[i] and (i not in best or position > best[i][0]):
+                best[i] = (position, acts[:, position])
+    num_layers = model.config.num_hidden_layers
+    width = next(iter(best.values()))[1].shape[1] if best else 0
+    activations = np.zeros((num_layers, len(ids), width), dtype=np.float32)
+    for i, (_, acts) in best.items():
+        activations[:, i] = acts
+    return reference.TextRun(
+        example_id=example_id, text=text, tokens=tokenizer.convert_ids_to_tokens(ids),
+        offsets=[tuple(o) for o in enc["offset_mapping"]], creditable=sorted(best) if text.strip() else [],
+        activations=activations, words=reference.words_of(text, with_pos) if with_words else [],
+    )
+
+
+@functools.cache
+def windowed_reference(kind, site, top_k):
+    model, tokenizer = tiny(kind)
+    runs = [windowed_run(model, tokenizer, t, i, site, MAX_LENGTH, STRIDE, True, False) for i, t in enumerate(LONG)]
+    return reference.credit(runs, top_k, ("token", "word"))
+
+
+@pytest.mark.parametrize("kind,site,top_k,batch_size", [("bert", "mlp", 1, 3), ("gpt2", "residual", 3, 2),
+                                                        ("llama", "mlp", 2, 8)])
+def test_windows_match_the_brute_force_reference(kind, site, top_k, batch_size):
+    profile = analyze(kind, LONG, site=site, top_k=top_k, features=("token", "word"), max_length=MAX_LENGTH,
+                      stride=STRIDE, batch_size=batch_size, max_examples_per_neuron=CAPACITY, skip_first_positions=0)
+    ref = windowed_reference(kind, site, top_k)
+    # Positions credited = the real tokens of the corpus (every non-special token of the full tokenization).
+    _, tokenizer = tiny(kind)
+    real = sum(sum(1 for m in tokenizer(t, return_special_tokens_mask=True)["special_tokens_mask"] if not m)
+               for t in LONG if t.strip())
+    assert profile.meta.num_positions == ref.num_positions == real
+    assert profile.meta.num_truncated == 0 and profile.meta.num_windowed == 3
+    assert profile.meta.num_uncredited == ref.num_uncredited
+    for ft in ("token", "word"):
+        mass, count = reference.profile_table(profile, ft)
+        assert_same_table(mass, count, ref.mass[ft], ref.count[ft])
+    expected = ref.top_examples(CAPACITY)
+    got = {key: list(zip(g["example_id"], g["token_index"], g["char_start"], g["char_end"]))
+           for key, g in profile.examples.sort_values("rank").groupby(["layer", "neuron"])}
+    assert got == {key: [(e.example_id, e.token_index, e.char_start, e.char_end) for e in want]
+                   for key, want in expected.items()}
+
+
+def test_truncate_keeps_the_first_window_only():
+    windows = analyze(texts=LONG, max_length=MAX_LENGTH, stride=STRIDE)
+    truncated = analyze(texts=LONG, max_length=MAX_LENGTH, long_texts="truncate")
+    assert truncated.meta.num_truncated == 3 and windows.meta.num_truncated == 0
+    assert truncated.meta.num_positions < windows.meta.num_positions
+    assert truncated.examples["token_index"].max() < MAX_LENGTH <= windows.examples["token_index"].max()
+
+
+@pytest.mark.parametrize("stride", [MAX_LENGTH, MAX_LENGTH + 3, MAX_LENGTH - 2])  # BERT adds 2 specials
+def test_stride_leaving_no_new_token_is_refused(stride):
+    with pytest.raises(ConfigurationError, match="stride"):
+        analyze(texts=LONG, max_length=MAX_LENGTH, stride=stride)
+
+
+def test_bad_engine_options_are_refused():
+    for bad in (dict(long_texts="cut"), dict(num_workers=-1), dict(max_tokens_per_batch=0), dict(stride=-1)):
+        with pytest.raises(ConfigurationError):
+            analyze(**bad)
+
+
+# ----- workers and token budgets -------------------------------------------------------------------------------
+def test_workers_and_token_budget_give_the_same_profile():
+    texts = LONG + TEXTS
+    features = ("token", "word", "pos", UserFeature("case", lambda t: [(0, len(t), "x" if t[:1].isupper() else "y")]))
+    common = dict(texts=texts, features=features, max_length=MAX_LENGTH, max_examples_per_neuron=CAPACITY)
+    inline = analyze(num_workers=0, batch_size=4, **common)
+    pooled = analyze(num_workers=1, batch_size=32, max_tokens_per_batch=48, **common)
+    assert_same_profile(pooled, inline)
+    assert inline.meta.num_input_tokens == pooled.meta.num_input_tokens
+    # Length-sorted buckets: the budget of 48 tokens allows at most 3 rows of 16, and padding stays small.
+    assert pooled.meta.num_padded_tokens >= pooled.meta.num_input_tokens
+    assert 1 - pooled.meta.num_input_tokens / pooled.meta.num_padded_tokens < 0.5
+
+
+def test_token_budget_bounds_every_batch():
+    from hf_txray.batching import BatchEncoder, EncodeOptions
+
+    _, tokenizer = tiny("bert")
+    encoder = BatchEncoder(tokenizer, EncodeOptions(MAX_LENGTH, ("token",), stride=STRIDE, batch_size=32,
+                                                    max_tokens_per_batch=40))
+    batches = encoder(LONG + TEXTS, np.arange(len(LONG + TEXTS)))
+    assert sum(b.num_examples for b in batches) == len(LONG + TEXTS)
+    for batch in batches:
+        rows, width = batch.inputs["input_ids"].shape
+        assert rows * width <= 40 or rows == 1
+    widths = [b.inputs["input_ids"].shape[1] for b in batches]
+    assert widths == sorted(widths)  # length-sorted
+
+
+def test_too_many_workers_are_clamped_once(caplog):
+    from hf_txray import workers
+
+    monkey = workers._warned_clamp
+    workers._warned_clamp = False
+    try:
+        with caplog.at_level(logging.WARNING, logger="hf_txray"):
+            assert workers.resolve_num_workers(10_000, "cpu") == workers.available_cores()
+            assert workers.resolve_num_workers(10_000, "cpu") == workers.available_cores()
+        assert len([r for r in caplog.records if "num_workers" in r.getMessage()]) == 1
+    finally:
+        workers._warned_clamp = monkey
+    assert workers.resolve_num_workers(None, "cpu") == 0
+
+
+def test_device_flushes_do_not_change_the_result():
+    from hf_txray import credit
+
+    original = credit.ProfileBuilder.__init__.__defaults__
+    try:
+        credit.ProfileBuilder.__init__.__defaults__ = (None, 1)  # move to the host after every batch
+        every_batch = analyze(texts=LONG + TEXTS, max_length=MAX_LENGTH, batch_size=2, max_examples_per_neuron=2)
+    finally:
+        credit.ProfileBuilder.__init__.__defaults__ = original
+    once = analyze(texts=LONG + TEXTS, max_length=MAX_LENGTH, batch_size=2, max_examples_per_neuron=2)
+    assert_same_profile(every_batch, once)
+
+
+def test_two_processes_stream_every_example_once(tmp_path):
+    """torchrun, 2 gloo processes, --streaming: split_dataset_by_node shards the stream; the gathered profile is
+    the single-process in-memory one (one data shard, so example ids are the global line numbers)."""
+    import subprocess
+    import sys
+
+    import treebank
+    from test_analyze import _env
+
+    model, tokenizer = tiny("bert")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "ptb.txt"
+    data.write_text("\n".join(treebank.penn["valid"].split("\n")[:41]), encoding="utf-8")
+    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(data), "--features", "token,word",
+            "--batch-size", "4", "--max-length", "24"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / "two")], check=True, env=_env(),
+                   timeout=300, capture_output=True)
+    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,
+                   capture_output=True)
+    one = hf_txray.Profile.from_pretrained(tmp_path / "one")
+    two = hf_txray.Profile.from_pretrained(tmp_path / "two")
+    assert two.meta.config["streaming"] and not one.meta.config["streaming"]
+    assert one.meta.num_examples == two.meta.num_examples == 41
+    assert one.meta.num_windowed > 0
+    assert_same_profile(two, one)
