@@ -335,7 +335,7 @@ def test_two_processes_stream_every_example_once(tmp_path):
     data.write_text("\n".join(treebank.penn["valid"].split("\n")[:41]), encoding="utf-8")
     args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(data), "--features", "token,word",
             "--batch-size", "4", "--max-length", "24"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / "two")], check=True, env=_env(),
                    timeout=300, capture_output=True)
     subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,

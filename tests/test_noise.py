@@ -144,7 +144,7 @@ def test_noise_statistics_of_two_processes_equal_one(tmp_path):
             "--batch-size", "4"]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT) + __import__("os").pathsep + __import__("os").environ.get("PYTHONPATH", "")}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=env, timeout=300,
                    capture_output=True)
     subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=env, timeout=300,
