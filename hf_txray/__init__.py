@@ -19,7 +19,7 @@ from .metrics import entropy, hellinger
 from .architectures import format_neuron
 from .profile import Profile, ProfileMeta
 from .pruning import PruningPlan, masked, prune, unprune
-from .reproduce import ReproduceResult, StageVerdict, pin_model, reproduce
+from .reproduce import ReproduceResult, StageVerdict, pin_model, reproduce, reproduce_profile
 from .report import ReportMeta, TransferReport, compare
 from .version import __version__
 
@@ -29,7 +29,7 @@ __all__ = [
     "ProfileFormatError", "HubError", "__version__",
     "push_to_hub", "load", "save_to_disk", "TXRayResults",
     "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked",
-    "reproduce", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
+    "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
     "format_neuron",
 ]
 

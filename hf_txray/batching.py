@@ -136,6 +136,11 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
     stride = default_stride(max_length) if stride is None else stride
     if not isinstance(stride, int) or stride < 0:
         raise ConfigurationError(f"stride must be an int >= 0, got {stride!r}.")
+    if max_length - num_special < 1:
+        raise ConfigurationError(
+            f"max_length={max_length} leaves no room for a text token: the tokenizer adds {num_special} special "
+            f"tokens per input. Pass max_length >= {num_special + 1} (a few dozen tokens or more in practice)."
+        )
     if stride >= max_length - num_special:
         raise ConfigurationError(
             f"stride={stride} leaves no new token per window: a window holds max_length={max_length} tokens "

@@ -66,7 +66,7 @@ def _add_analyze(sub) -> None:
     p.add_argument("--features", default="token,pos", help="Comma-separated: token, word, pos, dep, ner.")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--max-length", type=int,
-                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
                         "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
                         "neither states one. Above the limit: an error before any work.")
     p.add_argument("--batch-size", type=int, default=32)
@@ -396,7 +396,7 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--label-column", default="label")
     p.add_argument("--num-samples", type=int)
     p.add_argument("--max-length", type=int,
-                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
                         "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
                         "neither states one. Above the limit: an error before any work.")
     p.add_argument("--batch-size", type=int, default=32)
@@ -493,7 +493,7 @@ def _add_probe(sub) -> None:
     p.add_argument("--probe-batch-size", type=int, default=32, help="Words per probe training step.")
     p.add_argument("--batch-size", type=int, default=32, help="Sentences per forward pass.")
     p.add_argument("--max-length", type=int,
-                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
                         "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
                         "neither states one. Above the limit: an error before any work.")
     p.add_argument("--no-control", action="store_true", help="Skip the control task (no selectivity).")
@@ -551,7 +551,7 @@ def _add_ablate(sub) -> None:
     p.add_argument("--split")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int,
-                   help="Tokens per text (longer texts are truncated and counted). Default: the model's limit (its "
+                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
                         "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
                         "neither states one. Above the limit: an error before any work.")
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")

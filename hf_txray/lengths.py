@@ -91,7 +91,7 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None) -> in
         if usable is not None and requested > usable.tokens:
             raise ConfigurationError(
                 f"max_length={requested} exceeds what {type(model).__name__} can take: {usable.tokens} tokens "
-                f"({usable.source}). Pass max_length<={usable.tokens}; longer texts are truncated and counted."
+                f"({usable.source}). Pass max_length<={usable.tokens}; longer texts are split into windows (or truncated with long_texts='truncate')."
             )
         return requested
     if usable is None:

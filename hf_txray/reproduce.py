@@ -414,6 +414,11 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
         'identical'
         ```
     """
+    if not isinstance(results, (str, Path)):
+        raise ConfigurationError(
+            f"reproduce takes a results repo id or folder, got a {type(results).__name__}. For a Profile object use "
+            "hf_txray.reproduce_profile(profile), or pass the folder it was saved to with save_pretrained."
+        )
     profiles = stored_profiles(results, revision=revision, token=token)
     if stage is not None:
         if stage not in profiles:

@@ -387,3 +387,11 @@ def test_embedded_corpus_is_reloaded_by_name(tmp_path):
     assert profile.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
     result = _reproduce_one(profile, tmp_path)  # no dataset= needed
     assert result.verdict == "identical" and "embedded corpus 'penn_treebank/valid'" in str(result)
+
+
+def test_reproduce_of_a_profile_object_says_what_to_pass():
+    """A Profile object is not a results folder: a library error that names reproduce_profile, not a TypeError."""
+    from hf_txray import ConfigurationError, Profile
+
+    with pytest.raises(ConfigurationError, match="reproduce_profile"):
+        hf_txray.reproduce(Profile.__new__(Profile))
