@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
+from baseline import engine_batches, plain  # noqa: E402
 from results_file import update_section  # noqa: E402
 
 BATCH, TOKENS_PER_BATCH, MAX_LENGTH, WORKERS = 256, 8192, 128, 1
@@ -46,26 +47,6 @@ def near_free_model():
     return BertModel(config).eval(), tokenizer
 
 
-def same_batches(tokenizer, texts, features=("token",)):
-    """The batches analyze runs (same encoder, same options), for the plain forward baseline."""
-    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride
-
-    options = EncodeOptions(MAX_LENGTH, features, stride=default_stride(MAX_LENGTH), batch_size=BATCH,
-                            max_tokens_per_batch=TOKENS_PER_BATCH)
-    encoder = BatchEncoder(tokenizer, options)
-    batches = []
-    for i in range(0, len(texts), BATCH * 8):
-        chunk = texts[i: i + BATCH * 8]
-        batches += [b.inputs for b in encoder(chunk, list(range(i, i + len(chunk)))) if b.inputs]
-    return batches
-
-
-def plain(model, batches) -> float:
-    start = time.process_time()
-    with torch.no_grad():
-        for inputs in batches:
-            model(**inputs)
-    return time.process_time() - start
 
 
 def children_cpu() -> float:
@@ -108,7 +89,7 @@ class DeviceWorkTimer:
 
 
 def one_size(model, tokenizer, texts, repeats: int, timer: DeviceWorkTimer) -> dict:
-    batches = same_batches(tokenizer, texts)
+    batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS_PER_BATCH)
     plain_cpu, txray_cpu, worker_cpu, inline_cpu, device_cpu = [], [], [], [], []
     for _ in range(repeats):  # interleaved, best of each
         plain_cpu.append(plain(model, batches))

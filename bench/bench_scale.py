@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
+from baseline import engine_batches, plain  # noqa: E402
 from results_file import update_section  # noqa: E402
 
 MAX_LENGTH, BATCH, TOKENS, WORKERS = 128, 64, 4096, 1
@@ -42,24 +43,6 @@ def setup(num_sentences: int):
             corpora.penn_treebank("train", num_samples=num_sentences))
 
 
-def best_batches(tokenizer, texts):
-    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride
-
-    encoder = BatchEncoder(tokenizer, EncodeOptions(MAX_LENGTH, ("token",), stride=default_stride(MAX_LENGTH),
-                                                    batch_size=BATCH, max_tokens_per_batch=TOKENS))
-    out = []
-    for i in range(0, len(texts), BATCH * 8):
-        chunk = texts[i: i + BATCH * 8]
-        out += [b.inputs for b in encoder(chunk, list(range(i, i + len(chunk)))) if b.inputs]
-    return out
-
-
-def plain(model, batches) -> float:
-    start = time.process_time()
-    with torch.no_grad():
-        for inputs in batches:
-            model(**inputs)
-    return time.process_time() - start
 
 
 def profiled(model, tokenizer, corpus, features, **kwargs):
@@ -81,7 +64,7 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     torch.set_num_threads(1)
     model, tokenizer, corpus = setup(num_sentences)
     texts = corpus.to_dict()["text"]
-    batches = best_batches(tokenizer, texts)
+    batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS)
     full = ("token", "word", "pos")
     profiled(model, tokenizer, corpus.select(range(200)), ("token",))  # warm-up
     profiled(model, tokenizer, corpus, full)  # tags the corpus once: the runs below read the cache

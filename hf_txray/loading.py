@@ -513,11 +513,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         if not is_hub_id(name):
             raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').")
         if is_offline_mode():
-            commit = cached_commit(name, "model", revision)
-            if commit is None:
-                raise ModelError(f"Model {name!r} at revision {revision or 'main'!r} is not in the Hub cache and "
-                                 f"HF_HUB_OFFLINE is set. {_offline_hint()}")
-            return ModelSource("hub", name, revision, commit)
+            return ModelSource("hub", name, revision, _cached_commit_or_raise(name, "model", revision, ModelError))
         info = _hub_info(name, "model", revision, token, ModelError)
         remember_ref(name, "model", revision, info.sha)
         return ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
@@ -529,6 +525,15 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source.files = model_folder_files(name)
         source.content_hash = files_hash(source.files)
     return source
+
+
+def _cached_commit_or_raise(name: str, kind: str, revision: str | None, error: type[Exception]) -> str:
+    """The commit of `revision` of a Hub repo from the local cache (offline mode), else `error`."""
+    commit = cached_commit(name, kind, revision)
+    if commit is None:
+        raise error(f"{kind.capitalize()} {name!r} at revision {revision or 'main'!r} is not in the Hub cache and "
+                    f"HF_HUB_OFFLINE is set. {_offline_hint()}")
+    return commit
 
 
 def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config: str | None = None,
@@ -563,10 +568,7 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
     if not is_hub_id(name):
         raise DatasetError(f"Dataset {name!r} is neither a local file or folder nor a valid Hub id ('namespace/name').")
     if is_offline_mode():
-        commit = cached_commit(name, "dataset", revision)
-        if commit is None:
-            raise DatasetError(f"Dataset {name!r} at revision {revision or 'main'!r} is not in the Hub cache and "
-                               f"HF_HUB_OFFLINE is set. {_offline_hint()}")
+        commit = _cached_commit_or_raise(name, "dataset", revision, DatasetError)
         return DatasetSource("hub", name, revision, commit, config=config, split=split)
     info = _hub_info(name, "dataset", revision, token, DatasetError)
     remember_ref(name, "dataset", revision, info.sha)
