@@ -88,7 +88,9 @@ from .live import (  # noqa: F401
 )
 from .space import (  # noqa: F401
     SPACE_FILES,
-    default_app_dir,
+    write_space_files,
+    EXAMPLE_RESULTS,
+    space_card,
     set_space_datasets,
     stage_space,
     deploy_space,
