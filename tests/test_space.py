@@ -510,6 +510,40 @@ def test_cli_view_launches_the_app(results, monkeypatch):
     assert main(["view", "not a repo id!"]) == 2  # fails fast, before launching
 
 
+def test_view_opens_profile_and_report_folders(results, tmp_path, monkeypatch):
+    """What analyze / compare / the Trainer write (save_pretrained folders) opens directly, alone, together, or as one
+    folder holding them; it shows what the exported results folder shows."""
+    import gradio as gr
+
+    from hf_txray.cli import main
+
+    a, b, report, folder = results
+    a.save_pretrained(tmp_path / "run" / "profiles" / "a")
+    b.save_pretrained(tmp_path / "run" / "profiles" / "b")
+    report.save_pretrained(tmp_path / "run" / "reports" / "a__b")
+    exported = viewer.open_results(str(folder))
+    parts = [str(tmp_path / "run" / "profiles" / "a"), str(tmp_path / "run" / "profiles" / "b"),
+             str(tmp_path / "run" / "reports" / "a__b")]
+    for source in (viewer.SOURCE_SEPARATOR.join(parts), str(tmp_path / "run")):
+        view = viewer.open_results(source)
+        assert sorted(view.profiles) == ["finetuned", "pretrained"] and view.report_names == [report.name]
+        pd.testing.assert_frame_equal(viewer.transfer_table(view, report.name, "pos", n=10),
+                                      viewer.transfer_table(exported, report.name, "pos", n=10))
+        assert viewer.neuron_stats(view, 0, 3, view.stages).equals(viewer.neuron_stats(exported, 0, 3, view.stages))
+    only_a = viewer.open_results(parts[0])
+    assert list(only_a.profiles) == ["pretrained"] and not only_a.reports
+    with pytest.raises(ConfigurationError, match="more than one"):
+        viewer.open_results(viewer.SOURCE_SEPARATOR.join([parts[0], str(tmp_path / "run")]))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(ProfileFormatError, match="no profile or report folder"):
+        viewer.open_results(str(tmp_path / "empty"))
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs, blocks=self))
+    assert main(["view", *parts, "--port", "7998"]) == 0
+    assert launched["server_port"] == 7998
+
+
 # ----- (2) a real browser --------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing. Install "

@@ -22,6 +22,9 @@ from ..report import DEFAULT_MIN_COUNT  # noqa: F401  (the viewer's default mini
 from .data import (  # noqa: F401
     DIGITS,
     ALL_LAYERS,
+    SOURCE_SEPARATOR,
+    artifact_folders,
+    split_sources,
     ResultsView,
     open_results,
     rounded,
