@@ -37,6 +37,7 @@ from hf_txray import metrics, viewer
 from hf_txray.errors import ConfigurationError, ProfileFormatError
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, frame, opened_client, serve
 
 gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
 from gradio_client import Client  # noqa: E402
@@ -50,7 +51,6 @@ def screenshot_dir(tmp_path: Path) -> Path:
     """Where the browser test saves its screenshots: a temporary folder, so a test run leaves the tree clean,
     unless HF_TXRAY_UPDATE_SCREENSHOTS=1 asks to refresh the README's images in docs/screenshots."""
     return SCREENSHOTS if os.environ.get("HF_TXRAY_UPDATE_SCREENSHOTS") == "1" else tmp_path / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
 FIRST_ROW = "#{} [role=row][aria-rowindex='2'] [role=gridcell]"  # gradio 6 Dataframe: the first body row's cells
 PAYLOAD = "<img src=x onerror=alert(1)>"
 MARKUP = re.compile(r"<[^>]*>|\*\*[^*]+\*\*")
@@ -116,25 +116,13 @@ def app():
 @pytest.fixture(scope="module")
 def served(app, results):
     """The app launched on 127.0.0.1 with the fixture results as its default source."""
-    demo = app.build_demo(str(results[3]))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
+    with serve(app.build_demo(str(results[3]))) as url:
         yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture
 def client(served, results):
-    c = Client(served, verbose=False)
-    opened = c.predict(str(results[3]), api_name="/open")
-    assert opened[0].startswith("Opened"), opened[0]
-    return c
-
-
-def frame(value: dict) -> pd.DataFrame:
-    """A Dataframe output as gradio_client returns it."""
-    return pd.DataFrame(value["data"], columns=value["headers"])
+    return opened_client(served, str(results[3]))
 
 
 def same(x, y, tol=1e-4) -> bool:
@@ -599,8 +587,7 @@ def test_view_opens_profile_and_report_folders(results, tmp_path, monkeypatch):
 
 # ----- (2) a real browser --------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing. Install "
-                    "it with `apt-get install -y chromium` (make test does this) !!!")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)
 def test_browser(served, results, payload_neuron, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
     expect = playwright.expect
@@ -609,9 +596,7 @@ def test_browser(served, results, payload_neuron, tmp_path):
     shots = screenshot_dir(tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -22,9 +22,9 @@ import pytest
 import hf_txray
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+from space_helpers import CHROMIUM, NO_CHROMIUM, browser_page
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 pytest.importorskip("gradio", reason="the viewer needs gradio: pip install -e '.[space]'")
 
 
@@ -74,7 +74,7 @@ def test_wheel_holds_the_viewer_and_imports_outside_the_checkout(installed):
     assert str(ROOT) not in eval(out[2])  # the checkout is not on the path
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing !!!")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)
 @pytest.mark.timeout(300)
 def test_installed_view_serves_profile_and_report_folders(installed, tmp_path):
     """`hf-txray view A B REPORT` of the installed console script, on what analyze and compare write."""
@@ -99,18 +99,11 @@ def test_installed_view_serves_profile_and_report_folders(installed, tmp_path):
             except OSError:
                 assert server.poll() is None, server.stdout.read()[-3000:]
                 time.sleep(0.5)
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update"])
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(url)
-                playwright.expect(page.locator("#status textarea")).to_have_value(
-                    re.compile(r"^Opened .*2 profile\(s\), 1 report\(s\)"), timeout=60_000)
-                page.screenshot(path=str(tmp_path / "wheel-view.png"), full_page=True)
-            finally:
-                browser.close()
+        with browser_page(playwright) as page:
+            page.goto(url)
+            playwright.expect(page.locator("#status textarea")).to_have_value(
+                re.compile(r"^Opened .*2 profile\(s\), 1 report\(s\)"), timeout=60_000)
+            page.screenshot(path=str(tmp_path / "wheel-view.png"), full_page=True)
         assert (tmp_path / "wheel-view.png").stat().st_size > 10_000
     finally:
         server.terminate()
