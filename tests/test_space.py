@@ -303,7 +303,7 @@ def test_length_shift_of_thousands_of_neurons_is_a_histogram(results):
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection, PathCollection
 
-    from hf_txray.plots import PAIRED_DOTS_MAX, plot_length_shift
+    from hf_txray.plots.transfer import PAIRED_DOTS_MAX, plot_length_shift
 
     report = results[2]
     rng = np.random.default_rng(0)
