@@ -84,16 +84,10 @@ def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, 
 def neuron_features(view: ResultsView, stage: str, feature_type: str, layer: int,
                     neuron: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """A neuron's credited values of one feature type: (values, mass, count, probability), most mass first (ties
-    by value), as ``Profile.feature_stats`` orders them; read straight from the sparse table (no DataFrame)."""
-    table = view.profile(stage).tables[view._feature(stage, feature_type)]
-    row = view.row(layer, neuron)
-    lo, hi = np.searchsorted(table.rows, [row, row + 1])
-    names = [table.vocab[i] for i in table.feature_ids[lo:hi]]
-    mass, count = table.mass[lo:hi], table.count[lo:hi]
-    order = sorted(range(len(names)), key=lambda i: (-mass[i], names[i]))
-    total = mass.sum()
-    mass, count = mass[order], count[order]
-    return [names[i] for i in order], mass, count, (mass / total if total > 0 else np.zeros_like(mass))
+    by value): ``Profile.feature_stats`` as columns."""
+    stats = view.profile(stage).feature_stats(layer, neuron, view._feature(stage, feature_type))
+    return (stats["feature"].tolist(), stats["mass"].to_numpy(np.float64), stats["count"].to_numpy(np.int64),
+            stats["probability"].to_numpy(np.float64))
 
 
 def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],
