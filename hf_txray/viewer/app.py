@@ -37,7 +37,9 @@ INTRO = ("Browse TX-Ray results: which inputs make each MLP neuron the most acti
          "moved between training stages (Hellinger distance). Open a results dataset repo (or a local results folder), "
          "then pick a neuron, search neurons, or click any table row to open that neuron.")
 FIGURES = ("hellinger_vs_length", "length_shift", "mass_share", "neuron_mass")
-FIGURE_LABELS = {"hellinger_vs_length": "Hellinger distance vs Hellinger length (one dot per shared neuron)",
+CLICKABLE_FIGURE = "hellinger_vs_length"  # drawn as SVG in a gr.HTML: a click on a dot opens that neuron
+FIGURE_LABELS = {"hellinger_vs_length": "Hellinger distance vs Hellinger length (one dot per shared neuron; click a "
+                                        "dot to open its neuron)",
                  "length_shift": "Length shift between the two stages", "mass_share": "Mass share vs corpus frequency",
                  "neuron_mass": "Per-neuron mass, sorted (log)"}
 
@@ -146,10 +148,14 @@ def _overview_plots(source: str, report: str | None, feature_type: str | None) -
 @functools.lru_cache(maxsize=16)
 def _encoded_figures(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
     """The four figures encoded as PNG once per (results, report, feature type): page loads reuse them."""
-    drawn = figures.overview_figures(_view(source), report or None, feature_type or None)
+    view = _view(source)
+    drawn = figures.overview_figures(view, report or None, feature_type or None)
     encoded = []
     for name in FIGURES:
         figure = drawn.get(name)
+        if name == CLICKABLE_FIGURE and figure is not None:  # an SVG whose dots open their neuron
+            encoded.append(_clickable_svg(figure, view, report, feature_type))
+            continue
         try:
             encoded.append(None if figure is None else PlotData(type="matplotlib",
                                                                 plot=encode_plot_to_base64(figure, "png")))
@@ -157,6 +163,32 @@ def _encoded_figures(source: str, report: str | None, feature_type: str | None) 
             logger.info("Figure %s not rendered: %s", name, err)
             encoded.append(None)
     return tuple(encoded)
+
+
+def _clickable_svg(figure: Any, view: data.ResultsView, report: str | None, feature_type: str | None) -> str:
+    """The Hellinger scatter as inline SVG, each dot linked to its neuron (unlinked, with a log line, if the dots
+    cannot be matched to the report's neurons)."""
+    try:
+        figures.link_hellinger_dots(figure, view, report or None, feature_type or None)
+    except ConfigurationError as err:
+        logger.info("Hellinger dots not linked: %s", err)
+    return figures.figure_svg(figure)
+
+
+# A click on a dot of the Hellinger scatter (an SVG <a> per dot, figures.DOT_LINK) triggers the component's click event
+# with the dot's layer and neuron, instead of following the link.
+DOT_CLICK_JS = """
+element.addEventListener('click', (event) => {
+  const link = event.target.closest('a');
+  if (!link) return;
+  const href = link.getAttribute('href') || link.getAttribute('xlink:href') || '';
+  const found = href.match(/^#neuron-(\\d+)-(\\d+)$/);
+  if (!found) return;
+  event.preventDefault();
+  trigger('click', {layer: Number(found[1]), neuron: Number(found[2])});
+});
+"""
+DOT_CSS = "svg { max-width: 100%; height: auto; } a { cursor: pointer; }"
 
 
 # ----- handlers (plain functions: the first argument is the results source, the session's gr.State) --------------
@@ -494,6 +526,11 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 overview_plots = []
                 for name in FIGURES:  # the label as a heading: a label drawn over the image covers the plot's title
                     gr.Markdown(f"**{FIGURE_LABELS[name]}**")
+                    if name == CLICKABLE_FIGURE:
+                        dots = gr.HTML(label=FIGURE_LABELS[name], elem_id=name, js_on_load=DOT_CLICK_JS,
+                                       css_template=DOT_CSS)
+                        overview_plots.append(dots)
+                        continue
                     overview_plots.append(gr.Plot(label=FIGURE_LABELS[name], show_label=False, format="png",
                                                   elem_id=name))
             with gr.Tab("Neuron", id="neuron"):
@@ -741,7 +778,19 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 stages = None
             return go_to(table, stages, current_a, current_b, evt)
 
+        def go_to_dot(source: str, report: str | None, current_a: str, current_b: str, evt: gr.EventData) -> tuple:
+            """A click on a dot of the Hellinger scatter: that neuron, with the report's stages."""
+            try:
+                view = _view(source)
+                layer, neuron = view.check_neuron(evt.layer, evt.neuron)
+                meta = view.report(report or view.report_names[0]).meta
+            except (TXRayError, AttributeError, IndexError) as err:
+                warn(message_of(err) if isinstance(err, TXRayError) else "This dot names no neuron.")
+                return (gr.skip(),) * 5
+            return gr.Tabs(selected="neuron"), layer, neuron, meta.stage_a, meta.stage_b
+
         go_outputs = [tabs, nb_layer, nb_neuron, nb_a, nb_b]
+        then_neuron(dots.click(go_to_dot, [current, ov_report, nb_a, nb_b], go_outputs, api_visibility="private"))
         then_neuron(s_table.select(go_to, [s_table, pair, nb_a, nb_b], go_outputs, api_visibility="private"))
         then_neuron(t_table.select(go_to_from_report, [current, t_report, t_table, nb_a, nb_b], go_outputs,
                                    api_visibility="private"))

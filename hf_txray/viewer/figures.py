@@ -172,3 +172,51 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
         lines.append(f"Stage {profile.stage}: no transfer report, so only the mass figures.")
     lines += [FIGURE_NOTES[name].format(ft=ft) for name in FIGURE_NOTES if name in set(drawn)]
     return "\n".join(lines)
+
+
+# ----- the clickable Hellinger scatter: the paper's figure as SVG, each dot a link to its neuron ------------------
+DOT_LINK = "#neuron-{layer}-{neuron}"  # a dot's link in the SVG; the page's script turns a click into the neuron
+
+
+def link_hellinger_dots(figure: "Figure", view: ResultsView, report_name: str | None = None,
+                        feature_type: str | None = None) -> "Figure":
+    """Give each dot of ``plots.plot_hellinger_vs_length`` (drawn by :func:`overview_figures`) the link
+    :data:`DOT_LINK` of its neuron, so that its SVG holds one ``<a>`` per dot.
+
+    The dots are matched to the report's shared neurons by their drawn values (length, distance), row by row: a
+    figure whose dots do not match raises rather than link a dot to the wrong neuron.
+
+    Raises:
+        `ConfigurationError`: the figure's dots are not the report's shared neurons of that feature type.
+    """
+    import numpy as np
+
+    from ..plots import default_feature_type
+
+    report = view.report(report_name) if report_name else next(iter(view.reports.values()))
+    ft = feature_type or default_feature_type(report.meta.feature_types)
+    n = report.neurons
+    shared = n[(n["status"] == "shared") & n[f"hellinger_{ft}"].notna() & (n[f"hellinger_length_{ft}"] > 0)]
+    points = figure.axes[0].collections[0]
+    drawn = np.asarray(points.get_offsets(), dtype=float)
+    wanted = shared[[f"hellinger_length_{ft}", f"hellinger_{ft}"]].to_numpy(dtype=float)
+    if drawn.shape != wanted.shape or not np.allclose(drawn, wanted):
+        raise ConfigurationError(f"The Hellinger figure's {len(drawn)} dots are not the {len(wanted)} shared neurons "
+                                 f"of report {report.name!r} ({ft}): the dots cannot link to their neurons.")
+    points.set_urls([DOT_LINK.format(layer=int(la), neuron=int(ne)) for la, ne in zip(shared["layer"],
+                                                                                      shared["neuron"])])
+    return figure
+
+
+def figure_svg(figure: "Figure") -> str:
+    """`figure` as an inline ``<svg>`` element (no XML header); text drawn as paths, so no string of the results is
+    ever markup in the page."""
+    import io
+
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "path"}):
+        figure.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
