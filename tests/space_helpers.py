@@ -44,10 +44,14 @@ def frame(value: dict) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def browser_page(playwright: Any, width: int = 1400, height: int = 1000) -> Iterator[Any]:
-    """A page of a headless Chromium (Playwright's sync API module `playwright`), closed afterwards."""
+def browser_page(playwright: Any, width: int = 1400, height: int = 1000, scrollbars: bool = False) -> Iterator[Any]:
+    """A page of a headless Chromium (Playwright's sync API module `playwright`), closed afterwards.
+
+    `scrollbars`: draw scrollbars as a desktop browser does (headless Chromium hides them by default), so that a test
+    can see whether a scroll container shows one."""
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        hidden = {"ignore_default_args": ["--hide-scrollbars"]} if scrollbars else {}
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, **hidden)
         try:
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:

@@ -37,7 +37,7 @@ from hf_txray import metrics, viewer
 from hf_txray.errors import ConfigurationError, ProfileFormatError
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
-from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, frame, opened_client, serve
+from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, browser_page, frame, opened_client, serve
 
 gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
 from gradio_client import Client  # noqa: E402
@@ -159,8 +159,30 @@ def test_open_and_overview(client, results):
     for got, want in zip(layers["mean_hellinger_pos"], report.layers["mean_hellinger_pos"]):
         assert same(got, want)
     assert len(figures) == 4
-    for figure in figures:
+    # the Hellinger scatter: inline SVG, one link per dot naming its neuron, one dot per shared neuron with a distance
+    scatter, *images = figures
+    assert scatter.startswith("<svg") and "<script" not in scatter
+    shared = report.neurons[(report.neurons["status"] == "shared") & report.neurons["hellinger_pos"].notna()
+                            & (report.neurons["hellinger_length_pos"] > 0)]
+    links = re.findall(r'<a xlink:href="#neuron-(\d+)-(\d+)"', scatter)
+    assert len(links) == len(shared) > 0
+    assert sorted((int(la), int(ne)) for la, ne in links) == sorted(zip(shared["layer"], shared["neuron"]))
+    for figure in images:
         assert figure["type"] == "matplotlib" and figure["plot"].startswith("data:image/png;base64,")
+
+
+def test_hellinger_dots_link_only_to_their_own_neurons(results):
+    """Dots are matched to neurons by their drawn values: a figure of another feature type is refused."""
+    report, folder = results[2], results[3]
+    view = viewer.open_results(str(folder))
+    drawn = viewer.overview_figures(view, report.name, "token")["hellinger_vs_length"]
+    with pytest.raises(ConfigurationError, match="cannot link"):
+        viewer.link_hellinger_dots(drawn, view, report.name, "pos")
+    svg = viewer.figure_svg(viewer.link_hellinger_dots(drawn, view, report.name, "token"))
+    for layer, neuron, length, distance in report.neurons[["layer", "neuron", "hellinger_length_token",
+                                                           "hellinger_token"]].dropna().head(5).itertuples(index=False):
+        if length > 0:
+            assert f'xlink:href="#neuron-{int(layer)}-{int(neuron)}"' in svg
 
 
 def test_neuron_tab_matches_the_profiles(client, results, payload_neuron):
@@ -602,12 +624,12 @@ def test_browser(served, results, payload_neuron, tmp_path):
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(served)
             expect(page.locator("#status textarea")).to_have_value(re.compile("^Opened "), timeout=60_000)
-            expect(page.locator("#hellinger_vs_length img")).to_be_visible(timeout=60_000)
+            expect(page.locator("#hellinger_vs_length svg")).to_be_visible(timeout=60_000)
             expect(page.locator("#mass_share img")).to_be_visible(timeout=30_000)
             expect(page.locator("#overview-message textarea")).to_have_value(re.compile(r"^Report .*noise floor"),
                                                                              timeout=30_000)  # notes are not empty
             # plot labels are headings above the images, not badges drawn over the plots' titles
-            for name in ("hellinger_vs_length", "length_shift", "mass_share", "neuron_mass"):
+            for name in ("length_shift", "mass_share", "neuron_mass"):  # (the Hellinger scatter has no label)
                 image = page.locator(f"#{name} img").bounding_box()
                 for label in page.locator(f"#{name} [data-testid=block-label]").all():
                     box = label.bounding_box() if label.is_visible() else None
@@ -702,6 +724,77 @@ def test_browser(served, results, payload_neuron, tmp_path):
         finally:
             browser.close()
     assert dialogs == []
+
+
+# Where a table's last header cell can be read: inside the window, or inside a sideways-scrolling frame (itself
+# inside the window) that draws its scrollbar and brings the cell into the frame when scrolled to the end.
+READABLE_JS = """th => {
+  const win = document.documentElement.clientWidth, box = th.getBoundingClientRect();
+  if (box.right <= win) return {ok: true, how: 'inside the window'};
+  let n = th.parentElement;
+  while (n && !(n.scrollWidth > n.clientWidth && ['auto', 'scroll'].includes(getComputedStyle(n).overflowX)))
+    n = n.parentElement;
+  if (!n) return {ok: false, how: 'cut off: no scroll container', right: box.right};
+  const style = getComputedStyle(n), frame = n.getBoundingClientRect();
+  const bar = n.offsetHeight - n.clientHeight - parseFloat(style.borderTopWidth) - parseFloat(style.borderBottomWidth);
+  n.scrollLeft = n.scrollWidth;
+  const after = th.getBoundingClientRect();
+  n.scrollLeft = 0;
+  return {ok: frame.right <= win && bar >= 8 && after.right <= frame.right + 1 && after.left >= frame.left - 1,
+          how: 'scrolls', frame: [frame.left, frame.right], bar: bar, after: [after.left, after.right]};
+}"""
+# Lines each header's text takes, and its words: a header broken inside a word ("la/ye/r") takes more lines.
+HEADER_LINES_JS = """th => Array.from(th.querySelectorAll('.header')).map(span => {
+  const range = document.createRange(); range.selectNodeContents(span);
+  const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+  return [span.textContent.trim(), lines.size, span.textContent.trim().split(/\\s+/).length];
+})"""
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)
+def test_browser_dot_click_and_wide_tables(app, served, results, tmp_path):
+    """A click on a dot of the Hellinger scatter opens that dot's neuron; every overview table shows all its columns
+    (inside the window or by scrolling inside its frame, with a drawn scrollbar) and breaks headers between words."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    expect = playwright.expect
+    report = results[2]
+    with browser_page(playwright, scrollbars=True) as page:
+        page.goto(served)
+        expect(page.locator("#overview-message textarea")).to_have_value(re.compile(r"^Report "), timeout=60_000)
+        view = viewer.open_results(str(results[3]))
+        wanted = {"#stages-table": viewer.stages_table(view), "#reports-table": viewer.reports_table(view),
+                  "#layers-table": viewer.layer_summary(view, report.name)}
+        for table, content in wanted.items():
+            expect(page.locator(f"{table} tbody")).to_contain_text(re.compile(r"\d"), timeout=30_000)
+            headers = page.locator(f"{table} thead th")
+            assert headers.last.inner_text().strip() == str(content.columns[-1]), table
+            where = headers.last.evaluate(READABLE_JS)
+            assert where["ok"], (table, last, where)
+            for text, lines, words in (x for th in headers.all() for x in th.evaluate(HEADER_LINES_JS)):
+                assert lines <= words, (table, text, lines)
+        # click a dot that nothing covers, of a neuron other than the one shown
+        shown = "Layer {}, neuron {}:".format(*app.default_neuron(view))  # what the Neuron tab shows already
+        target = page.evaluate("""(shown) => {
+          for (const link of document.querySelectorAll('#hellinger_vs_length a')) {
+            const m = (link.getAttribute('xlink:href') || '').match(/^#neuron-(\\d+)-(\\d+)$/);
+            const r = link.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+            if (!m || shown.startsWith(`Layer ${m[1]}, neuron ${m[2]}:`)) continue;
+            link.scrollIntoView({block: 'center'});
+            const s = link.getBoundingClientRect(), cx = s.left + s.width / 2, cy = s.top + s.height / 2;
+            const hit = document.elementFromPoint(cx, cy);
+            if (hit && hit.closest('a') === link) return {layer: +m[1], neuron: +m[2], x: cx, y: cy};
+          }
+          return null;
+        }""", shown)
+        assert target, "no uncovered dot in the Hellinger scatter"
+        page.mouse.click(target["x"], target["y"])
+        expect(page.get_by_role("tab", name="Neuron")).to_have_attribute("aria-selected", "true", timeout=30_000)
+        expect(page.locator("#neuron-title textarea")).to_have_value(
+            re.compile(rf"^Layer {target['layer']}, neuron {target['neuron']}: shared from stage A "
+                       rf"\({report.meta.stage_a}\) to stage B \({report.meta.stage_b}\)"), timeout=30_000)
+        expect(page.locator("#neuron input")).to_have_value(str(target["neuron"]))
+        page.screenshot(path=str(tmp_path / "dot-click.png"), full_page=True)
 
 
 # ----- (3) probing results and attribution (issue 7) ------------------------------------------------------------

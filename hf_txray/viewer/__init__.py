@@ -62,6 +62,9 @@ from .neuron import (  # noqa: F401
 )
 from .figures import (  # noqa: F401
     overview_figures,
+    DOT_LINK,
+    link_hellinger_dots,
+    figure_svg,
     distribution_chart,
     histogram_chart,
 )

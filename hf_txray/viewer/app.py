@@ -197,22 +197,8 @@ TABLE_CSS = """
 .txray-table .virtual-table-viewport::-webkit-scrollbar { height: 12px; width: 12px; }
 .txray-table .virtual-table-viewport::-webkit-scrollbar-thumb { background: #9ca3af; border-radius: 6px; }
 .txray-table .virtual-table-viewport::-webkit-scrollbar-track { background: #f3f4f6; }
-.txray-table th, .txray-table th * { word-break: normal; overflow-wrap: normal; hyphens: none; }
+.txray-table th, .txray-table th * { word-break: normal !important; overflow-wrap: normal !important; }
 """
-
-
-CHAR_PX, CELL_PADDING_PX = 8, 44  # ~ a 14px font's character, and a header cell's padding and menu button
-
-
-def fitted(frame: pd.DataFrame) -> gr.Dataframe:
-    """`frame` with a width per column fitting its header's longest word and its longest cell word: Gradio sizes
-    columns from the first body row, so a wide table's headers broke letter by letter ("la/ye/r") and its last
-    columns fell outside the frame (it scrolls sideways instead, TABLE_CSS)."""
-    def longest(texts: Any) -> int:
-        return max((len(word) for text in texts for word in str(text).split()), default=1)
-
-    widths = [CELL_PADDING_PX + CHAR_PX * max(longest([column]), longest(frame[column].head(50))) for column in frame]
-    return gr.Dataframe(value=frame, column_widths=widths)
 
 
 # ----- handlers (plain functions: the first argument is the results source, the session's gr.State) --------------
@@ -231,7 +217,7 @@ def open_results(source: str) -> tuple:
     message = (f"Opened {source}: {len(view.profiles)} profile(s), {len(reports)} report(s), "
                f"{len(view.layers)} layers x {view.num_neurons} neurons, features {', '.join(fts)}.")
     return (
-        source, message, fitted(tables.stages_table(view)), fitted(tables.reports_table(view)),
+        source, message, tables.stages_table(view), tables.reports_table(view),
         gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # overview report
         gr.Dropdown(choices=fts, value=tag),  # overview feature type
         gr.Dropdown(choices=view.layers, value=layer),
@@ -280,7 +266,7 @@ def show_overview(source: str, report: str | None, feature_type: str | None) -> 
     notes = figures.figure_notes(view, report or None, feature_type or None,
                                  [n for n, p in zip(FIGURES, plots) if p is not None])
     message = notes + (f"\nNot drawn for these results: {'; '.join(missing)}." if missing else "")
-    return (message, fitted(tables.layer_summary(view, report or None)), *plots)
+    return (message, tables.layer_summary(view, report or None), *plots)
 
 
 def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str) -> tuple:
