@@ -6,7 +6,8 @@ entry of this Space's README ``datasets:``; the ``HF_TOKEN`` secret opens privat
 by ``hf_txray.save_to_disk``. ``hf-txray view DIR_OR_REPO`` launches the same app locally.
 
 UI only: every table, chart and search comes from the other modules of ``hf_txray.viewer``. Strings from a dataset or typed by a user are
-shown as text (Textbox, Dataframe, HighlightedText, chart labels), never as HTML or markdown.
+shown as text (Textbox, Dataframe, HighlightedText, chart labels), never as HTML or markdown; the one inline SVG (the
+Hellinger scatter) draws its text as paths and holds only links naming neurons by number.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ element.addEventListener('click', (event) => {
   trigger('click', {layer: Number(found[1]), neuron: Number(found[2])});
 });
 """
-DOT_CSS = "svg { max-width: 100%; height: auto; } a { cursor: pointer; }"
+DOT_CSS = "svg { display: block; margin: 0 auto; max-width: 100%; height: auto; } a { cursor: pointer; }"
 # Wide tables (the reports table, the per-layer summary) scroll sideways inside their frame: the scrollbar is always
 # drawn (Gradio's thin overlay one is invisible until hovered, so the last columns looked cut off), and headers break
 # between words only (not "la/ye/r").
