@@ -1,8 +1,9 @@
 """Ablation: switch MLP neurons off (zero) or to their mean, and measure what the model loses.
 
 :func:`ablate` is a context manager built on the pruning module's masks (:func:`hf_txray.pruning.masked` for
-``mode="zero"``; the same forward pre-hook on the down projection, registered and removed the same way, for
-``mode="mean"``), so parameters never change and the model computes bit for bit as before once the block exits.
+``mode="zero"``; for ``mode="mean"`` the same forward pre-hook on the down projection, a :class:`~hf_txray.hooks.Fill`
+of the means registered and removed by :func:`hf_txray.pruning.edit_neurons`), so parameters never change and the
+model computes bit for bit as before once the block exits.
 
 :func:`ablation_curve` ablates the top-k neurons of a ranking and k random neurons (several seeds) for growing k and
 records a metric each time: a probe's accuracy (:class:`ProbeMetric`), a task metric (:class:`TaskMetric`), the LM
@@ -19,12 +20,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from ..errors import ConfigurationError, ProfileFormatError
 from ..io_utils import atomic_dir, read_json, write_json
-from ..pruning import _MASKS_ATTRIBUTE, MaskHandle, _explicit_neurons, _mlp_sites, masked
+from ..hooks import Fill
+from ..pruning import MaskHandle, edit_neurons, explicit_neurons, masked, mlp_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
@@ -41,28 +42,6 @@ def _as_spec(neurons: Any) -> Any:
             raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
         return list(zip(neurons["layer"].astype(int).tolist(), neurons["neuron"].astype(int).tolist()))
     return neurons
-
-
-class _NeuronFill:
-    """Forward pre-hook setting some input features of a down projection to fixed values (out of place)."""
-
-    def __init__(self, indices: Sequence[int], values: np.ndarray):
-        self.indices = torch.as_tensor(list(indices), dtype=torch.long)
-        self.values = torch.as_tensor(np.asarray(values, dtype=np.float32))
-        self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
-        if not args or len(self.indices) == 0:
-            return None
-        x = args[0]
-        key = (x.device, x.dtype)
-        cached = self._on.get(key)
-        if cached is None:
-            cached = self._on[key] = (self.indices.to(x.device), self.values.to(x.device, x.dtype))
-        index, values = cached
-        x = x.clone()
-        x[..., index] = values
-        return (x,) + tuple(args[1:])
 
 
 def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndarray]:
@@ -126,17 +105,11 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         with masked(model, neurons) as handle:
             yield handle
         return
-    sites = _mlp_sites(model)
-    chosen = _explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
+    sites = mlp_sites(model)
+    chosen = explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
     values = _means_for(means, chosen)
-    handles = [sites[layer].module.register_forward_pre_hook(_NeuronFill(indices, values[layer]), prepend=True)
-               for layer, indices in chosen.items() if indices]
-    handle = MaskHandle(model, chosen, handles)
-    registry = getattr(model, _MASKS_ATTRIBUTE, None)
-    if registry is None:
-        registry = []
-        object.__setattr__(model, _MASKS_ATTRIBUTE, registry)
-    registry.append(handle)
+    handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()
+                                          if indices}, sites)
     try:
         yield handle
     finally:
@@ -418,7 +391,7 @@ def ablation_curve(
     if not callable(metric):
         raise ConfigurationError("metric must be a callable(model) -> float.")
     pairs, source = _ranked_pairs(ranking)
-    sites = _mlp_sites(model)
+    sites = mlp_sites(model)
     pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:
