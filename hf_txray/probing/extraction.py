@@ -421,7 +421,7 @@ def extract_activations(
         (4611, 3072)
         ```
     """
-    from ..analyze import _model_max_length
+    from ..lengths import resolve_max_length
 
     if not isinstance(corpus, LabeledCorpus):
         raise ConfigurationError(f"corpus must be a LabeledCorpus (see hf_txray.probing.load_labeled), got "
@@ -435,7 +435,7 @@ def extract_activations(
     width = sites[0].width
     if any(s.width != width for s in sites):
         raise ConfigurationError("The selected layers have different widths; extract them separately.")
-    max_length = max_length or _model_max_length(model, tokenizer)
+    max_length = max_length or resolve_max_length(model, tokenizer, None)
     num_cols = len(sites) * width
     values, folder, temporary = _output_array(corpus.num_words, num_cols, np.dtype(DTYPES[dtype]), out_dir,
                                               memmap_threshold)
@@ -512,7 +512,7 @@ def neuron_means(
         ...     ...
         ```
     """
-    from ..analyze import _model_max_length
+    from ..lengths import resolve_max_length
 
     model, tokenizer, _, device = _resolve(model, tokenizer, None)
     texts = [t for t in texts]
@@ -520,7 +520,7 @@ def neuron_means(
         raise DatasetError("texts must be a non-empty list of strings.")
     sites = _sites(model, site, layers, module_pattern)
     means, num_tokens = _iterate(model, tokenizer, None, texts, sites, "first", batch_size,
-                                 max_length or _model_max_length(model, tokenizer), device, False,
+                                 max_length or resolve_max_length(model, tokenizer, None), device, False,
                                  lambda plan, outputs: None)
     if num_tokens == 0:
         raise DatasetError("texts hold no token to average over.")
