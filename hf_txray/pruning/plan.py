@@ -14,7 +14,7 @@ from ..errors import ConfigurationError, ProfileFormatError
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
-from .strategies import RankingInput, get_pruning_strategy, rank
+from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
 PLAN_FORMAT = "hf_txray.pruning_plan"
 PLAN_FORMAT_VERSION = 1
@@ -89,7 +89,7 @@ class PruningPlan:
     def name(self) -> str:
         """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
         label = f"{self.strategy}@{_amount_label(self.amount)}"
-        return f"{label}/seed={self.seed}" if self.strategy == "random" else label
+        return f"{label}/seed={self.seed}" if is_random_strategy(self.strategy) else label
 
     def pairs(self) -> list[tuple[int, int]]:
         """The pruned neurons as sorted ``(layer, index)`` pairs."""
