@@ -147,6 +147,8 @@ def test_bad_traces_fail_clearly(bert):
     with pytest.raises(ModelError, match="not a module of this"):
         with trace(tiny_bert(seed=1), sites):
             pass
+    with pytest.raises(ConfigurationError, match="one value or 2 values"):
+        Fill([1, 2], values=[0.1, 0.2, 0.3])
     with pytest.raises(KeyError, match="not traced"):
         Trace(sites)[9]
 
