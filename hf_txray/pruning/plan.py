@@ -32,7 +32,8 @@ class PruningPlan:
 
     Args:
         strategy (`str`): ``"lost"``, ``"gained"``, ``"most_changed"``, ``"least_changed"``, ``"low_mass"``,
-            ``"random"`` or ``"explicit"`` (a neuron list given by the user).
+            ``"random"``, a strategy registered with :func:`~hf_txray.pruning.register_pruning_strategy`, or
+            ``"explicit"`` (a neuron list given by the user).
         amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
         per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
         seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
