@@ -148,16 +148,17 @@ def _overview_plots(source: str, report: str | None, feature_type: str | None) -
 
 @functools.lru_cache(maxsize=16)
 def _encoded_figures(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
-    """The four figures encoded as PNG once per (results, report, feature type): page loads reuse them."""
+    """The four figures encoded once per (results, report, feature type), the Hellinger scatter as clickable SVG
+    and the others as PNG: page loads reuse them."""
     view = _view(source)
     drawn = figures.overview_figures(view, report or None, feature_type or None)
     encoded = []
     for name in FIGURES:
         figure = drawn.get(name)
-        if name == CLICKABLE_FIGURE and figure is not None:  # an SVG whose dots open their neuron
-            encoded.append(_clickable_svg(figure, view, report, feature_type))
-            continue
         try:
+            if name == CLICKABLE_FIGURE and figure is not None:  # an SVG whose dots open their neuron
+                encoded.append(_clickable_svg(figure, view, report, feature_type))
+                continue
             encoded.append(None if figure is None else PlotData(type="matplotlib",
                                                                 plot=encode_plot_to_base64(figure, "png")))
         except ValueError as err:  # e.g. matplotlib refusing a label
@@ -190,9 +191,9 @@ element.addEventListener('click', (event) => {
 });
 """
 DOT_CSS = "svg { display: block; margin: 0 auto; max-width: 100%; height: auto; } a { cursor: pointer; }"
-# Wide tables (the reports table, the per-layer summary) scroll sideways inside their frame: the scrollbar is always
-# drawn (Gradio's thin overlay one is invisible until hovered, so the last columns looked cut off), and headers break
-# between words only (not "la/ye/r").
+# Wide tables (the reports table, the per-layer summary) scroll sideways inside their frame with a styled scrollbar,
+# drawn even where the system's scrollbars are overlays (hidden until scrolled: the last columns looked cut off), and
+# their headers break between words only (Gradio sizes columns from the body, so "layer" broke into "la/ye/r").
 TABLE_CSS = """
 .txray-table .virtual-table-viewport { overflow-x: auto; scrollbar-width: auto; scrollbar-color: auto; }
 .txray-table .virtual-table-viewport::-webkit-scrollbar { height: 12px; width: 12px; }
@@ -792,7 +793,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 stages = None
             return go_to(table, stages, current_a, current_b, evt)
 
-        def go_to_dot(source: str, report: str | None, current_a: str, current_b: str, evt: gr.EventData) -> tuple:
+        def go_to_dot(source: str, report: str | None, evt: gr.EventData) -> tuple:
             """A click on a dot of the Hellinger scatter: that neuron, with the report's stages."""
             try:
                 view = _view(source)
@@ -804,7 +805,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
             return gr.Tabs(selected="neuron"), layer, neuron, meta.stage_a, meta.stage_b
 
         go_outputs = [tabs, nb_layer, nb_neuron, nb_a, nb_b]
-        then_neuron(dots.click(go_to_dot, [current, ov_report, nb_a, nb_b], go_outputs, api_visibility="private"))
+        then_neuron(dots.click(go_to_dot, [current, ov_report], go_outputs, api_visibility="private"))
         then_neuron(s_table.select(go_to, [s_table, pair, nb_a, nb_b], go_outputs, api_visibility="private"))
         then_neuron(t_table.select(go_to_from_report, [current, t_report, t_table, nb_a, nb_b], go_outputs,
                                    api_visibility="private"))
