@@ -407,7 +407,8 @@ def _add_prune_sweep(sub) -> None:
 def _cmd_prune_sweep(args) -> int:
     from transformers import AutoTokenizer
 
-    from .evaluation import evaluate_pruning, markdown_table, plot_sweep, summarize, sweep_plans
+    from .evaluation import evaluate_pruning, markdown_table, summarize, sweep_plans
+    from .plots import plot_sweep, save_figure
     from .loading import _load_named_dataset, _pick_split
     from .pruning import load_pretrained_with_head
 
@@ -437,7 +438,7 @@ def _cmd_prune_sweep(args) -> int:
     (out / "results.md").write_text(markdown_table(summary) + "\n\n" + markdown_table(table) + "\n", encoding="utf-8")
     for metric in table.attrs["metrics"]:
         if metric in table.columns:
-            plot_sweep(table, metric).savefig(out / f"{metric}.png", dpi=120)
+            save_figure(plot_sweep(table, metric), out / f"{metric}.png", dpi=120)
     print(markdown_table(summary))
     print(f"\nsaved to {out}")
     return 0
@@ -566,6 +567,7 @@ def _cmd_ablate(args) -> int:
 
     from .probing import ProbingResult, ablation_curve, neuron_means
     from .probing.ablation import metric_from_name
+    from .plots import save_figure
     from .probing.results import push_probing, save_probing
     from .pruning import load_pretrained_with_head
 
@@ -581,7 +583,7 @@ def _cmd_ablate(args) -> int:
     curve = ablation_curve(model, result, metric, counts=args.counts, mode=args.mode, means=means, seeds=args.seeds,
                            bottom=args.bottom, name=args.name or f"ablation-{result.meta.name}")
     curve.save_pretrained(args.out)
-    curve.plot().savefig(Path(args.out) / "ablation.png", dpi=120)
+    save_figure(curve.plot(), Path(args.out) / "ablation.png", dpi=120)
     print(curve.summary().to_string(index=False))
     print(f"\nsaved to {args.out}")
     if args.export:

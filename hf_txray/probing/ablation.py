@@ -301,28 +301,10 @@ class AblationCurve:
         return grouped.agg(["mean", "std", "count"]).reset_index()
 
     def plot(self, ax: Any = None):
-        """The curves: ranked (and bottom) vs random (mean and min-max band over seeds) against k."""
-        import matplotlib.pyplot as plt
+        """The curves against k: see :func:`hf_txray.plots.plot_ablation`."""
+        from ..plots.probing import plot_ablation
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4))
-        summary = self.summary()
-        for strategy, style in (("ranked", "o-"), ("bottom", "s--")):
-            part = summary[summary["strategy"] == strategy]
-            if len(part):
-                ax.plot(part["num_ablated"], part["mean"], style, label=strategy)
-        rand = self.table[self.table["strategy"] == "random"].groupby("num_ablated")["value"]
-        if len(rand):
-            stats = rand.agg(["mean", "min", "max"]).reset_index()
-            ax.plot(stats["num_ablated"], stats["mean"], "^-", color="gray", label="random (mean)")
-            ax.fill_between(stats["num_ablated"], stats["min"], stats["max"], color="gray", alpha=0.2)
-        ax.axhline(self.baseline, color="black", linewidth=0.8, linestyle=":", label="no ablation")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlabel(f"neurons ablated ({self.mode})")
-        ax.set_ylabel(self.metric)
-        ax.set_title(f"Ablation: {self.name}")
-        ax.legend()
-        return ax.figure
+        return plot_ablation(self, ax)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write the curve to a folder (JSON metadata + parquet table)."""
