@@ -13,7 +13,7 @@ from .errors import (
 )
 from .export import save_to_disk
 from .evaluation import evaluate_pruning
-from .features import UserFeature
+from .features import FeatureType, UserFeature, get_feature_type, register_feature
 from .hub import TXRayResults, load, push_to_hub
 from .metrics import entropy, hellinger
 from .architectures import format_neuron
@@ -24,7 +24,8 @@ from .report import ReportMeta, TransferReport, compare
 from .version import __version__
 
 __all__ = [
-    "analyze", "compare", "TransferReport", "ReportMeta", "Profile", "ProfileMeta", "Profiler", "ProfilerConfig", "UserFeature", "hellinger", "entropy",
+    "analyze", "compare", "TransferReport", "ReportMeta", "Profile", "ProfileMeta", "Profiler", "ProfilerConfig", "UserFeature", "FeatureType",
+    "register_feature", "get_feature_type", "hellinger", "entropy",
     "TXRayError", "ConfigurationError", "DatasetError", "ModelError", "IncompatibleProfilesError",
     "ProfileFormatError", "HubError", "__version__",
     "push_to_hub", "load", "save_to_disk", "TXRayResults",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .features import default_feature_type, tag_features
 from .profile import Profile
 from .report import DEFAULT_MIN_COUNT, TransferReport
 
@@ -44,9 +45,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
     for ft in m.feature_types:
         per_layer[f"mean_length_{ft}"] = stats[stats["count"] > 0].groupby("layer")[f"length_{ft}"].mean()
     lines.append(_table(per_layer.reset_index(), "{:.1f}"))
-    for ft in m.feature_types:
-        if ft in ("token", "word"):
-            continue
+    for ft in tag_features(m.feature_types):
         share = pd.DataFrame({"mass_share": profile.mass_share(ft), "corpus_frequency": profile.feature_frequency(ft)})
         share = share.sort_values("mass_share", ascending=False)
         lines += ["", f"{ft}: mass share vs corpus frequency (top {top})",
@@ -58,7 +57,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     """Whole-model summary beside its noise floors, per-layer table, POS mass shares, the most/least changed
     neurons among those credited at least `min_count` times in both stages, and a legend of the terms."""
     meta, summary = report.meta, report.summary()
-    ft = "pos" if "pos" in meta.feature_types else meta.feature_types[0]
+    ft = default_feature_type(meta.feature_types)
     lines = [
         f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
         f"corpora: {meta.dataset_a} -> {meta.dataset_b}"
