@@ -5,7 +5,6 @@ Built with ``DatasetCardData`` / ``DatasetCard`` directly (``from_template`` nee
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,6 +14,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from .architectures import format_neuron
 from .export import CONFIGS, DEFAULT_CONFIG, missing_profiles
 from .plots import default_feature_type
+from .tables import markdown_table
 from .profile import Profile
 from .report import DEFAULT_MIN_COUNT, TransferReport
 from .version import __version__
@@ -57,19 +57,6 @@ def hub_model_id(model_id: str) -> str | None:
     except HFValidationError:
         return None
     return model_id
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (no `tabulate` dependency)."""
-    lines = ["| " + " | ".join(map(_cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def _size_category(rows: int) -> str:
