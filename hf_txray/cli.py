@@ -407,8 +407,9 @@ def _add_prune_sweep(sub) -> None:
 def _cmd_prune_sweep(args) -> int:
     from transformers import AutoTokenizer
 
-    from .evaluation import evaluate_pruning, markdown_table, summarize, sweep_plans
+    from .evaluation import evaluate_pruning, summarize, sweep_plans
     from .plots import plot_sweep, save_figure
+    from .tables import markdown_table
     from .loading import _load_named_dataset, _pick_split
     from .pruning import load_pretrained_with_head
 
@@ -435,11 +436,12 @@ def _cmd_prune_sweep(args) -> int:
     table.to_csv(out / "results.csv", index=False)
     summary = summarize(table)
     summary.to_csv(out / "summary.csv", index=False)
-    (out / "results.md").write_text(markdown_table(summary) + "\n\n" + markdown_table(table) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(markdown_table(summary, ".4f") + "\n\n" + markdown_table(table, ".4f") + "\n",
+                                     encoding="utf-8")
     for metric in table.attrs["metrics"]:
         if metric in table.columns:
             save_figure(plot_sweep(table, metric), out / f"{metric}.png", dpi=120)
-    print(markdown_table(summary))
+    print(markdown_table(summary, ".4f"))
     print(f"\nsaved to {out}")
     return 0
 

@@ -9,11 +9,9 @@ or path is passed to ``evaluate.load`` unchanged.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -388,18 +386,4 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     return out.reset_index()
 
 
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A GitHub-markdown table without the optional `tabulate` dependency."""
-    def cell(value: Any) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "" if math.isnan(value) else format(float(value), floatfmt)
-        return "" if value is None else str(value)
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "markdown_table",
-           "encode_batches", "run_predictions"]
+__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "encode_batches", "run_predictions"]

@@ -165,7 +165,7 @@ def _as_list(value: Any, kind: type, name: str) -> list:
 
 
 def _section(probe: pa.Table | None, ablation: pa.Table | None) -> str:
-    from ..card import markdown_table
+    from ..tables import markdown_table
 
     intro = ("Computed with `hf_txray.probing`: elastic-net linear probes ranking neurons for a linguistic property "
              "(with a control task for selectivity), and ablation curves of ranked vs random neurons.")
