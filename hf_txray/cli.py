@@ -7,7 +7,6 @@ every process profiles its shard, the states are reduced exactly, and the main p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,89 +28,43 @@ def _resolve_dataset(name: str, num_samples: int | None):
 
 
 def _layers(value: str):
-    if value == "all":
-        return "all"
+    """--layers: 'all', indices and ranges ('0-3,7,-1'); the one parser of hf_txray.options."""
+    from .options import parse_layers
+
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes 'all' or comma-separated ints, got {value!r}") from None
+        return parse_layers(value)
+    except TXRayError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _json_object(value: str) -> dict:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at character {err.pos}): {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {value!r}")
-    return parsed
-
-
-def _device_map(value: str):
-    """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices."""
-    return _json_object(value) if value.lstrip().startswith("{") else value
+# CLI-only keys a --config file may also hold (besides every analyze option).
+ANALYZE_CLI_KEYS = ("model", "dataset", "out", "push_to_hub", "hub_private", "gguf_file")
 
 
 def _add_analyze(sub) -> None:
-    p = sub.add_parser("analyze", help="Profile a model's neurons on a corpus.",
-                       description="Profile MODEL on DATASET. Without arguments: the embedded MiniLM on Penn Treebank.")
-    p.add_argument("model", nargs="?", default=None, help="Hub id or local path (default: embedded MiniLM).")
+    from .options import AnalyzeOptions, add_cli_arguments
+
+    p = sub.add_parser(
+        "analyze", help="Profile a model's neurons on a corpus.",
+        description="Profile MODEL on DATASET. Without arguments: the embedded MiniLM on Penn Treebank (txray:ptb). "
+                    "Every option of hf_txray.analyze is a flag (--top-k or --top_k); --config run.yaml reads them "
+                    "from a YAML file (keys: the option names, e.g. top_k: 2), and flags given on the command line "
+                    "override the file.")
+    p.add_argument("model", nargs="?", default=None, help="Hub id or local path (default: the embedded MiniLM).")
     p.add_argument("dataset", nargs="?", default="txray:ptb",
-                   help="Hub dataset id, local file/folder, or txray:ptb / txray:ptb-valid / txray:bbc (default).")
-    p.add_argument("--out", required=True, help="Folder to write the profile to.")
-    p.add_argument("--text-column")
-    p.add_argument("--split")
-    p.add_argument("--layers", type=_layers, default="all", help="'all' or comma-separated block indices.")
-    p.add_argument("--site", default="mlp", choices=["mlp", "residual"])
-    p.add_argument("--features", default="token,pos", help="Comma-separated: token, word, pos, dep, ner.")
-    p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--max-length", type=int,
-                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
-                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
-                        "neither states one. Above the limit: an error before any work.")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-examples-per-neuron", type=int, default=10)
-    p.add_argument("--num-samples", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: this process's accelerator, else CPU).")
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="from_pretrained(dtype=...); 'auto' keeps the checkpoint's.")
-    p.add_argument("--device-map", type=_device_map,
-                   help="Load the model dispatched by Accelerate: auto, balanced, sequential, cpu, cuda:0, or a JSON "
-                        "object such as '{\"embeddings\": 0, \"encoder\": \"disk\"}' (give --model-kwargs "
-                        "'{\"offload_folder\": \"DIR\"}' for disk). Excludes --device.")
-    p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
-                                       "with a single .gguf file and no config.json loads it without this flag.")
-    p.add_argument("--model-kwargs", type=_json_object, default=None, metavar="JSON",
-                   help="More from_pretrained keywords as a JSON object, e.g. "
-                        "'{\"attn_implementation\": \"eager\", \"offload_folder\": \"off\"}'.")
-    p.add_argument("--module-pattern")
-    p.add_argument("--stage", default="default")
-    p.add_argument("--revision", help="Branch, tag or commit of a Hub model (pinned to its commit sha).")
-    p.add_argument("--dataset-revision", help="Branch, tag or commit of a Hub dataset (pinned to its commit sha).")
-    p.add_argument("--dataset-config", help="Config of a Hub dataset with several.")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--resume", action="store_true", help="Continue from the state saved in OUT/_checkpoint.")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
+                   help="Hub dataset id, local file/folder, or an embedded corpus: txray:ptb (Penn Treebank train, "
+                        "the default), txray:ptb-valid or txray:bbc (BBC News).")
+    p.add_argument("--config", metavar="YAML", help="Read options from this YAML file (command-line flags win).")
+    p.add_argument("--out", help="Folder to write the profile to (required, here or in --config).")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
     p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
-    p.add_argument("--streaming", action="store_true", help="Read DATASET as a stream (load_dataset(streaming=True)).")
-    p.add_argument("--long-texts", default="window", choices=["window", "truncate"],
-                   help="Texts longer than --max-length: split into overlapping windows (default) or truncate.")
-    p.add_argument("--stride", type=int, help="Left-context tokens of each later window (default: max_length // 4).")
-    p.add_argument("--num-workers", type=int, help="Tokenization worker processes (default: 0 on CPU, up to 4 on GPU).")
-    p.add_argument("--max-tokens-per-batch", type=int, help="Token budget of a forward pass (rows x padded width).")
-    p.add_argument("--stack", choices=["encoder", "decoder"],
-                   help="Encoder-decoder models (T5, BART...): profile the encoder (default) or the decoder.")
-    p.add_argument("--skip-first-positions", type=_skip_positions, default="auto",
-                   help="Credit nothing at the first N positions of each text; 'auto' (default): 1 for decoder-only "
-                        "LMs (massive first-token activations), 0 for encoders.")
-    p.add_argument("--max-positions", type=int,
-                   help="Stop after crediting exactly N positions (profile two stages at equal size).")
-    p.set_defaults(handler=_cmd_analyze)
+    p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
+                                       "with a single .gguf file and no config.json loads it without this flag.")
+    # checkpoint_dir is OUT/_checkpoint; progress bars follow HF_TXRAY_DISABLE_PROGRESS_BARS.
+    add_cli_arguments(p, AnalyzeOptions, exclude=("checkpoint_dir", "show_progress"))
+    p.set_defaults(handler=_cmd_analyze, subparser=p)
 
 
-def _skip_positions(value: str) -> int | str:
-    return value if value == "auto" else int(value)
 def _model_kwargs(args) -> dict:
     kwargs = dict(args.model_kwargs or {})
     if args.gguf_file:
@@ -119,26 +72,33 @@ def _model_kwargs(args) -> dict:
     return kwargs
 
 
+def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | None, args):
+    """Re-parse with the --config file's values as defaults (trl's TrlParser order: file < command line)."""
+    from .options import AnalyzeOptions, config_file_defaults, option_names
+
+    valid = [n for n in option_names(AnalyzeOptions) if n not in ("checkpoint_dir", "show_progress")]
+    values = config_file_defaults(args.config, valid + list(ANALYZE_CLI_KEYS))
+    args.subparser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def _cmd_analyze(args) -> int:
     from . import analyze, corpora
     from .distributed import process_info
+    from .errors import ConfigurationError
+    from .options import AnalyzeOptions, option_names
 
+    if not args.out:
+        raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
     out = Path(args.out)
-    profile = analyze(
-        args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
-        text_column=args.text_column, split=args.split, layers=args.layers, site=args.site,
-        features=tuple(f.strip() for f in args.features.split(",") if f.strip()), top_k=args.top_k,
-        max_length=args.max_length, batch_size=args.batch_size, max_examples_per_neuron=args.max_examples_per_neuron,
-        num_samples=args.num_samples, device=args.device, dtype=args.dtype, module_pattern=args.module_pattern,
-        stage=args.stage, revision=args.revision, trust_remote_code=args.trust_remote_code,
-        checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
-        long_texts=args.long_texts, stride=args.stride, num_workers=args.num_workers,
-        max_tokens_per_batch=args.max_tokens_per_batch, streaming=args.streaming,
-        stack=args.stack, skip_first_positions=args.skip_first_positions, max_positions=args.max_positions,
-        model_kwargs=_model_kwargs(args), device_map=args.device_map,
-        dataset_revision=args.dataset_revision, dataset_config=args.dataset_config,
-    )
+    options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
+    options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
+                   features=tuple(options["features"]))
+    profile = analyze(args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
+                      **options)
     if process_info()[0] == 0:
+        if args.text_column is None and profile.meta.config.get("text_column"):
+            print(f"text column: {profile.meta.config['text_column']!r} (detected; --text-column chooses another)")
         profile.save_pretrained(out)
         print(f"{profile}\nsaved to {out}")
         if args.push_to_hub:
@@ -614,8 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import close_process_group
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            args = _apply_config_file(parser, argv, args)
         code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)

@@ -29,7 +29,8 @@ from ..errors import ConfigurationError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
 from ..profile import Profile
 from ..report import TransferReport, compare
-from .arguments import REFERENCES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, _check_options, _skip, parse_layers
+from ..options import parse_layers, parse_skip_first_positions
+from .arguments import REFERENCES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, check_trainer_options
 from .plots import write_plots
 
 logger = logging.getLogger("hf_txray")
@@ -77,10 +78,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 "TXRayCallback needs a probe corpus: TXRayCallback(probe_dataset=texts_or_dataset, ...). (Raised "
                 "while resuming? Leave restore_callback_states_from_checkpoint=False: the callback restores itself.)"
             )
-        _check_options(strategy, steps, max_samples, site, "")
+        check_trainer_options(strategy, steps, max_samples, site, "")
         self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
                                      max_length=max_length, batch_size=batch_size, stack=stack,
-                                     skip_first_positions=_skip(skip_first_positions))
+                                     skip_first_positions=parse_skip_first_positions(skip_first_positions))
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
@@ -100,12 +101,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
     @classmethod
     def from_args(cls, args: TXRayArguments, probe_dataset: Any, **kwargs: Any) -> "TXRayCallback":
         """Build the callback from the ``txray_*`` fields of :class:`TXRayArguments` (kwargs override them)."""
-        options = dict(strategy=args.txray_strategy, steps=args.txray_steps, layers=args.txray_layers,
-                       site=args.txray_site, features=tuple(args.txray_features), top_k=args.txray_top_k,
-                       max_samples=args.txray_max_samples, text_column=args.txray_text_column,
-                       profile_on_train_begin=args.txray_on_train_begin, batch_size=args.txray_batch_size,
-                       max_length=args.txray_max_length, stack=args.txray_stack,
-                       skip_first_positions=args.txray_skip_first_positions)
+        options = dict(args.txray_options(), strategy=args.txray_strategy, steps=args.txray_steps,
+                       max_samples=args.txray_max_samples, profile_on_train_begin=args.txray_on_train_begin)
+        options["features"] = tuple(options["features"])
         return cls(probe_dataset, **{**options, **kwargs})
 
     # ----- ExportableState --------------------------------------------------------------------------------------
