@@ -152,7 +152,7 @@ class ProfilerConfig:
     site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "
                               "'residual' (the block output, hidden size).", choices=SITES)
     features: Sequence[Any] = option(
-        ("token", "pos"), f"Feature types credited to the winning neurons: any of {', '.join(BUILTIN_FEATURES)} (comma-separated "
+        ("token", "pos"), f"Feature types credited to the winning neurons: any of {', '.join(BUILTIN_FEATURES)} or a registered user feature (comma-separated "
              "on the command line), and hf_txray.UserFeature objects in Python.",
         parse=parse_csv, arg_type=list[str])
     top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).")

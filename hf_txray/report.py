@@ -31,13 +31,13 @@ import pandas as pd
 
 from . import metrics, significance
 from .errors import ConfigurationError, IncompatibleProfilesError
+from .features import is_tag_feature
 from .io_utils import atomic_dir, write_json
 from .profile import FeatureTable, Profile, _read_header, merged_vocab
 from .version import __version__
 
 REPORT_FORMAT = "hf_txray.report"
 STATUSES = ("shared", "lost", "gained", "dead")
-CATEGORICAL = ("pos", "dep", "ner")
 # Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
 # "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of
 # 0.52 on average with 1-4 credits per sample, 0.36 with 5-9, 0.29 with 10-19 and 0.23 with 20-49; below 20 credits
@@ -217,7 +217,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: b
 def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
     frames = []
     for ft in a.feature_types:
-        if ft in ("token", "word"):
+        if not is_tag_feature(ft):
             continue
         frame = pd.DataFrame({
             "mass_share_a": a.mass_share(ft), "mass_share_b": b.mass_share(ft),

@@ -13,14 +13,14 @@ from typing import Any
 from transformers import TrainingArguments
 
 from ..errors import ConfigurationError
-from ..features import BUILTIN_FEATURES
+from ..features import BUILTIN_FEATURES, registered_features, text_features
 from ..options import TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, prefixed_values
 from ..sites import SITES
 
 TXRAY_DIR = "txray"
 STRATEGIES = ("no", "steps", "epoch")
 REFERENCES = ("first", "previous")
-TEXT_FEATURES = ("token", "word")  # everything else is tag-like and gets mass-share columns and plots
+TEXT_FEATURES = tuple(text_features(BUILTIN_FEATURES))  # kept for imports: hf_txray.features.is_tag_feature decides
 PREFIX = "txray_"
 
 
@@ -76,10 +76,10 @@ class TXRayArguments(TrainingArguments):
 
     def __post_init__(self):
         check_trainer_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, PREFIX)
-        unknown = [f for f in self.txray_features if f not in BUILTIN_FEATURES]
+        unknown = [f for f in self.txray_features if f not in registered_features()]
         if unknown or not self.txray_features:
             raise ConfigurationError(
-                f"txray_features must list built-in features ({', '.join(BUILTIN_FEATURES)}), got "
+                f"txray_features must list registered features ({', '.join(registered_features())}), got "
                 f"{self.txray_features!r}. "
                 "User-defined features are passed to TXRayCallback(features=...) directly."
             )

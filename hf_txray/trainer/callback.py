@@ -30,7 +30,8 @@ from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_so
 from ..profile import Profile
 from ..report import TransferReport, compare
 from ..options import parse_layers, parse_skip_first_positions
-from .arguments import REFERENCES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, check_trainer_options
+from ..features import is_tag_feature
+from .arguments import REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options
 from .plots import write_plots
 
 logger = logging.getLogger("hf_txray")
@@ -316,7 +317,7 @@ def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
             for ft in report.meta.feature_types:
                 row[f"vs_{ref}/layer_{layer_row['layer']}/mean_hellinger_{ft}"] = layer_row[f"mean_hellinger_{ft}"]
     for ft in profile.feature_types:
-        if ft not in TEXT_FEATURES:
+        if is_tag_feature(ft):
             for tag, share in profile.mass_share(ft).items():
                 row[f"mass_share_{ft}/{tag}"] = float(share)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

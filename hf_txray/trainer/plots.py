@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..profile import Profile
-from .arguments import REFERENCES, TEXT_FEATURES
+from ..features import is_tag_feature
+from .arguments import REFERENCES
 
 MAX_PLOTTED_TAGS = 8
 
@@ -35,7 +36,7 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
     if any(c.startswith("vs_first/layer_") for c in timeline.columns):
         written.append(_plot_hellinger(timeline, latest, folder / "hellinger_by_layer.png"))
     for ft in latest.feature_types:
-        if ft not in TEXT_FEATURES:
+        if is_tag_feature(ft):
             written.append(_plot_mass_share(timeline, latest, ft, folder / f"mass_share_{ft}.png"))
     return written
 
