@@ -87,3 +87,15 @@ def test_registered_user_feature_by_name_profiles_like_the_object(case_feature):
     assert set(report.mass_share["feature_type"]) == {"case"}
     token_only = hf_txray.analyze(model, TEXTS, features=("token",), **common)
     assert set(profile_figures(token_only)) == {"neuron_mass"}
+
+
+def test_trainer_profiles_a_registered_user_feature_by_name(case_feature, tmp_path):
+    from test_trainer import build_args, train
+
+    with pytest.raises(ConfigurationError, match="registered features.*case"):
+        build_args(tmp_path, txray_features=["token", "sentiment"])
+    trainer, _ = train(tmp_path, txray_features=["token", "case"], max_steps=2, txray_steps=2)
+    profile = trainer.txray_profiles["step-2"]
+    assert profile.feature_types == ["token", "case"] and profile.tables["case"].vocab == ["CAP", "low"]
+    plots = tmp_path / "run" / "txray" / "plots"
+    assert (plots / "mass_share_case.png").exists() and not (plots / "mass_share_token.png").exists()
