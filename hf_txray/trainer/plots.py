@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..profile import Profile
 from ..features import is_tag_feature
+from ..plots.common import new_figure
 from .arguments import REFERENCES
 
 MAX_PLOTTED_TAGS = 8
@@ -41,17 +42,8 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
     return written
 
 
-def _new_figure(rows: int, cols: int, width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(rows, cols, squeeze=False)
-
-
 def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path:
-    figure, axes = _new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
+    figure, axes = new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
     for i, ft in enumerate(latest.feature_types):
         for j, ref in enumerate(REFERENCES):
             ax = axes[i][j]
@@ -69,7 +61,7 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
 
 
 def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Path) -> Path:
-    figure, axes = _new_figure(1, 1, 8.0, 4.0)
+    figure, axes = new_figure(1, 1, 8.0, 4.0)
     ax = axes[0][0]
     frequency = latest.feature_frequency(ft).head(MAX_PLOTTED_TAGS)
     colors = [f"C{i}" for i in range(len(frequency))]
