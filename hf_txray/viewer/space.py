@@ -61,6 +61,8 @@ safetensors>=0.4
 tqdm>=4.66
 matplotlib>=3.8
 scipy>=1.11
+scikit-learn>=1.3
+tabulate>=0.9
 # imported by the app (hf_txray.viewer.app)
 pyyaml>=6
 """
