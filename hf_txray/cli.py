@@ -189,10 +189,11 @@ def _cmd_show(args) -> int:
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
     found = False
-    for marker, load, render in (("txray_profile.json", Profile.from_pretrained, profile_text),
-                                 ("txray_report.json", TransferReport.from_pretrained, report_text)):
-        for item in sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts):
-            print(render(load(item)) + "\n")
+    from .artifact import saved_artifacts
+
+    for cls, render in ((Profile, profile_text), (TransferReport, report_text)):
+        for item in saved_artifacts(path, cls.artifact_type):
+            print(render(cls.from_pretrained(item)) + "\n")
             found = True
     if not found:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
@@ -210,11 +211,12 @@ def _show_neuron(path: Path, spec: str) -> int:
         layer, neuron = (int(v) for v in spec.split(":"))
     except ValueError:
         raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
-    find = lambda marker: sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts)  # noqa: E731
-    profiles = [Profile.from_pretrained(p) for p in find("txray_profile.json")]
+    from .artifact import saved_artifacts
+
+    profiles = [Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)]
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
-    reports = [TransferReport.from_pretrained(p) for p in find("txray_report.json")]
+    reports = [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)]
     for profile in profiles:
         report = next((r for r in reports if r.meta.stage_a == profile.stage), None)
         print(neuron_text(profile, layer, neuron, report=report) + "\n")
@@ -314,11 +316,12 @@ def _load_ranking_source(path: str):
     from . import Profile, TransferReport
     from .errors import ProfileFormatError
 
-    folder = Path(path)
-    if (folder / "txray_report.json").exists():
-        return TransferReport.from_pretrained(folder)
-    if (folder / "txray_profile.json").exists():
-        return Profile.from_pretrained(folder)
+    from .artifact import artifact_type_of
+
+    kind = artifact_type_of(path) if Path(path).is_dir() else None
+    for cls in (TransferReport, Profile):
+        if kind == cls.artifact_type:
+            return cls.from_pretrained(path)
     raise ProfileFormatError(f"{path} is neither a saved hf_txray report nor a saved profile.")
 
 

@@ -19,6 +19,7 @@ WORD_ORDER = ("word", "token")
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
 NAMES = 3  # values named in the "prefers" and "promotes" clauses
+TOP_FEATURES = 10  # top features kept per neuron and feature type in a card (the `neuron_cards` config)
 
 
 def _percent(share: float) -> str:
@@ -132,7 +133,6 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None) -
         layer (`int`), neuron (`int`): the neuron.
         top (`int`, *optional*): top features kept per feature type (default: as exported, ``TOP_FEATURES``).
     """
-    from .export import TOP_FEATURES
     from .output_effects import neuron_tokens
 
     row = profile._row(layer, neuron)
