@@ -5,7 +5,6 @@ Built with ``DatasetCardData`` / ``DatasetCard`` directly (``from_template`` nee
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -72,17 +71,15 @@ def hub_model_id(model_id: str) -> str | None:
     return model_id
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (no `tabulate` dependency)."""
-    lines = ["| " + " | ".join(map(_cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+    """A GitHub-flavoured markdown table (pandas ``to_markdown``): floats to 3 decimals, missing values as "–",
+    pipes and line breaks inside cells escaped so a cell never breaks the table."""
+    clean = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    missing = lambda v: v is None or (isinstance(v, float) and v != v)  # noqa: E731  (None or NaN)
+    cells = pd.DataFrame([[None if missing(v) else clean(v) if isinstance(v, str) else v for v in row]
+                          for row in frame.itertuples(index=False)], columns=[clean(c) for c in frame.columns],
+                         dtype=object)  # object: None stays None (tabulate's missing value), not NaN
+    return cells.to_markdown(index=False, floatfmt=".3f", missingval="–")
 
 
 def _size_category(rows: int) -> str:

@@ -142,7 +142,9 @@ def _cmd_analyze(args) -> int:
         profile.save_pretrained(out)
         print(f"{profile}\nsaved to {out}")
         if args.push_to_hub:
-            info = profile.push_to_hub(args.push_to_hub, private=args.hub_private)
+            from .hub import push_to_hub  # the results repo: the profile with its plots
+
+            info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private)
             print(f"pushed to {info.commit_url}")
     return 0
 
@@ -370,13 +372,13 @@ def _cmd_prune(args) -> int:
             AutoTokenizer.from_pretrained(args.model).save_pretrained(out)
         except Exception:  # a model without a tokenizer still saves
             pass
-    plan_path = plan.save(out)
+    plan_path = plan.save_pretrained(out / "pruning_plan")
     print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; "
           f"plan: {plan_path}")
     if args.mode == "remove":
         print(f"pruned model saved to {out} (reload with transformers' Auto classes)")
     else:
-        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.load(...))")
+        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.from_pretrained(...))")
     return 0
 
 
@@ -433,7 +435,7 @@ def _cmd_prune_sweep(args) -> int:
     out = Path(args.out)
     (out / "plans").mkdir(parents=True, exist_ok=True)
     for index, plan in enumerate(plans):
-        plan.save(out / "plans" / f"{index:03d}.json")
+        plan.save_pretrained(out / "plans" / f"{index:03d}")
     table.to_csv(out / "results.csv", index=False)
     summary = summarize(table)
     summary.to_csv(out / "summary.csv", index=False)

@@ -64,14 +64,33 @@ def probing() -> tuple[ProbingResult, AblationCurve, Activations]:
     return result, curve, acts
 
 
+@functools.cache
 def build(kind: str) -> Artifact:
+    """The artifact of `kind`, built once per test session (compare() and plans carry a creation time)."""
     if kind == "profile":
         return profiles()[0]
     if kind == "transfer_report":
         return hf_txray.compare(*profiles())
     if kind == "pruning_plan":
-        return hf_txray.pruning.plan_pruning(hf_txray.compare(*profiles()), "lost", 0.2, allow_fewer=True)
+        return hf_txray.pruning.plan_pruning(build("transfer_report"), "lost", 0.2, allow_fewer=True)
     return dict(zip(("probing_result", "ablation_curve", "activations"), probing()))[kind]
+
+
+@functools.cache
+def variant(kind: str) -> Artifact:
+    """Another artifact of `kind` (a second push to the same repo)."""
+    original = build(kind)
+    if kind == "profile":
+        return profiles()[1]
+    if kind == "transfer_report":
+        return hf_txray.compare(*profiles()[::-1])
+    if kind == "pruning_plan":
+        return hf_txray.pruning.plan_pruning(build("transfer_report"), "random", 0.2, seed=1)
+    if kind == "probing_result":
+        return dataclasses.replace(original, meta=dataclasses.replace(original.meta, name="second"))
+    if kind == "ablation_curve":
+        return dataclasses.replace(original, name="second", table=original.table.iloc[:2].copy())
+    return dataclasses.replace(original, values=np.asarray(original.values) * 2)
 
 
 KINDS = ["profile", "transfer_report", "probing_result", "ablation_curve", "pruning_plan", "activations"]
@@ -140,15 +159,16 @@ def test_results_tables_are_the_dataset_layout(kind, tmp_path):
     import datasets
     from huggingface_hub import DatasetCard
 
-    folder = build(kind).save_pretrained(tmp_path / kind)
+    artifact = build(kind)
+    folder = artifact.save_pretrained(tmp_path / kind)
     configs = [c["config_name"] for c in DatasetCard.load(folder / "README.md").data.to_dict()["configs"]]
     assert configs and all((folder / c).is_dir() for c in configs)
     for config in configs:
         assert datasets.load_dataset(str(folder), config, split="train", cache_dir=str(tmp_path / "cache")).num_rows
     if kind in ("profile", "transfer_report"):  # hf_txray.load reads a saved profile or report as a results folder
         profiles, reports = hf_txray.load(folder)
-        assert (profiles, reports) == (({build(kind).stage: build(kind)}, {}) if kind == "profile"
-                                       else ({}, {build(kind).name: build(kind)}))
+        assert (profiles, reports) == (({artifact.stage: artifact}, {}) if kind == "profile"
+                                       else ({}, {artifact.name: artifact}))
 
 
 # ----- errors ---------------------------------------------------------------------------------------------------------
@@ -191,11 +211,10 @@ def test_push_and_load_from_the_hub_at_a_revision(kind, hub, tmp_path, caplog):
     files = hub.server.repo_files(repo_id)
     assert HEADER_FILE in files
     assert_exact(artifact, type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache"), kind)
-    # a second, different push; the first commit still loads by its hash
-    other = build("profile") if kind != "profile" else profiles()[1]
-    if type(other) is type(artifact):
-        other.push_to_hub(repo_id)
-        assert_exact(other, type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache"), kind)
+    # a second, different push replaces it; the first commit still loads by its hash
+    other = variant(kind)
+    other.push_to_hub(repo_id)
+    assert_exact(other, type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache"), kind)
     assert_exact(artifact, type(artifact).from_pretrained(repo_id, revision=first.oid, cache_dir=tmp_path / "cache"),
                  kind)
     assert hub.token not in caplog.text
