@@ -1,7 +1,9 @@
 """hf_txray: TX-Ray neuron preference profiles and transfer reports for Hugging Face models."""
 
 from .analyze import Profiler, ProfilerConfig, analyze
+from .artifact import Artifact
 from .errors import (
+    ArtifactNotFoundError,
     ConfigurationError,
     DatasetError,
     HubError,
@@ -33,6 +35,7 @@ __all__ = [
     "trace", "Trace", "Fill",
     "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
     "format_neuron",
+    "Artifact", "ArtifactNotFoundError",
 ]
 
 # The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.

@@ -6,10 +6,10 @@ Built with ``DatasetCardData`` / ``DatasetCard`` directly (``from_template`` nee
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron
 from .plots import default_feature_type
@@ -352,3 +352,41 @@ def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
         text = text.rstrip() + "\n\n" + section + "\n"
     card.text = text
     return card
+
+
+# ----- merging with a card already on the Hub -----------------------------------------------------------------
+def keep_foreign_configs(card: DatasetCard, remote: DatasetCard, owned: Sequence[str]) -> DatasetCard:
+    """`card` with the configs that `remote` declares and `card` does not, unless we own them (`owned`: our config
+    names, which a push replaces): so a re-push does not orphan configs that others added to the repo."""
+    local = card.data.to_dict().get("configs") or []
+    names = {c.get("config_name") for c in local}
+    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote.data.to_dict().get("configs") or []
+               if c.get("config_name") not in owned and c.get("config_name") not in names]
+    if foreign:
+        card.data.configs = local + foreign
+    return card
+
+
+# ----- the other cards: a Space's README, a fine-tuned model's section -------------------------------------------
+def space_card(template: str, datasets: Sequence[str], title: str | None = None) -> SpaceCard:
+    """The viewer Space's README (huggingface_hub ``SpaceCard``) from `template`, with the results repos it shows
+    in ``datasets:`` (linked on the Hub) and optionally its ``title``.
+
+    Raises:
+        ConfigurationError: the template has no YAML header.
+    """
+    from .errors import ConfigurationError
+
+    if not template.startswith("---"):
+        raise ConfigurationError("The Space README.md has no YAML header (--- ... ---).")
+    card = SpaceCard(template)
+    card.data.datasets = list(datasets)
+    if title:
+        card.data.title = title
+    return card
+
+
+def results_dataset_note(repo_id: str) -> str:
+    """The sentence a model card gives to the TX-Ray results dataset pushed beside the model."""
+    return (f"The neuron preference cards and transfer reports are also a dataset: "
+            f"[`{repo_id}`](https://huggingface.co/datasets/{repo_id}) (`hf_txray.load(\"{repo_id}\")`).\n")

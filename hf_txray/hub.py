@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .artifact import saved_artifacts
+from .card import keep_foreign_configs
 from .errors import ConfigurationError, HubError, ProfileFormatError
 from .export import (CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder,
                      save_to_disk)
@@ -102,15 +103,8 @@ def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path) -> None:
         remote_path = api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset")
     except EntryNotFoundError:
         return
-    remote = DatasetCard.load(remote_path).data.to_dict().get("configs") or []
-    card = DatasetCard.load(folder / "README.md")
-    local = card.data.to_dict().get("configs") or []
-    names = {c.get("config_name") for c in local}
-    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote
-               if c.get("config_name") not in CONFIGS and c.get("config_name") not in names]
-    if foreign:
-        card.data.configs = local + foreign
-        card.save(folder / "README.md")
+    card = keep_foreign_configs(DatasetCard.load(folder / "README.md"), DatasetCard.load(remote_path), CONFIGS)
+    card.save(folder / "README.md")
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
