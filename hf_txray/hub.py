@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .artifact import saved_artifacts
 from .card import keep_foreign_configs
-from .errors import ConfigurationError, HubError, ProfileFormatError
+from .errors import ConfigurationError, ProfileFormatError
 from .export import (CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder,
                      save_to_disk)
+# check_repo_id, resolve_token and scrub stay importable from here (the viewer's deploy_space uses them)
 from .hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, scrub, upload_folder  # noqa: F401
 from .version import __version__
 

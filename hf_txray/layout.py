@@ -260,7 +260,9 @@ def _profile_meta_row(profile: Profile) -> dict[str, Any]:
         "top_k": m.top_k, "dataset": m.dataset_id, "dataset_fingerprint": m.dataset_fingerprint,
         "num_examples": m.num_examples, "num_positions": m.num_positions, "hf_txray_version": m.hf_txray_version,
         "created_at": m.created_at, "format_version": EXPORT_FORMAT_VERSION, "metadata": json.dumps(m.to_dict()),
-        "columns": "{}", "vocabularies": vocabularies, **_provenance_columns(m.provenance),
+        # whether the distributions hold noise sums: null columns cannot tell when a feature type has no rows
+        "columns": json.dumps({"noise": all(t.has_noise for t in profile.tables.values())}),
+        "vocabularies": vocabularies, **_provenance_columns(m.provenance),
     }  # fmt: skip
 
 
@@ -438,8 +440,10 @@ def _vocabularies(row: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray]
             for v in row["vocabularies"] or []}
 
 
-def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpus: np.ndarray) -> dict[str, Any]:
-    """The keyword arguments of one ``FeatureTable``."""
+def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpus: np.ndarray,
+                   has_noise: bool | None) -> dict[str, Any]:
+    """The keyword arguments of one ``FeatureTable`` (`has_noise`: None for folders written before it was stored,
+    then inferred from the columns)."""
     index = {f: i for i, f in enumerate(vocab)}
     try:
         fids = np.fromiter((index[f] for f in dist["feature"].to_pylist()), dtype=np.int64, count=dist.num_rows)
@@ -449,7 +453,9 @@ def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpu
     order = np.argsort((rows << 32) | fids, kind="stable")
     noise = {}
     names = dist.column_names
-    if all(c in names and dist[c].null_count == 0 for c in NOISE_COLUMNS):
+    if has_noise is None:
+        has_noise = all(c in names and dist[c].null_count == 0 for c in NOISE_COLUMNS)
+    if has_noise:
         noise = {c: dist[c].to_numpy()[order].astype(np.int64 if c == "count_odd" else np.float64)
                  for c in NOISE_COLUMNS}
     return {"vocab": vocab, "rows": rows[order], "feature_ids": fids[order],
@@ -504,7 +510,8 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
     mass, count = np.zeros(num_rows, np.float64), np.zeros(num_rows, np.int64)
     mass[rows], count[rows] = cards["mass"].to_numpy(), cards["count"].to_numpy()
     vocabularies = _vocabularies(row)
-    tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft])
+    has_noise = json.loads(row["columns"] or "{}").get("noise")
+    tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise)
               for ft in meta["feature_types"]}
     shape = (len(meta["layers"]), meta["num_neurons"])
     odd, positions = _noise_of_cards(cards, rows, num_rows)

@@ -19,7 +19,7 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any

@@ -171,6 +171,23 @@ def test_results_tables_are_the_dataset_layout(kind, tmp_path):
                                        else ({}, {artifact.name: artifact}))
 
 
+@pytest.mark.parametrize("noise", [True, False])
+def test_empty_profile_round_trips_with_or_without_noise_sums(noise, tmp_path):
+    """A profile with no credit yet (a checkpoint before the first batch) keeps whether it has noise sums."""
+    from hf_txray.profile import FeatureTable
+
+    full = build("profile")
+    none = np.zeros(0, np.int64)
+    sums = {"mass_odd": np.zeros(0), "count_odd": none, "mass_sq": np.zeros(0)} if noise else {}
+    table = FeatureTable([], none, none, np.zeros(0), none, none, **sums)
+    empty = Profile(dataclasses.replace(full.meta, stage="empty", num_positions=0, num_examples=0),
+                    np.zeros_like(full.neuron_mass), np.zeros_like(full.neuron_count),
+                    {ft: table for ft in full.feature_types})
+    loaded = Profile.from_pretrained(empty.save_pretrained(tmp_path / "empty"))
+    assert_exact(empty, loaded, "empty")
+    assert all(t.has_noise is noise for t in loaded.tables.values())
+
+
 # ----- errors ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_path):

@@ -23,7 +23,6 @@ Space calls to show these configs when a repo has them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -31,7 +30,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,8 +40,7 @@ from ..hub_io import check_repo_id, full_repo_id, local_or_download, resolve_tok
 from ..layout import read_config, write_config
 from ..version import __version__
 from .ablation import AblationCurve
-from .layout import (ABLATION_CONFIG, ABLATION_SCHEMA, LABEL_TOP_NEURONS, PROBE_CONFIG, PROBE_SCHEMA,  # noqa: F401
-                     PROBING_CONFIGS, ablation_table, curve_parts, probe_table)
+from .layout import ABLATION_CONFIG, PROBE_CONFIG, PROBING_CONFIGS, ablation_table, curve_parts, probe_table
 from .pipeline import ProbingResult
 
 if TYPE_CHECKING:
