@@ -111,7 +111,7 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
     try:
         check_repo_id(name)
     except ConfigurationError:
-        raise ArtifactNotFoundError(f"{name!r} is neither an existing folder nor a valid Hub repo id "
+        raise ArtifactNotFoundError(f"{name!r} is neither a folder nor a valid Hub repo id "
                                     "('namespace/name').") from None
     from huggingface_hub import snapshot_download
 

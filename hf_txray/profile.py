@@ -22,6 +22,7 @@ from .accumulators import PositionMass, reduce_by_key
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .layout import NOISE_COLUMNS, read_parts, write_folder
+
 EXAMPLE_COLUMNS = [
     "layer", "neuron", "rank", "activation", "example_id", "token_index", "char_start", "char_end",
     "token", "left", "right",
