@@ -24,7 +24,12 @@ logger = logging.getLogger("hf_txray")
 
 
 # ----- inputs ---------------------------------------------------------------------------------------------------
-def _as_list(value: Any, kind: type, name: str) -> list:
+def as_list(value: Any, kind: type, name: str) -> list:
+    """`value` (None, one `kind`, or a list, tuple or dict of them) as a list.
+
+    Raises:
+        ConfigurationError: anything else.
+    """
     if value is None:
         return []
     if isinstance(value, kind):
@@ -42,8 +47,8 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
     Raises:
         ConfigurationError: nothing to export, wrong types, duplicate names, or an empty profile or report.
     """
-    profile_list = _as_list(profiles, Profile, "profiles")
-    report_list = _as_list(reports, TransferReport, "reports")
+    profile_list = as_list(profiles, Profile, "profiles")
+    report_list = as_list(reports, TransferReport, "reports")
     if not profile_list and not report_list:
         raise ConfigurationError("Nothing to export: pass at least one Profile (profiles=...) or TransferReport "
                                  "(reports=...).")

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from ..card import probing_card
 from ..errors import ConfigurationError, ProfileFormatError
+from ..export import as_list
 from ..hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, upload_folder
 from ..layout import read_config, write_config
 from ..version import __version__
@@ -62,18 +63,6 @@ def _merge(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     return pa.concat_tables([kept, new], promote_options="default").cast(new.schema)
 
 
-def _as_list(value: Any, kind: type, name: str) -> list:
-    if value is None:
-        return []
-    if isinstance(value, kind):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, kind) for v in value):
-        raise ConfigurationError(f"{name} must be a {kind.__name__} or a list of them.")
-    return list(value)
-
-
 def save_probing(directory: str | Path, probes: Any = None, ablations: Any = None) -> Path:
     """Write probing results and ablation curves into a results folder as the ``probe_rankings`` / ``ablation``
     configs, declared in its README.
@@ -97,7 +86,7 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
         >>> datasets.load_dataset("results/minilm", "probe_rankings", split="train")
         ```
     """
-    probe_list, curve_list = _as_list(probes, ProbingResult, "probes"), _as_list(ablations, AblationCurve, "ablations")
+    probe_list, curve_list = as_list(probes, ProbingResult, "probes"), as_list(ablations, AblationCurve, "ablations")
     if not probe_list and not curve_list:
         raise ConfigurationError("Nothing to save: pass probes=[ProbingResult...] and/or ablations=[AblationCurve...].")
     for items, key in ((probe_list, lambda r: r.meta.name), (curve_list, lambda c: c.name)):
@@ -166,7 +155,7 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
         ```
     """
     check_repo_id(repo_id)
-    probe_list, curve_list = _as_list(probes, ProbingResult, "probes"), _as_list(ablations, AblationCurve, "ablations")
+    probe_list, curve_list = as_list(probes, ProbingResult, "probes"), as_list(ablations, AblationCurve, "ablations")
     if not probe_list and not curve_list:
         raise ConfigurationError("Nothing to push: pass probes=[ProbingResult...] and/or ablations=[AblationCurve...].")
     token = resolve_token(token)
