@@ -418,6 +418,7 @@ def _write_plots(folder: Path, profiles: Mapping[str, Profile],
 
 # ----- folder -> profiles and reports ------------------------------------------------------------------------------
 def read_config(directory: Path, name: str) -> pa.Table | None:
+    """The parquet shards of config `name` in `directory` as one table (None when the config is absent)."""
     files = sorted((directory / name).glob("*.parquet"))
     if not files:
         return None
