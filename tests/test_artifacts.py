@@ -263,3 +263,18 @@ def test_offline_loads_from_the_cache_only(hub, tmp_path, monkeypatch):
     with pytest.raises(HubError, match="offline"):
         Profile.from_pretrained(repo_id, cache_dir=tmp_path / "empty-cache")
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_no_artifact_imports_the_hub_layer():
+    """The results layer (hub.py, export.py) sits above the artifacts: no artifact module, nor the layers below them,
+    imports it (lazily either)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(hf_txray.__file__).parent
+    below = ["artifact.py", "hub_io.py", "layout.py", "card.py", "profile.py", "report.py", "probing/layout.py",
+             "probing/pipeline.py", "probing/ablation.py", "probing/extraction.py", "pruning/plan.py"]
+    for name in below:
+        tree = ast.parse((package / name).read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & {"hub", "export", "hf_txray.hub", "hf_txray.export"}, name
