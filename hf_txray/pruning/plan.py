@@ -15,7 +15,7 @@ from ..io_utils import read_json, write_json
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
-from .strategies import RankingInput, get_pruning_strategy, rank
+from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
 PLAN_FILE = "pruning_plan.json"  # the plan in a folder saved with save_pretrained
 MODES = ("mask", "remove")
@@ -31,7 +31,8 @@ class PruningPlan(Artifact):
 
     Args:
         strategy (`str`): ``"lost"``, ``"gained"``, ``"most_changed"``, ``"least_changed"``, ``"low_mass"``,
-            ``"random"`` or ``"explicit"`` (a neuron list given by the user).
+            ``"random"``, a strategy registered with :func:`~hf_txray.pruning.register_pruning_strategy`, or
+            ``"explicit"`` (a neuron list given by the user).
         amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
         per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
         seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
@@ -93,7 +94,7 @@ class PruningPlan(Artifact):
     def name(self) -> str:
         """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
         label = f"{self.strategy}@{_amount_label(self.amount)}"
-        return f"{label}/seed={self.seed}" if self.strategy == "random" else label
+        return f"{label}/seed={self.seed}" if is_random_strategy(self.strategy) else label
 
     def pairs(self) -> list[tuple[int, int]]:
         """The pruned neurons as sorted ``(layer, index)`` pairs."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
+from ..hooks import Trace
 
 
 @dataclass
@@ -110,8 +111,6 @@ def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
 
     def keep(slot: int, tensor: Any) -> None:
         out.append(tensor.detach().reshape(-1, tensor.shape[-1])[:, int(neuron)].index_select(0, positions))
-
-    from ..hooks import Trace
 
     return Trace([site], read=keep).attach()
 
