@@ -60,15 +60,20 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions)
 
 
-def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor]
+def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto"
                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """Sorted unique `keys` with the per-key sums of each float64 column and the number of entries per key.
 
-    On a CPU the keys are grouped with a hash table (``pandas.factorize``: O(n), about twice as fast as sorting
-    every entry) and only the distinct keys are sorted; elsewhere with ``torch.unique`` on the keys' device. Both
-    sum each key's entries in entry order.
+    Args:
+        keys (`torch.Tensor`): int64, ``(n,)``.
+        columns (`Sequence[torch.Tensor]`): float64, ``(n,)`` each, on the keys' device.
+        method (`str`, *optional*, defaults to `"auto"`): ``"hash"`` groups the keys with a hash table
+            (``pandas.factorize``: O(n), about twice as fast as sorting every entry on a CPU) and sorts only the
+            distinct keys; ``"sort"`` uses ``torch.unique`` on the keys' device. ``"auto"``: hash on a CPU, sort
+            elsewhere. Both sum each key's entries in entry order.
     """
-    if keys.device.type == "cpu":
+    if method == "hash" or (method == "auto" and keys.device.type == "cpu"):
+        keys, columns = keys.cpu(), [c.cpu() for c in columns]
         codes, unique = pd.factorize(keys.numpy(), sort=False)
         order = np.argsort(unique)
         n = len(unique)
