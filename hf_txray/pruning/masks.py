@@ -1,0 +1,174 @@
+"""Masking MLP neurons with forward pre-hooks (reversible): :func:`mask_neurons`, :func:`masked`, :func:`unprune`.
+
+The hooks are a :class:`~hf_txray.hooks.Trace` holding one edit per layer (:func:`edit_neurons`); ablation fills
+(:func:`hf_txray.probing.ablate`) use the same function, so every mask and fill is listed by :func:`active_masks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Mapping
+
+from torch import nn
+
+from ..errors import ModelError
+from ..hooks import Edit, Fill, Trace
+from ..sites import Site, find_sites, require_dense
+from .plan import NeuronSpec, PruningPlan, explicit_neurons
+
+# The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
+MASKS_ATTRIBUTE = "_txray_masks"
+
+
+class MaskHandle:
+    """The masks (or fills) that :func:`mask_neurons` / :func:`edit_neurons` registered; :meth:`remove` takes them
+    off again.
+
+    Attributes:
+        neurons (`dict[int, list[int]]`): the masked neurons per layer.
+        plan (`PruningPlan`, *optional*): the plan the masks came from.
+        trace (`Trace`): the hooks.
+    """
+
+    def __init__(self, model: nn.Module, neurons: dict[int, list[int]], trace: Trace, plan: PruningPlan | None = None):
+        self.model, self.neurons, self.plan = model, neurons, plan
+        self.trace = trace
+
+    @property
+    def active(self) -> bool:
+        return self.trace.active
+
+    def remove(self) -> None:
+        """Remove the masks (idempotent); the model computes exactly as before they were added."""
+        self.trace.remove()
+        registry = getattr(self.model, MASKS_ATTRIBUTE, None)
+        if registry is not None and self in registry:
+            registry.remove(self)
+
+    def __enter__(self) -> "MaskHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        total = sum(len(v) for v in self.neurons.values())
+        return f"MaskHandle(neurons={total}, layers={sorted(self.neurons)}, active={self.active})"
+
+
+def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> dict[int, Site]:
+    """The model's dense MLP sites by layer; refuses mixture-of-experts layers (nothing per unit to mask)."""
+    sites = find_sites(model, "mlp")
+    require_dense(sites, what)
+    return {site.layer: site for site in sites}
+
+
+def check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> None:
+    """Raise :class:`ModelError` when a plan's layers or widths differ from the model's MLP sites."""
+    for layer, width in plan_widths.items():
+        if layer not in sites:
+            raise ModelError(f"The plan prunes layer {layer}, but the model has MLP layers 0..{len(sites) - 1}.")
+        if sites[layer].width != width:
+            raise ModelError(
+                f"The plan was made for {width} neurons in layer {layer}, but the model's layer has "
+                f"{sites[layer].width} (a different model, or one already pruned with mode='remove')."
+            )
+
+
+def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping[int, Edit],
+                 sites: dict[int, Site] | None = None, plan: PruningPlan | None = None) -> MaskHandle:
+    """Keep `edits` (``{layer: Fill or function}``) on the MLP sites of `model` until the handle is removed.
+
+    The hooks are registered first (``prepend=True``), so TX-Ray profiling hooks on the same modules see the edited
+    activations, and they stay on across forward passes. The handle is listed by :func:`active_masks`.
+
+    Args:
+        model (`nn.Module`): a transformers model.
+        neurons (`dict[int, list[int]]`): the edited neurons per layer (recorded on the handle).
+        edits (`dict[int, Edit]`): the edit of each layer (layers without neurons need none).
+        sites (`dict[int, Site]`, *optional*): the model's :func:`mlp_sites`, when already found.
+        plan (`PruningPlan`, *optional*): the plan the edits come from.
+
+    Returns:
+        :class:`MaskHandle`.
+    """
+    sites = mlp_sites(model) if sites is None else sites
+    trace = Trace([sites[layer] for layer in edits], edit=edits, once=False, prepend=True).attach()
+    handle = MaskHandle(model, neurons, trace, plan)
+    registry = getattr(model, MASKS_ATTRIBUTE, None)
+    if registry is None:
+        registry = []
+        object.__setattr__(model, MASKS_ATTRIBUTE, registry)
+    registry.append(handle)
+    return handle
+
+
+def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
+    """Zero the output of the given MLP neurons until :meth:`MaskHandle.remove` (or :func:`unprune`) is called.
+
+    The mask is a forward pre-hook (:class:`~hf_txray.hooks.Fill`) on each layer's down projection that sets the planned input features to exactly
+    0; it is registered first (``prepend=True``), so TX-Ray profiling hooks on the same module see the masked
+    activations. Parameters are not modified.
+
+    Args:
+        model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style...).
+        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to mask.
+
+    Returns:
+        :class:`MaskHandle`.
+    """
+    sites = mlp_sites(model)
+    widths = {layer: site.width for layer, site in sites.items()}
+    plan = neurons if isinstance(neurons, PruningPlan) else None
+    if plan is not None:
+        check_plan_fits(plan.widths, sites)
+    chosen = explicit_neurons(neurons, widths)
+    edits = {layer: Fill(indices) for layer, indices in chosen.items() if indices}
+    return edit_neurons(model, chosen, edits, sites, plan)
+
+
+@contextlib.contextmanager
+def masked(model: nn.Module, neurons: NeuronSpec) -> Iterator[MaskHandle]:
+    """Context manager: the given MLP neurons output 0 inside the block, and the model is unchanged after it.
+
+    Args:
+        model (`nn.Module`): a transformers model.
+        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to mask.
+
+    Example:
+        ```python
+        >>> from hf_txray.pruning import masked
+        >>> with masked(model, {3: [17, 42]}):
+        ...     ablated = model(**inputs).logits
+        >>> original = model(**inputs).logits  # masks are gone
+        ```
+    """
+    handle = mask_neurons(model, neurons)
+    try:
+        yield handle
+    finally:
+        handle.remove()
+
+
+def active_masks(model: nn.Module) -> list[MaskHandle]:
+    """The masks hf_txray has registered on `model` and not yet removed."""
+    return list(getattr(model, MASKS_ATTRIBUTE, None) or [])
+
+
+def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> nn.Module:
+    """Undo ``mode="mask"`` pruning: remove the masks of `plan` (or of every plan when None).
+
+    The parameters were never modified, so the model computes bit for bit as before. ``mode="remove"`` cannot be
+    undone (the weights are gone): reload the original model instead.
+
+    Args:
+        model (`nn.Module`): the pruned model.
+        plan (`PruningPlan` or `MaskHandle`, *optional*): which pruning to undo; defaults to all of them.
+
+    Returns:
+        The model (the same object).
+    """
+    for handle in active_masks(model):
+        if plan is None or handle is plan or handle.plan is plan:
+            handle.remove()
+    return model
