@@ -121,6 +121,7 @@ CANDIDATE_LIMIT = 1 << 16  # pending top-example candidates that trigger a merge
 FLUSH_CREDITS = 1 << 19
 # Keyed sums carry the example id's parity in their lowest bit (the split halves of the noise statistics); a
 # position without a value for a feature type gets a key below zero, which the host drops.
+DENSE_HISTOGRAM_LIMIT = 1 << 23  # (row, bin) cells counted densely on the device (64 MB of int64 at most)
 NO_VALUE = -(1 << 62)  # below every real key while neuron rows stay under 2**29
 
 
@@ -164,10 +165,16 @@ class ProfileBuilder:
         # row (uncredited winners) admits nothing.
         self._threshold = torch.full((self.num_rows + 1,), -np.inf, dtype=torch.float64, device=self.device)
         self._threshold[-1] = np.inf
+        # The activation histograms as dense counts per (row, bin) on the device when they are small (MiniLM: 9216
+        # rows x 58 bins): an index_add per batch instead of a keyed sum; a keyed stream for very wide models.
+        self._dense_histogram = (self.num_rows + 1) * self.histogram.num_bins <= DENSE_HISTOGRAM_LIMIT
         self._reset_device_state()
 
     def _reset_device_state(self) -> None:
         self._uncredited = torch.zeros((), dtype=torch.long, device=self.device)
+        if self._dense_histogram:
+            self._histogram = torch.zeros((self.num_rows + 1) * self.histogram.num_bins, dtype=torch.long,
+                                          device=self.device)
         # Keyed sums waiting for the next flush: stream name -> [(int64 keys, [float64 columns])].
         self._streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
         self._fids: dict[str, list[np.ndarray]] = {ft: [] for ft in self.vocabs}
@@ -210,7 +217,12 @@ class ProfileBuilder:
             self.push(f"feature:{ft}", rows, torch.where(fid >= 0, fid * 2 + odd, NO_VALUE), [mass, squares])
         self.push("positions", rows, positions["token_index"] * 2 + odd, [mass])
         # The neuron pages' activation histograms: bucketize(right=True) bins as np.searchsorted(side="right").
-        self.push("histogram", rows, torch.bucketize(mass, self._edges, right=True), [], parity=False)
+        bins = torch.bucketize(mass, self._edges, right=True)
+        if self._dense_histogram:
+            cells = (rows * self.histogram.num_bins + bins).view(-1)
+            self._histogram.index_add_(0, cells, torch.ones_like(cells))
+        else:
+            self.push("histogram", rows, bins, [], parity=False)
         if self.examples.capacity:
             # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
             # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
@@ -267,6 +279,11 @@ class ProfileBuilder:
     def flush(self) -> None:
         """Move the compact device-side results to the host accumulators."""
         self.num_uncredited += int(self._uncredited.item())
+        if self._dense_histogram:
+            counts = self._histogram[: self.num_rows * self.histogram.num_bins]  # without the uncredited row
+            cells = counts.nonzero().squeeze(1)
+            rows, bins = np.divmod(cells.cpu().numpy(), self.histogram.num_bins)
+            self.histogram.add_counts(rows, bins, counts[cells].cpu().numpy())
         for name, parts in self._streams.items():
             columns = [torch.cat([c[i] for _, c in parts]) for i in range(len(parts[0][1]))]
             unique, sums, counts = reduce_keys(torch.cat([k for k, _ in parts]), columns)

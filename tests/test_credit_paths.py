@@ -54,3 +54,14 @@ def test_flushes_forced_by_pending_credits_do_not_change_the_result(monkeypatch)
     monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)  # a flush after every batch, mid-way through the candidates
     every_batch = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
     assert_same_profile(every_batch, once)
+
+
+def test_dense_and_keyed_histograms_agree(monkeypatch):
+    dense = analyze(texts=TEXTS, batch_size=2)
+    monkeypatch.setattr(credit, "DENSE_HISTOGRAM_LIMIT", 0)  # the keyed path of very wide models
+    keyed = analyze(texts=TEXTS, batch_size=2)
+    rows, bins, counts = dense.activation_histogram.rows, dense.activation_histogram.bins, dense.activation_histogram.counts
+    assert counts.sum() == dense.neuron_count.sum() > 0  # every credit is in one bin
+    np.testing.assert_array_equal(rows, keyed.activation_histogram.rows)
+    np.testing.assert_array_equal(bins, keyed.activation_histogram.bins)
+    np.testing.assert_array_equal(counts, keyed.activation_histogram.counts)
