@@ -19,7 +19,7 @@ import torch
 
 from .errors import ConfigurationError, DatasetError, ModelError
 from .metrics_offline import OFFLINE_METRICS, metric_path
-from .pruning import PruningPlan, active_masks, apply_plan, masked, plan_pruning
+from .pruning import PruningPlan, active_masks, apply_plan, is_random_strategy, masked, plan_pruning
 
 TASKS = ("classification", "causal-lm")
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
@@ -348,14 +348,15 @@ def sweep_plans(
     allow_fewer: bool = False,
     **kwargs: Any,
 ) -> list[PruningPlan]:
-    """Plans for every strategy x amount; ``random`` once per seed, the TX-Ray strategies once (seed ``seeds[0]``,
-    which only breaks ties). Extra keyword arguments go to :func:`hf_txray.pruning.plan_pruning`."""
+    """Plans for every strategy x amount; ``random`` (and any registered random strategy) once per seed, the TX-Ray
+    strategies once (seed ``seeds[0]``, which only breaks ties). Extra keyword arguments go to
+    :func:`hf_txray.pruning.plan_pruning`."""
     if not strategies or not amounts or not seeds:
         raise ConfigurationError("A sweep needs at least one strategy, one amount and one seed.")
     plans = []
     for amount in amounts:
         for strategy in strategies:
-            for seed in (seeds if strategy == "random" else seeds[:1]):
+            for seed in (seeds if is_random_strategy(strategy) else seeds[:1]):
                 plans.append(plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
                                           allow_fewer=allow_fewer, **kwargs))
     return plans

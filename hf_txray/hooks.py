@@ -52,8 +52,13 @@ class Fill:
 
     def __init__(self, indices: Sequence[int], values: float | Sequence[float] | np.ndarray | None = None):
         self.indices = torch.as_tensor(list(indices), dtype=torch.long)
-        self.values = None if values is None else torch.as_tensor(
-            np.broadcast_to(np.asarray(values, dtype=np.float32), (len(self.indices),)).copy())
+        self.values = None
+        if values is not None:
+            array = np.asarray(values, dtype=np.float32)
+            if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.indices)):
+                raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "
+                                         f"{len(self.indices)} values, got shape {array.shape}.")
+            self.values = torch.as_tensor(np.broadcast_to(array, (len(self.indices),)).copy())
         # Index and value tensors moved once per (device, dtype) the activations arrive on.
         self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 

@@ -422,7 +422,7 @@ class WinnerRecorder:
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack
         or the body that runs): its layer would silently credit nothing."""
-        missing = [site.name for site, values in zip(self.sites, self.values) if values is None]
+        missing = [site.name for site in self.trace.missing()]
         if missing:
             raise ModelError(
                 f"{missing[0]!r} did not run in the profiled forward pass (the base model, or the chosen stack of an "

@@ -14,6 +14,7 @@ import hf_txray
 import hf_txray.probing.ablation as ablation_module
 import hf_txray.pruning.strategies as strategies_module
 from hf_txray import ConfigurationError, ModelError
+from hf_txray.evaluation import sweep_plans
 from hf_txray.hooks import Fill, Trace, trace
 from hf_txray.probing import ablate, ablation_metrics, metric_from_name, register_ablation_metric
 from hf_txray.pruning import masked, plan_pruning, pruning_strategies, register_pruning_strategy
@@ -146,6 +147,8 @@ def test_bad_traces_fail_clearly(bert):
     with pytest.raises(ModelError, match="not a module of this"):
         with trace(tiny_bert(seed=1), sites):
             pass
+    with pytest.raises(ConfigurationError, match="one value or 2 values"):
+        Fill([1, 2], values=[0.1, 0.2, 0.3])
     with pytest.raises(KeyError, match="not traced"):
         Trace(sites)[9]
 
@@ -158,15 +161,24 @@ def test_a_registered_pruning_strategy_plans_and_prunes():
         scores = {layer: np.arange(inputs.widths[layer], dtype=np.float64) for layer in inputs.layers}
         return scores, {layer: np.ones(inputs.widths[layer], bool) for layer in inputs.layers}
 
+    def shuffled(inputs):  # a random baseline of the user's: every seed is its own plan
+        return {layer: inputs.rng.random(inputs.widths[layer]) for layer in inputs.layers}, \
+            {layer: np.ones(inputs.widths[layer], bool) for layer in inputs.layers}
+
     register_pruning_strategy("test_last_first", last_first, needs="none", description="highest index first")
+    register_pruning_strategy("test_shuffled", shuffled, needs="none", random=True)
     try:
         plan = plan_pruning(None, "test_last_first", 3, widths=widths)
         assert plan.neurons == {0: [9, 10, 11], 1: [9, 10, 11]} and plan.strategy == "test_last_first"
-        assert "test_last_first" in pruning_strategies()
+        assert {"test_last_first", "test_shuffled"} <= set(pruning_strategies())
         with pytest.raises(ConfigurationError, match="already registered"):
             register_pruning_strategy("test_last_first", last_first, needs="none")
+        plans = sweep_plans(None, ["test_last_first", "test_shuffled"], [3], seeds=[0, 1], widths=widths)
+        assert [p.name for p in plans] == ["test_last_first@3", "test_shuffled@3/seed=0", "test_shuffled@3/seed=1"]
+        assert plans[1].neurons != plans[2].neurons
     finally:
         strategies_module._REGISTRY.pop("test_last_first")
+        strategies_module._REGISTRY.pop("test_shuffled")
     with pytest.raises(ConfigurationError, match="lost, gained, most_changed, least_changed, low_mass, random"):
         plan_pruning(None, "test_last_first", 3, widths=widths)
     with pytest.raises(ConfigurationError, match="needs must be"):

@@ -42,6 +42,7 @@ from .strategies import (
     PruningStrategy,
     RankingInput,
     get_pruning_strategy,
+    is_random_strategy,
     pruning_strategies,
     register_pruning_strategy,
 )
@@ -49,5 +50,5 @@ from .strategies import (
 __all__ = [
     "PruningPlan", "prune", "plan_pruning", "apply_plan", "mask_neurons", "masked", "unprune", "remove_neurons",
     "active_masks", "MaskHandle", "STRATEGIES", "load_pretrained_with_head", "edit_neurons",
-    "register_pruning_strategy", "pruning_strategies", "get_pruning_strategy", "PruningStrategy", "RankingInput",
+    "register_pruning_strategy", "pruning_strategies", "get_pruning_strategy", "is_random_strategy", "PruningStrategy", "RankingInput",
 ]

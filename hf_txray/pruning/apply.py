@@ -39,6 +39,7 @@ def prune(
     - ``"most_changed"`` / ``"least_changed"``: shared neurons by Hellinger distance of `feature_type`;
     - ``"low_mass"``: lowest credited mass (stage `stage` of a report, or the profile's); never-credited neurons first;
     - ``"random"``: uniformly at random with `seed`: the baseline to compare every strategy with, at the same amount;
+    - a strategy of your own, registered with :func:`~hf_txray.pruning.register_pruning_strategy`;
     - an explicit neuron list: ``{layer: [index, ...]}`` or ``[(layer, index), ...]`` (`amount` is ignored).
 
     Args:

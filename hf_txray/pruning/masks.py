@@ -106,9 +106,10 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
 def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
     """Zero the output of the given MLP neurons until :meth:`MaskHandle.remove` (or :func:`unprune`) is called.
 
-    The mask is a forward pre-hook (:class:`~hf_txray.hooks.Fill`) on each layer's down projection that sets the planned input features to exactly
-    0; it is registered first (``prepend=True``), so TX-Ray profiling hooks on the same module see the masked
-    activations. Parameters are not modified.
+    The mask is a forward pre-hook on each layer's down projection (a :class:`~hf_txray.hooks.Fill`, see
+    :func:`edit_neurons`) that sets the planned input features to exactly 0; it is registered first
+    (``prepend=True``), so TX-Ray profiling hooks on the same module see the masked activations. Parameters are not
+    modified.
 
     Args:
         model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style...).

@@ -14,7 +14,7 @@ from ..errors import ConfigurationError, ProfileFormatError
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
-from .strategies import RankingInput, get_pruning_strategy, rank
+from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
 PLAN_FORMAT = "hf_txray.pruning_plan"
 PLAN_FORMAT_VERSION = 1
@@ -32,7 +32,8 @@ class PruningPlan:
 
     Args:
         strategy (`str`): ``"lost"``, ``"gained"``, ``"most_changed"``, ``"least_changed"``, ``"low_mass"``,
-            ``"random"`` or ``"explicit"`` (a neuron list given by the user).
+            ``"random"``, a strategy registered with :func:`~hf_txray.pruning.register_pruning_strategy`, or
+            ``"explicit"`` (a neuron list given by the user).
         amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
         per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
         seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
@@ -89,7 +90,7 @@ class PruningPlan:
     def name(self) -> str:
         """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
         label = f"{self.strategy}@{_amount_label(self.amount)}"
-        return f"{label}/seed={self.seed}" if self.strategy == "random" else label
+        return f"{label}/seed={self.seed}" if is_random_strategy(self.strategy) else label
 
     def pairs(self) -> list[tuple[int, int]]:
         """The pruned neurons as sorted ``(layer, index)`` pairs."""

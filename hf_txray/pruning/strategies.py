@@ -59,7 +59,9 @@ class PruningStrategy:
         description (`str`): one line for help texts.
         uses_feature_type (`bool`): the score reads a feature type's Hellinger distance (validated against the
             report's feature types).
-        tie_break (`bool`): break score ties in a seeded random order (False for scores that are random already).
+        random (`bool`): the scores are random draws from the plan's generator (a baseline): each seed gives its
+            own plan (sweeps run every seed, plan names show it), and no ties need breaking. Otherwise the seed
+            only breaks score ties.
     """
 
     name: str
@@ -67,14 +69,14 @@ class PruningStrategy:
     needs: str
     description: str
     uses_feature_type: bool = False
-    tie_break: bool = True
+    random: bool = False
 
 
 _REGISTRY: dict[str, PruningStrategy] = {}
 
 
 def register_pruning_strategy(name: str, score: Callable[[RankingInput], Scores], *, needs: str = "report",
-                              description: str = "", uses_feature_type: bool = False, tie_break: bool = True,
+                              description: str = "", uses_feature_type: bool = False, random: bool = False,
                               overwrite: bool = False) -> PruningStrategy:
     """Register a pruning strategy under `name` (see :class:`PruningStrategy` for the arguments).
 
@@ -98,7 +100,7 @@ def register_pruning_strategy(name: str, score: Callable[[RankingInput], Scores]
         raise ConfigurationError(f"score must be a function of RankingInput, got {score!r}.")
     if name in _REGISTRY and not overwrite:
         raise ConfigurationError(f"A pruning strategy {name!r} is already registered: pass overwrite=True to replace it.")
-    strategy = PruningStrategy(name, score, needs, description, uses_feature_type, tie_break)
+    strategy = PruningStrategy(name, score, needs, description, uses_feature_type, random)
     _REGISTRY[name] = strategy
     return strategy
 
@@ -106,6 +108,13 @@ def register_pruning_strategy(name: str, score: Callable[[RankingInput], Scores]
 def pruning_strategies() -> dict[str, PruningStrategy]:
     """The registered strategies by name (built-in first, then the user's, in registration order)."""
     return dict(_REGISTRY)
+
+
+def is_random_strategy(name: str) -> bool:
+    """Whether the strategy registered as `name` draws its ranking at random (False for unknown names, such as a
+    saved plan's ``"explicit"``)."""
+    strategy = _REGISTRY.get(name)
+    return strategy is not None and strategy.random
 
 
 def get_pruning_strategy(name: str) -> PruningStrategy:
@@ -126,7 +135,7 @@ def rank(strategy: PruningStrategy, inputs: RankingInput) -> tuple[dict[int, np.
     for layer in inputs.layers:
         score = np.where(candidates[layer], np.asarray(frame_scores[layer], dtype=np.float64), -np.inf)
         # Highest score first; ties in a seeded random order, or in index order for random scores.
-        tie = inputs.rng.permutation(len(score)) if strategy.tie_break else np.arange(len(score))
+        tie = np.arange(len(score)) if strategy.random else inputs.rng.permutation(len(score))
         ranked = np.lexsort((tie, -score))
         ranked = ranked[candidates[layer][ranked]]
         order[layer], scores[layer] = ranked, score[ranked]
@@ -189,7 +198,7 @@ register_pruning_strategy("least_changed", _hellinger(-1.0), needs="report", use
                           description="shared neurons, smallest Hellinger distance first")
 register_pruning_strategy("low_mass", _low_mass, needs="report_or_profile",
                           description="lowest credited mass first (never-credited neurons first)")
-register_pruning_strategy("random", _random, needs="none", tie_break=False,
+register_pruning_strategy("random", _random, needs="none", random=True,
                           description="uniformly at random with the seed: the baseline of every strategy")
 
 # The built-in names (kept for code that lists them; the registry also holds the user's strategies).
@@ -197,4 +206,4 @@ STRATEGIES = tuple(_REGISTRY)
 REPORT_STRATEGIES = tuple(name for name, s in _REGISTRY.items() if s.needs == "report")
 
 __all__ = ["PruningStrategy", "RankingInput", "register_pruning_strategy", "pruning_strategies",
-           "get_pruning_strategy", "rank", "STRATEGIES", "REPORT_STRATEGIES"]
+           "get_pruning_strategy", "is_random_strategy", "rank", "STRATEGIES", "REPORT_STRATEGIES"]
