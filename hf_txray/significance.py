@@ -37,10 +37,12 @@ of each feature type. Measured calibration and power: bench/RESULTS.md, "Calibra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .profile import FeatureTable
+if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
+    from .profile import FeatureTable
 
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category
 PRIOR_DF = 30.0  # weight of the pooled design effect, in degrees of freedom (bench/RESULTS.md, calibration)
