@@ -506,3 +506,20 @@ def test_same_corpus_compares_the_same_halves():
     assert s["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
     assert s["matched_share_lost"] == s["matched_share_gained"] == 0.0
     assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0
+
+
+def test_test_option_and_deprecated_resampling_arguments():
+    a, b = hand_profile("A", 0), hand_profile("B", 1)
+    tested = hf_txray.compare(a, b)
+    assert tested.neurons["p_hellinger_pos"].notna().sum() == 5 and tested.meta.test.startswith("chi-square")
+    for skipped in (hf_txray.compare(a, b, test=False), hf_txray.compare(a, b, num_resamples=0)):
+        assert skipped.neurons["p_hellinger_pos"].isna().all() and not skipped.neurons["changed_pos"].any()
+        assert skipped.meta.test == "" and skipped.summary()["noise_floor_hellinger_pos_a"] == \
+            tested.summary()["noise_floor_hellinger_pos_a"]
+    with pytest.warns(FutureWarning, match="num_resamples"):
+        old = hf_txray.compare(a, b, num_resamples=1000)
+    with pytest.warns(FutureWarning, match="seed"):
+        hf_txray.compare(a, b, seed=3)
+    np.testing.assert_array_equal(old.neurons["p_hellinger_pos"], tested.neurons["p_hellinger_pos"])
+    with pytest.raises(hf_txray.ConfigurationError, match="num_resamples"):
+        hf_txray.compare(a, b, num_resamples=-1)
