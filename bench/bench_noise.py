@@ -155,6 +155,9 @@ def calibration(num_texts: int, splits: int) -> str:
         report = hf_txray.compare(a, b)
         s = report.summary()
         rows.append({"split": split, "changed token": s["share_changed_token"], "changed pos": s["share_changed_pos"],
+                     "of tested token": s["share_of_tested_changed_token"],
+                     "of tested pos": s["share_of_tested_changed_pos"],
+                     "tested token": s["neurons_tested_token"], "tested pos": s["neurons_tested_pos"],
                      "raw token": _raw_share(report, "token"), "raw pos": _raw_share(report, "pos"),
                      "mean H pos": s["mean_hellinger_pos"]})
     frame = pd.DataFrame(rows)
@@ -167,16 +170,22 @@ def calibration(num_texts: int, splits: int) -> str:
     text = (f"MiniLM, {num_texts} PTB validation sentences profiled one by one; {splits} seeded random half-splits "
             f"(each sentence to a random half), `compare()` (chi-square of homogeneity with the moderated split-half "
             f"design effect, `hf_txray.significance`), alpha = 0.05. {time.perf_counter() - start:.0f} s.\n\n"
-            f"| | flagged (BH), token | flagged (BH), pos | p < 0.05 uncorrected, token | pos |\n"
-            f"| --- | --- | --- | --- | --- |\n"
-            f"| random half-splits of PTB, mean over {splits} | {frame['changed token'].mean():.4f} | "
-            f"{frame['changed pos'].mean():.4f} | {frame['raw token'].mean():.4f} | {frame['raw pos'].mean():.4f} |\n"
-            f"| random half-splits, worst split | {frame['changed token'].max():.4f} | {frame['changed pos'].max():.4f} | "
-            f"{frame['raw token'].max():.4f} | {frame['raw pos'].max():.4f} |\n"
+            f"| | neurons tested, token / pos | flagged (BH) of shared, token / pos | flagged (BH) of tested, "
+            f"token / pos | p < 0.05 uncorrected, token / pos |\n| --- | --- | --- | --- | --- |\n"
+            f"| random half-splits of PTB, mean over {splits} | {frame['tested token'].mean():.0f} / "
+            f"{frame['tested pos'].mean():.0f} | {frame['changed token'].mean():.4f} / {frame['changed pos'].mean():.4f} | "
+            f"{frame['of tested token'].mean():.4f} / {frame['of tested pos'].mean():.4f} | "
+            f"{frame['raw token'].mean():.4f} / {frame['raw pos'].mean():.4f} |\n"
+            f"| random half-splits, worst split | | {frame['changed token'].max():.4f} / {frame['changed pos'].max():.4f} | "
+            f"{frame['of tested token'].max():.4f} / {frame['of tested pos'].max():.4f} | "
+            f"{frame['raw token'].max():.4f} / {frame['raw pos'].max():.4f} |\n"
             f"| PTB vs BBC News ({ptb.meta.num_positions} vs {bbc.meta.num_positions} positions) | "
-            f"{shift['share_changed_token']:.4f} | {shift['share_changed_pos']:.4f} | {_raw_share(report, 'token'):.4f} | "
-            f"{_raw_share(report, 'pos'):.4f} |\n\n"
-            f"Flagged = share of the shared neurons flagged by Benjamini-Hochberg at 0.05; uncorrected = share of the "
+            f"{shift['neurons_tested_token']:.0f} / {shift['neurons_tested_pos']:.0f} | "
+            f"{shift['share_changed_token']:.4f} / {shift['share_changed_pos']:.4f} | "
+            f"{shift['share_of_tested_changed_token']:.4f} / {shift['share_of_tested_changed_pos']:.4f} | "
+            f"{_raw_share(report, 'token'):.4f} / {_raw_share(report, 'pos'):.4f} |\n\n"
+            f"Tested = credited in both stages with two or more feature categories after pooling rare ones; flagged = "
+            f"Benjamini-Hochberg at 0.05, as a share of the shared and of the tested neurons; uncorrected = share of the "
             f"tested neurons with p < 0.05 (0.05 when the test is exactly calibrated, less when conservative). "
             f"Pooled design effects (token, pos) of PTB: {report.meta.dispersion['token'][0]:.2f}, "
             f"{report.meta.dispersion['pos'][0]:.2f}; of BBC: {report.meta.dispersion['token'][1]:.2f}, "

@@ -173,8 +173,12 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
     shared = group["status"] == "shared"
     for ft in feature_types:
         if f"changed_{ft}" in group:
-            out[f"neurons_changed_{ft}"] = float(group[f"changed_{ft}"].sum())
-            out[f"share_changed_{ft}"] = float(group[f"changed_{ft}"].sum()) / max(int(shared.sum()), 1)
+            changed, tested = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
+            out[f"neurons_changed_{ft}"] = changed
+            out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1)
+            # most shared neurons of a small profile have too few credits to test: the share among the tested
+            out[f"neurons_tested_{ft}"] = float(tested)
+            out[f"share_of_tested_changed_{ft}"] = changed / tested if tested else float("nan")
         if f"matched_hellinger_{ft}" in group:
             mean = lambda c: float(group[c].mean()) if group[c].notna().any() else float("nan")  # noqa: E731
             out[f"matched_hellinger_{ft}"] = mean(f"matched_hellinger_{ft}")
@@ -253,7 +257,9 @@ class TransferReport:
 
     def summary(self) -> dict[str, float]:
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
-        per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``); and the
+        per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``), how many
+        the test could judge (``neurons_tested_<ft>``) and the share changed among those
+        (``share_of_tested_changed_<ft>``); and the
         headline figures at half size beside their split-half noise floors (``matched_hellinger_<ft>`` vs
         ``noise_floor_hellinger_<ft>_a`` / ``_b``, ``matched_share_lost`` vs ``noise_floor_share_lost_a`` / ``_b``,
         the same for gained; see the module docstring)."""
@@ -277,20 +283,24 @@ class TransferReport:
         Columns: ``figure``; ``A -> B`` (full size); ``A -> B at half size`` (matched to the noise floors: a half of
         A against a half of B, see the module docstring); ``noise floor A`` and ``noise floor B`` (the same figure
         between the two halves of one stage); ``changed`` (share of shared neurons changed beyond sampling noise
-        at ``meta.alpha``, Hellinger rows only). Empty when the profiles had no split-half sums.
+        at ``meta.alpha``, Hellinger rows only) and ``changed of tested`` (the same among the neurons the test could
+        judge: credited in both stages with two or more feature categories after pooling). Empty when the profiles had no split-half sums.
         """
         s = self.summary()
-        columns = ["figure", "A -> B", "A -> B at half size", "noise floor A", "noise floor B", "changed"]
+        columns = ["figure", "A -> B", "A -> B at half size", "noise floor A", "noise floor B", "changed",
+                   "changed of tested"]
         rows = []
         for ft in self.meta.feature_types:
             if f"matched_hellinger_{ft}" in s:
                 rows.append([f"mean Hellinger {ft}", s[f"mean_hellinger_{ft}"], s[f"matched_hellinger_{ft}"],
                              s[f"noise_floor_hellinger_{ft}_a"], s[f"noise_floor_hellinger_{ft}_b"],
-                             s.get(f"share_changed_{ft}", float("nan"))])
+                             s.get(f"share_changed_{ft}", float("nan")),
+                             s.get(f"share_of_tested_changed_{ft}", float("nan"))])
         for status in ("lost", "gained"):
             if f"matched_share_{status}" in s:
                 rows.append([f"share {status}", s[f"share_{status}"], s[f"matched_share_{status}"],
-                             s[f"noise_floor_share_{status}_a"], s[f"noise_floor_share_{status}_b"], float("nan")])
+                             s[f"noise_floor_share_{status}_a"], s[f"noise_floor_share_{status}_b"], float("nan"),
+                             float("nan")])
         return pd.DataFrame(rows, columns=columns)
 
     def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:

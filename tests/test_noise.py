@@ -399,6 +399,8 @@ def test_noise_floors_match_brute_force():
     assert s["matched_share_lost"] == pytest.approx(1 / 8)
     assert s["noise_floor_share_lost_a"] == 0.0
     assert s["share_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 7)
+    assert s["neurons_tested_pos"] == 5  # 2 and 4 have one category after pooling, 5 is lost
+    assert s["share_of_tested_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 5)
     table = report.noise_table()
     assert list(table["figure"]) == ["mean Hellinger pos", "share lost", "share gained"]
 
