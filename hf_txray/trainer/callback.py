@@ -1,0 +1,370 @@
+"""`TXRayCallback`: TX-Ray profiles of the model while a `Trainer` trains it, compared along the way.
+
+The callback profiles the model being trained on a fixed probe corpus at train begin (stage ``step-0``), at every
+TX-Ray checkpoint (every `steps` optimizer steps, or every epoch) and at train end, and after each profile compares
+it with the first and with the previous one. Summary scalars go into the Trainer's logs (and so to ``report_to``);
+profiles, reports, a timeline table and plots go under ``output_dir/txray/``.
+
+Profiling reuses :class:`hf_txray.Profiler`: its hooks are attached only for the duration of a profile, the model
+runs unwrapped, in eval mode and without gradients, and the corpus is sharded across processes and reduced exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
+
+from ..analyze import Profiler, ProfilerConfig
+from ..errors import ConfigurationError, ProfileFormatError
+from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
+from ..profile import Profile
+from ..report import TransferReport, compare
+from .arguments import REFERENCES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, _check_options, _skip, parse_layers
+from .plots import write_plots
+
+logger = logging.getLogger("hf_txray")
+
+
+class TXRayCallback(TrainerCallback, ExportableState):
+    """Takes TX-Ray profiles of the model while a `Trainer` trains it, and compares them.
+
+    A profile is taken at train begin (stage ``step-0``), at every TX-Ray checkpoint and at train end; each is
+    compared with the first and with the previous profile. Every process must run the callback (profiling is
+    sharded and gathered); files are written only where ``args.should_save``. Its timeline is saved in each
+    checkpoint's ``trainer_state.json`` (`ExportableState`), so resuming continues it without losing or repeating a
+    profile. Leave ``restore_callback_states_from_checkpoint`` off (the default): the callback restores itself.
+    Every profile stays in memory (:attr:`profiles`): with many snapshots, keep the probe corpus modest.
+
+    Args:
+        probe_dataset: the probe corpus, anything :func:`hf_txray.analyze` accepts (``Dataset``, path, list of str).
+        tokenizer (*optional*): a fast tokenizer; defaults to the Trainer's ``processing_class``.
+        trainer (`Trainer`, *optional*): when given, scalars are logged with ``trainer.log`` and so reach
+            ``report_to``; otherwise they are only appended to ``state.log_history`` and the timeline.
+        strategy (`str`, *optional*, defaults to `"steps"`): ``"no"``, ``"steps"`` or ``"epoch"``.
+        steps (`int`, *optional*, defaults to 500): optimizer steps between profiles for ``"steps"``.
+        profile_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
+        text_column, layers, site, features, top_k, batch_size, max_length, stack, skip_first_positions: as in
+            :func:`hf_txray.analyze`.
+        max_samples (`int`, *optional*, defaults to 512): profile only the first `max_samples` probe texts.
+        dataset_id (`str`, *optional*): a name for the probe corpus, recorded in the profiles.
+
+    Example:
+        ```python
+        >>> trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        >>> trainer.add_callback(TXRayCallback(probe_texts, trainer=trainer, steps=100, features=("token", "pos")))
+        >>> trainer.train()
+        ```
+    """
+
+    def __init__(self, probe_dataset: Any = None, *, tokenizer: Any = None, trainer: Trainer | None = None,
+                 strategy: str = "steps", steps: int = 500, profile_on_train_begin: bool = True,
+                 text_column: str | None = None, layers: Any = "all", site: str = "mlp",
+                 features: Sequence[Any] = ("token", "pos"), top_k: int = 1, max_samples: int | None = 512,
+                 batch_size: int = 32, max_length: int | None = None, dataset_id: str | None = None,
+                 stack: str | None = None, skip_first_positions: int | str = "auto"):
+        if probe_dataset is None:
+            raise ConfigurationError(
+                "TXRayCallback needs a probe corpus: TXRayCallback(probe_dataset=texts_or_dataset, ...). (Raised "
+                "while resuming? Leave restore_callback_states_from_checkpoint=False: the callback restores itself.)"
+            )
+        _check_options(strategy, steps, max_samples, site, "")
+        self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
+                                     max_length=max_length, batch_size=batch_size, stack=stack,
+                                     skip_first_positions=_skip(skip_first_positions))
+        self.config.validate()
+        self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
+        self.tokenizer, self.trainer = tokenizer, trainer
+        self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
+            probe_dataset, text_column=text_column, num_samples=max_samples)
+        self.dataset_id = dataset_id or loaded_id
+        self.timeline: list[dict[str, Any]] = []
+        self.profiles: dict[str, Profile] = {}
+        self.reports: dict[str, TransferReport] = {}
+        self.files_written = 0  # how many outputs this process wrote (0 where not args.should_save)
+        self._snapshot_seconds = 0.0
+        self._plot_seconds = 0.0
+        self._plots_stale = False
+        self._profiler: Profiler | None = None
+        self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
+
+    @classmethod
+    def from_args(cls, args: TXRayArguments, probe_dataset: Any, **kwargs: Any) -> "TXRayCallback":
+        """Build the callback from the ``txray_*`` fields of :class:`TXRayArguments` (kwargs override them)."""
+        options = dict(strategy=args.txray_strategy, steps=args.txray_steps, layers=args.txray_layers,
+                       site=args.txray_site, features=tuple(args.txray_features), top_k=args.txray_top_k,
+                       max_samples=args.txray_max_samples, text_column=args.txray_text_column,
+                       profile_on_train_begin=args.txray_on_train_begin, batch_size=args.txray_batch_size,
+                       max_length=args.txray_max_length, stack=args.txray_stack,
+                       skip_first_positions=args.txray_skip_first_positions)
+        return cls(probe_dataset, **{**options, **kwargs})
+
+    # ----- ExportableState --------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        # Only the timeline: the probe corpus cannot live in trainer_state.json, so "args" stay empty and
+        # on_train_begin reads the timeline back from state.stateful_callbacks instead of being rebuilt.
+        return {"args": {}, "attributes": {"timeline": [dict(row) for row in self.timeline]}}
+
+    # ----- set-up -----------------------------------------------------------------------------------------------
+    def setup(self, model: Any, tokenizer: Any = None) -> Profiler:
+        """Bind the profiler to `model`; raises :class:`ConfigurationError`/:class:`ModelError` on bad options.
+
+        :class:`TXRayTrainer` calls this at construction so that a bad configuration fails before training.
+        """
+        model = _unwrap(model)
+        if self._profiler is not None and self._profiler.model is model:
+            return self._profiler
+        tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
+        self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
+        self._model_source = None  # a new model: described again at its first snapshot
+        return self._profiler
+
+    @property
+    def enabled(self) -> bool:
+        return self.strategy != "no"
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Wall time this callback spent in training so far: profiling, comparing, writing files, plots, logs."""
+        return self._snapshot_seconds + self._plot_seconds
+
+    # ----- events -----------------------------------------------------------------------------------------------
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if not self.enabled:
+            return
+        self.setup(kwargs["model"], kwargs.get("processing_class"))
+        if self.trainer is None and state.is_world_process_zero:
+            logger.warning("TXRayCallback has no `trainer=`: TX-Ray scalars go to trainer.state.log_history and "
+                           "txray/timeline.csv, but not to the report_to integrations.")
+        self._restore(args, state)
+        if args.should_save:
+            self._prune_outputs(args)
+            self._write_timeline(args)
+        if self.profile_on_train_begin and not self.timeline:  # step-0, or a resume whose checkpoint had none
+            self._snapshot(args, state, control)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        # DefaultFlowCallback runs earlier and sets should_training_stop on the last step: profile it here, before
+        # the checkpoint of this step is saved, so the checkpoint's state includes it.
+        due = self.strategy == "steps" and state.global_step % self.steps == 0
+        if self.enabled and (due or control.should_training_stop):
+            self._snapshot(args, state, control)
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.strategy == "epoch":
+            self._snapshot(args, state, control)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.enabled and args.should_save:
+            self._write_plots(args)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        # A new step here only when training stopped outside on_step_end (e.g. early stopping on evaluate).
+        if self.enabled:
+            self._snapshot(args, state, control)
+            if args.should_save:
+                self._write_plots(args)
+
+    # ----- one snapshot -----------------------------------------------------------------------------------------
+    def _snapshot(self, args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
+        step = int(state.global_step)
+        if any(row["step"] == step for row in self.timeline):
+            return  # e.g. the last step is also a TX-Ray step: one profile per step
+        stage = f"step-{step}"
+        started = time.perf_counter()
+        self._profiler.device = _device_of(self._profiler.model)  # the Trainer may have moved the model
+        if self._model_source is None:
+            self._model_source = resolve_model_source(self._profiler.model)
+        # Weights past step 0 exist only in memory: recorded as such (reproduce refuses until pin_model).
+        self._profiler.model_source = dataclasses.replace(self._model_source, training_step=step)
+        profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
+                                     dataset_id=self.dataset_id, show_progress=False)
+        profile_seconds = time.perf_counter() - started
+        references = self._references()
+        reports = {ref: self._report(source, profile) for ref, source in references.items()}
+        row = _timeline_row(stage, step, state.epoch, profile, reports)
+        row["profile_seconds"] = round(profile_seconds, 4)
+        row["compare_seconds"] = round(time.perf_counter() - started - profile_seconds, 4)
+        self.profiles[stage] = profile
+        self.timeline.append(row)
+        if args.should_save:
+            self._write(args, profile, reports)
+        self._log(state, _log_scalars(row))
+        elapsed = time.perf_counter() - started
+        self._snapshot_seconds += elapsed
+        logger.info("TX-Ray profile %s: %.2fs (profiling %.2fs).", stage, elapsed, profile_seconds)
+        if args.should_save and (control.should_save or control.should_training_stop):
+            self._write_plots(args)  # drawing costs ~1s: only where a checkpoint (maybe pushed) follows
+
+    def _references(self) -> dict[str, Profile]:
+        if not self.timeline:
+            return {}
+        first, previous = self.timeline[0]["stage"], self.timeline[-1]["stage"]
+        return {"first": self.profiles[first], "previous": self.profiles[previous]}
+
+    def _report(self, source: Profile, profile: Profile) -> TransferReport:
+        name = f"{source.stage}->{profile.stage}"
+        if name not in self.reports:
+            self.reports[name] = compare(source, profile)
+        return self.reports[name]
+
+    def _log(self, state: TrainerState, scalars: dict[str, float]) -> None:
+        if not scalars:
+            return
+        if self.trainer is not None:
+            self.trainer.log(scalars)  # adds epoch/step, appends to log_history and calls every on_log
+        else:
+            state.log_history.append({**scalars, "epoch": state.epoch, "step": state.global_step})
+
+    # ----- resume -----------------------------------------------------------------------------------------------
+    def _restore(self, args: TrainingArguments, state: TrainerState) -> None:
+        """Start a new timeline, or on resume take the checkpoint's timeline and reload its profiles from disk."""
+        self.timeline, self.profiles, self.reports = [], {}, {}
+        if state.global_step == 0:
+            return
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        saved = saved[0] if isinstance(saved, list) else saved
+        rows = [r for r in (saved or {}).get("attributes", {}).get("timeline", []) if r["step"] <= state.global_step]
+        root = Path(args.output_dir) / TXRAY_DIR
+        for row in rows:
+            try:
+                self.profiles[row["stage"]] = Profile.from_pretrained(root / "profiles" / row["stage"])
+            except ProfileFormatError as err:
+                raise ProfileFormatError(
+                    f"Resuming needs the TX-Ray profiles taken before the checkpoint, under {root / 'profiles'}: {err}"
+                ) from err
+        self.timeline = rows
+        for row in rows:
+            for ref in REFERENCES:
+                source = row.get(f"vs_{ref}/stage")
+                if source:
+                    self._load_report(root, self.profiles[source], self.profiles[row["stage"]])
+        logger.info("TX-Ray: resumed a timeline of %d profiles at step %d.", len(rows), state.global_step)
+
+    def _load_report(self, root: Path, source: Profile, profile: Profile) -> None:
+        folder = root / "reports" / f"{source.stage}__{profile.stage}"
+        try:
+            self.reports[f"{source.stage}->{profile.stage}"] = TransferReport.from_pretrained(folder)
+        except ProfileFormatError:
+            self._report(source, profile)  # missing on disk (another node, or deleted): recompute
+
+    # ----- files ------------------------------------------------------------------------------------------------
+    def _write(self, args: TrainingArguments, profile: Profile, reports: dict[str, TransferReport]) -> None:
+        root = Path(args.output_dir) / TXRAY_DIR
+        profile.save_pretrained(root / "profiles" / profile.stage)
+        for report in {r.name: r for r in reports.values()}.values():
+            report.save_pretrained(root / "reports" / f"{report.meta.stage_a}__{report.meta.stage_b}")
+        self.files_written += 1 + len(reports)
+        self._write_timeline(args)
+
+    def _write_timeline(self, args: TrainingArguments) -> None:
+        root = Path(args.output_dir) / TXRAY_DIR
+        root.mkdir(parents=True, exist_ok=True)
+        frame = self.timeline_frame()
+        _replace_file(root / "timeline.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        _replace_file(root / "timeline.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        self.files_written += 1
+        self._plots_stale = True
+
+    def _write_plots(self, args: TrainingArguments) -> None:
+        if self._plots_stale and self.timeline:
+            started = time.perf_counter()
+            latest = self.profiles[self.timeline[-1]["stage"]]
+            write_plots(self.timeline_frame(), latest, Path(args.output_dir) / TXRAY_DIR / "plots")
+            self.files_written += 1
+            self._plot_seconds += time.perf_counter() - started
+        self._plots_stale = False
+
+    def _prune_outputs(self, args: TrainingArguments) -> None:
+        """Remove profiles/reports that are not in the timeline (taken after the resumed checkpoint, or by an
+        earlier run in the same output_dir), so the folder always matches the timeline."""
+        root = Path(args.output_dir) / TXRAY_DIR
+        stages = {row["stage"] for row in self.timeline}
+        for folder in sorted((root / "profiles").glob("step-*")):
+            if folder.name not in stages:
+                shutil.rmtree(folder, ignore_errors=True)
+        for folder in sorted((root / "reports").glob("step-*__step-*")):
+            if not set(folder.name.split("__")) <= stages:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def timeline_frame(self) -> pd.DataFrame:
+        """The timeline as a table: one row per profile (stage, step, epoch, summary scalars, mass shares)."""
+        return pd.DataFrame(self.timeline, columns=None if self.timeline else ["stage", "step", "epoch"])
+
+
+def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
+                  reports: dict[str, TransferReport]) -> dict[str, Any]:
+    """Everything the timeline records about one profile, JSON-safe (NaN -> None) for trainer_state.json."""
+    row: dict[str, Any] = {"stage": stage, "step": step, "epoch": None if epoch is None else float(epoch),
+                           "active_share": float((profile.neuron_count > 0).mean())}
+    for ref, report in reports.items():
+        summary = report.summary()
+        row[f"vs_{ref}/stage"] = report.meta.stage_a
+        row[f"vs_{ref}/share_lost"] = summary["share_lost"]
+        row[f"vs_{ref}/share_gained"] = summary["share_gained"]
+        for ft in report.meta.feature_types:
+            row[f"vs_{ref}/mean_hellinger_{ft}"] = summary[f"mean_hellinger_{ft}"]
+            row[f"vs_{ref}/mean_length_shift_{ft}"] = summary[f"mean_length_shift_{ft}"]
+        for layer_row in report.layers.to_dict("records"):
+            for ft in report.meta.feature_types:
+                row[f"vs_{ref}/layer_{layer_row['layer']}/mean_hellinger_{ft}"] = layer_row[f"mean_hellinger_{ft}"]
+    for ft in profile.feature_types:
+        if ft not in TEXT_FEATURES:
+            for tag, share in profile.mass_share(ft).items():
+                row[f"mass_share_{ft}/{tag}"] = float(share)
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def _log_scalars(row: dict[str, Any]) -> dict[str, float]:
+    """The scalars sent to the Trainer's log: comparisons and active share (not the mass shares or timings)."""
+    keys = [k for k in row if k.startswith("vs_") and not k.endswith("/stage")]
+    scalars = {f"txray/{k}": float(row[k]) for k in keys if row[k] is not None}
+    if scalars:
+        scalars["txray/active_share"] = row["active_share"]
+    return scalars
+
+
+
+def _text_tokenizer(processing_class: Any) -> Any:
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)  # a multimodal processor holds one
+    if tokenizer is None:
+        raise ConfigurationError("TX-Ray needs the model's tokenizer: pass processing_class=tokenizer to the Trainer "
+                                 "(or tokenizer=... to TXRayCallback).")
+    check_fast_tokenizer(tokenizer)
+    return tokenizer
+
+
+def _unwrap(model: Any) -> Any:
+    """The bare model: without DDP/DataParallel (``.module``) or torch.compile (``._orig_mod``) wrappers."""
+    import torch
+
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
+def _device_of(model: Any) -> Any:
+    from ..distributed import input_device
+
+    return input_device(model)  # the embedding's execution device: right for dispatched/offloaded models too
+
+
+
+def _replace_file(path: Path, write) -> None:
+    """Write through a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,85 @@
+"""The trainer's timeline plots: mean Hellinger per layer over steps, tag mass share over steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..profile import Profile
+from .arguments import REFERENCES, TEXT_FEATURES
+
+MAX_PLOTTED_TAGS = 8
+
+
+# ----- plots (matplotlib's Agg canvas directly: no pyplot, no global backend switch) -----------------------------
+def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> list[Path]:
+    """Draw the timeline: mean Hellinger per layer over steps, and tag mass share over steps vs corpus frequency.
+
+    Args:
+        timeline (`pd.DataFrame`): :meth:`TXRayCallback.timeline_frame`.
+        latest (`Profile`): the last profile, for the corpus frequency of each tag.
+        folder (`str` or `Path`): where the PNG files go.
+
+    Returns:
+        The paths written: ``hellinger_by_layer.png`` (once two profiles exist) and ``mass_share_<feature>.png``.
+
+    Example:
+        ```python
+        >>> write_plots(callback.timeline_frame(), callback.profiles["step-100"], "out/txray/plots")
+        ```
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    if any(c.startswith("vs_first/layer_") for c in timeline.columns):
+        written.append(_plot_hellinger(timeline, latest, folder / "hellinger_by_layer.png"))
+    for ft in latest.feature_types:
+        if ft not in TEXT_FEATURES:
+            written.append(_plot_mass_share(timeline, latest, ft, folder / f"mass_share_{ft}.png"))
+    return written
+
+
+def _new_figure(rows: int, cols: int, width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(rows, cols, squeeze=False)
+
+
+def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path:
+    figure, axes = _new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
+    for i, ft in enumerate(latest.feature_types):
+        for j, ref in enumerate(REFERENCES):
+            ax = axes[i][j]
+            for layer in latest.layers:
+                column = f"vs_{ref}/layer_{layer}/mean_hellinger_{ft}"
+                if column in timeline:
+                    ax.plot(timeline["step"], pd.to_numeric(timeline[column]), marker="o", ms=3, label=f"layer {layer}")
+            ax.set(title=f"{ft}: vs {ref} profile", xlabel="step", ylabel="mean Hellinger")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.suptitle("TX-Ray: mean Hellinger distance of shared neurons, per layer")
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Path) -> Path:
+    figure, axes = _new_figure(1, 1, 8.0, 4.0)
+    ax = axes[0][0]
+    frequency = latest.feature_frequency(ft).head(MAX_PLOTTED_TAGS)
+    colors = [f"C{i}" for i in range(len(frequency))]
+    for (tag, corpus_share), color in zip(frequency.items(), colors):
+        column = f"mass_share_{ft}/{tag}"
+        values = pd.to_numeric(timeline[column]) if column in timeline else [0.0] * len(timeline)
+        ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=str(tag))
+        ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
+    ax.set(title=f"TX-Ray: {ft} mass share over training (dashed: corpus frequency)", xlabel="step",
+           ylabel="share of credited mass")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.savefig(path, dpi=100)
+    return path

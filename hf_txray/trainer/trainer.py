@@ -1,0 +1,205 @@
+"""`TXRayTrainer`: a `transformers.Trainer` that records TX-Ray profiles while it trains, and its model card section."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from transformers import Trainer
+
+from ..errors import ConfigurationError, DatasetError, TXRayError
+from ..loading import load_corpus
+from ..profile import Profile
+from ..report import TransferReport
+from ..version import __version__
+from .arguments import TEXT_FEATURES, TXRAY_DIR, TXRayArguments
+from .callback import TXRayCallback
+
+logger = logging.getLogger("hf_txray")
+
+
+class TXRayTrainer(Trainer):
+    """A `transformers.Trainer` that records TX-Ray profiles and transfer reports while it trains.
+
+    Everything else (arguments, callbacks, metrics, resume, ``push_to_hub``) is the `Trainer`'s. The TX-Ray options
+    come from :class:`TXRayArguments`; outputs go under ``output_dir/txray/`` and into a "TX-Ray" model card section.
+
+    Args:
+        txray_dataset (*optional*): the probe corpus (anything :func:`hf_txray.analyze` accepts). Defaults to the
+            text column of `eval_dataset`; a :class:`ConfigurationError` or :class:`DatasetError` is raised here,
+            before training, when there is no probe text, or when a TX-Ray option does not fit the model.
+        *args, **kwargs: the arguments of `transformers.Trainer`; `args` must be :class:`TXRayArguments`.
+
+    Example:
+        ```python
+        >>> args = TXRayArguments(output_dir="out", num_train_epochs=1, txray_strategy="steps", txray_steps=50)
+        >>> trainer = TXRayTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+        ...                        processing_class=tokenizer, txray_dataset=probe_texts)
+        >>> trainer.train()
+        >>> trainer.txray_reports["step-0->step-150"].layers
+        ```
+    """
+
+    def __init__(self, *args: Any, txray_dataset: Any = None, **kwargs: Any):
+        training_args = args[1] if len(args) > 1 else kwargs.get("args")
+        if training_args is None:
+            kwargs["args"] = training_args = TXRayArguments(output_dir="trainer_output")
+        if not isinstance(training_args, TXRayArguments):
+            raise ConfigurationError(
+                f"TXRayTrainer needs TXRayArguments, got {type(training_args).__name__}: replace TrainingArguments "
+                "with hf_txray.TXRayArguments (same fields plus the txray_* options)."
+            )
+        super().__init__(*args, **kwargs)
+        self.txray_callback: TXRayCallback | None = None
+        if self.args.txray_strategy == "no":
+            return
+        probe, dataset_id = _probe_corpus(txray_dataset, self.eval_dataset, self.args.txray_text_column)
+        self.txray_callback = TXRayCallback.from_args(self.args, probe, trainer=self, dataset_id=dataset_id)
+        if self.model is not None:  # with model_init the model only exists at train(); checked there
+            self.txray_callback.setup(self.model, self.processing_class)
+        self.add_callback(self.txray_callback)
+
+    @property
+    def txray_profiles(self) -> dict[str, Profile]:
+        """The profiles taken so far, by stage (``"step-0"``, ``"step-50"``...), in training order."""
+        return dict(self.txray_callback.profiles) if self.txray_callback else {}
+
+    @property
+    def txray_reports(self) -> dict[str, TransferReport]:
+        """The transfer reports computed so far, by name (``"step-0->step-50"``), in training order."""
+        return dict(self.txray_callback.reports) if self.txray_callback else {}
+
+    @property
+    def txray_timeline(self) -> pd.DataFrame:
+        """One row per profile: step, epoch and the summary scalars (as in ``txray/timeline.csv``)."""
+        return self.txray_callback.timeline_frame() if self.txray_callback else pd.DataFrame()
+
+    def _load_callback_state(self) -> None:
+        # With restore_callback_states_from_checkpoint the Trainer would rebuild callbacks from their exported
+        # "args"; ours cannot be rebuilt that way (the probe corpus is not in the checkpoint) and restores its
+        # timeline itself in on_train_begin, so keep it out of the rebuild.
+        stored = self.state.stateful_callbacks
+        key = type(self.txray_callback).__name__ if self.txray_callback else None
+        held = stored.pop(key, None) if key else None
+        try:
+            super()._load_callback_state()
+        finally:
+            if held is not None:
+                stored[key] = held
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """The `Trainer`'s model card, plus a "TX-Ray" section: summary table, plots and links to the files."""
+        super().create_model_card(*args, **kwargs)
+        if not self.is_world_process_zero() or not self.txray_callback or not self.txray_callback.timeline:
+            return
+        path = Path(self.args.output_dir) / "README.md"
+        card = path.read_text(encoding="utf-8") if path.exists() else ""
+        section = model_card_section(self.txray_callback)
+        if self.hub_model_id:
+            repo = self.txray_results_repo_id
+            section += (f"\nThe neuron preference cards and transfer reports are also a dataset: "
+                        f"[`{repo}`](https://huggingface.co/datasets/{repo}) (`hf_txray.load(\"{repo}\")`).\n")
+        path.write_text(card.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+
+    @property
+    def txray_results_repo_id(self) -> str | None:
+        """The dataset repo that `push_to_hub` fills with the TX-Ray results: ``<hub_model_id>-txray``."""
+        return f"{self.hub_model_id}-txray" if self.hub_model_id else None
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None,
+                    **kwargs: Any) -> Any:
+        """`Trainer.push_to_hub` (model, `output_dir/txray/` files and model card), then the TX-Ray results as the
+        dataset repo ``<hub_model_id>-txray`` (neuron cards, distributions, transfer reports; see
+        :func:`hf_txray.push_to_hub`), from the main process only."""
+        result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
+                                     revision=revision, private=private, **kwargs)
+        callback = self.txray_callback
+        if self.is_world_process_zero() and callback is not None and callback.profiles:
+            from ..hub import push_to_hub as push_results
+
+            self._pin_final_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
+            push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
+                         reports=list(callback.reports.values()),
+                         private=self.args.hub_private_repo if private is None else private,
+                         token=token if token is not None else self.args.hub_token,
+                         commit_message=f"TX-Ray results: {commit_message or 'update'}")
+        return result
+
+    def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
+        """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
+        (taken at the current step), so that ``hf-txray reproduce`` can recompute it from the Hub."""
+        from ..reproduce import pin_model
+
+        profiles = self.txray_callback.profiles
+        last = list(profiles)[-1]
+        if commit is None or last != f"step-{int(self.state.global_step)}":
+            logger.info("TX-Ray: the pushed model is not the one of snapshot %s: not pinned for reproduce.", last)
+            return
+        try:
+            profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
+        except TXRayError as err:  # the results still go up, only without the pin
+            logger.warning("TX-Ray: could not record the pushed model in snapshot %s (%s): `hf-txray reproduce` "
+                           "will refuse it.", last, err)
+
+
+def model_card_section(callback: TXRayCallback) -> str:
+    """The "TX-Ray" model card section: what was profiled, a summary table per snapshot, plots and file links."""
+    frame = callback.timeline_frame()
+    features = list(callback._profiler.feature_names) if callback._profiler else list(callback.config.features)
+    main = "pos" if "pos" in features else str(features[0])
+    first = frame["stage"].iloc[0]
+    lines = [
+        "## TX-Ray", "",
+        f"Neuron preference snapshots (TX-Ray, Rethmeier et al., UAI 2020) taken during training with hf_txray "
+        f"{__version__}: {len(callback.corpus)} probe texts, site `{callback.config.site}`, features "
+        f"{', '.join(f'`{f}`' for f in features)}, top-{callback.config.top_k} credit. Each snapshot is compared "
+        f"with the first (`{first}`).", "",
+        f"| stage | epoch | active neurons | mean Hellinger ({main}) | lost | gained | mean length shift ({main}) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in frame.to_dict("records"):
+        cell = lambda key, fmt="{:.3f}": "–" if _missing(row.get(key)) else fmt.format(row[key])  # noqa: E731
+        lines.append(
+            f"| {row['stage']} | {cell('epoch', '{:.2f}')} | {cell('active_share', '{:.1%}')} | "
+            f"{cell(f'vs_first/mean_hellinger_{main}')} | {cell('vs_first/share_lost', '{:.1%}')} | "
+            f"{cell('vs_first/share_gained', '{:.1%}')} | {cell(f'vs_first/mean_length_shift_{main}', '{:+.2f}')} |")
+    plots = Path(TXRAY_DIR) / "plots"
+    lines += ["", f"![Mean Hellinger per layer]({plots / 'hellinger_by_layer.png'})"] if len(frame) > 1 else [""]
+    lines += [f"![{ft} mass share]({plots / f'mass_share_{ft}.png'})" for ft in features if ft not in TEXT_FEATURES]
+    lines += ["", f"Files: [`{TXRAY_DIR}/timeline.csv`]({TXRAY_DIR}/timeline.csv), profiles in `{TXRAY_DIR}/profiles/"
+              f"<stage>/` (`hf_txray.Profile.from_pretrained`), reports in `{TXRAY_DIR}/reports/<a>__<b>/` "
+              "(`hf_txray.TransferReport.from_pretrained`).", ""]
+    return "\n".join(lines)
+
+
+# ----- helpers ----------------------------------------------------------------------------------------------------
+def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None) -> tuple[Any, str | None]:
+    """The probe corpus of a TXRayTrainer: `txray_dataset`, else the text column of `eval_dataset`."""
+    if txray_dataset is not None:
+        return txray_dataset, None
+    candidates = list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
+    candidates = [c for c in candidates if c is not None]
+    if not candidates:
+        raise ConfigurationError(
+            "TX-Ray needs probe text: pass txray_dataset=... (texts, a Dataset or a data file), or an eval_dataset "
+            "with a text column. Or set txray_strategy='no' to train without TX-Ray."
+        )
+    problems = []
+    for candidate in candidates:
+        try:
+            load_corpus(candidate, text_column=text_column, num_samples=1)
+            return candidate, "eval_dataset"
+        except DatasetError as err:
+            problems.append(str(err))
+    raise DatasetError(
+        "TX-Ray needs probe text, and eval_dataset has none (" + " / ".join(problems) + "). Pass txray_dataset=..., "
+        "keep a text column in eval_dataset, or set txray_text_column."
+    )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
