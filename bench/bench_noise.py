@@ -10,7 +10,7 @@ calibration: 20 seeded random half-splits (each text to a random half) of N PTB 
     neurons flagged at alpha = 0.05 (should be <= alpha) and share with uncorrected p < 0.05; against PTB vs BBC News
     at equal size.
 demo: the demo's three reports recomputed with this version of `compare`, beside their noise floors.
-cost: seconds per `compare` on the demo's profiles, with and without the per-neuron test.
+cost: CPU seconds per `compare` of the calibration's PTB and BBC profiles, with and without the per-neuron test.
 min-count: from the demo's pretrained profile: the split-half Hellinger distance by credit count.
 """
 
@@ -195,23 +195,34 @@ def calibration(num_texts: int, splits: int) -> str:
     return text
 
 
-def compare_cost(demo: Path, repeats: int = 3) -> str:
-    """Seconds per `compare` of the demo's zero-shot pair, with the per-neuron test and without (the baseline)."""
-    a = hf_txray.Profile.from_pretrained(demo / "profiles" / "pretrained-ptb")
-    b = hf_txray.Profile.from_pretrained(demo / "profiles" / "zeroshot-bbc")
+def compare_cost(num_texts: int, repeats: int = 3, previous: float | None = None) -> str:
+    """CPU seconds per `compare` of the calibration's PTB and BBC profiles, with the per-neuron test and without
+    (the baseline, measured in the same run)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = corpora.default_model_path()
+    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    texts = corpora.penn_treebank("valid", num_samples=num_texts)["text"]
+    ptb = _merge_all(_cached(f"ptb-{num_texts}", lambda: _per_text_profiles(model, tokenizer, texts)))
+    bbc = _cached(f"bbc-{num_texts}", lambda: hf_txray.analyze(
+        model, corpora.bbc_news(num_samples=200)["text"], tokenizer=tokenizer, features=("token", "pos"),
+        max_length=128, max_positions=ptb.meta.num_positions, max_examples_per_neuron=0, show_progress=False))
+    hf_txray.compare(ptb, bbc)  # warm-up: imports, first allocations
     seconds = {}
     for test in (False, True):
         runs = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            hf_txray.compare(a, b, test=test)
-            runs.append(time.perf_counter() - start)
+            start = time.process_time()  # CPU time: the machine is shared, wall time measures the neighbours
+            hf_txray.compare(ptb, bbc, test=test)
+            runs.append(time.process_time() - start)
         seconds[test] = min(runs)
-    text = (f"`compare` of the demo's profiles pretrained-ptb -> zeroshot-bbc ({int(a.neuron_count.sum())} credits "
-            f"per stage, features {', '.join(a.feature_types)}), best of {repeats}: {seconds[True]:.2f} s with the "
-            f"per-neuron test, {seconds[False]:.2f} s without it (ratio {seconds[True] / seconds[False]:.2f}). The "
-            "resampling test it replaces (1,000 parametric-bootstrap draws) cost about 30 s per MiniLM report on top, "
-            "at every TXRayTrainer snapshot.")
+    text = (f"`compare` of the calibration's MiniLM profiles, PTB -> BBC News ({int(ptb.neuron_count.sum())} credits "
+            f"per stage, features token and pos), CPU seconds, best of {repeats}: {seconds[True]:.2f} s with the "
+            f"per-neuron test, {seconds[False]:.2f} s without it (`test=False`, the baseline; the test adds "
+            f"{seconds[True] - seconds[False]:.2f} s). The resampling test it replaces (1,000 parametric-bootstrap "
+            "draws, the previous default) cost about 30 s per report of the 3-feature demo, at every TXRayTrainer "
+            "snapshot" + (f"; on these profiles it took {previous:.1f} CPU s (measured once with commit bbe275e, "
+                          "`compare(num_resamples=1000)`)." if previous else "."))
     update_section("Cost of compare (the per-neuron test)", text)
     return text
 
@@ -260,6 +271,8 @@ def main() -> None:
     parser.add_argument("--demo", default="results/demo", type=Path)
     parser.add_argument("--texts", type=int, default=300)
     parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--previous-seconds", type=float, default=None,
+                        help="CPU seconds of the resampling compare, measured with the previous commit (cost part)")
     args = parser.parse_args()
     if args.part in ("first-position", "all"):
         print(first_position(args.texts))
@@ -270,7 +283,7 @@ def main() -> None:
     if args.part in ("demo", "all"):
         print(demo_reports(args.demo))
     if args.part in ("cost", "all"):
-        print(compare_cost(args.demo))
+        print(compare_cost(args.texts, previous=args.previous_seconds))
 
 
 if __name__ == "__main__":
