@@ -258,8 +258,12 @@ def demo_reports(demo: Path) -> str:
                   f"flagged at alpha = {m.alpha}; pooled design effects A / B: "
                   + ", ".join(f"{ft} {d[0]:.2f} / {d[1]:.2f}" for ft, d in m.dispersion.items()) + ")", "",
                   markdown_table(report.noise_table().round(3)), ""]
-    text = ("`hf-txray demo` (MiniLM; PTB without placeholders, size-matched to the BBC probe with `max_positions`; "
-            "BBC News zero-shot; after fine-tuning on BBC topics).\n\n" + "\n".join(parts))
+    probe = profiles["zeroshot-bbc"].meta
+    command = "hf-txray demo --quick" if probe.num_examples < 100 else "hf-txray demo"
+    text = (f"`{command}` (MiniLM; {profiles['pretrained-ptb'].meta.num_examples} PTB sentences without placeholders, "
+            f"size-matched to the {probe.num_examples}-article BBC probe with `max_positions`; BBC News zero-shot; "
+            "after fine-tuning on BBC topics); reports recomputed from the saved profiles with this version of "
+            "`compare`; \"changed of tested\" = share of the neurons the test could judge.\n\n" + "\n".join(parts))
     update_section("The demo's transfer reports against their noise floors", text)
     return text
 
