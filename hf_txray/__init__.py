@@ -73,9 +73,9 @@ __all__ += [
 
 # Telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold.
 from .report import DEFAULT_MIN_COUNT  # noqa: E402
-from .significance import benjamini_hochberg, dispersion, resampled_pvalues  # noqa: E402
+from .significance import benjamini_hochberg, dispersion, homogeneity, homogeneity_pvalues  # noqa: E402
 
-__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "resampled_pvalues"]
+__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "homogeneity", "homogeneity_pvalues"]
 
 # Neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card.
 from .output_effects import output_effects, output_effects_table  # noqa: E402

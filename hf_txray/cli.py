@@ -155,8 +155,7 @@ def _add_compare(sub) -> None:
     p.add_argument("b", help="Profile folder of stage B.")
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
-    p.add_argument("--num-resamples", type=int, default=1000, help="Null draws of the per-neuron test (0: no test).")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the per-neuron test.")
+    p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
     p.add_argument("--min-count", type=int, default=20,
                    help="Rank only neurons credited at least this often in both stages (default 20).")
     p.set_defaults(handler=_cmd_compare)
@@ -167,7 +166,7 @@ def _cmd_compare(args) -> int:
     from .display import report_text
 
     report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
-                     num_resamples=args.num_resamples, seed=args.seed)
+                     test=not args.no_test)
     report.save_pretrained(args.out)
     print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
