@@ -192,6 +192,10 @@ class ProfilerConfig:
         None, "Stop after crediting exactly this many positions (the first ones in corpus order; split evenly over "
               "processes), so two stages can be profiled at equal size.")
 
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names
+            self.layers = parse_layers(self.layers)
+
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
         """Check every field (before any model or data is loaded); returns :func:`parse_features` of `features`.
 
