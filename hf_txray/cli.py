@@ -424,7 +424,7 @@ def _cmd_prune_sweep(args) -> int:
     from transformers import AutoTokenizer
 
     from .evaluation import evaluate_pruning, markdown_table, plot_sweep, summarize, sweep_plans
-    from .loading import _load_named_dataset, _pick_split
+    from .loading import load_named_dataset, pick_split
     from .pruning import load_pretrained_with_head
 
     model = load_pretrained_with_head(args.model)
@@ -432,9 +432,9 @@ def _cmd_prune_sweep(args) -> int:
     if isinstance(dataset, str):
         import datasets
 
-        dataset = _load_named_dataset(dataset, args.split)
+        dataset = load_named_dataset(dataset, args.split)
         if isinstance(dataset, datasets.DatasetDict):
-            dataset = _pick_split(dataset, args.split)
+            dataset = pick_split(dataset, args.split)
         if args.num_samples:
             dataset = dataset.select(range(min(args.num_samples, len(dataset))))
     plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
