@@ -1,6 +1,8 @@
 """hf_txray: TX-Ray neuron preference profiles and transfer reports for Hugging Face models."""
 
+from . import logging  # hf_txray.logging.set_verbosity_info() & co., as transformers.logging
 from .analyze import Profiler, ProfilerConfig, analyze
+from .options import AnalyzeOptions
 from .errors import (
     ConfigurationError,
     DatasetError,
@@ -30,7 +32,7 @@ __all__ = [
     "push_to_hub", "load", "save_to_disk", "TXRayResults",
     "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked",
     "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
-    "format_neuron",
+    "format_neuron", "AnalyzeOptions", "logging",
 ]
 
 # The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from .errors import ConfigurationError, DatasetError
 from .features import TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, needs_words
 from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
-from .logging import progress_bars_for, tqdm
+from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
@@ -36,7 +35,7 @@ from .streaming import InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 class Profiler:

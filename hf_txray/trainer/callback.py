@@ -12,7 +12,6 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import shutil
@@ -26,6 +25,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
                                           TrainerState)
 
 from ..analyze import Profiler, ProfilerConfig
+from ..logging import get_logger
 from ..errors import ConfigurationError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
 from ..profile import Profile
@@ -34,7 +34,7 @@ from ..options import parse_layers, parse_skip_first_positions
 from .arguments import REFERENCES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, check_trainer_options
 from .plots import write_plots
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 CONSOLE_CALLBACKS = (ProgressCallback, PrinterCallback)  # what prints the Trainer's logs on the console
 
 
