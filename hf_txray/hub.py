@@ -148,7 +148,7 @@ def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path) -> None:
 def _upload_error(err: Exception, folder: Path, repo_id: str, token: str) -> HubError:
     return HubError(
         f"Uploading {folder} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}\n"
-        f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {folder} {repo_id}\n"
+        f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}\n"
         f"or from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r})")
 
 
@@ -298,7 +298,7 @@ def saved_results(path: str | Path) -> tuple[list["Profile"], list["TransferRepo
 def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo":
     """Push a folder: an export (:func:`push_folder`) as it is, else every profile and report saved under it.
 
-    Backs ``hf-txray push DIR REPO_ID``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
+    Backs ``hf-txray push REPO_ID DIR``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
     (``license`` and ``pretty_name`` only apply to saved profiles and reports: an export already has its card).
 
     Example:

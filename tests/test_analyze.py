@@ -410,3 +410,10 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert _push_arguments("user/repo", str(tmp_path / "results")) == ("user/repo", str(tmp_path / "results"))
     with pytest.warns(FutureWarning, match="push REPO_ID DIR"):
         assert _push_arguments(str(tmp_path / "results"), "user/repo") == ("user/repo", str(tmp_path / "results"))
+
+
+def test_readme_options_table_is_the_declaration():
+    from hf_txray.options import options_markdown
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert options_markdown(exclude=("checkpoint_dir", "show_progress")) in readme
