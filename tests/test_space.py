@@ -98,10 +98,8 @@ def payload_neuron(results):
 
 
 def _load_app():
-    spec = importlib.util.spec_from_file_location("txray_space_app_under_test", SPACE / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The app shipped in the package (spaces_app/app.py only imports and launches it)."""
+    return importlib.import_module("hf_txray.viewer.app")
 
 
 @pytest.fixture(scope="module")
@@ -402,9 +400,10 @@ def test_space_folder_is_self_consistent():
     assert header["datasets"] and all("/" in d for d in header["datasets"])
 
     tree = ast.parse((SPACE / "app.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+    app_tree = ast.parse((ROOT / "hf_txray" / "viewer" / "app.py").read_text())  # the app the launcher imports
+    imported = {alias.name.split(".")[0] for t in (tree, app_tree) for node in ast.walk(t)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for t in (tree, app_tree) for node in ast.walk(t)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
     distributions = {"yaml": "pyyaml"}
@@ -418,8 +417,9 @@ def test_space_folder_is_self_consistent():
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert {re.split(r"[<>=!~;\[ ]", d)[0].lower().replace("_", "-") for d in dependencies} <= required
     assert "app.py" in (SPACE / "README.md").read_text()
-    # what the app shows is defined in hf_txray: app.py defines no statistics of its own
-    assert "def search_feature" in (ROOT / "hf_txray" / "viewer.py").read_text()
+    # the Space's app.py is a launcher of the app shipped in hf_txray: it defines nothing of its own
+    assert not [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert "hf_txray.viewer.app" in {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
 
 
 def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F811
@@ -429,7 +429,7 @@ def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F8
     info = viewer.deploy_space("test-user/txray-viewer", "test-user/deployed-results")
     assert info.oid
     files = hub.server.repo_files("test-user/txray-viewer", repo_type="space")
-    for name in ("app.py", "README.md", "requirements.txt", "hf_txray/__init__.py", "hf_txray/viewer.py",
+    for name in ("app.py", "README.md", "requirements.txt", "hf_txray/__init__.py", "hf_txray/viewer/app.py",
                  "hf_txray/py.typed"):
         assert name in files, name
     assert not any("__pycache__" in name for name in files)
@@ -449,9 +449,9 @@ def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F8
 
     # the deployed Space runs: its app imports the uploaded hf_txray and opens the results named in its README
     local = Path(snapshot_download("test-user/txray-viewer", repo_type="space", local_dir=tmp_path / "space"))
-    script = ("import os, app, hf_txray; "
+    script = ("import os, app, hf_txray; from hf_txray.viewer import app as viewer_app; "
               "assert hf_txray.__file__.startswith(os.getcwd()), hf_txray.__file__; "
-              "source = app.default_source(); print(source); print(app.open_results(source)[1])")
+              "source = viewer_app.default_source(); print(source); print(viewer_app.open_results(source)[1])")
     env = {**os.environ, "SPACE_ID": "test-user/txray-viewer", "PYTHONPATH": ""}
     env.pop("TXRAY_REPO", None)
     done = subprocess.run([sys.executable, "-c", script], cwd=local, env=env, capture_output=True, text=True,
@@ -466,7 +466,8 @@ def test_default_source_from_env_and_space_readme(app, monkeypatch, tmp_path):
     monkeypatch.delenv("SPACE_ID", raising=False)
     monkeypatch.delenv("TXRAY_REPO", raising=False)
     assert app.default_source() == ""  # locally: nothing unless asked
-    monkeypatch.setenv("SPACE_ID", "me/viewer")  # on a Space: the README's first dataset
+    monkeypatch.setenv("SPACE_ID", "me/viewer")  # on a Space: the README's first dataset (Spaces run in their root)
+    monkeypatch.chdir(SPACE)
     assert app.default_source() == _header(SPACE / "README.md")["datasets"][0]
     monkeypatch.setenv("TXRAY_REPO", " me/other-results ")  # the variable wins
     assert app.default_source() == "me/other-results"

@@ -7,7 +7,6 @@ stage-A model, so the Live text tab's winners must equal ``analyze`` on the same
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
@@ -54,12 +53,8 @@ def pages(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(pages):
-    spec = importlib.util.spec_from_file_location("txray_space_app_pages", ROOT / "spaces_app" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("TXRAY_REPO", raising=False)
-        mp.delenv("SPACE_ID", raising=False)
-        spec.loader.exec_module(app)
+    from hf_txray.viewer import app
+
     demo = app.build_demo(str(pages[3]), model=(pages[4], bert_tokenizer()))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
@@ -138,9 +133,8 @@ def test_live_tab_bad_input_gives_messages(client):
 
 
 def test_live_tab_without_a_model_says_how_to_enable_it(pages):
-    spec = importlib.util.spec_from_file_location("txray_space_app_nomodel", ROOT / "spaces_app" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    from hf_txray.viewer import app
+
     with pytest.raises(hf_txray.ConfigurationError, match="needs the model"):
         app.live_text(str(pages[3]), LIVE_TEXT, 0, None, app.AttributionModel(None))
 

@@ -1,0 +1,18 @@
+"""Every figure of hf_txray, drawn with matplotlib (the one home for plots).
+
+- :mod:`.common`: axes/figure creation, stage colours, the default feature type, file names, saving;
+- :mod:`.transfer`: the paper's figures of a transfer report (Hellinger vs length, length shift);
+- :mod:`.profile`: credited mass of a profile or of both stages of a report (mass share, sorted neuron mass).
+
+Every function returns a ``matplotlib.figure.Figure`` and accepts an optional ``ax`` to draw into. The trainer's
+timeline figures live with the trainer and are built on :mod:`.common`.
+"""
+
+from .common import (STAGE_COLORS, TAG_PREFERENCE, checked_feature_type, default_feature_type, new_axes, new_figure,
+                     save_figure, save_figures, slug)
+from .profile import plot_mass_share, plot_neuron_mass, profile_figures
+from .transfer import plot_hellinger_vs_length, plot_length_shift, report_figures
+
+__all__ = ["STAGE_COLORS", "TAG_PREFERENCE", "checked_feature_type", "default_feature_type", "new_axes", "new_figure",
+           "save_figure", "save_figures", "slug", "plot_mass_share", "plot_neuron_mass", "profile_figures",
+           "plot_hellinger_vs_length", "plot_length_shift", "report_figures"]

@@ -1,0 +1,121 @@
+"""What every figure of hf_txray shares: axes and figure creation, stage colours, feature-type choice, file names
+and saving.
+
+Figures are built with ``Figure()`` rather than ``pyplot``: no global state, no backend switch, nothing kept alive
+after the caller drops the figure, so a Trainer callback or a Space can draw thousands of them; saving to PNG uses
+the Agg renderer whatever the session's backend is. Every figure function takes an optional ``ax`` to draw into
+(a subplot of a larger figure, a Gradio ``gr.Plot``) and returns the ``matplotlib.figure.Figure``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+TAG_PREFERENCE = ("pos", "dep", "ner")
+STAGE_COLORS = ("tab:blue", "tab:orange")
+
+
+def default_feature_type(feature_types: list[str], categorical: bool = False) -> str:
+    """``"pos"`` when profiled, else the first tag-like feature, else (unless `categorical`) the first feature."""
+    for ft in TAG_PREFERENCE:
+        if ft in feature_types:
+            return ft
+    tags = [ft for ft in feature_types if ft not in ("token", "word")]
+    if tags:
+        return tags[0]
+    if categorical or not feature_types:
+        raise ConfigurationError(f"No tag-like feature (pos, dep, ner or a user feature) among {feature_types}.")
+    return feature_types[0]
+
+
+def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
+    """The axes to draw into: `ax` and its figure, or a new figure with one axes.
+
+    Args:
+        ax (`matplotlib.axes.Axes`, *optional*): the caller's axes (a subplot of a larger figure); returned as is.
+        figsize (`tuple[float, float]`, *optional*, defaults to `(6.4, 4.2)`): width and height in inches of a new
+            figure (constrained layout, no pyplot).
+
+    Returns:
+        `tuple[Figure, Axes]`.
+    """
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float = 4.2) -> tuple["Figure", np.ndarray]:
+    """A new figure with a grid of axes, on matplotlib's Agg canvas (no pyplot, no global backend switch).
+
+    Args:
+        rows (`int`, *optional*, defaults to 1): rows of axes.
+        cols (`int`, *optional*, defaults to 1): columns of axes.
+        width (`float`, *optional*, defaults to 6.4): inches per column.
+        height (`float`, *optional*, defaults to 4.2): inches per row.
+
+    Returns:
+        `tuple[Figure, np.ndarray]`: the figure and its axes, shape ``(rows, cols)`` (always 2-D).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(rows, cols, squeeze=False)
+
+
+def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
+    """Save one figure as PNG at `path` (parent folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False) -> str:
+    """`feature_type`, or the default one of `feature_types`; a `ConfigurationError` when it was not profiled."""
+    ft = feature_type or default_feature_type(feature_types, categorical)
+    if ft not in feature_types:
+        raise ConfigurationError(f"Feature type {ft!r} is not available; choose one of {feature_types}.")
+    return ft
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a stage or report name (``"a->b"`` -> ``"a__b"``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name.replace("->", "__")).strip("-") or "unnamed"
+
+
+def save_figures(figures: Mapping[str, "Figure"], directory: str | Path, prefix: str = "",
+                 dpi: int = 100) -> list[Path]:
+    """Save figures as ``{directory}/{prefix}{name}.png``.
+
+    Args:
+        figures (`Mapping[str, Figure]`): figures by name, e.g. from :func:`report_figures`.
+        directory (`str` or `Path`): created when missing.
+        prefix (`str`, *optional*): prepended to every file name.
+        dpi (`int`, *optional*, defaults to 100): resolution.
+
+    Returns:
+        `list[Path]`: the written files, in the order of `figures`.
+
+    Example:
+        ```python
+        >>> save_figures(report_figures(report), "plots", prefix="pretrained__finetuned_")
+        ```
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return [save_figure(figure, directory / f"{prefix}{slug(name)}.png", dpi) for name, figure in figures.items()]

@@ -1,0 +1,118 @@
+"""The paper's figures of a :class:`TransferReport` (TX-Ray, Rethmeier et al. 2020).
+
+- :func:`plot_hellinger_vs_length`: Hellinger distance vs (log) Hellinger length per shared neuron, coloured by layer;
+- :func:`plot_length_shift`: each shared neuron's length in stage A and in stage B (paired dots);
+- :func:`report_figures`: those two with the mass figures of :mod:`.profile`, by file stem.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .common import STAGE_COLORS, checked_feature_type, new_axes
+from .profile import plot_mass_share, plot_neuron_mass
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ..report import TransferReport
+
+
+def _shared(report: "TransferReport", layer: int | None) -> pd.DataFrame:
+    frame = report.neurons[report.neurons["status"] == "shared"]
+    return frame if layer is None else frame[frame["layer"] == layer]
+
+
+def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
+                             layer: int | None = None) -> "Figure":
+    """Hellinger distance against Hellinger length (log x) of every shared neuron, coloured by layer.
+
+    Long, little-changed neurons are general; short, much-changed ones specialised during the transfer.
+
+    Args:
+        report (`TransferReport`): the comparison to draw.
+        feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
+        ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
+        layer (`int`, *optional*): only this layer's neurons.
+
+    Returns:
+        `matplotlib.figure.Figure`: one point per shared neuron with a Hellinger distance.
+
+    Example:
+        ```python
+        >>> fig = plot_hellinger_vs_length(report, "pos")
+        >>> fig.savefig("hellinger.png")
+        ```
+    """
+    ft = checked_feature_type(report.meta.feature_types, feature_type)
+    data = _shared(report, layer)
+    data = data[data[f"hellinger_{ft}"].notna() & (data[f"hellinger_length_{ft}"] > 0)]
+    import matplotlib
+    from matplotlib.ticker import LogFormatter
+
+    layers = sorted(report.meta.layers)
+    # One colour per layer: layers are categories here, a continuous bar would suggest in-between values.
+    cmap = matplotlib.colormaps["viridis"].resampled(max(len(layers), 2))
+    fig, ax = new_axes(ax, (6.0, 4.2))
+    points = ax.scatter(data[f"hellinger_length_{ft}"], data[f"hellinger_{ft}"], c=data["layer"], cmap=cmap,
+                        s=9, alpha=0.7, linewidths=0, vmin=layers[0] - 0.5, vmax=layers[-1] + 0.5)
+    ax.set_xscale("log")
+    # Plain numbers (2, 5, 10) rather than 2x10^0; minor labels only where the axis spans few decades.
+    ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set(xlabel=f"Hellinger length ({ft} values, log)", ylabel=f"Hellinger distance ({ft})",
+           title=f"{report.name}: preference change per neuron")
+    fig.colorbar(points, ax=ax, label="layer", ticks=layers if len(layers) <= 12 else None)
+    return fig
+
+
+def plot_length_shift(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
+                      layer: int | None = None) -> "Figure":
+    """Each shared neuron's length in stage A and stage B as paired dots, neurons sorted by their length in A.
+
+    A line going down means the neuron specialised (fewer feature values), up that it generalised.
+
+    Args:
+        report (`TransferReport`): the comparison to draw.
+        feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
+        ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
+        layer (`int`, *optional*): only this layer's neurons.
+
+    Returns:
+        `matplotlib.figure.Figure`: two point sets (A and B), one point each per shared neuron with both lengths > 0.
+
+    Example:
+        ```python
+        >>> plot_length_shift(report, "token", layer=3).savefig("shift.png")
+        ```
+    """
+    ft = checked_feature_type(report.meta.feature_types, feature_type)
+    data = _shared(report, layer)
+    data = data[(data[f"length_a_{ft}"] > 0) & (data[f"length_b_{ft}"] > 0)]
+    data = data.sort_values([f"length_a_{ft}", f"length_b_{ft}"], kind="stable")
+    x = np.arange(len(data))
+    a, b = data[f"length_a_{ft}"].to_numpy(), data[f"length_b_{ft}"].to_numpy()
+    fig, ax = new_axes(ax, (7.0, 4.0))
+    ax.vlines(x, a, b, colors=np.where(b < a, "tab:green", "tab:red"), linewidths=0.6, alpha=0.5)
+    ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {report.meta.stage_a}")
+    ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {report.meta.stage_b}")
+    ax.set_yscale("log")
+    ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({ft} values, log)",
+           title=f"{report.name}: length shift (green: shorter in B)")
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def report_figures(report: "TransferReport", feature_type: str | None = None) -> dict[str, "Figure"]:
+    """The key figures of a report by file stem: Hellinger vs length, length shift, mass share (when tags exist)."""
+    ft = checked_feature_type(report.meta.feature_types, feature_type)
+    figures = {"hellinger_vs_length": plot_hellinger_vs_length(report, ft),
+               "length_shift": plot_length_shift(report, ft), "neuron_mass": plot_neuron_mass(report)}
+    if len(report.mass_share) and ft in set(report.mass_share["feature_type"]):
+        figures["mass_share"] = plot_mass_share(report, ft)
+    return figures

@@ -1,0 +1,116 @@
+"""The one-call API: :func:`prune` (plan + apply) and :func:`apply_plan`."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from torch import nn
+
+from ..errors import ConfigurationError
+from ..profile import Profile
+from ..report import TransferReport
+from .masks import _check_plan_fits, _mlp_sites, mask_neurons
+from .plan import MODES, PruningPlan, _source_widths, plan_pruning
+from .remove import remove_neurons
+
+
+# ----- the one-call API ------------------------------------------------------------------------------------------
+def prune(
+    model: nn.Module,
+    report_or_profile: TransferReport | Profile | None = None,
+    strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
+    amount: int | float | Mapping[int, int] = 0.1,
+    *,
+    seed: int = 0,
+    mode: str = "mask",
+    per_layer: bool = True,
+    layers: Sequence[int] | None = None,
+    feature_type: str | None = None,
+    stage: str = "b",
+    allow_fewer: bool = False,
+    uneven: str = "error",
+) -> tuple[nn.Module, PruningPlan]:
+    """Prune MLP neurons of `model` chosen by TX-Ray (or at random, or from a list), and record a plan.
+
+    Strategies (each ranks candidates; the first `amount` are pruned; ties are broken in a `seed`-ed random order):
+
+    - ``"lost"``: neurons credited in stage A but never in stage B (deactivated), largest mass in A first;
+    - ``"gained"``: neurons credited only in stage B, largest mass in B first;
+    - ``"most_changed"`` / ``"least_changed"``: shared neurons by Hellinger distance of `feature_type`;
+    - ``"low_mass"``: lowest credited mass (stage `stage` of a report, or the profile's); never-credited neurons first;
+    - ``"random"``: uniformly at random with `seed`: the baseline to compare every strategy with, at the same amount;
+    - an explicit neuron list: ``{layer: [index, ...]}`` or ``[(layer, index), ...]`` (`amount` is ignored).
+
+    Args:
+        model (`nn.Module`): the model to prune (in place), whose neurons the report/profile describes (usually the
+            stage-B model of the report, e.g. the fine-tuned one).
+        report_or_profile (`TransferReport` or `Profile`, *optional*): the ranking source; a Profile supports only
+            ``low_mass``, ``random`` and explicit lists; None only ``random`` and explicit lists.
+        strategy (`str` or neuron list, *optional*, defaults to `"lost"`): see above.
+        amount (`int`, `float` or `dict[int, int]`, *optional*, defaults to 0.1): a count, a fraction in (0, 1],
+            or counts per layer.
+        seed (`int`, *optional*, defaults to 0): seed of ``random`` and of tie-breaking.
+        mode (`str`, *optional*, defaults to `"mask"`): ``"mask"`` (reversible hooks, see :func:`unprune`) or
+            ``"remove"`` (weights sliced; the model saves and reloads with a smaller intermediate size).
+        per_layer (`bool`, *optional*, defaults to `True`): apply `amount` to each layer (True) or to all selected
+            layers ranked together (False).
+        layers (`list[int]`, *optional*): restrict to these layers (default: every layer of the source/model).
+        feature_type (`str`, *optional*): feature type of the Hellinger distance (default: the report's first).
+        stage (`str`, *optional*, defaults to `"b"`): for ``low_mass`` on a report, rank by the mass of stage
+            ``"a"`` or ``"b"``.
+        allow_fewer (`bool`, *optional*, defaults to `False`): when a strategy has fewer candidates than asked
+            (e.g. fewer lost neurons than `amount`), take them all instead of raising.
+        uneven (`str`, *optional*, defaults to `"error"`): ``mode="remove"`` with different counts per layer:
+            ``"error"`` or ``"zero"`` (see :func:`remove_neurons`).
+
+    Returns:
+        `tuple(nn.Module, PruningPlan)`: the model (same object, pruned) and the plan.
+
+    Raises:
+        ConfigurationError: unknown strategy or mode, `amount` larger than the neurons available, a two-stage
+            strategy given a profile, too few candidates.
+        ModelError: the report does not fit the model (layers, widths), or the MLP cannot be sliced.
+
+    Example:
+        ```python
+        >>> report = hf_txray.compare(pretrained_profile, finetuned_profile)
+        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1)   # masked, reversible
+        >>> hf_txray.pruning.unprune(model)
+        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1, mode="remove")
+        >>> model.save_pretrained("pruned")   # reloads with AutoModel... as a smaller model
+        ```
+    """
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
+    sites = _mlp_sites(model)
+    model_widths = {layer: site.width for layer, site in sites.items()}
+    if report_or_profile is not None and not isinstance(report_or_profile, (TransferReport, Profile)):
+        raise ConfigurationError(
+            f"report_or_profile must be a TransferReport, a Profile or None, got {type(report_or_profile).__name__}."
+        )
+    if report_or_profile is not None:
+        _check_plan_fits(_source_widths(report_or_profile), sites)
+        widths = _source_widths(report_or_profile)
+    else:
+        widths = model_widths
+    plan = plan_pruning(report_or_profile, strategy, amount, seed=seed, per_layer=per_layer, layers=layers,
+                        feature_type=feature_type, stage=stage, mode=mode, allow_fewer=allow_fewer,
+                        widths=widths if isinstance(strategy, str) else model_widths)
+    apply_plan(model, plan, uneven=uneven)
+    return model, plan
+
+
+def apply_plan(model: nn.Module, plan: PruningPlan, mode: str | None = None, uneven: str = "error") -> nn.Module:
+    """Apply a (saved) :class:`PruningPlan` to `model` in its mode (or in `mode`, overriding it).
+
+    Returns:
+        The model (the same object). In ``"mask"`` mode the masks are undone by :func:`unprune`.
+    """
+    mode = mode or plan.mode
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
+    if mode == "mask":
+        mask_neurons(model, plan)
+    else:
+        remove_neurons(model, plan, uneven=uneven)
+    return model

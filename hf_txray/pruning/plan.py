@@ -1,0 +1,374 @@
+"""The pruning plan (:class:`PruningPlan`) and choosing the neurons it holds (:func:`plan_pruning`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigurationError, ProfileFormatError
+from ..profile import Profile
+from ..report import TransferReport
+from ..version import __version__
+from .strategies import REPORT_STRATEGIES, STRATEGIES, _ranking
+
+PLAN_FORMAT = "hf_txray.pruning_plan"
+PLAN_FORMAT_VERSION = 1
+PLAN_FILE = "txray_pruning_plan.json"
+MODES = ("mask", "remove")
+EXPLICIT = "explicit"
+
+NeuronSpec = Union[Mapping[int, Sequence[int]], Sequence[Sequence[int]], "PruningPlan"]
+
+
+# ----- the plan -------------------------------------------------------------------------------------------------
+@dataclass
+class PruningPlan:
+    """Which MLP neurons to prune, how they were chosen and how they are applied.
+
+    Args:
+        strategy (`str`): ``"lost"``, ``"gained"``, ``"most_changed"``, ``"least_changed"``, ``"low_mass"``,
+            ``"random"`` or ``"explicit"`` (a neuron list given by the user).
+        amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
+        per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
+        seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
+        mode (`str`): ``"mask"`` or ``"remove"``.
+        neurons (`dict[int, list[int]]`): the pruned neuron indices per layer (sorted; every selected layer listed).
+        widths (`dict[int, int]`): neurons per layer when the plan was made (checked when it is applied).
+        feature_type (`str`, *optional*): feature type of the Hellinger distance (``most_changed``/``least_changed``).
+        stage (`str`, *optional*): which stage's mass ``low_mass`` used (``"a"``/``"b"`` of a report, or the profile).
+        source (`dict`): where the ranking came from: the report's stages, models and corpora, or the profile's.
+        site (`str`): the neuron site, always ``"mlp"``.
+
+    Example:
+        ```python
+        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1)
+        >>> plan.counts
+        {0: 154, 1: 154, 2: 154, 3: 154, 4: 154, 5: 154}
+        >>> plan.save("plans/lost-10.json")
+        >>> hf_txray.PruningPlan.load("plans/lost-10.json") == plan
+        True
+        ```
+    """
+
+    strategy: str
+    amount: Any
+    per_layer: bool = True
+    seed: int | None = None
+    mode: str = "mask"
+    neurons: dict[int, list[int]] = field(default_factory=dict)
+    widths: dict[int, int] = field(default_factory=dict)
+    feature_type: str | None = None
+    stage: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    site: str = "mlp"
+    hf_txray_version: str = __version__
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """Number of pruned neurons per layer."""
+        return {layer: len(indices) for layer, indices in self.neurons.items()}
+
+    @property
+    def total(self) -> int:
+        """Number of pruned neurons over all layers."""
+        return sum(self.counts.values())
+
+    @property
+    def fraction(self) -> float:
+        """Pruned neurons over the neurons of the planned layers."""
+        width = sum(self.widths.get(layer, 0) for layer in self.neurons)
+        return self.total / width if width else 0.0
+
+    @property
+    def name(self) -> str:
+        """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
+        label = f"{self.strategy}@{_amount_label(self.amount)}"
+        return f"{label}/seed={self.seed}" if self.strategy == "random" else label
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """The pruned neurons as sorted ``(layer, index)`` pairs."""
+        return [(layer, int(i)) for layer in sorted(self.neurons) for i in self.neurons[layer]]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["neurons"] = {str(k): [int(i) for i in v] for k, v in self.neurons.items()}
+        data["widths"] = {str(k): int(v) for k, v in self.widths.items()}
+        if isinstance(self.amount, Mapping):
+            data["amount"] = {str(k): int(v) for k, v in self.amount.items()}
+        return {"format": PLAN_FORMAT, "format_version": PLAN_FORMAT_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PruningPlan":
+        data = dict(data)
+        fmt = data.pop("format", PLAN_FORMAT)
+        version = data.pop("format_version", PLAN_FORMAT_VERSION)
+        if fmt != PLAN_FORMAT:
+            raise ProfileFormatError(f"Expected a {PLAN_FORMAT!r} document, got format {fmt!r}.")
+        if version > PLAN_FORMAT_VERSION:
+            raise ProfileFormatError(
+                f"Pruning plan format version {version} is newer than this hf_txray supports ({PLAN_FORMAT_VERSION})."
+            )
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["neurons"] = {int(k): [int(i) for i in v] for k, v in kwargs.get("neurons", {}).items()}
+        kwargs["widths"] = {int(k): int(v) for k, v in kwargs.get("widths", {}).items()}
+        if isinstance(kwargs.get("amount"), Mapping):
+            kwargs["amount"] = {int(k): int(v) for k, v in kwargs["amount"].items()}
+        return cls(**kwargs)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The plan as a JSON string (layer keys become strings; :meth:`from_json` turns them back into ints)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PruningPlan":
+        """Rebuild a plan from :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ProfileFormatError(f"Not a JSON pruning plan: {err}") from err
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plan as JSON to `path` (a ``.json`` file, or a folder that gets ``txray_pruning_plan.json``)."""
+        path = Path(path)
+        if path.suffix != ".json":
+            path = path / PLAN_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PruningPlan":
+        """Read a plan written by :meth:`save` (a file, or a folder holding ``txray_pruning_plan.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / PLAN_FILE
+        if not path.exists():
+            raise ProfileFormatError(f"No pruning plan at {path}.")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def _amount_label(amount: Any) -> str:
+    if isinstance(amount, Mapping):
+        return "custom"
+    if amount is None:
+        return "list"
+    return f"{amount:g}" if isinstance(amount, float) else str(amount)
+
+
+# ----- choosing neurons -----------------------------------------------------------------------------------------
+def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
+    if isinstance(source, TransferReport):
+        m = source.meta
+        return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
+                "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b}
+    if isinstance(source, Profile):
+        m = source.meta
+        return {"kind": "profile", "stage": m.stage, "model": m.model_id,
+                "dataset": m.dataset_id or m.dataset_fingerprint}
+    return {"kind": "none"}
+
+
+def _source_widths(source: TransferReport | Profile) -> dict[int, int]:
+    if isinstance(source, TransferReport):
+        if source.meta.site != "mlp":
+            raise ConfigurationError(
+                f"Pruning works on MLP neurons, but this report compares the {source.meta.site!r} site. Profile the "
+                "model with site='mlp'."
+            )
+        return {int(layer): int(source.meta.num_neurons) for layer in source.meta.layers}
+    if source.meta.site != "mlp":
+        raise ConfigurationError(
+            f"Pruning works on MLP neurons, but this profile is of the {source.meta.site!r} site. Profile the model "
+            "with site='mlp'."
+        )
+    return {int(layer): int(source.num_neurons) for layer in source.layers}
+
+
+def _check_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigurationError(f"{what} must be an int, got {value!r}.")
+    return int(value)
+
+
+def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], per_layer: bool) -> dict[int, int] | int:
+    """Per-layer counts (per_layer) or one total count, validated against the widths."""
+    if isinstance(amount, Mapping):
+        counts = {}
+        for layer, count in amount.items():
+            layer = _check_int(layer, "A layer key of amount")
+            if layer not in widths:
+                raise ConfigurationError(f"amount names layer {layer}, which is not available: {sorted(widths)}.")
+            counts[layer] = _check_int(count, f"amount[{layer}]")
+        layers = sorted(counts)
+        per_layer = True
+        amount_of = counts.get
+    elif isinstance(amount, bool) or not isinstance(amount, (int, float, np.integer, np.floating)):
+        raise ConfigurationError(
+            f"amount must be an int (a count), a float in (0, 1] (a fraction) or a dict {{layer: count}}, got "
+            f"{amount!r}."
+        )
+    elif isinstance(amount, (float, np.floating)):
+        if not 0.0 < float(amount) <= 1.0:
+            raise ConfigurationError(
+                f"A float amount is a fraction of the neurons and must be in (0, 1], got {amount!r}. Pass an int for "
+                "a count."
+            )
+        if per_layer:
+            amount_of = lambda layer: int(round(float(amount) * widths[layer]))  # noqa: E731
+        else:
+            return int(round(float(amount) * sum(widths[layer] for layer in layers)))
+    else:
+        if int(amount) < 0:
+            raise ConfigurationError(f"amount must be >= 0, got {amount!r}.")
+        if not per_layer:
+            total = sum(widths[layer] for layer in layers)
+            if int(amount) > total:
+                raise ConfigurationError(
+                    f"amount={amount} is more than the {total} neurons of layers {layers}. Pass at most {total}, or a "
+                    "fraction."
+                )
+            return int(amount)
+        amount_of = lambda layer: int(amount)  # noqa: E731
+    counts = {layer: amount_of(layer) for layer in layers}
+    for layer, count in counts.items():
+        if count < 0 or count > widths[layer]:
+            raise ConfigurationError(
+                f"amount asks for {count} neurons in layer {layer}, which has {widths[layer]}. Pass at most "
+                f"{widths[layer]} per layer, or a fraction."
+            )
+    return counts
+
+
+def _explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
+    if isinstance(spec, PruningPlan):
+        spec = spec.neurons
+    if isinstance(spec, Mapping):
+        items = [(layer, index) for layer, indices in spec.items() for index in indices]
+        chosen: dict[int, set[int]] = {_check_int(layer, "A layer key"): set() for layer in spec}
+    else:
+        try:
+            items = [tuple(pair) for pair in spec]
+        except TypeError:
+            raise ConfigurationError(
+                f"An explicit neuron list is a dict {{layer: [index, ...]}} or a list of (layer, index) pairs, got "
+                f"{spec!r}."
+            ) from None
+        chosen = {}
+    for item in items:
+        if len(item) != 2:
+            raise ConfigurationError(f"An explicit neuron is a (layer, index) pair, got {item!r}.")
+        layer, index = _check_int(item[0], "A neuron's layer"), _check_int(item[1], "A neuron's index")
+        if layer not in widths:
+            raise ConfigurationError(f"Layer {layer} is not available: the model has MLP layers {sorted(widths)}.")
+        if not 0 <= index < widths[layer]:
+            raise ConfigurationError(f"Neuron {index} is out of range: layer {layer} has {widths[layer]} neurons.")
+        chosen.setdefault(layer, set()).add(index)
+    return {layer: sorted(indices) for layer, indices in sorted(chosen.items())}
+
+
+def plan_pruning(
+    source: TransferReport | Profile | None,
+    strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
+    amount: int | float | Mapping[int, int] = 0.1,
+    *,
+    seed: int = 0,
+    per_layer: bool = True,
+    layers: Sequence[int] | None = None,
+    feature_type: str | None = None,
+    stage: str = "b",
+    mode: str = "mask",
+    allow_fewer: bool = False,
+    widths: Mapping[int, int] | None = None,
+) -> PruningPlan:
+    """Choose the neurons to prune, without touching a model (arguments as :func:`prune`).
+
+    `widths` (``{layer: neurons}``) is needed only when `source` is None (a ``random`` or explicit plan).
+
+    Returns:
+        :class:`PruningPlan`.
+    """
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
+    if widths is None:
+        if source is None:
+            raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
+        widths = _source_widths(source)
+    widths = {int(k): int(v) for k, v in widths.items()}
+    info = _source_info(source)
+    if not isinstance(strategy, str):
+        neurons = _explicit_neurons(strategy, widths)
+        return PruningPlan(strategy=EXPLICIT, amount=None, per_layer=True, seed=None, mode=mode, neurons=neurons,
+                           widths={layer: widths[layer] for layer in neurons}, source=info)
+    if strategy not in STRATEGIES:
+        raise ConfigurationError(
+            f"Unknown pruning strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}, or pass an explicit "
+            "neuron list ({layer: [index, ...]} or [(layer, index), ...])."
+        )
+    if strategy in REPORT_STRATEGIES and not isinstance(source, TransferReport):
+        what = "a Profile" if isinstance(source, Profile) else "no report"
+        raise ConfigurationError(
+            f"Strategy {strategy!r} compares two stages and needs a TransferReport (hf_txray.compare(a, b)), but got "
+            f"{what}. With a single profile use 'low_mass' or 'random'."
+        )
+    if strategy == "low_mass" and source is None:
+        raise ConfigurationError("Strategy 'low_mass' needs a TransferReport or a Profile to read neuron masses from.")
+    if stage not in ("a", "b"):
+        raise ConfigurationError(f"stage must be 'a' or 'b' (which stage's mass 'low_mass' ranks by), got {stage!r}.")
+    if strategy in ("most_changed", "least_changed"):
+        feature_types = source.meta.feature_types
+        feature_type = feature_type or feature_types[0]
+        if feature_type not in feature_types:
+            raise ConfigurationError(f"Feature type {feature_type!r} is not in this report: {feature_types}.")
+    else:
+        feature_type = None
+    if layers is None:
+        selected = sorted(widths)
+    else:
+        selected = sorted({_check_int(layer, "A layer") for layer in layers})
+        missing = [layer for layer in selected if layer not in widths]
+        if missing or not selected:
+            raise ConfigurationError(
+                f"layers {list(layers)} are not all available; available layers: {sorted(widths)}.")
+    requested = _requested_counts(amount, widths, selected, per_layer)
+    if isinstance(requested, dict):
+        selected = sorted(requested)
+    rng = np.random.default_rng(seed)
+    order, scores = _ranking(source, strategy, selected, widths, feature_type, stage, rng)
+    if isinstance(requested, dict):
+        neurons = {}
+        for layer in selected:
+            want, have = requested[layer], len(order[layer])
+            if want > have and not allow_fewer:
+                raise ConfigurationError(
+                    f"Strategy {strategy!r} has only {have} candidate neurons in layer {layer}, fewer than the {want} "
+                    f"asked for. Ask for fewer, pass per_layer=False, or allow_fewer=True to take all {have}."
+                )
+            neurons[layer] = sorted(int(i) for i in order[layer][:want])
+    else:
+        pool = [(float(s), layer, int(i)) for layer in selected for s, i in zip(scores[layer], order[layer])]
+        have = len(pool)
+        if requested > have and not allow_fewer:
+            raise ConfigurationError(
+                f"Strategy {strategy!r} has only {have} candidate neurons in layers {selected}, fewer than the "
+                f"{requested} asked for. Ask for fewer, or pass allow_fewer=True to take all {have}."
+            )
+        tie = rng.permutation(len(pool))
+        ranked = sorted(range(len(pool)), key=lambda k: (-pool[k][0], tie[k]))[:requested]
+        neurons = {layer: [] for layer in selected}
+        for k in ranked:
+            neurons[pool[k][1]].append(pool[k][2])
+        neurons = {layer: sorted(v) for layer, v in neurons.items()}
+    return PruningPlan(
+        strategy=strategy, amount=dict(amount) if isinstance(amount, Mapping) else amount, per_layer=per_layer,
+        seed=seed, mode=mode, neurons=neurons, widths={layer: widths[layer] for layer in selected},
+        feature_type=feature_type, stage=("profile" if isinstance(source, Profile) else stage)
+        if strategy == "low_mass" else None, source=info,
+    )

@@ -1,0 +1,154 @@
+"""Removing MLP neurons for good: slice the up/gate and down projections and shrink the config's intermediate size."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigurationError, ModelError
+from ..sites import Site, _linear_dims
+from .masks import _check_plan_fits, _mlp_sites, active_masks
+from .plan import NeuronSpec, PruningPlan, _explicit_neurons
+
+# Config attributes that hold the MLP intermediate size, in the order they are looked for.
+INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size")
+_ATTENTION_NAMES = ("attn", "attention")
+
+
+# ----- removing -----------------------------------------------------------------------------------------------------
+def _slice_linear(module: nn.Module, keep: torch.Tensor, side: str) -> None:
+    """Keep the given output features (side='out') or input features (side='in') of a Linear or Conv1D."""
+    is_conv1d = not isinstance(module, nn.Linear)
+    weight = module.weight
+    # Linear weight is (out, in); GPT-2 Conv1D weight is (in, out).
+    dim = (1 if side == "out" else 0) if is_conv1d else (0 if side == "out" else 1)
+    new_weight = weight.detach().index_select(dim, keep.to(weight.device)).clone()
+    module.weight = nn.Parameter(new_weight, requires_grad=weight.requires_grad)
+    if side == "out" and getattr(module, "bias", None) is not None:
+        bias = module.bias
+        module.bias = nn.Parameter(bias.detach().index_select(0, keep.to(bias.device)).clone(),
+                                   requires_grad=bias.requires_grad)
+    size = len(keep)
+    if is_conv1d:
+        if side == "out":
+            module.nf = size
+        else:
+            module.nx = size
+    elif side == "out":
+        module.out_features = size
+    else:
+        module.in_features = size
+
+
+def _blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    from ..sites import _find_blocks
+
+    return _find_blocks(model)
+
+
+def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple[str, nn.Module]]:
+    """The linear layers of a block that produce the neurons (BERT intermediate.dense, GPT-2 c_fc, Llama gate_proj
+    and up_proj): output width == site width, not the down projection, not inside attention."""
+    found = []
+    for name, module in block.named_modules():
+        dims = _linear_dims(module)
+        if dims is None or module is site.module or dims[1] != site.width:
+            continue
+        if any(token in part.lower() for part in name.split(".") for token in _ATTENTION_NAMES):
+            continue
+        found.append((f"{block_path}.{name}" if block_path else name, module))
+    return found
+
+
+def _intermediate_attribute(config: Any, width: int) -> str:
+    for name in INTERMEDIATE_SIZE_ATTRIBUTES:
+        if not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if value == width or (name == "n_inner" and value is None):
+            return name
+    raise ModelError(
+        f"Could not find the config attribute holding the MLP intermediate size ({width}) among "
+        f"{', '.join(INTERMEDIATE_SIZE_ATTRIBUTES)}, so a model with removed neurons could not be saved and reloaded. "
+        "Use mode='mask'."
+    )
+
+
+def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error") -> nn.Module:
+    """Slice the MLP weights so the planned neurons no longer exist (in place); see :func:`prune` with mode='remove'.
+
+    Args:
+        model (`nn.Module`): a transformers model whose config has one intermediate size for all layers.
+        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to remove.
+        uneven (`str`, *optional*, defaults to `"error"`): when layers lose different numbers of neurons:
+            ``"error"`` raises; ``"zero"`` removes the smallest per-layer count from every layer and zeroes the
+            down-projection columns of the other planned neurons (same outputs as masking, still one width).
+
+    Returns:
+        The model (the same object), with a smaller intermediate size in its config.
+    """
+    if uneven not in ("error", "zero"):
+        raise ConfigurationError(f"uneven must be 'error' or 'zero', got {uneven!r}.")
+    if active_masks(model):
+        raise ConfigurationError(
+            "The model has active hf_txray masks: remove them first (hf_txray.unprune(model)); removing neurons "
+            "renumbers them and would leave the masks on the wrong neurons."
+        )
+    sites = _mlp_sites(model)
+    if isinstance(neurons, PruningPlan):
+        _check_plan_fits(neurons.widths, sites)
+    widths = {layer: site.width for layer, site in sites.items()}
+    chosen = _explicit_neurons(neurons, widths)
+    counts = {layer: len(chosen.get(layer, [])) for layer in sites}
+    if len(set(widths.values())) != 1:
+        raise ModelError(f"The model's MLP layers already have different widths {widths}; cannot remove neurons.")
+    width = next(iter(widths.values()))
+    if len(set(counts.values())) != 1 and uneven == "error":
+        raise ConfigurationError(
+            f"mode='remove' needs the same number of pruned neurons in every layer, because the config holds one "
+            f"intermediate size for all layers (BERT, GPT-2, Llama); this plan prunes {counts}. Use per_layer=True "
+            "over all layers, mode='mask', or uneven='zero' (remove the common count, zero the rest)."
+        )
+    common = min(counts.values())
+    if common == width:
+        raise ConfigurationError("mode='remove' cannot remove every neuron of a layer; prune fewer.")
+    config = getattr(model, "config", None)
+    attribute = _intermediate_attribute(config, width) if config is not None else None
+    hidden = getattr(config, "hidden_size", None) if config is not None else None
+    if hidden and common and width - common <= hidden:
+        warnings.warn(
+            f"After removal the MLP is {width - common} wide, not wider than the hidden size {hidden}: the model "
+            "works and saves, but hf_txray's automatic site search (the widest linear layer that narrows) no longer "
+            "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning, stacklevel=3)
+    prefix, blocks = _blocks(model)
+    ups = {layer: _up_projections(blocks[layer], f"{prefix}.{layer}" if prefix else str(layer), site)
+           for layer, site in sites.items()}
+    for layer, found in ups.items():
+        if not found:
+            raise ModelError(
+                f"Could not find the projection(s) producing the MLP neurons of layer {layer} (linear layers of the "
+                f"block with output width {width}); mode='remove' supports BERT, GPT-2 and Llama-style MLPs."
+            )
+    with torch.no_grad():
+        for layer, site in sites.items():
+            planned = chosen.get(layer, [])
+            removed, zeroed = planned[:common], planned[common:]
+            if zeroed:
+                down = site.module
+                index = torch.as_tensor(zeroed, dtype=torch.long, device=down.weight.device)
+                down.weight.index_fill_(0 if not isinstance(down, nn.Linear) else 1, index, 0.0)
+            if not removed:
+                continue
+            keep = torch.as_tensor(sorted(set(range(width)) - set(removed)), dtype=torch.long)
+            for _, module in ups[layer]:
+                _slice_linear(module, keep, "out")
+            _slice_linear(site.module, keep, "in")
+            for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
+                if getattr(module, "intermediate_size", None) == width:
+                    module.intermediate_size = width - common
+    if attribute is not None and common:
+        setattr(config, attribute, width - common)
+    return model

@@ -1,0 +1,729 @@
+"""The viewer app: the Gradio Blocks over TX-Ray results (neuron cards and transfer reports), built by
+:func:`build_demo`; :func:`launch_viewer` runs it locally (``hf-txray view``), ``spaces_app/app.py`` on a Space.
+
+Opens a results dataset repo (text box, ``?repo=`` URL parameter, ``TXRAY_REPO`` variable, or on Spaces the first
+entry of this Space's README ``datasets:``; the ``HF_TOKEN`` secret opens private repos) or a local folder written
+by ``hf_txray.save_to_disk``. ``hf-txray view DIR_OR_REPO`` launches the same app locally.
+
+UI only: every table, chart and search comes from the other modules of ``hf_txray.viewer``. Strings from a dataset or typed by a user are
+shown as text (Textbox, Dataframe, HighlightedText, chart labels), never as HTML or markdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import yaml
+from gradio.components.plot import PlotData
+from gradio.processing_utils import encode_plot_to_base64
+
+from ..errors import ConfigurationError, TXRayError
+from ..report import DEFAULT_MIN_COUNT, STATUSES
+from . import data, figures, live, probing, tables
+from . import neuron as neuron_view  # `neuron` is the neuron number in the handlers
+
+logger = logging.getLogger("hf_txray.space")
+
+INTRO = ("Browse TX-Ray results: which inputs make each MLP neuron the most active unit, and how those preferences "
+         "moved between training stages (Hellinger distance). Open a results dataset repo (or a local results folder), "
+         "then pick a neuron, search neurons, or click any table row to open that neuron.")
+FIGURES = ("hellinger_vs_length", "length_shift", "mass_share", "neuron_mass")
+FIGURE_LABELS = {"hellinger_vs_length": "Hellinger distance vs Hellinger length (one dot per shared neuron)",
+                 "length_shift": "Length shift between the two stages", "mass_share": "Mass share vs corpus frequency",
+                 "neuron_mass": "Per-neuron mass, sorted (log)"}
+
+
+# ----- sources and errors ----------------------------------------------------------------------------------------
+def space_datasets(readme: Path | None = None) -> list[str]:
+    """The ``datasets:`` of this Space's README YAML header (`readme`: default ``README.md`` of the working directory,
+    the Space's root where Spaces run ``app.py``)."""
+    readme = Path("README.md") if readme is None else Path(readme)
+    try:
+        text = readme.read_text(encoding="utf-8")
+        header = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else {}
+        return [str(d) for d in (header or {}).get("datasets") or []]
+    except (OSError, yaml.YAMLError, IndexError):
+        return []
+
+
+def default_source() -> str:
+    """``TXRAY_REPO``, else on Hugging Face Spaces (``SPACE_ID`` set) the first dataset of the README header."""
+    if os.environ.get("TXRAY_REPO"):
+        return os.environ["TXRAY_REPO"].strip()
+    if os.environ.get("SPACE_ID"):
+        datasets = space_datasets()
+        return datasets[0] if datasets else ""
+    return ""
+
+
+def message_of(err: Exception) -> str:
+    """A readable one-paragraph message (never a traceback)."""
+    if isinstance(err, TXRayError):
+        return str(err)
+    logger.exception("Unexpected error in the viewer")
+    return f"Unexpected error ({type(err).__name__}): {err}"
+
+
+def warn(message: str) -> None:
+    """A toast as well as the status box: toasts render HTML, so the text is escaped first."""
+    gr.Warning(html.escape(message))
+
+
+class NoResultsOpen(ConfigurationError):
+    """Nothing opened yet: said once in the status box, not in a toast per tab."""
+
+
+def guarded(empty: Callable[[], tuple]) -> Callable:
+    """Run a handler; on any error return `empty()` with the error message in first position (and a toast)."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # every failure becomes a message in the UI
+                message = message_of(err)
+                if not isinstance(err, NoResultsOpen):
+                    warn(message)
+                return (message, *empty())
+        return run
+    return wrap
+
+
+def _view(source: str | None) -> data.ResultsView:
+    if not source:
+        raise NoResultsOpen("No results open: enter a Hub dataset repo id or a local results folder above and "
+                            "press Open.")
+    return data.open_results(source)
+
+
+def _chart(spec: dict) -> PlotData:
+    return PlotData(type="altair", plot=json.dumps(spec))
+
+
+_FIGURE_LOCK = threading.Lock()  # one drawing at a time: concurrent first page loads draw the figures once
+
+
+def _overview_plots(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
+    with _FIGURE_LOCK:
+        return _encoded_figures(source, report, feature_type)
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded_figures(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
+    """The four figures encoded as PNG once per (results, report, feature type): page loads reuse them."""
+    drawn = figures.overview_figures(_view(source), report or None, feature_type or None)
+    encoded = []
+    for name in FIGURES:
+        figure = drawn.get(name)
+        try:
+            encoded.append(None if figure is None else PlotData(type="matplotlib",
+                                                                plot=encode_plot_to_base64(figure, "png")))
+        except ValueError as err:  # e.g. matplotlib refusing a label
+            logger.info("Figure %s not rendered: %s", name, err)
+            encoded.append(None)
+    return tuple(encoded)
+
+
+# ----- handlers (plain functions: the first argument is the results source, the session's gr.State) --------------
+def open_results(source: str) -> tuple:
+    """Open `source`; returns the status message, the stages and reports tables, and every dropdown's choices."""
+    source = (source or "").strip()
+    view = _view(source)
+    stages, reports, fts = view.stages, view.report_names, view.feature_types
+    profiled = [s for s in stages if s in view.profiles] or stages
+    first_report = view.reports[reports[0]] if reports else None
+    a, b = ((first_report.meta.stage_a, first_report.meta.stage_b) if first_report
+            else (profiled[0], profiled[min(1, len(profiled) - 1)]))
+    tag = _default_tag(fts)
+    layer, neuron = default_neuron(view)
+    layers_all = [data.ALL_LAYERS, *view.layers]
+    message = (f"Opened {source}: {len(view.profiles)} profile(s), {len(reports)} report(s), "
+               f"{len(view.layers)} layers x {view.num_neurons} neurons, features {', '.join(fts)}.")
+    return (
+        source, message, tables.stages_table(view), tables.reports_table(view),
+        gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # overview report
+        gr.Dropdown(choices=fts, value=tag),  # overview feature type
+        gr.Dropdown(choices=view.layers, value=layer),
+        gr.Number(value=neuron, label=f"Neuron (0 to {view.num_neurons - 1})"),
+        gr.Dropdown(choices=stages, value=a), gr.Dropdown(choices=stages, value=b),
+        gr.Dropdown(choices=profiled, value=profiled[0]),  # search stage
+        gr.Dropdown(choices=fts, value=fts[0]),  # search feature type
+        gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # search report
+        gr.Dropdown(choices=fts, value=tag),  # hellinger feature type
+        gr.Dropdown(choices=layers_all, value=data.ALL_LAYERS),  # search layer filter
+        gr.Dropdown(choices=reports, value=reports[0] if reports else None),  # transfer report
+        gr.Dropdown(choices=fts, value=tag),  # transfer feature type
+        gr.Dropdown(choices=layers_all, value=data.ALL_LAYERS),  # transfer layer filter
+    )
+
+
+def _default_tag(feature_types: list[str]) -> str | None:
+    from hf_txray.plots import default_feature_type
+
+    return default_feature_type(feature_types) if feature_types else None
+
+
+def default_neuron(view: data.ResultsView) -> tuple[int, int]:
+    """The neuron shown first: the most changed of the first report, else the most credited of the first stage."""
+    try:
+        if view.reports:
+            for min_count in (20, 1):  # a neuron seen often enough to be interesting, if there is one
+                top = tables.transfer_table(view, view.report_names[0], _default_tag(view.feature_types), "most", 1,
+                                            min_count)
+                if len(top):
+                    return int(top["layer"].iloc[0]), int(top["neuron"].iloc[0])
+        if view.profiles:
+            stats = view.stats(next(iter(view.profiles)))
+            best = stats.sort_values(["count", "layer", "neuron"], ascending=[False, True, True]).iloc[0]
+            return int(best["layer"]), int(best["neuron"])
+    except TXRayError:
+        pass
+    return view.layers[0], 0
+
+
+def show_overview(source: str, report: str | None, feature_type: str | None) -> tuple:
+    """Per-layer summary table and the paper's four figures."""
+    view = _view(source)
+    plots = _overview_plots(view.source, report or None, feature_type or None)
+    missing = [FIGURE_LABELS[n] for n, p in zip(FIGURES, plots) if p is None]
+    message = f"Not drawn for these results: {'; '.join(missing)}." if missing else ""
+    return (message, tables.layer_summary(view, report or None), *plots)
+
+
+def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str) -> tuple:
+    """Everything about one neuron: title line, stats per stage, Hellinger per feature type, bar charts,
+    highlighted top examples of stage A and B, the examples and the distributions as tables."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    if not stage_a or not stage_b:
+        raise ConfigurationError("Pick stage A and stage B.")
+    status = neuron_view.neuron_status(view, layer, neuron, stage_a, stage_b)
+    comparison = neuron_view.neuron_comparison(view, layer, neuron, stage_a, stage_b)
+    h = ", ".join(f"{ft} {v:.3f}" for ft, v in zip(comparison["feature type"], comparison["hellinger"]) if v == v)
+    title = (f"Layer {layer}, neuron {neuron}: {status} from stage A ({stage_a}) to stage B ({stage_b}). "
+             f"Hellinger distance: {h or 'none (the neuron is not credited in both stages)'}.")
+    distributions = neuron_view.neuron_distributions(view, layer, neuron, [stage_a, stage_b])
+    return (
+        title, neuron_view.neuron_stats(view, layer, neuron, [stage_a, stage_b]), comparison,
+        _chart(figures.distribution_chart(view, layer, neuron, stage_a, stage_b, data=distributions)),
+        neuron_view.highlighted_examples(view, stage_a, layer, neuron),
+        neuron_view.highlighted_examples(view, stage_b, layer, neuron),
+        neuron_view.examples_table(view, layer, neuron, [stage_a, stage_b]),
+        distributions,
+    )
+
+
+def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
+                   n: Any, layer: Any = None) -> tuple:
+    """Which neurons prefer a token, word or tag: ranked by probability or by mass."""
+    view = _view(source)
+    table = tables.search_feature(view, stage, feature_type, value, by or "probability", int(min_count or 1),
+                                  int(n or 50), layer)
+    return (f"{len(table)} neuron(s) of stage {stage} credited on the {feature_type} {value!r}, by {by}.",
+            table, [stage, None])
+
+
+def search_status(source: str, report: str, status: str, layer: Any = None) -> tuple:
+    """Neurons of a report with a status (lost, gained, shared, dead)."""
+    view = _view(source)
+    table = tables.search_status(view, report, status, layer=layer)
+    meta = view.report(report).meta
+    return f"{len(table)} {status} neuron(s) in {report} (by mass in A + B).", table, [meta.stage_a, meta.stage_b]
+
+
+def search_hellinger(source: str, report: str, feature_type: str, low: Any, high: Any, layer: Any = None) -> tuple:
+    """Shared neurons whose Hellinger distance lies in a range."""
+    view = _view(source)
+    table = tables.search_hellinger(view, report, feature_type, low, high, layer=layer)
+    meta = view.report(report).meta
+    thin = view.report(report).too_few_credits(feature_type, DEFAULT_MIN_COUNT)
+    return (f"{len(table)} neuron(s) of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
+            f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times in both stages ({thin} shared "
+            "neuron(s) have too few credits and are not listed).", table, [meta.stage_a, meta.stage_b])
+
+
+def show_transfer(source: str, report: str, feature_type: str, which: str, min_count: Any, n: Any,
+                  layer: Any = None) -> tuple:
+    """The most or least changed shared neurons of a report."""
+    view = _view(source)
+    table = tables.transfer_table(view, report, feature_type, which or "most", int(n or 20), int(min_count or 1),
+                                  layer)
+    thin = view.report(report).too_few_credits(feature_type, int(min_count or 1))
+    return (f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}), credited >= "
+            f"{int(min_count or 1)} times in both stages ({thin} have too few credits and are not ranked).", table)
+
+
+# ----- probing (issue 7): the probe_rankings and ablation configs, when the results have them ----------------------
+def show_probing(source: str) -> tuple:
+    """The Probing tab on opening: a message (or how to add probing results), the probe overview, and the probe,
+    label, ablation and layer choices."""
+    view = _view(source)
+    if not probing.has_probing(view):
+        return (probing.NO_PROBING, None, gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None),
+                gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[data.ALL_LAYERS], value=data.ALL_LAYERS))
+    probes, curves = probing.probe_names(view), probing.ablation_names(view)
+    overview = probing.probing_overview(view) if probes else None
+    message = (f"{len(probes)} probe(s): {', '.join(probes) or 'none'}; {len(curves)} ablation curve(s): "
+               f"{', '.join(curves) or 'none'}.")
+    first = probes[0] if probes else None
+    return (message, overview, gr.Dropdown(choices=probes, value=first),
+            gr.Dropdown(choices=[probing.ALL_LABELS, *probing.probe_label_names(view, first)],
+                        value=probing.ALL_LABELS),
+            gr.Dropdown(choices=curves, value=curves[0] if curves else None),
+            gr.Dropdown(choices=[data.ALL_LAYERS, *view.layers], value=data.ALL_LAYERS))
+
+
+def show_probe(source: str, probe: str | None, label: str | None, layer: Any = None) -> tuple:
+    """One probe: its per-class accuracy, its top neurons (globally or for a label, optionally of one layer) and
+    the label choices of that probe."""
+    view = _view(source)
+    if not probing.has_probing(view) or not probing.probe_names(view):  # said in the tab, not in a toast
+        message = probing.NO_PROBING if not probing.has_probing(view) else "These results have no probes, only " \
+            "ablation curves."
+        return message, None, None, gr.Dropdown(choices=[], value=None)
+    if not probe:
+        raise ConfigurationError("Pick a probe.")
+    labels = probing.probe_label_names(view, probe)
+    label = label if label in labels else probing.ALL_LABELS
+    top = probing.probing_top_neurons(view, probe, label, layer)
+    where = "" if layer in (None, "", data.ALL_LAYERS) else f" in layer {layer}"
+    which = "globally" if label == probing.ALL_LABELS else f"for the label {label!r}"
+    return (f"Top {len(top)} neuron(s) of probe {probe!r} {which}{where} (click a row to open the neuron).",
+            probing.probing_labels(view, probe), top,
+            gr.Dropdown(choices=[probing.ALL_LABELS, *labels], value=label))
+
+
+def show_ablation(source: str, name: str | None) -> tuple:
+    """An ablation curve: its figure (PNG) and its summary (mean, std over seeds per strategy and k)."""
+    import matplotlib.pyplot as plt
+
+    view = _view(source)
+    if not probing.has_probing(view):
+        return probing.NO_PROBING, None, None
+    if not probing.ablation_names(view):
+        return "These results have no ablation curves.", None, None
+    figure, summary = probing.probing_ablation(view, name or None)
+    try:
+        plot = PlotData(type="matplotlib", plot=encode_plot_to_base64(figure, "png"))
+    finally:
+        plt.close(figure)
+    return f"Ablation curve {name or probing.ablation_names(view)[0]!r}.", plot, summary
+
+
+def show_neuron_probes(source: str, layer: Any, neuron: Any) -> tuple:
+    """The Neuron tab's probe rows: the neuron's rank and weight in each probe."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    rows = probing.neuron_probes(view, layer, neuron)
+    if not probing.has_probing(view):
+        return probing.NO_PROBING, rows
+    return (f"Layer {layer}, neuron {neuron} in {len(rows)} probe(s) (rank 0 = the most important neuron).", rows)
+
+
+def show_neuron_page(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str) -> tuple:
+    """The neuron page's reading-order sections beyond the cards: the plain-words summary, output effects, and the
+    activation distribution (histogram chart and win rate / first-position share per stage)."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    stages = [stage_a, stage_b]
+    outputs = neuron_view.neuron_output_effects(view, layer, neuron, stages)
+    message = (f"Tokens layer {layer}, neuron {neuron} pushes up (promoted) and down (suppressed): its "
+               "down-projection column through the final norm's scale and the unembedding (Geva et al., 2022)."
+               if len(outputs) else neuron_view.NO_OUTPUT_EFFECTS)
+    histogram = neuron_view.histogram_data(view, layer, neuron, stages)
+    return (neuron_view.neuron_summary(view, layer, neuron, stage_a, stage_b), message, outputs,
+            _chart(figures.histogram_chart(view, layer, neuron, stage_a, stage_b, data=histogram)),
+            neuron_view.activation_facts(view, layer, neuron, stages))
+
+
+def live_text(source: str, text: str, layer: Any, trace: Any, model: "AttributionModel") -> tuple:
+    """The Live text tab: each token's winning neuron at `layer` (same engine and credit rule as analyze), and the
+    activation of the neuron numbered `trace` (optional) over the text."""
+    view = _view(source)
+    try:
+        layer = view.layers[-1] if layer in (None, "") else int(layer)  # default: the last profiled layer
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"Pick a layer (one of {view.layers}).") from None
+    trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
+    live = model.live(view).run(text, layer, trace)
+    table = live.table.rename(columns={"traced": f"neuron {trace}"}).round(data.DIGITS)
+    credited = int((live.table["neuron"] >= 0).sum())
+    cut = (f" The text was cut to the model's {model.live(view).profiler.max_length} tokens." if live.truncated
+           else "")
+    message = (f"{len(table)} token(s), {credited} credited at layer {layer} (click a token or a row to open its "
+               f"winning neuron).{cut}")
+    return message, live.spans, live.trace_spans, table, [live.table[["layer", "neuron"]].values.tolist(),
+                                                          live.span_rows]
+
+
+class AttributionModel:
+    """The model given to build_demo, loaded on the first attribution (or live-text) request, then kept."""
+
+    def __init__(self, model: Any = None):
+        self.spec, self._loaded, self._lock = model, None, threading.Lock()
+        self._live: dict[tuple[str, str], live.LiveProfiler] = {}
+
+    def live(self, view: data.ResultsView) -> live.LiveProfiler:
+        """The engine set up as the first profiled stage of `view` was (site, layers, max length)."""
+        if not view.profiles:
+            raise ConfigurationError("These results hold no profile: the live tab needs a stage's settings.")
+        stage, profile = next(iter(view.profiles.items()))
+        key = (view.source, stage)
+        net, tokenizer = self.get()
+        with self._lock:
+            if key not in self._live:
+                self._live[key] = live.LiveProfiler(net, tokenizer, profile.meta)
+            return self._live[key]
+
+    @property
+    def available(self) -> bool:
+        return self.spec is not None
+
+    def get(self) -> tuple[Any, Any]:
+        if self.spec is None:
+            raise ConfigurationError(probing.NO_MODEL)
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = probing.load_attribution_model(self.spec)
+            return self._loaded
+
+
+def explain_neuron(source: str, layer: Any, neuron: Any, stage: str, k: Any, model: AttributionModel,
+                   n_steps: int = 50) -> tuple:
+    """Integrated-gradients scores per token of the neuron's top examples of `stage` (computed on demand)."""
+    view = _view(source)
+    layer, neuron = view.check_neuron(layer, neuron)
+    if not stage:
+        raise ConfigurationError("Pick stage A: its top examples are explained.")
+    net, tokenizer = model.get()
+    with _ATTRIBUTION_LOCK:  # one attribution at a time: it runs the model n_steps times per example
+        attributions = probing.explain_top_examples(view, net, tokenizer, stage, layer, neuron, k=int(k or 3),
+                                                   n_steps=n_steps)
+    return (f"Integrated gradients of layer {layer}, neuron {neuron} on its top {len(attributions)} example(s) of "
+            f"stage {stage}: each token coloured by its score / the largest |score| of its example (red = drives "
+            "the neuron up, blue = down).", probing.attribution_spans(attributions),
+            probing.attribution_table(attributions))
+
+
+_ATTRIBUTION_LOCK = threading.Lock()
+
+
+# ----- building the UI -------------------------------------------------------------------------------------------
+def _table(label: str, **kwargs: Any) -> gr.Dataframe:
+    return gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, **kwargs)
+
+
+def _message(label: str = "Status", **kwargs: Any) -> gr.Textbox:
+    return gr.Textbox(label=label, interactive=False, lines=1, max_lines=6, **kwargs)
+
+
+def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
+    """The viewer as a ``gr.Blocks``; `source` (repo id or folder) is opened by default (loaded now, when valid).
+
+    `model` (a path or Hub id, or a ``(model, tokenizer)`` pair) enables the Neuron tab's attribution button; it is
+    loaded on the first click."""
+    attribution = AttributionModel(model)
+    initial = (source if source is not None else default_source()) or ""
+    if initial:
+        # Loaded before launch: the first page is served from memory. (The Overview figures are drawn on the first
+        # page load, then cached: drawing them here, in a thread, would slow the server start and the first page.)
+        try:
+            data.open_results(initial)
+        except Exception as err:  # shown on the page instead
+            logger.info("Could not open %s: %s", initial, message_of(err))
+
+    with gr.Blocks(title="hf_txray neuron viewer") as demo:
+        gr.Markdown("# hf_txray neuron viewer")
+        gr.Markdown(INTRO)
+        current = gr.State(initial)
+        pair = gr.State([None, None])  # stages of the last search, for "click a row"
+        with gr.Row():
+            source_box = gr.Textbox(value=initial, label="Results: Hub dataset repo id or local folder", scale=4,
+                                    placeholder="my-user/minilm-txray", elem_id="source")
+            open_button = gr.Button("Open", variant="primary", scale=1, elem_id="open")
+        status = _message(elem_id="status")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Overview", id="overview"):
+                with gr.Row():
+                    stages_df = _table("Stages: model, corpus, size")
+                    reports_df = _table("Transfer reports")
+                with gr.Row():
+                    ov_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
+                    ov_ft = gr.Dropdown(label="Feature type", choices=[], scale=1)
+                ov_message = _message("Notes on the figures", elem_id="overview-message")
+                layers_df = _table("Per-layer summary")
+                plot = lambda name: gr.Plot(label=FIGURE_LABELS[name], format="png", elem_id=name)  # noqa: E731
+                with gr.Row():
+                    overview_plots = [plot(FIGURES[0]), plot(FIGURES[1])]
+                overview_plots.append(plot(FIGURES[2]))
+                overview_plots.append(plot(FIGURES[3]))
+            with gr.Tab("Neuron", id="neuron"):
+                with gr.Row():
+                    nb_layer = gr.Dropdown(label="Layer", choices=[], elem_id="layer")
+                    nb_neuron = gr.Number(label="Neuron", precision=0, elem_id="neuron")
+                    nb_a = gr.Dropdown(label="Stage A", choices=[])
+                    nb_b = gr.Dropdown(label="Stage B", choices=[])
+                    nb_show = gr.Button("Show neuron", variant="primary", elem_id="show-neuron")
+                # Reading order: summary, input preferences, output effects, activation distribution, top
+                # examples, transfer between stages, probes and attribution.
+                nb_title = _message("Neuron", elem_id="neuron-title")
+                nb_summary = _message("In words (every figure from the neuron's card)", elem_id="neuron-summary")
+                nb_stats = _table("Stats per stage (length = distinct values credited; top = most preferred value)",
+                                  elem_id="neuron-stats")
+                nb_chart = gr.Plot(label="Preference distributions: stage A and B side by side", elem_id="chart")
+                nb_out_message = _message("Output effects", elem_id="output-message")
+                nb_outputs = _table("Promoted and suppressed vocabulary tokens (logit change per unit of activation)",
+                                    elem_id="output-effects")
+                with gr.Row():
+                    nb_hist = gr.Plot(label="Credited activations (log-spaced bins)", elem_id="histogram")
+                    nb_facts = _table("Win rate (credits / positions) and mass from the top token position",
+                                      elem_id="activation-facts")
+                examples = lambda label, elem_id: gr.HighlightedText(  # noqa: E731
+                    label=label, elem_id=elem_id, color_map=neuron_view.ACTIVATION_COLORS, show_legend=True,
+                    show_inline_category=False)
+                nb_hl_a = examples("Top activating examples, stage A: #rank, activation, the winning token coloured "
+                                   "by its activation relative to the best", "examples-a")
+                nb_hl_b = examples("Top activating examples, stage B", "examples-b")
+                with gr.Accordion("Examples and distributions as tables", open=False):
+                    nb_examples = _table("Top activating examples", elem_id="examples-table")
+                    nb_dist = _table("Top values per feature type and stage")
+                nb_cmp = _table("Transfer: change from A to B per feature type")
+                nb_probe_message = _message("Probes", elem_id="neuron-probes-message")
+                nb_probes = _table("This neuron in each probe: global rank (of how many), score, top label and "
+                                   "weight, the labels whose top neurons include it", elem_id="neuron-probes")
+                with gr.Row():
+                    nb_explain = gr.Button("Explain top examples (Integrated Gradients)",
+                                           interactive=attribution.available, elem_id="explain", scale=3)
+                    nb_explain_k = gr.Number(value=3, precision=0, minimum=1, maximum=20,
+                                             label="Examples to explain (stage A)", scale=1)
+                nb_explain_message = _message("Attribution", elem_id="explain-message",
+                                              value="" if attribution.available else probing.NO_MODEL)
+                nb_attr = gr.HighlightedText(label="Per-token attribution (score / largest |score| of the example)",
+                                             elem_id="attribution", show_legend=True)
+                with gr.Accordion("Attribution scores as a table", open=False):
+                    nb_attr_table = _table("Per-token scores", elem_id="attribution-table")
+            with gr.Tab("Search", id="search"):
+                gr.Markdown("Which neurons prefer X? Click a result row to open the neuron.")
+                with gr.Row():
+                    s_stage = gr.Dropdown(label="Stage", choices=[])
+                    s_ft = gr.Dropdown(label="Feature type", choices=[], elem_id="search-ft")
+                    s_value = gr.Textbox(label="Value (a token, word or tag, e.g. NOUN)", elem_id="search-value")
+                    s_by = gr.Radio(["probability", "mass"], value="probability", label="Rank by")
+                    s_min = gr.Number(value=1, precision=0, label="Min. count")
+                    s_go = gr.Button("Search by value", variant="primary")
+                with gr.Row():
+                    s_report = gr.Dropdown(label="Report", choices=[])
+                    s_status = gr.Radio(list(STATUSES), value="lost", label="Status")
+                    s_go_status = gr.Button("Search by status")
+                with gr.Row():
+                    s_hft = gr.Dropdown(label="Hellinger of feature type", choices=[])
+                    s_lo = gr.Slider(0, 1, value=0.8, step=0.01, label="Hellinger from")
+                    s_hi = gr.Slider(0, 1, value=1.0, step=0.01, label="to")
+                    s_go_h = gr.Button("Search by Hellinger range")
+                s_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
+                s_message = _message("Search", elem_id="search-message")
+                s_table = _table("Neurons (click a row to open it)", elem_id="search-results")
+            with gr.Tab("Transfer", id="transfer"):
+                with gr.Row():
+                    t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
+                    t_ft = gr.Dropdown(label="Feature type", choices=[])
+                    t_which = gr.Radio(["most", "least"], value="most", label="Changed")
+                    t_min = gr.Number(value=5, precision=0, label="Min. count in both stages")
+                    t_n = gr.Slider(5, 200, value=25, step=5, label="How many")
+                    t_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
+                t_message = _message("Transfer", elem_id="transfer-message")
+                t_table = _table("Shared neurons by Hellinger distance (click a header to sort, a row to open the "
+                                 "neuron)", elem_id="transfer-table")
+            with gr.Tab("Probing", id="probing"):
+                p_message = _message("Probing", elem_id="probing-message")
+                p_overview = _table("Probes: accuracy vs majority baseline and control task, selectivity, minimal "
+                                    "neuron set", elem_id="probing-overview")
+                with gr.Row():
+                    p_probe = gr.Dropdown(label="Probe", choices=[], elem_id="probe")
+                    p_label = gr.Dropdown(label="Label", choices=[], elem_id="probe-label")
+                    p_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
+                p_top_message = _message("Top neurons", elem_id="probe-top-message")
+                with gr.Row():
+                    p_labels = _table("Per-label accuracy", elem_id="probe-labels")
+                    p_top = _table("Top neurons (click a row to open the neuron)", elem_id="probe-top")
+                p_curve = gr.Dropdown(label="Ablation curve", choices=[], elem_id="ablation-curve")
+                p_ablation_message = _message("Ablation", elem_id="ablation-message")
+                p_ablation_plot = gr.Plot(label="Ablation: metric vs neurons ablated (ranked vs random)",
+                                          format="png", elem_id="ablation-plot")
+                p_ablation = _table("Ablation summary (mean, std over seeds)", elem_id="ablation-table")
+            with gr.Tab("Live text", id="live"):
+                gr.Markdown("Type or paste text: each token shows the neuron that wins it at the chosen layer (the "
+                            "same engine and credit rule as `analyze`), coloured by its activation. Click a token "
+                            "to open that neuron. Give a neuron number to see its activation over the text.")
+                with gr.Row():
+                    lv_text = gr.Textbox(label="Text", lines=3, scale=4, elem_id="live-input",
+                                         value="The quick brown fox jumps over the lazy dog in New York last year.")
+                    lv_layer = gr.Dropdown(label="Layer", choices=[], elem_id="live-layer", scale=1,
+                                           allow_custom_value=True)  # choices arrive after the results open
+                    lv_trace = gr.Number(label="Neuron to trace (optional)", precision=0, elem_id="live-trace-neuron",
+                                         scale=1)
+                    lv_go = gr.Button("Run", variant="primary", interactive=attribution.available,
+                                      elem_id="live-run", scale=1)
+                lv_message = _message("Live text", elem_id="live-message",
+                                      value="" if attribution.available else probing.NO_MODEL)
+                lv_spans = gr.HighlightedText(label="Winning neuron per token (colour: activation / the text's "
+                                              "largest); click a token to open its neuron", elem_id="live-winners",
+                                              show_legend=True, combine_adjacent=False)
+                lv_trace_spans = gr.HighlightedText(label="The traced neuron's activation over the text (red = "
+                                                    "positive, blue = negative)", elem_id="live-trace",
+                                                    show_legend=True, combine_adjacent=False)
+                lv_table = _table("Tokens: winning neuron and its activation (click a row to open the neuron)",
+                                  elem_id="live-table")
+                lv_state = gr.State([[], []])  # (layer, neuron) per token row; token row per span
+
+        open_outputs = [current, status, stages_df, reports_df, ov_report, ov_ft, nb_layer, nb_neuron, nb_a, nb_b,
+                        s_stage, s_ft, s_report, s_hft, s_layer, t_report, t_ft, t_layer]
+        overview_outputs = [ov_message, layers_df, *overview_plots]
+        neuron_outputs = [nb_title, nb_stats, nb_cmp, nb_chart, nb_hl_a, nb_hl_b, nb_examples, nb_dist]
+        page_outputs = [nb_summary, nb_out_message, nb_outputs, nb_hist, nb_facts]
+        neuron_inputs = [current, nb_layer, nb_neuron, nb_a, nb_b]
+        overview_inputs = [current, ov_report, ov_ft]
+        transfer_inputs = [current, t_report, t_ft, t_which, t_min, t_n, t_layer]
+        search_outputs = [s_message, s_table, pair]
+        clear = lambda n: (lambda: (None,) * n)  # noqa: E731
+
+        def opened(text: str) -> tuple:
+            try:
+                return open_results(text)
+            except Exception as err:  # the previous results (if any) stay open
+                message = message_of(err)
+                warn(message)
+                return (gr.skip(), message, *(gr.skip(),) * (len(open_outputs) - 2))
+
+        def page(text: str, request: gr.Request) -> tuple:
+            repo = (request.query_params.get("repo") or "").strip() if request is not None else ""
+            text = repo or text
+            if not text:
+                return (text, gr.skip(), "No results open: enter a Hub dataset repo id or a local results folder "
+                        "and press Open.", *(gr.skip(),) * (len(open_outputs) - 2))
+            return (text, *opened(text))
+
+        overview_fn = guarded(clear(len(overview_outputs) - 1))(show_overview)
+        neuron_fn = guarded(clear(len(neuron_outputs) - 1))(show_neuron)
+        transfer_fn = guarded(clear(1))(show_transfer)
+        search_empty = lambda: (None, gr.skip())  # noqa: E731
+
+        load_event = demo.load(page, [source_box], [source_box, *open_outputs], api_visibility="private")
+        open_event = gr.on([open_button.click, source_box.submit], opened, [source_box], open_outputs,
+                           api_name="open")
+        probing_outputs = [p_message, p_overview, p_probe, p_label, p_curve, p_layer]
+        probe_inputs = [current, p_probe, p_label, p_layer]
+        probe_outputs = [p_top_message, p_labels, p_top, p_label]
+        ablation_outputs = [p_ablation_message, p_ablation_plot, p_ablation]
+        neuron_probe_outputs = [nb_probe_message, nb_probes]
+        probing_fn = guarded(clear(len(probing_outputs) - 1))(show_probing)
+        probe_fn = guarded(lambda: (None, None, gr.skip()))(show_probe)
+        ablation_fn = guarded(clear(2))(show_ablation)
+        neuron_probes_fn = guarded(clear(1))(show_neuron_probes)
+
+        def explain(source: str, layer: Any, neuron: Any, stage: str, k: Any) -> tuple:
+            return explain_neuron(source, layer, neuron, stage, k, attribution)
+
+        explain_fn = guarded(clear(2))(explain)
+
+        page_fn = guarded(clear(len(page_outputs) - 1))(show_neuron_page)
+
+        def then_neuron(event: Any) -> Any:
+            """The neuron's cards, its summary, output effects and activations, then its probe rows."""
+            return (event.then(neuron_fn, neuron_inputs, neuron_outputs, api_visibility="private")
+                    .then(page_fn, neuron_inputs, page_outputs, api_visibility="private")
+                    .then(neuron_probes_fn, [current, nb_layer, nb_neuron], neuron_probe_outputs,
+                          api_visibility="private"))
+
+        def live(source: str, text: str, layer: Any, trace: Any) -> tuple:
+            return live_text(source, text, layer, trace, attribution)
+
+        live_fn = guarded(lambda: (None, None, None, [[], []]))(live)
+
+        def live_layers(source: str) -> Any:
+            try:
+                layers = _view(source).layers
+            except Exception:  # nothing open yet: the tab stays empty
+                return gr.skip()
+            return gr.Dropdown(choices=layers, value=layers[-1] if layers else None)
+
+        for event, probing_api in ((load_event, {"api_visibility": "private"}), (open_event, {"api_name": "probing"})):
+            event = event.success(overview_fn, overview_inputs, overview_outputs, api_visibility="private")
+            (then_neuron(event)
+             .then(transfer_fn, transfer_inputs, [t_message, t_table], api_visibility="private")
+             .then(live_layers, [current], [lv_layer], api_visibility="private")
+             .then(probing_fn, [current], probing_outputs, **probing_api)
+             .then(probe_fn, probe_inputs, probe_outputs, api_visibility="private")
+             .then(ablation_fn, [current, p_curve], ablation_outputs, api_visibility="private"))
+
+        gr.on([ov_report.input, ov_ft.input], overview_fn, overview_inputs, overview_outputs, api_name="overview")
+        gr.on([nb_show.click, nb_neuron.submit, nb_layer.input, nb_a.input, nb_b.input], neuron_fn, neuron_inputs,
+              neuron_outputs, api_name="neuron")
+        gr.on([nb_show.click, nb_neuron.submit, nb_layer.input], neuron_probes_fn, [current, nb_layer, nb_neuron],
+              neuron_probe_outputs, api_name="neuron_probes")
+        gr.on([nb_show.click, nb_neuron.submit, nb_layer.input, nb_a.input, nb_b.input], page_fn, neuron_inputs,
+              page_outputs, api_name="neuron_page")
+        gr.on([lv_go.click, lv_text.submit], live_fn, [current, lv_text, lv_layer, lv_trace],
+              [lv_message, lv_spans, lv_trace_spans, lv_table, lv_state], api_name="live_text")
+        nb_explain.click(explain_fn, [current, nb_layer, nb_neuron, nb_a, nb_explain_k],
+                         [nb_explain_message, nb_attr, nb_attr_table], api_name="explain")
+        gr.on([p_probe.input, p_label.input, p_layer.input], probe_fn, probe_inputs, probe_outputs,
+              api_name="probe")
+        p_curve.input(ablation_fn, [current, p_curve], ablation_outputs, api_name="ablation")
+        gr.on([t_report.input, t_ft.input, t_which.input, t_min.submit, t_n.release, t_layer.input], transfer_fn,
+              transfer_inputs, [t_message, t_table], api_name="transfer")
+        gr.on([s_go.click, s_value.submit], guarded(search_empty)(search_feature),
+              [current, s_stage, s_ft, s_value, s_by, s_min, gr.State(50), s_layer], search_outputs,
+              api_name="search_feature")
+        s_go_status.click(guarded(search_empty)(search_status), [current, s_report, s_status, s_layer],
+                          search_outputs, api_name="search_status")
+        s_go_h.click(guarded(search_empty)(search_hellinger), [current, s_report, s_hft, s_lo, s_hi, s_layer],
+                     search_outputs, api_name="search_hellinger")
+
+        # Click a row of the Search or Transfer results -> the Neuron tab showing that neuron.
+        def go_to(table: Any, stages: list | None, current_a: str, current_b: str, evt: gr.SelectData) -> tuple:
+            try:
+                layer, neuron = tables.neuron_from_row(list(table.columns), list(evt.row_value or []))
+            except TXRayError as err:
+                warn(str(err))
+                return (gr.skip(),) * 5
+            a, b = (list(stages or []) + [None, None])[:2]
+            return gr.Tabs(selected="neuron"), layer, neuron, a or current_a, b or current_b
+
+        def go_to_from_report(source: str, report: str | None, table: Any, current_a: str, current_b: str,
+                              evt: gr.SelectData) -> tuple:
+            try:
+                meta = _view(source).report(report).meta
+                stages = [meta.stage_a, meta.stage_b]
+            except TXRayError:
+                stages = None
+            return go_to(table, stages, current_a, current_b, evt)
+
+        go_outputs = [tabs, nb_layer, nb_neuron, nb_a, nb_b]
+        then_neuron(s_table.select(go_to, [s_table, pair, nb_a, nb_b], go_outputs, api_visibility="private"))
+        then_neuron(t_table.select(go_to_from_report, [current, t_report, t_table, nb_a, nb_b], go_outputs,
+                                   api_visibility="private"))
+        then_neuron(p_top.select(go_to, [p_top, gr.State([None, None]), nb_a, nb_b], go_outputs,
+                                 api_visibility="private"))
+        then_neuron(lv_table.select(go_to, [lv_table, gr.State([None, None]), nb_a, nb_b], go_outputs,
+                                    api_visibility="private"))
+
+        def go_to_token(state: list, current_a: str, current_b: str, evt: gr.SelectData) -> tuple:
+            neurons, span_rows = state or [[], []]
+            row = span_rows[evt.index] if isinstance(evt.index, int) and 0 <= evt.index < len(span_rows) else None
+            if row is None or neurons[row][1] < 0:
+                warn("No neuron is credited on this piece of text.")
+                return (gr.skip(),) * 5
+            layer, neuron = neurons[row]
+            return gr.Tabs(selected="neuron"), int(layer), int(neuron), current_a, current_b
+
+        then_neuron(lv_spans.select(go_to_token, [lv_state, nb_a, nb_b], go_outputs, api_visibility="private"))
+    return demo

@@ -1,0 +1,275 @@
+"""Opening results for the viewer: :class:`ResultsView`, a results repo or folder with the indices the viewer needs
+(per-stage neuron stats, per-row totals, example offsets), so that switching neuron or searching only slices arrays;
+and the small table helpers the viewer's modules share.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from ..errors import ConfigurationError, ProfileFormatError, TXRayError
+
+if TYPE_CHECKING:
+    from ..profile import Profile
+    from ..report import TransferReport
+
+logger = logging.getLogger("hf_txray")
+
+DIGITS = 4  # floats in the viewer's tables are rounded to this many decimals
+ALL_LAYERS = "all"
+
+
+# ----- opening results -------------------------------------------------------------------------------------------
+@dataclass
+class ResultsView:
+    """An opened results repo or folder, with the indices the viewer needs.
+
+    Attributes:
+        source (`str`): what was opened (repo id or folder).
+        profiles (`dict[str, Profile]`): by stage.
+        reports (`dict[str, TransferReport]`): by name (``"a->b"``).
+    """
+
+    source: str
+    profiles: dict[str, "Profile"]
+    reports: dict[str, "TransferReport"]
+    probing: Any = None  # ProbingResults: the probe_rankings / ablation configs (both None when absent)
+    _stats: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _totals: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _vocab_index: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict, repr=False)
+    _examples: dict[str, tuple[pd.DataFrame, np.ndarray]] = field(default_factory=dict, repr=False)
+    _stat_columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _example_columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for stage, profile in self.profiles.items():
+            stats = profile.neuron_stats()
+            self._stats[stage] = stats
+            self._stat_columns[stage] = {c: stats[c].to_numpy() for c in stats.columns if c not in ("layer", "neuron")}
+            for ft, table in profile.tables.items():
+                self._totals[stage, ft] = metrics.row_totals(table.rows, table.mass, profile.num_rows)
+            ex = profile.examples
+            position = np.full(max(profile.layers, default=0) + 1, -1, dtype=np.int64)
+            position[profile.layers] = np.arange(len(profile.layers))
+            rows = (position[ex["layer"].to_numpy(np.int64)] * profile.num_neurons
+                    + ex["neuron"].to_numpy(np.int64)) if len(ex) else np.zeros(0, np.int64)
+            order = np.lexsort((ex["rank"].to_numpy(), rows)) if len(ex) else np.zeros(0, np.int64)
+            sorted_ex = ex.iloc[order].reset_index(drop=True)
+            offsets = np.searchsorted(rows[order], np.arange(profile.num_rows + 1))
+            self._examples[stage] = (sorted_ex, offsets)
+            self._example_columns[stage] = {c: sorted_ex[c].to_numpy() for c in sorted_ex.columns}
+
+    # ----- shape -----------------------------------------------------------------------------------------------
+    @property
+    def stages(self) -> list[str]:
+        """Stages with a profile, then stages only known from a report."""
+        names = list(self.profiles)
+        for report in self.reports.values():
+            for stage in (report.meta.stage_a, report.meta.stage_b):
+                if stage not in names:
+                    names.append(stage)
+        return names
+
+    @property
+    def report_names(self) -> list[str]:
+        return list(self.reports)
+
+    def _first_meta(self) -> Any:
+        if self.profiles:
+            return next(iter(self.profiles.values())).meta
+        return next(iter(self.reports.values())).meta
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self._first_meta().layers)
+
+    @property
+    def num_neurons(self) -> int:
+        return int(self._first_meta().num_neurons)
+
+    @property
+    def feature_types(self) -> list[str]:
+        return list(self._first_meta().feature_types)
+
+    @property
+    def expert_width(self) -> int | None:
+        """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
+        return getattr(self._first_meta(), "config", {}).get("expert_width")
+
+    # ----- lookups ---------------------------------------------------------------------------------------------
+    def profile(self, stage: str) -> "Profile":
+        if stage not in self.profiles:
+            known = ", ".join(self.profiles) or "none"
+            raise ConfigurationError(f"No profile for stage {stage!r} in these results (profiles: {known}).")
+        return self.profiles[stage]
+
+    def report(self, name: str) -> "TransferReport":
+        if not self.reports:
+            raise ConfigurationError("These results hold no transfer report: compare two stages with "
+                                     "hf_txray.compare and push the report with them.")
+        if not name:
+            raise ConfigurationError("Pick a transfer report (a stage pair).")
+        if name not in self.reports:
+            known = ", ".join(self.reports) or "none"
+            raise ConfigurationError(f"No transfer report {name!r} in these results (reports: {known}).")
+        return self.reports[name]
+
+    def report_for(self, stage_a: str, stage_b: str) -> "TransferReport | None":
+        for report in self.reports.values():
+            if (report.meta.stage_a, report.meta.stage_b) == (stage_a, stage_b):
+                return report
+        return None
+
+    def check_neuron(self, layer: Any, neuron: Any) -> tuple[int, int]:
+        """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid."""
+        try:
+            layer_i, neuron_i = int(layer), int(neuron)
+            if layer_i != float(layer) or neuron_i != float(neuron):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"Pick a layer and a neuron number (got layer {layer!r}, neuron {neuron!r}).") from None
+        if layer_i not in self.layers:
+            raise ConfigurationError(f"Layer {layer_i} is not in these results; profiled layers: {self.layers}.")
+        if not 0 <= neuron_i < self.num_neurons:
+            raise ConfigurationError(f"Neuron {neuron_i} is out of range: layers have {self.num_neurons} neurons "
+                                     f"(0 to {self.num_neurons - 1}).")
+        return layer_i, neuron_i
+
+    def row(self, layer: int, neuron: int) -> int:
+        return self.layers.index(layer) * self.num_neurons + neuron
+
+    def stats(self, stage: str) -> pd.DataFrame:
+        """``Profile.neuron_stats()`` of a stage (computed once)."""
+        self.profile(stage)
+        return self._stats[stage]
+
+    def row_totals(self, stage: str, feature_type: str) -> np.ndarray:
+        return self._totals[stage, self._feature(stage, feature_type)]
+
+    def vocab_index(self, stage: str, feature_type: str) -> dict[str, int]:
+        key = (stage, self._feature(stage, feature_type))
+        if key not in self._vocab_index:
+            self._vocab_index[key] = {f: i for i, f in enumerate(self.profile(stage).tables[key[1]].vocab)}
+        return self._vocab_index[key]
+
+    def examples(self, stage: str, layer: int, neuron: int) -> pd.DataFrame:
+        """The neuron's top examples in rank order (same rows as ``Profile.top_examples``)."""
+        self.profile(stage)
+        frame, offsets = self._examples[stage]
+        row = self.row(layer, neuron)
+        return frame.iloc[offsets[row]:offsets[row + 1]].reset_index(drop=True)
+
+    def stat_row(self, stage: str, layer: int, neuron: int) -> dict[str, Any]:
+        """One neuron's ``neuron_stats()`` row of a stage as a dict of Python values (without layer and neuron)."""
+        self.profile(stage)
+        row = self.row(layer, neuron)
+        return {c: (v[row].item() if hasattr(v[row], "item") else v[row]) for c, v in self._stat_columns[stage].items()}
+
+    def example_columns(self, stage: str, layer: int, neuron: int) -> dict[str, np.ndarray]:
+        """The neuron's top examples (rank order) as columns of arrays: cheaper than :meth:`examples`."""
+        self.profile(stage)
+        _, offsets = self._examples[stage]
+        row = self.row(layer, neuron)
+        return {c: v[offsets[row]:offsets[row + 1]] for c, v in self._example_columns[stage].items()}
+
+    def _feature(self, stage: str, feature_type: str) -> str:
+        profile = self.profile(stage)
+        if feature_type not in profile.tables:
+            raise ConfigurationError(f"Feature type {feature_type!r} was not profiled; available: "
+                                     f"{', '.join(profile.feature_types)}.")
+        return feature_type
+
+
+def _load_results(source: str) -> tuple[dict, dict]:
+    """``hf_txray.load`` with messages a viewer user can act on."""
+    from ..hub import load
+
+    path = Path(source).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"{source} is a file; open a results folder (written by hf_txray.save_to_disk) "
+                                 "or a Hub dataset repo id.")
+    if path.is_dir():
+        if not (path / "meta").is_dir():
+            raise ProfileFormatError(f"{source} is not an hf_txray results folder: it has no meta/ config. Write "
+                                     "one with hf_txray.save_to_disk(folder, profiles, reports) or "
+                                     "`hf-txray push`.")
+        try:
+            return load(path)
+        except TXRayError as err:
+            raise ProfileFormatError(f"{source} is an incomplete hf_txray results folder: {err}") from None
+        except Exception as err:  # a corrupt parquet file, a missing column...
+            raise ProfileFormatError(f"{source} could not be read as hf_txray results "
+                                     f"({type(err).__name__}: {err}).") from None
+    try:
+        return load(source)
+    except ProfileFormatError as err:
+        if "no meta" in str(err):
+            raise ProfileFormatError(f"The Hub dataset {source!r} is not an hf_txray results dataset: it has no "
+                                     "meta/ config (push results with hf_txray.push_to_hub).") from None
+        raise ProfileFormatError(f"The Hub dataset {source!r} holds incomplete hf_txray results: {err}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def open_results(source: str) -> ResultsView:
+    """Open a results repo id or export folder (cached: the last few sources stay in memory).
+
+    Raises:
+        TXRayError: a readable message for an empty source, an unknown repo, a repo or folder that is not an
+            hf_txray results dataset, or one missing configs.
+    """
+    source = (source or "").strip()
+    if not source:
+        raise ConfigurationError("Enter a Hub dataset repo id (e.g. my-user/minilm-txray) or a local results folder.")
+    profiles, reports = _load_results(source)
+    if not profiles and not reports:
+        raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
+    for name, report in reports.items():
+        expected = len(report.meta.layers) * report.meta.num_neurons
+        if len(report.neurons) != expected:
+            raise ProfileFormatError(f"{source} holds incomplete hf_txray results: report {name!r} has "
+                                     f"{len(report.neurons)} of its {expected} neuron rows (is the "
+                                     "transfer_reports config missing?).")
+    return ResultsView(source, profiles, reports, _load_probing(source))
+
+
+def _load_probing(source: str) -> Any:
+    """The probing configs of `source`; ``ProbingResults(None, None)`` when absent or unreadable (logged)."""
+    from ..probing.results import ProbingResults, load_probing
+
+    try:
+        return load_probing(source)
+    except Exception as err:  # TX-Ray results still open without their probing configs
+        logger.warning("Probing results of %s not read: %s", source, err)
+        return ProbingResults(None, None)
+
+
+# ----- table helpers -----------------------------------------------------------------------------------------------
+def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            frame[column] = frame[column].round(DIGITS)
+    return frame.reset_index(drop=True)
+
+
+def layer_filter(frame: pd.DataFrame, layer: Any) -> pd.DataFrame:
+    if layer in (None, "", ALL_LAYERS):
+        return frame
+    return frame[frame["layer"] == int(layer)]
+
+
+def yes_no(frame: pd.DataFrame) -> pd.DataFrame:
+    """Boolean columns as "yes" / "no" text (a table of plain values: rows stay clickable in the Space)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == bool:
+            out[column] = np.where(out[column].to_numpy(), "yes", "no")
+    return out

@@ -1,0 +1,135 @@
+"""The viewer's figures: the paper's overview figures (matplotlib, from :mod:`hf_txray.plots`) and the per-neuron charts
+as Vega-Lite specs (plain dicts the browser draws, so a neuron switch sends data rather than an image).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pandas as pd
+
+from ..architectures import format_neuron
+from ..errors import ConfigurationError
+from .data import ResultsView
+from .neuron import histogram_data, neuron_distributions
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger("hf_txray")
+
+
+def overview_figures(view: ResultsView, report_name: str | None = None,
+                     feature_type: str | None = None) -> dict[str, "Figure | None"]:
+    """The paper's figures: Hellinger vs length, length shift, mass share, sorted neuron mass.
+
+    From the chosen report (default: the first), else from the first profile (mass share and neuron mass only).
+    A figure that cannot be drawn for these results (no tag-like feature, no shared neuron) is ``None``.
+    """
+    from .. import plots
+
+    figures: dict[str, Figure | None] = dict.fromkeys(("hellinger_vs_length", "length_shift", "mass_share",
+                                                       "neuron_mass"))
+    if report_name or view.reports:
+        report = view.report(report_name) if report_name else next(iter(view.reports.values()))
+        ft = feature_type or plots.default_feature_type(report.meta.feature_types)
+        if ft not in report.meta.feature_types:
+            raise ConfigurationError(f"Feature type {ft!r} is not in report {report.name!r}: "
+                                     f"{report.meta.feature_types}.")
+        draw = {"hellinger_vs_length": lambda: plots.plot_hellinger_vs_length(report, ft),
+                "length_shift": lambda: plots.plot_length_shift(report, ft),
+                "mass_share": lambda: plots.plot_mass_share(report, ft if ft not in ("token", "word") else None),
+                "neuron_mass": lambda: plots.plot_neuron_mass(report)}
+    else:
+        profile = next(iter(view.profiles.values()))
+        draw = {"mass_share": lambda: plots.plot_mass_share(profile), "neuron_mass": lambda: plots.plot_neuron_mass(profile)}
+    for name, make in draw.items():
+        try:
+            figures[name] = make()
+        except (ConfigurationError, ValueError) as err:  # e.g. no tag-like feature, nothing shared, mathtext
+            logger.info("Figure %s not drawn: %s", name, err)
+    return figures
+
+
+def distribution_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str,
+                       feature_types: Iterable[str] | None = None, top: int = 10,
+                       data: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The bar charts as a Vega-Lite spec (a dict): one panel per feature type, stage A and B side by side.
+
+    Drawn by the browser (Gradio's ``gr.Plot`` renders Vega-Lite), so switching neuron only sends data. Feature
+    values are data, drawn as SVG/canvas text: never parsed as HTML, markdown or an expression. `data`: the
+    :func:`neuron_distributions` table when already computed.
+    """
+    from ..plots import STAGE_COLORS
+
+    if data is None:
+        data = neuron_distributions(view, layer, neuron, [stage_a, stage_b], feature_types, top)
+    stages = list(dict.fromkeys([stage_a, stage_b]))
+    colors = {"domain": stages, "range": [_css_color(c) for c in STAGE_COLORS[: len(stages)]]}
+    panels = []
+    for ft in dict.fromkeys(data["feature type"]):
+        part = data[data["feature type"] == ft]
+        order = list(dict.fromkeys(part["feature"]))
+        values = [{"feature": f, "stage": st, "probability": float(p), "mass": float(m), "count": int(c)}
+                  for f, st, p, m, c in zip(part["feature"], part["stage"], part["probability"], part["mass"],
+                                            part["count"])]
+        panels.append({
+            "title": f"{ft}: top {top} per stage",
+            "data": {"values": values},
+            "mark": {"type": "bar"},
+            "height": {"step": 9 if len(stages) > 1 else 14},
+            "width": 240,
+            "encoding": {
+                "y": {"field": "feature", "type": "nominal", "sort": order, "title": None,
+                      "axis": {"labelLimit": 160}},
+                "yOffset": {"field": "stage", "sort": stages},
+                "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]}},
+                "color": {"field": "stage", "type": "nominal", "scale": colors, "legend": {"orient": "bottom"}},
+                "tooltip": [{"field": "feature"}, {"field": "stage"},
+                            {"field": "probability", "format": ".3f"}, {"field": "mass", "format": ".3f"},
+                            {"field": "count"}],
+            },
+        })
+    if not panels:
+        panels.append({"data": {"values": [{"text": "no profile for these stages"}]}, "mark": "text",
+                       "encoding": {"text": {"field": "text"}}})
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+            "title": f"Layer {int(layer)}, neuron {format_neuron(neuron, view.expert_width)}", "hconcat": panels,
+            "resolve": {"scale": {"y": "independent"}}}
+
+
+def _css_color(name: str) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(name)
+
+
+def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str,
+                    data: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The histogram as a Vega-Lite spec: bars over log-spaced bins, stages side by side (drawn by the browser)."""
+    from ..plots import STAGE_COLORS
+
+    if data is None:
+        data = histogram_data(view, layer, neuron, [stage_a, stage_b])
+    stages = list(dict.fromkeys([stage_a, stage_b]))
+    colors = {"domain": stages, "range": [_css_color(c) for c in STAGE_COLORS[: len(stages)]]}
+    values = [{"stage": s, "low": float(lo), "high": float(hi), "count": int(c)}
+              for s, lo, hi, c in zip(data["stage"], data["low"], data["high"], data["count"])]
+    if not values:
+        return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+                "data": {"values": [{"text": "no activation histogram for these stages"}]}, "mark": "text",
+                "encoding": {"text": {"field": "text"}}}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": f"Layer {int(layer)}, neuron {int(neuron)}: credited activations", "width": 420, "height": 160,
+        "data": {"values": values}, "mark": {"type": "bar", "opacity": 0.6},
+        "encoding": {
+            "x": {"field": "low", "type": "quantitative", "scale": {"type": "log"}, "title": "activation (log)"},
+            "x2": {"field": "high"},
+            "y": {"field": "count", "type": "quantitative", "stack": None, "title": "credits"},
+            "color": {"field": "stage", "type": "nominal", "scale": colors, "legend": {"orient": "bottom"}},
+            "tooltip": [{"field": "stage"}, {"field": "low", "format": ".3g"}, {"field": "high", "format": ".3g"},
+                        {"field": "count"}],
+        },
+    }

@@ -1,0 +1,41 @@
+"""Running the viewer app locally (``hf-txray view``): the app module is imported only here, on demand, because it
+needs gradio (the ``space`` extra)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError
+from .data import open_results
+
+
+def load_app(app_dir: str | Path | None = None) -> Any:
+    """The viewer app module: :mod:`hf_txray.viewer.app` (needs gradio), or the ``app.py`` of `app_dir` when given
+    (a customised copy of the Space)."""
+    if app_dir is None:
+        return importlib.import_module("hf_txray.viewer.app")
+    path = Path(app_dir) / "app.py"
+    if not path.is_file():
+        raise ConfigurationError(f"The viewer app {path} is missing: pass the folder holding app.py, or no app_dir "
+                                 "for the app shipped in hf_txray.viewer.")
+    spec = importlib.util.spec_from_file_location("hf_txray_space_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch_viewer(source: str, *, port: int | None = None, host: str = "127.0.0.1",
+                  app_dir: str | Path | None = None, model: Any = None, **launch_kwargs: Any) -> Any:
+    """Open `source` (fails fast with a readable error) and launch the viewer app on `host`:`port`.
+
+    Backs ``hf-txray view DIR_OR_REPO [--port PORT] [--model MODEL_PATH]`` (`model` enables attribution of top
+    examples in the Neuron tab, loaded on the first request). Blocks until the server stops unless
+    ``prevent_thread_lock=True`` is passed; returns the ``gr.Blocks``.
+    """
+    open_results(source)
+    demo = load_app(app_dir).build_demo(source, model=model)
+    demo.launch(server_name=host, server_port=port, **launch_kwargs)
+    return demo

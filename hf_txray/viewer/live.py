@@ -1,0 +1,155 @@
+"""Live text in the viewer: typed text run through the profiling engine, each token's winning neuron.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigurationError
+
+
+@dataclass
+class LiveText:
+    """The winners of one typed text at one layer, computed with the profiling engine.
+
+    Attributes:
+        table (`pd.DataFrame`): one row per creditable token: position, token, layer, neuron (the winner; -1 when
+            no neuron is credited, i.e. the best activation is <= 0), activation, and ``traced`` (the traced
+            neuron's activation there, when one was asked for).
+        spans (`list[tuple[str, float | None]]`): the text cut into tokens and the text between them, each token
+            scored by its winner's activation over the text's largest (for ``HighlightedText``) and followed by
+            its winner's number in subscript digits (:func:`neuron_mark`).
+        span_rows (`list[int | None]`): for each span, its row of `table` (None between tokens).
+        trace_spans (`list[tuple[str, float | None]]`): the same with the traced neuron's activation over its
+            largest absolute value in the text (empty without a traced neuron).
+    """
+
+    table: pd.DataFrame
+    spans: list[tuple[str, float | None]]
+    trace_spans: list[tuple[str, float | None]]
+    span_rows: list[int | None]
+    truncated: bool = False  # the text was longer than the model's limit and was cut
+
+
+class LiveProfiler:
+    """Runs typed text through the engine with the settings of a stage's profile (site, layers, module_pattern):
+    the same tokenisation and creditable positions (``build_batch``) and the same winner hooks
+    (:class:`~hf_txray.sites.WinnerRecorder`) as :func:`hf_txray.analyze`, so a token's winner here is the neuron
+    ``analyze`` credits on that text."""
+
+    def __init__(self, model: Any, tokenizer: Any, meta: Any):
+        from ..analyze import Profiler, ProfilerConfig
+
+        # max_length: the model's own limit, not the profile's (a typed text may be longer than the corpus
+        # windows); a text within the profile's max_length gets exactly the winners analyze credits.
+        config = ProfilerConfig(layers=list(meta.layers), site=meta.site, features=("token",), top_k=1,
+                                module_pattern=meta.config.get("module_pattern"))
+        self.profiler = Profiler(model, tokenizer, config, model_id=meta.model_id)
+        self.layers = [s.layer for s in self.profiler.sites]
+
+    def run(self, text: str, layer: int, trace_neuron: int | None = None) -> LiveText:
+        import torch
+
+        from ..batching import build_batch
+        from ..features import TokenVocabulary
+        from ..sites import WinnerRecorder
+
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigurationError("Type or paste some text.")
+        if layer not in self.layers:
+            raise ConfigurationError(f"Layer {layer} was not profiled; layers: {self.layers}.")
+        p = self.profiler
+        vocabs = {"token": TokenVocabulary(p.tokenizer)}
+        batch = build_batch([text], 0, p.tokenizer, p.max_length, ["token"], vocabs)
+        if batch.num_positions == 0:
+            raise ConfigurationError("The text has no token to credit (only special tokens or spaces).")
+
+        slot = self.layers.index(layer)
+        site = p.sites[slot]
+        recorder = WinnerRecorder([site], top_k=1).attach()
+        traced: list[torch.Tensor] = []
+        handle = _trace_hook(site, trace_neuron, batch.positions.to(p.device), traced) if trace_neuron is not None \
+            else None
+        recorder.positions = batch.positions.to(p.device)
+        recorder.enabled = True
+        was_training = p.model.training
+        p.model.eval()
+        try:
+            with torch.no_grad():
+                p.model(**{k: v.to(p.device) for k, v in batch.inputs.items()})
+        finally:
+            recorder.enabled = False
+            recorder.detach()
+            if handle is not None:
+                handle.remove()
+            p.model.train(was_training)
+        values = recorder.values[0][:, 0].float().cpu().numpy().astype(np.float64)
+        indices = recorder.indices[0][:, 0].cpu().numpy().astype(np.int64)
+        credited = values > 0  # the credit rule of hf_txray.credit: only positive winners are credited
+        tokens = [vocabs["token"].items[i] for i in batch.feature_ids["token"]]
+        table = pd.DataFrame({"position": batch.token_index, "token": tokens, "layer": layer,
+                              "neuron": np.where(credited, indices, -1), "activation": values})
+        if traced:
+            table["traced"] = traced[0].float().cpu().numpy().astype(np.float64)
+        marks = [neuron_mark(n) for n in table["neuron"]]
+        spans, rows = _text_spans(text, batch.char_start, batch.char_end, np.where(credited, values, 0.0),
+                                  marks=marks)
+        trace_spans = _text_spans(text, batch.char_start, batch.char_end, table["traced"].to_numpy(),
+                                  signed=True)[0] if traced else []
+        return LiveText(table, spans, trace_spans, rows, bool(batch.num_truncated))
+
+
+def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
+    """A hook keeping one neuron's activation at the creditable positions (the site's captured tensor)."""
+    if not 0 <= int(neuron) < site.width:
+        raise ConfigurationError(f"Neuron {neuron} is out of range: layer {site.layer} has {site.width} neurons.")
+
+    def keep(tensor: Any) -> None:
+        out.append(tensor.detach().reshape(-1, tensor.shape[-1])[:, int(neuron)].index_select(0, positions))
+
+    if site.capture == "input":
+        return site.module.register_forward_pre_hook(lambda module, args: keep(args[0]))
+    return site.module.register_forward_hook(
+        lambda module, args, output: keep(output[0] if isinstance(output, (tuple, list)) else output))
+
+
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def neuron_mark(neuron: int) -> str:
+    """A winner's number as subscript digits, shown after its token in the live text (``"Paris₁₇"``)."""
+    return str(int(neuron)).translate(SUBSCRIPT) if neuron >= 0 else ""
+
+
+def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, signed: bool = False,
+                marks: list[str] | None = None) -> tuple[list[tuple[str, float | None]], list[int | None]]:
+    """The whole text as spans: each token's span scored by score / largest (absolute) score, gaps unscored, each
+    token followed by its mark (unscored) when `marks` are given; and each span's token row (None otherwise)."""
+    scale = float(np.abs(scores).max()) if len(scores) else 0.0
+    scale = scale or 1.0
+    spans: list[tuple[str, float | None]] = []
+    rows: list[int | None] = []
+    cursor = 0
+    order = sorted(range(len(starts)), key=lambda i: (int(starts[i]), i))
+    for i in order:
+        start, end = int(starts[i]), int(ends[i])
+        if start < cursor or end <= start:  # overlapping or empty offsets (byte-level pieces): text kept once
+            continue
+        if start > cursor:
+            spans.append((text[cursor:start], None))
+            rows.append(None)
+        value = float(scores[i]) / scale
+        spans.append((text[start:end], value if signed else max(value, 0.0)))
+        rows.append(i)
+        if marks and marks[i]:
+            spans.append((marks[i], None))
+            rows.append(i)  # clicking the mark opens the same neuron
+        cursor = end
+    if cursor < len(text):
+        spans.append((text[cursor:], None))
+        rows.append(None)
+    return spans, rows

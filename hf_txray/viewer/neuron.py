@@ -1,0 +1,288 @@
+"""One neuron in the viewer: its stats, status, distributions, top examples, summary sentence, output effects and
+activation histogram per stage, as DataFrames and text spans.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from .data import DIGITS, ResultsView, rounded
+
+
+# ----- one neuron ------------------------------------------------------------------------------------------------
+def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
+    """The neuron's stats per stage: credited or dead, mass, count, per feature type length, entropy, top value."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    rows = []
+    for stage in dict.fromkeys(stages):
+        if stage in view.profiles:
+            stats = view.stat_row(stage, layer, neuron)
+            row = {"stage": stage, "status": "active" if stats["count"] > 0 else "dead", **stats}
+        else:  # a stage only known from a report: what the report holds
+            report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
+            side = "a" if stage == report.meta.stage_a else "b"
+            line = report.neurons.iloc[view.row(layer, neuron)]
+            row = {"stage": stage, "status": "active" if line[f"count_{side}"] > 0 else "dead",
+                   "mass": float(line[f"mass_{side}"]), "count": int(line[f"count_{side}"])}
+            row.update({f"length_{ft}": int(line[f"length_{side}_{ft}"]) for ft in report.meta.feature_types})
+        rows.append(row)
+    return rounded(pd.DataFrame(rows))
+
+
+def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
+    """``shared`` / ``lost`` / ``gained`` / ``dead`` between two stages."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    report = view.report_for(stage_a, stage_b)
+    if report is not None:
+        return str(report.neurons["status"].iat[view.row(layer, neuron)])
+
+    def credited(stage: str) -> bool:
+        if stage in view.profiles:
+            return view.stat_row(stage, layer, neuron)["count"] > 0
+        report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
+        side = "a" if stage == report.meta.stage_a else "b"
+        return bool(report.neurons[f"count_{side}"].iat[view.row(layer, neuron)] > 0)
+
+    a, b = credited(stage_a), credited(stage_b)
+    return "shared" if a and b else "lost" if a else "gained" if b else "dead"
+
+
+def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> pd.DataFrame:
+    """Per feature type: the neuron's Hellinger distance A -> B, Hellinger length, lengths and length shift.
+
+    Read from the report of the pair when there is one; otherwise computed from the two profiles' distributions
+    (the same formula; NaN unless the neuron is credited in both stages, as in reports).
+    """
+    layer, neuron = view.check_neuron(layer, neuron)
+    report = view.report_for(stage_a, stage_b)
+    rows = []
+    if report is not None:
+        line = report.neurons.iloc[view.row(layer, neuron)]
+        for ft in report.meta.feature_types:
+            rows.append({"feature type": ft, "hellinger": line[f"hellinger_{ft}"],
+                         "hellinger length": int(line[f"hellinger_length_{ft}"]),
+                         "length A": int(line[f"length_a_{ft}"]), "length B": int(line[f"length_b_{ft}"]),
+                         "length shift": int(line[f"length_shift_{ft}"])})
+        return rounded(pd.DataFrame(rows))
+    a, b = view.profile(stage_a), view.profile(stage_b)
+    for ft in a.feature_types:
+        if ft not in b.tables:
+            continue
+        p = {f: float(x) for f, x in zip(*neuron_features(view, stage_a, ft, layer, neuron)[::3]) if x > 0}
+        q = {f: float(x) for f, x in zip(*neuron_features(view, stage_b, ft, layer, neuron)[::3]) if x > 0}
+        rows.append({"feature type": ft, "hellinger": metrics.hellinger(p, q) if p and q else float("nan"),
+                     "hellinger length": len(set(p) | set(q)), "length A": len(p), "length B": len(q),
+                     "length shift": len(q) - len(p)})
+    return rounded(pd.DataFrame(rows))
+
+
+def neuron_features(view: ResultsView, stage: str, feature_type: str, layer: int,
+                    neuron: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A neuron's credited values of one feature type: (values, mass, count, probability), most mass first (ties
+    by value), as ``Profile.feature_stats`` orders them; read straight from the sparse table (no DataFrame)."""
+    table = view.profile(stage).tables[view._feature(stage, feature_type)]
+    row = view.row(layer, neuron)
+    lo, hi = np.searchsorted(table.rows, [row, row + 1])
+    names = [table.vocab[i] for i in table.feature_ids[lo:hi]]
+    mass, count = table.mass[lo:hi], table.count[lo:hi]
+    order = sorted(range(len(names)), key=lambda i: (-mass[i], names[i]))
+    total = mass.sum()
+    mass, count = mass[order], count[order]
+    return [names[i] for i in order], mass, count, (mass / total if total > 0 else np.zeros_like(mass))
+
+
+def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],
+                         feature_types: Iterable[str] | None = None, top: int = 10) -> pd.DataFrame:
+    """Long table for the bar charts: per feature type, the union of each stage's `top` values.
+
+    Columns: feature type, feature, stage, probability, mass, count (0 where a stage never credited the value).
+    Values are ordered by their highest probability in any stage.
+    """
+    layer, neuron = view.check_neuron(layer, neuron)
+    stages = [s for s in dict.fromkeys(stages) if s in view.profiles]
+    types = list(feature_types) if feature_types else display_order(view.feature_types)
+    columns: dict[str, list] = {c: [] for c in ("feature type", "feature", "stage", "probability", "mass", "count")}
+    for ft in types:
+        per_stage = {s: neuron_features(view, s, ft, layer, neuron) for s in stages
+                     if ft in view.profile(s).tables}
+        chosen: dict[str, float] = {}
+        for names, _, _, probability in per_stage.values():
+            for f, p in zip(names[:top], probability[:top]):
+                chosen[f] = max(chosen.get(f, 0.0), float(p))
+        order = sorted(chosen, key=lambda f: (-chosen[f], f))
+        for stage, (names, mass, count, probability) in per_stage.items():
+            where = {f: i for i, f in enumerate(names)}
+            for f in order:
+                i = where.get(f)
+                columns["feature type"].append(ft)
+                columns["feature"].append(f)
+                columns["stage"].append(stage)
+                columns["probability"].append(round(float(probability[i]), DIGITS) if i is not None else 0.0)
+                columns["mass"].append(round(float(mass[i]), DIGITS) if i is not None else 0.0)
+                columns["count"].append(int(count[i]) if i is not None else 0)
+    frame = pd.DataFrame(columns)
+    return frame.astype({"probability": "float64", "mass": "float64", "count": "int64"})
+
+
+def display_order(feature_types: list[str]) -> list[str]:
+    """Tags first (pos, dep, ner, user features), then token and word: the order of the bar charts."""
+    return [ft for ft in feature_types if ft not in ("token", "word")] + \
+        [ft for ft in ("token", "word") if ft in feature_types]
+
+
+# Winning tokens are coloured by their activation relative to the neuron's best example (highlighted-text labels).
+ACTIVATION_BUCKETS = (  # (lower bound of activation / best, label, colour), strongest first
+    (0.9, ">= 90% of the best activation", "#d7301f"),
+    (0.75, "75-90%", "#ef6548"),
+    (0.5, "50-75%", "#fc8d59"),
+    (0.25, "25-50%", "#fdbb84"),
+    (float("-inf"), "< 25%", "#fdd49e"),
+)
+ACTIVATION_COLORS = {label: color for _, label, color in ACTIVATION_BUCKETS}
+
+
+def activation_bucket(ratio: float) -> str:
+    """The label of :data:`ACTIVATION_BUCKETS` for an activation / best activation ratio."""
+    return next(label for low, label, _ in ACTIVATION_BUCKETS if ratio >= low)
+
+
+def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int, limit: int | None = None,
+                         context: int | None = 50) -> list[tuple[str, str | None]]:
+    """The neuron's top examples as (text, label) spans for a highlighted-text view, one example a line.
+
+    Each line is ``#rank  activation  `` and the left context (no label), the winning token (labelled with its
+    :func:`activation_bucket`: its activation over the neuron's best), and the right context. Contexts are cut to
+    `context` characters next to the token (marked with ``…``) and their line breaks shown as spaces, so that an
+    example fits one line; :func:`examples_table` has them in full.
+    """
+    layer, neuron = view.check_neuron(layer, neuron)
+    if stage not in view.profiles:
+        return [(f"No profile for stage {stage} in these results: no examples.", None)]
+    ex = view.example_columns(stage, layer, neuron)
+    if limit:
+        ex = {c: v[:limit] for c, v in ex.items()}
+    if not len(ex["rank"]):
+        return [("No examples: this neuron was never credited at this stage.", None)]
+    flat = lambda text: re.sub(r"[\r\n\t]", " ", str(text))  # noqa: E731
+    best = float(ex["activation"].max())
+    spans: list[tuple[str, str | None]] = []
+    for i, (rank, activation, left, token, right) in enumerate(
+            zip(ex["rank"], ex["activation"], ex["left"], ex["token"], ex["right"])):
+        left, right = flat(left), flat(right)
+        if context is not None and len(left) > context:
+            left = "…" + left[-context:]
+        if context is not None and len(right) > context:
+            right = right[:context] + "…"
+        prefix = f"{'' if i == 0 else chr(10)}#{rank + 1}  {activation:.3f}   "
+        spans.append((prefix + left, None))
+        spans.append((flat(token), activation_bucket(float(activation) / best if best > 0 else 0.0)))
+        spans.append((right, None))
+    return [s for s in spans if s[0]]
+
+
+def examples_table(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
+    """Top examples of the neuron in each stage: stage, rank, activation, token, left and right context."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    columns: dict[str, list] = {c: [] for c in ("stage", "rank", "activation", "token", "left", "right")}
+    for stage in dict.fromkeys(stages):
+        if stage in view.profiles:
+            ex = view.example_columns(stage, layer, neuron)
+            columns["stage"] += [stage] * len(ex["rank"])
+            columns["rank"] += [int(r) + 1 for r in ex["rank"]]
+            columns["activation"] += [round(float(a), DIGITS) for a in ex["activation"]]
+            for name in ("token", "left", "right"):
+                columns[name] += [str(v) for v in ex[name]]
+    return pd.DataFrame(columns).astype({"rank": "int64", "activation": "float64"})
+
+
+# ----- neuron pages (issue 15): summary, output effects, activation distribution, live text -------------------------
+NO_OUTPUT_EFFECTS = ("No output effects for this stage: profile with analyze(..., output_effects=True) on a model "
+                     "with an LM head (causal LM or masked LM) to store the tokens each neuron promotes and "
+                     "suppresses.")
+
+
+def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
+    """The plain-words summary of the neuron at each profiled stage of the pair, one line each; the change clause
+    comes from the pair's report when it has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``)."""
+    from ..summary import neuron_card
+    from ..summary import neuron_summary as sentence
+
+    layer, neuron = view.check_neuron(layer, neuron)
+    report = view.report_for(stage_a, stage_b)
+    report_row = report.neurons.iloc[view.row(layer, neuron)].to_dict() if report is not None else None
+    lines = []
+    for stage in dict.fromkeys([stage_a, stage_b]):
+        if stage in view.profiles:
+            card = neuron_card(view.profile(stage), layer, neuron)
+            row = report_row if stage == stage_b else None  # the change is said once, on the later stage
+            lines.append(f"{stage}: {sentence(card, row, (stage_a, stage_b))}")
+    return "\n".join(lines) or "No profile for these stages."
+
+
+def neuron_output_effects(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],
+                          k: int = 10) -> pd.DataFrame:
+    """Per stage, the neuron's top `k` promoted and suppressed tokens side by side: stage, rank, promoted,
+    logit (promoted), suppressed, logit (suppressed). Empty when no stage has output effects."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    columns = ["stage", "rank", "promoted", "logit +", "suppressed", "logit -"]
+    rows = []
+    for stage in dict.fromkeys(stages):
+        effects = view.profiles[stage].output_effects if stage in view.profiles else None
+        if effects is None:
+            continue
+        mine = effects[(effects["layer"] == layer) & (effects["neuron"] == neuron)]
+        up = mine[mine["direction"] == "promoted"].sort_values("rank").head(k)
+        down = mine[mine["direction"] == "suppressed"].sort_values("rank").head(k)
+        for i, (u, d) in enumerate(zip(up.itertuples(), down.itertuples())):
+            rows.append([stage, i + 1, str(u.token), float(u.logit), str(d.token), float(d.logit)])
+    return rounded(pd.DataFrame(rows, columns=columns))
+
+
+def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
+    """Per stage: credits, profiled positions, win rate (credits / positions), the token position that gave the
+    neuron the most mass and that position's share of its mass (the first-position effect)."""
+    from ..summary import neuron_card
+
+    layer, neuron = view.check_neuron(layer, neuron)
+    rows = []
+    for stage in dict.fromkeys(stages):
+        if stage not in view.profiles:
+            continue
+        profile = view.profile(stage)
+        card = neuron_card(profile, layer, neuron, top=1)
+        rows.append({"stage": stage, "credits": card["count"], "positions": profile.meta.num_positions,
+                     "win rate": card["win_rate"], "top position": card.get("top_position"),
+                     "share from top position": card.get("top_position_share")})
+    return rounded(pd.DataFrame(rows, columns=["stage", "credits", "positions", "win rate", "top position",
+                                                "share from top position"]))
+
+
+def histogram_data(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
+    """The neuron's credited-activation histogram per stage: stage, low, high (finite: the open-ended outer bins
+    get one more bin width), count; bins between the first and last non-empty bin of any stage."""
+    layer, neuron = view.check_neuron(layer, neuron)
+    parts = []
+    for stage in dict.fromkeys(stages):
+        profile = view.profiles.get(stage)
+        if profile is None or profile.activation_histogram is None:
+            continue
+        hist = profile.activation_distribution(layer, neuron)
+        edges = profile.histogram_edges()
+        ratio = edges[1] / edges[0]
+        hist["low"] = np.r_[edges[0] / ratio, edges]
+        hist["high"] = np.r_[edges, edges[-1] * ratio]
+        hist.insert(0, "stage", stage)
+        parts.append(hist)
+    if not parts:
+        return pd.DataFrame(columns=["stage", "low", "high", "count"])
+    frame = pd.concat(parts, ignore_index=True)
+    used = frame.groupby(["low"])["count"].transform("sum") > 0
+    if used.any():
+        lo, hi = frame.loc[used, "low"].min(), frame.loc[used, "low"].max()
+        frame = frame[(frame["low"] >= lo) & (frame["low"] <= hi)]
+    return frame.reset_index(drop=True)
