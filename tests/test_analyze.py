@@ -376,12 +376,13 @@ def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
 
 def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_model, text_file, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text(f"features: [token]\ntop_k: 2\nstage: from-yaml\nlayers: 0-1\nnum_samples: 12\n"
-                      f"max_length: 16\nout: {tmp_path / 'from-file'}\n", encoding="utf-8")
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--config", str(config), "--top-k", "1"]) == 0
+    config.write_text(f"model: {saved_model}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
+                      f"layers: 0-1\nnum_samples: 12\nmax_length: 16\nout: {tmp_path / 'from-file'}\n", encoding="utf-8")
+    assert cli_main(["analyze", "--config", str(config), "--top-k", "1"]) == 0  # the file names model and data too
     printed = capsys.readouterr().out
     assert "text column: 'text' (detected" in printed
     profile = hf_txray.Profile.from_pretrained(tmp_path / "from-file")
+    assert profile.meta.provenance["model"]["kind"] == "local" and profile.meta.dataset_id == str(text_file)
     assert (profile.meta.top_k, profile.stage, profile.layers, profile.meta.num_examples) == (1, "from-yaml", [0, 1], 12)
     assert profile.feature_types == ["token"]
     config.write_text("top_kay: 2\n", encoding="utf-8")
