@@ -76,6 +76,6 @@ __all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "resampled_
 
 # Neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card.
 from .output_effects import output_effects, output_effects_table  # noqa: E402
-from .summary import neuron_card, neuron_summary  # noqa: E402
+from .summary import NeuronCard, neuron_card, neuron_summary  # noqa: E402
 
-__all__ += ["output_effects", "output_effects_table", "neuron_card", "neuron_summary"]
+__all__ += ["output_effects", "output_effects_table", "NeuronCard", "neuron_card", "neuron_summary"]

@@ -465,9 +465,12 @@ COMMANDS.extend([_add_prune, _add_prune_sweep])
 # ----- the viewer (issue 5) ---------------------------------------------------------------------------------------
 def _add_view(sub) -> None:
     p = sub.add_parser("view", help="Browse results in the Gradio viewer (the Space app), locally.",
-                       description="Launch the viewer of spaces_app/ on DIR_OR_REPO: a folder written by "
-                                   "hf_txray.save_to_disk (or a failed push) or a Hub results dataset repo id.")
-    p.add_argument("source", metavar="DIR_OR_REPO", help="Results folder or Hub dataset repo id.")
+                       description="Launch the viewer (hf_txray.viewer, the app of the Space) on DIR_OR_REPO: a "
+                                   "results folder written by hf_txray.save_to_disk (or a failed push), a Hub results "
+                                   "dataset repo id, or the profile and report folders that analyze, compare and the "
+                                   "Trainer write (several open together).")
+    p.add_argument("source", metavar="DIR_OR_REPO", nargs="+",
+                   help="Results folder, Hub dataset repo id, or profile / report folders (or a folder holding them).")
     p.add_argument("--port", type=int, help="Port to serve on (default: 7860 or the next free one).")
     p.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 to share on your network).")
     p.add_argument("--model", metavar="MODEL_PATH", help="The profiled model (path or Hub id): enables attribution of "

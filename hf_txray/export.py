@@ -39,6 +39,7 @@ from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
 from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
 from .report import ReportMeta, TransferReport
+from .summary import TOP_FEATURES  # the neuron card's top features, as exported in `neuron_cards`
 from .version import __version__
 
 logger = logging.getLogger("hf_txray")
@@ -52,7 +53,6 @@ OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; 
 # replaces them when the folder has them and leaves the repo's copies alone when it does not.
 EXTRA_CONFIGS = ("probe_rankings", "ablation")
 EXPORT_FORMAT_VERSION = 1
-TOP_FEATURES = 10  # top features kept per neuron and feature type in `neuron_cards`
 MAX_ROWS_PER_FILE = 1_000_000  # parquet shard size: keeps files well under the Hub's per-file comfort zone
 
 FEATURE_STRUCT = pa.struct([("feature", pa.string()), ("probability", pa.float64()), ("mass", pa.float64()),

@@ -12,13 +12,16 @@ is left out when the report has no such columns). A clause whose fields are abse
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 TAG_ORDER = ("pos", "dep", "ner")  # the tag feature the sentence reads first, before user features
 WORD_ORDER = ("word", "token")
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
 NAMES = 3  # values named in the "prefers" and "promotes" clauses
+TOP_FEATURES = 10  # top features kept per neuron and feature type in a card (and in the exported neuron_cards)
 
 
 def _percent(share: float) -> str:
@@ -123,36 +126,127 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
     return "; ".join(c for c in clauses if c) + "."
 
 
-def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None) -> dict[str, Any]:
-    """One neuron's card from a :class:`~hf_txray.Profile`: the fields of its ``neuron_cards`` row that the summary
-    and the neuron page read (count, mass, win rate, top features, top position and its share, output tokens).
+@dataclass(eq=False)
+class NeuronCard(Mapping):
+    """Everything known about one neuron at one stage, shaped like OpenAI neuron-explainer's ``NeuronRecord``: its
+    identity, statistics, preference distributions per feature type, top examples, activation histogram, output
+    effects, status in each transfer report and the summary sentence. Built by :func:`neuron_card` from a Profile
+    (and reports): the viewer, ``hf-txray show --neuron`` and the dataset card's per-neuron columns read it.
+
+    It is also a read-only mapping of the ``neuron_cards`` row fields (``card["count"]``, ``card["top_pos"]``,
+    ``card.get("promoted")``), which is what :func:`neuron_summary` reads.
+
+    Attributes:
+        stage (`str`), layer (`int`), neuron (`int`): identity; `expert` and `unit` (`int` or `None`): the neuron as
+            expert x width + unit in mixture-of-experts layers.
+        count (`int`): credits; mass (`float`): credited activation mass; win_rate (`float`): credits / positions;
+            positions (`int`): profiled positions of the stage.
+        top_features (`dict[str, list[dict]]`): per feature type, the top values as ``{"feature", "probability",
+            "mass", "count"}``, most mass first.
+        top_examples (`list[dict]`): the highest credited positions: rank, activation, token, left, right.
+        top_position (`int`, *optional*), top_position_share (`float`, *optional*): the token index that gave the
+            most mass, and its share (when the profile kept position mass).
+        activation_histogram (`pd.DataFrame`, *optional*): low, high, count of the credited activations.
+        promoted, suppressed (`list[str]`, *optional*): output effects (tokens pushed up / down), when profiled.
+        status (`dict[str, str]`): per transfer report name, the neuron's status (shared, lost, gained, dead).
+        summary (`str`): :func:`neuron_summary` of the card, with the change clause of the report that ends at
+            this stage when one was given.
+    """
+
+    stage: str
+    layer: int
+    neuron: int
+    count: int
+    mass: float
+    win_rate: float
+    positions: int
+    top_features: dict[str, list[dict[str, Any]]]
+    expert: int | None = None
+    unit: int | None = None
+    top_examples: list[dict[str, Any]] = field(default_factory=list)
+    top_position: int | None = None
+    top_position_share: float | None = None
+    activation_histogram: Any = None
+    promoted: list[str] | None = None
+    suppressed: list[str] | None = None
+    status: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        """The card as the flat fields of a ``neuron_cards`` row (``top_<feature type>`` lists; absent parts left
+        out)."""
+        out: dict[str, Any] = {"stage": self.stage, "layer": self.layer, "neuron": self.neuron, "count": self.count,
+                               "mass": self.mass, "win_rate": self.win_rate}
+        out.update({f"top_{ft}": values for ft, values in self.top_features.items()})
+        if self.top_position is not None:
+            out["top_position"], out["top_position_share"] = self.top_position, self.top_position_share
+        if self.promoted is not None:
+            out["promoted"], out["suppressed"] = self.promoted, self.suppressed
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields())
+
+    def __len__(self) -> int:
+        return len(self.fields())
+
+
+def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
+                reports: Iterable[Any] = ()) -> NeuronCard:
+    """One neuron's :class:`NeuronCard` from a :class:`~hf_txray.Profile` (and transfer reports).
 
     Args:
         profile (`Profile`): the stage.
         layer (`int`), neuron (`int`): the neuron.
         top (`int`, *optional*): top features kept per feature type (default: as exported, ``TOP_FEATURES``).
+        reports (iterable of `TransferReport`, *optional*): reports with this stage as A or B: the card's `status`
+            per report, and the summary's change clause from the (first) report whose stage B is this stage.
+
+    Raises:
+        ConfigurationError: a layer that was not profiled or a neuron out of range.
     """
-    from .export import TOP_FEATURES
     from .output_effects import neuron_tokens
 
     row = profile._row(layer, neuron)
-    card: dict[str, Any] = {"stage": profile.stage, "layer": int(layer), "neuron": int(neuron),
-                            "count": int(profile.neuron_count.reshape(-1)[row]),
-                            "mass": float(profile.neuron_mass.reshape(-1)[row]),
-                            "win_rate": float(profile.win_rate().reshape(-1)[row])}
+    width = profile.meta.config.get("expert_width")
+    expert, unit = divmod(int(neuron), int(width)) if width else (None, None)
+    top_features = {}
     for ft in profile.feature_types:
         stats = profile.feature_stats(layer, neuron, ft).head(top or TOP_FEATURES)
-        card[f"top_{ft}"] = [{"feature": f, "probability": float(p), "mass": float(m), "count": int(c)}
-                             for f, p, m, c in zip(stats["feature"], stats["probability"], stats["mass"],
-                                                   stats["count"])]
+        top_features[ft] = [{"feature": f, "probability": float(p), "mass": float(m), "count": int(c)}
+                            for f, p, m, c in zip(stats["feature"], stats["probability"], stats["mass"],
+                                                  stats["count"])]
+    examples = profile.top_examples(layer, neuron)
+    card = NeuronCard(
+        stage=profile.stage, layer=int(layer), neuron=int(neuron), expert=expert, unit=unit,
+        count=int(profile.neuron_count.reshape(-1)[row]), mass=float(profile.neuron_mass.reshape(-1)[row]),
+        win_rate=float(profile.win_rate().reshape(-1)[row]), positions=int(profile.meta.num_positions),
+        top_features=top_features,
+        top_examples=examples[[c for c in ("rank", "activation", "token", "left", "right") if c in examples]]
+        .to_dict("records"))
     if profile.position_mass is not None:
         e = profile.position_mass.entries()  # sorted by row, then position
         lo, hi = (int(i) for i in e["row"].searchsorted([row, row + 1]))
         mass = e["mass"][lo:hi]
         best = int(mass.argmax()) if hi > lo else -1  # positions ascending: ties go to the earliest
-        card["top_position"] = int(e["position"][lo + best]) if best >= 0 else -1
-        card["top_position_share"] = float(mass[best] / mass.sum()) if best >= 0 and mass.sum() > 0 else 0.0
+        card.top_position = int(e["position"][lo + best]) if best >= 0 else -1
+        card.top_position_share = float(mass[best] / mass.sum()) if best >= 0 and mass.sum() > 0 else 0.0
+    if profile.activation_histogram is not None:
+        card.activation_histogram = profile.activation_distribution(layer, neuron)
     if profile.output_effects is not None:
-        for direction in ("promoted", "suppressed"):
-            card[direction] = neuron_tokens(profile.output_effects, layer, neuron, direction)
+        card.promoted = neuron_tokens(profile.output_effects, layer, neuron, "promoted")
+        card.suppressed = neuron_tokens(profile.output_effects, layer, neuron, "suppressed")
+    change = None
+    for report in reports:
+        if profile.stage not in (report.meta.stage_a, report.meta.stage_b):
+            continue
+        line = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)]
+        if len(line):
+            card.status[report.name] = str(line["status"].iloc[0])
+            if change is None and report.meta.stage_b == profile.stage:
+                change = (line.iloc[0].to_dict(), (report.meta.stage_a, report.meta.stage_b))
+    card.summary = neuron_summary(card, *(change or (None, None)))
     return card

@@ -199,6 +199,49 @@ def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path
     assert checked >= 10
 
 
+def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
+    """The NeuronCard record: identity, stats, distributions, examples, histogram, output effects, status per report
+    and summary, each equal to what the Profile and the TransferReport say."""
+    from hf_txray.summary import NeuronCard
+
+    b = output_profile()
+    a = hf_txray.analyze(_lm(), SAMPLE_TEXTS[::-1][:5], tokenizer=bpe_tokenizer(), features=("token",),
+                         output_effects=True, output_effects_k=3, stage="before", show_progress=False)
+    report = hf_txray.compare(a, b)
+    stats = b.neuron_stats()
+    best = stats.sort_values("count", ascending=False).iloc[0]
+    layer, neuron = int(best["layer"]), int(best["neuron"])
+    card = neuron_card(b, layer, neuron, reports=[report])
+    assert isinstance(card, NeuronCard) and (card.stage, card.layer, card.neuron) == (b.stage, layer, neuron)
+    assert (card.expert, card.unit) == (None, None)  # a dense MLP
+    assert card.count == int(best["count"]) and card.mass == pytest.approx(float(best["mass"]))
+    assert card.positions == b.meta.num_positions and card.win_rate == pytest.approx(card.count / card.positions)
+    want = b.feature_stats(layer, neuron, "token").head(10)
+    assert [v["feature"] for v in card.top_features["token"]] == list(want["feature"])
+    assert [v["probability"] for v in card.top_features["token"]] == pytest.approx(list(want["probability"]))
+    examples = b.top_examples(layer, neuron)
+    assert [e["token"] for e in card.top_examples] == list(examples["token"])
+    assert [e["activation"] for e in card.top_examples] == pytest.approx(list(examples["activation"]))
+    assert card.activation_histogram["count"].tolist() == b.activation_distribution(layer, neuron)["count"].tolist()
+    assert card.activation_histogram["count"].sum() == card.count
+    assert card.promoted == b.output_effects.query(
+        "layer == @layer and neuron == @neuron and direction == 'promoted'").sort_values("rank")["token"].tolist()
+    row = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)].iloc[0]
+    assert card.status == {report.name: row["status"]}
+    assert card.summary == neuron_summary(card, row.to_dict(), (report.meta.stage_a, report.meta.stage_b))
+    # the earlier stage: its status too, but no change clause (said once, on the later stage)
+    early = neuron_card(a, layer, neuron, reports=[report])
+    assert early.status == {report.name: row["status"]} and early.summary == neuron_summary(early)
+    # a mixture-of-experts profile names expert and unit
+    b.meta.config["expert_width"] = 4
+    try:
+        assert (neuron_card(b, layer, neuron).expert, neuron_card(b, layer, neuron).unit) == divmod(neuron, 4)
+    finally:
+        del b.meta.config["expert_width"]
+    with pytest.raises(hf_txray.ConfigurationError, match="out of range"):
+        neuron_card(b, layer, b.num_neurons)
+
+
 def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys):
     from hf_txray.cli import main as cli_main
 

@@ -32,10 +32,12 @@ import pytest
 import yaml
 
 import hf_txray
+import hf_txray.corpora
 from hf_txray import metrics, viewer
 from hf_txray.errors import ConfigurationError, ProfileFormatError
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, frame, opened_client, serve
 
 gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
 from gradio_client import Client  # noqa: E402
@@ -49,11 +51,12 @@ def screenshot_dir(tmp_path: Path) -> Path:
     """Where the browser test saves its screenshots: a temporary folder, so a test run leaves the tree clean,
     unless HF_TXRAY_UPDATE_SCREENSHOTS=1 asks to refresh the README's images in docs/screenshots."""
     return SCREENSHOTS if os.environ.get("HF_TXRAY_UPDATE_SCREENSHOTS") == "1" else tmp_path / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
 FIRST_ROW = "#{} [role=row][aria-rowindex='2'] [role=gridcell]"  # gradio 6 Dataframe: the first body row's cells
 PAYLOAD = "<img src=x onerror=alert(1)>"
 MARKUP = re.compile(r"<[^>]*>|\*\*[^*]+\*\*")
-TEXTS = SAMPLE_TEXTS + [
+# 40 lines of PTB give shared neurons credited >= DEFAULT_MIN_COUNT (20) times in both stages: the Transfer tab's
+# default minimum lists some
+TEXTS = SAMPLE_TEXTS + list(hf_txray.corpora.penn_treebank("test", num_samples=40)["text"]) + [
     f'Click {PAYLOAD} to see the "quoted" **bold** text.',
     f"{PAYLOAD} {PAYLOAD}",
     f"A tag {PAYLOAD} here and <b>there</b>.",
@@ -113,25 +116,13 @@ def app():
 @pytest.fixture(scope="module")
 def served(app, results):
     """The app launched on 127.0.0.1 with the fixture results as its default source."""
-    demo = app.build_demo(str(results[3]))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
+    with serve(app.build_demo(str(results[3]))) as url:
         yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture
 def client(served, results):
-    c = Client(served, verbose=False)
-    opened = c.predict(str(results[3]), api_name="/open")
-    assert opened[0].startswith("Opened"), opened[0]
-    return c
-
-
-def frame(value: dict) -> pd.DataFrame:
-    """A Dataframe output as gradio_client returns it."""
-    return pd.DataFrame(value["data"], columns=value["headers"])
+    return opened_client(served, str(results[3]))
 
 
 def same(x, y, tol=1e-4) -> bool:
@@ -154,7 +145,14 @@ def test_open_and_overview(client, results):
     assert same(reports["lost"].iloc[0], report.summary()["share_lost"])
 
     message, layers, *figures = client.predict(report.name, "pos", api_name="/overview")
-    assert message == ""
+    # the notes say what each figure shows, with the report's headline numbers and noise floor
+    summary = report.summary()
+    assert message.startswith(f"Report {report.name} (pos): {summary['share_shared']:.1%} of neurons shared")
+    assert f"mean Hellinger distance {summary['mean_hellinger_pos']:.3f}" in message
+    assert f"noise floor: {summary['noise_floor_hellinger_pos_a']:.3f}" in message
+    for note in ("Hellinger distance vs Hellinger length:", "Length shift:", "Mass share vs corpus frequency:",
+                 "Per-neuron mass:"):
+        assert note in message
     layers = frame(layers)
     assert list(layers["layer"]) == list(report.layers["layer"])
     assert list(layers["lost"]) == list(report.layers["lost"])
@@ -280,6 +278,49 @@ def test_search_tab(client, results):
                                     min_count=1)
     assert set(zip(loose["layer"], loose["neuron"])) == set(zip(*[report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9)][c]
                                                                   for c in ("layer", "neuron")]))
+
+
+def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
+    """Issue 12: the Space's minimum credits default to DEFAULT_MIN_COUNT, and search_feature applies it to the
+    neurons' credits at the stage (a probability from a few credits is noise)."""
+    a = results[0]
+    view = viewer.open_results(str(results[3]))
+    credits = a.neuron_stats().set_index(["layer", "neuron"])["count"]
+    loose = viewer.search_feature(view, "pretrained", "pos", "NOUN", min_count=1, n=10_000)
+    strict = viewer.search_feature(view, "pretrained", "pos", "NOUN", n=10_000)  # default: DEFAULT_MIN_COUNT
+    assert len(strict) and len(strict) < len(loose)
+    want = [(la, ne) for la, ne in zip(loose["layer"], loose["neuron"]) if credits[(la, ne)] >= viewer.DEFAULT_MIN_COUNT]
+    assert list(zip(strict["layer"], strict["neuron"])) == want
+    demo = app.build_demo(str(results[3]))
+    numbers = {c["props"].get("label"): c["props"].get("value") for c in demo.config["components"]
+               if c.get("type") == "number"}
+    assert numbers["Min. count in both stages"] == viewer.DEFAULT_MIN_COUNT == 20
+    assert numbers["Min. credits of the neuron"] == viewer.DEFAULT_MIN_COUNT
+
+
+def test_length_shift_of_thousands_of_neurons_is_a_histogram(results):
+    """With 4,000 neurons, paired dots and lines merge into solid blocks: the figure is a histogram of the shift."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection, PathCollection
+
+    from hf_txray.plots.transfer import PAIRED_DOTS_MAX, plot_length_shift
+
+    report = results[2]
+    rng = np.random.default_rng(0)
+    big = report.neurons.sample(4000, replace=True, random_state=0).reset_index(drop=True)
+    big["neuron"], big["status"] = np.arange(4000), "shared"
+    big["length_a_pos"], big["length_b_pos"] = rng.integers(1, 12, 4000), rng.integers(1, 12, 4000)
+    many = type(report)(report.meta, big, report.layers, report.mass_share)
+    figure = plot_length_shift(many, "pos")
+    ax = figure.axes[0]
+    assert not [c for c in ax.collections if isinstance(c, (LineCollection, PathCollection))]  # no dots, no lines
+    heights = [bar.get_height() for bar in ax.patches]
+    assert 10 <= len(heights) <= 100 and sum(heights) == 4000  # every neuron in one readable bar
+    assert "4000 neurons" in ax.get_title()
+    plt.close(figure)
+    small = plot_length_shift(report, "pos")  # a few neurons: the paired dots, as before
+    assert len(report.neurons) <= PAIRED_DOTS_MAX and small.axes[0].collections
+    plt.close(small)
 
 
 def test_transfer_tab(client, results):
@@ -422,6 +463,22 @@ def test_space_folder_is_self_consistent():
     assert "hf_txray.viewer.app" in {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
 
 
+def test_space_folder_is_what_the_package_writes(tmp_path):
+    """spaces_app/ is generated by the package (so a wheel install deploys the same Space): byte for byte, with the
+    README a huggingface_hub SpaceCard."""
+    from huggingface_hub import SpaceCard
+
+    written = viewer.write_space_files(tmp_path / "space")
+    assert sorted(p.name for p in written.iterdir()) == sorted(viewer.SPACE_FILES)
+    for name in viewer.SPACE_FILES:
+        assert (written / name).read_bytes() == (SPACE / name).read_bytes(), name
+    card = SpaceCard.load(SPACE / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.datasets == [viewer.EXAMPLE_RESULTS]
+    other = viewer.write_space_files(tmp_path / "other", "me/results", title="Mine")
+    assert SpaceCard.load(other / "README.md").data.datasets == ["me/results"]
+    assert SpaceCard.load(other / "README.md").data.title == "Mine"
+
+
 def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F811
     from huggingface_hub import snapshot_download
 
@@ -494,10 +551,43 @@ def test_cli_view_launches_the_app(results, monkeypatch):
     assert main(["view", "not a repo id!"]) == 2  # fails fast, before launching
 
 
+def test_view_opens_profile_and_report_folders(results, tmp_path, monkeypatch):
+    """What analyze / compare / the Trainer write (save_pretrained folders) opens directly, alone, together, or as one
+    folder holding them; it shows what the exported results folder shows."""
+    import gradio as gr
+
+    from hf_txray.cli import main
+
+    a, b, report, folder = results
+    a.save_pretrained(tmp_path / "run" / "profiles" / "a")
+    b.save_pretrained(tmp_path / "run" / "profiles" / "b")
+    report.save_pretrained(tmp_path / "run" / "reports" / "a__b")
+    exported = viewer.open_results(str(folder))
+    parts = [str(tmp_path / "run" / "profiles" / "a"), str(tmp_path / "run" / "profiles" / "b"),
+             str(tmp_path / "run" / "reports" / "a__b")]
+    for source in (viewer.SOURCE_SEPARATOR.join(parts), str(tmp_path / "run")):
+        view = viewer.open_results(source)
+        assert sorted(view.profiles) == ["finetuned", "pretrained"] and view.report_names == [report.name]
+        pd.testing.assert_frame_equal(viewer.transfer_table(view, report.name, "pos", n=10),
+                                      viewer.transfer_table(exported, report.name, "pos", n=10))
+        assert viewer.neuron_stats(view, 0, 3, view.stages).equals(viewer.neuron_stats(exported, 0, 3, view.stages))
+    only_a = viewer.open_results(parts[0])
+    assert list(only_a.profiles) == ["pretrained"] and not only_a.reports
+    with pytest.raises(ConfigurationError, match="more than one"):
+        viewer.open_results(viewer.SOURCE_SEPARATOR.join([parts[0], str(tmp_path / "run")]))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(ProfileFormatError, match="no profile or report folder"):
+        viewer.open_results(str(tmp_path / "empty"))
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs, blocks=self))
+    assert main(["view", *parts, "--port", "7998"]) == 0
+    assert launched["server_port"] == 7998
+
+
 # ----- (2) a real browser --------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing. Install "
-                    "it with `apt-get install -y chromium` (make test does this) !!!")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)
 def test_browser(served, results, payload_neuron, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
     expect = playwright.expect
@@ -506,9 +596,7 @@ def test_browser(served, results, payload_neuron, tmp_path):
     shots = screenshot_dir(tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -516,6 +604,19 @@ def test_browser(served, results, payload_neuron, tmp_path):
             expect(page.locator("#status textarea")).to_have_value(re.compile("^Opened "), timeout=60_000)
             expect(page.locator("#hellinger_vs_length img")).to_be_visible(timeout=60_000)
             expect(page.locator("#mass_share img")).to_be_visible(timeout=30_000)
+            expect(page.locator("#overview-message textarea")).to_have_value(re.compile(r"^Report .*noise floor"),
+                                                                             timeout=30_000)  # notes are not empty
+            # plot labels are headings above the images, not badges drawn over the plots' titles
+            for name in ("hellinger_vs_length", "length_shift", "mass_share", "neuron_mass"):
+                image = page.locator(f"#{name} img").bounding_box()
+                for label in page.locator(f"#{name} [data-testid=block-label]").all():
+                    box = label.bounding_box() if label.is_visible() else None
+                    assert box is None or box["y"] + box["height"] <= image["y"] or box["y"] >= image["y"] + \
+                        image["height"] or box["x"] + box["width"] <= image["x"], (name, box, image)
+            # tables fit the page: their right edge is inside the viewport
+            for table in ("#stages-table", "#reports-table", "#layers-table"):
+                box = page.locator(table).bounding_box()
+                assert box and box["x"] + box["width"] <= 1400, (table, box)
             page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
             # pick a neuron: layer from the dropdown, neuron typed + Enter
@@ -571,6 +672,21 @@ def test_browser(served, results, payload_neuron, tmp_path):
             page.locator("#neuron input").press("Enter")
             expect(page.locator("#neuron-title textarea")).to_have_value(re.compile("is out of range"),
                                                                          timeout=30_000)
+            time.sleep(2)  # every handler of the event has answered
+            toasts = page.locator("[data-testid=toast-body]").filter(has_text="out of range")
+            assert toasts.count() == 1, toasts.all_inner_texts()  # one mistake, one toast
+            # emptied tables keep their real headers (no placeholder table headed "1 2 3")
+            for table in ("#neuron-stats", "#output-effects", "#activation-facts", "#neuron-probes"):
+                headers = page.locator(f"{table} thead").first.inner_text()
+                assert not re.search(r"^\s*1\s+2\s+3\s*$", headers), (table, headers)
+            assert "stage" in page.locator("#neuron-stats thead").first.inner_text()
+            page.get_by_role("tab", name="Probing").click()
+            expect(page.locator("#probing-message textarea")).to_have_value(re.compile("no probing results"))
+            for table in ("#probing-overview", "#probe-labels", "#probe-top", "#ablation-table"):
+                headers = page.locator(f"{table} thead").first.inner_text()
+                assert not re.search(r"^\s*1\s+2\s+3\s*$", headers) and headers.strip(), (table, headers)
+            page.screenshot(path=str(shots / "probing-empty.png"), full_page=True)
+            page.get_by_role("tab", name="Neuron").click()
 
             # the payload never became markup: no such element, no dialog, while it shows as text
             assert page.locator('img[src="x"]').count() == 0

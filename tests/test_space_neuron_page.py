@@ -12,19 +12,17 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import hf_txray
 from hf_txray.summary import neuron_card, neuron_summary
 from models import SAMPLE_TEXTS, bert_tokenizer
+from space_helpers import BROWSER_ARGS, CHROMIUM, frame, opened_client, serve
 
 gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
-from gradio_client import Client  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 LIVE_TEXT = "Prices rose 42% in New York last year, and the quick brown fox jumped over it."
 
 
@@ -55,23 +53,13 @@ def pages(tmp_path_factory):
 def served(pages):
     from hf_txray.viewer import app
 
-    demo = app.build_demo(str(pages[3]), model=(pages[4], bert_tokenizer()))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
+    with serve(app.build_demo(str(pages[3]), model=(pages[4], bert_tokenizer()))) as url:
         yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture
 def client(served, pages):
-    c = Client(served, verbose=False)
-    assert c.predict(str(pages[3]), api_name="/open")[0].startswith("Opened")
-    return c
-
-
-def frame(value: dict) -> pd.DataFrame:
-    return pd.DataFrame(value["data"], columns=value["headers"])
+    return opened_client(served, str(pages[3]))
 
 
 def busiest(profile) -> tuple[int, int]:
@@ -146,9 +134,7 @@ def test_live_tab_in_the_browser(served, pages, tmp_path):
     update = os.environ.get("HF_TXRAY_UPDATE_SCREENSHOTS") == "1"
     shots = ROOT / "docs" / "screenshots" if update else tmp_path
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(served)

@@ -71,11 +71,15 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     return fig
 
 
+PAIRED_DOTS_MAX = 1000  # above this many neurons the length shift is drawn as a histogram (paired dots merge)
+
+
 def plot_length_shift(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
                       layer: int | None = None) -> "Figure":
     """Each shared neuron's length in stage A and stage B as paired dots, neurons sorted by their length in A.
 
-    A line going down means the neuron specialised (fewer feature values), up that it generalised.
+    A line going down means the neuron specialised (fewer feature values), up that it generalised. Above
+    ``PAIRED_DOTS_MAX`` neurons, a histogram of log2(length B / length A) instead (green: shorter in B).
 
     Args:
         report (`TransferReport`): the comparison to draw.
@@ -98,6 +102,16 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
     x = np.arange(len(data))
     a, b = data[f"length_a_{ft}"].to_numpy(), data[f"length_b_{ft}"].to_numpy()
     fig, ax = new_axes(ax, (7.0, 4.0))
+    if len(data) > PAIRED_DOTS_MAX:  # thousands of paired dots merge into solid blocks: the shift's distribution
+        shift = np.log2(b / a)
+        counts, edges = np.histogram(shift, bins=np.histogram_bin_edges(shift, bins=60))
+        centers = (edges[:-1] + edges[1:]) / 2
+        ax.bar(centers, counts, width=np.diff(edges), color=np.where(centers < 0, "tab:green", "tab:red"),
+               alpha=0.7, edgecolor="none")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set(xlabel=f"log2(length B / length A), {ft}", ylabel="shared neurons",
+               title=f"{report.name}: length shift of {len(data)} neurons (green: shorter in B)")
+        return fig
     ax.vlines(x, a, b, colors=np.where(b < a, "tab:green", "tab:red"), linewidths=0.6, alpha=0.5)
     ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {report.meta.stage_a}")
     ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {report.meta.stage_b}")

@@ -22,6 +22,9 @@ from ..report import DEFAULT_MIN_COUNT  # noqa: F401  (the viewer's default mini
 from .data import (  # noqa: F401
     DIGITS,
     ALL_LAYERS,
+    SOURCE_SEPARATOR,
+    artifact_folders,
+    split_sources,
     ResultsView,
     open_results,
     rounded,
@@ -88,7 +91,9 @@ from .live import (  # noqa: F401
 )
 from .space import (  # noqa: F401
     SPACE_FILES,
-    default_app_dir,
+    write_space_files,
+    EXAMPLE_RESULTS,
+    space_card,
     set_space_datasets,
     stage_space,
     deploy_space,

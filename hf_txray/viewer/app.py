@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+import pandas as pd
 import yaml
 from gradio.components.plot import PlotData
 from gradio.processing_utils import encode_plot_to_base64
@@ -81,8 +82,10 @@ class NoResultsOpen(ConfigurationError):
     """Nothing opened yet: said once in the status box, not in a toast per tab."""
 
 
-def guarded(empty: Callable[[], tuple]) -> Callable:
-    """Run a handler; on any error return `empty()` with the error message in first position (and a toast)."""
+def guarded(empty: Callable[[], tuple], toast: bool = True) -> Callable:
+    """Run a handler; on any error return `empty()` with the error message in first position (and a toast, unless
+    `toast` is False: handlers that run after another on the same inputs leave the toast to the first one, so one
+    mistake gives one toast)."""
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any):
@@ -90,11 +93,35 @@ def guarded(empty: Callable[[], tuple]) -> Callable:
                 return fn(*args, **kwargs)
             except Exception as err:  # every failure becomes a message in the UI
                 message = message_of(err)
-                if not isinstance(err, NoResultsOpen):
+                if toast and not isinstance(err, NoResultsOpen):
                     warn(message)
                 return (message, *empty())
         return run
     return wrap
+
+
+def empty(*columns: str) -> pd.DataFrame:
+    """An empty table with real headers: what a table shows when there is nothing to show (``None`` would make Gradio
+    draw a placeholder table headed "1 2 3")."""
+    return pd.DataFrame(columns=list(columns))
+
+
+# Headers of the tables when they are emptied (an error, or results without probing): the columns the viewer's
+# functions give them.
+STATS_COLUMNS = ("stage", "status", "mass", "count")
+COMPARISON_COLUMNS = ("feature type", "hellinger", "hellinger length", "length A", "length B", "length shift")
+EXAMPLE_COLUMNS = ("stage", "rank", "activation", "token", "left", "right")
+DISTRIBUTION_COLUMNS = ("feature type", "feature", "stage", "probability", "mass", "count")
+OUTPUT_COLUMNS = ("stage", "rank", "promoted", "logit +", "suppressed", "logit -")
+FACT_COLUMNS = ("stage", "credits", "positions", "win rate", "top position", "share from top position")
+PROBE_OVERVIEW_COLUMNS = ("probe", "model_id", "property", "site", "accuracy", "majority_baseline", "control_accuracy",
+                          "selectivity", "minimal_set")
+PROBE_LABEL_COLUMNS = ("probe", "label", "support", "accuracy")
+PROBE_TOP_COLUMNS = ("layer", "neuron", "probe", "rank", "score")
+ABLATION_COLUMNS = ("strategy", "num_ablated", "mean", "std", "count")
+LAYER_COLUMNS = ("layer",)
+LIVE_COLUMNS = ("position", "token", "layer", "neuron", "activation")
+NEURON_LIST_COLUMNS = ("layer", "neuron")
 
 
 def _view(source: str | None) -> data.ResultsView:
@@ -194,7 +221,9 @@ def show_overview(source: str, report: str | None, feature_type: str | None) -> 
     view = _view(source)
     plots = _overview_plots(view.source, report or None, feature_type or None)
     missing = [FIGURE_LABELS[n] for n, p in zip(FIGURES, plots) if p is None]
-    message = f"Not drawn for these results: {'; '.join(missing)}." if missing else ""
+    notes = figures.figure_notes(view, report or None, feature_type or None,
+                                 [n for n, p in zip(FIGURES, plots) if p is not None])
+    message = notes + (f"\nNot drawn for these results: {'; '.join(missing)}." if missing else "")
     return (message, tables.layer_summary(view, report or None), *plots)
 
 
@@ -227,7 +256,8 @@ def search_feature(source: str, stage: str, feature_type: str, value: str, by: s
     view = _view(source)
     table = tables.search_feature(view, stage, feature_type, value, by or "probability", int(min_count or 1),
                                   int(n or 50), layer)
-    return (f"{len(table)} neuron(s) of stage {stage} credited on the {feature_type} {value!r}, by {by}.",
+    return (f"{len(table)} neuron(s) of stage {stage} credited on the {feature_type} {value!r}, by {by} (neurons "
+            f"credited >= {int(min_count or 1)} times at this stage).",
             table, [stage, None])
 
 
@@ -267,10 +297,11 @@ def show_probing(source: str) -> tuple:
     label, ablation and layer choices."""
     view = _view(source)
     if not probing.has_probing(view):
-        return (probing.NO_PROBING, None, gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None),
+        return (probing.NO_PROBING, empty(*PROBE_OVERVIEW_COLUMNS), gr.Dropdown(choices=[], value=None),
+                gr.Dropdown(choices=[], value=None),
                 gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[data.ALL_LAYERS], value=data.ALL_LAYERS))
     probes, curves = probing.probe_names(view), probing.ablation_names(view)
-    overview = probing.probing_overview(view) if probes else None
+    overview = probing.probing_overview(view) if probes else empty(*PROBE_OVERVIEW_COLUMNS)
     message = (f"{len(probes)} probe(s): {', '.join(probes) or 'none'}; {len(curves)} ablation curve(s): "
                f"{', '.join(curves) or 'none'}.")
     first = probes[0] if probes else None
@@ -288,7 +319,7 @@ def show_probe(source: str, probe: str | None, label: str | None, layer: Any = N
     if not probing.has_probing(view) or not probing.probe_names(view):  # said in the tab, not in a toast
         message = probing.NO_PROBING if not probing.has_probing(view) else "These results have no probes, only " \
             "ablation curves."
-        return message, None, None, gr.Dropdown(choices=[], value=None)
+        return message, empty(*PROBE_LABEL_COLUMNS), empty(*PROBE_TOP_COLUMNS), gr.Dropdown(choices=[], value=None)
     if not probe:
         raise ConfigurationError("Pick a probe.")
     labels = probing.probe_label_names(view, probe)
@@ -307,9 +338,9 @@ def show_ablation(source: str, name: str | None) -> tuple:
 
     view = _view(source)
     if not probing.has_probing(view):
-        return probing.NO_PROBING, None, None
+        return probing.NO_PROBING, None, empty(*ABLATION_COLUMNS)
     if not probing.ablation_names(view):
-        return "These results have no ablation curves.", None, None
+        return "These results have no ablation curves.", None, empty(*ABLATION_COLUMNS)
     figure, summary = probing.probing_ablation(view, name or None)
     try:
         plot = PlotData(type="matplotlib", plot=encode_plot_to_base64(figure, "png"))
@@ -422,7 +453,8 @@ def _table(label: str, **kwargs: Any) -> gr.Dataframe:
 
 
 def _message(label: str = "Status", **kwargs: Any) -> gr.Textbox:
-    return gr.Textbox(label=label, interactive=False, lines=1, max_lines=6, **kwargs)
+    kwargs.setdefault("max_lines", 6)
+    return gr.Textbox(label=label, interactive=False, lines=1, **kwargs)
 
 
 def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
@@ -452,19 +484,18 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         status = _message(elem_id="status")
         with gr.Tabs() as tabs:
             with gr.Tab("Overview", id="overview"):
-                with gr.Row():
-                    stages_df = _table("Stages: model, corpus, size")
-                    reports_df = _table("Transfer reports")
+                stages_df = _table("Stages: model, corpus, size", elem_id="stages-table")
+                reports_df = _table("Transfer reports", elem_id="reports-table")
                 with gr.Row():
                     ov_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
                     ov_ft = gr.Dropdown(label="Feature type", choices=[], scale=1)
-                ov_message = _message("Notes on the figures", elem_id="overview-message")
-                layers_df = _table("Per-layer summary")
-                plot = lambda name: gr.Plot(label=FIGURE_LABELS[name], format="png", elem_id=name)  # noqa: E731
-                with gr.Row():
-                    overview_plots = [plot(FIGURES[0]), plot(FIGURES[1])]
-                overview_plots.append(plot(FIGURES[2]))
-                overview_plots.append(plot(FIGURES[3]))
+                ov_message = _message("Notes on the figures", elem_id="overview-message", max_lines=12)
+                layers_df = _table("Per-layer summary", elem_id="layers-table")
+                overview_plots = []
+                for name in FIGURES:  # the label as a heading: a label drawn over the image covers the plot's title
+                    gr.Markdown(f"**{FIGURE_LABELS[name]}**")
+                    overview_plots.append(gr.Plot(label=FIGURE_LABELS[name], show_label=False, format="png",
+                                                  elem_id=name))
             with gr.Tab("Neuron", id="neuron"):
                 with gr.Row():
                     nb_layer = gr.Dropdown(label="Layer", choices=[], elem_id="layer")
@@ -517,7 +548,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     s_ft = gr.Dropdown(label="Feature type", choices=[], elem_id="search-ft")
                     s_value = gr.Textbox(label="Value (a token, word or tag, e.g. NOUN)", elem_id="search-value")
                     s_by = gr.Radio(["probability", "mass"], value="probability", label="Rank by")
-                    s_min = gr.Number(value=1, precision=0, label="Min. count")
+                    s_min = gr.Number(value=DEFAULT_MIN_COUNT, precision=0, label="Min. credits of the neuron")
                     s_go = gr.Button("Search by value", variant="primary")
                 with gr.Row():
                     s_report = gr.Dropdown(label="Report", choices=[])
@@ -536,7 +567,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
                     t_ft = gr.Dropdown(label="Feature type", choices=[])
                     t_which = gr.Radio(["most", "least"], value="most", label="Changed")
-                    t_min = gr.Number(value=5, precision=0, label="Min. count in both stages")
+                    t_min = gr.Number(value=DEFAULT_MIN_COUNT, precision=0, label="Min. count in both stages")
                     t_n = gr.Slider(5, 200, value=25, step=5, label="How many")
                     t_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
                 t_message = _message("Transfer", elem_id="transfer-message")
@@ -593,7 +624,6 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         overview_inputs = [current, ov_report, ov_ft]
         transfer_inputs = [current, t_report, t_ft, t_which, t_min, t_n, t_layer]
         search_outputs = [s_message, s_table, pair]
-        clear = lambda n: (lambda: (None,) * n)  # noqa: E731
 
         def opened(text: str) -> tuple:
             try:
@@ -611,10 +641,11 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                         "and press Open.", *(gr.skip(),) * (len(open_outputs) - 2))
             return (text, *opened(text))
 
-        overview_fn = guarded(clear(len(overview_outputs) - 1))(show_overview)
-        neuron_fn = guarded(clear(len(neuron_outputs) - 1))(show_neuron)
-        transfer_fn = guarded(clear(1))(show_transfer)
-        search_empty = lambda: (None, gr.skip())  # noqa: E731
+        overview_fn = guarded(lambda: (empty(*LAYER_COLUMNS), None, None, None, None))(show_overview)
+        neuron_fn = guarded(lambda: (empty(*STATS_COLUMNS), empty(*COMPARISON_COLUMNS), None, None, None,
+                                     empty(*EXAMPLE_COLUMNS), empty(*DISTRIBUTION_COLUMNS)))(show_neuron)
+        transfer_fn = guarded(lambda: (empty(*NEURON_LIST_COLUMNS),))(show_transfer)
+        search_empty = lambda: (empty(*NEURON_LIST_COLUMNS), gr.skip())  # noqa: E731
 
         load_event = demo.load(page, [source_box], [source_box, *open_outputs], api_visibility="private")
         open_event = gr.on([open_button.click, source_box.submit], opened, [source_box], open_outputs,
@@ -624,17 +655,20 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         probe_outputs = [p_top_message, p_labels, p_top, p_label]
         ablation_outputs = [p_ablation_message, p_ablation_plot, p_ablation]
         neuron_probe_outputs = [nb_probe_message, nb_probes]
-        probing_fn = guarded(clear(len(probing_outputs) - 1))(show_probing)
-        probe_fn = guarded(lambda: (None, None, gr.skip()))(show_probe)
-        ablation_fn = guarded(clear(2))(show_ablation)
-        neuron_probes_fn = guarded(clear(1))(show_neuron_probes)
+        probing_fn = guarded(lambda: (empty(*PROBE_OVERVIEW_COLUMNS), *(gr.skip(),) * 4))(show_probing)
+        probe_fn = guarded(lambda: (empty(*PROBE_LABEL_COLUMNS), empty(*PROBE_TOP_COLUMNS), gr.skip()))(show_probe)
+        ablation_fn = guarded(lambda: (None, empty(*ABLATION_COLUMNS)))(show_ablation)
+        # after the neuron's cards, on the same inputs: their error was toasted once already
+        neuron_probes_fn = guarded(lambda: (probing.neuron_probes(data.ResultsView("", {}, {}), 0, 0),),
+                                   toast=False)(show_neuron_probes)
 
         def explain(source: str, layer: Any, neuron: Any, stage: str, k: Any) -> tuple:
             return explain_neuron(source, layer, neuron, stage, k, attribution)
 
-        explain_fn = guarded(clear(2))(explain)
+        explain_fn = guarded(lambda: (None, empty("example", "token", "score", "read here")))(explain)
 
-        page_fn = guarded(clear(len(page_outputs) - 1))(show_neuron_page)
+        page_fn = guarded(lambda: (None, empty(*OUTPUT_COLUMNS), None, empty(*FACT_COLUMNS)),
+                          toast=False)(show_neuron_page)
 
         def then_neuron(event: Any) -> Any:
             """The neuron's cards, its summary, output effects and activations, then its probe rows."""
@@ -646,7 +680,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         def live(source: str, text: str, layer: Any, trace: Any) -> tuple:
             return live_text(source, text, layer, trace, attribution)
 
-        live_fn = guarded(lambda: (None, None, None, [[], []]))(live)
+        live_fn = guarded(lambda: (None, None, empty(*LIVE_COLUMNS), [[], []]))(live)
 
         def live_layers(source: str) -> Any:
             try:

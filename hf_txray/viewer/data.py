@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ logger = logging.getLogger("hf_txray")
 
 DIGITS = 4  # floats in the viewer's tables are rounded to this many decimals
 ALL_LAYERS = "all"
+SOURCE_SEPARATOR = os.pathsep  # between several folders or repos in one source ("a:b" on Linux)
 
 
 # ----- opening results -------------------------------------------------------------------------------------------
@@ -188,26 +190,69 @@ class ResultsView:
         return feature_type
 
 
-def _load_results(source: str) -> tuple[dict, dict]:
-    """``hf_txray.load`` with messages a viewer user can act on."""
+def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
+    """The profiles and transfer reports saved with ``save_pretrained`` in `path` or in its sub-folders (up to `depth`
+    levels: what ``analyze``/``compare`` write, and the Trainer's ``output_dir/txray/{profiles,reports}/...``), read
+    with their own ``from_pretrained``; by stage and by report name.
+
+    Raises:
+        ConfigurationError: two profiles of the same stage, or two reports of the same stage pair.
+    """
+    from ..profile import Profile
+    from ..report import TransferReport
+
+    profiles: dict[str, Profile] = {}
+    reports: dict[str, TransferReport] = {}
+    level, seen = [path], []
+    for _ in range(depth + 1):
+        seen += level
+        level = [d for f in level for d in sorted(f.iterdir()) if d.is_dir() and not d.name.startswith((".", "_"))]
+    for folder in seen:
+        for kind, store in ((Profile, profiles), (TransferReport, reports)):
+            try:
+                artifact = kind.from_pretrained(folder)
+            except (TXRayError, OSError, ValueError, KeyError, TypeError):  # not an artifact of this kind
+                continue
+            name = artifact.stage if kind is Profile else artifact.name
+            if name in store:
+                raise ConfigurationError(f"Two {'profiles of stage' if kind is Profile else 'reports'} {name!r} "
+                                         f"under {path}: open the folders one by one.")
+            store[name] = artifact
+            break
+    return profiles, reports
+
+
+def _load_folder(source: str, path: Path) -> tuple[dict, dict]:
+    """A results folder (``meta/``, written by ``save_to_disk``), else the profile and report folders in `path`."""
+    from ..hub import load
+
+    if not (path / "meta").is_dir():
+        profiles, reports = artifact_folders(path)
+        if profiles or reports:
+            return profiles, reports
+        raise ProfileFormatError(f"{source} is not an hf_txray results folder: it has no meta/ config, and no profile "
+                                 "or report folder (save_pretrained: what analyze, compare and the Trainer write) "
+                                 "is in it. Write one with hf_txray.save_to_disk(folder, profiles, reports) or "
+                                 "`hf-txray push`.")
+    try:
+        return load(path)
+    except TXRayError as err:
+        raise ProfileFormatError(f"{source} is an incomplete hf_txray results folder: {err}") from None
+    except Exception as err:  # a corrupt parquet file, a missing column...
+        raise ProfileFormatError(f"{source} could not be read as hf_txray results "
+                                 f"({type(err).__name__}: {err}).") from None
+
+
+def _load_one(source: str) -> tuple[dict, dict]:
+    """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on."""
     from ..hub import load
 
     path = Path(source).expanduser()
     if path.exists() and not path.is_dir():
-        raise ConfigurationError(f"{source} is a file; open a results folder (written by hf_txray.save_to_disk) "
-                                 "or a Hub dataset repo id.")
+        raise ConfigurationError(f"{source} is a file; open a results folder (written by hf_txray.save_to_disk), a "
+                                 "profile or report folder, or a Hub dataset repo id.")
     if path.is_dir():
-        if not (path / "meta").is_dir():
-            raise ProfileFormatError(f"{source} is not an hf_txray results folder: it has no meta/ config. Write "
-                                     "one with hf_txray.save_to_disk(folder, profiles, reports) or "
-                                     "`hf-txray push`.")
-        try:
-            return load(path)
-        except TXRayError as err:
-            raise ProfileFormatError(f"{source} is an incomplete hf_txray results folder: {err}") from None
-        except Exception as err:  # a corrupt parquet file, a missing column...
-            raise ProfileFormatError(f"{source} could not be read as hf_txray results "
-                                     f"({type(err).__name__}: {err}).") from None
+        return _load_folder(source, path)
     try:
         return load(source)
     except ProfileFormatError as err:
@@ -217,9 +262,31 @@ def _load_results(source: str) -> tuple[dict, dict]:
         raise ProfileFormatError(f"The Hub dataset {source!r} holds incomplete hf_txray results: {err}") from None
 
 
+def split_sources(source: str) -> list[str]:
+    """The parts of a source naming several folders or repos, separated by :data:`SOURCE_SEPARATOR`."""
+    return [part.strip() for part in str(source).split(SOURCE_SEPARATOR) if part.strip()]
+
+
+def _load_results(source: str) -> tuple[dict, dict]:
+    """The profiles and reports of every part of `source`, merged (a stage or report found twice is an error)."""
+    profiles: dict = {}
+    reports: dict = {}
+    for part in split_sources(source):
+        more_profiles, more_reports = _load_one(part)
+        for name, store, more in (("stage", profiles, more_profiles), ("report", reports, more_reports)):
+            twice = sorted(set(store) & set(more))
+            if twice:
+                raise ConfigurationError(f"The {name} {twice[0]!r} is in more than one of {source!r}: open them "
+                                         "one by one.")
+            store.update(more)
+    return profiles, reports
+
+
 @functools.lru_cache(maxsize=4)
 def open_results(source: str) -> ResultsView:
-    """Open a results repo id or export folder (cached: the last few sources stay in memory).
+    """Open a results repo id or export folder, or profile and report folders (what ``analyze``, ``compare`` and the
+    Trainer write); several of them joined by :data:`SOURCE_SEPARATOR` open as one (cached: the last few sources stay
+    in memory).
 
     Raises:
         TXRayError: a readable message for an empty source, an unknown repo, a repo or folder that is not an
@@ -241,14 +308,21 @@ def open_results(source: str) -> ResultsView:
 
 
 def _load_probing(source: str) -> Any:
-    """The probing configs of `source`; ``ProbingResults(None, None)`` when absent or unreadable (logged)."""
+    """The probing configs of the first part of `source` that has them; ``ProbingResults(None, None)`` when none has
+    (or they are unreadable: logged)."""
     from ..probing.results import ProbingResults, load_probing
 
-    try:
-        return load_probing(source)
-    except Exception as err:  # TX-Ray results still open without their probing configs
-        logger.warning("Probing results of %s not read: %s", source, err)
-        return ProbingResults(None, None)
+    for part in split_sources(source):
+        if Path(part).expanduser().is_dir() and not (Path(part).expanduser() / "meta").is_dir():
+            continue  # profile and report folders hold no probing configs
+        try:
+            found = load_probing(part)
+        except Exception as err:  # TX-Ray results still open without their probing configs
+            logger.warning("Probing results of %s not read: %s", part, err)
+            continue
+        if not found.empty:
+            return found
+    return ProbingResults(None, None)
 
 
 # ----- table helpers -----------------------------------------------------------------------------------------------

@@ -133,3 +133,42 @@ def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, st
                         {"field": "count"}],
         },
     }
+
+
+FIGURE_NOTES = {
+    "hellinger_vs_length": "Hellinger distance vs Hellinger length: one dot per shared neuron (credited in both "
+                           "stages); 0 = the same preferences, 1 = disjoint. Neurons with few credits sit high by "
+                           "chance: compare with the noise floor.",
+    "length_shift": "Length shift: each shared neuron's number of distinct {ft} values in stage A and B (shorter in B "
+                    "= specialised); with many neurons, the distribution of log2(length B / length A).",
+    "mass_share": "Mass share vs corpus frequency: the share of all credited mass per {ft} value, next to how often "
+                  "the value occurs in the corpus (above = preferred).",
+    "neuron_mass": "Per-neuron mass: credited activation mass per neuron, sorted (log scale): how unevenly the "
+                   "positions are shared out.",
+}
+
+
+def figure_notes(view: ResultsView, report_name: str | None = None, feature_type: str | None = None,
+                 drawn: Iterable[str] = tuple(FIGURE_NOTES)) -> str:
+    """What the overview figures show, one line each (those in `drawn`), with the report's headline numbers and their
+    noise floor (``TransferReport.summary``) when the report has them."""
+    from ..plots import default_feature_type
+
+    lines = []
+    if report_name or view.reports:
+        report = view.report(report_name) if report_name else next(iter(view.reports.values()))
+        ft = feature_type or default_feature_type(report.meta.feature_types)
+        summary = report.summary()
+        head = (f"Report {report.name} ({ft}): {summary['share_shared']:.1%} of neurons shared, "
+                f"{summary['share_lost']:.1%} lost, {summary['share_gained']:.1%} gained; mean Hellinger distance "
+                f"{summary[f'mean_hellinger_{ft}']:.3f}")
+        if f"noise_floor_hellinger_{ft}_a" in summary:
+            head += (f" (noise floor: {summary[f'noise_floor_hellinger_{ft}_a']:.3f} between two halves of A, "
+                     f"{summary[f'noise_floor_hellinger_{ft}_b']:.3f} of B)")
+        lines.append(head + ".")
+    else:
+        profile = next(iter(view.profiles.values()))
+        ft = feature_type or default_feature_type(profile.feature_types)
+        lines.append(f"Stage {profile.stage}: no transfer report, so only the mass figures.")
+    lines += [FIGURE_NOTES[name].format(ft=ft) for name in FIGURE_NOTES if name in set(drawn)]
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
-from .data import open_results
+from .data import SOURCE_SEPARATOR, open_results
 
 
 def load_app(app_dir: str | Path | None = None) -> Any:
@@ -27,14 +27,17 @@ def load_app(app_dir: str | Path | None = None) -> Any:
     return module
 
 
-def launch_viewer(source: str, *, port: int | None = None, host: str = "127.0.0.1",
+def launch_viewer(source: str | list[str], *, port: int | None = None, host: str = "127.0.0.1",
                   app_dir: str | Path | None = None, model: Any = None, **launch_kwargs: Any) -> Any:
     """Open `source` (fails fast with a readable error) and launch the viewer app on `host`:`port`.
 
     Backs ``hf-txray view DIR_OR_REPO [--port PORT] [--model MODEL_PATH]`` (`model` enables attribution of top
     examples in the Neuron tab, loaded on the first request). Blocks until the server stops unless
-    ``prevent_thread_lock=True`` is passed; returns the ``gr.Blocks``.
+    ``prevent_thread_lock=True`` is passed; returns the ``gr.Blocks``. `source`: a results folder or Hub repo id, or
+    profile and report folders; a list of them opens as one.
     """
+    if not isinstance(source, str):
+        source = SOURCE_SEPARATOR.join(str(s) for s in source)
     open_results(source)
     demo = load_app(app_dir).build_demo(source, model=model)
     demo.launch(server_name=host, server_port=port, **launch_kwargs)

@@ -84,16 +84,10 @@ def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, 
 def neuron_features(view: ResultsView, stage: str, feature_type: str, layer: int,
                     neuron: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """A neuron's credited values of one feature type: (values, mass, count, probability), most mass first (ties
-    by value), as ``Profile.feature_stats`` orders them; read straight from the sparse table (no DataFrame)."""
-    table = view.profile(stage).tables[view._feature(stage, feature_type)]
-    row = view.row(layer, neuron)
-    lo, hi = np.searchsorted(table.rows, [row, row + 1])
-    names = [table.vocab[i] for i in table.feature_ids[lo:hi]]
-    mass, count = table.mass[lo:hi], table.count[lo:hi]
-    order = sorted(range(len(names)), key=lambda i: (-mass[i], names[i]))
-    total = mass.sum()
-    mass, count = mass[order], count[order]
-    return [names[i] for i in order], mass, count, (mass / total if total > 0 else np.zeros_like(mass))
+    by value): ``Profile.feature_stats`` as columns."""
+    stats = view.profile(stage).feature_stats(layer, neuron, view._feature(stage, feature_type))
+    return (stats["feature"].tolist(), stats["mass"].to_numpy(np.float64), stats["count"].to_numpy(np.int64),
+            stats["probability"].to_numpy(np.float64))
 
 
 def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],
@@ -207,20 +201,18 @@ NO_OUTPUT_EFFECTS = ("No output effects for this stage: profile with analyze(...
 
 
 def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
-    """The plain-words summary of the neuron at each profiled stage of the pair, one line each; the change clause
-    comes from the pair's report when it has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``)."""
+    """The plain-words summary of the neuron at each profiled stage of the pair, one line each: each stage's
+    :class:`~hf_txray.summary.NeuronCard` summary; the change clause comes from the pair's report (on stage B) when it
+    has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``)."""
     from ..summary import neuron_card
-    from ..summary import neuron_summary as sentence
 
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
-    report_row = report.neurons.iloc[view.row(layer, neuron)].to_dict() if report is not None else None
     lines = []
     for stage in dict.fromkeys([stage_a, stage_b]):
         if stage in view.profiles:
-            card = neuron_card(view.profile(stage), layer, neuron)
-            row = report_row if stage == stage_b else None  # the change is said once, on the later stage
-            lines.append(f"{stage}: {sentence(card, row, (stage_a, stage_b))}")
+            reports = [report] if report is not None and stage == stage_b else []  # the change is said once
+            lines.append(f"{stage}: {neuron_card(view.profile(stage), layer, neuron, reports=reports).summary}")
     return "\n".join(lines) or "No profile for these stages."
 
 
@@ -255,9 +247,8 @@ def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterabl
             continue
         profile = view.profile(stage)
         card = neuron_card(profile, layer, neuron, top=1)
-        rows.append({"stage": stage, "credits": card["count"], "positions": profile.meta.num_positions,
-                     "win rate": card["win_rate"], "top position": card.get("top_position"),
-                     "share from top position": card.get("top_position_share")})
+        rows.append({"stage": stage, "credits": card.count, "positions": card.positions, "win rate": card.win_rate,
+                     "top position": card.top_position, "share from top position": card.top_position_share})
     return rounded(pd.DataFrame(rows, columns=["stage", "credits", "positions", "win rate", "top position",
                                                 "share from top position"]))
 

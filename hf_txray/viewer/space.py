@@ -1,9 +1,11 @@
-"""Deploying the viewer as a Hugging Face Space: ``spaces_app/`` plus a copy of this package, in one commit.
+"""The viewer as a Hugging Face Space: the Space's files (``app.py``, a ``README.md`` built with huggingface_hub's
+``SpaceCard``, ``requirements.txt``) are written from here, so a wheel install deploys as a checkout does; the
+checked-in ``spaces_app/`` folder is what :func:`write_space_files` writes (a test keeps them equal).
+:func:`deploy_space` uploads them with a copy of this package, in one commit.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,51 +14,160 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
+    from huggingface_hub import CommitInfo, SpaceCard
 
 SPACE_FILES = ("app.py", "README.md", "requirements.txt")
+EXAMPLE_RESULTS = "my-user/minilm-txray"  # the results repo named by the checked-in spaces_app/README.md
+GRADIO_VERSION = "6.31.0"  # sdk_version when gradio is not installed (the version the viewer is tested with)
+
+# The Space's app.py: a launcher of the app shipped in the package (as evaluate's metric Spaces launch theirs).
+APP_PY = '''"""hf_txray neuron viewer on a Hugging Face Space: the app ships in hf_txray (``hf_txray.viewer.app``); see README.md.
+
+``hf_txray.viewer.deploy_space`` uploads this file next to a copy of the package, which is imported from here.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if (HERE / "hf_txray" / "__init__.py").is_file():  # on a Space: the copy uploaded by deploy_space
+    sys.path.insert(0, str(HERE))
+
+from hf_txray.viewer.app import build_demo  # noqa: E402
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.launch()
+'''
+
+REQUIREMENTS_TXT = """\
+# The Space's Python dependencies. gradio itself comes from the README's `sdk_version`.
+# hf_txray is not on PyPI: hf_txray.viewer.deploy_space uploads the package folder next to app.py, and app.py imports
+# it from there; these are its dependencies (pyproject.toml), which `import hf_txray` needs (it imports torch).
+# The CPU build of torch is enough for the viewer and much smaller than the default CUDA build.
+--extra-index-url https://download.pytorch.org/whl/cpu
+torch>=2.1
+transformers>=5,<6
+datasets>=5
+huggingface_hub>=1.0
+accelerate>=1.0
+evaluate>=0.4
+spacy>=3.7
+numpy>=1.26
+pandas>=2.1
+pyarrow>=15
+safetensors>=0.4
+tqdm>=4.66
+matplotlib>=3.8
+scipy>=1.11
+# imported by the app (hf_txray.viewer.app)
+pyyaml>=6
+"""
+
+README_BODY = """
+# hf_txray neuron viewer
+
+A viewer for [TX-Ray](https://arxiv.org/abs/1912.00982) results made with
+hf_txray (`hf_txray.push_to_hub`): which inputs make each MLP neuron of a language model the
+most active unit, and how those preferences moved between training stages.
+
+- **Overview**: model, corpus and stages; the per-layer summary of a transfer report; the paper's figures (Hellinger
+  distance vs Hellinger length, length shift, POS mass share vs corpus frequency, per-neuron mass).
+- **Neuron**: a neuron's status and stats per stage, its POS / token / word distributions for stage A and B side by
+  side, its Hellinger distance, and its top activating examples with the winning token highlighted.
+- **Search**: which neurons prefer a token, word or tag (by probability or mass); neurons lost or gained; neurons
+  in a Hellinger range.
+- **Transfer**: the most and least changed neurons of a stage pair; click a row to open the neuron.
+
+The app opens the first dataset of this README's `datasets:` list (set by `hf_txray.viewer.deploy_space`), the
+`TXRAY_REPO` variable when set, or the repo in the URL: `?repo=namespace/name`. Any other results repo can be typed
+in the text box. For a private results repo, add an `HF_TOKEN` secret in the Space settings.
+
+## How this Space is made
+
+The app ships in the hf_txray package (`hf_txray.viewer.app`); this Space's `app.py` only imports and launches it.
+hf_txray is not on PyPI, so the Space carries a copy of the package: `hf_txray.viewer.deploy_space(space_repo_id,
+results_repo_id)` uploads `app.py`, this README (a `huggingface_hub.SpaceCard` whose `datasets:` names the results
+repo), `requirements.txt` (hf_txray's dependencies) and the `hf_txray/` package folder, in one commit. Locally, the
+same app runs with `hf-txray view DIR_OR_REPO [--port PORT]`.
+"""
 
 
-# ----- deploying the Space ---------------------------------------------------------------------------------------
-def default_app_dir() -> Path:
-    """``spaces_app/`` of the hf_txray checkout this package is imported from."""
-    return Path(__file__).resolve().parents[2] / "spaces_app"
+def gradio_version() -> str:
+    """The installed gradio's version (the Space runs what was tested), else :data:`GRADIO_VERSION`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradio")
+    except PackageNotFoundError:
+        return GRADIO_VERSION
+
+
+def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
+    """The Space's README as a ``huggingface_hub.SpaceCard``: YAML header (sdk, app file, the results repos it opens
+    in ``datasets:``) and the body above."""
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    data = SpaceCardData(
+        title=title or "hf_txray neuron viewer", emoji="🩻", colorFrom="blue", colorTo="yellow", sdk="gradio",
+        sdk_version=gradio_version(), python_version="3.11", app_file="app.py", pinned=False, license="apache-2.0",
+        short_description="Browse TX-Ray neuron profiles and transfer reports",
+        tags=["hf-txray", "interpretability", "neuron-analysis"], datasets=list(datasets))
+    return SpaceCard(f"---\n{data.to_yaml()}\n---\n{README_BODY}")
 
 
 def set_space_datasets(readme: str, datasets: list[str], title: str | None = None) -> str:
     """The Space README with its YAML header's ``datasets:`` (and optionally ``title``) replaced."""
-    import yaml
+    from huggingface_hub import SpaceCard
 
-    match = re.match(r"^---\n(.*?)\n---\n?", readme, re.S)
-    if not match:
+    if not readme.startswith("---"):
         raise ConfigurationError("The Space README.md has no YAML header (--- ... ---).")
-    header = yaml.safe_load(match.group(1)) or {}
-    header["datasets"] = list(datasets)
+    card = SpaceCard(readme)
+    card.data.datasets = list(datasets)
     if title:
-        header["title"] = title
-    dumped = yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip()
-    return f"---\n{dumped}\n---\n{readme[match.end():]}"
+        card.data.title = title
+    return str(card)
+
+
+def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_RESULTS,
+                      title: str | None = None) -> Path:
+    """Write the Space's own files into `folder`: ``app.py``, ``README.md`` (its ``datasets:`` naming
+    `results_repo_id`) and ``requirements.txt``. ``spaces_app/`` of the repository is this with the defaults."""
+    from ..hub import check_repo_id
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    datasets = [check_repo_id(results_repo_id)] if results_repo_id else []
+    (folder / "app.py").write_text(APP_PY, encoding="utf-8")
+    (folder / "requirements.txt").write_text(REQUIREMENTS_TXT, encoding="utf-8")
+    (folder / "README.md").write_text(str(space_card(datasets, title)), encoding="utf-8")
+    return folder
 
 
 def stage_space(folder: str | Path, results_repo_id: str | None = None, app_dir: str | Path | None = None,
                 title: str | None = None) -> Path:
-    """Write the Space's files into `folder`: app.py, README.md (``datasets:`` set to `results_repo_id`),
-    requirements.txt, and a copy of the ``hf_txray`` package (the Space imports it from its own root)."""
-    app_dir = Path(app_dir) if app_dir is not None else default_app_dir()
-    missing = [name for name in SPACE_FILES if not (app_dir / name).is_file()]
-    if missing:
-        raise ConfigurationError(f"{app_dir} lacks the Space file(s) {', '.join(missing)}; pass app_dir= the "
-                                 "spaces_app folder of an hf_txray checkout.")
+    """Write the Space into `folder`: its files (:func:`write_space_files`, or those of `app_dir` when given, with
+    the README's ``datasets:`` set to `results_repo_id`) and a copy of the ``hf_txray`` package (the Space imports it
+    from its own root)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("app.py", "requirements.txt"):
-        shutil.copy2(app_dir / name, folder / name)
-    readme = (app_dir / "README.md").read_text(encoding="utf-8")
-    if results_repo_id:
-        from ..hub import check_repo_id
+    if app_dir is None:
+        write_space_files(folder, results_repo_id, title)
+    else:
+        app_dir = Path(app_dir)
+        missing = [name for name in SPACE_FILES if not (app_dir / name).is_file()]
+        if missing:
+            raise ConfigurationError(f"{app_dir} lacks the Space file(s) {', '.join(missing)}; pass an app_dir "
+                                     "holding app.py, README.md and requirements.txt, or none for the built-in ones.")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("app.py", "requirements.txt"):
+            shutil.copy2(app_dir / name, folder / name)
+        readme = (app_dir / "README.md").read_text(encoding="utf-8")
+        if results_repo_id:
+            from ..hub import check_repo_id
 
-        readme = set_space_datasets(readme, [check_repo_id(results_repo_id)], title)
-    (folder / "README.md").write_text(readme, encoding="utf-8")
+            readme = set_space_datasets(readme, [check_repo_id(results_repo_id)], title)
+        (folder / "README.md").write_text(readme, encoding="utf-8")
     package = Path(__file__).resolve().parents[1]
     shutil.copytree(package, folder / "hf_txray", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
@@ -80,7 +191,8 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
         token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login.
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created Space. A Space that
             opens a private results repo needs the ``HF_TOKEN`` secret set in its settings.
-        app_dir (`str` or `Path`, *optional*): the ``spaces_app`` folder (default: the one of this checkout).
+        app_dir (`str` or `Path`, *optional*): a folder with a customised app.py, README.md and
+            requirements.txt (default: the built-in ones, :func:`write_space_files`).
         title (`str`, *optional*): the Space's title in its README header.
 
     Returns:

@@ -95,8 +95,10 @@ def matching_features(view: ResultsView, stage: str, feature_type: str, value: s
 
 
 def search_feature(view: ResultsView, stage: str, feature_type: str, value: str, by: str = "probability",
-                   min_count: int = 1, n: int = 50, layer: Any = None) -> pd.DataFrame:
-    """Which neurons prefer `value`: neurons credited on it at `stage`, ranked by probability or by mass.
+                   min_count: int = DEFAULT_MIN_COUNT, n: int = 50, layer: Any = None) -> pd.DataFrame:
+    """Which neurons prefer `value`: neurons credited on it at `stage`, ranked by probability or by mass, among the
+    neurons credited at least `min_count` times at `stage` (a probability from fewer credits is mostly sampling
+    noise: the minimum of the transfer report, ``DEFAULT_MIN_COUNT``).
 
     Columns: layer, neuron, feature, probability (its share of the neuron's mass for this feature type), mass,
     count, neuron mass, neuron count, and the neuron's top value.
@@ -118,7 +120,9 @@ def search_feature(view: ResultsView, stage: str, feature_type: str, value: str,
         hint = f" Values starting alike: {', '.join(map(repr, close))}." if close else ""
         raise ConfigurationError(f"No neuron was credited on the {feature_type} {value!r} at stage {stage!r}.{hint}")
     index = view.vocab_index(stage, feature_type)
-    mask = np.isin(table.feature_ids, [index[f] for f in names]) & (table.mass > 0) & (table.count >= int(min_count or 1))
+    credits = view.stats(stage)["count"].to_numpy()
+    mask = np.isin(table.feature_ids, [index[f] for f in names]) & (table.mass > 0)
+    mask &= credits[table.rows] >= int(min_count or 1)
     rows, fids = table.rows[mask], table.feature_ids[mask]
     mass, count = table.mass[mask], table.count[mask]
     totals = view.row_totals(stage, feature_type)[rows]
