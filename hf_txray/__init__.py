@@ -20,7 +20,8 @@ from .hub import TXRayResults, load, push_to_hub
 from .metrics import entropy, hellinger
 from .architectures import format_neuron
 from .profile import Profile, ProfileMeta
-from .pruning import PruningPlan, masked, prune, unprune
+from .hooks import Fill, Trace, trace
+from .pruning import PruningPlan, masked, prune, register_pruning_strategy, unprune
 from .reproduce import ReproduceResult, StageVerdict, pin_model, reproduce, reproduce_profile
 from .report import ReportMeta, TransferReport, compare
 from .version import __version__
@@ -30,7 +31,8 @@ __all__ = [
     "TXRayError", "ConfigurationError", "DatasetError", "ModelError", "IncompatibleProfilesError",
     "ProfileFormatError", "HubError", "__version__",
     "push_to_hub", "load", "save_to_disk", "TXRayResults",
-    "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked",
+    "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked", "register_pruning_strategy",
+    "trace", "Trace", "Fill",
     "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
     "format_neuron", "AnalyzeOptions", "logging",
 ]

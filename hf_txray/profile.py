@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .accumulators import PositionMass, reduce_by_key
+from .accumulators import NoiseSums, PositionMass, SparseSums, merged, reduce_by_key, split_keys
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .io_utils import atomic_dir, read_json, write_json
 
@@ -196,17 +196,28 @@ def merged_vocab(*vocabs: list[str]) -> list[str]:
 
 
 def merge_tables(a: FeatureTable, b: FeatureTable) -> FeatureTable:
+    """Sum two tables of one feature type (vocabularies united) through the accumulators' merge contract."""
     vocab = merged_vocab(a.vocab, b.vocab)
     a, b = a.remapped(vocab), b.remapped(vocab)
-    all_keys = np.concatenate([a.keys(), b.keys()])
-    keys, mass, count = reduce_by_key(all_keys, np.concatenate([a.mass, b.mass]), np.concatenate([a.count, b.count]))
+    sums = merged([_table_sums(a), _table_sums(b)])
     noise = {}
-    if a.has_noise and b.has_noise:  # same sorted unique keys as above, so the columns stay aligned
-        _, noise["mass_odd"], noise["count_odd"] = reduce_by_key(
-            all_keys, np.concatenate([a.mass_odd, b.mass_odd]), np.concatenate([a.count_odd, b.count_odd]))
-        _, noise["mass_sq"], _ = reduce_by_key(all_keys, np.concatenate([a.mass_sq, b.mass_sq]),
-                                               np.zeros(len(all_keys), dtype=np.int64))
-    return FeatureTable(vocab, keys >> 32, keys & 0xFFFFFFFF, mass, count, a.corpus_count + b.corpus_count, **noise)
+    if a.has_noise and b.has_noise:  # every key of both tables is kept, so the columns align with `sums`
+        both = merged([_table_noise(a), _table_noise(b)])
+        noise = {"mass_odd": both.odd.mass, "count_odd": both.odd.count, "mass_sq": both.squares.mass}
+    rows, feature_ids = split_keys(sums.keys)
+    return FeatureTable(vocab, rows, feature_ids, sums.mass, sums.count, a.corpus_count + b.corpus_count, **noise)
+
+
+def _table_sums(table: FeatureTable) -> SparseSums:
+    return SparseSums().load_state_dict({"keys": table.keys(), "mass": table.mass, "count": table.count})
+
+
+def _table_noise(table: FeatureTable) -> NoiseSums:
+    zeros = np.zeros(len(table.rows), dtype=np.int64)  # squared masses carry no counts of their own
+    return NoiseSums().load_state_dict({
+        "odd.keys": table.keys(), "odd.mass": table.mass_odd, "odd.count": table.count_odd,
+        "squares.keys": table.keys(), "squares.mass": table.mass_sq, "squares.count": zeros,
+    })
 
 
 def merge_examples(a: pd.DataFrame, b: pd.DataFrame, capacity: int) -> pd.DataFrame:
@@ -505,7 +516,7 @@ class Profile:
         both_odd = self.neuron_count_odd is not None and other.neuron_count_odd is not None
         positions = None
         if self.position_mass is not None and other.position_mass is not None:
-            positions = PositionMass().merge(self.position_mass).merge(other.position_mass)
+            positions = merged([self.position_mass, other.position_mass])
         return Profile(
             meta,
             self.neuron_mass + other.neuron_mass,

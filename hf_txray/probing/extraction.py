@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigurationError, DatasetError, ProfileFormatError
+from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..sites import Site, find_sites, require_dense, select_layers
 from .data import LabeledCorpus
@@ -184,7 +185,8 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
 
 # ----- hooks ----------------------------------------------------------------------------------------------------
 class _Collector:
-    """Forward (pre-)hooks that reduce each site's activations to word vectors and token sums for the batch."""
+    """Hooks (a :class:`~hf_txray.hooks.Trace`) that reduce each site's activations to word vectors and token sums
+    for the batch."""
 
     def __init__(self, sites: Sequence[Site], aggregation: str, stop_early: bool):
         self.sites = list(sites)
@@ -197,33 +199,20 @@ class _Collector:
         self.real: torch.Tensor | None = None  # flat positions of every real token (means)
         self.outputs: list[torch.Tensor | None] = [None] * len(self.sites)
         self.sums = [None] * len(self.sites)
-        self._handles: list[Any] = []
+        self.trace = Trace(self.sites, read=self._record)
         self._last = max(range(len(self.sites)), key=lambda i: self.sites[i].layer) if self.sites else -1
 
     def __enter__(self) -> "_Collector":
-        for slot, site in enumerate(self.sites):
-            if site.capture == "input":
-                self._handles.append(site.module.register_forward_pre_hook(self._pre(slot)))
-            else:
-                self._handles.append(site.module.register_forward_hook(self._post(slot)))
+        self.trace.attach()
         return self
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self.trace.remove()
 
-    def _pre(self, slot: int):
-        def hook(module, args):
-            self._record(slot, args[0])
-
-        return hook
-
-    def _post(self, slot: int):
-        def hook(module, args, output):
-            self._record(slot, output[0] if isinstance(output, (tuple, list)) else output)
-
-        return hook
+    def reset(self) -> None:
+        """Before each batch's forward pass."""
+        self.outputs = [None] * len(self.sites)
+        self.trace.reset()
 
     @torch.no_grad()
     def _record(self, slot: int, activations: torch.Tensor) -> None:
@@ -343,7 +332,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 if aggregation == "mean":
                     collector.group = torch.from_numpy(plan["group"]).to(device)
                     collector.counts = torch.from_numpy(plan["counts"]).to(device, torch.float32)
-                collector.outputs = [None] * len(sites)
+                collector.reset()
                 try:
                     model(**{k: v.to(device) for k, v in inputs.items()})
                 except _StopForward:
@@ -432,7 +421,7 @@ def extract_activations(
         (4611, 3072)
         ```
     """
-    from ..analyze import _model_max_length
+    from ..lengths import resolve_max_length
 
     if not isinstance(corpus, LabeledCorpus):
         raise ConfigurationError(f"corpus must be a LabeledCorpus (see hf_txray.probing.load_labeled), got "
@@ -446,7 +435,7 @@ def extract_activations(
     width = sites[0].width
     if any(s.width != width for s in sites):
         raise ConfigurationError("The selected layers have different widths; extract them separately.")
-    max_length = max_length or _model_max_length(model, tokenizer)
+    max_length = max_length or resolve_max_length(model, tokenizer, None)
     num_cols = len(sites) * width
     values, folder, temporary = _output_array(corpus.num_words, num_cols, np.dtype(DTYPES[dtype]), out_dir,
                                               memmap_threshold)
@@ -523,7 +512,7 @@ def neuron_means(
         ...     ...
         ```
     """
-    from ..analyze import _model_max_length
+    from ..lengths import resolve_max_length
 
     model, tokenizer, _, device = _resolve(model, tokenizer, None)
     texts = [t for t in texts]
@@ -531,7 +520,7 @@ def neuron_means(
         raise DatasetError("texts must be a non-empty list of strings.")
     sites = _sites(model, site, layers, module_pattern)
     means, num_tokens = _iterate(model, tokenizer, None, texts, sites, "first", batch_size,
-                                 max_length or _model_max_length(model, tokenizer), device, False,
+                                 max_length or resolve_max_length(model, tokenizer, None), device, False,
                                  lambda plan, outputs: None)
     if num_tokens == 0:
         raise DatasetError("texts hold no token to average over.")

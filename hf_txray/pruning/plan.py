@@ -14,7 +14,7 @@ from ..errors import ConfigurationError, ProfileFormatError
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
-from .strategies import REPORT_STRATEGIES, STRATEGIES, _ranking
+from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
 PLAN_FORMAT = "hf_txray.pruning_plan"
 PLAN_FORMAT_VERSION = 1
@@ -32,7 +32,8 @@ class PruningPlan:
 
     Args:
         strategy (`str`): ``"lost"``, ``"gained"``, ``"most_changed"``, ``"least_changed"``, ``"low_mass"``,
-            ``"random"`` or ``"explicit"`` (a neuron list given by the user).
+            ``"random"``, a strategy registered with :func:`~hf_txray.pruning.register_pruning_strategy`, or
+            ``"explicit"`` (a neuron list given by the user).
         amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
         per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
         seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
@@ -89,7 +90,7 @@ class PruningPlan:
     def name(self) -> str:
         """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
         label = f"{self.strategy}@{_amount_label(self.amount)}"
-        return f"{label}/seed={self.seed}" if self.strategy == "random" else label
+        return f"{label}/seed={self.seed}" if is_random_strategy(self.strategy) else label
 
     def pairs(self) -> list[tuple[int, int]]:
         """The pruned neurons as sorted ``(layer, index)`` pairs."""
@@ -176,7 +177,7 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
     return {"kind": "none"}
 
 
-def _source_widths(source: TransferReport | Profile) -> dict[int, int]:
+def source_widths(source: TransferReport | Profile) -> dict[int, int]:
     if isinstance(source, TransferReport):
         if source.meta.site != "mlp":
             raise ConfigurationError(
@@ -247,7 +248,7 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
     return counts
 
 
-def _explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
+def explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
     if isinstance(spec, PruningPlan):
         spec = spec.neurons
     if isinstance(spec, Mapping):
@@ -300,29 +301,26 @@ def plan_pruning(
     if widths is None:
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
-        widths = _source_widths(source)
+        widths = source_widths(source)
     widths = {int(k): int(v) for k, v in widths.items()}
     info = _source_info(source)
     if not isinstance(strategy, str):
-        neurons = _explicit_neurons(strategy, widths)
+        neurons = explicit_neurons(strategy, widths)
         return PruningPlan(strategy=EXPLICIT, amount=None, per_layer=True, seed=None, mode=mode, neurons=neurons,
                            widths={layer: widths[layer] for layer in neurons}, source=info)
-    if strategy not in STRATEGIES:
-        raise ConfigurationError(
-            f"Unknown pruning strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}, or pass an explicit "
-            "neuron list ({layer: [index, ...]} or [(layer, index), ...])."
-        )
-    if strategy in REPORT_STRATEGIES and not isinstance(source, TransferReport):
+    chosen = get_pruning_strategy(strategy)
+    if chosen.needs == "report" and not isinstance(source, TransferReport):
         what = "a Profile" if isinstance(source, Profile) else "no report"
         raise ConfigurationError(
             f"Strategy {strategy!r} compares two stages and needs a TransferReport (hf_txray.compare(a, b)), but got "
             f"{what}. With a single profile use 'low_mass' or 'random'."
         )
-    if strategy == "low_mass" and source is None:
-        raise ConfigurationError("Strategy 'low_mass' needs a TransferReport or a Profile to read neuron masses from.")
+    if chosen.needs == "report_or_profile" and source is None:
+        raise ConfigurationError(
+            f"Strategy {strategy!r} needs a TransferReport or a Profile to read neuron masses from.")
     if stage not in ("a", "b"):
         raise ConfigurationError(f"stage must be 'a' or 'b' (which stage's mass 'low_mass' ranks by), got {stage!r}.")
-    if strategy in ("most_changed", "least_changed"):
+    if chosen.uses_feature_type:
         feature_types = source.meta.feature_types
         feature_type = feature_type or feature_types[0]
         if feature_type not in feature_types:
@@ -341,7 +339,7 @@ def plan_pruning(
     if isinstance(requested, dict):
         selected = sorted(requested)
     rng = np.random.default_rng(seed)
-    order, scores = _ranking(source, strategy, selected, widths, feature_type, stage, rng)
+    order, scores = rank(chosen, RankingInput(source, selected, widths, feature_type, stage, rng))
     if isinstance(requested, dict):
         neurons = {}
         for layer in selected:
@@ -370,5 +368,5 @@ def plan_pruning(
         strategy=strategy, amount=dict(amount) if isinstance(amount, Mapping) else amount, per_layer=per_layer,
         seed=seed, mode=mode, neurons=neurons, widths={layer: widths[layer] for layer in selected},
         feature_type=feature_type, stage=("profile" if isinstance(source, Profile) else stage)
-        if strategy == "low_mass" else None, source=info,
+        if chosen.needs == "report_or_profile" else None, source=info,
     )
