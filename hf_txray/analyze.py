@@ -324,11 +324,6 @@ def _combine(base: Profile | None, part: Profile) -> Profile:
     return part if base is None else base.merge(part)
 
 
-def _model_max_length(model, tokenizer) -> int:
-    """The default `max_length` (used by probing too): see :func:`hf_txray.lengths.resolve_max_length`."""
-    return resolve_max_length(model, tokenizer, None)
-
-
 def _rows(corpus, start: int, end: int):
     """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
     return corpus.select(range(start, end)) if end > start else corpus.select([])

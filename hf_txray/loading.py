@@ -687,8 +687,3 @@ def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: s
     if source.kind in ("hub", "local"):
         dataset_id = str(dataset)
     return corpus, column, dataset_id, describe_loaded(source, corpus, column, num_samples)
-
-
-# The names before issue 11 (probing/ablation.py used them): kept until every caller uses the public ones.
-_load_named_dataset = load_named_dataset
-_pick_split = pick_split
