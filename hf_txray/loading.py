@@ -359,11 +359,6 @@ def pick_split(dataset_dict, split: str | None):
     raise DatasetError(f"The dataset has several splits ({', '.join(dataset_dict)}): pass split=... to choose one.")
 
 
-# Public names for the other modules that load a dataset by name (probing's ablation metrics, the CLI).
-load_named_dataset = _load_named_dataset
-pick_split = _pick_split
-
-
 def _text_column(dataset, text_column: str | None) -> str:
     columns = list(dataset.column_names)
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
