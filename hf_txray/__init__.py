@@ -3,7 +3,9 @@
 from . import logging  # hf_txray.logging.set_verbosity_info() & co., as transformers.logging
 from .analyze import Profiler, ProfilerConfig, analyze
 from .options import AnalyzeOptions
+from .artifact import Artifact
 from .errors import (
+    ArtifactNotFoundError,
     ConfigurationError,
     DatasetError,
     HubError,
@@ -35,6 +37,7 @@ __all__ = [
     "trace", "Trace", "Fill",
     "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
     "format_neuron", "AnalyzeOptions", "logging",
+    "Artifact", "ArtifactNotFoundError",
 ]
 
 # The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.

@@ -102,7 +102,9 @@ def _cmd_analyze(args) -> int:
         profile.save_pretrained(out)
         print(f"{profile}\nsaved to {out}")
         if args.push_to_hub:
-            info = profile.push_to_hub(args.push_to_hub, private=args.hub_private)
+            from .hub import push_to_hub  # the results repo: the profile with its plots
+
+            info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private)
             print(f"pushed to {info.commit_url}")
     return 0
 
@@ -149,10 +151,11 @@ def _cmd_show(args) -> int:
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
     found = False
-    for marker, load, render in (("txray_profile.json", Profile.from_pretrained, profile_text),
-                                 ("txray_report.json", TransferReport.from_pretrained, report_text)):
-        for item in sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts):
-            print(render(load(item)) + "\n")
+    from .artifact import saved_artifacts
+
+    for cls, render in ((Profile, profile_text), (TransferReport, report_text)):
+        for item in saved_artifacts(path, cls.artifact_type):
+            print(render(cls.from_pretrained(item)) + "\n")
             found = True
     if not found:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
@@ -170,11 +173,12 @@ def _show_neuron(path: Path, spec: str) -> int:
         layer, neuron = (int(v) for v in spec.split(":"))
     except ValueError:
         raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
-    find = lambda marker: sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts)  # noqa: E731
-    profiles = [Profile.from_pretrained(p) for p in find("txray_profile.json")]
+    from .artifact import saved_artifacts
+
+    profiles = [Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)]
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
-    reports = [TransferReport.from_pretrained(p) for p in find("txray_report.json")]
+    reports = [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)]
     for profile in profiles:
         report = next((r for r in reports if r.meta.stage_a == profile.stage), None)
         print(neuron_text(profile, layer, neuron, report=report) + "\n")
@@ -328,11 +332,12 @@ def _load_ranking_source(path: str):
     from . import Profile, TransferReport
     from .errors import ProfileFormatError
 
-    folder = Path(path)
-    if (folder / "txray_report.json").exists():
-        return TransferReport.from_pretrained(folder)
-    if (folder / "txray_profile.json").exists():
-        return Profile.from_pretrained(folder)
+    from .artifact import artifact_type_of
+
+    kind = artifact_type_of(path) if Path(path).is_dir() else None
+    for cls in (TransferReport, Profile):
+        if kind == cls.artifact_type:
+            return cls.from_pretrained(path)
     raise ProfileFormatError(f"{path} is neither a saved hf_txray report nor a saved profile.")
 
 
@@ -381,13 +386,13 @@ def _cmd_prune(args) -> int:
             AutoTokenizer.from_pretrained(args.model).save_pretrained(out)
         except Exception:  # a model without a tokenizer still saves
             pass
-    plan_path = plan.save(out)
+    plan_path = plan.save_pretrained(out / "pruning_plan")
     print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; "
           f"plan: {plan_path}")
     if args.mode == "remove":
         print(f"pruned model saved to {out} (reload with transformers' Auto classes)")
     else:
-        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.load(...))")
+        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.from_pretrained(...))")
     return 0
 
 
@@ -446,7 +451,7 @@ def _cmd_prune_sweep(args) -> int:
     out = Path(args.out)
     (out / "plans").mkdir(parents=True, exist_ok=True)
     for index, plan in enumerate(plans):
-        plan.save(out / "plans" / f"{index:03d}.json")
+        plan.save_pretrained(out / "plans" / f"{index:03d}")
     table.to_csv(out / "results.csv", index=False)
     summary = summarize(table)
     summary.to_csv(out / "summary.csv", index=False)

@@ -19,7 +19,7 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, significance
-from .errors import ConfigurationError, IncompatibleProfilesError
-from .io_utils import atomic_dir, write_json
-from .profile import FeatureTable, Profile, _read_header, merged_vocab
+from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
+from .artifact import Artifact
+from .layout import read_parts, write_folder
+from .profile import FeatureTable, Profile, merged_vocab
 from .version import __version__
 
-REPORT_FORMAT = "hf_txray.report"
 STATUSES = ("shared", "lost", "gained", "dead")
 CATEGORICAL = ("pos", "dep", "ner")
 # Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
@@ -233,7 +233,7 @@ def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-class TransferReport:
+class TransferReport(Artifact):
     """The comparison of two profiles (stage A -> stage B) of the same site.
 
     Attributes:
@@ -242,6 +242,10 @@ class TransferReport:
         layers (`pd.DataFrame`): per-layer summaries (status shares, mean/median Hellinger, mean length shift).
         mass_share (`pd.DataFrame`): per tag-like feature value: mass share in A and B and corpus frequency.
     """
+
+    artifact_type = "transfer_report"
+    format_version = 2  # 1: json + parquet files (before the dataset layout)
+    DEFAULT_MIN_COUNT = DEFAULT_MIN_COUNT  # for readers that only hold a report (the dataset card)
 
     def __init__(self, meta: ReportMeta, neurons: pd.DataFrame, layers: pd.DataFrame, mass_share: pd.DataFrame):
         self.meta, self.neurons, self.layers, self.mass_share = meta, neurons, layers, mass_share
@@ -346,32 +350,24 @@ class TransferReport:
         return (f"TransferReport({self.name}, shared={s['share_shared']:.1%}, lost={s['share_lost']:.1%}, "
                 f"gained={s['share_gained']:.1%}, mean_hellinger_{ft}={s[f'mean_hellinger_{ft}']:.3f})")
 
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the report atomically: JSON metadata and parquet tables."""
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / "txray_report.json", {"format": REPORT_FORMAT, "format_version": 1, "meta": asdict(self.meta)})
-            self.neurons.to_parquet(tmp / "neurons.parquet", index=False)
-            self.layers.to_parquet(tmp / "layers.parquet", index=False)
-            self.mass_share.to_parquet(tmp / "mass_share.parquet", index=False)
-        return Path(save_directory)
-
-    def push_to_hub(self, repo_id: str, profiles: Any = None, **kwargs: Any) -> Any:
-        """Push this report, and optionally the profiles it compares, to the Hub as a dataset repo.
-
-        A thin wrapper over :func:`hf_txray.push_to_hub` (same keyword arguments). Without `profiles` the report is
-        pushed alone and a warning names the missing stages. Returns the ``huggingface_hub.CommitInfo``.
-        """
-        from .hub import push_to_hub  # lazy: the core does not import the Hub layer
-
-        return push_to_hub(repo_id, profiles=profiles, reports=[self], **kwargs)
+    # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
+    # A report is saved alone, without the two profiles it compares (save them too, or keep them together in one
+    # results folder with hf_txray.save_to_disk / hf_txray.push_to_hub).
+    def _save_pretrained(self, folder: Path) -> None:
+        write_folder(folder, {}, {self.name: self})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "TransferReport":
-        directory = Path(directory)
-        header = _read_header(directory / "txray_report.json", REPORT_FORMAT)
-        meta = ReportMeta(**header["meta"])
-        read = lambda name: pd.read_parquet(directory / name)  # noqa: E731
-        return cls(meta, read("neurons.parquet"), read("layers.parquet"), read("mass_share.parquet"))
+    def _from_pretrained(cls, folder: Path) -> "TransferReport":
+        profiles, reports = read_parts(folder)
+        if len(reports) != 1 or profiles:
+            raise ProfileFormatError(f"{folder} holds {len(profiles)} profiles and {len(reports)} reports, expected "
+                                     "one report: load a results folder with hf_txray.load.")
+        return cls.from_parts(next(iter(reports.values())))
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, Any]) -> "TransferReport":
+        """Assemble a report from the parts :func:`hf_txray.layout.read_parts` returns."""
+        return cls(ReportMeta(**parts["meta"]), parts["neurons"], parts["layers"], parts["mass_share"])
 
 
 def _check_same_stack(a: Profile, b: Profile) -> None:

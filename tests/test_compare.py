@@ -305,12 +305,3 @@ def test_incompatible_profiles_are_refused_naming_the_difference(pair, field, ch
     assert str(getattr(a.meta, field)) in message and str(getattr(other.meta, field)) in message
 
 
-# ----- persistence -------------------------------------------------------------------------------------------------
-def test_report_save_and_load_round_trip(report, tmp_path):
-    report.save_pretrained(tmp_path / "report")
-    loaded = hf_txray.TransferReport.from_pretrained(tmp_path / "report")
-    assert loaded.meta == report.meta
-    for name in ("neurons", "layers", "mass_share"):
-        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(report, name), check_exact=True)
-    assert loaded == report
-    pd.testing.assert_frame_equal(loaded.to_pandas(), report.neurons)

@@ -136,7 +136,7 @@ def test_push_load_dataset_exact_round_trip_and_no_token_leak(results, hub, tmp_
 def test_private_repo_refuses_access_without_token(results, hub):
     a, _, _ = results
     repo_id = f"{hub.username}/private-txray"
-    a.push_to_hub(repo_id, private=True, plots=False)
+    a.push_to_hub(repo_id, private=True)  # the profile alone, in the same layout: hf_txray.load reads it
     assert hub.api.dataset_info(repo_id).private is True
     with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=hub.url, token=False).dataset_info(repo_id)
@@ -192,7 +192,7 @@ def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub
     _, _, report = results
     repo_id = f"{hub.username}/report-only"
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
-        report.push_to_hub(repo_id, plots=False)
+        hf_txray.push_to_hub(repo_id, reports=[report], plots=False)
     assert "'pretrained', 'finetuned'" in caplog.text and "not being pushed" in caplog.text
     files = hub.server.repo_files(repo_id)
     assert "Note" in files["README.md"].decode() and "`pretrained`, `finetuned`" in files["README.md"].decode()

@@ -22,18 +22,17 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ..errors import ConfigurationError, ProfileFormatError
-from ..io_utils import atomic_dir, read_json, write_json
+from ..artifact import Artifact
+from ..errors import ConfigurationError
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..pruning import MaskHandle, edit_neurons, explicit_neurons, masked, mlp_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
+from .layout import ablation_table, read_curve, write_probing_folder
 
 MODES = ("zero", "mean")
-ABLATION_FORMAT = "hf_txray.ablation"
-FORMAT_VERSION = 1
 
 
 def _as_spec(neurons: Any) -> Any:
@@ -241,7 +240,7 @@ class LMLossMetric(TaskMetric):
 
 # ----- the curve --------------------------------------------------------------------------------------------------
 @dataclass
-class AblationCurve:
+class AblationCurve(Artifact):
     """A metric as a function of the number of ablated neurons, for a ranking and for random neurons.
 
     Attributes:
@@ -253,7 +252,13 @@ class AblationCurve:
         model_id (`str`): the model.
         ranking_source (`str`): where the ranking came from (e.g. ``"probe:upos"``).
         layers (`list[int]`): layers of the random pool.
+
+    Saved in the dataset layout: the ``ablation`` config (one row per point, the curve's fields in every row) and a
+    dataset card.
     """
+
+    artifact_type = "ablation_curve"
+    format_version = 1
 
     table: pd.DataFrame
     name: str
@@ -298,32 +303,12 @@ class AblationCurve:
         ax.legend()
         return ax.figure
 
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the curve to a folder (JSON metadata + parquet table)."""
-        meta = {k: v for k, v in self.__dict__.items() if k != "table"}
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / "txray_ablation.json", {"format": ABLATION_FORMAT, "format_version": FORMAT_VERSION,
-                                                     "meta": meta})
-            self.table.to_parquet(tmp / "curve.parquet", index=False)
-        return Path(save_directory)
+    def _save_pretrained(self, folder: Path) -> None:
+        write_probing_folder(folder, None, ablation_table(self))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "AblationCurve":
-        directory = Path(directory)
-        path = directory / "txray_ablation.json"
-        if not path.exists():
-            raise ProfileFormatError(f"{directory} is not a saved hf_txray ablation curve (txray_ablation.json).")
-        header = read_json(path)
-        if header.get("format") != ABLATION_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
-            raise ProfileFormatError(f"{path} is not a supported hf_txray ablation curve.")
-        return cls(pd.read_parquet(directory / "curve.parquet"), **header["meta"])
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Add this curve to a Hub results repo as the ``ablation`` config (see
-        :func:`hf_txray.probing.results.push_probing`)."""
-        from .results import push_probing
-
-        return push_probing(repo_id, ablations=[self], **kwargs)
+    def _from_pretrained(cls, folder: Path) -> "AblationCurve":
+        return cls(**read_curve(folder))
 
 
 def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
