@@ -1,6 +1,8 @@
 """hf_txray: TX-Ray neuron preference profiles and transfer reports for Hugging Face models."""
 
+from . import logging  # hf_txray.logging.set_verbosity_info() & co., as transformers.logging
 from .analyze import Profiler, ProfilerConfig, analyze
+from .options import AnalyzeOptions
 from .artifact import Artifact
 from .errors import (
     ArtifactNotFoundError,
@@ -34,7 +36,7 @@ __all__ = [
     "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked", "register_pruning_strategy",
     "trace", "Trace", "Fill",
     "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
-    "format_neuron",
+    "format_neuron", "AnalyzeOptions", "logging",
     "Artifact", "ArtifactNotFoundError",
 ]
 

@@ -163,11 +163,19 @@ def cache_dir() -> Path:
     return Path(constants.HF_HOME) / "hf_txray"
 
 
-def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool = True):
+def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None):
     """Add word spans and tags to `dataset`, cached on disk by the dataset's fingerprint and the annotator.
 
-    A second call on the same corpus with the same annotator reads the cache instead of tagging again.
+    A second call on the same corpus with the same annotator reads the cache instead of tagging again. The tagging
+    bar follows hf_txray's progress switch (:mod:`hf_txray.logging`); `show_progress` sets it for this call.
     """
+    from .logging import datasets_progress_bars, progress_bars_for
+
+    with progress_bars_for(show_progress), datasets_progress_bars():
+        return _annotate(dataset, annotator, text_column)
+
+
+def _annotate(dataset, annotator: WordAnnotator, text_column: str):
     key = hashlib.sha256(f"{dataset._fingerprint}|{text_column}|{annotator.cache_key}".encode()).hexdigest()[:24]
     folder = cache_dir() / "annotations"
     folder.mkdir(parents=True, exist_ok=True)

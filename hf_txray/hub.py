@@ -145,7 +145,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
         allow_patterns=["README.md"] + [f"{name}/*" for name in owned], delete_patterns=[f"{name}/*" for name in owned],
         prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder),
-        retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {folder} {repo_id}\n"
+        retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}\n"
                     f"or from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
@@ -229,7 +229,7 @@ def saved_results(path: str | Path) -> tuple[list["Profile"], list["TransferRepo
 def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo":
     """Push a folder: an export (:func:`push_folder`) as it is, else every profile and report saved under it.
 
-    Backs ``hf-txray push DIR REPO_ID``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
+    Backs ``hf-txray push REPO_ID DIR``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
     (``license`` and ``pretty_name`` only apply to saved profiles and reports: an export already has its card).
 
     Example:

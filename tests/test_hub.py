@@ -179,11 +179,11 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
         hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
     message = str(caught.value)
     folder = default_local_dir(repo_id)
-    assert f"hf-txray push {folder} {repo_id}" in message and hub.token not in message
+    assert f"hf-txray push {repo_id} {folder}" in message and hub.token not in message
     assert is_export_folder(folder) and hf_txray.load(folder).profiles["pretrained"] == a
     assert hub.server.repo_files(repo_id).keys() == {".gitattributes"}  # nothing half-uploaded
 
-    assert cli_main(["push", str(folder), repo_id]) == 0  # the retry the message suggests
+    assert cli_main(["push", repo_id, str(folder)]) == 0  # the retry the message suggests (REPO_ID DIR, as hf upload)
     assert "pushed to" in capsys.readouterr().out
     assert hf_txray.load(repo_id).profiles["pretrained"] == a
 

@@ -306,7 +306,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     model.eval()
     starts = range(0, len(texts), batch_size)
     if show_progress:
-        from tqdm.auto import tqdm
+        from ..logging import tqdm  # main process only, and off with hf_txray.logging.disable_progress_bars()
 
         starts = tqdm(starts, desc="hf_txray: extracting activations", unit="batch")
     num_tokens = 0

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..plots.common import new_figure, save_figure
 from ..profile import Profile
 from .arguments import REFERENCES, TEXT_FEATURES
 
 MAX_PLOTTED_TAGS = 8
 
 
-# ----- plots (matplotlib's Agg canvas directly: no pyplot, no global backend switch) -----------------------------
 def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> list[Path]:
     """Draw the timeline: mean Hellinger per layer over steps, and tag mass share over steps vs corpus frequency.
 
@@ -40,17 +40,8 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
     return written
 
 
-def _new_figure(rows: int, cols: int, width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(rows, cols, squeeze=False)
-
-
 def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path:
-    figure, axes = _new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
+    figure, axes = new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
     for i, ft in enumerate(latest.feature_types):
         for j, ref in enumerate(REFERENCES):
             ax = axes[i][j]
@@ -63,12 +54,11 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.suptitle("TX-Ray: mean Hellinger distance of shared neurons, per layer")
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Path) -> Path:
-    figure, axes = _new_figure(1, 1, 8.0, 4.0)
+    figure, axes = new_figure(1, 1, 8.0, 4.0)
     ax = axes[0][0]
     frequency = latest.feature_frequency(ft).head(MAX_PLOTTED_TAGS)
     colors = [f"C{i}" for i in range(len(frequency))]
@@ -81,5 +71,4 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
            ylabel="share of credited mass")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)
