@@ -1,15 +1,80 @@
-"""Streaming statistics with ``add`` and exact ``merge``.
+"""Streaming statistics with one contract: ``add``, exact ``merge``, ``state_dict`` / ``load_state_dict``.
 
 :class:`SparseSums` holds mass (sum of credited activations, float64) and count per int64 key; keys combine a
 neuron row and a feature id. :class:`TopExamples` keeps, per neuron row, the `capacity` highest credited positions.
-Both use memory proportional to what they keep (distinct keys, rows x capacity), never to the number of tokens seen.
+:class:`NoiseSums`, :class:`PositionMass` and :class:`ActivationHistogram` hold the noise statistics, the mass by
+position and the activation histograms. All use memory proportional to what they keep (distinct keys, rows x
+capacity), never to the number of tokens seen.
+
+Every accumulator is an :class:`Accumulator`: ``merge`` folds another of the same kind in exactly (sums add; the
+top examples keep the same set whatever the split), and ``state_dict`` gives flat numpy arrays and ints (safetensors
+or pickle can hold them) from which ``load_state_dict`` rebuilds an equal accumulator. :func:`merged` combines any
+number of them through that contract, as process gathers and checkpoints need.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
+
 import numpy as np
 
 FEATURE_BITS = 32  # key = row << FEATURE_BITS | feature_id
+
+StateDict = dict[str, Any]  # flat: numpy arrays and Python scalars
+
+
+@runtime_checkable
+class Accumulator(Protocol):
+    """The contract of every streaming statistic: ``add`` data, ``merge`` another exactly, save and restore state.
+
+    ``add``'s arguments depend on the statistic; ``merge(other)`` returns ``self`` (so merges chain), and
+    ``load_state_dict(state)`` returns ``self`` too, holding exactly what ``state_dict()`` described.
+    """
+
+    def add(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def merge(self, other: Any) -> Any: ...
+
+    def state_dict(self) -> StateDict: ...
+
+    def load_state_dict(self, state: StateDict) -> Any: ...
+
+    @classmethod
+    def empty_like(cls, other: Any) -> Any:
+        """A new, empty accumulator of the same shape as `other` (rows, capacity, bin edges...)."""
+        ...
+
+
+A = TypeVar("A", bound=Accumulator)
+
+
+def merged(parts: Sequence[A]) -> A:
+    """A new accumulator holding `parts` merged in order (the parts are left as they were).
+
+    Args:
+        parts (`list[Accumulator]`): accumulators of one kind, e.g. one per process.
+
+    Raises:
+        ValueError: `parts` is empty or mixes kinds.
+    """
+    if not parts:
+        raise ValueError("Nothing to merge.")
+    kinds = {type(part) for part in parts}
+    if len(kinds) != 1:
+        raise ValueError(f"Cannot merge accumulators of different kinds: {sorted(k.__name__ for k in kinds)}.")
+    out = copy_of(parts[0])
+    for part in parts[1:]:
+        out.merge(part)
+    return out
+
+
+def copy_of(accumulator: A) -> A:
+    """An independent copy, through the state-dict contract."""
+    return type(accumulator).empty_like(accumulator).load_state_dict(accumulator.state_dict())
+
+
+def _copied(state: StateDict) -> StateDict:
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
 
 
 def make_keys(rows: np.ndarray, feature_ids: np.ndarray) -> np.ndarray:
@@ -70,13 +135,28 @@ class SparseSums:
         self.add(other.keys, other.mass, other.count)
         return self.compact()
 
+    def state_dict(self) -> StateDict:
+        self.compact()
+        return _copied({"keys": self.keys, "mass": self.mass, "count": self.count})
+
+    def load_state_dict(self, state: StateDict) -> "SparseSums":
+        self.keys = np.asarray(state["keys"], dtype=np.int64).copy()
+        self.mass = np.asarray(state["mass"], dtype=np.float64).copy()
+        self.count = np.asarray(state["count"], dtype=np.int64).copy()
+        self._pending, self._pending_size = [], 0
+        return self
+
+    @classmethod
+    def empty_like(cls, other: "SparseSums") -> "SparseSums":
+        return cls()
+
     @property
     def nbytes(self) -> int:
         self.compact()
         return self.keys.nbytes + self.mass.nbytes + self.count.nbytes
 
 
-def _rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
+def rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
     """0, 1, 2... within each run of equal values of an already sorted array."""
     n = len(sorted_rows)
     if n == 0:
@@ -116,7 +196,7 @@ class TopExamples:
 
     def _best_per_row(self, rows, activation, fields):
         order = np.lexsort((fields["token_index"], fields["example_id"], -activation, rows))
-        rank = _rank_within_groups(rows[order])
+        rank = rank_within_groups(rows[order])
         keep = order[rank < self.capacity]
         return rows[keep], activation[keep], {k: v[keep] for k, v in fields.items()}
 
@@ -124,16 +204,33 @@ class TopExamples:
         self.activation[touched] = -np.inf
         for name in self.FIELDS:
             self.data[name][touched] = -1
-        rank = _rank_within_groups(rows)
+        rank = rank_within_groups(rows)
         self.activation[rows, rank] = activation
         for name in self.FIELDS:
             self.data[name][rows, rank] = fields[name]
 
     def merge(self, other: "TopExamples") -> "TopExamples":
+        if other.num_rows != self.num_rows:
+            raise ValueError(f"Cannot merge top examples of {other.num_rows} rows into {self.num_rows}.")
         valid = np.isfinite(other.activation)
         rows = np.broadcast_to(np.arange(other.num_rows)[:, None], valid.shape)[valid]
         self.add(rows, other.activation[valid], **{k: other.data[k][valid] for k in self.FIELDS})
         return self
+
+    def state_dict(self) -> StateDict:
+        return _copied({"num_rows": self.num_rows, "capacity": self.capacity, "activation": self.activation,
+                        **{f"data.{k}": v for k, v in self.data.items()}})
+
+    def load_state_dict(self, state: StateDict) -> "TopExamples":
+        self.num_rows, self.capacity = int(state["num_rows"]), int(state["capacity"])
+        self.activation = np.asarray(state["activation"], dtype=np.float64).reshape(self.num_rows, self.capacity).copy()
+        self.data = {k: np.asarray(state[f"data.{k}"], dtype=np.int64).reshape(self.num_rows, self.capacity).copy()
+                     for k in self.FIELDS}
+        return self
+
+    @classmethod
+    def empty_like(cls, other: "TopExamples") -> "TopExamples":
+        return cls(other.num_rows, other.capacity)
 
     def entries(self) -> dict[str, np.ndarray]:
         """Flat arrays of the kept entries: row, rank, activation and the position fields."""
@@ -162,6 +259,25 @@ class NoiseSums:
         ones = np.ones(len(keys), dtype=np.int64)
         self.odd.add(*reduce_by_key(keys[odd], mass[odd], ones[odd]))
         self.squares.add(*reduce_by_key(keys, mass * mass, ones))
+
+    def merge(self, other: "NoiseSums") -> "NoiseSums":
+        self.odd.merge(other.odd)
+        self.squares.merge(other.squares)
+        return self
+
+    def state_dict(self) -> StateDict:
+        return {**{f"odd.{k}": v for k, v in self.odd.state_dict().items()},
+                **{f"squares.{k}": v for k, v in self.squares.state_dict().items()}}
+
+    def load_state_dict(self, state: StateDict) -> "NoiseSums":
+        for name in ("odd", "squares"):
+            getattr(self, name).load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()
+                                                 if k.startswith(name + ".")})
+        return self
+
+    @classmethod
+    def empty_like(cls, other: "NoiseSums") -> "NoiseSums":
+        return cls()
 
     def aligned(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mass_odd, count_odd, mass_sq) aligned with `keys`, the sorted keys of the matching :class:`SparseSums`."""
@@ -192,6 +308,17 @@ class PositionMass:
     def merge(self, other: "PositionMass") -> "PositionMass":
         self.sums.merge(other.sums)
         return self
+
+    def state_dict(self) -> StateDict:
+        return self.sums.state_dict()
+
+    def load_state_dict(self, state: StateDict) -> "PositionMass":
+        self.sums.load_state_dict(state)
+        return self
+
+    @classmethod
+    def empty_like(cls, other: "PositionMass") -> "PositionMass":
+        return cls()
 
     @classmethod
     def from_entries(cls, rows: np.ndarray, positions: np.ndarray, mass: np.ndarray, count: np.ndarray) -> "PositionMass":
@@ -286,6 +413,22 @@ class ActivationHistogram:
         other.compact()
         self._add_keys(other.keys, other.counts)
         return self.compact()
+
+    def state_dict(self) -> StateDict:
+        self.compact()
+        return _copied({"edges": self.edges, "keys": self.keys, "counts": self.counts})
+
+    def load_state_dict(self, state: StateDict) -> "ActivationHistogram":
+        self.edges = np.asarray(state["edges"], dtype=np.float64).copy()
+        self.num_bins = len(self.edges) + 1
+        self.keys = np.asarray(state["keys"], dtype=np.int64).copy()
+        self.counts = np.asarray(state["counts"], dtype=np.int64).copy()
+        self._pending, self._pending_size = [], 0
+        return self
+
+    @classmethod
+    def empty_like(cls, other: "ActivationHistogram") -> "ActivationHistogram":
+        return cls(other.edges)
 
     def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, bins, counts) of the non-empty bins, sorted by row then bin."""

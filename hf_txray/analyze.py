@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from .errors import ConfigurationError, DatasetError
 from .features import TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, needs_words
 from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
-from .logging import progress_bars_for, tqdm
+from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
@@ -36,7 +35,7 @@ from .streaming import InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 class Profiler:
@@ -325,11 +324,6 @@ def _combine(base: Profile | None, part: Profile) -> Profile:
     return part if base is None else base.merge(part)
 
 
-def _model_max_length(model, tokenizer) -> int:
-    """The default `max_length` (used by probing too): see :func:`hf_txray.lengths.resolve_max_length`."""
-    return resolve_max_length(model, tokenizer, None)
-
-
 def _rows(corpus, start: int, end: int):
     """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
     return corpus.select(range(start, end)) if end > start else corpus.select([])
@@ -410,64 +404,57 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         return _analyze(model, dataset, tokenizer, options)
 
 
-def _analyze(model: Any, dataset: Any, tokenizer: Any, options: AnalyzeOptions) -> Profile:
-    """:func:`analyze` with its options gathered (unpacked into names so the steps below read as before)."""
-    config = options.profiler_config()
+def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
+    """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
+    config = o.profiler_config()
     config.validate()
-    (text_column, split, num_samples, device, dtype, stage, model_id, revision, trust_remote_code, checkpoint_dir,
-     checkpoint_every, resume, model_kwargs, device_map, dataset_revision, dataset_config, token, output_effects,
-     output_effects_k, streaming) = (getattr(options, name) for name in (
-        "text_column", "split", "num_samples", "device", "dtype", "stage", "model_id", "revision",
-        "trust_remote_code", "checkpoint_dir", "checkpoint_every", "resume", "model_kwargs", "device_map",
-        "dataset_revision", "dataset_config", "token", "output_effects", "output_effects_k", "streaming"))
-    site, module_pattern = config.site, config.module_pattern
-    model_kwargs = _with_device_map(model, model_kwargs, device_map, device)
+    model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     if isinstance(model, (str, Path)):
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
-    if checkpoint_every < 1:
-        raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+    if o.checkpoint_every < 1:
+        raise ConfigurationError(f"checkpoint_every must be >= 1, got {o.checkpoint_every}.")
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
-    model_source = resolve_model_source(model, revision, token)
-    if streaming and isinstance(dataset, (str, Path)):
+    model_source = resolve_model_source(model, o.revision, o.token)
+    if o.streaming and isinstance(dataset, (str, Path)):
         # Opened as a stream: read as it downloads, so there is no content to pin up front.
-        corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split,
-                                                 num_samples=num_samples, allow_streams=True, streaming=True)
+        corpus, column, dataset_id = load_corpus(dataset, text_column=o.text_column, split=o.split,
+                                                 num_samples=o.num_samples, allow_streams=True, streaming=True)
         dataset_source = None
     else:
         corpus, column, dataset_id, dataset_source = load_pinned_corpus(
-            dataset, text_column=text_column, split=split, num_samples=num_samples, revision=dataset_revision,
-            config=dataset_config, token=token, allow_streams=True)
+            dataset, text_column=o.text_column, split=o.split, num_samples=o.num_samples, revision=o.dataset_revision,
+            config=o.dataset_config, token=o.token, allow_streams=True)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
-    pinned = model_source.commit if model_source.kind == "hub" else revision
-    with_head = None
-    if output_effects and isinstance(model, (str, Path)):
+    pinned = model_source.commit if model_source.kind == "hub" else o.revision
+    with_head, model_id = None, o.model_id
+    if o.output_effects and isinstance(model, (str, Path)):
         from .output_effects import load_lm_model
 
         model_id = model_id or str(model)
-        head_kwargs = {**(model_kwargs or {}), **({"token": token} if token is not None else {})}
-        with_head = load_lm_model(str(model), revision=pinned, dtype=dtype, trust_remote_code=trust_remote_code,
+        head_kwargs = {**(model_kwargs or {}), **({"token": o.token} if o.token is not None else {})}
+        with_head = load_lm_model(str(model), revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
                                   model_kwargs=head_kwargs)
     loaded, tok, loaded_id, revision = load_model(with_head if with_head is not None else model, tokenizer,
-                                                 revision=pinned, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                 model_kwargs=model_kwargs, token=token)
+                                                 revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
+                                                 model_kwargs=model_kwargs, token=o.token)
     from .provenance import jsonable
 
     recorded_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "token"}  # never record a token
-    runtime = {"trust_remote_code": trust_remote_code, "model_kwargs": jsonable(recorded_kwargs)}
-    loaded, device = _place(loaded, device, loaded_here=isinstance(model, (str, Path)))
+    runtime = {"trust_remote_code": o.trust_remote_code, "model_kwargs": jsonable(recorded_kwargs)}
+    loaded, device = _place(loaded, o.device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
-    if output_effects:
+    if o.output_effects:
         from .output_effects import check_output_effects
 
-        check_output_effects(loaded, site, module_pattern, output_effects_k, profiler.forward.stack)
-    profile = profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id,
-                           checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
-    if output_effects:
+        check_output_effects(loaded, config.site, config.module_pattern, o.output_effects_k, profiler.forward.stack)
+    profile = profiler.run(corpus, text_column=column, stage=o.stage, dataset_id=dataset_id,
+                           checkpoint_dir=o.checkpoint_dir, checkpoint_every=o.checkpoint_every, resume=o.resume)
+    if o.output_effects:
         from .output_effects import output_effects_table
 
-        profile.output_effects = output_effects_table(loaded, profile.layers, output_effects_k, tok,
+        profile.output_effects = output_effects_table(loaded, profile.layers, o.output_effects_k, tok,
                                                       stack=profiler.forward.stack)
     return profile
 

@@ -16,8 +16,9 @@ legend:
   length = the number of distinct values a neuron was credited on (short = specialised); length shift = B - A.
   noise floor = the same figure between two interleaved halves of ONE stage (even / odd example ids): what sampling
     alone produces. Compare it with "A -> B at half size" (both at half the credits): only the excess is change.
-  changed = shared neurons whose A -> B distance exceeds sampling noise (resampling test, Benjamini-Hochberg at the
-    report's alpha), as a share of the shared neurons."""
+  changed = shared neurons whose A -> B change exceeds sampling noise (chi-square test with the split-half design
+    effect, Benjamini-Hochberg at the report's alpha), as a share of the shared neurons; "changed of tested": of
+    the neurons with enough credits for the test (two or more feature categories after pooling rare ones)."""
 
 
 def profile_text(profile: Profile, top: int = 5) -> str:

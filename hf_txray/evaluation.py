@@ -17,7 +17,7 @@ import torch
 
 from .errors import ConfigurationError, DatasetError, ModelError
 from .metrics_offline import OFFLINE_METRICS, metric_path
-from .pruning import PruningPlan, active_masks, apply_plan, masked, plan_pruning
+from .pruning import PruningPlan, active_masks, apply_plan, is_random_strategy, masked, plan_pruning
 
 TASKS = ("classification", "causal-lm")
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
@@ -60,7 +60,7 @@ def load_metric(metric: Any, **kwargs: Any):
         ) from err
 
 
-def _infer_task(model: Any, task: str | None) -> str:
+def infer_task(model: Any, task: str | None) -> str:
     if task is not None:
         if task not in TASKS:
             raise ConfigurationError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
@@ -76,7 +76,7 @@ def _infer_task(model: Any, task: str | None) -> str:
     )
 
 
-def _columns(dataset: Any, text_column: str | None, label_column: str | None,
+def text_and_labels(dataset: Any, text_column: str | None, label_column: str | None,
              task: str) -> tuple[list[str], list[int] | None]:
     import datasets
 
@@ -175,7 +175,7 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     return out
 
 
-def _compute(modules: list[tuple[str, Any, dict]], outputs: dict[str, list],
+def compute_metrics(modules: list[tuple[str, Any, dict]], outputs: dict[str, list],
              labels: list[int] | None) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, module, kwargs in modules:
@@ -273,7 +273,7 @@ def evaluate_pruning(
         >>> table[["plan", "pruned", "accuracy", "f1"]]
         ```
     """
-    task = _infer_task(model, task)
+    task = infer_task(model, task)
     named = _named_plans(plans)
     if mode is not None and mode not in ("mask", "remove"):
         raise ConfigurationError(f"Unknown mode {mode!r}: choose 'mask' or 'remove'.")
@@ -287,7 +287,7 @@ def evaluate_pruning(
             tokenizer = AutoTokenizer.from_pretrained(source)
         except Exception as err:
             raise ModelError(f"Could not load a tokenizer for {source!r}: pass tokenizer=....") from err
-    texts, labels = _columns(dataset, text_column, label_column, task)
+    texts, labels = text_and_labels(dataset, text_column, label_column, task)
     metrics = metric if metric is not None else DEFAULT_METRICS[task]
     if isinstance(metrics, (str,)) or not isinstance(metrics, Sequence):
         metrics = [metrics]
@@ -306,7 +306,7 @@ def evaluate_pruning(
         start = time.perf_counter()
         outputs = run_predictions(target, batches, task)
         seconds = time.perf_counter() - start
-        row = _compute(modules, outputs, labels)
+        row = compute_metrics(modules, outputs, labels)
         row["num_parameters"] = _num_parameters(target)
         row["seconds"] = seconds
         return row
@@ -346,14 +346,15 @@ def sweep_plans(
     allow_fewer: bool = False,
     **kwargs: Any,
 ) -> list[PruningPlan]:
-    """Plans for every strategy x amount; ``random`` once per seed, the TX-Ray strategies once (seed ``seeds[0]``,
-    which only breaks ties). Extra keyword arguments go to :func:`hf_txray.pruning.plan_pruning`."""
+    """Plans for every strategy x amount; ``random`` (and any registered random strategy) once per seed, the TX-Ray
+    strategies once (seed ``seeds[0]``, which only breaks ties). Extra keyword arguments go to
+    :func:`hf_txray.pruning.plan_pruning`."""
     if not strategies or not amounts or not seeds:
         raise ConfigurationError("A sweep needs at least one strategy, one amount and one seed.")
     plans = []
     for amount in amounts:
         for strategy in strategies:
-            for seed in (seeds if strategy == "random" else seeds[:1]):
+            for seed in (seeds if is_random_strategy(strategy) else seeds[:1]):
                 plans.append(plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
                                           allow_fewer=allow_fewer, **kwargs))
     return plans

@@ -72,12 +72,28 @@ class MainProcessFilter(logging.Filter):
         return record.levelno >= ERROR or process_rank() == 0
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stderr`` (as logging's last-resort handler does), so redirections made after
+    import (notebooks, pytest's capture, ``contextlib.redirect_stderr``) see the records."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _configure() -> logging.Logger:
     global _handler
     root = logging.getLogger(LIBRARY_NAME)
     with _lock:
         if _handler is None:
-            _handler = logging.StreamHandler(sys.stderr)
+            _handler = StderrHandler()
             _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
             _handler.addFilter(MainProcessFilter())
             root.addHandler(_handler)
@@ -193,3 +209,6 @@ def datasets_progress_bars() -> Iterator[None]:
     finally:
         if not was_disabled:
             datasets.enable_progress_bars()
+
+
+_configure()  # the handler, level and HF_TXRAY_VERBOSITY apply from `import hf_txray` on

@@ -192,6 +192,10 @@ class ProfilerConfig:
         None, "Stop after crediting exactly this many positions (the first ones in corpus order; split evenly over "
               "processes), so two stages can be profiled at equal size.")
 
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names
+            self.layers = parse_layers(self.layers)
+
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
         """Check every field (before any model or data is loaded); returns :func:`parse_features` of `features`.
 
@@ -451,3 +455,23 @@ def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, An
     values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
     check_names(values, valid, f"The config file {path}")
     return values
+
+
+def options_markdown(options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> str:
+    """The options as a markdown table (option / command-line flag / default / help): the README's table.
+
+    Example:
+        ```python
+        >>> print(options_markdown())  # | `top_k` | `--top-k` | `1` | Neurons credited per position and layer ...
+        ```
+    """
+    rows = ["| option | flag | default | what it does |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(options_class):
+        if f.name in exclude:
+            continue
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        text = f.metadata["help"].replace("|", "\\|")
+        if "choices" in f.metadata:
+            text += f" One of: {', '.join(str(c) for c in f.metadata['choices'])}."
+        rows.append(f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `{default}` | {text} |")
+    return "\n".join(rows)

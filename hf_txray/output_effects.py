@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
-from .sites import _find_blocks, _linear_dims, find_sites, is_encoder_decoder, resolve_stack
+from .sites import find_blocks, linear_dims, find_sites, is_encoder_decoder, resolve_stack
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -124,7 +124,7 @@ def _head_steps(model: nn.Module, head: nn.Module, hidden: int) -> list[tuple[st
     for name, module in candidates:
         if module is head or id(module) in skip or not name:
             continue
-        dims = _linear_dims(module)
+        dims = linear_dims(module)
         if dims == (hidden, hidden) and isinstance(module, nn.Linear):
             steps.append(("linear", module, f"{parent_name}.{name}".strip(".")))
         elif _is_norm(module) and module.weight.shape == (hidden,):
@@ -164,7 +164,7 @@ def output_stack(model: nn.Module, stack: str | None = None) -> str | None:
 def _blocks(model: nn.Module, stack: str | None) -> tuple[str, nn.ModuleList]:
     """Qualified name (in `model`) and list of the blocks whose neurons are read."""
     _, root = resolve_stack(model, output_stack(model, stack))
-    name, blocks = _find_blocks(root)
+    name, blocks = find_blocks(root)
     root_name = _qualified_name(model, root) if root is not model else ""
     return f"{root_name}.{name}".strip("."), blocks
 

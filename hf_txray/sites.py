@@ -24,7 +24,9 @@ from torch import nn
 
 from .architectures import ATTENTION_NAME_PARTS, expected_mlp_widths, hidden_size
 from .errors import ConfigurationError, ModelError
+from .hooks import ExpertsCall, Trace
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
+from .topk import top_k_per_row
 
 SITES = ("mlp", "residual")
 STACKS = ("encoder", "decoder")
@@ -52,7 +54,7 @@ class Site:
     experts: ExpertsLayout | None = None
 
 
-def _linear_dims(module: nn.Module) -> tuple[int, int] | None:
+def linear_dims(module: nn.Module) -> tuple[int, int] | None:
     """(in, out) features of a linear-like module (``nn.Linear`` or GPT-2's ``Conv1D``), else None."""
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
@@ -61,7 +63,7 @@ def _linear_dims(module: nn.Module) -> tuple[int, int] | None:
     return None
 
 
-def _find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters."""
     best: tuple[int, str, nn.ModuleList] | None = None
     for name, module in model.named_modules():
@@ -85,7 +87,7 @@ def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
     named in error messages when the verified search finds nothing."""
     best: tuple[int, str, nn.Module] | None = None
     for name, module in block.named_modules():
-        dims = _linear_dims(module)
+        dims = linear_dims(module)
         if dims is None or dims[0] <= dims[1]:
             continue
         if best is None or dims[0] > best[0]:
@@ -168,7 +170,7 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     hidden = hidden_size(model.config)
     declared = getattr(model.config, "shared_expert_intermediate_size", None)
     for sub_name, sub in parent.named_modules():
-        dims = _linear_dims(sub)
+        dims = linear_dims(sub)
         full = _join(prefix, sub_name)
         if dims is None or full == name or full.startswith(name + ".") or in_attention(block, full):
             continue
@@ -205,7 +207,7 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
     hidden = hidden_size(config)
     candidates = []
     for name, module in block.named_modules():
-        dims = _linear_dims(module)
+        dims = linear_dims(module)
         if dims is None or dims[0] not in widths.values() or in_attention(block, name):
             continue
         if (dims[1] == hidden) if hidden else dims[0] > dims[1]:
@@ -249,7 +251,7 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
             layout = ExpertsLayout(int(module.num_experts), 0, expert_width(module))
             sites.append(Site(layer, name, module, layout.num_neurons, "experts", layout))
         elif site == "mlp":
-            dims = _linear_dims(module)
+            dims = linear_dims(module)
             if dims is None:
                 raise ModelError(
                     f"module_pattern matched {name!r} ({type(module).__name__}), which is not linear: site='mlp' "
@@ -257,7 +259,7 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
                 )
             sites.append(Site(layer, name, module, dims[0], "input"))
         else:
-            dims = _linear_dims(module)
+            dims = linear_dims(module)
             sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model), "output"))
     return sites
 
@@ -287,7 +289,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     if module_pattern:
         return _sites_from_pattern(model, site, module_pattern)
     root_name = _qualified(model, root) if root is not model else ""
-    prefix, blocks = _find_blocks(root)
+    prefix, blocks = find_blocks(root)
     prefix = _join(root_name, prefix)
     sites = []
     for layer, block in enumerate(blocks):
@@ -346,71 +348,57 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
 
 
 class WinnerRecorder:
-    """Forward hooks that record, for each site, the top-k neurons of every real position.
+    """Hooks (a :class:`~hf_txray.hooks.Trace`) that record, for each site, the top-k neurons of every real position.
 
     Hooks do nothing unless :attr:`enabled` is set, so they can stay registered during training without cost and
     without counting the forward recomputed by gradient checkpointing. Before each recorded forward pass the caller
-    sets :attr:`positions`, the flat (batch x sequence) indices of the positions to credit; each hook reduces its
-    activations on the device to ``(values, indices)`` of shape ``(len(positions), top_k)``.
+    sets :attr:`positions`, the flat (batch x sequence) indices of the positions to credit, and calls :meth:`reset`;
+    each hook reduces its activations on the device to ``(values, indices)`` of shape ``(len(positions), top_k)``.
+    A site that fires twice in one forward pass is refused by the trace.
     """
 
     def __init__(self, sites: Sequence[Site], top_k: int = 1):
         self.sites = list(sites)
         self.top_k = top_k
-        self.enabled = False
         self.positions: torch.Tensor | None = None
         self.values: list[torch.Tensor | None] = [None] * len(self.sites)
         self.indices: list[torch.Tensor | None] = [None] * len(self.sites)
-        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.trace = Trace(self.sites, read=self._read)
+        self.trace.enabled = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.trace.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self.trace.enabled = value
 
     def attach(self) -> "WinnerRecorder":
-        for slot, site in enumerate(self.sites):
-            if site.capture == "input":
-                self._handles.append(site.module.register_forward_pre_hook(self._make_pre_hook(slot)))
-            elif site.capture == "experts":
-                self._handles.append(site.module.register_forward_pre_hook(self._make_experts_hook(slot),
-                                                                              with_kwargs=True))
-                if site.experts is not None and site.experts.shared is not None:
-                    self._handles.append(site.experts.shared.register_forward_pre_hook(self._make_shared_hook(slot)))
-            else:
-                self._handles.append(site.module.register_forward_hook(self._make_post_hook(slot)))
+        self.trace.attach()
         return self
 
     def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self.trace.remove()
 
     def reset(self) -> None:
         self.values = [None] * len(self.sites)
         self.indices = [None] * len(self.sites)
-        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)
+        self.trace.reset()
 
-    def _make_experts_hook(self, slot: int):
-        def hook(module, args, kwargs):
-            if not self.enabled:
-                return
-            hidden = args[0] if args else kwargs["hidden_states"]
-            top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
-            self._record_experts(slot, module, hidden, top_k_index)
-
-        return hook
-
-    def _make_shared_hook(self, slot: int):
-        def hook(module, args):
-            if self.enabled:
-                self._shared[slot] = args[0].detach().reshape(-1, args[0].shape[-1])
-
-        return hook
+    def _read(self, slot: int, value: torch.Tensor | ExpertsCall) -> None:
+        if isinstance(value, ExpertsCall):
+            self._record_experts(slot, self.sites[slot].module, value)
+        else:
+            self._record(slot, value)
 
     @torch.no_grad()
-    def _record_experts(self, slot: int, experts: nn.Module, hidden: torch.Tensor, top_k_index: torch.Tensor) -> None:
+    def _record_experts(self, slot: int, experts: nn.Module, call: ExpertsCall) -> None:
         site = self.sites[slot]
         layout = site.experts
-        hidden = hidden.detach().reshape(-1, hidden.shape[-1])
-        top_k_index = top_k_index.reshape(hidden.shape[0], -1)
-        shared = self._shared[slot]
+        hidden = call.hidden.detach().reshape(-1, call.hidden.shape[-1])
+        top_k_index = call.top_k_index.reshape(hidden.shape[0], -1)
+        shared = None if call.shared is None else call.shared.reshape(-1, call.shared.shape[-1])
         if layout.shared is not None and shared is None:
             raise ModelError(f"The shared expert of {site.name!r} did not run before its routed experts: unsupported "
                              "layout for hf_txray's MoE capture.")
@@ -422,38 +410,19 @@ class WinnerRecorder:
         values, indices = moe_top_k(layout, routed, top_k_index, shared, self.top_k)
         self._store(slot, values, indices)
 
-    def _make_pre_hook(self, slot: int):
-        def hook(module, args):
-            if self.enabled:
-                self._record(slot, args[0])
-
-        return hook
-
-    def _make_post_hook(self, slot: int):
-        def hook(module, args, output):
-            if self.enabled:
-                self._record(slot, output[0] if isinstance(output, (tuple, list)) else output)
-
-        return hook
-
     @torch.no_grad()
     def _record(self, slot: int, activations: torch.Tensor) -> None:
         flat = activations.detach().reshape(-1, activations.shape[-1])
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
-        if self.top_k == 1:
-            values, indices = flat.max(dim=-1, keepdim=True)
-        else:
-            values, indices = flat.topk(self.top_k, dim=-1)
-        if self.positions is not None:
-            # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
-            positions = self.positions.to(values.device)
-            values, indices = values.index_select(0, positions), indices.index_select(0, positions)
+        # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
+        positions = None if self.positions is None else self.positions.to(flat.device)
+        values, indices = top_k_per_row(flat, self.top_k, positions)
         self._store(slot, values, indices)
 
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack
         or the body that runs): its layer would silently credit nothing."""
-        missing = [site.name for site, values in zip(self.sites, self.values) if values is None]
+        missing = [site.name for site in self.trace.missing()]
         if missing:
             raise ModelError(
                 f"{missing[0]!r} did not run in the profiled forward pass (the base model, or the chosen stack of an "
@@ -461,12 +430,6 @@ class WinnerRecorder:
             )
 
     def _store(self, slot: int, values: torch.Tensor, indices: torch.Tensor) -> None:
-        if self.values[slot] is not None:
-            # A second call in one forward pass (a reused module): refuse rather than overwrite the first.
-            raise ModelError(
-                f"{self.sites[slot].name!r} ran more than once in one forward pass (a module reused across layers or "
-                "calls). hf_txray profiles one call per site: pass `module_pattern` naming modules that run once."
-            )
         self.values[slot], self.indices[slot] = values, indices
 
     def __enter__(self) -> "WinnerRecorder":

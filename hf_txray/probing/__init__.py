@@ -10,7 +10,18 @@ sites and data as TX-Ray.
 Results go to a results repo as the ``probe_rankings`` and ``ablation`` configs (:mod:`hf_txray.probing.results`).
 """
 
-from .ablation import AblationCurve, LMLossMetric, ProbeMetric, TaskMetric, ablate, ablation_curve
+from .ablation import (
+    AblationCurve,
+    LMLossMetric,
+    MetricOptions,
+    ProbeMetric,
+    TaskMetric,
+    ablate,
+    ablation_curve,
+    ablation_metrics,
+    metric_from_name,
+    register_ablation_metric,
+)
 from .attribution import TokenAttribution, explain_examples, neuron_attributions
 from .crosscheck import CrossCheck, crosscheck, crosscheck_tags, txray_preferences
 from .data import LabeledCorpus, control_labels, from_columns, from_spacy, load_labeled, read_conllu
@@ -36,6 +47,7 @@ __all__ = [
     "subset_accuracies", "control_task_accuracy",
     "CrossCheck", "crosscheck", "crosscheck_tags", "txray_preferences",
     "ablate", "ablation_curve", "AblationCurve", "ProbeMetric", "TaskMetric", "LMLossMetric",
+    "register_ablation_metric", "ablation_metrics", "metric_from_name", "MetricOptions",
     "neuron_attributions", "explain_examples", "TokenAttribution",
     "save_probing", "push_probing", "load_probing", "ProbingResults",
 ]

@@ -1,8 +1,9 @@
 """Ablation: switch MLP neurons off (zero) or to their mean, and measure what the model loses.
 
 :func:`ablate` is a context manager built on the pruning module's masks (:func:`hf_txray.pruning.masked` for
-``mode="zero"``; the same forward pre-hook on the down projection, registered and removed the same way, for
-``mode="mean"``), so parameters never change and the model computes bit for bit as before once the block exits.
+``mode="zero"``; for ``mode="mean"`` the same forward pre-hook on the down projection, a :class:`~hf_txray.hooks.Fill`
+of the means registered and removed by :func:`hf_txray.pruning.edit_neurons`), so parameters never change and the
+model computes bit for bit as before once the block exits.
 
 :func:`ablation_curve` ablates the top-k neurons of a ranking and k random neurons (several seeds) for growing k and
 records a metric each time: a probe's accuracy (:class:`ProbeMetric`), a task metric (:class:`TaskMetric`), the LM
@@ -19,19 +20,19 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
-from ..errors import ConfigurationError, ProfileFormatError
-from ..io_utils import atomic_dir, read_json, write_json
-from ..pruning import _MASKS_ATTRIBUTE, MaskHandle, _explicit_neurons, _mlp_sites, masked
+from ..artifact import Artifact
+from ..errors import ConfigurationError
+from ..metrics_offline import OFFLINE_METRICS
+from ..hooks import Fill
+from ..pruning import MaskHandle, edit_neurons, explicit_neurons, masked, mlp_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
+from .layout import ablation_table, read_curve, write_probing_folder
 
 MODES = ("zero", "mean")
-ABLATION_FORMAT = "hf_txray.ablation"
-FORMAT_VERSION = 1
 
 
 def _as_spec(neurons: Any) -> Any:
@@ -41,28 +42,6 @@ def _as_spec(neurons: Any) -> Any:
             raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
         return list(zip(neurons["layer"].astype(int).tolist(), neurons["neuron"].astype(int).tolist()))
     return neurons
-
-
-class _NeuronFill:
-    """Forward pre-hook setting some input features of a down projection to fixed values (out of place)."""
-
-    def __init__(self, indices: Sequence[int], values: np.ndarray):
-        self.indices = torch.as_tensor(list(indices), dtype=torch.long)
-        self.values = torch.as_tensor(np.asarray(values, dtype=np.float32))
-        self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
-        if not args or len(self.indices) == 0:
-            return None
-        x = args[0]
-        key = (x.device, x.dtype)
-        cached = self._on.get(key)
-        if cached is None:
-            cached = self._on[key] = (self.indices.to(x.device), self.values.to(x.device, x.dtype))
-        index, values = cached
-        x = x.clone()
-        x[..., index] = values
-        return (x,) + tuple(args[1:])
 
 
 def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndarray]:
@@ -126,17 +105,11 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         with masked(model, neurons) as handle:
             yield handle
         return
-    sites = _mlp_sites(model)
-    chosen = _explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
+    sites = mlp_sites(model)
+    chosen = explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
     values = _means_for(means, chosen)
-    handles = [sites[layer].module.register_forward_pre_hook(_NeuronFill(indices, values[layer]), prepend=True)
-               for layer, indices in chosen.items() if indices]
-    handle = MaskHandle(model, chosen, handles)
-    registry = getattr(model, _MASKS_ATTRIBUTE, None)
-    if registry is None:
-        registry = []
-        object.__setattr__(model, _MASKS_ATTRIBUTE, registry)
-    registry.append(handle)
+    handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()
+                                          if indices}, sites)
     try:
         yield handle
     finally:
@@ -219,10 +192,10 @@ class TaskMetric:
         self.name = metric or "metric"
 
     def _prepare(self, model: nn.Module) -> tuple:
-        from ..evaluation import DEFAULT_METRICS, _columns, _infer_task, encode_batches, load_metric
+        from ..evaluation import DEFAULT_METRICS, encode_batches, infer_task, load_metric, text_and_labels
 
-        task = _infer_task(model, self.task)
-        texts, labels = _columns(self.dataset, self.text_column, self.label_column, task)
+        task = infer_task(model, self.task)
+        texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task)
         metric = self.metric or DEFAULT_METRICS[task][0]
         self.name = metric
         batches = encode_batches(self.tokenizer, texts, self.batch_size, self.max_length)
@@ -230,17 +203,17 @@ class TaskMetric:
 
     def texts(self, model: nn.Module) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
-        from ..evaluation import _columns, _infer_task
+        from ..evaluation import infer_task, text_and_labels
 
-        return list(_columns(self.dataset, self.text_column, self.label_column, _infer_task(model, self.task))[0])
+        return list(text_and_labels(self.dataset, self.text_column, self.label_column, infer_task(model, self.task))[0])
 
     def __call__(self, model: nn.Module) -> float:
-        from ..evaluation import _compute, run_predictions
+        from ..evaluation import compute_metrics, run_predictions
 
         if self._prepared is None:
             self._prepared = self._prepare(model)
         task, labels, metric, module, batches = self._prepared
-        row = _compute([(metric, module, {})], run_predictions(model, batches, task), labels)
+        row = compute_metrics([(metric, module, {})], run_predictions(model, batches, task), labels)
         value = row.get(metric, next(iter(row.values())))
         return float(value)
 
@@ -267,7 +240,7 @@ class LMLossMetric(TaskMetric):
 
 # ----- the curve --------------------------------------------------------------------------------------------------
 @dataclass
-class AblationCurve:
+class AblationCurve(Artifact):
     """A metric as a function of the number of ablated neurons, for a ranking and for random neurons.
 
     Attributes:
@@ -279,7 +252,13 @@ class AblationCurve:
         model_id (`str`): the model.
         ranking_source (`str`): where the ranking came from (e.g. ``"probe:upos"``).
         layers (`list[int]`): layers of the random pool.
+
+    Saved in the dataset layout: the ``ablation`` config (one row per point, the curve's fields in every row) and a
+    dataset card.
     """
+
+    artifact_type = "ablation_curve"
+    format_version = 1
 
     table: pd.DataFrame
     name: str
@@ -306,32 +285,12 @@ class AblationCurve:
 
         return plot_ablation(self, ax)
 
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the curve to a folder (JSON metadata + parquet table)."""
-        meta = {k: v for k, v in self.__dict__.items() if k != "table"}
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / "txray_ablation.json", {"format": ABLATION_FORMAT, "format_version": FORMAT_VERSION,
-                                                     "meta": meta})
-            self.table.to_parquet(tmp / "curve.parquet", index=False)
-        return Path(save_directory)
+    def _save_pretrained(self, folder: Path) -> None:
+        write_probing_folder(folder, None, ablation_table(self))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "AblationCurve":
-        directory = Path(directory)
-        path = directory / "txray_ablation.json"
-        if not path.exists():
-            raise ProfileFormatError(f"{directory} is not a saved hf_txray ablation curve (txray_ablation.json).")
-        header = read_json(path)
-        if header.get("format") != ABLATION_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
-            raise ProfileFormatError(f"{path} is not a supported hf_txray ablation curve.")
-        return cls(pd.read_parquet(directory / "curve.parquet"), **header["meta"])
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Add this curve to a Hub results repo as the ``ablation`` config (see
-        :func:`hf_txray.probing.results.push_probing`)."""
-        from .results import push_probing
-
-        return push_probing(repo_id, ablations=[self], **kwargs)
+    def _from_pretrained(cls, folder: Path) -> "AblationCurve":
+        return cls(**read_curve(folder))
 
 
 def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
@@ -400,7 +359,7 @@ def ablation_curve(
     if not callable(metric):
         raise ConfigurationError("metric must be a callable(model) -> float.")
     pairs, source = _ranked_pairs(ranking)
-    sites = _mlp_sites(model)
+    sites = mlp_sites(model)
     pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:
@@ -429,15 +388,115 @@ def ablation_curve(
                          str(model_id), source, pool_layers)
 
 
+@dataclass
+class MetricOptions:
+    """What a metric builder of the registry may use (:func:`metric_from_name` fills it).
+
+    Args:
+        probe (`ProbingResult`, *optional*): the probe, for ``"probe"``.
+        max_sentences (`int`, *optional*): use only the first rows of the data.
+        text_column, label_column, split (`str`, *optional*): how to read the data.
+        batch_size (`int`, *optional*, defaults to 32), max_length (`int`, *optional*): batching.
+    """
+
+    probe: Any = None
+    max_sentences: int | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    split: str | None = None
+    batch_size: int = 32
+    max_length: int | None = None
+
+
+MetricBuilder = Callable[[str, Any, Any, MetricOptions], Callable[[nn.Module], float]]
+_METRICS: dict[str, tuple[MetricBuilder, str]] = {}
+
+
+def register_ablation_metric(name: str, build: MetricBuilder, description: str = "", *,
+                             overwrite: bool = False) -> None:
+    """Register a metric that :func:`metric_from_name` (and ``hf-txray ablate --metric NAME``) builds by name.
+
+    Args:
+        name (`str`): the metric's name.
+        build (`callable(name, tokenizer, data, options) -> metric`): returns a ``metric(model) -> float`` with a
+            ``name`` attribute and a ``texts(model)`` method (the texts it runs on, for ``mode="mean"``).
+        description (`str`, *optional*): one line for help texts.
+        overwrite (`bool`, *optional*, defaults to `False`): replace a metric registered under `name`.
+
+    Raises:
+        ConfigurationError: `name` is taken and `overwrite` is False, or `build` is not callable.
+    """
+    if not callable(build):
+        raise ConfigurationError(f"build must be a callable(name, tokenizer, data, options), got {build!r}.")
+    if name in _METRICS and not overwrite:
+        raise ConfigurationError(f"An ablation metric {name!r} is already registered: pass overwrite=True to replace "
+                                 "it.")
+    _METRICS[name] = (build, description)
+
+
+def ablation_metrics() -> dict[str, str]:
+    """The registered ablation metrics: name -> description."""
+    return {name: description for name, (_, description) in _METRICS.items()}
+
+
+def _rows(data: Any, options: MetricOptions) -> Any:
+    """A dataset given by id or path loaded (one split), cut to `max_sentences` rows."""
+    if isinstance(data, (str, Path)):
+        import datasets
+
+        from ..loading import load_named_dataset, pick_split
+
+        data = load_named_dataset(str(data), options.split)
+        if isinstance(data, datasets.DatasetDict):
+            data = pick_split(data, options.split)
+    if options.max_sentences is not None and hasattr(data, "select"):
+        data = data.select(range(min(options.max_sentences, len(data))))
+    return data
+
+
+def _probe_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions) -> ProbeMetric:
+    from .data import load_labeled
+
+    if options.probe is None:
+        raise ConfigurationError("The 'probe' metric needs a probing result (probe=...).")
+    corpus = load_labeled(data, options.probe.meta.property, max_sentences=options.max_sentences,
+                          text_column=options.text_column)
+    return ProbeMetric(options.probe, corpus, tokenizer, batch_size=options.batch_size, max_length=options.max_length)
+
+
+def _lm_loss_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions) -> LMLossMetric:
+    from ..evaluation import text_and_labels
+
+    data = _rows(data, options)
+    texts = data if isinstance(data, (list, tuple)) else text_and_labels(data, options.text_column, None,
+                                                                         "causal-lm")[0]
+    return LMLossMetric(tokenizer, [t for t in texts if t.strip()], batch_size=options.batch_size,
+                        max_length=options.max_length or 128)
+
+
+def _task_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions) -> TaskMetric:
+    return TaskMetric(tokenizer, _rows(data, options), name, text_column=options.text_column,
+                      label_column=options.label_column, batch_size=options.batch_size,
+                      max_length=options.max_length)
+
+
+register_ablation_metric("probe", _probe_metric, "the accuracy of a probe on labelled data")
+register_ablation_metric("lm-loss", _lm_loss_metric, "a causal LM's mean next-token loss (nats per token)")
+for _name in OFFLINE_METRICS:
+    register_ablation_metric(_name, _task_metric, f"the offline evaluate metric {_name!r} of the model's task")
+
+
 def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None, max_sentences: int | None = None,
                      text_column: str | None = None, label_column: str | None = None, split: str | None = None,
                      batch_size: int = 32, max_length: int | None = None) -> Callable[[nn.Module], float]:
     """Build a metric for :func:`ablation_curve` from a name (used by ``hf-txray ablate``).
 
     Args:
-        name (`str`): ``"probe"`` (the accuracy of `probe` on labelled `data`), ``"lm-loss"`` (a causal LM's
-            next-token loss on the texts of `data`), or an offline ``evaluate`` metric (``"accuracy"``, ``"f1"``,
-            ``"precision"``, ``"recall"``, ``"perplexity"``) of the model's task on `data`.
+        name (`str`): a registered metric (:func:`ablation_metrics`): ``"probe"`` (the accuracy of `probe` on
+            labelled `data`), ``"lm-loss"`` (a causal LM's next-token loss on the texts of `data`), an offline
+            ``evaluate`` metric (``"accuracy"``, ``"f1"``, ``"precision"``, ``"recall"``, ``"perplexity"``) of the
+            model's task on `data`, or one added with :func:`register_ablation_metric`. Any other name is loaded
+            with ``evaluate.load`` as a task metric (a local metric script path).
         tokenizer: the model's tokenizer.
         data: for ``"probe"``, anything :func:`~hf_txray.probing.load_labeled` reads; otherwise a dataset (id, path,
             ``datasets.Dataset``, dict) with text (and label) columns, or a list of texts for ``"lm-loss"``.
@@ -447,28 +506,6 @@ def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None,
     Returns:
         A callable ``metric(model) -> float`` with ``name`` and ``texts(model)``.
     """
-    from .data import load_labeled
-
-    if name == "probe":
-        if probe is None:
-            raise ConfigurationError("The 'probe' metric needs a probing result (probe=...).")
-        corpus = load_labeled(data, probe.meta.property, max_sentences=max_sentences, text_column=text_column)
-        return ProbeMetric(probe, corpus, tokenizer, batch_size=batch_size, max_length=max_length)
-    if isinstance(data, (str, Path)):
-        import datasets
-
-        from ..loading import _load_named_dataset, _pick_split
-
-        data = _load_named_dataset(str(data), split)
-        if isinstance(data, datasets.DatasetDict):
-            data = _pick_split(data, split)
-    if max_sentences is not None and hasattr(data, "select"):
-        data = data.select(range(min(max_sentences, len(data))))
-    if name == "lm-loss":
-        from ..evaluation import _columns
-
-        texts = data if isinstance(data, (list, tuple)) else _columns(data, text_column, None, "causal-lm")[0]
-        return LMLossMetric(tokenizer, [t for t in texts if t.strip()], batch_size=batch_size,
-                            max_length=max_length or 128)
-    return TaskMetric(tokenizer, data, name, text_column=text_column, label_column=label_column,
-                      batch_size=batch_size, max_length=max_length)
+    options = MetricOptions(probe, max_sentences, text_column, label_column, split, batch_size, max_length)
+    build = _METRICS[name][0] if name in _METRICS else _task_metric
+    return build(name, tokenizer, data, options)

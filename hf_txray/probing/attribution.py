@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigurationError
+from ..hooks import trace
 from ..sites import Site, find_sites, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
@@ -112,25 +113,6 @@ def _output_tensor(output: Any) -> torch.Tensor:
         if value is not None:
             return value
     return _first_tensor(output)
-
-
-class _Reader:
-    """A hook reading the neuron's column at every position (for the default position and the activations)."""
-
-    def __init__(self, site: Site, neuron: int):
-        self.site, self.neuron, self.value = site, neuron, None
-
-    def __enter__(self) -> "_Reader":
-        if self.site.capture == "input":
-            self.handle = self.site.module.register_forward_pre_hook(
-                lambda m, args: setattr(self, "value", args[0][..., self.neuron].detach()))
-        else:
-            self.handle = self.site.module.register_forward_hook(
-                lambda m, args, out: setattr(self, "value", _first_tensor(out)[..., self.neuron].detach()))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.handle.remove()
 
 
 def neuron_attributions(
@@ -227,11 +209,12 @@ def neuron_attributions(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _Reader(target_site, neuron) as reader:
+        with torch.no_grad(), trace(model, [target_site], retain=True) as traced:
             forward(embeds, *extra.values())
-            values = reader.value[0].float().cpu()
+            values = traced[target_site.layer][..., neuron][0].float().cpu()
+            traced.reset()
             forward(base, *extra.values())
-            base_values = reader.value[0].float().cpu()
+            base_values = traced[target_site.layer][..., neuron][0].float().cpu()
         if position is None:
             candidates = torch.nonzero(~special).flatten()
             candidates = candidates if len(candidates) else torch.arange(len(special))

@@ -20,15 +20,33 @@ Two modes:
   the down-projection columns of the remaining planned neurons (still exact, still a normal saved model).
 """
 
-from ..sites import find_sites
+from ..sites import find_sites  # hf_txray.pruning.find_sites worked before the package split
 from .apply import apply_plan, prune
 from .load import load_pretrained_with_head
-from .masks import _MASKS_ATTRIBUTE, MaskHandle, _mlp_sites, active_masks, mask_neurons, masked, unprune
-from .plan import EXPLICIT, MODES, PLAN_FILE, PLAN_FORMAT, PLAN_FORMAT_VERSION, PruningPlan, _explicit_neurons, plan_pruning
+from .masks import MASKS_ATTRIBUTE, MaskHandle, active_masks, edit_neurons, mask_neurons, masked, mlp_sites, unprune
+from .plan import (
+    EXPLICIT,
+    MODES,
+    PLAN_FILE,
+    PruningPlan,
+    explicit_neurons,
+    plan_pruning,
+    source_widths,
+)
 from .remove import INTERMEDIATE_SIZE_ATTRIBUTES, remove_neurons
-from .strategies import REPORT_STRATEGIES, STRATEGIES
+from .strategies import (
+    REPORT_STRATEGIES,
+    STRATEGIES,
+    PruningStrategy,
+    RankingInput,
+    get_pruning_strategy,
+    is_random_strategy,
+    pruning_strategies,
+    register_pruning_strategy,
+)
 
 __all__ = [
     "PruningPlan", "prune", "plan_pruning", "apply_plan", "mask_neurons", "masked", "unprune", "remove_neurons",
-    "active_masks", "MaskHandle", "STRATEGIES", "load_pretrained_with_head",
+    "active_masks", "MaskHandle", "STRATEGIES", "load_pretrained_with_head", "edit_neurons",
+    "register_pruning_strategy", "pruning_strategies", "get_pruning_strategy", "is_random_strategy", "PruningStrategy", "RankingInput",
 ]

@@ -9,8 +9,8 @@ from torch import nn
 from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import TransferReport
-from .masks import _check_plan_fits, _mlp_sites, mask_neurons
-from .plan import MODES, PruningPlan, _source_widths, plan_pruning
+from .masks import check_plan_fits, mlp_sites, mask_neurons
+from .plan import MODES, PruningPlan, source_widths, plan_pruning
 from .remove import remove_neurons
 
 
@@ -39,6 +39,7 @@ def prune(
     - ``"most_changed"`` / ``"least_changed"``: shared neurons by Hellinger distance of `feature_type`;
     - ``"low_mass"``: lowest credited mass (stage `stage` of a report, or the profile's); never-credited neurons first;
     - ``"random"``: uniformly at random with `seed`: the baseline to compare every strategy with, at the same amount;
+    - a strategy of your own, registered with :func:`~hf_txray.pruning.register_pruning_strategy`;
     - an explicit neuron list: ``{layer: [index, ...]}`` or ``[(layer, index), ...]`` (`amount` is ignored).
 
     Args:
@@ -82,15 +83,15 @@ def prune(
     """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
-    sites = _mlp_sites(model)
+    sites = mlp_sites(model)
     model_widths = {layer: site.width for layer, site in sites.items()}
     if report_or_profile is not None and not isinstance(report_or_profile, (TransferReport, Profile)):
         raise ConfigurationError(
             f"report_or_profile must be a TransferReport, a Profile or None, got {type(report_or_profile).__name__}."
         )
     if report_or_profile is not None:
-        _check_plan_fits(_source_widths(report_or_profile), sites)
-        widths = _source_widths(report_or_profile)
+        check_plan_fits(source_widths(report_or_profile), sites)
+        widths = source_widths(report_or_profile)
     else:
         widths = model_widths
     plan = plan_pruning(report_or_profile, strategy, amount, seed=seed, per_layer=per_layer, layers=layers,

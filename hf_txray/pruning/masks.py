@@ -1,60 +1,47 @@
-"""Masking MLP neurons with forward pre-hooks (reversible): :func:`mask_neurons`, :func:`masked`, :func:`unprune`."""
+"""Masking MLP neurons with forward pre-hooks (reversible): :func:`mask_neurons`, :func:`masked`, :func:`unprune`.
+
+The hooks are a :class:`~hf_txray.hooks.Trace` holding one edit per layer (:func:`edit_neurons`); ablation fills
+(:func:`hf_txray.probing.ablate`) use the same function, so every mask and fill is listed by :func:`active_masks`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping
 
-import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..hooks import Edit, Fill, Trace
 from ..sites import Site, find_sites, require_dense
-from .plan import NeuronSpec, PruningPlan, _explicit_neurons
+from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
-_MASKS_ATTRIBUTE = "_txray_masks"
-
-
-# ----- masking ----------------------------------------------------------------------------------------------------
-class _NeuronMask:
-    """Forward pre-hook that zeroes some input features of a down projection (exact zeros, out of place)."""
-
-    def __init__(self, indices: Sequence[int]):
-        self.indices = torch.as_tensor(sorted(indices), dtype=torch.long)
-        self._on: dict[torch.device, torch.Tensor] = {}
-
-    def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
-        if not args or len(self.indices) == 0:
-            return None
-        x = args[0]
-        index = self._on.get(x.device)
-        if index is None:
-            index = self._on[x.device] = self.indices.to(x.device)
-        return (x.index_fill(-1, index, 0),) + tuple(args[1:])
+# The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
+MASKS_ATTRIBUTE = "_txray_masks"
 
 
 class MaskHandle:
-    """The masks that :func:`mask_neurons` registered; :meth:`remove` takes them off again.
+    """The masks (or fills) that :func:`mask_neurons` / :func:`edit_neurons` registered; :meth:`remove` takes them
+    off again.
 
     Attributes:
         neurons (`dict[int, list[int]]`): the masked neurons per layer.
         plan (`PruningPlan`, *optional*): the plan the masks came from.
+        trace (`Trace`): the hooks.
     """
 
-    def __init__(self, model: nn.Module, neurons: dict[int, list[int]], handles: list, plan: PruningPlan | None = None):
+    def __init__(self, model: nn.Module, neurons: dict[int, list[int]], trace: Trace, plan: PruningPlan | None = None):
         self.model, self.neurons, self.plan = model, neurons, plan
-        self._handles = handles
+        self.trace = trace
 
     @property
     def active(self) -> bool:
-        return bool(self._handles)
+        return self.trace.active
 
     def remove(self) -> None:
         """Remove the masks (idempotent); the model computes exactly as before they were added."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        registry = getattr(self.model, _MASKS_ATTRIBUTE, None)
+        self.trace.remove()
+        registry = getattr(self.model, MASKS_ATTRIBUTE, None)
         if registry is not None and self in registry:
             registry.remove(self)
 
@@ -69,13 +56,15 @@ class MaskHandle:
         return f"MaskHandle(neurons={total}, layers={sorted(self.neurons)}, active={self.active})"
 
 
-def _mlp_sites(model: nn.Module) -> dict[int, Site]:
+def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> dict[int, Site]:
+    """The model's dense MLP sites by layer; refuses mixture-of-experts layers (nothing per unit to mask)."""
     sites = find_sites(model, "mlp")
-    require_dense(sites, "Pruning or ablating neurons")
+    require_dense(sites, what)
     return {site.layer: site for site in sites}
 
 
-def _check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> None:
+def check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> None:
+    """Raise :class:`ModelError` when a plan's layers or widths differ from the model's MLP sites."""
     for layer, width in plan_widths.items():
         if layer not in sites:
             raise ModelError(f"The plan prunes layer {layer}, but the model has MLP layers 0..{len(sites) - 1}.")
@@ -86,12 +75,41 @@ def _check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> 
             )
 
 
+def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping[int, Edit],
+                 sites: dict[int, Site] | None = None, plan: PruningPlan | None = None) -> MaskHandle:
+    """Keep `edits` (``{layer: Fill or function}``) on the MLP sites of `model` until the handle is removed.
+
+    The hooks are registered first (``prepend=True``), so TX-Ray profiling hooks on the same modules see the edited
+    activations, and they stay on across forward passes. The handle is listed by :func:`active_masks`.
+
+    Args:
+        model (`nn.Module`): a transformers model.
+        neurons (`dict[int, list[int]]`): the edited neurons per layer (recorded on the handle).
+        edits (`dict[int, Edit]`): the edit of each layer (layers without neurons need none).
+        sites (`dict[int, Site]`, *optional*): the model's :func:`mlp_sites`, when already found.
+        plan (`PruningPlan`, *optional*): the plan the edits come from.
+
+    Returns:
+        :class:`MaskHandle`.
+    """
+    sites = mlp_sites(model) if sites is None else sites
+    trace = Trace([sites[layer] for layer in edits], edit=edits, once=False, prepend=True).attach()
+    handle = MaskHandle(model, neurons, trace, plan)
+    registry = getattr(model, MASKS_ATTRIBUTE, None)
+    if registry is None:
+        registry = []
+        object.__setattr__(model, MASKS_ATTRIBUTE, registry)
+    registry.append(handle)
+    return handle
+
+
 def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
     """Zero the output of the given MLP neurons until :meth:`MaskHandle.remove` (or :func:`unprune`) is called.
 
-    The mask is a forward pre-hook on each layer's down projection that sets the planned input features to exactly
-    0; it is registered first (``prepend=True``), so TX-Ray profiling hooks on the same module see the masked
-    activations. Parameters are not modified.
+    The mask is a forward pre-hook on each layer's down projection (a :class:`~hf_txray.hooks.Fill`, see
+    :func:`edit_neurons`) that sets the planned input features to exactly 0; it is registered first
+    (``prepend=True``), so TX-Ray profiling hooks on the same module see the masked activations. Parameters are not
+    modified.
 
     Args:
         model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style...).
@@ -100,23 +118,14 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
     Returns:
         :class:`MaskHandle`.
     """
-    sites = _mlp_sites(model)
+    sites = mlp_sites(model)
     widths = {layer: site.width for layer, site in sites.items()}
     plan = neurons if isinstance(neurons, PruningPlan) else None
     if plan is not None:
-        _check_plan_fits(plan.widths, sites)
-    chosen = _explicit_neurons(neurons, widths)
-    handles = []
-    for layer, indices in chosen.items():
-        if indices:
-            handles.append(sites[layer].module.register_forward_pre_hook(_NeuronMask(indices), prepend=True))
-    handle = MaskHandle(model, chosen, handles, plan)
-    registry = getattr(model, _MASKS_ATTRIBUTE, None)
-    if registry is None:
-        registry = []
-        object.__setattr__(model, _MASKS_ATTRIBUTE, registry)
-    registry.append(handle)
-    return handle
+        check_plan_fits(plan.widths, sites)
+    chosen = explicit_neurons(neurons, widths)
+    edits = {layer: Fill(indices) for layer, indices in chosen.items() if indices}
+    return edit_neurons(model, chosen, edits, sites, plan)
 
 
 @contextlib.contextmanager
@@ -144,7 +153,7 @@ def masked(model: nn.Module, neurons: NeuronSpec) -> Iterator[MaskHandle]:
 
 def active_masks(model: nn.Module) -> list[MaskHandle]:
     """The masks hf_txray has registered on `model` and not yet removed."""
-    return list(getattr(model, _MASKS_ATTRIBUTE, None) or [])
+    return list(getattr(model, MASKS_ATTRIBUTE, None) or [])
 
 
 def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> nn.Module:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,15 +9,15 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigurationError, ProfileFormatError
+from ..artifact import Artifact
+from ..errors import ConfigurationError
+from ..io_utils import read_json, write_json
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
-from .strategies import REPORT_STRATEGIES, STRATEGIES, _ranking
+from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
-PLAN_FORMAT = "hf_txray.pruning_plan"
-PLAN_FORMAT_VERSION = 1
-PLAN_FILE = "txray_pruning_plan.json"
+PLAN_FILE = "pruning_plan.json"  # the plan in a folder saved with save_pretrained
 MODES = ("mask", "remove")
 EXPLICIT = "explicit"
 
@@ -27,12 +26,13 @@ NeuronSpec = Union[Mapping[int, Sequence[int]], Sequence[Sequence[int]], "Prunin
 
 # ----- the plan -------------------------------------------------------------------------------------------------
 @dataclass
-class PruningPlan:
+class PruningPlan(Artifact):
     """Which MLP neurons to prune, how they were chosen and how they are applied.
 
     Args:
         strategy (`str`): ``"lost"``, ``"gained"``, ``"most_changed"``, ``"least_changed"``, ``"low_mass"``,
-            ``"random"`` or ``"explicit"`` (a neuron list given by the user).
+            ``"random"``, a strategy registered with :func:`~hf_txray.pruning.register_pruning_strategy`, or
+            ``"explicit"`` (a neuron list given by the user).
         amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
         per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
         seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
@@ -49,11 +49,16 @@ class PruningPlan:
         >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1)
         >>> plan.counts
         {0: 154, 1: 154, 2: 154, 3: 154, 4: 154, 5: 154}
-        >>> plan.save("plans/lost-10.json")
-        >>> hf_txray.PruningPlan.load("plans/lost-10.json") == plan
+        >>> plan.save_pretrained("plans/lost-10")
+        >>> hf_txray.PruningPlan.from_pretrained("plans/lost-10") == plan
         True
         ```
+
+    Saved as one JSON file (``pruning_plan.json``, layer keys as strings).
     """
+
+    artifact_type = "pruning_plan"
+    format_version = 1
 
     strategy: str
     amount: Any
@@ -89,7 +94,7 @@ class PruningPlan:
     def name(self) -> str:
         """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
         label = f"{self.strategy}@{_amount_label(self.amount)}"
-        return f"{label}/seed={self.seed}" if self.strategy == "random" else label
+        return f"{label}/seed={self.seed}" if is_random_strategy(self.strategy) else label
 
     def pairs(self) -> list[tuple[int, int]]:
         """The pruned neurons as sorted ``(layer, index)`` pairs."""
@@ -101,19 +106,10 @@ class PruningPlan:
         data["widths"] = {str(k): int(v) for k, v in self.widths.items()}
         if isinstance(self.amount, Mapping):
             data["amount"] = {str(k): int(v) for k, v in self.amount.items()}
-        return {"format": PLAN_FORMAT, "format_version": PLAN_FORMAT_VERSION, **data}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PruningPlan":
-        data = dict(data)
-        fmt = data.pop("format", PLAN_FORMAT)
-        version = data.pop("format_version", PLAN_FORMAT_VERSION)
-        if fmt != PLAN_FORMAT:
-            raise ProfileFormatError(f"Expected a {PLAN_FORMAT!r} document, got format {fmt!r}.")
-        if version > PLAN_FORMAT_VERSION:
-            raise ProfileFormatError(
-                f"Pruning plan format version {version} is newer than this hf_txray supports ({PLAN_FORMAT_VERSION})."
-            )
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["neurons"] = {int(k): [int(i) for i in v] for k, v in kwargs.get("neurons", {}).items()}
@@ -122,37 +118,12 @@ class PruningPlan:
             kwargs["amount"] = {int(k): int(v) for k, v in kwargs["amount"].items()}
         return cls(**kwargs)
 
-    def to_json(self, indent: int | None = 2) -> str:
-        """The plan as a JSON string (layer keys become strings; :meth:`from_json` turns them back into ints)."""
-        return json.dumps(self.to_dict(), indent=indent)
+    def _save_pretrained(self, folder: Path) -> None:
+        write_json(folder / PLAN_FILE, self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "PruningPlan":
-        """Rebuild a plan from :meth:`to_json` output."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ProfileFormatError(f"Not a JSON pruning plan: {err}") from err
-        return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the plan as JSON to `path` (a ``.json`` file, or a folder that gets ``txray_pruning_plan.json``)."""
-        path = Path(path)
-        if path.suffix != ".json":
-            path = path / PLAN_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PruningPlan":
-        """Read a plan written by :meth:`save` (a file, or a folder holding ``txray_pruning_plan.json``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / PLAN_FILE
-        if not path.exists():
-            raise ProfileFormatError(f"No pruning plan at {path}.")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+    def _from_pretrained(cls, folder: Path) -> "PruningPlan":
+        return cls.from_dict(read_json(folder / PLAN_FILE))
 
 
 def _amount_label(amount: Any) -> str:
@@ -176,7 +147,7 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
     return {"kind": "none"}
 
 
-def _source_widths(source: TransferReport | Profile) -> dict[int, int]:
+def source_widths(source: TransferReport | Profile) -> dict[int, int]:
     if isinstance(source, TransferReport):
         if source.meta.site != "mlp":
             raise ConfigurationError(
@@ -247,7 +218,7 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
     return counts
 
 
-def _explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
+def explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
     if isinstance(spec, PruningPlan):
         spec = spec.neurons
     if isinstance(spec, Mapping):
@@ -300,29 +271,26 @@ def plan_pruning(
     if widths is None:
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
-        widths = _source_widths(source)
+        widths = source_widths(source)
     widths = {int(k): int(v) for k, v in widths.items()}
     info = _source_info(source)
     if not isinstance(strategy, str):
-        neurons = _explicit_neurons(strategy, widths)
+        neurons = explicit_neurons(strategy, widths)
         return PruningPlan(strategy=EXPLICIT, amount=None, per_layer=True, seed=None, mode=mode, neurons=neurons,
                            widths={layer: widths[layer] for layer in neurons}, source=info)
-    if strategy not in STRATEGIES:
-        raise ConfigurationError(
-            f"Unknown pruning strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}, or pass an explicit "
-            "neuron list ({layer: [index, ...]} or [(layer, index), ...])."
-        )
-    if strategy in REPORT_STRATEGIES and not isinstance(source, TransferReport):
+    chosen = get_pruning_strategy(strategy)
+    if chosen.needs == "report" and not isinstance(source, TransferReport):
         what = "a Profile" if isinstance(source, Profile) else "no report"
         raise ConfigurationError(
             f"Strategy {strategy!r} compares two stages and needs a TransferReport (hf_txray.compare(a, b)), but got "
             f"{what}. With a single profile use 'low_mass' or 'random'."
         )
-    if strategy == "low_mass" and source is None:
-        raise ConfigurationError("Strategy 'low_mass' needs a TransferReport or a Profile to read neuron masses from.")
+    if chosen.needs == "report_or_profile" and source is None:
+        raise ConfigurationError(
+            f"Strategy {strategy!r} needs a TransferReport or a Profile to read neuron masses from.")
     if stage not in ("a", "b"):
         raise ConfigurationError(f"stage must be 'a' or 'b' (which stage's mass 'low_mass' ranks by), got {stage!r}.")
-    if strategy in ("most_changed", "least_changed"):
+    if chosen.uses_feature_type:
         feature_types = source.meta.feature_types
         feature_type = feature_type or feature_types[0]
         if feature_type not in feature_types:
@@ -341,7 +309,7 @@ def plan_pruning(
     if isinstance(requested, dict):
         selected = sorted(requested)
     rng = np.random.default_rng(seed)
-    order, scores = _ranking(source, strategy, selected, widths, feature_type, stage, rng)
+    order, scores = rank(chosen, RankingInput(source, selected, widths, feature_type, stage, rng))
     if isinstance(requested, dict):
         neurons = {}
         for layer in selected:
@@ -370,5 +338,5 @@ def plan_pruning(
         strategy=strategy, amount=dict(amount) if isinstance(amount, Mapping) else amount, per_layer=per_layer,
         seed=seed, mode=mode, neurons=neurons, widths={layer: widths[layer] for layer in selected},
         feature_type=feature_type, stage=("profile" if isinstance(source, Profile) else stage)
-        if strategy == "low_mass" else None, source=info,
+        if chosen.needs == "report_or_profile" else None, source=info,
     )

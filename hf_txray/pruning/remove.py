@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigurationError, ModelError
-from ..sites import Site, _linear_dims
-from .masks import _check_plan_fits, _mlp_sites, active_masks
-from .plan import NeuronSpec, PruningPlan, _explicit_neurons
+from ..sites import Site, find_blocks, linear_dims
+from .masks import check_plan_fits, mlp_sites, active_masks
+from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
 INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size")
@@ -43,18 +43,12 @@ def _slice_linear(module: nn.Module, keep: torch.Tensor, side: str) -> None:
         module.in_features = size
 
 
-def _blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    from ..sites import _find_blocks
-
-    return _find_blocks(model)
-
-
 def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple[str, nn.Module]]:
     """The linear layers of a block that produce the neurons (BERT intermediate.dense, GPT-2 c_fc, Llama gate_proj
     and up_proj): output width == site width, not the down projection, not inside attention."""
     found = []
     for name, module in block.named_modules():
-        dims = _linear_dims(module)
+        dims = linear_dims(module)
         if dims is None or module is site.module or dims[1] != site.width:
             continue
         if any(token in part.lower() for part in name.split(".") for token in _ATTENTION_NAMES):
@@ -97,11 +91,11 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "The model has active hf_txray masks: remove them first (hf_txray.unprune(model)); removing neurons "
             "renumbers them and would leave the masks on the wrong neurons."
         )
-    sites = _mlp_sites(model)
+    sites = mlp_sites(model)
     if isinstance(neurons, PruningPlan):
-        _check_plan_fits(neurons.widths, sites)
+        check_plan_fits(neurons.widths, sites)
     widths = {layer: site.width for layer, site in sites.items()}
-    chosen = _explicit_neurons(neurons, widths)
+    chosen = explicit_neurons(neurons, widths)
     counts = {layer: len(chosen.get(layer, [])) for layer in sites}
     if len(set(widths.values())) != 1:
         raise ModelError(f"The model's MLP layers already have different widths {widths}; cannot remove neurons.")
@@ -123,7 +117,7 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             f"After removal the MLP is {width - common} wide, not wider than the hidden size {hidden}: the model "
             "works and saves, but hf_txray's automatic site search (the widest linear layer that narrows) no longer "
             "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning, stacklevel=3)
-    prefix, blocks = _blocks(model)
+    prefix, blocks = find_blocks(model)
     ups = {layer: _up_projections(blocks[layer], f"{prefix}.{layer}" if prefix else str(layer), site)
            for layer, site in sites.items()}
     for layer, found in ups.items():

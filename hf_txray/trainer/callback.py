@@ -12,7 +12,6 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import shutil
@@ -22,9 +21,11 @@ from typing import Any, Sequence
 
 import pandas as pd
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
+from transformers.trainer_callback import (ExportableState, PrinterCallback, ProgressCallback, TrainerControl,
+                                          TrainerState)
 
 from ..analyze import Profiler, ProfilerConfig
+from ..logging import get_logger
 from ..errors import ConfigurationError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
 from ..profile import Profile
@@ -34,7 +35,8 @@ from ..features import is_tag_feature
 from .arguments import REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options
 from .plots import write_plots
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
+CONSOLE_CALLBACKS = (ProgressCallback, PrinterCallback)  # what prints the Trainer's logs on the console
 
 
 class TXRayCallback(TrainerCallback, ExportableState):
@@ -217,12 +219,25 @@ class TXRayCallback(TrainerCallback, ExportableState):
         return self.reports[name]
 
     def _log(self, state: TrainerState, scalars: dict[str, float]) -> None:
+        """The full set of scalars to ``state.log_history`` and every ``on_log`` callback (the ``report_to``
+        integrations), but only the headline (:func:`headline_scalars`) to the console printers."""
         if not scalars:
             return
-        if self.trainer is not None:
-            self.trainer.log(scalars)  # adds epoch/step, appends to log_history and calls every on_log
-        else:
-            state.log_history.append({**scalars, "epoch": state.epoch, "step": state.global_step})
+        logs = {**scalars, "epoch": state.epoch} if state.epoch is not None else dict(scalars)
+        state.log_history.append({**logs, "step": state.global_step})  # as Trainer.log does
+        if self.trainer is None:
+            return
+        handler, trainer = self.trainer.callback_handler, self.trainer
+        everyone = handler.callbacks
+        console = [c for c in everyone if isinstance(c, CONSOLE_CALLBACKS)]
+        headline = {**headline_scalars(scalars), **({"epoch": state.epoch} if state.epoch is not None else {})}
+        try:  # the handler's own dispatch (same keyword arguments as Trainer.log), once per audience
+            handler.callbacks = [c for c in everyone if not isinstance(c, CONSOLE_CALLBACKS)]
+            trainer.control = handler.on_log(trainer.args, state, trainer.control, logs)
+            handler.callbacks = console
+            trainer.control = handler.on_log(trainer.args, state, trainer.control, headline)
+        finally:
+            handler.callbacks = everyone
 
     # ----- resume -----------------------------------------------------------------------------------------------
     def _restore(self, args: TrainingArguments, state: TrainerState) -> None:
@@ -321,6 +336,15 @@ def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
             for tag, share in profile.mass_share(ft).items():
                 row[f"mass_share_{ft}/{tag}"] = float(share)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def headline_scalars(scalars: dict[str, float]) -> dict[str, float]:
+    """The few scalars printed on the console per snapshot: against the first profile, the mean Hellinger
+    distance per feature type and the shares of lost and gained neurons, and the active share."""
+    keys = [k for k in scalars if k.startswith("txray/vs_first/") and "/layer_" not in k
+            and not k.startswith("txray/vs_first/mean_length_shift")]
+    return {k.replace("vs_first/", ""): scalars[k] for k in keys} | (
+        {"txray/active_share": scalars["txray/active_share"]} if "txray/active_share" in scalars else {})
 
 
 def _log_scalars(row: dict[str, Any]) -> dict[str, float]:

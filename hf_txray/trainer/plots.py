@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..plots.common import new_figure, save_figure
 from ..profile import Profile
 from ..features import is_tag_feature
 from ..plots.common import new_figure
@@ -14,7 +15,6 @@ from .arguments import REFERENCES
 MAX_PLOTTED_TAGS = 8
 
 
-# ----- plots (matplotlib's Agg canvas directly: no pyplot, no global backend switch) -----------------------------
 def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> list[Path]:
     """Draw the timeline: mean Hellinger per layer over steps, and tag mass share over steps vs corpus frequency.
 
@@ -56,8 +56,7 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.suptitle("TX-Ray: mean Hellinger distance of shared neurons, per layer")
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Path) -> Path:
@@ -74,5 +73,4 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
            ylabel="share of credited mass")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pandas as pd
 from transformers import Trainer
 
+from ..logging import get_logger
 from ..errors import ConfigurationError, DatasetError, TXRayError
 from ..loading import load_corpus
 from ..profile import Profile
@@ -19,7 +19,7 @@ from ..features import is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments
 from .callback import TXRayCallback
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 class TXRayTrainer(Trainer):

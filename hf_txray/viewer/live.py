@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
+from ..hooks import Trace
 
 
 @dataclass
@@ -108,13 +109,10 @@ def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
     if not 0 <= int(neuron) < site.width:
         raise ConfigurationError(f"Neuron {neuron} is out of range: layer {site.layer} has {site.width} neurons.")
 
-    def keep(tensor: Any) -> None:
+    def keep(slot: int, tensor: Any) -> None:
         out.append(tensor.detach().reshape(-1, tensor.shape[-1])[:, int(neuron)].index_select(0, positions))
 
-    if site.capture == "input":
-        return site.module.register_forward_pre_hook(lambda module, args: keep(args[0]))
-    return site.module.register_forward_hook(
-        lambda module, args, output: keep(output[0] if isinstance(output, (tuple, list)) else output))
+    return Trace([site], read=keep).attach()
 
 
 SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")

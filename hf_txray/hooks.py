@@ -1,0 +1,303 @@
+"""One instrumentation layer: forward hooks on neuron sites that read, keep or edit activations.
+
+Everything in hf_txray that looks inside a model goes through :class:`Trace` (the shape of baukit's ``Trace`` /
+``TraceDict``): profiling (:class:`~hf_txray.sites.WinnerRecorder`), pruning masks
+(:func:`~hf_txray.pruning.mask_neurons`), ablation fills (:func:`~hf_txray.probing.ablate`), activation extraction
+(:func:`~hf_txray.probing.extract_activations`) and attribution (:func:`~hf_txray.probing.neuron_attributions`).
+
+A trace hooks each site (:class:`~hf_txray.sites.Site`, from :func:`~hf_txray.sites.find_sites`) where its neurons
+are: a forward pre-hook for ``capture="input"`` (the input of an MLP down projection), a forward hook for
+``"output"`` (a block's output), a pre-hook with keyword arguments for fused mixture-of-experts modules
+(``"experts"``, read only). At every call it
+
+1. applies the edit of the site's layer, if any (a :class:`Fill`: 0 masks a neuron, a mean ablates it; or any
+   function of the tensor), out of place, so parameters never change;
+2. hands the (edited) tensor to `read` and, with ``retain=True``, keeps it (``trace[layer]``);
+3. refuses a module that fires a second time before :meth:`Trace.reset` (``once=True``): a module reused across
+   layers or calls (ALBERT's shared layers) would mix layers.
+
+Leaving the ``with`` block (or :meth:`Trace.remove`) removes every handle, also when the block raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigurationError, ModelError
+
+if TYPE_CHECKING:
+    from .sites import Site
+
+
+class Fill:
+    """An edit that sets some neurons of the captured tensor (last dimension) to fixed values, out of place.
+
+    Args:
+        indices (`list[int]`): the neurons.
+        values (`float` or array of shape ``(len(indices),)``, *optional*): their new values; None sets exact zeros
+            (a mask).
+
+    Example:
+        ```python
+        >>> Fill([17, 42])                       # mask: the neurons output 0
+        >>> Fill([17, 42], values=[0.3, -0.1])   # e.g. their mean activations
+        ```
+    """
+
+    def __init__(self, indices: Sequence[int], values: float | Sequence[float] | np.ndarray | None = None):
+        self.indices = torch.as_tensor(list(indices), dtype=torch.long)
+        self.values = None
+        if values is not None:
+            array = np.asarray(values, dtype=np.float32)
+            if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.indices)):
+                raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "
+                                         f"{len(self.indices)} values, got shape {array.shape}.")
+            self.values = torch.as_tensor(np.broadcast_to(array, (len(self.indices),)).copy())
+        # Index and value tensors moved once per (device, dtype) the activations arrive on.
+        self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.indices) == 0:
+            return x
+        key = (x.device, x.dtype)
+        cached = self._on.get(key)
+        if cached is None:
+            values = None if self.values is None else self.values.to(x.device, x.dtype)
+            cached = self._on[key] = (self.indices.to(x.device), values)
+        index, values = cached
+        if values is None:
+            return x.index_fill(-1, index, 0)
+        x = x.clone()
+        x[..., index] = values
+        return x
+
+    def __repr__(self) -> str:
+        return f"Fill({self.indices.tolist()}, values={'0' if self.values is None else self.values.tolist()})"
+
+
+Edit = Union[Fill, Callable[[torch.Tensor], torch.Tensor]]
+
+
+@dataclass
+class ExpertsCall:
+    """What a trace reads at a fused mixture-of-experts site (see :mod:`hf_txray.moe`).
+
+    Args:
+        hidden (`torch.Tensor`): the tokens routed into the experts, ``(tokens, hidden)`` or ``(batch, seq, hidden)``.
+        top_k_index (`torch.Tensor`): the experts the router chose per token.
+        shared (`torch.Tensor`, *optional*): the input of the layer's shared expert(s) in the same forward pass.
+    """
+
+    hidden: torch.Tensor
+    top_k_index: torch.Tensor
+    shared: torch.Tensor | None = None
+
+
+class Trace:
+    """Hooks on neuron sites that read, keep or edit their activations (see the module docstring).
+
+    Args:
+        sites (`list[Site]`): where to hook, e.g. ``find_sites(model, "mlp")``.
+        read (`callable(slot, tensor)`, *optional*): called at every call of a site with the site's index in
+            `sites` and its (edited) activations, or an :class:`ExpertsCall` at an ``"experts"`` site.
+        edit (`dict[int, Edit]`, *optional*): per layer (``Site.layer``), a :class:`Fill` or a function returning the
+            new activations (same shape).
+        retain (`bool`, *optional*, defaults to `False`): keep each site's last (edited, detached) activations,
+            read with ``trace[layer]``.
+        once (`bool`, *optional*, defaults to `True`): refuse a site that fires again before :meth:`reset`. Turn off
+            for edits that stay on across forward passes (pruning masks).
+        prepend (`bool`, *optional*, defaults to `False`): register before the module's other hooks, so that hooks
+            added later (or earlier) see the edited activations.
+
+    Raises:
+        ConfigurationError: an edit names a layer that no site has, or is not callable.
+        ModelError: an edit on a mixture-of-experts site (its units have no tensor to edit).
+    """
+
+    def __init__(self, sites: Sequence["Site"], *, read: Callable[[int, Any], None] | None = None,
+                 edit: Mapping[int, Edit] | None = None, retain: bool = False, once: bool = True,
+                 prepend: bool = False):
+        self.sites = list(sites)
+        self.read, self.retain, self.once, self.prepend = read, retain, once, prepend
+        self.edits = self._edits_by_slot(edit or {})
+        self.enabled = True
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.reset()
+
+    def _edits_by_slot(self, edit: Mapping[int, Edit]) -> list[Edit | None]:
+        slots = {site.layer: slot for slot, site in enumerate(self.sites)}
+        out: list[Edit | None] = [None] * len(self.sites)
+        for layer, change in edit.items():
+            if layer not in slots:
+                raise ConfigurationError(f"An edit names layer {layer}, which is not traced: {sorted(slots)}.")
+            if not callable(change):
+                raise ConfigurationError(f"The edit of layer {layer} must be a Fill or a function, got {change!r}.")
+            if self.sites[slots[layer]].capture == "experts":
+                raise ModelError(
+                    f"Editing mixture-of-experts units ({self.sites[slots[layer]].name}) is not supported: they live "
+                    "inside fused experts, with no per-unit tensor to edit.")
+            out[slots[layer]] = change
+        return out
+
+    # ----- life cycle ---------------------------------------------------------------------------------------------
+    def attach(self) -> "Trace":
+        """Register the hooks (idempotent)."""
+        if self._handles:
+            return self
+        try:
+            for slot, site in enumerate(self.sites):
+                self._handles.extend(self._register(slot, site))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def _register(self, slot: int, site: "Site") -> list[torch.utils.hooks.RemovableHandle]:
+        if site.capture == "input":
+            return [site.module.register_forward_pre_hook(self._input_hook(slot), prepend=self.prepend)]
+        if site.capture == "output":
+            return [site.module.register_forward_hook(self._output_hook(slot), prepend=self.prepend)]
+        if site.capture == "experts":
+            handles = [site.module.register_forward_pre_hook(self._experts_hook(slot), with_kwargs=True,
+                                                             prepend=self.prepend)]
+            shared = site.experts.shared if site.experts is not None else None
+            if shared is not None:  # the shared expert runs before the routed ones: keep its input for them
+                handles.append(shared.register_forward_pre_hook(self._shared_hook(slot), prepend=self.prepend))
+            return handles
+        raise ConfigurationError(f"Unknown capture {site.capture!r} of site {site.name!r}: input, output or experts.")
+
+    def remove(self) -> None:
+        """Remove every hook (idempotent); the model computes exactly as before they were added."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def __enter__(self) -> "Trace":
+        return self.attach()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    # ----- per forward pass ---------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new forward pass: forget the calls counted and the activations kept."""
+        self.calls = [0] * len(self.sites)
+        self.outputs: list[Any] = [None] * len(self.sites)
+        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)
+
+    def missing(self) -> list["Site"]:
+        """The sites that did not fire since the last :meth:`reset`."""
+        return [site for site, calls in zip(self.sites, self.calls) if calls == 0]
+
+    def __getitem__(self, layer: int) -> Any:
+        """The kept activations of the site of `layer` (``retain=True``), None if it has not fired."""
+        for slot, site in enumerate(self.sites):
+            if site.layer == layer:
+                return self.outputs[slot]
+        raise KeyError(f"Layer {layer} is not traced: {[s.layer for s in self.sites]}.")
+
+    def _visit(self, slot: int, value: Any) -> Any:
+        """Count the call, edit, read and keep; returns the edited tensor, or None when nothing was edited."""
+        self.calls[slot] += 1
+        if self.once and self.calls[slot] > 1:
+            raise ModelError(
+                f"{self.sites[slot].name!r} ran more than once in one forward pass (a module reused across layers or "
+                "calls). hf_txray hooks one call per site: pass `module_pattern` naming modules that run once."
+            )
+        edit = self.edits[slot]
+        edited = edit(value) if edit is not None else None
+        value = value if edited is None else edited
+        if self.read is not None:
+            self.read(slot, value)
+        if self.retain:
+            self.outputs[slot] = value.detach() if isinstance(value, torch.Tensor) else value
+        return edited
+
+    def _input_hook(self, slot: int):
+        def hook(module: nn.Module, args: tuple) -> tuple | None:
+            if not self.enabled:
+                return None
+            if not args:
+                raise ModelError(f"{self.sites[slot].name!r} was called without a positional input: hf_txray reads "
+                                 "and edits a site's first positional argument.")
+            edited = self._visit(slot, args[0])
+            return None if edited is None else (edited,) + tuple(args[1:])
+
+        return hook
+
+    def _output_hook(self, slot: int):
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            if not self.enabled:
+                return None
+            first = output[0] if isinstance(output, (tuple, list)) else output
+            edited = self._visit(slot, first)
+            if edited is None:
+                return None
+            if isinstance(output, tuple):
+                return (edited,) + output[1:]
+            return [edited] + list(output[1:]) if isinstance(output, list) else edited
+
+        return hook
+
+    def _experts_hook(self, slot: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if not self.enabled:
+                return
+            hidden = args[0] if args else kwargs["hidden_states"]
+            top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
+            self._visit(slot, ExpertsCall(hidden, top_k_index, self._shared[slot]))
+
+        return hook
+
+    def _shared_hook(self, slot: int):
+        def hook(module: nn.Module, args: tuple) -> None:
+            if self.enabled:
+                self._shared[slot] = args[0].detach()
+
+        return hook
+
+
+@contextlib.contextmanager
+def trace(model: nn.Module, sites: Sequence["Site"], *, read: Callable[[int, Any], None] | None = None,
+          edit: Mapping[int, Edit] | None = None, retain: bool = False, once: bool = True,
+          prepend: bool = False) -> Iterator[Trace]:
+    """Hook `sites` of `model` for the duration of a ``with`` block: read, keep or edit their activations.
+
+    Arguments as :class:`Trace`; `model` is checked to hold every site's module (a site found on another model, e.g.
+    a copy, would hook modules that never run).
+
+    Example:
+        ```python
+        >>> from hf_txray.hooks import Fill, trace
+        >>> from hf_txray.sites import find_sites
+        >>> sites = find_sites(model, "mlp")          # one site per block: the MLP neurons
+        >>> with trace(model, sites, edit={3: Fill([17, 42])}, retain=True) as t:
+        ...     logits = model(**batch).logits          # neurons 17 and 42 of layer 3 output 0
+        >>> t[3].shape                                 # layer 3's (edited) activations: (batch, seq, 1536)
+        ```
+    """
+    check_sites_in(model, sites)
+    with Trace(sites, read=read, edit=edit, retain=retain, once=once, prepend=prepend) as t:
+        yield t
+
+
+def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
+    """Raise :class:`ModelError` when a site's module is not a submodule of `model`."""
+    modules = {id(m) for m in model.modules()}
+    foreign = [site.name for site in sites if id(site.module) not in modules]
+    if foreign:
+        raise ModelError(f"Site {foreign[0]!r} is not a module of this {type(model).__name__}: find the sites on the "
+                         "model you run (find_sites(model, ...)).")
+
+
+__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in"]

@@ -1,0 +1,211 @@
+"""The one instrumentation layer (issue 11, item 5): hf_txray.hooks.trace, and the registries of pruning strategies
+and ablation metrics (item 4)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+import hf_txray.probing.ablation as ablation_module
+import hf_txray.pruning.strategies as strategies_module
+from hf_txray import ConfigurationError, ModelError
+from hf_txray.evaluation import sweep_plans
+from hf_txray.hooks import Fill, Trace, trace
+from hf_txray.probing import ablate, ablation_metrics, metric_from_name, register_ablation_metric
+from hf_txray.pruning import masked, plan_pruning, pruning_strategies, register_pruning_strategy
+from hf_txray.sites import find_sites
+from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()][:3]
+PACKAGE = Path(hf_txray.__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def bert():
+    model = tiny_bert()
+    batch = bert_tokenizer()(TEXTS, padding=True, return_tensors="pt")
+    return model, dict(batch)
+
+
+def run(model, batch) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**batch).last_hidden_state
+
+
+def hook_count(model) -> int:
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+
+
+def test_every_hook_of_the_package_goes_through_the_hook_layer():
+    """Only hooks.py registers forward (pre-)hooks: profiling, masks, fills, extraction and attribution use trace."""
+    calls = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("register_forward_hook", "register_forward_pre_hook"):
+                calls.append(str(path.relative_to(PACKAGE)))
+    assert calls and set(calls) == {"hooks.py"}, calls
+
+
+def test_capture_and_edit_together_and_later_hooks_see_the_edit(bert):
+    model, batch = bert
+    sites = find_sites(model, "mlp")
+    plain = run(model, batch)
+    seen = []
+    with trace(model, sites, edit={1: Fill([3, 7])}, retain=True, prepend=True) as t, \
+            trace(model, sites[1:], read=lambda slot, x: seen.append(x.detach().clone())):
+        edited = run(model, batch)
+    kept = t[1]
+    assert kept.shape == (*batch["input_ids"].shape, 48)
+    assert torch.equal(kept[..., [3, 7]], torch.zeros_like(kept[..., [3, 7]]))
+    assert kept[..., 4].abs().sum() > 0 and t[0] is not None
+    assert torch.equal(seen[0], kept)  # a trace added later (not prepended) reads the edited activations
+    with masked(model, {1: [3, 7]}):
+        assert torch.equal(run(model, batch), edited)  # pruning masks are the same edit
+    assert not torch.equal(edited, plain) and torch.equal(run(model, batch), plain) and hook_count(model) == 0
+
+
+def test_a_function_edit_equals_the_same_change_made_to_the_weights(bert):
+    """Doubling the input of layer 0's down projection is doubling its weight (the bias stays)."""
+    model, batch = bert
+    site = find_sites(model, "mlp")[0]
+    with trace(model, [site], edit={0: lambda x: 2 * x}):
+        edited = run(model, batch)
+    original = site.module.weight.detach().clone()
+    with torch.no_grad():
+        site.module.weight.mul_(2)
+    try:
+        doubled = run(model, batch)
+    finally:
+        with torch.no_grad():
+            site.module.weight.copy_(original)
+    torch.testing.assert_close(edited, doubled, rtol=1e-5, atol=1e-5)
+
+
+def test_fill_values_are_what_mean_ablation_sets(bert):
+    model, batch = bert
+    means = {0: np.linspace(-1, 1, 48)}
+    with ablate(model, {0: [2, 5]}, mode="mean", means=means), trace(model, find_sites(model)[:1], retain=True) as t:
+        run(model, batch)
+    assert torch.equal(t[0][..., 2], torch.full_like(t[0][..., 2], float(np.float32(means[0][2]))))
+    assert torch.equal(t[0][..., 5], torch.full_like(t[0][..., 5], float(np.float32(means[0][5]))))
+    assert hook_count(model) == 0
+
+
+def test_every_handle_is_removed_when_the_block_raises(bert):
+    model, batch = bert
+    plain = run(model, batch)
+    with pytest.raises(RuntimeError, match="inside"):
+        with trace(model, find_sites(model), edit={0: Fill([1])}, retain=True):
+            run(model, batch)
+            raise RuntimeError("inside the block")
+    assert hook_count(model) == 0 and torch.equal(run(model, batch), plain)
+    # A read that raises mid-forward (as extraction's early stop does) also leaves nothing behind.
+    with pytest.raises(ValueError, match="stop"):
+        with trace(model, find_sites(model), read=lambda slot, x: (_ for _ in ()).throw(ValueError("stop"))):
+            run(model, batch)
+    assert hook_count(model) == 0
+
+
+def test_a_site_firing_twice_before_reset_is_refused(bert):
+    model, batch = bert
+    site = find_sites(model)[0]
+    x = torch.randn(2, 3, 48)
+    with trace(model, [site]) as t:
+        site.module(x)
+        with pytest.raises(ModelError, match="more than once"):
+            site.module(x)
+        t.reset()
+        site.module(x)  # a new forward pass
+        assert t.calls == [1] and t.missing() == []
+    with Trace([site], once=False) as t:  # persistent edits (masks) count nothing against it
+        site.module(x)
+        site.module(x)
+        assert t.calls == [2]
+    plain = site.module(x)
+    t = Trace([site], edit={0: Fill([0])}).attach()
+    t.enabled = False  # a disabled trace (profiling between snapshots) neither edits nor counts
+    try:
+        assert torch.equal(site.module(x), plain) and t.calls == [0]
+        t.enabled = True
+        assert torch.equal(site.module(x), site.module.forward(x.index_fill(-1, torch.tensor([0]), 0)))
+    finally:
+        t.remove()
+
+
+def test_bad_traces_fail_clearly(bert):
+    model, _ = bert
+    sites = find_sites(model)
+    with pytest.raises(ConfigurationError, match="layer 5"):
+        Trace(sites, edit={5: Fill([0])})
+    with pytest.raises(ConfigurationError, match="Fill or a function"):
+        Trace(sites, edit={0: [1, 2]})
+    with pytest.raises(ModelError, match="not a module of this"):
+        with trace(tiny_bert(seed=1), sites):
+            pass
+    with pytest.raises(ConfigurationError, match="one value or 2 values"):
+        Fill([1, 2], values=[0.1, 0.2, 0.3])
+    with pytest.raises(KeyError, match="not traced"):
+        Trace(sites)[9]
+
+
+# ----- registries ---------------------------------------------------------------------------------------------
+def test_a_registered_pruning_strategy_plans_and_prunes():
+    widths = {0: 12, 1: 12}
+
+    def last_first(inputs):  # highest index first: an ordering the built-ins never produce
+        scores = {layer: np.arange(inputs.widths[layer], dtype=np.float64) for layer in inputs.layers}
+        return scores, {layer: np.ones(inputs.widths[layer], bool) for layer in inputs.layers}
+
+    def shuffled(inputs):  # a random baseline of the user's: every seed is its own plan
+        return {layer: inputs.rng.random(inputs.widths[layer]) for layer in inputs.layers}, \
+            {layer: np.ones(inputs.widths[layer], bool) for layer in inputs.layers}
+
+    register_pruning_strategy("test_last_first", last_first, needs="none", description="highest index first")
+    register_pruning_strategy("test_shuffled", shuffled, needs="none", random=True)
+    try:
+        plan = plan_pruning(None, "test_last_first", 3, widths=widths)
+        assert plan.neurons == {0: [9, 10, 11], 1: [9, 10, 11]} and plan.strategy == "test_last_first"
+        assert {"test_last_first", "test_shuffled"} <= set(pruning_strategies())
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_pruning_strategy("test_last_first", last_first, needs="none")
+        plans = sweep_plans(None, ["test_last_first", "test_shuffled"], [3], seeds=[0, 1], widths=widths)
+        assert [p.name for p in plans] == ["test_last_first@3", "test_shuffled@3/seed=0", "test_shuffled@3/seed=1"]
+        assert plans[1].neurons != plans[2].neurons
+    finally:
+        strategies_module._REGISTRY.pop("test_last_first")
+        strategies_module._REGISTRY.pop("test_shuffled")
+    with pytest.raises(ConfigurationError, match="lost, gained, most_changed, least_changed, low_mass, random"):
+        plan_pruning(None, "test_last_first", 3, widths=widths)
+    with pytest.raises(ConfigurationError, match="needs must be"):
+        register_pruning_strategy("x", last_first, needs="everything")
+
+
+def test_a_registered_ablation_metric_is_built_by_name(bert):
+    model, _ = bert
+
+    class Sparsity:
+        name = "weight_norm"
+
+        def __init__(self, scale):
+            self.scale = scale
+
+        def texts(self, model):
+            return list(TEXTS)
+
+        def __call__(self, model):
+            return self.scale * float(sum(p.detach().abs().sum() for p in model.parameters()))
+
+    register_ablation_metric("test_weight_norm", lambda name, tok, data, options: Sparsity(options.batch_size))
+    try:
+        metric = metric_from_name("test_weight_norm", bert_tokenizer(), TEXTS, batch_size=2)
+        assert isinstance(metric, Sparsity) and metric.scale == 2 and metric(model) > 0
+        assert "test_weight_norm" in ablation_metrics() and {"probe", "lm-loss", "accuracy"} <= set(ablation_metrics())
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_ablation_metric("test_weight_norm", lambda *a: None)
+    finally:
+        ablation_module._METRICS.pop("test_weight_norm")
