@@ -10,6 +10,7 @@ import pandas as pd
 from transformers import Trainer
 
 from ..logging import get_logger
+from ..card import results_dataset_note
 from ..errors import ConfigurationError, DatasetError, TXRayError
 from ..loading import load_corpus
 from ..profile import Profile
@@ -101,8 +102,7 @@ class TXRayTrainer(Trainer):
         section = model_card_section(self.txray_callback)
         if self.hub_model_id:
             repo = self.txray_results_repo_id
-            section += (f"\nThe neuron preference cards and transfer reports are also a dataset: "
-                        f"[`{repo}`](https://huggingface.co/datasets/{repo}) (`hf_txray.load(\"{repo}\")`).\n")
+            section += "\n" + results_dataset_note(repo)
         path.write_text(card.rstrip("\n") + "\n\n" + section, encoding="utf-8")
 
     @property
