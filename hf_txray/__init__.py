@@ -1,7 +1,11 @@
 """hf_txray: TX-Ray neuron preference profiles and transfer reports for Hugging Face models."""
 
+from . import logging  # hf_txray.logging.set_verbosity_info() & co., as transformers.logging
 from .analyze import Profiler, ProfilerConfig, analyze
+from .options import AnalyzeOptions
+from .artifact import Artifact
 from .errors import (
+    ArtifactNotFoundError,
     ConfigurationError,
     DatasetError,
     HubError,
@@ -13,7 +17,7 @@ from .errors import (
 )
 from .export import save_to_disk
 from .evaluation import evaluate_pruning
-from .features import UserFeature
+from .features import FeatureType, UserFeature, get_feature_type, register_feature
 from .hub import TXRayResults, load, push_to_hub
 from .metrics import entropy, hellinger
 from .architectures import format_neuron
@@ -25,14 +29,16 @@ from .report import ReportMeta, TransferReport, compare
 from .version import __version__
 
 __all__ = [
-    "analyze", "compare", "TransferReport", "ReportMeta", "Profile", "ProfileMeta", "Profiler", "ProfilerConfig", "UserFeature", "hellinger", "entropy",
+    "analyze", "compare", "TransferReport", "ReportMeta", "Profile", "ProfileMeta", "Profiler", "ProfilerConfig", "UserFeature", "FeatureType",
+    "register_feature", "get_feature_type", "hellinger", "entropy",
     "TXRayError", "ConfigurationError", "DatasetError", "ModelError", "IncompatibleProfilesError",
     "ProfileFormatError", "HubError", "__version__",
     "push_to_hub", "load", "save_to_disk", "TXRayResults",
     "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked", "register_pruning_strategy",
     "trace", "Trace", "Fill",
     "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
-    "format_neuron",
+    "format_neuron", "AnalyzeOptions", "logging",
+    "Artifact", "ArtifactNotFoundError",
 ]
 
 # The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.
@@ -70,9 +76,9 @@ __all__ += [
 
 # Telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold.
 from .report import DEFAULT_MIN_COUNT  # noqa: E402
-from .significance import benjamini_hochberg, dispersion, resampled_pvalues  # noqa: E402
+from .significance import benjamini_hochberg, dispersion, homogeneity, homogeneity_pvalues  # noqa: E402
 
-__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "resampled_pvalues"]
+__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "homogeneity", "homogeneity_pvalues"]
 
 # Neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card.
 from .output_effects import output_effects, output_effects_table  # noqa: E402

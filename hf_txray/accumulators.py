@@ -156,7 +156,7 @@ class SparseSums:
         return self.keys.nbytes + self.mass.nbytes + self.count.nbytes
 
 
-def _rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
+def rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
     """0, 1, 2... within each run of equal values of an already sorted array."""
     n = len(sorted_rows)
     if n == 0:
@@ -196,7 +196,7 @@ class TopExamples:
 
     def _best_per_row(self, rows, activation, fields):
         order = np.lexsort((fields["token_index"], fields["example_id"], -activation, rows))
-        rank = _rank_within_groups(rows[order])
+        rank = rank_within_groups(rows[order])
         keep = order[rank < self.capacity]
         return rows[keep], activation[keep], {k: v[keep] for k, v in fields.items()}
 
@@ -204,7 +204,7 @@ class TopExamples:
         self.activation[touched] = -np.inf
         for name in self.FIELDS:
             self.data[name][touched] = -1
-        rank = _rank_within_groups(rows)
+        rank = rank_within_groups(rows)
         self.activation[rows, rank] = activation
         for name in self.FIELDS:
             self.data[name][rows, rank] = fields[name]

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
-from dataclasses import dataclass
+import inspect
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .batching import (LONG_TEXT_MODES, BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
-from .features import (TAG_FEATURES, TokenVocabulary, UserFeature, Vocabulary, WordAnnotator, annotate_dataset,
-                       needs_words, parse_features)
+from .features import TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, needs_words
 from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
+from .logging import get_logger, progress_bars_for, tqdm
+from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
 from .forward import StackForward
@@ -35,56 +35,7 @@ from .streaming import InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 
-logger = logging.getLogger("hf_txray")
-
-
-@dataclass
-class ProfilerConfig:
-    """How to profile (everything except the model and the corpus). See :func:`analyze` for each field."""
-
-    layers: Any = "all"
-    site: str = "mlp"
-    features: Sequence[Any] = ("token", "pos")
-    top_k: int = 1
-    max_length: int | None = None
-    batch_size: int = 32
-    max_examples_per_neuron: int = 10
-    module_pattern: str | None = None
-    spacy_model: str | None = None
-    long_texts: str = "window"
-    stride: int | None = None
-    num_workers: int | None = None
-    max_tokens_per_batch: int | None = None
-    stack: str | None = None
-    skip_first_positions: int | str = "auto"
-    max_positions: int | None = None
-
-    def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
-        skip = self.skip_first_positions
-        if not (skip == "auto" or (isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0)):
-            raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
-        if self.max_positions is not None and (not isinstance(self.max_positions, int) or self.max_positions < 1):
-            raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if self.max_length is not None and self.max_length < 2:
-            raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
-        if self.max_examples_per_neuron < 0:
-            raise ConfigurationError("max_examples_per_neuron must be >= 0.")
-        if self.long_texts not in LONG_TEXT_MODES:
-            raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
-        if self.stride is not None and self.max_length is not None:
-            check_window_options(self.long_texts, self.stride, self.max_length, 0)
-        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
-            raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
-        if self.max_tokens_per_batch is not None and (not isinstance(self.max_tokens_per_batch, int)
-                                                      or self.max_tokens_per_batch < 1):
-            raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
-        if self.stack not in (None, "encoder", "decoder"):
-            raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
-        return parse_features(self.features)
+logger = get_logger(__name__)
 
 
 class Profiler:
@@ -140,7 +91,7 @@ class Profiler:
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
     # ----- the corpus ---------------------------------------------------------------------------------------
-    def prepare(self, corpus, text_column: str, show_progress: bool = True):
+    def prepare(self, corpus, text_column: str, show_progress: bool | None = None):
         """Add cached word/tag annotations to `corpus` when the features need them."""
         if self.annotator is None:
             return corpus
@@ -203,9 +154,15 @@ class Profiler:
     # ----- the run --------------------------------------------------------------------------------------------
     def run(self, corpus, *, text_column: str | None, stage: str = "default", dataset_id: str | None = None,
             checkpoint_dir: str | Path | None = None, checkpoint_every: int = 200, resume: bool = False,
-            show_progress: bool = True) -> Profile:
+            show_progress: bool | None = None) -> Profile:
         """Profile `corpus` (a ``datasets.Dataset`` or ``IterableDataset``) and return the same :class:`Profile`
-        on every rank."""
+        on every rank. Progress bars (main process only) follow :mod:`hf_txray.logging`'s switch, or
+        `show_progress` for this call."""
+        with progress_bars_for(show_progress):
+            return self._run(corpus, text_column=text_column, stage=stage, dataset_id=dataset_id,
+                             checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
+
+    def _run(self, corpus, *, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume) -> Profile:
         rank, world = process_info(cpu=self.device.type == "cpu")
         if is_streaming(corpus):
             source = StreamingSource(corpus, text_column, rank, world)
@@ -213,14 +170,13 @@ class Profiler:
         else:
             start, end = shard_bounds(len(corpus), rank, world)
             # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
-            shard = self.prepare(_rows(corpus, start, end), text_column, show_progress and rank == 0)
+            shard = self.prepare(_rows(corpus, start, end), text_column)
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
         state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, *key_range)) if checkpoint_dir else None
         resume_state, base = state.load() if (state and resume) else (None, None)
-        local = self._profile_source(source, resume_state, base, meta, state, checkpoint_every,
-                                     show_progress and rank == 0)
+        local = self._profile_source(source, resume_state, base, meta, state, checkpoint_every)
         merged = local
         parts = all_gather(local, world)
         if world > 1:
@@ -238,9 +194,7 @@ class Profiler:
                            merged.meta.num_truncated, self.max_length)
         return merged
 
-    def _profile_source(self, source, resume_state, base, meta, state, checkpoint_every, show_progress):
-        from tqdm.auto import tqdm
-
+    def _profile_source(self, source, resume_state, base, meta, state, checkpoint_every):
         builder, vocabs = self._new_builder()
         quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
         if quota is not None and base is not None:
@@ -251,7 +205,7 @@ class Profiler:
         # Buckets never span a checkpoint interval, so a checkpoint always lands on a bucket boundary.
         bucket_size = self.config.batch_size * min(BUCKET_BATCHES, checkpoint_every)
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
-                   disable=not show_progress, desc=f"hf_txray profiling {meta.stage}", unit="ex")
+                   desc=f"hf_txray profiling {meta.stage}", unit="ex")
         try:
             batches_since_save = 0
             buckets = source.buckets(bucket_size, resume_state)
@@ -370,11 +324,6 @@ def _combine(base: Profile | None, part: Profile) -> Profile:
     return part if base is None else base.merge(part)
 
 
-def _model_max_length(model, tokenizer) -> int:
-    """The default `max_length` (used by probing too): see :func:`hf_txray.lengths.resolve_max_length`."""
-    return resolve_max_length(model, tokenizer, None)
-
-
 def _rows(corpus, start: int, end: int):
     """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
     return corpus.select(range(start, end)) if end > start else corpus.select([])
@@ -418,49 +367,8 @@ class _CheckpointState:
         return progress, Profile.from_pretrained(self.path / "profile")
 
 
-def analyze(
-    model: Any,
-    dataset: Any,
-    *,
-    tokenizer: Any = None,
-    text_column: str | None = None,
-    split: str | None = None,
-    layers: Any = "all",
-    site: str = "mlp",
-    features: Sequence[Any] = ("token", "pos"),
-    top_k: int = 1,
-    max_length: int | None = None,
-    batch_size: int = 32,
-    max_examples_per_neuron: int = 10,
-    num_samples: int | None = None,
-    device: Any = None,
-    dtype: Any = None,
-    module_pattern: str | None = None,
-    stage: str = "default",
-    model_id: str | None = None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    spacy_model: str | None = None,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int = 200,
-    resume: bool = False,
-    show_progress: bool = True,
-    model_kwargs: dict[str, Any] | None = None,
-    stack: str | None = None,
-    skip_first_positions: int | str = "auto",
-    max_positions: int | None = None,
-    device_map: Any = None,
-    dataset_revision: str | None = None,
-    dataset_config: str | None = None,
-    token: str | bool | None = None,
-    output_effects: bool = False,
-    output_effects_k: int = 20,
-    long_texts: str = "window",
-    stride: int | None = None,
-    num_workers: int | None = None,
-    max_tokens_per_batch: int | None = None,
-    streaming: bool = False,
-) -> Profile:
+def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | dict | None = None, *,
+            tokenizer: Any = None, **overrides: Any) -> Profile:
     """Profile which inputs make each neuron the most active unit (TX-Ray).
 
     Args:
@@ -470,60 +378,11 @@ def analyze(
             (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, or a stream: an ``IterableDataset``
             (e.g. ``load_dataset(..., streaming=True)``, split across processes with ``split_dataset_by_node``)
             or a generator of strings / rows.
-        text_column (`str`, *optional*): auto-detected (``text``, ``sentence``, ``content``...) when omitted.
-        layers (`"all"`, `int` or `list[int]`, *optional*, defaults to `"all"`): blocks to hook.
-        site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` (MLP intermediate neurons) or ``"residual"``.
-        features (`Sequence`, *optional*, defaults to `("token", "pos")`): any of ``token``, ``word``, ``pos``,
-            ``dep``, ``ner`` and :class:`UserFeature` objects.
-        top_k (`int`, *optional*, defaults to 1): neurons credited per position and layer (the paper uses 1).
-        max_length (`int`, *optional*): tokens per model input (defaults to the model's limit, at most 512).
-        batch_size (`int`, *optional*, defaults to 32): most rows (texts or windows) per forward pass.
-        max_examples_per_neuron (`int`, *optional*, defaults to 10): top activating positions kept per neuron.
-        num_samples (`int`, *optional*): profile only the first `num_samples` texts (``take`` on a stream).
-        device, dtype: where and in which precision to run (default: the accelerator of this process, else CPU).
-        module_pattern (`str`, *optional*): regex over module names overriding the automatic site search.
-        stage (`str`, *optional*): a name for this training stage, e.g. ``"pretrained"``.
-        model_id (`str`, *optional*): the name recorded in the profile (defaults to the Hub id or path).
-        checkpoint_dir (`str`, *optional*): where to save resumable state every `checkpoint_every` batches.
-        resume (`bool`, *optional*): continue from the state in `checkpoint_dir` without recounting (a stream
-            resumes from its ``state_dict()``, saved with the checkpoint).
-        long_texts (`str`, *optional*, defaults to `"window"`): a text longer than `max_length` is split into
-            windows of `max_length` tokens that overlap by `stride` tokens of left context; every token is
-            credited once, in the window where it has the most left context, with its position in the original
-            text. ``"truncate"`` keeps only the first window (counted in ``meta.num_truncated``, one warning).
-        stride (`int`, *optional*, defaults to ``max_length // 4``): left-context tokens of each later window;
-            must be smaller than `max_length` minus the tokenizer's special tokens.
-        num_workers (`int`, *optional*): processes that tokenize, window, align words and compute features while
-            the model runs (default 0 on CPU, ``min(4, cores - 1)`` on an accelerator; clamped to the cores).
-        max_tokens_per_batch (`int`, *optional*): token budget (rows x padded width) of a forward pass; rows are
-            sorted by length within buckets of ``8 * batch_size`` texts so padding stays small.
-        streaming (`bool`, *optional*, defaults to `False`): open a Hub id or local data file with
-            ``load_dataset(..., streaming=True)``: nothing is downloaded or converted up front, and memory does not
-            grow with the corpus.
-        stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
-            ``"decoder"`` (teacher forcing on the text itself: decoder position j+1 is fed token j and credited with
-            its features). Recorded in ``meta.config["stack"]``; :func:`compare` refuses to mix stacks.
-        skip_first_positions (`int` or `"auto"`, *optional*, defaults to `"auto"`): credit nothing at the first N
-            positions of each input (token index < N, special tokens included in the index). ``"auto"`` is 1 for
-            decoder-only LMs, whose first position carries "massive activations" (measured on SmolLM2-135M:
-            bench/RESULTS.md), and 0 for encoders; recorded in ``meta.config``. A departure from the paper, whose
-            LSTM had no such effect.
-        max_positions (`int`, *optional*): stop after crediting exactly this many positions (the first ones in
-            corpus order; split evenly over processes), so two stages can be profiled at equal size.
-        model_kwargs (`dict`, *optional*): more keywords for ``AutoModel.from_pretrained`` (``gguf_file``,
-            ``offload_folder``, ``attn_implementation``...) when `model` is an id or a path.
-        device_map (`str` or `dict`, *optional*): load the model dispatched by Accelerate (``"auto"``, ``"cpu"``,
-            ``{"layers.1": "disk", ...}`` with ``model_kwargs={"offload_folder": ...}``). A dispatched model (also
-            one passed already loaded, with ``hf_device_map`` set) is never moved: inputs go to its embedding's
-            execution device and each layer's winners are reduced on the device it runs on. Excludes `device`.
-        revision (`str`, *optional*): branch, tag or commit of a Hub model (default ``main``).
-        dataset_revision (`str`, *optional*): branch, tag or commit of a Hub dataset (default ``main``).
-        dataset_config (`str`, *optional*): the config of a Hub dataset with several.
-        token (`str` or `bool`, *optional*): Hub token for private repos (default ``HF_TOKEN`` / saved login);
-            never recorded.
-        output_effects (`bool`, *optional*, defaults to `False`): also store each neuron's top promoted and
-            suppressed vocabulary tokens (:func:`hf_txray.output_effects_table`, `output_effects_k` per direction) in
-            the profile. A model given by name is then loaded with its LM head; one without an LM head is refused.
+        config (`AnalyzeOptions`, `ProfilerConfig` or `dict`, *optional*): the options below in one object;
+            keyword arguments override its fields. An unknown option name raises :class:`ConfigurationError`
+            naming the closest valid one.
+        tokenizer (*optional*): the model's fast tokenizer (loaded from the model when omitted).
+{options}
 
     Every Hub ref is resolved to a commit sha before any download (``HfApi.model_info``/``dataset_info``, or the
     Hub cache when offline) and everything is loaded at that commit; local paths are pinned by a content hash.
@@ -540,63 +399,70 @@ def analyze(
         >>> profile.top_features(layer=5, neuron=42, feature_type="token", k=5)
         ```
     """
-    config = ProfilerConfig(layers=layers, site=site, features=features, top_k=top_k, max_length=max_length,
-                            batch_size=batch_size, max_examples_per_neuron=max_examples_per_neuron,
-                            module_pattern=module_pattern, spacy_model=spacy_model, stack=stack,
-                            skip_first_positions=skip_first_positions, max_positions=max_positions,
-                            long_texts=long_texts, stride=stride, num_workers=num_workers,
-                            max_tokens_per_batch=max_tokens_per_batch)
+    options = AnalyzeOptions.build(config, overrides)
+    with progress_bars_for(options.show_progress):
+        return _analyze(model, dataset, tokenizer, options)
+
+
+def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
+    """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
+    config = o.profiler_config()
     config.validate()
-    model_kwargs = _with_device_map(model, model_kwargs, device_map, device)
+    model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     if isinstance(model, (str, Path)):
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
-    if checkpoint_every < 1:
-        raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+    if o.checkpoint_every < 1:
+        raise ConfigurationError(f"checkpoint_every must be >= 1, got {o.checkpoint_every}.")
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
-    model_source = resolve_model_source(model, revision, token)
-    if streaming and isinstance(dataset, (str, Path)):
+    model_source = resolve_model_source(model, o.revision, o.token)
+    if o.streaming and isinstance(dataset, (str, Path)):
         # Opened as a stream: read as it downloads, so there is no content to pin up front.
-        corpus, column, dataset_id = load_corpus(dataset, text_column=text_column, split=split,
-                                                 num_samples=num_samples, allow_streams=True, streaming=True)
+        corpus, column, dataset_id = load_corpus(dataset, text_column=o.text_column, split=o.split,
+                                                 num_samples=o.num_samples, allow_streams=True, streaming=True)
         dataset_source = None
     else:
         corpus, column, dataset_id, dataset_source = load_pinned_corpus(
-            dataset, text_column=text_column, split=split, num_samples=num_samples, revision=dataset_revision,
-            config=dataset_config, token=token, allow_streams=True)
+            dataset, text_column=o.text_column, split=o.split, num_samples=o.num_samples, revision=o.dataset_revision,
+            config=o.dataset_config, token=o.token, allow_streams=True)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
-    pinned = model_source.commit if model_source.kind == "hub" else revision
-    with_head = None
-    if output_effects and isinstance(model, (str, Path)):
+    pinned = model_source.commit if model_source.kind == "hub" else o.revision
+    with_head, model_id = None, o.model_id
+    if o.output_effects and isinstance(model, (str, Path)):
         from .output_effects import load_lm_model
 
         model_id = model_id or str(model)
-        head_kwargs = {**(model_kwargs or {}), **({"token": token} if token is not None else {})}
-        with_head = load_lm_model(str(model), revision=pinned, dtype=dtype, trust_remote_code=trust_remote_code,
+        head_kwargs = {**(model_kwargs or {}), **({"token": o.token} if o.token is not None else {})}
+        with_head = load_lm_model(str(model), revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
                                   model_kwargs=head_kwargs)
     loaded, tok, loaded_id, revision = load_model(with_head if with_head is not None else model, tokenizer,
-                                                 revision=pinned, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                 model_kwargs=model_kwargs, token=token)
+                                                 revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
+                                                 model_kwargs=model_kwargs, token=o.token)
     from .provenance import jsonable
 
     recorded_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "token"}  # never record a token
-    runtime = {"trust_remote_code": trust_remote_code, "model_kwargs": jsonable(recorded_kwargs)}
-    loaded, device = _place(loaded, device, loaded_here=isinstance(model, (str, Path)))
+    runtime = {"trust_remote_code": o.trust_remote_code, "model_kwargs": jsonable(recorded_kwargs)}
+    loaded, device = _place(loaded, o.device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
-    if output_effects:
+    if o.output_effects:
         from .output_effects import check_output_effects
 
-        check_output_effects(loaded, site, module_pattern, output_effects_k, profiler.forward.stack)
-    profile = profiler.run(corpus, text_column=column, stage=stage, dataset_id=dataset_id,
-                           checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
-                           show_progress=show_progress)
-    if output_effects:
+        check_output_effects(loaded, config.site, config.module_pattern, o.output_effects_k, profiler.forward.stack)
+    profile = profiler.run(corpus, text_column=column, stage=o.stage, dataset_id=dataset_id,
+                           checkpoint_dir=o.checkpoint_dir, checkpoint_every=o.checkpoint_every, resume=o.resume)
+    if o.output_effects:
         from .output_effects import output_effects_table
 
-        profile.output_effects = output_effects_table(loaded, profile.layers, output_effects_k, tok,
+        profile.output_effects = output_effects_table(loaded, profile.layers, o.output_effects_k, tok,
                                                       stack=profiler.forward.stack)
     return profile
+
+
+# One declaration (hf_txray.options): the signature and the "Args" of analyze() are generated from its fields.
+analyze.__signature__ = inspect.signature(analyze).replace(parameters=[
+    *list(inspect.signature(analyze).parameters.values())[:4], *keyword_parameters(AnalyzeOptions)])
+analyze.__doc__ = analyze.__doc__.replace("{options}", args_docstring(AnalyzeOptions))
 
 
 def _with_device_map(model: Any, model_kwargs: dict[str, Any] | None, device_map: Any, device: Any) -> dict[str, Any]:

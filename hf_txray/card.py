@@ -5,20 +5,23 @@ Built with ``DatasetCardData`` / ``DatasetCard`` directly (``from_template`` nee
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron
-from .export import CONFIGS, DEFAULT_CONFIG, missing_profiles
 from .plots import default_feature_type
-from .profile import Profile
-from .report import DEFAULT_MIN_COUNT, TransferReport
+from .provenance import is_embedded, missing_provenance
+from .tables import markdown_table
 from .version import __version__
 
+if TYPE_CHECKING:
+    from .profile import Profile
+    from .report import TransferReport
+
+DEFAULT_CONFIG = "neuron_cards"  # the config the Hub's viewer and load_dataset(repo) show first
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 CONFIG_ROWS = {
     "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy, top features "
@@ -46,6 +49,16 @@ CITATION = """\
 }"""
 
 
+def missing_profiles(profiles: Mapping[str, "Profile"], reports: Mapping[str, "TransferReport"]) -> dict[str, list[str]]:
+    """Per report, the stages it compares whose profiles are not among `profiles`."""
+    missing = {}
+    for name, report in reports.items():
+        absent = [s for s in dict.fromkeys((report.meta.stage_a, report.meta.stage_b)) if s not in profiles]
+        if absent:
+            missing[name] = absent
+    return missing
+
+
 def hub_model_id(model_id: str) -> str | None:
     """`model_id` when it names a Hub model (``namespace/name``), None for local paths and class names."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -57,19 +70,6 @@ def hub_model_id(model_id: str) -> str | None:
     except HFValidationError:
         return None
     return model_id
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (no `tabulate` dependency)."""
-    lines = ["| " + " | ".join(map(_cell, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def _size_category(rows: int) -> str:
@@ -85,7 +85,7 @@ def card_data(models: list[str], row_counts: Mapping[str, int], *, license: str 
     """YAML metadata: tags, license, base model link, and one config per exported table (`neuron_cards` default)."""
     configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
                 **({"default": True} if name == DEFAULT_CONFIG else {})}
-               for name in CONFIGS if row_counts.get(name)]
+               for name, rows in row_counts.items() if rows]
     hub_models = [m for m in dict.fromkeys(models) if hub_model_id(m)]
     return DatasetCardData(
         license=license, pretty_name=pretty_name, tags=list(TAGS),
@@ -150,12 +150,13 @@ def _report_tables(report: TransferReport) -> list[str]:
     share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
     if len(share):
         out += [f"{ft} mass share in A and B vs corpus frequency:", "", markdown_table(share.head(20)), ""]
-    changed = report.most_changed(10, ft, min_count=DEFAULT_MIN_COUNT)
+    min_count = report.DEFAULT_MIN_COUNT
+    changed = report.most_changed(10, ft, min_count=min_count)
     if len(changed):
         keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
         keep += [c for c in (f"p_hellinger_{ft}", f"changed_{ft}") if c in changed]
-        thin = report.too_few_credits(ft, DEFAULT_MIN_COUNT)
-        out += [f"Most changed neurons ({ft}), among those credited at least {DEFAULT_MIN_COUNT} times in both "
+        thin = report.too_few_credits(ft, min_count)
+        out += [f"Most changed neurons ({ft}), among those credited at least {min_count} times in both "
                 f"stages ({thin} shared neurons have too few credits and are not ranked):", "",
                 markdown_table(changed[keep]), ""]
     return out
@@ -172,12 +173,12 @@ def _plots_section(figures: Mapping[str, list[str]]) -> list[str]:
 def _configs_section(row_counts: Mapping[str, int]) -> list[str]:
     frame = pd.DataFrame([{"config": f"`{n}`" + (" (default)" if n == DEFAULT_CONFIG else ""), "rows": row_counts[n],
                            "one row per": CONFIG_ROWS[n][0], "content": CONFIG_ROWS[n][1]}
-                          for n in CONFIGS if row_counts.get(n)])
+                          for n, rows in row_counts.items() if rows])
     return ["## Configs", "", markdown_table(frame), ""]
 
 
 def _loading_section(repo_id: str, row_counts: Mapping[str, int]) -> list[str]:
-    configs = [n for n in CONFIGS if row_counts.get(n)]
+    configs = [n for n, rows in row_counts.items() if rows]
     return ["## How to load", "", "```python", "from datasets import load_dataset", "",
             *[f'{n} = load_dataset("{repo_id}", "{n}", split="train")' for n in configs], "",
             "# The exact Profile and TransferReport objects (pip install hf_txray):", "import hf_txray", "",
@@ -198,8 +199,6 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
 
 
 def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[str]:
-    from .reproduce import is_embedded, missing_provenance
-
     rows = []
     for p in profiles.values():
         record = p.meta.provenance or {}
@@ -238,7 +237,8 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     Args:
         profiles (`Mapping[str, Profile]`): exported profiles by stage.
         reports (`Mapping[str, TransferReport]`): exported reports by name.
-        row_counts (`Mapping[str, int]`): rows per exported config; configs without rows are not declared.
+        row_counts (`Mapping[str, int]`): rows per exported config, in the layout's order; configs without rows
+            are not declared.
         figures (`Mapping[str, list[str]]`): repo-relative PNG paths by report name or stage.
         repo_id (`str`, *optional*): used in the loading examples (a placeholder otherwise).
         license (`str`, *optional*): Hub license id.
@@ -290,3 +290,93 @@ def _architecture_note(meta) -> str:
         note += (f"; mixture of experts: {config.get('num_experts')} experts × {width} units (neuron n is unit "
                  f"n mod {width} of expert n // {width}, e.g. {format_neuron(width + 1, width)})")
     return note
+
+
+# ----- probing and ablation (hf_txray.probing) ---------------------------------------------------------------
+PROBING_SECTION = ("<!-- hf_txray:probing:start -->", "<!-- hf_txray:probing:end -->")
+
+
+def _probing_section(probe: Any, ablation: Any) -> str:
+    """The README section of the ``probe_rankings`` and ``ablation`` configs (pyarrow tables, or None)."""
+    intro = ("Computed with `hf_txray.probing`: elastic-net linear probes ranking neurons for a linguistic property "
+             "(with a control task for selectivity), and ablation curves of ranked vs random neurons.")
+    lines = [PROBING_SECTION[0], "## Probing and ablation", "", intro, ""]
+    if probe is not None:
+        runs = probe.to_pandas()
+        runs = runs[runs["kind"] == "probe"][["probe", "model_id", "property", "site", "accuracy",
+                                             "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
+        lines += ["### Probes (`probe_rankings`)", "", markdown_table(runs.rename(
+            columns={"num_neurons": "minimal set"}).round(4)), ""]
+    if ablation is not None:
+        frame = ablation.to_pandas()
+        summary = (frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
+                   .reset_index())
+        lines += ["### Ablation (`ablation`)", "", markdown_table(summary.round(4)), ""]
+    lines += ["```python", "from datasets import load_dataset", "",
+              *[f'{name} = load_dataset("<repo_id>", "{name}", split="train")' for name, t in
+                (("probe_rankings", probe), ("ablation", ablation)) if t is not None], "```", PROBING_SECTION[1]]
+    return "\n".join(lines)
+
+
+def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
+    """The dataset card `readme` (a new one when missing) declaring the ``probe_rankings`` and ``ablation`` configs
+    (pyarrow tables, or None when absent), with its probing section replaced; the caller saves it."""
+    if readme.exists():
+        card = DatasetCard.load(readme)
+    else:
+        data = DatasetCardData(tags=["hf_txray", "interpretability", "probing"],
+                               pretty_name="hf_txray probing results")
+        card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# hf_txray probing results\n")
+    configs = list(card.data.to_dict().get("configs") or [])
+    names = {c.get("config_name") for c in configs}
+    for name, table in (("probe_rankings", probe), ("ablation", ablation)):
+        if table is not None and name not in names:
+            configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]})
+    card.data.configs = configs
+    text = card.text
+    section = _probing_section(probe, ablation)
+    if PROBING_SECTION[0] in text and PROBING_SECTION[1] in text:
+        head, rest = text.split(PROBING_SECTION[0], 1)
+        text = head + section + rest.split(PROBING_SECTION[1], 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    card.text = text
+    return card
+
+
+# ----- merging with a card already on the Hub -----------------------------------------------------------------
+def keep_foreign_configs(card: DatasetCard, remote: DatasetCard, owned: Sequence[str]) -> DatasetCard:
+    """`card` with the configs that `remote` declares and `card` does not, unless we own them (`owned`: our config
+    names, which a push replaces): so a re-push does not orphan configs that others added to the repo."""
+    local = card.data.to_dict().get("configs") or []
+    names = {c.get("config_name") for c in local}
+    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote.data.to_dict().get("configs") or []
+               if c.get("config_name") not in owned and c.get("config_name") not in names]
+    if foreign:
+        card.data.configs = local + foreign
+    return card
+
+
+# ----- the other cards: a Space's README, a fine-tuned model's section -------------------------------------------
+def space_card(template: str, datasets: Sequence[str], title: str | None = None) -> SpaceCard:
+    """The viewer Space's README (huggingface_hub ``SpaceCard``) from `template`, with the results repos it shows
+    in ``datasets:`` (linked on the Hub) and optionally its ``title``.
+
+    Raises:
+        ConfigurationError: the template has no YAML header.
+    """
+    from .errors import ConfigurationError
+
+    if not template.startswith("---"):
+        raise ConfigurationError("The Space README.md has no YAML header (--- ... ---).")
+    card = SpaceCard(template)
+    card.data.datasets = list(datasets)
+    if title:
+        card.data.title = title
+    return card
+
+
+def results_dataset_note(repo_id: str) -> str:
+    """The sentence a model card gives to the TX-Ray results dataset pushed beside the model."""
+    return (f"The neuron preference cards and transfer reports are also a dataset: "
+            f"[`{repo_id}`](https://huggingface.co/datasets/{repo_id}) (`hf_txray.load(\"{repo_id}\")`).\n")

@@ -7,7 +7,6 @@ every process profiles its shard, the states are reduced exactly, and the main p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,89 +28,43 @@ def _resolve_dataset(name: str, num_samples: int | None):
 
 
 def _layers(value: str):
-    if value == "all":
-        return "all"
+    """--layers: 'all', indices and ranges ('0-3,7,-1'); the one parser of hf_txray.options."""
+    from .options import parse_layers
+
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes 'all' or comma-separated ints, got {value!r}") from None
+        return parse_layers(value)
+    except TXRayError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _json_object(value: str) -> dict:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at character {err.pos}): {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {value!r}")
-    return parsed
-
-
-def _device_map(value: str):
-    """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices."""
-    return _json_object(value) if value.lstrip().startswith("{") else value
+# CLI-only keys a --config file may also hold (besides every analyze option).
+ANALYZE_CLI_KEYS = ("model", "dataset", "out", "push_to_hub", "hub_private", "gguf_file")
 
 
 def _add_analyze(sub) -> None:
-    p = sub.add_parser("analyze", help="Profile a model's neurons on a corpus.",
-                       description="Profile MODEL on DATASET. Without arguments: the embedded MiniLM on Penn Treebank.")
-    p.add_argument("model", nargs="?", default=None, help="Hub id or local path (default: embedded MiniLM).")
+    from .options import AnalyzeOptions, add_cli_arguments
+
+    p = sub.add_parser(
+        "analyze", help="Profile a model's neurons on a corpus.",
+        description="Profile MODEL on DATASET. Without arguments: the embedded MiniLM on Penn Treebank (txray:ptb). "
+                    "Every option of hf_txray.analyze is a flag (--top-k or --top_k); --config run.yaml reads them "
+                    "from a YAML file (keys: the option names, e.g. top_k: 2), and flags given on the command line "
+                    "override the file.")
+    p.add_argument("model", nargs="?", default=None, help="Hub id or local path (default: the embedded MiniLM).")
     p.add_argument("dataset", nargs="?", default="txray:ptb",
-                   help="Hub dataset id, local file/folder, or txray:ptb / txray:ptb-valid / txray:bbc (default).")
-    p.add_argument("--out", required=True, help="Folder to write the profile to.")
-    p.add_argument("--text-column")
-    p.add_argument("--split")
-    p.add_argument("--layers", type=_layers, default="all", help="'all' or comma-separated block indices.")
-    p.add_argument("--site", default="mlp", choices=["mlp", "residual"])
-    p.add_argument("--features", default="token,pos", help="Comma-separated: token, word, pos, dep, ner.")
-    p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--max-length", type=int,
-                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
-                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
-                        "neither states one. Above the limit: an error before any work.")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-examples-per-neuron", type=int, default=10)
-    p.add_argument("--num-samples", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: this process's accelerator, else CPU).")
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="from_pretrained(dtype=...); 'auto' keeps the checkpoint's.")
-    p.add_argument("--device-map", type=_device_map,
-                   help="Load the model dispatched by Accelerate: auto, balanced, sequential, cpu, cuda:0, or a JSON "
-                        "object such as '{\"embeddings\": 0, \"encoder\": \"disk\"}' (give --model-kwargs "
-                        "'{\"offload_folder\": \"DIR\"}' for disk). Excludes --device.")
-    p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
-                                       "with a single .gguf file and no config.json loads it without this flag.")
-    p.add_argument("--model-kwargs", type=_json_object, default=None, metavar="JSON",
-                   help="More from_pretrained keywords as a JSON object, e.g. "
-                        "'{\"attn_implementation\": \"eager\", \"offload_folder\": \"off\"}'.")
-    p.add_argument("--module-pattern")
-    p.add_argument("--stage", default="default")
-    p.add_argument("--revision", help="Branch, tag or commit of a Hub model (pinned to its commit sha).")
-    p.add_argument("--dataset-revision", help="Branch, tag or commit of a Hub dataset (pinned to its commit sha).")
-    p.add_argument("--dataset-config", help="Config of a Hub dataset with several.")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--resume", action="store_true", help="Continue from the state saved in OUT/_checkpoint.")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="Batches between saved states.")
+                   help="Hub dataset id, local file/folder, or an embedded corpus: txray:ptb (Penn Treebank train, "
+                        "the default), txray:ptb-valid or txray:bbc (BBC News).")
+    p.add_argument("--config", metavar="YAML", help="Read options from this YAML file (command-line flags win).")
+    p.add_argument("--out", help="Folder to write the profile to (required, here or in --config).")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
     p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
-    p.add_argument("--streaming", action="store_true", help="Read DATASET as a stream (load_dataset(streaming=True)).")
-    p.add_argument("--long-texts", default="window", choices=["window", "truncate"],
-                   help="Texts longer than --max-length: split into overlapping windows (default) or truncate.")
-    p.add_argument("--stride", type=int, help="Left-context tokens of each later window (default: max_length // 4).")
-    p.add_argument("--num-workers", type=int, help="Tokenization worker processes (default: 0 on CPU, up to 4 on GPU).")
-    p.add_argument("--max-tokens-per-batch", type=int, help="Token budget of a forward pass (rows x padded width).")
-    p.add_argument("--stack", choices=["encoder", "decoder"],
-                   help="Encoder-decoder models (T5, BART...): profile the encoder (default) or the decoder.")
-    p.add_argument("--skip-first-positions", type=_skip_positions, default="auto",
-                   help="Credit nothing at the first N positions of each text; 'auto' (default): 1 for decoder-only "
-                        "LMs (massive first-token activations), 0 for encoders.")
-    p.add_argument("--max-positions", type=int,
-                   help="Stop after crediting exactly N positions (profile two stages at equal size).")
-    p.set_defaults(handler=_cmd_analyze)
+    p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
+                                       "with a single .gguf file and no config.json loads it without this flag.")
+    # checkpoint_dir is OUT/_checkpoint; progress bars follow HF_TXRAY_DISABLE_PROGRESS_BARS.
+    add_cli_arguments(p, AnalyzeOptions, exclude=("checkpoint_dir", "show_progress"))
+    p.set_defaults(handler=_cmd_analyze, subparser=p)
 
 
-def _skip_positions(value: str) -> int | str:
-    return value if value == "auto" else int(value)
 def _model_kwargs(args) -> dict:
     kwargs = dict(args.model_kwargs or {})
     if args.gguf_file:
@@ -119,30 +72,39 @@ def _model_kwargs(args) -> dict:
     return kwargs
 
 
+def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | None, args):
+    """Re-parse with the --config file's values as defaults (trl's TrlParser order: file < command line)."""
+    from .options import AnalyzeOptions, config_file_defaults, option_names
+
+    valid = [n for n in option_names(AnalyzeOptions) if n not in ("checkpoint_dir", "show_progress")]
+    values = config_file_defaults(args.config, valid + list(ANALYZE_CLI_KEYS))
+    args.subparser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def _cmd_analyze(args) -> int:
     from . import analyze, corpora
     from .distributed import process_info
+    from .errors import ConfigurationError
+    from .options import AnalyzeOptions, option_names
 
+    if not args.out:
+        raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
     out = Path(args.out)
-    profile = analyze(
-        args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
-        text_column=args.text_column, split=args.split, layers=args.layers, site=args.site,
-        features=tuple(f.strip() for f in args.features.split(",") if f.strip()), top_k=args.top_k,
-        max_length=args.max_length, batch_size=args.batch_size, max_examples_per_neuron=args.max_examples_per_neuron,
-        num_samples=args.num_samples, device=args.device, dtype=args.dtype, module_pattern=args.module_pattern,
-        stage=args.stage, revision=args.revision, trust_remote_code=args.trust_remote_code,
-        checkpoint_dir=out / "_checkpoint", checkpoint_every=args.checkpoint_every, resume=args.resume,
-        long_texts=args.long_texts, stride=args.stride, num_workers=args.num_workers,
-        max_tokens_per_batch=args.max_tokens_per_batch, streaming=args.streaming,
-        stack=args.stack, skip_first_positions=args.skip_first_positions, max_positions=args.max_positions,
-        model_kwargs=_model_kwargs(args), device_map=args.device_map,
-        dataset_revision=args.dataset_revision, dataset_config=args.dataset_config,
-    )
+    options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
+    options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
+                   features=tuple(options["features"]))
+    profile = analyze(args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
+                      **options)
     if process_info()[0] == 0:
+        if args.text_column is None and profile.meta.config.get("text_column"):
+            print(f"text column: {profile.meta.config['text_column']!r} (detected; --text-column chooses another)")
         profile.save_pretrained(out)
         print(f"{profile}\nsaved to {out}")
         if args.push_to_hub:
-            info = profile.push_to_hub(args.push_to_hub, private=args.hub_private)
+            from .hub import push_to_hub  # the results repo: the profile with its plots
+
+            info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private)
             print(f"pushed to {info.commit_url}")
     return 0
 
@@ -153,8 +115,7 @@ def _add_compare(sub) -> None:
     p.add_argument("b", help="Profile folder of stage B.")
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
-    p.add_argument("--num-resamples", type=int, default=1000, help="Null draws of the per-neuron test (0: no test).")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the per-neuron test.")
+    p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
     p.add_argument("--min-count", type=int, default=20,
                    help="Rank only neurons credited at least this often in both stages (default 20).")
     p.set_defaults(handler=_cmd_compare)
@@ -165,7 +126,7 @@ def _cmd_compare(args) -> int:
     from .display import report_text
 
     report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
-                     num_resamples=args.num_resamples, seed=args.seed)
+                     test=not args.no_test)
     report.save_pretrained(args.out)
     print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
@@ -174,7 +135,7 @@ def _cmd_compare(args) -> int:
 
 def _add_show(sub) -> None:
     p = sub.add_parser("show", help="Print a readable summary of a saved profile, report or results folder.")
-    p.add_argument("path")
+    p.add_argument("path", help="A saved profile or report folder, or a folder holding several.")
     p.add_argument("--neuron", metavar="LAYER:NEURON",
                    help="Print one neuron's page (summary, preferences, output effects, activations, examples).")
     p.set_defaults(handler=_cmd_show)
@@ -189,10 +150,11 @@ def _cmd_show(args) -> int:
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
     found = False
-    for marker, load, render in (("txray_profile.json", Profile.from_pretrained, profile_text),
-                                 ("txray_report.json", TransferReport.from_pretrained, report_text)):
-        for item in sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts):
-            print(render(load(item)) + "\n")
+    from .artifact import saved_artifacts
+
+    for cls, render in ((Profile, profile_text), (TransferReport, report_text)):
+        for item in saved_artifacts(path, cls.artifact_type):
+            print(render(cls.from_pretrained(item)) + "\n")
             found = True
     if not found:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
@@ -210,11 +172,12 @@ def _show_neuron(path: Path, spec: str) -> int:
         layer, neuron = (int(v) for v in spec.split(":"))
     except ValueError:
         raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
-    find = lambda marker: sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts)  # noqa: E731
-    profiles = [Profile.from_pretrained(p) for p in find("txray_profile.json")]
+    from .artifact import saved_artifacts
+
+    profiles = [Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)]
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
-    reports = [TransferReport.from_pretrained(p) for p in find("txray_report.json")]
+    reports = [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)]
     for profile in profiles:
         report = next((r for r in reports if r.meta.stage_a == profile.stage), None)
         print(neuron_text(profile, layer, neuron, report=report) + "\n")
@@ -223,7 +186,7 @@ def _show_neuron(path: Path, spec: str) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="Run the embedded-default demo (pretrained PTB -> zero-shot BBC -> fine-tuned).")
-    p.add_argument("--out", default="results/demo")
+    p.add_argument("--out", default="results/demo", help="Folder for the profiles, reports and export.")
     p.add_argument("--quick", action="store_true", help="Smaller corpora, for a fast check.")
     p.set_defaults(handler=_cmd_demo)
 
@@ -237,24 +200,77 @@ def _cmd_demo(args) -> int:
 
 def _add_push(sub) -> None:
     p = sub.add_parser("push", help="Push results to the Hugging Face Hub as a dataset repo.",
-                       description="Push DIR to the dataset repo REPO_ID: an export folder (hf_txray.save_to_disk, or "
-                                   "the folder a failed push left) as it is, else every profile and report saved "
-                                   "under DIR (e.g. the output of `hf-txray demo`).")
-    p.add_argument("dir", help="Export folder, or a folder holding saved profiles/reports.")
+                       description="Push DIR to the dataset repo REPO_ID (the order of `hf upload REPO_ID DIR`): an "
+                                   "export folder (hf-txray export, hf_txray.save_to_disk, or the folder a failed push "
+                                   "left) as it is, else every profile and report saved under DIR (e.g. the output "
+                                   "of `hf-txray demo`). The old order DIR REPO_ID still works, with a notice.")
     p.add_argument("repo_id", help="namespace/name of the dataset repo (created when missing).")
+    p.add_argument("dir", help="Export folder, or a folder holding saved profiles/reports.")
     p.add_argument("--private", action="store_true", help="Create the repo private.")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN, then the saved `hf auth login`).")
     p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
-    p.add_argument("--commit-message")
+    p.add_argument("--commit-message", help="The commit message (default: one naming the stages pushed).")
     p.set_defaults(handler=_cmd_push)
+
+
+def _push_arguments(first: str, second: str) -> tuple[str, str]:
+    """(repo_id, dir): `push REPO_ID DIR`, or the pre-0.x order `push DIR REPO_ID` when only the first argument is
+    an existing folder (a deprecation notice then)."""
+    import warnings
+
+    if Path(first).is_dir() and not Path(second).is_dir():
+        warnings.warn("`hf-txray push DIR REPO_ID` is deprecated: write `hf-txray push REPO_ID DIR` (the order of "
+                      "`hf upload`).", FutureWarning, stacklevel=2)
+        print(f"note: read as `hf-txray push {second} {first}` (REPO_ID first, as `hf upload`); the old order is "
+              "deprecated.", file=sys.stderr)
+        return second, first
+    return first, second
 
 
 def _cmd_push(args) -> int:
     from .hub import push_from_disk
 
-    info = push_from_disk(args.dir, args.repo_id, private=args.private, token=args.token, license=args.license,
+    repo_id, folder = _push_arguments(args.repo_id, args.dir)
+    info = push_from_disk(folder, repo_id, private=args.private, token=args.token, license=args.license,
                           commit_message=args.commit_message)
     print(f"pushed to {info.commit_url}")
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="Turn saved profile and report folders into one results folder.",
+                       description="Collect every profile and report saved under the INPUT folders (outputs of "
+                                   "`hf-txray analyze` / `compare`, a trainer's txray/ folder) into OUT in the Hub "
+                                   "dataset layout (parquet configs, dataset card, plots): what `hf-txray view` opens "
+                                   "and `hf-txray push` uploads.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="Folders holding saved profiles and/or reports.")
+    p.add_argument("--out", required=True, help="The results folder to write (new, empty, or a previous export).")
+    p.add_argument("--repo-id", help="The Hub repo the card's loading examples name.")
+    p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
+    p.add_argument("--pretty-name", help="The card's title (default: derived from the model).")
+    p.add_argument("--no-plots", action="store_true", help="Skip drawing the figures into OUT/plots/.")
+    p.set_defaults(handler=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .errors import ConfigurationError
+    from .export import save_to_disk
+    from .hub import saved_results
+
+    profiles, reports = [], []
+    for folder in args.inputs:
+        if not Path(folder).is_dir():
+            raise ConfigurationError(f"{folder} is not a folder.")
+        found = saved_results(folder)
+        profiles += found[0]
+        reports += found[1]
+    if not profiles and not reports:
+        raise ConfigurationError(f"No saved profile or report (txray_profile.json / txray_report.json) under "
+                                 f"{', '.join(args.inputs)}.")
+    out = save_to_disk(args.out, profiles=profiles, reports=reports, repo_id=args.repo_id, license=args.license,
+                       pretty_name=args.pretty_name, plots=not args.no_plots)
+    print(f"exported {len(profiles)} profile(s) and {len(reports)} report(s) to {out} "
+          f"(open it with `hf-txray view {out}`)")
     return 0
 
 
@@ -285,7 +301,8 @@ def _cmd_reproduce(args) -> int:
     return 0 if result.identical else 1
 
 
-COMMANDS: list[Callable] = [_add_analyze, _add_compare, _add_show, _add_demo, _add_push, _add_reproduce]
+COMMANDS: list[Callable] = [_add_analyze, _add_compare, _add_show, _add_demo, _add_push, _add_export,
+                            _add_reproduce]
 
 
 # ----- pruning (issue 6) ------------------------------------------------------------------------------------------
@@ -314,11 +331,12 @@ def _load_ranking_source(path: str):
     from . import Profile, TransferReport
     from .errors import ProfileFormatError
 
-    folder = Path(path)
-    if (folder / "txray_report.json").exists():
-        return TransferReport.from_pretrained(folder)
-    if (folder / "txray_profile.json").exists():
-        return Profile.from_pretrained(folder)
+    from .artifact import artifact_type_of
+
+    kind = artifact_type_of(path) if Path(path).is_dir() else None
+    for cls in (TransferReport, Profile):
+        if kind == cls.artifact_type:
+            return cls.from_pretrained(path)
     raise ProfileFormatError(f"{path} is neither a saved hf_txray report nor a saved profile.")
 
 
@@ -344,7 +362,7 @@ def _add_prune(sub) -> None:
     p.add_argument("--strategy", default="lost",
                    help="lost, gained, most_changed, least_changed, low_mass or random.")
     p.add_argument("--amount", type=_amount, default=0.1, help="Count (int) or fraction (float) per layer.")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="Seed of the random strategy.")
     p.add_argument("--out", required=True, help="Folder for the plan (and the pruned model in remove mode).")
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune)
@@ -367,13 +385,13 @@ def _cmd_prune(args) -> int:
             AutoTokenizer.from_pretrained(args.model).save_pretrained(out)
         except Exception:  # a model without a tokenizer still saves
             pass
-    plan_path = plan.save(out)
+    plan_path = plan.save_pretrained(out / "pruning_plan")
     print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; "
           f"plan: {plan_path}")
     if args.mode == "remove":
         print(f"pruned model saved to {out} (reload with transformers' Auto classes)")
     else:
-        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.load(...))")
+        print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.from_pretrained(...))")
     return 0
 
 
@@ -385,21 +403,23 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("report", help="Saved transfer report (or profile) folder.")
     p.add_argument("dataset", help="Dataset folder/file/Hub id, or txray:bbc / txray:ptb / txray:ptb-valid.")
     p.add_argument("--strategies", type=_csv(str),
-                   default=["lost", "gained", "most_changed", "least_changed", "low_mass", "random"])
-    p.add_argument("--amounts", type=_csv(_amount), default=[0.05, 0.1, 0.2])
-    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
+                   default=["lost", "gained", "most_changed", "least_changed", "low_mass", "random"],
+                   help="Comma-separated strategies (default: all six).")
+    p.add_argument("--amounts", type=_csv(_amount), default=[0.05, 0.1, 0.2],
+                   help="Comma-separated amounts: counts (int) or fractions (float) per layer.")
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="Comma-separated seeds of the random strategy.")
     p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots.")
     p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task).")
-    p.add_argument("--task", choices=["classification", "causal-lm"])
-    p.add_argument("--split")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--num-samples", type=int)
+    p.add_argument("--task", choices=["classification", "causal-lm"], help="The task (default: from the model).")
+    p.add_argument("--split", help="The split of DATASET to evaluate on.")
+    p.add_argument("--text-column", help="The text column (auto-detected when omitted).")
+    p.add_argument("--label-column", default="label", help="The label column (classification).")
+    p.add_argument("--num-samples", type=int, help="Evaluate on the first N rows only.")
     p.add_argument("--max-length", type=int,
                    help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
                         "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
                         "neither states one. Above the limit: an error before any work.")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass.")
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune_sweep)
 
@@ -407,8 +427,10 @@ def _add_prune_sweep(sub) -> None:
 def _cmd_prune_sweep(args) -> int:
     from transformers import AutoTokenizer
 
-    from .evaluation import evaluate_pruning, markdown_table, plot_sweep, summarize, sweep_plans
-    from .loading import _load_named_dataset, _pick_split
+    from .evaluation import evaluate_pruning, summarize, sweep_plans
+    from .plots import plot_sweep, save_figure
+    from .tables import markdown_table
+    from .loading import load_named_dataset, pick_split
     from .pruning import load_pretrained_with_head
 
     model = load_pretrained_with_head(args.model)
@@ -416,9 +438,9 @@ def _cmd_prune_sweep(args) -> int:
     if isinstance(dataset, str):
         import datasets
 
-        dataset = _load_named_dataset(dataset, args.split)
+        dataset = load_named_dataset(dataset, args.split)
         if isinstance(dataset, datasets.DatasetDict):
-            dataset = _pick_split(dataset, args.split)
+            dataset = pick_split(dataset, args.split)
         if args.num_samples:
             dataset = dataset.select(range(min(args.num_samples, len(dataset))))
     plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
@@ -430,15 +452,16 @@ def _cmd_prune_sweep(args) -> int:
     out = Path(args.out)
     (out / "plans").mkdir(parents=True, exist_ok=True)
     for index, plan in enumerate(plans):
-        plan.save(out / "plans" / f"{index:03d}.json")
+        plan.save_pretrained(out / "plans" / f"{index:03d}")
     table.to_csv(out / "results.csv", index=False)
     summary = summarize(table)
     summary.to_csv(out / "summary.csv", index=False)
-    (out / "results.md").write_text(markdown_table(summary) + "\n\n" + markdown_table(table) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(markdown_table(summary, ".4f") + "\n\n" + markdown_table(table, ".4f") + "\n",
+                                     encoding="utf-8")
     for metric in table.attrs["metrics"]:
         if metric in table.columns:
-            plot_sweep(table, metric).savefig(out / f"{metric}.png", dpi=120)
-    print(markdown_table(summary))
+            save_figure(plot_sweep(table, metric), out / f"{metric}.png", dpi=120)
+    print(markdown_table(summary, ".4f"))
     print(f"\nsaved to {out}")
     return 0
 
@@ -483,16 +506,17 @@ def _add_probe(sub) -> None:
     p.add_argument("--property", default="pos", help="pos, dep, ner, xpos, or a user label column (default pos).")
     p.add_argument("--out", required=True, help="Folder to write the probing result to.")
     p.add_argument("--layers", type=_layers, default="all", help="'all' or comma-separated block indices.")
-    p.add_argument("--site", default="mlp", choices=["mlp", "residual"])
+    p.add_argument("--site", default="mlp", choices=["mlp", "residual"],
+                   help="Neuron site: mlp (MLP intermediate neurons) or residual (block output).")
     p.add_argument("--aggregation", default="first", choices=["first", "last", "mean"],
                    help="How a word's subword activations become one vector.")
     p.add_argument("--max-sentences", type=int, help="Use only the first sentences/texts.")
     p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--l1", type=float, default=1e-3)
-    p.add_argument("--l2", type=float, default=1e-3)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="Seed of the split and the probe's training.")
+    p.add_argument("--l1", type=float, default=1e-3, help="L1 weight of the elastic-net probe.")
+    p.add_argument("--l2", type=float, default=1e-3, help="L2 weight of the elastic-net probe.")
+    p.add_argument("--epochs", type=int, default=10, help="Probe training epochs.")
+    p.add_argument("--lr", type=float, default=1e-3, help="Probe learning rate.")
     p.add_argument("--probe-batch-size", type=int, default=32, help="Words per probe training step.")
     p.add_argument("--batch-size", type=int, default=32, help="Sentences per forward pass.")
     p.add_argument("--max-length", type=int,
@@ -503,7 +527,7 @@ def _add_probe(sub) -> None:
     p.add_argument("--no-minimal", action="store_true", help="Skip the minimal neuron set search.")
     p.add_argument("--target-share", type=float, default=0.9, help="Accuracy share the minimal set must reach.")
     p.add_argument("--subset-size", type=int, help="Size of the top/random/bottom subsets (0 skips them).")
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: the accelerator, else CPU).")
     p.add_argument("--name", help="Name of the run in exported tables (default: the property).")
     p.add_argument("--export", metavar="RESULTS_DIR", help="Also add the probe_rankings config to this results folder.")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also add the probe_rankings config to this Hub repo.")
@@ -545,14 +569,15 @@ def _add_ablate(sub) -> None:
     p.add_argument("--metric", default="probe",
                    help="probe (the probe's accuracy), lm-loss (causal LMs), or accuracy/f1/perplexity of the task.")
     p.add_argument("--counts", type=_csv(int), default=[1, 2, 5, 10, 20, 50], help="Numbers of neurons to ablate.")
-    p.add_argument("--mode", default="zero", choices=["zero", "mean"])
+    p.add_argument("--mode", default="zero", choices=["zero", "mean"],
+                   help="zero: set the neurons to 0; mean: to their mean activation on DATA.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
     p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA.")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column")
-    p.add_argument("--split")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--text-column", help="The text column of DATA (auto-detected when omitted).")
+    p.add_argument("--label-column", help="The label column of DATA (task metrics).")
+    p.add_argument("--split", help="The split of DATA.")
+    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass.")
     p.add_argument("--max-length", type=int,
                    help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
                         "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
@@ -569,6 +594,7 @@ def _cmd_ablate(args) -> int:
 
     from .probing import ProbingResult, ablation_curve, neuron_means
     from .probing.ablation import metric_from_name
+    from .plots import save_figure
     from .probing.results import push_probing, save_probing
     from .pruning import load_pretrained_with_head
 
@@ -584,7 +610,7 @@ def _cmd_ablate(args) -> int:
     curve = ablation_curve(model, result, metric, counts=args.counts, mode=args.mode, means=means, seeds=args.seeds,
                            bottom=args.bottom, name=args.name or f"ablation-{result.meta.name}")
     curve.save_pretrained(args.out)
-    curve.plot().savefig(Path(args.out) / "ablation.png", dpi=120)
+    save_figure(curve.plot(), Path(args.out) / "ablation.png", dpi=120)
     print(curve.summary().to_string(index=False))
     print(f"\nsaved to {args.out}")
     if args.export:
@@ -600,7 +626,10 @@ COMMANDS.extend([_add_probe, _add_ablate])
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .version import __version__
+
     parser = argparse.ArgumentParser(prog="hf-txray", description="TX-Ray neuron analysis for Hugging Face models.")
+    parser.add_argument("--version", action="version", version=f"hf-txray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
@@ -610,8 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import close_process_group
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            args = _apply_config_file(parser, argv, args)
         code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)

@@ -120,7 +120,7 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
             for path in sorted(folder.iterdir()):
                 print(f"    {path.name}")
     print(f"Summarise them again with: hf-txray show {out}/reports; browse them with: "
-          f"hf-txray view {out}/hub; share them with: hf-txray push {out}/hub USER/REPO; recompute and check them "
+          f"hf-txray view {out}/hub; share them with: hf-txray push USER/REPO {out}/hub; recompute and check them "
           f"with: hf-txray reproduce {out}/hub")
     return reports
 

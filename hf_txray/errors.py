@@ -38,3 +38,7 @@ class HubError(TXRayError, RuntimeError):
 
 class ReproducibilityError(TXRayError, ValueError):
     """A profile cannot be recomputed: its sources are not pinned, in memory only, changed, or out of reach."""
+
+
+class ArtifactNotFoundError(TXRayError, FileNotFoundError):
+    """A saved artifact's folder does not exist (a local path, or a name that is neither a folder nor a repo id)."""

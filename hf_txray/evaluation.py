@@ -9,11 +9,9 @@ or path is passed to ``evaluate.load`` unchanged.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -389,64 +387,4 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     return out.reset_index()
 
 
-def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: Any = None,
-               strategies: Sequence[str] | None = None):
-    """Metric vs fraction of neurons pruned: one line per strategy through its mean at each requested amount (error
-    bars: ±1 std where several runs, e.g. seeds, share an amount), and the unpruned model as a dashed line.
-
-    Args:
-        table (`pd.DataFrame`): rows of :func:`evaluate_pruning`, possibly concatenated over several runs.
-        metric (`str`, *optional*, defaults to `"accuracy"`): the metric column to plot.
-        ax (`matplotlib.axes.Axes`, *optional*): where to draw.
-        strategies (`list[str]`, *optional*): the strategies to draw (default: all).
-
-    Returns:
-        `matplotlib.figure.Figure`.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    if metric not in table.columns:
-        raise ConfigurationError(f"Metric {metric!r} is not a column of the table: {list(table.columns)}.")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    else:
-        fig = ax.figure
-    base = table[table["plan"] == BASELINE][metric]
-    if len(base):
-        ax.axhline(float(base.mean()), color="black", linestyle="--", linewidth=1,
-                   label=f"unpruned ({base.mean():.3f})")
-    pruned = table[table["plan"] != BASELINE].copy()
-    if strategies is not None:
-        pruned = pruned[pruned["strategy"].isin(list(strategies))]
-    pruned["_amount"] = pruned["amount"].astype(str)
-    for strategy, group in pruned.groupby("strategy", sort=False):
-        stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
-        stats = stats.sort_values("x")
-        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3, label=strategy,
-                    linestyle=":" if strategy.startswith("random") else "-")
-    ax.set_xlabel("fraction of MLP neurons pruned (mean over runs)")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A GitHub-markdown table without the optional `tabulate` dependency."""
-    def cell(value: Any) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "" if math.isnan(value) else format(float(value), floatfmt)
-        return "" if value is None else str(value)
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "plot_sweep", "markdown_table",
-           "encode_batches", "run_predictions"]
+__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "encode_batches", "run_predictions"]

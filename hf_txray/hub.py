@@ -16,9 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import ConfigurationError, HubError, ProfileFormatError, TXRayError
+from .artifact import saved_artifacts
+from .card import keep_foreign_configs
+from .errors import ConfigurationError, ProfileFormatError
 from .export import (CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder,
                      save_to_disk)
+# check_repo_id, resolve_token and scrub stay importable from here (the viewer's deploy_space uses them)
+from .hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, scrub, upload_folder  # noqa: F401
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -37,41 +41,7 @@ class TXRayResults(NamedTuple):
     reports: dict[str, "TransferReport"]  # by name, e.g. "pretrained->finetuned"
 
 
-# ----- inputs ---------------------------------------------------------------------------------------------------
-def check_repo_id(repo_id: Any) -> str:
-    """Raise :class:`ConfigurationError` unless `repo_id` is ``name`` or ``namespace/name`` as the Hub allows."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-        if not repo_id:
-            raise HFValidationError("it is empty")
-    except HFValidationError as err:
-        raise ConfigurationError(f"Invalid Hub repo id {repo_id!r}: {err} Use 'namespace/name', e.g. "
-                                 "'my-user/minilm-txray'.") from None
-    return repo_id
-
-
-def resolve_token(token: str | None = None) -> str:
-    """The token to use: `token`, else ``HF_TOKEN``, else the saved login (``hf auth login``).
-
-    Raises:
-        HubError: when there is none.
-    """
-    from huggingface_hub import get_token
-
-    token = token or get_token()
-    if not token:
-        raise HubError("No Hugging Face token: pass token=..., set the HF_TOKEN environment variable, or log in "
-                       "with `hf auth login`. Nothing was uploaded.")
-    return token
-
-
-def scrub(text: str, token: str | None) -> str:
-    """`text` with every occurrence of `token` masked."""
-    return text.replace(token, "hf_***") if token else text
-
-
+# ----- inputs (repo ids, tokens and the scrubbing of errors: hf_txray.hub_io) -------------------------------
 def default_local_dir(repo_id: str) -> Path:
     """Where :func:`push_to_hub` writes the folder it uploads (kept when the upload fails, for a retry)."""
     from .features import cache_dir
@@ -134,22 +104,8 @@ def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path) -> None:
         remote_path = api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset")
     except EntryNotFoundError:
         return
-    remote = DatasetCard.load(remote_path).data.to_dict().get("configs") or []
-    card = DatasetCard.load(folder / "README.md")
-    local = card.data.to_dict().get("configs") or []
-    names = {c.get("config_name") for c in local}
-    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote
-               if c.get("config_name") not in CONFIGS and c.get("config_name") not in names]
-    if foreign:
-        card.data.configs = local + foreign
-        card.save(folder / "README.md")
-
-
-def _upload_error(err: Exception, folder: Path, repo_id: str, token: str) -> HubError:
-    return HubError(
-        f"Uploading {folder} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}\n"
-        f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {folder} {repo_id}\n"
-        f"or from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r})")
+    card = keep_foreign_configs(DatasetCard.load(folder / "README.md"), DatasetCard.load(remote_path), CONFIGS)
+    card.save(folder / "README.md")
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
@@ -177,45 +133,22 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         >>> hf_txray.hub.push_folder("results/minilm-export", "my-user/minilm-txray")
         ```
     """
-    from huggingface_hub import HfApi
-
     folder, repo_id = Path(folder), check_repo_id(repo_id)
     if not is_export_folder(folder):
         raise ConfigurationError(f"{folder} is not an hf_txray export folder (README.md and meta/*.parquet); write "
                                  "one with hf_txray.save_to_disk or push profiles with hf_txray.push_to_hub.")
     token = resolve_token(token)
     check_configs_load(folder)
-    api = HfApi(token=token)
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
-    try:
-        repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
-        _keep_foreign_configs(api, repo_id, folder)
-        info = api.upload_folder(
-            repo_id=repo_id, repo_type="dataset", folder_path=folder,
-            commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
-            allow_patterns=["README.md"] + [f"{name}/*" for name in owned],
-            delete_patterns=[f"{name}/*" for name in owned],
-        )
-    except TXRayError:
-        raise
-    except Exception as err:  # HTTP, network and file errors alike: all leave the folder for a retry
-        # Chain the original only when its text cannot leak the token (tracebacks print it verbatim).
-        raise _upload_error(err, folder, repo_id, token) from (None if token in repr(err) else err)
+    info = upload_folder(
+        folder, repo_id, token=token, private=private,
+        commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
+        allow_patterns=["README.md"] + [f"{name}/*" for name in owned], delete_patterns=[f"{name}/*" for name in owned],
+        prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder),
+        retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}\n"
+                    f"or from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
-
-
-def _full_repo_id(repo_id: str, token: str) -> str:
-    """``namespace/name``: the token's user is the namespace of a bare ``name`` (the card's examples need it)."""
-    if "/" in repo_id:
-        return repo_id
-    from huggingface_hub import HfApi
-
-    try:
-        return f"{HfApi(token=token).whoami()['name']}/{repo_id}"
-    except Exception as err:
-        raise HubError(f"Could not find the user of the token to complete repo id {repo_id!r}: "
-                       f"{scrub(str(err), token)}. Pass 'namespace/{repo_id}'.") from None
 
 
 def push_to_hub(
@@ -270,7 +203,7 @@ def push_to_hub(
     for name, absent in missing_profiles(by_stage, by_name).items():
         logger.warning("Report %s compares stage(s) %s whose profiles are not being pushed: pushing the report "
                        "without them (pass profiles=[...] to include them).", name, ", ".join(map(repr, absent)))
-    repo_id = _full_repo_id(repo_id, token)
+    repo_id = full_repo_id(repo_id, token)
     folder = Path(local_dir) if local_dir is not None else default_local_dir(repo_id)
     save_to_disk(folder, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name,
                  plots=plots)
@@ -289,16 +222,14 @@ def saved_results(path: str | Path) -> tuple[list["Profile"], list["TransferRepo
     from .profile import Profile
     from .report import TransferReport
 
-    path = Path(path)
-    found = lambda marker: sorted(p.parent for p in path.rglob(marker) if "_checkpoint" not in p.parts)  # noqa: E731
-    return ([Profile.from_pretrained(p) for p in found("txray_profile.json")],
-            [TransferReport.from_pretrained(p) for p in found("txray_report.json")])
+    return ([Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)],
+            [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)])
 
 
 def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo":
     """Push a folder: an export (:func:`push_folder`) as it is, else every profile and report saved under it.
 
-    Backs ``hf-txray push DIR REPO_ID``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
+    Backs ``hf-txray push REPO_ID DIR``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`
     (``license`` and ``pretty_name`` only apply to saved profiles and reports: an export already has its card).
 
     Example:
@@ -316,7 +247,7 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
     profiles, reports = saved_results(path)
     if not profiles and not reports:
         raise ConfigurationError(f"Nothing to push in {path}: no export folder (hf_txray.save_to_disk) and no saved "
-                                 "profile or report (txray_profile.json / txray_report.json) under it.")
+                                 "profile or report (save_pretrained) under it.")
     return push_to_hub(repo_id, profiles=profiles, reports=reports, **kwargs)
 
 
@@ -343,22 +274,6 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
         >>> reports["pretrained->finetuned"].most_changed(5, "pos")
         ```
     """
-    path = Path(repo_id_or_dir)
-    if path.is_dir():
-        return TXRayResults(*read_folder(path))
-    repo_id = str(repo_id_or_dir)
-    try:
-        check_repo_id(repo_id)
-    except ConfigurationError:
-        raise ConfigurationError(f"{repo_id!r} is neither a folder nor a valid Hub repo id.") from None
-    from huggingface_hub import snapshot_download
-
-    try:
-        local = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token,
-                                  allow_patterns=[f"{name}/*.parquet" for name in CONFIGS])
-    except Exception as err:  # missing repo, private without token, offline: one error type for callers
-        secret = token if isinstance(token, str) else None
-        cause = None if secret and secret in repr(err) else err
-        raise HubError(f"Could not download the Hub dataset {repo_id!r} (and it is not a local folder): "
-                       f"{scrub(str(err), secret)}\nIf the repo is private, pass token=... or set HF_TOKEN.") from cause
-    return TXRayResults(*read_folder(local))
+    folder = local_or_download(repo_id_or_dir, revision=revision, token=token,
+                               allow_patterns=[f"{name}/*.parquet" for name in CONFIGS])
+    return TXRayResults(*read_folder(folder))

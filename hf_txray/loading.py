@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import DatasetError, ModelError
+from .streaming import TEXT_COLUMN_CANDIDATES, choose_text_column  # noqa: F401  (TEXT_COLUMN_CANDIDATES re-exported)
 
-TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", "review", "body", "question", "prompt")
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
 
@@ -202,7 +202,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     dataset_id = None
     if streaming and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
-        dataset = _load_named_dataset(dataset_id, split, streaming=True)
+        dataset = load_named_dataset(dataset_id, split, streaming=True)
     if _is_stream(dataset):
         if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
@@ -218,9 +218,9 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         dataset = datasets.Dataset.from_dict({"text": list(dataset)})
     elif isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
-        dataset = _load_named_dataset(dataset_id, split)
+        dataset = load_named_dataset(dataset_id, split)
     if isinstance(dataset, datasets.DatasetDict):
-        dataset = _pick_split(dataset, split)
+        dataset = pick_split(dataset, split)
     if isinstance(dataset, datasets.IterableDataset):
         if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
@@ -261,10 +261,8 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
                  dataset_id: str | None = None) -> tuple[Any, str | None, str | None]:
     import datasets
 
-    from .streaming import choose_text_column
-
     if isinstance(dataset, datasets.IterableDatasetDict):
-        dataset = _pick_split(dataset, split)
+        dataset = pick_split(dataset, split)
     elif not isinstance(dataset, datasets.IterableDataset):
         # One-shot: a generator cannot be re-read, so a resumed run must pass a new one.
         dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(dataset)})
@@ -326,7 +324,7 @@ def _missing_dataset_error(name: str) -> DatasetError:
                         "'name' or 'namespace/name').")
 
 
-def _load_named_dataset(name: str, split: str | None, streaming: bool = False):
+def load_named_dataset(name: str, split: str | None, streaming: bool = False):
     import datasets
 
     path = Path(name).expanduser()
@@ -351,7 +349,7 @@ def _load_named_dataset(name: str, split: str | None, streaming: bool = False):
         ) from err
 
 
-def _pick_split(dataset_dict, split: str | None):
+def pick_split(dataset_dict, split: str | None):
     if split is not None:
         if split not in dataset_dict:
             raise DatasetError(f"Split {split!r} not found; available splits: {', '.join(dataset_dict)}.")
@@ -361,14 +359,7 @@ def _pick_split(dataset_dict, split: str | None):
     raise DatasetError(f"The dataset has several splits ({', '.join(dataset_dict)}): pass split=... to choose one.")
 
 
-# Public names for the other modules that load a dataset by name (probing's ablation metrics, the CLI).
-load_named_dataset = _load_named_dataset
-pick_split = _pick_split
-
-
 def _text_column(dataset, text_column: str | None) -> str:
-    from .streaming import choose_text_column
-
     columns = list(dataset.column_names)
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
     return choose_text_column(columns, strings, text_column)

@@ -3,7 +3,7 @@
 A profile holds, per hooked layer and neuron, the credited mass and count (max-1 credit, see GUIDE §1), and per
 feature type a sparse table of (neuron, feature) -> mass, count, plus each feature's corpus frequency and every
 neuron's top activating examples. Everything else (distributions, lengths, entropies) is derived from these.
-Saved as JSON + safetensors + parquet; the round trip is exact.
+Saved in the dataset layout (:mod:`hf_txray.layout`: parquet configs and a dataset card); the round trip is exact.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import pandas as pd
 
 from . import metrics
 from .accumulators import NoiseSums, PositionMass, SparseSums, merged, reduce_by_key, split_keys
+from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
-from .io_utils import atomic_dir, read_json, write_json
+from .layout import NOISE_COLUMNS, read_parts, write_folder
 
-PROFILE_FORMAT = "hf_txray.profile"
-FORMAT_VERSION = 1
 EXAMPLE_COLUMNS = [
     "layer", "neuron", "rank", "activation", "example_id", "token_index", "char_start", "char_end",
     "token", "left", "right",
@@ -98,7 +97,7 @@ class FeatureTable:
     count_odd: np.ndarray | None = None
     mass_sq: np.ndarray | None = None
 
-    NOISE_COLUMNS = ("mass_odd", "count_odd", "mass_sq")
+    NOISE_COLUMNS = NOISE_COLUMNS
 
     @property
     def has_noise(self) -> bool:
@@ -240,7 +239,7 @@ def empty_examples() -> pd.DataFrame:
     return frame
 
 
-class Profile:
+class Profile(Artifact):
     """Neuron preference profile of one model stage on one corpus.
 
     Built by :func:`hf_txray.analyze`; loaded with :meth:`from_pretrained`.
@@ -253,6 +252,9 @@ class Profile:
         >>> profile.save_pretrained("profiles/pretrained")
         ```
     """
+
+    artifact_type = "profile"
+    format_version = 2  # 1: json + safetensors + parquet files (before the dataset layout)
 
     def __init__(
         self,
@@ -565,110 +567,31 @@ class Profile:
             f"positions={m.num_positions}, credited_neurons={int((self.neuron_count > 0).sum())})"
         )
 
-    # ----- persistence ------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the profile to `save_directory` atomically (JSON metadata, safetensors arrays, parquet tables)."""
-        from safetensors.numpy import save_file
-
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / "txray_profile.json",
-                       {"format": PROFILE_FORMAT, "format_version": FORMAT_VERSION, "meta": self.meta.to_dict()})
-            arrays = {"neuron_mass": self.neuron_mass, "neuron_count": self.neuron_count}
-            if self.neuron_count_odd is not None:
-                arrays["neuron_count_odd"] = self.neuron_count_odd
-            save_file(arrays, str(tmp / "neurons.safetensors"))
-            (tmp / "features").mkdir()
-            for index, (ft, table) in enumerate(self.tables.items()):
-                noise = {n: getattr(table, n) for n in FeatureTable.NOISE_COLUMNS if getattr(table, n) is not None}
-                pd.DataFrame({"row": table.rows, "feature_id": table.feature_ids, "mass": table.mass,
-                              "count": table.count, **noise}
-                             ).to_parquet(tmp / "features" / f"{index}.stats.parquet", index=False)
-                pd.DataFrame({"feature": pd.Series(table.vocab, dtype=object), "corpus_count": table.corpus_count}
-                             ).to_parquet(tmp / "features" / f"{index}.vocab.parquet", index=False)
-            if self.position_mass is not None:
-                pd.DataFrame(self.position_mass.entries()).to_parquet(tmp / "position_mass.parquet", index=False)
-            self.examples.to_parquet(tmp / "examples.parquet", index=False)
-            self._save_neuron_pages(tmp)
-        return Path(save_directory)
-
-    def _save_neuron_pages(self, tmp: Path) -> None:
-        if self.activation_histogram is not None:
-            h = self.activation_histogram
-            pd.DataFrame({"row": h.rows, "bin": h.bins, "count": h.counts}).to_parquet(tmp / "histogram.parquet",
-                                                                                      index=False)
-            write_json(tmp / "histogram.json", {"num_bins": h.num_bins})
-        if self.output_effects is not None:
-            self.output_effects.to_parquet(tmp / "output_effects.parquet", index=False)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Push this profile to the Hub as a dataset repo (neuron cards, distributions, card).
-
-        A thin wrapper over :func:`hf_txray.push_to_hub`, which takes the same keyword arguments (``private``,
-        ``token``, ``commit_message``, ``license``...). Returns the ``huggingface_hub.CommitInfo``.
-        """
-        from .hub import push_to_hub  # lazy: the core does not import the Hub layer
-
-        return push_to_hub(repo_id, profiles=[self], **kwargs)
+    # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
+    def _save_pretrained(self, folder: Path) -> None:
+        write_folder(folder, {self.stage: self}, {})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "Profile":
-        """Load a profile written by :meth:`save_pretrained`."""
-        from safetensors.numpy import load_file
+    def _from_pretrained(cls, folder: Path) -> "Profile":
+        profiles, reports = read_parts(folder)
+        if len(profiles) != 1 or reports:
+            raise ProfileFormatError(f"{folder} holds {len(profiles)} profiles and {len(reports)} reports, expected "
+                                     "one profile: load a results folder with hf_txray.load.")
+        return cls.from_parts(next(iter(profiles.values())))
 
-        directory = Path(directory)
-        header = _read_header(directory / "txray_profile.json", PROFILE_FORMAT)
-        meta = ProfileMeta.from_dict(header["meta"])
-        arrays = load_file(str(directory / "neurons.safetensors"))
-        tables = {}
-        for index, ft in enumerate(meta.feature_types):
-            stats = pd.read_parquet(directory / "features" / f"{index}.stats.parquet")
-            vocab = pd.read_parquet(directory / "features" / f"{index}.vocab.parquet")
-            noise = {n: stats[n].to_numpy(np.int64 if n == "count_odd" else np.float64)
-                     for n in FeatureTable.NOISE_COLUMNS if n in stats}
-            tables[ft] = FeatureTable(
-                [str(v) for v in vocab["feature"]], stats["row"].to_numpy(np.int64),
-                stats["feature_id"].to_numpy(np.int64), stats["mass"].to_numpy(np.float64),
-                stats["count"].to_numpy(np.int64), vocab["corpus_count"].to_numpy(np.int64), **noise,
-            )
-        examples = pd.read_parquet(directory / "examples.parquet")
-        if examples.empty:
-            examples = empty_examples()
-        positions = None
-        if (directory / "position_mass.parquet").exists():
-            e = pd.read_parquet(directory / "position_mass.parquet")
-            positions = PositionMass.from_entries(e["row"].to_numpy(np.int64), e["position"].to_numpy(np.int64),
-                                                  e["mass"].to_numpy(np.float64), e["count"].to_numpy(np.int64))
-        return cls(meta, arrays["neuron_mass"], arrays["neuron_count"], tables, examples,
-                   arrays.get("neuron_count_odd"), positions, **_load_neuron_pages(directory))
+    @classmethod
+    def from_parts(cls, parts: dict[str, Any]) -> "Profile":
+        """Assemble a profile from the parts :func:`hf_txray.layout.read_parts` returns."""
+        meta = ProfileMeta.from_dict(parts["meta"])
+        histogram = parts.get("activation_histogram")
+        examples = parts.get("examples")
+        return cls(meta, parts["neuron_mass"], parts["neuron_count"],
+                   {ft: FeatureTable(**table) for ft, table in parts["tables"].items()},
+                   empty_examples() if examples is None else examples[EXAMPLE_COLUMNS],
+                   parts.get("neuron_count_odd"), parts.get("position_mass"),
+                   activation_histogram=None if histogram is None else HistogramTable(**histogram),
+                   output_effects=parts.get("output_effects"))
 
 
 def _optional_equal(a: Any, b: Any, equal) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and bool(equal(a, b)))
-
-
-def _load_neuron_pages(directory: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if (directory / "histogram.parquet").exists():
-        frame = pd.read_parquet(directory / "histogram.parquet")
-        out["activation_histogram"] = HistogramTable(int(read_json(directory / "histogram.json")["num_bins"]),
-                                                     frame["row"].to_numpy(np.int64), frame["bin"].to_numpy(np.int64),
-                                                     frame["count"].to_numpy(np.int64))
-    if (directory / "output_effects.parquet").exists():
-        from .output_effects import normalize_output_effects
-
-        out["output_effects"] = normalize_output_effects(pd.read_parquet(directory / "output_effects.parquet"))
-    return out
-
-
-def _read_header(path: Path, expected: str) -> dict[str, Any]:
-    if not path.exists():
-        raise ProfileFormatError(f"{path} not found: {path.parent} is not a saved hf_txray {expected.split('.')[-1]}.")
-    header = read_json(path)
-    if header.get("format") != expected:
-        raise ProfileFormatError(f"{path} holds {header.get('format')!r}, expected {expected!r}.")
-    if header.get("format_version", 0) > FORMAT_VERSION:
-        raise ProfileFormatError(
-            f"{path} has format version {header['format_version']}, newer than this hf_txray supports "
-            f"({FORMAT_VERSION}). Upgrade hf_txray."
-        )
-    return header

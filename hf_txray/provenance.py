@@ -274,3 +274,36 @@ def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dat
         d = f"{dataset.get('id') or 'in-memory texts'} [{digest}]"
     runtime = record.get("runtime", {})
     return f"model {m}, dataset {d}, {dataset.get('num_texts')} texts, {runtime.get('device')}/{runtime.get('dtype')}"
+
+
+def is_embedded(record: dict[str, Any]) -> bool:
+    """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (reloadable by name)."""
+    return record["dataset"]["kind"] == "object" and str(record["dataset"].get("id")).split("/")[0] in (
+        "penn_treebank", "bbc_news")
+
+
+def missing_provenance(profile: Any) -> list[str]:
+    """What a profile lacks to be reproduced (empty when nothing); profiles made before provenance lack it all."""
+    m, record = profile.meta, profile.meta.provenance or {}
+    if not record:
+        lacks = ["the model commit or content hash" + ("" if m.revision else f" (only the name {m.model_id!r})"),
+                 "the dataset commit or content hash, config, split and data files"
+                 + (f" (only the name {m.dataset_id!r})" if m.dataset_id else ""),
+                 "the hash of the texts profiled", "the recorded options (ProfilerConfig), device and dtype"]
+        return lacks
+    lacks = []
+    model, dataset = record.get("model", {}), record.get("dataset", {})
+    if model.get("training_step"):
+        lacks.append(f"the weights: the model was still training (step {model['training_step']}); save or push it "
+                     "and record it with hf_txray.pin_model (TXRayTrainer.push_to_hub does this for the final step)")
+    elif model.get("kind") == "object" and not model.get("id"):
+        lacks.append("a model id: the model was passed as an object without name_or_path")
+    elif not (model.get("commit") or model.get("content_hash")):
+        lacks.append(f"a commit or content hash for the model {model.get('id')!r}")
+    if dataset.get("kind") not in ("hub", "local") and not dataset.get("texts_hash"):
+        lacks.append("a content hash of the in-memory texts")
+    if not record.get("options"):
+        lacks.append("the recorded options")
+    for item in unrecorded(record.get("options")) + unrecorded(record.get("runtime")):
+        lacks.append(f"a recordable value for {item} (functions and objects cannot be recorded)")
+    return lacks

@@ -1,7 +1,7 @@
 """`compare()` and `TransferReport`: how neuron preferences moved from stage A to stage B.
 
 Per neuron: status (shared / lost / gained / dead), Hellinger distance and Hellinger length per feature type,
-lengths and length shift, mass and mass shift, and whether the change exceeds sampling noise (a resampling p-value
+lengths and length shift, mass and mass shift, and whether the change exceeds sampling noise (a chi-square p-value
 and a Benjamini-Hochberg flag, see :mod:`hf_txray.significance`). Per layer and for the whole model: summaries,
 each headline figure beside its split-half noise floor. For tag-like features (POS, dep, NER, user features): each
 value's mass share in A and B next to its corpus frequency.
@@ -19,7 +19,7 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, significance
-from .errors import ConfigurationError, IncompatibleProfilesError
-from .io_utils import atomic_dir, write_json
-from .profile import FeatureTable, Profile, _read_header, merged_vocab
+from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
+from .features import is_tag_feature
+from .artifact import Artifact
+from .layout import read_parts, write_folder
+from .profile import FeatureTable, Profile, merged_vocab
 from .version import __version__
 
-REPORT_FORMAT = "hf_txray.report"
 STATUSES = ("shared", "lost", "gained", "dead")
-CATEGORICAL = ("pos", "dep", "ner")
 # Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
 # "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of
 # 0.52 on average with 1-4 credits per sample, 0.36 with 5-9, 0.29 with 10-19 and 0.23 with 20-49; below 20 credits
@@ -63,12 +63,13 @@ class ReportMeta:
     hf_txray_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     alpha: float = 0.05
-    num_resamples: int = 0
+    num_resamples: int = 0  # 0 since the test is analytic (kept: reports saved before read it)
     seed: int = 0
     credits_a: int = 0
     credits_b: int = 0
     dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
     same_corpus: bool = False  # both stages profiled the same texts: halves are paired by parity
+    test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -79,7 +80,7 @@ def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
 def _feature_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, shared: np.ndarray,
                      test: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Hellinger distance/length and lengths per row for one feature type (vocabularies aligned first); with
-    `test` (alpha, num_resamples, seed), also p-values, changed flags and the split-half columns."""
+    `test` (alpha, test), also p-values, changed flags and the split-half columns."""
     vocab = merged_vocab(ta.vocab, tb.vocab)
     ta, tb = ta.remapped(vocab), tb.remapped(vocab)
     keys_a, keys_b = ta.keys(), tb.keys()
@@ -119,11 +120,11 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     if not (ta.has_noise and tb.has_noise):
         return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
-    design = (significance.dispersion(ta, num_rows, seed=test["seed"]),
-              significance.dispersion(tb, num_rows, seed=test["seed"])) if test["num_resamples"] else (1.0, 1.0)
-    test["dispersion"][test["feature_type"]] = list(design)
-    p = significance.resampled_pvalues(ta, tb, num_rows, distance, both, test["num_resamples"], test["seed"],
-                                       design)
+    if test["test"]:
+        p, design = significance.homogeneity_pvalues(ta, tb, num_rows, both)
+        test["dispersion"][test["feature_type"]] = list(design)
+    else:
+        p = nan
     a0, a1, b0, b1 = ta.half(False), ta.half(True), tb.half(False), tb.half(True)
     within_a, within_b = _hellinger_tables(a0, a1, num_rows), _hellinger_tables(b0, b1, num_rows)
     if test.get("same_corpus"):  # the same texts in both stages: compare like with like
@@ -154,7 +155,7 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
         odd = lambda p: p.neuron_count_odd.reshape(-1) if p.neuron_count_odd is not None else np.full(p.num_rows, -1)  # noqa: E731
         frame["count_a_odd"], frame["count_b_odd"] = odd(a), odd(b)  # -1: no split-half sums in that profile
     for index, ft in enumerate(a.feature_types):
-        ft_test = None if test is None else {**test, "seed": [test["seed"], index], "feature_type": ft}
+        ft_test = None if test is None else {**test, "feature_type": ft}
         columns = _feature_columns(a.tables[ft], b.tables[ft], a.num_rows, status == "shared", ft_test)
         for name, values in columns.items():
             if name.startswith("split_half_hellinger_"):  # e.g. split_half_hellinger_pos_a
@@ -172,8 +173,12 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
     shared = group["status"] == "shared"
     for ft in feature_types:
         if f"changed_{ft}" in group:
-            out[f"neurons_changed_{ft}"] = float(group[f"changed_{ft}"].sum())
-            out[f"share_changed_{ft}"] = float(group[f"changed_{ft}"].sum()) / max(int(shared.sum()), 1)
+            changed, tested = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
+            out[f"neurons_changed_{ft}"] = changed
+            out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1)
+            # most shared neurons of a small profile have too few credits to test: the share among the tested
+            out[f"neurons_tested_{ft}"] = float(tested)
+            out[f"share_of_tested_changed_{ft}"] = changed / tested if tested else float("nan")
         if f"matched_hellinger_{ft}" in group:
             mean = lambda c: float(group[c].mean()) if group[c].notna().any() else float("nan")  # noqa: E731
             out[f"matched_hellinger_{ft}"] = mean(f"matched_hellinger_{ft}")
@@ -217,7 +222,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: b
 def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
     frames = []
     for ft in a.feature_types:
-        if ft in ("token", "word"):
+        if not is_tag_feature(ft):
             continue
         frame = pd.DataFrame({
             "mass_share_a": a.mass_share(ft), "mass_share_b": b.mass_share(ft),
@@ -233,7 +238,7 @@ def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-class TransferReport:
+class TransferReport(Artifact):
     """The comparison of two profiles (stage A -> stage B) of the same site.
 
     Attributes:
@@ -242,6 +247,10 @@ class TransferReport:
         layers (`pd.DataFrame`): per-layer summaries (status shares, mean/median Hellinger, mean length shift).
         mass_share (`pd.DataFrame`): per tag-like feature value: mass share in A and B and corpus frequency.
     """
+
+    artifact_type = "transfer_report"
+    format_version = 2  # 1: json + parquet files (before the dataset layout)
+    DEFAULT_MIN_COUNT = DEFAULT_MIN_COUNT  # for readers that only hold a report (the dataset card)
 
     def __init__(self, meta: ReportMeta, neurons: pd.DataFrame, layers: pd.DataFrame, mass_share: pd.DataFrame):
         self.meta, self.neurons, self.layers, self.mass_share = meta, neurons, layers, mass_share
@@ -252,7 +261,9 @@ class TransferReport:
 
     def summary(self) -> dict[str, float]:
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
-        per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``); and the
+        per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``), how many
+        the test could judge (``neurons_tested_<ft>``) and the share changed among those
+        (``share_of_tested_changed_<ft>``); and the
         headline figures at half size beside their split-half noise floors (``matched_hellinger_<ft>`` vs
         ``noise_floor_hellinger_<ft>_a`` / ``_b``, ``matched_share_lost`` vs ``noise_floor_share_lost_a`` / ``_b``,
         the same for gained; see the module docstring)."""
@@ -276,20 +287,24 @@ class TransferReport:
         Columns: ``figure``; ``A -> B`` (full size); ``A -> B at half size`` (matched to the noise floors: a half of
         A against a half of B, see the module docstring); ``noise floor A`` and ``noise floor B`` (the same figure
         between the two halves of one stage); ``changed`` (share of shared neurons changed beyond sampling noise
-        at ``meta.alpha``, Hellinger rows only). Empty when the profiles had no split-half sums.
+        at ``meta.alpha``, Hellinger rows only) and ``changed of tested`` (the same among the neurons the test could
+        judge: credited in both stages with two or more feature categories after pooling). Empty when the profiles had no split-half sums.
         """
         s = self.summary()
-        columns = ["figure", "A -> B", "A -> B at half size", "noise floor A", "noise floor B", "changed"]
+        columns = ["figure", "A -> B", "A -> B at half size", "noise floor A", "noise floor B", "changed",
+                   "changed of tested"]
         rows = []
         for ft in self.meta.feature_types:
             if f"matched_hellinger_{ft}" in s:
                 rows.append([f"mean Hellinger {ft}", s[f"mean_hellinger_{ft}"], s[f"matched_hellinger_{ft}"],
                              s[f"noise_floor_hellinger_{ft}_a"], s[f"noise_floor_hellinger_{ft}_b"],
-                             s.get(f"share_changed_{ft}", float("nan"))])
+                             s.get(f"share_changed_{ft}", float("nan")),
+                             s.get(f"share_of_tested_changed_{ft}", float("nan"))])
         for status in ("lost", "gained"):
             if f"matched_share_{status}" in s:
                 rows.append([f"share {status}", s[f"share_{status}"], s[f"matched_share_{status}"],
-                             s[f"noise_floor_share_{status}_a"], s[f"noise_floor_share_{status}_b"], float("nan")])
+                             s[f"noise_floor_share_{status}_a"], s[f"noise_floor_share_{status}_b"], float("nan"),
+                             float("nan")])
         return pd.DataFrame(rows, columns=columns)
 
     def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:
@@ -346,32 +361,24 @@ class TransferReport:
         return (f"TransferReport({self.name}, shared={s['share_shared']:.1%}, lost={s['share_lost']:.1%}, "
                 f"gained={s['share_gained']:.1%}, mean_hellinger_{ft}={s[f'mean_hellinger_{ft}']:.3f})")
 
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the report atomically: JSON metadata and parquet tables."""
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / "txray_report.json", {"format": REPORT_FORMAT, "format_version": 1, "meta": asdict(self.meta)})
-            self.neurons.to_parquet(tmp / "neurons.parquet", index=False)
-            self.layers.to_parquet(tmp / "layers.parquet", index=False)
-            self.mass_share.to_parquet(tmp / "mass_share.parquet", index=False)
-        return Path(save_directory)
-
-    def push_to_hub(self, repo_id: str, profiles: Any = None, **kwargs: Any) -> Any:
-        """Push this report, and optionally the profiles it compares, to the Hub as a dataset repo.
-
-        A thin wrapper over :func:`hf_txray.push_to_hub` (same keyword arguments). Without `profiles` the report is
-        pushed alone and a warning names the missing stages. Returns the ``huggingface_hub.CommitInfo``.
-        """
-        from .hub import push_to_hub  # lazy: the core does not import the Hub layer
-
-        return push_to_hub(repo_id, profiles=profiles, reports=[self], **kwargs)
+    # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
+    # A report is saved alone, without the two profiles it compares (save them too, or keep them together in one
+    # results folder with hf_txray.save_to_disk / hf_txray.push_to_hub).
+    def _save_pretrained(self, folder: Path) -> None:
+        write_folder(folder, {}, {self.name: self})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "TransferReport":
-        directory = Path(directory)
-        header = _read_header(directory / "txray_report.json", REPORT_FORMAT)
-        meta = ReportMeta(**header["meta"])
-        read = lambda name: pd.read_parquet(directory / name)  # noqa: E731
-        return cls(meta, read("neurons.parquet"), read("layers.parquet"), read("mass_share.parquet"))
+    def _from_pretrained(cls, folder: Path) -> "TransferReport":
+        profiles, reports = read_parts(folder)
+        if len(reports) != 1 or profiles:
+            raise ProfileFormatError(f"{folder} holds {len(profiles)} profiles and {len(reports)} reports, expected "
+                                     "one report: load a results folder with hf_txray.load.")
+        return cls.from_parts(next(iter(reports.values())))
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, Any]) -> "TransferReport":
+        """Assemble a report from the parts :func:`hf_txray.layout.read_parts` returns."""
+        return cls(ReportMeta(**parts["meta"]), parts["neurons"], parts["layers"], parts["mass_share"])
 
 
 def _check_same_stack(a: Profile, b: Profile) -> None:
@@ -384,7 +391,8 @@ def _check_same_stack(a: Profile, b: Profile) -> None:
         )
 
 
-def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 1000, seed: int = 0) -> TransferReport:
+def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
+            seed: int | None = None) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
 
     Warns when the stages' credit totals differ by more than 2x: lengths, lost/gained shares and Hellinger all move
@@ -394,10 +402,14 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
         a (`Profile`): the earlier stage (e.g. pretrained on its own corpus).
         b (`Profile`): the later stage (e.g. the same model on a new domain, or after fine-tuning).
         alpha (`float`, *optional*, defaults to 0.05): false discovery rate of the Benjamini-Hochberg flags
-            ``changed_<ft>``, per feature type over the shared neurons.
-        num_resamples (`int`, *optional*, defaults to 1000): null draws of the per-neuron test (the smallest
-            p-value is ``1 / (num_resamples + 1)``); 0 skips the test (p-values NaN, nothing flagged).
-        seed (`int`, *optional*, defaults to 0): seeds the resampling; the same seed gives the same p-values.
+            ``changed_<ft>``, per feature type over the tested neurons.
+        test (`bool`, *optional*, defaults to `True`): run the per-neuron test (``p_hellinger_<ft>``: "A and B
+            differ more than sampling explains", a chi-square of homogeneity with a moderated split-half design
+            effect, see :mod:`hf_txray.significance`; analytic, milliseconds). `False` leaves the p-values NaN and
+            flags nothing.
+        num_resamples (`int`, *optional*): deprecated (the test no longer resamples): 0 means ``test=False``, any
+            other value is ignored with a `FutureWarning`.
+        seed (`int`, *optional*): deprecated and ignored (the test is deterministic).
 
     Returns:
         :class:`TransferReport`.
@@ -410,7 +422,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
     Example:
         ```python
         >>> report = hf_txray.compare(pretrained, finetuned)
-        >>> report.layers[["layer", "share_lost", "mean_hellinger_pos"]]
+        >>> report.layers[["layer", "share_lost", "mean_hellinger_pos", "share_changed_pos"]]
         >>> report.most_changed(10, feature_type="pos")
         ```
     """
@@ -418,8 +430,17 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
     _check_same_stack(a, b)
     if not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be in (0, 1), got {alpha!r}.")
-    if not isinstance(num_resamples, int) or num_resamples < 0:
-        raise ConfigurationError(f"num_resamples must be an int >= 0, got {num_resamples!r}.")
+    if num_resamples is not None:
+        if not isinstance(num_resamples, int) or num_resamples < 0:
+            raise ConfigurationError(f"num_resamples must be an int >= 0, got {num_resamples!r}.")
+        if num_resamples == 0:
+            test = False
+        else:
+            warnings.warn("compare(num_resamples=...) is deprecated and ignored: the per-neuron test is analytic now "
+                          "(hf_txray.significance). Use test=False to skip it.", FutureWarning, stacklevel=2)
+    if seed is not None:
+        warnings.warn("compare(seed=...) is deprecated and ignored: the per-neuron test is deterministic.",
+                      FutureWarning, stacklevel=2)
     credits_a, credits_b = int(a.neuron_count.sum()), int(b.neuron_count.sum())
     if min(credits_a, credits_b) * SIZE_RATIO_WARNING < max(credits_a, credits_b):
         warnings.warn(
@@ -435,9 +456,11 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, num_resamples: int = 10
         dataset_a=a.meta.dataset_id or a.meta.dataset_fingerprint, dataset_b=b.meta.dataset_id or b.meta.dataset_fingerprint,
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
-    meta.alpha, meta.num_resamples, meta.seed, meta.credits_a, meta.credits_b = alpha, num_resamples, seed, credits_a, credits_b
+    meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
+    meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
+                 f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g})") if test else ""
     meta.same_corpus = bool(a.meta.dataset_fingerprint) and a.meta.dataset_fingerprint == b.meta.dataset_fingerprint
-    neurons = _neuron_table(a, b, {"alpha": alpha, "num_resamples": num_resamples, "seed": seed,
-                                   "dispersion": meta.dispersion, "same_corpus": meta.same_corpus})
+    neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
+                                   "same_corpus": meta.same_corpus})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),
                           _mass_share_table(a, b))

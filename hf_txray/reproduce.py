@@ -21,6 +21,7 @@ import pandas as pd
 
 from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
 from .profile import Profile
+from .provenance import is_embedded, missing_provenance  # noqa: F401  (hf_txray.reproduce.missing_provenance)
 from .version import __version__
 
 MASS_TOLERANCE = 1e-6  # relative: |a - b| <= 1e-6 * max(1, |stored|)
@@ -90,20 +91,17 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
         ProfileFormatError: nothing there is hf_txray output.
         HubError: a Hub repo that cannot be downloaded.
     """
-    from .export import is_export_folder
     from .hub import load, saved_results
+    from .layout import is_export_folder
 
     path = Path(results)
     if path.is_dir():
-        if (path / "txray_profile.json").is_file():
-            profile = Profile.from_pretrained(path)
-            return {profile.stage: profile}
-        if is_export_folder(path):
+        if is_export_folder(path):  # a saved profile, or a results folder
             return load(path).profiles
         profiles = saved_results(path)[0]
         if not profiles:
             raise ProfileFormatError(f"{path} is not hf_txray output: no export (README.md + meta/*.parquet) and no "
-                                     "saved profile (txray_profile.json) under it.")
+                                     "saved profile (Profile.save_pretrained) under it.")
         return {p.stage: p for p in profiles}
     try:
         return load(str(results), revision=revision, token=token).profiles
@@ -115,34 +113,6 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
 def _major(version: str | None) -> str | None:
     return version.split(".")[0] if version else None
 
-
-def missing_provenance(profile: Profile) -> list[str]:
-    """What a profile lacks to be reproduced (empty when nothing); profiles made before provenance lack it all."""
-    m, record = profile.meta, profile.meta.provenance or {}
-    if not record:
-        lacks = ["the model commit or content hash" + ("" if m.revision else f" (only the name {m.model_id!r})"),
-                 "the dataset commit or content hash, config, split and data files"
-                 + (f" (only the name {m.dataset_id!r})" if m.dataset_id else ""),
-                 "the hash of the texts profiled", "the recorded options (ProfilerConfig), device and dtype"]
-        return lacks
-    lacks = []
-    model, dataset = record.get("model", {}), record.get("dataset", {})
-    if model.get("training_step"):
-        lacks.append(f"the weights: the model was still training (step {model['training_step']}); save or push it "
-                     "and record it with hf_txray.pin_model (TXRayTrainer.push_to_hub does this for the final step)")
-    elif model.get("kind") == "object" and not model.get("id"):
-        lacks.append("a model id: the model was passed as an object without name_or_path")
-    elif not (model.get("commit") or model.get("content_hash")):
-        lacks.append(f"a commit or content hash for the model {model.get('id')!r}")
-    if dataset.get("kind") not in ("hub", "local") and not dataset.get("texts_hash"):
-        lacks.append("a content hash of the in-memory texts")
-    if not record.get("options"):
-        lacks.append("the recorded options")
-    from .provenance import unrecorded
-
-    for item in unrecorded(record.get("options")) + unrecorded(record.get("runtime")):
-        lacks.append(f"a recordable value for {item} (functions and objects cannot be recorded)")
-    return lacks
 
 
 def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
@@ -233,11 +203,6 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
         return model["id"], None
     return model["id"], _resolve_pinned("model", model, token, notes)
 
-
-def is_embedded(record: dict[str, Any]) -> bool:
-    """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (reloadable by name)."""
-    return record["dataset"]["kind"] == "object" and str(record["dataset"].get("id")).split("/")[0] in (
-        "penn_treebank", "bbc_news")
 
 
 def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:

@@ -1,181 +1,179 @@
 """Per-neuron significance: did a neuron's preferences change more than sampling explains?
 
-**Null model (parametric bootstrap from the pooled credits).** For one neuron and one feature type, pool the
-credits of stages A and B: feature f was credited ``c(f)`` times with total activation ``mass(f)`` and total squared
-activation ``mass_sq(f)``. Under the null hypothesis both stages draw their credits from this pooled distribution:
-stage A draws ``n_a`` credits and stage B ``n_b`` (each stage's own credit count for this neuron and feature type).
-Each credit's feature is drawn with the pooled frequencies ``c(f) / (n_a + n_b)``, and because preference
-distributions are *mass*-weighted each credit also carries an activation: a credit of f carries the activation of a
-gamma distribution with the pooled mean and variance of f's credit activations (from ``mass`` and ``mass_sq``), so
-k credits of f carry Gamma(k * alpha_f, theta_f) with alpha_f = mean^2 / var and theta_f = var / mean (a constant
-k * mean when all of f's credits had one activation). The individual activations are not kept by a profile (memory
-would grow with the corpus), so the gamma matching the first two moments stands in for them. The statistic is the
-Hellinger distance between the two mass-weighted distributions, observed vs. ``num_resamples`` null draws;
-``p = (1 + #{H_null >= H_observed}) / (num_resamples + 1)`` (Davison & Hinkley 1997, eq. 4.11), so the smallest
-possible p-value is ``1 / (num_resamples + 1)``.
+**The statistic: a chi-square of homogeneity on the preference distributions.** For one neuron and one feature type,
+stage A credited the neuron ``n_a`` times and stage B ``n_b`` times; ``p_a`` and ``p_b`` are its (mass-weighted)
+preference distributions. Features expected fewer than ``min_expected`` (5) credits in the smaller stage under
+the pooled distribution are pooled into one "other" category (it counts as a category when it expects at least
+one credit, else it is left out and the rest renormalised), so the thousands of once-seen tokens do not swamp the
+statistic, as they do a Hellinger distance, which saturates at 1 on sparse token distributions. Over the ``K``
+categories left, Pearson's
 
-**Credits are not independent.** A text repeats its words, so a neuron's credits come in bursts of one text, and
-the null above (independent credits) would call a third of the neurons "changed" between two random halves of one
-corpus. Each stage's design effect (:func:`dispersion`: how much more the stage's two interleaved halves differ than
-independent credits at their counts would) scales its credit counts down, ``n_effective = n / dispersion``, before
-the draws. Measured calibration: bench/RESULTS.md, "Calibration of the per-neuron test".
+    X^2 = n_a n_b / (n_a + n_b) * sum_f (p_a(f) - p_b(f))^2 / p(f),   p = (n_a p_a + n_b p_b) / (n_a + n_b),
 
-All neurons are resampled at once (one searchsorted over all pooled entries per resample), seeded with
-``numpy.random.SeedSequence([seed, feature type index])``. Changed neurons are flagged with the Benjamini-Hochberg
-procedure (``scipy.stats.false_discovery_control``) over the tested neurons of each feature type.
+has ``df = K - 1`` degrees of freedom: a chi-square with ``df`` under the null "A and B draw their credits from
+one distribution", if the credits were independent and all weighed the same.
+
+**Design effect (Rao & Scott 1981).** They are not: a text repeats its words, so a neuron's credits come in bursts
+of one text, and credits carry different activations. Both inflate ``X^2`` by a factor ``D`` (the design effect)
+without changing its shape much. The same statistic between the two interleaved halves of *one* stage (even / odd
+example ids, which every profile keeps) measures ``D``: ``E[X^2_halves] = D * df_halves``. Per neuron that estimate
+rests on few degrees of freedom, and a pooled one (sum of ``X^2`` over sum of ``df``, over all neurons of the stage)
+ignores that some neurons burst more than others. So the estimate is moderated, as limma moderates variances
+(Smyth 2004): ``D_neuron = (prior_df * D_pooled + X^2_halves_A + X^2_halves_B) / (prior_df + df_halves_A +
+df_halves_B)``, with ``prior_df = 30`` degrees of freedom for the pooled value (chosen by calibration, see below),
+and
+
+    F = (X^2 / df) / D_neuron  ~  F(df, prior_df + df_halves_A + df_halves_B)
+
+gives the p-value of "A and B differ more than sampling explains". The column keeps its name
+``p_hellinger_<ft>``: it tests the change that the Hellinger column measures, with a statistic that does not
+saturate. Rows are tested when they have at least one credit in both stages and ``df >= 1``; others get NaN.
+
+No resampling: all neurons at once in a few sparse passes, deterministic, milliseconds per report. Changed neurons
+are flagged with the Benjamini-Hochberg procedure (``scipy.stats.false_discovery_control``) over the tested neurons
+of each feature type. Measured calibration and power: bench/RESULTS.md, "Calibration of the per-neuron test".
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .accumulators import reduce_by_key
-from .profile import FeatureTable
+if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
+    from .profile import FeatureTable
 
-MAX_DRAWS_PER_CHUNK = 1 << 22  # credits drawn per vectorised step: bounds memory to ~100 MB
-
-
-def pooled_entries(ta: FeatureTable, tb: FeatureTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled (row, feature) entries of two tables on one vocabulary: keys, count, mass, mass_sq (sorted by key)."""
-    keys = np.concatenate([ta.keys(), tb.keys()])
-    keys_u, mass, count = reduce_by_key(keys, np.concatenate([ta.mass, tb.mass]), np.concatenate([ta.count, tb.count]))
-    _, mass_sq, _ = reduce_by_key(keys, np.concatenate([ta.mass_sq, tb.mass_sq]), np.zeros(len(keys), dtype=np.int64))
-    return keys_u, count, mass, mass_sq
+MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category
+PRIOR_DF = 30.0  # weight of the pooled design effect, in degrees of freedom (bench/RESULTS.md, calibration)
 
 
-def gamma_parameters(count: np.ndarray, mass: np.ndarray, mass_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per entry: the mean and variance of one credit's activation (variance 0 when all credits were equal)."""
-    mean = mass / count
-    var = np.maximum(mass_sq / count - mean * mean, 0.0)
-    var = np.where(var > 1e-12 * mean * mean, var, 0.0)  # rounding noise of equal activations
-    return mean, var
+@dataclass
+class Homogeneity:
+    """Per-row chi-square statistics of homogeneity between two tables (arrays of shape ``(num_rows,)``).
+
+    Attributes:
+        statistic (`np.ndarray`): Pearson's X^2 (NaN for rows not tested).
+        df (`np.ndarray`): degrees of freedom, categories after pooling less one (0 for rows not tested).
+        count_a, count_b (`np.ndarray`): credits per row in each table.
+    """
+
+    statistic: np.ndarray
+    df: np.ndarray
+    count_a: np.ndarray
+    count_b: np.ndarray
 
 
-def draw_mass(rng: np.random.Generator, k: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """Total activation of `k` credits per entry: Gamma(k mean^2/var, var/mean), or k * mean when var == 0."""
-    out = k * mean
-    spread = (k > 0) & (var > 0)
-    shape = k[spread] * mean[spread] ** 2 / var[spread]
-    out[spread] = rng.gamma(shape, var[spread] / mean[spread])
-    return out
-
-
-def resampled_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, observed: np.ndarray, tested: np.ndarray,
-                      num_resamples: int = 1000, seed: int = 0, dispersion: tuple[float, float] = (1.0, 1.0)
-                      ) -> np.ndarray:
-    """P-values of "A and B differ more than sampling explains" for every tested row, vectorised over rows.
+def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.ndarray | None = None,
+                min_expected: float = MIN_EXPECTED) -> Homogeneity:
+    """Pearson's chi-square of homogeneity per row between the mass-weighted distributions of two tables.
 
     Args:
-        ta, tb (`FeatureTable`): the two stages' tables of one feature type, remapped to one vocabulary, with
-            their noise columns (``mass_sq``).
+        ta, tb (`FeatureTable`): two tables of one feature type on one vocabulary (see ``FeatureTable.remapped``).
         num_rows (`int`): rows (layers x neurons).
-        observed (`np.ndarray` of shape `(num_rows,)`): the observed Hellinger distance per row.
-        tested (`np.ndarray` of bool, shape `(num_rows,)`): rows to test (credited in both stages).
-        num_resamples (`int`, *optional*, defaults to 1000): null draws per row.
-        seed (`int` or `Sequence[int]`, *optional*, defaults to 0): seeds ``numpy.random.default_rng``.
-        dispersion (`tuple[float, float]`, *optional*): each stage's design effect (see :func:`dispersion`): a
-            stage draws ``round(n / dispersion)`` credits (at least 1) instead of its `n`.
+        tested (`np.ndarray` of bool, shape `(num_rows,)`, *optional*): rows to compute; defaults to all.
+        min_expected (`float`, *optional*, defaults to 5): features expected fewer credits than this in the smaller
+            table are pooled into one "other" category (see the module docstring).
 
     Returns:
-        `np.ndarray` of shape `(num_rows,)`: p-values, NaN for untested rows.
+        :class:`Homogeneity`.
     """
-    p = np.full(num_rows, np.nan)
-    if not tested.any() or num_resamples < 1:
-        return p
-    exceed = np.zeros(num_rows, dtype=np.int64)
-    for null in _null_distances(ta, tb, num_rows, tested, num_resamples, np.random.default_rng(seed), dispersion):
-        exceed += (null >= observed[None, :] - 1e-9).sum(axis=0)  # ties (e.g. one-feature neurons) count
-    p[tested] = (1.0 + exceed[tested]) / (num_resamples + 1.0)
-    return p
+    tested = np.ones(num_rows, dtype=bool) if tested is None else tested
+    keys = np.union1d(ta.keys(), tb.keys())
+    columns = {}
+    for side, table in (("a", ta), ("b", tb)):
+        at = np.searchsorted(keys, table.keys())
+        for name in ("count", "mass"):
+            columns[name + side] = np.zeros(len(keys))
+            columns[name + side][at] = getattr(table, name)
+    rows = keys >> 32
+    keep = tested[rows]
+    rows = rows[keep]
+    c = {name: values[keep] for name, values in columns.items()}
+
+    def per_row(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        if where is None:
+            return np.bincount(rows, weights=values, minlength=num_rows)
+        return np.bincount(rows[where], weights=values[where], minlength=num_rows)
+
+    n_a, n_b = per_row(c["counta"]), per_row(c["countb"])
+    n = n_a + n_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_a, p_b = c["massa"] / per_row(c["massa"])[rows], c["massb"] / per_row(c["massb"])[rows]
+        expected = (c["counta"] + c["countb"]) * (np.minimum(n_a, n_b) / n)[rows]
+        kept = expected >= min_expected
+        other_a, other_b = per_row(p_a, ~kept), per_row(p_b, ~kept)
+        with_other = per_row(expected, ~kept) >= 1.0
+        # without an "other" category the kept features are renormalised to sum to 1
+        scale_a = np.where(with_other | (other_a >= 1.0), 1.0, 1.0 / (1.0 - other_a))
+        scale_b = np.where(with_other | (other_b >= 1.0), 1.0, 1.0 / (1.0 - other_b))
+        p_a, p_b = p_a * scale_a[rows], p_b * scale_b[rows]
+        pooled = (n_a[rows] * p_a + n_b[rows] * p_b) / n[rows]
+        terms = np.where(kept & (pooled > 0), (p_a - p_b) ** 2 / pooled, 0.0)
+        other_a, other_b = other_a * scale_a, other_b * scale_b
+        other = (n_a * other_a + n_b * other_b) / n
+        statistic = per_row(terms, kept) + np.where(with_other & (other > 0), (other_a - other_b) ** 2 / other, 0.0)
+        statistic *= n_a * n_b / n
+    df = np.bincount(rows[kept], minlength=num_rows) + with_other - 1
+    ok = tested & (n_a > 0) & (n_b > 0) & (df >= 1)
+    return Homogeneity(np.where(ok, statistic, np.nan), np.where(ok, df, 0).astype(np.int64), n_a, n_b)
 
 
-def dispersion(table: FeatureTable, num_rows: int, num_resamples: int = 20, seed: int = 0,
-               min_count: int = 2) -> float:
-    """A stage's design effect: how much more its two interleaved halves differ than independent credits would.
+def split_half_homogeneity(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> Homogeneity:
+    """The chi-square of homogeneity between the two interleaved halves (even / odd example ids) of one stage."""
+    return homogeneity(table.half(False), table.half(True), num_rows, min_expected=min_expected)
 
-    Credits are not independent: a text repeats its words, so a neuron's credits come in bursts of one text. Both
-    halves (even / odd example ids) of one stage are samples of the same distribution, so their squared Hellinger
-    distances measure the real sampling noise; the same null as the test, drawn at the halves' own counts, gives
-    what independent credits would produce. Their ratio (sums over rows with at least `min_count` credits in each
-    half, at least 1) scales the credit counts of the test down: ``n_effective = n / dispersion``.
+
+def dispersion(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> float:
+    """A stage's pooled design effect: how much more its two halves differ than independent credits would.
+
+    ``sum X^2 / sum df`` of :func:`split_half_homogeneity` over the rows tested in the halves, at least 1.
 
     Returns:
         `float`: the design effect (1.0 when no row qualifies or the table has no split-half sums).
     """
     if not table.has_noise:
         return 1.0
-    even, odd = table.half(False), table.half(True)
-    count_even = np.bincount(even.rows, weights=even.count, minlength=num_rows)
-    count_odd = np.bincount(odd.rows, weights=odd.count, minlength=num_rows)
-    rows = (count_even >= min_count) & (count_odd >= min_count)
-    if not rows.any():
-        return 1.0
-    pe = _probabilities(even, num_rows)
-    po = _probabilities(odd, num_rows)
-    observed = 1.0 - np.bincount(*_overlap(even, pe, odd, po), minlength=num_rows)
-    null = np.zeros(num_rows)
-    for draws in _null_distances(even, odd, num_rows, rows, num_resamples, np.random.default_rng(seed)):
-        null += (draws ** 2).sum(axis=0)
-    expected = null[rows].sum() / num_resamples
-    return max(1.0, float(np.clip(observed[rows], 0, 1).sum() / expected)) if expected > 0 else 1.0
+    halves = split_half_homogeneity(table, num_rows, min_expected)
+    ok = halves.df > 0
+    return max(1.0, float(halves.statistic[ok].sum() / halves.df[ok].sum())) if ok.any() else 1.0
 
 
-def _probabilities(table: FeatureTable, num_rows: int) -> np.ndarray:
-    totals = np.bincount(table.rows, weights=table.mass, minlength=num_rows)
-    return np.where(totals[table.rows] > 0, table.mass / np.maximum(totals[table.rows], 1e-300), 0.0)
+def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.ndarray,
+                        min_expected: float = MIN_EXPECTED, prior_df: float = PRIOR_DF
+                        ) -> tuple[np.ndarray, tuple[float, float]]:
+    """P-values of "A and B differ more than sampling explains" per row: the moderated F test of the module doc.
 
+    Args:
+        ta, tb (`FeatureTable`): the two stages' tables of one feature type on one vocabulary, with their
+            split-half sums (``FeatureTable.has_noise``).
+        num_rows (`int`): rows (layers x neurons).
+        tested (`np.ndarray` of bool, shape `(num_rows,)`): rows to test (e.g. credited in both stages).
+        min_expected (`float`, *optional*, defaults to 5): see :func:`homogeneity`.
+        prior_df (`float`, *optional*, defaults to 30): weight of the pooled design effect in each neuron's
+            moderated design effect, in degrees of freedom.
 
-def _overlap(x: FeatureTable, px: np.ndarray, y: FeatureTable, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    common, ix, iy = np.intersect1d(x.keys(), y.keys(), assume_unique=True, return_indices=True)
-    return common >> 32, np.sqrt(px[ix] * py[iy])
+    Returns:
+        `tuple`: p-values of shape `(num_rows,)` (NaN for rows not tested) and the pooled design effects of A and B.
+    """
+    from scipy.stats import f as f_distribution
 
-
-def _null_distances(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.ndarray, num_resamples: int,
-                    rng: np.random.Generator, dispersion: tuple[float, float] = (1.0, 1.0)):
-    """Null Hellinger distances, in chunks of shape ``(reps, num_rows)`` (rows not tested are 0)."""
-    keys, count, mass, mass_sq = pooled_entries(ta, tb)
-    rows = keys >> 32
-    keep = tested[rows]
-    rows, count, mass, mass_sq = rows[keep], count[keep], mass[keep], mass_sq[keep]
-    cdf = _row_cdf(rows, count, num_rows)
-    mean, var = gamma_parameters(count, mass, mass_sq)
-    tested_rows = np.nonzero(tested)[0]
-    draws = {}
-    for side, table, scale in (("a", ta, dispersion[0]), ("b", tb, dispersion[1])):
-        n = np.bincount(table.rows, weights=table.count, minlength=num_rows)[tested_rows]
-        draws[side] = np.repeat(tested_rows, np.maximum(np.rint(n / scale), 1).astype(np.int64))
-    chunk = max(1, MAX_DRAWS_PER_CHUNK // max(len(draws["a"]) + len(draws["b"]), len(rows), 1))
-    for start in range(0, num_resamples, chunk):
-        reps = min(chunk, num_resamples - start)
-        side = {s: _draw_stage(rng, cdf, d, reps, rows, mean, var, num_rows) for s, d in draws.items()}
-        overlap = np.bincount((rows + np.arange(reps)[:, None] * num_rows).ravel(),
-                              weights=np.sqrt(side["a"] * side["b"]).ravel(), minlength=reps * num_rows)
-        yield np.sqrt(np.clip(1.0 - overlap.reshape(reps, num_rows), 0.0, 1.0))
-
-
-def _row_cdf(rows: np.ndarray, count: np.ndarray, num_rows: int) -> np.ndarray:
-    """``row + (cumulative count within the row) / (row's count)`` per entry: one sorted array for all rows, whose
-    last entry per row is exactly ``row + 1``, so ``searchsorted(cdf, row + u, "right")`` draws within the row."""
-    totals = np.bincount(rows, weights=count, minlength=num_rows)
-    cumulative = np.cumsum(count)
-    before = np.r_[0, cumulative[:-1]]
-    first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, dtype=bool)
-    row_start = np.maximum.accumulate(np.where(first, before, 0))
-    return rows + (cumulative - row_start) / totals[rows]
-
-
-def _draw_stage(rng, cdf, draw_rows, reps, rows, mean, var, num_rows) -> np.ndarray:
-    """One stage's resampled probabilities per pooled entry, shape ``(reps, entries)``."""
-    num_entries = len(rows)
-    u = rng.random((reps, len(draw_rows))) + draw_rows[None, :]
-    entry = np.minimum(np.searchsorted(cdf, u, side="right"), num_entries - 1)  # u < row + 1 always: a guard only
-    k = np.bincount((entry + np.arange(reps)[:, None] * num_entries).ravel(),
-                    minlength=reps * num_entries).reshape(reps, num_entries)
-    m = draw_mass(rng, k.ravel().astype(np.float64), np.tile(mean, reps), np.tile(var, reps)).reshape(reps, num_entries)
-    offsets = (rows + np.arange(reps)[:, None] * num_rows).ravel()
-    totals = np.bincount(offsets, weights=m.ravel(), minlength=reps * num_rows).reshape(reps, num_rows)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(totals[:, rows] > 0, m / totals[:, rows], 0.0)
+    observed = homogeneity(ta, tb, num_rows, tested, min_expected)
+    within = [split_half_homogeneity(t, num_rows, min_expected) for t in (ta, tb)]
+    x_within = sum(np.nan_to_num(h.statistic) for h in within)
+    df_within = sum(h.df for h in within)
+    pooled = []
+    for h in within:
+        ok = h.df > 0
+        pooled.append(max(1.0, float(h.statistic[ok].sum() / h.df[ok].sum())) if ok.any() else 1.0)
+    # the null variance of A - B is the sum of each stage's: weigh the stages' design effects by the other's size
+    n_a, n_b = observed.count_a, observed.count_b
+    prior = (n_b * pooled[0] + n_a * pooled[1]) / np.maximum(n_a + n_b, 1)
+    design = (prior_df * prior + x_within) / (prior_df + df_within)
+    df = np.maximum(observed.df, 1)
+    with np.errstate(invalid="ignore"):
+        p = f_distribution.sf(observed.statistic / df / design, df, prior_df + df_within)
+    return np.where(np.isnan(observed.statistic), np.nan, p), (pooled[0], pooled[1])
 
 
 def benjamini_hochberg(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:

@@ -26,6 +26,7 @@ from .architectures import ATTENTION_NAME_PARTS, expected_mlp_widths, hidden_siz
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
+from .topk import top_k_per_row
 
 SITES = ("mlp", "residual")
 STACKS = ("encoder", "decoder")
@@ -413,14 +414,9 @@ class WinnerRecorder:
     def _record(self, slot: int, activations: torch.Tensor) -> None:
         flat = activations.detach().reshape(-1, activations.shape[-1])
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
-        if self.top_k == 1:
-            values, indices = flat.max(dim=-1, keepdim=True)
-        else:
-            values, indices = flat.topk(self.top_k, dim=-1)
-        if self.positions is not None:
-            # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
-            positions = self.positions.to(values.device)
-            values, indices = values.index_select(0, positions), indices.index_select(0, positions)
+        # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
+        positions = None if self.positions is None else self.positions.to(flat.device)
+        values, indices = top_k_per_row(flat, self.top_k, positions)
         self._store(slot, values, indices)
 
     def check_complete(self) -> None:

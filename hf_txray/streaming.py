@@ -132,10 +132,12 @@ class StreamingSource:
         self._texts = {i: t for i, t in self._texts.items() if i in ids}
 
 
+# Usual names of the text column, tried in this order when none is given.
+TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", "review", "body", "question", "prompt")
+
+
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None) -> str:
     """The text column: `text_column` if given, else a usual name, else the only string column."""
-    from .loading import TEXT_COLUMN_CANDIDATES
-
     if text_column is not None:
         if text_column not in columns:
             raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}.")

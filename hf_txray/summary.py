@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-TAG_ORDER = ("pos", "dep", "ner")  # the tag feature the sentence reads first, before user features
-WORD_ORDER = ("word", "token")
+from .features import reading_order, tag_features, text_features
+
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
 NAMES = 3  # values named in the "prefers" and "promotes" clauses
@@ -38,14 +38,14 @@ def _top_list(card: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
     return [v for v in value if v is not None] if value is not None else []
 
 
+def _card_types(card: Mapping[str, Any]) -> list[str]:
+    return [k[len("top_"):] for k in card if k.startswith("top_") and k not in ("top_examples", "top_position",
+                                                                                "top_position_share")]
+
+
 def _tag_type(card: Mapping[str, Any]) -> str | None:
-    types = [k[len("top_"):] for k in card if k.startswith("top_") and k not in ("top_examples", "top_position",
-                                                                                  "top_position_share")]
-    for ft in TAG_ORDER:
-        if ft in types:
-            return ft
-    others = [ft for ft in types if ft not in WORD_ORDER]
-    return others[0] if others else None
+    tags = reading_order(tag_features(_card_types(card)))  # pos, dep, ner, then user tags
+    return tags[0] if tags else None
 
 
 def _tag_clause(card: Mapping[str, Any]) -> str | None:
@@ -60,7 +60,7 @@ def _tag_clause(card: Mapping[str, Any]) -> str | None:
 
 
 def _prefers_clause(card: Mapping[str, Any]) -> str | None:
-    for ft in WORD_ORDER:
+    for ft in reading_order(text_features(_card_types(card))):  # word, then token
         top = _top_list(card, f"top_{ft}")
         if top:
             return f"prefers {_quoted([v['feature'] for v in top[:NAMES]])}"

@@ -8,6 +8,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest
 
+import hf_txray.logging
+
+hf_txray.logging.enable_propagation()  # hf_txray's records also reach the root logger, where caplog listens
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -292,3 +292,129 @@ def test_two_processes_equal_one(tmp_path, saved_model, text_file):
     np.testing.assert_array_equal(hist_one.sum(-1), hist_two.sum(-1))
     assert np.abs(np.cumsum(hist_one, -1) - np.cumsum(hist_two, -1)).max() <= 1
     np.testing.assert_array_equal(one.position_stats()["top_position"], two.position_stats()["top_position"])
+
+
+# ----- one declaration of the options (hf_txray.options) and the CLI conventions -------------------------------------
+def test_options_object_and_keywords_give_the_same_profile_and_typos_name_the_option():
+    from hf_txray.options import AnalyzeOptions
+
+    model, tokenizer = tiny("bert")
+    options = AnalyzeOptions(top_k=2, features=("token", "word"), layers="0-1", stage="s", show_progress=False)
+    from_object = hf_txray.analyze(model, TEXTS[:6], options, tokenizer=tokenizer, max_length=16)
+    from_keywords = hf_txray.analyze(model, TEXTS[:6], tokenizer=tokenizer, top_k=2, features=("token", "word"),
+                                     layers=[0, 1], stage="s", max_length=16, show_progress=False)
+    assert from_object.meta.top_k == 2 and from_object.layers == [0, 1] and from_object.meta.config["max_length"] == 16
+    assert np.array_equal(from_object.neuron_count, from_keywords.neuron_count)
+    np.testing.assert_array_equal(from_object.neuron_mass, from_keywords.neuron_mass)
+    with pytest.raises(ConfigurationError, match="unknown option 'top_kk'. Did you mean 'top_k'"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, top_kk=2)
+    with pytest.raises(ConfigurationError, match="unknown option 'batchsize'. Did you mean 'batch_size'"):
+        hf_txray.analyze(model, TEXTS, {"batchsize": 4}, tokenizer=tokenizer)
+
+
+def test_every_option_has_help_and_reaches_analyze_the_trainer_and_the_cli():
+    import dataclasses
+    import inspect
+
+    from hf_txray.options import TRAINER_OPTIONS, AnalyzeOptions
+    from hf_txray.trainer import TXRayArguments
+
+    fields = dataclasses.fields(AnalyzeOptions)
+    assert all(len(f.metadata["help"]) > 15 for f in fields)
+    assert [f.name for f in fields] == list(inspect.signature(hf_txray.analyze).parameters)[4:]
+    for f in fields:  # the generated docstring documents every option, with its help
+        assert f"        {f.name} (`" in hf_txray.analyze.__doc__
+    assert {f.metadata["choices"][0] for f in fields if "choices" in f.metadata} >= {"mlp", "window", "encoder"}
+    trainer_fields = {f.name: f for f in dataclasses.fields(TXRayArguments)}
+    for name in TRAINER_OPTIONS:
+        source = next(f for f in fields if f.name == name)
+        assert trainer_fields[f"txray_{name}"].metadata["help"] == source.metadata["help"]
+
+
+def _walk_parsers():
+    import argparse
+
+    from hf_txray.cli import build_parser
+
+    root = build_parser()
+    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return root, sub.choices
+
+
+def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_ptb(capsys):
+    import argparse
+
+    root, commands = _walk_parsers()
+    assert {"analyze", "compare", "show", "push", "export", "reproduce", "prune", "probe", "view"} <= set(commands)
+    missing = [f"{name} {action.option_strings or action.dest}" for name, parser in commands.items()
+               for action in parser._actions if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []
+    analyze_help = commands["analyze"].format_help()
+    assert "txray:ptb (Penn Treebank train, the default)" in " ".join(analyze_help.split())
+    assert "--config" in analyze_help and "--top-k" in analyze_help and "--output-effects" in analyze_help
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"hf-txray {hf_txray.__version__}"
+
+
+def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
+    from hf_txray.options import parse_layers
+    from hf_txray.trainer import TXRayArguments
+
+    assert parse_layers("0-3,7,-1") == [0, 1, 2, 3, 7, -1]
+    assert parse_layers(" all ") == "all" and parse_layers(2) == [2] and parse_layers("-2") == [-2]
+    for bad in ("3-1", "0-", "a", "", "1,,x", True):
+        with pytest.raises(ConfigurationError):
+            parse_layers(bad)
+    _, commands = _walk_parsers()
+    assert commands["analyze"].parse_args(["--layers", "0-1,-1", "--out", "x"]).layers == [0, 1, -1]
+    assert commands["probe"].parse_args(["m", "d", "--out", "x", "--layers", "1-2"]).layers == [1, 2]
+    args = TXRayArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", txray_layers="0-1")
+    assert args.profiler_config().layers == [0, 1]
+    assert run(layers="1-1", texts=TEXTS[:3], max_length=16).layers == [1]
+
+
+def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_model, text_file, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {saved_model}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
+                      f"layers: 0-1\nnum_samples: 12\nmax_length: 16\nout: {tmp_path / 'from-file'}\n", encoding="utf-8")
+    assert cli_main(["analyze", "--config", str(config), "--top-k", "1"]) == 0  # the file names model and data too
+    printed = capsys.readouterr().out
+    assert "text column: 'text' (detected" in printed
+    profile = hf_txray.Profile.from_pretrained(tmp_path / "from-file")
+    assert profile.meta.provenance["model"]["kind"] == "local" and profile.meta.dataset_id == str(text_file)
+    assert (profile.meta.top_k, profile.stage, profile.layers, profile.meta.num_examples) == (1, "from-yaml", [0, 1], 12)
+    assert profile.feature_types == ["token"]
+    config.write_text("top_kay: 2\n", encoding="utf-8")
+    assert cli_main(["analyze", str(saved_model), str(text_file), "--config", str(config), "--out",
+                     str(tmp_path / "x")]) == 2
+    assert "unknown option 'top_kay'. Did you mean 'top_k'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_model, text_file, capsys):
+    from hf_txray.cli import _push_arguments
+
+    common = [str(saved_model), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
+    assert cli_main(["analyze", *common, "--stage", "a", "--out", str(tmp_path / "a")]) == 0
+    assert cli_main(["analyze", *common, "--stage", "b", "--out", str(tmp_path / "runs" / "b")]) == 0
+    assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out",
+                     str(tmp_path / "runs" / "a-b"), "--num-resamples", "0"]) == 0
+    assert cli_main(["export", str(tmp_path / "a"), str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
+                     "--no-plots"]) == 0
+    assert "exported 2 profile(s) and 1 report(s)" in capsys.readouterr().out
+    results = hf_txray.load(tmp_path / "results")
+    assert set(results.profiles) == {"a", "b"} and results.profiles["a"] == hf_txray.Profile.from_pretrained(
+        tmp_path / "a")
+    assert cli_main(["export", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r2")]) == 2
+
+    assert _push_arguments("user/repo", str(tmp_path / "results")) == ("user/repo", str(tmp_path / "results"))
+    with pytest.warns(FutureWarning, match="push REPO_ID DIR"):
+        assert _push_arguments(str(tmp_path / "results"), "user/repo") == ("user/repo", str(tmp_path / "results"))
+
+
+def test_readme_options_table_is_the_declaration():
+    from hf_txray.options import options_markdown
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert options_markdown(exclude=("checkpoint_dir", "show_progress")) in readme

@@ -136,7 +136,7 @@ def test_push_load_dataset_exact_round_trip_and_no_token_leak(results, hub, tmp_
 def test_private_repo_refuses_access_without_token(results, hub):
     a, _, _ = results
     repo_id = f"{hub.username}/private-txray"
-    a.push_to_hub(repo_id, private=True, plots=False)
+    a.push_to_hub(repo_id, private=True)  # the profile alone, in the same layout: hf_txray.load reads it
     assert hub.api.dataset_info(repo_id).private is True
     with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=hub.url, token=False).dataset_info(repo_id)
@@ -179,11 +179,11 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
         hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
     message = str(caught.value)
     folder = default_local_dir(repo_id)
-    assert f"hf-txray push {folder} {repo_id}" in message and hub.token not in message
+    assert f"hf-txray push {repo_id} {folder}" in message and hub.token not in message
     assert is_export_folder(folder) and hf_txray.load(folder).profiles["pretrained"] == a
     assert hub.server.repo_files(repo_id).keys() == {".gitattributes"}  # nothing half-uploaded
 
-    assert cli_main(["push", str(folder), repo_id]) == 0  # the retry the message suggests
+    assert cli_main(["push", repo_id, str(folder)]) == 0  # the retry the message suggests (REPO_ID DIR, as hf upload)
     assert "pushed to" in capsys.readouterr().out
     assert hf_txray.load(repo_id).profiles["pretrained"] == a
 
@@ -192,7 +192,7 @@ def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub
     _, _, report = results
     repo_id = f"{hub.username}/report-only"
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
-        report.push_to_hub(repo_id, plots=False)
+        hf_txray.push_to_hub(repo_id, reports=[report], plots=False)
     assert "'pretrained', 'finetuned'" in caplog.text and "not being pushed" in caplog.text
     files = hub.server.repo_files(repo_id)
     assert "Note" in files["README.md"].decode() and "`pretrained`, `finetuned`" in files["README.md"].decode()

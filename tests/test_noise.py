@@ -126,8 +126,8 @@ def test_noise_statistics_survive_save_load_and_merge(tmp_path):
         for column in ("count_odd", "mass_odd", "mass_sq"):
             assert_same(keyed(merged, ft, column), {k: v for k, v in keyed(profile, ft, column).items() if v},
                         exact=column == "count_odd")
-    before = hf_txray.compare(profile, profile, num_resamples=0).summary()
-    after = hf_txray.compare(loaded, loaded, num_resamples=0).summary()
+    before = hf_txray.compare(profile, profile, test=False).summary()
+    after = hf_txray.compare(loaded, loaded, test=False).summary()
     assert before["noise_floor_hellinger_pos_a"] == after["noise_floor_hellinger_pos_a"]
     assert not math.isnan(before["noise_floor_hellinger_pos_a"])
 
@@ -222,6 +222,12 @@ HAND_BUILT = {
     3: ({"NOUN": (10, 2.0, 1.0), "ADJ": (10, 1.0, 0.5)}, {"NOUN": (6, 2.5, 1.0), "ADJ": (14, 1.0, 0.3)}),
     4: ({"DET": (9, 3.0, 0.0)}, {"DET": (12, 3.0, 0.0)}),
     5: ({"NOUN": (3, 1.0, 0.0)}, {}),  # lost: not tested
+    # sparse tails: DET and ADJ expect < 5 credits, pooled into "other" (expects >= 1: a category of its own) ...
+    6: ({"NOUN": (20, 1.0, 0.2), "VERB": (20, 2.0, 0.0), "DET": (2, 1.0, 0.0), "ADJ": (1, 1.0, 0.0)},
+        {"NOUN": (25, 1.0, 0.2), "VERB": (15, 2.0, 0.0), "ADJ": (2, 3.0, 0.0)}),
+    # ... and DET expects < 1 credit: left out, NOUN and VERB renormalised
+    7: ({"NOUN": (30, 1.0, 0.0), "VERB": (30, 1.0, 0.0), "DET": (1, 5.0, 0.0)},
+        {"NOUN": (20, 1.0, 0.0), "VERB": (40, 1.0, 0.0)}),
 }
 
 
@@ -240,63 +246,106 @@ def hand_table(side: int) -> FeatureTable:
                         np.array(mass_sq))
 
 
-def slow_pvalues(ta: FeatureTable, tb: FeatureTable, observed: dict[int, float], num_resamples: int,
-                 seed: int) -> dict[int, float]:
-    """The null of hf_txray.significance written per neuron with numpy's own multinomial and gamma samplers."""
-    rng = np.random.default_rng(seed)
+def slow_chi_square(a: dict[str, tuple[int, float]], b: dict[str, tuple[int, float]],
+                    min_expected: float = 5.0) -> tuple[float, int]:
+    """Pearson's X^2 and df of one neuron, written out per category: feature -> (count, mass) in each stage."""
+    n_a, n_b = sum(c for c, _ in a.values()), sum(c for c, _ in b.values())
+    if not n_a or not n_b:
+        return math.nan, 0
+    p_a = {f: m / sum(m for _, m in a.values()) for f, (_, m) in a.items()}
+    p_b = {f: m / sum(m for _, m in b.values()) for f, (_, m) in b.items()}
+    expected = {f: (a.get(f, (0, 0))[0] + b.get(f, (0, 0))[0]) / (n_a + n_b) * min(n_a, n_b) for f in set(a) | set(b)}
+    kept = sorted(f for f, e in expected.items() if e >= min_expected)
+    rest = [f for f in expected if f not in kept]
+    categories = [([f], ) for f in kept]
+    if sum(expected[f] for f in rest) >= 1:
+        categories.append((rest, ))
+    q_a = [sum(p_a.get(f, 0.0) for f in fs) for (fs, ) in categories]
+    q_b = [sum(p_b.get(f, 0.0) for f in fs) for (fs, ) in categories]
+    q_a, q_b = [q / sum(q_a) for q in q_a], [q / sum(q_b) for q in q_b]  # renormalised when "other" is left out
+    if len(categories) < 2:
+        return math.nan, 0
+    x = 0.0
+    for qa, qb in zip(q_a, q_b):
+        pooled = (n_a * qa + n_b * qb) / (n_a + n_b)
+        x += (qa - qb) ** 2 / pooled if pooled > 0 else 0.0
+    return x * n_a * n_b / (n_a + n_b), len(categories) - 1
+
+
+def neuron_entries(table: FeatureTable, neuron: int, half: str | None = None) -> dict[str, tuple[int, float]]:
     out = {}
-    for neuron, h in observed.items():
-        pooled = defaultdict(lambda: [0, 0.0, 0.0])
-        n = {}
-        for name, table in (("a", ta), ("b", tb)):
-            mine = table.rows == neuron
-            n[name] = int(table.count[mine].sum())
-            for f, c, m, sq in zip(table.feature_ids[mine], table.count[mine], table.mass[mine], table.mass_sq[mine]):
-                pooled[f][0] += c
-                pooled[f][1] += m
-                pooled[f][2] += sq
-        features = sorted(pooled)
-        counts = np.array([pooled[f][0] for f in features], dtype=float)
-        mean = np.array([pooled[f][1] for f in features]) / counts
-        var = np.maximum(np.array([pooled[f][2] for f in features]) / counts - mean ** 2, 0.0)
-        var[var <= 1e-12 * mean ** 2] = 0.0
-        exceed = 0
-        for _ in range(num_resamples):
-            dist = []
-            for name in ("a", "b"):
-                k = rng.multinomial(n[name], counts / counts.sum())
-                mass = np.array([rng.gamma(ki * mu ** 2 / v, v / mu) if (ki > 0 and v > 0) else ki * mu
-                                 for ki, mu, v in zip(k, mean, var)])
-                dist.append(mass / mass.sum())
-            null = math.sqrt(max(0.0, 1.0 - float(np.sum(np.sqrt(dist[0] * dist[1])))))
-            exceed += null >= h - 1e-9
-        out[neuron] = (1 + exceed) / (num_resamples + 1)
+    for r, f, c, m, co, mo in zip(table.rows, table.feature_ids, table.count, table.mass, table.count_odd,
+                                  table.mass_odd):
+        count, mass = {None: (c, m), "odd": (co, mo), "even": (c - co, m - mo)}[half]
+        if r == neuron and count > 0:
+            out[VOCAB[f]] = (int(count), float(mass))
     return out
 
 
-def test_pvalues_match_a_slow_per_neuron_reference():
-    """Both implementations draw from the same null with different random streams, so each p-value is a Monte
-    Carlo estimate with standard error sqrt(p (1 - p) / R); the difference of two has sqrt(2) times that. Five
-    standard errors (plus 2/R for the discrete +1 terms) bound a false alarm below 1e-6 per neuron."""
+def slow_pvalues(ta: FeatureTable, tb: FeatureTable, neurons: list[int], prior_df: float = 30.0) -> dict[int, float]:
+    """The moderated F test of hf_txray.significance, neuron by neuron with plain Python sums."""
+    from scipy.stats import f as f_distribution
+
+    within = {}
+    for name, table in (("a", ta), ("b", tb)):
+        within[name] = {n: slow_chi_square(neuron_entries(table, n, "even"), neuron_entries(table, n, "odd"))
+                        for n in HAND_BUILT}
+    pooled = {}
+    for name, stats in within.items():
+        tested = [(x, df) for x, df in stats.values() if df > 0]
+        pooled[name] = max(1.0, sum(x for x, _ in tested) / sum(df for _, df in tested)) if tested else 1.0
+    out = {}
+    for n in neurons:
+        a, b = neuron_entries(ta, n), neuron_entries(tb, n)
+        x, df = slow_chi_square(a, b)
+        n_a, n_b = sum(c for c, _ in a.values()), sum(c for c, _ in b.values())
+        prior = (n_b * pooled["a"] + n_a * pooled["b"]) / (n_a + n_b)
+        x_w = sum(within[s][n][0] for s in "ab" if within[s][n][1] > 0)
+        df_w = sum(within[s][n][1] for s in "ab")
+        design = (prior_df * prior + x_w) / (prior_df + df_w)
+        out[n] = float(f_distribution.sf(x / df / design, df, prior_df + df_w)) if df else math.nan
+    return out
+
+
+def test_chi_square_matches_scipy_contingency_tables():
+    """With one activation per credit the mass-weighted statistic is Pearson's X^2 of the 2 x K count table."""
+    from scipy.stats import chi2_contingency
+
     ta, tb = hand_table(0), hand_table(1)
-    num_rows, resamples = 8, 3000
-    tested = np.zeros(num_rows, dtype=bool)
+    h = significance.homogeneity(ta, tb, 8, min_expected=0.0)  # no pooling: every feature is a category
+    for neuron in (0, 1, 4):  # equal activations within each neuron, so mass shares are count shares
+        a, b = neuron_entries(ta, neuron), neuron_entries(tb, neuron)
+        features = sorted(set(a) | set(b))
+        table = [[a.get(f, (0, 0))[0] for f in features], [b.get(f, (0, 0))[0] for f in features]]
+        if len(features) < 2:
+            assert np.isnan(h.statistic[neuron]) and h.df[neuron] == 0
+            continue
+        want = chi2_contingency(table, correction=False)
+        assert h.statistic[neuron] == pytest.approx(want.statistic, rel=1e-12)
+        assert h.df[neuron] == want.dof
+
+
+def test_pvalues_match_a_slow_per_neuron_reference():
+    ta, tb = hand_table(0), hand_table(1)
+    tested = np.zeros(8, dtype=bool)
     tested[[n for n, (a, b) in HAND_BUILT.items() if a and b]] = True
-    observed = np.full(num_rows, np.nan)
-    for n in np.nonzero(tested)[0]:
-        pa = {VOCAB[f]: m for r, f, m in zip(ta.rows, ta.feature_ids, ta.mass) if r == n}
-        pb = {VOCAB[f]: m for r, f, m in zip(tb.rows, tb.feature_ids, tb.mass) if r == n}
-        observed[n] = hf_txray.metrics.hellinger({k: v / sum(pa.values()) for k, v in pa.items()},
-                                                 {k: v / sum(pb.values()) for k, v in pb.items()})
-    fast = significance.resampled_pvalues(ta, tb, num_rows, observed, tested, resamples, seed=1)
-    slow = slow_pvalues(ta, tb, {int(n): observed[n] for n in np.nonzero(tested)[0]}, resamples, seed=2)
+    fast, design = significance.homogeneity_pvalues(ta, tb, 8, tested)
+    slow = slow_pvalues(ta, tb, [int(n) for n in np.nonzero(tested)[0]])
     assert np.isnan(fast[~tested]).all()
     for neuron, p in slow.items():
-        tolerance = 5 * math.sqrt(2 * max(p * (1 - p), 1 / resamples) / resamples) + 2 / resamples
-        assert abs(fast[neuron] - p) <= tolerance, (neuron, fast[neuron], p)
-    assert fast[1] < 0.01 and fast[4] == 1.0 and 0.02 < fast[2] < 0.98 and 0.02 < fast[3] < 0.98  # not vacuous
-    again = significance.resampled_pvalues(ta, tb, num_rows, observed, tested, resamples, seed=1)
-    np.testing.assert_array_equal(fast, again)  # seeded
+        if math.isnan(p):
+            assert math.isnan(fast[neuron]), neuron
+        else:
+            assert fast[neuron] == pytest.approx(p, rel=1e-9, abs=1e-15), neuron
+    # not vacuous: neuron 1 moved from NOUN to VERB, neuron 0 kept its 50/50 split, neurons 2 and 4 have one
+    # category (after pooling), 6 has an "other" category, 7 leaves DET out
+    assert fast[1] < 1e-6 and fast[0] > 0.5 and math.isnan(fast[4]) and math.isnan(fast[2])
+    h = significance.homogeneity(ta, tb, 8)
+    assert h.df[6] == 2 and h.df[7] == 1 and 0 < fast[6] < 1 and 0 < fast[7] < 1
+    for n in (0, 1, 2, 3, 6, 7):
+        x, df = slow_chi_square(neuron_entries(ta, n), neuron_entries(tb, n))
+        assert np.isnan(x) == np.isnan(h.statistic[n]) and (np.isnan(x) or h.statistic[n] == pytest.approx(x, rel=1e-12))
+    assert design[0] >= 1.0 and design[1] >= 1.0
 
 
 def test_benjamini_hochberg_matches_brute_force():
@@ -322,7 +371,7 @@ def hand_profile(stage: str, side: int) -> Profile:
 
 def test_noise_floors_match_brute_force():
     a, b = hand_profile("A", 0), hand_profile("B", 1)
-    report = hf_txray.compare(a, b, num_resamples=200)
+    report = hf_txray.compare(a, b)
     s = report.summary()
 
     def dist(table: FeatureTable, neuron: int, half: str | None) -> dict[str, float]:
@@ -349,18 +398,21 @@ def test_noise_floors_match_brute_force():
     # statuses at half size: neuron 5 is credited in A's both halves (3 credits: 1 odd, 2 even) and not in B
     assert s["matched_share_lost"] == pytest.approx(1 / 8)
     assert s["noise_floor_share_lost_a"] == 0.0
-    assert s["share_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 5)
+    assert s["share_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 7)
+    assert s["neurons_tested_pos"] == 5  # 2 and 4 have one category after pooling, 5 is lost
+    assert s["share_of_tested_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 5)
     table = report.noise_table()
     assert list(table["figure"]) == ["mean Hellinger pos", "share lost", "share gained"]
 
 
 def test_rankings_respect_min_count(tmp_path):
     a, b = hand_profile("A", 0), hand_profile("B", 1)
-    report = hf_txray.compare(a, b, num_resamples=50)
-    # counts (A, B): 0 (30, 30), 1 (40, 40), 2 (6, 8), 3 (20, 20), 4 (9, 12): only 0, 1, 3 reach 20 in both
-    assert set(report.most_changed(10, "pos")["neuron"]) == {0, 1, 3}
-    assert set(report.least_changed(10, "pos")["neuron"]) == {0, 1, 3}
-    assert set(report.most_changed(10, "pos", min_count=1)["neuron"]) == {0, 1, 2, 3, 4}
+    report = hf_txray.compare(a, b)
+    # counts (A, B): 0 (30, 30), 1 (40, 40), 2 (6, 8), 3 (20, 20), 4 (9, 12), 6 (43, 42), 7 (61, 60): only 2 and 4
+    # have fewer than 20 credits in a stage
+    assert set(report.most_changed(10, "pos")["neuron"]) == {0, 1, 3, 6, 7}
+    assert set(report.least_changed(10, "pos")["neuron"]) == {0, 1, 3, 6, 7}
+    assert set(report.most_changed(10, "pos", min_count=1)["neuron"]) == {0, 1, 2, 3, 4, 6, 7}
     assert report.too_few_credits("pos") == 2
     text = report_text(report)
     assert "2 shared neurons have too few credits" in text and "credited >= 20 times" in text
@@ -369,9 +421,10 @@ def test_rankings_respect_min_count(tmp_path):
     from hf_txray.card import _report_tables
 
     view = viewer.ResultsView(source="x", profiles={"A": a, "B": b}, reports={report.name: report})
-    assert set(viewer.transfer_table(view, report.name, "pos")["neuron"]) == {0, 1, 3}
-    assert set(viewer.search_hellinger(view, report.name, "pos", 0.0, 1.0)["neuron"]) == {0, 1, 3}
-    assert set(viewer.search_hellinger(view, report.name, "pos", 0.0, 1.0, min_count=1)["neuron"]) == {0, 1, 2, 3, 4}
+    assert set(viewer.transfer_table(view, report.name, "pos")["neuron"]) == {0, 1, 3, 6, 7}
+    assert set(viewer.search_hellinger(view, report.name, "pos", 0.0, 1.0)["neuron"]) == {0, 1, 3, 6, 7}
+    assert set(viewer.search_hellinger(view, report.name, "pos", 0.0, 1.0, min_count=1)["neuron"]) == \
+        {0, 1, 2, 3, 4, 6, 7}
     card = "\n".join(_report_tables(report))
     assert "2 shared neurons have too few credits" in card and "noise floor A" in card
 
@@ -381,12 +434,12 @@ def test_compare_warns_when_stage_sizes_differ_more_than_twice():
     b = hand_profile("B", 1)
     bigger = Profile(dataclasses.replace(b.meta), b.neuron_mass, b.neuron_count * 3, b.tables, None, b.neuron_count_odd)
     with pytest.warns(UserWarning, match="max_positions"):
-        hf_txray.compare(a, bigger, num_resamples=0)
+        hf_txray.compare(a, bigger, test=False)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        hf_txray.compare(a, b, num_resamples=0)
+        hf_txray.compare(a, b, test=False)
 
 
 # ----- calibration --------------------------------------------------------------------------------------------
@@ -422,15 +475,15 @@ def merged(parts: list[Profile]) -> Profile:
 
 def test_calibration_random_half_splits_and_a_real_domain_shift():
     """20 seeded random half-splits of one corpus (64 PTB sentences, each to a random half): the share of shared
-    neurons flagged at alpha = 0.05 stays within alpha + 0.02 (the tolerance covers Monte Carlo p-values and the
-    estimated design effect). PTB against BBC News at a similar size flags clearly more."""
+    neurons flagged at alpha = 0.05 stays within alpha + 0.02 (the tolerance covers the estimated design effect).
+    PTB against BBC News at a similar size flags clearly more."""
     parts = text_profiles("ptb", 64)
     rng = np.random.default_rng(0)
     shares = []
     for _ in range(20):
         order = rng.permutation(len(parts))
         a, b = merged([parts[i] for i in order[:32]]), merged([parts[i] for i in order[32:]])
-        summary = hf_txray.compare(a, b, num_resamples=200).summary()
+        summary = hf_txray.compare(a, b).summary()
         shares += [summary["share_changed_token"], summary["share_changed_pos"]]
     assert np.mean(shares) <= 0.05 + 0.02
     from hf_txray import corpora
@@ -440,18 +493,36 @@ def test_calibration_random_half_splits_and_a_real_domain_shift():
     ptb = hf_txray.analyze(model, corpora.penn_treebank("valid")["text"][:200], **options)
     bbc = hf_txray.analyze(model, [t[:600] for t in corpora.bbc_news(num_samples=30)["text"]],
                            max_positions=ptb.meta.num_positions, **options)
-    shift = hf_txray.compare(ptb, bbc, num_resamples=200).summary()
-    assert shift["share_changed_token"] > 0.2 and shift["share_changed_token"] > 4 * max(np.mean(shares), 0.01)
-    assert shift["share_changed_pos"] > 0.05
+    shift = hf_txray.compare(ptb, bbc).summary()
+    null = max(np.mean(shares), 0.01)
+    # measured: 9 (token) and 18 (pos) of the 79 shared neurons, against none on random halves
+    assert shift["share_changed_token"] > max(0.08, 4 * null) and shift["share_changed_pos"] > max(0.15, 4 * null)
 
 
 def test_same_corpus_compares_the_same_halves():
     """Two stages on the same texts: their half-size figure pairs even with even and odd with odd, so a profile
     against itself shows no change at half size either, while its noise floor (other texts) is well above 0."""
     profile = engine("gpt2")
-    report = hf_txray.compare(profile, profile, num_resamples=50)
+    report = hf_txray.compare(profile, profile)
     s = report.summary()
     assert report.meta.same_corpus
     assert s["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
     assert s["matched_share_lost"] == s["matched_share_gained"] == 0.0
     assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0
+
+
+def test_test_option_and_deprecated_resampling_arguments():
+    a, b = hand_profile("A", 0), hand_profile("B", 1)
+    tested = hf_txray.compare(a, b)
+    assert tested.neurons["p_hellinger_pos"].notna().sum() == 5 and tested.meta.test.startswith("chi-square")
+    for skipped in (hf_txray.compare(a, b, test=False), hf_txray.compare(a, b, num_resamples=0)):
+        assert skipped.neurons["p_hellinger_pos"].isna().all() and not skipped.neurons["changed_pos"].any()
+        assert skipped.meta.test == "" and skipped.summary()["noise_floor_hellinger_pos_a"] == \
+            tested.summary()["noise_floor_hellinger_pos_a"]
+    with pytest.warns(FutureWarning, match="num_resamples"):
+        old = hf_txray.compare(a, b, num_resamples=1000)
+    with pytest.warns(FutureWarning, match="seed"):
+        hf_txray.compare(a, b, seed=3)
+    np.testing.assert_array_equal(old.neurons["p_hellinger_pos"], tested.neurons["p_hellinger_pos"])
+    with pytest.raises(hf_txray.ConfigurationError, match="num_resamples"):
+        hf_txray.compare(a, b, num_resamples=-1)

@@ -245,7 +245,7 @@ def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
     gc.collect()
     assert not folder.exists()  # the temporary folder goes with the object
     kept = extract_activations(model, corpus.select(20), tokenizer, layers=1, out_dir=tmp_path / "acts")
-    reopened = Activations.load(tmp_path / "acts")
+    reopened = Activations.from_pretrained(tmp_path / "acts")
     assert reopened.on_disk and np.array_equal(np.asarray(reopened.values), np.asarray(kept.values))
     assert reopened.type_vocab == kept.type_vocab and reopened.layers == [1]
 
@@ -266,17 +266,6 @@ def test_planted_neuron_is_ranked_first(planted):
     assert subsets["top"] > subsets["random"] and subsets["top"] > subsets["bottom"]
     assert set(result.per_class["label"]) == {"NOUN", "OTHER"}
     assert len(result.ranking) == 96 and result.ranking["rank"].tolist() == list(range(96))
-
-
-def test_probing_result_round_trip(planted, tmp_path):
-    result = planted.result
-    result.save_pretrained(tmp_path / "probe")
-    loaded = ProbingResult.from_pretrained(tmp_path / "probe")
-    assert loaded.meta == result.meta and loaded.summary() == result.summary()
-    for name in ("ranking", "per_class", "subsets", "minimal"):
-        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(result, name))
-    assert np.array_equal(loaded.probe.weight, result.probe.weight)
-    assert np.array_equal(loaded.probe.predict(planted.acts), result.probe.predict(planted.acts))
 
 
 def test_minilm_ewt_gold_pos_beats_majority_with_selectivity(shared_data):

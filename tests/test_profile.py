@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
 
 import numpy as np
@@ -61,48 +60,6 @@ def assert_same_statistics(got: Profile, want: Profile, rtol: float) -> None:
         assert corpus == dict(zip(want.tables[ft].vocab, want.tables[ft].corpus_count.tolist()))
     for name in ("num_examples", "num_positions", "num_uncredited", "num_empty", "num_truncated"):
         assert getattr(got.meta, name) == getattr(want.meta, name), name
-
-
-# ----- persistence -------------------------------------------------------------------------------------------------
-def test_save_and_load_round_trip_is_exact(profile, tmp_path):
-    profile.save_pretrained(tmp_path / "p")
-    loaded = Profile.from_pretrained(tmp_path / "p")
-    assert loaded.meta == profile.meta
-    for name in ("neuron_mass", "neuron_count"):
-        assert getattr(loaded, name).dtype == getattr(profile, name).dtype
-        np.testing.assert_array_equal(getattr(loaded, name), getattr(profile, name))
-    assert list(loaded.tables) == list(profile.tables)
-    for ft, table in profile.tables.items():
-        other = loaded.tables[ft]
-        assert other.vocab == table.vocab
-        for field in ("rows", "feature_ids", "mass", "count", "corpus_count"):
-            assert getattr(other, field).dtype == getattr(table, field).dtype, field
-            np.testing.assert_array_equal(getattr(other, field), getattr(table, field))
-    pd.testing.assert_frame_equal(loaded.examples, profile.examples, check_exact=True)
-    assert loaded == profile
-
-
-def test_saving_over_an_existing_profile_replaces_it(profile, tmp_path):
-    other = profile_of(tuple(SAMPLE_TEXTS[:3]), 4)
-    other.save_pretrained(tmp_path / "p")
-    profile.save_pretrained(tmp_path / "p")
-    assert Profile.from_pretrained(tmp_path / "p") == profile
-
-
-@pytest.mark.parametrize("damage", ["empty folder", "a transfer report", "newer format version"])
-def test_loading_a_folder_that_is_not_a_profile_raises(profile, tmp_path, damage):
-    folder = tmp_path / "folder"
-    if damage == "empty folder":
-        folder.mkdir()
-    elif damage == "a transfer report":
-        hf_txray.compare(profile, profile).save_pretrained(folder)
-    else:
-        profile.save_pretrained(folder)
-        header = json.loads((folder / "txray_profile.json").read_text())
-        header["format_version"] += 1
-        (folder / "txray_profile.json").write_text(json.dumps(header))
-    with pytest.raises(hf_txray.ProfileFormatError):
-        Profile.from_pretrained(folder)
 
 
 # ----- merge -------------------------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def train(tmp_path, name="run", data=None, dropout=0.1, **overrides):
 
 
 # ----- snapshots, reports, logs, files ----------------------------------------------------------------------------
-def test_step_strategy_snapshots_reports_logs_and_files(tmp_path):
+def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys):
     trainer, recorder = train(tmp_path, txray_features=["token", "pos"], save_strategy="steps", save_steps=6)
     stages = ["step-0", "step-5", "step-10", "step-12"]  # 12 steps: every 5, plus train begin and train end
     assert list(trainer.txray_profiles) == stages
@@ -119,6 +119,12 @@ def test_step_strategy_snapshots_reports_logs_and_files(tmp_path):
     assert logged[0]["txray/vs_first/mean_hellinger_pos"] == logged[0]["txray/vs_previous/mean_hellinger_pos"]
     assert logged[-1]["txray/vs_first/layer_0/mean_hellinger_pos"] == pytest.approx(
         report.layers.set_index("layer").loc[0, "mean_hellinger_pos"])
+    assert txray_logs(trainer.state.log_history) == logged  # the full set is kept for the integrations and files
+    # The console (PrinterCallback here, ProgressCallback with tqdm) gets a short headline per snapshot, not ~40 keys.
+    console = [line for line in capsys.readouterr().out.splitlines() if "txray/" in line]
+    assert len(console) == 3 and all(len(line) < 300 for line in console), console
+    assert "'txray/mean_hellinger_pos'" in console[-1] and "'txray/share_lost'" in console[-1]
+    assert "layer_" not in console[-1] and "vs_previous" not in console[-1]
 
     root = tmp_path / "run" / "txray"
     for stage in stages:

@@ -6,8 +6,8 @@ the folder), loaded with ``evaluate.load(<local path>)``: evaluate's local loade
 cache and imports it, without any network access. Use :func:`hf_txray.evaluation.load_metric` or
 :func:`metric_path`.
 
-- ``accuracy``, ``precision``, ``recall``, ``f1``: same inputs, options and outputs as the Hub metrics (which wrap
-  scikit-learn), implemented with numpy so that scikit-learn is not needed;
+- ``accuracy``, ``precision``, ``recall``, ``f1``: same inputs, options and outputs as the Hub metrics, computed with
+  scikit-learn as those are (``classification.py`` holds what precision, recall and f1 share);
 - ``perplexity``: corpus perplexity from per-sequence summed negative log-likelihoods and token counts (the Hub's
   ``perplexity`` runs a model itself; this one takes the losses, so any model and batching can produce them).
 """

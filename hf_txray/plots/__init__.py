@@ -2,17 +2,21 @@
 
 - :mod:`.common`: axes/figure creation, stage colours, the default feature type, file names, saving;
 - :mod:`.transfer`: the paper's figures of a transfer report (Hellinger vs length, length shift);
-- :mod:`.profile`: credited mass of a profile or of both stages of a report (mass share, sorted neuron mass).
+- :mod:`.profile`: credited mass of a profile or of both stages of a report (mass share, sorted neuron mass);
+- :mod:`.pruning`: a metric against the share of neurons pruned, per strategy (pruning sweeps);
+- :mod:`.probing`: a metric against the number of ablated neurons (ablation curves).
 
 Every function returns a ``matplotlib.figure.Figure`` and accepts an optional ``ax`` to draw into. The trainer's
 timeline figures live with the trainer and are built on :mod:`.common`.
 """
 
-from .common import (STAGE_COLORS, TAG_PREFERENCE, checked_feature_type, default_feature_type, new_axes, new_figure,
+from .common import (STAGE_COLORS, checked_feature_type, default_feature_type, new_axes, new_figure,
                      save_figure, save_figures, slug)
+from .probing import plot_ablation
 from .profile import plot_mass_share, plot_neuron_mass, profile_figures
+from .pruning import plot_sweep
 from .transfer import plot_hellinger_vs_length, plot_length_shift, report_figures
 
-__all__ = ["STAGE_COLORS", "TAG_PREFERENCE", "checked_feature_type", "default_feature_type", "new_axes", "new_figure",
+__all__ = ["STAGE_COLORS", "checked_feature_type", "default_feature_type", "new_axes", "new_figure",
            "save_figure", "save_figures", "slug", "plot_mass_share", "plot_neuron_mass", "profile_figures",
-           "plot_hellinger_vs_length", "plot_length_shift", "report_figures"]
+           "plot_hellinger_vs_length", "plot_length_shift", "report_figures", "plot_sweep", "plot_ablation"]

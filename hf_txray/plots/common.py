@@ -16,26 +16,13 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..features import default_feature_type
 
 if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-TAG_PREFERENCE = ("pos", "dep", "ner")
 STAGE_COLORS = ("tab:blue", "tab:orange")
-
-
-def default_feature_type(feature_types: list[str], categorical: bool = False) -> str:
-    """``"pos"`` when profiled, else the first tag-like feature, else (unless `categorical`) the first feature."""
-    for ft in TAG_PREFERENCE:
-        if ft in feature_types:
-            return ft
-    tags = [ft for ft in feature_types if ft not in ("token", "word")]
-    if tags:
-        return tags[0]
-    if categorical or not feature_types:
-        raise ConfigurationError(f"No tag-like feature (pos, dep, ner or a user feature) among {feature_types}.")
-    return feature_types[0]
 
 
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:

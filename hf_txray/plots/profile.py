@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..features import tag_features
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 
 if TYPE_CHECKING:
@@ -118,6 +119,6 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
 def profile_figures(profile: "Profile") -> dict[str, "Figure"]:
     """The key figures of one profile by file stem: sorted neuron mass, and mass share when a tag was profiled."""
     figures = {"neuron_mass": plot_neuron_mass(profile)}
-    if any(ft not in ("token", "word") for ft in profile.feature_types):
+    if tag_features(profile.feature_types):
         figures["mass_share"] = plot_mass_share(profile)
     return figures

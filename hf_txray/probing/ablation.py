@@ -22,18 +22,17 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ..errors import ConfigurationError, ProfileFormatError
-from ..io_utils import atomic_dir, read_json, write_json
+from ..artifact import Artifact
+from ..errors import ConfigurationError
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..pruning import MaskHandle, edit_neurons, explicit_neurons, masked, mlp_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
+from .layout import ablation_table, read_curve, write_probing_folder
 
 MODES = ("zero", "mean")
-ABLATION_FORMAT = "hf_txray.ablation"
-FORMAT_VERSION = 1
 
 
 def _as_spec(neurons: Any) -> Any:
@@ -241,7 +240,7 @@ class LMLossMetric(TaskMetric):
 
 # ----- the curve --------------------------------------------------------------------------------------------------
 @dataclass
-class AblationCurve:
+class AblationCurve(Artifact):
     """A metric as a function of the number of ablated neurons, for a ranking and for random neurons.
 
     Attributes:
@@ -253,7 +252,13 @@ class AblationCurve:
         model_id (`str`): the model.
         ranking_source (`str`): where the ranking came from (e.g. ``"probe:upos"``).
         layers (`list[int]`): layers of the random pool.
+
+    Saved in the dataset layout: the ``ablation`` config (one row per point, the curve's fields in every row) and a
+    dataset card.
     """
+
+    artifact_type = "ablation_curve"
+    format_version = 1
 
     table: pd.DataFrame
     name: str
@@ -275,55 +280,17 @@ class AblationCurve:
         return grouped.agg(["mean", "std", "count"]).reset_index()
 
     def plot(self, ax: Any = None):
-        """The curves: ranked (and bottom) vs random (mean and min-max band over seeds) against k."""
-        import matplotlib.pyplot as plt
+        """The curves against k: see :func:`hf_txray.plots.plot_ablation`."""
+        from ..plots.probing import plot_ablation
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4))
-        summary = self.summary()
-        for strategy, style in (("ranked", "o-"), ("bottom", "s--")):
-            part = summary[summary["strategy"] == strategy]
-            if len(part):
-                ax.plot(part["num_ablated"], part["mean"], style, label=strategy)
-        rand = self.table[self.table["strategy"] == "random"].groupby("num_ablated")["value"]
-        if len(rand):
-            stats = rand.agg(["mean", "min", "max"]).reset_index()
-            ax.plot(stats["num_ablated"], stats["mean"], "^-", color="gray", label="random (mean)")
-            ax.fill_between(stats["num_ablated"], stats["min"], stats["max"], color="gray", alpha=0.2)
-        ax.axhline(self.baseline, color="black", linewidth=0.8, linestyle=":", label="no ablation")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlabel(f"neurons ablated ({self.mode})")
-        ax.set_ylabel(self.metric)
-        ax.set_title(f"Ablation: {self.name}")
-        ax.legend()
-        return ax.figure
+        return plot_ablation(self, ax)
 
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the curve to a folder (JSON metadata + parquet table)."""
-        meta = {k: v for k, v in self.__dict__.items() if k != "table"}
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / "txray_ablation.json", {"format": ABLATION_FORMAT, "format_version": FORMAT_VERSION,
-                                                     "meta": meta})
-            self.table.to_parquet(tmp / "curve.parquet", index=False)
-        return Path(save_directory)
+    def _save_pretrained(self, folder: Path) -> None:
+        write_probing_folder(folder, None, ablation_table(self))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "AblationCurve":
-        directory = Path(directory)
-        path = directory / "txray_ablation.json"
-        if not path.exists():
-            raise ProfileFormatError(f"{directory} is not a saved hf_txray ablation curve (txray_ablation.json).")
-        header = read_json(path)
-        if header.get("format") != ABLATION_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
-            raise ProfileFormatError(f"{path} is not a supported hf_txray ablation curve.")
-        return cls(pd.read_parquet(directory / "curve.parquet"), **header["meta"])
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Add this curve to a Hub results repo as the ``ablation`` config (see
-        :func:`hf_txray.probing.results.push_probing`)."""
-        from .results import push_probing
-
-        return push_probing(repo_id, ablations=[self], **kwargs)
+    def _from_pretrained(cls, folder: Path) -> "AblationCurve":
+        return cls(**read_curve(folder))
 
 
 def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:

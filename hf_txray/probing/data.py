@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
+from ..features import TAG_FEATURES
 
 CONLLU_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
 # `property` names accepted everywhere, mapped to the CoNLL-U column that holds them.
 CONLLU_PROPERTIES = {"pos": "upos", "upos": "upos", "xpos": "xpos", "dep": "deprel", "deprel": "deprel"}
-SPACY_PROPERTIES = ("pos", "dep", "ner")
+SPACY_PROPERTIES = TAG_FEATURES  # the spaCy-tag feature types of hf_txray.features
 
 
 @dataclass

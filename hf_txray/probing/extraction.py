@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import ConfigurationError, DatasetError, ProfileFormatError
+from ..artifact import Artifact, write_header
+from ..errors import ConfigurationError, DatasetError
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..sites import Site, find_sites, require_dense, select_layers
@@ -33,8 +34,6 @@ from .data import LabeledCorpus
 AGGREGATIONS = ("first", "last", "mean")
 DTYPES = {"float32": np.float32, "float16": np.float16}
 DEFAULT_MEMMAP_THRESHOLD = 256 * 2**20  # bytes of word vectors above which they go to disk
-ACTIVATIONS_FORMAT = "hf_txray.activations"
-FORMAT_VERSION = 1
 VALUES_FILE = "values.bin"
 
 
@@ -43,7 +42,7 @@ class _StopForward(Exception):
 
 
 @dataclass
-class Activations:
+class Activations(Artifact):
     """Word-level activations of a labelled corpus: one row per word, one column per (layer, neuron).
 
     Column ``c`` is neuron ``c % width`` of layer ``layers[c // width]``.
@@ -66,7 +65,13 @@ class Activations:
         model_id (`str`): the model.
         property_name (`str`): what the labels are.
         path (`Path`, *optional*): the folder holding the values when they are on disk.
+
+    Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
+    arrays (``indices.npz``) and the metadata (``activations.json``).
     """
+
+    artifact_type = "activations"
+    format_version = 1
 
     values: np.ndarray
     labels: np.ndarray
@@ -134,35 +139,23 @@ class Activations:
         is_test = np.isin(self.sentence_ids, shuffled[:num_test])
         return np.nonzero(~is_test)[0], np.nonzero(is_test)[0]
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the activations to `directory` (raw float values + ``.npy`` indices + JSON metadata)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / VALUES_FILE
-        if self.path is None or (Path(self.path) / VALUES_FILE).resolve() != target.resolve():
-            with open(target, "wb") as handle:
-                for start in range(0, self.num_words, 4096):
-                    handle.write(np.ascontiguousarray(self.values[start:start + 4096]).tobytes())
-        _write_sidecar(directory, self)
-        return directory
+    def _save_pretrained(self, folder: Path) -> None:
+        with open(folder / VALUES_FILE, "wb") as handle:  # in slices: a memmap is never read whole
+            for start in range(0, self.num_words, 4096):
+                handle.write(np.ascontiguousarray(self.values[start:start + 4096]).tobytes())
+        _write_sidecar(folder, self)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Activations":
-        """Open activations written by :meth:`save` or by :func:`extract_activations` on disk (memory-mapped)."""
-        directory = Path(directory)
-        header_path = directory / "activations.json"
-        if not header_path.exists():
-            raise ProfileFormatError(f"{directory} holds no hf_txray activations (activations.json missing).")
-        header = read_json(header_path)
-        if header.get("format") != ACTIVATIONS_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
-            raise ProfileFormatError(f"{header_path} is not a supported hf_txray activations header.")
+    def _from_pretrained(cls, folder: Path) -> "Activations":
+        """Open the values memory-mapped (read-only)."""
+        header = read_json(folder / "activations.json")
         rows, cols = header["shape"]
-        values = np.memmap(directory / VALUES_FILE, mode="r", dtype=header["dtype"], shape=(rows, cols))
-        arrays = np.load(directory / "indices.npz")
+        values = np.memmap(folder / VALUES_FILE, mode="r", dtype=header["dtype"], shape=(rows, cols))
+        arrays = np.load(folder / "indices.npz")
         return cls(values, arrays["labels"], header["label_names"], arrays["sentence_ids"], arrays["word_ids"],
                    arrays["word_types"], header["type_vocab"], header["layers"], header["width"], header["site"],
                    header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
-                   header["model_id"], header["property"], directory)
+                   header["model_id"], header["property"], folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
@@ -175,12 +168,13 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
     np.savez(directory / "indices.npz", labels=acts.labels, sentence_ids=acts.sentence_ids, word_ids=acts.word_ids,
              word_types=acts.word_types, neuron_means=acts.neuron_means)
     write_json(directory / "activations.json", {
-        "format": ACTIVATIONS_FORMAT, "format_version": FORMAT_VERSION, "shape": list(acts.values.shape),
+        "shape": list(acts.values.shape),
         "dtype": np.dtype(acts.values.dtype).name, "layers": list(acts.layers), "width": acts.width, "site": acts.site,
         "aggregation": acts.aggregation, "label_names": acts.label_names, "type_vocab": acts.type_vocab,
         "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
         "property": acts.property_name,
     })
+    write_header(directory, acts.artifact_type, acts.format_version)  # a folder extract_activations fills itself
 
 
 # ----- hooks ----------------------------------------------------------------------------------------------------
@@ -312,7 +306,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     model.eval()
     starts = range(0, len(texts), batch_size)
     if show_progress:
-        from tqdm.auto import tqdm
+        from ..logging import tqdm  # main process only, and off with hf_txray.logging.disable_progress_bars()
 
         starts = tqdm(starts, desc="hf_txray: extracting activations", unit="batch")
     num_tokens = 0
@@ -400,7 +394,7 @@ def extract_activations(
             is and a model loaded here goes to CUDA when available.
         dtype (`str`, *optional*, defaults to `"float32"`): ``"float32"`` or ``"float16"`` storage.
         out_dir (`str` or `Path`, *optional*): store the values there as a memmap (reopen with
-            :meth:`Activations.load`). Without it, values larger than `memmap_threshold` bytes go to a temporary
+            :meth:`Activations.from_pretrained`). Without it, values larger than `memmap_threshold` bytes go to a temporary
             folder that is removed with the returned object.
         memmap_threshold (`int`, *optional*, defaults to 256 MiB): size above which the values are disk-backed.
         module_pattern (`str`, *optional*): regex naming the modules to hook (see :func:`hf_txray.analyze`).

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
-from ..io_utils import atomic_dir, read_json, write_json
+from ..artifact import Artifact
+from ..io_utils import read_json, write_json
 from ..version import __version__
 from .data import LabeledCorpus, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, extract_activations
+from .layout import probe_table, write_probing_folder
 from .probe import (
     LinearProbe,
     ProbeConfig,
@@ -31,9 +33,7 @@ from .probe import (
     train_probe,
 )
 
-PROBE_FORMAT = "hf_txray.probe"
-FORMAT_VERSION = 1
-PROBE_FILE = "txray_probe.json"
+STATE_DIR = "probe"  # the exact state of a saved result, beside its probe_rankings config
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ProbingMeta:
 
 
 @dataclass
-class ProbingResult:
+class ProbingResult(Artifact):
     """The outcome of :func:`probe_neurons`.
 
     Attributes:
@@ -84,7 +84,13 @@ class ProbingResult:
         minimal_size (`int`, *optional*): the smallest k reaching ``meta.target_share`` of `accuracy`.
         subsets (`pd.DataFrame`): top / random / bottom subsets of one size, retrained.
         activations (`Activations`, *optional*): the extracted activations (not saved).
+
+    Saved in the dataset layout: the ``probe_rankings`` config and a dataset card, plus the exact state under
+    ``probe/`` (the probe's weights as safetensors, the tables as parquet, meta and scores as JSON).
     """
+
+    artifact_type = "probing_result"
+    format_version = 1
 
     meta: ProbingMeta
     probe: LinearProbe
@@ -138,56 +144,42 @@ class ProbingResult:
                 f"accuracy={s['accuracy']:.3f}, majority={s['majority_baseline']:.3f}{extra}, "
                 f"minimal_size={s['minimal_size']})")
 
-    # ----- persistence ------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write the result to a folder (JSON, safetensors probe weights, parquet tables), atomically."""
+    # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
+    # The dataset layout: the probe_rankings config (what a results repo holds) and a card, plus the exact state
+    # under probe/ (probe weights as safetensors, the tables as parquet, meta and scores as JSON) for from_pretrained.
+    def _save_pretrained(self, folder: Path) -> None:
         from safetensors.numpy import save_file
 
+        write_probing_folder(folder, probe_table(self), None)
+        state = folder / STATE_DIR
+        state.mkdir()
         scores = {k: getattr(self, k) for k in ("accuracy", "train_accuracy", "majority_baseline", "control_accuracy",
                                                  "minimal_size")}
-        with atomic_dir(save_directory) as tmp:
-            write_json(tmp / PROBE_FILE, {"format": PROBE_FORMAT, "format_version": FORMAT_VERSION,
-                                          "meta": dataclasses.asdict(self.meta), "scores": scores,
-                                          "probe": {"config": dataclasses.asdict(self.probe.config),
-                                                    "losses": self.probe.losses}})
-            p = self.probe
-            save_file({"weight": p.weight, "bias": p.bias, "mean": p.mean, "scale": p.scale, "columns": p.columns},
-                      str(tmp / "probe.safetensors"))
-            for name in ("per_class", "ranking", "minimal", "subsets"):
-                getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
-        return Path(save_directory)
+        write_json(state / "result.json", {"meta": dataclasses.asdict(self.meta), "scores": scores,
+                                           "probe": {"config": dataclasses.asdict(self.probe.config),
+                                                     "losses": self.probe.losses}})
+        p = self.probe
+        save_file({"weight": p.weight, "bias": p.bias, "mean": p.mean, "scale": p.scale, "columns": p.columns},
+                  str(state / "probe.safetensors"))
+        for name in ("per_class", "ranking", "minimal", "subsets"):
+            getattr(self, name).to_parquet(state / f"{name}.parquet", index=False)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "ProbingResult":
-        """Load a result written by :meth:`save_pretrained`."""
+    def _from_pretrained(cls, folder: Path) -> "ProbingResult":
         from safetensors.numpy import load_file
 
-        from ..errors import ProfileFormatError
-
-        directory = Path(directory)
-        header_path = directory / PROBE_FILE
-        if not header_path.exists():
-            raise ProfileFormatError(f"{directory} is not a saved hf_txray probing result ({PROBE_FILE} missing).")
-        header = read_json(header_path)
-        if header.get("format") != PROBE_FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
-            raise ProfileFormatError(f"{header_path} is not a supported hf_txray probing result.")
+        state = folder / STATE_DIR
+        header = read_json(state / "result.json")
         meta = ProbingMeta.from_dict(header["meta"])
-        arrays = load_file(str(directory / "probe.safetensors"))
+        arrays = load_file(str(state / "probe.safetensors"))
         probe = LinearProbe(arrays["weight"], arrays["bias"], arrays["mean"], arrays["scale"], arrays["columns"],
                             list(meta.label_names), ProbeConfig(**header["probe"]["config"]),
                             list(header["probe"]["losses"]))
-        tables = {name: pd.read_parquet(directory / f"{name}.parquet")
+        tables = {name: pd.read_parquet(state / f"{name}.parquet")
                   for name in ("per_class", "ranking", "minimal", "subsets")}
         s = header["scores"]
         return cls(meta, probe, s["accuracy"], s["train_accuracy"], s["majority_baseline"], s["control_accuracy"],
                    tables["per_class"], tables["ranking"], tables["minimal"], s["minimal_size"], tables["subsets"])
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Add this result to a Hub results repo as the ``probe_rankings`` config (see
-        :func:`hf_txray.probing.results.push_probing`, which takes the same keyword arguments)."""
-        from .results import push_probing
-
-        return push_probing(repo_id, probes=[self], **kwargs)
 
 
 def _neurons_of(columns: np.ndarray, layers: Sequence[int], width: int) -> pd.DataFrame:

@@ -23,7 +23,6 @@ Space calls to show these configs when a repo has them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -31,15 +30,18 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ConfigurationError, HubError, ProfileFormatError, TXRayError
-from ..export import EXTRA_CONFIGS
+from ..card import probing_card
+from ..errors import ConfigurationError, ProfileFormatError
+from ..export import as_list
+from ..hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, upload_folder
+from ..layout import read_config, write_config
 from ..version import __version__
 from .ablation import AblationCurve
+from .layout import ABLATION_CONFIG, PROBE_CONFIG, PROBING_CONFIGS, ablation_table, curve_parts, probe_table
 from .pipeline import ProbingResult
 
 if TYPE_CHECKING:
@@ -47,91 +49,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hf_txray")
 
-PROBING_CONFIGS = EXTRA_CONFIGS  # ("probe_rankings", "ablation"): a TX-Ray push uploads them when present
-PROBE_CONFIG, ABLATION_CONFIG = PROBING_CONFIGS
-LABEL_TOP_NEURONS = 20  # top neurons kept per class in the label_neuron rows
-SECTION_START, SECTION_END = "<!-- hf_txray:probing:start -->", "<!-- hf_txray:probing:end -->"
-
-PROBE_SCHEMA = pa.schema([
-    ("probe", pa.string()), ("kind", pa.string()), ("model_id", pa.string()), ("property", pa.string()),
-    ("site", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("rank", pa.int64()),
-    ("score", pa.float64()), ("weight_norm", pa.float64()), ("label", pa.string()), ("weight", pa.float64()),
-    ("support", pa.int64()), ("accuracy", pa.float64()), ("majority_baseline", pa.float64()),
-    ("control_accuracy", pa.float64()), ("selectivity", pa.float64()), ("subset", pa.string()),
-    ("seed", pa.int64()), ("num_neurons", pa.int64()), ("reached", pa.bool_()), ("metadata", pa.string()),
-])  # fmt: skip
-ABLATION_SCHEMA = pa.schema([
-    ("ablation", pa.string()), ("model_id", pa.string()), ("metric", pa.string()), ("mode", pa.string()),
-    ("ranking_source", pa.string()), ("layers", pa.list_(pa.int64())), ("strategy", pa.string()),
-    ("seed", pa.int64()), ("num_ablated", pa.int64()), ("value", pa.float64()),
-])  # fmt: skip
-
-
-# ----- objects -> tables ------------------------------------------------------------------------------------------
-def _rows_frame(rows: list[dict[str, Any]] | pd.DataFrame, **constant: Any) -> pd.DataFrame:
-    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
-    for key, value in constant.items():
-        frame[key] = value
-    return frame
-
-
-def probe_table(result: ProbingResult) -> pa.Table:
-    """The ``probe_rankings`` rows of one probing run."""
-    m = result.meta
-    common = {"probe": m.name, "model_id": m.model_id, "property": m.property, "site": m.site}
-    metadata = json.dumps({"meta": dataclasses.asdict(m), "summary": result.summary()}, default=str)
-    parts = [
-        _rows_frame([{"kind": "probe", "accuracy": result.accuracy, "majority_baseline": result.majority_baseline,
-                      "control_accuracy": result.control_accuracy, "selectivity": result.selectivity,
-                      "num_neurons": result.minimal_size, "metadata": metadata}], **common),
-        _rows_frame(result.per_class[["label", "support", "accuracy"]], kind="label", **common),
-        _rows_frame(result.ranking[["rank", "layer", "neuron", "score", "weight_norm"]].assign(
-            label=result.ranking["top_label"], weight=result.ranking["top_weight"]), kind="neuron", **common),
-    ]
-    for label in m.label_names:
-        top = result.top_neurons(LABEL_TOP_NEURONS, label=label)
-        parts.append(_rows_frame(top.rename(columns={"class_rank": "rank"}), kind="label_neuron", label=label,
-                                 **common))
-    if len(result.subsets):
-        parts.append(_rows_frame(result.subsets[["subset", "seed", "num_neurons", "accuracy"]], kind="subset",
-                                 **common))
-    if len(result.minimal):
-        parts.append(_rows_frame(result.minimal[["num_neurons", "accuracy", "reached"]], kind="minimal", **common))
-    return _conform(pd.concat(parts, ignore_index=True), PROBE_SCHEMA)
-
-
-def ablation_table(curve: AblationCurve) -> pa.Table:
-    """The ``ablation`` rows of one curve."""
-    frame = _rows_frame(curve.table[["strategy", "seed", "num_ablated", "value"]], ablation=curve.name,
-                        model_id=curve.model_id, metric=curve.metric, mode=curve.mode,
-                        ranking_source=curve.ranking_source)
-    frame["layers"] = [list(map(int, curve.layers))] * len(frame)
-    return _conform(frame, ABLATION_SCHEMA)
-
-
-def _conform(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    columns = {}
-    for f in schema:
-        if f.name in frame.columns:
-            values = frame[f.name].tolist()
-            values = [None if (isinstance(v, float) and np.isnan(v) and not pa.types.is_floating(f.type)) else v
-                      for v in values]
-            if pa.types.is_integer(f.type):
-                values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v) for v in values]
-            columns[f.name] = pa.array(values, f.type)
-        else:
-            columns[f.name] = pa.nulls(len(frame), f.type)
-    return pa.table(columns, schema=schema)
-
 
 # ----- folder ------------------------------------------------------------------------------------------------------
-def _read_config(directory: Path, name: str) -> pa.Table | None:
-    files = sorted((directory / name).glob("*.parquet"))
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-
-
 def _merge(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     """`new` plus the rows of `existing` whose run name is not in `new`."""
     if existing is None:
@@ -142,76 +61,6 @@ def _merge(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     kept = existing.filter(pc.invert(pc.is_in(existing[key], value_set=names)))
     kept = kept.select([f.name for f in new.schema if f.name in kept.column_names])
     return pa.concat_tables([kept, new], promote_options="default").cast(new.schema)
-
-
-def _write_config(table: pa.Table, folder: Path) -> None:
-    if folder.exists():
-        for old in folder.glob("*.parquet"):
-            old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, folder / "train-00000-of-00001.parquet", compression="zstd")
-
-
-def _as_list(value: Any, kind: type, name: str) -> list:
-    if value is None:
-        return []
-    if isinstance(value, kind):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, kind) for v in value):
-        raise ConfigurationError(f"{name} must be a {kind.__name__} or a list of them.")
-    return list(value)
-
-
-def _section(probe: pa.Table | None, ablation: pa.Table | None) -> str:
-    from ..card import markdown_table
-
-    intro = ("Computed with `hf_txray.probing`: elastic-net linear probes ranking neurons for a linguistic property "
-             "(with a control task for selectivity), and ablation curves of ranked vs random neurons.")
-    lines = [SECTION_START, "## Probing and ablation", "", intro, ""]
-    if probe is not None:
-        runs = probe.to_pandas()
-        runs = runs[runs["kind"] == "probe"][["probe", "model_id", "property", "site", "accuracy",
-                                             "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
-        lines += ["### Probes (`probe_rankings`)", "", markdown_table(runs.rename(
-            columns={"num_neurons": "minimal set"}).round(4)), ""]
-    if ablation is not None:
-        frame = ablation.to_pandas()
-        summary = (frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
-                   .reset_index())
-        lines += ["### Ablation (`ablation`)", "", markdown_table(summary.round(4)), ""]
-    lines += ["```python", "from datasets import load_dataset", "",
-              *[f'{name} = load_dataset("<repo_id>", "{name}", split="train")' for name, t in
-                ((PROBE_CONFIG, probe), (ABLATION_CONFIG, ablation)) if t is not None], "```", SECTION_END]
-    return "\n".join(lines)
-
-
-def _update_card(directory: Path, probe: pa.Table | None, ablation: pa.Table | None) -> None:
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    readme = directory / "README.md"
-    if readme.exists():
-        card = DatasetCard.load(readme)
-    else:
-        data = DatasetCardData(tags=["hf_txray", "interpretability", "probing"],
-                               pretty_name="hf_txray probing results")
-        card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# hf_txray probing results\n")
-    configs = list(card.data.to_dict().get("configs") or [])
-    names = {c.get("config_name") for c in configs}
-    for name, table in ((PROBE_CONFIG, probe), (ABLATION_CONFIG, ablation)):
-        if table is not None and name not in names:
-            configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]})
-    card.data.configs = configs
-    text = card.text
-    section = _section(probe, ablation)
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        text = head + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    card.text = text
-    card.save(readme)
 
 
 def save_probing(directory: str | Path, probes: Any = None, ablations: Any = None) -> Path:
@@ -237,7 +86,7 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
         >>> datasets.load_dataset("results/minilm", "probe_rankings", split="train")
         ```
     """
-    probe_list, curve_list = _as_list(probes, ProbingResult, "probes"), _as_list(ablations, AblationCurve, "ablations")
+    probe_list, curve_list = as_list(probes, ProbingResult, "probes"), as_list(ablations, AblationCurve, "ablations")
     if not probe_list and not curve_list:
         raise ConfigurationError("Nothing to save: pass probes=[ProbingResult...] and/or ablations=[AblationCurve...].")
     for items, key in ((probe_list, lambda r: r.meta.name), (curve_list, lambda c: c.name)):
@@ -254,13 +103,14 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     tables: dict[str, pa.Table] = {}
     if probe_list:
         new = pa.concat_tables([probe_table(r) for r in probe_list])
-        tables[PROBE_CONFIG] = _merge(_read_config(directory, PROBE_CONFIG), new, "probe")
+        tables[PROBE_CONFIG] = _merge(read_config(directory, PROBE_CONFIG), new, "probe")
     if curve_list:
         new = pa.concat_tables([ablation_table(c) for c in curve_list])
-        tables[ABLATION_CONFIG] = _merge(_read_config(directory, ABLATION_CONFIG), new, "ablation")
+        tables[ABLATION_CONFIG] = _merge(read_config(directory, ABLATION_CONFIG), new, "ablation")
     for name, table in tables.items():
-        _write_config(table, directory / name)
-    _update_card(directory, _read_config(directory, PROBE_CONFIG), _read_config(directory, ABLATION_CONFIG))
+        write_config(table, directory / name)
+    readme = directory / "README.md"
+    probing_card(readme, read_config(directory, PROBE_CONFIG), read_config(directory, ABLATION_CONFIG)).save(readme)
     return directory
 
 
@@ -304,40 +154,30 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
         >>> push_probing("my-user/minilm-txray", probes=[result], ablations=[curve])
         ```
     """
-    from huggingface_hub import HfApi, snapshot_download
-
-    from ..hub import _full_repo_id, check_repo_id, resolve_token, scrub
-
     check_repo_id(repo_id)
-    probe_list, curve_list = _as_list(probes, ProbingResult, "probes"), _as_list(ablations, AblationCurve, "ablations")
+    probe_list, curve_list = as_list(probes, ProbingResult, "probes"), as_list(ablations, AblationCurve, "ablations")
     if not probe_list and not curve_list:
         raise ConfigurationError("Nothing to push: pass probes=[ProbingResult...] and/or ablations=[AblationCurve...].")
     token = resolve_token(token)
-    repo_id = _full_repo_id(repo_id, token)
-    api = HfApi(token=token)
+    repo_id = full_repo_id(repo_id, token)
     written = [name for name, items in ((PROBE_CONFIG, probe_list), (ABLATION_CONFIG, curve_list)) if items]
     with tempfile.TemporaryDirectory(prefix="hf_txray-probing-push-") as tmp:
         folder = Path(tmp) / "repo"
-        try:
-            repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
-            snapshot_download(repo_id, repo_type="dataset", token=token, local_dir=folder,
+
+        def merge_remote(api: Any, full_id: str) -> None:  # the repo's README and rows, then ours on top
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(full_id, repo_type="dataset", token=token, local_dir=folder,
                               allow_patterns=["README.md"] + [f"{n}/*.parquet" for n in PROBING_CONFIGS])
-        except Exception as err:
-            raise HubError(f"Could not read the Hub dataset {repo_id!r}: {scrub(str(err), token)}") from None
-        shutil.rmtree(folder / ".cache", ignore_errors=True)
-        save_probing(folder, probe_list, curve_list)
-        _check_loads(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
-        try:
-            info = api.upload_folder(
-                repo_id=repo_id, repo_type="dataset", folder_path=folder,
-                commit_message=commit_message or f"Add probing results (hf_txray {__version__})",
-                allow_patterns=["README.md"] + [f"{n}/*" for n in written],
-                delete_patterns=[f"{n}/*" for n in written],
-            )
-        except TXRayError:
-            raise
-        except Exception as err:
-            raise HubError(f"Uploading probing results to {repo_id!r} failed: {scrub(str(err), token)}") from None
+            shutil.rmtree(folder / ".cache", ignore_errors=True)
+            save_probing(folder, probe_list, curve_list)
+            _check_loads(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
+
+        folder.mkdir()
+        info = upload_folder(folder, repo_id, token=token, private=private, prepare=merge_remote,
+                             commit_message=commit_message or f"Add probing results (hf_txray {__version__})",
+                             allow_patterns=["README.md"] + [f"{n}/*" for n in written],
+                             delete_patterns=[f"{n}/*" for n in written])
     logger.info("Pushed probing results to %s", info.commit_url)
     return info
 
@@ -367,22 +207,11 @@ def load_probing(source: str | Path, *, revision: str | None = None, token: str 
         ...     probe_overview(results)
         ```
     """
-    path = Path(source)
-    if not path.is_dir():
-        from huggingface_hub import snapshot_download
-
-        from ..hub import check_repo_id, scrub
-
-        check_repo_id(str(source))
-        try:
-            path = Path(snapshot_download(str(source), repo_type="dataset", revision=revision, token=token,
-                                          allow_patterns=[f"{n}/*.parquet" for n in PROBING_CONFIGS]))
-        except Exception as err:
-            secret = token if isinstance(token, str) else None
-            raise HubError(f"Could not download the Hub dataset {source!r}: {scrub(str(err), secret)}") from None
+    path = local_or_download(source, revision=revision, token=token,
+                             allow_patterns=[f"{n}/*.parquet" for n in PROBING_CONFIGS])
     frames = []
     for name in PROBING_CONFIGS:
-        table = _read_config(path, name)
+        table = read_config(path, name)
         frames.append(None if table is None else table.to_pandas())
     return ProbingResults(*frames)
 
@@ -457,13 +286,7 @@ def ablation_curves(results: ProbingResults) -> list[AblationCurve]:
     frame = results.ablation
     if frame is None:
         return []
-    curves = []
-    for name, rows in frame.groupby("ablation", sort=True):
-        first = rows.iloc[0]
-        curves.append(AblationCurve(rows[["strategy", "seed", "num_ablated", "value"]].reset_index(drop=True), name,
-                                    first["metric"], first["mode"], first["model_id"], first["ranking_source"],
-                                    [int(v) for v in first["layers"]]))
-    return curves
+    return [AblationCurve(**curve_parts(rows)) for _, rows in frame.groupby("ablation", sort=True)]
 
 
 def ablation_figure(results: ProbingResults, name: str | None = None):

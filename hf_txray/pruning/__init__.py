@@ -28,8 +28,6 @@ from .plan import (
     EXPLICIT,
     MODES,
     PLAN_FILE,
-    PLAN_FORMAT,
-    PLAN_FORMAT_VERSION,
     PruningPlan,
     explicit_neurons,
     plan_pruning,

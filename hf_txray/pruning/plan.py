@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,15 +9,15 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from ..errors import ConfigurationError, ProfileFormatError
+from ..artifact import Artifact
+from ..errors import ConfigurationError
+from ..io_utils import read_json, write_json
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
 from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
-PLAN_FORMAT = "hf_txray.pruning_plan"
-PLAN_FORMAT_VERSION = 1
-PLAN_FILE = "txray_pruning_plan.json"
+PLAN_FILE = "pruning_plan.json"  # the plan in a folder saved with save_pretrained
 MODES = ("mask", "remove")
 EXPLICIT = "explicit"
 
@@ -27,7 +26,7 @@ NeuronSpec = Union[Mapping[int, Sequence[int]], Sequence[Sequence[int]], "Prunin
 
 # ----- the plan -------------------------------------------------------------------------------------------------
 @dataclass
-class PruningPlan:
+class PruningPlan(Artifact):
     """Which MLP neurons to prune, how they were chosen and how they are applied.
 
     Args:
@@ -50,11 +49,16 @@ class PruningPlan:
         >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1)
         >>> plan.counts
         {0: 154, 1: 154, 2: 154, 3: 154, 4: 154, 5: 154}
-        >>> plan.save("plans/lost-10.json")
-        >>> hf_txray.PruningPlan.load("plans/lost-10.json") == plan
+        >>> plan.save_pretrained("plans/lost-10")
+        >>> hf_txray.PruningPlan.from_pretrained("plans/lost-10") == plan
         True
         ```
+
+    Saved as one JSON file (``pruning_plan.json``, layer keys as strings).
     """
+
+    artifact_type = "pruning_plan"
+    format_version = 1
 
     strategy: str
     amount: Any
@@ -102,19 +106,10 @@ class PruningPlan:
         data["widths"] = {str(k): int(v) for k, v in self.widths.items()}
         if isinstance(self.amount, Mapping):
             data["amount"] = {str(k): int(v) for k, v in self.amount.items()}
-        return {"format": PLAN_FORMAT, "format_version": PLAN_FORMAT_VERSION, **data}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PruningPlan":
-        data = dict(data)
-        fmt = data.pop("format", PLAN_FORMAT)
-        version = data.pop("format_version", PLAN_FORMAT_VERSION)
-        if fmt != PLAN_FORMAT:
-            raise ProfileFormatError(f"Expected a {PLAN_FORMAT!r} document, got format {fmt!r}.")
-        if version > PLAN_FORMAT_VERSION:
-            raise ProfileFormatError(
-                f"Pruning plan format version {version} is newer than this hf_txray supports ({PLAN_FORMAT_VERSION})."
-            )
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["neurons"] = {int(k): [int(i) for i in v] for k, v in kwargs.get("neurons", {}).items()}
@@ -123,37 +118,12 @@ class PruningPlan:
             kwargs["amount"] = {int(k): int(v) for k, v in kwargs["amount"].items()}
         return cls(**kwargs)
 
-    def to_json(self, indent: int | None = 2) -> str:
-        """The plan as a JSON string (layer keys become strings; :meth:`from_json` turns them back into ints)."""
-        return json.dumps(self.to_dict(), indent=indent)
+    def _save_pretrained(self, folder: Path) -> None:
+        write_json(folder / PLAN_FILE, self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "PruningPlan":
-        """Rebuild a plan from :meth:`to_json` output."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ProfileFormatError(f"Not a JSON pruning plan: {err}") from err
-        return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the plan as JSON to `path` (a ``.json`` file, or a folder that gets ``txray_pruning_plan.json``)."""
-        path = Path(path)
-        if path.suffix != ".json":
-            path = path / PLAN_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PruningPlan":
-        """Read a plan written by :meth:`save` (a file, or a folder holding ``txray_pruning_plan.json``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / PLAN_FILE
-        if not path.exists():
-            raise ProfileFormatError(f"No pruning plan at {path}.")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+    def _from_pretrained(cls, folder: Path) -> "PruningPlan":
+        return cls.from_dict(read_json(folder / PLAN_FILE))
 
 
 def _amount_label(amount: Any) -> str:

@@ -8,7 +8,8 @@
 Importing this package imports `transformers.Trainer` (slow): `hf_txray` loads it lazily, on first use.
 """
 
-from .arguments import REFERENCES, STRATEGIES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, parse_layers
+from ..options import parse_layers
+from .arguments import REFERENCES, STRATEGIES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments
 from .callback import TXRayCallback
 from .plots import write_plots
 from .trainer import TXRayTrainer, model_card_section

@@ -1,4 +1,9 @@
-"""`TXRayArguments`: `TrainingArguments` plus the TX-Ray options of :class:`TXRayTrainer`, and their checks."""
+"""`TXRayArguments`: `TrainingArguments` plus the TX-Ray options of :class:`TXRayTrainer`, and their checks.
+
+The ``txray_*`` fields that are options of :func:`hf_txray.analyze` are generated from their one declaration
+(:mod:`hf_txray.options`, :data:`~hf_txray.options.TRAINER_OPTIONS`): same defaults, same help, same checks. Only
+the trainer's own fields (when and how often to profile, how many probe texts) are declared here.
+"""
 
 from __future__ import annotations
 
@@ -7,55 +12,19 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from ..analyze import ProfilerConfig
 from ..errors import ConfigurationError
-from ..features import BUILTIN_FEATURES
+from ..features import BUILTIN_FEATURES, registered_features, text_features
+from ..options import TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, prefixed_values
 from ..sites import SITES
 
 TXRAY_DIR = "txray"
 STRATEGIES = ("no", "steps", "epoch")
 REFERENCES = ("first", "previous")
-TEXT_FEATURES = ("token", "word")  # everything else is tag-like and gets mass-share columns and plots
+TEXT_FEATURES = tuple(text_features(BUILTIN_FEATURES))  # kept for imports: hf_txray.features.is_tag_feature decides
+PREFIX = "txray_"
 
 
-def parse_layers(value: Any) -> str | list[int]:
-    """Normalise a layer selection: ``"all"``, an int, a list of ints, or a string such as ``"0,3,-1"``.
-
-    Args:
-        value (`str`, `int` or `list[int]`): the selection as given in Python or on the command line.
-
-    Returns:
-        ``"all"`` or a list of ints (negative indices count from the last layer).
-
-    Example:
-        ```python
-        >>> parse_layers("0, 2,-1")
-        [0, 2, -1]
-        ```
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if text == "all":
-            return "all"
-        try:
-            return [int(part) for part in text.split(",") if part.strip()] or _raise_empty_layers()
-        except ValueError:
-            raise ConfigurationError(
-                f"txray_layers must be 'all' or comma-separated block indices such as '0,3,-1', got {value!r}."
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
-        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
-    layers = [value] if isinstance(value, int) else list(value)
-    if not layers or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
-        raise ConfigurationError(f"layers must be 'all', an int or a non-empty list of ints, got {value!r}.")
-    return layers
-
-
-def _raise_empty_layers() -> list[int]:
-    raise ConfigurationError("txray_layers is empty: pass 'all' or at least one block index.")
-
-
-def _check_options(strategy: str, steps: Any, max_samples: Any, site: str, prefix: str) -> None:
+def check_trainer_options(strategy: str, steps: Any, max_samples: Any, site: str, prefix: str) -> None:
     """Validation shared by the arguments (`prefix` "txray_") and the callback (no prefix): names match the caller's."""
     if strategy not in STRATEGIES:
         raise ConfigurationError(f"{prefix}strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.")
@@ -69,6 +38,7 @@ def _check_options(strategy: str, steps: Any, max_samples: Any, site: str, prefi
 
 
 @dataclass
+@add_prefixed_options(PREFIX, TRAINER_OPTIONS)
 class TXRayArguments(TrainingArguments):
     """`TrainingArguments` plus the TX-Ray options of :class:`TXRayTrainer`; every field is also a CLI flag.
 
@@ -77,17 +47,13 @@ class TXRayArguments(TrainingArguments):
             ``"no"`` (never: TX-Ray is off), ``"steps"`` (every `txray_steps` optimizer steps) or ``"epoch"``. With
             ``"steps"`` and ``"epoch"`` a profile is also taken at train begin and at train end.
         txray_steps (`int`, *optional*, defaults to 500): optimizer steps between profiles for ``"steps"``.
-        txray_layers (`str`, *optional*, defaults to `"all"`): ``"all"`` or comma-separated block indices.
-        txray_site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` (MLP intermediate neurons) or ``"residual"``.
-        txray_features (`list[str]`, *optional*, defaults to `["token", "pos"]`): built-in feature types.
-        txray_top_k (`int`, *optional*, defaults to 1): neurons credited per position and layer.
         txray_max_samples (`int`, *optional*, defaults to 512): probe texts used (the first ones); None for all.
-        txray_text_column (`str`, *optional*): text column of the probe corpus (auto-detected when omitted).
         txray_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
-        txray_batch_size (`int`, *optional*, defaults to 32): probe texts per forward pass.
-        txray_max_length (`int`, *optional*): probe texts are truncated to this many tokens.
-        txray_skip_first_positions (`str`, *optional*, defaults to `"auto"`): credit nothing at the first N
-            positions of each probe text; ``"auto"``: 1 for decoder-only LMs, 0 for encoders (see :func:`analyze`).
+        txray_layers, txray_site, txray_features, txray_top_k, txray_text_column, txray_batch_size,
+        txray_max_length, txray_stack, txray_skip_first_positions: the :func:`hf_txray.analyze` options of the same
+            name, with the same defaults and help (declared once, in :mod:`hf_txray.options`), typed for the
+            command line: ``txray_layers="0-3,-1"``, ``txray_features=["token", "pos"]``,
+            ``txray_skip_first_positions="auto"`` or ``"1"``.
 
     Example:
         ```python
@@ -102,54 +68,29 @@ class TXRayArguments(TrainingArguments):
                                    "choices": list(STRATEGIES)})
     txray_steps: int = field(
         default=500, metadata={"help": "Optimizer steps between profiles when txray_strategy='steps'."})
-    txray_layers: str = field(
-        default="all", metadata={"help": "'all' or comma-separated block indices, e.g. '0,3,-1'."})
-    txray_site: str = field(
-        default="mlp", metadata={"help": "Neuron site: 'mlp' (MLP intermediate) or 'residual' (block output).",
-                                 "choices": list(SITES)})
-    txray_features: list[str] = field(
-        default_factory=lambda: ["token", "pos"],
-        metadata={"help": f"Feature types credited to the winning neurons, any of {', '.join(BUILTIN_FEATURES)}."})
-    txray_top_k: int = field(
-        default=1, metadata={"help": "Neurons credited per position and layer (the paper uses 1)."})
     txray_max_samples: int | None = field(
         default=512, metadata={"help": "Profile only the first N probe texts (None: all of them)."})
-    txray_text_column: str | None = field(
-        default=None, metadata={"help": "Text column of the probe corpus; auto-detected when omitted."})
     txray_on_train_begin: bool = field(
         default=True, metadata={"help": "Profile the starting point (stage 'step-0') when training begins."})
-    txray_batch_size: int = field(default=32, metadata={"help": "Probe texts per forward pass while profiling."})
-    txray_max_length: int | None = field(
-        default=None, metadata={"help": "Truncate probe texts to this many tokens (default: the model's limit)."})
-    txray_stack: str | None = field(
-        default=None, metadata={"help": "Encoder-decoder models: profile the 'encoder' (default) or the 'decoder' "
-                                        "(teacher forcing on the probe text)."})
-    txray_skip_first_positions: str = field(
-        default="auto", metadata={"help": "Credit nothing at the first N positions of each probe text; 'auto': 1 for "
-                                          "decoder-only LMs (massive first-token activations), 0 for encoders."})
+    # txray_layers, txray_site, txray_features, ... : added by add_prefixed_options from hf_txray.options.
 
     def __post_init__(self):
-        _check_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, "txray_")
-        parse_layers(self.txray_layers)
-        unknown = [f for f in self.txray_features if f not in BUILTIN_FEATURES]
+        check_trainer_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, PREFIX)
+        unknown = [f for f in self.txray_features if f not in registered_features()]
         if unknown or not self.txray_features:
             raise ConfigurationError(
-                f"txray_features must list built-in features ({', '.join(BUILTIN_FEATURES)}), got "
+                f"txray_features must list registered features ({', '.join(registered_features())}), got "
                 f"{self.txray_features!r}. "
                 "User-defined features are passed to TXRayCallback(features=...) directly."
             )
-        self._profiler_config().validate()  # top_k, batch size, max_length
+        self.profiler_config().validate()  # layers, top_k, batch size, max_length, ...
         super().__post_init__()
 
-    def _profiler_config(self) -> ProfilerConfig:
-        return ProfilerConfig(layers=parse_layers(self.txray_layers), site=self.txray_site,
-                              features=tuple(self.txray_features), top_k=self.txray_top_k,
-                              max_length=self.txray_max_length, batch_size=self.txray_batch_size,
-                              stack=self.txray_stack, skip_first_positions=_skip(self.txray_skip_first_positions))
+    def txray_options(self) -> dict[str, Any]:
+        """The ``txray_*`` options of :func:`hf_txray.analyze`, by their analyze name, parsed (layers -> list...)."""
+        return prefixed_values(self, PREFIX, TRAINER_OPTIONS)
 
-
-def _skip(value: Any) -> int | str:
-    """'auto', or an int given as int or digit string (HfArgumentParser passes strings)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value
+    def profiler_config(self) -> ProfilerConfig:
+        options = self.txray_options()
+        options.pop("text_column")
+        return ProfilerConfig(**{**options, "features": tuple(options["features"])})

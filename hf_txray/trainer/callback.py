@@ -12,7 +12,6 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import shutil
@@ -22,17 +21,22 @@ from typing import Any, Sequence
 
 import pandas as pd
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
+from transformers.trainer_callback import (ExportableState, PrinterCallback, ProgressCallback, TrainerControl,
+                                          TrainerState)
 
 from ..analyze import Profiler, ProfilerConfig
+from ..logging import get_logger
 from ..errors import ConfigurationError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
 from ..profile import Profile
 from ..report import TransferReport, compare
-from .arguments import REFERENCES, TEXT_FEATURES, TXRAY_DIR, TXRayArguments, _check_options, _skip, parse_layers
+from ..options import parse_layers, parse_skip_first_positions
+from ..features import is_tag_feature
+from .arguments import REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options
 from .plots import write_plots
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
+CONSOLE_CALLBACKS = (ProgressCallback, PrinterCallback)  # what prints the Trainer's logs on the console
 
 
 class TXRayCallback(TrainerCallback, ExportableState):
@@ -77,10 +81,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 "TXRayCallback needs a probe corpus: TXRayCallback(probe_dataset=texts_or_dataset, ...). (Raised "
                 "while resuming? Leave restore_callback_states_from_checkpoint=False: the callback restores itself.)"
             )
-        _check_options(strategy, steps, max_samples, site, "")
+        check_trainer_options(strategy, steps, max_samples, site, "")
         self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
                                      max_length=max_length, batch_size=batch_size, stack=stack,
-                                     skip_first_positions=_skip(skip_first_positions))
+                                     skip_first_positions=parse_skip_first_positions(skip_first_positions))
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
@@ -100,12 +104,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
     @classmethod
     def from_args(cls, args: TXRayArguments, probe_dataset: Any, **kwargs: Any) -> "TXRayCallback":
         """Build the callback from the ``txray_*`` fields of :class:`TXRayArguments` (kwargs override them)."""
-        options = dict(strategy=args.txray_strategy, steps=args.txray_steps, layers=args.txray_layers,
-                       site=args.txray_site, features=tuple(args.txray_features), top_k=args.txray_top_k,
-                       max_samples=args.txray_max_samples, text_column=args.txray_text_column,
-                       profile_on_train_begin=args.txray_on_train_begin, batch_size=args.txray_batch_size,
-                       max_length=args.txray_max_length, stack=args.txray_stack,
-                       skip_first_positions=args.txray_skip_first_positions)
+        options = dict(args.txray_options(), strategy=args.txray_strategy, steps=args.txray_steps,
+                       max_samples=args.txray_max_samples, profile_on_train_begin=args.txray_on_train_begin)
+        options["features"] = tuple(options["features"])
         return cls(probe_dataset, **{**options, **kwargs})
 
     # ----- ExportableState --------------------------------------------------------------------------------------
@@ -218,12 +219,25 @@ class TXRayCallback(TrainerCallback, ExportableState):
         return self.reports[name]
 
     def _log(self, state: TrainerState, scalars: dict[str, float]) -> None:
+        """The full set of scalars to ``state.log_history`` and every ``on_log`` callback (the ``report_to``
+        integrations), but only the headline (:func:`headline_scalars`) to the console printers."""
         if not scalars:
             return
-        if self.trainer is not None:
-            self.trainer.log(scalars)  # adds epoch/step, appends to log_history and calls every on_log
-        else:
-            state.log_history.append({**scalars, "epoch": state.epoch, "step": state.global_step})
+        logs = {**scalars, "epoch": state.epoch} if state.epoch is not None else dict(scalars)
+        state.log_history.append({**logs, "step": state.global_step})  # as Trainer.log does
+        if self.trainer is None:
+            return
+        handler, trainer = self.trainer.callback_handler, self.trainer
+        everyone = handler.callbacks
+        console = [c for c in everyone if isinstance(c, CONSOLE_CALLBACKS)]
+        headline = {**headline_scalars(scalars), **({"epoch": state.epoch} if state.epoch is not None else {})}
+        try:  # the handler's own dispatch (same keyword arguments as Trainer.log), once per audience
+            handler.callbacks = [c for c in everyone if not isinstance(c, CONSOLE_CALLBACKS)]
+            trainer.control = handler.on_log(trainer.args, state, trainer.control, logs)
+            handler.callbacks = console
+            trainer.control = handler.on_log(trainer.args, state, trainer.control, headline)
+        finally:
+            handler.callbacks = everyone
 
     # ----- resume -----------------------------------------------------------------------------------------------
     def _restore(self, args: TrainingArguments, state: TrainerState) -> None:
@@ -318,10 +332,19 @@ def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
             for ft in report.meta.feature_types:
                 row[f"vs_{ref}/layer_{layer_row['layer']}/mean_hellinger_{ft}"] = layer_row[f"mean_hellinger_{ft}"]
     for ft in profile.feature_types:
-        if ft not in TEXT_FEATURES:
+        if is_tag_feature(ft):
             for tag, share in profile.mass_share(ft).items():
                 row[f"mass_share_{ft}/{tag}"] = float(share)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def headline_scalars(scalars: dict[str, float]) -> dict[str, float]:
+    """The few scalars printed on the console per snapshot: against the first profile, the mean Hellinger
+    distance per feature type and the shares of lost and gained neurons, and the active share."""
+    keys = [k for k in scalars if k.startswith("txray/vs_first/") and "/layer_" not in k
+            and not k.startswith("txray/vs_first/mean_length_shift")]
+    return {k.replace("vs_first/", ""): scalars[k] for k in keys} | (
+        {"txray/active_share": scalars["txray/active_share"]} if "txray/active_share" in scalars else {})
 
 
 def _log_scalars(row: dict[str, Any]) -> dict[str, float]:

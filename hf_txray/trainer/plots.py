@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..plots.common import new_figure, save_figure
 from ..profile import Profile
-from .arguments import REFERENCES, TEXT_FEATURES
+from ..features import is_tag_feature
+from ..plots.common import new_figure
+from .arguments import REFERENCES
 
 MAX_PLOTTED_TAGS = 8
 
 
-# ----- plots (matplotlib's Agg canvas directly: no pyplot, no global backend switch) -----------------------------
 def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> list[Path]:
     """Draw the timeline: mean Hellinger per layer over steps, and tag mass share over steps vs corpus frequency.
 
@@ -35,22 +37,13 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
     if any(c.startswith("vs_first/layer_") for c in timeline.columns):
         written.append(_plot_hellinger(timeline, latest, folder / "hellinger_by_layer.png"))
     for ft in latest.feature_types:
-        if ft not in TEXT_FEATURES:
+        if is_tag_feature(ft):
             written.append(_plot_mass_share(timeline, latest, ft, folder / f"mass_share_{ft}.png"))
     return written
 
 
-def _new_figure(rows: int, cols: int, width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(rows, cols, squeeze=False)
-
-
 def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path:
-    figure, axes = _new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
+    figure, axes = new_figure(len(latest.feature_types), len(REFERENCES), 5.0, 3.2)
     for i, ft in enumerate(latest.feature_types):
         for j, ref in enumerate(REFERENCES):
             ax = axes[i][j]
@@ -63,12 +56,11 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.suptitle("TX-Ray: mean Hellinger distance of shared neurons, per layer")
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Path) -> Path:
-    figure, axes = _new_figure(1, 1, 8.0, 4.0)
+    figure, axes = new_figure(1, 1, 8.0, 4.0)
     ax = axes[0][0]
     frequency = latest.feature_frequency(ft).head(MAX_PLOTTED_TAGS)
     colors = [f"C{i}" for i in range(len(frequency))]
@@ -81,5 +73,4 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
            ylabel="share of credited mass")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)

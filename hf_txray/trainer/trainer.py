@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -10,15 +9,18 @@ from typing import Any
 import pandas as pd
 from transformers import Trainer
 
+from ..logging import get_logger
+from ..card import results_dataset_note
 from ..errors import ConfigurationError, DatasetError, TXRayError
 from ..loading import load_corpus
 from ..profile import Profile
 from ..report import TransferReport
 from ..version import __version__
-from .arguments import TEXT_FEATURES, TXRAY_DIR, TXRayArguments
+from ..features import is_tag_feature
+from .arguments import TXRAY_DIR, TXRayArguments
 from .callback import TXRayCallback
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 class TXRayTrainer(Trainer):
@@ -100,8 +102,7 @@ class TXRayTrainer(Trainer):
         section = model_card_section(self.txray_callback)
         if self.hub_model_id:
             repo = self.txray_results_repo_id
-            section += (f"\nThe neuron preference cards and transfer reports are also a dataset: "
-                        f"[`{repo}`](https://huggingface.co/datasets/{repo}) (`hf_txray.load(\"{repo}\")`).\n")
+            section += "\n" + results_dataset_note(repo)
         path.write_text(card.rstrip("\n") + "\n\n" + section, encoding="utf-8")
 
     @property
@@ -169,7 +170,7 @@ def model_card_section(callback: TXRayCallback) -> str:
             f"{cell('vs_first/share_gained', '{:.1%}')} | {cell(f'vs_first/mean_length_shift_{main}', '{:+.2f}')} |")
     plots = Path(TXRAY_DIR) / "plots"
     lines += ["", f"![Mean Hellinger per layer]({plots / 'hellinger_by_layer.png'})"] if len(frame) > 1 else [""]
-    lines += [f"![{ft} mass share]({plots / f'mass_share_{ft}.png'})" for ft in features if ft not in TEXT_FEATURES]
+    lines += [f"![{ft} mass share]({plots / f'mass_share_{ft}.png'})" for ft in features if is_tag_feature(ft)]
     lines += ["", f"Files: [`{TXRAY_DIR}/timeline.csv`]({TXRAY_DIR}/timeline.csv), profiles in `{TXRAY_DIR}/profiles/"
               f"<stage>/` (`hf_txray.Profile.from_pretrained`), reports in `{TXRAY_DIR}/reports/<a>__<b>/` "
               "(`hf_txray.TransferReport.from_pretrained`).", ""]

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..architectures import format_neuron
 from ..errors import ConfigurationError
+from ..features import is_tag_feature
 from .data import ResultsView
 from .neuron import histogram_data, neuron_distributions
 
@@ -39,7 +40,7 @@ def overview_figures(view: ResultsView, report_name: str | None = None,
                                      f"{report.meta.feature_types}.")
         draw = {"hellinger_vs_length": lambda: plots.plot_hellinger_vs_length(report, ft),
                 "length_shift": lambda: plots.plot_length_shift(report, ft),
-                "mass_share": lambda: plots.plot_mass_share(report, ft if ft not in ("token", "word") else None),
+                "mass_share": lambda: plots.plot_mass_share(report, ft if is_tag_feature(ft) else None),
                 "neuron_mass": lambda: plots.plot_neuron_mass(report)}
     else:
         profile = next(iter(view.profiles.values()))

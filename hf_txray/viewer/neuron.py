@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..features import display_order
 from .data import DIGITS, ResultsView, rounded
 
 
@@ -121,12 +122,6 @@ def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Ite
                 columns["count"].append(int(count[i]) if i is not None else 0)
     frame = pd.DataFrame(columns)
     return frame.astype({"probability": "float64", "mass": "float64", "count": "int64"})
-
-
-def display_order(feature_types: list[str]) -> list[str]:
-    """Tags first (pos, dep, ner, user features), then token and word: the order of the bar charts."""
-    return [ft for ft in feature_types if ft not in ("token", "word")] + \
-        [ft for ft in ("token", "word") if ft in feature_types]
 
 
 # Winning tokens are coloured by their activation relative to the neuron's best example (highlighted-text labels).

@@ -61,6 +61,8 @@ safetensors>=0.4
 tqdm>=4.66
 matplotlib>=3.8
 scipy>=1.11
+scikit-learn>=1.3
+tabulate>=0.9
 # imported by the app (hf_txray.viewer.app)
 pyyaml>=6
 """
@@ -119,15 +121,9 @@ def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
 
 def set_space_datasets(readme: str, datasets: list[str], title: str | None = None) -> str:
     """The Space README with its YAML header's ``datasets:`` (and optionally ``title``) replaced."""
-    from huggingface_hub import SpaceCard
+    from ..card import space_card as card_from_template
 
-    if not readme.startswith("---"):
-        raise ConfigurationError("The Space README.md has no YAML header (--- ... ---).")
-    card = SpaceCard(readme)
-    card.data.datasets = list(datasets)
-    if title:
-        card.data.title = title
-    return str(card)
+    return str(card_from_template(readme, datasets, title))
 
 
 def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_RESULTS,

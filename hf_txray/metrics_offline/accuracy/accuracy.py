@@ -2,12 +2,12 @@
 
 import datasets
 import evaluate
-import numpy as np
+from sklearn.metrics import accuracy_score
 
 _DESCRIPTION = """
 Accuracy is the proportion of correct predictions among the examples processed:
 Accuracy = (TP + TN) / (TP + TN + FP + FN). This copy ships inside hf_txray and loads offline with
-`evaluate.load(<path to this folder>)`; it needs numpy only.
+`evaluate.load(<path to this folder>)`; it computes the score with scikit-learn, as the Hub's script does.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -41,14 +41,8 @@ class Accuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        predictions, references = np.asarray(predictions), np.asarray(references)
-        correct = (predictions == references).astype(np.float64)
-        if sample_weight is not None:
-            correct = correct * np.asarray(sample_weight, dtype=np.float64)
-            total = float(np.sum(sample_weight))
-        else:
-            total = float(len(correct))
-        if not normalize:
-            value = float(correct.sum())
-            return {"accuracy": int(value) if sample_weight is None else value}
-        return {"accuracy": float(correct.sum() / total) if total else 0.0}
+        if not len(references):
+            return {"accuracy": 0.0 if normalize else 0}
+        value = float(accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight))
+        # a count of correct predictions stays an integer when every example weighs 1
+        return {"accuracy": int(value) if not normalize and sample_weight is None else value}

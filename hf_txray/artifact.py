@@ -1,0 +1,179 @@
+"""The artifact contract: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for everything hf_txray saves.
+
+The shape of huggingface_hub's ``ModelHubMixin`` and peft's ``PushToHubMixin``: a class states its
+``artifact_type`` and ``format_version`` and implements two hooks, ``_save_pretrained(folder)`` (write the files into
+a fresh folder) and ``_from_pretrained(folder)`` (read them back); the mixin adds the rest:
+
+- ``save_pretrained(dir)`` writes atomically (:func:`hf_txray.io_utils.atomic_dir`) and adds the header
+  ``txray_artifact.json`` (artifact type, format version, hf_txray version);
+- ``from_pretrained(dir_or_repo_id, revision=...)`` reads a local folder or downloads a Hub dataset repo, and checks
+  the header: a missing folder, a folder of another artifact or of a newer format each raise the library's error;
+- ``push_to_hub(repo_id)`` saves into a temporary folder and uploads it as one commit (:mod:`hf_txray.hub_io`).
+
+Nothing here imports an artifact or :mod:`hf_txray.hub` (the results repo of many artifacts, one layer up).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from .errors import ProfileFormatError
+from .hub_io import check_repo_id, local_or_download, resolve_token, upload_folder
+from .io_utils import atomic_dir, read_json, write_json
+from .version import __version__
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+HEADER_FILE = "txray_artifact.json"
+# Files that mark folders saved before the contract existed (their formats are no longer read).
+LEGACY_MARKERS = {"txray_profile.json": "profile", "txray_report.json": "transfer report",
+                  "txray_probe.json": "probing result", "txray_ablation.json": "ablation curve",
+                  "txray_pruning_plan.json": "pruning plan", "activations.json": "activations"}
+A = TypeVar("A", bound="Artifact")
+
+
+def write_header(folder: str | os.PathLike, artifact_type: str, format_version: int) -> None:
+    """Write the header that :meth:`Artifact.from_pretrained` checks (for writers that fill a folder themselves,
+    e.g. activations streamed to disk)."""
+    write_json(Path(folder) / HEADER_FILE, {"artifact": artifact_type, "format_version": format_version,
+                                           "hf_txray_version": __version__})
+
+
+def read_header(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The header of a saved artifact folder, or ``None`` when it has none."""
+    path = Path(folder) / HEADER_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def artifact_type_of(folder: str | os.PathLike) -> str | None:
+    """The ``artifact_type`` saved in `folder` (e.g. ``"profile"``), or ``None`` when it holds no artifact."""
+    header = read_header(folder)
+    return None if header is None else header.get("artifact")
+
+
+def saved_artifacts(root: str | os.PathLike, artifact_type: str) -> list[Path]:
+    """The folders under `root` (itself included) holding a saved `artifact_type`, sorted; checkpoint folders
+    (``_checkpoint``) are skipped."""
+    root = Path(root)
+    return sorted(p.parent for p in root.rglob(HEADER_FILE)
+                  if "_checkpoint" not in p.relative_to(root).parts and artifact_type_of(p.parent) == artifact_type)
+
+
+class Artifact:
+    """Mixin giving a class the three methods of the artifact contract (see the module docstring).
+
+    Subclasses set ``artifact_type`` (a short name, e.g. ``"profile"``) and ``format_version`` (raise it when the
+    files change incompatibly), and implement ``_save_pretrained(folder)`` and ``_from_pretrained(folder)``.
+    """
+
+    artifact_type: ClassVar[str]
+    format_version: ClassVar[int] = 1
+
+    def _save_pretrained(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_pretrained(cls: type[A], folder: Path) -> A:
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write this artifact to `save_directory`, atomically (a previous save there is replaced).
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder; created, or replaced as a whole.
+
+        Returns:
+            `Path`: `save_directory`.
+        """
+        with atomic_dir(save_directory) as tmp:
+            self._save_pretrained(tmp)
+            write_header(tmp, self.artifact_type, self.format_version)
+        return Path(save_directory)
+
+    @classmethod
+    def from_pretrained(cls: type[A], dir_or_repo_id: str | os.PathLike, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None) -> A:
+        """Load an artifact saved with :meth:`save_pretrained` (a folder) or :meth:`push_to_hub` (a Hub dataset repo).
+
+        Args:
+            dir_or_repo_id (`str` or `os.PathLike`): a local folder, or a Hub dataset repo id.
+            revision (`str`, *optional*): branch, tag or commit of the repo.
+            token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
+            cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache (default: ``HF_HUB_CACHE``); offline
+                (``HF_HUB_OFFLINE=1``) a repo already in the cache loads from it.
+
+        Raises:
+            ArtifactNotFoundError: a local path that does not exist.
+            HubError: the repo cannot be downloaded.
+            ProfileFormatError: the folder holds no artifact, another kind of artifact, the old format, or a format
+                newer than this hf_txray reads.
+        """
+        folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
+        cls.check_header(folder)
+        return cls._from_pretrained(folder)
+
+    @classmethod
+    def check_header(cls, folder: Path) -> dict[str, Any]:
+        """The folder's header, checked to hold this class's artifact in a format this hf_txray reads.
+
+        Raises:
+            ProfileFormatError: naming what the folder holds instead, and the fix.
+        """
+        header = read_header(folder)
+        what = cls.artifact_type.replace("_", " ")
+        if header is None:
+            legacy = [kind for marker, kind in LEGACY_MARKERS.items() if (folder / marker).is_file()]
+            if legacy:
+                raise ProfileFormatError(
+                    f"{folder} holds a {legacy[0]} saved in the format of hf_txray before the artifact contract "
+                    f"(no {HEADER_FILE}); this version no longer reads it. Load it with the hf_txray that wrote it "
+                    "and save it again with this one, or recompute it.")
+            raise ProfileFormatError(f"{folder} is not a saved hf_txray {what} (no {HEADER_FILE}); save one with "
+                                     f"{cls.__name__}.save_pretrained.")
+        found = header.get("artifact")
+        if found != cls.artifact_type:
+            raise ProfileFormatError(f"{folder} holds a saved hf_txray {str(found).replace('_', ' ')}, not a {what}: "
+                                     f"load it with the class of that artifact.")
+        version = int(header.get("format_version", 0))
+        if version > cls.format_version:
+            raise ProfileFormatError(
+                f"{folder} holds a {what} in format version {version}, newer than this hf_txray ({__version__}) "
+                f"reads ({cls.format_version}); written by hf_txray {header.get('hf_txray_version', '?')}. Upgrade "
+                "hf_txray.")
+        return header
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    commit_message: str | None = None, revision: str | None = None,
+                    create_pr: bool = False) -> "CommitInfo":
+        """Upload this artifact, saved with :meth:`save_pretrained`, to the Hub dataset repo `repo_id` (one commit).
+
+        Files of a previous push in the folders this artifact writes are replaced; other files are left alone.
+
+        Args:
+            repo_id (`str`): ``namespace/name`` (or ``name`` for the token's user); created when missing.
+            private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
+            token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login; never written anywhere.
+            commit_message (`str`, *optional*): the commit's title.
+            revision (`str`, *optional*): the branch to push to (created when missing).
+            create_pr (`bool`, *optional*, defaults to `False`): open a pull request instead.
+
+        Returns:
+            `huggingface_hub.CommitInfo`: the commit (``.oid`` is what ``from_pretrained(revision=...)`` takes).
+
+        Raises:
+            ConfigurationError: an invalid repo id (before anything is written).
+            HubError: no token, or the upload failed.
+        """
+        check_repo_id(repo_id)
+        token = resolve_token(token)
+        with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / self.artifact_type)
+            owned = [f"{p.name}/*" for p in folder.iterdir() if p.is_dir()]
+            return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
+                                 create_pr=create_pr, delete_patterns=owned or None,
+                                 commit_message=commit_message or f"Upload hf_txray {self.artifact_type.replace('_', ' ')} "
+                                                                  f"(hf_txray {__version__})")

@@ -1,0 +1,26 @@
+"""Features of every token position: subword token, whole word, spaCy tags, user labels.
+
+- :mod:`.registry`: feature types as registered records (:class:`FeatureType`, :func:`register_feature`), their
+  kinds and reading order, and the parsing of ``features=``;
+- :mod:`.annotation`: spaCy words and tags of a corpus, cached on disk;
+- :mod:`.alignment`: values of token positions: vocabularies, alignment of subword tokens to words and user spans.
+
+User features are callables ``fn(text) -> [(start, end, label), ...]`` labelling character spans.
+"""
+
+from .alignment import TokenVocabulary, Vocabulary, align_to_spans, first_visible_char, user_feature_labels
+from .annotation import (DEFAULT_SPACY_MODEL, WORD_END, WORD_START, WordAnnotator, annotate_dataset, cache_dir,
+                         tag_column)
+from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, USER_FEATURE_ORDER, FeatureType,
+                       UserFeature, default_feature_type, display_order, feature_type_of, get_feature_type,
+                       is_tag_feature, needs_words, parse_features, reading_order, register_feature,
+                       registered_features, tag_features, text_features, unregister_feature)
+
+__all__ = [
+    "TokenVocabulary", "Vocabulary", "align_to_spans", "first_visible_char", "user_feature_labels",
+    "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir", "tag_column",
+    "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",
+    "default_feature_type", "display_order", "feature_type_of", "get_feature_type", "is_tag_feature", "needs_words",
+    "parse_features", "reading_order", "register_feature", "registered_features", "tag_features", "text_features",
+    "unregister_feature",
+]

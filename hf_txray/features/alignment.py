@@ -1,0 +1,96 @@
+"""Feature values of token positions: vocabularies, subword-to-span alignment, user feature labels.
+
+Every subword token is aligned to the word (or user span) that contains its first non-space character, using the
+tokenizer's offset mapping; tags are word-level and follow the same alignment.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from .registry import UserFeature
+
+
+class Vocabulary:
+    """Interns feature strings to dense integer ids."""
+
+    def __init__(self, items: Iterable[str] = ()):
+        self.items: list[str] = []
+        self.index: dict[str, int] = {}
+        for item in items:
+            self.add(item)
+
+    def add(self, item: str) -> int:
+        found = self.index.get(item)
+        if found is None:
+            found = self.index[item] = len(self.items)
+            self.items.append(item)
+        return found
+
+    def ids(self, values: Iterable[str]) -> np.ndarray:
+        return np.fromiter((self.add(v) for v in values), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class TokenVocabulary(Vocabulary):
+    """Vocabulary of subword token strings, fed with token ids (strings looked up once per distinct id).
+
+    A lookup table indexed by token id makes the mapping one vectorised gather per batch.
+    """
+
+    def __init__(self, tokenizer, items: Iterable[str] = ()):
+        super().__init__(items)
+        self._tokenizer = tokenizer
+        self._table = np.full(0, -1, dtype=np.int64)  # token id -> vocabulary id, -1 = not seen yet
+
+    def from_token_ids(self, token_ids: np.ndarray) -> np.ndarray:
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        if len(token_ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        top = int(token_ids.max()) + 1
+        if top > len(self._table):
+            self._table = np.concatenate([self._table, np.full(top - len(self._table), -1, dtype=np.int64)])
+        mapped = self._table[token_ids]
+        if (mapped < 0).any():
+            missing = np.unique(token_ids[mapped < 0]).tolist()
+            for token_id, token in zip(missing, self._tokenizer.convert_ids_to_tokens(missing)):
+                self._table[token_id] = self.add(str(token))
+            mapped = self._table[token_ids]
+        return mapped
+
+
+def align_to_spans(starts: np.ndarray, ends: np.ndarray, tok_start: np.ndarray, tok_end: np.ndarray) -> np.ndarray:
+    """Index of the span containing each token's first character (spans sorted, non-overlapping); -1 if none.
+
+    Callers pass token starts already moved past leading whitespace (see :func:`first_visible_char`).
+    """
+    if len(starts) == 0:
+        return np.full(len(tok_start), -1, dtype=np.int64)
+    candidate = np.searchsorted(ends, tok_start, side="right")
+    clipped = np.minimum(candidate, len(starts) - 1)
+    ok = (candidate < len(starts)) & (starts[clipped] <= tok_start) & (tok_start < tok_end)
+    return np.where(ok, clipped, -1).astype(np.int64)
+
+
+def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Move each token start past leading whitespace (byte-level BPE tokens such as "Ġthe" may include it)."""
+    out = starts.copy()
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        piece = text[s:e]
+        out[i] = s + len(piece) - len(piece.lstrip())
+    return out
+
+
+def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, tok_end: np.ndarray) -> list[str | None]:
+    """Labels of a user feature for the tokens of one text (None where no span covers the token)."""
+    spans = sorted((int(s), int(e), str(label)) for s, e, label in feature.fn(text))
+    if not spans:
+        return [None] * len(tok_start)
+    starts = np.array([s for s, _, _ in spans])
+    ends = np.array([e for _, e, _ in spans])
+    where = align_to_spans(starts, ends, tok_start, tok_end)
+    return [spans[i][2] if i >= 0 else None for i in where]

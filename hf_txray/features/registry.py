@@ -1,0 +1,232 @@
+"""Feature types as registered records: the built-in token, word, pos, dep and ner, and user features.
+
+"Is this feature text-like or tag-like?", "which feature do figures show first?", "which names are valid?" are
+answered here, from :class:`FeatureType` records, instead of by literal name tests where results are shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from ..errors import ConfigurationError
+
+USER_FEATURE_ORDER = 10  # user features read after the spaCy tags and before the text features
+
+
+@dataclass(frozen=True)
+class UserFeature:
+    """A user-defined feature: `fn(text)` returns ``(start, end, label)`` character spans.
+
+    A token takes the label of the span that contains its first character; tokens outside every span carry no
+    value for this feature (they are still credited for the other features).
+    """
+
+    name: str
+    fn: Callable[[str], Iterable[tuple[int, int, str]]]
+
+
+@dataclass(frozen=True)
+class FeatureType:
+    """What a feature type is: how its values are produced and how results show it.
+
+    Args:
+        name (`str`): the name used in ``features=``, in column names (``length_<name>``) and in saved results.
+        kind (`str`): ``"text"`` when the values are pieces of the input (subword tokens, words: open-ended, no
+            corpus frequency worth comparing), ``"tag"`` when they are labels from a small set (POS, a user label):
+            tags get mass-share columns, tables and plots.
+        source (`str`): how the values are produced: ``"token"`` (the subword token), ``"word"`` (the spaCy word
+            containing the token), ``"spacy"`` (a spaCy token attribute of that word) or ``"user"`` (a function
+            labelling character spans).
+        description (`str`): one line for help texts.
+        order (`int`, *optional*, defaults to 10): reading order; the lowest tag is the default feature of
+            figures, tables and neuron summaries, and the lowest text feature names a neuron's preferred inputs.
+        spacy_attribute (`str`, *optional*): the ``spacy.tokens.Token`` attribute of a ``"spacy"`` feature.
+        spacy_missing (`str`, *optional*): the label of a word for which spaCy gives none (e.g. ``"O"`` outside
+            entities).
+        fn (`Callable`, *optional*): a ``"user"`` feature's ``fn(text) -> [(start, end, label), ...]``.
+    """
+
+    name: str
+    kind: Literal["text", "tag"]
+    source: Literal["token", "word", "spacy", "user"]
+    description: str = ""
+    order: int = USER_FEATURE_ORDER
+    spacy_attribute: str | None = None
+    spacy_missing: str | None = None
+    fn: Callable[[str], Iterable[tuple[int, int, str]]] | None = None
+
+    @property
+    def is_tag(self) -> bool:
+        """Tag-like: a small label set, so mass share vs corpus frequency applies (columns, tables, plots)."""
+        return self.kind == "tag"
+
+    @property
+    def needs_words(self) -> bool:
+        """Values come from spaCy words (word boundaries, tags), so the corpus goes through the word annotator."""
+        return self.source in ("word", "spacy")
+
+
+BUILTIN_FEATURE_TYPES = (
+    FeatureType("token", "text", "token", "the subword token at the position", order=21),
+    FeatureType("word", "text", "word", "the whole (spaCy) word the token belongs to", order=20),
+    FeatureType("pos", "tag", "spacy", "Universal POS tag of the word (spaCy)", order=0, spacy_attribute="pos_",
+                spacy_missing="X"),
+    FeatureType("dep", "tag", "spacy", "dependency label of the word (spaCy)", order=1, spacy_attribute="dep_",
+                spacy_missing="dep"),
+    FeatureType("ner", "tag", "spacy", "named-entity type of the word, O outside entities (spaCy)", order=2,
+                spacy_attribute="ent_type_", spacy_missing="O"),
+)
+_REGISTRY: dict[str, FeatureType] = {ft.name: ft for ft in BUILTIN_FEATURE_TYPES}
+BUILTIN_FEATURES = tuple(ft.name for ft in BUILTIN_FEATURE_TYPES)
+TAG_FEATURES = tuple(ft.name for ft in BUILTIN_FEATURE_TYPES if ft.source == "spacy")
+
+
+def register_feature(feature: FeatureType | UserFeature, replace: bool = False) -> FeatureType:
+    """Register a feature type, so that it is accepted by name (``features=("token", "entity")``, the trainer's
+    ``txray_features``) and shown like the built-in ones.
+
+    Args:
+        feature (`FeatureType` or `UserFeature`): a user feature; a `UserFeature` becomes a tag-like
+            ``FeatureType`` of source ``"user"`` (pass a `FeatureType` to set its description or order).
+        replace (`bool`, *optional*, defaults to `False`): replace a registered user feature of the same name.
+
+    Returns:
+        `FeatureType`: the registered record.
+
+    Raises:
+        `ConfigurationError`: the name is a built-in feature, is already registered (without `replace`), or the
+            feature is not a user feature with a function (the built-in sources are fixed).
+
+    Example:
+        ```python
+        >>> register_feature(UserFeature("digit", lambda text: [(i, i + 1, "digit") for i, c in enumerate(text)
+        ...                                                      if c.isdigit()]))
+        >>> profile = hf_txray.analyze(model, texts, features=("token", "pos", "digit"))
+        ```
+    """
+    if isinstance(feature, UserFeature):
+        feature = FeatureType(feature.name, "tag", "user", (feature.fn.__doc__ or "").strip().split("\n")[0],
+                              fn=feature.fn)
+    if feature.name in BUILTIN_FEATURES:
+        raise ConfigurationError(f"User feature name {feature.name!r} clashes with a built-in feature.")
+    if feature.source != "user" or not callable(feature.fn):
+        raise ConfigurationError(f"User feature {feature.name!r} needs fn(text) -> [(start, end, label), ...].")
+    if feature.name in _REGISTRY and not replace:
+        raise ConfigurationError(f"Feature {feature.name!r} is already registered; pass replace=True to replace it.")
+    _REGISTRY[feature.name] = feature
+    return feature
+
+
+def unregister_feature(name: str) -> None:
+    """Remove a registered user feature (built-in ones stay)."""
+    if name in BUILTIN_FEATURES:
+        raise ConfigurationError(f"{name!r} is a built-in feature and cannot be unregistered.")
+    _REGISTRY.pop(name, None)
+
+
+def registered_features() -> tuple[str, ...]:
+    """The names accepted in ``features=``: built-in first, then registered user features in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_feature_type(name: str) -> FeatureType:
+    """The registered feature type `name`.
+
+    Raises:
+        `ConfigurationError`: `name` is not registered; the message lists the registered names.
+    """
+    found = _REGISTRY.get(name)
+    if found is None:
+        raise ConfigurationError(_unknown_message(name))
+    return found
+
+
+def _unknown_message(feature: Any) -> str:
+    return (f"Unknown feature {feature!r}: use one of {', '.join(registered_features())}, a UserFeature, or a "
+            "(name, callable) pair; register your own with hf_txray.register_feature(UserFeature(name, fn)).")
+
+
+def feature_type_of(name: str) -> FeatureType:
+    """The feature type of a name read from results: registered, else a user feature of the run that wrote them
+    (tag-like; its function is not needed to read or show results)."""
+    return _REGISTRY.get(name) or FeatureType(name, "tag", "user")
+
+
+def is_tag_feature(name: str) -> bool:
+    """Whether mass-share columns, tables and plots apply to the feature type `name` (see :attr:`FeatureType.kind`)."""
+    return feature_type_of(name).is_tag
+
+
+def tag_features(names: Iterable[str]) -> list[str]:
+    """The tag-like names of `names`, in the order given."""
+    return [name for name in names if is_tag_feature(name)]
+
+
+def text_features(names: Iterable[str]) -> list[str]:
+    """The text-like names of `names` (token, word), in the order given."""
+    return [name for name in names if not is_tag_feature(name)]
+
+
+def reading_order(names: Iterable[str]) -> list[str]:
+    """`names` by :attr:`FeatureType.order` (pos, dep, ner, user tags, word, token); ties keep the given order."""
+    return sorted(names, key=lambda name: feature_type_of(name).order)
+
+
+def display_order(names: Iterable[str]) -> list[str]:
+    """Tags first, then text features, each in the given order: the order of per-feature panels and tables."""
+    names = list(names)
+    return tag_features(names) + text_features(names)
+
+
+def default_feature_type(feature_types: Sequence[str], categorical: bool = False) -> str:
+    """The feature type figures, tables and summaries show first: the first tag in reading order (``"pos"`` when
+    profiled, then dep, ner, user tags), else (unless `categorical`) the first feature.
+
+    Raises:
+        `ConfigurationError`: no tag-like feature when `categorical`, or no feature at all.
+    """
+    tags = reading_order(tag_features(feature_types))
+    if tags:
+        return tags[0]
+    if categorical or not feature_types:
+        raise ConfigurationError(f"No tag-like feature (pos, dep, ner or a user feature) among {list(feature_types)}.")
+    return feature_types[0]
+
+
+def parse_features(features: Sequence[Any]) -> tuple[list[str], dict[str, UserFeature]]:
+    """Split the `features` argument into the ordered list of feature names and the user features by name.
+
+    Names may be built-in or registered (:func:`register_feature`); unknown ones raise a `ConfigurationError`
+    listing the registered names.
+    """
+    if isinstance(features, (str, UserFeature)):
+        features = [features]
+    names: list[str] = []
+    user: dict[str, UserFeature] = {}
+    for feature in features:
+        if isinstance(feature, tuple) and len(feature) == 2 and callable(feature[1]):
+            feature = UserFeature(str(feature[0]), feature[1])
+        if isinstance(feature, UserFeature):
+            if feature.name in BUILTIN_FEATURES:
+                raise ConfigurationError(f"User feature name {feature.name!r} clashes with a built-in feature.")
+            user[feature.name] = feature
+            name = feature.name
+        elif isinstance(feature, str):
+            registered = get_feature_type(feature)
+            if registered.source == "user":
+                user[feature] = UserFeature(feature, registered.fn)
+            name = feature
+        else:
+            raise ConfigurationError(_unknown_message(feature))
+        if name in names:
+            raise ConfigurationError(f"Feature {name!r} is listed twice.")
+        names.append(name)
+    if not names:
+        raise ConfigurationError("features is empty: pass at least one, e.g. ('token', 'pos').")
+    return names, user
+
+
+def needs_words(feature_names: Sequence[str]) -> bool:
+    """Whether any of the features comes from spaCy words (word boundaries or tags)."""
+    return any(feature_type_of(name).needs_words for name in feature_names)

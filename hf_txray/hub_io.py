@@ -1,0 +1,170 @@
+"""The Hub IO primitives every artifact and the results layer share: repo ids, tokens, one download, one upload.
+
+This module sits at the bottom of the package (it imports no artifact): :mod:`hf_txray.artifact` builds
+``from_pretrained(repo_id)`` and ``push_to_hub`` on it, and :mod:`hf_txray.hub` (the multi-artifact results repo)
+builds its push on :func:`upload_folder`. The token is only ever handed to ``huggingface_hub``: it is written to no
+file, card or log, and removed (:func:`scrub`) from the messages of the errors raised here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ArtifactNotFoundError, ConfigurationError, HubError, TXRayError
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo, HfApi
+
+
+def check_repo_id(repo_id: Any) -> str:
+    """Raise :class:`ConfigurationError` unless `repo_id` is ``name`` or ``namespace/name`` as the Hub allows."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        if not repo_id:
+            raise HFValidationError("it is empty")
+    except HFValidationError as err:
+        raise ConfigurationError(f"Invalid Hub repo id {repo_id!r}: {err} Use 'namespace/name', e.g. "
+                                 "'my-user/minilm-txray'.") from None
+    return repo_id
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The token to use: `token`, else ``HF_TOKEN``, else the saved login (``hf auth login``).
+
+    Raises:
+        HubError: when there is none.
+    """
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("No Hugging Face token: pass token=..., set the HF_TOKEN environment variable, or log in "
+                       "with `hf auth login`. Nothing was uploaded.")
+    return token
+
+
+def scrub(text: str, token: str | None) -> str:
+    """`text` with every occurrence of `token` masked."""
+    return text.replace(token, "hf_***") if token else text
+
+
+def safe_cause(err: BaseException, token: Any) -> BaseException | None:
+    """`err` to chain from, or ``None`` when its text holds the token (tracebacks print a cause verbatim)."""
+    return None if isinstance(token, str) and token and token in repr(err) else err
+
+
+def full_repo_id(repo_id: str, token: str) -> str:
+    """``namespace/name``: the token's user is the namespace of a bare ``name`` (cards' loading examples need it).
+
+    Raises:
+        HubError: the token's user cannot be looked up.
+    """
+    if "/" in repo_id:
+        return repo_id
+    from huggingface_hub import HfApi
+
+    try:
+        return f"{HfApi(token=token).whoami()['name']}/{repo_id}"
+    except Exception as err:  # HTTP or network: one error type, without the token
+        raise HubError(f"Could not find the user of the token to complete repo id {repo_id!r}: "
+                       f"{scrub(str(err), token)}. Pass 'namespace/{repo_id}'.") from None
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` is meant as a local path rather than a repo id (absolute, ``./``, ``~``, or deeper than
+    ``namespace/name``): such a name that does not exist is a missing folder, never a Hub lookup."""
+    return (os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
+            or name.endswith("/"))
+
+
+def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
+                      cache_dir: str | os.PathLike | None = None, allow_patterns: list[str] | None = None) -> Path:
+    """A local folder as it is, else the snapshot of the Hub dataset repo `name_or_path` (offline-cache aware).
+
+    Args:
+        name_or_path (`str` or `os.PathLike`): a folder, or a dataset repo id.
+        revision (`str`, *optional*): branch, tag or commit of the repo.
+        token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
+        cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache to use (default: ``HF_HUB_CACHE``).
+        allow_patterns (`list[str]`, *optional*): download only these files.
+
+    Returns:
+        `Path`: the folder.
+
+    Raises:
+        ArtifactNotFoundError: a path that does not exist, or a name that is neither a folder nor a repo id.
+        HubError: the repo cannot be downloaded (missing, private without a token, offline and not cached).
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.exists():
+        raise ArtifactNotFoundError(f"{path} is a file; pass the folder it was saved to (save_pretrained writes "
+                                    "a folder).")
+    if isinstance(name_or_path, Path) or looks_local(name):
+        raise ArtifactNotFoundError(f"No folder {path}: check the path (a Hub repo id is 'namespace/name').")
+    try:
+        check_repo_id(name)
+    except ConfigurationError:
+        raise ArtifactNotFoundError(f"{name!r} is neither a folder nor a valid Hub repo id "
+                                    "('namespace/name').") from None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, repo_type="dataset", revision=revision, token=token, cache_dir=cache_dir,
+                                      allow_patterns=allow_patterns))
+    except Exception as err:  # missing repo or revision, private without token, offline: one error type
+        secret = token if isinstance(token, str) else None
+        raise HubError(f"Could not download the Hub dataset {name!r}{f' at {revision!r}' if revision else ''} (and "
+                       f"it is not a local folder): {scrub(str(err), secret)}\nIf the repo is private, pass "
+                       "token=... or set HF_TOKEN; offline (HF_HUB_OFFLINE=1), only repos already in the cache "
+                       "load.") from safe_cause(err, secret)
+
+
+def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, private: bool = False,
+                  commit_message: str, revision: str | None = None, create_pr: bool = False,
+                  allow_patterns: list[str] | None = None, delete_patterns: list[str] | None = None,
+                  prepare: Callable[["HfApi", str], None] | None = None, retry_hint: str = "") -> "CommitInfo":
+    """Create the dataset repo `repo_id` when missing and upload `folder` to it as one commit.
+
+    Args:
+        folder (`str` or `os.PathLike`): what to upload.
+        repo_id (`str`): ``namespace/name``, checked with :func:`check_repo_id` by the caller.
+        token (`str`): from :func:`resolve_token`.
+        private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
+        commit_message (`str`): the commit's title.
+        revision (`str`, *optional*): the branch to commit to (created from the default branch when missing).
+        create_pr (`bool`, *optional*, defaults to `False`): open a pull request instead of committing.
+        allow_patterns, delete_patterns (`list[str]`, *optional*): as ``HfApi.upload_folder`` takes them.
+        prepare (`Callable[[HfApi, str], None]`, *optional*): called with the API and the created repo id before
+            the upload (e.g. to merge the remote card into the local one).
+        retry_hint (`str`, *optional*): appended to the error message of a failed upload.
+
+    Returns:
+        `huggingface_hub.CommitInfo`: the commit.
+
+    Raises:
+        HubError: the upload failed (the message never holds the token).
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+        if revision is not None and not create_pr:
+            api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+        if prepare is not None:
+            prepare(api, repo_id)
+        return api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder, revision=revision,
+                                 create_pr=create_pr, commit_message=commit_message, allow_patterns=allow_patterns,
+                                 delete_patterns=delete_patterns)
+    except TXRayError:
+        raise
+    except Exception as err:  # HTTP, network and file errors alike
+        raise HubError(f"Uploading {folder} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
+                       + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)

@@ -1,0 +1,594 @@
+"""The dataset layout: profiles and reports <-> parquet configs, a dataset card and plots, on local disk.
+
+THE on-disk format of profiles and reports: ``Profile.save_pretrained`` writes it for one profile,
+``TransferReport.save_pretrained`` for one report, :func:`hf_txray.save_to_disk` for a whole analysis (many
+profiles and reports in one folder, and one Hub dataset repo). Every config lives in its own folder and is declared in the
+README YAML ``configs:``, so ``datasets.load_dataset(folder_or_repo, config)`` and the Hub's dataset viewer both work:
+
+- ``neuron_cards`` (default), one row per (stage, layer, neuron): status, mass, count; per feature type length,
+  entropy and top features (list of structs); top activating examples (snippet, highlighted span, activation).
+- ``distributions``, one row per (stage, layer, neuron, feature type, feature): mass, count, probability.
+- ``neuron_outputs``, one row per (stage, layer, neuron, direction, rank): the vocabulary tokens a neuron promotes
+  and suppresses through the unembedding (profiles made with ``analyze(..., output_effects=True)``).
+- ``transfer_reports``, one row per (report, layer, neuron): every per-neuron field of :class:`TransferReport`.
+- ``summary``, rows of ``kind`` ``model`` (whole model) and ``layer`` (per layer) aggregates of each report, and
+  ``mass_share`` rows (tag mass share in A and B vs corpus frequency).
+- ``meta``, one row per profile or report: model, site, layers, features, corpus, versions; the exact metadata as
+  JSON and each profile's feature vocabularies with their corpus counts (needed for the exact round trip).
+
+``plots/`` holds the key figures as PNG. The round trip is exact: :func:`hf_txray.load` rebuilds Profiles and
+TransferReports equal (``==``) to the saved ones. Nothing here talks to the network (see ``hub.py``).
+
+This module sits below the artifacts: it reads their attributes and returns the parts they are built from
+(:func:`read_parts`); ``Profile.from_parts`` and ``TransferReport.from_parts`` assemble them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import metrics
+from .accumulators import PositionMass, rank_within_groups
+from .card import build_card
+from .errors import ConfigurationError, ProfileFormatError
+from .card import DEFAULT_CONFIG, missing_profiles  # noqa: F401  (part of the layout's API)
+from .summary import TOP_FEATURES
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .profile import Profile
+    from .report import TransferReport
+
+logger = logging.getLogger("hf_txray")
+
+CONFIGS = ("neuron_cards", "distributions", "neuron_outputs", "transfer_reports", "summary", "meta")
+OPTIONAL_CONFIGS = ("neuron_outputs",)  # written only when a profile has them (analyze(..., output_effects=True))
+PLOTS_DIR = "plots"
+OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; everything else is left alone
+# Configs that hf_txray.probing adds to an export folder (hf_txray.probing.results.save_probing): a push uploads and
+# replaces them when the folder has them and leaves the repo's copies alone when it does not.
+EXTRA_CONFIGS = ("probe_rankings", "ablation")
+EXPORT_FORMAT_VERSION = 1
+# TOP_FEATURES (top features kept per neuron and feature type in `neuron_cards`) is the neuron card's, summary.py
+NOISE_COLUMNS = ("mass_odd", "count_odd", "mass_sq")  # a FeatureTable's split-half and squared sums
+MAX_ROWS_PER_FILE = 1_000_000  # parquet shard size: keeps files well under the Hub's per-file comfort zone
+
+FEATURE_STRUCT = pa.struct([("feature", pa.string()), ("probability", pa.float64()), ("mass", pa.float64()),
+                            ("count", pa.int64())])
+EXAMPLE_STRUCT = pa.struct([
+    ("rank", pa.int64()), ("activation", pa.float64()), ("snippet", pa.string()), ("span_start", pa.int64()),
+    ("span_end", pa.int64()), ("token", pa.string()), ("example_id", pa.int64()), ("token_index", pa.int64()),
+    ("char_start", pa.int64()), ("char_end", pa.int64()),
+])  # fmt: skip
+HISTOGRAM_STRUCT = pa.struct([("bin", pa.int64()), ("count", pa.int64())])  # non-empty bins of a neuron
+OUTPUTS_SCHEMA = pa.schema([
+    ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("direction", pa.string()),
+    ("rank", pa.int64()), ("token_id", pa.int64()), ("token", pa.string()), ("logit", pa.float64()),
+])  # fmt: skip
+VOCAB_STRUCT = pa.struct([("feature_type", pa.string()), ("features", pa.list_(pa.string())),
+                          ("corpus_counts", pa.list_(pa.int64()))])
+DISTRIBUTION_SCHEMA = pa.schema([
+    ("stage", pa.string()), ("layer", pa.int64()), ("neuron", pa.int64()), ("feature_type", pa.string()),
+    ("feature", pa.string()), ("mass", pa.float64()), ("count", pa.int64()), ("probability", pa.float64()),
+    # noise statistics (null for profiles without them): the odd-example-id half, and the sum of squared activations
+    ("mass_odd", pa.float64()), ("count_odd", pa.int64()), ("mass_sq", pa.float64()),
+])  # fmt: skip
+POSITION_STRUCT = pa.struct([("position", pa.int64()), ("mass", pa.float64()), ("count", pa.int64())])
+META_SCHEMA = pa.schema([
+    ("kind", pa.string()), ("name", pa.string()), ("model_id", pa.string()), ("revision", pa.string()),
+    ("site", pa.string()), ("layers", pa.list_(pa.int64())), ("num_neurons", pa.int64()),
+    ("feature_types", pa.list_(pa.string())), ("top_k", pa.int64()), ("stage_a", pa.string()),
+    ("stage_b", pa.string()), ("dataset", pa.string()), ("dataset_fingerprint", pa.string()),
+    ("num_examples", pa.int64()), ("num_positions", pa.int64()), ("hf_txray_version", pa.string()),
+    ("created_at", pa.string()), ("format_version", pa.int64()), ("metadata", pa.string()),
+    ("columns", pa.string()), ("vocabularies", pa.list_(VOCAB_STRUCT)),
+    # What the profile was computed from, pinned (hf_txray.provenance); JSON for the nested parts.
+    ("model_commit", pa.string()), ("model_content_hash", pa.string()), ("dataset_revision", pa.string()),
+    ("dataset_config", pa.string()), ("dataset_split", pa.string()), ("text_column", pa.string()),
+    ("data_files", pa.string()), ("dataset_content_hash", pa.string()), ("texts_hash", pa.string()),
+    ("options", pa.string()), ("provenance", pa.string()),
+])  # fmt: skip
+
+
+# ----- inputs ---------------------------------------------------------------------------------------------------
+# ----- profile -> tables ------------------------------------------------------------------------------------------
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """pandas -> arrow with plain `string` columns (pandas 3 gives large_string) and no pandas metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields)).replace_schema_metadata(None)
+
+
+def _row_index(layers: Iterable[int], layer: np.ndarray, neuron: np.ndarray, num_neurons: int) -> np.ndarray:
+    """Profile row (``layer position * num_neurons + neuron``) of each (layer, neuron) pair."""
+    layers = np.asarray(list(layers), dtype=np.int64)
+    position = np.full(int(layers.max(initial=0)) + 1, -1, dtype=np.int64)
+    position[layers] = np.arange(len(layers))
+    return position[np.asarray(layer, np.int64)] * num_neurons + np.asarray(neuron, np.int64)
+
+
+def _list_column(rows: np.ndarray, num_rows: int, values: pa.StructArray) -> pa.ListArray:
+    """Group struct values (sorted by row) into one list per row 0..num_rows-1."""
+    offsets = np.searchsorted(rows, np.arange(num_rows + 1)).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def _top_features_column(profile: Profile, ft: str) -> pa.ListArray:
+    table = profile.tables[ft]
+    probability = metrics.probabilities(table.rows, table.mass, profile.num_rows)
+    names = np.array(table.vocab, dtype=object)
+    alphabetical = np.empty(len(names), dtype=np.int64)
+    alphabetical[np.argsort(names, kind="stable")] = np.arange(len(names))
+    # Same order as Profile.feature_stats: mass descending, then feature name.
+    order = np.lexsort((alphabetical[table.feature_ids], -table.mass, table.rows))
+    order = order[table.mass[order] > 0]
+    keep = order[rank_within_groups(table.rows[order]) < TOP_FEATURES]
+    values = pa.StructArray.from_arrays(
+        [pa.array(names[table.feature_ids[keep]].tolist(), pa.string()), pa.array(probability[keep], pa.float64()),
+         pa.array(table.mass[keep], pa.float64()), pa.array(table.count[keep], pa.int64())],
+        fields=list(FEATURE_STRUCT))
+    return _list_column(table.rows[keep], profile.num_rows, values)
+
+
+def _examples_column(profile: Profile) -> pa.ListArray:
+    ex = profile.examples
+    rows = _row_index(profile.layers, ex["layer"].to_numpy(), ex["neuron"].to_numpy(), profile.num_neurons)
+    order = np.lexsort((ex["rank"].to_numpy(), rows))
+    ex = ex.iloc[order]
+    left, token, right = (ex[c].astype(str).tolist() for c in ("left", "token", "right"))
+    starts = np.array([len(s) for s in left], dtype=np.int64)
+    ends = starts + np.array([len(s) for s in token], dtype=np.int64)
+    arrays = {
+        "rank": ex["rank"], "activation": ex["activation"],
+        "snippet": [a + b + c for a, b, c in zip(left, token, right, strict=True)],
+        "span_start": starts, "span_end": ends, "token": token, "example_id": ex["example_id"],
+        "token_index": ex["token_index"], "char_start": ex["char_start"], "char_end": ex["char_end"],
+    }  # fmt: skip
+    as_array = lambda f: pa.array(arrays[f.name] if f.type == pa.string() else np.asarray(arrays[f.name]), f.type)  # noqa: E731
+    values = pa.StructArray.from_arrays([as_array(f) for f in EXAMPLE_STRUCT], fields=list(EXAMPLE_STRUCT))
+    return _list_column(rows[order], profile.num_rows, values)
+
+
+def neuron_cards_table(profile: Profile) -> pa.Table:
+    """One row per (layer, neuron) of the profile: the neuron's card."""
+    stats = profile.neuron_stats()
+    columns: dict[str, Any] = {
+        "stage": pa.array([profile.stage] * len(stats), pa.string()),
+        "layer": stats["layer"].to_numpy(), "neuron": stats["neuron"].to_numpy(),
+        "status": pa.array(np.where(stats["count"].to_numpy() > 0, "active", "dead").tolist(), pa.string()),
+        "mass": stats["mass"].to_numpy(), "count": stats["count"].to_numpy(),
+    }
+    for ft in profile.feature_types:
+        columns[f"length_{ft}"] = stats[f"length_{ft}"].to_numpy()
+        columns[f"entropy_{ft}"] = stats[f"entropy_{ft}"].to_numpy()
+        columns[f"top_{ft}"] = _top_features_column(profile, ft)
+    columns["top_examples"] = _examples_column(profile)
+    # noise statistics: credits from odd example ids, and credited mass by position index (null when absent)
+    odd = profile.neuron_count_odd
+    columns["count_odd"] = pa.array(odd.reshape(-1), pa.int64()) if odd is not None else \
+        pa.nulls(len(stats), pa.int64())
+    columns["mass_by_position"] = _positions_column(profile)
+    columns.update(_neuron_page_columns(profile))
+    return _with_summary(pa.table(columns))
+
+
+def _with_summary(cards: pa.Table) -> pa.Table:
+    """Append the plain-words `summary` of every card, built from the card's own columns."""
+    from .summary import neuron_summary
+
+    read = [c for c in cards.column_names if c in ("count", "win_rate", "top_position", "top_position_share",
+                                                   "promoted") or (c.startswith("top_") and c != "top_examples")]
+    sentences = [neuron_summary(card) for card in cards.select(read).to_pylist()]
+    return cards.append_column("summary", pa.array(sentences, pa.string()))
+
+
+def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
+    """Win rate, top position and its share of the mass, activation histogram, output tokens (each only when the
+    profile has what it is computed from)."""
+    columns: dict[str, Any] = {"win_rate": profile.win_rate().reshape(-1)}
+    if profile.position_mass is not None:  # the first-position effect, from mass_by_position
+        stats = profile.position_stats()
+        columns["top_position"] = stats["top_position"].to_numpy()
+        columns["top_position_share"] = stats["top_position_share"].to_numpy()
+    if profile.activation_histogram is not None:
+        h = profile.activation_histogram
+        values = pa.StructArray.from_arrays([pa.array(h.bins, pa.int64()), pa.array(h.counts, pa.int64())],
+                                            fields=list(HISTOGRAM_STRUCT))
+        columns["activation_histogram"] = _list_column(h.rows, profile.num_rows, values)
+    if profile.output_effects is not None:
+        for direction in ("promoted", "suppressed"):
+            columns[direction] = _output_tokens_column(profile, direction)
+    return columns
+
+
+def _output_tokens_column(profile: Profile, direction: str) -> pa.ListArray:
+    effects = profile.output_effects
+    part = effects[effects["direction"] == direction]
+    rows = _row_index(profile.layers, part["layer"].to_numpy(), part["neuron"].to_numpy(), profile.num_neurons)
+    order = np.lexsort((part["rank"].to_numpy(), rows))
+    tokens = pa.array(part["token"].astype(str).to_numpy()[order].tolist(), pa.string())
+    return _list_column(rows[order], profile.num_rows, tokens)
+
+
+def neuron_outputs_table(profile: Profile) -> pa.Table | None:
+    """The profile's output effects keyed by stage (None when it has none)."""
+    if profile.output_effects is None:
+        return None
+    frame = profile.output_effects.copy()
+    frame.insert(0, "stage", profile.stage)
+    frame["token"] = frame["token"].astype(str)
+    return pa.Table.from_pandas(frame, schema=OUTPUTS_SCHEMA, preserve_index=False).replace_schema_metadata(None)
+
+
+def _positions_column(profile: Profile) -> pa.Array:
+    if profile.position_mass is None:
+        return pa.nulls(profile.num_rows, pa.list_(POSITION_STRUCT))
+    e = profile.position_mass.entries()
+    values = pa.StructArray.from_arrays([pa.array(e["position"], pa.int64()), pa.array(e["mass"], pa.float64()),
+                                         pa.array(e["count"], pa.int64())], fields=list(POSITION_STRUCT))
+    return _list_column(e["row"], profile.num_rows, values)
+
+
+def distributions_table(profile: Profile) -> pa.Table:
+    """Long format: every (layer, neuron, feature type, feature) with credited mass."""
+    frame = profile.to_pandas()
+    frame.insert(0, "stage", profile.stage)
+    for column in NOISE_COLUMNS:  # to_pandas lists the tables in this order, entry by entry
+        parts = [getattr(profile.tables[ft], column) for ft in profile.feature_types]
+        frame[column] = (np.concatenate(parts) if all(p is not None for p in parts)
+                         else pd.Series([None] * len(frame), dtype="object"))
+    return pa.Table.from_pandas(frame, schema=DISTRIBUTION_SCHEMA, preserve_index=False).replace_schema_metadata(None)
+
+
+def _profile_meta_row(profile: Profile) -> dict[str, Any]:
+    m = profile.meta
+    vocabularies = [{"feature_type": ft, "features": list(t.vocab), "corpus_counts": t.corpus_count.tolist()}
+                    for ft, t in profile.tables.items()]
+    return {
+        "kind": "profile", "name": m.stage, "model_id": m.model_id, "revision": m.revision, "site": m.site,
+        "layers": list(m.layers), "num_neurons": m.num_neurons, "feature_types": list(m.feature_types),
+        "top_k": m.top_k, "dataset": m.dataset_id, "dataset_fingerprint": m.dataset_fingerprint,
+        "num_examples": m.num_examples, "num_positions": m.num_positions, "hf_txray_version": m.hf_txray_version,
+        "created_at": m.created_at, "format_version": EXPORT_FORMAT_VERSION, "metadata": json.dumps(m.to_dict()),
+        # whether the distributions hold noise sums: null columns cannot tell when a feature type has no rows
+        "columns": json.dumps({"noise": all(t.has_noise for t in profile.tables.values())}),
+        "vocabularies": vocabularies, **_provenance_columns(m.provenance),
+    }  # fmt: skip
+
+
+def _provenance_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The pinned sources of a profile as flat columns of the ``meta`` config (all None before provenance)."""
+    model, data = record.get("model", {}), record.get("dataset", {})
+    return {
+        "model_commit": model.get("commit"), "model_content_hash": model.get("content_hash"),
+        "dataset_revision": data.get("commit"), "dataset_config": data.get("config"),
+        "dataset_split": data.get("split"), "text_column": data.get("text_column"),
+        "data_files": json.dumps(data.get("data_files")) if data else None,
+        "dataset_content_hash": data.get("content_hash"), "texts_hash": data.get("texts_hash"),
+        "options": json.dumps(record.get("options")) if record else None,
+        "provenance": json.dumps(record) if record else None,
+    }  # fmt: skip
+
+
+def _schema_of(frame: pd.DataFrame) -> list[list[str]]:
+    return [[str(c), str(t)] for c, t in frame.dtypes.items()]
+
+
+def _report_meta_row(report: TransferReport) -> dict[str, Any]:
+    m = report.meta
+    both = lambda a, b: a if a == b else f"{a} -> {b}"  # noqa: E731
+    columns = {name: _schema_of(getattr(report, name)) for name in ("neurons", "layers", "mass_share")}
+    return {
+        "kind": "report", "name": report.name, "model_id": both(m.model_a, m.model_b), "site": m.site,
+        "layers": list(m.layers), "num_neurons": m.num_neurons, "feature_types": list(m.feature_types),
+        "stage_a": m.stage_a, "stage_b": m.stage_b, "dataset": both(m.dataset_a, m.dataset_b),
+        "hf_txray_version": m.hf_txray_version, "created_at": m.created_at, "format_version": EXPORT_FORMAT_VERSION,
+        "metadata": json.dumps(asdict(m)), "columns": json.dumps(columns), "vocabularies": [],
+    }  # fmt: skip
+
+
+# ----- report -> tables -------------------------------------------------------------------------------------------
+def _report_keys(report: TransferReport, frame: pd.DataFrame, **extra: Any) -> pd.DataFrame:
+    frame = frame.copy()
+    keys = {**extra, "report": report.name, "stage_a": report.meta.stage_a, "stage_b": report.meta.stage_b}
+    for i, (name, value) in enumerate(keys.items()):
+        frame.insert(i, name, value)
+    return frame
+
+
+def transfer_table(report: TransferReport) -> pa.Table:
+    """The report's per-neuron table, keyed by report and stages."""
+    return _to_arrow(_report_keys(report, report.neurons))
+
+
+def _model_row(report: TransferReport) -> dict[str, Any]:
+    """Whole-model aggregates in the column names of the per-layer table (counts summed, means from summary())."""
+    summary = report.summary()
+    row: dict[str, Any] = {"layer": None, "neurons": int(len(report.neurons))}
+    for status in ("shared", "lost", "gained", "dead"):
+        row[status] = int(report.layers[status].sum())
+        row[f"share_{status}"] = summary[f"share_{status}"]
+    row["mass_a"], row["mass_b"] = float(report.layers["mass_a"].sum()), float(report.layers["mass_b"].sum())
+    for ft in report.meta.feature_types:
+        for stat in ("mean_hellinger", "median_hellinger", "mean_length_shift"):
+            row[f"{stat}_{ft}"] = summary[f"{stat}_{ft}"]
+    # shares changed and split-half noise floors, under the same names as in the per-layer rows
+    row.update({k: v for k, v in summary.items() if k.startswith(("noise_floor_", "matched_", "share_changed_",
+                                                                   "neurons_changed_"))})
+    return row
+
+
+def summary_table(report: TransferReport) -> pa.Table:
+    """Rows of kind ``model`` (whole model), ``layer`` (one per layer) and ``mass_share`` (one per tag value)."""
+    parts = [_report_keys(report, pd.DataFrame([_model_row(report)]), kind="model"),
+             _report_keys(report, report.layers, kind="layer")]
+    if len(report.mass_share):
+        parts.append(_report_keys(report, report.mass_share, kind="mass_share"))
+    tables = [_to_arrow(p) for p in parts]
+    tables[0] = tables[0].set_column(4, "layer", pa.nulls(1, pa.int64()))  # None alone would infer a null type
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def build_tables(profiles: Mapping[str, Profile], reports: Mapping[str, TransferReport]) -> dict[str, pa.Table]:
+    """All configs that have rows, in :data:`CONFIGS` order."""
+    meta = [_profile_meta_row(p) for p in profiles.values()] + [_report_meta_row(r) for r in reports.values()]
+    parts: dict[str, list[pa.Table]] = {
+        "neuron_cards": [neuron_cards_table(p) for p in profiles.values()],
+        "distributions": [distributions_table(p) for p in profiles.values()],
+        "neuron_outputs": [t for t in (neuron_outputs_table(p) for p in profiles.values()) if t is not None],
+        "transfer_reports": [transfer_table(r) for r in reports.values()],
+        "summary": [summary_table(r) for r in reports.values()],
+        "meta": [pa.Table.from_pylist(meta, schema=META_SCHEMA)],
+    }
+    # Profiles (or reports) with different feature types add columns: the union, null where absent.
+    return {name: pa.concat_tables(tables, promote_options="default") for name, tables in parts.items() if tables}
+
+
+# ----- folder ---------------------------------------------------------------------------------------------------
+def write_config(table: pa.Table, folder: Path) -> None:
+    """Write `table` as the parquet shards of one config folder, replacing the shards already there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.parquet"):
+        old.unlink()
+    shards = max(1, -(-table.num_rows // MAX_ROWS_PER_FILE))
+    for i in range(shards):
+        part = table.slice(i * MAX_ROWS_PER_FILE, MAX_ROWS_PER_FILE)
+        pq.write_table(part, folder / f"train-{i:05d}-of-{shards:05d}.parquet", compression="zstd")
+
+
+def is_export_folder(directory: str | Path) -> bool:
+    """Whether `directory` holds a folder in the dataset layout (a ``meta`` config and a README): written by
+    :func:`hf_txray.save_to_disk`, or a saved profile or report."""
+    directory = Path(directory)
+    return (directory / "README.md").is_file() and any((directory / "meta").glob("*.parquet"))
+
+
+def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mapping[str, "TransferReport"], *,
+                 repo_id: str | None = None, license: str | None = None, pretty_name: str | None = None,
+                 plots: bool = False) -> None:
+    """Write profiles and reports into the empty folder `folder`: one folder of parquet files per config, the
+    dataset card ``README.md`` declaring them and, with `plots`, the key figures (callers make it atomic).
+
+    Args:
+        folder (`Path`): an empty folder.
+        profiles (`Mapping[str, Profile]`): by stage.
+        reports (`Mapping[str, TransferReport]`): by name.
+        repo_id (`str`, *optional*): the Hub repo the card's loading examples name.
+        license (`str`, *optional*): a Hub license id for the card.
+        pretty_name (`str`, *optional*): the card's title.
+        plots (`bool`, *optional*, defaults to `False`): draw the key figures into ``plots/`` and the card.
+    """
+    tables = build_tables(profiles, reports)
+    for name, table in tables.items():
+        write_config(table, folder / name)
+    figures = _write_plots(folder / PLOTS_DIR, profiles, reports) if plots else {}
+    card = build_card(profiles, reports, {n: t.num_rows for n, t in tables.items()}, figures,
+                      repo_id=repo_id, license=license, pretty_name=pretty_name)
+    card.save(folder / "README.md")
+
+
+def _write_plots(folder: Path, profiles: Mapping[str, Profile],
+                 reports: Mapping[str, TransferReport]) -> dict[str, list[str]]:
+    """Draw the key figures of every report, and of the profiles no report covers (a report's figures already
+    show both its stages); returns repo-relative PNG paths by report name or stage."""
+    from .plots import profile_figures, report_figures, save_figures, slug
+
+    covered = {s for r in reports.values() for s in (r.meta.stage_a, r.meta.stage_b)}
+    written: dict[str, list[str]] = {}
+    for key, item, draw in [*((r.name, r, report_figures) for r in reports.values()),
+                            *((p.stage, p, profile_figures) for p in profiles.values() if p.stage not in covered)]:
+        try:
+            paths = save_figures(draw(item), folder, prefix=f"{slug(key)}_")
+        except ConfigurationError as err:  # e.g. no neuron shared: the data is still worth exporting
+            logger.warning("No plots for %s: %s", key, err)
+            continue
+        written[key] = [f"{PLOTS_DIR}/{p.name}" for p in paths]
+    return written
+
+
+# ----- folder -> profiles and reports ------------------------------------------------------------------------------
+def read_config(directory: Path, name: str) -> pa.Table | None:
+    """The parquet shards of config `name` in `directory` as one table (None when the config is absent)."""
+    files = sorted((directory / name).glob("*.parquet"))
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def _where(table: pa.Table | None, **equal: str) -> pa.Table | None:
+    """Rows whose columns equal the given values (all of them)."""
+    if table is None:
+        return None
+    mask = None
+    for column, value in equal.items():
+        condition = pc.equal(table[column], value)
+        mask = condition if mask is None else pc.and_(mask, condition)
+    return table.filter(mask)
+
+
+def _vocabularies(row: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray]]:
+    return {v["feature_type"]: (list(v["features"]), np.asarray(v["corpus_counts"], dtype=np.int64))
+            for v in row["vocabularies"] or []}
+
+
+def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpus: np.ndarray,
+                   has_noise: bool | None) -> dict[str, Any]:
+    """The keyword arguments of one ``FeatureTable`` (`has_noise`: None for folders written before it was stored,
+    then inferred from the columns)."""
+    index = {f: i for i, f in enumerate(vocab)}
+    try:
+        fids = np.fromiter((index[f] for f in dist["feature"].to_pylist()), dtype=np.int64, count=dist.num_rows)
+    except KeyError as err:
+        raise ProfileFormatError(f"Feature {err.args[0]!r} of stage {meta['stage']!r} is not in its vocabulary.") from None
+    rows = _row_index(meta["layers"], dist["layer"].to_numpy(), dist["neuron"].to_numpy(), meta["num_neurons"])
+    order = np.argsort((rows << 32) | fids, kind="stable")
+    noise = {}
+    names = dist.column_names
+    if has_noise is None:
+        has_noise = all(c in names and dist[c].null_count == 0 for c in NOISE_COLUMNS)
+    if has_noise:
+        noise = {c: dist[c].to_numpy()[order].astype(np.int64 if c == "count_odd" else np.float64)
+                 for c in NOISE_COLUMNS}
+    return {"vocab": vocab, "rows": rows[order], "feature_ids": fids[order],
+            "mass": dist["mass"].to_numpy()[order].astype(np.float64),
+            "count": dist["count"].to_numpy()[order].astype(np.int64), "corpus_count": corpus, **noise}
+
+
+def _noise_of_cards(cards: pa.Table, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray | None, PositionMass | None]:
+    """The neuron cards' noise statistics (split-half counts, mass by position) when present."""
+    odd = positions = None
+    if "count_odd" in cards.column_names and cards["count_odd"].null_count == 0:
+        odd = np.zeros(num_rows, np.int64)
+        odd[rows] = cards["count_odd"].to_numpy()
+    if "mass_by_position" in cards.column_names and cards["mass_by_position"].null_count == 0:
+        column = cards["mass_by_position"].combine_chunks()
+        flat = pc.list_flatten(column)
+        parents = rows[pc.list_parent_indices(column).to_numpy()]
+        positions = PositionMass.from_entries(parents, flat.field("position").to_numpy(), flat.field("mass").to_numpy(),
+                                              flat.field("count").to_numpy())
+    return odd, positions
+
+
+def _examples(cards: pa.Table) -> pd.DataFrame | None:
+    """The top examples of the cards in the columns of ``Profile.examples`` (None when there are none)."""
+    column = cards["top_examples"].combine_chunks()
+    parents = pc.list_parent_indices(column).to_numpy()
+    flat = pc.list_flatten(column)
+    if len(flat) == 0:
+        return None
+    get = lambda name: flat.field(name).to_numpy(zero_copy_only=False)  # noqa: E731
+    snippets, starts, ends = flat.field("snippet").to_pylist(), get("span_start"), get("span_end")
+    frame = pd.DataFrame({
+        "layer": cards["layer"].to_numpy()[parents], "neuron": cards["neuron"].to_numpy()[parents],
+        "rank": get("rank"), "activation": get("activation"), "example_id": get("example_id"),
+        "token_index": get("token_index"), "char_start": get("char_start"), "char_end": get("char_end"),
+        "token": [s[a:b] for s, a, b in zip(snippets, starts, ends, strict=True)],
+        "left": [s[:a] for s, a in zip(snippets, starts, strict=True)],
+        "right": [s[b:] for s, b in zip(snippets, ends, strict=True)],
+    })  # fmt: skip
+    return frame.sort_values(["layer", "neuron", "rank"], kind="stable").reset_index(drop=True)
+
+
+def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.Table | None = None) -> dict[str, Any]:
+    """The parts of one stage's profile (see ``Profile.from_parts``)."""
+    meta = json.loads(row["metadata"])
+    cards, dist = _where(cards, stage=meta["stage"]), _where(dist, stage=meta["stage"])
+    num_rows = len(meta["layers"]) * meta["num_neurons"]
+    if cards.num_rows != num_rows:
+        raise ProfileFormatError(f"neuron_cards has {cards.num_rows} rows for stage {meta['stage']!r}, "
+                                 f"expected {num_rows}.")
+    rows = _row_index(meta["layers"], cards["layer"].to_numpy(), cards["neuron"].to_numpy(), meta["num_neurons"])
+    mass, count = np.zeros(num_rows, np.float64), np.zeros(num_rows, np.int64)
+    mass[rows], count[rows] = cards["mass"].to_numpy(), cards["count"].to_numpy()
+    vocabularies = _vocabularies(row)
+    has_noise = json.loads(row["columns"] or "{}").get("noise")
+    tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise)
+              for ft in meta["feature_types"]}
+    shape = (len(meta["layers"]), meta["num_neurons"])
+    odd, positions = _noise_of_cards(cards, rows, num_rows)
+    return {"meta": meta, "neuron_mass": mass.reshape(shape), "neuron_count": count.reshape(shape), "tables": tables,
+            "examples": _examples(cards), "neuron_count_odd": None if odd is None else odd.reshape(shape),
+            "position_mass": positions, **_neuron_pages(cards, rows, meta, outputs)}
+
+
+def _neuron_pages(cards: pa.Table, rows: np.ndarray, meta: dict[str, Any], outputs: pa.Table | None) -> dict[str, Any]:
+    """Histogram (the keyword arguments of a ``HistogramTable``) and output effects of one stage, from its
+    neuron_cards rows (in `rows` order); None where absent."""
+    out: dict[str, Any] = {"activation_histogram": None, "output_effects": None}
+    names = cards.column_names
+    settings = meta.get("config", {}).get("activation_histogram")
+    if "activation_histogram" in names and cards["activation_histogram"].null_count == 0 and settings:
+        from .accumulators import histogram_edges
+
+        column = cards["activation_histogram"].combine_chunks()
+        parents = pc.list_parent_indices(column).to_numpy()
+        flat = pc.list_flatten(column)
+        bins = flat.field("bin").to_numpy(zero_copy_only=False).astype(np.int64)
+        counts = flat.field("count").to_numpy(zero_copy_only=False).astype(np.int64)
+        hist_rows = rows[parents] if len(parents) else np.zeros(0, np.int64)
+        order = np.lexsort((bins, hist_rows)) if len(parents) else np.zeros(0, np.int64)
+        out["activation_histogram"] = {"num_bins": len(histogram_edges(**settings)) + 1, "rows": hist_rows[order],
+                                       "bins": bins[order], "counts": counts[order]}
+    stage_outputs = _where(outputs, stage=meta["stage"]) if outputs is not None else None
+    if stage_outputs is not None and stage_outputs.num_rows:
+        from .output_effects import normalize_output_effects
+
+        out["output_effects"] = normalize_output_effects(stage_outputs.to_pandas())
+    return out
+
+
+def _frame(table: pa.Table | None, schema: list[list[str]]) -> pd.DataFrame:
+    """Select a report table's columns and restore its dtypes (union tables turn ints with nulls into floats)."""
+    names = [c for c, _ in schema]
+    if table is None or table.num_rows == 0:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema})
+    return table.select(names).to_pandas().astype(dict(map(tuple, schema))).reset_index(drop=True)
+
+
+def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | None) -> dict[str, Any]:
+    """The parts of one report (see ``TransferReport.from_parts``)."""
+    meta = json.loads(row["metadata"])
+    schema = json.loads(row["columns"])
+    neurons = _frame(_where(transfer, report=row["name"]), schema["neurons"])
+    layers = _frame(_where(summary, report=row["name"], kind="layer"), schema["layers"])
+    mass_share = _frame(_where(summary, report=row["name"], kind="mass_share"), schema["mass_share"])
+    return {"meta": meta, "neurons": neurons, "layers": layers, "mass_share": mass_share}
+
+
+def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The parts of the profiles (by stage) and reports (by name) of a folder in the dataset layout.
+
+    Raises:
+        ProfileFormatError: the folder is not an hf_txray export, or was written by a newer hf_txray.
+    """
+    directory = Path(directory)
+    meta = read_config(directory, "meta")
+    if meta is None:
+        raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.")
+    rows = meta.to_pylist()
+    newest = max((r["format_version"] or 0) for r in rows)
+    if newest > EXPORT_FORMAT_VERSION:
+        raise ProfileFormatError(f"{directory} was written in export format {newest}, newer than this hf_txray "
+                                 f"({__version__}) reads ({EXPORT_FORMAT_VERSION}). Upgrade hf_txray.")
+    profiles: dict[str, dict[str, Any]] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    if any(r["kind"] == "profile" for r in rows):
+        cards, dist = read_config(directory, "neuron_cards"), read_config(directory, "distributions")
+        if cards is None or dist is None:
+            raise ProfileFormatError(f"{directory} lists profiles but lacks neuron_cards/ or distributions/.")
+        outputs = read_config(directory, "neuron_outputs")
+        profiles = {r["name"]: _profile(r, cards, dist, outputs) for r in rows if r["kind"] == "profile"}
+    if any(r["kind"] == "report" for r in rows):
+        transfer, summary = read_config(directory, "transfer_reports"), read_config(directory, "summary")
+        reports = {r["name"]: _report(r, transfer, summary) for r in rows if r["kind"] == "report"}
+    return profiles, reports

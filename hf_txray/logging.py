@@ -1,0 +1,214 @@
+"""Logging and progress bars, as the Hugging Face libraries do them (``transformers.utils.logging``).
+
+- One library logger, ``hf_txray`` (modules log to it or to children from :func:`get_logger`), with its own stderr
+  handler; the level comes from ``HF_TXRAY_VERBOSITY`` (debug, info, warning, error, critical) and defaults to
+  ``warning``. :func:`set_verbosity_info` & co. change it.
+- Under ``torchrun`` / ``accelerate launch`` records below ERROR are emitted by the main process only (rank 0), so a
+  warning is printed once, not once per process.
+- One switch for every progress bar of the package (profiling, spaCy tagging, extraction):
+  :func:`disable_progress_bars` / :func:`enable_progress_bars`, or ``HF_TXRAY_DISABLE_PROGRESS_BARS=1``.
+  Functions that take ``show_progress=`` use it for that call only (:func:`progress_bars_for`).
+
+Example:
+    ```python
+    >>> import hf_txray
+    >>> hf_txray.logging.set_verbosity_info()   # also the profiling timings
+    >>> hf_txray.logging.disable_progress_bars()
+    ```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from typing import Any, Iterator
+
+from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING  # noqa: F401  (re-exported, as transformers does)
+
+LIBRARY_NAME = "hf_txray"
+VERBOSITY_ENV = "HF_TXRAY_VERBOSITY"
+PROGRESS_ENV = "HF_TXRAY_DISABLE_PROGRESS_BARS"
+LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR, "critical": CRITICAL}
+
+_lock = threading.Lock()
+_handler: logging.Handler | None = None
+_progress_bars_enabled = os.environ.get(PROGRESS_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def _default_level() -> int:
+    name = os.environ.get(VERBOSITY_ENV)
+    if name is None:
+        return WARNING
+    if name.strip().lower() not in LOG_LEVELS:
+        logging.getLogger(LIBRARY_NAME).warning("Unknown %s=%s; use one of %s.", VERBOSITY_ENV, name,
+                                                ", ".join(LOG_LEVELS))
+        return WARNING
+    return LOG_LEVELS[name.strip().lower()]
+
+
+def process_rank() -> int:
+    """This process's rank, without starting anything: the process group's when initialised, else the launcher's
+    ``RANK`` variable (torchrun, accelerate), else 0."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+    except ImportError:  # torch is a dependency; this only guards odd installs
+        pass
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+class MainProcessFilter(logging.Filter):
+    """Lets records below ERROR through on the main process only (errors are printed by every rank)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= ERROR or process_rank() == 0
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to the *current* ``sys.stderr`` (as logging's last-resort handler does), so redirections made after
+    import (notebooks, pytest's capture, ``contextlib.redirect_stderr``) see the records."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _configure() -> logging.Logger:
+    global _handler
+    root = logging.getLogger(LIBRARY_NAME)
+    with _lock:
+        if _handler is None:
+            _handler = StderrHandler()
+            _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            _handler.addFilter(MainProcessFilter())
+            root.addHandler(_handler)
+            root.setLevel(_default_level())
+            # Our handler prints; propagating too would print twice where the application configured the root
+            # logger (transformers does the same). enable_propagation() hands records to the application instead.
+            root.propagate = False
+    return root
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """The library logger (``hf_txray``), or a child of it such as ``hf_txray.analyze``."""
+    root = _configure()
+    if name is None or name == LIBRARY_NAME:
+        return root
+    return logging.getLogger(name if name.startswith(LIBRARY_NAME + ".") else f"{LIBRARY_NAME}.{name}")
+
+
+def get_verbosity() -> int:
+    """The level of the library logger (``hf_txray.logging.WARNING``...)."""
+    return _configure().getEffectiveLevel()
+
+
+def set_verbosity(level: int) -> None:
+    """Set the level of the library logger (``hf_txray.logging.INFO``...)."""
+    _configure().setLevel(level)
+
+
+def set_verbosity_debug() -> None:
+    set_verbosity(DEBUG)
+
+
+def set_verbosity_info() -> None:
+    set_verbosity(INFO)
+
+
+def set_verbosity_warning() -> None:
+    set_verbosity(WARNING)
+
+
+def set_verbosity_error() -> None:
+    set_verbosity(ERROR)
+
+
+def enable_propagation() -> None:
+    """Also hand records to the parent loggers (e.g. an application's root handlers, pytest's ``caplog``)."""
+    _configure().propagate = True
+
+
+def disable_propagation() -> None:
+    _configure().propagate = False
+
+
+# ----- progress bars ----------------------------------------------------------------------------------------------
+def enable_progress_bars() -> None:
+    """Show hf_txray's progress bars (the default)."""
+    global _progress_bars_enabled
+    _progress_bars_enabled = True
+
+
+def disable_progress_bars() -> None:
+    """Hide every hf_txray progress bar: profiling, spaCy tagging, activation extraction."""
+    global _progress_bars_enabled
+    _progress_bars_enabled = False
+
+
+def are_progress_bars_disabled() -> bool:
+    return not _progress_bars_enabled
+
+
+@contextlib.contextmanager
+def progress_bars_for(show: bool | None) -> Iterator[None]:
+    """The switch for one call: ``show_progress=True``/``False`` sets it inside the block, None keeps the global one.
+
+    Example:
+        ```python
+        >>> with progress_bars_for(False):
+        ...     profile = profiler.run(corpus, text_column="text")
+        ```
+    """
+    global _progress_bars_enabled
+    if show is None:
+        yield
+        return
+    before = _progress_bars_enabled
+    _progress_bars_enabled = bool(show)
+    try:
+        yield
+    finally:
+        _progress_bars_enabled = before
+
+
+def tqdm(*args: Any, **kwargs: Any) -> Any:
+    """``tqdm.auto.tqdm``, disabled when the switch is off or on processes other than the main one."""
+    from tqdm.auto import tqdm as auto_tqdm
+
+    disabled = kwargs.pop("disable", False) or are_progress_bars_disabled() or process_rank() != 0
+    return auto_tqdm(*args, disable=disabled, **kwargs)
+
+
+@contextlib.contextmanager
+def datasets_progress_bars() -> Iterator[None]:
+    """Inside the block, the bars of ``datasets`` (``Dataset.map``: the spaCy tagging) follow our switch."""
+    import datasets
+
+    if not are_progress_bars_disabled() and process_rank() == 0:
+        yield
+        return
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+_configure()  # the handler, level and HF_TXRAY_VERBOSITY apply from `import hf_txray` on

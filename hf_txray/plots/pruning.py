@@ -1,0 +1,63 @@
+"""Figures of pruning experiments: a metric against the share of MLP neurons pruned, per strategy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import pandas as pd
+
+from ..errors import ConfigurationError
+from .common import new_axes
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" = None,
+               strategies: Sequence[str] | None = None, baseline_plan: str = "unpruned") -> "Figure":
+    """Metric vs fraction of neurons pruned: one line per strategy through its mean at each requested amount (error
+    bars: ±1 std where several runs, e.g. seeds, share an amount), and the unpruned model as a dashed line.
+
+    Args:
+        table (`pd.DataFrame`): rows of :func:`hf_txray.evaluation.evaluate_pruning`, possibly concatenated over
+            several runs (columns ``plan``, ``strategy``, ``amount``, ``fraction`` and the metric).
+        metric (`str`, *optional*, defaults to `"accuracy"`): the metric column to plot.
+        ax (`matplotlib.axes.Axes`, *optional*): where to draw.
+        strategies (`list[str]`, *optional*): the strategies to draw (default: all).
+        baseline_plan (`str`, *optional*, defaults to `"unpruned"`): the ``plan`` of the unpruned row, as
+            ``hf_txray.evaluation.BASELINE`` names it (a parameter, not an import: plots stays below evaluation).
+
+    Returns:
+        `matplotlib.figure.Figure`: one error-bar line per strategy (dotted for random baselines) and, when the table
+        has the unpruned row, a horizontal line at its mean.
+
+    Raises:
+        `ConfigurationError`: `metric` is not a column of `table`.
+
+    Example:
+        ```python
+        >>> plot_sweep(evaluate_pruning(model, plans, data), "accuracy").savefig("accuracy.png")
+        ```
+    """
+    if metric not in table.columns:
+        raise ConfigurationError(f"Metric {metric!r} is not a column of the table: {list(table.columns)}.")
+    fig, ax = new_axes(ax, (6.4, 4.2))
+    base = table[table["plan"] == baseline_plan][metric]
+    if len(base):
+        ax.axhline(float(base.mean()), color="black", linestyle="--", linewidth=1,
+                   label=f"unpruned ({base.mean():.3f})")
+    pruned = table[table["plan"] != baseline_plan].copy()
+    if strategies is not None:
+        pruned = pruned[pruned["strategy"].isin(list(strategies))]
+    pruned["_amount"] = pruned["amount"].astype(str)
+    for strategy, group in pruned.groupby("strategy", sort=False):
+        stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
+        stats = stats.sort_values("x")
+        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3, label=strategy,
+                    linestyle=":" if strategy.startswith("random") else "-")
+    ax.set_xlabel("fraction of MLP neurons pruned (mean over runs)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,60 @@
+"""Text tables of results frames: GitHub markdown for cards and result files, plain text for the terminal.
+
+Both are drawn by pandas ``DataFrame.to_markdown`` (tabulate). Cells are formatted here first and tabulate's number
+parsing is off, so a feature value such as ``"1.5"`` or ``"nan"`` stays text; numeric columns are right-aligned.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MISSING = "–"
+
+
+def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, (float, np.floating)):
+        return format(float(value), floatfmt)
+    text = str(value)
+    # a "|" would end a markdown cell, a newline the row
+    return text.replace("|", "\\|").replace("\n", " ") if markdown else text.replace("\n", " ")
+
+
+def _render(frame: pd.DataFrame, floatfmt: str, tablefmt: str) -> str:
+    markdown = tablefmt == "pipe"
+    cells = pd.DataFrame({i: [_cell(v, floatfmt, markdown) for v in frame[c]] for i, c in enumerate(frame.columns)})
+    cells.columns = [_cell(c, floatfmt, markdown) for c in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+               for c in frame.columns]
+    if not len(frame.columns):
+        return ""
+    return cells.to_markdown(index=False, tablefmt=tablefmt, disable_numparse=True,
+                             colalign=["right" if n else "left" for n in numeric])
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub-flavoured markdown table of `frame` (no index).
+
+    Args:
+        frame (`pd.DataFrame`): the rows to show.
+        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN and None show as "–".
+
+    Returns:
+        `str`: a pipe table; "|" inside a cell is escaped and newlines become spaces.
+
+    Example:
+        ```python
+        >>> print(markdown_table(report.layers[["layer", "share_lost"]]))
+        ```
+    """
+    return _render(frame, floatfmt, "pipe")
+
+
+def text_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """The same table as plain columns for the terminal (tabulate's ``simple`` format, no index)."""
+    return _render(frame, floatfmt, "simple")

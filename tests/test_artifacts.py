@@ -1,0 +1,280 @@
+"""The artifact contract, once for every artifact: ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``.
+
+Each artifact is built small and real (a tiny-model profile with POS tags, noise sums, position mass, histograms and
+output effects; a compare() report; a probe; an ablation curve; a pruning plan; extracted activations). The round
+trips are exact (every array with its dtype, every frame with its dtypes); the Hub is the real test server
+(tests/hub_server.py) through the real clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import ProfileFormatError, Profile, PruningPlan, TransferReport
+from hf_txray.artifact import HEADER_FILE, Artifact, artifact_type_of
+from hf_txray.errors import ArtifactNotFoundError, ConfigurationError, HubError
+from hf_txray.probing import (AblationCurve, Activations, ProbeConfig, ProbeMetric, ProbingResult, ablation_curve,
+                              extract_activations, from_columns, probe_neurons)
+from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
+from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny_bert
+
+
+# ----- the artifacts, small and real ---------------------------------------------------------------------------------
+def _llama(seed: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=24, max_position_embeddings=128)
+    return LlamaForCausalLM(config).eval()
+
+
+@functools.cache
+def profiles() -> tuple[Profile, Profile]:
+    run = lambda seed, texts, stage: hf_txray.analyze(  # noqa: E731
+        _llama(seed), texts, tokenizer=bpe_tokenizer(), features=("token", "pos"), stage=stage, batch_size=4,
+        output_effects=True, output_effects_k=3, model_id="tiny-org/llama-tiny", show_progress=False)
+    return run(0, SAMPLE_TEXTS, "pretrained"), run(1, SAMPLE_TEXTS[::-1], "finetuned")
+
+
+@functools.cache
+def probing() -> tuple[ProbingResult, AblationCurve, Activations]:
+    rng = np.random.default_rng(0)
+    words = [w for w in ("cat", "dog", "runs", "eats", "house", "sleeps", "tree", "jumps") for _ in range(1)]
+    rows = {"tokens": [], "tags": []}
+    for _ in range(40):
+        sentence = [str(w) for w in rng.choice(words, size=int(rng.integers(3, 7)))]
+        rows["tokens"].append(sentence)
+        rows["tags"].append(["NOUN" if w in ("cat", "dog", "house", "tree") else "VERB" for w in sentence])
+    corpus = from_columns(rows, "tokens", "tags")
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    acts = extract_activations(model, corpus, tokenizer, layers=[0, 1])
+    result = probe_neurons(None, acts, config=ProbeConfig(epochs=3), minimal=False, subset_seeds=(0,))
+    curve = ablation_curve(model, result, ProbeMetric(result, corpus, tokenizer), counts=[1, 2], seeds=(0,),
+                           name="tiny")
+    return result, curve, acts
+
+
+@functools.cache
+def build(kind: str) -> Artifact:
+    """The artifact of `kind`, built once per test session (compare() and plans carry a creation time)."""
+    if kind == "profile":
+        return profiles()[0]
+    if kind == "transfer_report":
+        return hf_txray.compare(*profiles())
+    if kind == "pruning_plan":
+        return hf_txray.pruning.plan_pruning(build("transfer_report"), "lost", 0.2, allow_fewer=True)
+    return dict(zip(("probing_result", "ablation_curve", "activations"), probing()))[kind]
+
+
+@functools.cache
+def variant(kind: str) -> Artifact:
+    """Another artifact of `kind` (a second push to the same repo)."""
+    original = build(kind)
+    if kind == "profile":
+        return profiles()[1]
+    if kind == "transfer_report":
+        return hf_txray.compare(*profiles()[::-1])
+    if kind == "pruning_plan":
+        return hf_txray.pruning.plan_pruning(build("transfer_report"), "random", 0.2, seed=1)
+    if kind == "probing_result":
+        return dataclasses.replace(original, meta=dataclasses.replace(original.meta, name="second"))
+    if kind == "ablation_curve":
+        return dataclasses.replace(original, name="second", table=original.table.iloc[:2].copy())
+    return dataclasses.replace(original, values=np.asarray(original.values) * 2)
+
+
+KINDS = ["profile", "transfer_report", "probing_result", "ablation_curve", "pruning_plan", "activations"]
+CLASSES = {"profile": Profile, "transfer_report": TransferReport, "probing_result": ProbingResult,
+           "ablation_curve": AblationCurve, "pruning_plan": PruningPlan, "activations": Activations}
+
+
+NOT_SAVED = {"path",  # Activations: the folder the values are memory-mapped from (the folder loaded)
+             "activations"}  # ProbingResult: its input, kept in memory only (documented)
+
+
+# ----- exact equality ------------------------------------------------------------------------------------------------
+def assert_exact(a, b, where: str = "") -> None:
+    """`a` and `b` hold the same values with the same dtypes, recursively (a folder path may differ)."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert np.array_equal(np.asarray(a), np.asarray(b), equal_nan=a.dtype.kind == "f"), where
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True, obj=where)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where  # order is not part of a dict's value (JSON sorts keys)
+        for key in a:
+            assert_exact(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_exact(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert isinstance(b, float) and (a == b or (np.isnan(a) and np.isnan(b))), where
+    elif dataclasses.is_dataclass(a) or hasattr(a, "__dict__") and not isinstance(a, type):
+        assert type(a) is type(b), where
+        for name, value in vars(a).items():
+            if name not in NOT_SAVED:
+                assert_exact(value, vars(b)[name], f"{where}.{name}")
+    else:
+        assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
+
+
+def test_every_artifact_class_follows_the_contract():
+    assert sorted(cls.artifact_type for cls in CLASSES.values()) == sorted(KINDS)
+    for kind, cls in CLASSES.items():
+        assert issubclass(cls, Artifact) and cls.artifact_type == kind
+        for old in ("save", "load", "to_json", "from_json"):
+            assert not hasattr(cls, old), f"{cls.__name__}.{old}"
+
+
+# ----- local round trip ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_and_load_is_exact(kind, tmp_path):
+    artifact = build(kind)
+    folder = artifact.save_pretrained(tmp_path / "saved")
+    assert artifact_type_of(folder) == kind
+    loaded = type(artifact).from_pretrained(folder)
+    assert_exact(artifact, loaded, kind)
+    if type(artifact).__eq__ is not object.__eq__ and not dataclasses.is_dataclass(artifact) or kind == "pruning_plan":
+        assert loaded == artifact
+    # saving again over it replaces the folder as a whole (str paths work too)
+    loaded.save_pretrained(str(folder))
+    assert_exact(artifact, type(artifact).from_pretrained(str(folder)), kind)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])
+def test_results_tables_are_the_dataset_layout(kind, tmp_path):
+    """Tables load with datasets.load_dataset from the folder, as from a Hub repo; the card declares them."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    artifact = build(kind)
+    folder = artifact.save_pretrained(tmp_path / kind)
+    configs = [c["config_name"] for c in DatasetCard.load(folder / "README.md").data.to_dict()["configs"]]
+    assert configs and all((folder / c).is_dir() for c in configs)
+    for config in configs:
+        assert datasets.load_dataset(str(folder), config, split="train", cache_dir=str(tmp_path / "cache")).num_rows
+    if kind in ("profile", "transfer_report"):  # hf_txray.load reads a saved profile or report as a results folder
+        profiles, reports = hf_txray.load(folder)
+        assert (profiles, reports) == (({artifact.stage: artifact}, {}) if kind == "profile"
+                                       else ({}, {artifact.name: artifact}))
+
+
+@pytest.mark.parametrize("noise", [True, False])
+def test_empty_profile_round_trips_with_or_without_noise_sums(noise, tmp_path):
+    """A profile with no credit yet (a checkpoint before the first batch) keeps whether it has noise sums."""
+    from hf_txray.profile import FeatureTable
+
+    full = build("profile")
+    none = np.zeros(0, np.int64)
+    sums = {"mass_odd": np.zeros(0), "count_odd": none, "mass_sq": np.zeros(0)} if noise else {}
+    table = FeatureTable([], none, none, np.zeros(0), none, none, **sums)
+    empty = Profile(dataclasses.replace(full.meta, stage="empty", num_positions=0, num_examples=0),
+                    np.zeros_like(full.neuron_mass), np.zeros_like(full.neuron_count),
+                    {ft: table for ft in full.feature_types})
+    loaded = Profile.from_pretrained(empty.save_pretrained(tmp_path / "empty"))
+    assert_exact(empty, loaded, "empty")
+    assert all(t.has_noise is noise for t in loaded.tables.values())
+
+
+# ----- errors ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_path):
+    cls = CLASSES[kind]
+    with pytest.raises(ArtifactNotFoundError, match="No folder"):
+        cls.from_pretrained(tmp_path / "missing")
+    with pytest.raises(ArtifactNotFoundError, match="No folder"):  # looks like a path: never a Hub lookup
+        cls.from_pretrained(f"{tmp_path}/missing/deeper")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ProfileFormatError, match=f"not a saved hf_txray {kind.replace('_', ' ')}"):
+        cls.from_pretrained(tmp_path / "empty")
+    other = "activations" if kind == "profile" else "profile"
+    folder = build(other).save_pretrained(tmp_path / other)
+    with pytest.raises(ProfileFormatError, match=f"holds a saved hf_txray {other}, not a {kind.replace('_', ' ')}"):
+        cls.from_pretrained(folder)
+    folder = build(kind).save_pretrained(tmp_path / kind)
+    header = json.loads((folder / HEADER_FILE).read_text())
+    (folder / HEADER_FILE).write_text(json.dumps({**header, "format_version": cls.format_version + 1}))
+    with pytest.raises(ProfileFormatError, match="newer than this hf_txray"):
+        cls.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("marker", ["txray_profile.json", "txray_report.json"])
+def test_folder_in_the_old_format_says_how_to_convert(marker, tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / marker).write_text(json.dumps({"format": "hf_txray.profile", "format_version": 1, "meta": {}}))
+    with pytest.raises(ProfileFormatError, match="before the artifact contract.*save it again"):
+        Profile.from_pretrained(folder)
+
+
+# ----- the Hub ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_push_and_load_from_the_hub_at_a_revision(kind, hub, tmp_path, caplog):
+    artifact = build(kind)
+    repo_id = f"{hub.username}/{kind.replace('_', '-')}"
+    first = artifact.push_to_hub(repo_id, private=True)
+    files = hub.server.repo_files(repo_id)
+    assert HEADER_FILE in files
+    assert_exact(artifact, type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache"), kind)
+    # a second, different push replaces it; the first commit still loads by its hash
+    other = variant(kind)
+    other.push_to_hub(repo_id)
+    assert_exact(other, type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache"), kind)
+    assert_exact(artifact, type(artifact).from_pretrained(repo_id, revision=first.oid, cache_dir=tmp_path / "cache"),
+                 kind)
+    assert hub.token not in caplog.text
+
+
+def test_hub_errors_name_the_fix_and_never_the_token(hub, tmp_path, monkeypatch):
+    profile = build("profile")
+    with pytest.raises(ConfigurationError, match="Invalid Hub repo id"):
+        profile.push_to_hub("not a repo id")
+    with pytest.raises(HubError, match="Could not download the Hub dataset") as err:
+        Profile.from_pretrained(f"{hub.username}/does-not-exist", token=hub.token)
+    assert hub.token not in str(err.value)
+    profile.push_to_hub(f"{hub.username}/private-profile", private=True)
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    with pytest.raises(HubError, match="private"):
+        Profile.from_pretrained(f"{hub.username}/private-profile", token=False, cache_dir=tmp_path / "fresh")
+    with pytest.raises(HubError, match="No Hugging Face token"):
+        profile.push_to_hub(f"{hub.username}/anything")
+
+
+def test_offline_loads_from_the_cache_only(hub, tmp_path, monkeypatch):
+    profile = build("profile")
+    repo_id = f"{hub.username}/cached"
+    profile.push_to_hub(repo_id)
+    assert Profile.from_pretrained(repo_id, cache_dir=tmp_path / "cache") == profile  # fills the cache
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    assert Profile.from_pretrained(repo_id, cache_dir=tmp_path / "cache") == profile
+    with pytest.raises(HubError, match="offline"):
+        Profile.from_pretrained(repo_id, cache_dir=tmp_path / "empty-cache")
+    shutil.rmtree(tmp_path / "cache")
+
+
+def test_no_artifact_imports_the_hub_layer():
+    """The results layer (hub.py, export.py) sits above the artifacts: no artifact module, nor the layers below them,
+    imports it (lazily either)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(hf_txray.__file__).parent
+    below = ["artifact.py", "hub_io.py", "layout.py", "card.py", "profile.py", "report.py", "probing/layout.py",
+             "probing/pipeline.py", "probing/ablation.py", "probing/extraction.py", "pruning/plan.py"]
+    for name in below:
+        tree = ast.parse((package / name).read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & {"hub", "export", "hf_txray.hub", "hf_txray.export"}, name

@@ -1,0 +1,101 @@
+"""The feature-type registry: built-in and user features as typed records, used wherever results are shown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hf_txray
+from hf_txray import ConfigurationError, FeatureType, UserFeature, get_feature_type, register_feature
+from hf_txray.display import profile_text
+from hf_txray.features import (default_feature_type, display_order, is_tag_feature, parse_features, reading_order,
+                               registered_features, unregister_feature)
+from hf_txray.plots import profile_figures
+
+from models import SAMPLE_TEXTS, tiny
+
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
+
+
+def capitals(text):
+    """capitalised characters"""
+    return [(i, i + 1, "CAP") for i, c in enumerate(text) if c.isupper()] + \
+        [(i, i + 1, "low") for i, c in enumerate(text) if c.islower()]
+
+
+@pytest.fixture
+def case_feature():
+    registered = register_feature(UserFeature("case", capitals))
+    yield registered
+    unregister_feature("case")
+
+
+def test_builtin_types_are_typed_records():
+    assert registered_features()[:5] == ("token", "word", "pos", "dep", "ner")
+    kinds = {name: (get_feature_type(name).kind, get_feature_type(name).source) for name in registered_features()[:5]}
+    assert kinds == {"token": ("text", "token"), "word": ("text", "word"), "pos": ("tag", "spacy"),
+                     "dep": ("tag", "spacy"), "ner": ("tag", "spacy")}
+    assert [get_feature_type(t).spacy_attribute for t in ("pos", "dep", "ner")] == ["pos_", "dep_", "ent_type_"]
+    assert not get_feature_type("token").needs_words and get_feature_type("word").needs_words
+    with pytest.raises(ConfigurationError, match="Unknown feature 'lemma'.*token, word, pos, dep, ner"):
+        get_feature_type("lemma")
+
+
+def test_register_user_feature_checks_names(case_feature):
+    assert case_feature == FeatureType("case", "tag", "user", "capitalised characters", fn=capitals)
+    assert registered_features()[-1] == "case" and is_tag_feature("case")
+    with pytest.raises(ConfigurationError, match="already registered"):
+        register_feature(UserFeature("case", str.split))
+    assert register_feature(UserFeature("case", capitals), replace=True).fn is capitals
+    with pytest.raises(ConfigurationError, match="clashes with a built-in"):
+        register_feature(UserFeature("pos", capitals))
+    with pytest.raises(ConfigurationError, match="user feature with a function|needs fn"):
+        register_feature(FeatureType("lemma", "tag", "spacy", spacy_attribute="lemma_"))
+    with pytest.raises(ConfigurationError, match="built-in"):
+        unregister_feature("token")
+    names, user = parse_features(("token", "case"))
+    assert names == ["token", "case"] and user["case"].fn is capitals
+    with pytest.raises(ConfigurationError, match="Unknown feature 3: use one of token, word, pos, dep, ner, case"):
+        parse_features(("token", 3))
+
+
+def test_orders_and_default_feature_type():
+    # names read from saved results that this process never registered are user tags
+    assert is_tag_feature("entity") and not is_tag_feature("word")
+    names = ["token", "word", "entity", "ner", "pos"]
+    assert reading_order(names) == ["pos", "ner", "entity", "word", "token"]
+    assert display_order(names) == ["entity", "ner", "pos", "token", "word"]
+    assert default_feature_type(names) == "pos"
+    assert default_feature_type(["token", "entity", "dep"]) == "dep"
+    assert default_feature_type(["token", "entity"]) == "entity"
+    assert default_feature_type(["word", "token"]) == "word"
+    with pytest.raises(ConfigurationError, match="No tag-like feature"):
+        default_feature_type(["word", "token"], categorical=True)
+
+
+def test_registered_user_feature_by_name_profiles_like_the_object(case_feature):
+    model, tokenizer = tiny("bert")
+    common = dict(tokenizer=tokenizer, show_progress=False)
+    by_name = hf_txray.analyze(model, TEXTS, features=("token", "case"), **common)
+    by_object = hf_txray.analyze(model, TEXTS, features=("token", UserFeature("case", capitals)), **common)
+    assert by_name.tables["case"].vocab == by_object.tables["case"].vocab == ["CAP", "low"]
+    np.testing.assert_array_equal(by_name.tables["case"].corpus_count, by_object.tables["case"].corpus_count)
+    # a user feature is tag-like: its mass share is drawn, tabulated and compared
+    assert set(profile_figures(by_name)) == {"neuron_mass", "mass_share"}
+    assert "case: mass share vs corpus frequency" in profile_text(by_name)
+    report = hf_txray.compare(by_name, by_object)
+    assert set(report.mass_share["feature_type"]) == {"case"}
+    token_only = hf_txray.analyze(model, TEXTS, features=("token",), **common)
+    assert set(profile_figures(token_only)) == {"neuron_mass"}
+
+
+def test_trainer_profiles_a_registered_user_feature_by_name(case_feature, tmp_path):
+    from test_trainer import build_args, train
+
+    with pytest.raises(ConfigurationError, match="registered features.*case"):
+        build_args(tmp_path, txray_features=["token", "sentiment"])
+    trainer, _ = train(tmp_path, txray_features=["token", "case"], max_steps=2, txray_steps=2)
+    profile = trainer.txray_profiles["step-2"]
+    assert profile.feature_types == ["token", "case"] and profile.tables["case"].vocab == ["CAP", "low"]
+    plots = tmp_path / "run" / "txray" / "plots"
+    assert (plots / "mass_share_case.png").exists() and not (plots / "mass_share_token.png").exists()

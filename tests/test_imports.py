@@ -1,0 +1,90 @@
+"""The package's import graph (issue 11): no circles, and no private names imported from another module.
+
+Parses every module of ``hf_txray`` with :mod:`ast` (nothing is imported). Every import counts, including the lazy ones
+inside functions, which hide a circle rather than remove it; only ``if TYPE_CHECKING:`` blocks are left out (they never
+run). A package's ``__init__`` importing its own submodules is how a package exposes them; a submodule importing its own
+package's ``__init__`` is a circle like any other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "hf_txray"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skipped
+
+
+def _base(module: str, path: Path, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    parts = parts[: len(parts) - node.level + 1]
+    return ".".join(parts + ([node.module] if node.module else []))
+
+
+def _imports(module: str, path: Path):
+    """Yield (imported module, imported name or None) for every import of `module` inside the package."""
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_nodes(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in MODULES:
+                    yield alias.name, None
+        elif isinstance(node, ast.ImportFrom):
+            base = _base(module, path, node)
+            for alias in node.names:
+                if f"{base}.{alias.name}" in MODULES:
+                    yield f"{base}.{alias.name}", None
+                elif base in MODULES:
+                    yield base, alias.name
+
+
+def _graph() -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(MODULES)
+    for module, path in MODULES.items():
+        for target, _ in _imports(module, path):
+            if target != module:
+                graph.add_edge(module, target)
+    return graph
+
+
+def test_the_parser_sees_the_package():
+    graph = _graph()
+    assert {"hf_txray", "hf_txray.profile", "hf_txray.analyze"} <= set(graph)
+    assert graph.has_edge("hf_txray", "hf_txray.analyze")  # __init__ re-exports analyze
+    assert graph.number_of_edges() > 50
+
+
+def test_no_import_circles():
+    circles = [sorted(c) for c in nx.strongly_connected_components(_graph()) if len(c) > 1]
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_private_names_across_modules(module):
+    private = sorted({f"{target}.{name}" for target, name in _imports(module, MODULES[module])
+                      if name and name.startswith("_") and not name.startswith("__") and target != module})
+    assert not private, f"{module} imports private names of other modules: {private}"

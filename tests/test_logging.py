@@ -1,0 +1,73 @@
+"""hf_txray.logging: verbosity, main-process-only records, and the one progress-bar switch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hf_txray
+from hf_txray.logging import get_logger
+from models import SAMPLE_TEXTS, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def restore_switches():
+    level = hf_txray.logging.get_verbosity()
+    disabled = hf_txray.logging.are_progress_bars_disabled()
+    yield
+    hf_txray.logging.set_verbosity(level)
+    (hf_txray.logging.disable_progress_bars if disabled else hf_txray.logging.enable_progress_bars)()
+
+
+def test_verbosity_levels_and_main_process_only(capfd, monkeypatch, restore_switches):
+    logger = get_logger("hf_txray.test")
+    assert logger.parent is get_logger() and hf_txray.logging.get_verbosity() == logging.WARNING  # the default
+    logger.info("quiet info")
+    hf_txray.logging.set_verbosity_info()
+    assert hf_txray.logging.get_verbosity() == logging.INFO
+    logger.info("loud info")
+    hf_txray.logging.set_verbosity_error()
+    logger.warning("hidden warning")
+    err = capfd.readouterr().err
+    assert "loud info" in err and "quiet info" not in err and "hidden warning" not in err
+
+    hf_txray.logging.set_verbosity_warning()
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it on the second process
+    logger.warning("rank-1 warning")
+    logger.error("rank-1 error")
+    monkeypatch.setenv("RANK", "0")
+    logger.warning("rank-0 warning")
+    err = capfd.readouterr().err
+    assert "rank-1 warning" not in err and "rank-1 error" in err and "rank-0 warning" in err
+
+
+def test_verbosity_and_progress_switch_from_the_environment():
+    env = {**os.environ, "HF_TXRAY_VERBOSITY": "error", "HF_TXRAY_DISABLE_PROGRESS_BARS": "1",
+           "PYTHONPATH": str(ROOT)}
+    code = "import hf_txray; print(hf_txray.logging.get_verbosity(), hf_txray.logging.are_progress_bars_disabled())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["40", "True"], done.stderr[-2000:]
+
+
+def test_one_switch_for_the_profiling_and_spacy_bars(capfd, restore_switches):
+    model, tokenizer = tiny("bert")
+    texts = [f"{t} (switch test {i})" for i, t in enumerate(SAMPLE_TEXTS) if t.strip()]
+    hf_txray.logging.disable_progress_bars()
+    hf_txray.analyze(model, texts[:3], tokenizer=tokenizer, features=("token", "pos"), max_length=24)
+    err = capfd.readouterr().err
+    assert "hf_txray profiling" not in err and "spaCy" not in err
+
+    hf_txray.logging.enable_progress_bars()
+    hf_txray.analyze(model, texts[:3], tokenizer=tokenizer, features=("token",), max_length=24, show_progress=False)
+    assert "hf_txray profiling" not in capfd.readouterr().err  # show_progress=False: this call only
+    hf_txray.analyze(model, texts[3:], tokenizer=tokenizer, features=("token", "pos"), max_length=24)
+    err = capfd.readouterr().err
+    assert "hf_txray profiling" in err and "spaCy" in err
+    assert not hf_txray.logging.are_progress_bars_disabled()

@@ -1,0 +1,91 @@
+"""The plots home: shared helpers, pruning-sweep and ablation figures (the report/profile figures: test_hub.py)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+import hf_txray
+from hf_txray import plots
+from hf_txray.errors import ConfigurationError
+from hf_txray.evaluation import BASELINE
+from hf_txray.probing import AblationCurve
+
+
+def _sweep_table() -> pd.DataFrame:
+    rows = [{"plan": BASELINE, "strategy": "none", "amount": 0, "seed": None, "fraction": 0.0, "accuracy": 0.9}]
+    for amount, fraction in ((0.1, 0.1), (0.3, 0.3)):
+        rows.append({"plan": f"lost-{amount}", "strategy": "lost", "amount": amount, "seed": None,
+                     "fraction": fraction, "accuracy": 0.9 - fraction / 2})
+        for seed in range(3):
+            rows.append({"plan": f"random-{amount}-{seed}", "strategy": "random", "amount": amount, "seed": seed,
+                         "fraction": fraction, "accuracy": 0.8 - fraction - 0.01 * seed})
+    return pd.DataFrame(rows)
+
+
+def test_plot_sweep_draws_strategy_means_std_and_the_unpruned_line():
+    table = _sweep_table()
+    fig = plots.plot_sweep(table, "accuracy")
+    ax = fig.axes[0]
+    labels = [c.get_label() for c in ax.containers]
+    assert labels == ["lost", "random"]
+    random = ax.containers[1]
+    x, y = (np.asarray(v, dtype=float) for v in random.lines[0].get_data())
+    pruned = table[table["strategy"] == "random"]
+    np.testing.assert_allclose(x, [0.1, 0.3])
+    np.testing.assert_allclose(y, pruned.groupby("fraction")["accuracy"].mean().to_numpy())
+    assert random.lines[0].get_linestyle() == ":"  # random baselines dotted, TX-Ray strategies solid
+    assert ax.containers[0].lines[0].get_linestyle() == "-"
+    unpruned = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(unpruned) == 1 and unpruned[0].get_ydata()[0] == pytest.approx(0.9)
+    only = plots.plot_sweep(table, "accuracy", strategies=["lost"]).axes[0]
+    assert [c.get_label() for c in only.containers] == ["lost"]
+    with pytest.raises(ConfigurationError, match="f1"):
+        plots.plot_sweep(table, "f1")
+    # plots stays below evaluation: its default names evaluate_pruning's unpruned row
+    assert inspect.signature(plots.plot_sweep).parameters["baseline_plan"].default == BASELINE
+
+
+def _curve() -> AblationCurve:
+    rows = [("baseline", -1, 0, 0.95)]
+    rows += [("ranked", -1, k, 0.95 - 0.1 * k) for k in (1, 2, 4)]
+    rows += [("random", s, k, 0.95 - 0.01 * k * (s + 1)) for s in range(3) for k in (1, 2, 4)]
+    table = pd.DataFrame(rows, columns=["strategy", "seed", "num_ablated", "value"])
+    return AblationCurve(table, "upos-ablation", "accuracy", "zero")
+
+
+def test_plot_ablation_draws_ranked_random_band_and_baseline(tmp_path):
+    curve = _curve()
+    fig = curve.plot()
+    assert isinstance(fig, Figure)  # no pyplot: nothing is kept alive after the caller drops the figure
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    np.testing.assert_allclose(lines["ranked"].get_ydata(), [0.85, 0.75, 0.55])
+    random = curve.table[curve.table["strategy"] == "random"].groupby("num_ablated")["value"].mean()
+    np.testing.assert_allclose(lines["random (mean)"].get_ydata(), random.to_numpy())
+    assert lines["no ablation"].get_ydata()[0] == pytest.approx(0.95)
+    assert len(ax.collections) == 1  # the min-max band of the random seeds
+    assert ax.get_xscale() == "symlog" and ax.get_title() == "Ablation: upos-ablation"
+    path = plots.save_figure(fig, tmp_path / "sub" / "ablation.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_common_helpers_grid_axes_and_names(tmp_path):
+    fig, axes = plots.new_figure(2, 3, width=2.0, height=1.5)
+    assert axes.shape == (2, 3) and tuple(fig.get_size_inches()) == (6.0, 3.0)
+    fig2, ax = plots.new_axes(axes[1][2])
+    assert fig2 is fig and ax is axes[1][2]
+    assert plots.slug("pretrained->fine tuned/v2") == "pretrained__fine-tuned-v2"
+    written = plots.save_figures({"a->b": fig}, tmp_path, prefix="x_")
+    assert [p.name for p in written] == ["x_a__b.png"] and written[0].stat().st_size > 0
+
+
+def test_moved_names_keep_working():
+    assert hf_txray.AblationCurve.plot is AblationCurve.plot
+    for name in ("plot_hellinger_vs_length", "plot_length_shift", "plot_mass_share", "plot_neuron_mass",
+                 "report_figures", "profile_figures", "save_figures", "slug", "default_feature_type", "STAGE_COLORS"):
+        assert hasattr(plots, name), name
