@@ -399,7 +399,7 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert cli_main(["analyze", *common, "--stage", "a", "--out", str(tmp_path / "a")]) == 0
     assert cli_main(["analyze", *common, "--stage", "b", "--out", str(tmp_path / "runs" / "b")]) == 0
     assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out",
-                     str(tmp_path / "runs" / "a-b"), "--num-resamples", "0"]) == 0
+                     str(tmp_path / "runs" / "a-b"), "--no-test"]) == 0
     assert cli_main(["export", str(tmp_path / "a"), str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
                      "--no-plots"]) == 0
     assert "exported 2 profile(s) and 1 report(s)" in capsys.readouterr().out
