@@ -360,9 +360,13 @@ def test_transfer_tab(client, results):
 
 
 def test_viewer_computes_pairs_without_a_report(results, payload_neuron):
-    """The reverse pair has no report: status and Hellinger come from the profiles (Hellinger is symmetric)."""
+    """The reverse pair has no report: status and Hellinger come from a report derived from the two profiles by
+    compare (the viewer computes nothing a report owns; Hellinger is symmetric)."""
     a, b, report, folder = results
     view = viewer.open_results(str(folder))
+    derived = view.report_for("finetuned", "pretrained")
+    assert (derived.meta.stage_a, derived.meta.stage_b) == ("finetuned", "pretrained")
+    assert derived.name not in view.reports and view.report_for("finetuned", "pretrained") is derived  # cached
     layer, neuron = payload_neuron
     direct = viewer.neuron_comparison(view, layer, neuron, "finetuned", "pretrained").set_index("feature type")
     line = report.neurons.set_index(["layer", "neuron"]).loc[(layer, neuron)]

@@ -50,6 +50,7 @@ class ResultsView:
     _examples: dict[str, tuple[pd.DataFrame, np.ndarray]] = field(default_factory=dict, repr=False)
     _stat_columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _example_columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _derived: dict[tuple[str, str], "TransferReport"] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for stage, profile in self.profiles.items():
@@ -125,10 +126,23 @@ class ResultsView:
         return self.reports[name]
 
     def report_for(self, stage_a: str, stage_b: str) -> "TransferReport | None":
+        """The report of the pair: a stored one, else one derived from the two profiles with
+        :func:`hf_txray.compare` (no per-neuron test; cached), so the viewer never recomputes what a report owns.
+        None when a stage has no profile and no stored report covers the pair."""
         for report in self.reports.values():
             if (report.meta.stage_a, report.meta.stage_b) == (stage_a, stage_b):
                 return report
-        return None
+        if stage_a not in self.profiles or stage_b not in self.profiles:
+            return None
+        if (stage_a, stage_b) not in self._derived:
+            import warnings
+
+            from ..report import compare
+
+            with warnings.catch_warnings():  # size and noise warnings belong to a report the user asked for
+                warnings.simplefilter("ignore")
+                self._derived[stage_a, stage_b] = compare(self.profiles[stage_a], self.profiles[stage_b], test=False)
+        return self._derived[stage_a, stage_b]
 
     def check_neuron(self, layer: Any, neuron: Any) -> tuple[int, int]:
         """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid."""

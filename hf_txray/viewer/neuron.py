@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import metrics
+from ..errors import ConfigurationError
 from ..features import display_order
 from .data import DIGITS, ResultsView, rounded
 
@@ -54,31 +54,22 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
 
 
 def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> pd.DataFrame:
-    """Per feature type: the neuron's Hellinger distance A -> B, Hellinger length, lengths and length shift.
+    """Per feature type: the neuron's Hellinger distance A -> B, Hellinger length, lengths and length shift, read
+    from the pair's report (stored, or derived from the two profiles: :meth:`ResultsView.report_for`).
 
-    Read from the report of the pair when there is one; otherwise computed from the two profiles' distributions
-    (the same formula; NaN unless the neuron is credited in both stages, as in reports).
+    Raises:
+        ConfigurationError: a stage of the pair has neither a profile nor a report covering the pair.
     """
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
-    rows = []
-    if report is not None:
-        line = report.neurons.iloc[view.row(layer, neuron)]
-        for ft in report.meta.feature_types:
-            rows.append({"feature type": ft, "hellinger": line[f"hellinger_{ft}"],
-                         "hellinger length": int(line[f"hellinger_length_{ft}"]),
-                         "length A": int(line[f"length_a_{ft}"]), "length B": int(line[f"length_b_{ft}"]),
-                         "length shift": int(line[f"length_shift_{ft}"])})
-        return rounded(pd.DataFrame(rows))
-    a, b = view.profile(stage_a), view.profile(stage_b)
-    for ft in a.feature_types:
-        if ft not in b.tables:
-            continue
-        p = {f: float(x) for f, x in zip(*neuron_features(view, stage_a, ft, layer, neuron)[::3]) if x > 0}
-        q = {f: float(x) for f, x in zip(*neuron_features(view, stage_b, ft, layer, neuron)[::3]) if x > 0}
-        rows.append({"feature type": ft, "hellinger": metrics.hellinger(p, q) if p and q else float("nan"),
-                     "hellinger length": len(set(p) | set(q)), "length A": len(p), "length B": len(q),
-                     "length shift": len(q) - len(p)})
+    if report is None:
+        raise ConfigurationError(f"No report compares {stage_a!r} with {stage_b!r}, and one of them has no profile "
+                                 "to derive it from: pick two profiled stages or a stored report's pair.")
+    line = report.neurons.iloc[view.row(layer, neuron)]
+    rows = [{"feature type": ft, "hellinger": line[f"hellinger_{ft}"],
+             "hellinger length": int(line[f"hellinger_length_{ft}"]),
+             "length A": int(line[f"length_a_{ft}"]), "length B": int(line[f"length_b_{ft}"]),
+             "length shift": int(line[f"length_shift_{ft}"])} for ft in report.meta.feature_types]
     return rounded(pd.DataFrame(rows))
 
 
