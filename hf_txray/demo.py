@@ -99,9 +99,9 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
     from .export import save_to_disk
 
     model = corpora.default_model_path()
-    ptb = corpora.penn_treebank("train", num_samples=300 if quick else 3000)
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
     zero_shot, finetuned, accuracy = _finetune(bbc["train"], bbc["test"], out, max_length=128)
+    ptb = _sentences_for(corpora.penn_treebank("train"), zero_shot.meta.num_positions, model)
     pretrained = _profile(model, _write_corpus(ptb, out / "data" / "ptb.parquet"), "pretrained-ptb", out,
                           max_length=64, max_positions=zero_shot.meta.num_positions)
     for profile in (zero_shot, finetuned):
@@ -123,6 +123,17 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
           f"hf-txray view {out}/hub; share them with: hf-txray push USER/REPO {out}/hub; recompute and check them "
           f"with: hf-txray reproduce {out}/hub")
     return reports
+
+
+def _sentences_for(ptb, positions: int, model: str):
+    """The first PTB sentences holding at least `positions` text tokens (+5%), so that the PTB profile can stop at
+    exactly the BBC probe's size (``max_positions``) instead of running out of text first."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    lengths = [len(ids) for ids in tokenizer(list(ptb["text"]), add_special_tokens=False)["input_ids"]]
+    enough = int(np.searchsorted(np.cumsum(lengths), positions * 1.05)) + 1
+    return ptb.select(range(min(enough, len(ptb))))
 
 
 def _describe(kind: str) -> str:

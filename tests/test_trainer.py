@@ -120,6 +120,8 @@ def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys):
     assert logged[-1]["txray/vs_first/layer_0/mean_hellinger_pos"] == pytest.approx(
         report.layers.set_index("layer").loc[0, "mean_hellinger_pos"])
     assert txray_logs(trainer.state.log_history) == logged  # the full set is kept for the integrations and files
+    # The Trainer's own log (logging_steps=1) is kept at every step, snapshot steps included.
+    assert [log["step"] for log in recorder.logs if "loss" in log] == list(range(1, 13))
     # The console (PrinterCallback here, ProgressCallback with tqdm) gets a short headline per snapshot, not ~40 keys.
     console = [line for line in capsys.readouterr().out.splitlines() if "txray/" in line]
     assert len(console) == 3 and all(len(line) < 300 for line in console), console

@@ -231,6 +231,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         everyone = handler.callbacks
         console = [c for c in everyone if isinstance(c, CONSOLE_CALLBACKS)]
         headline = {**headline_scalars(scalars), **({"epoch": state.epoch} if state.epoch is not None else {})}
+        should_log = trainer.control.should_log  # handler.on_log clears it: the step's own loss log must survive
         try:  # the handler's own dispatch (same keyword arguments as Trainer.log), once per audience
             handler.callbacks = [c for c in everyone if not isinstance(c, CONSOLE_CALLBACKS)]
             trainer.control = handler.on_log(trainer.args, state, trainer.control, logs)
@@ -238,6 +239,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             trainer.control = handler.on_log(trainer.args, state, trainer.control, headline)
         finally:
             handler.callbacks = everyone
+            trainer.control.should_log = should_log
 
     # ----- resume -----------------------------------------------------------------------------------------------
     def _restore(self, args: TrainingArguments, state: TrainerState) -> None:
