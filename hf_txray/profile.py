@@ -493,8 +493,10 @@ class Profile(Artifact):
 
     # ----- combining --------------------------------------------------------------------------------------------
     def check_compatible(self, other: "Profile", what: str = "merge") -> None:
-        """Raise :class:`IncompatibleProfilesError` naming the first difference in layers, neurons or features."""
-        for name in ("site", "layers", "num_neurons", "feature_types"):
+        """Raise :class:`IncompatibleProfilesError` naming the first difference in site, layers, neurons, features or
+        credit rule (``top_k``: a top-2 profile credits twice the positions of a top-1 one, so neither a merge nor a
+        comparison of them means anything)."""
+        for name in ("site", "layers", "num_neurons", "feature_types", "top_k"):
             mine, theirs = getattr(self.meta, name), getattr(other.meta, name)
             if mine != theirs:
                 raise IncompatibleProfilesError(
@@ -505,8 +507,6 @@ class Profile(Artifact):
     def merge(self, other: "Profile") -> "Profile":
         """Combine two profiles of the same model site on different parts of a corpus (exact, associative)."""
         self.check_compatible(other, "merge")
-        if self.meta.top_k != other.meta.top_k:
-            raise IncompatibleProfilesError(f"Cannot merge profiles with top_k {self.meta.top_k} and {other.meta.top_k}.")
         meta = dataclasses.replace(self.meta, config=dict(self.meta.config))
         for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty",
                      "num_windowed", "num_input_tokens", "num_padded_tokens"):
@@ -544,7 +544,7 @@ class Profile(Artifact):
         if not isinstance(other, Profile):
             return NotImplemented
         return (
-            self.meta == other.meta
+            _same_meta(self.meta, other.meta)
             and np.array_equal(self.neuron_mass, other.neuron_mass)
             and np.array_equal(self.neuron_count, other.neuron_count)
             and self.tables.keys() == other.tables.keys()
@@ -591,6 +591,11 @@ class Profile(Artifact):
                    parts.get("neuron_count_odd"), parts.get("position_mass"),
                    activation_histogram=None if histogram is None else HistogramTable(**histogram),
                    output_effects=parts.get("output_effects"))
+
+
+def _same_meta(a: ProfileMeta, b: ProfileMeta) -> bool:
+    """Equal metadata apart from when each was computed: two runs of the same computation are equal profiles."""
+    return dataclasses.replace(a, created_at="") == dataclasses.replace(b, created_at="")
 
 
 def _optional_equal(a: Any, b: Any, equal) -> bool:

@@ -47,7 +47,7 @@ def feature_table(vocab: list[str], entries: Entries, corpus: dict[str, int]) ->
 
 def build_profile(stage: str, entries: dict[str, Entries], vocab: dict[str, list[str]],
                   corpus: dict[str, dict[str, int]], *, layers=LAYERS, num_neurons=NUM_NEURONS,
-                  feature_types=FEATURE_TYPES, site="mlp") -> Profile:
+                  feature_types=FEATURE_TYPES, site="mlp", top_k=1) -> Profile:
     """A Profile from explicit table entries; neuron totals are the sums of the token table."""
     mass = np.zeros((len(layers), num_neurons))
     count = np.zeros((len(layers), num_neurons), dtype=np.int64)
@@ -55,7 +55,7 @@ def build_profile(stage: str, entries: dict[str, Entries], vocab: dict[str, list
         mass[pos, n] = sum(m for m, _ in values.values())
         count[pos, n] = sum(c for _, c in values.values())
     meta = ProfileMeta(model_id=f"model-{stage}", site=site, layers=list(layers), num_neurons=num_neurons,
-                       feature_types=list(feature_types), stage=stage)
+                       feature_types=list(feature_types), stage=stage, top_k=top_k)
     tables = {ft: feature_table(vocab[ft], entries[ft], corpus[ft]) for ft in feature_types}
     return Profile(meta, mass, count, tables)
 
@@ -300,6 +300,7 @@ def test_mass_share_table_matches_brute_force(pair, report):
     ("num_neurons", {"num_neurons": NUM_NEURONS + 2}),
     ("feature_types", {"feature_types": ["token"]}),
     ("site", {"site": "residual"}),
+    ("top_k", {"top_k": 2}),  # another credit rule: twice the credits, never a meaningful comparison
 ])
 def test_incompatible_profiles_are_refused_naming_the_difference(pair, field, change):
     a = pair[0]
@@ -314,3 +315,14 @@ def test_incompatible_profiles_are_refused_naming_the_difference(pair, field, ch
     assert str(getattr(a.meta, field)) in message and str(getattr(other.meta, field)) in message
 
 
+
+
+def test_profiles_equal_apart_from_when_they_were_computed(pair):
+    """Two runs of the same computation are equal profiles: `==` ignores `created_at`, nothing else."""
+    import dataclasses
+
+    a = pair[0]
+    later = Profile(dataclasses.replace(a.meta, created_at="2099-01-01T00:00:00"), a.neuron_mass, a.neuron_count,
+                    a.tables)
+    assert later == a
+    assert Profile(dataclasses.replace(a.meta, stage="other"), a.neuron_mass, a.neuron_count, a.tables) != a
