@@ -63,6 +63,33 @@ def saved_artifacts(root: str | os.PathLike, artifact_type: str) -> list[Path]:
                   if "_checkpoint" not in p.relative_to(root).parts and artifact_type_of(p.parent) == artifact_type)
 
 
+def same_values(a: Any, b: Any) -> bool:
+    """Whether `a` and `b` hold the same values, recursively through dataclasses (their ``compare`` fields), dicts,
+    lists, numpy arrays (same dtype and shape; NaN equals NaN) and pandas frames: the equality of an artifact and its
+    saved and reloaded copy, where a dataclass's generated ``==`` would meet an array and raise."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):  # a memory-mapped copy equals the in-memory one
+        return a.dtype == b.dtype and a.shape == b.shape and bool(
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (pd.DataFrame, pd.Series)):
+        return a.reset_index(drop=True).equals(b.reset_index(drop=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    if dataclasses.is_dataclass(a):
+        return all(same_values(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a) if f.compare)
+    return bool(a == b)
+
+
 class Artifact:
     """Mixin giving a class the three methods of the artifact contract (see the module docstring).
 
@@ -72,6 +99,14 @@ class Artifact:
 
     artifact_type: ClassVar[str]
     format_version: ClassVar[int] = 1
+
+    def __eq__(self, other: object) -> bool:
+        """Equal values (:func:`same_values`): an artifact equals its saved and reloaded copy."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return same_values(self, other)
+
+    __hash__ = None  # mutable values: not hashable, as a dataclass with eq
 
     def _save_pretrained(self, folder: Path) -> None:
         raise NotImplementedError

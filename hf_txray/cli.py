@@ -149,14 +149,19 @@ def _cmd_show(args) -> int:
     path = Path(args.path)
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
-    found = False
     from .artifact import saved_artifacts
+    from .export import is_export_folder, read_folder
 
-    for cls, render in ((Profile, profile_text), (TransferReport, report_text)):
-        for item in saved_artifacts(path, cls.artifact_type):
-            print(render(cls.from_pretrained(item)) + "\n")
-            found = True
-    if not found:
+    if is_export_folder(path):  # a results folder (export, demo's hub/): its profiles and reports
+        profiles, reports = (list(d.values()) for d in read_folder(path))
+    else:
+        profiles = [Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)]
+        reports = [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)]
+    for item in profiles:
+        print(profile_text(item) + "\n")
+    for item in reports:
+        print(report_text(item) + "\n")
+    if not profiles and not reports:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     return 0
 

@@ -148,16 +148,32 @@ def disable_propagation() -> None:
 
 
 # ----- progress bars ----------------------------------------------------------------------------------------------
+# The bars of the libraries hf_txray calls (loading weights, dataset maps, Hub downloads): one switch for all of them.
+_LIBRARY_SWITCHES = (("transformers.utils.logging", "enable_progress_bar", "disable_progress_bar"),
+                     ("datasets", "enable_progress_bars", "disable_progress_bars"),
+                     ("huggingface_hub.utils", "enable_progress_bars", "disable_progress_bars"))
+
+
+def _switch_library_bars(enabled: bool) -> None:
+    import importlib
+
+    for module, on, off in _LIBRARY_SWITCHES:
+        getattr(importlib.import_module(module), on if enabled else off)()
+
+
 def enable_progress_bars() -> None:
-    """Show hf_txray's progress bars (the default)."""
+    """Show progress bars (the default): hf_txray's, and those of transformers, datasets and huggingface_hub."""
     global _progress_bars_enabled
     _progress_bars_enabled = True
+    _switch_library_bars(True)
 
 
 def disable_progress_bars() -> None:
-    """Hide every hf_txray progress bar: profiling, spaCy tagging, activation extraction."""
+    """Hide every progress bar a call shows: hf_txray's (profiling, spaCy tagging, activation extraction) and those of
+    the libraries it calls (transformers' weight loading, datasets' maps, huggingface_hub's downloads)."""
     global _progress_bars_enabled
     _progress_bars_enabled = False
+    _switch_library_bars(False)
 
 
 def are_progress_bars_disabled() -> bool:

@@ -407,6 +407,11 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert set(results.profiles) == {"a", "b"} and results.profiles["a"] == hf_txray.Profile.from_pretrained(
         tmp_path / "a")
     assert cli_main(["export", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r2")]) == 2
+    capsys.readouterr()
+    assert cli_main(["show", str(tmp_path / "results")]) == 0  # show reads a results folder too
+    shown = capsys.readouterr().out
+    assert "Profile 'a':" in shown and "Profile 'b':" in shown
+    assert "Transfer report a->b" in shown
 
     assert _push_arguments("user/repo", str(tmp_path / "results")) == ("user/repo", str(tmp_path / "results"))
     with pytest.warns(FutureWarning, match="push REPO_ID DIR"):

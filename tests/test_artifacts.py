@@ -145,8 +145,7 @@ def test_save_and_load_is_exact(kind, tmp_path):
     assert artifact_type_of(folder) == kind
     loaded = type(artifact).from_pretrained(folder)
     assert_exact(artifact, loaded, kind)
-    if type(artifact).__eq__ is not object.__eq__ and not dataclasses.is_dataclass(artifact) or kind == "pruning_plan":
-        assert loaded == artifact
+    assert loaded == artifact and not (loaded != artifact)  # == is value equality for every artifact
     # saving again over it replaces the folder as a whole (str paths work too)
     loaded.save_pretrained(str(folder))
     assert_exact(artifact, type(artifact).from_pretrained(str(folder)), kind)
@@ -278,3 +277,21 @@ def test_no_artifact_imports_the_hub_layer():
         tree = ast.parse((package / name).read_text(encoding="utf-8"))
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"hub", "export", "hf_txray.hub", "hf_txray.export"}, name
+
+
+@pytest.mark.parametrize("kind", ["probing_result", "ablation_curve", "activations"])
+def test_equality_sees_a_changed_value_inside_arrays_and_tables(kind):
+    """Value equality reaches into arrays and frames (a generated dataclass == would raise on them)."""
+    import copy
+
+    artifact = build(kind)
+    other = copy.deepcopy(artifact)
+    assert other == artifact
+    if kind == "ablation_curve":
+        other.table.loc[0, "value"] += 1.0
+    elif kind == "activations":
+        other.labels = other.labels.copy()
+        other.labels[0] += 1
+    else:
+        other.probe.weight = other.probe.weight + 1.0
+    assert other != artifact

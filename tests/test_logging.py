@@ -63,6 +63,13 @@ def test_one_switch_for_the_profiling_and_spacy_bars(capfd, restore_switches):
     hf_txray.analyze(model, texts[:3], tokenizer=tokenizer, features=("token", "pos"), max_length=24)
     err = capfd.readouterr().err
     assert "hf_txray profiling" not in err and "spaCy" not in err
+    import datasets
+    import huggingface_hub.utils
+    import transformers
+
+    # the same switch turns off the bars of the libraries analyze calls (weight loading, maps, downloads)
+    assert not transformers.utils.logging.is_progress_bar_enabled() and not datasets.is_progress_bar_enabled()
+    assert huggingface_hub.utils.are_progress_bars_disabled()
 
     hf_txray.logging.enable_progress_bars()
     hf_txray.analyze(model, texts[:3], tokenizer=tokenizer, features=("token",), max_length=24, show_progress=False)
@@ -71,3 +78,5 @@ def test_one_switch_for_the_profiling_and_spacy_bars(capfd, restore_switches):
     err = capfd.readouterr().err
     assert "hf_txray profiling" in err and "spaCy" in err
     assert not hf_txray.logging.are_progress_bars_disabled()
+    assert transformers.utils.logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
+    assert not huggingface_hub.utils.are_progress_bars_disabled()

@@ -239,7 +239,7 @@ class LMLossMetric(TaskMetric):
 
 
 # ----- the curve --------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # == from Artifact: value equality through arrays and frames
 class AblationCurve(Artifact):
     """A metric as a function of the number of ablated neurons, for a ranking and for random neurons.
 

@@ -41,7 +41,7 @@ class _StopForward(Exception):
     """Raised by the last hook: nothing after the last hooked layer needs computing."""
 
 
-@dataclass
+@dataclass(eq=False)  # == from Artifact: value equality through arrays and frames
 class Activations(Artifact):
     """Word-level activations of a labelled corpus: one row per word, one column per (layer, neuron).
 
@@ -89,7 +89,7 @@ class Activations(Artifact):
     num_skipped_words: int = 0
     model_id: str = ""
     property_name: str = "label"
-    path: Path | None = None
+    path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
     def num_words(self) -> int:

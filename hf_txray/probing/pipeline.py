@@ -67,7 +67,7 @@ class ProbingMeta:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-@dataclass
+@dataclass(eq=False)  # == from Artifact: value equality through arrays and frames
 class ProbingResult(Artifact):
     """The outcome of :func:`probe_neurons`.
 
