@@ -592,3 +592,17 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
         transfer, summary = read_config(directory, "transfer_reports"), read_config(directory, "summary")
         reports = {r["name"]: _report(r, transfer, summary) for r in rows if r["kind"] == "report"}
     return profiles, reports
+
+
+def read_single(directory: str | Path, kind: str) -> dict[str, Any]:
+    """The parts of the one profile (`kind` ``"profile"``) or report (``"report"``) a ``save_pretrained`` folder holds.
+
+    Raises:
+        ProfileFormatError: the folder holds anything else (a whole results folder: load it with hf_txray.load).
+    """
+    profiles, reports = read_parts(directory)
+    wanted = profiles if kind == "profile" else reports
+    if len(wanted) != 1 or len(profiles) + len(reports) != 1:
+        raise ProfileFormatError(f"{directory} holds {len(profiles)} profiles and {len(reports)} reports, expected "
+                                 f"one {kind}: load a results folder with hf_txray.load.")
+    return next(iter(wanted.values()))

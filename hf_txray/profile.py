@@ -21,7 +21,7 @@ from . import metrics
 from .accumulators import NoiseSums, PositionMass, SparseSums, merged, reduce_by_key, split_keys
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
-from .layout import NOISE_COLUMNS, read_parts, write_folder
+from .layout import NOISE_COLUMNS, read_single, write_folder
 
 EXAMPLE_COLUMNS = [
     "layer", "neuron", "rank", "activation", "example_id", "token_index", "char_start", "char_end",
@@ -573,11 +573,7 @@ class Profile(Artifact):
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "Profile":
-        profiles, reports = read_parts(folder)
-        if len(profiles) != 1 or reports:
-            raise ProfileFormatError(f"{folder} holds {len(profiles)} profiles and {len(reports)} reports, expected "
-                                     "one profile: load a results folder with hf_txray.load.")
-        return cls.from_parts(next(iter(profiles.values())))
+        return cls.from_parts(read_single(folder, "profile"))
 
     @classmethod
     def from_parts(cls, parts: dict[str, Any]) -> "Profile":

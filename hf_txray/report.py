@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, significance
-from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
+from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
-from .layout import read_parts, write_folder
+from .layout import read_single, write_folder
 from .profile import FeatureTable, Profile, merged_vocab
 from .version import __version__
 
@@ -369,11 +369,7 @@ class TransferReport(Artifact):
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "TransferReport":
-        profiles, reports = read_parts(folder)
-        if len(reports) != 1 or profiles:
-            raise ProfileFormatError(f"{folder} holds {len(profiles)} profiles and {len(reports)} reports, expected "
-                                     "one report: load a results folder with hf_txray.load.")
-        return cls.from_parts(next(iter(reports.values())))
+        return cls.from_parts(read_single(folder, "report"))
 
     @classmethod
     def from_parts(cls, parts: dict[str, Any]) -> "TransferReport":
