@@ -175,9 +175,13 @@ class TopExamples:
 
     FIELDS = ("example_id", "token_index", "char_start", "char_end")
 
-    def __init__(self, num_rows: int, capacity: int):
+    def __init__(self, num_rows: int, capacity: int, extra_fields: Sequence[str] = ()):
+        """`extra_fields`: more int64 fields carried with each entry (e.g. where an entry came from, so that
+        a merge of example tables can bring along their text columns); they take no part in the order."""
         self.num_rows = num_rows
         self.capacity = capacity
+        if extra_fields:
+            self.FIELDS = TopExamples.FIELDS + tuple(extra_fields)
         self.activation = np.full((num_rows, capacity), -np.inf)
         self.data = {name: np.full((num_rows, capacity), -1, dtype=np.int64) for name in self.FIELDS}
 
@@ -223,6 +227,9 @@ class TopExamples:
 
     def load_state_dict(self, state: StateDict) -> "TopExamples":
         self.num_rows, self.capacity = int(state["num_rows"]), int(state["capacity"])
+        extra = tuple(k[len("data."):] for k in state if k.startswith("data.") and
+                      k[len("data."):] not in TopExamples.FIELDS)
+        self.FIELDS = TopExamples.FIELDS + extra
         self.activation = np.asarray(state["activation"], dtype=np.float64).reshape(self.num_rows, self.capacity).copy()
         self.data = {k: np.asarray(state[f"data.{k}"], dtype=np.int64).reshape(self.num_rows, self.capacity).copy()
                      for k in self.FIELDS}
@@ -230,7 +237,7 @@ class TopExamples:
 
     @classmethod
     def empty_like(cls, other: "TopExamples") -> "TopExamples":
-        return cls(other.num_rows, other.capacity)
+        return cls(other.num_rows, other.capacity, other.FIELDS[len(TopExamples.FIELDS):])
 
     def entries(self) -> dict[str, np.ndarray]:
         """Flat arrays of the kept entries: row, rank, activation and the position fields."""
