@@ -14,6 +14,7 @@ number of them through that contract, as process gathers and checkpoints need.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
@@ -71,6 +72,22 @@ def merged(parts: Sequence[A]) -> A:
 def copy_of(accumulator: A) -> A:
     """An independent copy, through the state-dict contract."""
     return type(accumulator).empty_like(accumulator).load_state_dict(accumulator.state_dict())
+
+
+def strings_to_array(strings: Sequence[str]) -> np.ndarray:
+    """Strings as one flat uint8 array (their UTF-8 JSON list), so that a state dict of strings stays numeric."""
+    return np.frombuffer(json.dumps(list(strings)).encode("utf-8"), dtype=np.uint8).copy()
+
+
+def array_to_strings(array: np.ndarray) -> list[str]:
+    """The strings :func:`strings_to_array` encoded."""
+    return json.loads(np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
+
+
+def sub_state(state: StateDict, prefix: str) -> StateDict:
+    """The entries of `state` under ``prefix + "."``, with that prefix removed."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
 
 def _copied(state: StateDict) -> StateDict:
@@ -278,8 +295,7 @@ class NoiseSums:
 
     def load_state_dict(self, state: StateDict) -> "NoiseSums":
         for name in ("odd", "squares"):
-            getattr(self, name).load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()
-                                                 if k.startswith(name + ".")})
+            getattr(self, name).load_state_dict(sub_state(state, name))
         return self
 
     @classmethod
