@@ -15,28 +15,10 @@ from hf_txray.credit import ProfileBuilder
 from hf_txray.features import Vocabulary
 from models import SAMPLE_TEXTS, tiny
 from test_engine import assert_same_profile
+from txray_resume_script import Interrupt, Spans
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] * 2  # 4 texts per bucket below: several checkpoints
 COMMON = dict(batch_size=2, checkpoint_every=2, max_examples_per_neuron=3, show_progress=False)
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class Spans:
-    """A user feature (one span per text) that can interrupt the run at its n-th call, like a crash mid-corpus."""
-
-    def __init__(self):
-        self.calls, self.fail_at = 0, None
-
-    def __call__(self, text):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise _Interrupt()
-        return [(0, len(text), "all")]
-
-
 SPANS = Spans()  # one callable for every run: the runs' options (and provenance) are the same
 
 
@@ -67,7 +49,7 @@ def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path
     for fail_at in (3, 6, 11, len(TEXTS)):  # before the first checkpoint, after one, after two, at the last text
         directory = tmp_path / f"state-{fail_at}"
         SPANS.calls, SPANS.fail_at = 0, fail_at
-        with pytest.raises(_Interrupt):
+        with pytest.raises(Interrupt):
             run(corpus(), checkpoint_dir=directory, **COMMON)
         saved = (directory / "rank-0-of-1" / "progress.json").exists()
         processed = json.loads((directory / "rank-0-of-1" / "progress.json").read_text())["processed"] if saved else 0
@@ -81,7 +63,7 @@ def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path
 
 def test_checkpoint_holds_the_builder_state_and_a_streams_kept_texts(tmp_path, jsonl):
     SPANS.calls, SPANS.fail_at = 0, 11
-    with pytest.raises(_Interrupt):
+    with pytest.raises(Interrupt):
         run(stream(jsonl), checkpoint_dir=tmp_path, **COMMON)
     folder = tmp_path / "rank-0-of-1"
     assert sorted(p.name for p in folder.iterdir()) == ["progress.json", "state.npz"]  # no profile any more

@@ -24,6 +24,9 @@ class Interrupt(Exception):
 
 
 class Spans:
+    """A user feature (one span per text) that can interrupt the run at its n-th call, like a crash mid-corpus
+    (test_checkpoints.py uses it too)."""
+
     def __init__(self):
         self.calls, self.fail_at = 0, None
 
