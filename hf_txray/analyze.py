@@ -338,7 +338,7 @@ def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
 
 
 @dataclasses.dataclass
-class SavedState:
+class _SavedState:
     """What a checkpoint holds beside its progress: the builder's state dict and the source's kept texts."""
 
     builder: dict[str, Any]
@@ -365,7 +365,7 @@ class _CheckpointState:
             np.savez(tmp / "state.npz", **arrays)
             write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT, **resume_state})
 
-    def load(self) -> tuple[dict[str, Any] | None, SavedState | None]:
+    def load(self) -> tuple[dict[str, Any] | None, _SavedState | None]:
         """The progress and saved state, or ``(None, None)`` when there is no checkpoint yet.
 
         Raises:
@@ -377,10 +377,12 @@ class _CheckpointState:
             logger.info("No checkpoint in %s: starting from the beginning.", self.path)
             return None, None
         progress = read_json(progress_file)
-        if progress.get("format") != self.FORMAT:
+        found = progress.get("format", 1)
+        if found != self.FORMAT:
             raise ConfigurationError(
-                f"The checkpoint in {self.path} was written by an earlier hf_txray (a whole profile per checkpoint) "
-                "and cannot be resumed by this version. Use another checkpoint_dir, or resume=False to start over."
+                f"The checkpoint in {self.path} is in format {found} (1: a whole profile per checkpoint, written by "
+                f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. Use another "
+                "checkpoint_dir, or resume=False to start over."
             )
         if progress.get("run_key") != self.run_key:
             raise ConfigurationError(
@@ -392,7 +394,7 @@ class _CheckpointState:
         with np.load(self.path / "state.npz", allow_pickle=False) as arrays:
             state = {k: arrays[k] for k in arrays.files}
         texts = dict(zip(state.pop("texts.ids").tolist(), array_to_strings(state.pop("texts.values"))))
-        return progress, SavedState(sub_state(state, "builder"), texts)
+        return progress, _SavedState(sub_state(state, "builder"), texts)
 
 
 def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | dict | None = None, *,

@@ -80,7 +80,7 @@ def test_old_checkpoints_holding_a_whole_profile_are_refused(tmp_path):
     folder.mkdir()
     (folder / "progress.json").write_text(json.dumps({"run_key": "0123456789abcdef", "processed": 4}))
     SPANS.calls, SPANS.fail_at = 0, None
-    with pytest.raises(ConfigurationError, match="earlier hf_txray.*resume=False"):
+    with pytest.raises(ConfigurationError, match="format 1 .*earlier hf_txray.*resume=False"):
         run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
     assert SPANS.calls == 0  # refused before any work
 
