@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .artifact import saved_artifacts
-from .card import keep_foreign_configs
+from .card import keep_foreign_configs, missing_profiles
 from .errors import ConfigurationError, ProfileFormatError
-from .export import (CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder,
-                     save_to_disk)
-# check_repo_id, resolve_token and scrub stay importable from here (the viewer's deploy_space uses them)
-from .hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, scrub, upload_folder  # noqa: F401
+from .export import collect, read_folder, save_to_disk
+from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, is_export_folder
+from .hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, upload_folder
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
                 commit_message: str | None = None) -> "CommitInfo":
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
 
-    Our folders (:data:`~hf_txray.export.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
+    Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
     longer holds are deleted. Other files of the repo are left alone.
 
     Args:

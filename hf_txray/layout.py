@@ -41,7 +41,6 @@ from . import metrics
 from .accumulators import PositionMass, rank_within_groups
 from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
-from .card import DEFAULT_CONFIG, missing_profiles  # noqa: F401  (part of the layout's API)
 from .summary import TOP_FEATURES
 from .version import __version__
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import DatasetError, ModelError
-from .streaming import TEXT_COLUMN_CANDIDATES, choose_text_column  # noqa: F401  (TEXT_COLUMN_CANDIDATES re-exported)
+from .streaming import choose_text_column
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
