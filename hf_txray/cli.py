@@ -220,14 +220,12 @@ def _add_push(sub) -> None:
 
 def _push_arguments(first: str, second: str) -> tuple[str, str]:
     """(repo_id, dir): `push REPO_ID DIR`, or the pre-0.x order `push DIR REPO_ID` when only the first argument is
-    an existing folder (a deprecation notice then)."""
+    an existing folder (then one FutureWarning, which also says how the arguments were read)."""
     import warnings
 
     if Path(first).is_dir() and not Path(second).is_dir():
-        warnings.warn("`hf-txray push DIR REPO_ID` is deprecated: write `hf-txray push REPO_ID DIR` (the order of "
-                      "`hf upload`).", FutureWarning, stacklevel=2)
-        print(f"note: read as `hf-txray push {second} {first}` (REPO_ID first, as `hf upload`); the old order is "
-              "deprecated.", file=sys.stderr)
+        warnings.warn(f"`hf-txray push DIR REPO_ID` is deprecated: read as `hf-txray push {second} {first}`; write "
+                      "`hf-txray push REPO_ID DIR` (the order of `hf upload`).", FutureWarning, stacklevel=2)
         return second, first
     return first, second
 

@@ -21,7 +21,7 @@ from .card import keep_foreign_configs, missing_profiles
 from .errors import ConfigurationError, ProfileFormatError
 from .export import collect, read_folder, save_to_disk
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, is_export_folder
-from .hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, upload_folder
+from .hub_io import check_repo_id, full_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -275,4 +275,5 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
     """
     folder = local_or_download(repo_id_or_dir, revision=revision, token=token,
                                allow_patterns=[f"{name}/*.parquet" for name in CONFIGS])
-    return TXRayResults(*read_folder(folder))
+    with naming_the_source(repo_id_or_dir, folder, revision):
+        return TXRayResults(*read_folder(folder))

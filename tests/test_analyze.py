@@ -414,8 +414,11 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert "Transfer report a->b" in shown
 
     assert _push_arguments("user/repo", str(tmp_path / "results")) == ("user/repo", str(tmp_path / "results"))
-    with pytest.warns(FutureWarning, match="push REPO_ID DIR"):
+    capsys.readouterr()
+    with pytest.warns(FutureWarning, match="push REPO_ID DIR") as notices:
         assert _push_arguments(str(tmp_path / "results"), "user/repo") == ("user/repo", str(tmp_path / "results"))
+    assert len(notices) == 1 and f"read as `hf-txray push user/repo {tmp_path / 'results'}`" in str(notices[0].message)
+    assert capsys.readouterr() == ("", "")  # the old order gives one notice, not a warning and a note
 
 
 def test_readme_options_table_is_the_declaration():
