@@ -96,6 +96,28 @@ def test_num_samples_and_layers_select():
     assert profile.meta.num_examples == 3 and profile.layers == [1]
 
 
+def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
+    rows = [{"id": i, "sentence": text} for i, text in enumerate(TEXTS)]
+    profile = run(texts=rows)
+    assert profile.meta.config["text_column"] == "sentence"
+    expected = run(texts=datasets.Dataset.from_list(rows))
+    assert profile.meta.num_positions == expected.meta.num_positions
+    assert np.array_equal(profile.neuron_count, expected.neuron_count)
+    assert np.allclose(profile.neuron_mass, expected.neuron_mass)
+
+
+@pytest.mark.parametrize("rows,match", [
+    ([{"body": "a b"}, {"body": "c"}], r"'text' not found.*\['body'\]"),  # the named column is missing
+    ([{"text": "a b"}, {"text": None}], r"missing \(None\) rows, the first at index 1"),
+    ([{"text": "a b"}, {"other": "c"}], r"missing \(None\) rows, the first at index 1"),  # a row without the key
+    ([{"text": "a b"}, "c"], r"Row 1 is str.*not a dict like row 0"),
+    ([{"text": "a b"}, {"text": 3}], r"do not form a table"),
+])
+def test_list_of_row_dicts_refuses_what_a_dataset_refuses(rows, match):
+    with pytest.raises(DatasetError, match=match):
+        run(texts=rows, text_column="text")
+
+
 def test_empty_strings_credit_nothing_and_are_counted():
     with_empty = run(texts=SAMPLE_TEXTS)
     without = run(texts=TEXTS)
