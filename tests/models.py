@@ -81,6 +81,32 @@ def tiny(kind: str, seed: int = 0):
     return build(seed), tokenizer()
 
 
+def save_tiny_model(folder, seed: int = 0, kind: str = "bert"):
+    """A tiny random model of `kind` with its tokenizer (:data:`MODEL_BUILDERS`), saved as a model folder."""
+    model, tokenizer = tiny(kind, seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+class Interrupted(Exception):
+    """What a :class:`SpanCounter` raises on its `fail_at`-th call: a crash in the middle of a run."""
+
+
+class SpanCounter:
+    """A user feature function that labels every whole text ``"all"`` and counts its calls (``.calls``); on call
+    number `fail_at` it raises :class:`Interrupted` instead (to interrupt a run and test resuming)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls, self.fail_at = 0, fail_at
+
+    def __call__(self, text: str) -> list[tuple[int, int, str]]:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise Interrupted()
+        return [(0, len(text), "all")]
+
+
 SAMPLE_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "It's unbelievable: prices rose 42% in New York last year!",

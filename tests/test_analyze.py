@@ -17,7 +17,7 @@ import hf_txray
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.cli import main as cli_main
 from hf_txray.sites import find_sites
-from models import SAMPLE_TEXTS, tiny
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -27,15 +27,6 @@ def run(kind="bert", texts=TEXTS, **kwargs):
     model, tokenizer = tiny(kind)
     kwargs.setdefault("features", ("token",))
     return hf_txray.analyze(model, texts, tokenizer=tokenizer, show_progress=False, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    model, tokenizer = tiny("bert")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -221,30 +212,14 @@ def test_user_feature_labels_character_spans():
 
 
 # ----- resume -------------------------------------------------------------------------------------------------
-class _Interrupt(Exception):
-    pass
-
-
 def test_resume_continues_without_recounting(tmp_path):
     texts = TEXTS * 3
-    calls = {"n": 0}
-
-    def flaky(text):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise _Interrupt()
-        return [(0, len(text), "all")]
-
-    def counting(text):
-        calls["n"] += 1
-        return [(0, len(text), "all")]
-
+    counting = SpanCounter()
     common = dict(texts=texts, batch_size=2, checkpoint_dir=tmp_path / "state", checkpoint_every=1)
-    with pytest.raises(_Interrupt):
-        run(features=("token", UserFeature("span", flaky)), **common)
-    calls["n"] = 0
+    with pytest.raises(Interrupted):
+        run(features=("token", UserFeature("span", SpanCounter(fail_at=10))), **common)
     resumed = run(features=("token", UserFeature("span", counting)), resume=True, **common)
-    assert calls["n"] == len(texts) - 8  # the 8 texts of the 4 saved batches are not processed again
+    assert counting.calls == len(texts) - 8  # the 8 texts of the 4 saved batches are not processed again
     full = run(texts=texts, batch_size=2, features=("token", UserFeature("span", counting)))
     assert np.array_equal(resumed.neuron_count, full.neuron_count)
     np.testing.assert_allclose(resumed.neuron_mass, full.neuron_mass, rtol=1e-12)
@@ -265,11 +240,11 @@ def _env():
     return env
 
 
-def test_cli_analyze_compare_show(tmp_path, saved_model, text_file, capsys):
+def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     a, b, r = tmp_path / "a", tmp_path / "b", tmp_path / "r"
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--out", str(a), "--features", "token,pos",
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(a), "--features", "token,pos",
                      "--stage", "one"]) == 0
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--out", str(b), "--features", "token,pos",
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(b), "--features", "token,pos",
                      "--stage", "two", "--num-samples", "20"]) == 0
     assert cli_main(["compare", str(a), str(b), "--out", str(r)]) == 0
     capsys.readouterr()
@@ -280,15 +255,15 @@ def test_cli_analyze_compare_show(tmp_path, saved_model, text_file, capsys):
     assert report.meta.stage_a == "one" and len(report.neurons) == 2 * 48
 
 
-def test_cli_reports_errors_without_traceback(tmp_path, saved_model, capsys):
-    assert cli_main(["analyze", str(saved_model), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
+def test_cli_reports_errors_without_traceback(tmp_path, saved_bert, capsys):
+    assert cli_main(["analyze", str(saved_bert), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "missing.txt" in err and "Traceback" not in err
 
 
-def test_two_processes_equal_one(tmp_path, saved_model, text_file):
+def test_two_processes_equal_one(tmp_path, saved_bert, text_file):
     """Real processes (torchrun, gloo): contiguous shards reduced exactly give the single-process profile."""
-    args = ["-m", "hf_txray.cli", "analyze", str(saved_model), str(text_file), "--features", "token,word,pos",
+    args = ["-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), "--features", "token,word,pos",
             "--batch-size", "4"]
     # --standalone: a free port each run (a fixed one collides with any other run of this test on the machine)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -396,9 +371,9 @@ def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     assert run(layers="1-1", texts=TEXTS[:3], max_length=16).layers == [1]
 
 
-def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_model, text_file, capsys):
+def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_bert, text_file, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text(f"model: {saved_model}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
+    config.write_text(f"model: {saved_bert}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
                       f"layers: 0-1\nnum_samples: 12\nmax_length: 16\nout: {tmp_path / 'from-file'}\n", encoding="utf-8")
     assert cli_main(["analyze", "--config", str(config), "--top-k", "1"]) == 0  # the file names model and data too
     printed = capsys.readouterr().out
@@ -408,16 +383,16 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     assert (profile.meta.top_k, profile.stage, profile.layers, profile.meta.num_examples) == (1, "from-yaml", [0, 1], 12)
     assert profile.feature_types == ["token"]
     config.write_text("top_kay: 2\n", encoding="utf-8")
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--config", str(config), "--out",
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config), "--out",
                      str(tmp_path / "x")]) == 2
     assert "unknown option 'top_kay'. Did you mean 'top_k'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_model, text_file, capsys):
+def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
     from hf_txray.cli import _push_arguments
 
-    common = [str(saved_model), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
+    common = [str(saved_bert), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
     assert cli_main(["analyze", *common, "--stage", "a", "--out", str(tmp_path / "a")]) == 0
     assert cli_main(["analyze", *common, "--stage", "b", "--out", str(tmp_path / "runs" / "b")]) == 0
     assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out",

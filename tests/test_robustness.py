@@ -30,15 +30,6 @@ FEATURES = ("token", "word")
 
 
 @pytest.fixture(scope="module")
-def saved_bert(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    model, tokenizer = tiny("bert")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def plain(saved_bert) -> hf_txray.Profile:
     """The undispatched, one-process profile every variant below must reproduce."""
     return hf_txray.analyze(str(saved_bert), TEXTS, features=FEATURES, batch_size=2, show_progress=False)
