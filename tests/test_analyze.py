@@ -17,7 +17,7 @@ import hf_txray
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.cli import main as cli_main
 from hf_txray.sites import find_sites
-from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
+from models import EXAMPLE_COLUMNS, SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -273,16 +273,8 @@ def test_two_processes_equal_one(tmp_path, saved_bert, text_file):
         assert done.returncode == 0, done.stderr[-4000:]
     one = hf_txray.Profile.from_pretrained(tmp_path / "one")
     two = hf_txray.Profile.from_pretrained(tmp_path / "two")
-    assert one.meta.num_examples == two.meta.num_examples == 61
-    assert np.array_equal(one.neuron_count, two.neuron_count)
-    np.testing.assert_allclose(two.neuron_mass, one.neuron_mass, rtol=1e-6)
-    for ft in one.feature_types:
-        x = one.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
-        y = two.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
-        assert x[["layer", "neuron", "feature", "count"]].equals(y[["layer", "neuron", "feature", "count"]])
-        np.testing.assert_allclose(y["mass"], x["mass"], rtol=1e-6)
-    keep = ["layer", "neuron", "rank", "example_id", "token_index", "token", "left", "right"]
-    assert one.examples[keep].equals(two.examples[keep])
+    assert one.meta.num_examples == 61
+    assert_same_credit(two, one, example_columns=EXAMPLE_COLUMNS + ("left", "right"))
     # activation histograms (and the top position) merge across processes: same counts per neuron; an
     # activation within float noise (other batch padding) of a bin edge may sit in the next bin, never further
     hist_one, hist_two = one.histogram_counts(), two.histogram_counts()
