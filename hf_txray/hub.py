@@ -19,8 +19,8 @@ from .artifact import saved_artifacts
 from .card import keep_foreign_configs, missing_profiles
 from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
-from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .hub_io import check_repo_id, full_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
+from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .version import __version__
 
 if TYPE_CHECKING:
