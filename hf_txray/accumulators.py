@@ -94,6 +94,20 @@ def _copied(state: StateDict) -> StateDict:
     return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
 
 
+def _arrays_state(accumulator: Any, dtypes: dict[str, Any]) -> StateDict:
+    """The state of a buffered accumulator whose state is the arrays named in `dtypes`: compacted, then copied (a
+    state dict never shares memory with the live accumulator)."""
+    accumulator.compact()
+    return {name: getattr(accumulator, name).copy() for name in dtypes}
+
+
+def _load_arrays(accumulator: Any, state: StateDict, dtypes: dict[str, Any]) -> None:
+    """Set each array named in `dtypes` to a copy of ``state[name]`` with that dtype, and empty the add buffer."""
+    for name, dtype in dtypes.items():
+        setattr(accumulator, name, np.asarray(state[name], dtype=dtype).copy())
+    accumulator._pending, accumulator._pending_size = [], 0
+
+
 def make_keys(rows: np.ndarray, feature_ids: np.ndarray) -> np.ndarray:
     return (rows.astype(np.int64) << FEATURE_BITS) | feature_ids.astype(np.int64)
 
@@ -152,15 +166,13 @@ class SparseSums:
         self.add(other.keys, other.mass, other.count)
         return self.compact()
 
+    STATE = {"keys": np.int64, "mass": np.float64, "count": np.int64}  # the state dict's arrays and their dtypes
+
     def state_dict(self) -> StateDict:
-        self.compact()
-        return _copied({"keys": self.keys, "mass": self.mass, "count": self.count})
+        return _arrays_state(self, self.STATE)
 
     def load_state_dict(self, state: StateDict) -> "SparseSums":
-        self.keys = np.asarray(state["keys"], dtype=np.int64).copy()
-        self.mass = np.asarray(state["mass"], dtype=np.float64).copy()
-        self.count = np.asarray(state["count"], dtype=np.int64).copy()
-        self._pending, self._pending_size = [], 0
+        _load_arrays(self, state, self.STATE)
         return self
 
     @classmethod
@@ -437,16 +449,14 @@ class ActivationHistogram:
         self._add_keys(other.keys, other.counts)
         return self.compact()
 
+    STATE = {"edges": np.float64, "keys": np.int64, "counts": np.int64}  # the state dict's arrays and their dtypes
+
     def state_dict(self) -> StateDict:
-        self.compact()
-        return _copied({"edges": self.edges, "keys": self.keys, "counts": self.counts})
+        return _arrays_state(self, self.STATE)
 
     def load_state_dict(self, state: StateDict) -> "ActivationHistogram":
-        self.edges = np.asarray(state["edges"], dtype=np.float64).copy()
+        _load_arrays(self, state, self.STATE)
         self.num_bins = len(self.edges) + 1
-        self.keys = np.asarray(state["keys"], dtype=np.int64).copy()
-        self.counts = np.asarray(state["counts"], dtype=np.int64).copy()
-        self._pending, self._pending_size = [], 0
         return self
 
     @classmethod

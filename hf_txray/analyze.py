@@ -405,7 +405,8 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         model (`str` or `PreTrainedModel`): Hub id, local path, or a loaded model (then pass `tokenizer` too unless
             it can be loaded from ``model.name_or_path``).
         dataset: a ``datasets.Dataset``, a ``DatasetDict`` (choose `split`), a Hub dataset id, a local data file
-            (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, or a stream: an ``IterableDataset``
+            (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, a list of row dicts
+            (``[{"text": ...}, ...]``, the text column chosen as for a ``Dataset``), or a stream: an ``IterableDataset``
             (e.g. ``load_dataset(..., streaming=True)``, split across processes with ``split_dataset_by_node``)
             or a generator of strings / rows.
         config (`AnalyzeOptions`, `ProfilerConfig` or `dict`, *optional*): the options below in one object;
