@@ -12,7 +12,6 @@ save/load times of that profile on their own. Writes the "Checkpoint cost" secti
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 import hf_txray  # noqa: E402
 import hf_txray.analyze  # noqa: E402
@@ -52,11 +51,7 @@ def best_of(repeats: int, function) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-texts", type=int, default=3000)
-    parser.add_argument("--checkpoint-every", type=int, default=16, help="batches between checkpoints")
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, note=True, num_texts=3000, checkpoint_every=16, batch_size=32).parse_args()
     torch.manual_seed(0)
     corpus = corpora.penn_treebank("valid", num_samples=args.num_texts)
     saves, to_profile = [], []
@@ -108,8 +103,7 @@ def main() -> None:
         f"{old_checkpoint * len(saves):.1f} s), and the profile is built once, at the end. The dataset layout "
         f"(save {save_old:.2f} s, load {load_old:.2f} s) stays the format of finished profiles."
     )
-    print(body)
-    update_section("Checkpoint cost", body)
+    publish("Checkpoint cost", body, args)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ import hf_txray
 from hf_txray import ConfigurationError, UserFeature
 from hf_txray.credit import ProfileBuilder
 from hf_txray.features import Vocabulary
-from models import SAMPLE_TEXTS, tiny
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
 from test_engine import assert_same_profile
-from txray_resume_script import Interrupt, Spans
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] * 2  # 4 texts per bucket below: several checkpoints
 COMMON = dict(batch_size=2, checkpoint_every=2, max_examples_per_neuron=3, show_progress=False)
-SPANS = Spans()  # one callable for every run: the runs' options (and provenance) are the same
+SPANS = SpanCounter()  # one callable for every run: the runs' options (and provenance) are the same
 
 
 def run(texts, **kwargs):
@@ -49,7 +48,7 @@ def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path
     for fail_at in (3, 6, 11, len(TEXTS)):  # before the first checkpoint, after one, after two, at the last text
         directory = tmp_path / f"state-{fail_at}"
         SPANS.calls, SPANS.fail_at = 0, fail_at
-        with pytest.raises(Interrupt):
+        with pytest.raises(Interrupted):
             run(corpus(), checkpoint_dir=directory, **COMMON)
         saved = (directory / "rank-0-of-1" / "progress.json").exists()
         processed = json.loads((directory / "rank-0-of-1" / "progress.json").read_text())["processed"] if saved else 0
@@ -63,7 +62,7 @@ def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path
 
 def test_checkpoint_holds_the_builder_state_and_a_streams_kept_texts(tmp_path, jsonl):
     SPANS.calls, SPANS.fail_at = 0, 11
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupted):
         run(stream(jsonl), checkpoint_dir=tmp_path, **COMMON)
     folder = tmp_path / "rank-0-of-1"
     assert sorted(p.name for p in folder.iterdir()) == ["progress.json", "state.npz"]  # no profile any more
@@ -139,20 +138,17 @@ def test_builder_state_refuses_another_shape_or_a_used_builder():
 def test_two_processes_resume_each_rank_from_its_own_checkpoint(tmp_path):
     """torchrun, 2 gloo processes, a stream: each rank saves and reloads its builder state and kept texts; the
     gathered profile after the resume equals the uninterrupted two-process run."""
-    import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "tests"), env.get("PYTHONPATH", "")])
+    from test_robustness import ROOT, _env
+
     texts = TEXTS * 2  # 12 per rank (interleaved): 7 is past 3 checkpoints of one bucket (2 texts) each
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(root / "tests" / "txray_resume_script.py"), str(corpus), str(tmp_path), "7"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+               str(ROOT / "tests" / "txray_resume_script.py"), str(corpus), str(tmp_path), "7"]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     full = hf_txray.Profile.from_pretrained(tmp_path / "full")
     resumed = hf_txray.Profile.from_pretrained(tmp_path / "resumed")

@@ -16,29 +16,11 @@ import torch.distributed as dist
 import hf_txray
 from hf_txray import UserFeature
 from hf_txray.distributed import close_process_group
-from models import tiny
-
-
-class Interrupt(Exception):
-    pass
-
-
-class Spans:
-    """A user feature (one span per text) that can interrupt the run at its n-th call, like a crash mid-corpus
-    (test_checkpoints.py uses it too)."""
-
-    def __init__(self):
-        self.calls, self.fail_at = 0, None
-
-    def __call__(self, text):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise Interrupt()
-        return [(0, len(text), "all")]
+from models import Interrupted, SpanCounter, tiny
 
 
 def main(corpus: str, output_dir: str, fail_at: int) -> None:
-    out, spans = Path(output_dir), Spans()
+    out, spans = Path(output_dir), SpanCounter()
     model, tokenizer = tiny("bert")
 
     def run(state: str, resume: bool = False):
@@ -52,7 +34,7 @@ def main(corpus: str, output_dir: str, fail_at: int) -> None:
     try:
         run("state")
         raise SystemExit("the run was not interrupted")
-    except Interrupt:
+    except Interrupted:
         pass
     spans.calls, spans.fail_at = 0, None
     resumed = run("state", resume=True)
