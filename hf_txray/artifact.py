@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .errors import ProfileFormatError
+from .errors import ConfigurationError, ProfileFormatError
 from .hub_io import check_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
 from .io_utils import atomic_dir, read_json, write_json
 from .version import __version__
@@ -53,6 +53,43 @@ def artifact_type_of(folder: str | os.PathLike) -> str | None:
     """The ``artifact_type`` saved in `folder` (e.g. ``"profile"``), or ``None`` when it holds no artifact."""
     header = read_header(folder)
     return None if header is None else header.get("artifact")
+
+
+def holds_artifact(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds something hf_txray saved: an artifact (any type, old formats included), a results
+    folder, or only an ``analyze`` checkpoint (``_checkpoint``) of a run that writes its profile there."""
+    folder = Path(folder)
+    if read_header(folder) is not None or any((folder / marker).is_file() for marker in LEGACY_MARKERS):
+        return True
+    return {p.name for p in folder.iterdir()} == {"_checkpoint"}
+
+
+def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained", cli_flag: str | None = None) -> Path:
+    """Refuse a folder that saving would wipe: saving replaces the whole folder, so it must be new, empty, or hold
+    something hf_txray saved (:func:`holds_artifact`), which is then replaced.
+
+    Call it before the work whose result is saved there (e.g. before ``analyze`` when the profile goes to `folder`).
+
+    Args:
+        folder (`str` or `os.PathLike`): the output folder.
+        what (`str`, *optional*, defaults to ``"save_pretrained"``): the writer, named in the message.
+        cli_flag (`str`, *optional*): the command-line flag that gave `folder`, named in the message.
+
+    Returns:
+        `Path`: `folder`.
+
+    Raises:
+        ConfigurationError: `folder` is a file, or a non-empty folder of other files.
+    """
+    folder = Path(folder)
+    given = f" (CLI: {cli_flag})" if cli_flag else ""
+    if folder.is_file():
+        raise ConfigurationError(f"{folder} is a file; {what} writes a folder: give a new folder{given}.")
+    if folder.is_dir() and any(folder.iterdir()) and not holds_artifact(folder):
+        raise ConfigurationError(
+            f"{folder} is not empty and holds no hf_txray artifact; {what} replaces the whole folder, which would "
+            f"delete those files: give a new or empty folder{given}, e.g. {folder / 'txray'}.")
+    return folder
 
 
 def saved_artifacts(root: str | os.PathLike, artifact_type: str) -> list[Path]:
@@ -119,11 +156,17 @@ class Artifact:
         """Write this artifact to `save_directory`, atomically (a previous save there is replaced).
 
         Args:
-            save_directory (`str` or `os.PathLike`): the folder; created, or replaced as a whole.
+            save_directory (`str` or `os.PathLike`): the folder: new, empty, or holding a previous hf_txray save
+                (replaced as a whole). A folder of other files is refused, never wiped.
 
         Returns:
             `Path`: `save_directory`.
+
+        Raises:
+            ConfigurationError: `save_directory` is a file, a non-empty folder holding no hf_txray artifact, or the
+                current working directory.
         """
+        check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained")
         with atomic_dir(save_directory) as tmp:
             self._save_pretrained(tmp)
             write_header(tmp, self.artifact_type, self.format_version)

@@ -115,6 +115,13 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     return parser.parse_args(argv)
 
 
+def _check_out(out: str | Path, command: str) -> Path:
+    """`out`, refused before any work when saving there would wipe files that are not hf_txray's."""
+    from .artifact import check_save_target
+
+    return check_save_target(out, what=f"hf-txray {command}", cli_flag="--out")
+
+
 def _cmd_analyze(args) -> int:
     from . import analyze, corpora
     from .distributed import process_info
@@ -123,7 +130,7 @@ def _cmd_analyze(args) -> int:
 
     if not args.out:
         raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
-    out = Path(args.out)
+    out = _check_out(args.out, "analyze")
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
                    features=tuple(options["features"]))
@@ -158,6 +165,7 @@ def _cmd_compare(args) -> int:
     from . import Profile, compare
     from .display import report_text
 
+    _check_out(args.out, "compare")
     report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
                      test=not args.no_test)
     report.save_pretrained(args.out)
@@ -407,6 +415,7 @@ def _add_prune(sub) -> None:
 def _cmd_prune(args) -> int:
     from .pruning import load_pretrained_with_head, prune
 
+    _check_out(Path(args.out) / "pruning_plan", "prune")
     model = load_pretrained_with_head(args.model)
     source = _load_ranking_source(args.report)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
@@ -580,6 +589,7 @@ def _add_probe(sub) -> None:
 def _cmd_probe(args) -> int:
     from .probing import ProbeConfig, probe_neurons
 
+    _check_out(args.out, "probe")
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
                          seed=args.seed)
     data = _resolve_dataset(args.data, args.max_sentences)
@@ -625,6 +635,7 @@ def _cmd_ablate(args) -> int:
     from .plots import save_figure
     from .pruning import load_pretrained_with_head
 
+    _check_out(args.out, "ablate")
     result = ProbingResult.from_pretrained(args.probe)
     model = load_pretrained_with_head(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)

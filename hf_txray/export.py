@@ -12,8 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from .artifact import write_header
-from .errors import ConfigurationError
+from .artifact import check_save_target, write_header
 from .io_utils import atomic_dir
 from .layout import EXPORT_FORMAT_VERSION, is_export_folder, read_parts, write_folder
 from .profile import Profile
@@ -74,11 +73,9 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
 
 # ----- folder ---------------------------------------------------------------------------------------------------
 def _check_target(directory: Path) -> None:
-    # The folder is replaced as a whole: refuse to wipe a folder that holds anything but a previous export.
-    if directory.is_file() or (directory.is_dir() and any(directory.iterdir()) and not is_export_folder(directory)):
-        raise ConfigurationError(
-            f"{directory} exists and is not an hf_txray export folder; save_to_disk replaces the whole folder, "
-            "so choose a new or empty folder.")
+    # The folder is replaced as a whole: refuse to wipe a folder that holds anything but a previous save of ours.
+    if not is_export_folder(directory):  # an export written before the artifact header: still ours
+        check_save_target(directory, what="save_to_disk")
 
 
 def save_to_disk(

@@ -4,30 +4,57 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import ConfigurationError
+
 
 @contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to `target`; on success it replaces `target`, on error it is removed."""
-    target = Path(target)
+    """Yield a temporary folder next to `target`; on success it replaces `target`, on error it is removed.
+
+    The caller decides whether `target` may be replaced (see :func:`hf_txray.artifact.check_save_target`): what is
+    in it is gone afterwards. The new folder gets the usual permissions (``0o777`` less the umask), and no temporary
+    folder is left behind, whatever fails.
+
+    Raises:
+        ConfigurationError: `target` is the current working directory or a folder above it (a folder in use cannot
+            be replaced).
+    """
+    target = Path(os.path.abspath(target))
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:
+        raise ConfigurationError(
+            f"cannot write into {target}: it is the current working directory (or holds it), and the folder is "
+            "replaced as a whole; give a subfolder instead, e.g. ./results.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
+    tmp.mkdir()  # not mkdtemp: that makes the folder private (0o700)
     try:
         yield tmp
+        _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    # Move the old folder aside first (renaming over a non-empty folder fails), and put it back if the swap fails.
     backup = None
-    if target.exists():
+    if target.exists() or target.is_symlink():
         backup = target.parent / f".{target.name}.old-{os.getpid()}"
         shutil.rmtree(backup, ignore_errors=True)
         os.replace(target, backup)
-    os.replace(tmp, target)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, target)
+        raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 

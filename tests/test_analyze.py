@@ -255,6 +255,17 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     assert report.meta.stage_a == "one" and len(report.neurons) == 2 * 48
 
 
+def test_cli_out_refuses_a_folder_of_other_files_before_any_work(tmp_path, saved_bert, text_file, capsys):
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    for argv in (["analyze", str(saved_bert), str(text_file)], ["compare", "missing-a", "missing-b"]):
+        assert cli_main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "holds no hf_txray artifact" in err and "(CLI: --out)" in err  # refused before loading anything
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
 def test_cli_reports_errors_without_traceback(tmp_path, saved_bert, capsys):
     assert cli_main(["analyze", str(saved_bert), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import shutil
 
 import numpy as np
@@ -150,6 +151,35 @@ def test_save_and_load_is_exact(kind, tmp_path):
     loaded.save_pretrained(str(folder))
     assert_exact(artifact, type(artifact).from_pretrained(str(folder)), kind)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_refuses_a_folder_of_other_files_and_keeps_them(kind, tmp_path, monkeypatch):
+    artifact = build(kind)
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("x")
+    (folder / "sub" / "model.bin").write_text("y")
+    with pytest.raises(ConfigurationError, match=r"mine is not empty and holds no hf_txray artifact.*new or empty"):
+        artifact.save_pretrained(folder)
+    assert (folder / "notes.txt").read_text() == "x" and (folder / "sub" / "model.bin").read_text() == "y"
+    with pytest.raises(ConfigurationError, match="is a file"):
+        artifact.save_pretrained(folder / "notes.txt")
+    # the current working directory cannot be replaced: refused, with no temporary folder left anywhere
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    with pytest.raises(ConfigurationError, match="current working directory"):
+        artifact.save_pretrained(".")
+    assert not any(empty.iterdir()) and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # an empty folder is fine, and the folder gets the usual permissions (not mkdtemp's private 0o700)
+    saved = artifact.save_pretrained(empty / "out")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (saved.stat().st_mode & 0o777) == 0o777 & ~umask
+    # a folder holding another saved artifact is ours: replaced
+    build("profile" if kind != "profile" else "transfer_report").save_pretrained(tmp_path / "other")
+    assert artifact_type_of(artifact.save_pretrained(tmp_path / "other")) == kind
 
 
 @pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])
