@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .errors import DatasetError, ModelError
 from .streaming import choose_text_column
@@ -191,8 +191,10 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     """Return ``(datasets.Dataset, text_column, dataset_id)`` after validating the text column.
 
     `dataset`: a ``Dataset``, a ``DatasetDict`` (with `split`), a Hub dataset id, a local data file or folder, a
-    list of strings, or a list of row dicts (``[{"text": ...}, ...]``: their keys are the columns, and the text
-    column is chosen as for a ``Dataset``). Non-string rows raise :class:`DatasetError`; empty strings are kept (and
+    list of strings, a list of row dicts (``[{"text": ...}, ...]``: their keys are the columns, and the text
+    column is chosen as for a ``Dataset``), or a table of rows (a ``pandas.DataFrame`` or ``pyarrow.Table``: its
+    columns, text column chosen as for a ``Dataset``). A mapping (e.g. ``{"text": [...]}``) is refused: its
+    iteration gives column names, not texts (``Dataset.from_dict`` makes it a table). Non-string rows raise :class:`DatasetError`; empty strings are kept (and
     credit nothing).
     With ``allow_streams=True`` it may also be an ``IterableDataset`` (or ``IterableDatasetDict``) or a generator
     of strings or rows: it is returned as an ``IterableDataset`` (`num_samples` applied with ``take``), and its rows
@@ -209,7 +211,10 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
         return _load_stream(dataset, text_column, split, num_samples, dataset_id)
-    if _is_dataset_column(dataset):
+    table = _table_dataset(dataset)
+    if table is not None:
+        dataset = table
+    elif _is_dataset_column(dataset):
         # A column of an in-memory Dataset (``ds["text"]``): use the dataset itself, no row-by-row copy.
         dataset = dataset.source.select_columns([dataset.column_name])
         text_column = text_column or dataset.column_names[0]
@@ -228,8 +233,10 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         return _load_stream(dataset, text_column, None, num_samples, dataset_id)
     if not isinstance(dataset, datasets.Dataset):
         raise DatasetError(
-            f"dataset must be a datasets.Dataset, DatasetDict, id, path, list of strings or list of row dicts, got "
-            f"{type(dataset).__name__}."
+            f"dataset must be a datasets.Dataset, DatasetDict, id, path, list of strings, list of row dicts or a "
+            f"pandas.DataFrame, got {type(dataset).__name__}"
+            + (" (a mapping: its iteration gives column names; wrap columns with datasets.Dataset.from_dict)."
+               if isinstance(dataset, Mapping) else ".")
         )
     column = _text_column(dataset, text_column)
     dataset_id = dataset_id or getattr(dataset.info, "dataset_name", None)
@@ -303,13 +310,43 @@ def _is_dataset_column(obj: Any) -> bool:
     return isinstance(source, datasets.Dataset) and isinstance(getattr(obj, "column_name", None), str)
 
 
+def _table_dataset(obj: Any):
+    """A ``Dataset`` of the rows of a ``pandas.DataFrame`` or ``pyarrow.Table`` (its index dropped), else None.
+
+    Raises:
+        DatasetError: a column that does not convert (values of mixed types).
+    """
+    import datasets
+
+    if not _is_table(obj):
+        return None
+    try:
+        if hasattr(obj, "iloc"):
+            return datasets.Dataset.from_pandas(obj, preserve_index=False)
+        return datasets.Dataset(obj)
+    except (TypeError, ValueError, ArithmeticError) as err:  # pyarrow's ArrowInvalid/ArrowTypeError derive from these
+        raise DatasetError(f"The DataFrame does not convert to a table ({type(err).__name__}: {str(err)[:200]}): a "
+                           "column must hold one type in every row (the text column str: e.g. "
+                           "df[column].astype(str), or drop those rows).") from None
+
+
+def _is_table(obj: Any) -> bool:
+    """A ``pandas.DataFrame`` or ``pyarrow.Table``: rows with columns (iterating a DataFrame gives column names)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return isinstance(obj, (pd.DataFrame, pa.Table))
+
+
 def _is_text_sequence(obj: Any) -> bool:
     """A non-dataset sequence of texts, e.g. a datasets 5 ``Column`` (``ds["text"]``) or a numpy/pandas array."""
     import datasets
 
     if isinstance(obj, (str, Path, list, tuple, datasets.Dataset, datasets.DatasetDict, datasets.IterableDataset)):
         return False
-    return hasattr(obj, "__len__") and hasattr(obj, "__iter__") and not isinstance(obj, dict)
+    # a mapping or a DataFrame iterates over its column names: never texts
+    return (hasattr(obj, "__len__") and hasattr(obj, "__iter__") and not isinstance(obj, Mapping)
+            and not _is_table(obj))
 
 
 def _in_memory_dataset(rows: Sequence[Any]):
@@ -579,7 +616,8 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
         raise DatasetError(f"dataset_revision and dataset_config apply to Hub datasets only; {type(dataset).__name__} "
                            f"{str(dataset)[:80]!r} is not a Hub id. Drop them, or pass the Hub id.")
     if not isinstance(dataset, (str, Path)):
-        kind = "in-memory" if isinstance(dataset, (list, tuple)) or _is_text_sequence(dataset) else "object"
+        in_memory = isinstance(dataset, (list, tuple)) or _is_text_sequence(dataset) or _is_table(dataset)
+        kind = "in-memory" if in_memory else "object"
         return DatasetSource(kind, split=split)
     name = str(dataset)
     if Path(name).expanduser().exists():

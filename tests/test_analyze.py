@@ -10,6 +10,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -95,6 +96,26 @@ def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
     assert profile.meta.num_positions == expected.meta.num_positions
     assert np.array_equal(profile.neuron_count, expected.neuron_count)
     assert np.allclose(profile.neuron_mass, expected.neuron_mass)
+
+
+def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
+    import collections
+
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"id": range(len(TEXTS)), "sentence": TEXTS}, index=range(10, 10 + len(TEXTS)))
+    profile = run(texts=frame)  # iterating a DataFrame gives its column names: those must not be profiled
+    assert profile.meta.num_examples == len(TEXTS) and profile.meta.config["text_column"] == "sentence"
+    expected = run(texts=list(TEXTS))
+    assert profile.meta.num_positions == expected.meta.num_positions
+    assert np.array_equal(profile.neuron_count, expected.neuron_count)
+    table = run(texts=pa.table({"text": list(TEXTS)}))
+    assert np.array_equal(table.neuron_count, expected.neuron_count)
+    with pytest.raises(DatasetError, match=r"does not convert to a table.*astype\(str\)"):
+        run(texts=pd.DataFrame({"text": ["a b", 3]}))
+    for mapping in ({"text": list(TEXTS)}, collections.UserDict({"text": list(TEXTS)})):
+        with pytest.raises(DatasetError, match="a mapping: its iteration gives column names.*from_dict"):
+            run(texts=mapping)
 
 
 @pytest.mark.parametrize("rows,match", [
