@@ -180,10 +180,8 @@ class Profiler:
         local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local
         parts = all_gather(local, world)
-        if world > 1:
-            merged = parts[0]
-            for part in parts[1:]:
-                merged = merged.merge(part)
+        if world > 1:  # the shards' example ids already number the whole corpus
+            merged = Profile.merge_shards(parts)
         if merged.meta.num_examples == 0:
             raise DatasetError("The dataset is empty: there is no text to profile.")
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,

@@ -9,7 +9,6 @@ Saved in the dataset layout (:mod:`hf_txray.layout`: parquet configs and a datas
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +121,13 @@ class FeatureTable:
         return FeatureTable(self.vocab, self.rows[keep], self.feature_ids[keep], np.maximum(mass[keep], 0.0),
                             count[keep], self.corpus_count, mass_sq=mass_sq)
 
+    def odd_even_swapped(self) -> "FeatureTable":
+        """The same table with its split halves exchanged (odd becomes even): what renumbering example ids by an odd
+        offset does. The new odd mass is ``mass - mass_odd``: equal to the direct sum up to float rounding."""
+        if not self.has_noise:
+            return self
+        return dataclasses.replace(self, mass_odd=self.mass - self.mass_odd, count_odd=self.count - self.count_odd)
+
     def remapped(self, vocab: list[str]) -> "FeatureTable":
         """The same table with feature ids taken from `vocab`, a superset of this table's vocabulary."""
         index = {f: i for i, f in enumerate(vocab)}
@@ -135,6 +141,10 @@ class FeatureTable:
                             **noise)
 
     def equals(self, other: "FeatureTable") -> bool:
+        """Equal statistics per (row, feature); the order of the vocabulary (the order features were first seen,
+        which depends on batching and on the order of merges) does not matter."""
+        if self.vocab != other.vocab and len(self.vocab) == len(other.vocab) and set(self.vocab) == set(other.vocab):
+            other = other.remapped(self.vocab)
         return (
             self.vocab == other.vocab
             and all(np.array_equal(getattr(self, n), getattr(other, n)) for n in ("rows", "feature_ids", "count", "corpus_count"))
@@ -531,16 +541,89 @@ class Profile(Artifact):
                 )
 
     def merge(self, other: "Profile") -> "Profile":
-        """Combine two profiles of the same model site on different parts of a corpus (exact, associative)."""
+        """Combine the profiles of two disjoint parts of a corpus, `other`'s texts read after this one's.
+
+        What the result guarantees, against one ``analyze`` run of this profile's texts followed by `other`'s (with
+        the same options):
+
+        - exact: every count (per neuron, per feature, split-half counts, histograms, position counts), the
+          ``num_*`` totals except ``num_padded_tokens`` (it depends on how texts were batched), the top examples of
+          every neuron (activation, token, context) and their ``example_id``: `other`'s ids are shifted by this
+          profile's ``num_examples``, so they number the concatenated corpus. The split halves (odd / even example
+          ids) follow those ids (when the shift is odd, `other`'s halves are exchanged);
+        - equal up to float rounding: the masses (summed in another order; the odd half of a shifted part is
+          ``mass - mass_odd``), so ``merged == whole`` may fail on the last bit while counts match exactly;
+        - the vocabulary order may differ (it records first sight); :meth:`FeatureTable.equals` ignores it;
+        - associative up to float rounding: ``(a.merge(b)).merge(c)`` and ``a.merge(b.merge(c))`` number the texts
+          alike; not commutative in example ids (``b.merge(a)`` numbers `a`'s texts after `b`'s);
+        - ``max_examples_per_neuron`` is the smaller of the two (the top examples beyond it are not known for the
+          other part); ``dataset_fingerprint`` lists both parts' (``"a+b"``), whatever the grouping; the stage,
+          model id and provenance are this profile's.
+
+        Raises:
+            IncompatibleProfilesError: different site, layers, neurons, features or ``top_k``; different options that
+                change what is credited (``max_length``, ``long_texts``, ``stride``, ``skip_first_positions``,
+                ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); or the same run twice
+                (``a.merge(a)``: the same fingerprint, examples and counts, which would count every text twice).
+        """
+        self.check_compatible(other, "merge")
+        self._check_mergeable(other)
+        merged = self.merge_shards([self, other.renumbered(self.meta.num_examples)])
+        parts = [fp for fp in (self.meta.dataset_fingerprint, other.meta.dataset_fingerprint) if fp]
+        merged.meta.dataset_fingerprint = "+".join(parts)
+        return merged
+
+    def _check_mergeable(self, other: "Profile") -> None:
+        for name in CREDIT_OPTIONS:
+            mine, theirs = self.meta.config.get(name), other.meta.config.get(name)
+            if mine != theirs:
+                raise IncompatibleProfilesError(
+                    f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine!r} vs "
+                    f"{theirs!r}), which changes what is credited. Profile both parts with the same {name}.")
+        if (self.meta.dataset_fingerprint and self.meta.dataset_fingerprint == other.meta.dataset_fingerprint
+                and self.meta.num_examples == other.meta.num_examples
+                and np.array_equal(self.neuron_count, other.neuron_count)):
+            raise IncompatibleProfilesError(
+                f"Cannot merge profile {self.stage!r} with itself (or with another run on the same corpus: dataset "
+                f"fingerprint {self.meta.dataset_fingerprint}): every text would be counted twice. Merge profiles "
+                "of disjoint parts of a corpus.")
+
+    def renumbered(self, offset: int) -> "Profile":
+        """This profile with its example ids shifted by `offset` (as if `offset` texts had been read before its
+        own); with an odd offset the split halves (odd / even example ids) are exchanged to follow."""
+        if offset == 0:
+            return self
+        examples = self.examples.copy()
+        examples["example_id"] = examples["example_id"] + offset
+        swap = offset % 2 == 1
+        tables = {ft: t.odd_even_swapped() for ft, t in self.tables.items()} if swap else self.tables
+        odd = self.neuron_count_odd
+        if swap and odd is not None:
+            odd = self.neuron_count - odd
+        return Profile(self.meta, self.neuron_mass, self.neuron_count, tables, examples, odd, self.position_mass,
+                       activation_histogram=self.activation_histogram, output_effects=self.output_effects)
+
+    @staticmethod
+    def merge_shards(parts: list["Profile"]) -> "Profile":
+        """Sum profiles whose example ids already number one corpus (the shards of one multi-process run, in rank
+        order): no renumbering and no check of the options (they come from one call). :meth:`merge` is the
+        user-facing merge of separately profiled parts."""
+        merged = parts[0]
+        for other in parts[1:]:
+            merged = merged._merge_sums(other)
+        return merged
+
+    def _merge_sums(self, other: "Profile") -> "Profile":
         self.check_compatible(other, "merge")
         meta = dataclasses.replace(self.meta, config=dict(self.meta.config))
         for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty",
                      "num_windowed", "num_input_tokens", "num_padded_tokens"):
             setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
-        if self.meta.dataset_fingerprint != other.meta.dataset_fingerprint:
-            both = f"{self.meta.dataset_fingerprint}+{other.meta.dataset_fingerprint}"
-            meta.dataset_fingerprint = hashlib.sha256(both.encode()).hexdigest()[:16]
-        capacity = max(self.meta.max_examples_per_neuron, other.meta.max_examples_per_neuron)
+        # The top examples beyond the smaller capacity are unknown for one part: keep only as many for both.
+        capacity = min(self.meta.max_examples_per_neuron, other.meta.max_examples_per_neuron)
+        meta.max_examples_per_neuron = capacity
+        if "max_examples_per_neuron" in meta.config:
+            meta.config["max_examples_per_neuron"] = capacity
         both_odd = self.neuron_count_odd is not None and other.neuron_count_odd is not None
         positions = None
         if self.position_mass is not None and other.position_mass is not None:
@@ -615,6 +698,12 @@ class Profile(Artifact):
                    parts.get("neuron_count_odd"), parts.get("position_mass"),
                    activation_histogram=None if histogram is None else HistogramTable(**histogram),
                    output_effects=parts.get("output_effects"))
+
+
+# Options recorded in ``meta.config`` that change what is credited: parts profiled with different values do not sum
+# to one profile (batching options such as batch_size do not change any credit).
+CREDIT_OPTIONS = ("max_length", "long_texts", "stride", "skip_first_positions", "max_positions", "module_pattern",
+                  "spacy_model", "credit", "stack")
 
 
 def _same_meta(a: ProfileMeta, b: ProfileMeta) -> bool:

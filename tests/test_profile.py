@@ -44,8 +44,13 @@ def as_shard(part: Profile, offset: int) -> Profile:
     return Profile(dataclasses.replace(part.meta), part.neuron_mass, part.neuron_count, part.tables, examples)
 
 
+def parts(bounds: list[int], batch_size: int) -> list[Profile]:
+    """Profiles of consecutive parts of the corpus, each run on its own (example ids from 0)."""
+    return [profile_of(tuple(SAMPLE_TEXTS[lo:hi]), batch_size) for lo, hi in itertools.pairwise(bounds)]
+
+
 def shards(bounds: list[int], batch_size: int) -> list[Profile]:
-    return [as_shard(profile_of(tuple(SAMPLE_TEXTS[lo:hi]), batch_size), lo) for lo, hi in itertools.pairwise(bounds)]
+    return [as_shard(part, lo) for part, lo in zip(parts(bounds, batch_size), bounds)]
 
 
 def assert_same_statistics(got: Profile, want: Profile, rtol: float) -> None:
@@ -63,28 +68,62 @@ def assert_same_statistics(got: Profile, want: Profile, rtol: float) -> None:
 
 
 # ----- merge -------------------------------------------------------------------------------------------------------
-def test_merging_two_halves_equals_profiling_the_whole_corpus():
+@pytest.mark.parametrize("cut", [4, 3])  # 3: the second part's example ids shift by an odd number
+def test_merging_two_halves_equals_profiling_the_whole_corpus(cut):
     whole = profile_of(tuple(SAMPLE_TEXTS), 4)
-    first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
+    first, second = parts([0, cut, len(SAMPLE_TEXTS)], 4)
     merged = first.merge(second)
-    # Same batches on both sides, so every activation is identical; only float64 summation order may differ.
+    # Every activation is identical; only float64 summation order may differ.
     assert_same_statistics(merged, whole, rtol=1e-12)
+    # the second part's example ids number the whole corpus, and the split halves follow them
     pd.testing.assert_frame_equal(merged.examples, whole.examples.reset_index(drop=True), check_exact=True)
+    np.testing.assert_array_equal(merged.neuron_count_odd, whole.neuron_count_odd)
+    for ft in FEATURES:
+        got, want = merged.tables[ft].remapped(whole.tables[ft].vocab), whole.tables[ft]
+        np.testing.assert_array_equal(got.count_odd, want.count_odd)
+        np.testing.assert_allclose(got.mass_odd, want.mass_odd, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.mass_sq, want.mass_sq, rtol=1e-12)
+    assert merged.meta.dataset_fingerprint == f"{first.meta.dataset_fingerprint}+{second.meta.dataset_fingerprint}"
 
 
 def test_merge_is_associative():
-    a, b, c = shards([0, 3, 6, len(SAMPLE_TEXTS)], 3)
+    a, b, c = parts([0, 3, 6, len(SAMPLE_TEXTS)], 3)
     left, right = a.merge(b).merge(c), a.merge(b.merge(c))
     assert_same_statistics(left, right, rtol=1e-12)
     for ft in FEATURES:
         assert left.tables[ft].vocab == right.tables[ft].vocab
     pd.testing.assert_frame_equal(left.examples, right.examples, check_exact=True)
-    assert_same_statistics(left, profile_of(tuple(SAMPLE_TEXTS), 3), rtol=1e-12)
+    np.testing.assert_array_equal(left.neuron_count_odd, right.neuron_count_odd)
+    assert left.meta.dataset_fingerprint == right.meta.dataset_fingerprint
+    whole = profile_of(tuple(SAMPLE_TEXTS), 3)
+    assert_same_statistics(left, whole, rtol=1e-12)
+    pd.testing.assert_frame_equal(left.examples, whole.examples.reset_index(drop=True), check_exact=True)
+
+
+def test_merge_refuses_the_same_run_twice_and_other_credit_options(profile):
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="with itself.*counted twice"):
+        profile.merge(profile)
+    first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+    for name, value in (("max_length", 7), ("long_texts", "truncate"), ("skip_first_positions", 2)):
+        other = Profile(dataclasses.replace(second.meta, config={**second.meta.config, name: value}),
+                        second.neuron_mass, second.neuron_count, second.tables, second.examples)
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match=f"{name} differ"):
+            first.merge(other)
+
+
+def test_merge_keeps_as_many_examples_as_the_smaller_capacity():
+    first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+    fewer = Profile(dataclasses.replace(second.meta, max_examples_per_neuron=CAPACITY - 1), second.neuron_mass,
+                    second.neuron_count, second.tables,
+                    second.examples[second.examples["rank"] < CAPACITY - 1].reset_index(drop=True))
+    for merged in (first.merge(fewer), fewer.merge(first)):
+        assert merged.meta.max_examples_per_neuron == CAPACITY - 1
+        assert merged.examples.groupby(["layer", "neuron"]).size().max() == CAPACITY - 1
 
 
 def test_merge_keeps_the_best_examples_per_neuron():
     first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
-    merged = first.merge(second)
+    merged = Profile.merge_shards([first, second])
     both = pd.concat([first.examples, second.examples])
     for (layer, neuron), group in both.groupby(["layer", "neuron"]):
         best = group.sort_values(["activation", "example_id", "token_index"], ascending=[False, True, True])
@@ -100,7 +139,7 @@ def test_merge_ranks_tied_examples_by_example_id_in_either_order():
     single, both = profile_of((text,), 1), profile_of((text, text), 1)
     assert both.examples.duplicated(["layer", "neuron", "activation"]).any()
     first, second = as_shard(single, 0), as_shard(single, 1)
-    for merged in (first.merge(second), second.merge(first)):
+    for merged in (Profile.merge_shards([first, second]), Profile.merge_shards([second, first])):
         pd.testing.assert_frame_equal(merged.examples, both.examples.reset_index(drop=True), check_exact=True)
 
 
