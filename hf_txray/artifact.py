@@ -204,8 +204,15 @@ class Artifact:
         """
         header = read_header(folder)
         what = cls.artifact_type.replace("_", " ")
+        # A results folder or repo (save_to_disk, `hf-txray export` / `push`; a push uploads no header) holds many
+        # profiles and reports: hf_txray.load reads it.
+        legacy = [kind for marker, kind in LEGACY_MARKERS.items() if (folder / marker).is_file()]
+        if (header is None and not legacy and (folder / "meta").is_dir()) or (header or {}).get("artifact") == "results":
+            raise ProfileFormatError(
+                f"{folder} is a results folder (profiles and reports in the dataset layout, as `hf-txray push` and "
+                f"hf_txray.save_to_disk write them), not a single saved {what}: load it with hf_txray.load(...) "
+                "given the same repo id or folder; it returns (profiles, reports) by stage and report name.")
         if header is None:
-            legacy = [kind for marker, kind in LEGACY_MARKERS.items() if (folder / marker).is_file()]
             if legacy:
                 raise ProfileFormatError(
                     f"{folder} holds a {legacy[0]} saved in the format of hf_txray before the artifact contract "

@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
 import hf_txray
-from hf_txray import ConfigurationError, HubError, Profile, ReportMeta, TransferReport
+from hf_txray import ConfigurationError, HubError, Profile, ProfileFormatError, ReportMeta, TransferReport
 from hf_txray.cli import main as cli_main
 from hf_txray.layout import CONFIGS, OPTIONAL_CONFIGS, is_export_folder
 
@@ -256,6 +256,12 @@ def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, caps
     assert_same_results(hf_txray.load(f"{hub.username}/demo"), [a, b], [report])
     assert hub.api.dataset_info(f"{hub.username}/demo").private is True
     assert "pushed to" in capsys.readouterr().out
+    # a results repo is not one profile: the error points to hf_txray.load with the repo id (not the cache path)
+    with pytest.raises(ProfileFormatError, match=rf"'{hub.username}/demo' is a results folder.*hf_txray.load\(...\) given the same repo id"):
+        Profile.from_pretrained(f"{hub.username}/demo")
+    exported = hf_txray.save_to_disk(tmp_path / "export", profiles=[a], plots=False)
+    with pytest.raises(ProfileFormatError, match=r"export is a results folder.*hf_txray.load"):
+        TransferReport.from_pretrained(exported)
 
 
 def test_card_validates_on_the_hub(results, hub, tmp_path):
