@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .artifact import check_save_target, write_header
+from .errors import ConfigurationError
 from .io_utils import atomic_dir
 from .layout import EXPORT_FORMAT_VERSION, is_export_folder, read_parts, write_folder
 from .profile import Profile
