@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -262,8 +263,6 @@ def _add_push(sub) -> None:
 def _push_arguments(first: str, second: str) -> tuple[str, str]:
     """(repo_id, dir): `push REPO_ID DIR`, or the pre-0.x order `push DIR REPO_ID` when only the first argument is
     an existing folder (then one FutureWarning, which also says how the arguments were read)."""
-    import warnings
-
     if Path(first).is_dir() and not Path(second).is_dir():
         warnings.warn(f"`hf-txray push DIR REPO_ID` is deprecated: read as `hf-txray push {second} {first}`; write "
                       "`hf-txray push REPO_ID DIR` (the order of `hf upload`).", FutureWarning, stacklevel=2)
@@ -669,15 +668,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(command: str):
+    """A ``warnings.showwarning`` printing hf_txray's own warnings as one line (a user of the command line needs
+    the notice, not our file path and source line); other libraries' warnings keep their location."""
+    package = str(Path(__file__).parent)
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not str(filename).startswith(package):
+            return default(message, category, filename, lineno, file, line)
+        print(f"hf-txray {command}: {category.__name__}: {message}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import close_process_group
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "config", None):
-            args = _apply_config_file(parser, argv, args)
-        code = args.handler(args)
+        with warnings.catch_warnings():  # restores the default display when the command returns
+            warnings.showwarning = _warning_line(args.command)
+            if getattr(args, "config", None):
+                args = _apply_config_file(parser, argv, args)
+            code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
         close_process_group(barrier=False)  # the other ranks may never reach a barrier

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -440,6 +441,14 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
         assert _push_arguments(str(tmp_path / "results"), "user/repo") == ("user/repo", str(tmp_path / "results"))
     assert len(notices) == 1 and f"read as `hf-txray push user/repo {tmp_path / 'results'}`" in str(notices[0].message)
     assert capsys.readouterr() == ("", "")  # the old order gives one notice, not a warning and a note
+    (tmp_path / "empty").mkdir()  # nothing to push: refused before any upload, after the notice
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli_main(["push", str(tmp_path / "empty"), "user/repo"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    notices = [line for line in err if "FutureWarning" in line]
+    assert len(notices) == 1 and notices[0].startswith("hf-txray push: FutureWarning: `hf-txray push DIR REPO_ID`")
+    assert not [line for line in err if "cli.py" in line or "_push_arguments(" in line]  # no file path or source
 
 
 def test_readme_options_table_is_the_declaration():
