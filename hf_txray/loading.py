@@ -298,8 +298,15 @@ class _OneShot:
 
 
 def _rows_of(rows: _OneShot):
-    """Rows of a user generator as dicts: strings become ``{"text": s}``."""
-    for row in rows.iterator:
+    """Rows of a user generator as dicts: strings become ``{"text": s}``.
+
+    Raises:
+        DatasetError: a ``None`` row (with advice that fits a generator: a stream's ``filter`` does not apply).
+    """
+    for index, row in enumerate(rows.iterator):
+        if row is None:
+            raise DatasetError(f"The generator yielded None at row {index}: every text must be a str. Skip them in "
+                               "the generator, e.g. (t for t in texts if t is not None), or yield a text instead.")
         yield row if isinstance(row, dict) else {"text": row}
 
 

@@ -99,6 +99,13 @@ def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
     assert np.allclose(profile.neuron_mass, expected.neuron_mass)
 
 
+def test_generator_with_a_none_row_gets_advice_for_a_generator():
+    texts = iter([TEXTS[0], None, TEXTS[1]])
+    with pytest.raises(DatasetError, match=r"generator yielded None at row 1.*Skip them in the generator") as err:
+        run(texts=texts)
+    assert "dataset.filter" not in str(err.value)  # a generator has no filter method
+
+
 def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     import collections
 
