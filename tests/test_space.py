@@ -320,6 +320,11 @@ def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     assert numbers["Min. credits of the neuron"] == viewer.DEFAULT_MIN_COUNT
 
 
+def test_viewer_sends_no_analytics_even_when_the_environment_allows_it(app, results, monkeypatch):
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")  # gradio's default when the variable is unset
+    assert app.build_demo(str(results[3])).get_config_file()["analytics_enabled"] is False
+
+
 def test_length_shift_of_thousands_of_neurons_is_a_histogram(results):
     """With 4,000 neurons, paired dots and lines merge into solid blocks: the figure is a histogram of the shift."""
     import matplotlib.pyplot as plt

@@ -517,7 +517,8 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         except Exception as err:  # shown on the page instead
             logger.info("Could not open %s: %s", initial, message_of(err))
 
-    with gr.Blocks(title="hf_txray neuron viewer") as demo:
+    # analytics off whatever GRADIO_ANALYTICS_ENABLED says: an offline tool sends nothing anywhere
+    with gr.Blocks(title="hf_txray neuron viewer", analytics_enabled=False) as demo:
         gr.Markdown("# hf_txray neuron viewer")
         # the page's style sheet, in <head> wherever the app is launched (launch(css=) would need every launcher)
         gr.HTML(head=f"<style>{TABLE_CSS}</style>", js_on_load=None, elem_id="viewer-style")
