@@ -91,8 +91,9 @@ def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
     assert set(hf_txray.load(folder).profiles) == {"pretrained"} and not (folder / "plots").exists()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigurationError, match="not an hf_txray export"):
+    with pytest.raises(ConfigurationError, match="holds no hf_txray artifact; save_to_disk replaces the whole"):
         hf_txray.save_to_disk(tmp_path / "other", [a])
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
 
 
 def test_neuron_cards_content(results, tmp_path):
