@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import ConfigurationError, ProfileFormatError
 from .hub_io import check_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
-from .io_utils import atomic_dir, read_json, write_json
+from .io_utils import atomic_dir, check_not_working_directory, read_json, write_json
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -79,8 +79,9 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
         `Path`: `folder`.
 
     Raises:
-        ConfigurationError: `folder` is a file, or a non-empty folder of other files.
+        ConfigurationError: `folder` is a file, a non-empty folder of other files, or the current working directory.
     """
+    check_not_working_directory(folder)
     folder = Path(folder)
     given = f" (CLI: {cli_flag})" if cli_flag else ""
     if folder.is_file():

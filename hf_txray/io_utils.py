@@ -25,12 +25,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         ConfigurationError: `target` is the current working directory or a folder above it (a folder in use cannot
             be replaced).
     """
-    target = Path(os.path.abspath(target))
-    cwd = Path.cwd()
-    if target == cwd or target in cwd.parents:
-        raise ConfigurationError(
-            f"cannot write into {target}: it is the current working directory (or holds it), and the folder is "
-            "replaced as a whole; give a subfolder instead, e.g. ./results.")
+    target = check_not_working_directory(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
     tmp.mkdir()  # not mkdtemp: that makes the folder private (0o700)
@@ -42,10 +37,24 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_not_working_directory(target: str | os.PathLike) -> Path:
+    """`target` as an absolute path, refused when it is the current working directory or a folder above it.
+
+    Raises:
+        ConfigurationError: naming the folder and the fix (a folder in use cannot be replaced as a whole).
+    """
+    target, cwd = Path(os.path.abspath(target)), Path.cwd()
+    if target == cwd or target in cwd.parents:
+        raise ConfigurationError(
+            f"cannot write into {target}: it is the current working directory (or holds it), and the folder is "
+            "replaced as a whole; give a subfolder instead, e.g. ./results.")
+    return target
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     # Move the old folder aside first (renaming over a non-empty folder fails), and put it back if the swap fails.
     backup = None
-    if target.exists() or target.is_symlink():
+    if target.exists():
         backup = target.parent / f".{target.name}.old-{os.getpid()}"
         shutil.rmtree(backup, ignore_errors=True)
         os.replace(target, backup)
