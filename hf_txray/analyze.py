@@ -226,11 +226,12 @@ class Profiler:
                 bar.update(len(bucket.texts))
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
                 saving = state is not None and batches_since_save >= checkpoint_every
+                through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
                 if saving or (isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT):
                     builder.flush()
-                    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()))
+                    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
                 if saving:
-                    state.save(bucket.state, builder.state_dict(), source.kept_texts())
+                    state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
         finally:
             bar.close()

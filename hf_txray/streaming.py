@@ -57,10 +57,10 @@ class InMemorySource:
         rows = self.shard.select_columns([self.text_column]).select(ids - self.start).to_dict()
         return dict(zip(ids.tolist(), rows[self.text_column]))
 
-    def keep_texts(self, ids: set[int]) -> None:
+    def keep_texts(self, ids: set[int], through: int) -> None:
         """Nothing to do: texts are read back from the dataset."""
 
-    def kept_texts(self) -> dict[int, str]:
+    def kept_texts(self, through: int) -> dict[int, str]:
         """None: a checkpoint needs no texts, they are read back from the dataset."""
         return {}
 
@@ -134,13 +134,16 @@ class StreamingSource:
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}
 
-    def keep_texts(self, ids: set[int]) -> None:
-        """Forget the texts of examples no top-example list refers to any more."""
-        self._texts = {i: t for i, t in self._texts.items() if i in ids}
+    def keep_texts(self, ids: set[int], through: int) -> None:
+        """Forget the texts of processed examples (ids up to `through`, the last example credited) that no
+        top-example list refers to any more. Texts after `through` are kept: workers read buckets ahead, and
+        those texts are still to be credited (ids grow with the stream position)."""
+        self._texts = {i: t for i, t in self._texts.items() if i in ids or i > through}
 
-    def kept_texts(self) -> dict[int, str]:
-        """The texts held for top examples (a checkpoint saves them: a stream cannot be read back)."""
-        return dict(self._texts)
+    def kept_texts(self, through: int) -> dict[int, str]:
+        """The texts held for top examples among those processed up to example id `through` (a checkpoint saves
+        them: a stream cannot be read back; the texts read ahead are read again on resume)."""
+        return {i: t for i, t in self._texts.items() if i <= through}
 
     def restore_texts(self, texts: dict[int, str]) -> None:
         """Hold `texts` again, as when the checkpoint was saved."""

@@ -3,6 +3,7 @@ texts); resuming loads it into a fresh builder, and the profile at the end equal
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import datasets
@@ -58,6 +59,33 @@ def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path
         assert SPANS.calls == len(TEXTS) - processed  # nothing is counted twice
         assert resumed == uninterrupted, fail_at
         assert (resumed.examples["token"] != "").all()  # every top example kept its text, streamed or not
+
+
+def test_a_stream_with_workers_keeps_the_texts_read_ahead(tmp_path, jsonl, monkeypatch):
+    """Workers read buckets ahead of the builder: pruning the kept texts (at every checkpoint, and whenever more
+    than STREAM_TEXTS_KEPT are held) must keep those not yet credited, in a run and across a resume."""
+    monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "STREAM_TEXTS_KEPT", 2)  # prune after every bucket
+    SPANS.calls, SPANS.fail_at = 0, None
+    inline = run(stream(jsonl), checkpoint_dir=tmp_path / "inline", num_workers=0, **COMMON)
+    pooled = run(stream(jsonl), checkpoint_dir=tmp_path / "pooled", num_workers=1, **COMMON)
+    assert _as_inline(pooled) == inline and (pooled.examples["token"] != "").all()
+    unsaved = {k: v for k, v in COMMON.items() if k != "checkpoint_every"}
+    assert _as_inline(run(stream(jsonl), num_workers=1, **unsaved)) == run(stream(jsonl), num_workers=0, **unsaved)
+    SPANS.calls, SPANS.fail_at = 0, 7  # counted in the (forked) worker: fails there, after one checkpoint
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "cut", num_workers=1, **COMMON)
+    assert json.loads((tmp_path / "cut" / "rank-0-of-1" / "progress.json").read_text())["processed"] == 4
+    SPANS.calls, SPANS.fail_at = 0, None
+    resumed = run(stream(jsonl), checkpoint_dir=tmp_path / "cut", resume=True, num_workers=1, **COMMON)
+    assert _as_inline(resumed) == inline
+
+
+def _as_inline(profile):
+    """`profile` (run with workers) as recorded by the same run without: provenance records num_workers."""
+    options = profile.meta.provenance["options"]
+    assert options["num_workers"] == 1
+    profile.meta.provenance["options"] = {**options, "num_workers": 0}
+    return profile
 
 
 def test_checkpoint_holds_the_builder_state_and_a_streams_kept_texts(tmp_path, jsonl):
