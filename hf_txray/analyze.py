@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ class Profiler:
                              checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
 
     def _run(self, corpus, *, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume) -> Profile:
+        check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
         if is_streaming(corpus):
             source = StreamingSource(corpus, text_column, rank, world)
@@ -198,7 +200,11 @@ class Profiler:
     def _profile_source(self, source, resume_state, saved, meta, state, checkpoint_every):
         builder, vocabs = self._new_builder()
         if saved is not None:  # resume: the builder continues from its saved state, the stream with its texts
-            builder.load_state_dict(saved.builder)
+            try:
+                builder.load_state_dict(saved.builder)
+            except (KeyError, ValueError) as err:  # saved by another builder shape, or entries missing
+                raise state.unusable(f"holds a builder state this run cannot load ({type(err).__name__}: {err})") \
+                    from None
             source.restore_texts(saved.texts)
         quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
         if quota is not None:
@@ -346,6 +352,28 @@ class _SavedState:
     texts: dict[int, str]
 
 
+# How to leave a checkpoint that cannot be resumed (the CLI's checkpoint_dir is OUT/_checkpoint).
+START_OVER = ("Use another checkpoint_dir (CLI: another --out), or resume=False (CLI: --no-resume) to start over "
+              "(its state is then overwritten)")
+
+
+def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every: int, resume: bool) -> None:
+    """Refuse checkpoint options that cannot work, before any work.
+
+    Raises:
+        ConfigurationError: `checkpoint_every` < 1, `resume` without a `checkpoint_dir`, or a `checkpoint_dir`
+            that is a file.
+    """
+    if checkpoint_every < 1:
+        raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+    if resume and checkpoint_dir is None:
+        raise ConfigurationError("resume=True needs a checkpoint_dir to resume from (the folder given to the "
+                                 "interrupted run): pass checkpoint_dir=..., or drop resume.")
+    if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+        raise ConfigurationError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file, not a folder: pass a folder "
+                                 "(it is created if missing).")
+
+
 class _CheckpointState:
     """A rank's resumable state, written atomically: ``state.npz`` (the :class:`~hf_txray.credit.ProfileBuilder`'s
     state dict, and for streams the texts of the current top examples) and ``progress.json`` (examples done, the
@@ -373,29 +401,48 @@ class _CheckpointState:
             ConfigurationError: the checkpoint belongs to another run, or was written in the old format (a whole
                 profile) by an earlier hf_txray.
         """
-        progress_file = self.path / "progress.json"
+        progress_file, state_file = self.path / "progress.json", self.path / "state.npz"
         if not progress_file.exists():
+            if state_file.exists():
+                raise self.unusable("has state.npz but no progress.json (a partial copy?)")
             logger.info("No checkpoint in %s: starting from the beginning.", self.path)
             return None, None
-        progress = read_json(progress_file)
+        try:
+            progress = read_json(progress_file)
+        except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise self.unusable(f"has an unreadable progress.json ({err})") from None
+        if not isinstance(progress, dict):
+            raise self.unusable("has a progress.json that is not a JSON object")
         found = progress.get("format", 1)
         if found != self.FORMAT:
             raise ConfigurationError(
                 f"The checkpoint in {self.path} is in format {found} (1: a whole profile per checkpoint, written by "
-                f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. Use another "
-                "checkpoint_dir, or resume=False to start over."
+                f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. {START_OVER}."
             )
         if progress.get("run_key") != self.run_key:
             raise ConfigurationError(
-                f"The checkpoint in {self.path} belongs to a different run (other model, corpus, options or number "
-                "of processes). Use another checkpoint_dir, or resume=False to start over."
+                f"The checkpoint in {self.path} belongs to a different run (other model weights, corpus, options or "
+                f"number of processes). {START_OVER}."
             )
+        if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
+            raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
         progress.pop("run_key")
         progress.pop("format")
-        with np.load(self.path / "state.npz", allow_pickle=False) as arrays:
-            state = {k: arrays[k] for k in arrays.files}
-        texts = dict(zip(state.pop("texts.ids").tolist(), array_to_strings(state.pop("texts.values"))))
+        try:
+            with np.load(state_file, allow_pickle=False) as arrays:
+                state = {k: arrays[k] for k in arrays.files}
+            texts = dict(zip(state.pop("texts.ids").tolist(), array_to_strings(state.pop("texts.values"))))
+        except FileNotFoundError:
+            raise self.unusable("has progress.json but no state.npz (a partial copy?)") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            # a garbage file reads as a refused pickle, a truncated one as a bad zip: neither message helps
+            raise self.unusable(f"has a state.npz that is not a complete .npz archive ({type(err).__name__})") \
+                from None
         return progress, _SavedState(sub_state(state, "builder"), texts)
+
+    def unusable(self, problem: str) -> ConfigurationError:
+        """The error for a corrupt or partial checkpoint: what is wrong with it, and how to start over."""
+        return ConfigurationError(f"The checkpoint in {self.path} {problem}: it cannot be resumed. {START_OVER}.")
 
 
 def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | dict | None = None, *,
@@ -443,8 +490,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     if isinstance(model, (str, Path)):
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
-    if o.checkpoint_every < 1:
-        raise ConfigurationError(f"checkpoint_every must be >= 1, got {o.checkpoint_every}.")
+    check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
     if o.streaming and isinstance(dataset, (str, Path)):

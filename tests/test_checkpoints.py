@@ -107,9 +107,56 @@ def test_old_checkpoints_holding_a_whole_profile_are_refused(tmp_path):
     folder.mkdir()
     (folder / "progress.json").write_text(json.dumps({"run_key": "0123456789abcdef", "processed": 4}))
     SPANS.calls, SPANS.fail_at = 0, None
-    with pytest.raises(ConfigurationError, match="format 1 .*earlier hf_txray.*resume=False"):
+    with pytest.raises(ConfigurationError, match=r"format 1 .*earlier hf_txray.*resume=False \(CLI: --no-resume\)"):
         run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
     assert SPANS.calls == 0  # refused before any work
+
+
+def _without_processed(folder):
+    progress = json.loads((folder / "progress.json").read_text())
+    del progress["processed"]
+    (folder / "progress.json").write_text(json.dumps(progress))
+
+
+CORRUPTIONS = {  # how a checkpoint gets damaged -> what the refusal says
+    "garbage state.npz": (lambda f: (f / "state.npz").write_bytes(b"garbage"), "not a complete .npz archive"),
+    "truncated state.npz": (lambda f: (f / "state.npz").write_bytes((f / "state.npz").read_bytes()[:300]),
+                            "not a complete .npz archive"),
+    "missing state.npz": (lambda f: (f / "state.npz").unlink(), "no state.npz"),
+    "bad progress.json": (lambda f: (f / "progress.json").write_text("{not json"), "unreadable progress.json"),
+    "empty progress.json": (lambda f: (f / "progress.json").write_text(""), "unreadable progress.json"),
+    "missing progress.json": (lambda f: (f / "progress.json").unlink(), "no progress.json"),
+    "no processed count": (_without_processed, "'processed'"),
+}
+
+
+def test_a_corrupt_or_partial_checkpoint_is_refused_naming_the_folder_and_the_way_out(tmp_path):
+    import shutil
+
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "saved", **COMMON)
+    for name, (damage, problem) in CORRUPTIONS.items():
+        directory = tmp_path / name.replace(" ", "-")
+        shutil.copytree(tmp_path / "saved", directory)
+        damage(directory / "rank-0-of-1")
+        SPANS.calls, SPANS.fail_at = 0, None
+        with pytest.raises(ConfigurationError) as refused:
+            run(TEXTS, checkpoint_dir=directory, resume=True, **COMMON)
+        message = str(refused.value)
+        assert str(directory / "rank-0-of-1") in message and problem in message, name
+        assert "resume=False (CLI: --no-resume)" in message and "another --out" in message, name
+        assert SPANS.calls == 0, name  # refused before any work
+
+
+def test_resume_options_that_cannot_work_are_refused(tmp_path):
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="resume=True needs a checkpoint_dir"):
+        run(TEXTS, resume=True, **COMMON)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigurationError, match="is a file, not a folder"):
+        run(TEXTS, checkpoint_dir=tmp_path / "a-file", **COMMON)
+    assert SPANS.calls == 0
 
 
 def _builder(num_neurons=4, capacity=2):
