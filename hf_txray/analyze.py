@@ -31,6 +31,7 @@ from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
+from .provenance import weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
 from .streaming import InMemorySource, StreamingSource, is_streaming
@@ -177,7 +178,10 @@ class Profiler:
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
-        state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, *key_range)) if checkpoint_dir else None
+        state = None
+        if checkpoint_dir:
+            key = _run_key(meta, *key_range, weights_sample_hash(self.model))
+            state = _CheckpointState(checkpoint_dir, rank, world, key)
         resume_state, saved = state.load() if (state and resume) else (None, None)
         local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local
@@ -334,13 +338,16 @@ def _rows(corpus, start: int, end: int):
     return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
-def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
+def _run_key(meta: ProfileMeta, start: int, end: int, weights: str) -> str:
+    """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
+    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus, shard and the options that
+    change what is counted."""
+    model = (meta.provenance or {}).get("model", {})
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
              meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
              meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
-             meta.config.get("long_texts"), meta.config.get("stride")]
-    if meta.config.get("stack"):
-        parts.append(meta.config["stack"])  # appended only when set: keys of one-stack runs stay as they were
+             meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
+             model.get("commit"), model.get("content_hash"), weights]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

@@ -112,6 +112,32 @@ def test_old_checkpoints_holding_a_whole_profile_are_refused(tmp_path):
     assert SPANS.calls == 0  # refused before any work
 
 
+def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
+    """A loaded model with other weights (another seed), and a model folder whose weights were replaced."""
+    from models import save_tiny_model
+
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "objects", **COMMON)
+    other, tokenizer = tiny("bert", seed=1)
+    assert other.name_or_path == tiny("bert")[0].name_or_path  # the same name: only the weights differ
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match=r"different run \(other model weights.*--no-resume"):
+        hf_txray.analyze(other, TEXTS, tokenizer=tokenizer, features=("token", "word", UserFeature("span", SPANS)),
+                         checkpoint_dir=tmp_path / "objects", resume=True, **COMMON)
+    folder = tmp_path / "model"
+    save_tiny_model(folder, seed=0)
+    options = dict(features=("token", "word", UserFeature("span", SPANS)), checkpoint_dir=tmp_path / "folder", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        hf_txray.analyze(str(folder), TEXTS, device="cpu", **options)
+    save_tiny_model(folder, seed=1)  # the weights file replaced in place
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="different run"):
+        hf_txray.analyze(str(folder), TEXTS, device="cpu", resume=True, **options)
+    assert SPANS.calls == 0
+
+
 def _without_processed(folder):
     progress = json.loads((folder / "progress.json").read_text())
     del progress["processed"]
