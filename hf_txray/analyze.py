@@ -181,7 +181,8 @@ class Profiler:
         state = None
         if checkpoint_dir:
             key = _run_key(meta, *key_range, weights_sample_hash(self.model))
-            state = _CheckpointState(checkpoint_dir, rank, world, key)
+            head = source.head_hash() if isinstance(source, StreamingSource) else None
+            state = _CheckpointState(checkpoint_dir, rank, world, key, head)
         resume_state, saved = state.load() if (state and resume) else (None, None)
         local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local
@@ -384,13 +385,14 @@ def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every
 class _CheckpointState:
     """A rank's resumable state, written atomically: ``state.npz`` (the :class:`~hf_txray.credit.ProfileBuilder`'s
     state dict, and for streams the texts of the current top examples) and ``progress.json`` (examples done, the
-    stream's ``state_dict()``, the run key)."""
+    stream's ``state_dict()``, the run key and, for a stream, the hash of its first texts)."""
 
     FORMAT = 2  # 1: a whole Profile in the dataset layout, merged and rewritten at every checkpoint
 
-    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str):
+    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str, stream_head: str | None = None):
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
         self.run_key = run_key
+        self.stream_head = stream_head  # StreamingSource.head_hash(): a stream has no fingerprint of its contents
 
     def save(self, resume_state: dict[str, Any], builder_state: dict[str, Any], texts: dict[int, str]) -> None:
         """`resume_state`: ``processed`` examples of this shard, and for streams the iterable's ``state_dict()``."""
@@ -399,14 +401,15 @@ class _CheckpointState:
         arrays["texts.values"] = strings_to_array(list(texts.values()))
         with atomic_dir(self.path) as tmp:
             np.savez(tmp / "state.npz", **arrays)
-            write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT, **resume_state})
+            write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT,
+                                               "stream_head": self.stream_head, **resume_state})
 
     def load(self) -> tuple[dict[str, Any] | None, _SavedState | None]:
         """The progress and saved state, or ``(None, None)`` when there is no checkpoint yet.
 
         Raises:
-            ConfigurationError: the checkpoint belongs to another run, or was written in the old format (a whole
-                profile) by an earlier hf_txray.
+            ConfigurationError: the checkpoint belongs to another run (or, for a stream, to other first texts), was
+                written in the old format (a whole profile) by an earlier hf_txray, or is corrupt or partial.
         """
         progress_file, state_file = self.path / "progress.json", self.path / "state.npz"
         if not progress_file.exists():
@@ -431,10 +434,15 @@ class _CheckpointState:
                 f"The checkpoint in {self.path} belongs to a different run (other model weights, corpus, options or "
                 f"number of processes). {START_OVER}."
             )
+        if progress.get("stream_head") != self.stream_head:
+            raise ConfigurationError(
+                f"The stream's first texts differ from those of the run saved in {self.path}: its file or dataset "
+                f"changed since, and resuming would mix two corpora. {START_OVER}."
+            )
         if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
             raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
-        progress.pop("run_key")
-        progress.pop("format")
+        for recorded in ("run_key", "format", "stream_head"):
+            progress.pop(recorded, None)
         try:
             with np.load(state_file, allow_pickle=False) as arrays:
                 state = {k: arrays[k] for k in arrays.files}

@@ -68,6 +68,9 @@ class InMemorySource:
         """Nothing to do (see :meth:`kept_texts`)."""
 
 
+HEAD_TEXTS = 16  # first texts of a stream whose hash a checkpoint records (StreamingSource.head_hash)
+
+
 class StreamingSource:
     """This process's part of an ``IterableDataset``.
 
@@ -133,6 +136,15 @@ class StreamingSource:
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}
+
+    def head_hash(self, count: int = HEAD_TEXTS) -> str:
+        """The :func:`~hf_txray.provenance.strings_hash` of this process's first `count` texts, read again from the
+        start of the stream. A checkpoint records it so that a resume on a stream whose contents changed is
+        refused: a stream has no fingerprint of its contents, and reading it all would cost a pass over the corpus,
+        so a change past the first `count` texts goes unnoticed."""
+        from .provenance import strings_hash
+
+        return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
 
     def keep_texts(self, ids: set[int], through: int) -> None:
         """Forget the texts of processed examples (ids up to `through`, the last example credited) that no

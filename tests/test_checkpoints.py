@@ -138,6 +138,17 @@ def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
     assert SPANS.calls == 0
 
 
+def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "state", **COMMON)
+    jsonl.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[::-1]))  # same options, other contents
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="stream's first texts differ.*--no-resume"):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert SPANS.calls == 0
+
+
 def _without_processed(folder):
     progress = json.loads((folder / "progress.json").read_text())
     del progress["processed"]
