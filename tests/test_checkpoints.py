@@ -1,5 +1,6 @@
 """Checkpoints on the accumulator contract: a checkpoint holds the ProfileBuilder's state dict (plus a stream's kept
-texts); resuming loads it into a fresh builder, and the profile at the end equals that of an uninterrupted run."""
+texts); resuming loads it into a fresh builder, and the profile at the end equals that of the uninterrupted run with
+the same checkpoint settings (a run without checkpoints sums floats in another order: equal to rounding)."""
 
 from __future__ import annotations
 
