@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .allocator import retained_heap
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
@@ -176,7 +177,8 @@ class Profiler:
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
         state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, *key_range)) if checkpoint_dir else None
         resume_state, base = state.load() if (state and resume) else (None, None)
-        local = self._profile_source(source, resume_state, base, meta, state, checkpoint_every)
+        with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
+            local = self._profile_source(source, resume_state, base, meta, state, checkpoint_every)
         merged = local
         parts = all_gather(local, world)
         if world > 1:
