@@ -65,3 +65,16 @@ def retained_heap() -> Iterator[bool]:
         _depth -= applied
         if applied and _depth == 0:
             libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)  # glibc trims the top again at its next large free
+
+
+def release_free_heap() -> None:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim(0)``; nothing elsewhere).
+
+    Called first thing in a forked worker: the child shares every page of the parent's heap copy-on-write, and
+    the parent's next write to each such page copies it while the child still maps it. The pages that are free in
+    the child are the parent's retained activation buffers; releasing them lets the parent write its own pages
+    without a copy (still one fault each, but no page allocation and copy), and keeps the worker's memory small.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(ctypes.c_size_t(0))

@@ -63,3 +63,12 @@ def test_opt_out_and_user_tuning_leave_malloc_alone(monkeypatch, variable, value
     with allocator.retained_heap() as applied:
         assert not applied
         assert allocator._depth == 0
+
+
+def test_release_free_heap_gives_back_what_retained_heap_kept():
+    libc = _libc()
+    with allocator.retained_heap():
+        kept = _heap_after_churn(libc)
+        allocator.release_free_heap()  # what a forked encoding worker does first
+        released = libc.mallinfo2().arena
+    assert released < kept - (100 << 20)
