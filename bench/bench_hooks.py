@@ -11,7 +11,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 CALLS, REPEATS = 2000, 3
 
@@ -115,20 +114,14 @@ def report(c: dict, b: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--note", default="", help="Conditions of the run (e.g. other jobs on the machine).")
-    args = parser.parse_args()
+    args = bench_parser(note=True).parse_args()
     torch.manual_seed(0)
     # One thread: on a shared machine, a parallel region waits for its slowest (descheduled) thread.
     torch.set_num_threads(1)
     b = per_batch()
     c = per_call(b.pop("site"))
     print(json.dumps({**c, **b}))
-    text = report(c, b) + (f"\n\nConditions: {args.note}" if args.note else "")
-    print(text)
-    if not args.no_write:
-        update_section("Hook layer (`hf_txray.hooks`)", text)
+    publish("Hook layer (`hf_txray.hooks`)", report(c, b), args)
 
 
 if __name__ == "__main__":

@@ -172,17 +172,12 @@ def report(r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    from results_file import bench_parser, publish  # the scripts' shared command line and RESULTS.md writer
+
+    args = bench_parser(sentences=3000, repeats=3).parse_args()
     result = measure(args.sentences, args.repeats)
     print(json.dumps(result))
-    text = report(result)
-    print(text)
-    if not args.no_write:
-        update_section("Host cost per token (`bench_host.py`)", text)
+    publish("Host cost per token (`bench_host.py`)", report(result), args)
 
 
 if __name__ == "__main__":

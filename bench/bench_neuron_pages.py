@@ -16,7 +16,6 @@ Rewrites the "## Neuron pages" section of bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import platform
@@ -29,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 
 def distributions_cost(texts: int, runs: int) -> dict:
@@ -103,11 +102,7 @@ def output_effects_cost(profile_texts: int = 100) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--texts", type=int, default=300)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = bench_parser(__doc__, texts=300, runs=3).parse_args()
     load_before = os.getloadavg()[0]
     d = distributions_cost(args.texts, args.runs)
     o = output_effects_cost()
@@ -131,9 +126,7 @@ def main() -> None:
     body = (f"`python bench/bench_neuron_pages.py` on {platform.processor() or platform.machine()}, {os.cpu_count()} "
             f"CPU cores shared with other work (load average {load_before:.1f} before, {load_after:.1f} after), no "
             f"GPU.\n\n{table}")
-    print(body)
-    if not args.no_write:
-        update_section("Neuron pages", body)
+    publish("Neuron pages", body, args)
 
 
 if __name__ == "__main__":

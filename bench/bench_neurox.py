@@ -14,7 +14,6 @@ Usage: python bench/bench_neurox.py [--venv DIR] [--repeats 2] [--no-write]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2" / "valid.txt"
 NUM_PARAGRAPHS, MAX_WORDS = 300, 250
@@ -126,10 +125,8 @@ def plain_forward(model_path: str, texts: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(repeats=2)
     parser.add_argument("--venv", default=str(Path(tempfile.gettempdir()) / "hf_txray-bench-neurox-venv"))
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if not WIKITEXT.exists():
         sys.exit(f"WikiText-2 not found at {WIKITEXT}")
@@ -181,9 +178,7 @@ def main() -> None:
         f"CPU** (target >= 9x); first run {result['speedup_first']:.1f}x; the plain forward's own margin over NeuroX "
         f"is {result['plain_limit']:.1f}x.",
     ])
-    print(text)
-    if not args.no_write:
-        update_section("Against NeuroX (`bench_neurox.py`)", text)
+    publish("Against NeuroX (`bench_neurox.py`)", text, args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Prints the figures and rewrites the "## Probing" section of bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 MAX_LENGTH, BATCH = 128, 32
 EWT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
@@ -152,19 +151,12 @@ def report(e: dict, p: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=400)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = bench_parser(sentences=400, repeats=3).parse_args()
     e, acts = extraction(args.sentences, args.repeats)
     print(json.dumps(e))
     p = probe_timing(acts)
     print(json.dumps(p))
-    text = report(e, p)
-    print(text)
-    if not args.no_write:
-        update_section("Probing", text)
+    publish("Probing", report(e, p), args)
 
 
 if __name__ == "__main__":

@@ -170,13 +170,11 @@ def report(t: dict, g: dict, m: dict | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=2000)
-    parser.add_argument("--rss-sentences", type=int, default=2000)
+    from results_file import bench_parser, publish  # the scripts' shared command line and RESULTS.md writer
+
+    parser = bench_parser(sentences=2000, rss_sentences=2000, note=True)
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-child", type=int)
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--note", default="", help="Conditions of the run (e.g. other jobs on the machine).")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child)
@@ -187,10 +185,7 @@ def main() -> None:
     m = None if args.no_rss else memory(args.rss_sentences)
     if m:
         print(json.dumps(m))
-    text = report(t, g, m) + (f"\n\nConditions: {args.note}" if args.note else "")
-    print(text)
-    if not args.no_write:
-        update_section("Core engine (`analyze`)", text)
+    publish("Core engine (`analyze`)", report(t, g, m), args)
 
 
 if __name__ == "__main__":

@@ -180,14 +180,12 @@ def report(r: dict, m: dict | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=1500)
-    parser.add_argument("--rss-sentences", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
+    from results_file import bench_parser, publish  # the scripts' shared command line and RESULTS.md writer
+
+    parser = bench_parser(sentences=1500, rss_sentences=1000, repeats=5)  # 5: the plain forward alone moves ~10%
     parser.add_argument("--rss-child", type=int)
     parser.add_argument("--streaming", action="store_true")
     parser.add_argument("--no-rss", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args.streaming)
@@ -195,10 +193,7 @@ def main() -> None:
     print(json.dumps(r))
     m = None if args.no_rss else memory(args.rss_sentences)
     print(json.dumps(m))
-    text = report(r, m)
-    print(text)
-    if not args.no_write:
-        update_section("Engine at scale on MiniLM (`bench_scale.py`)", text)
+    publish("Engine at scale on MiniLM (`bench_scale.py`)", report(r, m), args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ with the time, tokens/s and a few headline numbers of the profile.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import platform
@@ -24,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 LOAD_ONLY = ("import sys, time; from transformers import AutoModel; t = time.perf_counter(); "
              "AutoModel.from_pretrained(sys.argv[1], gguf_file=sys.argv[2]); print(time.perf_counter() - t)")
@@ -67,11 +66,7 @@ def headline(profile) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--texts", type=int, default=300)
-    parser.add_argument("--note", default="", help="Conditions of the run (e.g. other jobs on the machine).")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = bench_parser(texts=300, note=True).parse_args()
 
     import torch
 
@@ -87,8 +82,7 @@ def main() -> None:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU. "
         f"`hf-txray analyze {folder.name} txray:ptb --gguf-file {gguf} --num-samples {args.texts} "
-        "--features token,pos` (one process; default max_length and batch size 32)." + (f" {args.note}" if args.note
-                                                                                       else ""),
+        "--features token,pos` (one process; default max_length and batch size 32).",
         "",
         "| measure | value |",
         "| --- | --- |",
@@ -100,10 +94,7 @@ def main() -> None:
         f"| tokens/s without the model load | {meta.num_positions / max(wall - load, 1e-9):.0f} |",
         *headline(profile),
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        update_section("SmolLM2-135M from the CLI", text)
+    publish("SmolLM2-135M from the CLI", "\n".join(lines), args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -163,10 +162,9 @@ def report(runs: list[dict], checks: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sentences", type=int, default=8000)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    from results_file import bench_parser, publish
+
+    args = bench_parser(sentences=8000).parse_args()
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; nothing measured.")
         sys.exit(2)
@@ -182,12 +180,7 @@ def main() -> None:
         del model
         torch.cuda.empty_cache()
     Path(__file__).with_name("gpu_check.json").write_text(json.dumps({"runs": runs, "checks": checks}, indent=2))
-    text = report(runs, checks)
-    print(text)
-    if not args.no_write:
-        from results_file import update_section
-
-        update_section("GPU check (`gpu_check.sh`)", text)
+    publish("GPU check (`gpu_check.sh`)", report(runs, checks), args)
 
 
 if __name__ == "__main__":

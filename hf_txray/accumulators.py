@@ -14,6 +14,7 @@ number of them through that contract, as process gathers and checkpoints need.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
@@ -73,8 +74,38 @@ def copy_of(accumulator: A) -> A:
     return type(accumulator).empty_like(accumulator).load_state_dict(accumulator.state_dict())
 
 
+def strings_to_array(strings: Sequence[str]) -> np.ndarray:
+    """Strings as one flat uint8 array (their UTF-8 JSON list), so that a state dict of strings stays numeric."""
+    return np.frombuffer(json.dumps(list(strings)).encode("utf-8"), dtype=np.uint8).copy()
+
+
+def array_to_strings(array: np.ndarray) -> list[str]:
+    """The strings :func:`strings_to_array` encoded."""
+    return json.loads(np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
+
+
+def sub_state(state: StateDict, prefix: str) -> StateDict:
+    """The entries of `state` under ``prefix + "."``, with that prefix removed."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
 def _copied(state: StateDict) -> StateDict:
     return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+def _arrays_state(accumulator: Any, dtypes: dict[str, Any]) -> StateDict:
+    """The state of a buffered accumulator whose state is the arrays named in `dtypes`: compacted, then copied (a
+    state dict never shares memory with the live accumulator)."""
+    accumulator.compact()
+    return {name: getattr(accumulator, name).copy() for name in dtypes}
+
+
+def _load_arrays(accumulator: Any, state: StateDict, dtypes: dict[str, Any]) -> None:
+    """Set each array named in `dtypes` to a copy of ``state[name]`` with that dtype, and empty the add buffer."""
+    for name, dtype in dtypes.items():
+        setattr(accumulator, name, np.asarray(state[name], dtype=dtype).copy())
+    accumulator._pending, accumulator._pending_size = [], 0
 
 
 def make_keys(rows: np.ndarray, feature_ids: np.ndarray) -> np.ndarray:
@@ -135,15 +166,13 @@ class SparseSums:
         self.add(other.keys, other.mass, other.count)
         return self.compact()
 
+    STATE = {"keys": np.int64, "mass": np.float64, "count": np.int64}  # the state dict's arrays and their dtypes
+
     def state_dict(self) -> StateDict:
-        self.compact()
-        return _copied({"keys": self.keys, "mass": self.mass, "count": self.count})
+        return _arrays_state(self, self.STATE)
 
     def load_state_dict(self, state: StateDict) -> "SparseSums":
-        self.keys = np.asarray(state["keys"], dtype=np.int64).copy()
-        self.mass = np.asarray(state["mass"], dtype=np.float64).copy()
-        self.count = np.asarray(state["count"], dtype=np.int64).copy()
-        self._pending, self._pending_size = [], 0
+        _load_arrays(self, state, self.STATE)
         return self
 
     @classmethod
@@ -175,9 +204,13 @@ class TopExamples:
 
     FIELDS = ("example_id", "token_index", "char_start", "char_end")
 
-    def __init__(self, num_rows: int, capacity: int):
+    def __init__(self, num_rows: int, capacity: int, extra_fields: Sequence[str] = ()):
+        """`extra_fields`: more int64 fields carried with each entry (e.g. where an entry came from, so that
+        a merge of example tables can bring along their text columns); they take no part in the order."""
         self.num_rows = num_rows
         self.capacity = capacity
+        if extra_fields:
+            self.FIELDS = TopExamples.FIELDS + tuple(extra_fields)
         self.activation = np.full((num_rows, capacity), -np.inf)
         self.data = {name: np.full((num_rows, capacity), -1, dtype=np.int64) for name in self.FIELDS}
 
@@ -223,6 +256,9 @@ class TopExamples:
 
     def load_state_dict(self, state: StateDict) -> "TopExamples":
         self.num_rows, self.capacity = int(state["num_rows"]), int(state["capacity"])
+        extra = tuple(k[len("data."):] for k in state if k.startswith("data.") and
+                      k[len("data."):] not in TopExamples.FIELDS)
+        self.FIELDS = TopExamples.FIELDS + extra
         self.activation = np.asarray(state["activation"], dtype=np.float64).reshape(self.num_rows, self.capacity).copy()
         self.data = {k: np.asarray(state[f"data.{k}"], dtype=np.int64).reshape(self.num_rows, self.capacity).copy()
                      for k in self.FIELDS}
@@ -230,7 +266,7 @@ class TopExamples:
 
     @classmethod
     def empty_like(cls, other: "TopExamples") -> "TopExamples":
-        return cls(other.num_rows, other.capacity)
+        return cls(other.num_rows, other.capacity, other.FIELDS[len(TopExamples.FIELDS):])
 
     def entries(self) -> dict[str, np.ndarray]:
         """Flat arrays of the kept entries: row, rank, activation and the position fields."""
@@ -271,8 +307,7 @@ class NoiseSums:
 
     def load_state_dict(self, state: StateDict) -> "NoiseSums":
         for name in ("odd", "squares"):
-            getattr(self, name).load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()
-                                                 if k.startswith(name + ".")})
+            getattr(self, name).load_state_dict(sub_state(state, name))
         return self
 
     @classmethod
@@ -414,16 +449,14 @@ class ActivationHistogram:
         self._add_keys(other.keys, other.counts)
         return self.compact()
 
+    STATE = {"edges": np.float64, "keys": np.int64, "counts": np.int64}  # the state dict's arrays and their dtypes
+
     def state_dict(self) -> StateDict:
-        self.compact()
-        return _copied({"edges": self.edges, "keys": self.keys, "counts": self.counts})
+        return _arrays_state(self, self.STATE)
 
     def load_state_dict(self, state: StateDict) -> "ActivationHistogram":
-        self.edges = np.asarray(state["edges"], dtype=np.float64).copy()
+        _load_arrays(self, state, self.STATE)
         self.num_bins = len(self.edges) + 1
-        self.keys = np.asarray(state["keys"], dtype=np.int64).copy()
-        self.counts = np.asarray(state["counts"], dtype=np.int64).copy()
-        self._pending, self._pending_size = [], 0
         return self
 
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, to_device)
@@ -176,9 +177,9 @@ class Profiler:
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
         state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, *key_range)) if checkpoint_dir else None
-        resume_state, base = state.load() if (state and resume) else (None, None)
+        resume_state, saved = state.load() if (state and resume) else (None, None)
         with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
-            local = self._profile_source(source, resume_state, base, meta, state, checkpoint_every)
+            local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local
         parts = all_gather(local, world)
         if world > 1:
@@ -196,11 +197,14 @@ class Profiler:
                            merged.meta.num_truncated, self.max_length)
         return merged
 
-    def _profile_source(self, source, resume_state, base, meta, state, checkpoint_every):
+    def _profile_source(self, source, resume_state, saved, meta, state, checkpoint_every):
         builder, vocabs = self._new_builder()
+        if saved is not None:  # resume: the builder continues from its saved state, the stream with its texts
+            builder.load_state_dict(saved.builder)
+            source.restore_texts(saved.texts)
         quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
-        if quota is not None and base is not None:
-            quota -= base.meta.num_positions
+        if quota is not None:
+            quota -= builder.num_positions
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         was_training = self.model.training
         self.model.eval()
@@ -223,20 +227,18 @@ class Profiler:
                 batches_since_save += len(batches)
                 bar.update(len(bucket.texts))
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
-                if isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT:
+                saving = state is not None and batches_since_save >= checkpoint_every
+                if saving or (isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT):
                     builder.flush()
                     source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()))
-                if state is not None and batches_since_save >= checkpoint_every:
-                    base = _combine(base, builder.to_profile(dataclasses.replace(meta), source.fetch))
-                    state.save(bucket.state, base)
-                    builder, vocabs = self._new_builder()
-                    source.keep_texts(set())
+                if saving:
+                    state.save(bucket.state, builder.state_dict(), source.kept_texts())
                     batches_since_save = 0
         finally:
             bar.close()
             recorder.detach()
             self.model.train(was_training)
-        return _combine(base, builder.to_profile(dataclasses.replace(meta), source.fetch))
+        return builder.to_profile(dataclasses.replace(meta), source.fetch)
 
     @torch.no_grad()
     def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
@@ -322,10 +324,6 @@ def _check_top_k_reachable(model, sites: list[Site], top_k: int) -> None:
                 )
 
 
-def _combine(base: Profile | None, part: Profile) -> Profile:
-    return part if base is None else base.merge(part)
-
-
 def _rows(corpus, start: int, end: int):
     """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
     return corpus.select(range(start, end)) if end > start else corpus.select([])
@@ -341,32 +339,64 @@ def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+@dataclasses.dataclass
+class _SavedState:
+    """What a checkpoint holds beside its progress: the builder's state dict and the source's kept texts."""
+
+    builder: dict[str, Any]
+    texts: dict[int, str]
+
+
 class _CheckpointState:
-    """A rank's resumable state: the profile of the examples done so far and how many, written atomically."""
+    """A rank's resumable state, written atomically: ``state.npz`` (the :class:`~hf_txray.credit.ProfileBuilder`'s
+    state dict, and for streams the texts of the current top examples) and ``progress.json`` (examples done, the
+    stream's ``state_dict()``, the run key)."""
+
+    FORMAT = 2  # 1: a whole Profile in the dataset layout, merged and rewritten at every checkpoint
 
     def __init__(self, directory: str | Path, rank: int, world: int, run_key: str):
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
         self.run_key = run_key
 
-    def save(self, resume_state: dict[str, Any], profile: Profile) -> None:
+    def save(self, resume_state: dict[str, Any], builder_state: dict[str, Any], texts: dict[int, str]) -> None:
         """`resume_state`: ``processed`` examples of this shard, and for streams the iterable's ``state_dict()``."""
+        arrays = {f"builder.{k}": v for k, v in builder_state.items()}
+        arrays["texts.ids"] = np.fromiter(texts, dtype=np.int64, count=len(texts))
+        arrays["texts.values"] = strings_to_array(list(texts.values()))
         with atomic_dir(self.path) as tmp:
-            profile.save_pretrained(tmp / "profile")
-            write_json(tmp / "progress.json", {"run_key": self.run_key, **resume_state})
+            np.savez(tmp / "state.npz", **arrays)
+            write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT, **resume_state})
 
-    def load(self) -> tuple[dict[str, Any] | None, Profile | None]:
+    def load(self) -> tuple[dict[str, Any] | None, _SavedState | None]:
+        """The progress and saved state, or ``(None, None)`` when there is no checkpoint yet.
+
+        Raises:
+            ConfigurationError: the checkpoint belongs to another run, or was written in the old format (a whole
+                profile) by an earlier hf_txray.
+        """
         progress_file = self.path / "progress.json"
         if not progress_file.exists():
             logger.info("No checkpoint in %s: starting from the beginning.", self.path)
             return None, None
         progress = read_json(progress_file)
+        found = progress.get("format", 1)
+        if found != self.FORMAT:
+            raise ConfigurationError(
+                f"The checkpoint in {self.path} is in format {found} (1: a whole profile per checkpoint, written by "
+                f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. Use another "
+                "checkpoint_dir, or resume=False to start over."
+            )
         if progress.get("run_key") != self.run_key:
             raise ConfigurationError(
                 f"The checkpoint in {self.path} belongs to a different run (other model, corpus, options or number "
                 "of processes). Use another checkpoint_dir, or resume=False to start over."
             )
         progress.pop("run_key")
-        return progress, Profile.from_pretrained(self.path / "profile")
+        progress.pop("format")
+        with np.load(self.path / "state.npz", allow_pickle=False) as arrays:
+            state = {k: arrays[k] for k in arrays.files}
+        texts = dict(zip(state.pop("texts.ids").tolist(), array_to_strings(state.pop("texts.values"))))
+        return progress, _SavedState(sub_state(state, "builder"), texts)
 
 
 def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | dict | None = None, *,
@@ -377,7 +407,8 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         model (`str` or `PreTrainedModel`): Hub id, local path, or a loaded model (then pass `tokenizer` too unless
             it can be loaded from ``model.name_or_path``).
         dataset: a ``datasets.Dataset``, a ``DatasetDict`` (choose `split`), a Hub dataset id, a local data file
-            (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, or a stream: an ``IterableDataset``
+            (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, a list of row dicts
+            (``[{"text": ...}, ...]``, the text column chosen as for a ``Dataset``), or a stream: an ``IterableDataset``
             (e.g. ``load_dataset(..., streaming=True)``, split across processes with ``split_dataset_by_node``)
             or a generator of strings / rows.
         config (`AnalyzeOptions`, `ProfilerConfig` or `dict`, *optional*): the options below in one object;

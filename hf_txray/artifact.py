@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import ProfileFormatError
-from .hub_io import check_repo_id, local_or_download, resolve_token, upload_folder
+from .hub_io import check_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
 from .io_utils import atomic_dir, read_json, write_json
 from .version import __version__
 
@@ -148,8 +148,9 @@ class Artifact:
                 newer than this hf_txray reads.
         """
         folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
-        cls.check_header(folder)
-        return cls._from_pretrained(folder)
+        with naming_the_source(dir_or_repo_id, folder, revision):
+            cls.check_header(folder)
+            return cls._from_pretrained(folder)
 
     @classmethod
     def check_header(cls, folder: Path) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import torch
 
 from .errors import ConfigurationError
 from .features import (
-    TAG_FEATURES,
     WORD_END,
     WORD_START,
     TokenVocabulary,

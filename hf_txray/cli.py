@@ -37,6 +37,40 @@ def _layers(value: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+# ----- arguments several subcommands share (one wording each) ---------------------------------------------------
+def _add_push_to_hub(p, what: str) -> None:
+    """--push-to-hub REPO_ID (`what` says what goes there) and --hub-private."""
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help=f"Also {what} this Hub dataset repo.")
+    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+
+
+def _add_token(p) -> None:
+    p.add_argument("--token", help="Hub token for private repos and uploads (default: HF_TOKEN, then the saved "
+                                   "`hf auth login`).")
+
+
+def _add_license(p) -> None:
+    p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
+
+
+def _add_forward_options(p) -> None:
+    """--batch-size and --max-length of the commands that run the model (help as analyze's options say it)."""
+    from .options import AnalyzeOptions, help_of
+
+    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass (default 32).")
+    p.add_argument("--max-length", type=int, help=help_of(AnalyzeOptions, "max_length"))
+
+
+def _add_data_columns(p, label_default: str | None) -> None:
+    """--split, --text-column and --label-column of the commands that evaluate on a labelled dataset."""
+    from .options import AnalyzeOptions, help_of
+
+    p.add_argument("--split", help="The split of the data (needed when it has several).")
+    p.add_argument("--text-column", help=help_of(AnalyzeOptions, "text_column"))
+    p.add_argument("--label-column", default=label_default,
+                   help=f"The label column (task metrics; default {label_default or 'none'}).")
+
+
 # CLI-only keys a --config file may also hold (besides every analyze option).
 ANALYZE_CLI_KEYS = ("model", "dataset", "out", "push_to_hub", "hub_private", "gguf_file")
 
@@ -56,8 +90,7 @@ def _add_analyze(sub) -> None:
                         "the default), txray:ptb-valid or txray:bbc (BBC News).")
     p.add_argument("--config", metavar="YAML", help="Read options from this YAML file (command-line flags win).")
     p.add_argument("--out", help="Folder to write the profile to (required, here or in --config).")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the profile to this Hub dataset repo.")
-    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    _add_push_to_hub(p, "push the profile to")
     p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
                                        "with a single .gguf file and no config.json loads it without this flag.")
     # checkpoint_dir is OUT/_checkpoint; progress bars follow HF_TXRAY_DISABLE_PROGRESS_BARS.
@@ -212,22 +245,20 @@ def _add_push(sub) -> None:
     p.add_argument("repo_id", help="namespace/name of the dataset repo (created when missing).")
     p.add_argument("dir", help="Export folder, or a folder holding saved profiles/reports.")
     p.add_argument("--private", action="store_true", help="Create the repo private.")
-    p.add_argument("--token", help="Hub token (default: HF_TOKEN, then the saved `hf auth login`).")
-    p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
+    _add_token(p)
+    _add_license(p)
     p.add_argument("--commit-message", help="The commit message (default: one naming the stages pushed).")
     p.set_defaults(handler=_cmd_push)
 
 
 def _push_arguments(first: str, second: str) -> tuple[str, str]:
     """(repo_id, dir): `push REPO_ID DIR`, or the pre-0.x order `push DIR REPO_ID` when only the first argument is
-    an existing folder (a deprecation notice then)."""
+    an existing folder (then one FutureWarning, which also says how the arguments were read)."""
     import warnings
 
     if Path(first).is_dir() and not Path(second).is_dir():
-        warnings.warn("`hf-txray push DIR REPO_ID` is deprecated: write `hf-txray push REPO_ID DIR` (the order of "
-                      "`hf upload`).", FutureWarning, stacklevel=2)
-        print(f"note: read as `hf-txray push {second} {first}` (REPO_ID first, as `hf upload`); the old order is "
-              "deprecated.", file=sys.stderr)
+        warnings.warn(f"`hf-txray push DIR REPO_ID` is deprecated: read as `hf-txray push {second} {first}`; write "
+                      "`hf-txray push REPO_ID DIR` (the order of `hf upload`).", FutureWarning, stacklevel=2)
         return second, first
     return first, second
 
@@ -251,7 +282,7 @@ def _add_export(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="Folders holding saved profiles and/or reports.")
     p.add_argument("--out", required=True, help="The results folder to write (new, empty, or a previous export).")
     p.add_argument("--repo-id", help="The Hub repo the card's loading examples name.")
-    p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
+    _add_license(p)
     p.add_argument("--pretty-name", help="The card's title (default: derived from the model).")
     p.add_argument("--no-plots", action="store_true", help="Skip drawing the figures into OUT/plots/.")
     p.set_defaults(handler=_cmd_export)
@@ -293,7 +324,7 @@ def _add_reproduce(sub) -> None:
                                      "(checked against the recorded hash).")
     p.add_argument("--device", help="Default: the device each stage was computed on.")
     p.add_argument("--revision", help="Revision of the results repo.")
-    p.add_argument("--token", help="Hub token for private repos (default: HF_TOKEN, then the saved login).")
+    _add_token(p)
     p.set_defaults(handler=_cmd_reproduce)
 
 
@@ -416,15 +447,9 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots.")
     p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task).")
     p.add_argument("--task", choices=["classification", "causal-lm"], help="The task (default: from the model).")
-    p.add_argument("--split", help="The split of DATASET to evaluate on.")
-    p.add_argument("--text-column", help="The text column (auto-detected when omitted).")
-    p.add_argument("--label-column", default="label", help="The label column (classification).")
+    _add_data_columns(p, "label")
     p.add_argument("--num-samples", type=int, help="Evaluate on the first N rows only.")
-    p.add_argument("--max-length", type=int,
-                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
-                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
-                        "neither states one. Above the limit: an error before any work.")
-    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass.")
+    _add_forward_options(p)
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune_sweep)
 
@@ -501,6 +526,24 @@ COMMANDS.append(_add_view)
 
 
 # ----- probing and ablation (issue 7) -----------------------------------------------------------------------------
+def _add_results_outputs(p, config: str) -> None:
+    """--export RESULTS_DIR and --push-to-hub REPO_ID: where the `config` table of probe / ablate also goes."""
+    p.add_argument("--export", metavar="RESULTS_DIR", help=f"Also add the {config} config to this results folder.")
+    _add_push_to_hub(p, f"add the {config} config to")
+
+
+def _add_to_results(args, config: str, **tables) -> None:
+    """Add the `config` table (``probes=[...]`` or ``ablations=[...]``) to --export and --push-to-hub."""
+    from .probing.results import push_probing, save_probing
+
+    if args.export:
+        save_probing(args.export, **tables)
+        print(f"added {config} to {args.export}")
+    if args.push_to_hub:
+        info = push_probing(args.push_to_hub, **tables, private=args.hub_private)
+        print(f"pushed to {info.commit_url}")
+
+
 def _add_probe(sub) -> None:
     p = sub.add_parser("probe", help="Rank neurons for a linguistic property with an elastic-net probe.",
                        description="Extract word activations of MODEL on DATA (a .conllu file with gold labels, texts "
@@ -523,26 +566,19 @@ def _add_probe(sub) -> None:
     p.add_argument("--epochs", type=int, default=10, help="Probe training epochs.")
     p.add_argument("--lr", type=float, default=1e-3, help="Probe learning rate.")
     p.add_argument("--probe-batch-size", type=int, default=32, help="Words per probe training step.")
-    p.add_argument("--batch-size", type=int, default=32, help="Sentences per forward pass.")
-    p.add_argument("--max-length", type=int,
-                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
-                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
-                        "neither states one. Above the limit: an error before any work.")
+    _add_forward_options(p)
     p.add_argument("--no-control", action="store_true", help="Skip the control task (no selectivity).")
     p.add_argument("--no-minimal", action="store_true", help="Skip the minimal neuron set search.")
     p.add_argument("--target-share", type=float, default=0.9, help="Accuracy share the minimal set must reach.")
     p.add_argument("--subset-size", type=int, help="Size of the top/random/bottom subsets (0 skips them).")
     p.add_argument("--device", help="cpu, cuda, cuda:1... (default: the accelerator, else CPU).")
     p.add_argument("--name", help="Name of the run in exported tables (default: the property).")
-    p.add_argument("--export", metavar="RESULTS_DIR", help="Also add the probe_rankings config to this results folder.")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also add the probe_rankings config to this Hub repo.")
-    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    _add_results_outputs(p, "probe_rankings")
     p.set_defaults(handler=_cmd_probe)
 
 
 def _cmd_probe(args) -> int:
     from .probing import ProbeConfig, probe_neurons
-    from .probing.results import push_probing, save_probing
 
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
                          seed=args.seed)
@@ -554,12 +590,7 @@ def _cmd_probe(args) -> int:
                            max_length=args.max_length, device=args.device, name=args.name, show_progress=True)
     result.save_pretrained(args.out)
     print(f"{result}\n\ntop neurons:\n{result.top_neurons(10).to_string(index=False)}\n\nsaved to {args.out}")
-    if args.export:
-        save_probing(args.export, probes=[result])
-        print(f"added probe_rankings to {args.export}")
-    if args.push_to_hub:
-        info = push_probing(args.push_to_hub, probes=[result], private=args.hub_private)
-        print(f"pushed to {info.commit_url}")
+    _add_to_results(args, "probe_rankings", probes=[result])
     return 0
 
 
@@ -579,18 +610,10 @@ def _add_ablate(sub) -> None:
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
     p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA.")
-    p.add_argument("--text-column", help="The text column of DATA (auto-detected when omitted).")
-    p.add_argument("--label-column", help="The label column of DATA (task metrics).")
-    p.add_argument("--split", help="The split of DATA.")
-    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass.")
-    p.add_argument("--max-length", type=int,
-                   help="Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). Default: the model's limit (its "
-                        "position table, else config, and the tokenizer's), at most 512; 512 with a notice when "
-                        "neither states one. Above the limit: an error before any work.")
+    _add_data_columns(p, None)
+    _add_forward_options(p)
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
-    p.add_argument("--export", metavar="RESULTS_DIR", help="Also add the ablation config to this results folder.")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="Also add the ablation config to this Hub repo.")
-    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    _add_results_outputs(p, "ablation")
     p.set_defaults(handler=_cmd_ablate)
 
 
@@ -600,7 +623,6 @@ def _cmd_ablate(args) -> int:
     from .probing import ProbingResult, ablation_curve, neuron_means
     from .probing.ablation import metric_from_name
     from .plots import save_figure
-    from .probing.results import push_probing, save_probing
     from .pruning import load_pretrained_with_head
 
     result = ProbingResult.from_pretrained(args.probe)
@@ -618,12 +640,7 @@ def _cmd_ablate(args) -> int:
     save_figure(curve.plot(), Path(args.out) / "ablation.png", dpi=120)
     print(curve.summary().to_string(index=False))
     print(f"\nsaved to {args.out}")
-    if args.export:
-        save_probing(args.export, ablations=[curve])
-        print(f"added ablation to {args.export}")
-    if args.push_to_hub:
-        info = push_probing(args.push_to_hub, ablations=[curve], private=args.hub_private)
-        print(f"pushed to {info.commit_url}")
+    _add_to_results(args, "ablation", ablations=[curve])
     return 0
 
 

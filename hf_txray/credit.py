@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .accumulators import (FEATURE_BITS, HISTOGRAM, ActivationHistogram, NoiseSums, PositionMass, SparseSums,
-                           TopExamples, histogram_edges, split_keys)
+from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHistogram, NoiseSums, PositionMass,
+                           SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, split_keys,
+                           strings_to_array, sub_state)
 from .batching import PositionBatch, to_device
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
@@ -366,6 +367,67 @@ class ProfileBuilder:
                        self.tables(), self.examples_frame(meta.layers, fetch_texts),
                        self.noise.neuron_count_odd.reshape(shape).copy(), self.noise.positions,
                        activation_histogram=HistogramTable(self.histogram.num_bins, *self.histogram.entries()))
+
+    # ----- state (checkpoints): the accumulators' state dicts, the dense totals, counters and vocabularies -------
+    def state_dict(self) -> StateDict:
+        """Everything accumulated so far, flat (numpy arrays and ints; see :mod:`hf_txray.accumulators`).
+
+        Pending device-side work is flushed first. Holds each accumulator's own ``state_dict`` under its name
+        (``sums.<feature type>``, ``noise.sums.<feature type>``, ``noise.positions``, ``examples``, ``histogram``),
+        the dense neuron totals, the ``num_*`` counters, each feature type's corpus counts and its vocabulary
+        (feature strings in id order: the keys' feature ids refer to it). :meth:`load_state_dict` on a fresh
+        builder of the same shape continues exactly from here.
+        """
+        self.flush()
+        state: StateDict = {k: v for k, v in vars(self).items() if k.startswith("num_") and isinstance(v, int)}
+        state.update({"neuron_mass": self.neuron_mass.copy(), "neuron_count": self.neuron_count.copy(),
+                      "noise.neuron_count_odd": self.noise.neuron_count_odd.copy()})
+        for prefix, accumulator in self._accumulators().items():
+            state.update({f"{prefix}.{k}": v for k, v in accumulator.state_dict().items()})
+        for ft, vocab in self.vocabs.items():
+            state[f"vocab.{ft}"] = strings_to_array(vocab.items)
+            state[f"corpus_counts.{ft}"] = self.corpus_counts[ft].copy()
+        return state
+
+    def load_state_dict(self, state: StateDict) -> "ProfileBuilder":
+        """Continue from `state` (from :meth:`state_dict`); this builder must be fresh, with the same grid, feature
+        types and capacity, and its (empty) vocabularies are filled in place (the batch builder shares them).
+
+        Raises:
+            ValueError: the builder is not fresh, or `state` was saved by a builder of another shape.
+        """
+        saved = {"num_layers": int(state["num_layers"]), "num_neurons": int(state["num_neurons"]),
+                 "capacity": int(state["examples.capacity"]),
+                 "feature types": sorted(k[len("vocab."):] for k in state if k.startswith("vocab."))}
+        mine = {"num_layers": self.num_layers, "num_neurons": self.num_neurons, "capacity": self.examples.capacity,
+                "feature types": sorted(self.vocabs)}
+        differ = [f"{k} {saved[k]} (saved) vs {mine[k]}" for k in saved if saved[k] != mine[k]]
+        if differ:
+            raise ValueError(f"Cannot load a builder state of another shape: {'; '.join(differ)}.")
+        if self.num_positions or self.num_examples or any(len(v) for v in self.vocabs.values()):
+            raise ValueError("load_state_dict needs a fresh builder: this one has already counted something.")
+        for name in state:
+            if name.startswith("num_") and "." not in name:
+                setattr(self, name, int(state[name]))
+        self.neuron_mass = np.asarray(state["neuron_mass"], dtype=np.float64).copy()
+        self.neuron_count = np.asarray(state["neuron_count"], dtype=np.int64).copy()
+        self.noise.neuron_count_odd = np.asarray(state["noise.neuron_count_odd"], dtype=np.int64).copy()
+        for prefix, accumulator in self._accumulators().items():
+            accumulator.load_state_dict(sub_state(state, prefix))
+        for ft, vocab in self.vocabs.items():
+            for item in array_to_strings(state[f"vocab.{ft}"]):
+                vocab.add(item)
+            self.corpus_counts[ft] = np.asarray(state[f"corpus_counts.{ft}"], dtype=np.int64).copy()
+        if self.examples.capacity:  # admission thresholds as after a flush (they only filter candidates)
+            last = self.examples.activation[:, self.examples.capacity - 1]
+            self._threshold = torch.from_numpy(np.append(last, np.inf)).to(self.device)
+        return self
+
+    def _accumulators(self) -> dict[str, Accumulator]:
+        """Every accumulator of the builder by its state-dict prefix."""
+        return {"examples": self.examples, "histogram": self.histogram, "noise.positions": self.noise.positions,
+                **{f"sums.{ft}": sums for ft, sums in self.sums.items()},
+                **{f"noise.sums.{ft}": noise for ft, noise in self.noise.sums.items()}}
 
 
 class _NoiseState:

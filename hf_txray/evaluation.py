@@ -80,7 +80,7 @@ def text_and_labels(dataset: Any, text_column: str | None, label_column: str | N
              task: str) -> tuple[list[str], list[int] | None]:
     import datasets
 
-    from .loading import TEXT_COLUMN_CANDIDATES
+    from .streaming import TEXT_COLUMN_CANDIDATES
 
     if isinstance(dataset, (list, tuple)):
         if task == "classification":

@@ -15,8 +15,7 @@ from typing import Any, Mapping
 from .artifact import write_header
 from .errors import ConfigurationError
 from .io_utils import atomic_dir
-from .layout import (CONFIGS, DEFAULT_CONFIG, EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, OPTIONAL_CONFIGS,  # noqa: F401
-                     OWNED_FOLDERS, PLOTS_DIR, is_export_folder, missing_profiles, read_parts, write_folder)
+from .layout import EXPORT_FORMAT_VERSION, is_export_folder, read_parts, write_folder
 from .profile import Profile
 from .report import TransferReport
 

@@ -12,17 +12,15 @@ no file, card or log, and removed from the messages of the errors raised here.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .artifact import saved_artifacts
-from .card import keep_foreign_configs
-from .errors import ConfigurationError, ProfileFormatError
-from .export import (CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, collect, is_export_folder, missing_profiles, read_folder,
-                     save_to_disk)
-# check_repo_id, resolve_token and scrub stay importable from here (the viewer's deploy_space uses them)
-from .hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, scrub, upload_folder  # noqa: F401
+from .card import keep_foreign_configs, missing_profiles
+from .errors import ConfigurationError
+from .export import collect, read_folder, save_to_disk
+from .hub_io import check_repo_id, full_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
+from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -64,34 +62,7 @@ def check_configs_load(folder: str | Path) -> dict[str, int]:
     Raises:
         ProfileFormatError: a config does not load, or loads a different number of rows than its parquet files hold.
     """
-    import datasets
-
-    folder = Path(folder)
-    rows = {}
-    bars_were_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # a check, not a user-facing load: no "Generating train split" bars
-    try:
-        with tempfile.TemporaryDirectory(prefix="hf_txray-check-") as cache:  # keeps the user's datasets cache clean
-            for config in declared_configs(folder):
-                rows[config] = _check_config_loads(folder, config, cache)
-    finally:
-        if bars_were_enabled:
-            datasets.enable_progress_bars()
-    return rows
-
-
-def _check_config_loads(folder: Path, config: str, cache: str) -> int:
-    import datasets
-    import pyarrow.parquet as pq
-
-    expected = sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / config).glob("*.parquet"))
-    try:
-        loaded = datasets.load_dataset(str(folder), config, split="train", cache_dir=cache)
-    except Exception as err:  # any loader failure means the export is broken: never upload it
-        raise ProfileFormatError(f"Config {config!r} of {folder} does not load with datasets: {err}") from err
-    if loaded.num_rows != expected:
-        raise ProfileFormatError(f"Config {config!r} of {folder} loads {loaded.num_rows} rows, expected {expected}.")
-    return loaded.num_rows
+    return check_tables_load(Path(folder), declared_configs(Path(folder)))
 
 
 # ----- the upload -------------------------------------------------------------------------------------------------
@@ -112,7 +83,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
                 commit_message: str | None = None) -> "CommitInfo":
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
 
-    Our folders (:data:`~hf_txray.export.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
+    Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
     longer holds are deleted. Other files of the repo are left alone.
 
     Args:
@@ -276,4 +247,5 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
     """
     folder = local_or_download(repo_id_or_dir, revision=revision, token=token,
                                allow_patterns=[f"{name}/*.parquet" for name in CONFIGS])
-    return TXRayResults(*read_folder(folder))
+    with naming_the_source(repo_id_or_dir, folder, revision):
+        return TXRayResults(*read_folder(folder))

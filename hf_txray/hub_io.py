@@ -8,11 +8,12 @@ file, card or log, and removed (:func:`scrub`) from the messages of the errors r
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import ArtifactNotFoundError, ConfigurationError, HubError, TXRayError
+from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, HfApi
@@ -124,6 +125,27 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
                        f"it is not a local folder): {scrub(str(err), secret)}\nIf the repo is private, pass "
                        "token=... or set HF_TOKEN; offline (HF_HUB_OFFLINE=1), only repos already in the cache "
                        "load.") from safe_cause(err, secret)
+
+
+def source_name(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None) -> str:
+    """How messages name what :func:`local_or_download` returned as `folder`: the local folder itself, or the Hub
+    dataset repo (and revision) a downloaded snapshot came from, e.g. ``the Hub dataset 'user/x' at revision 'v1'``."""
+    if Path(name_or_path).expanduser() == folder:
+        return str(folder)
+    return f"the Hub dataset {str(name_or_path)!r}" + (f" at revision {revision!r}" if revision else "")
+
+
+@contextlib.contextmanager
+def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None) -> Iterator[None]:
+    """Re-raise a :class:`ProfileFormatError` about the downloaded snapshot `folder` naming the repo id and revision
+    instead of the snapshot's path in the local cache (which tells a user nothing about what they asked for)."""
+    try:
+        yield
+    except ProfileFormatError as err:
+        name = source_name(name_or_path, folder, revision)
+        if name == str(folder) or str(folder) not in str(err):
+            raise
+        raise type(err)(str(err).replace(str(folder), name)) from None
 
 
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, private: bool = False,

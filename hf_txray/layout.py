@@ -41,7 +41,6 @@ from . import metrics
 from .accumulators import PositionMass, rank_within_groups
 from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
-from .card import DEFAULT_CONFIG, missing_profiles  # noqa: F401  (part of the layout's API)
 from .summary import TOP_FEATURES
 from .version import __version__
 
@@ -417,6 +416,39 @@ def _write_plots(folder: Path, profiles: Mapping[str, Profile],
 
 
 # ----- folder -> profiles and reports ------------------------------------------------------------------------------
+def check_tables_load(folder: Path, configs: Iterable[str]) -> dict[str, int]:
+    """Load each config with ``datasets.load_dataset(folder, config)`` (as a Hub user will, into a throw-away cache
+    and without progress bars) before anything is uploaded; returns rows per config.
+
+    Raises:
+        ProfileFormatError: a config does not load, or loads a different number of rows than its parquet files hold.
+    """
+    import tempfile
+
+    import datasets
+
+    rows = {}
+    bars_were_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a check, not a user-facing load: no "Generating train split" bars
+    try:
+        with tempfile.TemporaryDirectory(prefix="hf_txray-check-") as cache:  # keeps the user's datasets cache clean
+            for config in configs:
+                expected = sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / config).glob("*.parquet"))
+                try:
+                    loaded = datasets.load_dataset(str(folder), config, split="train", cache_dir=cache)
+                except Exception as err:  # any loader failure means the folder is broken: never upload it
+                    raise ProfileFormatError(f"Config {config!r} of {folder} does not load with datasets: "
+                                             f"{err}") from err
+                if loaded.num_rows != expected:
+                    raise ProfileFormatError(f"Config {config!r} of {folder} loads {loaded.num_rows} rows, expected "
+                                             f"{expected}.")
+                rows[config] = loaded.num_rows
+    finally:
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
+    return rows
+
+
 def read_config(directory: Path, name: str) -> pa.Table | None:
     """The parquet shards of config `name` in `directory` as one table (None when the config is absent)."""
     files = sorted((directory / name).glob("*.parquet"))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import DatasetError, ModelError
-from .streaming import TEXT_COLUMN_CANDIDATES, choose_text_column  # noqa: F401  (TEXT_COLUMN_CANDIDATES re-exported)
+from .streaming import choose_text_column
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
@@ -190,8 +190,10 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
                 streaming: bool = False) -> tuple[Any, str | None, str | None]:
     """Return ``(datasets.Dataset, text_column, dataset_id)`` after validating the text column.
 
-    `dataset`: a ``Dataset``, a ``DatasetDict`` (with `split`), a Hub dataset id, a local data file or folder, or a
-    list of strings. Non-string rows raise :class:`DatasetError`; empty strings are kept (and credit nothing).
+    `dataset`: a ``Dataset``, a ``DatasetDict`` (with `split`), a Hub dataset id, a local data file or folder, a
+    list of strings, or a list of row dicts (``[{"text": ...}, ...]``: their keys are the columns, and the text
+    column is chosen as for a ``Dataset``). Non-string rows raise :class:`DatasetError`; empty strings are kept (and
+    credit nothing).
     With ``allow_streams=True`` it may also be an ``IterableDataset`` (or ``IterableDatasetDict``) or a generator
     of strings or rows: it is returned as an ``IterableDataset`` (`num_samples` applied with ``take``), and its rows
     are checked as they are read; the text column is ``None`` when it can only be chosen from the first row.
@@ -214,8 +216,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     elif _is_text_sequence(dataset):
         dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
-        _check_strings(dataset)
-        dataset = datasets.Dataset.from_dict({"text": list(dataset)})
+        dataset = _in_memory_dataset(dataset)
     elif isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
         dataset = load_named_dataset(dataset_id, split)
@@ -227,7 +228,8 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         return _load_stream(dataset, text_column, None, num_samples, dataset_id)
     if not isinstance(dataset, datasets.Dataset):
         raise DatasetError(
-            f"dataset must be a datasets.Dataset, DatasetDict, id, path or list of strings, got {type(dataset).__name__}."
+            f"dataset must be a datasets.Dataset, DatasetDict, id, path, list of strings or list of row dicts, got "
+            f"{type(dataset).__name__}."
         )
     column = _text_column(dataset, text_column)
     dataset_id = dataset_id or getattr(dataset.info, "dataset_name", None)
@@ -308,6 +310,31 @@ def _is_text_sequence(obj: Any) -> bool:
     if isinstance(obj, (str, Path, list, tuple, datasets.Dataset, datasets.DatasetDict, datasets.IterableDataset)):
         return False
     return hasattr(obj, "__len__") and hasattr(obj, "__iter__") and not isinstance(obj, dict)
+
+
+def _in_memory_dataset(rows: Sequence[Any]):
+    """A ``Dataset`` of a list of strings (one ``text`` column) or of row dicts (the union of their keys as columns;
+    a row without a key holds None there, which the column check then reports by row).
+
+    Raises:
+        DatasetError: strings mixed with other rows, dicts mixed with other rows, or a column whose values do not
+            form one type.
+    """
+    import datasets
+
+    if not rows or not isinstance(rows[0], dict):
+        _check_strings(rows)
+        return datasets.Dataset.from_dict({"text": list(rows)})
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DatasetError(f"Row {index} is {type(row).__name__} ({row!r:.60}), not a dict like row 0: pass a "
+                               "list of row dicts or a list of strings, not both.")
+    columns = dict.fromkeys(key for row in rows for key in row)
+    try:
+        return datasets.Dataset.from_dict({key: [row.get(key) for row in rows] for key in columns})
+    except (TypeError, ValueError, ArithmeticError) as err:  # pyarrow's ArrowInvalid/ArrowTypeError derive from these
+        raise DatasetError(f"The row dicts do not form a table ({type(err).__name__}: {str(err)[:200]}): a column "
+                           "must hold one type in every row (the text column str).") from None
 
 
 def _check_strings(texts: Sequence[Any]) -> None:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .accumulators import NoiseSums, PositionMass, SparseSums, merged, reduce_by_key, split_keys
+from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseSums, TopExamples, merged,
+                           split_keys)
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .layout import NOISE_COLUMNS, read_single, write_folder
@@ -166,13 +167,21 @@ class HistogramTable:
         out[self.rows, self.bins] = self.counts
         return out
 
-    def merge(self, other: "HistogramTable") -> "HistogramTable":
-        keys, _, counts = reduce_by_key(np.concatenate([self.rows * self.num_bins + self.bins,
-                                                        other.rows * other.num_bins + other.bins]),
-                                        np.zeros(len(self.rows) + len(other.rows)),
-                                        np.concatenate([self.counts, other.counts]))
-        rows, bins = np.divmod(keys, self.num_bins)
-        return HistogramTable(self.num_bins, rows, bins, counts)
+    def to_accumulator(self, edges: np.ndarray) -> ActivationHistogram:
+        """These counts as the :class:`~hf_txray.accumulators.ActivationHistogram` over bin `edges` (its merge and
+        state dict are the contract that profile merges use).
+
+        Raises:
+            ValueError: `edges` do not give this table's number of bins.
+        """
+        if len(edges) + 1 != self.num_bins:
+            raise ValueError(f"{len(edges)} bin edges give {len(edges) + 1} bins, not {self.num_bins}.")
+        return ActivationHistogram(edges).load_state_dict(
+            {"edges": edges, "keys": self.rows * self.num_bins + self.bins, "counts": self.counts})
+
+    @classmethod
+    def from_accumulator(cls, histogram: ActivationHistogram) -> "HistogramTable":
+        return cls(histogram.num_bins, *histogram.entries())
 
     def equals(self, other: "HistogramTable") -> bool:
         return self.num_bins == other.num_bins and all(
@@ -220,15 +229,32 @@ def _table_noise(table: FeatureTable) -> NoiseSums:
 
 
 def merge_examples(a: pd.DataFrame, b: pd.DataFrame, capacity: int) -> pd.DataFrame:
-    """Keep the `capacity` best examples per neuron, in the same order as :class:`TopExamples`."""
-    both = pd.concat([a, b], ignore_index=True) if len(a) and len(b) else (a if len(a) else b)
-    both = both.sort_values(
-        ["layer", "neuron", "activation", "example_id", "token_index"], ascending=[True, True, False, True, True],
-        kind="stable",
-    )
-    both = both.groupby(["layer", "neuron"], sort=False).head(capacity).copy()
-    both["rank"] = both.groupby(["layer", "neuron"], sort=False).cumcount().astype(np.int64)
-    return both[EXAMPLE_COLUMNS].reset_index(drop=True)
+    """Keep the `capacity` best examples per neuron of two example tables, through :class:`TopExamples`' merge (the
+    same order: activation descending, then example id, then token index; ties keep `a` first).
+
+    Each entry carries its row in ``concat([a, b])``, so its text columns (token, left, right) come along whole.
+    """
+    both = pd.concat([a, b], ignore_index=True) if len(a) and len(b) else (a if len(a) else b).reset_index(drop=True)
+    if len(both) == 0:
+        return both[EXAMPLE_COLUMNS]
+    # One accumulator row per (layer, neuron) present, numbered in sorted order: the kept entries come out sorted.
+    layer, neuron = both["layer"].to_numpy(np.int64), both["neuron"].to_numpy(np.int64)
+    pairs, rows = np.unique(layer * (int(neuron.max()) + 1) + neuron, return_inverse=True)
+    parts = [_frame_examples(both, rows, len(pairs), capacity, lo, hi) for lo, hi in ((0, len(a)), (len(a), len(both)))]
+    kept = merged(parts).entries()
+    out = both.iloc[kept["source"]].reset_index(drop=True)
+    out["rank"] = kept["rank"]
+    return out.sort_values(["layer", "neuron", "rank"], kind="stable")[EXAMPLE_COLUMNS].reset_index(drop=True)
+
+
+def _frame_examples(frame: pd.DataFrame, rows: np.ndarray, num_rows: int, capacity: int, lo: int,
+                    hi: int) -> TopExamples:
+    """Rows ``[lo, hi)`` of an example table as :class:`TopExamples`, each entry with its ``source`` row."""
+    part = frame.iloc[lo:hi]
+    top = TopExamples(num_rows, capacity, extra_fields=("source",))
+    top.add(rows[lo:hi], part["activation"].to_numpy(np.float64), source=np.arange(lo, hi, dtype=np.int64),
+            **{name: part[name].to_numpy(np.int64) for name in TopExamples.FIELDS})
+    return top
 
 
 def empty_examples() -> pd.DataFrame:
@@ -534,9 +560,11 @@ class Profile(Artifact):
         """Histograms add (when both have them with the same bins); output effects depend on the weights only,
         so either side's is kept."""
         same_bins = self.meta.config.get("activation_histogram") == other.meta.config.get("activation_histogram")
-        histogram = (self.activation_histogram.merge(other.activation_histogram)
-                     if same_bins and self.activation_histogram is not None and other.activation_histogram is not None
-                     else None)
+        histogram = None
+        if same_bins and self.activation_histogram is not None and other.activation_histogram is not None:
+            edges = self.histogram_edges()
+            histogram = HistogramTable.from_accumulator(merged([self.activation_histogram.to_accumulator(edges),
+                                                                other.activation_histogram.to_accumulator(edges)]))
         effects = self.output_effects if self.output_effects is not None else other.output_effects
         return {"activation_histogram": histogram, "output_effects": effects}
 

@@ -60,6 +60,13 @@ class InMemorySource:
     def keep_texts(self, ids: set[int]) -> None:
         """Nothing to do: texts are read back from the dataset."""
 
+    def kept_texts(self) -> dict[int, str]:
+        """None: a checkpoint needs no texts, they are read back from the dataset."""
+        return {}
+
+    def restore_texts(self, texts: dict[int, str]) -> None:
+        """Nothing to do (see :meth:`kept_texts`)."""
+
 
 class StreamingSource:
     """This process's part of an ``IterableDataset``.
@@ -130,6 +137,14 @@ class StreamingSource:
     def keep_texts(self, ids: set[int]) -> None:
         """Forget the texts of examples no top-example list refers to any more."""
         self._texts = {i: t for i, t in self._texts.items() if i in ids}
+
+    def kept_texts(self) -> dict[int, str]:
+        """The texts held for top examples (a checkpoint saves them: a stream cannot be read back)."""
+        return dict(self._texts)
+
+    def restore_texts(self, texts: dict[int, str]) -> None:
+        """Hold `texts` again, as when the checkpoint was saved."""
+        self._texts.update(texts)
 
 
 # Usual names of the text column, tried in this order when none is given.

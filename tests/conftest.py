@@ -23,6 +23,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_TXRAY_CACHE", str(tmp_path_factory.getbasetemp() / "txray-cache"))
 
 
+@pytest.fixture(scope="session")
+def saved_bert(tmp_path_factory) -> Path:
+    """The tiny BERT of tests/models.py with its tokenizer, saved to a folder (loaded by path, as users do)."""
+    from models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

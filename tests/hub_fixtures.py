@@ -79,18 +79,6 @@ def upload_folder_as(hub: Hub, repo_id: str, folder: Path, *, repo_type: str = "
                                  commit_message=message).oid
 
 
-def save_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A tiny random BERT (tests/models.py) with the MiniLM tokenizer, saved as a model folder."""
-    try:
-        from .models import bert_tokenizer, tiny_bert
-    except ImportError:
-        from models import bert_tokenizer, tiny_bert
-
-    tiny_bert(seed).save_pretrained(folder)
-    bert_tokenizer().save_pretrained(folder)
-    return folder
-
-
 def save_parquet_dataset(folder: Path, splits: dict[str, list[str]], config: str | None = None) -> Path:
     """`folder/<config or data>/<split>.parquet` with one `text` column per split (the Hub's parquet layout)."""
     import pandas as pd

@@ -81,6 +81,53 @@ def tiny(kind: str, seed: int = 0):
     return build(seed), tokenizer()
 
 
+def save_tiny_model(folder, seed: int = 0, kind: str = "bert"):
+    """A tiny random model of `kind` with its tokenizer (:data:`MODEL_BUILDERS`), saved as a model folder."""
+    model, tokenizer = tiny(kind, seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+EXAMPLE_COLUMNS = ("layer", "neuron", "rank", "example_id", "token_index", "token")
+
+
+def assert_same_credit(got, expected, example_columns: tuple[str, ...] = EXAMPLE_COLUMNS) -> None:
+    """Two profiles of the same texts agree: examples and positions equal, counts exact, mass to 1e-6 (relative), per
+    neuron and per (neuron, feature); the same top examples (`example_columns` of them compared)."""
+    import numpy as np
+
+    assert got.meta.num_examples == expected.meta.num_examples
+    assert got.meta.num_positions == expected.meta.num_positions
+    np.testing.assert_array_equal(got.neuron_count, expected.neuron_count)
+    np.testing.assert_allclose(got.neuron_mass, expected.neuron_mass, rtol=1e-6)
+    for ft in expected.feature_types:
+        x = expected.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
+        y = got.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
+        assert x[["layer", "neuron", "feature", "count"]].equals(y[["layer", "neuron", "feature", "count"]])
+        np.testing.assert_allclose(y["mass"], x["mass"], rtol=1e-6)
+    keep = list(example_columns)
+    assert got.examples[keep].equals(expected.examples[keep])
+
+
+class Interrupted(Exception):
+    """What a :class:`SpanCounter` raises on its `fail_at`-th call: a crash in the middle of a run."""
+
+
+class SpanCounter:
+    """A user feature function that labels every whole text ``"all"`` and counts its calls (``.calls``); on call
+    number `fail_at` it raises :class:`Interrupted` instead (to interrupt a run and test resuming)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls, self.fail_at = 0, fail_at
+
+    def __call__(self, text: str) -> list[tuple[int, int, str]]:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise Interrupted()
+        return [(0, len(text), "all")]
+
+
 SAMPLE_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "It's unbelievable: prices rose 42% in New York last year!",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hf_txray.accumulators import (
@@ -18,6 +19,7 @@ from hf_txray.accumulators import (
     histogram_edges,
     merged,
 )
+from hf_txray.profile import EXAMPLE_COLUMNS, HistogramTable, empty_examples, merge_examples
 
 N = 400  # entries per chunk
 
@@ -41,6 +43,8 @@ def _chunks(kind, seed):
         return (rng.integers(0, 30, N), 10.0 ** rng.uniform(-4, 5, N))
     rows = rng.integers(0, 12, N)
     fields = {name: rng.integers(0, 50, N) for name in TopExamples.FIELDS}
+    if kind == "top+source":
+        fields["source"] = rng.integers(0, 1000, N)
     return (rows, np.round(rng.normal(size=N), 1)), fields  # rounded: many exact ties
 
 
@@ -50,11 +54,12 @@ BUILD = {
     "positions": PositionMass,
     "histogram": lambda: ActivationHistogram(histogram_edges()),
     "top": lambda: TopExamples(12, 4),
+    "top+source": lambda: TopExamples(12, 4, extra_fields=("source",)),  # an extra field rides along
 }
 
 
 def _add(acc, kind, data):
-    if kind == "top":
+    if kind.startswith("top"):
         args, fields = data
         acc.add(*args, **fields)
     else:
@@ -107,3 +112,59 @@ def test_merging_different_kinds_or_shapes_is_refused():
         TopExamples(12, 4).merge(TopExamples(10, 4))
     with pytest.raises(ValueError, match="bin edges"):
         ActivationHistogram(histogram_edges()).merge(ActivationHistogram(histogram_edges(high=1e3)))
+
+
+# ----- the profile's parts on the contract: histogram tables and example tables ---------------------------------
+def _histogram_table(seed: int) -> HistogramTable:
+    acc = _add(ActivationHistogram(histogram_edges()), "histogram", _chunks("histogram", seed))
+    return HistogramTable.from_accumulator(acc)
+
+
+def test_histogram_table_round_trips_and_merges_through_the_accumulator():
+    edges = histogram_edges()
+    tables = [_histogram_table(seed) for seed in range(3)]
+    back = HistogramTable.from_accumulator(tables[0].to_accumulator(edges))
+    assert back.equals(tables[0]) and len(back.rows) > 0
+    both = HistogramTable.from_accumulator(merged([t.to_accumulator(edges) for t in tables]))
+    np.testing.assert_array_equal(both.dense(30), sum(t.dense(30) for t in tables))
+    with pytest.raises(ValueError, match="bins"):
+        tables[0].to_accumulator(edges[:-1])
+
+
+def _example_frame(seed: int, capacity: int) -> pd.DataFrame:
+    """A profile's examples table: per (layer, neuron) the `capacity` best of random credits, with text columns
+    that differ per entry (so a merge that lost track of them would show)."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    frame = pd.DataFrame({
+        "layer": rng.choice([0, 2, 5], n), "neuron": rng.integers(0, 6, n), "rank": 0,
+        "activation": np.round(rng.normal(size=n), 1), "example_id": rng.integers(0, 20, n),
+        "token_index": rng.integers(0, 10, n), "char_start": rng.integers(0, 50, n), "char_end": 0,
+    })
+    frame["char_end"] = frame["char_start"] + 3
+    frame = frame.drop_duplicates(["layer", "neuron", "example_id", "token_index"])
+    frame = _sorted_examples(frame, capacity)
+    for column in ("token", "left", "right"):
+        frame[column] = [f"{column}-{seed}-{i}" for i in range(len(frame))]
+    return frame[EXAMPLE_COLUMNS]
+
+
+def _sorted_examples(frame: pd.DataFrame, capacity: int) -> pd.DataFrame:
+    """The brute-force definition: sort by activation (descending), example id, token index; keep `capacity`."""
+    frame = frame.sort_values(["layer", "neuron", "activation", "example_id", "token_index"],
+                              ascending=[True, True, False, True, True], kind="stable")
+    frame = frame.groupby(["layer", "neuron"], sort=False).head(capacity).copy()
+    frame["rank"] = frame.groupby(["layer", "neuron"], sort=False).cumcount().astype(np.int64)
+    return frame.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("capacity", [1, 3])
+def test_merge_examples_is_exact_and_associative_and_keeps_the_text_columns(capacity):
+    a, b, c = (_example_frame(seed, capacity) for seed in range(3))
+    got = merge_examples(a, b, capacity)
+    want = _sorted_examples(pd.concat([a, b], ignore_index=True), capacity)[EXAMPLE_COLUMNS]
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    left = merge_examples(merge_examples(a, b, capacity), c, capacity)
+    right = merge_examples(a, merge_examples(b, c, capacity), capacity)
+    pd.testing.assert_frame_equal(left, right, check_exact=True)
+    pd.testing.assert_frame_equal(merge_examples(a, empty_examples(), capacity), a, check_exact=True)

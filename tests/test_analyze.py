@@ -17,7 +17,7 @@ import hf_txray
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.cli import main as cli_main
 from hf_txray.sites import find_sites
-from models import SAMPLE_TEXTS, tiny
+from models import EXAMPLE_COLUMNS, SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -27,15 +27,6 @@ def run(kind="bert", texts=TEXTS, **kwargs):
     model, tokenizer = tiny(kind)
     kwargs.setdefault("features", ("token",))
     return hf_txray.analyze(model, texts, tokenizer=tokenizer, show_progress=False, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    model, tokenizer = tiny("bert")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +85,28 @@ def test_dataset_forms_give_the_same_profile(tmp_path, text_file):
 def test_num_samples_and_layers_select():
     profile = run(num_samples=3, layers=[-1])
     assert profile.meta.num_examples == 3 and profile.layers == [1]
+
+
+def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
+    rows = [{"id": i, "sentence": text} for i, text in enumerate(TEXTS)]
+    profile = run(texts=rows)
+    assert profile.meta.config["text_column"] == "sentence"
+    expected = run(texts=datasets.Dataset.from_list(rows))
+    assert profile.meta.num_positions == expected.meta.num_positions
+    assert np.array_equal(profile.neuron_count, expected.neuron_count)
+    assert np.allclose(profile.neuron_mass, expected.neuron_mass)
+
+
+@pytest.mark.parametrize("rows,match", [
+    ([{"body": "a b"}, {"body": "c"}], r"'text' not found.*\['body'\]"),  # the named column is missing
+    ([{"text": "a b"}, {"text": None}], r"missing \(None\) rows, the first at index 1"),
+    ([{"text": "a b"}, {"other": "c"}], r"missing \(None\) rows, the first at index 1"),  # a row without the key
+    ([{"text": "a b"}, "c"], r"Row 1 is str.*not a dict like row 0"),
+    ([{"text": "a b"}, {"text": 3}], r"do not form a table"),
+])
+def test_list_of_row_dicts_refuses_what_a_dataset_refuses(rows, match):
+    with pytest.raises(DatasetError, match=match):
+        run(texts=rows, text_column="text")
 
 
 def test_empty_strings_credit_nothing_and_are_counted():
@@ -199,30 +212,14 @@ def test_user_feature_labels_character_spans():
 
 
 # ----- resume -------------------------------------------------------------------------------------------------
-class _Interrupt(Exception):
-    pass
-
-
 def test_resume_continues_without_recounting(tmp_path):
     texts = TEXTS * 3
-    calls = {"n": 0}
-
-    def flaky(text):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise _Interrupt()
-        return [(0, len(text), "all")]
-
-    def counting(text):
-        calls["n"] += 1
-        return [(0, len(text), "all")]
-
+    counting = SpanCounter()
     common = dict(texts=texts, batch_size=2, checkpoint_dir=tmp_path / "state", checkpoint_every=1)
-    with pytest.raises(_Interrupt):
-        run(features=("token", UserFeature("span", flaky)), **common)
-    calls["n"] = 0
+    with pytest.raises(Interrupted):
+        run(features=("token", UserFeature("span", SpanCounter(fail_at=10))), **common)
     resumed = run(features=("token", UserFeature("span", counting)), resume=True, **common)
-    assert calls["n"] == len(texts) - 8  # the 8 texts of the 4 saved batches are not processed again
+    assert counting.calls == len(texts) - 8  # the 8 texts of the 4 saved batches are not processed again
     full = run(texts=texts, batch_size=2, features=("token", UserFeature("span", counting)))
     assert np.array_equal(resumed.neuron_count, full.neuron_count)
     np.testing.assert_allclose(resumed.neuron_mass, full.neuron_mass, rtol=1e-12)
@@ -243,11 +240,11 @@ def _env():
     return env
 
 
-def test_cli_analyze_compare_show(tmp_path, saved_model, text_file, capsys):
+def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     a, b, r = tmp_path / "a", tmp_path / "b", tmp_path / "r"
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--out", str(a), "--features", "token,pos",
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(a), "--features", "token,pos",
                      "--stage", "one"]) == 0
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--out", str(b), "--features", "token,pos",
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(b), "--features", "token,pos",
                      "--stage", "two", "--num-samples", "20"]) == 0
     assert cli_main(["compare", str(a), str(b), "--out", str(r)]) == 0
     capsys.readouterr()
@@ -258,15 +255,15 @@ def test_cli_analyze_compare_show(tmp_path, saved_model, text_file, capsys):
     assert report.meta.stage_a == "one" and len(report.neurons) == 2 * 48
 
 
-def test_cli_reports_errors_without_traceback(tmp_path, saved_model, capsys):
-    assert cli_main(["analyze", str(saved_model), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
+def test_cli_reports_errors_without_traceback(tmp_path, saved_bert, capsys):
+    assert cli_main(["analyze", str(saved_bert), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "missing.txt" in err and "Traceback" not in err
 
 
-def test_two_processes_equal_one(tmp_path, saved_model, text_file):
+def test_two_processes_equal_one(tmp_path, saved_bert, text_file):
     """Real processes (torchrun, gloo): contiguous shards reduced exactly give the single-process profile."""
-    args = ["-m", "hf_txray.cli", "analyze", str(saved_model), str(text_file), "--features", "token,word,pos",
+    args = ["-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), "--features", "token,word,pos",
             "--batch-size", "4"]
     # --standalone: a free port each run (a fixed one collides with any other run of this test on the machine)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -276,16 +273,8 @@ def test_two_processes_equal_one(tmp_path, saved_model, text_file):
         assert done.returncode == 0, done.stderr[-4000:]
     one = hf_txray.Profile.from_pretrained(tmp_path / "one")
     two = hf_txray.Profile.from_pretrained(tmp_path / "two")
-    assert one.meta.num_examples == two.meta.num_examples == 61
-    assert np.array_equal(one.neuron_count, two.neuron_count)
-    np.testing.assert_allclose(two.neuron_mass, one.neuron_mass, rtol=1e-6)
-    for ft in one.feature_types:
-        x = one.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
-        y = two.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
-        assert x[["layer", "neuron", "feature", "count"]].equals(y[["layer", "neuron", "feature", "count"]])
-        np.testing.assert_allclose(y["mass"], x["mass"], rtol=1e-6)
-    keep = ["layer", "neuron", "rank", "example_id", "token_index", "token", "left", "right"]
-    assert one.examples[keep].equals(two.examples[keep])
+    assert one.meta.num_examples == 61
+    assert_same_credit(two, one, example_columns=EXAMPLE_COLUMNS + ("left", "right"))
     # activation histograms (and the top position) merge across processes: same counts per neuron; an
     # activation within float noise (other batch padding) of a bin edge may sit in the next bin, never further
     hist_one, hist_two = one.histogram_counts(), two.histogram_counts()
@@ -374,9 +363,9 @@ def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     assert run(layers="1-1", texts=TEXTS[:3], max_length=16).layers == [1]
 
 
-def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_model, text_file, capsys):
+def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_bert, text_file, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text(f"model: {saved_model}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
+    config.write_text(f"model: {saved_bert}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
                       f"layers: 0-1\nnum_samples: 12\nmax_length: 16\nout: {tmp_path / 'from-file'}\n", encoding="utf-8")
     assert cli_main(["analyze", "--config", str(config), "--top-k", "1"]) == 0  # the file names model and data too
     printed = capsys.readouterr().out
@@ -386,16 +375,16 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     assert (profile.meta.top_k, profile.stage, profile.layers, profile.meta.num_examples) == (1, "from-yaml", [0, 1], 12)
     assert profile.feature_types == ["token"]
     config.write_text("top_kay: 2\n", encoding="utf-8")
-    assert cli_main(["analyze", str(saved_model), str(text_file), "--config", str(config), "--out",
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config), "--out",
                      str(tmp_path / "x")]) == 2
     assert "unknown option 'top_kay'. Did you mean 'top_k'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_model, text_file, capsys):
+def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
     from hf_txray.cli import _push_arguments
 
-    common = [str(saved_model), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
+    common = [str(saved_bert), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
     assert cli_main(["analyze", *common, "--stage", "a", "--out", str(tmp_path / "a")]) == 0
     assert cli_main(["analyze", *common, "--stage", "b", "--out", str(tmp_path / "runs" / "b")]) == 0
     assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out",
@@ -414,8 +403,11 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert "Transfer report a->b" in shown
 
     assert _push_arguments("user/repo", str(tmp_path / "results")) == ("user/repo", str(tmp_path / "results"))
-    with pytest.warns(FutureWarning, match="push REPO_ID DIR"):
+    capsys.readouterr()
+    with pytest.warns(FutureWarning, match="push REPO_ID DIR") as notices:
         assert _push_arguments(str(tmp_path / "results"), "user/repo") == ("user/repo", str(tmp_path / "results"))
+    assert len(notices) == 1 and f"read as `hf-txray push user/repo {tmp_path / 'results'}`" in str(notices[0].message)
+    assert capsys.readouterr() == ("", "")  # the old order gives one notice, not a warning and a note
 
 
 def test_readme_options_table_is_the_declaration():

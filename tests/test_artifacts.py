@@ -236,6 +236,20 @@ def test_push_and_load_from_the_hub_at_a_revision(kind, hub, tmp_path, caplog):
     assert hub.token not in caplog.text
 
 
+def test_wrong_artifact_on_the_hub_names_the_repo_not_the_cache(hub, tmp_path):
+    repo_id = f"{hub.username}/a-profile"
+    first = build("profile").push_to_hub(repo_id)
+    for revision, named in ((None, repr(repo_id)), (first.oid, f"{repo_id!r} at revision {first.oid!r}")):
+        with pytest.raises(ProfileFormatError, match="holds a saved hf_txray profile, not a transfer report") as err:
+            TransferReport.from_pretrained(repo_id, revision=revision, cache_dir=tmp_path / "cache")
+        assert f"the Hub dataset {named} holds" in str(err.value)
+        assert str(tmp_path) not in str(err.value) and "snapshots" not in str(err.value)
+    build("pruning_plan").push_to_hub(f"{hub.username}/a-plan")
+    with pytest.raises(ProfileFormatError) as err:  # hf_txray.load of a repo that is no results folder
+        hf_txray.load(f"{hub.username}/a-plan")
+    assert f"the Hub dataset '{hub.username}/a-plan'" in str(err.value) and "snapshots" not in str(err.value)
+
+
 def test_hub_errors_name_the_fix_and_never_the_token(hub, tmp_path, monkeypatch):
     profile = build("profile")
     with pytest.raises(ConfigurationError, match="Invalid Hub repo id"):

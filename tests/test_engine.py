@@ -20,7 +20,7 @@ import hf_txray
 import reference
 from hf_txray import ConfigurationError, DatasetError, UserFeature
 from hf_txray.streaming import StreamingSource
-from models import SAMPLE_TEXTS, tiny
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
 from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -118,35 +118,19 @@ def test_stream_shards_see_every_example_once(world, num):
     assert seen == dict(enumerate(texts))  # one data shard: ids are the global stream positions
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_stream_resumes_from_its_state_dict(jsonl, tmp_path):
     texts = TEXTS * 3
     path = tmp_path / "long.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     stream = lambda: datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)  # noqa: E731
-    calls = {"n": 0}
-
-    def flaky(text):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise _Interrupt()
-        return [(0, len(text), "all")]
-
-    def counting(text):
-        calls["n"] += 1
-        return [(0, len(text), "all")]
-
+    counting = SpanCounter()
     common = dict(batch_size=2, checkpoint_dir=tmp_path / "state", checkpoint_every=1, max_examples_per_neuron=3)
-    with pytest.raises(_Interrupt):
-        analyze(texts=stream(), features=("token", UserFeature("span", flaky)), **common)
+    with pytest.raises(Interrupted):
+        analyze(texts=stream(), features=("token", UserFeature("span", SpanCounter(fail_at=10))), **common)
     progress = json.loads((tmp_path / "state" / "rank-0-of-1" / "progress.json").read_text())
     assert progress["processed"] == 8 and "dataset" in progress  # the stream's state_dict()
-    calls["n"] = 0
     resumed = analyze(texts=stream(), features=("token", UserFeature("span", counting)), resume=True, **common)
-    assert calls["n"] == len(texts) - 8
+    assert counting.calls == len(texts) - 8
     full = analyze(texts=texts, features=("token", UserFeature("span", counting)), batch_size=2,
                    max_examples_per_neuron=3)
     assert_same_profile(resumed, full)

@@ -20,7 +20,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 import hf_txray
 from hf_txray import ConfigurationError, HubError, Profile, ReportMeta, TransferReport
 from hf_txray.cli import main as cli_main
-from hf_txray.export import CONFIGS, OPTIONAL_CONFIGS, is_export_folder
+from hf_txray.layout import CONFIGS, OPTIONAL_CONFIGS, is_export_folder
 
 WRITTEN = [c for c in CONFIGS if c not in OPTIONAL_CONFIGS]  # these profiles have no output effects
 from hf_txray.hub import check_configs_load, default_local_dir

@@ -9,6 +9,7 @@ package's ``__init__`` is a circle like any other.
 from __future__ import annotations
 
 import ast
+import io
 from pathlib import Path
 
 import networkx as nx
@@ -88,3 +89,14 @@ def test_no_private_names_across_modules(module):
     private = sorted({f"{target}.{name}" for target, name in _imports(module, MODULES[module])
                       if name and name.startswith("_") and not name.startswith("__") and target != module})
     assert not private, f"{module} imports private names of other modules: {private}"
+
+
+def test_no_unused_imports_or_names():
+    """pyflakes (a dev tool, skipped where it is not installed) finds no unused import, variable or redefinition: a
+    name kept for others to import is either imported from its home or listed in its package's ``__all__``."""
+    reporter_module = pytest.importorskip("pyflakes.reporter")
+    from pyflakes.api import checkRecursive
+
+    warnings = io.StringIO()
+    count = checkRecursive([str(PACKAGE)], reporter_module.Reporter(warnings, warnings))
+    assert count == 0, warnings.getvalue()

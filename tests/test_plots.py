@@ -89,3 +89,13 @@ def test_moved_names_keep_working():
     for name in ("plot_hellinger_vs_length", "plot_length_shift", "plot_mass_share", "plot_neuron_mass",
                  "report_figures", "profile_figures", "save_figures", "slug", "default_feature_type", "STAGE_COLORS"):
         assert hasattr(plots, name), name
+
+
+@pytest.mark.parametrize("name", ["plot_hellinger_vs_length", "plot_length_shift"])
+def test_report_plots_document_every_argument(name):
+    """The shared Args block is filled into each report plot's docstring, one entry per parameter."""
+    function = getattr(plots, name)
+    doc = inspect.getdoc(function)
+    assert "{" not in doc.split("Returns:")[0]
+    for parameter in inspect.signature(function).parameters:
+        assert f"\n    {parameter} (`" in doc, parameter

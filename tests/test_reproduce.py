@@ -24,11 +24,11 @@ from hf_txray.cli import main as cli_main
 from hf_txray.reproduce import compare_numbers
 
 try:
-    from .hub_fixtures import hub, hub_server, save_parquet_dataset, save_tiny_model, upload_folder_as  # noqa: F401
-    from .models import SAMPLE_TEXTS, bert_tokenizer
+    from .hub_fixtures import hub, hub_server, save_parquet_dataset, upload_folder_as  # noqa: F401
+    from .models import SAMPLE_TEXTS, bert_tokenizer, save_tiny_model
 except ImportError:
-    from hub_fixtures import hub, hub_server, save_parquet_dataset, save_tiny_model, upload_folder_as  # noqa: F401
-    from models import SAMPLE_TEXTS, bert_tokenizer
+    from hub_fixtures import hub, hub_server, save_parquet_dataset, upload_folder_as  # noqa: F401
+    from models import SAMPLE_TEXTS, bert_tokenizer, save_tiny_model
 
 OPTIONS = dict(features=("token",), show_progress=False, batch_size=4)
 TEXTS_V1 = [t for t in SAMPLE_TEXTS if t.strip()]

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -22,7 +21,7 @@ from hf_txray.cli import main as cli_main
 from hf_txray.distributed import input_device, is_dispatched
 from hf_txray.lengths import model_length_limit, resolve_max_length
 from hf_txray.loading import looks_local, resolve_model_path
-from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, minilm_path, tiny
+from models import SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, bpe_tokenizer, minilm_path, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -30,33 +29,9 @@ FEATURES = ("token", "word")
 
 
 @pytest.fixture(scope="module")
-def saved_bert(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    model, tokenizer = tiny("bert")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def plain(saved_bert) -> hf_txray.Profile:
     """The undispatched, one-process profile every variant below must reproduce."""
     return hf_txray.analyze(str(saved_bert), TEXTS, features=FEATURES, batch_size=2, show_progress=False)
-
-
-def assert_same(got: hf_txray.Profile, expected: hf_txray.Profile) -> None:
-    """Counts exact, mass to 1e-6 (relative), per neuron and per (neuron, feature); same top examples."""
-    assert got.meta.num_examples == expected.meta.num_examples
-    assert got.meta.num_positions == expected.meta.num_positions
-    np.testing.assert_array_equal(got.neuron_count, expected.neuron_count)
-    np.testing.assert_allclose(got.neuron_mass, expected.neuron_mass, rtol=1e-6)
-    for ft in expected.feature_types:
-        x = expected.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
-        y = got.to_pandas(ft).sort_values(["layer", "neuron", "feature"]).reset_index(drop=True)
-        assert x[["layer", "neuron", "feature", "count"]].equals(y[["layer", "neuron", "feature", "count"]])
-        np.testing.assert_allclose(y["mass"], x["mass"], rtol=1e-6)
-    keep = ["layer", "neuron", "rank", "example_id", "token_index", "token"]
-    assert got.examples[keep].equals(expected.examples[keep])
 
 
 # ----- dispatched models ----------------------------------------------------------------------------------------
@@ -71,7 +46,7 @@ def test_offloaded_model_loaded_by_analyze_equals_the_plain_model(offload, saved
     # The issue's fault: analyze called .to() on it ("You can't move a model that has some modules offloaded").
     profile = hf_txray.analyze(str(saved_bert), TEXTS, features=FEATURES, batch_size=2, show_progress=False,
                                device_map=OFFLOADS[offload], model_kwargs={"offload_folder": str(tmp_path)})
-    assert_same(profile, plain)
+    assert_same_credit(profile, plain)
 
 
 def test_loaded_model_with_offloaded_embedding_gets_inputs_on_its_execution_device(saved_bert, plain, tmp_path):
@@ -82,7 +57,7 @@ def test_loaded_model_with_offloaded_embedding_gets_inputs_on_its_execution_devi
     assert input_device(model) == torch.device("cpu")  # was `meta`: inputs were sent where no data is
     profile = hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=FEATURES, batch_size=2,
                                show_progress=False)
-    assert_same(profile, plain)
+    assert_same_credit(profile, plain)
 
 
 def test_device_map_conflicts_are_refused_before_loading(saved_bert):
@@ -194,11 +169,11 @@ def test_more_processes_than_texts_give_the_one_process_result(processes, saved_
         for count in (1, 2, 5):
             one = hf_txray.analyze(str(saved_bert), TEXTS[:count], features=FEATURES, batch_size=2,
                                    show_progress=False)
-            assert_same(hf_txray.Profile.from_pretrained(out / f"analyze-{count}"), one)
+            assert_same_credit(hf_txray.Profile.from_pretrained(out / f"analyze-{count}"), one)
         model, tokenizer = tiny("bert")
         one = hf_txray.analyze(model, TEXTS[:1], tokenizer=tokenizer, features=FEATURES, batch_size=2,
                                show_progress=False)
-        assert_same(hf_txray.Profile.from_pretrained(out / "profiler-1"), one)
+        assert_same_credit(hf_txray.Profile.from_pretrained(out / "profiler-1"), one)
     finally:
         torch.set_num_threads(threads)
 
@@ -246,7 +221,7 @@ def test_cli_passes_model_kwargs_dtype_and_device_map(saved_bert, plain, tmp_pat
     assert cli_main(common + ["--out", str(tmp_path / "map"), "--dtype", "float32",
                               "--device-map", json.dumps(OFFLOADS["disk"]),
                               "--model-kwargs", json.dumps({"offload_folder": str(tmp_path / "off")})]) == 0
-    assert_same(hf_txray.Profile.from_pretrained(tmp_path / "map"), plain)
+    assert_same_credit(hf_txray.Profile.from_pretrained(tmp_path / "map"), plain)
     # A config override through --model-kwargs reaches from_pretrained: one block instead of two.
     assert cli_main(common + ["--out", str(tmp_path / "one"), "--model-kwargs", '{"num_hidden_layers": 1}']) == 0
     assert hf_txray.Profile.from_pretrained(tmp_path / "one").layers == [0]

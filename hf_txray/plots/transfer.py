@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from ..report import TransferReport
 
 
+# The arguments every per-neuron report plot takes, documented once (filled into the docstrings below).
+REPORT_PLOT_ARGS = """report (`TransferReport`): the comparison to draw.
+        feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
+        ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
+        layer (`int`, *optional*): only this layer's neurons."""
+
+
 def _shared(report: "TransferReport", layer: int | None) -> pd.DataFrame:
     frame = report.neurons[report.neurons["status"] == "shared"]
     return frame if layer is None else frame[frame["layer"] == layer]
@@ -34,10 +41,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     Long, little-changed neurons are general; short, much-changed ones specialised during the transfer.
 
     Args:
-        report (`TransferReport`): the comparison to draw.
-        feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
-        ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
-        layer (`int`, *optional*): only this layer's neurons.
+        {report_plot_args}
 
     Returns:
         `matplotlib.figure.Figure`: one point per shared neuron with a Hellinger distance.
@@ -82,10 +86,7 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
     ``PAIRED_DOTS_MAX`` neurons, a histogram of log2(length B / length A) instead (green: shorter in B).
 
     Args:
-        report (`TransferReport`): the comparison to draw.
-        feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
-        ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
-        layer (`int`, *optional*): only this layer's neurons.
+        {report_plot_args}
 
     Returns:
         `matplotlib.figure.Figure`: two point sets (A and B), one point each per shared neuron with both lengths > 0.
@@ -120,6 +121,12 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
            title=f"{report.name}: length shift (green: shorter in B)")
     ax.legend(loc="upper left", fontsize="small")
     return fig
+
+
+for _plot in (plot_hellinger_vs_length, plot_length_shift):
+    if _plot.__doc__:  # None under python -OO
+        _plot.__doc__ = _plot.__doc__.replace("{report_plot_args}", REPORT_PLOT_ARGS)
+del _plot
 
 
 def report_figures(report: "TransferReport", feature_type: str | None = None) -> dict[str, "Figure"]:

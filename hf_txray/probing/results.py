@@ -28,17 +28,16 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..card import probing_card
-from ..errors import ConfigurationError, ProfileFormatError
+from ..errors import ConfigurationError
 from ..export import as_list
 from ..hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, upload_folder
-from ..layout import read_config, write_config
+from ..layout import check_tables_load, read_config, write_config
 from ..version import __version__
 from .ablation import AblationCurve
 from .layout import ABLATION_CONFIG, PROBE_CONFIG, PROBING_CONFIGS, ablation_table, curve_parts, probe_table
@@ -114,20 +113,6 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     return directory
 
 
-def _check_loads(directory: Path, names: Sequence[str]) -> None:
-    import datasets
-
-    with tempfile.TemporaryDirectory(prefix="hf_txray-check-") as cache:
-        for name in names:
-            expected = sum(pq.ParquetFile(f).metadata.num_rows for f in (directory / name).glob("*.parquet"))
-            try:
-                loaded = datasets.load_dataset(str(directory), name, split="train", cache_dir=cache)
-            except Exception as err:  # any loader failure means the folder is broken: never upload it
-                raise ProfileFormatError(f"Config {name!r} of {directory} does not load with datasets: {err}") from err
-            if loaded.num_rows != expected:
-                raise ProfileFormatError(f"Config {name!r} loads {loaded.num_rows} rows, expected {expected}.")
-
-
 def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, private: bool = False,
                  token: str | None = None, commit_message: str | None = None) -> "CommitInfo":
     """Add probing results and ablation curves to a Hub results repo (created when missing), in one commit.
@@ -171,7 +156,7 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
                               allow_patterns=["README.md"] + [f"{n}/*.parquet" for n in PROBING_CONFIGS])
             shutil.rmtree(folder / ".cache", ignore_errors=True)
             save_probing(folder, probe_list, curve_list)
-            _check_loads(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
+            check_tables_load(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
 
         folder.mkdir()
         info = upload_folder(folder, repo_id, token=token, private=private, prepare=merge_remote,

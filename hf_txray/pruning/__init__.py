@@ -23,19 +23,10 @@ Two modes:
 from ..sites import find_sites  # hf_txray.pruning.find_sites worked before the package split
 from .apply import apply_plan, prune
 from .load import load_pretrained_with_head
-from .masks import MASKS_ATTRIBUTE, MaskHandle, active_masks, edit_neurons, mask_neurons, masked, mlp_sites, unprune
-from .plan import (
-    EXPLICIT,
-    MODES,
-    PLAN_FILE,
-    PruningPlan,
-    explicit_neurons,
-    plan_pruning,
-    source_widths,
-)
-from .remove import INTERMEDIATE_SIZE_ATTRIBUTES, remove_neurons
+from .masks import MaskHandle, active_masks, edit_neurons, mask_neurons, masked, mlp_sites, unprune
+from .plan import PruningPlan, explicit_neurons, plan_pruning
+from .remove import remove_neurons
 from .strategies import (
-    REPORT_STRATEGIES,
     STRATEGIES,
     PruningStrategy,
     RankingInput,
@@ -49,4 +40,5 @@ __all__ = [
     "PruningPlan", "prune", "plan_pruning", "apply_plan", "mask_neurons", "masked", "unprune", "remove_neurons",
     "active_masks", "MaskHandle", "STRATEGIES", "load_pretrained_with_head", "edit_neurons",
     "register_pruning_strategy", "pruning_strategies", "get_pruning_strategy", "is_random_strategy", "PruningStrategy", "RankingInput",
+    "find_sites", "mlp_sites", "explicit_neurons",  # used by hf_txray.probing and the examples
 ]

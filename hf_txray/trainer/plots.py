@@ -9,7 +9,6 @@ import pandas as pd
 from ..plots.common import new_figure, save_figure
 from ..profile import Profile
 from ..features import is_tag_feature
-from ..plots.common import new_figure
 from .arguments import REFERENCES
 
 MAX_PLOTTED_TAGS = 8

@@ -18,8 +18,8 @@ returned as they are, for the UI to show as text.
 | ``space`` | :func:`deploy_space`: the Space on the Hub |
 """
 
-from ..report import DEFAULT_MIN_COUNT  # noqa: F401  (the viewer's default minimum credits, as before)
-from .data import (  # noqa: F401
+from ..report import DEFAULT_MIN_COUNT  # the viewer's default minimum credits, as before
+from .data import (
     DIGITS,
     ALL_LAYERS,
     SOURCE_SEPARATOR,
@@ -31,7 +31,7 @@ from .data import (  # noqa: F401
     layer_filter,
     yes_no,
 )
-from .tables import (  # noqa: F401
+from .tables import (
     stages_table,
     reports_table,
     layer_summary,
@@ -42,7 +42,7 @@ from .tables import (  # noqa: F401
     transfer_table,
     neuron_from_row,
 )
-from .neuron import (  # noqa: F401
+from .neuron import (
     neuron_stats,
     neuron_status,
     neuron_comparison,
@@ -60,7 +60,7 @@ from .neuron import (  # noqa: F401
     activation_facts,
     histogram_data,
 )
-from .figures import (  # noqa: F401
+from .figures import (
     overview_figures,
     DOT_LINK,
     link_hellinger_dots,
@@ -68,7 +68,7 @@ from .figures import (  # noqa: F401
     distribution_chart,
     histogram_chart,
 )
-from .probing import (  # noqa: F401
+from .probing import (
     ALL_LABELS,
     NO_PROBING,
     NO_MODEL,
@@ -86,13 +86,13 @@ from .probing import (  # noqa: F401
     attribution_spans,
     attribution_table,
 )
-from .live import (  # noqa: F401
+from .live import (
     LiveText,
     LiveProfiler,
     SUBSCRIPT,
     neuron_mark,
 )
-from .space import (  # noqa: F401
+from .space import (
     SPACE_FILES,
     write_space_files,
     EXAMPLE_RESULTS,
@@ -101,7 +101,22 @@ from .space import (  # noqa: F401
     stage_space,
     deploy_space,
 )
-from .launch import (  # noqa: F401
+from .launch import (
     load_app,
     launch_viewer,
 )
+
+__all__ = [  # the viewer's namespace: every name above, for the app, the Space and tests
+    "DEFAULT_MIN_COUNT", "DIGITS", "ALL_LAYERS", "SOURCE_SEPARATOR", "artifact_folders", "split_sources",
+    "ResultsView", "open_results", "rounded", "layer_filter", "yes_no", "stages_table", "reports_table",
+    "layer_summary", "matching_features", "search_feature", "search_status", "search_hellinger", "transfer_table",
+    "neuron_from_row", "neuron_stats", "neuron_status", "neuron_comparison", "neuron_features", "neuron_distributions",
+    "display_order", "ACTIVATION_BUCKETS", "ACTIVATION_COLORS", "activation_bucket", "highlighted_examples",
+    "examples_table", "NO_OUTPUT_EFFECTS", "neuron_summary", "neuron_output_effects", "activation_facts",
+    "histogram_data", "overview_figures", "DOT_LINK", "link_hellinger_dots", "figure_svg", "distribution_chart",
+    "histogram_chart", "ALL_LABELS", "NO_PROBING", "NO_MODEL", "has_probing", "probe_names", "probe_label_names",
+    "ablation_names", "probing_overview", "probing_labels", "probing_top_neurons", "probing_ablation", "neuron_probes",
+    "load_attribution_model", "explain_top_examples", "attribution_spans", "attribution_table", "LiveText",
+    "LiveProfiler", "SUBSCRIPT", "neuron_mark", "SPACE_FILES", "write_space_files", "EXAMPLE_RESULTS", "space_card",
+    "set_space_datasets", "stage_space", "deploy_space", "load_app", "launch_viewer",
+]

@@ -130,7 +130,7 @@ def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_
                       title: str | None = None) -> Path:
     """Write the Space's own files into `folder`: ``app.py``, ``README.md`` (its ``datasets:`` naming
     `results_repo_id`) and ``requirements.txt``. ``spaces_app/`` of the repository is this with the defaults."""
-    from ..hub import check_repo_id
+    from ..hub_io import check_repo_id
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def stage_space(folder: str | Path, results_repo_id: str | None = None, app_dir:
             shutil.copy2(app_dir / name, folder / name)
         readme = (app_dir / "README.md").read_text(encoding="utf-8")
         if results_repo_id:
-            from ..hub import check_repo_id
+            from ..hub_io import check_repo_id
 
             readme = set_space_datasets(readme, [check_repo_id(results_repo_id)], title)
         (folder / "README.md").write_text(readme, encoding="utf-8")
@@ -203,7 +203,7 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
     from huggingface_hub import HfApi
 
     from ..errors import HubError
-    from ..hub import check_repo_id, resolve_token, scrub
+    from ..hub_io import check_repo_id, resolve_token, scrub
 
     check_repo_id(space_repo_id)
     token = resolve_token(token)

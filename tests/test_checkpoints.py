@@ -1,0 +1,157 @@
+"""Checkpoints on the accumulator contract: a checkpoint holds the ProfileBuilder's state dict (plus a stream's kept
+texts); resuming loads it into a fresh builder, and the profile at the end equals that of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+import hf_txray
+from hf_txray import ConfigurationError, UserFeature
+from hf_txray.credit import ProfileBuilder
+from hf_txray.features import Vocabulary
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
+from test_engine import assert_same_profile
+
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] * 2  # 4 texts per bucket below: several checkpoints
+COMMON = dict(batch_size=2, checkpoint_every=2, max_examples_per_neuron=3, show_progress=False)
+SPANS = SpanCounter()  # one callable for every run: the runs' options (and provenance) are the same
+
+
+def run(texts, **kwargs):
+    model, tokenizer = tiny("bert")
+    return hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token", "word", UserFeature("span", SPANS)),
+                            **kwargs)
+
+
+def stream(path):
+    return datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)
+
+
+@pytest.fixture
+def jsonl(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    return path
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "stream"])
+def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path, jsonl, streaming):
+    corpus = (lambda: stream(jsonl)) if streaming else (lambda: TEXTS)
+    SPANS.calls, SPANS.fail_at = 0, None
+    uninterrupted = run(corpus(), checkpoint_dir=tmp_path / "full", **COMMON)
+    plain = run(corpus(), **{k: v for k, v in COMMON.items() if k != "checkpoint_every"})
+    assert_same_profile(uninterrupted, plain)  # checkpoints change nothing but float64 summation order
+    for fail_at in (3, 6, 11, len(TEXTS)):  # before the first checkpoint, after one, after two, at the last text
+        directory = tmp_path / f"state-{fail_at}"
+        SPANS.calls, SPANS.fail_at = 0, fail_at
+        with pytest.raises(Interrupted):
+            run(corpus(), checkpoint_dir=directory, **COMMON)
+        saved = (directory / "rank-0-of-1" / "progress.json").exists()
+        processed = json.loads((directory / "rank-0-of-1" / "progress.json").read_text())["processed"] if saved else 0
+        assert processed == (fail_at - 1) // 4 * 4  # every bucket of 4 texts (2 batches) is a checkpoint
+        SPANS.calls, SPANS.fail_at = 0, None
+        resumed = run(corpus(), checkpoint_dir=directory, resume=True, **COMMON)
+        assert SPANS.calls == len(TEXTS) - processed  # nothing is counted twice
+        assert resumed == uninterrupted, fail_at
+        assert (resumed.examples["token"] != "").all()  # every top example kept its text, streamed or not
+
+
+def test_checkpoint_holds_the_builder_state_and_a_streams_kept_texts(tmp_path, jsonl):
+    SPANS.calls, SPANS.fail_at = 0, 11
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path, **COMMON)
+    folder = tmp_path / "rank-0-of-1"
+    assert sorted(p.name for p in folder.iterdir()) == ["progress.json", "state.npz"]  # no profile any more
+    with np.load(folder / "state.npz", allow_pickle=False) as arrays:
+        ids = arrays["texts.ids"]
+        assert {"builder.sums.token.keys", "builder.examples.activation", "builder.vocab.span",
+                "builder.histogram.counts", "builder.noise.positions.keys"} <= set(arrays.files)
+        example_ids = arrays["builder.examples.data.example_id"]
+    assert 0 < len(ids) <= 8 and set(ids.tolist()) == set(example_ids[example_ids >= 0].tolist())
+
+
+def test_old_checkpoints_holding_a_whole_profile_are_refused(tmp_path):
+    folder = tmp_path / "rank-0-of-1"
+    folder.mkdir()
+    (folder / "progress.json").write_text(json.dumps({"run_key": "0123456789abcdef", "processed": 4}))
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="format 1 .*earlier hf_txray.*resume=False"):
+        run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
+    assert SPANS.calls == 0  # refused before any work
+
+
+def _builder(num_neurons=4, capacity=2):
+    return ProfileBuilder(2, num_neurons, {"token": Vocabulary(), "pos": Vocabulary()}, capacity)
+
+
+def _filled_builder():
+    """A builder whose accumulators, counters and vocabularies all hold something."""
+    rng = np.random.default_rng(0)
+    builder = _builder()
+    for ft, items in (("token", ["the", "cat", "é\u0000"]), ("pos", ["DET", "NOUN"])):
+        ids = builder.vocabs[ft].ids(items)
+        keys = rng.integers(0, builder.num_rows, 20).astype(np.int64) << 32 | rng.choice(ids, 20)
+        builder.sums[ft].add(keys, rng.random(20))
+        builder.noise.sums[ft].add(keys, rng.random(20), rng.random(20) < 0.5)
+        builder.corpus_counts[ft] = rng.integers(0, 9, len(items))
+    rows = rng.integers(0, builder.num_rows, 30)
+    builder.examples.add(rows, rng.random(30), example_id=rng.integers(0, 5, 30), token_index=np.arange(30),
+                         char_start=np.arange(30), char_end=np.arange(30) + 1)
+    builder.histogram.add(rows, rng.random(30) * 100)
+    builder.noise.positions.add(rows, rng.integers(0, 7, 30), rng.random(30))
+    builder.neuron_mass[:] = rng.random(builder.num_rows)
+    builder.neuron_count[:] = rng.integers(1, 9, builder.num_rows)
+    builder.num_examples, builder.num_positions, builder.num_uncredited = 5, 30, 2
+    return builder
+
+
+def test_builder_state_round_trips_exactly():
+    builder = _filled_builder()
+    state = builder.state_dict()
+    assert all(isinstance(v, (np.ndarray, int)) for v in state.values())
+    restored = _builder().load_state_dict(state)
+    again = restored.state_dict()
+    assert state.keys() == again.keys() and all(np.array_equal(state[k], again[k]) for k in state)
+    assert restored.vocabs["token"].items == ["the", "cat", "é\u0000"]  # strings kept exactly, in id order
+    texts = {i: "x" * 40 for i in range(5)}
+    meta = lambda: hf_txray.ProfileMeta("m", "mlp", [0, 1], 4, ["token", "pos"], max_examples_per_neuron=2)  # noqa: E731
+    assert restored.to_profile(meta(), lambda ids: texts) == \
+        builder.to_profile(meta(), lambda ids: texts)
+
+
+def test_builder_state_refuses_another_shape_or_a_used_builder():
+    state = _builder().state_dict()
+    with pytest.raises(ValueError, match="num_neurons"):
+        _builder(num_neurons=5).load_state_dict(state)
+    with pytest.raises(ValueError, match="capacity"):
+        _builder(capacity=3).load_state_dict(state)
+    used = _builder()
+    used.vocabs["pos"].add("NOUN")
+    with pytest.raises(ValueError, match="fresh builder"):
+        used.load_state_dict(state)
+
+
+def test_two_processes_resume_each_rank_from_its_own_checkpoint(tmp_path):
+    """torchrun, 2 gloo processes, a stream: each rank saves and reloads its builder state and kept texts; the
+    gathered profile after the resume equals the uninterrupted two-process run."""
+    import subprocess
+    import sys
+
+    from test_robustness import ROOT, _env
+
+    texts = TEXTS * 2  # 12 per rank (interleaved): 7 is past 3 checkpoints of one bucket (2 texts) each
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "tests" / "txray_resume_script.py"), str(corpus), str(tmp_path), "7"]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    full = hf_txray.Profile.from_pretrained(tmp_path / "full")
+    resumed = hf_txray.Profile.from_pretrained(tmp_path / "resumed")
+    assert json.loads((tmp_path / "calls.json").read_text()) == [12 - 6, 12 - 6]  # 3 buckets of 2 texts were saved
+    assert resumed == full and full.meta.num_examples == len(texts)
+    assert (resumed.examples["token"] != "").all() and set(resumed.examples["example_id"] % 2) == {0, 1}
