@@ -22,7 +22,7 @@ through ``MALLOC_*_`` / ``GLIBC_TUNABLES`` environment variables, or when ``HF_T
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 from contextlib import contextmanager
 from typing import Iterator
@@ -38,13 +38,17 @@ def _glibc() -> ctypes.CDLL | None:
     """The process's glibc, or None (musl, macOS, Windows, or malloc tuned by the user)."""
     if os.environ.get("HF_TXRAY_KEEP_HEAP", "1") == "0" or any(v in os.environ for v in _USER_TUNING):
         return None
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    return _loaded_glibc()
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded_glibc() -> ctypes.CDLL | None:
+    # dlopen(NULL): the symbols already loaded, without ctypes.util.find_library (which runs ldconfig in a
+    # subprocess, a fork of this process at every call).
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # only glibc has it (and mallopt's parameter numbers above)
-    except (OSError, AttributeError):
+    except (OSError, TypeError, AttributeError):
         return None
     return libc
 
