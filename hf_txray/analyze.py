@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
+from .allocator import retained_heap
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
@@ -184,7 +185,8 @@ class Profiler:
             head = source.head_hash() if isinstance(source, StreamingSource) else None
             state = _CheckpointState(checkpoint_dir, rank, world, key, head)
         resume_state, saved = state.load() if (state and resume) else (None, None)
-        local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
+        with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
+            local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local
         parts = all_gather(local, world)
         if world > 1:
