@@ -1,10 +1,39 @@
-"""Shared by the benchmark scripts: the plain forward baseline over the very batches `analyze` builds."""
+"""Shared by the benchmark scripts: the plain forward baseline over the very batches `analyze` builds, and the
+main process's CPU time (user + system, with minor page faults) from ``resource.getrusage``."""
 
 from __future__ import annotations
 
-import time
+import resource
+import statistics
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class CpuUsage:
+    """CPU seconds of this process (all its threads; worker processes excluded) and its minor page faults."""
+
+    user: float = 0.0
+    system: float = 0.0
+    faults: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, other: "CpuUsage") -> "CpuUsage":
+        return CpuUsage(self.user - other.user, self.system - other.system, self.faults - other.faults)
+
+
+def cpu_usage() -> CpuUsage:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return CpuUsage(usage.ru_utime, usage.ru_stime, usage.ru_minflt)
+
+
+def spread(values: list[float]) -> str:
+    """``median (min-max)`` of repeated measurements, for the report."""
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int,
@@ -21,10 +50,15 @@ def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_token
     return batches
 
 
-def plain(model, batches) -> float:
-    """CPU seconds of a bare ``model(**inputs)`` over `batches`."""
-    start = time.process_time()
+def plain_usage(model, batches) -> CpuUsage:
+    """CPU usage of a bare ``model(**inputs)`` over `batches`."""
+    start = cpu_usage()
     with torch.no_grad():
         for inputs in batches:
             model(**inputs)
-    return time.process_time() - start
+    return cpu_usage() - start
+
+
+def plain(model, batches) -> float:
+    """CPU seconds (user + system) of a bare ``model(**inputs)`` over `batches`."""
+    return plain_usage(model, batches).total

@@ -3,7 +3,7 @@
 A near-free model (BERT, 12 layers, hidden 32, intermediate 64) makes the forward cheap, so what remains is
 everything analyze adds on the main process: reading the corpus, receiving encoded batches from the workers,
 feature ids, the hooks' top-k, the credit on the device and the host accumulators. Measured as CPU time of this
-process (``time.process_time``; worker processes are not included, their CPU time is reported beside), minus the
+process (user + system from ``resource.getrusage``; worker processes are not included, their CPU time is reported beside), minus the
 CPU time of a plain forward over exactly the same batches, interleaved, best of `--repeats`. One thread for torch,
 so the forward's CPU time is not spread over threads whose cost depends on the machine's load.
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from baseline import engine_batches, plain  # noqa: E402
+from baseline import cpu_usage, engine_batches, plain, spread  # noqa: E402
 from results_file import update_section  # noqa: E402
 
 BATCH, TOKENS_PER_BATCH, MAX_LENGTH, WORKERS = 256, 8192, 128, 1
@@ -57,11 +57,11 @@ def children_cpu() -> float:
 def profiled(model, tokenizer, texts, features=("token",), workers=WORKERS):
     import hf_txray
 
-    start, start_children = time.process_time(), children_cpu()
+    start, start_children = cpu_usage(), children_cpu()
     profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=features, max_length=MAX_LENGTH,
                                batch_size=BATCH, max_tokens_per_batch=TOKENS_PER_BATCH, num_workers=workers,
                                show_progress=False)
-    return time.process_time() - start, children_cpu() - start_children, profile
+    return (cpu_usage() - start).total, children_cpu() - start_children, profile
 
 
 class DeviceWorkTimer:
@@ -157,6 +157,9 @@ def report(r: dict) -> str:
         f"{r['host_only_us']:.2f} µs |",
         f"| outside the forward with `num_workers=0` (tokenization inline) | {r['inline_us']:.2f} µs |",
         f"| fixed cost per run (corpus checks, worker start, profile tables and examples) | {r['fixed_s']:.2f} s |",
+        f"| CPU s (user + system) per run, {large['sentences']} sentences, median (min-max): plain / analyze / "
+        f"inline | {spread(large['runs']['plain'])} / {spread(large['runs']['analyze'])} / "
+        f"{spread(large['runs']['inline'])} |",
         "",
         "Projection for GPU forward rates, host-only work overlapping the device (ratio = min(1, forward time per "
         "token / host-only time per token)); the credit kernels add a few small kernels per batch on the device, "

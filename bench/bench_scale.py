@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from baseline import engine_batches, plain  # noqa: E402
+from baseline import cpu_usage, engine_batches, plain_usage, spread  # noqa: E402
 from results_file import update_section  # noqa: E402
 
 MAX_LENGTH, BATCH, TOKENS, WORKERS = 128, 64, 4096, 1
@@ -45,14 +46,14 @@ def setup(num_sentences: int):
 
 
 
-def profiled(model, tokenizer, corpus, features, **kwargs):
+def profiled(model, tokenizer, corpus, features, workers=WORKERS, **kwargs):
     import hf_txray
 
-    start, children = time.process_time(), _children()
+    start, children = cpu_usage(), _children()
     profile = hf_txray.analyze(model, corpus, tokenizer=tokenizer, features=features, max_length=MAX_LENGTH,
-                               batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=WORKERS,
+                               batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=workers,
                                show_progress=False, **kwargs)
-    return time.process_time() - start, _children() - children, profile
+    return cpu_usage() - start, _children() - children, profile
 
 
 def _children() -> float:
@@ -66,19 +67,29 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     texts = corpus.to_dict()["text"]
     batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS)
     full = ("token", "word", "pos")
-    profiled(model, tokenizer, corpus.select(range(200)), ("token",))  # warm-up
+    profiled(model, tokenizer, corpus.select(range(min(200, len(corpus)))), ("token",))  # warm-up
     profiled(model, tokenizer, corpus, full)  # tags the corpus once: the runs below read the cache
     runs = {"plain": [], "token": [], "full": [], "token_workers": [], "full_workers": []}
-    for _ in range(repeats):
-        runs["plain"].append(plain(model, batches))
+    # user / system / faults of each run, for the diagnosis; "inline": token features with num_workers=0 (the CPU
+    # default: tokenization in this process, and no forked worker whose copy-on-write pages this process re-faults)
+    usage = {"plain": [], "token": [], "full": [], "inline": []}
+    for _ in range(repeats):  # interleaved: the machine's speed drifts between rounds
+        usage["plain"].append(plain_usage(model, batches))
         main, workers, profile = profiled(model, tokenizer, corpus, ("token",))
-        runs["token"].append(main)
+        usage["token"].append(main)
         runs["token_workers"].append(workers)
         main, workers, _ = profiled(model, tokenizer, corpus, full)
-        runs["full"].append(main)
+        usage["full"].append(main)
         runs["full_workers"].append(workers)
+        usage["inline"].append(profiled(model, tokenizer, corpus, ("token",), workers=0)[0])
+    for name, measured in usage.items():
+        runs[name] = [u.total for u in measured]
     best = {k: min(v) for k, v in runs.items()}
+    # Per round ratios (plain and analyze measured side by side) show the spread of the figure itself.
+    round_ratio = {f: [p / a for p, a in zip(runs["plain"], runs[f])] for f in ("token", "full", "inline")}
     return {"sentences": num_sentences, "tokens": profile.meta.num_positions, "best": best, "runs": runs,
+            "system": {k: [u.system for u in v] for k, v in usage.items()},
+            "faults": {k: [u.faults for u in v] for k, v in usage.items()}, "round_ratio": round_ratio,
             "ratio_token": best["plain"] / best["token"], "ratio_full": best["plain"] / best["full"],
             "ratio_token_all_cpu": best["plain"] / (best["token"] + best["token_workers"]),
             "ratio_full_all_cpu": best["plain"] / (best["full"] + best["full_workers"]),
@@ -129,13 +140,16 @@ def memory(num_sentences: int) -> dict:
 
 def report(r: dict, m: dict | None) -> str:
     b = r["best"]
+    kinds = ("plain", "token", "full", "inline")
+    system = " / ".join(f"{statistics.median(r['system'][k]):.2f} s" for k in kinds)
+    faults = " / ".join(f"{statistics.median(r['faults'][k]):,.0f}" for k in kinds)
     lines = [
         f"all-MiniLM-L6-v2 (6 layers x 1536 MLP neurons) on CPU, {r['sentences']} PTB train sentences "
         f"({r['tokens']} credited tokens), max_length {MAX_LENGTH}, batches of at most {BATCH} rows and {TOKENS} "
         f"tokens from length-sorted buckets (padding share {r['padding_share']:.1%}); the plain forward runs exactly "
-        f"these batches. One torch thread, {WORKERS} encoding worker; CPU time of this process, best of "
+        f"these batches. One torch thread, {WORKERS} encoding worker; CPU time (user + system, getrusage) of this process, best of "
         f"{len(r['runs']['plain'])} interleaved runs (the machine is shared by other jobs, so wall time is not "
-        "meaningful; CPU times still vary by ~10% between rounds).",
+        "meaningful; CPU times still vary by ~10% between rounds, hence the spread below).",
         "",
         "| measure | value |", "| --- | --- |",
         f"| plain forward | {b['plain']:.2f} s CPU |",
@@ -146,8 +160,14 @@ def report(r: dict, m: dict | None) -> str:
         f"| **analyze / plain forward, token + word + POS** (target >= 0.97; was 0.89) | **{r['ratio_full']:.3f}** |",
         f"| the same counting the worker's CPU too (token / token + word + POS) | {r['ratio_token_all_cpu']:.3f} / "
         f"{r['ratio_full_all_cpu']:.3f} |",
-        f"| all runs (s): plain / token / full | {' '.join(f'{x:.2f}' for x in r['runs']['plain'])} / "
-        f"{' '.join(f'{x:.2f}' for x in r['runs']['token'])} / {' '.join(f'{x:.2f}' for x in r['runs']['full'])} |",
+        f"| analyze / plain forward per round, token / token + word + POS: median (min-max) | "
+        f"{spread(r['round_ratio']['token'])} / {spread(r['round_ratio']['full'])} |",
+        f"| CPU s (user + system) per run, median (min-max): plain / token / full | "
+        f"{spread(r['runs']['plain'])} / {spread(r['runs']['token'])} / {spread(r['runs']['full'])} |",
+        f"| analyze / plain forward, token, `num_workers=0` (the CPU default; tokenization counted here) | "
+        f"{b['plain'] / b['inline']:.3f}; per round {spread(r['round_ratio']['inline'])} |",
+        f"| of which system time (page faults), median: plain / token / full / token inline | {system} |",
+        f"| minor page faults per run, median: plain / token / full / token inline | {faults} |",
     ]
     if m:
         for name, mm in m.items():
@@ -162,7 +182,7 @@ def report(r: dict, m: dict | None) -> str:
 def main() -> None:
     from results_file import bench_parser, publish  # the scripts' shared command line and RESULTS.md writer
 
-    parser = bench_parser(sentences=1500, rss_sentences=1000, repeats=3)
+    parser = bench_parser(sentences=1500, rss_sentences=1000, repeats=5)  # 5: the plain forward alone moves ~10%
     parser.add_argument("--rss-child", type=int)
     parser.add_argument("--streaming", action="store_true")
     parser.add_argument("--no-rss", action="store_true")

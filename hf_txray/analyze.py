@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
+from .allocator import retained_heap
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
@@ -30,6 +32,7 @@ from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
 from .profile import Profile, ProfileMeta
+from .provenance import weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
 from .streaming import InMemorySource, StreamingSource, is_streaming
@@ -164,6 +167,7 @@ class Profiler:
                              checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
 
     def _run(self, corpus, *, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume) -> Profile:
+        check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
         if is_streaming(corpus):
             source = StreamingSource(corpus, text_column, rank, world)
@@ -175,9 +179,14 @@ class Profiler:
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
-        state = _CheckpointState(checkpoint_dir, rank, world, _run_key(meta, *key_range)) if checkpoint_dir else None
+        state = None
+        if checkpoint_dir:
+            key = _run_key(meta, *key_range, weights_sample_hash(self.model))
+            head = source.head_hash() if isinstance(source, StreamingSource) else None
+            state = _CheckpointState(checkpoint_dir, rank, world, key, head)
         resume_state, saved = state.load() if (state and resume) else (None, None)
-        local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
+        with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
+            local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local
         parts = all_gather(local, world)
         if world > 1:  # the shards' example ids already number the whole corpus
@@ -196,7 +205,11 @@ class Profiler:
     def _profile_source(self, source, resume_state, saved, meta, state, checkpoint_every):
         builder, vocabs = self._new_builder()
         if saved is not None:  # resume: the builder continues from its saved state, the stream with its texts
-            builder.load_state_dict(saved.builder)
+            try:
+                builder.load_state_dict(saved.builder)
+            except (KeyError, ValueError) as err:  # saved by another builder shape, or entries missing
+                raise state.unusable(f"holds a builder state this run cannot load ({type(err).__name__}: {err})") \
+                    from None
             source.restore_texts(saved.texts)
         quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
         if quota is not None:
@@ -224,11 +237,12 @@ class Profiler:
                 bar.update(len(bucket.texts))
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
                 saving = state is not None and batches_since_save >= checkpoint_every
+                through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
                 if saving or (isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT):
                     builder.flush()
-                    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()))
+                    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
                 if saving:
-                    state.save(bucket.state, builder.state_dict(), source.kept_texts())
+                    state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
         finally:
             bar.close()
@@ -325,13 +339,16 @@ def _rows(corpus, start: int, end: int):
     return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
-def _run_key(meta: ProfileMeta, start: int, end: int) -> str:
+def _run_key(meta: ProfileMeta, start: int, end: int, weights: str) -> str:
+    """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
+    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus, shard and the options that
+    change what is counted."""
+    model = (meta.provenance or {}).get("model", {})
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
              meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
              meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
-             meta.config.get("long_texts"), meta.config.get("stride")]
-    if meta.config.get("stack"):
-        parts.append(meta.config["stack"])  # appended only when set: keys of one-stack runs stay as they were
+             meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
+             model.get("commit"), model.get("content_hash"), weights]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -343,16 +360,39 @@ class _SavedState:
     texts: dict[int, str]
 
 
+# How to leave a checkpoint that cannot be resumed (the CLI's checkpoint_dir is OUT/_checkpoint).
+START_OVER = ("Use another checkpoint_dir (CLI: another --out), or resume=False (CLI: --no-resume) to start over "
+              "(its state is then overwritten)")
+
+
+def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every: int, resume: bool) -> None:
+    """Refuse checkpoint options that cannot work, before any work.
+
+    Raises:
+        ConfigurationError: `checkpoint_every` < 1, `resume` without a `checkpoint_dir`, or a `checkpoint_dir`
+            that is a file.
+    """
+    if checkpoint_every < 1:
+        raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
+    if resume and checkpoint_dir is None:
+        raise ConfigurationError("resume=True needs a checkpoint_dir to resume from (the folder given to the "
+                                 "interrupted run): pass checkpoint_dir=..., or drop resume.")
+    if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+        raise ConfigurationError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file, not a folder: pass a folder "
+                                 "(it is created if missing).")
+
+
 class _CheckpointState:
     """A rank's resumable state, written atomically: ``state.npz`` (the :class:`~hf_txray.credit.ProfileBuilder`'s
     state dict, and for streams the texts of the current top examples) and ``progress.json`` (examples done, the
-    stream's ``state_dict()``, the run key)."""
+    stream's ``state_dict()``, the run key and, for a stream, the hash of its first texts)."""
 
     FORMAT = 2  # 1: a whole Profile in the dataset layout, merged and rewritten at every checkpoint
 
-    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str):
+    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str, stream_head: str | None = None):
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
         self.run_key = run_key
+        self.stream_head = stream_head  # StreamingSource.head_hash(): a stream has no fingerprint of its contents
 
     def save(self, resume_state: dict[str, Any], builder_state: dict[str, Any], texts: dict[int, str]) -> None:
         """`resume_state`: ``processed`` examples of this shard, and for streams the iterable's ``state_dict()``."""
@@ -361,38 +401,63 @@ class _CheckpointState:
         arrays["texts.values"] = strings_to_array(list(texts.values()))
         with atomic_dir(self.path) as tmp:
             np.savez(tmp / "state.npz", **arrays)
-            write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT, **resume_state})
+            write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT,
+                                               "stream_head": self.stream_head, **resume_state})
 
     def load(self) -> tuple[dict[str, Any] | None, _SavedState | None]:
         """The progress and saved state, or ``(None, None)`` when there is no checkpoint yet.
 
         Raises:
-            ConfigurationError: the checkpoint belongs to another run, or was written in the old format (a whole
-                profile) by an earlier hf_txray.
+            ConfigurationError: the checkpoint belongs to another run (or, for a stream, to other first texts), was
+                written in the old format (a whole profile) by an earlier hf_txray, or is corrupt or partial.
         """
-        progress_file = self.path / "progress.json"
+        progress_file, state_file = self.path / "progress.json", self.path / "state.npz"
         if not progress_file.exists():
+            if state_file.exists():
+                raise self.unusable("has state.npz but no progress.json (a partial copy?)")
             logger.info("No checkpoint in %s: starting from the beginning.", self.path)
             return None, None
-        progress = read_json(progress_file)
+        try:
+            progress = read_json(progress_file)
+        except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise self.unusable(f"has an unreadable progress.json ({err})") from None
+        if not isinstance(progress, dict):
+            raise self.unusable("has a progress.json that is not a JSON object")
         found = progress.get("format", 1)
         if found != self.FORMAT:
             raise ConfigurationError(
                 f"The checkpoint in {self.path} is in format {found} (1: a whole profile per checkpoint, written by "
-                f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. Use another "
-                "checkpoint_dir, or resume=False to start over."
+                f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. {START_OVER}."
             )
         if progress.get("run_key") != self.run_key:
             raise ConfigurationError(
-                f"The checkpoint in {self.path} belongs to a different run (other model, corpus, options or number "
-                "of processes). Use another checkpoint_dir, or resume=False to start over."
+                f"The checkpoint in {self.path} belongs to a different run (other model weights, corpus, options or "
+                f"number of processes). {START_OVER}."
             )
-        progress.pop("run_key")
-        progress.pop("format")
-        with np.load(self.path / "state.npz", allow_pickle=False) as arrays:
-            state = {k: arrays[k] for k in arrays.files}
-        texts = dict(zip(state.pop("texts.ids").tolist(), array_to_strings(state.pop("texts.values"))))
+        if progress.get("stream_head") != self.stream_head:
+            raise ConfigurationError(
+                f"The stream's first texts differ from those of the run saved in {self.path}: its file or dataset "
+                f"changed since, and resuming would mix two corpora. {START_OVER}."
+            )
+        if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
+            raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
+        for recorded in ("run_key", "format", "stream_head"):
+            progress.pop(recorded, None)
+        try:
+            with np.load(state_file, allow_pickle=False) as arrays:
+                state = {k: arrays[k] for k in arrays.files}
+            texts = dict(zip(state.pop("texts.ids").tolist(), array_to_strings(state.pop("texts.values"))))
+        except FileNotFoundError:
+            raise self.unusable("has progress.json but no state.npz (a partial copy?)") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            # a garbage file reads as a refused pickle, a truncated one as a bad zip: neither message helps
+            raise self.unusable(f"has a state.npz that is not a complete .npz archive ({type(err).__name__})") \
+                from None
         return progress, _SavedState(sub_state(state, "builder"), texts)
+
+    def unusable(self, problem: str) -> ConfigurationError:
+        """The error for a corrupt or partial checkpoint: what is wrong with it, and how to start over."""
+        return ConfigurationError(f"The checkpoint in {self.path} {problem}: it cannot be resumed. {START_OVER}.")
 
 
 def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | dict | None = None, *,
@@ -441,8 +506,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     if isinstance(model, (str, Path)):
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
-    if o.checkpoint_every < 1:
-        raise ConfigurationError(f"checkpoint_every must be >= 1, got {o.checkpoint_every}.")
+    check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
     if o.streaming and isinstance(dataset, (str, Path)):

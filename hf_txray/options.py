@@ -269,7 +269,7 @@ class AnalyzeOptions(ProfilerConfig):
     checkpoint_every: int = option(200, "Batches between saved states.")
     resume: bool = option(
         False, "Continue from the state in checkpoint_dir without recounting (a stream resumes from its "
-               "state_dict(), saved with the checkpoint).")
+               "state_dict(), saved with the checkpoint); a checkpoint of another run, or a corrupt one, is refused.")
     output_effects: bool = option(
         False, "Also store each neuron's top promoted and suppressed vocabulary tokens "
                "(hf_txray.output_effects_table) in the profile; the model is then loaded with its LM head.")

@@ -69,6 +69,38 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+WEIGHT_SAMPLES = 64  # values read from each weight tensor by weights_sample_hash
+
+
+def weights_sample_hash(model: Any) -> str:
+    """A cheap fingerprint of a loaded model's weights: the sha256 over each parameter and buffer's name, dtype,
+    shape and `WEIGHT_SAMPLES` values evenly spaced through it (as float64 bytes), in ``named_parameters`` then
+    ``named_buffers`` order.
+
+    It reads a few KB whatever the model's size (a full hash would read every weight again), so it tells apart
+    another initialisation, another fine-tune or weights replaced on disk, not a change confined to values it does
+    not sample. Weights on the ``meta`` device (offloaded) contribute their name, dtype and shape only.
+
+    Returns:
+        `str`: ``"sample-sha256:<hex>"``.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for name, tensor in tensors:
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        if tensor.device.type == "meta" or tensor.numel() == 0:
+            continue
+        try:
+            flat = tensor.detach().reshape(-1)
+            index = torch.linspace(0, flat.numel() - 1, min(WEIGHT_SAMPLES, flat.numel()), device=flat.device).long()
+            digest.update(flat[index].to(device="cpu", dtype=torch.float64).numpy().tobytes())
+        except (RuntimeError, TypeError):  # a tensor subclass (quantized, sharded) without indexing or casting
+            digest.update(b"unsampled\n")
+    return "sample-sha256:" + digest.hexdigest()
+
+
 def files_hash(files: Mapping[str, str]) -> str:
     """The content hash of a set of files given as ``{relative path: sha256 of its bytes}``."""
     digest = hashlib.sha256()

@@ -57,15 +57,18 @@ class InMemorySource:
         rows = self.shard.select_columns([self.text_column]).select(ids - self.start).to_dict()
         return dict(zip(ids.tolist(), rows[self.text_column]))
 
-    def keep_texts(self, ids: set[int]) -> None:
+    def keep_texts(self, ids: set[int], through: int) -> None:
         """Nothing to do: texts are read back from the dataset."""
 
-    def kept_texts(self) -> dict[int, str]:
+    def kept_texts(self, through: int) -> dict[int, str]:
         """None: a checkpoint needs no texts, they are read back from the dataset."""
         return {}
 
     def restore_texts(self, texts: dict[int, str]) -> None:
         """Nothing to do (see :meth:`kept_texts`)."""
+
+
+HEAD_TEXTS = 16  # first texts of a stream whose hash a checkpoint records (StreamingSource.head_hash)
 
 
 class StreamingSource:
@@ -134,13 +137,25 @@ class StreamingSource:
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}
 
-    def keep_texts(self, ids: set[int]) -> None:
-        """Forget the texts of examples no top-example list refers to any more."""
-        self._texts = {i: t for i, t in self._texts.items() if i in ids}
+    def head_hash(self, count: int = HEAD_TEXTS) -> str:
+        """The :func:`~hf_txray.provenance.strings_hash` of this process's first `count` texts, read again from the
+        start of the stream. A checkpoint records it so that a resume on a stream whose contents changed is
+        refused: a stream has no fingerprint of its contents, and reading it all would cost a pass over the corpus,
+        so a change past the first `count` texts goes unnoticed."""
+        from .provenance import strings_hash
 
-    def kept_texts(self) -> dict[int, str]:
-        """The texts held for top examples (a checkpoint saves them: a stream cannot be read back)."""
-        return dict(self._texts)
+        return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
+
+    def keep_texts(self, ids: set[int], through: int) -> None:
+        """Forget the texts of processed examples (ids up to `through`, the last example credited) that no
+        top-example list refers to any more. Texts after `through` are kept: workers read buckets ahead, and
+        those texts are still to be credited (ids grow with the stream position)."""
+        self._texts = {i: t for i, t in self._texts.items() if i in ids or i > through}
+
+    def kept_texts(self, through: int) -> dict[int, str]:
+        """The texts held for top examples among those processed up to example id `through` (a checkpoint saves
+        them: a stream cannot be read back; the texts read ahead are read again on resume)."""
+        return {i: t for i, t in self._texts.items() if i <= through}
 
     def restore_texts(self, texts: dict[int, str]) -> None:
         """Hold `texts` again, as when the checkpoint was saved."""

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import torch
 
+from .allocator import release_free_heap
 from .batching import BatchEncoder, PositionBatch
 from .streaming import Bucket
 
@@ -54,6 +55,7 @@ def resolve_num_workers(requested: int | None, device_type: str) -> int:
 def _init(encoder: BatchEncoder) -> None:
     global _ENCODER
     _ENCODER = encoder
+    release_free_heap()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 

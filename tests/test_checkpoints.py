@@ -1,8 +1,10 @@
 """Checkpoints on the accumulator contract: a checkpoint holds the ProfileBuilder's state dict (plus a stream's kept
-texts); resuming loads it into a fresh builder, and the profile at the end equals that of an uninterrupted run."""
+texts); resuming loads it into a fresh builder, and the profile at the end equals that of the uninterrupted run with
+the same checkpoint settings (a run without checkpoints sums floats in another order: equal to rounding)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import datasets
@@ -60,6 +62,33 @@ def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path
         assert (resumed.examples["token"] != "").all()  # every top example kept its text, streamed or not
 
 
+def test_a_stream_with_workers_keeps_the_texts_read_ahead(tmp_path, jsonl, monkeypatch):
+    """Workers read buckets ahead of the builder: pruning the kept texts (at every checkpoint, and whenever more
+    than STREAM_TEXTS_KEPT are held) must keep those not yet credited, in a run and across a resume."""
+    monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "STREAM_TEXTS_KEPT", 2)  # prune after every bucket
+    SPANS.calls, SPANS.fail_at = 0, None
+    inline = run(stream(jsonl), checkpoint_dir=tmp_path / "inline", num_workers=0, **COMMON)
+    pooled = run(stream(jsonl), checkpoint_dir=tmp_path / "pooled", num_workers=1, **COMMON)
+    assert _as_inline(pooled) == inline and (pooled.examples["token"] != "").all()
+    unsaved = {k: v for k, v in COMMON.items() if k != "checkpoint_every"}
+    assert _as_inline(run(stream(jsonl), num_workers=1, **unsaved)) == run(stream(jsonl), num_workers=0, **unsaved)
+    SPANS.calls, SPANS.fail_at = 0, 7  # counted in the (forked) worker: fails there, after one checkpoint
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "cut", num_workers=1, **COMMON)
+    assert json.loads((tmp_path / "cut" / "rank-0-of-1" / "progress.json").read_text())["processed"] == 4
+    SPANS.calls, SPANS.fail_at = 0, None
+    resumed = run(stream(jsonl), checkpoint_dir=tmp_path / "cut", resume=True, num_workers=1, **COMMON)
+    assert _as_inline(resumed) == inline
+
+
+def _as_inline(profile):
+    """`profile` (run with workers) as recorded by the same run without: provenance records num_workers."""
+    options = profile.meta.provenance["options"]
+    assert options["num_workers"] == 1
+    profile.meta.provenance["options"] = {**options, "num_workers": 0}
+    return profile
+
+
 def test_checkpoint_holds_the_builder_state_and_a_streams_kept_texts(tmp_path, jsonl):
     SPANS.calls, SPANS.fail_at = 0, 11
     with pytest.raises(Interrupted):
@@ -79,9 +108,93 @@ def test_old_checkpoints_holding_a_whole_profile_are_refused(tmp_path):
     folder.mkdir()
     (folder / "progress.json").write_text(json.dumps({"run_key": "0123456789abcdef", "processed": 4}))
     SPANS.calls, SPANS.fail_at = 0, None
-    with pytest.raises(ConfigurationError, match="format 1 .*earlier hf_txray.*resume=False"):
+    with pytest.raises(ConfigurationError, match=r"format 1 .*earlier hf_txray.*resume=False \(CLI: --no-resume\)"):
         run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
     assert SPANS.calls == 0  # refused before any work
+
+
+def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
+    """A loaded model with other weights (another seed), and a model folder whose weights were replaced."""
+    from models import save_tiny_model
+
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "objects", **COMMON)
+    other, tokenizer = tiny("bert", seed=1)
+    assert other.name_or_path == tiny("bert")[0].name_or_path  # the same name: only the weights differ
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match=r"different run \(other model weights.*--no-resume"):
+        hf_txray.analyze(other, TEXTS, tokenizer=tokenizer, features=("token", "word", UserFeature("span", SPANS)),
+                         checkpoint_dir=tmp_path / "objects", resume=True, **COMMON)
+    folder = tmp_path / "model"
+    save_tiny_model(folder, seed=0)
+    options = dict(features=("token", "word", UserFeature("span", SPANS)), checkpoint_dir=tmp_path / "folder", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        hf_txray.analyze(str(folder), TEXTS, device="cpu", **options)
+    save_tiny_model(folder, seed=1)  # the weights file replaced in place
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="different run"):
+        hf_txray.analyze(str(folder), TEXTS, device="cpu", resume=True, **options)
+    assert SPANS.calls == 0
+
+
+def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "state", **COMMON)
+    jsonl.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[::-1]))  # same options, other contents
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="stream's first texts differ.*--no-resume"):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert SPANS.calls == 0
+
+
+def _without_processed(folder):
+    progress = json.loads((folder / "progress.json").read_text())
+    del progress["processed"]
+    (folder / "progress.json").write_text(json.dumps(progress))
+
+
+CORRUPTIONS = {  # how a checkpoint gets damaged -> what the refusal says
+    "garbage state.npz": (lambda f: (f / "state.npz").write_bytes(b"garbage"), "not a complete .npz archive"),
+    "truncated state.npz": (lambda f: (f / "state.npz").write_bytes((f / "state.npz").read_bytes()[:300]),
+                            "not a complete .npz archive"),
+    "missing state.npz": (lambda f: (f / "state.npz").unlink(), "no state.npz"),
+    "bad progress.json": (lambda f: (f / "progress.json").write_text("{not json"), "unreadable progress.json"),
+    "empty progress.json": (lambda f: (f / "progress.json").write_text(""), "unreadable progress.json"),
+    "missing progress.json": (lambda f: (f / "progress.json").unlink(), "no progress.json"),
+    "no processed count": (_without_processed, "'processed'"),
+}
+
+
+def test_a_corrupt_or_partial_checkpoint_is_refused_naming_the_folder_and_the_way_out(tmp_path):
+    import shutil
+
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "saved", **COMMON)
+    for name, (damage, problem) in CORRUPTIONS.items():
+        directory = tmp_path / name.replace(" ", "-")
+        shutil.copytree(tmp_path / "saved", directory)
+        damage(directory / "rank-0-of-1")
+        SPANS.calls, SPANS.fail_at = 0, None
+        with pytest.raises(ConfigurationError) as refused:
+            run(TEXTS, checkpoint_dir=directory, resume=True, **COMMON)
+        message = str(refused.value)
+        assert str(directory / "rank-0-of-1") in message and problem in message, name
+        assert "resume=False (CLI: --no-resume)" in message and "another --out" in message, name
+        assert SPANS.calls == 0, name  # refused before any work
+
+
+def test_resume_options_that_cannot_work_are_refused(tmp_path):
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="resume=True needs a checkpoint_dir"):
+        run(TEXTS, resume=True, **COMMON)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigurationError, match="is a file, not a folder"):
+        run(TEXTS, checkpoint_dir=tmp_path / "a-file", **COMMON)
+    assert SPANS.calls == 0
 
 
 def _builder(num_neurons=4, capacity=2):
