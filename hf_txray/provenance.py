@@ -94,7 +94,9 @@ def weights_sample_hash(model: Any) -> str:
             continue
         try:
             flat = tensor.detach().reshape(-1)
-            index = torch.linspace(0, flat.numel() - 1, min(WEIGHT_SAMPLES, flat.numel()), device=flat.device).long()
+            # Integer spacing: a float linspace rounds numel - 1 up to numel for tensors past 2**24 values.
+            count = min(WEIGHT_SAMPLES, flat.numel())
+            index = torch.arange(count, device=flat.device) * (flat.numel() - 1) // max(count - 1, 1)
             digest.update(flat[index].to(device="cpu", dtype=torch.float64).numpy().tobytes())
         except (RuntimeError, TypeError):  # a tensor subclass (quantized, sharded) without indexing or casting
             digest.update(b"unsampled\n")

@@ -268,3 +268,16 @@ def test_two_processes_resume_each_rank_from_its_own_checkpoint(tmp_path):
     assert json.loads((tmp_path / "calls.json").read_text()) == [12 - 6, 12 - 6]  # 3 buckets of 2 texts were saved
     assert resumed == full and full.meta.num_examples == len(texts)
     assert (resumed.examples["token"] != "").all() and set(resumed.examples["example_id"] % 2) == {0, 1}
+
+
+def test_weights_sample_hash_samples_the_last_value_of_tensors_past_float32_precision():
+    """A float linspace rounds numel - 1 up to numel past 2**24 values (an IndexError on SmolLM2's embedding)."""
+    import torch
+
+    from hf_txray.provenance import weights_sample_hash
+
+    module = torch.nn.Module()
+    module.register_buffer("big", torch.zeros(2**24 + 4, dtype=torch.int8))
+    before = weights_sample_hash(module)
+    module.big[-1] = 1  # the last value is always sampled
+    assert weights_sample_hash(module) != before
