@@ -25,7 +25,8 @@ from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
-from .features import TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, needs_words
+from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
+                       needs_words)
 from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
@@ -181,7 +182,8 @@ class Profiler:
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
         state = None
         if checkpoint_dir:
-            key = _run_key(meta, *key_range, weights_sample_hash(self.model))
+            features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
+            key = _run_key(meta, *key_range, weights_sample_hash(self.model), features)
             head = source.head_hash() if isinstance(source, StreamingSource) else None
             state = _CheckpointState(checkpoint_dir, rank, world, key, head)
         resume_state, saved = state.load() if (state and resume) else (None, None)
@@ -339,16 +341,16 @@ def _rows(corpus, start: int, end: int):
     return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
-def _run_key(meta: ProfileMeta, start: int, end: int, weights: str) -> str:
+def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> str:
     """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
-    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus, shard and the options that
-    change what is counted."""
+    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus, shard, the options that
+    change what is counted, and `features` (each user feature's :func:`~hf_txray.features.code_fingerprint`)."""
     model = (meta.provenance or {}).get("model", {})
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
              meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
              meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
              meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
-             model.get("commit"), model.get("content_hash"), weights]
+             model.get("commit"), model.get("content_hash"), weights, features]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -431,8 +433,8 @@ class _CheckpointState:
             )
         if progress.get("run_key") != self.run_key:
             raise ConfigurationError(
-                f"The checkpoint in {self.path} belongs to a different run (other model weights, corpus, options or "
-                f"number of processes). {START_OVER}."
+                f"The checkpoint in {self.path} belongs to a different run (other model weights, corpus, options, "
+                f"user feature functions or number of processes). {START_OVER}."
             )
         if progress.get("stream_head") != self.stream_head:
             raise ConfigurationError(

@@ -281,3 +281,19 @@ def test_weights_sample_hash_samples_the_last_value_of_tensors_past_float32_prec
     before = weights_sample_hash(module)
     module.big[-1] = 1  # the last value is always sampled
     assert weights_sample_hash(module) != before
+
+
+def test_resume_refuses_another_user_feature_function_under_the_same_name(tmp_path):
+    """The run key holds each user feature's code fingerprint: resuming with another function mixes two labellings."""
+    from hf_txray.features import code_fingerprint
+
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path, **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    assert code_fingerprint(SpanCounter()) == code_fingerprint(SPANS)  # same class: same code, resumable
+    model, tokenizer = tiny("bert")
+    other = UserFeature("span", lambda text: [(0, len(text), "all")])
+    with pytest.raises(ConfigurationError, match="user feature functions"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "word", other), checkpoint_dir=tmp_path,
+                         resume=True, **COMMON)

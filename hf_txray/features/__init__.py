@@ -12,7 +12,7 @@ from .alignment import TokenVocabulary, Vocabulary, align_to_spans, first_visibl
 from .annotation import (DEFAULT_SPACY_MODEL, WORD_END, WORD_START, WordAnnotator, annotate_dataset, cache_dir,
                          tag_column)
 from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, USER_FEATURE_ORDER, FeatureType,
-                       UserFeature, default_feature_type, display_order, feature_type_of, get_feature_type,
+                       UserFeature, code_fingerprint, default_feature_type, display_order, feature_type_of, get_feature_type,
                        is_tag_feature, needs_words, parse_features, reading_order, register_feature,
                        registered_features, tag_features, text_features, unregister_feature)
 
@@ -20,6 +20,7 @@ __all__ = [
     "TokenVocabulary", "Vocabulary", "align_to_spans", "first_visible_char", "user_feature_labels",
     "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir", "tag_column",
     "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",
+    "code_fingerprint",
     "default_feature_type", "display_order", "feature_type_of", "get_feature_type", "is_tag_feature", "needs_words",
     "parse_features", "reading_order", "register_feature", "registered_features", "tag_features", "text_features",
     "unregister_feature",

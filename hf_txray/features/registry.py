@@ -6,6 +6,7 @@ answered here, from :class:`FeatureType` records, instead of by literal name tes
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -24,6 +25,26 @@ class UserFeature:
 
     name: str
     fn: Callable[[str], Iterable[tuple[int, int, str]]]
+
+
+def code_fingerprint(fn: Callable[..., Any]) -> str:
+    """What a user feature's function computes, as far as can be read without running it: the sha256 of its
+    bytecode, constants and names (nested functions included). Another function under the same feature name gets
+    another fingerprint; a change in something it only reads at run time (a global table) does not."""
+    digest = hashlib.sha256()
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+    if code is None:  # a builtin or partial: its type is all that is stable across processes
+        digest.update(f"{type(fn).__module__}.{type(fn).__qualname__}".encode())
+    codes = [code] if code is not None else []
+    while codes:
+        code = codes.pop()
+        digest.update(code.co_code + repr(code.co_names).encode())
+        for const in code.co_consts:
+            if hasattr(const, "co_code"):
+                codes.append(const)
+            else:
+                digest.update(repr(const).encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
