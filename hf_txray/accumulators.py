@@ -126,6 +126,29 @@ def reduce_by_key(keys: np.ndarray, mass: np.ndarray, count: np.ndarray) -> tupl
     )
 
 
+def is_strictly_sorted(keys: np.ndarray) -> bool:
+    return bool(np.all(keys[1:] > keys[:-1]))
+
+
+def merge_sorted_sums(a: tuple[np.ndarray, np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray, np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two sets of (sorted unique keys, mass, count) as one, in O(len(a) + len(b)) (binary searches aside).
+
+    Sums are exactly :func:`reduce_by_key`'s over ``a`` then ``b``: a shared key's mass is ``a`` + ``b``, the
+    order in which that function's ``bincount`` adds them."""
+    a_keys, a_mass, a_count = a
+    b_keys, b_mass, b_count = b
+    where = np.searchsorted(a_keys, b_keys)
+    shared = where < len(a_keys)
+    shared[shared] = a_keys[where[shared]] == b_keys[shared]
+    mass, count = a_mass.copy(), a_count.copy()
+    mass[where[shared]] += b_mass[shared]
+    count[where[shared]] += b_count[shared]
+    new, at = ~shared, where[~shared]
+    return (np.insert(a_keys, at, b_keys[new]), np.insert(mass, at, b_mass[new]),
+            np.insert(count, at, b_count[new]))
+
+
 class SparseSums:
     """Sparse per-key sums of mass and count.
 
@@ -151,6 +174,12 @@ class SparseSums:
             self.compact()
 
     def compact(self) -> "SparseSums":
+        if self._pending and all(is_strictly_sorted(p[0]) for p in self._pending):
+            # The usual case (a flush hands over sorted unique keys): merge instead of re-sorting the whole state.
+            for keys, mass, count in self._pending:
+                self.keys, self.mass, self.count = merge_sorted_sums((self.keys, self.mass, self.count),
+                                                                     (keys, mass, count))
+            self._pending, self._pending_size = [], 0
         if self._pending:
             parts = [(self.keys, self.mass, self.count)] + self._pending
             self.keys, self.mass, self.count = reduce_by_key(
