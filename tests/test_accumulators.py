@@ -168,3 +168,25 @@ def test_merge_examples_is_exact_and_associative_and_keeps_the_text_columns(capa
     right = merge_examples(a, merge_examples(b, c, capacity), capacity)
     pd.testing.assert_frame_equal(left, right, check_exact=True)
     pd.testing.assert_frame_equal(merge_examples(a, empty_examples(), capacity), a, check_exact=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_compacting_sorted_chunks_by_merging_equals_one_reduce_over_everything(seed):
+    """`SparseSums.compact` merges sorted unique chunks into its state instead of re-sorting everything: the sums
+    must be exactly those of one `reduce_by_key` over the state and the chunks in order (float64 addition order)."""
+    from hf_txray.accumulators import SparseSums, reduce_by_key
+
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for _ in range(4):
+        keys = rng.integers(0, 5_000, size=rng.integers(0, 3_000))
+        chunks.append(reduce_by_key(keys, rng.random(len(keys)) * 10 ** rng.uniform(-3, 3, len(keys)),
+                                    np.ones(len(keys), dtype=np.int64)))
+    sums = SparseSums()
+    for keys, mass, count in chunks:
+        sums.add(keys, mass, count)
+        sums.compact()
+    expected = reduce_by_key(*(np.concatenate(parts) for parts in zip(*chunks)))
+    assert np.array_equal(sums.keys, expected[0])
+    assert np.array_equal(sums.mass, expected[1])  # bit-identical, not just close
+    assert np.array_equal(sums.count, expected[2])
