@@ -98,6 +98,7 @@ def ratios(num_sentences: int, repeats: int) -> dict:
 
 def rss_child(num_sentences: int, streaming: bool) -> None:
     """In a fresh process: profile `num_sentences` (in memory or streamed), print peak RSS as JSON."""
+    torch.set_num_threads(1)  # as the speed runs; each extra thread adds a malloc arena of its own to the peak
     model, tokenizer, corpus = setup(num_sentences)
     with tempfile.TemporaryDirectory() as tmp:
         data = corpus
