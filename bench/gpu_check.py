@@ -298,7 +298,7 @@ def main() -> None:
     global BUNDLE
     from results_file import bench_parser, publish
 
-    parser = bench_parser(sentences=8000)
+    parser = bench_parser(sentences=8000, note=True)
     parser.add_argument("--bundle", type=Path, help="Read models and texts from this folder (see --make-bundle).")
     parser.add_argument("--make-bundle", type=Path, help="Write the models and texts a GPU machine needs, and stop.")
     parser.add_argument("--out", type=Path, help="Write gpu_check.json/.md (and the cProfile) here as they come.")
