@@ -188,7 +188,7 @@ def throughput(name, model, tokenizer, corpus) -> dict:
             "runs_s": {"plain": [r[0] for r in plain_runs], "analyze": [r[0] for r in txray_runs]}}
 
 
-def where_time_goes(model, tokenizer, corpus, out: Path | None) -> str:
+def where_time_goes(name, model, tokenizer, corpus, out: Path | None) -> str:
     """cProfile of one CUDA `analyze` (main process): the top functions by own time."""
     model = model.cuda().eval()
     profiler = cProfile.Profile()
@@ -198,7 +198,7 @@ def where_time_goes(model, tokenizer, corpus, out: Path | None) -> str:
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(45)
     if out is not None:
-        (out / "gpu_cprofile.txt").write_text(text.getvalue())
+        (out / f"gpu_cprofile_{name.split('-')[0].lower()}.txt").write_text(text.getvalue())
     return text.getvalue()
 
 
@@ -280,8 +280,8 @@ def run_all(args, out: Path | None) -> dict:
             result["runs"].append(throughput(name, model, tokenizer, corpus))
             print(json.dumps(result["runs"][-1]), flush=True)
             save()
-            if name.startswith("GPT-2"):
-                print(where_time_goes(model, tokenizer, corpus, out), flush=True)
+            if name.startswith(("GPT-2", "SmolLM2")):
+                print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)
             if not name.startswith("near-free"):
                 result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
             print(json.dumps(result["checks"][-1]), flush=True)

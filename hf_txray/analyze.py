@@ -246,6 +246,9 @@ class Profiler:
                 if saving:
                     state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
+        except BaseException:
+            builder.close(flush=False)  # stop its flush thread; the run's error is what the caller needs
+            raise
         finally:
             bar.close()
             recorder.detach()
