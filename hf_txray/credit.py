@@ -151,7 +151,21 @@ FLUSH_CREDITS_CUDA = 1 << 22
 # Device types whose keyed sums stay on the device between flushes (merged there, moved to the host once at the
 # end): on an accelerator the host merges would otherwise be the run's bottleneck.
 DEVICE_SUMS = ("cuda",)
-DEVICE_SUMS_LIMIT = 1 << 24  # unique keys held on the device (about 0.5 GB) before they move to the host
+# Unique keys held on the device before they move to the host: an eighth of the device's free memory at the start,
+# at about 128 bytes per key while a flush is merged (key, two float64 sums, count, and the merge's temporaries);
+# this number where the free memory cannot be read. A move to the host costs a host merge, so hold as many as fit.
+DEVICE_SUMS_LIMIT = 1 << 24
+
+
+def device_sums_limit(device: torch.device) -> int:
+    """Unique keys the builder may hold on `device` (see :data:`DEVICE_SUMS_LIMIT`)."""
+    if device.type != "cuda":
+        return DEVICE_SUMS_LIMIT
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except RuntimeError:
+        return DEVICE_SUMS_LIMIT
+    return int(min(max(free // 8 // 128, 1 << 20), 1 << 28))
 # Keyed sums carry the example id's parity in their lowest bit (the split halves of the noise statistics); a
 # position without a value for a feature type gets a key below zero, which the host drops.
 DENSE_HISTOGRAM_LIMIT = 1 << 23  # (row, bin) cells counted densely on the device (64 MB of int64 at most)
@@ -199,6 +213,7 @@ class ProfileBuilder:
         # stream name -> (sorted unique keys, per-key column sums, entry counts), held on the device
         self._device_sums: dict[str, tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]] = {}
         self.keep_sums_on_device = self.device.type in DEVICE_SUMS
+        self.device_sums_limit = device_sums_limit(self.device)
         self._in_flight: Future | None = None
         self._edges = torch.as_tensor(self.histogram.edges, dtype=torch.float64, device=self.device)
         # A credit below a neuron's current capacity-th best example can never enter its top list; the extra last
@@ -358,7 +373,7 @@ class ProfileBuilder:
             else:
                 unique, sums, counts = reduce_keys(keys, columns)
                 self.sink(name, unique.cpu().numpy(), [s.cpu().numpy() for s in sums], counts.cpu().numpy())
-        if sum(len(held[0]) for held in self._device_sums.values()) > DEVICE_SUMS_LIMIT:
+        if sum(len(held[0]) for held in self._device_sums.values()) > self.device_sums_limit:
             self._sink_device_sums()
         for ft in self.vocabs:
             self._count_corpus(ft, pending.fids[ft])

@@ -97,7 +97,7 @@ def test_sums_held_on_the_device_between_flushes_give_the_same_profile(monkeypat
     monkeypatch.setattr(credit, "DEVICE_SUMS", ("cpu", "cuda"))  # the CUDA path, here on the CPU
     monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)  # many flushes, each merged into the held sums
     held = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
-    monkeypatch.setattr(credit, "DEVICE_SUMS_LIMIT", 10)  # and moved to the host mid-run when they grow
+    monkeypatch.setattr(credit, "device_sums_limit", lambda device: 10)  # moved to the host mid-run as they grow
     moved = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
     for profile in (held, moved):
         assert_same_profile(profile, inline)
