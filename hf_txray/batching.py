@@ -376,6 +376,9 @@ def resolve_feature_ids(batches: Sequence[PositionBatch], vocabs: dict[str, Voca
                 assert isinstance(vocab, TokenVocabulary)
                 batch.feature_ids[name] = vocab.from_token_ids(batch.token_ids)
                 continue
+            if name not in batch.local_features:  # a bucket of empty texts: one batch without positions
+                batch.feature_ids[name] = np.zeros(0, dtype=np.int64)
+                continue
             local, items = batch.local_features[name]
             mapping = maps.get(id(items))
             if mapping is None:

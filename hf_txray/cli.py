@@ -682,6 +682,16 @@ def _warning_line(command: str):
     return show
 
 
+def _interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves behind, and how to go on: a checkpoint folder is resumable with ``--resume``."""
+    message = f"hf-txray {args.command}: interrupted."
+    folder = Path(args.out) / "_checkpoint" if args.command == "analyze" and getattr(args, "out", None) else None
+    if folder is not None and folder.is_dir() and any(folder.iterdir()):
+        message += (f" The checkpoints in {folder} are kept: run the same command with --resume to continue from the "
+                    "last one.")
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import close_process_group
 
@@ -697,6 +707,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
         close_process_group(barrier=False)  # the other ranks may never reach a barrier
         return 2
+    except KeyboardInterrupt:
+        print(_interrupted_message(args), file=sys.stderr)
+        close_process_group(barrier=False)
+        return 130  # the shell's code for a command ended by SIGINT
     close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
     return code
 

@@ -145,6 +145,19 @@ def test_empty_strings_credit_nothing_and_are_counted():
     assert np.array_equal(with_empty.neuron_count, without.neuron_count)
 
 
+@pytest.mark.parametrize("features", [("token", "word"), ("token", "pos")])
+def test_a_bucket_of_only_empty_texts_with_word_level_features(features):
+    """A bucket whose texts are all empty yields one batch without positions (and no local feature values)."""
+    padded = run(texts=[""] * 8 + ["  ", "Hello world."], batch_size=1, features=features)
+    alone = run(texts=["Hello world."], batch_size=1, features=features)
+    assert padded.meta.num_empty == 9
+    assert np.array_equal(padded.neuron_count, alone.neuron_count)
+    for ft in features:  # the same credit (the split halves differ: the text's example id is 9, not 0)
+        mine, theirs = padded.tables[ft], alone.tables[ft]
+        assert mine.vocab == theirs.vocab and np.array_equal(mine.keys(), theirs.keys())
+        assert np.array_equal(mine.count, theirs.count) and np.array_equal(mine.mass, theirs.mass)
+
+
 def test_long_texts_are_truncated_counted_and_warned_once(caplog):
     texts = [" ".join(["word"] * 200), " ".join(["other"] * 150), "short text"]
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
@@ -463,3 +476,30 @@ def test_readme_options_table_is_the_declaration():
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert options_markdown(exclude=("checkpoint_dir", "show_progress")) in readme
+
+
+def test_cli_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, saved_bert, text_file, capsys,
+                                                               monkeypatch):
+    from hf_txray.analyze import Profiler
+
+    out, batches = tmp_path / "out", []
+    process = Profiler._process
+
+    def interrupted_at_the_fourth_batch(self, *args):
+        batches.append(1)
+        if len(batches) == 4:
+            raise KeyboardInterrupt
+        return process(self, *args)
+
+    command = ["analyze", str(saved_bert), str(text_file), "--out", str(out), "--batch-size", "8",
+               "--checkpoint-every", "1"]
+    monkeypatch.setattr(Profiler, "_process", interrupted_at_the_fourth_batch)
+    assert cli_main(command) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err and str(out / "_checkpoint") in err and "Traceback" not in err
+    monkeypatch.setattr(Profiler, "_process", process)
+    assert cli_main(command + ["--resume"]) == 0
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(tmp_path / "whole"), "--batch-size",
+                     "8"]) == 0
+    resumed, whole = hf_txray.Profile.from_pretrained(out), hf_txray.Profile.from_pretrained(tmp_path / "whole")
+    assert np.array_equal(resumed.neuron_count, whole.neuron_count) and resumed.neuron_count.sum() > 0
