@@ -66,25 +66,33 @@ def profiled(model, tokenizer, texts, features=("token",), workers=WORKERS):
 
 class DeviceWorkTimer:
     """CPU time spent in the work that runs on the accelerator when there is one: the hooks' top-k and the
-    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate`` and the device half of ``flush``)."""
+    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys and
+    the folds of the device-side sums). Nested timed calls count once."""
 
     def __init__(self):
         from hf_txray import credit, sites
 
         self.seconds = 0.0
+        self._depth = 0
         self._patched = [(sites.WinnerRecorder, "_record"), (credit.ProfileBuilder, "accumulate"),
-                         (credit, "reduce_winners"), (credit, "reduce_keys"), (credit, "best_per_row")]
+                         (credit, "reduce_winners"), (credit, "reduce_stream"), (credit, "reduce_keys"),
+                         (credit, "merge_keyed"), (credit, "best_per_row")]
+        self._patched = [(owner, name) for owner, name in self._patched if hasattr(owner, name)]
         self._originals = [getattr(owner, name) for owner, name in self._patched]
         for (owner, name), original in zip(self._patched, self._originals):
             setattr(owner, name, self._timed(original))
 
     def _timed(self, fn):
         def wrapper(*args, **kwargs):
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
             start = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds += time.process_time() - start
+                self._depth -= 1
         return wrapper
 
 

@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHistogram, NoiseSums, PositionMass,
-                           SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, split_keys,
-                           strings_to_array, sub_state)
+                           SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, reduce_in_order,
+                           split_keys, strings_to_array, sub_state)
 from .batching import PositionBatch, to_device
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
@@ -85,6 +85,13 @@ def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str
     return unique, sums, torch.bincount(inverse, minlength=len(unique))
 
 
+def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -> tuple[
+        torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """One keyed stream's queued batches (``(keys, columns)`` each) reduced by :func:`reduce_keys` on their device."""
+    columns = [torch.cat([c[i] for _, c in parts]) for i in range(len(parts[0][1]))]
+    return reduce_keys(torch.cat([k for k, _ in parts]), columns)
+
+
 def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch.Tensor, token_index: torch.Tensor,
                  capacity: int) -> torch.Tensor:
     """Indices of the `capacity` best entries of every row, in :class:`TopExamples` order (activation descending,
@@ -99,6 +106,61 @@ def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch
     arange = torch.arange(n, device=rows.device)
     starts = torch.cummax(torch.where(first, arange, torch.zeros_like(arange)), dim=0).values
     return order[(arange - starts) < capacity]
+
+
+Keyed = tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]  # sorted unique int64 keys, float64 sums, int64 counts
+
+
+def merge_keyed(parts: Sequence[Keyed], method: str = "auto") -> Keyed:
+    """Reduced chunks of one keyed stream (each sorted unique keys, float64 column sums, int64 counts) as one, on
+    their device.
+
+    Args:
+        parts (`list[Keyed]`): the chunks, in the order they were reduced.
+        method (`str`, *optional*, defaults to `"auto"`): ``"merge"`` adds each key's chunks in order with numpy
+            (:func:`~hf_txray.accumulators.reduce_in_order`: bit-identical to folding them into the host
+            accumulators one by one); ``"sort"``: a stable ``torch.sort`` and ``index_add_`` on the chunks'
+            device (float order: the device's). ``"auto"``: merge on a CPU, sort elsewhere.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if method == "merge" or (method == "auto" and parts[0][0].device.type == "cpu"):
+        keys, columns, counts = reduce_in_order([(k.numpy(), [c.numpy() for c in cols], n.numpy())
+                                                 for k, cols, n in parts])
+        return torch.from_numpy(keys), [torch.from_numpy(c) for c in columns], torch.from_numpy(counts)
+    keys, order = torch.sort(torch.cat([k for k, _, _ in parts]), stable=True)
+    unique, inverse = torch.unique_consecutive(keys, return_inverse=True)
+    columns = [torch.zeros(len(unique), dtype=torch.float64, device=keys.device)
+               .index_add_(0, inverse, torch.cat([cols[i] for _, cols, _ in parts])[order])
+               for i in range(len(parts[0][1]))]
+    counts = torch.zeros(len(unique), dtype=torch.long, device=keys.device).index_add_(
+        0, inverse, torch.cat([n for _, _, n in parts])[order])
+    return unique, columns, counts
+
+
+class DeviceSums:
+    """One keyed stream's sums between two moves to the host, on the device: the reduced chunk of every flush is
+    queued and folded into one sorted state (:func:`merge_keyed`) once the queue outgrows it, so folding costs
+    amortised O(log) per key and the host receives one compact chunk per move instead of one per flush."""
+
+    def __init__(self) -> None:
+        self.parts: list[Keyed] = []  # parts[0] is the folded state once there is one
+        self.folded = 0  # keys in parts[0] when it is the folded state, else 0
+        self.size = 0  # keys held in all parts
+
+    def add(self, chunk: Keyed) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk[0])
+        if self.size - self.folded > max(self.folded, 1 << 16):
+            self.fold()
+
+    def fold(self) -> Keyed | None:
+        """Fold every part into one; returns it (None when empty)."""
+        if not self.parts:
+            return None
+        self.parts = [merge_keyed(self.parts)]
+        self.folded = self.size = len(self.parts[0][0])
+        return self.parts[0]
 
 
 def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.ndarray
@@ -120,6 +182,9 @@ CANDIDATE_LIMIT = 1 << 16  # pending top-example candidates that trigger a merge
 # Credits (layers x positions x top_k) pending on the device before a move to the host: bounds the memory of the
 # pending keyed sums (about 60 bytes per credit and feature type), whatever the batch size and the corpus.
 FLUSH_CREDITS = 1 << 19
+# Reduced keyed sums held on the device (all streams, about 32 bytes a key) before they move to the host; below
+# that, they move only when the caller flushes (checkpoints, the end of the run).
+DEVICE_KEYS = 1 << 21
 # Keyed sums carry the example id's parity in their lowest bit (the split halves of the noise statistics); a
 # position without a value for a feature type gets a key below zero, which the host drops.
 DENSE_HISTOGRAM_LIMIT = 1 << 23  # (row, bin) cells counted densely on the device (64 MB of int64 at most)
@@ -132,8 +197,10 @@ class ProfileBuilder:
     The per-batch work (credit rule, (neuron, feature) keys, top-example candidates above each neuron's current
     admission threshold) runs with torch on `device`, on dense ``(layers, positions, top_k)`` tensors; every
     `flush_every` batches, or sooner when :data:`FLUSH_CREDITS` credits are pending, the keys are reduced to
-    unique keys with their sums on the device and only those compact results move to the host accumulators.
-    Neuron totals are read off the (neuron, position) sums at that point.
+    unique keys with their sums and folded into per-stream :class:`DeviceSums`, still on the device (only the
+    top-example candidates and the corpus counts go to the host then). The keyed sums move to the host
+    accumulators when :meth:`flush` is called (checkpoints, the end of the run) or when more than
+    :data:`DEVICE_KEYS` are held. Neuron totals are read off the (neuron, position) sums at that point.
 
     Args:
         num_layers (`int`), num_neurons (`int`): the hooked grid.
@@ -169,14 +236,19 @@ class ProfileBuilder:
         # The activation histograms as dense counts per (row, bin) on the device when they are small (MiniLM: 9216
         # rows x 58 bins): an index_add per batch instead of a keyed sum; a keyed stream for very wide models.
         self._dense_histogram = (self.num_rows + 1) * self.histogram.num_bins <= DENSE_HISTOGRAM_LIMIT
-        self._reset_device_state()
+        self._reset_device_sums()
+        self._reset_pending()
 
-    def _reset_device_state(self) -> None:
+    def _reset_device_sums(self) -> None:
+        """Empty what stays on the device until the next move to the host."""
         self._uncredited = torch.zeros((), dtype=torch.long, device=self.device)
         if self._dense_histogram:
             self._histogram = torch.zeros((self.num_rows + 1) * self.histogram.num_bins, dtype=torch.long,
                                           device=self.device)
-        # Keyed sums waiting for the next flush: stream name -> [(int64 keys, [float64 columns])].
+        self._device_sums: dict[str, DeviceSums] = {}
+
+    def _reset_pending(self) -> None:
+        # Keyed sums waiting for the next reduction: stream name -> [(int64 keys, [float64 columns])].
         self._streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
         self._fids: dict[str, list[np.ndarray]] = {ft: [] for ft in self.vocabs}
         self._candidates: list[dict[str, torch.Tensor]] = []
@@ -205,7 +277,9 @@ class ProfileBuilder:
         self._pending_batches += 1
         self._pending_credits += credit.rows.numel()
         if self._pending_batches >= self.flush_every or self._pending_credits >= FLUSH_CREDITS:
-            self.flush()
+            self._reduce_pending()
+            if sum(sums.size for sums in self._device_sums.values()) > DEVICE_KEYS:
+                self.flush()
 
     def accumulate(self, credit: BatchCredit) -> None:
         """Fold one batch's credits into the device-side state (keyed sums and top-example candidates)."""
@@ -277,22 +351,29 @@ class ProfileBuilder:
         else:
             raise KeyError(f"no sink for stream {stream!r}")
 
+    def _reduce_pending(self) -> None:
+        """Reduce the queued batches' keys into the device-side sums, and merge the top-example candidates and
+        the corpus counts into the host state (both small)."""
+        for name, parts in self._streams.items():
+            self._device_sums.setdefault(name, DeviceSums()).add(reduce_stream(parts))
+        for ft in self.vocabs:
+            self._count_corpus(ft, self._fids[ft])
+        self.flush_candidates()
+        self._reset_pending()
+
     def flush(self) -> None:
-        """Move the compact device-side results to the host accumulators."""
+        """Move everything accumulated on the device to the host accumulators."""
+        self._reduce_pending()
         self.num_uncredited += int(self._uncredited.item())
         if self._dense_histogram:
             counts = self._histogram[: self.num_rows * self.histogram.num_bins]  # without the uncredited row
             cells = counts.nonzero().squeeze(1)
             rows, bins = np.divmod(cells.cpu().numpy(), self.histogram.num_bins)
             self.histogram.add_counts(rows, bins, counts[cells].cpu().numpy())
-        for name, parts in self._streams.items():
-            columns = [torch.cat([c[i] for _, c in parts]) for i in range(len(parts[0][1]))]
-            unique, sums, counts = reduce_keys(torch.cat([k for k, _ in parts]), columns)
-            self.sink(name, unique.cpu().numpy(), [s.cpu().numpy() for s in sums], counts.cpu().numpy())
-        for ft in self.vocabs:
-            self._count_corpus(ft, self._fids[ft])
-        self.flush_candidates()
-        self._reset_device_state()
+        for name, sums in self._device_sums.items():
+            keys, columns, counts = sums.fold()
+            self.sink(name, keys.cpu().numpy(), [c.cpu().numpy() for c in columns], counts.cpu().numpy())
+        self._reset_device_sums()
 
     def flush_candidates(self) -> None:
         """Merge the pending top-example candidates into the host lists and raise the admission thresholds."""

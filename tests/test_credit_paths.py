@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hf_txray import credit
+from hf_txray.accumulators import SparseSums
 from hf_txray.topk import top_k_per_row
 from test_engine import TEXTS, analyze, assert_same_profile
 
@@ -65,3 +66,41 @@ def test_dense_and_keyed_histograms_agree(monkeypatch):
     np.testing.assert_array_equal(rows, keyed.activation_histogram.rows)
     np.testing.assert_array_equal(bins, keyed.activation_histogram.bins)
     np.testing.assert_array_equal(counts, keyed.activation_histogram.counts)
+
+
+def test_keyed_sums_moved_to_the_host_at_every_reduction_do_not_change_the_result(monkeypatch):
+    """The reduced keyed sums wait on the device (DeviceSums) until the end; moving them to the host after every
+    reduction (DEVICE_KEYS = 0), as a very wide model does, gives the same profile."""
+    kept = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)
+    monkeypatch.setattr(credit, "DEVICE_KEYS", 0)
+    moved = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    assert_same_profile(moved, kept)
+
+
+def test_device_sums_fold_chunks_in_order_on_the_cpu_and_with_the_sort_path():
+    """`merge_keyed` on a CPU sums each key's chunks in order (bit-identical to folding them into the host
+    accumulators one by one); the stable-sort path other devices take gives the same keys, counts and sums."""
+    rng = np.random.default_rng(1)
+    chunks = []
+    for _ in range(5):
+        keys = np.unique(rng.integers(0, 3_000, rng.integers(1, 2_000)))
+        chunks.append((torch.from_numpy(keys), [torch.from_numpy(rng.random(len(keys))) for _ in range(2)],
+                       torch.from_numpy(rng.integers(1, 9, len(keys)))))
+    sums = credit.DeviceSums()
+    for chunk in chunks:
+        sums.add(chunk)
+    keys, columns, counts = sums.fold()
+    state = SparseSums()
+    for k, cols, n in chunks:
+        state.add(k.numpy(), cols[0].numpy(), n.numpy())
+        state.compact()
+    np.testing.assert_array_equal(keys.numpy(), state.keys)
+    np.testing.assert_array_equal(counts.numpy(), state.count)
+    np.testing.assert_array_equal(columns[0].numpy(), state.mass)  # bit-identical
+    sorted_keys, sorted_columns, sorted_counts = credit.merge_keyed(chunks, method="sort")
+    np.testing.assert_array_equal(sorted_keys.numpy(), state.keys)
+    np.testing.assert_array_equal(sorted_counts.numpy(), state.count)
+    for got, want in zip(sorted_columns, columns):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    assert sums.size == len(keys) and len(sums.parts) == 1
