@@ -14,7 +14,6 @@ Usage: python bench/bench_host.py [--sentences 4000] [--repeats 3] [--no-write]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from baseline import cpu_usage, engine_batches, plain, spread  # noqa: E402
-from results_file import update_section  # noqa: E402
 
 BATCH, TOKENS_PER_BATCH, MAX_LENGTH, WORKERS = 256, 8192, 128, 1
 # Forward throughput of GPU models (tokens/s) from issue 13, for the projection.

@@ -226,8 +226,8 @@ class Profiler:
         try:
             batches_since_save = 0
             buckets = source.buckets(bucket_size, resume_state)
-            for bucket, batches in encode_buckets(self.encoder(not isinstance(source, InMemorySource)), buckets,
-                                                  self.num_workers):
+            read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
+            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, self.num_workers, read):
                 if quota is not None and quota <= 0:
                     break
                 resolve_feature_ids(batches, vocabs)
@@ -236,7 +236,7 @@ class Profiler:
                     self._process(batch, builder, recorder)
                 quota = None if quota is None else quota - sum(b.num_positions for b in batches)
                 batches_since_save += len(batches)
-                bar.update(len(bucket.texts))
+                bar.update(len(bucket.example_ids))
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
