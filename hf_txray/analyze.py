@@ -241,11 +241,14 @@ class Profiler:
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
                 if saving or (isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT):
-                    builder.flush_candidates()  # the top examples say which texts to keep (a save flushes all)
+                    builder.update_examples()  # the top examples say which texts to keep (a save flushes all)
                     source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
                 if saving:
                     state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
+        except BaseException:
+            builder.close(flush=False)  # stop its flush thread; the run's error is what the caller needs
+            raise
         finally:
             bar.close()
             recorder.detach()

@@ -8,7 +8,8 @@ is <= 0 are counted in ``num_uncredited`` (per layer and position) and credit no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -61,8 +62,8 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions)
 
 
-def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto"
-                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto",
+                counts: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """Sorted unique `keys` with the per-key sums of each float64 column and the number of entries per key.
 
     Args:
@@ -72,6 +73,8 @@ def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str
             (``pandas.factorize``: O(n), about twice as fast as sorting every entry on a CPU) and sorts only the
             distinct keys; ``"sort"`` uses ``torch.unique`` on the keys' device. ``"auto"``: hash on a CPU, sort
             elsewhere. Both sum each key's entries in entry order.
+        counts (`torch.Tensor`, *optional*): int64 ``(n,)``, how many entries each one stands for (already reduced
+            sums being merged again); 1 each when omitted.
     """
     if method == "hash" or (method == "auto" and keys.device.type == "cpu"):
         keys, columns = keys.cpu(), [c.cpu() for c in columns]
@@ -79,10 +82,17 @@ def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str
         order = np.argsort(unique)
         n = len(unique)
         sums = [torch.from_numpy(np.bincount(codes, weights=c.numpy(), minlength=n)[order]) for c in columns]
-        return torch.from_numpy(unique[order]), sums, torch.from_numpy(np.bincount(codes, minlength=n)[order])
+        if counts is None:
+            number = np.bincount(codes, minlength=n)
+        else:  # exact: int64 sums, not bincount's float64 weights
+            number = np.zeros(n, dtype=np.int64)
+            np.add.at(number, codes, counts.cpu().numpy())
+        return torch.from_numpy(unique[order]), sums, torch.from_numpy(number[order])
     unique, inverse = torch.unique(keys, return_inverse=True)
     sums = [torch.zeros(len(unique), dtype=c.dtype, device=c.device).index_add_(0, inverse, c) for c in columns]
-    return unique, sums, torch.bincount(inverse, minlength=len(unique))
+    if counts is None:
+        return unique, sums, torch.bincount(inverse, minlength=len(unique))
+    return unique, sums, torch.zeros(len(unique), dtype=torch.long, device=keys.device).index_add_(0, inverse, counts)
 
 
 def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -> tuple[
@@ -178,13 +188,35 @@ def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.nda
 
 
 POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
+
+
+@dataclass
+class _Pending:
+    """What the device holds between two flushes: the uncredited count, the keyed sums per stream (int64 keys,
+    float64 columns, per batch), the feature ids of the corpus counts, the dense histogram counts and each
+    batch's credits (for the top-example candidates)."""
+
+    uncredited: torch.Tensor
+    streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]]
+    fids: dict[str, list[np.ndarray]]
+    histogram: torch.Tensor | None = None
+    credits: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = field(default_factory=list)
+
+
 CANDIDATE_LIMIT = 1 << 16  # pending top-example candidates that trigger a merge into the host lists
 # Credits (layers x positions x top_k) pending on the device before a move to the host: bounds the memory of the
 # pending keyed sums (about 60 bytes per credit and feature type), whatever the batch size and the corpus.
 FLUSH_CREDITS = 1 << 19
-# Reduced keyed sums held on the device (all streams, about 32 bytes a key) before they move to the host; below
-# that, they move only when the caller flushes (checkpoints, the end of the run).
-DEVICE_KEYS = 1 << 21
+# On CUDA a flush costs a synchronisation and a host merge whatever its size, and device memory is larger: flush
+# less often (about 400 MB of pending state at most).
+FLUSH_CREDITS_CUDA = 1 << 22
+# Device types whose keyed sums stay on the device between flushes (merged there, moved to the host once at the
+# end): on an accelerator the host merges would otherwise be the run's bottleneck. On a CPU too: the sums then
+# reach the host accumulators once instead of at every flush, and the folds (:class:`DeviceSums`) cost fewer
+# passes than the host merges.
+DEVICE_SUMS = ("cpu", "cuda")
+DEVICE_SUMS_LIMIT = 1 << 24  # unique keys held on the device (about 0.5 GB) before they move to the host
+CPU_SUMS_LIMIT = 1 << 21  # on a CPU, where the held sums share host memory with everything else (about 64 MB)
 # Keyed sums carry the example id's parity in their lowest bit (the split halves of the noise statistics); a
 # position without a value for a feature type gets a key below zero, which the host drops.
 DENSE_HISTOGRAM_LIMIT = 1 << 23  # (row, bin) cells counted densely on the device (64 MB of int64 at most)
@@ -197,10 +229,12 @@ class ProfileBuilder:
     The per-batch work (credit rule, (neuron, feature) keys, top-example candidates above each neuron's current
     admission threshold) runs with torch on `device`, on dense ``(layers, positions, top_k)`` tensors; every
     `flush_every` batches, or sooner when :data:`FLUSH_CREDITS` credits are pending, the keys are reduced to
-    unique keys with their sums and folded into per-stream :class:`DeviceSums`, still on the device (only the
-    top-example candidates and the corpus counts go to the host then). The keyed sums move to the host
-    accumulators when :meth:`flush` is called (checkpoints, the end of the run) or when more than
-    :data:`DEVICE_KEYS` are held. Neuron totals are read off the (neuron, position) sums at that point.
+    unique keys with their sums on the device, on a flush thread of the builder, while the main thread goes on
+    with the next batches (no per-batch synchronisation with the device). The reduced sums are folded into
+    per-stream :class:`DeviceSums` on the device (devices in :data:`DEVICE_SUMS`) and move to the host
+    accumulators at :meth:`flush` (checkpoints, the end of the run) or when too many keys are held; only the
+    top-example candidates and the corpus counts go to the host at every flush. Neuron totals are read off the
+    (neuron, position) sums when they reach the host.
 
     Args:
         num_layers (`int`), num_neurons (`int`): the hooked grid.
@@ -228,6 +262,12 @@ class ProfileBuilder:
         # float64 sums need a device that has float64 (not MPS): elsewhere reduce on the CPU.
         self.device = device if device.type in ("cpu", "cuda") else torch.device("cpu")
         self.flush_every = flush_every
+        self.flush_credits = FLUSH_CREDITS_CUDA if self.device.type == "cuda" else FLUSH_CREDITS
+        self._flusher: ThreadPoolExecutor | None = None
+        # stream name -> its sorted unique keys, per-key column sums and entry counts, held on the device
+        self._device_sums: dict[str, DeviceSums] = {}
+        self.keep_sums_on_device = self.device.type in DEVICE_SUMS
+        self._in_flight: Future | None = None
         self._edges = torch.as_tensor(self.histogram.edges, dtype=torch.float64, device=self.device)
         # A credit below a neuron's current capacity-th best example can never enter its top list; the extra last
         # row (uncredited winners) admits nothing.
@@ -236,23 +276,13 @@ class ProfileBuilder:
         # The activation histograms as dense counts per (row, bin) on the device when they are small (MiniLM: 9216
         # rows x 58 bins): an index_add per batch instead of a keyed sum; a keyed stream for very wide models.
         self._dense_histogram = (self.num_rows + 1) * self.histogram.num_bins <= DENSE_HISTOGRAM_LIMIT
-        self._reset_device_sums()
-        self._reset_pending()
+        self._reset_device_state()
 
-    def _reset_device_sums(self) -> None:
-        """Empty what stays on the device until the next move to the host."""
-        self._uncredited = torch.zeros((), dtype=torch.long, device=self.device)
+    def _reset_device_state(self) -> None:
+        self._pending = _Pending(torch.zeros((), dtype=torch.long, device=self.device), {}, {ft: [] for ft in self.vocabs})
         if self._dense_histogram:
-            self._histogram = torch.zeros((self.num_rows + 1) * self.histogram.num_bins, dtype=torch.long,
-                                          device=self.device)
-        self._device_sums: dict[str, DeviceSums] = {}
-
-    def _reset_pending(self) -> None:
-        # Keyed sums waiting for the next reduction: stream name -> [(int64 keys, [float64 columns])].
-        self._streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]] = {}
-        self._fids: dict[str, list[np.ndarray]] = {ft: [] for ft in self.vocabs}
-        self._candidates: list[dict[str, torch.Tensor]] = []
-        self._num_candidates = 0
+            self._pending.histogram = torch.zeros((self.num_rows + 1) * self.histogram.num_bins, dtype=torch.long,
+                                                  device=self.device)
         self._pending_batches = self._pending_credits = 0
 
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
@@ -265,7 +295,7 @@ class ProfileBuilder:
         self.num_real_tokens += batch.num_real_tokens
         self.num_padded_tokens += batch.num_padded_tokens
         for ft, fid in batch.feature_ids.items():
-            self._fids[ft].append(fid)
+            self._pending.fids[ft].append(fid)
         if batch.num_positions == 0:
             return
         self.num_positions += batch.num_positions
@@ -276,15 +306,15 @@ class ProfileBuilder:
         self.accumulate(credit)
         self._pending_batches += 1
         self._pending_credits += credit.rows.numel()
-        if self._pending_batches >= self.flush_every or self._pending_credits >= FLUSH_CREDITS:
-            self._reduce_pending()
-            if sum(sums.size for sums in self._device_sums.values()) > DEVICE_KEYS:
-                self.flush()
+        if self._pending_batches >= self.flush_every or self._pending_credits >= self.flush_credits:
+            self._hand_off()
 
     def accumulate(self, credit: BatchCredit) -> None:
-        """Fold one batch's credits into the device-side state (keyed sums and top-example candidates)."""
+        """Fold one batch's credits into the device-side state (keyed sums, histogram, top-example candidates).
+        Nothing here waits for the device: the candidates are selected when the batch is flushed."""
         rows, mass, positions = credit.rows, credit.mass, credit.positions
-        self._uncredited += credit.num_uncredited
+        pending = self._pending
+        pending.uncredited += credit.num_uncredited
         odd = positions["example_id"] % 2  # the split halves of the noise statistics, in the keys' lowest bit
         squares = mass * mass
         for ft in self.vocabs:
@@ -295,20 +325,11 @@ class ProfileBuilder:
         bins = torch.bucketize(mass, self._edges, right=True)
         if self._dense_histogram:
             cells = (rows * self.histogram.num_bins + bins).view(-1)
-            self._histogram.index_add_(0, cells, torch.ones_like(cells))
+            pending.histogram.index_add_(0, cells, torch.ones_like(cells))
         else:
             self.push("histogram", rows, bins, [], parity=False)
         if self.examples.capacity:
-            # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
-            # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
-            admitted = (mass >= self._threshold[rows]).view(-1).nonzero().squeeze(1)
-            where = torch.div(admitted, rows.shape[2], rounding_mode="floor") % rows.shape[1]
-            cand = {"row": rows.view(-1)[admitted], "activation": mass.view(-1)[admitted]}
-            cand.update({name: positions[name][where] for name in POSITION_FIELDS})
-            self._candidates.append(cand)
-            self._num_candidates += len(admitted)
-            if self._num_candidates > max(CANDIDATE_LIMIT, self.examples.num_rows):
-                self.flush_candidates()
+            pending.credits.append((rows, mass, {name: positions[name] for name in POSITION_FIELDS}))
 
     def push(self, stream: str, rows: torch.Tensor, code: torch.Tensor, columns: list[torch.Tensor],
              parity: bool = True) -> None:
@@ -321,7 +342,7 @@ class ProfileBuilder:
         branch."""
         code = code.view(1, -1, 1) if code.dim() == 1 else code
         keys = (rows << (FEATURE_BITS + parity)) + code
-        self._streams.setdefault(stream, []).append((keys.view(-1), [c.reshape(-1) for c in columns]))
+        self._pending.streams.setdefault(stream, []).append((keys.view(-1), [c.reshape(-1) for c in columns]))
 
     def sink(self, stream: str, keys: np.ndarray, sums: list[np.ndarray], counts: np.ndarray) -> None:
         """Fold one flushed stream (sorted unique `keys`, per-key column `sums`, entry `counts`) into the host
@@ -351,35 +372,96 @@ class ProfileBuilder:
         else:
             raise KeyError(f"no sink for stream {stream!r}")
 
-    def _reduce_pending(self) -> None:
-        """Reduce the queued batches' keys into the device-side sums, and merge the top-example candidates and
-        the corpus counts into the host state (both small)."""
-        for name, parts in self._streams.items():
-            self._device_sums.setdefault(name, DeviceSums()).add(reduce_stream(parts))
-        for ft in self.vocabs:
-            self._count_corpus(ft, self._fids[ft])
-        self.flush_candidates()
-        self._reset_pending()
-
     def flush(self) -> None:
-        """Move everything accumulated on the device to the host accumulators."""
-        self._reduce_pending()
-        self.num_uncredited += int(self._uncredited.item())
-        if self._dense_histogram:
-            counts = self._histogram[: self.num_rows * self.histogram.num_bins]  # without the uncredited row
+        """Move everything pending on the device to the host accumulators, and wait until that is done."""
+        self.update_examples()
+        self._sink_device_sums()
+
+    def update_examples(self) -> None:
+        """Flush what is pending and wait for it, so that the host's top examples are up to date; the keyed sums
+        held on the device stay there (a streamed run prunes its kept texts this way)."""
+        self._hand_off()
+        self._wait()
+
+    def _hand_off(self) -> None:
+        """Start moving the pending device-side state to the host on the builder's flush thread, and carry on
+        with fresh state. The flush synchronises with the device (unique keys, candidate selection, copies) and
+        runs the host accumulators; on its own thread the main thread keeps feeding the model meanwhile. At most
+        one flush is in flight (bounding memory); flushes run in order, so the results are those of flushing
+        inline."""
+        pending = self._pending
+        self._reset_device_state()
+        self._wait()
+        if not pending.streams and not pending.credits and not any(pending.fids.values()):
+            self.num_uncredited += int(pending.uncredited.item())
+            return
+        if self._flusher is None:  # started lazily: after the encoding workers have forked
+            self._flusher = ThreadPoolExecutor(1, thread_name_prefix="hf_txray-flush")
+        self._in_flight = self._flusher.submit(self._drain, pending)
+
+    def _wait(self) -> None:
+        """Wait for the flush in flight, if any; its error, if it failed, is raised here."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def close(self, flush: bool = True) -> None:
+        """Flush (unless `flush` is False: a run that failed), and stop the flush thread (a later flush starts a
+        new one)."""
+        try:
+            if flush:
+                self.flush()
+        finally:
+            if self._flusher is not None:
+                self._flusher.shutdown(wait=True, cancel_futures=True)
+                self._flusher, self._in_flight = None, None
+
+    def _drain(self, pending: "_Pending") -> None:
+        self.num_uncredited += int(pending.uncredited.item())
+        if pending.histogram is not None:
+            counts = pending.histogram[: self.num_rows * self.histogram.num_bins]  # without the uncredited row
             cells = counts.nonzero().squeeze(1)
             rows, bins = np.divmod(cells.cpu().numpy(), self.histogram.num_bins)
             self.histogram.add_counts(rows, bins, counts[cells].cpu().numpy())
-        for name, sums in self._device_sums.items():
-            keys, columns, counts = sums.fold()
-            self.sink(name, keys.cpu().numpy(), [c.cpu().numpy() for c in columns], counts.cpu().numpy())
-        self._reset_device_sums()
+        for name, parts in pending.streams.items():
+            unique, sums, counts = reduce_stream(parts)
+            if self.keep_sums_on_device:
+                self._device_sums.setdefault(name, DeviceSums()).add((unique, sums, counts))
+            else:
+                self.sink(name, unique.cpu().numpy(), [s.cpu().numpy() for s in sums], counts.cpu().numpy())
+        limit = DEVICE_SUMS_LIMIT if self.device.type == "cuda" else min(DEVICE_SUMS_LIMIT, CPU_SUMS_LIMIT)
+        if sum(held.size for held in self._device_sums.values()) > limit:
+            self._sink_device_sums()
+        for ft in self.vocabs:
+            self._count_corpus(ft, pending.fids[ft])
+        candidates: list[dict[str, torch.Tensor]] = []
+        num_candidates = 0
+        for rows, mass, positions in pending.credits:
+            # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
+            # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
+            admitted = (mass >= self._threshold[rows]).view(-1).nonzero().squeeze(1)
+            where = torch.div(admitted, rows.shape[2], rounding_mode="floor") % rows.shape[1]
+            cand = {"row": rows.view(-1)[admitted], "activation": mass.view(-1)[admitted]}
+            cand.update({name: positions[name][where] for name in POSITION_FIELDS})
+            candidates.append(cand)
+            num_candidates += len(admitted)
+            if num_candidates > max(CANDIDATE_LIMIT, self.examples.num_rows):
+                self._add_candidates(candidates)
+                candidates, num_candidates = [], 0
+        self._add_candidates(candidates)
 
-    def flush_candidates(self) -> None:
-        """Merge the pending top-example candidates into the host lists and raise the admission thresholds."""
-        if not self._candidates:
+    def _sink_device_sums(self) -> None:
+        """Move the keyed sums held on the device to the host accumulators."""
+        held, self._device_sums = self._device_sums, {}
+        for name, sums in held.items():
+            unique, columns, counts = sums.fold()
+            self.sink(name, unique.cpu().numpy(), [c.cpu().numpy() for c in columns], counts.cpu().numpy())
+
+    def _add_candidates(self, candidates: list[dict[str, torch.Tensor]]) -> None:
+        """Merge top-example candidates into the host lists and raise the admission thresholds."""
+        if not candidates:
             return
-        cand = {k: torch.cat([c[k] for c in self._candidates]) for k in self._candidates[0]}
+        cand = {k: torch.cat([c[k] for c in candidates]) for k in candidates[0]}
         if len(cand["row"]) > self.examples.num_rows * self.examples.capacity:
             keep = best_per_row(cand["row"], cand["activation"], cand["example_id"], cand["token_index"],
                                 self.examples.capacity)
@@ -388,7 +470,6 @@ class ProfileBuilder:
         self.examples.add(host.pop("row"), host.pop("activation"), **host)
         last = self.examples.activation[:, self.examples.capacity - 1]
         self._threshold = torch.from_numpy(np.append(last, np.inf)).to(self.device)
-        self._candidates, self._num_candidates = [], 0
 
     def _count_corpus(self, ft: str, parts: list[np.ndarray]) -> None:
         size = len(self.vocabs[ft])
@@ -437,7 +518,7 @@ class ProfileBuilder:
         return frame.sort_values(["layer", "neuron", "rank"], kind="stable")[EXAMPLE_COLUMNS].reset_index(drop=True)
 
     def to_profile(self, meta: ProfileMeta, fetch_texts: Callable[[np.ndarray], dict[int, str]]) -> Profile:
-        self.flush()
+        self.close()
         meta.num_examples, meta.num_positions = self.num_examples, self.num_positions
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         meta.num_windowed, meta.num_input_tokens = self.num_windowed, self.num_real_tokens

@@ -2,7 +2,8 @@
 
 The brute-force reference tests (test_reference.py, test_engine.py) check whole profiles; these check the pieces
 whose fast path and general path differ: numpy's argmax against torch's max in the hooks, the hash-table
-reduction against ``torch.unique``, and flushes forced by the pending-credit bound.
+reduction against ``torch.unique``, flushes forced by the pending-credit bound, and the flush thread (errors reach
+the caller, the thread stops with the run).
 """
 
 from __future__ import annotations
@@ -68,14 +69,82 @@ def test_dense_and_keyed_histograms_agree(monkeypatch):
     np.testing.assert_array_equal(counts, keyed.activation_histogram.counts)
 
 
-def test_keyed_sums_moved_to_the_host_at_every_reduction_do_not_change_the_result(monkeypatch):
-    """The reduced keyed sums wait on the device (DeviceSums) until the end; moving them to the host after every
-    reduction (DEVICE_KEYS = 0), as a very wide model does, gives the same profile."""
-    kept = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
-    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)
-    monkeypatch.setattr(credit, "DEVICE_KEYS", 0)
+def flush_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("hf_txray-flush")]
+
+
+def test_the_flush_thread_is_stopped_after_a_run():
+    before = len(flush_threads())
+    profile = analyze(texts=TEXTS, batch_size=2)
+    assert profile.neuron_count.sum() > 0
+    assert len(flush_threads()) == before
+
+
+def test_an_error_on_the_flush_thread_reaches_the_caller(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("reduce failed on the flush thread")
+
+    monkeypatch.setattr(credit, "reduce_keys", broken)
+    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)  # flushes mid-run, on the thread, before the last batch
+    with pytest.raises(RuntimeError, match="reduce failed on the flush thread"):
+        analyze(texts=TEXTS, batch_size=2)
+    assert not flush_threads()  # stopped although the run failed
+
+
+def test_sums_held_on_the_device_between_flushes_give_the_same_profile(monkeypatch):
+    inline = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    monkeypatch.setattr(credit, "DEVICE_SUMS", ("cpu", "cuda"))  # the CUDA path, here on the CPU
+    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)  # many flushes, each merged into the held sums
+    held = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    monkeypatch.setattr(credit, "DEVICE_SUMS_LIMIT", 10)  # and moved to the host mid-run when they grow
     moved = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
-    assert_same_profile(moved, kept)
+    for profile in (held, moved):
+        assert_same_profile(profile, inline)
+        np.testing.assert_array_equal(profile.neuron_count_odd, inline.neuron_count_odd)
+        for ft, table in inline.tables.items():
+            other = profile.tables[ft]
+            np.testing.assert_array_equal(other.keys(), table.keys())
+            np.testing.assert_array_equal(other.count_odd, table.count_odd)
+            np.testing.assert_allclose(other.mass_odd, table.mass_odd, rtol=1e-12)
+            np.testing.assert_allclose(other.mass_sq, table.mass_sq, rtol=1e-12)
+        mine, theirs = profile.position_mass.sums, inline.position_mass.sums
+        np.testing.assert_array_equal(mine.keys, theirs.keys)
+        np.testing.assert_array_equal(mine.count, theirs.count)
+        np.testing.assert_allclose(mine.mass, theirs.mass, rtol=1e-12)
+        assert profile.activation_histogram.counts.sum() == inline.activation_histogram.counts.sum()
+
+
+@pytest.mark.parametrize("method", ["hash", "sort"])
+def test_reduce_keys_with_entry_counts(method):
+    rng = np.random.default_rng(1)
+    keys = torch.from_numpy(rng.integers(0, 50, 2_000))
+    column = torch.from_numpy(rng.random(2_000))
+    counts = torch.from_numpy(rng.integers(1, 9, 2_000))
+    unique, sums, number = credit.reduce_keys(keys, [column], method=method, counts=counts)
+    expected = {k: (0.0, 0) for k in np.unique(keys.numpy())}
+    for k, c, n in zip(keys.tolist(), column.tolist(), counts.tolist()):
+        expected[k] = (expected[k][0] + c, expected[k][1] + n)
+    np.testing.assert_array_equal(unique.numpy(), sorted(expected))
+    np.testing.assert_allclose(sums[0].numpy(), [expected[k][0] for k in sorted(expected)], rtol=1e-12)
+    np.testing.assert_array_equal(number.numpy(), [expected[k][1] for k in sorted(expected)])
+    assert number.dtype == torch.int64
+
+
+def test_keyed_sums_sunk_at_every_flush_give_the_profile_of_sums_held_on_the_device(monkeypatch):
+    """Without held sums (a device type not in DEVICE_SUMS) every flush goes to the host accumulators; held sums
+    reach them once, at the end: the same keys and counts, float sums equal to rounding (the two parities of a key
+    are added once instead of at every flush)."""
+    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)
+    held = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    monkeypatch.setattr(credit, "DEVICE_SUMS", ())
+    sunk = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    assert_same_profile(held, sunk)
+    for ft, table in sunk.tables.items():
+        np.testing.assert_array_equal(held.tables[ft].keys(), table.keys())
+        np.testing.assert_array_equal(held.tables[ft].count, table.count)
+        np.testing.assert_allclose(held.tables[ft].mass, table.mass, rtol=1e-12)
 
 
 def test_device_sums_fold_chunks_in_order_on_the_cpu_and_with_the_sort_path():
