@@ -65,8 +65,8 @@ def profiled(model, tokenizer, texts, features=("token",), workers=WORKERS):
 
 class DeviceWorkTimer:
     """CPU time spent in the work that runs on the accelerator when there is one: the hooks' top-k and the
-    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys and
-    the folds of the device-side sums). Per-thread CPU time (the builder's flush thread runs beside the main
+    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys, the
+    folds of the device-side sums and the selection of top-example candidates). Per-thread CPU time (the builder's flush thread runs beside the main
     thread); nested timed calls count once."""
 
     def __init__(self):
@@ -77,7 +77,7 @@ class DeviceWorkTimer:
         self._local = threading.local()
         self._patched = [(sites.WinnerRecorder, "_record"), (credit.ProfileBuilder, "accumulate"),
                          (credit, "reduce_winners"), (credit, "reduce_stream"), (credit, "reduce_keys"),
-                         (credit, "merge_keyed"), (credit, "best_per_row")]
+                         (credit, "merge_keyed"), (credit, "admitted_candidates"), (credit, "best_per_row")]
         self._patched = [(owner, name) for owner, name in self._patched if hasattr(owner, name)]
         self._originals = [getattr(owner, name) for owner, name in self._patched]
         for (owner, name), original in zip(self._patched, self._originals):

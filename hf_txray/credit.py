@@ -102,6 +102,24 @@ def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) 
     return reduce_keys(torch.cat([k for k, _ in parts]), columns)
 
 
+def admitted_candidates(rows: torch.Tensor, mass: torch.Tensor, positions: dict[str, torch.Tensor],
+                        threshold: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One batch's top-example candidates, on its device: the credits at or above their row's admission
+    `threshold` (the row's current capacity-th best; once the lists fill up, a tiny share of the batch, so the
+    candidates stay few and need no sorting here), with their row, activation and position fields.
+
+    Args:
+        rows, mass (`torch.Tensor`): ``(layers, positions, top_k)`` as in :class:`BatchCredit`.
+        positions (`dict[str, torch.Tensor]`): the :data:`POSITION_FIELDS`, ``(positions,)`` each.
+        threshold (`torch.Tensor`): float64 ``(num_rows + 1,)``.
+    """
+    admitted = (mass >= threshold[rows]).view(-1).nonzero().squeeze(1)
+    where = torch.div(admitted, rows.shape[2], rounding_mode="floor") % rows.shape[1]
+    cand = {"row": rows.view(-1)[admitted], "activation": mass.view(-1)[admitted]}
+    cand.update({name: positions[name][where] for name in POSITION_FIELDS})
+    return cand
+
+
 def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch.Tensor, token_index: torch.Tensor,
                  capacity: int) -> torch.Tensor:
     """Indices of the `capacity` best entries of every row, in :class:`TopExamples` order (activation descending,
@@ -437,14 +455,9 @@ class ProfileBuilder:
         candidates: list[dict[str, torch.Tensor]] = []
         num_candidates = 0
         for rows, mass, positions in pending.credits:
-            # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
-            # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
-            admitted = (mass >= self._threshold[rows]).view(-1).nonzero().squeeze(1)
-            where = torch.div(admitted, rows.shape[2], rounding_mode="floor") % rows.shape[1]
-            cand = {"row": rows.view(-1)[admitted], "activation": mass.view(-1)[admitted]}
-            cand.update({name: positions[name][where] for name in POSITION_FIELDS})
+            cand = admitted_candidates(rows, mass, positions, self._threshold)
             candidates.append(cand)
-            num_candidates += len(admitted)
+            num_candidates += len(cand["row"])
             if num_candidates > max(CANDIDATE_LIMIT, self.examples.num_rows):
                 self._add_candidates(candidates)
                 candidates, num_candidates = [], 0
