@@ -102,6 +102,9 @@ def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) 
     return reduce_keys(torch.cat([k for k, _ in parts]), columns)
 
 
+POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
+
+
 def admitted_candidates(rows: torch.Tensor, mass: torch.Tensor, positions: dict[str, torch.Tensor],
                         threshold: torch.Tensor) -> dict[str, torch.Tensor]:
     """One batch's top-example candidates, on its device: the credits at or above their row's admission
@@ -203,9 +206,6 @@ def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.nda
     np.not_equal(base[1:], base[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     return base[starts], [np.add.reduceat(c, starts) for c in columns], np.add.reduceat(counts, starts)
-
-
-POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
 
 
 @dataclass
