@@ -225,6 +225,7 @@ class Profiler:
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
         try:
             batches_since_save = 0
+            prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
             buckets = source.buckets(bucket_size, resume_state)
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
             for bucket, batches in encode_buckets(self.encoder(read is None), buckets, self.num_workers, read):
@@ -240,9 +241,13 @@ class Profiler:
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
-                if saving or (isinstance(source, StreamingSource) and len(source._texts) > STREAM_TEXTS_KEPT):
-                    builder.update_examples()  # the top examples say which texts to keep (a save flushes all)
+                pruning = source.num_texts_held > prune_at  # a stream's texts for top examples
+                if saving or pruning:
+                    builder.update_examples()  # the top examples must be current (a save flushes all)
                     source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
+                    # Top lists can refer to more texts than STREAM_TEXTS_KEPT: prune again only once the held
+                    # texts have doubled, so the waits stay rare (amortised) whatever the number of referenced texts.
+                    prune_at = max(STREAM_TEXTS_KEPT, 2 * source.num_texts_held)
                 if saving:
                     state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0

@@ -66,6 +66,8 @@ class InMemorySource:
         rows = self.shard.select_columns([self.text_column]).select(ids - self.start).to_dict()
         return dict(zip(ids.tolist(), rows[self.text_column]))
 
+    num_texts_held = 0  # texts are read back from the dataset
+
     def keep_texts(self, ids: set[int], through: int) -> None:
         """Nothing to do: texts are read back from the dataset."""
 
@@ -154,6 +156,11 @@ class StreamingSource:
         from .provenance import strings_hash
 
         return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
+
+    @property
+    def num_texts_held(self) -> int:
+        """Texts held now: those of top examples, and those read but not yet credited."""
+        return len(self._texts)
 
     def keep_texts(self, ids: set[int], through: int) -> None:
         """Forget the texts of processed examples (ids up to `through`, the last example credited) that no

@@ -297,3 +297,27 @@ def test_resume_refuses_another_user_feature_function_under_the_same_name(tmp_pa
     with pytest.raises(ConfigurationError, match="user feature functions"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "word", other), checkpoint_dir=tmp_path,
                          resume=True, **COMMON)
+
+
+def test_pruning_a_streams_texts_is_amortised(tmp_path, monkeypatch):
+    """Top lists may refer to more texts than STREAM_TEXTS_KEPT; each pruning waits for the flush thread, so the
+    next one comes only once the held texts have doubled: far fewer prunings than buckets, same profile."""
+    from hf_txray.streaming import StreamingSource
+    from test_engine import assert_same_profile
+
+    analyze_module = importlib.import_module("hf_txray.analyze")
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps({"text": f"{t} {i}"}) + "\n" for i, t in enumerate(TEXTS * 10)))
+    options = dict(batch_size=1, max_examples_per_neuron=3, show_progress=False)
+    SPANS.calls, SPANS.fail_at = 0, None
+    unpruned = run(stream(path), **options)
+    monkeypatch.setattr(analyze_module, "STREAM_TEXTS_KEPT", 1)
+    prunings = []
+    original = StreamingSource.keep_texts
+    monkeypatch.setattr(StreamingSource, "keep_texts", lambda self, *a: (prunings.append(1), original(self, *a))[1])
+    pruned = run(stream(path), **options)
+    buckets = len(TEXTS) * 10 // analyze_module.BUCKET_BATCHES
+    # The same profile; flushes at other points sum floats in another order (the squared masses differ by ~1e-16).
+    assert_same_profile(pruned, unpruned)
+    assert (pruned.examples["token"] != "").all()
+    assert 2 <= len(prunings) <= buckets / 3, (len(prunings), buckets)

@@ -75,14 +75,29 @@ def flush_threads() -> list:
     return [t for t in threading.enumerate() if t.name.startswith("hf_txray-flush")]
 
 
-def test_the_flush_thread_is_stopped_after_a_run():
+@pytest.fixture
+def flush_thread(monkeypatch):
+    """Flushes on the flush thread, as on CUDA."""
+    monkeypatch.setattr(credit, "FLUSH_THREAD", ("cpu", "cuda"))
+
+
+@pytest.mark.parametrize("on_thread", [True, False])
+def test_flushes_run_on_the_flush_thread_only_where_asked_and_it_stops(monkeypatch, on_thread):
+    import threading
+
+    monkeypatch.setattr(credit, "FLUSH_THREAD", ("cpu", "cuda") if on_thread else ("cuda",))
+    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)
+    seen, reduce = set(), credit.reduce_keys
+    monkeypatch.setattr(credit, "reduce_keys", lambda *a, **k: (seen.add(threading.current_thread().name),
+                                                                 reduce(*a, **k))[1])
     before = len(flush_threads())
     profile = analyze(texts=TEXTS, batch_size=2)
     assert profile.neuron_count.sum() > 0
+    assert all(name.startswith("hf_txray-flush") == on_thread for name in seen) and seen
     assert len(flush_threads()) == before
 
 
-def test_an_error_on_the_flush_thread_reaches_the_caller(monkeypatch):
+def test_an_error_on_the_flush_thread_reaches_the_caller(monkeypatch, flush_thread):
     def broken(*args, **kwargs):
         raise RuntimeError("reduce failed on the flush thread")
 
@@ -96,9 +111,10 @@ def test_an_error_on_the_flush_thread_reaches_the_caller(monkeypatch):
 def test_sums_held_on_the_device_between_flushes_give_the_same_profile(monkeypatch):
     inline = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
     monkeypatch.setattr(credit, "DEVICE_SUMS", ("cpu", "cuda"))  # the CUDA path, here on the CPU
+    monkeypatch.setattr(credit, "FLUSH_THREAD", ("cpu", "cuda"))
     monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)  # many flushes, each merged into the held sums
     held = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
-    monkeypatch.setattr(credit, "DEVICE_SUMS_LIMIT", 10)  # and moved to the host mid-run when they grow
+    monkeypatch.setattr(credit, "device_sums_limit", lambda device: 10)  # moved to the host mid-run as they grow
     moved = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
     for profile in (held, moved):
         assert_same_profile(profile, inline)
