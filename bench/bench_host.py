@@ -14,10 +14,10 @@ Usage: python bench/bench_host.py [--sentences 4000] [--repeats 3] [--no-write]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from baseline import cpu_usage, engine_batches, plain, spread  # noqa: E402
-from results_file import update_section  # noqa: E402
 
 BATCH, TOKENS_PER_BATCH, MAX_LENGTH, WORKERS = 256, 8192, 128, 1
 # Forward throughput of GPU models (tokens/s) from issue 13, for the projection.
@@ -66,25 +65,37 @@ def profiled(model, tokenizer, texts, features=("token",), workers=WORKERS):
 
 class DeviceWorkTimer:
     """CPU time spent in the work that runs on the accelerator when there is one: the hooks' top-k and the
-    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate`` and the device half of ``flush``)."""
+    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys, the
+    folds of the device-side sums and the selection of top-example candidates). Per-thread CPU time (the builder's flush thread runs beside the main
+    thread); nested timed calls count once."""
 
     def __init__(self):
         from hf_txray import credit, sites
 
         self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._local = threading.local()
         self._patched = [(sites.WinnerRecorder, "_record"), (credit.ProfileBuilder, "accumulate"),
-                         (credit, "reduce_winners"), (credit, "reduce_keys"), (credit, "best_per_row")]
+                         (credit, "reduce_winners"), (credit, "reduce_stream"), (credit, "reduce_keys"),
+                         (credit, "merge_keyed"), (credit, "admitted_candidates"), (credit, "best_per_row")]
+        self._patched = [(owner, name) for owner, name in self._patched if hasattr(owner, name)]
         self._originals = [getattr(owner, name) for owner, name in self._patched]
         for (owner, name), original in zip(self._patched, self._originals):
             setattr(owner, name, self._timed(original))
 
     def _timed(self, fn):
         def wrapper(*args, **kwargs):
-            start = time.process_time()
+            if getattr(self._local, "depth", 0):
+                return fn(*args, **kwargs)
+            self._local.depth = 1
+            start = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.process_time() - start
+                spent = time.thread_time() - start
+                self._local.depth = 0
+                with self._lock:
+                    self.seconds += spent
         return wrapper
 
 

@@ -126,27 +126,35 @@ def reduce_by_key(keys: np.ndarray, mass: np.ndarray, count: np.ndarray) -> tupl
     )
 
 
-def is_strictly_sorted(keys: np.ndarray) -> bool:
-    return bool(np.all(keys[1:] > keys[:-1]))
+def reduce_in_order(parts: Sequence[tuple[np.ndarray, Sequence[np.ndarray], np.ndarray]]
+                    ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Sorted unique keys of all `parts` with, per key, the sum of each float64 column and of the int64 counts.
 
+    Args:
+        parts (`list[tuple[np.ndarray, list[np.ndarray], np.ndarray]]`): ``(keys, columns, counts)`` chunks, all
+            ``(n_i,)``: int64 keys (any order, repeats allowed), float64 columns, int64 counts.
 
-def merge_sorted_sums(a: tuple[np.ndarray, np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray, np.ndarray]
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two sets of (sorted unique keys, mass, count) as one, in O(len(a) + len(b)) (binary searches aside).
-
-    Sums are exactly :func:`reduce_by_key`'s over ``a`` then ``b``: a shared key's mass is ``a`` + ``b``, the
-    order in which that function's ``bincount`` adds them."""
-    a_keys, a_mass, a_count = a
-    b_keys, b_mass, b_count = b
-    where = np.searchsorted(a_keys, b_keys)
-    shared = where < len(a_keys)
-    shared[shared] = a_keys[where[shared]] == b_keys[shared]
-    mass, count = a_mass.copy(), a_count.copy()
-    mass[where[shared]] += b_mass[shared]
-    count[where[shared]] += b_count[shared]
-    new, at = ~shared, where[~shared]
-    return (np.insert(a_keys, at, b_keys[new]), np.insert(mass, at, b_mass[new]),
-            np.insert(count, at, b_count[new]))
+    Each key's float sums add its entries in part order, then entry order, starting from zero: exactly what
+    :func:`reduce_by_key` over the concatenation gives, and what merging sorted chunks one by one into a state
+    gives (``(state + chunk_1) + chunk_2 ...``). One stable sort of the concatenation (timsort: O(n log parts)
+    when the parts are sorted, as the flushed chunks are), one gather and one pass per column.
+    """
+    keys = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
+    width = len(parts[0][1]) if parts else 0
+    if len(keys) == 0:
+        return keys, [np.zeros(0) for _ in range(width)], np.zeros(0, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    # bincount adds the weights of a bin in array order: the stable order above, i.e. part order then entry order.
+    columns = [np.bincount(group, weights=np.concatenate([p[1][i] for p in parts])[order], minlength=len(starts))
+               for i in range(width)]
+    counts = np.add.reduceat(np.concatenate([np.asarray(p[2], dtype=np.int64) for p in parts])[order], starts)
+    return keys[starts], columns, counts
 
 
 class SparseSums:
@@ -174,19 +182,11 @@ class SparseSums:
             self.compact()
 
     def compact(self) -> "SparseSums":
-        if self._pending and all(is_strictly_sorted(p[0]) for p in self._pending):
-            # The usual case (a flush hands over sorted unique keys): merge instead of re-sorting the whole state.
-            for keys, mass, count in self._pending:
-                self.keys, self.mass, self.count = merge_sorted_sums((self.keys, self.mass, self.count),
-                                                                     (keys, mass, count))
-            self._pending, self._pending_size = [], 0
         if self._pending:
-            parts = [(self.keys, self.mass, self.count)] + self._pending
-            self.keys, self.mass, self.count = reduce_by_key(
-                np.concatenate([p[0] for p in parts]),
-                np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]),
-            )
+            # One stable merge of the state and every pending chunk (flushes hand over sorted unique keys, so the
+            # sort only merges runs): the same sums as folding the chunks in one by one.
+            parts = [(self.keys, [self.mass], self.count)] + [(k, [m], c) for k, m, c in self._pending]
+            self.keys, (self.mass,), self.count = reduce_in_order(parts)
             self._pending, self._pending_size = [], 0
         return self
 

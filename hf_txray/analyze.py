@@ -227,8 +227,8 @@ class Profiler:
             batches_since_save = 0
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
             buckets = source.buckets(bucket_size, resume_state)
-            for bucket, batches in encode_buckets(self.encoder(not isinstance(source, InMemorySource)), buckets,
-                                                  self.num_workers):
+            read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
+            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, self.num_workers, read):
                 if quota is not None and quota <= 0:
                     break
                 resolve_feature_ids(batches, vocabs)
@@ -237,13 +237,13 @@ class Profiler:
                     self._process(batch, builder, recorder)
                 quota = None if quota is None else quota - sum(b.num_positions for b in batches)
                 batches_since_save += len(batches)
-                bar.update(len(bucket.texts))
+                bar.update(len(bucket.example_ids))
                 bar.set_postfix(tokens=builder.num_positions, refresh=False)
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
                 pruning = source.num_texts_held > prune_at  # a stream's texts for top examples
                 if saving or pruning:
-                    builder.flush()  # waits for the flush thread: the top examples must be current
+                    builder.update_examples()  # the top examples must be current (a save flushes all)
                     source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
                     # Top lists can refer to more texts than STREAM_TEXTS_KEPT: prune again only once the held
                     # texts have doubled, so the waits stay rare (amortised) whatever the number of referenced texts.

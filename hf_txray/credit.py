@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHistogram, NoiseSums, PositionMass,
-                           SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, split_keys,
-                           strings_to_array, sub_state)
+                           SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, reduce_in_order,
+                           split_keys, strings_to_array, sub_state)
 from .batching import PositionBatch, to_device
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
@@ -95,6 +95,34 @@ def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str
     return unique, sums, torch.zeros(len(unique), dtype=torch.long, device=keys.device).index_add_(0, inverse, counts)
 
 
+def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -> tuple[
+        torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """One keyed stream's queued batches (``(keys, columns)`` each) reduced by :func:`reduce_keys` on their device."""
+    columns = [torch.cat([c[i] for _, c in parts]) for i in range(len(parts[0][1]))]
+    return reduce_keys(torch.cat([k for k, _ in parts]), columns)
+
+
+POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
+
+
+def admitted_candidates(rows: torch.Tensor, mass: torch.Tensor, positions: dict[str, torch.Tensor],
+                        threshold: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One batch's top-example candidates, on its device: the credits at or above their row's admission
+    `threshold` (the row's current capacity-th best; once the lists fill up, a tiny share of the batch, so the
+    candidates stay few and need no sorting here), with their row, activation and position fields.
+
+    Args:
+        rows, mass (`torch.Tensor`): ``(layers, positions, top_k)`` as in :class:`BatchCredit`.
+        positions (`dict[str, torch.Tensor]`): the :data:`POSITION_FIELDS`, ``(positions,)`` each.
+        threshold (`torch.Tensor`): float64 ``(num_rows + 1,)``.
+    """
+    admitted = (mass >= threshold[rows]).view(-1).nonzero().squeeze(1)
+    where = torch.div(admitted, rows.shape[2], rounding_mode="floor") % rows.shape[1]
+    cand = {"row": rows.view(-1)[admitted], "activation": mass.view(-1)[admitted]}
+    cand.update({name: positions[name][where] for name in POSITION_FIELDS})
+    return cand
+
+
 def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch.Tensor, token_index: torch.Tensor,
                  capacity: int) -> torch.Tensor:
     """Indices of the `capacity` best entries of every row, in :class:`TopExamples` order (activation descending,
@@ -111,6 +139,61 @@ def best_per_row(rows: torch.Tensor, activation: torch.Tensor, example_id: torch
     return order[(arange - starts) < capacity]
 
 
+Keyed = tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]  # sorted unique int64 keys, float64 sums, int64 counts
+
+
+def merge_keyed(parts: Sequence[Keyed], method: str = "auto") -> Keyed:
+    """Reduced chunks of one keyed stream (each sorted unique keys, float64 column sums, int64 counts) as one, on
+    their device.
+
+    Args:
+        parts (`list[Keyed]`): the chunks, in the order they were reduced.
+        method (`str`, *optional*, defaults to `"auto"`): ``"merge"`` adds each key's chunks in order with numpy
+            (:func:`~hf_txray.accumulators.reduce_in_order`: bit-identical to folding them into the host
+            accumulators one by one); ``"sort"``: a stable ``torch.sort`` and ``index_add_`` on the chunks'
+            device (float order: the device's). ``"auto"``: merge on a CPU, sort elsewhere.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if method == "merge" or (method == "auto" and parts[0][0].device.type == "cpu"):
+        keys, columns, counts = reduce_in_order([(k.numpy(), [c.numpy() for c in cols], n.numpy())
+                                                 for k, cols, n in parts])
+        return torch.from_numpy(keys), [torch.from_numpy(c) for c in columns], torch.from_numpy(counts)
+    keys, order = torch.sort(torch.cat([k for k, _, _ in parts]), stable=True)
+    unique, inverse = torch.unique_consecutive(keys, return_inverse=True)
+    columns = [torch.zeros(len(unique), dtype=torch.float64, device=keys.device)
+               .index_add_(0, inverse, torch.cat([cols[i] for _, cols, _ in parts])[order])
+               for i in range(len(parts[0][1]))]
+    counts = torch.zeros(len(unique), dtype=torch.long, device=keys.device).index_add_(
+        0, inverse, torch.cat([n for _, _, n in parts])[order])
+    return unique, columns, counts
+
+
+class DeviceSums:
+    """One keyed stream's sums between two moves to the host, on the device: the reduced chunk of every flush is
+    queued and folded into one sorted state (:func:`merge_keyed`) once the queue outgrows it, so folding costs
+    amortised O(log) per key and the host receives one compact chunk per move instead of one per flush."""
+
+    def __init__(self) -> None:
+        self.parts: list[Keyed] = []  # parts[0] is the folded state once there is one
+        self.folded = 0  # keys in parts[0] when it is the folded state, else 0
+        self.size = 0  # keys held in all parts
+
+    def add(self, chunk: Keyed) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk[0])
+        if self.size - self.folded > max(self.folded, 1 << 16):
+            self.fold()
+
+    def fold(self) -> Keyed | None:
+        """Fold every part into one; returns it (None when empty)."""
+        if not self.parts:
+            return None
+        self.parts = [merge_keyed(self.parts)]
+        self.folded = self.size = len(self.parts[0][0])
+        return self.parts[0]
+
+
 def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.ndarray
                  ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Sorted unique keys whose lowest bit is the example id's parity -> the sums over both parities per key
@@ -123,9 +206,6 @@ def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.nda
     np.not_equal(base[1:], base[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     return base[starts], [np.add.reduceat(c, starts) for c in columns], np.add.reduceat(counts, starts)
-
-
-POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
 
 
 @dataclass
@@ -149,8 +229,10 @@ FLUSH_CREDITS = 1 << 19
 # less often (about 400 MB of pending state at most).
 FLUSH_CREDITS_CUDA = 1 << 22
 # Device types whose keyed sums stay on the device between flushes (merged there, moved to the host once at the
-# end): on an accelerator the host merges would otherwise be the run's bottleneck.
-DEVICE_SUMS = ("cuda",)
+# end): on an accelerator the host merges would otherwise be the run's bottleneck. On a CPU too: the sums then
+# reach the host accumulators once instead of at every flush, and the folds (:class:`DeviceSums`) cost fewer
+# passes than the host merges.
+DEVICE_SUMS = ("cpu", "cuda")
 # Device types whose flushes run on the builder's flush thread, overlapping the next batches' kernels. On a CPU the
 # forward already uses every core and the thread's own malloc arena would hold the flush's temporaries beside the
 # main heap (about 100 MB more peak RSS on MiniLM), so flushes run inline there.
@@ -159,12 +241,13 @@ FLUSH_THREAD = ("cuda",)
 # at about 128 bytes per key while a flush is merged (key, two float64 sums, count, and the merge's temporaries);
 # this number where the free memory cannot be read. A move to the host costs a host merge, so hold as many as fit.
 DEVICE_SUMS_LIMIT = 1 << 24
+CPU_SUMS_LIMIT = 1 << 21  # on a CPU, where the held sums share host memory with everything else (about 64 MB)
 
 
 def device_sums_limit(device: torch.device) -> int:
     """Unique keys the builder may hold on `device` (see :data:`DEVICE_SUMS_LIMIT`)."""
     if device.type != "cuda":
-        return DEVICE_SUMS_LIMIT
+        return min(DEVICE_SUMS_LIMIT, CPU_SUMS_LIMIT)
     try:
         free, _ = torch.cuda.mem_get_info(device)
     except RuntimeError:
@@ -182,9 +265,12 @@ class ProfileBuilder:
     The per-batch work (credit rule, (neuron, feature) keys, top-example candidates above each neuron's current
     admission threshold) runs with torch on `device`, on dense ``(layers, positions, top_k)`` tensors; every
     `flush_every` batches, or sooner when :data:`FLUSH_CREDITS` credits are pending, the keys are reduced to
-    unique keys with their sums on the device and only those compact results move to the host accumulators, on a
-    flush thread of the builder, while the main thread goes on with the next batches (no per-batch
-    synchronisation with the device). Neuron totals are read off the (neuron, position) sums at that point.
+    unique keys with their sums on the device, on a flush thread of the builder, while the main thread goes on
+    with the next batches (no per-batch synchronisation with the device). The reduced sums are folded into
+    per-stream :class:`DeviceSums` on the device (devices in :data:`DEVICE_SUMS`) and move to the host
+    accumulators at :meth:`flush` (checkpoints, the end of the run) or when too many keys are held; only the
+    top-example candidates and the corpus counts go to the host at every flush. Neuron totals are read off the
+    (neuron, position) sums when they reach the host.
 
     Args:
         num_layers (`int`), num_neurons (`int`): the hooked grid.
@@ -214,8 +300,8 @@ class ProfileBuilder:
         self.flush_every = flush_every
         self.flush_credits = FLUSH_CREDITS_CUDA if self.device.type == "cuda" else FLUSH_CREDITS
         self._flusher: ThreadPoolExecutor | None = None
-        # stream name -> (sorted unique keys, per-key column sums, entry counts), held on the device
-        self._device_sums: dict[str, tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]] = {}
+        # stream name -> its sorted unique keys, per-key column sums and entry counts, held on the device
+        self._device_sums: dict[str, DeviceSums] = {}
         self.keep_sums_on_device = self.device.type in DEVICE_SUMS
         self.device_sums_limit = device_sums_limit(self.device)
         self._in_flight: Future | None = None
@@ -325,9 +411,14 @@ class ProfileBuilder:
 
     def flush(self) -> None:
         """Move everything pending on the device to the host accumulators, and wait until that is done."""
+        self.update_examples()
+        self._sink_device_sums()
+
+    def update_examples(self) -> None:
+        """Flush what is pending and wait for it, so that the host's top examples are up to date; the keyed sums
+        held on the device stay there (a streamed run prunes its kept texts this way)."""
         self._hand_off()
         self._wait()
-        self._sink_device_sums()
 
     def _hand_off(self) -> None:
         """Start moving the pending device-side state to the host on the builder's flush thread (on the device
@@ -373,48 +464,32 @@ class ProfileBuilder:
             rows, bins = np.divmod(cells.cpu().numpy(), self.histogram.num_bins)
             self.histogram.add_counts(rows, bins, counts[cells].cpu().numpy())
         for name, parts in pending.streams.items():
-            keys = torch.cat([k for k, _ in parts])
-            columns = [torch.cat([c[i] for _, c in parts]) for i in range(len(parts[0][1]))]
+            unique, sums, counts = reduce_stream(parts)
             if self.keep_sums_on_device:
-                self._fold_on_device(name, keys, columns)
+                self._device_sums.setdefault(name, DeviceSums()).add((unique, sums, counts))
             else:
-                unique, sums, counts = reduce_keys(keys, columns)
                 self.sink(name, unique.cpu().numpy(), [s.cpu().numpy() for s in sums], counts.cpu().numpy())
-        if sum(len(held[0]) for held in self._device_sums.values()) > self.device_sums_limit:
+        if sum(held.size for held in self._device_sums.values()) > self.device_sums_limit:
             self._sink_device_sums()
         for ft in self.vocabs:
             self._count_corpus(ft, pending.fids[ft])
         candidates: list[dict[str, torch.Tensor]] = []
         num_candidates = 0
         for rows, mass, positions in pending.credits:
-            # Only credits at or above a neuron's current capacity-th best can enter its top list; once the lists
-            # fill up, that is a tiny share of the batch, so the candidates stay few and need no sorting here.
-            admitted = (mass >= self._threshold[rows]).view(-1).nonzero().squeeze(1)
-            where = torch.div(admitted, rows.shape[2], rounding_mode="floor") % rows.shape[1]
-            cand = {"row": rows.view(-1)[admitted], "activation": mass.view(-1)[admitted]}
-            cand.update({name: positions[name][where] for name in POSITION_FIELDS})
+            cand = admitted_candidates(rows, mass, positions, self._threshold)
             candidates.append(cand)
-            num_candidates += len(admitted)
+            num_candidates += len(cand["row"])
             if num_candidates > max(CANDIDATE_LIMIT, self.examples.num_rows):
                 self._add_candidates(candidates)
                 candidates, num_candidates = [], 0
         self._add_candidates(candidates)
 
-    def _fold_on_device(self, name: str, keys: torch.Tensor, columns: list[torch.Tensor]) -> None:
-        """Merge one flush of a stream's keyed entries into the stream's sums held on the device."""
-        counts = None
-        held = self._device_sums.get(name)
-        if held is not None:
-            counts = torch.cat([held[2], torch.ones_like(keys)])
-            keys = torch.cat([held[0], keys])
-            columns = [torch.cat([a, b]) for a, b in zip(held[1], columns)]
-        self._device_sums[name] = reduce_keys(keys, columns, counts=counts)
-
     def _sink_device_sums(self) -> None:
         """Move the keyed sums held on the device to the host accumulators."""
         held, self._device_sums = self._device_sums, {}
-        for name, (unique, sums, counts) in held.items():
-            self.sink(name, unique.cpu().numpy(), [s.cpu().numpy() for s in sums], counts.cpu().numpy())
+        for name, sums in held.items():
+            unique, columns, counts = sums.fold()
+            self.sink(name, unique.cpu().numpy(), [c.cpu().numpy() for c in columns], counts.cpu().numpy())
 
     def _add_candidates(self, candidates: list[dict[str, torch.Tensor]]) -> None:
         """Merge top-example candidates into the host lists and raise the admission thresholds."""

@@ -21,12 +21,18 @@ from .features import WORD_START
 
 @dataclass
 class Bucket:
-    """Consecutive texts of one source and the resume state after them."""
+    """Consecutive texts of one source and the resume state after them.
 
-    texts: list[str]
+    An in-memory source leaves `texts` and `annotations` unread (None) and says where they are in `rows`
+    (``[lo, hi)`` of its shard): whoever encodes the bucket reads them with :meth:`InMemorySource.read`, in a
+    worker process when there are workers, so the main process neither converts nor sends them.
+    """
+
+    texts: list[str] | None
     example_ids: np.ndarray
     annotations: dict[str, list] | None
     state: dict[str, Any]
+    rows: tuple[int, int] | None = None
 
 
 def is_streaming(corpus: Any) -> bool:
@@ -44,13 +50,16 @@ class InMemorySource:
 
     def buckets(self, size: int, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done = int(state["processed"]) if state else 0
-        annotated = WORD_START in self.shard.column_names
         for lo in range(done, len(self.shard), size):
             hi = min(lo + size, len(self.shard))
-            rows = self.shard[lo:hi]
-            annotations = {k: v for k, v in rows.items() if k != self.text_column} if annotated else None
-            yield Bucket(rows[self.text_column], np.arange(self.start + lo, self.start + hi), annotations,
-                         {"processed": hi})
+            yield Bucket(None, np.arange(self.start + lo, self.start + hi), None, {"processed": hi}, (lo, hi))
+
+    def read(self, lo: int, hi: int) -> tuple[list[str], dict[str, list] | None]:
+        """The texts of shard rows ``[lo, hi)`` and their cached word/tag annotations (None without)."""
+        rows = self.shard[lo:hi]
+        annotated = WORD_START in self.shard.column_names
+        return rows[self.text_column], ({k: v for k, v in rows.items() if k != self.text_column} if annotated
+                                        else None)
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         # to_dict reads the column in one Arrow call (iterating a datasets Column decodes row by row).

@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -25,6 +25,8 @@ from .streaming import Bucket
 logger = logging.getLogger("hf_txray")
 _warned_clamp = False
 _ENCODER: BatchEncoder | None = None
+Reader = Callable[[int, int], tuple[list[str], "dict[str, list] | None"]]  # rows [lo, hi) -> texts, annotations
+_READ: Reader | None = None
 
 
 def available_cores() -> int:
@@ -53,15 +55,18 @@ def resolve_num_workers(requested: int | None, device_type: str) -> int:
     return requested
 
 
-def _init(encoder: BatchEncoder) -> None:
-    global _ENCODER
-    _ENCODER = encoder
+def _init(encoder: BatchEncoder, read: Reader | None) -> None:
+    global _ENCODER, _READ
+    _ENCODER, _READ = encoder, read
     release_free_heap()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
-def _encode(texts, example_ids, annotations) -> list[PositionBatch]:
+def _encode(texts, example_ids, annotations, rows) -> list[PositionBatch]:
     assert _ENCODER is not None
+    if texts is None:
+        assert _READ is not None
+        texts, annotations = _READ(*rows)
     return [_as_arrays(batch) for batch in _ENCODER(texts, example_ids, annotations)]
 
 
@@ -79,20 +84,28 @@ def _as_tensors(batch: PositionBatch) -> PositionBatch:
                                positions=torch.from_numpy(batch.positions))
 
 
-def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers: int
+def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers: int, read: Reader | None = None
                    ) -> Iterator[tuple[Bucket, list[PositionBatch]]]:
-    """``(bucket, batches)`` in input order, encoded inline or by `num_workers` processes."""
+    """``(bucket, batches)`` in input order, encoded inline or by `num_workers` processes.
+
+    Args:
+        read (`Callable`, *optional*): reads the texts and annotations of buckets that hold only their `rows`
+            (:meth:`~hf_txray.streaming.InMemorySource.read`); the workers call it themselves (inherited at fork,
+            pickled once at a spawn), so the texts never pass through the main process.
+    """
     if num_workers == 0:
         for bucket in buckets:
-            yield bucket, encoder(bucket.texts, bucket.example_ids, bucket.annotations)
+            texts, annotations = (bucket.texts, bucket.annotations) if bucket.texts is not None else read(*bucket.rows)
+            yield bucket, encoder(texts, bucket.example_ids, annotations)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init, initargs=(encoder,)) as pool:
+    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init, initargs=(encoder, read)) as pool:
         pending: collections.deque = collections.deque()
         try:
             for bucket in buckets:
-                pending.append((bucket, pool.submit(_encode, bucket.texts, bucket.example_ids, bucket.annotations)))
+                pending.append((bucket, pool.submit(_encode, bucket.texts, bucket.example_ids, bucket.annotations,
+                                                    bucket.rows)))
                 if len(pending) >= 2 * num_workers:
                     done, future = pending.popleft()
                     yield done, [_as_tensors(b) for b in future.result()]

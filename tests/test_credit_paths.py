@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hf_txray import credit
+from hf_txray.accumulators import SparseSums
 from hf_txray.topk import top_k_per_row
 from test_engine import TEXTS, analyze, assert_same_profile
 
@@ -145,3 +146,46 @@ def test_reduce_keys_with_entry_counts(method):
     np.testing.assert_allclose(sums[0].numpy(), [expected[k][0] for k in sorted(expected)], rtol=1e-12)
     np.testing.assert_array_equal(number.numpy(), [expected[k][1] for k in sorted(expected)])
     assert number.dtype == torch.int64
+
+
+def test_keyed_sums_sunk_at_every_flush_give_the_profile_of_sums_held_on_the_device(monkeypatch):
+    """Without held sums (a device type not in DEVICE_SUMS) every flush goes to the host accumulators; held sums
+    reach them once, at the end: the same keys and counts, float sums equal to rounding (the two parities of a key
+    are added once instead of at every flush)."""
+    monkeypatch.setattr(credit, "FLUSH_CREDITS", 7)
+    held = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    monkeypatch.setattr(credit, "DEVICE_SUMS", ())
+    sunk = analyze(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    assert_same_profile(held, sunk)
+    for ft, table in sunk.tables.items():
+        np.testing.assert_array_equal(held.tables[ft].keys(), table.keys())
+        np.testing.assert_array_equal(held.tables[ft].count, table.count)
+        np.testing.assert_allclose(held.tables[ft].mass, table.mass, rtol=1e-12)
+
+
+def test_device_sums_fold_chunks_in_order_on_the_cpu_and_with_the_sort_path():
+    """`merge_keyed` on a CPU sums each key's chunks in order (bit-identical to folding them into the host
+    accumulators one by one); the stable-sort path other devices take gives the same keys, counts and sums."""
+    rng = np.random.default_rng(1)
+    chunks = []
+    for _ in range(5):
+        keys = np.unique(rng.integers(0, 3_000, rng.integers(1, 2_000)))
+        chunks.append((torch.from_numpy(keys), [torch.from_numpy(rng.random(len(keys))) for _ in range(2)],
+                       torch.from_numpy(rng.integers(1, 9, len(keys)))))
+    sums = credit.DeviceSums()
+    for chunk in chunks:
+        sums.add(chunk)
+    keys, columns, counts = sums.fold()
+    state = SparseSums()
+    for k, cols, n in chunks:
+        state.add(k.numpy(), cols[0].numpy(), n.numpy())
+        state.compact()
+    np.testing.assert_array_equal(keys.numpy(), state.keys)
+    np.testing.assert_array_equal(counts.numpy(), state.count)
+    np.testing.assert_array_equal(columns[0].numpy(), state.mass)  # bit-identical
+    sorted_keys, sorted_columns, sorted_counts = credit.merge_keyed(chunks, method="sort")
+    np.testing.assert_array_equal(sorted_keys.numpy(), state.keys)
+    np.testing.assert_array_equal(sorted_counts.numpy(), state.count)
+    for got, want in zip(sorted_columns, columns):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    assert sums.size == len(keys) and len(sums.parts) == 1
