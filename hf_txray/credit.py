@@ -62,8 +62,8 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions)
 
 
-def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto",
-                counts: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto"
+                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """Sorted unique `keys` with the per-key sums of each float64 column and the number of entries per key.
 
     Args:
@@ -73,8 +73,6 @@ def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str
             (``pandas.factorize``: O(n), about twice as fast as sorting every entry on a CPU) and sorts only the
             distinct keys; ``"sort"`` uses ``torch.unique`` on the keys' device. ``"auto"``: hash on a CPU, sort
             elsewhere. Both sum each key's entries in entry order.
-        counts (`torch.Tensor`, *optional*): int64 ``(n,)``, how many entries each one stands for (already reduced
-            sums being merged again); 1 each when omitted.
     """
     if method == "hash" or (method == "auto" and keys.device.type == "cpu"):
         keys, columns = keys.cpu(), [c.cpu() for c in columns]
@@ -82,17 +80,10 @@ def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str
         order = np.argsort(unique)
         n = len(unique)
         sums = [torch.from_numpy(np.bincount(codes, weights=c.numpy(), minlength=n)[order]) for c in columns]
-        if counts is None:
-            number = np.bincount(codes, minlength=n)
-        else:  # exact: int64 sums, not bincount's float64 weights
-            number = np.zeros(n, dtype=np.int64)
-            np.add.at(number, codes, counts.cpu().numpy())
-        return torch.from_numpy(unique[order]), sums, torch.from_numpy(number[order])
+        return torch.from_numpy(unique[order]), sums, torch.from_numpy(np.bincount(codes, minlength=n)[order])
     unique, inverse = torch.unique(keys, return_inverse=True)
     sums = [torch.zeros(len(unique), dtype=c.dtype, device=c.device).index_add_(0, inverse, c) for c in columns]
-    if counts is None:
-        return unique, sums, torch.bincount(inverse, minlength=len(unique))
-    return unique, sums, torch.zeros(len(unique), dtype=torch.long, device=keys.device).index_add_(0, inverse, counts)
+    return unique, sums, torch.bincount(inverse, minlength=len(unique))
 
 
 def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -> tuple[

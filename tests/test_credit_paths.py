@@ -132,22 +132,6 @@ def test_sums_held_on_the_device_between_flushes_give_the_same_profile(monkeypat
         assert profile.activation_histogram.counts.sum() == inline.activation_histogram.counts.sum()
 
 
-@pytest.mark.parametrize("method", ["hash", "sort"])
-def test_reduce_keys_with_entry_counts(method):
-    rng = np.random.default_rng(1)
-    keys = torch.from_numpy(rng.integers(0, 50, 2_000))
-    column = torch.from_numpy(rng.random(2_000))
-    counts = torch.from_numpy(rng.integers(1, 9, 2_000))
-    unique, sums, number = credit.reduce_keys(keys, [column], method=method, counts=counts)
-    expected = {k: (0.0, 0) for k in np.unique(keys.numpy())}
-    for k, c, n in zip(keys.tolist(), column.tolist(), counts.tolist()):
-        expected[k] = (expected[k][0] + c, expected[k][1] + n)
-    np.testing.assert_array_equal(unique.numpy(), sorted(expected))
-    np.testing.assert_allclose(sums[0].numpy(), [expected[k][0] for k in sorted(expected)], rtol=1e-12)
-    np.testing.assert_array_equal(number.numpy(), [expected[k][1] for k in sorted(expected)])
-    assert number.dtype == torch.int64
-
-
 def test_keyed_sums_sunk_at_every_flush_give_the_profile_of_sums_held_on_the_device(monkeypatch):
     """Without held sums (a device type not in DEVICE_SUMS) every flush goes to the host accumulators; held sums
     reach them once, at the end: the same keys and counts, float sums equal to rounding (the two parities of a key
