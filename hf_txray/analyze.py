@@ -345,7 +345,10 @@ def _check_top_k_reachable(model, sites: list[Site], top_k: int) -> None:
 
 
 def _rows(corpus, start: int, end: int):
-    """Rows [start, end) of a ``datasets.Dataset``; empty ranges too (``select(range(n, n))`` raises IndexError)."""
+    """Rows [start, end) of a ``datasets.Dataset``, as Python objects whatever its format (``with_format("numpy")``
+    would hand the tokenizer and spaCy numpy strings); empty ranges too (``select(range(n, n))`` raises
+    IndexError)."""
+    corpus = corpus.with_format(None) if corpus.format["type"] is not None else corpus
     return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 

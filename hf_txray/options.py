@@ -190,7 +190,8 @@ class ProfilerConfig:
                 "such effect.", parse=parse_skip_first_positions, arg_type=str)
     max_positions: int | None = option(
         None, "Stop after crediting exactly this many positions (the first ones in corpus order; split evenly over "
-              "processes), so two stages can be profiled at equal size.")
+              "processes, so a process whose shard holds fewer positions than its share leaves the total short), so "
+              "two stages can be profiled at equal size.")
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names

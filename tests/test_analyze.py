@@ -503,3 +503,14 @@ def test_cli_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, saved_
                      "8"]) == 0
     resumed, whole = hf_txray.Profile.from_pretrained(out), hf_txray.Profile.from_pretrained(tmp_path / "whole")
     assert np.array_equal(resumed.neuron_count, whole.neuron_count) and resumed.neuron_count.sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["numpy", "arrow", "pandas"])
+def test_a_formatted_dataset_is_profiled_as_the_plain_one(kind):
+    import datasets
+
+    plain = datasets.Dataset.from_dict({"text": TEXTS})
+    expected = run(texts=plain, features=("token", "word"))
+    got = run(texts=plain.with_format(kind), features=("token", "word"), num_workers=1)
+    assert np.array_equal(got.neuron_count, expected.neuron_count)
+    assert got.examples["token"].tolist() == expected.examples["token"].tolist()
