@@ -307,7 +307,8 @@ class ProfileBuilder:
         self._reset_device_state()
 
     def _reset_device_state(self) -> None:
-        self._pending = _Pending(torch.zeros((), dtype=torch.long, device=self.device), {}, {ft: [] for ft in self.vocabs})
+        self._pending = _Pending(torch.zeros((), dtype=torch.long, device=self.device), {},
+                                 {ft: [] for ft in self.vocabs})
         if self._dense_histogram:
             self._pending.histogram = torch.zeros((self.num_rows + 1) * self.histogram.num_bins, dtype=torch.long,
                                                   device=self.device)
@@ -413,17 +414,15 @@ class ProfileBuilder:
 
     def _hand_off(self) -> None:
         """Start moving the pending device-side state to the host on the builder's flush thread (on the device
-        types of :data:`FLUSH_THREAD`; inline elsewhere), and carry on with fresh state. The flush synchronises with the device (unique keys, candidate selection, copies) and
-        runs the host accumulators; on its own thread the main thread keeps feeding the model meanwhile. At most
+        types of :data:`FLUSH_THREAD`; inline elsewhere), and carry on with fresh state. The flush synchronises
+        with the device (unique keys, candidate selection, copies) and runs the host accumulators; on its own thread the main thread keeps feeding the model meanwhile. At most
         one flush is in flight (bounding memory); flushes run in order, so the results are those of flushing
         inline."""
         pending = self._pending
         self._reset_device_state()
         self._wait()
-        if not pending.streams and not pending.credits and not any(pending.fids.values()):
-            self.num_uncredited += int(pending.uncredited.item())
-            return
-        if self.device.type not in FLUSH_THREAD:
+        empty = not pending.streams and not pending.credits and not any(pending.fids.values())
+        if empty or self.device.type not in FLUSH_THREAD:  # an empty flush (after close too) starts no thread
             self._drain(pending)
             return
         if self._flusher is None:  # started lazily: after the encoding workers have forked

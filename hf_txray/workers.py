@@ -62,11 +62,17 @@ def _init(encoder: BatchEncoder, read: Reader | None) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
+def _texts(texts, annotations, rows, read: Reader | None):
+    """A bucket's texts and annotations: as carried, or read from its `rows` (an in-memory source's bucket)."""
+    if texts is not None:
+        return texts, annotations
+    assert read is not None
+    return read(*rows)
+
+
 def _encode(texts, example_ids, annotations, rows) -> list[PositionBatch]:
     assert _ENCODER is not None
-    if texts is None:
-        assert _READ is not None
-        texts, annotations = _READ(*rows)
+    texts, annotations = _texts(texts, annotations, rows, _READ)
     return [_as_arrays(batch) for batch in _ENCODER(texts, example_ids, annotations)]
 
 
@@ -95,7 +101,7 @@ def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers
     """
     if num_workers == 0:
         for bucket in buckets:
-            texts, annotations = (bucket.texts, bucket.annotations) if bucket.texts is not None else read(*bucket.rows)
+            texts, annotations = _texts(bucket.texts, bucket.annotations, bucket.rows, read)
             yield bucket, encoder(texts, bucket.example_ids, annotations)
         return
     methods = multiprocessing.get_all_start_methods()
