@@ -413,11 +413,11 @@ class ProfileBuilder:
         self._wait()
 
     def _hand_off(self) -> None:
-        """Start moving the pending device-side state to the host on the builder's flush thread (on the device
-        types of :data:`FLUSH_THREAD`; inline elsewhere), and carry on with fresh state. The flush synchronises
-        with the device (unique keys, candidate selection, copies) and runs the host accumulators; on its own thread the main thread keeps feeding the model meanwhile. At most
-        one flush is in flight (bounding memory); flushes run in order, so the results are those of flushing
-        inline."""
+        """Start moving the pending device-side state to the host on the builder's flush thread (on the device types
+        of :data:`FLUSH_THREAD`; inline elsewhere), and carry on with fresh state. The flush synchronises with the
+        device (unique keys, candidate selection, copies) and runs the host accumulators; on its own thread the main
+        thread keeps feeding the model meanwhile. At most one flush is in flight (bounding memory); flushes run in
+        order, so the results are those of flushing inline."""
         pending = self._pending
         self._reset_device_state()
         self._wait()
