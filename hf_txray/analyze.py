@@ -20,7 +20,7 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options, pad_multiple,
                        resolve_feature_ids, to_device)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
@@ -90,9 +90,11 @@ class Profiler:
 
     def encoder(self, annotate: bool) -> BatchEncoder:
         """The worker-side encoder of this profiler (annotating on the fly for streamed corpora)."""
+        config = self.config
         options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
-                                long_texts=self.config.long_texts, stride=self.stride,
-                                batch_size=self.config.batch_size, max_tokens_per_batch=self.config.max_tokens_per_batch)
+                                long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
+                                max_tokens_per_batch=config.max_tokens_per_batch,
+                                pad_multiple=pad_multiple(self.device.type))
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
     # ----- the corpus ---------------------------------------------------------------------------------------
