@@ -21,7 +21,7 @@ import torch
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options, pad_multiple,
-                       resolve_feature_ids, to_device)
+                       resolve_feature_ids, stage)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
@@ -94,7 +94,8 @@ class Profiler:
         options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
                                 long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
                                 max_tokens_per_batch=config.max_tokens_per_batch,
-                                pad_multiple=pad_multiple(self.device.type))
+                                pad_multiple=pad_multiple(self.device.type),
+                                skip_first_positions=self.skip_first_positions)
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
     # ----- the corpus ---------------------------------------------------------------------------------------
@@ -264,10 +265,9 @@ class Profiler:
 
     @torch.no_grad()
     def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
-        """Drop the first `skip_first_positions` of each text and, under `max_positions`, keep only the bucket's
-        first `quota` positions in corpus order (example id, token index), whatever batch they were packed in."""
-        if self.skip_first_positions:
-            batches = [b.select(b.token_index >= self.skip_first_positions) for b in batches]
+        """Under `max_positions`, keep only the bucket's first `quota` positions in corpus order (example id, token
+        index), whatever batch they were packed in (the encoder has already dropped the first
+        `skip_first_positions` of each text)."""
         total = sum(b.num_positions for b in batches)
         if quota is None or total <= quota:
             return batches
@@ -284,15 +284,22 @@ class Profiler:
             builder.add([], [], batch)
             return
         width = batch.inputs["input_ids"].shape[1]
-        recorder.positions = to_device(self.forward.positions(batch.positions, width), self.device)
+        arrays = {f"input.{k}": v for k, v in batch.inputs.items()}
+        arrays["hooked"] = self.forward.positions(batch.positions, width)
+        together = builder.device == self.device  # the credit's position fields travel with the inputs
+        if together:
+            arrays.update({f"credit.{k}": v for k, v in builder.position_arrays(batch).items()})
+        staged = stage(arrays, self.device)
+        recorder.positions = staged["hooked"]
         recorder.reset()
         recorder.enabled = True
         try:
-            self.forward({k: to_device(v, self.device) for k, v in batch.inputs.items()})
+            self.forward({k[len("input."):]: v for k, v in staged.items() if k.startswith("input.")})
         finally:
             recorder.enabled = False
         recorder.check_complete()
-        builder.add(recorder.values, recorder.indices, batch)
+        credit = {k[len("credit."):]: v for k, v in staged.items() if k.startswith("credit.")} if together else None
+        builder.add(recorder.values, recorder.indices, batch, positions=credit)
 
 
 BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker hand-off and checkpoints

@@ -187,6 +187,7 @@ class EncodeOptions:
     max_tokens_per_batch: int | None = None
     sort_by_length: bool = True
     pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (:func:`pad_multiple`)
+    skip_first_positions: int = 0  # positions with a smaller token index are not credited (still run as context)
 
 
 @dataclass
@@ -262,6 +263,8 @@ class BatchEncoder:
             windowed += len(new) > 1
             segments.extend(new)
         batches = self._pack(segments, per_text, example_ids, vocabs)
+        if opts.skip_first_positions:  # here, in the workers, rather than on the main process
+            batches = [b.select(b.token_index >= opts.skip_first_positions) for b in batches]
         if not batches:
             batches = [_empty_batch()]
         first = batches[0]
@@ -375,6 +378,40 @@ def to_device(tensor: torch.Tensor | np.ndarray, device: torch.device) -> torch.
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+def stage(arrays: dict[str, torch.Tensor | np.ndarray], device: torch.device, packed: bool | None = None
+          ) -> dict[str, torch.Tensor]:
+    """A batch's arrays (model inputs, positions, feature ids) on `device`.
+
+    On CUDA the int64 arrays travel together: packed into one pinned host buffer and moved by one non-blocking
+    copy, then viewed apart on the device. One pinned allocation and one copy per batch instead of one per array
+    (pinning each of a batch's nine small arrays took 0.6 s of a 12 s GPT-2-size run on an H200). Elsewhere each
+    array is moved as by :func:`to_device` (on a CPU: shared, not copied).
+
+    Args:
+        arrays (`dict[str, torch.Tensor | np.ndarray]`): host arrays of any shape.
+        device (`torch.device`): where they go.
+        packed (`bool`, *optional*): pack even off CUDA (the buffer is then not pinned); defaults to CUDA only.
+
+    Returns:
+        `dict[str, torch.Tensor]`: the same names, shapes and values, on `device`.
+    """
+    if not (device.type == "cuda" if packed is None else packed):
+        return {name: to_device(value, device) for name, value in arrays.items()}
+    host = {name: value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            for name, value in arrays.items()}
+    out = {name: to_device(a, device) for name, a in host.items() if a.dtype != np.int64}
+    together = {name: a for name, a in host.items() if a.dtype == np.int64}
+    buffer = torch.empty(sum(a.size for a in together.values()), dtype=torch.int64, pin_memory=device.type == "cuda")
+    flat, start, spans = buffer.numpy(), 0, {}
+    for name, a in together.items():
+        flat[start: start + a.size] = a.reshape(-1)
+        spans[name] = (start, a.shape)
+        start += a.size
+    moved = buffer.to(device, non_blocking=True)  # the host allocator keeps the buffer until the copy is done
+    out.update({name: moved[lo: lo + int(np.prod(shape))].view(shape) for name, (lo, shape) in spans.items()})
+    return out
 
 
 def resolve_feature_ids(batches: Sequence[PositionBatch], vocabs: dict[str, Vocabulary]) -> None:
