@@ -231,7 +231,8 @@ class Profiler:
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
             buckets = source.buckets(bucket_size, resume_state)
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
-            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, self.num_workers, read):
+            workers = self._workers_for(source, bucket_size, resume_state)
+            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
                 if quota is not None and quota <= 0:
                     break
                 resolve_feature_ids(batches, vocabs)
@@ -262,6 +263,16 @@ class Profiler:
             recorder.detach()
             self.model.train(was_training)
         return builder.to_profile(dataclasses.replace(meta), source.fetch)
+
+    def _workers_for(self, source, bucket_size: int, resume_state) -> int:
+        """Encoding workers for this run: as configured, but the default (``num_workers=None``) starts no more
+        workers than there are buckets left, and none for a single bucket, which no worker could overlap with the
+        model (a small corpus, such as a Trainer snapshot's, then costs no process start)."""
+        if self.config.num_workers is not None or source.total is None:
+            return self.num_workers
+        left = source.total - (int(resume_state["processed"]) if resume_state else 0)
+        buckets = -(-left // bucket_size)
+        return min(self.num_workers, buckets) if buckets > 1 else 0
 
     @torch.no_grad()
     def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
