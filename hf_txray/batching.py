@@ -13,6 +13,7 @@ Two stages, so the expensive one can run in DataLoader-style worker processes:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -250,16 +251,17 @@ class BatchEncoder:
         segments: list[_Segment] = []
         per_text: list[dict[str, np.ndarray]] = []
         truncated = empty = windowed = 0
+        flat = _flat_encoding(enc)
+        bounds = flat.pop("bounds").tolist()
         for i, text in enumerate(texts):
-            fields = self._text_fields(i, text, enc, annotations, vocabs)
+            tokens = {name: values[bounds[i]: bounds[i + 1]] for name, values in flat.items()}  # views
+            fields = self._text_fields(i, text, tokens, annotations, vocabs)
             per_text.append(fields)
             if fields is None:
                 empty += int(not text.strip())
                 continue
-            ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
-            types = np.asarray(enc["token_type_ids"][i], dtype=np.int64) if "token_type_ids" in enc else None
             truncated += truncate and _is_truncated(text, enc["offset_mapping"][i], opts.max_length)
-            new = self._segments(i, ids, types, fields["index"])
+            new = self._segments(i, tokens["input_ids"], tokens.get("token_type_ids"), fields["index"])
             windowed += len(new) > 1
             segments.extend(new)
         batches = self._pack(segments, per_text, example_ids, vocabs)
@@ -272,19 +274,18 @@ class BatchEncoder:
         return batches
 
     # ----- per text ---------------------------------------------------------------------------------------------
-    def _text_fields(self, i, text, enc, annotations, vocabs) -> dict[str, np.ndarray] | None:
-        """Arrays over the text's creditable positions (non-special tokens): index, span, token id, features."""
+    def _text_fields(self, i, text, tokens, annotations, vocabs) -> dict[str, np.ndarray] | None:
+        """Arrays over the text's creditable positions (non-special tokens): index, span, token id, features.
+        `tokens`: the text's slices of :func:`_flat_encoding`."""
         if not text.strip():
             return None
-        special = np.asarray(enc["special_tokens_mask"][i], dtype=np.int64)
-        index = np.nonzero(special == 0)[0].astype(np.int64)
+        index = np.flatnonzero(tokens["special_tokens_mask"] == 0)
         if len(index) == 0:
             return None
-        offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+        offsets = tokens["offset_mapping"]
         ends = offsets[index, 1]
         starts = first_visible_char(text, offsets[index, 0], ends)
-        fields = {"index": index, "start": starts, "end": ends,
-                  "token_id": np.asarray(enc["input_ids"][i], dtype=np.int64)[index]}
+        fields = {"index": index, "start": starts, "end": ends, "token_id": tokens["input_ids"][index]}
         words = None
         if annotations is not None:
             word_starts = np.asarray(annotations[WORD_START][i], dtype=np.int64)
@@ -362,6 +363,25 @@ class BatchEncoder:
         for name, items in local_vocabs.items():
             batch.local_features[name] = (take(name), items)
         return batch
+
+
+def _flat_encoding(enc) -> dict[str, np.ndarray]:
+    """A batch encoding's token lists as flat int64 arrays (each text's tokens at ``bounds[i]:bounds[i + 1]``):
+    one conversion per field for the whole bucket instead of one per text (about a fifth of the encoder's Python
+    time on PTB sentences)."""
+    chain = itertools.chain.from_iterable
+    ids = enc["input_ids"]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    bounds = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    total = int(bounds[-1])
+    flat = {"bounds": bounds, "input_ids": np.fromiter(chain(ids), dtype=np.int64, count=total),
+            "special_tokens_mask": np.fromiter(chain(enc["special_tokens_mask"]), dtype=np.int64, count=total),
+            "offset_mapping": np.fromiter(chain(chain(enc["offset_mapping"])), dtype=np.int64,
+                                          count=2 * total).reshape(-1, 2)}
+    if "token_type_ids" in enc:
+        flat["token_type_ids"] = np.fromiter(chain(enc["token_type_ids"]), dtype=np.int64, count=total)
+    return flat
 
 
 def _empty_batch() -> PositionBatch:
