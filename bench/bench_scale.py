@@ -250,7 +250,7 @@ def memory_rows(m: dict) -> list[str]:
             f"{mm['engine_mb'][0]:.0f} / {mm['engine_mb'][1]:.0f} MB |",
         ]
         if heap:
-            lines.append(f"| glibc heap at the end, in use / free but resident, {label}: {sizes}, median | "
+            lines.append(f"| glibc heap after `analyze`, in use / free (kept by malloc), {label}: {sizes}, median | "
                          f"{statistics.median(r['heap']['in_use'] for r in s):.0f} / "
                          f"{statistics.median(r['heap']['free'] for r in s):.0f} MB; "
                          f"{statistics.median(r['heap']['in_use'] for r in l):.0f} / "
@@ -300,7 +300,21 @@ def report(r: dict, m: dict | None) -> str:
     ]
     if m:
         lines += memory_rows(m)
+        lines += ["", memory_note(m)]
     return "\n".join(lines)
+
+
+def memory_note(m: dict) -> str:
+    """What the memory rows measure (the figure of record and the columns beside it)."""
+    rounds = len(next(iter(m.values()))["small"])
+    return (f"Memory: each run in a fresh process (token features, `num_workers=0`, one torch thread), {rounds} "
+            "interleaved rounds, medians with min-max. The model and corpus are loaded first and `clear_refs` resets "
+            "the peak, so the figure of record, the peak RSS (VmHWM), is the largest resident set from right before "
+            "`analyze` to its end: the whole process (model weights, libraries, the corpus) plus what `analyze` "
+            "adds; the growth is that of the medians. Anonymous RSS (heap and mmapped allocations, without the "
+            "file-backed pages of libraries and weights) is sampled by the parent from `/proc/<pid>/status` every "
+            f"{SAMPLE_EVERY_S * 1000:.0f} ms. The glibc heap figures (`mallinfo2`) are read after `analyze` returns, "
+            "when the retained heap's top has been trimmed again.")
 
 
 def main() -> None:
