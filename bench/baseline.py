@@ -1,10 +1,13 @@
-"""Shared by the benchmark scripts: the plain forward baseline over the very batches `analyze` builds, and the
-main process's CPU time (user + system, with minor page faults) from ``resource.getrusage``."""
+"""Shared by the benchmark scripts: the plain forward baseline over the very batches `analyze` builds, the
+main process's CPU time (user + system, with minor page faults) from ``resource.getrusage``, and the CPU time of
+the engine's parts within a run (:class:`WorkTimer`)."""
 
 from __future__ import annotations
 
 import resource
 import statistics
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -37,12 +40,14 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 
 def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int,
-                   features=("token",)) -> list[dict]:
-    """The model inputs `analyze` runs (same encoder, windows and token budget), for the plain forward baseline."""
-    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride
+                   features=("token",), device_type: str = "cpu") -> list[dict]:
+    """The model inputs `analyze` runs on `device_type` (same encoder, windows, token budget and padded widths),
+    for the plain forward baseline."""
+    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride, pad_multiple
 
-    encoder = BatchEncoder(tokenizer, EncodeOptions(max_length, features, stride=default_stride(max_length),
-                                                    batch_size=batch_size, max_tokens_per_batch=max_tokens_per_batch))
+    options = EncodeOptions(max_length, features, stride=default_stride(max_length), batch_size=batch_size,
+                            max_tokens_per_batch=max_tokens_per_batch, pad_multiple=pad_multiple(device_type))
+    encoder = BatchEncoder(tokenizer, options)
     batches = []
     for i in range(0, len(texts), batch_size * 8):
         chunk = texts[i: i + batch_size * 8]
@@ -62,3 +67,58 @@ def plain_usage(model, batches) -> CpuUsage:
 def plain(model, batches) -> float:
     """CPU seconds (user + system) of a bare ``model(**inputs)`` over `batches`."""
     return plain_usage(model, batches).total
+
+
+class WorkTimer:
+    """Per-thread CPU time spent in the engine's parts, by part, within the runs of this process.
+
+    * ``device``: the work that runs on the accelerator when there is one: the hooks' top-k and the credit
+      reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys, the folds of
+      the device-side sums and the selection of top-example candidates);
+    * ``forward``: the model's forward call, hooks included (the hooks' top-k is device work: the forward's own
+      CPU time is ``forward`` minus ``_record``).
+
+    Per-thread CPU time (the builder's flush thread runs beside the main thread); a timed call nested in another
+    of the same group counts once."""
+
+    DEVICE = [("sites.WinnerRecorder", "_record"), ("credit.ProfileBuilder", "accumulate"),
+              ("credit", "reduce_winners"), ("credit", "reduce_stream"), ("credit", "reduce_keys"),
+              ("credit", "merge_keyed"), ("credit", "admitted_candidates"), ("credit", "best_per_row")]
+    FORWARD = [("forward.StackForward", "__call__")]
+
+    def __init__(self):
+        import importlib
+
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        for group, targets in (("device", self.DEVICE), ("forward", self.FORWARD)):
+            for where, name in targets:
+                module, _, cls = where.partition(".")
+                owner = importlib.import_module(f"hf_txray.{module}")
+                owner = getattr(owner, cls) if cls else owner
+                if hasattr(owner, name):
+                    setattr(owner, name, self._timed(getattr(owner, name), group, name))
+
+    def reset(self) -> None:
+        self.seconds = {}
+
+    def group(self, group: str) -> float:
+        return sum(v for k, v in self.seconds.items() if k.startswith(group + ":"))
+
+    def _timed(self, fn, group: str, name: str):
+        def wrapper(*args, **kwargs):
+            depth = getattr(self._local, group, 0)
+            if depth:
+                return fn(*args, **kwargs)
+            setattr(self._local, group, 1)
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - start
+                setattr(self._local, group, 0)
+                with self._lock:
+                    key = f"{group}:{name}"
+                    self.seconds[key] = self.seconds.get(key, 0.0) + spent
+        return wrapper

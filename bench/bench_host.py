@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from baseline import cpu_usage, engine_batches, plain, spread  # noqa: E402
+from baseline import WorkTimer, cpu_usage, engine_batches, plain, spread  # noqa: E402
 
 BATCH, TOKENS_PER_BATCH, MAX_LENGTH, WORKERS = 256, 8192, 128, 1
 # Forward throughput of GPU models (tokens/s) from issue 13, for the projection.
@@ -63,79 +61,54 @@ def profiled(model, tokenizer, texts, features=("token",), workers=WORKERS):
     return (cpu_usage() - start).total, children_cpu() - start_children, profile
 
 
-class DeviceWorkTimer:
-    """CPU time spent in the work that runs on the accelerator when there is one: the hooks' top-k and the
-    credit reductions (``reduce_winners``, ``ProfileBuilder.accumulate``, the reductions of the queued keys, the
-    folds of the device-side sums and the selection of top-example candidates). Per-thread CPU time (the builder's flush thread runs beside the main
-    thread); nested timed calls count once."""
-
-    def __init__(self):
-        from hf_txray import credit, sites
-
-        self.seconds = 0.0
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._patched = [(sites.WinnerRecorder, "_record"), (credit.ProfileBuilder, "accumulate"),
-                         (credit, "reduce_winners"), (credit, "reduce_stream"), (credit, "reduce_keys"),
-                         (credit, "merge_keyed"), (credit, "admitted_candidates"), (credit, "best_per_row")]
-        self._patched = [(owner, name) for owner, name in self._patched if hasattr(owner, name)]
-        self._originals = [getattr(owner, name) for owner, name in self._patched]
-        for (owner, name), original in zip(self._patched, self._originals):
-            setattr(owner, name, self._timed(original))
-
-    def _timed(self, fn):
-        def wrapper(*args, **kwargs):
-            if getattr(self._local, "depth", 0):
-                return fn(*args, **kwargs)
-            self._local.depth = 1
-            start = time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent = time.thread_time() - start
-                self._local.depth = 0
-                with self._lock:
-                    self.seconds += spent
-        return wrapper
-
-
-def one_size(model, tokenizer, texts, repeats: int, timer: DeviceWorkTimer) -> dict:
+def one_size(model, tokenizer, texts, repeats: int, timer: WorkTimer) -> dict:
     batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS_PER_BATCH)
-    plain_cpu, txray_cpu, worker_cpu, inline_cpu, device_cpu = [], [], [], [], []
+    runs: dict[str, list[float]] = {k: [] for k in ("plain", "analyze", "workers", "inline", "device", "outside")}
+    parts: list[dict[str, float]] = []
     for _ in range(repeats):  # interleaved, best of each
-        plain_cpu.append(plain(model, batches))
-        timer.seconds = 0.0
+        runs["plain"].append(plain(model, batches))
+        timer.reset()
         main, workers, profile = profiled(model, tokenizer, texts)
-        txray_cpu.append(main)
-        worker_cpu.append(workers)
-        device_cpu.append(timer.seconds)
-        inline_cpu.append(profiled(model, tokenizer, texts, workers=0)[0])
-    return {"sentences": len(texts), "tokens": profile.meta.num_positions, "batches": len(batches),
-            "plain": min(plain_cpu), "analyze": min(txray_cpu), "workers": min(worker_cpu),
-            "inline": min(inline_cpu), "device_work": min(device_cpu),
-            "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens,
-            "runs": {"plain": plain_cpu, "analyze": txray_cpu, "inline": inline_cpu}}
+        runs["analyze"].append(main)
+        runs["workers"].append(workers)
+        runs["device"].append(timer.group("device"))
+        # Direct: this run's CPU time outside the model's own forward (its hooks' top-k counts as outside).
+        forward_body = timer.group("forward") - timer.seconds.get("device:_record", 0.0)
+        runs["outside"].append(main - forward_body)
+        parts.append(dict(timer.seconds))
+        runs["inline"].append(profiled(model, tokenizer, texts, workers=0)[0])
+    best = {k: min(v) for k, v in runs.items()}
+    return {"sentences": len(texts), "tokens": profile.meta.num_positions, "batches": len(batches), **best,
+            "parts": parts[runs["outside"].index(best["outside"])],
+            "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens, "runs": runs}
 
 
 def measure(num_sentences: int, repeats: int) -> dict:
     """Per-token cost as the slope between the corpus and 4x the corpus (fixed costs such as loading the corpus,
-    starting the worker and writing the profile cancel out); the fixed cost is reported beside."""
+    starting the worker and writing the profile cancel out); the fixed cost is reported beside.
+
+    Two measures of the CPU time outside the forward: against a plain forward over the same batches in separate
+    runs (``analyze`` minus ``plain``: includes what analyze does to the forward itself, such as cache misses, but
+    subtracts two noisy runs), and directly within each analyze run (its CPU time minus that of the model's forward
+    call, hooks excluded)."""
     from hf_txray import corpora
 
     torch.set_num_threads(1)
     model, tokenizer = near_free_model()
     texts = corpora.penn_treebank("train", num_samples=4 * num_sentences).to_dict()["text"]
+    timer = WorkTimer()
     profiled(model, tokenizer, texts[:500])  # warm-up (imports, allocator)
-    timer = DeviceWorkTimer()
     small = one_size(model, tokenizer, texts[:num_sentences], repeats, timer)
     large = one_size(model, tokenizer, texts, repeats, timer)
     tokens = large["tokens"] - small["tokens"]
-    slope = lambda key: ((large[key] - large["plain"]) - (small[key] - small["plain"])) / tokens * 1e6  # noqa: E731
-    device = (large["device_work"] - small["device_work"]) / tokens * 1e6
-    host = slope("analyze")
-    return {"small": small, "large": large, "outside_forward_us": host, "inline_us": slope("inline"),
-            "device_work_us": device, "host_only_us": host - device,
-            "fixed_s": (small["analyze"] - small["plain"]) - host * small["tokens"] / 1e6}
+    per_token = lambda key: (large[key] - small[key]) / tokens * 1e6  # noqa: E731
+    outside = per_token("analyze") - per_token("plain")
+    device, direct = per_token("device"), per_token("outside")
+    part_us = {k: (large["parts"].get(k, 0.0) - small["parts"].get(k, 0.0)) / tokens * 1e6 for k in large["parts"]}
+    return {"small": small, "large": large, "outside_forward_us": outside, "inline_us": per_token("inline") -
+            per_token("plain"), "device_work_us": device, "host_only_us": outside - device,
+            "outside_direct_us": direct, "host_only_direct_us": direct - device, "parts_us": part_us,
+            "fixed_s": (small["analyze"] - small["plain"]) - outside * small["tokens"] / 1e6}
 
 
 def projection(host_us: float) -> list[tuple[str, int, float]]:
@@ -166,6 +139,12 @@ def report(r: dict) -> str:
         f"{r['device_work_us']:.2f} µs |",
         f"| host-only work per token (reading, receiving batches, feature ids, accumulators) | "
         f"{r['host_only_us']:.2f} µs |",
+        f"| **directly, within each analyze run: CPU per token outside the model's forward call** (hooks' top-k "
+        f"counted outside) | **{r['outside_direct_us']:.2f} µs** |",
+        f"| of which device work / host-only work | {r['device_work_us']:.2f} / **{r['host_only_direct_us']:.2f} µs** |",
+        "| device work by part, per token: " + ", ".join(f"`{k.split(':')[1]}` {v:.2f}" for k, v in
+                                                        sorted(r["parts_us"].items()) if k.startswith("device:"))
+        + " µs |",
         f"| outside the forward with `num_workers=0` (tokenization inline) | {r['inline_us']:.2f} µs |",
         f"| fixed cost per run (corpus checks, worker start, profile tables and examples) | {r['fixed_s']:.2f} s |",
         f"| CPU s (user + system) per run, {large['sentences']} sentences, median (min-max): plain / analyze / "
@@ -178,7 +157,12 @@ def report(r: dict) -> str:
         "",
         "| model | forward tokens/s | projected analyze / forward |", "| --- | --- | --- |",
     ]
-    lines += [f"| {name} | {rate:,} | {ratio:.2f} |" for name, rate, ratio in projection(r["host_only_us"])]
+    direct = projection(r["host_only_direct_us"])
+    lines[-2] = "| model | forward tokens/s | projected analyze / forward: host-only measured directly / against the " \
+                "plain forward |"
+    lines[-1] = "| --- | --- | --- |"
+    lines += [f"| {name} | {rate:,} | **{mine:.2f}** / {ratio:.2f} |"
+              for (name, rate, ratio), (_, _, mine) in zip(projection(r["host_only_us"]), direct)]
     return "\n".join(lines)
 
 

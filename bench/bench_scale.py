@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from baseline import cpu_usage, engine_batches, plain_usage, spread  # noqa: E402
+from baseline import WorkTimer, cpu_usage, engine_batches, plain_usage, spread  # noqa: E402
 from results_file import update_section  # noqa: E402
 
 MAX_LENGTH, BATCH, TOKENS, WORKERS = 128, 64, 4096, 1
@@ -74,22 +74,38 @@ def _children() -> float:
 
 
 def ratios(num_sentences: int, repeats: int) -> dict:
+    """The ratios on `num_sentences`, and per token: token features on twice the corpus too, so that the slope
+    between the two sizes leaves out the per-run costs (the final flush, the top-example table, the profile's
+    assembly); within each token run, the CPU time of the model's forward call and of the engine's parts
+    (:class:`~baseline.WorkTimer`)."""
     torch.set_num_threads(1)
-    model, tokenizer, corpus = setup(num_sentences)
+    model, tokenizer, double = setup(2 * num_sentences)
+    corpus = double.select(range(num_sentences))
     texts = corpus.to_dict()["text"]
     batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS)
+    double_batches = engine_batches(tokenizer, double.to_dict()["text"], MAX_LENGTH, BATCH, TOKENS)
     full = ("token", "word", "pos")
+    timer = WorkTimer()
     profiled(model, tokenizer, corpus.select(range(min(200, len(corpus)))), ("token",))  # warm-up
     profiled(model, tokenizer, corpus, full)  # tags the corpus once: the runs below read the cache
-    runs = {"plain": [], "token": [], "full": [], "token_workers": [], "full_workers": []}
+    runs = {"plain": [], "token": [], "full": [], "token_workers": [], "full_workers": [], "plain_2x": [],
+            "token_2x": []}
+    parts: dict[str, list[dict[str, float]]] = {"token": [], "token_2x": []}
     # user / system / faults of each run, for the diagnosis; "inline": token features with num_workers=0 (the CPU
     # default: tokenization in this process, and no forked worker whose copy-on-write pages this process re-faults)
     usage = {"plain": [], "token": [], "full": [], "inline": []}
     for _ in range(repeats):  # interleaved: the machine's speed drifts between rounds
         usage["plain"].append(plain_usage(model, batches))
+        timer.reset()
         main, workers, profile = profiled(model, tokenizer, corpus, ("token",))
+        parts["token"].append(dict(timer.seconds))
         usage["token"].append(main)
         runs["token_workers"].append(workers)
+        runs["plain_2x"].append(plain_usage(model, double_batches).total)
+        timer.reset()
+        main_2x, _, profile_2x = profiled(model, tokenizer, double, ("token",))
+        runs["token_2x"].append(main_2x.total)
+        parts["token_2x"].append(dict(timer.seconds))
         main, workers, _ = profiled(model, tokenizer, corpus, full)
         usage["full"].append(main)
         runs["full_workers"].append(workers)
@@ -97,6 +113,15 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     for name, measured in usage.items():
         runs[name] = [u.total for u in measured]
     best = {k: min(v) for k, v in runs.items()}
+    tokens, tokens_2x = profile.meta.num_positions, profile_2x.meta.num_positions
+    per_token = {k: (best[f"{k}_2x"] - best[k]) / (tokens_2x - tokens) for k in ("plain", "token")}
+    # The engine's parts in the token run of least CPU time; "forward": the model's forward call, its hooks' top-k
+    # excluded (the top-k is reported apart), against the plain forward over the same batches.
+    least = parts["token"][runs["token"].index(best["token"])]
+    forward = least.get("forward:__call__", 0.0) - least.get("device:_record", 0.0)
+    split = {"forward_call": forward, "top_k": least.get("device:_record", 0.0),
+             "credit": sum(v for k, v in least.items() if k.startswith("device:")) - least.get("device:_record", 0.0)}
+    split["other"] = best["token"] - sum(split.values())
     # Per round ratios (plain and analyze measured side by side) show the spread of the figure itself.
     round_ratio = {f: [p / a for p, a in zip(runs["plain"], runs[f])] for f in ("token", "full", "inline")}
     return {"sentences": num_sentences, "tokens": profile.meta.num_positions, "best": best, "runs": runs,
@@ -105,7 +130,10 @@ def ratios(num_sentences: int, repeats: int) -> dict:
             "ratio_token": best["plain"] / best["token"], "ratio_full": best["plain"] / best["full"],
             "ratio_token_all_cpu": best["plain"] / (best["token"] + best["token_workers"]),
             "ratio_full_all_cpu": best["plain"] / (best["full"] + best["full_workers"]),
-            "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens}
+            "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens,
+            "tokens_2x": tokens_2x, "marginal_ratio_token": per_token["plain"] / per_token["token"],
+            "per_run_cost": (best["token"] - best["plain"]) - (per_token["token"] - per_token["plain"]) * tokens,
+            "split": split}
 
 
 def rss_child(num_sentences: int, streaming: bool) -> None:
@@ -295,6 +323,13 @@ def report(r: dict, m: dict | None) -> str:
         f"{spread(r['runs']['plain'])} / {spread(r['runs']['token'])} / {spread(r['runs']['full'])} |",
         f"| analyze / plain forward, token, `num_workers=0` (the CPU default; tokenization counted here) | "
         f"{b['plain'] / b['inline']:.3f}; per round {spread(r['round_ratio']['inline'])} |",
+        f"| **per token, analyze / plain forward, token** (slope between {r['sentences']} and "
+        f"{2 * r['sentences']} sentences: per-run costs left out) | **{r['marginal_ratio_token']:.3f}** |",
+        f"| per-run cost of analyze beyond the per-token cost (final flush, top-example table, profile) | "
+        f"{r['per_run_cost']:.2f} s CPU |",
+        f"| token run of least CPU, by part: the model's forward call (hooks' top-k excluded; the plain forward: "
+        f"{b['plain']:.2f}) / hooks' top-k / credit (device work) / everything else | "
+        + " / ".join(f"{r['split'][k]:.2f}" for k in ("forward_call", "top_k", "credit", "other")) + " s CPU |",
         f"| of which system time (page faults), median: plain / token / full / token inline | {system} |",
         f"| minor page faults per run, median: plain / token / full / token inline | {faults} |",
     ]

@@ -131,7 +131,8 @@ def make_bundle(folder: Path, sentences: int) -> None:
 def batches(tokenizer, corpus, max_length):
     from baseline import engine_batches
 
-    return [{k: v.cuda() for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS)]
+    return [{k: v.cuda() for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS,
+                                                                       device_type="cuda")]
 
 
 def plain(model, prepared) -> tuple[float, float]:

@@ -20,8 +20,8 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
-                       resolve_feature_ids, to_device)
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options, pad_multiple,
+                       resolve_feature_ids, stage)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
@@ -90,9 +90,12 @@ class Profiler:
 
     def encoder(self, annotate: bool) -> BatchEncoder:
         """The worker-side encoder of this profiler (annotating on the fly for streamed corpora)."""
+        config = self.config
         options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
-                                long_texts=self.config.long_texts, stride=self.stride,
-                                batch_size=self.config.batch_size, max_tokens_per_batch=self.config.max_tokens_per_batch)
+                                long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
+                                max_tokens_per_batch=config.max_tokens_per_batch,
+                                pad_multiple=pad_multiple(self.device.type),
+                                skip_first_positions=self.skip_first_positions)
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
     # ----- the corpus ---------------------------------------------------------------------------------------
@@ -228,7 +231,8 @@ class Profiler:
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
             buckets = source.buckets(bucket_size, resume_state)
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
-            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, self.num_workers, read):
+            workers = self._workers_for(source, bucket_size, resume_state)
+            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
                 if quota is not None and quota <= 0:
                     break
                 resolve_feature_ids(batches, vocabs)
@@ -260,12 +264,21 @@ class Profiler:
             self.model.train(was_training)
         return builder.to_profile(dataclasses.replace(meta), source.fetch)
 
+    def _workers_for(self, source, bucket_size: int, resume_state) -> int:
+        """Encoding workers for this run: as configured, but the default (``num_workers=None``) starts no more
+        workers than there are buckets left, and none for a single bucket, which no worker could overlap with the
+        model (a small corpus, such as a Trainer snapshot's, then costs no process start)."""
+        if self.config.num_workers is not None or source.total is None:
+            return self.num_workers
+        left = source.total - (int(resume_state["processed"]) if resume_state else 0)
+        buckets = -(-left // bucket_size)
+        return min(self.num_workers, buckets) if buckets > 1 else 0
+
     @torch.no_grad()
     def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
-        """Drop the first `skip_first_positions` of each text and, under `max_positions`, keep only the bucket's
-        first `quota` positions in corpus order (example id, token index), whatever batch they were packed in."""
-        if self.skip_first_positions:
-            batches = [b.select(b.token_index >= self.skip_first_positions) for b in batches]
+        """Under `max_positions`, keep only the bucket's first `quota` positions in corpus order (example id, token
+        index), whatever batch they were packed in (the encoder has already dropped the first
+        `skip_first_positions` of each text)."""
         total = sum(b.num_positions for b in batches)
         if quota is None or total <= quota:
             return batches
@@ -282,15 +295,22 @@ class Profiler:
             builder.add([], [], batch)
             return
         width = batch.inputs["input_ids"].shape[1]
-        recorder.positions = to_device(self.forward.positions(batch.positions, width), self.device)
+        arrays = {f"input.{k}": v for k, v in batch.inputs.items()}
+        arrays["hooked"] = self.forward.positions(batch.positions, width)
+        together = builder.device == self.device  # the credit's position fields travel with the inputs
+        if together:
+            arrays.update({f"credit.{k}": v for k, v in builder.position_arrays(batch).items()})
+        staged = stage(arrays, self.device)
+        recorder.positions = staged["hooked"]
         recorder.reset()
         recorder.enabled = True
         try:
-            self.forward({k: to_device(v, self.device) for k, v in batch.inputs.items()})
+            self.forward({k[len("input."):]: v for k, v in staged.items() if k.startswith("input.")})
         finally:
             recorder.enabled = False
         recorder.check_complete()
-        builder.add(recorder.values, recorder.indices, batch)
+        credit = {k[len("credit."):]: v for k, v in staged.items() if k.startswith("credit.")} if together else None
+        builder.add(recorder.values, recorder.indices, batch, positions=credit)
 
 
 BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker hand-off and checkpoints

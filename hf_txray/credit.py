@@ -314,9 +314,15 @@ class ProfileBuilder:
                                                   device=self.device)
         self._pending_batches = self._pending_credits = 0
 
+    def position_arrays(self, batch: PositionBatch) -> dict[str, np.ndarray]:
+        """The batch's per-position arrays the credit reads on the device: :data:`POSITION_FIELDS` and each
+        feature type's ids, ``(positions,)`` int64 each."""
+        return {**{name: getattr(batch, name) for name in POSITION_FIELDS}, **batch.feature_ids}
+
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
-            num_examples: int | None = None) -> None:
-        """Credit one batch. `values`/`indices` are per layer, shape ``(positions, top_k)``."""
+            num_examples: int | None = None, positions: dict[str, torch.Tensor] | None = None) -> None:
+        """Credit one batch. `values`/`indices` are per layer, shape ``(positions, top_k)``; `positions`: the
+        batch's :meth:`position_arrays` already on the builder's device (moved here when omitted)."""
         self.num_examples += batch.num_examples if num_examples is None else num_examples
         self.num_truncated += batch.num_truncated
         self.num_empty += batch.num_empty
@@ -328,9 +334,8 @@ class ProfileBuilder:
         if batch.num_positions == 0:
             return
         self.num_positions += batch.num_positions
-        positions = {name: to_device(getattr(batch, name), self.device) for name in POSITION_FIELDS}
-        for ft, fid in batch.feature_ids.items():
-            positions[ft] = to_device(fid, self.device)
+        if positions is None:
+            positions = {name: to_device(a, self.device) for name, a in self.position_arrays(batch).items()}
         credit = reduce_winners(values, indices, self.num_neurons, positions, self.device)
         self.accumulate(credit)
         self._pending_batches += 1

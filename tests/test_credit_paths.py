@@ -173,3 +173,43 @@ def test_device_sums_fold_chunks_in_order_on_the_cpu_and_with_the_sort_path():
     for got, want in zip(sorted_columns, columns):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
     assert sums.size == len(keys) and len(sums.parts) == 1
+
+
+def test_stage_packs_a_batch_into_one_buffer_without_changing_a_value():
+    from hf_txray.batching import stage
+
+    arrays = {"ids": torch.arange(12).view(3, 4), "example_id": np.array([5, 6, 7], dtype=np.int64),
+              "empty": np.zeros(0, dtype=np.int64), "mask": np.array([True, False]), "scores": torch.rand(2, 2)}
+    packed = stage(arrays, torch.device("cpu"), packed=True)
+    assert set(packed) == set(arrays)
+    for name, value in arrays.items():
+        want = torch.as_tensor(value)
+        assert packed[name].shape == want.shape and packed[name].dtype == want.dtype
+        assert torch.equal(packed[name], want)
+    # the int64 arrays are views of one buffer: one allocation (pinned on CUDA) and one copy per batch
+    bases = {packed[n].untyped_storage().data_ptr() for n in ("ids", "example_id")}
+    assert len(bases) == 1
+
+
+def test_batches_staged_in_one_packed_buffer_give_the_same_profile(monkeypatch):
+    """The CUDA staging path (inputs, hooked positions and the credit's position fields in one buffer), forced on
+    a CPU: the profile is the per-array path's, bit for bit."""
+    import importlib
+
+    from hf_txray.batching import stage
+
+    analyze_module = importlib.import_module("hf_txray.analyze")  # the package's `analyze` is the function
+
+    kwargs = dict(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    separate = analyze(**kwargs)
+    calls = []
+
+    def packed(arrays, device):
+        calls.append(sorted(arrays))
+        return stage(arrays, device, packed=True)
+
+    monkeypatch.setattr(analyze_module, "stage", packed)
+    together = analyze(**kwargs)
+    assert calls and {"hooked", "input.input_ids", "credit.example_id", "credit.token", "credit.word"} <= set(calls[0])
+    assert_same_profile(together, separate)
+    np.testing.assert_array_equal(together.neuron_mass, separate.neuron_mass)

@@ -255,7 +255,7 @@ def test_workers_and_token_budget_give_the_same_profile():
     pooled = analyze(num_workers=1, batch_size=32, max_tokens_per_batch=48, **common)
     assert_same_profile(pooled, inline)
     assert inline.meta.num_input_tokens == pooled.meta.num_input_tokens
-    # Length-sorted buckets: the budget of 48 tokens allows at most 3 rows of 16, and padding stays small.
+    # Length-sorted buckets and a budget of 48 tokens per batch: padding stays small.
     assert pooled.meta.num_padded_tokens >= pooled.meta.num_input_tokens
     assert 1 - pooled.meta.num_input_tokens / pooled.meta.num_padded_tokens < 0.5
 
@@ -288,6 +288,31 @@ def test_too_many_workers_are_clamped_once(caplog):
     finally:
         workers._warned_clamp = monkey
     assert workers.resolve_num_workers(None, "cpu") == 0
+
+
+def test_default_workers_are_no_more_than_the_buckets_left(monkeypatch):
+    """Left at its default (as on an accelerator, forced here), num_workers starts no worker for a corpus of one
+    bucket and at most one per bucket; an explicit value is kept."""
+    import importlib
+
+    analyze_module = importlib.import_module("hf_txray.analyze")
+    started = []
+    real = analyze_module.encode_buckets
+
+    def recording(encoder, buckets, num_workers, read=None):
+        started.append(num_workers)
+        return real(encoder, buckets, num_workers, read)
+
+    monkeypatch.setattr(analyze_module, "resolve_num_workers", lambda requested, device: 4 if requested is None else requested)
+    monkeypatch.setattr(analyze_module, "encode_buckets", recording)
+    texts = TEXTS * 3  # 18 texts: buckets of 8 x batch_size texts
+    one_bucket = analyze(texts=texts, batch_size=4)
+    explicit = analyze(texts=texts, batch_size=4, num_workers=2)
+    two_buckets = analyze(texts=texts, batch_size=2)
+    inline = analyze(texts=texts, batch_size=2, num_workers=0)
+    assert started == [0, 2, 2, 0]
+    assert_same_profile(explicit, one_bucket)  # the same batches, encoded inline or by the workers
+    assert_same_profile(two_buckets, inline)
 
 
 def test_device_flushes_do_not_change_the_result():

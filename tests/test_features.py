@@ -99,3 +99,28 @@ def test_trainer_profiles_a_registered_user_feature_by_name(case_feature, tmp_pa
     assert profile.feature_types == ["token", "case"] and profile.tables["case"].vocab == ["CAP", "low"]
     plots = tmp_path / "run" / "txray" / "plots"
     assert (plots / "mass_share_case.png").exists() and not (plots / "mass_share_token.png").exists()
+
+
+# ----- token starts past leading whitespace ---------------------------------------------------------------------
+def _lstripped_starts(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Brute force: each token's piece of text, stripped by Python."""
+    return np.array([s + len(text[s:e]) - len(text[s:e].lstrip()) for s, e in zip(starts, ends)], dtype=np.int64)
+
+
+@pytest.mark.parametrize("alphabet", ["ab \t\x0b", "ab\u00e9\u6f22\U0001f642 \t\n\u00a0\u2029\u3000\x1c\ud800"])
+def test_first_visible_char_matches_python_lstrip(alphabet):
+    from hf_txray.features import first_visible_char
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        text = "".join(rng.choice(list(alphabet), size=int(rng.integers(0, 30))))
+        starts = rng.integers(0, len(text) + 1, size=int(rng.integers(0, 10)))
+        ends = np.clip(starts + rng.integers(-1, 6, size=len(starts)), 0, len(text))
+        assert np.array_equal(first_visible_char(text, starts, ends), _lstripped_starts(text, starts, ends)), text
+
+
+def test_no_code_point_above_the_space_table_is_whitespace():
+    from hf_txray.features.alignment import SPACE_LIMIT
+
+    assert not any(chr(c).isspace() for c in range(SPACE_LIMIT + 1, 0x110000))
+    assert chr(SPACE_LIMIT).isspace()

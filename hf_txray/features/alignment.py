@@ -76,13 +76,41 @@ def align_to_spans(starts: np.ndarray, ends: np.ndarray, tok_start: np.ndarray, 
     return np.where(ok, clipped, -1).astype(np.int64)
 
 
+# str.isspace() of every code point up to U+3000 (ideographic space): no code point above it is whitespace
+# (tests/test_features.py checks the whole Unicode range).
+SPACE_LIMIT = 0x3000
+_IS_SPACE = np.array([chr(c).isspace() for c in range(SPACE_LIMIT + 1)] + [False])
+
+
 def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Move each token start past leading whitespace (byte-level BPE tokens such as "Ġthe" may include it)."""
-    out = starts.copy()
-    for i, (s, e) in enumerate(zip(starts, ends)):
-        piece = text[s:e]
-        out[i] = s + len(piece) - len(piece.lstrip())
-    return out
+    """Move each token start past leading whitespace (byte-level BPE tokens such as "Ġthe" may include it).
+
+    Args:
+        text (`str`): the text the offsets index (in code points).
+        starts, ends (`np.ndarray`): int64 ``(tokens,)`` character offsets of the tokens.
+
+    Returns:
+        ``(tokens,)`` int64: each start moved to the token's first character that is not ``str.isspace()``, or to
+        its end when it is all whitespace (``start + len(piece) - len(piece.lstrip())`` for ``piece =
+        text[start:end]``), vectorised over the text's code points.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    size = len(text)
+    if len(starts) == 0 or size == 0:
+        return starts.copy()
+    if text.isascii():
+        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    else:  # lone surrogates (never whitespace) pass through as their code points
+        codes = np.minimum(np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32),
+                           SPACE_LIMIT + 1)
+    space = _IS_SPACE[codes]
+    if not space[np.minimum(starts, size - 1)].any():  # WordPiece and trimmed BPE offsets: nothing to move
+        return starts.copy()
+    # The first visible character at or after every position, len(text) when none (one past the end).
+    visible = np.where(np.append(space, False), size, np.arange(size + 1))
+    next_visible = np.minimum.accumulate(visible[::-1])[::-1]
+    ends = np.asarray(ends, dtype=np.int64)
+    return np.where(ends > starts, np.minimum(next_visible[np.minimum(starts, size)], ends), starts)
 
 
 def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, tok_end: np.ndarray) -> list[str | None]:
