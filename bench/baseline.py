@@ -40,13 +40,13 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 
 def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int,
-                   features=("token",), device_type: str = "cpu") -> list[dict]:
-    """The model inputs `analyze` runs on `device_type` (same encoder, windows, token budget and padded widths),
-    for the plain forward baseline."""
-    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride, pad_multiple
+                   features=("token",), pad_to_multiple_of: int = 16) -> list[dict]:
+    """The model inputs `analyze` runs (same encoder, windows, token budget and padded widths), for the plain
+    forward baseline."""
+    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride
 
     options = EncodeOptions(max_length, features, stride=default_stride(max_length), batch_size=batch_size,
-                            max_tokens_per_batch=max_tokens_per_batch, pad_multiple=pad_multiple(device_type))
+                            max_tokens_per_batch=max_tokens_per_batch, pad_multiple=pad_to_multiple_of)
     encoder = BatchEncoder(tokenizer, options)
     batches = []
     for i in range(0, len(texts), batch_size * 8):

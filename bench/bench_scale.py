@@ -84,12 +84,13 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     texts = corpus.to_dict()["text"]
     batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS)
     double_batches = engine_batches(tokenizer, double.to_dict()["text"], MAX_LENGTH, BATCH, TOKENS)
+    tight_batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS, pad_to_multiple_of=1)
     full = ("token", "word", "pos")
     timer = WorkTimer()
     profiled(model, tokenizer, corpus.select(range(min(200, len(corpus)))), ("token",))  # warm-up
     profiled(model, tokenizer, corpus, full)  # tags the corpus once: the runs below read the cache
     runs = {"plain": [], "token": [], "full": [], "token_workers": [], "full_workers": [], "plain_2x": [],
-            "token_2x": []}
+            "token_2x": [], "plain_tight": [], "token_tight": []}
     parts: dict[str, list[dict[str, float]]] = {"token": [], "token_2x": []}
     # user / system / faults of each run, for the diagnosis; "inline": token features with num_workers=0 (the CPU
     # default: tokenization in this process, and no forked worker whose copy-on-write pages this process re-faults)
@@ -106,6 +107,9 @@ def ratios(num_sentences: int, repeats: int) -> dict:
         main_2x, _, profile_2x = profiled(model, tokenizer, double, ("token",))
         runs["token_2x"].append(main_2x.total)
         parts["token_2x"].append(dict(timer.seconds))
+        # pad_to_multiple_of=1: rows padded to the longest only
+        runs["plain_tight"].append(plain_usage(model, tight_batches).total)
+        runs["token_tight"].append(profiled(model, tokenizer, corpus, ("token",), pad_to_multiple_of=1)[0].total)
         main, workers, _ = profiled(model, tokenizer, corpus, full)
         usage["full"].append(main)
         runs["full_workers"].append(workers)
@@ -330,6 +334,8 @@ def report(r: dict, m: dict | None) -> str:
         f"| token run of least CPU, by part: the model's forward call (hooks' top-k excluded; the plain forward: "
         f"{b['plain']:.2f}) / hooks' top-k / credit (device work) / everything else | "
         + " / ".join(f"{r['split'][k]:.2f}" for k in ("forward_call", "top_k", "credit", "other")) + " s CPU |",
+        f"| with `pad_to_multiple_of=1` (rows padded to the longest only): plain forward / analyze, token / ratio | "
+        f"{b['plain_tight']:.2f} / {b['token_tight']:.2f} s CPU / {b['plain_tight'] / b['token_tight']:.3f} |",
         f"| of which system time (page faults), median: plain / token / full / token inline | {system} |",
         f"| minor page faults per run, median: plain / token / full / token inline | {faults} |",
     ]

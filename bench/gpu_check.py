@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-MAX_LENGTH, BATCH, TOKENS, WORKERS = 512, 256, 65536, 4
+MAX_LENGTH, BATCH, TOKENS = 512, 256, 65536
+WORKERS = None  # analyze's default on an accelerator: what a user gets (min(8, cores - 1))
 TITLE = "GPU check (`gpu_check.sh`)"
 BUNDLE: Path | None = None
 
@@ -131,8 +132,7 @@ def make_bundle(folder: Path, sentences: int) -> None:
 def batches(tokenizer, corpus, max_length):
     from baseline import engine_batches
 
-    return [{k: v.cuda() for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS,
-                                                                       device_type="cuda")]
+    return [{k: v.cuda() for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS)]
 
 
 def plain(model, prepared) -> tuple[float, float]:
@@ -244,7 +244,8 @@ def report(result: dict) -> str:
     lines = [f"{result['device']}, torch {result['torch']}, {result['cpus']} CPU cores; wall time, "
              f"CUDA-synchronised, best of 2 interleaved runs; {result['sentences']} PTB sentences + "
              f"{result['sentences'] // 4} BBC articles (windows of up to {MAX_LENGTH} tokens), batches of at most "
-             f"{BATCH} rows and {TOKENS} tokens, token features, {WORKERS} encoding workers. {result['weights']}", "",
+             f"{BATCH} rows and {TOKENS} tokens, token features, {result.get('workers', 4)} encoding workers. "
+             f"{result['weights']}", "",
              "| model | dtype | tokens | padding | plain forward tok/s | analyze tok/s | main-process CPU µs/token "
              "outside the forward | **ratio** (target >= 0.9) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -262,9 +263,12 @@ def report(result: dict) -> str:
 def run_all(args, out: Path | None) -> dict:
     import os
 
+    from hf_txray.workers import resolve_num_workers
+
     corpus = texts(args.sentences)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cpus": os.cpu_count(),
               "sentences": args.sentences, "runs": [], "checks": [], "errors": [],
+              "workers": resolve_num_workers(WORKERS, "cuda"),
               "weights": ("MiniLM weights stored in fp16 and upcast; SmolLM2-135M's shape with random weights; "
                           "GPT-2-size random." if BUNDLE is not None else "Real MiniLM and SmolLM2 weights; GPT-2-size random.")}
 

@@ -20,7 +20,7 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options, pad_multiple,
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
                        resolve_feature_ids, stage)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
@@ -94,7 +94,7 @@ class Profiler:
         options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
                                 long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
                                 max_tokens_per_batch=config.max_tokens_per_batch,
-                                pad_multiple=pad_multiple(self.device.type),
+                                pad_multiple=config.pad_to_multiple_of,
                                 skip_first_positions=self.skip_first_positions)
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 

@@ -77,18 +77,7 @@ class PositionBatch:
         )
 
 
-PAD_MULTIPLE = 16  # padded widths on an accelerator (see pad_multiple)
-
-
-def pad_multiple(device_type: str) -> int:
-    """What padded batch widths are rounded up to on `device_type`.
-
-    On an accelerator, a multiple of 16: few distinct shapes (kernel and allocator caches are reused) and widths
-    its matrix units tile well. On a CPU the forward's cost is proportional to the padded tokens and no kernel
-    prefers such widths: no rounding (on all-MiniLM-L6-v2 over PTB sentences, padding fell from 32% to 14% of the
-    batch and the forward's CPU time by 18%, with the same peak RSS; bench/RESULTS.md).
-    """
-    return 1 if device_type == "cpu" else PAD_MULTIPLE
+PAD_MULTIPLE = 16  # padded widths are rounded up to this by default (the `pad_to_multiple_of` option)
 
 
 def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
@@ -187,7 +176,7 @@ class EncodeOptions:
     batch_size: int = 32
     max_tokens_per_batch: int | None = None
     sort_by_length: bool = True
-    pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (:func:`pad_multiple`)
+    pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (`pad_to_multiple_of`)
     skip_first_positions: int = 0  # positions with a smaller token index are not credited (still run as context)
 
 

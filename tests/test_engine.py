@@ -260,6 +260,29 @@ def test_workers_and_token_budget_give_the_same_profile():
     assert 1 - pooled.meta.num_input_tokens / pooled.meta.num_padded_tokens < 0.5
 
 
+def test_pad_to_multiple_of_sets_the_batch_widths():
+    from hf_txray.batching import BatchEncoder, EncodeOptions
+
+    _, tokenizer = tiny("bert")
+    texts = LONG + TEXTS
+    for multiple in (1, 16):
+        encoder = BatchEncoder(tokenizer, EncodeOptions(MAX_LENGTH, ("token",), stride=STRIDE, batch_size=3,
+                                                        pad_multiple=multiple))
+        for batch in encoder(texts, np.arange(len(texts))):
+            width, longest = batch.inputs["input_ids"].shape[1], int(batch.inputs["attention_mask"].sum(1).max())
+            assert width == (longest if multiple == 1 else min(MAX_LENGTH, -(-longest // 16) * 16))
+    common = dict(texts=texts, max_length=MAX_LENGTH, batch_size=3, max_examples_per_neuron=CAPACITY)
+    rounded, tight = analyze(**common), analyze(pad_to_multiple_of=1, **common)
+    assert tight.meta.num_padded_tokens < rounded.meta.num_padded_tokens
+    assert tight.meta.num_input_tokens == rounded.meta.num_input_tokens
+    np.testing.assert_array_equal(tight.neuron_count, rounded.neuron_count)  # the same winners...
+    np.testing.assert_allclose(tight.neuron_mass, rounded.neuron_mass, rtol=1e-5)  # ...to float32 rounding
+    assert tight.meta.provenance["options"]["pad_to_multiple_of"] == 1
+    for bad in (0, -16, 2.5, True, "16"):
+        with pytest.raises(ConfigurationError, match="pad_to_multiple_of"):
+            analyze(pad_to_multiple_of=bad)
+
+
 def test_token_budget_bounds_every_batch():
     from hf_txray.batching import BatchEncoder, EncodeOptions
 

@@ -114,8 +114,8 @@ def test_first_visible_char_matches_python_lstrip(alphabet):
     rng = np.random.default_rng(0)
     for _ in range(2000):
         text = "".join(rng.choice(list(alphabet), size=int(rng.integers(0, 30))))
-        starts = rng.integers(0, len(text) + 1, size=int(rng.integers(0, 10)))
-        ends = np.clip(starts + rng.integers(-1, 6, size=len(starts)), 0, len(text))
+        starts = rng.integers(0, len(text) + 3, size=int(rng.integers(0, 10)))  # a few past the end too
+        ends = np.clip(starts + rng.integers(-1, 6, size=len(starts)), 0, len(text) + 2)
         assert np.array_equal(first_visible_char(text, starts, ends), _lstripped_starts(text, starts, ends)), text
 
 

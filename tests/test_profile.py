@@ -70,12 +70,10 @@ def assert_same_statistics(got: Profile, want: Profile, rtol: float) -> None:
 # ----- merge -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cut", [4, 3])  # 3: the second part's example ids shift by an odd number
 def test_merging_two_halves_equals_profiling_the_whole_corpus(cut):
-    # batch_size 1: every text runs alone, so its activations do not depend on how the corpus was split (on a CPU a
-    # batch is padded to its longest row, and another width rounds float32 differently). Every activation is then
-    # identical; only float64 summation order may differ.
-    whole = profile_of(tuple(SAMPLE_TEXTS), 1)
-    first, second = parts([0, cut, len(SAMPLE_TEXTS)], 1)
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    first, second = parts([0, cut, len(SAMPLE_TEXTS)], 4)
     merged = first.merge(second)
+    # Every activation is identical; only float64 summation order may differ.
     assert_same_statistics(merged, whole, rtol=1e-12)
     # the second part's example ids number the whole corpus, and the split halves follow them
     pd.testing.assert_frame_equal(merged.examples, whole.examples.reset_index(drop=True), check_exact=True)
@@ -89,7 +87,7 @@ def test_merging_two_halves_equals_profiling_the_whole_corpus(cut):
 
 
 def test_merge_is_associative():
-    a, b, c = parts([0, 3, 6, len(SAMPLE_TEXTS)], 1)  # texts run alone: the same activations as the whole run
+    a, b, c = parts([0, 3, 6, len(SAMPLE_TEXTS)], 3)
     left, right = a.merge(b).merge(c), a.merge(b.merge(c))
     assert_same_statistics(left, right, rtol=1e-12)
     for ft in FEATURES:
@@ -97,7 +95,7 @@ def test_merge_is_associative():
     pd.testing.assert_frame_equal(left.examples, right.examples, check_exact=True)
     np.testing.assert_array_equal(left.neuron_count_odd, right.neuron_count_odd)
     assert left.meta.dataset_fingerprint == right.meta.dataset_fingerprint
-    whole = profile_of(tuple(SAMPLE_TEXTS), 1)
+    whole = profile_of(tuple(SAMPLE_TEXTS), 3)
     assert_same_statistics(left, whole, rtol=1e-12)
     pd.testing.assert_frame_equal(left.examples, whole.examples.reset_index(drop=True), check_exact=True)
 

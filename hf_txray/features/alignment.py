@@ -87,7 +87,8 @@ def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.nd
 
     Args:
         text (`str`): the text the offsets index (in code points).
-        starts, ends (`np.ndarray`): int64 ``(tokens,)`` character offsets of the tokens.
+        starts, ends (`np.ndarray`): int64 ``(tokens,)`` character offsets of the tokens, in ``[0, len(text)]``
+            (a start at or past the end is returned as it is).
 
     Returns:
         ``(tokens,)`` int64: each start moved to the token's first character that is not ``str.isspace()``, or to
@@ -110,7 +111,8 @@ def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.nd
     visible = np.where(np.append(space, False), size, np.arange(size + 1))
     next_visible = np.minimum.accumulate(visible[::-1])[::-1]
     ends = np.asarray(ends, dtype=np.int64)
-    return np.where(ends > starts, np.minimum(next_visible[np.minimum(starts, size)], ends), starts)
+    inside = (ends > starts) & (starts < size)  # a non-empty piece of the text
+    return np.where(inside, np.minimum(next_visible[np.minimum(starts, size)], ends), starts)
 
 
 def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, tok_end: np.ndarray) -> list[str | None]:
