@@ -34,9 +34,9 @@ def cpu_usage() -> CpuUsage:
     return CpuUsage(usage.ru_utime, usage.ru_stime, usage.ru_minflt)
 
 
-def spread(values: list[float]) -> str:
-    """``median (min-max)`` of repeated measurements, for the report."""
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+def spread(values: list[float], digits: int = 2) -> str:
+    """``median (min-max)`` of repeated measurements, for the report, with `digits` decimals."""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int,

@@ -4,21 +4,33 @@
   exactly the batches analyze runs) divided by analyze's main-process CPU time, for token features and for token,
   word and POS features with cached spaCy tags; the encoding worker's CPU time is reported beside. Interleaved,
   best of `--repeats`, one torch thread (CPU time is the figure of record on this shared machine).
-* Memory: peak RSS while profiling 1x and 10x the corpus, in-memory and streamed (a JSON-lines file read with
-  ``load_dataset(..., streaming=True)``), each in a fresh subprocess.
+* Memory: 1x and 10x the corpus, in memory and streamed (a JSON-lines file read with
+  ``load_dataset(..., streaming=True)``), each run in a fresh subprocess (token features, no encoding worker, one
+  torch thread), `--rss-repeats` interleaved rounds, medians with min-max. The model and corpus are loaded and
+  ``/proc/self/clear_refs`` reset first, so the figure of record, the peak RSS (``VmHWM``), is the largest resident
+  set from right before `analyze` to its end: the process's whole memory (model weights, libraries, the corpus)
+  plus what `analyze` adds. Beside it: the anonymous part (``RssAnon``: heap and mmapped allocations, not the
+  file-backed pages of libraries and mmapped weights), sampled by the parent from ``/proc/<pid>/status`` every
+  2 ms (with the retained heap, freed memory stays resident, so RssAnon hardly falls and the sampling misses
+  little); the total and anonymous RSS right before `analyze`; and glibc's heap at the end (``mallinfo2``: in use
+  vs free but kept resident).
 
-Usage: python bench/bench_scale.py [--sentences 1500] [--rss-sentences 1000] [--repeats 3] [--no-write]
+Usage: python bench/bench_scale.py [--sentences 1500] [--rss-sentences 1000] [--repeats 5] [--rss-repeats 3]
+       [--no-rss | --only-memory] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -129,7 +141,8 @@ def ratios(num_sentences: int, repeats: int) -> dict:
 
 
 def rss_child(num_sentences: int, streaming: bool) -> None:
-    """In a fresh process: profile `num_sentences` (in memory or streamed), print peak RSS as JSON."""
+    """In a fresh process: profile `num_sentences` (in memory or streamed); print a ``start`` line with the memory
+    right before `analyze` (the parent samples from then on), then the result as JSON (peak RSS, glibc heap)."""
     torch.set_num_threads(1)  # as the speed runs; each extra thread adds a malloc arena of its own to the peak
     model, tokenizer, corpus = setup(num_sentences)
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,34 +154,149 @@ def rss_child(num_sentences: int, streaming: bool) -> None:
             corpus.to_json(str(path))
             data = datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)
             del corpus
-        Path("/proc/self/clear_refs").write_text("5")  # peak RSS of the profiling only (not the model load)
-        start = time.process_time()
         import hf_txray
 
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS of the profiling only (not the model load)
+        before = _status_mb()
+        print(json.dumps({"event": "start", **before}), flush=True)
+        start = time.process_time()
         profile = hf_txray.analyze(model, data, tokenizer=tokenizer, features=("token",), max_length=MAX_LENGTH,
                                    batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=0, show_progress=False)
+        cpu_s = time.process_time() - start
+        end = _status_mb()
         print(json.dumps({"sentences": num_sentences, "streaming": streaming, "positions": profile.meta.num_positions,
-                          "cpu_s": time.process_time() - start, "peak_rss_mb": _vm_kb("VmHWM") / 1024}))
+                          "cpu_s": cpu_s, "peak_rss_mb": end["VmHWM"], "before": before, "end": end,
+                          "heap": _glibc_heap_mb()}))
 
 
-def _vm_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(field)
+STATUS_FIELDS = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")
 
 
-def memory(num_sentences: int) -> dict:
+def _status_mb(pid: int | str = "self") -> dict[str, float]:
+    """The memory fields of ``/proc/<pid>/status`` (:data:`STATUS_FIELDS`), in MB (MiB)."""
     out = {}
-    for streaming in (False, True):
-        runs = []
-        for n in (num_sentences, 10 * num_sentences):
-            args = [sys.executable, __file__, "--rss-child", str(n)] + (["--streaming"] if streaming else [])
-            runs.append(json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
-                                   .splitlines()[-1]))
-        out["streaming" if streaming else "in_memory"] = {
-            "small": runs[0], "large": runs[1], "growth": runs[1]["peak_rss_mb"] / runs[0]["peak_rss_mb"] - 1}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in STATUS_FIELDS:
+            out[name] = int(value.split()[0]) / 1024
     return out
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _glibc_heap_mb() -> dict[str, float] | None:
+    """glibc's ``mallinfo2``: bytes in use in the malloc heaps (``uordblks``), free but kept (``fordblks``: with
+    :func:`hf_txray.allocator.retained_heap` freed memory stays resident) and in mmapped chunks (``hblkhd``), MB.
+    None without glibc >= 2.33."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"in_use": info.uordblks / 2**20, "free": info.fordblks / 2**20, "mmapped": info.hblkhd / 2**20}
+
+
+SAMPLE_EVERY_S = 0.002
+
+
+def measure_child(num_sentences: int, streaming: bool) -> dict:
+    """One ``--rss-child`` run; this process samples the child's ``RssAnon`` every :data:`SAMPLE_EVERY_S` from its
+    ``start`` line on (from outside: a sampling thread in the child would add a malloc arena of its own)."""
+    args = [sys.executable, __file__, "--rss-child", str(num_sentences)] + (["--streaming"] if streaming else [])
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        for line in child.stdout:
+            lines.append(line)
+            started.set() if '"event": "start"' in line else None
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    peak_anon = 0.0
+    while child.poll() is None:
+        if started.is_set():
+            try:
+                peak_anon = max(peak_anon, _status_mb(child.pid).get("RssAnon", 0.0))
+            except (FileNotFoundError, ProcessLookupError, ValueError):  # exited between poll and read
+                break
+        time.sleep(SAMPLE_EVERY_S)
+    reader.join()
+    if child.wait() != 0:
+        raise RuntimeError(f"{' '.join(args)} failed with exit code {child.returncode}")
+    result = json.loads(lines[-1])
+    # The last sample may miss the final few ms: the anon peak is at least the anon RSS at the end.
+    result["peak_anon_mb"] = max(peak_anon, result["end"]["RssAnon"])
+    return result
+
+
+def memory(num_sentences: int, repeats: int) -> dict:
+    """`repeats` interleaved rounds of fresh-process runs at 1x and 10x `num_sentences`, in memory and streamed."""
+    runs: dict[str, dict[str, list[dict]]] = {mode: {"small": [], "large": []} for mode in ("in_memory", "streaming")}
+    for _ in range(repeats):  # interleaved, as the speed runs
+        for mode in runs:
+            for size, n in (("small", num_sentences), ("large", 10 * num_sentences)):
+                runs[mode][size].append(measure_child(n, mode == "streaming"))
+    return {mode: {**sizes, **growths(sizes["small"], sizes["large"])} for mode, sizes in runs.items()}
+
+
+def growths(small: list[dict], large: list[dict]) -> dict[str, float | list[float]]:
+    """Growth of the medians from 1x to 10x (total peak RSS, anonymous peak, anonymous growth during `analyze`), and
+    the total's growth per round (each round's 10x run against its 1x run: the spread of the figure itself)."""
+    def med(runs: list[dict], measure) -> float:
+        return statistics.median(measure(r) for r in runs)
+
+    total, anon = (lambda r: r["peak_rss_mb"]), (lambda r: r["peak_anon_mb"])
+    engine = lambda r: r["peak_anon_mb"] - r["before"]["RssAnon"]  # noqa: E731
+    return {"growth": med(large, total) / med(small, total) - 1,
+            "growth_anon": med(large, anon) / med(small, anon) - 1,
+            "engine_mb": [med(small, engine), med(large, engine)],
+            "growth_rounds": [b["peak_rss_mb"] / a["peak_rss_mb"] - 1 for a, b in zip(small, large)]}
+
+
+def memory_rows(m: dict) -> list[str]:
+    """The report's memory rows (see the module docstring for what is measured)."""
+    lines = []
+    for name, mm in m.items():
+        s, l, label = mm["small"], mm["large"], name.replace("_", " ")
+        sizes = f"{s[0]['sentences']} / {l[0]['sentences']} sentences"
+
+        def both(measure) -> str:
+            return " / ".join(spread([measure(r) for r in runs], 0) for runs in (s, l))
+
+        heap = s[0].get("heap") and l[0].get("heap")
+        lines += [
+            f"| RSS right before `analyze` (total / anonymous), {label}, {sizes}, median | "
+            f"{_med(s, 'VmRSS'):.0f} / {_med(s, 'RssAnon'):.0f} MB; {_med(l, 'VmRSS'):.0f} / "
+            f"{_med(l, 'RssAnon'):.0f} MB |",
+            f"| peak RSS (VmHWM) while profiling, {label}: {sizes}, median (min-max) | {both(lambda r: r['peak_rss_mb'])} MB |",
+            f"| peak anonymous RSS (RssAnon sampled every {SAMPLE_EVERY_S * 1000:.0f} ms), {label}: {sizes} | "
+            f"{both(lambda r: r['peak_anon_mb'])} MB |",
+            f"| anonymous memory `analyze` added (peak - before), {label}: {sizes}, median | "
+            f"{mm['engine_mb'][0]:.0f} / {mm['engine_mb'][1]:.0f} MB |",
+        ]
+        if heap:
+            lines.append(f"| glibc heap after `analyze`, in use / free (kept by malloc), {label}: {sizes}, median | "
+                         f"{statistics.median(r['heap']['in_use'] for r in s):.0f} / "
+                         f"{statistics.median(r['heap']['free'] for r in s):.0f} MB; "
+                         f"{statistics.median(r['heap']['in_use'] for r in l):.0f} / "
+                         f"{statistics.median(r['heap']['free'] for r in l):.0f} MB |")
+        lines += [
+            f"| anonymous peak growth for 10x the corpus, {label} (medians) | {mm['growth_anon']:.1%} |",
+            f"| **peak RSS growth for 10x the corpus, {label}** (medians; per round min-max) (target <= 10%) | "
+            f"**{mm['growth']:.1%}** ({min(mm['growth_rounds']):.1%} to {max(mm['growth_rounds']):.1%}) |",
+        ]
+    return lines
+
+
+def _med(runs: list[dict], field: str) -> float:
+    return statistics.median(r["before"][field] for r in runs)
 
 
 def report(r: dict, m: dict | None) -> str:
@@ -212,13 +340,22 @@ def report(r: dict, m: dict | None) -> str:
         f"| minor page faults per run, median: plain / token / full / token inline | {faults} |",
     ]
     if m:
-        for name, mm in m.items():
-            s, l = mm["small"], mm["large"]
-            lines.append(f"| peak RSS while profiling, {name.replace('_', ' ')}: {s['sentences']} / {l['sentences']} "
-                         f"sentences | {s['peak_rss_mb']:.0f} / {l['peak_rss_mb']:.0f} MB |")
-            lines.append(f"| **RSS growth for 10x the corpus, {name.replace('_', ' ')}** (target <= 10%) | "
-                         f"**{mm['growth']:.1%}** |")
+        lines += memory_rows(m)
+        lines += ["", memory_note(m)]
     return "\n".join(lines)
+
+
+def memory_note(m: dict) -> str:
+    """What the memory rows measure (the figure of record and the columns beside it)."""
+    rounds = len(next(iter(m.values()))["small"])
+    return (f"Memory: each run in a fresh process (token features, `num_workers=0`, one torch thread), {rounds} "
+            "interleaved rounds, medians with min-max. The model and corpus are loaded first and `clear_refs` resets "
+            "the peak, so the figure of record, the peak RSS (VmHWM), is the largest resident set from right before "
+            "`analyze` to its end: the whole process (model weights, libraries, the corpus) plus what `analyze` "
+            "adds; the growth is that of the medians. Anonymous RSS (heap and mmapped allocations, without the "
+            "file-backed pages of libraries and weights) is sampled by the parent from `/proc/<pid>/status` every "
+            f"{SAMPLE_EVERY_S * 1000:.0f} ms. The glibc heap figures (`mallinfo2`) are read after `analyze` returns, "
+            "when the retained heap's top has been trimmed again.")
 
 
 def main() -> None:
@@ -227,13 +364,22 @@ def main() -> None:
     parser = bench_parser(sentences=1500, rss_sentences=1000, repeats=5)  # 5: the plain forward alone moves ~10%
     parser.add_argument("--rss-child", type=int)
     parser.add_argument("--streaming", action="store_true")
-    parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--no-rss", action="store_true", help="Skip the memory runs.")
+    parser.add_argument("--rss-repeats", type=int, default=3, help="Rounds of memory runs (default 3).")
+    parser.add_argument("--only-memory", action="store_true",
+                        help="Only the memory runs; prints their rows and leaves bench/RESULTS.md alone (its section "
+                             "holds both parts).")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args.streaming)
+    if args.only_memory:
+        m = memory(args.rss_sentences, args.rss_repeats)
+        print(json.dumps(m))
+        print("\n".join(memory_rows(m)))
+        return
     r = ratios(args.sentences, args.repeats)
     print(json.dumps(r))
-    m = None if args.no_rss else memory(args.rss_sentences)
+    m = None if args.no_rss else memory(args.rss_sentences, args.rss_repeats)
     print(json.dumps(m))
     publish("Engine at scale on MiniLM (`bench_scale.py`)", report(r, m), args)
 
