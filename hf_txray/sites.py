@@ -26,7 +26,7 @@ from .architectures import ATTENTION_NAME_PARTS, expected_mlp_widths, hidden_siz
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
-from .topk import top_k_per_row
+from .topk import ArgmaxThreads, top_k_per_row
 
 SITES = ("mlp", "residual")
 STACKS = ("encoder", "decoder")
@@ -365,6 +365,7 @@ class WinnerRecorder:
         self.indices: list[torch.Tensor | None] = [None] * len(self.sites)
         self.trace = Trace(self.sites, read=self._read)
         self.trace.enabled = False
+        self._argmax = ArgmaxThreads()  # its threads start at the first large top-1 and stop at detach
 
     @property
     def enabled(self) -> bool:
@@ -380,6 +381,7 @@ class WinnerRecorder:
 
     def detach(self) -> None:
         self.trace.remove()
+        self._argmax.close()
 
     def reset(self) -> None:
         self.values = [None] * len(self.sites)
@@ -416,7 +418,7 @@ class WinnerRecorder:
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
         # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
         positions = None if self.positions is None else self.positions.to(flat.device)
-        values, indices = top_k_per_row(flat, self.top_k, positions)
+        values, indices = top_k_per_row(flat, self.top_k, positions, self._argmax)
         self._store(slot, values, indices)
 
     def check_complete(self) -> None:

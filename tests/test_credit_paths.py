@@ -213,3 +213,40 @@ def test_batches_staged_in_one_packed_buffer_give_the_same_profile(monkeypatch):
     assert calls and {"hooked", "input.input_ids", "credit.example_id", "credit.token", "credit.word"} <= set(calls[0])
     assert_same_profile(together, separate)
     np.testing.assert_array_equal(together.neuron_mass, separate.neuron_mass)
+
+
+def test_threaded_argmax_is_numpy_argmax_and_its_threads_stop(monkeypatch):
+    import threading
+
+    from hf_txray import topk
+
+    monkeypatch.setattr(topk, "PARALLEL_ELEMENTS", 0)
+    rng = np.random.default_rng(0)
+    split = topk.ArgmaxThreads(3)
+    for rows, width in ((7, 5), (64, 37), (1000, 3)):
+        array = rng.normal(size=(rows, width)).astype(np.float32)
+        array[0, :2] = 9.0  # a tie: the first index wins
+        array[-1, 1] = np.nan  # NaN wins, as in numpy and torch
+        np.testing.assert_array_equal(split(array), array.argmax(axis=1))
+    assert any(t.name.startswith("hf_txray-topk") for t in threading.enumerate())
+    split.close()
+    assert not any(t.name.startswith("hf_txray-topk") for t in threading.enumerate())
+
+
+def test_top_1_split_over_threads_gives_the_same_profile(monkeypatch):
+    import threading
+
+    from hf_txray import topk
+
+    kwargs = dict(texts=TEXTS, batch_size=2, max_examples_per_neuron=2, features=("token", "word"))
+    single = analyze(**kwargs)
+    monkeypatch.setattr(topk, "PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # read by the recorder: the forward is unchanged
+    calls = []
+    real = topk.ArgmaxThreads.__call__
+    monkeypatch.setattr(topk.ArgmaxThreads, "__call__", lambda self, a: calls.append(self.threads) or real(self, a))
+    split = analyze(**kwargs)
+    assert calls and set(calls) == {3}
+    assert_same_profile(split, single)
+    np.testing.assert_array_equal(split.neuron_mass, single.neuron_mass)
+    assert not any(t.name.startswith("hf_txray-topk") for t in threading.enumerate())  # stopped with the run
