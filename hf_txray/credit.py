@@ -217,7 +217,7 @@ CANDIDATE_LIMIT = 1 << 16  # pending top-example candidates that trigger a merge
 # pending keyed sums (about 60 bytes per credit and feature type), whatever the batch size and the corpus. On a CPU
 # a flush's temporaries stay in the retained heap (hf_txray.allocator) after it: 2**17 rather than 2**19 cut the
 # peak RSS growth from 1x to 10x the corpus on MiniLM from 20.9% to 11.7% (medians of 3 rounds), at the same CPU
-# time (bench/RESULTS.md).
+# time (README, "Memory").
 FLUSH_CREDITS = 1 << 17
 # On CUDA a flush costs a synchronisation and a host merge whatever its size, and device memory is larger: flush
 # less often (about 400 MB of pending state at most).
