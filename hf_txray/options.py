@@ -318,7 +318,8 @@ class AnalyzeOptions(ProfilerConfig):
 
 # The options a TXRayArguments exposes as txray_<name> (the other trainer fields are the trainer's own).
 TRAINER_OPTIONS = ("layers", "site", "features", "top_k", "text_column", "batch_size", "max_length", "stack",
-                   "skip_first_positions")
+                   "skip_first_positions", "long_texts", "stride", "num_workers", "max_tokens_per_batch",
+                   "pad_to_multiple_of")
 
 
 def option_names(options_class: type) -> list[str]:

@@ -18,8 +18,10 @@ from hf_txray.trainer import TXRayArguments, TXRayCallback, TXRayTrainer
 
 try:
     from .models import SAMPLE_TEXTS, bert_tokenizer
+    from .reference import profile_table
 except ImportError:
     from models import SAMPLE_TEXTS, bert_tokenizer
+    from reference import profile_table
 from hub_fixtures import hub, hub_server  # noqa: F401,E402
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]  # 6 texts
@@ -287,6 +289,40 @@ def test_resume_with_restore_callback_states_from_checkpoint(tmp_path):
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
     assert [cb for cb in resumed.callback_handler.callbacks if isinstance(cb, TXRayCallback)] == [callback]
     assert list(resumed.txray_profiles) == list(first.txray_profiles) == ["step-0", "step-3", "step-6", "step-8"]
+
+
+def test_engine_options_reach_the_snapshots(tmp_path):
+    """txray_long_texts/stride/num_workers/max_tokens_per_batch/pad_to_multiple_of: the snapshots run the analyze
+    engine with them (windows credit every real token; workers and token budgets change nothing)."""
+    import dataclasses
+
+    long_texts = [" ".join(TEXTS[i:] + TEXTS[:i]) for i in range(4)]  # ~90 tokens each, far over max_length
+    engine = dict(txray_max_length=16, txray_stride=4, txray_num_workers=1, txray_max_tokens_per_batch=40,
+                  txray_pad_to_multiple_of=1, txray_batch_size=3)
+    trainer = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path, max_steps=1, txray_steps=1, **engine),
+                           train_dataset=build_data(), txray_dataset=long_texts, processing_class=bert_tokenizer())
+    trainer.train()
+    snapshot = trainer.txray_profiles["step-0"]
+    options = snapshot.meta.provenance["options"]
+    assert (options["long_texts"], options["stride"], options["num_workers"], options["max_tokens_per_batch"],
+            options["pad_to_multiple_of"], options["max_length"]) == ("window", 4, 1, 40, 1, 16)
+    tokenizer = bert_tokenizer()
+    real = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in long_texts)
+    assert snapshot.meta.num_positions == real and snapshot.meta.num_windowed == len(long_texts)
+
+    config = trainer.txray_callback.config
+    start = build_classifier()  # step-0 weights, profiled offline with the default engine options
+    plain = Profiler(start, tokenizer, dataclasses.replace(config, num_workers=0, max_tokens_per_batch=None,
+                                                           pad_to_multiple_of=16, batch_size=32))
+    callback = trainer.txray_callback
+    offline = plain.run(callback.corpus, text_column=callback.text_column, stage="step-0", show_progress=False)
+    np.testing.assert_array_equal(offline.neuron_count, snapshot.neuron_count)
+    np.testing.assert_allclose(offline.neuron_mass, snapshot.neuron_mass, rtol=1e-5)
+    (want_mass, want_count), (mass, count) = profile_table(offline, "token"), profile_table(snapshot, "token")
+    assert count == want_count and mass == pytest.approx(want_mass, rel=1e-5)
+    truncated = Profiler(start, tokenizer, dataclasses.replace(config, long_texts="truncate")).run(
+        callback.corpus, text_column=callback.text_column, stage="step-0", show_progress=False)
+    assert truncated.meta.num_positions == len(long_texts) * 14 < snapshot.meta.num_positions
 
 
 # ----- configuration errors, before training ----------------------------------------------------------------------

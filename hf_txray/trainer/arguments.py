@@ -50,7 +50,8 @@ class TXRayArguments(TrainingArguments):
         txray_max_samples (`int`, *optional*, defaults to 512): probe texts used (the first ones); None for all.
         txray_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
         txray_layers, txray_site, txray_features, txray_top_k, txray_text_column, txray_batch_size,
-        txray_max_length, txray_stack, txray_skip_first_positions: the :func:`hf_txray.analyze` options of the same
+        txray_max_length, txray_stack, txray_skip_first_positions, txray_long_texts, txray_stride, txray_num_workers,
+        txray_max_tokens_per_batch, txray_pad_to_multiple_of: the :func:`hf_txray.analyze` options of the same
             name, with the same defaults and help (declared once, in :mod:`hf_txray.options`), typed for the
             command line: ``txray_layers="0-3,-1"``, ``txray_features=["token", "pos"]``,
             ``txray_skip_first_positions="auto"`` or ``"1"``.

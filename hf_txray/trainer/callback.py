@@ -57,8 +57,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
         strategy (`str`, *optional*, defaults to `"steps"`): ``"no"``, ``"steps"`` or ``"epoch"``.
         steps (`int`, *optional*, defaults to 500): optimizer steps between profiles for ``"steps"``.
         profile_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
-        text_column, layers, site, features, top_k, batch_size, max_length, stack, skip_first_positions: as in
-            :func:`hf_txray.analyze`.
+        text_column, layers, site, features, top_k, batch_size, max_length, stack, skip_first_positions,
+            long_texts, stride, num_workers, max_tokens_per_batch, pad_to_multiple_of: as in :func:`hf_txray.analyze`
+            (the same engine: long probe texts are windowed, encoding workers start only when there are several
+            buckets of probe texts).
         max_samples (`int`, *optional*, defaults to 512): profile only the first `max_samples` probe texts.
         dataset_id (`str`, *optional*): a name for the probe corpus, recorded in the profiles.
 
@@ -75,7 +77,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
                  text_column: str | None = None, layers: Any = "all", site: str = "mlp",
                  features: Sequence[Any] = ("token", "pos"), top_k: int = 1, max_samples: int | None = 512,
                  batch_size: int = 32, max_length: int | None = None, dataset_id: str | None = None,
-                 stack: str | None = None, skip_first_positions: int | str = "auto"):
+                 stack: str | None = None, skip_first_positions: int | str = "auto",
+                 long_texts: str = ProfilerConfig.long_texts, stride: int | None = None,
+                 num_workers: int | None = None, max_tokens_per_batch: int | None = None,
+                 pad_to_multiple_of: int = ProfilerConfig.pad_to_multiple_of):
         if probe_dataset is None:
             raise ConfigurationError(
                 "TXRayCallback needs a probe corpus: TXRayCallback(probe_dataset=texts_or_dataset, ...). (Raised "
@@ -84,7 +89,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
         check_trainer_options(strategy, steps, max_samples, site, "")
         self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
                                      max_length=max_length, batch_size=batch_size, stack=stack,
-                                     skip_first_positions=parse_skip_first_positions(skip_first_positions))
+                                     skip_first_positions=parse_skip_first_positions(skip_first_positions),
+                                     long_texts=long_texts, stride=stride, num_workers=num_workers,
+                                     max_tokens_per_batch=max_tokens_per_batch, pad_to_multiple_of=pad_to_multiple_of)
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
