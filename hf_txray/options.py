@@ -176,7 +176,8 @@ class ProfilerConfig:
     num_workers: int | None = option(
         None, "Processes that tokenize, window, align words and compute features while the model runs (default: 0 "
               "on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of 8 * batch_size texts "
-              "or batch_size * checkpoint_every when that is smaller: none for one; clamped to the cores).")
+              "or batch_size * checkpoint_every when that is smaller: none for one; clamped to the cores, which the "
+              "processes of a machine share under torchrun or accelerate launch).")
     max_tokens_per_batch: int | None = option(
         None, "Token budget (rows x padded width) of a forward pass; rows are sorted by length within buckets of "
               "8 * batch_size texts so padding stays small.")

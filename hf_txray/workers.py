@@ -36,21 +36,39 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cores_per_process() -> int:
+    """This process's share of the machine's cores for its encoding workers.
+
+    Under ``torchrun`` / ``accelerate launch`` every process of a machine starts its own workers: the cores are
+    divided by ``LOCAL_WORLD_SIZE`` (the processes on this machine), unless this process is already bound to a
+    subset of the cores (its affinity is smaller than the machine: ``taskset``, Slurm's ``--cpu-bind``), which is
+    then its share.
+    """
+    cores = available_cores()
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    if local > 1 and cores >= (os.cpu_count() or cores):
+        return max(1, cores // local)
+    return cores
+
+
 def resolve_num_workers(requested: int | None, device_type: str) -> int:
-    """Workers to use: `requested` clamped to the available cores (said once per process), or the default.
+    """Workers to use: `requested` clamped to this process's cores (:func:`cores_per_process`; said once per
+    process), or the default.
 
     The default is 0 (inline) on a CPU device, where the forward pass already uses every core, and
     ``min(8, cores - 1)`` on an accelerator, where host work would otherwise stall it (on an H200 with 16 cores,
     4 workers fed about 220k tokens/s and the main thread waited for them; bench/RESULTS.md, GPU check).
     """
     global _warned_clamp
-    cores = available_cores()
+    cores = cores_per_process()
     if requested is None:
         return 0 if device_type == "cpu" else max(0, min(8, cores - 1))
     if requested > cores:
         if not _warned_clamp:
             _warned_clamp = True
-            logger.warning("num_workers=%d is more than the %d available CPU cores: using %d.", requested, cores, cores)
+            share = "" if cores == available_cores() else " (this process's share of the machine's cores)"
+            logger.warning("num_workers=%d is more than the %d available CPU cores%s: using %d.", requested, cores,
+                           share, cores)
         return cores
     return requested
 

@@ -313,6 +313,26 @@ def test_too_many_workers_are_clamped_once(caplog):
     assert workers.resolve_num_workers(None, "cpu") == 0
 
 
+def test_workers_share_the_cores_among_the_processes_of_a_machine(monkeypatch):
+    """Under torchrun / accelerate launch each process starts its own workers: the default and the clamp use this
+    process's share of the cores, unless its affinity already restricts it to a share."""
+    from hf_txray import workers
+
+    monkeypatch.setattr(workers, "available_cores", lambda: 16)
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(workers, "_warned_clamp", True)
+    assert workers.resolve_num_workers(None, "cuda") == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert workers.cores_per_process() == 4
+    assert workers.resolve_num_workers(None, "cuda") == 3 and workers.resolve_num_workers(None, "cpu") == 0
+    assert workers.resolve_num_workers(10, "cuda") == 4 and workers.resolve_num_workers(2, "cuda") == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert workers.resolve_num_workers(None, "cuda") == 0 and workers.resolve_num_workers(3, "cuda") == 1
+    monkeypatch.setattr(workers, "available_cores", lambda: 4)  # bound to 4 of 16 cores (taskset, Slurm)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert workers.cores_per_process() == 4 and workers.resolve_num_workers(None, "cuda") == 3
+
+
 def test_default_workers_are_no_more_than_the_buckets_left(monkeypatch):
     """Left at its default (as on an accelerator, forced here), num_workers starts no worker for a corpus of one
     bucket and at most one per bucket; an explicit value is kept."""
