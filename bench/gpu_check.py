@@ -199,7 +199,8 @@ def where_time_goes(name, model, tokenizer, corpus, out: Path | None) -> str:
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(45)
     if out is not None:
-        (out / f"gpu_cprofile_{name.split('-')[0].lower()}.txt").write_text(text.getvalue())
+        slug = "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+        (out / f"gpu_cprofile_{slug}.txt").write_text(text.getvalue())
     return text.getvalue()
 
 
@@ -285,8 +286,7 @@ def run_all(args, out: Path | None) -> dict:
             result["runs"].append(throughput(name, model, tokenizer, corpus))
             print(json.dumps(result["runs"][-1]), flush=True)
             save()
-            if name.startswith(("GPT-2", "SmolLM2")):
-                print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)
+            print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)  # every model: where it waits
             if not name.startswith("near-free"):
                 result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
             print(json.dumps(result["checks"][-1]), flush=True)
