@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,7 @@ from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, find_sites, select_layers
-from .streaming import InMemorySource, StreamingSource, is_streaming
+from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 
@@ -222,16 +223,15 @@ class Profiler:
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         was_training = self.model.training
         self.model.eval()
-        # Buckets never span a checkpoint interval, so a checkpoint always lands on a bucket boundary.
-        bucket_size = self.config.batch_size * min(BUCKET_BATCHES, checkpoint_every)
+        plan = self.bucket_plan(checkpoint_every)
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
         try:
             batches_since_save = 0
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
-            buckets = source.buckets(bucket_size, resume_state)
+            buckets = source.buckets(plan, resume_state)
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
-            workers = self._workers_for(source, bucket_size, resume_state)
+            workers = self._workers_for(source, plan, resume_state)
             for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
                 if quota is not None and quota <= 0:
                     break
@@ -264,15 +264,27 @@ class Profiler:
             self.model.train(was_training)
         return builder.to_profile(dataclasses.replace(meta), source.fetch)
 
-    def _workers_for(self, source, bucket_size: int, resume_state) -> int:
+    def bucket_plan(self, checkpoint_every: int) -> BucketPlan:
+        """How the corpus is cut into buckets: about :data:`BUCKET_BATCHES` batches each, by text count and by
+        characters (:data:`CHARS_PER_TOKEN` per token of a full batch), never spanning a checkpoint interval (so a
+        checkpoint lands on a bucket boundary); ramped up on an accelerator, whose first batches wait for the first
+        bucket (on a CPU the forward and the encoding share the cores: nothing to overlap at the start)."""
+        batches = min(BUCKET_BATCHES, checkpoint_every)
+        batch_tokens = self.config.batch_size * self.max_length
+        if self.config.max_tokens_per_batch is not None:
+            batch_tokens = min(batch_tokens, self.config.max_tokens_per_batch)
+        return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
+                          ramp=self.device.type != "cpu")
+
+    def _workers_for(self, source, plan: BucketPlan, resume_state) -> int:
         """Encoding workers for this run: as configured, but the default (``num_workers=None``) starts no more
         workers than there are buckets left, and none for a single bucket, which no worker could overlap with the
-        model (a small corpus, such as a Trainer snapshot's, then costs no process start)."""
-        if self.config.num_workers is not None or source.total is None:
+        model (a small corpus, such as a Trainer snapshot's, then costs no process start). An in-memory corpus's
+        buckets are counted (text lengths only, up to the worker count); a stream's are not known."""
+        if self.config.num_workers is not None or source.total is None or self.num_workers == 0:
             return self.num_workers
-        left = source.total - (int(resume_state["processed"]) if resume_state else 0)
-        buckets = -(-left // bucket_size)
-        return min(self.num_workers, buckets) if buckets > 1 else 0
+        buckets = sum(1 for _ in itertools.islice(source.buckets(plan, resume_state), self.num_workers))
+        return buckets if buckets > 1 else 0
 
     @torch.no_grad()
     def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
@@ -314,6 +326,9 @@ class Profiler:
 
 
 BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker hand-off and checkpoints
+# Characters per token assumed when a bucket is cut by characters (English BPE averages about 4): a text's tokens
+# are only known once a worker has encoded it. A wrong guess only makes buckets larger or smaller.
+CHARS_PER_TOKEN = 4
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
 
 

@@ -175,12 +175,12 @@ class ProfilerConfig:
               "the tokenizer's special tokens.")
     num_workers: int | None = option(
         None, "Processes that tokenize, window, align words and compute features while the model runs (default: 0 "
-              "on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of 8 * batch_size texts "
-              "or batch_size * checkpoint_every when that is smaller: none for one; clamped to the cores, which the "
-              "processes of a machine share under torchrun or accelerate launch).")
+              "on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of about 8 batches "
+              "each: none for one; clamped to the cores, which the processes of a machine share under torchrun or "
+              "accelerate launch).")
     max_tokens_per_batch: int | None = option(
         None, "Token budget (rows x padded width) of a forward pass; rows are sorted by length within buckets of "
-              "8 * batch_size texts so padding stays small.")
+              "about 8 batches so padding stays small.")
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
             "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "

@@ -10,6 +10,7 @@ and empty shards are fine) and checked row by row: a missing text column or a No
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -35,6 +36,42 @@ class Bucket:
     rows: tuple[int, int] | None = None
 
 
+RAMP_BUCKETS = 3  # first buckets of a ramped plan, at 1/8, 1/4 and 1/2 of the full size
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """The size of each bucket: at most `texts` texts, closed early once its texts reach `chars` characters.
+
+    Counting characters keeps a bucket of long documents near the batches it is meant to hold: by count alone, 256
+    news articles make a bucket of ~30 windowed batches, which one worker encodes while the others idle. With
+    `ramp`, the first :data:`RAMP_BUCKETS` buckets are 1/8, 1/4 and 1/2 of the full size, so an accelerator waits
+    for a small first bucket instead of a full one. The sizes are a function of the texts and the bucket's index
+    alone (saved with a checkpoint's state), so a resumed run cuts the same buckets as an uninterrupted one.
+
+    Args:
+        texts (`int`): most texts per bucket.
+        chars (`int`, *optional*): characters (code points) after which a bucket closes, the text that reaches
+            them included; None: count only.
+        ramp (`bool`, *optional*, defaults to `False`): start with smaller buckets.
+    """
+
+    texts: int
+    chars: int | None = None
+    ramp: bool = False
+
+    def limits(self, index: int) -> tuple[int, int | None]:
+        """(most texts, character budget) of bucket number `index` (from 0)."""
+        scale = 2.0 ** min(0, index - RAMP_BUCKETS) if self.ramp else 1.0
+        chars = None if self.chars is None else max(1, math.ceil(self.chars * scale))
+        return max(1, math.ceil(self.texts * scale)), chars
+
+
+def _bucket_index(state: dict[str, Any] | None) -> int:
+    """The index of the next bucket after `state` (a checkpoint of an earlier version has none: past the ramp)."""
+    return 0 if not state else int(state.get("bucket", RAMP_BUCKETS))
+
+
 def is_streaming(corpus: Any) -> bool:
     import datasets
 
@@ -48,11 +85,26 @@ class InMemorySource:
         self.shard, self.start, self.text_column = shard, start, text_column
         self.total: int | None = len(shard)
 
-    def buckets(self, size: int, state: dict[str, Any] | None) -> Iterator[Bucket]:
-        done = int(state["processed"]) if state else 0
-        for lo in range(done, len(self.shard), size):
-            hi = min(lo + size, len(self.shard))
-            yield Bucket(None, np.arange(self.start + lo, self.start + hi), None, {"processed": hi}, (lo, hi))
+    def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
+        lo, index = (int(state["processed"]) if state else 0), _bucket_index(state)
+        while lo < len(self.shard):
+            texts, chars = plan.limits(index)
+            hi = min(lo + texts, len(self.shard))
+            if chars is not None:  # the first text whose running length reaches the budget closes the bucket
+                reached = int(np.searchsorted(np.cumsum(self._lengths(lo, hi)), chars, side="left"))
+                hi = min(hi, lo + reached + 1)
+            index += 1
+            yield Bucket(None, np.arange(self.start + lo, self.start + hi), None,
+                         {"processed": hi, "bucket": index}, (lo, hi))
+            lo = hi
+
+    def _lengths(self, lo: int, hi: int) -> np.ndarray:
+        """Characters (code points) of the texts of shard rows ``[lo, hi)``, counted by Arrow without converting
+        them to Python strings."""
+        import pyarrow.compute as pc
+
+        column = self.shard.with_format("arrow")[lo:hi][self.text_column]
+        return pc.utf8_length(column).fill_null(0).to_numpy(zero_copy_only=False)
 
     def read(self, lo: int, hi: int) -> tuple[list[str], dict[str, list] | None]:
         """The texts of shard rows ``[lo, hi)`` and their cached word/tag annotations (None without)."""
@@ -99,24 +151,30 @@ class StreamingSource:
         self.total: int | None = None
         self._texts: dict[int, str] = {}
 
-    def buckets(self, size: int, state: dict[str, Any] | None) -> Iterator[Bucket]:
-        done = 0
+    def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
+        done, index = 0, _bucket_index(state)
         if state:
             self.corpus.load_state_dict(state["dataset"])
             done = int(state["processed"])
         texts: list[str] = []
+        limit, budget = plan.limits(index)
+        chars = 0
         for row in self.corpus:
             texts.append(self._text_of(row, done + len(texts)))
-            if len(texts) == size:
-                yield self._bucket(texts, done)
-                done, texts = done + len(texts), []
+            chars += len(texts[-1])
+            if len(texts) == limit or (budget is not None and chars >= budget):  # as InMemorySource.buckets
+                index += 1
+                yield self._bucket(texts, done, index)
+                done, texts, chars = done + len(texts), [], 0
+                limit, budget = plan.limits(index)
         if texts:
-            yield self._bucket(texts, done)
+            yield self._bucket(texts, done, index + 1)
 
-    def _bucket(self, texts: list[str], done: int) -> Bucket:
+    def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
         self._texts.update(zip(ids.tolist(), texts))
-        state = {"processed": done + len(texts), "dataset": copy.deepcopy(self.corpus.state_dict())}
+        state = {"processed": done + len(texts), "bucket": index,
+                 "dataset": copy.deepcopy(self.corpus.state_dict())}
         return Bucket(list(texts), ids, None, state)
 
     def _text_of(self, row: dict[str, Any], position: int) -> str:

@@ -19,7 +19,7 @@ import torch
 import hf_txray
 import reference
 from hf_txray import ConfigurationError, DatasetError, UserFeature
-from hf_txray.streaming import StreamingSource
+from hf_txray.streaming import BucketPlan, InMemorySource, StreamingSource
 from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
 from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
 
@@ -105,13 +105,67 @@ def test_stream_refused_where_a_dataset_is_needed():
         load_corpus(datasets.IterableDataset.from_generator(lambda: iter([{"text": "a"}])))
 
 
+def expected_buckets(lengths, texts, chars, ramp, start=0, index=0):
+    """Bucket boundaries by a plain loop: a bucket closes at `texts` texts, or at the first text whose running
+    character count reaches `chars`; ramped buckets start at 1/8, 1/4, 1/2 of both."""
+    bounds, lo = [], start
+    while lo < len(lengths):
+        scale = (1 / 8, 1 / 4, 1 / 2)[index] if ramp and index < 3 else 1
+        most, budget = max(1, -(-texts * scale // 1)), max(1, -(-chars * scale // 1))
+        hi, total = lo, 0
+        while hi < len(lengths) and hi - lo < most and total < budget:
+            total += lengths[hi]
+            hi += 1
+        bounds.append((lo, int(hi)))
+        lo, index = int(hi), index + 1
+    return bounds
+
+
+@pytest.mark.parametrize("ramp", [False, True])
+def test_buckets_close_by_count_or_characters_the_same_in_memory_and_streamed(ramp):
+    rng = np.random.default_rng(0)
+    texts = ["é" * int(n) for n in rng.choice([0, 3, 40, 400, 2500], size=150, p=[.05, .4, .3, .2, .05])]
+    plan = BucketPlan(texts=16, chars=3000, ramp=ramp)
+    want = expected_buckets([len(t) for t in texts], 16, 3000, ramp)
+    assert len(want) > 150 / 16 + 2  # the character budget cut some buckets short
+    memory = InMemorySource(datasets.Dataset.from_dict({"text": texts}), 0, "text")
+    stream = StreamingSource(datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(), "text", 0, 1)
+    cut = {name: [(int(b.example_ids[0]), int(b.example_ids[-1]) + 1) for b in source.buckets(plan, None)]
+           for name, source in (("memory", memory), ("stream", stream))}
+    assert cut["memory"] == cut["stream"] == want
+    # Resuming from any bucket's state cuts the same buckets as the uninterrupted run (the ramp included).
+    states = [b.state for b in memory.buckets(plan, None)]
+    for k in (1, 2, 5):
+        resumed = [(int(b.example_ids[0]), int(b.example_ids[-1]) + 1) for b in memory.buckets(plan, states[k - 1])]
+        assert resumed == want[k:]
+    stream_states = [b.state for b in StreamingSource(
+        datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(), "text", 0, 1).buckets(plan, None)]
+    fresh = StreamingSource(datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(), "text", 0, 1)
+    resumed = [(int(b.example_ids[0]), int(b.example_ids[-1]) + 1) for b in fresh.buckets(plan, stream_states[1])]
+    assert resumed == want[2:]
+    # A checkpoint of an earlier version has no bucket index: the buckets after it are full-size.
+    old = {"processed": want[1][1]}
+    assert [(int(b.example_ids[0]), int(b.example_ids[-1]) + 1) for b in memory.buckets(plan, old)] == \
+        expected_buckets([len(t) for t in texts], 16, 3000, False, start=want[1][1])
+
+
+def test_bucket_plan_of_a_profiler():
+    model, tokenizer = tiny("bert")
+    config = hf_txray.ProfilerConfig(features=("token",), max_length=64, batch_size=4)
+    plan = hf_txray.Profiler(model, tokenizer, config).bucket_plan(checkpoint_every=200)
+    assert plan == BucketPlan(texts=32, chars=8 * 4 * 64 * 4, ramp=False)  # 8 batches of 4 x 64 tokens, 4 chars each
+    budget = hf_txray.ProfilerConfig(features=("token",), max_length=64, batch_size=4, max_tokens_per_batch=100)
+    assert hf_txray.Profiler(model, tokenizer, budget).bucket_plan(checkpoint_every=2) == BucketPlan(8, 2 * 100 * 4)
+    assert hf_txray.Profiler(model, tokenizer, config, device="meta").bucket_plan(200).ramp  # an accelerator
+
+
 @pytest.mark.parametrize("world,num", [(2, 7), (3, 8), (4, 2)])  # uneven shards, and empty ones (4 > 2)
 def test_stream_shards_see_every_example_once(world, num):
     texts = [f"text number {i}" for i in range(num)]
     stream = datasets.IterableDataset.from_generator(lambda: ({"text": t} for t in texts))
     seen = {}
     for rank in range(world):
-        for bucket in StreamingSource(stream, "text", rank, world).buckets(3, None):
+        for bucket in StreamingSource(stream, "text", rank, world).buckets(BucketPlan(3), None):
             for i, text in zip(bucket.example_ids.tolist(), bucket.texts):
                 assert i not in seen
                 seen[i] = text
@@ -353,7 +407,11 @@ def test_default_workers_are_no_more_than_the_buckets_left(monkeypatch):
     explicit = analyze(texts=texts, batch_size=4, num_workers=2)
     two_buckets = analyze(texts=texts, batch_size=2)
     inline = analyze(texts=texts, batch_size=2, num_workers=0)
-    assert started == [0, 2, 2, 0]
+    # 8 texts of 619 characters are one bucket by count (32 texts) but two by characters: the 4th text of a bucket
+    # reaches its 2048 (8 batches x 4 rows x 16 tokens x 4 characters)
+    long_docs = analyze(texts=[LONG[0]] * 8, batch_size=4, max_length=MAX_LENGTH, stride=STRIDE)
+    assert started == [0, 2, 2, 0, 2]
+    assert long_docs.meta.num_windowed == 8
     assert_same_profile(explicit, one_bucket)  # the same batches, encoded inline or by the workers
     assert_same_profile(two_buckets, inline)
 
