@@ -229,9 +229,11 @@ class Profiler:
         try:
             batches_since_save = 0
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
-            buckets = source.buckets(plan, resume_state)
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
             workers = self._workers_for(source, plan, resume_state)
+            # An accelerator waits for the workers' first bucket: make the first ones small.
+            plan = dataclasses.replace(plan, ramp=workers > 0 and self.device.type not in UNRAMPED_DEVICES)
+            buckets = source.buckets(plan, resume_state)
             for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
                 if quota is not None and quota <= 0:
                     break
@@ -267,14 +269,14 @@ class Profiler:
     def bucket_plan(self, checkpoint_every: int) -> BucketPlan:
         """How the corpus is cut into buckets: about :data:`BUCKET_BATCHES` batches each, by text count and by
         characters (:data:`CHARS_PER_TOKEN` per token of a full batch), never spanning a checkpoint interval (so a
-        checkpoint lands on a bucket boundary); ramped up on an accelerator, whose first batches wait for the first
-        bucket (on a CPU the forward and the encoding share the cores: nothing to overlap at the start)."""
+        checkpoint lands on a bucket boundary). A run with encoding workers on an accelerator ramps it up
+        (:class:`~hf_txray.streaming.BucketPlan`); on a CPU the forward and the encoding share the cores, so there
+        is nothing to overlap at the start."""
         batches = min(BUCKET_BATCHES, checkpoint_every)
         batch_tokens = self.config.batch_size * self.max_length
         if self.config.max_tokens_per_batch is not None:
             batch_tokens = min(batch_tokens, self.config.max_tokens_per_batch)
-        return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
-                          ramp=self.device.type != "cpu")
+        return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN)
 
     def _workers_for(self, source, plan: BucketPlan, resume_state) -> int:
         """Encoding workers for this run: as configured, but the default (``num_workers=None``) starts no more
@@ -329,6 +331,7 @@ BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker han
 # Characters per token assumed when a bucket is cut by characters (English BPE averages about 4): a text's tokens
 # are only known once a worker has encoded it. A wrong guess only makes buckets larger or smaller.
 CHARS_PER_TOKEN = 4
+UNRAMPED_DEVICES = ("cpu",)  # devices whose runs start with full-size buckets (BucketPlan.ramp), workers or not
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
 
 

@@ -149,14 +149,39 @@ def test_buckets_close_by_count_or_characters_the_same_in_memory_and_streamed(ra
         expected_buckets([len(t) for t in texts], 16, 3000, False, start=want[1][1])
 
 
+def test_ramped_buckets_give_the_same_profile(monkeypatch):
+    """With workers on an accelerator the first buckets are 1/8, 1/4, 1/2 of the full size (forced here on the CPU):
+    the same profile as full-size buckets inline."""
+    import importlib
+
+    analyze_module = importlib.import_module("hf_txray.analyze")
+    sizes = []
+    real = analyze_module.encode_buckets
+
+    def recording(encoder, buckets, num_workers, read=None):
+        for bucket, batches in real(encoder, buckets, num_workers, read):
+            sizes.append(len(bucket.example_ids))
+            yield bucket, batches
+
+    texts = (TEXTS * 12)[:70]
+    inline = analyze(texts=texts, batch_size=2, num_workers=0)
+    monkeypatch.setattr(analyze_module, "UNRAMPED_DEVICES", ())
+    monkeypatch.setattr(analyze_module, "encode_buckets", recording)
+    analyze(texts=texts, batch_size=2, num_workers=0)
+    assert sizes == [16] * 4 + [6]  # no workers: nothing to wait for, no ramp
+    sizes.clear()
+    ramped = analyze(texts=texts, batch_size=2, num_workers=1)
+    assert sizes == [2, 4, 8, 16, 16, 16, 8]
+    assert_same_profile(ramped, inline)
+
+
 def test_bucket_plan_of_a_profiler():
     model, tokenizer = tiny("bert")
     config = hf_txray.ProfilerConfig(features=("token",), max_length=64, batch_size=4)
     plan = hf_txray.Profiler(model, tokenizer, config).bucket_plan(checkpoint_every=200)
-    assert plan == BucketPlan(texts=32, chars=8 * 4 * 64 * 4, ramp=False)  # 8 batches of 4 x 64 tokens, 4 chars each
+    assert plan == BucketPlan(texts=32, chars=8 * 4 * 64 * 4)  # 8 batches of 4 x 64 tokens, 4 chars each
     budget = hf_txray.ProfilerConfig(features=("token",), max_length=64, batch_size=4, max_tokens_per_batch=100)
     assert hf_txray.Profiler(model, tokenizer, budget).bucket_plan(checkpoint_every=2) == BucketPlan(8, 2 * 100 * 4)
-    assert hf_txray.Profiler(model, tokenizer, config, device="meta").bucket_plan(200).ramp  # an accelerator
 
 
 @pytest.mark.parametrize("world,num", [(2, 7), (3, 8), (4, 2)])  # uneven shards, and empty ones (4 > 2)
