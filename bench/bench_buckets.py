@@ -31,30 +31,44 @@ from results_file import bench_parser, publish  # noqa: E402
 
 BATCH, TOKENS, MAX_LENGTH, WORKERS = 256, 65536, 512, 1
 TITLE = "Buckets by characters (`bench_buckets.py`)"
+WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2" / "valid.txt"
 
 
 def plans():
-    """Each way of cutting buckets, from analyze's own plan (text count, characters, ramp on an accelerator)."""
+    """Each way of cutting buckets: analyze's own plan without its character budget (as before), with it (the
+    default), and with the first buckets ramped up as on an accelerator (forced on this CPU)."""
     from hf_txray.streaming import BucketPlan
 
-    return {"count only (before)": lambda plan: BucketPlan(plan.texts),
-            "count and characters (CPU default)": lambda plan: BucketPlan(plan.texts, plan.chars),
-            "count, characters and ramp (accelerator default)": lambda plan: BucketPlan(plan.texts, plan.chars,
-                                                                                        ramp=True)}
+    return {"count only (before)": (lambda plan: BucketPlan(plan.texts), False),
+            "count and characters (default)": (lambda plan: plan, False),
+            "count and characters, ramped (accelerator with workers)": (lambda plan: plan, True)}
 
 
-def one_run(model, tokenizer, texts, plan) -> dict:
+def wikitext_articles() -> list[str]:
+    """WikiText-2's validation articles, whole (about 60, of about 18,000 characters each)."""
+    lines = WIKITEXT.read_text(encoding="utf-8").splitlines()
+    articles: list[list[str]] = []
+    for line in lines:
+        heading = line.strip()
+        if heading.startswith("= ") and not heading.startswith("= ="):
+            articles.append([])
+        elif heading and articles:
+            articles[-1].append(heading)
+    return [" ".join(a) for a in articles if a]
+
+
+def one_run(model, tokenizer, texts, variant, **options) -> dict:
     import importlib
 
     import hf_txray
 
     analyze_module = importlib.import_module("hf_txray.analyze")
-
     profiler_class = analyze_module.Profiler
     buckets: list[tuple[int, int]] = []
     first: list[float] = []
     real_encode, real_process, real_plan = (analyze_module.encode_buckets, profiler_class._process,
                                             profiler_class.bucket_plan)
+    transform, ramp = variant
 
     def recording_encode(encoder, source_buckets, workers, read=None):
         for bucket, batches in real_encode(encoder, source_buckets, workers, read):
@@ -67,16 +81,16 @@ def one_run(model, tokenizer, texts, plan) -> dict:
         return real_process(self, batch, builder, recorder)
 
     analyze_module.encode_buckets, profiler_class._process = recording_encode, timed_process
-    profiler_class.bucket_plan = lambda self, checkpoint_every: plan(real_plan(self, checkpoint_every))
+    profiler_class.bucket_plan = lambda self, checkpoint_every: transform(real_plan(self, checkpoint_every))
+    unramped, analyze_module.UNRAMPED_DEVICES = analyze_module.UNRAMPED_DEVICES, (() if ramp else ("cpu",))
     try:
         start, cpu = time.perf_counter(), cpu_usage()
-        profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), max_length=MAX_LENGTH,
-                                   batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=WORKERS,
-                                   show_progress=False)
+        profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), num_workers=WORKERS,
+                                   show_progress=False, **options)
         wall, main_cpu = time.perf_counter() - start, (cpu_usage() - cpu).total
     finally:
-        analyze_module.encode_buckets, profiler_class._process, profiler_class.bucket_plan = \
-            real_encode, real_process, real_plan
+        analyze_module.encode_buckets, profiler_class._process = real_encode, real_process
+        profiler_class.bucket_plan, analyze_module.UNRAMPED_DEVICES = real_plan, unramped
     return {"wall": wall, "cpu": main_cpu, "first": first[0] - start, "buckets": buckets,
             "positions": profile.meta.num_positions, "count": profile.neuron_count.copy()}
 
@@ -90,15 +104,18 @@ def main() -> None:
     model, tokenizer = near_free_model()
     texts = (corpora.penn_treebank("train", num_samples=args.sentences).to_dict()["text"]
              + corpora.bbc_news(num_samples=args.articles).to_dict()["text"])
-    corpora_ = {"PTB sentences, then BBC articles": texts,
-                "BBC articles first, then PTB sentences": texts[args.sentences:] + texts[: args.sentences]}
+    gpu_settings = dict(max_length=MAX_LENGTH, batch_size=BATCH, max_tokens_per_batch=TOKENS)
+    cases = {f"{args.sentences} PTB sentences, then {args.articles} BBC articles; the GPU check's batching "
+             f"({BATCH} rows, {TOKENS} tokens)": (texts, gpu_settings),
+             f"{len(wikitext_articles())} WikiText-2 articles (whole); analyze's default batching (32 rows)":
+                 (wikitext_articles(), dict(max_length=MAX_LENGTH))}
     rows = []
-    for corpus_name, corpus in corpora_.items():
+    for case, (corpus, options) in cases.items():
         runs: dict[str, list[dict]] = {name: [] for name in plans()}
-        one_run(model, tokenizer, corpus[:300], plans()["count only (before)"])  # warm-up
+        one_run(model, tokenizer, corpus[:50], plans()["count only (before)"], **options)  # warm-up
         for _ in range(args.repeats):  # interleaved
-            for name, plan in plans().items():
-                runs[name].append(one_run(model, tokenizer, corpus, plan))
+            for name, variant in plans().items():
+                runs[name].append(one_run(model, tokenizer, corpus, variant, **options))
         reference = runs["count only (before)"][0]
         for name, result in runs.items():
             last = result[-1]
@@ -106,21 +123,19 @@ def main() -> None:
                        for r in result)
             texts_per = [b[0] for b in last["buckets"]]
             batches_per = [b[1] for b in last["buckets"]]
-            rows.append(f"| {corpus_name} | {name} | {len(last['buckets'])} | {max(texts_per)} / {max(batches_per)} "
+            rows.append(f"| {case} | {name} | {len(last['buckets'])} | {max(texts_per)} / {max(batches_per)} "
                         f"| {texts_per[0]} / {batches_per[0]} | {spread([r['first'] for r in result])} | "
                         f"{spread([r['wall'] for r in result])} | {spread([r['cpu'] for r in result])} | "
                         f"{'yes' if same else '**no**'} |")
         print("\n".join(rows[-3:]), flush=True)
     text = "\n".join([
-        f"Near-free model (BERT, 12 layers, hidden 32, intermediate 64, MiniLM tokenizer), {args.sentences} PTB "
-        f"sentences and {args.articles} BBC News articles, the GPU check's settings: batches of at most {BATCH} rows "
-        f"and {TOKENS} tokens, windows of {MAX_LENGTH} tokens, token features, {WORKERS} encoding worker, one torch "
-        f"thread, CPU. Each way of cutting buckets replaces `Profiler.bucket_plan`; {args.repeats} interleaved runs, "
+        "Near-free model (BERT, 12 layers, hidden 32, intermediate 64, MiniLM tokenizer), windows of "
+        f"{MAX_LENGTH} tokens, token features, {WORKERS} encoding worker, one torch thread, CPU. Each way of cutting buckets replaces `Profiler.bucket_plan`; {args.repeats} interleaved runs, "
         "median (min-max). *First batch*: seconds from the call to the first forward pass (the worker's start and "
         "the first bucket's encoding), the time an accelerator sits idle. On 2 shared cores the wall and CPU times "
         "mostly show that nothing gets slower; the bucket sizes and the first wait are what a GPU gains.",
         "",
-        "| corpus order | buckets cut by | buckets | largest bucket: texts / batches | first bucket: texts / batches "
+        "| corpus and batching | buckets cut by | buckets | largest bucket: texts / batches | first bucket: texts / batches "
         "| first batch after (s) | wall s | main-process CPU s | same counts |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,

@@ -45,7 +45,10 @@ def cores_per_process() -> int:
     then its share.
     """
     cores = available_cores()
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:  # not set by a launcher: one process
+        local = 1
     if local > 1 and cores >= (os.cpu_count() or cores):
         return max(1, cores // local)
     return cores

@@ -405,6 +405,9 @@ def test_workers_share_the_cores_among_the_processes_of_a_machine(monkeypatch):
     assert workers.cores_per_process() == 4
     assert workers.resolve_num_workers(None, "cuda") == 3 and workers.resolve_num_workers(None, "cpu") == 0
     assert workers.resolve_num_workers(10, "cuda") == 4 and workers.resolve_num_workers(2, "cuda") == 2
+    for odd in ("", "abc", "0", "-2"):  # not a launcher's value: one process
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", odd)
+        assert workers.cores_per_process() == 16
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
     assert workers.resolve_num_workers(None, "cuda") == 0 and workers.resolve_num_workers(3, "cuda") == 1
     monkeypatch.setattr(workers, "available_cores", lambda: 4)  # bound to 4 of 16 cores (taskset, Slurm)
