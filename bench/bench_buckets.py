@@ -1,4 +1,5 @@
-"""How buckets are cut (issue 13): by text count only, by count and characters, and ramped up on an accelerator.
+"""How buckets are cut for encoding workers (issue 13): by text count only, by count and characters, and ramped up
+on an accelerator.
 
 The encoding workers receive whole buckets. Cut by count alone (8 * batch_size texts), a bucket of long documents
 holds dozens of windowed batches, which one worker encodes while the others idle, and the model waits for the
@@ -39,9 +40,9 @@ def plans():
     default), and with the first buckets ramped up as on an accelerator (forced on this CPU)."""
     from hf_txray.streaming import BucketPlan
 
-    return {"count only (before)": (lambda plan: BucketPlan(plan.texts), False),
-            "count and characters (default)": (lambda plan: plan, False),
-            "count and characters, ramped (accelerator with workers)": (lambda plan: plan, True)}
+    return {"count only (before; inline runs still)": (lambda plan: BucketPlan(plan.texts), False),
+            "count and characters (workers on a CPU)": (lambda plan: plan, False),
+            "count and characters, ramped (workers on an accelerator)": (lambda plan: plan, True)}
 
 
 def wikitext_articles() -> list[str]:
@@ -81,7 +82,7 @@ def one_run(model, tokenizer, texts, variant, **options) -> dict:
         return real_process(self, batch, builder, recorder)
 
     analyze_module.encode_buckets, profiler_class._process = recording_encode, timed_process
-    profiler_class.bucket_plan = lambda self, checkpoint_every: transform(real_plan(self, checkpoint_every))
+    profiler_class.bucket_plan = lambda self, every, workers: transform(real_plan(self, every, workers))
     unramped, analyze_module.UNRAMPED_DEVICES = analyze_module.UNRAMPED_DEVICES, (() if ramp else ("cpu",))
     try:
         start, cpu = time.perf_counter(), cpu_usage()
@@ -112,11 +113,11 @@ def main() -> None:
     rows = []
     for case, (corpus, options) in cases.items():
         runs: dict[str, list[dict]] = {name: [] for name in plans()}
-        one_run(model, tokenizer, corpus[:50], plans()["count only (before)"], **options)  # warm-up
+        one_run(model, tokenizer, corpus[:50], plans()["count only (before; inline runs still)"], **options)  # warm-up
         for _ in range(args.repeats):  # interleaved
             for name, variant in plans().items():
                 runs[name].append(one_run(model, tokenizer, corpus, variant, **options))
-        reference = runs["count only (before)"][0]
+        reference = runs["count only (before; inline runs still)"][0]
         for name, result in runs.items():
             last = result[-1]
             same = all((r["count"] == reference["count"]).all() and r["positions"] == reference["positions"]

@@ -223,17 +223,14 @@ class Profiler:
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         was_training = self.model.training
         self.model.eval()
-        plan = self.bucket_plan(checkpoint_every)
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
         try:
             batches_since_save = 0
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
-            workers = self._workers_for(source, plan, resume_state)
-            # An accelerator waits for the workers' first bucket: make the first ones small.
-            plan = dataclasses.replace(plan, ramp=workers > 0 and self.device.type not in UNRAMPED_DEVICES)
-            buckets = source.buckets(plan, resume_state)
+            workers = self._workers_for(source, checkpoint_every, resume_state)
+            buckets = source.buckets(self.bucket_plan(checkpoint_every, workers), resume_state)
             for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
                 if quota is not None and quota <= 0:
                     break
@@ -266,25 +263,34 @@ class Profiler:
             self.model.train(was_training)
         return builder.to_profile(dataclasses.replace(meta), source.fetch)
 
-    def bucket_plan(self, checkpoint_every: int) -> BucketPlan:
-        """How the corpus is cut into buckets: about :data:`BUCKET_BATCHES` batches each, by text count and by
-        characters (:data:`CHARS_PER_TOKEN` per token of a full batch), never spanning a checkpoint interval (so a
-        checkpoint lands on a bucket boundary). A run with encoding workers on an accelerator ramps it up
-        (:class:`~hf_txray.streaming.BucketPlan`); on a CPU the forward and the encoding share the cores, so there
-        is nothing to overlap at the start."""
+    def bucket_plan(self, checkpoint_every: int, workers: int) -> BucketPlan:
+        """How the corpus is cut into buckets: at most :data:`BUCKET_BATCHES` batches' worth of texts
+        (``batch_size`` each), never spanning a checkpoint interval (so a checkpoint lands on a bucket boundary).
+
+        With encoding `workers`, a bucket also closes once its texts reach :data:`CHARS_PER_TOKEN` characters per
+        token of that many full batches, so long documents are spread over the workers, and on an accelerator the
+        first buckets ramp up (:class:`~hf_txray.streaming.BucketPlan`), so the device waits for a small first
+        bucket only. Inline, buckets are cut by count alone: smaller buckets of long documents would only add
+        part-filled batches (measured: up to 7% more CPU time on WikiText-2 articles, ``bench/bench_buckets.py``).
+        """
         batches = min(BUCKET_BATCHES, checkpoint_every)
+        if not workers:
+            return BucketPlan(self.config.batch_size * batches)
         batch_tokens = self.config.batch_size * self.max_length
         if self.config.max_tokens_per_batch is not None:
             batch_tokens = min(batch_tokens, self.config.max_tokens_per_batch)
-        return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN)
+        return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
+                          ramp=self.device.type not in UNRAMPED_DEVICES)
 
-    def _workers_for(self, source, plan: BucketPlan, resume_state) -> int:
+    def _workers_for(self, source, checkpoint_every: int, resume_state) -> int:
         """Encoding workers for this run: as configured, but the default (``num_workers=None``) starts no more
         workers than there are buckets left, and none for a single bucket, which no worker could overlap with the
         model (a small corpus, such as a Trainer snapshot's, then costs no process start). An in-memory corpus's
-        buckets are counted (text lengths only, up to the worker count); a stream's are not known."""
+        buckets (as cut for workers, without the ramp) are counted from the text lengths, up to the worker count; a
+        stream's are not known."""
         if self.config.num_workers is not None or source.total is None or self.num_workers == 0:
             return self.num_workers
+        plan = dataclasses.replace(self.bucket_plan(checkpoint_every, self.num_workers), ramp=False)
         buckets = sum(1 for _ in itertools.islice(source.buckets(plan, resume_state), self.num_workers))
         return buckets if buckets > 1 else 0
 
@@ -331,7 +337,7 @@ BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker han
 # Characters per token assumed when a bucket is cut by characters (English BPE averages about 4): a text's tokens
 # are only known once a worker has encoded it. A wrong guess only makes buckets larger or smaller.
 CHARS_PER_TOKEN = 4
-UNRAMPED_DEVICES = ("cpu",)  # devices whose runs start with full-size buckets (BucketPlan.ramp), workers or not
+UNRAMPED_DEVICES = ("cpu",)  # devices whose runs with workers start with full-size buckets (BucketPlan.ramp)
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
 
 

@@ -175,13 +175,18 @@ def test_ramped_buckets_give_the_same_profile(monkeypatch):
     assert_same_profile(ramped, inline)
 
 
-def test_bucket_plan_of_a_profiler():
+def test_bucket_plan_of_a_profiler(monkeypatch):
+    import importlib
+
     model, tokenizer = tiny("bert")
     config = hf_txray.ProfilerConfig(features=("token",), max_length=64, batch_size=4)
-    plan = hf_txray.Profiler(model, tokenizer, config).bucket_plan(checkpoint_every=200)
-    assert plan == BucketPlan(texts=32, chars=8 * 4 * 64 * 4)  # 8 batches of 4 x 64 tokens, 4 chars each
+    profiler = hf_txray.Profiler(model, tokenizer, config)
+    assert profiler.bucket_plan(200, workers=0) == BucketPlan(texts=32)  # inline: by count only
+    assert profiler.bucket_plan(200, workers=2) == BucketPlan(32, 8 * 4 * 64 * 4)  # 8 batches of 4 x 64 tokens
     budget = hf_txray.ProfilerConfig(features=("token",), max_length=64, batch_size=4, max_tokens_per_batch=100)
-    assert hf_txray.Profiler(model, tokenizer, budget).bucket_plan(checkpoint_every=2) == BucketPlan(8, 2 * 100 * 4)
+    assert hf_txray.Profiler(model, tokenizer, budget).bucket_plan(2, workers=1) == BucketPlan(8, 2 * 100 * 4)
+    monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "UNRAMPED_DEVICES", ())  # as on a GPU
+    assert profiler.bucket_plan(200, workers=2).ramp and not profiler.bucket_plan(200, workers=0).ramp
 
 
 @pytest.mark.parametrize("world,num", [(2, 7), (3, 8), (4, 2)])  # uneven shards, and empty ones (4 > 2)
