@@ -1,14 +1,18 @@
 """Shared by the benchmark scripts: the plain forward baseline over the very batches `analyze` builds, the
 main process's CPU time (user + system, with minor page faults) from ``resource.getrusage``, and the CPU time of
-the engine's parts within a run (:class:`WorkTimer`)."""
+the engine's parts within a run (:class:`WorkTimer`), and the buckets a run hands to its encoding workers
+(:func:`watching_buckets`)."""
 
 from __future__ import annotations
 
+import importlib
 import resource
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -122,3 +126,29 @@ class WorkTimer:
                     key = f"{group}:{name}"
                     self.seconds[key] = self.seconds.get(key, 0.0) + spent
         return wrapper
+
+
+@contextmanager
+def watching_buckets() -> Iterator[dict]:
+    """Within the block, record what `analyze` runs hand to their encoding workers: ``buckets``, a ``(texts,
+    batches)`` pair per bucket, and ``first``, the ``time.perf_counter()`` of the first batch's forward pass (an
+    accelerator is idle until then)."""
+    analyze_module = importlib.import_module("hf_txray.analyze")
+    record: dict = {"buckets": [], "first": None}
+    real_encode, real_process = analyze_module.encode_buckets, analyze_module.Profiler._process
+
+    def encode(encoder, buckets, workers, read=None):
+        for bucket, batches in real_encode(encoder, buckets, workers, read):
+            record["buckets"].append((len(bucket.example_ids), len(batches)))
+            yield bucket, batches
+
+    def process(self, batch, builder, recorder):
+        if record["first"] is None:
+            record["first"] = time.perf_counter()
+        return real_process(self, batch, builder, recorder)
+
+    analyze_module.encode_buckets, analyze_module.Profiler._process = encode, process
+    try:
+        yield record
+    finally:
+        analyze_module.encode_buckets, analyze_module.Profiler._process = real_encode, real_process

@@ -15,6 +15,7 @@ Usage: python bench/bench_buckets.py [--articles 1000] [--sentences 4000] [--rep
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from baseline import cpu_usage, spread  # noqa: E402
+from baseline import cpu_usage, spread, watching_buckets  # noqa: E402
 from bench_host import near_free_model  # noqa: E402
 from results_file import bench_parser, publish  # noqa: E402
 
@@ -59,40 +60,21 @@ def wikitext_articles() -> list[str]:
 
 
 def one_run(model, tokenizer, texts, variant, **options) -> dict:
-    import importlib
-
     import hf_txray
 
     analyze_module = importlib.import_module("hf_txray.analyze")
-    profiler_class = analyze_module.Profiler
-    buckets: list[tuple[int, int]] = []
-    first: list[float] = []
-    real_encode, real_process, real_plan = (analyze_module.encode_buckets, profiler_class._process,
-                                            profiler_class.bucket_plan)
-    transform, ramp = variant
-
-    def recording_encode(encoder, source_buckets, workers, read=None):
-        for bucket, batches in real_encode(encoder, source_buckets, workers, read):
-            buckets.append((len(bucket.example_ids), len(batches)))
-            yield bucket, batches
-
-    def timed_process(self, batch, builder, recorder):
-        if not first:
-            first.append(time.perf_counter())
-        return real_process(self, batch, builder, recorder)
-
-    analyze_module.encode_buckets, profiler_class._process = recording_encode, timed_process
-    profiler_class.bucket_plan = lambda self, every, workers: transform(real_plan(self, every, workers))
+    real_plan, transform, ramp = analyze_module.Profiler.bucket_plan, *variant
+    analyze_module.Profiler.bucket_plan = lambda self, every, workers: transform(real_plan(self, every, workers))
     unramped, analyze_module.UNRAMPED_DEVICES = analyze_module.UNRAMPED_DEVICES, (() if ramp else ("cpu",))
     try:
-        start, cpu = time.perf_counter(), cpu_usage()
-        profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), num_workers=WORKERS,
-                                   show_progress=False, **options)
-        wall, main_cpu = time.perf_counter() - start, (cpu_usage() - cpu).total
+        with watching_buckets() as record:
+            start, cpu = time.perf_counter(), cpu_usage()
+            profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), num_workers=WORKERS,
+                                       show_progress=False, **options)
+            wall, main_cpu = time.perf_counter() - start, (cpu_usage() - cpu).total
     finally:
-        analyze_module.encode_buckets, profiler_class._process = real_encode, real_process
-        profiler_class.bucket_plan, analyze_module.UNRAMPED_DEVICES = real_plan, unramped
-    return {"wall": wall, "cpu": main_cpu, "first": first[0] - start, "buckets": buckets,
+        analyze_module.Profiler.bucket_plan, analyze_module.UNRAMPED_DEVICES = real_plan, unramped
+    return {"wall": wall, "cpu": main_cpu, "first": record["first"] - start, "buckets": record["buckets"],
             "positions": profile.meta.num_positions, "count": profile.neuron_count.copy()}
 
 

@@ -149,19 +149,23 @@ def plain(model, prepared) -> tuple[float, float]:
 
 
 def profiled(model, tokenizer, corpus, device, max_length, workers=WORKERS):
-    """Wall seconds, main-process CPU seconds and the profile of one `analyze`."""
+    """Wall seconds, main-process CPU seconds, the profile of one `analyze`, and its buckets (``(texts, batches)``
+    each) with the seconds before its first forward pass (:func:`baseline.watching_buckets`)."""
     import hf_txray
-    from baseline import cpu_usage
+    from baseline import cpu_usage, watching_buckets
 
     if device == "cuda":
         torch.cuda.synchronize()
-    start, cpu = time.perf_counter(), cpu_usage()
-    profile = hf_txray.analyze(model, corpus, tokenizer=tokenizer, features=("token",), max_length=max_length,
-                               batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=workers, device=device,
-                               show_progress=False)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, (cpu_usage() - cpu).total, profile
+    with watching_buckets() as record:
+        start, cpu = time.perf_counter(), cpu_usage()
+        profile = hf_txray.analyze(model, corpus, tokenizer=tokenizer, features=("token",), max_length=max_length,
+                                   batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=workers,
+                                   device=device, show_progress=False)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    buckets = {"buckets": record["buckets"], "first_batch_s": record["first"] - start}
+    return seconds, (cpu_usage() - cpu).total, profile, buckets
 
 
 def context_length(model) -> int:
@@ -177,7 +181,7 @@ def throughput(name, model, tokenizer, corpus) -> dict:
     plain_runs, txray_runs = [], []
     for _ in range(2):
         plain_runs.append(plain(model, prepared))
-        seconds, cpu, profile = profiled(model, tokenizer, corpus, "cuda", max_length)
+        seconds, cpu, profile, buckets = profiled(model, tokenizer, corpus, "cuda", max_length)
         txray_runs.append((seconds, cpu))
     tokens = profile.meta.num_positions
     plain_s, txray_s = min(r[0] for r in plain_runs), min(r[0] for r in txray_runs)
@@ -185,6 +189,8 @@ def throughput(name, model, tokenizer, corpus) -> dict:
     return {"model": name, "dtype": str(next(model.parameters()).dtype), "tokens": tokens, "batches": len(prepared),
             "plain_tok_s": tokens / plain_s, "analyze_tok_s": tokens / txray_s, "ratio": plain_s / txray_s,
             "host_us_per_token": extra_cpu / tokens * 1e6,
+            "buckets": len(buckets["buckets"]), "first_batch_s": buckets["first_batch_s"],
+            "largest_bucket_batches": max(b[1] for b in buckets["buckets"]),
             "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens,
             "runs_s": {"plain": [r[0] for r in plain_runs], "analyze": [r[0] for r in txray_runs]}}
 
@@ -230,9 +236,9 @@ def near_ties(model, tokenizer, corpus, max_length, rel: float = 1e-4) -> int:
 def exactness(name, model, tokenizer, corpus) -> dict:
     model = model.float().eval()
     max_length = 128
-    _, _, on_cpu = profiled(model.cpu(), tokenizer, corpus, "cpu", max_length)
+    _, _, on_cpu, _ = profiled(model.cpu(), tokenizer, corpus, "cpu", max_length)
     ties = near_ties(model, tokenizer, corpus, max_length)
-    _, _, on_cuda = profiled(model.cuda(), tokenizer, corpus, "cuda", max_length)
+    _, _, on_cuda, _ = profiled(model.cuda(), tokenizer, corpus, "cuda", max_length)
     model.cpu()
     differing = int(np.abs(on_cpu.neuron_count - on_cuda.neuron_count).sum())
     return {"model": name, "positions": on_cpu.meta.num_positions, "credits_differing": differing,
@@ -247,10 +253,11 @@ def report(result: dict) -> str:
              f"{result['sentences'] // 4} BBC articles (windows of up to {MAX_LENGTH} tokens), batches of at most "
              f"{BATCH} rows and {TOKENS} tokens, token features, {result.get('workers', 4)} encoding workers. "
              f"{result['weights']}", "",
-             "| model | dtype | tokens | padding | plain forward tok/s | analyze tok/s | main-process CPU µs/token "
-             "outside the forward | **ratio** (target >= 0.9) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['model']} | {r['dtype']} | {r['tokens']} | {r['padding_share']:.1%} | {r['plain_tok_s']:,.0f} | "
+             "| model | dtype | tokens | padding | buckets (largest, in batches) | first batch after (s) | plain "
+             "forward tok/s | analyze tok/s | main-process CPU µs/token outside the forward | **ratio** (target >= 0.9) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['dtype']} | {r['tokens']} | {r['padding_share']:.1%} | "
+              f"{_buckets_cell(r)} | {r.get('first_batch_s', float('nan')):.2f} | {r['plain_tok_s']:,.0f} | "
               f"{r['analyze_tok_s']:,.0f} | {r['host_us_per_token']:.2f} | **{r['ratio']:.3f}** |" for r in runs]
     lines += ["", "fp32, the first 300 texts, max_length 128:", "",
               "| model (fp32) | positions | credits differing CUDA vs CPU | near-ties | mass relative difference "
@@ -259,6 +266,11 @@ def report(result: dict) -> str:
               f"{c['mass_rel_diff']:.1e} | {c['passed']} |" for c in checks]
     lines += [f"\nErrors: {e}" for e in result.get("errors", [])]
     return "\n".join(lines)
+
+
+def _buckets_cell(run: dict) -> str:
+    """``buckets (largest)``, or a dash for a run recorded before buckets were (an earlier gpu_check.json)."""
+    return f"{run['buckets']} ({run['largest_bucket_batches']})" if "buckets" in run else "-"
 
 
 def run_all(args, out: Path | None) -> dict:
