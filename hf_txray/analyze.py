@@ -21,7 +21,7 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options,
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options, count_texts,
                        resolve_feature_ids, stage)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
@@ -234,8 +234,8 @@ class Profiler:
             for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
                 if quota is not None and quota <= 0:
                     break
-                resolve_feature_ids(batches, vocabs)
                 batches = self._select_positions(batches, quota)
+                resolve_feature_ids(batches, vocabs)  # after the selection: only what is credited enters a vocabulary
                 for batch in batches:
                     self._process(batch, builder, recorder)
                 quota = None if quota is None else quota - sum(b.num_positions for b in batches)
@@ -298,16 +298,21 @@ class Profiler:
     def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
         """Under `max_positions`, keep only the bucket's first `quota` positions in corpus order (example id, token
         index), whatever batch they were packed in (the encoder has already dropped the first
-        `skip_first_positions` of each text)."""
+        `skip_first_positions` of each text). A bucket that reaches the quota counts only its texts up to the last
+        one credited, so the profile's counts do not depend on where buckets end."""
         total = sum(b.num_positions for b in batches)
-        if quota is None or total <= quota:
+        if quota is None or total < quota:
             return batches
         example_id = np.concatenate([b.example_id for b in batches])
         token_index = np.concatenate([b.token_index for b in batches])
         keep = np.zeros(total, dtype=bool)
         keep[np.lexsort((token_index, example_id))[:quota]] = True
         bounds = np.cumsum([0] + [b.num_positions for b in batches])
-        return [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
+        kept = [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
+        flags = batches[0].text_flags
+        if flags is not None:
+            count_texts(kept[0], flags[flags[:, 0] <= example_id[keep].max()])
+        return kept
 
     @torch.no_grad()
     def _process(self, batch: PositionBatch, builder: ProfileBuilder, recorder: WinnerRecorder) -> None:

@@ -60,6 +60,9 @@ class PositionBatch:
     num_padded_tokens: int = 0  # rows x padded width
     token_ids: np.ndarray | None = None
     local_features: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    # On a bucket's first batch: one row per text of the bucket, (example id, truncated, empty, windowed), so that a
+    # run that stops inside the bucket (max_positions) counts only the texts it reached.
+    text_flags: np.ndarray | None = None
 
     @property
     def num_positions(self) -> int:
@@ -239,7 +242,8 @@ class BatchEncoder:
         vocabs = {name: _LocalVocab() for name in opts.feature_names if name != "token"}
         segments: list[_Segment] = []
         per_text: list[dict[str, np.ndarray]] = []
-        truncated = empty = windowed = 0
+        flags = np.zeros((len(texts), 4), dtype=np.int64)  # example id, truncated, empty, windowed
+        flags[:, 0] = example_ids
         flat = _flat_encoding(enc)
         bounds = flat.pop("bounds").tolist()
         for i, text in enumerate(texts):
@@ -247,19 +251,18 @@ class BatchEncoder:
             fields = self._text_fields(i, text, tokens, annotations, vocabs)
             per_text.append(fields)
             if fields is None:
-                empty += int(not text.strip())
+                flags[i, 2] = not text.strip()
                 continue
-            truncated += truncate and _is_truncated(text, enc["offset_mapping"][i], opts.max_length)
+            flags[i, 1] = truncate and _is_truncated(text, enc["offset_mapping"][i], opts.max_length)
             new = self._segments(i, tokens["input_ids"], tokens.get("token_type_ids"), fields["index"])
-            windowed += len(new) > 1
+            flags[i, 3] = len(new) > 1
             segments.extend(new)
         batches = self._pack(segments, per_text, example_ids, vocabs)
         if opts.skip_first_positions:  # here, in the workers, rather than on the main process
             batches = [b.select(b.token_index >= opts.skip_first_positions) for b in batches]
         if not batches:
             batches = [_empty_batch()]
-        first = batches[0]
-        first.num_examples, first.num_truncated, first.num_empty, first.num_windowed = len(texts), truncated, empty, windowed
+        count_texts(batches[0], flags)
         return batches
 
     # ----- per text ---------------------------------------------------------------------------------------------
@@ -373,6 +376,13 @@ def _flat_encoding(enc) -> dict[str, np.ndarray]:
     return flat
 
 
+def count_texts(first: PositionBatch, flags: np.ndarray) -> None:
+    """Set a bucket's per-text counts on its `first` batch from the texts' `flags` (rows of :attr:`text_flags`)."""
+    first.text_flags = flags
+    first.num_examples = len(flags)
+    first.num_truncated, first.num_empty, first.num_windowed = (int(n) for n in flags[:, 1:].sum(axis=0))
+
+
 def _empty_batch() -> PositionBatch:
     empty = np.zeros(0, dtype=np.int64)
     return PositionBatch(inputs={}, positions=torch.zeros(0, dtype=torch.long), example_id=empty, token_index=empty,
@@ -424,11 +434,17 @@ def stage(arrays: dict[str, torch.Tensor | np.ndarray], device: torch.device, pa
 
 
 def resolve_feature_ids(batches: Sequence[PositionBatch], vocabs: dict[str, Vocabulary]) -> None:
-    """Fill ``feature_ids`` of a bucket's batches from their local values, extending the global `vocabs`.
+    """Fill ``feature_ids`` of a bucket's batches from their local values, extending the global `vocabs` with the
+    values their positions use (in the order of the local lists).
 
     Batches of one bucket share their local vocabulary lists, so each is mapped once.
     """
-    maps: dict[int, np.ndarray] = {}
+    used: dict[tuple[str, int], np.ndarray] = {}  # (feature type, local list) -> which values some position uses
+    for batch in batches:
+        for name, (local, items) in batch.local_features.items():
+            seen = used.setdefault((name, id(items)), np.zeros(len(items) + 1, dtype=bool))
+            seen[local] = True  # -1 (no value) marks the extra last slot
+    maps: dict[tuple[str, int], np.ndarray] = {}
     for batch in batches:
         for name, vocab in vocabs.items():
             if name == "token":
@@ -439,9 +455,11 @@ def resolve_feature_ids(batches: Sequence[PositionBatch], vocabs: dict[str, Voca
                 batch.feature_ids[name] = np.zeros(0, dtype=np.int64)
                 continue
             local, items = batch.local_features[name]
-            mapping = maps.get(id(items))
+            mapping = maps.get((name, id(items)))
             if mapping is None:
-                mapping = maps[id(items)] = np.append(np.array([vocab.add(v) for v in items], dtype=np.int64), -1)
+                seen = used[(name, id(items))]
+                mapping = maps[(name, id(items))] = np.append(
+                    np.array([vocab.add(v) if seen[i] else -1 for i, v in enumerate(items)], dtype=np.int64), -1)
             batch.feature_ids[name] = mapping[local]
 
 

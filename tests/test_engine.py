@@ -175,6 +175,38 @@ def test_ramped_buckets_give_the_same_profile(monkeypatch):
     assert_same_profile(ramped, inline)
 
 
+def test_max_positions_counts_do_not_depend_on_where_buckets_end(monkeypatch):
+    """A run that stops at max_positions inside a bucket counts the texts it reached and the values it credited,
+    whatever the bucketing: inline, workers (buckets by characters), the accelerator ramp, checkpoint intervals."""
+    import importlib
+
+    from hf_txray.reproduce import COUNT_FIELDS, compare_numbers
+
+    texts = [f"text {i} " + "word " * (30 if i % 8 == 7 else 2 + i % 4) + ("" if i % 6 else "tail of it")
+             for i in range(40)]  # texts 7, 15... are longer than a window
+    texts[3] = texts[9] = " "  # empty texts inside the stretch that is credited
+    _, tokenizer = tiny("gpt2")
+    quota = sum(len(tokenizer(t)["input_ids"]) for t in texts[:20]) + 3  # stops 3 tokens into text 20
+    options = dict(kind="gpt2", texts=texts, batch_size=2, max_length=24, max_positions=quota,
+                   features=("token", "word"), skip_first_positions=0)
+    inline = analyze(**options)
+    runs = [analyze(**options, num_workers=1)]
+    monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "UNRAMPED_DEVICES", ())
+    runs += [analyze(**options, num_workers=1), analyze(**options, checkpoint_every=1, checkpoint_dir=None)]
+    assert inline.meta.num_positions == quota and inline.meta.num_examples == 21  # texts 0-20 reached
+    assert inline.meta.num_empty == 2 and inline.meta.num_windowed == 2
+    for run in runs:
+        assert [getattr(run.meta, f) for f in (*COUNT_FIELDS, "num_windowed")] == \
+               [getattr(inline.meta, f) for f in (*COUNT_FIELDS, "num_windowed")]
+        for ft in ("token", "word"):
+            assert sorted(run.tables[ft].vocab) == sorted(inline.tables[ft].vocab)
+        assert compare_numbers(inline, run)[0] and compare_numbers(inline, run)[2] == []
+    # Every vocabulary entry is credited somewhere (nothing from the texts past the stop).
+    for ft in ("token", "word"):
+        table = inline.tables[ft]
+        assert set(np.unique(table.feature_ids)) == set(range(len(table.vocab)))
+
+
 def test_bucket_plan_of_a_profiler(monkeypatch):
     import importlib
 
