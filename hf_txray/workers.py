@@ -13,6 +13,8 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator
 
@@ -76,11 +78,24 @@ def resolve_num_workers(requested: int | None, device_type: str) -> int:
     return requested
 
 
-def _init(encoder: BatchEncoder, read: Reader | None) -> None:
+PARENT_CHECK_S = 1.0  # how often a worker checks that the process that started it is still alive
+
+
+def _init(encoder: BatchEncoder, read: Reader | None, parent: int) -> None:
     global _ENCODER, _READ
     _ENCODER, _READ = encoder, read
     release_free_heap()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="hf_txray-parent-watch").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker once its parent is gone (killed with SIGKILL or SIGTERM, it had no chance to stop the pool):
+    the worker would otherwise wait forever for work on a queue whose other end it holds itself (as PyTorch's
+    DataLoader workers, which check the same way)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def _texts(texts, annotations, rows, read: Reader | None):
@@ -127,7 +142,8 @@ def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init, initargs=(encoder, read)) as pool:
+    with ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init,
+                             initargs=(encoder, read, os.getpid())) as pool:
         pending: collections.deque = collections.deque()
         try:
             for bucket in buckets:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import time
 
 import datasets
 import numpy as np
@@ -412,6 +414,61 @@ def test_token_budget_bounds_every_batch():
         assert rows * width <= 40 or rows == 1
     widths = [b.inputs["input_ids"].shape[1] for b in batches]
     assert widths == sorted(widths)  # length-sorted
+
+
+KILLED_RUN = """
+import importlib, sys, time
+sys.path.insert(0, {tests!r})
+import hf_txray
+from models import tiny
+analyze_module = importlib.import_module("hf_txray.analyze")
+def stuck(self, batch, builder, recorder):  # the main process hangs in its first batch, its worker alive
+    print("processing", flush=True)
+    time.sleep(120)
+analyze_module.Profiler._process = stuck
+model, tokenizer = tiny("bert")
+hf_txray.analyze(model, ["a text"] * 40, tokenizer=tokenizer, features=("token",), batch_size=2, num_workers=1,
+                 show_progress=False)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_workers_exit_when_the_main_process_is_killed(signal_name):
+    """A killed main process cannot stop its pool: each worker notices its parent is gone and exits."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    main = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(tests=tests)], stdout=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        assert main.stdout.readline().strip() == "processing"
+        workers = [child.pid for child in psutil.Process(main.pid).children(recursive=True)]
+        assert workers and all(_alive(pid) for pid in workers)
+        main.send_signal(getattr(signal, signal_name))
+        main.wait(timeout=30)
+        deadline = time.time() + 20
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), f"workers {workers} outlived their parent"
+    finally:
+        main.kill()
+        main.wait()
+        for pid in workers:  # a failing run must not leave orphans behind either
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_too_many_workers_are_clamped_once(caplog):
