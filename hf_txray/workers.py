@@ -42,18 +42,26 @@ def cores_per_process() -> int:
     """This process's share of the machine's cores for its encoding workers.
 
     Under ``torchrun`` / ``accelerate launch`` every process of a machine starts its own workers: the cores are
-    divided by ``LOCAL_WORLD_SIZE`` (the processes on this machine), unless this process is already bound to a
-    subset of the cores (its affinity is smaller than the machine: ``taskset``, Slurm's ``--cpu-bind``), which is
-    then its share.
+    divided by ``LOCAL_WORLD_SIZE`` (the processes on this machine), unless this process is bound to fewer cores
+    than the launcher that started it (``taskset``/``numactl`` per process, Slurm's ``--cpu-bind``): that subset is
+    then its share. A container's CPU limit binds the launcher too, so its processes still divide it.
     """
     cores = available_cores()
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:  # not set by a launcher: one process
         local = 1
-    if local > 1 and cores >= (os.cpu_count() or cores):
+    if local > 1 and _parent_cores() <= cores:
         return max(1, cores // local)
     return cores
+
+
+def _parent_cores() -> int:
+    """The cores the parent process (the launcher) may run on; 0 when they cannot be read."""
+    try:
+        return len(os.sched_getaffinity(os.getppid()))
+    except (AttributeError, OSError):
+        return 0
 
 
 def resolve_num_workers(requested: int | None, device_type: str) -> int:

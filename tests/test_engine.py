@@ -488,11 +488,12 @@ def test_too_many_workers_are_clamped_once(caplog):
 
 def test_workers_share_the_cores_among_the_processes_of_a_machine(monkeypatch):
     """Under torchrun / accelerate launch each process starts its own workers: the default and the clamp use this
-    process's share of the cores, unless its affinity already restricts it to a share."""
+    process's share of the cores, unless it is bound to fewer cores than its launcher (then that is its share). A
+    container's CPU limit binds the launcher too."""
     from hf_txray import workers
 
     monkeypatch.setattr(workers, "available_cores", lambda: 16)
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(workers, "_parent_cores", lambda: 16)  # the launcher sees the same 16 cores (a container)
     monkeypatch.setattr(workers, "_warned_clamp", True)
     assert workers.resolve_num_workers(None, "cuda") == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
@@ -504,9 +505,11 @@ def test_workers_share_the_cores_among_the_processes_of_a_machine(monkeypatch):
         assert workers.cores_per_process() == 16
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
     assert workers.resolve_num_workers(None, "cuda") == 0 and workers.resolve_num_workers(3, "cuda") == 1
-    monkeypatch.setattr(workers, "available_cores", lambda: 4)  # bound to 4 of 16 cores (taskset, Slurm)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert workers.cores_per_process() == 4 and workers.resolve_num_workers(None, "cuda") == 3
+    monkeypatch.setattr(workers, "_parent_cores", lambda: 64)  # bound to 16 of the launcher's 64 (numactl, Slurm)
+    assert workers.cores_per_process() == 16 and workers.resolve_num_workers(None, "cuda") == 8
+    monkeypatch.setattr(workers, "_parent_cores", lambda: 0)  # unreadable: share
+    assert workers.cores_per_process() == 4
 
 
 def test_default_workers_are_no_more_than_the_buckets_left(monkeypatch):
