@@ -21,8 +21,8 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_window_options, count_texts,
-                       resolve_feature_ids, stage)
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
+                       count_texts, resolve_feature_ids, stage)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
@@ -84,6 +84,7 @@ class Profiler:
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
         self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
                                            tokenizer.num_special_tokens_to_add())
+        check_token_budget(config.max_tokens_per_batch, self.max_length)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
@@ -340,7 +341,8 @@ class Profiler:
 
 BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker hand-off and checkpoints
 # Characters per token assumed when a bucket is cut by characters (English BPE averages about 4): a text's tokens
-# are only known once a worker has encoded it. A wrong guess only makes buckets larger or smaller.
+# are only known once a worker has encoded it. A wrong guess only makes buckets larger or smaller: CJK text, at 1 to
+# 3 tokens per character, gets buckets of up to about 12 times the planned tokens.
 CHARS_PER_TOKEN = 4
 UNRAMPED_DEVICES = ("cpu",)  # devices whose runs with workers start with full-size buckets (BucketPlan.ramp)
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones

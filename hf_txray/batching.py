@@ -125,6 +125,20 @@ def default_stride(max_length: int) -> int:
     return max_length // 4
 
 
+def check_token_budget(max_tokens_per_batch: int | None, max_length: int) -> None:
+    """Refuse a token budget that one window (at most `max_length` tokens wide) does not fit in.
+
+    Raises:
+        ConfigurationError: ``max_tokens_per_batch < max_length``.
+    """
+    if max_tokens_per_batch is not None and max_tokens_per_batch < max_length:
+        raise ConfigurationError(
+            f"max_tokens_per_batch={max_tokens_per_batch} is smaller than max_length={max_length}: a batch must hold "
+            f"at least one window of max_length tokens. Raise max_tokens_per_batch to {max_length} or more, or lower "
+            "max_length."
+        )
+
+
 def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int) -> int:
     """Validate `long_texts` and `stride`; returns the stride in effect.
 

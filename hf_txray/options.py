@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batching import LONG_TEXT_MODES, check_window_options
+from .batching import LONG_TEXT_MODES, check_token_budget, check_window_options
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .sites import SITES, STACKS
@@ -179,8 +179,8 @@ class ProfilerConfig:
               "each: none for one; clamped to the cores, which the processes of a machine share under torchrun or "
               "accelerate launch).")
     max_tokens_per_batch: int | None = option(
-        None, "Token budget (rows x padded width) of a forward pass; rows are sorted by length within buckets of "
-              "about 8 batches so padding stays small.")
+        None, "Token budget (rows x padded width) of a forward pass, at least max_length; rows are sorted by length "
+              "within buckets of about 8 batches so padding stays small.")
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
             "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "
@@ -226,20 +226,28 @@ class ProfilerConfig:
             raise ConfigurationError("max_examples_per_neuron must be >= 0.")
         if self.long_texts not in LONG_TEXT_MODES:
             raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
+        if self.stride is not None and (not _is_int(self.stride) or self.stride < 0):
+            raise ConfigurationError(f"stride must be an int >= 0, got {self.stride!r}.")
         if self.stride is not None and self.max_length is not None:
             check_window_options(self.long_texts, self.stride, self.max_length, 0)
-        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+        if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
             raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
-        if self.max_tokens_per_batch is not None and (not isinstance(self.max_tokens_per_batch, int)
+        if self.max_tokens_per_batch is not None and (not _is_int(self.max_tokens_per_batch)
                                                       or self.max_tokens_per_batch < 1):
             raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
-        if not isinstance(self.pad_to_multiple_of, int) or isinstance(self.pad_to_multiple_of, bool) \
-                or self.pad_to_multiple_of < 1:
+        if self.max_length is not None:
+            check_token_budget(self.max_tokens_per_batch, self.max_length)
+        if not _is_int(self.pad_to_multiple_of) or self.pad_to_multiple_of < 1:
             raise ConfigurationError(f"pad_to_multiple_of must be an int >= 1 (1: no rounding), got "
                                      f"{self.pad_to_multiple_of!r}.")
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
+
+
+def _is_int(value: Any) -> bool:
+    """An int that is not a bool (``True`` would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass

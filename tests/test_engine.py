@@ -359,9 +359,16 @@ def test_stride_leaving_no_new_token_is_refused(stride):
 
 
 def test_bad_engine_options_are_refused():
-    for bad in (dict(long_texts="cut"), dict(num_workers=-1), dict(max_tokens_per_batch=0), dict(stride=-1)):
+    for bad in (dict(long_texts="cut"), dict(num_workers=-1), dict(max_tokens_per_batch=0), dict(stride=-1),
+                dict(num_workers=True), dict(max_tokens_per_batch=True), dict(stride=True), dict(stride=2.5)):
         with pytest.raises(ConfigurationError):
             analyze(**bad)
+        with pytest.raises(ConfigurationError):  # before any model is loaded
+            hf_txray.ProfilerConfig(**bad).validate()
+    with pytest.raises(ConfigurationError, match="max_tokens_per_batch=3 is smaller than max_length=32"):
+        hf_txray.ProfilerConfig(max_tokens_per_batch=3, max_length=32).validate()
+    with pytest.raises(ConfigurationError, match="at least one window"):  # max_length resolved from the model
+        analyze(max_tokens_per_batch=3)
 
 
 # ----- workers and token budgets -------------------------------------------------------------------------------
