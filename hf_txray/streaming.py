@@ -43,8 +43,9 @@ RAMP_BUCKETS = 3  # first buckets of a ramped plan, at 1/8, 1/4 and 1/2 of the f
 class BucketPlan:
     """The size of each bucket: at most `texts` texts, closed early once its texts reach `chars` characters.
 
-    Counting characters keeps a bucket of long documents near the batches it is meant to hold: by count alone, 256
-    news articles make a bucket of ~30 windowed batches, which one worker encodes while the others idle. With
+    Counting characters keeps a bucket of long documents near the batches it is meant to hold: by count alone, the
+    60 whole WikiText-2 validation articles made one bucket of 22 windowed batches (``bench/bench_buckets.py``),
+    which one worker encodes while the others idle. With
     `ramp`, the first :data:`RAMP_BUCKETS` buckets are 1/8, 1/4 and 1/2 of the full size, so an accelerator waits
     for a small first bucket instead of a full one. The sizes are a function of the texts and the bucket's index
     alone (saved with a checkpoint's state), so a resumed run cuts the same buckets as an uninterrupted one.
