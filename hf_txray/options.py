@@ -212,18 +212,20 @@ class ProfilerConfig:
             ConfigurationError: the first field out of range, named with the accepted values.
         """
         skip = self.skip_first_positions
-        if not (skip == "auto" or (isinstance(skip, int) and not isinstance(skip, bool) and skip >= 0)):
+        if not (skip == "auto" or (_is_int(skip) and skip >= 0)):
             raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
-        if self.max_positions is not None and (not isinstance(self.max_positions, int) or self.max_positions < 1):
+        if self.max_positions is not None and (not _is_int(self.max_positions) or self.max_positions < 1):
             raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
-        if not isinstance(self.top_k, int) or self.top_k < 1:
+        if not _is_int(self.top_k) or self.top_k < 1:
             raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not _is_int(self.batch_size) or self.batch_size < 1:
             raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if self.max_length is not None and self.max_length < 2:
-            raise ConfigurationError(f"max_length must be >= 2, got {self.max_length!r}.")
-        if self.max_examples_per_neuron < 0:
-            raise ConfigurationError("max_examples_per_neuron must be >= 0.")
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+            raise ConfigurationError(f"max_length must be an int >= 2 (or None: the model's limit), got "
+                                     f"{self.max_length!r}.")
+        if not _is_int(self.max_examples_per_neuron) or self.max_examples_per_neuron < 0:
+            raise ConfigurationError(f"max_examples_per_neuron must be an int >= 0, got "
+                                     f"{self.max_examples_per_neuron!r}.")
         if self.long_texts not in LONG_TEXT_MODES:
             raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
         if self.stride is not None and (not _is_int(self.stride) or self.stride < 0):

@@ -41,19 +41,21 @@ def available_cores() -> int:
 def cores_per_process() -> int:
     """This process's share of the machine's cores for its encoding workers.
 
-    Under ``torchrun`` / ``accelerate launch`` every process of a machine starts its own workers: the cores are
-    divided by ``LOCAL_WORLD_SIZE`` (the processes on this machine), unless this process is bound to fewer cores
-    than the launcher that started it (``taskset``/``numactl`` per process, Slurm's ``--cpu-bind``): that subset is
-    then its share. A container's CPU limit binds the launcher too, so its processes still divide it.
+    Under ``torchrun`` / ``accelerate launch`` every process of a machine (``LOCAL_WORLD_SIZE`` of them) starts its
+    own workers, so the cores this process may use are divided among the processes estimated to share them:
+    ``LOCAL_WORLD_SIZE`` x (this process's cores / its launcher's cores). All of them when nothing binds them apart
+    (a container's CPU limit binds the launcher too); one each when every process is bound to its own cores
+    (``numactl``, Slurm's ``--cpu-bind``); those of a NUMA node when each is bound to its node (``torchrun
+    --numa-binding node``).
     """
     cores = available_cores()
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:  # not set by a launcher: one process
         local = 1
-    if local > 1 and _parent_cores() <= cores:
-        return max(1, cores // local)
-    return cores
+    launcher = max(_parent_cores(), cores)  # unreadable (0): as many as this process
+    sharing = max(1, round(local * cores / launcher))
+    return max(1, cores // sharing)
 
 
 def _parent_cores() -> int:

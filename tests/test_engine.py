@@ -360,7 +360,9 @@ def test_stride_leaving_no_new_token_is_refused(stride):
 
 def test_bad_engine_options_are_refused():
     for bad in (dict(long_texts="cut"), dict(num_workers=-1), dict(max_tokens_per_batch=0), dict(stride=-1),
-                dict(num_workers=True), dict(max_tokens_per_batch=True), dict(stride=True), dict(stride=2.5)):
+                dict(num_workers=True), dict(max_tokens_per_batch=True), dict(stride=True), dict(stride=2.5),
+                dict(max_positions=True), dict(batch_size=True), dict(top_k=True), dict(max_length=32.5),
+                dict(max_examples_per_neuron=2.5), dict(skip_first_positions=True)):
         with pytest.raises(ConfigurationError):
             analyze(**bad)
         with pytest.raises(ConfigurationError):  # before any model is loaded
@@ -515,6 +517,8 @@ def test_workers_share_the_cores_among_the_processes_of_a_machine(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setattr(workers, "_parent_cores", lambda: 64)  # bound to 16 of the launcher's 64 (numactl, Slurm)
     assert workers.cores_per_process() == 16 and workers.resolve_num_workers(None, "cuda") == 8
+    monkeypatch.setattr(workers, "_parent_cores", lambda: 32)  # 2 of the 4 on each 16-core NUMA node
+    assert workers.cores_per_process() == 8
     monkeypatch.setattr(workers, "_parent_cores", lambda: 0)  # unreadable: share
     assert workers.cores_per_process() == 4
 
