@@ -232,10 +232,11 @@ class Profiler:
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
             workers = self._workers_for(source, checkpoint_every, resume_state)
             buckets = source.buckets(self.bucket_plan(checkpoint_every, workers), resume_state)
+            stopped = False  # max_positions reached and the texts it reached counted
             for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
-                if quota is not None and quota <= 0:
+                if stopped:
                     break
-                batches = self._select_positions(batches, quota)
+                batches, stopped = self._select_positions(batches, quota)
                 resolve_feature_ids(batches, vocabs)  # after the selection: only what is credited enters a vocabulary
                 for batch in batches:
                     self._process(batch, builder, recorder)
@@ -296,24 +297,36 @@ class Profiler:
         return buckets if buckets > 1 else 0
 
     @torch.no_grad()
-    def _select_positions(self, batches: list[PositionBatch], quota: int | None) -> list[PositionBatch]:
+    def _select_positions(self, batches: list[PositionBatch], quota: int | None
+                          ) -> tuple[list[PositionBatch], bool]:
         """Under `max_positions`, keep only the bucket's first `quota` positions in corpus order (example id, token
         index), whatever batch they were packed in (the encoder has already dropped the first
-        `skip_first_positions` of each text). A bucket that reaches the quota counts only its texts up to the last
-        one credited, so the profile's counts do not depend on where buckets end."""
+        `skip_first_positions` of each text); returns them and whether the run stops after this bucket.
+
+        The run counts (``num_examples``, ``num_empty``...) the texts before the first position it leaves uncredited,
+        and the text of that position if it credited part of it: a function of the corpus and the quota, not of
+        where buckets end. A bucket that uses up the quota exactly is credited whole and the next bucket decides (its
+        leading texts without positions are counted; one without any position is counted whole and the next
+        decides again); the corpus's end counts everything.
+        """
         total = sum(b.num_positions for b in batches)
-        if quota is None or total < quota:
-            return batches
+        if quota is None or total < quota or (total == quota and quota > 0):
+            return batches, False
         example_id = np.concatenate([b.example_id for b in batches])
         token_index = np.concatenate([b.token_index for b in batches])
+        order = np.lexsort((token_index, example_id))
         keep = np.zeros(total, dtype=bool)
-        keep[np.lexsort((token_index, example_id))[:quota]] = True
+        keep[order[:quota]] = True
         bounds = np.cumsum([0] + [b.num_positions for b in batches])
         kept = [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
+        if total == 0:  # texts without positions, after the quota was used up: counted, and the next bucket decides
+            return kept, False
+        uncredited = example_id[order[quota]]  # the text of the first position left uncredited
+        last = example_id[order[quota - 1]] if quota else -1
         flags = batches[0].text_flags
         if flags is not None:
-            count_texts(kept[0], flags[flags[:, 0] <= example_id[keep].max()])
-        return kept
+            count_texts(kept[0], flags[(flags[:, 0] < uncredited) | (flags[:, 0] <= last)])
+        return kept, True
 
     @torch.no_grad()
     def _process(self, batch: PositionBatch, builder: ProfileBuilder, recorder: WinnerRecorder) -> None:

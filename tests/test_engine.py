@@ -177,26 +177,34 @@ def test_ramped_buckets_give_the_same_profile(monkeypatch):
     assert_same_profile(ramped, inline)
 
 
-def test_max_positions_counts_do_not_depend_on_where_buckets_end(monkeypatch):
-    """A run that stops at max_positions inside a bucket counts the texts it reached and the values it credited,
-    whatever the bucketing: inline, workers (buckets by characters), the accelerator ramp, checkpoint intervals."""
+@pytest.mark.parametrize("stop", ["inside text 20", "end of text 15", "all positions"])
+def test_max_positions_counts_do_not_depend_on_where_buckets_end(monkeypatch, stop):
+    """A run that stops at max_positions counts the texts before the first position it leaves uncredited (and the
+    text of that position if it credited part of it), and only the values it credited, whatever the bucketing:
+    inline, workers (buckets by characters), the accelerator ramp, checkpoint intervals. Ending exactly at a bucket's
+    end (text 15 inline) still counts the empty texts after it; a quota of every position equals no quota."""
     import importlib
 
     from hf_txray.reproduce import COUNT_FIELDS, compare_numbers
 
     texts = [f"text {i} " + "word " * (30 if i % 8 == 7 else 2 + i % 4) + ("" if i % 6 else "tail of it")
              for i in range(40)]  # texts 7, 15... are longer than a window
-    texts[3] = texts[9] = " "  # empty texts inside the stretch that is credited
+    texts[3] = texts[9] = texts[16] = texts[17] = texts[38] = texts[39] = " "  # empty texts, two of them last
     _, tokenizer = tiny("gpt2")
-    quota = sum(len(tokenizer(t)["input_ids"]) for t in texts[:20]) + 3  # stops 3 tokens into text 20
+    positions = [len(tokenizer(t)["input_ids"]) if t.strip() else 0 for t in texts]
+    quota, reached, empty = {"inside text 20": (sum(positions[:20]) + 3, 21, 4),
+                             "end of text 15": (sum(positions[:16]), 18, 4),
+                             "all positions": (sum(positions), 40, 6)}[stop]
     options = dict(kind="gpt2", texts=texts, batch_size=2, max_length=24, max_positions=quota,
                    features=("token", "word"), skip_first_positions=0)
     inline = analyze(**options)
-    runs = [analyze(**options, num_workers=1)]
+    runs = [analyze(**options, num_workers=1), analyze(**options, checkpoint_every=3)]
     monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "UNRAMPED_DEVICES", ())
-    runs += [analyze(**options, num_workers=1), analyze(**options, checkpoint_every=1, checkpoint_dir=None)]
-    assert inline.meta.num_positions == quota and inline.meta.num_examples == 21  # texts 0-20 reached
-    assert inline.meta.num_empty == 2 and inline.meta.num_windowed == 2
+    runs += [analyze(**options, num_workers=1), analyze(**options, checkpoint_every=1)]
+    if stop == "all positions":
+        runs.append(analyze(**{**options, "max_positions": None}))
+    assert inline.meta.num_positions == quota and inline.meta.num_examples == reached
+    assert inline.meta.num_empty == empty and inline.meta.num_windowed == (4 if stop == "all positions" else 2)
     for run in runs:
         assert [getattr(run.meta, f) for f in (*COUNT_FIELDS, "num_windowed")] == \
                [getattr(inline.meta, f) for f in (*COUNT_FIELDS, "num_windowed")]
