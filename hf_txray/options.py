@@ -197,9 +197,11 @@ class ProfilerConfig:
                 "SmolLM2-135M: bench/RESULTS.md), 0 for encoders. A departure from the paper, whose LSTM had no "
                 "such effect.", parse=parse_skip_first_positions, arg_type=str)
     max_positions: int | None = option(
-        None, "Stop after crediting exactly this many positions (the first ones in corpus order; split evenly over "
-              "processes, so a process whose shard holds fewer positions than its share leaves the total short), so "
-              "two stages can be profiled at equal size.")
+        None, "Stop after crediting exactly this many positions (the first ones in corpus order), so two stages can "
+              "be profiled at equal size. With several processes the quota is split evenly and each takes its share "
+              "from the start of its own shard (contiguous for in-memory data, interleaved for a stream), so the same "
+              "corpus gives different positions in memory and streamed; a shard with fewer positions than its share "
+              "leaves the total short.")
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +97,9 @@ def _init(encoder: BatchEncoder, read: Reader | None, parent: int) -> None:
     _ENCODER, _READ = encoder, read
     release_free_heap()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # Ctrl-C reaches the whole process group: the main process stops the run and the pool; a worker's own
+    # KeyboardInterrupt would only print one more traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="hf_txray-parent-watch").start()
 
 

@@ -458,9 +458,10 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
-@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM", "SIGINT to the group"])
 def test_workers_exit_when_the_main_process_is_killed(signal_name):
-    """A killed main process cannot stop its pool: each worker notices its parent is gone and exits."""
+    """A killed main process cannot stop its pool: each worker notices its parent is gone and exits. Ctrl-C (SIGINT
+    to the whole process group) stops the run with the main process's traceback only."""
     import signal
     import subprocess
     import sys
@@ -468,13 +469,19 @@ def test_workers_exit_when_the_main_process_is_killed(signal_name):
     import psutil
 
     tests = os.path.dirname(os.path.abspath(__file__))
-    main = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(tests=tests)], stdout=subprocess.PIPE, text=True)
+    main = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(tests=tests)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     workers: list[int] = []
     try:
         assert main.stdout.readline().strip() == "processing"
         workers = [child.pid for child in psutil.Process(main.pid).children(recursive=True)]
         assert workers and all(_alive(pid) for pid in workers)
-        main.send_signal(getattr(signal, signal_name))
+        if signal_name.startswith("SIGINT"):
+            os.killpg(main.pid, signal.SIGINT)
+            _, errors = main.communicate(timeout=60)
+            assert "KeyboardInterrupt" in errors and errors.count("Traceback") == 1, errors
+        else:
+            main.send_signal(getattr(signal, signal_name))
         main.wait(timeout=30)
         deadline = time.time() + 20
         while any(_alive(pid) for pid in workers) and time.time() < deadline:
