@@ -310,7 +310,9 @@ class Profiler:
         decides again); the corpus's end counts everything.
         """
         total = sum(b.num_positions for b in batches)
-        if quota is None or total < quota or (total == quota and quota > 0):
+        if quota is None or (quota > 0 and total <= quota):
+            return batches, False
+        if total == 0:  # texts without positions, after the quota was used up: counted, and the next bucket decides
             return batches, False
         example_id = np.concatenate([b.example_id for b in batches])
         token_index = np.concatenate([b.token_index for b in batches])
@@ -319,8 +321,6 @@ class Profiler:
         keep[order[:quota]] = True
         bounds = np.cumsum([0] + [b.num_positions for b in batches])
         kept = [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
-        if total == 0:  # texts without positions, after the quota was used up: counted, and the next bucket decides
-            return kept, False
         uncredited = example_id[order[quota]]  # the text of the first position left uncredited
         last = example_id[order[quota - 1]] if quota else -1
         flags = batches[0].text_flags
