@@ -26,7 +26,7 @@ from .architectures import ATTENTION_NAME_PARTS, expected_mlp_widths, hidden_siz
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
-from .topk import ArgmaxThreads, top_k_per_row
+from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
 
 SITES = ("mlp", "residual")
 STACKS = ("encoder", "decoder")
@@ -418,8 +418,27 @@ class WinnerRecorder:
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
         # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
         positions = None if self.positions is None else self.positions.to(flat.device)
-        values, indices = top_k_per_row(flat, self.top_k, positions, self._argmax)
+        values, indices = top_k_per_row(flat, self.top_k, positions, self._argmax, self._runs_of(positions, flat))
         self._store(slot, values, indices)
+
+    def _runs_of(self, positions: torch.Tensor | None, flat: torch.Tensor) -> Runs | None:
+        """The creditable rows as runs of consecutive rows (padding and special tokens left out of a CPU top-1),
+        computed once per forward pass: every layer's activations have the same rows."""
+        if positions is None or self.top_k != 1 or flat.device.type != "cpu":
+            return None
+        if self._runs is None or self._runs[0] != len(flat):
+            self._runs = (len(flat), contiguous_runs(positions.numpy(), len(flat)))
+        return self._runs[1]
+
+    @property
+    def positions(self) -> torch.Tensor | None:
+        """The flat (batch x sequence) indices of the positions to credit in the next forward pass."""
+        return self._positions
+
+    @positions.setter
+    def positions(self, value: torch.Tensor | None) -> None:
+        self._positions = value
+        self._runs: tuple[int, Runs | None] | None = None  # (rows, runs) of these positions, set at the first top-1
 
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack

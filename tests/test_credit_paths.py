@@ -244,9 +244,66 @@ def test_top_1_split_over_threads_gives_the_same_profile(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # read by the recorder: the forward is unchanged
     calls = []
     real = topk.ArgmaxThreads.__call__
-    monkeypatch.setattr(topk.ArgmaxThreads, "__call__", lambda self, a: calls.append(self.threads) or real(self, a))
+    monkeypatch.setattr(topk.ArgmaxThreads, "__call__", lambda self, a, runs=None: calls.append(self.threads) or real(self, a, runs))
     split = analyze(**kwargs)
     assert calls and set(calls) == {3}
     assert_same_profile(split, single)
     np.testing.assert_array_equal(split.neuron_mass, single.neuron_mass)
     assert not any(t.name.startswith("hf_txray-topk") for t in threading.enumerate())  # stopped with the run
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_top_1_over_runs_of_rows_is_torch_max_of_the_chosen_rows(monkeypatch, threads):
+    from hf_txray import topk
+
+    monkeypatch.setattr(topk, "PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(topk, "RUN_ROWS", 1)
+    rng = np.random.default_rng(threads)
+    x = torch.from_numpy(rng.normal(size=(200, 23)).astype(np.float32))
+    x[5, :3] = 4.0  # a tie: the first index wins
+    x[7, 2] = float("nan")
+    split = topk.ArgmaxThreads(threads)
+    patterns = [np.arange(3, 60), np.r_[1:9, 20:21, 30:90, 150:199], np.r_[40:50, 0:5, 5:7, 7:8],
+                np.array([5, 5, 6, 7, 7, 199])]  # runs in any order, single rows, repeated rows
+    for rows in patterns:
+        runs = topk.contiguous_runs(rows, len(x))
+        assert runs is not None and [r for lo, hi in runs for r in range(lo, hi)] == rows.tolist()
+        chosen = torch.from_numpy(rows)
+        values, indices = topk.top_k_per_row(x, 1, chosen, split, runs)
+        want_values, want_indices = x.max(-1, keepdim=True)
+        torch.testing.assert_close(values, want_values[chosen], rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(indices, want_indices[chosen])
+    split.close()
+
+
+def test_runs_are_used_only_when_they_skip_enough_rows():
+    from hf_txray import topk
+
+    assert topk.contiguous_runs(np.arange(95), 100) is None  # nearly every row: one plain argmax
+    assert topk.contiguous_runs(np.arange(0, 100, 2), 100) is None  # runs of one row: a call per row costs more
+    assert topk.contiguous_runs(np.r_[1:40, 51:90], 100) == [(1, 40), (51, 90)]
+    for total, parts in ((10, 3), (7, 7), (1000, 4)):
+        runs = [(0, total // 2), (total, total + total - total // 2)]
+        groups = topk.split_runs(runs, parts)
+        assert len(groups) == parts
+        assert [r for g in groups for lo, hi in g for r in range(lo, hi)] == \
+            [r for lo, hi in runs for r in range(lo, hi)]
+        sizes = [sum(hi - lo for lo, hi in g) for g in groups]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_top_1_over_runs_gives_the_same_profile(monkeypatch):
+    from hf_txray import topk
+
+    kwargs = dict(texts=TEXTS, batch_size=4, max_examples_per_neuron=2, features=("token", "word"))
+    monkeypatch.setattr(topk, "RUNS_BELOW_SHARE", 0.0)  # never
+    every_row = analyze(**kwargs)
+    monkeypatch.setattr(topk, "RUNS_BELOW_SHARE", 1.0)  # always, however short the runs
+    monkeypatch.setattr(topk, "RUN_ROWS", 1)
+    calls = []
+    real = topk.argmax_runs
+    monkeypatch.setattr(topk, "argmax_runs", lambda a, runs: calls.append(len(runs)) or real(a, runs))
+    runs = analyze(**kwargs)
+    assert calls and max(calls) > 1  # several runs per batch were reduced apart
+    assert_same_profile(runs, every_row)
+    np.testing.assert_array_equal(runs.neuron_mass, every_row.neuron_mass)
