@@ -427,7 +427,7 @@ class WinnerRecorder:
         if positions is None or self.top_k != 1 or flat.device.type != "cpu":
             return None
         if self._runs is None or self._runs[0] != len(flat):
-            self._runs = (len(flat), contiguous_runs(positions.numpy(), len(flat)))
+            self._runs = (len(flat), contiguous_runs(positions.numpy(), *flat.shape))
         return self._runs[1]
 
     @property

@@ -257,7 +257,7 @@ def test_top_1_over_runs_of_rows_is_torch_max_of_the_chosen_rows(monkeypatch, th
     from hf_txray import topk
 
     monkeypatch.setattr(topk, "PARALLEL_ELEMENTS", 0)
-    monkeypatch.setattr(topk, "RUN_ROWS", 1)
+    monkeypatch.setattr(topk, "RUN_SKIPPED_ELEMENTS", 0)
     rng = np.random.default_rng(threads)
     x = torch.from_numpy(rng.normal(size=(200, 23)).astype(np.float32))
     x[5, :3] = 4.0  # a tie: the first index wins
@@ -266,7 +266,7 @@ def test_top_1_over_runs_of_rows_is_torch_max_of_the_chosen_rows(monkeypatch, th
     patterns = [np.arange(3, 60), np.r_[1:9, 20:21, 30:90, 150:199], np.r_[40:50, 0:5, 5:7, 7:8],
                 np.array([5, 5, 6, 7, 7, 199])]  # runs in any order, single rows, repeated rows
     for rows in patterns:
-        runs = topk.contiguous_runs(rows, len(x))
+        runs = topk.contiguous_runs(rows, *x.shape)
         assert runs is not None and [r for lo, hi in runs for r in range(lo, hi)] == rows.tolist()
         chosen = torch.from_numpy(rows)
         values, indices = topk.top_k_per_row(x, 1, chosen, split, runs)
@@ -279,9 +279,10 @@ def test_top_1_over_runs_of_rows_is_torch_max_of_the_chosen_rows(monkeypatch, th
 def test_runs_are_used_only_when_they_skip_enough_rows():
     from hf_txray import topk
 
-    assert topk.contiguous_runs(np.arange(95), 100) is None  # nearly every row: one plain argmax
-    assert topk.contiguous_runs(np.arange(0, 100, 2), 100) is None  # runs of one row: a call per row costs more
-    assert topk.contiguous_runs(np.r_[1:40, 51:90], 100) == [(1, 40), (51, 90)]
+    assert topk.contiguous_runs(np.arange(95), 100, 64) is None  # 5 rows skipped: one plain argmax
+    assert topk.contiguous_runs(np.arange(95), 100, 1536) == [(0, 95)]  # but 5 wide rows pay for a call
+    assert topk.contiguous_runs(np.arange(0, 2000, 2), 2000, 64) is None  # a call per row costs more
+    assert topk.contiguous_runs(np.r_[1:40, 51:90], 100, 1536) == [(1, 40), (51, 90)]
     for total, parts in ((10, 3), (7, 7), (1000, 4)):
         runs = [(0, total // 2), (total, total + total - total // 2)]
         groups = topk.split_runs(runs, parts)
@@ -296,10 +297,9 @@ def test_top_1_over_runs_gives_the_same_profile(monkeypatch):
     from hf_txray import topk
 
     kwargs = dict(texts=TEXTS, batch_size=4, max_examples_per_neuron=2, features=("token", "word"))
-    monkeypatch.setattr(topk, "RUNS_BELOW_SHARE", 0.0)  # never
+    monkeypatch.setattr(topk, "RUN_SKIPPED_ELEMENTS", float("inf"))  # never
     every_row = analyze(**kwargs)
-    monkeypatch.setattr(topk, "RUNS_BELOW_SHARE", 1.0)  # always, however short the runs
-    monkeypatch.setattr(topk, "RUN_ROWS", 1)
+    monkeypatch.setattr(topk, "RUN_SKIPPED_ELEMENTS", 0)  # always, however short the runs
     calls = []
     real = topk.argmax_runs
     monkeypatch.setattr(topk, "argmax_runs", lambda a, runs: calls.append(len(runs)) or real(a, runs))
