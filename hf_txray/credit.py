@@ -202,13 +202,13 @@ def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.nda
 @dataclass
 class _Pending:
     """What the device holds between two flushes: the uncredited count, the keyed sums per stream (int64 keys,
-    float64 columns, per batch), the feature ids of the corpus counts, the dense histogram counts and each
+    float64 columns, per batch), the feature ids of the corpus counts, the dense histogram's cells and each
     batch's credits (for the top-example candidates)."""
 
     uncredited: torch.Tensor
     streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]]
     fids: dict[str, list[np.ndarray]]
-    histogram: torch.Tensor | None = None
+    histogram: list[torch.Tensor] = field(default_factory=list)  # per batch, the (row, bin) cell of every credit
     credits: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = field(default_factory=list)
 
 
@@ -305,16 +305,13 @@ class ProfileBuilder:
         self._threshold = torch.full((self.num_rows + 1,), -np.inf, dtype=torch.float64, device=self.device)
         self._threshold[-1] = np.inf
         # The activation histograms as dense counts per (row, bin) on the device when they are small (MiniLM: 9216
-        # rows x 58 bins): an index_add per batch instead of a keyed sum; a keyed stream for very wide models.
+        # rows x 58 bins): one bincount per flush instead of a keyed sum; a keyed stream for very wide models.
         self._dense_histogram = (self.num_rows + 1) * self.histogram.num_bins <= DENSE_HISTOGRAM_LIMIT
         self._reset_device_state()
 
     def _reset_device_state(self) -> None:
         self._pending = _Pending(torch.zeros((), dtype=torch.long, device=self.device), {},
                                  {ft: [] for ft in self.vocabs})
-        if self._dense_histogram:
-            self._pending.histogram = torch.zeros((self.num_rows + 1) * self.histogram.num_bins, dtype=torch.long,
-                                                  device=self.device)
         self._pending_batches = self._pending_credits = 0
 
     def position_arrays(self, batch: PositionBatch) -> dict[str, np.ndarray]:
@@ -361,8 +358,8 @@ class ProfileBuilder:
         # The neuron pages' activation histograms: bucketize(right=True) bins as np.searchsorted(side="right").
         bins = torch.bucketize(mass, self._edges, right=True)
         if self._dense_histogram:
-            cells = (rows * self.histogram.num_bins + bins).view(-1)
-            pending.histogram.index_add_(0, cells, torch.ones_like(cells))
+            # counted at the flush (one bincount): adding into the dense table per batch cost a cache miss per credit
+            pending.histogram.append((rows * self.histogram.num_bins + bins).view(-1))
         else:
             self.push("histogram", rows, bins, [], parity=False)
         if self.examples.capacity:
@@ -456,8 +453,10 @@ class ProfileBuilder:
 
     def _drain(self, pending: "_Pending") -> None:
         self.num_uncredited += int(pending.uncredited.item())
-        if pending.histogram is not None:
-            counts = pending.histogram[: self.num_rows * self.histogram.num_bins]  # without the uncredited row
+        if pending.histogram:
+            cells = torch.cat(pending.histogram)
+            counts = torch.bincount(cells, minlength=(self.num_rows + 1) * self.histogram.num_bins)
+            counts = counts[: self.num_rows * self.histogram.num_bins]  # without the uncredited row
             cells = counts.nonzero().squeeze(1)
             rows, bins = np.divmod(cells.cpu().numpy(), self.histogram.num_bins)
             self.histogram.add_counts(rows, bins, counts[cells].cpu().numpy())
