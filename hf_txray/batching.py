@@ -139,8 +139,19 @@ def check_token_budget(max_tokens_per_batch: int | None, max_length: int) -> Non
         )
 
 
-def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int) -> int:
+def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int | None) -> int:
     """Validate `long_texts` and `stride`; returns the stride in effect.
+
+    A stride is used by ``long_texts="window"`` only; under ``"truncate"`` it is ignored but still checked, as
+    transformers' tokenizers check ``stride`` when they truncate.
+
+    Args:
+        long_texts (`str`): one of ``LONG_TEXT_MODES``.
+        stride (`int`, *optional*): left-context tokens per later window; None: :func:`default_stride`.
+        max_length (`int`): tokens per window, special tokens included.
+        num_special (`int`, *optional*): special tokens the tokenizer adds per input; None where no tokenizer is
+            known yet (options checked before loading): then only ``stride < max_length`` is checked, and the
+            message states no count of special tokens.
 
     Raises:
         ConfigurationError: unknown mode, negative stride, or a stride that leaves no new token per window
@@ -151,16 +162,21 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
     stride = default_stride(max_length) if stride is None else stride
     if not isinstance(stride, int) or stride < 0:
         raise ConfigurationError(f"stride must be an int >= 0, got {stride!r}.")
-    if max_length - num_special < 1:
+    if num_special is not None and max_length - num_special < 1:
         raise ConfigurationError(
             f"max_length={max_length} leaves no room for a text token: the tokenizer adds {num_special} special "
             f"tokens per input. Pass max_length >= {num_special + 1} (a few dozen tokens or more in practice)."
         )
-    if stride >= max_length - num_special:
+    room = max_length - (num_special or 0)
+    if stride >= room:
+        holds = (f"({num_special} of them special), so the stride (left context) must be < {room}" if num_special
+                 is not None else "(the tokenizer's special tokens included), so the stride (left context) must be "
+                 "smaller than max_length minus those special tokens")
+        unused = ("" if long_texts == "window" else " A stride only applies to long_texts='window'; under "
+                  "'truncate' it is unused but checked all the same (as a tokenizer checks its stride): drop it.")
         raise ConfigurationError(
             f"stride={stride} leaves no new token per window: a window holds max_length={max_length} tokens "
-            f"({num_special} of them special), so the stride (left context) must be < {max_length - num_special}. "
-            f"Lower stride or raise max_length."
+            f"{holds}. Lower stride or raise max_length.{unused}"
         )
     return stride
 

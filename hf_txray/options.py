@@ -172,7 +172,8 @@ class ProfilerConfig:
                   "window (counted in meta.num_truncated, one warning).", choices=LONG_TEXT_MODES)
     stride: int | None = option(
         None, "Left-context tokens of each later window (default: max_length // 4); smaller than max_length minus "
-              "the tokenizer's special tokens.")
+              "the tokenizer's special tokens. Only long_texts='window' uses it: under 'truncate' it is ignored "
+              "(checked all the same, as transformers' tokenizers check a stride when they truncate).")
     num_workers: int | None = option(
         None, "Processes that tokenize, window, align words and compute features while the model runs (default: 0 "
               "on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of about 8 batches "
@@ -233,7 +234,7 @@ class ProfilerConfig:
         if self.stride is not None and (not _is_int(self.stride) or self.stride < 0):
             raise ConfigurationError(f"stride must be an int >= 0, got {self.stride!r}.")
         if self.stride is not None and self.max_length is not None:
-            check_window_options(self.long_texts, self.stride, self.max_length, 0)
+            check_window_options(self.long_texts, self.stride, self.max_length, None)  # no tokenizer yet
         if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
             raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
         if self.max_tokens_per_batch is not None and (not _is_int(self.max_tokens_per_batch)

@@ -290,3 +290,29 @@ def test_max_length_without_room_for_a_text_token_says_the_minimum():
 
     with pytest.raises(ConfigurationError, match="max_length >= 3"):
         check_window_options("window", None, 2, 2)
+
+
+def test_stride_messages_state_no_wrong_count_of_special_tokens():
+    """Checked before a tokenizer is known (stride=max_length), the message names no count; checked with BERT's
+    tokenizer (stride=max_length-2), it names its 2 special tokens and the true bound."""
+    model, tokenizer = tiny("bert")
+    run = dict(tokenizer=tokenizer, features=("token",), max_length=8, show_progress=False)
+    with pytest.raises(ConfigurationError, match=r"stride=8 .*special tokens included") as early:
+        hf_txray.analyze(model, TEXTS, stride=8, **run)
+    assert "0 of them special" not in str(early.value) and "must be < 8" not in str(early.value)
+    with pytest.raises(ConfigurationError, match=r"stride=6 .*\(2 of them special\).* must be < 6"):
+        hf_txray.analyze(model, TEXTS, stride=6, **run)
+
+
+def test_stride_under_truncate_is_ignored_when_valid_and_named_unused_when_refused():
+    """Like a tokenizer's `stride` with truncation: a valid one is accepted and changes nothing; an invalid one is
+    refused with a message that says it only applies to windows."""
+    model, tokenizer = tiny("bert")
+    run = dict(tokenizer=tokenizer, features=("token",), max_length=8, long_texts="truncate", show_progress=False)
+    for stride in (8, 6):
+        with pytest.raises(ConfigurationError, match=r"only applies to long_texts='window'"):
+            hf_txray.analyze(model, TEXTS, stride=stride, **run)
+    with_stride = hf_txray.analyze(model, TEXTS, stride=3, **run)
+    without = hf_txray.analyze(model, TEXTS, **run)
+    assert with_stride.meta.config["stride"] is None and with_stride.meta.num_truncated > 0
+    assert_same_credit(with_stride, without)
