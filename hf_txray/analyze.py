@@ -32,7 +32,8 @@ from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import load_corpus, load_model, load_pinned_corpus, resolve_model_path, resolve_model_source
+from .loading import (describe_loaded, load_corpus, load_model, load_pinned_corpus, resolve_dataset_source,
+                      resolve_model_path, resolve_model_source)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
@@ -133,14 +134,14 @@ class Profiler:
 
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
-        from .loading import describe_loaded
         from .provenance import DatasetSource, build_record, config_options
 
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
         dataset = self.dataset_source
         fingerprint = getattr(corpus, "_fingerprint", None)
-        if dataset is None or dataset.fingerprint != fingerprint or dataset.text_column != text_column:
+        # A stream's text column may be chosen from its first row, during the run ("" until then).
+        if dataset is None or dataset.fingerprint != fingerprint or (dataset.text_column or "") != text_column:
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
         parameter = next(self.model.parameters(), None)
         runtime = {"device": str(self.device), "dtype": str(parameter.dtype).removeprefix("torch.") if parameter is
@@ -203,6 +204,8 @@ class Profiler:
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
+        if isinstance(source, StreamingSource):
+            _record_stream_read(merged.meta.provenance["dataset"], source, world, merged.meta.num_examples)
         if merged.meta.num_truncated and not self._warned_truncation:
             self._warned_truncation = True  # once per Profiler: the Trainer profiles the same corpus many times
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
@@ -576,6 +579,16 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         return _analyze(model, dataset, tokenizer, options)
 
 
+def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world: int, num_counted: int) -> None:
+    """Complete a stream's ``provenance["dataset"]`` record after the run: its text column, and the number and
+    hash of the texts read when one process read the whole stream (else the texts counted, and no hash)."""
+    whole = source.read_hash() if world == 1 else None
+    dataset.update(streaming=True, text_column=source.text_column, texts_hash=whole,
+                   num_texts=source.num_read if whole else num_counted)
+    if dataset["kind"] == "in-memory":
+        dataset["content_hash"] = whole
+
+
 def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
     config = o.profiler_config()
@@ -587,10 +600,14 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
     if o.streaming and isinstance(dataset, (str, Path)):
-        # Opened as a stream: read as it downloads, so there is no content to pin up front.
+        # Opened as a stream: a Hub dataset is read as it downloads, so there is no content to pin up front; a local
+        # file or folder is pinned by its content hash (reading it costs far less than profiling it).
         corpus, column, dataset_id = load_corpus(dataset, text_column=o.text_column, split=o.split,
                                                  num_samples=o.num_samples, allow_streams=True, streaming=True)
         dataset_source = None
+        if Path(dataset).expanduser().exists():
+            dataset_source = describe_loaded(resolve_dataset_source(dataset, split=o.split), corpus, column,
+                                             o.num_samples)
     else:
         corpus, column, dataset_id, dataset_source = load_pinned_corpus(
             dataset, text_column=o.text_column, split=o.split, num_samples=o.num_samples, revision=o.dataset_revision,

@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron
 from .plots import default_feature_type
-from .provenance import is_embedded, missing_provenance
+from .provenance import missing_provenance, needs_texts_again
 from .tables import markdown_table
 from .version import __version__
 
@@ -207,8 +207,8 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
             rows.append({"stage": p.stage, "model": _model_link(p.meta.model_id), "dataset": p.meta.dataset_id or "–",
                          "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
             continue
-        in_memory = record["dataset"].get("kind") in ("in-memory", "object") and not is_embedded(record)
-        status = ("no: " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if in_memory else "yes")
+        status = ("no: " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
+                                                     else "yes")
         rows.append({"stage": p.stage, "model": _source_cell(record["model"], "model"),
                      "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
                      "reproducible": status})

@@ -31,9 +31,9 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         f"features: {', '.join(m.feature_types)}; top_k={m.top_k}",
     ]
     if m.provenance:
-        from .provenance import sources_text
+        from .provenance import reproduce_hint, sources_text
 
-        lines.append(f"pinned: {sources_text(m.provenance)} (hf-txray reproduce recomputes it)")
+        lines.append(f"pinned: {sources_text(m.provenance)} ({reproduce_hint(profile)})")
     lines += [
         "",
     ]

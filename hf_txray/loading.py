@@ -730,7 +730,7 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
 
     source.text_column, source.num_samples = column, num_samples
     source.fingerprint = getattr(corpus, "_fingerprint", None)
-    if isinstance(corpus, datasets.Dataset):  # a stream is hashed by nobody: it has no length to read twice
+    if isinstance(corpus, datasets.Dataset):  # a stream is hashed as the run reads it (StreamingSource.read_hash)
         source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
     if source.kind == "in-memory":
         source.content_hash = source.texts_hash

@@ -6,7 +6,9 @@ Every profile's ``meta.provenance`` holds one record (a JSON-able dict) with fou
   config and tokenizer files at that commit); local folders to a *content hash*; loaded objects keep their id.
 - ``dataset``: a :class:`DatasetSource`. Hub datasets are pinned to a commit, config, split and the data files
   read (with their blob ids); local files and folders to a content hash; in-memory texts to a hash of the texts.
-  Every source also records ``texts_hash``, the hash of the texts actually profiled (after ``num_samples``).
+  Every source also records ``texts_hash``, the hash of the texts actually profiled (after ``num_samples``); a
+  stream (``streaming=True``) is hashed as it passes through the engine, so only when one process read it from its
+  start to its end (not with ``max_positions`` stopping it early, several processes or a resume).
 - ``options``: the whole :class:`~hf_txray.ProfilerConfig` as a dict (every field, so options added to it later
   are recorded without changes here), plus the load options (``dtype``, ``device``, ``model_kwargs``...).
 - ``versions``: hf_txray, transformers, torch, datasets, spaCy and the spaCy model used for tags.
@@ -137,14 +139,20 @@ def data_path_files(path: str | Path) -> dict[str, str]:
     return found
 
 
+def update_texts_digest(digest: Any, texts: list[str]) -> None:
+    """Add `texts` (in order) to a ``hashlib.sha256`` `digest`, as :func:`texts_hash` defines it; a stream's texts
+    go through here bucket by bucket (:class:`~hf_txray.streaming.StreamingSource`)."""
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+
 def texts_hash(dataset: Any, column: str) -> str:
     """The hash of the texts of `column` of a ``datasets.Dataset``, in order (streamed in Arrow chunks)."""
     digest = hashlib.sha256()
     for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
-        for text in chunk[column].to_pylist():
-            data = text.encode("utf-8")
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
+        update_texts_digest(digest, chunk[column].to_pylist())
     return "sha256:" + digest.hexdigest()
 
 
@@ -195,8 +203,12 @@ class DatasetSource:
         data_files (`dict[str, str]`): the data files read: Hub blob ids (sha256 for LFS) or local sha256.
         content_hash (`str`, *optional*): :func:`files_hash` of local `data_files`; for in-memory texts their
             :func:`texts_hash`.
-        text_column (`str`, *optional*), num_samples (`int`, *optional*), num_texts (`int`): what was profiled.
-        texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled.
+        text_column (`str`, *optional*), num_samples (`int`, *optional*), num_texts (`int`): what was profiled; for
+            a stream, the texts read, or (when it was not read to its end in one process) the texts counted.
+        texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled; for a stream, only when one process
+            read it from its start to its end (a local file is pinned by `content_hash` all the same).
+        streaming (`bool`, defaults to `False`): the texts were read as a stream (``streaming=True``, an
+            ``IterableDataset`` or a generator); :func:`hf_txray.reproduce` streams a local file again.
     """
 
     kind: str
@@ -211,6 +223,7 @@ class DatasetSource:
     num_samples: int | None = None
     num_texts: int = 0
     texts_hash: str | None = None
+    streaming: bool = False
     fingerprint: str | None = field(default=None, repr=False, compare=False)  # in-process cache key, not recorded
 
     def to_dict(self) -> dict[str, Any]:
@@ -305,7 +318,8 @@ def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dat
              f"{dataset.get('config')}, split {dataset.get('split')})")
     else:
         digest = (dataset.get("content_hash") or dataset.get("texts_hash") or "")[:19]
-        d = f"{dataset.get('id') or 'in-memory texts'} [{digest}]"
+        streamed = " (streamed)" if dataset.get("streaming") else ""
+        d = f"{dataset.get('id') or 'in-memory texts'}{streamed} [{digest}]"
     runtime = record.get("runtime", {})
     return f"model {m}, dataset {d}, {dataset.get('num_texts')} texts, {runtime.get('device')}/{runtime.get('dtype')}"
 
@@ -314,6 +328,22 @@ def is_embedded(record: dict[str, Any]) -> bool:
     """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (reloadable by name)."""
     return record["dataset"]["kind"] == "object" and str(record["dataset"].get("id")).split("/")[0] in (
         "penn_treebank", "bbc_news")
+
+
+def needs_texts_again(record: dict[str, Any]) -> bool:
+    """Whether :func:`hf_txray.reproduce` needs the texts passed again (``dataset=``): they were in memory or an
+    object, with nothing to reload them from (no Hub id, local path or embedded corpus)."""
+    return record["dataset"]["kind"] in ("in-memory", "object") and not is_embedded(record)
+
+
+def reproduce_hint(profile: Any) -> str:
+    """What ``hf-txray reproduce`` can do with `profile`, in words (for ``hf-txray show``)."""
+    lacks = missing_provenance(profile)
+    if lacks:
+        return f"hf-txray reproduce cannot recompute it: it lacks {lacks[0]}"
+    if needs_texts_again(profile.meta.provenance):
+        return "hf-txray reproduce --dataset recomputes it from the same texts"
+    return "hf-txray reproduce recomputes it"
 
 
 def missing_provenance(profile: Any) -> list[str]:
@@ -335,9 +365,18 @@ def missing_provenance(profile: Any) -> list[str]:
     elif not (model.get("commit") or model.get("content_hash")):
         lacks.append(f"a commit or content hash for the model {model.get('id')!r}")
     if dataset.get("kind") not in ("hub", "local") and not dataset.get("texts_hash"):
-        lacks.append("a content hash of the in-memory texts")
+        lacks.append(_missing_texts_hash(dataset))
     if not record.get("options"):
         lacks.append("the recorded options")
     for item in unrecorded(record.get("options")) + unrecorded(record.get("runtime")):
         lacks.append(f"a recordable value for {item} (functions and objects cannot be recorded)")
     return lacks
+
+
+def _missing_texts_hash(dataset: Mapping[str, Any]) -> str:
+    if not dataset.get("streaming"):
+        return "a content hash of the in-memory texts"
+    return ("a hash of the streamed texts, which were neither a local data file (pinned by its content hash) nor "
+            "read from start to end by one process in one run (max_positions stopped the stream early, several "
+            "processes read it, or it was resumed); profile a local data file (streamed or not) or a datasets.Dataset "
+            "to make the stage reproducible")

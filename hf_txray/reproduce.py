@@ -21,7 +21,8 @@ import pandas as pd
 
 from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
 from .profile import Profile
-from .provenance import is_embedded, missing_provenance  # noqa: F401  (hf_txray.reproduce.missing_provenance)
+from .provenance import (is_embedded, missing_provenance,  # noqa: F401  (hf_txray.reproduce.missing_provenance)
+                         needs_texts_again)
 from .version import __version__
 
 MASS_TOLERANCE = 1e-6  # relative: |a - b| <= 1e-6 * max(1, |stored|)
@@ -29,7 +30,7 @@ COUNT_FIELDS = ("num_examples", "num_positions", "num_uncredited", "num_truncate
 # analyze() keywords that reproduce() sets itself from the record (everything else recorded goes through as is).
 _SET_HERE = ("model", "dataset", "revision", "dataset_revision", "dataset_config", "split", "text_column",
              "num_samples", "device", "dtype", "trust_remote_code", "model_kwargs", "stage", "model_id", "token",
-             "show_progress")
+             "show_progress", "streaming")
 
 
 @dataclass
@@ -125,8 +126,7 @@ def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
         raise ReproducibilityError(f"Stage {profile.stage!r} was made with hf_txray {made_with}, this is "
                                    f"{__version__}: another major version computes differently. Install hf_txray "
                                    f"=={made_with} to reproduce it.")
-    in_memory = record["dataset"]["kind"] in ("in-memory", "object") and not is_embedded(record)
-    if in_memory and dataset_override is None:
+    if needs_texts_again(record) and dataset_override is None:
         raise ReproducibilityError(
             f"Stage {profile.stage!r} was profiled on texts passed in memory ({record['dataset']['num_texts']} texts, "
             f"{record['dataset']['texts_hash']}): they are nowhere to download. Pass them again with dataset=... "
@@ -220,11 +220,29 @@ def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: 
     return dataset["id"], _resolve_pinned("dataset", dataset, token, notes)
 
 
+def _streams_again(dataset: dict[str, Any], dataset_arg: Any) -> bool:
+    """Whether the rerun streams `dataset_arg`: a local data file or folder that was streamed, as it was."""
+    return bool(dataset.get("streaming")) and isinstance(dataset_arg, (str, Path))
+
+
 def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: Any) -> None:
-    """Load the corpus (cheap, cached for the run that follows) and check the hash of the texts profiled."""
-    from .loading import load_pinned_corpus
+    """Load the corpus (cheap, cached for the run that follows; a streamed file is read once more as a stream) and
+    check the hash of the texts profiled. A stream that was not read to its end has no texts hash: its file's
+    content hash, checked already, pins it."""
+    from .loading import load_corpus, load_pinned_corpus
+    from .streaming import stream_texts_hash
 
     dataset = profile.meta.provenance["dataset"]
+    if _streams_again(dataset, dataset_arg):
+        if dataset.get("texts_hash") is None:
+            return
+        corpus, column, _ = load_corpus(dataset_arg, text_column=dataset.get("text_column"), split=dataset.get("split"),
+                                        num_samples=dataset.get("num_samples"), allow_streams=True, streaming=True)
+        count, digest = stream_texts_hash(corpus, column)
+        if digest != dataset["texts_hash"]:
+            raise DatasetError(f"The texts of stage {profile.stage!r} differ from the ones profiled ({count} texts "
+                               f"streamed now, {dataset['num_texts']} then; hash {digest} vs {dataset['texts_hash']}).")
+        return
     corpus, _, _, source = load_pinned_corpus(
         dataset_arg, text_column=dataset.get("text_column"), split=dataset.get("split"),
         num_samples=dataset.get("num_samples"), revision=commit, config=dataset.get("config"), token=token)
@@ -338,7 +356,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
                   dataset_config=data.get("config"), split=data.get("split"), text_column=data.get("text_column"),
                   num_samples=data.get("num_samples"), device=device or runtime.get("device"),
                   dtype=runtime.get("dtype"), trust_remote_code=bool(runtime.get("trust_remote_code")),
-                  model_kwargs=model_kwargs or None, stage=profile.stage,
+                  model_kwargs=model_kwargs or None, stage=profile.stage, streaming=_streams_again(data, dataset_arg),
                   model_id=profile.meta.model_id, token=token, show_progress=show_progress, **options)
     identical, worst, diffs = compare_numbers(profile, new)
     return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),

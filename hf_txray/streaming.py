@@ -10,6 +10,7 @@ and empty shards are fine) and checked row by row: a missing text column or a No
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -141,7 +142,8 @@ class StreamingSource:
     Example ids are ``local_position * world_size + rank``: the stream position itself on one process, and with
     several processes unique ids (the global position when the corpus has fewer data shards than processes, so
     ``split_dataset_by_node`` interleaves examples). The texts of top examples are kept (and pruned to those
-    still referenced) because a stream cannot be read back.
+    still referenced) because a stream cannot be read back. The texts read are hashed as they pass
+    (:meth:`read_hash`), so a profile of a stream can record what it read without a second pass.
     """
 
     def __init__(self, corpus, text_column: str | None, rank: int, world: int):
@@ -151,12 +153,16 @@ class StreamingSource:
         self.text_column, self.rank, self.world = text_column, rank, world
         self.total: int | None = None
         self._texts: dict[int, str] = {}
+        self.num_read = 0  # texts read in this run
+        self._digest: Any = hashlib.sha256()  # of the texts read, None once they are not the stream from its start
+        self._read_to_end = False
 
     def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done, index = 0, _bucket_index(state)
         if state:
             self.corpus.load_state_dict(state["dataset"])
             done = int(state["processed"])
+            self._digest = None  # the texts before the resume point were read by another run
         texts: list[str] = []
         limit, budget = plan.limits(index)
         chars = 0
@@ -168,12 +174,18 @@ class StreamingSource:
                 yield self._bucket(texts, done, index)
                 done, texts, chars = done + len(texts), [], 0
                 limit, budget = plan.limits(index)
+        self._read_to_end = True  # set before the last yield: the run may stop at the last bucket
         if texts:
             yield self._bucket(texts, done, index + 1)
 
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
+        from .provenance import update_texts_digest
+
         ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
         self._texts.update(zip(ids.tolist(), texts))
+        self.num_read += len(texts)
+        if self._digest is not None:
+            update_texts_digest(self._digest, texts)
         state = {"processed": done + len(texts), "bucket": index,
                  "dataset": copy.deepcopy(self.corpus.state_dict())}
         return Bucket(list(texts), ids, None, state)
@@ -206,6 +218,13 @@ class StreamingSource:
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}
+
+    def read_hash(self) -> str | None:
+        """The :func:`~hf_txray.provenance.texts_hash` of this process's whole stream, when this run read it from
+        its start to its end (not resumed, not stopped early); None otherwise."""
+        if self._digest is None or not self._read_to_end:
+            return None
+        return "sha256:" + self._digest.hexdigest()
 
     def head_hash(self, count: int = HEAD_TEXTS) -> str:
         """The :func:`~hf_txray.provenance.strings_hash` of this process's first `count` texts, read again from the
@@ -255,3 +274,12 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
     raise DatasetError(
         f"No text column found among {columns}: pass text_column=... (looked for {', '.join(TEXT_COLUMN_CANDIDATES)})."
     )
+
+
+def stream_texts_hash(corpus: Any, text_column: str | None) -> tuple[int, str]:
+    """``(number of texts, texts_hash)`` of a whole ``IterableDataset``, read once (rows checked as in a run),
+    holding one bucket of texts at a time."""
+    source = StreamingSource(corpus, text_column, 0, 1)
+    for bucket in source.buckets(BucketPlan(10_000), None):
+        source.keep_texts(set(), int(bucket.example_ids[-1]))
+    return source.num_read, source.read_hash()

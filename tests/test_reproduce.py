@@ -395,3 +395,66 @@ def test_reproduce_of_a_profile_object_says_what_to_pass():
 
     with pytest.raises(ConfigurationError, match="reproduce_profile"):
         hf_txray.reproduce(Profile.__new__(Profile))
+
+
+def test_streamed_local_file_is_pinned_shown_and_reproduced(tmp_path, capsys):
+    """`analyze M c.jsonl --streaming`: the provenance names the file (content hash), says it was streamed and how
+    many texts were read, with their hash; `show` says so; `reproduce` streams the same file again, and a changed
+    file is refused naming it, before any model runs."""
+    import json
+
+    model, data, out = save_tiny_model(tmp_path / "m"), tmp_path / "c.jsonl", tmp_path / "out"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS_V1))
+    assert cli_main(["analyze", str(model), str(data), "--streaming", "--features", "token", "--batch-size", "4",
+                     "--out", str(out)]) == 0
+    profile = hf_txray.Profile.from_pretrained(out)
+    source = profile.meta.provenance["dataset"]
+    in_memory = hf_txray.analyze(str(model), str(data), **OPTIONS).meta.provenance["dataset"]
+    assert (source["kind"], source["id"], source["streaming"]) == ("local", str(data.resolve()), True)
+    assert source["content_hash"] == in_memory["content_hash"] and source["texts_hash"] == in_memory["texts_hash"]
+    assert source["num_texts"] == len(TEXTS_V1) == profile.meta.num_examples
+    assert source["text_column"] == "text" and not hf_txray.provenance.missing_provenance(profile)
+    capsys.readouterr()
+    assert cli_main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"dataset {data.resolve()} (streamed)" in shown and f"{len(TEXTS_V1)} texts" in shown
+    assert "reproduce recomputes it" in shown
+    assert cli_main(["reproduce", str(out)]) == 0
+    assert "identical" in capsys.readouterr().out
+
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS_V2))
+    with pytest.raises(DatasetError, match=r"differ from the ones profiled: c.jsonl \(changed\)"):
+        hf_txray.reproduce(out)
+
+
+def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp_path):
+    """Stopped by max_positions, a stream is not read to its end: no texts hash (the file's content hash pins the
+    texts), the texts counted as num_texts, and the stage still reproduces."""
+    model, data = save_tiny_model(tmp_path / "m"), tmp_path / "c.txt"
+    data.write_text("\n".join(TEXTS_V1 * 20) + "\n")
+    profile = hf_txray.analyze(str(model), str(data), streaming=True, max_positions=30, **OPTIONS)
+    source = profile.meta.provenance["dataset"]
+    assert source["streaming"] and source["texts_hash"] is None
+    assert 0 < source["num_texts"] == profile.meta.num_examples < 20 * len(TEXTS_V1)
+    assert _reproduce_one(profile, tmp_path).verdict == "identical"
+
+
+def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
+    """An IterableDataset read to its end records its texts hash (reproduce then takes the texts again with
+    dataset=...); one stopped early by max_positions has nothing to check them against: `show` and `reproduce`
+    say so, not that in-memory texts lack a hash."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    stream = datasets.Dataset.from_dict({"text": TEXTS_V1}).to_iterable_dataset()
+    whole = hf_txray.analyze(model, stream, **OPTIONS)
+    assert whole.meta.provenance["dataset"]["texts_hash"] == hf_txray.provenance.strings_hash(TEXTS_V1)
+    assert _reproduce_one(whole, tmp_path, dataset=list(TEXTS_V1)).verdict == "identical"
+    long_stream = datasets.Dataset.from_dict({"text": TEXTS_V1 * 20}).to_iterable_dataset()  # many buckets
+    stopped = hf_txray.analyze(model, long_stream, max_positions=5, **OPTIONS)
+    stopped.save_pretrained(tmp_path / "stopped")
+    capsys.readouterr()
+    assert cli_main(["show", str(tmp_path / "stopped")]) == 0
+    shown = capsys.readouterr().out
+    assert "(streamed)" in shown and "reproduce cannot recompute it: it lacks a hash of the streamed texts" in shown
+    with pytest.raises(ReproducibilityError, match="max_positions stopped the stream early") as refused:
+        hf_txray.reproduce(tmp_path / "stopped", dataset=list(TEXTS_V1 * 20))
+    assert "in-memory" not in str(refused.value)
