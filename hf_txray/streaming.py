@@ -154,15 +154,15 @@ class StreamingSource:
         self.total: int | None = None
         self._texts: dict[int, str] = {}
         self.num_read = 0  # texts read in this run
-        self._digest: Any = hashlib.sha256()  # of the texts read, None once they are not the stream from its start
+        self._digest: Any = hashlib.sha256()  # of the texts read from the stream's start
         self._read_to_end = False
 
     def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done, index = 0, _bucket_index(state)
         if state:
-            self.corpus.load_state_dict(state["dataset"])
             done = int(state["processed"])
-            self._digest = None  # the texts before the resume point were read by another run
+            self._hash_prefix(done)
+            self.corpus.load_state_dict(state["dataset"])
         texts: list[str] = []
         limit, budget = plan.limits(index)
         chars = 0
@@ -178,14 +178,22 @@ class StreamingSource:
         if texts:
             yield self._bucket(texts, done, index + 1)
 
+    def _hash_prefix(self, count: int) -> None:
+        """Hash the first `count` texts, read again from the stream's start (a resume: another run profiled them),
+        so that :meth:`read_hash` covers the whole stream as in an uninterrupted run; reading costs far less than
+        profiling."""
+        from .provenance import update_texts_digest
+
+        update_texts_digest(self._digest, [self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
+        self.num_read = count
+
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         from .provenance import update_texts_digest
 
         ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
         self._texts.update(zip(ids.tolist(), texts))
         self.num_read += len(texts)
-        if self._digest is not None:
-            update_texts_digest(self._digest, texts)
+        update_texts_digest(self._digest, texts)
         state = {"processed": done + len(texts), "bucket": index,
                  "dataset": copy.deepcopy(self.corpus.state_dict())}
         return Bucket(list(texts), ids, None, state)
@@ -220,9 +228,9 @@ class StreamingSource:
         return {i: self._texts[i] for i in ids.tolist()}
 
     def read_hash(self) -> str | None:
-        """The :func:`~hf_txray.provenance.texts_hash` of this process's whole stream, when this run read it from
-        its start to its end (not resumed, not stopped early); None otherwise."""
-        if self._digest is None or not self._read_to_end:
+        """The :func:`~hf_txray.provenance.texts_hash` of this process's whole stream, when it was read to its end
+        (not stopped early; a resumed run hashes the texts before its resume point again); None otherwise."""
+        if not self._read_to_end:
             return None
         return "sha256:" + self._digest.hexdigest()
 
