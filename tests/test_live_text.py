@@ -41,6 +41,11 @@ def test_live_table_is_what_analyze_credits(kind, stack, skipped):
         assert credited.index.tolist() == examples.index.tolist()
         assert credited["neuron"].tolist() == examples["neuron"].tolist()
         np.testing.assert_allclose(credited["activation"], examples["activation"], rtol=1e-6, atol=1e-6)
+        # a traced neuron is read at the same positions: where it wins, its traced activation is the winner's
+        neuron = int(credited["neuron"].iloc[0])
+        traced = live.run(TEXT, layer, trace_neuron=neuron).table.set_index("position")
+        wins = credited[credited["neuron"] == neuron]
+        np.testing.assert_allclose(traced.loc[wins.index, "traced"], wins["activation"], rtol=1e-6, atol=1e-6)
 
 
 def test_live_text_refuses_a_text_of_skipped_positions_only():
