@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import DatasetError, ModelError
 from .streaming import choose_text_column
@@ -288,13 +288,37 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
 
 
 class _OneShot:
-    """A user's iterator, hashed by identity (``datasets`` fingerprints generator arguments by pickling them)."""
+    """A user's iterator, hashed by identity (``datasets`` fingerprints generator arguments by pickling them).
+
+    Its first :data:`REPLAY_ROWS` rows are kept, so the stream can be read again from the start as long as no earlier
+    pass read past them: a checkpointed run reads the head of the stream once for its hash
+    (:meth:`~hf_txray.streaming.StreamingSource.head_hash`), then profiles it from the start. A later pass after one
+    that read further is refused: those rows are gone.
+    """
+
+    REPLAY_ROWS = 64
 
     def __init__(self, iterator):
         self.iterator = iterator
+        self.head: list[Any] = []
+        self.read_past_head = False  # rows beyond the kept head were consumed: the start cannot be replayed
 
     def __getstate__(self):
         return {"id": id(self.iterator)}
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.read_past_head:
+            raise DatasetError(
+                "The generator was already read: a generator can be read only once. Pass a new generator, or "
+                "datasets.IterableDataset.from_generator(fn) (which calls fn again) to read the same rows again."
+            )
+        yield from list(self.head)
+        for row in self.iterator:
+            if len(self.head) < self.REPLAY_ROWS:
+                self.head.append(row)
+            else:
+                self.read_past_head = True
+            yield row
 
 
 def _rows_of(rows: _OneShot):
@@ -303,7 +327,7 @@ def _rows_of(rows: _OneShot):
     Raises:
         DatasetError: a ``None`` row (with advice that fits a generator: a stream's ``filter`` does not apply).
     """
-    for index, row in enumerate(rows.iterator):
+    for index, row in enumerate(rows):
         if row is None:
             raise DatasetError(f"The generator yielded None at row {index}: every text must be a str. Skip them in "
                                "the generator, e.g. (t for t in texts if t is not None), or yield a text instead.")

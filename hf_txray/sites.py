@@ -426,8 +426,9 @@ class WinnerRecorder:
         computed once per forward pass: every layer's activations have the same rows."""
         if positions is None or self.top_k != 1 or flat.device.type != "cpu":
             return None
-        if self._runs is None or self._runs[0] != len(flat):
-            self._runs = (len(flat), contiguous_runs(positions.numpy(), *flat.shape))
+        key = (len(flat), positions._version)  # an in-place change of the positions bumps the tensor's version
+        if self._runs is None or self._runs[0] != key:
+            self._runs = (key, contiguous_runs(positions.numpy(), *flat.shape))
         return self._runs[1]
 
     @property
@@ -438,7 +439,8 @@ class WinnerRecorder:
     @positions.setter
     def positions(self, value: torch.Tensor | None) -> None:
         self._positions = value
-        self._runs: tuple[int, Runs | None] | None = None  # (rows, runs) of these positions, set at the first top-1
+        # ((rows, version), runs) of these positions, set at the first top-1 of a forward pass
+        self._runs: tuple[tuple[int, int], Runs | None] | None = None
 
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack

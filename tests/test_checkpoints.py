@@ -40,9 +40,10 @@ def jsonl(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "stream"])
+@pytest.mark.parametrize("streaming", [False, True, "generator"], ids=["in_memory", "stream", "generator"])
 def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path, jsonl, streaming):
-    corpus = (lambda: stream(jsonl)) if streaming else (lambda: TEXTS)
+    # a generator is read once: its head, hashed for the checkpoint, is replayed, and a resume gets a new generator
+    corpus = {False: lambda: TEXTS, True: lambda: stream(jsonl), "generator": lambda: (t for t in TEXTS)}[streaming]
     SPANS.calls, SPANS.fail_at = 0, None
     uninterrupted = run(corpus(), checkpoint_dir=tmp_path / "full", **COMMON)
     plain = run(corpus(), **{k: v for k, v in COMMON.items() if k != "checkpoint_every"})

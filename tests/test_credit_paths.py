@@ -307,3 +307,19 @@ def test_top_1_over_runs_gives_the_same_profile(monkeypatch):
     assert calls and max(calls) > 1  # several runs per batch were reduced apart
     assert_same_profile(runs, every_row)
     np.testing.assert_array_equal(runs.neuron_mass, every_row.neuron_mass)
+
+
+def test_the_runs_of_the_hooked_positions_follow_every_change_of_them():
+    from hf_txray import topk
+    from hf_txray.sites import WinnerRecorder
+
+    recorder = WinnerRecorder([], top_k=1)
+    flat = torch.randn(400, 64)
+    recorder.positions = torch.arange(10, 200)
+    assert recorder._runs_of(recorder.positions, flat) == [(10, 200)]
+    recorder.positions = torch.arange(50, 100)  # a new tensor
+    assert recorder._runs_of(recorder.positions, flat) == [(50, 100)]
+    recorder.positions[:] = torch.arange(300, 350)  # changed in place
+    assert recorder._runs_of(recorder.positions, flat) == [(300, 350)]
+    assert recorder._runs_of(recorder.positions, torch.randn(2000, 64)) == topk.contiguous_runs(
+        np.arange(300, 350), 2000, 64)  # other activations' rows

@@ -607,3 +607,18 @@ def test_two_processes_stream_every_example_once(tmp_path):
     assert one.meta.num_examples == two.meta.num_examples == 41
     assert one.meta.num_windowed > 0
     assert_same_profile(two, one)
+
+
+def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_path):
+    texts = [f"text number {i} here." for i in range(40)]  # more than the head a checkpoint hashes (16 texts)
+    profile = analyze(texts=(t for t in texts), checkpoint_dir=tmp_path / "state")
+    assert profile.meta.num_examples == 40
+    assert_same_profile(profile, analyze(texts=texts))
+    from hf_txray.loading import load_corpus
+
+    stream, _, _ = load_corpus(iter(texts), allow_streams=True)
+    assert [r["text"] for r in stream] == [r["text"] for r in stream] == texts  # its first 64 rows are kept
+    stream, _, _ = load_corpus(iter(texts * 2), allow_streams=True)
+    assert len(list(stream)) == 80
+    with pytest.raises(DatasetError, match="generator can be read only once"):
+        next(iter(stream))

@@ -98,12 +98,9 @@ same app runs with `hf-txray view DIR_OR_REPO [--port PORT]`.
 
 def gradio_version() -> str:
     """The installed gradio's version (the Space runs what was tested), else :data:`GRADIO_VERSION`."""
-    from importlib.metadata import PackageNotFoundError, version
+    from ..provenance import installed_version
 
-    try:
-        return version("gradio")
-    except PackageNotFoundError:
-        return GRADIO_VERSION
+    return installed_version("gradio") or GRADIO_VERSION
 
 
 def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
