@@ -502,6 +502,7 @@ def build_batch(
     vocabs: dict[str, Vocabulary],
     annotations: dict[str, list] | None = None,
     user_features: dict[str, UserFeature] | None = None,
+    skip_first_positions: int = 0,
 ) -> PositionBatch:
     """Encode `texts` as one truncated batch, in order, and compute the features of every creditable position.
 
@@ -510,9 +511,11 @@ def build_batch(
         first_example_id: corpus index of ``texts[0]`` (example ids are global so shards merge exactly).
         vocabs: one vocabulary per feature type (``TokenVocabulary`` for ``"token"``), extended in place.
         annotations: word spans and tags from :class:`~hf_txray.features.WordAnnotator`, aligned with `texts`.
+        skip_first_positions: positions with a smaller token index are not creditable (a profile's setting).
     """
     options = EncodeOptions(max_length, tuple(feature_names), dict(user_features or {}), long_texts="truncate",
-                            batch_size=max(len(texts), 1), sort_by_length=False)
+                            batch_size=max(len(texts), 1), sort_by_length=False,
+                            skip_first_positions=skip_first_positions)
     batches = BatchEncoder(tokenizer, options)(texts, first_example_id + np.arange(len(texts)), annotations)
     resolve_feature_ids(batches, vocabs)
     return batches[0]

@@ -34,6 +34,20 @@ def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:
     return body if all(id(site.module) in inside for site in sites) else model
 
 
+def check_sites_in_stack(model: nn.Module, stack: str, root: nn.Module, sites: list[Site]) -> None:
+    """Refuse sites outside the profiled stack of an encoder-decoder: an encoder module never runs in a decoder-only
+    pass of the other stack, or runs on the text's grid while the decoder's positions are read (a wrong profile)."""
+    inside = {id(m) for m in root.modules()}
+    outside = [site.name for site in sites if id(site.module) not in inside]
+    if outside:
+        other = "decoder" if stack == "encoder" else "encoder"
+        raise ModelError(
+            f"{outside[0]!r} is not inside the {stack} stack of {type(model).__name__}, which stack={stack!r} "
+            f"profiles. Pass stack={other!r} to profile the {other}, or a module_pattern matching modules of the "
+            f"{stack} only."
+        )
+
+
 def _shift_function(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model's own right shift of decoder inputs, as a function of the token ids."""
     if hasattr(model, "_shift_right"):
@@ -102,14 +116,22 @@ class StackForward:
         model (`nn.Module`): the loaded model.
         stack (`str`, *optional*): ``"encoder"``/``"decoder"`` for encoder-decoders, None for one-stack models.
         sites (`list[Site]`): the hooked sites (they must lie in the part of the model that runs).
+
+    Raises:
+        ModelError: a hooked module lies outside the chosen stack of an encoder-decoder (it would not run, or run
+            on another grid of positions), or the decoder's inputs cannot be built; before any forward pass.
     """
 
     def __init__(self, model: nn.Module, stack: str | None, sites: list[Site]):
         self.model = model
-        self.stack, _ = resolve_stack(model, stack)
+        self.stack, root = resolve_stack(model, stack)
+        if self.stack is not None:
+            check_sites_in_stack(model, self.stack, root, sites)
         if self.stack == "decoder":
             check_decoder_inputs(model)
         self.body = profiled_body(model, sites) if self.stack is None else None
+        # The decoder is fed the start token before the text: its position tables hold one text token less.
+        self.shifted: nn.Module | None = root if self.stack == "decoder" else None
 
     def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""

@@ -49,10 +49,22 @@ def _table_limit(name: str, table: nn.Embedding) -> tuple[int, str]:
     return rows - offset, f"position table {name} ({rows} rows{detail})"
 
 
-def model_length_limit(model: nn.Module) -> LengthLimit:
-    """The positions `model` can take: the smallest position table among its stacks, else the config's figure."""
-    tables = [_table_limit(n, m) for n, m in model.named_modules()
-              if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)]
+def _shifted_limit(tokens: int, source: str) -> tuple[int, str]:
+    return tokens - 1, f"{source}, less 1 for the decoder start token"
+
+
+def model_length_limit(model: nn.Module, shifted: nn.Module | None = None) -> LengthLimit:
+    """The positions `model` can take: the smallest position table among its stacks, else the config's figure.
+
+    Args:
+        model (`nn.Module`): the model the tokens go through.
+        shifted (`nn.Module`, *optional*): a part of `model` fed one position more than the text (the decoder of
+            a ``stack="decoder"`` profile: the start token goes first, see :mod:`hf_txray.forward`); its position
+            tables hold one text token less. Relative positions (T5) have no table and no such limit.
+    """
+    inside = {id(m) for m in shifted.modules()} if shifted is not None else set()
+    tables = [_shifted_limit(*_table_limit(n, m)) if id(m) in inside else _table_limit(n, m)
+              for n, m in model.named_modules() if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)]
     if tables:
         tokens, source = min(tables)
         return LengthLimit(tokens, source)
@@ -71,13 +83,15 @@ def tokenizer_length_limit(tokenizer) -> LengthLimit:
     return LengthLimit(None, "tokenizer without model_max_length")
 
 
-def resolve_max_length(model: nn.Module, tokenizer, requested: int | None) -> int:
+def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shifted: nn.Module | None = None) -> int:
     """The `max_length` to tokenize with, checked against the model's and the tokenizer's limits.
 
     Args:
         model (`nn.Module`): the model the tokens go through.
         tokenizer: its tokenizer.
         requested (`int`, *optional*): the user's `max_length`. When omitted: the usable limit, at most 512.
+        shifted (`nn.Module`, *optional*): the part of `model` fed one position more than the text (see
+            :func:`model_length_limit`): the decoder when profiling ``stack="decoder"``.
 
     Returns:
         `int`: tokens per text, special tokens included.
@@ -85,7 +99,7 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None) -> in
     Raises:
         ConfigurationError: `requested` exceeds the usable limit (raised before any forward pass).
     """
-    known = [lim for lim in (model_length_limit(model), tokenizer_length_limit(tokenizer)) if lim.tokens is not None]
+    known = [lim for lim in (model_length_limit(model, shifted), tokenizer_length_limit(tokenizer)) if lim.tokens is not None]
     usable = min(known, key=lambda lim: lim.tokens) if known else None
     if requested is not None:
         if usable is not None and requested > usable.tokens:

@@ -158,8 +158,9 @@ class ProfilerConfig:
     top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).")
     max_length: int | None = option(
         None, "Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). "
-              "Default: the model's limit (its position table, else config, and the tokenizer's), at most 512; 512 "
-              "with a notice when neither states one. Above the limit: an error before any work.")
+              "Default: the model's limit (its position table, else config, and the tokenizer's; one less with "
+              "stack='decoder' where the decoder has a position table, for the start token it is fed first), at most "
+              "512; 512 with a notice when neither states one. Above the limit: an error before any work.")
     batch_size: int = option(32, "Most rows (texts or windows) per forward pass.")
     max_examples_per_neuron: int = option(10, "Top activating positions kept per neuron.")
     module_pattern: str | None = option(None, "A regex over module names that overrides the automatic site search.")
@@ -190,8 +191,9 @@ class ProfilerConfig:
             "sentences), but differently batched runs then agree to float32 rounding only.")
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' (the default) or 'decoder' (teacher forcing on the "
-              "text itself: decoder position j+1 is fed token j and credited with its features). compare() refuses "
-              "to mix stacks.", choices=STACKS)
+              "text itself: decoder position j+1 is fed token j and credited with its features). A module_pattern "
+              "must name modules of that stack (else an error before any work). compare() refuses to mix stacks.",
+        choices=STACKS)
     skip_first_positions: int | str = option(
         "auto", "Credit nothing at the first N positions of each input (token index < N, special tokens included). "
                 "'auto': 1 for decoder-only LMs, whose first position carries 'massive activations' (measured on "

@@ -409,7 +409,7 @@ def test_viewer_and_card_show_expert_and_unit():
 
 def test_a_pattern_outside_the_profiled_stack_is_refused():
     model, tokenizer = build("bart")
-    with pytest.raises(ModelError, match="did not run"):
+    with pytest.raises(ModelError, match="not inside the encoder stack"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="encoder",
                          module_pattern=r"decoder\.layers\.\d+\.fc2", show_progress=False)
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="decoder",
@@ -445,3 +445,99 @@ def test_top_k_beyond_the_units_a_token_reaches_is_refused():
                                show_progress=False)
     # every computed unit was ranked; only the positive ones are credited (act(gate) * up can be negative)
     assert 0 < profile.neuron_count.sum() <= 48 * profile.meta.num_positions * LAYERS
+
+
+LONG_TEXT = " ".join(t for t in TEXTS if t) * 4  # over 128 BPE tokens: several windows
+
+
+def decoder_windows_reference(model, tokenizer, text: str, max_length: int, stride: int) -> reference.TextRun:
+    """A TextRun of `text` on BART's decoder stack, each token's activations taken from its window with the most
+    left context; every window is run alone: the encoder on the window, the decoder on the start token + window."""
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    ids = enc["input_ids"]
+    assert not any(enc["special_tokens_mask"])  # the byte-level BPE adds no frame: windows are plain slices
+    starts = list(range(0, max(len(ids) - stride, 1), max_length - stride))
+    best: dict[int, tuple[int, np.ndarray]] = {}
+    for start in starts:
+        window = ids[start:start + max_length]
+        kept = []
+        hooks = [model.decoder.layers[layer].fc2.register_forward_pre_hook(
+            lambda module, args: kept.append(args[0][0, 1:].float().numpy())) for layer in range(LAYERS)]
+        try:
+            with torch.no_grad():
+                model(input_ids=torch.tensor([window]),
+                      decoder_input_ids=torch.tensor([[model.config.decoder_start_token_id] + window]))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for position in range(len(window)):
+            if start + position not in best or position > best[start + position][0]:
+                best[start + position] = (position, np.stack([k[position] for k in kept]))
+    assert sorted(best) == list(range(len(ids)))
+    return reference.TextRun(example_id=0, text=text, tokens=tokenizer.convert_ids_to_tokens(ids),
+                             offsets=[tuple(o) for o in enc["offset_mapping"]], creditable=list(range(len(ids))),
+                             activations=np.stack([best[i][1] for i in range(len(ids))], axis=1), words=[])
+
+
+@pytest.mark.parametrize("family", ["bart", "mbart", "pegasus", "marian"])
+def test_decoder_stack_default_max_length_leaves_room_for_the_start_token(family):
+    """The decoder is fed one position more than the text: windows of the position table's size crashed with a
+    raw IndexError. The default is one less; asking for the table's size is refused before any work."""
+    model, tokenizer = build(family)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    model.get_encoder().register_forward_pre_hook(lambda module, args: calls.append(1))
+    with pytest.raises(hf_txray.ConfigurationError, match=r"max_length=128 exceeds .* 127 tokens .*decoder start "
+                                                          r"token.*max_length<=127"):
+        hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="decoder",
+                         max_length=128, show_progress=False)
+    assert not calls
+    profile = hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="decoder",
+                               show_progress=False, skip_first_positions=0)
+    assert profile.meta.config["max_length"] == 127
+    real = sum(1 for m in tokenizer(LONG_TEXT, return_special_tokens_mask=True)["special_tokens_mask"] if not m)
+    assert real > 128 and profile.meta.num_positions == real  # every token credited once
+    assert profile.meta.num_windowed == 1 and profile.meta.num_truncated == 0
+    encoder = hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="encoder",
+                               show_progress=False)
+    assert encoder.meta.config["max_length"] == 128  # the encoder is fed the text alone
+
+
+def test_decoder_stack_windows_match_the_brute_force_reference():
+    model, tokenizer = build("bart")
+    profile = hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="decoder",
+                               show_progress=False, skip_first_positions=0, max_examples_per_neuron=0)
+    run = decoder_windows_reference(model, tokenizer, LONG_TEXT, 127, profile.meta.config["stride"])
+    ref = reference.credit([run], 1, ("token",))
+    expected_count = np.zeros_like(profile.neuron_count)
+    expected_mass = np.zeros_like(profile.neuron_mass)
+    for (layer, neuron), value in ref.neuron_mass.items():
+        expected_mass[layer, neuron] = value
+        expected_count[layer, neuron] = ref.neuron_count[layer, neuron]
+    assert expected_count.sum() > 0
+    np.testing.assert_array_equal(profile.neuron_count, expected_count)
+    np.testing.assert_allclose(profile.neuron_mass, expected_mass, rtol=RTOL, atol=1e-5)
+
+
+def test_t5_decoder_stack_keeps_its_length_limit():
+    """T5's relative positions have no table: only the tokenizer's limit applies, on both stacks."""
+    model, tokenizer = build("t5")
+    for stack in ("encoder", "decoder"):
+        profile = hf_txray.analyze(model, TEXTS[:2], tokenizer=tokenizer, features=("token",), stack=stack,
+                                   show_progress=False)
+        assert profile.meta.config["max_length"] == min(tokenizer.model_max_length, 512)
+
+
+@pytest.mark.parametrize("stack,pattern", [("decoder", r"encoder\.layers\.\d+\.fc2"),
+                                           ("encoder", r"decoder\.layers\.\d+\.fc2"),
+                                           (None, r"decoder\.layers\.\d+\.fc2")])
+def test_a_pattern_outside_the_stack_is_refused_before_any_work(stack, pattern):
+    """A decoder-stack profile of encoder modules read the encoder at decoder-grid positions: a wrong profile."""
+    model, tokenizer = build("bart")
+    calls = []
+    model.get_encoder().register_forward_pre_hook(lambda module, args: calls.append(1))
+    other = "encoder" if stack == "decoder" else "decoder"
+    with pytest.raises(ModelError, match=rf"not inside the {stack or 'encoder'} stack.*stack='{other}'"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack=stack, module_pattern=pattern,
+                         show_progress=False)
+    assert not calls

@@ -37,18 +37,21 @@ class LiveText:
 
 
 class LiveProfiler:
-    """Runs typed text through the engine with the settings of a stage's profile (site, layers, module_pattern):
-    the same tokenisation and creditable positions (``build_batch``) and the same winner hooks
-    (:class:`~hf_txray.sites.WinnerRecorder`) as :func:`hf_txray.analyze`, so a token's winner here is the neuron
-    ``analyze`` credits on that text."""
+    """Runs typed text through the engine with the settings of a stage's profile (site, layers, module_pattern,
+    stack, skip_first_positions): the same tokenisation and creditable positions (``build_batch``), the same forward
+    pass of the profiled stack (:class:`~hf_txray.forward.StackForward`: a decoder stack is run with teacher forcing)
+    and the same winner hooks (:class:`~hf_txray.sites.WinnerRecorder`) as :func:`hf_txray.analyze`, so a token's
+    winner here is the neuron ``analyze`` credits on that text."""
 
     def __init__(self, model: Any, tokenizer: Any, meta: Any):
         from ..analyze import Profiler, ProfilerConfig
 
         # max_length: the model's own limit, not the profile's (a typed text may be longer than the corpus
         # windows); a text within the profile's max_length gets exactly the winners analyze credits.
+        # Profiles saved before `stack` and `skip_first_positions` were recorded used analyze's defaults.
         config = ProfilerConfig(layers=list(meta.layers), site=meta.site, features=("token",), top_k=1,
-                                module_pattern=meta.config.get("module_pattern"))
+                                module_pattern=meta.config.get("module_pattern"), stack=meta.config.get("stack"),
+                                skip_first_positions=meta.config.get("skip_first_positions", "auto"))
         self.profiler = Profiler(model, tokenizer, config, model_id=meta.model_id)
         self.layers = [s.layer for s in self.profiler.sites]
 
@@ -65,23 +68,25 @@ class LiveProfiler:
             raise ConfigurationError(f"Layer {layer} was not profiled; layers: {self.layers}.")
         p = self.profiler
         vocabs = {"token": TokenVocabulary(p.tokenizer)}
-        batch = build_batch([text], 0, p.tokenizer, p.max_length, ["token"], vocabs)
+        batch = build_batch([text], 0, p.tokenizer, p.max_length, ["token"], vocabs,
+                            skip_first_positions=p.skip_first_positions)
         if batch.num_positions == 0:
-            raise ConfigurationError("The text has no token to credit (only special tokens or spaces).")
+            raise ConfigurationError("The text has no token to credit (only special tokens or spaces, or only the first "
+                                     f"{p.skip_first_positions} positions, which the profile skips).")
 
         slot = self.layers.index(layer)
         site = p.sites[slot]
+        hooked = p.forward.positions(batch.positions, batch.inputs["input_ids"].shape[1]).to(p.device)
         recorder = WinnerRecorder([site], top_k=1).attach()
         traced: list[torch.Tensor] = []
-        handle = _trace_hook(site, trace_neuron, batch.positions.to(p.device), traced) if trace_neuron is not None \
-            else None
-        recorder.positions = batch.positions.to(p.device)
+        handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
+        recorder.positions = hooked
         recorder.enabled = True
         was_training = p.model.training
         p.model.eval()
         try:
             with torch.no_grad():
-                p.model(**{k: v.to(p.device) for k, v in batch.inputs.items()})
+                p.forward({k: v.to(p.device) for k, v in batch.inputs.items()})
         finally:
             recorder.enabled = False
             recorder.detach()
