@@ -7,8 +7,8 @@ Every profile's ``meta.provenance`` holds one record (a JSON-able dict) with fou
 - ``dataset``: a :class:`DatasetSource`. Hub datasets are pinned to a commit, config, split and the data files
   read (with their blob ids); local files and folders to a content hash; in-memory texts to a hash of the texts.
   Every source also records ``texts_hash``, the hash of the texts actually profiled (after ``num_samples``); a
-  stream (``streaming=True``) is hashed as it passes through the engine, so only when one process read it to its
-  end (not with ``max_positions`` stopping it early, nor split over several processes).
+  stream (``streaming=True``) is hashed as it passes through the engine, so only when one process read it from its
+  start to its end (not with ``max_positions`` stopping it early, nor split over several processes, nor resumed).
 - ``options``: the whole :class:`~hf_txray.ProfilerConfig` as a dict (every field, so options added to it later
   are recorded without changes here), plus the load options (``dtype``, ``device``, ``model_kwargs``...).
 - ``versions``: hf_txray, transformers, torch, datasets, spaCy and the spaCy model used for tags.
@@ -207,7 +207,7 @@ class DatasetSource:
         text_column (`str`, *optional*), num_samples (`int`, *optional*), num_texts (`int`): what was profiled; for
             a stream, the texts read, or (when it was not read to its end in one process) the texts counted.
         texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled; for a stream, only when one process
-            read it to its end (a local file is pinned by `content_hash` all the same).
+            read it from its start to its end, not resumed (a local file is pinned by `content_hash` all the same).
         streaming (`bool`, defaults to `False`): the texts were read as a stream (``streaming=True``, an
             ``IterableDataset`` or a generator); :func:`hf_txray.reproduce` streams a local file again.
     """

@@ -156,13 +156,16 @@ class StreamingSource:
         self.num_read = 0  # texts read in this run
         self._digest: Any = hashlib.sha256()  # of the texts read from the stream's start
         self._read_to_end = False
+        self._resumed = False
 
     def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done, index = 0, _bucket_index(state)
         if state:
             done = int(state["processed"])
-            self._hash_prefix(done)
             self.corpus.load_state_dict(state["dataset"])
+            # The texts before the resume point are not read again (on a Hub stream that would download them all
+            # again): a resumed run records no texts hash (a local file stays pinned by its content hash).
+            self._resumed = True
         texts: list[str] = []
         limit, budget = plan.limits(index)
         chars = 0
@@ -177,15 +180,6 @@ class StreamingSource:
         self._read_to_end = True  # set before the last yield: the run may stop at the last bucket
         if texts:
             yield self._bucket(texts, done, index + 1)
-
-    def _hash_prefix(self, count: int) -> None:
-        """Hash the first `count` texts, read again from the stream's start (a resume: another run profiled them),
-        so that :meth:`read_hash` covers the whole stream as in an uninterrupted run; reading costs far less than
-        profiling."""
-        from .provenance import update_texts_digest
-
-        update_texts_digest(self._digest, [self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
-        self.num_read = count
 
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         from .provenance import update_texts_digest
@@ -228,9 +222,9 @@ class StreamingSource:
         return {i: self._texts[i] for i in ids.tolist()}
 
     def read_hash(self) -> str | None:
-        """The :func:`~hf_txray.provenance.texts_hash` of this process's whole stream, when it was read to its end
-        (not stopped early; a resumed run hashes the texts before its resume point again); None otherwise."""
-        if not self._read_to_end:
+        """The :func:`~hf_txray.provenance.texts_hash` of this process's whole stream, when this run read it from its
+        start to its end (not stopped early, not resumed); None otherwise."""
+        if not self._read_to_end or self._resumed:
             return None
         return "sha256:" + self._digest.hexdigest()
 
