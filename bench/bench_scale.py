@@ -16,7 +16,7 @@
   vs free but kept resident).
 
 Usage: python bench/bench_scale.py [--sentences 1500] [--rss-sentences 1000] [--repeats 5] [--rss-repeats 3]
-       [--no-rss | --only-memory] [--no-write]
+       [--no-rss | --only-memory | --memory-from FILE] [--no-write]
 """
 
 from __future__ import annotations
@@ -393,6 +393,9 @@ def main() -> None:
     parser.add_argument("--plain-forward", action="store_true")
     parser.add_argument("--no-rss", action="store_true", help="Skip the memory runs.")
     parser.add_argument("--rss-repeats", type=int, default=3, help="Rounds of memory runs (default 3).")
+    parser.add_argument("--memory-from", help="A JSON file holding the memory part of an earlier run (the second JSON "
+                                              "line this script prints, or --only-memory's): published with this run's "
+                                              "ratios instead of measuring memory again.")
     parser.add_argument("--only-memory", action="store_true",
                         help="Only the memory runs; prints their rows and leaves bench/RESULTS.md alone (its section "
                              "holds both parts).")
@@ -406,7 +409,10 @@ def main() -> None:
         return
     r = ratios(args.sentences, args.repeats)
     print(json.dumps(r))
-    m = None if args.no_rss else memory(args.rss_sentences, args.rss_repeats)
+    if args.memory_from:
+        m = json.loads(Path(args.memory_from).read_text())
+    else:
+        m = None if args.no_rss else memory(args.rss_sentences, args.rss_repeats)
     print(json.dumps(m))
     publish("Engine at scale on MiniLM (`bench_scale.py`)", report(r, m), args)
 
