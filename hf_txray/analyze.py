@@ -200,7 +200,8 @@ class Profiler:
         if world > 1:  # the shards' example ids already number the whole corpus
             merged = Profile.merge_shards(parts)
         if merged.meta.num_examples == 0:
-            raise DatasetError("The dataset is empty: there is no text to profile.")
+            raise DatasetError("The dataset is empty: there is no text to profile (a generator that was already "
+                               "read yields nothing: pass a new one).")
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
@@ -517,7 +518,8 @@ class _CheckpointState:
         if progress.get("stream_head") != self.stream_head:
             raise ConfigurationError(
                 f"The stream's first texts differ from those of the run saved in {self.path}: its file or dataset "
-                f"changed since, and resuming would mix two corpora. {START_OVER}."
+                f"changed since (or a generator already read was passed again: pass a new one), and resuming would "
+                f"mix two corpora. {START_OVER}."
             )
         if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
             raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
@@ -582,7 +584,8 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
 def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world: int, num_counted: int) -> None:
     """Complete a stream's ``provenance["dataset"]`` record after the run: its text column, and the number and
     hash of the texts read when one process read the whole stream (else the texts counted, and no hash)."""
-    whole = source.read_hash() if world == 1 else None
+    # whole: every text read was profiled (max_positions may stop a run after its stream was read ahead)
+    whole = source.read_hash() if world == 1 and num_counted == source.num_read else None
     dataset.update(streaming=True, text_column=source.text_column, texts_hash=whole,
                    num_texts=source.num_read if whole else num_counted)
     if dataset["kind"] == "in-memory":

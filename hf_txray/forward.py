@@ -41,10 +41,16 @@ def check_sites_in_stack(model: nn.Module, stack: str, root: nn.Module, sites: l
     outside = [site.name for site in sites if id(site.module) not in inside]
     if outside:
         other = "decoder" if stack == "encoder" else "encoder"
+        other_root = getattr(model, f"get_{other}", lambda: None)()
+        first = next(site.module for site in sites if site.name == outside[0])
+        if other_root is not None and any(m is first for m in other_root.modules()):
+            advice = (f"Pass stack={other!r} to profile the {other}, or a module_pattern matching modules of the "
+                      f"{stack} only.")
+        else:  # a head (lm_head) or a module of neither stack
+            advice = f"It lies in neither stack: pass a module_pattern matching modules of the {stack}."
         raise ModelError(
             f"{outside[0]!r} is not inside the {stack} stack of {type(model).__name__}, which stack={stack!r} "
-            f"profiles. Pass stack={other!r} to profile the {other}, or a module_pattern matching modules of the "
-            f"{stack} only."
+            f"profiles. {advice}"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -315,7 +316,7 @@ class _OneShot:
         yield from list(self.head)
         for row in self.iterator:
             if len(self.head) < self.REPLAY_ROWS:
-                self.head.append(row)
+                self.head.append(copy.copy(row))  # a generator may yield one dict object, changed between rows
             else:
                 self.read_past_head = True
             yield row

@@ -382,5 +382,5 @@ def _missing_texts_hash(dataset: Mapping[str, Any]) -> str:
     if not dataset.get("streaming"):
         return "a content hash of the in-memory texts"
     return ("a hash of the streamed texts, which were neither a local data file (pinned by its content hash) nor "
-            "read to their end by one process (max_positions stopped the stream early, or several processes split "
-            "it); profile a local data file (streamed or not) or a datasets.Dataset to make the stage reproducible")
+            "read from their start to their end and profiled whole by one process (a resumed run does not read its "
+            "stream again from the start, max_positions may stop a stream early, several processes split it); profile a local data file (streamed or not) or a datasets.Dataset to make the stage reproducible")

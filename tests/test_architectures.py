@@ -541,3 +541,10 @@ def test_a_pattern_outside_the_stack_is_refused_before_any_work(stack, pattern):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack=stack, module_pattern=pattern,
                          show_progress=False)
     assert not calls
+
+
+def test_a_head_is_refused_as_in_neither_stack():
+    model = tf.BartForConditionalGeneration(config_of("bart")).eval()
+    with pytest.raises(ModelError, match=r"'lm_head' is not inside the decoder stack.*neither stack"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("bart"), features=("token",), stack="decoder",
+                         module_pattern=r"lm_head$", show_progress=False)

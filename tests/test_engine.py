@@ -614,6 +614,13 @@ def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_pat
     profile = analyze(texts=(t for t in texts), checkpoint_dir=tmp_path / "state")
     assert profile.meta.num_examples == 40
     assert_same_profile(profile, analyze(texts=texts))
+    def one_dict():  # one row object, changed between rows: the replayed head must hold each row as it was
+        row = {}
+        for text in texts:
+            row["text"] = text
+            yield row
+
+    assert_same_profile(analyze(texts=one_dict(), checkpoint_dir=tmp_path / "dicts"), analyze(texts=texts))
     from hf_txray.loading import load_corpus
 
     stream, _, _ = load_corpus(iter(texts), allow_streams=True)
@@ -622,3 +629,13 @@ def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_pat
     assert len(list(stream)) == 80
     with pytest.raises(DatasetError, match="generator can be read only once"):
         next(iter(stream))
+
+
+def test_a_stream_stopped_by_max_positions_records_no_texts_hash(jsonl):
+    """The stream is read ahead of the credit (a whole bucket): its texts hash covers only a stream profiled whole."""
+    stream = lambda: datasets.load_dataset("json", data_files=str(jsonl), split="train", streaming=True)  # noqa: E731
+    stopped = analyze(texts=stream(), max_positions=5)
+    record = stopped.meta.provenance["dataset"]
+    assert record["texts_hash"] is None and record["num_texts"] == stopped.meta.num_examples < len(SAMPLE_TEXTS)
+    whole = analyze(texts=stream()).meta.provenance["dataset"]
+    assert whole["texts_hash"] is not None and whole["num_texts"] == len(SAMPLE_TEXTS)
