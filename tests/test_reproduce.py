@@ -455,6 +455,6 @@ def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
     assert cli_main(["show", str(tmp_path / "stopped")]) == 0
     shown = capsys.readouterr().out
     assert "(streamed)" in shown and "reproduce cannot recompute it: it lacks a hash of the streamed texts" in shown
-    with pytest.raises(ReproducibilityError, match="max_positions stopped the stream early") as refused:
+    with pytest.raises(ReproducibilityError, match="max_positions may stop a stream early") as refused:
         hf_txray.reproduce(tmp_path / "stopped", dataset=list(TEXTS_V1 * 20))
     assert "in-memory" not in str(refused.value)
