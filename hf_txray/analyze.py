@@ -230,6 +230,7 @@ class Profiler:
         self.model.eval()
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
+        encoded = None
         try:
             batches_since_save = 0
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
@@ -237,7 +238,8 @@ class Profiler:
             workers = self._workers_for(source, checkpoint_every, resume_state)
             buckets = source.buckets(self.bucket_plan(checkpoint_every, workers), resume_state)
             stopped = False  # max_positions reached and the texts it reached counted
-            for bucket, batches in encode_buckets(self.encoder(read is None), buckets, workers, read):
+            encoded = encode_buckets(self.encoder(read is None), buckets, workers, read)
+            for bucket, batches in encoded:
                 if stopped:
                     break
                 batches, stopped = self._select_positions(batches, quota)
@@ -264,6 +266,8 @@ class Profiler:
             builder.close(flush=False)  # stop its flush thread; the run's error is what the caller needs
             raise
         finally:
+            if encoded is not None:
+                encoded.close()  # stops the encoding workers now, not when the traceback is collected
             bar.close()
             recorder.detach()
             self.model.train(was_training)

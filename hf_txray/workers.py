@@ -169,6 +169,16 @@ def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers
             while pending:
                 done, future = pending.popleft()
                 yield done, [_as_tensors(b) for b in future.result()]
-        finally:
-            for _, future in pending:
-                future.cancel()
+        except BaseException:  # an error, Ctrl-C or the consumer stopping early (GeneratorExit)
+            stop_now(pool)
+            raise
+
+
+def stop_now(pool: ProcessPoolExecutor) -> None:
+    """Stop `pool` without waiting for the buckets in work: cancel the queued ones and terminate the workers (what
+    ``ProcessPoolExecutor.terminate_workers`` does from Python 3.14). A run stopped by an error or Ctrl-C then exits
+    at once, whatever a worker is doing; the executor's own exit otherwise waits for every bucket submitted."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
