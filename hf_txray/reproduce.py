@@ -221,8 +221,23 @@ def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: 
 
 
 def _streams_again(dataset: dict[str, Any], dataset_arg: Any) -> bool:
-    """Whether the rerun streams `dataset_arg`: a local data file or folder that was streamed, as it was."""
+    """Whether the rerun streams `dataset_arg`: a local data file or folder that was streamed, as it was, or a
+    stream object (``datasets.IterableDataset``) passed as ``dataset=``."""
+    import datasets
+
+    if isinstance(dataset_arg, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+        return True
     return bool(dataset.get("streaming")) and isinstance(dataset_arg, (str, Path))
+
+
+def _refuse_one_shot(profile: Profile, dataset_arg: Any) -> None:
+    """A generator or iterator is read once, and reproduce reads the texts twice: to check them, then to profile."""
+    if hasattr(dataset_arg, "__next__") and not hasattr(dataset_arg, "__len__"):
+        raise DatasetError(
+            f"reproduce reads the texts of stage {profile.stage!r} twice (to check them against the recorded hash, "
+            f"then to profile them), and a {type(dataset_arg).__name__} can be read only once. Pass something it "
+            "can read again: a datasets.IterableDataset (e.g. IterableDataset.from_generator(fn)), a Dataset or a "
+            "list of texts.")
 
 
 def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: Any) -> None:
@@ -233,6 +248,7 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
     from .streaming import stream_texts_hash
 
     dataset = profile.meta.provenance["dataset"]
+    _refuse_one_shot(profile, dataset_arg)
     if _streams_again(dataset, dataset_arg):
         if dataset.get("texts_hash") is None:
             return
@@ -324,8 +340,9 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     Args:
         profile (`Profile`): the stored profile.
         model (*optional*): a local folder to use instead of the recorded one (checked against its content hash).
-        dataset (*optional*): the texts again, for profiles of in-memory texts (checked against their hash), or a
-            relocated local data file/folder.
+        dataset (*optional*): the texts again, for profiles of in-memory texts or stream objects (checked against
+            their hash): a ``Dataset``, a list of texts or a ``datasets.IterableDataset`` (read twice: a generator
+            is refused), or a relocated local data file/folder.
         device (*optional*): defaults to the recorded device.
         token (`str`, *optional*): for private Hub repos.
 

@@ -458,3 +458,20 @@ def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
     with pytest.raises(ReproducibilityError, match="max_positions may stop a stream early") as refused:
         hf_txray.reproduce(tmp_path / "stopped", dataset=list(TEXTS_V1 * 20))
     assert "in-memory" not in str(refused.value)
+
+
+def test_stream_object_passed_again_as_dataset(tmp_path):
+    """`dataset=` may be an IterableDataset (hashed, then streamed again); a changed one is refused before the model
+    runs, and a generator, which can be read only once, is refused with a message that names reproduce and the fix."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    iterable = lambda texts: datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset()  # noqa: E731
+    whole = hf_txray.analyze(model, iterable(TEXTS_V1), **OPTIONS)
+    verdict = _reproduce_one(whole, tmp_path, dataset=iterable(TEXTS_V1))
+    assert verdict.verdict == "identical" and numbers_equal(verdict.stages[0].profile, whole)
+    with pytest.raises(DatasetError, match="differ from the ones profiled"):
+        _reproduce_one(whole, tmp_path, dataset=iterable(TEXTS_V2))
+    with pytest.raises(DatasetError, match=r"reproduce reads the texts .* twice .* generator can be read only once"):
+        _reproduce_one(whole, tmp_path, dataset=(t for t in TEXTS_V1))
+    stopped = hf_txray.analyze(model, iterable(TEXTS_V1 * 20), max_positions=5, **OPTIONS)
+    with pytest.raises(ReproducibilityError, match="max_positions may stop a stream early"):
+        _reproduce_one(stopped, tmp_path, dataset=iterable(TEXTS_V1 * 20))
