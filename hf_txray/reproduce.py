@@ -160,6 +160,24 @@ def _check_local(kind: str, recorded: dict[str, Any], path: str, error) -> None:
                     + ", ".join(_differing(recorded.get("files") or recorded.get("data_files") or {}, files)) + ".")
 
 
+def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
+    """A streamed local file passed again from elsewhere (moved, copied, renamed) must have the recorded content: a
+    stream stopped early or resumed has no texts hash, so the content hash is all that pins it. A single file is
+    compared by content alone, whatever its name now."""
+    from .provenance import data_path_files, files_hash
+
+    if not Path(path).exists():
+        return  # loading names the missing path
+    current, files = data_path_files(path), recorded.get("data_files") or recorded.get("files") or {}
+    if len(current) == len(files) == 1:
+        same = next(iter(current.values())) == next(iter(files.values()))
+    else:
+        same = files_hash(current) == recorded["content_hash"]
+    if not same:
+        raise DatasetError(f"The dataset files at {path} differ from the ones profiled (streamed from "
+                           f"{recorded['id']}): " + ", ".join(_differing(files, current) or ["content"]) + ".")
+
+
 def _resolve_pinned(kind: str, recorded: dict[str, Any], token: Any, notes: list[str]) -> str:
     """The commit to load a Hub source at: the recorded one, or (if it is gone) the recorded ref when its files
     are unchanged. Raises when they changed, naming the files."""
@@ -208,6 +226,8 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
 def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:
     dataset = record["dataset"]
     if override is not None:
+        if dataset["kind"] == "local" and dataset.get("streaming") and isinstance(override, (str, Path)):
+            _check_moved_stream(dataset, override)
         return override, None
     if is_embedded(record):
         from .corpora import embedded_corpus

@@ -437,6 +437,13 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
     assert source["streaming"] and source["texts_hash"] is None
     assert 0 < source["num_texts"] == profile.meta.num_examples < 20 * len(TEXTS_V1)
     assert _reproduce_one(profile, tmp_path).verdict == "identical"
+    moved = tmp_path / "elsewhere" / "renamed.txt"
+    moved.parent.mkdir()
+    moved.write_bytes(data.read_bytes())
+    assert _reproduce_one(profile, tmp_path, dataset=str(moved)).verdict == "identical"
+    moved.write_text("\n".join(TEXTS_V2 + TEXTS_V1 * 20) + "\n")  # no texts hash to catch this: the content does
+    with pytest.raises(DatasetError, match=r"renamed.txt differ from the ones profiled \(streamed from"):
+        _reproduce_one(profile, tmp_path, dataset=str(moved))
 
 
 def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
