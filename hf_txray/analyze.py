@@ -21,6 +21,7 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
+from .budget import resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
                        count_texts, resolve_feature_ids, stage)
 from .credit import ProfileBuilder
@@ -86,6 +87,8 @@ class Profiler:
         self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
                                            tokenizer.num_special_tokens_to_add())
         check_token_budget(config.max_tokens_per_batch, self.max_length)
+        self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
+                                                         self.max_length, config.batch_size)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
@@ -96,7 +99,7 @@ class Profiler:
         config = self.config
         options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
                                 long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
-                                max_tokens_per_batch=config.max_tokens_per_batch,
+                                max_tokens_per_batch=self.max_tokens_per_batch,
                                 pad_multiple=config.pad_to_multiple_of,
                                 skip_first_positions=self.skip_first_positions)
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
@@ -126,7 +129,7 @@ class Profiler:
                     "skip_first_positions": self.skip_first_positions, "max_positions": self.config.max_positions,
                     "long_texts": self.config.long_texts,
                     "stride": self.stride if self.config.long_texts == "window" else None,
-                    "max_tokens_per_batch": self.config.max_tokens_per_batch, "streaming": is_streaming(corpus),
+                    "max_tokens_per_batch": self.max_tokens_per_batch, "streaming": is_streaming(corpus),
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             provenance=self.provenance(corpus, text_column),
@@ -287,8 +290,8 @@ class Profiler:
         if not workers:
             return BucketPlan(self.config.batch_size * batches)
         batch_tokens = self.config.batch_size * self.max_length
-        if self.config.max_tokens_per_batch is not None:
-            batch_tokens = min(batch_tokens, self.config.max_tokens_per_batch)
+        if self.max_tokens_per_batch is not None:
+            batch_tokens = min(batch_tokens, self.max_tokens_per_batch)
         return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
                           ramp=self.device.type not in UNRAMPED_DEVICES)
 

@@ -1,0 +1,52 @@
+"""The default token budget of a forward pass (``max_tokens_per_batch``) on a CPU: batches whose widest activation
+stays cache-sized.
+
+On a CPU, a batch of a few thousand tokens runs slower per token than a batch of one or two thousand: the MLP's
+intermediate activations (tokens x intermediate size) no longer fit in the core's caches, so every layer streams
+them through main memory, and so does the hooks' top-k that reads them. Measured on this project's 2-core machine
+(bench/RESULTS.md, "Token budget on a CPU"): all-MiniLM-L6-v2 on 300 WikiText paragraphs took 8.26 s per forward
+over batches of 32 texts and 6.18 s at 1024 tokens a batch (one thread); a GPT-2-size model 2018 against 1483 us
+per token. Narrow models gain nothing from small batches (their per-batch Python overhead dominates), so the
+budget follows the widest activation. Accelerators keep the row budget alone (``batch_size`` texts).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Bytes of the widest per-token activation held by a CPU batch, per thread of the forward: about the size of a core's
+# L2 cache and a share of the last-level cache (MiniLM's 1536-wide float32 MLP: 1024 tokens a thread).
+CPU_BATCH_BYTES_PER_THREAD = 6 << 20
+
+
+def widest_activation(model: nn.Module) -> int:
+    """The largest output width of the model's linear layers (the MLP's intermediate size in a transformer),
+    leaving out vocabulary-sized heads; 0 when it has none."""
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    widths = [getattr(module, "out_features", None) or getattr(module, "nf", None) for module in model.modules()
+              if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"]  # GPT-2's Conv1D has `nf`
+    return max((w for w in widths if isinstance(w, int) and w != vocab), default=0)
+
+
+def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.device, max_length: int,
+                         batch_size: int) -> int | None:
+    """`requested`, or the default ``max_tokens_per_batch``.
+
+    On a CPU the default is the largest power of two of tokens whose widest activation
+    (:func:`widest_activation`, in the model's dtype) takes at most :data:`CPU_BATCH_BYTES_PER_THREAD` per torch
+    thread, and never less than `max_length` (a window must fit). None (no token budget: ``batch_size`` rows of up
+    to `max_length` tokens) on accelerators, and where that budget would not bind.
+
+    Returns:
+        `int` or `None`: tokens (rows x padded width) per forward pass.
+    """
+    if requested is not None or device.type != "cpu":
+        return requested
+    width = widest_activation(model)
+    if width == 0:
+        return None
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    tokens = CPU_BATCH_BYTES_PER_THREAD * torch.get_num_threads() // (width * dtype.itemsize)
+    tokens = max(1 << max(tokens.bit_length() - 1, 0), max_length)
+    return tokens if tokens < batch_size * max_length else None
