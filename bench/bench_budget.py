@@ -5,10 +5,10 @@ Batches of a few thousand tokens spill a transformer's MLP activations out of th
 the hooks' top-k, which reads those activations) streams them through memory. This bench runs a bare
 ``model(**inputs)`` over the very batches `analyze` builds (windows, length-sorted buckets, widths padded to 16) for
 budgets from 256 to 16384 tokens and for batches of 32 texts with no token budget (the default before), on:
-all-MiniLM-L6-v2 over the NeuroX benchmark's 300 WikiText-2 paragraphs (max_length 512) and over PTB sentences
-(max_length 128), a GPT-2-size model with random weights (a fifth of the PTB sentences, 128), and the near-free 12 x 32 model of
-``bench_host.py`` (PTB, 128); with one torch thread and with all cores. Wall time of the best of `--repeats`
-interleaved passes (CPU time grows with the thread count; on an idle machine they agree for one thread).
+the NeuroX benchmark's 300 WikiText-2 paragraphs (windows of 512 tokens) and PTB sentences (max_length 128), with
+all-MiniLM-L6-v2, a GPT-2-size model with random weights (a tenth of the paragraphs) and the near-free 12 x 32 model of
+``bench_host.py``; with one torch thread and with all cores. Wall time of the best of `--repeats` rounds over all
+budgets, after a warm-up round (CPU time grows with the thread count; on an idle machine they agree for one thread).
 
 Usage: python bench/bench_budget.py [--sentences 1000] [--repeats 2] [--note TEXT] [--no-write]
 """
@@ -50,47 +50,46 @@ def models():
 
 
 def corpora_for(name: str, sentences: int) -> list[tuple[str, list[str], int]]:
-    """``(corpus name, texts, max_length)`` for model `name`."""
+    """``(corpus name, texts, max_length)`` for model `name`: long paragraphs in windows of 512, short sentences."""
     from bench_neurox import paragraphs
     from hf_txray import corpora
 
-    if name.startswith("GPT-2"):
-        sentences //= 5  # 12 layers of 768: a fifth of the sentences takes about MiniLM's time
+    wiki = paragraphs()
+    if name.startswith("GPT-2"):  # 12 layers of 768, 7 times MiniLM's time per token: a tenth of the paragraphs
+        return [(f"{len(wiki) // 10} WikiText paragraphs", wiki[: len(wiki) // 10], 512)]
     ptb = list(corpora.penn_treebank("train", num_samples=sentences)["text"])
-    runs = [("PTB sentences", ptb, 128)]
-    if name.startswith("all-MiniLM"):
-        runs.insert(0, ("300 WikiText paragraphs", paragraphs(), 512))
-    return runs
-
-
-def seconds(model, batches: list[dict], repeats: int) -> float:
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for inputs in batches:
-                model(**inputs)
-            best = min(best, time.perf_counter() - start)
-    return best
+    return [(f"{len(wiki)} WikiText paragraphs", wiki, 512), (f"{len(ptb)} PTB sentences", ptb, 128)]
 
 
 def measure(model, tokenizer, texts: list[str], max_length: int, threads: int, repeats: int) -> dict:
+    """Each budget's batches, then `repeats` rounds over all budgets (interleaved, after one warm-up round, so
+    that neither the allocator's first touches nor drift favour one budget); the best pass of each."""
     from hf_txray.budget import resolve_token_budget
 
     torch.set_num_threads(threads)
     chosen = resolve_token_budget(None, model, torch.device("cpu"), max_length, BATCH)
-    rows = {}
+    runs = {}
     for budget in BUDGETS:
-        if budget is not None and budget < max_length:
-            continue
-        batches = engine_batches(tokenizer, texts, max_length, BATCH, budget)
-        if model.config.model_type != "bert":  # a GPT-2 tokenizer gives none
-            for inputs in batches:
-                inputs.pop("token_type_ids", None)
+        if budget is None or budget >= max_length:
+            batches = engine_batches(tokenizer, texts, max_length, BATCH, budget)
+            if model.config.model_type != "bert":  # a GPT-2 tokenizer gives none
+                for inputs in batches:
+                    inputs.pop("token_type_ids", None)
+            runs[budget] = batches
+    best = {budget: float("inf") for budget in runs}
+    with torch.no_grad():
+        for round_ in range(repeats + 1):
+            for budget, batches in runs.items():
+                start = time.perf_counter()
+                for inputs in batches:
+                    model(**inputs)
+                if round_:  # round 0 warms up
+                    best[budget] = min(best[budget], time.perf_counter() - start)
+    rows = {}
+    for budget, batches in runs.items():
         tokens = sum(int(inputs["attention_mask"].sum()) for inputs in batches)
         padded = sum(int(inputs["attention_mask"].numel()) for inputs in batches)
-        rows[budget] = {"s": seconds(model, batches, repeats), "tokens": tokens, "padding": 1 - tokens / padded,
-                        "batches": len(batches)}
+        rows[budget] = {"s": best[budget], "tokens": tokens, "padding": 1 - tokens / padded, "batches": len(batches)}
     return {"threads": threads, "chosen": chosen, "rows": rows}
 
 

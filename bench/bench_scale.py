@@ -43,7 +43,10 @@ import torch  # noqa: E402
 from baseline import WorkTimer, cpu_usage, engine_batches, plain_usage, spread  # noqa: E402
 from results_file import update_section  # noqa: E402
 
-MAX_LENGTH, BATCH, TOKENS, WORKERS = 128, 64, 4096, 1
+MAX_LENGTH, BATCH, WORKERS = 128, 64, 1
+# analyze's own CPU default at one thread (hf_txray.budget: MiniLM's 1536-wide MLP), the fastest batching of these
+# sentences for the plain forward too (bench_budget.py); analyze is run with its default and checked against it.
+TOKENS = 1024
 
 
 def setup(num_sentences: int):
@@ -63,9 +66,10 @@ def profiled(model, tokenizer, corpus, features, workers=WORKERS, **kwargs):
 
     start, children = cpu_usage(), _children()
     profile = hf_txray.analyze(model, corpus, tokenizer=tokenizer, features=features, max_length=MAX_LENGTH,
-                               batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=workers,
-                               show_progress=False, **kwargs)
-    return cpu_usage() - start, _children() - children, profile
+                               batch_size=BATCH, num_workers=workers, show_progress=False, **kwargs)
+    used = cpu_usage() - start, _children() - children
+    assert profile.meta.config["max_tokens_per_batch"] == TOKENS, "analyze's default budget changed: update TOKENS"
+    return (*used, profile)
 
 
 def _children() -> float:
@@ -175,7 +179,7 @@ def rss_child(num_sentences: int, streaming: bool, plain_forward: bool = False) 
         print(json.dumps({"event": "start", **before}), flush=True)
         start = time.process_time()
         profile = hf_txray.analyze(model, data, tokenizer=tokenizer, features=("token",), max_length=MAX_LENGTH,
-                                   batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=0, show_progress=False)
+                                   batch_size=BATCH, num_workers=0, show_progress=False)  # the default budget
         cpu_s = time.process_time() - start
         end = _status_mb()
         print(json.dumps({"sentences": num_sentences, "streaming": streaming, "positions": profile.meta.num_positions,
@@ -331,7 +335,7 @@ def report(r: dict, m: dict | None) -> str:
     lines = [
         f"all-MiniLM-L6-v2 (6 layers x 1536 MLP neurons) on CPU, {r['sentences']} PTB train sentences "
         f"({r['tokens']} credited tokens), max_length {MAX_LENGTH}, batches of at most {BATCH} rows and {TOKENS} "
-        f"tokens from length-sorted buckets (padding share {r['padding_share']:.1%}); the plain forward runs exactly "
+        f"tokens (analyze's CPU default) from length-sorted buckets (padding share {r['padding_share']:.1%}); the plain forward runs exactly "
         f"these batches. One torch thread, {WORKERS} encoding worker; CPU time (user + system, getrusage) of this process, best of "
         f"{len(r['runs']['plain'])} interleaved runs (the machine is shared by other jobs, so wall time is not "
         "meaningful; CPU times still vary by ~10% between rounds, hence the spread below).",

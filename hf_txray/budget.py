@@ -4,10 +4,11 @@ stays cache-sized.
 On a CPU, a batch of a few thousand tokens runs slower per token than a batch of one or two thousand: the MLP's
 intermediate activations (tokens x intermediate size) no longer fit in the core's caches, so every layer streams
 them through main memory, and so does the hooks' top-k that reads them. Measured on this project's 2-core machine
-(bench/RESULTS.md, "Token budget on a CPU"): all-MiniLM-L6-v2 on 300 WikiText paragraphs took 8.26 s per forward
-over batches of 32 texts and 6.18 s at 1024 tokens a batch (one thread); a GPT-2-size model 2018 against 1483 us
-per token. Narrow models gain nothing from small batches (their per-batch Python overhead dominates), so the
-budget follows the widest activation. Accelerators keep the row budget alone (``batch_size`` texts).
+(bench/RESULTS.md, "Token budget on a CPU"): all-MiniLM-L6-v2's forward over 300 WikiText paragraphs took 0.83 of
+its time in batches of 32 texts at 1024 tokens a batch (one thread), a GPT-2-size model's 0.38 at 512 tokens (with
+less padding too). Narrow models gain nothing from smaller batches (their per-batch Python overhead dominates), so
+the budget follows the widest activation, up to 4096 tokens. Accelerators keep the row budget alone
+(``batch_size`` texts).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from torch import nn
 # Bytes of the widest per-token activation held by a CPU batch, per thread of the forward: about the size of a core's
 # L2 cache and a share of the last-level cache (MiniLM's 1536-wide float32 MLP: 1024 tokens a thread).
 CPU_BATCH_BYTES_PER_THREAD = 6 << 20
+# The most tokens of a CPU batch, whatever the model: narrow models' batches are not cache-bound, but a budget still
+# sorts long texts into batches of like lengths (near-free 12 x 32 model on WikiText paragraphs: 10% less time at
+# 4096 tokens than in batches of 32 texts, with 17.6% padding instead of 23.1%).
+CPU_MAX_TOKENS = 4096
 
 
 def widest_activation(model: nn.Module) -> int:
@@ -35,8 +40,9 @@ def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.
 
     On a CPU the default is the largest power of two of tokens whose widest activation
     (:func:`widest_activation`, in the model's dtype) takes at most :data:`CPU_BATCH_BYTES_PER_THREAD` per torch
-    thread, and never less than `max_length` (a window must fit). None (no token budget: ``batch_size`` rows of up
-    to `max_length` tokens) on accelerators, and where that budget would not bind.
+    thread, at most :data:`CPU_MAX_TOKENS`, and never less than `max_length` (a window must fit). None (no token
+    budget: ``batch_size`` rows of up to `max_length` tokens) on accelerators, and where that budget would not
+    bind.
 
     Returns:
         `int` or `None`: tokens (rows x padded width) per forward pass.
@@ -44,9 +50,10 @@ def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.
     if requested is not None or device.type != "cpu":
         return requested
     width = widest_activation(model)
-    if width == 0:
-        return None
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    tokens = CPU_BATCH_BYTES_PER_THREAD * torch.get_num_threads() // (width * dtype.itemsize)
-    tokens = max(1 << max(tokens.bit_length() - 1, 0), max_length)
+    tokens = CPU_MAX_TOKENS
+    if width:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        fitting = CPU_BATCH_BYTES_PER_THREAD * torch.get_num_threads() // (width * dtype.itemsize)
+        tokens = min(tokens, 1 << max(fitting.bit_length() - 1, 0))
+    tokens = max(tokens, max_length)
     return tokens if tokens < batch_size * max_length else None

@@ -183,8 +183,9 @@ class ProfilerConfig:
     max_tokens_per_batch: int | None = option(
         None, "Token budget (rows x padded width) of a forward pass, at least max_length; rows are sorted by length "
               "within buckets of about 8 batches so padding stays small. Default: on a CPU, batches whose widest "
-              "activation takes about 6 MiB per torch thread (MiniLM: 1024 tokens a thread), cache-sized, which ran "
-              "MiniLM's forward a quarter faster than batches of 32 texts; none on accelerators (batch_size rows).")
+              "activation takes about 6 MiB per torch thread (MiniLM: 1024 tokens a thread), at most 4096 tokens: "
+              "cache-sized, they ran MiniLM's forward over long paragraphs a sixth faster than batches of 32 texts; "
+              "none on accelerators (batch_size rows).")
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
             "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "

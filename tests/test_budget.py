@@ -1,0 +1,84 @@
+"""The default token budget of a CPU forward pass (hf_txray.budget)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+import hf_txray
+from hf_txray.budget import CPU_MAX_TOKENS, resolve_token_budget, widest_activation
+from models import SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, tiny_gpt2
+
+
+def bert(intermediate_size: int = 48):
+    """A tiny BERT with an MLP of `intermediate_size` (MiniLM's is 1536)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    return BertModel(BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=intermediate_size,
+                                max_position_embeddings=1024)).eval()
+
+CPU = torch.device("cpu")
+
+
+@contextlib.contextmanager
+def threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_widest_activation_is_the_mlp_not_the_vocabulary_head():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    assert widest_activation(bert(1536)) == 1536
+    assert widest_activation(tiny_gpt2()) == 3 * 32  # Conv1D (its `nf`): the fused q, k, v projection, wider than n_inner 40
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=500, n_embd=32, n_layer=1, n_head=2, n_inner=96, n_positions=64))
+    assert widest_activation(lm) == 96  # lm_head (500 = vocab_size) left out
+    assert widest_activation(torch.nn.Sequential(torch.nn.ReLU())) == 0
+
+
+def test_cpu_budget_follows_the_widest_activation_and_the_threads():
+    """6 MiB of the widest activation per thread, as a power of two: MiniLM's 1536-wide float32 MLP gets 1024 tokens
+    a thread; bf16 twice that; at most 4096 tokens; never below max_length; None where it would not bind, on
+    accelerators, and when the user chose a budget (returned as given)."""
+    wide = bert(1536)
+    with threads(1):
+        assert resolve_token_budget(None, wide, CPU, 128, 32) == 1024
+        assert resolve_token_budget(None, bert(1536).to(torch.bfloat16), CPU, 128, 32) == 2048
+        assert resolve_token_budget(None, bert(3072), CPU, 128, 32) == 512
+        assert resolve_token_budget(None, bert(3072), CPU, 1024, 32) == 1024  # a window fits
+        assert resolve_token_budget(None, bert(), CPU, 512, 32) == CPU_MAX_TOKENS  # narrow: the cap
+        assert resolve_token_budget(None, bert(), CPU, 128, 4) is None  # 4 x 128 tokens: nothing to bind
+        assert resolve_token_budget(300, wide, CPU, 128, 32) == 300
+        assert resolve_token_budget(None, wide, torch.device("cuda"), 128, 32) is None
+    with threads(2):
+        assert resolve_token_budget(None, wide, CPU, 128, 32) == 2048
+
+
+def test_analyze_records_the_budget_and_its_batches_give_the_same_profile():
+    """The default budget is recorded in meta.config, binds the batches (more of them, less padding than batches of
+    `batch_size` texts), and leaves the profile as it is: counts exact and masses to 1e-6, one thread."""
+    model, tokenizer = bert(1536), bert_tokenizer()
+    texts = [" ".join([t] * (1 + i % 7)) for i, t in enumerate(SAMPLE_TEXTS * 4) if t.strip()]
+    options = dict(tokenizer=tokenizer, features=("token",), max_length=128, show_progress=False)
+    with threads(1):
+        budgeted = hf_txray.analyze(model, texts, **options)
+        rows_only = hf_txray.analyze(model, texts, max_tokens_per_batch=32 * 128, **options)
+    assert budgeted.meta.config["max_tokens_per_batch"] == 1024
+    assert rows_only.meta.config["max_tokens_per_batch"] == 32 * 128
+    assert budgeted.meta.num_padded_tokens < rows_only.meta.num_padded_tokens
+    assert_same_credit(budgeted, rows_only)
+
+
+@pytest.mark.parametrize("budget", [0, -5, 1.5])
+def test_a_bad_explicit_budget_is_still_refused(budget):
+    with pytest.raises(hf_txray.ConfigurationError, match="max_tokens_per_batch"):
+        hf_txray.analyze(bert(), ["a text"], tokenizer=bert_tokenizer(), max_tokens_per_batch=budget,
+                         show_progress=False)
