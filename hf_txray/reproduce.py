@@ -170,6 +170,11 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
         return  # loading names the missing path
     current, files = data_path_files(path), recorded.get("data_files") or recorded.get("files") or {}
     if len(current) == len(files) == 1:
+        profiled, given = Path(next(iter(files))).suffix, Path(path).suffix
+        if profiled.lower() != given.lower():
+            raise DatasetError(f"The dataset file {path} has another extension ({given or 'none'}) than the one "
+                               f"profiled ({profiled or 'none'}), and datasets reads a file by its extension. Pass "
+                               f"a copy named *{profiled}.")
         same = next(iter(current.values())) == next(iter(files.values()))
     else:
         same = files_hash(current) == recorded["content_hash"]
@@ -228,6 +233,7 @@ def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: 
     if override is not None:
         if dataset["kind"] == "local" and dataset.get("streaming") and isinstance(override, (str, Path)):
             _check_moved_stream(dataset, override)
+        _refuse_unsplit(dataset, override)
         return override, None
     if is_embedded(record):
         from .corpora import embedded_corpus
@@ -250,6 +256,29 @@ def _streams_again(dataset: dict[str, Any], dataset_arg: Any) -> bool:
     return bool(dataset.get("streaming")) and isinstance(dataset_arg, (str, Path))
 
 
+def _refuse_unsplit(recorded: dict[str, Any], override: Any) -> None:
+    """A DatasetDict passed for a stage that recorded no split: reproduce cannot tell which split was profiled."""
+    import datasets
+
+    if recorded.get("split") is None and isinstance(override, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        raise DatasetError(f"dataset= holds the splits {list(override)} and the stage recorded none: pass the split "
+                           "that was profiled, e.g. dataset=dataset_dict['train'].")
+
+
+def _refuse_unhashed_stream(profile: Profile, dataset_arg: Any) -> None:
+    """A stream not read to its end in one run has no texts hash: only its files (content hash) or its Hub commit
+    pin it, so texts passed any other way cannot be checked."""
+    dataset = profile.meta.provenance["dataset"]
+    if not dataset.get("streaming") or dataset.get("texts_hash") is not None or isinstance(dataset_arg, (str, Path)):
+        return
+    source = f"the files at {dataset['id']}" if dataset["kind"] == "local" else f"{dataset['id']!r}"
+    raise DatasetError(
+        f"Stage {profile.stage!r} streamed {source} and did not read it to its end in one run (max_positions or a "
+        f"resume), so no hash of its texts was recorded, and a {type(dataset_arg).__name__} passed as dataset= "
+        "cannot be checked. Pass the data file or folder as a path (dataset='...', checked by its content hash), "
+        "or leave dataset= out to read the recorded source again.")
+
+
 def _refuse_one_shot(profile: Profile, dataset_arg: Any) -> None:
     """A generator or iterator is read once, and reproduce reads the texts twice: to check them, then to profile."""
     if hasattr(dataset_arg, "__next__") and not hasattr(dataset_arg, "__len__"):
@@ -269,6 +298,7 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
 
     dataset = profile.meta.provenance["dataset"]
     _refuse_one_shot(profile, dataset_arg)
+    _refuse_unhashed_stream(profile, dataset_arg)
     if _streams_again(dataset, dataset_arg):
         if dataset.get("texts_hash") is None:
             return

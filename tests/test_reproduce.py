@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import inspect
 import os
+import shutil
 
 import datasets
 import numpy as np
@@ -444,6 +445,13 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
     moved.write_text("\n".join(TEXTS_V2 + TEXTS_V1 * 20) + "\n")  # no texts hash to catch this: the content does
     with pytest.raises(DatasetError, match=r"renamed.txt differ from the ones profiled \(streamed from"):
         _reproduce_one(profile, tmp_path, dataset=str(moved))
+    with pytest.raises(DatasetError, match=r"another extension \(.csv\) than the one profiled \(.txt\)"):
+        _reproduce_one(profile, tmp_path, dataset=str(shutil.copy(data, tmp_path / "elsewhere" / "c.csv")))
+    # no texts hash: texts passed as objects cannot be checked, whether they differ or not
+    for texts in (TEXTS_V2 * 20, TEXTS_V1 * 20):
+        for given in (datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(), list(texts)):
+            with pytest.raises(DatasetError, match="no hash of its texts was recorded.*Pass the data file or folder"):
+                _reproduce_one(profile, tmp_path, dataset=given)
 
 
 def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
@@ -479,6 +487,10 @@ def test_stream_object_passed_again_as_dataset(tmp_path):
         _reproduce_one(whole, tmp_path, dataset=iterable(TEXTS_V2))
     with pytest.raises(DatasetError, match=r"reproduce reads the texts .* twice .* generator can be read only once"):
         _reproduce_one(whole, tmp_path, dataset=(t for t in TEXTS_V1))
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TEXTS_V1}),
+                                   "test": datasets.Dataset.from_dict({"text": TEXTS_V2})})
+    with pytest.raises(DatasetError, match=r"holds the splits \['train', 'test'\] .* dataset=dataset_dict\['train'\]"):
+        _reproduce_one(whole, tmp_path, dataset=splits)
     stopped = hf_txray.analyze(model, iterable(TEXTS_V1 * 20), max_positions=5, **OPTIONS)
     with pytest.raises(ReproducibilityError, match="max_positions may stop a stream early"):
         _reproduce_one(stopped, tmp_path, dataset=iterable(TEXTS_V1 * 20))
