@@ -33,8 +33,8 @@ from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import (describe_loaded, load_corpus, load_model, load_pinned_corpus, resolve_dataset_source,
-                      resolve_model_path, resolve_model_source)
+from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, resolve_model_path,
+                      resolve_model_source)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
@@ -610,14 +610,11 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
     if o.streaming and isinstance(dataset, (str, Path)):
-        # Opened as a stream: a Hub dataset is read as it downloads, so there is no content to pin up front; a local
-        # file or folder is pinned by its content hash (reading it costs far less than profiling it).
-        corpus, column, dataset_id = load_corpus(dataset, text_column=o.text_column, split=o.split,
-                                                 num_samples=o.num_samples, allow_streams=True, streaming=True)
-        dataset_source = None
-        if Path(dataset).expanduser().exists():
-            dataset_source = describe_loaded(resolve_dataset_source(dataset, split=o.split), corpus, column,
-                                             o.num_samples)
+        # Opened as a stream: a Hub dataset is pinned to its commit and read as it downloads; a local file or folder
+        # is pinned by its content hash (reading it costs far less than profiling it).
+        corpus, column, dataset_id, dataset_source = load_pinned_stream(
+            dataset, text_column=o.text_column, split=o.split, num_samples=o.num_samples, revision=o.dataset_revision,
+            config=o.dataset_config, token=o.token)
     else:
         corpus, column, dataset_id, dataset_source = load_pinned_corpus(
             dataset, text_column=o.text_column, split=o.split, num_samples=o.num_samples, revision=o.dataset_revision,

@@ -766,6 +766,30 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     return source
 
 
+def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, split: str | None = None,
+                       num_samples: int | None = None, revision: str | None = None, config: str | None = None,
+                       token: str | bool | None = None):
+    """A Hub id or local data file/folder opened as a stream (``streaming=True``), its source pinned first: a Hub
+    dataset at the commit its revision resolves to (only its metadata is read here: the texts download as the run
+    reads them), a local one by its content hash. Returns ``(corpus, column, dataset_id, DatasetSource)``; the
+    texts are hashed as the run reads them (:class:`~hf_txray.streaming.StreamingSource`)."""
+    import datasets
+
+    source = resolve_dataset_source(dataset, revision=revision, config=config, split=split, token=token)
+    target: Any = dataset
+    if source.kind == "hub":
+        try:
+            target = datasets.load_dataset(source.id, source.config, split=source.split, revision=source.commit,
+                                           token=token, streaming=True)
+        except Exception as err:
+            raise DatasetError(
+                f"Could not stream the Hub dataset {source.id!r} at commit {source.commit}: {type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
+    corpus, column, _ = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples,
+                                    allow_streams=True, streaming=source.kind != "hub")
+    return corpus, column, str(dataset), describe_loaded(source, corpus, column, num_samples)
+
+
 def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
                        num_samples: int | None = None, revision: str | None = None, config: str | None = None,
                        token: str | bool | None = None, allow_streams: bool = False):

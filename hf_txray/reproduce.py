@@ -230,6 +230,8 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
 
 def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:
     dataset = record["dataset"]
+    if dataset["kind"] == "hub" and override is not None and str(override) == dataset["id"]:
+        override = None  # the recorded Hub dataset: read at its pinned commit
     if override is not None:
         if dataset["kind"] == "local" and dataset.get("streaming") and isinstance(override, (str, Path)):
             _check_moved_stream(dataset, override)
@@ -269,14 +271,20 @@ def _refuse_unhashed_stream(profile: Profile, dataset_arg: Any) -> None:
     """A stream not read to its end in one run has no texts hash: only its files (content hash) or its Hub commit
     pin it, so texts passed any other way cannot be checked."""
     dataset = profile.meta.provenance["dataset"]
-    if not dataset.get("streaming") or dataset.get("texts_hash") is not None or isinstance(dataset_arg, (str, Path)):
+    if not dataset.get("streaming") or dataset.get("texts_hash") is not None:
         return
+    if isinstance(dataset_arg, (str, Path)):
+        if str(dataset_arg) == dataset["id"]:
+            return  # the recorded source: its content hash or its Hub commit was checked
+        if dataset["kind"] == "local" and Path(dataset_arg).expanduser().exists():
+            return  # a moved copy, checked by its content (_check_moved_stream)
     source = f"the files at {dataset['id']}" if dataset["kind"] == "local" else f"{dataset['id']!r}"
+    given = repr(str(dataset_arg)) if isinstance(dataset_arg, (str, Path)) else f"a {type(dataset_arg).__name__}"
     raise DatasetError(
         f"Stage {profile.stage!r} streamed {source} and did not read it to its end in one run (max_positions or a "
-        f"resume), so no hash of its texts was recorded, and a {type(dataset_arg).__name__} passed as dataset= "
-        "cannot be checked. Pass the data file or folder as a path (dataset='...', checked by its content hash), "
-        "or leave dataset= out to read the recorded source again.")
+        f"resume), so no hash of its texts was recorded, and {given} passed as dataset= cannot be "
+        "checked. Pass the data file or folder as a path (dataset='...', checked by its content hash), or leave "
+        "dataset= out to read the recorded source again.")
 
 
 def _refuse_one_shot(profile: Profile, dataset_arg: Any) -> None:
@@ -293,7 +301,7 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
     """Load the corpus (cheap, cached for the run that follows; a streamed file is read once more as a stream) and
     check the hash of the texts profiled. A stream that was not read to its end has no texts hash: its file's
     content hash, checked already, pins it."""
-    from .loading import load_corpus, load_pinned_corpus
+    from .loading import load_corpus, load_pinned_corpus, load_pinned_stream
     from .streaming import stream_texts_hash
 
     dataset = profile.meta.provenance["dataset"]
@@ -302,8 +310,13 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
     if _streams_again(dataset, dataset_arg):
         if dataset.get("texts_hash") is None:
             return
-        corpus, column, _ = load_corpus(dataset_arg, text_column=dataset.get("text_column"), split=dataset.get("split"),
-                                        num_samples=dataset.get("num_samples"), allow_streams=True, streaming=True)
+        options = dict(text_column=dataset.get("text_column"), split=dataset.get("split"),
+                       num_samples=dataset.get("num_samples"))
+        if isinstance(dataset_arg, (str, Path)):  # a file, folder or Hub id: streamed as pinned (the commit)
+            corpus, column = load_pinned_stream(dataset_arg, revision=commit, config=dataset.get("config"),
+                                                token=token, **options)[:2]
+        else:
+            corpus, column, _ = load_corpus(dataset_arg, allow_streams=True, **options)
         count, digest = stream_texts_hash(corpus, column)
         if digest != dataset["texts_hash"]:
             raise DatasetError(f"The texts of stage {profile.stage!r} differ from the ones profiled ({count} texts "

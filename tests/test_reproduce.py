@@ -428,6 +428,29 @@ def test_streamed_local_file_is_pinned_shown_and_reproduced(tmp_path, capsys):
         hf_txray.reproduce(out)
 
 
+def test_hub_stream_is_pinned_to_its_commit_and_reproduced(repos, tmp_path):
+    """`analyze(hub_id, streaming=True, dataset_revision="v1")` streams the tag's commit (v1's texts, though main moved
+    on), recorded as a Hub source at that commit; reproduce streams it again there. A stream stopped early (no texts
+    hash) reproduces from its recorded source only: texts passed as objects, or another id, are refused."""
+    streamed = hf_txray.analyze(repos.model, repos.dataset, streaming=True, dataset_revision="v1", **OPTIONS)
+    data = streamed.meta.provenance["dataset"]
+    assert (data["kind"], data["id"], data["commit"], data["requested_revision"], data["streaming"]) == (
+        "hub", repos.dataset, repos.v1, "v1", True)
+    assert data["texts_hash"] == hf_txray.provenance.strings_hash(TEXTS_V1)
+    assert numbers_equal(streamed, hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS))
+    assert _reproduce_one(streamed, tmp_path).verdict == "identical"
+    assert _reproduce_one(streamed, tmp_path, dataset=repos.dataset).verdict == "identical"  # at the commit too
+    latest = hf_txray.analyze(repos.model, repos.dataset, streaming=True, **OPTIONS)
+    assert latest.meta.provenance["dataset"]["commit"] == repos.v2 and latest.meta.num_examples == len(TEXTS_V2)
+    stopped = hf_txray.analyze(repos.model, repos.dataset, streaming=True, dataset_revision="v1", max_positions=5,
+                               **OPTIONS)
+    assert stopped.meta.provenance["dataset"]["texts_hash"] is None
+    assert _reproduce_one(stopped, tmp_path).verdict == "identical"
+    for given in (list(TEXTS_V1), "someone/other-texts"):
+        with pytest.raises(DatasetError, match="no hash of its texts was recorded"):
+            _reproduce_one(stopped, tmp_path, dataset=given)
+
+
 def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp_path):
     """Stopped by max_positions, a stream is not read to its end: no texts hash (the file's content hash pins the
     texts), the texts counted as num_texts, and the stage still reproduces."""
@@ -452,6 +475,8 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
         for given in (datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(), list(texts)):
             with pytest.raises(DatasetError, match="no hash of its texts was recorded.*Pass the data file or folder"):
                 _reproduce_one(profile, tmp_path, dataset=given)
+    with pytest.raises(DatasetError, match="no hash of its texts was recorded"):  # a Hub id: not checkable
+        _reproduce_one(profile, tmp_path, dataset="someone/other-texts")
 
 
 def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
