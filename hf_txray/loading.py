@@ -439,6 +439,10 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
     except DatasetError:
         raise
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
+        if path.exists():
+            kind = f"as {DATA_FILE_BUILDERS[path.suffix.lower()]} (by its extension)" if path.is_file() else "as a dataset folder"
+            raise DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {name!r} {kind}: "
+                               f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}") from err
         raise DatasetError(
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"

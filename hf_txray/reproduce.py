@@ -169,6 +169,9 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
     if not Path(path).exists():
         return  # loading names the missing path
     current, files = data_path_files(path), recorded.get("data_files") or recorded.get("files") or {}
+    if len(files) == 1 and Path(path).is_dir():
+        raise DatasetError(f"The stage streamed the single file {next(iter(files))}, and {path} is a folder (read "
+                           f"as a dataset of its own): pass the file itself.")
     if len(current) == len(files) == 1:
         profiled, given = Path(next(iter(files))).suffix, Path(path).suffix
         if profiled.lower() != given.lower():
@@ -305,8 +308,8 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
     from .streaming import stream_texts_hash
 
     dataset = profile.meta.provenance["dataset"]
-    _refuse_one_shot(profile, dataset_arg)
     _refuse_unhashed_stream(profile, dataset_arg)
+    _refuse_one_shot(profile, dataset_arg)
     if _streams_again(dataset, dataset_arg):
         if dataset.get("texts_hash") is None:
             return

@@ -514,3 +514,14 @@ def test_a_formatted_dataset_is_profiled_as_the_plain_one(kind):
     got = run(texts=plain.with_format(kind), features=("token", "word"), num_workers=1)
     assert np.array_equal(got.neuron_count, expected.neuron_count)
     assert got.examples["token"].tolist() == expected.examples["token"].tolist()
+
+
+def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
+    """A local file its extension's reader cannot parse (a text file renamed .csv) is refused as that local file read
+    by its extension, not as "not a local file or folder, and not reachable on the Hub"."""
+    bad = tmp_path / "c.csv"
+    bad.write_text("a,b\nc\nd,e,f,g\nh,i,j,k,l,m\n")
+    model, tokenizer = tiny("bert")
+    with pytest.raises(DatasetError, match=r"Could not read the local file .*c.csv' as csv \(by its extension\)") as err:
+        hf_txray.analyze(model, str(bad), tokenizer=tokenizer, show_progress=False)
+    assert "not reachable on the Hub" not in str(err.value)

@@ -477,6 +477,13 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
                 _reproduce_one(profile, tmp_path, dataset=given)
     with pytest.raises(DatasetError, match="no hash of its texts was recorded"):  # a Hub id: not checkable
         _reproduce_one(profile, tmp_path, dataset="someone/other-texts")
+    with pytest.raises(DatasetError, match="no hash of its texts was recorded"):  # not "read twice": no hash at all
+        _reproduce_one(profile, tmp_path, dataset=(t for t in TEXTS_V1 * 20))
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    shutil.copy(data, holder / data.name)
+    with pytest.raises(DatasetError, match=r"streamed the single file c.txt, and .*holder is a folder .* pass the file"):
+        _reproduce_one(profile, tmp_path, dataset=str(holder))
 
 
 def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
