@@ -435,14 +435,12 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
         if path.is_dir() and any(path.glob("*.arrow")) and (path / "dataset_info.json").exists():
             saved = datasets.load_from_disk(str(path))
             return saved.to_iterable_dataset() if streaming and isinstance(saved, datasets.Dataset) else saved
-        return datasets.load_dataset(name, split=split, streaming=streaming)
+        return datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=streaming)
     except DatasetError:
         raise
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
         if path.exists():
-            kind = f"as {DATA_FILE_BUILDERS[path.suffix.lower()]} (by its extension)" if path.is_file() else "as a dataset folder"
-            raise DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {name!r} {kind}: "
-                               f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}") from err
+            raise unreadable_local(path, err) from err
         raise DatasetError(
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
@@ -779,8 +777,17 @@ def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, s
     texts are hashed as the run reads them (:class:`~hf_txray.streaming.StreamingSource`)."""
     import datasets
 
+    from huggingface_hub.constants import is_offline_mode
+
     source = resolve_dataset_source(dataset, revision=revision, config=config, split=split, token=token)
     target: Any = dataset
+    if source.kind == "hub" and is_offline_mode():
+        # Offline, datasets streams the latest version it has cached, whatever the revision: nothing can check it is
+        # the pinned commit (a loaded, non-streamed copy is checked against its cache folders instead).
+        raise DatasetError(
+            f"HF_HUB_OFFLINE is set, and offline datasets streams whatever version of {source.id!r} it has cached, "
+            f"not necessarily commit {source.commit} (revision {revision or 'main'!r}). Drop streaming=True to load "
+            "the cached copy (its commit is checked), or stream online.")
     if source.kind == "hub":
         try:
             target = datasets.load_dataset(source.id, source.config, split=source.split, revision=source.commit,
@@ -791,7 +798,26 @@ def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, s
                 f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
     corpus, column, _ = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples,
                                     allow_streams=True, streaming=source.kind != "hub")
+    if source.kind == "local":
+        _read_first_row(corpus, Path(dataset).expanduser())
     return corpus, column, str(dataset), describe_loaded(source, corpus, column, num_samples)
+
+
+def _read_first_row(corpus, path: Path) -> None:
+    """Parse the head of a streamed local file before any model loads: a stream is read lazily, so a file its
+    extension's reader cannot parse would otherwise fail mid-run with the reader's own error."""
+    try:
+        next(iter(corpus.take(1)), None)
+    except Exception as err:  # pyarrow, pandas and json raise their own types
+        raise unreadable_local(path, err) from err
+
+
+def unreadable_local(path: Path, err: Exception) -> DatasetError:
+    """The error for a local data file or folder that its reader failed on (not a Hub or network problem)."""
+    builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+    how = f"as {builder} (by its extension)" if path.is_file() and builder else "as a dataset folder"
+    return DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {str(path)!r} {how}: "
+                        f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
 
 
 def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,

@@ -166,7 +166,8 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
     compared by content alone, whatever its name now."""
     from .provenance import data_path_files, files_hash
 
-    if not Path(path).exists():
+    path = Path(path).expanduser()
+    if not path.exists():
         return  # loading names the missing path
     current, files = data_path_files(path), recorded.get("data_files") or recorded.get("files") or {}
     if len(files) == 1 and Path(path).is_dir():

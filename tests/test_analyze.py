@@ -525,3 +525,7 @@ def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     with pytest.raises(DatasetError, match=r"Could not read the local file .*c.csv' as csv \(by its extension\)") as err:
         hf_txray.analyze(model, str(bad), tokenizer=tokenizer, show_progress=False)
     assert "not reachable on the Hub" not in str(err.value)
+    broken = tmp_path / "bad.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(DatasetError, match=r"Could not read the local file .*bad.jsonl' as json"):  # streamed: read
+        hf_txray.analyze(model, str(broken), tokenizer=tokenizer, streaming=True, show_progress=False)  # up front

@@ -428,7 +428,7 @@ def test_streamed_local_file_is_pinned_shown_and_reproduced(tmp_path, capsys):
         hf_txray.reproduce(out)
 
 
-def test_hub_stream_is_pinned_to_its_commit_and_reproduced(repos, tmp_path):
+def test_hub_stream_is_pinned_to_its_commit_and_reproduced(repos, tmp_path, monkeypatch):
     """`analyze(hub_id, streaming=True, dataset_revision="v1")` streams the tag's commit (v1's texts, though main moved
     on), recorded as a Hub source at that commit; reproduce streams it again there. A stream stopped early (no texts
     hash) reproduces from its recorded source only: texts passed as objects, or another id, are refused."""
@@ -449,9 +449,13 @@ def test_hub_stream_is_pinned_to_its_commit_and_reproduced(repos, tmp_path):
     for given in (list(TEXTS_V1), "someone/other-texts"):
         with pytest.raises(DatasetError, match="no hash of its texts was recorded"):
             _reproduce_one(stopped, tmp_path, dataset=given)
+    # Offline, datasets streams its latest cached version whatever the revision: refused, not read unchecked.
+    set_offline(monkeypatch)
+    with pytest.raises(DatasetError, match="offline datasets streams whatever version .* Drop streaming=True"):
+        hf_txray.analyze(repos.model, repos.dataset, streaming=True, dataset_revision="v1", **OPTIONS)
 
 
-def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp_path):
+def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp_path, monkeypatch):
     """Stopped by max_positions, a stream is not read to its end: no texts hash (the file's content hash pins the
     texts), the texts counted as num_texts, and the stage still reproduces."""
     model, data = save_tiny_model(tmp_path / "m"), tmp_path / "c.txt"
@@ -484,6 +488,10 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
     shutil.copy(data, holder / data.name)
     with pytest.raises(DatasetError, match=r"streamed the single file c.txt, and .*holder is a folder .* pass the file"):
         _reproduce_one(profile, tmp_path, dataset=str(holder))
+    monkeypatch.setenv("HOME", str(holder))  # "~/c.txt" is checked as the file it names
+    (holder / data.name).write_text("\n".join(TEXTS_V2 * 20) + "\n")
+    with pytest.raises(DatasetError, match="differ from the ones profiled"):
+        _reproduce_one(profile, tmp_path, dataset="~/c.txt")
 
 
 def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
