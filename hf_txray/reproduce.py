@@ -286,9 +286,16 @@ def _refuse_unhashed_stream(profile: Profile, dataset_arg: Any) -> None:
     given = repr(str(dataset_arg)) if isinstance(dataset_arg, (str, Path)) else f"a {type(dataset_arg).__name__}"
     raise DatasetError(
         f"Stage {profile.stage!r} streamed {source} and did not read it to its end in one run (max_positions or a "
-        f"resume), so no hash of its texts was recorded, and {given} passed as dataset= cannot be "
-        "checked. Pass the data file or folder as a path (dataset='...', checked by its content hash), or leave "
-        "dataset= out to read the recorded source again.")
+        f"resume), so no hash of its texts was recorded, and {given} passed as dataset= cannot be checked. "
+        + ("Pass the data file or folder as a path (dataset='...', checked by its content hash), or leave dataset= "
+           "out to read the recorded source again." if dataset["kind"] == "local" else
+           "Leave dataset= out: the recorded Hub dataset is streamed again at its pinned commit."))
+
+
+def _hub_config(recorded: dict[str, Any], dataset_arg: Any) -> str | None:
+    """The recorded config, for the Hub dataset it belongs to: a local copy passed as dataset= is read without one."""
+    local = isinstance(dataset_arg, (str, Path)) and Path(dataset_arg).expanduser().exists()
+    return None if local or not isinstance(dataset_arg, (str, Path)) else recorded.get("config")
 
 
 def _refuse_one_shot(profile: Profile, dataset_arg: Any) -> None:
@@ -317,8 +324,9 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
         options = dict(text_column=dataset.get("text_column"), split=dataset.get("split"),
                        num_samples=dataset.get("num_samples"))
         if isinstance(dataset_arg, (str, Path)):  # a file, folder or Hub id: streamed as pinned (the commit)
-            corpus, column = load_pinned_stream(dataset_arg, revision=commit, config=dataset.get("config"),
-                                                token=token, **options)[:2]
+            config = _hub_config(dataset, dataset_arg)
+            corpus, column = load_pinned_stream(dataset_arg, revision=commit, config=config, token=token,
+                                                **options)[:2]
         else:
             corpus, column, _ = load_corpus(dataset_arg, allow_streams=True, **options)
         count, digest = stream_texts_hash(corpus, column)
@@ -328,7 +336,8 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
         return
     corpus, _, _, source = load_pinned_corpus(
         dataset_arg, text_column=dataset.get("text_column"), split=dataset.get("split"),
-        num_samples=dataset.get("num_samples"), revision=commit, config=dataset.get("config"), token=token)
+        num_samples=dataset.get("num_samples"), revision=commit, config=_hub_config(dataset, dataset_arg),
+        token=token)
     if source.texts_hash != dataset["texts_hash"]:
         raise DatasetError(f"The texts of stage {profile.stage!r} differ from the ones profiled ({len(corpus)} texts "
                            f"now, {dataset['num_texts']} then; hash {source.texts_hash} vs {dataset['texts_hash']}).")
@@ -437,7 +446,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     if runtime.get("attn_implementation") and isinstance(model_arg, (str, Path)):
         model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
-                  dataset_config=data.get("config"), split=data.get("split"), text_column=data.get("text_column"),
+                  dataset_config=_hub_config(data, dataset_arg), split=data.get("split"),
+                  text_column=data.get("text_column"),
                   num_samples=data.get("num_samples"), device=device or runtime.get("device"),
                   dtype=runtime.get("dtype"), trust_remote_code=bool(runtime.get("trust_remote_code")),
                   model_kwargs=model_kwargs or None, stage=profile.stage, streaming=_streams_again(data, dataset_arg),

@@ -440,14 +440,18 @@ def test_hub_stream_is_pinned_to_its_commit_and_reproduced(repos, tmp_path, monk
     assert numbers_equal(streamed, hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS))
     assert _reproduce_one(streamed, tmp_path).verdict == "identical"
     assert _reproduce_one(streamed, tmp_path, dataset=repos.dataset).verdict == "identical"  # at the commit too
+    copy = str(repos.folder / "d1")  # a local copy of v1's files: checked by the texts hash, read without a config
+    assert _reproduce_one(streamed, tmp_path, dataset=copy).verdict == "identical"
+    loaded = hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS)
+    assert _reproduce_one(loaded, tmp_path, dataset=copy).verdict == "identical"
     latest = hf_txray.analyze(repos.model, repos.dataset, streaming=True, **OPTIONS)
     assert latest.meta.provenance["dataset"]["commit"] == repos.v2 and latest.meta.num_examples == len(TEXTS_V2)
     stopped = hf_txray.analyze(repos.model, repos.dataset, streaming=True, dataset_revision="v1", max_positions=5,
                                **OPTIONS)
     assert stopped.meta.provenance["dataset"]["texts_hash"] is None
     assert _reproduce_one(stopped, tmp_path).verdict == "identical"
-    for given in (list(TEXTS_V1), "someone/other-texts"):
-        with pytest.raises(DatasetError, match="no hash of its texts was recorded"):
+    for given in (list(TEXTS_V1), "someone/other-texts", copy):
+        with pytest.raises(DatasetError, match="no hash of its texts was recorded.*Leave dataset= out"):
             _reproduce_one(stopped, tmp_path, dataset=given)
     # Offline, datasets streams its latest cached version whatever the revision: refused, not read unchecked.
     set_offline(monkeypatch)
@@ -486,7 +490,7 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
     holder = tmp_path / "holder"
     holder.mkdir()
     shutil.copy(data, holder / data.name)
-    with pytest.raises(DatasetError, match=r"streamed the single file c.txt, and .*holder is a folder .* pass the file"):
+    with pytest.raises(DatasetError, match=r"single file c.txt, and .*holder is a folder .* pass the file"):
         _reproduce_one(profile, tmp_path, dataset=str(holder))
     monkeypatch.setenv("HOME", str(holder))  # "~/c.txt" is checked as the file it names
     (holder / data.name).write_text("\n".join(TEXTS_V2 * 20) + "\n")
