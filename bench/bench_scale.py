@@ -21,7 +21,6 @@ Usage: python bench/bench_scale.py [--sentences 1500] [--rss-sentences 1000] [--
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import gc
 import json
@@ -41,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from baseline import WorkTimer, cpu_usage, engine_batches, plain_usage, spread  # noqa: E402
-from results_file import update_section  # noqa: E402
 
 MAX_LENGTH, BATCH, WORKERS = 128, 64, 0  # 0: analyze's CPU default (encoding inline, in this process)
 # analyze's own CPU default at one thread (hf_txray.budget: MiniLM's 1536-wide MLP), the fastest batching of these
@@ -93,7 +91,7 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     timer = WorkTimer()
     profiled(model, tokenizer, corpus.select(range(min(200, len(corpus)))), ("token",))  # warm-up
     profiled(model, tokenizer, corpus, full)  # tags the corpus once: the runs below read the cache
-    runs = {"plain": [], "token": [], "full": [], "token_workers": [], "full_workers": [], "plain_2x": [],
+    runs = {"plain": [], "token": [], "full": [], "plain_2x": [],
             "token_2x": [], "plain_tight": [], "token_tight": [], "worker_process": []}
     parts: dict[str, list[dict[str, float]]] = {"token": [], "token_2x": []}
     # user / system / faults of each run, for the diagnosis; "worker": token features with one encoding worker
@@ -102,10 +100,9 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     for _ in range(repeats):  # interleaved: the machine's speed drifts between rounds
         usage["plain"].append(plain_usage(model, batches))
         timer.reset()
-        main, workers, profile = profiled(model, tokenizer, corpus, ("token",))
+        main, _, profile = profiled(model, tokenizer, corpus, ("token",))  # inline: no worker process
         parts["token"].append(dict(timer.seconds))
         usage["token"].append(main)
-        runs["token_workers"].append(workers)
         runs["plain_2x"].append(plain_usage(model, double_batches).total)
         timer.reset()
         main_2x, _, profile_2x = profiled(model, tokenizer, double, ("token",))
@@ -114,9 +111,7 @@ def ratios(num_sentences: int, repeats: int) -> dict:
         # pad_to_multiple_of=1: rows padded to the longest only
         runs["plain_tight"].append(plain_usage(model, tight_batches).total)
         runs["token_tight"].append(profiled(model, tokenizer, corpus, ("token",), pad_to_multiple_of=1)[0].total)
-        main, workers, _ = profiled(model, tokenizer, corpus, full)
-        usage["full"].append(main)
-        runs["full_workers"].append(workers)
+        usage["full"].append(profiled(model, tokenizer, corpus, full)[0])
         main, workers, _ = profiled(model, tokenizer, corpus, ("token",), workers=1)
         usage["worker"].append(main)
         runs["worker_process"].append(workers)
@@ -138,8 +133,6 @@ def ratios(num_sentences: int, repeats: int) -> dict:
             "system": {k: [u.system for u in v] for k, v in usage.items()},
             "faults": {k: [u.faults for u in v] for k, v in usage.items()}, "round_ratio": round_ratio,
             "ratio_token": best["plain"] / best["token"], "ratio_full": best["plain"] / best["full"],
-            "ratio_token_all_cpu": best["plain"] / (best["token"] + best["token_workers"]),
-            "ratio_full_all_cpu": best["plain"] / (best["full"] + best["full_workers"]),
             "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens,
             "tokens_2x": tokens_2x, "marginal_ratio_token": per_token["plain"] / per_token["token"],
             "per_run_cost": (best["token"] - best["plain"]) - (per_token["token"] - per_token["plain"]) * tokens,

@@ -16,6 +16,12 @@ DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "js
                       ".parquet": "parquet", ".arrow": "arrow"}
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters (datasets' and the Hub's can run to pages)."""
+    text = str(err)
+    return text.splitlines()[0][:200] if text else ""
+
+
 def _offline_hint() -> str:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     return (
@@ -443,7 +449,7 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             raise unreadable_local(path, err) from err
         raise DatasetError(
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
-            f"{_offline_hint()} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})"
+            f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
         ) from err
 
 
@@ -568,7 +574,7 @@ def _hub_info(repo_id: str, repo_type: str, revision: str | None, token, error_c
                         "check the id, and pass token=... or set HF_TOKEN for a private repo.") from None
     except Exception as err:  # network errors and the like
         raise error_cls(f"Could not reach the Hub for {what} {repo_id!r}: {type(err).__name__}: "
-                        f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
+                        f"{_first_line(err)}. {_offline_hint()}") from err
 
 
 def _blob_ids(siblings, keep) -> dict[str, str]:
@@ -684,7 +690,7 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
         configs = datasets.get_dataset_config_names(name, revision=commit, token=token)
     except Exception as err:  # datasets raises many types here
         raise DatasetError(f"Could not read the configs of the Hub dataset {name!r}: {type(err).__name__}: "
-                           f"{str(err).splitlines()[0][:200] if str(err) else ''}") from err
+                           f"{_first_line(err)}") from err
     if config is not None and config not in configs:
         raise DatasetError(f"Config {config!r} not found in the Hub dataset {name!r}; its configs: "
                            f"{', '.join(configs)}. Pass dataset_config=... with one of them.")
@@ -692,7 +698,7 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
         builder = datasets.load_dataset_builder(name, config, revision=commit, token=token)
     except ValueError as err:  # several configs and no default
         raise DatasetError(f"The Hub dataset {name!r} has several configs ({', '.join(configs)}): pass "
-                           f"dataset_config=... to choose one. ({str(err).splitlines()[0][:200]})") from err
+                           f"dataset_config=... to choose one. ({_first_line(err)})") from err
     data_files = dict(builder.config.data_files or {})
     if not data_files:  # a builder that lists no files up front: load_dataset checks the split itself
         return builder.config.name, split, []
@@ -722,7 +728,7 @@ def load_hub_dataset(source, token: str | bool | None = None):
     except Exception as err:
         raise DatasetError(
             f"Could not load the Hub dataset {source.id!r} at commit {source.commit}: {type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
+            f"{_first_line(err)}. {_offline_hint()}") from err
     if is_offline_mode():
         _check_cached_commit(source, loaded)
     return loaded
@@ -781,21 +787,21 @@ def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, s
 
     source = resolve_dataset_source(dataset, revision=revision, config=config, split=split, token=token)
     target: Any = dataset
-    if source.kind == "hub" and is_offline_mode():
-        # Offline, datasets streams the latest version it has cached, whatever the revision: nothing can check it is
-        # the pinned commit (a loaded, non-streamed copy is checked against its cache folders instead).
-        raise DatasetError(
-            f"HF_HUB_OFFLINE is set, and offline datasets streams whatever version of {source.id!r} it has cached, "
-            f"not necessarily commit {source.commit} (revision {revision or 'main'!r}). Drop streaming=True to load "
-            "the cached copy (its commit is checked), or stream online.")
     if source.kind == "hub":
+        if is_offline_mode():
+            # Offline, datasets streams the latest version it has cached, whatever the revision: nothing can check it
+            # is the pinned commit (a loaded, non-streamed copy is checked against its cache folders instead).
+            raise DatasetError(
+                f"HF_HUB_OFFLINE is set, and offline datasets streams whatever version of {source.id!r} it has "
+                f"cached, not necessarily commit {source.commit} (revision {revision or 'main'!r}). Drop "
+                "streaming=True to load the cached copy (its commit is checked), or stream online.")
         try:
             target = datasets.load_dataset(source.id, source.config, split=source.split, revision=source.commit,
                                            token=token, streaming=True)
         except Exception as err:
             raise DatasetError(
                 f"Could not stream the Hub dataset {source.id!r} at commit {source.commit}: {type(err).__name__}: "
-                f"{str(err).splitlines()[0][:200] if str(err) else ''}. {_offline_hint()}") from err
+                f"{_first_line(err)}. {_offline_hint()}") from err
     corpus, column, _ = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples,
                                     allow_streams=True, streaming=source.kind != "hub")
     if source.kind == "local":
@@ -817,7 +823,7 @@ def unreadable_local(path: Path, err: Exception) -> DatasetError:
     builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
     how = f"as {builder} (by its extension)" if path.is_file() and builder else "as a dataset folder"
     return DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {str(path)!r} {how}: "
-                        f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
+                        f"{type(err).__name__}: {_first_line(err)}")
 
 
 def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,

@@ -163,26 +163,26 @@ def _check_local(kind: str, recorded: dict[str, Any], path: str, error) -> None:
 def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
     """A streamed local file passed again from elsewhere (moved, copied, renamed) must have the recorded content: a
     stream stopped early or resumed has no texts hash, so the content hash is all that pins it. A single file is
-    compared by content alone, whatever its name now."""
-    from .provenance import data_path_files, files_hash
+    compared by content alone, whatever its name now; a folder as :func:`_check_local` does."""
+    from .provenance import data_path_files
 
     path = Path(path).expanduser()
     if not path.exists():
         return  # loading names the missing path
-    current, files = data_path_files(path), recorded.get("data_files") or recorded.get("files") or {}
-    if len(files) == 1 and Path(path).is_dir():
-        raise DatasetError(f"The stage streamed the single file {next(iter(files))}, and {path} is a folder (read "
+    files = recorded.get("data_files") or recorded.get("files") or {}
+    if len(files) != 1:
+        return _check_local("dataset", recorded, str(path), DatasetError)
+    (profiled, digest), = files.items()
+    if path.is_dir():
+        raise DatasetError(f"The stage streamed the single file {profiled}, and {path} is a folder (read "
                            f"as a dataset of its own): pass the file itself.")
-    if len(current) == len(files) == 1:
-        profiled, given = Path(next(iter(files))).suffix, Path(path).suffix
-        if profiled.lower() != given.lower():
-            raise DatasetError(f"The dataset file {path} has another extension ({given or 'none'}) than the one "
-                               f"profiled ({profiled or 'none'}), and datasets reads a file by its extension. Pass "
-                               f"a copy named *{profiled}.")
-        same = next(iter(current.values())) == next(iter(files.values()))
-    else:
-        same = files_hash(current) == recorded["content_hash"]
-    if not same:
+    suffix = Path(profiled).suffix
+    if suffix.lower() != path.suffix.lower():
+        raise DatasetError(f"The dataset file {path} has another extension ({path.suffix or 'none'}) than the one "
+                           f"profiled ({suffix or 'none'}), and datasets reads a file by its extension. Pass a copy "
+                           f"named *{suffix}.")
+    current = data_path_files(path)
+    if next(iter(current.values())) != digest:
         raise DatasetError(f"The dataset files at {path} differ from the ones profiled (streamed from "
                            f"{recorded['id']}): " + ", ".join(_differing(files, current) or ["content"]) + ".")
 
@@ -294,8 +294,8 @@ def _refuse_unhashed_stream(profile: Profile, dataset_arg: Any) -> None:
 
 def _hub_config(recorded: dict[str, Any], dataset_arg: Any) -> str | None:
     """The recorded config, for the Hub dataset it belongs to: a local copy passed as dataset= is read without one."""
-    local = isinstance(dataset_arg, (str, Path)) and Path(dataset_arg).expanduser().exists()
-    return None if local or not isinstance(dataset_arg, (str, Path)) else recorded.get("config")
+    named = isinstance(dataset_arg, (str, Path)) and not Path(dataset_arg).expanduser().exists()
+    return recorded.get("config") if named else None
 
 
 def _refuse_one_shot(profile: Profile, dataset_arg: Any) -> None:
