@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -426,10 +427,14 @@ class WinnerRecorder:
         computed once per forward pass: every layer's activations have the same rows."""
         if positions is None or self.top_k != 1 or flat.device.type != "cpu":
             return None
-        key = (len(flat), positions._version)  # an in-place change of the positions bumps the tensor's version
-        if self._runs is None or self._runs[0] != key:
-            self._runs = (key, contiguous_runs(positions.numpy(), *flat.shape))
-        return self._runs[1]
+        # Keyed on the rows' content, not the tensor's version: a write through a numpy view of the positions does
+        # not bump the version, and stale runs would reduce the wrong rows. Comparing costs O(positions), a
+        # fraction of the top-1's O(positions x neurons).
+        rows = positions.numpy()
+        cached = self._runs
+        if cached is None or cached[0] != len(flat) or not np.array_equal(cached[1], rows):
+            self._runs = cached = (len(flat), rows.copy(), contiguous_runs(rows, *flat.shape))
+        return cached[2]
 
     @property
     def positions(self) -> torch.Tensor | None:
@@ -439,8 +444,8 @@ class WinnerRecorder:
     @positions.setter
     def positions(self, value: torch.Tensor | None) -> None:
         self._positions = value
-        # ((rows, version), runs) of these positions, set at the first top-1 of a forward pass
-        self._runs: tuple[tuple[int, int], Runs | None] | None = None
+        # (activation rows, a copy of the positions, their runs), set at the first top-1 of a forward pass
+        self._runs: tuple[int, np.ndarray, Runs | None] | None = None
 
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack

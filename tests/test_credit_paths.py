@@ -321,5 +321,7 @@ def test_the_runs_of_the_hooked_positions_follow_every_change_of_them():
     assert recorder._runs_of(recorder.positions, flat) == [(50, 100)]
     recorder.positions[:] = torch.arange(300, 350)  # changed in place
     assert recorder._runs_of(recorder.positions, flat) == [(300, 350)]
+    recorder.positions.numpy()[:] = np.arange(0, 50)  # changed through a numpy view: the version stays the same
+    assert recorder._runs_of(recorder.positions, flat) == [(0, 50)]
     assert recorder._runs_of(recorder.positions, torch.randn(2000, 64)) == topk.contiguous_runs(
-        np.arange(300, 350), 2000, 64)  # other activations' rows
+        np.arange(0, 50), 2000, 64)  # other activations' rows
