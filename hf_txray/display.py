@@ -30,6 +30,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         f"{m.num_positions} token positions, {m.num_truncated} truncated, {m.num_empty} empty; "
         f"features: {', '.join(m.feature_types)}; top_k={m.top_k}",
     ]
+    lines.append(_batching_line(m))
     if m.provenance:
         from .provenance import reproduce_hint, sources_text
 
@@ -49,6 +50,19 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         lines += ["", f"{ft}: mass share vs corpus frequency (top {top})",
                   text_table(share.head(top).reset_index().rename(columns={"index": ft}))]
     return "\n".join(lines)
+
+
+def _batching_line(m) -> str:
+    """How the texts were cut and batched: long texts, the batch limits in effect and the padding share."""
+    c = m.config
+    long_texts = c.get("long_texts") or "truncate"
+    cut = (f"windows of {c.get('max_length')} tokens, stride {c.get('stride')} "
+           f"({m.num_windowed} of {m.num_examples} texts split)"
+           if long_texts == "window" else f"truncated at {c.get('max_length')} tokens")
+    budget = c.get("max_tokens_per_batch")
+    limits = f"at most {c.get('batch_size')} rows" + (f" and {budget} tokens" if budget else "")
+    padding = f"; padding {1 - m.num_input_tokens / m.num_padded_tokens:.1%}" if m.num_padded_tokens else ""
+    return f"batching: {cut}; batches of {limits}{padding}"
 
 
 def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_MIN_COUNT, legend: bool = True) -> str:

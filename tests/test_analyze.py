@@ -293,6 +293,12 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     assert cli_main(["show", str(tmp_path)]) == 0
     shown = capsys.readouterr().out
     assert "Profile 'one'" in shown and "Transfer report one->two" in shown and "NOUN" in shown
+    meta = hf_txray.Profile.from_pretrained(a).meta  # the batching line: what the run's meta recorded
+    padding = 1 - meta.num_input_tokens / meta.num_padded_tokens
+    assert (f"windows of {meta.config['max_length']} tokens, stride {meta.config['stride']}" in shown
+            and f"batches of at most {meta.config['batch_size']} rows" in shown and f"padding {padding:.1%}" in shown)
+    budget = meta.config["max_tokens_per_batch"]
+    assert budget is None or f"and {budget} tokens" in shown
     report = hf_txray.TransferReport.from_pretrained(r)
     assert report.meta.stage_a == "one" and len(report.neurons) == 2 * 48
 
