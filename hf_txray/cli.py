@@ -329,6 +329,8 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--model", help="Local model folder replacing a relocated one (checked against its hash).")
     p.add_argument("--dataset", help="Data file/folder with the texts of an in-memory or relocated corpus "
                                      "(checked against the recorded hash).")
+    p.add_argument("--split", help="The split of --dataset holding the texts (a saved DatasetDict or a data folder "
+                                   "of several splits), for a stage that recorded none.")
     p.add_argument("--device", help="Default: the device each stage was computed on.")
     p.add_argument("--revision", help="Revision of the results repo.")
     _add_token(p)
@@ -339,7 +341,7 @@ def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     result = reproduce(args.results, stage=args.stage, out=args.out, model=args.model, dataset=args.dataset,
-                       device=args.device, revision=args.revision, token=args.token)
+                       device=args.device, revision=args.revision, token=args.token, split=args.split)
     print(result)
     return 0 if result.identical else 1
 

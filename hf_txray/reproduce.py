@@ -267,8 +267,38 @@ def _refuse_unsplit(recorded: dict[str, Any], override: Any) -> None:
     import datasets
 
     if recorded.get("split") is None and isinstance(override, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        raise DatasetError(f"dataset= holds the splits {list(override)} and the stage recorded none: pass the split "
-                           "that was profiled, e.g. dataset=dataset_dict['train'].")
+        raise DatasetError(f"dataset= holds the splits {list(override)} and the stage recorded none: choose the "
+                           "split that was profiled with split=... (CLI: --split).")
+
+
+def _refuse_split_alone(dataset: Any, split: str | None) -> None:
+    if split is not None and dataset is None:
+        raise ConfigurationError("split= chooses the split of dataset= (CLI: --split with --dataset): pass "
+                                 "dataset= too.")
+
+
+def _choose_split(profile: Profile, dataset: Any, split: str | None) -> Any:
+    """`dataset` narrowed to `split`, the split of the texts for a stage that recorded none (in-memory texts kept
+    in a ``DatasetDict`` or a folder of several splits); `dataset` itself without `split`."""
+    if split is None:
+        return dataset
+    recorded = profile.meta.provenance.get("dataset", {}).get("split")
+    if recorded is not None:
+        if split != recorded:
+            raise ConfigurationError(f"Stage {profile.stage!r} was profiled on the split {recorded!r}, not "
+                                     f"{split!r}: reproduce reads that split of dataset= by itself; leave split= out.")
+        return dataset
+    import datasets
+
+    from .loading import load_named_dataset, pick_split
+
+    if isinstance(dataset, (str, Path)):  # a data file or folder (of several splits), or a saved DatasetDict
+        dataset = load_named_dataset(str(dataset), split)
+        return pick_split(dataset, split) if isinstance(dataset, datasets.DatasetDict) else dataset
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return pick_split(dataset, split)
+    raise ConfigurationError(f"split= chooses a split of a DatasetDict or of a data folder, not of a "
+                             f"{type(dataset).__name__}: leave split= out.")
 
 
 def _refuse_unhashed_stream(profile: Profile, dataset_arg: Any) -> None:
@@ -410,7 +440,8 @@ def _corpus_counts(profile: Profile, ft: str) -> dict[str, int]:
 
 # ----- the public functions ----------------------------------------------------------------------------------------
 def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = None, device: Any = None,
-                      token: str | bool | None = None, show_progress: bool = False) -> StageVerdict:
+                      token: str | bool | None = None, show_progress: bool = False,
+                      split: str | None = None) -> StageVerdict:
     """Recompute one profile from its ``meta.provenance`` and compare it with `profile`.
 
     Args:
@@ -420,6 +451,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
             their hash): a ``Dataset``, a list of texts or a ``datasets.IterableDataset`` (read twice: a generator
             is refused), or a relocated local data file/folder.
         device (*optional*): defaults to the recorded device.
+        split (`str`, *optional*): the split of `dataset` that holds the texts (a ``DatasetDict``, a saved one, or a
+            data folder of several splits), for a stage that recorded no split (texts passed in memory).
         token (`str`, *optional*): for private Hub repos.
 
     Raises:
@@ -430,7 +463,9 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     from .analyze import analyze
     from .provenance import sources_text
 
+    _refuse_split_alone(dataset, split)
     _check_stage(profile, dataset, device)
+    dataset = _choose_split(profile, dataset, split)
     record, notes = profile.meta.provenance, []
     model_arg, model_commit = _model_argument(record, model, token, notes)
     dataset_arg, dataset_commit = _dataset_argument(record, dataset, token, notes)
@@ -459,7 +494,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
 
 def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path | None = None,
               model: Any = None, dataset: Any = None, device: Any = None, revision: str | None = None,
-              token: str | bool | None = None, show_progress: bool = False) -> ReproduceResult:
+              token: str | bool | None = None, show_progress: bool = False,
+              split: str | None = None) -> ReproduceResult:
     """Recompute the profiles of a results repo or folder from their pinned model and dataset, and compare.
 
     Every stage is checked first (what it lacks, its hf_txray major version, whether its sources still exist
@@ -473,6 +509,7 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
         model, dataset (*optional*): replacements for relocated local sources or in-memory texts (checked against
             the recorded hashes; only with `stage` when there are several stages).
         device (*optional*): defaults to the device each stage was computed on.
+        split (`str`, *optional*): the split of `dataset` holding the texts, for a stage that recorded none.
         revision (`str`, *optional*): revision of the results repo.
         token (`str`, *optional*): for private repos (results, model, dataset).
 
@@ -503,12 +540,13 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
         profiles = {stage: profiles[stage]}
     elif (model is not None or dataset is not None) and len(profiles) > 1:
         raise ConfigurationError("model=/dataset= replace the sources of one stage: pass stage=... too.")
+    _refuse_split_alone(dataset, split)
     for profile in profiles.values():  # refuse early, before the first download
         _check_stage(profile, dataset, device)
     verdicts = []
     for profile in profiles.values():
         verdict = reproduce_profile(profile, model=model, dataset=dataset, device=device, token=token,
-                                    show_progress=show_progress)
+                                    show_progress=show_progress, split=split)
         if out is not None:
             verdict.profile.save_pretrained(Path(out) / profile.stage)
         verdicts.append(verdict)

@@ -519,6 +519,45 @@ def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
     assert "in-memory" not in str(refused.value)
 
 
+def test_split_chooses_the_texts_of_a_dataset_dict_for_a_stage_without_a_split(tmp_path, capsys):
+    """In-memory texts kept in a DatasetDict (as an object, or saved to disk and passed to the CLI): `split` chooses
+    them; a wrong split is caught by the texts hash, a missing one names --split, and split= without dataset= or
+    against a recorded split is refused."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    profile = hf_txray.analyze(model, TEXTS_V1, **OPTIONS)
+    folder = tmp_path / "stage"
+    profile.save_pretrained(folder)
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TEXTS_V1}),
+                                   "test": datasets.Dataset.from_dict({"text": TEXTS_V2})})
+    verdict = hf_txray.reproduce(folder, dataset=splits, split="train")
+    assert verdict.verdict == "identical" and numbers_equal(verdict.stages[0].profile, profile)
+    with pytest.raises(DatasetError, match="differ from the ones profiled"):
+        hf_txray.reproduce(folder, dataset=splits, split="test")
+    with pytest.raises(DatasetError, match=r"Split 'dev' not found; available splits: train, test"):
+        hf_txray.reproduce(folder, dataset=splits, split="dev")
+    splits.save_to_disk(str(tmp_path / "saved"))
+    assert cli_main(["reproduce", str(folder), "--dataset", str(tmp_path / "saved"), "--split", "train"]) == 0
+    assert "identical" in capsys.readouterr().out
+    assert cli_main(["reproduce", str(folder), "--dataset", str(tmp_path / "saved")]) == 2
+    assert "pass split=... to choose one" in capsys.readouterr().err
+    with pytest.raises(hf_txray.ConfigurationError, match="pass dataset= too"):
+        hf_txray.reproduce(folder, split="train")
+    with pytest.raises(hf_txray.ConfigurationError, match="not of a list"):
+        hf_txray.reproduce(folder, dataset=list(TEXTS_V1), split="train")
+    with_split = dataclasses.replace(profile.meta, provenance={
+        **profile.meta.provenance, "dataset": {**profile.meta.provenance["dataset"], "split": "train"}})
+    with pytest.raises(hf_txray.ConfigurationError, match="profiled on the split 'train', not 'test'"):
+        hf_txray.reproduce_profile(_with_meta(profile, with_split), dataset=splits, split="test")
+
+
+def _with_meta(profile: hf_txray.Profile, meta) -> hf_txray.Profile:
+    import copy
+
+    changed = copy.copy(profile)
+    changed.meta = meta
+    return changed
+
+
 def test_stream_object_passed_again_as_dataset(tmp_path):
     """`dataset=` may be an IterableDataset (hashed, then streamed again); a changed one is refused before the model
     runs, and a generator, which can be read only once, is refused with a message that names reproduce and the fix."""
@@ -533,7 +572,7 @@ def test_stream_object_passed_again_as_dataset(tmp_path):
         _reproduce_one(whole, tmp_path, dataset=(t for t in TEXTS_V1))
     splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TEXTS_V1}),
                                    "test": datasets.Dataset.from_dict({"text": TEXTS_V2})})
-    with pytest.raises(DatasetError, match=r"holds the splits \['train', 'test'\] .* dataset=dataset_dict\['train'\]"):
+    with pytest.raises(DatasetError, match=r"holds the splits \['train', 'test'\] .* with split=\.\.\. \(CLI: --split\)"):
         _reproduce_one(whole, tmp_path, dataset=splits)
     stopped = hf_txray.analyze(model, iterable(TEXTS_V1 * 20), max_positions=5, **OPTIONS)
     with pytest.raises(ReproducibilityError, match="max_positions may stop a stream early"):
