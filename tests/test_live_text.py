@@ -48,6 +48,30 @@ def test_live_table_is_what_analyze_credits(kind, stack, skipped):
         np.testing.assert_allclose(traced.loc[wins.index, "traced"], wins["activation"], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_live_table_of_a_top_k_profile_holds_every_credited_winner(kind):
+    model, tokenizer = tiny(kind)
+    profile = hf_txray.analyze(model, [TEXT], tokenizer=tokenizer, features=("token",), top_k=3,
+                               max_examples_per_neuron=1000, show_progress=False)
+    live = LiveProfiler(model, tokenizer, profile.meta)
+    for layer in profile.layers:
+        table = live.run(TEXT, layer).table
+        live_credits = {}
+        for rank in ("", "_2", "_3"):
+            won = table[table[f"neuron{rank}"] >= 0]
+            live_credits.update({(int(p), int(n)): float(a) for p, n, a in
+                                 zip(won["position"], won[f"neuron{rank}"], won[f"activation{rank}"])})
+            if rank:  # ranks in descending order of activation
+                assert (table[f"activation{rank}"] <= table["activation"]).all()
+        examples = profile.examples[profile.examples["layer"] == layer]
+        credits = {(int(p), int(n)): float(a) for p, n, a in
+                   zip(examples["token_index"], examples["neuron"], examples["activation"])}
+        assert sorted(live_credits) == sorted(credits)
+        np.testing.assert_allclose([live_credits[k] for k in sorted(credits)], [credits[k] for k in sorted(credits)],
+                                   rtol=1e-6, atol=1e-6)
+        assert len(credits) > len(table)  # more than one winner credited at some positions
+
+
 def test_live_text_refuses_a_text_of_skipped_positions_only():
     model, tokenizer = tiny("gpt2")
     profile = hf_txray.analyze(model, [TEXT], tokenizer=tokenizer, features=("token",), show_progress=False)

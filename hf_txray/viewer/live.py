@@ -19,8 +19,9 @@ class LiveText:
 
     Attributes:
         table (`pd.DataFrame`): one row per creditable token: position, token, layer, neuron (the winner; -1 when
-            no neuron is credited, i.e. the best activation is <= 0), activation, and ``traced`` (the traced
-            neuron's activation there, when one was asked for).
+            no neuron is credited, i.e. the best activation is <= 0), activation, for a profile of ``top_k`` > 1
+            ``neuron_2``, ``activation_2``... up to ``top_k`` (the next winners, in descending order; -1 when not
+            credited), and ``traced`` (the traced neuron's activation there, when one was asked for).
         spans (`list[tuple[str, float | None]]`): the text cut into tokens and the text between them, each token
             scored by its winner's activation over the text's largest (for ``HighlightedText``) and followed by
             its winner's number in subscript digits (:func:`neuron_mark`).
@@ -38,7 +39,7 @@ class LiveText:
 
 class LiveProfiler:
     """Runs typed text through the engine with the settings of a stage's profile (site, layers, module_pattern,
-    stack, skip_first_positions): the same tokenisation and creditable positions (``build_batch``), the same forward
+    stack, skip_first_positions, top_k): the same tokenisation and creditable positions (``build_batch``), the same forward
     pass of the profiled stack (:class:`~hf_txray.forward.StackForward`: a decoder stack is run with teacher forcing)
     and the same winner hooks (:class:`~hf_txray.sites.WinnerRecorder`) as :func:`hf_txray.analyze`, so a token's
     winner here is the neuron ``analyze`` credits on that text."""
@@ -49,7 +50,8 @@ class LiveProfiler:
         # max_length: the model's own limit, not the profile's (a typed text may be longer than the corpus
         # windows); a text within the profile's max_length gets exactly the winners analyze credits.
         # Profiles saved before `stack` and `skip_first_positions` were recorded used analyze's defaults.
-        config = ProfilerConfig(layers=list(meta.layers), site=meta.site, features=("token",), top_k=1,
+        self.top_k = int(meta.top_k or 1)
+        config = ProfilerConfig(layers=list(meta.layers), site=meta.site, features=("token",), top_k=self.top_k,
                                 module_pattern=meta.config.get("module_pattern"), stack=meta.config.get("stack"),
                                 skip_first_positions=meta.config.get("skip_first_positions", "auto"))
         self.profiler = Profiler(model, tokenizer, config, model_id=meta.model_id)
@@ -77,7 +79,7 @@ class LiveProfiler:
         slot = self.layers.index(layer)
         site = p.sites[slot]
         hooked = p.forward.positions(batch.positions, batch.inputs["input_ids"].shape[1]).to(p.device)
-        recorder = WinnerRecorder([site], top_k=1).attach()
+        recorder = WinnerRecorder([site], top_k=self.top_k).attach()
         traced: list[torch.Tensor] = []
         handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
         recorder.positions = hooked
@@ -93,12 +95,16 @@ class LiveProfiler:
             if handle is not None:
                 handle.remove()
             p.model.train(was_training)
-        values = recorder.values[0][:, 0].float().cpu().numpy().astype(np.float64)
-        indices = recorder.indices[0][:, 0].cpu().numpy().astype(np.int64)
+        all_values = recorder.values[0].float().cpu().numpy().astype(np.float64)  # (positions, top_k), descending
+        all_indices = recorder.indices[0].cpu().numpy().astype(np.int64)
+        values = all_values[:, 0]
         credited = values > 0  # the credit rule of hf_txray.credit: only positive winners are credited
         tokens = [vocabs["token"].items[i] for i in batch.feature_ids["token"]]
         table = pd.DataFrame({"position": batch.token_index, "token": tokens, "layer": layer,
-                              "neuron": np.where(credited, indices, -1), "activation": values})
+                              "neuron": np.where(credited, all_indices[:, 0], -1), "activation": values})
+        for rank in range(1, self.top_k):  # a top-k profile credits every positive winner: the others beside
+            table[f"neuron_{rank + 1}"] = np.where(all_values[:, rank] > 0, all_indices[:, rank], -1)
+            table[f"activation_{rank + 1}"] = all_values[:, rank]
         if traced:
             table["traced"] = traced[0].float().cpu().numpy().astype(np.float64)
         marks = [neuron_mark(n) for n in table["neuron"]]
