@@ -161,17 +161,20 @@ def _check_local(kind: str, recorded: dict[str, Any], path: str, error) -> None:
 
 
 def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
-    """A streamed local file passed again from elsewhere (moved, copied, renamed) must have the recorded content: a
-    stream stopped early or resumed has no texts hash, so the content hash is all that pins it. A single file is
-    compared by content alone, whatever its name now; a folder as :func:`_check_local` does."""
+    """A streamed local file passed again from elsewhere (moved, copied, renamed) must have the recorded content when
+    the stream has no texts hash (stopped early or resumed): the content hash is all that pins it. A single file is
+    compared by content alone, whatever its name now; a folder as :func:`_check_local` does. With a texts hash, the
+    texts streamed again are checked instead (:func:`_check_texts`), so a copy with other bytes but the same texts
+    (an extra column, other line endings) is accepted."""
     from .provenance import data_path_files
 
     path = Path(path).expanduser()
     if not path.exists():
         return  # loading names the missing path
     files = recorded.get("data_files") or recorded.get("files") or {}
+    hashed = recorded.get("texts_hash") is not None
     if len(files) != 1:
-        return _check_local("dataset", recorded, str(path), DatasetError)
+        return None if hashed else _check_local("dataset", recorded, str(path), DatasetError)
     (profiled, digest), = files.items()
     if path.is_dir():
         raise DatasetError(f"The stage streamed the single file {profiled}, and {path} is a folder (read "
@@ -181,6 +184,8 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
         raise DatasetError(f"The dataset file {path} has another extension ({path.suffix or 'none'}) than the one "
                            f"profiled ({suffix or 'none'}), and datasets reads a file by its extension. Pass a copy "
                            f"named *{suffix}.")
+    if hashed:
+        return None
     current = data_path_files(path)
     if next(iter(current.values())) != digest:
         raise DatasetError(f"The dataset files at {path} differ from the ones profiled (streamed from "

@@ -422,6 +422,14 @@ def test_streamed_local_file_is_pinned_shown_and_reproduced(tmp_path, capsys):
     assert "reproduce recomputes it" in shown
     assert cli_main(["reproduce", str(out)]) == 0
     assert "identical" in capsys.readouterr().out
+    # A copy elsewhere with other bytes (an extra column) but the same texts: the texts hash decides, not the bytes.
+    copy = tmp_path / "copy" / "texts.jsonl"
+    copy.parent.mkdir()
+    copy.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS_V1)))
+    assert hf_txray.reproduce(out, dataset=str(copy)).verdict == "identical"
+    copy.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS_V2)))
+    with pytest.raises(DatasetError, match="The texts of stage 'default' differ from the ones profiled"):
+        hf_txray.reproduce(out, dataset=str(copy))
 
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS_V2))
     with pytest.raises(DatasetError, match=r"differ from the ones profiled: c.jsonl \(changed\)"):
