@@ -23,7 +23,7 @@ from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
-                       count_texts, resolve_feature_ids, stage)
+                       count_texts, num_prefix_specials, resolve_feature_ids, stage)
 from .credit import ProfileBuilder
 from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
 from .errors import ConfigurationError, DatasetError
@@ -85,7 +85,8 @@ class Profiler:
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
         self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
-                                           tokenizer.num_special_tokens_to_add())
+                                           tokenizer.num_special_tokens_to_add(), self.skip_first_positions,
+                                           num_prefix_specials(tokenizer))
         check_token_budget(config.max_tokens_per_batch, self.max_length)
         self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
                                                          self.max_length, config.batch_size)

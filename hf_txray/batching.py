@@ -139,11 +139,25 @@ def check_token_budget(max_tokens_per_batch: int | None, max_length: int) -> Non
         )
 
 
-def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int | None) -> int:
+def num_prefix_specials(tokenizer) -> int:
+    """Special tokens the tokenizer puts before a text's first token (``[CLS]``, BOS): the first positions of every
+    model input, window or whole text, before the text's own tokens."""
+    mask = tokenizer("a", return_special_tokens_mask=True)["special_tokens_mask"]
+    return next((i for i, special in enumerate(mask) if not special), len(mask))
+
+
+def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int | None,
+                         skip_first_positions: int = 0, num_prefix: int | None = None) -> int:
     """Validate `long_texts` and `stride`; returns the stride in effect.
 
     A stride is used by ``long_texts="window"`` only; under ``"truncate"`` it is ignored but still checked, as
     transformers' tokenizers check ``stride`` when they truncate.
+
+    `skip_first_positions` leaves out the first positions of a model input (a decoder's attention sink). In a
+    window after the first, the first positions are its `num_prefix` special tokens and `stride` tokens of context,
+    which are never credited; a stride shorter than that would credit tokens at a later window's first positions.
+    The default stride is raised to ``skip_first_positions - num_prefix`` then, and a smaller stride given
+    explicitly is refused.
 
     Args:
         long_texts (`str`): one of ``LONG_TEXT_MODES``.
@@ -152,13 +166,17 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
         num_special (`int`, *optional*): special tokens the tokenizer adds per input; None where no tokenizer is
             known yet (options checked before loading): then only ``stride < max_length`` is checked, and the
             message states no count of special tokens.
+        skip_first_positions (`int`, *optional*, defaults to 0): the profile's setting, resolved.
+        num_prefix (`int`, *optional*): :func:`num_prefix_specials`; None before the tokenizer is known.
 
     Raises:
-        ConfigurationError: unknown mode, negative stride, or a stride that leaves no new token per window
-            (``stride >= max_length`` minus the special tokens the tokenizer adds).
+        ConfigurationError: unknown mode, negative stride, a stride that leaves no new token per window
+            (``stride >= max_length`` minus the special tokens the tokenizer adds), or, with windows, a stride
+            that would credit a later window's skipped first positions.
     """
     if long_texts not in LONG_TEXT_MODES:
         raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {long_texts!r}.")
+    explicit = stride is not None
     stride = default_stride(max_length) if stride is None else stride
     if not isinstance(stride, int) or stride < 0:
         raise ConfigurationError(f"stride must be an int >= 0, got {stride!r}.")
@@ -167,6 +185,16 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
             f"max_length={max_length} leaves no room for a text token: the tokenizer adds {num_special} special "
             f"tokens per input. Pass max_length >= {num_special + 1} (a few dozen tokens or more in practice)."
         )
+    sink = skip_first_positions - (num_prefix or 0)  # the least stride that keeps them out of the credit
+    if long_texts == "window" and num_prefix is not None and stride < sink:
+        if explicit:
+            raise ConfigurationError(
+                f"stride={stride} credits tokens at the first positions of every window after the first, which "
+                f"skip_first_positions={skip_first_positions} leaves out of every model input (a decoder's "
+                f"attention sink; the tokenizer puts {num_prefix} special tokens first). Pass stride >= {sink}, or "
+                "a lower skip_first_positions."
+            )
+        stride = sink
     room = max_length - (num_special or 0)
     if stride >= room:
         holds = (f"({num_special} of them special), so the stride (left context) must be < {room}" if num_special

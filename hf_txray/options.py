@@ -172,8 +172,9 @@ class ProfilerConfig:
                   "most left context, with its position in the original text); 'truncate' keeps only the first "
                   "window (counted in meta.num_truncated, one warning).", choices=LONG_TEXT_MODES)
     stride: int | None = option(
-        None, "Left-context tokens of each later window (default: max_length // 4); smaller than max_length minus "
-              "the tokenizer's special tokens. Only long_texts='window' uses it: under 'truncate' it is ignored "
+        None, "Left-context tokens of each later window (default: max_length // 4, or more where the window's "
+              "first positions must cover skip_first_positions); smaller than max_length minus the tokenizer's "
+              "special tokens. Only long_texts='window' uses it: under 'truncate' it is ignored "
               "(checked all the same, as transformers' tokenizers check a stride when they truncate).")
     num_workers: int | None = option(
         None, "Processes that tokenize, window, align words and compute features while the model runs (default: 0 "

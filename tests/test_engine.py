@@ -352,6 +352,30 @@ def test_windows_match_the_brute_force_reference(kind, site, top_k, batch_size):
                    for key, want in expected.items()}
 
 
+def test_skipped_first_positions_of_later_windows_are_never_credited():
+    """skip_first_positions leaves out a model input's first positions (a decoder's attention sink): with windows,
+    those of every window. GPT-2 puts no special token first, so a window after the first starts with `stride`
+    context tokens: a stride below the skip is refused (it credited a sink position in every later window), the
+    default stride rises to the skip, and a profile equals the windowed reference with the text's first positions
+    skipped."""
+    skip = 5  # above MAX_LENGTH // 4, the default stride
+    with pytest.raises(ConfigurationError, match=rf"stride=2 credits tokens at the first positions .* stride >= {skip}"):
+        analyze("gpt2", LONG, max_length=MAX_LENGTH, stride=2, skip_first_positions=skip)
+    profile = analyze("gpt2", LONG, features=("token", "word"), max_length=MAX_LENGTH, skip_first_positions=skip,
+                      max_examples_per_neuron=CAPACITY)
+    assert profile.meta.config["stride"] == skip and profile.meta.num_windowed == 3
+    model, tokenizer = tiny("gpt2")
+    runs = [windowed_run(model, tokenizer, t, i, "mlp", MAX_LENGTH, skip, True, False) for i, t in enumerate(LONG)]
+    ref = reference.credit(runs, 1, ("token", "word"), skip_first_positions=skip)
+    assert profile.meta.num_positions == ref.num_positions
+    for ft in ("token", "word"):
+        mass, count = reference.profile_table(profile, ft)
+        assert_same_table(mass, count, ref.mass[ft], ref.count[ft])
+    # the text's tokens after its first `skip` are all credited, none of them at a window's first positions
+    real = sum(max(0, len(tokenizer(t)["input_ids"]) - skip) for t in LONG if t.strip())
+    assert profile.meta.num_positions == real
+
+
 def test_truncate_keeps_the_first_window_only():
     windows = analyze(texts=LONG, max_length=MAX_LENGTH, stride=STRIDE)
     truncated = analyze(texts=LONG, max_length=MAX_LENGTH, long_texts="truncate")
