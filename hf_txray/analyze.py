@@ -605,6 +605,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     config = o.profiler_config()
     config.validate()
     model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
+    _refuse_loading_options(model, o)
     if isinstance(model, (str, Path)):
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
     check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)
@@ -659,6 +660,28 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
 analyze.__signature__ = inspect.signature(analyze).replace(parameters=[
     *list(inspect.signature(analyze).parameters.values())[:4], *keyword_parameters(AnalyzeOptions)])
 analyze.__doc__ = analyze.__doc__.replace("{options}", args_docstring(AnalyzeOptions))
+
+
+def _refuse_loading_options(model: Any, o: AnalyzeOptions) -> None:
+    """Options that only apply when analyze loads the model, given with a model object: they would be ignored (and
+    `revision` recorded as the model's), so the profile would not be what was asked for."""
+    if isinstance(model, (str, Path)):
+        return
+    import torch
+
+    ignored = [name for name in ("revision", "model_kwargs") if getattr(o, name)]
+    dtype = o.dtype if o.dtype is None or o.dtype == "auto" or isinstance(o.dtype, torch.dtype) \
+        else getattr(torch, str(o.dtype), o.dtype)
+    current = next((p.dtype for p in model.parameters() if p.is_floating_point()), None) \
+        if hasattr(model, "parameters") else None
+    if dtype not in (None, "auto") and dtype != current:
+        ignored.append(f"dtype={o.dtype} (the model holds {current})")
+    if ignored:
+        raise ConfigurationError(
+            f"{', '.join(ignored)} apply when hf_txray loads the model (a Hub id or a path), and a loaded "
+            f"{type(model).__name__} was passed: load it with from_pretrained(..., revision=..., dtype=..., **kwargs) "
+            "(or convert it, e.g. model.to(torch.bfloat16)) and pass it as it is, or pass its id or folder instead."
+        )
 
 
 def _with_device_map(model: Any, model_kwargs: dict[str, Any] | None, device_map: Any, device: Any) -> dict[str, Any]:

@@ -70,6 +70,21 @@ def test_device_map_conflicts_are_refused_before_loading(saved_bert):
                          show_progress=False)
 
 
+def test_loading_options_with_a_loaded_model_are_refused_not_ignored():
+    """dtype, revision and model_kwargs apply when analyze loads the model: with a model object they were ignored
+    (a float32 profile for dtype="bfloat16", a revision recorded that was never loaded)."""
+    model, tokenizer = tiny("bert")
+    run = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    for given, named in ((dict(dtype="bfloat16"), r"dtype=bfloat16 \(the model holds torch.float32\)"),
+                         (dict(dtype=torch.float16), r"dtype=torch.float16"), (dict(revision="v1"), "revision"),
+                         (dict(model_kwargs={"attn_implementation": "eager"}), "model_kwargs")):
+        with pytest.raises(ConfigurationError, match=rf"{named}.* apply when hf_txray loads the model .* BertModel"):
+            hf_txray.analyze(model, TEXTS, **given, **run)
+    same = hf_txray.analyze(model, TEXTS, dtype="float32", **run)  # what the model holds already: nothing to do
+    assert same == hf_txray.analyze(model, TEXTS, **run)
+    assert hf_txray.analyze(model.to(torch.bfloat16), TEXTS, dtype=torch.bfloat16, **run).meta.num_positions > 0
+
+
 # ----- length limits --------------------------------------------------------------------------------------------
 def _tiny_models():
     import transformers as T
