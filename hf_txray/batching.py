@@ -108,11 +108,10 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[
     return enc, inputs
 
 
-def _is_truncated(text: str, offsets: list[tuple[int, int]], max_length: int) -> bool:
-    if len(offsets) < max_length:
-        return False
-    last_end = max((e for _, e in offsets), default=0)
-    return last_end < len(text.rstrip())
+def _is_truncated(encoding: Any) -> bool:
+    """Whether truncation dropped tokens of a text: the fast tokenizer's overflow, not a guess from the offsets
+    (characters that give no token, e.g. a trailing zero-width space, would count as cut)."""
+    return bool(encoding.overflowing)
 
 
 def default_stride(max_length: int) -> int:
@@ -311,7 +310,7 @@ class BatchEncoder:
             if fields is None:
                 flags[i, 2] = not text.strip()
                 continue
-            flags[i, 1] = truncate and _is_truncated(text, enc["offset_mapping"][i], opts.max_length)
+            flags[i, 1] = truncate and _is_truncated(enc.encodings[i])
             new = self._segments(i, tokens["input_ids"], tokens.get("token_type_ids"), fields["index"])
             flags[i, 3] = len(new) > 1
             segments.extend(new)

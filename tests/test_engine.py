@@ -384,6 +384,20 @@ def test_truncate_keeps_the_first_window_only():
     assert truncated.examples["token_index"].max() < MAX_LENGTH <= windows.examples["token_index"].max()
 
 
+def test_a_text_of_max_length_tokens_ending_in_characters_without_tokens_is_not_truncated():
+    """A text of exactly max_length tokens followed by characters the tokenizer drops (a zero-width space, a soft
+    hyphen, NUL) loses nothing: it is not counted as truncated (the offsets' end fell short of the text's)."""
+    _, tokenizer = tiny("bert")
+    words = " ".join(f"w{i}" for i in range(40))
+    ids = tokenizer(words)["input_ids"]
+    exact = tokenizer.decode(ids[1:MAX_LENGTH - 1])  # MAX_LENGTH tokens with [CLS] and [SEP]
+    assert len(tokenizer(exact)["input_ids"]) == MAX_LENGTH
+    texts = [exact + tail for tail in ("", "\u200b", "\xad", "\x00")] + [exact + " more"]
+    profile = analyze(texts=texts, max_length=MAX_LENGTH, long_texts="truncate")
+    assert profile.meta.num_truncated == 1  # only the one with a word past max_length
+    assert profile.meta.num_positions == 5 * (MAX_LENGTH - 2)
+
+
 @pytest.mark.parametrize("stride", [MAX_LENGTH, MAX_LENGTH + 3, MAX_LENGTH - 2])  # BERT adds 2 specials
 def test_stride_leaving_no_new_token_is_refused(stride):
     with pytest.raises(ConfigurationError, match="stride"):
