@@ -438,9 +438,13 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             if builder is None:
                 raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
             return datasets.load_dataset(builder, data_files=str(path), split=split or "train", streaming=streaming)
-        if path.is_dir() and any(path.glob("*.arrow")) and (path / "dataset_info.json").exists():
-            saved = datasets.load_from_disk(str(path))
-            return saved.to_iterable_dataset() if streaming and isinstance(saved, datasets.Dataset) else saved
+        if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
+            saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
+            if not streaming:
+                return saved
+            if isinstance(saved, datasets.Dataset):
+                return saved.to_iterable_dataset()
+            return datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in saved.items()})
         return datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=streaming)
     except DatasetError:
         raise
@@ -451,6 +455,12 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
         ) from err
+
+
+def _saved_to_disk(folder: Path) -> bool:
+    """Whether `folder` holds a ``Dataset`` or ``DatasetDict`` written by ``save_to_disk``."""
+    saved_dataset = any(folder.glob("*.arrow")) and (folder / "dataset_info.json").exists()
+    return saved_dataset or (folder / "dataset_dict.json").exists()
 
 
 def pick_split(dataset_dict, split: str | None):

@@ -228,6 +228,26 @@ def test_several_splits_need_split():
         run(texts=dd)
 
 
+def test_a_saved_dataset_dict_is_read_split_by_split(tmp_path):
+    from hf_txray.reproduce import compare_numbers
+
+    """A DatasetDict saved with save_to_disk, splits of any name and columns: each split is its own texts (datasets'
+    load_dataset of the folder merged splits of non-standard names into one 'train' split, profiled whole)."""
+    heldout, probe = ["alpha one", "alpha two"], ["beta one", "beta two", "beta three"]
+    datasets.DatasetDict({"heldout": datasets.Dataset.from_dict({"text": heldout}),
+                          "probe": datasets.Dataset.from_dict({"text": probe, "extra": [1, 2, 3]})}
+                         ).save_to_disk(str(tmp_path / "saved"))
+    for split, texts in (("probe", probe), ("heldout", heldout)):
+        for streaming in (False, True):
+            profile = run(texts=str(tmp_path / "saved"), split=split, streaming=streaming)
+            assert compare_numbers(run(texts=texts), profile)[0]  # counts exact, masses to 1e-6
+            assert profile.meta.provenance["dataset"]["split"] == split
+    with pytest.raises(DatasetError, match=r"Split 'train' not found; available splits: heldout, probe"):
+        run(texts=str(tmp_path / "saved"), split="train")
+    with pytest.raises(DatasetError, match="several splits"):
+        run(texts=str(tmp_path / "saved"))
+
+
 def test_unknown_feature_and_site():
     with pytest.raises(ConfigurationError, match="Unknown feature"):
         run(features=("token", "lemma"))
