@@ -33,8 +33,8 @@ from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, resolve_model_path,
-                      resolve_model_source)
+from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, normalize_dtype,
+                      resolve_model_path, resolve_model_source)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
@@ -604,6 +604,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
     config = o.profiler_config()
     config.validate()
+    o = dataclasses.replace(o, dtype=normalize_dtype(o.dtype))
     model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     _refuse_loading_options(model, o)
     if isinstance(model, (str, Path)):
@@ -667,14 +668,10 @@ def _refuse_loading_options(model: Any, o: AnalyzeOptions) -> None:
     `revision` recorded as the model's), so the profile would not be what was asked for."""
     if isinstance(model, (str, Path)):
         return
-    import torch
-
     ignored = [name for name in ("revision", "model_kwargs") if getattr(o, name)]
-    dtype = o.dtype if o.dtype is None or o.dtype == "auto" or isinstance(o.dtype, torch.dtype) \
-        else getattr(torch, str(o.dtype), o.dtype)
     current = next((p.dtype for p in model.parameters() if p.is_floating_point()), None) \
-        if hasattr(model, "parameters") else None
-    if dtype not in (None, "auto") and dtype != current:
+        if isinstance(model, torch.nn.Module) else None
+    if o.dtype not in (None, "auto") and o.dtype != current:  # normalized: None, "auto" or a torch.dtype
         ignored.append(f"dtype={o.dtype} (the model holds {current})")
     if ignored:
         raise ConfigurationError(

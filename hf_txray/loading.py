@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import DatasetError, ModelError
+from .errors import ConfigurationError, DatasetError, ModelError
 from .streaming import choose_text_column
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
@@ -424,6 +424,24 @@ def _check_strings(texts: Sequence[Any]) -> None:
 def _missing_dataset_error(name: str) -> DatasetError:
     return DatasetError(f"The dataset path {name!r} does not exist: check the path (a Hub dataset id is written "
                         "'name' or 'namespace/name').")
+
+
+def normalize_dtype(dtype: Any) -> Any:
+    """`dtype` as ``from_pretrained`` takes it: None, ``"auto"`` or a floating ``torch.dtype`` (given as one, or
+    by name: ``"bfloat16"``, ``"torch.bfloat16"``, ``"float"``).
+
+    Raises:
+        ConfigurationError: any other value (named, with the accepted ones), before anything is loaded.
+    """
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    named = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else None
+    if isinstance(named, torch.dtype) and named.is_floating_point:
+        return named
+    raise ConfigurationError(f"dtype must be 'auto', a floating torch.dtype or its name (float32, float16, bfloat16), "
+                             f"got {dtype!r}.")
 
 
 def load_named_dataset(name: str, split: str | None, streaming: bool = False):

@@ -186,10 +186,10 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
                            f"named *{suffix}.")
     if hashed:
         return None
-    current = data_path_files(path)
-    if next(iter(current.values())) != digest:
-        raise DatasetError(f"The dataset files at {path} differ from the ones profiled (streamed from "
-                           f"{recorded['id']}): " + ", ".join(_differing(files, current) or ["content"]) + ".")
+    if next(iter(data_path_files(path).values())) != digest:  # its name may differ: the content may not
+        raise DatasetError(f"The dataset file {path} differs in content from the file profiled ({profiled}, "
+                           f"streamed from {recorded['id']}), and the stream has no texts hash to check instead "
+                           "(stopped early or resumed): pass an unchanged copy.")
 
 
 def _resolve_pinned(kind: str, recorded: dict[str, Any], token: Any, notes: list[str]) -> str:
@@ -482,19 +482,39 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
         raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that analyze() of this "
                                    f"hf_txray ({__version__}) does not accept: install the version that made it.")
     runtime, data = record.get("runtime", {}), record["dataset"]
-    model_kwargs = dict(runtime.get("model_kwargs") or {})
-    if runtime.get("attn_implementation") and isinstance(model_arg, (str, Path)):
-        model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
                   dataset_config=_hub_config(data, dataset_arg), split=data.get("split"),
-                  text_column=data.get("text_column"),
-                  num_samples=data.get("num_samples"), device=device or runtime.get("device"),
-                  dtype=runtime.get("dtype"), trust_remote_code=bool(runtime.get("trust_remote_code")),
-                  model_kwargs=model_kwargs or None, stage=profile.stage, streaming=_streams_again(data, dataset_arg),
-                  model_id=profile.meta.model_id, token=token, show_progress=show_progress, **options)
+                  text_column=data.get("text_column"), num_samples=data.get("num_samples"),
+                  trust_remote_code=bool(runtime.get("trust_remote_code")), stage=profile.stage,
+                  streaming=_streams_again(data, dataset_arg), model_id=profile.meta.model_id, token=token,
+                  show_progress=show_progress, **_placement(profile, model_arg, device), **options)
     identical, worst, diffs = compare_numbers(profile, new)
     return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),
                         notes, new)
+
+
+def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
+    """How the rerun loads and places the model: with the recorded dtype, model_kwargs (attention, device_map...)
+    and device when reproduce loads it (`device`, when given, replaces a recorded device_map); a model object passed
+    as ``model=`` is used as it is, so it must hold the recorded dtype."""
+    runtime = profile.meta.provenance.get("runtime", {})
+    dtype = runtime.get("dtype")
+    if not isinstance(model_arg, (str, Path)):
+        held = next((str(p.dtype).removeprefix("torch.") for p in model_arg.parameters() if p.is_floating_point()),
+                    None)
+        if dtype and held and held != dtype:
+            raise ReproducibilityError(
+                f"Stage {profile.stage!r} was profiled in {dtype}, and the model passed as model= holds {held}: "
+                f"convert it (model.to(torch.{dtype})) or pass its folder, which is loaded in {dtype}.")
+        dispatched = bool(getattr(model_arg, "hf_device_map", None))
+        return {"device": device or (None if dispatched else runtime.get("device"))}
+    model_kwargs = dict(runtime.get("model_kwargs") or {})
+    if runtime.get("attn_implementation"):
+        model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
+    if device is not None:
+        model_kwargs.pop("device_map", None)
+    placed = {} if "device_map" in model_kwargs else {"device": device or runtime.get("device")}
+    return {"dtype": dtype, "model_kwargs": model_kwargs or None, **placed}
 
 
 def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path | None = None,

@@ -482,7 +482,7 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
     moved.write_bytes(data.read_bytes())
     assert _reproduce_one(profile, tmp_path, dataset=str(moved)).verdict == "identical"
     moved.write_text("\n".join(TEXTS_V2 + TEXTS_V1 * 20) + "\n")  # no texts hash to catch this: the content does
-    with pytest.raises(DatasetError, match=r"renamed.txt differ from the ones profiled \(streamed from"):
+    with pytest.raises(DatasetError, match=r"renamed.txt differs in content from the file profiled \(c.txt, streamed "):
         _reproduce_one(profile, tmp_path, dataset=str(moved))
     with pytest.raises(DatasetError, match=r"another extension \(.csv\) than the one profiled \(.txt\)"):
         _reproduce_one(profile, tmp_path, dataset=str(shutil.copy(data, tmp_path / "elsewhere" / "c.csv")))
@@ -502,7 +502,7 @@ def test_streamed_texts_hash_is_recorded_only_when_the_whole_stream_was_read(tmp
         _reproduce_one(profile, tmp_path, dataset=str(holder))
     monkeypatch.setenv("HOME", str(holder))  # "~/c.txt" is checked as the file it names
     (holder / data.name).write_text("\n".join(TEXTS_V2 * 20) + "\n")
-    with pytest.raises(DatasetError, match="differ from the ones profiled"):
+    with pytest.raises(DatasetError, match="holder/c.txt differs in content from the file profiled"):
         _reproduce_one(profile, tmp_path, dataset="~/c.txt")
 
 
@@ -556,6 +556,30 @@ def test_split_chooses_the_texts_of_a_dataset_dict_for_a_stage_without_a_split(t
         **profile.meta.provenance, "dataset": {**profile.meta.provenance["dataset"], "split": "train"}})
     with pytest.raises(hf_txray.ConfigurationError, match="profiled on the split 'train', not 'test'"):
         hf_txray.reproduce_profile(_with_meta(profile, with_split), dataset=splits, split="test")
+
+
+def test_loading_options_recorded_by_a_stage_are_reapplied_or_checked(tmp_path):
+    """A stage loaded with model_kwargs or device_map reproduces from its folder (device_map used to clash with the
+    recorded device) and from a model object (its recorded model_kwargs used to be refused); a model object in
+    another dtype than the stage's is refused naming both, before any forward."""
+    import torch
+    from transformers import AutoModel
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    kwargs = hf_txray.analyze(model, TEXTS_V1, model_kwargs={"attn_implementation": "eager"}, **OPTIONS)
+    dispatched = hf_txray.analyze(model, TEXTS_V1, device_map="cpu", **OPTIONS)
+    assert dispatched.meta.provenance["runtime"]["model_kwargs"]["device_map"] == "cpu"
+    for stage in (kwargs, dispatched):
+        assert _reproduce_one(stage, tmp_path, dataset=TEXTS_V1).verdict == "identical"
+        assert _reproduce_one(stage, tmp_path, dataset=TEXTS_V1, device="cpu").verdict == "identical"
+        loaded = AutoModel.from_pretrained(model)
+        assert _reproduce_one(stage, tmp_path, dataset=TEXTS_V1, model=loaded).verdict == "identical"
+    half = hf_txray.analyze(model, TEXTS_V1, dtype="bfloat16", **OPTIONS)
+    with pytest.raises(ReproducibilityError, match=r"profiled in bfloat16, and the model passed as model= holds "
+                                                   r"float32: convert it \(model.to\(torch.bfloat16\)\)"):
+        _reproduce_one(half, tmp_path, dataset=TEXTS_V1, model=AutoModel.from_pretrained(model))
+    converted = AutoModel.from_pretrained(model).to(torch.bfloat16)
+    assert _reproduce_one(half, tmp_path, dataset=TEXTS_V1, model=converted).verdict == "identical"
 
 
 def _with_meta(profile: hf_txray.Profile, meta) -> hf_txray.Profile:

@@ -75,12 +75,18 @@ def test_loading_options_with_a_loaded_model_are_refused_not_ignored():
     (a float32 profile for dtype="bfloat16", a revision recorded that was never loaded)."""
     model, tokenizer = tiny("bert")
     run = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
-    for given, named in ((dict(dtype="bfloat16"), r"dtype=bfloat16 \(the model holds torch.float32\)"),
+    for given, named in ((dict(dtype="bfloat16"), r"dtype=torch.bfloat16 \(the model holds torch.float32\)"),
                          (dict(dtype=torch.float16), r"dtype=torch.float16"), (dict(revision="v1"), "revision"),
                          (dict(model_kwargs={"attn_implementation": "eager"}), "model_kwargs")):
         with pytest.raises(ConfigurationError, match=rf"{named}.* apply when hf_txray loads the model .* BertModel"):
             hf_txray.analyze(model, TEXTS, **given, **run)
+    with pytest.raises(ConfigurationError, match=r"dtype must be 'auto', a floating torch.dtype .* got 'fp32'"):
+        hf_txray.analyze(model, TEXTS, dtype="fp32", **run)
+    with pytest.raises(ConfigurationError, match=r"got torch.int8"):
+        hf_txray.analyze("no/such-model", TEXTS, dtype=torch.int8, **run)  # refused before any loading
     same = hf_txray.analyze(model, TEXTS, dtype="float32", **run)  # what the model holds already: nothing to do
+    assert same == hf_txray.analyze(model, TEXTS, dtype="torch.float32", **run) == hf_txray.analyze(
+        model, TEXTS, dtype="float", **run)
     assert same == hf_txray.analyze(model, TEXTS, **run)
     assert hf_txray.analyze(model.to(torch.bfloat16), TEXTS, dtype=torch.bfloat16, **run).meta.num_positions > 0
 
