@@ -463,6 +463,10 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             if isinstance(saved, datasets.Dataset):
                 return saved.to_iterable_dataset()
             return datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in saved.items()})
+        if path.is_dir():
+            one = _one_split_of_folder(path, split, streaming)
+            if one is not None:
+                return one
         return datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=streaming)
     except DatasetError:
         raise
@@ -473,6 +477,26 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
         ) from err
+
+
+def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
+    """`split` (or the only split) of a folder of data files, read from that split's files alone:
+    ``load_dataset(folder)`` builds every split and needs them to share columns (a test file without the train
+    file's label column fails). None when the folder's files are not of one packaged format (``load_dataset`` then
+    decides).
+
+    Raises:
+        DatasetError: no such split, or several and none chosen (the folder's splits are named).
+    """
+    import datasets
+
+    builder = datasets.load_dataset_builder(str(folder))
+    files = {str(name): list(paths) for name, paths in (builder.config.data_files or {}).items()}
+    if builder.name not in set(DATA_FILE_BUILDERS.values()) or not files:
+        return None
+    chosen = pick_split(files, split)  # no such split, or several and none chosen, raise naming them
+    split = split or next(iter(files))
+    return datasets.load_dataset(builder.name, data_files={split: chosen}, split=split, streaming=streaming)
 
 
 def _saved_to_disk(folder: Path) -> bool:

@@ -248,6 +248,26 @@ def test_a_saved_dataset_dict_is_read_split_by_split(tmp_path):
         run(texts=str(tmp_path / "saved"))
 
 
+def test_a_folder_of_split_files_with_other_columns_is_read_split_by_split(tmp_path):
+    """train.csv with a label column, test.csv without (a common layout): each split is read from its own files
+    (datasets' load_dataset of the folder needs every split to share columns and failed)."""
+    from hf_txray.reproduce import compare_numbers
+
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    train, test = ["alpha one", "alpha two", "alpha three"], ["beta one", "beta two"]
+    pd.DataFrame({"text": train, "label": [0, 1, 0]}).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"text": test}).to_csv(folder / "test.csv", index=False)
+    for split, texts in (("train", train), ("test", test)):
+        for streaming in (False, True):
+            profile = run(texts=str(folder), split=split, streaming=streaming)
+            assert compare_numbers(run(texts=texts), profile)[0] and profile.meta.num_examples == len(texts)
+    with pytest.raises(DatasetError, match=r"several splits \(train, test\): pass split="):
+        run(texts=str(folder))
+    with pytest.raises(DatasetError, match=r"Split 'dev' not found; available splits: train, test"):
+        run(texts=str(folder), split="dev")
+
+
 def test_unknown_feature_and_site():
     with pytest.raises(ConfigurationError, match="Unknown feature"):
         run(features=("token", "lemma"))
