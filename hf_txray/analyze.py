@@ -677,7 +677,8 @@ def _refuse_loading_options(model: Any, o: AnalyzeOptions) -> None:
         raise ConfigurationError(
             f"{', '.join(ignored)} apply when hf_txray loads the model (a Hub id or a path), and a loaded "
             f"{type(model).__name__} was passed: load it with from_pretrained(..., revision=..., dtype=..., **kwargs) "
-            "(or convert it, e.g. model.to(torch.bfloat16)) and pass it as it is, or pass its id or folder instead."
+            f"(or convert it: model.to({o.dtype if isinstance(o.dtype, torch.dtype) else 'dtype'})) and pass it as "
+            "it is, or pass its id or folder instead."
         )
 
 

@@ -195,10 +195,10 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
             )
         stride = sink
     room = max_length - (num_special or 0)
-    if long_texts == "window" and num_prefix is not None and sink >= room:
+    if num_prefix is not None and sink >= room:  # under "truncate" too: every text would credit nothing
         raise ConfigurationError(
-            f"skip_first_positions={skip_first_positions} leaves no token to credit in a window after the first: a "
-            f"window holds max_length={max_length} tokens ({num_special} of them special), and its first "
+            f"skip_first_positions={skip_first_positions} leaves no token to credit: a model input (a window, or a "
+            f"truncated text) holds max_length={max_length} tokens ({num_special} of them special), and its first "
             f"{skip_first_positions} positions are skipped. Lower skip_first_positions or raise max_length."
         )
     if stride >= room:

@@ -211,6 +211,8 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     import datasets
 
     dataset_id = None
+    if not isinstance(dataset, (str, Path, datasets.DatasetDict, datasets.IterableDatasetDict)):
+        refuse_split_of_one(dataset, split)
     if streaming and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
         dataset = load_named_dataset(dataset_id, split, streaming=True)
@@ -427,21 +429,22 @@ def _missing_dataset_error(name: str) -> DatasetError:
 
 
 def normalize_dtype(dtype: Any) -> Any:
-    """`dtype` as ``from_pretrained`` takes it: None, ``"auto"`` or a floating ``torch.dtype`` (given as one, or
-    by name: ``"bfloat16"``, ``"torch.bfloat16"``, ``"float"``).
+    """`dtype` as ``from_pretrained`` takes it: None, ``"auto"`` or a weights ``torch.dtype`` (float32, float16,
+    bfloat16, float64; given as one, or by name: ``"bfloat16"``, ``"torch.bfloat16"``, ``"float"``).
 
     Raises:
         ConfigurationError: any other value (named, with the accepted ones), before anything is loaded.
     """
     import torch
 
-    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+    weights = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # not float8: no model loads in it
+    if dtype is None or dtype == "auto" or dtype in weights:
         return dtype
     named = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else None
-    if isinstance(named, torch.dtype) and named.is_floating_point:
+    if named in weights:
         return named
-    raise ConfigurationError(f"dtype must be 'auto', a floating torch.dtype or its name (float32, float16, bfloat16), "
-                             f"got {dtype!r}.")
+    raise ConfigurationError(f"dtype must be 'auto', a floating torch.dtype or its name (float32, float16, bfloat16, "
+                             f"float64), got {dtype!r}.")
 
 
 def load_named_dataset(name: str, split: str | None, streaming: bool = False):
@@ -458,6 +461,8 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             return datasets.load_dataset(builder, data_files=str(path), split=split or "train", streaming=streaming)
         if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
             saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
+            if isinstance(saved, datasets.Dataset):
+                refuse_split_of_one(saved, split)
             if not streaming:
                 return saved
             if isinstance(saved, datasets.Dataset):
@@ -497,6 +502,21 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     chosen = pick_split(files, split)  # no such split, or several and none chosen, raise naming them
     split = split or next(iter(files))
     return datasets.load_dataset(builder.name, data_files={split: chosen}, split=split, streaming=streaming)
+
+
+def refuse_split_of_one(dataset: Any, split: str | None) -> None:
+    """A single dataset (a ``Dataset``, a stream, a list of texts...) has no split to choose: a `split` other than its
+    own would be recorded but not applied, so it is refused.
+
+    Raises:
+        DatasetError: `split` is given and is not the dataset's own split.
+    """
+    own = getattr(dataset, "split", None)
+    if split is None or own is not None and str(own) == split:
+        return
+    raise DatasetError(f"split={split!r} chooses a split of a DatasetDict or of a dataset with several, and this is "
+                       f"a single {type(dataset).__name__}" + (f" (split {str(own)!r})" if own is not None else "")
+                       + ": leave split out, or pass the DatasetDict or the dataset's id or folder.")
 
 
 def _saved_to_disk(folder: Path) -> bool:

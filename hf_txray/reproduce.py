@@ -276,6 +276,16 @@ def _refuse_unsplit(recorded: dict[str, Any], override: Any) -> None:
                            "split that was profiled with split=... (CLI: --split).")
 
 
+def _split_for(recorded: dict[str, Any], dataset_arg: Any) -> str | None:
+    """The recorded split, to choose from a source that has splits (an id, a path, a DatasetDict); None for a single
+    dataset passed again as an object (it is that split already, and analyze refuses a split of one)."""
+    import datasets
+
+    if isinstance(dataset_arg, (str, Path, datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return recorded.get("split")
+    return None
+
+
 def _refuse_split_alone(dataset: Any, split: str | None) -> None:
     if split is not None and dataset is None:
         raise ConfigurationError("split= chooses the split of dataset= (CLI: --split with --dataset): pass "
@@ -356,7 +366,7 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
     if _streams_again(dataset, dataset_arg):
         if dataset.get("texts_hash") is None:
             return
-        options = dict(text_column=dataset.get("text_column"), split=dataset.get("split"),
+        options = dict(text_column=dataset.get("text_column"), split=_split_for(dataset, dataset_arg),
                        num_samples=dataset.get("num_samples"))
         if isinstance(dataset_arg, (str, Path)):  # a file, folder or Hub id: streamed as pinned (the commit)
             config = _hub_config(dataset, dataset_arg)
@@ -370,7 +380,7 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
                                f"streamed now, {dataset['num_texts']} then; hash {digest} vs {dataset['texts_hash']}).")
         return
     corpus, _, _, source = load_pinned_corpus(
-        dataset_arg, text_column=dataset.get("text_column"), split=dataset.get("split"),
+        dataset_arg, text_column=dataset.get("text_column"), split=_split_for(dataset, dataset_arg),
         num_samples=dataset.get("num_samples"), revision=commit, config=_hub_config(dataset, dataset_arg),
         token=token)
     if source.texts_hash != dataset["texts_hash"]:
@@ -483,7 +493,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
                                    f"hf_txray ({__version__}) does not accept: install the version that made it.")
     runtime, data = record.get("runtime", {}), record["dataset"]
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
-                  dataset_config=_hub_config(data, dataset_arg), split=data.get("split"),
+                  dataset_config=_hub_config(data, dataset_arg), split=_split_for(data, dataset_arg),
                   text_column=data.get("text_column"), num_samples=data.get("num_samples"),
                   trust_remote_code=bool(runtime.get("trust_remote_code")), stage=profile.stage,
                   streaming=_streams_again(data, dataset_arg), model_id=profile.meta.model_id, token=token,

@@ -248,6 +248,22 @@ def test_a_saved_dataset_dict_is_read_split_by_split(tmp_path):
         run(texts=str(tmp_path / "saved"))
 
 
+def test_a_split_of_a_single_dataset_is_refused_not_recorded(tmp_path):
+    """A Dataset, a list, a stream or a folder saved from one Dataset have no split to choose: split= was ignored and
+    recorded as if applied (a saved Dataset with split='train[:2]' profiled every text). Its own split is fine."""
+    texts = ["a b", "c d", "e f"]
+    single = datasets.Dataset.from_dict({"text": texts})
+    single.save_to_disk(str(tmp_path / "saved"), num_shards=2)
+    for given in (single, texts, single.to_iterable_dataset(), str(tmp_path / "saved")):
+        with pytest.raises(DatasetError, match=r"split='train\[:2\]' chooses a split of a DatasetDict .* single"):
+            run(texts=given, split="train[:2]")
+    own = datasets.Dataset.from_dict({"text": texts}, split="train")
+    assert run(texts=own, split="train").meta.provenance["dataset"]["split"] == "train"
+    with pytest.raises(DatasetError, match=r"single Dataset \(split 'train'\)"):
+        run(texts=own, split="test")
+    assert run(texts=str(tmp_path / "saved")).meta.num_examples == 3
+
+
 def test_a_folder_of_split_files_with_other_columns_is_read_split_by_split(tmp_path):
     """train.csv with a label column, test.csv without (a common layout): each split is read from its own files
     (datasets' load_dataset of the folder needs every split to share columns and failed)."""

@@ -362,8 +362,9 @@ def test_skipped_first_positions_of_later_windows_are_never_credited():
     with pytest.raises(ConfigurationError, match=rf"stride=2 credits tokens at the first positions .* stride >= {skip}"):
         analyze("gpt2", LONG, max_length=MAX_LENGTH, stride=2, skip_first_positions=skip)
     for bert_or_gpt2, too_many in (("gpt2", MAX_LENGTH), ("bert", MAX_LENGTH - 1)):  # BERT: [CLS] first, [SEP] last
-        with pytest.raises(ConfigurationError, match=rf"skip_first_positions={too_many} leaves no token to credit"):
-            analyze(bert_or_gpt2, LONG, max_length=MAX_LENGTH, skip_first_positions=too_many)
+        for long_texts in ("window", "truncate"):  # truncated texts too would credit nothing
+            with pytest.raises(ConfigurationError, match=rf"skip_first_positions={too_many} leaves no token to credit"):
+                analyze(bert_or_gpt2, LONG, max_length=MAX_LENGTH, skip_first_positions=too_many, long_texts=long_texts)
     profile = analyze("gpt2", LONG, features=("token", "word"), max_length=MAX_LENGTH, skip_first_positions=skip,
                       max_examples_per_neuron=CAPACITY)
     assert profile.meta.config["stride"] == skip and profile.meta.num_windowed == 3

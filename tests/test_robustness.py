@@ -82,6 +82,8 @@ def test_loading_options_with_a_loaded_model_are_refused_not_ignored():
             hf_txray.analyze(model, TEXTS, **given, **run)
     with pytest.raises(ConfigurationError, match=r"dtype must be 'auto', a floating torch.dtype .* got 'fp32'"):
         hf_txray.analyze(model, TEXTS, dtype="fp32", **run)
+    with pytest.raises(ConfigurationError, match=r"got 'float8_e4m3fn'"):  # floating, but no weights load in it
+        hf_txray.analyze(model, TEXTS, dtype="float8_e4m3fn", **run)
     with pytest.raises(ConfigurationError, match=r"got torch.int8"):
         hf_txray.analyze("no/such-model", TEXTS, dtype=torch.int8, **run)  # refused before any loading
     same = hf_txray.analyze(model, TEXTS, dtype="float32", **run)  # what the model holds already: nothing to do
