@@ -34,7 +34,7 @@ from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, normalize_dtype,
-                      resolve_model_path, resolve_model_source)
+                      resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
@@ -147,9 +147,9 @@ class Profiler:
         # A stream's text column may be chosen from its first row, during the run ("" until then).
         if dataset is None or dataset.fingerprint != fingerprint or (dataset.text_column or "") != text_column:
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
-        parameter = next(self.model.parameters(), None)
-        runtime = {"device": str(self.device), "dtype": str(parameter.dtype).removeprefix("torch.") if parameter is
-                   not None else None, "model_class": type(self.model).__name__,
+        dtype = weights_dtype(self.model)
+        runtime = {"device": str(self.device), "dtype": str(dtype).removeprefix("torch.") if dtype else None,
+                   "model_class": type(self.model).__name__,
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    **self.runtime}
@@ -669,8 +669,7 @@ def _refuse_loading_options(model: Any, o: AnalyzeOptions) -> None:
     if isinstance(model, (str, Path)):
         return
     ignored = [name for name in ("revision", "model_kwargs") if getattr(o, name)]
-    current = next((p.dtype for p in model.parameters() if p.is_floating_point()), None) \
-        if isinstance(model, torch.nn.Module) else None
+    current = weights_dtype(model)
     if o.dtype not in (None, "auto") and o.dtype != current:  # normalized: None, "auto" or a torch.dtype
         ignored.append(f"dtype={o.dtype} (the model holds {current})")
     if ignored:

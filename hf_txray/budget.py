@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .loading import weights_dtype
+
 # Bytes of the widest per-token activation held by a CPU batch, per thread of the forward: about the size of a core's
 # L2 cache and a share of the last-level cache (MiniLM's 1536-wide float32 MLP: 1024 tokens a thread).
 CPU_BATCH_BYTES_PER_THREAD = 6 << 20
@@ -52,7 +54,7 @@ def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.
     width = widest_activation(model)
     tokens = CPU_MAX_TOKENS
     if width:
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        dtype = weights_dtype(model) or torch.float32
         fitting = CPU_BATCH_BYTES_PER_THREAD * torch.get_num_threads() // (width * dtype.itemsize)
         tokens = min(tokens, 1 << max(fitting.bit_length() - 1, 0))
     tokens = max(tokens, max_length)

@@ -447,6 +447,12 @@ def normalize_dtype(dtype: Any) -> Any:
                              f"float64), got {dtype!r}.")
 
 
+def weights_dtype(model: Any) -> Any:
+    """The dtype a model's weights hold (its first floating parameter's; None for a model without one)."""
+    parameters = model.parameters() if hasattr(model, "parameters") else ()
+    return next((p.dtype for p in parameters if p.is_floating_point()), None)
+
+
 def load_named_dataset(name: str, split: str | None, streaming: bool = False):
     import datasets
 
@@ -463,11 +469,9 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
             if isinstance(saved, datasets.Dataset):
                 refuse_split_of_one(saved, split)
-            if not streaming:
-                return saved
-            if isinstance(saved, datasets.Dataset):
-                return saved.to_iterable_dataset()
-            return datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in saved.items()})
+                return saved.to_iterable_dataset() if streaming else saved
+            return datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in saved.items()}) \
+                if streaming else saved
         if path.is_dir():
             one = _one_split_of_folder(path, split, streaming)
             if one is not None:

@@ -510,14 +510,15 @@ def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
     runtime = profile.meta.provenance.get("runtime", {})
     dtype = runtime.get("dtype")
     if not isinstance(model_arg, (str, Path)):
-        held = next((str(p.dtype).removeprefix("torch.") for p in model_arg.parameters() if p.is_floating_point()),
-                    None)
+        from .distributed import is_dispatched
+        from .loading import weights_dtype
+
+        held = str(weights_dtype(model_arg) or "").removeprefix("torch.")
         if dtype and held and held != dtype:
             raise ReproducibilityError(
                 f"Stage {profile.stage!r} was profiled in {dtype}, and the model passed as model= holds {held}: "
                 f"convert it (model.to(torch.{dtype})) or pass its folder, which is loaded in {dtype}.")
-        dispatched = bool(getattr(model_arg, "hf_device_map", None))
-        return {"device": device or (None if dispatched else runtime.get("device"))}
+        return {"device": device or (None if is_dispatched(model_arg) else runtime.get("device"))}
     model_kwargs = dict(runtime.get("model_kwargs") or {})
     if runtime.get("attn_implementation"):
         model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
