@@ -33,7 +33,7 @@ from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, normalize_dtype,
+from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, merge_dtype,
                       resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
@@ -604,7 +604,9 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
     config = o.profiler_config()
     config.validate()
-    o = dataclasses.replace(o, dtype=normalize_dtype(o.dtype))
+    # One dtype: a dtype in model_kwargs becomes o.dtype (recorded and reloaded as such), a second one is refused.
+    dtype, model_kwargs = merge_dtype(o.dtype, o.model_kwargs)
+    o = dataclasses.replace(o, dtype=dtype, model_kwargs=model_kwargs or None)
     model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     _refuse_loading_options(model, o)
     if isinstance(model, (str, Path)):

@@ -103,7 +103,7 @@ def load_model(
         check_fast_tokenizer(tokenizer)  # before the (maybe long) model load
     if isinstance(model, (str, Path)):
         model_id = str(model)
-        kwargs = dict(model_kwargs or {})
+        dtype, kwargs = merge_dtype(dtype, model_kwargs)  # refuses two different dtypes before loading
         source, gguf_file = resolve_model_path(model_id, kwargs.pop("gguf_file", None))
         if gguf_file is not None:
             kwargs["gguf_file"] = gguf_file
@@ -445,6 +445,31 @@ def normalize_dtype(dtype: Any) -> Any:
         return named
     raise ConfigurationError(f"dtype must be 'auto', a floating torch.dtype or its name (float32, float16, bfloat16, "
                              f"float64), got {dtype!r}.")
+
+
+DTYPE_KEYS = ("dtype", "torch_dtype")  # from_pretrained's dtype keyword, and its legacy name
+
+
+def merge_dtype(dtype: Any, model_kwargs: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The one dtype to load with, from `dtype` and a dtype in `model_kwargs` (``dtype`` or the legacy
+    ``torch_dtype``), normalized (:func:`normalize_dtype`); returns it with `model_kwargs` less those keys.
+
+    `dtype` alone sets from_pretrained's dtype, which overrode the one in `model_kwargs` without a word; a dtype given
+    only in `model_kwargs` becomes the dtype, checked, loaded and recorded as `dtype` is.
+
+    Raises:
+        ConfigurationError: two of them given with different values (both named), or a value that is no dtype.
+    """
+    kwargs = dict(model_kwargs or {})
+    given = {f"model_kwargs[{key!r}]": kwargs.pop(key) for key in DTYPE_KEYS if key in kwargs}
+    if dtype is not None:
+        given = {"dtype": dtype, **given}
+    normalized = {name: normalize_dtype(value) for name, value in given.items()}
+    if len(set(map(str, normalized.values()))) > 1:
+        named = ", ".join(f"{name}={given[name]!r}" for name in given)
+        raise ConfigurationError(f"The dtype is given twice with different values ({named}): pass only dtype=... "
+                                 "(CLI: --dtype) and drop it from model_kwargs.")
+    return next(iter(normalized.values()), None), kwargs
 
 
 def weights_dtype(model: Any) -> Any:

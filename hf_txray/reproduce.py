@@ -519,7 +519,11 @@ def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
                 f"Stage {profile.stage!r} was profiled in {dtype}, and the model passed as model= holds {held}: "
                 f"convert it (model.to(torch.{dtype})) or pass its folder, which is loaded in {dtype}.")
         return {"device": device or (None if is_dispatched(model_arg) else runtime.get("device"))}
+    from .loading import DTYPE_KEYS
+
     model_kwargs = dict(runtime.get("model_kwargs") or {})
+    for key in DTYPE_KEYS:  # the runtime's dtype is what the weights held; older records may repeat one here
+        model_kwargs.pop(key, None)
     if runtime.get("attn_implementation"):
         model_kwargs.setdefault("attn_implementation", runtime["attn_implementation"])
     if device is not None:

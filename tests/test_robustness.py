@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,6 +69,48 @@ def test_device_map_conflicts_are_refused_before_loading(saved_bert):
     with pytest.raises(ConfigurationError, match="given twice"):
         hf_txray.analyze(str(saved_bert), TEXTS, device_map="cpu", model_kwargs={"device_map": "auto"},
                          show_progress=False)
+
+
+def test_a_dtype_in_model_kwargs_is_the_dtype_and_a_different_second_one_is_refused(saved_bert, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """model_kwargs={"dtype": ...} was overridden by dtype= without a word: two different dtypes (dtype=, and
+    model_kwargs' dtype or legacy torch_dtype) are refused before the model loads, naming both; one given in
+    model_kwargs alone is normalized, loaded, recorded as the runtime's dtype and reloaded so by reproduce."""
+    run = dict(features=("token",), batch_size=2, show_progress=False)
+    half = hf_txray.analyze(str(saved_bert), TEXTS, model_kwargs={"torch_dtype": "torch.bfloat16"}, **run)
+    runtime = half.meta.provenance["runtime"]
+    assert runtime["dtype"] == "bfloat16" and runtime["model_kwargs"] == {}  # recorded once, as dtype
+    same = hf_txray.analyze(str(saved_bert), TEXTS, dtype=torch.bfloat16, model_kwargs={"dtype": "bfloat16"}, **run)
+    assert_same_credit(same, half)
+    # bfloat16 weights give other masses than float32 ones: an identical reproduce below reloaded bfloat16
+    assert not np.allclose(half.neuron_mass, hf_txray.analyze(str(saved_bert), TEXTS, **run).neuron_mass, rtol=1e-6)
+    half.save_pretrained(tmp_path / "half")
+    verdict = hf_txray.reproduce(tmp_path / "half", dataset=TEXTS)
+    assert verdict.verdict == "identical"
+    assert verdict.stages[0].profile.meta.provenance["runtime"]["dtype"] == "bfloat16"
+
+    from transformers import AutoModel
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the dtypes were checked")
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", no_load)
+    for given, named in ((dict(dtype="float32", model_kwargs={"dtype": "bfloat16"}),
+                          r"dtype='float32', model_kwargs\['dtype'\]='bfloat16'"),
+                         (dict(dtype=torch.float16, model_kwargs={"torch_dtype": "auto"}),
+                          r"dtype=torch.float16, model_kwargs\['torch_dtype'\]='auto'"),
+                         (dict(model_kwargs={"dtype": "float16", "torch_dtype": "bfloat16"}),
+                          r"model_kwargs\['dtype'\]='float16', model_kwargs\['torch_dtype'\]='bfloat16'")):
+        with pytest.raises(ConfigurationError, match=rf"dtype is given twice with different values \({named}\): "
+                                                     r"pass only dtype=\.\.\. \(CLI: --dtype\)"):
+            hf_txray.analyze(str(saved_bert), TEXTS, **given, **run)
+    with pytest.raises(ConfigurationError, match=r"dtype must be .* got 'int8'"):
+        hf_txray.analyze(str(saved_bert), TEXTS, model_kwargs={"dtype": "int8"}, **run)
+    text_file = tmp_path / "texts.txt"
+    text_file.write_text("\n".join(TEXTS), encoding="utf-8")
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(tmp_path / "cli"), "--dtype", "float32",
+                     "--model-kwargs", '{"dtype": "float16"}']) == 2
+    assert "model_kwargs['dtype']='float16'" in capsys.readouterr().err
 
 
 def test_loading_options_with_a_loaded_model_are_refused_not_ignored():
