@@ -495,8 +495,8 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             if isinstance(saved, datasets.Dataset):
                 refuse_split_of_one(saved, split)
                 return saved.to_iterable_dataset() if streaming else saved
-            return datasets.IterableDatasetDict({name: part.to_iterable_dataset() for name, part in saved.items()}) \
-                if streaming else saved
+            # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
+            return pick_split(saved, split).to_iterable_dataset() if streaming else saved
         if path.is_dir():
             one = _one_split_of_folder(path, split, streaming)
             if one is not None:
@@ -528,9 +528,11 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     files = {str(name): list(paths) for name, paths in (builder.config.data_files or {}).items()}
     if builder.name not in set(DATA_FILE_BUILDERS.values()) or not files:
         return None
-    chosen = pick_split(files, split)  # no such split, or several and none chosen, raise naming them
-    split = split or next(iter(files))
-    return datasets.load_dataset(builder.name, data_files={split: chosen}, split=split, streaming=streaming)
+    name, sliced = split_and_slice(split)
+    chosen = pick_split(files, name)  # no such split, or several and none chosen, raise naming them
+    name = name or next(iter(files))
+    loaded = datasets.load_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming)
+    return select_slice(loaded, split) if sliced else loaded
 
 
 def refuse_split_of_one(dataset: Any, split: str | None) -> None:
@@ -555,13 +557,59 @@ def _saved_to_disk(folder: Path) -> bool:
 
 
 def pick_split(dataset_dict, split: str | None):
+    """`split` of a ``DatasetDict`` (or of a mapping of split names to streams or data files), with datasets' slice
+    syntax for a ``Dataset`` split (``"train[:100]"``, ``"train[10%:20%]"``); the only split when `split` is None.
+
+    Raises:
+        DatasetError: no such split (the splits are named), several and none chosen, or a slice that
+            :func:`select_slice` refuses.
+    """
     if split is not None:
-        if split not in dataset_dict:
-            raise DatasetError(f"Split {split!r} not found; available splits: {', '.join(dataset_dict)}.")
-        return dataset_dict[split]
+        if split in dataset_dict:  # a split name holding brackets is still that split
+            return dataset_dict[split]
+        name, sliced = split_and_slice(split)
+        if name not in dataset_dict:
+            raise DatasetError(f"Split {name!r} not found; available splits: {', '.join(dataset_dict)}.")
+        return select_slice(dataset_dict[name], split) if sliced else dataset_dict[name]
     if len(dataset_dict) == 1:
         return next(iter(dataset_dict.values()))
     raise DatasetError(f"The dataset has several splits ({', '.join(dataset_dict)}): pass split=... to choose one.")
+
+
+def split_and_slice(split: str | None) -> tuple[str | None, str]:
+    """`split` as its name and its slice: ``"train[:2]"`` -> ``("train", "[:2]")``, ``"train"`` -> ``("train", "")``."""
+    if split is None or "[" not in split:
+        return split, ""
+    at = split.index("[")
+    return split[:at], split[at:]
+
+
+def select_slice(dataset, split: str):
+    """The rows of `dataset` (the split `split` names) that `split`'s slice chooses, read as datasets reads it
+    (``"train[:2]"``, ``"train[-50:]"``, ``"train[10%:20%]"``, ``"train[:33%](pct1_dropremainder)"``).
+
+    Raises:
+        DatasetError: `dataset` is a stream (its length is unknown), the slice adds splits (``+``), or it is not
+            datasets' slice syntax (named).
+    """
+    import datasets
+
+    name, sliced = split_and_slice(split)
+    if not isinstance(dataset, datasets.Dataset):
+        raise DatasetError(f"split={split!r} slices a stream, whose length is unknown: drop streaming=True, or pass "
+                           f"split={name!r} with num_samples=N for its first N texts.")
+    if "+" in sliced:
+        raise DatasetError(f"split={split!r} adds splits with '+': hf_txray profiles one split, or one slice of it. "
+                           "Profile each and combine the profiles with Profile.merge.")
+    # datasets' own parser and rounding; it reads names of word characters only, so another ('held-out') is replaced
+    parsed = name if re.fullmatch(r"\w+(\.\w+)*", name) else "split"
+    try:
+        (rows,) = datasets.ReadInstruction.from_spec(parsed + sliced).to_absolute({parsed: len(dataset)})
+    except ValueError as err:
+        detail = _first_line(err).replace(parsed + sliced, split)  # the split as given, not the placeholder
+        raise DatasetError(f"split={split!r}: {sliced!r} is not a slice datasets reads ({detail}): write "
+                           f"e.g. '{name}[:100]', '{name}[-50:]' or '{name}[10%:20%]'.") from None
+    return dataset.select(range(rows.from_, rows.to))
 
 
 def _text_column(dataset, text_column: str | None) -> str:

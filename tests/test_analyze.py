@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -246,6 +247,43 @@ def test_a_saved_dataset_dict_is_read_split_by_split(tmp_path):
         run(texts=str(tmp_path / "saved"), split="train")
     with pytest.raises(DatasetError, match="several splits"):
         run(texts=str(tmp_path / "saved"))
+
+
+def test_a_slice_of_a_split_is_read_as_datasets_reads_it(tmp_path):
+    """split='train[:2]' (datasets' slice syntax) of a saved DatasetDict, a folder of split files or a DatasetDict
+    was refused as an unknown split: those rows are profiled, and the split is recorded as given."""
+    from hf_txray.reproduce import compare_numbers
+
+    train, heldout = [f"alpha text {i}" for i in range(10)], ["beta one", "beta two", "beta three"]
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": train}),
+                                   "held-out": datasets.Dataset.from_dict({"text": heldout})})
+    splits.save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "files").mkdir()
+    pd.DataFrame({"text": train}).to_csv(tmp_path / "files" / "train.csv", index=False)
+    pd.DataFrame({"text": heldout}).to_csv(tmp_path / "files" / "test.csv", index=False)
+    cases = [(str(tmp_path / "saved"), "train[:2]", train[:2], (False, True)),
+             (str(tmp_path / "saved"), "train[20%:60%]", train[2:6], (False, True)),
+             (str(tmp_path / "saved"), "held-out[-2:]", heldout[-2:], (False, True)),  # a name datasets cannot parse
+             (str(tmp_path / "files"), "train[:2]", train[:2], (False,)),
+             (str(tmp_path / "files"), "test[1:]", heldout[1:], (False,)),
+             (splits, "train[50%:]", train[5:], (False,))]
+    for dataset, split, texts, streamings in cases:
+        for streaming in streamings:
+            profile = run(texts=dataset, split=split, streaming=streaming)
+            assert profile.meta.num_examples == len(texts), (split, streaming)
+            assert compare_numbers(run(texts=texts), profile)[0]  # those very rows: counts exact, masses to 1e-6
+            assert profile.meta.provenance["dataset"]["split"] == split
+    with pytest.raises(DatasetError, match=r"Split 'dev' not found; available splits: train, held-out"):
+        run(texts=str(tmp_path / "saved"), split="dev[:2]")
+    with pytest.raises(DatasetError, match=r"Split 'dev' not found; available splits: train, test"):
+        run(texts=str(tmp_path / "files"), split="dev[:2]")
+    for bad in ("train[a:b]", "train[:2", "train[:200%]"):
+        with pytest.raises(DatasetError, match=re.escape(f"split={bad!r}: ") + r".* is not a slice datasets reads"):
+            run(texts=str(tmp_path / "saved"), split=bad)
+    with pytest.raises(DatasetError, match=r"adds splits with '\+'.*Profile.merge"):
+        run(texts=str(tmp_path / "saved"), split="train[:2]+held-out")
+    with pytest.raises(DatasetError, match=r"slices a stream, whose length is unknown: drop streaming=True"):
+        run(texts=str(tmp_path / "files"), split="train[:2]", streaming=True)
 
 
 def test_a_split_of_a_single_dataset_is_refused_not_recorded(tmp_path):

@@ -558,6 +558,24 @@ def test_split_chooses_the_texts_of_a_dataset_dict_for_a_stage_without_a_split(t
         hf_txray.reproduce_profile(_with_meta(profile, with_split), dataset=splits, split="test")
 
 
+def test_a_slice_of_a_saved_split_reproduces_the_same_rows(tmp_path, capsys):
+    """A stage profiled on split='train[:2]' of a saved DatasetDict (that slice was refused as an unknown split)
+    records the split as given; reproduce reads the same two texts, from the recorded folder or one passed again."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TEXTS_V1}),
+                          "test": datasets.Dataset.from_dict({"text": TEXTS_V2})}).save_to_disk(str(tmp_path / "saved"))
+    profile = hf_txray.analyze(model, str(tmp_path / "saved"), split="train[:2]", **OPTIONS)
+    assert profile.meta.num_examples == 2 and profile.meta.provenance["dataset"]["split"] == "train[:2]"
+    assert numbers_equal(profile, hf_txray.analyze(model, TEXTS_V1[:2], **OPTIONS))
+    for again in (None, str(tmp_path / "saved")):
+        verdict = _reproduce_one(profile, tmp_path, dataset=again)
+        assert verdict.verdict == "identical" and verdict.stages[0].profile.meta.num_examples == 2
+        assert numbers_equal(verdict.stages[0].profile, profile)
+    folder = tmp_path / "stage"
+    profile.save_pretrained(folder)
+    assert cli_main(["reproduce", str(folder)]) == 0 and "identical" in capsys.readouterr().out
+
+
 def test_loading_options_recorded_by_a_stage_are_reapplied_or_checked(tmp_path):
     """A stage loaded with model_kwargs or device_map reproduces from its folder (device_map used to clash with the
     recorded device) and from a model object (its recorded model_kwargs used to be refused); a model object in
