@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .features import default_feature_type, tag_features
-from .profile import Profile
+from .profile import Profile, batch_limits_of_parts
 from .report import DEFAULT_MIN_COUNT, TransferReport
 from .tables import text_table
 
@@ -59,10 +59,20 @@ def _batching_line(m) -> str:
     cut = (f"windows of {c.get('max_length')} tokens, stride {c.get('stride')} "
            f"({m.num_windowed} of {m.num_examples} texts split)"
            if long_texts == "window" else f"truncated at {c.get('max_length')} tokens")
-    budget = c.get("max_tokens_per_batch")
-    limits = f"at most {c.get('batch_size')} rows" + (f" and {budget} tokens" if budget else "")
+    parts = batch_limits_of_parts(m)
+    if len(parts) == 1:
+        limits = f"batches of {_limits_text(parts[0])}"
+    else:  # the config holds the first part's limits only: name each part's
+        limits = "merged parts batched differently: " + ", then ".join(
+            f"{part['num_examples']} texts in batches of {_limits_text(part)}" for part in parts)
+    # from the counts summed over every part: exact for a merged profile too
     padding = f"; padding {1 - m.num_input_tokens / m.num_padded_tokens:.1%}" if m.num_padded_tokens else ""
-    return f"batching: {cut}; batches of {limits}{padding}"
+    return f"batching: {cut}; {limits}{padding}"
+
+
+def _limits_text(limits: dict) -> str:
+    budget = limits.get("max_tokens_per_batch")
+    return f"at most {limits.get('batch_size')} rows" + (f" and {budget} tokens" if budget else "")
 
 
 def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_MIN_COUNT, legend: bool = True) -> str:

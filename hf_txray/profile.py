@@ -558,7 +558,9 @@ class Profile(Artifact):
           alike; not commutative in example ids (``b.merge(a)`` numbers `a`'s texts after `b`'s);
         - ``max_examples_per_neuron`` is the smaller of the two (the top examples beyond it are not known for the
           other part); ``dataset_fingerprint`` lists both parts' (``"a+b"``), whatever the grouping; the stage,
-          model id and provenance are this profile's.
+          model id, provenance and config are this profile's, except that parts batched with different limits
+          (``batch_size``, ``max_tokens_per_batch``) are listed, each with its ``num_examples``, in
+          ``config["batch_limits_of_parts"]`` (:func:`batch_limits_of_parts`), whatever the grouping.
 
         Raises:
             IncompatibleProfilesError: different site, layers, neurons, features or ``top_k``; different options that
@@ -624,6 +626,7 @@ class Profile(Artifact):
         meta.max_examples_per_neuron = capacity
         if "max_examples_per_neuron" in meta.config:
             meta.config["max_examples_per_neuron"] = capacity
+        _record_batch_limits(meta.config, self.meta, other.meta)
         both_odd = self.neuron_count_odd is not None and other.neuron_count_odd is not None
         positions = None
         if self.position_mass is not None and other.position_mass is not None:
@@ -704,6 +707,35 @@ class Profile(Artifact):
 # to one profile (batching options such as batch_size do not change any credit).
 CREDIT_OPTIONS = ("max_length", "long_texts", "stride", "skip_first_positions", "max_positions", "module_pattern",
                   "spacy_model", "credit", "stack")
+
+
+# Options recorded in ``meta.config`` that bound a batch: parts batched differently merge (no credit changes), and
+# the config keeps the first part's values, so each part's are listed under BATCH_LIMITS_OF_PARTS.
+BATCH_LIMITS = ("batch_size", "max_tokens_per_batch")
+BATCH_LIMITS_OF_PARTS = "batch_limits_of_parts"
+
+
+def batch_limits_of_parts(meta: ProfileMeta) -> list[dict[str, Any]]:
+    """The batch limits of the merged parts of a profile, in text order, each with its ``num_examples``; one entry
+    when every part was batched alike (or the profile was not merged)."""
+    recorded = meta.config.get(BATCH_LIMITS_OF_PARTS)
+    if recorded:
+        return [dict(part) for part in recorded]
+    return [{**{name: meta.config.get(name) for name in BATCH_LIMITS}, "num_examples": meta.num_examples}]
+
+
+def _record_batch_limits(config: dict[str, Any], first: ProfileMeta, second: ProfileMeta) -> None:
+    """List in `config` (the merge of `first` and `second`'s) the batch limits of every part, when they differ;
+    adjacent parts batched alike are one entry, so the list does not depend on the order of merging."""
+    parts: list[dict[str, Any]] = []
+    for part in batch_limits_of_parts(first) + batch_limits_of_parts(second):
+        if parts and all(parts[-1][name] == part[name] for name in BATCH_LIMITS):
+            parts[-1]["num_examples"] += part["num_examples"]
+        else:
+            parts.append(part)
+    config.pop(BATCH_LIMITS_OF_PARTS, None)
+    if len(parts) > 1:
+        config[BATCH_LIMITS_OF_PARTS] = parts
 
 
 def _same_meta(a: ProfileMeta, b: ProfileMeta) -> bool:

@@ -100,6 +100,36 @@ def test_merge_is_associative():
     pd.testing.assert_frame_equal(left.examples, whole.examples.reset_index(drop=True), check_exact=True)
 
 
+def test_a_merge_of_parts_batched_differently_shows_each_part_s_limits(tmp_path, capsys):
+    """`hf-txray show` printed the first part's batch limits for a merge of parts batched differently: each part's
+    limits are recorded at merge time (adjacent parts batched alike as one, whatever the grouping) and shown, beside
+    the padding share of the summed token counts."""
+    from hf_txray.cli import main as cli_main
+    from hf_txray.display import _batching_line
+
+    a, b = parts([0, 3, 6], 2)
+    c = profile_of(tuple(SAMPLE_TEXTS[6:]), 4)
+    budget = a.meta.config["max_tokens_per_batch"]
+    assert c.meta.config["max_tokens_per_batch"] == budget  # only batch_size differs
+    limits = [{"batch_size": 2, "max_tokens_per_batch": budget, "num_examples": 6},
+              {"batch_size": 4, "max_tokens_per_batch": budget, "num_examples": len(SAMPLE_TEXTS) - 6}]
+    left, right = a.merge(b).merge(c), a.merge(b.merge(c))
+    assert left.meta.config["batch_limits_of_parts"] == right.meta.config["batch_limits_of_parts"] == limits
+    assert "batch_limits_of_parts" not in a.merge(b).meta.config  # batched alike: one set of limits, as before
+    tokens = f" and {budget} tokens" if budget else ""
+
+    def padding(*of: Profile) -> str:  # the share of the summed counts
+        return f"{1 - sum(p.meta.num_input_tokens for p in of) / sum(p.meta.num_padded_tokens for p in of):.1%}"
+
+    assert _batching_line(left.meta).endswith(
+        f"; merged parts batched differently: 6 texts in batches of at most 2 rows{tokens}, then "
+        f"{len(SAMPLE_TEXTS) - 6} texts in batches of at most 4 rows{tokens}; padding {padding(a, b, c)}")
+    assert _batching_line(a.merge(b).meta).endswith(f"; batches of at most 2 rows{tokens}; padding {padding(a, b)}")
+    left.save_pretrained(tmp_path / "merged")
+    assert cli_main(["show", str(tmp_path / "merged")]) == 0
+    assert _batching_line(left.meta) in capsys.readouterr().out
+
+
 def test_merge_refuses_the_same_run_twice_and_other_credit_options(profile):
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="with itself.*counted twice"):
         profile.merge(profile)
