@@ -7,7 +7,6 @@ Prints the figures and rewrites the "## Core engine" section of bench/RESULTS.md
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from results_file import update_section  # noqa: E402
 
 MAX_LENGTH, BATCH = 64, 32
 
