@@ -589,27 +589,44 @@ def select_slice(dataset, split: str):
     (``"train[:2]"``, ``"train[-50:]"``, ``"train[10%:20%]"``, ``"train[:33%](pct1_dropremainder)"``).
 
     Raises:
-        DatasetError: `dataset` is a stream (its length is unknown), the slice adds splits (``+``), or it is not
-            datasets' slice syntax (named).
+        DatasetError: `dataset` is a stream (its length is unknown), or the slice is one :func:`read_slice` refuses.
+    """
+    import datasets
+
+    instruction, parsed = read_slice(split)
+    if not isinstance(dataset, datasets.Dataset):
+        raise _stream_slice_error(split)
+    (rows,) = instruction.to_absolute({parsed: len(dataset)})
+    return dataset.select(range(rows.from_, rows.to))
+
+
+def _stream_slice_error(split: str) -> DatasetError:
+    name, _ = split_and_slice(split)
+    return DatasetError(f"split={split!r} slices a stream, whose length is unknown: drop streaming=True, or pass "
+                        f"split={name!r} with num_samples=N for its first N texts.")
+
+
+def read_slice(split: str):
+    """`split` (``"name[slice]"``) parsed by datasets' own reader: ``(ReadInstruction, the name it was parsed
+    under)``. Checks the syntax only, so it runs before any download.
+
+    Raises:
+        DatasetError: the slice adds splits (``+``) or is not datasets' slice syntax (named, with examples).
     """
     import datasets
 
     name, sliced = split_and_slice(split)
-    if not isinstance(dataset, datasets.Dataset):
-        raise DatasetError(f"split={split!r} slices a stream, whose length is unknown: drop streaming=True, or pass "
-                           f"split={name!r} with num_samples=N for its first N texts.")
     if "+" in sliced:
         raise DatasetError(f"split={split!r} adds splits with '+': hf_txray profiles one split, or one slice of it. "
                            "Profile each and combine the profiles with Profile.merge.")
-    # datasets' own parser and rounding; it reads names of word characters only, so another ('held-out') is replaced
-    parsed = name if re.fullmatch(r"\w+(\.\w+)*", name) else "split"
+    # datasets' parser reads names of word characters only: another ('held-out') is parsed under a placeholder
+    parsed = name if re.fullmatch(r"\w+(\.\w+)*", name or "") else "split"
     try:
-        (rows,) = datasets.ReadInstruction.from_spec(parsed + sliced).to_absolute({parsed: len(dataset)})
-    except ValueError as err:
+        return datasets.ReadInstruction.from_spec(parsed + sliced), parsed
+    except (ValueError, AssertionError) as err:
         detail = _first_line(err).replace(parsed + sliced, split)  # the split as given, not the placeholder
         raise DatasetError(f"split={split!r}: {sliced!r} is not a slice datasets reads ({detail}): write "
                            f"e.g. '{name}[:100]', '{name}[-50:]' or '{name}[10%:20%]'.") from None
-    return dataset.select(range(rows.from_, rows.to))
 
 
 def _text_column(dataset, text_column: str | None) -> str:
@@ -852,14 +869,19 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
     if not data_files:  # a builder that lists no files up front: load_dataset checks the split itself
         return builder.config.name, split, []
     splits = [str(s) for s in data_files]
-    if split is not None and split not in splits:
-        raise DatasetError(f"Split {split!r} not found in config {builder.config.name!r} of the Hub dataset "
+    # "train[:100]": the slice goes to load_dataset with the split (datasets reads it); the files are the split's
+    base, sliced = (split, "") if split in splits else split_and_slice(split)
+    if base is not None and base not in splits:
+        raise DatasetError(f"Split {base!r} not found in config {builder.config.name!r} of the Hub dataset "
                            f"{name!r}; its splits: {', '.join(splits)}.")
+    if sliced:
+        read_slice(split)  # its syntax, before any download
     if split is None and len(splits) > 1:
         raise DatasetError(f"Config {builder.config.name!r} of the Hub dataset {name!r} has several splits "
                            f"({', '.join(splits)}): pass split=... to choose one.")
     split = split or (splits[0] if splits else None)
-    urls = [str(u) for key, files in data_files.items() if str(key) == split for u in files]
+    base = base or split
+    urls = [str(u) for key, files in data_files.items() if str(key) == base for u in files]
     marker = f"@{commit}/"
     paths = [u.split(marker, 1)[1] for u in urls if marker in u]
     return builder.config.name, split, paths
@@ -937,6 +959,8 @@ def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, s
     source = resolve_dataset_source(dataset, revision=revision, config=config, split=split, token=token)
     target: Any = dataset
     if source.kind == "hub":
+        if split_and_slice(source.split)[1]:
+            raise _stream_slice_error(source.split)
         if is_offline_mode():
             # Offline, datasets streams the latest version it has cached, whatever the revision: nothing can check it
             # is the pinned commit (a loaded, non-streamed copy is checked against its cache folders instead).

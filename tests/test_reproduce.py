@@ -165,6 +165,21 @@ def test_dataset_with_several_configs_and_splits(hub, tmp_path):
     with pytest.raises(DatasetError, match="several splits"):
         hf_txray.analyze(model, dataset, dataset_config="beta", **OPTIONS)
 
+    # A slice of a split, as datasets reads it: the split's files are pinned, the slice is recorded and reproduced.
+    sliced = hf_txray.analyze(model, dataset, split="train[1:3]", **OPTIONS)
+    data = sliced.meta.provenance["dataset"]
+    assert (data["config"], data["split"], list(data["data_files"])) == ("alpha", "train[1:3]", ["alpha/train.parquet"])
+    assert numbers_equal(sliced, hf_txray.analyze(model, TEXTS_V1[1:3], **OPTIONS))
+    assert _reproduce_one(sliced, tmp_path).verdict == "identical"
+    before = len(hub.server.requests)
+    with pytest.raises(DatasetError, match="Split 'dev' not found.*test, train|train, test"):
+        hf_txray.analyze(model, dataset, split="dev[:2]", **OPTIONS)
+    with pytest.raises(DatasetError, match=r"'\[two\]' is not a slice datasets reads"):
+        hf_txray.analyze(model, dataset, split="train[two]", **OPTIONS)
+    with pytest.raises(DatasetError, match="slices a stream.*split='train' with num_samples"):
+        hf_txray.analyze(model, dataset, split="train[:2]", streaming=True, **OPTIONS)
+    assert not [r for r in hub.server.requests[before:] if r.path.endswith(".parquet")]  # refused before downloads
+
 
 def test_bad_revisions_fail_before_any_download(repos, hub):
     before = len(hub.server.requests)
