@@ -357,6 +357,9 @@ def report(r: dict, m: dict | None) -> str:
         + " / ".join(f"{r['split'][k]:.2f}" for k in ("forward_call", "top_k", "credit", "other")) + " s CPU |",
         f"| with `pad_to_multiple_of=1` (rows padded to the longest only): plain forward / analyze, token / ratio | "
         f"{b['plain_tight']:.2f} / {b['token_tight']:.2f} s CPU / {b['plain_tight'] / b['token_tight']:.3f} |",
+        f"| **against the plain forward's best batching** (rows padded to the longest only: "
+        f"{b['plain_tight']:.2f} s), token: analyze with its defaults (widths rounded up to 16) / with "
+        f"`pad_to_multiple_of=1` | **{b['plain_tight'] / b['token']:.3f}** / **{b['plain_tight'] / b['token_tight']:.3f}** |",
         f"| of which system time (page faults), median: plain / token / full / token with a worker | {system} |",
         f"| minor page faults per run, median: plain / token / full / token with a worker | {faults} |",
     ]
