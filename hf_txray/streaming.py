@@ -139,9 +139,11 @@ HEAD_TEXTS = 16  # first texts of a stream whose hash a checkpoint records (Stre
 class StreamingSource:
     """This process's part of an ``IterableDataset``.
 
-    Example ids are ``local_position * world_size + rank``: the stream position itself on one process, and with
-    several processes unique ids (the global position when the corpus has fewer data shards than processes, so
-    ``split_dataset_by_node`` interleaves examples). The texts of top examples are kept (and pruned to those
+    Example ids are ``local_position * world_size + rank``: the stream position itself, on one process or several.
+    ``split_dataset_by_node`` is told to interleave examples (``strategy="examples"``): its default gives each
+    process whole data files when their number is a multiple of the process count, and then neither a position
+    in the corpus (example ids, the parity halves of the noise statistics) nor ``take(num_samples)`` (cut per
+    file) would be that of one process. The texts of top examples are kept (and pruned to those
     still referenced) because a stream cannot be read back. The texts read are hashed as they pass
     (:meth:`read_hash`), so a profile of a stream can record what it read without a second pass.
     """
@@ -149,7 +151,8 @@ class StreamingSource:
     def __init__(self, corpus, text_column: str | None, rank: int, world: int):
         from datasets.distributed import split_dataset_by_node
 
-        self.corpus = split_dataset_by_node(corpus, rank=rank, world_size=world) if world > 1 else corpus
+        self.corpus = (split_dataset_by_node(corpus, rank=rank, world_size=world, strategy="examples")
+                       if world > 1 else corpus)
         self.text_column, self.rank, self.world = text_column, rank, world
         self.total: int | None = None
         self._texts: dict[int, str] = {}
@@ -214,9 +217,7 @@ class StreamingSource:
         return text
 
     def _describe(self, position: int) -> str:
-        if self.world == 1:
-            return str(position)
-        return f"{position} of process {self.rank}'s shard (of {self.world})"
+        return str(position * self.world + self.rank)  # the stream's own row: examples are interleaved
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}

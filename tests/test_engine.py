@@ -631,8 +631,10 @@ def test_device_flushes_do_not_change_the_result():
 
 
 def test_two_processes_stream_every_example_once(tmp_path):
-    """torchrun, 2 gloo processes, --streaming: split_dataset_by_node shards the stream; the gathered profile is
-    the single-process in-memory one (one data shard, so example ids are the global line numbers)."""
+    """torchrun, 2 gloo processes, --streaming: split_dataset_by_node splits the stream; the gathered profile is
+    the single-process in-memory one. The corpus is two data files, one per process: datasets' default would give
+    each process one whole file, so example ids (and the split halves of the noise statistics) would not be corpus
+    positions, and --num-samples (a take) would be cut per file; examples are interleaved instead."""
     import subprocess
     import sys
 
@@ -642,13 +644,16 @@ def test_two_processes_stream_every_example_once(tmp_path):
     model, tokenizer = tiny("bert")
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
-    data = tmp_path / "ptb.txt"
-    data.write_text("\n".join(treebank.penn["valid"].split("\n")[:41]), encoding="utf-8")
-    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(data), "--features", "token,word",
-            "--batch-size", "4", "--max-length", "24"]
+    lines = treebank.penn["valid"].split("\n")[:41]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "part-0.txt").write_text("\n".join(lines[:17]), encoding="utf-8")
+    (tmp_path / "data" / "part-1.txt").write_text("\n".join(lines[17:]), encoding="utf-8")
+    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(tmp_path / "data"), "--features",
+            "token,word", "--batch-size", "4", "--max-length", "24"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / "two")], check=True, env=_env(),
-                   timeout=300, capture_output=True)
+    for name, extra in (("two", []), ("two-7", ["--num-samples", "7"])):
+        subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / name)] + extra, check=True,
+                       env=_env(), timeout=300, capture_output=True)
     subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,
                    capture_output=True)
     one = hf_txray.Profile.from_pretrained(tmp_path / "one")
@@ -657,6 +662,11 @@ def test_two_processes_stream_every_example_once(tmp_path):
     assert one.meta.num_examples == two.meta.num_examples == 41
     assert one.meta.num_windowed > 0
     assert_same_profile(two, one)
+    assert set(two.examples["example_id"]) <= set(range(41))
+    np.testing.assert_array_equal(two.neuron_count_odd, one.neuron_count_odd)  # the same split halves
+    first_7 = hf_txray.analyze(str(tmp_path / "model"), lines[:7], features=("token", "word"), batch_size=4,
+                               max_length=24, show_progress=False)
+    assert_same_profile(hf_txray.Profile.from_pretrained(tmp_path / "two-7"), first_7)
 
 
 def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_path):
