@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import inspect
 import itertools
+import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -430,11 +431,14 @@ def _rows(corpus, start: int, end: int):
 
 def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> str:
     """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
-    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus, shard, the options that
+    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus and its num_samples, shard, the options that
     change what is counted, and `features` (each user feature's :func:`~hf_txray.features.code_fingerprint`)."""
     model = (meta.provenance or {}).get("model", {})
+    # num_samples: a stream's take(n) has no fingerprint of its own, and its state_dict does not carry n
+    num_samples = (meta.provenance or {}).get("dataset", {}).get("num_samples")
     parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
-             meta.dataset_fingerprint, meta.config.get("max_length"), meta.max_examples_per_neuron, start, end,
+             meta.dataset_fingerprint, num_samples, meta.config.get("max_length"), meta.max_examples_per_neuron,
+             start, end,
              meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
              meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
              model.get("commit"), model.get("content_hash"), weights, features]
@@ -480,6 +484,7 @@ class _CheckpointState:
 
     def __init__(self, directory: str | Path, rank: int, world: int, run_key: str, stream_head: str | None = None):
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
+        self.world = world
         self.run_key = run_key
         self.stream_head = stream_head  # StreamingSource.head_hash(): a stream has no fingerprint of its contents
 
@@ -504,6 +509,7 @@ class _CheckpointState:
         if not progress_file.exists():
             if state_file.exists():
                 raise self.unusable("has state.npz but no progress.json (a partial copy?)")
+            self._refuse_other_process_count()
             logger.info("No checkpoint in %s: starting from the beginning.", self.path)
             return None, None
         try:
@@ -526,8 +532,8 @@ class _CheckpointState:
         if progress.get("stream_head") != self.stream_head:
             raise ConfigurationError(
                 f"The stream's first texts differ from those of the run saved in {self.path}: its file or dataset "
-                f"changed since (or a generator already read was passed again: pass a new one), and resuming would "
-                f"mix two corpora. {START_OVER}."
+                f"changed since, it is shuffled without a seed (pass shuffle(seed=...)), or a generator already read "
+                f"was passed again (pass a new one); resuming would mix two corpora. {START_OVER}."
             )
         if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
             raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
@@ -544,6 +550,18 @@ class _CheckpointState:
             raise self.unusable(f"has a state.npz that is not a complete .npz archive ({type(err).__name__})") \
                 from None
         return progress, _SavedState(sub_state(state, "builder"), texts)
+
+    def _refuse_other_process_count(self) -> None:
+        """A checkpoint written by another number of processes sits in other ``rank-*-of-N`` folders: starting over
+        beside it would silently redo the whole run."""
+        written = sorted({int(m.group(1)) for p in self.path.parent.glob("rank-*-of-*")
+                          if (m := re.fullmatch(r"rank-\d+-of-(\d+)", p.name)) and (p / "progress.json").exists()})
+        if written and self.world not in written:
+            counts = " or ".join(map(str, written))
+            raise ConfigurationError(
+                f"The checkpoint in {self.path.parent} was written by {counts} processes, and this run has "
+                f"{self.world}: a run resumes with the number of processes that wrote its checkpoint (torchrun "
+                f"--nproc_per_node {written[0]}). {START_OVER}.")
 
     def unusable(self, problem: str) -> ConfigurationError:
         """The error for a corrupt or partial checkpoint: what is wrong with it, and how to start over."""

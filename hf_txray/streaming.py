@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -163,16 +164,22 @@ class StreamingSource:
 
     def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done, index = 0, _bucket_index(state)
+        rows: Iterable[dict[str, Any]] = self.corpus
         if state:
             done = int(state["processed"])
-            self.corpus.load_state_dict(state["dataset"])
-            # The texts before the resume point are not read again (on a Hub stream that would download them all
-            # again): a resumed run records no texts hash (a local file stays pinned by its content hash).
-            self._resumed = True
+            if has_shuffle_buffer(self.corpus):
+                # datasets' state_dict does not hold a shuffle buffer: loaded, the buffer's texts would be lost.
+                # Read the (seeded, so equally ordered) stream again from its start and skip what was done.
+                rows = itertools.islice(self.corpus, done, None)
+            else:
+                # The texts before the resume point are not read again (on a Hub stream that would download them
+                # all again).
+                self.corpus.load_state_dict(state["dataset"])
+            self._resumed = True  # a resumed run records no texts hash (a local file stays pinned by its content)
         texts: list[str] = []
         limit, budget = plan.limits(index)
         chars = 0
-        for row in self.corpus:
+        for row in rows:
             texts.append(self._text_of(row, done + len(texts)))
             chars += len(texts[-1])
             if len(texts) == limit or (budget is not None and chars >= budget):  # as InMemorySource.buckets
@@ -257,6 +264,21 @@ class StreamingSource:
     def restore_texts(self, texts: dict[int, str]) -> None:
         """Hold `texts` again, as when the checkpoint was saved."""
         self._texts.update(texts)
+
+
+def has_shuffle_buffer(corpus: Any) -> bool:
+    """Whether the ``IterableDataset`` `corpus` reads through a shuffle buffer (``.shuffle(buffer_size=...)``, at any
+    step of its chain of iterables), whose content its ``state_dict()`` does not keep."""
+    from datasets.iterable_dataset import BufferShuffledExamplesIterable
+
+    pending = [getattr(corpus, "_ex_iterable", None)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, BufferShuffledExamplesIterable):
+            return True
+        pending += [getattr(node, "ex_iterable", None)] + list(getattr(node, "ex_iterables", None) or [])
+        pending = [n for n in pending if n is not None]
+    return False
 
 
 # Usual names of the text column, tried in this order when none is given.

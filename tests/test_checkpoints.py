@@ -40,10 +40,13 @@ def jsonl(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("streaming", [False, True, "generator"], ids=["in_memory", "stream", "generator"])
+@pytest.mark.parametrize("streaming", [False, True, "generator", "shuffled"],
+                         ids=["in_memory", "stream", "generator", "shuffled_stream"])
 def test_resume_equals_an_uninterrupted_run_at_every_interruption_point(tmp_path, jsonl, streaming):
-    # a generator is read once: its head, hashed for the checkpoint, is replayed, and a resume gets a new generator
-    corpus = {False: lambda: TEXTS, True: lambda: stream(jsonl), "generator": lambda: (t for t in TEXTS)}[streaming]
+    # a generator is read once: its head, hashed for the checkpoint, is replayed, and a resume gets a new generator;
+    # a shuffle buffer is not in datasets' state_dict (loading it lost the buffer's texts): read again and skipped
+    corpus = {False: lambda: TEXTS, True: lambda: stream(jsonl), "generator": lambda: (t for t in TEXTS),
+              "shuffled": lambda: stream(jsonl).shuffle(seed=0, buffer_size=5)}[streaming]
     SPANS.calls, SPANS.fail_at = 0, None
     uninterrupted = run(corpus(), checkpoint_dir=tmp_path / "full", **COMMON)
     plain = run(corpus(), **{k: v for k, v in COMMON.items() if k != "checkpoint_every"})
@@ -161,6 +164,21 @@ def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
     with pytest.raises(ConfigurationError, match="stream's first texts differ.*--no-resume"):
         run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
     assert SPANS.calls == 0
+
+
+def test_resume_refuses_a_stream_taken_to_another_num_samples(tmp_path, jsonl):
+    """A stream's take(num_samples) has no fingerprint and its state_dict does not carry n: resuming with another
+    num_samples (or none) profiled a mix of both runs, or failed inside datasets."""
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "state", num_samples=10, **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    for other in (4, None):
+        with pytest.raises(ConfigurationError, match="different run"):
+            run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, num_samples=other, **COMMON)
+    assert SPANS.calls == 0
+    resumed = run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, num_samples=10, **COMMON)
+    assert resumed.meta.num_examples == 10
 
 
 def _without_processed(folder):
@@ -281,6 +299,11 @@ def test_two_processes_resume_each_rank_from_its_own_checkpoint(tmp_path):
     assert json.loads((tmp_path / "calls.json").read_text()) == [12 - 6, 12 - 6]  # 3 buckets of 2 texts were saved
     assert resumed == full and full.meta.num_examples == len(texts)
     assert (resumed.examples["token"] != "").all() and set(resumed.examples["example_id"] % 2) == {0, 1}
+    # One process resuming the two processes' checkpoint would find no rank-0-of-1 and silently start over
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="written by 2 processes, and this run has 1.*nproc_per_node 2"):
+        run(stream(corpus), checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert SPANS.calls == 0
 
 
 def test_weights_sample_hash_samples_the_last_value_of_tensors_past_float32_precision():
