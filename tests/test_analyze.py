@@ -347,6 +347,27 @@ def test_user_feature_labels_character_spans():
     assert int(table.corpus_count.sum()) == expected
 
 
+def test_user_feature_spans_are_checked_and_may_come_in_any_order():
+    """Spans in any order (and empty ones) label as sorted ones do; overlapping spans (which silently dropped labels:
+    the alignment reads one span per token), a None label, reversed or out-of-text bounds, a pair instead of a
+    triple and a function returning None are refused naming the feature."""
+    def sorted_words(text):
+        return [(m.start(), m.end(), m.group()[0].lower()) for m in re.finditer(r"\w+", text)]
+
+    def reversed_words(text):
+        return sorted_words(text)[::-1] + [(0, 0, "empty")]
+
+    in_order = run(features=("token", UserFeature("initial", sorted_words))).tables["initial"]
+    any_order = run(features=("token", UserFeature("initial", reversed_words))).tables["initial"]
+    assert in_order.equals(any_order) and int(in_order.corpus_count.sum()) > 0
+    bad = {"overlap": lambda t: [(0, len(t), "all"), (0, 3, "head")], "None": lambda t: [(0, 3, None)],
+           "not within": lambda t: [(3, 1, "x")], "not within the text": lambda t: [(0, len(t) + 1, "x")],
+           "triple": lambda t: [(0, 3)], "returned None": lambda t: None, "not integers": lambda t: [(0.0, 3, "x")]}
+    for problem, fn in bad.items():
+        with pytest.raises(ConfigurationError, match=f"UserFeature 'bad': .*{problem}"):
+            run(features=("token", UserFeature("bad", fn)))
+
+
 # ----- resume -------------------------------------------------------------------------------------------------
 def test_resume_continues_without_recounting(tmp_path):
     texts = TEXTS * 3

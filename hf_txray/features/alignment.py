@@ -10,6 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..errors import ConfigurationError
+
 from .registry import UserFeature
 
 
@@ -116,11 +118,47 @@ def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.nd
 
 
 def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, tok_end: np.ndarray) -> list[str | None]:
-    """Labels of a user feature for the tokens of one text (None where no span covers the token)."""
-    spans = sorted((int(s), int(e), str(label)) for s, e, label in feature.fn(text))
+    """Labels of a user feature for the tokens of one text (None where no span covers the token).
+
+    Raises:
+        ConfigurationError: `feature.fn` did not return ``(start, end, label)`` spans within the text, in any order
+            but without overlaps (a token takes one label), with labels that are not None (named, with the text).
+    """
+    spans = user_feature_spans(feature, text)
     if not spans:
         return [None] * len(tok_start)
     starts = np.array([s for s, _, _ in spans])
     ends = np.array([e for _, e, _ in spans])
     where = align_to_spans(starts, ends, tok_start, tok_end)
     return [spans[i][2] if i >= 0 else None for i in where]
+
+
+def user_feature_spans(feature: UserFeature, text: str) -> list[tuple[int, int, str]]:
+    """`feature.fn(text)` checked and sorted: non-empty ``(start, end, label)`` spans (empty ones cover nothing)."""
+    def refuse(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"UserFeature {feature.name!r}: {problem}, for the text {text[:60]!r}. Its function "
+                                  "must return (start, end, label) character spans with 0 <= start <= end <= "
+                                  "len(text), that do not overlap (a token takes one label), and labels that are not "
+                                  "None (leave a token without a label by leaving it out of every span).")
+
+    returned = feature.fn(text)
+    if returned is None:
+        raise refuse("the function returned None (return [] for a text without spans)")
+    spans = []
+    for span in returned:
+        if isinstance(span, (str, bytes)) or not hasattr(span, "__len__") or len(span) != 3:
+            raise refuse(f"{span!r} is not a (start, end, label) triple")
+        start, end, label = span
+        if not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in (start, end)):
+            raise refuse(f"the bounds of {span!r} are not integers")
+        if label is None:
+            raise refuse(f"{span!r} has the label None")
+        if not 0 <= start <= end <= len(text):
+            raise refuse(f"{span!r} is not within the text (0 <= start <= end <= {len(text)})")
+        if end > start:
+            spans.append((int(start), int(end), str(label)))
+    spans.sort()
+    for before, after in zip(spans, spans[1:]):
+        if after[0] < before[1]:
+            raise refuse(f"the spans {before!r} and {after!r} overlap")
+    return spans

@@ -20,7 +20,9 @@ class UserFeature:
     """A user-defined feature: `fn(text)` returns ``(start, end, label)`` character spans.
 
     A token takes the label of the span that contains its first character; tokens outside every span carry no
-    value for this feature (they are still credited for the other features).
+    value for this feature (they are still credited for the other features). Spans may come in any order; they
+    must not overlap, must lie within the text and have labels that are not None (else a ``ConfigurationError``
+    at the first such text).
     """
 
     name: str
