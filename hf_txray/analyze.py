@@ -34,7 +34,7 @@ from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import (describe_loaded, load_model, load_pinned_corpus, load_pinned_stream, merge_dtype,
+from .loading import (describe_loaded, is_stream, load_model, load_pinned_corpus, load_pinned_stream, merge_dtype,
                       resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
@@ -632,6 +632,9 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
+    if o.streaming and not isinstance(dataset, (str, Path)) and not is_stream(dataset):
+        logger.warning("streaming=True opens data files, folders and Hub ids as streams; the %s passed is read as "
+                       "it is (recorded streaming=False).", type(dataset).__name__)
     if o.streaming and isinstance(dataset, (str, Path)):
         # Opened as a stream: a Hub dataset is pinned to its commit and read as it downloads; a local file or folder
         # is pinned by its content hash (reading it costs far less than profiling it).

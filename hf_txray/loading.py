@@ -216,7 +216,8 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if streaming and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
         dataset = load_named_dataset(dataset_id, split, streaming=True)
-    if _is_stream(dataset):
+
+    if is_stream(dataset):
         if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
         return _load_stream(dataset, text_column, split, num_samples, dataset_id)
@@ -266,7 +267,7 @@ _STREAM_HINT = (
 )
 
 
-def _is_stream(obj: Any) -> bool:
+def is_stream(obj: Any) -> bool:
     """An ``IterableDataset(Dict)`` or a one-shot iterator/generator (no length)."""
     import datasets
 
@@ -489,6 +490,7 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
+            _check_split_of_file(name, split, streaming)
             return datasets.load_dataset(builder, data_files=str(path), split=split or "train", streaming=streaming)
         if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
             saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -511,6 +513,18 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
         ) from err
+
+
+def _check_split_of_file(name: str, split: str | None, streaming: bool) -> None:
+    """A data file is one split, ``train`` (as datasets reads it); refuse another before reading it."""
+    base, sliced = split_and_slice(split)
+    if base not in (None, "train"):
+        raise DatasetError(f"The data file {name!r} holds one split, 'train', not {base!r}: pass split='train' (or "
+                           "a slice of it, such as 'train[:100]'), or leave split out.")
+    if sliced:
+        if streaming:
+            raise _stream_slice_error(split)
+        read_slice(split)
 
 
 def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):

@@ -284,6 +284,21 @@ def test_a_slice_of_a_split_is_read_as_datasets_reads_it(tmp_path):
         run(texts=str(tmp_path / "saved"), split="train[:2]+held-out")
     with pytest.raises(DatasetError, match=r"slices a stream, whose length is unknown: drop streaming=True"):
         run(texts=str(tmp_path / "files"), split="train[:2]", streaming=True)
+    # A single data file is one split, "train": another was reported as a file its reader could not parse
+    data_file = str(tmp_path / "files" / "train.csv")
+    assert run(texts=data_file, split="train[1:3]").meta.num_examples == 2
+    for streaming in (False, True):
+        with pytest.raises(DatasetError, match=r"holds one split, 'train', not 'test': pass split='train'"):
+            run(texts=data_file, split="test", streaming=streaming)
+    with pytest.raises(DatasetError, match=r"slices a stream"):
+        run(texts=data_file, split="train[:2]", streaming=True)
+
+
+def test_streaming_true_with_texts_in_memory_says_it_reads_them_as_they_are(caplog):
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        profile = run(texts=TEXTS, streaming=True)
+    assert not profile.meta.config["streaming"]
+    assert "the list passed is read as it is (recorded streaming=False)" in caplog.text
 
 
 def test_a_split_of_a_single_dataset_is_refused_not_recorded(tmp_path):
