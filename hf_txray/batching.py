@@ -313,8 +313,8 @@ class BatchEncoder:
             tokens = {name: values[bounds[i]: bounds[i + 1]] for name, values in flat.items()}  # views
             fields = self._text_fields(i, text, tokens, annotations, vocabs)
             per_text.append(fields)
-            if fields is None:
-                flags[i, 2] = not text.strip()
+            if fields is None:  # no token to credit: blank, or only characters the tokenizer drops (zero-width)
+                flags[i, 2] = 1
                 continue
             flags[i, 1] = truncate and _is_truncated(enc.encodings[i])
             new = self._segments(i, tokens["input_ids"], tokens.get("token_type_ids"), fields["index"])

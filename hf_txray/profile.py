@@ -59,7 +59,7 @@ class ProfileMeta:
     num_positions: int = 0
     num_uncredited: int = 0
     num_truncated: int = 0
-    num_empty: int = 0
+    num_empty: int = 0  # texts without a token to credit: empty, blank or only characters the tokenizer drops
     num_windowed: int = 0  # texts longer than max_length, split into windows (long_texts="window")
     num_input_tokens: int = 0  # non-padding tokens fed to the model (window context included)
     num_padded_tokens: int = 0  # rows x padded width of every batch: padding share = 1 - input / padded

@@ -144,6 +144,9 @@ def test_empty_strings_credit_nothing_and_are_counted():
     without = run(texts=TEXTS)
     assert with_empty.meta.num_empty == len(SAMPLE_TEXTS) - len(TEXTS)
     assert np.array_equal(with_empty.neuron_count, without.neuron_count)
+    # Not blank, but nothing the tokenizer keeps (zero-width spaces): no token to credit, counted as empty too
+    invisible = run(texts=TEXTS + ["\u200b\u200b"])
+    assert invisible.meta.num_empty == 1 and np.array_equal(invisible.neuron_count, without.neuron_count)
 
 
 @pytest.mark.parametrize("features", [("token", "word"), ("token", "pos")])
