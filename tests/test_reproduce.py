@@ -591,6 +591,25 @@ def test_a_slice_of_a_saved_split_reproduces_the_same_rows(tmp_path, capsys):
     assert cli_main(["reproduce", str(folder)]) == 0 and "identical" in capsys.readouterr().out
 
 
+def test_the_token_budget_a_cpu_run_resolved_is_reused_whatever_the_threads(tmp_path, monkeypatch):
+    """The default CPU token budget grows with the torch threads: reproduced with more threads, a stage was batched
+    otherwise and its masses differed (3e-6 on MiniLM). The recorded, resolved budget is reused."""
+    from hf_txray import budget
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    texts = [t * 4 for t in TEXTS_V1] * 6  # long enough that batches are cut by the token budget
+    monkeypatch.setattr(budget, "CPU_MAX_TOKENS", 4096)
+    monkeypatch.setattr(budget, "CPU_BATCH_BYTES_PER_THREAD", 32 * 37 * 4)  # 32 tokens a thread of a 37-wide MLP
+    monkeypatch.setattr(budget, "widest_activation", lambda model: 37)
+    profile = hf_txray.analyze(model, texts, features=("token",), show_progress=False, max_length=32)
+    resolved = profile.meta.config["max_tokens_per_batch"]
+    assert resolved is not None and profile.meta.provenance["options"]["max_tokens_per_batch"] is None
+    monkeypatch.setattr(budget.torch, "get_num_threads", lambda: 8)  # the default would now be 8x larger
+    verdict = _reproduce_one(profile, tmp_path, dataset=texts)
+    assert verdict.verdict == "identical"
+    assert verdict.stages[0].profile.meta.config["max_tokens_per_batch"] == resolved
+
+
 def test_loading_options_recorded_by_a_stage_are_reapplied_or_checked(tmp_path):
     """A stage loaded with model_kwargs or device_map reproduces from its folder (device_map used to clash with the
     recorded device) and from a model object (its recorded model_kwargs used to be refused); a model object in
