@@ -333,7 +333,27 @@ class AnalyzeOptions(ProfilerConfig):
                                      f"{type(config).__name__}.")
         values.update(overrides or {})
         check_names(values, option_names(cls), caller)
-        return cls(**values)
+        options = cls(**values)
+        check_switches(options, caller)
+        return options
+
+
+def check_switches(options: Any, caller: str) -> None:
+    """Refuse a value that is not a bool for an on/off option: a string from a config file (``streaming: "no"``)
+    or a keyword (``trust_remote_code="false"``) is truthy, and would turn the option on.
+
+    Raises:
+        ConfigurationError: the option, the value and what to write instead.
+    """
+    hints = typing.get_type_hints(type(options))
+    for f in dataclasses.fields(options):
+        if hints.get(f.name) not in (bool, bool | None):
+            continue
+        value = getattr(options, f.name)
+        switch = isinstance(value, bool) or (type(value).__name__ in ("int", "bool_") and value in (0, 1))
+        if not switch and not (value is None and hints[f.name] == bool | None):
+            raise ConfigurationError(f"{caller}: {f.name} must be True or False, got {value!r} "
+                                     f"({type(value).__name__}): write true/false in a config file.")
 
 
 # The options a TXRayArguments exposes as txray_<name> (the other trainer fields are the trainer's own).

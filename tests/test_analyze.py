@@ -571,6 +571,14 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
                      str(tmp_path / "x")]) == 2
     assert "unknown option 'top_kay'. Did you mean 'top_k'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # A quoted "no" is a string, which is truthy: it used to turn streaming on
+    config.write_text('streaming: "no"\n', encoding="utf-8")
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config), "--out",
+                     str(tmp_path / "x")]) == 2
+    assert "streaming must be True or False, got 'no' (str)" in capsys.readouterr().err
+    for switch in ("trust_remote_code", "output_effects", "streaming"):
+        with pytest.raises(ConfigurationError, match=f"{switch} must be True or False, got 'false'"):
+            hf_txray.analyze(str(saved_bert), str(text_file), **{switch: "false"})
 
 
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
