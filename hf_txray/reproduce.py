@@ -103,6 +103,12 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
         if not profiles:
             raise ProfileFormatError(f"{path} is not hf_txray output: no export (README.md + meta/*.parquet) and no "
                                      "saved profile (Profile.save_pretrained) under it.")
+        names = [p.stage for p in profiles]
+        shared = sorted({name for name in names if names.count(name) > 1})
+        if shared:  # keyed by stage, all but one of them would go unchecked
+            raise ConfigurationError(
+                f"Several saved profiles under {path} share the stage name {shared[0]!r}: reproduce each profile's "
+                "own folder (hf-txray reproduce FOLDER), or give the stages distinct names (stage=..., --stage).")
         return {p.stage: p for p in profiles}
     try:
         return load(str(results), revision=revision, token=token).profiles

@@ -20,7 +20,7 @@ from huggingface_hub import constants
 
 import hf_txray
 import hf_txray.provenance
-from hf_txray import DatasetError, ModelError, ProfileFormatError, ReproducibilityError
+from hf_txray import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
 from hf_txray.cli import main as cli_main
 from hf_txray.reproduce import compare_numbers
 
@@ -236,6 +236,12 @@ def test_a_changed_profile_is_reported_different(tmp_path):
     mass[1, 0] -= 1e-3 - 1e-9  # within the relative 1e-6
     assert compare_numbers(hf_txray.Profile(profile.meta, mass, profile.neuron_count, profile.tables), profile)[0]
     assert cli_main(["reproduce", str(tmp_path / "tampered")]) == 1
+    # Two saved profiles of one stage name in a folder: one of them used to go unchecked, the verdict "identical"
+    profile.save_pretrained(tmp_path / "runs" / "first")
+    tampered.save_pretrained(tmp_path / "runs" / "second")
+    with pytest.raises(ConfigurationError, match="share the stage name 'default': reproduce each profile's own"):
+        hf_txray.reproduce(tmp_path / "runs")
+    assert cli_main(["reproduce", str(tmp_path / "runs")]) == 2
 
 
 def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path):
@@ -407,7 +413,7 @@ def test_embedded_corpus_is_reloaded_by_name(tmp_path):
 
 def test_reproduce_of_a_profile_object_says_what_to_pass():
     """A Profile object is not a results folder: a library error that names reproduce_profile, not a TypeError."""
-    from hf_txray import ConfigurationError, Profile
+    from hf_txray import Profile
 
     with pytest.raises(ConfigurationError, match="reproduce_profile"):
         hf_txray.reproduce(Profile.__new__(Profile))
