@@ -256,7 +256,11 @@ def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: 
         from .corpora import embedded_corpus
 
         notes.append(f"texts reloaded from the embedded corpus {dataset['id']!r}")
-        return embedded_corpus(dataset["id"]), None
+        corpus = embedded_corpus(dataset["id"])
+        # corpora.penn_treebank(num_samples=n) and bbc_news(num_samples=n) are prefixes of the whole corpus; the
+        # texts hash checks that this one is
+        count = dataset.get("num_texts")
+        return (corpus.select(range(count)) if isinstance(count, int) and 0 < count < len(corpus) else corpus), None
     if dataset["kind"] == "local":
         _check_local("dataset", dataset, dataset["id"], DatasetError)
         return dataset["id"], None

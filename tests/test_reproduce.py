@@ -409,6 +409,11 @@ def test_embedded_corpus_is_reloaded_by_name(tmp_path):
     assert profile.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
     result = _reproduce_one(profile, tmp_path)  # no dataset= needed
     assert result.verdict == "identical" and "embedded corpus 'penn_treebank/valid'" in str(result)
+    # The README's flow: the sample is taken by the corpus function, not by analyze (the whole corpus was reloaded,
+    # and its texts hash refused)
+    for sample in (corpora.penn_treebank("valid", num_samples=9), corpora.bbc_news(num_samples=3)):
+        profile = hf_txray.analyze(model, sample, max_length=32, **OPTIONS)
+        assert _reproduce_one(profile, tmp_path).verdict == "identical"
 
 
 def test_reproduce_of_a_profile_object_says_what_to_pass():
