@@ -265,6 +265,31 @@ def test_resume_continues_the_timeline_without_duplicates(tmp_path):
     assert "step-6->step-9" in resumed.txray_reports and "step-0->step-6" in resumed.txray_reports
 
 
+def test_resume_at_an_epochs_last_step_keeps_that_epochs_snapshot(tmp_path):
+    """txray_strategy="epoch": on_epoch_end runs after the checkpoint of the epoch's last step is saved, so a run
+    resumed from it had lost the epoch's snapshot (step-0 then step-12). It is taken before the save now, and a
+    checkpoint written without it (earlier hf_txray) gets it at the resume, from the same weights."""
+    import json
+
+    options = dict(txray_strategy="epoch", save_strategy="steps", save_steps=6)  # 2 epochs of 6 steps
+    full, _ = train(tmp_path, "run", **options)
+    assert list(full.txray_profiles) == ["step-0", "step-6", "step-12"]
+    checkpoint = tmp_path / "run" / "checkpoint-6"
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert [r["step"] for r in saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"]] == [0, 6]
+    for older in (False, True):
+        if older:  # as written before the fix: the checkpoint's timeline stops at step 0
+            saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"] = \
+                saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"][:1]
+            (checkpoint / "trainer_state.json").write_text(json.dumps(saved))
+        resumed = TXRayTrainer(model=build_classifier(seed=1), args=build_args(tmp_path / "run", **options),
+                               train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+        assert resumed.txray_timeline["step"].tolist() == [0, 6, 12], older
+        for stage, profile in full.txray_profiles.items():
+            assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
+
+
 def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
     train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoints 4, 8

@@ -159,17 +159,24 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._write_timeline(args)
         if self.profile_on_train_begin and not self.timeline:  # step-0, or a resume whose checkpoint had none
             self._snapshot(args, state, control)
+        elif self.strategy == "epoch" and state.global_step and _at_epoch_end(state):
+            # resumed from an epoch's last step whose checkpoint was saved before its snapshot (hf_txray < this
+            # fix): the weights are that step's, so take it now
+            self._snapshot(args, state, control)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # DefaultFlowCallback runs earlier and sets should_training_stop on the last step: profile it here, before
         # the checkpoint of this step is saved, so the checkpoint's state includes it.
         due = self.strategy == "steps" and state.global_step % self.steps == 0
+        # An epoch's last step too, for the same reason: on_epoch_end runs after that step's checkpoint is saved, so
+        # a run resumed from it lost the epoch's snapshot.
+        due = due or (self.strategy == "epoch" and _at_epoch_end(state))
         if self.enabled and (due or control.should_training_stop):
             self._snapshot(args, state, control)
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.strategy == "epoch":
-            self._snapshot(args, state, control)
+            self._snapshot(args, state, control)  # none when on_step_end took it
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.enabled and args.should_save:
@@ -322,6 +329,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
     def timeline_frame(self) -> pd.DataFrame:
         """The timeline as a table: one row per profile (stage, step, epoch, summary scalars, mass shares)."""
         return pd.DataFrame(self.timeline, columns=None if self.timeline else ["stage", "step", "epoch"])
+
+
+def _at_epoch_end(state: TrainerState) -> bool:
+    """Whether the step just done is an epoch's last: the Trainer sets ``state.epoch`` to a whole number there."""
+    return state.epoch is not None and state.epoch > 0 and abs(state.epoch - round(state.epoch)) < 1e-9
 
 
 def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
