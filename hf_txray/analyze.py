@@ -26,7 +26,8 @@ from .budget import resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
                        count_texts, num_prefix_specials, resolve_feature_ids, stage)
 from .credit import ProfileBuilder
-from .distributed import all_gather, default_device, input_device, is_dispatched, process_info, shard_bounds
+from .distributed import (all_gather, check_device, default_device, input_device, is_dispatched, process_info,
+                          shard_bounds)
 from .errors import ConfigurationError, DatasetError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
@@ -627,6 +628,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     o = dataclasses.replace(o, dtype=dtype, model_kwargs=model_kwargs or None)
     model_kwargs = _with_device_map(model, o.model_kwargs, o.device_map, o.device)
     _refuse_loading_options(model, o)
+    check_device(o.device)
     if isinstance(model, (str, Path)):
         resolve_model_path(str(model), model_kwargs.get("gguf_file"))  # a mistyped path fails before any work
     check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)

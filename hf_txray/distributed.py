@@ -34,6 +34,31 @@ def default_device(world_size: int) -> torch.device:
     return torch.device("cpu")
 
 
+def check_device(device: Any) -> None:
+    """Refuse a `device` that torch does not know or that this machine does not have, before any work.
+
+    Raises:
+        ConfigurationError: the device named, and what to pass instead.
+    """
+    from .errors import ConfigurationError
+
+    if device is None:
+        return
+    try:
+        parsed = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigurationError(f"Unknown device {device!r}: pass cpu, cuda, cuda:1, mps... or leave it out (this "
+                                 "process's accelerator, else the CPU).") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if parsed.index is not None and parsed.index >= count or count == 0:
+            raise ConfigurationError(f"device={device!r}, but this machine has {count} CUDA device(s) (torch "
+                                     f"{torch.__version__}): pass device='cpu', another index, or leave it out.")
+    elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigurationError(f"device={device!r}, but MPS is not available here: pass device='cpu' or leave it "
+                                 "out.")
+
+
 def shard_bounds(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
     """[start, end) of this rank's contiguous shard; same split as ``datasets`` contiguous sharding."""
     div, mod = divmod(num_items, world_size)

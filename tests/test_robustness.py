@@ -71,6 +71,22 @@ def test_device_map_conflicts_are_refused_before_loading(saved_bert):
                          show_progress=False)
 
 
+def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_before_loading(saved_bert, capsys):
+    """--device bogus, or cuda on a machine without it, ended in a raw traceback and exit code 1 (which reproduce
+    uses for "a stage differs")."""
+    import torch
+
+    from hf_txray.cli import main as cli_main
+
+    missing = ["bogus", "mps"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:1", 0])
+    for device in missing:
+        with pytest.raises(ConfigurationError, match=rf"(Unknown device|device={device!r}, but)"):
+            hf_txray.analyze(str(saved_bert), TEXTS, device=device, show_progress=False)
+    out = str(saved_bert.parent / "x")
+    assert cli_main(["analyze", str(saved_bert), TEXTS[0], "--device", "bogus", "--out", out]) == 2
+    assert "Unknown device 'bogus'" in capsys.readouterr().err
+
+
 def test_a_dtype_in_model_kwargs_is_the_dtype_and_a_different_second_one_is_refused(saved_bert, tmp_path,
                                                                                     monkeypatch, capsys):
     """model_kwargs={"dtype": ...} was overridden by dtype= without a word: two different dtypes (dtype=, and
