@@ -290,6 +290,26 @@ def test_resume_at_an_epochs_last_step_keeps_that_epochs_snapshot(tmp_path):
             assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
 
 
+def test_resume_with_other_txray_options_or_probe_is_refused_before_training(tmp_path):
+    """A changed credit rule was refused only at the next snapshot, after training steps had run; a changed max_length
+    or probe was compared with the checkpoint's profiles without a word."""
+    from hf_txray import ConfigurationError
+
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
+    train(tmp_path, "run", **options)
+    probe = [t + " more" for t in build_data()["text"]]
+    for changed, match in (({"txray_max_length": 12}, "max_length differ"), ({"txray_top_k": 2}, "top_k differ"),
+                           ({"txray_dataset": probe}, "probe texts differ")):
+        dataset = changed.pop("txray_dataset", None)
+        kwargs = {"txray_dataset": dataset} if dataset is not None else {}
+        resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "run", **{**options, **changed}),
+                               train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer(),
+                               **kwargs)
+        with pytest.raises(ConfigurationError, match=f"Resuming TX-Ray snapshots whose {match}"):
+            resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+        assert resumed.state.global_step == 4  # not one training step
+
+
 def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
     train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoints 4, 8

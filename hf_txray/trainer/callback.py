@@ -28,7 +28,7 @@ from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ConfigurationError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
-from ..profile import Profile
+from ..profile import CREDIT_OPTIONS, Profile
 from ..report import TransferReport, compare
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
@@ -154,6 +154,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             logger.warning("TXRayCallback has no `trainer=`: TX-Ray scalars go to trainer.state.log_history and "
                            "txray/timeline.csv, but not to the report_to integrations.")
         self._restore(args, state)
+        self._check_resumed_options()
         if args.should_save:
             self._prune_outputs(args)
             self._write_timeline(args)
@@ -279,6 +280,29 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 if source:
                     self._load_report(root, self.profiles[source], self.profiles[row["stage"]])
         logger.info("TX-Ray: resumed a timeline of %d profiles at step %d.", len(rows), state.global_step)
+
+    def _check_resumed_options(self) -> None:
+        """Refuse, before any training step, a resume whose TX-Ray options or probe texts differ from those of the
+        checkpoint's profiles: a different credit rule was refused only at the next snapshot, after training steps,
+        and a different max_length or probe was compared with the earlier profiles without a word."""
+        if not self.timeline:
+            return
+        last = self.profiles[self.timeline[-1]["stage"]].meta
+        now = self._profiler.meta(last.stage, self.corpus, self.dataset_id, self.text_column or "")
+        differ = [(name, getattr(last, name), getattr(now, name))
+                  for name in ("site", "layers", "num_neurons", "feature_types", "top_k")
+                  if getattr(last, name) != getattr(now, name)]
+        differ += [(name, last.config.get(name), now.config.get(name)) for name in CREDIT_OPTIONS
+                   if last.config.get(name) != now.config.get(name)]
+        texts = [(r or {}).get("dataset", {}).get("texts_hash") for r in (last.provenance, now.provenance)]
+        if None not in texts and texts[0] != texts[1]:
+            differ.append(("probe texts", texts[0], texts[1]))
+        if differ:
+            name, before, after = differ[0]
+            raise ConfigurationError(
+                f"Resuming TX-Ray snapshots whose {name} differ from the checkpoint's profiles ({before!r} before, "
+                f"{after!r} now): the timeline would compare profiles of other settings. Resume with the same "
+                "txray_* options and probe, or train into a new output_dir.")
 
     def _load_report(self, root: Path, source: Profile, profile: Profile) -> None:
         folder = root / "reports" / f"{source.stage}__{profile.stage}"
