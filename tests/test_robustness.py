@@ -281,6 +281,13 @@ def test_missing_local_path_fails_at_once_without_the_hub(monkeypatch, saved_ber
         hf_txray.analyze("./tiny-gpt22", TEXTS, show_progress=False)
     with pytest.raises(DatasetError, match="does not exist|neither a local file"):  # issue 14 checks ids first
         hf_txray.analyze(str(saved_bert), "./no-such-corpus.txt", show_progress=False)
+    # "folder/name.jsonl" with that folder here is a path (it was looked up as the Hub id 'folder/name.jsonl')
+    monkeypatch.chdir(saved_bert.parent)
+    (saved_bert.parent / "data").mkdir(exist_ok=True)
+    started = time.perf_counter()
+    with pytest.raises(DatasetError, match="The dataset path 'data/nope.jsonl' does not exist"):
+        hf_txray.analyze(str(saved_bert), "data/nope.jsonl", show_progress=False)
+    assert time.perf_counter() - started < 2
 
 
 def test_folder_without_a_model_is_named_as_such(tmp_path):
