@@ -165,8 +165,11 @@ def _add_compare(sub) -> None:
 def _cmd_compare(args) -> int:
     from . import Profile, compare
     from .display import report_text
+    from .errors import ConfigurationError
 
     _check_out(args.out, "compare")
+    if args.min_count < 0:
+        raise ConfigurationError(f"--min-count must be >= 0, got {args.min_count}.")
     report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
                      test=not args.no_test)
     report.save_pretrained(args.out)

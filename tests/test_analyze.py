@@ -587,6 +587,9 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     common = [str(saved_bert), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
     assert cli_main(["analyze", *common, "--stage", "a", "--out", str(tmp_path / "a")]) == 0
     assert cli_main(["analyze", *common, "--stage", "b", "--out", str(tmp_path / "runs" / "b")]) == 0
+    assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out", str(tmp_path / "neg"),
+                     "--min-count", "-5"]) == 2 and not (tmp_path / "neg").exists()
+    assert "--min-count must be >= 0, got -5" in capsys.readouterr().err
     assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out",
                      str(tmp_path / "runs" / "a-b"), "--no-test"]) == 0
     assert cli_main(["export", str(tmp_path / "a"), str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
