@@ -716,6 +716,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_interrupted_message(args), file=sys.stderr)
         close_process_group(barrier=False)
         return 130  # the shell's code for a command ended by SIGINT
+    except BrokenPipeError:  # `hf-txray show DIR | head`: the reader left; what was computed is already written
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        close_process_group(barrier=False)
+        return 141  # the shell's code for a command ended by SIGPIPE
     close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
     return code
 
