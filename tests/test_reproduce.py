@@ -241,6 +241,8 @@ def test_a_changed_profile_is_reported_different(tmp_path):
     tampered.save_pretrained(tmp_path / "runs" / "second")
     with pytest.raises(ConfigurationError, match="share the stage name 'default': reproduce each profile's own"):
         hf_txray.reproduce(tmp_path / "runs")
+    with pytest.raises(ConfigurationError, match="lies in the results being reproduced"):
+        hf_txray.reproduce(tmp_path / "runs" / "first", out=tmp_path / "runs" / "first")
     assert cli_main(["reproduce", str(tmp_path / "runs")]) == 2
 
 
