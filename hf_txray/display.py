@@ -31,6 +31,9 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         f"features: {', '.join(m.feature_types)}; top_k={m.top_k}",
     ]
     lines.append(_batching_line(m))
+    credit = _credit_line(m)
+    if credit:
+        lines.append(credit)
     if m.provenance:
         from .provenance import reproduce_hint, sources_text
 
@@ -65,9 +68,23 @@ def _batching_line(m) -> str:
     else:  # the config holds the first part's limits only: name each part's
         limits = "merged parts batched differently: " + ", then ".join(
             f"{part['num_examples']} texts in batches of {_limits_text(part)}" for part in parts)
+    multiple = (m.provenance or {}).get("options", {}).get("pad_to_multiple_of")
+    if multiple and multiple > 1:
+        limits += f"; widths rounded up to a multiple of {multiple}"
     # from the counts summed over every part: exact for a merged profile too
     padding = f"; padding {1 - m.num_input_tokens / m.num_padded_tokens:.1%}" if m.num_padded_tokens else ""
     return f"batching: {cut}; {limits}{padding}"
+
+
+def _credit_line(m) -> str:
+    """The options that change which positions are credited, when set: skipped first positions, a position quota."""
+    c = m.config
+    parts = []
+    if c.get("skip_first_positions"):
+        parts.append(f"first {c['skip_first_positions']} positions of each input not credited (skip_first_positions)")
+    if c.get("max_positions"):
+        parts.append(f"stopped after {c['max_positions']} credited positions (max_positions)")
+    return "credit: " + "; ".join(parts) if parts else ""
 
 
 def _limits_text(limits: dict) -> str:
