@@ -310,6 +310,20 @@ def test_resume_with_other_txray_options_or_probe_is_refused_before_training(tmp
         assert resumed.state.global_step == 4  # not one training step
 
 
+def test_resume_from_a_checkpoint_copied_without_its_profiles_says_so(tmp_path):
+    import shutil
+
+    from hf_txray import ProfileFormatError
+
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=4)
+    train(tmp_path, "run", **options)
+    shutil.copytree(tmp_path / "run" / "checkpoint-4", tmp_path / "moved" / "checkpoint-4")
+    resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "moved", **{**options, "max_steps": 6}),
+                           train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    with pytest.raises(ProfileFormatError, match="'step-0' is not in .*copy its txray/ folder along with the checkpoint"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "moved" / "checkpoint-4"))
+
+
 def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
     train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoints 4, 8

@@ -267,6 +267,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
         rows = [r for r in (saved or {}).get("attributes", {}).get("timeline", []) if r["step"] <= state.global_step]
         root = Path(args.output_dir) / TXRAY_DIR
         for row in rows:
+            if not (root / "profiles" / row["stage"]).is_dir():
+                raise ProfileFormatError(
+                    f"Resuming needs the TX-Ray profiles taken before the checkpoint, and {row['stage']!r} is not in "
+                    f"{root / 'profiles'}: resume in the output_dir that holds them, or copy its txray/ folder along "
+                    "with the checkpoint.")
             try:
                 self.profiles[row["stage"]] = Profile.from_pretrained(root / "profiles" / row["stage"])
             except ProfileFormatError as err:
