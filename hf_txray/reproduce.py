@@ -509,7 +509,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
                   dataset_config=_hub_config(data, dataset_arg), split=_split_for(data, dataset_arg),
                   text_column=data.get("text_column"), num_samples=data.get("num_samples"),
-                  trust_remote_code=bool(runtime.get("trust_remote_code")), stage=profile.stage,
+                  trust_remote_code=_recorded_switch(runtime.get("trust_remote_code")), stage=profile.stage,
                   streaming=_streams_again(data, dataset_arg), model_id=profile.meta.model_id, token=token,
                   show_progress=show_progress, **_placement(profile, model_arg, device), **options)
     identical, worst, diffs = compare_numbers(profile, new)
@@ -608,6 +608,15 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
             verdict.profile.save_pretrained(Path(out) / profile.stage)
         verdicts.append(verdict)
     return ReproduceResult(verdicts)
+
+
+def _recorded_switch(value: Any) -> bool:
+    """A recorded on/off option as a bool: earlier hf_txray versions recorded strings as given ("false" is truthy)."""
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", ""):
+            raise ReproducibilityError(f"The stage records trust_remote_code={value!r}, which is neither true nor false.")
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def pin_model(profile: Profile, model: str | Path, *, revision: str | None = None,

@@ -674,3 +674,14 @@ def test_stream_object_passed_again_as_dataset(tmp_path):
     stopped = hf_txray.analyze(model, iterable(TEXTS_V1 * 20), max_positions=5, **OPTIONS)
     with pytest.raises(ReproducibilityError, match="max_positions may stop a stream early"):
         _reproduce_one(stopped, tmp_path, dataset=iterable(TEXTS_V1 * 20))
+
+
+def test_a_recorded_switch_written_as_a_string_is_read_as_what_it_says():
+    """Earlier versions recorded trust_remote_code as given: the string "false" was truthy, and reproduce let the
+    model's own code run."""
+    from hf_txray.reproduce import _recorded_switch
+
+    assert [_recorded_switch(v) for v in ("false", "False", "no", "0", "", None, False)] == [False] * 7
+    assert [_recorded_switch(v) for v in ("true", "TRUE", "yes", "1", True)] == [True] * 5
+    with pytest.raises(ReproducibilityError, match="neither true nor false"):
+        _recorded_switch("maybe")
