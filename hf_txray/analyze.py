@@ -25,6 +25,7 @@ from .allocator import retained_heap
 from .budget import resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
                        count_texts, num_prefix_specials, resolve_feature_ids, stage)
+from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, default_device, input_device, is_dispatched, process_info,
                           shard_bounds)
@@ -634,6 +635,8 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
+    if isinstance(dataset, str) and dataset in corpora.EMBEDDED_NAMES:  # "txray:bbc", as on the command line
+        dataset = corpora.by_name(dataset, o.num_samples)
     if o.streaming and not isinstance(dataset, (str, Path)) and not is_stream(dataset):
         logger.warning("streaming=True opens data files, folders and Hub ids as streams; the %s passed is read as "
                        "it is (recorded streaming=False).", type(dataset).__name__)

@@ -14,18 +14,13 @@ from typing import Callable, Sequence
 
 from .errors import TXRayError
 
-EMBEDDED_DATASETS = {"txray:ptb": ("penn_treebank", {}), "txray:ptb-valid": ("penn_treebank", {"split": "valid"}),
-                     "txray:bbc": ("bbc_news", {})}
-
-
 def _resolve_dataset(name: str, num_samples: int | None):
-    """`txray:ptb`, `txray:bbc`... name the embedded corpora; anything else goes to `analyze` as is."""
-    if name in EMBEDDED_DATASETS:
-        from . import corpora
+    """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
+    to `analyze` as is."""
+    from . import corpora
 
-        function, kwargs = EMBEDDED_DATASETS[name]
-        return getattr(corpora, function)(num_samples=num_samples, **kwargs)
-    return name
+    embedded = corpora.by_name(name, num_samples) if isinstance(name, str) else None
+    return name if embedded is None else embedded
 
 
 def _layers(value: str):

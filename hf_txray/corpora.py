@@ -90,6 +90,20 @@ def bbc_news(num_samples: int | None = None, seed: int = 0):
     return dataset.select(range(min(num_samples, len(dataset)))) if num_samples else dataset
 
 
+# Short names of the embedded corpora, for the command line and analyze(): name -> (function, its keywords)
+EMBEDDED_NAMES = {"txray:ptb": ("penn_treebank", {}), "txray:ptb-valid": ("penn_treebank", {"split": "valid"}),
+                  "txray:bbc": ("bbc_news", {})}
+
+
+def by_name(name: str, num_samples: int | None = None):
+    """The embedded corpus a short name (:data:`EMBEDDED_NAMES`: ``txray:ptb``, ``txray:ptb-valid``, ``txray:bbc``)
+    stands for, its first `num_samples` texts when given; None for any other name."""
+    if name not in EMBEDDED_NAMES:
+        return None
+    function, kwargs = EMBEDDED_NAMES[name]
+    return globals()[function](num_samples=num_samples, **kwargs)
+
+
 def embedded_corpus(name: str | None):
     """The embedded corpus a profile names in ``meta.provenance["dataset"]["id"]`` (``"penn_treebank/<split>"`` or
     ``"bbc_news"``, the ``dataset_name`` of the functions above), or None for any other name.

@@ -416,6 +416,11 @@ def test_embedded_corpus_is_reloaded_by_name(tmp_path):
     for sample in (corpora.penn_treebank("valid", num_samples=9), corpora.bbc_news(num_samples=3)):
         profile = hf_txray.analyze(model, sample, max_length=32, **OPTIONS)
         assert _reproduce_one(profile, tmp_path).verdict == "identical"
+    # The command line's short names work in Python too (they were taken for Hub ids)
+    by_name = hf_txray.analyze(model, "txray:ptb-valid", num_samples=9, max_length=32, **OPTIONS)
+    assert numbers_equal(by_name, hf_txray.analyze(model, corpora.penn_treebank("valid", num_samples=9),
+                                                   max_length=32, **OPTIONS))
+    assert by_name.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
 
 
 def test_reproduce_of_a_profile_object_says_what_to_pass():
