@@ -221,7 +221,6 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if streaming and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
         dataset = load_named_dataset(dataset_id, split, streaming=True)
-
     if is_stream(dataset):
         if not allow_streams:
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
@@ -495,8 +494,9 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
-            _check_split_of_file(name, split, streaming)
-            return datasets.load_dataset(builder, data_files=str(path), split=split or "train", streaming=streaming)
+            _check_split_of_file(name, split)
+            loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
+            return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
         if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
             saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
             if isinstance(saved, datasets.Dataset):
@@ -520,15 +520,14 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
         ) from err
 
 
-def _check_split_of_file(name: str, split: str | None, streaming: bool) -> None:
-    """A data file is one split, ``train`` (as datasets reads it); refuse another before reading it."""
+def _check_split_of_file(name: str, split: str | None) -> None:
+    """A data file is one split, ``train`` (as datasets reads it): refuse another, and a malformed slice, before
+    reading it."""
     base, sliced = split_and_slice(split)
     if base not in (None, "train"):
         raise DatasetError(f"The data file {name!r} holds one split, 'train', not {base!r}: pass split='train' (or "
                            "a slice of it, such as 'train[:100]'), or leave split out.")
     if sliced:
-        if streaming:
-            raise _stream_slice_error(split)
         read_slice(split)
 
 

@@ -532,13 +532,11 @@ class Profile(Artifact):
         """Raise :class:`IncompatibleProfilesError` naming the first difference in site, layers, neurons, features or
         credit rule (``top_k``: a top-2 profile credits twice the positions of a top-1 one, so neither a merge nor a
         comparison of them means anything)."""
-        for name in ("site", "layers", "num_neurons", "feature_types", "top_k"):
-            mine, theirs = getattr(self.meta, name), getattr(other.meta, name)
-            if mine != theirs:
-                raise IncompatibleProfilesError(
-                    f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine} vs {theirs}). "
-                    f"Profile both with the same {name}."
-                )
+        for name, mine, theirs in credit_differences(self.meta, other.meta, config=False)[:1]:
+            raise IncompatibleProfilesError(
+                f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine} vs {theirs}). "
+                f"Profile both with the same {name}."
+            )
 
     def merge(self, other: "Profile") -> "Profile":
         """Combine the profiles of two disjoint parts of a corpus, `other`'s texts read after this one's.
@@ -576,12 +574,10 @@ class Profile(Artifact):
         return merged
 
     def _check_mergeable(self, other: "Profile") -> None:
-        for name in CREDIT_OPTIONS:
-            mine, theirs = self.meta.config.get(name), other.meta.config.get(name)
-            if mine != theirs:
-                raise IncompatibleProfilesError(
-                    f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine!r} vs "
-                    f"{theirs!r}), which changes what is credited. Profile both parts with the same {name}.")
+        for name, mine, theirs in credit_differences(self.meta, other.meta, grid=False)[:1]:
+            raise IncompatibleProfilesError(
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine!r} vs "
+                f"{theirs!r}), which changes what is credited. Profile both parts with the same {name}.")
         if (self.meta.dataset_fingerprint and self.meta.dataset_fingerprint == other.meta.dataset_fingerprint
                 and self.meta.num_examples == other.meta.num_examples
                 and np.array_equal(self.neuron_count, other.neuron_count)):
@@ -707,6 +703,19 @@ class Profile(Artifact):
 # to one profile (batching options such as batch_size do not change any credit).
 CREDIT_OPTIONS = ("max_length", "long_texts", "stride", "skip_first_positions", "max_positions", "module_pattern",
                   "spacy_model", "credit", "stack")
+
+
+# The ProfileMeta fields two profiles must share to be compared or merged (what is hooked and how it is credited)
+CREDIT_GRID = ("site", "layers", "num_neurons", "feature_types", "top_k")
+
+
+def credit_differences(a: ProfileMeta, b: ProfileMeta, grid: bool = True, config: bool = True
+                       ) -> list[tuple[str, Any, Any]]:
+    """``(name, a's, b's)`` for each of :data:`CREDIT_GRID` (with `grid`) and :data:`CREDIT_OPTIONS` (recorded in
+    ``meta.config``, with `config`) on which two profiles' metadata differ: what they count is then not the same."""
+    pairs = [(name, getattr(a, name), getattr(b, name)) for name in (CREDIT_GRID if grid else ())]
+    pairs += [(name, a.config.get(name), b.config.get(name)) for name in (CREDIT_OPTIONS if config else ())]
+    return [(name, x, y) for name, x, y in pairs if x != y]
 
 
 # Options recorded in ``meta.config`` that bound a batch: parts batched differently merge (no credit changes), and

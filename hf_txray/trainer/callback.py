@@ -28,7 +28,7 @@ from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ConfigurationError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
-from ..profile import CREDIT_OPTIONS, Profile
+from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
@@ -294,11 +294,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             return
         last = self.profiles[self.timeline[-1]["stage"]].meta
         now = self._profiler.meta(last.stage, self.corpus, self.dataset_id, self.text_column or "")
-        differ = [(name, getattr(last, name), getattr(now, name))
-                  for name in ("site", "layers", "num_neurons", "feature_types", "top_k")
-                  if getattr(last, name) != getattr(now, name)]
-        differ += [(name, last.config.get(name), now.config.get(name)) for name in CREDIT_OPTIONS
-                   if last.config.get(name) != now.config.get(name)]
+        differ = credit_differences(last, now)
         texts = [(r or {}).get("dataset", {}).get("texts_hash") for r in (last.provenance, now.provenance)]
         if None not in texts and texts[0] != texts[1]:
             differ.append(("probe texts", texts[0], texts[1]))
