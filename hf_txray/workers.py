@@ -89,6 +89,7 @@ def resolve_num_workers(requested: int | None, device_type: str) -> int:
     return requested
 
 
+MANAGER_EXIT_S = 5.0  # at most this long to wait for a stopped pool's manager thread
 PARENT_CHECK_S = 1.0  # how often a worker checks that the process that started it is still alive
 
 
@@ -182,3 +183,9 @@ def stop_now(pool: ProcessPoolExecutor) -> None:
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         if process.is_alive():
             process.terminate()
+    # Let the executor's manager thread see its workers gone and close its wake-up pipe now: left running, it could
+    # close the pipe while the interpreter's exit hook writes to it ("Bad file descriptor", a second traceback
+    # after a Ctrl-C).
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager.is_alive():
+        manager.join(timeout=MANAGER_EXIT_S)
