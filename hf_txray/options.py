@@ -100,6 +100,25 @@ def parse_csv(value: Any) -> Any:
     return value
 
 
+def parse_optional_int(value: Any) -> Any:
+    """An int given as text, or None from ``"none"`` / ``"None"`` / ``"null"`` (command lines give text: argparse's
+    ``int`` cannot say "none", and a config file's value may need overriding back to the default); anything that is
+    not text is returned as it is.
+
+    Raises:
+        ConfigurationError: text that is neither an int nor none.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"expected an int or 'none', got {value!r}") from None
+
+
 def parse_json_object(value: str) -> dict:
     """A JSON object given as text (``'{"offload_folder": "off"}'``)."""
     try:
@@ -417,7 +436,10 @@ def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type 
         for name in names:
             source = fields[name]
             metadata = {k: v for k, v in source.metadata.items() if k in HF_ARGUMENT_KEYS}
-            annotations[prefix + name] = source.metadata.get("arg_type", hints[name])
+            # Optional[int] flags take text so that "None" can be given (parsed by prefixed_values)
+            optional_int = hints[name] == (int | None)
+            annotations[prefix + name] = source.metadata.get("arg_type", int | str | None if optional_int
+                                                             else hints[name])
             if isinstance(source.default, tuple):  # a list for HfArgumentParser (nargs="+")
                 default = field(default_factory=lambda made=source.default: list(made), metadata=metadata)
             else:
@@ -430,13 +452,21 @@ def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type 
 
 
 def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[str, Any]:
-    """``{name: instance.<prefix><name>}``, parsed as the option's ``parse`` does for text."""
+    """``{name: instance.<prefix><name>}``, text parsed as the command line parses it (``"none"`` for an optional
+    int); a list of text given to a comma-separated option (``--txray_features token,pos``, which `HfArgumentParser`
+    reads as one item) is split at its commas."""
     fields = {f.name: f for f in dataclasses.fields(AnalyzeOptions)}
+    hints = typing.get_type_hints(AnalyzeOptions)
     values = {}
     for name in names:
         value = getattr(instance, prefix + name)
-        parse = fields[name].metadata.get("parse")
-        values[name] = parse(value) if parse is not None and isinstance(value, str) else value
+        parse = fields[name].metadata.get("parse") or _scalar_type(hints[name])
+        if parse is parse_csv and isinstance(value, list):
+            value = [part for item in value for part in (parse_csv(item) if isinstance(item, str) else (item,))]
+        try:
+            values[name] = parse(value) if isinstance(value, str) else value
+        except (ConfigurationError, ValueError) as err:
+            raise ConfigurationError(f"{prefix}{name}: {err}") from None
     return values
 
 
@@ -466,6 +496,10 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
 
 
 def _scalar_type(annotation: Any) -> Callable[[str], Any]:
+    """How the command line reads an option without a ``parse`` of its own: int, float or str; an optional int
+    also takes "none"."""
+    if annotation == (int | None):
+        return parse_optional_int
     kinds = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
     return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float, str) else str
 

@@ -588,6 +588,15 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     for switch in ("trust_remote_code", "output_effects", "streaming"):
         with pytest.raises(ConfigurationError, match=f"{switch} must be True or False, got 'false'"):
             hf_txray.analyze(str(saved_bert), str(text_file), **{switch: "false"})
+    # A flag sets an optional int back to its default (none) over the file's value
+    from hf_txray.cli import build_parser
+
+    parsed = build_parser().parse_args(["analyze", "m", "d", "--num-samples", "none", "--max-length", "None",
+                                        "--stride", "8"])
+    assert (parsed.num_samples, parsed.max_length, parsed.stride) == (None, None, 8)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["analyze", "m", "d", "--num-samples", "all"])
+    assert "expected an int or 'none', got 'all'" in capsys.readouterr().err
 
 
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):

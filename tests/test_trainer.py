@@ -444,6 +444,27 @@ def test_hf_argument_parser_exposes_the_txray_flags(tmp_path):
         parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_strategy", "sometimes"])
 
 
+
+def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_features(tmp_path):
+    """argparse's int cannot read "None", and HfArgumentParser reads "token,pos" as one list item: both are what a
+    user types (the CLI's own syntax), so they are parsed as the values they name, and bad text names its flag."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(TXRayArguments)
+    (args,) = parser.parse_args_into_dataclasses([
+        "--output_dir", str(tmp_path), "--txray_max_samples", "None", "--txray_features", "token,pos",
+        "--txray_max_length", "64", "--txray_stride", "none", "--txray_max_tokens_per_batch", "256",
+        "--txray_num_workers", "0"])
+    assert args.txray_max_samples is None and args.txray_features == ["token", "pos"]
+    assert (args.txray_max_length, args.txray_stride, args.txray_max_tokens_per_batch, args.txray_num_workers) == \
+           (64, None, 256, 0)
+    callback = TXRayCallback.from_args(args, TEXTS, text_column="text")
+    assert callback.config.features == ("token", "pos")
+    assert callback.config.max_length == 64 and callback.config.max_tokens_per_batch == 256
+    for flag, text in (("--txray_max_samples", "all"), ("--txray_max_length", "long")):
+        with pytest.raises(ConfigurationError, match=flag[2:]):
+            parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), flag, text])
+
 # ----- two processes ----------------------------------------------------------------------------------------------
 def test_two_process_training_gives_the_same_profiles_as_one(tmp_path):
     """torchrun, 2 gloo processes, batch 2 each, vs one process with batch 4 on the same sequential data."""

@@ -14,7 +14,7 @@ from transformers import TrainingArguments
 
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
-from ..options import TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, prefixed_values
+from ..options import TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, parse_optional_int, prefixed_values
 from ..sites import SITES
 
 TXRAY_DIR = "txray"
@@ -69,13 +69,14 @@ class TXRayArguments(TrainingArguments):
                                    "choices": list(STRATEGIES)})
     txray_steps: int = field(
         default=500, metadata={"help": "Optimizer steps between profiles when txray_strategy='steps'."})
-    txray_max_samples: int | None = field(
+    txray_max_samples: int | str | None = field(  # text on the command line, so that "None" can be given
         default=512, metadata={"help": "Profile only the first N probe texts (None: all of them)."})
     txray_on_train_begin: bool = field(
         default=True, metadata={"help": "Profile the starting point (stage 'step-0') when training begins."})
     # txray_layers, txray_site, txray_features, ... : added by add_prefixed_options from hf_txray.options.
 
     def __post_init__(self):
+        self._parse_text_values()
         check_trainer_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, PREFIX)
         unknown = [f for f in self.txray_features if f not in registered_features()]
         if unknown or not self.txray_features:
@@ -86,6 +87,17 @@ class TXRayArguments(TrainingArguments):
             )
         self.profiler_config().validate()  # layers, top_k, batch size, max_length, ...
         super().__post_init__()
+
+    def _parse_text_values(self) -> None:
+        """Optional ints given as text on the command line (``--txray_max_length None``, ``--txray_stride 32``) and
+        comma-separated features (``--txray_features token,pos``) as the values they name, set back on the fields."""
+        try:
+            self.txray_max_samples = parse_optional_int(self.txray_max_samples)
+        except ConfigurationError as err:
+            raise ConfigurationError(f"txray_max_samples: {err}") from None
+        parsed = self.txray_options()
+        for name in ("features", "max_length", "stride", "num_workers", "max_tokens_per_batch"):
+            setattr(self, PREFIX + name, list(parsed[name]) if name == "features" else parsed[name])
 
     def txray_options(self) -> dict[str, Any]:
         """The ``txray_*`` options of :func:`hf_txray.analyze`, by their analyze name, parsed (layers -> list...)."""
