@@ -345,8 +345,8 @@ class Profiler:
 
     @torch.no_grad()
     def _process(self, batch: PositionBatch, builder: ProfileBuilder, recorder: WinnerRecorder) -> None:
-        if batch.num_positions == 0:
-            builder.add([], [], batch)
+        if batch.num_positions == 0:  # the model does not run: its padded grid is not counted
+            builder.add([], [], dataclasses.replace(batch, num_padded_tokens=0))
             return
         width = batch.inputs["input_ids"].shape[1]
         arrays = {f"input.{k}": v for k, v in batch.inputs.items()}

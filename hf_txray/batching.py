@@ -56,12 +56,14 @@ class PositionBatch:
     num_empty: int = 0
     num_examples: int = 0
     num_windowed: int = 0  # texts split into several windows (counted on the bucket's first batch)
-    num_real_tokens: int = 0  # non-padding input tokens (specials and window context included)
+    # Non-padding input tokens (specials and window context included) of the bucket's texts, on its first batch,
+    # counted per text (text_flags) so that a run stopping inside the bucket counts those of the texts it reached.
+    num_real_tokens: int = 0
     num_padded_tokens: int = 0  # rows x padded width
     token_ids: np.ndarray | None = None
     local_features: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
-    # On a bucket's first batch: one row per text of the bucket, (example id, truncated, empty, windowed), so that a
-    # run that stops inside the bucket (max_positions) counts only the texts it reached.
+    # On a bucket's first batch: one row per text of the bucket, (example id, truncated, empty, windowed, input
+    # tokens), so that a run that stops inside the bucket (max_positions) counts only the texts it reached.
     text_flags: np.ndarray | None = None
 
     @property
@@ -305,7 +307,7 @@ class BatchEncoder:
         vocabs = {name: _LocalVocab() for name in opts.feature_names if name != "token"}
         segments: list[_Segment] = []
         per_text: list[dict[str, np.ndarray]] = []
-        flags = np.zeros((len(texts), 4), dtype=np.int64)  # example id, truncated, empty, windowed
+        flags = np.zeros((len(texts), 5), dtype=np.int64)  # example id, truncated, empty, windowed, input tokens
         flags[:, 0] = example_ids
         flat = _flat_encoding(enc)
         bounds = flat.pop("bounds").tolist()
@@ -319,6 +321,7 @@ class BatchEncoder:
             flags[i, 1] = truncate and _is_truncated(enc.encodings[i])
             new = self._segments(i, tokens["input_ids"], tokens.get("token_type_ids"), fields["index"])
             flags[i, 3] = len(new) > 1
+            flags[i, 4] = sum(len(segment.input_ids) for segment in new)
             segments.extend(new)
         batches = self._pack(segments, per_text, example_ids, vocabs)
         if opts.skip_first_positions:  # here, in the workers, rather than on the main process
@@ -413,7 +416,7 @@ class BatchEncoder:
             inputs=inputs, positions=torch.from_numpy(cat([row * width + seg.local for row, seg in enumerate(group)])),
             example_id=cat([np.full(len(seg.select), example_ids[seg.text], dtype=np.int64) for seg in group]),
             token_index=take("index"), char_start=take("start"), char_end=take("end"), token_ids=take("token_id"),
-            num_real_tokens=int(lengths.sum()), num_padded_tokens=int(len(group) * width),
+            num_padded_tokens=int(len(group) * width),
         )
         for name, items in local_vocabs.items():
             batch.local_features[name] = (take(name), items)
@@ -443,7 +446,8 @@ def count_texts(first: PositionBatch, flags: np.ndarray) -> None:
     """Set a bucket's per-text counts on its `first` batch from the texts' `flags` (rows of :attr:`text_flags`)."""
     first.text_flags = flags
     first.num_examples = len(flags)
-    first.num_truncated, first.num_empty, first.num_windowed = (int(n) for n in flags[:, 1:].sum(axis=0))
+    first.num_truncated, first.num_empty, first.num_windowed, first.num_real_tokens = (
+        int(n) for n in flags[:, 1:].sum(axis=0))
 
 
 def _empty_batch() -> PositionBatch:

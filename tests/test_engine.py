@@ -205,9 +205,12 @@ def test_max_positions_counts_do_not_depend_on_where_buckets_end(monkeypatch, st
         runs.append(analyze(**{**options, "max_positions": None}))
     assert inline.meta.num_positions == quota and inline.meta.num_examples == reached
     assert inline.meta.num_empty == empty and inline.meta.num_windowed == (4 if stop == "all positions" else 2)
+    # The input tokens are those of the texts it reached (not of the whole last bucket or batch)
+    reached_only = analyze(**{**options, "texts": texts[:reached], "max_positions": None})
+    assert inline.meta.num_input_tokens == reached_only.meta.num_input_tokens
+    counted = (*COUNT_FIELDS, "num_windowed", "num_input_tokens")
     for run in runs:
-        assert [getattr(run.meta, f) for f in (*COUNT_FIELDS, "num_windowed")] == \
-               [getattr(inline.meta, f) for f in (*COUNT_FIELDS, "num_windowed")]
+        assert [getattr(run.meta, f) for f in counted] == [getattr(inline.meta, f) for f in counted]
         for ft in ("token", "word"):
             assert sorted(run.tables[ft].vocab) == sorted(inline.tables[ft].vocab)
         assert compare_numbers(inline, run)[0] and compare_numbers(inline, run)[2] == []
