@@ -61,7 +61,7 @@ class ProfileMeta:
     num_truncated: int = 0
     num_empty: int = 0  # texts without a token to credit: empty, blank or only characters the tokenizer drops
     num_windowed: int = 0  # texts longer than max_length, split into windows (long_texts="window")
-    num_input_tokens: int = 0  # non-padding tokens fed to the model (window context included)
+    num_input_tokens: int = 0  # non-padding tokens of the texts profiled, as fed to the model (window context included)
     num_padded_tokens: int = 0  # rows x padded width of every batch: padding share = 1 - input / padded
     config: dict[str, Any] = field(default_factory=dict)
     hf_txray_version: str = ""
