@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ class TXRayTrainer(Trainer):
         if self.model is not None:  # with model_init the model only exists at train(); checked there
             self.txray_callback.setup(self.model, self.processing_class)
         self.add_callback(self.txray_callback)
+        # huggingface_hub warns at every push that a model repo receives data files: the txray/ tables (parquet)
+        # are meant to travel with the model. Only that warning, only for files under txray/.
+        warnings.filterwarnings("ignore", message=rf"It seems that you are about to commit a data file \({TXRAY_DIR}/",
+                                category=UserWarning)
 
     @property
     def txray_profiles(self) -> dict[str, Profile]:
