@@ -41,7 +41,7 @@ from .loading import (describe_loaded, is_stream, load_model, load_pinned_corpus
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
-from .sites import Site, WinnerRecorder, find_sites, select_layers
+from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers
 from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
@@ -74,10 +74,8 @@ class Profiler:
         self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern, config.stack),
                                                config.layers)
         self.forward = StackForward(model, config.stack, self.sites)  # checks decoder inputs before any work
-        widths = {s.width for s in self.sites}
-        if len(widths) != 1:
-            raise ConfigurationError(f"Hooked layers have different widths {sorted(widths)}: choose layers of one width.")
-        self.num_neurons = widths.pop()
+        check_one_kind(self.sites)
+        self.num_neurons = self.sites[0].width
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
         _check_top_k_reachable(model, self.sites, config.top_k)

@@ -36,6 +36,13 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "qwen3_moe": {"*": ("moe_intermediate_size",)},
 }
 
+# Mixture-of-experts models whose dense blocks (Qwen-MoE's `mlp_only_layers`, `decoder_sparse_step`) have an MLP of
+# another width than the routed experts: the attributes holding the dense blocks' width.
+DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
+    "qwen2_moe": ("intermediate_size",),
+    "qwen3_moe": ("intermediate_size",),
+}
+
 # Names of the attention submodules of the supported families: a neuron site is never inside one of them.
 ATTENTION_NAME_PARTS = ("attn", "attention")
 
@@ -79,6 +86,14 @@ def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int],
         widths["4 x hidden_size"] = 4 * hidden
     described = ", ".join(f"{k}={v}" for k, v in widths.items()) or "none"
     return widths, described
+
+
+def dense_block_widths(config: Any) -> tuple[dict[str, int], str] | None:
+    """The MLP width of the dense blocks of a mixture-of-experts `config` that states it apart (see
+    :data:`DENSE_BLOCK_WIDTHS`), as :func:`expected_mlp_widths` returns widths; None for other configs."""
+    names = DENSE_BLOCK_WIDTHS.get(getattr(config, "model_type", ""), ())
+    widths = {n: getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)}
+    return (widths, ", ".join(f"{k}={v}" for k, v in widths.items())) if widths else None
 
 
 def format_neuron(neuron: int, expert_units: int | None) -> str:

