@@ -249,8 +249,8 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
         raise ModelError(f"module_pattern {pattern!r} matches no module of {type(model).__name__}.")
     sites = []
     for layer, (name, module) in zip(_pattern_layers(root, matched, pattern), matched):
-        if site == "mlp" and is_fused_experts(module):  # routed experts only: shared ones are found by structure
-            layout = ExpertsLayout(int(module.num_experts), 0, expert_width(module))
+        if site == "mlp" and is_fused_experts(module):
+            layout = _pattern_experts_layout(model, name, module)
             sites.append(Site(layer, name, module, layout.num_neurons, "experts", layout))
         elif site == "mlp":
             dims = linear_dims(module)
@@ -264,6 +264,25 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
             dims = linear_dims(module)
             sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model), "output"))
     return sorted(sites, key=lambda s: s.layer)
+
+
+def _pattern_experts_layout(model: nn.Module, name: str, experts: nn.Module) -> ExpertsLayout:
+    """The numbering of fused experts a `module_pattern` named: with the shared expert(s) of their block, found by
+    structure as the automatic search finds them (a layer's units are the same whichever way it was found); the
+    routed experts alone where the block's layout cannot be verified against the config."""
+    parent_name = name.rsplit(".", 1)[0] if "." in name else ""
+    config = getattr(model, "config", None)
+    for block_name in (parent_name, parent_name.rsplit(".", 1)[0] if "." in parent_name else ""):
+        if not block_name or config is None:
+            continue
+        widths, described = expected_mlp_widths(config, None)
+        try:
+            found = _moe_site(model, model.get_submodule(block_name), block_name, widths, described)
+        except ModelError:
+            found = None
+        if found is not None and found[1] is experts:
+            return found[2]
+    return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts))
 
 
 def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], pattern: str) -> list[int]:
