@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .topk import top_k_lowest_first
+
 
 @dataclass
 class ExpertsLayout:
@@ -123,8 +125,5 @@ def moe_top_k(layout: ExpertsLayout, routed: torch.Tensor, top_k_index: torch.Te
         values = torch.cat([values, shared.reshape(tokens, -1).to(values.dtype)], dim=1)
         shared_numbers = base + torch.arange(shared.shape[-1], device=routed.device)
         numbers = torch.cat([numbers, shared_numbers.expand(tokens, -1)], dim=1)
-    if k == 1:
-        best, where = values.max(dim=-1, keepdim=True)
-    else:
-        best, where = values.topk(k, dim=-1)
-    return best, numbers.gather(1, where)
+    # ties go to the lowest neuron number, as in dense layers (not to the router's first slot)
+    return top_k_lowest_first(values, k, numbers)

@@ -98,6 +98,40 @@ class ArgmaxThreads:
             self._pool = None
 
 
+def top_k_lowest_first(values: torch.Tensor, k: int, numbers: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` largest `values` of every row, ties going to the lowest number: ``torch.topk`` picks among equal
+    values in no stated order, and in bf16 ties are common (a dozen positions in 300 per layer on tiny models).
+
+    Each value is made a unique int64 key, its float32 bits mapped to an order-preserving integer in the high half
+    and the inverted neuron number in the low half, so one ``topk`` over the keys ranks (value descending, number
+    ascending) exactly, on any device, without a host synchronisation. A NaN ranks above everything, as in torch.
+
+    Args:
+        values (`torch.Tensor`): ``(rows, n)``, float (bf16/fp16 are widened to float32 exactly; float64 is ranked
+            by stable sorts).
+        k (`int`): winners per row.
+        numbers (`torch.Tensor`, *optional*): ``(rows, n)`` int64 neuron numbers of the columns (mixture-of-experts
+            units); the column index when omitted.
+
+    Returns:
+        ``(values, numbers)``, both ``(rows, k)``, values in descending order.
+    """
+    if numbers is None:
+        numbers = torch.arange(values.shape[-1], device=values.device).expand(values.shape)
+    if values.dtype == torch.float64:  # no room beside 64 bits of value: stable sorts, by number then by value
+        by_number = numbers.argsort(dim=-1, stable=True)
+        ranked, where = values.gather(-1, by_number).sort(dim=-1, descending=True, stable=True)
+        return ranked[:, :k], numbers.gather(-1, by_number.gather(-1, where[:, :k]))
+    widened = values.float() + 0.0  # -0.0 becomes +0.0: they compare equal
+    bits = widened.view(torch.int32).long()
+    order = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)  # float order as integer order
+    order = torch.where(widened.isnan(), 0x7FFFFFFF, order)  # every NaN above +inf, as torch ranks them
+    keys = (order << 32) + ((1 << 32) - 1 - numbers)
+    where = keys.topk(k, dim=-1).indices
+    return values.gather(-1, where), numbers.gather(-1, where)
+
+
 def top_k_per_row(activations: torch.Tensor, k: int = 1, rows: torch.Tensor | None = None,
                   argmax: ArgmaxThreads | None = None, runs: Runs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The `k` largest values of every row (or of the chosen `rows`) and their column indices.
@@ -115,7 +149,8 @@ def top_k_per_row(activations: torch.Tensor, k: int = 1, rows: torch.Tensor | No
     Returns:
         ``(values, indices)``, both ``(len(rows), k)``, values in descending order. Exactly
         ``activations.max(-1, keepdim=True)`` for ``k == 1`` (ties go to the first index, a NaN wins as in torch)
-        and ``activations.topk(k, -1)`` otherwise, then ``index_select(0, rows)``.
+        and :func:`top_k_lowest_first` otherwise (``topk`` with ties going to the lowest index), then
+        ``index_select(0, rows)``.
     """
     if k == 1 and activations.device.type == "cpu" and activations.dtype in _NUMPY_ARGMAX \
             and not activations.requires_grad:
@@ -128,7 +163,7 @@ def top_k_per_row(activations: torch.Tensor, k: int = 1, rows: torch.Tensor | No
             chosen = rows.numpy()
             index = argmax(array, runs) if runs is not None else argmax(array)[chosen]
         return torch.from_numpy(array[chosen, index][:, None]), torch.from_numpy(index.astype(np.int64)[:, None])
-    values, indices = activations.topk(k, dim=-1) if k > 1 else activations.max(dim=-1, keepdim=True)
+    values, indices = top_k_lowest_first(activations, k) if k > 1 else activations.max(dim=-1, keepdim=True)
     if rows is not None:
         values, indices = values.index_select(0, rows), indices.index_select(0, rows)
     return values, indices

@@ -18,22 +18,48 @@ from hf_txray.topk import top_k_per_row
 from test_engine import TEXTS, analyze, assert_same_profile
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def lowest_first(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Brute force: each row ranked by value (NaN first, as torch ranks it), ties to the lowest index."""
+    rows = []
+    for row in x.double().tolist():
+        rows.append(sorted(range(len(row)), key=lambda j: (0 if row[j] != row[j] else 1, -row[j], j))[:k])
+    index = torch.tensor(rows, dtype=torch.int64)
+    return x.gather(1, index), index
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("k", [1, 3])
-def test_top_k_per_row_is_torch_max_and_topk(dtype, k):
+def test_top_k_per_row_ranks_ties_to_the_lowest_index(dtype, k):
+    """torch.topk picks among equal values in no stated order (in bf16 ties are common): every path ranks them by
+    index, as top-1's argmax does."""
     torch.manual_seed(0)
-    x = torch.randn(64, 37).to(dtype)
-    x[0, 3] = x[0, 20] = 9.0  # a tie: the first index wins
+    x = (torch.randn(64, 37) * 4).round().to(dtype)  # many ties
+    x[0, 3] = x[0, 20] = 9.0  # a tie at the top
     x[1, 5] = x[1, 30] = float("nan")  # NaN wins, as in torch
     x[2] = -1.0  # all equal
-    rows = torch.tensor([0, 1, 2, 2, 63, 10])
-    expected = x.max(-1, keepdim=True) if k == 1 else x.topk(k, -1)
+    x[3] = -0.0
+    x[3, 7] = 0.0  # -0.0 and 0.0 are equal
+    rows = torch.tensor([0, 1, 2, 2, 63, 10, 3])
+    expected = lowest_first(x, k)
     for chosen in (None, rows):
         values, indices = top_k_per_row(x, k, chosen)
         want_values, want_indices = (expected if chosen is None else (expected[0][chosen], expected[1][chosen]))
         assert values.dtype == x.dtype and indices.dtype == torch.int64
         torch.testing.assert_close(values, want_values, rtol=0, atol=0, equal_nan=True)
         assert torch.equal(indices, want_indices)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_mixture_of_experts_ties_go_to_the_lowest_neuron_number(k):
+    """A token's units come in router-slot order (the top-weighted expert first): a tie went to that expert's unit,
+    not to the lowest neuron number the dense layers and the reference use."""
+    from hf_txray.moe import ExpertsLayout, moe_top_k
+
+    layout = ExpertsLayout(num_routed=4, num_shared=1, width=3)
+    routed = torch.tensor([[[0.5, 2.0, 0.1], [2.0, 0.2, 0.3]]], dtype=torch.bfloat16)  # slots: expert 3, expert 1
+    shared = torch.tensor([[2.0, 0.0, 1.0]], dtype=torch.bfloat16)  # units 12-14
+    values, neurons = moe_top_k(layout, routed, torch.tensor([[3, 1]]), shared, k)
+    assert neurons.tolist() == [[3, 10][:k]] and values.float().tolist() == [[2.0] * k]  # expert 1 unit 0 is #3
 
 
 def test_hash_and_sort_reductions_agree():
