@@ -212,6 +212,12 @@ class Profiler:
         merged.meta.config["text_column"] = source.text_column
         if isinstance(source, StreamingSource):
             _record_stream_read(merged.meta.provenance["dataset"], source, world, merged.meta.num_examples)
+        if merged.meta.num_positions == 0:  # a profile without one credit: say why rather than return it silently
+            logger.warning(
+                "No position was credited in %d texts (%d empty): every profile table is empty. %s",
+                merged.meta.num_examples, merged.meta.num_empty,
+                f"skip_first_positions={self.skip_first_positions} leaves out the first positions of every text; "
+                "lower it." if self.skip_first_positions else "Check the text column.")
         if merged.meta.num_truncated and not self._warned_truncation:
             self._warned_truncation = True  # once per Profiler: the Trainer profiles the same corpus many times
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",

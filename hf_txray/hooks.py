@@ -212,7 +212,8 @@ class Trace:
         if self.once and self.calls[slot] > 1:
             raise ModelError(
                 f"{self.sites[slot].name!r} ran more than once in one forward pass (a module reused across layers or "
-                "calls). hf_txray hooks one call per site: pass `module_pattern` naming modules that run once."
+                "calls). hf_txray hooks one call per site: pass `module_pattern` naming modules that run once per "
+                "forward pass. Models that reuse one layer for every block (ALBERT) are not supported."
             )
         edit = self.edits[slot]
         edited = edit(value) if edit is not None else None

@@ -533,8 +533,10 @@ class WinnerRecorder:
         missing = [site.name for site in self.trace.missing()]
         if missing:
             raise ModelError(
-                f"{missing[0]!r} did not run in the profiled forward pass (the base model, or the chosen stack of an "
-                "encoder-decoder). Name modules of that part with `module_pattern`, or choose the other `stack`."
+                f"{missing[0]!r} was not called in the profiled forward pass: it lies outside the part that runs (the "
+                "base model, or the chosen stack of an encoder-decoder), or the model uses its weights without "
+                "calling it (Bloom's slow_but_exact). Name modules that run with `module_pattern`, use "
+                "site='residual', or choose the other `stack` of an encoder-decoder."
             )
 
     def _store(self, slot: int, values: torch.Tensor, indices: torch.Tensor) -> None:

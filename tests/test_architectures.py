@@ -307,8 +307,16 @@ def test_a_module_run_twice_per_forward_is_refused():
     config = tf.AlbertConfig(vocab_size=_bert_vocab(), embedding_size=16, hidden_size=HIDDEN, num_hidden_layers=3,
                              num_attention_heads=2, intermediate_size=WIDTH, max_position_embeddings=128)
     model = tf.AlbertModel(config).eval()
-    with pytest.raises(ModelError, match="more than once"):
+    with pytest.raises(ModelError, match="more than once.*ALBERT"):
         hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+
+
+def test_a_site_whose_module_is_never_called_is_refused_with_the_reason():
+    """Bloom's slow_but_exact path slices the down projection's weights without calling it: nothing to read there."""
+    torch.manual_seed(0)
+    model = tf.BloomModel(config_of("bloom", pretraining_tp=2, slow_but_exact=True)).eval()
+    with pytest.raises(ModelError, match="was not called in the profiled forward pass.*slow_but_exact"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("bloom"), features=("token",), show_progress=False)
 
 
 # ----- encoder-decoders ---------------------------------------------------------------------------------------

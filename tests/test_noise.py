@@ -204,6 +204,23 @@ def test_max_positions_credits_exactly_the_first_positions():
     assert engine("bert", max_positions=10 * full.num_positions).meta.num_positions == full.num_positions
 
 
+def test_a_profile_crediting_nothing_says_why(caplog):
+    """skip_first_positions beyond every text (but below max_length) leaves every table empty: said, not silent."""
+    import logging
+
+    model, tokenizer = tiny("bert")
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
+                                   skip_first_positions=60, max_length=64)
+    assert profile.meta.num_positions == 0 and profile.meta.num_examples == len(TEXTS)
+    assert f"No position was credited in {len(TEXTS)} texts" in caplog.text
+    assert "skip_first_positions=60 leaves out the first positions of every text" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert "No position was credited" not in caplog.text
+
+
 @pytest.mark.parametrize("option", [{"skip_first_positions": -1}, {"skip_first_positions": "first"},
                                     {"max_positions": 0}])
 def test_bad_position_options_are_refused(option):
