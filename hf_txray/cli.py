@@ -390,10 +390,18 @@ def _add_pruning_options(p) -> None:
     p.add_argument("--layers", type=_csv(int), help="Comma-separated layers to prune (default: all).")
     p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed).")
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
+    p.add_argument("--min-count", type=int, default=None,
+                   help="most/least_changed rank only shared neurons credited at least this many times in both "
+                        "stages (default: hf_txray.DEFAULT_MIN_COUNT, as compare).")
     p.add_argument("--allow-fewer", action="store_true", help="Take all candidates when a strategy has too few.")
     p.add_argument("--uneven", default="error", choices=["error", "zero"],
                    help="remove mode with different counts per layer: fail, or remove the common count and zero "
                         "the rest.")
+
+
+def _min_count(args) -> dict:
+    """``--min-count`` as a keyword, when given (the library's default otherwise)."""
+    return {} if args.min_count is None else {"min_count": args.min_count}
 
 
 def _add_prune(sub) -> None:
@@ -419,7 +427,7 @@ def _cmd_prune(args) -> int:
     source = _load_ranking_source(args.report)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
                         per_layer=not args.overall, layers=args.layers, feature_type=args.feature_type,
-                        stage=args.stage, allow_fewer=args.allow_fewer, uneven=args.uneven)
+                        stage=args.stage, allow_fewer=args.allow_fewer, uneven=args.uneven, **_min_count(args))
     out = Path(args.out)
     if args.mode == "remove":
         model.save_pretrained(out)
@@ -483,7 +491,7 @@ def _cmd_prune_sweep(args) -> int:
             dataset = dataset.select(range(min(args.num_samples, len(dataset))))
     plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
                         per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
-                        feature_type=args.feature_type, stage=args.stage)
+                        feature_type=args.feature_type, stage=args.stage, **_min_count(args))
     table = evaluate_pruning(model, plans, dataset, args.metric, tokenizer=AutoTokenizer.from_pretrained(args.model),
                              task=args.task, text_column=args.text_column, label_column=args.label_column,
                              batch_size=args.batch_size, max_length=args.max_length, uneven=args.uneven)

@@ -75,20 +75,22 @@ STAGE_A = {0: {"a": 4.0}, 1: {"a": 4.0}, 2: {"a": 3.0}, 3: {"b": 9.0}, 4: {"c": 
 STAGE_B = {0: {"a": 8.0}, 1: {"a": 2.0, "b": 2.0}, 2: {"b": 5.0}, 5: {"c": 7.0}, 6: {"a": 0.5}, 7: {"a": 6.0}}
 
 
-def make_profile(stage, entries, num_neurons=12, layers=(0, 1)):
-    rows, fids, mass = [], [], []
+def make_profile(stage, entries, num_neurons=12, layers=(0, 1), counts=None):
+    """`counts`: credits per (neuron, feature) entry, by neuron (default 30: above the min_count of 20)."""
+    rows, fids, mass, count = [], [], [], []
     for position, layer in enumerate(layers):
         for neuron, dist in sorted(entries.items()):
             for feature, value in sorted(dist.items(), key=lambda kv: VOCAB.index(kv[0])):
                 rows.append(position * num_neurons + neuron)
                 fids.append(VOCAB.index(feature))
                 mass.append(value * (1 + position))
+                count.append((counts or {}).get(neuron, 30))
     rows, fids, mass = np.array(rows, np.int64), np.array(fids, np.int64), np.array(mass, np.float64)
-    count = np.ones_like(rows)
+    count = np.array(count, np.int64)
     table = FeatureTable(list(VOCAB), rows, fids, mass, count, np.array([5, 5, 5], np.int64))
     num_rows = len(layers) * num_neurons
     neuron_mass = np.bincount(rows, weights=mass, minlength=num_rows).reshape(len(layers), num_neurons)
-    neuron_count = np.bincount(rows, minlength=num_rows).reshape(len(layers), num_neurons)
+    neuron_count = np.bincount(rows, weights=count, minlength=num_rows).astype(np.int64).reshape(len(layers), num_neurons)
     meta = ProfileMeta(model_id="hand", site="mlp", layers=list(layers), num_neurons=num_neurons,
                        feature_types=["token"], stage=stage, dataset_id=f"{stage}-corpus")
     return Profile(meta, neuron_mass, neuron_count, {"token": table})
@@ -118,6 +120,22 @@ def test_strategies_pick_the_right_neurons(report, strategy, amount, expected):
     plan = plan_pruning(report, strategy, amount)
     assert plan.neurons == {0: expected, 1: expected}
     assert plan.source["stage_a"] == "pretrained" and plan.source["stage_b"] == "finetuned"
+
+
+def test_hellinger_strategies_rank_only_neurons_credited_min_count_times(report):
+    """Neurons credited a few times tie at distance 1.0 and made most_changed a seeded draw among them: like
+    TransferReport.most_changed, the Hellinger strategies rank only neurons credited min_count times in both stages."""
+    rare = compare(make_profile("pretrained", STAGE_A), make_profile("finetuned", STAGE_B, counts={2: 3}))
+    plan = plan_pruning(rare, "most_changed", 1)  # n2 (H = 1) has 3 credits in B: n1 comes next
+    assert plan.neurons == {0: [1], 1: [1]} and plan.min_count == 20
+    assert set(plan.neurons[0]) == set(rare.most_changed(1, layer=0)["neuron"])
+    assert plan_pruning(rare, "most_changed", 1, min_count=3).neurons == {0: [2], 1: [2]}
+    assert plan_pruning(rare, "least_changed", 4, min_count=0).neurons == {0: [0, 1, 2, 7], 1: [0, 1, 2, 7]}
+    with pytest.raises(ConfigurationError, match=r"only 3 candidate.*credited at least min_count=20 times"):
+        plan_pruning(rare, "least_changed", 4)
+    with pytest.raises(ConfigurationError, match="min_count must be an int >= 0"):
+        plan_pruning(rare, "most_changed", 1, min_count=-1)
+    assert plan_pruning(report, "lost", 1).min_count is None  # not a Hellinger ranking
 
 
 def test_low_mass_ranks_by_stage_and_dead_first(report):
@@ -427,6 +445,12 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert PruningPlan.from_pretrained(tmp_path / "pruned" / "pruning_plan").neurons == {0: [3, 4], 1: [3, 4]}
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown pruning strategy" in capsys.readouterr().err
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1",
+                 "--min-count", "31", "--out", str(tmp_path / "x")]) == 2  # every neuron has 30 credits
+    assert "credited at least min_count=31 times" in capsys.readouterr().err
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1",
+                 "--min-count", "30", "--out", str(tmp_path / "changed")]) == 0
+    assert PruningPlan.from_pretrained(tmp_path / "changed" / "pruning_plan").min_count == 30
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps({"text": t, "label": i % 3}) for i, t in enumerate(TEXTS)), encoding="utf-8")
     out = tmp_path / "sweep"

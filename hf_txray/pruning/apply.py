@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import ConfigurationError
 from ..profile import Profile
-from ..report import TransferReport
+from ..report import DEFAULT_MIN_COUNT, TransferReport
 from .masks import check_plan_fits, mlp_sites, mask_neurons
 from .plan import MODES, PruningPlan, source_widths, plan_pruning
 from .remove import remove_neurons
@@ -29,6 +29,7 @@ def prune(
     stage: str = "b",
     allow_fewer: bool = False,
     uneven: str = "error",
+    min_count: int = DEFAULT_MIN_COUNT,
 ) -> tuple[nn.Module, PruningPlan]:
     """Prune MLP neurons of `model` chosen by TX-Ray (or at random, or from a list), and record a plan.
 
@@ -57,6 +58,10 @@ def prune(
             layers ranked together (False).
         layers (`list[int]`, *optional*): restrict to these layers (default: every layer of the source/model).
         feature_type (`str`, *optional*): feature type of the Hellinger distance (default: the report's first).
+        min_count (`int`, *optional*, defaults to 20): ``most_changed`` / ``least_changed`` rank only the shared
+            neurons credited at least this many times in both stages, as :meth:`TransferReport.most_changed` does:
+            below it a distance is mostly sampling noise (rarely credited neurons tie at distance 1.0, and the
+            ranking became a seeded draw among them).
         stage (`str`, *optional*, defaults to `"b"`): for ``low_mass`` on a report, rank by the mass of stage
             ``"a"`` or ``"b"``.
         allow_fewer (`bool`, *optional*, defaults to `False`): when a strategy has fewer candidates than asked
@@ -96,7 +101,7 @@ def prune(
         widths = model_widths
     plan = plan_pruning(report_or_profile, strategy, amount, seed=seed, per_layer=per_layer, layers=layers,
                         feature_type=feature_type, stage=stage, mode=mode, allow_fewer=allow_fewer,
-                        widths=widths if isinstance(strategy, str) else model_widths)
+                        widths=widths if isinstance(strategy, str) else model_widths, min_count=min_count)
     apply_plan(model, plan, uneven=uneven)
     return model, plan
 

@@ -13,7 +13,7 @@ from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
 from ..profile import Profile
-from ..report import TransferReport
+from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..version import __version__
 from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
@@ -40,6 +40,8 @@ class PruningPlan(Artifact):
         neurons (`dict[int, list[int]]`): the pruned neuron indices per layer (sorted; every selected layer listed).
         widths (`dict[int, int]`): neurons per layer when the plan was made (checked when it is applied).
         feature_type (`str`, *optional*): feature type of the Hellinger distance (``most_changed``/``least_changed``).
+        min_count (`int`, *optional*): the fewest credits in each stage a neuron needed to be ranked by Hellinger
+            distance (``most_changed``/``least_changed``).
         stage (`str`, *optional*): which stage's mass ``low_mass`` used (``"a"``/``"b"`` of a report, or the profile).
         source (`dict`): where the ranking came from: the report's stages, models and corpora, or the profile's.
         site (`str`): the neuron site, always ``"mlp"``.
@@ -70,6 +72,7 @@ class PruningPlan(Artifact):
     feature_type: str | None = None
     stage: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    min_count: int | None = None
     site: str = "mlp"
     hf_txray_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -245,6 +248,13 @@ def explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
     return {layer: sorted(indices) for layer, indices in sorted(chosen.items())}
 
 
+def _fewer_hint(strategy: Any, min_count: int) -> str:
+    """How a Hellinger ranking can get more candidates: its credit floor."""
+    if not strategy.uses_feature_type or not min_count:
+        return ""
+    return f" (candidates are shared neurons credited at least min_count={min_count} times in both stages)"
+
+
 def plan_pruning(
     source: TransferReport | Profile | None,
     strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
@@ -258,6 +268,7 @@ def plan_pruning(
     mode: str = "mask",
     allow_fewer: bool = False,
     widths: Mapping[int, int] | None = None,
+    min_count: int = DEFAULT_MIN_COUNT,
 ) -> PruningPlan:
     """Choose the neurons to prune, without touching a model (arguments as :func:`prune`).
 
@@ -290,6 +301,8 @@ def plan_pruning(
             f"Strategy {strategy!r} needs a TransferReport or a Profile to read neuron masses from.")
     if stage not in ("a", "b"):
         raise ConfigurationError(f"stage must be 'a' or 'b' (which stage's mass 'low_mass' ranks by), got {stage!r}.")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
+        raise ConfigurationError(f"min_count must be an int >= 0, got {min_count!r}.")
     if chosen.uses_feature_type:
         feature_types = source.meta.feature_types
         feature_type = feature_type or feature_types[0]
@@ -309,7 +322,7 @@ def plan_pruning(
     if isinstance(requested, dict):
         selected = sorted(requested)
     rng = np.random.default_rng(seed)
-    order, scores = rank(chosen, RankingInput(source, selected, widths, feature_type, stage, rng))
+    order, scores = rank(chosen, RankingInput(source, selected, widths, feature_type, stage, rng, min_count))
     if isinstance(requested, dict):
         neurons = {}
         for layer in selected:
@@ -317,7 +330,8 @@ def plan_pruning(
             if want > have and not allow_fewer:
                 raise ConfigurationError(
                     f"Strategy {strategy!r} has only {have} candidate neurons in layer {layer}, fewer than the {want} "
-                    f"asked for. Ask for fewer, pass per_layer=False, or allow_fewer=True to take all {have}."
+                    f"asked for. Ask for fewer, pass per_layer=False, or allow_fewer=True to take all {have}"
+                    f"{_fewer_hint(chosen, min_count)}."
                 )
             neurons[layer] = sorted(int(i) for i in order[layer][:want])
     else:
@@ -326,7 +340,8 @@ def plan_pruning(
         if requested > have and not allow_fewer:
             raise ConfigurationError(
                 f"Strategy {strategy!r} has only {have} candidate neurons in layers {selected}, fewer than the "
-                f"{requested} asked for. Ask for fewer, or pass allow_fewer=True to take all {have}."
+                f"{requested} asked for. Ask for fewer, or pass allow_fewer=True to take all {have}"
+                f"{_fewer_hint(chosen, min_count)}."
             )
         tie = rng.permutation(len(pool))
         ranked = sorted(range(len(pool)), key=lambda k: (-pool[k][0], tie[k]))[:requested]
@@ -339,4 +354,5 @@ def plan_pruning(
         seed=seed, mode=mode, neurons=neurons, widths={layer: widths[layer] for layer in selected},
         feature_type=feature_type, stage=("profile" if isinstance(source, Profile) else stage)
         if chosen.needs == "report_or_profile" else None, source=info,
+        min_count=min_count if chosen.uses_feature_type else None,
     )

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..profile import Profile
-from ..report import TransferReport
+from ..report import DEFAULT_MIN_COUNT, TransferReport
 
 # What a strategy needs to rank: a report (two stages), a report or a profile (one stage's masses), or nothing.
 NEEDS = ("report", "report_or_profile", "none")
@@ -33,6 +33,8 @@ class RankingInput:
             ``uses_feature_type``).
         stage (`str`): ``"a"`` or ``"b"``: which stage of a report a one-stage statistic reads.
         rng (`np.random.Generator`): the plan's seeded generator (for random strategies).
+        min_count (`int`, *optional*): strategies that rank shared neurons by Hellinger distance leave out those
+            credited fewer times in either stage (their distance is mostly sampling noise).
     """
 
     source: TransferReport | Profile | None
@@ -41,6 +43,7 @@ class RankingInput:
     feature_type: str | None
     stage: str
     rng: np.random.Generator
+    min_count: int = DEFAULT_MIN_COUNT
 
 
 # scores[layer]: float64 (width,), higher = pruned first; candidates[layer]: bool (width,).
@@ -164,8 +167,10 @@ def _hellinger(sign: float) -> Callable[[RankingInput], Scores]:
     def score(inputs: RankingInput) -> Scores:
         scores, candidates = {}, {}
         for layer in inputs.layers:
-            h = _layer_rows(inputs.source, layer)[f"hellinger_{inputs.feature_type}"].to_numpy(np.float64)
-            candidates[layer] = ~np.isnan(h)
+            rows = _layer_rows(inputs.source, layer)
+            h = rows[f"hellinger_{inputs.feature_type}"].to_numpy(np.float64)
+            counted = (rows["count_a"].to_numpy() >= inputs.min_count) & (rows["count_b"].to_numpy() >= inputs.min_count)
+            candidates[layer] = ~np.isnan(h) & counted
             scores[layer] = h if sign > 0 else -h
         return scores, candidates
 
@@ -193,9 +198,11 @@ register_pruning_strategy("lost", _status("lost", "mass_a"), needs="report",
 register_pruning_strategy("gained", _status("gained", "mass_b"), needs="report",
                           description="credited only in stage B, largest mass in B first")
 register_pruning_strategy("most_changed", _hellinger(1.0), needs="report", uses_feature_type=True,
-                          description="shared neurons, largest Hellinger distance first")
+                          description="shared neurons credited min_count times in both stages, largest Hellinger "
+                                      "distance first")
 register_pruning_strategy("least_changed", _hellinger(-1.0), needs="report", uses_feature_type=True,
-                          description="shared neurons, smallest Hellinger distance first")
+                          description="shared neurons credited min_count times in both stages, smallest Hellinger "
+                                      "distance first")
 register_pruning_strategy("low_mass", _low_mass, needs="report_or_profile",
                           description="lowest credited mass first (never-credited neurons first)")
 register_pruning_strategy("random", _random, needs="none", random=True,
