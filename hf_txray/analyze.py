@@ -153,6 +153,8 @@ class Profiler:
                    "model_class": type(self.model).__name__,
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
+                   # which weights ran (a few KB read): Profile.merge refuses parts of different models with it
+                   "weights_sample_hash": weights_sample_hash(self.model),
                    **self.runtime}
         spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)

@@ -564,7 +564,9 @@ class Profile(Artifact):
             IncompatibleProfilesError: different site, layers, neurons, features or ``top_k``; different options that
                 change what is credited (``max_length``, ``long_texts``, ``stride``, ``skip_first_positions``,
                 ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); or the same run twice
-                (``a.merge(a)``: the same fingerprint, examples and counts, which would count every text twice).
+                (``a.merge(a)``, or any two runs of the same dataset fingerprint, which would count its texts
+                twice), or profiles of different models (different weights, by the sample hash recorded in
+                ``provenance["runtime"]``; by model id for profiles saved before it was).
         """
         self.check_compatible(other, "merge")
         self._check_mergeable(other)
@@ -578,12 +580,17 @@ class Profile(Artifact):
             raise IncompatibleProfilesError(
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine!r} vs "
                 f"{theirs!r}), which changes what is credited. Profile both parts with the same {name}.")
-        if (self.meta.dataset_fingerprint and self.meta.dataset_fingerprint == other.meta.dataset_fingerprint
-                and self.meta.num_examples == other.meta.num_examples
-                and np.array_equal(self.neuron_count, other.neuron_count)):
+        mine, theirs = _weights_hash(self.meta), _weights_hash(other.meta)
+        if (mine != theirs) if (mine and theirs) else (self.meta.model_id != other.meta.model_id):
+            shown = (mine[-12:], theirs[-12:]) if mine and theirs else (self.meta.model_id, other.meta.model_id)
+            raise IncompatibleProfilesError(
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they profile different models ("
+                f"{'weights ' if mine and theirs else ''}{shown[0]} vs {shown[1]}). A merge adds up parts of one "
+                "model's profile; compare() sets two models side by side.")
+        if self.meta.dataset_fingerprint and self.meta.dataset_fingerprint == other.meta.dataset_fingerprint:
             raise IncompatibleProfilesError(
                 f"Cannot merge profile {self.stage!r} with itself (or with another run on the same corpus: dataset "
-                f"fingerprint {self.meta.dataset_fingerprint}): every text would be counted twice. Merge profiles "
+                f"fingerprint {self.meta.dataset_fingerprint}): its texts would be counted twice. Merge profiles "
                 "of disjoint parts of a corpus.")
 
     def renumbered(self, offset: int) -> "Profile":
@@ -722,6 +729,13 @@ def credit_differences(a: ProfileMeta, b: ProfileMeta, grid: bool = True, config
 # the config keeps the first part's values, so each part's are listed under BATCH_LIMITS_OF_PARTS.
 BATCH_LIMITS = ("batch_size", "max_tokens_per_batch")
 BATCH_LIMITS_OF_PARTS = "batch_limits_of_parts"
+
+
+def _weights_hash(meta: ProfileMeta) -> str | None:
+    """The sample hash of the weights a profile ran (:func:`~hf_txray.provenance.weights_sample_hash`), which tells
+    models apart for a merge whatever they were loaded from; None in profiles saved before hf_txray recorded it (the
+    model id stands in)."""
+    return (meta.provenance or {}).get("runtime", {}).get("weights_sample_hash")
 
 
 def batch_limits_of_parts(meta: ProfileMeta) -> list[dict[str, Any]]:

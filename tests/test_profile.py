@@ -143,6 +143,33 @@ def test_merge_refuses_the_same_run_twice_and_other_credit_options(profile):
             first.merge(other)
 
 
+def test_merge_refuses_parts_of_different_models_and_two_runs_of_one_corpus():
+    """A merge of two models' profiles (a model and its fine-tune, on the same texts) counted every text twice
+    across two models, silently: the weights that ran (their sample hash) tell models apart."""
+    first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+    assert first.meta.provenance["runtime"]["weights_sample_hash"].startswith("sample-sha256:")
+    model, tokenizer = tiny("gpt2", seed=1)  # another initialisation, same architecture and model id
+    other = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=tokenizer, features=FEATURES, batch_size=4,
+                             max_examples_per_neuron=CAPACITY, show_progress=False)
+    assert other.meta.model_id == first.meta.model_id
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models"):
+        first.merge(other)
+    # Profiles saved before the hash was recorded: told apart by model id
+    old = [Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": {}}), p.neuron_mass,
+                   p.neuron_count, p.tables, p.examples) for p in (first, second)]
+    old[0].merge(old[1])
+    renamed = Profile(dataclasses.replace(old[1].meta, model_id="other/model"), second.neuron_mass,
+                      second.neuron_count, second.tables, second.examples)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models.*other/model"):
+        old[0].merge(renamed)
+    # The same corpus twice (another slice of texts from one dataset fingerprint): counted twice
+    longer = profile_of(tuple(SAMPLE_TEXTS[:5]), 4)
+    twin = Profile(dataclasses.replace(longer.meta, dataset_fingerprint=first.meta.dataset_fingerprint),
+                   longer.neuron_mass, longer.neuron_count, longer.tables, longer.examples)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="counted twice"):
+        first.merge(twin)
+
+
 def test_merge_keeps_as_many_examples_as_the_smaller_capacity():
     first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
     fewer = Profile(dataclasses.replace(second.meta, max_examples_per_neuron=CAPACITY - 1), second.neuron_mass,
