@@ -387,8 +387,23 @@ def _check_same_stack(a: Profile, b: Profile) -> None:
         )
 
 
+def _same_corpus(a: Profile, b: Profile) -> bool:
+    """Whether two profiles read the same texts, by their dataset fingerprints; warns when that cannot be told (one
+    side merged from parts, the same number of texts)."""
+    fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
+    if fa and fa == fb:
+        return True
+    if ("+" in (fa or "")) != ("+" in (fb or "")) and a.meta.num_examples == b.meta.num_examples:
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but one was merged from "
+            "parts, so hf_txray cannot tell whether they are the same texts: compared as different corpora. If they "
+            "are the same texts in the same order, pass compare(..., same_corpus=True): the noise figures then pair "
+            "like halves.", UserWarning, stacklevel=3)
+    return False
+
+
 def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
-            seed: int | None = None) -> TransferReport:
+            seed: int | None = None, same_corpus: bool | None = None) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
 
     Warns when the stages' credit totals differ by more than 2x: lengths, lost/gained shares and Hellinger all move
@@ -406,6 +421,11 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
         num_resamples (`int`, *optional*): deprecated (the test no longer resamples): 0 means ``test=False``, any
             other value is ignored with a `FutureWarning`.
         seed (`int`, *optional*): deprecated and ignored (the test is deterministic).
+        same_corpus (`bool`, *optional*): whether both stages profiled the same texts in the same order (a model
+            before and after fine-tuning on one probe): the noise figures then pair like halves (odd with odd).
+            Detected when None: equal dataset fingerprints. A profile merged from parts (fingerprint ``"a+b"``)
+            cannot be matched to one profile of the whole corpus: pass True (a warning says so when the example
+            counts agree).
 
     Returns:
         :class:`TransferReport`.
@@ -424,10 +444,12 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     """
     a.check_compatible(b, "compare")
     _check_same_stack(a, b)
-    if not 0 < alpha < 1:
-        raise ConfigurationError(f"alpha must be in (0, 1), got {alpha!r}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+    if same_corpus not in (None, True, False):
+        raise ConfigurationError(f"same_corpus must be True, False or None (detect), got {same_corpus!r}.")
     if num_resamples is not None:
-        if not isinstance(num_resamples, int) or num_resamples < 0:
+        if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 0:
             raise ConfigurationError(f"num_resamples must be an int >= 0, got {num_resamples!r}.")
         if num_resamples == 0:
             test = False
@@ -455,7 +477,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g})") if test else ""
-    meta.same_corpus = bool(a.meta.dataset_fingerprint) and a.meta.dataset_fingerprint == b.meta.dataset_fingerprint
+    meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),

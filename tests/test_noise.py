@@ -525,6 +525,22 @@ def test_same_corpus_compares_the_same_halves():
     assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0
 
 
+def test_a_merged_profile_against_the_whole_corpus_pairs_like_halves_when_told():
+    """A merged profile's fingerprint ("a+b") never equals the whole corpus's: its half-size figure paired other
+    texts and sat at the noise floor, silently. Now a warning says so, and same_corpus=True pairs like halves."""
+    whole = engine("gpt2")
+    half = len(TEXTS) // 2
+    merged = engine("gpt2", texts=tuple(TEXTS[:half])).merge(engine("gpt2", texts=tuple(TEXTS[half:])))
+    with pytest.warns(UserWarning, match="merged from parts.*same_corpus=True"):
+        guessed = hf_txray.compare(whole, merged)
+    assert not guessed.meta.same_corpus and guessed.summary()["matched_hellinger_pos"] > 0.1
+    told = hf_txray.compare(whole, merged, same_corpus=True)
+    assert told.meta.same_corpus and told.summary()["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
+    for bad in (dict(same_corpus="yes"), dict(alpha="0.1"), dict(alpha=True), dict(num_resamples=True)):
+        with pytest.raises(hf_txray.ConfigurationError, match=next(iter(bad))):
+            hf_txray.compare(whole, merged, **bad)
+
+
 def test_test_option_and_deprecated_resampling_arguments():
     a, b = hand_profile("A", 0), hand_profile("B", 1)
     tested = hf_txray.compare(a, b)
