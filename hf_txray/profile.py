@@ -341,10 +341,15 @@ class Profile(Artifact):
         return len(self.meta.layers) * self.meta.num_neurons
 
     def _layer_position(self, layer: int) -> int:
+        """Where `layer` (a block index, or negative: counted from the last profiled layer) sits in the tables."""
+        layers = self.meta.layers
+        if isinstance(layer, int) and -len(layers) <= layer < 0:
+            return len(layers) + layer
         try:
-            return self.meta.layers.index(layer)
+            return layers.index(layer)
         except ValueError:
-            raise ConfigurationError(f"Layer {layer} was not profiled; profiled layers: {self.meta.layers}.") from None
+            raise ConfigurationError(f"Layer {layer} was not profiled; profiled layers: {layers} (or negative "
+                                     "indices, counted from the last of them).") from None
 
     def _row(self, layer: int, neuron: int) -> int:
         if not 0 <= neuron < self.num_neurons:
@@ -722,7 +727,9 @@ def credit_differences(a: ProfileMeta, b: ProfileMeta, grid: bool = True, config
     ``meta.config``, with `config`) on which two profiles' metadata differ: what they count is then not the same."""
     pairs = [(name, getattr(a, name), getattr(b, name)) for name in (CREDIT_GRID if grid else ())]
     pairs += [(name, a.config.get(name), b.config.get(name)) for name in (CREDIT_OPTIONS if config else ())]
-    return [(name, x, y) for name, x, y in pairs if x != y]
+    unordered = ("feature_types",)  # tables are read by name: ("pos", "token") counts what ("token", "pos") does
+    return [(name, x, y) for name, x, y in pairs
+            if (sorted(x) != sorted(y) if name in unordered and x and y else x != y)]
 
 
 # Options recorded in ``meta.config`` that bound a batch: parts batched differently merge (no credit changes), and

@@ -19,6 +19,7 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -309,16 +310,23 @@ class TransferReport(Artifact):
 
     def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:
         """How many shared neurons rankings leave out: credited fewer than `min_count` times in a stage."""
-        ft = feature_type or self.meta.feature_types[0]
-        frame = self.neurons[self.neurons[f"hellinger_{ft}"].notna()]
+        column = self._hellinger_column(feature_type)
+        frame = self.neurons[self.neurons[column].notna()]
         return int(((frame["count_a"] < min_count) | (frame["count_b"] < min_count)).sum())
+
+    def _hellinger_column(self, feature_type: str | None) -> str:
+        ft = feature_type or self.meta.feature_types[0]
+        if f"hellinger_{ft}" not in self.neurons:
+            raise ConfigurationError(f"Feature type {ft!r} is not in this report: {self.meta.feature_types}.")
+        return f"hellinger_{ft}"
 
     def _ranked(self, n: int, feature_type: str | None, layer: int | None, ascending: bool,
                 min_count: int) -> pd.DataFrame:
-        ft = feature_type or self.meta.feature_types[0]
-        column = f"hellinger_{ft}"
-        if column not in self.neurons:
-            raise ConfigurationError(f"Feature type {ft!r} is not in this report: {self.meta.feature_types}.")
+        column = self._hellinger_column(feature_type)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigurationError(f"n must be an int >= 0, got {n!r}.")
+        if layer is not None and layer not in self.meta.layers:
+            raise ConfigurationError(f"Layer {layer!r} is not in this report: {self.meta.layers}.")
         frame = self.neurons[self.neurons[column].notna()]
         frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
         if layer is not None:
@@ -350,7 +358,8 @@ class TransferReport(Artifact):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TransferReport):
             return NotImplemented
-        return self.meta == other.meta and all(
+        # created_at says when, not what: two identical compare() calls a second apart are equal (as profiles are)
+        return dataclasses.replace(self.meta, created_at="") == dataclasses.replace(other.meta, created_at="") and all(
             getattr(self, t).reset_index(drop=True).equals(getattr(other, t).reset_index(drop=True))
             for t in ("neurons", "layers", "mass_share")
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -326,3 +328,33 @@ def test_profiles_equal_apart_from_when_they_were_computed(pair):
                     a.tables)
     assert later == a
     assert Profile(dataclasses.replace(a.meta, stage="other"), a.neuron_mass, a.neuron_count, a.tables) != a
+
+
+def test_reports_equal_apart_from_when_they_were_computed(pair, report):
+    """Two identical compare() calls a second apart were unequal reports: `==` now ignores `created_at`."""
+    import dataclasses
+
+    later = hf_txray.compare(*pair)
+    later.meta = dataclasses.replace(later.meta, created_at="2099-01-01T00:00:00")
+    assert later == report
+    later.meta = dataclasses.replace(later.meta, alpha=0.1)
+    assert later != report
+
+
+def test_feature_types_in_another_order_compare_and_rankings_check_their_arguments(pair, report):
+    """The same feature types in another order count the same thing (tables are read by name): they were refused.
+    Rankings refuse what they cannot do instead of returning an empty or clipped frame, or a KeyError."""
+    a, b = pair
+    flipped = Profile(dataclasses.replace(b.meta, feature_types=list(reversed(b.meta.feature_types))),
+                      b.neuron_mass, b.neuron_count, b.tables)
+    assert hf_txray.compare(a, flipped).neurons.equals(report.neurons)
+    for call, match in ((lambda: report.most_changed(layer=99), "Layer 99 is not in this report"),
+                        (lambda: report.most_changed(n=-1), "n must be an int >= 0"),
+                        (lambda: report.least_changed(n=2.5), "n must be an int >= 0"),
+                        (lambda: report.too_few_credits("nope"), "'nope' is not in this report")):
+        with pytest.raises(hf_txray.ConfigurationError, match=match):
+            call()
+    last = a.meta.layers[-1]
+    assert a.distribution(-1, 0, FEATURE_TYPES[0]) == a.distribution(last, 0, FEATURE_TYPES[0])
+    with pytest.raises(hf_txray.ConfigurationError, match="was not profiled"):
+        a.distribution(-len(a.meta.layers) - 1, 0, FEATURE_TYPES[0])
