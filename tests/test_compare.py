@@ -6,10 +6,9 @@ of each status per layer, so every field of the report is computed over a union 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
