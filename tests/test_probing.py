@@ -384,6 +384,9 @@ def test_crosscheck_planted_neuron_tops_both_rankings(planted):
     wider = crosscheck(planted.result, profile, "NOUN", k=10, feature_type="tags")
     assert wider.overlap >= 1 and wider.expected_overlap == pytest.approx(100 / 96)
     assert len(wider.table) == 20 - wider.overlap
+    ranked = wider.table[wider.table["txray_rank"].notna()]
+    credits = profile.neuron_count[[profile.meta.layers.index(layer) for layer in ranked["layer"]], ranked["neuron"]]
+    assert (credits >= hf_txray.DEFAULT_MIN_COUNT).all()  # rarely credited neurons (p(tag) = 1 by chance) left out
     table = crosscheck_tags(planted.result, profile, k=5, feature_type="tags")
     assert list(table["tag"]) == ["NOUN", "OTHER"] and {"jaccard", "p_value", "lift"} <= set(table.columns)
     with pytest.raises(ConfigurationError, match="not a label of the probe"):

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import metrics
 from ..errors import ConfigurationError, IncompatibleProfilesError
 from ..profile import Profile
+from ..report import DEFAULT_MIN_COUNT
 from .pipeline import ProbingResult
 
 
@@ -97,7 +98,7 @@ def txray_preferences(profile: Profile, tag: str, feature_type: str = "pos",
 
 
 def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *, feature_type: str = "pos",
-               min_count: int = 1) -> CrossCheck:
+               min_count: int = DEFAULT_MIN_COUNT) -> CrossCheck:
     """Compare the probe's top-k neurons for `tag` with the k neurons whose TX-Ray preference for `tag` is highest.
 
     Args:
@@ -106,8 +107,9 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
         tag (`str`): a label of the probe that is also a value of `feature_type` in the profile, e.g. ``"NOUN"``.
         k (`int`, *optional*, defaults to 20): size of each top list.
         feature_type (`str`, *optional*, defaults to `"pos"`): the profile's feature type holding the tags.
-        min_count (`int`, *optional*, defaults to 1): TX-Ray ranks only neurons credited at least this often
-            (preferences of rarely credited neurons are noise).
+        min_count (`int`, *optional*, defaults to 20): TX-Ray ranks only neurons credited at least this often, as
+            the report's rankings do (preferences of rarely credited neurons are noise: with 1, neurons credited a
+            few times, all with p(tag) = 1, topped the list).
 
     Returns:
         `CrossCheck`.
@@ -170,7 +172,7 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
 
 
 def crosscheck_tags(result: ProbingResult, profile: Profile, tags: Sequence[str] | None = None, k: int = 20, *,
-                    feature_type: str = "pos", min_count: int = 1) -> pd.DataFrame:
+                    feature_type: str = "pos", min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
     """:func:`crosscheck` for several tags (default: every probe label the profile also has), one row per tag.
 
     Example:
