@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, significance
+from .significance import DEFAULT_MIN_COUNT  # noqa: F401  (its public home was here)
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
@@ -39,11 +40,6 @@ from .profile import FeatureTable, Profile, merged_vocab
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
-# Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
-# "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of
-# 0.52 on average with 1-4 credits per sample, 0.36 with 5-9, 0.29 with 10-19 and 0.23 with 20-49; below 20 credits
-# a stage's distribution is mostly sampling noise, and the noise shrinks slowly after, so 20 is where ranking starts.
-DEFAULT_MIN_COUNT = 20
 SIZE_RATIO_WARNING = 2.0
 
 

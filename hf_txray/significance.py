@@ -44,6 +44,12 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
     from .profile import FeatureTable
 
+# Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
+# "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of
+# 0.52 on average with 1-4 credits per sample, 0.36 with 5-9, 0.29 with 10-19 and 0.23 with 20-49; below 20 credits
+# a stage's distribution is mostly sampling noise, and the noise shrinks slowly after, so 20 is where ranking starts.
+DEFAULT_MIN_COUNT = 20
+
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category
 PRIOR_DF = 30.0  # weight of the pooled design effect, in degrees of freedom (bench/RESULTS.md, calibration)
 

@@ -284,6 +284,7 @@ def known_report() -> TransferReport:
         "hellinger_pos": [0.1, 0.5, np.nan, 0.9, np.nan, np.nan],
         "hellinger_length_pos": [3, 2, 1, 5, 0, 0],
         "length_a_pos": [2, 1, 1, 4, 0, 0], "length_b_pos": [3, 2, 0, 2, 0, 0],
+        "count_a": [40, 30, 5, 12, 2, 0], "count_b": [35, 25, 0, 50, 1, 0],
     })  # fmt: skip
     mass_share = pd.DataFrame({"feature_type": "pos", "feature": ["NOUN", "VERB", "DET"],
                                "mass_share_a": [0.5, 0.3, 0.2], "mass_share_b": [0.6, 0.3, 0.1],
@@ -293,11 +294,17 @@ def known_report() -> TransferReport:
 
 def test_plots_draw_one_mark_per_neuron_or_tag(tmp_path):
     report = known_report()
-    ax = plot_hellinger_vs_length(report).axes[0]
+    ax = plot_hellinger_vs_length(report, min_count=0).axes[0]
     assert len(ax.collections[0].get_offsets()) == 3  # shared with a Hellinger distance
     assert ax.get_xscale() == "log"
+    # By default only neurons credited DEFAULT_MIN_COUNT times in both stages: (1, 0) has 12 credits in A
+    ax = plot_hellinger_vs_length(report).axes[0]
+    assert len(ax.collections[0].get_offsets()) == 2 and ">= 20 credits" in ax.get_title()
+    ax = plot_hellinger_vs_length(report, layer=1).axes[0]  # nothing left: said, not a log-scale error
+    assert not ax.collections and "layer 1" in ax.get_title() and "no shared neuron" in ax.texts[0].get_text()
+    assert "layer 0" in plot_length_shift(report, layer=0).axes[0].get_title()
 
-    ax = plot_length_shift(report).axes[0]
+    ax = plot_length_shift(report, min_count=0).axes[0]
     points = [c for c in ax.collections if len(c.get_offsets()) and c.get_label().startswith(("A:", "B:"))]
     assert [len(c.get_offsets()) for c in points] == [3, 3]  # shared with both lengths > 0
     assert sorted(points[0].get_offsets()[:, 1]) == [1, 2, 4]

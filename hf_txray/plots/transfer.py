@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..significance import DEFAULT_MIN_COUNT
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 from .profile import plot_mass_share, plot_neuron_mass
 
@@ -26,16 +27,33 @@ if TYPE_CHECKING:
 REPORT_PLOT_ARGS = """report (`TransferReport`): the comparison to draw.
         feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
         ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
-        layer (`int`, *optional*): only this layer's neurons."""
+        layer (`int`, *optional*): only this layer's neurons.
+        min_count (`int`, *optional*, defaults to 20): only neurons credited at least this many times in both stages,
+            as the report's rankings (``DEFAULT_MIN_COUNT``): below it a distance or a length is mostly sampling
+            noise, and such neurons would fill the plot (0 draws every shared neuron)."""
 
 
-def _shared(report: "TransferReport", layer: int | None) -> pd.DataFrame:
+def _shared(report: "TransferReport", layer: int | None, min_count: int) -> pd.DataFrame:
     frame = report.neurons[report.neurons["status"] == "shared"]
+    if min_count:
+        frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
     return frame if layer is None else frame[frame["layer"] == layer]
 
 
+def _nothing_to_draw(ax: "Axes", min_count: int) -> None:
+    """Say so on an empty report plot (a log axis of no points cannot be drawn)."""
+    floor = f" credited at least {min_count} times in both stages (min_count)" if min_count else ""
+    ax.text(0.5, 0.5, f"no shared neuron{floor}", ha="center", va="center", transform=ax.transAxes)
+
+
+def _scope(layer: int | None, min_count: int) -> str:
+    """What a report plot's title says it shows: the layer, and the credit floor."""
+    parts = ([f"layer {layer}"] if layer is not None else []) + ([f">= {min_count} credits"] if min_count else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
-                             layer: int | None = None) -> "Figure":
+                             layer: int | None = None, min_count: int = DEFAULT_MIN_COUNT) -> "Figure":
     """Hellinger distance against Hellinger length (log x) of every shared neuron, coloured by layer.
 
     Long, little-changed neurons are general; short, much-changed ones specialised during the transfer.
@@ -53,15 +71,20 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
         ```
     """
     ft = checked_feature_type(report.meta.feature_types, feature_type)
-    data = _shared(report, layer)
+    data = _shared(report, layer, min_count)
     data = data[data[f"hellinger_{ft}"].notna() & (data[f"hellinger_length_{ft}"] > 0)]
     import matplotlib
     from matplotlib.ticker import LogFormatter
 
-    layers = sorted(report.meta.layers)
+    layers = sorted(report.meta.layers) if layer is None else [layer]
     # One colour per layer: layers are categories here, a continuous bar would suggest in-between values.
     cmap = matplotlib.colormaps["viridis"].resampled(max(len(layers), 2))
     fig, ax = new_axes(ax, (6.0, 4.2))
+    title = f"{report.name}: preference change per neuron{_scope(layer, min_count)}"
+    if data.empty:
+        _nothing_to_draw(ax, min_count)
+        ax.set_title(title)
+        return fig
     points = ax.scatter(data[f"hellinger_length_{ft}"], data[f"hellinger_{ft}"], c=data["layer"], cmap=cmap,
                         s=9, alpha=0.7, linewidths=0, vmin=layers[0] - 0.5, vmax=layers[-1] + 0.5)
     ax.set_xscale("log")
@@ -70,7 +93,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
     ax.set_ylim(-0.02, 1.02)
     ax.set(xlabel=f"Hellinger length ({ft} values, log)", ylabel=f"Hellinger distance ({ft})",
-           title=f"{report.name}: preference change per neuron")
+           title=title)
     fig.colorbar(points, ax=ax, label="layer", ticks=layers if len(layers) <= 12 else None)
     return fig
 
@@ -79,7 +102,7 @@ PAIRED_DOTS_MAX = 1000  # above this many neurons the length shift is drawn as a
 
 
 def plot_length_shift(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
-                      layer: int | None = None) -> "Figure":
+                      layer: int | None = None, min_count: int = DEFAULT_MIN_COUNT) -> "Figure":
     """Each shared neuron's length in stage A and stage B as paired dots, neurons sorted by their length in A.
 
     A line going down means the neuron specialised (fewer feature values), up that it generalised. Above
@@ -97,12 +120,17 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
         ```
     """
     ft = checked_feature_type(report.meta.feature_types, feature_type)
-    data = _shared(report, layer)
+    data = _shared(report, layer, min_count)
     data = data[(data[f"length_a_{ft}"] > 0) & (data[f"length_b_{ft}"] > 0)]
+    scope = _scope(layer, min_count)
     data = data.sort_values([f"length_a_{ft}", f"length_b_{ft}"], kind="stable")
     x = np.arange(len(data))
     a, b = data[f"length_a_{ft}"].to_numpy(), data[f"length_b_{ft}"].to_numpy()
     fig, ax = new_axes(ax, (7.0, 4.0))
+    if data.empty:
+        _nothing_to_draw(ax, min_count)
+        ax.set_title(f"{report.name}: length shift{scope}")
+        return fig
     if len(data) > PAIRED_DOTS_MAX:  # thousands of paired dots merge into solid blocks: the shift's distribution
         shift = np.log2(b / a)
         counts, edges = np.histogram(shift, bins=np.histogram_bin_edges(shift, bins=60))
@@ -111,14 +139,14 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
                alpha=0.7, edgecolor="none")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(xlabel=f"log2(length B / length A), {ft}", ylabel="shared neurons",
-               title=f"{report.name}: length shift of {len(data)} neurons (green: shorter in B)")
+               title=f"{report.name}: length shift of {len(data)} neurons{scope} (green: shorter in B)")
         return fig
     ax.vlines(x, a, b, colors=np.where(b < a, "tab:green", "tab:red"), linewidths=0.6, alpha=0.5)
     ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {report.meta.stage_a}")
     ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {report.meta.stage_b}")
     ax.set_yscale("log")
     ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({ft} values, log)",
-           title=f"{report.name}: length shift (green: shorter in B)")
+           title=f"{report.name}: length shift{scope} (green: shorter in B)")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 
