@@ -318,6 +318,12 @@ def test_plots_draw_one_mark_per_neuron_or_tag(tmp_path):
     assert [len(p.get_data().values) for p in ax.patches] == [5, 4]  # neurons with mass in A, in B
     assert list(ax.patches[0].get_data().values) == [3.0, 2.0, 1.0, 0.5, 0.2]
     assert [len(p.get_data().values) for p in plot_neuron_mass(report, layer=1).axes[0].patches] == [2, 2]
+    import dataclasses
+
+    same_name = TransferReport(dataclasses.replace(report.meta, stage_b="a"), report.neurons, report.layers,
+                               report.mass_share)  # two stages of one name (two checkpoints both called "a")
+    assert len(plot_neuron_mass(same_name).axes[0].patches) == 2
+    assert len(plot_mass_share(same_name).axes[0].patches) == 3 * 4
 
 
 def test_plots_of_real_profile_and_report_into_given_axes(results, tmp_path):

@@ -26,7 +26,7 @@ def _share_series(data: "Profile | TransferReport", ft: str) -> dict[str, pd.Ser
     """Bars to draw, by legend label; corpus frequency once when both stages saw the same corpus."""
     if hasattr(data, "mass_share") and isinstance(data.mass_share, pd.DataFrame):  # a TransferReport
         table = data.mass_share[data.mass_share["feature_type"] == ft].set_index("feature")
-        a, b = data.meta.stage_a, data.meta.stage_b
+        a, b = f"A: {data.meta.stage_a}", f"B: {data.meta.stage_b}"  # apart even when the stages share a name
         series = {f"corpus frequency ({a})": table["corpus_frequency_a"], f"mass share ({a})": table["mass_share_a"]}
         if not np.allclose(table["corpus_frequency_a"], table["corpus_frequency_b"]):
             series[f"corpus frequency ({b})"] = table["corpus_frequency_b"]
@@ -99,8 +99,9 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
         column = {data.stage: "mass"}
     else:
         frame = data.neurons
-        series = {data.meta.stage_a: frame, data.meta.stage_b: frame}
-        column = {data.meta.stage_a: "mass_a", data.meta.stage_b: "mass_b"}
+        a, b = f"A: {data.meta.stage_a}", f"B: {data.meta.stage_b}"  # apart even when the stages share a name
+        series = {a: frame, b: frame}
+        column = {a: "mass_a", b: "mass_b"}
     fig, ax = new_axes(ax, (7.0, 4.0))
     for i, (stage, table) in enumerate(series.items()):
         values = table if layer is None else table[table["layer"] == layer]
