@@ -578,6 +578,9 @@ class Profile(Artifact):
         merged = self.merge_shards([self, other.renumbered(self.meta.num_examples)])
         parts = [fp for fp in (self.meta.dataset_fingerprint, other.meta.dataset_fingerprint) if fp]
         merged.meta.dataset_fingerprint = "+".join(parts)
+        if merged.meta.provenance:  # the record is the first part's: say it covers only part of the texts
+            count = sum((p.meta.provenance or {}).get("merged_parts", 1) for p in (self, other))
+            merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count}
         return merged
 
     def _check_mergeable(self, other: "Profile") -> None:

@@ -123,10 +123,15 @@ def _major(version: str | None) -> str | None:
 
 
 def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
+    record = profile.meta.provenance or {}
+    if record.get("merged_parts", 1) > 1:
+        raise ReproducibilityError(
+            f"Stage {profile.stage!r} was merged from {record['merged_parts']} separately profiled parts "
+            f"(Profile.merge): its record describes the first part only. Reproduce each part's saved profile, then "
+            "merge them again.")
     lacks = missing_provenance(profile)
     if lacks:
         raise ReproducibilityError(f"Stage {profile.stage!r} cannot be reproduced: it lacks " + "; ".join(lacks) + ".")
-    record = profile.meta.provenance
     made_with = record.get("versions", {}).get("hf_txray") or profile.meta.hf_txray_version
     if _major(made_with) != _major(__version__):
         raise ReproducibilityError(f"Stage {profile.stage!r} was made with hf_txray {made_with}, this is "

@@ -170,6 +170,20 @@ def test_merge_refuses_parts_of_different_models_and_two_runs_of_one_corpus():
         first.merge(twin)
 
 
+def test_a_merged_profile_says_so_and_reproduce_refuses_it(tmp_path):
+    """A merge keeps the first part's provenance record: reproduce re-ran that part alone and said DIFFERENT."""
+    from hf_txray.reproduce import reproduce_profile
+
+    first, second, third = parts([0, 3, 6, len(SAMPLE_TEXTS)], 4)
+    merged = first.merge(second).merge(third)
+    assert merged.meta.provenance["merged_parts"] == 3 and "merged_parts" not in first.meta.provenance
+    merged.save_pretrained(tmp_path / "merged")
+    loaded = Profile.from_pretrained(tmp_path / "merged")
+    assert loaded.meta.provenance["merged_parts"] == 3
+    with pytest.raises(hf_txray.ReproducibilityError, match="merged from 3 separately profiled parts"):
+        reproduce_profile(loaded)
+
+
 def test_merge_keeps_as_many_examples_as_the_smaller_capacity():
     first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
     fewer = Profile(dataclasses.replace(second.meta, max_examples_per_neuron=CAPACITY - 1), second.neuron_mass,
