@@ -221,7 +221,7 @@ def test_profile_compared_with_itself_has_not_changed(pair):
     for ft in FEATURE_TYPES:
         h = same.neurons[f"hellinger_{ft}"].dropna()
         assert len(h) == (same.neurons["status"] == "shared").sum()
-        np.testing.assert_allclose(h, 0.0, atol=1e-7)
+        assert (h == 0.0).all()  # exactly: 1 - sum(sqrt(p q)) left about 1e-8
         assert (same.neurons[f"length_shift_{ft}"] == 0).all()
         p = same.neurons[f"p_hellinger_{ft}"].dropna()
         assert np.allclose(p, 1.0) and not same.neurons[f"changed_{ft}"].any()
