@@ -38,8 +38,10 @@ def overview_figures(view: ResultsView, report_name: str | None = None,
         if ft not in report.meta.feature_types:
             raise ConfigurationError(f"Feature type {ft!r} is not in report {report.name!r}: "
                                      f"{report.meta.feature_types}.")
-        draw = {"hellinger_vs_length": lambda: plots.plot_hellinger_vs_length(report, ft),
-                "length_shift": lambda: plots.plot_length_shift(report, ft),
+        # Every shared neuron, each dot a link to its page: the figure's note says that rarely credited ones sit high
+        # by chance (the library's plots leave them out by default).
+        draw = {"hellinger_vs_length": lambda: plots.plot_hellinger_vs_length(report, ft, min_count=0),
+                "length_shift": lambda: plots.plot_length_shift(report, ft, min_count=0),
                 "mass_share": lambda: plots.plot_mass_share(report, ft if is_tag_feature(ft) else None),
                 "neuron_mass": lambda: plots.plot_neuron_mass(report)}
     else:
