@@ -67,6 +67,9 @@ class ReportMeta:
     dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
     same_corpus: bool = False  # both stages profiled the same texts: halves are paired by parity
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
+    # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
+    stack: str | None = None
+    module_pattern: str | None = None
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -480,6 +483,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
+    meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g})") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus

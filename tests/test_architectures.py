@@ -623,3 +623,22 @@ def test_a_head_is_refused_as_in_neither_stack():
     with pytest.raises(ModelError, match=r"'lm_head' is not inside the decoder stack.*neither stack"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("bart"), features=("token",), stack="decoder",
                          module_pattern=r"lm_head$", show_progress=False)
+
+
+def test_pruning_by_a_profile_of_the_decoder_stack_is_refused():
+    """Masks act on the encoder's MLPs: a plan ranked on T5's decoder (same width) masked encoder neurons, silently."""
+    import copy
+
+    model, _ = build("t5")
+    decoder = engine("t5", "decoder", "", 1)
+    report = hf_txray.compare(decoder, decoder)
+    for source in (decoder, report):
+        with pytest.raises(hf_txray.ConfigurationError, match="decoder stack of an encoder-decoder"):
+            hf_txray.prune(copy.deepcopy(model), source, strategy="low_mass" if source is decoder else "random",
+                           amount=2)
+    unmasked = copy.deepcopy(model)
+    with pytest.raises(hf_txray.ConfigurationError, match="decoder stack"):
+        hf_txray.prune(unmasked, decoder, strategy="low_mass", amount=2)
+    assert not hf_txray.pruning.active_masks(unmasked)  # refused before any mask
+    _, plan = hf_txray.prune(copy.deepcopy(model), engine("t5", "encoder", "", 1), strategy="low_mass", amount=2)
+    assert plan.total == 2 * len(plan.neurons) and plan.source["stack"] == "encoder"

@@ -11,7 +11,7 @@ from typing import Iterator, Mapping
 
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
 from ..sites import Site, find_sites, require_dense
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
@@ -61,6 +61,32 @@ def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> di
     sites = find_sites(model, "mlp")
     require_dense(sites, what)
     return {site.layer: site for site in sites}
+
+
+def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]) -> None:
+    """Refuse a plan ranked on other modules than those its masks would edit: masks act on the MLP sites of the
+    encoder (or only) stack that the automatic search finds, so a ranking of an encoder-decoder's decoder, or of
+    modules a `module_pattern` named elsewhere, would prune neurons it never described (T5's stacks share their
+    width, so nothing else catches it).
+
+    Raises:
+        ConfigurationError: the plan's source profiled the decoder stack, or other modules than the MLP sites.
+    """
+    source = plan.source or {}
+    if source.get("stack") == "decoder":
+        raise ConfigurationError(
+            "This plan was ranked on the decoder stack of an encoder-decoder, but pruning, masking and ablation act on "
+            "the MLP neurons of the encoder: they would edit neurons the ranking never described. Rank them by "
+            "profiles of the encoder (stack='encoder').")
+    pattern = source.get("module_pattern")
+    if pattern:
+        hooked = {s.layer: s.name for s in find_sites(model, "mlp", pattern, source.get("stack"))}
+        for layer in plan.neurons:
+            if layer in sites and hooked.get(layer) != sites[layer].name:
+                raise ConfigurationError(
+                    f"This plan was ranked on {hooked.get(layer)!r} (module_pattern {pattern!r}), but the masks of "
+                    f"layer {layer} edit its MLP site {sites[layer].name!r}: they would prune neurons the ranking "
+                    "never described. Rank them by profiles of the MLP sites (no module_pattern).")
 
 
 def check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> None:
@@ -123,6 +149,7 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
     plan = neurons if isinstance(neurons, PruningPlan) else None
     if plan is not None:
         check_plan_fits(plan.widths, sites)
+        check_plan_sites(model, plan, sites)
     chosen = explicit_neurons(neurons, widths)
     edits = {layer: Fill(indices) for layer, indices in chosen.items() if indices}
     return edit_neurons(model, chosen, edits, sites, plan)

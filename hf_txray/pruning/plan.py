@@ -142,12 +142,20 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
     if isinstance(source, TransferReport):
         m = source.meta
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
-                "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b}
+                "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b,
+                **_hooked(m.stack, m.module_pattern)}
     if isinstance(source, Profile):
         m = source.meta
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
-                "dataset": m.dataset_id or m.dataset_fingerprint}
+                "dataset": m.dataset_id or m.dataset_fingerprint,
+                **_hooked(m.config.get("stack"), m.config.get("module_pattern"))}
     return {"kind": "none"}
+
+
+def _hooked(stack: str | None, module_pattern: str | None) -> dict[str, str]:
+    """Which modules the ranking source hooked, when not the automatic MLP sites of the default stack (the masks
+    check it: :func:`~hf_txray.pruning.masks.check_plan_sites`)."""
+    return {k: v for k, v in (("stack", stack), ("module_pattern", module_pattern)) if v}
 
 
 def source_widths(source: TransferReport | Profile) -> dict[int, int]:

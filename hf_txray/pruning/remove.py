@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigurationError, ModelError
 from ..sites import Site, find_blocks, linear_dims
-from .masks import check_plan_fits, mlp_sites, active_masks
+from .masks import check_plan_fits, check_plan_sites, mlp_sites, active_masks
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
@@ -94,6 +94,7 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     sites = mlp_sites(model)
     if isinstance(neurons, PruningPlan):
         check_plan_fits(neurons.widths, sites)
+        check_plan_sites(model, neurons, sites)
     widths = {layer: site.width for layer, site in sites.items()}
     chosen = explicit_neurons(neurons, widths)
     counts = {layer: len(chosen.get(layer, [])) for layer in sites}
