@@ -139,6 +139,7 @@ class Profiler:
 
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
+        from .pruning.masks import masks_fingerprint
         from .provenance import DatasetSource, build_record, config_options
 
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
@@ -153,8 +154,10 @@ class Profiler:
                    "model_class": type(self.model).__name__,
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
-                   # which weights ran (a few KB read): Profile.merge refuses parts of different models with it
-                   "weights_sample_hash": weights_sample_hash(self.model),
+                   # which weights ran (a few KB read; those of the body that runs, heads left out) and which
+                   # hf_txray masks were on: Profile.merge refuses parts of different models with them
+                   "weights_sample_hash": weights_sample_hash(self.forward.body or self.model),
+                   "masks": masks_fingerprint(self.model),
                    **self.runtime}
         spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)

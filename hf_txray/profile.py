@@ -22,6 +22,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .layout import NOISE_COLUMNS, read_single, write_folder
+from .provenance import is_embedded
 
 EXAMPLE_COLUMNS = [
     "layer", "neuron", "rank", "activation", "example_id", "token_index", "char_start", "char_end",
@@ -588,13 +589,18 @@ class Profile(Artifact):
             raise IncompatibleProfilesError(
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine!r} vs "
                 f"{theirs!r}), which changes what is credited. Profile both parts with the same {name}.")
-        mine, theirs = _weights_hash(self.meta), _weights_hash(other.meta)
-        if (mine != theirs) if (mine and theirs) else (self.meta.model_id != other.meta.model_id):
-            shown = (mine[-12:], theirs[-12:]) if mine and theirs else (self.meta.model_id, other.meta.model_id)
+        difference = _model_difference(self.meta, other.meta)
+        if difference:
             raise IncompatibleProfilesError(
-                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they profile different models ("
-                f"{'weights ' if mine and theirs else ''}{shown[0]} vs {shown[1]}). A merge adds up parts of one "
-                "model's profile; compare() sets two models side by side.")
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they profile different models "
+                f"({difference}). A merge adds up parts of one model's profile; compare() sets two models side by "
+                "side.")
+        source = _dataset_start(self.meta)
+        if source is not None and source == _dataset_start(other.meta):
+            raise IncompatibleProfilesError(
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both read {source[1]!r} (split "
+                f"{source[3]!r}) from its first text (num_samples takes the first texts), so their texts overlap and "
+                "would be counted twice. Profile disjoint parts, e.g. split slices 'train[:50%]' and 'train[50%:]'.")
         if self.meta.dataset_fingerprint and self.meta.dataset_fingerprint == other.meta.dataset_fingerprint:
             raise IncompatibleProfilesError(
                 f"Cannot merge profile {self.stage!r} with itself (or with another run on the same corpus: dataset "
@@ -741,11 +747,30 @@ BATCH_LIMITS = ("batch_size", "max_tokens_per_batch")
 BATCH_LIMITS_OF_PARTS = "batch_limits_of_parts"
 
 
-def _weights_hash(meta: ProfileMeta) -> str | None:
-    """The sample hash of the weights a profile ran (:func:`~hf_txray.provenance.weights_sample_hash`), which tells
-    models apart for a merge whatever they were loaded from; None in profiles saved before hf_txray recorded it (the
-    model id stands in)."""
-    return (meta.provenance or {}).get("runtime", {}).get("weights_sample_hash")
+def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
+    """How two profiles' models differ ("" when they are one): the sample hash of the weights of the body that ran
+    (:func:`~hf_txray.provenance.weights_sample_hash`; the same weights match whatever they were loaded from, task
+    heads left out), their dtype, hf_txray masks on them; the model id for profiles saved before the hash was
+    recorded."""
+    ra, rb = ((m.provenance or {}).get("runtime", {}) for m in (a, b))
+    if not (ra.get("weights_sample_hash") and rb.get("weights_sample_hash")):
+        return f"{a.model_id} vs {b.model_id}" if a.model_id != b.model_id else ""
+    for key, what in (("dtype", "dtype"), ("weights_sample_hash", "weights"), ("masks", "hf_txray masks")):
+        if ra.get(key) != rb.get(key):
+            return f"{what} {ra.get(key)} vs {rb.get(key)}"
+    return ""
+
+
+def _dataset_start(meta: ProfileMeta) -> tuple | None:
+    """The dataset split a profile read from its first text (the whole split, or its first num_samples texts), as
+    ``(kind, id, config, split, version)``; None for texts passed in memory or a slice that may start elsewhere."""
+    record = (meta.provenance or {}).get("dataset") or {}
+    split = record.get("split") or ""
+    known = record.get("kind") in ("hub", "local") or (record.get("kind") and is_embedded({"dataset": record}))
+    if not known or not record.get("id") or ("[" in split and "[:" not in split):
+        return None
+    version = record.get("commit") or record.get("content_hash")
+    return record["kind"], record["id"], record.get("config"), split.split("[")[0], version
 
 
 def batch_limits_of_parts(meta: ProfileMeta) -> list[dict[str, Any]]:

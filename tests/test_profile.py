@@ -170,6 +170,34 @@ def test_merge_refuses_parts_of_different_models_and_two_runs_of_one_corpus():
         first.merge(twin)
 
 
+def test_merge_tells_models_by_the_body_that_ran_and_refuses_overlapping_reads():
+    """The weights hash covers the body that runs (a task head never does), hf_txray masks and the dtype; two reads
+    of one dataset split from its first text (num_samples) overlap."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from models import bert_tokenizer
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128)
+    mlm = BertForMaskedLM(config).eval()
+    options = dict(tokenizer=bert_tokenizer(), features=("token",), show_progress=False, max_examples_per_neuron=1)
+    first = hf_txray.analyze(mlm, SAMPLE_TEXTS[:4], **options)
+    first.merge(hf_txray.analyze(mlm.bert, SAMPLE_TEXTS[4:], **options))  # the same body, without its MLM head
+    with hf_txray.pruning.masked(mlm.bert, {0: [1, 2]}):
+        masked = hf_txray.analyze(mlm.bert, SAMPLE_TEXTS[4:], **options)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models \\(hf_txray masks"):
+        first.merge(masked)
+    halved = hf_txray.analyze(mlm.bert.to(torch.bfloat16), SAMPLE_TEXTS[4:], **options)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="dtype float32 vs bfloat16"):
+        first.merge(halved)
+    mlm.bert.float()
+    short, longer = (hf_txray.analyze(mlm.bert, "txray:ptb", num_samples=n, **options) for n in (3, 5))
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="from its first text.*overlap"):
+        short.merge(longer)
+
+
 def test_a_merged_profile_says_so_and_reproduce_refuses_it(tmp_path):
     """A merge keeps the first part's provenance record: reproduce re-ran that part alone and said DIFFERENT."""
     from hf_txray.reproduce import reproduce_profile

@@ -7,6 +7,7 @@ The hooks are a :class:`~hf_txray.hooks.Trace` holding one edit per layer (:func
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Iterator, Mapping
 
 from torch import nn
@@ -181,6 +182,16 @@ def masked(model: nn.Module, neurons: NeuronSpec) -> Iterator[MaskHandle]:
 def active_masks(model: nn.Module) -> list[MaskHandle]:
     """The masks hf_txray has registered on `model` and not yet removed."""
     return list(getattr(model, MASKS_ATTRIBUTE, None) or [])
+
+
+def masks_fingerprint(model: nn.Module) -> str | None:
+    """A short digest of the hf_txray masks and fills active on `model` (which neurons, which values), None when
+    there are none: a masked model computes other activations from the same weights."""
+    handles = active_masks(model)
+    if not handles:
+        return None
+    edits = [repr(edit) for handle in handles for edit in handle.trace.edits if edit is not None]
+    return hashlib.sha256("|".join(edits).encode()).hexdigest()[:16]
 
 
 def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> nn.Module:
