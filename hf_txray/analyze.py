@@ -217,17 +217,25 @@ class Profiler:
         merged.meta.config["text_column"] = source.text_column
         if isinstance(source, StreamingSource):
             _record_stream_read(merged.meta.provenance["dataset"], source, world, merged.meta.num_examples)
-        if merged.meta.num_positions == 0:  # a profile without one credit: say why rather than return it silently
-            logger.warning(
-                "No position was credited in %d texts (%d empty): every profile table is empty. %s",
-                merged.meta.num_examples, merged.meta.num_empty,
-                f"skip_first_positions={self.skip_first_positions} leaves out the first positions of every text; "
-                "lower it." if self.skip_first_positions else "Check the text column.")
+        if not merged.neuron_count.any():  # a profile without one credit: say why rather than return it silently
+            logger.warning("No neuron was credited in %d texts (%d empty): every profile table is empty. %s",
+                           merged.meta.num_examples, merged.meta.num_empty, self._why_no_credit(merged.meta))
         if merged.meta.num_truncated and not self._warned_truncation:
             self._warned_truncation = True  # once per Profiler: the Trainer profiles the same corpus many times
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
                            merged.meta.num_truncated, self.max_length)
         return merged
+
+    def _why_no_credit(self, meta: ProfileMeta) -> str:
+        if meta.num_empty == meta.num_examples:
+            return "Every text is empty: check the text column."
+        if meta.num_positions == 0 and self.skip_first_positions:
+            return (f"skip_first_positions={self.skip_first_positions} leaves out the first positions of every text; "
+                    "lower it.")
+        if meta.num_positions:
+            return (f"Every winner of the {meta.num_positions} positions had an activation <= 0 (num_uncredited): "
+                    "only positive activations are credited.")
+        return "Check the text column."
 
     def _profile_source(self, source, resume_state, saved, meta, state, checkpoint_every):
         builder, vocabs = self._new_builder()

@@ -454,7 +454,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     _check_same_stack(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
-    if same_corpus not in (None, True, False):
+    if same_corpus is not None and not isinstance(same_corpus, bool):
         raise ConfigurationError(f"same_corpus must be True, False or None (detect), got {same_corpus!r}.")
     if num_resamples is not None:
         if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 0:

@@ -269,17 +269,19 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
 def _pattern_experts_layout(model: nn.Module, name: str, experts: nn.Module) -> ExpertsLayout:
     """The numbering of fused experts a `module_pattern` named: with the shared expert(s) of their block, found by
     structure as the automatic search finds them (a layer's units are the same whichever way it was found); the
-    routed experts alone where the block's layout cannot be verified against the config."""
+    routed experts alone where no block holding them is found.
+
+    Raises:
+        ModelError: the block's layout is refused as by the automatic search (a shared expert that cannot be
+            numbered as whole experts): leaving it out would change every winner.
+    """
     parent_name = name.rsplit(".", 1)[0] if "." in name else ""
     config = getattr(model, "config", None)
     for block_name in (parent_name, parent_name.rsplit(".", 1)[0] if "." in parent_name else ""):
         if not block_name or config is None:
             continue
         widths, described = expected_mlp_widths(config, None)
-        try:
-            found = _moe_site(model, model.get_submodule(block_name), block_name, widths, described)
-        except ModelError:
-            found = None
+        found = _moe_site(model, model.get_submodule(block_name), block_name, widths, described)
         if found is not None and found[1] is experts:
             return found[2]
     return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts))

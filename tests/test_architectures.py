@@ -642,3 +642,16 @@ def test_pruning_by_a_profile_of_the_decoder_stack_is_refused():
     assert not hf_txray.pruning.active_masks(unmasked)  # refused before any mask
     _, plan = hf_txray.prune(copy.deepcopy(model), engine("t5", "encoder", "", 1), strategy="low_mass", amount=2)
     assert plan.total == 2 * len(plan.neurons) and plan.source["stack"] == "encoder"
+
+
+def test_a_pattern_naming_experts_is_refused_where_the_shared_expert_cannot_be_numbered():
+    """A shared expert of 40 units beside 16-unit experts: the automatic search refuses it, and a pattern naming the
+    experts profiled the routed units alone, silently (the shared expert won 105 of 228 position-layers)."""
+    torch.manual_seed(0)
+    model = tf.Qwen2MoeModel(config_of("qwen2_moe", shared_expert_intermediate_size=40)).eval()
+    for pattern in (None, r"layers\.\d+\.mlp\.experts$"):
+        with pytest.raises(ModelError, match="not a multiple of the routed experts"):
+            hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
+                             module_pattern=pattern, show_progress=False)
+    with pytest.raises(hf_txray.ConfigurationError, match="same_corpus must be True, False or None"):
+        hf_txray.compare(engine("bert", None, "", 1), engine("bert", None, "", 1), same_corpus=1)

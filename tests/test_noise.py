@@ -213,12 +213,21 @@ def test_a_profile_crediting_nothing_says_why(caplog):
         profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
                                    skip_first_positions=60, max_length=64)
     assert profile.meta.num_positions == 0 and profile.meta.num_examples == len(TEXTS)
-    assert f"No position was credited in {len(TEXTS)} texts" in caplog.text
+    assert f"No neuron was credited in {len(TEXTS)} texts" in caplog.text
     assert "skip_first_positions=60 leaves out the first positions of every text" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
-    assert "No position was credited" not in caplog.text
+        hf_txray.analyze(model, ["", "  "], tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert caplog.text.count("No neuron was credited") == 1 and "Every text is empty" in caplog.text
+    caplog.clear()
+    negative = hf_txray.hooks.trace(model, hf_txray.sites.find_sites(model, "mlp"), edit={0: lambda x: -x.abs() - 1,
+                                                                                       1: lambda x: -x.abs() - 1},
+                                    once=False)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"), negative:  # every winner <= 0: positions, no credit
+        silent = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert silent.meta.num_positions > 0 and silent.meta.num_uncredited > 0
+    assert "activation <= 0 (num_uncredited)" in caplog.text
 
 
 @pytest.mark.parametrize("option", [{"skip_first_positions": -1}, {"skip_first_positions": "first"},
