@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .errors import ConfigurationError, DatasetError, ModelError
+from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
 from .pruning import PruningPlan, active_masks, apply_plan, is_random_strategy, masked, plan_pruning
 
@@ -254,7 +255,10 @@ def evaluate_pruning(
         task (`str`, *optional*): ``"classification"`` or ``"causal-lm"``; inferred from the model class.
         text_column (`str`, *optional*): defaults to the first of ``text``, ``sentence``... found.
         label_column (`str`, *optional*, defaults to `"label"`): labels for classification.
-        batch_size (`int`, *optional*, defaults to 32), max_length (`int`, *optional*): batching and truncation.
+        batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
+        max_length (`int`, *optional*): texts are truncated to this many tokens; defaults to the model's limit (its
+            position table, config or tokenizer), at most 512, as :func:`hf_txray.analyze` resolves it; more than
+            the model takes is refused before any work.
         metric_kwargs (`dict[str, dict]`, *optional*): extra ``compute`` arguments per metric name;
             ``f1``/``precision``/``recall`` default to ``average="macro"``.
         include_baseline (`bool`, *optional*, defaults to `True`): add the unpruned model as the first row.
@@ -287,6 +291,8 @@ def evaluate_pruning(
             tokenizer = AutoTokenizer.from_pretrained(source)
         except Exception as err:
             raise ModelError(f"Could not load a tokenizer for {source!r}: pass tokenizer=....") from err
+    # A text past the model's positions failed inside the model (a tensor size mismatch): truncate at its limit
+    max_length = resolve_max_length(model, tokenizer, max_length)
     texts, labels = text_and_labels(dataset, text_column, label_column, task)
     metrics = metric if metric is not None else DEFAULT_METRICS[task]
     if isinstance(metrics, (str,)) or not isinstance(metrics, Sequence):

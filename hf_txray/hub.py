@@ -116,8 +116,9 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
         allow_patterns=["README.md"] + [f"{name}/*" for name in owned], delete_patterns=[f"{name}/*" for name in owned],
         prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder),
-        retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}\n"
-                    f"or from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r})"))
+        retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}"
+                    f"{' --private' if private else ''}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, "
+                    f"{repo_id!r}{', private=True' if private else ''})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
 
@@ -212,8 +213,11 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
     if not path.is_dir():
         raise ConfigurationError(f"{path} is not a folder.")
     if is_export_folder(path):
-        for ignored in ("license", "pretty_name"):
-            kwargs.pop(ignored, None)
+        ignored = [name for name in ("license", "pretty_name") if kwargs.pop(name, None) is not None]
+        if ignored:  # the export's card is written: say so rather than drop the option silently
+            logger.warning("%s is an export folder whose dataset card is already written: %s not applied. Export "
+                           "again with hf_txray.save_to_disk(..., %s) to change the card.", path,
+                           " and ".join(ignored), ", ".join(f"{name}=..." for name in ignored))
         return push_folder(path, repo_id, **kwargs)
     profiles, reports = saved_results(path)
     if not profiles and not reports:

@@ -470,7 +470,7 @@ def _corpus_counts(profile: Profile, ft: str) -> dict[str, int]:
 
 # ----- the public functions ----------------------------------------------------------------------------------------
 def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = None, device: Any = None,
-                      token: str | bool | None = None, show_progress: bool = False,
+                      token: str | bool | None = None, show_progress: bool | None = None,
                       split: str | None = None) -> StageVerdict:
     """Recompute one profile from its ``meta.provenance`` and compare it with `profile`.
 
@@ -553,7 +553,7 @@ def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
 
 def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path | None = None,
               model: Any = None, dataset: Any = None, device: Any = None, revision: str | None = None,
-              token: str | bool | None = None, show_progress: bool = False,
+              token: str | bool | None = None, show_progress: bool | None = None,
               split: str | None = None) -> ReproduceResult:
     """Recompute the profiles of a results repo or folder from their pinned model and dataset, and compare.
 

@@ -187,6 +187,18 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
     assert cli_main(["push", repo_id, str(folder)]) == 0  # the retry the message suggests (REPO_ID DIR, as hf upload)
     assert "pushed to" in capsys.readouterr().out
     assert hf_txray.load(repo_id).profiles["pretrained"] == a
+    # A private push's retry stays private (the hint dropped --private: following it made the repo public)
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError, match=f"hf-txray push {hub.username}/secret-flaky .* --private\n"):
+        hf_txray.push_to_hub(f"{hub.username}/secret-flaky", profiles=[a], plots=False, private=True)
+
+
+def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub, tmp_path, caplog):
+    a, _, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        assert cli_main(["push", f"{hub.username}/exported", str(folder), "--license", "mit"]) == 0
+    assert "dataset card is already written: license not applied" in caplog.text
 
 
 def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub, caplog):

@@ -373,6 +373,21 @@ def test_evaluate_pruning_classification_matches_brute_force():
     assert set(summary["strategy"]) == {"none", "random"}
 
 
+def test_evaluate_pruning_truncates_at_the_model_limit_by_default():
+    """Texts longer than the model's 128 positions failed inside the model (a tensor size mismatch)."""
+    model = classifier(seed=3, num_labels=3)
+    texts = [" ".join(["word"] * 300), TEXTS[0]]
+    table = evaluate_pruning(model, [], {"text": texts, "label": [0, 1]}, tokenizer=bert_tokenizer())
+    correct = 0
+    for text, label in zip(texts, [0, 1]):
+        enc = bert_tokenizer()(text, return_tensors="pt", truncation=True, max_length=128)
+        with torch.no_grad():
+            correct += int(model(**enc).logits.argmax(-1).item() == label)
+    assert table.loc[0, "accuracy"] == pytest.approx(correct / 2)
+    with pytest.raises(ConfigurationError, match="max_length=1000 exceeds"):
+        evaluate_pruning(model, [], {"text": texts, "label": [0, 1]}, tokenizer=bert_tokenizer(), max_length=1000)
+
+
 def test_evaluate_pruning_perplexity_matches_brute_force():
     from transformers import GPT2Config, GPT2LMHeadModel
 
