@@ -529,7 +529,7 @@ class _CheckpointState:
             if state_file.exists():
                 raise self.unusable("has state.npz but no progress.json (a partial copy?)")
             self._refuse_other_process_count()
-            logger.info("No checkpoint in %s: starting from the beginning.", self.path)
+            logger.warning("resume: no checkpoint in %s yet, starting from the beginning.", self.path)
             return None, None
         try:
             progress = read_json(progress_file)

@@ -129,6 +129,16 @@ def test_old_checkpoints_holding_a_whole_profile_are_refused(tmp_path):
     assert SPANS.calls == 0  # refused before any work
 
 
+def test_resume_without_a_checkpoint_says_it_starts_over(tmp_path, caplog):
+    """Asked to resume (the Ctrl-C message suggests it) with nothing saved yet: said, not silent."""
+    import logging
+
+    SPANS.calls, SPANS.fail_at = 0, None
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
+    assert "resume: no checkpoint in" in caplog.text and "starting from the beginning" in caplog.text
+
+
 def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
     """A loaded model with other weights (another seed), and a model folder whose weights were replaced."""
     from models import save_tiny_model
