@@ -72,7 +72,8 @@ def hellinger_by_row(
         rows_of (`Callable`): maps keys to rows.
     """
     common, ia, ib = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
-    squares = np.bincount(rows_of(common), weights=(np.sqrt(p_a[ia]) - np.sqrt(p_b[ib])) ** 2, minlength=num_rows)
+    squares = np.zeros(num_rows)  # float: bincount of no entries returns int64 whatever its weights
+    squares += np.bincount(rows_of(common), weights=(np.sqrt(p_a[ia]) - np.sqrt(p_b[ib])) ** 2, minlength=num_rows)
     for keys, p, shared in ((keys_a, p_a, ia), (keys_b, p_b, ib)):
         own = np.ones(len(keys), dtype=bool)
         own[shared] = False

@@ -166,16 +166,22 @@ def test_hellinger_by_row_matches_dense_hellinger(seed):
     both = (dense_a.sum(axis=1) > 0) & (dense_b.sum(axis=1) > 0)
     assert both.sum() >= 3
     expected = np.array([brute_hellinger(p, q) for p, q in zip(dense_a, dense_b)])
-    # hellinger_by_row computes sqrt(1 - sum sqrt(p q)): near 0 that loses half the float64 digits (~1e-8).
-    np.testing.assert_allclose(got[both], expected[both], rtol=0, atol=1e-7)
+    # from squared differences, no 1 - sum sqrt(p q) cancellation: the brute force's digits
+    np.testing.assert_allclose(got[both], expected[both], rtol=0, atol=1e-14)
 
 
-def test_hellinger_by_row_of_identical_tables_is_zero():
+def test_hellinger_by_row_of_identical_tables_is_zero_and_of_disjoint_ones_one():
     rows, features, mass = random_table(np.random.default_rng(7))
     keys, p = make_keys(rows, features), metrics.probabilities(rows, mass, NUM_ROWS)
-    got = metrics.hellinger_by_row(keys, p, keys, p, lambda k: split_keys(k)[0], NUM_ROWS)
+    rows_of = lambda k: split_keys(k)[0]  # noqa: E731
+    got = metrics.hellinger_by_row(keys, p, keys, p, rows_of, NUM_ROWS)
     has_mass = metrics.row_totals(rows, mass, NUM_ROWS) > 0
-    np.testing.assert_allclose(got[has_mass], 0.0, atol=1e-7)
+    assert (got[has_mass] == 0.0).all()
+    # no feature in common (numpy's bincount of no entries is int64: the sums must stay float)
+    other = make_keys(rows, features + 1000)
+    apart = metrics.hellinger_by_row(keys, p, other, p, rows_of, NUM_ROWS)
+    np.testing.assert_allclose(apart[has_mass], 1.0, rtol=0, atol=1e-12)
+    assert apart.dtype == np.float64
 
 
 @pytest.mark.parametrize("seed", SEEDS)
