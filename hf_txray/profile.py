@@ -22,6 +22,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .layout import NOISE_COLUMNS, read_single, write_folder
+from .loading import split_and_slice
 from .provenance import is_embedded
 
 EXAMPLE_COLUMNS = [
@@ -765,12 +766,11 @@ def _dataset_start(meta: ProfileMeta) -> tuple | None:
     """The dataset split a profile read from its first text (the whole split, or its first num_samples texts), as
     ``(kind, id, config, split, version)``; None for texts passed in memory or a slice that may start elsewhere."""
     record = (meta.provenance or {}).get("dataset") or {}
-    split = record.get("split") or ""
+    name, part = split_and_slice(record.get("split") or "")
     known = record.get("kind") in ("hub", "local") or (record.get("kind") and is_embedded({"dataset": record}))
-    if not known or not record.get("id") or ("[" in split and "[:" not in split):
+    if not known or not record.get("id") or (part and not part.startswith("[:")):
         return None
-    version = record.get("commit") or record.get("content_hash")
-    return record["kind"], record["id"], record.get("config"), split.split("[")[0], version
+    return record["kind"], record["id"], record.get("config"), name, record.get("commit") or record.get("content_hash")
 
 
 def batch_limits_of_parts(meta: ProfileMeta) -> list[dict[str, Any]]:

@@ -248,9 +248,11 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
     if not matched:
         raise ModelError(f"module_pattern {pattern!r} matches no module of {type(model).__name__}.")
     sites = []
-    for layer, (name, module) in zip(_pattern_layers(root, matched, pattern), matched):
+    numbers, blocks = _pattern_layers(root, matched, pattern)
+    for layer, (name, module) in zip(numbers, matched):
         if site == "mlp" and is_fused_experts(module):
-            layout = _pattern_experts_layout(model, name, module)
+            block = blocks[layer] if blocks is not None and layer < len(blocks) else None
+            layout = _pattern_experts_layout(model, block, module)
             sites.append(Site(layer, name, module, layout.num_neurons, "experts", layout))
         elif site == "mlp":
             dims = linear_dims(module)
@@ -266,33 +268,31 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
     return sorted(sites, key=lambda s: s.layer)
 
 
-def _pattern_experts_layout(model: nn.Module, name: str, experts: nn.Module) -> ExpertsLayout:
-    """The numbering of fused experts a `module_pattern` named: with the shared expert(s) of their block, found by
+def _pattern_experts_layout(model: nn.Module, block: nn.Module | None, experts: nn.Module) -> ExpertsLayout:
+    """The numbering of fused experts a `module_pattern` named: with the shared expert(s) of their `block`, found by
     structure as the automatic search finds them (a layer's units are the same whichever way it was found); the
-    routed experts alone where no block holding them is found.
+    routed experts alone outside a block.
 
     Raises:
         ModelError: the block's layout is refused as by the automatic search (a shared expert that cannot be
             numbered as whole experts): leaving it out would change every winner.
     """
-    parent_name = name.rsplit(".", 1)[0] if "." in name else ""
     config = getattr(model, "config", None)
-    for block_name in (parent_name, parent_name.rsplit(".", 1)[0] if "." in parent_name else ""):
-        if not block_name or config is None:
-            continue
-        widths, described = expected_mlp_widths(config, None)
-        found = _moe_site(model, model.get_submodule(block_name), block_name, widths, described)
+    if block is not None and config is not None:
+        found = _moe_site(model, block, _qualified(model, block), *expected_mlp_widths(config, None))
         if found is not None and found[1] is experts:
             return found[2]
     return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts))
 
 
-def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], pattern: str) -> list[int]:
+def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], pattern: str
+                    ) -> tuple[list[int], nn.ModuleList | None]:
     """The layer number of each module a `module_pattern` matched: the index of the block of the stack that holds
     it, as the automatic search numbers layers, so that a profile's layers name the same blocks whatever found them
     (pruning and comparing by layer rely on it). Modules outside the blocks (a head; the other stack of an
     encoder-decoder, which is refused later) are numbered after the last block, in model order; a model without a
-    recognisable stack of blocks numbers the matches in model order.
+    recognisable stack of blocks numbers the matches in model order. Returns the numbers and the blocks (None
+    without a stack of blocks).
 
     Raises:
         ModelError: two matched modules lie in the same block (one site per block).
@@ -300,7 +300,7 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
     try:
         _, blocks = find_blocks(root)
     except ModelError:
-        return list(range(len(matched)))
+        return list(range(len(matched))), None
     block_of = {id(m): index for index, block in enumerate(blocks) for m in block.modules()}
     numbers, outside, taken = [], len(blocks), {}
     for name, module in matched:
@@ -313,7 +313,7 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
                 "hf_txray hooks one site per block, numbered by its block. Narrow the pattern (end it with $).")
         taken[index] = name
         numbers.append(index)
-    return numbers
+    return numbers, blocks
 
 
 def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None = None,
