@@ -115,8 +115,9 @@ class Profiler:
 
     def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
         vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}
+        names = [f"layer {site.layer} ({site.name})" for site in self.sites]
         builder = ProfileBuilder(len(self.sites), self.num_neurons, vocabs, self.config.max_examples_per_neuron,
-                                 device=self.device)
+                                 device=self.device, layer_names=names)
         return builder, vocabs
 
     def meta(self, stage: str, corpus, dataset_id: str | None, text_column: str) -> ProfileMeta:

@@ -20,6 +20,7 @@ from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHisto
                            SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, reduce_in_order,
                            split_keys, strings_to_array, sub_state)
 from .batching import PositionBatch, to_device
+from .errors import ModelError
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
 
@@ -42,6 +43,8 @@ class BatchCredit:
     mass: torch.Tensor
     num_uncredited: torch.Tensor  # scalar: (position, layer) pairs whose best activation is <= 0
     positions: dict[str, torch.Tensor]
+    # (layers,): positions whose best activation is NaN or +-inf (a NaN or +inf anywhere in a row wins its top-k)
+    num_nonfinite: torch.Tensor | None = None
 
 
 def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], num_neurons: int,
@@ -59,7 +62,8 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     best = vals[..., 0] if vals.shape[2] == 1 else vals.amax(dim=2)
     offset = (torch.arange(vals.shape[0], device=device, dtype=torch.long) * num_neurons).view(-1, 1, 1)
     rows = torch.where(vals > 0, idx + offset, vals.shape[0] * num_neurons)
-    return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions)
+    nonfinite = (~best.isfinite()).sum(dim=1)  # checked at the flush: no host synchronisation here
+    return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions, nonfinite)
 
 
 def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto"
@@ -206,6 +210,7 @@ class _Pending:
     batch's credits (for the top-example candidates)."""
 
     uncredited: torch.Tensor
+    nonfinite: torch.Tensor  # (layers,) positions whose winner was NaN or +-inf
     streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]]
     fids: dict[str, list[np.ndarray]]
     histogram: list[torch.Tensor] = field(default_factory=list)  # per batch, the (row, bin) cell of every credit
@@ -272,11 +277,18 @@ class ProfileBuilder:
         capacity (`int`): top examples kept per neuron.
         device (`torch.device`, *optional*, defaults to CPU): where the per-batch reductions run.
         flush_every (`int`, *optional*, defaults to 32): most batches between two moves to the host.
+        layer_names (`list[str]`, *optional*): the hooked modules, by layer position, as errors name them.
+
+    Raises:
+        ModelError: at a flush, when some position's winning activation was NaN or infinite.
     """
 
     def __init__(self, num_layers: int, num_neurons: int, vocabs: dict[str, Vocabulary], capacity: int,
-                 device: torch.device | str | None = None, flush_every: int = 32):
+                 device: torch.device | str | None = None, flush_every: int = 32,
+                 layer_names: Sequence[str] | None = None):
         self.num_layers, self.num_neurons = num_layers, num_neurons
+        # how errors name each hooked layer (its module), by layer position
+        self.layer_names = list(layer_names) if layer_names else [f"layer position {i}" for i in range(num_layers)]
         self.num_rows = num_layers * num_neurons
         self.vocabs = vocabs
         self.sums = {ft: SparseSums() for ft in vocabs}
@@ -310,7 +322,8 @@ class ProfileBuilder:
         self._reset_device_state()
 
     def _reset_device_state(self) -> None:
-        self._pending = _Pending(torch.zeros((), dtype=torch.long, device=self.device), {},
+        self._pending = _Pending(torch.zeros((), dtype=torch.long, device=self.device),
+                                 torch.zeros(self.num_layers, dtype=torch.long, device=self.device), {},
                                  {ft: [] for ft in self.vocabs})
         self._pending_batches = self._pending_credits = 0
 
@@ -349,6 +362,8 @@ class ProfileBuilder:
         rows, mass, positions = credit.rows, credit.mass, credit.positions
         pending = self._pending
         pending.uncredited += credit.num_uncredited
+        if credit.num_nonfinite is not None:
+            pending.nonfinite += credit.num_nonfinite
         odd = positions["example_id"] % 2  # the split halves of the noise statistics, in the keys' lowest bit
         squares = mass * mass
         for ft in self.vocabs:
@@ -452,6 +467,7 @@ class ProfileBuilder:
                 self._flusher, self._in_flight = None, None
 
     def _drain(self, pending: "_Pending") -> None:
+        self._check_finite(pending.nonfinite)
         self.num_uncredited += int(pending.uncredited.item())
         if pending.histogram:
             cells = torch.cat(pending.histogram)
@@ -480,6 +496,20 @@ class ProfileBuilder:
                 self._add_candidates(candidates)
                 candidates, num_candidates = [], 0
         self._add_candidates(candidates)
+
+    def _check_finite(self, nonfinite: torch.Tensor) -> None:
+        """Refuse winners that are NaN or infinite: a NaN would be dropped without a trace (it is not > 0) and one
+        +inf mass makes every distribution of its neuron NaN, so either way the profile would be wrong silently."""
+        counts = nonfinite.cpu().tolist()
+        bad = [(i, n) for i, n in enumerate(counts) if n]
+        if not bad:
+            return
+        where = ", ".join(f"{self.layer_names[i]}: {n}" for i, n in bad[:4]) + (" ..." if len(bad) > 4 else "")
+        raise ModelError(
+            f"The model gave non-finite activations (NaN or inf) as the winning neuron at some positions (positions "
+            f"by layer: {where}), so no credit can be computed for them. The weights hold NaN/inf, or the forward "
+            "overflowed in float16: load the model in float32 or bfloat16 (torch_dtype=torch.float32), or check "
+            "its weights (e.g. torch.isfinite(p).all() for every parameter).")
 
     def _sink_device_sums(self) -> None:
         """Move the keyed sums held on the device to the host accumulators."""

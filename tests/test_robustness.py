@@ -408,3 +408,32 @@ def test_stride_under_truncate_is_ignored_when_valid_and_named_unused_when_refus
     without = hf_txray.analyze(model, TEXTS, **run)
     assert with_stride.meta.config["stride"] is None and with_stride.meta.num_truncated > 0
     assert_same_credit(with_stride, without)
+
+
+# ----- non-finite activations ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_non_finite_winners_are_refused_naming_the_layer(value, top_k):
+    """A NaN winner used to be dropped without a count (it is not > 0) and a +inf one credited as infinite mass: the
+    layer's statistics were wrong without a word. ReLU keeps +inf as +inf (GELU turns it into NaN)."""
+    from models import tiny_bert
+
+    model = tiny_bert(hidden_act="relu")
+    with torch.no_grad():
+        model.encoder.layer[1].intermediate.dense.bias[3] = value
+    with pytest.raises(ModelError, match=r"non-finite.*layer 1 \(encoder\.layer\.1\.output\.dense\): \d+.*float32"):
+        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), top_k=top_k,
+                         show_progress=False)
+    # the healthy layer alone profiles: the check is per layer, not a blanket refusal of the model
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), layers=[0],
+                               top_k=top_k, show_progress=False)
+    assert profile.neuron_count.sum() >= profile.meta.num_positions - profile.meta.num_uncredited > 0
+    assert np.isfinite(profile.neuron_mass).all()
+
+
+def test_non_finite_winners_are_refused_on_a_decoder():
+    model, tokenizer = tiny("llama")
+    with torch.no_grad():
+        model.layers[0].mlp.up_proj.weight[5] = float("inf")
+    with pytest.raises(ModelError, match=r"non-finite.*layer 0 \(layers\.0\.mlp\.down_proj\)"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
