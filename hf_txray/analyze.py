@@ -107,6 +107,27 @@ class Profiler:
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
     # ----- the corpus ---------------------------------------------------------------------------------------
+    def rows_for_quota(self, rows, text_column: str, quota: int, chunk: int = 1024) -> int:
+        """How many leading rows of `rows` (an in-memory shard) a run under a `quota` of positions reads: through the
+        text that holds position ``quota + 1`` (the first one left uncredited, which decides what the run counts;
+        see :meth:`_select_positions`), or all of them. Positions are counted by encoding tokens only (no tags, no
+        user features), so spaCy tags no text past the cut: tagging costs far more than this second tokenization.
+        """
+        counter = self.encoder(False)
+        counter.options = dataclasses.replace(counter.options, feature_names=("token",), user_features={})
+        seen = 0
+        for lo in range(0, len(rows), chunk):
+            texts = [text or "" for text in rows[lo: lo + chunk][text_column]]  # None rows: the run's own error
+            ids = np.arange(lo, lo + len(texts))
+            per_text = np.zeros(len(texts), dtype=np.int64)
+            for batch in counter(texts, ids):
+                per_text += np.bincount(batch.example_id - lo, minlength=len(texts))
+            past = np.flatnonzero(seen + np.cumsum(per_text) > quota)
+            if len(past):
+                return lo + int(past[0]) + 1
+            seen += int(per_text.sum())
+        return len(rows)
+
     def prepare(self, corpus, text_column: str, show_progress: bool | None = None):
         """Add cached word/tag annotations to `corpus` when the features need them."""
         if self.annotator is None:
@@ -193,7 +214,11 @@ class Profiler:
         else:
             start, end = shard_bounds(len(corpus), rank, world)
             # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
-            shard = self.prepare(_rows(corpus, start, end), text_column)
+            rows = _rows(corpus, start, end)
+            quota = _rank_quota(self.config.max_positions, rank, world)
+            if quota is not None and self.annotator is not None:  # tag only what max_positions will read
+                rows = _rows(rows, 0, self.rows_for_quota(rows, text_column, quota))
+            shard = self.prepare(rows, text_column)
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")

@@ -230,7 +230,8 @@ class ProfilerConfig:
               "be profiled at equal size. With several processes the quota is split evenly and each takes its share "
               "from the start of its own shard (contiguous for in-memory data, interleaved for a stream), so the same "
               "corpus gives different positions in memory and streamed; a shard with fewer positions than its share "
-              "leaves the total short.")
+              "leaves the total short. In-memory data is tagged (spaCy) only up to the text where the run stops "
+              "(counted by a tokens-only pass), not whole.")
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names

@@ -694,6 +694,41 @@ def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_pat
         next(iter(stream))
 
 
+@pytest.mark.parametrize("skip, long_texts", [(0, "window"), (2, "truncate")])
+def test_max_positions_tags_only_the_texts_it_reads(monkeypatch, skip, long_texts):
+    """spaCy tags the in-memory corpus before the run: under max_positions only the leading texts the run reads
+    (through the text of the first position left uncredited), not the whole corpus; the profile is unchanged."""
+    import importlib
+
+    module = importlib.import_module("hf_txray.analyze")
+    tagged: list[int] = []
+    real = module.annotate_dataset
+    monkeypatch.setattr(module, "annotate_dataset", lambda corpus, *a, **k: tagged.append(len(corpus)) or
+                        real(corpus, *a, **k))
+    texts = [f"text {i} " + "word " * (30 if i % 8 == 7 else 2 + i % 4) for i in range(60)]
+    texts[12] = " "
+    _, tokenizer = tiny("gpt2")
+    options = dict(kind="gpt2", batch_size=2, max_length=24, features=("token", "pos"), skip_first_positions=skip,
+                   long_texts=long_texts)
+    full = analyze(texts=texts, **options)
+    # positions per text, brute force: the tokenizer's tokens (windows cover all; truncation keeps max_length)
+    lengths = [len(tokenizer(t, truncation=long_texts == "truncate", max_length=24)["input_ids"]) if t.strip()
+               else 0 for t in texts]
+    positions = np.maximum(np.array(lengths) - skip, 0)
+    assert positions[20] > 1
+    quota = int(positions[:20].sum()) + 1  # the first position of text 20: position quota + 1 is in text 20 too
+    tagged.clear()
+    stopped = analyze(texts=texts, max_positions=quota, **options)
+    assert tagged == [21] and stopped.meta.num_positions == quota and stopped.meta.num_examples == 21
+    # the same credit as the run over the texts it reached, stopped at the same position (brute force of the
+    # credit itself: tests/test_noise.py::test_max_positions_credits_exactly_the_first_positions)
+    reached = analyze(texts=texts[:21], max_positions=quota, **options)
+    assert_same_profile(stopped, reached)
+    tagged.clear()
+    assert analyze(texts=texts, max_positions=int(positions.sum()) + 5, **options).meta.num_positions == \
+        full.meta.num_positions and tagged == [len(texts)]
+
+
 def test_a_stream_stopped_by_max_positions_records_no_texts_hash(jsonl):
     """The stream is read ahead of the credit (a whole bucket): its texts hash covers only a stream profiled whole."""
     def stream():
