@@ -28,6 +28,8 @@ from .reproduce import pin_model
 from .report import TransferReport, compare
 
 FEATURES = ("token", "word", "pos")
+# Wall time of the whole demo on this project's 2-core CPU machine (README, "Two commands").
+DURATION = {"full": "about 25 minutes", "quick": "about a minute"}
 
 
 def _write_corpus(dataset, path: Path) -> str:
@@ -100,13 +102,19 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
 
     model = corpora.default_model_path()
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
+    print(f"hf_txray demo ({DURATION['quick' if quick else 'full']} on 2 CPU cores):\n"
+          f"  1/3 fine-tuning MiniLM on {len(bbc['train'])} BBC News articles with TXRayTrainer; its first snapshot "
+          f"profiles the {len(bbc['test'])} held-out articles zero-shot, its last one after fine-tuning (the longest "
+          "step)", flush=True)
     zero_shot, finetuned, accuracy = _finetune(bbc["train"], bbc["test"], out, max_length=128)
+    print(f"  2/3 profiling PTB at the BBC probe's size ({zero_shot.meta.num_positions} positions)", flush=True)
     ptb = _sentences_for(corpora.penn_treebank("train"), zero_shot.meta.num_positions, model)
     pretrained = _profile(model, _write_corpus(ptb, out / "data" / "ptb.parquet"), "pretrained-ptb", out,
                           max_length=64, max_positions=zero_shot.meta.num_positions)
     for profile in (zero_shot, finetuned):
         profile.save_pretrained(out / "profiles" / profile.stage)
         print(profile)
+    print("  3/3 comparing the stages and writing the reports and the Hub-ready folder", flush=True)
     reports = {"zero-shot transfer": _report(pretrained, zero_shot, out),
                "supervised adaptation": _report(zero_shot, finetuned, out),
                "pretrained -> fine-tuned": _report(pretrained, finetuned, out)}
