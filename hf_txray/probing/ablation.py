@@ -49,6 +49,9 @@ def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndar
         if means.site != "mlp":
             raise ConfigurationError(f"mode='mean' ablates MLP neurons; these activations are of the {means.site!r} "
                                      "site. Extract with site='mlp'.")
+        if means.stack == "decoder":
+            raise ConfigurationError("mode='mean' fills MLP neurons of the encoder (or only) stack, but these are the "
+                                     "means of the decoder stack. Extract them with stack='encoder'.")
         means = means.means_by_layer()
     if not isinstance(means, Mapping):
         raise ConfigurationError("mode='mean' needs means: an Activations object (extract_activations), or a dict "
@@ -119,7 +122,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
 # ----- metrics ----------------------------------------------------------------------------------------------------
 class ProbeMetric:
     """A metric for :func:`ablation_curve`: a trained probe's accuracy on labelled words, re-extracted from the
-    (ablated) model each call.
+    (ablated) model each call, from the layers, site, aggregation and stack the probe read (``result.meta``).
 
     Args:
         result (`ProbingResult`): the probe and what it reads (layers, site, aggregation).
@@ -154,7 +157,7 @@ class ProbeMetric:
 
         meta = self.result.meta
         acts = extract_activations(model, self.corpus, self.tokenizer, layers=list(meta.layers), site=meta.site,
-                                   aggregation=meta.aggregation, batch_size=self.batch_size,
+                                   aggregation=meta.aggregation, stack=meta.stack, batch_size=self.batch_size,
                                    max_length=self.max_length)
         return self.result.probe.evaluate(acts).accuracy
 
@@ -299,6 +302,11 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
     if isinstance(ranking, ProbingResult):
         if ranking.meta.site != "mlp":
             raise ConfigurationError(f"Ablation works on MLP neurons; this probe read the {ranking.meta.site!r} site.")
+        if ranking.meta.stack == "decoder":  # its (layer, neuron) pairs would name the encoder's neurons
+            raise ConfigurationError(
+                "This probe ranked neurons of the decoder stack, but ablation acts on the MLP neurons of the encoder: "
+                "it would ablate neurons the ranking never described. Rank them with a probe of stack='encoder' (a "
+                "decoder probe can still be the metric: ProbeMetric).")
         frame, source = ranking.ranking, f"probe:{ranking.meta.name}"
     elif isinstance(ranking, pd.DataFrame):
         frame, source = ranking, "table"
