@@ -404,6 +404,33 @@ def test_ablating_the_planted_neuron_breaks_the_probe_random_ones_do_not(planted
     assert curve.plot() is not None
 
 
+def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
+    """A held-out corpus with a tag the probe never saw (X) is scored over every word, X words wrong: it was refused
+    (ConfigurationError), though a rare tag in a held-out split is common."""
+    import warnings
+
+    rows = synthetic_rows(40, 7)
+    rows["tags"] = [["X" if i % 4 == 3 else tag for i, tag in enumerate(tags)] for tags in rows["tags"]]
+    corpus = from_columns(rows, "tokens", "tags")
+    num_x = sum(tags.count("X") for tags in rows["tags"])
+    assert "X" not in planted.result.meta.label_names and num_x > 0
+    with pytest.warns(UserWarning, match=rf"{num_x} of {corpus.num_words} words carry labels the probe never saw: "
+                                         rf"X \({num_x}\)\. They count as wrong"):
+        metric = ProbeMetric(planted.result, corpus, planted.tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, when built: not again at every point of a curve
+        value = metric(planted.model)
+    # brute force: the probe's predicted label names against the gold names, word by word
+    acts = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0, 1])
+    predicted = np.asarray(planted.result.probe.label_names)[planted.result.probe.predict(acts)]
+    gold = np.asarray(acts.label_names)[acts.labels]
+    assert len(gold) == corpus.num_words and (gold == "X").sum() == num_x
+    assert value == pytest.approx(float(np.mean(predicted == gold)))
+    known = gold != "X"
+    assert value == pytest.approx(float(np.sum(predicted[known] == gold[known])) / len(gold))
+    assert value < float(np.mean(predicted[known] == gold[known])) - 0.1  # the X words are not left out
+
+
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
     from transformers import GPT2Config, GPT2LMHeadModel
 

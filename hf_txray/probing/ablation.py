@@ -13,6 +13,7 @@ loss (:class:`LMLossMetric`), or any ``callable(model) -> float``.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,9 +125,15 @@ class ProbeMetric:
     """A metric for :func:`ablation_curve`: a trained probe's accuracy on labelled words, re-extracted from the
     (ablated) model each call, from the layers, site, aggregation and stack the probe read (``result.meta``).
 
+    The accuracy is over every word the model reads. A word whose label the probe never saw (a rare tag such as
+    ``X`` or ``SYM`` in a held-out split) counts as wrong, never as right: the probe cannot predict that label. A
+    ``UserWarning``, once when the metric is built, names those labels and how many words carry them; to leave them
+    out, score a corpus without them.
+
     Args:
         result (`ProbingResult`): the probe and what it reads (layers, site, aggregation).
-        corpus (`LabeledCorpus`): words to score (use held-out sentences).
+        corpus (`LabeledCorpus`): words to score (use held-out sentences); its labels are matched to the probe's by
+            name.
         tokenizer: the model's fast tokenizer.
         batch_size (`int`, *optional*, defaults to 32): sentences per forward pass.
         max_length (`int`, *optional*): truncation.
@@ -143,10 +150,9 @@ class ProbeMetric:
 
     def __init__(self, result: Any, corpus: LabeledCorpus, tokenizer: Any, *, batch_size: int = 32,
                  max_length: int | None = None):
-        if list(corpus.label_names) != list(result.meta.label_names):
-            corpus = _relabel(corpus, result.meta.label_names)
         self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
         self.batch_size, self.max_length = batch_size, max_length
+        self._probe_ids = _probe_ids(corpus, result.probe.label_names)
 
     def texts(self, model: nn.Module | None = None) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
@@ -159,17 +165,28 @@ class ProbeMetric:
         acts = extract_activations(model, self.corpus, self.tokenizer, layers=list(meta.layers), site=meta.site,
                                    aggregation=meta.aggregation, stack=meta.stack, batch_size=self.batch_size,
                                    max_length=self.max_length)
-        return self.result.probe.evaluate(acts).accuracy
+        gold = self._probe_ids[acts.labels]  # -1 for an unseen label: no prediction equals it
+        return float(np.mean(self.result.probe.predict(acts) == gold))
 
 
-def _relabel(corpus: LabeledCorpus, label_names: Sequence[str]) -> LabeledCorpus:
+def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
+    """The probe's class id of each label id of `corpus` (matched by name), -1 for a label the probe never saw.
+
+    The probe predicts class ids ``0..len(label_names) - 1``, so a word mapped to -1 is always wrong, and no real
+    class is ever credited with it (``Probe.evaluate`` counts per class and takes no such id). Warns once, naming the
+    unseen labels that words carry and how many.
+    """
     index = {name: i for i, name in enumerate(label_names)}
-    missing = sorted(set(corpus.label_names) - set(index))
-    if missing:
-        raise ConfigurationError(f"The corpus has labels the probe does not know: {missing}.")
-    mapping = np.array([index[name] for name in corpus.label_names], dtype=np.int64)
-    return LabeledCorpus(corpus.texts, corpus.word_starts, corpus.word_ends, [mapping[y] for y in corpus.labels],
-                         list(label_names), corpus.property_name, corpus.source)
+    mapping = np.array([index.get(name, -1) for name in corpus.label_names], dtype=np.int64)
+    counts = corpus.label_counts()
+    unseen = {name: int(counts[name]) for name in corpus.label_names if name not in index and counts[name] > 0}
+    if unseen:
+        described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
+        warnings.warn(
+            f"{sum(unseen.values())} of {corpus.num_words} words carry labels the probe never saw: {described}. They "
+            "count as wrong (the probe cannot predict them); to leave them out, score a corpus without them.",
+            UserWarning, stacklevel=3)
+    return mapping
 
 
 class TaskMetric:
