@@ -27,7 +27,7 @@ from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
-from ..pruning import MaskHandle, edit_neurons, explicit_neurons, masked, mlp_sites
+from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
@@ -110,7 +110,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
             yield handle
         return
     sites = mlp_sites(model)
-    chosen = explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
+    chosen = sites.chosen(neurons, "Ablating neurons")
     values = _means_for(means, chosen)
     handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()
                                           if indices}, sites)
@@ -386,9 +386,10 @@ def ablation_curve(
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
     pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
+    sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:
-        raise ConfigurationError(f"Layers {missing} are not MLP layers of the model (0..{len(sites) - 1}).")
+        raise ConfigurationError(f"Layers {missing} are not MLP layers of the model ({sorted(sites)}).")
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
     counts = sorted({min(int(k), len(pairs)) for k in counts if int(k) > 0})
     if not counts:
