@@ -251,7 +251,8 @@ def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
 
 
 # ----- encoder-decoders: the stack ----------------------------------------------------------------------------------
-T5_DOWN = {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo", "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"}
+T5_DOWN = {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
+           "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"}
 
 
 def _t5_by_hand(model, tokenizer, text: str, stack: str, layer: int) -> torch.Tensor:
@@ -320,7 +321,8 @@ def test_a_decoder_probe_records_its_stack_and_its_metric_rereads_it(tmp_path, m
     held_out = from_columns(synthetic_rows(10, 1), "tokens", "tags")
     stacks = []
     original = extraction.extract_activations
-    monkeypatch.setattr(extraction, "extract_activations", lambda *a, **k: stacks.append(k["stack"]) or original(*a, **k))
+    monkeypatch.setattr(extraction, "extract_activations",
+                        lambda *a, **k: stacks.append(k["stack"]) or original(*a, **k))
     value = ProbeMetric(reloaded, held_out, tokenizer)(model)
     assert stacks == ["decoder"]
     decoder = original(model, held_out, tokenizer, stack="decoder")

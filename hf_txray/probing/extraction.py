@@ -164,8 +164,8 @@ class Activations(Artifact):
         where = f"disk:{self.path}" if self.on_disk else "memory"
         stack = f", stack={self.stack!r}" if self.stack else ""
         return (f"Activations(words={self.num_words}, layers={self.layers}, width={self.width}, site={self.site!r}"
-                f"{stack}, aggregation={self.aggregation!r}, property={self.property_name!r}, labels={len(self.label_names)}, "
-                f"in={where})")
+                f"{stack}, aggregation={self.aggregation!r}, property={self.property_name!r}, "
+                f"labels={len(self.label_names)}, in={where})")
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:
