@@ -574,6 +574,9 @@ def _add_probe(sub) -> None:
                    help="Neuron site: mlp (MLP intermediate neurons) or residual (block output).")
     p.add_argument("--aggregation", default="first", choices=["first", "last", "mean"],
                    help="How a word's subword activations become one vector.")
+    p.add_argument("--stack", choices=["encoder", "decoder"],
+                   help="Encoder-decoder models (T5, BART...): read the encoder (the default) or the decoder (teacher "
+                        "forcing on the text itself: decoder position j+1 is fed token j and gives its vector).")
     p.add_argument("--max-sentences", type=int, help="Use only the first sentences/texts.")
     p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the split and the probe's training.")
@@ -601,10 +604,11 @@ def _cmd_probe(args) -> int:
                          seed=args.seed)
     data = _resolve_dataset(args.data, args.max_sentences)
     result = probe_neurons(args.model, data, args.property, layers=args.layers, site=args.site,
-                           aggregation=args.aggregation, max_sentences=args.max_sentences, test_size=args.test_size,
-                           seed=args.seed, config=config, control=not args.no_control, minimal=not args.no_minimal,
-                           target_share=args.target_share, subset_size=args.subset_size, batch_size=args.batch_size,
-                           max_length=args.max_length, device=args.device, name=args.name, show_progress=True)
+                           aggregation=args.aggregation, stack=args.stack, max_sentences=args.max_sentences,
+                           test_size=args.test_size, seed=args.seed, config=config, control=not args.no_control,
+                           minimal=not args.no_minimal, target_share=args.target_share, subset_size=args.subset_size,
+                           batch_size=args.batch_size, max_length=args.max_length, device=args.device, name=args.name,
+                           show_progress=True)
     result.save_pretrained(args.out)
     print(f"{result}\n\ntop neurons:\n{result.top_neurons(10).to_string(index=False)}\n\nsaved to {args.out}")
     _add_to_results(args, "probe_rankings", probes=[result])

@@ -385,14 +385,17 @@ def check_one_kind(sites: Sequence[Site]) -> None:
         raise ConfigurationError(f"Hooked layers have different widths, {described}: pass `layers=` of one width.")
 
 
-def require_dense(sites: Sequence[Site], what: str) -> None:
+def require_dense(sites: Sequence[Site], what: str, dense_layers: Sequence[int] = ()) -> None:
     """Refuse `what` (pruning, ablation, probing...) on mixture-of-experts sites, whose units have no linear
-    layer input to mask or read."""
+    layer input to mask or read; `dense_layers` (a model mixing both kinds) are named as the ones that work."""
     moe = [s.name for s in sites if s.capture == "experts"]
     if moe:
+        dense = (f" Layers {list(dense_layers)} of this model are dense: those are supported (profile them with "
+                 f"analyze(layers={list(dense_layers)})).") if dense_layers else ""
         raise ModelError(
             f"{what} is not supported for mixture-of-experts layers ({moe[0]}...): their units live inside fused "
             "experts, with no per-unit input to mask or read. Profile them with analyze(), or use site='residual'."
+            f"{dense}"
         )
 
 

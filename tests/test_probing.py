@@ -250,6 +250,92 @@ def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
     assert reopened.type_vocab == kept.type_vocab and reopened.layers == [1]
 
 
+# ----- encoder-decoders: the stack ----------------------------------------------------------------------------------
+T5_DOWN = {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
+           "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"}
+
+
+def _t5_by_hand(model, tokenizer, text: str, stack: str, layer: int) -> torch.Tensor:
+    """The MLP neurons of one T5 block on `text`, run here without hf_txray: the encoder alone, or the whole model
+    with the decoder fed the start token then the text (row j + 1 is fed token j); a plain forward pre-hook reads the
+    down projection's input."""
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    captured = []
+    module = model.get_submodule(T5_DOWN[stack].format(layer))
+    handle = module.register_forward_pre_hook(lambda m, args: captured.append(args[0][0].detach().clone()))
+    with torch.no_grad():
+        if stack == "encoder":
+            model.encoder(input_ids=ids)
+        else:
+            start = torch.full((1, 1), model.config.decoder_start_token_id)
+            model(input_ids=ids, decoder_input_ids=torch.cat([start, ids], dim=1))
+    handle.remove()
+    return captured[0]
+
+
+def test_extraction_reads_the_decoder_of_t5_with_teacher_forcing(tmp_path):
+    """stack='decoder' reads the words at the decoder positions fed their tokens (the same teacher forcing as
+    analyze); the encoder stays the default; a pattern naming decoder modules with the encoder stack is refused (it
+    ran the whole model without decoder inputs and failed inside transformers)."""
+    from test_architectures import build
+
+    model, tokenizer = build("t5")  # T5Model, MiniLM's WordPiece: [CLS] tuning hyper ##para ##meter ##s works [SEP]
+    corpus = from_columns({"tokens": [["tuning", "hyperparameters", "works"]], "tags": [["A", "B", "A"]]},
+                          "tokens", "tags")
+    text = corpus.texts[0]
+    for stack, shift in (("decoder", 1), ("encoder", 0)):
+        full = {layer: _t5_by_hand(model, tokenizer, text, stack, layer) for layer in (0, 1)}
+        for aggregation, rows in (("first", [1, 2, 6]), ("last", [1, 5, 6]), ("mean", [[1], [2, 3, 4, 5], [6]])):
+            acts = extract_activations(model, corpus, tokenizer, layers=[0, 1], aggregation=aggregation, stack=stack)
+            assert acts.stack == stack and acts.values.shape == (3, 96)
+            for layer in (0, 1):
+                expected = np.stack([full[layer][np.asarray(r) + shift].reshape(-1, 48).mean(0).numpy()
+                                     for r in rows])
+                np.testing.assert_allclose(acts.values[:, layer * 48:(layer + 1) * 48], expected, atol=1e-5)
+                # token means over the text's real tokens (the decoder's start token is none of them)
+                np.testing.assert_allclose(acts.neuron_means[layer], full[layer][1 + shift:7 + shift].mean(0).numpy(),
+                                           atol=1e-5)
+    default = extract_activations(model, corpus, tokenizer, layers=[0, 1])
+    encoder = extract_activations(model, corpus, tokenizer, layers=[0, 1], stack="encoder")
+    assert default.stack == "encoder" and np.array_equal(default.values, encoder.values)
+    decoder = extract_activations(model, corpus, tokenizer, layers=1, stack="decoder", out_dir=tmp_path / "acts")
+    assert Activations.from_pretrained(tmp_path / "acts").stack == "decoder" == decoder.stack
+    with pytest.raises(hf_txray.ModelError, match="not inside the encoder stack.*Pass stack='decoder'"):
+        extract_activations(model, corpus, tokenizer, module_pattern=T5_DOWN["decoder"].format(r"\d+") + "$")
+    with pytest.raises(ConfigurationError, match="applies to encoder-decoder models"):
+        extract_activations(tiny_bert(), corpus, bert_tokenizer(), stack="decoder")
+
+
+def test_a_decoder_probe_records_its_stack_and_its_metric_rereads_it(tmp_path, monkeypatch):
+    from hf_txray.probing import extraction
+    from test_architectures import build
+
+    model, tokenizer = build("t5")
+    corpus = from_columns(synthetic_rows(40, 0), "tokens", "tags")
+    result = probe_neurons(model, corpus, tokenizer=tokenizer, stack="decoder", config=FAST, control=False,
+                           minimal=False, subset_size=0)
+    assert result.meta.stack == "decoder" and result.activations.stack == "decoder"
+    result.save_pretrained(tmp_path / "probe")
+    reloaded = ProbingResult.from_pretrained(tmp_path / "probe")
+    assert reloaded.meta.stack == "decoder"
+    held_out = from_columns(synthetic_rows(10, 1), "tokens", "tags")
+    stacks = []
+    original = extraction.extract_activations
+    monkeypatch.setattr(extraction, "extract_activations",
+                        lambda *a, **k: stacks.append(k["stack"]) or original(*a, **k))
+    value = ProbeMetric(reloaded, held_out, tokenizer)(model)
+    assert stacks == ["decoder"]
+    decoder = original(model, held_out, tokenizer, stack="decoder")
+    assert value == pytest.approx(float((reloaded.probe.predict(decoder) == decoder.labels).mean()))
+    with pytest.raises(ConfigurationError, match="decoder stack, but ablation acts on the MLP neurons of the encoder"):
+        ablation_curve(model, reloaded, lambda m: 0.0, counts=[1])
+    with pytest.raises(ConfigurationError, match="means of the decoder stack"):
+        with ablate(model, {0: [1]}, mode="mean", means=decoder):
+            pass
+    with pytest.raises(ConfigurationError, match="read from the decoder stack"):
+        probe_neurons(None, decoder, stack="encoder", config=FAST)
+
+
 # ----- probing ------------------------------------------------------------------------------------------------------
 def test_planted_neuron_is_ranked_first(planted):
     result = planted.result
@@ -318,6 +404,33 @@ def test_ablating_the_planted_neuron_breaks_the_probe_random_ones_do_not(planted
     assert summary["bottom", 4] > baseline - 0.05
     assert {"baseline", "ranked", "random", "bottom"} == set(curve.table["strategy"])
     assert curve.plot() is not None
+
+
+def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
+    """A held-out corpus with a tag the probe never saw (X) is scored over every word, X words wrong: it was refused
+    (ConfigurationError), though a rare tag in a held-out split is common."""
+    import warnings
+
+    rows = synthetic_rows(40, 7)
+    rows["tags"] = [["X" if i % 4 == 3 else tag for i, tag in enumerate(tags)] for tags in rows["tags"]]
+    corpus = from_columns(rows, "tokens", "tags")
+    num_x = sum(tags.count("X") for tags in rows["tags"])
+    assert "X" not in planted.result.meta.label_names and num_x > 0
+    with pytest.warns(UserWarning, match=rf"{num_x} of {corpus.num_words} words carry labels the probe never saw: "
+                                         rf"X \({num_x}\)\. They count as wrong"):
+        metric = ProbeMetric(planted.result, corpus, planted.tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, when built: not again at every point of a curve
+        value = metric(planted.model)
+    # brute force: the probe's predicted label names against the gold names, word by word
+    acts = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0, 1])
+    predicted = np.asarray(planted.result.probe.label_names)[planted.result.probe.predict(acts)]
+    gold = np.asarray(acts.label_names)[acts.labels]
+    assert len(gold) == corpus.num_words and (gold == "X").sum() == num_x
+    assert value == pytest.approx(float(np.mean(predicted == gold)))
+    known = gold != "X"
+    assert value == pytest.approx(float(np.sum(predicted[known] == gold[known])) / len(gold))
+    assert value < float(np.mean(predicted[known] == gold[known])) - 0.1  # the X words are not left out
 
 
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():

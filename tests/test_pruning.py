@@ -22,7 +22,8 @@ from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
 # The down projections, named independently of hf_txray's structural search.
-DOWN = {"bert": "encoder.layer.{}.output.dense", "gpt2": "h.{}.mlp.c_proj", "llama": "layers.{}.mlp.down_proj"}
+DOWN = {"bert": "encoder.layer.{}.output.dense", "gpt2": "h.{}.mlp.c_proj", "llama": "layers.{}.mlp.down_proj",
+        "qwen2_moe": "model.layers.{}.mlp.down_proj"}  # the CausalLM's dense blocks
 WIDTH = {"bert": 48, "gpt2": 40, "llama": 44}
 KINDS = ("bert", "gpt2", "llama")
 
@@ -478,3 +479,60 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert len(table) == 1 + 2 * (1 + 2) and {"accuracy", "f1"} <= set(table.columns)
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "results.md").exists()
     assert len([p for p in (out / "plans").iterdir() if PruningPlan.from_pretrained(p).total]) == 6
+
+
+def test_dense_layers_of_a_model_mixing_dense_and_moe_blocks_are_pruned(tmp_path):
+    """Qwen2-MoE with mlp_only_layers=[1]: block 1 is a dense MLP (intermediate_size 48) beside block 0's experts.
+    A plan ranked on the dense layer masks and removes its neurons (the whole model was refused); expert units stay
+    refused, by name, with the dense layers named."""
+    import transformers as tf
+
+    from test_architectures import TEXTS as ARCH_TEXTS, config_of, tokenizer_of
+
+    torch.manual_seed(0)
+    model = tf.Qwen2MoeForCausalLM(config_of("qwen2_moe", mlp_only_layers=[1])).eval()
+    options = dict(tokenizer=tokenizer_of("qwen2_moe"), features=("token",), max_examples_per_neuron=0,
+                   skip_first_positions=0, show_progress=False)
+    profile = hf_txray.analyze(model, ARCH_TEXTS, layers=[1], **options)
+    inputs = encode("qwen2_moe")
+    original = forward(model, inputs)
+
+    masked_model, plan = prune(copy.deepcopy(model), profile, strategy="low_mass", amount=5)
+    planned = plan.neurons[1]
+    assert list(plan.neurons) == [1] and len(planned) == 5
+    seen = []
+    down = masked_model.get_submodule(DOWN["qwen2_moe"].format(1))
+    handle = down.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    got = forward(masked_model, inputs)
+    handle.remove()
+    real = inputs["attention_mask"].bool()
+    assert torch.all(seen[0][..., planned] == 0)  # the masked neurons output exact zeros...
+    others = [i for i in range(48) if i not in planned]
+    assert torch.all(seen[0][real][:, others].abs().sum(0) > 0)  # ...and only they
+    torch.testing.assert_close(got, reference_forward(model, "qwen2_moe", inputs, plan.neurons), rtol=0, atol=0)
+    assert not torch.allclose(got, original)
+    unprune(masked_model)
+    torch.testing.assert_close(forward(masked_model, inputs), original, rtol=0, atol=0)
+
+    removed, removed_plan = prune(copy.deepcopy(model), profile, strategy="low_mass", amount=5, mode="remove")
+    assert removed_plan.neurons == plan.neurons
+    assert removed.config.intermediate_size == 43 and removed.config.moe_intermediate_size == 16
+    assert removed.get_submodule(DOWN["qwen2_moe"].format(1)).in_features == 43
+    torch.testing.assert_close(forward(removed, inputs), got, rtol=1e-5, atol=1e-5)
+    removed.save_pretrained(tmp_path / "pruned")
+    reloaded = tf.Qwen2MoeForCausalLM.from_pretrained(tmp_path / "pruned").eval()
+    torch.testing.assert_close(forward(reloaded, inputs), got, rtol=1e-5, atol=1e-5)
+
+    _, random_plan = prune(copy.deepcopy(model), None, strategy="random", amount=3)
+    assert list(random_plan.neurons) == [1]  # a plan without a source covers the dense blocks
+    moe_profile = hf_txray.analyze(model, ARCH_TEXTS, layers=[0], **options)
+    dense_named = r"mixture-of-experts layers \(model\.layers\.0\.mlp\.experts.*Layers \[1\] of this model are dense"
+    for call in (lambda: prune(copy.deepcopy(model), moe_profile, strategy="low_mass", amount=3),
+                 lambda: prune(copy.deepcopy(model), None, strategy="random", amount=3, layers=[0]),
+                 lambda: prune(copy.deepcopy(model), None, strategy={0: [1]}),
+                 lambda: hf_txray.pruning.mask_neurons(model, {0: [1], 1: [2]}),
+                 lambda: hf_txray.pruning.remove_neurons(copy.deepcopy(model), {0: [1], 1: [1]}),
+                 lambda: apply_plan(copy.deepcopy(model), plan_pruning(moe_profile, "low_mass", 3))):
+        with pytest.raises(ModelError, match=dense_named):
+            call()
+    assert hf_txray.pruning.active_masks(model) == []

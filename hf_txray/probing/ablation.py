@@ -13,6 +13,7 @@ loss (:class:`LMLossMetric`), or any ``callable(model) -> float``.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
-from ..pruning import MaskHandle, edit_neurons, explicit_neurons, masked, mlp_sites
+from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
@@ -49,6 +50,9 @@ def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndar
         if means.site != "mlp":
             raise ConfigurationError(f"mode='mean' ablates MLP neurons; these activations are of the {means.site!r} "
                                      "site. Extract with site='mlp'.")
+        if means.stack == "decoder":
+            raise ConfigurationError("mode='mean' fills MLP neurons of the encoder (or only) stack, but these are the "
+                                     "means of the decoder stack. Extract them with stack='encoder'.")
         means = means.means_by_layer()
     if not isinstance(means, Mapping):
         raise ConfigurationError("mode='mean' needs means: an Activations object (extract_activations), or a dict "
@@ -106,7 +110,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
             yield handle
         return
     sites = mlp_sites(model)
-    chosen = explicit_neurons(neurons, {layer: site.width for layer, site in sites.items()})
+    chosen = sites.chosen(neurons, "Ablating neurons")
     values = _means_for(means, chosen)
     handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()
                                           if indices}, sites)
@@ -119,11 +123,17 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
 # ----- metrics ----------------------------------------------------------------------------------------------------
 class ProbeMetric:
     """A metric for :func:`ablation_curve`: a trained probe's accuracy on labelled words, re-extracted from the
-    (ablated) model each call.
+    (ablated) model each call, from the layers, site, aggregation and stack the probe read (``result.meta``).
+
+    The accuracy is over every word the model reads. A word whose label the probe never saw (a rare tag such as
+    ``X`` or ``SYM`` in a held-out split) counts as wrong, never as right: the probe cannot predict that label. A
+    ``UserWarning``, once when the metric is built, names those labels and how many words carry them; to leave them
+    out, score a corpus without them.
 
     Args:
         result (`ProbingResult`): the probe and what it reads (layers, site, aggregation).
-        corpus (`LabeledCorpus`): words to score (use held-out sentences).
+        corpus (`LabeledCorpus`): words to score (use held-out sentences); its labels are matched to the probe's by
+            name.
         tokenizer: the model's fast tokenizer.
         batch_size (`int`, *optional*, defaults to 32): sentences per forward pass.
         max_length (`int`, *optional*): truncation.
@@ -140,10 +150,9 @@ class ProbeMetric:
 
     def __init__(self, result: Any, corpus: LabeledCorpus, tokenizer: Any, *, batch_size: int = 32,
                  max_length: int | None = None):
-        if list(corpus.label_names) != list(result.meta.label_names):
-            corpus = _relabel(corpus, result.meta.label_names)
         self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
         self.batch_size, self.max_length = batch_size, max_length
+        self._probe_ids = _probe_ids(corpus, result.probe.label_names)
 
     def texts(self, model: nn.Module | None = None) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
@@ -154,19 +163,30 @@ class ProbeMetric:
 
         meta = self.result.meta
         acts = extract_activations(model, self.corpus, self.tokenizer, layers=list(meta.layers), site=meta.site,
-                                   aggregation=meta.aggregation, batch_size=self.batch_size,
+                                   aggregation=meta.aggregation, stack=meta.stack, batch_size=self.batch_size,
                                    max_length=self.max_length)
-        return self.result.probe.evaluate(acts).accuracy
+        gold = self._probe_ids[acts.labels]  # -1 for an unseen label: no prediction equals it
+        return float(np.mean(self.result.probe.predict(acts) == gold))
 
 
-def _relabel(corpus: LabeledCorpus, label_names: Sequence[str]) -> LabeledCorpus:
+def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
+    """The probe's class id of each label id of `corpus` (matched by name), -1 for a label the probe never saw.
+
+    The probe predicts class ids ``0..len(label_names) - 1``, so a word mapped to -1 is always wrong, and no real
+    class is ever credited with it (``Probe.evaluate`` counts per class and takes no such id). Warns once, naming the
+    unseen labels that words carry and how many.
+    """
     index = {name: i for i, name in enumerate(label_names)}
-    missing = sorted(set(corpus.label_names) - set(index))
-    if missing:
-        raise ConfigurationError(f"The corpus has labels the probe does not know: {missing}.")
-    mapping = np.array([index[name] for name in corpus.label_names], dtype=np.int64)
-    return LabeledCorpus(corpus.texts, corpus.word_starts, corpus.word_ends, [mapping[y] for y in corpus.labels],
-                         list(label_names), corpus.property_name, corpus.source)
+    mapping = np.array([index.get(name, -1) for name in corpus.label_names], dtype=np.int64)
+    counts = corpus.label_counts()
+    unseen = {name: int(counts[name]) for name in corpus.label_names if name not in index and counts[name] > 0}
+    if unseen:
+        described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
+        warnings.warn(
+            f"{sum(unseen.values())} of {corpus.num_words} words carry labels the probe never saw: {described}. They "
+            "count as wrong (the probe cannot predict them); to leave them out, score a corpus without them.",
+            UserWarning, stacklevel=3)
+    return mapping
 
 
 class TaskMetric:
@@ -299,6 +319,11 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
     if isinstance(ranking, ProbingResult):
         if ranking.meta.site != "mlp":
             raise ConfigurationError(f"Ablation works on MLP neurons; this probe read the {ranking.meta.site!r} site.")
+        if ranking.meta.stack == "decoder":  # its (layer, neuron) pairs would name the encoder's neurons
+            raise ConfigurationError(
+                "This probe ranked neurons of the decoder stack, but ablation acts on the MLP neurons of the encoder: "
+                "it would ablate neurons the ranking never described. Rank them with a probe of stack='encoder' (a "
+                "decoder probe can still be the metric: ProbeMetric).")
         frame, source = ranking.ranking, f"probe:{ranking.meta.name}"
     elif isinstance(ranking, pd.DataFrame):
         frame, source = ranking, "table"
@@ -361,9 +386,10 @@ def ablation_curve(
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
     pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
+    sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:
-        raise ConfigurationError(f"Layers {missing} are not MLP layers of the model (0..{len(sites) - 1}).")
+        raise ConfigurationError(f"Layers {missing} are not MLP layers of the model ({sorted(sites)}).")
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
     counts = sorted({min(int(k), len(pairs)) for k in counts if int(k) > 0})
     if not counts:

@@ -26,6 +26,7 @@ import torch
 
 from ..artifact import Artifact, write_header
 from ..errors import ConfigurationError, DatasetError
+from ..forward import StackForward
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..sites import Site, find_sites, require_dense, select_layers
@@ -64,6 +65,7 @@ class Activations(Artifact):
         num_skipped_words (`int`): labelled words without any token (truncated, or merged into a neighbour's token).
         model_id (`str`): the model.
         property_name (`str`): what the labels are.
+        stack (`str`, *optional*): ``"encoder"`` or ``"decoder"`` of an encoder-decoder (None for one-stack models).
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -89,6 +91,7 @@ class Activations(Artifact):
     num_skipped_words: int = 0
     model_id: str = ""
     property_name: str = "label"
+    stack: str | None = None
     path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
@@ -155,13 +158,14 @@ class Activations(Artifact):
         return cls(values, arrays["labels"], header["label_names"], arrays["sentence_ids"], arrays["word_ids"],
                    arrays["word_types"], header["type_vocab"], header["layers"], header["width"], header["site"],
                    header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
-                   header["model_id"], header["property"], folder)
+                   header["model_id"], header["property"], header.get("stack"), path=folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
-        return (f"Activations(words={self.num_words}, layers={self.layers}, width={self.width}, site={self.site!r}, "
-                f"aggregation={self.aggregation!r}, property={self.property_name!r}, labels={len(self.label_names)}, "
-                f"in={where})")
+        stack = f", stack={self.stack!r}" if self.stack else ""
+        return (f"Activations(words={self.num_words}, layers={self.layers}, width={self.width}, site={self.site!r}"
+                f"{stack}, aggregation={self.aggregation!r}, property={self.property_name!r}, "
+                f"labels={len(self.label_names)}, in={where})")
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:
@@ -172,7 +176,7 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
         "dtype": np.dtype(acts.values.dtype).name, "layers": list(acts.layers), "width": acts.width, "site": acts.site,
         "aggregation": acts.aggregation, "label_names": acts.label_names, "type_vocab": acts.type_vocab,
         "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
-        "property": acts.property_name,
+        "property": acts.property_name, "stack": acts.stack,
     })
     write_header(directory, acts.artifact_type, acts.format_version)  # a folder extract_activations fills itself
 
@@ -286,17 +290,21 @@ def _resolve(model: Any, tokenizer: Any, device: Any) -> tuple[Any, Any, str, to
     return model, tokenizer, model_id, model_device
 
 
-def _sites(model: Any, site: str, layers: Any, module_pattern: str | None) -> list[Site]:
-    chosen = select_layers(find_sites(model, site, module_pattern), layers)
+def _sites(model: Any, site: str, layers: Any, module_pattern: str | None,
+           stack: str | None) -> tuple[list[Site], StackForward]:
+    """The hooked sites and how their stack runs: analyze's StackForward, so a decoder is fed the text shifted right
+    (teacher forcing) and a module outside the chosen stack is refused before any work."""
+    chosen = select_layers(find_sites(model, site, module_pattern, stack), layers)
     require_dense(chosen, "Extracting activations")
-    return chosen
+    return chosen, StackForward(model, stack, chosen)
 
 
-def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str], sites: list[Site], aggregation: str,
-             batch_size: int, max_length: int, device: torch.device, show_progress: bool,
-             on_batch) -> tuple[np.ndarray, int]:
+def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str], sites: list[Site],
+             forward: StackForward, aggregation: str, batch_size: int, max_length: int, device: torch.device,
+             show_progress: bool, on_batch) -> tuple[np.ndarray, int]:
     """Run the batches; `on_batch(plan, outputs)` receives each batch's word vectors; returns the per-neuron token
-    means ``(len(sites), width)`` and the number of tokens."""
+    means ``(len(sites), width)`` and the number of tokens. Token positions are mapped to where the hooks of the
+    stack see them (a decoder position j + 1 is fed token j)."""
     from ..batching import encode
 
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -320,15 +328,15 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 if len(plan["real"]) == 0:
                     on_batch(plan, None)
                     continue
-                collector.real = torch.from_numpy(plan["real"]).to(device)
-                collector.select = torch.from_numpy(plan["select"]).to(device)
+                collector.real = forward.positions(torch.from_numpy(plan["real"]), width).to(device)
+                collector.select = forward.positions(torch.from_numpy(plan["select"]), width).to(device)
                 collector.num_groups = len(plan["sentence"])
                 if aggregation == "mean":
                     collector.group = torch.from_numpy(plan["group"]).to(device)
                     collector.counts = torch.from_numpy(plan["counts"]).to(device, torch.float32)
                 collector.reset()
                 try:
-                    model(**{k: v.to(device) for k, v in inputs.items()})
+                    forward({k: v.to(device) for k, v in inputs.items()})
                 except _StopForward:
                     pass
                 num_tokens += len(plan["real"])
@@ -374,6 +382,7 @@ def extract_activations(
     out_dir: str | Path | None = None,
     memmap_threshold: int = DEFAULT_MEMMAP_THRESHOLD,
     module_pattern: str | None = None,
+    stack: str | None = None,
     show_progress: bool = False,
 ) -> Activations:
     """Extract one activation vector per labelled word at the given site and layers.
@@ -397,14 +406,21 @@ def extract_activations(
             :meth:`Activations.from_pretrained`). Without it, values larger than `memmap_threshold` bytes go to a temporary
             folder that is removed with the returned object.
         memmap_threshold (`int`, *optional*, defaults to 256 MiB): size above which the values are disk-backed.
-        module_pattern (`str`, *optional*): regex naming the modules to hook (see :func:`hf_txray.analyze`).
+        module_pattern (`str`, *optional*): regex naming the modules to hook (see :func:`hf_txray.analyze`); they must
+            lie in the chosen `stack`.
+        stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
+            ``"decoder"``: the encoder runs on the text and the decoder on the text shifted right (teacher forcing, as
+            :func:`hf_txray.analyze` runs it), so a word's vector is read at the decoder positions fed its tokens
+            (decoder position ``j + 1`` is fed token ``j``). Recorded in ``Activations.stack``.
         show_progress (`bool`, *optional*, defaults to `False`): a progress bar.
 
     Returns:
         `Activations`.
 
     Raises:
-        ConfigurationError: unknown aggregation, dtype or site, bad layers or batch size.
+        ConfigurationError: unknown aggregation, dtype, site or stack, bad layers or batch size, `max_length` above
+            the model's limit, `stack` given for a one-stack model.
+        ModelError: a hooked module outside the chosen stack, or decoder inputs that cannot be built.
         DatasetError: no labelled word could be aligned to a token.
 
     Example:
@@ -425,11 +441,11 @@ def extract_activations(
     if dtype not in DTYPES:
         raise ConfigurationError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
     model, tokenizer, model_id, device = _resolve(model, tokenizer, device)
-    sites = _sites(model, site, layers, module_pattern)
+    sites, forward = _sites(model, site, layers, module_pattern, stack)
     width = sites[0].width
     if any(s.width != width for s in sites):
         raise ConfigurationError("The selected layers have different widths; extract them separately.")
-    max_length = max_length or resolve_max_length(model, tokenizer, None)
+    max_length = resolve_max_length(model, tokenizer, max_length, forward.shifted)
     num_cols = len(sites) * width
     values, folder, temporary = _output_array(corpus.num_words, num_cols, np.dtype(DTYPES[dtype]), out_dir,
                                               memmap_threshold)
@@ -448,8 +464,8 @@ def extract_activations(
         state["word"].append(plan["word"])
 
     try:
-        means, num_tokens = _iterate(model, tokenizer, corpus, corpus.texts, sites, aggregation, batch_size, max_length,
-                                     device, show_progress, write)
+        means, num_tokens = _iterate(model, tokenizer, corpus, corpus.texts, sites, forward, aggregation, batch_size,
+                                     max_length, device, show_progress, write)
     except BaseException:
         if temporary and folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -475,7 +491,7 @@ def extract_activations(
         values = values[:rows] if rows == len(values) else values[:rows].copy()
     acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
                        [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
-                       model_id, corpus.property_name, folder)
+                       model_id, corpus.property_name, forward.stack, path=folder)
     if folder is not None:
         _write_sidecar(folder, acts)
         if temporary:
@@ -512,9 +528,9 @@ def neuron_means(
     texts = [t for t in texts]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise DatasetError("texts must be a non-empty list of strings.")
-    sites = _sites(model, site, layers, module_pattern)
-    means, num_tokens = _iterate(model, tokenizer, None, texts, sites, "first", batch_size,
-                                 max_length or resolve_max_length(model, tokenizer, None), device, False,
+    sites, forward = _sites(model, site, layers, module_pattern, None)  # the means ablate() fills: its stack
+    means, num_tokens = _iterate(model, tokenizer, None, texts, sites, forward, "first", batch_size,
+                                 resolve_max_length(model, tokenizer, max_length, forward.shifted), device, False,
                                  lambda plan, outputs: None)
     if num_tokens == 0:
         raise DatasetError("texts hold no token to average over.")

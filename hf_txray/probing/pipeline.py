@@ -48,6 +48,7 @@ class ProbingMeta:
     width: int
     aggregation: str
     label_names: list[str]
+    stack: str | None = None  # an encoder-decoder's stack the words were read from (ProbeMetric re-reads it)
     data_source: str = ""
     num_sentences: int = 0
     num_words: int = 0
@@ -213,6 +214,7 @@ def probe_neurons(
     layers: str | int | Sequence[int] = "all",
     site: str = "mlp",
     aggregation: str = "first",
+    stack: str | None = None,
     max_sentences: int | None = None,
     test_size: float = 0.2,
     seed: int = 0,
@@ -244,8 +246,9 @@ def probe_neurons(
             `property` column, a `LabeledCorpus`, or precomputed `Activations`.
         property (`str`, *optional*, defaults to `"pos"`): ``pos``, ``dep``, ``ner``, ``xpos`` or a user column.
         tokenizer (*optional*): a fast tokenizer (loaded from the model when omitted).
-        layers, site, aggregation, batch_size, max_length, device, out_dir, memmap_threshold: see
-            :func:`~hf_txray.probing.extract_activations`.
+        layers, site, aggregation, stack, batch_size, max_length, device, out_dir, memmap_threshold: see
+            :func:`~hf_txray.probing.extract_activations` (``stack="decoder"`` probes an encoder-decoder's decoder;
+            recorded in ``meta.stack``, so :class:`~hf_txray.probing.ProbeMetric` re-reads the same stack).
         max_sentences (`int`, *optional*): use only the first sentences.
         test_size (`float`, *optional*, defaults to 0.2): share of sentences held out.
         seed (`int`, *optional*, defaults to 0): the split and the control labels.
@@ -273,14 +276,18 @@ def probe_neurons(
     """
     config = dataclasses.replace(config or ProbeConfig(), **probe_options).validate()
     if isinstance(data, Activations):
+        if stack is not None and stack != data.stack:
+            raise ConfigurationError(f"stack={stack!r}, but these activations were read from the "
+                                     f"{data.stack or 'only'} stack: extract them with that stack, or leave stack "
+                                     "unset.")
         acts, source, num_sentences = data, "activations", int(len(np.unique(data.sentence_ids)))
     else:
         corpus = load_labeled(data, property, max_sentences=max_sentences)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
         acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site, aggregation=aggregation,
-                                   batch_size=batch_size, max_length=max_length, device=device, out_dir=out_dir,
-                                   memmap_threshold=memmap_threshold, show_progress=show_progress)
+                                   stack=stack, batch_size=batch_size, max_length=max_length, device=device,
+                                   out_dir=out_dir, memmap_threshold=memmap_threshold, show_progress=show_progress)
         source, num_sentences = corpus.source, corpus.num_sentences
     train, test = acts.split(test_size, seed)
     probe = train_probe(acts, rows=train, config=config)
@@ -303,9 +310,9 @@ def probe_neurons(
     meta = ProbingMeta(
         name=name or acts.property_name, model_id=acts.model_id, property=acts.property_name, site=acts.site,
         layers=list(acts.layers), width=acts.width, aggregation=acts.aggregation, label_names=list(acts.label_names),
-        data_source=source, num_sentences=num_sentences, num_words=acts.num_words, num_train=len(train),
-        num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size, seed=seed,
-        target_share=target_share, config=dataclasses.asdict(config),
+        stack=acts.stack, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
+        num_train=len(train), num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size,
+        seed=seed, target_share=target_share, config=dataclasses.asdict(config),
     )
     return ProbingResult(meta, probe, scores.accuracy, train_accuracy, majority_baseline, control_accuracy,
                          scores.per_class, ranking, minimal_table, minimal_size, subsets, acts)

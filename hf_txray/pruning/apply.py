@@ -45,7 +45,9 @@ def prune(
 
     Args:
         model (`nn.Module`): the model to prune (in place), whose neurons the report/profile describes (usually the
-            stage-B model of the report, e.g. the fine-tuned one).
+            stage-B model of the report, e.g. the fine-tuned one). In a model mixing dense and mixture-of-experts
+            blocks (Qwen-MoE's ``mlp_only_layers``), the dense blocks: a plan without a source covers those, and a
+            source or `layers` naming a mixture-of-experts layer is refused.
         report_or_profile (`TransferReport` or `Profile`, *optional*): the ranking source; a Profile supports only
             ``low_mass``, ``random`` and explicit lists; None only ``random`` and explicit lists.
         strategy (`str` or neuron list, *optional*, defaults to `"lost"`): see above.
@@ -75,7 +77,8 @@ def prune(
     Raises:
         ConfigurationError: unknown strategy or mode, `amount` larger than the neurons available, a two-stage
             strategy given a profile, too few candidates.
-        ModelError: the report does not fit the model (layers, widths), or the MLP cannot be sliced.
+        ModelError: the report does not fit the model (layers, widths), names a mixture-of-experts layer (expert
+            units have no per-unit input to mask), or the MLP cannot be sliced.
 
     Example:
         ```python
@@ -88,15 +91,21 @@ def prune(
     """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
-    sites = mlp_sites(model)
-    model_widths = {layer: site.width for layer, site in sites.items()}
+    sites = mlp_sites(model)  # the dense blocks of a model mixing them with mixture-of-experts ones
+    model_widths = sites.widths
     if report_or_profile is not None and not isinstance(report_or_profile, (TransferReport, Profile)):
         raise ConfigurationError(
             f"report_or_profile must be a TransferReport, a Profile or None, got {type(report_or_profile).__name__}."
         )
+    # Mixture-of-experts layers are refused by name before planning (they would read as layers the model lacks).
+    if layers is not None:
+        sites.require(layers, "Pruning")
+    if not isinstance(strategy, str):
+        sites.chosen(strategy, "Pruning")
     if report_or_profile is not None:
-        check_plan_fits(source_widths(report_or_profile), sites)
         widths = source_widths(report_or_profile)
+        sites.require(widths, "Pruning")
+        check_plan_fits(widths, sites)
     else:
         widths = model_widths
     plan = plan_pruning(report_or_profile, strategy, amount, seed=seed, per_layer=per_layer, layers=layers,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from torch import nn
 
@@ -57,11 +57,46 @@ class MaskHandle:
         return f"MaskHandle(neurons={total}, layers={sorted(self.neurons)}, active={self.active})"
 
 
-def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> dict[int, Site]:
-    """The model's dense MLP sites by layer; refuses mixture-of-experts layers (nothing per unit to mask)."""
-    sites = find_sites(model, "mlp")
-    require_dense(sites, what)
-    return {site.layer: site for site in sites}
+class MlpSites(dict):
+    """The MLP sites that masks, fills and removal edit, by layer: the model's dense blocks.
+
+    Mixture-of-experts layers have no per-unit input to edit (their units live inside fused experts), so they are
+    left out; a model mixing both kinds (Qwen-MoE's ``mlp_only_layers``, ``decoder_sparse_step`` > 1) gives its dense
+    blocks. The MoE sites are kept in `moe`, so that a request naming one is refused as such (:meth:`require`), not as
+    a layer the model lacks.
+    """
+
+    def __init__(self, sites: Sequence[Site]):
+        super().__init__((site.layer, site) for site in sites if site.capture != "experts")
+        self.moe: dict[int, Site] = {site.layer: site for site in sites if site.capture == "experts"}
+
+    @property
+    def widths(self) -> dict[int, int]:
+        """Neurons per dense layer."""
+        return {layer: site.width for layer, site in self.items()}
+
+    def require(self, layers: Iterable[Any], what: str) -> None:
+        """Refuse `what` on any of `layers` that is a mixture-of-experts layer (a ModelError naming the dense ones)."""
+        wanted = set(layers)
+        require_dense([site for layer, site in sorted(self.moe.items()) if layer in wanted], what, sorted(self))
+
+    def chosen(self, neurons: NeuronSpec, what: str) -> dict[int, list[int]]:
+        """`neurons` as ``{layer: sorted indices}`` (:func:`~hf_txray.pruning.explicit_neurons`), refusing
+        mixture-of-experts layers by name."""
+        widths = {layer: site.width for layer, site in {**self.moe, **self}.items()}
+        chosen = explicit_neurons(neurons, widths)
+        self.require(chosen, what)
+        return chosen
+
+
+def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> MlpSites:
+    """The model's dense MLP sites by layer (:class:`MlpSites`: the dense blocks of a model that mixes them with
+    mixture-of-experts blocks); refuses a model without a dense block (nothing per unit to mask)."""
+    found = find_sites(model, "mlp")
+    sites = MlpSites(found)
+    if not sites:
+        require_dense(found, what)
+    return sites
 
 
 def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]) -> None:
@@ -94,7 +129,7 @@ def check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> N
     """Raise :class:`ModelError` when a plan's layers or widths differ from the model's MLP sites."""
     for layer, width in plan_widths.items():
         if layer not in sites:
-            raise ModelError(f"The plan prunes layer {layer}, but the model has MLP layers 0..{len(sites) - 1}.")
+            raise ModelError(f"The plan prunes layer {layer}, but the model's (dense) MLP layers are {sorted(sites)}.")
         if sites[layer].width != width:
             raise ModelError(
                 f"The plan was made for {width} neurons in layer {layer}, but the model's layer has "
@@ -139,19 +174,24 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
     modified.
 
     Args:
-        model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style...).
+        model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style...; the dense blocks of a model that
+            mixes them with mixture-of-experts blocks, such as Qwen-MoE with ``mlp_only_layers``).
         neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to mask.
 
     Returns:
         :class:`MaskHandle`.
+
+    Raises:
+        ModelError: a mixture-of-experts layer (no per-unit input to mask), or a plan that does not fit the model.
+        ConfigurationError: a neuron out of range, or a plan ranked on other modules than the MLP sites.
     """
     sites = mlp_sites(model)
-    widths = {layer: site.width for layer, site in sites.items()}
     plan = neurons if isinstance(neurons, PruningPlan) else None
     if plan is not None:
+        sites.require(plan.widths, "Masking neurons")
         check_plan_fits(plan.widths, sites)
         check_plan_sites(model, plan, sites)
-    chosen = explicit_neurons(neurons, widths)
+    chosen = sites.chosen(neurons, "Masking neurons")
     edits = {layer: Fill(indices) for layer, indices in chosen.items() if indices}
     return edit_neurons(model, chosen, edits, sites, plan)
 

@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import ConfigurationError, ModelError
 from ..sites import Site, find_blocks, linear_dims
 from .masks import check_plan_fits, check_plan_sites, mlp_sites, active_masks
-from .plan import NeuronSpec, PruningPlan, explicit_neurons
+from .plan import NeuronSpec, PruningPlan
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
 INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size")
@@ -75,7 +75,9 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     """Slice the MLP weights so the planned neurons no longer exist (in place); see :func:`prune` with mode='remove'.
 
     Args:
-        model (`nn.Module`): a transformers model whose config has one intermediate size for all layers.
+        model (`nn.Module`): a transformers model whose config has one intermediate size for all layers (for a model
+            mixing dense and mixture-of-experts blocks, such as Qwen-MoE with ``mlp_only_layers``, one for its dense
+            blocks, which are the ones removed from; expert units are refused).
         neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to remove.
         uneven (`str`, *optional*, defaults to `"error"`): when layers lose different numbers of neurons:
             ``"error"`` raises; ``"zero"`` removes the smallest per-layer count from every layer and zeroes the
@@ -91,12 +93,13 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "The model has active hf_txray masks: remove them first (hf_txray.unprune(model)); removing neurons "
             "renumbers them and would leave the masks on the wrong neurons."
         )
-    sites = mlp_sites(model)
+    sites = mlp_sites(model)  # the dense blocks of a model mixing them with mixture-of-experts ones
     if isinstance(neurons, PruningPlan):
+        sites.require(neurons.widths, "Removing neurons")
         check_plan_fits(neurons.widths, sites)
         check_plan_sites(model, neurons, sites)
-    widths = {layer: site.width for layer, site in sites.items()}
-    chosen = explicit_neurons(neurons, widths)
+    widths = sites.widths
+    chosen = sites.chosen(neurons, "Removing neurons")
     counts = {layer: len(chosen.get(layer, [])) for layer in sites}
     if len(set(widths.values())) != 1:
         raise ModelError(f"The model's MLP layers already have different widths {widths}; cannot remove neurons.")
