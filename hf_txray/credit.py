@@ -507,9 +507,9 @@ class ProfileBuilder:
         where = ", ".join(f"{self.layer_names[i]}: {n}" for i, n in bad[:4]) + (" ..." if len(bad) > 4 else "")
         raise ModelError(
             f"The model gave non-finite activations (NaN or inf) as the winning neuron at some positions (positions "
-            f"by layer: {where}), so no credit can be computed for them. The weights hold NaN/inf (a diverged training "
-            "run), or the forward overflowed in float16: load the model in float32 or bfloat16 (torch_dtype=torch.float32), or check "
-            "its weights (e.g. torch.isfinite(p).all() for every parameter).")
+            f"by layer: {where}), so no credit can be computed for them. The weights hold NaN/inf (a diverged "
+            "training run), or the forward overflowed in float16: load the model in float32 or bfloat16 "
+            "(torch_dtype=torch.float32), or check its weights (e.g. torch.isfinite(p).all() for every parameter).")
 
     def _sink_device_sums(self) -> None:
         """Move the keyed sums held on the device to the host accumulators."""
