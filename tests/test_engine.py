@@ -620,15 +620,17 @@ def test_default_workers_are_no_more_than_the_buckets_left(monkeypatch):
     assert_same_profile(two_buckets, inline)
 
 
-def test_device_flushes_do_not_change_the_result():
+def test_device_flushes_do_not_change_the_result(monkeypatch):
     from hf_txray import credit
 
-    original = credit.ProfileBuilder.__init__.__defaults__
-    try:
-        credit.ProfileBuilder.__init__.__defaults__ = (None, 1)  # move to the host after every batch
-        every_batch = analyze(texts=LONG + TEXTS, max_length=MAX_LENGTH, batch_size=2, max_examples_per_neuron=2)
-    finally:
-        credit.ProfileBuilder.__init__.__defaults__ = original
+    init = credit.ProfileBuilder.__init__
+
+    def flushing_every_batch(self, *args, **kwargs):  # move to the host after every batch
+        init(self, *args, **{**kwargs, "flush_every": 1})
+
+    monkeypatch.setattr(credit.ProfileBuilder, "__init__", flushing_every_batch)
+    every_batch = analyze(texts=LONG + TEXTS, max_length=MAX_LENGTH, batch_size=2, max_examples_per_neuron=2)
+    monkeypatch.undo()
     once = analyze(texts=LONG + TEXTS, max_length=MAX_LENGTH, batch_size=2, max_examples_per_neuron=2)
     assert_same_profile(every_batch, once)
 
