@@ -294,7 +294,7 @@ class AnalyzeOptions(ProfilerConfig):
         ```
     """
 
-    text_column: str | None = option(None, "The text column; auto-detected (text, sentence, content...) when omitted.")
+    text_column: str | None = option(None, "The text column; auto-detected (text, sentence, content...) when omitted, and then logged at INFO.")
     split: str | None = option(None, "The split of a DatasetDict or Hub dataset with several.")
     num_samples: int | None = option(None, "Profile only the first N texts (take() on a stream).")
     stage: str = option("default", "A name for this training stage, e.g. 'pretrained'.")

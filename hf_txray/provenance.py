@@ -206,6 +206,8 @@ class DatasetSource:
             :func:`texts_hash`.
         text_column (`str`, *optional*), num_samples (`int`, *optional*), num_texts (`int`): what was profiled; for
             a stream, the texts read, or (when it was not read to its end in one process) the texts counted.
+        text_column_detected (`bool`, defaults to `False`): `text_column` was chosen by :func:`hf_txray.analyze`
+            among the dataset's columns, not passed (``False`` for a list of strings: it has no columns).
         texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled; for a stream, only when one process
             read it from its start to its end, not resumed (a local file is pinned by `content_hash` all the same).
         streaming (`bool`, defaults to `False`): the texts were read as a stream (``streaming=True``, an
@@ -221,6 +223,7 @@ class DatasetSource:
     data_files: dict[str, str] = field(default_factory=dict)
     content_hash: str | None = None
     text_column: str | None = None
+    text_column_detected: bool = False
     num_samples: int | None = None
     num_texts: int = 0
     texts_hash: str | None = None

@@ -100,6 +100,36 @@ def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
     assert np.allclose(profile.neuron_mass, expected.neuron_mass)
 
 
+def _detected_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("hf_txray") and r.levelno == logging.INFO
+            and r.getMessage().startswith("Text column:")]
+
+
+@pytest.mark.parametrize("make", [
+    lambda rows: datasets.Dataset.from_list(rows),
+    lambda rows: rows,  # row dicts
+    lambda rows: pd.DataFrame(rows),
+    lambda rows: datasets.Dataset.from_list(rows).to_iterable_dataset(),  # a stream with declared columns
+    lambda rows: iter(rows),  # a generator: the column is chosen from its first row, during the run
+], ids=["dataset", "row-dicts", "dataframe", "iterable", "generator"])
+def test_python_analyze_logs_and_records_the_detected_text_column(caplog, make):
+    rows = [{"id": i, "sentence": text} for i, text in enumerate(TEXTS)]
+    with caplog.at_level(logging.INFO, logger="hf_txray"):
+        profile = run(texts=make(rows))
+    assert _detected_lines(caplog) == ["Text column: 'sentence' (detected; pass text_column=... to choose another)."]
+    record = profile.meta.provenance["dataset"]
+    assert (record["text_column"], record["text_column_detected"]) == ("sentence", True)
+
+
+@pytest.mark.parametrize("texts,column", [(TEXTS, None), (datasets.Dataset.from_dict({"sentence": TEXTS}),
+                                                           "sentence")], ids=["strings", "given"])
+def test_no_detected_text_column_logged_for_strings_or_a_given_column(caplog, texts, column):
+    with caplog.at_level(logging.INFO, logger="hf_txray"):
+        profile = run(texts=texts, text_column=column)
+    assert _detected_lines(caplog) == []
+    assert profile.meta.provenance["dataset"]["text_column_detected"] is False
+
+
 def test_generator_with_a_none_row_gets_advice_for_a_generator():
     texts = iter([TEXTS[0], None, TEXTS[1]])
     with pytest.raises(DatasetError, match=r"generator yielded None at row 1.*Skip them in the generator") as err:
