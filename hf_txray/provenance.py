@@ -398,11 +398,10 @@ ID_KEYS = ("id", "model_id", "dataset_id", "model_a", "model_b", "dataset_a", "d
 
 
 def is_local_path(name: str) -> bool:
-    """Whether `name` is a local path (absolute, ``./``, ``~``, deeper than ``namespace/name``, or existing here)
-    rather than a Hub id or another name."""
-    from .hub_io import looks_local
-
-    return looks_local(name) or Path(name).expanduser().exists()
+    """Whether `name` is a local path (absolute, ``./``, ``../``, ``~``, or existing here) rather than a Hub id or
+    another name; a relative path that does not exist here names no one's folders and is left as it is."""
+    return (os.path.isabs(os.path.expanduser(name)) or name.startswith((".", "~"))
+            or Path(name).expanduser().exists())
 
 
 def public_path(name: str) -> tuple[str, bool]:
