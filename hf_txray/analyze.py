@@ -23,8 +23,8 @@ import torch
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_token_budget
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
-                       count_texts, num_prefix_specials, resolve_feature_ids, stage)
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials,
+                       resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, default_device, input_device, is_dispatched, process_info,
@@ -45,6 +45,7 @@ from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_laye
 from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
+from .windows import check_token_budget, check_window_options
 
 logger = get_logger(__name__)
 

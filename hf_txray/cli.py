@@ -700,9 +700,16 @@ def _interrupted_message(args: argparse.Namespace) -> str:
     return message
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .distributed import close_process_group
+def _close_process_group(barrier: bool = True) -> None:
+    """:func:`hf_txray.distributed.close_process_group`, when a command imported torch.distributed (only then can a
+    process group exist): `--help` and the light commands never import torch."""
+    if "torch.distributed" in sys.modules:
+        from .distributed import close_process_group
 
+        close_process_group(barrier=barrier)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -713,19 +720,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
-        close_process_group(barrier=False)  # the other ranks may never reach a barrier
+        _close_process_group(barrier=False)  # the other ranks may never reach a barrier
         return 2
     except KeyboardInterrupt:
         print(_interrupted_message(args), file=sys.stderr)
-        close_process_group(barrier=False)
+        _close_process_group(barrier=False)
         return 130  # the shell's code for a command ended by SIGINT
     except BrokenPipeError:  # `hf-txray show DIR | head`: the reader left; what was computed is already written
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
-        close_process_group(barrier=False)
+        _close_process_group(barrier=False)
         return 141  # the shell's code for a command ended by SIGPIPE
-    close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
+    _close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
     return code
 
 

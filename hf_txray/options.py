@@ -25,10 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batching import LONG_TEXT_MODES, check_token_budget, check_window_options
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
-from .sites import SITES, STACKS
+from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
+
+# What `site` and `stack` accept: declared here, with the options, so that checking options (and the CLI's --help)
+# imports no torch; hf_txray.sites reads them from here.
+SITES = ("mlp", "residual")
+STACKS = ("encoder", "decoder")
 
 HF_ARGUMENT_KEYS = ("help", "choices", "metavar", "aliases")  # the metadata HfArgumentParser passes to argparse
 
