@@ -47,7 +47,8 @@ def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_token
                    features=("token",), pad_to_multiple_of: int = 16) -> list[dict]:
     """The model inputs `analyze` runs (same encoder, windows, token budget and padded widths), for the plain
     forward baseline."""
-    from hf_txray.batching import BatchEncoder, EncodeOptions, default_stride
+    from hf_txray.batching import BatchEncoder, EncodeOptions
+    from hf_txray.windows import default_stride
 
     options = EncodeOptions(max_length, features, stride=default_stride(max_length), batch_size=batch_size,
                             max_tokens_per_batch=max_tokens_per_batch, pad_multiple=pad_to_multiple_of)

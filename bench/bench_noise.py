@@ -48,8 +48,7 @@ def _smollm2():
 def _position_figures(profile: hf_txray.Profile, name: str, skip: int) -> dict:
     e = profile.position_mass.entries()
     total = e["mass"].sum()
-    flagged = profile.diagnostics(0.5)
-    busy = flagged[flagged["count"] >= 20]
+    busy = profile.diagnostics(0.5, min_count=20)
     top = busy.iloc[0] if len(busy) else None
     return {
         "model": name, "skip_first_positions": skip, "positions": profile.meta.num_positions,

@@ -1,9 +1,18 @@
-"""hf_txray: TX-Ray neuron preference profiles and transfer reports for Hugging Face models."""
+"""hf_txray: TX-Ray neuron preference profiles and transfer reports for Hugging Face models.
+
+The public names load on first use (PEP 562): ``import hf_txray`` (and so ``hf-txray --help``) imports neither torch,
+transformers, datasets nor pandas; ``hf_txray.analyze`` imports what profiling needs when it is first looked up.
+Errors, the version and :mod:`hf_txray.logging` are light and imported at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from . import logging  # hf_txray.logging.set_verbosity_info() & co., as transformers.logging
-from .analyze import Profiler, ProfilerConfig, analyze
-from .options import AnalyzeOptions
-from .artifact import Artifact
 from .errors import (
     ArtifactNotFoundError,
     ConfigurationError,
@@ -15,73 +24,103 @@ from .errors import (
     ReproducibilityError,
     TXRayError,
 )
-from .export import save_to_disk
-from .evaluation import evaluate_pruning
-from .features import FeatureType, UserFeature, get_feature_type, register_feature
-from .hub import TXRayResults, load, push_to_hub
-from .metrics import entropy, hellinger
-from .architectures import format_neuron
-from .profile import Profile, ProfileMeta
-from .hooks import Fill, Trace, trace
-from .pruning import PruningPlan, masked, prune, register_pruning_strategy, unprune
-from .reproduce import ReproduceResult, StageVerdict, pin_model, reproduce, reproduce_profile
-from .report import ReportMeta, TransferReport, compare
 from .version import __version__
 
+# The public names that load on first use, by the submodule that holds them. __all__ lists them for linters and the
+# TYPE_CHECKING block imports them for type checkers (tests/test_imports.py checks that the three agree).
+LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
+    "analyze": ("Profiler", "ProfilerConfig", "analyze"),
+    "options": ("AnalyzeOptions",),
+    "artifact": ("Artifact",),
+    "export": ("save_to_disk",),
+    "evaluation": ("evaluate_pruning",),
+    "features": ("FeatureType", "UserFeature", "get_feature_type", "register_feature"),
+    "hub": ("TXRayResults", "load", "push_to_hub"),
+    "metrics": ("entropy", "hellinger"),
+    "architectures": ("format_neuron",),
+    "profile": ("Profile", "ProfileMeta"),
+    "hooks": ("Fill", "Trace", "trace"),
+    "pruning": ("PruningPlan", "masked", "prune", "register_pruning_strategy", "unprune"),
+    "reproduce": ("ReproduceResult", "StageVerdict", "pin_model", "reproduce", "reproduce_profile"),
+    "report": ("ReportMeta", "TransferReport", "compare"),
+    # the trainer integration imports transformers.Trainer (slow)
+    "trainer": ("TXRayTrainer", "TXRayArguments", "TXRayCallback"),
+    # probing, ablation and attribution (issue 7): NeuroX/Captum-style methods on the same models, sites and data
+    "probing": ("AblationCurve", "Activations", "LabeledCorpus", "ProbingResult", "ablate", "ablation_curve",
+                "crosscheck", "extract_activations", "neuron_attributions", "probe_neurons", "read_conllu"),
+    # telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold
+    "significance": ("DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "homogeneity", "homogeneity_pvalues"),
+    # neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card
+    "output_effects": ("output_effects", "output_effects_table"),
+    "summary": ("NeuronCard", "neuron_card", "neuron_summary"),
+}
+_HOME = {name: module for module, names in LAZY_EXPORTS.items() for name in names}
+
 __all__ = [
-    "analyze", "compare", "TransferReport", "ReportMeta", "Profile", "ProfileMeta", "Profiler", "ProfilerConfig", "UserFeature", "FeatureType",
-    "register_feature", "get_feature_type", "hellinger", "entropy",
-    "TXRayError", "ConfigurationError", "DatasetError", "ModelError", "IncompatibleProfilesError",
-    "ProfileFormatError", "HubError", "__version__",
-    "push_to_hub", "load", "save_to_disk", "TXRayResults",
-    "prune", "PruningPlan", "evaluate_pruning", "unprune", "masked", "register_pruning_strategy",
-    "trace", "Trace", "Fill",
-    "reproduce", "reproduce_profile", "ReproduceResult", "StageVerdict", "pin_model", "ReproducibilityError",
-    "format_neuron", "AnalyzeOptions", "logging",
-    "Artifact", "ArtifactNotFoundError",
+    "logging", "__version__", "TXRayError", "ConfigurationError", "DatasetError", "ModelError",
+    "IncompatibleProfilesError", "ProfileFormatError", "HubError", "ReproducibilityError", "ArtifactNotFoundError",
+    # the lazy exports, spelled out for linters (tests/test_imports.py checks them against LAZY_EXPORTS)
+    "Profiler", "ProfilerConfig", "analyze", "AnalyzeOptions", "Artifact", "save_to_disk", "evaluate_pruning",
+    "FeatureType", "UserFeature", "get_feature_type", "register_feature", "TXRayResults", "load", "push_to_hub",
+    "entropy", "hellinger", "format_neuron", "Profile", "ProfileMeta", "Fill", "Trace", "trace", "PruningPlan",
+    "masked", "prune", "register_pruning_strategy", "unprune", "ReproduceResult", "StageVerdict", "pin_model",
+    "reproduce", "reproduce_profile", "ReportMeta", "TransferReport", "compare", "TXRayTrainer", "TXRayArguments",
+    "TXRayCallback", "AblationCurve", "Activations", "LabeledCorpus", "ProbingResult", "ablate", "ablation_curve",
+    "crosscheck", "extract_activations", "neuron_attributions", "probe_neurons", "read_conllu", "DEFAULT_MIN_COUNT",
+    "benjamini_hochberg", "dispersion", "homogeneity", "homogeneity_pvalues", "output_effects",
+    "output_effects_table", "NeuronCard", "neuron_card", "neuron_summary",
 ]
 
-# The trainer integration imports transformers.Trainer (slow): loaded on first use, not on `import hf_txray`.
-_TRAINER_NAMES = ("TXRayTrainer", "TXRayArguments", "TXRayCallback")
-__all__ += list(_TRAINER_NAMES)
+if TYPE_CHECKING:
+    from .analyze import Profiler, ProfilerConfig, analyze
+    from .architectures import format_neuron
+    from .artifact import Artifact
+    from .evaluation import evaluate_pruning
+    from .export import save_to_disk
+    from .features import FeatureType, UserFeature, get_feature_type, register_feature
+    from .hooks import Fill, Trace, trace
+    from .hub import TXRayResults, load, push_to_hub
+    from .metrics import entropy, hellinger
+    from .options import AnalyzeOptions
+    from .output_effects import output_effects, output_effects_table
+    from .probing import (AblationCurve, Activations, LabeledCorpus, ProbingResult, ablate, ablation_curve,
+                          crosscheck, extract_activations, neuron_attributions, probe_neurons, read_conllu)
+    from .profile import Profile, ProfileMeta
+    from .pruning import PruningPlan, masked, prune, register_pruning_strategy, unprune
+    from .report import ReportMeta, TransferReport, compare
+    from .reproduce import ReproduceResult, StageVerdict, pin_model, reproduce, reproduce_profile
+    from .significance import DEFAULT_MIN_COUNT, benjamini_hochberg, dispersion, homogeneity, homogeneity_pvalues
+    from .summary import NeuronCard, neuron_card, neuron_summary
+    from .trainer import TXRayArguments, TXRayCallback, TXRayTrainer
 
 
-def __getattr__(name: str):
-    if name in _TRAINER_NAMES:
-        from . import trainer
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its submodule on first use; else a submodule (``hf_txray.provenance``)."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        return getattr(trainer, name)
-    raise AttributeError(f"module 'hf_txray' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
-# Probing, ablation and attribution (issue 7): NeuroX/Captum-style methods on the same models, sites and data.
-from .probing import (  # noqa: E402
-    AblationCurve,
-    Activations,
-    LabeledCorpus,
-    ProbingResult,
-    ablate,
-    ablation_curve,
-    crosscheck,
-    extract_activations,
-    neuron_attributions,
-    probe_neurons,
-    read_conllu,
-)
+class _Package(types.ModuleType):
+    """Importing a submodule binds it on its package: ``hf_txray.analyze`` (and ``reproduce``, ``output_effects``)
+    would then be the module, not the function of the same name. Keep the function, as the eager imports did."""
 
-__all__ += [
-    "probe_neurons", "ProbingResult", "LabeledCorpus", "read_conllu", "Activations", "extract_activations",
-    "crosscheck", "ablate", "ablation_curve", "AblationCurve", "neuron_attributions",
-]
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (_HOME.get(name) == name and isinstance(value, types.ModuleType)
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
 
-# Telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold.
-from .report import DEFAULT_MIN_COUNT  # noqa: E402
-from .significance import benjamini_hochberg, dispersion, homogeneity, homogeneity_pvalues  # noqa: E402
 
-__all__ += ["DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "homogeneity", "homogeneity_pvalues"]
-
-# Neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card.
-from .output_effects import output_effects, output_effects_table  # noqa: E402
-from .summary import NeuronCard, neuron_card, neuron_summary  # noqa: E402
-
-__all__ += ["output_effects", "output_effects_table", "NeuronCard", "neuron_card", "neuron_summary"]
+sys.modules[__name__].__class__ = _Package

@@ -23,8 +23,8 @@ import torch
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_token_budget
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, check_token_budget, check_window_options,
-                       count_texts, num_prefix_specials, resolve_feature_ids, stage)
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials,
+                       resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, default_device, input_device, is_dispatched, process_info,
@@ -36,8 +36,8 @@ from .io_utils import atomic_dir, read_json, write_json
 from .lengths import resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import (describe_loaded, is_stream, load_model, load_pinned_corpus, load_pinned_stream, merge_dtype,
-                      resolve_model_path, resolve_model_source, weights_dtype)
+from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
+                      merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .provenance import weights_sample_hash
 from .forward import StackForward
@@ -45,6 +45,7 @@ from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_laye
 from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
+from .windows import check_token_budget, check_window_options
 
 logger = get_logger(__name__)
 
@@ -695,6 +696,9 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
             config=o.dataset_config, token=o.token, allow_streams=True)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
+    dataset_source.text_column_detected = detected = o.text_column is None and not is_texts_only(dataset)
+    if detected and column is not None:  # known before the run: said before the model loads
+        _log_detected_column(column)
     pinned = model_source.commit if model_source.kind == "hub" else o.revision
     with_head, model_id = None, o.model_id
     if o.output_effects and isinstance(model, (str, Path)):
@@ -720,12 +724,19 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
         check_output_effects(loaded, config.site, config.module_pattern, o.output_effects_k, profiler.forward.stack)
     profile = profiler.run(corpus, text_column=column, stage=o.stage, dataset_id=dataset_id,
                            checkpoint_dir=o.checkpoint_dir, checkpoint_every=o.checkpoint_every, resume=o.resume)
+    if detected and column is None:  # a stream without declared columns: chosen from its first row, in the run
+        _log_detected_column(profile.meta.config["text_column"])
     if o.output_effects:
         from .output_effects import output_effects_table
 
         profile.output_effects = output_effects_table(loaded, profile.layers, o.output_effects_k, tok,
                                                       stack=profiler.forward.stack)
     return profile
+
+
+def _log_detected_column(column: str) -> None:
+    """Say which text column analyze chose (the CLI prints it; Python users see it at INFO verbosity)."""
+    logger.info("Text column: %r (detected; pass text_column=... to choose another).", column)
 
 
 # One declaration (hf_txray.options): the signature and the "Args" of analyze() are generated from its fields.

@@ -20,7 +20,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigurationError
 from .features import (
     WORD_END,
     WORD_START,
@@ -32,9 +31,6 @@ from .features import (
     tag_column,
     user_feature_labels,
 )
-
-LONG_TEXT_MODES = ("window", "truncate")
-
 
 @dataclass
 class PositionBatch:
@@ -116,104 +112,11 @@ def _is_truncated(encoding: Any) -> bool:
     return bool(encoding.overflowing)
 
 
-def default_stride(max_length: int) -> int:
-    """Left-context tokens repeated at the start of every window after the first: a quarter of ``max_length``.
-
-    Each window then credits ``3/4`` of its tokens, so long texts cost at most a third more forward compute
-    than truncation, and every credited token (after the first window) sees at least ``max_length / 4`` tokens
-    of left context.
-    """
-    return max_length // 4
-
-
-def check_token_budget(max_tokens_per_batch: int | None, max_length: int) -> None:
-    """Refuse a token budget that one window (at most `max_length` tokens wide) does not fit in.
-
-    Raises:
-        ConfigurationError: ``max_tokens_per_batch < max_length``.
-    """
-    if max_tokens_per_batch is not None and max_tokens_per_batch < max_length:
-        raise ConfigurationError(
-            f"max_tokens_per_batch={max_tokens_per_batch} is smaller than max_length={max_length}: a batch must hold "
-            f"at least one window of max_length tokens. Raise max_tokens_per_batch to {max_length} or more, or lower "
-            "max_length."
-        )
-
-
 def num_prefix_specials(tokenizer) -> int:
     """Special tokens the tokenizer puts before a text's first token (``[CLS]``, BOS): the first positions of every
     model input, window or whole text, before the text's own tokens."""
     mask = tokenizer("a", return_special_tokens_mask=True)["special_tokens_mask"]
     return next((i for i, special in enumerate(mask) if not special), len(mask))
-
-
-def check_window_options(long_texts: str, stride: int | None, max_length: int, num_special: int | None,
-                         skip_first_positions: int = 0, num_prefix: int | None = None) -> int:
-    """Validate `long_texts` and `stride`; returns the stride in effect.
-
-    A stride is used by ``long_texts="window"`` only; under ``"truncate"`` it is ignored but still checked, as
-    transformers' tokenizers check ``stride`` when they truncate.
-
-    `skip_first_positions` leaves out the first positions of a model input (a decoder's attention sink). In a
-    window after the first, the first positions are its `num_prefix` special tokens and `stride` tokens of context,
-    which are never credited; a stride shorter than that would credit tokens at a later window's first positions.
-    The default stride is raised to ``skip_first_positions - num_prefix`` then, and a smaller stride given
-    explicitly is refused.
-
-    Args:
-        long_texts (`str`): one of ``LONG_TEXT_MODES``.
-        stride (`int`, *optional*): left-context tokens per later window; None: :func:`default_stride`.
-        max_length (`int`): tokens per window, special tokens included.
-        num_special (`int`, *optional*): special tokens the tokenizer adds per input; None where no tokenizer is
-            known yet (options checked before loading): then only ``stride < max_length`` is checked, and the
-            message states no count of special tokens.
-        skip_first_positions (`int`, *optional*, defaults to 0): the profile's setting, resolved.
-        num_prefix (`int`, *optional*): :func:`num_prefix_specials`; None before the tokenizer is known.
-
-    Raises:
-        ConfigurationError: unknown mode, negative stride, a stride that leaves no new token per window
-            (``stride >= max_length`` minus the special tokens the tokenizer adds), or, with windows, a stride
-            that would credit a later window's skipped first positions.
-    """
-    if long_texts not in LONG_TEXT_MODES:
-        raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {long_texts!r}.")
-    explicit = stride is not None
-    stride = default_stride(max_length) if stride is None else stride
-    if not isinstance(stride, int) or stride < 0:
-        raise ConfigurationError(f"stride must be an int >= 0, got {stride!r}.")
-    if num_special is not None and max_length - num_special < 1:
-        raise ConfigurationError(
-            f"max_length={max_length} leaves no room for a text token: the tokenizer adds {num_special} special "
-            f"tokens per input. Pass max_length >= {num_special + 1} (a few dozen tokens or more in practice)."
-        )
-    sink = skip_first_positions - (num_prefix or 0)  # the least stride that keeps them out of the credit
-    if long_texts == "window" and num_prefix is not None and stride < sink:
-        if explicit:
-            raise ConfigurationError(
-                f"stride={stride} credits tokens at the first positions of every window after the first, which "
-                f"skip_first_positions={skip_first_positions} leaves out of every model input (a decoder's "
-                f"attention sink; the tokenizer puts {num_prefix} special tokens first). Pass stride >= {sink}, or "
-                "a lower skip_first_positions."
-            )
-        stride = sink
-    room = max_length - (num_special or 0)
-    if num_prefix is not None and sink >= room:  # under "truncate" too: every text would credit nothing
-        raise ConfigurationError(
-            f"skip_first_positions={skip_first_positions} leaves no token to credit: a model input (a window, or a "
-            f"truncated text) holds max_length={max_length} tokens ({num_special} of them special), and its first "
-            f"{skip_first_positions} positions are skipped. Lower skip_first_positions or raise max_length."
-        )
-    if stride >= room:
-        holds = (f"({num_special} of them special), so the stride (left context) must be < {room}" if num_special
-                 is not None else "(the tokenizer's special tokens included), so the stride (left context) must be "
-                 "smaller than max_length minus those special tokens")
-        unused = ("" if long_texts == "window" else " A stride only applies to long_texts='window'; under "
-                  "'truncate' it is unused but checked all the same (as a tokenizer checks its stride): drop it.")
-        raise ConfigurationError(
-            f"stride={stride} leaves no new token per window: a window holds max_length={max_length} tokens "
-            f"{holds}. Lower stride or raise max_length.{unused}"
-        )
-    return stride
 
 
 def window_spans(length: int, budget: int, stride: int) -> list[tuple[int, int, int]]:

@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron
 from .plots import default_feature_type
-from .provenance import missing_provenance, needs_texts_again
+from .provenance import missing_provenance, needs_texts_again, public_label, public_name, public_record
 from .tables import markdown_table
 from .version import __version__
 
@@ -95,7 +95,7 @@ def card_data(models: list[str], row_counts: Mapping[str, int], *, license: str 
 
 
 def _model_link(model_id: str) -> str:
-    return f"[{model_id}](https://huggingface.co/{model_id})" if hub_model_id(model_id) else f"`{model_id}`"
+    return f"[{model_id}](https://huggingface.co/{model_id})" if hub_model_id(model_id) else public_label(model_id)
 
 
 def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
@@ -103,7 +103,8 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
     for p in profiles.values():
         m = p.meta
         active = int((p.neuron_count > 0).sum())
-        row = {"stage": m.stage, "model": m.model_id, "corpus": m.dataset_id or f"in-memory [{m.dataset_fingerprint}]",
+        row = {"stage": m.stage, "model": public_name(m.model_id),
+               "corpus": public_name(m.dataset_id) or f"in-memory [{m.dataset_fingerprint}]",
                "texts": m.num_examples, "token positions": m.num_positions,
                "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
         stats = p.neuron_stats()
@@ -194,7 +195,7 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
         revision = commit or "main"
         return f"[{name}@{revision[:12]}](https://huggingface.co/{prefix}{name}/tree/{revision}){extra}"
     digest = source.get("content_hash") or source.get("texts_hash") or "no hash"
-    where = f"`{name}`" if name else "texts passed in memory"
+    where = public_label(name) if name else "texts passed in memory"
     return f"{where} (content `{digest[:23]}…`)"
 
 
@@ -204,7 +205,8 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
         record = p.meta.provenance or {}
         lacks = missing_provenance(p)
         if not record:
-            rows.append({"stage": p.stage, "model": _model_link(p.meta.model_id), "dataset": p.meta.dataset_id or "–",
+            rows.append({"stage": p.stage, "model": _model_link(p.meta.model_id),
+                         "dataset": public_name(p.meta.dataset_id) or "–",
                          "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
             continue
         status = ("no: " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
@@ -213,6 +215,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
                      "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
                      "reproducible": status})
     first = next((p.meta.provenance for p in profiles.values() if p.meta.provenance), {})
+    first = public_record(first)  # e.g. an offload folder in model_kwargs
     options, versions, runtime = first.get("options"), first.get("versions") or {}, first.get("runtime") or {}
     lines = ["## Reproduce", "",
              "Every profile records the model and corpus it was computed from, pinned (Hub commits, or content hashes "
@@ -252,7 +255,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     """
     models = [p.meta.model_id for p in profiles.values()] + [
         m for r in reports.values() for m in (r.meta.model_a, r.meta.model_b)]
-    pretty_name = pretty_name or f"TX-Ray neuron analysis of {models[0]}"
+    pretty_name = pretty_name or f"TX-Ray neuron analysis of {public_name(models[0])}"
     data = card_data(models, row_counts, license=license, pretty_name=pretty_name)
     first = next(iter(profiles.values()), None)
     m = first.meta if first else next(iter(reports.values())).meta
@@ -305,6 +308,7 @@ def _probing_section(probe: Any, ablation: Any) -> str:
         runs = probe.to_pandas()
         runs = runs[runs["kind"] == "probe"][["probe", "model_id", "property", "site", "accuracy",
                                              "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
+        runs = runs.assign(model_id=runs["model_id"].map(public_name))
         lines += ["### Probes (`probe_rankings`)", "", markdown_table(runs.rename(
             columns={"num_neurons": "minimal set"}).round(4)), ""]
     if ablation is not None:

@@ -49,22 +49,28 @@ def _add_license(p) -> None:
     p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
 
 
-def _add_forward_options(p) -> None:
-    """--batch-size and --max-length of the commands that run the model (help as analyze's options say it)."""
-    from .options import AnalyzeOptions, help_of
+# --max-length of the commands that run the model: they truncate (no windows), to the model's limit by default
+# (hf_txray.lengths.resolve_max_length, as analyze)
+TRUNCATE_TO_LIMIT = ("Truncate texts to this many tokens; above the model's limit: an error before any work (default: "
+                     "the model's limit, at most 512; 512 with a notice when neither the model nor its tokenizer "
+                     "states one).")
 
-    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass (default 32).")
-    p.add_argument("--max-length", type=int, help=help_of(AnalyzeOptions, "max_length"))
+
+def _add_forward_options(p, max_length_help: str = TRUNCATE_TO_LIMIT) -> None:
+    """--batch-size and --max-length of the commands that run the model."""
+    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass (default: 32).")
+    p.add_argument("--max-length", type=int, help=max_length_help)
 
 
 def _add_data_columns(p, label_default: str | None) -> None:
     """--split, --text-column and --label-column of the commands that evaluate on a labelled dataset."""
-    from .options import AnalyzeOptions, help_of
+    from .streaming import TEXT_COLUMN_CANDIDATES
 
     p.add_argument("--split", help="The split of the data (needed when it has several).")
-    p.add_argument("--text-column", help=help_of(AnalyzeOptions, "text_column"))
+    p.add_argument("--text-column", help=f"The text column (default: the first of "
+                                         f"{', '.join(TEXT_COLUMN_CANDIDATES)} that the data has).")
     p.add_argument("--label-column", default=label_default,
-                   help=f"The label column (task metrics; default {label_default or 'none'}).")
+                   help=f"The label column (task metrics; default: {label_default or 'none'}).")
 
 
 # CLI-only keys a --config file may also hold (besides every analyze option).
@@ -153,7 +159,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
     p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
     p.add_argument("--min-count", type=int, default=20,
-                   help="Rank only neurons credited at least this often in both stages (default 20).")
+                   help="Rank only neurons credited at least this often in both stages (default: 20).")
     p.set_defaults(handler=_cmd_compare)
 
 
@@ -254,7 +260,9 @@ def _add_push(sub) -> None:
     p.add_argument("--private", action="store_true", help="Create the repo private.")
     _add_token(p)
     _add_license(p)
-    p.add_argument("--commit-message", help="The commit message (default: one naming the stages pushed).")
+    p.add_argument("--commit-message", help="The commit message (default: 'Upload TX-Ray results' with the "
+                                            "hf_txray version, and the number of profiles and reports when DIR "
+                                            "holds saved ones rather than an export folder).")
     p.set_defaults(handler=_cmd_push)
 
 
@@ -567,7 +575,7 @@ def _add_probe(sub) -> None:
                                    "the neurons, run the control task, and save the result to OUT.")
     p.add_argument("model", help="Hub id or local path.")
     p.add_argument("data", help=".conllu file, text file/dataset (tagged with spaCy), or txray:ptb / txray:bbc.")
-    p.add_argument("--property", default="pos", help="pos, dep, ner, xpos, or a user label column (default pos).")
+    p.add_argument("--property", default="pos", help="pos, dep, ner, xpos, or a user label column (default: pos).")
     p.add_argument("--out", required=True, help="Folder to write the probing result to.")
     p.add_argument("--layers", type=_layers, default="all", help="'all' or comma-separated block indices.")
     p.add_argument("--site", default="mlp", choices=["mlp", "residual"],
@@ -589,8 +597,9 @@ def _add_probe(sub) -> None:
     p.add_argument("--no-control", action="store_true", help="Skip the control task (no selectivity).")
     p.add_argument("--no-minimal", action="store_true", help="Skip the minimal neuron set search.")
     p.add_argument("--target-share", type=float, default=0.9, help="Accuracy share the minimal set must reach.")
-    p.add_argument("--subset-size", type=int, help="Size of the top/random/bottom subsets (0 skips them).")
-    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: the accelerator, else CPU).")
+    p.add_argument("--subset-size", type=int, help="Size of the top/random/bottom subsets, 0 skips them (default: "
+                                                   "the minimal set's size, else 1%% of the neurons).")
+    p.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available, else CPU).")
     p.add_argument("--name", help="Name of the run in exported tables (default: the property).")
     _add_results_outputs(p, "probe_rankings")
     p.set_defaults(handler=_cmd_probe)
@@ -632,7 +641,9 @@ def _add_ablate(sub) -> None:
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
     p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA.")
     _add_data_columns(p, None)
-    _add_forward_options(p)
+    _add_forward_options(p, "Truncate texts to this many tokens (default: for --metric probe, and for the neuron "
+                            "means of --mode mean, the model's limit, at most 512; 128 for lm-loss; the task metrics "
+                            "do not truncate).")
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
     _add_results_outputs(p, "ablation")
     p.set_defaults(handler=_cmd_ablate)
@@ -704,9 +715,16 @@ def _interrupted_message(args: argparse.Namespace) -> str:
     return message
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .distributed import close_process_group
+def _close_process_group(barrier: bool = True) -> None:
+    """:func:`hf_txray.distributed.close_process_group`, when a command imported torch.distributed (only then can a
+    process group exist): `--help` and the light commands never import torch."""
+    if "torch.distributed" in sys.modules:
+        from .distributed import close_process_group
 
+        close_process_group(barrier=barrier)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -717,19 +735,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
-        close_process_group(barrier=False)  # the other ranks may never reach a barrier
+        _close_process_group(barrier=False)  # the other ranks may never reach a barrier
         return 2
     except KeyboardInterrupt:
         print(_interrupted_message(args), file=sys.stderr)
-        close_process_group(barrier=False)
+        _close_process_group(barrier=False)
         return 130  # the shell's code for a command ended by SIGINT
     except BrokenPipeError:  # `hf-txray show DIR | head`: the reader left; what was computed is already written
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
-        close_process_group(barrier=False)
+        _close_process_group(barrier=False)
         return 141  # the shell's code for a command ended by SIGPIPE
-    close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
+    _close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
     return code
 
 

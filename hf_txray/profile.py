@@ -24,6 +24,7 @@ from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormat
 from .layout import NOISE_COLUMNS, read_single, write_folder
 from .loading import split_and_slice
 from .provenance import is_embedded
+from .significance import DEFAULT_MIN_COUNT, check_min_count
 
 EXAMPLE_COLUMNS = [
     "layer", "neuron", "rank", "activation", "example_id", "token_index", "char_start", "char_end",
@@ -436,7 +437,7 @@ class Profile(Artifact):
         total = share.sum()
         return (share / total if total else share).sort_values(ascending=False)
 
-    def diagnostics(self, threshold: float = 0.5) -> pd.DataFrame:
+    def diagnostics(self, threshold: float = 0.5, min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
         """Neurons whose credited mass comes mostly from one position index (e.g. a decoder's first token).
 
         Such a neuron's preference distribution describes a position, not the input ("massive activations",
@@ -445,22 +446,32 @@ class Profile(Artifact):
         Args:
             threshold (`float`, *optional*, defaults to 0.5): list neurons whose top position index holds more than
                 this share of their mass.
+            min_count (`int`, *optional*, defaults to 20): list only neurons credited at least this many times, as
+                the report's rankings do (see ``DEFAULT_MIN_COUNT``): a neuron credited once holds all its mass at one
+                position by construction, so the rarely credited would fill the list.
 
         Returns:
             `pd.DataFrame`: layer, neuron, count, mass, top_position, top_position_share; largest share first.
+            ``attrs["min_count"]`` is the floor used and ``attrs["too_few_credits"]`` how many neurons over the
+            threshold the floor left out.
 
         Raises:
             ProfileFormatError: when the profile has no position statistics (saved by an older hf_txray).
+            ConfigurationError: `min_count` is not an int >= 0.
         """
+        min_count = check_min_count(min_count)
         if self.position_mass is None:
             raise ProfileFormatError("This profile has no mass-by-position statistics (saved by an older hf_txray): "
                                      "profile again to get diagnostics.")
         top, share = self.position_mass.top_share(self.num_rows)
         stats = self.neuron_stats()[["layer", "neuron", "count", "mass"]]
         stats["top_position"], stats["top_position_share"] = top, share
-        flagged = stats[(stats["count"] > 0) & (share > threshold)]
-        return flagged.sort_values(["top_position_share", "layer", "neuron"], ascending=[False, True, True],
-                                   kind="stable").reset_index(drop=True)
+        over = (stats["count"] > 0) & (share > threshold)
+        enough = stats["count"] >= min_count
+        flagged = stats[over & enough].sort_values(["top_position_share", "layer", "neuron"],
+                                                   ascending=[False, True, True], kind="stable").reset_index(drop=True)
+        flagged.attrs.update(min_count=min_count, too_few_credits=int((over & ~enough).sum()))
+        return flagged
 
     def to_pandas(self, feature_type: str | None = None) -> pd.DataFrame:
         """Long format: layer, neuron, feature_type, feature, mass, count, probability."""

@@ -31,6 +31,7 @@ import fnmatch
 import functools
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -206,6 +207,8 @@ class DatasetSource:
             :func:`texts_hash`.
         text_column (`str`, *optional*), num_samples (`int`, *optional*), num_texts (`int`): what was profiled; for
             a stream, the texts read, or (when it was not read to its end in one process) the texts counted.
+        text_column_detected (`bool`, defaults to `False`): `text_column` was chosen by :func:`hf_txray.analyze`
+            among the dataset's columns, not passed (``False`` for a list of strings: it has no columns).
         texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled; for a stream, only when one process
             read it from its start to its end, not resumed (a local file is pinned by `content_hash` all the same).
         streaming (`bool`, defaults to `False`): the texts were read as a stream (``streaming=True``, an
@@ -221,6 +224,7 @@ class DatasetSource:
     data_files: dict[str, str] = field(default_factory=dict)
     content_hash: str | None = None
     text_column: str | None = None
+    text_column_detected: bool = False
     num_samples: int | None = None
     num_texts: int = 0
     texts_hash: str | None = None
@@ -384,3 +388,62 @@ def _missing_texts_hash(dataset: Mapping[str, Any]) -> str:
     return ("a hash of the streamed texts, which were neither a local data file (pinned by its content hash) nor "
             "read from their start to their end and profiled whole by one process (a resumed run does not read its "
             "stream again from the start, max_positions may stop a stream early, several processes split it); profile a local data file (streamed or not) or a datasets.Dataset to make the stage reproducible")
+
+
+# ----- local paths in what is rendered or pushed for the Hub ------------------------------------------------------
+# A card or a pushed record names a local model or dataset without the user's directory layout; the full path stays
+# in the local provenance (reproduce checks the files there).
+LOCAL_PATH_NOTE = "local path"
+ID_KEYS = ("id", "model_id", "dataset_id", "model_a", "model_b", "dataset_a", "dataset_b")  # names of sources
+
+
+def is_local_path(name: str) -> bool:
+    """Whether `name` is a local path (absolute, ``./``, ``../``, ``~``, or existing here) rather than a Hub id or
+    another name; a relative path that does not exist here names no one's folders and is left as it is."""
+    return (os.path.isabs(os.path.expanduser(name)) or name.startswith((".", "~"))
+            or Path(name).expanduser().exists())
+
+
+def public_path(name: str) -> tuple[str, bool]:
+    """A local path as it may be shown in public: relative to the current directory when below it, else only its
+    last component (then ``True``: the caller notes "local path"). Never through the home directory: from a current
+    directory above it, a relative path would name the user."""
+    path, cwd, home = Path(os.path.abspath(Path(name).expanduser())), Path.cwd(), Path.home()
+    through_home = path.is_relative_to(home) and not cwd.is_relative_to(home)
+    if path != cwd and path.is_relative_to(cwd) and not through_home:
+        return path.relative_to(cwd).as_posix(), False
+    return path.name or name, True
+
+
+def public_name(name: str | None) -> str | None:
+    """`name` for a card or a pushed record: Hub ids and other names unchanged, local paths by :func:`public_path`."""
+    if not isinstance(name, str) or not name or not is_local_path(name):
+        return name
+    return public_path(name)[0]
+
+
+def public_label(name: str) -> str:
+    """`name` in a card's text: in backticks, with the "local path" note when only its last component is shown."""
+    if not is_local_path(name):
+        return f"`{name}`"
+    shown, reduced = public_path(name)
+    return f"`{shown}` ({LOCAL_PATH_NOTE})" if reduced else f"`{shown}`"
+
+
+def public_record(value: Any, key: str | None = None) -> Any:
+    """A JSON record (a profile's meta, its provenance, options) for the Hub: source names (:data:`ID_KEYS`) by
+    :func:`public_name`, any other absolute path (an offload folder in ``model_kwargs``...) by :func:`public_path`,
+    and the home directory inside other text as ``~``."""
+    if isinstance(value, Mapping):
+        return {k: public_record(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_record(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if key in ID_KEYS:
+        return public_name(value)
+    if os.path.isabs(os.path.expanduser(value)) and len(Path(value).parts) > 1:
+        return public_path(value)[0]
+    home = str(Path.home())
+    # the home folder itself, not a longer name it starts ("/home/al" in "/home/alice")
+    return re.sub(re.escape(home) + r"(?![\w.-])", "~", value) if len(home) > 1 else value

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import ConfigurationError
+
 if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
     from .profile import FeatureTable
 
@@ -49,6 +51,13 @@ if TYPE_CHECKING:  # only for annotations: this module needs nothing from profil
 # 0.52 on average with 1-4 credits per sample, 0.36 with 5-9, 0.29 with 10-19 and 0.23 with 20-49; below 20 credits
 # a stage's distribution is mostly sampling noise, and the noise shrinks slowly after, so 20 is where ranking starts.
 DEFAULT_MIN_COUNT = 20
+
+
+def check_min_count(min_count: object) -> int:
+    """`min_count` as given, or a ConfigurationError: every per-neuron view that takes a credit floor checks it here."""
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 0:
+        raise ConfigurationError(f"min_count must be an int >= 0, got {min_count!r}.")
+    return int(min_count)
 
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category
 PRIOR_DF = 30.0  # weight of the pooled design effect, in degrees of freedom (bench/RESULTS.md, calibration)

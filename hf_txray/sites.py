@@ -26,11 +26,10 @@ from torch import nn
 from .architectures import ATTENTION_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
+from .options import SITES, STACKS
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
 
-SITES = ("mlp", "residual")
-STACKS = ("encoder", "decoder")
 
 
 @dataclass

@@ -100,6 +100,36 @@ def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
     assert np.allclose(profile.neuron_mass, expected.neuron_mass)
 
 
+def _detected_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("hf_txray") and r.levelno == logging.INFO
+            and r.getMessage().startswith("Text column:")]
+
+
+@pytest.mark.parametrize("make", [
+    lambda rows: datasets.Dataset.from_list(rows),
+    lambda rows: rows,  # row dicts
+    lambda rows: pd.DataFrame(rows),
+    lambda rows: datasets.Dataset.from_list(rows).to_iterable_dataset(),  # a stream with declared columns
+    lambda rows: iter(rows),  # a generator: the column is chosen from its first row, during the run
+], ids=["dataset", "row-dicts", "dataframe", "iterable", "generator"])
+def test_python_analyze_logs_and_records_the_detected_text_column(caplog, make):
+    rows = [{"id": i, "sentence": text} for i, text in enumerate(TEXTS)]
+    with caplog.at_level(logging.INFO, logger="hf_txray"):
+        profile = run(texts=make(rows))
+    assert _detected_lines(caplog) == ["Text column: 'sentence' (detected; pass text_column=... to choose another)."]
+    record = profile.meta.provenance["dataset"]
+    assert (record["text_column"], record["text_column_detected"]) == ("sentence", True)
+
+
+@pytest.mark.parametrize("texts,column", [(TEXTS, None), (datasets.Dataset.from_dict({"sentence": TEXTS}),
+                                                           "sentence")], ids=["strings", "given"])
+def test_no_detected_text_column_logged_for_strings_or_a_given_column(caplog, texts, column):
+    with caplog.at_level(logging.INFO, logger="hf_txray"):
+        profile = run(texts=texts, text_column=column)
+    assert _detected_lines(caplog) == []
+    assert profile.meta.provenance["dataset"]["text_column_detected"] is False
+
+
 def test_generator_with_a_none_row_gets_advice_for_a_generator():
     texts = iter([TEXTS[0], None, TEXTS[1]])
     with pytest.raises(DatasetError, match=r"generator yielded None at row 1.*Skip them in the generator") as err:
@@ -518,7 +548,9 @@ def test_every_option_has_help_and_reaches_analyze_the_trainer_and_the_cli():
     trainer_fields = {f.name: f for f in dataclasses.fields(TXRayArguments)}
     for name in TRAINER_OPTIONS:
         source = next(f for f in fields if f.name == name)
-        assert trainer_fields[f"txray_{name}"].metadata["help"] == source.metadata["help"]
+        said = source.metadata.get("default_text")  # HfArgumentParser would show a bare None: the help says it
+        assert trainer_fields[f"txray_{name}"].metadata["help"] == source.metadata["help"] + (
+            f" Default: {said}." if said else "")
 
 
 def _walk_parsers():
@@ -644,6 +676,37 @@ def test_readme_options_table_is_the_declaration():
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert options_markdown(exclude=("checkpoint_dir", "show_progress")) in readme
+
+
+def test_help_states_each_default_once_and_as_it_is(capsys):
+    """`hf-txray analyze --help` said `--stack ... 'encoder' (the default) ... (default: none)`: a None resolved at run
+    time showed as "none". Each option now states its default once, from the declaration (`default_text` where None
+    is resolved), and the stated defaults are the code's."""
+    import dataclasses
+
+    from hf_txray.budget import CPU_MAX_TOKENS
+    from hf_txray.features import DEFAULT_SPACY_MODEL
+    from hf_txray.options import AnalyzeOptions, help_with_default
+    from hf_txray.windows import default_stride
+    from hf_txray.workers import resolve_num_workers
+
+    fields = {f.name: f for f in dataclasses.fields(AnalyzeOptions)}
+    for name, f in fields.items():
+        assert "default" not in f.metadata["help"].lower(), name  # said once, by the front ends
+        if f.default is None and name != "model_kwargs":  # None means something: say what
+            assert f.metadata.get("default_text"), name
+    with pytest.raises(SystemExit):
+        cli_main(["analyze", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.count("(default: none)") == 1 and "--model-kwargs" in text.split("(default: none)")[0][-400:]
+    assert "'encoder' (the default)" not in text and "(default: 'encoder' for encoder-decoders; none for" in text
+    assert f"(default: {DEFAULT_SPACY_MODEL}, the pipeline hf_txray installs)" in text
+    assert "en_core_web_sm)" not in text  # there is no fallback pipeline
+    assert "(default: max_length // 4," in help_with_default(AnalyzeOptions, "stride") and default_stride(512) == 128
+    assert "(default: 0 on CPU," in help_with_default(AnalyzeOptions, "num_workers")
+    assert resolve_num_workers(None, "cpu") == 0
+    assert f"at most {CPU_MAX_TOKENS} tokens" in help_with_default(AnalyzeOptions, "max_tokens_per_batch")
+    assert "Default: the model's limit:" in " ".join(hf_txray.analyze.__doc__.split())  # the docstring too
 
 
 def test_cli_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, saved_bert, text_file, capsys,

@@ -352,6 +352,19 @@ def test_compare_refuses_to_mix_stacks():
     hf_txray.compare(engine("t5", "decoder", "", 1), engine("t5", "decoder", "", 1))
 
 
+def test_stack_defaults_to_the_encoder_as_its_help_says():
+    """`--stack` showed "(default: none)": unset, an encoder-decoder profiles its encoder (recorded as such), a model
+    with one stack records none."""
+    from hf_txray.options import AnalyzeOptions, help_with_default
+
+    assert "(default: 'encoder' for encoder-decoders; none for models with one stack" in help_with_default(
+        AnalyzeOptions, "stack")
+    unset = engine("t5", None, "", 1)
+    assert unset.meta.config["stack"] == "encoder"
+    np.testing.assert_array_equal(unset.neuron_count, engine("t5", "encoder", "", 1).neuron_count)
+    assert engine("gpt2", None, "", 1).meta.config["stack"] is None
+
+
 def test_stack_is_refused_for_one_stack_models():
     model, tokenizer = build("gpt2")
     with pytest.raises(hf_txray.ConfigurationError, match="encoder-decoder"):

@@ -7,7 +7,9 @@ Every Hub call is real HTTP to the test server on 127.0.0.1 (tests/hub_server.py
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -20,7 +22,10 @@ from huggingface_hub.errors import RepositoryNotFoundError
 import hf_txray
 from hf_txray import ConfigurationError, HubError, Profile, ProfileFormatError, ReportMeta, TransferReport
 from hf_txray.cli import main as cli_main
+from hf_txray.card import build_card
 from hf_txray.layout import CONFIGS, OPTIONAL_CONFIGS, is_export_folder
+from hf_txray.profile import ProfileMeta
+from hf_txray.provenance import public_label, public_name, public_path, public_record
 
 WRITTEN = [c for c in CONFIGS if c not in OPTIONAL_CONFIGS]  # these profiles have no output effects
 from hf_txray.hub import check_configs_load, default_local_dir
@@ -258,8 +263,23 @@ def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, caps
     repo_id = f"{hub.username}/cli"
     assert cli_main(["analyze", str(model_dir), str(tmp_path / "texts.txt"), "--out", str(tmp_path / "profile"),
                      "--features", "token", "--push-to-hub", repo_id]) == 0
-    pushed = hf_txray.load(repo_id).profiles["default"]
-    assert pushed == Profile.from_pretrained(tmp_path / "profile")
+    # Pushed: the local model and data paths as the card shows them (outside the current directory: their last
+    # component), in the meta JSON too; the local save keeps them whole for reproduce. Nothing else differs.
+    pushed, saved = hf_txray.load(repo_id).profiles["default"], Profile.from_pretrained(tmp_path / "profile")
+    assert (saved.meta.model_id, saved.meta.provenance["model"]["id"]) == (str(model_dir), str(model_dir.resolve()))
+    assert (pushed.meta.model_id, pushed.meta.dataset_id) == ("model", "texts.txt")
+    assert (pushed.meta.provenance["model"]["id"], pushed.meta.provenance["dataset"]["id"]) == ("model", "texts.txt")
+    expected = Profile.from_pretrained(tmp_path / "profile")
+    expected.meta = ProfileMeta.from_dict(public_record(saved.meta.to_dict()))
+    assert pushed == expected and pushed != saved
+    assert_no_local_paths(hub.server.repo_files(repo_id), tmp_path)
+    assert (tmp_path / "profile" / "README.md").read_text().count("`model` (local path)") == 2  # summary, reproduce
+    # pushing the saved folder uploads a staged copy (hard links): the folder itself is left byte for byte
+    before = {p: p.read_bytes() for p in (tmp_path / "profile").rglob("*") if p.is_file()}
+    assert cli_main(["push", f"{hub.username}/cli-folder", str(tmp_path / "profile")]) == 0
+    assert {p: p.read_bytes() for p in (tmp_path / "profile").rglob("*") if p.is_file()} == before
+    assert_no_local_paths(hub.server.repo_files(f"{hub.username}/cli-folder"), tmp_path)
+    assert hf_txray.load(f"{hub.username}/cli-folder").profiles["default"] == expected
 
     # A folder of save_pretrained results (like `hf-txray demo` writes) goes up as one analysis.
     a.save_pretrained(tmp_path / "saved" / "profiles" / a.stage)
@@ -275,6 +295,67 @@ def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, caps
     exported = hf_txray.save_to_disk(tmp_path / "export", profiles=[a], plots=False)
     with pytest.raises(ProfileFormatError, match=r"export is a results folder.*hf_txray.load"):
         TransferReport.from_pretrained(exported)
+
+
+def assert_no_local_paths(files: dict[str, bytes], *paths: Path) -> None:
+    """No file of a pushed repo (README, JSON, the meta config's strings, decompressed) names `paths` or the home
+    directory."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    needles = [str(p) for p in paths] + [str(Path.home())]
+    for name, data in files.items():
+        if name.endswith((".md", ".json")):
+            text = data.decode()
+        elif name.startswith("meta/"):
+            text = json.dumps(pq.read_table(io.BytesIO(data)).drop_columns(["vocabularies"]).to_pylist())
+        else:
+            continue
+        assert not [n for n in needles if n in text], name
+
+
+def test_card_of_a_local_model_and_data_hides_their_paths(saved_bert, tmp_path, monkeypatch):
+    """A card rendered for a profile of a model saved under tmp_path names neither tmp_path nor the home folder:
+    a local path is shown relative to the current directory when below it, else by its last component."""
+    texts = tmp_path / "data" / "texts.txt"
+    texts.parent.mkdir()
+    texts.write_text("\n".join(t for t in SAMPLE_TEXTS if t.strip()) + "\n")
+    profile = hf_txray.analyze(str(saved_bert), str(texts), features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", [profile], plots=False)
+    card = (folder / "README.md").read_text()
+    for needle in (str(tmp_path), str(saved_bert), str(Path.home())):
+        assert needle not in card
+    assert f"`{saved_bert.name}` (local path)" in card and "`texts.txt` (local path)" in card
+    assert f"TX-Ray neuron analysis of {saved_bert.name}" in card  # the default title too
+    # the export keeps the full paths: hf-txray reproduce of the folder checks the files there
+    assert hf_txray.load(folder).profiles["default"].meta.provenance["dataset"]["id"] == str(texts.resolve())
+
+    monkeypatch.chdir(tmp_path)  # below the current directory: relative, no note
+    card = build_card({"default": profile}, {}, {"meta": 1}, {}).text
+    assert "`data/texts.txt` (content" in card and str(tmp_path) not in card
+
+
+def test_public_path_never_names_the_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home" / "alice"
+    (home / "models" / "bert").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    model = str(home / "models" / "bert")
+    monkeypatch.chdir(tmp_path)  # above the home folder: a relative path would be home/alice/models/bert
+    assert public_path(model) == ("bert", True) and public_name(model) == "bert"
+    assert public_label(model) == "`bert` (local path)"
+    monkeypatch.chdir(home)  # the home folder itself: relative paths below it name no one
+    assert public_path(model) == ("models/bert", False) and public_label(model) == "`models/bert`"
+    assert public_path("~/models/bert") == ("models/bert", False)
+    monkeypatch.chdir(home / "models" / "bert")  # the path itself: its name
+    assert public_path(model) == ("bert", True)
+    for name in ("sentence-transformers/all-MiniLM-L6-v2", "gpt2", "penn_treebank/valid", None):
+        assert public_name(name) == name  # Hub ids and other names unchanged
+    monkeypatch.chdir(home)
+    record = {"model": {"id": model, "files": {"config.json": "sha"}}, "runtime": {"model_kwargs": {
+        "offload_folder": str(tmp_path / "offload")}}, "note": f"read from {home}/cache, not {home}x"}
+    assert public_record(record) == {"model": {"id": "models/bert", "files": {"config.json": "sha"}}, "runtime": {
+        "model_kwargs": {"offload_folder": "offload"}}, "note": f"read from ~/cache, not {home}x"}
 
 
 def test_card_validates_on_the_hub(results, hub, tmp_path):

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -75,7 +78,7 @@ def _graph() -> nx.DiGraph:
 def test_the_parser_sees_the_package():
     graph = _graph()
     assert {"hf_txray", "hf_txray.profile", "hf_txray.analyze"} <= set(graph)
-    assert graph.has_edge("hf_txray", "hf_txray.analyze")  # __init__ re-exports analyze
+    assert graph.has_edge("hf_txray.analyze", "hf_txray.profile")  # analyze builds profiles
     assert graph.number_of_edges() > 50
 
 
@@ -100,3 +103,54 @@ def test_no_unused_imports_or_names():
     warnings = io.StringIO()
     count = checkRecursive([str(PACKAGE)], reporter_module.Reporter(warnings, warnings))
     assert count == 0, warnings.getvalue()
+
+
+HEAVY = ("torch", "transformers", "datasets", "pandas", "gradio", "spacy", "matplotlib")
+
+
+def _imported_by(statement: str) -> list[str]:
+    """The heavy top-level packages in ``sys.modules`` after `statement`, in a fresh interpreter."""
+    code = (f"import sys; {statement}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("statement", [
+    "import hf_txray.cli",
+    "import hf_txray; hf_txray.ConfigurationError, hf_txray.__version__, hf_txray.logging",
+    "from hf_txray.cli import build_parser; build_parser()",  # every command's options: what --help prints
+    "from hf_txray.options import AnalyzeOptions; AnalyzeOptions().profiler_config().validate()",
+])
+def test_the_cli_and_its_help_import_no_heavy_library(statement):
+    """`hf-txray --help` and `hf-txray <command> --help` build the parser only: no torch, transformers, datasets,
+    pandas, gradio, spaCy or matplotlib (they cost seconds); commands import them when they run."""
+    assert _imported_by(statement) == []
+
+
+def test_public_names_load_on_first_use_and_their_declarations_agree():
+    """The lazy exports (``LAZY_EXPORTS``) and the ``TYPE_CHECKING`` imports that type checkers read name the same
+    things from the same modules; every public name resolves, and a submodule named like its function
+    (``hf_txray.analyze``, ``reproduce``, ``output_effects``) stays the function once the submodule is imported."""
+    import hf_txray
+
+    tree = ast.parse(MODULES["hf_txray"].read_text())
+    declared: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                declared.setdefault(stmt.module, set()).update(alias.name for alias in stmt.names)
+    assert declared == {module: set(names) for module, names in hf_txray.LAZY_EXPORTS.items()}
+    lazy = [name for names in hf_txray.LAZY_EXPORTS.values() for name in names]
+    eager = {"logging", "__version__", "TXRayError", "ConfigurationError", "DatasetError", "ModelError",
+             "IncompatibleProfilesError", "ProfileFormatError", "HubError", "ReproducibilityError",
+             "ArtifactNotFoundError"}
+    assert sorted(hf_txray.__all__) == sorted([*eager, *lazy]) and len(set(lazy)) == len(lazy)
+    assert _imported_by("import hf_txray.analyze, hf_txray.reproduce, hf_txray.output_effects; import hf_txray; "
+                        "assert all(callable(getattr(hf_txray, n)) for n in ('analyze', 'reproduce', "
+                        "'output_effects'))") != []
+    for name in hf_txray.__all__:
+        assert getattr(hf_txray, name) is not None, name
+    assert set(hf_txray.__all__) <= set(dir(hf_txray)) and hf_txray.provenance.__name__ == "hf_txray.provenance"
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        hf_txray.nothing_here

@@ -22,6 +22,7 @@ import reference
 from hf_txray import Profile, ProfileMeta, significance
 from hf_txray.display import report_text
 from hf_txray.profile import FeatureTable
+from hf_txray.significance import DEFAULT_MIN_COUNT
 from models import SAMPLE_TEXTS, tiny
 
 TEXTS = SAMPLE_TEXTS + ["a second sentence about the quick fox", "numbers like 42 and 7 appear here", "the end ."]
@@ -95,17 +96,34 @@ def test_position_mass_and_diagnostics_match_reference(kind):
     keys = list(zip(e["row"].tolist(), e["position"].tolist()))
     assert dict(zip(keys, e["count"].tolist())) == dict(want_count)
     np.testing.assert_allclose(e["mass"], [want_mass[k] for k in keys], rtol=RTOL, atol=ATOL)
-    # diagnostics: neurons whose top position index holds > 50% of their mass, by brute force
-    totals = defaultdict(float)
+    # diagnostics: neurons whose top position index holds > 50% of their mass and credited at least min_count
+    # times, by brute force; the ones over the threshold with fewer credits are counted, not listed
+    totals, credits = defaultdict(float), defaultdict(int)
     for (row, _), mass in want_mass.items():
         totals[row] += mass
+    for (row, _), count in want_count.items():
+        credits[row] += count
     best = {row: max(m for (r, _), m in want_mass.items() if r == row) / totals[row] for row in totals}
-    flagged = profile.diagnostics(0.5)
-    got = {(int(la), int(ne)): s for la, ne, s in zip(flagged["layer"], flagged["neuron"], flagged["top_position_share"])}
-    want = {divmod(row, profile.num_neurons): share for row, share in best.items() if share > 0.5}
-    assert set(got) == set(want) and len(want) > 0
-    np.testing.assert_allclose([got[k] for k in sorted(want)], [want[k] for k in sorted(want)], rtol=RTOL)
-    assert list(flagged["top_position_share"]) == sorted(flagged["top_position_share"], reverse=True)
+    over = {row: share for row, share in best.items() if share > 0.5}
+    assert len(over) > 0 and max(credits[row] for row in over) < DEFAULT_MIN_COUNT  # tiny runs: all below the floor
+    for min_count in (0, 2, 3, DEFAULT_MIN_COUNT):
+        flagged = profile.diagnostics(0.5, min_count=min_count) if min_count != DEFAULT_MIN_COUNT else \
+            profile.diagnostics(0.5)
+        got = {(int(la), int(ne)): s for la, ne, s in zip(flagged["layer"], flagged["neuron"],
+                                                           flagged["top_position_share"])}
+        want = {divmod(row, profile.num_neurons): share for row, share in over.items() if credits[row] >= min_count}
+        assert set(got) == set(want)
+        np.testing.assert_allclose([got[k] for k in sorted(want)], [want[k] for k in sorted(want)], rtol=RTOL)
+        assert flagged.attrs == {"min_count": min_count, "too_few_credits": len(over) - len(want)}
+        assert list(flagged["top_position_share"]) == sorted(flagged["top_position_share"], reverse=True)
+        assert (flagged["count"] >= max(min_count, 1)).all()
+    assert 0 < len(profile.diagnostics(0.5, min_count=2)) < len(over)  # the floor of 2 drops some, keeps some
+
+
+@pytest.mark.parametrize("bad", [-1, 2.0, "20", True, None])
+def test_diagnostics_refuses_a_bad_min_count(bad):
+    with pytest.raises(hf_txray.ConfigurationError, match=r"min_count must be an int >= 0, got"):
+        engine("bert").diagnostics(min_count=bad)
 
 
 def test_noise_statistics_survive_save_load_and_merge(tmp_path):

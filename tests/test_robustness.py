@@ -378,7 +378,7 @@ def test_trainer_refuses_a_slow_tokenizer_with_the_same_advice():
 
 def test_max_length_without_room_for_a_text_token_says_the_minimum():
     """BERT adds [CLS] and [SEP]: max_length=2 leaves no text token; the error gives the minimum, not a stride."""
-    from hf_txray.batching import check_window_options
+    from hf_txray.windows import check_window_options
 
     with pytest.raises(ConfigurationError, match="max_length >= 3"):
         check_window_options("window", None, 2, 2)

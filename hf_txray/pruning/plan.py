@@ -14,6 +14,7 @@ from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
+from ..significance import check_min_count
 from ..version import __version__
 from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
@@ -309,8 +310,7 @@ def plan_pruning(
             f"Strategy {strategy!r} needs a TransferReport or a Profile to read neuron masses from.")
     if stage not in ("a", "b"):
         raise ConfigurationError(f"stage must be 'a' or 'b' (which stage's mass 'low_mass' ranks by), got {stage!r}.")
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
-        raise ConfigurationError(f"min_count must be an int >= 0, got {min_count!r}.")
+    min_count = check_min_count(min_count)
     if chosen.uses_feature_type:
         feature_types = source.meta.feature_types
         feature_type = feature_type or feature_types[0]

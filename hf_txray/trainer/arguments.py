@@ -14,8 +14,8 @@ from transformers import TrainingArguments
 
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
-from ..options import TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, parse_optional_int, prefixed_values
-from ..sites import SITES
+from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, parse_optional_int,
+                       prefixed_values)
 
 TXRAY_DIR = "txray"
 STRATEGIES = ("no", "steps", "epoch")
