@@ -407,7 +407,10 @@ def public_folder(folder: Path) -> Iterator[Path]:
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else None
     public_text = None if text is None else _public_card_text(text, rows)
-    if public == rows and public_text == text:
+    rewritten = _public_json_files(folder)
+    if public_text != text:
+        rewritten[Path("README.md")] = public_text
+    if public == rows and not rewritten:
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="hf_txray-public-") as tmp:
@@ -415,10 +418,32 @@ def public_folder(folder: Path) -> Iterator[Path]:
         shutil.copytree(folder, staged, copy_function=_link_or_copy)
         if public != rows:
             write_config(pa.Table.from_pylist(public, schema=table.schema), staged / "meta")  # unlinks, then writes
-        if public_text != text:
-            (staged / "README.md").unlink()
-            (staged / "README.md").write_text(public_text, encoding="utf-8")
+        for relative, content in rewritten.items():
+            (staged / relative).unlink()  # a hard link to the local file: replace it, never write through it
+            (staged / relative).write_text(content, encoding="utf-8")
         yield staged
+
+
+PUBLIC_JSON_LIMIT = 8 << 20  # JSON files larger than this are data, not records naming sources: left as they are
+
+
+def _public_json_files(folder: Path) -> dict[Path, str]:
+    """The JSON records of `folder` (artifact headers, probing and pruning metadata, plans) that name local paths,
+    as :func:`~hf_txray.provenance.public_record` shows them: relative path -> the public text."""
+    from .provenance import public_record
+
+    out: dict[Path, str] = {}
+    for path in sorted(folder.rglob("*.json")):
+        if not path.is_file() or path.stat().st_size > PUBLIC_JSON_LIMIT:
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        public = public_record(record)
+        if public != record:
+            out[path.relative_to(folder)] = json.dumps(public, indent=2, ensure_ascii=False) + "\n"
+    return out
 
 
 def _public_card_text(text: str, rows: list[dict[str, Any]]) -> str:

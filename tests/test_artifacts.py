@@ -339,3 +339,25 @@ def test_equality_sees_a_changed_value_inside_arrays_and_tables(kind):
     else:
         other.probe.weight = other.probe.weight + 1.0
     assert other != artifact
+
+
+@pytest.mark.parametrize("kind", ["probing_result", "pruning_plan"])
+def test_pushed_artifacts_name_no_local_path(kind, hub, tmp_path):
+    """An artifact of a model loaded from a local folder goes up with the folder as a card shows it (its last
+    component outside the current directory), in every JSON record; the artifact saved locally keeps the full path."""
+    model_dir = tmp_path / "private" / "models" / "bert"
+    model_dir.mkdir(parents=True)
+    artifact = build(kind)
+    if kind == "probing_result":
+        artifact = dataclasses.replace(artifact, meta=dataclasses.replace(artifact.meta, model_id=str(model_dir)))
+    else:
+        artifact = dataclasses.replace(artifact, source={**artifact.source, "model": str(model_dir)})
+    repo_id = f"{hub.username}/local-{kind.replace('_', '-')}"
+    artifact.push_to_hub(repo_id)
+    files = hub.server.repo_files(repo_id)
+    records = {name: data.decode() for name, data in files.items() if name.endswith((".json", ".md"))}
+    assert records and not [name for name, text in records.items() if str(tmp_path) in text]
+    assert any('"bert"' in text for text in records.values())
+    artifact.save_pretrained(tmp_path / "saved")  # locally: the full path, for reproduce and the user
+    assert any(str(model_dir) in p.read_text() for p in (tmp_path / "saved").rglob("*.json"))
+    assert type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache") is not None
