@@ -642,8 +642,8 @@ def _add_ablate(sub) -> None:
     p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA.")
     _add_data_columns(p, None)
     _add_forward_options(p, "Truncate texts to this many tokens (default: for --metric probe, and for the neuron "
-                            "means of --mode mean, the model's limit, at most 512; 128 for lm-loss; the task metrics "
-                            "do not truncate).")
+                            "means of --mode mean, and for the task metrics, the model's limit, at most 512; 128 "
+                            "for lm-loss).")
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
     _add_results_outputs(p, "ablation")
     p.set_defaults(handler=_cmd_ablate)

@@ -716,3 +716,26 @@ def test_probing_names_are_public():
                  "ablation_curve", "extract_activations"):
         assert name in hf_txray.__all__ and getattr(hf_txray, name) is not None
     assert json.loads(json.dumps(hf_txray.probing.__all__))
+
+
+def test_task_metric_truncates_at_the_model_limit_by_default():
+    """A text longer than the model's positions failed inside the model (an index error in the position
+    embeddings); the task metric now truncates at the model's limit, as evaluate_pruning does."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hf_txray.probing import TaskMetric
+    from models import bert_tokenizer
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=40, max_position_embeddings=64, num_labels=2)).eval()
+    data = {"text": ["word " * 200, "a short one", "word " * 90 + "end"], "label": [0, 1, 1]}
+    metric = TaskMetric(bert_tokenizer(), data, "accuracy")
+    tokenizer = bert_tokenizer()
+    with torch.no_grad():
+        logits = model(**tokenizer(data["text"], truncation=True, max_length=64, padding=True, return_tensors="pt"))
+    want = float((logits.logits.argmax(-1).numpy() == np.array(data["label"])).mean())
+    assert metric(model) == want
+    with pytest.raises(ConfigurationError, match="max_length"):
+        TaskMetric(bert_tokenizer(), data, "accuracy", max_length=500)(model)

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..artifact import Artifact
 from ..errors import ConfigurationError
+from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
@@ -199,7 +200,9 @@ class TaskMetric:
         metric (`str`, *optional*): ``"accuracy"`` (classification default), ``"f1"``, ``"perplexity"`` (LM default).
         task (`str`, *optional*): ``"classification"`` or ``"causal-lm"`` (inferred from the model class otherwise).
         text_column, label_column (`str`, *optional*): the columns.
-        batch_size (`int`, *optional*, defaults to 32), max_length (`int`, *optional*): batching.
+        batch_size (`int`, *optional*, defaults to 32): texts per forward pass.
+        max_length (`int`, *optional*): texts are truncated to this many tokens; default: the model's limit (at
+            most 512), as :func:`hf_txray.pruning.evaluate_pruning` does. Above the limit: `ConfigurationError`.
     """
 
     def __init__(self, tokenizer: Any, dataset: Any, metric: str | None = None, *, task: str | None = None,
@@ -218,7 +221,9 @@ class TaskMetric:
         texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task)
         metric = self.metric or DEFAULT_METRICS[task][0]
         self.name = metric
-        batches = encode_batches(self.tokenizer, texts, self.batch_size, self.max_length)
+        # as evaluate_pruning: truncated at the model's limit by default (longer texts would fail inside the model)
+        max_length = resolve_max_length(model, self.tokenizer, self.max_length)
+        batches = encode_batches(self.tokenizer, texts, self.batch_size, max_length)
         return task, labels, metric, load_metric(metric), batches
 
     def texts(self, model: nn.Module) -> list[str]:
