@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, significance
-from .significance import DEFAULT_MIN_COUNT  # noqa: F401  (its public home was here)
+from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
@@ -310,6 +310,7 @@ class TransferReport(Artifact):
     def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:
         """How many shared neurons rankings leave out: credited fewer than `min_count` times in a stage."""
         column = self._hellinger_column(feature_type)
+        min_count = check_min_count(min_count)
         frame = self.neurons[self.neurons[column].notna()]
         return int(((frame["count_a"] < min_count) | (frame["count_b"] < min_count)).sum())
 
@@ -326,6 +327,7 @@ class TransferReport(Artifact):
             raise ConfigurationError(f"n must be an int >= 0, got {n!r}.")
         if layer is not None and layer not in self.meta.layers:
             raise ConfigurationError(f"Layer {layer!r} is not in this report: {self.meta.layers}.")
+        min_count = check_min_count(min_count)
         frame = self.neurons[self.neurons[column].notna()]
         frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
         if layer is not None:

@@ -350,10 +350,21 @@ def test_feature_types_in_another_order_compare_and_rankings_check_their_argumen
     for call, match in ((lambda: report.most_changed(layer=99), "Layer 99 is not in this report"),
                         (lambda: report.most_changed(n=-1), "n must be an int >= 0"),
                         (lambda: report.least_changed(n=2.5), "n must be an int >= 0"),
-                        (lambda: report.too_few_credits("nope"), "'nope' is not in this report")):
+                        (lambda: report.too_few_credits("nope"), "'nope' is not in this report"),
+                        (lambda: report.most_changed(min_count=-1), "min_count must be an int >= 0"),
+                        (lambda: report.least_changed(min_count="20"), "min_count must be an int >= 0"),
+                        (lambda: report.too_few_credits(min_count=2.5), "min_count must be an int >= 0")):
         with pytest.raises(hf_txray.ConfigurationError, match=match):
             call()
     last = a.meta.layers[-1]
     assert a.distribution(-1, 0, FEATURE_TYPES[0]) == a.distribution(last, 0, FEATURE_TYPES[0])
     with pytest.raises(hf_txray.ConfigurationError, match="was not profiled"):
         a.distribution(-len(a.meta.layers) - 1, 0, FEATURE_TYPES[0])
+
+
+@pytest.mark.parametrize("name", ["plot_hellinger_vs_length", "plot_length_shift"])
+def test_report_plots_refuse_a_bad_min_count(name, report):
+    from hf_txray import plots
+
+    with pytest.raises(hf_txray.ConfigurationError, match="min_count must be an int >= 0"):
+        getattr(plots, name)(report, min_count=-1)

@@ -504,6 +504,8 @@ def test_crosscheck_planted_neuron_tops_both_rankings(planted):
     assert list(table["tag"]) == ["NOUN", "OTHER"] and {"jaccard", "p_value", "lift"} <= set(table.columns)
     with pytest.raises(ConfigurationError, match="not a label of the probe"):
         crosscheck(planted.result, profile, "VERB", feature_type="tags")
+    with pytest.raises(ConfigurationError, match="min_count must be an int >= 0"):
+        crosscheck(planted.result, profile, "NOUN", feature_type="tags", min_count=-5)
     residual = hf_txray.analyze(planted.model, planted.corpus.texts[:5], tokenizer=planted.tokenizer, site="residual",
                                 features=("token",), show_progress=False)
     with pytest.raises(IncompatibleProfilesError, match="site"):

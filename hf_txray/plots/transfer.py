@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..significance import DEFAULT_MIN_COUNT
+from ..significance import DEFAULT_MIN_COUNT, check_min_count
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 from .profile import plot_mass_share, plot_neuron_mass
 
@@ -35,7 +35,7 @@ REPORT_PLOT_ARGS = """report (`TransferReport`): the comparison to draw.
 
 def _shared(report: "TransferReport", layer: int | None, min_count: int) -> pd.DataFrame:
     frame = report.neurons[report.neurons["status"] == "shared"]
-    if min_count:
+    if check_min_count(min_count):
         frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
     return frame if layer is None else frame[frame["layer"] == layer]
 

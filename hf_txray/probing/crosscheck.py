@@ -18,7 +18,7 @@ import pandas as pd
 from .. import metrics
 from ..errors import ConfigurationError, IncompatibleProfilesError
 from ..profile import Profile
-from ..report import DEFAULT_MIN_COUNT
+from ..significance import DEFAULT_MIN_COUNT, check_min_count
 from .pipeline import ProbingResult
 
 
@@ -146,7 +146,7 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
     probe_frame = probe_frame[probe_frame["layer"].isin(layers)].reset_index(drop=True)
     probe_frame["probe_rank"] = np.arange(len(probe_frame))
     prefs = txray_preferences(profile, tag, feature_type, layers)
-    eligible = prefs[prefs["count"] >= min_count]
+    eligible = prefs[prefs["count"] >= check_min_count(min_count)]
     eligible = eligible.sort_values(["preference", "mass", "layer", "neuron"], ascending=[False, False, True, True])
     eligible = eligible.reset_index(drop=True)
     eligible["txray_rank"] = np.arange(len(eligible))
