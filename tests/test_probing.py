@@ -741,3 +741,31 @@ def test_task_metric_truncates_at_the_model_limit_by_default():
     assert metric(model) == want
     with pytest.raises(ConfigurationError, match="max_length"):
         TaskMetric(bert_tokenizer(), data, "accuracy", max_length=500)(model)
+
+
+def test_a_pattern_probe_records_its_modules_and_ablation_checks_them(tmp_path, monkeypatch):
+    """A probe of the modules a module_pattern names records the pattern: ProbeMetric re-reads those modules, and
+    ablation (which edits the automatic MLP sites) accepts a pattern naming exactly those sites and refuses others."""
+    from hf_txray.probing import extraction
+
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    corpus = from_columns(synthetic_rows(30, 0), "tokens", "tags")
+    options = dict(tokenizer=tokenizer, config=FAST, control=False, minimal=False, subset_size=0)
+    attention = probe_neurons(model, corpus, module_pattern=r"encoder\.layer\.\d+\.attention\.output\.dense$",
+                              **options)
+    assert attention.meta.module_pattern.startswith("encoder") and attention.activations.module_pattern
+    attention.save_pretrained(tmp_path / "probe")
+    reloaded = ProbingResult.from_pretrained(tmp_path / "probe")
+    assert reloaded.meta.module_pattern == attention.meta.module_pattern
+    patterns = []
+    original = extraction.extract_activations
+    monkeypatch.setattr(extraction, "extract_activations",
+                        lambda *a, **k: patterns.append(k["module_pattern"]) or original(*a, **k))
+    ProbeMetric(reloaded, corpus, tokenizer)(model)
+    assert patterns == [attention.meta.module_pattern]
+    with pytest.raises(ConfigurationError, match="attention.output.dense.*edits its MLP site"):
+        ablation_curve(model, reloaded, lambda m: 0.0, counts=[1])
+    same_sites = probe_neurons(model, corpus, module_pattern=r"encoder\.layer\.\d+\.output\.dense$", **options)
+    assert len(ablation_curve(model, same_sites, lambda m: 0.0, counts=[1], seeds=(0,)).table) > 0
+    with pytest.raises(ConfigurationError, match="module_pattern=.*but these activations were read from"):
+        probe_neurons(None, attention.activations, module_pattern=r"encoder\.layer\.\d+\.output\.dense$", config=FAST)

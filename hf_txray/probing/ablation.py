@@ -26,6 +26,7 @@ from torch import nn
 from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..lengths import resolve_max_length
+from ..sites import find_sites
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
@@ -121,6 +122,18 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         handle.remove()
 
 
+def _check_pattern_sites(model: nn.Module, meta: Any, sites: Any) -> None:
+    """Refuse a probe that read other modules (its `module_pattern`) than the MLP sites ablation edits: it would
+    ablate neurons the ranking never described. A pattern naming exactly those sites is fine."""
+    read = {s.layer: s.name for s in find_sites(model, meta.site, meta.module_pattern, meta.stack)}
+    for layer in meta.layers:
+        if layer in sites and read.get(layer) != sites[layer].name:
+            raise ConfigurationError(
+                f"This probe read {read.get(layer)!r} (module_pattern {meta.module_pattern!r}), but ablating layer "
+                f"{layer} edits its MLP site {sites[layer].name!r}: it would ablate neurons the ranking never "
+                "described. Rank them with a probe of the MLP sites (module_pattern unset).")
+
+
 # ----- metrics ----------------------------------------------------------------------------------------------------
 class ProbeMetric:
     """A metric for :func:`ablation_curve`: a trained probe's accuracy on labelled words, re-extracted from the
@@ -164,7 +177,8 @@ class ProbeMetric:
 
         meta = self.result.meta
         acts = extract_activations(model, self.corpus, self.tokenizer, layers=list(meta.layers), site=meta.site,
-                                   aggregation=meta.aggregation, stack=meta.stack, batch_size=self.batch_size,
+                                   aggregation=meta.aggregation, stack=meta.stack,
+                                   module_pattern=meta.module_pattern, batch_size=self.batch_size,
                                    max_length=self.max_length)
         gold = self._probe_ids[acts.labels]  # -1 for an unseen label: no prediction equals it
         return float(np.mean(self.result.probe.predict(acts) == gold))
@@ -390,6 +404,9 @@ def ablation_curve(
         raise ConfigurationError("metric must be a callable(model) -> float.")
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
+    meta = getattr(ranking, "meta", None)  # a ProbingResult
+    if getattr(meta, "module_pattern", None):
+        _check_pattern_sites(model, meta, sites)
     pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
     sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]

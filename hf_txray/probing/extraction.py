@@ -66,6 +66,7 @@ class Activations(Artifact):
         model_id (`str`): the model.
         property_name (`str`): what the labels are.
         stack (`str`, *optional*): ``"encoder"`` or ``"decoder"`` of an encoder-decoder (None for one-stack models).
+        module_pattern (`str`, *optional*): the regex that named the hooked modules (None: the automatic `site`).
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -92,6 +93,7 @@ class Activations(Artifact):
     model_id: str = ""
     property_name: str = "label"
     stack: str | None = None
+    module_pattern: str | None = None
     path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
@@ -158,11 +160,13 @@ class Activations(Artifact):
         return cls(values, arrays["labels"], header["label_names"], arrays["sentence_ids"], arrays["word_ids"],
                    arrays["word_types"], header["type_vocab"], header["layers"], header["width"], header["site"],
                    header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
-                   header["model_id"], header["property"], header.get("stack"), path=folder)
+                   header["model_id"], header["property"], header.get("stack"), header.get("module_pattern"),
+                   path=folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
         stack = f", stack={self.stack!r}" if self.stack else ""
+        stack += f", module_pattern={self.module_pattern!r}" if self.module_pattern else ""
         return (f"Activations(words={self.num_words}, layers={self.layers}, width={self.width}, site={self.site!r}"
                 f"{stack}, aggregation={self.aggregation!r}, property={self.property_name!r}, "
                 f"labels={len(self.label_names)}, in={where})")
@@ -176,7 +180,7 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
         "dtype": np.dtype(acts.values.dtype).name, "layers": list(acts.layers), "width": acts.width, "site": acts.site,
         "aggregation": acts.aggregation, "label_names": acts.label_names, "type_vocab": acts.type_vocab,
         "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
-        "property": acts.property_name, "stack": acts.stack,
+        "property": acts.property_name, "stack": acts.stack, "module_pattern": acts.module_pattern,
     })
     write_header(directory, acts.artifact_type, acts.format_version)  # a folder extract_activations fills itself
 
@@ -491,7 +495,7 @@ def extract_activations(
         values = values[:rows] if rows == len(values) else values[:rows].copy()
     acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
                        [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
-                       model_id, corpus.property_name, forward.stack, path=folder)
+                       model_id, corpus.property_name, forward.stack, module_pattern, path=folder)
     if folder is not None:
         _write_sidecar(folder, acts)
         if temporary:

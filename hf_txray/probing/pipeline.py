@@ -49,6 +49,7 @@ class ProbingMeta:
     aggregation: str
     label_names: list[str]
     stack: str | None = None  # an encoder-decoder's stack the words were read from (ProbeMetric re-reads it)
+    module_pattern: str | None = None  # the regex naming the hooked modules, if not the automatic site (re-read too)
     data_source: str = ""
     num_sentences: int = 0
     num_words: int = 0
@@ -215,6 +216,7 @@ def probe_neurons(
     site: str = "mlp",
     aggregation: str = "first",
     stack: str | None = None,
+    module_pattern: str | None = None,
     max_sentences: int | None = None,
     test_size: float = 0.2,
     seed: int = 0,
@@ -246,9 +248,10 @@ def probe_neurons(
             `property` column, a `LabeledCorpus`, or precomputed `Activations`.
         property (`str`, *optional*, defaults to `"pos"`): ``pos``, ``dep``, ``ner``, ``xpos`` or a user column.
         tokenizer (*optional*): a fast tokenizer (loaded from the model when omitted).
-        layers, site, aggregation, stack, batch_size, max_length, device, out_dir, memmap_threshold: see
-            :func:`~hf_txray.probing.extract_activations` (``stack="decoder"`` probes an encoder-decoder's decoder;
-            recorded in ``meta.stack``, so :class:`~hf_txray.probing.ProbeMetric` re-reads the same stack).
+        layers, site, aggregation, stack, module_pattern, batch_size, max_length, device, out_dir, memmap_threshold:
+            see :func:`~hf_txray.probing.extract_activations` (``stack="decoder"`` probes an encoder-decoder's
+            decoder; the stack and the pattern are recorded in ``meta.stack`` / ``meta.module_pattern``, so
+            :class:`~hf_txray.probing.ProbeMetric` re-reads the same modules).
         max_sentences (`int`, *optional*): use only the first sentences.
         test_size (`float`, *optional*, defaults to 0.2): share of sentences held out.
         seed (`int`, *optional*, defaults to 0): the split and the control labels.
@@ -280,13 +283,18 @@ def probe_neurons(
             raise ConfigurationError(f"stack={stack!r}, but these activations were read from the "
                                      f"{data.stack or 'only'} stack: extract them with that stack, or leave stack "
                                      "unset.")
+        if module_pattern is not None and module_pattern != data.module_pattern:
+            raise ConfigurationError(f"module_pattern={module_pattern!r}, but these activations were read from "
+                                     f"{data.module_pattern or 'the automatic ' + data.site + ' site'!r}: extract "
+                                     "them with that pattern, or leave module_pattern unset.")
         acts, source, num_sentences = data, "activations", int(len(np.unique(data.sentence_ids)))
     else:
         corpus = load_labeled(data, property, max_sentences=max_sentences)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
         acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site, aggregation=aggregation,
-                                   stack=stack, batch_size=batch_size, max_length=max_length, device=device,
+                                   stack=stack, module_pattern=module_pattern, batch_size=batch_size,
+                                   max_length=max_length, device=device,
                                    out_dir=out_dir, memmap_threshold=memmap_threshold, show_progress=show_progress)
         source, num_sentences = corpus.source, corpus.num_sentences
     train, test = acts.split(test_size, seed)
@@ -310,7 +318,7 @@ def probe_neurons(
     meta = ProbingMeta(
         name=name or acts.property_name, model_id=acts.model_id, property=acts.property_name, site=acts.site,
         layers=list(acts.layers), width=acts.width, aggregation=acts.aggregation, label_names=list(acts.label_names),
-        stack=acts.stack, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
+        stack=acts.stack, module_pattern=acts.module_pattern, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
         num_train=len(train), num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size,
         seed=seed, target_share=target_share, config=dataclasses.asdict(config),
     )
