@@ -486,6 +486,13 @@ def test_module_pattern_layers_are_block_indices_and_pruning_by_them_masks_that_
         _, plan = hf_txray.prune(copy.deepcopy(model), profile, strategy="low_mass", amount=3)
         pruned[name] = plan.neurons
     assert pruned["pattern"] == pruned["layer"] and list(pruned["pattern"]) == [1]
+    # a pattern naming another linear module whose input has the MLP's width (attention's o_proj, with heads of
+    # 2 x 24 = intermediate_size 48) ranks neurons the masks (on down_proj's input) would not hit
+    torch.manual_seed(0)
+    wide_heads = getattr(tf, FAMILIES["llama"][2])(config_of("llama", head_dim=24)).eval()
+    attention = hf_txray.analyze(wide_heads, TEXTS, module_pattern=r"layers\.1\.self_attn\.o_proj$", **options)
+    with pytest.raises(hf_txray.ConfigurationError, match=r"plan was ranked on 'layers\.1\.self_attn\.o_proj'.*MLP site"):
+        hf_txray.prune(wide_heads, attention, strategy="low_mass", amount=3)
 
 
 def test_a_moe_model_with_dense_blocks_profiles_layers_of_one_kind():

@@ -763,7 +763,7 @@ def test_a_pattern_probe_records_its_modules_and_ablation_checks_them(tmp_path, 
                         lambda *a, **k: patterns.append(k["module_pattern"]) or original(*a, **k))
     ProbeMetric(reloaded, corpus, tokenizer)(model)
     assert patterns == [attention.meta.module_pattern]
-    with pytest.raises(ConfigurationError, match="attention.output.dense.*edits its MLP site"):
+    with pytest.raises(ConfigurationError, match="attention.output.dense.*acts on its MLP site"):
         ablation_curve(model, reloaded, lambda m: 0.0, counts=[1])
     same_sites = probe_neurons(model, corpus, module_pattern=r"encoder\.layer\.\d+\.output\.dense$", **options)
     assert len(ablation_curve(model, same_sites, lambda m: 0.0, counts=[1], seeds=(0,)).table) > 0

@@ -26,10 +26,10 @@ from torch import nn
 from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..lengths import resolve_max_length
-from ..sites import find_sites
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
+from ..pruning.masks import check_pattern_sites
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
@@ -120,18 +120,6 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         yield handle
     finally:
         handle.remove()
-
-
-def _check_pattern_sites(model: nn.Module, meta: Any, sites: Any) -> None:
-    """Refuse a probe that read other modules (its `module_pattern`) than the MLP sites ablation edits: it would
-    ablate neurons the ranking never described. A pattern naming exactly those sites is fine."""
-    read = {s.layer: s.name for s in find_sites(model, meta.site, meta.module_pattern, meta.stack)}
-    for layer in meta.layers:
-        if layer in sites and read.get(layer) != sites[layer].name:
-            raise ConfigurationError(
-                f"This probe read {read.get(layer)!r} (module_pattern {meta.module_pattern!r}), but ablating layer "
-                f"{layer} edits its MLP site {sites[layer].name!r}: it would ablate neurons the ranking never "
-                "described. Rank them with a probe of the MLP sites (module_pattern unset).")
 
 
 # ----- metrics ----------------------------------------------------------------------------------------------------
@@ -406,7 +394,7 @@ def ablation_curve(
     sites = mlp_sites(model)
     meta = getattr(ranking, "meta", None)  # a ProbingResult
     if getattr(meta, "module_pattern", None):
-        _check_pattern_sites(model, meta, sites)
+        check_pattern_sites(model, meta.site, meta.module_pattern, meta.stack, meta.layers, sites, "probe read")
     pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
     sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]

@@ -116,13 +116,25 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
             "profiles of the encoder (stack='encoder').")
     pattern = source.get("module_pattern")
     if pattern:
-        hooked = {s.layer: s.name for s in find_sites(model, "mlp", pattern, source.get("stack"))}
-        for layer in plan.neurons:
-            if layer in sites and hooked.get(layer) != sites[layer].name:
-                raise ConfigurationError(
-                    f"This plan was ranked on {hooked.get(layer)!r} (module_pattern {pattern!r}), but the masks of "
-                    f"layer {layer} edit its MLP site {sites[layer].name!r}: they would prune neurons the ranking "
-                    "never described. Rank them by profiles of the MLP sites (no module_pattern).")
+        check_pattern_sites(model, "mlp", pattern, source.get("stack"), plan.neurons, sites, "plan was ranked on")
+
+
+def check_pattern_sites(model: nn.Module, site: str, pattern: str, stack: str | None, layers: Iterable[int],
+                        sites: Mapping[int, Site], ranked: str) -> None:
+    """Refuse a ranking of the modules `pattern` names where, in one of `layers`, they are not the MLP site that
+    masks and ablation edit (`sites`): the edit would hit neurons the ranking never described. `ranked` says what
+    read them ("plan was ranked on", "probe read").
+
+    Raises:
+        ConfigurationError: naming the layer, the module read and the site edited.
+    """
+    read = {s.layer: s.name for s in find_sites(model, site, pattern, stack)}
+    for layer in layers:
+        if layer in sites and read.get(layer) != sites[layer].name:
+            raise ConfigurationError(
+                f"This {ranked} {read.get(layer)!r} (module_pattern {pattern!r}), but editing layer {layer} acts on "
+                f"its MLP site {sites[layer].name!r}: it would hit neurons the ranking never described. Rank them "
+                "on the MLP sites (no module_pattern).")
 
 
 def check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> None:
