@@ -410,7 +410,8 @@ def public_folder(folder: Path) -> Iterator[Path]:
     rewritten = _public_json_files(folder)
     if public_text != text:
         rewritten[Path("README.md")] = public_text
-    if public == rows and not rewritten:
+    tables = _public_record_tables(folder)
+    if public == rows and not rewritten and not tables:
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="hf_txray-public-") as tmp:
@@ -418,10 +419,49 @@ def public_folder(folder: Path) -> Iterator[Path]:
         shutil.copytree(folder, staged, copy_function=_link_or_copy)
         if public != rows:
             write_config(pa.Table.from_pylist(public, schema=table.schema), staged / "meta")  # unlinks, then writes
+        for name, public_table in tables.items():
+            write_config(public_table, staged / name)
         for relative, content in rewritten.items():
             (staged / relative).unlink()  # a hard link to the local file: replace it, never write through it
             (staged / relative).write_text(content, encoding="utf-8")
         yield staged
+
+
+# Columns of the other configs that name sources (probe rankings, ablation curves) or hold a JSON record of them.
+SOURCE_COLUMNS = ("model_id", "dataset_id", "data_source", "model", "dataset")
+RECORD_COLUMNS = ("metadata",)
+
+
+def _public_record_tables(folder: Path) -> dict[str, pa.Table]:
+    """The configs besides ``meta`` whose source-name or record columns name local paths, as they may be uploaded
+    (config name -> table): names by :func:`~hf_txray.provenance.public_name`, JSON records by
+    :func:`~hf_txray.provenance.public_record`. Only those columns are read to decide; tables without them (the
+    distributions) are never rewritten."""
+    from .provenance import public_name, public_record
+
+    out: dict[str, pa.Table] = {}
+    for config in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "meta"):
+        files = sorted(config.glob("*.parquet"))
+        names = set(pq.read_schema(files[0]).names) if files else set()
+        columns = [c for c in (*SOURCE_COLUMNS, *RECORD_COLUMNS) if c in names]
+        if not columns:
+            continue
+        table = read_config(folder, config.name)
+        changed = False
+        for column in columns:
+            values = table[column].to_pylist()
+            if column in RECORD_COLUMNS:
+                public = [v if not isinstance(v, str) or not v.startswith("{") else
+                          json.dumps(public_record(json.loads(v)), default=str) for v in values]
+            else:
+                public = [public_name(v) for v in values]
+            if public != values:
+                changed = True
+                table = table.set_column(table.schema.get_field_index(column), column,
+                                         pa.array(public, table.schema.field(column).type))
+        if changed:
+            out[config.name] = table
+    return out
 
 
 PUBLIC_JSON_LIMIT = 8 << 20  # JSON files larger than this are data, not records naming sources: left as they are

@@ -354,10 +354,18 @@ def test_pushed_artifacts_name_no_local_path(kind, hub, tmp_path):
         artifact = dataclasses.replace(artifact, source={**artifact.source, "model": str(model_dir)})
     repo_id = f"{hub.username}/local-{kind.replace('_', '-')}"
     artifact.push_to_hub(repo_id)
+    import io
+
+    import pyarrow.parquet as pq
+
     files = hub.server.repo_files(repo_id)
     records = {name: data.decode() for name, data in files.items() if name.endswith((".json", ".md"))}
+    records.update({name: json.dumps(pq.read_table(io.BytesIO(data)).to_pylist(), default=str)
+                    for name, data in files.items() if name.endswith(".parquet")})  # probe_rankings config
     assert records and not [name for name, text in records.items() if str(tmp_path) in text]
+    assert not [name for name, data in files.items() if str(tmp_path).encode() in data]  # statistics, dictionaries
     assert any('"bert"' in text for text in records.values())
     artifact.save_pretrained(tmp_path / "saved")  # locally: the full path, for reproduce and the user
     assert any(str(model_dir) in p.read_text() for p in (tmp_path / "saved").rglob("*.json"))
-    assert type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache") is not None
+    loaded = type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache")
+    assert (loaded.meta.model_id if kind == "probing_result" else loaded.source["model"]) == "bert"
