@@ -33,7 +33,7 @@ from .errors import ConfigurationError, DatasetError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
 from .io_utils import atomic_dir, read_json, write_json
-from .lengths import resolve_max_length
+from .lengths import WINDOWED, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
@@ -80,7 +80,7 @@ class Profiler:
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
         _check_top_k_reachable(model, self.sites, config.top_k)
-        self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted)
+        self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED)
         self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
                                      else int(config.skip_first_positions))
         self.device = torch.device(device) if device is not None else input_device(model)

@@ -680,12 +680,32 @@ def _cmd_ablate(args) -> int:
 COMMANDS.extend([_add_probe, _add_ablate])
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that states an option's default when its text does not already say it (the profiling options say it
+    from their declaration; the other commands' options would otherwise leave it unsaid)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is None
+                or default is argparse.SUPPRESS or isinstance(default, bool)):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
-    parser = argparse.ArgumentParser(prog="hf-txray", description="TX-Ray neuron analysis for Hugging Face models.")
+    parser = _Parser(prog="hf-txray", description="TX-Ray neuron analysis for Hugging Face models.")
     parser.add_argument("--version", action="version", version=f"hf-txray {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in COMMANDS:
         add(sub)
     return parser

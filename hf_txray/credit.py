@@ -43,7 +43,7 @@ class BatchCredit:
     mass: torch.Tensor
     num_uncredited: torch.Tensor  # scalar: (position, layer) pairs whose best activation is <= 0
     positions: dict[str, torch.Tensor]
-    # (layers,): positions whose best activation is NaN or +-inf (a NaN or +inf anywhere in a row wins its top-k)
+    # (layers,): positions whose best activation is NaN or +inf (a NaN or +inf anywhere in a row wins its top-k)
     num_nonfinite: torch.Tensor | None = None
 
 
@@ -62,7 +62,9 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     best = vals[..., 0] if vals.shape[2] == 1 else vals.amax(dim=2)
     offset = (torch.arange(vals.shape[0], device=device, dtype=torch.long) * num_neurons).view(-1, 1, 1)
     rows = torch.where(vals > 0, idx + offset, vals.shape[0] * num_neurons)
-    nonfinite = (~best.isfinite()).sum(dim=1)  # checked at the flush: no host synchronisation here
+    # NaN or +inf winners, checked at the flush (no host synchronisation here); a -inf winner (a row all -inf) is
+    # <= 0 and only uncredited
+    nonfinite = (best.isnan() | (best == float("inf"))).sum(dim=1)
     return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions, nonfinite)
 
 
@@ -210,7 +212,7 @@ class _Pending:
     batch's credits (for the top-example candidates)."""
 
     uncredited: torch.Tensor
-    nonfinite: torch.Tensor  # (layers,) positions whose winner was NaN or +-inf
+    nonfinite: torch.Tensor  # (layers,) positions whose winner was NaN or +inf
     streams: dict[str, list[tuple[torch.Tensor, list[torch.Tensor]]]]
     fids: dict[str, list[np.ndarray]]
     histogram: list[torch.Tensor] = field(default_factory=list)  # per batch, the (row, bin) cell of every credit
@@ -498,8 +500,8 @@ class ProfileBuilder:
         self._add_candidates(candidates)
 
     def _check_finite(self, nonfinite: torch.Tensor) -> None:
-        """Refuse winners that are NaN or infinite: a NaN would be dropped without a trace (it is not > 0) and one
-        +inf mass makes every distribution of its neuron NaN, so either way the profile would be wrong silently."""
+        """Refuse winners that are NaN or +inf: a NaN would be dropped without a trace (it is not > 0) and one +inf
+        mass makes every distribution of its neuron NaN, so either way the profile would be wrong silently."""
         counts = nonfinite.cpu().tolist()
         bad = [(i, n) for i, n in enumerate(counts) if n]
         if not bad:
@@ -507,9 +509,10 @@ class ProfileBuilder:
         where = ", ".join(f"{self.layer_names[i]}: {n}" for i, n in bad[:4]) + (" ..." if len(bad) > 4 else "")
         raise ModelError(
             f"The model gave non-finite activations (NaN or inf) as the winning neuron at some positions (positions "
-            f"by layer: {where}), so no credit can be computed for them. The weights hold NaN/inf (a diverged "
-            "training run), or the forward overflowed in float16: load the model in float32 or bfloat16 "
-            "(torch_dtype=torch.float32), or check its weights (e.g. torch.isfinite(p).all() for every parameter).")
+            f"by layer: {where}), so no credit can be computed for them. The weights hold NaN/inf (in a "
+            "TXRayTrainer snapshot: training diverged; lower the learning rate or clip gradients), or the forward "
+            "overflowed in float16: load the model in float32 or bfloat16 (torch_dtype=torch.float32), or check "
+            "its weights (e.g. torch.isfinite(p).all() for every parameter).")
 
     def _sink_device_sums(self) -> None:
         """Move the keyed sums held on the device to the host accumulators."""

@@ -83,7 +83,14 @@ def tokenizer_length_limit(tokenizer) -> LengthLimit:
     return LengthLimit(None, "tokenizer without model_max_length")
 
 
-def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shifted: nn.Module | None = None) -> int:
+# What happens to a longer text, said in the error: analyze windows it; the probing, pruning and ablation metrics
+# truncate.
+WINDOWED = "longer texts are split into windows (or truncated with long_texts='truncate')"
+TRUNCATED = "longer texts are truncated"
+
+
+def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shifted: nn.Module | None = None,
+                       longer: str = TRUNCATED) -> int:
     """The `max_length` to tokenize with, checked against the model's and the tokenizer's limits.
 
     Args:
@@ -92,6 +99,8 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
         requested (`int`, *optional*): the user's `max_length`. When omitted: the usable limit, at most 512.
         shifted (`nn.Module`, *optional*): the part of `model` fed one position more than the text (see
             :func:`model_length_limit`): the decoder when profiling ``stack="decoder"``.
+        longer (`str`, *optional*): what the caller does with longer texts, for the error (:data:`WINDOWED` for
+            analyze, :data:`TRUNCATED` by default).
 
     Returns:
         `int`: tokens per text, special tokens included.
@@ -105,7 +114,7 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
         if usable is not None and requested > usable.tokens:
             raise ConfigurationError(
                 f"max_length={requested} exceeds what {type(model).__name__} can take: {usable.tokens} tokens "
-                f"({usable.source}). Pass max_length<={usable.tokens}; longer texts are split into windows (or truncated with long_texts='truncate')."
+                f"({usable.source}). Pass max_length<={usable.tokens}; {longer}."
             )
         return requested
     if usable is None:

@@ -393,7 +393,8 @@ def require_dense(sites: Sequence[Site], what: str, dense_layers: Sequence[int] 
                  f"analyze(layers={list(dense_layers)})).") if dense_layers else ""
         raise ModelError(
             f"{what} is not supported for mixture-of-experts layers ({moe[0]}...): their units live inside fused "
-            "experts, with no per-unit input to mask or read. Profile them with analyze(), or use site='residual'."
+            "experts, with no per-unit input to mask or read. Profile them with analyze(); probing and attribution can "
+            "read these blocks' outputs with site='residual'."
             f"{dense}"
         )
 

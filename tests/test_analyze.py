@@ -760,3 +760,32 @@ def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     broken.write_text("{not json\n")
     with pytest.raises(DatasetError, match=r"Could not read the local file .*bad.jsonl' as json"):  # streamed: read
         hf_txray.analyze(model, str(broken), tokenizer=tokenizer, streaming=True, show_progress=False)  # up front
+
+
+def test_every_command_states_its_option_defaults(capsys):
+    """The other commands' options stated no default (`compare --alpha`, `prune --strategy`...): the parser now adds
+    the declared default where the help does not say it, lists comma-joined as they are typed."""
+    import argparse
+
+    from hf_txray.cli import build_parser
+
+    wanted = {"compare": "--alpha ALPHA False discovery rate of the per-neuron 'changed' flags. (default: 0.05)",
+              "prune-sweep": "(default: 0.05,0.1,0.2)", "ablate": "One random curve per seed. (default: 0,1,2)",
+              "prune": "Count (int) or fraction (float) per layer. (default: 0.1)"}
+    for command, text in wanted.items():
+        with pytest.raises(SystemExit):
+            cli_main([command, "--help"])
+        assert text in " ".join(capsys.readouterr().out.split()), command
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            stated = sub.formatter_class(name)._get_help_string(action)
+            if action.option_strings and action.default not in (None, argparse.SUPPRESS, False, True):
+                assert "default" in stated.lower(), (name, action.dest)
+            assert stated.lower().count("(default:") <= 1, (name, action.dest)
+
+
+def test_python_dash_m_hf_txray_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "hf_txray", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("hf-txray ")

@@ -437,3 +437,27 @@ def test_non_finite_winners_are_refused_on_a_decoder():
         model.layers[0].mlp.up_proj.weight[5] = float("inf")
     with pytest.raises(ModelError, match=r"non-finite.*layer 0 \(layers\.0\.mlp\.down_proj\)"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+
+
+def test_a_row_all_minus_inf_is_uncredited_not_refused():
+    """A position whose activations are all -inf has a -inf winner: <= 0, so it is uncredited (it cannot corrupt a
+    sum), not refused as non-finite."""
+    from models import tiny_bert
+
+    model, texts = tiny_bert(), TEXTS[:3]
+    options = dict(tokenizer=bert_tokenizer(), features=("token",), batch_size=1, show_progress=False)
+    healthy = hf_txray.analyze(model, texts, **options)
+
+    def all_minus_inf_at_position_2(module, args):
+        hidden = args[0].clone()
+        hidden[:, 2] = float("-inf")
+        return (hidden,)
+
+    handle = model.encoder.layer[1].output.dense.register_forward_pre_hook(all_minus_inf_at_position_2)
+    try:
+        edited = hf_txray.analyze(model, texts, **options)
+    finally:
+        handle.remove()
+    assert edited.meta.num_uncredited == healthy.meta.num_uncredited + len(texts)  # position 2 of each text, layer 1
+    assert edited.neuron_count[0].sum() == healthy.neuron_count[0].sum()
+    assert edited.neuron_count[1].sum() == healthy.neuron_count[1].sum() - len(texts)
