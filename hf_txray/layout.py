@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -468,9 +469,10 @@ PUBLIC_JSON_LIMIT = 8 << 20  # JSON files larger than this are data, not records
 
 
 def _public_json_files(folder: Path) -> dict[Path, str]:
-    """The JSON records of `folder` (artifact headers, probing and pruning metadata, plans) that name local paths,
-    as :func:`~hf_txray.provenance.public_record` shows them: relative path -> the public text."""
-    from .provenance import public_record
+    """The JSON records of `folder` (artifact headers, probing and pruning metadata, plans) that name local paths in
+    their source fields, as :func:`~hf_txray.provenance.public_sources` shows them: relative path -> the public
+    text. Data in them (vocabularies, label names) is never rewritten."""
+    from .provenance import public_sources
 
     out: dict[Path, str] = {}
     for path in sorted(folder.rglob("*.json")):
@@ -480,7 +482,7 @@ def _public_json_files(folder: Path) -> dict[Path, str]:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
-        public = public_record(record)
+        public = public_sources(record)
         if public != record:
             out[path.relative_to(folder)] = json.dumps(public, indent=2, ensure_ascii=False) + "\n"
     return out
@@ -496,8 +498,11 @@ def _public_card_text(text: str, rows: list[dict[str, Any]]) -> str:
         names.update(part for column in META_NAME_COLUMNS for part in (row.get(column) or "").split(BOTH))
         record = json.loads(row["provenance"]) if row.get("provenance") else {}
         names.update(str(record.get(part, {}).get("id") or "") for part in ("model", "dataset"))
-    for name in sorted((n for n in names if n and is_local_path(n)), key=len, reverse=True):  # longest first
-        text = text.replace(name, public_name(name))
+    named = (n for n in names if re.search(r"\w", n) and is_local_path(n))  # never "." or "~" alone: everywhere
+    for name in sorted(named, key=len, reverse=True):  # longest first
+        # whole names only: not inside a longer path or word
+        text = re.sub(r"(?<![\w./~-])" + re.escape(name) + r"(?![\w/-])", public_name(name).replace("\\", "\\\\"),
+                      text)
     return public_record(text)
 
 

@@ -408,8 +408,10 @@ def public_path(name: str) -> tuple[str, bool]:
     """A local path as it may be shown in public: relative to the current directory when below it, else only its
     last component (then ``True``: the caller notes "local path"). Never through the home directory: from a current
     directory above it, a relative path would name the user."""
-    path, cwd, home = Path(os.path.abspath(Path(name).expanduser())), Path.cwd(), Path.home()
-    through_home = path.is_relative_to(home) and not cwd.is_relative_to(home)
+    path, cwd = Path(os.path.abspath(Path(name).expanduser())), Path.cwd()
+    homes = _homes()  # as set and resolved: a symlinked home is still the user's
+    through_home = any(path.is_relative_to(h) or path.resolve().is_relative_to(h) for h in homes) and not any(
+        cwd.is_relative_to(h) for h in homes)
     if path != cwd and path.is_relative_to(cwd) and not through_home:
         return path.relative_to(cwd).as_posix(), False
     return path.name or name, True
@@ -444,6 +446,34 @@ def public_record(value: Any, key: str | None = None) -> Any:
         return public_name(value)
     if os.path.isabs(os.path.expanduser(value)) and len(Path(value).parts) > 1:
         return public_path(value)[0]
-    home = str(Path.home())
-    # the home folder itself, not a longer name it starts ("/home/al" in "/home/alice")
-    return re.sub(re.escape(home) + r"(?![\w.-])", "~", value) if len(home) > 1 else value
+    for home in sorted((str(h) for h in _homes()), key=len, reverse=True):
+        # the home folder itself, not a longer name it starts ("/home/al" in "/home/alice")
+        value = re.sub(re.escape(home) + r"(?![\w.-])", "~", value) if len(home) > 1 else value
+    return value
+
+
+def _homes() -> list[Path]:
+    """The home folder as set and as resolved (they differ when it is a symlink)."""
+    home = Path.home()
+    return list(dict.fromkeys([home, home.resolve()]))
+
+
+# Keys of a saved artifact's JSON whose string values name sources (models, corpora), and keys whose whole subtree
+# is a record of sources (provenance, a plan's source): the rest of an artifact's JSON is data (vocabularies, label
+# names) and is never rewritten, even where a value looks like a path.
+SOURCE_KEYS = ID_KEYS + ("data_source", "model", "dataset", "output_dir")
+RECORD_KEYS = ("provenance", "source", "runtime", "options")
+
+
+def public_sources(value: Any, key: str | None = None) -> Any:
+    """An artifact's JSON for the Hub: the :data:`SOURCE_KEYS` values by :func:`public_name`, the
+    :data:`RECORD_KEYS` subtrees by :func:`public_record`; everything else (data) as it is."""
+    if key in RECORD_KEYS:
+        return public_record(value)
+    if isinstance(value, Mapping):
+        return {k: public_sources(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_sources(v) if isinstance(v, (Mapping, list)) else v for v in value]
+    if isinstance(value, str) and key in SOURCE_KEYS:
+        return public_name(value)
+    return value

@@ -369,3 +369,15 @@ def test_pushed_artifacts_name_no_local_path(kind, hub, tmp_path):
     assert any(str(model_dir) in p.read_text() for p in (tmp_path / "saved").rglob("*.json"))
     loaded = type(artifact).from_pretrained(repo_id, cache_dir=tmp_path / "cache")
     assert (loaded.meta.model_id if kind == "probing_result" else loaded.source["model"]) == "bert"
+
+
+def test_pushed_activations_keep_their_data_even_where_it_looks_like_a_path(hub, tmp_path):
+    """The push's clean-up of local paths rewrote every absolute-looking string of an artifact's JSON, data too:
+    a word type "/usr/local/bin" came back as "bin". Only source fields are rewritten now."""
+    acts = build("activations")
+    vocab = list(acts.type_vocab)
+    vocab[:2] = ["/usr/local/bin", "~/notes.txt"]
+    odd = dataclasses.replace(acts, type_vocab=vocab, label_names=["/etc/x", *acts.label_names[1:]])
+    odd.push_to_hub(f"{hub.username}/odd-acts")
+    back = Activations.from_pretrained(f"{hub.username}/odd-acts", cache_dir=tmp_path / "cache")
+    assert back.type_vocab == vocab and back.label_names == odd.label_names

@@ -435,3 +435,33 @@ def test_plots_of_real_profile_and_report_into_given_axes(results, tmp_path):
     assert [p.name for p in paths] == ["r_hellinger_vs_length.png", "r_length_shift.png", "r_neuron_mass.png",
                                        "r_mass_share.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+
+
+def test_a_model_named_dot_pushes_an_intact_card(hub, tmp_path, monkeypatch):
+    """`analyze(".")` from inside the model folder: the card's clean-up replaced every "." of the README by the
+    folder's name (the front matter's `meta/*.parquet` became `meta/*modelparquet`, and the Hub could not load the
+    configs). Only whole local names are replaced now, never "." or "~" alone."""
+    model_dir = tmp_path / "model"
+    tiny_bert(0).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    (model_dir / "texts.txt").write_text("\n".join(t for t in SAMPLE_TEXTS if t.strip()) + "\n")
+    monkeypatch.chdir(model_dir)
+    profile = hf_txray.analyze(".", "texts.txt", features=("token",), show_progress=False)
+    profile.save_pretrained(tmp_path / "local")
+    profile.push_to_hub(f"{hub.username}/dot")
+    pushed = hub.server.repo_files(f"{hub.username}/dot")["README.md"].decode()
+    local = (tmp_path / "local" / "README.md").read_text()
+    assert "meta/*.parquet" in pushed and pushed.count(".") == local.count(".")
+    assert hf_txray.load(f"{hub.username}/dot").profiles[profile.stage].neuron_count.sum() == \
+        profile.neuron_count.sum()
+
+
+def test_public_path_sees_through_a_symlinked_home(tmp_path, monkeypatch):
+    real = tmp_path / "disk" / "alice"
+    (real / "proj" / "model").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "alice").symlink_to(real)
+    monkeypatch.setenv("HOME", str(tmp_path / "home" / "alice"))
+    monkeypatch.chdir(tmp_path)  # above both the home link and the real home
+    assert public_path(str(real / "proj" / "model")) == ("model", True)
+    assert public_record({"note": f"kept in {real}/x"}) == {"note": "kept in ~/x"}
