@@ -66,7 +66,7 @@ def _add_data_columns(p, label_default: str | None) -> None:
     """--split, --text-column and --label-column of the commands that evaluate on a labelled dataset."""
     from .streaming import TEXT_COLUMN_CANDIDATES
 
-    p.add_argument("--split", help="The split of the data (needed when it has several).")
+    p.add_argument("--split", help="The split of the data (default: the only one; needed when it has several).")
     p.add_argument("--text-column", help=f"The text column (default: the first of "
                                          f"{', '.join(TEXT_COLUMN_CANDIDATES)} that the data has).")
     p.add_argument("--label-column", default=label_default,
@@ -183,7 +183,8 @@ def _add_show(sub) -> None:
     p = sub.add_parser("show", help="Print a readable summary of a saved profile, report or results folder.")
     p.add_argument("path", help="A saved profile or report folder, or a folder holding several.")
     p.add_argument("--neuron", metavar="LAYER:NEURON",
-                   help="Print one neuron's page (summary, preferences, output effects, activations, examples).")
+                   help="Print one neuron's page (summary, preferences, output effects, activations, examples; "
+                        "default: the summary of the whole profile or report).")
     p.set_defaults(handler=_cmd_show)
 
 
@@ -330,15 +331,16 @@ def _add_reproduce(sub) -> None:
                                    "the recorded options, device and dtype, and compare: counts exact, masses to 1e-6. "
                                    "Exit status 0 when every stage is identical, 1 when one differs.")
     p.add_argument("results", help="Hub results repo id (dataset repo) or local folder.")
-    p.add_argument("--stage", help="Reproduce only this stage.")
+    p.add_argument("--stage", help="Reproduce only this stage (default: every stage).")
     p.add_argument("--out", help="Save the recomputed profiles to OUT/<stage>/.")
     p.add_argument("--model", help="Local model folder replacing a relocated one (checked against its hash).")
     p.add_argument("--dataset", help="Data file/folder with the texts of an in-memory or relocated corpus "
                                      "(checked against the recorded hash).")
     p.add_argument("--split", help="The split of --dataset holding the texts (a saved DatasetDict or a data folder "
-                                   "of several splits), for a stage that recorded none.")
+                                   "of several splits), for a stage that recorded none (default: the recorded "
+                                   "split).")
     p.add_argument("--device", help="Default: the device each stage was computed on.")
-    p.add_argument("--revision", help="Revision of the results repo.")
+    p.add_argument("--revision", help="Revision of the results repo (default: its main branch).")
     _add_token(p)
     p.set_defaults(handler=_cmd_reproduce)
 
@@ -396,7 +398,8 @@ def _add_pruning_options(p) -> None:
                    help="mask: zero the neurons with hooks (reversible); remove: slice the MLP weights.")
     p.add_argument("--overall", action="store_true", help="Rank all layers together instead of AMOUNT per layer.")
     p.add_argument("--layers", type=_csv(int), help="Comma-separated layers to prune (default: all).")
-    p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed).")
+    p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed; default: the "
+                                          "report's first feature type).")
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
     p.add_argument("--min-count", type=int, default=None,
                    help="most/least_changed rank only shared neurons credited at least this many times in both "
@@ -472,7 +475,7 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task).")
     p.add_argument("--task", choices=["classification", "causal-lm"], help="The task (default: from the model).")
     _add_data_columns(p, "label")
-    p.add_argument("--num-samples", type=int, help="Evaluate on the first N rows only.")
+    p.add_argument("--num-samples", type=int, help="Evaluate on the first N rows only (default: all rows).")
     _add_forward_options(p)
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune_sweep)
@@ -585,7 +588,7 @@ def _add_probe(sub) -> None:
     p.add_argument("--stack", choices=["encoder", "decoder"],
                    help="Encoder-decoder models (T5, BART...): read the encoder (the default) or the decoder (teacher "
                         "forcing on the text itself: decoder position j+1 is fed token j and gives its vector).")
-    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/texts.")
+    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/texts (default: all).")
     p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the split and the probe's training.")
     p.add_argument("--l1", type=float, default=1e-3, help="L1 weight of the elastic-net probe.")
@@ -639,11 +642,11 @@ def _add_ablate(sub) -> None:
                    help="zero: set the neurons to 0; mean: to their mean activation on DATA.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
-    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA.")
-    _add_data_columns(p, None)
+    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA (default: all).")
+    _add_data_columns(p, "label")  # the task metrics read "label" when none is given
     _add_forward_options(p, "Truncate texts to this many tokens (default: for --metric probe, and for the neuron "
-                            "means of --mode mean, and for the task metrics, the model's limit, at most 512; 128 "
-                            "for lm-loss).")
+                            "means of --mode mean, and for the task metrics, the model's limit, at most 512; for "
+                            "lm-loss 128, or the model's limit when shorter).")
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
     _add_results_outputs(p, "ablation")
     p.set_defaults(handler=_cmd_ablate)

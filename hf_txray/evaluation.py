@@ -176,6 +176,23 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     return out
 
 
+def metric_modules(metrics: Sequence[Any], task: str, metric_kwargs: dict[str, dict] | None = None
+                   ) -> list[tuple[str, Any, dict]]:
+    """``(name, evaluate module, compute kwargs)`` per metric spec: f1/precision/recall of a classification
+    average over classes (``average="macro"``) unless `metric_kwargs` says otherwise, whatever the number of classes
+    (sklearn's default, binary, fails on three)."""
+    metric_kwargs = dict(metric_kwargs or {})
+    modules = []
+    for spec in metrics:
+        module = load_metric(spec)
+        name = spec if isinstance(spec, str) else module.name
+        kwargs = dict(metric_kwargs.get(name, {}))
+        if name in AVERAGED and task == "classification":
+            kwargs.setdefault("average", "macro")
+        modules.append((name, module, kwargs))
+    return modules
+
+
 def compute_metrics(modules: list[tuple[str, Any, dict]], outputs: dict[str, list],
              labels: list[int] | None) -> dict[str, Any]:
     row: dict[str, Any] = {}
@@ -297,15 +314,7 @@ def evaluate_pruning(
     metrics = metric if metric is not None else DEFAULT_METRICS[task]
     if isinstance(metrics, (str,)) or not isinstance(metrics, Sequence):
         metrics = [metrics]
-    metric_kwargs = dict(metric_kwargs or {})
-    modules = []
-    for spec in metrics:
-        module = load_metric(spec)
-        name = spec if isinstance(spec, str) else module.name
-        kwargs = dict(metric_kwargs.get(name, {}))
-        if name in AVERAGED and task == "classification":
-            kwargs.setdefault("average", "macro")
-        modules.append((name, module, kwargs))
+    modules = metric_modules(metrics, task, metric_kwargs)
     batches = encode_batches(tokenizer, texts, batch_size, max_length)
 
     def evaluate_one(target: Any) -> dict[str, Any]:

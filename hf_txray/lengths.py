@@ -111,6 +111,9 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
     known = [lim for lim in (model_length_limit(model, shifted), tokenizer_length_limit(tokenizer)) if lim.tokens is not None]
     usable = min(known, key=lambda lim: lim.tokens) if known else None
     if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 2:
+            raise ConfigurationError(f"max_length must be an int >= 2 (or None: the model's limit), got "
+                                     f"{requested!r}.")
         if usable is not None and requested > usable.tokens:
             raise ConfigurationError(
                 f"max_length={requested} exceeds what {type(model).__name__} can take: {usable.tokens} tokens "

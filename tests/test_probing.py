@@ -769,3 +769,35 @@ def test_a_pattern_probe_records_its_modules_and_ablation_checks_them(tmp_path, 
     assert len(ablation_curve(model, same_sites, lambda m: 0.0, counts=[1], seeds=(0,)).table) > 0
     with pytest.raises(ConfigurationError, match="module_pattern=.*but these activations were read from"):
         probe_neurons(None, attention.activations, module_pattern=r"encoder\.layer\.\d+\.output\.dense$", config=FAST)
+
+
+def test_task_metric_f1_is_macro_as_in_pruning_evaluation_and_lm_loss_fits_short_models():
+    """TaskMetric("f1") passed no average: sklearn's binary F1 on two classes, an error on three; pruning
+    evaluation averages over classes (macro). LMLossMetric's 128 tokens ran past a 16-position model."""
+    from sklearn.metrics import f1_score
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    from hf_txray.probing import LMLossMetric, TaskMetric
+    from models import bert_tokenizer, bpe_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = bert_tokenizer()
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=40, max_position_embeddings=64, num_labels=3)).eval()
+    data = {"text": [f"text number {i} " + "word " * (i % 7) for i in range(12)], "label": [i % 3 for i in range(12)]}
+    with torch.no_grad():
+        logits = model(**tokenizer(data["text"], padding=True, return_tensors="pt")).logits
+    want = f1_score(data["label"], logits.argmax(-1).numpy(), average="macro")
+    assert TaskMetric(tokenizer, data, "f1")(model) == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ConfigurationError, match="max_length must be an int >= 2"):
+        TaskMetric(tokenizer, data, "accuracy", max_length=0)(model)
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=1, n_head=2,
+                                    n_positions=16)).eval()
+    texts = ["word " * 40, "a short text"]
+    loss = LMLossMetric(bpe_tokenizer(), texts)(lm)  # ran past position 16 inside the model
+    ids = [bpe_tokenizer()(t, truncation=True, max_length=16, return_tensors="pt")["input_ids"] for t in texts]
+    with torch.no_grad():
+        nll = [lm(input_ids=i, labels=i).loss.item() * (i.shape[1] - 1) for i in ids]
+    assert loss == pytest.approx(sum(nll) / sum(i.shape[1] - 1 for i in ids), rel=1e-5)

@@ -217,16 +217,17 @@ class TaskMetric:
         self.name = metric or "metric"
 
     def _prepare(self, model: nn.Module) -> tuple:
-        from ..evaluation import DEFAULT_METRICS, encode_batches, infer_task, load_metric, text_and_labels
+        from ..evaluation import DEFAULT_METRICS, encode_batches, infer_task, metric_modules, text_and_labels
 
         task = infer_task(model, self.task)
         texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task)
         metric = self.metric or DEFAULT_METRICS[task][0]
         self.name = metric
-        # as evaluate_pruning: truncated at the model's limit by default (longer texts would fail inside the model)
+        # as evaluate_pruning: truncated at the model's limit by default (longer texts would fail inside the model),
+        # and f1/precision/recall averaged over classes (macro)
         max_length = resolve_max_length(model, self.tokenizer, self.max_length)
         batches = encode_batches(self.tokenizer, texts, self.batch_size, max_length)
-        return task, labels, metric, load_metric(metric), batches
+        return task, labels, metric, metric_modules([metric], task), batches
 
     def texts(self, model: nn.Module) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
@@ -239,16 +240,21 @@ class TaskMetric:
 
         if self._prepared is None:
             self._prepared = self._prepare(model)
-        task, labels, metric, module, batches = self._prepared
-        row = compute_metrics([(metric, module, {})], run_predictions(model, batches, task), labels)
+        task, labels, metric, modules, batches = self._prepared
+        row = compute_metrics(modules, run_predictions(model, batches, task), labels)
         value = row.get(metric, next(iter(row.values())))
         return float(value)
 
 
-class LMLossMetric(TaskMetric):
-    """A metric for :func:`ablation_curve`: a causal LM's mean next-token loss (nats per token) on `texts`."""
+LM_LOSS_MAX_LENGTH = 128  # LMLossMetric's default window: the loss of a short context, cheap to recompute per curve point
 
-    def __init__(self, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = 128):
+
+class LMLossMetric(TaskMetric):
+    """A metric for :func:`ablation_curve`: a causal LM's mean next-token loss (nats per token) on `texts`, each
+    truncated to `max_length` tokens (default: 128, or the model's limit when that is shorter; a larger value
+    than the limit raises `ConfigurationError`)."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None):
         super().__init__(tokenizer, list(texts), "lm_loss", task="causal-lm", batch_size=batch_size,
                          max_length=max_length)
 
@@ -258,8 +264,11 @@ class LMLossMetric(TaskMetric):
     def __call__(self, model: nn.Module) -> float:
         from ..evaluation import encode_batches, run_predictions
 
-        if self._prepared is None:
-            self._prepared = (encode_batches(self.tokenizer, self.dataset, self.batch_size, self.max_length),)
+        if self._prepared is None:  # 128 tokens by default, or the model's limit when it is shorter (else checked)
+            limit = resolve_max_length(model, self.tokenizer, None)
+            max_length = min(LM_LOSS_MAX_LENGTH, limit) if self.max_length is None else \
+                resolve_max_length(model, self.tokenizer, self.max_length)
+            self._prepared = (encode_batches(self.tokenizer, self.dataset, self.batch_size, max_length),)
         outputs = run_predictions(model, self._prepared[0], "causal-lm")
         tokens = sum(outputs["num_tokens"])
         return float(sum(outputs["nll"]) / tokens) if tokens else float("nan")
@@ -507,7 +516,7 @@ def _lm_loss_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions
     texts = data if isinstance(data, (list, tuple)) else text_and_labels(data, options.text_column, None,
                                                                          "causal-lm")[0]
     return LMLossMetric(tokenizer, [t for t in texts if t.strip()], batch_size=options.batch_size,
-                        max_length=options.max_length or 128)
+                        max_length=options.max_length)
 
 
 def _task_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions) -> TaskMetric:
