@@ -97,10 +97,12 @@ class Profiler:
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
 
-    def encoder(self, annotate: bool) -> BatchEncoder:
-        """The worker-side encoder of this profiler (annotating on the fly for streamed corpora)."""
+    def encoder(self, annotate: bool, tokens_only: bool = False) -> BatchEncoder:
+        """The worker-side encoder of this profiler (annotating on the fly for streamed corpora); `tokens_only`:
+        the same positions without tags or user features (to count them)."""
         config = self.config
-        options = EncodeOptions(self.max_length, tuple(self.feature_names), dict(self.user_features),
+        features = ("token",) if tokens_only else tuple(self.feature_names)
+        options = EncodeOptions(self.max_length, features, {} if tokens_only else dict(self.user_features),
                                 long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
                                 max_tokens_per_batch=self.max_tokens_per_batch,
                                 pad_multiple=config.pad_to_multiple_of,
@@ -114,8 +116,7 @@ class Profiler:
         see :meth:`_select_positions`), or all of them. Positions are counted by encoding tokens only (no tags, no
         user features), so spaCy tags no text past the cut: tagging costs far more than this second tokenization.
         """
-        counter = self.encoder(False)
-        counter.options = dataclasses.replace(counter.options, feature_names=("token",), user_features={})
+        counter = self.encoder(False, tokens_only=True)
         seen = 0
         for lo in range(0, len(rows), chunk):
             texts = [text or "" for text in rows[lo: lo + chunk][text_column]]  # None rows: the run's own error

@@ -44,7 +44,7 @@ class BatchCredit:
     num_uncredited: torch.Tensor  # scalar: (position, layer) pairs whose best activation is <= 0
     positions: dict[str, torch.Tensor]
     # (layers,): positions whose best activation is NaN or +inf (a NaN or +inf anywhere in a row wins its top-k)
-    num_nonfinite: torch.Tensor | None = None
+    num_nonfinite: torch.Tensor
 
 
 def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], num_neurons: int,
@@ -364,8 +364,7 @@ class ProfileBuilder:
         rows, mass, positions = credit.rows, credit.mass, credit.positions
         pending = self._pending
         pending.uncredited += credit.num_uncredited
-        if credit.num_nonfinite is not None:
-            pending.nonfinite += credit.num_nonfinite
+        pending.nonfinite += credit.num_nonfinite
         odd = positions["example_id"] % 2  # the split halves of the noise statistics, in the keys' lowest bit
         squares = mass * mass
         for ft in self.vocabs:

@@ -285,23 +285,7 @@ def _provenance_columns(record: dict[str, Any]) -> dict[str, Any]:
 
 
 BOTH = " -> "  # a report row's model_id / dataset when its stages differ: "A -> B"
-META_JSON_COLUMNS = ("metadata", "provenance", "options")  # JSON columns of the meta config naming sources
 META_NAME_COLUMNS = ("model_id", "dataset")
-
-
-def public_meta_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row of the ``meta`` config as it is pushed to the Hub: local paths shown as
-    :func:`~hf_txray.provenance.public_record` does (the local folder keeps them whole, for reproduce)."""
-    from .provenance import public_name, public_record
-
-    out = dict(row)
-    for column in META_JSON_COLUMNS:
-        if out.get(column) is not None:
-            out[column] = json.dumps(public_record(json.loads(out[column])))
-    for column in META_NAME_COLUMNS:
-        if isinstance(out.get(column), str):
-            out[column] = BOTH.join(public_name(part) for part in out[column].split(BOTH))
-    return out
 
 
 def _schema_of(frame: pd.DataFrame) -> list[list[str]]:
@@ -399,49 +383,47 @@ def is_export_folder(directory: str | Path) -> bool:
 
 @contextlib.contextmanager
 def public_folder(folder: Path) -> Iterator[Path]:
-    """`folder` as it may be uploaded: when its ``meta`` config or README names local paths, a staged copy (files
-    linked, or copied across file systems) whose meta rows are :func:`public_meta_row`'s and whose README shows those
-    paths likewise; else `folder` itself. The folder is never changed (reproduce reads its full paths)."""
-    table = read_config(folder, "meta")
-    rows = table.to_pylist() if table is not None else []
-    public = [public_meta_row(row) for row in rows]
+    """`folder` as it may be uploaded: when its configs, JSON records or README name local paths, a staged copy
+    (files linked, or copied across file systems) that shows them as the card does (:func:`_public_configs`,
+    :func:`_public_json_files`, :func:`_public_card_text`); else `folder` itself. The folder is never changed
+    (reproduce reads its full paths)."""
+    meta = read_config(folder, "meta")
     readme = folder / "README.md"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else None
-    public_text = None if text is None else _public_card_text(text, rows)
+    public_text = None if text is None else _public_card_text(text, meta.to_pylist() if meta is not None else [])
     rewritten = _public_json_files(folder)
     if public_text != text:
         rewritten[Path("README.md")] = public_text
-    tables = _public_record_tables(folder)
-    if public == rows and not rewritten and not tables:
+    tables = _public_configs(folder)
+    if not rewritten and not tables:
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="hf_txray-public-") as tmp:
         staged = Path(tmp) / folder.name
         shutil.copytree(folder, staged, copy_function=_link_or_copy)
-        if public != rows:
-            write_config(pa.Table.from_pylist(public, schema=table.schema), staged / "meta")  # unlinks, then writes
         for name, public_table in tables.items():
-            write_config(public_table, staged / name)
+            write_config(public_table, staged / name)  # unlinks the linked shards, then writes
         for relative, content in rewritten.items():
             (staged / relative).unlink()  # a hard link to the local file: replace it, never write through it
             (staged / relative).write_text(content, encoding="utf-8")
         yield staged
 
 
-# Columns of the other configs that name sources (probe rankings, ablation curves) or hold a JSON record of them.
+# Columns of the configs (meta, probe rankings, ablation curves) that name sources ("A -> B" in a report's meta row),
+# and columns holding a JSON record of them.
 SOURCE_COLUMNS = ("model_id", "dataset_id", "data_source", "model", "dataset")
-RECORD_COLUMNS = ("metadata",)
+RECORD_COLUMNS = ("metadata", "provenance", "options")
 
 
-def _public_record_tables(folder: Path) -> dict[str, pa.Table]:
-    """The configs besides ``meta`` whose source-name or record columns name local paths, as they may be uploaded
-    (config name -> table): names by :func:`~hf_txray.provenance.public_name`, JSON records by
-    :func:`~hf_txray.provenance.public_record`. Only those columns are read to decide; tables without them (the
-    distributions) are never rewritten."""
-    from .provenance import public_name, public_record
+def _public_configs(folder: Path) -> dict[str, pa.Table]:
+    """The configs whose source-name or record columns name local paths, as they may be uploaded (config name ->
+    table): names by :func:`~hf_txray.provenance.public_name`, JSON records by
+    :func:`~hf_txray.provenance.public_sources` (data in them, such as label names, is left as it is). Only those
+    columns are read to decide; tables without them (the distributions) are never rewritten."""
+    from .provenance import public_name, public_sources
 
     out: dict[str, pa.Table] = {}
-    for config in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "meta"):
+    for config in sorted(p for p in folder.iterdir() if p.is_dir()):
         files = sorted(config.glob("*.parquet"))
         names = set(pq.read_schema(files[0]).names) if files else set()
         columns = [c for c in (*SOURCE_COLUMNS, *RECORD_COLUMNS) if c in names]
@@ -453,9 +435,10 @@ def _public_record_tables(folder: Path) -> dict[str, pa.Table]:
             values = table[column].to_pylist()
             if column in RECORD_COLUMNS:
                 public = [v if not isinstance(v, str) or not v.startswith("{") else
-                          json.dumps(public_record(json.loads(v)), default=str) for v in values]
+                          json.dumps(public_sources(json.loads(v), column), default=str) for v in values]
             else:
-                public = [public_name(v) for v in values]
+                public = [BOTH.join(public_name(part) for part in v.split(BOTH)) if isinstance(v, str) else v
+                          for v in values]
             if public != values:
                 changed = True
                 table = table.set_column(table.schema.get_field_index(column), column,
@@ -489,7 +472,7 @@ def _public_json_files(folder: Path) -> dict[Path, str]:
 
 
 def _public_card_text(text: str, rows: list[dict[str, Any]]) -> str:
-    """A README with the local paths its meta rows name shown as :func:`public_meta_row` shows them (cards of this
+    """A README with the local paths its meta rows name shown as :func:`_public_configs` shows them (cards of this
     hf_txray already are; an export of an older one printed them whole), and the home directory as ``~``."""
     from .provenance import is_local_path, public_name, public_record
 
