@@ -82,7 +82,9 @@ def close_process_group(barrier: bool = True) -> None:
 
     A process that exits with its gloo/NCCL group alive can be aborted at interpreter shutdown ("terminate called
     without an active exception"), when the group's worker threads are torn down in an arbitrary order. Every
-    multi-process entry point (the CLI, test scripts) calls this before it returns; a no-op on one process.
+    multi-process entry point (the CLI, test scripts) calls this before it returns; a no-op on one process. Release
+    what holds the group first (a DDP-wrapped model, a Trainer): while they live, destroying it leaves gloo's threads
+    running.
 
     Args:
         barrier (`bool`, *optional*, defaults to `True`): wait for every rank first; `False` on an error path,
