@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
@@ -387,26 +387,49 @@ def public_folder(folder: Path) -> Iterator[Path]:
     (files linked, or copied across file systems) that shows them as the card does (:func:`_public_configs`,
     :func:`_public_json_files`, :func:`_public_card_text`); else `folder` itself. The folder is never changed
     (reproduce reads its full paths)."""
-    meta = read_config(folder, "meta")
-    readme = folder / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.is_file() else None
-    public_text = None if text is None else _public_card_text(text, meta.to_pylist() if meta is not None else [])
-    rewritten = _public_json_files(folder)
-    if public_text != text:
-        rewritten[Path("README.md")] = public_text
-    tables = _public_configs(folder)
-    if not rewritten and not tables:
+    changes = public_changes(folder)
+    if changes.empty:
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="hf_txray-public-") as tmp:
         staged = Path(tmp) / folder.name
-        shutil.copytree(folder, staged, copy_function=_link_or_copy)
-        for name, public_table in tables.items():
-            write_config(public_table, staged / name)  # unlinks the linked shards, then writes
-        for relative, content in rewritten.items():
-            (staged / relative).unlink()  # a hard link to the local file: replace it, never write through it
-            (staged / relative).write_text(content, encoding="utf-8")
+        shutil.copytree(folder, staged, copy_function=link_or_copy)
+        changes.apply(staged)
         yield staged
+
+
+@dataclass
+class PublicChanges:
+    """What an upload of one folder must show differently from the local files: the configs (config name -> table)
+    and text files (relative path -> text) that name local paths, in their public form."""
+
+    tables: dict[str, pa.Table]
+    texts: dict[Path, str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.tables and not self.texts
+
+    def apply(self, staged: Path) -> None:
+        """Write the changes into `staged`, a linked copy of the folder: a linked file is replaced, never written
+        through (that would change the local folder)."""
+        for name, public_table in self.tables.items():
+            write_config(public_table, staged / name)  # unlinks the linked shards, then writes
+        for relative, content in self.texts.items():
+            (staged / relative).unlink()
+            (staged / relative).write_text(content, encoding="utf-8")
+
+
+def public_changes(folder: Path) -> PublicChanges:
+    """The :class:`PublicChanges` of one folder in the dataset layout (or of artifact JSON records)."""
+    meta = read_config(folder, "meta")
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    public_text = None if text is None else _public_card_text(text, meta.to_pylist() if meta is not None else [])
+    texts = _public_json_files(folder)
+    if public_text != text:
+        texts[Path("README.md")] = public_text
+    return PublicChanges(_public_configs(folder), texts)
 
 
 # Columns of the configs (meta, probe rankings, ablation curves) that name sources ("A -> B" in a report's meta row),
@@ -489,7 +512,7 @@ def _public_card_text(text: str, rows: list[dict[str, Any]]) -> str:
     return public_record(text)
 
 
-def _link_or_copy(source: str, target: str) -> None:
+def link_or_copy(source: str, target: str) -> None:
     """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
     try:
         os.link(source, target)

@@ -532,3 +532,35 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
         assert profiles[stage] == profile
     assert not hub.server.find_in_storage(hub.token)
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
+
+
+def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub):
+    """The Trainer uploads output_dir itself (at the end and, with hub_strategy, at every save): the txray/ files it
+    sends name a local probe file as a results push does (never its full path), while the local snapshots keep the
+    full path (resume and reproduce read it); the staged copies are gone after the uploads."""
+    from hf_txray.trainer.push import STAGING_PREFIX
+
+    probe = tmp_path / "private-data" / "probe.txt"
+    probe.parent.mkdir()
+    probe.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    repo = f"{hub.username}/tiny-cls-paths"
+    args = build_args(out, num_train_epochs=1, push_to_hub=True, hub_model_id=repo, hub_strategy="every_save",
+                      save_strategy="steps", save_steps=3)
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=str(probe))
+    trainer.train()  # checkpoint pushes (run as futures) at steps 3 and 6
+    trainer.push_to_hub()
+    secret = str(tmp_path).encode()
+    local = [p for p in (out / "txray").rglob("*") if p.is_file() and secret in p.read_bytes()]
+    assert local  # the local snapshots name the probe file whole: the check below is not vacuous
+    files = hub.server.repo_files(repo, repo_type="model")
+    pushed = {name: data for name, data in files.items() if name.startswith("txray/")}
+    assert any(name.startswith("txray/profiles/step-6/") for name in pushed)
+    assert set(pushed) >= {p.relative_to(out).as_posix() for p in local}
+    assert not [name for name, data in pushed.items() if secret in data]
+    assert any(b"probe.txt" in data for data in pushed.values())  # named by its last component instead
+    assert not [name for name in files if STAGING_PREFIX in name]
+    assert not list(out.glob(f"{STAGING_PREFIX}*"))
+    # the local folder is unchanged: resuming and reproduce still read the full path
+    assert Profile.from_pretrained(out / "txray" / "profiles" / "step-6").meta.dataset_id == str(probe)

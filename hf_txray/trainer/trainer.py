@@ -20,6 +20,7 @@ from ..version import __version__
 from ..features import is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments
 from .callback import TXRayCallback
+from .push import public_output_uploads
 
 logger = get_logger(__name__)
 
@@ -118,11 +119,13 @@ class TXRayTrainer(Trainer):
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None,
                     **kwargs: Any) -> Any:
-        """`Trainer.push_to_hub` (model, `output_dir/txray/` files and model card), then the TX-Ray results as the
+        """`Trainer.push_to_hub` (model, `output_dir/txray/` files and model card; local paths in the TX-Ray files
+        named as cards name them, :mod:`hf_txray.trainer.push`), then the TX-Ray results as the
         dataset repo ``<hub_model_id>-txray`` (neuron cards, distributions, transfer reports; see
         :func:`hf_txray.push_to_hub`), from the main process only."""
-        result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
-                                     revision=revision, private=private, **kwargs)
+        with public_output_uploads(self.args.output_dir):
+            result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
+                                         revision=revision, private=private, **kwargs)
         callback = self.txray_callback
         if self.is_world_process_zero() and callback is not None and callback.profiles:
             from ..hub import push_to_hub as push_results
@@ -134,6 +137,12 @@ class TXRayTrainer(Trainer):
                          token=token if token is not None else self.args.hub_token,
                          commit_message=f"TX-Ray results: {commit_message or 'update'}")
         return result
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The `Trainer`'s checkpoint push (``hub_strategy``), with ``output_dir/txray/`` naming local paths as cards
+        do (:mod:`hf_txray.trainer.push`)."""
+        with public_output_uploads(self.args.output_dir):
+            super()._push_from_checkpoint(checkpoint_folder)
 
     def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
         """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
