@@ -754,6 +754,12 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
     directory = Path(directory)
     meta = read_config(directory, "meta")
     if meta is None:
+        held = [name for name in EXTRA_CONFIGS if any((directory / name).glob("*.parquet"))]
+        if held:  # a push of probing results or ablation curves alone
+            raise ProfileFormatError(
+                f"{directory} holds {' and '.join(f'{n}/' for n in held)} (probing results or ablation curves) but no "
+                "profiles or reports: read them with hf_txray.probing.load_probing(...) given the same repo id or "
+                "folder.")
         raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.")
     rows = meta.to_pylist()
     newest = max((r["format_version"] or 0) for r in rows)

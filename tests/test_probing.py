@@ -50,6 +50,7 @@ from hf_txray.probing import (
     train_probe,
 )
 from hf_txray.probing import results as probing_results
+from hf_txray.errors import ProfileFormatError
 from hf_txray.pruning import active_masks
 from models import bert_tokenizer, minilm_path, tiny, tiny_bert
 
@@ -651,6 +652,8 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     push_probing(other, ablations=[curve])  # adds a config, keeps the first
     remote = load_probing(other)
     assert remote.probe_rankings is not None and len(remote.ablation) == 3
+    with pytest.raises(ProfileFormatError, match=r"holds probe_rankings/ and ablation/ .*probing.load_probing"):
+        hf_txray.load(other)  # no profiles yet: say where the results are read, not 'not an hf_txray export'
     hf_txray.push_to_hub(other, profiles=[profile], plots=False)  # a TX-Ray push leaves probing configs alone
     remote = load_probing(other)
     assert remote.probe_rankings is not None and remote.ablation is not None
