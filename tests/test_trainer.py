@@ -564,3 +564,20 @@ def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub):
     assert not list(out.glob(f"{STAGING_PREFIX}*"))
     # the local folder is unchanged: resuming and reproduce still read the full path
     assert Profile.from_pretrained(out / "txray" / "profiles" / "step-6").meta.dataset_id == str(probe)
+
+
+def test_public_uploads_without_transformers_hf_api_warn_and_push_as_is(tmp_path, monkeypatch, caplog):
+    """A transformers whose Trainer no longer uploads through transformers.trainer.hf_api: the push is not broken,
+    and the log says its txray/ files name local paths."""
+    import logging
+
+    import transformers.trainer as trainer_module
+
+    from hf_txray.trainer.push import public_output_uploads
+
+    monkeypatch.delattr(trainer_module, "hf_api")
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        with public_output_uploads(tmp_path):
+            pass
+    assert "name local paths whole" in caplog.text
+    assert not hasattr(trainer_module, "hf_api")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..layout import is_export_folder, link_or_copy, public_changes
+from ..logging import get_logger
 from .arguments import TXRAY_DIR
 
 # Staged copies live inside output_dir (the same file system, so hard links always work) under a name the Trainer's
@@ -25,13 +26,21 @@ from .arguments import TXRAY_DIR
 STAGING_PREFIX = "_txray_public-"
 STAGED_NAME = "upload"
 
+logger = get_logger(__name__)
+
 
 @contextlib.contextmanager
 def public_output_uploads(output_dir: str | Path) -> Iterator[None]:
     """Within this context, the Trainer's uploads of `output_dir` send a public staged copy (module docstring)."""
     import transformers.trainer as trainer_module
 
-    original = trainer_module.hf_api
+    original = getattr(trainer_module, "hf_api", None)
+    if original is None:  # another transformers layout: push as the Trainer does, and say what that sends
+        logger.warning("TX-Ray: this transformers version uploads output_dir without hf_txray's staging, so the "
+                       "txray/ files pushed with the model name local paths whole (the -txray results dataset does "
+                       "not).")
+        yield
+        return
     trainer_module.hf_api = lambda: _PublicUploads(original(), Path(output_dir))
     try:
         yield
