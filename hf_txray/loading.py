@@ -860,7 +860,8 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
     if looks_local(name):
         raise _missing_dataset_error(name)
     if not is_hub_id(name):
-        raise DatasetError(f"Dataset {name!r} is neither a local file or folder nor a valid Hub id ('namespace/name').")
+        raise DatasetError(f"Dataset {name[:80]!r} is neither a local file or folder nor a valid Hub id "
+                           "('namespace/name'). To profile the string itself as a text, pass a list of texts: [text].")
     if is_offline_mode():
         commit = _cached_commit_or_raise(name, "dataset", revision, DatasetError)
         return DatasetSource("hub", name, revision, commit, config=config, split=split)

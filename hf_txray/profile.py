@@ -391,7 +391,13 @@ class Profile(Artifact):
         return list(zip(stats["feature"], stats["probability"].astype(float)))
 
     def top_examples(self, layer: int, neuron: int) -> pd.DataFrame:
-        """The neuron's highest credited positions: activation, token and its left/right context."""
+        """The neuron's highest credited positions: activation, token and its left/right context.
+
+        Columns (:data:`EXAMPLE_COLUMNS`): ``example_id`` (the text's index in the corpus read), ``token_index`` (the
+        token's index in the whole text's tokenization, the tokenizer's leading special tokens included: 1 for the
+        first word piece after BERT's ``[CLS]``, 0 for GPT-2's first token; a window of a long text keeps its tokens'
+        indices in the whole text), ``char_start``/``char_end`` (the token's span in the text, from its first visible
+        character), ``rank`` (0 = highest activation)."""
         self._row(layer, neuron)
         ex = self.examples
         return ex[(ex["layer"] == layer) & (ex["neuron"] == neuron)].sort_values("rank").reset_index(drop=True)

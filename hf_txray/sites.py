@@ -177,7 +177,11 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
         if dims[1] == hidden and (dims[0] == declared if declared is not None else dims[0] != hidden):
             shared_modules.append((full, sub, dims[0]))
     if len(shared_modules) > 1:
-        raise ModelError(f"Block {block_name!r}: several shared-expert projections {[n for n, _, _ in shared_modules]}.")
+        raise ModelError(
+            f"Block {block_name!r}: several linear layers could be the shared expert's down projection "
+            f"{[n for n, _, _ in shared_modules]} (its width equals the hidden size, {hidden}), so the shared "
+            "expert's units cannot be told apart and numbered beside the routed experts'. Profile this model with "
+            "site='residual'.")
     shared, num_shared = None, 0
     if shared_modules:
         shared_name, shared, shared_width = shared_modules[0]

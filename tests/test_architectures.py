@@ -675,3 +675,12 @@ def test_a_pattern_naming_experts_is_refused_where_the_shared_expert_cannot_be_n
                              module_pattern=pattern, show_progress=False)
     with pytest.raises(hf_txray.ConfigurationError, match="same_corpus must be True, False or None"):
         hf_txray.compare(engine("bert", None, "", 1), engine("bert", None, "", 1), same_corpus=1)
+    # a shared expert as wide as the hidden size: its gate/up/down projections all look like the down projection
+    model = tf.Qwen2MoeModel(config_of("qwen2_moe", shared_expert_intermediate_size=HIDDEN)).eval()
+    for pattern in (None, r"layers\.\d+\.mlp\.experts$"):
+        with pytest.raises(ModelError, match=r"could be the shared expert's down projection .*site='residual'"):
+            hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
+                             module_pattern=pattern, show_progress=False)
+    residual = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
+                                site="residual", show_progress=False)
+    assert residual.meta.num_positions > 0  # the fix the message names works

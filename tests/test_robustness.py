@@ -288,6 +288,8 @@ def test_missing_local_path_fails_at_once_without_the_hub(monkeypatch, saved_ber
     with pytest.raises(DatasetError, match="The dataset path 'data/nope.jsonl' does not exist"):
         hf_txray.analyze(str(saved_bert), "data/nope.jsonl", show_progress=False)
     assert time.perf_counter() - started < 2
+    with pytest.raises(DatasetError, match=r"valid Hub id .* pass a list of texts: \[text\]"):  # a text, not a list
+        hf_txray.analyze(str(saved_bert), "The cat sat on the mat.", show_progress=False)
 
 
 def test_folder_without_a_model_is_named_as_such(tmp_path):
