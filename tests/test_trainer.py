@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -534,7 +535,7 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
 
 
-def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub):
+def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub, monkeypatch):
     """The Trainer uploads output_dir itself (at the end and, with hub_strategy, at every save): the txray/ files it
     sends name a local probe file as a results push does (never its full path), while the local snapshots keep the
     full path (resume and reproduce read it); the staged copies are gone after the uploads."""
@@ -564,6 +565,24 @@ def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub):
     assert not list(out.glob(f"{STAGING_PREFIX}*"))
     # the local folder is unchanged: resuming and reproduce still read the full path
     assert Profile.from_pretrained(out / "txray" / "profiles" / "step-6").meta.dataset_id == str(probe)
+    # a file system without hard links: the staged copy links symbolically, never copies the weights
+    from hf_txray.trainer.push import stage_public_output
+
+    def no_hard_links(*args):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    staging = stage_public_output(out, ["_*", "checkpoint-*"])
+    staged = staging / "upload"
+    try:
+        assert (staged / "model.safetensors").is_symlink()
+        assert (staged / "model.safetensors").resolve() == (out / "model.safetensors").resolve()
+        rewritten = [p for p in (staged / "txray").rglob("*") if p.is_file() and not p.is_symlink()]
+        assert rewritten and not [p for p in rewritten if secret in p.read_bytes()]
+        assert not list(staged.glob("checkpoint-*")) and not list(staged.glob("_*"))
+    finally:
+        shutil.rmtree(staging)
+    assert all(secret in p.read_bytes() for p in local)  # rewriting the staged copy never wrote through a link
 
 
 def test_public_uploads_without_transformers_hf_api_warn_and_push_as_is(tmp_path, monkeypatch, caplog):

@@ -3,7 +3,7 @@
 `Trainer.push_to_hub`, and the checkpoint pushes of ``hub_strategy``, upload ``output_dir`` as it is, through
 ``transformers.trainer.hf_api()``. The snapshots under ``output_dir/txray/`` name the model and the probe dataset by
 their local paths, which resuming and ``hf-txray reproduce`` read there. Within :func:`public_output_uploads` that
-upload sends a staged copy of ``output_dir`` instead (hard links, so the weights are not copied), whose snapshot and
+upload sends a staged copy of ``output_dir`` instead (links, so the weights are not copied), whose snapshot and
 report folders name local paths as cards do (:func:`hf_txray.layout.public_changes`); the local folder is unchanged.
 """
 
@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import shutil
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..layout import is_export_folder, link_or_copy, public_changes
+from ..layout import is_export_folder, public_changes
 from ..logging import get_logger
 from .arguments import TXRAY_DIR
 
-# Staged copies live inside output_dir (the same file system, so hard links always work) under a name the Trainer's
-# own "_*" upload pattern leaves out; they go once their upload has finished.
+# Staged copies live inside output_dir (the same file system, where hard links work) under a name the Trainer's own
+# "_*" upload pattern leaves out; they go once their upload has finished.
 STAGING_PREFIX = "_txray_public-"
 STAGED_NAME = "upload"
 
@@ -97,10 +98,19 @@ def stage_public_output(output_dir: Path, ignore_patterns: Sequence[str] | str |
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
         staged = staging / STAGED_NAME
-        shutil.copytree(output_dir, staged, ignore=ignored, copy_function=link_or_copy)
+        shutil.copytree(output_dir, staged, ignore=ignored, copy_function=_link)
         for relative, change in changes.items():
             change.apply(staged / relative)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return staging
+
+
+def _link(source: str, target: str) -> None:
+    """A hard link, or a symbolic link where the file system has none (the upload reads through it): never a copy,
+    which for a large model would cost a copy of its weights at every push."""
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(os.path.abspath(source), target)
