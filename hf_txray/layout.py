@@ -576,14 +576,16 @@ def check_tables_load(folder: Path, configs: Iterable[str]) -> dict[str, int]:
     import datasets
 
     rows = {}
+    configs = list(configs)
     bars_were_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # a check, not a user-facing load: no "Generating train split" bars
     try:
         with tempfile.TemporaryDirectory(prefix="hf_txray-check-") as cache:  # keeps the user's datasets cache clean
+            view = _checked_view(folder, configs, Path(cache) / "view")
             for config in configs:
                 expected = sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / config).glob("*.parquet"))
                 try:
-                    loaded = datasets.load_dataset(str(folder), config, split="train", cache_dir=cache)
+                    loaded = datasets.load_dataset(str(view), config, split="train", cache_dir=cache)
                 except Exception as err:  # any loader failure means the folder is broken: never upload it
                     raise ProfileFormatError(f"Config {config!r} of {folder} does not load with datasets: "
                                              f"{err}") from err
@@ -595,6 +597,29 @@ def check_tables_load(folder: Path, configs: Iterable[str]) -> dict[str, int]:
         if bars_were_enabled:
             datasets.enable_progress_bars()
     return rows
+
+
+def _checked_view(folder: Path, configs: list[str], view: Path) -> Path:
+    """`folder` as :func:`check_tables_load` loads it: the checked configs (linked) under a README whose YAML declares
+    only them. ``datasets`` resolves the files of every declared config, so a folder holding part of a repo (a
+    probing push downloads the repo's README and its own configs only) failed on configs it never meant to check."""
+    from huggingface_hub import DatasetCard
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return folder
+    card = DatasetCard.load(readme)
+    declared = card.data.to_dict().get("configs") or []
+    kept = [c for c in declared if c.get("config_name") in configs]
+    if len(kept) == len(declared):
+        return folder
+    view.mkdir(parents=True)
+    for config in configs:
+        if (folder / config).is_dir():
+            shutil.copytree(folder / config, view / config, copy_function=link_or_copy)
+    card.data.configs = kept
+    (view / "README.md").write_text(f"---\n{card.data.to_yaml()}\n---\n", encoding="utf-8")
+    return view
 
 
 def read_config(directory: Path, name: str) -> pa.Table | None:
@@ -756,10 +781,10 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
     if meta is None:
         held = [name for name in EXTRA_CONFIGS if any((directory / name).glob("*.parquet"))]
         if held:  # a push of probing results or ablation curves alone
+            what = {"probe_rankings": "probing results", "ablation": "ablation curves"}
             raise ProfileFormatError(
-                f"{directory} holds {' and '.join(f'{n}/' for n in held)} (probing results or ablation curves) but no "
-                "profiles or reports: read them with hf_txray.probing.load_probing(...) given the same repo id or "
-                "folder.")
+                f"{directory} holds {' and '.join(f'{n}/ ({what[n]})' for n in held)} but no profiles or reports: "
+                "read them with hf_txray.probing.load_probing(...) given the same repo id or folder.")
         raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.")
     rows = meta.to_pylist()
     newest = max((r["format_version"] or 0) for r in rows)

@@ -652,13 +652,21 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     push_probing(other, ablations=[curve])  # adds a config, keeps the first
     remote = load_probing(other)
     assert remote.probe_rankings is not None and len(remote.ablation) == 3
-    with pytest.raises(ProfileFormatError, match=r"holds probe_rankings/ and ablation/ .*probing.load_probing"):
+    with pytest.raises(ProfileFormatError, match=r"holds probe_rankings/ \(probing results\) and ablation/ \(ablation curves\) .*probing.load_probing"):
         hf_txray.load(other)  # no profiles yet: say where the results are read, not 'not an hf_txray export'
     hf_txray.push_to_hub(other, profiles=[profile], plots=False)  # a TX-Ray push leaves probing configs alone
     remote = load_probing(other)
     assert remote.probe_rankings is not None and remote.ablation is not None
     assert len(datasets.load_dataset(other, "probe_rankings", split="train")) == len(rankings[rankings["probe"] ==
                                                                                               "tags"])
+    # a probing push onto a repo that holds TX-Ray results (the documented order): it checked its configs on a
+    # partial download whose README declares the TX-Ray configs too, and datasets failed on their missing files
+    push_probing(other, probes=[renamed], ablations=[curve])
+    remote = load_probing(other)
+    assert sorted(set(remote.probe_rankings["probe"])) == ["tags", "tags-2"] and len(remote.ablation) == 3
+    profiles, _ = hf_txray.load(other)
+    assert profiles["default"] == profile
+    assert len(datasets.load_dataset(other, "ablation", split="train")) == 3
 
 
 def test_cli_probe_and_ablate(planted, tmp_path, capsys):
