@@ -186,8 +186,9 @@ def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
     if unseen:
         described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
         warnings.warn(
-            f"{sum(unseen.values())} of {corpus.num_words} words carry labels the probe never saw: {described}. They "
-            "count as wrong (the probe cannot predict them); to leave them out, score a corpus without them.",
+            f"{sum(unseen.values())} of the corpus's {corpus.num_words} words carry labels the probe never saw: "
+            f"{described}. Where the model reads them (words cut off by max_length are not scored) they count as "
+            "wrong, since the probe cannot predict them; to leave them out, score a corpus without them.",
             UserWarning, stacklevel=3)
     return mapping
 
