@@ -33,7 +33,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping
 
 PROVENANCE_SCHEMA = 1
@@ -397,10 +397,21 @@ LOCAL_PATH_NOTE = "local path"
 ID_KEYS = ("id", "model_id", "dataset_id", "model_a", "model_b", "dataset_a", "dataset_b")  # names of sources
 
 
+# An absolute Windows path (drive letter or UNC share), as a profile made on Windows records it: os.path only
+# knows it there.
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\[^\\/]+[\\/])")
+
+
+def _windows_absolute(name: str) -> bool:
+    """Whether `name` is an absolute Windows path that this (non-Windows) system's os.path does not recognise."""
+    return os.name != "nt" and bool(_WINDOWS_ABSOLUTE.match(name))
+
+
 def is_local_path(name: str) -> bool:
-    """Whether `name` is a local path (absolute, ``./``, ``../``, ``~``, or existing here) rather than a Hub id or
-    another name; a relative path that does not exist here names no one's folders and is left as it is."""
-    return (os.path.isabs(os.path.expanduser(name)) or name.startswith((".", "~"))
+    """Whether `name` is a local path (absolute, also a Windows one; ``./``, ``../``, ``~``, or existing here) rather
+    than a Hub id or another name; a relative path that does not exist here names no one's folders and is left as
+    it is."""
+    return (os.path.isabs(os.path.expanduser(name)) or _windows_absolute(name) or name.startswith((".", "~"))
             or Path(name).expanduser().exists())
 
 
@@ -408,6 +419,8 @@ def public_path(name: str) -> tuple[str, bool]:
     """A local path as it may be shown in public: relative to the current directory when below it, else only its
     last component (then ``True``: the caller notes "local path"). Never through the home directory: from a current
     directory above it, a relative path would name the user."""
+    if _windows_absolute(name):  # recorded on another system: nothing here is relative to it
+        return PureWindowsPath(name).name or name, True
     path, cwd = Path(os.path.abspath(Path(name).expanduser())), Path.cwd()
     homes = _homes()  # as set and resolved: a symlinked home is still the user's
     through_home = any(path.is_relative_to(h) or path.resolve().is_relative_to(h) for h in homes) and not any(
@@ -444,7 +457,7 @@ def public_record(value: Any, key: str | None = None) -> Any:
         return value
     if key in ID_KEYS:
         return public_name(value)
-    if os.path.isabs(os.path.expanduser(value)) and len(Path(value).parts) > 1:
+    if (os.path.isabs(os.path.expanduser(value)) and len(Path(value).parts) > 1) or _windows_absolute(value):
         return public_path(value)[0]
     for home in sorted((str(h) for h in _homes()), key=len, reverse=True):
         # the home folder itself, not a longer name it starts ("/home/al" in "/home/alice")

@@ -351,6 +351,11 @@ def test_public_path_never_names_the_home_folder(tmp_path, monkeypatch):
     assert public_path(model) == ("bert", True)
     for name in ("sentence-transformers/all-MiniLM-L6-v2", "gpt2", "penn_treebank/valid", None):
         assert public_name(name) == name  # Hub ids and other names unchanged
+    # a profile made on Windows, pushed from here: its paths are local too, shown by their last component
+    for windows, last in ((r"C:\Users\alice\models\bert", "bert"), ("D:/corpora/ptb.txt", "ptb.txt"),
+                          (r"\\server\share\alice\data", "data")):
+        assert public_name(windows) == last and public_label(windows) == f"`{last}` (local path)"
+        assert public_record({"runtime": {"cache": windows}}) == {"runtime": {"cache": last}}
     monkeypatch.chdir(home)
     record = {"model": {"id": model, "files": {"config.json": "sha"}}, "runtime": {"model_kwargs": {
         "offload_folder": str(tmp_path / "offload")}}, "note": f"read from {home}/cache, not {home}x"}
