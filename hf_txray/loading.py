@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
 from pathlib import Path
@@ -958,7 +959,7 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     """Complete a :class:`~hf_txray.provenance.DatasetSource` with what was loaded: column, counts, texts hash."""
     import datasets
 
-    from .provenance import texts_hash
+    from .provenance import names_embedded, texts_hash
 
     source.text_column, source.num_samples = column, num_samples
     source.fingerprint = getattr(corpus, "_fingerprint", None)
@@ -968,9 +969,24 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
         source.content_hash = source.texts_hash
     if source.kind == "object":
         source.id = source.id or getattr(corpus.info, "dataset_name", None)
+        if names_embedded(source.id) and source.texts_hash is not None:  # `select` and `map` keep the name
+            source.embedded = _embedded_prefix_hash(source.id, source.num_texts) == source.texts_hash
     if source.split is None and getattr(corpus, "split", None) is not None:
         source.split = str(corpus.split)
     return source
+
+
+@functools.lru_cache(maxsize=16)
+def _embedded_prefix_hash(dataset_id: str, count: int) -> str | None:
+    """The texts hash of the first `count` texts of the embedded corpus `dataset_id` (None when it has fewer): what
+    :func:`hf_txray.reproduce` reloads for a profile of it, and checks."""
+    from .corpora import embedded_corpus
+    from .provenance import texts_hash
+
+    corpus = embedded_corpus(dataset_id)
+    if corpus is None or count > len(corpus):
+        return None
+    return texts_hash(corpus.select(range(count)) if count < len(corpus) else corpus, "text")
 
 
 def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, split: str | None = None,

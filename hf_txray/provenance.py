@@ -213,6 +213,10 @@ class DatasetSource:
             read it from its start to its end, not resumed (a local file is pinned by `content_hash` all the same).
         streaming (`bool`, defaults to `False`): the texts were read as a stream (``streaming=True``, an
             ``IterableDataset`` or a generator); :func:`hf_txray.reproduce` streams a local file again.
+        embedded (`bool`, *optional*): for a ``datasets.Dataset`` named like an embedded corpus of
+            :mod:`hf_txray.corpora`, whether its texts are that corpus's leading texts (reloadable by name), not a
+            ``select``/``shuffle``/``map`` of it, which keeps the name; None otherwise and in records written before
+            this field.
     """
 
     kind: str
@@ -229,6 +233,7 @@ class DatasetSource:
     num_texts: int = 0
     texts_hash: str | None = None
     streaming: bool = False
+    embedded: bool | None = None
     fingerprint: str | None = field(default=None, repr=False, compare=False)  # in-process cache key, not recorded
 
     def to_dict(self) -> dict[str, Any]:
@@ -333,10 +338,22 @@ def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dat
     return f"model {m}, dataset {d}, {dataset.get('num_texts')} texts, {runtime.get('device')}/{runtime.get('dtype')}"
 
 
+EMBEDDED_IDS = ("penn_treebank", "bbc_news")  # the dataset names of hf_txray.corpora (before the "/<split>")
+
+
+def names_embedded(dataset_id: str | None) -> bool:
+    """Whether `dataset_id` is the name of an embedded corpus of :mod:`hf_txray.corpora`."""
+    return str(dataset_id).split("/")[0] in EMBEDDED_IDS
+
+
 def is_embedded(record: dict[str, Any]) -> bool:
-    """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (reloadable by name)."""
-    return record["dataset"]["kind"] == "object" and str(record["dataset"].get("id")).split("/")[0] in (
-        "penn_treebank", "bbc_news")
+    """Whether the texts are an embedded corpus of :mod:`hf_txray.corpora` (its leading texts, reloadable by name):
+    recorded as ``embedded``; a record written before that field is judged by its name alone."""
+    dataset = record["dataset"]
+    if dataset["kind"] != "object":
+        return False
+    recorded = dataset.get("embedded")
+    return bool(recorded) if recorded is not None else names_embedded(dataset.get("id"))
 
 
 def needs_texts_again(record: dict[str, Any]) -> bool:

@@ -421,6 +421,20 @@ def test_embedded_corpus_is_reloaded_by_name(tmp_path):
     assert numbers_equal(by_name, hf_txray.analyze(model, corpora.penn_treebank("valid", num_samples=9),
                                                    max_length=32, **OPTIONS))
     assert by_name.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
+    # select() keeps the corpus's name: a subset that is not its leading texts cannot be reloaded by name (reproduce
+    # reloaded the first texts and refused their hash, naming no cause); it is recorded so, and the texts are asked for
+    ptb = corpora.penn_treebank("valid", num_samples=20)
+    head, tail = (hf_txray.analyze(model, ptb.select(rows), max_length=32, **OPTIONS)
+                  for rows in (range(10), range(10, 20)))
+    assert head.meta.provenance["dataset"]["embedded"] is True
+    assert tail.meta.provenance["dataset"]["embedded"] is False
+    assert tail.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
+    assert _reproduce_one(head, tmp_path).verdict == "identical"
+    with pytest.raises(ReproducibilityError, match=r"Pass them again with dataset="):
+        _reproduce_one(tail, tmp_path)
+    assert _reproduce_one(tail, tmp_path, dataset=ptb.select(range(10, 20))).verdict == "identical"
+    # and the two parts merge: their texts are disjoint (the merge refused them as two reads from the first text)
+    assert numbers_equal(head.merge(tail), hf_txray.analyze(model, ptb, max_length=32, **OPTIONS))
 
 
 def test_reproduce_of_a_profile_object_says_what_to_pass():
