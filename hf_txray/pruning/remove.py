@@ -67,7 +67,7 @@ def _intermediate_attribute(config: Any, width: int) -> str:
     raise ModelError(
         f"Could not find the config attribute holding the MLP intermediate size ({width}) among "
         f"{', '.join(INTERMEDIATE_SIZE_ATTRIBUTES)}, so a model with removed neurons could not be saved and reloaded. "
-        "Use mode='mask'."
+        "Use mode='mask' (CLI: --mode mask)."
     )
 
 
@@ -108,7 +108,8 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
         raise ConfigurationError(
             f"mode='remove' needs the same number of pruned neurons in every layer, because the config holds one "
             f"intermediate size for all layers (BERT, GPT-2, Llama); this plan prunes {counts}. Use per_layer=True "
-            "over all layers, mode='mask', or uneven='zero' (remove the common count, zero the rest)."
+            "over all layers (the CLI's default), mode='mask' (--mode mask), or uneven='zero' (--uneven zero: remove the "
+            "common count, zero the rest)."
         )
     common = min(counts.values())
     if common == width:
