@@ -119,7 +119,8 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     if len(report.mass_share):
         share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
         if len(share):
-            lines += ["", f"{ft} mass share in A and B vs corpus frequency", text_table(share.head(12))]
+            lines += ["", f"{ft} mass share in A and B vs corpus frequency{_rows_shown(len(share), SHARE_ROWS)}",
+                      text_table(_largest_shares(share, SHARE_ROWS))]
     keep = ["layer", "neuron", f"hellinger_{ft}"] + [c for c in (f"p_hellinger_{ft}", f"changed_{ft}")
                                                        if c in report.neurons] + [
         f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
@@ -171,3 +172,20 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         lines.append(f"{report.name}: {report_row['status']}; Hellinger " + ", ".join(
             f"{ft} {report_row[f'hellinger_{ft}']:.3f}" for ft in fts))
     return "\n".join(lines)
+
+
+SHARE_ROWS = 12  # feature values in the terminal's mass-share table
+
+
+def _largest_shares(share: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """The `rows` values of a mass-share table with the largest share in any of its columns (mass in A or B, corpus
+    frequency in A or B), in the table's order: the first rows by A's corpus frequency hid a value that is rare in A's
+    corpus but takes much of B's mass (PUNCT on BBC after PTB)."""
+    if len(share) <= rows:
+        return share
+    largest = share[["mass_share_a", "mass_share_b", "corpus_frequency_a", "corpus_frequency_b"]].max(axis=1)
+    return share.loc[sorted(largest.nlargest(rows, keep="first").index, key=share.index.get_loc)]
+
+
+def _rows_shown(total: int, rows: int) -> str:
+    return f" ({rows} of {total} values: the largest share in any column)" if total > rows else ""

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hf_txray
@@ -471,6 +472,16 @@ def test_rankings_respect_min_count(tmp_path):
         {0, 1, 2, 3, 4, 6, 7}
     card = "\n".join(_report_tables(report))
     assert "2 shared neurons have too few credits" in card and "noise floor A" in card
+    # 17 tag values: the terminal shows 12, the largest share in any column (PUNCT, rare in A's corpus, takes much
+    # of B's mass; the 12 most frequent in A's corpus hid it), and says so
+    tags = [f"T{i:02d}" for i in range(16)] + ["PUNCT"]
+    freq_a = [0.1 - 0.005 * i for i in range(16)] + [0.001]
+    report.mass_share = pd.DataFrame({"feature_type": "pos", "feature": tags, "mass_share_a": freq_a,
+                                      "mass_share_b": [f * 0.5 for f in freq_a[:16]] + [0.3],
+                                      "corpus_frequency_a": freq_a, "corpus_frequency_b": freq_a})
+    shown = report_text(report).split("pos mass share in A and B vs corpus frequency")[1].split("\n\n")[0]
+    assert "(12 of 17 values: the largest share in any column)" in shown
+    assert "PUNCT" in shown and "T00" in shown and "T11" not in shown and "T15" not in shown
 
 
 def test_compare_warns_when_stage_sizes_differ_more_than_twice():
