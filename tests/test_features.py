@@ -39,6 +39,8 @@ def test_builtin_types_are_typed_records():
     assert not get_feature_type("token").needs_words and get_feature_type("word").needs_words
     with pytest.raises(ConfigurationError, match="Unknown feature 'lemma'.*token, word, pos, dep, ner"):
         get_feature_type("lemma")
+    with pytest.raises(ConfigurationError, match=r"pass a tuple: \('token', 'pos'\) \(the CLI takes the comma"):
+        get_feature_type("token, pos")  # the CLI's form, in Python
 
 
 def test_register_user_feature_checks_names(case_feature):

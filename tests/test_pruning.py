@@ -179,6 +179,9 @@ def test_plans_of_every_kind_round_trip(report, tmp_path):
         again = PruningPlan.from_pretrained(plan.save_pretrained(tmp_path / plan.strategy))
         assert again == plan and again.amount == plan.amount
     assert plan.strategy == "explicit" and plan.neurons == {1: [2, 4]} and plan.mode == "remove"
+    big = plan_pruning(report, "random", 3, seed=0)  # its repr: counts by layer, not every neuron index
+    assert repr(big).startswith("PruningPlan(random@3/seed=0, mode='mask', 6 neurons") and "{0: 3, 1: 3}" in repr(big)
+    assert str(big.neurons[0]) not in repr(big)
 
 
 # ----- masking -------------------------------------------------------------------------------------------------------

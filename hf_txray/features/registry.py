@@ -166,8 +166,11 @@ def get_feature_type(name: str) -> FeatureType:
 
 
 def _unknown_message(feature: Any) -> str:
+    listed = (f" To give several, pass a tuple: {tuple(part.strip() for part in feature.split(','))!r} (the CLI "
+              "takes the comma form).") if isinstance(feature, str) and "," in feature else ""
     return (f"Unknown feature {feature!r}: use one of {', '.join(registered_features())}, a UserFeature, or a "
-            "(name, callable) pair; register your own with hf_txray.register_feature(UserFeature(name, fn)).")
+            "(name, callable) pair; register your own with hf_txray.register_feature(UserFeature(name, fn))."
+            f"{listed}")
 
 
 def feature_type_of(name: str) -> FeatureType:

@@ -100,6 +100,12 @@ class PruningPlan(Artifact):
         label = f"{self.strategy}@{_amount_label(self.amount)}"
         return f"{label}/seed={self.seed}" if is_random_strategy(self.strategy) else label
 
+    def __repr__(self) -> str:
+        # the neuron lists run to thousands of indices: counts per layer instead (``plan.neurons`` holds them)
+        source = {k: v for k, v in self.source.items() if k in ("kind", "stage", "stage_a", "stage_b")}
+        return (f"PruningPlan({self.name}, mode={self.mode!r}, {self.total} neurons ({self.fraction:.1%}), counts "
+                f"by layer {self.counts}, source {source})")
+
     def pairs(self) -> list[tuple[int, int]]:
         """The pruned neurons as sorted ``(layer, index)`` pairs."""
         return [(layer, int(i)) for layer in sorted(self.neurons) for i in self.neurons[layer]]
