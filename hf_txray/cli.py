@@ -588,7 +588,8 @@ def _add_probe(sub) -> None:
     p.add_argument("--stack", choices=["encoder", "decoder"],
                    help="Encoder-decoder models (T5, BART...): read the encoder (the default) or the decoder (teacher "
                         "forcing on the text itself: decoder position j+1 is fed token j and gives its vector).")
-    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/texts (default: all).")
+    p.add_argument("--max-sentences", "--num-samples", type=int,
+                   help="Use only the first sentences/texts (default: all). --num-samples is the same, as in analyze.")
     p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
     p.add_argument("--seed", type=int, default=0, help="Seed of the split and the probe's training.")
     p.add_argument("--l1", type=float, default=1e-3, help="L1 weight of the elastic-net probe.")
@@ -642,7 +643,9 @@ def _add_ablate(sub) -> None:
                    help="zero: set the neurons to 0; mean: to their mean activation on DATA.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
-    p.add_argument("--max-sentences", type=int, help="Use only the first sentences/rows of DATA (default: all).")
+    p.add_argument("--max-sentences", "--num-samples", type=int,
+                   help="Use only the first sentences/rows of DATA (default: all). --num-samples is the same, as in "
+                        "analyze.")
     _add_data_columns(p, "label")  # the task metrics read "label" when none is given
     _add_forward_options(p, "Truncate texts to this many tokens (default: for --metric probe, and for the neuron "
                             "means of --mode mean, and for the task metrics, the model's limit, at most 512; for "

@@ -695,6 +695,10 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys):
     assert loaded.probe_rankings is not None and loaded.ablation is not None
     assert main(["probe", str(model_dir), str(tmp_path / "missing.conllu"), "--out", str(tmp_path / "x")]) == 2
     assert "not found" in capsys.readouterr().err
+    from hf_txray.cli import build_parser  # --num-samples, as analyze names it, is --max-sentences
+
+    for command in (["probe", "m", "d", "--out", "o"], ["ablate", "m", "p", "d", "--out", "o"]):
+        assert build_parser().parse_args(command + ["--num-samples", "7"]).max_sentences == 7
 
 
 # ----- bad input ------------------------------------------------------------------------------------------------------
