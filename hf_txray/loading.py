@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
@@ -118,7 +119,9 @@ def load_model(
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
-            loaded = AutoModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+            with _quiet_load_report():
+                loaded, info = AutoModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code,
+                                                         output_loading_info=True, **kwargs)
         except ImportError as err:
             extra = " (pip install gguf, or pip install 'hf_txray[gguf]')" if gguf_file else ""
             raise ModelError(f"Loading {model_id!r} needs a package that is missing{extra}: {err}") from err
@@ -130,6 +133,7 @@ def load_model(
                 f"Could not load model {model_id!r}: it is not a model folder here and could not be fetched from "
                 f"the Hub. {_offline_hint()} {detail}"
             ) from err
+        check_loaded_weights(model_id, type(loaded).__name__, info)
         if tokenizer is None:
             tokenizer = _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
         revision = revision or getattr(loaded.config, "_commit_hash", None)
@@ -145,6 +149,44 @@ def load_model(
         tokenizer = _load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
     check_fast_tokenizer(tokenizer)
     return model, tokenizer, model_id, revision
+
+
+# Modules after the layers that analyze hooks (a pooler, task heads): weights of theirs that a checkpoint lacks are
+# initialised at random but change no profiled activation (a masked-LM checkpoint has no pooler, for one).
+UNPROFILED_MODULES = ("pooler", "lm_head", "classifier", "score", "qa_outputs", "cls")
+
+
+def check_loaded_weights(model_id: str, class_name: str, info: Mapping[str, Any]) -> None:
+    """Refuse a model whose checkpoint lacked weights of its body: transformers initialises them at random and only
+    logs it, and the profile would then describe random weights without a word.
+
+    Raises:
+        ModelError: naming the missing weights (up to five) and what to check.
+    """
+    missing = sorted(key for key in info.get("missing_keys") or ()
+                     if not set(key.split(".")[:2]) & set(UNPROFILED_MODULES))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelError(
+            f"The checkpoint {model_id!r} lacks {len(missing)} weights of {class_name} ({shown}): transformers would "
+            "initialise them at random, and the profile would describe random weights. Check the path or revision "
+            "(a checkpoint of another architecture?), or load the model yourself and pass it as an object if this is "
+            "intended.")
+
+
+@contextlib.contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """transformers' load report at warning level lists the weights a checkpoint has beyond the base model (a task
+    head: expected when the base model is profiled) in a large box; :func:`check_loaded_weights` refuses the case
+    that matters, missing weights, itself."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def check_fast_tokenizer(tokenizer: Any) -> None:

@@ -463,3 +463,32 @@ def test_a_row_all_minus_inf_is_uncredited_not_refused():
     assert edited.meta.num_uncredited == healthy.meta.num_uncredited + len(texts)  # position 2 of each text, layer 1
     assert edited.neuron_count[0].sum() == healthy.neuron_count[0].sum()
     assert edited.neuron_count[1].sum() == healthy.neuron_count[1].sum() - len(texts)
+
+
+def test_a_checkpoint_missing_body_weights_is_refused_and_a_missing_pooler_is_not(tmp_path, saved_bert, caplog):
+    """transformers initialises weights a checkpoint lacks at random and only logs a report: a profile of such a
+    model described random weights without an error. Weights after the profiled layers (a masked-LM checkpoint has
+    no pooler) change nothing and load quietly."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    def without(name: str, dropped: tuple[str, ...]) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(saved_bert, folder)
+        weights = load_file(folder / "model.safetensors")
+        save_file({k: v for k, v in weights.items() if not k.startswith(dropped)}, folder / "model.safetensors",
+                  metadata={"format": "pt"})
+        return folder
+
+    broken = without("broken", ("encoder.layer.1.intermediate.", "bert.encoder.layer.1.intermediate."))
+    with pytest.raises(ModelError, match=r"lacks 2 weights of BertModel \(encoder\.layer\.1\.intermediate\.dense\.bias, "
+                                         r"encoder\.layer\.1\.intermediate\.dense\.weight\).*random weights"):
+        hf_txray.analyze(str(broken), TEXTS, show_progress=False)
+    no_pooler = without("no-pooler", ("pooler.", "bert.pooler."))
+    with caplog.at_level(logging.WARNING):
+        profile = hf_txray.analyze(str(no_pooler), TEXTS, show_progress=False)
+    whole = hf_txray.analyze(str(saved_bert), TEXTS, show_progress=False)
+    assert np.array_equal(profile.neuron_count, whole.neuron_count) and np.array_equal(profile.neuron_mass,
+                                                                                       whole.neuron_mass)
+    assert "LOAD REPORT" not in caplog.text
