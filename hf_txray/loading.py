@@ -119,7 +119,7 @@ def load_model(
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
-            with _quiet_load_report():
+            with quiet_load_report():
                 loaded, info = AutoModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code,
                                                          output_loading_info=True, **kwargs)
         except ImportError as err:
@@ -156,15 +156,20 @@ def load_model(
 UNPROFILED_MODULES = ("pooler", "lm_head", "classifier", "score", "qa_outputs", "cls")
 
 
-def check_loaded_weights(model_id: str, class_name: str, info: Mapping[str, Any]) -> None:
+def check_loaded_weights(model_id: str, class_name: str, info: Mapping[str, Any],
+                         exempt: Sequence[str] = UNPROFILED_MODULES) -> None:
     """Refuse a model whose checkpoint lacked weights of its body: transformers initialises them at random and only
-    logs it, and the profile would then describe random weights without a word.
+    logs it, and the profile (or an evaluation) would then describe random weights without a word.
+
+    Args:
+        info: the ``output_loading_info`` of ``from_pretrained``.
+        exempt (`Sequence[str]`): modules whose missing weights change nothing the caller reads (by default those
+            after the profiled layers; none where a task head is used).
 
     Raises:
         ModelError: naming the missing weights (up to five) and what to check.
     """
-    missing = sorted(key for key in info.get("missing_keys") or ()
-                     if not set(key.split(".")[:2]) & set(UNPROFILED_MODULES))
+    missing = sorted(key for key in info.get("missing_keys") or () if not set(key.split(".")[:2]) & set(exempt))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise ModelError(
@@ -175,7 +180,7 @@ def check_loaded_weights(model_id: str, class_name: str, info: Mapping[str, Any]
 
 
 @contextlib.contextmanager
-def _quiet_load_report() -> Iterator[None]:
+def quiet_load_report() -> Iterator[None]:
     """transformers' load report at warning level lists the weights a checkpoint has beyond the base model (a task
     head: expected when the base model is profiled) in a large box; :func:`check_loaded_weights` refuses the case
     that matters, missing weights, itself."""

@@ -492,3 +492,16 @@ def test_a_checkpoint_missing_body_weights_is_refused_and_a_missing_pooler_is_no
     assert np.array_equal(profile.neuron_count, whole.neuron_count) and np.array_equal(profile.neuron_mass,
                                                                                        whole.neuron_mass)
     assert "LOAD REPORT" not in caplog.text
+    # the CLI's prune/ablate load the class with its head: a head missing from the checkpoint would be random
+    from transformers import BertForSequenceClassification
+
+    from hf_txray.pruning.load import load_pretrained_with_head
+
+    classifier = BertForSequenceClassification.from_pretrained(saved_bert, num_labels=2)
+    classifier.save_pretrained(tmp_path / "cls")
+    assert type(load_pretrained_with_head(str(tmp_path / "cls"))).__name__ == "BertForSequenceClassification"
+    weights = load_file(tmp_path / "cls" / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("classifier.")},
+              tmp_path / "cls" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelError, match=r"lacks 2 weights of BertForSequenceClassification \(classifier\.bias"):
+        load_pretrained_with_head(str(tmp_path / "cls"))
