@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
 import functools
+import logging
 import os
 import re
 from pathlib import Path
@@ -119,9 +119,10 @@ def load_model(
         if dtype is not None:
             kwargs["dtype"] = dtype
         try:
-            with quiet_load_report():
-                loaded, info = AutoModel.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code,
-                                                         output_loading_info=True, **kwargs)
+            loaded = load_checked(AutoModel, source, model_id, revision=revision, trust_remote_code=trust_remote_code,
+                                  **kwargs)
+        except ModelError:  # the checkpoint's own refusal (a ValueError too): as it is
+            raise
         except ImportError as err:
             extra = " (pip install gguf, or pip install 'hf_txray[gguf]')" if gguf_file else ""
             raise ModelError(f"Loading {model_id!r} needs a package that is missing{extra}: {err}") from err
@@ -133,7 +134,6 @@ def load_model(
                 f"Could not load model {model_id!r}: it is not a model folder here and could not be fetched from "
                 f"the Hub. {_offline_hint()} {detail}"
             ) from err
-        check_loaded_weights(model_id, type(loaded).__name__, info)
         if tokenizer is None:
             tokenizer = _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
         revision = revision or getattr(loaded.config, "_commit_hash", None)
@@ -156,42 +156,101 @@ def load_model(
 UNPROFILED_MODULES = ("pooler", "lm_head", "classifier", "score", "qa_outputs", "cls")
 
 
+def load_checked(auto_cls: Any, source: str, model_id: str, exempt: Sequence[str] = UNPROFILED_MODULES,
+                 purpose: str = "the profile", **kwargs: Any) -> Any:
+    """``auto_cls.from_pretrained(source, **kwargs)``, refusing weights the checkpoint lacks or holds in other shapes
+    (:func:`check_loaded_weights`). An encoder-only checkpoint of an encoder-decoder family (``T5EncoderModel``,
+    which ``AutoModel`` loads as the whole ``T5Model`` without a decoder) is loaded with the class it names.
+
+    Raises:
+        ModelError: missing or mismatched weights, naming them (transformers' load report is kept out of the log
+            and quoted here instead).
+    """
+    with _LoadReports() as reports:
+        try:
+            loaded, info = auto_cls.from_pretrained(source, output_loading_info=True, **kwargs)
+            named = _encoder_only_class(loaded, info)
+            if named is not None:
+                loaded, info = named.from_pretrained(source, output_loading_info=True, **kwargs)
+        except RuntimeError as err:
+            if "mismatch" not in str(err):
+                raise
+            raise ModelError(
+                f"The weights of {model_id!r} do not have the shapes its config describes, so transformers would "
+                f"initialise them at random: {reports.text() or err}. Check the path or revision (a checkpoint of "
+                "another size or architecture?).") from err
+    check_loaded_weights(model_id, type(loaded).__name__, info, exempt, purpose)
+    return loaded
+
+
+def _encoder_only_class(loaded: Any, info: Mapping[str, Any]) -> Any:
+    """The encoder-only class a checkpoint names (``T5EncoderModel``...) when `loaded` is its family's encoder-decoder
+    that lacks exactly the decoder's weights; None otherwise."""
+    import transformers
+
+    missing = list(info.get("missing_keys") or ())
+    names = getattr(loaded.config, "architectures", None) or []
+    if not missing or not all(k.startswith("decoder.") for k in missing) or len(names) != 1:
+        return None
+    named = getattr(transformers, names[0], None)
+    return named if names[0].endswith("EncoderModel") and named is not None and named is not type(loaded) else None
+
+
 def check_loaded_weights(model_id: str, class_name: str, info: Mapping[str, Any],
-                         exempt: Sequence[str] = UNPROFILED_MODULES) -> None:
-    """Refuse a model whose checkpoint lacked weights of its body: transformers initialises them at random and only
-    logs it, and the profile (or an evaluation) would then describe random weights without a word.
+                         exempt: Sequence[str] = UNPROFILED_MODULES, purpose: str = "the profile") -> None:
+    """Refuse a model whose checkpoint lacked weights of its body, or held them in other shapes (loaded with
+    ``ignore_mismatched_sizes=True``): transformers initialises them at random and only logs it, and `purpose` (the
+    profile, an evaluation) would then describe random weights without a word.
 
     Args:
         info: the ``output_loading_info`` of ``from_pretrained``.
-        exempt (`Sequence[str]`): modules whose missing weights change nothing the caller reads (by default those
-            after the profiled layers; none where a task head is used).
+        exempt (`Sequence[str]`): modules whose weights change nothing the caller reads (by default those after the
+            profiled layers; none where a task head is used).
 
     Raises:
-        ModelError: naming the missing weights (up to five) and what to check.
+        ModelError: naming the weights (up to five) and what to check.
     """
-    missing = sorted(key for key in info.get("missing_keys") or () if not set(key.split(".")[:2]) & set(exempt))
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ModelError(
-            f"The checkpoint {model_id!r} lacks {len(missing)} weights of {class_name} ({shown}): transformers would "
-            "initialise them at random, and the profile would describe random weights. Check the path or revision "
-            "(a checkpoint of another architecture?), or load the model yourself and pass it as an object if this is "
-            "intended.")
+    kept = lambda key: not set(key.split(".")[:2]) & set(exempt)  # noqa: E731
+    missing = sorted(key for key in info.get("missing_keys") or () if kept(key))
+    resized = sorted(entry[0] for entry in info.get("mismatched_keys") or () if kept(entry[0]))
+    for weights, how in ((missing, "lacks"), (resized, "holds in other shapes than the model's")):
+        if weights:
+            shown = ", ".join(weights[:5]) + (f" and {len(weights) - 5} more" if len(weights) > 5 else "")
+            raise ModelError(
+                f"The checkpoint {model_id!r} {how} {len(weights)} weights of {class_name} ({shown}): transformers "
+                f"initialises them at random, and {purpose} would describe random weights. Check the path or "
+                "revision (a checkpoint of another architecture?), or load the model yourself and pass it as an "
+                "object if this is intended.")
 
 
-@contextlib.contextmanager
-def quiet_load_report() -> Iterator[None]:
-    """transformers' load report at warning level lists the weights a checkpoint has beyond the base model (a task
-    head: expected when the base model is profiled) in a large box; :func:`check_loaded_weights` refuses the case
-    that matters, missing weights, itself."""
-    from transformers.utils import logging as hf_logging
+class _LoadReports(logging.Filter):
+    """Keeps transformers' load report out of the log while a model loads (a large box that lists, among others, a
+    task head's weights as unexpected when the base model is loaded, which is expected here), and holds its text
+    for an error: :func:`check_loaded_weights` refuses the cases that matter itself."""
 
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
+    LOGGER = "transformers.modeling_utils"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        self.reports.append(re.sub(r"\x1b\[[0-9;]*m", "", message))
+        return False
+
+    def text(self) -> str:
+        flat = " ".join(" ".join(re.sub(r"[-+]{4,}", " ", report).split()) for report in self.reports)
+        return flat.replace("| |", "|")[:1500]
+
+    def __enter__(self) -> "_LoadReports":
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
 
 
 def check_fast_tokenizer(tokenizer: Any) -> None:
@@ -1017,7 +1076,9 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     if source.kind == "object":
         source.id = source.id or getattr(corpus.info, "dataset_name", None)
         if names_embedded(source.id) and source.texts_hash is not None:  # `select` and `map` keep the name
-            source.embedded = _embedded_prefix_hash(source.id, source.num_texts) == source.texts_hash
+            # reproduce reloads the corpus as shipped, its texts in the "text" column
+            source.embedded = column == "text" and _embedded_prefix_hash(source.id, source.num_texts) == \
+                source.texts_hash
     if source.split is None and getattr(corpus, "split", None) is not None:
         source.split = str(corpus.split)
     return source

@@ -428,6 +428,9 @@ def test_embedded_corpus_is_reloaded_by_name(tmp_path):
                   for rows in (range(10), range(10, 20)))
     assert head.meta.provenance["dataset"]["embedded"] is True
     assert tail.meta.provenance["dataset"]["embedded"] is False
+    renamed = hf_txray.analyze(model, ptb.select(range(10)).rename_column("text", "sentence"), max_length=32,
+                               **OPTIONS)  # the leading texts, but reloading them gives a "text" column
+    assert renamed.meta.provenance["dataset"]["embedded"] is False
     assert tail.meta.provenance["dataset"]["id"] == "penn_treebank/valid"
     assert _reproduce_one(head, tmp_path).verdict == "identical"
     with pytest.raises(ReproducibilityError, match=r"Pass them again with dataset="):

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelError
-from ..loading import check_loaded_weights, quiet_load_report
+from ..loading import load_checked
 
 
 def load_pretrained_with_head(name_or_path: str, **kwargs: Any) -> nn.Module:
@@ -28,10 +28,10 @@ def load_pretrained_with_head(name_or_path: str, **kwargs: Any) -> nn.Module:
         cls = getattr(transformers, arch, None)
         if cls is not None:
             break
-    try:
-        with quiet_load_report():
-            model, info = (cls or AutoModel).from_pretrained(name_or_path, output_loading_info=True, **kwargs)
+    try:  # a head initialised at random would be pruned, saved or evaluated: no weight is exempt
+        return load_checked(cls or AutoModel, name_or_path, str(name_or_path), exempt=(),
+                            purpose="what is pruned, saved or evaluated", **kwargs)
+    except ModelError:  # the checkpoint's own refusal (a ValueError too): as it is
+        raise
     except (OSError, ValueError) as err:
         raise ModelError(f"Could not load model {name_or_path!r}: {str(err).splitlines()[0][:200]}") from err
-    check_loaded_weights(str(name_or_path), type(model).__name__, info, exempt=())  # a random head evaluates wrong
-    return model
