@@ -520,6 +520,15 @@ def link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
+def link_or_symlink(source: str, target: str) -> None:
+    """A hard link, or a symbolic link where the file system has none (an upload reads through it): never a copy,
+    where a copy would be a model's weights (a Trainer's ``output_dir``, staged at every push)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(os.path.abspath(source), target)
+
+
 def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mapping[str, "TransferReport"], *,
                  repo_id: str | None = None, license: str | None = None, pretty_name: str | None = None,
                  plots: bool = False) -> None:

@@ -652,7 +652,8 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     push_probing(other, ablations=[curve])  # adds a config, keeps the first
     remote = load_probing(other)
     assert remote.probe_rankings is not None and len(remote.ablation) == 3
-    with pytest.raises(ProfileFormatError, match=r"holds probe_rankings/ \(probing results\) and ablation/ \(ablation curves\) .*probing.load_probing"):
+    with pytest.raises(ProfileFormatError, match=r"holds probe_rankings/ \(probing results\) and ablation/ "
+                                                 r"\(ablation curves\) .*probing.load_probing"):
         hf_txray.load(other)  # no profiles yet: say where the results are read, not 'not an hf_txray export'
     hf_txray.push_to_hub(other, profiles=[profile], plots=False)  # a TX-Ray push leaves probing configs alone
     remote = load_probing(other)

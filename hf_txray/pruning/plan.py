@@ -344,9 +344,8 @@ def plan_pruning(
             if want > have and not allow_fewer:
                 raise ConfigurationError(
                     f"Strategy {strategy!r} has only {have} candidate neurons in layer {layer}, fewer than the {want} "
-                    f"asked for. Ask for fewer, pass per_layer=False (CLI: --overall), or allow_fewer=True (--allow-fewer) "
-                    f"to take all {have}"
-                    f"{_fewer_hint(chosen, min_count)}."
+                    f"asked for. Ask for fewer, pass per_layer=False (CLI: --overall), or allow_fewer=True "
+                    f"(--allow-fewer) to take all {have}{_fewer_hint(chosen, min_count)}."
                 )
             neurons[layer] = sorted(int(i) for i in order[layer][:want])
     else:
@@ -355,8 +354,8 @@ def plan_pruning(
         if requested > have and not allow_fewer:
             raise ConfigurationError(
                 f"Strategy {strategy!r} has only {have} candidate neurons in layers {selected}, fewer than the "
-                f"{requested} asked for. Ask for fewer, or pass allow_fewer=True (CLI: --allow-fewer) to take all {have}"
-                f"{_fewer_hint(chosen, min_count)}."
+                f"{requested} asked for. Ask for fewer, or pass allow_fewer=True (CLI: --allow-fewer) to take all "
+                f"{have}{_fewer_hint(chosen, min_count)}."
             )
         tie = rng.permutation(len(pool))
         ranked = sorted(range(len(pool)), key=lambda k: (-pool[k][0], tie[k]))[:requested]

@@ -108,8 +108,8 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
         raise ConfigurationError(
             f"mode='remove' needs the same number of pruned neurons in every layer, because the config holds one "
             f"intermediate size for all layers (BERT, GPT-2, Llama); this plan prunes {counts}. Use per_layer=True "
-            "over all layers (the CLI's default), mode='mask' (--mode mask), or uneven='zero' (--uneven zero: remove the "
-            "common count, zero the rest)."
+            "over all layers (the CLI's default), mode='mask' (--mode mask), or uneven='zero' (--uneven zero: remove "
+            "the common count, zero the rest)."
         )
     common = min(counts.values())
     if common == width:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import os
 import shutil
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..layout import is_export_folder, public_changes
+from ..layout import is_export_folder, link_or_symlink, public_changes
 from ..logging import get_logger
 from .arguments import TXRAY_DIR
 
@@ -98,19 +97,10 @@ def stage_public_output(output_dir: Path, ignore_patterns: Sequence[str] | str |
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
         staged = staging / STAGED_NAME
-        shutil.copytree(output_dir, staged, ignore=ignored, copy_function=_link)
+        shutil.copytree(output_dir, staged, ignore=ignored, copy_function=link_or_symlink)
         for relative, change in changes.items():
             change.apply(staged / relative)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return staging
-
-
-def _link(source: str, target: str) -> None:
-    """A hard link, or a symbolic link where the file system has none (the upload reads through it): never a copy,
-    which for a large model would cost a copy of its weights at every push."""
-    try:
-        os.link(source, target)
-    except OSError:
-        os.symlink(os.path.abspath(source), target)
