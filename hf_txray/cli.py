@@ -665,7 +665,8 @@ def _cmd_ablate(args) -> int:
 
     _check_out(args.out, "ablate")
     result = ProbingResult.from_pretrained(args.probe)
-    model = load_pretrained_with_head(args.model).eval()
+    # the probe reads the body's activations: a checkpoint without its task head's weights is fine there
+    model = load_pretrained_with_head(args.model, head_used=args.metric != "probe").eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     metric = metric_from_name(args.metric, tokenizer, _resolve_dataset(args.data, args.max_sentences), probe=result,
                               max_sentences=args.max_sentences, text_column=args.text_column,

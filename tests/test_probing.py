@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import hf_txray
-from hf_txray.errors import ConfigurationError, DatasetError, IncompatibleProfilesError
+from hf_txray.errors import ConfigurationError, DatasetError, IncompatibleProfilesError, ModelError
 from hf_txray.probing import (
     AblationCurve,
     Activations,
@@ -51,7 +51,7 @@ from hf_txray.probing import (
 )
 from hf_txray.probing import results as probing_results
 from hf_txray.errors import ProfileFormatError
-from hf_txray.pruning import active_masks
+from hf_txray.pruning import active_masks, load_pretrained_with_head
 from models import bert_tokenizer, minilm_path, tiny, tiny_bert
 
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
@@ -692,6 +692,15 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys):
     values = curve.table.set_index("strategy")["value"]
     assert values["ranked"] < values["baseline"] - 0.15 and values["random"] > values["baseline"] - 0.05
     assert (tmp_path / "curve" / "ablation.png").exists()
+    # a checkpoint whose config names a head class its weights lack: the probe metric reads the body only, so the
+    # head's weights may be missing there; a task metric needs the head and is refused
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["BertForSequenceClassification"]}))
+    assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve2"),
+                 "--counts", "1", "--seeds", "0", "--max-sentences", "40"]) == 0
+    assert AblationCurve.from_pretrained(tmp_path / "curve2").table.equals(curve.table)
+    with pytest.raises(ModelError, match="classifier"):
+        load_pretrained_with_head(str(model_dir))
     loaded = load_probing(tmp_path / "results")
     assert loaded.probe_rankings is not None and loaded.ablation is not None
     assert main(["probe", str(model_dir), str(tmp_path / "missing.conllu"), "--out", str(tmp_path / "x")]) == 2

@@ -7,14 +7,20 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelError
-from ..loading import load_checked
+from ..loading import UNPROFILED_MODULES, load_checked
 
 
-def load_pretrained_with_head(name_or_path: str, **kwargs: Any) -> nn.Module:
+def load_pretrained_with_head(name_or_path: str, *, head_used: bool = True, **kwargs: Any) -> nn.Module:
     """Load a saved model with the class named in its config (``architectures``), so task heads are kept.
 
     Falls back to ``AutoModel``. Used by the CLI; raises :class:`ModelError` when nothing loads, or when the
     checkpoint lacks weights of the class (a head initialised at random would be pruned, saved or evaluated).
+
+    Args:
+        name_or_path (`str`): a Hub id or local folder.
+        head_used (`bool`, *optional*, defaults to `True`): whether the task head's output is used. When it is not
+            (``hf-txray ablate --metric probe`` reads the body's activations only), the head's weights may be
+            missing, as for :func:`hf_txray.analyze`; the body's may not.
     """
     import transformers
     from transformers import AutoConfig, AutoModel
@@ -28,9 +34,12 @@ def load_pretrained_with_head(name_or_path: str, **kwargs: Any) -> nn.Module:
         cls = getattr(transformers, arch, None)
         if cls is not None:
             break
-    try:  # a head initialised at random would be pruned, saved or evaluated: no weight is exempt
-        return load_checked(cls or AutoModel, name_or_path, str(name_or_path), exempt=(),
-                            purpose="what is pruned, saved or evaluated", **kwargs)
+    # a head initialised at random would be pruned, saved or evaluated: no weight is exempt when it is used
+    exempt, purpose = (((), "what is pruned, saved or evaluated") if head_used
+                       else (UNPROFILED_MODULES, "the probe's accuracy under ablation"))
+    try:
+        return load_checked(cls or AutoModel, name_or_path, str(name_or_path), exempt=exempt, purpose=purpose,
+                            **kwargs)
     except ModelError:  # the checkpoint's own refusal (a ValueError too): as it is
         raise
     except (OSError, ValueError) as err:
