@@ -611,7 +611,8 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             if builder is None:
                 raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
             _check_split_of_file(name, split)
-            loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming)
+            loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming,
+                                           **reader_options(builder, "\t" if path.suffix.lower() == ".tsv" else None))
             return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
         if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
             saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -665,8 +666,20 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     name, sliced = split_and_slice(split)
     chosen = pick_split(files, name)  # no such split, or several and none chosen, raise naming them
     name = name or next(iter(files))
-    loaded = datasets.load_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming)
+    loaded = datasets.load_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming,
+                                   **reader_options(builder.name, getattr(builder.config, "sep", None)))
     return select_slice(loaded, split) if sliced else loaded
+
+
+def reader_options(builder: str, separator: str | None = None) -> dict[str, Any]:
+    """Options of datasets' `builder` for a text corpus. A CSV is read by pandas, which turns empty cells and texts
+    such as "NA", "null", "nan" or "None" into missing values: here they are texts (an empty one is skipped and
+    counted in ``num_empty``, as from JSON or a list), so ``keep_default_na=False``. A ``.tsv`` is tab-separated
+    (`separator`), as ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one
+    column holding every field, labels included."""
+    if builder != "csv":
+        return {}
+    return {"sep": separator or ",", "keep_default_na": False}
 
 
 def refuse_split_of_one(dataset: Any, split: str | None) -> None:

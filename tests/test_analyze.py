@@ -747,6 +747,26 @@ def test_a_formatted_dataset_is_profiled_as_the_plain_one(kind):
     assert got.examples["token"].tolist() == expected.examples["token"].tolist()
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_csv_and_tsv_files_are_read_as_text_corpora(tmp_path, streaming):
+    """A .tsv (file or folder) is tab-separated: read with the CSV builder's comma, each line was one column
+    ('text\tlabel') and the labels were profiled as tokens. In a CSV, pandas turned empty cells and texts such as
+    "NA" or "null" into missing values, refused as None rows: they are texts (an empty one is skipped, as from a
+    list)."""
+    texts = ["NA", "the cat sat", "", "null", "None and nan", "a, b"]
+    frame = pd.DataFrame({"text": texts, "label": range(len(texts))})
+    (tmp_path / "folder").mkdir()
+    frame.to_csv(tmp_path / "data.tsv", sep="\t", index=False)
+    frame.to_csv(tmp_path / "folder" / "train.tsv", sep="\t", index=False)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    expected = run(texts=texts)
+    for source in ("data.tsv", "folder", "data.csv"):
+        got = run(texts=str(tmp_path / source), streaming=streaming)
+        assert got.meta.provenance["dataset"]["text_column"] == "text", source
+        assert (got.meta.num_examples, got.meta.num_empty) == (len(texts), 1), source
+        assert_same_credit(got, expected)
+
+
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     """A local file its extension's reader cannot parse (a text file renamed .csv) is refused as that local file read
     by its extension, not as "not a local file or folder, and not reachable on the Hub"."""
