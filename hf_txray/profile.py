@@ -60,7 +60,7 @@ class ProfileMeta:
     dataset_fingerprint: str = ""
     num_examples: int = 0
     num_positions: int = 0
-    num_uncredited: int = 0
+    num_uncredited: int = 0  # (layer, position) pairs whose best activation is <= 0: credited to nobody
     num_truncated: int = 0
     num_empty: int = 0  # texts without a token to credit: empty, blank or only characters the tokenizer drops
     num_windowed: int = 0  # texts longer than max_length, split into windows (long_texts="window")
