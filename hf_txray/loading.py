@@ -16,6 +16,26 @@ from .streaming import choose_text_column
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
+# Compressions datasets reads through fsspec with the standard library alone, in memory and streamed.
+COMPRESSIONS = (".gz", ".bz2", ".xz")
+
+
+def data_file_extension(path: str | Path) -> str:
+    """The extension that says how a data file is read: ``.jsonl``, or ``.jsonl.gz`` for a compressed one."""
+    return "".join(_extensions(path))
+
+
+def data_file_builder(path: str | Path) -> str | None:
+    """The ``datasets`` builder that reads a data file, by its extension (before a compression's); None if none."""
+    return DATA_FILE_BUILDERS.get(_extensions(path)[0])
+
+
+def _extensions(path: str | Path) -> tuple[str, str]:
+    """A data file's format extension and its compression's ("" when not compressed)."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS:
+        return suffixes[-2], suffixes[-1]
+    return (suffixes[-1] if suffixes else ""), ""
 
 
 def _first_line(err: BaseException) -> str:
@@ -43,7 +63,7 @@ def looks_local(name: str) -> bool:
     return (name.startswith(("./", "../", ".\\", "..\\", "~")) or name in (".", "..") or os.path.isabs(name)
             or name.replace("\\", "/").count("/") > 1
             # "data/nope.jsonl": a data file's name in a folder that exists here, not a Hub repo
-            or (path.suffix.lower() in DATA_FILE_BUILDERS and str(path.parent) not in ("", ".")
+            or (data_file_builder(path) is not None and str(path.parent) not in ("", ".")
                 and path.parent.is_dir()))
 
 
@@ -607,12 +627,14 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
         raise _missing_dataset_error(name)
     try:
         if path.is_file():
-            builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+            builder = data_file_builder(path)
             if builder is None:
-                raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}.")
+                raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}, "
+                                   f"optionally compressed ({', '.join(COMPRESSIONS)}).")
             _check_split_of_file(name, split)
+            separator = "\t" if _extensions(path)[0] == ".tsv" else None
             loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming,
-                                           **reader_options(builder, "\t" if path.suffix.lower() == ".tsv" else None))
+                                           **reader_options(builder, separator))
             return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
         if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
             saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -1158,7 +1180,7 @@ def _read_first_row(corpus, path: Path) -> None:
 
 def unreadable_local(path: Path, err: Exception) -> DatasetError:
     """The error for a local data file or folder that its reader failed on (not a Hub or network problem)."""
-    builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+    builder = data_file_builder(path)
     how = f"as {builder} (by its extension)" if path.is_file() and builder else "as a dataset folder"
     return DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {str(path)!r} {how}: "
                         f"{type(err).__name__}: {_first_line(err)}")

@@ -177,6 +177,7 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
     compared by content alone, whatever its name now; a folder as :func:`_check_local` does. With a texts hash, the
     texts streamed again are checked instead (:func:`_check_texts`), so a copy with other bytes but the same texts
     (an extra column, other line endings) is accepted."""
+    from .loading import data_file_extension
     from .provenance import data_path_files
 
     path = Path(path).expanduser()
@@ -190,9 +191,9 @@ def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
     if path.is_dir():
         raise DatasetError(f"The stage streamed the single file {profiled}, and {path} is a folder (read "
                            f"as a dataset of its own): pass the file itself.")
-    suffix = Path(profiled).suffix
-    if suffix.lower() != path.suffix.lower():
-        raise DatasetError(f"The dataset file {path} has another extension ({path.suffix or 'none'}) than the one "
+    suffix, given = data_file_extension(profiled), data_file_extension(path)
+    if suffix != given:
+        raise DatasetError(f"The dataset file {path} has another extension ({given or 'none'}) than the one "
                            f"profiled ({suffix or 'none'}), and datasets reads a file by its extension. Pass a copy "
                            f"named *{suffix}.")
     if hashed:

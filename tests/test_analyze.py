@@ -759,12 +759,21 @@ def test_csv_and_tsv_files_are_read_as_text_corpora(tmp_path, streaming):
     frame.to_csv(tmp_path / "data.tsv", sep="\t", index=False)
     frame.to_csv(tmp_path / "folder" / "train.tsv", sep="\t", index=False)
     frame.to_csv(tmp_path / "data.csv", index=False)
+    # compressed files, as datasets reads them (large corpora are often .jsonl.gz)
+    frame.to_csv(tmp_path / "data.tsv.gz", sep="\t", index=False, compression="gzip")
+    frame.to_json(tmp_path / "data.jsonl.bz2", orient="records", lines=True, compression="bz2")
     expected = run(texts=texts)
-    for source in ("data.tsv", "folder", "data.csv"):
+    for source in ("data.tsv", "folder", "data.csv", "data.tsv.gz", "data.jsonl.bz2"):
         got = run(texts=str(tmp_path / source), streaming=streaming)
         assert got.meta.provenance["dataset"]["text_column"] == "text", source
         assert (got.meta.num_examples, got.meta.num_empty) == (len(texts), 1), source
         assert_same_credit(got, expected)
+    model, tokenizer = tiny("bert")  # a compressed file is pinned by content, and reproduced
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "data.jsonl.bz2"), streaming=streaming,
+                     show_progress=False).save_pretrained(tmp_path / "profile")
+    assert hf_txray.reproduce(tmp_path / "profile").identical
 
 
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
