@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
-from .streaming import choose_text_column
+from .streaming import choose_text_column, missing_rows_error
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
@@ -819,10 +819,7 @@ def _check_column_values(dataset, column: str) -> None:
         nulls = int(pc.sum(pc.is_null(values)).as_py() or 0)
         if nulls:
             first = offset + next(i for i, v in enumerate(values.to_pylist()) if v is None)
-            raise DatasetError(
-                f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. "
-                "Drop them (dataset.filter(lambda r: r[col] is not None)) or fill them."
-            )
+            raise missing_rows_error(column, first)
         offset += len(values)
 
 

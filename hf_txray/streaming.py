@@ -212,10 +212,7 @@ class StreamingSource:
             )
         text = row[self.text_column]
         if text is None:
-            raise DatasetError(
-                f"Column {self.text_column!r} has missing (None) rows, the first at index {self._describe(position)}: "
-                "every row must be a str. Drop them (dataset.filter(lambda r: r[col] is not None)) or fill them."
-            )
+            raise missing_rows_error(self.text_column, self._describe(position))
         if not isinstance(text, str):
             raise DatasetError(
                 f"Row {self._describe(position)} is {type(text).__name__} ({text!r:.60}), not a string: every text "
@@ -283,6 +280,16 @@ def has_shuffle_buffer(corpus: Any) -> bool:
 
 # Usual names of the text column, tried in this order when none is given.
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", "review", "body", "question", "prompt")
+
+
+def missing_rows_error(column: str, first: Any) -> DatasetError:
+    """The error for a text column holding None rows, `first` naming the first one."""
+    return DatasetError(
+        f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
+        "(dataset.filter(lambda r: r[col] is not None)) or fill them. A CSV read by datasets (pandas) turns empty "
+        "cells and texts such as 'NA' or 'null' into None: load it with load_dataset('csv', ..., "
+        "keep_default_na=False) to keep them as texts (hf_txray reads local CSV files that way)."
+    )
 
 
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None) -> str:
