@@ -80,7 +80,8 @@ class Profiler:
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
         _check_top_k_reachable(model, self.sites, config.top_k)
-        self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED)
+        self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED,
+                                             self.forward.runs)
         self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
                                      else int(config.skip_first_positions))
         self.device = torch.device(device) if device is not None else input_device(model)

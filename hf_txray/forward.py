@@ -138,6 +138,8 @@ class StackForward:
         self.body = profiled_body(model, sites) if self.stack is None else None
         # The decoder is fed the start token before the text: its position tables hold one text token less.
         self.shifted: nn.Module | None = root if self.stack == "decoder" else None
+        # The part that runs, whose position tables bound a text (a decoder that does not run bounds nothing).
+        self.runs: nn.Module = root if self.stack == "encoder" else model
 
     def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""

@@ -53,7 +53,8 @@ def _shifted_limit(tokens: int, source: str) -> tuple[int, str]:
     return tokens - 1, f"{source}, less 1 for the decoder start token"
 
 
-def model_length_limit(model: nn.Module, shifted: nn.Module | None = None) -> LengthLimit:
+def model_length_limit(model: nn.Module, shifted: nn.Module | None = None, runs: nn.Module | None = None
+                       ) -> LengthLimit:
     """The positions `model` can take: the smallest position table among its stacks, else the config's figure.
 
     Args:
@@ -61,10 +62,15 @@ def model_length_limit(model: nn.Module, shifted: nn.Module | None = None) -> Le
         shifted (`nn.Module`, *optional*): a part of `model` fed one position more than the text (the decoder of
             a ``stack="decoder"`` profile: the start token goes first, see :mod:`hf_txray.forward`); its position
             tables hold one text token less. Relative positions (T5) have no table and no such limit.
+        runs (`nn.Module`, *optional*): the part of `model` that runs (the encoder of a ``stack="encoder"``
+            profile): only its tables bound the text. All of `model` when omitted.
     """
     inside = {id(m) for m in shifted.modules()} if shifted is not None else set()
-    tables = [_shifted_limit(*_table_limit(n, m)) if id(m) in inside else _table_limit(n, m)
-              for n, m in model.named_modules() if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)]
+    part = model if runs is None else runs
+    names = {id(m): n for n, m in model.named_modules()}  # named as in the model (decoder.embed_positions)
+    tables = [_shifted_limit(*_table_limit(names.get(id(m), n), m)) if id(m) in inside
+              else _table_limit(names.get(id(m), n), m)
+              for n, m in part.named_modules() if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)]
     if tables:
         tokens, source = min(tables)
         return LengthLimit(tokens, source)
@@ -90,7 +96,7 @@ TRUNCATED = "longer texts are truncated"
 
 
 def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shifted: nn.Module | None = None,
-                       longer: str = TRUNCATED) -> int:
+                       longer: str = TRUNCATED, runs: nn.Module | None = None) -> int:
     """The `max_length` to tokenize with, checked against the model's and the tokenizer's limits.
 
     Args:
@@ -101,6 +107,8 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
             :func:`model_length_limit`): the decoder when profiling ``stack="decoder"``.
         longer (`str`, *optional*): what the caller does with longer texts, for the error (:data:`WINDOWED` for
             analyze, :data:`TRUNCATED` by default).
+        runs (`nn.Module`, *optional*): the part of `model` that runs, when not all of it (see
+            :func:`model_length_limit`): the encoder when profiling ``stack="encoder"``.
 
     Returns:
         `int`: tokens per text, special tokens included.
@@ -108,7 +116,8 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
     Raises:
         ConfigurationError: `requested` exceeds the usable limit (raised before any forward pass).
     """
-    known = [lim for lim in (model_length_limit(model, shifted), tokenizer_length_limit(tokenizer)) if lim.tokens is not None]
+    known = [lim for lim in (model_length_limit(model, shifted, runs), tokenizer_length_limit(tokenizer))
+             if lim.tokens is not None]
     usable = min(known, key=lambda lim: lim.tokens) if known else None
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 2:

@@ -598,6 +598,25 @@ def test_decoder_stack_default_max_length_leaves_room_for_the_start_token(family
     assert encoder.meta.config["max_length"] == 128  # the encoder is fed the text alone
 
 
+def test_each_stack_is_bound_by_its_own_position_tables():
+    """An encoder-stack profile runs the encoder alone: a decoder's smaller position table bounded it, and the
+    error named the decoder's table (min over both stacks) for a run that never uses it."""
+    model, tokenizer = build("bart")
+    table = model.get_decoder().embed_positions
+    model.get_decoder().embed_positions = type(table)(62, table.embedding_dim)  # 64 rows, ids from 2
+    encoder = hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="encoder",
+                               max_length=128, show_progress=False)
+    assert encoder.meta.config["max_length"] == 128
+    with pytest.raises(hf_txray.ConfigurationError, match=r"128 tokens \(position table encoder\.embed_"
+                                                          r"positions"):
+        hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, stack="encoder", max_length=130,
+                         show_progress=False)
+    with pytest.raises(hf_txray.ConfigurationError, match=r"61 tokens \(position table decoder\.embed_"
+                                                          r"positions \(64 rows, ids start at 2\), less 1"):
+        hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, stack="decoder", max_length=62,
+                         show_progress=False)
+
+
 def test_decoder_stack_windows_match_the_brute_force_reference():
     model, tokenizer = build("bart")
     profile = hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="decoder",

@@ -449,7 +449,7 @@ def extract_activations(
     width = sites[0].width
     if any(s.width != width for s in sites):
         raise ConfigurationError("The selected layers have different widths; extract them separately.")
-    max_length = resolve_max_length(model, tokenizer, max_length, forward.shifted)
+    max_length = resolve_max_length(model, tokenizer, max_length, forward.shifted, runs=forward.runs)
     num_cols = len(sites) * width
     values, folder, temporary = _output_array(corpus.num_words, num_cols, np.dtype(DTYPES[dtype]), out_dir,
                                               memmap_threshold)
@@ -533,9 +533,9 @@ def neuron_means(
     if not texts or not all(isinstance(t, str) for t in texts):
         raise DatasetError("texts must be a non-empty list of strings.")
     sites, forward = _sites(model, site, layers, module_pattern, None)  # the means ablate() fills: its stack
-    means, num_tokens = _iterate(model, tokenizer, None, texts, sites, forward, "first", batch_size,
-                                 resolve_max_length(model, tokenizer, max_length, forward.shifted), device, False,
-                                 lambda plan, outputs: None)
+    limit = resolve_max_length(model, tokenizer, max_length, forward.shifted, runs=forward.runs)
+    means, num_tokens = _iterate(model, tokenizer, None, texts, sites, forward, "first", batch_size, limit, device,
+                                 False, lambda plan, outputs: None)
     if num_tokens == 0:
         raise DatasetError("texts hold no token to average over.")
     return {site.layer: means[i] for i, site in enumerate(sites)}
