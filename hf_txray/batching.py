@@ -51,6 +51,7 @@ class PositionBatch:
     num_truncated: int = 0
     num_empty: int = 0
     num_examples: int = 0
+    example_id_end: int = 0  # 1 + the largest example id of the texts counted (num_examples), on the first batch
     num_windowed: int = 0  # texts split into several windows (counted on the bucket's first batch)
     # Non-padding input tokens (specials and window context included) of the bucket's texts, on its first batch,
     # counted per text (text_flags) so that a run stopping inside the bucket counts those of the texts it reached.
@@ -349,6 +350,7 @@ def count_texts(first: PositionBatch, flags: np.ndarray) -> None:
     """Set a bucket's per-text counts on its `first` batch from the texts' `flags` (rows of :attr:`text_flags`)."""
     first.text_flags = flags
     first.num_examples = len(flags)
+    first.example_id_end = int(flags[:, 0].max()) + 1 if len(flags) else 0
     first.num_truncated, first.num_empty, first.num_windowed, first.num_real_tokens = (
         int(n) for n in flags[:, 1:].sum(axis=0))
 

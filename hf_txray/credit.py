@@ -300,6 +300,7 @@ class ProfileBuilder:
         self.examples = TopExamples(self.num_rows, capacity)
         self.histogram = ActivationHistogram(histogram_edges(**HISTOGRAM))  # credited activations per neuron
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
+        self.num_example_ids = 0  # ids of the texts counted lie below it (saved with the other num_* counters)
         self.num_windowed = self.num_real_tokens = self.num_padded_tokens = 0
         self.noise = _NoiseState(vocabs, self.num_rows)
         device = torch.device(device or "cpu")
@@ -339,6 +340,7 @@ class ProfileBuilder:
         """Credit one batch. `values`/`indices` are per layer, shape ``(positions, top_k)``; `positions`: the
         batch's :meth:`position_arrays` already on the builder's device (moved here when omitted)."""
         self.num_examples += batch.num_examples if num_examples is None else num_examples
+        self.num_example_ids = max(self.num_example_ids, batch.example_id_end)
         self.num_truncated += batch.num_truncated
         self.num_empty += batch.num_empty
         self.num_windowed += batch.num_windowed
@@ -588,6 +590,7 @@ class ProfileBuilder:
     def to_profile(self, meta: ProfileMeta, fetch_texts: Callable[[np.ndarray], dict[int, str]]) -> Profile:
         self.close()
         meta.num_examples, meta.num_positions = self.num_examples, self.num_positions
+        meta.num_example_ids = self.num_example_ids
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         meta.num_windowed, meta.num_input_tokens = self.num_windowed, self.num_real_tokens
         meta.num_padded_tokens = self.num_padded_tokens

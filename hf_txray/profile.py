@@ -59,6 +59,9 @@ class ProfileMeta:
     dataset_id: str | None = None
     dataset_fingerprint: str = ""
     num_examples: int = 0
+    # Example ids lie in [0, num_example_ids): more than num_examples when processes stop inside their shards
+    # (max_positions); 0 in profiles saved before it was recorded (see Profile.example_id_span).
+    num_example_ids: int = 0
     num_positions: int = 0
     num_uncredited: int = 0  # (layer, position) pairs whose best activation is <= 0: credited to nobody
     num_truncated: int = 0
@@ -571,8 +574,9 @@ class Profile(Artifact):
         - exact: every count (per neuron, per feature, split-half counts, histograms, position counts), the
           ``num_*`` totals except ``num_padded_tokens`` (it depends on how texts were batched), the top examples of
           every neuron (activation, token, context) and their ``example_id``: `other`'s ids are shifted by this
-          profile's ``num_examples``, so they number the concatenated corpus. The split halves (odd / even example
-          ids) follow those ids (when the shift is odd, `other`'s halves are exchanged);
+          profile's :attr:`example_id_span` (its ``num_examples`` after one process), so they number the
+          concatenated corpus. The split halves (odd / even example ids) follow those ids (when the shift is odd,
+          `other`'s halves are exchanged);
         - equal up to float rounding: the masses (summed in another order; the odd half of a shifted part is
           ``mass - mass_odd``), so ``merged == whole`` may fail on the last bit while counts match exactly;
         - the vocabulary order may differ (it records first sight); :meth:`FeatureTable.equals` ignores it;
@@ -594,7 +598,7 @@ class Profile(Artifact):
         """
         self.check_compatible(other, "merge")
         self._check_mergeable(other)
-        merged = self.merge_shards([self, other.renumbered(self.meta.num_examples)])
+        merged = self.merge_shards([self, other.renumbered(self.example_id_span)])
         parts = [fp for fp in (self.meta.dataset_fingerprint, other.meta.dataset_fingerprint) if fp]
         merged.meta.dataset_fingerprint = "+".join(parts)
         if merged.meta.provenance:  # the record is the first part's: say it covers only part of the texts
@@ -625,6 +629,13 @@ class Profile(Artifact):
                 f"fingerprint {self.meta.dataset_fingerprint}): its texts would be counted twice. Merge profiles "
                 "of disjoint parts of a corpus.")
 
+    @property
+    def example_id_span(self) -> int:
+        """How many example ids this profile's texts are numbered within (ids ``0 .. span - 1``): ``num_examples``
+        for one process, more when the processes of a run stopped inside their shards (``max_positions``), whose
+        texts keep their corpus ids. :meth:`merge` numbers `other`'s texts after it, so no two texts share an id."""
+        return max(self.meta.num_example_ids, self.meta.num_examples)
+
     def renumbered(self, offset: int) -> "Profile":
         """This profile with its example ids shifted by `offset` (as if `offset` texts had been read before its
         own); with an odd offset the split halves (odd / even example ids) are exchanged to follow."""
@@ -632,12 +643,13 @@ class Profile(Artifact):
             return self
         examples = self.examples.copy()
         examples["example_id"] = examples["example_id"] + offset
+        meta = dataclasses.replace(self.meta, num_example_ids=self.example_id_span + offset)
         swap = offset % 2 == 1
         tables = {ft: t.odd_even_swapped() for ft, t in self.tables.items()} if swap else self.tables
         odd = self.neuron_count_odd
         if swap and odd is not None:
             odd = self.neuron_count - odd
-        return Profile(self.meta, self.neuron_mass, self.neuron_count, tables, examples, odd, self.position_mass,
+        return Profile(meta, self.neuron_mass, self.neuron_count, tables, examples, odd, self.position_mass,
                        activation_histogram=self.activation_histogram, output_effects=self.output_effects)
 
     @staticmethod
@@ -656,6 +668,7 @@ class Profile(Artifact):
         for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty",
                      "num_windowed", "num_input_tokens", "num_padded_tokens"):
             setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
+        meta.num_example_ids = max(self.meta.num_example_ids, other.meta.num_example_ids)  # ids of one corpus
         # The top examples beyond the smaller capacity are unknown for one part: keep only as many for both.
         capacity = min(self.meta.max_examples_per_neuron, other.meta.max_examples_per_neuron)
         meta.max_examples_per_neuron = capacity

@@ -513,6 +513,31 @@ def test_two_processes_equal_one(tmp_path, saved_bert, text_file):
     np.testing.assert_array_equal(hist_one.sum(-1), hist_two.sum(-1))
     assert np.abs(np.cumsum(hist_one, -1) - np.cumsum(hist_two, -1)).max() <= 1
     np.testing.assert_array_equal(one.position_stats()["top_position"], two.position_stats()["top_position"])
+    assert one.meta.num_example_ids == two.meta.num_example_ids == 61
+
+
+def test_merge_after_processes_stopped_inside_their_shards_keeps_example_ids_unique(tmp_path, saved_bert, text_file):
+    """Under max_positions each process stops inside its own shard and its texts keep their corpus ids, so the
+    ids run past num_examples. merge() shifted the other part's ids by num_examples, and two texts shared an id."""
+    options = ["--max-positions", "40", "--batch-size", "4"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(torchrun + ["-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), *options,
+                                      "--out", str(tmp_path / "two")], env=_env(), timeout=300, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    other_file = tmp_path / "other.txt"
+    other_file.write_text("\n".join(f"another text number {i} of the second part" for i in range(20)))
+    assert cli_main(["analyze", str(saved_bert), str(other_file), *options, "--out", str(tmp_path / "other")]) == 0
+    two = hf_txray.Profile.from_pretrained(tmp_path / "two")
+    other = hf_txray.Profile.from_pretrained(tmp_path / "other")
+    ids = set(two.examples["example_id"])
+    assert two.meta.num_example_ids > max(ids) >= 31 > two.meta.num_examples  # rank 1's texts start at id 31
+    merged = two.merge(other)
+    assert two.example_id_span == two.meta.num_example_ids
+    shifted = set(merged.examples["example_id"]) - ids
+    assert shifted == {i + two.example_id_span for i in set(other.examples["example_id"])}
+    assert min(shifted) > max(ids)  # no id names two texts
+    assert merged.meta.num_example_ids == two.meta.num_example_ids + other.meta.num_example_ids
 
 
 # ----- one declaration of the options (hf_txray.options) and the CLI conventions -------------------------------------
