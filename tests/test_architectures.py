@@ -13,6 +13,7 @@ and the refusals (shared layers, pruning of expert units, mixing stacks in ``com
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -601,7 +602,8 @@ def test_decoder_stack_default_max_length_leaves_room_for_the_start_token(family
 def test_each_stack_is_bound_by_its_own_position_tables():
     """An encoder-stack profile runs the encoder alone: a decoder's smaller position table bounded it, and the
     error named the decoder's table (min over both stacks) for a run that never uses it."""
-    model, tokenizer = build("bart")
+    cached, tokenizer = build("bart")
+    model = copy.deepcopy(cached)  # build() is cached: the other tests keep the model as built
     table = model.get_decoder().embed_positions
     model.get_decoder().embed_positions = type(table)(62, table.embedding_dim)  # 64 rows, ids from 2
     encoder = hf_txray.analyze(model, [LONG_TEXT], tokenizer=tokenizer, features=("token",), stack="encoder",
