@@ -669,7 +669,7 @@ def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world:
 def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
     config = o.profiler_config()
-    config.validate()
+    o.validate()
     # One dtype: a dtype in model_kwargs becomes o.dtype (recorded and reloaded as such), a second one is refused.
     dtype, model_kwargs = merge_dtype(o.dtype, o.model_kwargs)
     o = dataclasses.replace(o, dtype=dtype, model_kwargs=model_kwargs or None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
-from .streaming import choose_text_column, missing_rows_error
+from .streaming import choose_text_column, missing_rows_error, non_string_column_error
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
@@ -425,6 +425,11 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
         features = dataset.features or {}
         strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
         text_column = choose_text_column(list(columns), strings, text_column)
+        # A JSON column of mixed types is typed Json(decode=True): its rows would come decoded ("10" as 10,
+        # '"quoted"' unquoted), so the first row blamed would be the wrong one, or none within num_samples.
+        declared = features.get(text_column)
+        if declared is not None and text_column not in strings:
+            raise non_string_column_error(text_column, declared)
     return dataset, text_column, dataset_id or getattr(dataset.info, "dataset_name", None)
 
 
@@ -809,9 +814,7 @@ def _check_column_values(dataset, column: str) -> None:
 
     feature = dataset.features[column]
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise DatasetError(
-            f"Column {column!r} holds {feature}, not strings: every row must be a str. Cast or map it to text first."
-        )
+        raise non_string_column_error(column, feature)
     offset = 0
     # Streamed in chunks so validation never holds the whole column in memory.
     for chunk in dataset.with_format("arrow").iter(batch_size=50_000):

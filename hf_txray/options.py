@@ -104,6 +104,20 @@ def parse_csv(value: Any) -> Any:
     return value
 
 
+def parse_int(value: Any) -> Any:
+    """An int given as text; anything that is not text is returned as it is.
+
+    Raises:
+        ConfigurationError: text that is not an int (``"2.5"``), said as the other options say it.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ConfigurationError(f"expected an int, got {value!r}") from None
+
+
 def parse_optional_int(value: Any) -> Any:
     """An int given as text, or None from ``"none"`` / ``"None"`` / ``"null"`` (command lines give text: argparse's
     ``int`` cannot say "none", and a config file's value may need overriding back to the default); anything that is
@@ -359,6 +373,21 @@ class AnalyzeOptions(ProfilerConfig):
         None, "Show progress bars for this call.",
         default_text="the global switch, hf_txray.logging.enable_progress_bars / disable_progress_bars")
 
+    def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
+        """:meth:`ProfilerConfig.validate`, and the counts of the run (``num_samples``, ``checkpoint_every``,
+        ``output_effects_k``, checked whether or not they are used).
+
+        Raises:
+            ConfigurationError: the first field out of range, named with the accepted values.
+        """
+        checked = self.profiler_config().validate()
+        for name in ("num_samples", "checkpoint_every", "output_effects_k"):
+            value = getattr(self, name)
+            if (value is not None or name != "num_samples") and (not _is_int(value) or value < 1):
+                none = " (or None for all)" if name == "num_samples" else ""
+                raise ConfigurationError(f"{name} must be an int >= 1{none}, got {value!r}.")
+        return checked
+
     def profiler_config(self) -> ProfilerConfig:
         """The :class:`ProfilerConfig` part (what is recorded as the profile's options)."""
         return ProfilerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ProfilerConfig)})
@@ -548,7 +577,9 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any]:
     if annotation == (int | None):
         return parse_optional_int
     kinds = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
-    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float, str) else str
+    if kinds == [int]:
+        return parse_int
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (float, str) else str
 
 
 def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -400,7 +400,8 @@ class Profile(Artifact):
         token's index in the whole text's tokenization, the tokenizer's leading special tokens included: 1 for the
         first word piece after BERT's ``[CLS]``, 0 for GPT-2's first token; a window of a long text keeps its tokens'
         indices in the whole text), ``char_start``/``char_end`` (the token's span in the text, from its first visible
-        character), ``rank`` (0 = highest activation)."""
+        character), ``token`` (that span as written, ``eman`` for the word piece ``##eman``: the ``token`` feature
+        value is the tokenizer's piece), ``rank`` (0 = highest activation)."""
         self._row(layer, neuron)
         ex = self.examples
         return ex[(ex["layer"] == layer) & (ex["neuron"] == neuron)].sort_values("rank").reset_index(drop=True)

@@ -292,6 +292,14 @@ def missing_rows_error(column: str, first: Any) -> DatasetError:
     )
 
 
+def non_string_column_error(column: str, feature: Any) -> DatasetError:
+    """The error for a text column whose declared type is not a string (read in memory, or a stream's features)."""
+    fix = ("Cast or map it to text first." if type(feature).__name__ != "Json" else "A JSON field that mixes "
+           "strings with numbers, booleans or nulls is typed Json and its strings are decoded ('10' becomes 10): "
+           "write every value of the field as a string.")
+    return DatasetError(f"Column {column!r} holds {feature}, not strings: every row must be a str. {fix}")
+
+
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None) -> str:
     """The text column: `text_column` if given, else a usual name, else the only string column."""
     if text_column is not None:

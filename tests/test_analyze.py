@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -242,6 +243,38 @@ def test_empty_dataset(texts):
 def test_non_string_rows(texts, match):
     with pytest.raises(DatasetError, match=match):
         run(texts=texts, text_column="text" if isinstance(texts, datasets.Dataset) else None)
+
+
+@pytest.mark.parametrize("name", ["num_samples", "checkpoint_every", "output_effects_k"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, 16.0, "8", True, float("nan")])
+def test_the_run_counts_are_checked_before_any_work(name, value):
+    """num_samples 2.5 was blamed on the data file, "8" raised a raw TypeError, True ran one text; checkpoint_every
+    accepted 2.5 or True; output_effects_k anything while output_effects was off."""
+    with pytest.raises(ConfigurationError, match=rf"{name} must be an int >= 1"):  # before the (missing) model
+        hf_txray.analyze("no/such-model-here", TEXTS, **{name: value})
+
+
+def test_the_cli_says_a_non_int_count_as_the_other_options_do(capsys):
+    for flag in ("--checkpoint-every", "--top-k", "--num-samples"):
+        with pytest.raises(SystemExit):
+            cli_main(["analyze", "m", "d", flag, "2.5"])
+        err = capsys.readouterr().err
+        assert "expected an int" in err and "invalid literal" not in err, flag
+
+
+def test_a_streamed_json_field_of_mixed_types_is_refused_before_any_work(tmp_path):
+    """datasets types a JSON field that mixes strings and numbers as Json(decode=True) and decodes its strings ("10"
+    became 10, '"quoted"' lost its quotes): the run blamed row 1 (a string in the file) for being an int, and with
+    num_samples before the first number it profiled unquoted texts silently. The declared type is refused at once."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in ["a text", "10", '"quoted"', 12345]) + "\n")
+    for streaming in (True, False):
+        with pytest.raises(DatasetError, match=r"holds Json\(decode=True\), not strings.*every value of the field "
+                                               r"as a string"):
+            run(texts=str(path), streaming=streaming, num_samples=2)
+    stream = datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)
+    with pytest.raises(DatasetError, match=r"holds Json"):
+        run(texts=stream)
 
 
 @pytest.mark.parametrize("layers", [5, [0, -3], "some"])
