@@ -301,8 +301,8 @@ class Profiler:
                     self._process(batch, builder, recorder)
                 quota = None if quota is None else quota - sum(b.num_positions for b in batches)
                 batches_since_save += len(batches)
+                bar.set_postfix(tokens=builder.num_positions, refresh=False)  # shown by the update, in step
                 bar.update(len(bucket.example_ids))
-                bar.set_postfix(tokens=builder.num_positions, refresh=False)
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
                 pruning = source.num_texts_held > prune_at  # a stream's texts for top examples
