@@ -61,16 +61,26 @@ def load_metric(metric: Any, **kwargs: Any):
         ) from err
 
 
-def infer_task(model: Any, task: str | None) -> str:
-    if task is not None:
-        if task not in TASKS:
-            raise ConfigurationError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
-        return task
+def model_task(model: Any) -> str | None:
+    """The task a model's class names: ``"classification"`` (``*ForSequenceClassification``), ``"causal-lm"``
+    (``*ForCausalLM``, ``*LMHeadModel``), or None."""
     name = type(model).__name__
     if name.endswith("ForSequenceClassification"):
         return "classification"
     if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
         return "causal-lm"
+    return None
+
+
+def infer_task(model: Any, task: str | None) -> str:
+    if task is not None:
+        if task not in TASKS:
+            raise ConfigurationError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
+        return task
+    found = model_task(model)
+    if found is not None:
+        return found
+    name = type(model).__name__
     raise ConfigurationError(
         f"Cannot tell the task of a {name}: pass task='classification' (a model with .logits per example) or "
         "task='causal-lm' (a model with .logits per token)."
@@ -160,7 +170,10 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     try:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**inputs).logits
+            logits = getattr(model(**inputs), "logits", None)
+            if logits is None:
+                raise ModelError(f"{type(model).__name__} returns no logits: the {task} metrics need the model with "
+                                 "its head (e.g. *ForSequenceClassification, *ForCausalLM).")
             if task == "classification":
                 out["predictions"].extend(logits.argmax(-1).tolist())
                 continue

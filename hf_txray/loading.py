@@ -16,8 +16,10 @@ from .streaming import choose_text_column, missing_rows_error, non_string_column
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
-# Compressions datasets reads through fsspec with the standard library alone, in memory and streamed.
+# Compressions datasets reads through fsspec with the standard library alone, in memory and streamed, for the
+# builders that read through it (parquet and arrow files are read by pyarrow, which does not decompress them).
 COMPRESSIONS = (".gz", ".bz2", ".xz")
+COMPRESSIBLE = ("text", "csv", "json")
 
 
 def data_file_extension(path: str | Path) -> str:
@@ -26,8 +28,11 @@ def data_file_extension(path: str | Path) -> str:
 
 
 def data_file_builder(path: str | Path) -> str | None:
-    """The ``datasets`` builder that reads a data file, by its extension (before a compression's); None if none."""
-    return DATA_FILE_BUILDERS.get(_extensions(path)[0])
+    """The ``datasets`` builder that reads a data file, by its extension (before a compression's); None if none
+    (or a compressed file of a builder that does not decompress)."""
+    extension, compression = _extensions(path)
+    builder = DATA_FILE_BUILDERS.get(extension)
+    return None if compression and builder not in COMPRESSIBLE else builder
 
 
 def _extensions(path: str | Path) -> tuple[str, str]:
@@ -634,8 +639,8 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
         if path.is_file():
             builder = data_file_builder(path)
             if builder is None:
-                raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}, "
-                                   f"optionally compressed ({', '.join(COMPRESSIONS)}).")
+                raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}; "
+                                   f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
             _check_split_of_file(name, split)
             separator = "\t" if _extensions(path)[0] == ".tsv" else None
             loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming,
@@ -1182,8 +1187,19 @@ def unreadable_local(path: Path, err: Exception) -> DatasetError:
     """The error for a local data file or folder that its reader failed on (not a Hub or network problem)."""
     builder = data_file_builder(path)
     how = f"as {builder} (by its extension)" if path.is_file() and builder else "as a dataset folder"
+    cause = _root_cause(err)
     return DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {str(path)!r} {how}: "
-                        f"{type(err).__name__}: {_first_line(err)}")
+                        f"{type(cause).__name__}: {_first_line(cause)}")
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The error at the bottom of a chain: datasets wraps a reader's error in a DatasetGenerationError whose own
+    message ("An error occurred while generating the dataset") does not say what is wrong with the file."""
+    seen = {id(err)}
+    while (err.__cause__ or err.__context__) is not None and id(err.__cause__ or err.__context__) not in seen:
+        err = err.__cause__ or err.__context__
+        seen.add(id(err))
+    return err
 
 
 def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,

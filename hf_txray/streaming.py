@@ -294,9 +294,9 @@ def missing_rows_error(column: str, first: Any) -> DatasetError:
 
 def non_string_column_error(column: str, feature: Any) -> DatasetError:
     """The error for a text column whose declared type is not a string (read in memory, or a stream's features)."""
-    fix = ("Cast or map it to text first." if type(feature).__name__ != "Json" else "A JSON field that mixes "
-           "strings with numbers, booleans or nulls is typed Json and its strings are decoded ('10' becomes 10): "
-           "write every value of the field as a string.")
+    fix = ("Cast or map it to text first." if type(feature).__name__ != "Json" else "A JSON field whose values "
+           "are not all strings or null (numbers, booleans, objects or lists among them) is typed Json, and its "
+           "strings are decoded ('10' becomes 10): write every value of the field as a string.")
     return DatasetError(f"Column {column!r} holds {feature}, not strings: every row must be a str. {fix}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -844,6 +845,11 @@ def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     with pytest.raises(DatasetError, match=r"Could not read the local file .*c.csv' as csv \(by its extension\)") as err:
         hf_txray.analyze(model, str(bad), tokenizer=tokenizer, show_progress=False)
     assert "not reachable on the Hub" not in str(err.value)
+    assert "ParserError: Error tokenizing data" in str(err.value)  # the reader's error, not datasets' wrapper
+    pd.DataFrame({"text": ["a b"]}).to_parquet(tmp_path / "x.parquet")
+    (tmp_path / "x.parquet.gz").write_bytes(gzip.compress((tmp_path / "x.parquet").read_bytes()))
+    with pytest.raises(DatasetError, match=r"Unsupported data file .*x.parquet.gz.*\.jsonl also compressed"):
+        hf_txray.analyze(model, str(tmp_path / "x.parquet.gz"), tokenizer=tokenizer, show_progress=False)
     broken = tmp_path / "bad.jsonl"
     broken.write_text("{not json\n")
     with pytest.raises(DatasetError, match=r"Could not read the local file .*bad.jsonl' as json"):  # streamed: read

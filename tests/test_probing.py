@@ -460,6 +460,23 @@ def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
     assert curve.table.loc[curve.table["num_ablated"] == 40, "value"].nunique() == 1  # all 40 = same set
 
 
+def test_lm_loss_and_task_metrics_refuse_a_model_without_the_head_they_read():
+    """lm-loss on a BertModel crashed with an AttributeError ('...has no attribute logits'); on a masked LM it would
+    have scored its per-position logits as next-token predictions, a number without meaning."""
+    from transformers import BertForMaskedLM
+
+    from hf_txray.evaluation import run_predictions
+    from hf_txray.probing import LMLossMetric
+
+    body = tiny_bert()
+    masked_lm = BertForMaskedLM(body.config).eval()
+    for model in (body, masked_lm):
+        with pytest.raises(ConfigurationError, match=rf"{type(model).__name__} is not a causal LM"):
+            LMLossMetric(bert_tokenizer(), ["a text"])(model)
+    with pytest.raises(hf_txray.ModelError, match="BertModel returns no logits"):
+        run_predictions(body, [dict(bert_tokenizer()(["a text"], return_tensors="pt"))], "classification")
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda m: ablate(m, {0: [1]}, mode="noise").__enter__(), ConfigurationError, "Unknown ablation mode"),
     (lambda m: ablate(m, {0: [1]}, mode="mean").__enter__(), ConfigurationError, "needs means"),
