@@ -1195,10 +1195,13 @@ def unreadable_local(path: Path, err: Exception) -> DatasetError:
 def _root_cause(err: BaseException) -> BaseException:
     """The error at the bottom of a chain: datasets wraps a reader's error in a DatasetGenerationError whose own
     message ("An error occurred while generating the dataset") does not say what is wrong with the file."""
-    seen = {id(err)}
-    while (err.__cause__ or err.__context__) is not None and id(err.__cause__ or err.__context__) not in seen:
-        err = err.__cause__ or err.__context__
+    seen = set()
+    while id(err) not in seen:  # a chain can loop back on itself
         seen.add(id(err))
+        below = err.__cause__ or err.__context__
+        if below is None:
+            break
+        err = below
     return err
 
 

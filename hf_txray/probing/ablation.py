@@ -263,11 +263,9 @@ class LMLossMetric(TaskMetric):
         return list(self.dataset)
 
     def __call__(self, model: nn.Module) -> float:
-        from ..evaluation import encode_batches, run_predictions
+        from ..evaluation import encode_batches, model_task, run_predictions
 
         if self._prepared is None:  # 128 tokens by default, or the model's limit when it is shorter (else checked)
-            from ..evaluation import model_task
-
             if model_task(model) != "causal-lm":  # a masked LM's logits do not predict the next token
                 raise ConfigurationError(
                     f"lm-loss is a causal LM's next-token loss, and {type(model).__name__} is not a causal LM with its "
