@@ -1193,15 +1193,14 @@ def unreadable_local(path: Path, err: Exception) -> DatasetError:
 
 
 def _root_cause(err: BaseException) -> BaseException:
-    """The error at the bottom of a chain: datasets wraps a reader's error in a DatasetGenerationError whose own
-    message ("An error occurred while generating the dataset") does not say what is wrong with the file."""
+    """The error at the bottom of a chain of explicit causes (``raise ... from``): datasets wraps a reader's error in
+    a DatasetGenerationError whose own message ("An error occurred while generating the dataset") does not say what
+    is wrong with the file. Implicit contexts are not followed: the JSON builder raises pyarrow's error (the row
+    at fault) while handling pandas' fallback error (a position that is not)."""
     seen = set()
-    while id(err) not in seen:  # a chain can loop back on itself
+    while err.__cause__ is not None and id(err) not in seen:  # a chain can loop back on itself
         seen.add(id(err))
-        below = err.__cause__ or err.__context__
-        if below is None:
-            break
-        err = below
+        err = err.__cause__
     return err
 
 

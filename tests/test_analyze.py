@@ -850,6 +850,10 @@ def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     (tmp_path / "x.parquet.gz").write_bytes(gzip.compress((tmp_path / "x.parquet").read_bytes()))
     with pytest.raises(DatasetError, match=r"Unsupported data file .*x.parquet.gz.*\.jsonl also compressed"):
         hf_txray.analyze(model, str(tmp_path / "x.parquet.gz"), tokenizer=tokenizer, show_progress=False)
+    late = tmp_path / "late.jsonl"  # pyarrow names the bad row; pandas' fallback (its context) a wrong position
+    late.write_text("".join(json.dumps({"text": f"text {i}"}) + "\n" for i in range(50)) + "{not json\n")
+    with pytest.raises(DatasetError, match=r"late.jsonl' as json .*ArrowInvalid: JSON parse error.* row 50"):
+        hf_txray.analyze(model, str(late), tokenizer=tokenizer, show_progress=False)
     broken = tmp_path / "bad.jsonl"
     broken.write_text("{not json\n")
     with pytest.raises(DatasetError, match=r"Could not read the local file .*bad.jsonl' as json"):  # streamed: read

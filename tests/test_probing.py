@@ -473,7 +473,7 @@ def test_lm_loss_and_task_metrics_refuse_a_model_without_the_head_they_read():
     for model in (body, masked_lm):
         with pytest.raises(ConfigurationError, match=rf"{type(model).__name__} is not a causal LM"):
             LMLossMetric(bert_tokenizer(), ["a text"])(model)
-    with pytest.raises(hf_txray.ModelError, match="BertModel returns no logits"):
+    with pytest.raises(hf_txray.ModelError, match="BertModel returns no logits"):  # the task metrics' one check
         run_predictions(body, [dict(bert_tokenizer()(["a text"], return_tensors="pt"))], "classification")
 
 
@@ -687,7 +687,7 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     assert len(datasets.load_dataset(other, "ablation", split="train")) == 3
 
 
-def test_cli_probe_and_ablate(planted, tmp_path, capsys):
+def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
     from hf_txray.cli import main
 
     model_dir = tmp_path / "model"
@@ -718,6 +718,16 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys):
     assert AblationCurve.from_pretrained(tmp_path / "curve2").table.equals(curve.table)
     with pytest.raises(ModelError, match="classifier"):
         load_pretrained_with_head(str(model_dir))
+    # lm-loss cannot score a BERT: refused before the pass over the data that --mode mean makes for its means
+    import hf_txray.probing
+
+    monkeypatch.setattr(hf_txray.probing, "neuron_means", lambda *a, **k: pytest.fail("means computed first"))
+    (model_dir / "config.json").write_text(json.dumps(config))
+    (tmp_path / "texts.txt").write_text("the cat sat on the mat\nit was a quiet day\n")
+    assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(tmp_path / "texts.txt"), "--out",
+                 str(tmp_path / "curve3"),
+                 "--metric", "lm-loss", "--mode", "mean", "--counts", "1", "--seeds", "0"]) == 2
+    assert "is not a causal LM" in capsys.readouterr().err
     loaded = load_probing(tmp_path / "results")
     assert loaded.probe_rankings is not None and loaded.ablation is not None
     assert main(["probe", str(model_dir), str(tmp_path / "missing.conllu"), "--out", str(tmp_path / "x")]) == 2

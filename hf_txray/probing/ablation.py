@@ -262,15 +262,21 @@ class LMLossMetric(TaskMetric):
     def texts(self, model: nn.Module | None = None) -> list[str]:
         return list(self.dataset)
 
+    def check_model(self, model: nn.Module) -> None:
+        """Refuse a model that is not a causal LM with its LM head (a masked LM's logits do not predict the next
+        token), before any work (``hf-txray ablate`` calls it before computing neuron means)."""
+        from ..evaluation import model_task
+
+        if model_task(model) != "causal-lm":
+            raise ConfigurationError(
+                f"lm-loss is a causal LM's next-token loss, and {type(model).__name__} is not a causal LM with its "
+                "LM head (a *ForCausalLM or *LMHeadModel class): choose --metric probe, or a task metric of its head.")
+
     def __call__(self, model: nn.Module) -> float:
-        from ..evaluation import encode_batches, model_task, run_predictions
+        from ..evaluation import encode_batches, run_predictions
 
         if self._prepared is None:  # 128 tokens by default, or the model's limit when it is shorter (else checked)
-            if model_task(model) != "causal-lm":  # a masked LM's logits do not predict the next token
-                raise ConfigurationError(
-                    f"lm-loss is a causal LM's next-token loss, and {type(model).__name__} is not a causal LM with its "
-                    "LM head (a *ForCausalLM or *LMHeadModel class): choose --metric probe, or a task metric of its "
-                    "head.")
+            self.check_model(model)
             limit = resolve_max_length(model, self.tokenizer, None)
             max_length = min(LM_LOSS_MAX_LENGTH, limit) if self.max_length is None else \
                 resolve_max_length(model, self.tokenizer, self.max_length)
