@@ -225,6 +225,8 @@ class Profiler:
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
+        if isinstance(source, StreamingSource):  # a stream's length is unknown; a take(num_samples) bounds it
+            source.total = stream_share((meta.provenance or {}).get("dataset", {}).get("num_samples"), rank, world)
         state = None
         if checkpoint_dir:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
@@ -315,6 +317,8 @@ class Profiler:
                 if saving:
                     state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
+            if bar.total is not None and bar.n < bar.total and not stopped:  # a stream shorter than num_samples
+                bar.total = bar.n
         except BaseException:
             builder.close(flush=False)  # stop its flush thread; the run's error is what the caller needs
             raise
@@ -653,6 +657,12 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
     options = AnalyzeOptions.build(config, overrides)
     with progress_bars_for(options.show_progress):
         return _analyze(model, dataset, tokenizer, options)
+
+
+def stream_share(num_samples: int | None, rank: int, world: int) -> int | None:
+    """The texts process `rank` of `world` reads from a stream cut at `num_samples` (examples interleaved, as
+    :class:`~hf_txray.streaming.StreamingSource` splits them), at most: the progress bar's total. None when unknown."""
+    return None if num_samples is None else len(range(rank, num_samples, world))
 
 
 def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world: int, num_counted: int) -> None:

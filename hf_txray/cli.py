@@ -58,8 +58,8 @@ TRUNCATE_TO_LIMIT = ("Truncate texts to this many tokens; above the model's limi
 
 def _add_forward_options(p, max_length_help: str = TRUNCATE_TO_LIMIT) -> None:
     """--batch-size and --max-length of the commands that run the model."""
-    p.add_argument("--batch-size", type=int, default=32, help="Texts per forward pass (default: 32).")
-    p.add_argument("--max-length", type=int, help=max_length_help)
+    p.add_argument("--batch-size", type=_int(1), default=32, help="Texts per forward pass (default: 32).")
+    p.add_argument("--max-length", type=_int(1), help=max_length_help)
 
 
 def _add_data_columns(p, label_default: str | None) -> None:
@@ -158,7 +158,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
     p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
-    p.add_argument("--min-count", type=int, default=20,
+    p.add_argument("--min-count", type=_int(0), default=20,
                    help="Rank only neurons credited at least this often in both stages (default: 20).")
     p.set_defaults(handler=_cmd_compare)
 
@@ -166,11 +166,8 @@ def _add_compare(sub) -> None:
 def _cmd_compare(args) -> int:
     from . import Profile, compare
     from .display import report_text
-    from .errors import ConfigurationError
 
     _check_out(args.out, "compare")
-    if args.min_count < 0:
-        raise ConfigurationError(f"--min-count must be >= 0, got {args.min_count}.")
     report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
                      test=not args.no_test)
     report.save_pretrained(args.out)
@@ -370,6 +367,13 @@ def _amount(value: str):
                 f"an amount is an int (count) or a float (fraction), got {value!r}") from None
 
 
+def _int(minimum: int | None = None):
+    """An int flag, refused below `minimum` in the words of the other options ("expected an int >= 1, got '0'")."""
+    from .options import argparse_type, int_at_least, parse_int
+
+    return argparse_type(parse_int if minimum is None else int_at_least(minimum))
+
+
 def _csv(kind):
     def parse(value: str):
         try:
@@ -401,7 +405,7 @@ def _add_pruning_options(p) -> None:
     p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed; default: the "
                                           "report's first feature type).")
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
-    p.add_argument("--min-count", type=int, default=None,
+    p.add_argument("--min-count", type=_int(0), default=None,
                    help="most/least_changed rank only shared neurons credited at least this many times in both "
                         "stages (default: hf_txray.DEFAULT_MIN_COUNT, as compare).")
     p.add_argument("--allow-fewer", action="store_true", help="Take all candidates when a strategy has too few.")
@@ -424,7 +428,7 @@ def _add_prune(sub) -> None:
     p.add_argument("--strategy", default="lost",
                    help="lost, gained, most_changed, least_changed, low_mass or random.")
     p.add_argument("--amount", type=_amount, default=0.1, help="Count (int) or fraction (float) per layer.")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the random strategy.")
+    p.add_argument("--seed", type=_int(), default=0, help="Seed of the random strategy.")
     p.add_argument("--out", required=True, help="Folder for the plan (and the pruned model in remove mode).")
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune)
@@ -475,7 +479,7 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task).")
     p.add_argument("--task", choices=["classification", "causal-lm"], help="The task (default: from the model).")
     _add_data_columns(p, "label")
-    p.add_argument("--num-samples", type=int, help="Evaluate on the first N rows only (default: all rows).")
+    p.add_argument("--num-samples", type=_int(1), help="Evaluate on the first N rows only (default: all rows).")
     _add_forward_options(p)
     _add_pruning_options(p)
     p.set_defaults(handler=_cmd_prune_sweep)
@@ -535,7 +539,7 @@ def _add_view(sub) -> None:
                                    "Trainer write (several open together).")
     p.add_argument("source", metavar="DIR_OR_REPO", nargs="+",
                    help="Results folder, Hub dataset repo id, or profile / report folders (or a folder holding them).")
-    p.add_argument("--port", type=int, help="Port to serve on (default: 7860 or the next free one).")
+    p.add_argument("--port", type=_int(0), help="Port to serve on (default: 7860 or the next free one).")
     p.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 to share on your network).")
     p.add_argument("--model", metavar="MODEL_PATH", help="The profiled model (path or Hub id): enables attribution of "
                                                           "a neuron's top examples in the Neuron tab (needs captum).")
@@ -588,20 +592,20 @@ def _add_probe(sub) -> None:
     p.add_argument("--stack", choices=["encoder", "decoder"],
                    help="Encoder-decoder models (T5, BART...): read the encoder (the default) or the decoder (teacher "
                         "forcing on the text itself: decoder position j+1 is fed token j and gives its vector).")
-    p.add_argument("--max-sentences", "--num-samples", type=int,
+    p.add_argument("--max-sentences", "--num-samples", type=_int(1),
                    help="Use only the first sentences/texts (default: all). --num-samples is the same, as in analyze.")
     p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the split and the probe's training.")
+    p.add_argument("--seed", type=_int(), default=0, help="Seed of the split and the probe's training.")
     p.add_argument("--l1", type=float, default=1e-3, help="L1 weight of the elastic-net probe.")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 weight of the elastic-net probe.")
-    p.add_argument("--epochs", type=int, default=10, help="Probe training epochs.")
+    p.add_argument("--epochs", type=_int(1), default=10, help="Probe training epochs.")
     p.add_argument("--lr", type=float, default=1e-3, help="Probe learning rate.")
-    p.add_argument("--probe-batch-size", type=int, default=32, help="Words per probe training step.")
+    p.add_argument("--probe-batch-size", type=_int(1), default=32, help="Words per probe training step.")
     _add_forward_options(p)
     p.add_argument("--no-control", action="store_true", help="Skip the control task (no selectivity).")
     p.add_argument("--no-minimal", action="store_true", help="Skip the minimal neuron set search.")
     p.add_argument("--target-share", type=float, default=0.9, help="Accuracy share the minimal set must reach.")
-    p.add_argument("--subset-size", type=int, help="Size of the top/random/bottom subsets, 0 skips them (default: "
+    p.add_argument("--subset-size", type=_int(0), help="Size of the top/random/bottom subsets, 0 skips them (default: "
                                                    "the minimal set's size, else 1%% of the neurons).")
     p.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA when available, else CPU).")
     p.add_argument("--name", help="Name of the run in exported tables (default: the property).")
@@ -643,7 +647,7 @@ def _add_ablate(sub) -> None:
                    help="zero: set the neurons to 0; mean: to their mean activation on DATA.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
-    p.add_argument("--max-sentences", "--num-samples", type=int,
+    p.add_argument("--max-sentences", "--num-samples", type=_int(1),
                    help="Use only the first sentences/rows of DATA (default: all). --num-samples is the same, as in "
                         "analyze.")
     _add_data_columns(p, "label")  # the task metrics read "label" when none is given

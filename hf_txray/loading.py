@@ -654,6 +654,7 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
             return pick_split(saved, split).to_iterable_dataset() if streaming else saved
         if path.is_dir():
+            _check_extension_case(path)
             one = _one_split_of_folder(path, split, streaming)
             if one is not None:
                 return one
@@ -667,6 +668,29 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
         ) from err
+
+
+def _check_extension_case(folder: Path) -> None:
+    """Refuse a folder holding data files whose extension is not in lower case: ``datasets`` finds a folder's files
+    by case-sensitive patterns (``*.csv``), so a ``B.CSV`` beside ``a.csv`` would be left out without a word, and a
+    folder of ``.CSV`` files alone would seem to hold no data. Hidden files and folders are skipped, as datasets
+    skips them.
+
+    Raises:
+        DatasetError: naming the files, and the fixes (rename them, or pass each file's path).
+    """
+    odd = []
+    for file in folder.rglob("*"):
+        relative = file.relative_to(folder)
+        if any(part.startswith((".", "__")) for part in relative.parts) or not file.is_file():
+            continue
+        if data_file_builder(file) and not file.name.endswith(data_file_extension(file)):
+            odd.append(str(relative))
+    if odd:
+        shown = ", ".join(sorted(odd)[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise DatasetError(f"The folder {str(folder)!r} holds data files whose extension is not in lower case "
+                           f"({shown}): datasets finds a folder's files by lower-case extensions, and would leave "
+                           "them out. Rename them (e.g. .CSV to .csv), or pass a file's path instead of the folder.")
 
 
 def _check_split_of_file(name: str, split: str | None) -> None:

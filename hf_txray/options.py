@@ -126,15 +126,24 @@ def parse_optional_int(value: Any) -> Any:
     Raises:
         ConfigurationError: text that is neither an int nor none.
     """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.lower() in ("none", "null"):
+    if isinstance(value, str) and value.strip().lower() in ("none", "null"):
         return None
     try:
-        return int(text)
-    except ValueError:
+        return parse_int(value)
+    except ConfigurationError:
         raise ConfigurationError(f"expected an int or 'none', got {value!r}") from None
+
+
+def int_at_least(minimum: int) -> Callable[[Any], Any]:
+    """A parser like :func:`parse_int` that also refuses an int below `minimum` (a count given on a command line)."""
+    def parse(value: Any) -> Any:
+        number = parse_int(value)
+        if isinstance(number, int) and number < minimum:
+            raise ConfigurationError(f"expected an int >= {minimum}, got {value!r}")
+        return number
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
 
 
 def parse_json_object(value: str) -> dict:
@@ -567,7 +576,7 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         parse = f.metadata.get("parse") or _scalar_type(hints[f.name])
-        parser.add_argument(*flags, type=_argparse_type(parse), default=default, choices=f.metadata.get("choices"),
+        parser.add_argument(*flags, type=argparse_type(parse), default=default, choices=f.metadata.get("choices"),
                             help=help_text, metavar=f.name.upper() if "choices" not in f.metadata else None)
 
 
@@ -582,7 +591,7 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any]:
     return kinds[0] if len(kinds) == 1 and kinds[0] in (float, str) else str
 
 
-def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """`parse`, with our ConfigurationError shown by argparse as a usage error."""
     import argparse
 

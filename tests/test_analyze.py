@@ -689,6 +689,16 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     with pytest.raises(SystemExit):
         build_parser().parse_args(["analyze", "m", "d", "--num-samples", "all"])
     assert "expected an int or 'none', got 'all'" in capsys.readouterr().err
+    # The other commands' int flags say it the same way, and refuse counts below their minimum before any work
+    for command, flag, value, said in [("ablate", "--num-samples", "0", "expected an int >= 1, got '0'"),
+                                       ("ablate", "--batch-size", "2.5", "expected an int, got '2.5'"),
+                                       ("probe", "--epochs", "0", "expected an int >= 1, got '0'"),
+                                       ("probe", "--subset-size", "-1", "expected an int >= 0, got '-1'"),
+                                       ("prune-sweep", "--num-samples", "x", "expected an int, got 'x'")]:
+        positional = ["m", "p", "d"] if command == "ablate" else ["m", "d"]
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, *positional, flag, value, "--out", "o"])
+        assert flag in (err := capsys.readouterr().err) and said in err, err
 
 
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
@@ -697,9 +707,11 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     common = [str(saved_bert), str(text_file), "--features", "token", "--num-samples", "10", "--max-length", "16"]
     assert cli_main(["analyze", *common, "--stage", "a", "--out", str(tmp_path / "a")]) == 0
     assert cli_main(["analyze", *common, "--stage", "b", "--out", str(tmp_path / "runs" / "b")]) == 0
-    assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out", str(tmp_path / "neg"),
-                     "--min-count", "-5"]) == 2 and not (tmp_path / "neg").exists()
-    assert "--min-count must be >= 0, got -5" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out", str(tmp_path / "neg"),
+                  "--min-count", "-5"])
+    assert not (tmp_path / "neg").exists()
+    assert "--min-count: expected an int >= 0, got '-5'" in capsys.readouterr().err
     assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "runs" / "b"), "--out",
                      str(tmp_path / "runs" / "a-b"), "--no-test"]) == 0
     assert cli_main(["export", str(tmp_path / "a"), str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
@@ -834,6 +846,27 @@ def test_csv_and_tsv_files_are_read_as_text_corpora(tmp_path, streaming):
     hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "data.jsonl.bz2"), streaming=streaming,
                      show_progress=False).save_pretrained(tmp_path / "profile")
     assert hf_txray.reproduce(tmp_path / "profile").identical
+
+
+def test_a_folder_with_upper_case_data_file_extensions_is_refused_not_read_in_part(tmp_path):
+    """datasets finds a folder's data files by lower-case patterns: a b.CSV beside a.csv was left out without a word
+    (a profile of part of the corpus), and a folder of .CSV files alone seemed to hold no data."""
+    model, tokenizer = tiny("bert")
+    (tmp_path / "mix").mkdir()
+    (tmp_path / "mix" / "a.csv").write_text("text\nthe cat sat\n")
+    (tmp_path / "mix" / "b.CSV").write_text("text\na dog ran\n")
+    (tmp_path / "mix" / ".hidden.JSONL").write_text("")  # hidden files are not data files, for datasets too
+    for streaming in (False, True):
+        with pytest.raises(DatasetError, match=r"holds data files whose extension is not in lower case \(b.CSV\)"
+                                               r".*Rename them"):
+            hf_txray.analyze(model, str(tmp_path / "mix"), tokenizer=tokenizer, streaming=streaming,
+                             show_progress=False)
+    (tmp_path / "mix" / "b.CSV").rename(tmp_path / "mix" / "b.csv")
+    got = hf_txray.analyze(model, str(tmp_path / "mix"), tokenizer=tokenizer, show_progress=False)
+    assert got.meta.num_examples == 2
+    (tmp_path / "single.CSV").write_text("text\na dog ran\n")  # one file is read by its extension in any case
+    assert hf_txray.analyze(model, str(tmp_path / "single.CSV"), tokenizer=tokenizer,
+                            show_progress=False).meta.num_examples == 1
 
 
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):

@@ -80,3 +80,19 @@ def test_one_switch_for_the_profiling_and_spacy_bars(capfd, restore_switches):
     assert not hf_txray.logging.are_progress_bars_disabled()
     assert transformers.utils.logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
     assert not huggingface_hub.utils.are_progress_bars_disabled()
+
+
+def test_a_streams_bar_has_its_num_samples_as_total(capfd, tmp_path, restore_switches):
+    """A stream's length is unknown, but take(num_samples) bounds it: the bar shows that total, and a stream that ends
+    sooner closes its bar at the texts read."""
+    import json
+    import re
+
+    model, tokenizer = tiny("bert")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"text number {i}"}) + "\n" for i in range(6)))
+    hf_txray.logging.enable_progress_bars()
+    for num_samples, shown in ((4, "4/4"), (10, "6/6"), (None, "6ex")):
+        hf_txray.analyze(model, str(data), tokenizer=tokenizer, streaming=True, num_samples=num_samples, max_length=16)
+        last = re.split(r"[\r\n]", capfd.readouterr().err.strip())[-1]
+        assert "hf_txray profiling" in last and shown in last, (num_samples, last)
