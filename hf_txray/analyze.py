@@ -39,6 +39,7 @@ from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_par
 from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
+from .padding import check_padding_is_masked
 from .provenance import weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers
@@ -95,6 +96,9 @@ class Profiler:
                                                          self.max_length, config.batch_size)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
+        if not (config.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
+            check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True),
+                                    self.device, self.max_length)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
 
@@ -406,6 +410,7 @@ class Profiler:
             arrays.update({f"credit.{k}": v for k, v in builder.position_arrays(batch).items()})
         staged = stage(arrays, self.device)
         recorder.positions = staged["hooked"]
+        recorder.rows = self.forward.hooked_rows(*batch.inputs["input_ids"].shape)
         recorder.reset()
         recorder.enabled = True
         try:

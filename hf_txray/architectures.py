@@ -43,8 +43,10 @@ DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
     "qwen3_moe": ("intermediate_size",),
 }
 
-# Names of the attention submodules of the supported families: a neuron site is never inside one of them.
-ATTENTION_NAME_PARTS = ("attn", "attention")
+# Names of the token mixers of the supported families (attention) and of state-space models (Mamba's `mixer`,
+# Jamba's and Zamba's `mamba`, an `ssm`): a neuron site is never inside one of them. A Mamba block has no MLP, and
+# its mixer's output projection takes an input as wide as the config's `intermediate_size`.
+ATTENTION_NAME_PARTS = ("attn", "attention", "mixer", "mamba", "ssm")
 
 
 def hidden_size(config: Any) -> int | None:

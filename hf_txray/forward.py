@@ -145,6 +145,11 @@ class StackForward:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""
         return decoder_positions(positions, width) if self.stack == "decoder" else positions
 
+    def hooked_rows(self, rows: int, width: int) -> int:
+        """Rows of a hooked activation (batch x sequence, flattened) for a ``(rows, width)`` input grid: the decoder
+        stack reads one position more than the text (its start token)."""
+        return rows * (width + 1 if self.stack == "decoder" else width)
+
     def __call__(self, inputs: dict[str, torch.Tensor]) -> Any:
         if self.stack is None:
             return self.body(**inputs)

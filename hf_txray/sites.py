@@ -228,7 +228,8 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
     raise ModelError(
         f"Could not verify the MLP of block {block_name!r} ({type(block).__name__}) of {type(model).__name__}: "
         f"{found}, but the config declares an MLP width of {described}, and no single linear layer outside "
-        f"attention takes that many inputs and returns the hidden size ({hidden}), nor are there fused experts. "
+        f"attention (or a state-space mixer: a Mamba block has no MLP) both takes that many inputs and returns the "
+        f"hidden size ({hidden}), nor are there fused experts. "
         "Pass `module_pattern`, a regex matching the MLP down projections (e.g. r'layers\\.\\d+\\.mlp\\.down_proj'), "
         "or use site='residual'."
     )
@@ -451,6 +452,7 @@ class WinnerRecorder:
         self.sites = list(sites)
         self.top_k = top_k
         self.positions: torch.Tensor | None = None
+        self.rows: int | None = None  # rows (batch x sequence) every hooked activation must have; None: unchecked
         self.values: list[torch.Tensor | None] = [None] * len(self.sites)
         self.indices: list[torch.Tensor | None] = [None] * len(self.sites)
         self.trace = Trace(self.sites, read=self._read)
@@ -489,6 +491,7 @@ class WinnerRecorder:
         site = self.sites[slot]
         layout = site.experts
         hidden = call.hidden.detach().reshape(-1, call.hidden.shape[-1])
+        self._check_rows(slot, len(hidden))
         top_k_index = call.top_k_index.reshape(hidden.shape[0], -1)
         shared = None if call.shared is None else call.shared.reshape(-1, call.shared.shape[-1])
         if layout.shared is not None and shared is None:
@@ -505,11 +508,22 @@ class WinnerRecorder:
     @torch.no_grad()
     def _record(self, slot: int, activations: torch.Tensor) -> None:
         flat = activations.detach().reshape(-1, activations.shape[-1])
+        self._check_rows(slot, len(flat))
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
         # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
         positions = None if self.positions is None else self.positions.to(flat.device)
         values, indices = top_k_per_row(flat, self.top_k, positions, self._argmax, self._runs_of(positions, flat))
         self._store(slot, values, indices)
+
+    def _check_rows(self, slot: int, rows: int) -> None:
+        """Refuse activations that do not hold one row per input position: a model that shortens the sequence inside
+        its stack (CANINE's downsampling, Funnel's pooling) would have its rows credited to the wrong tokens."""
+        if self.rows is not None and rows != self.rows:
+            raise ModelError(
+                f"{self.sites[slot].name!r} received {rows} positions for an input of {self.rows} (batch x sequence): "
+                "the model changes the sequence length inside its layers (downsampling, pooling or character "
+                "blocks, as in CANINE or Funnel), so its activations cannot be credited to input tokens. This "
+                "architecture is not supported; name modules that see every input position with `module_pattern`.")
 
     def _runs_of(self, positions: torch.Tensor | None, flat: torch.Tensor) -> Runs | None:
         """The creditable rows as runs of consecutive rows (padding and special tokens left out of a CPU top-1),

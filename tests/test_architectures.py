@@ -184,7 +184,11 @@ def engine(family: str, stack: str | None, head: str, top_k: int) -> hf_txray.Pr
 
 def assert_matches_reference(family: str, stack: str | None, head: str, top_k: int) -> None:
     profile = engine(family, stack, head, top_k)
-    ref = reference.credit(kept(family, stack, head), top_k, FEATURES)
+    assert_equals_reference(profile, reference.credit(kept(family, stack, head), top_k, FEATURES))
+    assert profile.meta.config["stack"] == stack if family in ENCODER_DECODERS else profile.meta.config["stack"] is None
+
+
+def assert_equals_reference(profile, ref) -> None:
     assert profile.neuron_count.shape == (ref.num_layers, ref.num_neurons)
     expected_mass = np.zeros((ref.num_layers, ref.num_neurons))
     expected_count = np.zeros((ref.num_layers, ref.num_neurons), dtype=np.int64)
@@ -203,7 +207,6 @@ def assert_matches_reference(family: str, stack: str | None, head: str, top_k: i
         table = profile.tables[feature]
         assert dict(zip(table.vocab, table.corpus_count.tolist())) == dict(ref.corpus_count[feature])
     assert profile.meta.num_positions == ref.num_positions
-    assert profile.meta.config["stack"] == stack if family in ENCODER_DECODERS else profile.meta.config["stack"] is None
 
 
 @pytest.mark.parametrize("top_k", (1, 3))
@@ -310,6 +313,48 @@ def test_a_module_run_twice_per_forward_is_refused():
     model = tf.AlbertModel(config).eval()
     with pytest.raises(ModelError, match="more than once.*ALBERT"):
         hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+
+
+@pytest.mark.parametrize("family", ["fnet", "convbert"])
+def test_a_model_that_reads_its_padding_is_refused_and_profiled_unpadded_on_request(family):
+    """FNet's Fourier transform and ConvBERT's convolutions read the padding: padded batches gave other counts than
+    each text alone, without an error (hf_txray.padding). Each text alone and unpadded matches the reference."""
+    torch.manual_seed(0)
+    common = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, intermediate_size=WIDTH, max_position_embeddings=128,
+                  vocab_size=_bert_vocab())
+    model = (tf.FNetModel(tf.FNetConfig(**common)) if family == "fnet" else
+             tf.ConvBertModel(tf.ConvBertConfig(num_attention_heads=2, embedding_size=HIDDEN, **common))).eval()
+    tokenizer = bert_tokenizer()
+    options = dict(tokenizer=tokenizer, features=FEATURES, max_examples_per_neuron=0, show_progress=False)
+    for batching in (dict(batch_size=3), dict(batch_size=1)):  # one text per batch is still padded to 16
+        with pytest.raises(ModelError, match=r"lets padding change the activations of real tokens: at 'encoder\.layer"
+                                             r"\.0\.output\.dense'.*batch_size=1 and pad_to_multiple_of=1"):
+            hf_txray.analyze(model, TEXTS, **batching, **options)
+    profile = hf_txray.analyze(model, TEXTS, batch_size=1, pad_to_multiple_of=1, **options)
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
+                                                      1, FEATURES))
+
+
+def test_a_state_space_model_is_refused_not_profiled_in_its_mixer():
+    """A Mamba block has no MLP; its mixer's output projection takes an input as wide as the config's
+    intermediate_size, and was profiled as if it were one."""
+    model = tf.MambaModel(tf.MambaConfig(vocab_size=_bert_vocab(), hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                         state_size=8, intermediate_size=2 * HIDDEN)).eval()
+    assert model.layers[0].mixer.out_proj.in_features == model.config.intermediate_size
+    with pytest.raises(ModelError, match=r"Could not verify the MLP of block 'layers\.0'.*state-space mixer"):
+        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+
+
+def test_a_model_that_shortens_the_sequence_is_refused_at_its_first_batch():
+    """CANINE downsamples its characters before the deep encoder: 5 inputs became 2 hooked rows, credited to the wrong
+    tokens (or an IndexError on longer texts)."""
+    model = tf.CanineModel(tf.CanineConfig(hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS,
+                                           num_attention_heads=2, downsampling_rate=2, num_hash_buckets=64,
+                                           local_transformer_stride=4)).eval()
+    with pytest.raises(ModelError, match=r"'encoder\.layer\.0\.output\.dense' received \d+ positions for an input "
+                                         r"of \d+ .*changes the sequence length"):
+        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), batch_size=1,
+                         pad_to_multiple_of=1, show_progress=False)
 
 
 def test_a_site_whose_module_is_never_called_is_refused_with_the_reason():

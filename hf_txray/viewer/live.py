@@ -83,6 +83,7 @@ class LiveProfiler:
         traced: list[torch.Tensor] = []
         handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
         recorder.positions = hooked
+        recorder.rows = p.forward.hooked_rows(*batch.inputs["input_ids"].shape)
         recorder.enabled = True
         was_training = p.model.training
         p.model.eval()

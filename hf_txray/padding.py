@@ -1,0 +1,106 @@
+"""Whether a model keeps padding out of its real tokens' activations.
+
+The engine runs texts in padded batches. That is exact only when the model's token mixing follows the attention mask:
+then the activations of a text's tokens are the same whatever pads it. FNet (a Fourier transform over every
+position), ConvBERT (convolutions over the sequence) and capacity-limited expert routing read the padding too, and a
+profile of padded batches would depend on what else was in each batch, with no error. :func:`check_padding_is_masked`
+tells them apart before any work: one short text, padded twice with different token ids under the same mask, must
+give bit-identical activations at its real tokens (a masked score's softmax weight is exactly 0, so a model that
+follows its mask cannot tell the two paddings apart).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from .errors import ModelError
+from .hooks import ExpertsCall, Trace
+
+CHECK_TEXT = "Padding must never change what these few tokens read."
+EXTRA_WIDTH = 16  # padding positions added to the text
+# Differences up to this many units of the activations' precision (relative to their largest magnitude) are rounding.
+# Measured: a tiny Mixtral's second layer moved by 1.5e-7 (about one float32 ulp of its largest activation) when its
+# padding's ids changed; ConvBERT's convolutions moved activations by 1e-3 to 1e-2 of theirs, FNet's transform more.
+ROUNDING_ULPS = 8
+
+
+@torch.no_grad()
+def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], encoder: Any, device: torch.device,
+                            max_width: int) -> None:
+    """Refuse a model whose activations at real tokens change with the token ids of masked padding.
+
+    Args:
+        model (`PreTrainedModel`): the model (set to eval mode for the check, then restored).
+        forward (`StackForward`): how the profiled stack runs (:mod:`hf_txray.forward`).
+        sites (`list[Site]`): the hooked sites.
+        encoder (`BatchEncoder`): the run's encoder (its inputs: ids, mask, token types).
+        device (`torch.device`): where the inputs go.
+        max_width (`int`): the widest row the run may feed the model.
+
+    Raises:
+        ModelError: naming the first site whose activations moved, and the way to profile such a model (each text
+            alone, unpadded: ``batch_size=1, pad_to_multiple_of=1``).
+    """
+    batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
+    if batch is None:
+        return
+    real = int(batch.inputs["attention_mask"][0].sum())
+    width = min(real + EXTRA_WIDTH, max_width)
+    if width <= real:
+        return
+    inputs = {name: tensor[:1, :real] for name, tensor in batch.inputs.items()}
+    others = inputs["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]  # real vocabulary, where the engine puts 0
+    positions = forward.positions(torch.arange(real), width)
+    was_training = model.training
+    model.eval()
+    try:
+        runs = [_real_activations(forward, sites, _padded(inputs, width, fill), positions, device)
+                for fill in (0, others, 0)]
+    finally:
+        model.train(was_training)
+    for slot, site in enumerate(sites):
+        (zeros, dtype), (other, _), (again, _) = (run[slot] for run in runs)
+        if torch.equal(zeros, other):
+            continue
+        # Beyond rounding: mixture-of-experts layers group the tokens routed to each expert, padding included, so
+        # other padding regroups their matmuls and moves the next layers' activations by an ulp or so; and beyond
+        # the forward's own noise (some accelerator kernels are not deterministic).
+        rounding = ROUNDING_ULPS * torch.finfo(dtype).eps * float(zeros.abs().max())
+        if float((zeros - other).abs().max()) > max(rounding, 4 * float((zeros - again).abs().max())):
+            raise ModelError(
+                f"{type(model).__name__} lets padding change the activations of real tokens: at {site.name!r}, the "
+                "same text gives other activations when only the token ids of its padding change (positions the "
+                "attention mask hides). Its token mixing does not follow the attention mask (as FNet's Fourier "
+                "transform, ConvBERT's convolutions or capacity-limited expert routing), so a profile of padded "
+                "batches would depend on what else each batch held. Profile each text alone and unpadded: "
+                "batch_size=1 and pad_to_multiple_of=1.")
+
+
+def _padded(inputs: dict[str, torch.Tensor], width: int, fill: Any) -> dict[str, torch.Tensor]:
+    """`inputs` (one row of real tokens) padded to `width` as the engine pads (zeros, mask 0), with `fill` as the
+    padding's token ids."""
+    grid = {name: torch.cat([t, t.new_zeros(1, width - t.shape[1])], dim=1) for name, t in inputs.items()}
+    grid["input_ids"][0, inputs["input_ids"].shape[1]:] = fill
+    return grid
+
+
+def _real_activations(forward: Any, sites: Sequence[Any], inputs: dict[str, torch.Tensor], positions: torch.Tensor,
+                      device: torch.device) -> list[tuple[torch.Tensor, torch.dtype]]:
+    """Each site's activations (the experts' input at a mixture-of-experts site) at the real tokens' `positions`,
+    in float64, with their own dtype."""
+    found: list[tuple[torch.Tensor, torch.dtype] | None] = [None] * len(sites)
+
+    def read(slot: int, value: Any) -> None:
+        tensor = value.hidden if isinstance(value, ExpertsCall) else value
+        flat = tensor.detach().reshape(-1, tensor.shape[-1])
+        found[slot] = flat.index_select(0, positions.to(flat.device)).double().cpu(), tensor.dtype
+
+    trace = Trace(sites, read=read).attach()
+    try:
+        forward({name: tensor.to(device) for name, tensor in inputs.items()})
+    finally:
+        trace.remove()
+    # a site that did not run: the run's own check (WinnerRecorder.check_complete) names the way out
+    return [(torch.zeros(0), torch.float32) if got is None else got for got in found]
