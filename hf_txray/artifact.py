@@ -44,9 +44,19 @@ def write_header(folder: str | os.PathLike, artifact_type: str, format_version: 
 
 
 def read_header(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The header of a saved artifact folder, or ``None`` when it has none."""
+    """The header of a saved artifact folder, or ``None`` when it has none. A header that is not a JSON object (a
+    truncated or overwritten file) reads as ``{"artifact": None, "damaged": why}``: the folder still holds what
+    hf_txray saved (a new save may replace it), but nothing loads from it (:meth:`Artifact.check_header`)."""
     path = Path(folder) / HEADER_FILE
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        header = read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        return {"artifact": None, "damaged": f"{type(err).__name__}: {err}"}
+    if not isinstance(header, dict):
+        return {"artifact": None, "damaged": f"a JSON {type(header).__name__}, not an object"}
+    return header
 
 
 def artifact_type_of(folder: str | os.PathLike) -> str | None:
@@ -221,6 +231,9 @@ class Artifact:
                     "and save it again with this one, or recompute it.")
             raise ProfileFormatError(f"{folder} is not a saved hf_txray {what} (no {HEADER_FILE}); save one with "
                                      f"{cls.__name__}.save_pretrained.")
+        if "damaged" in header:
+            raise ProfileFormatError(f"{folder / HEADER_FILE} is damaged ({header['damaged']}), so {folder} cannot be "
+                                     f"read as a saved {what}: save (or push) it again from the object, or recompute it.")
         found = header.get("artifact")
         if found != cls.artifact_type:
             raise ProfileFormatError(f"{folder} holds a saved hf_txray {str(found).replace('_', ' ')}, not a {what}: "
@@ -260,7 +273,10 @@ class Artifact:
         with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
             folder = self.save_pretrained(Path(tmp) / self.artifact_type)
             owned = [f"{p.name}/*" for p in folder.iterdir() if p.is_dir()]
+            what = self.artifact_type.replace("_", " ")
             return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
-                                 create_pr=create_pr, delete_patterns=owned or None,
+                                 create_pr=create_pr, delete_patterns=owned or None, what_uploads=f"the {what}",
+                                 retry_hint=f"Nothing was lost: the {what} is unchanged in memory; fix the cause and "
+                                            "call push_to_hub again (or save_pretrained it to a folder first).",
                                  commit_message=commit_message or f"Upload hf_txray {self.artifact_type.replace('_', ' ')} "
                                                                   f"(hf_txray {__version__})")

@@ -312,8 +312,10 @@ def _cmd_export(args) -> int:
         profiles += found[0]
         reports += found[1]
     if not profiles and not reports:
-        raise ConfigurationError(f"No saved profile or report (txray_profile.json / txray_report.json) under "
-                                 f"{', '.join(args.inputs)}.")
+        raise ConfigurationError(f"No saved profile or report (a folder written by save_pretrained, holding "
+                                 f"txray_artifact.json) under {', '.join(args.inputs)}: give the folders that "
+                                 "Profile.save_pretrained, TransferReport.save_pretrained or `hf-txray analyze/compare "
+                                 "--out` wrote, or a folder above them.")
     out = save_to_disk(args.out, profiles=profiles, reports=reports, repo_id=args.repo_id, license=args.license,
                        pretty_name=args.pretty_name, plots=not args.no_plots)
     print(f"exported {len(profiles)} profile(s) and {len(reports)} report(s) to {out} "

@@ -153,7 +153,8 @@ def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: s
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, private: bool = False,
                   commit_message: str, revision: str | None = None, create_pr: bool = False,
                   allow_patterns: list[str] | None = None, delete_patterns: list[str] | None = None,
-                  prepare: Callable[["HfApi", str], None] | None = None, retry_hint: str = "") -> "CommitInfo":
+                  prepare: Callable[["HfApi", str], None] | None = None, retry_hint: str = "",
+                  what_uploads: str | None = None) -> "CommitInfo":
     """Create the dataset repo `repo_id` when missing and upload `folder` to it as one commit.
 
     Args:
@@ -168,6 +169,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         prepare (`Callable[[HfApi, str], None]`, *optional*): called with the API and the created repo id before
             the upload (e.g. to merge the remote card into the local one).
         retry_hint (`str`, *optional*): appended to the error message of a failed upload.
+        what_uploads (`str`, *optional*): what the error names as uploaded (default: `folder`; a temporary folder,
+            gone by the time the error is read, is better named by what it held).
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit.
@@ -193,5 +196,6 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
     except TXRayError:
         raise
     except Exception as err:  # HTTP, network and file errors alike
-        raise HubError(f"Uploading {folder} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
+        what = what_uploads or str(folder)
+        raise HubError(f"Uploading {what} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
                        + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)

@@ -295,7 +295,9 @@ def _schema_of(frame: pd.DataFrame) -> list[list[str]]:
 def _report_meta_row(report: TransferReport) -> dict[str, Any]:
     m = report.meta
     both = lambda a, b: a if a == b else f"{a}{BOTH}{b}"  # noqa: E731
-    columns = {name: _schema_of(getattr(report, name)) for name in ("neurons", "layers", "mass_share")}
+    columns: dict[str, Any] = {name: _schema_of(getattr(report, name)) for name in ("neurons", "layers", "mass_share")}
+    # rows of each table, so that a reader notices a missing or partial file (absent from older saves)
+    columns["rows"] = {name: len(getattr(report, name)) for name in ("neurons", "layers", "mass_share")}
     return {
         "kind": "report", "name": report.name, "model_id": both(m.model_a, m.model_b), "site": m.site,
         "layers": list(m.layers), "num_neurons": m.num_neurons, "feature_types": list(m.feature_types),
@@ -636,7 +638,15 @@ def read_config(directory: Path, name: str) -> pa.Table | None:
     files = sorted((directory / name).glob("*.parquet"))
     if not files:
         return None
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return pa.concat_tables([_read_parquet(f) for f in files], promote_options="default")
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:  # truncated, overwritten, not parquet
+        raise ProfileFormatError(f"{path} is damaged and cannot be read ({type(err).__name__}: {err}): save (or "
+                                 "push, or export) the profiles and reports again, or recompute them.") from err
 
 
 def _where(table: pa.Table | None, **equal: str) -> pa.Table | None:
@@ -776,7 +786,16 @@ def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | 
     neurons = _frame(_where(transfer, report=row["name"]), schema["neurons"])
     layers = _frame(_where(summary, report=row["name"], kind="layer"), schema["layers"])
     mass_share = _frame(_where(summary, report=row["name"], kind="mass_share"), schema["mass_share"])
-    return {"meta": meta, "neurons": neurons, "layers": layers, "mass_share": mass_share}
+    parts = {"neurons": neurons, "layers": layers, "mass_share": mass_share}
+    expected = schema.get("rows") or {"layers": len(meta.get("layers") or [])}
+    short = {name: (len(parts[name]), rows) for name, rows in expected.items() if len(parts[name]) != rows}
+    if short:
+        where = {"neurons": "transfer_reports/", "layers": "summary/", "mass_share": "summary/"}
+        raise ProfileFormatError(
+            f"Report {row['name']!r} is incomplete: " + ", ".join(f"{n} has {got} rows, saved with {want} (in "
+                                                                   f"{where[n]})" for n, (got, want) in short.items())
+            + ": a file is missing or from another save. Save (or push, or export) the report again.")
+    return {"meta": meta, **parts}
 
 
 def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:

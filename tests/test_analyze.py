@@ -722,6 +722,8 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
         tmp_path / "a")
     assert cli_main(["export", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r2")]) == 2
     capsys.readouterr()
+    assert cli_main(["export", str(saved_bert), "--out", str(tmp_path / "r3")]) == 2  # a model folder: no results
+    assert "holding txray_artifact.json" in capsys.readouterr().err  # the file saves hold (not the old names)
     assert cli_main(["show", str(tmp_path / "results")]) == 0  # show reads a results folder too
     shown = capsys.readouterr().out
     assert "Profile 'a':" in shown and "Profile 'b':" in shown

@@ -239,6 +239,39 @@ def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_pa
         cls.from_pretrained(folder)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_damaged_header_is_refused_naming_the_file_and_a_new_save_replaces_it(kind, tmp_path):
+    """A truncated or overwritten header raised json's own error (or AttributeError for a JSON list), naming no file;
+    the CLI printed a traceback."""
+    cls, artifact = CLASSES[kind], build(kind)
+    folder = artifact.save_pretrained(tmp_path / kind)
+    for damage in ('{"artifact": "prof', "", "[1, 2]"):
+        (folder / HEADER_FILE).write_text(damage)
+        with pytest.raises(ProfileFormatError, match=rf"{HEADER_FILE} is damaged .*save \(or push\) it again"):
+            cls.from_pretrained(folder)
+    assert_exact(artifact, cls.from_pretrained(artifact.save_pretrained(folder)), kind)  # still hf_txray's folder
+
+
+@pytest.mark.parametrize("kind", ["profile", "transfer_report"])
+def test_a_damaged_or_missing_table_is_refused_not_loaded_in_part(kind, tmp_path):
+    """A report whose summary/ was deleted loaded with empty layers and mass_share tables; one whose transfer_reports/
+    parquet was deleted, with no neurons; a truncated parquet raised pyarrow's ArrowInvalid."""
+    cls, artifact = CLASSES[kind], build(kind)
+    folder = artifact.save_pretrained(tmp_path / kind)
+    table = "distributions" if kind == "profile" else "transfer_reports"
+    shard = next((folder / table).glob("*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ProfileFormatError, match=rf"{table}.*is damaged and cannot be read .*again"):
+        cls.from_pretrained(folder)
+    if kind == "transfer_report":
+        for missing, said in (("summary", r"layers has 0 rows, saved with \d+ \(in summary/\)"),
+                              ("transfer_reports", r"neurons has 0 rows, saved with \d+ \(in transfer_reports/\)")):
+            folder = artifact.save_pretrained(tmp_path / missing)
+            shutil.rmtree(folder / missing)
+            with pytest.raises(ProfileFormatError, match=rf"incomplete: .*{said}.*Save"):
+                cls.from_pretrained(folder)
+
+
 @pytest.mark.parametrize("marker", ["txray_profile.json", "txray_report.json"])
 def test_folder_in_the_old_format_says_how_to_convert(marker, tmp_path):
     folder = tmp_path / "old"
@@ -339,6 +372,16 @@ def test_equality_sees_a_changed_value_inside_arrays_and_tables(kind):
     else:
         other.probe.weight = other.probe.weight + 1.0
     assert other != artifact
+
+
+def test_a_failed_push_names_what_it_uploaded_not_its_temporary_folder(hub):
+    """The error named /tmp/hf_txray-push-XXXX/profile, removed by the time it was read, and gave no way forward."""
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError) as caught:
+        build("profile").push_to_hub(f"{hub.username}/flaky-profile")
+    message = str(caught.value)
+    assert message.startswith(f"Uploading the profile to the Hub dataset '{hub.username}/flaky-profile' failed")
+    assert "hf_txray-push-" not in message and "push_to_hub again" in message and hub.token not in message
 
 
 @pytest.mark.parametrize("kind", ["probing_result", "pruning_plan"])

@@ -600,3 +600,12 @@ def test_public_uploads_without_transformers_hf_api_warn_and_push_as_is(tmp_path
             pass
     assert "name local paths whole" in caplog.text
     assert not hasattr(trainer_module, "hf_api")
+
+
+def test_a_hub_token_in_the_arguments_is_warned_about(tmp_path):
+    """transformers pickles TrainingArguments, hub_token included, into training_args.bin, which push_to_hub
+    uploads with the model: the token would leave in the clear."""
+    args = build_args(tmp_path / "out", num_train_epochs=1, hub_token="hf_not_a_real_token")
+    with pytest.warns(UserWarning, match="hub_token is saved in the clear: .*training_args.bin.*HF_TOKEN"):
+        TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                     processing_class=bert_tokenizer(), txray_dataset=TEXTS)

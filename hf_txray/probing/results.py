@@ -160,6 +160,9 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
 
         folder.mkdir()
         info = upload_folder(folder, repo_id, token=token, private=private, prepare=merge_remote,
+                             what_uploads="the probing results",
+                             retry_hint="Nothing was lost: the results are unchanged in memory; fix the cause and push "
+                                        "them again.",
                              commit_message=commit_message or f"Add probing results (hf_txray {__version__})",
                              allow_patterns=["README.md"] + [f"{n}/*" for n in written],
                              delete_patterns=[f"{n}/*" for n in written])

@@ -56,6 +56,11 @@ class TXRayTrainer(Trainer):
                 f"TXRayTrainer needs TXRayArguments, got {type(training_args).__name__}: replace TrainingArguments "
                 "with hf_txray.TXRayArguments (same fields plus the txray_* options)."
             )
+        if training_args.hub_token:
+            warnings.warn(
+                "hub_token is saved in the clear: transformers pickles the training arguments, token included, into "
+                "training_args.bin in output_dir and every checkpoint, and push_to_hub uploads that file with the "
+                "model. Give the token through HF_TOKEN or `hf auth login` instead.", UserWarning, stacklevel=2)
         super().__init__(*args, **kwargs)
         self.txray_callback: TXRayCallback | None = None
         if self.args.txray_strategy == "no":
