@@ -787,7 +787,9 @@ def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | 
     layers = _frame(_where(summary, report=row["name"], kind="layer"), schema["layers"])
     mass_share = _frame(_where(summary, report=row["name"], kind="mass_share"), schema["mass_share"])
     parts = {"neurons": neurons, "layers": layers, "mass_share": mass_share}
-    expected = schema.get("rows") or {"layers": len(meta.get("layers") or [])}
+    layer_list = meta.get("layers") or []  # saves before the row counts: one neuron row per (layer, neuron)
+    expected = schema.get("rows") or {"neurons": len(layer_list) * int(meta.get("num_neurons") or 0),
+                                      "layers": len(layer_list)}
     short = {name: (len(parts[name]), rows) for name, rows in expected.items() if len(parts[name]) != rows}
     if short:
         where = {"neurons": "transfer_reports/", "layers": "summary/", "mass_share": "summary/"}

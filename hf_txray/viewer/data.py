@@ -312,12 +312,6 @@ def open_results(source: str) -> ResultsView:
     profiles, reports = _load_results(source)
     if not profiles and not reports:
         raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
-    for name, report in reports.items():
-        expected = len(report.meta.layers) * report.meta.num_neurons
-        if len(report.neurons) != expected:
-            raise ProfileFormatError(f"{source} holds incomplete hf_txray results: report {name!r} has "
-                                     f"{len(report.neurons)} of its {expected} neuron rows (is the "
-                                     "transfer_reports config missing?).")
     return ResultsView(source, profiles, reports, _load_probing(source))
 
 
