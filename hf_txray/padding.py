@@ -5,8 +5,8 @@ then the activations of a text's tokens are the same whatever pads it. FNet (a F
 position), ConvBERT (convolutions over the sequence) and capacity-limited expert routing read the padding too, and a
 profile of padded batches would depend on what else was in each batch, with no error. :func:`check_padding_is_masked`
 tells them apart before any work: one short text, padded twice with different token ids under the same mask, must
-give bit-identical activations at its real tokens (a masked score's softmax weight is exactly 0, so a model that
-follows its mask cannot tell the two paddings apart).
+give the same activations at its real tokens: bit for bit in a model that follows its mask (a masked score's softmax
+weight is exactly 0), up to rounding where mixture-of-experts layers regroup their tokens (:data:`ROUNDING_ULPS`).
 """
 
 from __future__ import annotations
