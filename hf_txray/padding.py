@@ -17,6 +17,7 @@ import torch
 
 from .errors import ModelError
 from .hooks import ExpertsCall, Trace
+from .sites import check_hooked_rows
 
 CHECK_TEXT = "Padding must never change what these few tokens read."
 EXTRA_WIDTH = 16  # padding positions added to the text
@@ -96,6 +97,7 @@ def _real_activations(forward: Any, sites: Sequence[Any], inputs: dict[str, torc
     def read(slot: int, value: Any) -> None:
         tensor = value.hidden if isinstance(value, ExpertsCall) else value
         flat = tensor.detach().reshape(-1, tensor.shape[-1])
+        check_hooked_rows(sites[slot].name, len(flat), forward.hooked_rows(*inputs["input_ids"].shape))
         found[slot] = flat.index_select(0, positions.to(flat.device)).double().cpu(), tensor.dtype
 
     trace = Trace(sites, read=read).attach()

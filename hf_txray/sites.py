@@ -438,6 +438,22 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
     return sorted(chosen, key=lambda s: s.layer)
 
 
+def check_hooked_rows(name: str, rows: int, expected: int) -> None:
+    """Refuse activations that do not hold one row per input position (`expected`: batch x sequence): a model that
+    shortens the sequence inside its stack (CANINE's downsampling, Funnel's pooling) would have its rows credited to
+    the wrong tokens.
+
+    Raises:
+        ModelError: naming the site and both counts.
+    """
+    if rows != expected:
+        raise ModelError(
+            f"{name!r} received {rows} positions for an input of {expected} (batch x sequence): the model changes the "
+            "sequence length inside its layers (downsampling, pooling or character blocks, as in CANINE or Funnel), "
+            "so its activations cannot be credited to input tokens. This architecture is not supported; name modules "
+            "that see every input position with `module_pattern`.")
+
+
 class WinnerRecorder:
     """Hooks (a :class:`~hf_txray.hooks.Trace`) that record, for each site, the top-k neurons of every real position.
 
@@ -516,14 +532,8 @@ class WinnerRecorder:
         self._store(slot, values, indices)
 
     def _check_rows(self, slot: int, rows: int) -> None:
-        """Refuse activations that do not hold one row per input position: a model that shortens the sequence inside
-        its stack (CANINE's downsampling, Funnel's pooling) would have its rows credited to the wrong tokens."""
-        if self.rows is not None and rows != self.rows:
-            raise ModelError(
-                f"{self.sites[slot].name!r} received {rows} positions for an input of {self.rows} (batch x sequence): "
-                "the model changes the sequence length inside its layers (downsampling, pooling or character "
-                "blocks, as in CANINE or Funnel), so its activations cannot be credited to input tokens. This "
-                "architecture is not supported; name modules that see every input position with `module_pattern`.")
+        if self.rows is not None:
+            check_hooked_rows(self.sites[slot].name, rows, self.rows)
 
     def _runs_of(self, positions: torch.Tensor | None, flat: torch.Tensor) -> Runs | None:
         """The creditable rows as runs of consecutive rows (padding and special tokens left out of a CPU top-1),

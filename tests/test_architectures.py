@@ -351,10 +351,15 @@ def test_a_model_that_shortens_the_sequence_is_refused_at_its_first_batch():
     model = tf.CanineModel(tf.CanineConfig(hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS,
                                            num_attention_heads=2, downsampling_rate=2, num_hash_buckets=64,
                                            local_transformer_stride=4)).eval()
-    with pytest.raises(ModelError, match=r"'encoder\.layer\.0\.output\.dense' received \d+ positions for an input "
-                                         r"of \d+ .*changes the sequence length"):
-        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), batch_size=1,
-                         pad_to_multiple_of=1, show_progress=False)
+    for options in (dict(batch_size=1, pad_to_multiple_of=1), {}):  # at the first batch; at the padding check
+        with pytest.raises(ModelError, match=r"'encoder\.layer\.0\.output\.dense' received \d+ positions for an "
+                                             r"input of \d+ .*changes the sequence length"):
+            hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False,
+                             **options)
+    model = tf.CanineModel(tf.CanineConfig(hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS,
+                                           num_attention_heads=2)).eval()  # downsampling 4, as google/canine-s
+    with pytest.raises(ModelError, match="changes the sequence length"):  # was an IndexError
+        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
 
 
 def test_a_site_whose_module_is_never_called_is_refused_with_the_reason():
