@@ -138,10 +138,15 @@ class Trace:
                 raise ConfigurationError(f"An edit names layer {layer}, which is not traced: {sorted(slots)}.")
             if not callable(change):
                 raise ConfigurationError(f"The edit of layer {layer} must be a Fill or a function, got {change!r}.")
-            if self.sites[slots[layer]].capture == "experts":
+            site = self.sites[slots[layer]]
+            if site.capture == "experts":
                 raise ModelError(
-                    f"Editing mixture-of-experts units ({self.sites[slots[layer]].name}) is not supported: they live "
+                    f"Editing mixture-of-experts units ({site.name}) is not supported: they live "
                     "inside fused experts, with no per-unit tensor to edit.")
+            if isinstance(change, Fill) and len(change.indices) and not (
+                    0 <= int(change.indices.min()) and int(change.indices.max()) < site.width):
+                raise ConfigurationError(f"The Fill of layer {layer} names neurons {change.indices.tolist()}, but "
+                                         f"{site.name} has {site.width} (0 to {site.width - 1}).")
             out[slots[layer]] = change
         return out
 

@@ -144,6 +144,9 @@ def test_bad_traces_fail_clearly(bert):
         Trace(sites, edit={5: Fill([0])})
     with pytest.raises(ConfigurationError, match="Fill or a function"):
         Trace(sites, edit={0: [1, 2]})
+    for neurons in ([sites[0].width], [-1]):  # an IndexError at the first forward pass, or the last neuron silently
+        with pytest.raises(ConfigurationError, match=rf"Fill of layer 0 names neurons .* has {sites[0].width} \(0 to"):
+            Trace(sites, edit={0: Fill(neurons)})
     with pytest.raises(ModelError, match="not a module of this"):
         with trace(tiny_bert(seed=1), sites):
             pass
