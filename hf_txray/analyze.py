@@ -230,7 +230,7 @@ class Profiler:
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
         if isinstance(source, StreamingSource):  # a stream's length is unknown; a take(num_samples) bounds it
-            source.total = stream_share((meta.provenance or {}).get("dataset", {}).get("num_samples"), rank, world)
+            source.total = source.share_of((meta.provenance or {}).get("dataset", {}).get("num_samples"))
         state = None
         if checkpoint_dir:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
@@ -662,12 +662,6 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
     options = AnalyzeOptions.build(config, overrides)
     with progress_bars_for(options.show_progress):
         return _analyze(model, dataset, tokenizer, options)
-
-
-def stream_share(num_samples: int | None, rank: int, world: int) -> int | None:
-    """The texts process `rank` of `world` reads from a stream cut at `num_samples` (examples interleaved, as
-    :class:`~hf_txray.streaming.StreamingSource` splits them), at most: the progress bar's total. None when unknown."""
-    return None if num_samples is None else len(range(rank, num_samples, world))
 
 
 def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world: int, num_counted: int) -> None:

@@ -162,6 +162,11 @@ class StreamingSource:
         self._read_to_end = False
         self._resumed = False
 
+    def share_of(self, num_samples: int | None) -> int | None:
+        """The texts this process reads of a stream cut at `num_samples` (at most: the stream may end sooner), as
+        examples are interleaved; None when unknown. A progress bar's total."""
+        return None if num_samples is None else len(range(self.rank, num_samples, self.world))
+
     def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done, index = 0, _bucket_index(state)
         rows: Iterable[dict[str, Any]] = self.corpus
