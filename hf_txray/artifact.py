@@ -46,7 +46,8 @@ def write_header(folder: str | os.PathLike, artifact_type: str, format_version: 
 def read_header(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The header of a saved artifact folder, or ``None`` when it has none. A header that is not a JSON object (a
     truncated or overwritten file) reads as ``{"artifact": None, "damaged": why}``: the folder still holds what
-    hf_txray saved (a new save may replace it), but nothing loads from it (:meth:`Artifact.check_header`)."""
+    hf_txray saved (a new save may replace it), but ``from_pretrained`` refuses it (:meth:`Artifact.check_header`).
+    ``hf_txray.load`` reads a folder's tables by the dataset layout, which holds no header, and checks those."""
     path = Path(folder) / HEADER_FILE
     if not path.is_file():
         return None

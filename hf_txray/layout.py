@@ -673,7 +673,9 @@ def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpu
     try:
         fids = np.fromiter((index[f] for f in dist["feature"].to_pylist()), dtype=np.int64, count=dist.num_rows)
     except KeyError as err:
-        raise ProfileFormatError(f"Feature {err.args[0]!r} of stage {meta['stage']!r} is not in its vocabulary.") from None
+        raise ProfileFormatError(f"Feature {err.args[0]!r} of stage {meta['stage']!r} is not in its vocabulary: the "
+                                 "distributions/ and meta/ files are damaged or from different saves. Save (or push, "
+                                 "or export) the profile again.") from None
     rows = _row_index(meta["layers"], dist["layer"].to_numpy(), dist["neuron"].to_numpy(), meta["num_neurons"])
     order = np.argsort((rows << 32) | fids, kind="stable")
     noise = {}
@@ -817,6 +819,11 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
                 "read them with hf_txray.probing.load_probing(...) given the same repo id or folder.")
         raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.")
     rows = meta.to_pylist()
+    names = [(r["kind"], r["name"]) for r in rows]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ProfileFormatError(f"{directory} lists {twice[0][0]} {twice[0][1]!r} more than once in meta/: a meta file "
+                                 "from another save was copied in. Keep one save per folder (save or export again).")
     newest = max((r["format_version"] or 0) for r in rows)
     if newest > EXPORT_FORMAT_VERSION:
         raise ProfileFormatError(f"{directory} was written in export format {newest}, newer than this hf_txray "

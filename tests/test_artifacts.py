@@ -270,6 +270,12 @@ def test_a_damaged_or_missing_table_is_refused_not_loaded_in_part(kind, tmp_path
             shutil.rmtree(folder / missing)
             with pytest.raises(ProfileFormatError, match=rf"incomplete: .*{said}.*Save"):
                 cls.from_pretrained(folder)
+    # a second meta file (copied from another save) listed the artifact twice, and the copy's meta won
+    folder = artifact.save_pretrained(tmp_path / "twice")
+    meta = next((folder / "meta").glob("*.parquet"))
+    shutil.copy(meta, folder / "meta" / "train-00001-of-00002.parquet")
+    with pytest.raises(ProfileFormatError, match=r"more than once in meta/: a meta file from another save"):
+        cls.from_pretrained(folder)
 
 
 @pytest.mark.parametrize("marker", ["txray_profile.json", "txray_report.json"])
