@@ -46,7 +46,7 @@ DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
 # Names of the token mixers of the supported families (attention) and of state-space models (Mamba's `mixer`,
 # Jamba's and Zamba's `mamba`, an `ssm`): a neuron site is never inside one of them. A Mamba block has no MLP, and
 # its mixer's output projection takes an input as wide as the config's `intermediate_size`.
-ATTENTION_NAME_PARTS = ("attn", "attention", "mixer", "mamba", "ssm")
+TOKEN_MIXER_NAME_PARTS = ("attn", "attention", "mixer", "mamba", "ssm")
 
 
 def hidden_size(config: Any) -> int | None:

@@ -678,8 +678,7 @@ def _cmd_ablate(args) -> int:
                               max_sentences=args.max_sentences, text_column=args.text_column,
                               label_column=args.label_column, split=args.split, batch_size=args.batch_size,
                               max_length=args.max_length)
-    if hasattr(metric, "check_model"):  # refuse a model the metric cannot score before the neuron means' pass
-        metric.check_model(model)
+    metric.check_model(model)  # a model the metric cannot score is refused before the neuron means' pass
     means = (neuron_means(model, metric.texts(model), tokenizer, layers=list(result.meta.layers),
                           batch_size=args.batch_size, max_length=args.max_length) if args.mode == "mean" else None)
     curve = ablation_curve(model, result, metric, counts=args.counts, mode=args.mode, means=means, seeds=args.seeds,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .architectures import ATTENTION_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
+from .architectures import TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .options import SITES, STACKS
@@ -95,12 +95,13 @@ def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
     return None if best is None else (best[1], best[2], best[0])
 
 
-def in_attention(block: nn.Module, name: str) -> bool:
-    """True when submodule `name` of `block` lies in an attention module (by path name or by class name)."""
+def in_token_mixer(block: nn.Module, name: str) -> bool:
+    """True when submodule `name` of `block` lies in a token mixer: an attention module (by path name or by class
+    name) or a state-space mixer (by path name, :data:`~hf_txray.architectures.TOKEN_MIXER_NAME_PARTS`)."""
     parts = name.split(".") if name else []
     module = block
     for part in parts:
-        if any(token in part.lower() for token in ATTENTION_NAME_PARTS):
+        if any(token in part.lower() for token in TOKEN_MIXER_NAME_PARTS):
             return True
         module = getattr(module, part, None) if not part.isdigit() else module[int(part)]
         if module is None or "attention" in type(module).__name__.lower():
@@ -151,7 +152,7 @@ def _join(*parts: str) -> str:
 
 def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:
     """The block's fused experts module and its numbering (with shared experts), or None for a dense block."""
-    found = [(n, m) for n, m in block.named_modules() if is_fused_experts(m) and not in_attention(block, n)]
+    found = [(n, m) for n, m in block.named_modules() if is_fused_experts(m) and not in_token_mixer(block, n)]
     if not found:
         return None
     if len(found) > 1:
@@ -172,7 +173,7 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     for sub_name, sub in parent.named_modules():
         dims = linear_dims(sub)
         full = _join(prefix, sub_name)
-        if dims is None or full == name or full.startswith(name + ".") or in_attention(block, full):
+        if dims is None or full == name or full.startswith(name + ".") or in_token_mixer(block, full):
             continue
         if dims[1] == hidden and (dims[0] == declared if declared is not None else dims[0] != hidden):
             shared_modules.append((full, sub, dims[0]))
@@ -213,7 +214,7 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
     candidates = []
     for name, module in block.named_modules():
         dims = linear_dims(module)
-        if dims is None or dims[0] not in widths.values() or in_attention(block, name):
+        if dims is None or dims[0] not in widths.values() or in_token_mixer(block, name):
             continue
         if (dims[1] == hidden) if hidden else dims[0] > dims[1]:
             candidates.append((name, module, dims[0]))

@@ -156,6 +156,9 @@ class ProbeMetric:
         self.batch_size, self.max_length = batch_size, max_length
         self._probe_ids = _probe_ids(corpus, result.probe.label_names)
 
+    def check_model(self, model: nn.Module) -> None:
+        """Nothing to refuse before any work: the probe reads the body of any model its layers fit."""
+
     def texts(self, model: nn.Module | None = None) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
         return list(self.corpus.texts)
@@ -229,6 +232,10 @@ class TaskMetric:
         max_length = resolve_max_length(model, self.tokenizer, self.max_length)
         batches = encode_batches(self.tokenizer, texts, self.batch_size, max_length)
         return task, labels, metric, metric_modules([metric], task), batches
+
+    def check_model(self, model: nn.Module) -> None:
+        """Refuse, before any work, a model this metric cannot score (the task metrics check theirs when they first
+        run; :class:`LMLossMetric` checks here)."""
 
     def texts(self, model: nn.Module) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
