@@ -76,10 +76,17 @@ def file_sha256(path: str | Path) -> str:
 WEIGHT_SAMPLES = 64  # values read from each weight tensor by weights_sample_hash
 
 
+# Modules that read only an encoder's last hidden state (BERT-style poolers), so they change no MLP activation;
+# AutoModel re-initialises a pooler at random when the folder was saved without one (add_pooling_layer=False).
+UNPROFILED_MODULES = frozenset({"pooler"})
+
+
 def weights_sample_hash(model: Any) -> str:
     """A cheap fingerprint of a loaded model's weights: the sha256 over each parameter and buffer's name, dtype,
     shape and `WEIGHT_SAMPLES` values evenly spaced through it (as float64 bytes), in ``named_parameters`` then
-    ``named_buffers`` order.
+    ``named_buffers`` order. Weights inside a module named as in :data:`UNPROFILED_MODULES` are left out: two loads
+    of a folder saved without a pooler would otherwise hash apart (each draws a new random pooler), though the
+    activations profiled are the same.
 
     It reads a few KB whatever the model's size (a full hash would read every weight again), so it tells apart
     another initialisation, another fine-tune or weights replaced on disk, not a change confined to values it does
@@ -93,6 +100,8 @@ def weights_sample_hash(model: Any) -> str:
     digest = hashlib.sha256()
     tensors = [*model.named_parameters(), *model.named_buffers()]
     for name, tensor in tensors:
+        if not UNPROFILED_MODULES.isdisjoint(name.split(".")[:-1]):
+            continue
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         if tensor.device.type == "meta" or tensor.numel() == 0:
             continue

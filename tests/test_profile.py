@@ -198,6 +198,36 @@ def test_merge_tells_models_by_the_body_that_ran_and_refuses_overlapping_reads()
         short.merge(longer)
 
 
+def test_merge_of_parts_of_a_folder_saved_without_a_pooler(tmp_path):
+    """AutoModel draws a new random pooler at every load of a folder saved with add_pooling_layer=False: the
+    pooler reads only the last hidden state, so it is left out of the weights hash and the parts merge (they were
+    refused as different models; found by a fresh helper). A changed layer weight is still told apart."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from hf_txray.provenance import weights_sample_hash
+    from models import bert_tokenizer
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128)
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "model")
+    bert_tokenizer().save_pretrained(tmp_path / "model")
+    options = dict(features=("token",), show_progress=False, max_examples_per_neuron=1)
+    first = hf_txray.analyze(str(tmp_path / "model"), SAMPLE_TEXTS[:4], **options)
+    second = hf_txray.analyze(str(tmp_path / "model"), SAMPLE_TEXTS[4:], **options)
+    merged = first.merge(second)
+    assert merged.meta.num_examples == len(SAMPLE_TEXTS)
+    loaded = BertModel.from_pretrained(tmp_path / "model")
+    before = weights_sample_hash(loaded)
+    with torch.no_grad():
+        loaded.pooler.dense.weight.add_(1.0)
+    assert weights_sample_hash(loaded) == before
+    with torch.no_grad():
+        loaded.encoder.layer[0].intermediate.dense.weight.view(-1)[0] += 1.0  # the first value is always sampled
+    assert weights_sample_hash(loaded) != before
+
+
 def test_a_merged_profile_says_so_and_reproduce_refuses_it(tmp_path):
     """A merge keeps the first part's provenance record: reproduce re-ran that part alone and said DIFFERENT."""
     from hf_txray.reproduce import reproduce_profile
