@@ -482,7 +482,11 @@ def _rows_of(rows: _OneShot):
         if row is None:
             raise DatasetError(f"The generator yielded None at row {index}: every text must be a str. Skip them in "
                                "the generator, e.g. (t for t in texts if t is not None), or yield a text instead.")
-        yield row if isinstance(row, dict) else {"text": row}
+        row = row if isinstance(row, dict) else {"text": row}
+        error = _unencodable([row], first=index)
+        if error is not None:
+            raise error
+        yield row
 
 
 def _is_dataset_column(obj: Any) -> bool:
@@ -540,6 +544,25 @@ def is_texts_only(obj: Any) -> bool:
     return _is_dataset_column(obj) or _is_text_sequence(obj)
 
 
+def _unencodable(rows: Sequence[Any], first: int = 0) -> DatasetError | None:
+    """The error for the first of `rows` (strings or row dicts; numbered from `first`) holding a text that is not
+    valid Unicode (a lone surrogate such as ``"\\ud800"``, left by a bad decode), else None: Arrow stores text as
+    UTF-8 and raises a bare ``UnicodeEncodeError`` that names no row."""
+    for index, row in enumerate(rows, start=first):
+        for value in (row.values() if isinstance(row, dict) else (row,)):
+            if not isinstance(value, str) or value.isascii():
+                continue
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return DatasetError(
+                    f"Row {index} ({value!r:.60}) is not valid Unicode text: {err.reason} at character {err.start} "
+                    f"({value[err.start:err.end]!r}), which has no UTF-8 form (a lone surrogate, left by decoding "
+                    "bytes with errors='surrogateescape' or from UTF-16 halves). Decode the source correctly, or "
+                    "replace them: text.encode('utf-8', 'replace').decode('utf-8').")
+    return None
+
+
 def _in_memory_dataset(rows: Sequence[Any]):
     """A ``Dataset`` of a list of strings (one ``text`` column) or of row dicts (the union of their keys as columns;
     a row without a key holds None there, which the column check then reports by row).
@@ -552,7 +575,10 @@ def _in_memory_dataset(rows: Sequence[Any]):
 
     if not rows or not isinstance(rows[0], dict):
         _check_strings(rows)
-        return datasets.Dataset.from_dict({"text": list(rows)})
+        try:
+            return datasets.Dataset.from_dict({"text": list(rows)})
+        except UnicodeEncodeError:
+            raise _unencodable(rows) or DatasetError("A text has no UTF-8 form: decode the source correctly.") from None
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DatasetError(f"Row {index} is {type(row).__name__} ({row!r:.60}), not a dict like row 0: pass a "
@@ -560,6 +586,8 @@ def _in_memory_dataset(rows: Sequence[Any]):
     columns = dict.fromkeys(key for row in rows for key in row)
     try:
         return datasets.Dataset.from_dict({key: [row.get(key) for row in rows] for key in columns})
+    except UnicodeEncodeError:
+        raise _unencodable(rows) or DatasetError("A text has no UTF-8 form: decode the source correctly.") from None
     except (TypeError, ValueError, ArithmeticError) as err:  # pyarrow's ArrowInvalid/ArrowTypeError derive from these
         raise DatasetError(f"The row dicts do not form a table ({type(err).__name__}: {str(err)[:200]}): a column "
                            "must hold one type in every row (the text column str).") from None

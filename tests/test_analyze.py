@@ -139,6 +139,18 @@ def test_generator_with_a_none_row_gets_advice_for_a_generator():
     assert "dataset.filter" not in str(err.value)  # a generator has no filter method
 
 
+@pytest.mark.parametrize("shape", ["list", "row dicts", "generator"])
+def test_a_text_with_a_lone_surrogate_is_named_by_its_row(shape):
+    """Arrow raised a bare UnicodeEncodeError naming no row (found by a fresh helper); text with other non-ASCII
+    characters is read as before."""
+    texts = [TEXTS[0], "caf\u00e9 \U0001f642", TEXTS[1], "bad \ud800 here", TEXTS[2]]
+    rows = {"list": texts, "row dicts": [{"text": t, "id": i} for i, t in enumerate(texts)],
+            "generator": iter(texts)}[shape]
+    with pytest.raises(DatasetError, match=r"Row 3 \('bad \\ud800 here'\) is not valid Unicode.*character 4"):
+        run(texts=rows)
+    assert run(texts=texts[:3]).meta.num_examples == 3
+
+
 def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     import collections
 
