@@ -13,7 +13,6 @@ Two stages, so the expensive one can run in DataLoader-style worker processes:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -27,10 +26,12 @@ from .features import (
     UserFeature,
     Vocabulary,
     align_to_spans,
-    first_visible_char,
+    first_visible_chars,
     tag_column,
     user_feature_labels,
 )
+from .tokenizing import FlatTokenizer
+
 
 @dataclass
 class PositionBatch:
@@ -83,10 +84,12 @@ PAD_MULTIPLE = 16  # padded widths are rounded up to this by default (the `pad_t
 
 
 def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
-    width = _padded_width(max((len(s) for s in sequences), default=0), limit, multiple)
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    width = _padded_width(int(lengths.max(initial=0)), limit, multiple)
     out = np.full((len(sequences), width), value, dtype=np.int64)
-    for i, seq in enumerate(sequences):
-        out[i, : len(seq)] = seq
+    if lengths.any():  # row by row in one assignment: the mask's true cells, in order, are the rows' tokens
+        out[np.arange(width)[None, :] < lengths[:, None]] = np.concatenate([np.asarray(s, dtype=np.int64)
+                                                                            for s in sequences])
     return torch.from_numpy(out)
 
 
@@ -105,12 +108,6 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[
     inputs = {name: _pad(enc[name], 0, max_length) for name in ("input_ids", "attention_mask", "token_type_ids")
               if name in enc}
     return enc, inputs
-
-
-def _is_truncated(encoding: Any) -> bool:
-    """Whether truncation dropped tokens of a text: the fast tokenizer's overflow, not a guess from the offsets
-    (characters that give no token, e.g. a trailing zero-width space, would count as cut)."""
-    return bool(encoding.overflowing)
 
 
 def num_prefix_specials(tokenizer) -> int:
@@ -160,7 +157,7 @@ class _Segment:
     input_ids: np.ndarray
     token_type_ids: np.ndarray | None
     local: np.ndarray  # credited positions within the row
-    select: np.ndarray  # indices into the text's creditable-position arrays
+    select: np.ndarray | None  # indices into the text's creditable positions; None: all of them (a whole text)
 
 
 class _LocalVocab:
@@ -196,38 +193,33 @@ class BatchEncoder:
 
     def __init__(self, tokenizer, options: EncodeOptions, annotator=None):
         self.tokenizer, self.options, self.annotator = tokenizer, options, annotator
+        truncate = options.long_texts == "truncate"
+        self.tokenize = FlatTokenizer(tokenizer, truncate, options.max_length if truncate else None)
 
     def __call__(self, texts: Sequence[str], example_ids: np.ndarray,
                  annotations: dict[str, list] | None = None) -> list[PositionBatch]:
         opts = self.options
         if annotations is None and self.annotator is not None:
             annotations = self.annotator.annotate(list(texts))
-        truncate = opts.long_texts == "truncate"
-        enc = self.tokenizer(
-            list(texts), truncation=truncate, max_length=opts.max_length if truncate else None,
-            return_offsets_mapping=True, return_special_tokens_mask=True, return_attention_mask=False,
-            verbose=False,
-        )
-        vocabs = {name: _LocalVocab() for name in opts.feature_names if name != "token"}
-        segments: list[_Segment] = []
-        per_text: list[dict[str, np.ndarray]] = []
+        flat, truncated = self.tokenize(texts)
+        columns, text_bounds = _creditable(texts, flat)
+        vocabs = self._add_features(texts, columns, text_bounds, annotations)
+        counts = np.diff(text_bounds)
         flags = np.zeros((len(texts), 5), dtype=np.int64)  # example id, truncated, empty, windowed, input tokens
         flags[:, 0] = example_ids
-        flat = _flat_encoding(enc)
-        bounds = flat.pop("bounds").tolist()
-        for i, text in enumerate(texts):
-            tokens = {name: values[bounds[i]: bounds[i + 1]] for name, values in flat.items()}  # views
-            fields = self._text_fields(i, text, tokens, annotations, vocabs)
-            per_text.append(fields)
-            if fields is None:  # no token to credit: blank, or only characters the tokenizer drops (zero-width)
-                flags[i, 2] = 1
-                continue
-            flags[i, 1] = truncate and _is_truncated(enc.encodings[i])
-            new = self._segments(i, tokens["input_ids"], tokens.get("token_type_ids"), fields["index"])
+        # no token to credit: blank, or only characters the tokenizer drops (zero-width)
+        flags[:, 2] = counts == 0
+        flags[:, 1] = truncated & (counts > 0)
+        bounds, cb = flat["bounds"].tolist(), text_bounds.tolist()
+        ids, types, index = flat["input_ids"], flat.get("token_type_ids"), columns["index"]
+        segments: list[_Segment] = []
+        for i in np.flatnonzero(counts).tolist():
+            lo, hi = bounds[i], bounds[i + 1]
+            new = self._segments(i, ids[lo:hi], None if types is None else types[lo:hi], index[cb[i]: cb[i + 1]])
             flags[i, 3] = len(new) > 1
-            flags[i, 4] = sum(len(segment.input_ids) for segment in new)
+            flags[i, 4] = hi - lo if len(new) == 1 else sum(len(segment.input_ids) for segment in new)
             segments.extend(new)
-        batches = self._pack(segments, per_text, example_ids, vocabs)
+        batches = self._pack(segments, columns, text_bounds, example_ids, vocabs)
         if opts.skip_first_positions:  # here, in the workers, rather than on the main process
             batches = [b.select(b.token_index >= opts.skip_first_positions) for b in batches]
         if not batches:
@@ -236,42 +228,43 @@ class BatchEncoder:
         return batches
 
     # ----- per text ---------------------------------------------------------------------------------------------
-    def _text_fields(self, i, text, tokens, annotations, vocabs) -> dict[str, np.ndarray] | None:
-        """Arrays over the text's creditable positions (non-special tokens): index, span, token id, features.
-        `tokens`: the text's slices of :func:`_flat_encoding`."""
-        if not text.strip():
-            return None
-        index = np.flatnonzero(tokens["special_tokens_mask"] == 0)
-        if len(index) == 0:
-            return None
-        offsets = tokens["offset_mapping"]
-        ends = offsets[index, 1]
-        starts = first_visible_char(text, offsets[index, 0], ends)
-        fields = {"index": index, "start": starts, "end": ends, "token_id": tokens["input_ids"][index]}
-        words = None
-        if annotations is not None:
-            word_starts = np.asarray(annotations[WORD_START][i], dtype=np.int64)
-            word_ends = np.asarray(annotations[WORD_END][i], dtype=np.int64)
-            words = align_to_spans(word_starts, word_ends, starts, ends)
-        for name in self.options.feature_names:
-            if name == "token":
+    def _add_features(self, texts, columns, text_bounds, annotations) -> dict[str, _LocalVocab]:
+        """Add to `columns` (see :func:`_creditable`) the bucket-local value ids of every feature type but tokens,
+        text by text (the local vocabularies grow in text order); returns those vocabularies."""
+        names = [name for name in self.options.feature_names if name != "token"]
+        vocabs = {name: _LocalVocab() for name in names}
+        if not names:
+            return vocabs
+        for name in names:
+            columns[name] = np.full(len(columns["index"]), -1, dtype=np.int64)
+        cb = text_bounds.tolist()
+        for i, text in enumerate(texts):
+            lo, hi = cb[i], cb[i + 1]
+            if lo == hi:
                 continue
-            if name in self.options.user_features:
-                values = user_feature_labels(self.options.user_features[name], text, starts, ends)
-                fields[name] = vocabs[name].ids(values)
-                continue
-            if name == "word":
-                per_word = [text[s:e] for s, e in zip(annotations[WORD_START][i], annotations[WORD_END][i])]
-            else:
-                per_word = annotations[tag_column(name)][i]
-            word_ids = np.append(vocabs[name].ids(per_word), -1)  # index -1 (no word) -> -1
-            fields[name] = word_ids[words]
-        return fields
+            starts, ends = columns["start"][lo:hi], columns["end"][lo:hi]
+            words = None
+            if annotations is not None:
+                word_starts = np.asarray(annotations[WORD_START][i], dtype=np.int64)
+                word_ends = np.asarray(annotations[WORD_END][i], dtype=np.int64)
+                words = align_to_spans(word_starts, word_ends, starts, ends)
+            for name in names:
+                if name in self.options.user_features:
+                    values = user_feature_labels(self.options.user_features[name], text, starts, ends)
+                    columns[name][lo:hi] = vocabs[name].ids(values)
+                    continue
+                if name == "word":
+                    per_word = [text[s:e] for s, e in zip(annotations[WORD_START][i], annotations[WORD_END][i])]
+                else:
+                    per_word = annotations[tag_column(name)][i]
+                word_ids = np.append(vocabs[name].ids(per_word), -1)  # index -1 (no word) -> -1
+                columns[name][lo:hi] = word_ids[words]
+        return vocabs
 
     def _segments(self, text: int, ids: np.ndarray, types: np.ndarray | None, index: np.ndarray) -> list[_Segment]:
         opts = self.options
         if len(ids) <= opts.max_length:
-            return [_Segment(text, ids, types, index, np.arange(len(index)))]
+            return [_Segment(text, ids, types, index, None)]
         # Specials before the first / after the last content token frame every window (e.g. [CLS] ... [SEP]).
         first, last = int(index[0]), int(index[-1]) + 1
         budget = opts.max_length - first - (len(ids) - last)
@@ -284,7 +277,7 @@ class BatchEncoder:
         return out
 
     # ----- packing ----------------------------------------------------------------------------------------------
-    def _pack(self, segments, per_text, example_ids, vocabs) -> list[PositionBatch]:
+    def _pack(self, segments, columns, text_bounds, example_ids, vocabs) -> list[PositionBatch]:
         opts = self.options
         order = sorted(range(len(segments)), key=lambda s: len(segments[s].input_ids)) if opts.sort_by_length \
             else list(range(len(segments)))
@@ -303,9 +296,9 @@ class BatchEncoder:
         if current:
             groups.append(current)
         local_vocabs = {name: vocab.items for name, vocab in vocabs.items()}
-        return [self._batch(group, per_text, example_ids, local_vocabs) for group in groups]
+        return [self._batch(group, columns, text_bounds, example_ids, local_vocabs) for group in groups]
 
-    def _batch(self, group, per_text, example_ids, local_vocabs) -> PositionBatch:
+    def _batch(self, group, columns, text_bounds, example_ids, local_vocabs) -> PositionBatch:
         pad = lambda rows: _pad(rows, 0, self.options.max_length, self.options.pad_multiple)  # noqa: E731
         input_ids = pad([seg.input_ids for seg in group])
         width = input_ids.shape[1]
@@ -314,36 +307,57 @@ class BatchEncoder:
                   "attention_mask": torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))}
         if group[0].token_type_ids is not None:
             inputs["token_type_ids"] = pad([seg.token_type_ids for seg in group])
-        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
-        take = lambda key: cat([per_text[seg.text][key][seg.select] for seg in group])  # noqa: E731
+        counts = np.array([len(seg.local) for seg in group], dtype=np.int64)
+        texts = np.array([seg.text for seg in group], dtype=np.int64)
+        take = _group_rows(group, text_bounds, texts)  # rows of `columns`, segment by segment
         batch = PositionBatch(
-            inputs=inputs, positions=torch.from_numpy(cat([row * width + seg.local for row, seg in enumerate(group)])),
-            example_id=cat([np.full(len(seg.select), example_ids[seg.text], dtype=np.int64) for seg in group]),
-            token_index=take("index"), char_start=take("start"), char_end=take("end"), token_ids=take("token_id"),
-            num_padded_tokens=int(len(group) * width),
+            inputs=inputs,
+            positions=torch.from_numpy(np.repeat(np.arange(len(group)) * width, counts) + _cat([s.local for s in group])),
+            example_id=np.repeat(np.asarray(example_ids, dtype=np.int64)[texts], counts),
+            token_index=columns["index"][take], char_start=columns["start"][take], char_end=columns["end"][take],
+            token_ids=columns["token_id"][take], num_padded_tokens=int(len(group) * width),
         )
         for name, items in local_vocabs.items():
-            batch.local_features[name] = (take(name), items)
+            batch.local_features[name] = (columns[name][take], items)
         return batch
 
 
-def _flat_encoding(enc) -> dict[str, np.ndarray]:
-    """A batch encoding's token lists as flat int64 arrays (each text's tokens at ``bounds[i]:bounds[i + 1]``):
-    one conversion per field for the whole bucket instead of one per text (about a fifth of the encoder's Python
-    time on PTB sentences)."""
-    chain = itertools.chain.from_iterable
-    ids = enc["input_ids"]
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    bounds = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=bounds[1:])
-    total = int(bounds[-1])
-    flat = {"bounds": bounds, "input_ids": np.fromiter(chain(ids), dtype=np.int64, count=total),
-            "special_tokens_mask": np.fromiter(chain(enc["special_tokens_mask"]), dtype=np.int64, count=total),
-            "offset_mapping": np.fromiter(chain(chain(enc["offset_mapping"])), dtype=np.int64,
-                                          count=2 * total).reshape(-1, 2)}
-    if "token_type_ids" in enc:
-        flat["token_type_ids"] = np.fromiter(chain(enc["token_type_ids"]), dtype=np.int64, count=total)
-    return flat
+def _creditable(texts: Sequence[str], flat: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The creditable positions (non-special tokens of non-blank texts) of a bucket, text by text: ``(columns,
+    text_bounds)``, with ``columns`` holding ``index`` (the token's index in its text's encoding), ``start`` /
+    ``end`` (its characters, the start past leading whitespace) and ``token_id``, text ``i``'s positions at
+    ``text_bounds[i]:text_bounds[i + 1]``. `flat`: :class:`~hf_txray.tokenizing.FlatTokenizer`'s arrays."""
+    bounds = flat["bounds"]
+    num_texts = len(texts)
+    text_of = np.repeat(np.arange(num_texts), np.diff(bounds))
+    blank = np.fromiter((not text.strip() for text in texts), dtype=bool, count=num_texts)
+    chosen = np.flatnonzero((flat["special_tokens_mask"] == 0) & ~blank[text_of])
+    owner = text_of[chosen]
+    offsets = flat["offset_mapping"]
+    ends = offsets[chosen, 1]
+    columns = {"index": chosen - bounds[owner], "start": first_visible_chars(texts, owner, offsets[chosen, 0], ends),
+               "end": ends, "token_id": flat["input_ids"][chosen]}
+    text_bounds = np.zeros(num_texts + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=num_texts), out=text_bounds[1:])
+    return columns, text_bounds
+
+
+def _group_rows(group: Sequence[_Segment], text_bounds: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    """Indices into a bucket's columns of the positions a batch's segments credit, in segment order."""
+    if all(seg.select is None for seg in group):  # whole texts: one run of rows each
+        return _ranges(text_bounds[texts], text_bounds[texts + 1])
+    return _cat([np.arange(text_bounds[s.text], text_bounds[s.text + 1]) if s.select is None
+                 else text_bounds[s.text] + s.select for s in group])
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])``, without a call per range."""
+    sizes = ends - starts
+    return np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, dtype=np.int64)
 
 
 def count_texts(first: PositionBatch, flags: np.ndarray) -> None:

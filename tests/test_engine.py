@@ -391,6 +391,27 @@ def test_truncate_keeps_the_first_window_only():
     assert truncated.examples["token_index"].max() < MAX_LENGTH <= windows.examples["token_index"].max()
 
 
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_truncate_keeps_the_first_window_of_a_left_truncating_tokenizer(kind):
+    """A tokenizer configured with truncation_side="left" kept the last tokens, credited under the first ones'
+    token indices and with the tail's character spans (found by a fresh helper): truncation keeps the first window
+    whatever the tokenizer's side, and the tokenizer's setting is left as it was."""
+    right = analyze(kind, texts=LONG, max_length=MAX_LENGTH, long_texts="truncate", max_examples_per_neuron=CAPACITY)
+    _, tokenizer = tiny(kind)
+    tokenizer.truncation_side = "left"
+    try:
+        left = analyze(kind, texts=LONG, max_length=MAX_LENGTH, long_texts="truncate",
+                       max_examples_per_neuron=CAPACITY)
+        assert tokenizer.truncation_side == "left"
+    finally:
+        tokenizer.truncation_side = "right"
+    assert_same_profile(left, right, exact_vocab=True)
+    examples = left.examples
+    assert len(examples) and (examples["char_end"] <= max(map(len, LONG))).all()
+    for row in examples.itertuples():  # every example's span is the head of its text
+        assert row.token_index < MAX_LENGTH and row.char_start < 80
+
+
 def test_a_text_of_max_length_tokens_ending_in_characters_without_tokens_is_not_truncated():
     """A text of exactly max_length tokens followed by characters the tokenizer drops (a zero-width space, a soft
     hyphen, NUL) loses nothing: it is not counted as truncated (the offsets' end fell short of the text's)."""

@@ -121,6 +121,25 @@ def test_first_visible_char_matches_python_lstrip(alphabet):
         assert np.array_equal(first_visible_char(text, starts, ends), _lstripped_starts(text, starts, ends)), text
 
 
+@pytest.mark.parametrize("joined_chars", [1, 7, 1 << 20])
+def test_first_visible_chars_of_a_bucket_match_each_text(monkeypatch, joined_chars):
+    """The bucket version (texts joined in runs of JOINED_CHARS code points) against Python's lstrip per text."""
+    from hf_txray.features import alignment
+
+    monkeypatch.setattr(alignment, "JOINED_CHARS", joined_chars)
+    rng = np.random.default_rng(1)
+    alphabet = list("ab \t\u00e9\U0001f642\u00a0\u3000\ud800")
+    for _ in range(300):
+        texts = ["".join(rng.choice(alphabet, size=int(rng.integers(0, 12)))) for _ in range(int(rng.integers(1, 6)))]
+        counts = rng.integers(0, 5, size=len(texts))
+        owner = np.repeat(np.arange(len(texts)), counts)
+        starts = np.concatenate([rng.integers(0, len(t) + 3, size=c) for t, c in zip(texts, counts)]).astype(np.int64)
+        ends = np.clip(starts + rng.integers(-1, 6, size=len(starts)), 0, None)
+        expected = np.concatenate([np.zeros(0, dtype=np.int64)] + [
+            _lstripped_starts(texts[t], starts[owner == t], ends[owner == t]) for t in range(len(texts))])
+        assert np.array_equal(alignment.first_visible_chars(texts, owner, starts, ends), expected), texts
+
+
 def test_no_code_point_above_the_space_table_is_whitespace():
     from hf_txray.features.alignment import SPACE_LIMIT
 

@@ -8,7 +8,14 @@
 User features are callables ``fn(text) -> [(start, end, label), ...]`` labelling character spans.
 """
 
-from .alignment import TokenVocabulary, Vocabulary, align_to_spans, first_visible_char, user_feature_labels
+from .alignment import (
+    TokenVocabulary,
+    Vocabulary,
+    align_to_spans,
+    first_visible_char,
+    first_visible_chars,
+    user_feature_labels,
+)
 from .annotation import (DEFAULT_SPACY_MODEL, WORD_END, WORD_START, WordAnnotator, annotate_dataset, cache_dir,
                          tag_column)
 from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, USER_FEATURE_ORDER, FeatureType,
@@ -17,7 +24,7 @@ from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, US
                        registered_features, tag_features, text_features, unregister_feature)
 
 __all__ = [
-    "TokenVocabulary", "Vocabulary", "align_to_spans", "first_visible_char", "user_feature_labels",
+    "TokenVocabulary", "Vocabulary", "align_to_spans", "first_visible_char", "first_visible_chars", "user_feature_labels",
     "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir", "tag_column",
     "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",
     "code_fingerprint",
