@@ -197,14 +197,15 @@ def _cmd_show(args) -> int:
     from .export import is_export_folder, read_folder
 
     if is_export_folder(path):  # a results folder (export, demo's hub/): its profiles and reports
-        profiles, reports = (list(d.values()) for d in read_folder(path))
+        profiles, reports = ([(None, item) for item in d.values()] for d in read_folder(path))
     else:
-        profiles = [Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)]
-        reports = [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)]
-    for item in profiles:
-        print(profile_text(item) + "\n")
-    for item in reports:
-        print(report_text(item) + "\n")
+        profiles = [(p, Profile.from_pretrained(p)) for p in saved_artifacts(path, Profile.artifact_type)]
+        reports = [(p, TransferReport.from_pretrained(p)) for p in saved_artifacts(path, TransferReport.artifact_type)]
+    several = len(profiles) + len(reports) > 1  # then each summary names its folder (two may share a stage name)
+    shown = [(where, profile_text(item)) for where, item in profiles] + [
+        (where, report_text(item)) for where, item in reports]
+    for where, text in shown:
+        print((f"== {where}\n" if several and where is not None else "") + text + "\n")
     if not profiles and not reports:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     return 0

@@ -56,7 +56,7 @@ def _report(a: Profile, b: Profile, out: Path) -> TransferReport:
 
 def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile, Profile, float]:
     """Fine-tune on BBC topics with TXRayTrainer; returns (zero-shot, fine-tuned) probe profiles and accuracy."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
     from .trainer import TXRayArguments, TXRayTrainer
 
@@ -64,6 +64,7 @@ def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile
     tokenizer = AutoTokenizer.from_pretrained(path)
     topics = bbc_train.features["label"].names
     tokenize = lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length)  # noqa: E731
+    set_seed(0)  # the classification head is drawn at load, before the Trainer seeds (it varied from run to run)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(topics))
     args = TXRayArguments(
         output_dir=str(out / "finetune"), num_train_epochs=2, learning_rate=1e-4, per_device_train_batch_size=16,

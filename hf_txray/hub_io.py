@@ -110,7 +110,8 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
         raise ArtifactNotFoundError(f"{path} is a file; pass the folder it was saved to (save_pretrained writes "
                                     "a folder).")
     if isinstance(name_or_path, Path) or looks_local(name):
-        raise ArtifactNotFoundError(f"No folder {path}: check the path (a Hub repo id is 'namespace/name').")
+        raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path)} Check the path (a Hub repo id is "
+                                    "'namespace/name').")
     try:
         check_repo_id(name)
     except ConfigurationError:
@@ -199,3 +200,15 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         what = what_uploads or str(folder)
         raise HubError(f"Uploading {what} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
                        + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)
+
+
+def near_paths_hint(path: Path) -> str:
+    """`` Did you mean '...'?`` naming up to three entries of `path`'s folder whose names are close to its own (a
+    typo), or an empty string."""
+    import difflib
+
+    parent = path.parent
+    if not parent.is_dir():
+        return ""
+    near = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir()], n=3)
+    return f" Did you mean {', '.join(repr(str(parent / n)) for n in near)}?" if near else ""

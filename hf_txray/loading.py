@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import logging
 import os
@@ -73,11 +72,11 @@ def looks_local(name: str) -> bool:
 
 
 def _missing_path_error(name: str, what: str) -> ModelError:
+    from .hub_io import near_paths_hint
+
     path = Path(name).expanduser()
-    parent = path.parent if path.parent.is_dir() else None
-    near = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir()], n=3) if parent else []
-    hint = f" Did you mean {', '.join(repr(str(parent / n)) for n in near)}?" if near else ""
-    where = f"the folder {str(parent)!r} exists" if parent else f"neither does {str(path.parent)!r}"
+    hint = near_paths_hint(path)
+    where = f"the folder {str(path.parent)!r} exists" if path.parent.is_dir() else f"neither does {str(path.parent)!r}"
     return ModelError(f"The {what} path {name!r} does not exist ({where}).{hint} Check the path; a Hub id is "
                       "written 'name' or 'namespace/name'.")
 
@@ -1003,7 +1002,11 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         if looks_local(name):
             raise _missing_path_error(name, "model")
         if not is_hub_id(name):
-            raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').")
+            from .corpora import DEFAULT_MODEL_ID, EMBEDDED_NAMES
+
+            swapped = (f" {name!r} is an embedded corpus: the model comes first, e.g. `hf-txray analyze "
+                       f"{DEFAULT_MODEL_ID} {name}`." if name in EMBEDDED_NAMES else "")
+            raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').{swapped}")
         if is_offline_mode():
             return ModelSource("hub", name, revision, _cached_commit_or_raise(name, "model", revision, ModelError))
         info = _hub_info(name, "model", revision, token, ModelError)

@@ -503,6 +503,8 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     assert cli_main(["show", str(tmp_path)]) == 0
     shown = capsys.readouterr().out
     assert "Profile 'one'" in shown and "Transfer report one->two" in shown and "NOUN" in shown
+    # several artifacts: each summary names its folder (two may share a stage name)
+    assert [line for line in shown.splitlines() if line.startswith("== ")] == [f"== {a}", f"== {b}", f"== {r}"]
     meta = hf_txray.Profile.from_pretrained(a).meta  # the batching line: what the run's meta recorded
     padding = 1 - meta.num_input_tokens / meta.num_padded_tokens
     assert (f"windows of {meta.config['max_length']} tokens, stride {meta.config['stride']}" in shown

@@ -225,6 +225,9 @@ def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_pa
         cls.from_pretrained(tmp_path / "missing")
     with pytest.raises(ArtifactNotFoundError, match="No folder"):  # looks like a path: never a Hub lookup
         cls.from_pretrained(f"{tmp_path}/missing/deeper")
+    (tmp_path / "saved").mkdir()
+    with pytest.raises(ArtifactNotFoundError, match=f"No folder .*savd: Did you mean '{tmp_path}/saved'"):
+        cls.from_pretrained(tmp_path / "savd")  # a typo: the close names of its folder
     (tmp_path / "empty").mkdir()
     with pytest.raises(ProfileFormatError, match=f"not a saved hf_txray {kind.replace('_', ' ')}"):
         cls.from_pretrained(tmp_path / "empty")
