@@ -22,7 +22,7 @@ import torch
 
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
-from .budget import resolve_token_budget
+from .budget import resolve_batch_size, resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials,
                        resolve_feature_ids, stage)
 from . import corpora
@@ -94,9 +94,10 @@ class Profiler:
         check_token_budget(config.max_tokens_per_batch, self.max_length)
         self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
                                                          self.max_length, config.batch_size)
+        self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
-        if not (config.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
+        if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
             check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True),
                                     self.device, self.max_length)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
@@ -108,7 +109,7 @@ class Profiler:
         config = self.config
         features = ("token",) if tokens_only else tuple(self.feature_names)
         options = EncodeOptions(self.max_length, features, {} if tokens_only else dict(self.user_features),
-                                long_texts=config.long_texts, stride=self.stride, batch_size=config.batch_size,
+                                long_texts=config.long_texts, stride=self.stride, batch_size=self.batch_size,
                                 max_tokens_per_batch=self.max_tokens_per_batch,
                                 pad_multiple=config.pad_to_multiple_of,
                                 skip_first_positions=self.skip_first_positions)
@@ -156,7 +157,7 @@ class Profiler:
             dataset_id=dataset_id, dataset_fingerprint=corpus_fingerprint(corpus, dataset_id),
             config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
                     "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
-                    "credit": "positive top-k winners", "batch_size": self.config.batch_size,
+                    "credit": "positive top-k winners", "batch_size": self.batch_size,
                     "skip_first_positions": self.skip_first_positions, "max_positions": self.config.max_positions,
                     "long_texts": self.config.long_texts,
                     "stride": self.stride if self.config.long_texts == "window" else None,
@@ -336,7 +337,7 @@ class Profiler:
 
     def bucket_plan(self, checkpoint_every: int, workers: int) -> BucketPlan:
         """How the corpus is cut into buckets: at most :data:`BUCKET_BATCHES` batches' worth of texts
-        (``batch_size`` each), never spanning a checkpoint interval (so a checkpoint lands on a bucket boundary).
+        (``batch_size`` rows each), never spanning a checkpoint interval (so a checkpoint lands on a bucket boundary).
 
         With encoding `workers`, a bucket also closes once its texts reach :data:`CHARS_PER_TOKEN` characters per
         token of that many full batches, so long documents are spread over the workers, and on an accelerator the
@@ -346,11 +347,11 @@ class Profiler:
         """
         batches = min(BUCKET_BATCHES, checkpoint_every)
         if not workers:
-            return BucketPlan(self.config.batch_size * batches)
-        batch_tokens = self.config.batch_size * self.max_length
+            return BucketPlan(self.batch_size * batches)
+        batch_tokens = self.batch_size * self.max_length
         if self.max_tokens_per_batch is not None:
             batch_tokens = min(batch_tokens, self.max_tokens_per_batch)
-        return BucketPlan(self.config.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
+        return BucketPlan(self.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
                           ramp=self.device.type not in UNRAMPED_DEVICES)
 
     def _workers_for(self, source, checkpoint_every: int, resume_state) -> int:

@@ -212,7 +212,10 @@ class ProfilerConfig:
         default_text="the model's limit: its position table, else config, and the tokenizer's (one less with "
                      "stack='decoder' where the decoder has a position table, for the start token it is fed first); "
                      "at most 512, and 512 with a notice when neither states one")
-    batch_size: int = option(32, "Most rows (texts or windows) per forward pass.")
+    batch_size: int | None = option(
+        None, "Most rows (texts or windows) per forward pass.",
+        default_text="32; on an accelerator, when max_tokens_per_batch is not given either, as many rows as the "
+                     "default token budget holds at 16 tokens a row (at most 1024)")
     max_examples_per_neuron: int = option(10, "Top activating positions kept per neuron.")
     module_pattern: str | None = option(
         None, "A regex over module names that overrides the automatic site search. Each matched module is numbered by "
@@ -241,8 +244,9 @@ class ProfilerConfig:
               "within buckets of about 8 batches so padding stays small.",
         default_text="on a CPU, batches whose widest activation takes about 6 MiB per torch thread (MiniLM: 1024 "
                      "tokens a thread), at most 4096 tokens and at least max_length: cache-sized, they ran MiniLM's "
-                     "forward over long paragraphs a sixth faster than batches of 32 texts; none (batch_size rows) on "
-                     "accelerators, or where that budget would not bind")
+                     "forward over long paragraphs a sixth faster than batches of 32 texts, or none where that "
+                     "budget would not bind; on an accelerator, 32 x max_length tokens (the most 32 rows held; none "
+                     "when batch_size is given: batch_size rows)")
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
             "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "
@@ -285,7 +289,7 @@ class ProfilerConfig:
             raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
         if not _is_int(self.top_k) or self.top_k < 1:
             raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
             raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
         if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
             raise ConfigurationError(f"max_length must be an int >= 2 (or None: the model's limit), got "

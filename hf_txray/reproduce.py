@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
-from .profile import Profile
+from .profile import BATCH_LIMITS, Profile
 from .provenance import (is_embedded, missing_provenance,  # noqa: F401  (hf_txray.reproduce.missing_provenance)
                          needs_texts_again)
 from .version import __version__
@@ -507,10 +507,11 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     if unknown:
         raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that analyze() of this "
                                    f"hf_txray ({__version__}) does not accept: install the version that made it.")
-    if options.get("max_tokens_per_batch") is None and profile.meta.config.get("max_tokens_per_batch"):
-        # the budget the run resolved: on a CPU its default depends on the torch threads, and another batching
-        # changes the float sums
-        options["max_tokens_per_batch"] = profile.meta.config["max_tokens_per_batch"]
+    for limit in BATCH_LIMITS:
+        if options.get(limit) is None and profile.meta.config.get(limit):
+            # the limits the run resolved: their defaults depend on the device and, on a CPU, on the torch threads,
+            # and another batching changes the float sums
+            options[limit] = profile.meta.config[limit]
     runtime, data = record.get("runtime", {}), record["dataset"]
     new = analyze(model_arg, dataset_arg, revision=model_commit, dataset_revision=dataset_commit,
                   dataset_config=_hub_config(data, dataset_arg), split=_split_for(data, dataset_arg),

@@ -57,9 +57,37 @@ def test_cpu_budget_follows_the_widest_activation_and_the_threads():
         assert resolve_token_budget(None, bert(), CPU, 512, 32) == CPU_MAX_TOKENS  # narrow: the cap
         assert resolve_token_budget(None, bert(), CPU, 128, 4) is None  # 4 x 128 tokens: nothing to bind
         assert resolve_token_budget(300, wide, CPU, 128, 32) == 300
-        assert resolve_token_budget(None, wide, torch.device("cuda"), 128, 32) is None
+        assert resolve_token_budget(None, wide, torch.device("cuda"), 128, 32) is None  # batch_size rows, as given
     with threads(2):
         assert resolve_token_budget(None, wide, CPU, 128, 32) == 2048
+
+
+def test_accelerator_defaults_fill_batches_with_short_texts_within_the_old_bound():
+    """On an accelerator, 32 texts of PTB sentences made ~1000-token batches: with neither limit given, the budget
+    is 32 windows of max_length (the most 32 rows held: no batch needs more memory) and the rows up to budget / 16
+    (at most 1024); a given batch_size or budget is kept; a CPU keeps 32 rows."""
+    from hf_txray.budget import resolve_batch_size
+
+    wide, cuda = bert(1536), torch.device("cuda")
+    for max_length, budget, rows in ((128, 4096, 256), (512, 16384, 1024), (2048, 65536, 1024), (16, 512, 32)):
+        assert resolve_token_budget(None, wide, cuda, max_length, None) == budget
+        assert resolve_batch_size(None, cuda, budget) == rows
+    assert resolve_batch_size(None, cuda, 1024) == 64  # a small budget given alone: 16-token rows
+    assert resolve_batch_size(None, cuda, 100) == 32  # never fewer rows than on a CPU
+    assert resolve_batch_size(8, cuda, 65536) == 8 and resolve_token_budget(4096, wide, cuda, 128, None) == 4096
+    with threads(1):
+        assert resolve_batch_size(None, CPU, resolve_token_budget(None, wide, CPU, 128, None)) == 32
+        assert resolve_token_budget(None, wide, CPU, 128, None) == 1024  # as with batch_size=32
+
+
+def test_analyze_records_the_batch_size_it_resolved_and_the_one_given():
+    model, tokenizer = bert(), bert_tokenizer()
+    options = dict(tokenizer=tokenizer, features=("token",), max_length=32, show_progress=False)
+    default = hf_txray.analyze(model, SAMPLE_TEXTS, **options)
+    assert default.meta.config["batch_size"] == 32 and default.meta.provenance["options"]["batch_size"] is None
+    given = hf_txray.analyze(model, SAMPLE_TEXTS, batch_size=3, **options)
+    assert given.meta.config["batch_size"] == 3 and given.meta.provenance["options"]["batch_size"] == 3
+    assert_same_credit(default, given)
 
 
 def test_analyze_records_the_budget_and_its_batches_give_the_same_profile():

@@ -206,7 +206,7 @@ def test_reproduce_pushed_results_repo_is_identical(repos, hub, tmp_path, capsys
     assert f"https://huggingface.co/datasets/{repos.dataset}/tree/{repos.v1}" in card
     meta_rows = datasets.load_dataset(results, "meta", split="train").to_list()
     assert meta_rows[0]["model_commit"] == repos.dev and meta_rows[0]["dataset_revision"] == repos.v1
-    assert meta_rows[0]["data_files"] and '"batch_size": 32' in meta_rows[0]["options"]
+    assert meta_rows[0]["data_files"] and '"pad_to_multiple_of": 16' in meta_rows[0]["options"]
 
     assert cli_main(["reproduce", results, "--out", str(tmp_path / "again")]) == 0
     printed = capsys.readouterr().out
@@ -643,6 +643,11 @@ def test_the_token_budget_a_cpu_run_resolved_is_reused_whatever_the_threads(tmp_
     verdict = _reproduce_one(profile, tmp_path, dataset=texts)
     assert verdict.verdict == "identical"
     assert verdict.stages[0].profile.meta.config["max_tokens_per_batch"] == resolved
+    # The row budget too (its default depends on the device): the recorded one is reused
+    rows = dataclasses.replace(profile.meta, config={**profile.meta.config, "batch_size": 5})
+    verdict = _reproduce_one(hf_txray.Profile(rows, profile.neuron_mass, profile.neuron_count, profile.tables,
+                                              profile.examples), tmp_path, dataset=texts)
+    assert verdict.verdict == "identical" and verdict.stages[0].profile.meta.config["batch_size"] == 5
 
 
 def test_loading_options_recorded_by_a_stage_are_reapplied_or_checked(tmp_path):

@@ -76,7 +76,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
                  strategy: str = "steps", steps: int = 500, profile_on_train_begin: bool = True,
                  text_column: str | None = None, layers: Any = "all", site: str = "mlp",
                  features: Sequence[Any] = ("token", "pos"), top_k: int = 1, max_samples: int | None = 512,
-                 batch_size: int = 32, max_length: int | None = None, dataset_id: str | None = None,
+                 batch_size: int | None = None, max_length: int | None = None, dataset_id: str | None = None,
                  stack: str | None = None, skip_first_positions: int | str = "auto",
                  long_texts: str = ProfilerConfig.long_texts, stride: int | None = None,
                  num_workers: int | None = None, max_tokens_per_batch: int | None = None,
