@@ -121,7 +121,7 @@ def test_first_visible_char_matches_python_lstrip(alphabet):
         assert np.array_equal(first_visible_char(text, starts, ends), _lstripped_starts(text, starts, ends)), text
 
 
-@pytest.mark.parametrize("joined_chars", [1, 7, 1 << 20])
+@pytest.mark.parametrize("joined_chars", [1, 7, 1 << 18])
 def test_first_visible_chars_of_a_bucket_match_each_text(monkeypatch, joined_chars):
     """The bucket version (texts joined in runs of JOINED_CHARS code points) against Python's lstrip per text."""
     from hf_txray.features import alignment

@@ -101,7 +101,7 @@ def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.nd
     return first_visible_chars([text], np.zeros(len(starts), dtype=np.int64), starts, ends)
 
 
-JOINED_CHARS = 1 << 20  # texts are joined in runs of about this many code points (bounded temporary arrays)
+JOINED_CHARS = 1 << 18  # texts are joined in runs of about this many code points: temporary arrays of a few MB
 
 
 def first_visible_chars(texts: Sequence[str], owner: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
