@@ -191,6 +191,11 @@ def _cmd_show(args) -> int:
     from .errors import ProfileFormatError
 
     path = Path(args.path)
+    if not path.exists():
+        from .errors import ArtifactNotFoundError
+        from .hub_io import near_paths_hint
+
+        raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.")
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
     from .artifact import saved_artifacts

@@ -548,14 +548,15 @@ def _unencodable(rows: Sequence[Any], first: int = 0) -> DatasetError | None:
     valid Unicode (a lone surrogate such as ``"\\ud800"``, left by a bad decode), else None: Arrow stores text as
     UTF-8 and raises a bare ``UnicodeEncodeError`` that names no row."""
     for index, row in enumerate(rows, start=first):
-        for value in (row.values() if isinstance(row, dict) else (row,)):
+        for column, value in (row.items() if isinstance(row, dict) else ((None, row),)):
             if not isinstance(value, str) or value.isascii():
                 continue
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as err:
+                where = f"Row {index}" + (f", column {column!r}" if column is not None else "")
                 return DatasetError(
-                    f"Row {index} ({value!r:.60}) is not valid Unicode text: {err.reason} at character {err.start} "
+                    f"{where} ({value!r:.60}) is not valid Unicode text: {err.reason} at character {err.start} "
                     f"({value[err.start:err.end]!r}), which has no UTF-8 form (a lone surrogate, left by decoding "
                     "bytes with errors='surrogateescape' or from UTF-16 halves). Decode the source correctly, or "
                     "replace them: text.encode('utf-8', 'replace').decode('utf-8').")
@@ -1002,10 +1003,10 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         if looks_local(name):
             raise _missing_path_error(name, "model")
         if not is_hub_id(name):
-            from .corpora import DEFAULT_MODEL_ID, EMBEDDED_NAMES
+            from .corpora import EMBEDDED_NAMES
 
-            swapped = (f" {name!r} is an embedded corpus: the model comes first, e.g. `hf-txray analyze "
-                       f"{DEFAULT_MODEL_ID} {name}`." if name in EMBEDDED_NAMES else "")
+            swapped = (f" {name!r} is an embedded corpus: the model comes first (`hf-txray analyze MODEL {name}`)."
+                       if name in EMBEDDED_NAMES else "")
             raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').{swapped}")
         if is_offline_mode():
             return ModelSource("hub", name, revision, _cached_commit_or_raise(name, "model", revision, ModelError))

@@ -593,8 +593,8 @@ class Profile(Artifact):
             IncompatibleProfilesError: different site, layers, neurons, features or ``top_k``; different options that
                 change what is credited (``max_length``, ``long_texts``, ``stride``, ``skip_first_positions``,
                 ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); or the same run twice
-                (``a.merge(a)``, or any two runs of the same dataset fingerprint, which would count its texts
-                twice), or profiles of different models (different weights, by the sample hash recorded in
+                (``a.merge(a)``, ``a.merge(b).merge(b)``, or any two runs of the same dataset fingerprint, which
+                would count its texts twice), or profiles of different models (different weights, by the sample hash recorded in
                 ``provenance["runtime"]``; by model id for profiles saved before it was).
         """
         self.check_compatible(other, "merge")
@@ -624,11 +624,14 @@ class Profile(Artifact):
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both read {source[1]!r} (split "
                 f"{source[3]!r}) from its first text (num_samples takes the first texts), so their texts overlap and "
                 "would be counted twice. Profile disjoint parts, e.g. split slices 'train[:50%]' and 'train[50%:]'.")
-        if self.meta.dataset_fingerprint and self.meta.dataset_fingerprint == other.meta.dataset_fingerprint:
+        # A merged profile's fingerprint lists its parts' ("a+b"): any part in both counts its texts twice
+        shared = sorted(set(filter(None, self.meta.dataset_fingerprint.split("+")))
+                        & set(filter(None, other.meta.dataset_fingerprint.split("+"))))
+        if shared:
             raise IncompatibleProfilesError(
-                f"Cannot merge profile {self.stage!r} with itself (or with another run on the same corpus: dataset "
-                f"fingerprint {self.meta.dataset_fingerprint}): its texts would be counted twice. Merge profiles "
-                "of disjoint parts of a corpus.")
+                f"Cannot merge profile {self.stage!r} with itself, or with a profile that already holds one of its "
+                f"parts (or another run on the same corpus: dataset fingerprint {shared[0]}): those texts would be "
+                "counted twice. Merge profiles of disjoint parts of a corpus.")
 
     @property
     def example_id_span(self) -> int:

@@ -146,7 +146,8 @@ def test_a_text_with_a_lone_surrogate_is_named_by_its_row(shape):
     texts = [TEXTS[0], "caf\u00e9 \U0001f642", TEXTS[1], "bad \ud800 here", TEXTS[2]]
     rows = {"list": texts, "row dicts": [{"text": t, "id": i} for i, t in enumerate(texts)],
             "generator": iter(texts)}[shape]
-    with pytest.raises(DatasetError, match=r"Row 3 \('bad \\ud800 here'\) is not valid Unicode.*character 4"):
+    column = ", column 'text'" if shape != "list" else ""  # a generator's strings become {"text": s} rows
+    with pytest.raises(DatasetError, match=rf"Row 3{column} \('bad \\ud800 here'\) is not valid Unicode.*character 4"):
         run(texts=rows)
     assert run(texts=texts[:3]).meta.num_examples == 3
 
@@ -505,6 +506,8 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     assert "Profile 'one'" in shown and "Transfer report one->two" in shown and "NOUN" in shown
     # several artifacts: each summary names its folder (two may share a stage name)
     assert [line for line in shown.splitlines() if line.startswith("== ")] == [f"== {a}", f"== {b}", f"== {r}"]
+    assert cli_main(["show", str(tmp_path / "aa")]) == 2  # a typo: the folder is missing, and the close names
+    assert f"No folder {tmp_path / 'aa'}: Did you mean '{a}'" in capsys.readouterr().err
     meta = hf_txray.Profile.from_pretrained(a).meta  # the batching line: what the run's meta recorded
     padding = 1 - meta.num_input_tokens / meta.num_padded_tokens
     assert (f"windows of {meta.config['max_length']} tokens, stride {meta.config['stride']}" in shown

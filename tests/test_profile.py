@@ -136,6 +136,12 @@ def test_merge_refuses_the_same_run_twice_and_other_credit_options(profile):
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="with itself.*counted twice"):
         profile.merge(profile)
     first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+    # A merge holding a part already (its fingerprint lists its parts): accepted, it counted those texts twice
+    # (found by a fresh helper)
+    both = first.merge(second)
+    for a, b in ((both, second), (both, first), (second, both), (both, both)):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="holds one of its parts.*counted twice"):
+            a.merge(b)
     for name, value in (("max_length", 7), ("long_texts", "truncate"), ("skip_first_positions", 2)):
         other = Profile(dataclasses.replace(second.meta, config={**second.meta.config, name: value}),
                         second.neuron_mass, second.neuron_count, second.tables, second.examples)

@@ -279,8 +279,8 @@ def test_missing_local_path_fails_at_once_without_the_hub(monkeypatch, saved_ber
     assert time.perf_counter() - started < 2 and "HF_HUB_OFFLINE" not in str(caught.value)
     with pytest.raises(ModelError, match="does not exist"):
         hf_txray.analyze("./tiny-gpt22", TEXTS, show_progress=False)
-    with pytest.raises(ModelError, match=r"'txray:ptb' is an embedded corpus: the model comes first, e\.g\. "
-                                         r"`hf-txray analyze sentence-transformers/all-MiniLM-L6-v2 txray:ptb`"):
+    with pytest.raises(ModelError, match=r"'txray:ptb' is an embedded corpus: the model comes first "
+                                         r"\(`hf-txray analyze MODEL txray:ptb`\)"):
         hf_txray.analyze("txray:ptb", TEXTS, show_progress=False)  # the dataset given in the model's place
     with pytest.raises(DatasetError, match="does not exist|neither a local file"):  # issue 14 checks ids first
         hf_txray.analyze(str(saved_bert), "./no-such-corpus.txt", show_progress=False)

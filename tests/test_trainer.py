@@ -455,10 +455,10 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
     (args,) = parser.parse_args_into_dataclasses([
         "--output_dir", str(tmp_path), "--txray_max_samples", "None", "--txray_features", "token,pos",
         "--txray_max_length", "64", "--txray_stride", "none", "--txray_max_tokens_per_batch", "256",
-        "--txray_num_workers", "0"])
+        "--txray_num_workers", "0", "--txray_batch_size", "4"])
     assert args.txray_max_samples is None and args.txray_features == ["token", "pos"]
-    assert (args.txray_max_length, args.txray_stride, args.txray_max_tokens_per_batch, args.txray_num_workers) == \
-           (64, None, 256, 0)
+    assert (args.txray_max_length, args.txray_stride, args.txray_max_tokens_per_batch, args.txray_num_workers,
+            args.txray_batch_size) == (64, None, 256, 0, 4)  # batch_size an int, not '4' (optional since today)
     callback = TXRayCallback.from_args(args, TEXTS, text_column="text")
     assert callback.config.features == ("token", "pos")
     assert callback.config.max_length == 64 and callback.config.max_tokens_per_batch == 256

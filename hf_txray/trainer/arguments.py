@@ -96,7 +96,7 @@ class TXRayArguments(TrainingArguments):
         except ConfigurationError as err:
             raise ConfigurationError(f"txray_max_samples: {err}") from None
         parsed = self.txray_options()
-        for name in ("features", "max_length", "stride", "num_workers", "max_tokens_per_batch"):
+        for name in ("features", "max_length", "batch_size", "stride", "num_workers", "max_tokens_per_batch"):
             setattr(self, PREFIX + name, list(parsed[name]) if name == "features" else parsed[name])
 
     def txray_options(self) -> dict[str, Any]:
