@@ -310,9 +310,9 @@ class BatchEncoder:
         counts = np.array([len(seg.local) for seg in group], dtype=np.int64)
         texts = np.array([seg.text for seg in group], dtype=np.int64)
         take = _group_rows(group, text_bounds, texts)  # rows of `columns`, segment by segment
+        positions = np.repeat(np.arange(len(group)) * width, counts) + _cat([seg.local for seg in group])
         batch = PositionBatch(
-            inputs=inputs,
-            positions=torch.from_numpy(np.repeat(np.arange(len(group)) * width, counts) + _cat([s.local for s in group])),
+            inputs=inputs, positions=torch.from_numpy(positions),
             example_id=np.repeat(np.asarray(example_ids, dtype=np.int64)[texts], counts),
             token_index=columns["index"][take], char_start=columns["start"][take], char_end=columns["end"][take],
             token_ids=columns["token_id"][take], num_padded_tokens=int(len(group) * width),

@@ -35,6 +35,8 @@ CPU_MAX_TOKENS = 4096
 DEFAULT_ROWS = 32
 # The most rows of a default accelerator batch (16-token rows of a 16384-token budget).
 ACCELERATOR_MAX_ROWS = 1024
+# The narrowest row a default accelerator batch is sized for (a padded width: pad_to_multiple_of's default).
+MIN_ROW_TOKENS = 16
 
 
 def widest_activation(model: nn.Module) -> int:
@@ -80,10 +82,11 @@ def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.
 
 def resolve_batch_size(requested: int | None, device: torch.device, max_tokens_per_batch: int | None) -> int:
     """`requested`, or the default ``batch_size`` (rows per forward pass): :data:`DEFAULT_ROWS`, and on an
-    accelerator with a token budget as many rows as it holds at 16 tokens a row (up to :data:`ACCELERATOR_MAX_ROWS`;
-    rows are sorted by length, so a batch of short rows is cut by the budget, not by the row count)."""
+    accelerator with a token budget as many rows as it holds at :data:`MIN_ROW_TOKENS` a row (up to
+    :data:`ACCELERATOR_MAX_ROWS`; rows are sorted by length, so a batch of short rows is cut by the budget, not by
+    the row count)."""
     if requested is not None:
         return requested
     if device.type == "cpu" or max_tokens_per_batch is None:
         return DEFAULT_ROWS
-    return max(DEFAULT_ROWS, min(ACCELERATOR_MAX_ROWS, max_tokens_per_batch // 16))
+    return max(DEFAULT_ROWS, min(ACCELERATOR_MAX_ROWS, max_tokens_per_batch // MIN_ROW_TOKENS))

@@ -563,6 +563,11 @@ def _unencodable(rows: Sequence[Any], first: int = 0) -> DatasetError | None:
     return None
 
 
+def _not_unicode(rows: Sequence[Any]) -> DatasetError:
+    """The error for rows that Arrow could not encode: :func:`_unencodable`'s, naming the row, when it finds it."""
+    return _unencodable(rows) or DatasetError("A text has no UTF-8 form: decode the source correctly.")
+
+
 def _in_memory_dataset(rows: Sequence[Any]):
     """A ``Dataset`` of a list of strings (one ``text`` column) or of row dicts (the union of their keys as columns;
     a row without a key holds None there, which the column check then reports by row).
@@ -578,7 +583,7 @@ def _in_memory_dataset(rows: Sequence[Any]):
         try:
             return datasets.Dataset.from_dict({"text": list(rows)})
         except UnicodeEncodeError:
-            raise _unencodable(rows) or DatasetError("A text has no UTF-8 form: decode the source correctly.") from None
+            raise _not_unicode(rows) from None
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DatasetError(f"Row {index} is {type(row).__name__} ({row!r:.60}), not a dict like row 0: pass a "
@@ -587,7 +592,7 @@ def _in_memory_dataset(rows: Sequence[Any]):
     try:
         return datasets.Dataset.from_dict({key: [row.get(key) for row in rows] for key in columns})
     except UnicodeEncodeError:
-        raise _unencodable(rows) or DatasetError("A text has no UTF-8 form: decode the source correctly.") from None
+        raise _not_unicode(rows) from None
     except (TypeError, ValueError, ArithmeticError) as err:  # pyarrow's ArrowInvalid/ArrowTypeError derive from these
         raise DatasetError(f"The row dicts do not form a table ({type(err).__name__}: {str(err)[:200]}): a column "
                            "must hold one type in every row (the text column str).") from None

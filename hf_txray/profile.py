@@ -594,14 +594,14 @@ class Profile(Artifact):
                 change what is credited (``max_length``, ``long_texts``, ``stride``, ``skip_first_positions``,
                 ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); or the same run twice
                 (``a.merge(a)``, ``a.merge(b).merge(b)``, or any two runs of the same dataset fingerprint, which
-                would count its texts twice), or profiles of different models (different weights, by the sample hash recorded in
-                ``provenance["runtime"]``; by model id for profiles saved before it was).
+                would count its texts twice), or profiles of different models (different weights, by the sample
+                hash recorded in ``provenance["runtime"]``; by model id for profiles saved before it was).
         """
         self.check_compatible(other, "merge")
         self._check_mergeable(other)
         merged = self.merge_shards([self, other.renumbered(self.example_id_span)])
-        parts = [fp for fp in (self.meta.dataset_fingerprint, other.meta.dataset_fingerprint) if fp]
-        merged.meta.dataset_fingerprint = "+".join(parts)
+        merged.meta.dataset_fingerprint = FINGERPRINT_JOIN.join(_fingerprint_parts(self.meta)
+                                                               + _fingerprint_parts(other.meta))
         if merged.meta.provenance:  # the record is the first part's: say it covers only part of the texts
             count = sum((p.meta.provenance or {}).get("merged_parts", 1) for p in (self, other))
             merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count}
@@ -624,9 +624,7 @@ class Profile(Artifact):
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both read {source[1]!r} (split "
                 f"{source[3]!r}) from its first text (num_samples takes the first texts), so their texts overlap and "
                 "would be counted twice. Profile disjoint parts, e.g. split slices 'train[:50%]' and 'train[50%:]'.")
-        # A merged profile's fingerprint lists its parts' ("a+b"): any part in both counts its texts twice
-        shared = sorted(set(filter(None, self.meta.dataset_fingerprint.split("+")))
-                        & set(filter(None, other.meta.dataset_fingerprint.split("+"))))
+        shared = sorted(set(_fingerprint_parts(self.meta)) & set(_fingerprint_parts(other.meta)))
         if shared:
             raise IncompatibleProfilesError(
                 f"Cannot merge profile {self.stage!r} with itself, or with a profile that already holds one of its "
@@ -828,6 +826,14 @@ def _record_batch_limits(config: dict[str, Any], first: ProfileMeta, second: Pro
     config.pop(BATCH_LIMITS_OF_PARTS, None)
     if len(parts) > 1:
         config[BATCH_LIMITS_OF_PARTS] = parts
+
+
+FINGERPRINT_JOIN = "+"  # a merged profile's dataset fingerprint lists its parts' ("a+b")
+
+
+def _fingerprint_parts(meta: ProfileMeta) -> list[str]:
+    """The dataset fingerprints of the parts a profile holds (one for an unmerged profile; none when unknown)."""
+    return [part for part in meta.dataset_fingerprint.split(FINGERPRINT_JOIN) if part]
 
 
 def _same_meta(a: ProfileMeta, b: ProfileMeta) -> bool:
