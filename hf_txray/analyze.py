@@ -97,7 +97,9 @@ class Profiler:
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
-        if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
+        # Texts alone and unpadded: nothing to check. With pad_to_multiple_of=1 no row is padded, but rows still share
+        # a forward pass, and the check also refuses models that mix them (capacity-limited expert routing).
+        if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):
             check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True),
                                     self.device, self.max_length)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
@@ -251,6 +253,10 @@ class Profiler:
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
+        # With max_positions, each process credits its own quota from the start of its shard: which positions are
+        # credited depends on the process count, which reproduce needs to know.
+        if merged.meta.provenance:
+            merged.meta.provenance.setdefault("runtime", {})["num_processes"] = world
         if isinstance(source, StreamingSource):
             _record_stream_read(merged.meta.provenance["dataset"], source, world, merged.meta.num_examples)
         if not merged.neuron_count.any():  # a profile without one credit: say why rather than return it silently

@@ -132,7 +132,9 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
     if "matched_share_lost" in s:
         out += (f"; lost {s['matched_share_lost']:.1%} vs {s['noise_floor_share_lost_a']:.1%} / "
                 f"{s['noise_floor_share_lost_b']:.1%} between halves of one stage")
-    if f"share_changed_{ft}" in s:
+    if f"share_changed_{ft}" in s and s[f"share_changed_{ft}"] != s[f"share_changed_{ft}"]:  # NaN: none tested
+        out += "; no shared neuron had enough credits in both stages to test for change beyond sampling noise"
+    elif f"share_changed_{ft}" in s:
         out += (f"; {s[f'share_changed_{ft}']:.1%} of the shared neurons changed beyond sampling noise "
                 f"(Benjamini-Hochberg, alpha = {report.meta.alpha})")
     return out + "."

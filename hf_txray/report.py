@@ -174,8 +174,9 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
     for ft in feature_types:
         if f"changed_{ft}" in group:
             changed, tested = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
-            out[f"neurons_changed_{ft}"] = changed
-            out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1)
+            # none tested (profiles without split-half sums, or too few credits): unknown, not "none changed"
+            out[f"neurons_changed_{ft}"] = changed if tested else float("nan")
+            out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1) if tested else float("nan")
             # most shared neurons of a small profile have too few credits to test: the share among the tested
             out[f"neurons_tested_{ft}"] = float(tested)
             out[f"share_of_tested_changed_{ft}"] = changed / tested if tested else float("nan")

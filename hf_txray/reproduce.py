@@ -122,6 +122,24 @@ def _major(version: str | None) -> str | None:
 
 
 
+def _check_process_count(profile: Profile) -> None:
+    """Refuse to rerun a ``max_positions`` profile under another process count than made it: each process credits
+    its share of the quota from the start of its own shard, so the positions credited differ (the counts would
+    differ for that reason alone, and the verdict would say DIFFERENT)."""
+    from .distributed import process_info
+
+    made_by = (profile.meta.provenance or {}).get("runtime", {}).get("num_processes")
+    if not profile.meta.config.get("max_positions") or made_by is None:
+        return
+    world = process_info()[1]
+    if made_by != world:
+        raise ReproducibilityError(
+            f"Stage {profile.stage!r} was profiled with max_positions={profile.meta.config['max_positions']} by "
+            f"{made_by} process(es), and this is {world}: each process credits its share of the quota from the start "
+            f"of its own shard, so another process count credits other positions. Rerun reproduce under "
+            f"`torchrun --nproc_per_node {made_by}` (or `accelerate launch --num_processes {made_by}`).")
+
+
 def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
     record = profile.meta.provenance or {}
     if record.get("merged_parts", 1) > 1:
@@ -132,6 +150,7 @@ def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:
     lacks = missing_provenance(profile)
     if lacks:
         raise ReproducibilityError(f"Stage {profile.stage!r} cannot be reproduced: it lacks " + "; ".join(lacks) + ".")
+    _check_process_count(profile)
     made_with = record.get("versions", {}).get("hf_txray") or profile.meta.hf_txray_version
     if _major(made_with) != _major(__version__):
         raise ReproducibilityError(f"Stage {profile.stage!r} was made with hf_txray {made_with}, this is "

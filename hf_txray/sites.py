@@ -512,8 +512,10 @@ class WinnerRecorder:
         top_k_index = call.top_k_index.reshape(hidden.shape[0], -1)
         shared = None if call.shared is None else call.shared.reshape(-1, call.shared.shape[-1])
         if layout.shared is not None and shared is None:
-            raise ModelError(f"The shared expert of {site.name!r} did not run before its routed experts: unsupported "
-                             "layout for hf_txray's MoE capture.")
+            raise ModelError(f"The shared expert of {site.name!r} did not run before its routed experts (as in "
+                             "DeepSeek-V3, which runs it after them): a layout hf_txray's expert capture does not "
+                             "support. Profile site='residual', or the dense MLPs alone with module_pattern= and "
+                             "layers=.")
         if self.positions is not None:  # reduce only the creditable tokens, on the device the experts run on
             positions = self.positions.to(hidden.device)
             hidden, top_k_index = hidden.index_select(0, positions), top_k_index.index_select(0, positions)

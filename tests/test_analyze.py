@@ -514,7 +514,7 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
             and f"batches of at most {meta.config['batch_size']} rows" in shown and f"padding {padding:.1%}" in shown)
     budget = meta.config["max_tokens_per_batch"]
     assert budget is None or f"and {budget} tokens" in shown
-    assert "widths rounded up to a multiple of 16" in shown and "credit:" not in shown  # nothing skipped or stopped
+    assert "widths rounded up to a multiple of 8" in shown and "credit:" not in shown  # nothing skipped or stopped
     c = tmp_path / "c"
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(c), "--features", "token",
                      "--skip-first-positions", "2", "--max-positions", "30", "--pad-to-multiple-of", "1"]) == 0
@@ -802,20 +802,21 @@ def test_help_states_each_default_once_and_as_it_is(capsys):
 
 def test_cli_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, saved_bert, text_file, capsys,
                                                                monkeypatch):
-    from hf_txray.analyze import Profiler
+    from hf_txray.analyze import Profiler, _CheckpointState
 
-    out, batches = tmp_path / "out", []
-    process = Profiler._process
+    out, saves = tmp_path / "out", []
+    process, save = Profiler._process, _CheckpointState.save
 
-    def interrupted_at_the_fourth_batch(self, *args):
-        batches.append(1)
-        if len(batches) == 4:
+    def interrupted_after_two_saves(self, *args):
+        if len(saves) == 2:
             raise KeyboardInterrupt
         return process(self, *args)
 
+    monkeypatch.setattr(_CheckpointState, "save", lambda self, *args: saves.append(1) or save(self, *args))
+
     command = ["analyze", str(saved_bert), str(text_file), "--out", str(out), "--batch-size", "8",
                "--checkpoint-every", "1"]
-    monkeypatch.setattr(Profiler, "_process", interrupted_at_the_fourth_batch)
+    monkeypatch.setattr(Profiler, "_process", interrupted_after_two_saves)
     assert cli_main(command) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--resume" in err and str(out / "_checkpoint") in err and "Traceback" not in err

@@ -6,6 +6,7 @@ commits (or content hashes) it was computed from; `reproduce` recomputes pushed 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -206,7 +207,7 @@ def test_reproduce_pushed_results_repo_is_identical(repos, hub, tmp_path, capsys
     assert f"https://huggingface.co/datasets/{repos.dataset}/tree/{repos.v1}" in card
     meta_rows = datasets.load_dataset(results, "meta", split="train").to_list()
     assert meta_rows[0]["model_commit"] == repos.dev and meta_rows[0]["dataset_revision"] == repos.v1
-    assert meta_rows[0]["data_files"] and '"pad_to_multiple_of": 16' in meta_rows[0]["options"]
+    assert meta_rows[0]["data_files"] and '"pad_to_multiple_of": 8' in meta_rows[0]["options"]
 
     assert cli_main(["reproduce", results, "--out", str(tmp_path / "again")]) == 0
     printed = capsys.readouterr().out
@@ -712,3 +713,26 @@ def test_a_recorded_switch_written_as_a_string_is_read_as_what_it_says():
     assert [_recorded_switch(v) for v in ("true", "TRUE", "yes", "1", True)] == [True] * 5
     with pytest.raises(ReproducibilityError, match="neither true nor false"):
         _recorded_switch("maybe")
+
+
+def test_a_max_positions_profile_of_other_process_counts_is_refused(tmp_path):
+    """Under max_positions each process credits its share of the quota from its own shard's start: a stage made by
+    two processes credits other positions than one process, so reproduce in one process refuses it (it used to
+    answer DIFFERENT); without max_positions, or made by one process, it reproduces."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    data = str(save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1}))
+    profile = hf_txray.analyze(model, data, max_positions=20, **OPTIONS)
+    assert profile.meta.provenance["runtime"]["num_processes"] == 1
+    assert _reproduce_one(profile, tmp_path).verdict == "identical"
+    two = copy.deepcopy(profile.meta.provenance)
+    two["runtime"]["num_processes"] = 2
+    made_by_two = hf_txray.Profile(dataclasses.replace(profile.meta, provenance=two), profile.neuron_mass,
+                                   profile.neuron_count, profile.tables, profile.examples)
+    with pytest.raises(ReproducibilityError, match=r"max_positions=20 by 2 process\(es\).*torchrun --nproc_per_node 2"):
+        _reproduce_one(made_by_two, tmp_path)
+    unbounded = hf_txray.analyze(model, data, **OPTIONS)
+    free = copy.deepcopy(unbounded.meta.provenance)
+    free["runtime"]["num_processes"] = 2
+    assert _reproduce_one(hf_txray.Profile(dataclasses.replace(unbounded.meta, provenance=free),
+                                           unbounded.neuron_mass, unbounded.neuron_count, unbounded.tables,
+                                           unbounded.examples), tmp_path).verdict == "identical"
