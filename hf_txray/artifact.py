@@ -148,6 +148,9 @@ class Artifact:
 
     artifact_type: ClassVar[str]
     format_version: ClassVar[int] = 1
+    # Folders a push replaces even when this save has none: an optional config of an earlier push left beside the
+    # new save would mix two saves in the repo (a reader refuses that).
+    optional_folders: ClassVar[tuple[str, ...]] = ()
 
     def __eq__(self, other: object) -> bool:
         """Equal values (:func:`same_values`): an artifact equals its saved and reloaded copy."""
@@ -273,7 +276,8 @@ class Artifact:
         token = resolve_token(token)
         with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
             folder = self.save_pretrained(Path(tmp) / self.artifact_type)
-            owned = [f"{p.name}/*" for p in folder.iterdir() if p.is_dir()]
+            owned = [f"{name}/*" for name in sorted({p.name for p in folder.iterdir() if p.is_dir()}
+                                                    | set(self.optional_folders))]
             what = self.artifact_type.replace("_", " ")
             return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
                                  create_pr=create_pr, delete_patterns=owned or None, what_uploads=f"the {what}",

@@ -364,15 +364,103 @@ def build_tables(profiles: Mapping[str, Profile], reports: Mapping[str, Transfer
     return {name: pa.concat_tables(tables, promote_options="default") for name, tables in parts.items() if tables}
 
 
+# ----- save stamps -----------------------------------------------------------------------------------------------
+# Every parquet file of a save carries a stamp in its schema's key-value metadata (``datasets`` ignores unknown
+# keys): which save wrote it, as which shard of which config, with how many rows and what schema. A reader compares
+# the stamps of the files it reads (footers only, no data), so a file copied in from another save, an extra or
+# duplicated shard, or a file rewritten with rows added or a column dropped or cast is refused, not read.
+STAMP_KEY = b"hf_txray"
+ANY_SAVE = "*"  # read_config's default: the files of one config agree with each other, whatever save wrote them
+
+
+@dataclass(frozen=True)
+class SaveStamp:
+    """What one parquet file of a save says about itself (:data:`STAMP_KEY` in its schema metadata).
+
+    Args:
+        save_id (`str`): random, shared by every file one save wrote (:func:`write_folder`).
+        config (`str`): the config (folder) the file belongs to.
+        shard (`int`), shards (`int`): the file is shard `shard` of `shards` (0-based).
+        rows (`int`): rows of this file.
+        total_rows (`int`): rows of the whole config (all shards).
+        schema (`str`): :func:`schema_fingerprint` of the file's columns.
+    """
+
+    save_id: str
+    config: str
+    shard: int
+    shards: int
+    rows: int
+    total_rows: int
+    schema: str
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, metadata: Mapping[bytes, bytes] | None) -> SaveStamp | None:
+        """The stamp in a schema's metadata (None when the file has none: written before stamps, or by hand)."""
+        raw = (metadata or {}).get(STAMP_KEY)
+        if raw is None:
+            return None
+        try:
+            return cls(**json.loads(raw))
+        except (ValueError, TypeError):  # not JSON, or other fields: the stamp itself was changed
+            return cls("damaged", "", -1, -1, -1, -1, "")
+
+
+def new_save_id() -> str:
+    """A random save id (one per :func:`write_folder` call)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _canonical_type(dtype: pa.DataType) -> pa.DataType:
+    """`dtype` with nested field names and nullability made plain: parquet names a list's items ``element`` where
+    arrow says ``item``, which is no change of the data."""
+    if pa.types.is_large_list(dtype):
+        return pa.large_list(_canonical_type(dtype.value_type))
+    if pa.types.is_list(dtype):
+        return pa.list_(_canonical_type(dtype.value_type))
+    if pa.types.is_struct(dtype):
+        return pa.struct([pa.field(f.name, _canonical_type(f.type)) for f in dtype])
+    return dtype
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """A short hash of a schema's column names and types (not its metadata): a dropped, renamed or cast column
+    changes it."""
+    import hashlib
+
+    text = "\n".join(f"{f.name}: {_canonical_type(f.type)}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 # ----- folder ---------------------------------------------------------------------------------------------------
-def write_config(table: pa.Table, folder: Path) -> None:
-    """Write `table` as the parquet shards of one config folder, replacing the shards already there."""
+def write_config(table: pa.Table, folder: Path, *, save_id: str | None = None, stamp: bool = True) -> None:
+    """Write `table` as the parquet shards of one config folder, replacing the shards already there.
+
+    Args:
+        table (`pa.Table`): the config's rows.
+        folder (`Path`): the config's folder; its name is the config's name.
+        save_id (`str`, *optional*): the save the files belong to (:func:`write_folder` passes one for all its
+            configs); a new one when not given (a config that stands alone, e.g. probing results).
+        stamp (`bool`, *optional*, defaults to `True`): write a :class:`SaveStamp` into each file. `False` only to
+            rewrite a config of a folder saved before stamps, whose other configs have none.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.parquet"):
         old.unlink()
+    save_id = save_id or new_save_id()
     shards = max(1, -(-table.num_rows // MAX_ROWS_PER_FILE))
     for i in range(shards):
         part = table.slice(i * MAX_ROWS_PER_FILE, MAX_ROWS_PER_FILE)
+        metadata = {k: v for k, v in (part.schema.metadata or {}).items() if k != STAMP_KEY}  # a read table's old one
+        if stamp:
+            metadata[STAMP_KEY] = SaveStamp(save_id, folder.name, i, shards, part.num_rows, table.num_rows,
+                                            schema_fingerprint(part.schema)).encode()
+        part = part.replace_schema_metadata(metadata or None)
         pq.write_table(part, folder / f"train-{i:05d}-of-{shards:05d}.parquet", compression="zstd")
 
 
@@ -416,7 +504,10 @@ class PublicChanges:
         """Write the changes into `staged`, a linked copy of the folder: a linked file is replaced, never written
         through (that would change the local folder)."""
         for name, public_table in self.tables.items():
-            write_config(public_table, staged / name)  # unlinks the linked shards, then writes
+            # the rewritten config keeps the save id of the files it replaces (unstamped when they were), so the
+            # staged folder still reads as one save
+            save_id = config_save_id(staged, name)
+            write_config(public_table, staged / name, save_id=save_id, stamp=save_id is not None)  # unlinks first
         for relative, content in self.texts.items():
             (staged / relative).unlink()
             (staged / relative).write_text(content, encoding="utf-8")
@@ -547,8 +638,9 @@ def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mappi
         plots (`bool`, *optional*, defaults to `False`): draw the key figures into ``plots/`` and the card.
     """
     tables = build_tables(profiles, reports)
+    save_id = new_save_id()  # one for every config: a reader refuses a folder mixing files of two saves
     for name, table in tables.items():
-        write_config(table, folder / name)
+        write_config(table, folder / name, save_id=save_id)
     figures = _write_plots(folder / PLOTS_DIR, profiles, reports) if plots else {}
     card = build_card(profiles, reports, {n: t.num_rows for n, t in tables.items()}, figures,
                       repo_id=repo_id, license=license, pretty_name=pretty_name)
@@ -580,7 +672,9 @@ def check_tables_load(folder: Path, configs: Iterable[str]) -> dict[str, int]:
     and without progress bars) before anything is uploaded; returns rows per config.
 
     Raises:
-        ProfileFormatError: a config does not load, or loads a different number of rows than its parquet files hold.
+        ProfileFormatError: a config does not load, or loads a different number of rows than its parquet files hold,
+            or its files are not of one save (:func:`check_config_files`: an upload would give a repo that
+            :func:`read_parts` refuses).
     """
     import tempfile
 
@@ -588,6 +682,12 @@ def check_tables_load(folder: Path, configs: Iterable[str]) -> dict[str, int]:
 
     rows = {}
     configs = list(configs)
+    # our configs come from the save meta/ does; others (probing results) need only agree among themselves
+    save_id = config_save_id(folder, "meta") if any((folder / "meta").glob("*.parquet")) else ANY_SAVE
+    for config in configs:
+        files = sorted((folder / config).glob("*.parquet"))
+        if files:
+            check_config_files(files, config, save_id=save_id if config in CONFIGS else ANY_SAVE)
     bars_were_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # a check, not a user-facing load: no "Generating train split" bars
     try:
@@ -633,20 +733,138 @@ def _checked_view(folder: Path, configs: list[str], view: Path) -> Path:
     return view
 
 
-def read_config(directory: Path, name: str) -> pa.Table | None:
-    """The parquet shards of config `name` in `directory` as one table (None when the config is absent)."""
+def read_config(directory: Path, name: str, *, save_id: str | None = ANY_SAVE, columns: Iterable[str] = (),
+                stamps: bool = True) -> pa.Table | None:
+    """The parquet shards of config `name` in `directory` as one table (None when the config is absent), once
+    :func:`check_config_files` has passed them.
+
+    Args:
+        directory (`Path`): the folder in the dataset layout.
+        name (`str`): the config.
+        save_id (`str`, *optional*): the save every file must come from (the ``meta`` config's,
+            :func:`config_save_id`); None: files without a stamp (a folder saved before stamps); by default
+            (:data:`ANY_SAVE`) the config's files need only agree with each other.
+        columns (`Iterable[str]`, *optional*): columns every file must have (those the loader reads).
+        stamps (`bool`, *optional*, defaults to `True`): check the stamps; `False` for a caller that checks them
+            itself, after checks of its own that say better what is wrong.
+
+    Raises:
+        ProfileFormatError: a file is damaged, lacks one of `columns`, or was not written with the others.
+    """
     files = sorted((directory / name).glob("*.parquet"))
     if not files:
         return None
-    return pa.concat_tables([_read_parquet(f) for f in files], promote_options="default")
+    check_config_files(files, name, save_id=save_id, columns=columns, stamps=stamps)
+    # the stamps differ from shard to shard and are checked: the table carries none of them
+    return pa.concat_tables([_read_parquet(f).replace_schema_metadata(None) for f in files], promote_options="default")
+
+
+def config_save_id(directory: Path, name: str) -> str | None:
+    """The save id of config `name` in `directory`, its files checked to agree (None: absent, or saved before
+    stamps)."""
+    files = sorted((directory / name).glob("*.parquet"))
+    return check_config_files(files, name) if files else None
+
+
+def check_config_files(files: list[Path], config: str, *, save_id: str | None = ANY_SAVE,
+                       columns: Iterable[str] = (), stamps: bool = True) -> str | None:
+    """Check, from the files' footers alone (no data is read), that the parquet files of one config were written
+    together by one save and not changed since: one save id (`save_id` when given), shards 0..n-1 each once, the
+    rows and schema each stamp records. Files without stamps (saved before them) pass when none has one and
+    `save_id` asks for none in particular. Returns the files' save id (None: no stamps).
+
+    Raises:
+        ProfileFormatError: naming the file(s), what is wrong, and the fix.
+    """
+    footers = {path: _footer(path) for path in files}
+    needed = list(columns)
+    for path, (schema, _) in footers.items():
+        missing = [c for c in needed if c not in schema.names]
+        if missing:
+            raise ProfileFormatError(
+                f"{path} lacks the column(s) {', '.join(map(repr, missing))} that loading reads: it was changed after "
+                "saving, or comes from something else than hf_txray. Save (or push, or export) the profiles and "
+                "reports again.")
+    if not stamps:
+        return None
+    stamped = {path: SaveStamp.decode(schema.metadata) for path, (schema, _) in footers.items()}
+    unstamped = [path for path, stamp in stamped.items() if stamp is None]
+    if unstamped:
+        if len(unstamped) < len(files) or save_id not in (None, ANY_SAVE):
+            raise _not_one_save(unstamped, "no save stamp, while the other files read with them have one")
+        return None
+    first = stamped[files[0]].save_id
+    expected = first if save_id == ANY_SAVE else save_id
+    if expected is None:
+        raise _not_one_save(files, f"a save stamp, while {_meta_files(files[0])} have none")
+    others = [path for path, stamp in stamped.items() if stamp.save_id != expected]
+    if others:
+        said = _meta_files(files[0]) if save_id != ANY_SAVE else str(files[0])
+        raise _not_one_save(others, f"written by another save than {said}")
+    _check_shards(stamped, footers, config)
+    return expected
+
+
+def _meta_files(path: Path) -> str:
+    """The meta config's files next to the config file `path`, as an error names them."""
+    return ", ".join(str(p) for p in sorted((path.parent.parent / "meta").glob("*.parquet"))) or "meta/"
+
+
+def _footer(path: Path) -> tuple[pa.Schema, int]:
+    """A parquet file's schema (with its metadata) and row count, from the footer alone."""
+    try:
+        file = pq.ParquetFile(path)
+        return file.schema_arrow, file.metadata.num_rows
+    except (pa.ArrowException, OSError) as err:  # truncated, overwritten, not parquet
+        raise _damaged(path, err) from err
+
+
+def _check_shards(stamps: Mapping[Path, SaveStamp], footers: Mapping[Path, tuple[pa.Schema, int]],
+                  config: str) -> None:
+    """The stamped files of one save's config: each in its config, shards 0..n-1 once each, rows and schema as
+    stamped."""
+    for path, stamp in stamps.items():
+        schema, rows = footers[path]
+        if stamp.config != config:
+            raise _not_one_save([path], f"saved as a file of {stamp.config}/, not of {config}/")
+        if rows != stamp.rows:
+            raise _not_one_save([path], f"{rows} rows, saved with {stamp.rows}")
+        if schema_fingerprint(schema) != stamp.schema:
+            raise _not_one_save([path], "a schema (columns or their types) other than the one it was saved with")
+    by_shard: dict[tuple[int, int], list[Path]] = {}
+    for path, stamp in stamps.items():
+        by_shard.setdefault((stamp.shard, stamp.shards), []).append(path)
+    for (shard, shards), paths in by_shard.items():
+        if len(paths) > 1:
+            raise _not_one_save(paths, f"the same shard (index {shard} of {shards}) twice")
+    counts = {shards for _, shards in by_shard}
+    held = sorted(shard for shard, _ in by_shard)
+    if len(counts) != 1 or held != list(range(next(iter(counts)))):
+        raise _not_one_save(list(stamps), f"shard indices {held} of {' or '.join(map(str, sorted(counts)))} shards: "
+                                          "a shard is missing or left over")
+    total = {stamp.total_rows for stamp in stamps.values()}
+    if total != {sum(rows for _, rows in footers.values())}:
+        raise _not_one_save(list(stamps), f"{sum(r for _, r in footers.values())} rows together, saved with "
+                                          f"{' or '.join(map(str, sorted(total)))}")
+
+
+def _not_one_save(paths: list[Path], what: str) -> ProfileFormatError:
+    named = ", ".join(str(p) for p in paths)
+    return ProfileFormatError(f"{named}: {what}. The folder mixes files of different saves, or was changed after "
+                              "saving, so it is not read: save (or push, or export) the profiles and reports again "
+                              "into an empty folder (or recompute them).")
+
+
+def _damaged(path: Path, err: Exception) -> ProfileFormatError:
+    return ProfileFormatError(f"{path} is damaged and cannot be read ({type(err).__name__}: {err}): save (or push, or "
+                              "export) the profiles and reports again, or recompute them.")
 
 
 def _read_parquet(path: Path) -> pa.Table:
     try:
         return pq.read_table(path)
     except (pa.ArrowException, OSError) as err:  # truncated, overwritten, not parquet
-        raise ProfileFormatError(f"{path} is damaged and cannot be read ({type(err).__name__}: {err}): save (or "
-                                 "push, or export) the profiles and reports again, or recompute them.") from err
+        raise _damaged(path, err) from err
 
 
 def _where(table: pa.Table | None, **equal: str) -> pa.Table | None:
@@ -666,9 +884,9 @@ def _vocabularies(row: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray]
 
 
 def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpus: np.ndarray,
-                   has_noise: bool | None) -> dict[str, Any]:
+                   has_noise: bool | None, where: Path) -> dict[str, Any]:
     """The keyword arguments of one ``FeatureTable`` (`has_noise`: None for folders written before it was stored,
-    then inferred from the columns)."""
+    then inferred from the columns) from the rows of `dist`, read from the config folder `where`."""
     index = {f: i for i, f in enumerate(vocab)}
     try:
         fids = np.fromiter((index[f] for f in dist["feature"].to_pylist()), dtype=np.int64, count=dist.num_rows)
@@ -676,7 +894,7 @@ def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpu
         raise ProfileFormatError(f"Feature {err.args[0]!r} of stage {meta['stage']!r} is not in its vocabulary: the "
                                  "distributions/ and meta/ files are damaged or from different saves. Save (or push, "
                                  "or export) the profile again.") from None
-    rows = _row_index(meta["layers"], dist["layer"].to_numpy(), dist["neuron"].to_numpy(), meta["num_neurons"])
+    rows = _checked_rows(meta, dist, where)
     order = np.argsort((rows << 32) | fids, kind="stable")
     noise = {}
     names = dist.column_names
@@ -688,6 +906,20 @@ def _feature_table(dist: pa.Table, meta: dict[str, Any], vocab: list[str], corpu
     return {"vocab": vocab, "rows": rows[order], "feature_ids": fids[order],
             "mass": dist["mass"].to_numpy()[order].astype(np.float64),
             "count": dist["count"].to_numpy()[order].astype(np.int64), "corpus_count": corpus, **noise}
+
+
+def _checked_rows(meta: dict[str, Any], table: pa.Table, where: Path) -> np.ndarray:
+    """The profile rows (:func:`_row_index`) of `table`'s (layer, neuron) pairs, each checked to be a neuron of the
+    profile: a pair outside it indexed past the arrays or, worse, into another layer's neurons."""
+    layer, neuron = table["layer"].to_numpy(), table["neuron"].to_numpy()
+    outside = ~np.isin(layer, np.asarray(meta["layers"], np.int64)) | (neuron < 0) | (neuron >= meta["num_neurons"])
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise ProfileFormatError(
+            f"{where} has a row of stage {meta['stage']!r} at layer {layer[i]}, neuron {neuron[i]}: outside the saved "
+            f"layers {list(meta['layers'])} x {meta['num_neurons']} neurons. The file was changed after saving or is "
+            "from another save: save (or push, or export) the profile again.")
+    return _row_index(meta["layers"], layer, neuron, meta["num_neurons"])
 
 
 def _noise_of_cards(cards: pa.Table, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray | None, PositionMass | None]:
@@ -725,21 +957,26 @@ def _examples(cards: pa.Table) -> pd.DataFrame | None:
     return frame.sort_values(["layer", "neuron", "rank"], kind="stable").reset_index(drop=True)
 
 
-def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.Table | None = None) -> dict[str, Any]:
-    """The parts of one stage's profile (see ``Profile.from_parts``)."""
+def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.Table | None,
+             directory: Path) -> dict[str, Any]:
+    """The parts of one stage's profile (see ``Profile.from_parts``) read from `directory`."""
     meta = json.loads(row["metadata"])
     cards, dist = _where(cards, stage=meta["stage"]), _where(dist, stage=meta["stage"])
     num_rows = len(meta["layers"]) * meta["num_neurons"]
     if cards.num_rows != num_rows:
         raise ProfileFormatError(f"neuron_cards has {cards.num_rows} rows for stage {meta['stage']!r}, "
                                  f"expected {num_rows}.")
-    rows = _row_index(meta["layers"], cards["layer"].to_numpy(), cards["neuron"].to_numpy(), meta["num_neurons"])
+    rows = _checked_rows(meta, cards, directory / "neuron_cards")
+    if len(np.unique(rows)) != num_rows:  # as many rows as neurons, but one of them twice
+        raise ProfileFormatError(f"{directory / 'neuron_cards'} lists a neuron of stage {meta['stage']!r} twice (and "
+                                 "misses another): its files were changed after saving. Save (or push, or export) "
+                                 "the profile again.")
     mass, count = np.zeros(num_rows, np.float64), np.zeros(num_rows, np.int64)
     mass[rows], count[rows] = cards["mass"].to_numpy(), cards["count"].to_numpy()
     vocabularies = _vocabularies(row)
     has_noise = json.loads(row["columns"] or "{}").get("noise")
-    tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise)
-              for ft in meta["feature_types"]}
+    tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise,
+                                 directory / "distributions") for ft in meta["feature_types"]}
     shape = (len(meta["layers"]), meta["num_neurons"])
     odd, positions = _noise_of_cards(cards, rows, num_rows)
     return {"meta": meta, "neuron_mass": mass.reshape(shape), "neuron_count": count.reshape(shape), "tables": tables,
@@ -806,10 +1043,11 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
     """The parts of the profiles (by stage) and reports (by name) of a folder in the dataset layout.
 
     Raises:
-        ProfileFormatError: the folder is not an hf_txray export, or was written by a newer hf_txray.
+        ProfileFormatError: the folder is not an hf_txray export, was written by a newer hf_txray, mixes files of
+            different saves or was changed after saving (:func:`check_config_files`), or lacks a column it reads.
     """
     directory = Path(directory)
-    meta = read_config(directory, "meta")
+    meta = read_config(directory, "meta", columns=META_COLUMNS, stamps=False)  # its stamps: after the rows' checks
     if meta is None:
         held = [name for name in EXTRA_CONFIGS if any((directory / name).glob("*.parquet"))]
         if held:  # a push of probing results or ablation curves alone
@@ -828,18 +1066,46 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
     if newest > EXPORT_FORMAT_VERSION:
         raise ProfileFormatError(f"{directory} was written in export format {newest}, newer than this hf_txray "
                                  f"({__version__}) reads ({EXPORT_FORMAT_VERSION}). Upgrade hf_txray.")
+    save_id = config_save_id(directory, "meta")  # every config read below must come from the save meta/ does
     profiles: dict[str, dict[str, Any]] = {}
     reports: dict[str, dict[str, Any]] = {}
-    if any(r["kind"] == "profile" for r in rows):
-        cards, dist = read_config(directory, "neuron_cards"), read_config(directory, "distributions")
+    profile_rows = [r for r in rows if r["kind"] == "profile"]
+    if profile_rows:
+        noise = any(json.loads(r["columns"] or "{}").get("noise") for r in profile_rows)
+        cards = read_config(directory, "neuron_cards", save_id=save_id, columns=CARD_COLUMNS)
+        dist = read_config(directory, "distributions", save_id=save_id,
+                           columns=DISTRIBUTION_COLUMNS + (NOISE_COLUMNS if noise else ()))
         if cards is None or dist is None:
             raise ProfileFormatError(f"{directory} lists profiles but lacks neuron_cards/ or distributions/.")
-        outputs = read_config(directory, "neuron_outputs")
-        profiles = {r["name"]: _profile(r, cards, dist, outputs) for r in rows if r["kind"] == "profile"}
-    if any(r["kind"] == "report" for r in rows):
-        transfer, summary = read_config(directory, "transfer_reports"), read_config(directory, "summary")
-        reports = {r["name"]: _report(r, transfer, summary) for r in rows if r["kind"] == "report"}
+        outputs = read_config(directory, "neuron_outputs", save_id=save_id, columns=OUTPUTS_SCHEMA.names)
+        profiles = {r["name"]: _profile(r, cards, dist, outputs, directory) for r in profile_rows}
+    report_rows = [r for r in rows if r["kind"] == "report"]
+    if report_rows:
+        neurons, summarized = _report_columns(report_rows)
+        transfer = read_config(directory, "transfer_reports", save_id=save_id, columns=neurons)
+        summary = read_config(directory, "summary", save_id=save_id, columns=summarized)
+        reports = {r["name"]: _report(r, transfer, summary) for r in report_rows}
     return profiles, reports
+
+
+# Columns the loader reads from each config (a file without one is refused, naming it and the column). The
+# neuron cards' noise, position, histogram and output columns are optional: the loader looks for them.
+META_COLUMNS = ("kind", "name", "format_version", "metadata", "columns", "vocabularies")
+CARD_COLUMNS = ("stage", "layer", "neuron", "mass", "count", "top_examples")
+DISTRIBUTION_COLUMNS = ("stage", "layer", "neuron", "feature_type", "feature", "mass", "count")
+
+
+def _report_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The columns of ``transfer_reports`` and of ``summary`` that the reports of `rows` (meta rows) read: those of
+    their tables that have rows (a report without mass-share rows added no columns for them)."""
+    neurons, summary = ["report"], ["report", "kind"]
+    for row in rows:
+        schema = json.loads(row["columns"])
+        held = schema.get("rows") or {"neurons": 1, "layers": 1, "mass_share": 0}  # saves before the row counts
+        neurons += [c for c, _ in schema["neurons"]] if held.get("neurons") else []
+        for part in ("layers", "mass_share"):
+            summary += [c for c, _ in schema[part]] if held.get(part) else []
+    return list(dict.fromkeys(neurons)), list(dict.fromkeys(summary))
 
 
 def read_single(directory: str | Path, kind: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
                            split_keys)
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
-from .layout import NOISE_COLUMNS, read_single, write_folder
+from .layout import NOISE_COLUMNS, OPTIONAL_CONFIGS, read_single, write_folder
 from .loading import split_and_slice
 from .provenance import is_embedded
 from .significance import DEFAULT_MIN_COUNT, check_min_count
@@ -296,6 +296,7 @@ class Profile(Artifact):
     """
 
     artifact_type = "profile"
+    optional_folders = OPTIONAL_CONFIGS  # neuron_outputs: a push of a profile without output effects deletes them
     format_version = 2  # 1: json + safetensors + parquet files (before the dataset layout)
 
     def __init__(
