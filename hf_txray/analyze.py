@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import inspect
 import itertools
+import json
 import re
 import zipfile
 from datetime import datetime, timezone
@@ -40,7 +41,7 @@ from .loading import (describe_loaded, is_stream, is_texts_only, load_model, loa
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked
-from .provenance import weights_sample_hash
+from .provenance import bytes_sha256, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers
 from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
@@ -539,6 +540,12 @@ def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every
                                  "(it is created if missing).")
 
 
+def _checkpoint_digest(state_file: Path, resume_state: dict[str, Any]) -> str:
+    """The sha256 of a checkpoint's state.npz bytes and its progress (examples done, a stream's state_dict())."""
+    return hashlib.sha256((bytes_sha256(state_file) + json.dumps(resume_state, sort_keys=True, default=str))
+                          .encode()).hexdigest()
+
+
 class _CheckpointState:
     """A rank's resumable state, written atomically: ``state.npz`` (the :class:`~hf_txray.credit.ProfileBuilder`'s
     state dict, and for streams the texts of the current top examples) and ``progress.json`` (examples done, the
@@ -559,8 +566,12 @@ class _CheckpointState:
         arrays["texts.values"] = strings_to_array(list(texts.values()))
         with atomic_dir(self.path) as tmp:
             np.savez(tmp / "state.npz", **arrays)
+            # one digest of the state and the progress ties the pair: a changed count, or a state.npz of another
+            # save, is refused rather than resumed into wrong numbers
             write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT,
-                                               "stream_head": self.stream_head, **resume_state})
+                                               "stream_head": self.stream_head,
+                                               "digest": _checkpoint_digest(tmp / "state.npz", resume_state),
+                                               **resume_state})
 
     def load(self) -> tuple[dict[str, Any] | None, _SavedState | None]:
         """The progress and saved state, or ``(None, None)`` when there is no checkpoint yet.
@@ -601,7 +612,8 @@ class _CheckpointState:
             )
         if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
             raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
-        for recorded in ("run_key", "format", "stream_head"):
+        digest = progress.get("digest")  # None in checkpoints written before it was recorded
+        for recorded in ("run_key", "format", "stream_head", "digest"):
             progress.pop(recorded, None)
         try:
             with np.load(state_file, allow_pickle=False) as arrays:
@@ -613,6 +625,9 @@ class _CheckpointState:
             # a garbage file reads as a refused pickle, a truncated one as a bad zip: neither message helps
             raise self.unusable(f"has a state.npz that is not a complete .npz archive ({type(err).__name__})") \
                 from None
+        if digest is not None and _checkpoint_digest(state_file, progress) != digest:
+            raise self.unusable("has a state.npz and a progress.json that were not saved together (one was changed, "
+                                "or copied from another checkpoint)")
         return progress, _SavedState(sub_state(state, "builder"), texts)
 
     def _refuse_other_process_count(self) -> None:

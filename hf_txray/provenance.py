@@ -59,17 +59,23 @@ def file_sha256(path: str | Path) -> str:
     memo = cache_dir() / "sha256" / key
     if memo.is_file():
         return memo.read_text().strip()
+    digest = bytes_sha256(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{key}.{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    except OSError:  # a read-only cache costs only the re-read
+        pass
+    return digest
+
+
+def bytes_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes, read now in 1 MiB chunks (:func:`file_sha256` remembers it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"{key}.{os.getpid()}.tmp")
-        tmp.write_text(digest.hexdigest())
-        os.replace(tmp, memo)
-    except OSError:  # a read-only cache costs only the re-read
-        pass
     return digest.hexdigest()
 
 

@@ -197,6 +197,18 @@ def _without_processed(folder):
     (folder / "progress.json").write_text(json.dumps(progress))
 
 
+def _processed_plus_one(folder):
+    progress = json.loads((folder / "progress.json").read_text())
+    progress["processed"] += 1
+    (folder / "progress.json").write_text(json.dumps(progress))
+
+
+def _state_rewritten(folder):  # still a valid archive, with other numbers (doubled masses)
+    with np.load(folder / "state.npz") as arrays:
+        state = {k: arrays[k] * 2 if "mass" in k and arrays[k].dtype.kind == "f" else arrays[k] for k in arrays.files}
+    np.savez(folder / "state.npz", **state)
+
+
 CORRUPTIONS = {  # how a checkpoint gets damaged -> what the refusal says
     "garbage state.npz": (lambda f: (f / "state.npz").write_bytes(b"garbage"), "not a complete .npz archive"),
     "truncated state.npz": (lambda f: (f / "state.npz").write_bytes((f / "state.npz").read_bytes()[:300]),
@@ -206,6 +218,8 @@ CORRUPTIONS = {  # how a checkpoint gets damaged -> what the refusal says
     "empty progress.json": (lambda f: (f / "progress.json").write_text(""), "unreadable progress.json"),
     "missing progress.json": (lambda f: (f / "progress.json").unlink(), "no progress.json"),
     "no processed count": (_without_processed, "'processed'"),
+    "changed processed count": (_processed_plus_one, "were not saved together"),
+    "state.npz of another save": (_state_rewritten, "were not saved together"),
 }
 
 
