@@ -619,18 +619,35 @@ class Profile(Artifact):
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they profile different models "
                 f"({difference}). A merge adds up parts of one model's profile; compare() sets two models side by "
                 "side.")
-        source = _dataset_start(self.meta)
-        if source is not None and source == _dataset_start(other.meta):
-            raise IncompatibleProfilesError(
-                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both read {source[1]!r} (split "
-                f"{source[3]!r}) from its first text (num_samples takes the first texts), so their texts overlap and "
-                "would be counted twice. Profile disjoint parts, e.g. split slices 'train[:50%]' and 'train[50%:]'.")
+        self._check_disjoint_reads(other)
         shared = sorted(set(_fingerprint_parts(self.meta)) & set(_fingerprint_parts(other.meta)))
         if shared:
             raise IncompatibleProfilesError(
                 f"Cannot merge profile {self.stage!r} with itself, or with a profile that already holds one of its "
                 f"parts (or another run on the same corpus: dataset fingerprint {shared[0]}): those texts would be "
                 "counted twice. Merge profiles of disjoint parts of a corpus.")
+
+    def _check_disjoint_reads(self, other: "Profile") -> None:
+        """Refuse two reads of one dataset split whose rows overlap (slices, num_samples), or that cannot be told
+        apart without the split's size (slices in other units, or counted from its end)."""
+        mine, theirs = _rows_read(self.meta), _rows_read(other.meta)
+        if mine is None or theirs is None or mine[0] != theirs[0]:
+            return
+        (source, unit_a, start_a, end_a, read_a), (_, unit_b, start_b, end_b, read_b) = mine, theirs
+        where = f"both read {source[1]!r} (split {source[3]!r}) as {read_a} and {read_b}"
+        if "any" in (unit_a, unit_b) or (unit_a == unit_b and min(start_a, start_b) >= 0 and all(
+                end is None or end >= 0 for end in (end_a, end_b))):
+            if "any" not in (unit_a, unit_b) and not (start_a < _open(end_b) and start_b < _open(end_a)):
+                return  # disjoint
+            raise IncompatibleProfilesError(
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {where}, whose rows overlap, so their "
+                "shared texts would be counted twice. Profile disjoint parts, e.g. split slices 'train[:50%]' and "
+                "'train[50%:]'.")
+        raise IncompatibleProfilesError(
+            f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {where}, and whether those rows overlap "
+            "depends on the split's size, which is not recorded (slices in different units, or counted from the "
+            "end). Give both slices as percentages, or both as row indices from the start ('train[:1000]', "
+            "'train[1000:]').")
 
     @property
     def example_id_span(self) -> int:
@@ -795,15 +812,33 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     return ""
 
 
-def _dataset_start(meta: ProfileMeta) -> tuple | None:
-    """The dataset split a profile read from its first text (the whole split, or its first num_samples texts), as
-    ``(kind, id, config, split, version)``; None for texts passed in memory or a slice that may start elsewhere."""
+def _rows_read(meta: ProfileMeta) -> tuple | None:
+    """The rows of a dataset split a profile read, as ``(source, unit, start, end, what was read)``: ``source`` is
+    ``(kind, id, config, split, version)``; ``unit`` is ``"abs"`` (row indices), ``"%..."`` (percent, with its
+    rounding) or ``"any"`` (the whole split: every read of it overlaps); ``end`` None for "to the end". None for
+    texts passed in memory or a dataset object, whose rows hf_txray cannot place."""
+    from .loading import read_slice
+
     record = (meta.provenance or {}).get("dataset") or {}
     name, part = split_and_slice(record.get("split") or "")
     known = record.get("kind") in ("hub", "local") or (record.get("kind") and is_embedded({"dataset": record}))
-    if not known or not record.get("id") or (part and not part.startswith("[:")):
+    if not known or not record.get("id"):
         return None
-    return record["kind"], record["id"], record.get("config"), name, record.get("commit") or record.get("content_hash")
+    source = record["kind"], record["id"], record.get("config"), name, record.get("commit") or record.get("content_hash")
+    unit, start, end = "any", 0, None
+    if part:
+        (rows,) = read_slice(record["split"])[0]._relative_instructions
+        unit, start, end = ("abs" if rows.unit == "abs" else f"%{rows.rounding}"), rows.from_ or 0, rows.to
+    read = repr(record.get("split") or "the whole split")
+    count = record.get("num_samples")
+    if count is not None and unit in ("abs", "any") and start >= 0:  # num_samples takes the first texts
+        unit, end = "abs", start + count if end is None or end < 0 else min(end, start + count)
+        read += f" (its first {count} texts)"
+    return source, unit, start, end, read
+
+
+def _open(end: int | None) -> float:
+    return float("inf") if end is None else end
 
 
 def batch_limits_of_parts(meta: ProfileMeta) -> list[dict[str, Any]]:

@@ -200,8 +200,39 @@ def test_merge_tells_models_by_the_body_that_ran_and_refuses_overlapping_reads()
         first.merge(halved)
     mlm.bert.float()
     short, longer = (hf_txray.analyze(mlm.bert, "txray:ptb", num_samples=n, **options) for n in (3, 5))
-    with pytest.raises(hf_txray.IncompatibleProfilesError, match="from its first text.*overlap"):
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="its first 3 texts.*its first 5 texts.*overlap"):
         short.merge(longer)
+
+
+def test_merge_refuses_overlapping_slices_of_one_split_and_slices_it_cannot_place(tmp_path):
+    """Slices of one saved split (and num_samples, its first texts) are placed in rows: overlapping ones would count
+    texts twice and are refused, disjoint ones merge; slices whose overlap depends on the split's size (other units,
+    counted from the end) are refused with the way out."""
+    import datasets
+
+    texts = [f"Sentence number {i} says something about item {i}." for i in range(10)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts})}).save_to_disk(str(tmp_path / "d"))
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, max_examples_per_neuron=1)
+    part = functools.cache(lambda split=None, num_samples=None: hf_txray.analyze(
+        model, str(tmp_path / "d"), split=split or "train", num_samples=num_samples, **options))
+    disjoint = [("train[:50%]", "train[50%:]"), ("train[:5]", "train[5:]"), ("train[2:4]", "train[4:9]"),
+                ((None, 5), "train[5:]"), ("train[60%:]", "train[:60%]")]
+    overlapping = [("train[:60%]", "train[40%:]"), ("train[:6]", "train[4:]"), ((None, 6), "train[5:]"),
+                   ("train", "train[5:]"), ("train[10%:30%]", "train[20%:]")]
+    unplaceable = [("train[:50%]", "train[5:]"), ("train[-3:]", "train[:5]")]
+    read = lambda spec: part(*spec) if isinstance(spec, tuple) else part(spec)  # noqa: E731
+    for a, b in disjoint:
+        merged = read(a).merge(read(b))
+        assert merged.meta.num_examples == read(a).meta.num_examples + read(b).meta.num_examples
+    for a, b in overlapping:
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="whose rows overlap.*counted twice"):
+            read(a).merge(read(b))
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="whose rows overlap"):
+            read(b).merge(read(a))
+    for a, b in unplaceable:
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="depends on the split's size.*percentages"):
+            read(a).merge(read(b))
 
 
 def test_merge_of_parts_of_a_folder_saved_without_a_pooler(tmp_path):
