@@ -594,3 +594,20 @@ def test_test_option_and_deprecated_resampling_arguments():
     np.testing.assert_array_equal(old.neurons["p_hellinger_pos"], tested.neurons["p_hellinger_pos"])
     with pytest.raises(hf_txray.ConfigurationError, match="num_resamples"):
         hf_txray.compare(a, b, num_resamples=-1)
+
+
+def test_no_neuron_tested_gives_unknown_shares_not_zero(tmp_path):
+    """Two tiny profiles where no shared neuron has enough credits to test: the changed figures are NaN (unknown),
+    not 0.0 ("none changed"), in the summary, the layer table and the card."""
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    a = hf_txray.analyze(model, ["A short text.", "Another one here."], **options)
+    b = hf_txray.analyze(model, ["Some other words now.", "And more of them."], **options)
+    report = hf_txray.compare(a, b)
+    s = report.summary()
+    assert s["neurons_tested_token"] == 0
+    assert np.isnan(s["share_changed_token"]) and np.isnan(s["neurons_changed_token"])
+    assert report.layers["share_changed_token"].isna().all()
+    report.save_pretrained(tmp_path / "r")
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "no shared neuron had enough credits in both stages to test" in card and "0.0% of the shared" not in card
