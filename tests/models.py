@@ -72,6 +72,16 @@ def tiny_llama(seed: int = 0, **overrides):
     return LlamaModel(config).eval()
 
 
+def tiny_llama_lm(seed: int = 0):
+    """A tiny Llama with its LM head (output effects need one), as the artifact tests save and load it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=24, max_position_embeddings=128)
+    return LlamaForCausalLM(config).eval()
+
+
 MODEL_BUILDERS = {"bert": (tiny_bert, bert_tokenizer), "gpt2": (tiny_gpt2, bpe_tokenizer),
                   "llama": (tiny_llama, bpe_tokenizer)}
 

@@ -17,7 +17,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import hf_txray
 from hf_txray import ProfileFormatError, Profile, PruningPlan, TransferReport
@@ -26,19 +25,10 @@ from hf_txray.errors import ArtifactNotFoundError, ConfigurationError, HubError
 from hf_txray.probing import (AblationCurve, Activations, ProbeConfig, ProbeMetric, ProbingResult, ablation_curve,
                               extract_activations, from_columns, probe_neurons)
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
-from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny_bert
+from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny_bert, tiny_llama_lm as _llama
 
 
 # ----- the artifacts, small and real ---------------------------------------------------------------------------------
-def _llama(seed: int) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, intermediate_size=24, max_position_embeddings=128)
-    return LlamaForCausalLM(config).eval()
-
-
 @functools.cache
 def profiles() -> tuple[Profile, Profile]:
     run = lambda seed, texts, stage: hf_txray.analyze(  # noqa: E731

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 import hf_txray
 from hf_txray import Profile, ProfileFormatError, TransferReport
@@ -26,18 +25,9 @@ from hf_txray import layout
 from hf_txray.cli import main as cli_main
 from hf_txray.layout import SaveStamp, public_folder
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
-from models import SAMPLE_TEXTS, bpe_tokenizer
+from models import SAMPLE_TEXTS, bpe_tokenizer, tiny_llama_lm as _llama
 
 FIRST = "train-00000-of-00001.parquet"
-
-
-def _llama(seed: int) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, intermediate_size=24, max_position_embeddings=128)
-    return LlamaForCausalLM(config).eval()
 
 
 @functools.cache
