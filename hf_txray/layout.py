@@ -403,10 +403,14 @@ class SaveStamp:
         raw = (metadata or {}).get(STAMP_KEY)
         if raw is None:
             return None
+        damaged = cls("damaged", "", -1, -1, -1, -1, "")
         try:
-            return cls(**json.loads(raw))
+            stamp = cls(**json.loads(raw))
         except (ValueError, TypeError):  # not JSON, or other fields: the stamp itself was changed
-            return cls("damaged", "", -1, -1, -1, -1, "")
+            return damaged
+        typed = all(isinstance(getattr(stamp, f), str) for f in ("save_id", "config", "schema")) and all(
+            type(getattr(stamp, f)) is int for f in ("shard", "shards", "rows", "total_rows"))
+        return stamp if typed else damaged
 
 
 def new_save_id() -> str:
@@ -755,7 +759,9 @@ def read_config(directory: Path, name: str, *, save_id: str | None = ANY_SAVE, c
     if not files:
         return None
     check_config_files(files, name, save_id=save_id, columns=columns, stamps=stamps)
-    # the stamps differ from shard to shard and are checked: the table carries none of them
+    # in the order they were saved (renamed files keep their stamp's shard index); the stamps differ from shard to
+    # shard and are checked: the table carries none of them
+    files.sort(key=lambda f: getattr(SaveStamp.decode(pq.read_schema(f).metadata), "shard", -1))
     return pa.concat_tables([_read_parquet(f).replace_schema_metadata(None) for f in files], promote_options="default")
 
 
@@ -964,8 +970,9 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
     cards, dist = _where(cards, stage=meta["stage"]), _where(dist, stage=meta["stage"])
     num_rows = len(meta["layers"]) * meta["num_neurons"]
     if cards.num_rows != num_rows:
-        raise ProfileFormatError(f"neuron_cards has {cards.num_rows} rows for stage {meta['stage']!r}, "
-                                 f"expected {num_rows}.")
+        raise ProfileFormatError(f"{directory / 'neuron_cards'} has {cards.num_rows} rows for stage "
+                                 f"{meta['stage']!r}, and its meta row says {num_rows} (layers x neurons): the meta or "
+                                 "the cards were changed after saving. Save (or push, or export) the profile again.")
     rows = _checked_rows(meta, cards, directory / "neuron_cards")
     if len(np.unique(rows)) != num_rows:  # as many rows as neurons, but one of them twice
         raise ProfileFormatError(f"{directory / 'neuron_cards'} lists a neuron of stage {meta['stage']!r} twice (and "
@@ -1018,7 +1025,8 @@ def _frame(table: pa.Table | None, schema: list[list[str]]) -> pd.DataFrame:
     return table.select(names).to_pandas().astype(dict(map(tuple, schema))).reset_index(drop=True)
 
 
-def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | None) -> dict[str, Any]:
+def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | None, directory: Path
+            ) -> dict[str, Any]:
     """The parts of one report (see ``TransferReport.from_parts``)."""
     meta = json.loads(row["metadata"])
     schema = json.loads(row["columns"])
@@ -1034,7 +1042,8 @@ def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | 
         where = {"neurons": "transfer_reports/", "layers": "summary/", "mass_share": "summary/"}
         raise ProfileFormatError(
             f"Report {row['name']!r} is incomplete: " + ", ".join(f"{n} has {got} rows, saved with {want} (in "
-                                                                   f"{where[n]})" for n, (got, want) in short.items())
+                                                                   f"{directory / where[n]})"
+                                                                   for n, (got, want) in short.items())
             + ": a file is missing or from another save. Save (or push, or export) the report again.")
     return {"meta": meta, **parts}
 
@@ -1084,7 +1093,7 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
         neurons, summarized = _report_columns(report_rows)
         transfer = read_config(directory, "transfer_reports", save_id=save_id, columns=neurons)
         summary = read_config(directory, "summary", save_id=save_id, columns=summarized)
-        reports = {r["name"]: _report(r, transfer, summary) for r in report_rows}
+        reports = {r["name"]: _report(r, transfer, summary, directory) for r in report_rows}
     return profiles, reports
 
 

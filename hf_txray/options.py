@@ -253,7 +253,9 @@ class ProfilerConfig:
            "activations, never depend on the batch it lands in (bit for bit on a CPU with one thread, and with "
            "several at widths that are multiples of 4, as measured on MiniLM), so profiles "
            "of other process counts, checkpoint intervals or batch sizes, and hf_txray.reproduce, agree exactly "
-           "(sums over processes add in another order: float64 rounding). 1: no padding, in more and smaller "
+           "(the noise statistics' squared sums to float64 rounding; mixture-of-experts layers, which run each "
+           "expert over the tokens routed to it from the whole batch, to float32 rounding). 1: no padding, in more "
+           "and smaller "
            "batches; larger: fewer batches, more padding (MiniLM on PTB sentences, CPU: 8 ran about a tenth faster "
            "than 16 or 1).")
     stack: str | None = option(

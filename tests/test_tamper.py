@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import shutil
 from pathlib import Path
 
@@ -140,6 +141,32 @@ def test_a_duplicated_shard_under_another_name_is_refused(tmp_path):
     folder = profile().save_pretrained(tmp_path / "dup")
     shutil.copy(folder / "distributions" / FIRST, folder / "distributions" / "copy.parquet")
     with pytest.raises(ProfileFormatError, match=r"copy.parquet, .*: the same shard \(index 0 of 1\) twice"):
+        Profile.from_pretrained(folder)
+
+
+def test_renamed_shards_are_read_in_the_order_they_were_saved(tmp_path, monkeypatch):
+    """A report's per-neuron rows come back in their saved order even when the shard files are renamed (joined by
+    their stamps' shard index, not by file name): the loaded report stays equal, its summary's means to the bit."""
+    monkeypatch.setattr(layout, "MAX_ROWS_PER_FILE", 20)
+    folder = report().save_pretrained(tmp_path / "report")
+    files = sorted((folder / "transfer_reports").glob("*.parquet"))
+    assert len(files) > 1
+    files[0].rename(folder / "transfer_reports" / "tmp.parquet")
+    files[1].rename(files[0])
+    (folder / "transfer_reports" / "tmp.parquet").rename(files[1])
+    assert TransferReport.from_pretrained(folder) == report()
+
+
+@pytest.mark.parametrize("field, value", [("shards", "2"), ("shard", 0.0), ("rows", None)])
+def test_a_stamp_of_other_types_is_refused_naming_the_file(field, value, tmp_path):
+    folder = profile().save_pretrained(tmp_path / "typed")
+    path = folder / "distributions" / FIRST
+    table = pq.read_table(path)
+    stamp = json.loads(table.schema.metadata[layout.STAMP_KEY])
+    stamp[field] = value
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata,
+                                                  layout.STAMP_KEY: json.dumps(stamp).encode()}), path)
+    with pytest.raises(ProfileFormatError, match=str(path)):
         Profile.from_pretrained(folder)
 
 
