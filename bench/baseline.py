@@ -44,13 +44,11 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 
 def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int,
-                   features=("token",), pad_to_multiple_of: int | None = None) -> list[dict]:
-    """The model inputs `analyze` runs (same encoder, windows, token budget and padded widths: `pad_to_multiple_of`,
-    analyze's default when None), for the plain forward baseline."""
-    from hf_txray.batching import PAD_MULTIPLE, BatchEncoder, EncodeOptions
+                   features=("token",), pad_to_multiple_of: int = 16) -> list[dict]:
+    """The model inputs `analyze` runs (same encoder, windows, token budget and padded widths), for the plain
+    forward baseline."""
+    from hf_txray.batching import BatchEncoder, EncodeOptions
     from hf_txray.windows import default_stride
-
-    pad_to_multiple_of = PAD_MULTIPLE if pad_to_multiple_of is None else pad_to_multiple_of
 
     options = EncodeOptions(max_length, features, stride=default_stride(max_length), batch_size=batch_size,
                             max_tokens_per_batch=max_tokens_per_batch, pad_multiple=pad_to_multiple_of)
@@ -60,30 +58,6 @@ def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_token
         chunk = texts[i: i + batch_size * 8]
         batches += [b.inputs for b in encoder(chunk, list(range(i, i + len(chunk)))) if b.inputs]
     return batches
-
-
-def mixed_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int) -> list[dict]:
-    """The rows `analyze` runs (texts or windows, unpadded), packed as the engine packed them before rows were
-    batched by their padded width: sorted by length within the same buckets, rows of different lengths in one batch
-    padded to the longest (its ``pad_to_multiple_of=1``), at most `batch_size` rows and `max_tokens_per_batch`
-    tokens: the plain forward's best batching then."""
-    import torch
-
-    rows = engine_batches(tokenizer, texts, max_length, 1, max_tokens_per_batch, pad_to_multiple_of=1)
-    out, bucket = [], batch_size * 8
-    for start in range(0, len(rows), bucket):  # one row per batch above: buckets of rows (texts, or windows)
-        group = sorted(rows[start: start + bucket], key=lambda r: r["input_ids"].shape[1])
-        current: list[dict] = []
-        for row in group + [None]:
-            width = max([r["input_ids"].shape[1] for r in current] + ([row["input_ids"].shape[1]] if row else [0]))
-            if current and (row is None or len(current) >= batch_size or width * (len(current) + 1) > max_tokens_per_batch):
-                longest = max(r["input_ids"].shape[1] for r in current)
-                out.append({name: torch.cat([torch.nn.functional.pad(r[name], (0, longest - r[name].shape[1]))
-                                             for r in current]) for name in current[0]})
-                current = []
-            if row is not None:
-                current.append(row)
-    return out
 
 
 def plain_usage(model, batches) -> CpuUsage:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from baseline import WorkTimer, cpu_usage, engine_batches, mixed_batches, plain_usage, spread  # noqa: E402
+from baseline import WorkTimer, cpu_usage, engine_batches, plain_usage, spread  # noqa: E402
 
 MAX_LENGTH, BATCH, WORKERS = 128, 64, 0  # 0: analyze's CPU default (encoding inline, in this process)
 # analyze's own CPU default at one thread (hf_txray.budget: MiniLM's 1536-wide MLP), the fastest batching of these
@@ -87,17 +87,12 @@ def ratios(num_sentences: int, repeats: int) -> dict:
     batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS)
     double_batches = engine_batches(tokenizer, double.to_dict()["text"], MAX_LENGTH, BATCH, TOKENS)
     tight_batches = engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS, pad_to_multiple_of=1)
-    # other batchings of the same texts, for the plain forward's best: rows padded to 16, and rows of different
-    # lengths padded to the longest (how the engine batched before)
-    other_batches = {"plain_16": engine_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS, pad_to_multiple_of=16),
-                     "plain_mixed": mixed_batches(tokenizer, texts, MAX_LENGTH, BATCH, TOKENS)}
     full = ("token", "word", "pos")
     timer = WorkTimer()
     profiled(model, tokenizer, corpus.select(range(min(200, len(corpus)))), ("token",))  # warm-up
     profiled(model, tokenizer, corpus, full)  # tags the corpus once: the runs below read the cache
     runs = {"plain": [], "token": [], "full": [], "plain_2x": [],
-            "token_2x": [], "plain_tight": [], "token_tight": [], "worker_process": [], "plain_16": [],
-            "plain_mixed": []}
+            "token_2x": [], "plain_tight": [], "token_tight": [], "worker_process": []}
     parts: dict[str, list[dict[str, float]]] = {"token": [], "token_2x": []}
     # user / system / faults of each run, for the diagnosis; "worker": token features with one encoding worker
     # process (tokenization off this process; its forked copy-on-write pages re-faulted here)
@@ -116,8 +111,6 @@ def ratios(num_sentences: int, repeats: int) -> dict:
         # pad_to_multiple_of=1: rows padded to the longest only
         runs["plain_tight"].append(plain_usage(model, tight_batches).total)
         runs["token_tight"].append(profiled(model, tokenizer, corpus, ("token",), pad_to_multiple_of=1)[0].total)
-        for name, other in other_batches.items():
-            runs[name].append(plain_usage(model, other).total)
         usage["full"].append(profiled(model, tokenizer, corpus, full)[0])
         main, workers, _ = profiled(model, tokenizer, corpus, ("token",), workers=1)
         usage["worker"].append(main)
@@ -141,8 +134,6 @@ def ratios(num_sentences: int, repeats: int) -> dict:
             "faults": {k: [u.faults for u in v] for k, v in usage.items()}, "round_ratio": round_ratio,
             "ratio_token": best["plain"] / best["token"], "ratio_full": best["plain"] / best["full"],
             "padding_share": 1 - profile.meta.num_input_tokens / profile.meta.num_padded_tokens,
-            "batches": {"default": len(batches), "tight": len(tight_batches),
-                        **{k: len(v) for k, v in other_batches.items()}},
             "tokens_2x": tokens_2x, "marginal_ratio_token": per_token["plain"] / per_token["token"],
             "per_run_cost": (best["token"] - best["plain"]) - (per_token["token"] - per_token["plain"]) * tokens,
             "split": split}
@@ -331,20 +322,6 @@ def _med(runs: list[dict], field: str) -> float:
     return statistics.median(r["before"][field] for r in runs)
 
 
-BATCHINGS = {"plain": "analyze's own", "plain_tight": "no padding", "plain_16": "rows padded to 16",
-             "plain_mixed": "rows of different lengths padded to the longest"}
-
-
-def best_forward(b: dict) -> float:
-    """The plain forward's least CPU time over the batchings measured."""
-    return min(b[k] for k in BATCHINGS)
-
-
-def best_batching(b: dict) -> str:
-    name = min(BATCHINGS, key=lambda k: b[k])
-    return f"{BATCHINGS[name]}: {b[name]:.2f} s"
-
-
 def report(r: dict, m: dict | None) -> str:
     b = r["best"]
     kinds = ("plain", "token", "full", "worker")
@@ -353,7 +330,7 @@ def report(r: dict, m: dict | None) -> str:
     lines = [
         f"all-MiniLM-L6-v2 (6 layers x 1536 MLP neurons) on CPU, {r['sentences']} PTB train sentences "
         f"({r['tokens']} credited tokens), max_length {MAX_LENGTH}, batches of at most {BATCH} rows and {TOKENS} "
-        f"tokens (analyze's CPU default) from length-sorted buckets, rows padded to a multiple of 8 (padding share {r['padding_share']:.1%}); the plain forward runs exactly "
+        f"tokens (analyze's CPU default) from length-sorted buckets (padding share {r['padding_share']:.1%}); the plain forward runs exactly "
         f"these batches. One torch thread, encoding inline (`num_workers=0`, the CPU default); CPU time (user + system, getrusage) of this process, best of "
         f"{len(r['runs']['plain'])} interleaved runs (the machine is shared by other jobs, so wall time is not "
         "meaningful; CPU times still vary by ~10% between rounds, hence the spread below).",
@@ -362,8 +339,8 @@ def report(r: dict, m: dict | None) -> str:
         f"| plain forward | {b['plain']:.2f} s CPU |",
         f"| `analyze`, token features (tokenization included) | {b['token']:.2f} s CPU |",
         f"| `analyze`, token + word + POS (cached tags) | {b['full']:.2f} s CPU |",
-        f"| **analyze / plain forward, token** (target >= 0.97; was 0.91 at the issue) | **{r['ratio_token']:.3f}** |",
-        f"| **analyze / plain forward, token + word + POS** (target >= 0.97; was 0.89 at the issue) | **{r['ratio_full']:.3f}** |",
+        f"| **analyze / plain forward, token** (target >= 0.97; was 0.91) | **{r['ratio_token']:.3f}** |",
+        f"| **analyze / plain forward, token + word + POS** (target >= 0.97; was 0.89) | **{r['ratio_full']:.3f}** |",
         f"| analyze / plain forward per round, token / token + word + POS: median (min-max) | "
         f"{spread(r['round_ratio']['token'])} / {spread(r['round_ratio']['full'])} |",
         f"| CPU s (user + system) per run, median (min-max): plain / token / full | "
@@ -378,15 +355,11 @@ def report(r: dict, m: dict | None) -> str:
         f"| token run of least CPU, by part: the model's forward call (hooks' top-k excluded; the plain forward: "
         f"{b['plain']:.2f}) / hooks' top-k / credit (device work) / everything else | "
         + " / ".join(f"{r['split'][k]:.2f}" for k in ("forward_call", "top_k", "credit", "other")) + " s CPU |",
-        f"| with `pad_to_multiple_of=1` (no padding: {r['batches']['tight']} batches, against "
-        f"{r['batches']['default']}): plain forward / analyze, token / ratio | "
+        f"| with `pad_to_multiple_of=1` (rows padded to the longest only): plain forward / analyze, token / ratio | "
         f"{b['plain_tight']:.2f} / {b['token_tight']:.2f} s CPU / {b['plain_tight'] / b['token_tight']:.3f} |",
-        f"| plain forward over other batchings: rows padded to 16 ({r['batches']['plain_16']} batches) / rows of "
-        f"different lengths padded to the longest, as the engine batched before ({r['batches']['plain_mixed']}) | "
-        f"{b['plain_16']:.2f} / {b['plain_mixed']:.2f} s CPU |",
-        f"| **against the plain forward's best batching** ({best_batching(b)}), token: analyze with its defaults / "
-        f"with `pad_to_multiple_of=1` | **{best_forward(b) / b['token']:.3f}** / "
-        f"**{best_forward(b) / b['token_tight']:.3f}** |",
+        f"| **against the plain forward's best batching** (rows padded to the longest only: "
+        f"{b['plain_tight']:.2f} s), token: analyze with its defaults (widths rounded up to 16) / with "
+        f"`pad_to_multiple_of=1` | **{b['plain_tight'] / b['token']:.3f}** / **{b['plain_tight'] / b['token_tight']:.3f}** |",
         f"| of which system time (page faults), median: plain / token / full / token with a worker | {system} |",
         f"| minor page faults per run, median: plain / token / full / token with a worker | {faults} |",
     ]

@@ -98,9 +98,7 @@ class Profiler:
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
-        # Texts alone and unpadded: nothing to check. With pad_to_multiple_of=1 no row is padded, but rows still share
-        # a forward pass, and the check also refuses models that mix them (capacity-limited expert routing).
-        if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):
+        if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
             check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True),
                                     self.device, self.max_length)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.

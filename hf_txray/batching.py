@@ -80,11 +80,7 @@ class PositionBatch:
         )
 
 
-# A row is padded to its own length rounded up to this by default (the `pad_to_multiple_of` option).
-PAD_MULTIPLE = 8
-# One-batch encodings (probing's `encode`, the live viewer's `build_batch`) pad every row to the longest, rounded up
-# to this.
-ONE_BATCH_PAD_MULTIPLE = 16
+PAD_MULTIPLE = 16  # padded widths are rounded up to this by default (the `pad_to_multiple_of` option)
 
 
 def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
@@ -109,8 +105,7 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[
         list(texts), truncation=True, max_length=max_length, return_offsets_mapping=True,
         return_special_tokens_mask=True, return_attention_mask=True,
     )
-    inputs = {name: _pad(enc[name], 0, max_length, ONE_BATCH_PAD_MULTIPLE)
-              for name in ("input_ids", "attention_mask", "token_type_ids")
+    inputs = {name: _pad(enc[name], 0, max_length) for name in ("input_ids", "attention_mask", "token_type_ids")
               if name in enc}
     return enc, inputs
 
@@ -150,7 +145,7 @@ class EncodeOptions:
     batch_size: int = 32
     max_tokens_per_batch: int | None = None
     sort_by_length: bool = True
-    pad_multiple: int = PAD_MULTIPLE  # rows are padded to their length rounded up to this (`pad_to_multiple_of`)
+    pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (`pad_to_multiple_of`)
     skip_first_positions: int = 0  # positions with a smaller token index are not credited (still run as context)
 
 
@@ -293,11 +288,7 @@ class BatchEncoder:
             seg = segments[s]
             width = _padded_width(max(longest, len(seg.input_ids)), opts.max_length, opts.pad_multiple)
             over_tokens = opts.max_tokens_per_batch is not None and width * (len(current) + 1) > opts.max_tokens_per_batch
-            # Sorted by length, a batch holds rows of one padded width: a row's width is then a function of its own
-            # length, never of the batch it lands in, so its activations are too (rows do not mix in a forward).
-            other_width = opts.sort_by_length and current and \
-                width != _padded_width(longest, opts.max_length, opts.pad_multiple)
-            if current and (len(current) >= opts.batch_size or over_tokens or other_width):
+            if current and (len(current) >= opts.batch_size or over_tokens):
                 groups.append(current)
                 current, longest = [], 0
             current.append(seg)
@@ -479,7 +470,7 @@ def build_batch(
         skip_first_positions: positions with a smaller token index are not creditable (a profile's setting).
     """
     options = EncodeOptions(max_length, tuple(feature_names), dict(user_features or {}), long_texts="truncate",
-                            batch_size=max(len(texts), 1), sort_by_length=False, pad_multiple=ONE_BATCH_PAD_MULTIPLE,
+                            batch_size=max(len(texts), 1), sort_by_length=False,
                             skip_first_positions=skip_first_positions)
     batches = BatchEncoder(tokenizer, options)(texts, first_example_id + np.arange(len(texts)), annotations)
     resolve_feature_ids(batches, vocabs)

@@ -35,7 +35,7 @@ CPU_MAX_TOKENS = 4096
 DEFAULT_ROWS = 32
 # The most rows of a default accelerator batch (16-token rows of a 16384-token budget).
 ACCELERATOR_MAX_ROWS = 1024
-# The row width a default accelerator batch is sized for: short sentences (PTB's average is about 22 tokens).
+# The narrowest row a default accelerator batch is sized for (a padded width: pad_to_multiple_of's default).
 MIN_ROW_TOKENS = 16
 
 

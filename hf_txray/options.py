@@ -248,16 +248,13 @@ class ProfilerConfig:
                      "budget would not bind; on an accelerator, 32 x max_length tokens (the most 32 rows held; none "
                      "when batch_size is given: batch_size rows)")
     pad_to_multiple_of: int = option(
-        8, "Each row (text or window) is padded to its own length rounded up to a multiple of this, and a batch "
-           "holds rows of one padded width (rows are sorted by length within buckets). A row's width, and so its "
-           "activations, never depend on the batch it lands in (bit for bit on a CPU with one thread, and with "
-           "several at widths that are multiples of 4, as measured on MiniLM), so profiles "
-           "of other process counts, checkpoint intervals or batch sizes, and hf_txray.reproduce, agree exactly "
-           "(the noise statistics' squared sums to float64 rounding; mixture-of-experts layers, which run each "
-           "expert over the tokens routed to it from the whole batch, to float32 rounding). 1: no padding, in more "
-           "and smaller "
-           "batches; larger: fewer batches, more padding (MiniLM on PTB sentences, CPU: 8 ran about a tenth faster "
-           "than 16 or 1).")
+        16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
+            "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "
+            "checkpoint intervals or batch sizes, and hf_txray.reproduce, agree exactly (the noise statistics' "
+            "squared sums to float64 rounding; mixture-of-experts layers, which run each expert over the tokens "
+            "routed to it from the whole batch, to float32 rounding); it also suits accelerators. "
+            "1 pads to the longest row: on a CPU about a fifth less forward time on short texts (MiniLM on PTB "
+            "sentences), but differently batched runs then agree to float32 rounding only.")
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
               "decoder position j+1 is fed token j and credited with its features). A module_pattern must name "
@@ -316,7 +313,7 @@ class ProfilerConfig:
         if self.max_length is not None:
             check_token_budget(self.max_tokens_per_batch, self.max_length)
         if not _is_int(self.pad_to_multiple_of) or self.pad_to_multiple_of < 1:
-            raise ConfigurationError(f"pad_to_multiple_of must be an int >= 1 (1: no padding), got "
+            raise ConfigurationError(f"pad_to_multiple_of must be an int >= 1 (1: no rounding), got "
                                      f"{self.pad_to_multiple_of!r}.")
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")

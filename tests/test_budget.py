@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import pytest
 import torch
 
@@ -92,9 +91,8 @@ def test_analyze_records_the_batch_size_it_resolved_and_the_one_given():
 
 
 def test_analyze_records_the_budget_and_its_batches_give_the_same_profile():
-    """The default budget is recorded in meta.config and binds the batches (more of them), and leaves the profile as
-    it is: every row is padded to its own length's multiple whatever its batch (the same padding), so the masses
-    agree bit for bit."""
+    """The default budget is recorded in meta.config, binds the batches (more of them, less padding than batches of
+    `batch_size` texts), and leaves the profile as it is: counts exact and masses to 1e-6, one thread."""
     model, tokenizer = bert(1536), bert_tokenizer()
     texts = [" ".join([t] * (1 + i % 7)) for i, t in enumerate(SAMPLE_TEXTS * 4) if t.strip()]
     options = dict(tokenizer=tokenizer, features=("token",), max_length=128, show_progress=False)
@@ -103,9 +101,8 @@ def test_analyze_records_the_budget_and_its_batches_give_the_same_profile():
         rows_only = hf_txray.analyze(model, texts, max_tokens_per_batch=32 * 128, **options)
     assert budgeted.meta.config["max_tokens_per_batch"] == 1024
     assert rows_only.meta.config["max_tokens_per_batch"] == 32 * 128
-    assert budgeted.meta.num_padded_tokens == rows_only.meta.num_padded_tokens
+    assert budgeted.meta.num_padded_tokens < rows_only.meta.num_padded_tokens
     assert_same_credit(budgeted, rows_only)
-    np.testing.assert_array_equal(budgeted.neuron_mass, rows_only.neuron_mass)
 
 
 @pytest.mark.parametrize("budget", [0, -5, 1.5])

@@ -123,10 +123,10 @@ def test_a_merge_of_parts_batched_differently_shows_each_part_s_limits(tmp_path,
 
     assert _batching_line(left.meta).endswith(
         f"; merged parts batched differently: 6 texts in batches of at most 2 rows{tokens}, then "
-        f"{len(SAMPLE_TEXTS) - 6} texts in batches of at most 4 rows{tokens}; widths rounded up to a multiple of 8; "
+        f"{len(SAMPLE_TEXTS) - 6} texts in batches of at most 4 rows{tokens}; widths rounded up to a multiple of 16; "
         f"padding {padding(a, b, c)}")
     assert _batching_line(a.merge(b).meta).endswith(f"; batches of at most 2 rows{tokens}; widths rounded up to a "
-                                                    f"multiple of 8; padding {padding(a, b)}")
+                                                    f"multiple of 16; padding {padding(a, b)}")
     left.save_pretrained(tmp_path / "merged")
     assert cli_main(["show", str(tmp_path / "merged")]) == 0
     assert _batching_line(left.meta) in capsys.readouterr().out
