@@ -1042,7 +1042,7 @@ def _report(row: dict[str, Any], transfer: pa.Table | None, summary: pa.Table | 
         where = {"neurons": "transfer_reports/", "layers": "summary/", "mass_share": "summary/"}
         raise ProfileFormatError(
             f"Report {row['name']!r} is incomplete: " + ", ".join(f"{n} has {got} rows, saved with {want} (in "
-                                                                   f"{directory / where[n]})"
+                                                                   f"{directory}/{where[n]})"
                                                                    for n, (got, want) in short.items())
             + ": a file is missing or from another save. Save (or push, or export) the report again.")
     return {"meta": meta, **parts}

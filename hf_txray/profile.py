@@ -605,7 +605,9 @@ class Profile(Artifact):
                                                                + _fingerprint_parts(other.meta))
         if merged.meta.provenance:  # the record is the first part's: say it covers only part of the texts
             count = sum((p.meta.provenance or {}).get("merged_parts", 1) for p in (self, other))
-            merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count}
+            # every part's rows, so that a later merge checks them all (not the first part's alone)
+            merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count,
+                                      MERGED_READS: _reads(self.meta) + _reads(other.meta)}
         return merged
 
     def _check_mergeable(self, other: "Profile") -> None:
@@ -628,26 +630,15 @@ class Profile(Artifact):
                 "counted twice. Merge profiles of disjoint parts of a corpus.")
 
     def _check_disjoint_reads(self, other: "Profile") -> None:
-        """Refuse two reads of one dataset split whose rows overlap (slices, num_samples), or that cannot be told
-        apart without the split's size (slices in other units, or counted from its end)."""
-        mine, theirs = _rows_read(self.meta), _rows_read(other.meta)
-        if mine is None or theirs is None or mine[0] != theirs[0]:
-            return
-        (source, unit_a, start_a, end_a, read_a), (_, unit_b, start_b, end_b, read_b) = mine, theirs
-        where = f"both read {source[1]!r} (split {source[3]!r}) as {read_a} and {read_b}"
-        if "any" in (unit_a, unit_b) or (unit_a == unit_b and min(start_a, start_b) >= 0 and all(
-                end is None or end >= 0 for end in (end_a, end_b))):
-            if "any" not in (unit_a, unit_b) and not (start_a < _open(end_b) and start_b < _open(end_a)):
-                return  # disjoint
-            raise IncompatibleProfilesError(
-                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {where}, whose rows overlap, so their "
-                "shared texts would be counted twice. Profile disjoint parts, e.g. split slices 'train[:50%]' and "
-                "'train[50%:]'.")
-        raise IncompatibleProfilesError(
-            f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {where}, and whether those rows overlap "
-            "depends on the split's size, which is not recorded (slices in different units, or counted from the "
-            "end). Give both slices as percentages, or both as row indices from the start ('train[:1000]', "
-            "'train[1000:]').")
+        """Refuse two reads of one dataset split, by any parts of the two profiles, whose rows overlap (slices,
+        num_samples), or that cannot be told apart without the split's size (slices in other units)."""
+        for mine in _reads(self.meta):
+            for theirs in _reads(other.meta):
+                problem = _overlap(mine, theirs)
+                if problem:
+                    raise IncompatibleProfilesError(
+                        f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both read one dataset split "
+                        f"(split {mine[1] or theirs[1]!r}), as {mine[5]} and {theirs[5]}, {problem}")
 
     @property
     def example_id_span(self) -> int:
@@ -812,19 +803,35 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     return ""
 
 
-def _rows_read(meta: ProfileMeta) -> tuple | None:
-    """The rows of a dataset split a profile read, as ``(source, unit, start, end, what was read)``: ``source`` is
-    ``(kind, id, config, split, version)``; ``unit`` is ``"abs"`` (row indices), ``"%..."`` (percent, with its
-    rounding) or ``"any"`` (the whole split: every read of it overlaps); ``end`` None for "to the end". None for
-    texts passed in memory or a dataset object, whose rows hf_txray cannot place."""
+MERGED_READS = "merged_reads"  # provenance key of a merged profile: the rows every part read (see _reads)
+
+
+def _reads(meta: ProfileMeta) -> list[list]:
+    """The rows of dataset splits a profile read, one entry per merged part (:func:`_rows_read`); none for texts
+    hf_txray cannot place."""
+    record = meta.provenance or {}
+    if MERGED_READS in record:
+        return [list(read) for read in record[MERGED_READS]]
+    read = _rows_read(record.get("dataset") or {})
+    return [] if read is None else [read]
+
+
+def _rows_read(record: dict[str, Any]) -> list | None:
+    """The rows of a dataset split one read covered (a provenance ``dataset`` record), as ``[source, split, unit,
+    start, end, what was read]``: ``source`` a hash of the dataset's kind, id, config and version (no local path is
+    kept: merged records go to the Hub); ``split`` its name (None: the only split, read without naming it); ``unit``
+    ``"abs"`` (rows), ``"%..."`` (percent, with its rounding) or ``"any"`` (the whole split); ``end`` None for "to the
+    end". None for texts passed in memory or a dataset object, which hf_txray cannot place."""
+    import hashlib
+
     from .loading import read_slice
 
-    record = (meta.provenance or {}).get("dataset") or {}
     name, part = split_and_slice(record.get("split") or "")
     known = record.get("kind") in ("hub", "local") or (record.get("kind") and is_embedded({"dataset": record}))
     if not known or not record.get("id"):
         return None
-    source = record["kind"], record["id"], record.get("config"), name, record.get("commit") or record.get("content_hash")
+    version = record.get("commit") or record.get("content_hash")
+    source = hashlib.sha256(repr((record["kind"], record["id"], record.get("config"), version)).encode()).hexdigest()
     unit, start, end = "any", 0, None
     if part:
         (rows,) = read_slice(record["split"])[0]._relative_instructions
@@ -834,11 +841,29 @@ def _rows_read(meta: ProfileMeta) -> tuple | None:
     if count is not None and unit in ("abs", "any") and start >= 0:  # num_samples takes the first texts
         unit, end = "abs", start + count if end is None or end < 0 else min(end, start + count)
         read += f" (its first {count} texts)"
-    return source, unit, start, end, read
+    return [source[:16], name or None, unit, start, end, read]
 
 
-def _open(end: int | None) -> float:
-    return float("inf") if end is None else end
+def _overlap(a: list, b: list) -> str | None:
+    """Why reads `a` and `b` (:func:`_rows_read`) cannot be merged: their rows overlap, or whether they do depends
+    on the split's size; None when they are of other splits or disjoint."""
+    (source_a, split_a, unit_a, start_a, end_a, _), (source_b, split_b, unit_b, start_b, end_b, _) = a, b
+    if source_a != source_b or (split_a and split_b and split_a != split_b):
+        return None
+    overlapping = ("whose rows overlap, so their shared texts would be counted twice. Profile disjoint parts, e.g. "
+                   "split slices 'train[:50%]' and 'train[50%:]'.")
+    if "any" in (unit_a, unit_b):
+        return overlapping
+    from_start = min(start_a, start_b) >= 0 and all(end is None or end >= 0 for end in (end_a, end_b))
+    from_end = max(start_a, start_b) < 0 and all(end is None or end < 0 for end in (end_a, end_b))
+    if unit_a != unit_b or not (from_start or from_end):
+        return ("and whether those rows overlap depends on the split's size, which is not recorded (slices in "
+                "different units, or one counted from the start and one from the end). Give both slices in one "
+                "unit from the same end ('train[:1000]' and 'train[1000:]').")
+    last = 0 if from_end else float("inf")  # an open end: the split's end
+    if start_a < (last if end_b is None else end_b) and start_b < (last if end_a is None else end_a):
+        return overlapping
+    return None
 
 
 def batch_limits_of_parts(meta: ProfileMeta) -> list[dict[str, Any]]:

@@ -257,8 +257,8 @@ def test_a_damaged_or_missing_table_is_refused_not_loaded_in_part(kind, tmp_path
     with pytest.raises(ProfileFormatError, match=rf"{table}.*is damaged and cannot be read .*again"):
         cls.from_pretrained(folder)
     if kind == "transfer_report":
-        for missing, said in (("summary", r"layers has 0 rows, saved with \d+ \(in summary/\)"),
-                              ("transfer_reports", r"neurons has 0 rows, saved with \d+ \(in transfer_reports/\)")):
+        for missing, said in (("summary", r"layers has 0 rows, saved with \d+ \(in \S+/summary/\)"),
+                              ("transfer_reports", r"neurons has 0 rows, saved with \d+ \(in \S+/transfer_reports/\)")):
             folder = artifact.save_pretrained(tmp_path / missing)
             shutil.rmtree(folder / missing)
             with pytest.raises(ProfileFormatError, match=rf"incomplete: .*{said}.*Save"):

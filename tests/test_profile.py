@@ -217,11 +217,13 @@ def test_merge_refuses_overlapping_slices_of_one_split_and_slices_it_cannot_plac
     part = functools.cache(lambda split=None, num_samples=None: hf_txray.analyze(
         model, str(tmp_path / "d"), split=split or "train", num_samples=num_samples, **options))
     disjoint = [("train[:50%]", "train[50%:]"), ("train[:5]", "train[5:]"), ("train[2:4]", "train[4:9]"),
-                ((None, 5), "train[5:]"), ("train[60%:]", "train[:60%]")]
+                ((None, 5), "train[5:]"), ("train[60%:]", "train[:60%]"), ("train[-5:]", "train[-10:-5]")]
     overlapping = [("train[:60%]", "train[40%:]"), ("train[:6]", "train[4:]"), ((None, 6), "train[5:]"),
-                   ("train", "train[5:]"), ("train[10%:30%]", "train[20%:]")]
+                   ("train", "train[5:]"), ("train[10%:30%]", "train[20%:]"), ("train[-5:]", "train[-8:]"),
+                   ("unnamed", "train[5:]")]  # the folder's only split, read without naming it
     unplaceable = [("train[:50%]", "train[5:]"), ("train[-3:]", "train[:5]")]
-    read = lambda spec: part(*spec) if isinstance(spec, tuple) else part(spec)  # noqa: E731
+    unnamed = hf_txray.analyze(model, str(tmp_path / "d"), **options)
+    read = lambda spec: unnamed if spec == "unnamed" else part(*spec) if isinstance(spec, tuple) else part(spec)  # noqa: E731
     for a, b in disjoint:
         merged = read(a).merge(read(b))
         assert merged.meta.num_examples == read(a).meta.num_examples + read(b).meta.num_examples
@@ -231,8 +233,14 @@ def test_merge_refuses_overlapping_slices_of_one_split_and_slices_it_cannot_plac
         with pytest.raises(hf_txray.IncompatibleProfilesError, match="whose rows overlap"):
             read(b).merge(read(a))
     for a, b in unplaceable:
-        with pytest.raises(hf_txray.IncompatibleProfilesError, match="depends on the split's size.*percentages"):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="depends on the split's size.*one unit"):
             read(a).merge(read(b))
+    # a merged profile keeps every part's rows: a third part overlapping its second part is refused too
+    halves = read("train[:50%]").merge(read("train[50%:]"))
+    for third in ("train[60%:70%]", "train[5:]"):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="overlap|depends on"):
+            halves.merge(read(third))
+    assert read("train[:3]").merge(read("train[5:]")).merge(read("train[3:5]")).meta.num_examples == 10
 
 
 def test_merge_of_parts_of_a_folder_saved_without_a_pooler(tmp_path):

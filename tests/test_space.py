@@ -396,7 +396,7 @@ def test_bad_input_gives_messages(client, results, tmp_path):
         "nobody/no-such-results": "Could not download the Hub dataset 'nobody/no-such-results'",
         str(not_results): "is not an hf_txray results folder",
         str(no_cards): "lacks neuron_cards/",
-        str(no_reports): "neurons has 0 rows, saved with 96 (in transfer_reports/)",
+        str(no_reports): f"neurons has 0 rows, saved with 96 (in {no_reports}/transfer_reports/)",
         str(not_results / "data.csv"): "is a file",
         "": "No results open: enter a Hub dataset repo id",
         "not a repo id!": "neither a folder nor a valid Hub repo id",
