@@ -121,7 +121,6 @@ def _major(version: str | None) -> str | None:
     return version.split(".")[0] if version else None
 
 
-
 def _check_process_count(profile: Profile) -> None:
     """Refuse to rerun a ``max_positions`` profile under another process count than made it: each process credits
     its share of the quota from the start of its own shard, so the positions credited differ (the counts would
