@@ -638,7 +638,8 @@ class Profile(Artifact):
                 if problem:
                     raise IncompatibleProfilesError(
                         f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both read one dataset split "
-                        f"(split {mine[1] or theirs[1]!r}), as {mine[5]} and {theirs[5]}, {problem}")
+                        f"({repr(mine[1] or theirs[1]) if mine[1] or theirs[1] else 'read without naming it'}), as "
+                        f"{mine[5]} and {theirs[5]}, {problem}")
 
     @property
     def example_id_span(self) -> int:
@@ -838,8 +839,12 @@ def _rows_read(record: dict[str, Any]) -> list | None:
         unit, start, end = ("abs" if rows.unit == "abs" else f"%{rows.rounding}"), rows.from_ or 0, rows.to
     read = repr(record.get("split") or "the whole split")
     count = record.get("num_samples")
-    if count is not None and unit in ("abs", "any") and start >= 0:  # num_samples takes the first texts
-        unit, end = "abs", start + count if end is None or end < 0 else min(end, start + count)
+    if count is not None and unit in ("abs", "any"):  # num_samples takes the first texts
+        if start >= 0:
+            end = start + count if end is None or end < 0 else min(end, start + count)
+        elif end is None or end < 0:  # counted from the end: so is where its first texts stop
+            end = min(0 if end is None else end, start + count)
+        unit = "abs"
         read += f" (its first {count} texts)"
     return [source[:16], name or None, unit, start, end, read]
 

@@ -217,7 +217,8 @@ def test_merge_refuses_overlapping_slices_of_one_split_and_slices_it_cannot_plac
     part = functools.cache(lambda split=None, num_samples=None: hf_txray.analyze(
         model, str(tmp_path / "d"), split=split or "train", num_samples=num_samples, **options))
     disjoint = [("train[:50%]", "train[50%:]"), ("train[:5]", "train[5:]"), ("train[2:4]", "train[4:9]"),
-                ((None, 5), "train[5:]"), ("train[60%:]", "train[:60%]"), ("train[-5:]", "train[-10:-5]")]
+                ((None, 5), "train[5:]"), ("train[60%:]", "train[:60%]"), ("train[-5:]", "train[-10:-5]"),
+                (("train[-10:]", 3), "train[-7:]")]
     overlapping = [("train[:60%]", "train[40%:]"), ("train[:6]", "train[4:]"), ((None, 6), "train[5:]"),
                    ("train", "train[5:]"), ("train[10%:30%]", "train[20%:]"), ("train[-5:]", "train[-8:]"),
                    ("unnamed", "train[5:]")]  # the folder's only split, read without naming it
