@@ -759,10 +759,11 @@ def read_config(directory: Path, name: str, *, save_id: str | None = ANY_SAVE, c
     if not files:
         return None
     check_config_files(files, name, save_id=save_id, columns=columns, stamps=stamps)
-    # in the order they were saved (renamed files keep their stamp's shard index); the stamps differ from shard to
-    # shard and are checked: the table carries none of them
-    files.sort(key=lambda f: getattr(SaveStamp.decode(pq.read_schema(f).metadata), "shard", -1))
-    return pa.concat_tables([_read_parquet(f).replace_schema_metadata(None) for f in files], promote_options="default")
+    # in the order they were saved (renamed files keep their stamp's shard index; read with the data, not again);
+    # the stamps differ from shard to shard and are checked: the table carries none of them
+    tables = sorted((_read_parquet(f) for f in files),
+                    key=lambda t: getattr(SaveStamp.decode(t.schema.metadata), "shard", -1))
+    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables], promote_options="default")
 
 
 def config_save_id(directory: Path, name: str) -> str | None:
