@@ -495,7 +495,9 @@ def _rows(corpus, start: int, end: int):
 def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> str:
     """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
     folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus and its num_samples, shard, the options that
-    change what is counted, and `features` (each user feature's :func:`~hf_txray.features.code_fingerprint`)."""
+    change what is counted or the activations (``pad_to_multiple_of``), and `features` (each user feature's
+    :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch`` are left out: with
+    widths rounded to 16 a text's activations do not depend on its batch, so a resume may change them."""
     model = (meta.provenance or {}).get("model", {})
     # num_samples: a stream's take(n) has no fingerprint of its own, and its state_dict does not carry n
     num_samples = (meta.provenance or {}).get("dataset", {}).get("num_samples")
@@ -504,6 +506,8 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
              start, end,
              meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
              meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
+             # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
+             (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
              model.get("commit"), model.get("content_hash"), weights, features]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

@@ -165,6 +165,23 @@ def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
     assert SPANS.calls == 0
 
 
+def test_resume_refuses_other_width_rounding_and_accepts_other_batch_sizes(tmp_path):
+    """pad_to_multiple_of changes a text's activations (float rounding, near-ties) and the provenance records one value,
+    so a resume must keep it; a batch size changes nothing at widths rounded to 16 and may change."""
+    SPANS.calls, SPANS.fail_at = 0, None
+    whole = run(TEXTS, checkpoint_dir=tmp_path / "whole", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "state", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="different run"):
+        run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, pad_to_multiple_of=1, **COMMON)
+    assert SPANS.calls == 0
+    resumed = run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, **{**COMMON, "batch_size": 3})
+    assert SPANS.calls == len(TEXTS) - 4
+    assert_same_profile(resumed, whole)
+
+
 def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
     SPANS.calls, SPANS.fail_at = 0, 7
     with pytest.raises(Interrupted):
