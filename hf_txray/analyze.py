@@ -8,6 +8,7 @@ tensor outlives its batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -41,7 +42,7 @@ from .loading import (describe_loaded, is_stream, is_texts_only, load_model, loa
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked
-from .provenance import bytes_sha256, weights_sample_hash
+from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers
 from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
@@ -189,9 +190,15 @@ class Profiler:
                    # hf_txray masks were on: Profile.merge refuses parts of different models with them
                    "weights_sample_hash": weights_sample_hash(self.forward.body or self.model),
                    "masks": masks_fingerprint(self.model),
+                   # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
+                   "tokenizer_vocab_hash": self._vocab_hash,
                    **self.runtime}
         spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
+
+    @functools.cached_property
+    def _vocab_hash(self) -> str | None:
+        return tokenizer_vocab_hash(self.tokenizer)  # read once per Profiler, at its first stage
 
     def _architecture_meta(self) -> dict[str, Any]:
         """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""

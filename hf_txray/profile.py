@@ -596,7 +596,8 @@ class Profile(Artifact):
                 ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); or the same run twice
                 (``a.merge(a)``, ``a.merge(b).merge(b)``, or any two runs of the same dataset fingerprint, which
                 would count its texts twice), or profiles of different models (different weights, by the sample
-                hash recorded in ``provenance["runtime"]``; by model id for profiles saved before it was).
+                hash recorded in ``provenance["runtime"]``; by model id for profiles saved before it was) or
+                different tokenizer vocabularies (``tokenizer_vocab_hash``: token features of two vocabularies).
         """
         self.check_compatible(other, "merge")
         self._check_mergeable(other)
@@ -801,6 +802,15 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     for key, what in (("dtype", "dtype"), ("weights_sample_hash", "weights"), ("masks", "hf_txray masks")):
         if ra.get(key) != rb.get(key):
             return f"{what} {ra.get(key)} vs {rb.get(key)}"
+    return tokenizer_difference(a, b)
+
+
+def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:
+    """How two profiles' tokenizer vocabularies differ ("" when they agree, or when either profile was saved before
+    the vocabulary hash was recorded): their token features are the strings of different vocabularies."""
+    ha, hb = ((m.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash") for m in (a, b))
+    if ha and hb and ha != hb:
+        return f"tokenizer vocabularies {ha[:25]} vs {hb[:25]}"
     return ""
 
 

@@ -122,6 +122,27 @@ def weights_sample_hash(model: Any) -> str:
     return "sample-sha256:" + digest.hexdigest()
 
 
+def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
+    """A fingerprint of a tokenizer's vocabulary (added tokens included): the sha256 over its ``(token, id)`` pairs
+    in id order. Token features are the tokenizer's strings, so two profiles' token distributions describe the same
+    units only when their vocabularies agree. None for an object without ``get_vocab``.
+
+    Returns:
+        `str` or `None`: ``"vocab-sha256:<hex>"``.
+    """
+    get_vocab = getattr(tokenizer, "get_vocab", None)
+    if get_vocab is None:
+        return None
+    try:
+        vocab = get_vocab()
+    except (NotImplementedError, TypeError, AttributeError):
+        return None
+    digest = hashlib.sha256()
+    for token, index in sorted(vocab.items(), key=lambda item: (item[1], item[0])):
+        digest.update(f"{index}\0{token}\n".encode("utf-8", "surrogatepass"))
+    return "vocab-sha256:" + digest.hexdigest()
+
+
 def files_hash(files: Mapping[str, str]) -> str:
     """The content hash of a set of files given as ``{relative path: sha256 of its bytes}``."""
     digest = hashlib.sha256()

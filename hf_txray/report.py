@@ -36,7 +36,7 @@ from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
 from .layout import read_single, write_folder
-from .profile import FeatureTable, Profile, merged_vocab
+from .profile import FeatureTable, Profile, merged_vocab, tokenizer_difference
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
@@ -418,7 +418,9 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
 
     Warns when the stages' credit totals differ by more than 2x: lengths, lost/gained shares and Hellinger all move
-    with sample size alone; profile both with ``analyze(..., max_positions=N)`` to compare equal sizes.
+    with sample size alone; profile both with ``analyze(..., max_positions=N)`` to compare equal sizes. Warns when
+    token features were profiled with different tokenizer vocabularies (``provenance["runtime"]
+    ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units.
 
     Args:
         a (`Profile`): the earlier stage (e.g. pretrained on its own corpus).
@@ -476,6 +478,13 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
             f"Stages {a.stage!r} and {b.stage!r} differ {max(credits_a, credits_b) / max(min(credits_a, credits_b), 1):.1f}x "
             f"in credits ({credits_a} vs {credits_b}): lengths, lost/gained shares and Hellinger move with sample size. "
             "Profile both with analyze(..., max_positions=N) for equal sizes.", UserWarning, stacklevel=2)
+    vocabularies = tokenizer_difference(a.meta, b.meta)
+    if vocabularies and "token" in a.feature_types:
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} were profiled with different tokenizers ({vocabularies}): their token "
+            "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
+            "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
+            "both stages with one tokenizer.", UserWarning, stacklevel=2)
     missing = [p.stage for p in (a, b) if p.neuron_count_odd is None or not all(t.has_noise for t in p.tables.values())]
     if missing:
         warnings.warn(f"Profile(s) {missing} have no noise statistics (saved by an older hf_txray): the report has no "

@@ -447,3 +447,39 @@ def test_mass_share_is_each_values_share_of_all_credited_mass(profile, ft):
     assert {k: v for k, v in got.items() if v > 0} == pytest.approx({k: v / total for k, v in shares.items()})
     assert got.sum() == pytest.approx(1.0)
     assert got.is_monotonic_decreasing
+
+
+def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_across_two():
+    """Token features are the strings of one tokenizer's vocabulary: parts profiled with two vocabularies cannot be
+    added up (refused), and their token distributions compare unlike units (warned; word features do not)."""
+    import copy
+    import warnings
+
+    from hf_txray.provenance import tokenizer_vocab_hash
+    from models import bert_tokenizer
+
+    model, tokenizer = tiny("bert")
+    other = copy.deepcopy(tokenizer)
+    other.add_tokens(["hftxrayaddedword"])  # one more entry: another vocabulary (absent from the texts)
+    assert tokenizer_vocab_hash(other) != tokenizer_vocab_hash(tokenizer) == tokenizer_vocab_hash(bert_tokenizer())
+    options = dict(features=("token", "word"), show_progress=False, max_examples_per_neuron=1)
+    first = hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **options)
+    second = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=other, **options)
+    assert first.meta.provenance["runtime"]["tokenizer_vocab_hash"] == tokenizer_vocab_hash(tokenizer)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models \\(tokenizer vocabularies"):
+        first.merge(second)
+    same = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=tokenizer, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one vocabulary: no warning
+        hf_txray.compare(first, same)
+    with pytest.warns(UserWarning, match="different tokenizers.*word, pos"):
+        hf_txray.compare(first, second)
+    words = dict(options, features=("word",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no token features: nothing to warn about
+        hf_txray.compare(hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **words),
+                         hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=other, **words))
+    old = [Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": {
+        k: v for k, v in p.meta.provenance["runtime"].items() if k != "tokenizer_vocab_hash"}}), p.neuron_mass,
+        p.neuron_count, p.tables, p.examples) for p in (first, second)]
+    old[0].merge(old[1])  # saved before the hash was recorded: not told apart
