@@ -146,7 +146,7 @@ def _cmd_analyze(args) -> int:
         if args.push_to_hub:
             from .hub import push_to_hub  # the results repo: the profile with its plots
 
-            info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private)
+            info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private, token=args.token)
             print(f"pushed to {info.commit_url}")
     return 0
 
@@ -569,6 +569,8 @@ def _add_results_outputs(p, config: str) -> None:
     """--export RESULTS_DIR and --push-to-hub REPO_ID: where the `config` table of probe / ablate also goes."""
     p.add_argument("--export", metavar="RESULTS_DIR", help=f"Also add the {config} config to this results folder.")
     _add_push_to_hub(p, f"add the {config} config to")
+    p.add_argument("--token", help="Hub token for the --push-to-hub upload (default: HF_TOKEN, then the saved "
+                                   "`hf auth login`).")
 
 
 def _add_to_results(args, config: str, **tables) -> None:
@@ -579,7 +581,7 @@ def _add_to_results(args, config: str, **tables) -> None:
         save_probing(args.export, **tables)
         print(f"added {config} to {args.export}")
     if args.push_to_hub:
-        info = push_probing(args.push_to_hub, **tables, private=args.hub_private)
+        info = push_probing(args.push_to_hub, **tables, private=args.hub_private, token=args.token)
         print(f"pushed to {info.commit_url}")
 
 

@@ -40,5 +40,13 @@ class ReproducibilityError(TXRayError, ValueError):
     """A profile cannot be recomputed: its sources are not pinned, in memory only, changed, or out of reach."""
 
 
+class OutputError(TXRayError, OSError):
+    """A result cannot be written where it was asked to go: the folder is not writable, or the disk is full.
+    ``target`` is the path asked for and ``reason`` the system's words."""
+
+    target: object = None
+    reason: str = ""
+
+
 class ArtifactNotFoundError(TXRayError, FileNotFoundError):
     """A saved artifact's folder does not exist (a local path, or a name that is neither a folder nor a repo id)."""

@@ -6,11 +6,11 @@ import json
 import os
 import secrets
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OutputError
 
 
 @contextmanager
@@ -24,17 +24,43 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     Raises:
         ConfigurationError: `target` is the current working directory or a folder above it (a folder in use cannot
             be replaced).
+        OutputError: the folder cannot be written (permissions, a full disk), naming `target`, not the temporary
+            folder; what was at `target` before is kept.
     """
     target = check_not_working_directory(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()  # not mkdtemp: that makes the folder private (0o700)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()  # not mkdtemp: that makes the folder private (0o700)
+    except OSError as err:
+        raise output_error(err, target) from err
     try:
         yield tmp
         _replace_dir(tmp, target)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _within(err, target.parent):  # a write in the temporary folder: name the folder asked for
+            raise output_error(err, target) from err
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def output_error(err: OSError, target: Path) -> OutputError:
+    """`err`, raised while writing `target` (possibly through a temporary name), as an :class:`OutputError` that
+    names `target` and the way out."""
+    reason = err.reason if isinstance(err, OutputError) else (err.strerror or str(err))
+    error = OutputError(f"Cannot write {target}: {reason}. Nothing there was changed: make its folder writable or "
+                        "free some disk space, or save somewhere else.")
+    error.target, error.reason = target, reason
+    return error
+
+
+def _within(err: OSError, folder: Path) -> bool:
+    """Whether `err` concerns a path inside `folder` (the temporary folder, the target or its backup)."""
+    names = [err.target] if isinstance(err, OutputError) else [n for n in (err.filename, err.filename2) if n]
+    return any(Path(os.path.abspath(n)).is_relative_to(folder) for n in names)
 
 
 def check_not_working_directory(target: str | os.PathLike) -> Path:
@@ -71,10 +97,15 @@ def _replace_dir(new: Path, target: Path) -> None:
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write JSON atomically (temporary file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise output_error(err, path) from err
 
 
 def read_json(path: str | os.PathLike) -> Any:

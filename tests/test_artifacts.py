@@ -172,6 +172,36 @@ def test_save_refuses_a_folder_of_other_files_and_keeps_them(kind, tmp_path, mon
     assert artifact_type_of(artifact.save_pretrained(tmp_path / "other")) == kind
 
 
+@pytest.mark.parametrize("kind", ["profile", "transfer_report"])
+def test_a_folder_that_cannot_be_written_is_an_output_error_naming_it_and_the_old_save_is_kept(kind, tmp_path,
+                                                                                                monkeypatch):
+    """A failed save raised a raw PermissionError naming the hidden temporary folder (found by a fresh helper)."""
+    import errno
+
+    from hf_txray import OutputError
+    from hf_txray import io_utils
+
+    artifact = build(kind)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match=r"Cannot write .*afile/out: .*save somewhere else") as caught:
+        artifact.save_pretrained(tmp_path / "afile" / "out")  # its parent is a file: no folder can be made there
+    assert isinstance(caught.value, OSError) and ".tmp-" not in str(caught.value)
+    folder = artifact.save_pretrained(tmp_path / "saved")
+    before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(io_utils.os, "replace", full_disk)
+    with pytest.raises(OutputError, match=r"Cannot write .*saved: No space left on device") as caught:
+        artifact.save_pretrained(folder)
+    assert ".tmp-" not in str(caught.value)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before  # the old save is intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    assert_exact(artifact, type(artifact).from_pretrained(folder), kind)
+
+
 @pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])
 def test_results_tables_are_the_dataset_layout(kind, tmp_path):
     """Tables load with datasets.load_dataset from the folder, as from a Hub repo; the card declares them."""

@@ -254,7 +254,7 @@ def test_bad_input_fails_before_any_upload(results, hub, monkeypatch, case):
     assert not default_local_dir(f"{hub.username}/bad").exists()
 
 
-def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, capsys):
+def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, capsys, monkeypatch):
     a, b, report = results
     model_dir = tmp_path / "model"
     tiny_bert(0).save_pretrained(model_dir)
@@ -274,6 +274,12 @@ def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, caps
     assert pushed == expected and pushed != saved
     assert_no_local_paths(hub.server.repo_files(repo_id), tmp_path)
     assert (tmp_path / "profile" / "README.md").read_text().count("`model` (local path)") == 2  # summary, reproduce
+    # --token is the push's token too (it was ignored: the push fell back to HF_TOKEN; found by a fresh helper)
+    monkeypatch.delenv("HF_TOKEN")
+    assert cli_main(["analyze", str(model_dir), str(tmp_path / "texts.txt"), "--out", str(tmp_path / "token"),
+                     "--features", "token", "--push-to-hub", f"{hub.username}/cli-token", "--token", hub.token]) == 0
+    assert hf_txray.load(f"{hub.username}/cli-token", token=hub.token).profiles["default"].stage == "default"
+    monkeypatch.setenv("HF_TOKEN", hub.token)
     # pushing the saved folder uploads a staged copy (hard links): the folder itself is left byte for byte
     before = {p: p.read_bytes() for p in (tmp_path / "profile").rglob("*") if p.is_file()}
     assert cli_main(["push", f"{hub.username}/cli-folder", str(tmp_path / "profile")]) == 0

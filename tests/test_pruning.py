@@ -465,6 +465,11 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert PruningPlan.from_pretrained(tmp_path / "pruned" / "pruning_plan").neurons == {0: [3, 4], 1: [3, 4]}
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown pruning strategy" in capsys.readouterr().err
+    # a folder that holds no model: said as analyze says it (transformers asked for a model_type in its config.json)
+    assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--out", str(tmp_path / "x")]) == 2
+    assert "is a folder without config.json or .gguf file: not a model folder" in capsys.readouterr().err
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown pruning strategy" in capsys.readouterr().err
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1",
                  "--min-count", "31", "--out", str(tmp_path / "x")]) == 2  # every neuron has 30 credits
     assert "credited at least min_count=31 times" in capsys.readouterr().err

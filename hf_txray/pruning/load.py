@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ModelError
-from ..loading import UNPROFILED_MODULES, load_checked
+from ..loading import UNPROFILED_MODULES, load_checked, resolve_model_path
 
 
 def load_pretrained_with_head(name_or_path: str, *, head_used: bool = True, **kwargs: Any) -> nn.Module:
@@ -25,6 +25,10 @@ def load_pretrained_with_head(name_or_path: str, *, head_used: bool = True, **kw
     import transformers
     from transformers import AutoConfig, AutoModel
 
+    # a missing path, a file or a folder without a model: said as analyze says it, before transformers' own words
+    name_or_path, gguf_file = resolve_model_path(str(name_or_path), kwargs.pop("gguf_file", None))
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
     try:
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as err:
