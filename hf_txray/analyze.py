@@ -8,7 +8,6 @@ tensor outlives its batch.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import inspect
 import itertools
@@ -191,14 +190,10 @@ class Profiler:
                    "weights_sample_hash": weights_sample_hash(self.forward.body or self.model),
                    "masks": masks_fingerprint(self.model),
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
-                   "tokenizer_vocab_hash": self._vocab_hash,
+                   "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow
                    **self.runtime}
         spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
-
-    @functools.cached_property
-    def _vocab_hash(self) -> str | None:
-        return tokenizer_vocab_hash(self.tokenizer)  # read once per Profiler, at its first stage
 
     def _architecture_meta(self) -> dict[str, Any]:
         """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""
@@ -502,9 +497,10 @@ def _rows(corpus, start: int, end: int):
 def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> str:
     """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
     folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus and its num_samples, shard, the options that
-    change what is counted or the activations (``pad_to_multiple_of``), and `features` (each user feature's
-    :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch`` are left out: with
-    widths rounded to 16 a text's activations do not depend on its batch, so a resume may change them."""
+    change what is counted or the activations (``pad_to_multiple_of``), the tokenizer's vocabulary, and `features`
+    (each user feature's :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch``
+    are left out: with widths rounded to 16 a text's activations do not depend on its batch, so a resume may change
+    them."""
     model = (meta.provenance or {}).get("model", {})
     # num_samples: a stream's take(n) has no fingerprint of its own, and its state_dict does not carry n
     num_samples = (meta.provenance or {}).get("dataset", {}).get("num_samples")
@@ -515,6 +511,7 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
              meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
              # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
              (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
+             (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),  # token features' vocabulary
              model.get("commit"), model.get("content_hash"), weights, features]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

@@ -609,6 +609,7 @@ class Profile(Artifact):
             # every part's rows, so that a later merge checks them all (not the first part's alone)
             merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count,
                                       MERGED_READS: _reads(self.meta) + _reads(other.meta)}
+            _keep_vocab_hash(merged.meta, other.meta)
         return merged
 
     def _check_mergeable(self, other: "Profile") -> None:
@@ -622,6 +623,12 @@ class Profile(Artifact):
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they profile different models "
                 f"({difference}). A merge adds up parts of one model's profile; compare() sets two models side by "
                 "side.")
+        vocabularies = tokenizer_difference(self.meta, other.meta)
+        if vocabularies:
+            raise IncompatibleProfilesError(
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they were profiled with different "
+                f"tokenizers ({vocabularies}), so their token features are strings of two vocabularies. Profile both "
+                "parts with the same tokenizer.")
         self._check_disjoint_reads(other)
         shared = sorted(set(_fingerprint_parts(self.meta)) & set(_fingerprint_parts(other.meta)))
         if shared:
@@ -802,7 +809,16 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     for key, what in (("dtype", "dtype"), ("weights_sample_hash", "weights"), ("masks", "hf_txray masks")):
         if ra.get(key) != rb.get(key):
             return f"{what} {ra.get(key)} vs {rb.get(key)}"
-    return tokenizer_difference(a, b)
+    return ""
+
+
+def _keep_vocab_hash(merged: ProfileMeta, other: ProfileMeta) -> None:
+    """A merged profile's record is its first part's: when only the other part recorded its tokenizer's vocabulary
+    hash, keep that one, so later merges and comparisons are checked against the vocabulary that is known."""
+    runtime = merged.provenance.get("runtime") or {}
+    theirs = (other.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash")
+    if theirs and not runtime.get("tokenizer_vocab_hash"):
+        merged.provenance = {**merged.provenance, "runtime": {**runtime, "tokenizer_vocab_hash": theirs}}
 
 
 def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:

@@ -4,6 +4,7 @@ the same checkpoint settings (a run without checkpoints sums floats in another o
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 
@@ -165,7 +166,7 @@ def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
     assert SPANS.calls == 0
 
 
-def test_resume_refuses_other_width_rounding_and_accepts_other_batch_sizes(tmp_path):
+def test_resume_refuses_other_width_rounding_or_vocabulary_and_accepts_other_batch_sizes(tmp_path):
     """pad_to_multiple_of changes a text's activations (float rounding, near-ties) and the provenance records one value,
     so a resume must keep it; a batch size changes nothing at widths rounded to 16 and may change."""
     SPANS.calls, SPANS.fail_at = 0, None
@@ -176,6 +177,14 @@ def test_resume_refuses_other_width_rounding_and_accepts_other_batch_sizes(tmp_p
     SPANS.calls, SPANS.fail_at = 0, None
     with pytest.raises(ConfigurationError, match="different run"):
         run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, pad_to_multiple_of=1, **COMMON)
+    assert SPANS.calls == 0
+    # another tokenizer's vocabulary: the profile's token features would mix two (found by a fresh helper)
+    model, tokenizer = tiny("bert")
+    other = copy.deepcopy(tokenizer)
+    other.add_tokens(["hftxrayaddedword"])
+    with pytest.raises(ConfigurationError, match="different run"):
+        hf_txray.analyze(model, TEXTS, tokenizer=other, features=("token", "word", UserFeature("span", SPANS)),
+                         checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
     assert SPANS.calls == 0
     resumed = run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, **{**COMMON, "batch_size": 3})
     assert SPANS.calls == len(TEXTS) - 4

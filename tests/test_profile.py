@@ -466,7 +466,7 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
     first = hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **options)
     second = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=other, **options)
     assert first.meta.provenance["runtime"]["tokenizer_vocab_hash"] == tokenizer_vocab_hash(tokenizer)
-    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models \\(tokenizer vocabularies"):
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different tokenizers \\(tokenizer vocabularies"):
         first.merge(second)
     same = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=tokenizer, **options)
     with warnings.catch_warnings():
@@ -483,3 +483,19 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
         k: v for k, v in p.meta.provenance["runtime"].items() if k != "tokenizer_vocab_hash"}}), p.neuron_mass,
         p.neuron_count, p.tables, p.examples) for p in (first, second)]
     old[0].merge(old[1])  # saved before the hash was recorded: not told apart
+    # the merged record is the first part's: when only the other recorded its vocabulary, that one is kept
+    third = hf_txray.analyze(model, SAMPLE_TEXTS[:2], tokenizer=tokenizer, **options)
+    kept = old[1].merge(third).meta.provenance["runtime"]["tokenizer_vocab_hash"]
+    assert kept == tokenizer_vocab_hash(tokenizer)
+    # a Profiler reused after the vocabulary grew (a Trainer keeps one for all its snapshots) records the new one
+    from datasets import Dataset
+
+    profiler = hf_txray.Profiler(model, tokenizer, hf_txray.ProfilerConfig(features=["token"]))
+    corpus = Dataset.from_dict({"text": SAMPLE_TEXTS[:2]})
+    before = profiler.run(corpus, text_column="text", show_progress=False)
+    grown = copy.deepcopy(tokenizer)
+    profiler.tokenizer = grown
+    grown.add_tokens(["hftxraygrown"])
+    after = profiler.run(corpus, text_column="text", show_progress=False)
+    assert [p.meta.provenance["runtime"]["tokenizer_vocab_hash"] for p in (before, after)] == [
+        tokenizer_vocab_hash(tokenizer), tokenizer_vocab_hash(grown)]
