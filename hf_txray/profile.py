@@ -617,18 +617,15 @@ class Profile(Artifact):
             raise IncompatibleProfilesError(
                 f"Cannot merge profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine!r} vs "
                 f"{theirs!r}), which changes what is credited. Profile both parts with the same {name}.")
-        difference = _model_difference(self.meta, other.meta)
-        if difference:
-            raise IncompatibleProfilesError(
-                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they profile different models "
-                f"({difference}). A merge adds up parts of one model's profile; compare() sets two models side by "
-                "side.")
-        vocabularies = tokenizer_difference(self.meta, other.meta)
-        if vocabularies:
-            raise IncompatibleProfilesError(
-                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: they were profiled with different "
-                f"tokenizers ({vocabularies}), so their token features are strings of two vocabularies. Profile both "
-                "parts with the same tokenizer.")
+        reasons = [  # (a difference found, why the parts cannot be added up)
+            (_model_difference(self.meta, other.meta), "they profile different models ({}). A merge adds up parts of "
+             "one model's profile; compare() sets two models side by side."),
+            (tokenizer_difference(self.meta, other.meta), "they were profiled with different tokenizers ({}), so their "
+             "token features are strings of two vocabularies. Profile both parts with the same tokenizer.")]
+        for difference, why in reasons:
+            if difference:
+                raise IncompatibleProfilesError(f"Cannot merge profiles {self.stage!r} and {other.stage!r}: "
+                                                + why.format(difference))
         self._check_disjoint_reads(other)
         shared = sorted(set(_fingerprint_parts(self.meta)) & set(_fingerprint_parts(other.meta)))
         if shared:
