@@ -137,10 +137,8 @@ def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
         vocab = get_vocab()
     except (NotImplementedError, TypeError, AttributeError):
         return None
-    digest = hashlib.sha256()
-    for token, index in sorted(vocab.items(), key=lambda item: (item[1], item[0])):
-        digest.update(f"{index}\0{token}\n".encode("utf-8", "surrogatepass"))
-    return "vocab-sha256:" + digest.hexdigest()
+    pairs = "\n".join(f"{index}\0{token}" for index, token in sorted((i, t) for t, i in vocab.items()))
+    return "vocab-sha256:" + hashlib.sha256(pairs.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def files_hash(files: Mapping[str, str]) -> str:
