@@ -22,6 +22,8 @@ def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, 
         p = np.array([p.get(f, 0.0) for f in support])
         q = np.array([q.get(f, 0.0) for f in support])
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.any() and q.any() and not np.any(p * q):  # disjoint: exactly 1 (the sums can round below it)
+        return 1.0
     return float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)) / np.sqrt(2.0))
 
 
@@ -63,8 +65,9 @@ def hellinger_by_row(
 
     ``2 H^2 = sum over common keys of (sqrt(p) - sqrt(q))^2 + the mass of each side's own keys``: no union is
     materialised, and unlike ``1 - sum(sqrt(p*q))`` (Bhattacharyya) there is no cancellation, so two equal
-    distributions are exactly 0 apart (that form left about 1e-8) and small distances keep their digits. Rows with no
-    mass on either side should be masked by the caller.
+    distributions are exactly 0 apart (that form left about 1e-8) and small distances keep their digits; rows without
+    a value of positive probability on both sides are exactly 1 apart. Rows with no mass on either side should be
+    masked by the caller.
 
     Args:
         keys_a, keys_b (`np.ndarray`): sorted unique int64 keys (row and feature).
@@ -78,7 +81,10 @@ def hellinger_by_row(
         own = np.ones(len(keys), dtype=bool)
         own[shared] = False
         squares += np.bincount(rows_of(keys[own]), weights=p[own], minlength=num_rows)
-    return np.sqrt(np.clip(squares / 2.0, 0.0, 1.0))
+    # Disjoint supports are exactly 1 apart: the sum of each side's probabilities can round to 1 - 1e-16, which
+    # read 0.9999999999999999 (a viewer's search for 1 missed it)
+    overlap = np.bincount(rows_of(common), weights=p_a[ia] * p_b[ib], minlength=num_rows)
+    return np.where(overlap > 0, np.sqrt(np.clip(squares / 2.0, 0.0, 1.0)), 1.0)
 
 
 def union_length_by_row(keys_a: np.ndarray, keys_b: np.ndarray, rows_of, num_rows: int) -> np.ndarray:

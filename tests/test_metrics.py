@@ -43,6 +43,23 @@ def test_hellinger_of_disjoint_distributions_is_one(p, q):
     assert metrics.hellinger(np.array(p), np.array(q)) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_disjoint_distributions_are_exactly_one_apart_where_their_sums_round_below_one():
+    """Ten probabilities of 0.1 sum to 0.9999999999999999: the distance read 0.9999999999999999, and a viewer's
+    search for neurons 1 apart missed them (found by a fresh helper)."""
+    p = np.full(10, 0.1)
+    assert sum(p.tolist()) < 1.0  # added in order, as bincount adds them
+    assert metrics.hellinger(np.r_[p, np.zeros(10)], np.r_[np.zeros(10), p]) == 1.0
+    keys_a = make_keys(np.zeros(10, dtype=np.int64), np.arange(10))
+    keys_b = make_keys(np.r_[np.zeros(10, dtype=np.int64), [1, 1]], np.r_[np.arange(10, 20), [0, 1]])
+    p_b = np.r_[p, [0.5, 0.5]]
+    keys_a = np.r_[keys_a, make_keys(np.array([1, 1]), np.array([0, 5]))]
+    p_a = np.r_[p, [0.5, 0.5]]
+    rows = metrics.hellinger_by_row(keys_a, p_a, keys_b, p_b, lambda k: split_keys(k)[0], 2)
+    assert rows[0] == 1.0  # disjoint
+    assert rows[1] == pytest.approx(metrics.hellinger(np.array([0.5, 0.0, 0.5]), np.array([0.5, 0.5, 0.0])))
+    assert rows[1] < 1.0
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_hellinger_is_symmetric(seed):
     rng = np.random.default_rng(seed)
