@@ -7,12 +7,20 @@ parsing is off, so a feature value such as ``"1.5"`` or ``"nan"`` stays text; nu
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 MISSING = "–"
+# Every character str.splitlines() breaks at (\v, \f, U+0085, U+2028... besides \r and \n), and tabs
+LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: Any) -> str:
+    """`text` with every line break (and tab) as a space: an example or a cell stays on one line."""
+    return LINE_BREAKS.sub(" ", str(text))
 
 
 def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
@@ -20,9 +28,8 @@ def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
         return MISSING
     if isinstance(value, (float, np.floating)):
         return format(float(value), floatfmt)
-    text = str(value)
-    # a "|" would end a markdown cell, a newline the row
-    return text.replace("|", "\\|").replace("\n", " ") if markdown else text.replace("\n", " ")
+    text = one_line(value)  # a line break would end the row
+    return text.replace("|", "\\|") if markdown else text  # a "|" would end a markdown cell
 
 
 def _render(frame: pd.DataFrame, floatfmt: str, tablefmt: str) -> str:

@@ -239,7 +239,7 @@ def test_neuron_tab_matches_the_profiles(client, results, payload_neuron):
         assert [s["class_or_confidence"] for s in scored] == [viewer.activation_bucket(x / best)
                                                                for x in want["activation"]]
         assert scored[0]["class_or_confidence"] == ">= 90% of the best activation"
-        assert all(f"#{r + 1}  {x:.3f}   " in "".join(s["token"] for s in spans)
+        assert all(f"#{r + 1}  {x:.4g}   " in "".join(s["token"] for s in spans)
                    for r, x in zip(want["rank"], want["activation"]))
         text = "".join(s["token"] for s in spans)
         for left, token, right in zip(want["left"], want["token"], want["right"]):  # contexts cut to 50 chars
@@ -779,7 +779,7 @@ def test_browser_dot_click_and_wide_tables(app, served, results, tmp_path):
             headers = page.locator(f"{table} thead th")
             assert headers.last.inner_text().strip() == str(content.columns[-1]), table
             where = headers.last.evaluate(READABLE_JS)
-            assert where["ok"], (table, last, where)
+            assert where["ok"], (table, where)
             for text, lines, words in (x for th in headers.all() for x in th.evaluate(HEADER_LINES_JS)):
                 assert lines <= words, (table, text, lines)
         # click a dot that nothing covers, of a neuron other than the one shown
@@ -915,3 +915,50 @@ def test_attribution_through_the_viewer(app, results, payload_neuron):
     assert np.allclose(np.concatenate([x.scores for x in again]), np.concatenate([d.scores for d in direct]))
     with pytest.raises(ConfigurationError, match="--model"):
         app.explain_neuron(str(folder), layer, neuron, "pretrained", 2, app.AttributionModel(None))
+
+
+def test_viewer_edges_found_by_a_fresh_helper(results, tmp_path):
+    """Fresh helper 85: the histogram's open outer bins showed finite ranges; a shown Hellinger distance typed as a
+    search range's end left its neuron out; small values were shown as 0; two stages of different feature types broke
+    the neuron tab; some line breaks stayed inside a one-line example."""
+    import dataclasses
+
+    from hf_txray.tables import one_line
+    from hf_txray.viewer import data as viewer_data
+    from hf_txray.viewer import neuron as neuron_view
+
+    a, b, report, folder = results
+    view = viewer.open_results(str(folder))
+    layer, neuron = (int(x) for x in a.neuron_stats().sort_values("count").iloc[-1][["layer", "neuron"]])
+    hist = neuron_view.histogram_data(view, layer, neuron, ["pretrained", "finetuned"])
+    edges = a.histogram_edges()
+    want = [f"< {edges[0]:.3g}"] + [f"{lo:.3g} to {hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])] + [
+        f">= {edges[-1]:.3g}"]
+    assert set(hist["range"]) <= set(want) and len(hist)
+    spec = viewer.figures.histogram_chart(view, layer, neuron, "pretrained", "finetuned")
+    assert {"field": "range", "title": "activation"} in spec["encoding"]["tooltip"]
+    # small values keep 4 significant digits; larger ones 4 decimals
+    assert list(viewer_data.display_values([0.000213456, 0.00255, 0.414372, 12.345678, 0.0, np.nan])[:5]) == [
+        0.0002135, 0.00255, 0.4144, 12.3457, 0.0]
+    # the Hellinger range search reads the values as shown: a shown value typed as an end includes its neuron
+    column = f"hellinger_{report.meta.feature_types[0]}"
+    shared = report.neurons[report.neurons[column].notna()]
+    shown = viewer_data.display_value(shared[column].iloc[0])
+    found = viewer.tables.search_hellinger(view, next(iter(view.reports)), report.meta.feature_types[0], shown,
+                                           shown, min_count=1)
+    assert len(found) and (found[column] == shown).all()
+    # stages of different feature types: compared on those they share; the neuron tab's parts all answer
+    token_only = dataclasses.replace(b.meta, feature_types=["token"], stage="tokens")
+    tokens = hf_txray.Profile(token_only, b.neuron_mass, b.neuron_count, {"token": b.tables["token"]}, b.examples)
+    mixed = tmp_path / "mixed"
+    hf_txray.save_to_disk(mixed, [a, tokens], [], plots=False)
+    view = viewer.open_results(str(mixed))
+    assert view.shared_feature_types("pretrained", "tokens") == ["token"]
+    comparison = neuron_view.neuron_comparison(view, layer, neuron, "pretrained", "tokens")
+    assert list(comparison["feature type"]) == ["token"]
+    assert neuron_view.neuron_status(view, layer, neuron, "pretrained", "tokens") in ("shared", "lost", "gained",
+                                                                                        "dead")
+    assert neuron_view.neuron_summary(view, layer, neuron, "pretrained", "tokens")
+    # every line break str.splitlines() knows, and tabs, become spaces
+    text = "a\rb\nc\x0bd\x0ce\x1cf\x85g\u2028h\u2029i\tj"
+    assert one_line(text) == "a b c d e f g h i j" and len(one_line(text).splitlines()) == 1

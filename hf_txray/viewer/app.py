@@ -429,7 +429,7 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
         raise ConfigurationError(f"Pick a layer (one of {view.layers}).") from None
     trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
     live = model.live(view).run(text, layer, trace)
-    table = live.table.rename(columns={"traced": f"neuron {trace}"}).round(data.DIGITS)
+    table = data.rounded(live.table.rename(columns={"traced": f"neuron {trace}"}))
     credited = int((live.table["neuron"] >= 0).sum())
     cut = (f" The text was cut to the model's {model.live(view).profiler.max_length} tokens." if live.truncated
            else "")

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hf_txray")
 
-DIGITS = 4  # floats in the viewer's tables are rounded to this many decimals
+# floats in the viewer's tables are rounded to this many decimals, or to as many significant digits below 1 in
+# magnitude (a win rate of 0.00255 or an activation of 2e-4 is not shown as 0)
+DIGITS = 4
 ALL_LAYERS = "all"
 SOURCE_SEPARATOR = os.pathsep  # between several folders or repos in one source ("a:b" on Linux)
 
@@ -139,10 +141,17 @@ class ResultsView:
 
             from ..report import compare
 
+            a, b = (_with_feature_types(self.profiles[s], self.shared_feature_types(stage_a, stage_b))
+                    for s in (stage_a, stage_b))
             with warnings.catch_warnings():  # size and noise warnings belong to a report the user asked for
                 warnings.simplefilter("ignore")
-                self._derived[stage_a, stage_b] = compare(self.profiles[stage_a], self.profiles[stage_b], test=False)
+                self._derived[stage_a, stage_b] = compare(a, b, test=False) if a.meta.feature_types else None
         return self._derived[stage_a, stage_b]
+
+    def shared_feature_types(self, stage_a: str, stage_b: str) -> list[str]:
+        """The feature types both profiles hold, in stage A's order: a derived report compares those."""
+        theirs = set(self.profiles[stage_b].meta.feature_types)
+        return [ft for ft in self.profiles[stage_a].meta.feature_types if ft in theirs]
 
     def check_neuron(self, layer: Any, neuron: Any) -> tuple[int, int]:
         """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid."""
@@ -333,12 +342,42 @@ def _load_probing(source: str) -> Any:
     return ProbingResults(None, None)
 
 
+def _with_feature_types(profile: "Profile", feature_types: list[str]) -> "Profile":
+    """A shallow copy of `profile` that holds only `feature_types` (the viewer compares stages profiled with
+    different feature types on those they share)."""
+    if list(profile.meta.feature_types) == feature_types:
+        return profile
+    import copy
+    import dataclasses
+
+    view = copy.copy(profile)
+    view.meta = dataclasses.replace(profile.meta, feature_types=list(feature_types))
+    view.tables = {ft: profile.tables[ft] for ft in feature_types}
+    return view
+
+
 # ----- table helpers -----------------------------------------------------------------------------------------------
+def display_values(values: Any) -> np.ndarray:
+    """Floats as the viewer shows them (see :data:`DIGITS`), as a float64 array."""
+    array = np.asarray(values, dtype=np.float64)
+    out = np.round(array, DIGITS)
+    small = np.isfinite(array) & (np.abs(array) < 1) & (array != 0)
+    if small.any():
+        out[small] = [float(f"{v:.{DIGITS}g}") for v in array[small]]
+    return out
+
+
+def display_value(value: float) -> float:
+    """One float as the viewer shows it (see :data:`DIGITS`)."""
+    return float(display_values(np.atleast_1d(float(value)))[0])
+
+
 def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its float columns as the viewer shows them (:func:`display_values`)."""
     frame = frame.copy()
     for column in frame.columns:
         if pd.api.types.is_float_dtype(frame[column]):
-            frame[column] = frame[column].round(DIGITS)
+            frame[column] = display_values(frame[column].to_numpy())
     return frame.reset_index(drop=True)
 
 

@@ -117,8 +117,8 @@ def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, st
         data = histogram_data(view, layer, neuron, [stage_a, stage_b])
     stages = list(dict.fromkeys([stage_a, stage_b]))
     colors = {"domain": stages, "range": [_css_color(c) for c in STAGE_COLORS[: len(stages)]]}
-    values = [{"stage": s, "low": float(lo), "high": float(hi), "count": int(c)}
-              for s, lo, hi, c in zip(data["stage"], data["low"], data["high"], data["count"])]
+    values = [{"stage": s, "low": float(lo), "high": float(hi), "range": r, "count": int(c)}
+              for s, lo, hi, r, c in zip(data["stage"], data["low"], data["high"], data["range"], data["count"])]
     if not values:
         return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
                 "data": {"values": [{"text": "no activation histogram for these stages"}]}, "mark": "text",
@@ -132,8 +132,7 @@ def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, st
             "x2": {"field": "high"},
             "y": {"field": "count", "type": "quantitative", "stack": None, "title": "credits"},
             "color": {"field": "stage", "type": "nominal", "scale": colors, "legend": {"orient": "bottom"}},
-            "tooltip": [{"field": "stage"}, {"field": "low", "format": ".3g"}, {"field": "high", "format": ".3g"},
-                        {"field": "count"}],
+            "tooltip": [{"field": "stage"}, {"field": "range", "title": "activation"}, {"field": "count"}],
         },
     }
 

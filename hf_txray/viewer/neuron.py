@@ -4,7 +4,6 @@ activation histogram per stage, as DataFrames and text spans.
 
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
 import numpy as np
@@ -12,7 +11,8 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import display_order
-from .data import DIGITS, ResultsView, rounded
+from ..tables import one_line
+from .data import ResultsView, display_value, rounded
 
 
 # ----- one neuron ------------------------------------------------------------------------------------------------
@@ -55,13 +55,17 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
 
 def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> pd.DataFrame:
     """Per feature type: the neuron's Hellinger distance A -> B, Hellinger length, lengths and length shift, read
-    from the pair's report (stored, or derived from the two profiles: :meth:`ResultsView.report_for`).
+    from the pair's report (stored, or derived from the two profiles over the feature types they share:
+    :meth:`ResultsView.report_for`; no rows when they share none).
 
     Raises:
         ConfigurationError: a stage of the pair has neither a profile nor a report covering the pair.
     """
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
+    if report is None and stage_a in view.profiles and stage_b in view.profiles:  # no feature type in common
+        return pd.DataFrame(columns=["feature type", "hellinger", "hellinger length", "length A", "length B",
+                                     "length shift"])
     if report is None:
         raise ConfigurationError(f"No report compares {stage_a!r} with {stage_b!r}, and one of them has no profile "
                                  "to derive it from: pick two profiled stages or a stored report's pair.")
@@ -108,8 +112,8 @@ def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Ite
                 columns["feature type"].append(ft)
                 columns["feature"].append(f)
                 columns["stage"].append(stage)
-                columns["probability"].append(round(float(probability[i]), DIGITS) if i is not None else 0.0)
-                columns["mass"].append(round(float(mass[i]), DIGITS) if i is not None else 0.0)
+                columns["probability"].append(display_value(probability[i]) if i is not None else 0.0)
+                columns["mass"].append(display_value(mass[i]) if i is not None else 0.0)
                 columns["count"].append(int(count[i]) if i is not None else 0)
     frame = pd.DataFrame(columns)
     return frame.astype({"probability": "float64", "mass": "float64", "count": "int64"})
@@ -148,19 +152,18 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
         ex = {c: v[:limit] for c, v in ex.items()}
     if not len(ex["rank"]):
         return [("No examples: this neuron was never credited at this stage.", None)]
-    flat = lambda text: re.sub(r"[\r\n\t]", " ", str(text))  # noqa: E731
     best = float(ex["activation"].max())
     spans: list[tuple[str, str | None]] = []
     for i, (rank, activation, left, token, right) in enumerate(
             zip(ex["rank"], ex["activation"], ex["left"], ex["token"], ex["right"])):
-        left, right = flat(left), flat(right)
+        left, right = one_line(left), one_line(right)
         if context is not None and len(left) > context:
             left = "…" + left[-context:]
         if context is not None and len(right) > context:
             right = right[:context] + "…"
-        prefix = f"{'' if i == 0 else chr(10)}#{rank + 1}  {activation:.3f}   "
+        prefix = f"{'' if i == 0 else chr(10)}#{rank + 1}  {activation:.4g}   "
         spans.append((prefix + left, None))
-        spans.append((flat(token), activation_bucket(float(activation) / best if best > 0 else 0.0)))
+        spans.append((one_line(token), activation_bucket(float(activation) / best if best > 0 else 0.0)))
         spans.append((right, None))
     return [s for s in spans if s[0]]
 
@@ -174,7 +177,7 @@ def examples_table(view: ResultsView, layer: int, neuron: int, stages: Iterable[
             ex = view.example_columns(stage, layer, neuron)
             columns["stage"] += [stage] * len(ex["rank"])
             columns["rank"] += [int(r) + 1 for r in ex["rank"]]
-            columns["activation"] += [round(float(a), DIGITS) for a in ex["activation"]]
+            columns["activation"] += [display_value(a) for a in ex["activation"]]
             for name in ("token", "left", "right"):
                 columns[name] += [str(v) for v in ex[name]]
     return pd.DataFrame(columns).astype({"rank": "int64", "activation": "float64"})
@@ -240,8 +243,9 @@ def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterabl
 
 
 def histogram_data(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
-    """The neuron's credited-activation histogram per stage: stage, low, high (finite: the open-ended outer bins
-    get one more bin width), count; bins between the first and last non-empty bin of any stage."""
+    """The neuron's credited-activation histogram per stage: stage, low, high (finite, to draw: the open-ended
+    outer bins get one more bin width), range (the bin in words: ``"< 0.001"`` and ``">= 1e+04"`` for the open
+    ones), count; bins between the first and last non-empty bin of any stage."""
     layer, neuron = view.check_neuron(layer, neuron)
     parts = []
     for stage in dict.fromkeys(stages):
@@ -253,10 +257,12 @@ def histogram_data(view: ResultsView, layer: int, neuron: int, stages: Iterable[
         ratio = edges[1] / edges[0]
         hist["low"] = np.r_[edges[0] / ratio, edges]
         hist["high"] = np.r_[edges, edges[-1] * ratio]
+        hist["range"] = ([f"< {edges[0]:.3g}"] + [f"{lo:.3g} to {hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+                         + [f">= {edges[-1]:.3g}"])
         hist.insert(0, "stage", stage)
         parts.append(hist)
     if not parts:
-        return pd.DataFrame(columns=["stage", "low", "high", "count"])
+        return pd.DataFrame(columns=["stage", "low", "high", "range", "count"])
     frame = pd.concat(parts, ignore_index=True)
     used = frame.groupby(["low"])["count"].transform("sum") > 0
     if used.any():

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..report import DEFAULT_MIN_COUNT, STATUSES
-from .data import ALL_LAYERS, ResultsView, layer_filter, rounded, yes_no
+from .data import ALL_LAYERS, ResultsView, display_values, layer_filter, rounded, yes_no
 
 if TYPE_CHECKING:
     from ..report import TransferReport
@@ -158,8 +158,9 @@ def search_status(view: ResultsView, report_name: str, status: str, n: int = 200
 
 def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low: float, high: float,
                      n: int = 200, layer: Any = None, min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
-    """Shared neurons whose Hellinger distance (for `feature_type`) lies in [low, high], highest first, among those
-    credited at least `min_count` times in both stages (the others have too few credits to rank)."""
+    """Shared neurons whose Hellinger distance (for `feature_type`), as the viewer shows it (:func:`display_values`),
+    lies in [low, high], highest first, among those credited at least `min_count` times in both stages (the others
+    have too few credits to rank)."""
     report = view.report(report_name)
     if feature_type not in report.meta.feature_types:
         raise ConfigurationError(f"Feature type {feature_type!r} is not in report {report_name!r}: "
@@ -168,9 +169,9 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
     if not 0.0 <= low <= high <= 1.0:
         raise ConfigurationError(f"The Hellinger range must satisfy 0 <= low <= high <= 1 (got {low} to {high}).")
     column = f"hellinger_{feature_type}"
-    h = report.neurons[column]
+    h = display_values(report.neurons[column].to_numpy())  # the values as shown: a shown value typed as an end is in
     enough = (report.neurons["count_a"] >= int(min_count or 1)) & (report.neurons["count_b"] >= int(min_count or 1))
-    frame = layer_filter(report.neurons[h.notna() & (h >= low) & (h <= high) & enough], layer)
+    frame = layer_filter(report.neurons[~np.isnan(h) & (h >= low) & (h <= high) & enough.to_numpy()], layer)
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
     columns += [c for c in (f"p_hellinger_{feature_type}", f"changed_{feature_type}") if c in report.neurons]
