@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,15 @@ LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029]")
 def one_line(text: Any) -> str:
     """`text` with every line break (and tab) as a space: an example or a cell stays on one line."""
     return LINE_BREAKS.sub(" ", str(text))
+
+
+def marks_at(text: str, start: int) -> int:
+    """How many combining marks (Unicode categories M*) `text` has from `start` on: a tokenizer that strips accents
+    gives a token offsets that end before its letter's accent, and a highlight should carry the accent with it."""
+    end = start
+    while end < len(text) and unicodedata.category(text[end]).startswith("M"):
+        end += 1
+    return end - start
 
 
 def _cell(value: Any, floatfmt: str, markdown: bool) -> str:

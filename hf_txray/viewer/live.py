@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..hooks import Trace
+from ..tables import marks_at
 
 
 @dataclass
@@ -145,10 +146,13 @@ def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndar
     rows: list[int | None] = []
     cursor = 0
     order = sorted(range(len(starts)), key=lambda i: (int(starts[i]), i))
+    token_starts = {int(s) for s in starts}
     for i in order:
         start, end = int(starts[i]), int(ends[i])
         if start < cursor or end <= start:  # overlapping or empty offsets (byte-level pieces): text kept once
             continue
+        if end not in token_starts:  # an accent the tokenizer stripped stays on its letter, before the mark
+            end += marks_at(text, end)
         if start > cursor:
             spans.append((text[cursor:start], None))
             rows.append(None)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import display_order
-from ..tables import one_line
+from ..tables import marks_at, one_line
 from .data import ResultsView, display_value, rounded
 
 
@@ -157,6 +157,8 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
     for i, (rank, activation, left, token, right) in enumerate(
             zip(ex["rank"], ex["activation"], ex["left"], ex["token"], ex["right"])):
         left, right = one_line(left), one_line(right)
+        accent = marks_at(right, 0)  # an accent the tokenizer stripped stays on its letter
+        token, right = token + right[:accent], right[accent:]
         if context is not None and len(left) > context:
             left = "…" + left[-context:]
         if context is not None and len(right) > context:
