@@ -127,13 +127,16 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
     """The headline's noise floors: what the same figures are between two halves of one stage."""
     if f"matched_hellinger_{ft}" not in s:
         return " (No noise floors: the profiles had no split-half sums.)"
+    if report.meta.no_noise_reason:
+        return f" (No noise floors or per-neuron test: {report.meta.no_noise_reason}.)"
     out = (f" At half size the distance is {s[f'matched_hellinger_{ft}']:.3f}, against a split-half noise floor of "
            f"{s[f'noise_floor_hellinger_{ft}_a']:.3f} (A) and {s[f'noise_floor_hellinger_{ft}_b']:.3f} (B)")
     if "matched_share_lost" in s:
         out += (f"; lost {s['matched_share_lost']:.1%} vs {s['noise_floor_share_lost_a']:.1%} / "
                 f"{s['noise_floor_share_lost_b']:.1%} between halves of one stage")
     if f"share_changed_{ft}" in s and s[f"share_changed_{ft}"] != s[f"share_changed_{ft}"]:  # NaN: none tested
-        out += "; no shared neuron had enough credits in both stages to test for change beyond sampling noise"
+        out += ("; no shared neuron could be tested for change beyond sampling noise (too few credits in both "
+                "stages, or one feature category left after pooling rare ones)")
     elif f"share_changed_{ft}" in s:
         out += (f"; {s[f'share_changed_{ft}']:.1%} of the shared neurons changed beyond sampling noise "
                 f"(Benjamini-Hochberg, alpha = {report.meta.alpha})")

@@ -67,6 +67,8 @@ class ReportMeta:
     dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
     same_corpus: bool = False  # both stages profiled the same texts: halves are paired by parity
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
+    # why the report has no p-values and noise floors, in words ("" when it has them)
+    no_noise_reason: str = ""
     # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
     stack: str | None = None
     module_pattern: str | None = None
@@ -117,7 +119,7 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     """p-value and Benjamini-Hochberg flag per shared row; split-half Hellinger of A, of B, and A vs B at half size
     (rows credited in all four halves, NaN elsewhere)."""
     nan = np.full(num_rows, np.nan)
-    if not (ta.has_noise and tb.has_noise):
+    if not (ta.has_noise and tb.has_noise and test.get("halves", True)):
         return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
     if test["test"]:
@@ -152,8 +154,10 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
         "mass_a": mass_a, "mass_b": mass_b, "mass_shift": mass_b - mass_a,
     })
     if test is not None:
-        odd = lambda p: p.neuron_count_odd.reshape(-1) if p.neuron_count_odd is not None else np.full(p.num_rows, -1)  # noqa: E731
-        frame["count_a_odd"], frame["count_b_odd"] = odd(a), odd(b)  # -1: no split-half sums in that profile
+        halves = test.get("halves", True)
+        odd = lambda p: p.neuron_count_odd.reshape(-1) if p.neuron_count_odd is not None and halves \
+            else np.full(p.num_rows, -1)  # noqa: E731
+        frame["count_a_odd"], frame["count_b_odd"] = odd(a), odd(b)  # -1: no usable split halves in that profile
     for index, ft in enumerate(a.feature_types):
         ft_test = None if test is None else {**test, "feature_type": ft}
         columns = _feature_columns(a.tables[ft], b.tables[ft], a.num_rows, status == "shared", ft_test)
@@ -413,6 +417,22 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
     return False
 
 
+def _no_noise_reason(a: Profile, b: Profile) -> str:
+    """Why two profiles' split halves (odd vs even example ids) give no noise statistics, in words ("" when they
+    do): sums missing (saved by an older hf_txray), or a stage credited in one half only (one text, or
+    ``max_positions`` reached within its first text), whose other half is empty, so a split-half floor would count
+    every active neuron as "lost between halves" and the test's design effect cannot be measured."""
+    missing = [p.stage for p in (a, b) if p.neuron_count_odd is None or not all(t.has_noise for t in p.tables.values())]
+    if missing:
+        return f"profile(s) {missing} have no noise statistics (saved by an older hf_txray); profile again to get them"
+    one_half = [p.stage for p in (a, b) if int(p.neuron_count_odd.sum()) in (0, int(p.neuron_count.sum()))]
+    if one_half:
+        return (f"stage(s) {one_half} credited texts of one parity only (one text, or max_positions reached within "
+                "the first text), so their split halves (odd vs even texts) are empty; profile at least two texts "
+                "per stage (split long documents, e.g. into paragraphs)")
+    return ""
+
+
 def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
             seed: int | None = None, same_corpus: bool | None = None) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
@@ -485,10 +505,9 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
             "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
             "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
             "both stages with one tokenizer.", UserWarning, stacklevel=2)
-    missing = [p.stage for p in (a, b) if p.neuron_count_odd is None or not all(t.has_noise for t in p.tables.values())]
-    if missing:
-        warnings.warn(f"Profile(s) {missing} have no noise statistics (saved by an older hf_txray): the report has no "
-                      "p-values or noise floors. Profile again to get them.", UserWarning, stacklevel=2)
+    reason = _no_noise_reason(a, b)
+    if reason:
+        warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)
     meta = ReportMeta(
         stage_a=a.stage, stage_b=b.stage, model_a=a.meta.model_id, model_b=b.meta.model_id,
         dataset_a=a.meta.dataset_id or a.meta.dataset_fingerprint, dataset_b=b.meta.dataset_id or b.meta.dataset_fingerprint,
@@ -499,7 +518,8 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g})") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
+    meta.no_noise_reason = reason
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
-                                   "same_corpus": meta.same_corpus})
+                                   "same_corpus": meta.same_corpus, "halves": not reason})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),
                           _mass_share_table(a, b))

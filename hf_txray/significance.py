@@ -4,7 +4,8 @@
 stage A credited the neuron ``n_a`` times and stage B ``n_b`` times; ``p_a`` and ``p_b`` are its (mass-weighted)
 preference distributions. Features expected fewer than ``min_expected`` (5) credits in the smaller stage under
 the pooled distribution are pooled into one "other" category (it counts as a category when it expects at least
-one credit, else it is left out and the rest renormalised), so the thousands of once-seen tokens do not swamp the
+one credit, else it is left out and the rest renormalised; a stage with no mass left in the kept categories keeps
+them at zero, so its credits all count against homogeneity), so the thousands of once-seen tokens do not swamp the
 statistic, as they do a Hellinger distance, which saturates at 1 on sparse token distributions. Over the ``K``
 categories left, Pearson's
 

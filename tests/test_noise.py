@@ -11,6 +11,7 @@ import functools
 import math
 import subprocess
 import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -610,4 +611,32 @@ def test_no_neuron_tested_gives_unknown_shares_not_zero(tmp_path):
     assert report.layers["share_changed_token"].isna().all()
     report.save_pretrained(tmp_path / "r")
     card = (tmp_path / "r" / "README.md").read_text()
-    assert "no shared neuron had enough credits in both stages to test" in card and "0.0% of the shared" not in card
+    assert "no shared neuron could be tested for change beyond sampling noise (too few credits" in card
+    assert "0.0% of the shared" not in card
+
+
+def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp_path):
+    """A stage of one text (or max_positions reached within the first text) has an empty odd half: every active
+    neuron counted as "lost between halves" (a 31% floor), and the design effect fell back to 1 silently (found by a
+    fresh helper). The report now has no p-values or floors, warns, and its card says why."""
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    texts = [t for t in SAMPLE_TEXTS if t.strip()]
+    a = hf_txray.analyze(model, texts, **options)
+    one = hf_txray.analyze(model, [" ".join(texts)], **options)
+    assert one.neuron_count_odd.sum() == 0 < one.neuron_count.sum()
+    with pytest.warns(UserWarning, match=r"no p-values or noise floors: stage\(s\) \['default'\] credited texts of "
+                                         r"one parity only"):
+        report = hf_txray.compare(a, one)
+    s = report.summary()
+    assert "matched_share_lost" not in s and "noise_floor_share_lost_a" not in s
+    assert report.neurons["p_hellinger_token"].isna().all() and not report.neurons["changed_token"].any()
+    assert np.isnan(s["share_changed_token"]) and report.meta.dispersion == {}
+    report.save_pretrained(tmp_path / "r")
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "No noise floors or per-neuron test: stage(s) ['default'] credited texts of one parity only" in card
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "r").meta.no_noise_reason == report.meta.no_noise_reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        both = hf_txray.compare(a, a)  # two halves each: figures as before
+    assert not both.meta.no_noise_reason and "matched_share_lost" in both.summary()
