@@ -33,7 +33,7 @@ from .distributed import (all_gather, check_device, default_device, input_device
 from .errors import ConfigurationError, DatasetError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
-from .io_utils import atomic_dir, read_json, write_json
+from .io_utils import atomic_dir, check_writable, read_json, write_json
 from .lengths import WINDOWED, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
@@ -535,6 +535,7 @@ def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every
     Raises:
         ConfigurationError: `checkpoint_every` < 1, `resume` without a `checkpoint_dir`, or a `checkpoint_dir`
             that is a file.
+        OutputError: a `checkpoint_dir` that could not be written.
     """
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
@@ -544,6 +545,8 @@ def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every
     if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
         raise ConfigurationError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file, not a folder: pass a folder "
                                  "(it is created if missing).")
+    if checkpoint_dir is not None:  # its rank folders are written at the first checkpoint: refuse now, not then
+        check_writable(Path(checkpoint_dir) / "rank")
 
 
 def _checkpoint_digest(state_file: Path, resume_state: dict[str, Any]) -> str:

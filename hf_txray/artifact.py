@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import ConfigurationError, ProfileFormatError
 from .hub_io import check_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
-from .io_utils import atomic_dir, check_not_working_directory, read_json, write_json
+from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
 
     Raises:
         ConfigurationError: `folder` is a file, a non-empty folder of other files, or the current working directory.
+        OutputError: `folder` could not be written (a file in its path, a folder that is not writable).
     """
     check_not_working_directory(folder)
     folder = Path(folder)
@@ -101,6 +102,7 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
         raise ConfigurationError(
             f"{folder} is not empty and holds no hf_txray artifact; {what} replaces the whole folder, which would "
             f"delete those files: give a new or empty folder{given}, e.g. {folder / 'txray'}.")
+    check_writable(folder)
     return folder
 
 

@@ -47,6 +47,29 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_writable(target: str | os.PathLike) -> None:
+    """Refuse, before any work, a folder that could not be created or replaced: its nearest existing ancestor
+    (the folder itself is replaced through a sibling) is a file, or is not writable (permissions, a read-only file
+    system).
+
+    Raises:
+        OutputError: naming `target` and the folder in the way.
+    """
+    target = Path(os.path.abspath(target))
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        problem = f"{ancestor} is a file, so no folder can be made there"
+    elif not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = f"{ancestor} is not writable"
+    else:
+        return
+    error = OutputError(f"Cannot write {target}: {problem}. Choose another folder, or make {ancestor} writable.")
+    error.target, error.reason = target, problem
+    raise error
+
+
 def output_error(err: OSError, target: Path) -> OutputError:
     """`err`, raised while writing `target` (possibly through a temporary name), as an :class:`OutputError` that
     names `target` and the way out."""

@@ -183,9 +183,17 @@ def test_a_folder_that_cannot_be_written_is_an_output_error_naming_it_and_the_ol
 
     artifact = build(kind)
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(OutputError, match=r"Cannot write .*afile/out: .*save somewhere else") as caught:
+    with pytest.raises(OutputError, match=r"Cannot write .*afile/out: .*afile is a file") as caught:
         artifact.save_pretrained(tmp_path / "afile" / "out")  # its parent is a file: no folder can be made there
     assert isinstance(caught.value, OSError) and ".tmp-" not in str(caught.value)
+    real_access = os.access
+    monkeypatch.setattr(io_utils.os, "access", lambda path, mode: False if str(path) == str(tmp_path / "ro") else
+                        real_access(path, mode))
+    (tmp_path / "ro").mkdir()
+    with pytest.raises(OutputError, match=r"Cannot write .*ro/out: .*ro is not writable"):
+        artifact.save_pretrained(tmp_path / "ro" / "out")  # refused before anything is written
+    assert not any((tmp_path / "ro").iterdir())
+    monkeypatch.undo()
     folder = artifact.save_pretrained(tmp_path / "saved")
     before = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 

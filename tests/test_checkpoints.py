@@ -191,6 +191,17 @@ def test_resume_refuses_other_width_rounding_or_vocabulary_and_accepts_other_bat
     assert_same_profile(resumed, whole)
 
 
+def test_a_checkpoint_dir_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """It failed at the first checkpoint, after that much work (nothing already computed may be lost)."""
+    from hf_txray import OutputError
+
+    (tmp_path / "afile").write_text("x")
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(OutputError, match=r"Cannot write .*afile/state.*afile is a file"):
+        run(TEXTS, checkpoint_dir=tmp_path / "afile" / "state", **COMMON)
+    assert SPANS.calls == 0
+
+
 def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
     SPANS.calls, SPANS.fail_at = 0, 7
     with pytest.raises(Interrupted):
