@@ -183,6 +183,8 @@ class Profiler:
         dtype = weights_dtype(self.model)
         runtime = {"device": str(self.device), "dtype": str(dtype).removeprefix("torch.") if dtype else None,
                    "model_class": type(self.model).__name__,
+                   # the architecture: a pruning plan ranked on these neurons is refused on another one
+                   "model_type": getattr(getattr(self.model, "config", None), "model_type", None),
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which

@@ -69,6 +69,8 @@ class ReportMeta:
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
     # why the report has no p-values and noise floors, in words ("" when it has them)
     no_noise_reason: str = ""
+    # config.model_type of stage A's and B's models (None where a profile did not record it)
+    model_types: list[str | None] = field(default_factory=list)
     # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
     stack: str | None = None
     module_pattern: str | None = None
@@ -519,6 +521,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g})") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason = reason
+    meta.model_types = [(p.meta.provenance or {}).get("runtime", {}).get("model_type") for p in (a, b)]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),

@@ -545,3 +545,84 @@ def test_dense_layers_of_a_model_mixing_dense_and_moe_blocks_are_pruned(tmp_path
         with pytest.raises(ModelError, match=dense_named):
             call()
     assert hf_txray.pruning.active_masks(model) == []
+
+
+def test_plans_are_tied_to_their_architecture_and_remove_refuses_encoder_decoders(tmp_path):
+    """Fresh helper 87: a BERT plan was applied to a GPT-2 of the same layers and widths (other neurons under the same
+    numbers); mode='remove' on T5 cut the decoder's up projections and the encoder's down projections (its blocks came
+    from the largest ModuleList) and set the shared d_ff; removing changed a config another model shared."""
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model, T5Config, T5Model
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=40, max_position_embeddings=64)).eval()
+    options = dict(tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+    a = hf_txray.analyze(bert, TEXTS[:4], stage="a", **options)
+    b = hf_txray.analyze(bert, TEXTS[4:], stage="b", **options)
+    assert a.meta.provenance["runtime"]["model_type"] == "bert"
+    report = compare(a, b)
+    assert report.meta.model_types == ["bert", "bert"]
+    plan = plan_pruning(report, "low_mass", 2)
+    assert plan.source["model_types"] == ["bert"]
+    gpt2 = GPT2Model(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                n_positions=64)).eval()
+    with pytest.raises(ModelError, match="ranked on the neurons of a bert model, and this model is a gpt2"):
+        apply_plan(gpt2, plan)
+    with pytest.raises(ModelError, match="ranked on the neurons of a bert model"):
+        prune(gpt2, report, "low_mass", 2)
+    assert not hf_txray.pruning.active_masks(gpt2)
+    apply_plan(bert, PruningPlan.from_pretrained(plan.save_pretrained(tmp_path / "plan")))  # its own: fine
+    unprune(bert)
+    t5 = T5Model(T5Config(vocab_size=100, d_model=32, d_ff=48, num_layers=2, num_heads=2, d_kv=16)).eval()
+    before = {k: v.shape for k, v in t5.state_dict().items()}
+    with pytest.raises(ModelError, match="mode='remove' does not support encoder-decoders"):
+        prune(t5, None, {0: [1, 2], 1: [3, 4]}, mode="remove")
+    assert {k: v.shape for k, v in t5.state_dict().items()} == before and t5.config.d_ff == 48
+    # removing from one of two models built from one config object leaves the other's config as it was
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=40, max_position_embeddings=64)
+    first, second = BertModel(config).eval(), BertModel(config).eval()
+    prune(first, None, {0: [1], 1: [2]}, mode="remove")
+    assert first.config.intermediate_size == 39 and second.config.intermediate_size == 40
+    assert all(m.config is first.config for m in first.modules() if hasattr(m, "config"))
+
+
+def test_unprune_takes_an_equal_plan_and_a_masked_model_warns_when_saved(tmp_path):
+    """Fresh helper 87: unprune(model, plan) matched plans by identity, so a plan reloaded from disk removed nothing,
+    silently; save_pretrained of a masked model wrote the unpruned weights without a word."""
+    model, _ = tiny("bert")
+    model = copy.deepcopy(model)  # the builder's models are cached: never mutate them
+    plan = plan_pruning(None, {0: [1, 2]}, widths={0: 48, 1: 48})
+    apply_plan(model, plan)
+    with pytest.warns(UserWarning, match="active hf_txray masks .* hold the unpruned weights"):
+        model.save_pretrained(tmp_path / "masked")
+    unprune(model, PruningPlan.from_pretrained(plan.save_pretrained(tmp_path / "plan")))
+    assert not hf_txray.pruning.active_masks(model)
+    apply_plan(model, plan)
+    with pytest.warns(UserWarning, match="none of the model's 1 active hf_txray mask"):
+        unprune(model, plan_pruning(None, {1: [3]}, widths={0: 48, 1: 48}))
+    assert len(hf_txray.pruning.active_masks(model)) == 1
+    unprune(model)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.state_dict()  # no mask left: no warning
+
+
+def test_plan_pruning_checks_the_source_even_with_widths_and_refuses_layers_beside_a_dict_amount():
+    """Fresh helper 87: widths= skipped the source's site check, so a residual report ranked hidden dimensions that
+    masks then applied to MLP neurons; layers= was ignored beside a dict amount."""
+    a = make_profile("a", STAGE_A, num_neurons=12)
+    b = make_profile("b", STAGE_B, num_neurons=12)
+    report = compare(a, b)
+    residual = copy.deepcopy(report)
+    residual.meta.site = "residual"
+    with pytest.raises(ConfigurationError, match="this report compares the 'residual' site"):
+        plan_pruning(residual, "lost", 2, widths={0: 12, 1: 12})
+    with pytest.raises(ConfigurationError, match="differ from the layers and widths the ranking source describes"):
+        plan_pruning(report, "lost", 2, widths={0: 40, 1: 40})
+    assert plan_pruning(report, "low_mass", 2, widths={0: 12, 1: 12}).counts == {0: 2, 1: 2}
+    with pytest.raises(ConfigurationError, match="a dict amount chooses the layers itself"):
+        plan_pruning(report, "low_mass", {1: 4}, layers=[0])
+    assert plan_pruning(report, "low_mass", {1: 4}, layers=[1]).counts == {1: 4}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from torch import nn
@@ -19,6 +20,14 @@ from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
 MASKS_ATTRIBUTE = "_txray_masks"
+
+
+def _warn_masks_not_saved(module: nn.Module, state_dict: Any, prefix: str, local_metadata: Any) -> None:
+    warnings.warn(
+        "This model has active hf_txray masks (mode='mask'): they are hooks, so its state dict and save_pretrained "
+        "hold the unpruned weights. Save the plan too (plan.save_pretrained) and apply it after loading "
+        "(hf_txray.pruning.apply_plan), or prune with mode='remove' to save a smaller model.", UserWarning,
+        stacklevel=2)
 
 
 class MaskHandle:
@@ -34,6 +43,8 @@ class MaskHandle:
     def __init__(self, model: nn.Module, neurons: dict[int, list[int]], trace: Trace, plan: PruningPlan | None = None):
         self.model, self.neurons, self.plan = model, neurons, plan
         self.trace = trace
+        # masks are hooks, not weights: a state dict (save_pretrained, a Trainer checkpoint) holds the unpruned model
+        self._save_warning = model.register_state_dict_post_hook(_warn_masks_not_saved)
 
     @property
     def active(self) -> bool:
@@ -42,6 +53,7 @@ class MaskHandle:
     def remove(self) -> None:
         """Remove the masks (idempotent); the model computes exactly as before they were added."""
         self.trace.remove()
+        self._save_warning.remove()
         registry = getattr(self.model, MASKS_ATTRIBUTE, None)
         if registry is not None and self in registry:
             registry.remove(self)
@@ -107,8 +119,15 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
 
     Raises:
         ConfigurationError: the plan's source profiled the decoder stack, or other modules than the MLP sites.
+        ModelError: the plan was ranked on a model of another architecture (``config.model_type``).
     """
     source = plan.source or {}
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    ranked = source.get("model_types") or []
+    if ranked and model_type and model_type not in ranked:
+        raise ModelError(
+            f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
+            "the same layer and neuron numbers are other neurons there. Rank them by profiles of this model.")
     if source.get("stack") == "decoder":
         raise ConfigurationError(
             "This plan was ranked on the decoder stack of an encoder-decoder, but pruning, masking and ablation act on "
@@ -259,7 +278,13 @@ def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> n
     Returns:
         The model (the same object).
     """
-    for handle in active_masks(model):
-        if plan is None or handle is plan or handle.plan is plan:
-            handle.remove()
+    active = active_masks(model)
+    matched = [h for h in active if plan is None or h is plan or h.plan is plan
+               or (isinstance(plan, PruningPlan) and h.plan is not None and h.plan == plan)]  # e.g. reloaded from disk
+    if plan is not None and active and not matched:
+        warnings.warn(f"unprune: none of the model's {len(active)} active hf_txray mask(s) comes from this plan "
+                      f"({plan!r}), so nothing was removed. unprune(model) removes every mask.", UserWarning,
+                      stacklevel=2)
+    for handle in matched:
+        handle.remove()
     return model

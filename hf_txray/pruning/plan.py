@@ -150,13 +150,21 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
         m = source.meta
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
                 "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b,
-                **_hooked(m.stack, m.module_pattern)}
+                **_hooked(m.stack, m.module_pattern), **_model_types(m.model_types)}
     if isinstance(source, Profile):
         m = source.meta
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
                 "dataset": m.dataset_id or m.dataset_fingerprint,
-                **_hooked(m.config.get("stack"), m.config.get("module_pattern"))}
+                **_hooked(m.config.get("stack"), m.config.get("module_pattern")),
+                **_model_types([(m.provenance or {}).get("runtime", {}).get("model_type")])}
     return {"kind": "none"}
+
+
+def _model_types(types: Sequence[str | None]) -> dict[str, list[str]]:
+    """The architectures (``config.model_type``) whose neurons the ranking describes, when recorded: a plan is
+    refused on a model of another one (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
+    known = sorted({t for t in types if t})
+    return {"model_types": known} if known else {}
 
 
 def _hooked(stack: str | None, module_pattern: str | None) -> dict[str, str]:
@@ -210,6 +218,7 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
                 f"A float amount is a fraction of the neurons and must be in (0, 1], got {amount!r}. Pass an int for "
                 "a count."
             )
+        # a fraction becomes the nearest count (Python's round: halves to even, 2.5 -> 2)
         if per_layer:
             amount_of = lambda layer: int(round(float(amount) * widths[layer]))  # noqa: E731
         else:
@@ -298,7 +307,18 @@ def plan_pruning(
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
         widths = source_widths(source)
+    elif source is not None:  # the source's site and widths are checked all the same: they say what was ranked
+        described = source_widths(source)
+        given = {int(k): int(v) for k, v in widths.items()}
+        if any(described.get(layer) != width for layer, width in given.items()):
+            raise ConfigurationError(
+                f"widths {given} differ from the layers and widths the ranking source describes {described}: "
+                "leave widths out when planning from a report or profile (they come from it).")
     widths = {int(k): int(v) for k, v in widths.items()}
+    if isinstance(amount, Mapping) and layers is not None and \
+            sorted({int(k) for k in amount}) != sorted({int(x) for x in layers}):
+        raise ConfigurationError(f"amount names layers {sorted(amount)} and layers= names {list(layers)}: a dict "
+                                 "amount chooses the layers itself; pass one of them.")
     info = _source_info(source)
     if not isinstance(strategy, str):
         neurons = explicit_neurons(strategy, widths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigurationError, ModelError
-from ..sites import Site, find_blocks, linear_dims
+from ..sites import Site, find_blocks, linear_dims, resolve_stack
 from .masks import check_plan_fits, check_plan_sites, mlp_sites, active_masks
 from .plan import NeuronSpec, PruningPlan
 
@@ -93,6 +94,11 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "The model has active hf_txray masks: remove them first (hf_txray.unprune(model)); removing neurons "
             "renumbers them and would leave the masks on the wrong neurons."
         )
+    if resolve_stack(model, None)[0] is not None:
+        raise ModelError(
+            f"mode='remove' does not support encoder-decoders ({type(model).__name__}): pruning acts on the encoder's "
+            "MLP neurons, and the config holds one intermediate size for the encoder and the decoder (T5's d_ff), so "
+            "a removed encoder width would no longer match the decoder's weights. Use mode='mask' (CLI: --mode mask).")
     sites = mlp_sites(model)  # the dense blocks of a model mixing them with mixture-of-experts ones
     if isinstance(neurons, PruningPlan):
         sites.require(neurons.widths, "Removing neurons")
@@ -149,5 +155,15 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
                 if getattr(module, "intermediate_size", None) == width:
                     module.intermediate_size = width - common
     if attribute is not None and common:
-        setattr(config, attribute, width - common)
+        _own_config(model, config)
+        setattr(model.config, attribute, width - common)
     return model
+
+
+def _own_config(model: nn.Module, config: Any) -> None:
+    """Give `model` (and its submodules that hold the same config) a copy of `config` before it changes: models
+    built from one config object share it, and the others keep their width."""
+    own = copy.deepcopy(config)
+    for module in model.modules():
+        if getattr(module, "config", None) is config:
+            module.config = own
