@@ -30,10 +30,10 @@ from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, default_device, input_device, is_dispatched, process_info,
                           shard_bounds)
-from .errors import ConfigurationError, DatasetError
+from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
-from .io_utils import atomic_dir, check_writable, read_json, write_json
+from .io_utils import atomic_dir, check_writable, output_error, read_json, write_json
 from .lengths import WINDOWED, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
@@ -548,7 +548,7 @@ def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every
         raise ConfigurationError(f"checkpoint_dir {str(checkpoint_dir)!r} is a file, not a folder: pass a folder "
                                  "(it is created if missing).")
     if checkpoint_dir is not None:  # its rank folders are written at the first checkpoint: refuse now, not then
-        check_writable(Path(checkpoint_dir) / "rank")
+        check_writable(Path(checkpoint_dir) / "rank", shown=checkpoint_dir)
 
 
 def _checkpoint_digest(state_file: Path, resume_state: dict[str, Any]) -> str:
@@ -575,6 +575,12 @@ class _CheckpointState:
         arrays = {f"builder.{k}": v for k, v in builder_state.items()}
         arrays["texts.ids"] = np.fromiter(texts, dtype=np.int64, count=len(texts))
         arrays["texts.values"] = strings_to_array(list(texts.values()))
+        try:
+            self._write(arrays, resume_state)
+        except OutputError as err:  # named by the folder the user gave, not its rank subfolder
+            raise output_error(err, self.path.parent) from err
+
+    def _write(self, arrays: dict[str, np.ndarray], resume_state: dict[str, Any]) -> None:
         with atomic_dir(self.path) as tmp:
             np.savez(tmp / "state.npz", **arrays)
             # one digest of the state and the progress ties the pair: a changed count, or a state.npz of another

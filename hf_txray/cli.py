@@ -500,8 +500,10 @@ def _cmd_prune_sweep(args) -> int:
     from .plots import plot_sweep, save_figure
     from .tables import markdown_table
     from .loading import load_named_dataset, pick_split
+    from .io_utils import check_writable
     from .pruning import load_pretrained_with_head
 
+    check_writable(Path(args.out) / "plans", shown=args.out)  # before the whole sweep, not after it
     model = load_pretrained_with_head(args.model)
     dataset = _resolve_dataset(args.dataset, args.num_samples)
     if isinstance(dataset, str):
@@ -573,6 +575,14 @@ def _add_results_outputs(p, config: str) -> None:
                                    "`hf auth login`).")
 
 
+def _check_export(args) -> None:
+    """--export RESULTS_DIR, refused before the work when it could not be written."""
+    if args.export:
+        from .io_utils import check_writable
+
+        check_writable(Path(args.export) / "config", shown=args.export)
+
+
 def _add_to_results(args, config: str, **tables) -> None:
     """Add the `config` table (``probes=[...]`` or ``ablations=[...]``) to --export and --push-to-hub."""
     from .probing.results import push_probing, save_probing
@@ -627,6 +637,7 @@ def _cmd_probe(args) -> int:
     from .probing import ProbeConfig, probe_neurons
 
     _check_out(args.out, "probe")
+    _check_export(args)
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
                          seed=args.seed)
     data = _resolve_dataset(args.data, args.max_sentences)
@@ -678,6 +689,7 @@ def _cmd_ablate(args) -> int:
     from .pruning import load_pretrained_with_head
 
     _check_out(args.out, "ablate")
+    _check_export(args)
     result = ProbingResult.from_pretrained(args.probe)
     # the probe reads the body's activations: a checkpoint without its task head's weights is fine there
     model = load_pretrained_with_head(args.model, head_used=args.metric != "probe").eval()
@@ -789,6 +801,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         _close_process_group(barrier=False)
         return 141  # the shell's code for a command ended by SIGPIPE
+    except OSError as err:
+        if not err.filename:  # not about a file: a bug or something unexpected, shown whole
+            raise
+        # a file or folder that cannot be read or written (permissions, a full disk, a file in the path): the
+        # system's words and the path, not a traceback
+        print(f"hf-txray {args.command}: error: {err.strerror or err}: {err.filename}. Check the path and its "
+              "permissions, or choose another one.", file=sys.stderr)
+        _close_process_group(barrier=False)
+        return 2
     _close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting
     return code
 

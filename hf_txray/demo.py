@@ -100,7 +100,9 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
     the BBC probe has (``max_positions``), so the three stages have equal sizes.
     """
     from .export import save_to_disk
+    from .io_utils import check_writable
 
+    check_writable(out / "corpora", shown=out)  # before 25 minutes of work, not at its first file
     model = corpora.default_model_path()
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
     print(f"hf_txray demo ({DURATION['quick' if quick else 'full']} on 2 CPU cores):\n"

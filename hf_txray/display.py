@@ -7,7 +7,7 @@ import pandas as pd
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
 from .report import DEFAULT_MIN_COUNT, TransferReport
-from .tables import one_line, text_table
+from .tables import shown_example, text_table
 
 LEGEND = """\
 legend:
@@ -164,9 +164,9 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         lines.append(f"mass from its top token position ({card['top_position']}): {card['top_position_share']:.1%}")
     examples = profile.top_examples(layer, neuron).head(top)
     if len(examples):
-        lines += ["top examples:"] + [one_line(f"  {a:.4g}  {l[-30:]}[{t}]{r[:30]}")
-                                      for a, l, t, r in zip(examples["activation"], examples["left"],
-                                                            examples["token"], examples["right"])]
+        shown = [shown_example(*x) for x in zip(examples["left"], examples["token"], examples["right"])]
+        lines += ["top examples:"] + [f"  {a:.4g}  {l[-30:]}[{t}]{r[:30]}"
+                                      for a, (l, t, r) in zip(examples["activation"], shown)]
     if report_row is not None:
         fts = report.meta.feature_types
         lines.append(f"{report.name}: {report_row['status']}; Hellinger " + ", ".join(

@@ -28,6 +28,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
             folder; what was at `target` before is kept.
     """
     target = check_not_working_directory(target)
+    check_writable(target)  # a file in the path is named as such (mkdir would say "File exists")
     tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -47,13 +48,17 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def check_writable(target: str | os.PathLike) -> None:
+def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = None) -> None:
     """Refuse, before any work, a folder that could not be created or replaced: its nearest existing ancestor
     (the folder itself is replaced through a sibling) is a file, or is not writable (permissions, a read-only file
     system).
 
+    Args:
+        target: the folder to write.
+        shown (*optional*): the folder to name in the error (the one asked for, when `target` is inside it).
+
     Raises:
-        OutputError: naming `target` and the folder in the way.
+        OutputError: naming `shown` (or `target`) and the folder in the way.
     """
     target = Path(os.path.abspath(target))
     ancestor = target.parent
@@ -65,8 +70,9 @@ def check_writable(target: str | os.PathLike) -> None:
         problem = f"{ancestor} is not writable"
     else:
         return
-    error = OutputError(f"Cannot write {target}: {problem}. Choose another folder, or make {ancestor} writable.")
-    error.target, error.reason = target, problem
+    shown = Path(os.path.abspath(shown)) if shown is not None else target
+    error = OutputError(f"Cannot write {shown}: {problem}. Choose another folder, or make {ancestor} writable.")
+    error.target, error.reason = shown, problem
     raise error
 
 

@@ -24,6 +24,15 @@ def one_line(text: Any) -> str:
     return LINE_BREAKS.sub(" ", str(text))
 
 
+def shown_example(left: Any, token: Any, right: Any) -> tuple[str, str, str]:
+    """A top example's left context, token and right context as shown on one line: line breaks as spaces, and
+    the combining marks that open the right context (an accent the tokenizer stripped from the token's offsets)
+    moved onto the token, so the accent stays on its letter."""
+    left, token, right = one_line(left), one_line(token), one_line(right)
+    accent = marks_at(right, 0)
+    return left, token + right[:accent], right[accent:]
+
+
 def marks_at(text: str, start: int) -> int:
     """How many combining marks (Unicode categories M*) `text` has from `start` on: a tokenizer that strips accents
     gives a token offsets that end before its letter's accent, and a highlight should carry the accent with it."""

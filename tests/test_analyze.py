@@ -762,6 +762,24 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert not [line for line in err if "cli.py" in line or "_push_arguments(" in line]  # no file path or source
 
 
+def test_cli_names_a_path_it_cannot_write_without_a_traceback(tmp_path, capsys, monkeypatch):
+    """Fresh helper 88: prune-sweep, demo and probe --export failed with raw PermissionError tracebacks (exit 1),
+    prune-sweep only after its whole sweep. Folders are checked before the work; any other file error is one line."""
+    import hf_txray.demo
+
+    (tmp_path / "afile").write_text("x")
+    assert cli_main(["demo", "--out", str(tmp_path / "afile" / "demo")]) == 2  # before any work
+    assert "afile is a file" in capsys.readouterr().err
+
+    def denied(out, quick=False):
+        raise PermissionError(13, "Permission denied", str(out / "corpora"))
+
+    monkeypatch.setattr(hf_txray.demo, "run_demo", denied)
+    assert cli_main(["demo", "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert "hf-txray demo: error: Permission denied: " in err and "Traceback" not in err
+
+
 def test_readme_options_table_is_the_declaration():
     from hf_txray.options import options_markdown
 

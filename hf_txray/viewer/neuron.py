@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import display_order
-from ..tables import marks_at, one_line
+from ..tables import shown_example
 from .data import ResultsView, display_value, rounded
 
 
@@ -156,22 +156,21 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
     spans: list[tuple[str, str | None]] = []
     for i, (rank, activation, left, token, right) in enumerate(
             zip(ex["rank"], ex["activation"], ex["left"], ex["token"], ex["right"])):
-        left, right = one_line(left), one_line(right)
-        accent = marks_at(right, 0)  # an accent the tokenizer stripped stays on its letter
-        token, right = token + right[:accent], right[accent:]
+        left, token, right = shown_example(left, token, right)
         if context is not None and len(left) > context:
             left = "…" + left[-context:]
         if context is not None and len(right) > context:
             right = right[:context] + "…"
         prefix = f"{'' if i == 0 else chr(10)}#{rank + 1}  {activation:.4g}   "
         spans.append((prefix + left, None))
-        spans.append((one_line(token), activation_bucket(float(activation) / best if best > 0 else 0.0)))
+        spans.append((token, activation_bucket(float(activation) / best if best > 0 else 0.0)))
         spans.append((right, None))
     return [s for s in spans if s[0]]
 
 
 def examples_table(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
-    """Top examples of the neuron in each stage: stage, rank, activation, token, left and right context."""
+    """Top examples of the neuron in each stage: stage, rank, activation, token, left and right context (as
+    :func:`~hf_txray.tables.shown_example` shows them: one line, a stripped accent on its token)."""
     layer, neuron = view.check_neuron(layer, neuron)
     columns: dict[str, list] = {c: [] for c in ("stage", "rank", "activation", "token", "left", "right")}
     for stage in dict.fromkeys(stages):
@@ -180,8 +179,9 @@ def examples_table(view: ResultsView, layer: int, neuron: int, stages: Iterable[
             columns["stage"] += [stage] * len(ex["rank"])
             columns["rank"] += [int(r) + 1 for r in ex["rank"]]
             columns["activation"] += [display_value(a) for a in ex["activation"]]
-            for name in ("token", "left", "right"):
-                columns[name] += [str(v) for v in ex[name]]
+            for left, token, right in zip(ex["left"], ex["token"], ex["right"]):
+                for name, value in zip(("left", "token", "right"), shown_example(left, token, right)):
+                    columns[name].append(value)
     return pd.DataFrame(columns).astype({"rank": "int64", "activation": "float64"})
 
 
