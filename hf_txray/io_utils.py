@@ -88,7 +88,8 @@ def output_error(err: OSError, target: Path) -> OutputError:
 
 def _within(err: OSError, folder: Path) -> bool:
     """Whether `err` concerns a path inside `folder` (the temporary folder, the target or its backup)."""
-    names = [err.target] if isinstance(err, OutputError) else [n for n in (err.filename, err.filename2) if n]
+    names = [err.target] if isinstance(err, OutputError) else [err.filename, err.filename2]
+    names = [n for n in names if n]
     return any(Path(os.path.abspath(n)).is_relative_to(folder) for n in names)
 
 

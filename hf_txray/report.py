@@ -427,7 +427,8 @@ def _no_noise_reason(a: Profile, b: Profile) -> str:
     missing = [p.stage for p in (a, b) if p.neuron_count_odd is None or not all(t.has_noise for t in p.tables.values())]
     if missing:
         return f"profile(s) {missing} have no noise statistics (saved by an older hf_txray); profile again to get them"
-    one_half = [p.stage for p in (a, b) if int(p.neuron_count_odd.sum()) in (0, int(p.neuron_count.sum()))]
+    one_half = [p.stage for p in (a, b)
+                if p.neuron_count.sum() > 0 and int(p.neuron_count_odd.sum()) in (0, int(p.neuron_count.sum()))]
     if one_half:
         return (f"stage(s) {one_half} credited texts of one parity only (one text, or max_positions reached within "
                 "the first text), so their split halves (odd vs even texts) are empty; profile at least two texts "
