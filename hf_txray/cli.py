@@ -446,8 +446,8 @@ def _cmd_prune(args) -> int:
     from .pruning import load_pretrained_with_head, prune
 
     _check_out(Path(args.out) / "pruning_plan", "prune")
+    source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
     model = load_pretrained_with_head(args.model)
-    source = _load_ranking_source(args.report)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
                         per_layer=not args.overall, layers=args.layers, feature_type=args.feature_type,
                         stage=args.stage, allow_fewer=args.allow_fewer, uneven=args.uneven, **_min_count(args))

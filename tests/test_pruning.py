@@ -570,6 +570,9 @@ def test_plans_are_tied_to_their_architecture_and_remove_refuses_encoder_decoder
         apply_plan(gpt2, plan)
     with pytest.raises(ModelError, match="ranked on the neurons of a bert model"):
         prune(gpt2, report, "low_mass", 2)
+    with pytest.raises(ModelError, match="ranked on the neurons of a bert model"):  # mean ablation too (helper 89)
+        with hf_txray.ablate(gpt2, plan, mode="mean", means={0: np.zeros(40), 1: np.zeros(40)}):
+            pass
     assert not hf_txray.pruning.active_masks(gpt2)
     apply_plan(bert, PruningPlan.from_pretrained(plan.save_pretrained(tmp_path / "plan")))  # its own: fine
     unprune(bert)

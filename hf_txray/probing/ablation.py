@@ -29,7 +29,7 @@ from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
-from ..pruning.masks import check_pattern_sites
+from ..pruning.masks import check_pattern_sites, check_plan
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
@@ -112,6 +112,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
             yield handle
         return
     sites = mlp_sites(model)
+    check_plan(model, neurons, sites, "Ablating neurons")  # as masking does (mode="zero")
     chosen = sites.chosen(neurons, "Ablating neurons")
     values = _means_for(means, chosen)
     handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()

@@ -156,6 +156,18 @@ def check_pattern_sites(model: nn.Module, site: str, pattern: str, stack: str | 
                 "on the MLP sites (no module_pattern).")
 
 
+def check_plan(model: nn.Module, neurons: NeuronSpec, sites: "MlpSites", what: str) -> PruningPlan | None:
+    """When `neurons` is a plan, refuse it where it does not fit `model` (its layers and widths:
+    :func:`check_plan_fits`; what it was ranked on: :func:`check_plan_sites`) before `what` (e.g. "Masking neurons")
+    edits anything; returns the plan (None for a plain neuron list). Every edit of planned neurons goes through it."""
+    plan = neurons if isinstance(neurons, PruningPlan) else None
+    if plan is not None:
+        sites.require(plan.widths, what)
+        check_plan_fits(plan.widths, sites)
+        check_plan_sites(model, plan, sites)
+    return plan
+
+
 def check_plan_fits(plan_widths: Mapping[int, int], sites: dict[int, Site]) -> None:
     """Raise :class:`ModelError` when a plan's layers or widths differ from the model's MLP sites."""
     for layer, width in plan_widths.items():
@@ -217,11 +229,7 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
         ConfigurationError: a neuron out of range, or a plan ranked on other modules than the MLP sites.
     """
     sites = mlp_sites(model)
-    plan = neurons if isinstance(neurons, PruningPlan) else None
-    if plan is not None:
-        sites.require(plan.widths, "Masking neurons")
-        check_plan_fits(plan.widths, sites)
-        check_plan_sites(model, plan, sites)
+    plan = check_plan(model, neurons, sites, "Masking neurons")
     chosen = sites.chosen(neurons, "Masking neurons")
     edits = {layer: Fill(indices) for layer, indices in chosen.items() if indices}
     return edit_neurons(model, chosen, edits, sites, plan)

@@ -11,8 +11,8 @@ from torch import nn
 
 from ..errors import ConfigurationError, ModelError
 from ..sites import Site, find_blocks, linear_dims, resolve_stack
-from .masks import check_plan_fits, check_plan_sites, mlp_sites, active_masks
-from .plan import NeuronSpec, PruningPlan
+from .masks import active_masks, check_plan, mlp_sites
+from .plan import NeuronSpec
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
 INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size")
@@ -100,10 +100,7 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "MLP neurons, and the config holds one intermediate size for the encoder and the decoder (T5's d_ff), so "
             "a removed encoder width would no longer match the decoder's weights. Use mode='mask' (CLI: --mode mask).")
     sites = mlp_sites(model)  # the dense blocks of a model mixing them with mixture-of-experts ones
-    if isinstance(neurons, PruningPlan):
-        sites.require(neurons.widths, "Removing neurons")
-        check_plan_fits(neurons.widths, sites)
-        check_plan_sites(model, neurons, sites)
+    check_plan(model, neurons, sites, "Removing neurons")
     widths = sites.widths
     chosen = sites.chosen(neurons, "Removing neurons")
     counts = {layer: len(chosen.get(layer, [])) for layer in sites}
