@@ -182,6 +182,8 @@ class Artifact:
         Raises:
             ConfigurationError: `save_directory` is a file, a non-empty folder holding no hf_txray artifact, or the
                 current working directory.
+            OutputError: `save_directory` cannot be written (a file in its path, a folder that is not writable, a
+                full disk); what was there is kept.
         """
         check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained")
         with atomic_dir(save_directory) as tmp:

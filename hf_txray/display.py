@@ -106,7 +106,9 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
         + ", ".join(f"{f} {summary[f'mean_hellinger_{f}']:.3f}" for f in meta.feature_types),
     ]
     noise = report.noise_table()
-    if len(noise):
+    if meta.no_noise_reason:
+        lines.append(f"(no noise floors or p-values: {meta.no_noise_reason})")
+    elif len(noise):
         lines += ["", f"headline figures vs split-half noise floors (changed: Benjamini-Hochberg at alpha={meta.alpha})",
                   text_table(noise)]
     else:

@@ -65,13 +65,13 @@ def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = 
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        problem = f"{ancestor} is a file, so no folder can be made there"
+        problem, fix = f"{ancestor} is a file, so no folder can be made there", "Choose another folder."
     elif not os.access(ancestor, os.W_OK | os.X_OK):
-        problem = f"{ancestor} is not writable"
+        problem, fix = f"{ancestor} is not writable", f"Choose another folder, or make {ancestor} writable."
     else:
         return
     shown = Path(os.path.abspath(shown)) if shown is not None else target
-    error = OutputError(f"Cannot write {shown}: {problem}. Choose another folder, or make {ancestor} writable.")
+    error = OutputError(f"Cannot write {shown}: {problem}. {fix}")
     error.target, error.reason = shown, problem
     raise error
 

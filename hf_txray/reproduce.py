@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .artifact import check_save_target
 from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
 from .profile import BATCH_LIMITS, Profile
 from .provenance import (is_embedded, missing_provenance,  # noqa: F401  (hf_txray.reproduce.missing_provenance)
@@ -625,6 +626,8 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
     _refuse_split_alone(dataset, split)
     for profile in profiles.values():  # refuse early, before the first download
         _check_stage(profile, dataset, device)
+        if out is not None:  # a folder the recomputed stage could not be saved to: said now, not after the run
+            check_save_target(Path(out) / profile.stage, what="reproduce(out=...)")
     verdicts = []
     for profile in profiles.values():
         verdict = reproduce_profile(profile, model=model, dataset=dataset, device=device, token=token,

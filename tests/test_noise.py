@@ -636,6 +636,7 @@ def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp
     card = (tmp_path / "r" / "README.md").read_text()
     assert "No noise floors or per-neuron test: stage(s) ['default'] credited texts of one parity only" in card
     assert hf_txray.TransferReport.from_pretrained(tmp_path / "r").meta.no_noise_reason == report.meta.no_noise_reason
+    assert "(no noise floors or p-values: stage(s) ['default'] credited texts of one parity only" in report_text(report)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         both = hf_txray.compare(a, a)  # two halves each: figures as before

@@ -736,3 +736,21 @@ def test_a_max_positions_profile_of_other_process_counts_is_refused(tmp_path):
     assert _reproduce_one(hf_txray.Profile(dataclasses.replace(unbounded.meta, provenance=free),
                                            unbounded.neuron_mass, unbounded.neuron_count, unbounded.tables,
                                            unbounded.examples), tmp_path).verdict == "identical"
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_rerun(tmp_path, monkeypatch):
+    """Fresh helper 90: reproduce(out=...) recomputed the profile first and failed only when saving it."""
+    import importlib
+
+    from hf_txray import OutputError
+    from models import SAMPLE_TEXTS, save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model")
+    texts = [t for t in SAMPLE_TEXTS if t.strip()][:3]
+    hf_txray.analyze(str(folder), texts, features=("token",), show_progress=False,
+                     device="cpu").save_pretrained(tmp_path / "saved")
+    (tmp_path / "afile").write_text("x")
+    reproducing = importlib.import_module("hf_txray.reproduce")  # the module (hf_txray.reproduce is its function)
+    monkeypatch.setattr(reproducing, "reproduce_profile", lambda *a, **k: pytest.fail("recomputed before the check"))
+    with pytest.raises(OutputError, match="afile is a file"):
+        hf_txray.reproduce(tmp_path / "saved", out=tmp_path / "afile" / "x", dataset=texts)
