@@ -44,8 +44,9 @@ class OutputError(TXRayError, OSError):
     """A result cannot be written where it was asked to go: the folder is not writable, or the disk is full.
     ``target`` is the path asked for and ``reason`` the system's words."""
 
-    target: object = None
-    reason: str = ""
+    def __init__(self, message: str, target: object = None, reason: str = ""):
+        super().__init__(message)
+        self.target, self.reason = target, reason
 
 
 class ArtifactNotFoundError(TXRayError, FileNotFoundError):

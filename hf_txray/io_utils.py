@@ -71,19 +71,15 @@ def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = 
     else:
         return
     shown = Path(os.path.abspath(shown)) if shown is not None else target
-    error = OutputError(f"Cannot write {shown}: {problem}. {fix}")
-    error.target, error.reason = shown, problem
-    raise error
+    raise OutputError(f"Cannot write {shown}: {problem}. {fix}", shown, problem)
 
 
 def output_error(err: OSError, target: Path) -> OutputError:
     """`err`, raised while writing `target` (possibly through a temporary name), as an :class:`OutputError` that
     names `target` and the way out."""
     reason = err.reason if isinstance(err, OutputError) else (err.strerror or str(err))
-    error = OutputError(f"Cannot write {target}: {reason}. Nothing there was changed: make its folder writable or "
-                        "free some disk space, or save somewhere else.")
-    error.target, error.reason = target, reason
-    return error
+    return OutputError(f"Cannot write {target}: {reason}. Nothing there was changed: make its folder writable or "
+                       "free some disk space, or save somewhere else.", target, reason)
 
 
 def _within(err: OSError, folder: Path) -> bool:

@@ -135,15 +135,7 @@ def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
         vocab = backend.get_vocab(with_added_tokens=True) if backend is not None else tokenizer.get_vocab()
     except (NotImplementedError, TypeError, AttributeError):
         return None
-    by_id: list[str | None] = [None] * len(vocab)  # ids 0..n-1 each once (the usual case): in id order without a sort
-    for token, index in vocab.items():
-        if not (isinstance(index, int) and 0 <= index < len(by_id)) or by_id[index] is not None:
-            pairs = sorted((i, t) for t, i in vocab.items())
-            break
-        by_id[index] = token
-    else:
-        pairs = enumerate(by_id)
-    joined = "\n".join(f"{index}\0{token}" for index, token in pairs)
+    joined = "\n".join(f"{index}\0{token}" for index, token in sorted((i, t) for t, i in vocab.items()))
     return "vocab-sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -362,8 +362,11 @@ def display_values(values: Any) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
     out = np.round(array, DIGITS)
     small = np.isfinite(array) & (np.abs(array) < 1) & (array != 0)
-    if small.any():
-        out[small] = [float(f"{v:.{DIGITS}g}") for v in array[small]]
+    if small.any():  # vectorised: a search rounds every neuron's value
+        x = array[small]
+        decimals = np.clip(DIGITS - 1 - np.floor(np.log10(np.abs(x))), DIGITS, 300)
+        scale = 10.0 ** decimals
+        out[small] = np.round(x * scale) / scale
     return out
 
 
