@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -495,6 +494,7 @@ class WinnerRecorder:
     def reset(self) -> None:
         self.values = [None] * len(self.sites)
         self.indices = [None] * len(self.sites)
+        self._runs = None  # the positions may have been rewritten in place since the last forward pass
         self.trace.reset()
 
     def _read(self, slot: int, value: torch.Tensor | ExpertsCall) -> None:
@@ -540,17 +540,16 @@ class WinnerRecorder:
 
     def _runs_of(self, positions: torch.Tensor | None, flat: torch.Tensor) -> Runs | None:
         """The creditable rows as runs of consecutive rows (padding and special tokens left out of a CPU top-1),
-        computed once per forward pass: every layer's activations have the same rows."""
+        computed once per forward pass, at its first hooked layer: every layer's activations have the same rows.
+        :meth:`reset` and setting :attr:`positions` start a new pass, so positions rewritten in place between
+        two passes (even through a numpy view, which leaves the tensor's version as it was) are read again; comparing
+        them at every layer instead cost a fifth of the top-1 of a narrow model."""
         if positions is None or self.top_k != 1 or flat.device.type != "cpu":
             return None
-        # Keyed on the rows' content, not the tensor's version: a write through a numpy view of the positions does
-        # not bump the version, and stale runs would reduce the wrong rows. Comparing costs O(positions), a
-        # fraction of the top-1's O(positions x neurons).
-        rows = positions.numpy()
         cached = self._runs
-        if cached is None or cached[0] != len(flat) or not np.array_equal(cached[1], rows):
-            self._runs = cached = (len(flat), rows.copy(), contiguous_runs(rows, *flat.shape))
-        return cached[2]
+        if cached is None or cached[0] != len(flat):
+            self._runs = cached = (len(flat), contiguous_runs(positions.numpy(), *flat.shape))
+        return cached[1]
 
     @property
     def positions(self) -> torch.Tensor | None:
@@ -560,8 +559,8 @@ class WinnerRecorder:
     @positions.setter
     def positions(self, value: torch.Tensor | None) -> None:
         self._positions = value
-        # (activation rows, a copy of the positions, their runs), set at the first top-1 of a forward pass
-        self._runs: tuple[int, np.ndarray, Runs | None] | None = None
+        # (activation rows, the positions' runs), set at the first top-1 of a forward pass
+        self._runs: tuple[int, Runs | None] | None = None
 
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack

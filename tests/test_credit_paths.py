@@ -343,11 +343,14 @@ def test_the_runs_of_the_hooked_positions_follow_every_change_of_them():
     flat = torch.randn(400, 64)
     recorder.positions = torch.arange(10, 200)
     assert recorder._runs_of(recorder.positions, flat) == [(10, 200)]
+    assert recorder._runs_of(recorder.positions, flat) == [(10, 200)]  # the next layer of the same pass
     recorder.positions = torch.arange(50, 100)  # a new tensor
     assert recorder._runs_of(recorder.positions, flat) == [(50, 100)]
-    recorder.positions[:] = torch.arange(300, 350)  # changed in place
+    recorder.positions[:] = torch.arange(300, 350)  # changed in place, then the next forward pass
+    recorder.reset()
     assert recorder._runs_of(recorder.positions, flat) == [(300, 350)]
     recorder.positions.numpy()[:] = np.arange(0, 50)  # changed through a numpy view: the version stays the same
+    recorder.reset()
     assert recorder._runs_of(recorder.positions, flat) == [(0, 50)]
     assert recorder._runs_of(recorder.positions, torch.randn(2000, 64)) == topk.contiguous_runs(
         np.arange(0, 50), 2000, 64)  # other activations' rows
