@@ -317,7 +317,8 @@ class Profiler:
                     self._process(batch, builder, recorder)
                 quota = None if quota is None else quota - sum(b.num_positions for b in batches)
                 batches_since_save += len(batches)
-                bar.set_postfix(tokens=builder.num_positions, refresh=False)  # shown by the update, in step
+                # the tokens the model ran (specials and window context included), shown by the update, in step
+                bar.set_postfix(tokens=builder.num_real_tokens, refresh=False)
                 bar.update(len(bucket.example_ids))
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
-from .streaming import choose_text_column, missing_rows_error, non_string_column_error
+from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
@@ -419,7 +420,8 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
         dataset = pick_split(dataset, split)
     elif not isinstance(dataset, datasets.IterableDataset):
         # One-shot: a generator cannot be re-read, so a resumed run must pass a new one.
-        dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(dataset)})
+        dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(dataset),
+                                                                                "limit": num_samples})
     if num_samples is not None:
         if num_samples < 1:
             raise DatasetError(f"num_samples must be >= 1, got {num_samples}.")
@@ -471,13 +473,14 @@ class _OneShot:
             yield row
 
 
-def _rows_of(rows: _OneShot):
-    """Rows of a user generator as dicts: strings become ``{"text": s}``.
+def _rows_of(rows: _OneShot, limit: int | None = None):
+    """Rows of a user generator as dicts: strings become ``{"text": s}``; at most `limit` (``num_samples``) of them,
+    so that no row past them is pulled from the user's generator or checked (``take`` alone reads one more).
 
     Raises:
         DatasetError: a ``None`` row (with advice that fits a generator: a stream's ``filter`` does not apply).
     """
-    for index, row in enumerate(rows):
+    for index, row in enumerate(itertools.islice(rows, limit)):
         if row is None:
             raise DatasetError(f"The generator yielded None at row {index}: every text must be a str. Skip them in "
                                "the generator, e.g. (t for t in texts if t is not None), or yield a text instead.")
@@ -884,7 +887,7 @@ def _check_column_values(dataset, column: str) -> None:
         nulls = int(pc.sum(pc.is_null(values)).as_py() or 0)
         if nulls:
             first = offset + next(i for i, v in enumerate(values.to_pylist()) if v is None)
-            raise missing_rows_error(column, first)
+            raise missing_rows_error(column, first, builder_name(dataset))
         offset += len(values)
 
 

@@ -217,7 +217,7 @@ class StreamingSource:
             )
         text = row[self.text_column]
         if text is None:
-            raise missing_rows_error(self.text_column, self._describe(position))
+            raise missing_rows_error(self.text_column, self._describe(position), builder_name(self.corpus))
         if not isinstance(text, str):
             raise DatasetError(
                 f"Row {self._describe(position)} is {type(text).__name__} ({text!r:.60}), not a string: every text "
@@ -287,14 +287,22 @@ def has_shuffle_buffer(corpus: Any) -> bool:
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", "review", "body", "question", "prompt")
 
 
-def missing_rows_error(column: str, first: Any) -> DatasetError:
-    """The error for a text column holding None rows, `first` naming the first one."""
+def missing_rows_error(column: str, first: Any, builder_name: str | None = None) -> DatasetError:
+    """The error for a text column holding None rows, `first` naming the first one; `builder_name`: the ``datasets``
+    builder that read the data (``dataset.info.builder_name``), for advice that fits its format."""
+    why = {"csv": " A CSV read by datasets (pandas) turns empty cells and texts such as 'NA' or 'null' into None: "
+                  "load it with load_dataset('csv', ..., keep_default_na=False) to keep them as texts (hf_txray "
+                  "reads local CSV files that way).",
+           "json": " In JSON, a null value and a row without the key both read as None."}.get(builder_name, "")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
-        "(dataset.filter(lambda r: r[col] is not None)) or fill them. A CSV read by datasets (pandas) turns empty "
-        "cells and texts such as 'NA' or 'null' into None: load it with load_dataset('csv', ..., "
-        "keep_default_na=False) to keep them as texts (hf_txray reads local CSV files that way)."
+        f"(dataset.filter(lambda r: r[col] is not None)) or fill them.{why}"
     )
+
+
+def builder_name(dataset: Any) -> str | None:
+    """The ``datasets`` builder that read `dataset` (``"csv"``, ``"json"``...), None when unknown."""
+    return getattr(getattr(dataset, "info", None), "builder_name", None)
 
 
 def non_string_column_error(column: str, feature: Any) -> DatasetError:

@@ -251,7 +251,7 @@ def test_empty_dataset(texts):
     (["fine", 3, "fine"], r"Row 1 is int"),
     (["fine", None], r"Row 1 is NoneType"),
     (datasets.Dataset.from_dict({"text": ["a", None, "b"]}), r"missing \(None\) rows, the first at index 1.*"
-                                                             r"keep_default_na=False"),  # CSV's NA cells: the fix
+                                                             r"r\[col\] is not None"),
     (datasets.Dataset.from_dict({"text": [1, 2]}), r"not strings"),
 ])
 def test_non_string_rows(texts, match):

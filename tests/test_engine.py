@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 
 import datasets
@@ -72,7 +73,15 @@ def test_streamed_dataset_gives_the_in_memory_profile(jsonl):
 
 
 def test_generator_and_num_samples_as_take():
-    profile = analyze(texts=(t for t in SAMPLE_TEXTS), num_samples=4)
+    pulled = []
+
+    def gen():  # a bad row right after the rows asked for: never pulled, never checked (take alone reads one more)
+        for text in SAMPLE_TEXTS[:4] + [None]:
+            pulled.append(text)
+            yield text
+
+    profile = analyze(texts=gen(), num_samples=4)
+    assert len(pulled) == 4
     assert profile.meta.num_examples == 4
     assert_same_profile(profile, analyze(texts=SAMPLE_TEXTS[:4]))
     rows = analyze(texts=({"body": t, "n": 1} for t in SAMPLE_TEXTS), text_column="body")
@@ -90,6 +99,34 @@ def test_streamed_bad_rows_name_the_row(rows, match):
 
     with pytest.raises(DatasetError, match=match):
         analyze(texts=datasets.IterableDataset.from_generator(gen), batch_size=1)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "list"])
+def test_missing_rows_advice_fits_the_format(tmp_path, fmt):
+    """The CSV advice (keep_default_na) only for data that datasets read as CSV; JSON's null and a row without the key
+    both read as None."""
+    texts = ["fine", "NA" if fmt == "csv" else None, "fine"]
+    if fmt == "csv":
+        (tmp_path / "t.csv").write_text("text\n" + "\n".join(texts) + "\n")
+        data = datasets.load_dataset("csv", data_files=str(tmp_path / "t.csv"), split="train", streaming=True)
+    elif fmt == "json":
+        (tmp_path / "t.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+        data = datasets.load_dataset("json", data_files=str(tmp_path / "t.jsonl"), split="train", streaming=True)
+    else:
+        data = datasets.IterableDataset.from_generator(lambda: ({"text": t} for t in texts))
+    with pytest.raises(DatasetError, match=r"missing \(None\) rows, the first at index 1") as raised:
+        analyze(texts=data, batch_size=1)
+    message = str(raised.value)
+    assert ("keep_default_na=False" in message) == (fmt == "csv")
+    assert ("In JSON" in message) == (fmt == "json")
+
+
+def test_progress_counts_the_tokens_the_model_ran(capsys):
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, (t for t in SAMPLE_TEXTS), tokenizer=tokenizer, features=("token",),
+                               show_progress=True)
+    shown = re.findall(r"tokens=(\d+)", capsys.readouterr().err)
+    assert shown and int(shown[-1]) == profile.meta.num_input_tokens > profile.meta.num_positions
 
 
 def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
