@@ -134,13 +134,24 @@ def reduce_in_order(parts: Sequence[tuple[np.ndarray, Sequence[np.ndarray], np.n
         parts (`list[tuple[np.ndarray, list[np.ndarray], np.ndarray]]`): ``(keys, columns, counts)`` chunks, all
             ``(n_i,)``: int64 keys (any order, repeats allowed), float64 columns, int64 counts.
 
+    The result may hold the arrays of a part (when it is the only non-empty one and its keys are sorted and
+    distinct): callers pass parts they no longer change.
+
     Each key's float sums add its entries in part order, then entry order, starting from zero: exactly what
     :func:`reduce_by_key` over the concatenation gives, and what merging sorted chunks one by one into a state
     gives (``(state + chunk_1) + chunk_2 ...``). One stable sort of the concatenation (timsort: O(n log parts)
     when the parts are sorted, as the flushed chunks are), one gather and one pass per column.
     """
-    keys = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
     width = len(parts[0][1]) if parts else 0
+    filled = [p for p in parts if len(p[0])]
+    if len(filled) == 1 and _strictly_increasing(filled[0][0]):
+        # One sorted chunk of distinct keys (the first move of a run's sums to the host, into an empty state): its
+        # sums are already the per-key sums (0.0 + x is x for the non-negative masses summed here). Its arrays are
+        # returned as they are, not copied (copying 10M keys' arrays cost more than the rest of the merge).
+        keys, columns, counts = filled[0]
+        return (np.asarray(keys, dtype=np.int64), [np.asarray(c, dtype=np.float64) for c in columns],
+                np.asarray(counts, dtype=np.int64))
+    keys = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
     if len(keys) == 0:
         return keys, [np.zeros(0) for _ in range(width)], np.zeros(0, dtype=np.int64)
     order = np.argsort(keys, kind="stable")
@@ -149,12 +160,18 @@ def reduce_in_order(parts: Sequence[tuple[np.ndarray, Sequence[np.ndarray], np.n
     first[0] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
+    merged = [np.concatenate([p[1][i] for p in parts]).astype(np.float64, copy=False)[order] for i in range(width)]
+    counts = np.concatenate([np.asarray(p[2], dtype=np.int64) for p in parts])[order]
+    if len(starts) == len(keys):  # disjoint chunks: nothing to add up
+        return keys, merged, counts
     group = np.cumsum(first) - 1
     # bincount adds the weights of a bin in array order: the stable order above, i.e. part order then entry order.
-    columns = [np.bincount(group, weights=np.concatenate([p[1][i] for p in parts])[order], minlength=len(starts))
-               for i in range(width)]
-    counts = np.add.reduceat(np.concatenate([np.asarray(p[2], dtype=np.int64) for p in parts])[order], starts)
-    return keys[starts], columns, counts
+    columns = [np.bincount(group, weights=column, minlength=len(starts)) for column in merged]
+    return keys[starts], columns, np.add.reduceat(counts, starts)
+
+
+def _strictly_increasing(keys: np.ndarray) -> bool:
+    return bool(np.all(keys[1:] > keys[:-1]))
 
 
 class SparseSums:

@@ -190,3 +190,59 @@ def test_compacting_sorted_chunks_by_merging_equals_one_reduce_over_everything(s
     assert np.array_equal(sums.keys, expected[0])
     assert np.array_equal(sums.mass, expected[1])  # bit-identical, not just close
     assert np.array_equal(sums.count, expected[2])
+
+
+def _sums_in_order(parts):
+    """Brute force: each key's entries added one by one, in part order then entry order, from 0.0."""
+    sums: dict[int, list] = {}
+    for keys, columns, counts in parts:
+        for i, key in enumerate(keys.tolist()):
+            entry = sums.setdefault(key, [0.0] * len(columns) + [0])
+            for j, column in enumerate(columns):
+                entry[j] += float(column[i])
+            entry[-1] += int(counts[i])
+    keys = sorted(sums)
+    return keys, [[sums[k][j] for k in keys] for j in range(len(parts[0][1]))], [sums[k][-1] for k in keys]
+
+
+@pytest.mark.parametrize("case", ["overlapping", "one sorted chunk", "one sorted chunk among empty ones", "disjoint",
+                                  "one unsorted chunk with repeats"])
+def test_reduce_in_order_is_the_sum_in_part_then_entry_order(case):
+    from hf_txray.accumulators import reduce_in_order
+
+    rng = np.random.default_rng(len(case))
+
+    def part(keys):
+        keys = np.asarray(keys, dtype=np.int64)
+        return keys, [rng.random(len(keys)) * 10, rng.random(len(keys))], rng.integers(1, 5, len(keys))
+
+    empty = part([])
+    parts = {
+        "overlapping": [part(np.unique(rng.integers(0, 50, 30))) for _ in range(4)],
+        "one sorted chunk": [part(np.unique(rng.integers(0, 10**12, 500)))],
+        "one sorted chunk among empty ones": [empty, part(np.unique(rng.integers(0, 100, 60))), empty],
+        "disjoint": [part(np.arange(0, 40, 2)), part(np.arange(1, 40, 2)), part([100, 200])],
+        "one unsorted chunk with repeats": [part(rng.integers(0, 20, 200))],
+    }[case]
+    keys, columns, counts = reduce_in_order(parts)
+    want_keys, want_columns, want_counts = _sums_in_order(parts)
+    assert keys.tolist() == want_keys and counts.tolist() == want_counts
+    for got, want in zip(columns, want_columns):
+        assert got.dtype == np.float64 and got.tolist() == want  # bit for bit
+
+
+def test_merge_parity_adds_the_two_halves_of_each_key():
+    from hf_txray.credit import merge_parity
+
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(0, 400, 300))  # many keys hold both parities, some one
+    mass, counts = rng.random(len(keys)), rng.integers(1, 9, len(keys))
+    base, (summed,), summed_counts = merge_parity(keys, [mass], counts)
+    want: dict[int, list] = {}
+    for key, m, c in zip(keys.tolist(), mass.tolist(), counts.tolist()):
+        entry = want.setdefault(key >> 1, [0.0, 0])
+        entry[0], entry[1] = entry[0] + m, entry[1] + c
+    assert base.tolist() == sorted(want)
+    assert summed.tolist() == [want[k][0] for k in sorted(want)]
+    assert summed_counts.tolist() == [want[k][1] for k in sorted(want)]
+    assert len(base) < len(keys)  # the pairs were merged
