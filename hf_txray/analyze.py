@@ -33,7 +33,7 @@ from .distributed import (all_gather, check_device, default_device, input_device
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
-from .io_utils import atomic_dir, check_writable, output_error, read_json, write_json
+from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import WINDOWED, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
@@ -249,7 +249,7 @@ class Profiler:
         merged = local
         parts = all_gather(local, world)
         if world > 1:  # the shards' example ids already number the whole corpus
-            merged = Profile.merge_shards(parts)
+            merged = Profile._merge_shards(parts)
         if merged.meta.num_examples == 0:
             raise DatasetError("The dataset is empty: there is no text to profile (a generator that was already "
                                "read yields nothing: pass a new one).")
@@ -299,6 +299,8 @@ class Profiler:
         self.model.eval()
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
+        # max_positions reached (and the texts it reached counted) in a saved bucket: a resume reads no further
+        stopped = bool(resume_state and resume_state.get("stopped"))
         encoded = None
         try:
             batches_since_save = 0
@@ -306,7 +308,6 @@ class Profiler:
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
             workers = self._workers_for(source, checkpoint_every, resume_state)
             buckets = source.buckets(self.bucket_plan(checkpoint_every, workers), resume_state)
-            stopped = False  # max_positions reached and the texts it reached counted
             encoded = encode_buckets(self.encoder(read is None), buckets, workers, read)
             for bucket, batches in encoded:
                 if stopped:
@@ -330,7 +331,7 @@ class Profiler:
                     # texts have doubled, so the waits stay rare (amortised) whatever the number of referenced texts.
                     prune_at = max(STREAM_TEXTS_KEPT, 2 * source.num_texts_held)
                 if saving:
-                    state.save(bucket.state, builder.state_dict(), source.kept_texts(through))
+                    state.save({**bucket.state, "stopped": stopped}, builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
             if bar.total is not None and bar.n < bar.total and not stopped:  # a stream shorter than num_samples
                 bar.total = bar.n
@@ -499,7 +500,8 @@ def _rows(corpus, start: int, end: int):
 
 def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> str:
     """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
-    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus and its num_samples, shard, the options that
+    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus (its fingerprint, and the
+    content hash of local data files) and its num_samples, shard, the options that
     change what is counted or the activations (``pad_to_multiple_of``), the tokenizer's vocabulary, and `features`
     (each user feature's :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch``
     are left out: with widths rounded to 16 a text's activations do not depend on its batch, so a resume may change
@@ -515,6 +517,8 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
              # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
              (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
              (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),  # token features' vocabulary
+             # local data files (streamed ones too, which have no fingerprint of their own): their content
+             (meta.provenance or {}).get("dataset", {}).get("content_hash"),
              model.get("commit"), model.get("content_hash"), weights, features]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -599,6 +603,9 @@ class _CheckpointState:
                 written in the old format (a whole profile) by an earlier hf_txray, or is corrupt or partial.
         """
         progress_file, state_file = self.path / "progress.json", self.path / "state.npz"
+        if restore_interrupted_swap(self.path):
+            logger.warning("resume: the last checkpoint save in %s was interrupted; resuming from the checkpoint "
+                           "before it.", self.path)
         if not progress_file.exists():
             if state_file.exists():
                 raise self.unusable("has state.npz but no progress.json (a partial copy?)")
@@ -630,7 +637,9 @@ class _CheckpointState:
             )
         if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
             raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
-        digest = progress.get("digest")  # None in checkpoints written before it was recorded
+        digest = progress.get("digest")
+        if not isinstance(digest, str):  # without it, an edited count would be resumed into wrong numbers
+            raise self.unusable("has a progress.json without the digest that ties it to its state.npz")
         for recorded in ("run_key", "format", "stream_head", "digest"):
             progress.pop(recorded, None)
         try:
@@ -643,7 +652,7 @@ class _CheckpointState:
             # a garbage file reads as a refused pickle, a truncated one as a bad zip: neither message helps
             raise self.unusable(f"has a state.npz that is not a complete .npz archive ({type(err).__name__})") \
                 from None
-        if digest is not None and _checkpoint_digest(state_file, progress) != digest:
+        if _checkpoint_digest(state_file, progress) != digest:
             raise self.unusable("has a state.npz and a progress.json that were not saved together (one was changed, "
                                 "or copied from another checkpoint)")
         return progress, _SavedState(sub_state(state, "builder"), texts)

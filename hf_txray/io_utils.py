@@ -120,6 +120,21 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+def restore_interrupted_swap(target: str | os.PathLike) -> bool:
+    """Put back the folder :func:`atomic_dir` had moved aside when the process was killed between its two renames
+    (`target` is then missing, and its previous content sits in ``.{name}.old-{pid}``); True when one was restored.
+
+    The new folder (``.{name}.tmp-...``) is left alone: nothing marks it complete."""
+    target = Path(target)
+    if target.exists():
+        return False
+    aside = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not aside:
+        return False
+    os.replace(aside[-1], target)
+    return True
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write JSON atomically (temporary file + rename)."""
     path = Path(path)

@@ -601,7 +601,7 @@ class Profile(Artifact):
         """
         self.check_compatible(other, "merge")
         self._check_mergeable(other)
-        merged = self.merge_shards([self, other.renumbered(self.example_id_span)])
+        merged = self._merge_shards([self, other.renumbered(self.example_id_span)])
         merged.meta.dataset_fingerprint = FINGERPRINT_JOIN.join(_fingerprint_parts(self.meta)
                                                                + _fingerprint_parts(other.meta))
         if merged.meta.provenance:  # the record is the first part's: say it covers only part of the texts
@@ -670,10 +670,10 @@ class Profile(Artifact):
                        activation_histogram=self.activation_histogram, output_effects=self.output_effects)
 
     @staticmethod
-    def merge_shards(parts: list["Profile"]) -> "Profile":
+    def _merge_shards(parts: list["Profile"]) -> "Profile":
         """Sum profiles whose example ids already number one corpus (the shards of one multi-process run, in rank
-        order): no renumbering and no check of the options (they come from one call). :meth:`merge` is the
-        user-facing merge of separately profiled parts."""
+        order): no renumbering and no check of the options (they come from one call), hence private: on parts
+        profiled apart, example ids collide. :meth:`merge` is the user-facing merge of separately profiled parts."""
         merged = parts[0]
         for other in parts[1:]:
             merged = merged._merge_sums(other)

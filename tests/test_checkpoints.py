@@ -240,6 +240,12 @@ def _processed_plus_one(folder):
     (folder / "progress.json").write_text(json.dumps(progress))
 
 
+def _without_digest(folder):
+    progress = json.loads((folder / "progress.json").read_text())
+    del progress["digest"]
+    (folder / "progress.json").write_text(json.dumps(progress))
+
+
 def _state_rewritten(folder):  # still a valid archive, with other numbers (doubled masses)
     with np.load(folder / "state.npz") as arrays:
         state = {k: arrays[k] * 2 if "mass" in k and arrays[k].dtype.kind == "f" else arrays[k] for k in arrays.files}
@@ -256,6 +262,8 @@ CORRUPTIONS = {  # how a checkpoint gets damaged -> what the refusal says
     "missing progress.json": (lambda f: (f / "progress.json").unlink(), "no progress.json"),
     "no processed count": (_without_processed, "'processed'"),
     "changed processed count": (_processed_plus_one, "were not saved together"),
+    "changed processed count, digest removed": (lambda f: (_processed_plus_one(f), _without_digest(f)),
+                                                "without the digest"),
     "state.npz of another save": (_state_rewritten, "were not saved together"),
 }
 
@@ -418,3 +426,56 @@ def test_pruning_a_streams_texts_is_amortised(tmp_path, monkeypatch):
     assert_same_profile(pruned, unpruned)
     assert (pruned.examples["token"] != "").all()
     assert 2 <= len(prunings) <= buckets / 3, (len(prunings), buckets)
+
+
+def test_a_run_stopped_by_max_positions_resumes_to_the_same_profile(tmp_path):
+    """The quota runs out in a checkpointed bucket and the next bucket starts with texts without positions: a
+    resume read on and counted them (num_examples, num_empty, example ids) although the run had stopped."""
+    model, tokenizer = tiny("bert")
+    texts = ["alpha beta gamma delta", "epsilon zeta eta", "theta iota", "kappa lambda mu", "", "   ",
+             "nu xi omicron", "pi rho"]
+    options = dict(tokenizer=tokenizer, features=("token",), max_positions=6, batch_size=2, checkpoint_every=2,
+                   show_progress=False, checkpoint_dir=tmp_path / "state")
+    first = hf_txray.analyze(model, texts, **options)
+    progress = json.loads((tmp_path / "state" / "rank-0-of-1" / "progress.json").read_text())
+    assert progress["stopped"] and progress["processed"] == 4  # saved with the bucket that used up the quota
+    again = hf_txray.analyze(model, texts, resume=True, **options)
+    assert (again.meta.num_examples, again.meta.num_empty) == (first.meta.num_examples, first.meta.num_empty) == (2, 0)
+    assert again == first
+
+
+def test_a_checkpoint_swap_killed_halfway_resumes_from_the_checkpoint_before_it(tmp_path, caplog):
+    """Killed between atomic_dir's two renames, a run leaves its last checkpoint moved aside (.rank-*.old-PID) and
+    the new one unfinished (.rank-*.tmp-*): the resume put neither back and started over, losing the work."""
+    import shutil
+
+    SPANS.calls, SPANS.fail_at = 0, 11
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "state", **COMMON)
+    rank = tmp_path / "state" / "rank-0-of-1"
+    shutil.copytree(rank, tmp_path / "state" / ".rank-0-of-1.tmp-0badf00d")  # the new save, not known complete
+    rank.rename(tmp_path / "state" / ".rank-0-of-1.old-4242")
+    SPANS.calls, SPANS.fail_at = 0, None
+    with caplog.at_level("WARNING", logger="hf_txray"):
+        resumed = run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert "interrupted" in caplog.text and SPANS.calls == len(TEXTS) - 8  # two checkpoints of 4 texts were kept
+    SPANS.calls = 0
+    assert resumed == run(TEXTS, checkpoint_dir=tmp_path / "whole", **COMMON)
+
+
+def test_resume_refuses_a_local_stream_changed_past_its_first_texts(tmp_path):
+    """Only a stream's first 16 texts were hashed: a local file streamed from its path and changed further on was
+    resumed, its counts from the old file and its provenance from the new one. Its content hash now ties the
+    checkpoint (a dataset object loaded by the user records no files: its first texts only, as the README says)."""
+    path = tmp_path / "long.jsonl"
+    texts = [f"text number {i} is here" for i in range(24)]
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    corpus, extra = (lambda: str(path)), {"streaming": True}
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(corpus(), checkpoint_dir=tmp_path / "state", **COMMON, **extra)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:-1] + ["another last text"]))
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="different run"):
+        run(corpus(), checkpoint_dir=tmp_path / "state", resume=True, **COMMON, **extra)
+    assert SPANS.calls == 0

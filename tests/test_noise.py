@@ -523,7 +523,7 @@ def as_example(profile: Profile, example_id: int) -> Profile:
 
 
 def merged(parts: list[Profile]) -> Profile:
-    return Profile.merge_shards(parts)  # the parts already carry their place in the corpus (as_example)
+    return Profile._merge_shards(parts)  # the parts already carry their place in the corpus (as_example)
 
 
 def test_calibration_random_half_splits_and_a_real_domain_shift():

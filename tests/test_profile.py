@@ -300,7 +300,7 @@ def test_merge_keeps_as_many_examples_as_the_smaller_capacity():
 
 def test_merge_keeps_the_best_examples_per_neuron():
     first, second = shards([0, 4, len(SAMPLE_TEXTS)], 4)
-    merged = Profile.merge_shards([first, second])
+    merged = Profile._merge_shards([first, second])
     both = pd.concat([first.examples, second.examples])
     for (layer, neuron), group in both.groupby(["layer", "neuron"]):
         best = group.sort_values(["activation", "example_id", "token_index"], ascending=[False, True, True])
@@ -316,7 +316,7 @@ def test_merge_ranks_tied_examples_by_example_id_in_either_order():
     single, both = profile_of((text,), 1), profile_of((text, text), 1)
     assert both.examples.duplicated(["layer", "neuron", "activation"]).any()
     first, second = as_shard(single, 0), as_shard(single, 1)
-    for merged in (Profile.merge_shards([first, second]), Profile.merge_shards([second, first])):
+    for merged in (Profile._merge_shards([first, second]), Profile._merge_shards([second, first])):
         pd.testing.assert_frame_equal(merged.examples, both.examples.reset_index(drop=True), check_exact=True)
 
 
