@@ -287,13 +287,13 @@ def has_shuffle_buffer(corpus: Any) -> bool:
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", "review", "body", "question", "prompt")
 
 
-def missing_rows_error(column: str, first: Any, builder_name: str | None = None) -> DatasetError:
-    """The error for a text column holding None rows, `first` naming the first one; `builder_name`: the ``datasets``
-    builder that read the data (``dataset.info.builder_name``), for advice that fits its format."""
+def missing_rows_error(column: str, first: Any, reader: str | None = None) -> DatasetError:
+    """The error for a text column holding None rows, `first` naming the first one; `reader`: the ``datasets``
+    builder that read the data (:func:`builder_name`), for advice that fits its format."""
     why = {"csv": " A CSV read by datasets (pandas) turns empty cells and texts such as 'NA' or 'null' into None: "
                   "load it with load_dataset('csv', ..., keep_default_na=False) to keep them as texts (hf_txray "
                   "reads local CSV files that way).",
-           "json": " In JSON, a null value and a row without the key both read as None."}.get(builder_name, "")
+           "json": " In JSON, a null value and a row without the key both read as None."}.get(reader, "")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
         f"(dataset.filter(lambda r: r[col] is not None)) or fill them.{why}"
