@@ -144,7 +144,7 @@ def reduce_in_order(parts: Sequence[tuple[np.ndarray, Sequence[np.ndarray], np.n
     """
     width = len(parts[0][1]) if parts else 0
     filled = [p for p in parts if len(p[0])]
-    if len(filled) == 1 and _strictly_increasing(filled[0][0]):
+    if len(filled) == 1 and _strictly_increasing(np.asarray(filled[0][0])):
         # One sorted chunk of distinct keys (the first move of a run's sums to the host, into an empty state): its
         # sums are already the per-key sums (0.0 + x is x for the non-negative masses summed here). Its arrays are
         # returned as they are, not copied (copying 10M keys' arrays cost more than the rest of the merge).

@@ -603,7 +603,7 @@ class _CheckpointState:
                 written in the old format (a whole profile) by an earlier hf_txray, or is corrupt or partial.
         """
         progress_file, state_file = self.path / "progress.json", self.path / "state.npz"
-        if restore_interrupted_swap(self.path):
+        if restore_interrupted_swap(self.path, required=("progress.json", "state.npz")):
             logger.warning("resume: the last checkpoint save in %s was interrupted; resuming from the checkpoint "
                            "before it.", self.path)
         if not progress_file.exists():

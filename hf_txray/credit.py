@@ -206,6 +206,8 @@ def merge_parity(keys: np.ndarray, columns: Sequence[np.ndarray], counts: np.nda
     # (a + b, as a sum over the pair in order; half the time of reduceat over 10M keys).
     seconds = np.flatnonzero(~first)
     slots = seconds - np.arange(1, len(seconds) + 1)  # the pair's index among the base keys
+    if np.any(slots[1:] == slots[:-1]):  # three entries or more for one base: keys that were not unique
+        return base[starts], [np.add.reduceat(c, starts) for c in columns], np.add.reduceat(counts, starts)
 
     def pairs(values: np.ndarray) -> np.ndarray:
         out = values[starts]

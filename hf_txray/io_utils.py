@@ -8,7 +8,7 @@ import secrets
 import shutil
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .errors import ConfigurationError, OutputError
 
@@ -120,15 +120,17 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def restore_interrupted_swap(target: str | os.PathLike) -> bool:
+def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] = ()) -> bool:
     """Put back the folder :func:`atomic_dir` had moved aside when the process was killed between its two renames
     (`target` is then missing, and its previous content sits in ``.{name}.old-{pid}``); True when one was restored.
 
+    Only a folder holding every file in `required` is put back (the newest): one whose removal was cut short is not.
     The new folder (``.{name}.tmp-...``) is left alone: nothing marks it complete."""
     target = Path(target)
     if target.exists():
         return False
-    aside = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    aside = sorted((p for p in target.parent.glob(f".{target.name}.old-*") if all((p / f).is_file() for f in required)),
+                   key=lambda p: p.stat().st_mtime)
     if not aside:
         return False
     os.replace(aside[-1], target)

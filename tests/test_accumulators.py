@@ -246,3 +246,15 @@ def test_merge_parity_adds_the_two_halves_of_each_key():
     assert summed.tolist() == [want[k][0] for k in sorted(want)]
     assert summed_counts.tolist() == [want[k][1] for k in sorted(want)]
     assert len(base) < len(keys)  # the pairs were merged
+
+
+def test_merge_parity_and_reduce_in_order_take_their_slow_paths_when_their_inputs_are_not_as_promised():
+    """merge_parity is for sorted unique keys and reduce_in_order's shortcut for one sorted chunk of distinct keys:
+    repeated keys (three entries for one base) and unsorted lists still give the plain sums (fresh helper 93)."""
+    from hf_txray.accumulators import reduce_in_order
+    from hf_txray.credit import merge_parity
+
+    base, (mass,), counts = merge_parity(np.array([2, 2, 3]), [np.array([1.0, 2.0, 4.0])], np.array([1, 1, 1]))
+    assert base.tolist() == [1] and mass.tolist() == [7.0] and counts.tolist() == [3]
+    keys, (column,), counts = reduce_in_order([([1, 3, 2], [[1.0, 3.0, 2.0]], [1, 1, 1])])
+    assert keys.tolist() == [1, 2, 3] and column.tolist() == [1.0, 2.0, 3.0] and counts.tolist() == [1, 1, 1]

@@ -455,6 +455,9 @@ def test_a_checkpoint_swap_killed_halfway_resumes_from_the_checkpoint_before_it(
     rank = tmp_path / "state" / "rank-0-of-1"
     shutil.copytree(rank, tmp_path / "state" / ".rank-0-of-1.tmp-0badf00d")  # the new save, not known complete
     rank.rename(tmp_path / "state" / ".rank-0-of-1.old-4242")
+    stale = tmp_path / "state" / ".rank-0-of-1.old-77"  # a removal cut short by an earlier crash: newer, incomplete
+    stale.mkdir()
+    (stale / "progress.json").write_text("{}")
     SPANS.calls, SPANS.fail_at = 0, None
     with caplog.at_level("WARNING", logger="hf_txray"):
         resumed = run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
