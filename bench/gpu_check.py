@@ -39,6 +39,12 @@ MAX_LENGTH, BATCH, TOKENS = 512, 256, 65536
 WORKERS = None  # analyze's default on an accelerator: what a user gets (min(8, cores - 1))
 TITLE = "GPU check (`gpu_check.sh`)"
 BUNDLE: Path | None = None
+DEVICE = "cuda"  # "cpu" with --dry-run: the whole script on a few texts, to find breakage before a GPU is lent
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def minilm():
@@ -132,19 +138,19 @@ def make_bundle(folder: Path, sentences: int) -> None:
 def batches(tokenizer, corpus, max_length):
     from baseline import engine_batches
 
-    return [{k: v.cuda() for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS)]
+    return [{k: v.to(DEVICE) for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS)]
 
 
 def plain(model, prepared) -> tuple[float, float]:
     """Wall seconds and main-process CPU seconds of a bare forward over `prepared`."""
     from baseline import cpu_usage
 
-    torch.cuda.synchronize()
+    sync()
     start, cpu = time.perf_counter(), cpu_usage()
     with torch.no_grad():
         for inputs in prepared:
             model(**inputs)
-    torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - start, (cpu_usage() - cpu).total
 
 
@@ -154,15 +160,13 @@ def profiled(model, tokenizer, corpus, device, max_length, workers=WORKERS):
     import hf_txray
     from baseline import cpu_usage, watching_buckets
 
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync()
     with watching_buckets() as record:
         start, cpu = time.perf_counter(), cpu_usage()
         profile = hf_txray.analyze(model, corpus, tokenizer=tokenizer, features=("token",), max_length=max_length,
                                    batch_size=BATCH, max_tokens_per_batch=TOKENS, num_workers=workers,
                                    device=device, show_progress=False)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync()
         seconds = time.perf_counter() - start
     buckets = {"buckets": record["buckets"], "first_batch_s": record["first"] - start}
     return seconds, (cpu_usage() - cpu).total, profile, buckets
@@ -173,15 +177,15 @@ def context_length(model) -> int:
 
 
 def throughput(name, model, tokenizer, corpus) -> dict:
-    model = model.cuda().eval()
+    model = model.to(DEVICE).eval()
     max_length = context_length(model)
     prepared = batches(tokenizer, corpus, max_length)
-    profiled(model, tokenizer, corpus[:256], "cuda", max_length)  # warm-up
+    profiled(model, tokenizer, corpus[:256], DEVICE, max_length)  # warm-up
     plain(model, prepared[:2])
     plain_runs, txray_runs = [], []
     for _ in range(2):
         plain_runs.append(plain(model, prepared))
-        seconds, cpu, profile, buckets = profiled(model, tokenizer, corpus, "cuda", max_length)
+        seconds, cpu, profile, buckets = profiled(model, tokenizer, corpus, DEVICE, max_length)
         txray_runs.append((seconds, cpu))
     tokens = profile.meta.num_positions
     plain_s, txray_s = min(r[0] for r in plain_runs), min(r[0] for r in txray_runs)
@@ -197,10 +201,10 @@ def throughput(name, model, tokenizer, corpus) -> dict:
 
 def where_time_goes(name, model, tokenizer, corpus, out: Path | None) -> str:
     """cProfile of one CUDA `analyze` (main process): the top functions by own time."""
-    model = model.cuda().eval()
+    model = model.to(DEVICE).eval()
     profiler = cProfile.Profile()
     profiler.enable()
-    profiled(model, tokenizer, corpus, "cuda", context_length(model))
+    profiled(model, tokenizer, corpus, DEVICE, context_length(model))
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(45)
@@ -238,7 +242,7 @@ def exactness(name, model, tokenizer, corpus) -> dict:
     max_length = 128
     _, _, on_cpu, _ = profiled(model.cpu(), tokenizer, corpus, "cpu", max_length)
     ties = near_ties(model, tokenizer, corpus, max_length)
-    _, _, on_cuda, _ = profiled(model.cuda(), tokenizer, corpus, "cuda", max_length)
+    _, _, on_cuda, _ = profiled(model.to(DEVICE), tokenizer, corpus, DEVICE, max_length)
     model.cpu()
     differing = int(np.abs(on_cpu.neuron_count - on_cuda.neuron_count).sum())
     return {"model": name, "positions": on_cpu.meta.num_positions, "credits_differing": differing,
@@ -279,9 +283,10 @@ def run_all(args, out: Path | None) -> dict:
     from hf_txray.workers import resolve_num_workers
 
     corpus = texts(args.sentences)
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cpus": os.cpu_count(),
+    name = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (--dry-run)"
+    result = {"device": name, "torch": torch.__version__, "cpus": os.cpu_count(),
               "sentences": args.sentences, "runs": [], "checks": [], "errors": [],
-              "workers": resolve_num_workers(WORKERS, "cuda"),
+              "workers": resolve_num_workers(WORKERS, DEVICE),
               "weights": ("MiniLM weights stored in fp16 and upcast; SmolLM2-135M's shape with random weights; "
                           "GPT-2-size random." if BUNDLE is not None else "Real MiniLM and SmolLM2 weights; GPT-2-size random.")}
 
@@ -301,18 +306,19 @@ def run_all(args, out: Path | None) -> dict:
             print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)  # every model: where it waits
             if not name.startswith("near-free"):
                 result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
-            print(json.dumps(result["checks"][-1]), flush=True)
+                print(json.dumps(result["checks"][-1]), flush=True)
         except Exception:  # keep what the other models measure
             result["errors"].append(f"{name}: {traceback.format_exc(limit=6)}")
             print(result["errors"][-1], flush=True)
         save()
         model = None
-        torch.cuda.empty_cache()
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
     return result
 
 
 def main() -> None:
-    global BUNDLE
+    global BUNDLE, DEVICE
     from results_file import bench_parser, publish
 
     parser = bench_parser(sentences=8000, note=True)
@@ -320,6 +326,8 @@ def main() -> None:
     parser.add_argument("--make-bundle", type=Path, help="Write the models and texts a GPU machine needs, and stop.")
     parser.add_argument("--out", type=Path, help="Write gpu_check.json/.md (and the cProfile) here as they come.")
     parser.add_argument("--from-json", type=Path, help="Publish the report of an earlier run's gpu_check.json.")
+    parser.add_argument("--dry-run", action="store_true", help="Run every step on the CPU (use a few --sentences, "
+                        "with --no-write): checks that the script works before a GPU is lent; measures nothing.")
     args = parser.parse_args()
     if args.make_bundle:
         make_bundle(args.make_bundle, args.sentences)
@@ -327,13 +335,17 @@ def main() -> None:
     if args.from_json:
         publish(TITLE, report(json.loads(args.from_json.read_text())), args)
         return
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device here; nothing measured.")
+    DEVICE = "cpu" if args.dry_run else "cuda"
+    if not args.dry_run and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; nothing measured (--dry-run runs it on the CPU).")
         sys.exit(2)
     BUNDLE = args.bundle
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     result = run_all(args, args.out)
+    if args.dry_run:  # nothing measured: neither the record nor RESULTS.md is touched
+        print(report(result))
+        sys.exit(1 if result["errors"] else 0)
     Path(__file__).with_name("gpu_check.json").write_text(json.dumps(result, indent=2))
     publish(TITLE, report(result), args)
 
