@@ -172,7 +172,7 @@ class Trace:
             handles = [site.module.register_forward_pre_hook(self._experts_hook(slot), with_kwargs=True,
                                                              prepend=self.prepend)]
             shared = site.experts.shared if site.experts is not None else None
-            if shared is not None:  # the shared expert runs before the routed ones: keep its input for them
+            if shared is not None:  # the shared expert's intermediate joins the routed ones', whichever runs first
                 handles.append(shared.register_forward_pre_hook(self._shared_hook(slot), prepend=self.prepend))
             return handles
         raise ConfigurationError(f"Unknown capture {site.capture!r} of site {site.name!r}: input, output or experts.")
@@ -198,7 +198,9 @@ class Trace:
         """Start a new forward pass: forget the calls counted and the activations kept."""
         self.calls = [0] * len(self.sites)
         self.outputs: list[Any] = [None] * len(self.sites)
-        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)
+        self._shared: list[torch.Tensor | None] = [None] * len(self.sites)  # shared expert ran, routed not yet
+        # routed experts ran, shared not yet: the call and its tensors' version counters
+        self._routed: list[tuple[ExpertsCall, int, int] | None] = [None] * len(self.sites)
 
     def missing(self) -> list["Site"]:
         """The sites that did not fire since the last :meth:`reset`."""
@@ -255,20 +257,43 @@ class Trace:
 
         return hook
 
+    def waiting_for_shared(self) -> list["Site"]:
+        """The mixture-of-experts sites whose routed experts ran since the last :meth:`reset` but whose shared
+        expert has not (yet): their call is read when it runs."""
+        return [site for site, routed in zip(self.sites, self._routed) if routed is not None]
+
     def _experts_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             if not self.enabled:
                 return
             hidden = args[0] if args else kwargs["hidden_states"]
             top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
-            self._visit(slot, ExpertsCall(hidden, top_k_index, self._shared[slot]))
+            call = ExpertsCall(hidden.detach(), top_k_index.detach(), self._shared[slot])
+            self._shared[slot] = None
+            if call.shared is None and self.sites[slot].experts is not None and self.sites[slot].experts.shared is not None:
+                # The shared expert runs after the routed ones (DeepSeek-V3, GraniteMoeShared): read the call
+                # when it has run, from the routed experts' input as it was (checked by its version counter).
+                self._routed[slot] = (call, call.hidden._version, call.top_k_index._version)
+                return
+            self._visit(slot, call)
 
         return hook
 
     def _shared_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple) -> None:
-            if self.enabled:
+            if not self.enabled:
+                return
+            waiting, self._routed[slot] = self._routed[slot], None
+            if waiting is None:  # it runs before the routed experts (Qwen2-MoE): keep its input for them
                 self._shared[slot] = args[0].detach()
+                return
+            call, *versions = waiting
+            if versions != [call.hidden._version, call.top_k_index._version]:
+                raise ModelError(
+                    f"The routed experts' input of {self.sites[slot].name!r} was changed in place before its shared "
+                    "expert ran, so the routed units can no longer be computed from it: profile site='residual'.")
+            call.shared = args[0].detach()
+            self._visit(slot, call)
 
         return hook
 

@@ -162,20 +162,27 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     if width not in widths.values():
         raise ModelError(
             f"The experts {_join(block_name, name)!r} ({type(experts).__name__}) have {width} units each, but the "
-            f"config declares an MLP width of {described}: refusing to guess which units are the experts'."
+            f"config declares an MLP width of {described}: refusing to guess which units are the experts' (a layout "
+            "hf_txray does not read, such as Llama 4's experts, which run every token through every expert). "
+            "Profile this model with site='residual'."
         )
-    parent = block.get_submodule(name.rsplit(".", 1)[0]) if "." in name else block
-    prefix = name.rsplit(".", 1)[0] if "." in name else ""
+    # A shared expert sits beside the routed ones in the MoE module (Qwen2-MoE's `mlp.shared_expert`) or in the
+    # block itself (GraniteMoeShared's `shared_mlp`): search the whole block outside the experts and the token mixer.
     shared_modules = []
     hidden = hidden_size(model.config)
-    declared = getattr(model.config, "shared_expert_intermediate_size", None)
-    for sub_name, sub in parent.named_modules():
+    declared = declared_shared_width(model.config)
+    for full, sub in block.named_modules():
         dims = linear_dims(sub)
-        full = _join(prefix, sub_name)
-        if dims is None or full == name or full.startswith(name + ".") or in_token_mixer(block, full):
-            continue
+        if dims is None or dims[0] == 0 or full == name or full.startswith(name + ".") or in_token_mixer(block, full):
+            continue  # a zero-width shared expert (shared_expert_intermediate_size=0) has no units
         if dims[1] == hidden and (dims[0] == declared if declared is not None else dims[0] != hidden):
             shared_modules.append((full, sub, dims[0]))
+    if declared and not shared_modules:
+        raise ModelError(
+            f"Block {block_name!r}: the config declares a shared expert {declared} units wide, but no linear layer "
+            f"of block {block_name!r} outside its experts and attention takes {declared} inputs to the hidden size "
+            f"({hidden}), so its units cannot be read: leaving them out would change every winner. Profile this "
+            "model with site='residual'.")
     if len(shared_modules) > 1:
         raise ModelError(
             f"Block {block_name!r}: several linear layers could be the shared expert's down projection "
@@ -192,6 +199,23 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             )
         num_shared = shared_width // width
     return _join(block_name, name), experts, ExpertsLayout(int(experts.num_experts), num_shared, width, shared)
+
+
+# Config attributes declaring the width of a MoE layer's shared expert(s): Qwen2-MoE, GraniteMoeShared.
+SHARED_WIDTH_ATTRIBUTES = ("shared_expert_intermediate_size", "shared_intermediate_size")
+
+
+def declared_shared_width(config) -> int | None:
+    """The shared experts' total width the config declares (0: none), or None when it declares none (DeepSeek's
+    ``n_shared_experts`` x ``moe_intermediate_size`` counts as declared)."""
+    for attribute in SHARED_WIDTH_ATTRIBUTES:
+        value = getattr(config, attribute, None)
+        if isinstance(value, int):
+            return value
+    count, width = getattr(config, "n_shared_experts", None), getattr(config, "moe_intermediate_size", None)
+    if isinstance(count, int) and isinstance(width, int):
+        return count * width
+    return None
 
 
 def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, stack: str | None) -> Site:
@@ -511,11 +535,9 @@ class WinnerRecorder:
         self._check_rows(slot, len(hidden))
         top_k_index = call.top_k_index.reshape(hidden.shape[0], -1)
         shared = None if call.shared is None else call.shared.reshape(-1, call.shared.shape[-1])
-        if layout.shared is not None and shared is None:
-            raise ModelError(f"The shared expert of {site.name!r} did not run before its routed experts (as in "
-                             "DeepSeek-V3, which runs it after them): a layout hf_txray's expert capture does not "
-                             "support. Profile site='residual', or the dense MLPs alone with module_pattern= and "
-                             "layers=.")
+        if layout.shared is not None and shared is None:  # the trace reads a call once both have run
+            raise ModelError(f"The shared expert of {site.name!r} was not read with its routed experts: profile "
+                             "site='residual'.")
         if self.positions is not None:  # reduce only the creditable tokens, on the device the experts run on
             positions = self.positions.to(hidden.device)
             hidden, top_k_index = hidden.index_select(0, positions), top_k_index.index_select(0, positions)
@@ -565,6 +587,11 @@ class WinnerRecorder:
     def check_complete(self) -> None:
         """Raise when a hooked module did not run in the forward pass (a pattern naming modules outside the stack
         or the body that runs): its layer would silently credit nothing."""
+        waiting = [site.name for site in self.trace.waiting_for_shared()]
+        if waiting:
+            raise ModelError(
+                f"The routed experts of {waiting[0]!r} ran, but its shared expert did not in the same forward pass, "
+                "so their units cannot compete: profile site='residual'.")
         missing = [site.name for site in self.trace.missing()]
         if missing:
             raise ModelError(

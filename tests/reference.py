@@ -54,12 +54,20 @@ MLP_MODULE = {
 }
 MLP_MODULE.update({"mt5": MLP_MODULE["t5"], "mbart": MLP_MODULE["bart"], "pegasus": MLP_MODULE["bart"],
                    "marian": MLP_MODULE["bart"]})
-# Mixture-of-experts: the MoE block, its router, its fused experts and (optionally) its shared expert's down proj.
+# Mixture-of-experts: a module holding the whole MoE layer (whose forward hook fires after the shared expert ran),
+# its router (whose output[2] is each token's chosen experts; None: DeepSeek's router returns scores only, so the
+# choice is read from the experts' own input), its fused experts and (optionally) its shared expert's down proj.
 MOE_MODULE = {
     "mixtral": ("layers.{}.mlp", "gate", "experts", None),
     "qwen2_moe": ("layers.{}.mlp", "gate", "experts", "shared_expert.down_proj"),
     "qwen3_moe": ("layers.{}.mlp", "gate", "experts", None),
     "olmoe": ("layers.{}.mlp", "gate", "experts", None),
+    "granitemoe": ("layers.{}.block_sparse_moe", "router", "experts", None),
+    "phimoe": ("layers.{}.mlp", None, "experts", None),  # its router returns scores; the sparse mixer chooses
+    # the shared MLP beside the MoE module, run after the routed experts
+    "granitemoeshared": ("layers.{}", "block_sparse_moe.router", "block_sparse_moe.experts", "shared_mlp.output_linear"),
+    # the shared experts run after the routed ones
+    "deepseek_v3": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
 }
 BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}"}
 
@@ -162,8 +170,12 @@ def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
         seen["x"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
         seen["chosen"] = output[2].detach()
 
+    def experts_hook(module, args):
+        seen["x"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+        seen["chosen"] = args[1].detach().reshape(seen["x"].shape[0], -1)
+
     def shared_hook(module, args):
-        seen["shared"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+        seen["shared"] = args[0].detach().flatten(0, -2).double()  # (tokens, width), also when width is 0
 
     def block_hook(module, args, output):
         x, chosen = seen["x"], seen["chosen"]
@@ -179,8 +191,8 @@ def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
             units = torch.cat([units, seen["shared"]], dim=1)
         kept[layer] = units[None].float()
 
-    handles = [block.get_submodule(router_name).register_forward_hook(router_hook),
-               block.register_forward_hook(block_hook)]
+    handles = [block.get_submodule(router_name).register_forward_hook(router_hook) if router_name is not None
+               else experts.register_forward_pre_hook(experts_hook), block.register_forward_hook(block_hook)]
     if shared_name is not None:
         handles.append(block.get_submodule(shared_name).register_forward_pre_hook(shared_hook))
     return handles

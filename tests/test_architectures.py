@@ -120,6 +120,20 @@ FAMILIES = {
     "olmoe": ("OlmoeConfig", dict(hidden_size=HIDDEN, intermediate_size=16, num_experts=4, num_experts_per_tok=2,
                                   num_hidden_layers=LAYERS, num_attention_heads=2, max_position_embeddings=128),
               "OlmoeModel", "bpe"),
+    "granitemoe": ("GraniteMoeConfig", dict(_LLAMA_LIKE, intermediate_size=16, num_local_experts=4,
+                                            num_experts_per_tok=2), "GraniteMoeModel", "bpe"),
+    "phimoe": ("PhimoeConfig", dict(_LLAMA_LIKE, intermediate_size=16, num_local_experts=4, num_experts_per_tok=2),
+               "PhimoeModel", "bpe"),
+    # shared experts that run after the routed ones: beside the MoE module (GraniteMoeShared), inside it (DeepSeek)
+    "granitemoeshared": ("GraniteMoeSharedConfig", dict(_LLAMA_LIKE, intermediate_size=16, num_local_experts=4,
+                                                        num_experts_per_tok=2, shared_intermediate_size=WIDTH),
+                         "GraniteMoeSharedModel", "bpe"),
+    "deepseek_v3": ("DeepseekV3Config", dict(_LLAMA_LIKE, num_attention_heads=2, num_key_value_heads=2,
+                                             moe_intermediate_size=16, n_routed_experts=4, n_shared_experts=3,
+                                             num_experts_per_tok=2, first_k_dense_replace=0, n_group=1, topk_group=1,
+                                             kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8,
+                                             qk_nope_head_dim=8, v_head_dim=8, head_dim=8),
+                    "DeepseekV3Model", "bpe"),
 }
 ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
 ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2")
@@ -225,7 +239,8 @@ def test_task_head_matches_reference(family, stack, head):
 def test_matrix_covers_the_issue_families():
     assert len(FAMILIES) >= 26
     missing = [f + h for f in DECODERS for h in HEADS if not has_head(f, h)]
-    assert missing == ["rwkvForSequenceClassification", "olmoeForSequenceClassification"]  # no such classes
+    assert missing == ["rwkvForSequenceClassification", "olmoeForSequenceClassification",  # no such classes
+                       "granitemoeForSequenceClassification", "granitemoesharedForSequenceClassification"]
 
 
 # ----- sites are verified, not guessed -------------------------------------------------------------------------
@@ -274,6 +289,53 @@ def test_shared_experts_are_numbered_after_the_routed_ones():
     assert profile.neuron_count[:, 64:].sum() > 0  # the always-on shared expert wins some positions
     assert hf_txray.format_neuron(70, meta["expert_width"]) == "expert 4 unit 6 (#70)"
     assert hf_txray.format_neuron(70, None) == "70"
+
+
+@pytest.mark.parametrize("family", ["granitemoeshared", "deepseek_v3"])
+def test_shared_experts_that_run_after_the_routed_ones_are_numbered_after_them(family):
+    """Helper 95: GraniteMoeShared's `shared_mlp` sits in the decoder layer beside the MoE module, and was left out
+    (64 neurons instead of 112, every winner it should have taken given to a routed unit, no error); DeepSeek's
+    shared experts, run after the routed ones, were refused. Both are read once both have run."""
+    profile = engine(family, None, "", 1)
+    meta = profile.meta.config
+    routed = 4
+    shared = (WIDTH if family == "granitemoeshared" else 3 * 16) // 16
+    assert (meta["num_experts"], meta["num_shared_experts"], meta["expert_width"]) == (routed + shared, shared, 16)
+    assert profile.neuron_count[:, routed * 16:].sum() > 0  # the shared units win some positions
+
+
+def test_a_zero_width_shared_expert_has_no_units():
+    """Helper 95: Qwen2-MoE with shared_expert_intermediate_size=0 crashed in the capture (reshape of 0 elements)."""
+    torch.manual_seed(0)
+    model = tf.Qwen2MoeModel(config_of("qwen2_moe", shared_expert_intermediate_size=0)).eval()
+    tokenizer = tokenizer_of("qwen2_moe")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == 4 * 16 and profile.meta.config["num_shared_experts"] == 0
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
+                                                      1, FEATURES))
+
+
+def test_a_declared_shared_expert_that_cannot_be_found_is_refused():
+    model, tokenizer = build("granitemoeshared")
+    model.config.shared_intermediate_size = 40  # declared, but no linear layer takes 40 inputs to the hidden size
+    try:
+        with pytest.raises(ModelError, match=r"declares a shared expert 40 units wide.*site='residual'"):
+            hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    finally:
+        model.config.shared_intermediate_size = WIDTH
+
+
+def test_a_shared_expert_that_does_not_run_is_refused():
+    """The routed experts' call waits for the shared expert; if it never runs, nothing is credited silently."""
+    torch.manual_seed(0)
+    model = tf.GraniteMoeSharedModel(config_of("granitemoeshared")).eval()
+    for layer in model.layers:
+        layer.shared_mlp.forward = lambda hidden: torch.zeros_like(hidden)  # its output_linear never runs
+    with pytest.raises(ModelError, match=r"routed experts of 'layers\.0\.block_sparse_moe\.experts' ran, but its "
+                                         r"shared expert did not"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("granitemoeshared"), features=("token",),
+                         show_progress=False)
 
 
 def test_a_token_competes_only_among_its_chosen_experts():
