@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
 from .errors import ConfigurationError, ProfileFormatError
 from .hub_io import check_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
@@ -75,9 +75,26 @@ def holds_artifact(folder: str | os.PathLike) -> bool:
     return {p.name for p in folder.iterdir()} == {"_checkpoint"}
 
 
-def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained", cli_flag: str | None = None) -> Path:
+def check_not_an_input(folder: str | os.PathLike, inputs: Sequence[str | os.PathLike], *, what: str,
+                       cli_flag: str | None = None) -> None:
+    """Refuse an output `folder` that is one of `inputs` or holds one: writing it replaces the whole folder, which
+    would delete the input (``hf-txray compare A B --out A``).
+
+    Raises:
+        ConfigurationError: naming the input and the flag that gave `folder`.
+    """
+    target = Path(folder).resolve()
+    for source in inputs:
+        if target == Path(source).resolve() or target in Path(source).resolve().parents:
+            given = f" (CLI: {cli_flag})" if cli_flag else ""
+            raise ConfigurationError(f"{folder} holds the input {source}; {what} replaces the whole folder, which "
+                                     f"would delete it: give another folder{given}.")
+
+
+def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained", cli_flag: str | None = None,
+                      artifact_type: str | None = None, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """Refuse a folder that saving would wipe: saving replaces the whole folder, so it must be new, empty, or hold
-    something hf_txray saved (:func:`holds_artifact`), which is then replaced.
+    something hf_txray saved (:func:`holds_artifact`) of the same type, which is then replaced.
 
     Call it before the work whose result is saved there (e.g. before ``analyze`` when the profile goes to `folder`).
 
@@ -85,12 +102,17 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
         folder (`str` or `os.PathLike`): the output folder.
         what (`str`, *optional*, defaults to ``"save_pretrained"``): the writer, named in the message.
         cli_flag (`str`, *optional*): the command-line flag that gave `folder`, named in the message.
+        artifact_type (`str`, *optional*): the type about to be saved (e.g. ``"transfer_report"``): a folder holding
+            a saved artifact of another type (a profile that took hours to compute) is refused, not replaced.
+        inputs (`list` of paths, *optional*): what the writer reads (a command's input folders): a folder that is
+            one of them, or holds one, is refused (replacing it would delete the input).
 
     Returns:
         `Path`: `folder`.
 
     Raises:
-        ConfigurationError: `folder` is a file, a non-empty folder of other files, or the current working directory.
+        ConfigurationError: `folder` is a file, a non-empty folder of other files, a saved artifact of another
+            type, one of `inputs` or a folder holding one, or the current working directory.
         OutputError: `folder` could not be written (a file in its path, a folder that is not writable).
     """
     check_not_working_directory(folder)
@@ -98,10 +120,16 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
     given = f" (CLI: {cli_flag})" if cli_flag else ""
     if folder.is_file():
         raise ConfigurationError(f"{folder} is a file; {what} writes a folder: give a new folder{given}.")
+    check_not_an_input(folder, inputs, what=what, cli_flag=cli_flag)
     if folder.is_dir() and any(folder.iterdir()) and not holds_artifact(folder):
         raise ConfigurationError(
             f"{folder} is not empty and holds no hf_txray artifact; {what} replaces the whole folder, which would "
             f"delete those files: give a new or empty folder{given}, e.g. {folder / 'txray'}.")
+    held = artifact_type_of(folder) if folder.is_dir() else None
+    if artifact_type is not None and held is not None and held != artifact_type:
+        raise ConfigurationError(
+            f"{folder} holds a saved {held.replace('_', ' ')}; {what} would replace it with a "
+            f"{artifact_type.replace('_', ' ')}: give another folder{given}, or delete that one first.")
     check_writable(folder)
     return folder
 
@@ -185,7 +213,8 @@ class Artifact:
             OutputError: `save_directory` cannot be written (a file in its path, a folder that is not writable, a
                 full disk); what was there is kept.
         """
-        check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained")
+        check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained",
+                          artifact_type=self.artifact_type)
         with atomic_dir(save_directory) as tmp:
             self._save_pretrained(tmp)
             write_header(tmp, self.artifact_type, self.format_version)

@@ -117,11 +117,13 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     return parser.parse_args(argv)
 
 
-def _check_out(out: str | Path, command: str) -> Path:
-    """`out`, refused before any work when saving there would wipe files that are not hf_txray's."""
+def _check_out(out: str | Path, command: str, artifact_type: str | None = None, inputs: tuple = ()) -> Path:
+    """`out`, refused before any work when saving there would wipe files that are not hf_txray's, a saved artifact
+    of another type than `artifact_type`, or one of the command's `inputs`."""
     from .artifact import check_save_target
 
-    return check_save_target(out, what=f"hf-txray {command}", cli_flag="--out")
+    return check_save_target(out, what=f"hf-txray {command}", cli_flag="--out", artifact_type=artifact_type,
+                             inputs=inputs)
 
 
 def _cmd_analyze(args) -> int:
@@ -132,7 +134,7 @@ def _cmd_analyze(args) -> int:
 
     if not args.out:
         raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
-    out = _check_out(args.out, "analyze")
+    out = _check_out(args.out, "analyze", "profile", inputs=tuple(p for p in (args.model, args.dataset) if p))
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
                    features=tuple(options["features"]))
@@ -167,7 +169,7 @@ def _cmd_compare(args) -> int:
     from . import Profile, compare
     from .display import report_text
 
-    _check_out(args.out, "compare")
+    _check_out(args.out, "compare", "transfer_report", inputs=(args.a, args.b))
     report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
                      test=not args.no_test)
     report.save_pretrained(args.out)
@@ -198,10 +200,12 @@ def _cmd_show(args) -> int:
         raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.")
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
-    from .artifact import saved_artifacts
+    from .artifact import LEGACY_MARKERS, artifact_type_of, saved_artifacts
     from .export import is_export_folder, read_folder
 
-    if is_export_folder(path):  # a results folder (export, demo's hub/): its profiles and reports
+    # a results folder (export, demo's hub/): its profiles and reports; a saved profile or report (in the same
+    # layout) is read by its own class, which checks its header
+    if is_export_folder(path) and artifact_type_of(path) in (None, "results"):
         profiles, reports = ([(None, item) for item in d.values()] for d in read_folder(path))
     else:
         profiles = [(p, Profile.from_pretrained(p)) for p in saved_artifacts(path, Profile.artifact_type)]
@@ -212,6 +216,9 @@ def _cmd_show(args) -> int:
     for where, text in shown:
         print((f"== {where}\n" if several and where is not None else "") + text + "\n")
     if not profiles and not reports:
+        legacy = [kind for marker, kind in LEGACY_MARKERS.items() if path.is_dir() and (path / marker).is_file()]
+        if legacy:  # a folder saved before the artifact contract: the loader says what to do with it
+            (TransferReport if legacy[0] == "transfer report" else Profile).from_pretrained(path)
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     return 0
 
@@ -306,10 +313,12 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
+    from .artifact import check_not_an_input
     from .errors import ConfigurationError
     from .export import save_to_disk
     from .hub import saved_results
 
+    check_not_an_input(args.out, args.inputs, what="hf-txray export", cli_flag="--out")  # save_to_disk checks the rest
     profiles, reports = [], []
     for folder in args.inputs:
         if not Path(folder).is_dir():
@@ -445,7 +454,7 @@ def _add_prune(sub) -> None:
 def _cmd_prune(args) -> int:
     from .pruning import load_pretrained_with_head, prune
 
-    _check_out(Path(args.out) / "pruning_plan", "prune")
+    _check_out(Path(args.out) / "pruning_plan", "prune", "pruning_plan", inputs=(args.report, args.model))
     source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
     model = load_pretrained_with_head(args.model)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
@@ -636,7 +645,7 @@ def _add_probe(sub) -> None:
 def _cmd_probe(args) -> int:
     from .probing import ProbeConfig, probe_neurons
 
-    _check_out(args.out, "probe")
+    _check_out(args.out, "probe", "probing_result")
     _check_export(args)
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
                          seed=args.seed)
@@ -688,7 +697,7 @@ def _cmd_ablate(args) -> int:
     from .plots import save_figure
     from .pruning import load_pretrained_with_head
 
-    _check_out(args.out, "ablate")
+    _check_out(args.out, "ablate", "ablation_curve", inputs=(args.probe,))
     _check_export(args)
     result = ProbingResult.from_pretrained(args.probe)
     # the probe reads the body's activations: a checkpoint without its task head's weights is fine there

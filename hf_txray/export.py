@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from .artifact import check_save_target, write_header
+import numpy as np
+
+from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError
 from .io_utils import atomic_dir
 from .layout import EXPORT_FORMAT_VERSION, is_export_folder, read_parts, write_folder
@@ -69,14 +71,40 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
         if len(report.neurons) == 0:
             raise ConfigurationError(f"Report {report.name!r} is empty: it has no neurons.")
         by_name[report.name] = report
+    for report in by_name.values():
+        for side, stage in (("a", report.meta.stage_a), ("b", report.meta.stage_b)):
+            if stage in by_stage:
+                _check_report_of(report, by_stage[stage], side)
     return by_stage, by_name
+
+
+def _check_report_of(report: TransferReport, profile: Profile, side: str) -> None:
+    """Refuse a report bundled with a profile of its stage name that it was not computed from (the stage re-run
+    after the report, or another model's profile of that name): the card, the tables and the viewer would show the
+    report's figures beside another profile's distributions. Its per-neuron counts must be the profile's."""
+    frame = report.neurons
+    rows = frame["layer"].map({layer: i for i, layer in enumerate(profile.layers)})
+    neurons = frame["neuron"].to_numpy()
+    fits = (len(frame) == profile.neuron_count.size and not rows.isna().any()
+            and bool((neurons < profile.num_neurons).all()))
+    differ = (int((profile.neuron_count[rows.to_numpy(dtype=np.int64), neurons] != frame[f"count_{side}"]).sum())
+              if fits else len(frame))
+    if differ:
+        raise ConfigurationError(
+            f"Report {report.name!r} was not computed from the profile of stage {profile.stage!r} given with it: "
+            + (f"its per-neuron counts of that stage differ at {differ} of {len(frame)} neurons"
+               if fits else f"its layers and neurons are not that profile's ({profile.layers}, "
+                            f"{profile.num_neurons} neurons per layer)")
+            + " (the stage was profiled again after the report, or the profile is another model's). Recompute the "
+              "report with hf_txray.compare on these profiles, or leave one of them out.")
 
 
 # ----- folder ---------------------------------------------------------------------------------------------------
 def _check_target(directory: Path) -> None:
-    # The folder is replaced as a whole: refuse to wipe a folder that holds anything but a previous save of ours.
-    if not is_export_folder(directory):  # an export written before the artifact header: still ours
-        check_save_target(directory, what="save_to_disk")
+    # The folder is replaced as a whole: refuse to wipe a folder that holds anything but a previous export (a saved
+    # profile or report, which a results folder would replace, is refused by its type).
+    if artifact_type_of(directory) is not None or not is_export_folder(directory):  # an export written before the
+        check_save_target(directory, what="save_to_disk", artifact_type="results")  # header: still ours
 
 
 def save_to_disk(

@@ -197,7 +197,7 @@ class ProfilerConfig:
     """
 
     layers: Any = option("all", "Blocks to hook: 'all', an int, a list of ints, or text such as '0-3,7,-1' (ranges "
-                                "include both ends; negative indices count from the last block).",
+                                "include both ends; negative indices count from the last block; None: all).",
                          parse=parse_layers, arg_type=str)
     site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "
                               "'residual' (the block output, hidden size).", choices=SITES)
@@ -276,6 +276,8 @@ class ProfilerConfig:
               "(counted by a tokens-only pass), not whole.", default_text="none: every position")
 
     def __post_init__(self) -> None:
+        if self.layers is None:  # as prune(layers=None): every block
+            self.layers = "all"
         if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names
             self.layers = parse_layers(self.layers)
 

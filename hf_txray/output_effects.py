@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
+from .architectures import hidden_size
 from .sites import find_blocks, linear_dims, find_sites, is_encoder_decoder, resolve_stack
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
@@ -133,15 +134,34 @@ def _head_steps(model: nn.Module, head: nn.Module, hidden: int) -> list[tuple[st
 
 
 def _final_norm(model: nn.Module, blocks_name: str, hidden: int) -> tuple[str, nn.Module] | None:
-    """The norm registered after the blocks in the blocks' parent (Llama ``model.norm``, GPT-2 ``ln_f``)."""
+    """The norm the blocks' parent applies after its last block: the one registered after the blocks (Llama
+    ``model.norm``, GPT-2 ``ln_f``), else one named final (OPT registers ``final_layer_norm`` before its
+    ``layers``; a norm registered before the blocks is otherwise the embeddings', as Bloom's). None without one (a
+    post-LN OPT: every block ends with its own norm)."""
     parent_name, _, list_name = blocks_name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     after = False
+    named_final = None
     for name, module in parent.named_children():
         if name == list_name:
             after = True
-        elif after and _is_norm(module) and module.weight.shape == (hidden,):
-            return f"{parent_name}.{name}".strip("."), module
+        elif _is_norm(module) and module.weight.shape == (hidden,):
+            if after:
+                return f"{parent_name}.{name}".strip("."), module
+            if "final" in name.lower():
+                named_final = f"{parent_name}.{name}".strip("."), module
+    return named_final
+
+
+def _stack_projection(model: nn.Module, blocks_name: str, residual: int, hidden: int
+                      ) -> tuple[str, nn.Module] | None:
+    """A linear map the blocks' parent applies after its final norm, from the residual width to the unembedding's
+    (OPT-350m's ``project_out``, 1024 -> 512), or None."""
+    parent_name = blocks_name.rpartition(".")[0]
+    parent = model.get_submodule(parent_name) if parent_name else model
+    module = getattr(parent, "project_out", None)
+    if isinstance(module, nn.Linear) and linear_dims(module) == (residual, hidden):
+        return f"{parent_name}.project_out".strip("."), module
     return None
 
 
@@ -182,10 +202,21 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     blocks_name, _ = _blocks(model, stack)
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []
-    final = _final_norm(model, blocks_name, hidden)
+    residual = hidden_size(model.config) if hasattr(model, "config") else None
+    residual = residual or hidden
+    final = _final_norm(model, blocks_name, residual)
     if final is not None:
-        steps.append(("scale", norm_scale(final[1], hidden)))
+        steps.append(("scale", norm_scale(final[1], residual)))
         names.append(final[0])
+    if residual != hidden:
+        projection = _stack_projection(model, blocks_name, residual, hidden)
+        if projection is None:
+            raise ModelError(
+                f"{type(model).__name__}'s residual stream is {residual} wide but its unembedding reads {hidden}, and "
+                "no projection between them (such as OPT's project_out) was found: output effects cannot be read "
+                "for this model. Profile without output_effects.")
+        steps.append(("linear", projection[1].weight.detach()))
+        names.append(projection[0])
     for kind, module, name in _head_steps(model, head, hidden):
         steps.append((kind, module.weight.detach() if kind == "linear" else norm_scale(module, hidden)))
         names.append(name)

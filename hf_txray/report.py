@@ -36,11 +36,15 @@ from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
 from .layout import read_single, write_folder
-from .profile import FeatureTable, Profile, merged_vocab, tokenizer_difference
+from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
 SIZE_RATIO_WARNING = 2.0
+# Options whose difference between two compared profiles gets a warning: they change which positions are credited
+# (windows or truncation, the first positions) or what a word or tag is. max_length and max_positions differ between
+# stages by design (each corpus its own length; max_positions to equalise sizes, which the size warning watches).
+UNLIKE_POSITIONS = ("long_texts", "stride", "skip_first_positions", "spacy_model", "credit")
 
 
 @dataclass
@@ -508,6 +512,15 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
             "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
             "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
             "both stages with one tokenizer.", UserWarning, stacklevel=2)
+    for name, mine, theirs in credit_differences(a.meta, b.meta, grid=False):
+        # a truncating run has no stride, and the default stride follows max_length (which may differ)
+        follows = "truncate" in (a.meta.config.get("long_texts"), b.meta.config.get("long_texts")) or \
+            a.meta.config.get("max_length") != b.meta.config.get("max_length")
+        if name in UNLIKE_POSITIONS and not (name == "stride" and follows):
+            warnings.warn(
+                f"Stages {a.stage!r} and {b.stage!r} were profiled with different {name} ({mine!r} vs {theirs!r}), "
+                "which changes which positions are credited and how: part of any difference between them is that, "
+                f"not the model. Profile both stages with the same {name}.", UserWarning, stacklevel=2)
     reason = _no_noise_reason(a, b)
     if reason:
         warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)

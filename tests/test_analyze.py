@@ -90,6 +90,8 @@ def test_dataset_forms_give_the_same_profile(tmp_path, text_file):
 def test_num_samples_and_layers_select():
     profile = run(num_samples=3, layers=[-1])
     assert profile.meta.num_examples == 3 and profile.layers == [1]
+    # layers=None is every block, as in prune(layers=None) (helper 97: a TypeError from deep in the site search)
+    assert run(num_samples=3, layers=None).layers == run(num_samples=3).layers == [0, 1]
 
 
 def test_list_of_row_dicts_is_read_as_rows_with_the_text_column_detected():
@@ -760,6 +762,58 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     notices = [line for line in err if "FutureWarning" in line]
     assert len(notices) == 1 and notices[0].startswith("hf-txray push: FutureWarning: `hf-txray push DIR REPO_ID`")
     assert not [line for line in err if "cli.py" in line or "_push_arguments(" in line]  # no file path or source
+
+
+def test_outputs_never_replace_an_input_or_another_artifact_and_reports_must_fit_their_profiles(
+        tmp_path, saved_bert, text_file, capsys):
+    """Helper 96: `hf-txray compare A B --out A` replaced profile A with the report (exit 0); and a report bundled
+    with a re-run profile of its stage name was exported beside it, the card and viewer showing stale figures."""
+    common = [str(saved_bert), str(text_file), "--features", "token", "--max-length", "16"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli_main(["analyze", *common, "--num-samples", "12", "--stage", "a", "--out", str(a)]) == 0
+    assert cli_main(["analyze", *common, "--num-samples", "10", "--stage", "b", "--out", str(b)]) == 0
+    saved_a = hf_txray.Profile.from_pretrained(a)
+    capsys.readouterr()
+    for argv, said in [(["compare", str(a), str(b), "--out", str(a)], f"{a} holds the input {a}"),
+                       (["compare", str(a), str(b), "--out", str(tmp_path)], f"{tmp_path} holds the input {a}"),
+                       (["compare", str(a), str(a), "--out", str(b)], "holds a saved profile; hf-txray compare would "
+                                                                      "replace it with a transfer report"),
+                       (["export", str(a), str(b), "--out", str(b)], f"{b} holds the input {b}")]:
+        assert cli_main(argv) == 2
+        assert said in capsys.readouterr().err
+    assert hf_txray.Profile.from_pretrained(a) == saved_a and hf_txray.Profile.from_pretrained(b).stage == "b"
+    # a report of stage "a" against a profile of stage "a" computed again on other texts: refused, naming both
+    report = hf_txray.compare(saved_a, hf_txray.Profile.from_pretrained(b), test=False)
+    rerun = hf_txray.analyze(saved_bert, text_file, features=("token",), max_length=16, num_samples=11, stage="a",
+                             show_progress=False)
+    with pytest.raises(ConfigurationError, match=r"Report 'a->b' was not computed from the profile of stage 'a' "
+                                                 r"given with it: its per-neuron counts of that stage differ at \d+ "
+                                                 r"of 96 neurons.*Recompute the report"):
+        hf_txray.save_to_disk(tmp_path / "results", profiles=[rerun, hf_txray.Profile.from_pretrained(b)],
+                              reports=[report])
+    assert not (tmp_path / "results").exists()
+    hf_txray.save_to_disk(tmp_path / "results", profiles=[saved_a, hf_txray.Profile.from_pretrained(b)],
+                          reports=[report])  # the profiles it was computed from
+    # show reads a saved artifact by its header: a profile folder whose header says report is refused, not shown
+    header = a / "txray_artifact.json"
+    header.write_text(header.read_text().replace('"profile"', '"transfer_report"'))
+    assert cli_main(["show", str(a)]) == 2
+    assert "Profile 'a'" not in capsys.readouterr().out
+
+
+def test_compare_warns_when_the_stages_credit_positions_differently(saved_bert, text_file):
+    """Helper 96: profiles of different skip_first_positions or long_texts were compared without a word (merge
+    refuses them); max_length differs between stages by design and gets none."""
+    run = lambda **kw: hf_txray.analyze(saved_bert, text_file, features=("token",), num_samples=8,  # noqa: E731
+                                        show_progress=False, **kw)
+    base = run(max_length=16)
+    for other, said in [(run(max_length=16, skip_first_positions=1), "different skip_first_positions (0 vs 1)"),
+                        (run(max_length=16, long_texts="truncate"), "different long_texts ('window' vs 'truncate')")]:
+        with pytest.warns(UserWarning, match=re.escape(said)):
+            hf_txray.compare(base, other, test=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf_txray.compare(base, run(max_length=24), test=False, same_corpus=True)
 
 
 def test_cli_names_a_path_it_cannot_write_without_a_traceback(tmp_path, capsys, monkeypatch):

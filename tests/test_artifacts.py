@@ -167,9 +167,15 @@ def test_save_refuses_a_folder_of_other_files_and_keeps_them(kind, tmp_path, mon
     umask = os.umask(0)
     os.umask(umask)
     assert (saved.stat().st_mode & 0o777) == 0o777 & ~umask
-    # a folder holding another saved artifact is ours: replaced
-    build("profile" if kind != "profile" else "transfer_report").save_pretrained(tmp_path / "other")
-    assert artifact_type_of(artifact.save_pretrained(tmp_path / "other")) == kind
+    # a folder holding a saved artifact of another type is refused and kept (helper 96: `hf-txray compare A B --out
+    # C` replaced C's profile with a report); one of the same type is replaced
+    other_kind = "profile" if kind != "profile" else "transfer_report"
+    build(other_kind).save_pretrained(tmp_path / "other")
+    with pytest.raises(ConfigurationError, match=rf"other holds a saved {other_kind.replace('_', ' ')}; .* would "
+                                                 rf"replace it with a {kind.replace('_', ' ')}: give another folder"):
+        artifact.save_pretrained(tmp_path / "other")
+    assert artifact_type_of(tmp_path / "other") == other_kind
+    assert artifact_type_of(artifact.save_pretrained(saved)) == kind
 
 
 @pytest.mark.parametrize("kind", ["profile", "transfer_report"])

@@ -175,9 +175,35 @@ def _gemma2():
     return model, bpe_tokenizer(), brute, 36
 
 
+def _opt(pre_norm: bool, project: bool):
+    """OPT registers its final_layer_norm before its layers (helper 97: the scale was skipped); a post-LN OPT has
+    none; OPT-350m projects the residual stream (1024) down to the embeddings' width (512) with project_out."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(9)
+    config = OPTConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       ffn_dim=40, max_position_embeddings=64, do_layer_norm_before=pre_norm,
+                       word_embed_proj_dim=24 if project else 32)
+    model = OPTForCausalLM(config).eval()
+    _randomize_norms(model)
+    decoder = model.model.decoder
+    assert (decoder.final_layer_norm is not None) == pre_norm and (decoder.project_out is not None) == project
+
+    def brute(layer, one_hot):
+        x = _no_bias(decoder.layers[layer].fc2, one_hot)
+        if pre_norm:
+            x = x * decoder.final_layer_norm.weight
+        if project:
+            x = x @ decoder.project_out.weight.T
+        return x @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 40
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
-            "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2}
+            "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2,
+            "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True)}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))

@@ -614,6 +614,64 @@ def test_attribution_on_tiny_bert_is_complete_and_explains_top_examples(planted)
         neuron_attributions(model, tokenizer, text, 0, 480)
 
 
+def _own_integrated_gradients(runner, module, embeds, base, mask, position, neuron, steps):
+    """Integrated gradients by hand (Gauss-Legendre nodes on [0, 1]) of the input of `module`, read at (position,
+    neuron) of a (batch, seq, units) grid however the module receives its tokens: one score per token."""
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    total = torch.zeros_like(embeds)
+    for node, weight in zip((nodes + 1) / 2, weights / 2):
+        point = (base + float(node) * (embeds - base)).requires_grad_(True)
+        seen = {}
+        handle = module.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+        runner(inputs_embeds=point, attention_mask=mask)
+        handle.remove()
+        value = seen["x"].reshape(1, embeds.shape[1], -1)[0, position, neuron]
+        total += float(weight) * torch.autograd.grad(value, point)[0]
+    return ((embeds - base) * total).sum(-1)[0].detach().numpy()
+
+
+@pytest.mark.parametrize("kind", ["opt", "t5"])
+def test_attribution_on_flattened_tokens_and_encoder_decoders_matches_integrated_gradients_by_hand(kind):
+    """Helper 97: OPT's fc2 receives the tokens flattened to (batch x seq, units), and attribution crashed on it
+    (IndexError); T5's encoder neurons crashed inside transformers (the whole seq2seq model was run on
+    embeddings alone). OPT is read on its grid; an encoder-decoder's encoder runs alone."""
+    pytest.importorskip("captum")
+    import transformers as tf
+
+    from models import bpe_tokenizer
+
+    torch.manual_seed(0)
+    if kind == "opt":
+        tokenizer = bpe_tokenizer()
+        model = tf.OPTForCausalLM(tf.OPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                               num_attention_heads=2, ffn_dim=40, max_position_embeddings=64)).eval()
+        runner, module = model, model.model.decoder.layers[1].fc2
+    else:
+        tokenizer = bert_tokenizer()
+        model = tf.T5ForConditionalGeneration(tf.T5Config(vocab_size=tokenizer.vocab_size, d_model=32, d_ff=40,
+                                                          num_layers=2, num_heads=2, d_kv=16,
+                                                          decoder_start_token_id=0)).eval()
+        runner, module = model.get_encoder(), model.encoder.block[1].layer[1].DenseReluDense.wo
+    text = "the quick brown fox jumps over the dog"
+    out = neuron_attributions(model, tokenizer, text, layer=1, neuron=7, position=3, n_steps=16)
+    enc = tokenizer(text, return_tensors="pt", return_special_tokens_mask=True)
+    embedding = model.get_input_embeddings()
+    with torch.no_grad():
+        embeds = embedding(enc["input_ids"])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        base = embedding(torch.where(enc["special_tokens_mask"].bool(), enc["input_ids"], pad))
+    expected = _own_integrated_gradients(runner, module, embeds, base, enc["attention_mask"], 3, 7, 16)
+    np.testing.assert_allclose(out.scores, expected, rtol=1e-4, atol=1e-6)
+    assert abs(out.completeness_gap) < 1e-3 * max(1.0, abs(out.activation - out.baseline_activation))
+    if kind == "t5":
+        with pytest.raises(ConfigurationError, match="encoder-decoder.*method='integrated_gradients'"):
+            neuron_attributions(model, tokenizer, text, 1, 7, method="conductance", target=0)
+    else:  # conductance reads the same grid: it runs, and attributes the logit of one token through the neuron
+        conductance = neuron_attributions(model, tokenizer, text, 1, 7, position=3, method="conductance",
+                                          target=(3, 5), n_steps=8)
+        assert conductance.table["score"].notna().all() and len(conductance.table) == len(out.table)
+
+
 def test_attribution_without_captum_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "captum", None)
     monkeypatch.setitem(sys.modules, "captum.attr", None)

@@ -268,6 +268,33 @@ def test_remove_equals_mask_and_reloads_smaller(kind, tmp_path):
     assert torch.allclose(forward(reloaded, inputs), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["phi3", "distilbert"])
+def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_path):
+    """Helper 97: Phi-3's fused gate_up_proj ([gate; up], 2 x width outputs) was not recognised, and DistilBERT's
+    width attribute (hidden_dim) was not among those remove knows, so both were refused with a generic message."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if family == "phi3":
+        config = tf.Phi3Config(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, num_key_value_heads=1, intermediate_size=44,
+                               max_position_embeddings=64, pad_token_id=0)
+        model, inputs, width = tf.Phi3Model(config).eval(), encode("llama"), 44
+    else:
+        config = tf.DistilBertConfig(vocab_size=bert_tokenizer().vocab_size, dim=32, hidden_dim=48, n_layers=2,
+                                     n_heads=2, max_position_embeddings=64)
+        model, inputs, width = tf.DistilBertModel(config).eval(), encode("bert"), 48
+    plan = plan_pruning(None, "random", 4, seed=2, widths={0: width, 1: width})
+    with masked(model, plan):
+        expected = forward(model, inputs)
+    removed = apply_plan(copy.deepcopy(model), plan, mode="remove")
+    assert torch.allclose(forward(removed, inputs), expected, atol=1e-5, rtol=0)
+    removed.save_pretrained(tmp_path / "pruned")
+    reloaded = type(model).from_pretrained(tmp_path / "pruned").eval()
+    assert hf_txray.pruning.find_sites(reloaded, "mlp")[0].width == width - 4
+    assert torch.allclose(forward(reloaded, inputs), expected, atol=1e-5, rtol=0)
+
+
 def test_remove_classifier_reloads_with_its_head(tmp_path):
     from transformers import AutoModelForSequenceClassification
 

@@ -11,6 +11,7 @@ a model *output* (``target``) through the neuron.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ import torch
 
 from ..errors import ConfigurationError
 from ..hooks import trace
-from ..sites import Site, find_sites, require_dense, select_layers
+from ..sites import Site, find_sites, is_encoder_decoder, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
 BASELINES = ("pad", "zero")
@@ -178,6 +179,14 @@ def neuron_attributions(
         raise ConfigurationError("method='conductance' attributes a model output through the neuron: pass target= "
                                  "(a class id, or (position, token id) for per-token outputs).")
     target_site = _site(model, layer, site, module_pattern)
+    runner = model
+    if is_encoder_decoder(model):  # the sites are the encoder's (the default stack): run it alone on the embeddings
+        if method == "conductance":
+            raise ConfigurationError(
+                f"method='conductance' attributes a model output, and {type(model).__name__} is an encoder-decoder "
+                "whose output needs decoder inputs as well: use method='integrated_gradients', which reads the "
+                "encoder neuron itself (the encoder is run alone).")
+        runner = model.get_encoder()
     if not 0 <= int(neuron) < target_site.width:
         raise ConfigurationError(f"Neuron {neuron} is out of range: layer {layer} has {target_site.width} neurons.")
     neuron = int(neuron)
@@ -204,17 +213,23 @@ def neuron_attributions(
 
     def forward(inputs_embeds: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
         kwargs = {name: value for name, value in zip(names, args)}
-        return _output_tensor(model(inputs_embeds=inputs_embeds, **kwargs))
+        return _output_tensor(runner(inputs_embeds=inputs_embeds, **kwargs))
+
+    width = input_ids.shape[1]
+
+    def grid(value: Any) -> torch.Tensor:  # (batch, seq, units): OPT's fc2 receives the tokens flattened
+        tensor = _first_tensor(value)
+        return tensor.reshape(-1, width, tensor.shape[-1])
 
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), trace(model, [target_site], retain=True) as traced:
             forward(embeds, *extra.values())
-            values = traced[target_site.layer][..., neuron][0].float().cpu()
+            values = grid(traced[target_site.layer])[..., neuron][0].float().cpu()
             traced.reset()
             forward(base, *extra.values())
-            base_values = traced[target_site.layer][..., neuron][0].float().cpu()
+            base_values = grid(traced[target_site.layer])[..., neuron][0].float().cpu()
         if position is None:
             candidates = torch.nonzero(~special).flatten()
             candidates = candidates if len(candidates) else torch.arange(len(special))
@@ -222,7 +237,7 @@ def neuron_attributions(
         if not 0 <= int(position) < input_ids.shape[1]:
             raise ConfigurationError(f"position {position} is out of range: the text has {input_ids.shape[1]} tokens.")
         position = int(position)
-        selector = lambda x: _first_tensor(x)[:, position, neuron]  # noqa: E731
+        selector = lambda x: grid(x)[:, position, neuron]  # noqa: E731
         to_input = target_site.capture == "input"
         if method == "integrated_gradients":
             explainer = attr.NeuronIntegratedGradients(forward, target_site.module)
@@ -232,10 +247,12 @@ def neuron_attributions(
                                          attribute_to_neuron_input=to_input)
         else:
             explainer = attr.NeuronConductance(forward, target_site.module)
-            scores = explainer.attribute(embeds, neuron_selector=(position, neuron), baselines=base, target=target,
-                                         additional_forward_args=tuple(extra.values()), n_steps=n_steps,
-                                         internal_batch_size=internal_batch_size,
-                                         attribute_to_neuron_input=to_input)
+            with warnings.catch_warnings():  # the selector picks one unit of the grid (it aggregates nothing)
+                warnings.filterwarnings("ignore", message="The neuron_selector provided is a callable")
+                scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base, target=target,
+                                             additional_forward_args=tuple(extra.values()), n_steps=n_steps,
+                                             internal_batch_size=internal_batch_size,
+                                             attribute_to_neuron_input=to_input)
     finally:
         model.train(was_training)
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()

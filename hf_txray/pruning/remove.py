@@ -15,7 +15,9 @@ from .masks import active_masks, check_plan, mlp_sites
 from .plan import NeuronSpec
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
-INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size")
+INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size", "hidden_dim")
+# Fused projections holding the gate and the up halves of a gated MLP, ``[gate; up]`` (Phi-3): 2 x width outputs.
+FUSED_GATE_UP = ("gate_up_proj",)
 _ATTENTION_NAMES = ("attn", "attention")
 
 
@@ -44,17 +46,21 @@ def _slice_linear(module: nn.Module, keep: torch.Tensor, side: str) -> None:
         module.in_features = size
 
 
-def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple[str, nn.Module]]:
+def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple[str, nn.Module, int]]:
     """The linear layers of a block that produce the neurons (BERT intermediate.dense, GPT-2 c_fc, Llama gate_proj
-    and up_proj): output width == site width, not the down projection, not inside attention."""
+    and up_proj, Phi-3's fused gate_up_proj), with how many halves each holds per neuron (2 for a fused
+    ``[gate; up]``): output width == site width (or twice it, fused), not the down projection, not in attention."""
     found = []
     for name, module in block.named_modules():
         dims = linear_dims(module)
-        if dims is None or module is site.module or dims[1] != site.width:
+        if dims is None or module is site.module:
+            continue
+        halves = 2 if name.rsplit(".", 1)[-1] in FUSED_GATE_UP and dims[1] == 2 * site.width else 1
+        if dims[1] != halves * site.width:
             continue
         if any(token in part.lower() for part in name.split(".") for token in _ATTENTION_NAMES):
             continue
-        found.append((f"{block_path}.{name}" if block_path else name, module))
+        found.append((f"{block_path}.{name}" if block_path else name, module, halves))
     return found
 
 
@@ -145,8 +151,8 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             if not removed:
                 continue
             keep = torch.as_tensor(sorted(set(range(width)) - set(removed)), dtype=torch.long)
-            for _, module in ups[layer]:
-                _slice_linear(module, keep, "out")
+            for _, module, halves in ups[layer]:  # a fused [gate; up] loses the unit from both halves
+                _slice_linear(module, torch.cat([keep + half * width for half in range(halves)]), "out")
             _slice_linear(site.module, keep, "in")
             for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
                 if getattr(module, "intermediate_size", None) == width:
