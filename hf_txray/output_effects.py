@@ -14,9 +14,12 @@ measured by running the norm module itself on probe vectors, so variants such as
 as the model computes them. Scalar factors that do not change the ranking (Gemma 2's logit soft-capping, T5's
 ``d_model ** -0.5``, a MoE router's weight for the expert) are not applied.
 
-MLM heads (BERT, RoBERTa, DistilBERT) transform the hidden state before the decoder: ``dense -> activation ->
-LayerNorm``. The linear steps are applied (the dense weight, the LayerNorm's scale, in the head's order); the
-activation function between them is treated as the identity, so the reading is linear.
+MLM heads (BERT, RoBERTa, DistilBERT, ELECTRA's generator) transform the hidden state before the decoder: ``dense ->
+activation -> LayerNorm``. The linear steps are applied (the dense weight, the LayerNorm's scale, in the order the
+model runs them, read from one two-token forward pass); the activation function between them is treated as the
+identity, so the reading is linear. The final norm is the one the stack applies after its last block (OPT registers
+its ``final_layer_norm`` before its layers); a post-LN model without one is read without it, and a projection from
+the residual width to the embeddings' (OPT-350m's ``project_out``) follows it.
 
 Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_proj`` of shape
 ``(experts, hidden, intermediate)``) number their neurons ``expert * intermediate + unit``.
@@ -111,26 +114,61 @@ def _qualified_name(model: nn.Module, target: nn.Module) -> str:
     return next(name for name, module in model.named_modules() if module is target)
 
 
-def _head_steps(model: nn.Module, head: nn.Module, hidden: int) -> list[tuple[str, nn.Module, str]]:
-    """The hidden -> hidden linears and norms an LM head applies before its decoder, in registration order."""
-    head_name = _qualified_name(model, head)
-    parent_name = head_name.rsplit(".", 1)[0] if "." in head_name else ""
-    parent = model.get_submodule(parent_name) if parent_name else model
+def _head_steps(model: nn.Module, head: nn.Module, width: int, hidden: int) -> list[tuple[str, nn.Module, str]]:
+    """The linears and norms an LM head applies before its decoder, in the order the model runs them: from the
+    residual `width` to the decoder's `hidden` (ELECTRA's generator head narrows 256 -> 128), then hidden -> hidden.
+
+    The head's modules are those outside the base model (BERT's ``cls.predictions.transform``, ELECTRA's
+    ``generator_predictions``, DistilBERT's ``vocab_transform``), or the model's direct children when it has no base
+    model of its own (T5). Their order is read from a forward pass (:func:`_call_order`): registration order is not
+    the order they run in (ELECTRA registers its head's LayerNorm before its dense layer)."""
     base = getattr(model, "base_model", None)
-    skip = {id(m) for m in base.modules()} if base is not None and base is not model else set()
+    if base is not None and base is not model:
+        skip = {id(m) for m in base.modules()}
+        candidates = [(n, m) for n, m in model.named_modules() if n and id(m) not in skip and m is not head]
+    else:
+        candidates = [(n, m) for n, m in model.named_children() if m is not head]
+    candidates = [(n, m) for n, m in candidates
+                  if (isinstance(m, nn.Linear) and linear_dims(m)[1] == hidden) or _is_norm(m)]
+    order = _call_order(model, [m for _, m in candidates])
     steps = []
-    # A head module of its own (BERT's cls.predictions, RoBERTa's lm_head) is searched whole; when the decoder
-    # hangs off the model itself (GPT-2, DistilBERT, T5) only the model's direct children are head steps.
-    candidates = parent.named_modules() if parent_name else parent.named_children()
-    for name, module in candidates:
-        if module is head or id(module) in skip or not name:
-            continue
+    for name, module in sorted(candidates, key=lambda c: order.get(id(c[1]), len(order))):
+        if id(module) not in order and order:
+            continue  # not run in the forward pass: not part of the reading
         dims = linear_dims(module)
-        if dims == (hidden, hidden) and isinstance(module, nn.Linear):
-            steps.append(("linear", module, f"{parent_name}.{name}".strip(".")))
-        elif _is_norm(module) and module.weight.shape == (hidden,):
-            steps.append(("scale", module, f"{parent_name}.{name}".strip(".")))
+        if dims in ((width, hidden), (hidden, hidden)) and isinstance(module, nn.Linear):
+            steps.append(("linear", module, name))
+            width = hidden
+        elif _is_norm(module) and module.weight.shape == (width,):
+            steps.append(("scale", module, name))
     return steps
+
+
+@torch.no_grad()
+def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int]:
+    """The position of each of `modules` in the order a two-token forward pass of `model` calls them (by ``id``);
+    modules it does not call are absent. Empty when there is nothing to order."""
+    if not modules:
+        return {}
+    order: dict[int, int] = {}
+
+    def seen(module: nn.Module, args: tuple) -> None:  # returns None: the inputs are left as they are
+        order.setdefault(id(module), len(order))
+
+    handles = [m.register_forward_pre_hook(seen) for m in modules]
+    try:
+        device = next(model.parameters()).device
+        ids = torch.tensor([[1, 2]], device=device)
+        extra = {"decoder_input_ids": ids} if is_encoder_decoder(model) else {}
+        model(input_ids=ids, **extra)
+    except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
+        raise ModelError(
+            f"Output effects run {type(model).__name__} on two tokens to read the order of its LM head's layers, "
+            f"and that forward pass failed ({type(err).__name__}: {err}). Profile without output_effects.") from err
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
 
 
 def _final_norm(model: nn.Module, blocks_name: str, hidden: int) -> tuple[str, nn.Module] | None:
@@ -202,24 +240,27 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     blocks_name, _ = _blocks(model, stack)
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []
-    residual = hidden_size(model.config) if hasattr(model, "config") else None
-    residual = residual or hidden
+    residual = (hidden_size(model.config) if hasattr(model, "config") else None) or hidden
     final = _final_norm(model, blocks_name, residual)
     if final is not None:
         steps.append(("scale", norm_scale(final[1], residual)))
         names.append(final[0])
-    if residual != hidden:
-        projection = _stack_projection(model, blocks_name, residual, hidden)
-        if projection is None:
-            raise ModelError(
-                f"{type(model).__name__}'s residual stream is {residual} wide but its unembedding reads {hidden}, and "
-                "no projection between them (such as OPT's project_out) was found: output effects cannot be read "
-                "for this model. Profile without output_effects.")
+    width = residual
+    projection = _stack_projection(model, blocks_name, residual, hidden) if residual != hidden else None
+    if projection is not None:
         steps.append(("linear", projection[1].weight.detach()))
         names.append(projection[0])
-    for kind, module, name in _head_steps(model, head, hidden):
-        steps.append((kind, module.weight.detach() if kind == "linear" else norm_scale(module, hidden)))
+        width = hidden
+    for kind, module, name in _head_steps(model, head, width, hidden):
+        weight = module.weight.detach()
+        steps.append((kind, weight if kind == "linear" else norm_scale(module, int(weight.shape[0]))))
         names.append(name)
+        width = int(weight.shape[0])
+    if width != hidden:  # every step read, the chain still does not reach the unembedding's width
+        raise ModelError(
+            f"{type(model).__name__}'s residual stream is {residual} wide but its unembedding reads {hidden}, and no "
+            "projection between them (OPT's project_out, or a linear layer of the LM head) was found: output "
+            "effects cannot be read for this model. Profile without output_effects.")
     names.append(_qualified_name(model, head))
     return Readout(steps, unembedding, names)
 

@@ -200,10 +200,32 @@ def _opt(pre_norm: bool, project: bool):
     return model, bpe_tokenizer(), brute, 40
 
 
+def _electra_generator(embedding_size: int):
+    """ELECTRA's generator head runs dense -> GELU -> LayerNorm but registers its LayerNorm first (the scale was
+    applied before the dense layer); with embedding_size < hidden_size the dense narrows the residual stream."""
+    from transformers import ElectraConfig, ElectraForMaskedLM
+
+    torch.manual_seed(10)
+    config = ElectraConfig(vocab_size=bert_tokenizer().vocab_size, embedding_size=embedding_size, hidden_size=32,
+                           num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                           max_position_embeddings=64)
+    model = ElectraForMaskedLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        x = _no_bias(model.electra.encoder.layer[layer].output.dense, one_hot)
+        head = model.generator_predictions
+        x = (x @ head.dense.weight.T) * head.LayerNorm.weight  # the head's GELU skipped (linear reading)
+        return x @ model.generator_lm_head.weight.T
+
+    return model, bert_tokenizer(), brute, 48
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
             "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2,
-            "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True)}
+            "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True),
+            "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24)}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
