@@ -17,8 +17,8 @@ as the model computes them. Scalar factors that do not change the ranking (Gemma
 MLM heads (BERT, RoBERTa, DistilBERT, ELECTRA's generator) transform the hidden state before the decoder: ``dense ->
 activation -> LayerNorm``. The linear steps are applied (the dense weight, the LayerNorm's scale, in the order the
 model runs them, read from one two-token forward pass); the activation function between them is treated as the
-identity, so the reading is linear. The final norm is the one the stack applies after its last block (OPT registers
-its ``final_layer_norm`` before its layers); a post-LN model without one is read without it, and a projection from
+identity, so the reading is linear. The final norm is the one the stack runs after its last block (read from that
+forward pass too: OPT registers its ``final_layer_norm`` before its layers); a post-LN model without one is read without it, and a projection from
 the residual width to the embeddings' (OPT-350m's ``project_out``) follows it.
 
 Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_proj`` of shape
@@ -171,24 +171,21 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
     return order
 
 
-def _final_norm(model: nn.Module, blocks_name: str, hidden: int) -> tuple[str, nn.Module] | None:
-    """The norm the blocks' parent applies after its last block: the one registered after the blocks (Llama
-    ``model.norm``, GPT-2 ``ln_f``), else one named final (OPT registers ``final_layer_norm`` before its
-    ``layers``; a norm registered before the blocks is otherwise the embeddings', as Bloom's). None without one (a
-    post-LN OPT: every block ends with its own norm)."""
-    parent_name, _, list_name = blocks_name.rpartition(".")
+def _final_norm(model: nn.Module, blocks_name: str, blocks: nn.ModuleList, hidden: int
+                ) -> tuple[str, nn.Module] | None:
+    """The norm the blocks' parent runs after its last block (Llama ``model.norm``, GPT-2 ``ln_f``, OPT's
+    ``final_layer_norm``, which OPT registers before its ``layers``), read from the order of a two-token forward pass
+    (:func:`_call_order`), or None without one (a post-LN OPT: every block ends with its own norm)."""
+    parent_name = blocks_name.rpartition(".")[0]
     parent = model.get_submodule(parent_name) if parent_name else model
-    after = False
-    named_final = None
-    for name, module in parent.named_children():
-        if name == list_name:
-            after = True
-        elif _is_norm(module) and module.weight.shape == (hidden,):
-            if after:
-                return f"{parent_name}.{name}".strip("."), module
-            if "final" in name.lower():
-                named_final = f"{parent_name}.{name}".strip("."), module
-    return named_final
+    norms = [(f"{parent_name}.{name}".strip("."), module) for name, module in parent.named_children()
+             if _is_norm(module) and module.weight.shape == (hidden,)]
+    if not norms:
+        return None
+    order = _call_order(model, [blocks[-1]] + [module for _, module in norms])
+    last = order.get(id(blocks[-1]), -1)
+    after = [(order[id(module)], name, module) for name, module in norms if order.get(id(module), -1) > last]
+    return min(after, key=lambda found: found[0])[1:] if after else None
 
 
 def _stack_projection(model: nn.Module, blocks_name: str, residual: int, hidden: int
@@ -237,11 +234,11 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     head = _output_embedding(model)
     unembedding = head.weight.detach()
     hidden = int(unembedding.shape[1])
-    blocks_name, _ = _blocks(model, stack)
+    blocks_name, blocks = _blocks(model, stack)
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []
     residual = (hidden_size(model.config) if hasattr(model, "config") else None) or hidden
-    final = _final_norm(model, blocks_name, residual)
+    final = _final_norm(model, blocks_name, blocks, residual)
     if final is not None:
         steps.append(("scale", norm_scale(final[1], residual)))
         names.append(final[0])
