@@ -84,8 +84,8 @@ def check_not_an_input(folder: str | os.PathLike, inputs: Sequence[str | os.Path
         ConfigurationError: naming the input and the flag that gave `folder`.
     """
     target = Path(folder).resolve()
-    for source in inputs:
-        if target == Path(source).resolve() or target in Path(source).resolve().parents:
+    for source in inputs:  # a Hub id or a name that is not a local path is no input on disk
+        if Path(source).exists() and (target == Path(source).resolve() or target in Path(source).resolve().parents):
             given = f" (CLI: {cli_flag})" if cli_flag else ""
             raise ConfigurationError(f"{folder} holds the input {source}; {what} replaces the whole folder, which "
                                      f"would delete it: give another folder{given}.")

@@ -101,10 +101,11 @@ def _check_report_of(report: TransferReport, profile: Profile, side: str) -> Non
 
 # ----- folder ---------------------------------------------------------------------------------------------------
 def _check_target(directory: Path) -> None:
-    # The folder is replaced as a whole: refuse to wipe a folder that holds anything but a previous export (a saved
-    # profile or report, which a results folder would replace, is refused by its type).
-    if artifact_type_of(directory) is not None or not is_export_folder(directory):  # an export written before the
-        check_save_target(directory, what="save_to_disk", artifact_type="results")  # header: still ours
+    # The folder is replaced as a whole: refuse to wipe a folder that holds anything but a previous export. An export
+    # written before the artifact header has none and is still ours; a saved profile or report (the same layout,
+    # with a header) is refused by its type.
+    if artifact_type_of(directory) is not None or not is_export_folder(directory):
+        check_save_target(directory, what="save_to_disk", artifact_type="results")
 
 
 def save_to_disk(

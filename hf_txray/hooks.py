@@ -270,7 +270,8 @@ class Trace:
             top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
             call = ExpertsCall(hidden.detach(), top_k_index.detach(), self._shared[slot])
             self._shared[slot] = None
-            if call.shared is None and self.sites[slot].experts is not None and self.sites[slot].experts.shared is not None:
+            layout = self.sites[slot].experts
+            if call.shared is None and layout is not None and layout.shared is not None:
                 # The shared expert runs after the routed ones (DeepSeek-V3, GraniteMoeShared): read the call
                 # when it has run, from the routed experts' input as it was (checked by its version counter).
                 self._routed[slot] = (call, call.hidden._version, call.top_k_index._version)
