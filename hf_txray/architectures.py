@@ -16,18 +16,19 @@ from typing import Any
 # Config attributes that hold the MLP intermediate width, in the order they are tried.
 WIDTH_ATTRIBUTES = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size")
 
-# model_type -> stack -> attributes holding that stack's MLP width ("*" for models with one stack).
+# model_type -> stack -> attributes holding that stack's MLP width ("*" for models with one stack: a seq2seq
+# family's `ForCausalLM`, BartForCausalLM, is its decoder alone).
 WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "distilbert": {"*": ("hidden_dim",)},
-    "bart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "mbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "pegasus": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "marian": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "blenderbot": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "blenderbot-small": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "plbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "m2m_100": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
-    "nllb-moe": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",)},
+    "bart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "mbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "pegasus": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "marian": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "blenderbot": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "blenderbot-small": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "plbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "m2m_100": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "nllb-moe": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
     # MoE models whose routed experts use `intermediate_size` and have no `moe_intermediate_size`.
     "mixtral": {"*": ("intermediate_size",)},
     "olmoe": {"*": ("intermediate_size",)},

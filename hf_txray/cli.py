@@ -454,7 +454,11 @@ def _add_prune(sub) -> None:
 def _cmd_prune(args) -> int:
     from .pruning import load_pretrained_with_head, prune
 
-    _check_out(Path(args.out) / "pruning_plan", "prune", "pruning_plan", inputs=(args.report, args.model))
+    from .artifact import check_not_an_input
+
+    # the pruned model (remove mode) goes to OUT itself: OUT may not be the model or the report read
+    check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune", cli_flag="--out")
+    _check_out(Path(args.out) / "pruning_plan", "prune", "pruning_plan")
     source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
     model = load_pretrained_with_head(args.model)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,

@@ -167,11 +167,16 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             "Profile this model with site='residual'."
         )
     # A shared expert sits beside the routed ones in the MoE module (Qwen2-MoE's `mlp.shared_expert`) or in the
-    # block itself (GraniteMoeShared's `shared_mlp`): search the whole block outside the experts and the token mixer.
+    # block itself (GraniteMoeShared's `shared_mlp`). Where the config declares its width, search the whole block
+    # outside the experts and the token mixer; where it declares none, only the MoE module, so that another linear
+    # layer of the block (an adapter) is not taken for one.
     shared_modules = []
     hidden = hidden_size(model.config)
     declared = declared_shared_width(model.config)
-    for full, sub in block.named_modules():
+    scope_name = "" if declared is not None or "." not in name else name.rsplit(".", 1)[0]
+    scope = block.get_submodule(scope_name) if scope_name else block
+    for sub_name, sub in scope.named_modules():
+        full = _join(scope_name, sub_name)
         dims = linear_dims(sub)
         if dims is None or dims[0] == 0 or full == name or full.startswith(name + ".") or in_token_mixer(block, full):
             continue  # a zero-width shared expert (shared_expert_intermediate_size=0) has no units
@@ -201,20 +206,23 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     return _join(block_name, name), experts, ExpertsLayout(int(experts.num_experts), num_shared, width, shared)
 
 
-# Config attributes declaring the width of a MoE layer's shared expert(s): Qwen2-MoE, GraniteMoeShared.
+# Config attributes declaring the width of a MoE layer's shared expert(s): Qwen2-MoE, GraniteMoeShared; and the
+# count of shared experts of `moe_intermediate_size` units each: DeepSeek, GLM-4 MoE, ERNIE 4.5 MoE.
 SHARED_WIDTH_ATTRIBUTES = ("shared_expert_intermediate_size", "shared_intermediate_size")
+SHARED_COUNT_ATTRIBUTES = ("n_shared_experts", "moe_num_shared_experts")
 
 
 def declared_shared_width(config) -> int | None:
-    """The shared experts' total width the config declares (0: none), or None when it declares none (DeepSeek's
-    ``n_shared_experts`` x ``moe_intermediate_size`` counts as declared)."""
+    """The shared experts' total width the config declares (0: none), or None when it declares none."""
     for attribute in SHARED_WIDTH_ATTRIBUTES:
         value = getattr(config, attribute, None)
         if isinstance(value, int):
             return value
-    count, width = getattr(config, "n_shared_experts", None), getattr(config, "moe_intermediate_size", None)
-    if isinstance(count, int) and isinstance(width, int):
-        return count * width
+    width = getattr(config, "moe_intermediate_size", None)
+    for attribute in SHARED_COUNT_ATTRIBUTES:
+        count = getattr(config, attribute, None)
+        if isinstance(count, int) and isinstance(width, int):
+            return count * width
     return None
 
 

@@ -229,8 +229,12 @@ def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words
     kind = model_kind(model)
     enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, return_attention_mask=True)
     encoder_decoder = isinstance(MLP_MODULE.get(kind), dict)
+    # a seq2seq family's ForCausalLM (BartForCausalLM) is its decoder alone: its base model wraps the decoder
+    alone = encoder_decoder and not model.config.is_encoder_decoder
+    encoder_decoder = encoder_decoder and not alone
     root = model if encoder_decoder else model.base_model  # heads are not part of the profiled body
-    pattern = MLP_MODULE[kind][stack or "encoder"] if encoder_decoder else MLP_MODULE.get(kind)
+    pattern = (MLP_MODULE[kind]["decoder"] if alone else MLP_MODULE[kind][stack or "encoder"] if encoder_decoder
+               else MLP_MODULE.get(kind))
     num_layers = (_count_layers(root, MOE_MODULE[kind][0]) if kind in MOE_MODULE else _count_layers(root, pattern)) \
         if site == "mlp" else model.config.num_hidden_layers
     kept: list[torch.Tensor | None] = [None] * num_layers

@@ -304,6 +304,20 @@ def test_shared_experts_that_run_after_the_routed_ones_are_numbered_after_them(f
     assert profile.neuron_count[:, routed * 16:].sum() > 0  # the shared units win some positions
 
 
+@pytest.mark.parametrize("family", ["bart", "mbart", "pegasus"])
+def test_a_seq2seq_decoder_alone_reads_its_decoder_width(family):
+    """Helper 98: BartForCausalLM (the decoder alone, one stack) looked for the MLP width among the one-stack names
+    and refused its fc2 (decoder_ffn_dim=40) against 4 x hidden."""
+    torch.manual_seed(0)
+    model = getattr(tf, FAMILIES[family][2].removesuffix("Model") + "ForCausalLM")(config_of(family)).eval()
+    tokenizer = tokenizer_of(family)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == 40 and profile.meta.config["stack"] is None
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
+                                                      1, FEATURES))
+
+
 def test_a_zero_width_shared_expert_has_no_units():
     """Helper 95: Qwen2-MoE with shared_expert_intermediate_size=0 crashed in the capture (reshape of 0 elements)."""
     torch.manual_seed(0)
@@ -314,6 +328,18 @@ def test_a_zero_width_shared_expert_has_no_units():
     assert profile.num_neurons == 4 * 16 and profile.meta.config["num_shared_experts"] == 0
     assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
                                                       1, FEATURES))
+
+
+def test_a_linear_layer_beside_the_moe_module_is_no_shared_expert_unless_the_config_declares_one():
+    """Helper 98: with the search widened to the whole block, an adapter added to a Mixtral decoder layer (whose config
+    declares no shared expert) was numbered as 5 shared experts. Undeclared, only the MoE module is searched."""
+    model = copy.deepcopy(build("mixtral")[0])
+    for layer in model.layers:
+        layer.adapter = torch.nn.Linear(2 * HIDDEN, HIDDEN)  # beside the MoE module, never a shared expert here
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("mixtral"), features=("token",), batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == 4 * 24 and profile.meta.config["num_shared_experts"] == 0
+    np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)
 
 
 def test_a_declared_shared_expert_that_cannot_be_found_is_refused():

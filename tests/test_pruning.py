@@ -492,6 +492,13 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert PruningPlan.from_pretrained(tmp_path / "pruned" / "pruning_plan").neurons == {0: [3, 4], 1: [3, 4]}
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown pruning strategy" in capsys.readouterr().err
+    # helper 98: --out MODEL saved the pruned model over the input model; now refused before anything is read
+    weights = (model_dir / "model.safetensors").read_bytes()
+    for out in (model_dir, tmp_path, report_dir):
+        assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--mode",
+                     "remove", "--out", str(out)]) == 2
+        assert f"{out} holds the input" in capsys.readouterr().err
+    assert (model_dir / "model.safetensors").read_bytes() == weights and not (model_dir / "pruning_plan").exists()
     # a folder that holds no model: said as analyze says it (transformers asked for a model_type in its config.json)
     assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--out", str(tmp_path / "x")]) == 2
     assert "is a folder without config.json or .gguf file: not a model folder" in capsys.readouterr().err
