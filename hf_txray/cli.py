@@ -7,6 +7,7 @@ every process profiles its shard, the states are reduced exactly, and the main p
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -155,9 +156,11 @@ def _cmd_analyze(args) -> int:
 
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="Compare two saved profiles (stage A -> stage B).")
-    p.add_argument("a", help="Profile folder of stage A.")
-    p.add_argument("b", help="Profile folder of stage B.")
+    p.add_argument("a", help="Profile of stage A: a folder, or a Hub dataset repo that Profile.push_to_hub wrote.")
+    p.add_argument("b", help="Profile of stage B: a folder or a Hub dataset repo.")
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
+    p.add_argument("--revision", help="Revision of A and B when they are Hub repos (default: their main branch).")
+    _add_token(p)
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
     p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
     p.add_argument("--min-count", type=_int(0), default=20,
@@ -170,8 +173,8 @@ def _cmd_compare(args) -> int:
     from .display import report_text
 
     _check_out(args.out, "compare", "transfer_report", inputs=(args.a, args.b))
-    report = compare(Profile.from_pretrained(args.a), Profile.from_pretrained(args.b), alpha=args.alpha,
-                     test=not args.no_test)
+    a, b = (Profile.from_pretrained(p, revision=args.revision, token=args.token) for p in (args.a, args.b))
+    report = compare(a, b, alpha=args.alpha, test=not args.no_test)
     report.save_pretrained(args.out)
     print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
@@ -745,6 +748,10 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask tokens there
+        super().error(re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -40,7 +41,9 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         _replace_dir(tmp, target)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if _within(err, target.parent):  # a write in the temporary folder: name the folder asked for
+        # a write in the temporary folder (a full disk reported by a writer that names no file, as pyarrow's or a
+        # card's write): name the folder asked for
+        if _within(err, target.parent) or (not err.filename and err.errno in WRITE_ERRNOS):
             raise output_error(err, target) from err
         raise
     except BaseException:
@@ -80,6 +83,10 @@ def output_error(err: OSError, target: Path) -> OutputError:
     reason = err.reason if isinstance(err, OutputError) else (err.strerror or str(err))
     return OutputError(f"Cannot write {target}: {reason}. Nothing there was changed: make its folder writable or "
                        "free some disk space, or save somewhere else.", target, reason)
+
+
+# Errors of a write that has run out of room or of permission, which writers often raise without a file name.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _within(err: OSError, folder: Path) -> bool:

@@ -62,14 +62,14 @@ def looks_local(name: str) -> bool:
     """Whether `name` is written as a filesystem path (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``), never a Hub id.
 
     A Hub id is ``name`` or ``namespace/name``: more than one ``/`` or a leading ``.``, ``/``, ``~`` cannot be one,
-    and ``folder/name.jsonl`` (a data file's extension) is taken as local when ``folder`` exists here.
+    ``name.jsonl`` (a data file's extension, no folder) is a file here, and ``folder/name.jsonl`` is taken as local
+    when ``folder`` exists here.
     """
     path = Path(name)
     return (name.startswith(("./", "../", ".\\", "..\\", "~")) or name in (".", "..") or os.path.isabs(name)
             or name.replace("\\", "/").count("/") > 1
-            # "data/nope.jsonl": a data file's name in a folder that exists here, not a Hub repo
-            or (data_file_builder(path) is not None and str(path.parent) not in ("", ".")
-                and path.parent.is_dir()))
+            # "nope.jsonl" and "data/nope.jsonl" (in a folder that exists here): a data file's name, not a Hub repo
+            or (data_file_builder(path) is not None and (str(path.parent) in ("", ".") or path.parent.is_dir())))
 
 
 def _missing_path_error(name: str, what: str) -> ModelError:

@@ -801,6 +801,20 @@ def test_outputs_never_replace_an_input_or_another_artifact_and_reports_must_fit
     assert "Profile 'a'" not in capsys.readouterr().out
 
 
+def test_cli_compare_takes_a_token_and_argparse_errors_never_echo_one(tmp_path, capsys):
+    """Helper 99: `hf-txray compare` reads Hub repos but had no --token, and argparse's "unrecognized arguments:
+    --token hf_..." printed the token given to a command that lacks the flag."""
+    secret = "hf_" + "Q" * 30
+    with pytest.raises(SystemExit):
+        cli_main(["show", str(tmp_path), "--token", secret])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and secret not in err and "hf_***" in err
+    from hf_txray.cli import build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["compare"].format_help()
+    assert "--token" in help_text and "--revision" in help_text
+
+
 def test_compare_warns_when_the_stages_credit_positions_differently(saved_bert, text_file):
     """Helper 96: profiles of different skip_first_positions or long_texts were compared without a word (merge
     refuses them); max_length differs between stages by design and gets none."""

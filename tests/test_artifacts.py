@@ -214,6 +214,16 @@ def test_a_folder_that_cannot_be_written_is_an_output_error_naming_it_and_the_ol
     assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before  # the old save is intact
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     assert_exact(artifact, type(artifact).from_pretrained(folder), kind)
+    # helper 99: a full disk met by a writer that names no file (pyarrow, the card) passed through as a bare OSError
+    def nameless_full_disk(self, folder):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(artifact), "_save_pretrained", nameless_full_disk)
+    with pytest.raises(OutputError, match=r"Cannot write .*saved: No space left on device"):
+        artifact.save_pretrained(folder)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])

@@ -262,7 +262,8 @@ def test_more_processes_than_texts_give_the_one_process_result(processes, saved_
 
 # ----- loading: paths, CLI flags, GGUF, tokenizers --------------------------------------------------------------
 @pytest.mark.parametrize("name,local", [("./x", True), ("../x", True), ("/x", True), ("~/x", True), ("a/b/c", True),
-                                        ("gpt2", False), ("org/model", False)])
+                                        ("gpt2", False), ("org/model", False),
+                                        ("missing.jsonl", True), ("nope.csv", True), ("org/data", False)])
 def test_looks_local(name, local):
     assert looks_local(name) is local
 

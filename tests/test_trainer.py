@@ -395,6 +395,12 @@ def test_bad_configuration_fails_before_training(tmp_path):
         TXRayTrainer(args=build_args(tmp_path), eval_dataset=tokenized, **common)
     with pytest.raises(DatasetError, match="No text column"):
         TXRayTrainer(args=build_args(tmp_path), txray_dataset=tokenized, **common)
+    # a stream is refused with the fix: the probe is read once and profiled at every snapshot (README)
+    import datasets
+
+    stream = datasets.Dataset.from_dict({"text": TEXTS}).to_iterable_dataset()
+    with pytest.raises(DatasetError, match=r"Got IterableDataset \(a stream\).*Dataset.from_list\(list\(stream.take"):
+        TXRayTrainer(args=build_args(tmp_path), txray_dataset=stream, **common)
     with pytest.raises(ConfigurationError, match="Layer 5 is out of range"):
         TXRayTrainer(args=build_args(tmp_path, txray_layers="0,5"), txray_dataset=TEXTS, **common)
     with pytest.raises(ConfigurationError, match="needs TXRayArguments"):
