@@ -78,17 +78,24 @@ def holds_artifact(folder: str | os.PathLike) -> bool:
 def check_not_an_input(folder: str | os.PathLike, inputs: Sequence[str | os.PathLike], *, what: str,
                        cli_flag: str | None = None) -> None:
     """Refuse an output `folder` that is one of `inputs` or holds one: writing it replaces the whole folder, which
-    would delete the input (``hf-txray compare A B --out A``).
+    would delete the input (``hf-txray compare A B --out A``); and one inside an input that hf_txray saved (a report
+    written into profile A would be read with it, and deleted with it by the next save there).
 
     Raises:
         ConfigurationError: naming the input and the flag that gave `folder`.
     """
     target = Path(folder).resolve()
+    given = f" (CLI: {cli_flag})" if cli_flag else ""
     for source in inputs:  # a Hub id or a name that is not a local path is no input on disk
-        if Path(source).exists() and (target == Path(source).resolve() or target in Path(source).resolve().parents):
-            given = f" (CLI: {cli_flag})" if cli_flag else ""
+        if not Path(source).exists():
+            continue
+        source_path = Path(source).resolve()
+        if target == source_path or target in source_path.parents:
             raise ConfigurationError(f"{folder} holds the input {source}; {what} replaces the whole folder, which "
                                      f"would delete it: give another folder{given}.")
+        if source_path in target.parents and source_path.is_dir() and holds_artifact(source_path):
+            raise ConfigurationError(f"{folder} is inside the input {source}, which hf_txray saved: {what} would "
+                                     f"write into that saved folder; give a folder outside it{given}.")
 
 
 def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained", cli_flag: str | None = None,

@@ -459,9 +459,10 @@ def _cmd_prune(args) -> int:
 
     from .artifact import check_not_an_input
 
-    # the pruned model (remove mode) goes to OUT itself: OUT may not be the model or the report read
+    # the pruned model (remove mode) and pruning_plan/ go into OUT itself: OUT may not be the model or the report
+    # read, nor a folder of other files or another saved artifact (a later save there would delete the model)
     check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune", cli_flag="--out")
-    _check_out(Path(args.out) / "pruning_plan", "prune", "pruning_plan")
+    _check_prune_out(Path(args.out))
     source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
     model = load_pretrained_with_head(args.model)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
@@ -484,6 +485,21 @@ def _cmd_prune(args) -> int:
     else:
         print("mask mode: apply the plan with hf_txray.pruning.apply_plan(model, PruningPlan.from_pretrained(...))")
     return 0
+
+
+def _check_prune_out(out: Path) -> None:
+    """Refuse an `hf-txray prune --out` folder that is neither new, empty, nor an earlier prune's output."""
+    from .artifact import artifact_type_of, check_save_target
+    from .errors import ConfigurationError
+
+    earlier = artifact_type_of(out / "pruning_plan") == "pruning_plan" and artifact_type_of(out) is None
+    if out.is_dir() and any(out.iterdir()) and not earlier:
+        held = artifact_type_of(out)
+        raise ConfigurationError(
+            f"{out} " + (f"holds a saved {held.replace('_', ' ')}" if held else "is not empty") + ": hf-txray prune "
+            "writes the pruned model (--mode remove) and pruning_plan/ into --out, so it must be a new or empty "
+            "folder, or an earlier prune's output: give another folder (CLI: --out).")
+    check_save_target(out / "pruning_plan", what="hf-txray prune", cli_flag="--out", artifact_type="pruning_plan")
 
 
 def _add_prune_sweep(sub) -> None:

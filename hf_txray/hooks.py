@@ -323,6 +323,25 @@ def trace(model: nn.Module, sites: Sequence["Site"], *, read: Callable[[int, Any
         yield t
 
 
+@contextlib.contextmanager
+def call_order(modules: Sequence[nn.Module]) -> Iterator[dict[int, int]]:
+    """Within the ``with`` block, record the order in which `modules` are first called: a dict ``id(module) ->
+    position`` (modules not called are absent). Read-only (inputs are left as they are); the hooks are removed on
+    leaving. Output effects read which norm a body runs after its last block, and in which order an LM head runs
+    its layers, from one forward pass inside it (registration order is not the order of the calls)."""
+    order: dict[int, int] = {}
+
+    def seen(module: nn.Module, args: tuple) -> None:
+        order.setdefault(id(module), len(order))
+
+    handles = [module.register_forward_pre_hook(seen) for module in modules]
+    try:
+        yield order
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
     """Raise :class:`ModelError` when a site's module is not a submodule of `model`."""
     modules = {id(m) for m in model.modules()}
@@ -332,4 +351,4 @@ def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
                          "model you run (find_sites(model, ...)).")
 
 
-__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in"]
+__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in", "call_order"]

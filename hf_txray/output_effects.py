@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
+from .hooks import call_order
 from .architectures import hidden_size
 from .sites import find_blocks, linear_dims, find_sites, is_encoder_decoder, resolve_stack
 
@@ -150,36 +151,32 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
     modules it does not call are absent. Empty when there is nothing to order."""
     if not modules:
         return {}
-    order: dict[int, int] = {}
-
-    def seen(module: nn.Module, args: tuple) -> None:  # returns None: the inputs are left as they are
-        order.setdefault(id(module), len(order))
-
-    handles = [m.register_forward_pre_hook(seen) for m in modules]
-    try:
-        device = next(model.parameters()).device
-        ids = torch.tensor([[1, 2]], device=device)
-        extra = {"decoder_input_ids": ids} if is_encoder_decoder(model) else {}
-        model(input_ids=ids, **extra)
-    except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
-        raise ModelError(
-            f"Output effects run {type(model).__name__} on two tokens to read the order of its LM head's layers, "
-            f"and that forward pass failed ({type(err).__name__}: {err}). Profile without output_effects.") from err
-    finally:
-        for handle in handles:
-            handle.remove()
+    with call_order(modules) as order:
+        try:
+            device = next(model.parameters()).device
+            ids = torch.tensor([[1, 2]], device=device)
+            model(input_ids=ids, **({"decoder_input_ids": ids} if is_encoder_decoder(model) else {}))
+        except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
+            raise ModelError(
+                f"Output effects run {type(model).__name__} on two tokens to read the order of its final norm and LM "
+                f"head's layers, and that forward pass failed ({type(err).__name__}: {err}). Profile without "
+                "output_effects.") from err
     return order
 
 
 def _final_norm(model: nn.Module, blocks_name: str, blocks: nn.ModuleList, hidden: int
                 ) -> tuple[str, nn.Module] | None:
-    """The norm the blocks' parent runs after its last block (Llama ``model.norm``, GPT-2 ``ln_f``, OPT's
-    ``final_layer_norm``, which OPT registers before its ``layers``), read from the order of a two-token forward pass
-    (:func:`_call_order`), or None without one (a post-LN OPT: every block ends with its own norm)."""
-    parent_name = blocks_name.rpartition(".")[0]
-    parent = model.get_submodule(parent_name) if parent_name else model
-    norms = [(f"{parent_name}.{name}".strip("."), module) for name, module in parent.named_children()
-             if _is_norm(module) and module.weight.shape == (hidden,)]
+    """The norm the body runs first after its last block (Llama ``model.norm``, GPT-2 ``ln_f``, OPT's
+    ``final_layer_norm``, which OPT registers before its ``layers``, RoBERTa-PreLayerNorm's ``LayerNorm`` beside its
+    encoder), read from the order of a two-token forward pass (:func:`_call_order`) among the norms of the base model
+    outside the blocks (an LM head's own norm is a head step); None without one (a post-LN model: every block ends
+    with its own norm)."""
+    base = getattr(model, "base_model", None)
+    body = {id(m) for m in (base if base is not None else model).modules()}
+    inside = {id(m) for m in blocks.modules()}
+    norms = [(name, module) for name, module in model.named_modules()
+             if id(module) in body and id(module) not in inside and _is_norm(module)
+             and module.weight.shape == (hidden,)]
     if not norms:
         return None
     order = _call_order(model, [blocks[-1]] + [module for _, module in norms])
@@ -234,6 +231,13 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     head = _output_embedding(model)
     unembedding = head.weight.detach()
     hidden = int(unembedding.shape[1])
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(vocab, int) and unembedding.shape[0] != vocab:
+        raise ModelError(
+            f"{type(model).__name__}.get_output_embeddings() returns {_qualified_name(model, head)} "
+            f"({tuple(unembedding.shape)}), not a map to its {vocab}-token vocabulary (DeBERTa with legacy=False "
+            "returns its head's dense layer): output effects cannot be read for this model. Profile without "
+            "output_effects.")
     blocks_name, blocks = _blocks(model, stack)
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []

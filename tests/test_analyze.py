@@ -778,7 +778,8 @@ def test_outputs_never_replace_an_input_or_another_artifact_and_reports_must_fit
                        (["compare", str(a), str(b), "--out", str(tmp_path)], f"{tmp_path} holds the input {a}"),
                        (["compare", str(a), str(a), "--out", str(b)], "holds a saved profile; hf-txray compare would "
                                                                       "replace it with a transfer report"),
-                       (["export", str(a), str(b), "--out", str(b)], f"{b} holds the input {b}")]:
+                       (["export", str(a), str(b), "--out", str(b)], f"{b} holds the input {b}"),
+                       (["compare", str(a), str(b), "--out", str(a / "sub")], f"is inside the input {a}")]:
         assert cli_main(argv) == 2
         assert said in capsys.readouterr().err
     assert hf_txray.Profile.from_pretrained(a) == saved_a and hf_txray.Profile.from_pretrained(b).stage == "b"

@@ -221,11 +221,32 @@ def _electra_generator(embedding_size: int):
     return model, bert_tokenizer(), brute, 48
 
 
+def _roberta_prelayernorm():
+    """RoBERTa-PreLayerNorm's final LayerNorm sits in the base model beside its encoder (helper 100: skipped)."""
+    from transformers import RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
+
+    torch.manual_seed(11)
+    config = RobertaPreLayerNormConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=48, max_position_embeddings=64)
+    model = RobertaPreLayerNormForMaskedLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        body = model.roberta_prelayernorm
+        x = _no_bias(body.encoder.layer[layer].output.dense, one_hot) * body.LayerNorm.weight
+        head = model.lm_head
+        x = (x @ head.dense.weight.T) * head.layer_norm.weight  # the head's GELU skipped (linear reading)
+        return x @ head.decoder.weight.T
+
+    return model, bert_tokenizer(), brute, 48
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
             "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2,
             "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True),
-            "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24)}
+            "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24),
+            "roberta_prelayernorm": _roberta_prelayernorm}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
@@ -258,6 +279,19 @@ def test_single_neuron_api_equals_table():
     assert one.drop(columns="logit").equals(expected.drop(columns="logit"))
     np.testing.assert_allclose(one["logit"], expected["logit"], rtol=1e-5)  # batched matmul: float rounding
     assert list(one["direction"]) == ["promoted"] * 3 + ["suppressed"] * 3
+
+
+def test_an_output_embedding_that_is_not_the_vocabulary_is_refused():
+    """Helper 100: DeBERTa with legacy=False returns its head's dense layer from get_output_embeddings(); it was read
+    as a 32-token vocabulary (every promoted id below the hidden size, no error)."""
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM
+
+    config = DebertaV2Config(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=48, max_position_embeddings=64, legacy=False)
+    model = DebertaV2ForMaskedLM(config).eval()
+    with pytest.raises(ModelError, match=r"get_output_embeddings\(\) returns lm_predictions.lm_head.dense .*not a map "
+                                         r"to its 30522-token vocabulary"):
+        hf_txray.output_effects_table(model, [0], k=3, tokenizer=bert_tokenizer())
 
 
 def test_model_without_lm_head_is_refused():

@@ -499,6 +499,19 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
                      "remove", "--out", str(out)]) == 2
         assert f"{out} holds the input" in capsys.readouterr().err
     assert (model_dir / "model.safetensors").read_bytes() == weights and not (model_dir / "pruning_plan").exists()
+    # helper 100: --out holding a saved profile, or other files, got the pruned model and its plan beside them
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    make_profile("a", STAGE_A, num_neurons=48).save_pretrained(tmp_path / "profile")
+    for out, said in [(tmp_path / "profile", "holds a saved profile"), (tmp_path / "notes", "is not empty"),
+                      (report_dir / "sub", "is inside the input")]:
+        assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--mode",
+                     "remove", "--out", str(out)]) == 2
+        assert said in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["todo.txt"] and not (report_dir / "sub").exists()
+    # an earlier prune's output is replaced
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--mode", "remove",
+                 "--out", str(tmp_path / "pruned")]) == 0
     # a folder that holds no model: said as analyze says it (transformers asked for a model_type in its config.json)
     assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--out", str(tmp_path / "x")]) == 2
     assert "is a folder without config.json or .gguf file: not a model folder" in capsys.readouterr().err

@@ -252,7 +252,7 @@ def neuron_attributions(
                 scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base, target=target,
                                              additional_forward_args=tuple(extra.values()), n_steps=n_steps,
                                              internal_batch_size=internal_batch_size,
-                                             attribute_to_neuron_input=to_input)
+                                             attribute_to_neuron_input=to_input, method="gausslegendre")
     finally:
         model.train(was_training)
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()
