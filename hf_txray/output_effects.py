@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
+from .distributed import input_device
 from .hooks import call_order
 from .architectures import hidden_size
 from .sites import find_blocks, linear_dims, find_sites, is_encoder_decoder, resolve_stack
@@ -151,16 +152,19 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
     modules it does not call are absent. Empty when there is nothing to order."""
     if not modules:
         return {}
+    was_training = model.training
+    model.eval()  # no dropout, no gradient checkpointing: the order of the calls alone
     with call_order(modules) as order:
         try:
-            device = next(model.parameters()).device
-            ids = torch.tensor([[1, 2]], device=device)
+            ids = torch.tensor([[1, 2]], device=input_device(model))
             model(input_ids=ids, **({"decoder_input_ids": ids} if is_encoder_decoder(model) else {}))
         except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
             raise ModelError(
                 f"Output effects run {type(model).__name__} on two tokens to read the order of its final norm and LM "
                 f"head's layers, and that forward pass failed ({type(err).__name__}: {err}). Profile without "
                 "output_effects.") from err
+        finally:
+            model.train(was_training)
     return order
 
 
