@@ -219,9 +219,8 @@ def _cmd_show(args) -> int:
     for where, text in shown:
         print((f"== {where}\n" if several and where is not None else "") + text + "\n")
     if not profiles and not reports:
-        legacy = [kind for marker, kind in LEGACY_MARKERS.items() if path.is_dir() and (path / marker).is_file()]
-        if legacy:  # a folder saved before the artifact contract: the loader says what to do with it
-            (TransferReport if legacy[0] == "transfer report" else Profile).from_pretrained(path)
+        if path.is_dir() and any((path / marker).is_file() for marker in LEGACY_MARKERS):
+            Profile.from_pretrained(path)  # saved before the artifact contract: its header check says what to do
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     return 0
 

@@ -116,27 +116,26 @@ def _qualified_name(model: nn.Module, target: nn.Module) -> str:
     return next(name for name, module in model.named_modules() if module is target)
 
 
-def _head_steps(model: nn.Module, head: nn.Module, width: int, hidden: int) -> list[tuple[str, nn.Module, str]]:
-    """The linears and norms an LM head applies before its decoder, in the order the model runs them: from the
-    residual `width` to the decoder's `hidden` (ELECTRA's generator head narrows 256 -> 128), then hidden -> hidden.
-
-    The head's modules are those outside the base model (BERT's ``cls.predictions.transform``, ELECTRA's
-    ``generator_predictions``, DistilBERT's ``vocab_transform``), or the model's direct children when it has no base
-    model of its own (T5). Their order is read from a forward pass (:func:`_call_order`): registration order is not
-    the order they run in (ELECTRA registers its head's LayerNorm before its dense layer)."""
+def _head_candidates(model: nn.Module, head: nn.Module, hidden: int) -> list[tuple[str, nn.Module]]:
+    """The linears into the decoder's `hidden` width and the norms an LM head may apply before its decoder: those
+    outside the base model (BERT's ``cls.predictions.transform``, ELECTRA's ``generator_predictions``, DistilBERT's
+    ``vocab_transform``), or the model's direct children when it has no base model of its own (T5)."""
     base = getattr(model, "base_model", None)
     if base is not None and base is not model:
         skip = {id(m) for m in base.modules()}
         candidates = [(n, m) for n, m in model.named_modules() if n and id(m) not in skip and m is not head]
     else:
         candidates = [(n, m) for n, m in model.named_children() if m is not head]
-    candidates = [(n, m) for n, m in candidates
-                  if (isinstance(m, nn.Linear) and linear_dims(m)[1] == hidden) or _is_norm(m)]
-    order = _call_order(model, [m for _, m in candidates])
+    return [(n, m) for n, m in candidates if (isinstance(m, nn.Linear) and linear_dims(m)[1] == hidden) or _is_norm(m)]
+
+
+def _head_steps(candidates: list[tuple[str, nn.Module]], order: dict[int, int], width: int, hidden: int
+                ) -> list[tuple[str, nn.Module, str]]:
+    """The head's layers the forward pass `order` ran, in that order (ELECTRA registers its head's LayerNorm before
+    its dense layer): from the residual `width` to the decoder's `hidden` (ELECTRA's generator head narrows 256 ->
+    128), then hidden -> hidden."""
     steps = []
-    for name, module in sorted(candidates, key=lambda c: order.get(id(c[1]), len(order))):
-        if id(module) not in order and order:
-            continue  # not run in the forward pass: not part of the reading
+    for name, module in sorted((c for c in candidates if id(c[1]) in order), key=lambda c: order[id(c[1])]):
         dims = linear_dims(module)
         if dims in ((width, hidden), (hidden, hidden)) and isinstance(module, nn.Linear):
             steps.append(("linear", module, name))
@@ -168,22 +167,23 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
     return order
 
 
-def _final_norm(model: nn.Module, blocks_name: str, blocks: nn.ModuleList, hidden: int
-                ) -> tuple[str, nn.Module] | None:
-    """The norm the body runs first after its last block (Llama ``model.norm``, GPT-2 ``ln_f``, OPT's
-    ``final_layer_norm``, which OPT registers before its ``layers``, RoBERTa-PreLayerNorm's ``LayerNorm`` beside its
-    encoder), read from the order of a two-token forward pass (:func:`_call_order`) among the norms of the base model
-    outside the blocks (an LM head's own norm is a head step); None without one (a post-LN model: every block ends
-    with its own norm)."""
+def _body_norms(model: nn.Module, blocks: nn.ModuleList, hidden: int) -> list[tuple[str, nn.Module]]:
+    """The norms of the base model outside the blocks (an LM head's own norm is a head step): the final norm is
+    among them (Llama ``model.norm``, GPT-2 ``ln_f``, OPT's ``final_layer_norm``, RoBERTa-PreLayerNorm's
+    ``LayerNorm`` beside its encoder), beside the embeddings' norms."""
     base = getattr(model, "base_model", None)
     body = {id(m) for m in (base if base is not None else model).modules()}
     inside = {id(m) for m in blocks.modules()}
-    norms = [(name, module) for name, module in model.named_modules()
-             if id(module) in body and id(module) not in inside and _is_norm(module)
-             and module.weight.shape == (hidden,)]
-    if not norms:
-        return None
-    order = _call_order(model, [blocks[-1]] + [module for _, module in norms])
+    return [(name, module) for name, module in model.named_modules()
+            if id(module) in body and id(module) not in inside and _is_norm(module)
+            and module.weight.shape == (hidden,)]
+
+
+def _final_norm(norms: list[tuple[str, nn.Module]], blocks: nn.ModuleList, order: dict[int, int]
+                ) -> tuple[str, nn.Module] | None:
+    """Of the body's `norms`, the one run first after the last block in the forward pass `order` (registration
+    order is not the order of the calls: OPT registers its ``final_layer_norm`` before its ``layers``); None without
+    one (a post-LN model: every block ends with its own norm)."""
     last = order.get(id(blocks[-1]), -1)
     after = [(order[id(module)], name, module) for name, module in norms if order.get(id(module), -1) > last]
     return min(after, key=lambda found: found[0])[1:] if after else None
@@ -246,7 +246,10 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []
     residual = (hidden_size(model.config) if hasattr(model, "config") else None) or hidden
-    final = _final_norm(model, blocks_name, blocks, residual)
+    norms, candidates = _body_norms(model, blocks, residual), _head_candidates(model, head, hidden)
+    # one two-token forward pass gives the order of the final norm and of the head's layers
+    order = _call_order(model, [blocks[-1]] + [m for _, m in norms + candidates]) if norms or candidates else {}
+    final = _final_norm(norms, blocks, order)
     if final is not None:
         steps.append(("scale", norm_scale(final[1], residual)))
         names.append(final[0])
@@ -256,7 +259,7 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
         steps.append(("linear", projection[1].weight.detach()))
         names.append(projection[0])
         width = hidden
-    for kind, module, name in _head_steps(model, head, width, hidden):
+    for kind, module, name in _head_steps(candidates, order, width, hidden):
         weight = module.weight.detach()
         steps.append((kind, weight if kind == "linear" else norm_scale(module, int(weight.shape[0]))))
         names.append(name)

@@ -512,11 +512,11 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
             "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
             "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
             "both stages with one tokenizer.", UserWarning, stacklevel=2)
+    # a truncating run has no stride, and the default stride follows max_length (which may differ)
+    stride_follows = "truncate" in (a.meta.config.get("long_texts"), b.meta.config.get("long_texts")) or \
+        a.meta.config.get("max_length") != b.meta.config.get("max_length")
     for name, mine, theirs in credit_differences(a.meta, b.meta, grid=False):
-        # a truncating run has no stride, and the default stride follows max_length (which may differ)
-        follows = "truncate" in (a.meta.config.get("long_texts"), b.meta.config.get("long_texts")) or \
-            a.meta.config.get("max_length") != b.meta.config.get("max_length")
-        if name in UNLIKE_POSITIONS and not (name == "stride" and follows):
+        if name in UNLIKE_POSITIONS and not (name == "stride" and stride_follows):
             warnings.warn(
                 f"Stages {a.stage!r} and {b.stage!r} were profiled with different {name} ({mine!r} vs {theirs!r}), "
                 "which changes which positions are credited and how: part of any difference between them is that, "
