@@ -24,7 +24,7 @@ import torch
 from .accumulators import array_to_strings, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_batch_size, resolve_token_budget
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials,
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials, padded_width,
                        resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
@@ -34,7 +34,7 @@ from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
-from .lengths import WINDOWED, resolve_max_length
+from .lengths import WINDOWED, model_length_limit, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
@@ -84,6 +84,7 @@ class Profiler:
         _check_top_k_reachable(model, self.sites, config.top_k)
         self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED,
                                              self.forward.runs)
+        self.pad_limit = model_length_limit(model, self.forward.shifted, self.forward.runs).tokens
         self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
                                      else int(config.skip_first_positions))
         self.device = torch.device(device) if device is not None else input_device(model)
@@ -100,7 +101,8 @@ class Profiler:
         self._warned_truncation = False
         if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
             check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True),
-                                    self.device, self.max_length)
+                                    self.device, padded_width(self.max_length, self.pad_limit,
+                                                               config.pad_to_multiple_of))
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
 
@@ -112,7 +114,7 @@ class Profiler:
         options = EncodeOptions(self.max_length, features, {} if tokens_only else dict(self.user_features),
                                 long_texts=config.long_texts, stride=self.stride, batch_size=self.batch_size,
                                 max_tokens_per_batch=self.max_tokens_per_batch,
-                                pad_multiple=config.pad_to_multiple_of,
+                                pad_multiple=config.pad_to_multiple_of, pad_limit=self.pad_limit,
                                 skip_first_positions=self.skip_first_positions)
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 

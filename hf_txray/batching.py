@@ -85,7 +85,7 @@ PAD_MULTIPLE = 16  # padded widths are rounded up to this by default (the `pad_t
 
 def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-    width = _padded_width(int(lengths.max(initial=0)), limit, multiple)
+    width = padded_width(int(lengths.max(initial=0)), limit, multiple)
     out = np.full((len(sequences), width), value, dtype=np.int64)
     if lengths.any():  # row by row in one assignment: the mask's true cells, in order, are the rows' tokens
         out[np.arange(width)[None, :] < lengths[:, None]] = np.concatenate([np.asarray(s, dtype=np.int64)
@@ -93,9 +93,11 @@ def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: i
     return torch.from_numpy(out)
 
 
-def _padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) -> int:
+def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) -> int:
+    """The padded width of a batch whose longest row holds `width` tokens: rounded up to `multiple`, unless that
+    passes `limit` (then the longest row's own width)."""
     rounded = max(multiple, -(-width // multiple) * multiple)
-    return max(width, 1) if limit is not None and rounded > limit else rounded  # never past max_length
+    return max(width, 1) if limit is not None and rounded > limit else rounded  # never past `limit`
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -146,6 +148,10 @@ class EncodeOptions:
     max_tokens_per_batch: int | None = None
     sort_by_length: bool = True
     pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (`pad_to_multiple_of`)
+    # The widest a padded row may be: the model's position limit (None: no limit), not max_length. A window of
+    # max_length=37 tokens then runs 48 wide in every batch: capped at 37, it ran 37 wide in one batch and 35 in
+    # another (its own length), and its activations moved by float rounding with the batch it landed in.
+    pad_limit: int | None = None
     skip_first_positions: int = 0  # positions with a smaller token index are not credited (still run as context)
 
 
@@ -286,7 +292,7 @@ class BatchEncoder:
         longest = 0  # of `current`
         for s in order:
             seg = segments[s]
-            width = _padded_width(max(longest, len(seg.input_ids)), opts.max_length, opts.pad_multiple)
+            width = padded_width(max(longest, len(seg.input_ids)), opts.pad_limit, opts.pad_multiple)
             over_tokens = opts.max_tokens_per_batch is not None and width * (len(current) + 1) > opts.max_tokens_per_batch
             if current and (len(current) >= opts.batch_size or over_tokens):
                 groups.append(current)
@@ -299,7 +305,7 @@ class BatchEncoder:
         return [self._batch(group, columns, text_bounds, example_ids, local_vocabs) for group in groups]
 
     def _batch(self, group, columns, text_bounds, example_ids, local_vocabs) -> PositionBatch:
-        pad = lambda rows: _pad(rows, 0, self.options.max_length, self.options.pad_multiple)  # noqa: E731
+        pad = lambda rows: _pad(rows, 0, self.options.pad_limit, self.options.pad_multiple)  # noqa: E731
         input_ids = pad([seg.input_ids for seg in group])
         width = input_ids.shape[1]
         lengths = np.array([len(seg.input_ids) for seg in group])

@@ -249,7 +249,8 @@ class ProfilerConfig:
                      "budget would not bind; on an accelerator, 32 x max_length tokens (the most 32 rows held; none "
                      "when batch_size is given: batch_size rows)")
     pad_to_multiple_of: int = option(
-        16, "Padded batch widths are rounded up to a multiple of this. 16 keeps a text's activations the same "
+        16, "Padded batch widths are rounded up to a multiple of this (past max_length when it is not one, up to "
+            "the model's position limit). 16 keeps a text's activations the same "
             "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "
             "checkpoint intervals or batch sizes, and hf_txray.reproduce, agree exactly (the noise statistics' "
             "squared sums to float64 rounding; mixture-of-experts layers, which run each expert over the tokens "

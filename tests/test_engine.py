@@ -16,6 +16,7 @@ import time
 
 import datasets
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -503,12 +504,17 @@ def test_pad_to_multiple_of_sets_the_batch_widths():
 
     _, tokenizer = tiny("bert")
     texts = LONG + TEXTS
-    for multiple in (1, 16):
-        encoder = BatchEncoder(tokenizer, EncodeOptions(MAX_LENGTH, ("token",), stride=STRIDE, batch_size=3,
-                                                        pad_multiple=multiple))
+    # max_length 21: windows are padded past it, to 32, up to the model's position limit (pad_limit)
+    for multiple, max_length, limit in ((1, MAX_LENGTH, None), (16, MAX_LENGTH, None), (16, 21, None), (16, 21, 21)):
+        encoder = BatchEncoder(tokenizer, EncodeOptions(max_length, ("token",), stride=STRIDE, batch_size=3,
+                                                        pad_multiple=multiple, pad_limit=limit))
+        widths = set()
         for batch in encoder(texts, np.arange(len(texts))):
             width, longest = batch.inputs["input_ids"].shape[1], int(batch.inputs["attention_mask"].sum(1).max())
-            assert width == (longest if multiple == 1 else min(MAX_LENGTH, -(-longest // 16) * 16))
+            rounded = -(-longest // 16) * 16
+            assert width == (longest if multiple == 1 or (limit and rounded > limit) else rounded)
+            widths.add(width)
+        assert max(widths) == (32 if (multiple, max_length, limit) == (16, 21, None) else max_length)
     common = dict(texts=texts, max_length=MAX_LENGTH, batch_size=3, max_examples_per_neuron=CAPACITY)
     rounded, tight = analyze(**common), analyze(pad_to_multiple_of=1, **common)
     assert tight.meta.num_padded_tokens < rounded.meta.num_padded_tokens
@@ -519,6 +525,21 @@ def test_pad_to_multiple_of_sets_the_batch_widths():
     for bad in (0, -16, 2.5, True, "16"):
         with pytest.raises(ConfigurationError, match="pad_to_multiple_of"):
             analyze(pad_to_multiple_of=bad)
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_a_max_length_off_the_padding_multiple_keeps_activations_independent_of_the_batch(kind):
+    """Fresh helper 103: with max_length=21 a batch whose longest row rounded past it (to 32) was padded to that
+    row's own length, so the same window ran 19, 20 or 21 wide with its batch, and its activations (top examples,
+    near-tied winners) moved by float rounding. Rows are now padded past max_length, up to the model's positions."""
+    texts = LONG + TEXTS + [text[: 7 * n] for n in range(3, 12) for text in LONG[:1]]
+    common = dict(kind=kind, texts=texts, max_length=21, stride=STRIDE, max_examples_per_neuron=CAPACITY,
+                  top_k=2)
+    alone, batched = analyze(batch_size=1, **common), analyze(batch_size=32, **common)
+    np.testing.assert_array_equal(alone.neuron_count, batched.neuron_count)
+    np.testing.assert_array_equal(alone.neuron_mass, batched.neuron_mass)  # bit for bit
+    pd.testing.assert_frame_equal(alone.examples, batched.examples)
+    assert batched.meta.num_padded_tokens % 16 == 0 and alone.meta.num_padded_tokens % 16 == 0  # no 19-21 wide row
 
 
 def test_token_budget_bounds_every_batch():
