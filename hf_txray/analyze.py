@@ -243,8 +243,9 @@ class Profiler:
         if checkpoint_dir:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
             key = _run_key(meta, *key_range, weights_sample_hash(self.model), features)
-            head = source.head_hash() if isinstance(source, StreamingSource) else None
-            state = _CheckpointState(checkpoint_dir, rank, world, key, head)
+            streamed = isinstance(source, StreamingSource)
+            state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
+                                     source.pipeline() if streamed else None)
         resume_state, saved = state.load() if (state and resume) else (None, None)
         with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
             local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
@@ -571,11 +572,13 @@ class _CheckpointState:
 
     FORMAT = 2  # 1: a whole Profile in the dataset layout, merged and rewritten at every checkpoint
 
-    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str, stream_head: str | None = None):
+    def __init__(self, directory: str | Path, rank: int, world: int, run_key: str, stream_head: str | None = None,
+                 stream_pipeline: str | None = None):
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
         self.world = world
         self.run_key = run_key
         self.stream_head = stream_head  # StreamingSource.head_hash(): a stream has no fingerprint of its contents
+        self.stream_pipeline = stream_pipeline  # StreamingSource.pipeline(): what its saved position fits into
 
     def save(self, resume_state: dict[str, Any], builder_state: dict[str, Any], texts: dict[int, str]) -> None:
         """`resume_state`: ``processed`` examples of this shard, and for streams the iterable's ``state_dict()``."""
@@ -594,6 +597,7 @@ class _CheckpointState:
             # save, is refused rather than resumed into wrong numbers
             write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT,
                                                "stream_head": self.stream_head,
+                                               "stream_pipeline": self.stream_pipeline,
                                                "digest": _checkpoint_digest(tmp / "state.npz", resume_state),
                                                **resume_state})
 
@@ -637,12 +641,19 @@ class _CheckpointState:
                 f"changed since, it is shuffled without a seed (pass shuffle(seed=...)), or a generator already read "
                 f"was passed again (pass a new one); resuming would mix two corpora. {START_OVER}."
             )
+        saved_pipeline = progress.get("stream_pipeline")
+        if saved_pipeline is not None and saved_pipeline != self.stream_pipeline:
+            raise ConfigurationError(
+                f"The stream is built by other steps than the one whose run was saved in {self.path} (then: "
+                f"{saved_pipeline}; now: {self.stream_pipeline}): a filter, map, take, skip or shuffle was added or "
+                f"removed, so the saved stream position cannot be placed in it and the run cannot resume. Pass the "
+                f"stream built as before, or start over. {START_OVER}.")
         if not isinstance(progress.get("processed"), int) or progress["processed"] < 0:
             raise self.unusable("has a progress.json without a valid count of the texts processed ('processed')")
         digest = progress.get("digest")
         if not isinstance(digest, str):  # without it, an edited count would be resumed into wrong numbers
             raise self.unusable("has a progress.json without the digest that ties it to its state.npz")
-        for recorded in ("run_key", "format", "stream_head", "digest"):
+        for recorded in ("run_key", "format", "stream_head", "stream_pipeline", "digest"):
             progress.pop(recorded, None)
         try:
             with np.load(state_file, allow_pickle=False) as arrays:

@@ -422,6 +422,10 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
         # One-shot: a generator cannot be re-read, so a resumed run must pass a new one.
         dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(dataset),
                                                                                 "limit": num_samples})
+    if getattr(dataset, "_formatting", None) is not None:
+        # Rows are read as dicts of Python values: a stream formatted as "arrow" or "pandas" yields tables instead
+        # (an in-memory Dataset is read by column whatever its format).
+        dataset = dataset.with_format(None)
     if num_samples is not None:
         if num_samples < 1:
             raise DatasetError(f"num_samples must be >= 1, got {num_samples}.")

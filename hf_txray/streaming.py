@@ -152,9 +152,17 @@ class StreamingSource:
     def __init__(self, corpus, text_column: str | None, rank: int, world: int):
         from datasets.distributed import split_dataset_by_node
 
+        split = getattr(corpus, "_distributed", None)
+        if split is not None and world > 1:
+            raise DatasetError(
+                f"This stream was already split with split_dataset_by_node (the part of rank {split.rank} of "
+                f"{split.world_size}): hf_txray splits a stream across its {world} processes itself, so that every "
+                "example is read once and numbered by its position in the whole stream (split again, half the "
+                "corpus would be skipped). Pass the whole stream, as loaded.")
         self.corpus = (split_dataset_by_node(corpus, rank=rank, world_size=world, strategy="examples")
                        if world > 1 else corpus)
         self.text_column, self.rank, self.world = text_column, rank, world
+        self._chosen_from: frozenset[str] | None = None  # the first row's columns, when the text column was chosen
         self.total: int | None = None
         self._texts: dict[int, str] = {}
         self.num_read = 0  # texts read in this run
@@ -210,10 +218,17 @@ class StreamingSource:
     def _text_of(self, row: dict[str, Any], position: int) -> str:
         if self.text_column is None:
             self.text_column = choose_text_column(list(row), [k for k, v in row.items() if isinstance(v, str)])
+            self._chosen_from = frozenset(row)
+        elif self._chosen_from is not None and row.keys() != self._chosen_from:
+            # The column was chosen from the first row: another row's columns could have chosen another one.
+            raise DatasetError(
+                f"Row {self._describe(position)} has the columns {sorted(row)}, and the first row "
+                f"{sorted(self._chosen_from)}: the text column {self.text_column!r} was chosen from the first row "
+                "alone, as the stream declares no columns. Pass text_column=... (CLI: --text-column) to name it.")
         if self.text_column not in row:
             raise DatasetError(
                 f"Text column {self.text_column!r} not found in row {self._describe(position)}; its columns are: "
-                f"{list(row)}."
+                f"{list(row)}. Pass text_column=... (CLI: --text-column) naming the column that holds the texts."
             )
         text = row[self.text_column]
         if text is None:
@@ -237,6 +252,26 @@ class StreamingSource:
         if not self._read_to_end or self._resumed:
             return None
         return "sha256:" + self._digest.hexdigest()
+
+    def pipeline(self) -> str:
+        """The stream's processing steps (``datasets``' iterables, innermost first, e.g. ``ArrowExamplesIterable >
+        RebatchedArrowExamplesIterable > FilteredExamplesIterable``): a checkpoint records them, as a saved
+        position (``state_dict``) can only be loaded into a stream built by the same steps."""
+        steps: list[str] = []
+
+        def walk(state: Any) -> None:
+            if isinstance(state, dict):
+                for key, value in state.items():
+                    if key not in ("previous_state", "previous_states"):  # snapshots, absent before the first read
+                        walk(value)
+                if isinstance(state.get("type"), str):
+                    steps.append(state["type"])
+            elif isinstance(state, list):
+                for value in state:
+                    walk(value)
+
+        walk(self.corpus.state_dict())
+        return " > ".join(steps)
 
     def head_hash(self, count: int = HEAD_TEXTS) -> str:
         """The :func:`~hf_txray.provenance.strings_hash` of this process's first `count` texts, read again from the

@@ -213,6 +213,24 @@ def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
     assert SPANS.calls == 0
 
 
+def test_resume_refuses_a_stream_built_by_other_steps(tmp_path, jsonl):
+    """Fresh helper 103: a run stopped by a None row, resumed on the stream filtered as the error advises, failed
+    inside datasets with a bare KeyError: the saved state_dict was loaded into a stream of other steps."""
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(stream(jsonl), checkpoint_dir=tmp_path / "state", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    # (a map drops the stream's declared features, so its run key already differs: "a different run")
+    for other in (stream(jsonl).filter(lambda row: row["text"] is not None), stream(jsonl).skip(0)):
+        with pytest.raises(ConfigurationError, match=r"other steps.*then: ArrowExamplesIterable > "
+                                                     r"RebatchedArrowExamplesIterable; now: .*(Filtered|Skip)"
+                                                     r"ExamplesIterable.*--no-resume"):
+            run(other, checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert SPANS.calls == 0
+    resumed = run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert_same_profile(resumed, run(stream(jsonl), **{k: v for k, v in COMMON.items() if k != "checkpoint_every"}))
+
+
 def test_resume_refuses_a_stream_taken_to_another_num_samples(tmp_path, jsonl):
     """A stream's take(num_samples) has no fingerprint and its state_dict does not carry n: resuming with another
     num_samples (or none) profiled a mix of both runs, or failed inside datasets."""

@@ -90,7 +90,8 @@ def test_generator_and_num_samples_as_take():
 
 
 @pytest.mark.parametrize("rows,match", [
-    ([{"text": "fine"}, {"text": "fine"}, {"other": "x"}], r"'text' not found in row 2"),
+    ([{"text": "fine"}, {"text": "fine"}, {"other": "x"}], r"Row 2 has the columns \['other'\], and the first row "
+                                                          r"\['text'\].*Pass text_column="),
     ([{"text": "fine"}, {"text": None}], r"missing \(None\) rows, the first at index 1"),
     ([{"text": "fine"}, {"text": "b"}, {"text": 7}], r"Row 2 is int"),
 ])
@@ -128,6 +129,43 @@ def test_progress_counts_the_tokens_the_model_ran(capsys):
                                show_progress=True)
     shown = re.findall(r"tokens=(\d+)", capsys.readouterr().err)
     assert shown and int(shown[-1]) == profile.meta.num_input_tokens > profile.meta.num_positions
+
+
+def test_a_stream_whose_rows_change_columns_after_the_first_names_the_fix():
+    """Fresh helper 103: the text column of a stream that declares no columns is chosen from its first row; a
+    first row holding only a title profiled every title, silently, though the later rows held a text."""
+    rows = [{"title": "A title"}] + [{"title": "t", "text": text} for text in SAMPLE_TEXTS]
+    with pytest.raises(DatasetError, match=r"Row 1 has the columns \['text', 'title'\], and the first row "
+                                           r"\['title'\].*text_column=\.\.\. \(CLI: --text-column\)"):
+        analyze(texts=iter(rows))
+    with pytest.raises(DatasetError, match=r"'text' not found in row 0; its columns are: \['title'\]\. Pass "
+                                           r"text_column="):
+        analyze(texts=iter(rows), text_column="text")
+    assert_same_profile(analyze(texts=iter(rows[1:])), analyze(texts=SAMPLE_TEXTS))
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "pandas", "numpy"])
+def test_a_formatted_stream_is_read_as_rows(jsonl, fmt):
+    """Fresh helper 103: a stream formatted as "arrow" or "pandas" yields tables, and was refused with a message
+    that blamed its text column; the same Dataset in memory was profiled."""
+    streamed = datasets.load_dataset("json", data_files=str(jsonl), split="train", streaming=True)
+    assert_same_profile(analyze(texts=streamed.with_format(fmt)), analyze(texts=SAMPLE_TEXTS))
+
+
+@pytest.mark.parametrize("strategy", ["examples", None])
+def test_a_stream_already_split_by_node_is_refused_under_several_processes(jsonl, strategy):
+    """Fresh helper 103: a stream the user split with split_dataset_by_node (the datasets recipe for DDP) was split
+    again: half the corpus skipped with no error, and its example ids pointing at other texts (or, with the default
+    strategy, a bare ValueError from datasets). In one process, a part given on purpose is profiled as given."""
+    from datasets.distributed import split_dataset_by_node
+
+    streamed = datasets.load_dataset("json", data_files=str(jsonl), split="train", streaming=True)
+    part = split_dataset_by_node(streamed, rank=1, world_size=2, **({"strategy": strategy} if strategy else {}))
+    with pytest.raises(DatasetError, match=r"already split with split_dataset_by_node \(the part of rank 1 of 2\)"
+                                           r".*Pass the whole stream"):
+        StreamingSource(part, "text", 1, 2)
+    alone = [t for bucket in StreamingSource(part, "text", 0, 1).buckets(BucketPlan(4), None) for t in bucket.texts]
+    assert alone == SAMPLE_TEXTS[1::2]
 
 
 def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
