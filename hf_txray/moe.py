@@ -118,7 +118,13 @@ def moe_top_k(layout: ExpertsLayout, routed: torch.Tensor, top_k_index: torch.Te
     """
     tokens, slots, width = routed.shape
     units = torch.arange(width, device=routed.device)
-    numbers = (top_k_index.long()[:, :, None] * width + units).reshape(tokens, slots * width)
+    index = top_k_index.long()
+    numbers = (index[:, :, None] * width + units).reshape(tokens, slots * width)
+    if slots > 1:
+        # A router may choose one expert twice (DeepSeek-V4's hash routing; the model runs it twice): its units are
+        # one set of neurons, so a repeated slot competes with -inf instead of a second copy of each unit.
+        repeated = (index[:, :, None] == index[:, None, :]).tril(diagonal=-1).any(dim=2)
+        routed = routed.masked_fill(repeated[:, :, None], float("-inf"))
     values = routed.reshape(tokens, slots * width)
     if shared is not None:
         base = layout.num_routed * width

@@ -166,63 +166,99 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             "hf_txray does not read, such as Llama 4's experts, which run every token through every expert). "
             "Profile this model with site='residual'."
         )
-    # A shared expert sits beside the routed ones in the MoE module (Qwen2-MoE's `mlp.shared_expert`) or in the
-    # block itself (GraniteMoeShared's `shared_mlp`). Where the config declares its width, search the whole block
-    # outside the experts and the token mixer; where it declares none, only the MoE module, so that another linear
-    # layer of the block (an adapter) is not taken for one.
-    shared_modules = []
+    scope = "" if declared_shared_width(model.config, width) is not None or "." not in name else name.rsplit(".", 1)[0]
+    layout = shared_experts_layout(model, block, block_name, scope, name, experts)
+    return _join(block_name, name), experts, layout
+
+
+def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, scope_name: str, name: str,
+                          experts: nn.Module) -> ExpertsLayout:
+    """The numbering of a MoE layer's units: its routed experts (``block.<name>``), then the shared expert(s) found
+    in ``block.<scope_name>`` ("": the whole block), outside the experts and the token mixer.
+
+    A shared expert sits beside the routed ones in the MoE module (Qwen2-MoE's `mlp.shared_expert`) or in the block
+    itself (GraniteMoeShared's `shared_mlp`). Where the config declares its width, the linear layer taking that
+    width to the hidden size is its down projection. Where it declares none, the MoE module holds one where one of
+    its submodules, holding no experts, is an MLP: a linear layer into the hidden size and one from the hidden size
+    to its width (or twice it, gate and up fused). A projection the MoE module applies to the experts' sum (Muse
+    Spark's `post_expert_proj`) or an adapter added beside them is no shared expert.
+
+    Raises:
+        ModelError: a declared shared expert cannot be found; several linear layers could be its down projection
+            (then its units cannot be told apart); its width is not a multiple of the routed experts'.
+    """
+    width = expert_width(experts)
     hidden = hidden_size(model.config)
-    declared = declared_shared_width(model.config)
-    scope_name = "" if declared is not None or "." not in name else name.rsplit(".", 1)[0]
+    declared = declared_shared_width(model.config, width)
     scope = block.get_submodule(scope_name) if scope_name else block
+    found = []
     for sub_name, sub in scope.named_modules():
         full = _join(scope_name, sub_name)
         dims = linear_dims(sub)
-        if dims is None or dims[0] == 0 or full == name or full.startswith(name + ".") or in_token_mixer(block, full):
+        if dims is None or dims[0] == 0 or full == name or full.startswith(name + ".") or in_token_mixer(scope, sub_name):
             continue  # a zero-width shared expert (shared_expert_intermediate_size=0) has no units
-        if dims[1] == hidden and (dims[0] == declared if declared is not None else dims[0] != hidden):
-            shared_modules.append((full, sub, dims[0]))
-    if declared and not shared_modules:
+        if dims[1] != hidden:
+            continue
+        if dims[0] == declared if declared is not None else _is_mlp_output(scope, sub_name, dims[0], hidden):
+            found.append((full, sub, dims[0]))
+    if declared and not found:
         raise ModelError(
             f"Block {block_name!r}: the config declares a shared expert {declared} units wide, but no linear layer "
             f"of block {block_name!r} outside its experts and attention takes {declared} inputs to the hidden size "
             f"({hidden}), so its units cannot be read: leaving them out would change every winner. Profile this "
             "model with site='residual'.")
-    if len(shared_modules) > 1:
+    if len(found) > 1:
         raise ModelError(
             f"Block {block_name!r}: several linear layers could be the shared expert's down projection "
-            f"{[n for n, _, _ in shared_modules]} (its width equals the hidden size, {hidden}), so the shared "
-            "expert's units cannot be told apart and numbered beside the routed experts'. Profile this model with "
-            "site='residual'.")
+            f"{[n for n, _, _ in found]} (each takes {found[0][2]} inputs to the hidden size, {hidden}), so the "
+            "shared expert's units cannot be told apart and numbered beside the routed experts'. Profile this "
+            "model with site='residual'.")
     shared, num_shared = None, 0
-    if shared_modules:
-        shared_name, shared, shared_width = shared_modules[0]
+    if found:
+        shared_name, shared, shared_width = found[0]
         if shared_width % width:
             raise ModelError(
                 f"The shared expert {_join(block_name, shared_name)!r} has {shared_width} units, not a multiple of the "
                 f"routed experts' {width}: its units cannot be numbered as whole experts. Profile with site='residual'."
             )
         num_shared = shared_width // width
-    return _join(block_name, name), experts, ExpertsLayout(int(experts.num_experts), num_shared, width, shared)
+    return ExpertsLayout(int(experts.num_experts), num_shared, width, shared)
 
 
-# Config attributes declaring the width of a MoE layer's shared expert(s): Qwen2-MoE, GraniteMoeShared; and the
-# count of shared experts of `moe_intermediate_size` units each: DeepSeek, GLM-4 MoE, ERNIE 4.5 MoE.
-SHARED_WIDTH_ATTRIBUTES = ("shared_expert_intermediate_size", "shared_intermediate_size")
-SHARED_COUNT_ATTRIBUTES = ("n_shared_experts", "moe_num_shared_experts")
+def _is_mlp_output(scope: nn.Module, name: str, width: int, hidden: int) -> bool:
+    """Whether linear layer `name` of `scope` is the output of an MLP `width` units wide: its parent is a submodule
+    of `scope` that holds no fused experts and a linear layer from the hidden size to `width` (or ``2 * width``)."""
+    if "." not in name:
+        return False  # directly in the MoE module, beside its experts
+    parent = scope.get_submodule(name.rsplit(".", 1)[0])
+    modules = list(parent.modules())
+    return not any(is_fused_experts(m) for m in modules) and any(
+        (dims := linear_dims(m)) is not None and dims[0] == hidden and dims[1] in (width, 2 * width)
+        for m in modules)
 
 
-def declared_shared_width(config) -> int | None:
-    """The shared experts' total width the config declares (0: none), or None when it declares none."""
+# Config attributes declaring the total width of a MoE layer's shared expert(s): Qwen2-MoE, GraniteMoeShared,
+# Nemotron-H; and the count of shared experts as wide as a routed one: DeepSeek, GLM-4 MoE, ERNIE 4.5 MoE, Aria,
+# AFMoE, Cohere2-MoE, EXAONE-MoE, Hunyuan v3.
+SHARED_WIDTH_ATTRIBUTES = ("shared_expert_intermediate_size", "shared_intermediate_size",
+                           "moe_shared_expert_intermediate_size")
+SHARED_COUNT_ATTRIBUTES = ("n_shared_experts", "moe_num_shared_experts", "num_shared_experts")
+
+
+def declared_shared_width(config, expert_width: int) -> int | None:
+    """The shared experts' total width the config declares (0: none), or None when it declares none.
+
+    Args:
+        expert_width (`int`): a routed expert's units, the width of each shared expert a count declares.
+    """
     for attribute in SHARED_WIDTH_ATTRIBUTES:
         value = getattr(config, attribute, None)
         if isinstance(value, int):
             return value
-    width = getattr(config, "moe_intermediate_size", None)
     for attribute in SHARED_COUNT_ATTRIBUTES:
         count = getattr(config, attribute, None)
-        if isinstance(count, int) and isinstance(width, int):
-            return count * width
+        if isinstance(count, int):
+            return count * expert_width
     return None
 
 
@@ -315,9 +351,15 @@ def _pattern_experts_layout(model: nn.Module, block: nn.Module | None, experts: 
     """
     config = getattr(model, "config", None)
     if block is not None and config is not None:
-        found = _moe_site(model, block, _qualified(model, block), *expected_mlp_widths(config, None))
+        block_name = _qualified(model, block)
+        found = _moe_site(model, block, block_name, *expected_mlp_widths(config, None))
         if found is not None and found[1] is experts:
             return found[2]
+        # Experts the automatic search does not take (in a block's `mixer`, as Nemotron-H's): their shared expert
+        # is searched beside them, in their MoE module (a declared one left out would change every winner).
+        name = next(n for n, m in block.named_modules() if m is experts)
+        return shared_experts_layout(model, block, block_name, name.rsplit(".", 1)[0] if "." in name else "", name,
+                                     experts)
     return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts))
 
 

@@ -134,6 +134,11 @@ FAMILIES = {
                                              kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8,
                                              qk_nope_head_dim=8, v_head_dim=8, head_dim=8),
                     "DeepseekV3Model", "bpe"),
+    # shared experts declared by a count (`num_shared_experts`) of routed experts' width: 3 x 16, 1 x 16
+    "cohere2_moe": ("Cohere2MoeConfig", dict(_LLAMA_LIKE, intermediate_size=16, num_experts=4, num_experts_per_tok=2,
+                                             num_shared_experts=3), "Cohere2MoeModel", "bpe"),
+    "afmoe": ("AfmoeConfig", dict(_LLAMA_LIKE, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2,
+                                  num_dense_layers=0, num_shared_experts=1), "AfmoeModel", "bpe"),
 }
 ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
 ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2")
@@ -240,7 +245,8 @@ def test_matrix_covers_the_issue_families():
     assert len(FAMILIES) >= 26
     missing = [f + h for f in DECODERS for h in HEADS if not has_head(f, h)]
     assert missing == ["rwkvForSequenceClassification", "olmoeForSequenceClassification",  # no such classes
-                       "granitemoeForSequenceClassification", "granitemoesharedForSequenceClassification"]
+                       "granitemoeForSequenceClassification", "granitemoesharedForSequenceClassification",
+                       "cohere2_moeForSequenceClassification", "afmoeForSequenceClassification"]
 
 
 # ----- sites are verified, not guessed -------------------------------------------------------------------------
@@ -336,10 +342,82 @@ def test_a_linear_layer_beside_the_moe_module_is_no_shared_expert_unless_the_con
     model = copy.deepcopy(build("mixtral")[0])
     for layer in model.layers:
         layer.adapter = torch.nn.Linear(2 * HIDDEN, HIDDEN)  # beside the MoE module, never a shared expert here
+        layer.mlp.adapter = torch.nn.Linear(2 * HIDDEN, HIDDEN)  # inside it, but no MLP of its own
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("mixtral"), features=("token",), batch_size=3,
                                max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
     assert profile.num_neurons == 4 * 24 and profile.meta.config["num_shared_experts"] == 0
     np.testing.assert_array_equal(profile.neuron_count, engine("mixtral", None, "", 1).neuron_count)
+
+
+@pytest.mark.parametrize("family", ["cohere2_moe", "afmoe"])
+def test_shared_experts_as_wide_as_the_hidden_size_are_refused_not_dropped(family):
+    """Helper 102: with `num_shared_experts=2` (2 x 16 = the hidden size, 32) AFMoE's, EXAONE-MoE's and Hunyuan-v3's
+    shared experts were left out with no error (64 neurons instead of 96; they won half the credits): the count
+    attribute was not read, and an undeclared down projection from the hidden size to itself was skipped. Its
+    gate, up and down projections all map 32 to 32: which one holds the units cannot be told, so it is refused."""
+    torch.manual_seed(0)
+    model = getattr(tf, FAMILIES[family][2])(config_of(family, num_shared_experts=2)).eval()
+    with pytest.raises(ModelError, match=r"several linear layers could be the shared expert's down projection "
+                                         r"\['mlp\.shared_experts\.gate_proj', 'mlp\.shared_experts\.up_proj', "
+                                         r"'mlp\.shared_experts\.down_proj'\].*site='residual'"):
+        find_sites(model)
+
+
+def test_a_projection_out_of_the_experts_space_is_no_shared_expert():
+    """Helper 102: Muse Spark's experts work in a space of their own (`pre_expert_proj` in, `post_expert_proj`, 64
+    to 32, out); the projection out, applied to the experts' weighted sum, was numbered as 4 shared experts whose
+    fake units took every credit. A shared expert is an MLP of its own: a submodule without experts holding a
+    projection from the hidden size to its width."""
+    torch.manual_seed(0)
+    config = tf.MuseSparkTextConfig(**_LLAMA_LIKE, vocab_size=_bpe_vocab(), bos_token_id=0, eos_token_id=0,
+                                    moe_hidden_size=64, moe_intermediate_size=16, num_local_experts=4,
+                                    num_experts_per_tok=2, mlp_layer_types=["sparse", "sparse"])
+    model, tokenizer = tf.MuseSparkTextModel(config).eval(), tokenizer_of("qwen2_moe")
+    for top_k in (1, 3):
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, top_k=top_k, features=FEATURES, batch_size=3,
+                                   max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+        assert profile.num_neurons == 4 * 16 and profile.meta.config["num_shared_experts"] == 0
+        assert_equals_reference(profile, reference.credit(
+            reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES), top_k, FEATURES))
+
+
+def test_nemotron_h_experts_named_by_a_pattern_keep_their_shared_expert():
+    """Helper 102: Nemotron-H's MoE sits in the block's `mixer`; the module_pattern the refusal advises profiled
+    its routed experts alone (64 neurons instead of 80, 39-61% of the credits moved; a shared width of 40, no
+    multiple of 16, ran too). The pattern's experts now take the shared expert of their MoE module."""
+    torch.manual_seed(0)
+    options = dict(layers_block_type=["full_attention", "moe"], n_routed_experts=4, moe_intermediate_size=16,
+                   n_shared_experts=1, num_experts_per_tok=2, mamba_num_heads=4, mamba_head_dim=16,
+                   ssm_state_size=16, n_groups=1, chunk_size=16, use_mamba_kernels=False)
+    config = lambda width: tf.NemotronHConfig(**{**_LLAMA_LIKE, "num_hidden_layers": 2}, **options,  # noqa: E731
+                                              vocab_size=_bpe_vocab(), bos_token_id=0, eos_token_id=0,
+                                              moe_shared_expert_intermediate_size=width)
+    model = tf.NemotronHModel(config(48)).eval()
+    pattern = dict(module_pattern=r"layers\.\d+\.mixer\.experts$", features=("token",), batch_size=3,
+                   max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    shared_inputs = []
+    handle = model.layers[1].mixer.shared_experts.down_proj.register_forward_pre_hook(
+        lambda module, args: shared_inputs.append(args[0].detach()))
+    try:
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), **pattern)
+    finally:
+        handle.remove()
+    assert shared_inputs and profile.num_neurons == 4 * 16 + 48
+    assert profile.meta.config["num_shared_experts"] == 3 and profile.neuron_count[0, 64:].sum() > 0
+    with pytest.raises(ModelError, match=r"'layers\.1\.mixer\.shared_experts\.down_proj' has 40 units, not a "
+                                         r"multiple of the routed experts' 16"):
+        hf_txray.analyze(tf.NemotronHModel(config(40)).eval(), TEXTS, tokenizer=tokenizer_of("qwen2_moe"), **pattern)
+
+
+def test_an_expert_the_router_chose_twice_is_one_set_of_units():
+    """Helper 102: DeepSeek-V4's hash router can send a token to one expert twice (the model runs it twice); its
+    units were laid out once per slot, so at top_k=3 one unit took two of a position's three credits."""
+    from hf_txray.moe import ExpertsLayout, moe_top_k
+
+    routed = torch.tensor([[[0.9, 0.5, 0.1, 0.0], [0.9, 0.5, 0.1, 0.0]], [[0.9, 0.5, 0.1, 0.0], [0.8, 0.7, 0.6, 0.0]]])
+    values, neurons = moe_top_k(ExpertsLayout(4, 0, 4), routed, torch.tensor([[0, 0], [0, 2]]), None, 3)
+    assert neurons.tolist() == [[0, 1, 2], [0, 8, 9]]
+    np.testing.assert_allclose(values.numpy(), [[0.9, 0.5, 0.1], [0.9, 0.8, 0.7]])
 
 
 def test_a_declared_shared_expert_that_cannot_be_found_is_refused():
