@@ -242,10 +242,10 @@ class Profiler:
         state = None
         if checkpoint_dir:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
-            key = _run_key(meta, *key_range, weights_sample_hash(self.model), features)
+            key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features)
             streamed = isinstance(source, StreamingSource)
             state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
-                                     source.pipeline() if streamed else None)
+                                     source.pipeline() if streamed else None, key_parts)
         resume_state, saved = state.load() if (state and resume) else (None, None)
         with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
             local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
@@ -501,29 +501,36 @@ def _rows(corpus, start: int, end: int):
     return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
-def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> str:
-    """The key that ties a checkpoint to its run: model (id, revision, the provenance's content hash of a local
-    folder and `weights`, :func:`~hf_txray.provenance.weights_sample_hash`), corpus (its fingerprint, and the
-    content hash of local data files) and its num_samples, shard, the options that
-    change what is counted or the activations (``pad_to_multiple_of``), the tokenizer's vocabulary, and `features`
-    (each user feature's :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch``
-    are left out: with widths rounded to 16 a text's activations do not depend on its batch, so a resume may change
-    them."""
+def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The key that ties a checkpoint to its run, and a short hash of each of its parts (a refused resume names the
+    parts that changed): model (id, revision, the provenance's content hash of a local folder and `weights`,
+    :func:`~hf_txray.provenance.weights_sample_hash`), corpus (its fingerprint, and the content hash of local data
+    files) and its num_samples, shard, the options that change what is counted or the activations
+    (``pad_to_multiple_of``), the tokenizer's vocabulary, and `features` (each user feature's
+    :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch`` are left out: with
+    widths rounded to 16 a text's activations do not depend on its batch, so a resume may change them."""
     model = (meta.provenance or {}).get("model", {})
-    # num_samples: a stream's take(n) has no fingerprint of its own, and its state_dict does not carry n
-    num_samples = (meta.provenance or {}).get("dataset", {}).get("num_samples")
-    parts = [meta.model_id, meta.revision, meta.site, meta.layers, meta.feature_types, meta.top_k,
-             meta.dataset_fingerprint, num_samples, meta.config.get("max_length"), meta.max_examples_per_neuron,
-             start, end,
-             meta.config.get("skip_first_positions"), meta.config.get("max_positions"),
-             meta.config.get("long_texts"), meta.config.get("stride"), meta.config.get("stack"),
-             # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
-             (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
-             (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),  # token features' vocabulary
-             # local data files (streamed ones too, which have no fingerprint of their own): their content
-             (meta.provenance or {}).get("dataset", {}).get("content_hash"),
-             model.get("commit"), model.get("content_hash"), weights, features]
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    dataset = (meta.provenance or {}).get("dataset", {})
+    parts = {
+        "model id": meta.model_id, "model revision": meta.revision, "site": meta.site, "layers": meta.layers,
+        "feature types": meta.feature_types, "top_k": meta.top_k, "corpus": meta.dataset_fingerprint,
+        # a stream's take(n) has no fingerprint of its own, and its state_dict does not carry n
+        "num_samples": dataset.get("num_samples"), "max_length": meta.config.get("max_length"),
+        "max_examples_per_neuron": meta.max_examples_per_neuron, "shard start": start,
+        "shard end (number of processes)": end,
+        "skip_first_positions": meta.config.get("skip_first_positions"),
+        "max_positions": meta.config.get("max_positions"), "long_texts": meta.config.get("long_texts"),
+        "stride": meta.config.get("stride"), "stack": meta.config.get("stack"),
+        # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
+        "pad_to_multiple_of": (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
+        "tokenizer vocabulary": (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),
+        # local data files (streamed ones too, which have no fingerprint of their own): their content
+        "data files' contents": dataset.get("content_hash"), "model commit": model.get("commit"),
+        "model folder's contents": model.get("content_hash"), "model weights": weights,
+        "user feature functions": features,
+    }
+    key = hashlib.sha256(repr(list(parts.values())).encode()).hexdigest()[:16]
+    return key, {name: hashlib.sha256(repr(value).encode()).hexdigest()[:8] for name, value in parts.items()}
 
 
 @dataclasses.dataclass
@@ -573,10 +580,11 @@ class _CheckpointState:
     FORMAT = 2  # 1: a whole Profile in the dataset layout, merged and rewritten at every checkpoint
 
     def __init__(self, directory: str | Path, rank: int, world: int, run_key: str, stream_head: str | None = None,
-                 stream_pipeline: str | None = None):
+                 stream_pipeline: str | None = None, run_parts: dict[str, str] | None = None):
         self.path = Path(directory) / f"rank-{rank}-of-{world}"
         self.world = world
         self.run_key = run_key
+        self.run_parts = run_parts or {}  # a short hash of each part of the run key (_run_key)
         self.stream_head = stream_head  # StreamingSource.head_hash(): a stream has no fingerprint of its contents
         self.stream_pipeline = stream_pipeline  # StreamingSource.pipeline(): what its saved position fits into
 
@@ -595,7 +603,8 @@ class _CheckpointState:
             np.savez(tmp / "state.npz", **arrays)
             # one digest of the state and the progress ties the pair: a changed count, or a state.npz of another
             # save, is refused rather than resumed into wrong numbers
-            write_json(tmp / "progress.json", {"run_key": self.run_key, "format": self.FORMAT,
+            write_json(tmp / "progress.json", {"run_key": self.run_key, "run_parts": self.run_parts,
+                                               "format": self.FORMAT,
                                                "stream_head": self.stream_head,
                                                "stream_pipeline": self.stream_pipeline,
                                                "digest": _checkpoint_digest(tmp / "state.npz", resume_state),
@@ -631,9 +640,13 @@ class _CheckpointState:
                 f"earlier hf_txray versions); this version resumes format {self.FORMAT} only. {START_OVER}."
             )
         if progress.get("run_key") != self.run_key:
+            saved = progress.get("run_parts")
+            changed = ([name for name, value in self.run_parts.items() if saved.get(name) != value]
+                       if isinstance(saved, dict) else [])
+            what = (f"changed since: {', '.join(changed)}" if changed else
+                    "other model weights, corpus, options, user feature functions or number of processes")
             raise ConfigurationError(
-                f"The checkpoint in {self.path} belongs to a different run (other model weights, corpus, options, "
-                f"user feature functions or number of processes). {START_OVER}."
+                f"The checkpoint in {self.path} belongs to a different run ({what}). {START_OVER}."
             )
         if progress.get("stream_head") != self.stream_head:
             raise ConfigurationError(
@@ -653,7 +666,7 @@ class _CheckpointState:
         digest = progress.get("digest")
         if not isinstance(digest, str):  # without it, an edited count would be resumed into wrong numbers
             raise self.unusable("has a progress.json without the digest that ties it to its state.npz")
-        for recorded in ("run_key", "format", "stream_head", "stream_pipeline", "digest"):
+        for recorded in ("run_key", "run_parts", "format", "stream_head", "stream_pipeline", "digest"):
             progress.pop(recorded, None)
         try:
             with np.load(state_file, allow_pickle=False) as arrays:

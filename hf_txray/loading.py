@@ -380,7 +380,8 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if not isinstance(dataset, datasets.Dataset):
         raise DatasetError(
             f"dataset must be a datasets.Dataset, DatasetDict, id, path, list of strings, list of row dicts or a "
-            f"pandas.DataFrame, got {type(dataset).__name__}"
+            f"pandas.DataFrame{', an IterableDataset, or a generator or iterable of strings or rows' if allow_streams else ''}"
+            f", got {type(dataset).__name__}"
             + (" (a mapping: its iteration gives column names; wrap columns with datasets.Dataset.from_dict)."
                if isinstance(dataset, Mapping) else ".")
         )
@@ -404,12 +405,12 @@ _STREAM_HINT = (
 
 
 def is_stream(obj: Any) -> bool:
-    """An ``IterableDataset(Dict)`` or a one-shot iterator/generator (no length)."""
+    """An ``IterableDataset(Dict)``, or an iterator, generator or other iterable without a length (read once)."""
     import datasets
 
     if isinstance(obj, (datasets.IterableDataset, datasets.IterableDatasetDict)):
         return True
-    return hasattr(obj, "__next__") and not hasattr(obj, "__len__")
+    return hasattr(obj, "__iter__") and not hasattr(obj, "__len__") and not isinstance(obj, (str, bytes, Path))
 
 
 def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_samples: int | None,
@@ -420,7 +421,8 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
         dataset = pick_split(dataset, split)
     elif not isinstance(dataset, datasets.IterableDataset):
         # One-shot: a generator cannot be re-read, so a resumed run must pass a new one.
-        dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(dataset),
+        rows = dataset if hasattr(dataset, "__next__") else iter(dataset)  # an iterable without length: read once
+        dataset = datasets.IterableDataset.from_generator(_rows_of, gen_kwargs={"rows": _OneShot(rows),
                                                                                 "limit": num_samples})
     if getattr(dataset, "_formatting", None) is not None:
         # Rows are read as dicts of Python values: a stream formatted as "arrow" or "pandas" yields tables instead

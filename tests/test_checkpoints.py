@@ -150,7 +150,7 @@ def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
     other, tokenizer = tiny("bert", seed=1)
     assert other.name_or_path == tiny("bert")[0].name_or_path  # the same name: only the weights differ
     SPANS.calls, SPANS.fail_at = 0, None
-    with pytest.raises(ConfigurationError, match=r"different run \(other model weights.*--no-resume"):
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: model weights\).*--no-resume"):
         hf_txray.analyze(other, TEXTS, tokenizer=tokenizer, features=("token", "word", UserFeature("span", SPANS)),
                          checkpoint_dir=tmp_path / "objects", resume=True, **COMMON)
     folder = tmp_path / "model"
@@ -175,14 +175,14 @@ def test_resume_refuses_other_width_rounding_or_vocabulary_and_accepts_other_bat
     with pytest.raises(Interrupted):
         run(TEXTS, checkpoint_dir=tmp_path / "state", **COMMON)
     SPANS.calls, SPANS.fail_at = 0, None
-    with pytest.raises(ConfigurationError, match="different run"):
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: pad_to_multiple_of\)"):
         run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, pad_to_multiple_of=1, **COMMON)
     assert SPANS.calls == 0
     # another tokenizer's vocabulary: the profile's token features would mix two (found by a fresh helper)
     model, tokenizer = tiny("bert")
     other = copy.deepcopy(tokenizer)
     other.add_tokens(["hftxrayaddedword"])
-    with pytest.raises(ConfigurationError, match="different run"):
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: tokenizer vocabulary\)"):
         hf_txray.analyze(model, TEXTS, tokenizer=other, features=("token", "word", UserFeature("span", SPANS)),
                          checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
     assert SPANS.calls == 0
@@ -238,8 +238,8 @@ def test_resume_refuses_a_stream_taken_to_another_num_samples(tmp_path, jsonl):
     with pytest.raises(Interrupted):
         run(stream(jsonl), checkpoint_dir=tmp_path / "state", num_samples=10, **COMMON)
     SPANS.calls, SPANS.fail_at = 0, None
-    for other in (4, None):
-        with pytest.raises(ConfigurationError, match="different run"):
+    for other in (4, None):  # the message names what changed
+        with pytest.raises(ConfigurationError, match=r"different run \(changed since: num_samples\)"):
             run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, num_samples=other, **COMMON)
     assert SPANS.calls == 0
     resumed = run(stream(jsonl), checkpoint_dir=tmp_path / "state", resume=True, num_samples=10, **COMMON)

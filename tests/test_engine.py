@@ -88,6 +88,15 @@ def test_generator_and_num_samples_as_take():
     rows = analyze(texts=({"body": t, "n": 1} for t in SAMPLE_TEXTS), text_column="body")
     assert_same_profile(rows, analyze(texts=SAMPLE_TEXTS))
 
+    class Texts:  # iterable, no length (fresh helper 103: refused, though iterables are streams)
+        def __iter__(self):
+            return iter(SAMPLE_TEXTS)
+
+    assert_same_profile(analyze(texts=Texts()), analyze(texts=SAMPLE_TEXTS))
+    with pytest.raises(DatasetError, match=r"an IterableDataset, or a generator or iterable of strings or rows, "
+                                           r"got int"):
+        analyze(texts=5)
+
 
 @pytest.mark.parametrize("rows,match", [
     ([{"text": "fine"}, {"text": "fine"}, {"other": "x"}], r"Row 2 has the columns \['other'\], and the first row "
