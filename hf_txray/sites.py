@@ -155,8 +155,9 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     if not found:
         return None
     if len(found) > 1:
-        raise ModelError(f"Block {block_name!r} has several fused experts modules {[n for n, _ in found]}: "
-                         "unsupported layout.")
+        raise ModelError(f"Block {block_name!r} has several fused experts modules {[n for n, _ in found]} (as "
+                         "ERNIE-4.5-VL's text and vision experts): hf_txray numbers one experts module per block, "
+                         "so this layout is not read. Profile this model with site='residual'.")
     name, experts = found[0]
     width = expert_width(experts)
     if width not in widths.values():
