@@ -36,6 +36,7 @@ from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator,
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import WINDOWED, model_length_limit, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
+from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
@@ -298,8 +299,7 @@ class Profiler:
         if quota is not None:
             quota -= builder.num_positions
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
-        was_training = self.model.training
-        self.model.eval()
+        restore_modes = enter_eval(self.model)
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
         # max_positions reached (and the texts it reached counted) in a saved bucket: a resume reads no further
@@ -346,7 +346,7 @@ class Profiler:
                 encoded.close()  # stops the encoding workers now, not when the traceback is collected
             bar.close()
             recorder.detach()
-            self.model.train(was_training)
+            restore_modes()
         return builder.to_profile(dataclasses.replace(meta), source.fetch)
 
     def bucket_plan(self, checkpoint_every: int, workers: int) -> BucketPlan:

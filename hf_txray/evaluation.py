@@ -18,6 +18,7 @@ import torch
 from .errors import ConfigurationError, DatasetError, ModelError
 from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
+from .modes import enter_eval
 from .pruning import PruningPlan, active_masks, apply_plan, is_random_strategy, masked, plan_pruning
 
 TASKS = ("classification", "causal-lm")
@@ -163,8 +164,7 @@ def _device_of(model: Any) -> torch.device:
 @torch.no_grad()
 def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task: str) -> dict[str, list]:
     """Forward every batch: predicted labels (classification) or per-sequence summed NLL and token counts (LM)."""
-    was_training = model.training
-    model.eval()
+    restore_modes = enter_eval(model)
     device = _device_of(model)
     out: dict[str, list] = {"predictions": []} if task == "classification" else {"nll": [], "num_tokens": []}
     try:
@@ -185,7 +185,7 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
             out["nll"].extend((losses * mask).sum(-1).tolist())
             out["num_tokens"].extend(mask.sum(-1).to(torch.long).tolist())
     finally:
-        model.train(was_training)
+        restore_modes()
     return out
 
 

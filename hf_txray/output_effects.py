@@ -39,6 +39,7 @@ from .errors import ConfigurationError, ModelError
 from .distributed import input_device
 from .hooks import call_order
 from .architectures import hidden_size
+from .modes import enter_eval
 from .sites import find_blocks, linear_dims, find_sites, is_encoder_decoder, resolve_stack
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
@@ -151,8 +152,7 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
     modules it does not call are absent. Empty when there is nothing to order."""
     if not modules:
         return {}
-    was_training = model.training
-    model.eval()  # no dropout, no gradient checkpointing: the order of the calls alone
+    restore_modes = enter_eval(model)  # no dropout, no gradient checkpointing: the order of the calls alone
     with call_order(modules) as order:
         try:
             ids = torch.tensor([[1, 2]], device=input_device(model))
@@ -163,7 +163,7 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
                 f"head's layers, and that forward pass failed ({type(err).__name__}: {err}). Profile without "
                 "output_effects.") from err
         finally:
-            model.train(was_training)
+            restore_modes()
     return order
 
 

@@ -17,6 +17,7 @@ import torch
 
 from .errors import ModelError
 from .hooks import ExpertsCall, Trace
+from .modes import enter_eval
 from .sites import check_hooked_rows
 
 CHECK_TEXT = "Padding must never change what these few tokens read."
@@ -55,13 +56,12 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     inputs = {name: tensor[:1, :real] for name, tensor in batch.inputs.items()}
     others = inputs["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]  # real vocabulary, where the engine puts 0
     positions = forward.positions(torch.arange(real), width)
-    was_training = model.training
-    model.eval()
+    restore_modes = enter_eval(model)
     try:
         runs = [_real_activations(forward, sites, _padded(inputs, width, fill), positions, device)
                 for fill in (0, others, 0)]
     finally:
-        model.train(was_training)
+        restore_modes()
     for slot, site in enumerate(sites):
         (zeros, dtype), (other, _), (again, _) = (run[slot] for run in runs)
         if torch.equal(zeros, other):

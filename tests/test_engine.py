@@ -589,6 +589,27 @@ def test_a_max_length_off_the_padding_multiple_keeps_activations_independent_of_
     assert batched.meta.num_padded_tokens % 16 == 0 and alone.meta.num_padded_tokens % 16 == 0  # no 19-21 wide row
 
 
+def test_every_module_gets_its_own_mode_back():
+    """Fresh helper 105: analyze restored modes with model.train(was_training), which sets every module to the root's
+    mode: embeddings frozen in eval mode inside a training model came back training, and Monte Carlo dropout left on
+    in an eval model came back off. The profile itself runs in eval mode (no dropout: the same as a model in eval)."""
+    model, tokenizer = tiny("bert")
+    reference = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    model.train()
+    model.embeddings.eval()
+    before = {name: module.training for name, module in model.named_modules()}
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert {name: module.training for name, module in model.named_modules()} == before
+    assert not model.embeddings.training and model.encoder.training
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)  # dropout was off
+    model.eval()
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for dropout in dropouts:
+        dropout.train()
+    hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert not model.training and all(dropout.training for dropout in dropouts)
+
+
 def test_token_budget_bounds_every_batch():
     from hf_txray.batching import BatchEncoder, EncodeOptions
 

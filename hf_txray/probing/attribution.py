@@ -21,6 +21,7 @@ import torch
 
 from ..errors import ConfigurationError
 from ..hooks import trace
+from ..modes import enter_eval
 from ..sites import Site, find_sites, is_encoder_decoder, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
@@ -221,8 +222,7 @@ def neuron_attributions(
         tensor = _first_tensor(value)
         return tensor.reshape(-1, width, tensor.shape[-1])
 
-    was_training = model.training
-    model.eval()
+    restore_modes = enter_eval(model)
     try:
         with torch.no_grad(), trace(model, [target_site], retain=True) as traced:
             forward(embeds, *extra.values())
@@ -254,7 +254,7 @@ def neuron_attributions(
                                              internal_batch_size=internal_batch_size,
                                              attribute_to_neuron_input=to_input, method="gausslegendre")
     finally:
-        model.train(was_training)
+        restore_modes()
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()
     offsets = enc["offset_mapping"][0].tolist()
     table = pd.DataFrame({

@@ -29,6 +29,7 @@ from ..errors import ConfigurationError, DatasetError
 from ..forward import StackForward
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
+from ..modes import enter_eval
 from ..sites import Site, find_sites, require_dense, select_layers
 from .data import LabeledCorpus
 
@@ -314,8 +315,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}.")
     collector = _Collector(sites, aggregation, stop_early=True)
-    was_training = model.training
-    model.eval()
+    restore_modes = enter_eval(model)
     starts = range(0, len(texts), batch_size)
     if show_progress:
         from ..logging import tqdm  # main process only, and off with hf_txray.logging.disable_progress_bars()
@@ -346,7 +346,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 num_tokens += len(plan["real"])
                 on_batch(plan, collector.outputs)
     finally:
-        model.train(was_training)
+        restore_modes()
     sums = np.stack([s.cpu().numpy() if s is not None else np.zeros(site.width) for s, site in
                      zip(collector.sums, sites)]) if sites else np.zeros((0, 0))
     return sums / max(num_tokens, 1), num_tokens

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..hooks import Trace
+from ..modes import enter_eval
 from ..tables import marks_at
 
 
@@ -86,8 +87,7 @@ class LiveProfiler:
         recorder.positions = hooked
         recorder.rows = p.forward.hooked_rows(*batch.inputs["input_ids"].shape)
         recorder.enabled = True
-        was_training = p.model.training
-        p.model.eval()
+        restore_modes = enter_eval(p.model)
         try:
             with torch.no_grad():
                 p.forward({k: v.to(p.device) for k, v in batch.inputs.items()})
@@ -96,7 +96,7 @@ class LiveProfiler:
             recorder.detach()
             if handle is not None:
                 handle.remove()
-            p.model.train(was_training)
+            restore_modes()
         all_values = recorder.values[0].float().cpu().numpy().astype(np.float64)  # (positions, top_k), descending
         all_indices = recorder.indices[0].cpu().numpy().astype(np.int64)
         values = all_values[:, 0]
