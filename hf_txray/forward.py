@@ -25,6 +25,22 @@ from .errors import ModelError
 from .sites import Site, resolve_stack
 
 
+def check_no_virtual_tokens(model: nn.Module) -> None:
+    """Refuse a PEFT prompt-learning model (prompt, prefix, P-tuning): its own forward adds virtual tokens (prepended
+    embeddings, or keys and values in every attention) that the profiled stack, run without the wrapper so that
+    heads are skipped, would leave out: every activation would be the base model's, with no error."""
+    config = getattr(model, "peft_config", None)
+    adapter = getattr(model, "active_adapter", None)
+    active = config.get(adapter) if isinstance(config, dict) and isinstance(adapter, str) else None
+    if getattr(active, "is_prompt_learning", False):
+        kind = getattr(active, "peft_type", None)
+        raise ModelError(
+            f"{type(model).__name__} runs a PEFT {getattr(kind, 'value', kind) or 'prompt-learning'} adapter, whose "
+            "virtual tokens hf_txray's forward pass does not add (it runs the transformer stack without the PEFT "
+            "wrapper, whose forward adds them): the profile would be the base model's. Profile the base model, or "
+            "a LoRA/IA3-adapted one (adapters on the layers themselves are read).")
+
+
 def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:
     """``model.base_model`` when it holds every hooked module (so heads are skipped), else `model` itself."""
     body = getattr(model, "base_model", model)
@@ -129,6 +145,7 @@ class StackForward:
     """
 
     def __init__(self, model: nn.Module, stack: str | None, sites: list[Site]):
+        check_no_virtual_tokens(model)
         self.model = model
         self.stack, root = resolve_stack(model, stack)
         if self.stack is not None:

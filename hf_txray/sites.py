@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -53,13 +53,39 @@ class Site:
     experts: ExpertsLayout | None = None
 
 
+def peft_base_layer(module: nn.Module) -> nn.Module | None:
+    """The layer a PEFT adapter wrapper (LoRA, DoRA, IA3... on a linear layer) wraps, or None for any other module.
+    The wrapper is the layer: its input is what the model feeds the layer (IA3 scales it inside, and merging folds
+    the scale into the weights), and masking it reaches the adapter's branch too."""
+    base = getattr(module, "base_layer", None)
+    return base if callable(getattr(module, "get_base_layer", None)) and isinstance(base, nn.Module) else None
+
+
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:
-    """(in, out) features of a linear-like module (``nn.Linear`` or GPT-2's ``Conv1D``), else None."""
+    """(in, out) features of a linear-like module (``nn.Linear`` or GPT-2's ``Conv1D``, or a PEFT adapter wrapping
+    one), else None."""
+    base = peft_base_layer(module)
+    if base is not None:
+        module = base
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
         return int(module.weight.shape[0]), int(module.nf)
     return None
+
+
+def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, int]]]:
+    """``(name, module, (in, out))`` of every linear-like module of `root`, in module order; a PEFT adapter wrapper
+    counts as the layer it wraps, and the modules inside it (its base layer, LoRA's A and B) are not listed."""
+    wrapper = None  # the name of the last PEFT wrapper seen: its submodules follow it in named_modules' order
+    for name, module in root.named_modules():
+        if wrapper is not None and name.startswith(wrapper + "."):
+            continue
+        dims = linear_dims(module)
+        if peft_base_layer(module) is not None:
+            wrapper = name
+        if dims is not None:
+            yield name, module, dims
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -85,9 +111,8 @@ def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
     """The block's linear layer with the widest input among those that narrow (in > out): the structural guess,
     named in error messages when the verified search finds nothing."""
     best: tuple[int, str, nn.Module] | None = None
-    for name, module in block.named_modules():
-        dims = linear_dims(module)
-        if dims is None or dims[0] <= dims[1]:
+    for name, module, dims in named_linears(block):
+        if dims[0] <= dims[1]:
             continue
         if best is None or dims[0] > best[0]:
             best = (dims[0], name, module)
@@ -193,10 +218,9 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, s
     declared = declared_shared_width(model.config, width)
     scope = block.get_submodule(scope_name) if scope_name else block
     found = []
-    for sub_name, sub in scope.named_modules():
+    for sub_name, sub, dims in named_linears(scope):
         full = _join(scope_name, sub_name)
-        dims = linear_dims(sub)
-        if dims is None or dims[0] == 0 or full == name or full.startswith(name + ".") or in_token_mixer(scope, sub_name):
+        if dims[0] == 0 or full == name or full.startswith(name + ".") or in_token_mixer(scope, sub_name):
             continue  # a zero-width shared expert (shared_expert_intermediate_size=0) has no units
         if dims[1] != hidden:
             continue
@@ -232,10 +256,8 @@ def _is_mlp_output(scope: nn.Module, name: str, width: int, hidden: int) -> bool
     if "." not in name:
         return False  # directly in the MoE module, beside its experts
     parent = scope.get_submodule(name.rsplit(".", 1)[0])
-    modules = list(parent.modules())
-    return not any(is_fused_experts(m) for m in modules) and any(
-        (dims := linear_dims(m)) is not None and dims[0] == hidden and dims[1] in (width, 2 * width)
-        for m in modules)
+    return not any(is_fused_experts(m) for m in parent.modules()) and any(
+        dims[0] == hidden and dims[1] in (width, 2 * width) for _, _, dims in named_linears(parent))
 
 
 # Config attributes declaring the total width of a MoE layer's shared expert(s): Qwen2-MoE, GraniteMoeShared,
@@ -280,9 +302,8 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
     widths, described = dense_block_widths(config) or (widths, described)  # a dense block of a MoE model
     hidden = hidden_size(config)
     candidates = []
-    for name, module in block.named_modules():
-        dims = linear_dims(module)
-        if dims is None or dims[0] not in widths.values() or in_token_mixer(block, name):
+    for name, module, dims in named_linears(block):
+        if dims[0] not in widths.values() or in_token_mixer(block, name):
             continue
         if (dims[1] == hidden) if hidden else dims[0] > dims[1]:
             candidates.append((name, module, dims[0]))

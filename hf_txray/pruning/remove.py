@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigurationError, ModelError
-from ..sites import Site, find_blocks, linear_dims, resolve_stack
+from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack
 from .masks import active_masks, check_plan, mlp_sites
 from .plan import NeuronSpec
 
@@ -51,9 +51,8 @@ def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple
     and up_proj, Phi-3's fused gate_up_proj), with how many halves each holds per neuron (2 for a fused
     ``[gate; up]``): output width == site width (or twice it, fused), not the down projection, not in attention."""
     found = []
-    for name, module in block.named_modules():
-        dims = linear_dims(module)
-        if dims is None or module is site.module:
+    for name, module, dims in named_linears(block):
+        if module is site.module:
             continue
         halves = 2 if name.rsplit(".", 1)[-1] in FUSED_GATE_UP and dims[1] == 2 * site.width else 1
         if dims[1] != halves * site.width:
@@ -134,6 +133,14 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     prefix, blocks = find_blocks(model)
     ups = {layer: _up_projections(blocks[layer], f"{prefix}.{layer}" if prefix else str(layer), site)
            for layer, site in sites.items()}
+    wrapped = [site.name for site in sites.values() if peft_base_layer(site.module) is not None] + [
+        name for found in ups.values() for name, module, _ in found if peft_base_layer(module) is not None]
+    if wrapped:
+        raise ModelError(
+            f"mode='remove' cannot slice layers wrapped by a PEFT adapter ({wrapped[0]!r}): the adapter's own weights "
+            "(LoRA's A and B, IA3's scales) would keep the old width. Merge the adapter first "
+            "(model = model.merge_and_unload()), or use mode='mask' (CLI: --mode mask), which masks the wrapper's "
+            "input, the adapter's branch included.")
     for layer, found in ups.items():
         if not found:
             raise ModelError(

@@ -1,0 +1,96 @@
+"""Models adapted with PEFT, as users fine-tune them (fresh helper 105): an adapter on a layer (LoRA, IA3) is read
+through its wrapper, so an adapted model and its merged copy (``merge_and_unload``), which compute the same function,
+give the same profile, and masking a neuron reaches the adapter's branch; prompt learning, whose virtual tokens the
+profiled stack would not add, is refused; removing neurons from a wrapped layer is refused with the fix."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+from hf_txray import ModelError
+from hf_txray.sites import find_sites
+from models import SAMPLE_TEXTS, tiny, tiny_llama_lm, bpe_tokenizer
+
+peft = pytest.importorskip("peft")
+
+OPTIONS = dict(features=("token",), batch_size=4, show_progress=False)
+
+
+def adapted(kind: str, config) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """A tiny model with the adapter (its trainable weights drawn away from their identity start) and its merge."""
+    model, tokenizer = tiny(kind)
+    wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_" in name or "ia3_" in name:
+                weight.copy_(torch.rand(weight.shape, generator=generator) * 2 - (0 if "ia3_" in name else 1))
+    return wrapped, copy.deepcopy(wrapped).merge_and_unload().eval(), tokenizer
+
+
+@pytest.mark.parametrize("kind,config", [
+    ("llama", lambda: peft.LoraConfig(r=4, target_modules=["down_proj", "up_proj", "gate_proj"])),
+    ("gpt2", lambda: peft.LoraConfig(r=4, target_modules=["c_fc", "c_proj"], fan_in_fan_out=True)),
+    ("bert", lambda: peft.LoraConfig(r=4, target_modules=["intermediate.dense", "output.dense"])),
+    # IA3 scales the down projection's input inside its wrapper; merging folds the scale into the weights
+    ("llama", lambda: peft.IA3Config(target_modules=["down_proj"], feedforward_modules=["down_proj"])),
+], ids=["lora-llama", "lora-gpt2", "lora-bert", "ia3-llama"])
+def test_an_adapted_model_is_profiled_as_its_merged_copy(kind, config):
+    wrapped, merged, tokenizer = adapted(kind, config())
+    sites = find_sites(wrapped)
+    assert all(hf_txray.sites.peft_base_layer(site.module) is not None for site in sites)  # the wrapper, hooked
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-4, atol=1e-6)
+    base = hf_txray.analyze(tiny(kind)[0], SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    assert not np.array_equal(profile.neuron_count, base.neuron_count)  # the adapter changed what is read
+
+
+def test_masking_a_neuron_of_an_adapted_model_reaches_the_adapter_branch():
+    """The mask hooked the wrapped base layer, so LoRA's A still read the "pruned" neurons (the logits moved by as
+    much as the pruning itself); mode='remove' sliced the base layer only and broke the next forward pass."""
+    model = tiny_llama_lm()
+    wrapped = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(r=4, target_modules=["down_proj"])).eval()
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.5)
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    ids = torch.tensor([bpe_tokenizer()(SAMPLE_TEXTS[0])["input_ids"]])
+    neurons = {0: list(range(0, 24, 3)), 1: list(range(1, 24, 4))}
+    with torch.no_grad(), hf_txray.masked(wrapped, neurons), hf_txray.masked(merged, neurons):
+        np.testing.assert_allclose(wrapped(input_ids=ids).logits.numpy(), merged(input_ids=ids).logits.numpy(),
+                                   atol=1e-5)
+    with pytest.raises(ModelError, match=r"cannot slice layers wrapped by a PEFT adapter.*merge_and_unload"):
+        hf_txray.prune(wrapped, None, strategy=neurons, mode="remove", uneven="zero")
+    ids_out = wrapped(input_ids=ids).logits  # refused before any change: the model still runs
+    assert ids_out.shape[-1] == model.config.vocab_size
+
+
+@pytest.mark.parametrize("config", [
+    lambda: peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
+    lambda: peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5),
+], ids=["prompt", "prefix"])
+def test_prompt_learning_is_refused_not_profiled_without_its_virtual_tokens(config):
+    """The profiled stack runs without the PeftModel's forward, which adds the virtual tokens: the profile was the
+    base model's, exactly, with no error (and every TXRayTrainer snapshot of a prompt-tuning run the same)."""
+    wrapped = peft.get_peft_model(tiny_llama_lm(), config())
+    with pytest.raises(ModelError, match=r"PEFT (PROMPT_TUNING|PREFIX_TUNING) adapter, whose virtual tokens"):
+        hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+
+
+def test_txray_trainer_refuses_a_prompt_learning_model_before_training(tmp_path):
+    """Under TXRayTrainer every snapshot of a prompt-tuning run was the base model's: a report of step 0 against
+    step 20 said nothing changed while the trained prompt moved a third of the cells."""
+    from test_trainer import build_args
+
+    wrapped = peft.get_peft_model(tiny_llama_lm(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ModelError, match=r"PEFT PROMPT_TUNING adapter"):
+        hf_txray.TXRayTrainer(model=wrapped, args=build_args(tmp_path), txray_dataset=SAMPLE_TEXTS,
+                              processing_class=bpe_tokenizer())
