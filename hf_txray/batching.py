@@ -95,9 +95,10 @@ def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: i
 
 def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) -> int:
     """The padded width of a batch whose longest row holds `width` tokens: rounded up to `multiple`, unless that
-    passes `limit` (then the longest row's own width)."""
+    passes `limit` (then `limit` itself, so that every batch whose rows round past it runs at one width: a position
+    table of 77 rows runs a 66-token row 77 wide in any batch, not 66 alone and 77 beside a longer row)."""
     rounded = max(multiple, -(-width // multiple) * multiple)
-    return max(width, 1) if limit is not None and rounded > limit else rounded  # never past `limit`
+    return max(limit, 1) if limit is not None and rounded > limit else rounded  # never past `limit`
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[str, torch.Tensor]]:

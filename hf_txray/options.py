@@ -251,8 +251,10 @@ class ProfilerConfig:
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this (past max_length when it is not one, up to "
             "the model's position limit). 16 keeps a text's activations the same "
-            "whatever batch it lands in (on a CPU with one thread; bit for bit), so profiles of other process counts, "
-            "checkpoint intervals or batch sizes, and hf_txray.reproduce, agree exactly (the noise statistics' "
+            "whatever batch it lands in (on a CPU with one thread: bit for bit for rows of up to about 150 tokens; "
+            "longer rows can move by float32 rounding, about 1e-7 relative, as the attention's product over the "
+            "padded width changes its blocking), so profiles of other process counts, checkpoint intervals or batch "
+            "sizes, and hf_txray.reproduce, agree exactly on short texts (the noise statistics' "
             "squared sums to float64 rounding; mixture-of-experts layers, which run each expert over the tokens "
             "routed to it from the whole batch, to float32 rounding); it also suits accelerators. "
             "1 pads to the longest row: on a CPU about a fifth less forward time on short texts (MiniLM on PTB "

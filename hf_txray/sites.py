@@ -184,6 +184,15 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
                          "ERNIE-4.5-VL's text and vision experts): hf_txray numbers one experts module per block, "
                          "so this layout is not read. Profile this model with site='residual'.")
     name, experts = found[0]
+    parts = name.split(".")
+    wrapped = next((".".join(parts[:i]) for i in range(1, len(parts))
+                    if peft_base_layer(block.get_submodule(".".join(parts[:i]))) is not None), None)
+    if wrapped is not None:
+        raise ModelError(
+            f"The experts {_join(block_name, name)!r} are wrapped by a PEFT adapter ({_join(block_name, wrapped)!r}): "
+            "hf_txray computes each chosen expert's units from the experts' weights, which the adapter changes only "
+            "inside its own forward, so they would be the base model's. Merge the adapter first "
+            "(model = model.merge_and_unload()), or profile site='residual'.")
     width = expert_width(experts)
     if width not in widths.values():
         raise ModelError(
@@ -235,7 +244,7 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, s
     if len(found) > 1:
         raise ModelError(
             f"Block {block_name!r}: several linear layers could be the shared expert's down projection "
-            f"{[n for n, _, _ in found]} (each takes {found[0][2]} inputs to the hidden size, {hidden}), so the "
+            f"{[n for n, _, _ in found]} (taking {[w for _, _, w in found]} inputs to the hidden size, {hidden}), so the "
             "shared expert's units cannot be told apart and numbered beside the routed experts'. Profile this "
             "model with site='residual'.")
     shared, num_shared = None, 0
@@ -281,7 +290,8 @@ def declared_shared_width(config, expert_width: int) -> int | None:
     for attribute in SHARED_COUNT_ATTRIBUTES:
         count = getattr(config, attribute, None)
         if isinstance(count, int):
-            return count * expert_width
+            each = getattr(config, "shared_experts_intermediate_size", None)  # Dots3-Note: each shared expert's
+            return count * (each if isinstance(each, int) else expert_width)
     return None
 
 

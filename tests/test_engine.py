@@ -559,7 +559,7 @@ def test_pad_to_multiple_of_sets_the_batch_widths():
         for batch in encoder(texts, np.arange(len(texts))):
             width, longest = batch.inputs["input_ids"].shape[1], int(batch.inputs["attention_mask"].sum(1).max())
             rounded = -(-longest // 16) * 16
-            assert width == (longest if multiple == 1 or (limit and rounded > limit) else rounded)
+            assert width == (longest if multiple == 1 else limit if limit and rounded > limit else rounded)
             widths.add(width)
         assert max(widths) == (32 if (multiple, max_length, limit) == (16, 21, None) else max_length)
     common = dict(texts=texts, max_length=MAX_LENGTH, batch_size=3, max_examples_per_neuron=CAPACITY)

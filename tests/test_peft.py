@@ -94,3 +94,25 @@ def test_txray_trainer_refuses_a_prompt_learning_model_before_training(tmp_path)
     with pytest.raises(ModelError, match=r"PEFT PROMPT_TUNING adapter"):
         hf_txray.TXRayTrainer(model=wrapped, args=build_args(tmp_path), txray_dataset=SAMPLE_TEXTS,
                               processing_class=bpe_tokenizer())
+
+
+def test_lora_on_a_moe_models_shared_expert_is_read_and_on_its_experts_refused():
+    """Fresh helper 104: LoRA on Hunyuan's undeclared shared MLP dropped the shared expert (its down projection's
+    parent was the LoRA wrapper, no MLP); LoRA on fused experts (peft's ParamWrapper) moved two thirds of the
+    credits in DeepSeek-V3: the experts' units are computed from the experts' weights, which the adapter changes
+    only inside its forward."""
+    from test_architectures import build
+
+    model, tokenizer = build("qwen2_moe")
+    config = peft.LoraConfig(r=8, target_modules=r".*shared_expert\.(gate|up|down)_proj", init_lora_weights=False)
+    wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    assert profile.num_neurons == 4 * 16 + 48 and profile.meta.config["num_shared_experts"] == 3
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-4, atol=1e-6)
+    on_experts = peft.LoraConfig(r=4, target_modules=[], target_parameters=["mlp.experts.gate_up_proj"])
+    with pytest.raises(ModelError, match=r"experts .* are wrapped by a PEFT adapter.*merge_and_unload"):
+        hf_txray.analyze(peft.get_peft_model(copy.deepcopy(model), on_experts), SAMPLE_TEXTS, tokenizer=tokenizer,
+                         **OPTIONS)
