@@ -54,11 +54,16 @@ class Site:
 
 
 def peft_base_layer(module: nn.Module) -> nn.Module | None:
-    """The layer a PEFT adapter wrapper (LoRA, DoRA, IA3... on a linear layer) wraps, or None for any other module.
+    """The layer a PEFT adapter wrapper (LoRA, DoRA, IA3... on a linear layer; `modules_to_save`'s copies) wraps,
+    or None for any other module.
     The wrapper is the layer: its input is what the model feeds the layer (IA3 scales it inside, and merging folds
     the scale into the weights), and masking it reaches the adapter's branch too."""
     base = getattr(module, "base_layer", None)
-    return base if callable(getattr(module, "get_base_layer", None)) and isinstance(base, nn.Module) else None
+    if callable(getattr(module, "get_base_layer", None)) and isinstance(base, nn.Module):
+        return base
+    # modules_to_save: a trainable copy beside the original, one of them run; both take the wrapper's input
+    original = getattr(module, "original_module", None)
+    return original if isinstance(getattr(module, "modules_to_save", None), nn.ModuleDict) else None
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:

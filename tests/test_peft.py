@@ -116,3 +116,29 @@ def test_lora_on_a_moe_models_shared_expert_is_read_and_on_its_experts_refused()
     with pytest.raises(ModelError, match=r"experts .* are wrapped by a PEFT adapter.*merge_and_unload"):
         hf_txray.analyze(peft.get_peft_model(copy.deepcopy(model), on_experts), SAMPLE_TEXTS, tokenizer=tokenizer,
                          **OPTIONS)
+
+
+def test_modules_to_save_is_read_through_its_wrapper():
+    """Fresh helper 106: `modules_to_save=["down_proj"]` keeps a trainable copy beside the original, and both were
+    candidates for the site ("several linear layers qualify"); the wrapper is the layer, whichever copy runs."""
+    model, tokenizer = tiny("llama")
+    config = peft.LoraConfig(r=4, target_modules=["up_proj"], modules_to_save=["down_proj"])
+    wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "modules_to_save" in name or "lora_B" in name:
+                weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(2)) * 0.3)
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-4, atol=1e-6)
+
+
+def test_attribution_refuses_prompt_tuning():
+    """Fresh helper 106: attribution ran the PeftModel, whose virtual tokens lengthened the traced tensor (a bare
+    reshape RuntimeError)."""
+    pytest.importorskip("captum")
+    wrapped = peft.get_peft_model(tiny_llama_lm(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pytest.raises(ModelError, match=r"PEFT PROMPT_TUNING adapter"):
+        hf_txray.neuron_attributions(wrapped, bpe_tokenizer(), SAMPLE_TEXTS[0], layer=1, neuron=3)

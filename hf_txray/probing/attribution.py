@@ -22,6 +22,7 @@ import torch
 from ..errors import ConfigurationError
 from ..hooks import trace
 from ..modes import enter_eval
+from ..forward import check_no_virtual_tokens
 from ..sites import Site, find_sites, is_encoder_decoder, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
@@ -179,6 +180,7 @@ def neuron_attributions(
     if method == "conductance" and target is None:
         raise ConfigurationError("method='conductance' attributes a model output through the neuron: pass target= "
                                  "(a class id, or (position, token id) for per-token outputs).")
+    check_no_virtual_tokens(model)  # prompt tuning's virtual tokens would shift every position read
     target_site = _site(model, layer, site, module_pattern)
     runner = model
     if is_encoder_decoder(model):  # the sites are the encoder's (the default stack): run it alone on the embeddings
