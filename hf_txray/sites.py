@@ -56,6 +56,7 @@ class Site:
 def peft_base_layer(module: nn.Module) -> nn.Module | None:
     """The layer a PEFT adapter wrapper (LoRA, DoRA, IA3... on a linear layer; `modules_to_save`'s copies) wraps,
     or None for any other module.
+
     The wrapper is the layer: its input is what the model feeds the layer (IA3 scales it inside, and merging folds
     the scale into the weights), and masking it reaches the adapter's branch too."""
     base = getattr(module, "base_layer", None)
@@ -206,15 +207,14 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             "hf_txray does not read, such as Llama 4's experts, which run every token through every expert). "
             "Profile this model with site='residual'."
         )
-    scope = "" if declared_shared_width(model.config, width) is not None or "." not in name else name.rsplit(".", 1)[0]
-    layout = shared_experts_layout(model, block, block_name, scope, name, experts)
-    return _join(block_name, name), experts, layout
+    return _join(block_name, name), experts, shared_experts_layout(model, block, block_name, name, experts)
 
 
-def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, scope_name: str, name: str,
-                          experts: nn.Module) -> ExpertsLayout:
+def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, name: str, experts: nn.Module,
+                          whole_block: bool = True) -> ExpertsLayout:
     """The numbering of a MoE layer's units: its routed experts (``block.<name>``), then the shared expert(s) found
-    in ``block.<scope_name>`` ("": the whole block), outside the experts and the token mixer.
+    outside the experts and the token mixer: in the whole block where the config declares their width (and
+    `whole_block`), else in the experts' MoE module (their parent).
 
     A shared expert sits beside the routed ones in the MoE module (Qwen2-MoE's `mlp.shared_expert`) or in the block
     itself (GraniteMoeShared's `shared_mlp`). Where the config declares its width, the linear layer taking that
@@ -230,6 +230,7 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, s
     width = expert_width(experts)
     hidden = hidden_size(model.config)
     declared = declared_shared_width(model.config, width)
+    scope_name = "" if whole_block and declared is not None else name.rpartition(".")[0]
     scope = block.get_submodule(scope_name) if scope_name else block
     found = []
     for sub_name, sub, dims in named_linears(scope):
@@ -395,8 +396,7 @@ def _pattern_experts_layout(model: nn.Module, block: nn.Module | None, experts: 
         # Experts the automatic search does not take (in a block's `mixer`, as Nemotron-H's): their shared expert
         # is searched beside them, in their MoE module (a declared one left out would change every winner).
         name = next(n for n, m in block.named_modules() if m is experts)
-        return shared_experts_layout(model, block, block_name, name.rsplit(".", 1)[0] if "." in name else "", name,
-                                     experts)
+        return shared_experts_layout(model, block, block_name, name, experts, whole_block=False)
     return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts))
 
 
