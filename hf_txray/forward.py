@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .sites import Site, resolve_stack
+from .sites import Site, resolve_stack, unwrap_peft
 
 
 def check_no_virtual_tokens(model: nn.Module) -> None:
@@ -43,7 +43,7 @@ def check_no_virtual_tokens(model: nn.Module) -> None:
 
 def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:
     """``model.base_model`` when it holds every hooked module (so heads are skipped), else `model` itself."""
-    body = getattr(model, "base_model", model)
+    body = getattr(unwrap_peft(model), "base_model", model)
     if body is model or not isinstance(body, nn.Module):
         return model
     inside = {id(m) for m in body.modules()}

@@ -40,7 +40,8 @@ from .distributed import input_device
 from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
-from .sites import find_blocks, linear_dims, find_sites, is_encoder_decoder, resolve_stack
+from .sites import (find_blocks, find_sites, is_encoder_decoder, linear_dims, linear_weight, named_linears,
+                    resolve_stack, unwrap_peft)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -121,13 +122,16 @@ def _head_candidates(model: nn.Module, head: nn.Module, hidden: int) -> list[tup
     """The linears into the decoder's `hidden` width and the norms an LM head may apply before its decoder: those
     outside the base model (BERT's ``cls.predictions.transform``, ELECTRA's ``generator_predictions``, DistilBERT's
     ``vocab_transform``), or the model's direct children when it has no base model of its own (T5)."""
-    base = getattr(model, "base_model", None)
-    if base is not None and base is not model:
+    inner = unwrap_peft(model)
+    base = getattr(inner, "base_model", None)
+    if base is not None and base is not inner:
         skip = {id(m) for m in base.modules()}
         candidates = [(n, m) for n, m in model.named_modules() if n and id(m) not in skip and m is not head]
     else:
         candidates = [(n, m) for n, m in model.named_children() if m is not head]
-    return [(n, m) for n, m in candidates if (isinstance(m, nn.Linear) and linear_dims(m)[1] == hidden) or _is_norm(m)]
+    # a PEFT wrapper is the layer (its base layer and LoRA's matrices inside it are not steps of their own)
+    linears = {id(m) for _, m, (_, out) in named_linears(model) if out == hidden}
+    return [(n, m) for n, m in candidates if id(m) in linears or _is_norm(m)]
 
 
 def _head_steps(candidates: list[tuple[str, nn.Module]], order: dict[int, int], width: int, hidden: int
@@ -138,7 +142,7 @@ def _head_steps(candidates: list[tuple[str, nn.Module]], order: dict[int, int], 
     steps = []
     for name, module in sorted((c for c in candidates if id(c[1]) in order), key=lambda c: order[id(c[1])]):
         dims = linear_dims(module)
-        if dims in ((width, hidden), (hidden, hidden)) and isinstance(module, nn.Linear):
+        if dims in ((width, hidden), (hidden, hidden)):
             steps.append(("linear", module, name))
             width = hidden
         elif _is_norm(module) and module.weight.shape == (width,):
@@ -171,7 +175,7 @@ def _body_norms(model: nn.Module, blocks: nn.ModuleList, hidden: int) -> list[tu
     """The norms of the base model outside the blocks (an LM head's own norm is a head step): the final norm is
     among them (Llama ``model.norm``, GPT-2 ``ln_f``, OPT's ``final_layer_norm``, RoBERTa-PreLayerNorm's
     ``LayerNorm`` beside its encoder), beside the embeddings' norms."""
-    base = getattr(model, "base_model", None)
+    base = getattr(unwrap_peft(model), "base_model", None)
     body = {id(m) for m in (base if base is not None else model).modules()}
     inside = {id(m) for m in blocks.modules()}
     return [(name, module) for name, module in model.named_modules()
@@ -196,7 +200,7 @@ def _stack_projection(model: nn.Module, blocks_name: str, residual: int, hidden:
     parent_name = blocks_name.rpartition(".")[0]
     parent = model.get_submodule(parent_name) if parent_name else model
     module = getattr(parent, "project_out", None)
-    if isinstance(module, nn.Linear) and linear_dims(module) == (residual, hidden):
+    if linear_dims(module) == (residual, hidden):
         return f"{parent_name}.project_out".strip("."), module
     return None
 
@@ -233,7 +237,7 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
         ModelError: the model has no LM head.
     """
     head = _output_embedding(model)
-    unembedding = head.weight.detach()
+    unembedding = linear_weight(head) if linear_dims(head) is not None else head.weight.detach()
     hidden = int(unembedding.shape[1])
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if isinstance(vocab, int) and unembedding.shape[0] != vocab:
@@ -256,11 +260,11 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     width = residual
     projection = _stack_projection(model, blocks_name, residual, hidden) if residual != hidden else None
     if projection is not None:
-        steps.append(("linear", projection[1].weight.detach()))
+        steps.append(("linear", linear_weight(projection[1])))
         names.append(projection[0])
         width = hidden
     for kind, module, name in _head_steps(candidates, order, width, hidden):
-        weight = module.weight.detach()
+        weight = linear_weight(module) if kind == "linear" else module.weight.detach()
         steps.append((kind, weight if kind == "linear" else norm_scale(module, int(weight.shape[0]))))
         names.append(name)
         width = int(weight.shape[0])
@@ -287,12 +291,6 @@ def post_mlp_scale(model: nn.Module, layer: int, stack: str | None = None) -> to
     return None
 
 
-def _weight_columns(module: nn.Module) -> torch.Tensor:
-    """A linear layer's weight as ``(out, in)``: ``nn.Linear`` as it is, GPT-2's ``Conv1D`` (``(in, out)``) transposed."""
-    weight = module.weight.detach()
-    return weight if isinstance(module, nn.Linear) else weight.T
-
-
 @torch.no_grad()
 def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor:
     """The write directions of a layer's neurons: ``(hidden, neurons)``, column ``j`` = neuron ``j``'s output.
@@ -306,12 +304,12 @@ def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torc
         raise ConfigurationError(f"Layer {layer} is out of range: the model has {len(sites)} layers.")
     site = sites[layer]
     if site.capture != "experts":
-        return _weight_columns(site.module)
+        return linear_weight(site.module)
     fused = site.module.down_proj.detach()
     experts, hidden, inter = fused.shape
     columns = fused.permute(1, 0, 2).reshape(hidden, experts * inter)
     if site.experts.shared is not None:
-        columns = torch.cat([columns, _weight_columns(site.experts.shared).to(columns.device)], dim=1)
+        columns = torch.cat([columns, linear_weight(site.experts.shared).to(columns.device)], dim=1)
     return columns
 
 

@@ -67,6 +67,13 @@ def peft_base_layer(module: nn.Module) -> nn.Module | None:
     return original if isinstance(getattr(module, "modules_to_save", None), nn.ModuleDict) else None
 
 
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The transformers model inside a ``PeftModel`` (its layers keep their adapter wrappers), else `model`: a
+    PeftModel's ``base_model`` is the tuner holding the whole model, heads included, not the model's body."""
+    getter = getattr(model, "get_base_model", None)
+    return getter() if callable(getter) and hasattr(model, "peft_config") else model
+
+
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:
     """(in, out) features of a linear-like module (``nn.Linear`` or GPT-2's ``Conv1D``, or a PEFT adapter wrapping
     one), else None."""
@@ -78,6 +85,43 @@ def linear_dims(module: nn.Module) -> tuple[int, int] | None:
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
         return int(module.weight.shape[0]), int(module.nf)
     return None
+
+
+_PROBE_ROWS = 1024  # unit vectors per pass when a wrapped layer's weight is read by running it
+
+
+@torch.no_grad()
+def linear_weight(module: nn.Module) -> torch.Tensor:
+    """The ``(out, in)`` matrix a linear-like layer applies: ``nn.Linear``'s weight, GPT-2's ``Conv1D`` weight
+    transposed, and for a PEFT adapter wrapper the map it computes as the model runs it (LoRA's ``W + s B A``, IA3's
+    scaled columns, DoRA's normalised weight; nothing added when its adapters are merged or disabled), read by
+    running the wrapper in eval mode on unit vectors, less its output at zero (the bias).
+
+    Raises:
+        ModelError: `module` is not linear-like.
+    """
+    base = peft_base_layer(module)
+    dims = linear_dims(module)
+    if dims is None:
+        raise ModelError(f"{type(module).__name__} is not a linear layer (nn.Linear, Conv1D or a PEFT wrapper of one).")
+    if base is None:
+        weight = module.weight.detach()
+        return weight if isinstance(module, nn.Linear) else weight.T
+    from .modes import enter_eval  # a light module; imported here as only adapters need it
+
+    width, reference = dims[0], base.weight
+    restore_modes = enter_eval(module)  # no LoRA dropout
+    try:
+        bias = module(reference.new_zeros(1, width))
+        parts = []
+        for start in range(0, width, _PROBE_ROWS):
+            rows = min(_PROBE_ROWS, width - start)
+            units = reference.new_zeros(rows, width)
+            units[torch.arange(rows), torch.arange(start, start + rows)] = 1
+            parts.append((module(units) - bias).T)
+    finally:
+        restore_modes()
+    return torch.cat(parts, dim=1)
 
 
 def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, int]]]:

@@ -142,3 +142,63 @@ def test_attribution_refuses_prompt_tuning():
     wrapped = peft.get_peft_model(tiny_llama_lm(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
     with pytest.raises(ModelError, match=r"PEFT PROMPT_TUNING adapter"):
         hf_txray.neuron_attributions(wrapped, bpe_tokenizer(), SAMPLE_TEXTS[0], layer=1, neuron=3)
+
+
+def _lm(kind: str) -> torch.nn.Module:
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=32, n_layer=2, n_head=2, n_inner=40)).eval()
+    if kind == "bert":
+        return BertForMaskedLM(BertConfig(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=48)).eval()
+    return tiny_llama_lm()
+
+
+@pytest.mark.parametrize("kind,config", [
+    ("gpt2", lambda: peft.LoraConfig(r=4, target_modules=["c_fc", "c_proj"], fan_in_fan_out=True,
+                                     init_lora_weights=False)),
+    ("llama", lambda: peft.LoraConfig(r=4, target_modules=["down_proj", "lm_head"], init_lora_weights=False)),
+    ("llama", lambda: peft.LoraConfig(r=4, target_modules=["down_proj"], use_dora=True, init_lora_weights=False)),
+    ("llama", lambda: peft.IA3Config(target_modules=["down_proj"], feedforward_modules=["down_proj"],
+                                     init_ia3_weights=False)),
+    # the MLM head's transform (a head step) adapted, the decoder trained as a copy beside the original
+    ("bert", lambda: peft.LoraConfig(r=4, target_modules=["output.dense", "transform.dense"],
+                                     modules_to_save=["decoder"], init_lora_weights=False)),
+], ids=["lora-gpt2", "lora-llama-lm-head", "dora-llama", "ia3-llama", "lora-bert-head-transform"])
+def test_output_effects_of_an_adapted_model_are_its_merged_copys(kind, config):
+    """Output effects read the base weights of wrapped layers (LoRA ignored: 98% of a tiny GPT-2's top tokens
+    changed against its merged copy) or crashed on a wrapped nn.Linear (its weight was transposed as a Conv1D's)."""
+    wrapped = peft.get_peft_model(copy.deepcopy(_lm(kind)), config()).eval()
+    with torch.no_grad():  # IA3 starts from random scales here; LoRA's B from random values (init_lora_weights)
+        for name, weight in wrapped.named_parameters():
+            if "modules_to_save" in name:
+                weight.add_(torch.randn_like(weight))
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    got = hf_txray.output_effects_table(wrapped, k=5)
+    expected = hf_txray.output_effects_table(merged, k=5)
+    assert got["token_id"].tolist() == expected["token_id"].tolist()
+    np.testing.assert_allclose(got["logit"], expected["logit"], rtol=1e-4, atol=1e-6)
+    base = hf_txray.output_effects_table(_lm(kind), k=5)
+    assert got["token_id"].tolist() != base["token_id"].tolist()  # the adapter changed what the neurons write
+
+
+def test_an_adapted_classifier_runs_its_body_only():
+    """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
+    cannot take a batch without a pad id (a bare ValueError). The body inside the PeftModel runs, as without PEFT."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tokenizer = bpe_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2,
+                                                     n_inner=40, num_labels=3)).eval()
+    config = peft.LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["c_proj"], fan_in_fan_out=True,
+                             init_lora_weights=False)
+    wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
+    assert wrapped.config.pad_token_id is None
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
+    reference = hf_txray.analyze(copy.deepcopy(wrapped).merge_and_unload().eval(), SAMPLE_TEXTS, tokenizer=tokenizer,
+                                 **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-4, atol=1e-6)
