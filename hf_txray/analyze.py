@@ -425,7 +425,7 @@ class Profiler:
             arrays.update({f"credit.{k}": v for k, v in builder.position_arrays(batch).items()})
         staged = stage(arrays, self.device)
         recorder.positions = staged["hooked"]
-        recorder.rows = self.forward.hooked_rows(*batch.inputs["input_ids"].shape)
+        recorder.grid = self.forward.hooked_grid(*batch.inputs["input_ids"].shape)
         recorder.reset()
         recorder.enabled = True
         try:
@@ -469,8 +469,14 @@ def default_skip_first_positions(model) -> int:
     kind = getattr(config, "model_type", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return 0
-    causal = kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    return 1 if causal else 0
+    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES or kind in IS_DECODER_SWITCHED:
+        # encoders that attend causally only when configured as decoders (BertGenerationEncoder: is_decoder=False)
+        return 1 if getattr(config, "is_decoder", False) else 0
+    return 1 if kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else 0
+
+
+# Model types without a masked-LM head whose attention is causal only with config.is_decoder (else bidirectional).
+IS_DECODER_SWITCHED = frozenset({"bert-generation"})
 
 
 def _rank_quota(max_positions: int | None, rank: int, world: int) -> int | None:

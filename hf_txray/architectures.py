@@ -29,6 +29,18 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "plbart": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
     "m2m_100": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
     "nllb-moe": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "led": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "mvp": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "bigbird_pegasus": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "pegasus_x": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "fsmt": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "prophetnet": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    # one attribute of their own
+    "xlnet": {"*": ("d_inner",)},
+    "funnel": {"*": ("d_inner",)},
+    "ctrl": {"*": ("dff",)},
+    "cpmant": {"*": ("dim_ff",)},
+    "reformer": {"*": ("feed_forward_size",)},
     # MoE models whose routed experts use `intermediate_size` and have no `moe_intermediate_size`.
     "mixtral": {"*": ("intermediate_size",)},
     "olmoe": {"*": ("intermediate_size",)},
@@ -87,6 +99,9 @@ def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int],
     hidden = hidden_size(config)
     if not widths and hidden and (unset or names is WIDTH_ATTRIBUTES):
         widths["4 x hidden_size"] = 4 * hidden
+        if not unset:  # no known attribute at all: say that the width is assumed, not declared
+            return widths, (f"4 x hidden_size={4 * hidden} (assumed: the config sets none of "
+                            f"{', '.join(WIDTH_ATTRIBUTES)}; its width attribute may have another name)")
     described = ", ".join(f"{k}={v}" for k, v in widths.items()) or "none"
     return widths, described
 

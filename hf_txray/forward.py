@@ -131,6 +131,14 @@ def decoder_positions(positions: torch.Tensor, width: int) -> torch.Tensor:
     return row * (width + 1) + column + 1
 
 
+def _names(module: nn.Module, argument: str) -> bool:
+    """Whether `module`'s forward takes `argument` by name (not only through ``**kwargs``)."""
+    try:
+        return argument in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):  # a forward without a signature (a compiled or C-level callable)
+        return False
+
+
 class StackForward:
     """Runs the profiled stack of `model` on a batch of model inputs.
 
@@ -153,6 +161,9 @@ class StackForward:
         if self.stack == "decoder":
             check_decoder_inputs(model)
         self.body = profiled_body(model, sites) if self.stack is None else None
+        # No key/value cache: nothing reads it, it costs memory, and some hybrid models' cache cannot be built
+        # without attention layers (Bamba with Mamba blocks only failed inside transformers' cache_utils).
+        self.extra: dict[str, Any] = {"use_cache": False} if self.body is not None and _names(self.body, "use_cache") else {}
         # The decoder is fed the start token before the text: its position tables hold one text token less.
         self.shifted: nn.Module | None = root if self.stack == "decoder" else None
         # The part that runs, whose position tables bound a text (a decoder that does not run bounds nothing).
@@ -162,14 +173,14 @@ class StackForward:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""
         return decoder_positions(positions, width) if self.stack == "decoder" else positions
 
-    def hooked_rows(self, rows: int, width: int) -> int:
-        """Rows of a hooked activation (batch x sequence, flattened) for a ``(rows, width)`` input grid: the decoder
-        stack reads one position more than the text (its start token)."""
-        return rows * (width + 1 if self.stack == "decoder" else width)
+    def hooked_grid(self, rows: int, width: int) -> tuple[int, int]:
+        """``(batch, sequence)`` of a hooked activation for a ``(rows, width)`` input grid: the decoder stack reads
+        one position more than the text (its start token)."""
+        return rows, (width + 1 if self.stack == "decoder" else width)
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> Any:
         if self.stack is None:
-            return self.body(**inputs)
+            return self.body(**inputs, **self.extra)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
         if self.stack == "encoder":

@@ -15,6 +15,7 @@ by structure and then checked: its input must be exactly as wide as the MLP inte
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -139,12 +140,13 @@ def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, 
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters."""
+    """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
+    those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder)."""
     best: tuple[int, str, nn.ModuleList] | None = None
     for name, module in model.named_modules():
         if not isinstance(module, nn.ModuleList) or len(module) == 0:
             continue
-        if len({type(m) for m in module}) != 1:
+        if len({type(m) for m in module}) != 1 or next(named_linears(module[0]), None) is None:
             continue
         size = sum(p.numel() for p in module.parameters())
         if best is None or size > best[0]:
@@ -507,12 +509,34 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     for layer, block in enumerate(blocks):
         block_name = _join(prefix, str(layer))
         if site == "residual":
+            _check_block_mixes_tokens(model, block, block_name, prefix)
             width = hidden_size(model.config) if getattr(model, "config", None) is not None else None
             sites.append(Site(layer, block_name, block, width or _hidden_size(model), "output"))
         else:
             sites.append(_mlp_site(model, layer, block, block_name, stack))
     _check_distinct(sites)
     return sites
+
+
+def _check_block_mixes_tokens(model: nn.Module, block: nn.Module, block_name: str, blocks_name: str) -> None:
+    """Refuse a residual site on a "block" without a token mixer: XLM and FlauBERT keep their layers' parts in
+    parallel lists (``attentions``, ``ffns``, ``layer_norm2``), the largest is ``ffns``, and its output is the MLP's,
+    before the residual sum and the norm (98% of credits on other neurons than the block output's)."""
+    if any(any(token in part.lower() for token in TOKEN_MIXER_NAME_PARTS)
+           for name, _ in block.named_modules() for part in name.split(".")):
+        return
+    parent_name, _, list_name = blocks_name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    blocks = parent.get_submodule(list_name)
+    if not any(isinstance(other, nn.ModuleList) and other is not blocks and len(other) == len(blocks)
+               for other in parent.children()):
+        return  # a block of its own (LFM2's convolution blocks): its output is the residual stream
+    raise ModelError(
+        f"site='residual' reads the output of each block, but {block_name!r} ({type(block).__name__}), the largest "
+        f"list of identical modules of {type(model).__name__}, holds no attention or other token mixer: the model "
+        "keeps its layers' parts in separate lists (as XLM and FlauBERT do), so that module's output is not the "
+        "residual stream. Pass `module_pattern`, a regex matching the modules whose output is the residual stream "
+        "(e.g. r'layer_norm2\\.\\d+'), or use site='mlp'.")
 
 
 def _check_distinct(sites: Sequence[Site]) -> None:
@@ -593,19 +617,33 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
     return sorted(chosen, key=lambda s: s.layer)
 
 
-def check_hooked_rows(name: str, rows: int, expected: int) -> None:
-    """Refuse activations that do not hold one row per input position (`expected`: batch x sequence): a model that
-    shortens the sequence inside its stack (CANINE's downsampling, Funnel's pooling) would have its rows credited to
-    the wrong tokens.
+def check_hooked_rows(name: str, shape: Sequence[int], grid: tuple[int, int]) -> None:
+    """Refuse activations that do not hold one row per input position, batch-major: a model that shortens the
+    sequence inside its stack (CANINE's downsampling, Funnel's pooling) or runs it sequence-first (XLNet, FSMT) would
+    have its rows credited to the wrong tokens.
+
+    Args:
+        name (`str`): the site, for messages.
+        shape (`Sequence[int]`): the hooked activation's shape, ``(..., width)``.
+        grid (`tuple[int, int]`): ``(batch, sequence)`` of the input the model ran.
 
     Raises:
-        ModelError: naming the site and both counts.
+        ModelError: naming the site and both counts, or the sequence-first layout.
     """
+    rows, expected = math.prod(shape[:-1]), grid[0] * grid[1]
+    if len(shape) >= 3 and tuple(shape[:2]) == (grid[1], grid[0]) != tuple(grid):
+        # (sequence, batch, width): flattened as batch-major, 82-98% of XLNet's and FSMT's credits went to other tokens
+        raise ModelError(
+            f"{name!r} received activations of shape {tuple(shape)} for an input of {grid[0]} texts x {grid[1]} "
+            "positions: the model runs its layers sequence-first (time-major, as XLNet and FSMT do), and hf_txray "
+            "reads activations batch-first, so its rows would be credited to other tokens. This architecture is not "
+            "supported.")
     if rows != expected:
         raise ModelError(
             f"{name!r} received {rows} positions for an input of {expected} (batch x sequence): the model changes the "
-            "sequence length inside its layers (downsampling, pooling or character blocks, as in CANINE or Funnel), "
-            "so its activations cannot be credited to input tokens. This architecture is not supported; name modules "
+            "number of positions inside its layers (downsampling, pooling or character blocks, as in CANINE or Funnel; "
+            "padding to an attention window, as Longformer; extra streams or tokens, as ProphetNet's n-gram streams, "
+            "PegasusX's global tokens or Gemma3n's AltUp copies), so its activations cannot be credited to input tokens. This architecture is not supported; name modules "
             "that see every input position with `module_pattern`.")
 
 
@@ -623,7 +661,7 @@ class WinnerRecorder:
         self.sites = list(sites)
         self.top_k = top_k
         self.positions: torch.Tensor | None = None
-        self.rows: int | None = None  # rows (batch x sequence) every hooked activation must have; None: unchecked
+        self.grid: tuple[int, int] | None = None  # (batch, sequence) of every hooked activation; None: unchecked
         self.values: list[torch.Tensor | None] = [None] * len(self.sites)
         self.indices: list[torch.Tensor | None] = [None] * len(self.sites)
         self.trace = Trace(self.sites, read=self._read)
@@ -663,7 +701,7 @@ class WinnerRecorder:
         site = self.sites[slot]
         layout = site.experts
         hidden = call.hidden.detach().reshape(-1, call.hidden.shape[-1])
-        self._check_rows(slot, len(hidden))
+        self._check_rows(slot, call.hidden.shape)
         top_k_index = call.top_k_index.reshape(hidden.shape[0], -1)
         shared = None if call.shared is None else call.shared.reshape(-1, call.shared.shape[-1])
         if layout.shared is not None and shared is None:  # the trace reads a call once both have run
@@ -680,16 +718,16 @@ class WinnerRecorder:
     @torch.no_grad()
     def _record(self, slot: int, activations: torch.Tensor) -> None:
         flat = activations.detach().reshape(-1, activations.shape[-1])
-        self._check_rows(slot, len(flat))
+        self._check_rows(slot, activations.shape)
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
         # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
         positions = None if self.positions is None else self.positions.to(flat.device)
         values, indices = top_k_per_row(flat, self.top_k, positions, self._argmax, self._runs_of(positions, flat))
         self._store(slot, values, indices)
 
-    def _check_rows(self, slot: int, rows: int) -> None:
-        if self.rows is not None:
-            check_hooked_rows(self.sites[slot].name, rows, self.rows)
+    def _check_rows(self, slot: int, shape: Sequence[int]) -> None:
+        if self.grid is not None:
+            check_hooked_rows(self.sites[slot].name, shape, self.grid)
 
     def _runs_of(self, positions: torch.Tensor | None, flat: torch.Tensor) -> Runs | None:
         """The creditable rows as runs of consecutive rows (padding and special tokens left out of a CPU top-1),

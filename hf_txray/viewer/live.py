@@ -85,7 +85,7 @@ class LiveProfiler:
         traced: list[torch.Tensor] = []
         handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
         recorder.positions = hooked
-        recorder.rows = p.forward.hooked_rows(*batch.inputs["input_ids"].shape)
+        recorder.grid = p.forward.hooked_grid(*batch.inputs["input_ids"].shape)
         recorder.enabled = True
         restore_modes = enter_eval(p.model)
         try:
