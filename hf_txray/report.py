@@ -20,6 +20,7 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -440,7 +441,17 @@ def _no_noise_reason(a: Profile, b: Profile) -> str:
     return ""
 
 
-def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
+def _as_profile(value: Any, name: str) -> Profile:
+    """`value` itself, or the profile saved in the folder it names."""
+    if isinstance(value, Profile):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return Profile.from_pretrained(value)
+    raise ConfigurationError(f"compare's {name} must be a Profile or a saved profile's folder, got "
+                             f"{type(value).__name__}: load one with hf_txray.Profile.from_pretrained(path).")
+
+
+def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
             seed: int | None = None, same_corpus: bool | None = None) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
 
@@ -450,8 +461,9 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units.
 
     Args:
-        a (`Profile`): the earlier stage (e.g. pretrained on its own corpus).
-        b (`Profile`): the later stage (e.g. the same model on a new domain, or after fine-tuning).
+        a (`Profile` or `str`): the earlier stage (e.g. pretrained on its own corpus); a saved profile's folder is
+            loaded (``Profile.from_pretrained``), as ``hf-txray compare A B`` does.
+        b (`Profile` or `str`): the later stage (e.g. the same model on a new domain, or after fine-tuning).
         alpha (`float`, *optional*, defaults to 0.05): false discovery rate of the Benjamini-Hochberg flags
             ``changed_<ft>``, per feature type over the tested neurons.
         test (`bool`, *optional*, defaults to `True`): run the per-neuron test (``p_hellinger_<ft>``: "A and B
@@ -473,7 +485,8 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
     Raises:
         IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts or
             feature types differ.
-        ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative.
+        ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a
+            `Profile` nor a path.
 
     Example:
         ```python
@@ -482,6 +495,7 @@ def compare(a: Profile, b: Profile, alpha: float = 0.05, test: bool = True, num_
         >>> report.most_changed(10, feature_type="pos")
         ```
     """
+    a, b = _as_profile(a, "a"), _as_profile(b, "b")
     a.check_compatible(b, "compare")
     _check_same_stack(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:

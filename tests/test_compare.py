@@ -368,3 +368,15 @@ def test_report_plots_refuse_a_bad_min_count(name, report):
 
     with pytest.raises(hf_txray.ConfigurationError, match="min_count must be an int >= 0"):
         getattr(plots, name)(report, min_count=-1)
+
+
+def test_compare_takes_saved_profiles_folders(pair, report, tmp_path):
+    """hf-txray compare A B takes folders; hf_txray.compare("a", "b") raised a bare AttributeError."""
+    a, b = pair
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    from_folders = hf_txray.compare(str(tmp_path / "a"), tmp_path / "b")
+    pd.testing.assert_frame_equal(from_folders.neurons, report.neurons)
+    with pytest.raises(hf_txray.ConfigurationError,
+                       match=r"compare's a must be a Profile or a saved profile's folder, got NoneType.*from_pretrained"):
+        hf_txray.compare(None, b)

@@ -911,3 +911,80 @@ def test_task_metric_f1_is_macro_as_in_pruning_evaluation_and_lm_loss_fits_short
     with torch.no_grad():
         nll = [lm(input_ids=i, labels=i).loss.item() * (i.shape[1] - 1) for i in ids]
     assert loss == pytest.approx(sum(nll) / sum(i.shape[1] - 1 for i in ids), rel=1e-5)
+
+
+# ----- fresh helper 108's findings --------------------------------------------------------------------------------
+def test_a_class_without_training_words_is_zeroed_warned_and_not_ranked():
+    """A label seen only in held-out sentences stayed a probe class: its untrained weights (the loss's push-down)
+    took the top of the global neuron ranking, without a warning."""
+    values = np.random.default_rng(0).normal(size=(60, 12)).astype(np.float32)
+    labels = np.arange(60) % 2  # classes 0 and 1 trained; class 2 ("INTJ") never seen
+    values[labels == 1, 3] += 4.0  # neuron 3 tells class 1 apart
+    with pytest.warns(UserWarning, match=r"1 probe class\(es\) have no training word: \['INTJ'\]"):
+        probe = train_probe(values, labels, label_names=["NOUN", "VERB", "INTJ"], config=FAST)
+    assert not probe.weight[2].any() and probe.weight[:2].any()
+    ranking, _ = probe.neuron_ranking()
+    from hf_txray.probing import rank_by_weight
+    assert ranking.tolist() == probe.columns[rank_by_weight(probe.weight[:2])[0]].tolist()
+    assert (probe.predict(values) != 2).all()
+    with pytest.raises(ConfigurationError, match="'INTJ' had no training word"):
+        probe.class_ranking("INTJ")
+
+
+def test_crosscheck_p_value_uses_the_lists_sizes():
+    """With fewer than k neurons passing min_count the TX-Ray list is shorter: the p-value was computed for two
+    k-lists (1.1e-3 instead of 2.2e-7 for 5 common neurons of 50 and 10 among 3072)."""
+    from math import comb
+
+    from hf_txray.probing.crosscheck import overlap_p_value
+
+    by_hand = sum(comb(50, i) * comb(3072 - 50, 10 - i) for i in range(5, 11)) / comb(3072, 10)
+    assert overlap_p_value(5, 50, 3072, 10) == pytest.approx(by_hand, rel=1e-9)
+    assert overlap_p_value(5, 10, 3072, 50) == pytest.approx(by_hand, rel=1e-9)
+    equal = sum(comb(20, i) * comb(96 - 20, 20 - i) for i in range(8, 21)) / comb(96, 20)
+    assert overlap_p_value(8, 20, 96) == pytest.approx(equal, rel=1e-9)
+
+
+def test_attribution_truncates_at_the_models_limit_and_baselines_without_a_pad_token():
+    """A text longer than the model's positions failed inside the model (max_length was a fixed 512); a tokenizer
+    without a pad token made the 'pad' baseline token id 0 (a real token, '!' for GPT-2)."""
+    pytest.importorskip("captum")
+    model = tiny_bert()  # 128 positions
+    tokenizer = bert_tokenizer()
+    long_text = " ".join(["the cat sat on the mat"] * 60)
+    out = neuron_attributions(model, tokenizer, long_text, layer=0, neuron=1, n_steps=4)
+    assert len(out.table) == 128
+    gpt2, bpe = tiny("gpt2")
+    assert bpe.pad_token_id is None and bpe.eos_token_id is not None
+    out = neuron_attributions(gpt2, bpe, "the cat sat", layer=1, neuron=2, position=1, n_steps=4)
+    enc = bpe("the cat sat", return_tensors="pt")
+    with torch.no_grad(), hf_txray.trace(gpt2, [hf_txray.sites.find_sites(gpt2)[1]], retain=True) as traced:
+        gpt2(input_ids=torch.full_like(enc["input_ids"], bpe.eos_token_id))
+        eos_value = float(traced[1].reshape(1, -1, traced[1].shape[-1])[0, 1, 2])
+    assert out.baseline_activation == pytest.approx(eos_value, abs=1e-6)
+
+
+def test_attribution_warns_when_the_integral_misses_the_change():
+    """From the zero baseline, a T5 encoder (RMSNorm) jumps right off zero: 50 steps missed 38% of the change that
+    the scores are documented to add up to, silently."""
+    pytest.importorskip("captum")
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    tokenizer = bert_tokenizer()
+    model = T5EncoderModel(T5Config(vocab_size=tokenizer.vocab_size, d_model=32, d_ff=48, num_layers=2, num_heads=2,
+                                    d_kv=16)).eval()
+    with pytest.warns(UserWarning, match=r"completeness gap .*n_steps, or baseline='pad'") as record:
+        out = neuron_attributions(model, tokenizer, "the cat sat on the mat", layer=1, neuron=3, baseline="zero")
+    assert abs(out.completeness_gap) > 0.05 * abs(out.activation - out.baseline_activation)
+    assert len(record) == 1
+
+
+def test_unknown_probe_options_and_a_byte_order_mark(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"Unknown probe option\(s\) \['epoch'\].*'epochs'"):
+        train_probe(np.zeros((4, 3), dtype=np.float32), np.array([0, 1, 0, 1]), epoch=3)
+    path = tmp_path / "bom.conllu"
+    path.write_text("\ufeff# sent_id = 1\n# text = Hi there\n1\tHi\thi\tINTJ\t_\t_\t0\troot\t_\t_\n"
+                    "2\tthere\tthere\tADV\t_\t_\t1\tadvmod\t_\t_\n\n", encoding="utf-8")
+    corpus = read_conllu(path)
+    assert corpus.texts == ["Hi there"]

@@ -23,6 +23,7 @@ from ..errors import ConfigurationError
 from ..hooks import trace
 from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens
+from ..lengths import resolve_max_length
 from ..sites import Site, find_sites, is_encoder_decoder, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
@@ -132,7 +133,7 @@ def neuron_attributions(
     n_steps: int = 50,
     target: Any = None,
     internal_batch_size: int | None = None,
-    max_length: int = 512,
+    max_length: int | None = None,
     module_pattern: str | None = None,
 ) -> TokenAttribution:
     """Attribute a neuron's activation (or, with conductance, an output through it) to the input tokens.
@@ -148,12 +149,16 @@ def neuron_attributions(
             ``"conductance"`` (``NeuronConductance``, needs `target`).
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` or ``"residual"``.
         baseline (`str`, *optional*, defaults to `"pad"`): ``"pad"`` (pad-token embedding at every non-special
-            position, special tokens kept) or ``"zero"``.
+            position, special tokens kept; the EOS token's for tokenizers without a pad token, as GPT-2's and
+            Llama's) or ``"zero"`` (on models that normalise their embeddings with RMSNorm, as T5 and Llama, the
+            neuron jumps right off the zero input and the integral is poorly sampled: a warning says so when the
+            scores miss more than 5% of the change they explain).
         n_steps (`int`, *optional*, defaults to 50): integration steps.
         target (*optional*): for conductance, the output index: a class id for classifiers, ``(position, id)`` for
             per-token outputs.
         internal_batch_size (`int`, *optional*): steps per forward pass (memory).
-        max_length (`int`, *optional*, defaults to 512): truncation.
+        max_length (`int`, *optional*): truncation; defaults to the model's usable position limit (at most 512),
+            as in :func:`extract_activations`.
         module_pattern (`str`, *optional*): regex naming the hooked modules (see :func:`hf_txray.analyze`).
 
     Returns:
@@ -197,6 +202,7 @@ def neuron_attributions(
         device = next(model.parameters()).device
     except StopIteration:
         device = torch.device("cpu")
+    max_length = resolve_max_length(runner, tokenizer, max_length)  # a longer text failed inside the model
     enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
                     max_length=max_length, return_tensors="pt")
     input_ids = enc["input_ids"].to(device)
@@ -211,7 +217,7 @@ def neuron_attributions(
         if baseline == "zero":
             base = torch.zeros_like(embeds)
         else:
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            pad = _baseline_token(tokenizer)
             base = embedding(torch.where(special.to(device)[None], input_ids, torch.full_like(input_ids, pad)))
 
     def forward(inputs_embeds: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
@@ -264,8 +270,31 @@ def neuron_attributions(
         "char_start": [int(s) for s, _ in offsets], "char_end": [int(e) for _, e in offsets],
         "special": special.numpy(), "score": per_token.astype(np.float64),
     })
-    return TokenAttribution(table, text, int(layer), neuron, position, float(values[position]),
-                            float(base_values[position]), method, n_steps)
+    result = TokenAttribution(table, text, int(layer), neuron, position, float(values[position]),
+                              float(base_values[position]), method, n_steps)
+    change = abs(result.activation - result.baseline_activation)
+    if method == "integrated_gradients" and change > 0 and abs(result.completeness_gap) > GAP_WARNING * change:
+        warnings.warn(
+            f"The attribution scores of neuron {neuron} (layer {layer}) add up to {result.scores.sum():.4g}, but the "
+            f"change they explain is {result.activation - result.baseline_activation:.4g} (completeness gap "
+            f"{result.completeness_gap:.3g}): {n_steps} integration steps do not sample the path well enough"
+            + (" (from the zero baseline, a model that normalises its embeddings with RMSNorm jumps right off zero)"
+               if baseline == "zero" else "") + ". Use more n_steps" + (", or baseline='pad'" if baseline == "zero"
+                                                                        else "") + ".", stacklevel=2)
+    return result
+
+
+GAP_WARNING = 0.05  # share of the explained change the scores may miss before a warning
+
+
+def _baseline_token(tokenizer: Any) -> int:
+    """The pad token's id, else the EOS token's (GPT-2 and Llama tokenizers have no pad token; id 0 is a real token)."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise ConfigurationError(
+        "baseline='pad' needs a pad or an EOS token, and this tokenizer has neither: set tokenizer.pad_token, or "
+        "pass baseline='zero'.")
 
 
 def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: int, neuron: int, *, k: int = 5,
@@ -292,11 +321,12 @@ def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: 
     if missing:
         raise ConfigurationError(f"examples need columns left, token and right; missing {sorted(missing)}.")
     out = []
+    kwargs["max_length"] = resolve_max_length(model, tokenizer, kwargs.get("max_length"))  # as each call resolves it
     for row in examples.head(k).itertuples(index=False):
         text = f"{row.left}{row.token}{row.right}"
         start = len(row.left) + (len(row.token) - len(row.token.lstrip()))
         out.append(neuron_attributions(model, tokenizer, text, layer, neuron,
-                                       position=_token_at(tokenizer, text, start, kwargs.get("max_length", 512)),
+                                       position=_token_at(tokenizer, text, start, kwargs["max_length"]),
                                        **kwargs))
     return out
 

@@ -8,7 +8,6 @@ credited neurons). Their overlap is compared with what two random k-sets of the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -33,9 +32,10 @@ class CrossCheck:
         overlap (`int`): neurons in both lists.
         jaccard (`float`): overlap / size of the union.
         precision_at_k (`float`): overlap / k (share of the probe's top-k that TX-Ray also ranks top-k).
-        expected_overlap (`float`): overlap of two random k-sets, ``k^2 / N``.
+        expected_overlap (`float`): overlap of two random sets of the lists' sizes, ``len(a) len(b) / N``: ``k^2 / N``
+            unless fewer than k neurons pass `min_count` (the TX-Ray list is then shorter, and so is this).
         lift (`float`): overlap / expected overlap.
-        p_value (`float`): hypergeometric P(overlap >= observed) under random lists.
+        p_value (`float`): hypergeometric P(overlap >= observed) for random lists of the same two sizes.
         table (`pd.DataFrame`): the union of both lists: ``layer``, ``neuron``, ``probe_rank``, ``probe_weight``,
             ``txray_rank``, ``txray_preference``, ``txray_mass``, ``in_both``.
     """
@@ -58,19 +58,14 @@ class CrossCheck:
                 "lift": self.lift, "p_value": self.p_value}
 
 
-def overlap_p_value(overlap: int, k: int, n: int) -> float:
-    """P(X >= overlap) for X ~ Hypergeometric(N=n, K=k, draws=k): two random k-subsets of n items."""
+def overlap_p_value(overlap: int, k: int, n: int, m: int | None = None) -> float:
+    """P(X >= overlap) for X ~ Hypergeometric(N=n, K=k, draws=m): a random k-subset and a random m-subset (m = k
+    by default) of n items."""
+    from scipy.stats import hypergeom
+
     if overlap <= 0:
         return 1.0
-    log_total = _log_comb(n, k)
-    terms = [_log_comb(k, i) + _log_comb(n - k, k - i) - log_total for i in range(overlap, k + 1) if k - i <= n - k]
-    return float(min(1.0, sum(math.exp(t) for t in terms)))
-
-
-def _log_comb(n: int, r: int) -> float:
-    if r < 0 or r > n:
-        return -math.inf
-    return math.lgamma(n + 1) - math.lgamma(r + 1) - math.lgamma(n - r + 1)
+    return float(min(1.0, hypergeom.sf(overlap - 1, n, k, k if m is None else m)))
 
 
 def txray_preferences(profile: Profile, tag: str, feature_type: str = "pos",
@@ -168,7 +163,8 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
     table["txray_rank"] = table["txray_rank"].astype("Int64")
     expected = len(a) * len(b) / n
     return CrossCheck(tag, k, n, len(both), len(both) / len(a | b) if a | b else 0.0, len(both) / k, expected,
-                      len(both) / expected if expected else float("nan"), overlap_p_value(len(both), k, n), table)
+                      len(both) / expected if expected else float("nan"), overlap_p_value(len(both), len(a), n, len(b)),
+                      table)
 
 
 def crosscheck_tags(result: ProbingResult, profile: Profile, tags: Sequence[str] | None = None, k: int = 20, *,

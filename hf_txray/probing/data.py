@@ -216,7 +216,7 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
             texts.append(text), starts.append(s), ends.append(e), labels.append(y)
             rows.clear()
 
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # a byte-order mark, as some editors write, is not text
         line_no = 0
         for line_no, line in enumerate(handle, 1):
             line = line.rstrip("\n").rstrip("\r")

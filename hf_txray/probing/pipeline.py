@@ -277,7 +277,7 @@ def probe_neurons(
         >>> result.top_neurons(5, label="VERB")
         ```
     """
-    config = dataclasses.replace(config or ProbeConfig(), **probe_options).validate()
+    config = (config or ProbeConfig()).with_options(**probe_options)
     if isinstance(data, Activations):
         if stack is not None and stack != data.stack:
             raise ConfigurationError(f"stack={stack!r}, but these activations were read from the "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -58,6 +59,18 @@ class ProbeConfig:
     seed: int = 0
     standardize: bool = True
     device: str | None = None
+
+    def with_options(self, **options: Any) -> "ProbeConfig":
+        """A copy with `options` changed, validated.
+
+        Raises:
+            ConfigurationError: an option that is not a field (naming the fields), or a bad value.
+        """
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigurationError(f"Unknown probe option(s) {unknown}: ProbeConfig's fields are "
+                                     f"{[f.name for f in dataclasses.fields(self)]}.")
+        return dataclasses.replace(self, **options).validate()
 
     def validate(self) -> "ProbeConfig":
         for name in ("l1", "l2"):
@@ -157,6 +170,9 @@ class LinearProbe:
         """Columns ordered by ``|w|`` for one class, with the signed weights."""
         index = label if isinstance(label, (int, np.integer)) else _label_index(self.label_names, label)
         weights = self.weight[int(index)]
+        if not np.any(weights):
+            raise ConfigurationError(f"Probe class {self.label_names[int(index)]!r} had no training word: it has no "
+                                     "neuron weights to rank.")
         order = np.lexsort((np.arange(len(weights)), -np.abs(weights)))
         return self.columns[order], weights[order]
 
@@ -203,6 +219,8 @@ def rank_by_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         more important).
     """
     magnitude = np.abs(np.asarray(weight, dtype=np.float64))
+    if (magnitude.sum(axis=1) > 0).any():  # classes without a training row have all-zero weights: not ranked
+        magnitude = magnitude[magnitude.sum(axis=1) > 0]
     total = magnitude.sum(axis=1, keepdims=True)
     share = np.divide(magnitude, total, out=np.zeros_like(magnitude), where=total > 0)
     order = np.argsort(-share, axis=1, kind="stable")
@@ -304,7 +322,7 @@ def train_probe(
         0.93
         ```
     """
-    config = dataclasses.replace(config or ProbeConfig(), **overrides).validate()
+    config = (config or ProbeConfig()).with_options(**overrides)
     if isinstance(values, Activations):
         labels = values.labels if labels is None else labels
         label_names = values.label_names if label_names is None else label_names
@@ -371,8 +389,18 @@ def train_probe(
                 total += loss.detach()
                 steps += 1
             losses.append(float(total) / max(steps, 1))
-    return LinearProbe(weight.detach().cpu().numpy(), bias.detach().cpu().numpy(), mean, scale, columns, label_names,
-                       config, losses)
+    weight = weight.detach().cpu().numpy()
+    untrained = np.flatnonzero(np.bincount(labels[rows], minlength=num_labels) == 0)
+    if len(untrained):
+        # A class without a training row was only pushed down by the loss and the penalties: its weights say
+        # nothing about the neurons, and their largest |w| took places in the global ranking. Zeroed, they are left
+        # out of it (rank_by_weight skips all-zero classes); the bias keeps the class from being predicted.
+        weight[untrained] = 0.0
+        warnings.warn(
+            f"{len(untrained)} probe class(es) have no training word: {[label_names[i] for i in untrained]}. Their "
+            "weights are zeroed and left out of the neuron ranking; drop those labels from the corpus to leave them "
+            "out of the class set too.", stacklevel=2)
+    return LinearProbe(weight, bias.detach().cpu().numpy(), mean, scale, columns, label_names, config, losses)
 
 
 # ----- experiments on top of a ranking --------------------------------------------------------------------------
