@@ -1041,8 +1041,8 @@ def _cached_commit_or_raise(name: str, kind: str, revision: str | None, error: t
     """The commit of `revision` of a Hub repo from the local cache (offline mode), else `error`."""
     commit = cached_commit(name, kind, revision)
     if commit is None:
-        raise error(f"{kind.capitalize()} {name!r} at revision {revision or 'main'!r} is not in the Hub cache and "
-                    f"HF_HUB_OFFLINE is set. {_offline_hint()}")
+        raise error(f"{kind.capitalize()} {name!r} at revision {revision or 'main'!r} is not in the Hub cache. "
+                    f"{_offline_hint()}")
     return commit
 
 
@@ -1077,8 +1077,13 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
     if looks_local(name):
         raise _missing_dataset_error(name)
     if not is_hub_id(name):
+        from .corpora import EMBEDDED_NAMES
+
+        embedded = (f" The embedded corpora are named {', '.join(EMBEDDED_NAMES)}." if name.startswith("txray:")
+                    else "")
         raise DatasetError(f"Dataset {name[:80]!r} is neither a local file or folder nor a valid Hub id "
-                           "('namespace/name'). To profile the string itself as a text, pass a list of texts: [text].")
+                           f"('namespace/name').{embedded} To profile the string itself as a text (Python), pass a "
+                           "list of texts: [text].")
     if is_offline_mode():
         commit = _cached_commit_or_raise(name, "dataset", revision, DatasetError)
         return DatasetSource("hub", name, revision, commit, config=config, split=split)
