@@ -412,6 +412,8 @@ def test_bad_configuration_fails_before_training(tmp_path):
                 dict(txray_layers="first"), dict(txray_features=["token", "sentiment"]), dict(txray_site="attn")):
         with pytest.raises(ConfigurationError):
             build_args(tmp_path, **bad)
+    with pytest.raises(ConfigurationError, match=r"registered with hf_txray.register_feature"):  # where users go
+        build_args(tmp_path, txray_features=["tokn"])
     with pytest.raises(ConfigurationError, match="needs a probe corpus"):
         TXRayCallback()
 

@@ -83,7 +83,8 @@ class TXRayArguments(TrainingArguments):
             raise ConfigurationError(
                 f"txray_features must list registered features ({', '.join(registered_features())}), got "
                 f"{self.txray_features!r}. "
-                "User-defined features are passed to TXRayCallback(features=...) directly."
+                "A user feature (hf_txray.UserFeature) is listed here once registered with "
+                "hf_txray.register_feature(feature), or passed to TXRayCallback(features=...)."
             )
         self.profiler_config().validate()  # layers, top_k, batch size, max_length, ...
         super().__post_init__()
