@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from .errors import ModelError, TXRayError
 from .hooks import ExpertsCall, Trace
@@ -93,11 +92,11 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
 
 
 def has_experts(model: Any, sites: Sequence[Any]) -> bool:
-    """Whether `model` routes tokens to experts (fused experts, a list of experts, or an experts site): its matrix
+    """Whether `model` routes tokens to experts (fused experts, a module named for its experts, or an experts site): its matrix
     products regroup tokens by expert, padding included, so other padding moves activations by rounding."""
     return (any(site.capture == "experts" for site in sites)
-            or any(is_fused_experts(module) or (isinstance(module, nn.ModuleList) and "expert" in name.rsplit(".", 1)[-1])
-                   for name, module in model.named_modules()))
+            or any(is_fused_experts(module) or "expert" in name.rsplit(".", 1)[-1].lower()
+                   for name, module in model.named_modules()))  # a list or dict of experts (Switch Transformers)
 
 
 def _padded(inputs: dict[str, torch.Tensor], width: int, fill: Any) -> dict[str, torch.Tensor]:

@@ -450,7 +450,8 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
                     ) -> tuple[list[int], nn.ModuleList | None]:
     """The layer number of each module a `module_pattern` matched: the index of the block of the stack that holds
     it, as the automatic search numbers layers, so that a profile's layers name the same blocks whatever found them
-    (pruning and comparing by layer rely on it). Modules outside the blocks (a head; the other stack of an
+    (pruning and comparing by layer rely on it); a module of a list of the same length beside the blocks (XLM keeps
+    its layers' parts in parallel lists) takes its index in that list. Modules outside the blocks (a head; the other stack of an
     encoder-decoder, which is refused later) are numbered after the last block, in model order; a model without a
     recognisable stack of blocks numbers the matches in model order. Returns the numbers and the blocks (None
     without a stack of blocks).
@@ -459,10 +460,17 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
         ModelError: two matched modules lie in the same block (one site per block).
     """
     try:
-        _, blocks = find_blocks(root)
+        blocks_name, blocks = find_blocks(root)
     except ModelError:
         return list(range(len(matched))), None
     block_of = {id(m): index for index, block in enumerate(blocks) for m in block.modules()}
+    # lists beside the blocks holding the layers' other parts (XLM's layer_norm2 beside its ffns): their index
+    parent_name = blocks_name.rpartition(".")[0]
+    for sibling in (root.get_submodule(parent_name) if parent_name else root).children():
+        if isinstance(sibling, nn.ModuleList) and sibling is not blocks and len(sibling) == len(blocks):
+            for index, part in enumerate(sibling):
+                for m in part.modules():
+                    block_of.setdefault(id(m), index)
     numbers, outside, taken = [], len(blocks), {}
     for name, module in matched:
         index = block_of.get(id(module))

@@ -14,6 +14,7 @@ and the refusals (shared layers, pruning of expert units, mixing stacks in ``com
 from __future__ import annotations
 
 import copy
+import importlib.util
 import functools
 
 import numpy as np
@@ -536,6 +537,16 @@ def test_a_sequence_first_model_is_refused_not_credited_to_other_tokens():
         with pytest.raises(ModelError, match=r"received activations of shape \(\d+, [13], \d+\).*sequence-first"):
             hf_txray.analyze(model, TEXTS, tokenizer=bpe_tokenizer(), features=FEATURES, show_progress=False,
                              **batching)
+    from hf_txray.probing import LabeledCorpus, extract_activations
+
+    corpus = LabeledCorpus(["the cat sat", "a dog ran"], [np.array([0, 4, 8]), np.array([0, 2, 6])],
+                           [np.array([3, 7, 11]), np.array([1, 5, 9])], [np.array([0, 1, 2]), np.array([0, 1, 2])],
+                           ["DET", "NOUN", "VERB"], "upos")
+    with pytest.raises(ModelError, match="sequence-first"):  # every word vector was another position's
+        extract_activations(model, corpus, tokenizer=bpe_tokenizer(), batch_size=2, show_progress=False)
+    if importlib.util.find_spec("captum"):
+        with pytest.raises(ModelError, match="sequence-first"):
+            hf_txray.neuron_attributions(model, bpe_tokenizer(), "the cat sat on the mat", layer=0, neuron=1)
 
 
 def test_a_residual_site_on_parallel_lists_of_parts_is_refused():
@@ -549,8 +560,20 @@ def test_a_residual_site_on_parallel_lists_of_parts_is_refused():
     with pytest.raises(ModelError, match=r"'ffns\.0' \(TransformerFFN\).*holds no attention"):
         hf_txray.analyze(model, TEXTS, site="residual", **options)
     profile = hf_txray.analyze(model, TEXTS, site="residual", module_pattern=r"layer_norm2\.\d+", **options)
-    assert profile.num_neurons == HIDDEN
+    assert profile.num_neurons == HIDDEN and profile.layers == list(range(LAYERS))  # numbered by their list's index
     assert hf_txray.analyze(model, TEXTS, **options).num_neurons == 4 * HIDDEN  # its MLP site is still read
+
+
+def test_experts_kept_in_a_module_dict_get_the_rounding_allowance():
+    """Switch Transformers keeps its experts in an nn.ModuleDict: with the allowance for models with experts only,
+    its float32 residual site was refused as a model that reads its padding (other padding moves it by 2 ulps)."""
+    from hf_txray.padding import has_experts
+
+    config = tf.SwitchTransformersConfig(vocab_size=_bpe_vocab(), d_model=HIDDEN, d_ff=WIDTH, d_kv=16, num_heads=2,
+                                         num_layers=2, num_decoder_layers=2, num_experts=4, expert_capacity=64,
+                                         num_sparse_encoder_layers=2, num_sparse_decoder_layers=2)
+    assert has_experts(tf.SwitchTransformersModel(config), [])
+    assert not has_experts(build("llama")[0], []) and not has_experts(build("bert")[0], [])
 
 
 def test_blocks_are_lists_of_modules_with_linear_layers():

@@ -11,6 +11,7 @@ a model *output* (``target``) through the neuron.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -24,7 +25,7 @@ from ..hooks import trace
 from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens
 from ..lengths import resolve_max_length
-from ..sites import Site, find_sites, is_encoder_decoder, require_dense, select_layers
+from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense, select_layers
 
 METHODS = ("integrated_gradients", "conductance")
 BASELINES = ("pad", "zero")
@@ -228,6 +229,8 @@ def neuron_attributions(
 
     def grid(value: Any) -> torch.Tensor:  # (batch, seq, units): OPT's fc2 receives the tokens flattened
         tensor = _first_tensor(value)
+        rows = math.prod(tensor.shape[:-1]) // width
+        check_hooked_rows(target_site.name, tensor.shape, (rows, width))  # XLNet runs sequence-first: refused
         return tensor.reshape(-1, width, tensor.shape[-1])
 
     restore_modes = enter_eval(model)

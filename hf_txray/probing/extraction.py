@@ -30,7 +30,7 @@ from ..forward import StackForward
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
-from ..sites import Site, find_sites, require_dense, select_layers
+from ..sites import Site, check_hooked_rows, find_sites, require_dense, select_layers
 from .data import LabeledCorpus
 
 AGGREGATIONS = ("first", "last", "mean")
@@ -200,6 +200,7 @@ class _Collector:
         self.counts: torch.Tensor | None = None  # tokens per word slot (mean)
         self.num_groups = 0
         self.real: torch.Tensor | None = None  # flat positions of every real token (means)
+        self.grid: tuple[int, int] | None = None  # (batch, sequence) the hooked activations must have
         self.outputs: list[torch.Tensor | None] = [None] * len(self.sites)
         self.sums = [None] * len(self.sites)
         self.trace = Trace(self.sites, read=self._record)
@@ -219,6 +220,8 @@ class _Collector:
 
     @torch.no_grad()
     def _record(self, slot: int, activations: torch.Tensor) -> None:
+        if self.grid is not None:  # a sequence-first model (XLNet) read batch-first gave other words' vectors
+            check_hooked_rows(self.sites[slot].name, activations.shape, self.grid)
         flat = activations.detach().reshape(-1, activations.shape[-1])
         real = flat.index_select(0, self.real)
         total = real.sum(0, dtype=torch.float64)
@@ -335,6 +338,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 collector.real = forward.positions(torch.from_numpy(plan["real"]), width).to(device)
                 collector.select = forward.positions(torch.from_numpy(plan["select"]), width).to(device)
                 collector.num_groups = len(plan["sentence"])
+                collector.grid = forward.hooked_grid(*inputs["input_ids"].shape)
                 if aggregation == "mean":
                     collector.group = torch.from_numpy(plan["group"]).to(device)
                     collector.counts = torch.from_numpy(plan["counts"]).to(device, torch.float32)
