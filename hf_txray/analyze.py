@@ -100,10 +100,9 @@ class Profiler:
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = False
-        if not (self.batch_size == 1 and config.pad_to_multiple_of == 1):  # texts alone and unpadded: no padding
-            check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True),
-                                    self.device, padded_width(self.max_length, self.pad_limit,
-                                                               config.pad_to_multiple_of))
+        check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
+                                padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of),
+                                padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1))
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
 

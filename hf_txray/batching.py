@@ -101,14 +101,15 @@ def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) ->
     return max(limit, 1) if limit is not None and rounded > limit else rounded  # never past `limit`
 
 
-def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Tokenize with offsets and right-pad ourselves (pad id 0 is masked out), so tokenizers without a pad token
-    (GPT-2, Llama) work unchanged."""
+def encode(tokenizer, texts: Sequence[str], max_length: int,
+           multiple: int = PAD_MULTIPLE) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Tokenize with offsets and right-pad ourselves (pad id 0 is masked out; widths rounded up to `multiple`), so
+    tokenizers without a pad token (GPT-2, Llama) work unchanged."""
     enc = tokenizer(
         list(texts), truncation=True, max_length=max_length, return_offsets_mapping=True,
         return_special_tokens_mask=True, return_attention_mask=True,
     )
-    inputs = {name: _pad(enc[name], 0, max_length) for name in ("input_ids", "attention_mask", "token_type_ids")
+    inputs = {name: _pad(enc[name], 0, max_length, multiple) for name in ("input_ids", "attention_mask", "token_type_ids")
               if name in enc}
     return enc, inputs
 

@@ -11,7 +11,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import TXRayError
 
@@ -191,8 +191,7 @@ def _add_show(sub) -> None:
 
 
 def _cmd_show(args) -> int:
-    from . import Profile, TransferReport
-    from .display import profile_text, report_text
+    from . import Profile
     from .errors import ProfileFormatError
 
     path = Path(args.path)
@@ -203,21 +202,15 @@ def _cmd_show(args) -> int:
         raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.")
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
-    from .artifact import LEGACY_MARKERS, artifact_type_of, saved_artifacts
-    from .export import is_export_folder, read_folder
+    from .artifact import LEGACY_MARKERS
+    from .display import profile_text, report_text
 
-    # a results folder (export, demo's hub/): its profiles and reports; a saved profile or report (in the same
-    # layout) is read by its own class, which checks its header
-    if is_export_folder(path) and artifact_type_of(path) in (None, "results"):
-        profiles, reports = ([(None, item) for item in d.values()] for d in read_folder(path))
-    else:
-        profiles = [(p, Profile.from_pretrained(p)) for p in saved_artifacts(path, Profile.artifact_type)]
-        reports = [(p, TransferReport.from_pretrained(p)) for p in saved_artifacts(path, TransferReport.artifact_type)]
+    profiles, reports = _saved_under(path)
     several = len(profiles) + len(reports) > 1  # then each summary names its folder (two may share a stage name)
     shown = [(where, profile_text(item)) for where, item in profiles] + [
         (where, report_text(item)) for where, item in reports]
     for where, text in shown:
-        print((f"== {where}\n" if several and where is not None else "") + text + "\n")
+        print((f"== {where}\n" if several else "") + text + "\n")
     if not profiles and not reports:
         if path.is_dir() and any((path / marker).is_file() for marker in LEGACY_MARKERS):
             Profile.from_pretrained(path)  # saved before the artifact contract: its header check says what to do
@@ -225,10 +218,34 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _saved_under(path: Path) -> tuple[list[tuple[Path, Any]], list[tuple[Path, Any]]]:
+    """The profiles and reports under `path`, each with the folder it was read from: saved ones (`path` itself
+    included), else those of the results folders (export, the demo's ``hub/``) under it, which repeat what was saved
+    beside them when both are there."""
+    from . import Profile, TransferReport
+    from .artifact import artifact_type_of, saved_artifacts
+    from .export import is_export_folder, read_folder
+
+    def in_results(folder: Path) -> tuple[list, list]:
+        profiles, reports = read_folder(folder)
+        return [(folder, item) for item in profiles.values()], [(folder, item) for item in reports.values()]
+
+    # a results folder is in the same layout as a saved profile: read by its own class, which checks its header
+    if is_export_folder(path) and artifact_type_of(path) in (None, "results"):
+        return in_results(path)
+    profiles = [(p, Profile.from_pretrained(p)) for p in saved_artifacts(path, Profile.artifact_type)]
+    reports = [(p, TransferReport.from_pretrained(p)) for p in saved_artifacts(path, TransferReport.artifact_type)]
+    if profiles or reports:
+        return profiles, reports
+    for folder in saved_artifacts(path, "results"):
+        found = in_results(folder)
+        profiles, reports = profiles + found[0], reports + found[1]
+    return profiles, reports
+
+
 def _show_neuron(path: Path, spec: str) -> int:
     """`show PATH --neuron L:N`: the neuron's page in every profile under PATH (with the report's change clause
     when a report under PATH compares that profile's stage)."""
-    from . import Profile, TransferReport
     from .display import neuron_text
     from .errors import ConfigurationError, ProfileFormatError
 
@@ -236,14 +253,11 @@ def _show_neuron(path: Path, spec: str) -> int:
         layer, neuron = (int(v) for v in spec.split(":"))
     except ValueError:
         raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
-    from .artifact import saved_artifacts
-
-    profiles = [Profile.from_pretrained(p) for p in saved_artifacts(path, Profile.artifact_type)]
+    profiles, reports = _saved_under(path)
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
-    reports = [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)]
-    for profile in profiles:
-        report = next((r for r in reports if r.meta.stage_a == profile.stage), None)
+    for _, profile in profiles:
+        report = next((r for _, r in reports if r.meta.stage_a == profile.stage), None)
         print(neuron_text(profile, layer, neuron, report=report) + "\n")
     return 0
 

@@ -31,8 +31,13 @@ ROUNDING_ULPS = 8
 
 @torch.no_grad()
 def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], encoder: Any, device: torch.device,
-                            max_width: int) -> None:
+                            max_width: int, remedy: str = "batch_size=1 and pad_to_multiple_of=1",
+                            padded: bool = True) -> None:
     """Refuse a model whose activations at real tokens change with the token ids of masked padding.
+
+    The same one-text probe runs the model once before any work, so that a model that fails on the simplest input, or
+    whose activations are not laid out (batch, sequence, width), is refused with a clear error: unpadded only, without
+    the comparison, when the run feeds each text alone and unpadded (`padded=False`).
 
     Args:
         model (`PreTrainedModel`): the model (set to eval mode for the check, then restored).
@@ -41,26 +46,26 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
         encoder (`BatchEncoder`): the run's encoder (its inputs: ids, mask, token types).
         device (`torch.device`): where the inputs go.
         max_width (`int`): the widest row the run may feed the model.
+        remedy (`str`, *optional*): the caller's options that run each text alone and unpadded, for the message.
+        padded (`bool`, *optional*, defaults to `True`): whether the run pads its texts (else only the probe runs).
 
     Raises:
         ModelError: naming the first site whose activations moved, and the way to profile such a model (each text
-            alone, unpadded: ``batch_size=1, pad_to_multiple_of=1``).
+            alone, unpadded: `remedy`).
     """
     batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
     if batch is None:
         return
     # at most half the widest row, so that a short max_length still leaves room for padding
     real = min(int(batch.inputs["attention_mask"][0].sum()), max(1, max_width // 2))
-    width = min(real + EXTRA_WIDTH, max_width)
-    if width <= real:
-        return
+    width = min(real + EXTRA_WIDTH, max_width) if padded else real
     inputs = {name: tensor[:1, :real] for name, tensor in batch.inputs.items()}
     others = inputs["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]  # real vocabulary, where the engine puts 0
     positions = forward.positions(torch.arange(real), width)
     restore_modes = enter_eval(model)
     try:
         runs = [_real_activations(forward, sites, _padded(inputs, width, fill), positions, device)
-                for fill in (0, others, 0)]
+                for fill in ((0, others, 0) if width > real else (0,))]  # unpadded: the probe alone
     except TXRayError:
         raise
     except Exception as err:  # noqa: BLE001 - the model's own failure on the simplest input: say so, before any work
@@ -70,6 +75,8 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
             "architecture (or this stack of it) cannot be profiled as it is.") from err
     finally:
         restore_modes()
+    if len(runs) == 1:
+        return
     regroups = has_experts(model, sites)
     for slot, site in enumerate(sites):
         (zeros, dtype), (other, _), (again, _) = (run[slot] for run in runs)
@@ -88,7 +95,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
                 "attention mask hides). Its token mixing does not follow the attention mask (as FNet's Fourier "
                 "transform, ConvBERT's convolutions or capacity-limited expert routing), so a profile of padded "
                 "batches would depend on what else each batch held. Profile each text alone and unpadded: "
-                "batch_size=1 and pad_to_multiple_of=1.")
+                f"{remedy}.")
 
 
 def has_experts(model: Any, sites: Sequence[Any]) -> bool:

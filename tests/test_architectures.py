@@ -488,15 +488,20 @@ def test_a_module_run_twice_per_forward_is_refused():
         hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
 
 
+def _padding_reader(family: str):
+    """A tiny FNet or ConvBERT: models whose token mixing reads masked padding."""
+    torch.manual_seed(0)
+    common = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, intermediate_size=WIDTH, max_position_embeddings=128,
+                  vocab_size=_bert_vocab())
+    return (tf.FNetModel(tf.FNetConfig(**common)) if family == "fnet" else
+            tf.ConvBertModel(tf.ConvBertConfig(num_attention_heads=2, embedding_size=HIDDEN, **common))).eval()
+
+
 @pytest.mark.parametrize("family", ["fnet", "convbert"])
 def test_a_model_that_reads_its_padding_is_refused_and_profiled_unpadded_on_request(family):
     """FNet's Fourier transform and ConvBERT's convolutions read the padding: padded batches gave other counts than
     each text alone, without an error (hf_txray.padding). Each text alone and unpadded matches the reference."""
-    torch.manual_seed(0)
-    common = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, intermediate_size=WIDTH, max_position_embeddings=128,
-                  vocab_size=_bert_vocab())
-    model = (tf.FNetModel(tf.FNetConfig(**common)) if family == "fnet" else
-             tf.ConvBertModel(tf.ConvBertConfig(num_attention_heads=2, embedding_size=HIDDEN, **common))).eval()
+    model = _padding_reader(family)
     tokenizer = bert_tokenizer()
     options = dict(tokenizer=tokenizer, features=FEATURES, max_examples_per_neuron=0, show_progress=False)
     for batching in (dict(batch_size=3), dict(batch_size=1)):  # one text per batch is still padded to 16
@@ -506,6 +511,61 @@ def test_a_model_that_reads_its_padding_is_refused_and_profiled_unpadded_on_requ
     profile = hf_txray.analyze(model, TEXTS, batch_size=1, pad_to_multiple_of=1, **options)
     assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
                                                       1, FEATURES))
+
+
+@pytest.mark.parametrize("family", ["fnet", "convbert"])
+def test_extraction_refuses_a_model_that_reads_its_padding_and_runs_each_sentence_unpadded_on_request(family):
+    """extract_activations did not run analyze's padding check: FNet's word vectors were off by up to 0.456 and
+    ConvBERT's by 1.8e-3, depending on the other sentences of their batch. With batch_size=1 each sentence runs
+    unpadded and every word's vector is its first token's, as the model computes the sentence alone."""
+    from hf_txray.probing import extract_activations, from_columns, neuron_means
+
+    model, tokenizer = _padding_reader(family), bert_tokenizer()
+    words = [text.split() for text in TEXTS if text]
+    corpus = from_columns({"tokens": words, "tags": [["X"] * len(row) for row in words]}, "tokens", "tags")
+    with pytest.raises(ModelError, match=r"lets padding change.*Profile each text alone and unpadded: batch_size=1\.$"):
+        extract_activations(model, corpus, tokenizer, layers=0, batch_size=4)
+    with pytest.raises(ModelError, match="lets padding change"):
+        neuron_means(model, corpus.texts, tokenizer, layers=0)
+    acts = extract_activations(model, corpus, tokenizer, layers=0, batch_size=1)
+    expected = []
+    for s, text in enumerate(corpus.texts):
+        found = {}
+        hook = model.encoder.layer[0].output.dense.register_forward_pre_hook(
+            lambda module, args: found.setdefault("x", args[0][0].detach().clone()))
+        enc = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+        offsets = enc.pop("offset_mapping")[0, :, 0].tolist()
+        with torch.no_grad():
+            model(**enc)
+        hook.remove()
+        first = [offsets.index(start, 1) for start in corpus.word_starts[s]]  # a word's first token (after [CLS])
+        expected.append(found["x"][first].numpy())
+    assert acts.values.shape[0] == corpus.num_words
+    np.testing.assert_allclose(acts.values, np.concatenate(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_that_fails_on_its_first_input_is_a_model_error_in_every_batching():
+    """A model that fails on the simplest input (X-MOD without a default language) is refused with its own error
+    quoted, before any work; with batch_size=1 and pad_to_multiple_of=1 the one-text probe was skipped and the
+    model's bare ValueError came from the middle of the run."""
+    from hf_txray.probing import extract_activations, from_columns
+
+    torch.manual_seed(0)
+    model = tf.XmodModel(tf.XmodConfig(vocab_size=_bert_vocab(), hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                       num_attention_heads=2, intermediate_size=WIDTH, max_position_embeddings=128,
+                                       languages=("en_XX", "de_DE"))).eval()
+    options = dict(tokenizer=bert_tokenizer(), features=FEATURES, show_progress=False)
+    corpus = from_columns({"tokens": [["a", "word"]], "tags": [["X", "Y"]]}, "tokens", "tags")
+    for batching in (dict(batch_size=3), dict(batch_size=1, pad_to_multiple_of=1)):
+        with pytest.raises(ModelError, match="XmodModel failed on a one-text probe.*set_default_language"):
+            hf_txray.analyze(model, TEXTS, **options, **batching)
+    for batch_size in (3, 1):
+        with pytest.raises(ModelError, match="XmodModel failed on a one-text probe"):
+            extract_activations(model, corpus, bert_tokenizer(), layers=0, batch_size=batch_size)
+    model.set_default_language("en_XX")
+    profile = hf_txray.analyze(model, TEXTS, batch_size=1, pad_to_multiple_of=1, **options)
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, bert_tokenizer(), TEXTS, "mlp",
+                                                                           FEATURES), 1, FEATURES))
 
 
 @pytest.mark.parametrize("family", ["convbert", "yoso"])

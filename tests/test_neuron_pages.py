@@ -244,6 +244,7 @@ def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
 
 def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys):
     from hf_txray.cli import main as cli_main
+    from hf_txray.display import profile_text
 
     profile = output_profile()
     profile.save_pretrained(tmp_path / "p")
@@ -257,6 +258,13 @@ def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys)
     assert "promotes: " + ", ".join(card["promoted"][:5]) in shown
     assert f"credits {card['count']} of {profile.meta.num_positions} positions" in shown
     assert cli_main(["show", str(tmp_path), "--neuron", "3-1"]) == 2
+    # a results folder, and a folder holding one: show (and --neuron) found nothing in either
+    hf_txray.save_to_disk(tmp_path / "runs" / "export", profiles=[profile])
+    for where in (tmp_path / "runs" / "export", tmp_path / "runs"):
+        assert cli_main(["show", str(where), "--neuron", f"{layer}:{neuron}"]) == 0
+        assert neuron_summary(card) in capsys.readouterr().out
+        assert cli_main(["show", str(where)]) == 0
+        assert profile_text(profile).splitlines()[0] in capsys.readouterr().out
 
 
 def test_analyze_by_path_loads_the_lm_head_and_refuses_a_checkpoint_without_one(tmp_path):

@@ -18,6 +18,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ from ..forward import StackForward
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
+from ..padding import check_padding_is_masked
 from ..sites import Site, check_hooked_rows, find_sites, require_dense, select_layers
 from .data import LabeledCorpus
 
@@ -307,16 +309,32 @@ def _sites(model: Any, site: str, layers: Any, module_pattern: str | None,
     return chosen, StackForward(model, stack, chosen)
 
 
+def _check_padding(model: Any, tokenizer: Any, forward: StackForward, sites: list[Site], device: torch.device,
+                   max_length: int, padded: bool) -> None:
+    """analyze's padding check (:func:`hf_txray.padding.check_padding_is_masked`) on extraction's own encoding: a
+    model whose token mixing reads masked padding (FNet, ConvBERT) would give each word a vector that depends on the
+    other sentences of its batch. Unpadded (`padded=False`), only its one-text probe runs."""
+    from ..batching import encode
+
+    def encoder(texts: Sequence[str], ids: Sequence[int]) -> list[SimpleNamespace]:
+        return [SimpleNamespace(inputs=encode(tokenizer, texts, max_length)[1])]
+
+    check_padding_is_masked(model, forward, sites, encoder, device, max_length, remedy="batch_size=1",
+                            padded=padded)
+
+
 def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str], sites: list[Site],
              forward: StackForward, aggregation: str, batch_size: int, max_length: int, device: torch.device,
              show_progress: bool, on_batch) -> tuple[np.ndarray, int]:
     """Run the batches; `on_batch(plan, outputs)` receives each batch's word vectors; returns the per-neuron token
     means ``(len(sites), width)`` and the number of tokens. Token positions are mapped to where the hooks of the
     stack see them (a decoder position j + 1 is fed token j)."""
-    from ..batching import encode
+    from ..batching import PAD_MULTIPLE, encode
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    multiple = 1 if batch_size == 1 else PAD_MULTIPLE  # one text per batch runs unpadded: no padding to check
+    _check_padding(model, tokenizer, forward, sites, device, max_length, padded=batch_size > 1)
     collector = _Collector(sites, aggregation, stop_early=True)
     restore_modes = enter_eval(model)
     starts = range(0, len(texts), batch_size)
@@ -329,7 +347,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
         with collector, torch.no_grad():
             for start in starts:
                 chunk = list(texts[start:start + batch_size])
-                enc, inputs = encode(tokenizer, chunk, max_length)
+                enc, inputs = encode(tokenizer, chunk, max_length, multiple)
                 width = inputs["input_ids"].shape[1]
                 plan = _batch_plan(chunk, enc, width, corpus, range(start, start + len(chunk)), aggregation)
                 if len(plan["real"]) == 0:
@@ -404,7 +422,9 @@ def extract_activations(
             ``"residual"`` (block outputs).
         aggregation (`str`, *optional*, defaults to `"first"`): how a word's subword vectors become one:
             ``"first"``, ``"last"`` or ``"mean"``.
-        batch_size (`int`, *optional*, defaults to 32): sentences per forward pass.
+        batch_size (`int`, *optional*, defaults to 32): sentences per forward pass, padded to a common width. A model
+            whose token mixing reads masked padding (FNet, ConvBERT) is refused unless it is 1: then each sentence runs
+            alone and unpadded.
         max_length (`int`, *optional*): truncation in tokens (default: the model's limit, at most 512); words past it
             are skipped and counted in ``num_skipped_words``.
         device (`str` or `torch.device`, *optional*): moves the model there; by default a loaded model stays where it
@@ -428,7 +448,8 @@ def extract_activations(
     Raises:
         ConfigurationError: unknown aggregation, dtype, site or stack, bad layers or batch size, `max_length` above
             the model's limit, `stack` given for a one-stack model.
-        ModelError: a hooked module outside the chosen stack, or decoder inputs that cannot be built.
+        ModelError: a hooked module outside the chosen stack, decoder inputs that cannot be built, or a model whose
+            activations at real tokens change with masked padding (with `batch_size` above 1).
         DatasetError: no labelled word could be aligned to a token.
 
     Example:
