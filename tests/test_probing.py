@@ -988,3 +988,45 @@ def test_unknown_probe_options_and_a_byte_order_mark(tmp_path):
                     "2\tthere\tthere\tADV\t_\t_\t1\tadvmod\t_\t_\n\n", encoding="utf-8")
     corpus = read_conllu(path)
     assert corpus.texts == ["Hi there"]
+
+
+def test_a_hand_built_corpus_with_words_out_of_order_or_outside_the_text_is_refused():
+    """Extraction aligns words to tokens in one pass in reading order: a hand-built corpus whose words were not
+    sorted lost them into num_skipped_words without an error."""
+    text = "alpha beta gamma"
+    labels = [np.array([0, 1, 0])]
+
+    def corpus(starts, ends):
+        return LabeledCorpus([text], [np.array(starts)], [np.array(ends)], labels, ["A", "B"])
+
+    assert corpus([0, 6, 11], [5, 10, 16]).words(0) == ["alpha", "beta", "gamma"]
+    with pytest.raises(DatasetError, match="Sentence 0, word 2 starts before word 1 ends: .*reading order"):
+        corpus([0, 11, 6], [5, 16, 10])
+    with pytest.raises(DatasetError, match="Sentence 0, word 2 starts before word 1 ends"):
+        corpus([0, 6, 8], [5, 10, 16])  # overlapping
+    with pytest.raises(DatasetError, match=r"word 2: span 11\.\.20 is reversed or outside the text's 16 characters"):
+        corpus([0, 6, 11], [5, 10, 20])
+
+
+def test_probe_neurons_on_activations_refuses_max_sentences_and_warns_when_it_caps_subset_size(planted):
+    """max_sentences was ignored for Activations input (every sentence was used), and a subset_size above half the
+    neurons was cut without a word."""
+    with pytest.raises(ConfigurationError, match=r"max_sentences=10 cuts a corpus before extraction.*select"):
+        probe_neurons(None, planted.acts, max_sentences=10, config=FAST)
+    neurons = len(planted.acts.layers) * planted.acts.width
+    with pytest.warns(UserWarning, match=rf"subset_size={neurons} is more than half of the {neurons} neurons.*"
+                                         rf"{neurons // 2} is used"):
+        result = probe_neurons(None, planted.acts, config=FAST, control=False, minimal=False, subset_size=neurons,
+                               subset_seeds=(0,))
+    assert set(result.subsets["num_neurons"]) == {neurons // 2}
+
+
+def test_columns_of_words_without_the_named_label_column_name_the_columns():
+    """A dict of words and tags with property='pos' was sent to the text loader, whose message spoke of dicts."""
+    from hf_txray.probing.data import load_labeled
+
+    rows = {"tokens": [["I", "run"]], "tags": [["PRON", "VERB"]]}
+    with pytest.raises(ConfigurationError, match=r"a 'tokens' column of words but no label column named 'pos' "
+                                                 r"\(its columns: 'tokens', 'tags'\).*\(e\.g\. 'tags'\)"):
+        load_labeled(rows, "pos")
+    assert load_labeled(rows, "tags").words(0) == ["I", "run"]

@@ -64,6 +64,22 @@ class LabeledCorpus:
                 raise DatasetError(f"Sentence {i}: word_starts, word_ends and labels differ in length.")
             if len(y) and (int(np.min(y)) < 0 or int(np.max(y)) >= len(self.label_names)):
                 raise DatasetError(f"Sentence {i} has a label id outside 0..{len(self.label_names) - 1}.")
+            self._check_spans(i, np.asarray(s), np.asarray(e))
+
+    def _check_spans(self, index: int, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Words in reading order, inside their text, not overlapping: extraction aligns them to tokens in one pass,
+        and a word out of order was dropped into ``num_skipped_words``."""
+        if not len(starts):
+            return
+        bad = np.flatnonzero((starts < 0) | (ends < starts) | (ends > len(self.texts[index])))
+        if len(bad):
+            raise DatasetError(f"Sentence {index}, word {int(bad[0])}: span {int(starts[bad[0]])}..{int(ends[bad[0]])} "
+                               f"is reversed or outside the text's {len(self.texts[index])} characters.")
+        back = np.flatnonzero(starts[1:] < ends[:-1])
+        if len(back):
+            raise DatasetError(f"Sentence {index}, word {int(back[0]) + 1} starts before word {int(back[0])} ends: "
+                               "words must be in reading order and must not overlap (sort each sentence's "
+                               "word_starts, word_ends and labels by start).")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -383,9 +399,17 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):
         return read_conllu(data, property, max_sentences=max_sentences)
     columns = _columns_of(data)
-    if columns is not None and words_column in columns and property in columns:
-        corpus = from_columns(data, words_column, property)
-        return corpus.select(max_sentences) if max_sentences else corpus
+    if columns is not None and words_column in columns:
+        if property not in columns and text_column is None and "text" not in columns:  # else: spaCy on its text
+            others = [c for c in columns if c != words_column]
+            raise ConfigurationError(
+                f"The data has a {words_column!r} column of words but no label column named {property!r} (its "
+                f"columns: {', '.join(map(repr, columns))}): pass the label column's name as the property"
+                + (f" (e.g. {others[0]!r})" if others else "") + ", or build the corpus with "
+                "hf_txray.probing.from_columns.")
+        if property in columns:
+            corpus = from_columns(data, words_column, property)
+            return corpus.select(max_sentences) if max_sentences else corpus
     import datasets
 
     if not isinstance(data, (str, Path, Mapping, pd.DataFrame, datasets.Dataset, datasets.DatasetDict)) and \

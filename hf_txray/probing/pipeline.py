@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -279,6 +280,10 @@ def probe_neurons(
     """
     config = (config or ProbeConfig()).with_options(**probe_options)
     if isinstance(data, Activations):
+        if max_sentences is not None:
+            raise ConfigurationError(f"max_sentences={max_sentences} cuts a corpus before extraction, but data is "
+                                     "Activations already extracted: extract from the first sentences "
+                                     "(corpus.select(n)), or leave max_sentences unset.")
         if stack is not None and stack != data.stack:
             raise ConfigurationError(f"stack={stack!r}, but these activations were read from the "
                                      f"{data.stack or 'only'} stack: extract them with that stack, or leave stack "
@@ -312,6 +317,9 @@ def probe_neurons(
                                                          share=target_share, config=config)
     if subset_size is None:
         subset_size = minimal_size or max(1, math.ceil(0.01 * len(order)))
+    elif int(subset_size) > len(order) // 2:
+        warnings.warn(f"subset_size={subset_size} is more than half of the {len(order)} neurons, so the top and "
+                      f"bottom subsets would overlap: {len(order) // 2} is used.", UserWarning, stacklevel=2)
     subset_size = min(int(subset_size), len(order) // 2)
     subsets = (subset_accuracies(acts, train, test, order, subset_size, seeds=subset_seeds, config=config)
                if subset_size > 0 else pd.DataFrame({"subset": [], "seed": [], "num_neurons": [], "accuracy": []}))
