@@ -94,6 +94,8 @@ def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int],
             widths[name] = value
             if name in override.get(stack or "*", ()) or name in override.get("*", ()):
                 break  # the override names the one attribute that counts
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and v > 0 for v in value):
+            widths.update({f"{name}[{i}]": v for i, v in enumerate(value) if v not in value[:i]})  # per layer (Gemma3n)
         elif value is None:
             unset = True
     hidden = hidden_size(config)

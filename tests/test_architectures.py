@@ -568,6 +568,28 @@ def test_a_model_that_fails_on_its_first_input_is_a_model_error_in_every_batchin
                                                                            FEATURES), 1, FEATURES))
 
 
+def test_a_per_layer_width_list_is_read_gemma3n():
+    """Gemma3n declares intermediate_size per layer (a list): it was read as no width at all, and every layer failed
+    the width check with a message saying the config sets none."""
+    def gemma3n(widths):
+        torch.manual_seed(0)
+        config = tf.Gemma3nTextConfig(
+            vocab_size=_bpe_vocab(), vocab_size_per_layer_input=_bpe_vocab(), hidden_size=HIDDEN,
+            hidden_size_per_layer_input=8, num_hidden_layers=LAYERS, num_attention_heads=2, num_key_value_heads=1,
+            head_dim=16, intermediate_size=widths, layer_types=["sliding_attention", "full_attention"],
+            num_kv_shared_layers=0, activation_sparsity_pattern=[0.0] * LAYERS, laurel_rank=4)
+        return tf.Gemma3nTextModel(config).eval()
+
+    options = dict(tokenizer=bpe_tokenizer(), features=FEATURES, show_progress=False)
+    model = gemma3n([WIDTH, WIDTH])
+    profile = hf_txray.analyze(model, TEXTS, **options)
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, bpe_tokenizer(), TEXTS, "mlp",
+                                                                           FEATURES), 1, FEATURES, 1))
+    with pytest.raises(hf_txray.ConfigurationError, match=r"different widths, 48 \(layers \[0\]\), 64 \(layers \[1\]\)"):
+        hf_txray.analyze(gemma3n([WIDTH, 64]), TEXTS, **options)
+    assert hf_txray.analyze(gemma3n([WIDTH, 64]), TEXTS, layers=[1], **options).meta.num_neurons == 64
+
+
 @pytest.mark.parametrize("family", ["convbert", "yoso"])
 def test_a_model_that_reads_its_padding_is_refused_in_bf16_too(family):
     """In bf16 the padding check allowed 8 ulps of the largest activation (6%), more than ConvBERT's or
