@@ -827,9 +827,26 @@ def _close_process_group(barrier: bool = True) -> None:
         close_process_group(barrier=barrier)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """`parser.parse_args`, but an unknown option is reported by its command's parser (its usage, not the top
+    level's) with the closest options it has (``--max-lenght``: did you mean --max-length?)."""
+    import difflib
+
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    command = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[args.command]
+    known = {o.replace("_", "-"): None for action in command._actions for o in action.option_strings
+             if o.startswith("--")}  # --max_length is --max-length's alias: one suggestion
+    hints = [f"{flag}: did you mean {' or '.join(close)}?"
+             for flag in (a.split("=", 1)[0] for a in extra if a.startswith("--"))
+             for close in [difflib.get_close_matches(flag.replace("_", "-"), list(known), n=2, cutoff=0.75)] if close]
+    command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         with warnings.catch_warnings():  # restores the default display when the command returns
             warnings.showwarning = _warning_line(args.command)

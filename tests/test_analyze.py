@@ -718,6 +718,13 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
         with pytest.raises(SystemExit):
             build_parser().parse_args([command, *positional, flag, value, "--out", "o"])
         assert flag in (err := capsys.readouterr().err) and said in err, err
+    # A misspelt flag is named with the closest ones its command has, under that command's usage
+    for argv, said in [(["analyze", "m", "d", "--max-lenght", "5"], "(--max-lenght: did you mean --max-length?)"),
+                       (["show", "x", "--nueron", "1:2"], "(--nueron: did you mean --neuron?)")]:
+        with pytest.raises(SystemExit, match="2"):
+            cli_main(argv)
+        err = capsys.readouterr().err
+        assert f"usage: hf-txray {argv[0]}" in err and f"unrecognized arguments: {' '.join(argv[-2:])} {said}" in err
 
 
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
