@@ -99,7 +99,7 @@ class Profiler:
                                                          self.max_length, config.batch_size)
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
-        self._warned_truncation = False
+        self._warned_truncation = self._warned_short = False
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
                                 padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of),
                                 padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1))
@@ -268,6 +268,12 @@ class Profiler:
         if not merged.neuron_count.any():  # a profile without one credit: say why rather than return it silently
             logger.warning("No neuron was credited in %d texts (%d empty): every profile table is empty. %s",
                            merged.meta.num_examples, merged.meta.num_empty, self._why_no_credit(merged.meta))
+        limit = self.config.max_positions
+        if limit is not None and 0 < merged.meta.num_positions < limit and not self._warned_short:
+            self._warned_short = True  # stages meant to be of equal size are not; once, as for truncation
+            logger.warning("max_positions=%d was not reached: the corpus gave %d positions%s, so a stage profiled "
+                           "at %d positions is not of equal size to this one.", limit, merged.meta.num_positions,
+                           " (a process's shard held fewer than its share)" if world > 1 else "", limit)
         if merged.meta.num_truncated and not self._warned_truncation:
             self._warned_truncation = True  # once per Profiler: the Trainer profiles the same corpus many times
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",

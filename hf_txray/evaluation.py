@@ -137,17 +137,27 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int,
-                   max_length: int | None) -> list[dict[str, torch.Tensor]]:
-    """Tokenize once (truncating to `max_length`) into right-padded batches; pad id 0 is masked out, so
-    tokenizers without a pad token (GPT-2, Llama) work."""
+def pad_id_of(model: Any) -> int:
+    """The id to pad `model`'s batches with: its ``config.pad_token_id`` when set, else 0 (masked out either way).
+
+    A decoder's classifier (``GPT2ForSequenceClassification``, Llama's...) pools each row at its last token, found as
+    the last id that is not ``config.pad_token_id`` whatever the attention mask says: padding of another id was
+    classified (31% of a GPT-2 classifier's predictions changed with pad id 599)."""
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    return pad if isinstance(pad, int) and pad >= 0 else 0
+
+
+def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int | None,
+                   pad_id: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Tokenize once (truncating to `max_length`) into right-padded batches; padding (`pad_id`, the model's
+    :func:`pad_id_of`) is masked out, so tokenizers without a pad token (GPT-2, Llama) work."""
     if batch_size < 1:
         raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}.")
     batches = []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(list(texts[start: start + batch_size]), truncation=max_length is not None,
                         max_length=max_length, return_attention_mask=True)
-        batch = {"input_ids": _pad(enc["input_ids"], 0), "attention_mask": _pad(enc["attention_mask"], 0)}
+        batch = {"input_ids": _pad(enc["input_ids"], pad_id), "attention_mask": _pad(enc["attention_mask"], 0)}
         if "token_type_ids" in enc:
             batch["token_type_ids"] = _pad(enc["token_type_ids"], 0)
         batches.append(batch)
@@ -170,7 +180,7 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     try:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in batch.items()}
-            logits = getattr(model(**inputs), "logits", None)
+            logits = getattr(_forward(model, inputs), "logits", None)
             if logits is None:
                 raise ModelError(f"{type(model).__name__} returns no logits: the {task} metrics need the model with "
                                  "its head (e.g. *ForSequenceClassification, *ForCausalLM).")
@@ -187,6 +197,18 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     finally:
         restore_modes()
     return out
+
+
+def _forward(model: Any, inputs: dict[str, torch.Tensor]) -> Any:
+    try:
+        return model(**inputs)
+    except ValueError as err:
+        if "padding token" not in str(err):
+            raise
+        raise ConfigurationError(
+            f"{type(model).__name__} classifies each text at its last token, which it finds by config.pad_token_id, "
+            "and the config sets none, so it cannot take batches of several texts: set model.config.pad_token_id "
+            "(e.g. to the tokenizer's eos_token_id), or pass batch_size=1.") from err
 
 
 def metric_modules(metrics: Sequence[Any], task: str, metric_kwargs: dict[str, dict] | None = None
@@ -328,7 +350,7 @@ def evaluate_pruning(
     if isinstance(metrics, (str,)) or not isinstance(metrics, Sequence):
         metrics = [metrics]
     modules = metric_modules(metrics, task, metric_kwargs)
-    batches = encode_batches(tokenizer, texts, batch_size, max_length)
+    batches = encode_batches(tokenizer, texts, batch_size, max_length, pad_id_of(model))
 
     def evaluate_one(target: Any) -> dict[str, Any]:
         start = time.perf_counter()
@@ -415,4 +437,5 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     return out.reset_index()
 
 
-__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "encode_batches", "run_predictions"]
+__all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "encode_batches", "pad_id_of",
+           "run_predictions"]

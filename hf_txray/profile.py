@@ -434,14 +434,17 @@ class Profile(Artifact):
         return top
 
     def feature_frequency(self, feature_type: str = "pos") -> pd.Series:
-        """Corpus frequency of each feature value: share of profiled positions that carry it."""
+        """Corpus frequency of each feature value: its share of the profiled positions that have a value of this
+        feature type (a position without one, as a token outside any word or a user feature that labels only some
+        words, is left out of the total)."""
         table = self._table(feature_type)
         counts = pd.Series(table.corpus_count, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
         total = counts.sum()
         return (counts / total if total else counts).sort_values(ascending=False)
 
     def mass_share(self, feature_type: str = "pos") -> pd.Series:
-        """Share of all credited mass (every neuron of every layer) that went to each feature value."""
+        """Share of the credited mass (every neuron of every layer) that went to each feature value, among the
+        credits whose position has a value of this feature type (as :meth:`feature_frequency` counts positions)."""
         table = self._table(feature_type)
         mass = np.bincount(table.feature_ids, weights=table.mass, minlength=len(table.vocab))
         share = pd.Series(mass, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
@@ -593,7 +596,8 @@ class Profile(Artifact):
         Raises:
             IncompatibleProfilesError: different site, layers, neurons, features or ``top_k``; different options that
                 change what is credited (``max_length``, ``long_texts``, ``stride``, ``skip_first_positions``,
-                ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); or the same run twice
+                ``max_positions``, ``module_pattern``, ``spacy_model``, ``credit``, ``stack``); parts profiled with
+                ``max_positions`` that hold more positions together than that limit; or the same run twice
                 (``a.merge(a)``, ``a.merge(b).merge(b)``, or any two runs of the same dataset fingerprint, which
                 would count its texts twice), or profiles of different models (different weights, by the sample
                 hash recorded in ``provenance["runtime"]``; by model id for profiles saved before it was) or
@@ -626,6 +630,7 @@ class Profile(Artifact):
             if difference:
                 raise IncompatibleProfilesError(f"Cannot merge profiles {self.stage!r} and {other.stage!r}: "
                                                 + why.format(difference))
+        self._check_limit_not_reached(other)
         self._check_disjoint_reads(other)
         shared = sorted(set(_fingerprint_parts(self.meta)) & set(_fingerprint_parts(other.meta)))
         if shared:
@@ -633,6 +638,19 @@ class Profile(Artifact):
                 f"Cannot merge profile {self.stage!r} with itself, or with a profile that already holds one of its "
                 f"parts (or another run on the same corpus: dataset fingerprint {shared[0]}): those texts would be "
                 "counted twice. Merge profiles of disjoint parts of a corpus.")
+
+    def _check_limit_not_reached(self, other: "Profile") -> None:
+        """Refuse parts profiled with ``max_positions`` that hold more positions together than that limit: one run
+        over both would have stopped at the limit, so their sum (2 x 300 where a run credits 300) is no run's."""
+        limit = self.meta.config.get("max_positions")
+        total = self.meta.num_positions + other.meta.num_positions
+        if limit is not None and total > int(limit):
+            raise IncompatibleProfilesError(
+                f"Cannot merge profiles {self.stage!r} and {other.stage!r}: both were profiled with "
+                f"max_positions={limit}, and together they hold {self.meta.num_positions} + "
+                f"{other.meta.num_positions} positions, more than one run over both parts would credit ({limit}). "
+                "Cut the corpus into parts with num_samples or slices and no max_positions, or profile it in one "
+                "run with max_positions.")
 
     def _check_disjoint_reads(self, other: "Profile") -> None:
         """Refuse two reads of one dataset split, by any parts of the two profiles, whose rows overlap (slices,

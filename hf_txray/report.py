@@ -514,6 +514,12 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         warnings.warn("compare(seed=...) is deprecated and ignored: the per-neuron test is deterministic.",
                       FutureWarning, stacklevel=2)
     credits_a, credits_b = int(a.neuron_count.sum()), int(b.neuron_count.sum())
+    for stage, credits, profile in ((a.stage, credits_a, a), (b.stage, credits_b, b)):
+        if credits == 0:  # every neuron of the other stage would be "gained" (or "lost"): no transfer to report
+            raise IncompatibleProfilesError(
+                f"Stage {stage!r} credited no position ({profile.meta.num_examples} texts, {profile.meta.num_empty} "
+                "empty): there is nothing to compare it with. Profile it on texts that hold tokens (check the text "
+                "column, max_length and skip_first_positions).")
     if min(credits_a, credits_b) * SIZE_RATIO_WARNING < max(credits_a, credits_b):
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} differ {max(credits_a, credits_b) / max(min(credits_a, credits_b), 1):.1f}x "

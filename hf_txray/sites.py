@@ -26,6 +26,7 @@ from torch import nn
 from .architectures import TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
+from .modes import enter_eval
 from .options import SITES, STACKS
 from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
@@ -108,8 +109,6 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
     if base is None:
         weight = module.weight.detach()
         return weight if isinstance(module, nn.Linear) else weight.T
-    from .modes import enter_eval  # a light module; imported here as only adapters need it
-
     width, reference = dims[0], base.weight
     restore_modes = enter_eval(module)  # no LoRA dropout
     try:

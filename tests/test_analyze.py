@@ -585,12 +585,22 @@ def test_merge_after_processes_stopped_inside_their_shards_keeps_example_ids_uni
     other = hf_txray.Profile.from_pretrained(tmp_path / "other")
     ids = set(two.examples["example_id"])
     assert two.meta.num_example_ids > max(ids) >= 31 > two.meta.num_examples  # rank 1's texts start at id 31
-    merged = two.merge(other)
     assert two.example_id_span == two.meta.num_example_ids
-    shifted = set(merged.examples["example_id"]) - ids
-    assert shifted == {i + two.example_id_span for i in set(other.examples["example_id"])}
-    assert min(shifted) > max(ids)  # no id names two texts
-    assert merged.meta.num_example_ids == two.meta.num_example_ids + other.meta.num_example_ids
+    # Parts that reached max_positions are no part of one run with it (helper 112: 2 x 300 positions merged, where
+    # one run credits 300, and the config said 300): refused, unless together they stay within the limit
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match=r"max_positions=40, and together they hold "
+                                                                 r"40 \+ \d+ positions"):
+        two.merge(other)
+    small = hf_txray.analyze(str(saved_bert), ["one short text"], max_positions=40, batch_size=4,
+                             show_progress=False)
+    whole = hf_txray.analyze(str(saved_bert), ["one short text", "and a second one"], max_positions=40,
+                             batch_size=4, show_progress=False)
+    second = hf_txray.analyze(str(saved_bert), ["and a second one"], max_positions=40, batch_size=4,
+                              show_progress=False)
+    merged = small.merge(second)
+    assert merged.meta.num_positions == whole.meta.num_positions < 40
+    assert np.array_equal(merged.neuron_count, whole.neuron_count)
+    assert set(merged.examples["example_id"]) == set(whole.examples["example_id"]) == {0, 1}
 
 
 # ----- one declaration of the options (hf_txray.options) and the CLI conventions -------------------------------------

@@ -380,3 +380,16 @@ def test_compare_takes_saved_profiles_folders(pair, report, tmp_path):
     with pytest.raises(hf_txray.ConfigurationError,
                        match=r"compare's a must be a Profile or a saved profile's folder, got NoneType.*from_pretrained"):
         hf_txray.compare(None, b)
+
+
+def test_a_stage_that_credited_nothing_is_refused_not_reported_as_all_gained():
+    """Helper 112: a profile of empty texts compared with a real one gave a size warning and a report in which every
+    credited neuron was 'gained'."""
+    a, b = make_pair(0)
+    empty = build_profile("empty", {ft: {} for ft in FEATURE_TYPES}, VOCAB_A, {ft: {} for ft in FEATURE_TYPES})
+    empty.meta.num_examples, empty.meta.num_empty = 3, 3
+    for pair in ((empty, b), (a, empty)):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match=r"Stage 'empty' credited no position \(3 texts, "
+                                                                     r"3 empty\)"):
+            hf_txray.compare(*pair)
+    assert hf_txray.compare(a, b).meta.stage_a == a.stage

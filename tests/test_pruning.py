@@ -420,6 +420,34 @@ def test_evaluate_pruning_truncates_at_the_model_limit_by_default():
         evaluate_pruning(model, [], {"text": texts, "label": [0, 1]}, tokenizer=bert_tokenizer(), max_length=1000)
 
 
+def test_evaluate_pruning_pads_a_decoder_classifier_with_its_pad_id():
+    """A decoder classifier (GPT2ForSequenceClassification) pools each row at the last id that is not
+    config.pad_token_id: padded with 0, 31% of the predictions (pad id 599) were those of a padding position."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    texts = [t for t in SAMPLE_TEXTS if t][:12]
+    labels = [i % 2 for i in range(len(texts))]
+    for pad_id in (599, 0):
+        torch.manual_seed(0)
+        model = GPT2ForSequenceClassification(GPT2Config(
+            vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40, n_positions=128,
+            num_labels=2, pad_token_id=pad_id, initializer_range=0.5)).eval()
+        alone = []
+        for text in texts:
+            with torch.no_grad():
+                alone.append(int(model(**bpe_tokenizer()(text, return_tensors="pt")).logits.argmax(-1)))
+        table = evaluate_pruning(model, [], {"text": texts, "label": labels}, tokenizer=bpe_tokenizer(),
+                                 batch_size=5, metric="accuracy")
+        assert table.loc[0, "accuracy"] == pytest.approx(np.mean(np.array(alone) == labels))
+    model.config.pad_token_id = None
+    with pytest.raises(ConfigurationError, match="finds by config.pad_token_id.*set model.config.pad_token_id.*"
+                                                 "batch_size=1"):
+        evaluate_pruning(model, [], {"text": texts, "label": labels}, tokenizer=bpe_tokenizer(), batch_size=5)
+    assert evaluate_pruning(model, [], {"text": texts, "label": labels}, tokenizer=bpe_tokenizer(),
+                            batch_size=1, metric="accuracy").loc[0, "accuracy"] == pytest.approx(
+        np.mean(np.array(alone) == labels))
+
+
 def test_evaluate_pruning_perplexity_matches_brute_force():
     from transformers import GPT2Config, GPT2LMHeadModel
 
