@@ -256,6 +256,9 @@ class Profiler:
         if merged.meta.num_examples == 0:
             raise DatasetError("The dataset is empty: there is no text to profile (a generator that was already "
                                "read yields nothing: pass a new one).")
+        if merged.meta.num_empty == merged.meta.num_examples:  # as empty as no text: an empty profile would pass
+            raise DatasetError(f"Every one of the {merged.meta.num_examples} texts is empty or whitespace: there is "
+                               f"no token to profile. Check the text column ({source.text_column!r}).")
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
@@ -281,8 +284,6 @@ class Profiler:
         return merged
 
     def _why_no_credit(self, meta: ProfileMeta) -> str:
-        if meta.num_empty == meta.num_examples:
-            return "Every text is empty: check the text column."
         if meta.num_positions == 0 and self.skip_first_positions:
             return (f"skip_first_positions={self.skip_first_positions} leaves out the first positions of every text; "
                     "lower it.")
@@ -528,7 +529,7 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
         # a stream's take(n) has no fingerprint of its own, and its state_dict does not carry n
         "num_samples": dataset.get("num_samples"), "max_length": meta.config.get("max_length"),
         "max_examples_per_neuron": meta.max_examples_per_neuron, "shard start": start,
-        "shard end (number of processes)": end,
+        "shard end (corpus length or number of processes)": end,
         "skip_first_positions": meta.config.get("skip_first_positions"),
         "max_positions": meta.config.get("max_positions"), "long_texts": meta.config.get("long_texts"),
         "stride": meta.config.get("stride"), "stack": meta.config.get("stack"),
@@ -536,7 +537,7 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
         "pad_to_multiple_of": (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
         "tokenizer vocabulary": (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),
         # local data files (streamed ones too, which have no fingerprint of their own): their content
-        "data files' contents": dataset.get("content_hash"), "model commit": model.get("commit"),
+        "corpus contents (data files or in-memory texts)": dataset.get("content_hash"), "model commit": model.get("commit"),
         "model folder's contents": model.get("content_hash"), "model weights": weights,
         "user feature functions": features,
     }

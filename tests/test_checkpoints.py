@@ -186,6 +186,11 @@ def test_resume_refuses_other_width_rounding_or_vocabulary_and_accepts_other_bat
         hf_txray.analyze(model, TEXTS, tokenizer=other, features=("token", "word", UserFeature("span", SPANS)),
                          checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
     assert SPANS.calls == 0
+    # one text more in a list: named as such (helper 111: "number of processes" and "data files' contents")
+    with pytest.raises(ConfigurationError, match=r"changed since: corpus, shard end \(corpus length or number of "
+                                                 r"processes\), corpus contents \(data files or in-memory texts\)"):
+        run(TEXTS + ["one more text"], checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert SPANS.calls == 0
     resumed = run(TEXTS, checkpoint_dir=tmp_path / "state", resume=True, **{**COMMON, "batch_size": 3})
     assert SPANS.calls == len(TEXTS) - 4
     assert_same_profile(resumed, whole)
