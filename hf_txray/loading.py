@@ -490,11 +490,10 @@ def _rows_of(rows: _OneShot, limit: int | None = None):
         if row is None:
             raise DatasetError(f"The generator yielded None at row {index}: every text must be a str. Skip them in "
                                "the generator, e.g. (t for t in texts if t is not None), or yield a text instead.")
-        row = row if isinstance(row, dict) else {"text": row}
-        error = _unencodable([row], first=index)
+        error = _unencodable([row], first=index)  # a bare string's message names no column: it has none
         if error is not None:
             raise error
-        yield row
+        yield row if isinstance(row, dict) else {"text": row}
 
 
 def _is_dataset_column(obj: Any) -> bool:
