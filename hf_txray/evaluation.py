@@ -143,8 +143,23 @@ def pad_id_of(model: Any) -> int:
     A decoder's classifier (``GPT2ForSequenceClassification``, Llama's...) pools each row at its last token, found as
     the last id that is not ``config.pad_token_id`` whatever the attention mask says: padding of another id was
     classified (31% of a GPT-2 classifier's predictions changed with pad id 599)."""
-    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    config = getattr(model, "config", None)
+    pad = getattr(config, "pad_token_id", None)
+    if pad is None and hasattr(config, "get_text_config"):  # a composite config (Gemma 3) keeps it with the text
+        pad = getattr(config.get_text_config(), "pad_token_id", None)
     return pad if isinstance(pad, int) and pad >= 0 else 0
+
+
+def check_batches_ignore_padding(model: Any, batches: Sequence[dict[str, torch.Tensor]], batch_size: int,
+                                 max_length: int | None) -> None:
+    """Refuse, before any work, padded batches for a model whose outputs move with its padding (FNet, ConvBERT:
+    :func:`hf_txray.padding.check_outputs_ignore_padding`); one text per batch is never padded."""
+    from .lengths import model_length_limit
+    from .padding import check_outputs_ignore_padding
+
+    if batch_size > 1 and batches:
+        limit = max_length or model_length_limit(model).tokens or int(batches[0]["input_ids"].shape[1]) * 2
+        check_outputs_ignore_padding(model, batches[0], _device_of(model), limit, remedy="batch_size=1")
 
 
 def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int | None,
@@ -351,6 +366,7 @@ def evaluate_pruning(
         metrics = [metrics]
     modules = metric_modules(metrics, task, metric_kwargs)
     batches = encode_batches(tokenizer, texts, batch_size, max_length, pad_id_of(model))
+    check_batches_ignore_padding(model, batches, batch_size, max_length)
 
     def evaluate_one(target: Any) -> dict[str, Any]:
         start = time.perf_counter()
@@ -438,4 +454,4 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
 
 
 __all__ = ["evaluate_pruning", "load_metric", "sweep_plans", "summarize", "encode_batches", "pad_id_of",
-           "run_predictions"]
+           "check_batches_ignore_padding", "run_predictions"]

@@ -21,6 +21,9 @@ DEFAULT_MAX_LENGTH = 512
 # Learned or fixed position tables, by the last part of their module name: GPT-2 ``wpe``, BERT-style
 # ``position_embeddings``, BART/OPT/Whisper ``embed_positions``.
 POSITION_TABLE = re.compile(r"(^|\.)(wpe|position_embeddings?|embed_positions|pos_emb(ed|edding|eddings)?)$")
+# Parts of a vision-language or speech model that never see the text: their patch or frame position tables are no
+# limit on it (a 28-pixel SigLIP tower's 4 rows truncated Gemma 3's texts to 4 tokens).
+OTHER_MODALITIES = ("vision", "visual", "image", "audio", "speech", "video")
 CONFIG_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
 UNBOUNDED = 1_000_000  # tokenizers without a limit report int(1e30)
 
@@ -70,16 +73,24 @@ def model_length_limit(model: nn.Module, shifted: nn.Module | None = None, runs:
     names = {id(m): n for n, m in model.named_modules()}  # named as in the model (decoder.embed_positions)
     tables = [_shifted_limit(*_table_limit(names.get(id(m), n), m)) if id(m) in inside
               else _table_limit(names.get(id(m), n), m)
-              for n, m in part.named_modules() if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)]
+              for n, m in part.named_modules() if isinstance(m, nn.Embedding) and POSITION_TABLE.search(n)
+              and not _other_modality(names.get(id(m), n))]
     if tables:
         tokens, source = min(tables)
         return LengthLimit(tokens, source)
     config = getattr(model, "config", None)
-    for attribute in CONFIG_LIMITS:
-        value = getattr(config, attribute, None)
-        if isinstance(value, int) and 1 < value < UNBOUNDED:
-            return LengthLimit(value, f"config.{attribute}")
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else None
+    for where, found in (("config", config), ("text config", text_config)):  # a composite config keeps it there
+        for attribute in CONFIG_LIMITS:
+            value = getattr(found, attribute, None)
+            if isinstance(value, int) and 1 < value < UNBOUNDED:
+                return LengthLimit(value, f"{where}.{attribute}")
     return LengthLimit(None, "no position table or config limit")
+
+
+def _other_modality(name: str) -> bool:
+    """Whether module `name` lies in a tower of another modality (``model.vision_tower.embeddings...``)."""
+    return any(modality in part.lower() for part in name.split(".")[:-1] for modality in OTHER_MODALITIES)
 
 
 def tokenizer_length_limit(tokenizer) -> LengthLimit:

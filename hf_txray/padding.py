@@ -80,22 +80,71 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     regroups = has_experts(model, sites)
     for slot, site in enumerate(sites):
         (zeros, dtype), (other, _), (again, _) = (run[slot] for run in runs)
-        if torch.equal(zeros, other):
-            continue
-        # Beyond rounding: mixture-of-experts layers group the tokens routed to each expert, padding included, so
-        # other padding regroups their matmuls and moves the next layers' activations by an ulp or so; and beyond
-        # the forward's own noise (some accelerator kernels are not deterministic).
-        # Only there: a dense model that follows its mask is bit-exact in any precision, and a tolerance of 8 bf16
-        # ulps (6% of the largest activation) let ConvBERT, Nystromformer and YOSO through in bf16.
-        rounding = ROUNDING_ULPS * torch.finfo(dtype).eps * float(zeros.abs().max()) if regroups else 0.0
-        if float((zeros - other).abs().max()) > max(rounding, 4 * float((zeros - again).abs().max())):
-            raise ModelError(
-                f"{type(model).__name__} lets padding change the activations of real tokens: at {site.name!r}, the "
-                "same text gives other activations when only the token ids of its padding change (positions the "
-                "attention mask hides). Its token mixing does not follow the attention mask (as FNet's Fourier "
-                "transform, ConvBERT's convolutions or capacity-limited expert routing), so a profile of padded "
-                "batches would depend on what else each batch held. Profile each text alone and unpadded: "
-                f"{remedy}.")
+        if _padding_moved(zeros, other, again, dtype, regroups):
+            raise ModelError(_padding_message(model, f"at {site.name!r}, the same text gives other activations",
+                                              "a profile of padded batches would depend on what else each batch "
+                                              "held. Profile", remedy))
+
+
+@torch.no_grad()
+def check_outputs_ignore_padding(model: Any, inputs: dict[str, torch.Tensor], device: torch.device, max_width: int,
+                                 remedy: str) -> None:
+    """:func:`check_padding_is_masked` for runs that read the model's outputs (``evaluate_pruning``, ``TaskMetric``):
+    the last hidden states at the real tokens of `inputs`' first row, padded twice with different token ids under
+    the same mask, must be the same. FNet's classifier changed 4 of 36 predictions with what else its batch held.
+
+    Raises:
+        ModelError: the model's outputs move with its padding; `remedy` says how to run each text alone.
+    """
+    real = min(int(inputs["attention_mask"][0].sum()), max(1, max_width // 2))
+    width = min(real + EXTRA_WIDTH, max_width)
+    if width <= real:
+        return
+    row = {name: tensor[:1, :real] for name, tensor in inputs.items()}
+    others = row["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]
+    restore_modes = enter_eval(model)
+    try:
+        runs = [_last_hidden_states(model, _padded(row, width, fill), real, device) for fill in (0, others, 0)]
+    finally:
+        restore_modes()
+    if runs[0] is None:
+        return  # no hidden states to read (a model that returns logits only): nothing to tell
+    (zeros, dtype), (other, _), (again, _) = runs
+    if _padding_moved(zeros, other, again, dtype, has_experts(model, ())):
+        raise ModelError(_padding_message(model, "the same text gives other hidden states", "its scores on padded "
+                                          "batches would depend on what else each batch held. Evaluate", remedy))
+
+
+def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
+                        device: torch.device) -> tuple[torch.Tensor, torch.dtype] | None:
+    """The last hidden states of every stack the model returns, at the first `real` positions, in float64."""
+    out = model(**{name: tensor.to(device) for name, tensor in inputs.items()}, output_hidden_states=True)
+    found = [states[-1] for key in ("hidden_states", "encoder_hidden_states", "decoder_hidden_states")
+             if isinstance(states := getattr(out, key, None), (tuple, list)) and states]
+    if not found:
+        return None
+    return torch.cat([t[0, :real].detach().double().cpu().reshape(real, -1) for t in found], 1), found[0].dtype
+
+
+def _padding_moved(zeros: torch.Tensor, other: torch.Tensor, again: torch.Tensor, dtype: torch.dtype,
+                   regroups: bool) -> bool:
+    """Whether values read with other padding ids (`other`) differ from those read with zeros, beyond rounding."""
+    if torch.equal(zeros, other):
+        return False
+    # Beyond rounding: mixture-of-experts layers group the tokens routed to each expert, padding included, so
+    # other padding regroups their matmuls and moves the next layers' activations by an ulp or so; and beyond
+    # the forward's own noise (some accelerator kernels are not deterministic).
+    # Only there: a dense model that follows its mask is bit-exact in any precision, and a tolerance of 8 bf16
+    # ulps (6% of the largest activation) let ConvBERT, Nystromformer and YOSO through in bf16.
+    rounding = ROUNDING_ULPS * torch.finfo(dtype).eps * float(zeros.abs().max()) if regroups else 0.0
+    return float((zeros - other).abs().max()) > max(rounding, 4 * float((zeros - again).abs().max()))
+
+
+def _padding_message(model: Any, what: str, consequence: str, remedy: str) -> str:
+    return (f"{type(model).__name__} lets padding change the activations of real tokens: {what} when only the token "
+            "ids of its padding change (positions the attention mask hides). Its token mixing does not follow the "
+            "attention mask (as FNet's Fourier transform, ConvBERT's convolutions or capacity-limited expert "
+            f"routing), so {consequence} each text alone and unpadded: {remedy}.")
 
 
 def has_experts(model: Any, sites: Sequence[Any]) -> bool:

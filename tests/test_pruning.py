@@ -448,6 +448,30 @@ def test_evaluate_pruning_pads_a_decoder_classifier_with_its_pad_id():
         np.mean(np.array(alone) == labels))
 
 
+@pytest.mark.parametrize("family", ["fnet", "convbert"])
+def test_evaluation_refuses_padded_batches_for_a_model_that_reads_its_padding(family):
+    """FNet's classifier changed 4 of 36 predictions with what else its batch held, without an error (helper 113),
+    where analyze and extract_activations refuse it; each text alone is exact."""
+    from transformers import ConvBertConfig, ConvBertForSequenceClassification, FNetConfig, FNetForSequenceClassification
+
+    from hf_txray.probing import TaskMetric
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2, intermediate_size=48,
+                  max_position_embeddings=128, num_labels=3)
+    model = (FNetForSequenceClassification(FNetConfig(**common)) if family == "fnet" else
+             ConvBertForSequenceClassification(ConvBertConfig(num_attention_heads=2, embedding_size=32, **common)))
+    texts = [t for t in TEXTS if t] * 2
+    labels = [i % 3 for i in range(len(texts))]
+    with pytest.raises(ModelError, match="lets padding change.*Evaluate each text alone and unpadded: batch_size=1"):
+        evaluate_pruning(model.eval(), [], {"text": texts, "label": labels}, tokenizer=bert_tokenizer(), batch_size=4)
+    with pytest.raises(ModelError, match="lets padding change"):
+        TaskMetric(bert_tokenizer(), {"text": texts, "label": labels}, "accuracy", batch_size=4)(model)
+    table = evaluate_pruning(model, [], {"text": texts, "label": labels}, tokenizer=bert_tokenizer(), batch_size=1,
+                             max_length=32)
+    assert table.loc[0, "accuracy"] == pytest.approx(brute_accuracy(model, texts, labels))
+
+
 def test_evaluate_pruning_perplexity_matches_brute_force():
     from transformers import GPT2Config, GPT2LMHeadModel
 

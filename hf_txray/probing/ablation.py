@@ -222,7 +222,8 @@ class TaskMetric:
         self.name = metric or "metric"
 
     def _prepare(self, model: nn.Module) -> tuple:
-        from ..evaluation import DEFAULT_METRICS, encode_batches, infer_task, metric_modules, pad_id_of, text_and_labels
+        from ..evaluation import (DEFAULT_METRICS, check_batches_ignore_padding, encode_batches, infer_task,
+                                  metric_modules, pad_id_of, text_and_labels)
 
         task = infer_task(model, self.task)
         texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task)
@@ -232,6 +233,7 @@ class TaskMetric:
         # and f1/precision/recall averaged over classes (macro)
         max_length = resolve_max_length(model, self.tokenizer, self.max_length)
         batches = encode_batches(self.tokenizer, texts, self.batch_size, max_length, pad_id_of(model))
+        check_batches_ignore_padding(model, batches, self.batch_size, max_length)
         return task, labels, metric, metric_modules([metric], task), batches
 
     def check_model(self, model: nn.Module) -> None:
