@@ -544,3 +544,24 @@ def test_checkpoint_weights_of_other_shapes_are_refused_and_an_encoder_only_t5_l
     by_object = hf_txray.analyze(encoder, TEXTS, tokenizer=bert_tokenizer(), show_progress=False)
     assert np.array_equal(by_path.neuron_count, by_object.neuron_count)
     assert np.array_equal(by_path.neuron_mass, by_object.neuron_mass)
+
+
+def test_a_vision_towers_position_table_does_not_limit_the_text():
+    """A vision-language model's text limit came from its SigLIP tower (4 patch rows): evaluate_pruning truncated
+    every text to 4 tokens and analyze windowed them at 4 (helper 113). The text config's limit counts."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    text = tf.Gemma3TextConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=48,
+                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                               max_position_embeddings=128, pad_token_id=3, sliding_window=16)
+    vision = tf.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   image_size=28, patch_size=14)
+    model = tf.Gemma3ForSequenceClassification(tf.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                                               num_labels=2, mm_tokens_per_image=4)).eval()
+    limit = model_length_limit(model)
+    assert (limit.tokens, limit.source) == (128, "text config.max_position_embeddings")
+    assert resolve_max_length(model, bpe_tokenizer(), 64) == 64  # was refused: "exceeds ... 4 tokens"
+    from hf_txray.evaluation import pad_id_of
+
+    assert pad_id_of(model) == 3  # the text config's: a classifier pools at the last id that is not it
