@@ -220,8 +220,8 @@ def _cmd_show(args) -> int:
 
 def _saved_under(path: Path) -> tuple[list[tuple[Path, Any]], list[tuple[Path, Any]]]:
     """The profiles and reports under `path`, each with the folder it was read from: saved ones (`path` itself
-    included), else those of the results folders (export, the demo's ``hub/``) under it, which repeat what was saved
-    beside them when both are there."""
+    included), then those of the results folders (export, the demo's ``hub/``) under it that are not the same as a
+    saved one (an export repeats what was saved beside it)."""
     from . import Profile, TransferReport
     from .artifact import artifact_type_of, saved_artifacts
     from .export import is_export_folder, read_folder
@@ -235,12 +235,20 @@ def _saved_under(path: Path) -> tuple[list[tuple[Path, Any]], list[tuple[Path, A
         return in_results(path)
     profiles = [(p, Profile.from_pretrained(p)) for p in saved_artifacts(path, Profile.artifact_type)]
     reports = [(p, TransferReport.from_pretrained(p)) for p in saved_artifacts(path, TransferReport.artifact_type)]
-    if profiles or reports:
-        return profiles, reports
-    for folder in saved_artifacts(path, "results"):
+    seen = {_identity(item) for _, item in profiles + reports}
+    for folder in saved_artifacts(path, "results"):  # less what repeats a saved one (the demo's hub/ copy)
         found = in_results(folder)
-        profiles, reports = profiles + found[0], reports + found[1]
+        profiles += [(f, item) for f, item in found[0] if _identity(item) not in seen]
+        reports += [(f, item) for f, item in found[1] if _identity(item) not in seen]
     return profiles, reports
+
+
+def _identity(item: Any) -> tuple:
+    """What tells a profile or report from another: the same one saved and exported shares it."""
+    meta = item.meta
+    return (type(item).__name__, meta.created_at, getattr(meta, "stage", None), getattr(meta, "stage_a", None),
+            getattr(meta, "stage_b", None), getattr(meta, "model_id", None), getattr(meta, "model_a", None),
+            getattr(meta, "dataset_fingerprint", None), getattr(meta, "dataset_a", None))
 
 
 def _show_neuron(path: Path, spec: str) -> int:
@@ -256,10 +264,22 @@ def _show_neuron(path: Path, spec: str) -> int:
     profiles, reports = _saved_under(path)
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
-    for _, profile in profiles:
-        report = next((r for _, r in reports if r.meta.stage_a == profile.stage), None)
-        print(neuron_text(profile, layer, neuron, report=report) + "\n")
+    for where, profile in profiles:
+        # the report of this profile: from its own results folder when it has one, and made from it (two
+        # experiments may share stage names: helper 113 saw one's change line on the other's pages)
+        report = next((r for place in (where, None) for folder, r in reports
+                       if (place is None or folder == place) and _compares(r, profile)), None)
+        print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report)
+              + "\n")
     return 0
+
+
+def _compares(report: Any, profile: Any) -> bool:
+    """Whether `report` was made with `profile` as its stage A (stage, model, corpus and credits all agree)."""
+    meta = report.meta
+    return (meta.stage_a == profile.stage and meta.model_a == profile.meta.model_id
+            and meta.dataset_a == (profile.meta.dataset_id or profile.meta.dataset_fingerprint)
+            and meta.credits_a in (0, int(profile.neuron_count.sum())))  # 0: reports saved before it was recorded
 
 
 def _add_demo(sub) -> None:

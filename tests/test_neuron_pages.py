@@ -311,3 +311,35 @@ def test_activation_histogram_bins_edges_and_outliers_like_a_loop():
     np.testing.assert_array_equal(dense(hist.merge(other)), 2 * want)
     with pytest.raises(ValueError, match="different bin edges"):
         hist.merge(ActivationHistogram(edges[:-1]))
+
+
+def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_beside_saved_folders(tmp_path, capsys):
+    """Two experiments with the same stage names: `show --neuron` printed the first one's change line on the other's
+    pages (helper 113); `show DIR` skipped a results folder as soon as DIR held a saved profile."""
+    from hf_txray.cli import main as cli_main
+
+    def experiment(seed: int):
+        torch.manual_seed(seed)
+        model = _lm()
+        torch.manual_seed(seed + 1)
+        model.model.layers[0].mlp.up_proj.weight.data.normal_()
+        options = dict(tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+        a = hf_txray.analyze(model, SAMPLE_TEXTS[:4], stage="pretrained", **options)
+        b = hf_txray.analyze(model, SAMPLE_TEXTS[4:], stage="zeroshot", **options)
+        return a, b, hf_txray.compare(a, b, test=False)
+
+    runs = {name: experiment(seed) for name, seed in (("exp1", 0), ("exp2", 5))}
+    for name, (a, b, report) in runs.items():
+        hf_txray.save_to_disk(tmp_path / "all" / name, profiles=[a, b], reports=[report])
+    rows = {name: r.neurons.set_index(["layer", "neuron"]) for name, (_, _, r) in runs.items()}
+    layer, neuron = next((l, n) for l, n in rows["exp1"].index
+                         if rows["exp1"].loc[(l, n), "status"] != rows["exp2"].loc[(l, n), "status"])
+    assert cli_main(["show", str(tmp_path / "all"), "--neuron", f"{layer}:{neuron}"]) == 0
+    pages = capsys.readouterr().out.split("== ")[1:]
+    for name in runs:
+        page = next(p for p in pages if p.startswith(str(tmp_path / "all" / name)) and "(pretrained)" in p)
+        assert f"pretrained->zeroshot: {rows[name].loc[(layer, neuron), 'status']}" in page
+    # a saved profile beside results folders: both listed, the export of the same profile once
+    runs["exp1"][0].save_pretrained(tmp_path / "all" / "saved")
+    assert cli_main(["show", str(tmp_path / "all")]) == 0
+    assert capsys.readouterr().out.count("Profile 'pretrained'") == 2
