@@ -7,6 +7,7 @@ every process profiles its shard, the states are reduced exactly, and the main p
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 import warnings
@@ -849,19 +850,23 @@ def _close_process_group(barrier: bool = True) -> None:
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """`parser.parse_args`, but an unknown option is reported by its command's parser (its usage, not the top
-    level's) with the closest options it has (``--max-lenght``: did you mean --max-length?)."""
-    import difflib
-
-    args, extra = parser.parse_known_args(argv)
-    if not extra:
-        return args
-    command = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[args.command]
-    known = {o.replace("_", "-"): None for action in command._actions for o in action.option_strings
-             if o.startswith("--")}  # --max_length is --max-length's alias: one suggestion
-    hints = [f"{flag}: did you mean {' or '.join(close)}?"
-             for flag in (a.split("=", 1)[0] for a in extra if a.startswith("--"))
-             for close in [difflib.get_close_matches(flag.replace("_", "-"), list(known), n=2, cutoff=0.75)] if close]
-    command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
+    level's) with the closest options it has (``--max-lenght``: did you mean --max-length?), before argparse would
+    report a required option as missing (``--outt x`` named only ``--out``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
+    at = next((i for i, token in enumerate(argv) if token in commands), None)
+    command = parser if at is None else commands[argv[at]]
+    known = [o for action in command._actions for o in action.option_strings if o.startswith("--")]
+    unknown = [token for token in argv[(at or -1) + 1:] if token.startswith("--") and token != "--"
+               and not any(o.startswith(token.split("=", 1)[0]) for o in known)]  # argparse takes unique prefixes
+    if unknown:
+        dashed = {o.replace("_", "-"): None for o in known}  # --max_length is --max-length's alias: one suggestion
+        hints = [f"{flag}: did you mean {' or '.join(close)}?"
+                 for flag in (token.split("=", 1)[0] for token in unknown)
+                 for close in [difflib.get_close_matches(flag.replace("_", "-"), list(dashed), n=2, cutoff=0.75)]
+                 if close]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,10 +69,12 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     except TXRayError:
         raise
     except Exception as err:  # noqa: BLE001 - the model's own failure on the simplest input: say so, before any work
+        dtype = next((p.dtype for p in model.parameters()), None)
         raise ModelError(
             f"{type(model).__name__} failed on a one-text probe run before profiling, as hf_txray runs it (its "
-            f"{forward.stack or 'body'} on input_ids and attention_mask): {type(err).__name__}: {err}. This "
-            "architecture (or this stack of it) cannot be profiled as it is.") from err
+            f"{forward.stack or 'body'} on input_ids and attention_mask, in {str(dtype).replace('torch.', '')}): "
+            f"{type(err).__name__}: {err}. This architecture (or this stack of it, or this dtype: some kernels "
+            "have no bfloat16 or float16 form, so try float32) cannot be profiled as it is.") from err
     finally:
         restore_modes()
     if len(runs) == 1:
