@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import sys
 import warnings
@@ -236,20 +237,18 @@ def _saved_under(path: Path) -> tuple[list[tuple[Path, Any]], list[tuple[Path, A
         return in_results(path)
     profiles = [(p, Profile.from_pretrained(p)) for p in saved_artifacts(path, Profile.artifact_type)]
     reports = [(p, TransferReport.from_pretrained(p)) for p in saved_artifacts(path, TransferReport.artifact_type)]
-    seen = {_identity(item) for _, item in profiles + reports}
+    saved = [item for _, item in profiles + reports]
     for folder in saved_artifacts(path, "results"):  # less what repeats a saved one (the demo's hub/ copy)
         found = in_results(folder)
-        profiles += [(f, item) for f, item in found[0] if _identity(item) not in seen]
-        reports += [(f, item) for f, item in found[1] if _identity(item) not in seen]
+        profiles += [(f, item) for f, item in found[0] if not any(_same(item, other) for other in saved)]
+        reports += [(f, item) for f, item in found[1] if not any(_same(item, other) for other in saved)]
     return profiles, reports
 
 
-def _identity(item: Any) -> tuple:
-    """What tells a profile or report from another: the same one saved and exported shares it."""
-    meta = item.meta
-    return (type(item).__name__, meta.created_at, getattr(meta, "stage", None), getattr(meta, "stage_a", None),
-            getattr(meta, "stage_b", None), getattr(meta, "model_id", None), getattr(meta, "model_a", None),
-            getattr(meta, "dataset_fingerprint", None), getattr(meta, "dataset_a", None))
+def _same(item: Any, other: Any) -> bool:
+    """Whether two artifacts hold the same values (a profile saved and exported); cheap checks first."""
+    return (type(item) is type(other) and item.meta.created_at == other.meta.created_at
+            and bool(item == other))
 
 
 def _show_neuron(path: Path, spec: str) -> int:
@@ -266,13 +265,25 @@ def _show_neuron(path: Path, spec: str) -> int:
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
     for where, profile in profiles:
-        # the report of this profile: from its own results folder when it has one, and made from it (two
-        # experiments may share stage names: helper 113 saw one's change line on the other's pages)
-        report = next((r for place in (where, None) for folder, r in reports
-                       if (place is None or folder == place) and _compares(r, profile)), None)
+        report, note = _report_of(where, profile, reports)
         print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report)
-              + "\n")
+              + note + "\n")
     return 0
+
+
+def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]]) -> tuple[Any, str]:
+    """The report made from `profile` (as its stage A), and a note when none can be told: two experiments may share
+    stage names, model and corpus (one's change line was printed on the other's pages). Among the reports that
+    match it, the one nearest its folder (its own results folder, else the deepest common parent); none when two are
+    as near."""
+    def nearness(folder: Path) -> int:
+        return len(os.path.commonpath([os.path.abspath(folder), os.path.abspath(where)]))
+
+    found = sorted(((nearness(folder), r) for folder, r in reports if _compares(r, profile)), key=lambda x: -x[0])
+    if len(found) > 1 and found[0][0] == found[1][0]:
+        return None, (f"\n(no change line: {len(found)} reports under this folder were made from stage "
+                      f"{profile.stage!r} and none is nearer its folder; show one experiment's folder)")
+    return (found[0][1] if found else None), ""
 
 
 def _compares(report: Any, profile: Any) -> bool:
@@ -799,6 +810,13 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
+    def _get_option_tuples(self, option_string: str) -> list:
+        # one match per option: a prefix of --batch-size also matches its alias --batch_size, and Python 3.11's
+        # argparse called "--batch" ambiguous between the two
+        seen: set[int] = set()
+        return [match for match in super()._get_option_tuples(option_string)
+                if id(match[0]) not in seen and not seen.add(id(match[0]))]
+
     def error(self, message: str):
         # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask tokens there
         super().error(re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message))
@@ -857,7 +875,9 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     at = next((i for i, token in enumerate(argv) if token in commands), None)
     command = parser if at is None else commands[argv[at]]
     known = [o for action in command._actions for o in action.option_strings if o.startswith("--")]
-    unknown = [token for token in argv[(at or -1) + 1:] if token.startswith("--") and token != "--"
+    rest = argv[(at if at is not None else -1) + 1:]
+    rest = rest[:rest.index("--")] if "--" in rest else rest  # after "--" every token is a value (a folder "--x")
+    unknown = [token for token in rest if token.startswith("--")
                and not any(o.startswith(token.split("=", 1)[0]) for o in known)]  # argparse takes unique prefixes
     if unknown:
         dashed = {o.replace("_", "-"): None for o in known}  # --max_length is --max-length's alias: one suggestion
@@ -866,7 +886,10 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
                  for close in [difflib.get_close_matches(flag.replace("_", "-"), list(dashed), n=2, cutoff=0.75)]
                  if close]
         command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
-    return parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a stray value: said under its command's usage (argparse's mask of tokens applies)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

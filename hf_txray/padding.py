@@ -69,12 +69,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     except TXRayError:
         raise
     except Exception as err:  # noqa: BLE001 - the model's own failure on the simplest input: say so, before any work
-        dtype = next((p.dtype for p in model.parameters()), None)
-        raise ModelError(
-            f"{type(model).__name__} failed on a one-text probe run before profiling, as hf_txray runs it (its "
-            f"{forward.stack or 'body'} on input_ids and attention_mask, in {str(dtype).replace('torch.', '')}): "
-            f"{type(err).__name__}: {err}. This architecture (or this stack of it, or this dtype: some kernels "
-            "have no bfloat16 or float16 form, so try float32) cannot be profiled as it is.") from err
+        raise _probe_failed(model, f"its {forward.stack or 'body'}", "profiled", err) from err
     finally:
         restore_modes()
     if len(runs) == 1:
@@ -107,6 +102,10 @@ def check_outputs_ignore_padding(model: Any, inputs: dict[str, torch.Tensor], de
     restore_modes = enter_eval(model)
     try:
         runs = [_last_hidden_states(model, _padded(row, width, fill), real, device) for fill in (0, others, 0)]
+    except TXRayError:
+        raise
+    except Exception as err:  # noqa: BLE001 - as in check_padding_is_masked: the model's own failure, said
+        raise _probe_failed(model, "the model", "evaluated", err) from err
     finally:
         restore_modes()
     if runs[0] is None:
@@ -121,11 +120,24 @@ def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
                         device: torch.device) -> tuple[torch.Tensor, torch.dtype] | None:
     """The last hidden states of every stack the model returns, at the first `real` positions, in float64."""
     out = model(**{name: tensor.to(device) for name, tensor in inputs.items()}, output_hidden_states=True)
-    found = [states[-1] for key in ("hidden_states", "encoder_hidden_states", "decoder_hidden_states")
-             if isinstance(states := getattr(out, key, None), (tuple, list)) and states]
+    width = inputs["input_ids"].shape[1]
+    # the last of each stack's states that still has a row per position (Funnel pools its last ones to half)
+    found = [next(t for t in reversed(states) if t.shape[1] == width)
+             for key in ("hidden_states", "encoder_hidden_states", "decoder_hidden_states")
+             if isinstance(states := getattr(out, key, None), (tuple, list))
+             and any(t.shape[1] == width for t in states)]
     if not found:
         return None
     return torch.cat([t[0, :real].detach().double().cpu().reshape(real, -1) for t in found], 1), found[0].dtype
+
+
+def _probe_failed(model: Any, part: str, done: str, err: Exception) -> ModelError:
+    dtype = str(next((p.dtype for p in model.parameters()), "")).replace("torch.", "")
+    return ModelError(
+        f"{type(model).__name__} failed on a one-text probe run before it is {done}, as hf_txray runs it ({part} "
+        f"on input_ids and attention_mask, in {dtype}): {type(err).__name__}: {err}. This architecture (or this "
+        "stack of it, or this dtype: some kernels have no bfloat16 or float16 form, so try float32) cannot be "
+        f"{done} as it is.")
 
 
 def _padding_moved(zeros: torch.Tensor, other: torch.Tensor, again: torch.Tensor, dtype: torch.dtype,

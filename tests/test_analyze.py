@@ -741,6 +741,12 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     from hf_txray.cli import _parse
 
     assert _parse(build_parser(), ["analyze", "m", "d", "--max-len", "9"]).max_length == 9  # a prefix is fine
+    assert _parse(build_parser(), ["analyze", "m", "d", "--batch", "2"]).batch_size == 2  # not --batch_size too
+    assert _parse(build_parser(), ["show", "--", "--odd-folder"]).path == "--odd-folder"  # values after "--"
+    with pytest.raises(SystemExit, match="2"):
+        cli_main(["compare", "a", "b", "--out", "x", "stray"])
+    err = capsys.readouterr().err
+    assert "usage: hf-txray compare" in err and "unrecognized arguments: stray" in err
 
 
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):

@@ -339,7 +339,23 @@ def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_besid
     for name in runs:
         page = next(p for p in pages if p.startswith(str(tmp_path / "all" / name)) and "(pretrained)" in p)
         assert f"pretrained->zeroshot: {rows[name].loc[(layer, neuron), 'status']}" in page
-    # a saved profile beside results folders: both listed, the export of the same profile once
+    # the same experiments as saved folders (a report beside its profiles, not in one results folder): each page
+    # takes the report nearest its folder (helper 114: the first report found was taken for both)
+    for name, (a, b, report) in runs.items():
+        for artifact, folder in ((a, "pretrained"), (b, "zeroshot"), (report, "report")):
+            artifact.save_pretrained(tmp_path / "saved" / name / folder)
+    assert cli_main(["show", str(tmp_path / "saved"), "--neuron", f"{layer}:{neuron}"]) == 0
+    pages = capsys.readouterr().out.split("== ")[1:]
+    for name in runs:
+        page = next(p for p in pages if p.startswith(str(tmp_path / "saved" / name / "pretrained")))
+        assert f"pretrained->zeroshot: {rows[name].loc[(layer, neuron), 'status']}" in page
+    # a saved profile beside results folders: both listed, the export of the same profile once, and a different
+    # profile exported in the same second listed too
     runs["exp1"][0].save_pretrained(tmp_path / "all" / "saved")
     assert cli_main(["show", str(tmp_path / "all")]) == 0
     assert capsys.readouterr().out.count("Profile 'pretrained'") == 2
+    other = hf_txray.Profile.from_pretrained(tmp_path / "all" / "saved")
+    other.meta.stage = "renamed"
+    hf_txray.save_to_disk(tmp_path / "all" / "other", profiles=[other])
+    assert cli_main(["show", str(tmp_path / "all")]) == 0
+    assert capsys.readouterr().out.count("Profile 'renamed'") == 1

@@ -472,6 +472,32 @@ def test_evaluation_refuses_padded_batches_for_a_model_that_reads_its_padding(fa
     assert table.loc[0, "accuracy"] == pytest.approx(brute_accuracy(model, texts, labels))
 
 
+def test_evaluation_check_reads_full_width_states_and_names_a_failing_dtype():
+    """Funnel pools its last hidden states to half the positions: read there, padding looked like real tokens and
+    its classifier was refused (helper 114), though its scores do not move with padding. A model failing on the
+    check's input (FNet has no bf16 transform) gets the ModelError analyze gives, naming the dtype."""
+    from transformers import FNetConfig, FNetForSequenceClassification, FunnelConfig, FunnelForSequenceClassification
+
+    torch.manual_seed(0)
+    funnel = FunnelForSequenceClassification(FunnelConfig(
+        vocab_size=bert_tokenizer().vocab_size, block_sizes=[1, 1], d_model=32, n_head=2, d_head=16, d_inner=48,
+        num_labels=3)).eval()
+    texts = TEXTS * 2
+    alone = []
+    for text in texts:
+        with torch.no_grad():
+            alone.append(int(funnel(**bert_tokenizer()(text, return_tensors="pt")).logits.argmax(-1)))
+    table = evaluate_pruning(funnel, [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(), batch_size=4,
+                             metric="accuracy")
+    assert table.loc[0, "accuracy"] == 1.0
+    fnet = FNetForSequenceClassification(FNetConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32,
+                                                    num_hidden_layers=1, intermediate_size=48)).eval()
+    with pytest.raises(ModelError, match=r"failed on a one-text probe run before it is evaluated.*in bfloat16\).*"
+                                         r"try float32"):
+        evaluate_pruning(fnet.to(torch.bfloat16), [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(),
+                         batch_size=4)
+
+
 def test_evaluate_pruning_perplexity_matches_brute_force():
     from transformers import GPT2Config, GPT2LMHeadModel
 
