@@ -179,13 +179,15 @@ def stop_now(pool: ProcessPoolExecutor) -> None:
     """Stop `pool` without waiting for the buckets in work: cancel the queued ones and terminate the workers (what
     ``ProcessPoolExecutor.terminate_workers`` does from Python 3.14). A run stopped by an error or Ctrl-C then exits
     at once, whatever a worker is doing; the executor's own exit otherwise waits for every bucket submitted."""
+    # Taken before `shutdown`, which drops the executor's references to both.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    for process in processes:
         if process.is_alive():
             process.terminate()
     # Let the executor's manager thread see its workers gone and close its wake-up pipe now: left running, it could
     # close the pipe while the interpreter's exit hook writes to it ("Bad file descriptor", a second traceback
-    # after a Ctrl-C).
-    manager = getattr(pool, "_executor_manager_thread", None)
+    # after a Ctrl-C; Python 3.11's `_ThreadWakeup` has no lock).
     if manager is not None and manager.is_alive():
         manager.join(timeout=MANAGER_EXIT_S)

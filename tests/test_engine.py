@@ -695,6 +695,45 @@ def test_workers_exit_when_the_main_process_is_killed(signal_name):
                 os.kill(pid, signal.SIGKILL)
 
 
+def _slow_encoder(texts, example_ids, annotations):
+    time.sleep(60)  # a bucket still in work when the run stops
+    return []
+
+
+def test_a_stopped_run_stops_its_workers_and_their_manager_at_once(monkeypatch):
+    """An error, Ctrl-C or a consumer that stops early terminates the encoding workers, even one in the middle of a
+    bucket, and waits for the pool's manager thread to close its wake-up pipe, so the interpreter's exit hook cannot
+    write to it while it closes (Python 3.11: a second traceback, "Bad file descriptor", after Ctrl-C)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from hf_txray import workers
+    from hf_txray.streaming import Bucket
+
+    seen = []
+
+    class Recorded(ProcessPoolExecutor):  # the real pool; it only notes what it held when shut down
+        def shutdown(self, *args, **kwargs):
+            if self._processes is not None:  # not after the first shutdown
+                seen.append((self._executor_manager_thread, list(self._processes.values()),
+                             self._executor_manager_thread_wakeup))
+            super().shutdown(*args, **kwargs)
+
+    def interrupted():
+        yield Bucket(["a text"], np.array([0]), None, {})
+        time.sleep(1.0)  # the worker is inside its bucket
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", Recorded)
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        list(workers.encode_buckets(_slow_encoder, interrupted(), num_workers=1))
+    assert time.perf_counter() - started < 30  # not the 60 s of the bucket in work
+    (manager, processes, wakeup), *_ = seen
+    assert manager is not None and not manager.is_alive()
+    assert wakeup._closed
+    assert processes and not any(process.is_alive() for process in processes)
+
+
 def test_too_many_workers_are_clamped_once(caplog):
     from hf_txray import workers
 
