@@ -279,19 +279,11 @@ def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]]) -> tu
     def nearness(folder: Path) -> int:
         return len(os.path.commonpath([os.path.abspath(folder), os.path.abspath(where)]))
 
-    found = sorted(((nearness(folder), r) for folder, r in reports if _compares(r, profile)), key=lambda x: -x[0])
+    found = sorted(((nearness(folder), r) for folder, r in reports if r.made_from(profile)), key=lambda x: -x[0])
     if len(found) > 1 and found[0][0] == found[1][0]:
         return None, (f"\n(no change line: {len(found)} reports under this folder were made from stage "
                       f"{profile.stage!r} and none is nearer its folder; show one experiment's folder)")
     return (found[0][1] if found else None), ""
-
-
-def _compares(report: Any, profile: Any) -> bool:
-    """Whether `report` was made with `profile` as its stage A (stage, model, corpus and credits all agree)."""
-    meta = report.meta
-    return (meta.stage_a == profile.stage and meta.model_a == profile.meta.model_id
-            and meta.dataset_a == (profile.meta.dataset_id or profile.meta.dataset_fingerprint)
-            and meta.credits_a in (0, int(profile.neuron_count.sum())))  # 0: reports saved before it was recorded
 
 
 def _add_demo(sub) -> None:

@@ -56,23 +56,12 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
     if batch is None:
         return
-    # at most half the widest row, so that a short max_length still leaves room for padding
-    real = min(int(batch.inputs["attention_mask"][0].sum()), max(1, max_width // 2))
-    width = min(real + EXTRA_WIDTH, max_width) if padded else real
-    inputs = {name: tensor[:1, :real] for name, tensor in batch.inputs.items()}
-    others = inputs["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]  # real vocabulary, where the engine puts 0
-    positions = forward.positions(torch.arange(real), width)
-    restore_modes = enter_eval(model)
-    try:
-        runs = [_real_activations(forward, sites, _padded(inputs, width, fill), positions, device)
-                for fill in ((0, others, 0) if width > real else (0,))]  # unpadded: the probe alone
-    except TXRayError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the model's own failure on the simplest input: say so, before any work
-        raise _probe_failed(model, f"its {forward.stack or 'body'}", "profiled", err) from err
-    finally:
-        restore_modes()
-    if len(runs) == 1:
+    row, width, fills = _probe_inputs(batch.inputs, max_width, padded)
+    positions = forward.positions(torch.arange(row["input_ids"].shape[1]), width)
+    runs = _run_probes(model, lambda fill: _real_activations(forward, sites, _padded(row, width, fill), positions,
+                                                             device),
+                       fills, f"its {forward.stack or 'body'}", "profiled")
+    if len(runs) == 1:  # unpadded: the probe alone
         return
     regroups = has_experts(model, sites)
     for slot, site in enumerate(sites):
@@ -93,21 +82,12 @@ def check_outputs_ignore_padding(model: Any, inputs: dict[str, torch.Tensor], de
     Raises:
         ModelError: the model's outputs move with its padding; `remedy` says how to run each text alone.
     """
-    real = min(int(inputs["attention_mask"][0].sum()), max(1, max_width // 2))
-    width = min(real + EXTRA_WIDTH, max_width)
-    if width <= real:
-        return
-    row = {name: tensor[:1, :real] for name, tensor in inputs.items()}
-    others = row["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]
-    restore_modes = enter_eval(model)
-    try:
-        runs = [_last_hidden_states(model, _padded(row, width, fill), real, device) for fill in (0, others, 0)]
-    except TXRayError:
-        raise
-    except Exception as err:  # noqa: BLE001 - as in check_padding_is_masked: the model's own failure, said
-        raise _probe_failed(model, "the model", "evaluated", err) from err
-    finally:
-        restore_modes()
+    row, width, fills = _probe_inputs(inputs, max_width)
+    if len(fills) == 1:
+        return  # no room for padding
+    real = row["input_ids"].shape[1]
+    runs = _run_probes(model, lambda fill: _last_hidden_states(model, _padded(row, width, fill), real, device),
+                       fills, "the model", "evaluated")
     if runs[0] is None:
         return  # no hidden states to read (a model that returns logits only): nothing to tell
     (zeros, dtype), (other, _), (again, _) = runs
@@ -129,6 +109,33 @@ def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
     if not found:
         return None
     return torch.cat([t[0, :real].detach().double().cpu().reshape(real, -1) for t in found], 1), found[0].dtype
+
+
+def _probe_inputs(inputs: dict[str, torch.Tensor], max_width: int, padded: bool = True
+                  ) -> tuple[dict[str, torch.Tensor], int, tuple[Any, ...]]:
+    """The probe's row (the real tokens of `inputs`' first row, at most half the widest row, so that a short
+    max_length still leaves room for padding), the width to pad it to, and the padding ids of each run: zeros, other
+    ids of the real vocabulary (where the engine puts 0), zeros again (the forward's own noise); zeros alone, for
+    one unpadded run, when there is no padding."""
+    real = min(int(inputs["attention_mask"][0].sum()), max(1, max_width // 2))
+    width = min(real + EXTRA_WIDTH, max_width) if padded else real
+    row = {name: tensor[:1, :real] for name, tensor in inputs.items()}
+    others = row["input_ids"][0].repeat(EXTRA_WIDTH)[: width - real]
+    return row, width, ((0, others, 0) if width > real else (0,))
+
+
+def _run_probes(model: Any, run: Any, fills: tuple[Any, ...], part: str, done: str) -> list[Any]:
+    """``run(fill)`` for each padding fill, in eval mode; the model's own failure on this simplest input is said
+    before any work (:func:`_probe_failed`)."""
+    restore_modes = enter_eval(model)
+    try:
+        return [run(fill) for fill in fills]
+    except TXRayError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the model's own failure, said with the dtype it ran in
+        raise _probe_failed(model, part, done, err) from err
+    finally:
+        restore_modes()
 
 
 def _probe_failed(model: Any, part: str, done: str, err: Exception) -> ModelError:

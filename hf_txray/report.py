@@ -271,6 +271,14 @@ class TransferReport(Artifact):
     def name(self) -> str:
         return f"{self.meta.stage_a}->{self.meta.stage_b}"
 
+    def made_from(self, profile: Profile) -> bool:
+        """Whether this report was made with `profile` as its stage A: stage, model, corpus and credits all agree
+        (reports saved before the credits were recorded match on the first three)."""
+        meta = self.meta
+        return (meta.stage_a == profile.stage and meta.model_a == profile.meta.model_id
+                and meta.dataset_a == _corpus_of(profile)
+                and meta.credits_a in (0, int(profile.neuron_count.sum())))
+
     def summary(self) -> dict[str, float]:
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
         per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``), how many
@@ -451,6 +459,11 @@ def _as_profile(value: Any, name: str) -> Profile:
                              f"{type(value).__name__}: load one with hf_txray.Profile.from_pretrained(path).")
 
 
+def _corpus_of(profile: Profile) -> str:
+    """How a report names a profile's corpus: its Hub id, else its fingerprint."""
+    return profile.meta.dataset_id or profile.meta.dataset_fingerprint
+
+
 def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
             seed: int | None = None, same_corpus: bool | None = None) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
@@ -546,7 +559,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)
     meta = ReportMeta(
         stage_a=a.stage, stage_b=b.stage, model_a=a.meta.model_id, model_b=b.meta.model_id,
-        dataset_a=a.meta.dataset_id or a.meta.dataset_fingerprint, dataset_b=b.meta.dataset_id or b.meta.dataset_fingerprint,
+        dataset_a=_corpus_of(a), dataset_b=_corpus_of(b),
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
