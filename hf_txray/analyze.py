@@ -41,7 +41,7 @@ from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_par
 from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
-from .padding import check_padding_is_masked
+from .padding import check_padding_is_masked, first_position_is_causal
 from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers
@@ -86,8 +86,9 @@ class Profiler:
         self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED,
                                              self.forward.runs)
         self.pad_limit = model_length_limit(model, self.forward.shifted, self.forward.runs).tokens
-        self.skip_first_positions = (default_skip_first_positions(model) if config.skip_first_positions == "auto"
-                                     else int(config.skip_first_positions))
+        auto_skip = config.skip_first_positions == "auto"
+        # "auto" is settled by a probe of the model below; 0 until then (the probe encodes no skipped position)
+        self.skip_first_positions = 0 if auto_skip else int(config.skip_first_positions)
         self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
@@ -100,11 +101,34 @@ class Profiler:
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = self._warned_short = False
+        probe_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
-                                padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of),
-                                padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1))
+                                probe_width, padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1))
+        if auto_skip:
+            self.skip_first_positions = self._auto_skip_first_positions(probe_width)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
+
+    def _auto_skip_first_positions(self, probe_width: int) -> int:
+        """``skip_first_positions="auto"``: 1 when the profiled stack attends causally (read from the model with
+        :func:`~hf_txray.padding.first_position_is_causal`), else 0; the stride is checked again with it."""
+        by_type = default_skip_first_positions(self.model)
+        config = getattr(self.model, "config", None)
+        causal = (None if getattr(config, "is_encoder_decoder", False)
+                  else first_position_is_causal(self.model, self.forward, self.sites,
+                                                self.encoder(False, tokens_only=True), self.device, probe_width))
+        skip = by_type if causal is None else int(causal)
+        if skip != by_type:
+            logger.info("skip_first_positions='auto': %s %s, though its type (%r) says otherwise: using %d. Pass "
+                           "skip_first_positions explicitly to choose.", type(self.model).__name__,
+                           "attends causally" if causal else "is bidirectional (its first position reads later "
+                           "tokens)", getattr(config, "model_type", None), skip)
+        if skip:
+            config, tokenizer = self.config, self.tokenizer
+            self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
+                                               tokenizer.num_special_tokens_to_add(), skip,
+                                               num_prefix_specials(tokenizer))
+        return skip
 
     def encoder(self, annotate: bool, tokens_only: bool = False) -> BatchEncoder:
         """The worker-side encoder of this profiler (annotating on the fly for streamed corpora); `tokens_only`:
@@ -463,7 +487,9 @@ def corpus_fingerprint(corpus, dataset_id: str | None) -> str:
 
 
 def default_skip_first_positions(model) -> int:
-    """1 for decoder-only (causal) language models, 0 otherwise (encoders, encoder-decoders).
+    """1 for decoder-only (causal) language models, 0 otherwise (encoders, encoder-decoders), by the model's type:
+    what ``skip_first_positions="auto"`` falls back to when the probe of the model itself cannot tell (a one-token
+    probe) and always uses for encoder-decoders (:meth:`Profiler._auto_skip_first_positions`).
 
     Causal LMs put "massive activations" on the first position (Sun et al. 2024): measured on SmolLM2-135M, some
     neurons take almost all their mass from position 0 (bench/RESULTS.md, "The first position"), so their

@@ -267,8 +267,9 @@ class ProfilerConfig:
                                      "one is an error")
     skip_first_positions: int | str = option(
         "auto", "Credit nothing at the first N positions of each input (token index < N, special tokens included). "
-                "'auto': 1 for decoder-only LMs, whose first position carries 'massive activations' (measured on "
-                "SmolLM2-135M: bench/RESULTS.md), 0 for encoders. A departure from the paper, whose LSTM had no "
+                "'auto': 1 where the profiled stack attends causally (decoder-only LMs, whose first position "
+                "carries 'massive activations': measured on SmolLM2-135M, bench/RESULTS.md), read from the model by "
+                "a one-text probe, 0 otherwise (encoders, encoder-decoders). A departure from the paper, whose LSTM had no "
                 "such effect.", parse=parse_skip_first_positions, arg_type=str)
     max_positions: int | None = option(
         None, "Stop after crediting exactly this many positions (the first ones in corpus order), so two stages can "

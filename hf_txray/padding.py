@@ -73,6 +73,39 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
 
 
 @torch.no_grad()
+def first_position_is_causal(model: Any, forward: Any, sites: Sequence[Any], encoder: Any, device: torch.device,
+                             max_width: int) -> bool | None:
+    """Whether the profiled stack attends causally, read from the model itself: the activations of the first
+    position of one short text, at every hooked site, stay the same (up to rounding where experts regroup tokens)
+    when only its last token changes.
+
+    `skip_first_positions="auto"` follows this rather than the model's type: an encoder configured as a decoder
+    that ignores ``is_decoder`` stays bidirectional, and a causal model that transformers' LM mappings do not list
+    (a composite model's text stack) is causal all the same.
+
+    Returns:
+        `bool` or `None`: None when the probe has a single token (a `max_length` of 1 or 2), so that nothing later
+        can change.
+    """
+    batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
+    if batch is None:
+        return None
+    row, width, _ = _probe_inputs(batch.inputs, max_width, padded=False)
+    ids = row["input_ids"][0].tolist()
+    other = next((token for token in ids if token != ids[-1]), None)
+    if width < 2 or other is None:
+        return None
+    changed = {**row, "input_ids": row["input_ids"].clone()}
+    changed["input_ids"][0, -1] = other
+    first = forward.positions(torch.arange(1), width)
+    runs = _run_probes(model, lambda inputs: _real_activations(forward, sites, inputs, first, device),
+                       (row, changed, row), f"its {forward.stack or 'body'}", "profiled")
+    regroups = has_experts(model, sites)
+    return not any(_padding_moved(*(run[slot][0] for run in runs), runs[0][slot][1], regroups)
+                   for slot in range(len(sites)))
+
+
+@torch.no_grad()
 def check_outputs_ignore_padding(model: Any, inputs: dict[str, torch.Tensor], device: torch.device, max_width: int,
                                  remedy: str) -> None:
     """:func:`check_padding_is_masked` for runs that read the model's outputs (``evaluate_pruning``, ``TaskMetric``):
@@ -149,7 +182,9 @@ def _probe_failed(model: Any, part: str, done: str, err: Exception) -> ModelErro
 
 def _padding_moved(zeros: torch.Tensor, other: torch.Tensor, again: torch.Tensor, dtype: torch.dtype,
                    regroups: bool) -> bool:
-    """Whether values read with other padding ids (`other`) differ from those read with zeros, beyond rounding."""
+    """Whether values read from a changed input (`other`: other padding ids, or another last token) differ from
+    those of the original (`zeros`), beyond rounding and beyond the forward's own noise (`again`: the original run
+    again)."""
     if torch.equal(zeros, other):
         return False
     # Beyond rounding: mixture-of-experts layers group the tokens routed to each expert, padding included, so

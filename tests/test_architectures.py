@@ -681,6 +681,59 @@ def test_an_encoder_configured_as_one_credits_its_first_position():
     assert default_skip_first_positions(build("bert")[0]) == 0 and default_skip_first_positions(build("gpt2")[0]) == 1
 
 
+def _first_position_is_causal(model, tokenizer) -> bool:
+    """Brute force: every layer's hidden state at position 0 stays put (to rounding: experts regroup tokens) when the
+    last token of a text changes."""
+    ids = tokenizer("Padding must never change what these few tokens read.", return_tensors="pt")["input_ids"]
+    changed = ids.clone()
+    changed[0, -1] = ids[0, 0] if ids[0, 0] != ids[0, -1] else ids[0, 1]
+    with torch.no_grad():
+        states = [model(input_ids=x, output_hidden_states=True).hidden_states for x in (ids, changed)]
+    return all(torch.allclose(a[0, 0], b[0, 0], rtol=1e-5, atol=1e-6) for a, b in zip(*states))
+
+
+def _resolved_skip(model, tokenizer) -> int:
+    return hf_txray.analyze(model, TEXTS[:1], tokenizer=tokenizer, features=("token",), max_examples_per_neuron=0,
+                            show_progress=False).meta.config["skip_first_positions"]
+
+
+@pytest.mark.parametrize("family", ENCODERS + DECODERS)
+def test_auto_skip_first_positions_is_1_exactly_for_causal_stacks(family):
+    """skip_first_positions='auto' reads the model: 1 where the first position cannot see later tokens (a decoder's
+    attention sink), 0 where it can; on every family of the matrix this agrees with its type."""
+    model, tokenizer = build(family)
+    causal = _first_position_is_causal(model, tokenizer)
+    assert causal == (family in DECODERS)
+    assert _resolved_skip(model, tokenizer) == int(causal)
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "deberta-v2", "mpnet", "gemma3_text"])
+def test_auto_skip_first_positions_follows_the_attention_not_the_type(family, caplog):
+    """An encoder configured as a decoder attends causally only if it reads `is_decoder` (BERT does; DistilBERT,
+    DeBERTa-v2 and MPNet ignore it and stay bidirectional, yet their type said 1), and a causal-LM type built with
+    bidirectional attention (EmbeddingGemma's Gemma3TextModel) credits its first position."""
+    import logging
+
+    from hf_txray.analyze import default_skip_first_positions
+
+    sizes = dict(vocab_size=_bert_vocab(), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                 intermediate_size=WIDTH)
+    model = {"bert": lambda: tf.BertModel(tf.BertConfig(**sizes, is_decoder=True)),
+             "distilbert": lambda: tf.DistilBertModel(tf.DistilBertConfig(
+                 vocab_size=_bert_vocab(), dim=HIDDEN, n_layers=LAYERS, n_heads=2, hidden_dim=WIDTH, is_decoder=True)),
+             "deberta-v2": lambda: tf.DebertaV2Model(tf.DebertaV2Config(**sizes, is_decoder=True)),
+             "mpnet": lambda: tf.MPNetModel(tf.MPNetConfig(**sizes, is_decoder=True)),
+             "gemma3_text": lambda: tf.Gemma3TextModel(tf.Gemma3TextConfig(
+                 **sizes, num_key_value_heads=1, head_dim=16, use_bidirectional_attention=True))}[family]().eval()
+    tokenizer = bert_tokenizer()
+    causal = _first_position_is_causal(model, tokenizer)
+    assert causal == (family == "bert")
+    assert default_skip_first_positions(model) == 1  # the type alone
+    with caplog.at_level(logging.INFO, logger="hf_txray"):
+        assert _resolved_skip(model, tokenizer) == int(causal)
+    assert causal or "is bidirectional (its first position reads later tokens)" in caplog.text
+
+
 def test_a_state_space_model_is_refused_not_profiled_in_its_mixer():
     """A Mamba block has no MLP; its mixer's output projection takes an input as wide as the config's
     intermediate_size, and was profiled as if it were one."""
