@@ -976,10 +976,11 @@ def _hub_info(repo_id: str, repo_type: str, revision: str | None, token, error_c
                         "token=... (or set HF_TOKEN).") from None
     except RepositoryNotFoundError:
         raise error_cls(f"The Hub {what} {repo_id!r} was not found, or it is private and no valid token was sent: "
-                        "check the id, and pass token=... or set HF_TOKEN for a private repo.") from None
+                        "check the id, and pass token=... or set HF_TOKEN for a private repo."
+                        f"{_local_typo_hint(repo_id)}") from None
     except Exception as err:  # network errors and the like
         raise error_cls(f"Could not reach the Hub for {what} {repo_id!r}: {type(err).__name__}: "
-                        f"{_first_line(err)}. {_offline_hint()}") from err
+                        f"{_first_line(err)}.{_local_typo_hint(repo_id)} {_offline_hint()}") from err
 
 
 def _blob_ids(siblings, keep) -> dict[str, str]:
@@ -1036,12 +1037,21 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     return source
 
 
+def _local_typo_hint(name: str) -> str:
+    """For a Hub id that is one misspelt letter away from a local file or folder: `` It is not a local path either.
+    Did you mean '...'?`` (else an empty string)."""
+    from .hub_io import near_paths_hint
+
+    hint = near_paths_hint(Path(name))
+    return f" It is not a local path either.{hint}" if hint else ""
+
+
 def _cached_commit_or_raise(name: str, kind: str, revision: str | None, error: type[Exception]) -> str:
     """The commit of `revision` of a Hub repo from the local cache (offline mode), else `error`."""
     commit = cached_commit(name, kind, revision)
     if commit is None:
-        raise error(f"{kind.capitalize()} {name!r} at revision {revision or 'main'!r} is not in the Hub cache. "
-                    f"{_offline_hint()}")
+        raise error(f"{kind.capitalize()} {name!r} at revision {revision or 'main'!r} is not in the Hub cache."
+                    f"{_local_typo_hint(name)} {_offline_hint()}")
     return commit
 
 

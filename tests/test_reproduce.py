@@ -123,6 +123,22 @@ def test_second_run_downloads_nothing_and_offline_runs_from_the_cache(repos, hub
         hf_txray.analyze(repos.model, repos.dataset, revision="dev", **OPTIONS)  # never downloaded
 
 
+def test_a_misspelt_local_folder_is_named_beside_the_hub_error(hub, tmp_path, monkeypatch):
+    """A bare name that is neither a Hub repo nor a local path, one letter away from a local folder: the error says
+    which folder was probably meant, online and offline."""
+    (tmp_path / "my_model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    hint = r"It is not a local path either\. Did you mean 'my_model'\?"
+    with pytest.raises(ModelError, match=rf"'my_modle'.*{hint}"):  # the test server's 404 has no error code
+        hf_txray.analyze("my_modle", TEXTS_V1, **OPTIONS)
+    set_offline(monkeypatch)
+    with pytest.raises(ModelError, match=rf"not in the Hub cache\. {hint}"):
+        hf_txray.analyze("my_modle", TEXTS_V1, **OPTIONS)
+    with pytest.raises(ModelError) as far:
+        hf_txray.analyze("zzzzzz", TEXTS_V1, **OPTIONS)
+    assert "Did you mean" not in str(far.value)
+
+
 def test_private_repo_needs_a_token(hub, tmp_path, monkeypatch):
     model = f"{hub.username}/private-bert"
     upload_folder_as(hub, model, save_tiny_model(tmp_path / "m"), private=True)
