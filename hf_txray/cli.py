@@ -265,24 +265,35 @@ def _show_neuron(path: Path, spec: str) -> int:
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile found under {path}.")
     for where, profile in profiles:
-        report, note = _report_of(where, profile, reports)
+        report, note = _report_of(where, profile, reports, profiles)
         print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report)
               + note + "\n")
     return 0
 
 
-def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]]) -> tuple[Any, str]:
+def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
+               profiles: list[tuple[Path, Any]]) -> tuple[Any, str]:
     """The report made from `profile` (as its stage A), and a note when none can be told: two experiments may share
-    stage names, model and corpus (one's change line was printed on the other's pages). Among the reports that
-    match it, the one nearest its folder (its own results folder, else the deepest common parent); none when two are
-    as near."""
-    def nearness(folder: Path) -> int:
-        return len(os.path.commonpath([os.path.abspath(folder), os.path.abspath(where)]))
+    stage names, model and corpus (one's change line was printed on the other's pages). A report that matches it
+    is its report only when it is nearer its folder (its own results folder, else the deepest common parent) than
+    any other profile it matches; the nearest such report; none when two are as near."""
+    def nearness(folder: Path, to: Path) -> int:
+        return len(os.path.commonpath([os.path.abspath(folder), os.path.abspath(to)]))
 
-    found = sorted(((nearness(folder), r) for folder, r in reports if r.made_from(profile)), key=lambda x: -x[0])
-    if len(found) > 1 and found[0][0] == found[1][0]:
-        return None, (f"\n(no change line: {len(found)} reports under this folder were made from stage "
-                      f"{profile.stage!r} and none is nearer its folder; show one experiment's folder)")
+    found, shared = [], 0
+    for folder, r in reports:
+        if not r.made_from(profile):
+            continue
+        mine = nearness(folder, where)
+        if any(nearness(folder, w) >= mine for w, p in profiles if p is not profile and r.made_from(p)):
+            shared += 1  # as near another profile it may have been made from: not this one's to claim
+            continue
+        found.append((mine, r))
+    found.sort(key=lambda x: -x[0])
+    if len(found) > 1 and found[0][0] == found[1][0] or not found and shared:
+        return None, (f"\n(no change line: {len(found) + shared} reports under this folder may have been made from "
+                      f"stage {profile.stage!r}, and none is nearer this profile's folder than another's; show one "
+                      "experiment's folder)")
     return (found[0][1] if found else None), ""
 
 

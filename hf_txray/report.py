@@ -272,11 +272,15 @@ class TransferReport(Artifact):
         return f"{self.meta.stage_a}->{self.meta.stage_b}"
 
     def made_from(self, profile: Profile) -> bool:
-        """Whether this report was made with `profile` as its stage A: stage, model, corpus and credits all agree
-        (reports saved before the credits were recorded match on the first three)."""
+        """Whether this report may have been made with `profile` as its stage A: stage, model, corpus, site,
+        layers, layer width, feature types and credits all agree (reports saved before the credits were recorded
+        match on the others). Profiles of one site differ from those of another only there: each credits one
+        neuron per position and layer."""
         meta = self.meta
         return (meta.stage_a == profile.stage and meta.model_a == profile.meta.model_id
-                and meta.dataset_a == _corpus_of(profile)
+                and meta.dataset_a == _corpus_of(profile) and meta.site == profile.meta.site
+                and list(meta.layers) == list(profile.layers) and meta.num_neurons == profile.num_neurons
+                and set(meta.feature_types) <= set(profile.feature_types)
                 and meta.credits_a in (0, int(profile.neuron_count.sum())))
 
     def summary(self) -> dict[str, float]:

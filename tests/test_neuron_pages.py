@@ -3,6 +3,8 @@ exported), checked against the brute-force reference's credited positions; outpu
 
 from __future__ import annotations
 
+import shutil
+
 import functools
 from collections import defaultdict
 
@@ -349,6 +351,24 @@ def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_besid
     for name in runs:
         page = next(p for p in pages if p.startswith(str(tmp_path / "saved" / name / "pretrained")))
         assert f"pretrained->zeroshot: {rows[name].loc[(layer, neuron), 'status']}" in page
+    # an experiment without a report of its own does not take the other's (helper 115: exp1's Hellinger printed on
+    # exp2's page), nor does a profile of another site
+    shutil.rmtree(tmp_path / "saved" / "exp2" / "report")
+    assert cli_main(["show", str(tmp_path / "saved"), "--neuron", f"{layer}:{neuron}"]) == 0
+    pages = capsys.readouterr().out.split("== ")[1:]
+    page = {name: next(p for p in pages if p.startswith(str(tmp_path / "saved" / name / "pretrained")))
+            for name in runs}
+    assert f"pretrained->zeroshot: {rows['exp1'].loc[(layer, neuron), 'status']}" in page["exp1"]
+    assert "pretrained->zeroshot" not in page["exp2"]
+    a, _, _ = runs["exp1"]
+    residual = hf_txray.analyze(_lm(), SAMPLE_TEXTS[:4], stage="pretrained", site="residual", features=("token",),
+                                tokenizer=bpe_tokenizer(), show_progress=False)
+    assert residual.meta.model_id == a.meta.model_id and residual.neuron_count.sum() == a.neuron_count.sum()
+    residual.save_pretrained(tmp_path / "saved" / "exp1" / "pretrained_residual")
+    assert cli_main(["show", str(tmp_path / "saved" / "exp1"), "--neuron", f"{layer}:{neuron}"]) == 0
+    pages = capsys.readouterr().out.split("== ")[1:]
+    page = next(p for p in pages if p.startswith(str(tmp_path / "saved" / "exp1" / "pretrained_residual")))
+    assert "pretrained->zeroshot" not in page
     # a saved profile beside results folders: both listed, the export of the same profile once, and a different
     # profile exported in the same second listed too
     runs["exp1"][0].save_pretrained(tmp_path / "all" / "saved")
