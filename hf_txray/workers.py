@@ -9,6 +9,7 @@ inline.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -94,13 +95,16 @@ PARENT_CHECK_S = 1.0  # how often a worker checks that the process that started 
 
 
 def _init(encoder: BatchEncoder, read: Reader | None, parent: int) -> None:
+    # Ctrl-C reaches the whole process group: the main process stops the run and the pool; a worker's own
+    # KeyboardInterrupt would only print one more traceback per worker, or break the pool while it starts. The
+    # worker was forked with SIGINT blocked (`_sigint_held`): ignored first, then unblocked, a pending one is dropped.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     global _ENCODER, _READ
     _ENCODER, _READ = encoder, read
     release_free_heap()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    # Ctrl-C reaches the whole process group: the main process stops the run and the pool; a worker's own
-    # KeyboardInterrupt would only print one more traceback per worker.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="hf_txray-parent-watch").start()
 
 
@@ -162,8 +166,9 @@ def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers
         pending: collections.deque = collections.deque()
         try:
             for bucket in buckets:
-                pending.append((bucket, pool.submit(_encode, bucket.texts, bucket.example_ids, bucket.annotations,
-                                                    bucket.rows)))
+                with _sigint_held(not pending):  # the first submit forks the workers
+                    future = pool.submit(_encode, bucket.texts, bucket.example_ids, bucket.annotations, bucket.rows)
+                pending.append((bucket, future))
                 if len(pending) >= 2 * num_workers:
                     done, future = pending.popleft()
                     yield done, [_as_tensors(b) for b in future.result()]
@@ -175,6 +180,24 @@ def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers
             raise
 
 
+@contextlib.contextmanager
+def _sigint_held(hold: bool) -> Iterator[None]:
+    """Block SIGINT while the pool forks its workers (`hold`), and take a Ctrl-C pressed meanwhile when it ends.
+
+    Delivered during a fork, Ctrl-C was lost in the parent's fork hooks ("Exception ignored in ...": the run went
+    on) or broke a worker before it ignored SIGINT (a bare ``BrokenProcessPool``). Held, it is raised here, after
+    the fork, where :func:`stop_now` stops the pool; the workers inherit the block and drop it (`_init`).
+    """
+    if not hold or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def stop_now(pool: ProcessPoolExecutor) -> None:
     """Stop `pool` without waiting for the buckets in work: cancel the queued ones and terminate the workers (what
     ``ProcessPoolExecutor.terminate_workers`` does from Python 3.14). A run stopped by an error or Ctrl-C then exits
@@ -182,10 +205,22 @@ def stop_now(pool: ProcessPoolExecutor) -> None:
     # Taken before `shutdown`, which drops the executor's references to both.
     processes = list((getattr(pool, "_processes", None) or {}).values())
     manager = getattr(pool, "_executor_manager_thread", None)
+    results = getattr(pool, "_result_queue", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.terminate()
+    for process in processes:
+        process.join(MANAGER_EXIT_S)
+        if process.is_alive():  # stopped by the scheduler (SIGTERM waits for it to run again)
+            process.kill()
+            process.join(MANAGER_EXIT_S)
+    # A worker terminated halfway through sending a result left the manager thread reading the rest for ever: the
+    # parent's own write end kept the pipe open, and the interpreter's exit hook joins that thread without a
+    # timeout (a process that never exited after Ctrl-C). With every writer closed, the read ends (EOFError), and
+    # the manager sees a broken pool and exits.
+    if results is not None:
+        results._writer.close()
     # Let the executor's manager thread see its workers gone and close its wake-up pipe now: left running, it could
     # close the pipe while the interpreter's exit hook writes to it ("Bad file descriptor", a second traceback
     # after a Ctrl-C; Python 3.11's `_ThreadWakeup` has no lock).

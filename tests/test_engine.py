@@ -695,6 +695,42 @@ def test_workers_exit_when_the_main_process_is_killed(signal_name):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_ctrl_c_while_the_workers_start_stops_the_run(attempt):
+    """Ctrl-C as the pool forks its workers (helper 115): it was lost in the parent's fork hooks (the run finished)
+    or broke a worker before it ignored SIGINT (a bare BrokenProcessPool). Now it stops the run with one traceback,
+    the KeyboardInterrupt, and no worker left."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    main = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(tests=tests)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while not workers and main.poll() is None and time.time() < deadline:
+            workers = [child.pid for child in psutil.Process(main.pid).children(recursive=True)]
+        assert workers, "no worker started"
+        os.killpg(main.pid, signal.SIGINT)  # as the first worker appears
+        _, errors = main.communicate(timeout=120)
+        assert main.returncode != 0 and "KeyboardInterrupt" in errors, errors
+        assert errors.count("Traceback") == 1 and "BrokenProcessPool" not in errors, errors
+        deadline = time.time() + 20
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        main.kill()
+        main.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _slow_encoder(texts, example_ids, annotations):
     time.sleep(60)  # a bucket still in work when the run stops
     return []
