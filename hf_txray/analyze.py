@@ -92,9 +92,7 @@ class Profiler:
         self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
-        self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
-                                           tokenizer.num_special_tokens_to_add(), self.skip_first_positions,
-                                           num_prefix_specials(tokenizer))
+        self.stride = self._checked_stride()
         check_token_budget(config.max_tokens_per_batch, self.max_length)
         self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
                                                          self.max_length, config.batch_size)
@@ -120,15 +118,20 @@ class Profiler:
         skip = by_type if causal is None else int(causal)
         if skip != by_type:
             logger.info("skip_first_positions='auto': %s %s, though its type (%r) says otherwise: using %d. Pass "
-                           "skip_first_positions explicitly to choose.", type(self.model).__name__,
-                           "attends causally" if causal else "is bidirectional (its first position reads later "
-                           "tokens)", getattr(config, "model_type", None), skip)
+                        "skip_first_positions explicitly to choose.", type(self.model).__name__,
+                        "attends causally" if causal else "is bidirectional (its first position reads later tokens)",
+                        getattr(config, "model_type", None), skip)
         if skip:
-            config, tokenizer = self.config, self.tokenizer
-            self.stride = check_window_options(config.long_texts, config.stride, self.max_length,
-                                               tokenizer.num_special_tokens_to_add(), skip,
-                                               num_prefix_specials(tokenizer))
+            self.stride = self._checked_stride(skip)
         return skip
+
+    def _checked_stride(self, skip_first_positions: int | None = None) -> int:
+        """The stride in effect, checked against the windows, the tokenizer's special tokens and the skipped first
+        positions (:func:`~hf_txray.windows.check_window_options`)."""
+        config, tokenizer = self.config, self.tokenizer
+        skip = self.skip_first_positions if skip_first_positions is None else skip_first_positions
+        return check_window_options(config.long_texts, config.stride, self.max_length,
+                                    tokenizer.num_special_tokens_to_add(), skip, num_prefix_specials(tokenizer))
 
     def encoder(self, annotate: bool, tokens_only: bool = False) -> BatchEncoder:
         """The worker-side encoder of this profiler (annotating on the fly for streamed corpora); `tokens_only`:
