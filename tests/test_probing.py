@@ -194,6 +194,28 @@ def test_columns_spacy_and_control_labels():
     assert np.array_equal(control, control_labels(types, np.array([0, 1, 1, 2, 0, 0]), 3, seed=4))
 
 
+@pytest.mark.parametrize("missing", (-1, None, float("nan")))
+def test_a_missing_gold_label_is_refused_not_made_a_class(missing):
+    """Helper 117: datasets' -1 ("no label") in a ClassLabel column became the last class name (names[-1]), and None
+    or NaN a class 'None' / 'nan': 3 of 6 words were probed as VERB."""
+    import datasets
+
+    labels = datasets.Sequence(datasets.ClassLabel(names=["NOUN", "PRON", "VERB"]))
+    good = datasets.Dataset.from_dict({"tokens": [["They", "sleep"]], "tags": [[1, 2]]},
+                                      features=datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                                                  "tags": labels}))
+    assert [good.features["tags"].feature.names[i] for i in good["tags"][0]] == ["PRON", "VERB"]
+    if missing == -1:
+        data = datasets.Dataset.from_dict({"tokens": [["I", "run", "home"]], "tags": [[1, 2, -1]]},
+                                          features=good.features)
+    else:
+        data = {"tokens": [["I", "run", "home"]], "tags": [["PRON", "VERB", missing]]}
+    with pytest.raises(DatasetError, match="Row 0 of 'tags' has no label for the word 'home'"):
+        from_columns(data, "tokens", "tags")
+    with pytest.raises(DatasetError, match="no label for the word 'home'"):
+        hf_txray.probing.data.load_labeled(data, "tags")
+
+
 # ----- extraction --------------------------------------------------------------------------------------------------
 def _manual_layer0(model, tokenizer, text):
     captured = {}

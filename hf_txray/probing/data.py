@@ -8,6 +8,7 @@ profile of the same text see the same words.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -364,6 +365,7 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
             text += word
             e.append(len(text))
             text += " "
+        _check_labels(row, words, tags, labels_column)
         if names is not None:
             try:
                 tags = [names[int(t)] if not isinstance(t, str) else t for t in tags]
@@ -374,6 +376,18 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
         raise DatasetError("The data holds no labelled word.")
     return _from_string_labels(texts, starts, ends, labels, property or labels_column, f"columns:{labels_column}",
                                None if names is None else sorted(set(names)))
+
+
+def _check_labels(row: int, words: Sequence[str], tags: Sequence[Any], column: str) -> None:
+    """Refuse a missing label (None, NaN, or a negative class id: datasets' ``-1`` for "no label"), which would
+    otherwise become a class of its own (``'None'``) or, indexed from the end, the last class name."""
+    for word, tag in zip(words, tags):
+        missing = tag is None or (isinstance(tag, float) and math.isnan(tag))
+        if missing or (not isinstance(tag, str) and isinstance(tag, (int, float, np.integer, np.floating)) and tag < 0):
+            raise DatasetError(
+                f"Row {row} of {column!r} has no label for the word {word!r} ({tag!r}: a missing label, as datasets "
+                "writes -1 for one): every word needs a label. Drop or relabel those words first, e.g. with "
+                "Dataset.map, or keep only fully labelled rows with Dataset.filter.")
 
 
 # ----- dispatch -------------------------------------------------------------------------------------------------
