@@ -325,6 +325,8 @@ def _add_push(sub) -> None:
     p.add_argument("--commit-message", help="The commit message (default: 'Upload TX-Ray results' with the "
                                             "hf_txray version, and the number of profiles and reports when DIR "
                                             "holds saved ones rather than an export folder).")
+    p.add_argument("--revision", help="The branch to commit to (created from the default branch when missing), e.g. "
+                                      "the branch of the model the results describe (default: the default branch).")
     p.set_defaults(handler=_cmd_push)
 
 
@@ -343,7 +345,7 @@ def _cmd_push(args) -> int:
 
     repo_id, folder = _push_arguments(args.repo_id, args.dir)
     info = push_from_disk(folder, repo_id, private=args.private, token=args.token, license=args.license,
-                          commit_message=args.commit_message)
+                          commit_message=args.commit_message, revision=args.revision)
     print(f"pushed to {info.commit_url}")
     return 0
 

@@ -66,13 +66,14 @@ def check_configs_load(folder: str | Path) -> dict[str, int]:
 
 
 # ----- the upload -------------------------------------------------------------------------------------------------
-def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path) -> None:
+def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path, revision: str | None = None) -> None:
     """Carry configs that others declared in the repo's README over into ours, so a re-push does not orphan them."""
     from huggingface_hub import DatasetCard
     from huggingface_hub.errors import EntryNotFoundError
 
     try:
-        remote_path = api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset")
+        remote_path = api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset",
+                                          revision=revision)
     except EntryNotFoundError:
         return
     card = keep_foreign_configs(DatasetCard.load(folder / "README.md"), DatasetCard.load(remote_path), CONFIGS)
@@ -80,7 +81,7 @@ def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path) -> None:
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
-                commit_message: str | None = None) -> "CommitInfo":
+                commit_message: str | None = None, revision: str | None = None) -> "CommitInfo":
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
 
     Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
@@ -92,6 +93,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
         token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login.
         commit_message (`str`, *optional*): the commit's title.
+        revision (`str`, *optional*): the branch to commit to (created from the default branch when missing);
+            defaults to the default branch.
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit.
@@ -111,14 +114,15 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     token = resolve_token(token)
     check_configs_load(folder)
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
+    options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
+    kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
     info = upload_folder(
-        folder, repo_id, token=token, private=private,
+        folder, repo_id, token=token, private=private, revision=revision,
         commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
         allow_patterns=["README.md"] + [f"{name}/*" for name in owned], delete_patterns=[f"{name}/*" for name in owned],
-        prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder),
+        prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder, revision),
         retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}"
-                    f"{' --private' if private else ''}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, "
-                    f"{repo_id!r}{', private=True' if private else ''})"))
+                    f"{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}{kwargs})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
 
@@ -135,6 +139,7 @@ def push_to_hub(
     pretty_name: str | None = None,
     local_dir: str | Path | None = None,
     plots: bool = True,
+    revision: str | None = None,
 ) -> "CommitInfo":
     """Push an analysis (profiles and transfer reports) to the Hub as a dataset repo with a dataset card.
 
@@ -156,6 +161,8 @@ def push_to_hub(
         local_dir (`str` or `Path`, *optional*): where to write the folder; it is kept. By default a folder under
             the hf_txray cache, removed after a successful upload and kept after a failed one.
         plots (`bool`, *optional*, defaults to `True`): draw the key figures into ``plots/`` and the card.
+        revision (`str`, *optional*): the branch to commit to (created from the default branch when missing), e.g.
+            the branch of the model the results describe; defaults to the default branch.
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit (``.commit_url``, ``.oid``).
@@ -183,7 +190,7 @@ def push_to_hub(
                  plots=plots)
     message = commit_message or (f"Upload TX-Ray results: {len(by_stage)} profile(s), {len(by_name)} report(s) "
                                  f"(hf_txray {__version__})")
-    info = push_folder(folder, repo_id, private=private, token=token, commit_message=message)
+    info = push_folder(folder, repo_id, private=private, token=token, commit_message=message, revision=revision)
     if local_dir is None:
         from .export import remove_folder
 

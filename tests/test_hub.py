@@ -197,6 +197,14 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
     with pytest.raises(HubError, match=f"hf-txray push {hub.username}/secret-flaky .* --private\n"):
         hf_txray.push_to_hub(f"{hub.username}/secret-flaky", profiles=[a], plots=False, private=True)
 
+    # ... and a push to a branch says so in its retry, which the CLI takes (helper 116: no way to push to a branch)
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError, match=f"hf-txray push {repo_id} .* --revision dev\n"):
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision="dev")
+    assert cli_main(["push", repo_id, str(folder), "--revision", "dev"]) == 0
+    branches = {b.name: b.target_commit for b in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches}
+    assert set(branches) == {"main", "dev"} and branches["main"] != branches["dev"]
+    assert hf_txray.load(repo_id, revision="dev").profiles["pretrained"] == a
 
 def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub, tmp_path, caplog):
     a, _, _ = results

@@ -543,6 +543,31 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
 
 
+def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub):
+    """Helper 116: with a private model repo (created beforehand, hub_private_repo unset) the results dataset, which
+    holds the probe texts' snippets, was created public; and a push to a branch put the results on main, over those
+    of main's model."""
+    import hf_txray
+
+    repo = f"{hub.username}/secret-cls"
+    hub.api.create_repo(repo, private=True)
+    args = build_args(tmp_path / "out", num_train_epochs=1, push_to_hub=True, hub_model_id=repo, hub_strategy="end")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    trainer.train()
+    trainer.push_to_hub()
+    results = f"{repo}-txray"
+    assert args.hub_private_repo is None and hub.api.dataset_info(results).private
+    main_commit = hub.api.dataset_info(results).sha
+    hub.api.create_branch(repo, branch="dev")
+    trainer.push_to_hub(revision="dev")
+    refs = {b.name: b.target_commit for b in hub.api.list_repo_refs(results, repo_type="dataset").branches}
+    assert refs["main"] == main_commit and refs["dev"] != main_commit  # main's results untouched
+    on_dev = hf_txray.load(results, revision="dev").profiles
+    assert set(on_dev) == set(trainer.txray_profiles)
+    assert on_dev["step-6"] == trainer.txray_profiles["step-6"]
+
+
 def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub, monkeypatch):
     """The Trainer uploads output_dir itself (at the end and, with hub_strategy, at every save): the txray/ files it
     sends name a local probe file as a results push does (never its full path), while the local snapshots keep the

@@ -127,7 +127,11 @@ class TXRayTrainer(Trainer):
         """`Trainer.push_to_hub` (model, `output_dir/txray/` files and model card; local paths in the TX-Ray files
         named as cards name them, :mod:`hf_txray.trainer.push`), then the TX-Ray results as the
         dataset repo ``<hub_model_id>-txray`` (neuron cards, distributions, transfer reports; see
-        :func:`hf_txray.push_to_hub`), from the main process only."""
+        :func:`hf_txray.push_to_hub`), from the main process only.
+
+        The results go to the model's branch (`revision`, else ``args.hub_revision``; the default branch when
+        neither is set), and a results repo created here is private when `private`, else ``args.hub_private_repo``,
+        says so, and when neither does, when the model repo is private (or its visibility cannot be read)."""
         with public_output_uploads(self.args.output_dir):
             result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
                                          revision=revision, private=private, **kwargs)
@@ -136,12 +140,27 @@ class TXRayTrainer(Trainer):
             from ..hub import push_to_hub as push_results
 
             self._pin_final_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
+            token = token if token is not None else self.args.hub_token
             push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
-                         reports=list(callback.reports.values()),
-                         private=self.args.hub_private_repo if private is None else private,
-                         token=token if token is not None else self.args.hub_token,
-                         commit_message=f"TX-Ray results: {commit_message or 'update'}")
+                         reports=list(callback.reports.values()), private=self._results_private(private, token),
+                         token=token, commit_message=f"TX-Ray results: {commit_message or 'update'}",
+                         revision=revision if revision is not None else self.args.hub_revision)
         return result
+
+    def _results_private(self, private: bool | None, token: Any) -> bool:
+        """Whether a results repo created by :meth:`push_to_hub` is private: as asked, else as the model repo (a
+        results repo holds the probe texts' snippets, so it is never more visible than the model)."""
+        for asked in (private, self.args.hub_private_repo):
+            if asked is not None:
+                return bool(asked)
+        from huggingface_hub import HfApi
+
+        try:
+            return bool(HfApi(token=token).repo_info(self.hub_model_id).private)
+        except Exception as err:  # unreadable: the safe side
+            logger.warning("TX-Ray: could not read whether the model repo %s is private (%s): creating the results "
+                           "repo private.", self.hub_model_id, type(err).__name__)
+            return True
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """The `Trainer`'s checkpoint push (``hub_strategy``), with ``output_dir/txray/`` naming local paths as cards
