@@ -191,6 +191,16 @@ def _loading_section(repo_id: str, row_counts: Mapping[str, int]) -> list[str]:
             f'profiles, reports = hf_txray.load("{repo_id}")', "```", ""]
 
 
+def _credit_rule(top_k: int | None) -> str:
+    """The credit rule in words, for the card's opening paragraph (`top_k` None: a report alone, which does not
+    record it)."""
+    if top_k is None:
+        return "the most active unit(s) of its layer (top-k credit)"
+    if top_k == 1:
+        return "the most active unit of its layer (max-1 credit)"
+    return f"one of the {top_k} most active units of its layer (top-{top_k} credit: each position credits {top_k} units)"
+
+
 def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
     """A pinned source in words: a Hub id linked at its commit, or a local path / in-memory texts and their hash."""
     name, commit = source.get("id"), source.get("commit")
@@ -200,7 +210,10 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
         revision = commit or "main"
         return f"[{name}@{revision[:12]}](https://huggingface.co/{prefix}{name}/tree/{revision}){extra}"
     digest = source.get("content_hash") or source.get("texts_hash") or "no hash"
-    where = public_label(name) if name else "texts passed in memory"
+    if not name:
+        where = "a model object without name_or_path" if repo_type == "model" else "texts passed in memory"
+        return f"{where} (content `{digest[:23]}…`)" if digest != "no hash" else where
+    where = public_label(name)
     return f"{where} (content `{digest[:23]}…`)"
 
 
@@ -214,7 +227,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
                          "dataset": public_name(p.meta.dataset_id) or "–",
                          "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
             continue
-        status = ("no: " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
+        status = ("no: it lacks " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
                                                      else "yes")
         rows.append({"stage": p.stage, "model": _source_cell(record["model"], "model"),
                      "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
@@ -267,7 +280,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     body = [f"# {pretty_name}", "",
             "Neuron preference profiles (\"neuron cards\") and transfer reports computed with **hf_txray**, an "
             "implementation of TX-Ray (Rethmeier et al., UAI 2020) for Hugging Face models. Each neuron is described "
-            "by the inputs that make it the most active unit of its layer (max-1 credit), and its preferences are "
+            f"by the inputs that make it {_credit_rule(getattr(m, 'top_k', None))}, and its preferences are "
             "compared across training stages with the Hellinger distance.", "",
             "## Summary", "",
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",

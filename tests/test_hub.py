@@ -484,3 +484,24 @@ def test_public_path_sees_through_a_symlinked_home(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # above both the home link and the real home
     assert public_path(str(real / "proj" / "model")) == ("model", True)
     assert public_record({"note": f"kept in {real}/x"}) == {"note": "kept in ~/x"}
+
+
+def test_card_says_the_credit_rule_and_names_a_model_object(tmp_path):
+    """Helper 116: a top-3 profile's card said "the most active unit of its layer (max-1 credit)", and the Reproduce
+    table called a model passed as an object "texts passed in memory", its status "no: a model id: ..."."""
+    def run(top_k, stage):
+        return hf_txray.analyze(tiny_bert(0), SAMPLE_TEXTS, tokenizer=bert_tokenizer(), features=("token",),
+                                top_k=top_k, stage=stage, show_progress=False)
+
+    one, three = run(1, "top1"), run(3, "top3")
+    assert three.meta.top_k == 3 and not three.meta.provenance["model"].get("id")
+    for profile, rule in ((one, "the most active unit of its layer (max-1 credit)"),
+                          (three, "one of the 3 most active units of its layer (top-3 credit")):
+        card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / profile.stage, [profile], plots=False) / "README.md")
+        assert rule in card.text
+        row = card.text.split("## Reproduce")[1].split(f"| {profile.stage} ")[1].splitlines()[0]
+        assert "| a model object without name_or_path |" in row and "texts passed in memory" in row
+        assert "| no: it lacks a model id: the model was passed as an object without name_or_path |" in row
+    report = hf_txray.compare(one, run(1, "again"))
+    card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "report", reports=[report], plots=False) / "README.md")
+    assert "the most active unit(s) of its layer (top-k credit)" in card.text  # a report does not record top_k
