@@ -23,9 +23,9 @@ from .batching import PositionBatch, to_device
 from .errors import ModelError
 from .features import Vocabulary
 from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
+from .tables import grapheme_cut
 
 CONTEXT_CHARS = 60
-
 
 @dataclass
 class BatchCredit:
@@ -592,6 +592,8 @@ class ProfileBuilder:
         of_entry = [texts[e] for e in entries["example_id"].tolist()]
         bounds = (np.maximum(start - CONTEXT_CHARS, 0).tolist(), start.tolist(), end.tolist(),
                   (end + CONTEXT_CHARS).tolist())
+        bounds = ([grapheme_cut(text, a, False) for text, a in zip(of_entry, bounds[0])], *bounds[1:3],
+                  [grapheme_cut(text, b, True) for text, b in zip(of_entry, bounds[3])])
         frame["token"] = [text[s:t] for text, s, t in zip(of_entry, bounds[1], bounds[2])]
         frame["left"] = [text[a:s] for text, a, s in zip(of_entry, bounds[0], bounds[1])]
         frame["right"] = [text[t:b] for text, t, b in zip(of_entry, bounds[2], bounds[3])]

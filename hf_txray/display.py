@@ -7,7 +7,7 @@ import pandas as pd
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
 from .report import DEFAULT_MIN_COUNT, TransferReport
-from .tables import shown_example, text_table
+from .tables import clip_left, clip_right, shown_example, text_table
 
 LEGEND = """\
 legend:
@@ -167,7 +167,7 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
     examples = profile.top_examples(layer, neuron).head(top)
     if len(examples):
         shown = [shown_example(*x) for x in zip(examples["left"], examples["token"], examples["right"])]
-        lines += ["top examples:"] + [f"  {a:.4g}  {l[-30:]}[{t}]{r[:30]}"
+        lines += ["top examples:"] + [f"  {a:.4g}  {clip_left(l, 30)}[{t}]{clip_right(r, 30)}"
                                       for a, (l, t, r) in zip(examples["activation"], shown)]
     if report_row is not None:
         fts = report.meta.feature_types

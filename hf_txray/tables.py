@@ -33,6 +33,39 @@ def shown_example(left: Any, token: Any, right: Any) -> tuple[str, str, str]:
     return left, token + right[:accent], right[accent:]
 
 
+GRAPHEME_REACH = 64  # characters read on each side of a context cut to find the grapheme cluster it falls in
+
+
+def grapheme_cut(text: str, at: int, forward: bool) -> int:
+    """`at` moved, if it falls inside a grapheme cluster of `text` (a flag, an emoji ZWJ sequence, a letter with
+    combining marks), to the cluster's end (`forward`) or start, so that a context cut from it shows whole characters
+    (cutting a run of flags between its two halves pairs every later half wrongly). Clusters by Unicode's rules
+    (UAX #29, the ``regex`` module's ``\X``), read over :data:`GRAPHEME_REACH` characters around the cut."""
+    if at <= 0 or at >= len(text) or (text[at - 1].isascii() and text[at].isascii()):
+        return at  # ASCII on both sides: a boundary (\r\n, one cluster, only splits invisibly)
+    import regex
+
+    lo = max(0, at - GRAPHEME_REACH)
+    while lo > 0 and "\U0001F1E6" <= text[lo] <= "\U0001F1FF":  # start outside a run of regional indicators
+        lo -= 1
+    edge = lo
+    for cluster in regex.finditer(r"\X", text[lo: at + GRAPHEME_REACH]):
+        start, edge = edge, lo + cluster.end()
+        if edge >= at:
+            return at if edge == at else (edge if forward else start)
+    return at
+
+
+def clip_left(text: str, size: int) -> str:
+    """The last `size` characters of `text` or a little more, starting at a grapheme cluster (:func:`grapheme_cut`)."""
+    return text if len(text) <= size else text[grapheme_cut(text, len(text) - size, False):]
+
+
+def clip_right(text: str, size: int) -> str:
+    """The first `size` characters of `text` or a little more, ending at a grapheme cluster (:func:`grapheme_cut`)."""
+    return text if len(text) <= size else text[: grapheme_cut(text, size, True)]
+
+
 def marks_at(text: str, start: int) -> int:
     """How many combining marks (Unicode categories M*) `text` has from `start` on: a tokenizer that strips accents
     gives a token offsets that end before its letter's accent, and a highlight should carry the accent with it."""

@@ -32,3 +32,34 @@ def test_text_table_has_the_same_cells_in_columns():
     lines = text_table(frame, ".2f").splitlines()
     assert lines[0].split() == ["layer", "share", "tag"] and set(lines[1].replace(" ", "")) == {"-"}
     assert [line.split() for line in lines[2:]] == [["0", "0.50", "NOUN"], ["11", "0.25", "1e3"]]
+
+
+def test_context_cuts_keep_grapheme_clusters_whole():
+    """Helper 117: top-example contexts were cut at exactly 60 code points, so a left context could open with the
+    second half of a flag, pairing every later flag wrongly (Germany France ... shown as RG BE ...), or with a lone
+    combining mark or the middle of a ZWJ sequence."""
+    from hf_txray.tables import clip_left, clip_right, grapheme_cut
+
+    clusters = ["🇩🇪", "🇫🇷", "🇬🇧"] * 3 + ["e\u0301\u0301", "x", " ", "👨\u200d👩\u200d👧", " ", "o", "k", "\r\n", "é"]
+    text = "".join(clusters)
+    edges = np.cumsum([0] + [len(c) for c in clusters]).tolist()
+    for at in range(len(text) + 1):
+        after, before = grapheme_cut(text, at, True), grapheme_cut(text, at, False)
+        if at in edges:
+            assert after == before == at
+        elif text[at - 1: at + 1] != "\r\n":  # CRLF is one cluster, left as it is (ASCII on both sides)
+            i = next(k for k, e in enumerate(edges) if e > at)
+            assert (before, after) == (edges[i - 1], edges[i]), at
+    assert clip_left(text, 10) == "👨\u200d👩\u200d👧 ok\r\né" and clip_right(text, 3) == "🇩🇪🇫🇷"
+    # in a profile's examples: the left context of a token after 31 flags starts with a whole flag
+    import hf_txray
+    from models import tiny
+
+    model, tokenizer = tiny("bert")
+    flags = "🇩🇪🇫🇷🇬🇧🇪🇸🇮🇹" * 6 + "🇩🇪"
+    profile = hf_txray.analyze(model, [flags + " one two three", "another text ."], tokenizer=tokenizer,
+                               features=("token",), show_progress=False)
+    ex = profile.examples[(profile.examples.example_id == 0) & (profile.examples.char_start > 60)]
+    assert len(ex)
+    for left, start in zip(ex["left"], ex["char_start"]):
+        assert (flags + " one two three")[:start].endswith(left) and (start - len(left)) % 2 == 0  # at a flag's start

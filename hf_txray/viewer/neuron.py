@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import display_order
-from ..tables import shown_example
+from ..tables import clip_left, clip_right, shown_example
 from .data import ResultsView, display_value, rounded
 
 
@@ -158,9 +158,9 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
             zip(ex["rank"], ex["activation"], ex["left"], ex["token"], ex["right"])):
         left, token, right = shown_example(left, token, right)
         if context is not None and len(left) > context:
-            left = "…" + left[-context:]
+            left = "…" + clip_left(left, context)
         if context is not None and len(right) > context:
-            right = right[:context] + "…"
+            right = clip_right(right, context) + "…"
         prefix = f"{'' if i == 0 else chr(10)}#{rank + 1}  {activation:.4g}   "
         spans.append((prefix + left, None))
         spans.append((token, activation_bucket(float(activation) / best if best > 0 else 0.0)))
