@@ -279,6 +279,9 @@ def test_search_tab(client, results):
     # by layer
     _, table = client.predict("pretrained", "pos", "NOUN", "mass", 1, 1, api_name="/search_feature")
     assert set(frame(table)["layer"]) <= {1}
+    # a minimum below 1 is 1 (helper 116: "credited >= -5 times")
+    message, low = client.predict("pretrained", "pos", "NOUN", "mass", -5, 1, api_name="/search_feature")
+    assert "credited >= 1 times" in message and frame(low).equals(frame(table))
 
     for status in ("lost", "gained"):
         message, table = client.predict(report.name, status, "all", api_name="/search_status")

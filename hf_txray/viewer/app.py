@@ -294,14 +294,19 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     )
 
 
+def _at_least_one(min_count: Any) -> int:
+    """A minimum credit count from the UI (empty: 1; below 1, as a typed -5: 1, which every credited neuron meets)."""
+    return max(1, int(min_count or 1))
+
+
 def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
                    n: Any, layer: Any = None) -> tuple:
     """Which neurons prefer a token, word or tag: ranked by probability or by mass."""
     view = _view(source)
-    table = tables.search_feature(view, stage, feature_type, value, by or "probability", int(min_count or 1),
+    table = tables.search_feature(view, stage, feature_type, value, by or "probability", _at_least_one(min_count),
                                   int(n or 50), layer)
     return (f"{len(table)} neuron(s) of stage {stage} credited on the {feature_type} {value!r}, by {by} (neurons "
-            f"credited >= {int(min_count or 1)} times at this stage).",
+            f"credited >= {_at_least_one(min_count)} times at this stage).",
             table, [stage, None])
 
 
@@ -328,11 +333,11 @@ def show_transfer(source: str, report: str, feature_type: str, which: str, min_c
                   layer: Any = None) -> tuple:
     """The most or least changed shared neurons of a report."""
     view = _view(source)
-    table = tables.transfer_table(view, report, feature_type, which or "most", int(n or 20), int(min_count or 1),
+    table = tables.transfer_table(view, report, feature_type, which or "most", int(n or 20), _at_least_one(min_count),
                                   layer)
-    thin = view.report(report).too_few_credits(feature_type, int(min_count or 1))
+    thin = view.report(report).too_few_credits(feature_type, _at_least_one(min_count))
     return (f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}), credited >= "
-            f"{int(min_count or 1)} times in both stages ({thin} have too few credits and are not ranked).", table)
+            f"{_at_least_one(min_count)} times in both stages ({thin} have too few credits and are not ranked).", table)
 
 
 # ----- probing (issue 7): the probe_rankings and ablation configs, when the results have them ----------------------
