@@ -940,6 +940,9 @@ def test_viewer_edges_found_by_a_fresh_helper(results, tmp_path):
     assert set(hist["range"]) <= set(want) and len(hist)
     spec = viewer.figures.histogram_chart(view, layer, neuron, "pretrained", "finetuned")
     assert {"field": "range", "title": "activation"} in spec["encoding"]["tooltip"]
+    # the chart carries its title (the block's label covered it: helper 116), and drops overlapping axis labels
+    assert spec["title"] == f"Layer {layer}, neuron {neuron}: credited activations (log-spaced bins)"
+    assert spec["encoding"]["x"]["axis"]["labelOverlap"] == "greedy"
     # small values keep 4 significant digits; larger ones 4 decimals
     assert list(viewer_data.display_values([0.000213456, 0.00255, 0.414372, 12.345678, 0.0, np.nan])[:5]) == [
         0.0002135, 0.00255, 0.4144, 12.3457, 0.0]

@@ -572,7 +572,8 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 nb_outputs = _table("Promoted and suppressed vocabulary tokens (logit change per unit of activation)",
                                     elem_id="output-effects")
                 with gr.Row():
-                    nb_hist = gr.Plot(label="Credited activations (log-spaced bins)", elem_id="histogram")
+                    nb_hist = gr.Plot(label="Credited activations (log-spaced bins)", show_label=False,  # titled
+                                      elem_id="histogram")
                     nb_facts = _table("Win rate (credits / positions) and mass from the top token position",
                                       elem_id="activation-facts")
                 examples = lambda label, elem_id: gr.HighlightedText(  # noqa: E731

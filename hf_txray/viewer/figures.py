@@ -125,10 +125,13 @@ def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, st
                 "encoding": {"text": {"field": "text"}}}
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "title": f"Layer {int(layer)}, neuron {int(neuron)}: credited activations", "width": 420, "height": 160,
+        "title": f"Layer {int(layer)}, neuron {format_neuron(neuron, view.expert_width)}: credited activations "
+                 "(log-spaced bins)", "width": 420, "height": 160,
         "data": {"values": values}, "mark": {"type": "bar", "opacity": 0.6},
         "encoding": {
-            "x": {"field": "low", "type": "quantitative", "scale": {"type": "log"}, "title": "activation (log)"},
+            # log-axis labels of neighbouring powers ran together ("0.030.040.05"): overlapping ones are dropped
+            "x": {"field": "low", "type": "quantitative", "scale": {"type": "log"}, "title": "activation (log)",
+                  "axis": {"labelOverlap": "greedy", "labelFlush": True}},
             "x2": {"field": "high"},
             "y": {"field": "count", "type": "quantitative", "stack": None, "title": "credits"},
             "color": {"field": "stage", "type": "nominal", "scale": colors, "legend": {"orient": "bottom"}},
