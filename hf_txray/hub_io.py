@@ -148,7 +148,24 @@ def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: s
         name = source_name(name_or_path, folder, revision)
         if name == str(folder) or str(folder) not in str(err):
             raise
-        raise type(err)(str(err).replace(str(folder), name)) from None
+        hint = "" if revision else _other_branches_hint(str(name_or_path))
+        raise type(err)(str(err).replace(str(folder), name) + hint) from None
+
+
+def _other_branches_hint(repo_id: str) -> str:
+    """`` It was read at its default branch; the repo also has the branch(es) ...`` for a Hub dataset repo with other
+    branches (what was pushed to one of them is not on the default branch), else an empty string."""
+    from huggingface_hub import HfApi
+
+    try:
+        refs, default = HfApi().list_repo_refs(repo_id, repo_type="dataset"), HfApi().dataset_info(repo_id).sha
+    except Exception:  # a hint only: the error itself stands
+        return ""
+    others = [b.name for b in refs.branches if b.target_commit != default]
+    if not others:
+        return ""
+    return (f" It was read at its default branch; the repo also has the branch(es) {', '.join(map(repr, others))}: "
+            f"pass revision='{others[0]}' (--revision) to read one.")
 
 
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, private: bool = False,

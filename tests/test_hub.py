@@ -505,3 +505,16 @@ def test_card_says_the_credit_rule_and_names_a_model_object(tmp_path):
     report = hf_txray.compare(one, run(1, "again"))
     card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "report", reports=[report], plots=False) / "README.md")
     assert "the most active unit(s) of its layer (top-k credit)" in card.text  # a report does not record top_k
+
+
+def test_a_result_only_on_a_branch_is_named_when_the_default_branch_is_read(results, hub):
+    """Helper 116: a profile pushed to a branch and loaded without `revision` was called "not a saved hf_txray
+    profile", with no word of the branch that holds it."""
+    a, _, _ = results
+    repo_id = f"{hub.username}/on-a-branch"
+    hub.api.create_repo(repo_id, repo_type="dataset")
+    a.push_to_hub(repo_id, revision="dev")
+    with pytest.raises(ProfileFormatError, match="not a saved hf_txray profile .* It was read at its default branch; "
+                                                 "the repo also has the branch\\(es\\) 'dev': pass revision='dev'"):
+        Profile.from_pretrained(repo_id)
+    assert Profile.from_pretrained(repo_id, revision="dev") == a
