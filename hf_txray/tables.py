@@ -40,7 +40,7 @@ def grapheme_cut(text: str, at: int, forward: bool) -> int:
     """`at` moved, if it falls inside a grapheme cluster of `text` (a flag, an emoji ZWJ sequence, a letter with
     combining marks), to the cluster's end (`forward`) or start, so that a context cut from it shows whole characters
     (cutting a run of flags between its two halves pairs every later half wrongly). Clusters by Unicode's rules
-    (UAX #29, the ``regex`` module's ``\X``), read over :data:`GRAPHEME_REACH` characters around the cut."""
+    (UAX #29, the ``regex`` module's ``\\X``), read over :data:`GRAPHEME_REACH` characters around the cut."""
     if at <= 0 or at >= len(text) or (text[at - 1].isascii() and text[at].isascii()):
         return at  # ASCII on both sides: a boundary (\r\n, one cluster, only splits invisibly)
     import regex
