@@ -15,11 +15,14 @@ being ``n`` experts numbered after the routed ones.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
 
+from .errors import ModelError
 from .topk import top_k_lowest_first
 
 
@@ -67,6 +70,28 @@ def expert_width(experts: nn.Module) -> int:
 def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
     out = x @ weight if transposed else nn.functional.linear(x, weight)
     return out if bias is None else out + bias
+
+
+@contextlib.contextmanager
+def weights_in_memory(module: nn.Module, name: str) -> Iterator[None]:
+    """Within the block, the parameters of `module` (a fused experts module, whose weights hf_txray reads itself)
+    are in memory even when Accelerate offloads them (``device_map`` with ``"cpu"``/``"disk"`` offload,
+    ``cpu_offload``): its hook loads them only around the module's own forward, and a read outside it finds them on the
+    meta device, whose values a copy leaves uninitialised (half of an offloaded Mixtral layer's credits moved).
+
+    Raises:
+        ModelError: a parameter is still on the meta device (a layout of offloading this does not know).
+    """
+    from accelerate.utils import align_module_device
+
+    with align_module_device(module):
+        meta = [n for n, p in module.named_parameters() if p.is_meta]
+        if meta:
+            raise ModelError(
+                f"The weights {meta[:3]} of {name!r} are on the meta device (offloaded, and not loaded by their "
+                "Accelerate hook), so its experts' units cannot be computed. Load the model without offloading "
+                "these layers, or profile site='residual'.")
+        yield
 
 
 @torch.no_grad()

@@ -28,7 +28,8 @@ from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
 from .options import SITES, STACKS
-from .moe import ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k
+from .moe import (ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k,
+                  weights_in_memory)
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
 
 
@@ -718,7 +719,8 @@ class WinnerRecorder:
             positions = self.positions.to(hidden.device)
             hidden, top_k_index = hidden.index_select(0, positions), top_k_index.index_select(0, positions)
             shared = shared.index_select(0, positions) if shared is not None else None
-        routed = expert_intermediates(experts, hidden, top_k_index)
+        with weights_in_memory(experts, site.name):
+            routed = expert_intermediates(experts, hidden, top_k_index)
         values, indices = moe_top_k(layout, routed, top_k_index, shared, self.top_k)
         self._store(slot, values, indices)
 

@@ -292,6 +292,27 @@ def test_mixtral_profiles_its_experts_not_attention():
     assert (meta["num_experts"], meta["num_shared_experts"], meta["expert_width"]) == (4, 0, 24)
 
 
+def test_offloaded_experts_are_read_with_their_weights_loaded(tmp_path):
+    """Helper 118: with a Mixtral layer offloaded (device_map "disk", or accelerate.cpu_offload), the experts' units
+    were computed from their weights as they lie between calls, on the meta device: about half of that layer's credits
+    moved (its mass 1e13 instead of 6.6), or a NaN error blamed the weights."""
+    import accelerate
+    from models import assert_same_credit
+
+    model, tokenizer = build("mixtral")
+    model.save_pretrained(tmp_path / "model")
+    plain = engine("mixtral", None, "", 1)
+    dispatched = type(model).from_pretrained(tmp_path / "model", offload_folder=str(tmp_path / "offload"), device_map={
+        "embed_tokens": "cpu", "norm": "cpu", "rotary_emb": "cpu", "layers.0": "cpu", "layers.1": "disk"}).eval()
+    offloaded = accelerate.cpu_offload(copy.deepcopy(model), execution_device=torch.device("cpu"))
+    for variant in (dispatched, offloaded):
+        assert variant.layers[1].mlp.experts.gate_up_proj.is_meta
+        profile = hf_txray.analyze(variant, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                                   max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+        assert_same_credit(profile, plain)
+        assert variant.layers[1].mlp.experts.gate_up_proj.is_meta  # offloaded again after the run
+
+
 def test_shared_experts_are_numbered_after_the_routed_ones():
     profile = engine("qwen2_moe", None, "", 3)
     assert profile.num_neurons == 4 * 16 + 48
