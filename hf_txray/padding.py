@@ -19,7 +19,7 @@ from .errors import ModelError, TXRayError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
 from .moe import is_fused_experts
-from .sites import check_hooked_rows
+from .sites import DYNAMIC_QUANTIZATION, check_hooked_rows
 
 CHECK_TEXT = "Padding must never change what these few tokens read."
 EXTRA_WIDTH = 16  # padding positions added to the text
@@ -197,10 +197,14 @@ def _padding_moved(zeros: torch.Tensor, other: torch.Tensor, again: torch.Tensor
 
 
 def _padding_message(model: Any, what: str, consequence: str, remedy: str) -> str:
+    cause = ("Its linear layers are dynamically quantized (torch.ao.quantization.quantize_dynamic), with one input "
+             "scale for the whole batch, padding included"
+             if any(type(m).__module__.startswith(DYNAMIC_QUANTIZATION) for m in model.modules()) else
+             "Its token mixing does not follow the attention mask (as FNet's Fourier transform, ConvBERT's "
+             "convolutions or capacity-limited expert routing)")
     return (f"{type(model).__name__} lets padding change the activations of real tokens: {what} when only the token "
-            "ids of its padding change (positions the attention mask hides). Its token mixing does not follow the "
-            "attention mask (as FNet's Fourier transform, ConvBERT's convolutions or capacity-limited expert "
-            f"routing), so {consequence} each text alone and unpadded: {remedy}.")
+            f"ids of its padding change (positions the attention mask hides). {cause}, so {consequence} each text "
+            f"alone and unpadded: {remedy}.")
 
 
 def has_experts(model: Any, sites: Sequence[Any]) -> bool:

@@ -139,6 +139,27 @@ def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, 
             yield name, module, dims
 
 
+DYNAMIC_QUANTIZATION = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")
+
+
+def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
+    """Refuse a model converted by ``torch.ao.quantization.quantize_dynamic``, whose linear layers the site search
+    does not read (they are no ``nn.Linear``), naming the conversion rather than a missing block structure.
+
+    Raises:
+        ModelError: `model` holds a dynamically quantized module.
+    """
+    quantized = next((n or name for n, m in model.named_modules()
+                      if type(m).__module__.startswith(DYNAMIC_QUANTIZATION)), None)
+    if quantized is not None:
+        raise ModelError(
+            f"{quantized!r} is dynamically quantized (torch.ao.quantization.quantize_dynamic): such a layer quantizes "
+            "its input with a scale computed over the whole batch, so a text's activations depend on the texts "
+            "batched with it, and its units are not read by site='mlp'. Profile the model before quantize_dynamic; "
+            "or profile the quantized one with site='residual', module_pattern naming its blocks (e.g. "
+            "r'layers\\.\\d+$'), batch_size=1 and pad_to_multiple_of=1.")
+
+
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
     those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder)."""
@@ -413,6 +434,7 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
         elif site == "mlp":
             dims = linear_dims(module)
             if dims is None:
+                refuse_dynamic_quantization(module, name)
                 raise ModelError(
                     f"module_pattern matched {name!r} ({type(module).__name__}), which is not linear: site='mlp' "
                     "hooks the input of a linear down projection. Match the linear layer, or use site='residual'."
@@ -510,6 +532,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     stack, root = resolve_stack(model, stack)
     if module_pattern:
         return _sites_from_pattern(model, site, module_pattern, root)
+    refuse_dynamic_quantization(model, type(model).__name__)
     root_name = _qualified(model, root) if root is not model else ""
     prefix, blocks = find_blocks(root)
     prefix = _join(root_name, prefix)

@@ -1175,3 +1175,27 @@ def test_a_pattern_naming_experts_is_refused_where_the_shared_expert_cannot_be_n
     residual = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
                                 site="residual", show_progress=False)
     assert residual.meta.num_positions > 0  # the fix the message names works
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")  # torch's own deprecation of quantized tensors
+def test_a_dynamically_quantized_model_is_refused_naming_the_conversion():
+    """Helper 118: after torch.ao.quantization.quantize_dynamic, the search said the model has "no nn.ModuleList of
+    identical blocks", a pattern on the down projection that it "is not linear", and the residual site blamed token
+    mixing "as FNet's"; the cause is the conversion, whose input scale spans the batch. The residual site with each
+    text alone, as the message says, is exact."""
+    from torch.ao.quantization import quantize_dynamic
+
+    model, tokenizer = build("llama")
+    quantized = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    common = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False, skip_first_positions=0)
+    with pytest.raises(ModelError, match="'layers.0.self_attn.q_proj' is dynamically quantized"):
+        hf_txray.analyze(quantized, TEXTS, **common)
+    with pytest.raises(ModelError, match="'layers.0.mlp.down_proj' is dynamically quantized"):
+        hf_txray.analyze(quantized, TEXTS, module_pattern=r"layers\.\d+\.mlp\.down_proj$", **common)
+    with pytest.raises(ModelError, match="Its linear layers are dynamically quantized .* one input scale for the "
+                                         "whole batch"):
+        hf_txray.analyze(quantized, TEXTS, site="residual", module_pattern=r"layers\.\d+$", **common)
+    alone = hf_txray.analyze(quantized, TEXTS, site="residual", module_pattern=r"layers\.\d+$", batch_size=1,
+                             pad_to_multiple_of=1, **common)
+    kept = reference.run_corpus(quantized, tokenizer, TEXTS, "residual", FEATURES, None)
+    assert_equals_reference(alone, reference.credit(kept, 1, FEATURES))
