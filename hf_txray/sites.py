@@ -252,14 +252,15 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     found = [(n, m) for n, m in block.named_modules() if is_fused_experts(m) and not in_token_mixer(block, n)]
     if not found:
         return None
-    if len(found) > 1:
+    name, experts = found[0]
+    parts = name.split(".")
+    # checked first: PEFT's modules_to_save holds a copy of the experts beside the original, two experts modules
+    wrapped = next((".".join(parts[:i]) for i in range(1, len(parts) + 1)
+                    if peft_base_layer(block.get_submodule(".".join(parts[:i]))) is not None), None)
+    if wrapped is None and len(found) > 1:
         raise ModelError(f"Block {block_name!r} has several fused experts modules {[n for n, _ in found]} (as "
                          "ERNIE-4.5-VL's text and vision experts): hf_txray numbers one experts module per block, "
                          "so this layout is not read. Profile this model with site='residual'.")
-    name, experts = found[0]
-    parts = name.split(".")
-    wrapped = next((".".join(parts[:i]) for i in range(1, len(parts))
-                    if peft_base_layer(block.get_submodule(".".join(parts[:i]))) is not None), None)
     if wrapped is not None:
         raise ModelError(
             f"The experts {_join(block_name, name)!r} are wrapped by a PEFT adapter ({_join(block_name, wrapped)!r}): "

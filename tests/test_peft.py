@@ -116,6 +116,12 @@ def test_lora_on_a_moe_models_shared_expert_is_read_and_on_its_experts_refused()
     with pytest.raises(ModelError, match=r"experts .* are wrapped by a PEFT adapter.*merge_and_unload"):
         hf_txray.analyze(peft.get_peft_model(copy.deepcopy(model), on_experts), SAMPLE_TEXTS, tokenizer=tokenizer,
                          **OPTIONS)
+    # Helper 118: modules_to_save on the experts (a copy beside the original) was refused as "several fused experts
+    # modules (as ERNIE-4.5-VL's ...)", with site='residual' as the only way out; merging works
+    saved = peft.LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["experts"])
+    with pytest.raises(ModelError, match=r"experts .* are wrapped by a PEFT adapter.*merge_and_unload"):
+        hf_txray.analyze(peft.get_peft_model(copy.deepcopy(model), saved), SAMPLE_TEXTS, tokenizer=tokenizer,
+                         **OPTIONS)
 
 
 def test_modules_to_save_is_read_through_its_wrapper():
