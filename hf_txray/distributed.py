@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .errors import ModelError
+
 
 def process_info(cpu: bool | None = None) -> tuple[int, int]:
     """(rank, world_size), initialising the process group through Accelerate when launched with several processes."""
@@ -104,6 +106,25 @@ def is_dispatched(model: Any) -> bool:
     Such a model must never be moved with ``.to()``: its hooks move each module's weights and inputs themselves.
     """
     return bool(getattr(model, "hf_device_map", None))
+
+
+def refuse_offloaded(model: Any, what: str, fix: str) -> None:
+    """Refuse a model that keeps weights offloaded (on the meta device between calls: ``device_map`` with CPU or disk
+    offload, ``cpu_offload``) for work that reads or writes weights outside its forward pass, where Accelerate's hooks
+    do not load them.
+
+    Args:
+        what (`str`): the work, as the message's subject (e.g. ``"Output effects read ..."``).
+        fix (`str`): what to do instead.
+
+    Raises:
+        ModelError: naming one offloaded weight.
+    """
+    meta = [name for name, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise ModelError(
+            f"{what}, and {len(meta)} of this model's weights are offloaded (on the meta device, e.g. {meta[0]!r}: a "
+            f"device_map with 'disk' or CPU offload, or cpu_offload). {fix}")
 
 
 def _hook_device(hook: Any) -> torch.device | None:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
-from .distributed import input_device
+from .distributed import input_device, refuse_offloaded
 from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
@@ -365,7 +365,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     if not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
     read = readout(model, stack)
-    refuse_offloaded(model)
+    _refuse_offloaded(model)
     _, blocks = _blocks(model, stack)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
     layers = list(range(len(blocks))) if layers is None else [int(layer) for layer in layers]
@@ -496,23 +496,12 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
         raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
                                  "has no such column. Use site='mlp' or output_effects=False.")
     readout(model, stack)
-    refuse_offloaded(model)
+    _refuse_offloaded(model)
 
 
-def refuse_offloaded(model: nn.Module) -> None:
-    """Output effects read the down projections' and the LM head's weights directly, outside the forward pass in
-    which Accelerate loads offloaded weights: refuse a model that keeps some on the meta device.
-
-    Raises:
-        ModelError: naming the offloaded weights and the fix.
-    """
-    meta = [name for name, p in model.named_parameters() if p.is_meta]
-    if meta:
-        raise ModelError(
-            f"Output effects read the MLP down projections' and the LM head's weights directly, and {len(meta)} of "
-            f"this model's weights are offloaded (on the meta device, e.g. {meta[0]!r}: a device_map with 'disk' or "
-            "CPU offload). Load the model without offloading for output_effects=True, or profile with "
-            "output_effects=False.")
+def _refuse_offloaded(model: nn.Module) -> None:
+    refuse_offloaded(model, "Output effects read the MLP down projections' and the LM head's weights directly",
+                     "Load the model without offloading for output_effects=True, or profile with output_effects=False.")
 
 
 def normalize_output_effects(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack
 from .masks import active_masks, check_plan, mlp_sites
@@ -99,6 +100,9 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "The model has active hf_txray masks: remove them first (hf_txray.unprune(model)); removing neurons "
             "renumbers them and would leave the masks on the wrong neurons."
         )
+    refuse_offloaded(model, "mode='remove' slices the MLP weights in place, outside any forward pass",
+                     "Load the model without offloading to remove neurons, or use mode='mask' (CLI: --mode mask), "
+                     "which masks activations during the forward.")
     if resolve_stack(model, None)[0] is not None:
         raise ModelError(
             f"mode='remove' does not support encoder-decoders ({type(model).__name__}): pruning acts on the encoder's "
