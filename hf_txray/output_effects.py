@@ -364,8 +364,8 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     """
     if not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
+    _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
     read = readout(model, stack)
-    _refuse_offloaded(model)
     _, blocks = _blocks(model, stack)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
     layers = list(range(len(blocks))) if layers is None else [int(layer) for layer in layers]
@@ -495,8 +495,8 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
     if site != "mlp":
         raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
                                  "has no such column. Use site='mlp' or output_effects=False.")
+    _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
     readout(model, stack)
-    _refuse_offloaded(model)
 
 
 def _refuse_offloaded(model: nn.Module) -> None:
