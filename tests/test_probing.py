@@ -8,6 +8,7 @@ correct probe must rank neuron (0, 7) first, ablating it must break the probe, a
 
 from __future__ import annotations
 
+import decimal
 import functools
 import gc
 import json
@@ -194,7 +195,8 @@ def test_columns_spacy_and_control_labels():
     assert np.array_equal(control, control_labels(types, np.array([0, 1, 1, 2, 0, 0]), 3, seed=4))
 
 
-@pytest.mark.parametrize("missing", (-1, None, float("nan")))
+@pytest.mark.parametrize("missing", (-1, None, float("nan"), np.float32("nan"), pd.NA, pd.NaT, decimal.Decimal("NaN"),
+                                     "", "  "), ids=repr)
 def test_a_missing_gold_label_is_refused_not_made_a_class(missing):
     """Helper 117: datasets' -1 ("no label") in a ClassLabel column became the last class name (names[-1]), and None
     or NaN a class 'None' / 'nan': 3 of 6 words were probed as VERB."""
@@ -205,7 +207,7 @@ def test_a_missing_gold_label_is_refused_not_made_a_class(missing):
                                       features=datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
                                                                   "tags": labels}))
     assert [good.features["tags"].feature.names[i] for i in good["tags"][0]] == ["PRON", "VERB"]
-    if missing == -1:
+    if isinstance(missing, int) and missing == -1:
         data = datasets.Dataset.from_dict({"tokens": [["I", "run", "home"]], "tags": [[1, 2, -1]]},
                                           features=good.features)
     else:
@@ -214,6 +216,17 @@ def test_a_missing_gold_label_is_refused_not_made_a_class(missing):
         from_columns(data, "tokens", "tags")
     with pytest.raises(DatasetError, match="no label for the word 'home'"):
         hf_txray.probing.data.load_labeled(data, "tags")
+
+
+@pytest.mark.parametrize("label", (1.5, float("inf"), np.float32(0.25)), ids=repr)
+def test_a_fractional_class_id_is_refused_not_rounded_down(label):
+    """Helper 119: with label names, int(1.5) silently made the word a VERB (names[1])."""
+    with pytest.raises(DatasetError, match="'run' .* not a whole class id"):
+        from_columns({"tokens": [["I", "run"]], "tags": [[0, label]]}, "tokens", "tags",
+                     label_names=["PRON", "VERB", "ADV"])
+    whole = from_columns({"tokens": [["I", "run"]], "tags": [[0.0, 2.0]]}, "tokens", "tags",
+                         label_names=["PRON", "VERB", "ADV"])
+    assert [whole.label_names[i] for i in whole.labels[0]] == ["PRON", "ADV"]
 
 
 # ----- extraction --------------------------------------------------------------------------------------------------

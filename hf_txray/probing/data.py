@@ -8,7 +8,7 @@ profile of the same text see the same words.
 
 from __future__ import annotations
 
-import math
+from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -365,7 +365,7 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
             text += word
             e.append(len(text))
             text += " "
-        _check_labels(row, words, tags, labels_column)
+        _check_labels(row, words, tags, labels_column, names is not None)
         if names is not None:
             try:
                 tags = [names[int(t)] if not isinstance(t, str) else t for t in tags]
@@ -378,16 +378,34 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
                                None if names is None else sorted(set(names)))
 
 
-def _check_labels(row: int, words: Sequence[str], tags: Sequence[Any], column: str) -> None:
-    """Refuse a missing label (None, NaN, or a negative class id: datasets' ``-1`` for "no label"), which would
-    otherwise become a class of its own (``'None'``) or, indexed from the end, the last class name."""
+def _check_labels(row: int, words: Sequence[str], tags: Sequence[Any], column: str, indexed: bool) -> None:
+    """Refuse a missing label (None, a blank string, any pandas/numpy/decimal NaN or NA, or a negative class id:
+    datasets' ``-1`` for "no label"), which would otherwise become a class of its own (``'None'``, ``'nan'``,
+    ``'<NA>'``) or, indexed from the end, the last class name; and, when the labels index `label_names` (`indexed`),
+    a fractional id, which ``int()`` would silently round down to another class."""
     for word, tag in zip(words, tags):
-        missing = tag is None or (isinstance(tag, float) and math.isnan(tag))
-        if missing or (not isinstance(tag, str) and isinstance(tag, (int, float, np.integer, np.floating)) and tag < 0):
+        if _is_missing(tag) or (_is_number(tag) and tag < 0):
             raise DatasetError(
                 f"Row {row} of {column!r} has no label for the word {word!r} ({tag!r}: a missing label, as datasets "
                 "writes -1 for one): every word needs a label. Drop or relabel those words first, e.g. with "
                 "Dataset.map, or keep only fully labelled rows with Dataset.filter.")
+        if indexed and _is_number(tag) and not float(tag).is_integer():
+            raise DatasetError(
+                f"Row {row} of {column!r} labels the word {word!r} {tag!r}, which is not a whole class id: with label "
+                "names, a numeric label is an index into them. Cast the column to integers (or strings) first.")
+
+
+def _is_missing(tag: Any) -> bool:
+    if tag is None or (isinstance(tag, str) and not tag.strip()):
+        return True
+    try:
+        return bool(pd.isna(tag))  # NaN of any float type, pd.NA, pd.NaT, Decimal('NaN')
+    except (TypeError, ValueError):  # a list or other non-scalar: not a missing scalar
+        return False
+
+
+def _is_number(tag: Any) -> bool:
+    return not isinstance(tag, (str, bool, np.bool_)) and isinstance(tag, (int, float, Decimal, np.integer, np.floating))
 
 
 # ----- dispatch -------------------------------------------------------------------------------------------------
