@@ -142,6 +142,12 @@ def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, 
 DYNAMIC_QUANTIZATION = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")
 
 
+def dynamically_quantized(model: nn.Module) -> str | None:
+    """The name of `model`'s first module converted by ``torch.ao.quantization.quantize_dynamic`` (``""`` for
+    `model` itself), or None."""
+    return next((n for n, m in model.named_modules() if type(m).__module__.startswith(DYNAMIC_QUANTIZATION)), None)
+
+
 def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
     """Refuse a model converted by ``torch.ao.quantization.quantize_dynamic``, whose linear layers the site search
     does not read (they are no ``nn.Linear``), naming the conversion rather than a missing block structure.
@@ -149,9 +155,9 @@ def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
     Raises:
         ModelError: `model` holds a dynamically quantized module.
     """
-    quantized = next((n or name for n, m in model.named_modules()
-                      if type(m).__module__.startswith(DYNAMIC_QUANTIZATION)), None)
+    quantized = dynamically_quantized(model)
     if quantized is not None:
+        quantized = quantized or name
         raise ModelError(
             f"{quantized!r} is dynamically quantized (torch.ao.quantization.quantize_dynamic): such a layer quantizes "
             "its input with a scale computed over the whole batch, so a text's activations depend on the texts "

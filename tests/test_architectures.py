@@ -1192,10 +1192,19 @@ def test_a_dynamically_quantized_model_is_refused_naming_the_conversion():
         hf_txray.analyze(quantized, TEXTS, **common)
     with pytest.raises(ModelError, match="'layers.0.mlp.down_proj' is dynamically quantized"):
         hf_txray.analyze(quantized, TEXTS, module_pattern=r"layers\.\d+\.mlp\.down_proj$", **common)
-    with pytest.raises(ModelError, match="Its linear layers are dynamically quantized .* one input scale for the "
-                                         "whole batch"):
+    with pytest.raises(ModelError, match="'layers.0.self_attn.q_proj' is dynamically quantized .* one scale for the "
+                                         "whole batch.*batch_size=1 and pad_to_multiple_of=1"):
         hf_txray.analyze(quantized, TEXTS, site="residual", module_pattern=r"layers\.\d+$", **common)
     alone = hf_txray.analyze(quantized, TEXTS, site="residual", module_pattern=r"layers\.\d+$", batch_size=1,
                              pad_to_multiple_of=1, **common)
     kept = reference.run_corpus(quantized, tokenizer, TEXTS, "residual", FEATURES, None)
+    assert_equals_reference(alone, reference.credit(kept, 1, FEATURES))
+    # Helper 119: with only the attention's q_proj quantized, a pattern on the plain down projections was profiled in
+    # padded batches, and the masses moved with what else each batch held (the padding probe does not see it).
+    attention_only = quantize_dynamic(copy.deepcopy(model), {"layers.0.self_attn.q_proj"}, dtype=torch.qint8)
+    down = dict(module_pattern=r"layers\.\d+\.mlp\.down_proj$", **common)
+    with pytest.raises(ModelError, match="'layers.0.self_attn.q_proj' is dynamically quantized"):
+        hf_txray.analyze(attention_only, TEXTS, **down)
+    alone = hf_txray.analyze(attention_only, TEXTS, batch_size=1, pad_to_multiple_of=1, **down)
+    kept = reference.run_corpus(attention_only, tokenizer, TEXTS, "mlp", FEATURES, None)
     assert_equals_reference(alone, reference.credit(kept, 1, FEATURES))
