@@ -183,17 +183,24 @@ def _configs_section(row_counts: Mapping[str, int]) -> list[str]:
     return ["## Configs", "", markdown_table(frame), ""]
 
 
-def _loading_section(repo_id: str, row_counts: Mapping[str, int]) -> list[str]:
+def _loading_section(repo_id: str, row_counts: Mapping[str, int], revision: str | None) -> list[str]:
     configs = [n for n, rows in row_counts.items() if rows]
+    at = f', revision="{revision}"' if revision else ""  # results on a branch: the default one may hold none
     return ["## How to load", "", "```python", "from datasets import load_dataset", "",
-            *[f'{n} = load_dataset("{repo_id}", "{n}", split="train")' for n in configs], "",
+            *[f'{n} = load_dataset("{repo_id}", "{n}", split="train"{at})' for n in configs], "",
             "# The exact Profile and TransferReport objects (pip install hf_txray):", "import hf_txray", "",
-            f'profiles, reports = hf_txray.load("{repo_id}")', "```", ""]
+            f'profiles, reports = hf_txray.load("{repo_id}"{at})', "```", ""]
 
 
-def _credit_rule(top_k: int | None) -> str:
-    """The credit rule in words, for the card's opening paragraph (`top_k` None: a report alone, which does not
-    record it)."""
+def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
+    """The credit rule in words, for the card's opening paragraph: `top_k` by stage (one sentence for all when they
+    agree), one value, or None (a report alone, which does not record it)."""
+    if isinstance(top_k, Mapping):
+        values = set(top_k.values())
+        if len(values) > 1:
+            per_stage = ", ".join(f"`{stage}` {k}" for stage, k in top_k.items())
+            return f"one of the k most active units of its layer (top-k credit, k per stage: {per_stage})"
+        top_k = values.pop() if values else None
     if top_k is None:
         return "the most active unit(s) of its layer (top-k credit)"
     if top_k == 1:
@@ -217,7 +224,7 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
     return f"{where} (content `{digest[:23]}…`)"
 
 
-def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[str]:
+def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: str | None) -> list[str]:
     rows = []
     for p in profiles.values():
         record = p.meta.provenance or {}
@@ -239,7 +246,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
              "Every profile records the model and corpus it was computed from, pinned (Hub commits, or content hashes "
              "of local files), with every option, device and dtype (the `meta` config: `provenance`). Recompute it "
              "and compare (counts exact, masses to 1e-6):", "",
-             "```bash", f"pip install hf_txray=={__version__}", f"hf-txray reproduce {repo_id}", "```", "",
+             "```bash", f"pip install hf_txray=={__version__}", f"hf-txray reproduce {repo_id}" + (f" --revision {revision}" if revision else ""), "```", "",
              markdown_table(pd.DataFrame(rows)), ""]
     if options:
         shown = ", ".join(f"`{k}={v}`" for k, v in options.items())
@@ -252,7 +259,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str) -> list[st
 
 def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferReport], row_counts: Mapping[str, int],
                figures: Mapping[str, list[str]], *, repo_id: str | None = None, license: str | None = None,
-               pretty_name: str | None = None) -> DatasetCard:
+               pretty_name: str | None = None, revision: str | None = None) -> DatasetCard:
     """The dataset card of an export.
 
     Args:
@@ -264,6 +271,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
         repo_id (`str`, *optional*): used in the loading examples (a placeholder otherwise).
         license (`str`, *optional*): Hub license id.
         pretty_name (`str`, *optional*): title; defaults to ``"TX-Ray neuron analysis of <model>"``.
+        revision (`str`, *optional*): the branch the export is pushed to, named by the loading examples.
 
     Example:
         ```python
@@ -280,7 +288,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     body = [f"# {pretty_name}", "",
             "Neuron preference profiles (\"neuron cards\") and transfer reports computed with **hf_txray**, an "
             "implementation of TX-Ray (Rethmeier et al., UAI 2020) for Hugging Face models. Each neuron is described "
-            f"by the inputs that make it {_credit_rule(getattr(m, 'top_k', None))}, and its preferences are "
+            f"by the inputs that make it {_credit_rule(_top_k_by_stage(profiles, m))}, and its preferences are "
             "compared across training stages with the Hellinger distance.", "",
             "## Summary", "",
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
@@ -295,11 +303,16 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     if reports:
         body += ["## Transfer reports", ""] + [line for r in reports.values() for line in _report_tables(r)]
     body += _plots_section(figures) + _configs_section(row_counts)
-    body += _loading_section(repo_id or "<repo_id>", row_counts)
+    body += _loading_section(repo_id or "<repo_id>", row_counts, revision)
     if profiles:
-        body += _reproduce_section(profiles, repo_id or "<this folder>")
+        body += _reproduce_section(profiles, repo_id or "<this folder>", revision)
     body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+
+def _top_k_by_stage(profiles: Mapping[str, Profile], meta: Any) -> Mapping[str, int] | int | None:
+    """Each profile's top_k by stage; a report alone records none (the `meta` of the card's first part)."""
+    return {stage: p.meta.top_k for stage, p in profiles.items()} if profiles else getattr(meta, "top_k", None)
 
 
 def _architecture_note(meta) -> str:

@@ -117,6 +117,7 @@ def save_to_disk(
     license: str | None = None,
     pretty_name: str | None = None,
     plots: bool = True,
+    revision: str | None = None,
 ) -> Path:
     """Write profiles and reports in the Hub dataset layout: parquet configs, README dataset card, PNG plots.
 
@@ -131,6 +132,8 @@ def save_to_disk(
         license (`str`, *optional*): a Hub license id for the card, e.g. ``"apache-2.0"``.
         pretty_name (`str`, *optional*): the card's title; derived from the model otherwise.
         plots (`bool`, *optional*, defaults to `True`): draw the key figures into ``plots/``.
+        revision (`str`, *optional*): the Hub branch the folder will be pushed to, named by the card's loading
+            examples (``hf_txray.push_to_hub(..., revision=...)`` sets it).
 
     Returns:
         `Path`: `directory`.
@@ -145,7 +148,8 @@ def save_to_disk(
     directory = Path(directory)
     _check_target(directory)
     with atomic_dir(directory) as tmp:
-        write_folder(tmp, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name, plots=plots)
+        write_folder(tmp, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name, plots=plots,
+                     revision=revision)
         write_header(tmp, "results", EXPORT_FORMAT_VERSION)
     return directory
 

@@ -187,7 +187,7 @@ def push_to_hub(
     repo_id = full_repo_id(repo_id, token)
     folder = Path(local_dir) if local_dir is not None else default_local_dir(repo_id)
     save_to_disk(folder, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name,
-                 plots=plots)
+                 plots=plots, revision=revision)
     message = commit_message or (f"Upload TX-Ray results: {len(by_stage)} profile(s), {len(by_name)} report(s) "
                                  f"(hf_txray {__version__})")
     info = push_folder(folder, repo_id, private=private, token=token, commit_message=message, revision=revision)
@@ -227,6 +227,12 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
             logger.warning("%s is an export folder whose dataset card is already written: %s not applied. Export "
                            "again with hf_txray.save_to_disk(..., %s) to change the card.", path,
                            " and ".join(ignored), ", ".join(f"{name}=..." for name in ignored))
+        revision = kwargs.get("revision")
+        card = path / "README.md"
+        if revision and card.is_file() and f'revision="{revision}"' not in card.read_text(encoding="utf-8"):
+            logger.warning("%s is an export folder whose dataset card was written for no branch: its loading examples "
+                           "read the default branch, not %r. Export again with hf_txray.save_to_disk(..., "
+                           "revision=%r) to name it.", path, revision, revision)
         return push_folder(path, repo_id, **kwargs)
     profiles, reports = saved_results(path)
     if not profiles and not reports:

@@ -628,7 +628,7 @@ def link_or_symlink(source: str, target: str) -> None:
 
 def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mapping[str, "TransferReport"], *,
                  repo_id: str | None = None, license: str | None = None, pretty_name: str | None = None,
-                 plots: bool = False) -> None:
+                 plots: bool = False, revision: str | None = None) -> None:
     """Write profiles and reports into the empty folder `folder`: one folder of parquet files per config, the
     dataset card ``README.md`` declaring them and, with `plots`, the key figures (callers make it atomic).
 
@@ -640,6 +640,7 @@ def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mappi
         license (`str`, *optional*): a Hub license id for the card.
         pretty_name (`str`, *optional*): the card's title.
         plots (`bool`, *optional*, defaults to `False`): draw the key figures into ``plots/`` and the card.
+        revision (`str`, *optional*): the Hub branch the card's loading examples name.
     """
     tables = build_tables(profiles, reports)
     save_id = new_save_id()  # one for every config: a reader refuses a folder mixing files of two saves
@@ -647,7 +648,7 @@ def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mappi
         write_config(table, folder / name, save_id=save_id)
     figures = _write_plots(folder / PLOTS_DIR, profiles, reports) if plots else {}
     card = build_card(profiles, reports, {n: t.num_rows for n, t in tables.items()}, figures,
-                      repo_id=repo_id, license=license, pretty_name=pretty_name)
+                      repo_id=repo_id, license=license, pretty_name=pretty_name, revision=revision)
     card.save(folder / "README.md")
 
 

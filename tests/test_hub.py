@@ -205,6 +205,11 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
     branches = {b.name: b.target_commit for b in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches}
     assert set(branches) == {"main", "dev"} and branches["main"] != branches["dev"]
     assert hf_txray.load(repo_id, revision="dev").profiles["pretrained"] == a
+    # the card's loading examples name the branch (helper 119: they loaded the default branch, which holds none)
+    card = DatasetCard.load(hub.api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision="dev"))
+    assert f'hf_txray.load("{repo_id}", revision="dev")' in card.text
+    assert f'load_dataset("{repo_id}", "neuron_cards", split="train", revision="dev")' in card.text
+    assert f"hf-txray reproduce {repo_id} --revision dev" in card.text
 
 def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub, tmp_path, caplog):
     a, _, _ = results
@@ -212,6 +217,10 @@ def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub,
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         assert cli_main(["push", f"{hub.username}/exported", str(folder), "--license", "mit"]) == 0
     assert "dataset card is already written: license not applied" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):  # its card's loading examples name no branch
+        assert cli_main(["push", f"{hub.username}/exported", str(folder), "--revision", "dev"]) == 0
+    assert "written for no branch: its loading examples read the default branch, not 'dev'" in caplog.text
 
 
 def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub, caplog):
@@ -505,6 +514,9 @@ def test_card_says_the_credit_rule_and_names_a_model_object(tmp_path):
     report = hf_txray.compare(one, run(1, "again"))
     card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "report", reports=[report], plots=False) / "README.md")
     assert "the most active unit(s) of its layer (top-k credit)" in card.text  # a report does not record top_k
+    # Helper 119: an export of a top-1 and a top-3 profile stated the first one's rule for both
+    both = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "both", [three, one], plots=False) / "README.md")
+    assert "(top-k credit, k per stage: `top3` 3, `top1` 1)" in both.text and "max-1 credit" not in both.text
 
 
 def test_a_result_only_on_a_branch_is_named_when_the_default_branch_is_read(results, hub):
