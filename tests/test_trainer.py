@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -543,7 +544,7 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
 
 
-def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub):
+def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub, caplog):
     """Helper 116: with a private model repo (created beforehand, hub_private_repo unset) the results dataset, which
     holds the probe texts' snippets, was created public; and a push to a branch put the results on main, over those
     of main's model."""
@@ -566,6 +567,14 @@ def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub):
     on_dev = hf_txray.load(results, revision="dev").profiles
     assert set(on_dev) == set(trainer.txray_profiles)
     assert on_dev["step-6"] == trainer.txray_profiles["step-6"]
+    # Helper 119: private=False (or hub_private_repo=False) on a private model made its results public, silently
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        assert trainer._results_private(False, hub.token) is True
+    assert f"the model repo {repo} is private, so its results repo {results} is created private too" in caplog.text
+    trainer.hub_model_id = f"{hub.username}/open-cls"  # a public model repo: public results, as asked
+    hub.api.create_repo(trainer.hub_model_id)
+    assert trainer._results_private(False, hub.token) is False and trainer._results_private(None, hub.token) is False
+    assert trainer._results_private(True, hub.token) is True
 
 
 def test_pushes_of_output_dir_name_local_paths_as_cards_do(tmp_path, hub, monkeypatch):

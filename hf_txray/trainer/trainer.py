@@ -130,8 +130,9 @@ class TXRayTrainer(Trainer):
         :func:`hf_txray.push_to_hub`), from the main process only.
 
         The results go to the model's branch (`revision`, else ``args.hub_revision``; the default branch when
-        neither is set), and a results repo created here is private when `private`, else ``args.hub_private_repo``,
-        says so, and when neither does, when the model repo is private (or its visibility cannot be read)."""
+        neither is set), and a results repo created here is private when the model repo is (a warning says so when
+        `private`, else ``args.hub_private_repo``, asked for a public one), when `private` or ``args.hub_private_repo``
+        asks for it, and when neither says and the model's visibility cannot be read."""
         with public_output_uploads(self.args.output_dir):
             result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
                                          revision=revision, private=private, **kwargs)
@@ -148,19 +149,28 @@ class TXRayTrainer(Trainer):
         return result
 
     def _results_private(self, private: bool | None, token: Any) -> bool:
-        """Whether a results repo created by :meth:`push_to_hub` is private: as asked, else as the model repo (a
-        results repo holds the probe texts' snippets, so it is never more visible than the model)."""
-        for asked in (private, self.args.hub_private_repo):
-            if asked is not None:
-                return bool(asked)
+        """Whether a results repo created by :meth:`push_to_hub` is private: a results repo holds the probe texts'
+        snippets, so it is never more visible than the model repo (private when that is, even if ``False`` was
+        asked: with a warning), else as asked; private when nothing was asked and the model's visibility cannot be
+        read."""
+        asked = next((bool(a) for a in (private, self.args.hub_private_repo) if a is not None), None)
+        if asked:
+            return True
         from huggingface_hub import HfApi
 
         try:
-            return bool(HfApi(token=token).repo_info(self.hub_model_id).private)
-        except Exception as err:  # unreadable: the safe side
-            logger.warning("TX-Ray: could not read whether the model repo %s is private (%s): creating the results "
-                           "repo private.", self.hub_model_id, type(err).__name__)
-            return True
+            model_private = bool(HfApi(token=token).repo_info(self.hub_model_id).private)
+        except Exception as err:  # unreadable: the safe side, unless public results were asked for
+            if asked is None:
+                logger.warning("TX-Ray: could not read whether the model repo %s is private (%s): creating the "
+                               "results repo private.", self.hub_model_id, type(err).__name__)
+            return asked is None
+        if model_private and asked is False:
+            logger.warning("TX-Ray: the model repo %s is private, so its results repo %s is created private too "
+                           "although private=False was asked (it holds snippets of the probe texts). Make it public "
+                           "on the Hub (Settings) if that is meant.", self.hub_model_id, self.txray_results_repo_id)
+        return model_private
+
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """The `Trainer`'s checkpoint push (``hub_strategy``), with ``output_dir/txray/`` naming local paths as cards
