@@ -246,7 +246,7 @@ class Artifact:
                 newer than this hf_txray reads.
         """
         folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
-        with naming_the_source(dir_or_repo_id, folder, revision):
+        with naming_the_source(dir_or_repo_id, folder, revision, token):
             cls.check_header(folder)
             return cls._from_pretrained(folder)
 

@@ -266,5 +266,5 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
     """
     folder = local_or_download(repo_id_or_dir, revision=revision, token=token,
                                allow_patterns=[f"{name}/*.parquet" for name in CONFIGS + EXTRA_CONFIGS])
-    with naming_the_source(repo_id_or_dir, folder, revision):
+    with naming_the_source(repo_id_or_dir, folder, revision, token):
         return TXRayResults(*read_folder(folder))

@@ -139,26 +139,29 @@ def source_name(name_or_path: str | os.PathLike, folder: Path, revision: str | N
 
 
 @contextlib.contextmanager
-def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None) -> Iterator[None]:
+def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None,
+                      token: str | bool | None = None) -> Iterator[None]:
     """Re-raise a :class:`ProfileFormatError` about the downloaded snapshot `folder` naming the repo id and revision
-    instead of the snapshot's path in the local cache (which tells a user nothing about what they asked for)."""
+    instead of the snapshot's path in the local cache (which tells a user nothing about what they asked for), and
+    the repo's other branches when its default one was read (`token`: the one the download used)."""
     try:
         yield
     except ProfileFormatError as err:
         name = source_name(name_or_path, folder, revision)
         if name == str(folder) or str(folder) not in str(err):
             raise
-        hint = "" if revision else _other_branches_hint(str(name_or_path))
+        hint = "" if revision else _other_branches_hint(str(name_or_path), token)
         raise type(err)(str(err).replace(str(folder), name) + hint) from None
 
 
-def _other_branches_hint(repo_id: str) -> str:
+def _other_branches_hint(repo_id: str, token: str | bool | None = None) -> str:
     """`` It was read at its default branch; the repo also has the branch(es) ...`` for a Hub dataset repo with other
     branches (what was pushed to one of them is not on the default branch), else an empty string."""
     from huggingface_hub import HfApi
 
     try:
-        refs, default = HfApi().list_repo_refs(repo_id, repo_type="dataset"), HfApi().dataset_info(repo_id).sha
+        api = HfApi(token=token)
+        refs, default = api.list_repo_refs(repo_id, repo_type="dataset"), api.dataset_info(repo_id).sha
     except Exception:  # a hint only: the error itself stands
         return ""
     others = [b.name for b in refs.branches if b.target_commit != default]

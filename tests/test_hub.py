@@ -530,3 +530,18 @@ def test_a_result_only_on_a_branch_is_named_when_the_default_branch_is_read(resu
                                                  "the repo also has the branch\\(es\\) 'dev': pass revision='dev'"):
         Profile.from_pretrained(repo_id)
     assert Profile.from_pretrained(repo_id, revision="dev") == a
+
+
+def test_the_branch_hint_of_a_private_repo_uses_the_token_passed(results, hub, monkeypatch):
+    """Helper 119: the hint read the repo's branches without the token passed to from_pretrained / load, so a
+    private repo read with token=... (no saved login) got no hint."""
+    a, _, _ = results
+    repo_id = f"{hub.username}/private-on-a-branch"
+    hub.api.create_repo(repo_id, repo_type="dataset", private=True)
+    a.push_to_hub(repo_id, revision="dev")
+    monkeypatch.delenv("HF_TOKEN")
+    hint = "It was read at its default branch; the repo also has the branch\\(es\\) 'dev'"
+    with pytest.raises(ProfileFormatError, match=hint):
+        Profile.from_pretrained(repo_id, token=hub.token)
+    with pytest.raises(ProfileFormatError, match=hint):
+        hf_txray.load(repo_id, token=hub.token)
