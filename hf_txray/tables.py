@@ -40,20 +40,36 @@ def grapheme_cut(text: str, at: int, forward: bool) -> int:
     """`at` moved, if it falls inside a grapheme cluster of `text` (a flag, an emoji ZWJ sequence, a letter with
     combining marks), to the cluster's end (`forward`) or start, so that a context cut from it shows whole characters
     (cutting a run of flags between its two halves pairs every later half wrongly). Clusters by Unicode's rules
-    (UAX #29, the ``regex`` module's ``\\X``), read over :data:`GRAPHEME_REACH` characters around the cut."""
+    (UAX #29, the ``regex`` module's ``\\X``), read over :data:`GRAPHEME_REACH` characters around the cut, and
+    further while the cluster found reaches the edge of what was read (a letter with hundreds of marks)."""
     if at <= 0 or at >= len(text) or (text[at - 1].isascii() and text[at].isascii()):
         return at  # ASCII on both sides: a boundary (\r\n, one cluster, only splits invisibly)
+    reach = GRAPHEME_REACH
+    while True:
+        start, end, lo = _cluster_around(text, at, reach)
+        if 0 < lo == start or end == at + reach < len(text):
+            reach *= 4  # the cluster may go on beyond what was read
+            continue
+        return at if start == at else (end if forward else start)
+
+
+def _cluster_around(text: str, at: int, reach: int) -> tuple[int, int, int]:
+    """(start, end, lo): the grapheme cluster of ``text[lo: at + reach]`` that holds position `at` (its end may be
+    `at`, when `at` is a boundary), and `lo`, `reach` characters back, or further to the start of a run of
+    regional indicators (flags pair from the start of the run)."""
     import regex
 
-    lo = max(0, at - GRAPHEME_REACH)
-    while lo > 0 and "\U0001F1E6" <= text[lo] <= "\U0001F1FF":  # start outside a run of regional indicators
+    lo = max(0, at - reach)
+    while lo > 0 and "\U0001F1E6" <= text[lo] <= "\U0001F1FF":
         lo -= 1
     edge = lo
-    for cluster in regex.finditer(r"\X", text[lo: at + GRAPHEME_REACH]):
+    for cluster in regex.finditer(r"\X", text[lo: at + reach]):
         start, edge = edge, lo + cluster.end()
-        if edge >= at:
-            return at if edge == at else (edge if forward else start)
-    return at
+        if edge > at:
+            return start, edge, lo
+        if edge == at:
+            return at, at, lo
+    return at, at, lo
 
 
 def clip_left(text: str, size: int) -> str:

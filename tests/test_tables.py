@@ -51,6 +51,13 @@ def test_context_cuts_keep_grapheme_clusters_whole():
             i = next(k for k, e in enumerate(edges) if e > at)
             assert (before, after) == (edges[i - 1], edges[i]), at
     assert clip_left(text, 10) == "👨\u200d👩\u200d👧 ok\r\né" and clip_right(text, 3) == "🇩🇪🇫🇷"
+    # Helper 119: a cluster longer than the 64 characters read around the cut (a letter with 100 or 5,000 marks)
+    # was cut inside
+    for marks in (100, 5000):
+        long = "ab" + "e" + "\u0301" * marks + "cd"
+        for at in (3, 40, 3 + marks // 2, 2 + marks):
+            assert (grapheme_cut(long, at, False), grapheme_cut(long, at, True)) == (2, 3 + marks), (marks, at)
+        assert clip_right(long, 60) == long[:3 + marks] and clip_left(long, 60) == long[2:]
     # in a profile's examples: the left context of a token after 31 flags starts with a whole flag
     import hf_txray
     from models import tiny
