@@ -84,13 +84,12 @@ def weights_in_memory(module: nn.Module, name: str) -> Iterator[None]:
     """
     from accelerate.utils import align_module_device
 
+    from .distributed import refuse_offloaded
+
     with align_module_device(module):
-        meta = [n for n, p in module.named_parameters() if p.is_meta]
-        if meta:
-            raise ModelError(
-                f"The weights {meta[:3]} of {name!r} are on the meta device (offloaded, and not loaded by their "
-                "Accelerate hook), so its experts' units cannot be computed. Load the model without offloading "
-                "these layers, or profile site='residual'.")
+        refuse_offloaded(module, f"The experts' units of {name!r} are computed from its weights, which its Accelerate "
+                         "hook did not load", "Load the model without offloading these layers, or profile "
+                         "site='residual'.")
         yield
 
 
