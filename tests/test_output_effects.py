@@ -313,9 +313,11 @@ def test_encoder_neurons_of_an_encoder_decoder_are_refused():
         hf_txray.output_effects(model, 0, 0, tokenizer=tokenizer, stack="encoder")
 
 
-def test_an_offloaded_model_is_refused_before_profiling(tmp_path, monkeypatch):
+@pytest.mark.parametrize("offloaded", (("model.layers.1",), ("model.norm", "lm_head")))
+def test_an_offloaded_model_is_refused_before_profiling(tmp_path, monkeypatch, offloaded):
     """Helper 118: analyze(output_effects=True) on a model with a block offloaded to disk computed the whole profile,
-    then stopped with torch's bare "Cannot copy out of meta tensor" (the weights are read outside the forward)."""
+    then stopped with torch's bare "Cannot copy out of meta tensor" (the weights are read outside the forward);
+    helper 119: with the final norm and LM head offloaded, output_effects_table read them before refusing."""
     from transformers import LlamaForCausalLM
 
     from hf_txray.output_effects import output_effects_table
@@ -323,14 +325,15 @@ def test_an_offloaded_model_is_refused_before_profiling(tmp_path, monkeypatch):
     from tests.models import tiny_llama_lm
 
     tiny_llama_lm().save_pretrained(tmp_path / "model")
-    model = LlamaForCausalLM.from_pretrained(tmp_path / "model", offload_folder=str(tmp_path / "offload"), device_map={
-        "model.embed_tokens": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
-        "model.layers.1": "disk", "lm_head": "cpu"}).eval()
+    device_map = {"model.embed_tokens": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+                  "model.layers.1": "cpu", "lm_head": "cpu"} | dict.fromkeys(offloaded, "disk")
+    model = LlamaForCausalLM.from_pretrained(tmp_path / "model", offload_folder=str(tmp_path / "offload"),
+                                             device_map=device_map).eval()
     texts = ["a first text", "and a second one"]
     plain = hf_txray.analyze(model, texts, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
     assert plain.meta.num_positions > 0  # the model itself profiles
     monkeypatch.setattr(Profile, "__init__", lambda *a, **k: pytest.fail("profiled before refusing"))
-    with pytest.raises(ModelError, match="weights are offloaded \\(on the meta device, e.g. 'model.layers.1"):
+    with pytest.raises(ModelError, match=f"weights are offloaded \\(on the meta device, e.g. '{offloaded[0]}"):
         hf_txray.analyze(model, texts, tokenizer=bpe_tokenizer(), features=("token",), output_effects=True,
                          show_progress=False)
     with pytest.raises(ModelError, match="Load the model without offloading"):
