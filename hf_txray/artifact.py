@@ -295,7 +295,9 @@ class Artifact:
                     create_pr: bool = False) -> "CommitInfo":
         """Upload this artifact, saved with :meth:`save_pretrained`, to the Hub dataset repo `repo_id` (one commit).
 
-        Files of a previous push in the folders this artifact writes are replaced; other files are left alone.
+        Files of a previous push in the folders this artifact writes, and in its `optional_folders` (for a profile or
+        a report: every folder of the results layout, so that another push's profiles, reports or plots are not left
+        beside it), are replaced; other files are left alone.
 
         Args:
             repo_id (`str`): ``namespace/name`` (or ``name`` for the token's user); created when missing.

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .artifact import saved_artifacts
+from .artifact import HEADER_FILE, saved_artifacts
 from .card import keep_foreign_configs, missing_profiles
 from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
@@ -119,7 +119,9 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     info = upload_folder(
         folder, repo_id, token=token, private=private, revision=revision,
         commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
-        allow_patterns=["README.md"] + [f"{name}/*" for name in owned], delete_patterns=[f"{name}/*" for name in owned],
+        # the results header replaces a single artifact's (Profile.push_to_hub) left by an earlier push
+        allow_patterns=["README.md", HEADER_FILE] + [f"{name}/*" for name in owned],
+        delete_patterns=[HEADER_FILE] + [f"{name}/*" for name in owned],
         prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder, revision),
         retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}"
                     f"{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}{kwargs})"))

@@ -21,7 +21,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
                            split_keys)
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
-from .layout import NOISE_COLUMNS, OPTIONAL_CONFIGS, read_single, write_folder
+from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
 from .provenance import is_embedded
 from .significance import DEFAULT_MIN_COUNT, check_min_count
@@ -296,7 +296,9 @@ class Profile(Artifact):
     """
 
     artifact_type = "profile"
-    optional_folders = OPTIONAL_CONFIGS  # neuron_outputs: a push of a profile without output effects deletes them
+    # A push deletes every folder of the dataset layout this save lacks: a previous push's neuron_outputs, or the
+    # reports and plots of an analysis pushed there before, would be left beside the profile, undeclared.
+    optional_folders = OWNED_FOLDERS
     format_version = 2  # 1: json + safetensors + parquet files (before the dataset layout)
 
     def __init__(

@@ -36,7 +36,7 @@ from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUN
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
-from .layout import read_single, write_folder
+from .layout import OWNED_FOLDERS, read_single, write_folder
 from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
 from .version import __version__
 
@@ -261,6 +261,7 @@ class TransferReport(Artifact):
     """
 
     artifact_type = "transfer_report"
+    optional_folders = OWNED_FOLDERS  # as Profile's: a previous push's profiles and plots are not left beside it
     format_version = 2  # 1: json + parquet files (before the dataset layout)
     DEFAULT_MIN_COUNT = DEFAULT_MIN_COUNT  # for readers that only hold a report (the dataset card)
 

@@ -532,6 +532,27 @@ def test_a_result_only_on_a_branch_is_named_when_the_default_branch_is_read(resu
     assert Profile.from_pretrained(repo_id, revision="dev") == a
 
 
+def test_pushes_of_another_kind_leave_nothing_of_the_previous_one(results, hub):
+    """Helper 116: a profile pushed over an analysis left its reports and plots in the repo, undeclared, and an
+    analysis pushed over a profile left the profile's header, so Profile.from_pretrained read the results folder as a
+    single profile."""
+    a, b, report = results
+    repo_id = f"{hub.username}/mixed-pushes"
+    folders = lambda: {f.split("/")[0] for f in hub.server.repo_files(repo_id)}  # noqa: E731
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report])
+    assert {"transfer_reports", "summary", "plots", "txray_artifact.json"} <= folders()
+    a.push_to_hub(repo_id)
+    assert folders() == {".gitattributes", "README.md", "txray_artifact.json", "meta", "neuron_cards", "distributions"}
+    assert Profile.from_pretrained(repo_id) == a and hf_txray.load(repo_id).profiles == {"pretrained": a}
+    report.push_to_hub(repo_id)
+    assert folders() == {".gitattributes", "README.md", "txray_artifact.json", "meta", "transfer_reports", "summary"}
+    hf_txray.push_to_hub(repo_id, profiles=[b], plots=False)
+    assert folders() == {".gitattributes", "README.md", "txray_artifact.json", "meta", "neuron_cards", "distributions"}
+    with pytest.raises(ProfileFormatError, match="is a results folder"):
+        Profile.from_pretrained(repo_id)
+    assert hf_txray.load(repo_id).profiles == {b.stage: b}
+
+
 def test_the_branch_hint_of_a_private_repo_uses_the_token_passed(results, hub, monkeypatch):
     """Helper 119: the hint read the repo's branches without the token passed to from_pretrained / load, so a
     private repo read with token=... (no saved login) got no hint."""
