@@ -116,7 +116,10 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     lines.append("")
     columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
         f"mean_hellinger_{f}" for f in meta.feature_types] + [f"mean_length_shift_{ft}"]
-    columns += [c for c in (f"noise_floor_hellinger_{ft}_a", f"share_changed_{ft}") if c in report.layers]
+    # A -> B at half size beside both floors, as the noise table reads them (the full-size mean beside one floor,
+    # computed at half size over fewer neurons, looked like change where there was none; helper 120)
+    columns += [c for c in (f"matched_hellinger_{ft}", f"noise_floor_hellinger_{ft}_a", f"noise_floor_hellinger_{ft}_b",
+                            f"share_changed_{ft}") if c in report.layers]
     lines.append(text_table(report.layers[columns]))
     if len(report.mass_share):
         share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")

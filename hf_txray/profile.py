@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -351,14 +351,7 @@ class Profile(Artifact):
 
     def _layer_position(self, layer: int) -> int:
         """Where `layer` (a block index, or negative: counted from the last profiled layer) sits in the tables."""
-        layers = self.meta.layers
-        if isinstance(layer, int) and -len(layers) <= layer < 0:
-            return len(layers) + layer
-        try:
-            return layers.index(layer)
-        except ValueError:
-            raise ConfigurationError(f"Layer {layer} was not profiled; profiled layers: {layers} (or negative "
-                                     "indices, counted from the last of them).") from None
+        return list(self.meta.layers).index(resolve_layer(self.meta.layers, layer, "was not profiled"))
 
     def _row(self, layer: int, neuron: int) -> int:
         if not 0 <= neuron < self.num_neurons:
@@ -858,6 +851,23 @@ def _reads(meta: ProfileMeta) -> list[list]:
         return [list(read) for read in record[MERGED_READS]]
     read = _rows_read(record.get("dataset") or {})
     return [] if read is None else [read]
+
+
+def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
+    """The block index `layer` names among `layers` (a profile's or a report's): itself, or, negative, counted from
+    the last of them.
+
+    Raises:
+        ConfigurationError: `layer` is none of them (`absent` says how, e.g. ``"is not in this report"``).
+    """
+    layers = list(layers)
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if -len(layers) <= layer < 0:
+            return layers[layer]
+        if layer in layers:
+            return int(layer)
+    raise ConfigurationError(f"Layer {layer!r} {absent}; its layers: {layers} (or negative indices, counted from the "
+                             "last of them).")
 
 
 def _rows_read(record: dict[str, Any]) -> list | None:

@@ -37,7 +37,7 @@ from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
-from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
+from .profile import FeatureTable, Profile, credit_differences, merged_vocab, resolve_layer, tokenizer_difference
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
@@ -130,7 +130,7 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
         return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
     if test["test"]:
-        p, design = significance.homogeneity_pvalues(ta, tb, num_rows, both)
+        p, design = significance.homogeneity_pvalues(ta, tb, num_rows, both, texts=test["texts"])
         test["dispersion"][test["feature_type"]] = list(design)
     else:
         p = nan
@@ -350,8 +350,7 @@ class TransferReport(Artifact):
         column = self._hellinger_column(feature_type)
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigurationError(f"n must be an int >= 0, got {n!r}.")
-        if layer is not None and layer not in self.meta.layers:
-            raise ConfigurationError(f"Layer {layer!r} is not in this report: {self.meta.layers}.")
+        layer = None if layer is None else resolve_layer(self.meta.layers, layer, "is not in this report")
         min_count = check_min_count(min_count)
         frame = self.neurons[self.neurons[column].notna()]
         frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
@@ -570,11 +569,13 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
     meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
-                 f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g})") if test else ""
+                 f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, denominator df at most the texts "
+                 "less 2)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason = reason
     meta.model_types = [(p.meta.provenance or {}).get("runtime", {}).get("model_type") for p in (a, b)]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
-                                   "same_corpus": meta.same_corpus, "halves": not reason})
+                                   "same_corpus": meta.same_corpus, "halves": not reason,
+                                   "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),
                           _mass_share_table(a, b))

@@ -24,11 +24,14 @@ ignores that some neurons burst more than others. So the estimate is moderated, 
 df_halves_B)``, with ``prior_df = 30`` degrees of freedom for the pooled value (chosen by calibration, see below),
 and
 
-    F = (X^2 / df) / D_neuron  ~  F(df, prior_df + df_halves_A + df_halves_B)
+    F = (X^2 / df) / D_neuron  ~  F(df, min(prior_df + df_halves_A + df_halves_B, texts_A + texts_B - 2))
 
 gives the p-value of "A and B differ more than sampling explains". The column keeps its name
 ``p_hellinger_<ft>``: it tests the change that the Hellinger column measures, with a statistic that does not
-saturate. Rows are tested when they have at least one credit in both stages and ``df >= 1``; others get NaN.
+saturate. The design effect is read from how the texts differ, so it is known to no more degrees of freedom than
+the texts give: with 2 to 10 texts per stage the uncapped test flagged 10-13% of reports between two samples of one
+corpus (bench/RESULTS.md, "with few texts"). Rows are tested when they have at least one credit in both stages and
+``df >= 1``; others get NaN.
 
 No resampling: all neurons at once in a few sparse passes, deterministic, milliseconds per report. Changed neurons
 are flagged with the Benjamini-Hochberg procedure (``scipy.stats.false_discovery_control``) over the tested neurons
@@ -156,8 +159,8 @@ def dispersion(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXP
 
 
 def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.ndarray,
-                        min_expected: float = MIN_EXPECTED, prior_df: float = PRIOR_DF
-                        ) -> tuple[np.ndarray, tuple[float, float]]:
+                        min_expected: float = MIN_EXPECTED, prior_df: float = PRIOR_DF,
+                        texts: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
     """P-values of "A and B differ more than sampling explains" per row: the moderated F test of the module doc.
 
     Args:
@@ -168,6 +171,10 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
         min_expected (`float`, *optional*, defaults to 5): see :func:`homogeneity`.
         prior_df (`float`, *optional*, defaults to 30): weight of the pooled design effect in each neuron's
             moderated design effect, in degrees of freedom.
+        texts (`tuple[int, int]`, *optional*): the texts profiled in A and in B. The design effect is read from
+            how the texts differ, so it is known to no more degrees of freedom than ``texts_a + texts_b - 2``: the F
+            test's denominator degrees of freedom are capped there (with 2 texts per stage, uncapped, 11% of
+            neurons had p < 0.05 between two samples of one corpus; capped, fewer than 5%).
 
     Returns:
         `tuple`: p-values of shape `(num_rows,)` (NaN for rows not tested) and the pooled design effects of A and B.
@@ -187,8 +194,11 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
     prior = (n_b * pooled[0] + n_a * pooled[1]) / np.maximum(n_a + n_b, 1)
     design = (prior_df * prior + x_within) / (prior_df + df_within)
     df = np.maximum(observed.df, 1)
+    known = prior_df + df_within
+    if texts is not None and min(texts) > 0:  # 0: not recorded (a profile built by hand)
+        known = np.minimum(known, max(sum(texts) - 2, 1))
     with np.errstate(invalid="ignore"):
-        p = f_distribution.sf(observed.statistic / df / design, df, prior_df + df_within)
+        p = f_distribution.sf(observed.statistic / df / design, df, known)
     return np.where(np.isnan(observed.statistic), np.nan, p), (pooled[0], pooled[1])
 
 

@@ -368,6 +368,25 @@ def test_report_plots_refuse_a_bad_min_count(name, report):
 
     with pytest.raises(hf_txray.ConfigurationError, match="min_count must be an int >= 0"):
         getattr(plots, name)(report, min_count=-1)
+    # Helper 120: a layer the report does not hold drew "no shared neuron ..." under its title; -1 is the last
+    for layer in (99, -len(report.meta.layers) - 1, 1.0):
+        with pytest.raises(hf_txray.ConfigurationError, match=f"Layer {layer!r} is not in this report"):
+            getattr(plots, name)(report, layer=layer)
+    last = report.meta.layers[-1]
+    drawn = getattr(plots, name)(report, layer=-1, min_count=0)
+    assert f"layer {last}" in drawn.axes[0].get_title()
+
+
+def test_neuron_mass_plot_refuses_a_layer_it_does_not_hold(pair, report):
+    from hf_txray import plots
+
+    with pytest.raises(hf_txray.ConfigurationError, match="Layer 99 is not in this report"):
+        plots.plot_neuron_mass(report, layer=99)
+    with pytest.raises(hf_txray.ConfigurationError, match="Layer 99 was not profiled"):
+        plots.plot_neuron_mass(pair[0], layer=99)
+    last = pair[0].meta.layers[-1]
+    assert plots.plot_neuron_mass(pair[0], layer=-1).axes[0].get_title() == f"Per-neuron mass (layer {last})"
+    assert len(report.most_changed(layer=-1)) and set(report.most_changed(layer=-1)["layer"]) == {last}
 
 
 def test_compare_takes_saved_profiles_folders(pair, report, tmp_path):

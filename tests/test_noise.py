@@ -336,8 +336,10 @@ def neuron_entries(table: FeatureTable, neuron: int, half: str | None = None) ->
     return out
 
 
-def slow_pvalues(ta: FeatureTable, tb: FeatureTable, neurons: list[int], prior_df: float = 30.0) -> dict[int, float]:
-    """The moderated F test of hf_txray.significance, neuron by neuron with plain Python sums."""
+def slow_pvalues(ta: FeatureTable, tb: FeatureTable, neurons: list[int], prior_df: float = 30.0,
+                 texts: tuple[int, int] | None = None) -> dict[int, float]:
+    """The moderated F test of hf_txray.significance, neuron by neuron with plain Python sums (its denominator
+    degrees of freedom at most the texts' number less 2)."""
     from scipy.stats import f as f_distribution
 
     within = {}
@@ -357,7 +359,8 @@ def slow_pvalues(ta: FeatureTable, tb: FeatureTable, neurons: list[int], prior_d
         x_w = sum(within[s][n][0] for s in "ab" if within[s][n][1] > 0)
         df_w = sum(within[s][n][1] for s in "ab")
         design = (prior_df * prior + x_w) / (prior_df + df_w)
-        out[n] = float(f_distribution.sf(x / df / design, df, prior_df + df_w)) if df else math.nan
+        known = prior_df + df_w if texts is None else min(prior_df + df_w, sum(texts) - 2)
+        out[n] = float(f_distribution.sf(x / df / design, df, known)) if df else math.nan
     return out
 
 
@@ -400,6 +403,16 @@ def test_pvalues_match_a_slow_per_neuron_reference():
         x, df = slow_chi_square(neuron_entries(ta, n), neuron_entries(tb, n))
         assert np.isnan(x) == np.isnan(h.statistic[n]) and (np.isnan(x) or h.statistic[n] == pytest.approx(x, rel=1e-12))
     assert design[0] >= 1.0 and design[1] >= 1.0
+    # Helper 120: with a few texts per stage the design effect rests on them, not on prior_df + df_within degrees of
+    # freedom: uncapped, 11% of neurons had p < 0.05 between two samples of 2 texts of one corpus
+    for texts in ((2, 2), (5, 6), (400, 400)):
+        capped, _ = significance.homogeneity_pvalues(ta, tb, 8, tested, texts=texts)
+        slow = slow_pvalues(ta, tb, [int(n) for n in np.nonzero(tested)[0]], texts=texts)
+        for neuron, p in slow.items():
+            assert (math.isnan(p) and math.isnan(capped[neuron])) or capped[neuron] == pytest.approx(p, rel=1e-9)
+    few, _ = significance.homogeneity_pvalues(ta, tb, 8, tested, texts=(2, 2))
+    many, _ = significance.homogeneity_pvalues(ta, tb, 8, tested, texts=(400, 400))
+    assert few[1] > 100 * fast[1] and np.array_equal(many, fast, equal_nan=True)
 
 
 def test_benjamini_hochberg_matches_brute_force():
@@ -455,6 +468,14 @@ def test_noise_floors_match_brute_force():
     assert s["share_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 7)
     assert s["neurons_tested_pos"] == 5  # 2 and 4 have one category after pooling, 5 is lost
     assert s["share_of_tested_changed_pos"] == pytest.approx(report.neurons["changed_pos"].sum() / 5)
+    # the report's test knows how many texts each stage holds (helper 120: 2 texts per stage flagged too often)
+    for texts in ((2, 3), (400, 400)):
+        few = [hand_profile(stage, side) for stage, side in (("A", 0), ("B", 1))]
+        for profile, n in zip(few, texts):
+            profile.meta.num_examples = n
+        tested = report.neurons["p_hellinger_pos"].notna().to_numpy()
+        want, _ = significance.homogeneity_pvalues(a.tables["pos"], b.tables["pos"], 8, tested, texts=texts)
+        np.testing.assert_allclose(hf_txray.compare(*few).neurons["p_hellinger_pos"], want, rtol=1e-12)
     table = report.noise_table()
     assert list(table["figure"]) == ["mean Hellinger pos", "share lost", "share gained"]
 
@@ -471,6 +492,11 @@ def test_rankings_respect_min_count(tmp_path):
     text = report_text(report)
     assert "2 shared neurons have too few credits" in text and "credited >= 20 times" in text
     assert "Hellinger distance between a neuron's preference distributions: 0 = the same, 1 = disjoint" in text
+    # the per-layer table shows A -> B at half size beside both floors (helper 120: the full-size mean beside A's
+    # floor alone read as change)
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("layer ") and "share_lost" in line)
+    assert header.split()[-4:] == ["matched_hellinger_pos", "noise_floor_hellinger_pos_a",
+                                   "noise_floor_hellinger_pos_b", "share_changed_pos"]
     from hf_txray import viewer
     from hf_txray.card import _report_tables
 

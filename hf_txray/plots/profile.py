@@ -93,6 +93,11 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
         >>> plot_neuron_mass(profile, layer=0).savefig("mass.png")
         ```
     """
+    from ..profile import resolve_layer
+
+    if layer is not None:
+        layer = resolve_layer(data.meta.layers, layer, "was not profiled" if hasattr(data, "neuron_stats") else
+                              "is not in this report")
     if hasattr(data, "neuron_stats"):  # a Profile
         frame = data.neuron_stats()
         series = {data.stage: frame}

@@ -33,6 +33,13 @@ REPORT_PLOT_ARGS = """report (`TransferReport`): the comparison to draw.
             noise, and such neurons would fill the plot (0 draws every shared neuron)."""
 
 
+def _report_layer(report: "TransferReport", layer: int | None) -> int | None:
+    """`layer` checked against the report's layers (negative: counted from the last), for the data and the title."""
+    from ..profile import resolve_layer
+
+    return None if layer is None else resolve_layer(report.meta.layers, layer, "is not in this report")
+
+
 def _shared(report: "TransferReport", layer: int | None, min_count: int) -> pd.DataFrame:
     frame = report.neurons[report.neurons["status"] == "shared"]
     if check_min_count(min_count):
@@ -71,6 +78,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
         ```
     """
     ft = checked_feature_type(report.meta.feature_types, feature_type)
+    layer = _report_layer(report, layer)
     data = _shared(report, layer, min_count)
     data = data[data[f"hellinger_{ft}"].notna() & (data[f"hellinger_length_{ft}"] > 0)]
     import matplotlib
@@ -120,6 +128,7 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
         ```
     """
     ft = checked_feature_type(report.meta.feature_types, feature_type)
+    layer = _report_layer(report, layer)
     data = _shared(report, layer, min_count)
     data = data[(data[f"length_a_{ft}"] > 0) & (data[f"length_b_{ft}"] > 0)]
     scope = _scope(layer, min_count)
