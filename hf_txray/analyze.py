@@ -794,7 +794,10 @@ def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world:
 def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
     config = o.profiler_config()
-    o.validate()
+    names, _ = o.validate()
+    tags = [t for t in names if t in TAG_FEATURES]
+    if tags:  # a missing spaCy model fails here, not after the model is loaded (loaded once: it is cached)
+        WordAnnotator(tags, o.spacy_model).nlp
     # One dtype: a dtype in model_kwargs becomes o.dtype (recorded and reloaded as such), a second one is refused.
     dtype, model_kwargs = merge_dtype(o.dtype, o.model_kwargs)
     o = dataclasses.replace(o, dtype=dtype, model_kwargs=model_kwargs or None)
@@ -807,6 +810,12 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
     if isinstance(dataset, str) and dataset in corpora.EMBEDDED_NAMES:  # "txray:bbc", as on the command line
+        given = [name for name in ("split", "dataset_config", "dataset_revision") if getattr(o, name) is not None]
+        if given:
+            raise ConfigurationError(
+                f"{dataset!r} is an embedded corpus of one split, so {', '.join(given)} do(es) not apply: drop "
+                f"{'it' if len(given) == 1 else 'them'}. The embedded corpora are "
+                f"{', '.join(corpora.EMBEDDED_NAMES)} (txray:ptb-valid: the Penn Treebank validation sentences).")
         dataset = corpora.by_name(dataset, o.num_samples)
     if o.streaming and not isinstance(dataset, (str, Path)) and not is_stream(dataset):
         logger.warning("streaming=True opens data files, folders and Hub ids as streams; the %s passed is read as "

@@ -116,8 +116,32 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | No
 
     valid = [n for n in option_names(AnalyzeOptions) if n not in ("checkpoint_dir", "show_progress")]
     values = config_file_defaults(args.config, valid + list(ANALYZE_CLI_KEYS))
-    args.subparser.set_defaults(**values)
+    args.subparser.set_defaults(**_config_values(args.config, values))
     return parser.parse_args(argv)
+
+
+def _config_values(path: str, values: dict) -> dict:
+    """The --config file's values as the command line would read them, or a ConfigurationError naming the file: a
+    number given for a text (``stage: 2020``, ``out: 5``) is that text; a text is read by its flag's parser (argparse
+    leaves defaults unchecked, or names the flag for a value that came from the file)."""
+    from .errors import ConfigurationError
+    from .options import AnalyzeOptions, cli_parser, text_fields
+
+    texts = set(text_fields(AnalyzeOptions)) | {"model", "dataset", "out", "push_to_hub", "gguf_file"}
+    out = {}
+    for name, value in values.items():
+        if name in texts and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if name in texts and value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"The config file {path}: {name} must be a string, got {value!r}.")
+        parse = cli_parser(AnalyzeOptions, name)
+        if parse is not None and isinstance(value, str):
+            try:
+                parse(value)
+            except (ConfigurationError, ValueError, TypeError) as err:
+                raise ConfigurationError(f"The config file {path}: {name}: {value!r} is not valid: {err}") from None
+        out[name] = value
+    return out
 
 
 def _check_out(out: str | Path, command: str, artifact_type: str | None = None, inputs: tuple = ()) -> Path:
@@ -138,6 +162,10 @@ def _cmd_analyze(args) -> int:
     if not args.out:
         raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
     out = _check_out(args.out, "analyze", "profile", inputs=tuple(p for p in (args.model, args.dataset) if p))
+    if args.push_to_hub:  # before the run, not after it
+        from .hub_io import check_repo_id
+
+        check_repo_id(args.push_to_hub)
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
                    features=tuple(options["features"]))
@@ -471,7 +499,8 @@ def _add_pruning_options(p) -> None:
     p.add_argument("--mode", default="mask", choices=["mask", "remove"],
                    help="mask: zero the neurons with hooks (reversible); remove: slice the MLP weights.")
     p.add_argument("--overall", action="store_true", help="Rank all layers together instead of AMOUNT per layer.")
-    p.add_argument("--layers", type=_csv(int), help="Comma-separated layers to prune (default: all).")
+    p.add_argument("--layers", type=_layers, help="Layers to prune: 'all', indices and ranges such as 0-3,7,-1 "
+                                                  "(negative first: --layers=-1) (default: all).")
     p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed; default: the "
                                           "report's first feature type).")
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
@@ -686,7 +715,8 @@ def _add_probe(sub) -> None:
     p.add_argument("data", help=".conllu file, text file/dataset (tagged with spaCy), or txray:ptb / txray:bbc.")
     p.add_argument("--property", default="pos", help="pos, dep, ner, xpos, or a user label column (default: pos).")
     p.add_argument("--out", required=True, help="Folder to write the probing result to.")
-    p.add_argument("--layers", type=_layers, default="all", help="'all' or comma-separated block indices.")
+    p.add_argument("--layers", type=_layers, default="all", help="'all', or block indices and ranges such as "
+                                                                 "0-3,7,-1 (negative first: --layers=-1).")
     p.add_argument("--site", default="mlp", choices=["mlp", "residual"],
                    help="Neuron site: mlp (MLP intermediate neurons) or residual (block output).")
     p.add_argument("--aggregation", default="first", choices=["first", "last", "mean"],
@@ -824,7 +854,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask tokens there
-        super().error(re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message))
+        # and the value of any misspelt secret-like flag (--tokn=..., --tokenx VALUE, --api-key ...)
+        message = re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message)
+        head, found, rest = message.partition("unrecognized arguments: ")
+        if found:  # the arguments themselves, up to argparse's suggestions in parentheses
+            given, paren, hint = rest.partition(" (")
+            secret = r"(--[\w-]*(?:tok|key|secret|pass)[\w-]*)(=| )(?!-)\S+"
+            message = head + found + re.sub(secret, r"\1\2***", given, flags=re.I) + paren + hint
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,6 +148,11 @@ def load_model(
                                   **kwargs)
         except ModelError:  # the checkpoint's own refusal (a ValueError too): as it is
             raise
+        except TypeError as err:
+            if "unexpected keyword argument" not in str(err):
+                raise
+            raise ModelError(f"Loading {model_id!r} failed on a keyword from_pretrained passed on to the model "
+                             f"({err}): check the keys of model_kwargs (--model-kwargs) for a misspelling.") from err
         except ImportError as err:
             extra = " (pip install gguf, or pip install 'hf_txray[gguf]')" if gguf_file else ""
             raise ModelError(f"Loading {model_id!r} needs a package that is missing{extra}: {err}") from err
@@ -1011,6 +1016,9 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     if isinstance(model, (str, Path)):
         name = str(model)
         if Path(name).expanduser().exists():
+            if revision is not None:  # from_pretrained ignores it there: it would only be recorded, wrongly
+                raise ConfigurationError(f"revision={revision!r} applies to Hub models only; {name!r} is a local path, "
+                                         "read as it is. Drop revision, or pass the model's Hub id.")
             files = model_folder_files(Path(name).expanduser())
             return ModelSource("local", str(Path(name).expanduser().resolve()), revision, None, files,
                                files_hash(files))

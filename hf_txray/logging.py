@@ -12,7 +12,7 @@
 Example:
     ```python
     >>> import hf_txray
-    >>> hf_txray.logging.set_verbosity_info()   # also the profiling timings
+    >>> hf_txray.logging.set_verbosity_info()   # also what analyze detected (the text column, ...)
     >>> hf_txray.logging.disable_progress_bars()
     ```
 """
@@ -149,20 +149,33 @@ def disable_propagation() -> None:
 
 # ----- progress bars ----------------------------------------------------------------------------------------------
 # The bars of the libraries hf_txray calls (loading weights, dataset maps, Hub downloads): one switch for all of them.
-_LIBRARY_SWITCHES = (("transformers.utils.logging", "enable_progress_bar", "disable_progress_bar"),
-                     ("datasets", "enable_progress_bars", "disable_progress_bars"),
-                     ("huggingface_hub.utils", "enable_progress_bars", "disable_progress_bars"))
+# (module, enable, disable, whether its bars are on)
+_LIBRARY_SWITCHES = (
+    ("transformers.utils.logging", "enable_progress_bar", "disable_progress_bar", lambda m: m.is_progress_bar_enabled()),
+    ("datasets", "enable_progress_bars", "disable_progress_bars", lambda m: m.is_progress_bar_enabled()),
+    ("huggingface_hub.utils", "enable_progress_bars", "disable_progress_bars",
+     lambda m: not m.are_progress_bars_disabled()))
+_switched_off: set[str] = set()  # the libraries whose bars disable_progress_bars turned off (and only those)
 
 
 def _switch_library_bars(enabled: bool) -> None:
+    """Off: the libraries' bars that are on; on again: only those (a library's bars its user turned off with its own
+    switch stay off)."""
     import importlib
 
-    for module, on, off in _LIBRARY_SWITCHES:
-        getattr(importlib.import_module(module), on if enabled else off)()
+    for name, on, off, is_on in _LIBRARY_SWITCHES:
+        module = importlib.import_module(name)
+        if not enabled and is_on(module):
+            getattr(module, off)()
+            _switched_off.add(name)
+        elif enabled and name in _switched_off:
+            getattr(module, on)()
+            _switched_off.discard(name)
 
 
 def enable_progress_bars() -> None:
-    """Show progress bars (the default): hf_txray's, and those of transformers, datasets and huggingface_hub."""
+    """Show progress bars (the default): hf_txray's, and those of transformers, datasets and huggingface_hub that
+    :func:`disable_progress_bars` hid (not those turned off with their own library's switch)."""
     global _progress_bars_enabled
     _progress_bars_enabled = True
     _switch_library_bars(True)

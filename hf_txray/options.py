@@ -20,6 +20,8 @@ import dataclasses
 import difflib
 import inspect
 import json
+import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +199,8 @@ class ProfilerConfig:
     """
 
     layers: Any = option("all", "Blocks to hook: 'all', an int, a list of ints, or text such as '0-3,7,-1' (ranges "
-                                "include both ends; negative indices count from the last block; None: all).",
+                                "include both ends; negative indices count from the last block; None: all). On the command line a "
+                                "list that starts with a negative index takes '=': --layers=-2,-1.",
                          parse=parse_layers, arg_type=str)
     site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "
                               "'residual' (the block output, hidden size).", choices=SITES)
@@ -291,6 +294,15 @@ class ProfilerConfig:
         Raises:
             ConfigurationError: the first field out of range, named with the accepted values.
         """
+        check_text_fields(self)
+        if self.site not in SITES:
+            raise ConfigurationError(f"Unknown site {self.site!r}: choose one of {', '.join(SITES)}.")
+        if self.module_pattern is not None:
+            try:
+                re.compile(self.module_pattern)
+            except re.error as err:
+                raise ConfigurationError(f"module_pattern {self.module_pattern!r} is not a valid regular expression "
+                                         f"({err}).") from None
         skip = self.skip_first_positions
         if not (skip == "auto" or (_is_int(skip) and skip >= 0)):
             raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
@@ -325,6 +337,28 @@ class ProfilerConfig:
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
+
+
+def text_fields(options_class: type) -> dict[str, bool]:
+    """The options of `options_class` that hold text, and whether each may be None."""
+    hints = typing.get_type_hints(options_class)
+    return {name: hint == (str | None) for name, hint in hints.items() if hint in (str, str | None)}
+
+
+def check_text_fields(options: Any) -> None:
+    """Refuse a text option given another type (``stage=2020``, a number read from a YAML file) before any work:
+    it reached the saved tables, whose writer failed only after the whole run.
+
+    Raises:
+        ConfigurationError: naming the option and how to write it.
+    """
+    for name, optional in text_fields(type(options)).items():
+        value = getattr(options, name)
+        path = name.endswith("_dir") and isinstance(value, os.PathLike)  # checkpoint_dir: a folder
+        if not (isinstance(value, str) or path or (optional and value is None)):
+            raise ConfigurationError(f"{name} must be a string{' (or None)' if optional else ''}, got {value!r} "
+                                     f"({type(value).__name__}): write it as text, e.g. {name}={str(value)!r} (in a "
+                                     f"config file, quoted: {name}: \"{value}\").")
 
 
 def _is_int(value: Any) -> bool:
@@ -402,6 +436,7 @@ class AnalyzeOptions(ProfilerConfig):
         Raises:
             ConfigurationError: the first field out of range, named with the accepted values.
         """
+        check_text_fields(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):
             value = getattr(self, name)
@@ -602,6 +637,26 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any]:
     if kinds == [int]:
         return parse_int
     return kinds[0] if len(kinds) == 1 and kinds[0] in (float, str) else str
+
+
+def cli_parser(options_class: type, name: str) -> Callable[[str], Any] | None:
+    """How the command line reads option `name` of `options_class` (its ``parse``, else by its type; None for a
+    switch, or a name that is not an option), with its choices checked."""
+    fields = {f.name: f for f in dataclasses.fields(options_class)}
+    if name not in fields:
+        return None
+    hint = typing.get_type_hints(options_class)[name]
+    if hint is bool:
+        return None
+    parse, choices = fields[name].metadata.get("parse") or _scalar_type(hint), fields[name].metadata.get("choices")
+
+    def read(text: str) -> Any:
+        value = parse(text)
+        if choices and value not in choices:
+            raise ConfigurationError(f"choose one of {', '.join(map(str, choices))}")
+        return value
+
+    return read
 
 
 def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

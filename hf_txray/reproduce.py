@@ -137,7 +137,8 @@ def _check_process_count(profile: Profile) -> None:
             f"Stage {profile.stage!r} was profiled with max_positions={profile.meta.config['max_positions']} by "
             f"{made_by} process(es), and this is {world}: each process credits its share of the quota from the start "
             f"of its own shard, so another process count credits other positions. Rerun reproduce under "
-            f"`torchrun --nproc_per_node {made_by}` (or `accelerate launch --num_processes {made_by}`).")
+            f"`torchrun --nproc_per_node {made_by}` (also on a CPU-only machine; on GPUs `accelerate launch "
+            f"--num_processes {made_by}` too, which on a CPU-only machine runs one process).")
 
 
 def _check_stage(profile: Profile, dataset_override: Any, device: Any) -> None:

@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import os
+import importlib
 import re
 import subprocess
 import sys
@@ -1060,3 +1061,53 @@ def test_every_command_states_its_option_defaults(capsys):
 def test_python_dash_m_hf_txray_is_the_command():
     done = subprocess.run([sys.executable, "-m", "hf_txray", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("hf-txray ")
+
+
+def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, saved_bert, text_file, capsys,
+                                                                     monkeypatch):
+    """Helper 121: stage=2020 (a YAML number) ran the whole profile and crashed in the table writer; a misspelt
+    model_kwargs key, an invalid module_pattern and `out: 5` gave bare tracebacks; site, the spaCy model and the
+    --push-to-hub repo id were checked only after loading (or profiling); a config value was blamed on a flag; the
+    embedded corpora took split/dataset_config with a garbled message; a revision of a local folder was recorded."""
+    engine = importlib.import_module("hf_txray.analyze")
+
+    monkeypatch.setattr(engine, "load_model", lambda *a, **k: pytest.fail("loaded before refusing"))
+    common = dict(features=("token",), show_progress=False)
+    for options, said in [({"stage": 2020}, "stage must be a string, got 2020 \\(int\\)"),
+                          ({"model_id": 5}, "model_id must be a string \\(or None\\), got 5"),
+                          ({"site": "foo"}, "Unknown site 'foo'"),
+                          ({"module_pattern": "("}, "module_pattern '\\(' is not a valid regular expression"),
+                          ({"features": ("pos",), "spacy_model": "no_such_spacy_pkg"}, "'no_such_spacy_pkg' is not "
+                                                                                       "installed"),
+                          ({"revision": "v1"}, "revision='v1' applies to Hub models only")]:
+        with pytest.raises(ConfigurationError, match=said):
+            hf_txray.analyze(str(saved_bert), str(text_file), **{**common, **options})
+    for options, said in [({"split": "validation"}, "'txray:ptb' is an embedded corpus of one split, so split "),
+                          ({"dataset_config": "foo"}, "so dataset_config do\\(es\\) not apply")]:
+        with pytest.raises(ConfigurationError, match=said):
+            hf_txray.analyze(str(saved_bert), "txray:ptb", **{**common, **options})
+    monkeypatch.undo()
+    with pytest.raises(hf_txray.ModelError, match="attn_implementaton.* check the keys of model_kwargs"):
+        hf_txray.analyze(str(saved_bert), str(text_file), model_kwargs={"attn_implementaton": "eager"}, **common)
+
+    config = tmp_path / "run.yaml"
+    for text, said in [("stage: 2020\nnum_samples: 3\nfeatures: [token]\n", None),
+                       ("top_k: two\n", "The config file .*run.yaml: top_k: 'two' is not valid: expected an int"),
+                       ("site: foo\n", "The config file .*run.yaml: site: 'foo' is not valid: choose one of mlp"),
+                       ("push_to_hub: true\n", "The config file .*run.yaml: push_to_hub must be a string, got True")]:
+        config.write_text(text, encoding="utf-8")
+        out = tmp_path / "out"
+        code = cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config), "--out", str(out)])
+        err = capsys.readouterr().err
+        if said is None:  # a number for a text option is that text
+            assert code == 0 and hf_txray.Profile.from_pretrained(out).stage == "2020", err
+        else:
+            assert code == 2 and re.search(said, err) and "Traceback" not in err, err
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(tmp_path / "o2"),
+                     "--push-to-hub", "not a valid//id"]) == 2
+    assert "Invalid Hub repo id" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    # a misspelt secret-like flag's value is masked, whatever it looks like
+    with pytest.raises(SystemExit):
+        cli_main(["analyze", "m", "d", "--out", "o", "--tokenx=mysecretvalue123"])
+    err = capsys.readouterr().err
+    assert "--tokenx=***" in err and "mysecretvalue123" not in err

@@ -79,6 +79,15 @@ def test_one_switch_for_the_profiling_and_spacy_bars(capfd, restore_switches):
     assert "hf_txray profiling" in err and "spaCy" in err
     assert not hf_txray.logging.are_progress_bars_disabled()
     assert transformers.utils.logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
+    # a library's bars that its user turned off with its own switch stay off (helper 121: enable turned them on)
+    datasets.disable_progress_bars()
+    try:
+        hf_txray.logging.disable_progress_bars()
+        hf_txray.logging.enable_progress_bars()
+        assert not datasets.is_progress_bar_enabled() and transformers.utils.logging.is_progress_bar_enabled()
+    finally:
+        datasets.enable_progress_bars()
+    assert transformers.utils.logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()
     assert not huggingface_hub.utils.are_progress_bars_disabled()
 
 

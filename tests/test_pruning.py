@@ -774,3 +774,8 @@ def test_plan_pruning_checks_the_source_even_with_widths_and_refuses_layers_besi
     with pytest.raises(ConfigurationError, match="a dict amount chooses the layers itself"):
         plan_pruning(report, "low_mass", {1: 4}, layers=[0])
     assert plan_pruning(report, "low_mass", {1: 4}, layers=[1]).counts == {1: 4}
+    # layers as the command line writes them (helper 121: prune --layers 0-1, all and -1 were refused)
+    assert plan_pruning(report, "low_mass", 2, layers="0-1").counts == {0: 2, 1: 2}
+    assert plan_pruning(report, "low_mass", 2, layers="all").counts == {0: 2, 1: 2}
+    assert plan_pruning(report, "low_mass", 2, layers=[-1]).counts == {1: 2}
+    assert plan_pruning(report, "low_mass", 2, layers="-2").counts == {0: 2}

@@ -471,8 +471,9 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
     callback = TXRayCallback.from_args(args, TEXTS, text_column="text")
     assert callback.config.features == ("token", "pos")
     assert callback.config.max_length == 64 and callback.config.max_tokens_per_batch == 256
-    for flag, text in (("--txray_max_samples", "all"), ("--txray_max_length", "long")):
-        with pytest.raises(ConfigurationError, match=flag[2:]):
+    for flag, text in (("--txray_max_samples", "all"), ("--txray_max_length", "long"), ("--txray_top_k", "0"),
+                       ("--txray_pad_to_multiple_of", "0")):  # helper 121: these two were named without txray_
+        with pytest.raises(ConfigurationError, match=f"^{flag[2:]}"):
             parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), flag, text])
 
 # ----- two processes ----------------------------------------------------------------------------------------------

@@ -344,10 +344,16 @@ def plan_pruning(
             raise ConfigurationError(f"Feature type {feature_type!r} is not in this report: {feature_types}.")
     else:
         feature_type = None
+    from ..options import parse_layers
+
+    if isinstance(layers, str):  # "0-3,7,-1" or "all", as the command line writes them
+        layers = None if parse_layers(layers) == "all" else parse_layers(layers)
+    available = sorted(widths)
     if layers is None:
-        selected = sorted(widths)
-    else:
-        selected = sorted({_check_int(layer, "A layer") for layer in layers})
+        selected = available
+    else:  # negative: counted from the last layer, as everywhere else
+        selected = sorted({available[layer] if -len(available) <= layer < 0 else layer
+                           for layer in (_check_int(layer, "A layer") for layer in layers)})
         missing = [layer for layer in selected if layer not in widths]
         if missing or not selected:
             raise ConfigurationError(
