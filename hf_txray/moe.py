@@ -22,7 +22,6 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .errors import ModelError
 from .topk import top_k_lowest_first
 
 
