@@ -220,7 +220,8 @@ class Trace:
             raise ModelError(
                 f"{self.sites[slot].name!r} ran more than once in one forward pass (a module reused across layers or "
                 "calls). hf_txray hooks one call per site: pass `module_pattern` naming modules that run once per "
-                "forward pass. Models that reuse one layer for every block (ALBERT) are not supported."
+                "forward pass. Models that reuse one layer for every block (ALBERT) are not supported. Running the "
+                "model twice inside one `with hf_txray.trace(...) as t:` block needs `t.reset()` between the passes."
             )
         edit = self.edits[slot]
         edited = edit(value) if edit is not None else None

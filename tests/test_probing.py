@@ -259,6 +259,22 @@ def test_extraction_aggregates_subwords_first_last_mean():
     assert two.neurons([0, 53]).values.tolist() == [[0, 0], [1, 5]]
 
 
+@pytest.mark.parametrize("aggregation", ("first", "last", "mean"))
+def test_a_word_cut_by_max_length_is_skipped_not_read_from_its_first_pieces(planted, aggregation):
+    """Helper 122: with max_length cutting 'electroencephalography' (5 WordPieces) after its third, the word was kept,
+    its last / mean vector read from the pieces before the cut (0.17 / 0.10 away from the whole word's)."""
+    corpus = from_columns({"tokens": [["the", "electroencephalography", "is", "here"]], "tags": [["D", "N", "V", "A"]]},
+                          "tokens", "tags")
+    whole = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], aggregation=aggregation)
+    assert list(whole.word_ids) == [0, 1, 2, 3] and whole.num_skipped_words == 0
+    cut = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], aggregation=aggregation,
+                              max_length=5)  # [CLS] the electro ##ence [SEP]
+    assert list(cut.word_ids) == [0] and cut.num_skipped_words == 3
+    fits = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], aggregation=aggregation,
+                               max_length=10)  # exactly the 8 pieces and the two specials: nothing cut
+    assert list(fits.word_ids) == [0, 1, 2, 3] and fits.num_skipped_words == 0
+
+
 def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
     model, tokenizer = planted.model, planted.tokenizer
     corpus = from_columns(synthetic_rows(400, 3), "tokens", "tags")
@@ -467,6 +483,41 @@ def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
     known = gold != "X"
     assert value == pytest.approx(float(np.sum(predicted[known] == gold[known])) / len(gold))
     assert value < float(np.mean(predicted[known] == gold[known])) - 0.1  # the X words are not left out
+    # Helper 122: probe.evaluate on these activations matched labels by id, so every label after the probe's
+    # missing one was scored as its neighbour (0.22 where names give 0.35); now by name, X wrong, as the metric
+    assert acts.label_names != planted.result.probe.label_names
+    with pytest.warns(UserWarning, match=rf"{num_x} of {len(gold)} words carry labels the probe never saw: X"):
+        scores = planted.result.probe.evaluate(acts)
+    assert scores.accuracy == pytest.approx(value)
+    per_class = scores.per_class.set_index("label")
+    for name in planted.result.probe.label_names:
+        assert per_class.loc[name, "support"] == (gold == name).sum()
+        assert per_class.loc[name, "correct"] == ((gold == name) & (predicted == name)).sum()
+
+
+def test_a_probe_refuses_activations_of_another_width(planted, tmp_path):
+    """Helper 122: a probe of a 48-wide model read columns 0-95 of a 64-wide model's 128 (layer 0's extra neurons in
+    place of layer 1's) and ProbeMetric, evaluate and ablation_curve returned numbers; after prune(mode='remove')
+    the metric ended in numpy's IndexError."""
+    import copy
+
+    from hf_txray.pruning import prune
+
+    narrow = copy.deepcopy(planted.model)
+    prune(narrow, strategy={0: [5, 6], 1: [5, 6]}, mode="remove")
+    width = planted.result.meta.width
+    metric = ProbeMetric(planted.result, planted.test_corpus, planted.tokenizer)
+    with pytest.raises(ConfigurationError, match=rf"trained on activations of {2 * width} columns .* these have "
+                                                 rf"{2 * (width - 2)}"):
+        metric(narrow)
+    acts = extract_activations(narrow, planted.test_corpus, planted.tokenizer, layers=[0, 1])
+    with pytest.raises(ConfigurationError, match="trained on activations of"):
+        planted.result.probe.evaluate(acts)
+    with pytest.raises(ConfigurationError, match=rf"The probe read {width} neurons per layer and this model's layers "
+                                                 rf"have \{{0: {width - 2}, 1: {width - 2}\}}"):
+        hf_txray.ablation_curve(narrow, planted.result, lambda m: 0.0, counts=[1])
+    loaded = type(planted.result).from_pretrained(planted.result.save_pretrained(tmp_path / "probe"))
+    assert loaded.probe.num_inputs == planted.result.probe.num_inputs == 2 * width  # a reloaded probe checks too
 
 
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():

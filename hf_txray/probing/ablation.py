@@ -33,6 +33,7 @@ from ..pruning.masks import check_pattern_sites, check_plan
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations
+from .probe import class_ids_by_name
 from .layout import ablation_table, read_curve, write_probing_folder
 
 MODES = ("zero", "mean")
@@ -183,10 +184,9 @@ def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
     class is ever credited with it (``Probe.evaluate`` counts per class and takes no such id). Warns once, naming the
     unseen labels that words carry and how many.
     """
-    index = {name: i for i, name in enumerate(label_names)}
-    mapping = np.array([index.get(name, -1) for name in corpus.label_names], dtype=np.int64)
+    mapping = class_ids_by_name(corpus.label_names, label_names)
     counts = corpus.label_counts()
-    unseen = {name: int(counts[name]) for name in corpus.label_names if name not in index and counts[name] > 0}
+    unseen = {name: int(counts[name]) for name, i in zip(corpus.label_names, mapping) if i < 0 and counts[name] > 0}
     if unseen:
         described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
         warnings.warn(
@@ -431,6 +431,12 @@ def ablation_curve(
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:
         raise ConfigurationError(f"Layers {missing} are not MLP layers of the model ({sorted(sites)}).")
+    other = {layer: sites[layer].width for layer in pool_layers
+             if getattr(meta, "width", None) and meta.site == "mlp" and sites[layer].width != meta.width}
+    if other:  # the ranking's (layer, neuron) pairs would name other neurons
+        raise ConfigurationError(
+            f"The probe read {meta.width} neurons per layer and this model's layers have {other}: it is another "
+            "model (or this one after prune(mode='remove')). Ablate the model the probe was trained on.")
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
     counts = sorted({min(int(k), len(pairs)) for k in counts if int(k) > 0})
     if not counts:

@@ -238,8 +238,10 @@ class _Collector:
 
 
 def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpus | None, sentence_ids: Sequence[int],
-                aggregation: str) -> dict[str, np.ndarray]:
-    """Which flat token positions to gather for the labelled words of a batch, and which word each row is."""
+                aggregation: str, max_length: int | None = None) -> dict[str, np.ndarray]:
+    """Which flat token positions to gather for the labelled words of a batch, and which word each row is. A word
+    that `max_length` cuts (some of its tokens kept, not all) is skipped with the words past the cut: its last or
+    mean vector would come from the tokens before the cut only."""
     from ..features import align_to_spans, first_visible_char
 
     real, select, group, counts, sent, word = [], [], [], [], [], []
@@ -261,6 +263,8 @@ def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpu
         starts = first_visible_char(text, offsets[idx, 0], ends)
         words = align_to_spans(starts_w, ends_w, starts, ends)
         ok = words >= 0
+        if max_length is not None and len(enc["input_ids"][i]) >= max_length and ok.any():  # a full row: cut?
+            ok &= ends_w[np.maximum(words, 0)] <= ends[ok].max()
         tok, words = idx[ok], words[ok]
         present = np.unique(words)
         skipped += len(starts_w) - len(present)
@@ -349,7 +353,8 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 chunk = list(texts[start:start + batch_size])
                 enc, inputs = encode(tokenizer, chunk, max_length, multiple)
                 width = inputs["input_ids"].shape[1]
-                plan = _batch_plan(chunk, enc, width, corpus, range(start, start + len(chunk)), aggregation)
+                plan = _batch_plan(chunk, enc, width, corpus, range(start, start + len(chunk)), aggregation,
+                                   max_length)
                 if len(plan["real"]) == 0:
                     on_batch(plan, None)
                     continue
@@ -425,8 +430,8 @@ def extract_activations(
         batch_size (`int`, *optional*, defaults to 32): sentences per forward pass, padded to a common width. A model
             whose token mixing reads masked padding (FNet, ConvBERT) is refused unless it is 1: then each sentence runs
             alone and unpadded.
-        max_length (`int`, *optional*): truncation in tokens (default: the model's limit, at most 512); words past it
-            are skipped and counted in ``num_skipped_words``.
+        max_length (`int`, *optional*): truncation in tokens (default: the model's limit, at most 512); words past it,
+            and a word it cuts, are skipped and counted in ``num_skipped_words``.
         device (`str` or `torch.device`, *optional*): moves the model there; by default a loaded model stays where it
             is and a model loaded here goes to CUDA when available.
         dtype (`str`, *optional*, defaults to `"float32"`): ``"float32"`` or ``"float16"`` storage.

@@ -177,7 +177,7 @@ class ProbingResult(Artifact):
         arrays = load_file(str(state / "probe.safetensors"))
         probe = LinearProbe(arrays["weight"], arrays["bias"], arrays["mean"], arrays["scale"], arrays["columns"],
                             list(meta.label_names), ProbeConfig(**header["probe"]["config"]),
-                            list(header["probe"]["losses"]))
+                            list(header["probe"]["losses"]), num_inputs=len(meta.layers) * meta.width)
         tables = {name: pd.read_parquet(state / f"{name}.parquet")
                   for name in ("per_class", "ranking", "minimal", "subsets")}
         s = header["scores"]

@@ -113,6 +113,9 @@ class LinearProbe:
         label_names (`list[str]`): the classes.
         config (`ProbeConfig`): how it was trained.
         losses (`list[float]`): mean training loss per epoch.
+        num_inputs (`int`, *optional*): the columns of the activations it was trained on (layers x width): other
+            activations (another model's, or this one's after ``prune(mode="remove")``) are refused, since their
+            columns name other neurons.
     """
 
     weight: np.ndarray
@@ -123,11 +126,18 @@ class LinearProbe:
     label_names: list[str]
     config: ProbeConfig = field(default_factory=ProbeConfig)
     losses: list[float] = field(default_factory=list)
+    num_inputs: int | None = None
 
     def logits(self, values: np.ndarray | Activations, rows: np.ndarray | None = None,
                batch_size: int = 4096) -> np.ndarray:
         """Class scores of the given rows (all rows when None)."""
         values = values.values if isinstance(values, Activations) else values
+        if self.num_inputs is not None and values.shape[1] != self.num_inputs:
+            raise ConfigurationError(
+                f"The probe was trained on activations of {self.num_inputs} columns (layers x neurons per layer) and "
+                f"these have {values.shape[1]}: they come from another model or other layers (or this model after "
+                "prune(mode='remove'), which leaves fewer neurons), whose columns are other neurons. Extract them "
+                "from the model and layers the probe was trained on.")
         rows = np.arange(values.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
         device = self.config.torch_device()
         w = torch.from_numpy(self.weight).to(device)
@@ -153,13 +163,33 @@ class LinearProbe:
             >>> scores.accuracy, scores.per_class.head(3)
             ```
         """
-        if isinstance(values, Activations):
-            labels = values.labels if labels is None else labels
+        if isinstance(values, Activations) and labels is None:
+            labels = self.label_ids(values.labels, values.label_names)
         if labels is None:
             raise ConfigurationError("evaluate needs labels (or an Activations object that holds them).")
         predictions = self.predict(values, rows)
         gold = np.asarray(labels)[rows] if rows is not None else np.asarray(labels)
         return scores_of(predictions, gold, self.label_names)
+
+    def label_ids(self, labels: np.ndarray, label_names: Sequence[str]) -> np.ndarray:
+        """`labels` (ids into `label_names`, e.g. another corpus's label set) as this probe's class ids, matched by
+        name; -1 (always wrong) for a label the probe never saw, with a warning naming them.
+
+        Raises:
+            ConfigurationError: a label id outside `label_names`.
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(label_names)):
+            raise ConfigurationError(f"Label ids must be in 0..{len(label_names) - 1} (the label names given).")
+        mapping = class_ids_by_name(label_names, self.label_names)
+        counts = np.bincount(labels, minlength=len(label_names))
+        unseen = {name: int(counts[i]) for i, name in enumerate(label_names) if mapping[i] < 0 and counts[i]}
+        if unseen:
+            described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
+            warnings.warn(f"{sum(unseen.values())} of {len(labels)} words carry labels the probe never saw: "
+                          f"{described}. They count as wrong, since the probe cannot predict them; to leave them "
+                          "out, score words without them.", UserWarning, stacklevel=3)
+        return mapping[labels] if len(mapping) else labels
 
     def neuron_ranking(self) -> tuple[np.ndarray, np.ndarray]:
         """Columns of the activations, most important first, and their scores (see the module docstring)."""
@@ -192,6 +222,12 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def class_ids_by_name(label_names: Sequence[str], probe_labels: Sequence[str]) -> np.ndarray:
+    """For each of `label_names`, the id of the probe class of that name, or -1 when the probe has none."""
+    index = {name: i for i, name in enumerate(probe_labels)}
+    return np.array([index.get(name, -1) for name in label_names], dtype=np.int64)
+
+
 def _label_index(label_names: Sequence[str], label: str) -> int:
     try:
         return list(label_names).index(label)
@@ -202,8 +238,9 @@ def _label_index(label_names: Sequence[str], label: str) -> int:
 def scores_of(predictions: np.ndarray, gold: np.ndarray, label_names: Sequence[str]) -> ProbeScores:
     """:class:`ProbeScores` of predictions against gold label ids."""
     num = len(label_names)
-    support = np.bincount(gold, minlength=num)
-    correct = np.bincount(gold[predictions == gold], minlength=num)
+    seen = gold >= 0  # -1: a label the probe never saw, wrong in the accuracy and no class's support
+    support = np.bincount(gold[seen], minlength=num)
+    correct = np.bincount(gold[seen & (predictions == gold)], minlength=num)
     per_class = pd.DataFrame({"label": list(label_names), "support": support, "correct": correct,
                               "accuracy": np.where(support > 0, correct / np.maximum(support, 1), np.nan)})
     accuracy = float((predictions == gold).mean()) if len(gold) else float("nan")
@@ -400,7 +437,8 @@ def train_probe(
             f"{len(untrained)} probe class(es) have no training word: {[label_names[i] for i in untrained]}. Their "
             "weights are zeroed and left out of the neuron ranking; drop those labels from the corpus to leave them "
             "out of the class set too.", stacklevel=2)
-    return LinearProbe(weight, bias.detach().cpu().numpy(), mean, scale, columns, label_names, config, losses)
+    return LinearProbe(weight, bias.detach().cpu().numpy(), mean, scale, columns, label_names, config, losses,
+                       num_inputs=int(values.shape[1]))
 
 
 # ----- experiments on top of a ranking --------------------------------------------------------------------------
