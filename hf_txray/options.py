@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import numbers
 import os
 import re
 import typing
@@ -74,6 +75,23 @@ def parse_layers(value: Any) -> str | list[int]:
     if not layers or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
         raise ConfigurationError(f"layers must be 'all', an int or a non-empty list of ints, got {value!r}.")
     return layers
+
+
+def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
+    """The block index `layer` names among `layers` (a profile's or a report's): itself, or, negative, counted from
+    the last of them.
+
+    Raises:
+        ConfigurationError: `layer` is none of them (`absent` says how, e.g. ``"is not in this report"``).
+    """
+    layers = list(layers)
+    if isinstance(layer, numbers.Integral) and not isinstance(layer, bool):  # numpy ints too
+        if -len(layers) <= layer < 0:
+            return layers[layer]
+        if layer in layers:
+            return int(layer)
+    raise ConfigurationError(f"Layer {layer!r} {absent}; its layers: {layers} (or negative indices, counted from the "
+                             "last of them).")
 
 
 def _layer_part(part: str, value: str) -> list[int]:

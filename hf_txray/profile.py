@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
+from .options import resolve_layer
 from .provenance import is_embedded
 from .significance import DEFAULT_MIN_COUNT, check_min_count
 
@@ -851,23 +852,6 @@ def _reads(meta: ProfileMeta) -> list[list]:
         return [list(read) for read in record[MERGED_READS]]
     read = _rows_read(record.get("dataset") or {})
     return [] if read is None else [read]
-
-
-def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
-    """The block index `layer` names among `layers` (a profile's or a report's): itself, or, negative, counted from
-    the last of them.
-
-    Raises:
-        ConfigurationError: `layer` is none of them (`absent` says how, e.g. ``"is not in this report"``).
-    """
-    layers = list(layers)
-    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
-        if -len(layers) <= layer < 0:
-            return layers[layer]
-        if layer in layers:
-            return int(layer)
-    raise ConfigurationError(f"Layer {layer!r} {absent}; its layers: {layers} (or negative indices, counted from the "
-                             "last of them).")
 
 
 def _rows_read(record: dict[str, Any]) -> list | None:

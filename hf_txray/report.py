@@ -37,7 +37,8 @@ from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
 from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
-from .profile import FeatureTable, Profile, credit_differences, merged_vocab, resolve_layer, tokenizer_difference
+from .options import resolve_layer
+from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")

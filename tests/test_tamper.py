@@ -249,15 +249,16 @@ def test_a_folder_staged_for_upload_keeps_its_save_id_and_loads(stamped, tmp_pat
 
 
 def test_a_repo_holding_configs_of_two_pushes_loads_what_each_owns(hub, tmp_path):
-    """A results push, then a profile pushed over it (meta/ and the profile's configs replaced, the report's left):
-    each loads what its own push wrote. A profile without output effects pushed over one with them deletes the old
-    neuron_outputs/, which would mix two saves."""
+    """A results push, then a profile pushed over it: every config and the plots of the first push are replaced or
+    deleted (its report's configs would stay undeclared beside the profile; helper 116), and the profile loads. A
+    profile without output effects pushed over one with them deletes the old neuron_outputs/, which would mix two
+    saves."""
     repo_id = f"{hub.username}/two-pushes"
     hf_txray.push_to_hub(repo_id, profiles=[profile()], reports=[report()], plots=False)
     plain = _profile(0, "a", False)
     plain.push_to_hub(repo_id)
     files = hub.server.repo_files(repo_id)
-    assert any(f.startswith("transfer_reports/") for f in files)  # the first push's, not read with the profile's
+    assert not any(f.startswith(("transfer_reports/", "summary/")) for f in files)  # the first push's report
     assert not any(f.startswith("neuron_outputs/") for f in files)
     assert Profile.from_pretrained(repo_id, cache_dir=tmp_path / "cache") == plain
     assert hf_txray.load(repo_id).profiles == {"a": plain}

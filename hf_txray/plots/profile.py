@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..features import tag_features
+from ..options import resolve_layer
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 
 if TYPE_CHECKING:
@@ -93,8 +94,6 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
         >>> plot_neuron_mass(profile, layer=0).savefig("mass.png")
         ```
     """
-    from ..profile import resolve_layer
-
     if layer is not None:
         layer = resolve_layer(data.meta.layers, layer, "was not profiled" if hasattr(data, "neuron_stats") else
                               "is not in this report")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..options import resolve_layer
 from ..significance import DEFAULT_MIN_COUNT, check_min_count
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 from .profile import plot_mass_share, plot_neuron_mass
@@ -35,8 +36,6 @@ REPORT_PLOT_ARGS = """report (`TransferReport`): the comparison to draw.
 
 def _report_layer(report: "TransferReport", layer: int | None) -> int | None:
     """`layer` checked against the report's layers (negative: counted from the last), for the data and the title."""
-    from ..profile import resolve_layer
-
     return None if layer is None else resolve_layer(report.meta.layers, layer, "is not in this report")
 
 
