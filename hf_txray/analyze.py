@@ -283,7 +283,10 @@ class Profiler:
         if merged.meta.num_examples == 0:
             raise DatasetError("The dataset is empty: there is no text to profile (a generator that was already "
                                "read yields nothing: pass a new one).")
-        if merged.meta.num_empty == merged.meta.num_examples:  # as empty as no text: an empty profile would pass
+        # as empty as no text: an empty profile would pass (with skip_first_positions, "empty" also counts the texts
+        # it leaves nothing of: the warning below says that)
+        if merged.meta.num_empty == merged.meta.num_examples and not (self.skip_first_positions
+                                                                      and merged.meta.num_input_tokens):
             raise DatasetError(f"Every one of the {merged.meta.num_examples} texts is empty or whitespace: there is "
                                f"no token to profile. Check the text column ({source.text_column!r}).")
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,

@@ -215,8 +215,11 @@ class BatchEncoder:
         counts = np.diff(text_bounds)
         flags = np.zeros((len(texts), 5), dtype=np.int64)  # example id, truncated, empty, windowed, input tokens
         flags[:, 0] = example_ids
-        # no token to credit: blank, or only characters the tokenizer drops (zero-width)
-        flags[:, 2] = counts == 0
+        # no token to credit: blank, only characters the tokenizer drops (zero-width), or only positions that
+        # skip_first_positions leaves out (one token under 1): the per-neuron test counts the texts that credit
+        skipped = columns["index"] < (opts.skip_first_positions or 0)
+        flags[:, 2] = (counts - np.bincount(np.repeat(np.arange(len(texts)), counts)[skipped],
+                                            minlength=len(texts))) == 0
         flags[:, 1] = truncated & (counts > 0)
         bounds, cb = flat["bounds"].tolist(), text_bounds.tolist()
         ids, types, index = flat["input_ids"], flat.get("token_type_ids"), columns["index"]

@@ -66,7 +66,8 @@ class ProfileMeta:
     num_positions: int = 0
     num_uncredited: int = 0  # (layer, position) pairs whose best activation is <= 0: credited to nobody
     num_truncated: int = 0
-    num_empty: int = 0  # texts without a token to credit: empty, blank or only characters the tokenizer drops
+    num_empty: int = 0  # texts without a token to credit: empty, blank, only characters the tokenizer drops, or
+    # only positions skip_first_positions leaves out
     num_windowed: int = 0  # texts longer than max_length, split into windows (long_texts="window")
     num_input_tokens: int = 0  # non-padding tokens of the texts profiled, as fed to the model (window context included)
     num_padded_tokens: int = 0  # rows x padded width of every batch: padding share = 1 - input / padded

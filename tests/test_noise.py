@@ -675,3 +675,25 @@ def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp
         warnings.simplefilter("error", UserWarning)
         both = hf_txray.compare(a, a)  # two halves each: figures as before
     assert not both.meta.no_noise_reason and "matched_share_lost" in both.summary()
+
+
+def test_texts_that_credit_nothing_count_as_empty_and_not_toward_the_tests_cap():
+    """Helper 123: one-word texts whose only position skip_first_positions leaves out counted as texts in the per-
+    neuron test's degrees of freedom (3 texts per stage plus 40 such: a cap of 84 for 4, 13% of null tests p < .05)."""
+    import treebank
+    from models import tiny
+
+    model, tokenizer = tiny("bert")
+    texts = [t for t in treebank.penn["valid"].split("\n") if len(t.split()) > 8][:20]
+    common = dict(tokenizer=tokenizer, features=("token",), skip_first_positions=2, show_progress=False)
+    runs = {}
+    for name, extra in (("plain", []), ("padded", ["Yes"] * 6)):
+        a = hf_txray.analyze(model, texts[:10] + extra, stage="A", **common)
+        b = hf_txray.analyze(model, texts[10:] + extra, stage="B", **common)
+        assert (a.meta.num_examples - a.meta.num_empty, b.meta.num_examples - b.meta.num_empty) == (10, 10)
+        runs[name] = (a, hf_txray.compare(a, b))
+    assert runs["padded"][0].meta.num_empty == 6 and runs["padded"][0].meta.num_positions == \
+        runs["plain"][0].meta.num_positions
+    p_plain, p_padded = (runs[n][1].neurons["p_hellinger_token"] for n in ("plain", "padded"))
+    assert p_plain.notna().any()
+    np.testing.assert_allclose(p_padded, p_plain, rtol=1e-12)
