@@ -218,6 +218,20 @@ def test_a_missing_gold_label_is_refused_not_made_a_class(missing):
         hf_txray.probing.data.load_labeled(data, "tags")
 
 
+def test_missing_labels_written_as_text_are_refused_and_whole_floats_are_their_ints(tmp_path):
+    """Helper 123: CoNLL-U's '_' (no XPOS in many treebanks) and '-1' / 'nan' / 'None' that went through str() became
+    classes, and [1, 2] beside [1.0, 2.0] made four classes of two."""
+    no_xpos = CONLLU.replace("\tPRP\t", "\t_\t", 1)
+    with pytest.raises(DatasetError, match="a word has no xpos \\('_', CoNLL-U's missing value\\)"):
+        read_conllu(_write(tmp_path, no_xpos), "xpos")
+    assert read_conllu(_write(tmp_path, no_xpos), "upos").label_names  # the annotated column still reads
+    for text in ("-1", "nan", "None"):
+        with pytest.raises(DatasetError, match=f"no label for the word 'b' \\('{text}'"):
+            from_columns({"tokens": [["a", "b"]], "tags": [["X", text]]}, "tokens", "tags")
+    mixed = from_columns({"tokens": [["a", "b"], ["c", "d"]], "tags": [[1, 2], [1.0, 2.0]]}, "tokens", "tags")
+    assert mixed.label_names == ["1", "2"] and [list(x) for x in mixed.labels] == [[0, 1], [0, 1]]
+
+
 @pytest.mark.parametrize("label", (1.5, float("inf"), np.float32(0.25)), ids=repr)
 def test_a_fractional_class_id_is_refused_not_rounded_down(label):
     """Helper 119: with label names, int(1.5) silently made the word a VERB (names[1])."""

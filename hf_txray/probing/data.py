@@ -230,6 +230,10 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
     def flush(line_no: int) -> None:
         if rows:
             text, s, e, y = _sentence_from_rows(rows, CONLLU_COLUMNS[name], line_no)
+            if "_" in y:  # CoNLL-U's "no value": many treebanks leave XPOS unannotated
+                raise DatasetError(f"{path}, the sentence ending at line {line_no}: a word has no {column} ('_', "
+                                   f"CoNLL-U's missing value), which would become a class of its own. Probe a "
+                                   "column the treebank annotates (upos), or fill it first.")
             texts.append(text), starts.append(s), ends.append(e), labels.append(y)
             rows.clear()
 
@@ -371,7 +375,7 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
                 tags = [names[int(t)] if not isinstance(t, str) else t for t in tags]
             except (IndexError, ValueError):
                 raise DatasetError(f"Row {row} has a label outside the {len(names)} label names.") from None
-        texts.append(text.rstrip(" ")), starts.append(s), ends.append(e), labels.append([str(t) for t in tags])
+        texts.append(text.rstrip(" ")), starts.append(s), ends.append(e), labels.append([_label_text(t) for t in tags])
     if not any(labels):
         raise DatasetError("The data holds no labelled word.")
     return _from_string_labels(texts, starts, ends, labels, property or labels_column, f"columns:{labels_column}",
@@ -396,12 +400,20 @@ def _check_labels(row: int, words: Sequence[str], tags: Sequence[Any], column: s
 
 
 def _is_missing(tag: Any) -> bool:
-    if tag is None or (isinstance(tag, str) and not tag.strip()):
-        return True
+    if tag is None or (isinstance(tag, str) and tag.strip() in ("", "-1", "nan", "NaN", "None", "<NA>")):
+        return True  # blank, or a missing value that went through str() (a CSV, a column cast to strings)
     try:
         return bool(pd.isna(tag))  # NaN of any float type, pd.NA, pd.NaT, Decimal('NaN')
     except (TypeError, ValueError):  # a list or other non-scalar: not a missing scalar
         return False
+
+
+def _label_text(tag: Any) -> str:
+    """A label as its class name: a whole float as the int it is (1.0 and 1 are one class, as they are with
+    label names)."""
+    if isinstance(tag, (float, np.floating, Decimal)) and float(tag).is_integer():
+        return str(int(tag))
+    return str(tag)
 
 
 def _is_number(tag: Any) -> bool:
