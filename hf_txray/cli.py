@@ -124,16 +124,23 @@ def _config_values(path: str, values: dict) -> dict:
     """The --config file's values as the command line would read them, or a ConfigurationError naming the file: a
     number given for a text (``stage: 2020``, ``out: 5``) is that text; a text is read by its flag's parser (argparse
     leaves defaults unchecked, or names the flag for a value that came from the file)."""
+    import dataclasses
+
     from .errors import ConfigurationError
     from .options import AnalyzeOptions, cli_parser, text_fields
 
     texts = set(text_fields(AnalyzeOptions)) | {"model", "dataset", "out", "push_to_hub", "gguf_file"}
+    defaults = {f.name: f.default for f in dataclasses.fields(AnalyzeOptions)}
     out = {}
     for name, value in values.items():
-        if name in texts and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
         if name in texts and value is not None and not isinstance(value, str):
-            raise ConfigurationError(f"The config file {path}: {name} must be a string, got {value!r}.")
+            # YAML reads 1.10 as 1.1 and 0755 as 493: only the text as written is right, so it must be quoted
+            quote = f' (quoted: {name}: "..." as you mean it)' if isinstance(value, (int, float)) else ""
+            raise ConfigurationError(f"The config file {path}: {name} must be a string, got {value!r} "
+                                     f"({type(value).__name__}){quote}.")
+        if value is None and defaults.get(name, None) is not None:
+            raise ConfigurationError(f"The config file {path}: {name} has no value (null); give one, or leave the "
+                                     f"key out for the default ({defaults[name]!r}).")
         parse = cli_parser(AnalyzeOptions, name)
         if parse is not None and isinstance(value, str):
             try:
@@ -687,7 +694,11 @@ def _add_results_outputs(p, config: str) -> None:
 
 
 def _check_export(args) -> None:
-    """--export RESULTS_DIR, refused before the work when it could not be written."""
+    """--export RESULTS_DIR and --push-to-hub REPO_ID, refused before the work when they could not be written."""
+    if getattr(args, "push_to_hub", None):
+        from .hub_io import check_repo_id
+
+        check_repo_id(args.push_to_hub)
     if args.export:
         from .io_utils import check_writable
 

@@ -146,6 +146,7 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
     from .summary import neuron_card, neuron_summary
 
     card = neuron_card(profile, layer, neuron)
+    layer = card["layer"]  # a negative index resolved: the block it names
     report_row = None
     if report is not None:
         line = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)]

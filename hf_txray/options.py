@@ -374,9 +374,9 @@ def check_text_fields(options: Any) -> None:
         value = getattr(options, name)
         path = name.endswith("_dir") and isinstance(value, os.PathLike)  # checkpoint_dir: a folder
         if not (isinstance(value, str) or path or (optional and value is None)):
+            text = value.pattern if isinstance(value, re.Pattern) else str(value)  # a compiled regex: its pattern
             raise ConfigurationError(f"{name} must be a string{' (or None)' if optional else ''}, got {value!r} "
-                                     f"({type(value).__name__}): write it as text, e.g. {name}={str(value)!r} (in a "
-                                     f"config file, quoted: {name}: \"{value}\").")
+                                     f"({type(value).__name__}): write it as text, e.g. {name}={text!r}.")
 
 
 def _is_int(value: Any) -> bool:

@@ -16,6 +16,7 @@ by structure and then checked: its input must be exactly as wide as the MLP inte
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -632,20 +633,20 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
         if layers != "all":
             raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
         return list(sites)
-    wanted = [layers] if isinstance(layers, int) else list(layers)
+    wanted = [layers] if isinstance(layers, numbers.Integral) else list(layers)
     if not wanted:
         raise ConfigurationError("layers is empty: pass 'all' or at least one layer index.")
     by_layer = {site.layer: site for site in sites}
     count = max(by_layer) + 1 if by_layer else 0
     chosen = []
     for index in wanted:
-        if not isinstance(index, int) or not -count <= index < count:
+        if not isinstance(index, numbers.Integral) or isinstance(index, bool) or not -count <= index < count:
             hooked = f"the model has {count} layers" if len(by_layer) == count else \
                 f"module_pattern matched the blocks {sorted(by_layer)}"
             raise ConfigurationError(
                 f"Layer {index!r} is out of range: {hooked} (0..{count - 1}, or negative from the end)."
             )
-        site = by_layer.get(index % count)
+        site = by_layer.get(int(index) % count)
         if site is None:
             raise ConfigurationError(
                 f"Layer {index % count} has no site: module_pattern matched the blocks {sorted(by_layer)}. Pass "

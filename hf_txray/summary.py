@@ -208,8 +208,10 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
     Raises:
         ConfigurationError: a layer that was not profiled or a neuron out of range.
     """
+    from .options import resolve_layer
     from .output_effects import neuron_tokens
 
+    layer = resolve_layer(profile.meta.layers, layer, "was not profiled")  # -1: the last block, named as such
     row = profile._row(layer, neuron)
     width = profile.meta.config.get("expert_width")
     expert, unit = divmod(int(neuron), int(width)) if width else (None, None)

@@ -44,10 +44,16 @@ def grapheme_cut(text: str, at: int, forward: bool) -> int:
     further while the cluster found reaches the edge of what was read (a letter with hundreds of marks)."""
     if at <= 0 or at >= len(text) or (text[at - 1].isascii() and text[at].isascii()):
         return at  # ASCII on both sides: a boundary (\r\n, one cluster, only splits invisibly)
+    import regex
+
     reach = GRAPHEME_REACH
     while True:
         start, end, lo = _cluster_around(text, at, reach)
-        if 0 < lo == start or end == at + reach < len(text):
+        # read further when the cluster may begin before what was read: it starts there, or what was read starts
+        # inside a cluster (a mark, a skin-tone modifier or a joiner joined to the character before it: left alone,
+        # a ZWJ ends a cluster it does not end)
+        inside = lo > 0 and len(regex.match(r"\X", text[lo - 1: lo + 1]).group()) == 2
+        if 0 < lo == start or end == at + reach < len(text) or inside:
             reach *= 4  # the cluster may go on beyond what was read
             continue
         return at if start == at else (end if forward else start)

@@ -1091,7 +1091,10 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
         hf_txray.analyze(str(saved_bert), str(text_file), model_kwargs={"attn_implementaton": "eager"}, **common)
 
     config = tmp_path / "run.yaml"
-    for text, said in [("stage: 2020\nnum_samples: 3\nfeatures: [token]\n", None),
+    for text, said in [('stage: "1.10"\nnum_samples: 3\nfeatures: [token]\n', None),
+                       # helper 123: YAML reads 1.10 as 1.1 (0755 as 493): a number is refused, with the quotes
+                       ("stage: 1.10\n", 'stage must be a string, got 1.1 \\(float\\) \\(quoted: stage: "..." as'),
+                       ("features: null\n", "features has no value \\(null\\); give one, or leave the key out"),
                        ("top_k: two\n", "The config file .*run.yaml: top_k: 'two' is not valid: expected an int"),
                        ("site: foo\n", "The config file .*run.yaml: site: 'foo' is not valid: choose one of mlp"),
                        ("push_to_hub: true\n", "The config file .*run.yaml: push_to_hub must be a string, got True")]:
@@ -1099,13 +1102,20 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
         out = tmp_path / "out"
         code = cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config), "--out", str(out)])
         err = capsys.readouterr().err
-        if said is None:  # a number for a text option is that text
-            assert code == 0 and hf_txray.Profile.from_pretrained(out).stage == "2020", err
+        if said is None:  # quoted: the text as written
+            assert code == 0 and hf_txray.Profile.from_pretrained(out).stage == "1.10", err
         else:
             assert code == 2 and re.search(said, err) and "Traceback" not in err, err
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(tmp_path / "o2"),
                      "--push-to-hub", "not a valid//id"]) == 2
     assert "Invalid Hub repo id" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    # numpy ints as layers; a negative layer's page names the block (helper 123: a bare TypeError, a refusal "out of
+    # range", and "Layer -1" over layer 1's data)
+    profile = hf_txray.analyze(str(saved_bert), str(text_file), layers=np.int64(1), num_samples=4, **common)
+    assert profile.layers == [1]
+    assert hf_txray.display.neuron_text(profile, -1, 3).startswith("Layer 1, neuron 3")
+    with pytest.raises(ConfigurationError, match="module_pattern must be a string .* module_pattern='layer'"):
+        hf_txray.analyze(str(saved_bert), str(text_file), module_pattern=re.compile("layer"), **common)
     # a misspelt secret-like flag's value is masked, whatever it looks like
     with pytest.raises(SystemExit):
         cli_main(["analyze", "m", "d", "--out", "o", "--tokenx=mysecretvalue123"])

@@ -58,6 +58,10 @@ def test_context_cuts_keep_grapheme_clusters_whole():
         for at in (3, 40, 3 + marks // 2, 2 + marks):
             assert (grapheme_cut(long, at, False), grapheme_cut(long, at, True)) == (2, 3 + marks), (marks, at)
         assert clip_right(long, 60) == long[:3 + marks] and clip_left(long, 60) == long[2:]
+    # helper 123: an emoji, 100 variation selectors, a ZWJ and an emoji are one cluster of 103
+    family = "ab" + "\U0001F468" + "\uFE0F" * 100 + "\u200D\U0001F469" + "cd"
+    for at in (3, 50, 103, 104):
+        assert (grapheme_cut(family, at, False), grapheme_cut(family, at, True)) == (2, 105), at
     # in a profile's examples: the left context of a token after 31 flags starts with a whole flag
     import hf_txray
     from models import tiny

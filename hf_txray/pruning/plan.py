@@ -348,6 +348,8 @@ def plan_pruning(
 
     if isinstance(layers, str):  # "0-3,7,-1" or "all", as the command line writes them
         layers = None if parse_layers(layers) == "all" else parse_layers(layers)
+    elif isinstance(layers, (int, np.integer)):  # one layer, as analyze(layers=3) takes it
+        layers = [layers]
     available = sorted(widths)
     if layers is None:
         selected = available
