@@ -125,17 +125,19 @@ def _config_values(path: str, values: dict) -> dict:
     number given for a text (``stage: 2020``, ``out: 5``) is that text; a text is read by its flag's parser (argparse
     leaves defaults unchecked, or names the flag for a value that came from the file)."""
     import dataclasses
+    import datetime
 
     from .errors import ConfigurationError
     from .options import AnalyzeOptions, cli_parser, text_fields
 
     texts = set(text_fields(AnalyzeOptions)) | {"model", "dataset", "out", "push_to_hub", "gguf_file"}
-    defaults = {f.name: f.default for f in dataclasses.fields(AnalyzeOptions)}
+    defaults = {f.name: f.default for f in dataclasses.fields(AnalyzeOptions)} | {"dataset": "txray:ptb"}
     out = {}
     for name, value in values.items():
         if name in texts and value is not None and not isinstance(value, str):
             # YAML reads 1.10 as 1.1 and 0755 as 493: only the text as written is right, so it must be quoted
-            quote = f' (quoted: {name}: "..." as you mean it)' if isinstance(value, (int, float)) else ""
+            quote = (f' (quoted: {name}: "..." as you mean it)' if isinstance(value, (int, float, datetime.date))
+                     else "")
             raise ConfigurationError(f"The config file {path}: {name} must be a string, got {value!r} "
                                      f"({type(value).__name__}){quote}.")
         if value is None and defaults.get(name, None) is not None:
@@ -170,9 +172,10 @@ def _cmd_analyze(args) -> int:
         raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
     out = _check_out(args.out, "analyze", "profile", inputs=tuple(p for p in (args.model, args.dataset) if p))
     if args.push_to_hub:  # before the run, not after it
-        from .hub_io import check_repo_id
+        from .hub_io import check_repo_id, resolve_token
 
         check_repo_id(args.push_to_hub)
+        resolve_token(args.token)
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
                    features=tuple(options["features"]))
@@ -696,9 +699,10 @@ def _add_results_outputs(p, config: str) -> None:
 def _check_export(args) -> None:
     """--export RESULTS_DIR and --push-to-hub REPO_ID, refused before the work when they could not be written."""
     if getattr(args, "push_to_hub", None):
-        from .hub_io import check_repo_id
+        from .hub_io import check_repo_id, resolve_token
 
         check_repo_id(args.push_to_hub)
+        resolve_token(args.token)  # no token: said before the work, not after it
     if args.export:
         from .io_utils import check_writable
 

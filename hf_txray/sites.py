@@ -633,7 +633,12 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
         if layers != "all":
             raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
         return list(sites)
-    wanted = [layers] if isinstance(layers, numbers.Integral) else list(layers)
+    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+        wanted = [layers]
+    elif isinstance(layers, (list, tuple, range)) or (hasattr(layers, "__iter__") and getattr(layers, "ndim", 1)):
+        wanted = list(layers)
+    else:
+        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
     if not wanted:
         raise ConfigurationError("layers is empty: pass 'all' or at least one layer index.")
     by_layer = {site.layer: site for site in sites}

@@ -1095,6 +1095,8 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
                        # helper 123: YAML reads 1.10 as 1.1 (0755 as 493): a number is refused, with the quotes
                        ("stage: 1.10\n", 'stage must be a string, got 1.1 \\(float\\) \\(quoted: stage: "..." as'),
                        ("features: null\n", "features has no value \\(null\\); give one, or leave the key out"),
+                       ("dataset: null\n", "dataset has no value \\(null\\); .* default \\('txray:ptb'\\)"),
+                       ("stage: 2020-01-01\n", 'stage must be a string, got datetime.date.* \\(quoted: stage: "'),
                        ("top_k: two\n", "The config file .*run.yaml: top_k: 'two' is not valid: expected an int"),
                        ("site: foo\n", "The config file .*run.yaml: site: 'foo' is not valid: choose one of mlp"),
                        ("push_to_hub: true\n", "The config file .*run.yaml: push_to_hub must be a string, got True")]:
@@ -1113,6 +1115,8 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
     # range", and "Layer -1" over layer 1's data)
     profile = hf_txray.analyze(str(saved_bert), str(text_file), layers=np.int64(1), num_samples=4, **common)
     assert profile.layers == [1]
+    with pytest.raises(ConfigurationError, match="layers must be 'all', an int or a list of ints, got 1.0"):
+        hf_txray.analyze(str(saved_bert), str(text_file), layers=1.0, num_samples=4, **common)  # helper 124
     assert hf_txray.display.neuron_text(profile, -1, 3).startswith("Layer 1, neuron 3")
     with pytest.raises(ConfigurationError, match="module_pattern must be a string .* module_pattern='layer'"):
         hf_txray.analyze(str(saved_bert), str(text_file), module_pattern=re.compile("layer"), **common)

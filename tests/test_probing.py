@@ -225,7 +225,7 @@ def test_missing_labels_written_as_text_are_refused_and_whole_floats_are_their_i
     with pytest.raises(DatasetError, match="a word has no xpos \\('_', CoNLL-U's missing value\\)"):
         read_conllu(_write(tmp_path, no_xpos), "xpos")
     assert read_conllu(_write(tmp_path, no_xpos), "upos").label_names  # the annotated column still reads
-    for text in ("-1", "nan", "None"):
+    for text in ("-1", "-1.0", "nan", "None"):  # -1.0: a float column's -1 as text (helper 124)
         with pytest.raises(DatasetError, match=f"no label for the word 'b' \\('{text}'"):
             from_columns({"tokens": [["a", "b"]], "tags": [["X", text]]}, "tokens", "tags")
     mixed = from_columns({"tokens": [["a", "b"], ["c", "d"]], "tags": [[1, 2], [1.0, 2.0]]}, "tokens", "tags")

@@ -780,3 +780,5 @@ def test_plan_pruning_checks_the_source_even_with_widths_and_refuses_layers_besi
     assert plan_pruning(report, "low_mass", 2, layers=[-1]).counts == {1: 2}
     assert plan_pruning(report, "low_mass", 2, layers="-2").counts == {0: 2}
     assert plan_pruning(report, "low_mass", 2, layers=np.int64(1)).counts == {1: 2}  # one layer (helper 123)
+    with pytest.raises(ConfigurationError, match="layers must be 'all', an int or a list of ints, got 1.0"):
+        plan_pruning(report, "low_mass", 2, layers=1.0)  # helper 124: a bare TypeError

@@ -392,7 +392,8 @@ def _check_labels(row: int, words: Sequence[str], tags: Sequence[Any], column: s
             raise DatasetError(
                 f"Row {row} of {column!r} has no label for the word {word!r} ({tag!r}: a missing label, as datasets "
                 "writes -1 for one): every word needs a label. Drop or relabel those words first, e.g. with "
-                "Dataset.map, or keep only fully labelled rows with Dataset.filter.")
+                "Dataset.map, or keep only fully labelled rows with Dataset.filter. (If it is a real class of yours, "
+                "rename it, e.g. to 'NONE'.)")
         if indexed and _is_number(tag) and not float(tag).is_integer():
             raise DatasetError(
                 f"Row {row} of {column!r} labels the word {word!r} {tag!r}, which is not a whole class id: with label "
@@ -400,7 +401,7 @@ def _check_labels(row: int, words: Sequence[str], tags: Sequence[Any], column: s
 
 
 def _is_missing(tag: Any) -> bool:
-    if tag is None or (isinstance(tag, str) and tag.strip() in ("", "-1", "nan", "NaN", "None", "<NA>")):
+    if tag is None or (isinstance(tag, str) and tag.strip() in ("", "-1", "-1.0", "nan", "NaN", "None", "<NA>")):
         return True  # blank, or a missing value that went through str() (a CSV, a column cast to strings)
     try:
         return bool(pd.isna(tag))  # NaN of any float type, pd.NA, pd.NaT, Decimal('NaN')

@@ -348,8 +348,10 @@ def plan_pruning(
 
     if isinstance(layers, str):  # "0-3,7,-1" or "all", as the command line writes them
         layers = None if parse_layers(layers) == "all" else parse_layers(layers)
-    elif isinstance(layers, (int, np.integer)):  # one layer, as analyze(layers=3) takes it
-        layers = [layers]
+    elif isinstance(layers, (int, np.integer)) and not isinstance(layers, (bool, np.bool_)):
+        layers = [layers]  # one layer, as analyze(layers=3) takes it
+    elif layers is not None and not (isinstance(layers, (list, tuple, range)) or getattr(layers, "ndim", 0) == 1):
+        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
     available = sorted(widths)
     if layers is None:
         selected = available
