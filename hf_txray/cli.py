@@ -171,11 +171,7 @@ def _cmd_analyze(args) -> int:
     if not args.out:
         raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
     out = _check_out(args.out, "analyze", "profile", inputs=tuple(p for p in (args.model, args.dataset) if p))
-    if args.push_to_hub:  # before the run, not after it
-        from .hub_io import check_repo_id, resolve_token
-
-        check_repo_id(args.push_to_hub)
-        resolve_token(args.token)
+    _check_push(args)
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
                    features=tuple(options["features"]))
@@ -696,13 +692,18 @@ def _add_results_outputs(p, config: str) -> None:
                                    "`hf auth login`).")
 
 
-def _check_export(args) -> None:
-    """--export RESULTS_DIR and --push-to-hub REPO_ID, refused before the work when they could not be written."""
+def _check_push(args) -> None:
+    """--push-to-hub REPO_ID: the repo id and the token, checked before the work rather than after it."""
     if getattr(args, "push_to_hub", None):
         from .hub_io import check_repo_id, resolve_token
 
         check_repo_id(args.push_to_hub)
-        resolve_token(args.token)  # no token: said before the work, not after it
+        resolve_token(args.token)
+
+
+def _check_export(args) -> None:
+    """--export RESULTS_DIR and --push-to-hub REPO_ID, refused before the work when they could not be written."""
+    _check_push(args)
     if args.export:
         from .io_utils import check_writable
 
