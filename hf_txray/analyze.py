@@ -283,12 +283,13 @@ class Profiler:
         if merged.meta.num_examples == 0:
             raise DatasetError("The dataset is empty: there is no text to profile (a generator that was already "
                                "read yields nothing: pass a new one).")
-        # as empty as no text: an empty profile would pass (with skip_first_positions, "empty" also counts the texts
-        # it leaves nothing of: the warning below says that)
-        if merged.meta.num_empty == merged.meta.num_examples and not (self.skip_first_positions
-                                                                      and merged.meta.num_input_tokens):
-            raise DatasetError(f"Every one of the {merged.meta.num_examples} texts is empty or whitespace: there is "
-                               f"no token to profile. Check the text column ({source.text_column!r}).")
+        # as empty as no text: an empty profile would pass ("empty" also counts a text whose every token
+        # skip_first_positions leaves out; such texts are not run)
+        if merged.meta.num_empty == merged.meta.num_examples:
+            skip = self.skip_first_positions
+            beyond = f", or has no token past the first {skip} (skip_first_positions={skip}: lower it)" if skip else ""
+            raise DatasetError(f"Every one of the {merged.meta.num_examples} texts is empty or whitespace{beyond}: "
+                               f"there is no token to profile. Check the text column ({source.text_column!r}).")
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
@@ -314,9 +315,6 @@ class Profiler:
         return merged
 
     def _why_no_credit(self, meta: ProfileMeta) -> str:
-        if meta.num_positions == 0 and self.skip_first_positions:
-            return (f"skip_first_positions={self.skip_first_positions} leaves out the first positions of every text; "
-                    "lower it.")
         if meta.num_positions:
             return (f"Every winner of the {meta.num_positions} positions had an activation <= 0 (num_uncredited): "
                     "only positive activations are credited.")

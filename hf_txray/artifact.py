@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
 from .errors import ConfigurationError, ProfileFormatError
-from .hub_io import check_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
+from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
+                     resolve_token, upload_folder)
 from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
 from .version import __version__
 
@@ -188,6 +189,9 @@ class Artifact:
     # Folders a push replaces even when this save has none: an optional config of an earlier push left beside the
     # new save would mix two saves in the repo (a reader refuses that).
     optional_folders: ClassVar[tuple[str, ...]] = ()
+    # Whether `_save_pretrained` takes `repo_id` and `revision`, for a dataset card whose loading examples name the
+    # repo and branch a push goes to
+    card_names_repo: ClassVar[bool] = False
 
     def __eq__(self, other: object) -> bool:
         """Equal values (:func:`same_values`): an artifact equals its saved and reloaded copy."""
@@ -222,10 +226,17 @@ class Artifact:
         """
         check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained",
                           artifact_type=self.artifact_type)
+        return self._write(Path(save_directory))
+
+    def _write(self, save_directory: Path, **card: Any) -> Path:
+        """Save atomically; `card` (``repo_id``, ``revision``) reaches `_save_pretrained` where it takes them."""
         with atomic_dir(save_directory) as tmp:
-            self._save_pretrained(tmp)
+            if card and self.card_names_repo:
+                self._save_pretrained(tmp, **card)
+            else:
+                self._save_pretrained(tmp)
             write_header(tmp, self.artifact_type, self.format_version)
-        return Path(save_directory)
+        return save_directory
 
     @classmethod
     def from_pretrained(cls: type[A], dir_or_repo_id: str | os.PathLike, *, revision: str | None = None,
@@ -234,13 +245,14 @@ class Artifact:
 
         Args:
             dir_or_repo_id (`str` or `os.PathLike`): a local folder, or a Hub dataset repo id.
-            revision (`str`, *optional*): branch, tag or commit of the repo.
+            revision (`str`, *optional*): branch, tag or commit of the repo (refused with a local folder).
             token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
             cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache (default: ``HF_HUB_CACHE``); offline
                 (``HF_HUB_OFFLINE=1``) a repo already in the cache loads from it.
 
         Raises:
             ArtifactNotFoundError: a local path that does not exist.
+            ConfigurationError: `revision` with a local folder (a folder is read as it is).
             HubError: the repo cannot be downloaded.
             ProfileFormatError: the folder holds no artifact, another kind of artifact, the old format, or a format
                 newer than this hf_txray reads.
@@ -316,13 +328,17 @@ class Artifact:
         """
         check_repo_id(repo_id)
         token = resolve_token(token)
+        card = {"repo_id": full_repo_id(repo_id, token), "revision": None if create_pr else revision} \
+            if self.card_names_repo else {}
         with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
-            folder = self.save_pretrained(Path(tmp) / self.artifact_type)
-            owned = [f"{name}/*" for name in sorted({p.name for p in folder.iterdir() if p.is_dir()}
-                                                    | set(self.optional_folders))]
+            folder = self._write(Path(tmp) / self.artifact_type, **card)
+            replaced = sorted({p.name for p in folder.iterdir() if p.is_dir()} | set(self.optional_folders))
             what = self.artifact_type.replace("_", " ")
             return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
-                                 create_pr=create_pr, delete_patterns=owned or None, what_uploads=f"the {what}",
+                                 create_pr=create_pr, delete_patterns=[f"{name}/*" for name in replaced] or None,
+                                 prepare=lambda api, full_id: carry_remote_card(api, full_id, folder, revision,
+                                                                                replaced),
+                                 what_uploads=f"the {what}",
                                  retry_hint=f"Nothing was lost: the {what} is unchanged in memory; fix the cause and "
                                             "call push_to_hub again (or save_pretrained it to a folder first).",
                                  commit_message=commit_message or f"Upload hf_txray {self.artifact_type.replace('_', ' ')} "

@@ -220,11 +220,11 @@ class BatchEncoder:
         skipped = columns["index"] < (opts.skip_first_positions or 0)
         flags[:, 2] = (counts - np.bincount(np.repeat(np.arange(len(texts)), counts)[skipped],
                                             minlength=len(texts))) == 0
-        flags[:, 1] = truncated & (counts > 0)
+        flags[:, 1] = truncated & (flags[:, 2] == 0)
         bounds, cb = flat["bounds"].tolist(), text_bounds.tolist()
         ids, types, index = flat["input_ids"], flat.get("token_type_ids"), columns["index"]
         segments: list[_Segment] = []
-        for i in np.flatnonzero(counts).tolist():
+        for i in np.flatnonzero(flags[:, 2] == 0).tolist():  # a text that credits nothing is not run at all
             lo, hi = bounds[i], bounds[i + 1]
             new = self._segments(i, ids[lo:hi], None if types is None else types[lo:hi], index[cb[i]: cb[i + 1]])
             flags[i, 3] = len(new) > 1

@@ -82,10 +82,12 @@ def _size_category(rows: int) -> str:
 
 def card_data(models: list[str], row_counts: Mapping[str, int], *, license: str | None,
               pretty_name: str) -> DatasetCardData:
-    """YAML metadata: tags, license, base model link, and one config per exported table (`neuron_cards` default)."""
+    """YAML metadata: tags, license, base model link, and one config per exported table (`neuron_cards` the
+    default, else the first: ``load_dataset(repo, split=...)`` needs one)."""
+    names = [name for name, rows in row_counts.items() if rows]
+    default = DEFAULT_CONFIG if DEFAULT_CONFIG in names else names[0] if names else None
     configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
-                **({"default": True} if name == DEFAULT_CONFIG else {})}
-               for name, rows in row_counts.items() if rows]
+                **({"default": True} if name == default else {})} for name in names]
     hub_models = [m for m in dict.fromkeys(models) if hub_model_id(m)]
     return DatasetCardData(
         license=license, pretty_name=pretty_name, tags=list(TAGS),
@@ -376,19 +378,6 @@ def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     card.text = text
-    return card
-
-
-# ----- merging with a card already on the Hub -----------------------------------------------------------------
-def keep_foreign_configs(card: DatasetCard, remote: DatasetCard, owned: Sequence[str]) -> DatasetCard:
-    """`card` with the configs that `remote` declares and `card` does not, unless we own them (`owned`: our config
-    names, which a push replaces): so a re-push does not orphan configs that others added to the repo."""
-    local = card.data.to_dict().get("configs") or []
-    names = {c.get("config_name") for c in local}
-    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote.data.to_dict().get("configs") or []
-               if c.get("config_name") not in owned and c.get("config_name") not in names]
-    if foreign:
-        card.data.configs = local + foreign
     return card
 
 

@@ -209,7 +209,9 @@ def _cmd_compare(args) -> int:
     from .display import report_text
 
     _check_out(args.out, "compare", "transfer_report", inputs=(args.a, args.b))
-    a, b = (Profile.from_pretrained(p, revision=args.revision, token=args.token) for p in (args.a, args.b))
+    local = [Path(p).expanduser().is_dir() for p in (args.a, args.b)]  # --revision is for the Hub one of a mix
+    a, b = (Profile.from_pretrained(p, revision=None if here and not all(local) else args.revision, token=args.token)
+            for p, here in zip((args.a, args.b), local))
     report = compare(a, b, alpha=args.alpha, test=not args.no_test)
     report.save_pretrained(args.out)
     print(report_text(report, min_count=args.min_count))

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .artifact import HEADER_FILE, saved_artifacts
-from .card import keep_foreign_configs, missing_profiles
+from .card import missing_profiles
 from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
-from .hub_io import check_repo_id, full_repo_id, local_or_download, naming_the_source, resolve_token, upload_folder
+from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
+                     resolve_token, upload_folder)
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .version import __version__
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo, HfApi
+    from huggingface_hub import CommitInfo
 
     from .profile import Profile
     from .report import TransferReport
@@ -66,20 +67,6 @@ def check_configs_load(folder: str | Path) -> dict[str, int]:
 
 
 # ----- the upload -------------------------------------------------------------------------------------------------
-def _keep_foreign_configs(api: "HfApi", repo_id: str, folder: Path, revision: str | None = None) -> None:
-    """Carry configs that others declared in the repo's README over into ours, so a re-push does not orphan them."""
-    from huggingface_hub import DatasetCard
-    from huggingface_hub.errors import EntryNotFoundError
-
-    try:
-        remote_path = api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset",
-                                          revision=revision)
-    except EntryNotFoundError:
-        return
-    card = keep_foreign_configs(DatasetCard.load(folder / "README.md"), DatasetCard.load(remote_path), CONFIGS)
-    card.save(folder / "README.md")
-
-
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
                 commit_message: str | None = None, revision: str | None = None) -> "CommitInfo":
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
@@ -122,7 +109,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         # the results header replaces a single artifact's (Profile.push_to_hub) left by an earlier push
         allow_patterns=["README.md", HEADER_FILE] + [f"{name}/*" for name in owned],
         delete_patterns=[HEADER_FILE] + [f"{name}/*" for name in owned],
-        prepare=lambda api, full_id: _keep_foreign_configs(api, full_id, folder, revision),
+        prepare=lambda api, full_id: carry_remote_card(api, full_id, folder, revision, CONFIGS),
         retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}"
                     f"{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}{kwargs})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
@@ -250,13 +237,14 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
 
     Args:
         repo_id_or_dir (`str` or `Path`): a local export folder, or a Hub dataset repo id.
-        revision (`str`, *optional*): branch or commit of the repo.
+        revision (`str`, *optional*): branch or commit of the repo (refused with a local folder).
         token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
 
     Returns:
         `TXRayResults`: ``(profiles, reports)``, dicts by stage and by report name.
 
     Raises:
+        ConfigurationError: `revision` with a local folder (a folder is read as it is).
         HubError: the repo cannot be downloaded (missing, private without a token, network).
         ProfileFormatError: the folder or repo is not an hf_txray export.
 

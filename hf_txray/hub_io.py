@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 
@@ -84,6 +85,17 @@ def looks_local(name: str) -> bool:
             or name.endswith("/"))
 
 
+def refuse_revision_of_folder(folder: str | os.PathLike, revision: str | None) -> None:
+    """Refuse a `revision` asked of a local `folder`, which is read as it is: the revision would be ignored.
+
+    Raises:
+        ConfigurationError: `revision` is not None.
+    """
+    if revision is not None:
+        raise ConfigurationError(f"revision={revision!r} applies to Hub repos only; {str(folder)!r} is a local "
+                                 "folder, read as it is. Drop revision, or pass the repo id.")
+
+
 def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                       cache_dir: str | os.PathLike | None = None, allow_patterns: list[str] | None = None) -> Path:
     """A local folder as it is, else the snapshot of the Hub dataset repo `name_or_path` (offline-cache aware).
@@ -100,10 +112,12 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
 
     Raises:
         ArtifactNotFoundError: a path that does not exist, or a name that is neither a folder nor a repo id.
+        ConfigurationError: `revision` given with a local folder (it would be ignored).
         HubError: the repo cannot be downloaded (missing, private without a token, offline and not cached).
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
+        refuse_revision_of_folder(name_or_path, revision)
         return path
     name = str(name_or_path)
     if path.exists():
@@ -169,6 +183,43 @@ def _other_branches_hint(repo_id: str, token: str | bool | None = None) -> str:
         return ""
     return (f" It was read at its default branch; the repo also has the branch(es) {', '.join(map(repr, others))}: "
             f"pass revision='{others[0]}' (--revision) to read one.")
+
+
+_MARKED_SECTION = re.compile(r"<!-- hf_txray:([\w-]+):start -->.*?<!-- hf_txray:\1:end -->", re.DOTALL)
+
+
+def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | None, owned: Sequence[str]) -> None:
+    """Carry into `folder`'s README what the repo's README declares and this push neither writes nor replaces, so
+    that a push does not orphan it: configs others added (or another kind of push: probing results under TX-Ray
+    results, and the other way), and their hf_txray-marked sections of the card text.
+
+    Args:
+        owned (`Sequence[str]`): the config names this push replaces (its files deleted); their declarations go.
+    """
+    from huggingface_hub import DatasetCard
+    from huggingface_hub.errors import EntryNotFoundError
+
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return
+    try:
+        remote = DatasetCard.load(api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset",
+                                                      revision=revision))
+    except EntryNotFoundError:  # a new repo or branch
+        return
+    card = DatasetCard.load(readme)
+    local = card.data.to_dict().get("configs") or []
+    names = {c.get("config_name") for c in local}
+    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote.data.to_dict().get("configs") or []
+               if c.get("config_name") not in owned and c.get("config_name") not in names]
+    if not foreign:
+        return
+    card.data.configs = local + foreign
+    # the sections describing them (e.g. probing's), unless this card has its own of that name
+    sections = [m.group(0) for m in _MARKED_SECTION.finditer(remote.text)
+                if f"<!-- hf_txray:{m.group(1)}:start -->" not in card.text]
+    card.text = card.text.rstrip() + "".join(f"\n\n{section}" for section in sections) + "\n"
+    card.save(readme)
 
 
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, private: bool = False,

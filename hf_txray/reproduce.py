@@ -91,13 +91,16 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
 
     Raises:
         ProfileFormatError: nothing there is hf_txray output.
+        ConfigurationError: `revision` with a local folder.
         HubError: a Hub repo that cannot be downloaded.
     """
     from .hub import load, saved_results
+    from .hub_io import refuse_revision_of_folder
     from .layout import is_export_folder
 
     path = Path(results)
     if path.is_dir():
+        refuse_revision_of_folder(path, revision)
         if is_export_folder(path):  # a saved profile, or a results folder
             return load(path).profiles
         profiles = saved_results(path)[0]

@@ -16,7 +16,6 @@ by structure and then checked: its input must be exactly as wide as the MLP inte
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -28,7 +27,7 @@ from .architectures import TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_
 from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
-from .options import SITES, STACKS
+from .options import SITES, STACKS, parse_layers
 from .moe import (ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k,
                   weights_in_memory)
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
@@ -629,23 +628,14 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
     Raises:
         ConfigurationError: an index out of range, or a block without a site (one a `module_pattern` did not match).
     """
-    if isinstance(layers, str):
-        if layers != "all":
-            raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
+    wanted = parse_layers(layers)
+    if wanted == "all":
         return list(sites)
-    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
-        wanted = [layers]
-    elif isinstance(layers, (list, tuple, range)) or (hasattr(layers, "__iter__") and getattr(layers, "ndim", 1)):
-        wanted = list(layers)
-    else:
-        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
-    if not wanted:
-        raise ConfigurationError("layers is empty: pass 'all' or at least one layer index.")
     by_layer = {site.layer: site for site in sites}
     count = max(by_layer) + 1 if by_layer else 0
     chosen = []
     for index in wanted:
-        if not isinstance(index, numbers.Integral) or isinstance(index, bool) or not -count <= index < count:
+        if not -count <= index < count:
             hooked = f"the model has {count} layers" if len(by_layer) == count else \
                 f"module_pattern matched the blocks {sorted(by_layer)}"
             raise ConfigurationError(

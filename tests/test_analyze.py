@@ -1063,6 +1063,23 @@ def test_python_dash_m_hf_txray_is_the_command():
     assert done.returncode == 0 and done.stdout.startswith("hf-txray ")
 
 
+def test_paths_for_spacy_model_and_model_id_are_taken_as_their_text(saved_bert, text_file):
+    """Helper 123: a Path for spacy_model (spacy.load takes a folder) or model_id was refused as not a string."""
+    import spacy.util
+
+    from hf_txray.features import DEFAULT_SPACY_MODEL
+
+    folder = next(spacy.util.get_package_path(DEFAULT_SPACY_MODEL).glob("*/config.cfg")).parent  # the pipeline
+    common = dict(num_samples=4, features=("token", "pos"), show_progress=False)
+    by_path = hf_txray.analyze(str(saved_bert), str(text_file), spacy_model=folder, model_id=Path("org/bert"), **common)
+    by_name = hf_txray.analyze(str(saved_bert), str(text_file), model_id="org/bert", **common)
+    assert by_path.meta.model_id == "org/bert" and by_path.meta.provenance["versions"]["spacy_model"] == str(folder)
+    assert by_path.tables["pos"].vocab == by_name.tables["pos"].vocab and len(by_name.tables["pos"].vocab) > 3
+    assert np.array_equal(by_path.tables["pos"].count, by_name.tables["pos"].count)
+    with pytest.raises(ConfigurationError, match="cannot load the folder .* the folder that holds config.cfg"):
+        hf_txray.analyze(str(saved_bert), str(text_file), spacy_model=folder.parent, **common)  # the package's
+
+
 def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, saved_bert, text_file, capsys,
                                                                      monkeypatch):
     """Helper 121: stage=2020 (a YAML number) ran the whole profile and crashed in the table writer; a misspelt
@@ -1118,6 +1135,14 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
     with pytest.raises(ConfigurationError, match="layers must be 'all', an int or a list of ints, got 1.0"):
         hf_txray.analyze(str(saved_bert), str(text_file), layers=1.0, num_samples=4, **common)  # helper 124
     assert hf_txray.display.neuron_text(profile, -1, 3).startswith("Layer 1, neuron 3")
+    # numpy ints for the other int options (helper 125: "max_length must be an int >= 2 ..., got np.int64(22)")
+    sizes = dict(max_length=22, batch_size=3, top_k=2, stride=5, max_positions=60, num_samples=6, layers=[0, 1])
+    by_numpy = hf_txray.analyze(str(saved_bert), str(text_file), **{k: np.int64(v) if k != "layers" else
+                                                                     np.array(v) for k, v in sizes.items()}, **common)
+    by_int = hf_txray.analyze(str(saved_bert), str(text_file), **sizes, **common)
+    assert by_numpy.meta.num_positions == 60 and np.array_equal(by_numpy.neuron_count, by_int.neuron_count)
+    assert all(type(by_numpy.meta.config[k]) is int for k in ("max_length", "batch_size", "max_positions", "stride"))
+    assert type(by_numpy.meta.top_k) is int and by_numpy.meta.top_k == 2
     with pytest.raises(ConfigurationError, match="module_pattern must be a string .* module_pattern='layer'"):
         hf_txray.analyze(str(saved_bert), str(text_file), module_pattern=re.compile("layer"), **common)
     # a misspelt secret-like flag's value is masked, whatever it looks like

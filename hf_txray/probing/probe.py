@@ -181,14 +181,8 @@ class LinearProbe:
         labels = np.asarray(labels, dtype=np.int64)
         if len(labels) and (labels.min() < 0 or labels.max() >= len(label_names)):
             raise ConfigurationError(f"Label ids must be in 0..{len(label_names) - 1} (the label names given).")
-        mapping = class_ids_by_name(label_names, self.label_names)
-        counts = np.bincount(labels, minlength=len(label_names))
-        unseen = {name: int(counts[i]) for i, name in enumerate(label_names) if mapping[i] < 0 and counts[i]}
-        if unseen:
-            described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
-            warnings.warn(f"{sum(unseen.values())} of {len(labels)} words carry labels the probe never saw: "
-                          f"{described}. They count as wrong, since the probe cannot predict them; to leave them "
-                          "out, score words without them.", UserWarning, stacklevel=3)
+        mapping = class_ids_by_name(label_names, self.label_names, np.bincount(labels, minlength=len(label_names)),
+                                    f"of {len(labels)} words", "score words without them")
         return mapping[labels] if len(mapping) else labels
 
     def neuron_ranking(self) -> tuple[np.ndarray, np.ndarray]:
@@ -222,10 +216,21 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def class_ids_by_name(label_names: Sequence[str], probe_labels: Sequence[str]) -> np.ndarray:
-    """For each of `label_names`, the id of the probe class of that name, or -1 when the probe has none."""
+def class_ids_by_name(label_names: Sequence[str], probe_labels: Sequence[str], counts: Sequence[int],
+                      words: str, leave_out: str) -> np.ndarray:
+    """For each of `label_names`, the id of the probe class of that name, or -1 (always wrong) when the probe has
+    none; warns once, naming the unseen labels that words carry (`counts`: words per label) and how many.
+
+    `words` describes the words scored (``"of 40 words"``), `leave_out` how to leave the unseen labels out."""
     index = {name: i for i, name in enumerate(probe_labels)}
-    return np.array([index.get(name, -1) for name in label_names], dtype=np.int64)
+    mapping = np.array([index.get(name, -1) for name in label_names], dtype=np.int64)
+    unseen = {name: int(count) for name, i, count in zip(label_names, mapping, counts) if i < 0 and count > 0}
+    if unseen:
+        described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
+        warnings.warn(f"{sum(unseen.values())} {words} carry labels the probe never saw: {described}. They count as "
+                      f"wrong, since the probe cannot predict them; to leave them out, {leave_out}.", UserWarning,
+                      stacklevel=4)
+    return mapping
 
 
 def _label_index(label_names: Sequence[str], label: str) -> int:

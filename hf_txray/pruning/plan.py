@@ -346,18 +346,14 @@ def plan_pruning(
         feature_type = None
     from ..options import parse_layers
 
-    if isinstance(layers, str):  # "0-3,7,-1" or "all", as the command line writes them
+    if layers is not None:  # as analyze takes them: "0-3,7,-1", "all", one int, a list
         layers = None if parse_layers(layers) == "all" else parse_layers(layers)
-    elif isinstance(layers, (int, np.integer)) and not isinstance(layers, (bool, np.bool_)):
-        layers = [layers]  # one layer, as analyze(layers=3) takes it
-    elif layers is not None and not (isinstance(layers, (list, tuple, range)) or getattr(layers, "ndim", 0) == 1):
-        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {layers!r}.")
     available = sorted(widths)
     if layers is None:
         selected = available
     else:  # negative: counted from the last layer, as everywhere else
         selected = sorted({available[layer] if -len(available) <= layer < 0 else layer
-                           for layer in (_check_int(layer, "A layer") for layer in layers)})
+                           for layer in layers})
         missing = [layer for layer in selected if layer not in widths]
         if missing or not selected:
             raise ConfigurationError(
