@@ -441,9 +441,15 @@ class Profiler:
         kept = [b.select(keep[lo:hi]) for b, lo, hi in zip(batches, bounds[:-1], bounds[1:])]
         uncredited = example_id[order[quota]]  # the text of the first position left uncredited
         last = example_id[order[quota - 1]] if quota else -1
+        reached = lambda ids: (ids < uncredited) | (ids <= last)  # noqa: E731  (the texts the run counts)
         flags = batches[0].text_flags
         if flags is not None:
-            count_texts(kept[0], flags[(flags[:, 0] < uncredited) | (flags[:, 0] <= last)])
+            count_texts(kept[0], flags[reached(flags[:, 0])])
+        for batch, selected in zip(batches, kept):  # the padded grid of the rows of those texts, as their tokens
+            if batch.num_positions:
+                width = batch.inputs["input_ids"].shape[1]
+                rows = batch.positions.numpy()[reached(batch.example_id)] // width
+                selected.num_padded_tokens = width * len(np.unique(rows))
         return kept, True
 
     @torch.no_grad()

@@ -660,23 +660,25 @@ def _write_plots(folder: Path, profiles: Mapping[str, Profile],
     from .plots import profile_figures, report_figures, save_figures, slug
 
     covered = {s for r in reports.values() for s in (r.meta.stage_a, r.meta.stage_b)}
-    drawn = [*((r.name, r, report_figures) for r in reports.values()),
-             *((p.stage, p, profile_figures) for p in profiles.values() if p.stage not in covered)]
-    slugs = [slug(key) for key, _, _ in drawn]
+    drawn = [*(("report", r.name, r, report_figures) for r in reports.values()),
+             *(("stage", p.stage, p, profile_figures) for p in profiles.values() if p.stage not in covered)]
+    keys = [key for _, key, _, _ in drawn]
+    slugs = [slug(key) for key in keys]
     written: dict[str, list[str]] = {}
     taken: set[str] = set()
-    for (key, item, draw), name in zip(drawn, slugs):
+    for (kind, key, item, draw), name in zip(drawn, slugs):
         try:
             figures = draw(item)
         except ConfigurationError as err:  # e.g. no neuron shared: the data is still worth exporting
             logger.warning("No plots for %s: %s", key, err)
             continue
-        # names of one slug ('a/b', 'a-b'; a stage 'x__y' and the report 'x->y') would overwrite each other's files
+        # names of one slug ('a/b', 'a-b'; a stage 'x__y', or 'x->y', beside the report 'x->y') would overwrite
+        # each other's files, and a stage named as a report would take its card section
         if slugs.count(name) > 1 or any(f"{name}_{slug(n)}.png" in taken for n in figures):
-            name = f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+            name = f"{name}-{hashlib.sha256(f'{kind}:{key}'.encode()).hexdigest()[:8]}"
         paths = save_figures(figures, folder, prefix=f"{name}_")
         taken.update(p.name for p in paths)
-        written[key] = [f"{PLOTS_DIR}/{p.name}" for p in paths]
+        written[key if keys.count(key) == 1 else f"{key} ({kind})"] = [f"{PLOTS_DIR}/{p.name}" for p in paths]
     return written
 
 

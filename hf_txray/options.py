@@ -70,14 +70,14 @@ def parse_layers(value: Any) -> str | list[int]:
         if not layers:
             raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
         return layers
-    if _is_int(value):
+    if is_int(value):
         return [int(value)]
     if not (isinstance(value, (list, tuple, range)) or getattr(value, "ndim", 0) == 1):  # a 0-d array: refused
         raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
     layers = list(value)
     if not layers:
         raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
-    if not all(_is_int(v) for v in layers):
+    if not all(is_int(v) for v in layers):
         raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
     return [int(v) for v in layers]
 
@@ -330,34 +330,34 @@ class ProfilerConfig:
                 raise ConfigurationError(f"module_pattern {self.module_pattern!r} is not a valid regular expression "
                                          f"({err}).") from None
         skip = self.skip_first_positions
-        if not (skip == "auto" or (_is_int(skip) and skip >= 0)):
+        if not (skip == "auto" or (is_int(skip) and skip >= 0)):
             raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
-        if self.max_positions is not None and (not _is_int(self.max_positions) or self.max_positions < 1):
+        if self.max_positions is not None and (not is_int(self.max_positions) or self.max_positions < 1):
             raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
-        if not _is_int(self.top_k) or self.top_k < 1:
+        if not is_int(self.top_k) or self.top_k < 1:
             raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
-        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
+        if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
             raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 2):
+        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
             raise ConfigurationError(f"max_length must be an int >= 2 (or None: the model's limit), got "
                                      f"{self.max_length!r}.")
-        if not _is_int(self.max_examples_per_neuron) or self.max_examples_per_neuron < 0:
+        if not is_int(self.max_examples_per_neuron) or self.max_examples_per_neuron < 0:
             raise ConfigurationError(f"max_examples_per_neuron must be an int >= 0, got "
                                      f"{self.max_examples_per_neuron!r}.")
         if self.long_texts not in LONG_TEXT_MODES:
             raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
-        if self.stride is not None and (not _is_int(self.stride) or self.stride < 0):
+        if self.stride is not None and (not is_int(self.stride) or self.stride < 0):
             raise ConfigurationError(f"stride must be an int >= 0, got {self.stride!r}.")
         if self.stride is not None and self.max_length is not None:
             check_window_options(self.long_texts, self.stride, self.max_length, None)  # no tokenizer yet
-        if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
+        if self.num_workers is not None and (not is_int(self.num_workers) or self.num_workers < 0):
             raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
-        if self.max_tokens_per_batch is not None and (not _is_int(self.max_tokens_per_batch)
+        if self.max_tokens_per_batch is not None and (not is_int(self.max_tokens_per_batch)
                                                       or self.max_tokens_per_batch < 1):
             raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
         if self.max_length is not None:
             check_token_budget(self.max_tokens_per_batch, self.max_length)
-        if not _is_int(self.pad_to_multiple_of) or self.pad_to_multiple_of < 1:
+        if not is_int(self.pad_to_multiple_of) or self.pad_to_multiple_of < 1:
             raise ConfigurationError(f"pad_to_multiple_of must be an int >= 1 (1: no rounding), got "
                                      f"{self.pad_to_multiple_of!r}.")
         if self.stack not in (None, *STACKS):
@@ -394,7 +394,7 @@ def check_text_fields(options: Any) -> None:
                                      f"({type(value).__name__}): write it as text, e.g. {name}={text!r}.")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     """An int (numpy ints too) that is not a bool (``True`` would otherwise pass as 1; numpy bools are not
     Integral)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -405,7 +405,7 @@ def as_python_ints(options: Any) -> None:
     take them as the ints they are and the recorded config holds plain values."""
     for name in (f.name for f in dataclasses.fields(options)):
         value = getattr(options, name)
-        if _is_int(value) and type(value) is not int:
+        if is_int(value) and type(value) is not int:
             setattr(options, name, int(value))
 
 
@@ -484,7 +484,7 @@ class AnalyzeOptions(ProfilerConfig):
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):
             value = getattr(self, name)
-            if (value is not None or name != "num_samples") and (not _is_int(value) or value < 1):
+            if (value is not None or name != "num_samples") and (not is_int(value) or value < 1):
                 none = " (or None for all)" if name == "num_samples" else ""
                 raise ConfigurationError(f"{name} must be an int >= 1{none}, got {value!r}.")
         return checked

@@ -305,6 +305,24 @@ def test_max_positions_counts_do_not_depend_on_where_buckets_end(monkeypatch, st
         assert set(np.unique(table.feature_ids)) == set(range(len(table.vocab)))
 
 
+def test_padding_under_max_positions_is_that_of_the_texts_counted():
+    """Helper 127: a stop inside a batch counted the input tokens of the texts reached but the padded grid of every
+    row that ran (63.5% padding where the texts counted had 45%): both now count the rows of the texts reached."""
+    model, tokenizer = tiny("gpt2")
+    texts = ["The quick brown fox jumps over the lazy dog, again and again today.", "she sells sea shells",
+             "prices rose 42% in New York last year, and more!"]
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    quota = lengths[0] - 1 + 3  # skip_first_positions 'auto' (1): inside text 1, so texts 0 and 1 are counted
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), show_progress=False,
+                               batch_size=2, max_positions=quota)
+    assert profile.meta.num_positions == quota and profile.meta.num_examples == 2
+    # brute force: rows sorted by length, two per batch, each batch padded to its longest rounded up to 16
+    order = sorted(range(3), key=lambda i: lengths[i])
+    width = {i: -(-max(lengths[j] for j in order[b:b + 2]) // 16) * 16 for b in (0, 2) for i in order[b:b + 2]}
+    assert profile.meta.num_input_tokens == lengths[0] + lengths[1]
+    assert profile.meta.num_padded_tokens == width[0] + width[1]
+
+
 def test_bucket_plan_of_a_profiler(monkeypatch):
     import importlib
 

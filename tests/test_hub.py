@@ -101,9 +101,10 @@ def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
         return out
 
     clash = hf_txray.save_to_disk(tmp_path / "clash", [renamed(a, "a/b"), renamed(b, "a-b"),
-                                                       renamed(a, "pretrained__finetuned")], [report])
+                                                       renamed(a, "pretrained__finetuned"),
+                                                       renamed(b, "pretrained->finetuned")], [report])
     images = sorted(p.name for p in (clash / "plots").glob("*.png"))
-    assert len(images) == 4 + 3 * 2 and "pretrained__finetuned_neuron_mass.png" not in images
+    assert len(images) == 4 + 4 * 2 and "pretrained__finetuned_neuron_mass.png" not in images
     text = DatasetCard.load(clash / "README.md").text
     assert sorted(re.findall(r"\(plots/([^)]+\.png)\)", text)) == images  # each figure shown once, under its name
     for stage, p in (("a/b", a), ("a-b", b)):  # each stage's figure is the one it draws alone

@@ -583,6 +583,22 @@ def test_lm_loss_and_task_metrics_refuse_a_model_without_the_head_they_read():
         run_predictions(body, [dict(bert_tokenizer()(["a text"], return_tensors="pt"))], "classification")
 
 
+def test_ablation_curve_takes_layers_as_analyze_does():
+    """Helper 127: layers=1 was a bare TypeError, [-1] refused, "0-1" split into characters, numpy ints kept."""
+    model, _ = tiny("bert")
+    metric = lambda m: float(m.encoder.layer[1].output.dense.weight.detach().sum())  # noqa: E731
+    curve = lambda layers: ablation_curve(model, [(1, 2), (1, 3)], metric, counts=[1], seeds=(0,),  # noqa: E731
+                                          layers=layers)
+    reference = curve([1])
+    for layers in (1, "1", -1, [-1], np.array([1]), np.int64(1), range(1, 2)):
+        got = curve(layers)
+        assert got.layers == [1] and all(type(layer) is int for layer in got.layers), layers
+        pd.testing.assert_frame_equal(got.table, reference.table)
+    assert curve("all").layers == curve("0-1").layers == curve([0, -1]).layers == [0, 1]
+    with pytest.raises(ConfigurationError, match="Layer 5 is not an MLP layer of the model; its layers: \\[0, 1\\]"):
+        curve([5])
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda m: ablate(m, {0: [1]}, mode="noise").__enter__(), ConfigurationError, "Unknown ablation mode"),
     (lambda m: ablate(m, {0: [1]}, mode="mean").__enter__(), ConfigurationError, "needs means"),

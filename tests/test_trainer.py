@@ -475,6 +475,14 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
                        ("--txray_pad_to_multiple_of", "0")):  # helper 121: these two were named without txray_
         with pytest.raises(ConfigurationError, match=f"^{flag[2:]}"):
             parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), flag, text])
+    # numpy values from Python (helper 127: kept as np.int64, to_json_string raised a bare TypeError)
+    args = TXRayArguments(output_dir=str(tmp_path), txray_top_k=np.int64(2), txray_steps=np.int64(5),
+                          txray_layers=np.arange(2), txray_max_samples=np.int64(3))
+    saved = json.loads(args.to_json_string())
+    assert (saved["txray_top_k"], saved["txray_steps"], saved["txray_layers"], saved["txray_max_samples"]) == \
+        (2, 5, [0, 1], 3)
+    callback = TXRayCallback(TEXTS, steps=np.int64(5), max_samples=np.int64(3), layers=np.arange(2))
+    assert callback.steps == 5 and type(callback.steps) is int and len(callback.corpus) == 3
 
 # ----- two processes ----------------------------------------------------------------------------------------------
 def test_two_process_training_gives_the_same_profiles_as_one(tmp_path):

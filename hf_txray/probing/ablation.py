@@ -27,6 +27,7 @@ from ..errors import ConfigurationError
 from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
+from ..options import parse_layers, resolve_layer
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan
 from ..version import __version__
@@ -395,7 +396,8 @@ def ablation_curve(
         means (*optional*): per-neuron means for ``mode="mean"``.
         seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random curve per seed.
         bottom (`bool`, *optional*, defaults to `False`): also ablate the k lowest-ranked neurons.
-        layers (`Sequence[int]`, *optional*): the random pool's layers (default: the ranking's).
+        layers (`Sequence[int]`, `int` or `str`, *optional*): the random pool's layers, as ``analyze`` takes them
+            (default: the ranking's).
         name (`str`, *optional*, defaults to `"ablation"`): the run's name.
         metric_name (`str`, *optional*): what the metric is (default: the metric's ``name`` attribute).
 
@@ -418,7 +420,12 @@ def ablation_curve(
     meta = getattr(ranking, "meta", None)  # a ProbingResult
     if getattr(meta, "module_pattern", None):
         check_pattern_sites(model, meta.site, meta.module_pattern, meta.stack, meta.layers, sites, "probe read")
-    pool_layers = sorted(set(layers) if layers is not None else {layer for layer, _ in pairs})
+    if layers is None:
+        pool_layers = sorted({layer for layer, _ in pairs})
+    else:  # as analyze takes them ("0-3", "all", one int, a list; negative from the model's last MLP layer)
+        chosen = parse_layers(layers)
+        pool_layers = sorted(sites) if chosen == "all" else \
+            sorted({resolve_layer(sorted(sites), layer, "is not an MLP layer of the model") for layer in chosen})
     sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:

@@ -15,8 +15,8 @@ from transformers import TrainingArguments
 
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
-from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, parse_optional_int,
-                       prefixed_values)
+from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, as_python_ints, is_int,
+                       parse_layers, parse_optional_int, prefixed_values)
 
 TXRAY_DIR = "txray"
 STRATEGIES = ("no", "steps", "epoch")
@@ -29,10 +29,9 @@ def check_trainer_options(strategy: str, steps: Any, max_samples: Any, site: str
     """Validation shared by the arguments (`prefix` "txray_") and the callback (no prefix): names match the caller's."""
     if strategy not in STRATEGIES:
         raise ConfigurationError(f"{prefix}strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ConfigurationError(f"{prefix}steps must be an int >= 1, got {steps!r}.")
-    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
-                                    or max_samples < 1):
+    if max_samples is not None and (not is_int(max_samples) or max_samples < 1):
         raise ConfigurationError(f"{prefix}max_samples must be None or an int >= 1, got {max_samples!r}.")
     if site not in SITES:
         raise ConfigurationError(f"{prefix}site must be one of {', '.join(SITES)}, got {site!r}.")
@@ -77,6 +76,7 @@ class TXRayArguments(TrainingArguments):
     # txray_layers, txray_site, txray_features, ... : added by add_prefixed_options from hf_txray.options.
 
     def __post_init__(self):
+        as_python_ints(self)  # numpy ints would reach to_json_string (TensorBoard, the saved training_args)
         self._parse_text_values()
         check_trainer_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, PREFIX)
         unknown = [f for f in self.txray_features if f not in registered_features()]
@@ -106,6 +106,11 @@ class TXRayArguments(TrainingArguments):
         parsed = self.txray_options()
         for name in ("features", "max_length", "batch_size", "stride", "num_workers", "max_tokens_per_batch"):
             setattr(self, PREFIX + name, list(parsed[name]) if name == "features" else parsed[name])
+        if not isinstance(self.txray_layers, str):  # an array or range as the list it names ("0-3" kept as written)
+            try:
+                self.txray_layers = parse_layers(self.txray_layers)
+            except ConfigurationError as err:
+                raise ConfigurationError(f"{PREFIX}{err}") from None
 
     def txray_options(self) -> dict[str, Any]:
         """The ``txray_*`` options of :func:`hf_txray.analyze`, by their analyze name, parsed (layers -> list...)."""

@@ -93,10 +93,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
                                      long_texts=long_texts, stride=stride, num_workers=num_workers,
                                      max_tokens_per_batch=max_tokens_per_batch, pad_to_multiple_of=pad_to_multiple_of)
         self.config.validate()
-        self.strategy, self.steps, self.profile_on_train_begin = strategy, steps, profile_on_train_begin
+        self.strategy, self.steps, self.profile_on_train_begin = strategy, int(steps), profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
         self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
-            probe_dataset, text_column=text_column, num_samples=max_samples)
+            probe_dataset, text_column=text_column, num_samples=None if max_samples is None else int(max_samples))
         self.dataset_id = dataset_id or loaded_id
         self.timeline: list[dict[str, Any]] = []
         self.profiles: dict[str, Profile] = {}
