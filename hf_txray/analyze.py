@@ -16,7 +16,7 @@ import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -286,10 +286,7 @@ class Profiler:
         # as empty as no text: an empty profile would pass ("empty" also counts a text whose every token
         # skip_first_positions leaves out; such texts are not run)
         if merged.meta.num_empty == merged.meta.num_examples:
-            skip = self.skip_first_positions
-            beyond = f", or has no token past the first {skip} (skip_first_positions={skip}: lower it)" if skip else ""
-            raise DatasetError(f"Every one of the {merged.meta.num_examples} texts is empty or whitespace{beyond}: "
-                               f"there is no token to profile. Check the text column ({source.text_column!r}).")
+            raise self._nothing_to_credit(merged.meta.num_examples, source.text_column)
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
@@ -313,6 +310,27 @@ class Profiler:
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
                            merged.meta.num_truncated, self.max_length)
         return merged
+
+    def _nothing_to_credit(self, num_texts: int, text_column: str | None) -> DatasetError:
+        """The error for texts none of which has a position to credit (blank, or only positions that
+        `skip_first_positions` leaves out)."""
+        skip = self.skip_first_positions
+        beyond = f", or has no token past the first {skip} (skip_first_positions={skip})" if skip else ""
+        lower = ", or lower skip_first_positions" if skip else ""
+        return DatasetError(f"Every one of the {num_texts} texts is empty or whitespace{beyond}: there is no token to "
+                            f"profile. Check the text column ({text_column!r}){lower}.")
+
+    def refuse_uncreditable(self, texts: Sequence[str], text_column: str | None) -> None:
+        """Refuse in-memory `texts` none of which has a position to credit, before any work (a Trainer's probe
+        corpus: its first snapshot may come after many training steps).
+
+        Raises:
+            DatasetError: as :func:`analyze` raises for such a corpus, after the run.
+        """
+        texts = [text if isinstance(text, str) else "" for text in texts]  # a None row: the run's own error
+        batches = self.encoder(False, tokens_only=True)(texts, np.arange(len(texts)))
+        if batches[0].num_empty == len(texts):
+            raise self._nothing_to_credit(len(texts), text_column)
 
     def _why_no_credit(self, meta: ProfileMeta) -> str:
         if meta.num_positions:

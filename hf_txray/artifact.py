@@ -328,8 +328,8 @@ class Artifact:
         """
         check_repo_id(repo_id)
         token = resolve_token(token)
-        card = {"repo_id": full_repo_id(repo_id, token), "revision": None if create_pr else revision} \
-            if self.card_names_repo else {}
+        # a pull request against a branch (revision) is merged into it: the card names that branch
+        card = {"repo_id": full_repo_id(repo_id, token), "revision": revision} if self.card_names_repo else {}
         with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
             folder = self._write(Path(tmp) / self.artifact_type, **card)
             replaced = sorted({p.name for p in folder.iterdir() if p.is_dir()} | set(self.optional_folders))

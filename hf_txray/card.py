@@ -80,14 +80,22 @@ def _size_category(rows: int) -> str:
     return "10M<n<100M"
 
 
+def with_default(configs: list[dict[str, Any]], preferred: str | None = None) -> list[dict[str, Any]]:
+    """`configs` (a dataset card's YAML ``configs``) with one marked ``default: true``, which
+    ``load_dataset(repo, split=...)`` needs: the one already marked, else `preferred` when declared, else the first."""
+    if not configs or any(c.get("default") for c in configs):
+        return configs
+    names = [c.get("config_name") for c in configs]
+    chosen = names.index(preferred) if preferred in names else 0
+    return [{**c, "default": True} if i == chosen else c for i, c in enumerate(configs)]
+
+
 def card_data(models: list[str], row_counts: Mapping[str, int], *, license: str | None,
               pretty_name: str) -> DatasetCardData:
     """YAML metadata: tags, license, base model link, and one config per exported table (`neuron_cards` the
     default, else the first: ``load_dataset(repo, split=...)`` needs one)."""
-    names = [name for name, rows in row_counts.items() if rows]
-    default = DEFAULT_CONFIG if DEFAULT_CONFIG in names else names[0] if names else None
-    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
-                **({"default": True} if name == default else {})} for name in names]
+    configs = with_default([{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]}
+                            for name, rows in row_counts.items() if rows], DEFAULT_CONFIG)
     hub_models = [m for m in dict.fromkeys(models) if hub_model_id(m)]
     return DatasetCardData(
         license=license, pretty_name=pretty_name, tags=list(TAGS),
@@ -369,7 +377,7 @@ def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
     for name, table in (("probe_rankings", probe), ("ablation", ablation)):
         if table is not None and name not in names:
             configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]})
-    card.data.configs = configs
+    card.data.configs = with_default(configs)
     text = card.text
     section = _probing_section(probe, ablation)
     if PROBING_SECTION[0] in text and PROBING_SECTION[1] in text:

@@ -91,9 +91,16 @@ def refuse_revision_of_folder(folder: str | os.PathLike, revision: str | None) -
     Raises:
         ConfigurationError: `revision` is not None.
     """
-    if revision is not None:
-        raise ConfigurationError(f"revision={revision!r} applies to Hub repos only; {str(folder)!r} is a local "
-                                 "folder, read as it is. Drop revision, or pass the repo id.")
+    if revision is None:
+        return
+    name = str(folder)
+    if not isinstance(folder, str) or name.count("/") != 1 or looks_local(name):
+        fix = "Drop revision (--revision), or pass the repo id."
+    else:  # 'namespace/name' meant the repo: a folder of that name in the working directory hides it
+        fix = (f"A local folder of that name hides the Hub repo {name!r}: rename or move the folder, or run from "
+               "another directory.")
+    raise ConfigurationError(f"revision={revision!r} applies to Hub repos only; {name!r} is a local folder, read as "
+                             f"it is. {fix}")
 
 
 def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
@@ -199,6 +206,8 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     from huggingface_hub import DatasetCard
     from huggingface_hub.errors import EntryNotFoundError
 
+    from .card import with_default
+
     readme = Path(folder) / "README.md"
     if not readme.is_file():
         return
@@ -214,7 +223,8 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
                if c.get("config_name") not in owned and c.get("config_name") not in names]
     if not foreign:
         return
-    card.data.configs = local + foreign
+    default = next((c["config_name"] for c in remote.data.to_dict().get("configs") or [] if c.get("default")), None)
+    card.data.configs = with_default(local + foreign, default)
     # the sections describing them (e.g. probing's), unless this card has its own of that name
     sections = [m.group(0) for m in _MARKED_SECTION.finditer(remote.text)
                 if f"<!-- hf_txray:{m.group(1)}:start -->" not in card.text]

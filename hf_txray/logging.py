@@ -240,4 +240,16 @@ def datasets_progress_bars() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the user's line: the first frame outside hf_txray, however many library
+    functions lie between (a fixed ``stacklevel`` is right for one call path only)."""
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
+
+
 _configure()  # the handler, level and HF_TXRAY_VERBOSITY apply from `import hf_txray` on

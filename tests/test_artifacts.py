@@ -286,7 +286,7 @@ def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_pa
         cls.from_pretrained(folder)
 
 
-def test_a_revision_asked_of_a_local_folder_is_refused_not_ignored(tmp_path, capsys):
+def test_a_revision_asked_of_a_local_folder_is_refused_not_ignored(tmp_path, capsys, monkeypatch):
     """Helper 123: revision= was ignored for local folders (the folder read as it is, whatever branch was asked)."""
     from hf_txray.cli import main as cli_main
     from hf_txray.probing import load_probing
@@ -301,6 +301,10 @@ def test_a_revision_asked_of_a_local_folder_is_refused_not_ignored(tmp_path, cap
         with pytest.raises(ConfigurationError, match="revision='dev' applies to Hub repos only.*local folder"):
             call()
     assert Profile.from_pretrained(saved) == build("profile")  # without it, read as before
+    monkeypatch.chdir(tmp_path)  # helper 127: a folder named as the repo hides it; the message said "pass the repo id"
+    build("profile").save_pretrained(tmp_path / "me" / "repo")
+    with pytest.raises(ConfigurationError, match="A local folder of that name hides the Hub repo 'me/repo': rename"):
+        Profile.from_pretrained("me/repo", revision="dev")
     assert cli_main(["compare", str(saved), str(saved), "--revision", "dev", "--out", str(tmp_path / "r")]) != 0
     assert "applies to Hub repos only" in capsys.readouterr().err
 
@@ -375,6 +379,21 @@ def test_push_and_load_from_the_hub_at_a_revision(kind, hub, tmp_path, caplog):
         assert f'load_dataset("{repo_id}", "meta", split="train", revision="dev")' in readme
         assert "<repo_id>" not in readme and "<repo_id>" in build(kind).save_pretrained(tmp_path / "s").joinpath(
             "README.md").read_text()
+
+
+def test_a_pull_request_against_a_branch_has_a_card_naming_that_branch(monkeypatch):
+    """Helper 127: with create_pr=True the card named no branch, though the pull request merges into `revision`."""
+    import hf_txray.artifact as artifact_module
+
+    sent = {}
+
+    def upload(folder, repo_id, **kwargs):  # what would go up: the folder as written, and where to
+        sent.update(kwargs, readme=(folder / "README.md").read_text())
+
+    monkeypatch.setattr(artifact_module, "upload_folder", upload)
+    build("profile").push_to_hub("me/repo", token="hf_not_sent", revision="dev", create_pr=True)
+    assert (sent["revision"], sent["create_pr"]) == ("dev", True)
+    assert 'load_dataset("me/repo", "meta", split="train", revision="dev")' in sent["readme"]
 
 
 def test_wrong_artifact_on_the_hub_names_the_repo_not_the_cache(hub, tmp_path):

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import torch
 from torch import nn
 
@@ -489,7 +490,8 @@ def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
     num_x = sum(tags.count("X") for tags in rows["tags"])
     assert "X" not in planted.result.meta.label_names and num_x > 0
     with pytest.warns(UserWarning, match=rf"{num_x} of the corpus's {corpus.num_words} words carry labels the probe "
-                                         rf"never saw: X \({num_x}\)\. They count as wrong.*cut off by max_length are not"):
+                                         rf"never saw: X \({num_x}\)\. They count as wrong.*cut off by max_length are not"
+                      ) as built:
         metric = ProbeMetric(planted.result, corpus, planted.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once, when built: not again at every point of a curve
@@ -506,8 +508,12 @@ def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
     # Helper 122: probe.evaluate on these activations matched labels by id, so every label after the probe's
     # missing one was scored as its neighbour (0.22 where names give 0.35); now by name, X wrong, as the metric
     assert acts.label_names != planted.result.probe.label_names
-    with pytest.warns(UserWarning, match=rf"{num_x} of {len(gold)} words carry labels the probe never saw: X"):
+    with pytest.warns(UserWarning, match=rf"{num_x} of {len(gold)} words carry labels the probe never saw: X") as got:
         scores = planted.result.probe.evaluate(acts)
+    with pytest.warns(UserWarning, match="never saw: X") as direct:
+        planted.result.probe.label_ids(acts.labels, acts.label_names)
+    # attributed to the caller's line whatever the path (helper 127: label_ids called directly pointed at sys:1)
+    assert [w.filename for w in (*got, *direct, *built)] == [__file__] * 3
     assert scores.accuracy == pytest.approx(value)
     per_class = scores.per_class.set_index("label")
     for name in planted.result.probe.label_names:
@@ -849,6 +855,9 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     push_probing(other, ablations=[curve])  # adds a config, keeps the first
     remote = load_probing(other)
     assert remote.probe_rankings is not None and len(remote.ablation) == 3
+    defaults = lambda: [c["config_name"] for c in yaml.safe_load(  # noqa: E731
+        hub.server.repo_files(other)["README.md"].decode().split("---")[1])["configs"] if c.get("default")]
+    assert defaults() == ["probe_rankings"]  # helper 127: none, and load_dataset(repo, split=...) failed
     with pytest.raises(ProfileFormatError, match=r"holds probe_rankings/ \(probing results\) and ablation/ "
                                                  r"\(ablation curves\) .*probing.load_probing"):
         hf_txray.load(other)  # no profiles yet: say where the results are read, not 'not an hf_txray export'
@@ -878,6 +887,12 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     hf_txray.push_to_hub(other, profiles=[profile], plots=False)  # and back: once each, no duplicates
     readme = hub.server.repo_files(other)["README.md"].decode()
     assert readme.count("## Probing and ablation") == 1 and readme.count("config_name: ablation") == 1
+    assert defaults() == ["neuron_cards"]
+    curve.push_to_hub(other)  # a single artifact over them: one default still (its own), and no config lost
+    assert defaults() == ["ablation"]
+    assert {"neuron_cards", "probe_rankings", "ablation"} <= {c["config_name"] for c in yaml.safe_load(
+        hub.server.repo_files(other)["README.md"].decode().split("---")[1])["configs"]}
+    assert len(datasets.load_dataset(other, split="train", download_mode="force_redownload")) > 0
 
 
 def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):

@@ -404,6 +404,11 @@ def test_bad_configuration_fails_before_training(tmp_path):
         TXRayTrainer(args=build_args(tmp_path), txray_dataset=stream, **common)
     with pytest.raises(ConfigurationError, match="Layer 5 is out of range"):
         TXRayTrainer(args=build_args(tmp_path, txray_layers="0,5"), txray_dataset=TEXTS, **common)
+    # a probe without a position to credit: refused at construction (helper 127: at the first snapshot, after
+    # training steps), blank or left empty by skip_first_positions
+    for probe, skip in ((["", "  "], 0), (["Yes", "No", " "], 2)):
+        with pytest.raises(DatasetError, match=f"Every one of the {len(probe)} texts is empty or whitespace"):
+            TXRayTrainer(args=build_args(tmp_path, txray_skip_first_positions=skip), txray_dataset=probe, **common)
     with pytest.raises(ConfigurationError, match="needs TXRayArguments"):
         from transformers import TrainingArguments
 

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigurationError, DatasetError
+from ..logging import warn_caller
 from .data import control_labels
 from .extraction import Activations
 
@@ -227,9 +228,8 @@ def class_ids_by_name(label_names: Sequence[str], probe_labels: Sequence[str], c
     unseen = {name: int(count) for name, i, count in zip(label_names, mapping, counts) if i < 0 and count > 0}
     if unseen:
         described = ", ".join(f"{name} ({count})" for name, count in sorted(unseen.items()))
-        warnings.warn(f"{sum(unseen.values())} {words} carry labels the probe never saw: {described}. They count as "
-                      f"wrong, since the probe cannot predict them; to leave them out, {leave_out}.", UserWarning,
-                      stacklevel=4)
+        warn_caller(f"{sum(unseen.values())} {words} carry labels the probe never saw: {described}. They count as "
+                    f"wrong, since the probe cannot predict them; to leave them out, {leave_out}.")
     return mapping
 
 
