@@ -116,15 +116,28 @@ def dense_block_widths(config: Any) -> tuple[dict[str, int], str] | None:
     return (widths, ", ".join(f"{k}={v}" for k, v in widths.items())) if widths else None
 
 
-def format_neuron(neuron: int, expert_units: int | None) -> str:
-    """A neuron's label: ``"17"`` for a dense layer, ``"expert 3 unit 17 (#113)"`` for a MoE layer.
+def format_neuron(neuron: int, expert_units: int | None, routed_experts: int | None = None) -> str:
+    """A neuron's label: ``"17"`` for a dense layer, ``"expert 3 unit 17 (#113)"`` for a MoE layer, and
+    ``"shared expert 0 unit 6 (#70)"`` for a unit of the shared experts, numbered after the routed ones.
 
     Args:
         neuron (`int`): the layer-wide neuron number.
         expert_units (`int`, *optional*): units per expert (``profile.meta.config["expert_width"]``), None for
             dense layers.
+        routed_experts (`int`, *optional*): the routed experts (``config["num_experts"] -
+            config["num_shared_experts"]``: :func:`routed_experts`); None labels every expert alike.
     """
     if not expert_units:
         return str(int(neuron))
     expert, unit = divmod(int(neuron), int(expert_units))
+    if routed_experts is not None and expert >= routed_experts:
+        return f"shared expert {expert - routed_experts} unit {unit} (#{int(neuron)})"
     return f"expert {expert} unit {unit} (#{int(neuron)})"
+
+
+def routed_experts(config: dict) -> int | None:
+    """The routed experts of a profile's `config` (``meta.config``): ``num_experts`` counts the shared experts
+    too (a shared expert of ``n x width`` units counts as ``n``); None for dense layers."""
+    if not config.get("expert_width") or config.get("num_experts") is None:
+        return None
+    return int(config["num_experts"]) - int(config.get("num_shared_experts") or 0)

@@ -331,8 +331,10 @@ def _architecture_note(meta) -> str:
     note = f"; {config['stack']} stack" if config.get("stack") else ""
     width = config.get("expert_width")
     if width:
-        note += (f"; mixture of experts: {config.get('num_experts')} experts × {width} units (neuron n is unit "
-                 f"n mod {width} of expert n // {width}, e.g. {format_neuron(width + 1, width)})")
+        shared = int(config.get("num_shared_experts") or 0)
+        of_them = f", the last {shared} shared" if shared else ""
+        note += (f"; mixture of experts: {config.get('num_experts')} experts{of_them} × {width} units (neuron n is "
+                 f"unit n mod {width} of expert n // {width}, e.g. {format_neuron(width + 1, width)})")
     return note
 
 

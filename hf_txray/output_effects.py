@@ -296,7 +296,8 @@ def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torc
     """The write directions of a layer's neurons: ``(hidden, neurons)``, column ``j`` = neuron ``j``'s output.
 
     The neurons are those :func:`hf_txray.sites.find_sites` verifies and profiles: a dense MLP's down projection
-    input; fused MoE experts (``down_proj`` ``(experts, hidden, inter)``) laid out ``expert * inter + unit``, then
+    input; fused MoE experts (``down_proj`` ``(experts, hidden, inter)``, or ``(experts, inter, hidden)`` where the
+    module is ``is_transposed``) laid out ``expert * inter + unit``, then
     the shared experts' units (their down projection's input).
     """
     sites = find_sites(model, "mlp", None, output_stack(model, stack))
@@ -306,8 +307,12 @@ def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torc
     if site.capture != "experts":
         return linear_weight(site.module)
     fused = site.module.down_proj.detach()
-    experts, hidden, inter = fused.shape
-    columns = fused.permute(1, 0, 2).reshape(hidden, experts * inter)
+    if getattr(site.module, "is_transposed", False):  # (experts, inter, hidden), applied as x @ W (GPT-OSS)
+        experts, inter, hidden = fused.shape
+        columns = fused.permute(2, 0, 1).reshape(hidden, experts * inter)
+    else:
+        experts, hidden, inter = fused.shape
+        columns = fused.permute(1, 0, 2).reshape(hidden, experts * inter)
     if site.experts.shared is not None:
         columns = torch.cat([columns, linear_weight(site.experts.shared).to(columns.device)], dim=1)
     return columns

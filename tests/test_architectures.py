@@ -320,6 +320,8 @@ def test_shared_experts_are_numbered_after_the_routed_ones():
     assert (meta["num_experts"], meta["num_shared_experts"], meta["expert_width"]) == (7, 3, 16)
     assert profile.neuron_count[:, 64:].sum() > 0  # the always-on shared expert wins some positions
     assert hf_txray.format_neuron(70, meta["expert_width"]) == "expert 4 unit 6 (#70)"
+    assert hf_txray.format_neuron(70, meta["expert_width"], 4) == "shared expert 0 unit 6 (#70)"
+    assert hf_txray.format_neuron(63, meta["expert_width"], 4) == "expert 3 unit 15 (#63)"
     assert hf_txray.format_neuron(70, None) == "70"
 
 
@@ -891,9 +893,12 @@ def test_viewer_and_card_show_expert_and_unit():
 
     profile = engine("qwen2_moe", None, "", 1)
     view = ResultsView("local", {"default": profile}, {})
-    assert distribution_chart(view, 0, 70, "default", "default")["title"] == "Layer 0, neuron expert 4 unit 6 (#70)"
+    # 4 routed experts, then the shared expert's 48 units as experts 4-6 (helper 129: labelled like routed ones)
+    assert distribution_chart(view, 0, 70, "default", "default")["title"] == \
+        "Layer 0, neuron shared expert 0 unit 6 (#70)"
+    assert distribution_chart(view, 0, 17, "default", "default")["title"] == "Layer 0, neuron expert 1 unit 1 (#17)"
     card = str(build_card({"default": profile}, {}, {}, {}))
-    assert "7 experts × 16 units" in card
+    assert "7 experts, the last 3 shared × 16 units" in card
     dense = ResultsView("local", {"default": engine("t5", "decoder", "", 1)}, {})
     assert distribution_chart(dense, 0, 5, "default", "default")["title"] == "Layer 0, neuron 5"
     assert "decoder stack" in str(build_card({"default": engine("t5", "decoder", "", 1)}, {}, {}, {}))

@@ -200,6 +200,31 @@ def _opt(pre_norm: bool, project: bool):
     return model, bpe_tokenizer(), brute, 40
 
 
+def _gpt_oss():
+    """GPT-OSS stores its experts transposed, ``down_proj`` ``(experts, inter, hidden)`` applied as ``x @ W``
+    (helper 129: read as ``(experts, hidden, inter)``, 127 of 128 units wrong at width == hidden, the real shape)."""
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    torch.manual_seed(12)
+    config = GptOssConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_local_experts=4,
+                          num_experts_per_tok=2, max_position_embeddings=64, layer_types=["full_attention"] * 2)
+    model = GptOssForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.experts.down_proj.normal_(0, 0.5)
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # as GptOssExperts.forward: gated_output @ down_proj[expert] (bias left out)
+        expert, unit = divmod(int(one_hot.argmax()), 32)
+        unit_vec = torch.zeros(32)
+        unit_vec[unit] = 1.0
+        x = unit_vec @ model.model.layers[layer].mlp.experts.down_proj[expert]
+        return model.lm_head(x * model.model.norm.weight)
+
+    return model, bpe_tokenizer(), brute, 4 * 32
+
+
 def _electra_generator(embedding_size: int):
     """ELECTRA's generator head runs dense -> GELU -> LayerNorm but registers its LayerNorm first (the scale was
     applied before the dense layer); with embedding_size < hidden_size the dense narrows the residual stream."""
@@ -242,7 +267,7 @@ def _roberta_prelayernorm():
 
 
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
-            "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "t5_decoder": _t5,
+            "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "gpt_oss_moe": _gpt_oss, "t5_decoder": _t5,
             "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2,
             "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True),
             "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..architectures import format_neuron, routed_experts
 from ..errors import ConfigurationError, ProfileFormatError, TXRayError
 
 if TYPE_CHECKING:
@@ -108,6 +109,11 @@ class ResultsView:
     def expert_width(self) -> int | None:
         """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
         return getattr(self._first_meta(), "config", {}).get("expert_width")
+
+    def neuron_label(self, neuron: int) -> str:
+        """The neuron's label (:func:`~hf_txray.architectures.format_neuron`: expert and unit, shared or routed)."""
+        config = getattr(self._first_meta(), "config", {})
+        return format_neuron(neuron, config.get("expert_width"), routed_experts(config))
 
     # ----- lookups ---------------------------------------------------------------------------------------------
     def profile(self, stage: str) -> "Profile":

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
-from ..architectures import format_neuron
 from ..errors import ConfigurationError
 from ..features import is_tag_feature
 from .data import ResultsView
@@ -98,7 +97,7 @@ def distribution_chart(view: ResultsView, layer: int, neuron: int, stage_a: str,
         panels.append({"data": {"values": [{"text": "no profile for these stages"}]}, "mark": "text",
                        "encoding": {"text": {"field": "text"}}})
     return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-            "title": f"Layer {int(layer)}, neuron {format_neuron(neuron, view.expert_width)}", "hconcat": panels,
+            "title": f"Layer {int(layer)}, neuron {view.neuron_label(neuron)}", "hconcat": panels,
             "resolve": {"scale": {"y": "independent"}}}
 
 
@@ -125,7 +124,7 @@ def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, st
                 "encoding": {"text": {"field": "text"}}}
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "title": f"Layer {int(layer)}, neuron {format_neuron(neuron, view.expert_width)}: credited activations "
+        "title": f"Layer {int(layer)}, neuron {view.neuron_label(neuron)}: credited activations "
                  "(log-spaced bins)", "width": 420, "height": 160,
         "data": {"values": values}, "mark": {"type": "bar", "opacity": 0.6},
         "encoding": {
