@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import TXRayError
+from .errors import ConfigurationError, TXRayError
 
 def _resolve_dataset(name: str, num_samples: int | None):
     """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
@@ -127,7 +127,6 @@ def _config_values(path: str, values: dict) -> dict:
     import dataclasses
     import datetime
 
-    from .errors import ConfigurationError
     from .options import AnalyzeOptions, cli_parser, text_fields
 
     texts = set(text_fields(AnalyzeOptions)) | {"model", "dataset", "out", "push_to_hub", "gguf_file"}
@@ -165,7 +164,6 @@ def _check_out(out: str | Path, command: str, artifact_type: str | None = None, 
 def _cmd_analyze(args) -> int:
     from . import analyze, corpora
     from .distributed import process_info
-    from .errors import ConfigurationError
     from .options import AnalyzeOptions, option_names
 
     if not args.out:
@@ -175,6 +173,8 @@ def _cmd_analyze(args) -> int:
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
                    features=tuple(options["features"]))
+    if args.model is None and options.get("model_id") is None:  # the embedded default, named as on the Hub
+        options["model_id"] = corpora.DEFAULT_MODEL_ID
     profile = analyze(args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
                       **options)
     if process_info()[0] == 0:
@@ -192,8 +192,11 @@ def _cmd_analyze(args) -> int:
 
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="Compare two saved profiles (stage A -> stage B).")
-    p.add_argument("a", help="Profile of stage A: a folder, or a Hub dataset repo that Profile.push_to_hub wrote.")
-    p.add_argument("b", help="Profile of stage B: a folder or a Hub dataset repo.")
+    p.add_argument("a", help="Profile of stage A: a saved profile or results folder, or a Hub dataset repo of one "
+                             "(Profile.push_to_hub, analyze --push-to-hub, hf-txray push).")
+    p.add_argument("b", help="Profile of stage B: as A.")
+    p.add_argument("--stage-a", help="The stage to read from A when it holds several profiles.")
+    p.add_argument("--stage-b", help="The stage to read from B when it holds several profiles.")
     p.add_argument("--out", required=True, help="Folder to write the transfer report to.")
     p.add_argument("--revision", help="Revision of A and B when they are Hub repos (default: their main branch).")
     _add_token(p)
@@ -205,18 +208,35 @@ def _add_compare(sub) -> None:
 
 
 def _cmd_compare(args) -> int:
-    from . import Profile, compare
+    from . import compare
     from .display import report_text
 
     _check_out(args.out, "compare", "transfer_report", inputs=(args.a, args.b))
     local = [Path(p).expanduser().is_dir() for p in (args.a, args.b)]  # --revision is for the Hub one of a mix
-    a, b = (Profile.from_pretrained(p, revision=None if here and not all(local) else args.revision, token=args.token)
-            for p, here in zip((args.a, args.b), local))
+    a, b = (_stage_profile(p, stage, which, revision=None if here and not all(local) else args.revision,
+                           token=args.token)
+            for p, stage, which, here in zip((args.a, args.b), (args.stage_a, args.stage_b), "ab", local))
     report = compare(a, b, alpha=args.alpha, test=not args.no_test)
     report.save_pretrained(args.out)
     print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
     return 0
+
+
+def _stage_profile(source: str, stage: str | None, which: str, revision: str | None, token: str | None) -> Any:
+    """The profile `compare` reads from `source`: a saved profile, or the one (or `stage`) of a results folder or
+    repo (what ``analyze --push-to-hub`` writes)."""
+    from .reproduce import stored_profiles
+
+    profiles = stored_profiles(source, revision=revision, token=token)
+    if stage is not None:
+        if stage not in profiles:
+            raise ConfigurationError(f"{source!r} holds no stage {stage!r}; its stages: {', '.join(profiles)}.")
+        return profiles[stage]
+    if len(profiles) == 1:
+        return next(iter(profiles.values()))
+    raise ConfigurationError(f"{source!r} holds {len(profiles)} profiles ({', '.join(profiles)}): choose one with "
+                             f"--stage-{which} STAGE.")
 
 
 def _add_show(sub) -> None:
@@ -291,7 +311,7 @@ def _show_neuron(path: Path, spec: str) -> int:
     """`show PATH --neuron L:N`: the neuron's page in every profile under PATH (with the report's change clause
     when a report under PATH compares that profile's stage)."""
     from .display import neuron_text
-    from .errors import ConfigurationError, ProfileFormatError
+    from .errors import ProfileFormatError
 
     try:
         layer, neuron = (int(v) for v in spec.split(":"))
@@ -403,7 +423,6 @@ def _add_export(sub) -> None:
 
 def _cmd_export(args) -> int:
     from .artifact import check_not_an_input
-    from .errors import ConfigurationError
     from .export import save_to_disk
     from .hub import saved_results
 
@@ -577,7 +596,6 @@ def _cmd_prune(args) -> int:
 def _check_prune_out(out: Path) -> None:
     """Refuse an `hf-txray prune --out` folder that is neither new, empty, nor an earlier prune's output."""
     from .artifact import artifact_type_of, check_save_target
-    from .errors import ConfigurationError
 
     earlier = artifact_type_of(out / "pruning_plan") == "pruning_plan" and artifact_type_of(out) is None
     if out.is_dir() and any(out.iterdir()) and not earlier:

@@ -11,6 +11,7 @@ errors raised here.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from pathlib import Path
@@ -141,14 +142,32 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, repo_type="dataset", revision=revision, token=token, cache_dir=cache_dir,
-                                      allow_patterns=allow_patterns))
+        with _no_match_said_by_us():
+            return Path(snapshot_download(name, repo_type="dataset", revision=revision, token=token,
+                                          cache_dir=cache_dir, allow_patterns=allow_patterns))
     except Exception as err:  # missing repo or revision, private without token, offline: one error type
         secret = token if isinstance(token, str) else None
         raise HubError(f"Could not download the Hub dataset {name!r}{f' at {revision!r}' if revision else ''} (and "
                        f"it is not a local folder): {scrub(str(err), secret)}\nIf the repo is private, pass "
                        "token=... or set HF_TOKEN; offline (HF_HUB_OFFLINE=1), only repos already in the cache "
                        "load.") from safe_cause(err, secret)
+
+
+class _NoMatchFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No files matched")
+
+
+@contextlib.contextmanager
+def _no_match_said_by_us() -> Iterator[None]:
+    """Keep huggingface_hub's "No files matched allow_patterns=..." off the user's screen: optional configs (probing
+    tables a results repo may lack) are looked for on purpose, and what is missing is said by hf_txray's own error."""
+    hub_logger, quiet = logging.getLogger("huggingface_hub._snapshot_download"), _NoMatchFilter()
+    hub_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        hub_logger.removeFilter(quiet)
 
 
 def source_name(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None) -> str:

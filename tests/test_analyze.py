@@ -653,6 +653,18 @@ def _walk_parsers():
     return root, sub.choices
 
 
+def test_cli_analyze_without_a_model_names_the_embedded_default_by_its_hub_id(tmp_path):
+    """Helper 128: the README's first command recorded the venv path of the embedded MiniLM as the model, so its card
+    was titled "TX-Ray neuron analysis of model"; the demo names it by its Hub id, and so does the CLI now."""
+    from hf_txray.corpora import DEFAULT_MODEL_ID
+
+    common = ["--num-samples", "3", "--layers", "0", "--features", "token"]
+    assert cli_main(["analyze", "--out", str(tmp_path / "default"), *common]) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "default").meta.model_id == DEFAULT_MODEL_ID
+    assert cli_main(["analyze", "--out", str(tmp_path / "named"), "--model-id", "mine", *common]) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "named").meta.model_id == "mine"
+
+
 def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_ptb(capsys):
     import argparse
 

@@ -263,6 +263,33 @@ def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub
     assert len(datasets.load_dataset(repo_id, split="train")) == len(report.neurons)
 
 
+def test_cli_compare_reads_results_repos_and_folders_as_analyze_push_writes_them(results, hub, tmp_path, capsys,
+                                                                                   caplog):
+    """Helper 128: `hf-txray analyze --push-to-hub` writes a results repo, which `hf-txray compare` refused ("not a
+    single saved profile"): the two documented commands did not connect. A results repo or folder of one profile is
+    read as that profile; of several, --stage-a / --stage-b choose."""
+    a, b, report = results
+    for profile in (a, b):
+        hf_txray.push_to_hub(f"{hub.username}/{profile.stage}", profiles=[profile], plots=False)
+    both = hf_txray.save_to_disk(tmp_path / "both", [a, b], plots=False)
+    runs = {"repos": [f"{hub.username}/pretrained", f"{hub.username}/finetuned"],
+            "stages": [str(both), str(both), "--stage-a", "pretrained", "--stage-b", "finetuned"]}
+    for name, args in runs.items():
+        assert cli_main(["compare", *args, "--out", str(tmp_path / name), "--no-test"]) == 0, capsys.readouterr().err
+        got = TransferReport.from_pretrained(tmp_path / name)
+        pd.testing.assert_frame_equal(got.neurons, hf_txray.compare(a, b, test=False).neurons)
+    assert cli_main(["compare", str(both), str(both), "--out", str(tmp_path / "x")]) != 0
+    assert "holds 2 profiles (pretrained, finetuned): choose one with --stage-a STAGE" in capsys.readouterr().err
+    assert cli_main(["compare", str(both), str(both), "--stage-a", "zz", "--out", str(tmp_path / "x")]) != 0
+    assert "holds no stage 'zz'; its stages: pretrained, finetuned" in capsys.readouterr().err
+    # the viewer's look for probing tables such a repo lacks printed huggingface_hub's "No files matched ..."
+    from hf_txray.probing import load_probing
+
+    with caplog.at_level(logging.DEBUG):
+        assert load_probing(f"{hub.username}/pretrained").empty
+    assert "No files matched" not in caplog.text + capsys.readouterr().err
+
+
 def _empty_profile(profile: Profile) -> Profile:
     none = np.zeros(0, np.int64)
     empty_table = FeatureTable([], none, none, np.zeros(0), none, none)

@@ -1070,8 +1070,9 @@ def test_a_class_without_training_words_is_zeroed_warned_and_not_ranked():
     values = np.random.default_rng(0).normal(size=(60, 12)).astype(np.float32)
     labels = np.arange(60) % 2  # classes 0 and 1 trained; class 2 ("INTJ") never seen
     values[labels == 1, 3] += 4.0  # neuron 3 tells class 1 apart
-    with pytest.warns(UserWarning, match=r"1 probe class\(es\) have no training word: \['INTJ'\]"):
+    with pytest.warns(UserWarning, match=r"1 probe class\(es\) have no training word: \['INTJ'\]") as said:
         probe = train_probe(values, labels, label_names=["NOUN", "VERB", "INTJ"], config=FAST)
+    assert [w.filename for w in said] == [__file__]  # the user's line (helper 128: probe.py's, through probe_neurons)
     assert not probe.weight[2].any() and probe.weight[:2].any()
     ranking, _ = probe.neuron_ranking()
     from hf_txray.probing import rank_by_weight

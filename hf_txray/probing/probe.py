@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -438,10 +437,10 @@ def train_probe(
         # nothing about the neurons, and their largest |w| took places in the global ranking. Zeroed, they are left
         # out of it (rank_by_weight skips all-zero classes); the bias keeps the class from being predicted.
         weight[untrained] = 0.0
-        warnings.warn(
+        warn_caller(
             f"{len(untrained)} probe class(es) have no training word: {[label_names[i] for i in untrained]}. Their "
             "weights are zeroed and left out of the neuron ranking; drop those labels from the corpus to leave them "
-            "out of the class set too.", stacklevel=2)
+            "out of the class set too.")
     return LinearProbe(weight, bias.detach().cpu().numpy(), mean, scale, columns, label_names, config, losses,
                        num_inputs=int(values.shape[1]))
 
