@@ -210,9 +210,14 @@ def _add_compare(sub) -> None:
 def _cmd_compare(args) -> int:
     from . import compare
     from .display import report_text
+    from .hub_io import names_a_repo, refuse_revision_of_folder
 
     _check_out(args.out, "compare", "transfer_report", inputs=(args.a, args.b))
     local = [Path(p).expanduser().is_dir() for p in (args.a, args.b)]  # --revision is for the Hub one of a mix
+    if args.revision is not None and any(local) and not all(local):
+        for source, here in zip((args.a, args.b), local):
+            if here and names_a_repo(source):  # meant the repo at that revision: never read the folder instead
+                refuse_revision_of_folder(source, args.revision)
     a, b = (_stage_profile(p, stage, which, revision=None if here and not all(local) else args.revision,
                            token=args.token)
             for p, stage, which, here in zip((args.a, args.b), (args.stage_a, args.stage_b), "ab", local))
@@ -229,6 +234,9 @@ def _stage_profile(source: str, stage: str | None, which: str, revision: str | N
     from .reproduce import stored_profiles
 
     profiles = stored_profiles(source, revision=revision, token=token)
+    if not profiles:  # e.g. a transfer report's folder or repo
+        raise ConfigurationError(f"{source!r} holds no profile: give a saved profile, or a results folder or repo "
+                                 "holding one (a transfer report is compare's output, not its input).")
     if stage is not None:
         if stage not in profiles:
             raise ConfigurationError(f"{source!r} holds no stage {stage!r}; its stages: {', '.join(profiles)}.")

@@ -86,6 +86,11 @@ def looks_local(name: str) -> bool:
             or name.endswith("/"))
 
 
+def names_a_repo(name: str | os.PathLike) -> bool:
+    """Whether `name`, as typed, reads as a Hub repo id ``namespace/name`` rather than a path (a `Path` never does)."""
+    return isinstance(name, str) and name.count("/") == 1 and not looks_local(name)
+
+
 def refuse_revision_of_folder(folder: str | os.PathLike, revision: str | None) -> None:
     """Refuse a `revision` asked of a local `folder`, which is read as it is: the revision would be ignored.
 
@@ -95,7 +100,7 @@ def refuse_revision_of_folder(folder: str | os.PathLike, revision: str | None) -
     if revision is None:
         return
     name = str(folder)
-    if not isinstance(folder, str) or name.count("/") != 1 or looks_local(name):
+    if not names_a_repo(folder):
         fix = "Drop revision (--revision), or pass the repo id."
     else:  # 'namespace/name' meant the repo: a folder of that name in the working directory hides it
         fix = (f"A local folder of that name hides the Hub repo {name!r}: rename or move the folder, or run from "

@@ -100,7 +100,7 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
 
     path = Path(results)
     if path.is_dir():
-        refuse_revision_of_folder(path, revision)
+        refuse_revision_of_folder(results, revision)  # as typed: a repo id hidden by a folder is said so
         if is_export_folder(path):  # a saved profile, or a results folder
             return load(path).profiles
         profiles = saved_results(path)[0]
@@ -111,8 +111,8 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
         shared = sorted({name for name in names if names.count(name) > 1})
         if shared:  # keyed by stage, all but one of them would go unchecked
             raise ConfigurationError(
-                f"Several saved profiles under {path} share the stage name {shared[0]!r}: reproduce each profile's "
-                "own folder (hf-txray reproduce FOLDER), or give the stages distinct names (stage=..., --stage).")
+                f"Several saved profiles under {path} share the stage name {shared[0]!r}: pass one profile's own "
+                "folder, or give the stages distinct names (stage=..., --stage).")
         return {p.stage: p for p in profiles}
     try:
         return load(str(results), revision=revision, token=token).profiles

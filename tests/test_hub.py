@@ -264,7 +264,7 @@ def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub
 
 
 def test_cli_compare_reads_results_repos_and_folders_as_analyze_push_writes_them(results, hub, tmp_path, capsys,
-                                                                                   caplog):
+                                                                                   caplog, monkeypatch):
     """Helper 128: `hf-txray analyze --push-to-hub` writes a results repo, which `hf-txray compare` refused ("not a
     single saved profile"): the two documented commands did not connect. A results repo or folder of one profile is
     read as that profile; of several, --stage-a / --stage-b choose."""
@@ -282,6 +282,17 @@ def test_cli_compare_reads_results_repos_and_folders_as_analyze_push_writes_them
     assert "holds 2 profiles (pretrained, finetuned): choose one with --stage-a STAGE" in capsys.readouterr().err
     assert cli_main(["compare", str(both), str(both), "--stage-a", "zz", "--out", str(tmp_path / "x")]) != 0
     assert "holds no stage 'zz'; its stages: pretrained, finetuned" in capsys.readouterr().err
+    # helper 130: a report given by mistake was "holds 0 profiles (): choose one with --stage-a"
+    report.save_pretrained(tmp_path / "report")
+    assert cli_main(["compare", str(tmp_path / "report"), str(both), "--out", str(tmp_path / "x")]) != 0
+    assert "holds no profile: give a saved profile" in capsys.readouterr().err
+    # helper 130: with --revision, a folder named as repo A was read instead of A at that revision (37 of 96
+    # statuses off, exit 0): refused, saying the folder hides the repo
+    monkeypatch.chdir(tmp_path)
+    a.save_pretrained(tmp_path / hub.username / "pretrained")
+    assert cli_main(["compare", f"{hub.username}/pretrained", f"{hub.username}/finetuned", "--revision", "main",
+                     "--out", str(tmp_path / "y")]) != 0
+    assert "A local folder of that name hides the Hub repo" in capsys.readouterr().err
     # the viewer's look for probing tables such a repo lacks printed huggingface_hub's "No files matched ..."
     from hf_txray.probing import load_probing
 

@@ -256,7 +256,7 @@ def test_a_changed_profile_is_reported_different(tmp_path):
     # Two saved profiles of one stage name in a folder: one of them used to go unchecked, the verdict "identical"
     profile.save_pretrained(tmp_path / "runs" / "first")
     tampered.save_pretrained(tmp_path / "runs" / "second")
-    with pytest.raises(ConfigurationError, match="share the stage name 'default': reproduce each profile's own"):
+    with pytest.raises(ConfigurationError, match="share the stage name 'default': pass one profile's own folder"):
         hf_txray.reproduce(tmp_path / "runs")
     with pytest.raises(ConfigurationError, match="lies in the results being reproduced"):
         hf_txray.reproduce(tmp_path / "runs" / "first", out=tmp_path / "runs" / "first")
