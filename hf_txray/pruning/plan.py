@@ -12,6 +12,7 @@ import numpy as np
 from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
+from ..options import is_int, parse_layers
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
@@ -190,7 +191,7 @@ def source_widths(source: TransferReport | Profile) -> dict[int, int]:
 
 
 def _check_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise ConfigurationError(f"{what} must be an int, got {value!r}.")
     return int(value)
 
@@ -344,10 +345,10 @@ def plan_pruning(
             raise ConfigurationError(f"Feature type {feature_type!r} is not in this report: {feature_types}.")
     else:
         feature_type = None
-    from ..options import parse_layers
 
     if layers is not None:  # as analyze takes them: "0-3,7,-1", "all", one int, a list
-        layers = None if parse_layers(layers) == "all" else parse_layers(layers)
+        parsed = parse_layers(layers)
+        layers = None if parsed == "all" else parsed
     available = sorted(widths)
     if layers is None:
         selected = available
