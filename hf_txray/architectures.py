@@ -118,7 +118,7 @@ def dense_block_widths(config: Any) -> tuple[dict[str, int], str] | None:
 
 def format_neuron(neuron: int, expert_units: int | None, routed_experts: int | None = None) -> str:
     """A neuron's label: ``"17"`` for a dense layer, ``"expert 3 unit 17 (#113)"`` for a MoE layer, and
-    ``"shared expert 0 unit 6 (#70)"`` for a unit of the shared experts, numbered after the routed ones.
+    ``"shared expert unit 6 (#70)"`` for a unit of the shared expert(s), numbered after the routed experts' units.
 
     Args:
         neuron (`int`): the layer-wide neuron number.
@@ -127,12 +127,31 @@ def format_neuron(neuron: int, expert_units: int | None, routed_experts: int | N
         routed_experts (`int`, *optional*): the routed experts (``config["num_experts"] -
             config["num_shared_experts"]``: :func:`routed_experts`); None labels every expert alike.
     """
-    if not expert_units:
+    expert, unit, shared = expert_unit(neuron, expert_units, routed_experts)
+    if unit is None:
         return str(int(neuron))
-    expert, unit = divmod(int(neuron), int(expert_units))
-    if routed_experts is not None and expert >= routed_experts:
-        return f"shared expert {expert - routed_experts} unit {unit} (#{int(neuron)})"
+    if shared:
+        return f"shared expert unit {unit} (#{int(neuron)})"
     return f"expert {expert} unit {unit} (#{int(neuron)})"
+
+
+def expert_unit(neuron: int, expert_units: int | None, routed_experts: int | None = None
+                ) -> tuple[int | None, int | None, bool | None]:
+    """A MoE neuron as ``(expert, unit, shared)``; ``(None, None, None)`` in a dense layer.
+
+    The shared expert(s) are one linear layer whatever the count a config declares (``n x width`` units, see
+    :func:`~hf_txray.sites` shared experts), so a shared unit is ``(None, column of that layer, True)``: its column
+    is ``neuron - routed_experts x width``. A routed unit is ``(expert, unit, False)`` with ``neuron = expert x width
+    + unit``. Arguments as in :func:`format_neuron`.
+    """
+    if not expert_units:
+        return None, None, None
+    expert, unit = divmod(int(neuron), int(expert_units))
+    if routed_experts is None:  # numbering unknown (layers of several layouts): every expert alike
+        return expert, unit, None
+    if expert >= routed_experts:
+        return None, int(neuron) - routed_experts * int(expert_units), True
+    return expert, unit, False
 
 
 def routed_experts(config: dict) -> int | None:
@@ -141,3 +160,17 @@ def routed_experts(config: dict) -> int | None:
     if not config.get("expert_width") or config.get("num_experts") is None:
         return None
     return int(config["num_experts"]) - int(config.get("num_shared_experts") or 0)
+
+
+# What a profile's ``meta.config`` records of a MoE layer's numbering (a transfer report keeps them too).
+EXPERT_KEYS = ("num_experts", "num_shared_experts", "expert_width")
+
+
+def expert_numbering(config: dict) -> dict[str, int]:
+    """The :data:`EXPERT_KEYS` a profile's `config` records (empty for dense layers)."""
+    return {k: config[k] for k in EXPERT_KEYS if config.get("expert_width") and config.get(k) is not None}
+
+
+def neuron_label(neuron: int, config: dict) -> str:
+    """:func:`format_neuron` by the numbering a profile's (or report's) `config` records."""
+    return format_neuron(neuron, config.get("expert_width"), routed_experts(config))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
-from .architectures import format_neuron
+from .architectures import format_neuron, routed_experts
 from .plots import default_feature_type
 from .provenance import missing_provenance, needs_texts_again, public_label, public_name, public_record
 from .tables import markdown_table
@@ -326,15 +326,20 @@ def _top_k_by_stage(profiles: Mapping[str, Profile], meta: Any) -> Mapping[str, 
 
 
 def _architecture_note(meta) -> str:
-    """The profiled stack of an encoder-decoder and the (expert, unit) numbering of mixture-of-experts layers."""
-    config = getattr(meta, "config", None) or {}
+    """The profiled stack of an encoder-decoder and the (expert, unit) numbering of mixture-of-experts layers (a
+    report's `meta` keeps the numbering as ``experts`` and the stack as ``stack``)."""
+    config = getattr(meta, "config", None) or {**getattr(meta, "experts", {}), "stack": getattr(meta, "stack", None)}
     note = f"; {config['stack']} stack" if config.get("stack") else ""
     width = config.get("expert_width")
     if width:
+        routed = routed_experts(config)
         shared = int(config.get("num_shared_experts") or 0)
-        of_them = f", the last {shared} shared" if shared else ""
-        note += (f"; mixture of experts: {config.get('num_experts')} experts{of_them} × {width} units (neuron n is "
-                 f"unit n mod {width} of expert n // {width}, e.g. {format_neuron(width + 1, width)})")
+        of_them = (f"; neurons from {routed * width} on are the units of the shared expert, in the order of its "
+                   f"down projection's columns ({shared * width} units; e.g. "
+                   f"{format_neuron(routed * width + 1, width, routed)})") if shared and routed is not None else ""
+        note += (f"; mixture of experts: {routed if routed is not None else config.get('num_experts')} routed "
+                 f"experts × {width} units (neuron n is unit n mod {width} of expert n // {width}, e.g. "
+                 f"{format_neuron(width + 1, width)}){of_them}")
     return note
 
 

@@ -35,6 +35,7 @@ from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import is_tag_feature
+from .architectures import expert_numbering
 from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
@@ -80,6 +81,9 @@ class ReportMeta:
     # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
     stack: str | None = None
     module_pattern: str | None = None
+    # a mixture-of-experts layer's numbering (num_experts, num_shared_experts, expert_width), as both profiles record
+    # it: how neuron numbers read as expert and unit where only the report is at hand (empty for dense layers)
+    experts: dict[str, int] = field(default_factory=dict)
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -424,6 +428,16 @@ def _check_same_stack(a: Profile, b: Profile) -> None:
         )
 
 
+def _check_same_experts(a: Profile, b: Profile) -> None:
+    """Neuron n is unit n mod width of expert n // width: two numberings of the same count are different neurons."""
+    experts_a, experts_b = expert_numbering(a.meta.config), expert_numbering(b.meta.config)
+    if experts_a and experts_b and experts_a != experts_b:
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: their mixture-of-experts layers number neurons "
+            f"differently ({experts_a} vs {experts_b}), so neuron n is not the same unit in both. Compare profiles "
+            "of models with the same experts.")
+
+
 def _same_corpus(a: Profile, b: Profile) -> bool:
     """Whether two profiles read the same texts, by their dataset fingerprints; warns when that cannot be told (one
     side merged from parts, the same number of texts)."""
@@ -518,6 +532,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     a, b = _as_profile(a, "a"), _as_profile(b, "b")
     a.check_compatible(b, "compare")
     _check_same_stack(a, b)
+    _check_same_experts(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
     if same_corpus is not None and not isinstance(same_corpus, bool):
@@ -571,6 +586,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     )
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
     meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
+    meta.experts = expert_numbering(a.meta.config)
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, denominator df at most the texts "
                  "less 2)") if test else ""

@@ -138,7 +138,9 @@ class NeuronCard(Mapping):
 
     Attributes:
         stage (`str`), layer (`int`), neuron (`int`): identity; `expert` and `unit` (`int` or `None`): the neuron as
-            expert x width + unit in mixture-of-experts layers.
+            expert x width + unit in mixture-of-experts layers; `shared` (`bool` or `None`): whether it is a unit of
+            the shared expert(s), numbered after the routed experts' units (then `expert` is None and `unit` is its
+            column in the shared expert's down projection); None in dense layers.
         count (`int`): credits; mass (`float`): credited activation mass; win_rate (`float`): credits / positions;
             positions (`int`): profiled positions of the stage.
         top_features (`dict[str, list[dict]]`): per feature type, the top values as ``{"feature", "probability",
@@ -163,6 +165,7 @@ class NeuronCard(Mapping):
     top_features: dict[str, list[dict[str, Any]]]
     expert: int | None = None
     unit: int | None = None
+    shared: bool | None = None
     top_examples: list[dict[str, Any]] = field(default_factory=list)
     top_position: int | None = None
     top_position_share: float | None = None
@@ -208,13 +211,14 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
     Raises:
         ConfigurationError: a layer that was not profiled or a neuron out of range.
     """
+    from .architectures import expert_unit, routed_experts
     from .options import resolve_layer
     from .output_effects import neuron_tokens
 
     layer = resolve_layer(profile.meta.layers, layer, "was not profiled")  # -1: the last block, named as such
     row = profile._row(layer, neuron)
-    width = profile.meta.config.get("expert_width")
-    expert, unit = divmod(int(neuron), int(width)) if width else (None, None)
+    config = profile.meta.config
+    expert, unit, shared = expert_unit(neuron, config.get("expert_width"), routed_experts(config))
     top_features = {}
     for ft in profile.feature_types:
         stats = profile.feature_stats(layer, neuron, ft).head(top or TOP_FEATURES)
@@ -223,7 +227,7 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
                                                   stats["count"])]
     examples = profile.top_examples(layer, neuron)
     card = NeuronCard(
-        stage=profile.stage, layer=int(layer), neuron=int(neuron), expert=expert, unit=unit,
+        stage=profile.stage, layer=int(layer), neuron=int(neuron), expert=expert, unit=unit, shared=shared,
         count=int(profile.neuron_count.reshape(-1)[row]), mass=float(profile.neuron_mass.reshape(-1)[row]),
         win_rate=float(profile.win_rate().reshape(-1)[row]), positions=int(profile.meta.num_positions),
         top_features=top_features,

@@ -25,6 +25,7 @@ import transformers as tf
 import hf_txray
 import reference
 from hf_txray import IncompatibleProfilesError, ModelError
+from hf_txray import architectures
 from hf_txray.sites import find_sites
 from models import bert_tokenizer, bpe_tokenizer
 
@@ -320,9 +321,19 @@ def test_shared_experts_are_numbered_after_the_routed_ones():
     assert (meta["num_experts"], meta["num_shared_experts"], meta["expert_width"]) == (7, 3, 16)
     assert profile.neuron_count[:, 64:].sum() > 0  # the always-on shared expert wins some positions
     assert hf_txray.format_neuron(70, meta["expert_width"]) == "expert 4 unit 6 (#70)"
-    assert hf_txray.format_neuron(70, meta["expert_width"], 4) == "shared expert 0 unit 6 (#70)"
+    # the shared expert is one MLP of 3 x 16 units: its unit is its down projection's column (neuron - 4 x 16)
+    assert hf_txray.format_neuron(70, meta["expert_width"], 4) == "shared expert unit 6 (#70)"
+    assert hf_txray.format_neuron(111, meta["expert_width"], 4) == "shared expert unit 47 (#111)"
     assert hf_txray.format_neuron(63, meta["expert_width"], 4) == "expert 3 unit 15 (#63)"
     assert hf_txray.format_neuron(70, None) == "70"
+    # the neuron card says which units are shared (helper 130: a shared unit read as "expert 4 unit 6")
+    layer = profile.layers[0]
+    shared = hf_txray.neuron_card(profile, layer, 111)
+    assert (shared.expert, shared.unit, shared.shared) == (None, 47, True)
+    routed = hf_txray.neuron_card(profile, layer, 63)
+    assert (routed.expert, routed.unit, routed.shared) == (3, 15, False)
+    # where the numbering is unknown, nothing is said either way
+    assert architectures.expert_unit(70, 16) == (4, 6, None)
 
 
 @pytest.mark.parametrize("family", ["granitemoeshared", "deepseek_v3"])
@@ -825,6 +836,15 @@ def test_compare_refuses_to_mix_stacks():
     hf_txray.compare(engine("t5", "decoder", "", 1), engine("t5", "decoder", "", 1))
 
 
+def test_compare_refuses_two_expert_numberings_of_one_neuron_count():
+    """112 neurons as 4 routed experts + 3 shared x 16 or as 7 routed experts x 16: neuron 70 is another unit."""
+    profile = engine("qwen2_moe", None, "", 1)
+    other = copy.deepcopy(profile)
+    other.meta.config["num_shared_experts"] = 0
+    with pytest.raises(IncompatibleProfilesError, match="number neurons differently"):
+        hf_txray.compare(profile, other, test=False)
+
+
 def test_stack_defaults_to_the_encoder_as_its_help_says():
     """`--stack` showed "(default: none)": unset, an encoder-decoder profiles its encoder (recorded as such), a model
     with one stack records none."""
@@ -887,18 +907,26 @@ def test_classification_head_without_pad_id_profiles_in_batches():
         np.testing.assert_array_equal(profile.neuron_count, base.neuron_count)
 
 
-def test_viewer_and_card_show_expert_and_unit():
+def test_viewer_and_card_show_expert_and_unit(tmp_path):
     from hf_txray.card import build_card
     from hf_txray.viewer import ResultsView, distribution_chart
 
     profile = engine("qwen2_moe", None, "", 1)
     view = ResultsView("local", {"default": profile}, {})
-    # 4 routed experts, then the shared expert's 48 units as experts 4-6 (helper 129: labelled like routed ones)
+    # 4 routed experts, then the shared expert's 48 units (helper 129: labelled like routed ones)
     assert distribution_chart(view, 0, 70, "default", "default")["title"] == \
-        "Layer 0, neuron shared expert 0 unit 6 (#70)"
+        "Layer 0, neuron shared expert unit 6 (#70)"
     assert distribution_chart(view, 0, 17, "default", "default")["title"] == "Layer 0, neuron expert 1 unit 1 (#17)"
     card = str(build_card({"default": profile}, {}, {}, {}))
-    assert "7 experts, the last 3 shared × 16 units" in card
+    assert "4 routed experts × 16 units" in card and "neurons from 64 on are the units of the shared expert" in card
+    # a report alone keeps the numbering: its viewer and card label experts too (helper 130: plain numbers)
+    report = hf_txray.compare(profile, profile, test=False)
+    assert report.meta.experts == {"num_experts": 7, "num_shared_experts": 3, "expert_width": 16}
+    report.save_pretrained(tmp_path / "report")
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "report").meta.experts == report.meta.experts
+    alone = ResultsView("local", {}, {report.name: report})
+    assert alone.neuron_label(70) == "shared expert unit 6 (#70)" and alone.expert_width == 16
+    assert "4 routed experts × 16 units" in str(build_card({}, {report.name: report}, {}, {}))
     dense = ResultsView("local", {"default": engine("t5", "decoder", "", 1)}, {})
     assert distribution_chart(dense, 0, 5, "default", "default")["title"] == "Layer 0, neuron 5"
     assert "decoder stack" in str(build_card({"default": engine("t5", "decoder", "", 1)}, {}, {}, {}))

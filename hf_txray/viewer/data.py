@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..architectures import format_neuron, routed_experts
+from ..architectures import neuron_label
 from ..errors import ConfigurationError, ProfileFormatError, TXRayError
 
 if TYPE_CHECKING:
@@ -108,12 +108,13 @@ class ResultsView:
     @property
     def expert_width(self) -> int | None:
         """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
-        return getattr(self._first_meta(), "config", {}).get("expert_width")
+        meta = self._first_meta()
+        return (getattr(meta, "config", None) or getattr(meta, "experts", None) or {}).get("expert_width")
 
     def neuron_label(self, neuron: int) -> str:
         """The neuron's label (:func:`~hf_txray.architectures.format_neuron`: expert and unit, shared or routed)."""
-        config = getattr(self._first_meta(), "config", {})
-        return format_neuron(neuron, config.get("expert_width"), routed_experts(config))
+        meta = self._first_meta()  # a profile's config, or the numbering a report kept
+        return neuron_label(neuron, getattr(meta, "config", None) or getattr(meta, "experts", None) or {})
 
     # ----- lookups ---------------------------------------------------------------------------------------------
     def profile(self, stage: str) -> "Profile":
