@@ -106,6 +106,9 @@ class Profiler:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
+        # the columns of the corpus as the user gave it, before analyze() kept the text column alone (what an
+        # error may point at; [] where unknown, as for a file); None: read off the corpus run() gets
+        self.corpus_columns: list[str] | None = None
 
     def _auto_skip_first_positions(self, probe_width: int) -> int:
         """``skip_first_positions="auto"``: 1 when the profiled stack attends causally (read from the model with
@@ -286,7 +289,9 @@ class Profiler:
         # as empty as no text: an empty profile would pass ("empty" also counts a text whose every token
         # skip_first_positions leaves out; such texts are not run)
         if merged.meta.num_empty == merged.meta.num_examples:
-            raise self._nothing_to_credit(merged.meta.num_examples, source.text_column)
+            raise self._nothing_to_credit(merged.meta.num_examples, source.text_column,
+                                          self.corpus_columns if self.corpus_columns is not None
+                                          else _column_names(corpus))
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
@@ -311,16 +316,21 @@ class Profiler:
                            merged.meta.num_truncated, self.max_length)
         return merged
 
-    def _nothing_to_credit(self, num_texts: int, text_column: str | None) -> DatasetError:
+    def _nothing_to_credit(self, num_texts: int, text_column: str | None,
+                           columns: Sequence[str] | None = None) -> DatasetError:
         """The error for texts none of which has a position to credit (blank, or only positions that
-        `skip_first_positions` leaves out)."""
+        `skip_first_positions` leaves out). With `columns` known to hold the text column alone (a list of strings),
+        there is no other column to point at."""
         skip = self.skip_first_positions
         beyond = f", or has no token past the first {skip} (skip_first_positions={skip})" if skip else ""
         lower = ", or lower skip_first_positions" if skip else ""
+        check = ("Pass texts that hold words" if columns is not None and list(columns) == [text_column]
+                 else f"Check the text column ({text_column!r})")
         return DatasetError(f"Every one of the {num_texts} texts is empty or whitespace{beyond}: there is no token to "
-                            f"profile. Check the text column ({text_column!r}){lower}.")
+                            f"profile. {check}{lower}.")
 
-    def refuse_uncreditable(self, texts: Sequence[str], text_column: str | None) -> None:
+    def refuse_uncreditable(self, texts: Sequence[str], text_column: str | None,
+                            columns: Sequence[str] | None = None) -> None:
         """Refuse in-memory `texts` none of which has a position to credit, before any work (a Trainer's probe
         corpus: its first snapshot may come after many training steps).
 
@@ -330,7 +340,7 @@ class Profiler:
         texts = [text if isinstance(text, str) else "" for text in texts]  # a None row: the run's own error
         batches = self.encoder(False, tokens_only=True)(texts, np.arange(len(texts)))
         if batches[0].num_empty == len(texts):
-            raise self._nothing_to_credit(len(texts), text_column)
+            raise self._nothing_to_credit(len(texts), text_column, columns)
 
     def _why_no_credit(self, meta: ProfileMeta) -> str:
         if meta.num_positions:
@@ -805,6 +815,15 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         return _analyze(model, dataset, tokenizer, options)
 
 
+def _column_names(corpus: Any) -> list[str] | None:
+    """The columns of `corpus` (a dataset, a table, a list of row dicts); None where they are not known (a stream
+    that declares none, a generator)."""
+    if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(row, dict) for row in corpus):
+        return list(dict.fromkeys(key for row in corpus for key in row))
+    names = getattr(corpus, "column_names", getattr(corpus, "columns", None))
+    return [str(n) for n in names] if names is not None and not isinstance(names, str) else None
+
+
 def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world: int, num_counted: int) -> None:
     """Complete a stream's ``provenance["dataset"]`` record after the run: its text column, and the number and
     hash of the texts read when one process read the whole stream (else the texts counted, and no hash)."""
@@ -879,6 +898,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     loaded, device = _place(loaded, o.device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
+    profiler.corpus_columns = [column] if is_texts_only(dataset) else (_column_names(dataset) or [])
     if o.output_effects:
         from .output_effects import check_output_effects
 

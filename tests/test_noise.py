@@ -244,9 +244,13 @@ def test_a_profile_crediting_nothing_says_why(caplog):
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
     assert "No neuron was credited" not in caplog.text
+    # a list of strings has no column to check (helper 128: "Check the text column ('text')"); a table has
     with pytest.raises(hf_txray.DatasetError, match=r"Every one of the 2 texts is empty or whitespace: there is no "
-                                                    r"token to profile\. Check the text column \('text'\)"):
+                                                    r"token to profile\. Pass texts that hold words\.$"):
         hf_txray.analyze(model, ["", "  "], tokenizer=tokenizer, features=("token",), show_progress=False)
+    with pytest.raises(hf_txray.DatasetError, match=r"Check the text column \('body'\)\.$"):
+        hf_txray.analyze(model, [{"title": "A title", "body": " "}], tokenizer=tokenizer, features=("token",),
+                         show_progress=False, text_column="body")
     caplog.clear()
     negative = hf_txray.hooks.trace(model, hf_txray.sites.find_sites(model, "mlp"), edit={0: lambda x: -x.abs() - 1,
                                                                                        1: lambda x: -x.abs() - 1},

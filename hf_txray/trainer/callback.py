@@ -134,7 +134,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
         self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
         self._model_source = None  # a new model: described again at its first snapshot
-        self._profiler.refuse_uncreditable(self.corpus[self.text_column], self.text_column)
+        self._profiler.refuse_uncreditable(self.corpus[self.text_column], self.text_column,
+                                           self.corpus.column_names)
         return self._profiler
 
     @property
