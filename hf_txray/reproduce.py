@@ -266,10 +266,32 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
             _check_local("model", model, str(override), ModelError)
         return override, None
     if model.get("content_hash"):  # a local folder (or an object loaded from one)
+        moved = _embedded_model_moved(model, notes)
+        if moved is not None:
+            return moved, None
         _check_local("model", model, model["id"], ModelError)
         return model["id"], None
     return model["id"], _resolve_pinned("model", model, token, notes)
 
+
+
+def _embedded_model_moved(model: dict[str, Any], notes: list[str]) -> str | None:
+    """The embedded default model's folder in this environment, when the recorded folder is gone and this one holds
+    the same files (the CLI's default, profiled in another venv); None otherwise (the usual check then speaks)."""
+    from .corpora import default_model_path
+    from .provenance import files_hash, model_folder_files
+
+    if Path(model["id"]).exists():
+        return None
+    try:
+        here = default_model_path()
+    except ModelError:  # the embedded model's package is not installed: the recorded folder's error says what to do
+        return None
+    if files_hash(model_folder_files(here)) != model["content_hash"]:
+        return None
+    notes.append(f"model read from the embedded default's folder here ({here}): the recorded folder is gone, and "
+                 "this one holds the same files")
+    return here
 
 
 def _dataset_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:

@@ -287,6 +287,25 @@ def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path)
         hf_txray.reproduce(tmp_path / "saved")
 
 
+def test_the_embedded_default_profiled_in_another_venv_is_found_here(tmp_path, monkeypatch):
+    """Helper 130: `hf-txray analyze` without a model records the embedded MiniLM's venv folder; reproduced where
+    that folder is gone (another venv, a clean clone), it needed --model PATH. The embedded model's folder here is
+    used when it holds the same files, and said so; other files are refused as before."""
+    import hf_txray.corpora
+
+    elsewhere, here = save_tiny_model(tmp_path / "other-venv"), tmp_path / "this-venv"
+    shutil.copytree(elsewhere, here)
+    profile = hf_txray.analyze(str(elsewhere), TEXTS_V1, stage="s", **OPTIONS)
+    profile.save_pretrained(tmp_path / "saved")
+    shutil.rmtree(elsewhere)
+    monkeypatch.setattr(hf_txray.corpora, "default_model_path", lambda: str(here))
+    result = hf_txray.reproduce(tmp_path / "saved", dataset=TEXTS_V1)
+    assert result.verdict == "identical" and "embedded default's folder" in str(result)
+    (here / "config.json").write_text((here / "config.json").read_text().replace('"hidden_act"', '"hidden_act" '))
+    with pytest.raises(ModelError, match=r"read from local files, and they are not here"):
+        hf_txray.reproduce(tmp_path / "saved", dataset=TEXTS_V1)
+
+
 def test_moving_ref_with_changed_files_is_refused_naming_them(repos, hub):
     profile = hf_txray.analyze(repos.model, repos.dataset, **OPTIONS)  # main: TEXTS_V2
     results = f"{hub.username}/moving-txray"
