@@ -253,6 +253,20 @@ def _join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+def _refuse_unread_experts(model: nn.Module, block: nn.Module, block_name: str) -> None:
+    """A block whose experts hold 3-D weights but not the fused-experts interface (LongCat-Flash's experts, with
+    zero-computation identity experts and no `num_experts`): say so, rather than that no experts were found."""
+    unread = [n for n, m in block.named_modules() if isinstance(getattr(m, "down_proj", None), nn.Parameter)
+              and m.down_proj.dim() == 3 and not is_fused_experts(m)]
+    if unread:
+        raise ModelError(
+            f"Block {block_name!r} of {type(model).__name__} holds experts {_join(block_name, unread[0])!r} "
+            f"({type(block.get_submodule(unread[0])).__name__}) that hf_txray cannot number: they do not declare "
+            "`num_experts` (LongCat-Flash's experts include zero-computation experts, which have no units), so which "
+            "units compete for a token is not known. Profile this model with site='residual', or name dense MLP "
+            "down projections of the block with `module_pattern`.")
+
+
 def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:
     """The block's fused experts module and its numbering (with shared experts), or None for a dense block."""
     found = [(n, m) for n, m in block.named_modules() if is_fused_experts(m) and not in_token_mixer(block, n)]
@@ -400,6 +414,7 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
     if len(candidates) == 1:
         name, module, width = candidates[0]
         return Site(layer, _join(block_name, name), module, width, "input")
+    _refuse_unread_experts(model, block, block_name)
     guess = _down_projection(block)
     found = (f"the widest narrowing linear layer is {_join(block_name, guess[0])!r} ({guess[2]} inputs)"
              if guess else "it has no narrowing linear layer")

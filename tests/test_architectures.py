@@ -1241,3 +1241,17 @@ def test_a_dynamically_quantized_model_is_refused_naming_the_conversion():
     alone = hf_txray.analyze(attention_only, TEXTS, batch_size=1, pad_to_multiple_of=1, **down)
     kept = reference.run_corpus(attention_only, tokenizer, TEXTS, "mlp", FEATURES, None)
     assert_equals_reference(alone, reference.credit(kept, 1, FEATURES))
+
+
+def test_experts_without_the_fused_interface_are_named_in_the_refusal():
+    """Helper 129: LongCat-Flash's experts (with zero-computation identity experts, no `num_experts`) were refused
+    as if the block held two dense MLPs and no experts at all."""
+    config = tf.LongcatFlashConfig(
+        vocab_size=_bert_vocab(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        ffn_hidden_size=64, expert_ffn_hidden_size=16, n_routed_experts=4, zero_expert_num=2, moe_topk=2,
+        kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16)
+    torch.manual_seed(0)
+    model = tf.AutoModel.from_config(config).eval()
+    with pytest.raises(ModelError, match=r"holds experts 'layers\.0\.mlp\.experts' \(LongcatFlashExperts\) that "
+                                         r"hf_txray cannot number.*site='residual'"):
+        find_sites(model, "mlp")
