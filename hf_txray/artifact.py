@@ -192,6 +192,9 @@ class Artifact:
     # Whether `_save_pretrained` takes `repo_id` and `revision`, for a dataset card whose loading examples name the
     # repo and branch a push goes to
     card_names_repo: ClassVar[bool] = False
+    # Whether the card's text is an hf_txray-marked section that a push puts into the repo's own card (probing
+    # results, ablation curves beside TX-Ray results) rather than a card of its own
+    card_is_section: ClassVar[bool] = False
 
     def __eq__(self, other: object) -> bool:
         """Equal values (:func:`same_values`): an artifact equals its saved and reloaded copy."""
@@ -336,8 +339,8 @@ class Artifact:
             what = self.artifact_type.replace("_", " ")
             return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
                                  create_pr=create_pr, delete_patterns=[f"{name}/*" for name in replaced] or None,
-                                 prepare=lambda api, full_id: carry_remote_card(api, full_id, folder, revision,
-                                                                                replaced),
+                                 prepare=lambda api, full_id: carry_remote_card(
+                                     api, full_id, folder, revision, replaced, into_remote=self.card_is_section),
                                  what_uploads=f"the {what}",
                                  retry_hint=f"Nothing was lost: the {what} is unchanged in memory; fix the cause and "
                                             "call push_to_hub again (or save_pretrained it to a folder first).",

@@ -219,13 +219,17 @@ def _other_branches_hint(repo_id: str, token: str | bool | None = None) -> str:
 _MARKED_SECTION = re.compile(r"<!-- hf_txray:([\w-]+):start -->.*?<!-- hf_txray:\1:end -->", re.DOTALL)
 
 
-def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | None, owned: Sequence[str]) -> None:
+def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | None, owned: Sequence[str],
+                      into_remote: bool = False) -> None:
     """Carry into `folder`'s README what the repo's README declares and this push neither writes nor replaces, so
     that a push does not orphan it: configs others added (or another kind of push: probing results under TX-Ray
     results, and the other way), and their hf_txray-marked sections of the card text.
 
     Args:
         owned (`Sequence[str]`): the config names this push replaces (its files deleted); their declarations go.
+        into_remote (`bool`, *optional*, defaults to `False`): the local card is marked sections only (probing
+            results, an ablation curve): the repo's card is kept, text and metadata, with those sections put in
+            (replacing their earlier versions) and the local configs declared.
     """
     from huggingface_hub import DatasetCard
     from huggingface_hub.errors import EntryNotFoundError
@@ -243,11 +247,24 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     card = DatasetCard.load(readme)
     local = card.data.to_dict().get("configs") or []
     names = {c.get("config_name") for c in local}
-    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote.data.to_dict().get("configs") or []
+    remote_configs = remote.data.to_dict().get("configs") or []
+    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote_configs
                if c.get("config_name") not in owned and c.get("config_name") not in names]
+    default = next((c["config_name"] for c in remote_configs if c.get("default")), None)
+    if into_remote:
+        sections = {m.group(1): m.group(0) for m in _MARKED_SECTION.finditer(card.text)}
+        text = remote.text
+        for name, section in sections.items():
+            found = re.search(f"<!-- hf_txray:{name}:start -->.*?<!-- hf_txray:{name}:end -->", text, re.DOTALL)
+            text = (text[:found.start()] + section + text[found.end():]) if found else \
+                text.rstrip() + "\n\n" + section + "\n"
+        remote.data.configs = with_default(foreign + [{k: v for k, v in c.items() if k != "default"} for c in local],
+                                           default)
+        remote.text = text
+        remote.save(readme)
+        return
     if not foreign:
         return
-    default = next((c["config_name"] for c in remote.data.to_dict().get("configs") or [] if c.get("default")), None)
     card.data.configs = with_default(local + foreign, default)
     # the sections describing them (e.g. probing's), unless this card has its own of that name
     sections = [m.group(0) for m in _MARKED_SECTION.finditer(remote.text)

@@ -12,6 +12,7 @@ import decimal
 import functools
 import gc
 import json
+import re
 import sys
 import tracemalloc
 from pathlib import Path
@@ -888,8 +889,17 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     readme = hub.server.repo_files(other)["README.md"].decode()
     assert readme.count("## Probing and ablation") == 1 and readme.count("config_name: ablation") == 1
     assert defaults() == ["neuron_cards"]
-    curve.push_to_hub(other)  # a single artifact over them: one default still (its own), and no config lost
-    assert defaults() == ["ablation"]
+    before = DatasetCard(hub.server.repo_files(other)["README.md"].decode())
+    curve.push_to_hub(other)  # a single artifact over them: no config lost, the results card kept
+    assert defaults() == ["neuron_cards"]
+    after = DatasetCard(hub.server.repo_files(other)["README.md"].decode())
+    # its section replaces the probing section; the TX-Ray text and metadata stay (helper 126: replaced by a
+    # "hf_txray probing results" card)
+    outside = lambda text: re.sub(r"<!-- hf_txray:probing:start -->.*<!-- hf_txray:probing:end -->", "",  # noqa: E731
+                                  text, flags=re.DOTALL)
+    assert outside(after.text) == outside(before.text) and after.text.count("## Probing and ablation") == 1
+    assert after.data.pretty_name == before.data.pretty_name and "### Ablation (`ablation`)" in after.text
+    assert "### Probes" not in after.text  # the section describes what this push wrote
     assert {"neuron_cards", "probe_rankings", "ablation"} <= {c["config_name"] for c in yaml.safe_load(
         hub.server.repo_files(other)["README.md"].decode().split("---")[1])["configs"]}
     assert len(datasets.load_dataset(other, split="train", download_mode="force_redownload")) > 0

@@ -310,6 +310,7 @@ class AblationCurve(Artifact):
 
     artifact_type = "ablation_curve"
     format_version = 1
+    card_is_section = True  # the probing section of a results repo's card
 
     table: pd.DataFrame
     name: str

@@ -94,6 +94,7 @@ class ProbingResult(Artifact):
 
     artifact_type = "probing_result"
     format_version = 1
+    card_is_section = True  # the probing section of a results repo's card
 
     meta: ProbingMeta
     probe: LinearProbe
