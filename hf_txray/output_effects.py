@@ -41,7 +41,7 @@ from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
 from .sites import (find_blocks, find_sites, is_encoder_decoder, linear_dims, linear_weight, named_linears,
-                    resolve_stack, unwrap_peft)
+                    refuse_dynamic_quantization, resolve_stack, unwrap_peft)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -370,6 +370,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     if not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
+    refuse_dynamic_quantization(model, type(model).__name__)  # a quantized head's weights are packed
     read = readout(model, stack)
     _, blocks = _blocks(model, stack)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
@@ -501,6 +502,7 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
         raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
                                  "has no such column. Use site='mlp' or output_effects=False.")
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
+    refuse_dynamic_quantization(model, type(model).__name__)  # a quantized head's weights are packed
     readout(model, stack)
 
 

@@ -554,7 +554,9 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     stack, root = resolve_stack(model, stack)
     if module_pattern:
         return _sites_from_pattern(model, site, module_pattern, root)
-    refuse_dynamic_quantization(model, type(model).__name__)
+    # the modules a profiling run may reach: a head outside the base model never runs (an LM head alone may be
+    # quantized); output effects, which read the head, check the whole model
+    refuse_dynamic_quantization(getattr(model, "base_model", model), type(model).__name__)
     root_name = _qualified(model, root) if root is not model else ""
     prefix, blocks = find_blocks(root)
     prefix = _join(root_name, prefix)

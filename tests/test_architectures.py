@@ -1243,6 +1243,23 @@ def test_a_dynamically_quantized_model_is_refused_naming_the_conversion():
     assert_equals_reference(alone, reference.credit(kept, 1, FEATURES))
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
+def test_a_dynamically_quantized_lm_head_alone_does_not_stop_profiling():
+    """Helper 123: a model whose only quantized module is its LM head was refused, though profiling runs the base
+    model and never the head. Output effects read the head's weights: refused there."""
+    from torch.ao.quantization import quantize_dynamic
+
+    from models import assert_same_credit, tiny_llama_lm
+
+    model, tokenizer = tiny_llama_lm(), bpe_tokenizer()
+    head_only = quantize_dynamic(copy.deepcopy(model), {"lm_head"}, dtype=torch.qint8)
+    assert type(head_only.lm_head).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    common = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False, batch_size=3)
+    assert_same_credit(hf_txray.analyze(head_only, TEXTS, **common), hf_txray.analyze(model, TEXTS, **common))
+    with pytest.raises(ModelError, match="'lm_head' is dynamically quantized"):
+        hf_txray.analyze(head_only, TEXTS, output_effects=True, **common)
+
+
 def test_experts_without_the_fused_interface_are_named_in_the_refusal():
     """Helper 129: LongCat-Flash's experts (with zero-computation identity experts, no `num_experts`) were refused
     as if the block held two dense MLPs and no experts at all."""
