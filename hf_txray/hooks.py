@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
+from .moe import unskipped
 
 if TYPE_CHECKING:
     from .sites import Site
@@ -269,9 +270,12 @@ class Trace:
                 return
             hidden = args[0] if args else kwargs["hidden_states"]
             top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
+            layout = self.sites[slot].experts
+            if layout is not None and layout.skip_class:  # a skip choice reaches no expert: no units compete
+                weights = args[2] if len(args) > 2 else kwargs.get("top_k_weights")
+                top_k_index = unskipped(top_k_index, weights)
             call = ExpertsCall(hidden.detach(), top_k_index.detach(), self._shared[slot])
             self._shared[slot] = None
-            layout = self.sites[slot].experts
             if call.shared is None and layout is not None and layout.shared is not None:
                 # The shared expert runs after the routed ones (DeepSeek-V3, GraniteMoeShared): read the call
                 # when it has run, from the routed experts' input as it was (checked by its version counter).

@@ -22,6 +22,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .errors import ModelError
 from .topk import top_k_lowest_first
 
 
@@ -34,12 +35,16 @@ class ExpertsLayout:
         num_shared (`int`): shared experts (in units of `width`), numbered after the routed ones.
         width (`int`): intermediate units per expert.
         shared (`nn.Module`, *optional*): the shared experts' down projection, whose input is their intermediate.
+        skip_class (`bool`, *optional*, defaults to `False`): the router has a class beyond the experts, a "skip
+            expert" without compute (Zaya's), which it hands to the experts as expert 0 with weight 0: such slots
+            reach no expert and have no units.
     """
 
     num_routed: int
     num_shared: int
     width: int
     shared: nn.Module | None = None
+    skip_class: bool = False
 
     @property
     def num_experts(self) -> int:
@@ -90,6 +95,22 @@ def weights_in_memory(module: nn.Module, name: str) -> Iterator[None]:
                          "hook did not load", "Load the model without offloading these layers, or profile "
                          "site='residual'.")
         yield
+
+
+def has_skip_class(scope: nn.Module, experts: nn.Module) -> bool:
+    """Whether a router in `scope` (the experts' MoE module or block) chooses among more classes than there are
+    experts: the extra one is a skip expert (Zaya's `num_router_classes` = experts + 1)."""
+    return any(isinstance(getattr(m, "num_router_classes", None), int) and m.num_router_classes > experts.num_experts
+               for m in scope.modules())
+
+
+def unskipped(top_k_index: torch.Tensor, top_k_weights: torch.Tensor | None) -> torch.Tensor:
+    """`top_k_index` with the slots of a skip choice (weight exactly 0, see :class:`ExpertsLayout`) set to -1, an
+    expert that is never computed."""
+    if top_k_weights is None:
+        raise ModelError("The router of these experts has a skip class, and the experts' call did not pass "
+                         "top_k_weights, which tell skip choices apart: profile site='residual'.")
+    return top_k_index.masked_fill(top_k_weights.reshape(top_k_index.shape) == 0, -1)
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 import torch
@@ -28,7 +28,7 @@ from .errors import ConfigurationError, ModelError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
 from .options import SITES, STACKS, parse_layers
-from .moe import (ExpertsLayout, expert_intermediates, expert_width, is_fused_experts, moe_top_k,
+from .moe import (ExpertsLayout, expert_intermediates, expert_width, has_skip_class, is_fused_experts, moe_top_k,
                   weights_in_memory)
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
 
@@ -295,7 +295,8 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             "hf_txray does not read, such as Llama 4's experts, which run every token through every expert). "
             "Profile this model with site='residual'."
         )
-    return _join(block_name, name), experts, shared_experts_layout(model, block, block_name, name, experts)
+    layout = shared_experts_layout(model, block, block_name, name, experts)
+    return _join(block_name, name), experts, replace(layout, skip_class=has_skip_class(block, experts))
 
 
 def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, name: str, experts: nn.Module,
@@ -486,8 +487,9 @@ def _pattern_experts_layout(model: nn.Module, block: nn.Module | None, experts: 
         # Experts the automatic search does not take (in a block's `mixer`, as Nemotron-H's): their shared expert
         # is searched beside them, in their MoE module (a declared one left out would change every winner).
         name = next(n for n, m in block.named_modules() if m is experts)
-        return shared_experts_layout(model, block, block_name, name, experts, whole_block=False)
-    return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts))
+        layout = shared_experts_layout(model, block, block_name, name, experts, whole_block=False)
+        return replace(layout, skip_class=has_skip_class(block, experts))
+    return ExpertsLayout(int(experts.num_experts), 0, expert_width(experts), skip_class=has_skip_class(model, experts))
 
 
 def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], pattern: str

@@ -74,7 +74,11 @@ MOE_MODULE = {
     "afmoe": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
     # experts in a space of their own (pre_expert_proj in, post_expert_proj out): no shared expert
     "muse_spark_text": ("layers.{}.mlp", None, "experts", None),
+    # a router with a skip class: its output[1] (the routing weights) is 0 where it chose "skip", which it passes
+    # on as expert 0; such a slot has no units
+    "zaya": ("layers.{}.mlp", "gate", "experts", None),
 }
+SKIP_CLASS_ROUTERS = ("zaya",)
 BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}"}
 
 
@@ -175,6 +179,8 @@ def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
     def router_hook(module, args, output):
         seen["x"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
         seen["chosen"] = output[2].detach()
+        if kind in SKIP_CLASS_ROUTERS:
+            seen["chosen"] = torch.where(output[1].detach() == 0, -1, seen["chosen"])
 
     def experts_hook(module, args):
         seen["x"] = args[0].detach().reshape(-1, args[0].shape[-1]).double()
@@ -190,6 +196,8 @@ def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
         units = torch.full((x.shape[0], num_experts * width), float("-inf"), dtype=torch.float64)
         for token in range(x.shape[0]):
             for expert in chosen[token].tolist():
+                if expert < 0:  # a skip choice: no expert ran
+                    continue
                 projected = gate_up[expert] @ x[token]
                 gate, up = projected[:width], projected[width:]
                 units[token, expert * width:(expert + 1) * width] = torch.nn.functional.silu(gate) * up

@@ -1272,3 +1272,27 @@ def test_experts_without_the_fused_interface_are_named_in_the_refusal():
     with pytest.raises(ModelError, match=r"holds experts 'layers\.0\.mlp\.experts' \(LongcatFlashExperts\) that "
                                          r"hf_txray cannot number.*site='residual'"):
         find_sites(model, "mlp")
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_a_skip_expert_has_no_units(top_k):
+    """Helper 132: Zaya's router may choose a "skip expert" without compute, which it hands to the experts as expert
+    0 with weight 0; those tokens were credited to expert 0's units (102 of 314 credits, a third, in a tiny model
+    whose router skips often). A skip choice reaches no expert: no units of it compete."""
+    config = tf.ZayaConfig(vocab_size=_bpe_vocab(), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                           num_key_value_heads=1, head_dim=16, moe_intermediate_size=16, num_experts=4,
+                           num_experts_per_tok=1, router_hidden_size=16, max_position_embeddings=128)
+    torch.manual_seed(0)
+    model = tf.ZayaModel(config).eval()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.mlp.gate.balancing_biases[-1] = 0.0  # the skip class wins some tokens (-1: never, as initialised)
+    tokenizer = bpe_tokenizer()
+    kept = reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES, None)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, top_k=top_k, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert_equals_reference(profile, reference.credit(kept, top_k, FEATURES))
+    skipped = {}
+    model.layers[0].mlp.gate.register_forward_hook(lambda m, a, out: skipped.update(n=int((out[1] == 0).sum())))
+    model(**tokenizer(TEXTS[0], return_tensors="pt"))
+    assert skipped["n"] > 0  # the case is exercised
