@@ -166,14 +166,25 @@ def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
             "r'layers\\.\\d+$'), batch_size=1 and pad_to_multiple_of=1.")
 
 
-def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+def find_blocks(model: nn.Module, mixed: bool = False) -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
-    those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder)."""
+    those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder).
+    A list inside a member of another list is a part of one block (Zamba2's adapters of its shared transformer,
+    inside the hybrid stack), never the stack.
+
+    Args:
+        mixed (`bool`, *optional*, defaults to `False`): take lists of blocks of several classes too (a hybrid
+            stack of Mamba and attention blocks): how a `module_pattern`'s matches are numbered; the automatic
+            search verifies each block alike and needs one class.
+    """
+    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
+    nested = {id(inner) for _, outer in lists for member in outer for inner in member.modules()
+              if inner is not member and isinstance(inner, nn.ModuleList)}
     best: tuple[int, str, nn.ModuleList] | None = None
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+    for name, module in lists:
+        if id(module) in nested or not (mixed or len({type(m) for m in module}) == 1):
             continue
-        if len({type(m) for m in module}) != 1 or next(named_linears(module[0]), None) is None:
+        if not any(next(named_linears(m), None) is not None for m in (module if mixed else module[:1])):
             continue
         size = sum(p.numel() for p in module.parameters())
         if best is None or size > best[0]:
@@ -505,8 +516,8 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
     Raises:
         ModelError: two matched modules lie in the same block (one site per block).
     """
-    try:
-        blocks_name, blocks = find_blocks(root)
+    try:  # a hybrid stack (Mamba and attention blocks) numbers its matches as well
+        blocks_name, blocks = find_blocks(root, mixed=True)
     except ModelError:
         return list(range(len(matched))), None
     block_of = {id(m): index for index, block in enumerate(blocks) for m in block.modules()}

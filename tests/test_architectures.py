@@ -1296,3 +1296,26 @@ def test_a_skip_expert_has_no_units(top_k):
     model.layers[0].mlp.gate.register_forward_hook(lambda m, a, out: skipped.update(n=int((out[1] == 0).sum())))
     model(**tokenizer(TEXTS[0], return_tensors="pt"))
     assert skipped["n"] > 0  # the case is exercised
+
+
+def test_a_hybrid_stack_numbers_pattern_matches_by_their_block():
+    """Helper 132: Zamba2's stack mixes Mamba and hybrid blocks; the search took a list of adapters inside one block
+    for the stack, so `module_pattern` matches of layers 0-3 were numbered 2-5 (and its MLP ones 2-3, not 1 and 3)."""
+    config = tf.Zamba2Config(
+        vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=4, layers_block_type=["mamba", "hybrid", "mamba", "hybrid"], mamba_d_state=8,
+        mamba_headdim=16, mamba_ngroups=1, n_mamba_heads=4, chunk_size=8, num_mem_blocks=1,
+        use_shared_attention_adapter=False, adapter_rank=4, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(0)
+    model, tokenizer = tf.Zamba2Model(config).eval(), bpe_tokenizer()
+    common = dict(tokenizer=tokenizer, features=("token",), show_progress=False, max_examples_per_neuron=0)
+    texts = [t for t in TEXTS if t.strip()][:4]
+    blocks = hf_txray.analyze(model, texts, site="residual", module_pattern=r"layers\.\d+$", **common)
+    assert blocks.meta.layers == [0, 1, 2, 3]
+    one = hf_txray.analyze(model, texts, site="residual", module_pattern=r"layers\.2$", **common)
+    assert one.meta.layers == [2]
+    np.testing.assert_array_equal(one.neuron_count[0], blocks.neuron_count[2])
+    mlps = hf_txray.analyze(model, texts, module_pattern=r"shared_transformer\.feed_forward\.down_proj$", **common)
+    assert mlps.meta.layers == [1, 3]
+    with pytest.raises(ModelError, match="no nn.ModuleList of identical blocks"):  # not an adapter named as block
+        find_sites(model, "mlp")
