@@ -55,6 +55,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     """
     if padded:  # what the run reaches: the profiled body (a head outside it never runs)
         _refuse_batched_dynamic_quantization(getattr(forward, "body", None) or model, remedy)
+        _refuse_batched_sparse_indexer(model, max_width, remedy)
     batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
     if batch is None:
         return
@@ -145,6 +146,22 @@ def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
     if not found:
         return None
     return torch.cat([t[0, :real].detach().double().cpu().reshape(real, -1) for t in found], 1), found[0].dtype
+
+
+def _refuse_batched_sparse_indexer(model: Any, max_width: int, remedy: str) -> None:
+    """DeepSeek Sparse Attention's indexer (GLM-5-Next, DeepSeek-V3.2: configs with `index_topk`) lets each query
+    attend to the `index_topk` best-scored keys; in rows longer than that, which keys a padded row's tokens chose
+    moved with the longer rows batched with it (a tiny GLM-5-Next: 0.12 on a layer's input, 4% of a mass cell),
+    which the one-text padding probe does not see. Rows no longer than `index_topk` select every key."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "get_text_config", lambda: config)() if config is not None else None
+    top = getattr(config, "index_topk", None)
+    if isinstance(top, int) and max_width > top:
+        raise ModelError(
+            f"{type(model).__name__} selects each token's keys with a sparse-attention indexer (index_topk={top}): "
+            f"in rows longer than {top} tokens, that selection moves with the other texts batched with a text, so "
+            f"its activations would too. Keep rows within it (max_length <= {top}), or run each text alone and "
+            f"unpadded ({remedy}).")
 
 
 def _refuse_batched_dynamic_quantization(model: Any, remedy: str) -> None:

@@ -1319,3 +1319,36 @@ def test_a_hybrid_stack_numbers_pattern_matches_by_their_block():
     assert mlps.meta.layers == [1, 3]
     with pytest.raises(ModelError, match="no nn.ModuleList of identical blocks"):  # not an adapter named as block
         find_sites(model, "mlp")
+
+
+def test_a_sparse_attention_indexer_is_refused_in_batched_rows_longer_than_its_top_k():
+    """Helper 132: GLM-5-Next's DSA indexer picks each query's keys among pools of tokens; in rows longer than
+    index_topk a padded row's selection moved with the longer rows of its batch (a mass cell off by 4%, no error),
+    which the padding probe (one text, padded) does not see. Within index_topk every key is selected: exact."""
+    config = tf.Glm5NextTextConfig(
+        vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2,
+        kv_lora_rank=8, q_lora_rank=8, qk_rope_head_dim=0, v_head_dim=8, qk_nope_head_dim=8, index_topk=16,
+        index_head_dim=8, index_n_heads=2, index_kpool=4, linear_head_dim=8, linear_num_heads=2, hc_mult=2,
+        mlp_layer_types=["sparse"] * 2, layer_types=["linear_attention", "indexed_attention"], pad_token_id=0)
+    torch.manual_seed(0)
+    model, tokenizer = tf.Glm5NextTextModel(config).eval(), bpe_tokenizer()
+    common = dict(tokenizer=tokenizer, features=("token",), show_progress=False, max_examples_per_neuron=0)
+    with pytest.raises(ModelError, match=r"sparse-attention indexer \(index_topk=16\).*max_length <= 16.*batch_size=1"):
+        hf_txray.analyze(model, TEXTS, batch_size=3, max_length=64, **common)
+    alone = hf_txray.analyze(model, TEXTS, batch_size=1, pad_to_multiple_of=1, max_length=64, **common)
+    assert alone.meta.num_positions > 0
+    short = [hf_txray.analyze(model, TEXTS, batch_size=b, max_length=16, **common) for b in (1, 3)]
+    np.testing.assert_array_equal(short[0].neuron_count, short[1].neuron_count)
+    # what is refused: the model itself, a 27-token text alone and padded beside a 33-token one
+    kept = []
+    model.layers[1].mlp.register_forward_pre_hook(lambda module, args: kept.append(args[0].detach().clone()))
+    shorter, longer = sorted((tokenizer(t).input_ids for t in TEXTS if t.strip()), key=len)[-2:]
+    width = len(shorter)
+    assert 16 < width < len(longer)
+    padded = torch.tensor([shorter + [0] * (len(longer) - width), longer])
+    mask = torch.tensor([[1] * width + [0] * (len(longer) - width), [1] * len(longer)])
+    with torch.no_grad():
+        model(input_ids=torch.tensor([shorter]))
+        model(input_ids=padded, attention_mask=mask)
+    assert (kept[0][0] - kept[1][0, :width]).abs().max() > 1e-2
