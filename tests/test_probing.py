@@ -547,6 +547,49 @@ def test_a_probe_refuses_activations_of_another_width(planted, tmp_path):
     assert loaded.probe.num_inputs == planted.result.probe.num_inputs == 2 * width  # a reloaded probe checks too
 
 
+def test_a_probe_refuses_another_model_of_the_same_widths_and_an_old_probe_warns(planted, tmp_path):
+    """Fix 133 (F1): a probe trained on one model scored another of the same config (other weights) with no error:
+    ProbeMetric's baseline fell from 0.116 to 0.026, a meaningless curve. The weights' sample hash is recorded at
+    training and compared before any work; a probe saved before it was recorded still runs, with a warning."""
+    import dataclasses
+    import warnings
+
+    meta = planted.result.meta
+    assert meta.weights_sample_hash.startswith("sample-sha256:") and meta.weights_dtype == "float32"
+    loaded = type(planted.result).from_pretrained(planted.result.save_pretrained(tmp_path / "probe"))
+    assert loaded.meta.weights_sample_hash == meta.weights_sample_hash
+    metric = ProbeMetric(loaded, planted.test_corpus, planted.tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metric.check_model(planted.model)  # the model it was trained on: no refusal, no warning
+    other = planted_bert()  # the same model, then one weight matrix changed: the same widths, other weights
+    with torch.no_grad():
+        other.encoder.layer[1].output.dense.weight.mul_(1.5)
+    for call in (lambda: metric.check_model(other), lambda: metric(other),
+                 lambda: ablation_curve(other, loaded, metric, counts=[1], seeds=[0]),
+                 lambda: ablation_curve(other, loaded, lambda m: 0.0, counts=[1], seeds=[0])):
+        with pytest.raises(ModelError, match=r"The probe 'tags' cannot score this model: its weights are not those of "
+                                             r".* another model of the same layer widths.*Ablate the model the probe "
+                                             r"was trained on, or train a probe"):
+            call()
+    with pytest.raises(ModelError, match=r"its weights are float16, and the probe was trained on float32 .*Load the "
+                                         r"model in float32"):
+        metric.check_model(copy_half(planted.model))
+    ablation_curve(other, loaded.ranking, lambda m: 0.0, counts=[1], seeds=[0])  # a table ranks any model's neurons
+    old = dataclasses.replace(loaded, meta=dataclasses.replace(meta, weights_sample_hash=None, weights_dtype=None))
+    old_metric = ProbeMetric(old, planted.test_corpus, planted.tokenizer)
+    with pytest.warns(UserWarning, match=r"did not record the weights it was trained on: that this model is .* cannot "
+                                         r"be checked\. Retrain the probe") as said:
+        curve = ablation_curve(planted.model, old, old_metric, counts=[1], seeds=[0])
+    assert len(said) == 1 and curve.baseline > 0.9  # once per metric, and it still works
+
+
+def copy_half(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).half()
+
+
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -13,6 +13,7 @@ loss (:class:`LMLossMetric`), or any ``callable(model) -> float``.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ import pandas as pd
 from torch import nn
 
 from ..artifact import Artifact
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
@@ -32,7 +33,7 @@ from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan
 from ..version import __version__
 from .data import LabeledCorpus
-from .extraction import Activations
+from .extraction import Activations, weights_fingerprint
 from .probe import class_ids_by_name
 from .layout import ablation_table, read_curve, write_probing_folder
 
@@ -157,9 +158,13 @@ class ProbeMetric:
         self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
         self.batch_size, self.max_length = batch_size, max_length
         self._probe_ids = _probe_ids(corpus, result.probe.label_names)
+        self._warned = False  # that the probe's weights cannot be checked (saved before they were recorded)
 
     def check_model(self, model: nn.Module) -> None:
-        """Nothing to refuse before any work: the probe reads the body of any model its layers fit."""
+        """Refuse, before any work, a model whose weights are not those the probe was trained on (another model of
+        the same layer widths, or the same one in another dtype): the probe would score activations it never saw.
+        A probe saved before the fingerprint was recorded cannot be checked: a warning says so, once."""
+        self._warned = check_probed_model(self.result.meta, model, warned=self._warned)
 
     def texts(self, model: nn.Module | None = None) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
@@ -173,8 +178,49 @@ class ProbeMetric:
                                    aggregation=meta.aggregation, stack=meta.stack,
                                    module_pattern=meta.module_pattern, batch_size=self.batch_size,
                                    max_length=self.max_length)
+        predicted = self.result.probe.predict(acts)  # refuses activations of another width first
+        if meta.weights_sample_hash and acts.weights_sample_hash != meta.weights_sample_hash:  # called without
+            raise _other_weights_error(meta, acts.weights_sample_hash, acts.weights_dtype)    # check_model
         gold = self._probe_ids[acts.labels]  # -1 for an unseen label: no prediction equals it
-        return float(np.mean(self.result.probe.predict(acts) == gold))
+        return float(np.mean(predicted == gold))
+
+
+def _other_weights_error(meta: Any, found: str | None, dtype: str | None) -> ModelError:
+    """The refusal of a model whose weights fingerprint is not the one the probe recorded when it was trained."""
+    if dtype != meta.weights_dtype:
+        what = (f"its weights are {dtype}, and the probe was trained on {meta.weights_dtype} activations of "
+                f"{meta.model_id!r}")
+        fix = f"Load the model in {meta.weights_dtype} (from_pretrained(..., dtype={meta.weights_dtype!r})), or train a probe "
+    else:
+        what = (f"its weights are not those of {meta.model_id!r} the probe was trained on (weights sample hash "
+                f"{str(found)[:26]}... vs {meta.weights_sample_hash[:26]}...): another model of the same layer "
+                "widths, another fine-tune, or weights changed since")
+        fix = "Ablate the model the probe was trained on, or train a probe (hf-txray probe) "
+    return ModelError(f"The probe {meta.name!r} cannot score this model: {what}. {fix}on this model.")
+
+
+def check_probed_model(meta: Any, model: nn.Module, *, warned: bool = False) -> bool:
+    """Refuse `model` when its weights are not those the probe of `meta` (a `ProbingMeta`) was trained on: the same
+    layer widths (checked by ``ablation_curve``) do not make the same neurons. Reads a few KB of the weights
+    (:func:`~hf_txray.probing.extraction.weights_fingerprint`). A probe saved before the fingerprint was recorded
+    cannot be checked: warns, unless `warned`.
+
+    Returns:
+        `bool`: whether the warning has been given (pass it back as `warned`).
+
+    Raises:
+        ModelError: other weights (or another dtype).
+    """
+    if not getattr(meta, "weights_sample_hash", None):
+        if not warned:
+            warnings.warn(f"The probe {meta.name!r} was saved by an hf_txray that did not record the weights it was "
+                          f"trained on: that this model is {meta.model_id!r} cannot be checked. Retrain the probe to "
+                          "have it checked.", UserWarning, stacklevel=3)
+        return True
+    found, dtype = weights_fingerprint(model, meta.site, list(meta.layers), meta.module_pattern, meta.stack)
+    if found != meta.weights_sample_hash:
+        raise _other_weights_error(meta, found, dtype)
+    return warned
 
 
 def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
@@ -437,6 +483,10 @@ def ablation_curve(
         raise ConfigurationError(
             f"The probe read {meta.width} neurons per layer and this model's layers have {other}: it is another "
             "model (or this one after prune(mode='remove')). Ablate the model the probe was trained on.")
+    if callable(getattr(metric, "check_model", None)):
+        metric.check_model(model)  # a model the metric cannot score (a probe of other weights), before any pass
+    if meta is not None and getattr(metric, "result", None) is not ranking:
+        check_probed_model(meta, model)  # its neurons are the probed model's (a table ranks any model's)
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
     counts = sorted({min(int(k), len(pairs)) for k in counts if int(k) > 0})
     if not counts:

@@ -70,6 +70,9 @@ class Activations(Artifact):
         property_name (`str`): what the labels are.
         stack (`str`, *optional*): ``"encoder"`` or ``"decoder"`` of an encoder-decoder (None for one-stack models).
         module_pattern (`str`, *optional*): the regex that named the hooked modules (None: the automatic `site`).
+        weights_sample_hash (`str`, *optional*): the fingerprint of the weights read (:func:`weights_fingerprint`);
+            None for activations saved before it was recorded.
+        weights_dtype (`str`, *optional*): their dtype (``"float32"``...).
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -97,6 +100,8 @@ class Activations(Artifact):
     property_name: str = "label"
     stack: str | None = None
     module_pattern: str | None = None
+    weights_sample_hash: str | None = None
+    weights_dtype: str | None = None
     path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
@@ -164,7 +169,7 @@ class Activations(Artifact):
                    arrays["word_types"], header["type_vocab"], header["layers"], header["width"], header["site"],
                    header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
                    header["model_id"], header["property"], header.get("stack"), header.get("module_pattern"),
-                   path=folder)
+                   header.get("weights_sample_hash"), header.get("weights_dtype"), path=folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
@@ -184,6 +189,7 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
         "aggregation": acts.aggregation, "label_names": acts.label_names, "type_vocab": acts.type_vocab,
         "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
         "property": acts.property_name, "stack": acts.stack, "module_pattern": acts.module_pattern,
+        "weights_sample_hash": acts.weights_sample_hash, "weights_dtype": acts.weights_dtype,
     })
     write_header(directory, acts.artifact_type, acts.format_version)  # a folder extract_activations fills itself
 
@@ -311,6 +317,27 @@ def _sites(model: Any, site: str, layers: Any, module_pattern: str | None,
     chosen = select_layers(find_sites(model, site, module_pattern, stack), layers)
     require_dense(chosen, "Extracting activations")
     return chosen, StackForward(model, stack, chosen)
+
+
+def _fingerprint(forward: StackForward) -> tuple[str, str | None]:
+    """The sample hash and dtype of the weights that produce the activations read: the body that runs (task heads
+    left out, as a profile hashes it, so a checkpoint loaded with or without its head matches), or the chosen stack
+    of an encoder-decoder."""
+    from ..loading import weights_dtype
+    from ..provenance import weights_sample_hash
+
+    module = forward.body if forward.body is not None else (forward.shifted if forward.stack == "decoder"
+                                                            else forward.runs)
+    dtype = weights_dtype(module)
+    return weights_sample_hash(module), str(dtype).removeprefix("torch.") if dtype else None
+
+
+def weights_fingerprint(model: Any, site: str, layers: Any, module_pattern: str | None = None,
+                        stack: str | None = None) -> tuple[str, str | None]:
+    """``(weights_sample_hash, dtype)`` of the weights :func:`extract_activations` would read with these options
+    (what ``Activations.weights_sample_hash`` records): a probe's metric compares them with its training run's,
+    before any forward pass. A few KB of the weights are read (:func:`hf_txray.provenance.weights_sample_hash`)."""
+    return _fingerprint(_sites(model, site, layers, module_pattern, stack)[1])
 
 
 def _check_padding(model: Any, tokenizer: Any, forward: StackForward, sites: list[Site], device: torch.device,
@@ -525,7 +552,8 @@ def extract_activations(
         values = values[:rows] if rows == len(values) else values[:rows].copy()
     acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
                        [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
-                       model_id, corpus.property_name, forward.stack, module_pattern, path=folder)
+                       model_id, corpus.property_name, forward.stack, module_pattern, *_fingerprint(forward),
+                       path=folder)
     if folder is not None:
         _write_sidecar(folder, acts)
         if temporary:

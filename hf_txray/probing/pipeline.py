@@ -51,6 +51,10 @@ class ProbingMeta:
     label_names: list[str]
     stack: str | None = None  # an encoder-decoder's stack the words were read from (ProbeMetric re-reads it)
     module_pattern: str | None = None  # the regex naming the hooked modules, if not the automatic site (re-read too)
+    # the weights the probe was trained on (extraction's weights_fingerprint): ProbeMetric refuses another model's
+    # activations, which its layer widths alone cannot tell apart; None in results saved before it was recorded
+    weights_sample_hash: str | None = None
+    weights_dtype: str | None = None
     data_source: str = ""
     num_sentences: int = 0
     num_words: int = 0
@@ -327,7 +331,8 @@ def probe_neurons(
     meta = ProbingMeta(
         name=name or acts.property_name, model_id=acts.model_id, property=acts.property_name, site=acts.site,
         layers=list(acts.layers), width=acts.width, aggregation=acts.aggregation, label_names=list(acts.label_names),
-        stack=acts.stack, module_pattern=acts.module_pattern, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
+        stack=acts.stack, module_pattern=acts.module_pattern, weights_sample_hash=acts.weights_sample_hash,
+        weights_dtype=acts.weights_dtype, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
         num_train=len(train), num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size,
         seed=seed, target_share=target_share, config=dataclasses.asdict(config),
     )
