@@ -265,17 +265,19 @@ def _join(*parts: str) -> str:
 
 
 def _refuse_unread_experts(model: nn.Module, block: nn.Module, block_name: str) -> None:
-    """A block whose experts hold 3-D weights but not the fused-experts interface (LongCat-Flash's experts, with
-    zero-computation identity experts and no `num_experts`): say so, rather than that no experts were found."""
-    unread = [n for n, m in block.named_modules() if isinstance(getattr(m, "down_proj", None), nn.Parameter)
-              and m.down_proj.dim() == 3 and not is_fused_experts(m)]
+    """A block whose experts are not in the fused layout hf_txray reads (3-D `gate_up_proj`/`down_proj` and
+    `num_experts`): LongCat-Flash's (3-D weights, identity experts, no `num_experts`), DBRX's (experts packed in 2-D
+    `w1`/`v1`/`w2`). Say so, rather than that no experts were found."""
+    unread = [n for n, m in block.named_modules() if not is_fused_experts(m) and (
+        type(m).__name__.endswith("Experts")
+        or (isinstance(getattr(m, "down_proj", None), nn.Parameter) and m.down_proj.dim() == 3))]
     if unread:
         raise ModelError(
             f"Block {block_name!r} of {type(model).__name__} holds experts {_join(block_name, unread[0])!r} "
-            f"({type(block.get_submodule(unread[0])).__name__}) that hf_txray cannot number: they do not declare "
-            "`num_experts` (LongCat-Flash's experts include zero-computation experts, which have no units), so which "
-            "units compete for a token is not known. Profile this model with site='residual', or name dense MLP "
-            "down projections of the block with `module_pattern`.")
+            f"({type(block.get_submodule(unread[0])).__name__}) that hf_txray cannot number: they are not in the "
+            "fused layout it reads (3-D gate_up_proj/up_proj and down_proj, num_experts), e.g. LongCat-Flash's, "
+            "whose zero-computation experts have no units, or DBRX's, packed in 2-D w1/v1/w2. Profile this model with "
+            "site='residual', or name dense MLP down projections of the block with `module_pattern`.")
 
 
 def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:

@@ -1272,6 +1272,12 @@ def test_experts_without_the_fused_interface_are_named_in_the_refusal():
     with pytest.raises(ModelError, match=r"holds experts 'layers\.0\.mlp\.experts' \(LongcatFlashExperts\) that "
                                          r"hf_txray cannot number.*site='residual'"):
         find_sites(model, "mlp")
+    # DBRX's experts, packed in 2-D w1/v1/w2 (helper 132: the router's layer was named as "the widest narrowing")
+    dbrx = tf.DbrxModel(tf.DbrxConfig(d_model=32, n_heads=4, n_layers=2, max_seq_len=128, vocab_size=_bpe_vocab(),
+                                      ffn_config={"ffn_hidden_size": 16, "moe_num_experts": 4, "moe_top_k": 2},
+                                      attn_config={"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0})).eval()
+    with pytest.raises(ModelError, match=r"holds experts 'blocks\.0\.ffn\.experts' \(DbrxExperts\)"):
+        find_sites(dbrx, "mlp")
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
