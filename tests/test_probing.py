@@ -1135,6 +1135,37 @@ def test_a_class_without_training_words_is_zeroed_warned_and_not_ranked():
         probe.class_ranking("INTJ")
 
 
+def test_a_run_with_a_class_without_training_words_saves_and_warns_once(planted, tmp_path):
+    """Fix 133 (F2, F4): a probe run where a class had no training word could not be saved (the per-class rankings
+    of every label were written, and that class's is refused), after all the work; its warning came ~7 times per run
+    (the probe, the control task's and every retrained subset's probe), and the control task's named real classes
+    that had training words, under its random labels."""
+    import dataclasses
+    import warnings
+
+    from hf_txray.probing.layout import probe_table
+
+    acts = planted.acts
+    train, test = acts.split(0.2, 0)
+    labels = acts.labels.copy()
+    labels[test[:3]] = 2  # a class of held-out words only
+    rare = dataclasses.replace(acts, labels=labels, label_names=[*acts.label_names, "INTJ"])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = probe_neurons(None, rare, config=FAST, subset_seeds=(0, 1))
+    untrained = [str(w.message) for w in said if "no training word" in str(w.message)]
+    assert untrained == ["1 probe class(es) have no training word: ['INTJ']. Their weights are zeroed and left out of "
+                         "the neuron ranking; drop those labels from the corpus to leave them out of the class set "
+                         "too."]
+    assert result.probe.ranked_labels() == list(acts.label_names)
+    loaded = type(result).from_pretrained(result.save_pretrained(tmp_path / "rare"))
+    rows = probe_table(loaded).to_pandas()
+    assert set(rows.loc[rows["kind"] == "label_neuron", "label"]) == set(acts.label_names)  # INTJ's left out
+    assert "INTJ" in set(rows.loc[rows["kind"] == "label", "label"])  # its test words are still scored
+    with pytest.raises(ConfigurationError, match="'INTJ' had no training word"):
+        loaded.top_neurons(5, label="INTJ")
+
+
 def test_crosscheck_p_value_uses_the_lists_sizes():
     """With fewer than k neurons passing min_count the TX-Ray list is shorter: the p-value was computed for two
     k-lists (1.1e-3 instead of 2.2e-7 for 5 common neurons of 50 and 10 among 3072)."""

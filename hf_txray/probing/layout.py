@@ -67,7 +67,7 @@ def probe_table(result: "ProbingResult") -> pa.Table:
         _rows_frame(result.ranking[["rank", "layer", "neuron", "score", "weight_norm"]].assign(
             label=result.ranking["top_label"], weight=result.ranking["top_weight"]), kind="neuron", **common),
     ]
-    for label in m.label_names:
+    for label in result.probe.ranked_labels():  # a class without a training word has no ranking (zeroed weights)
         top = result.top_neurons(LABEL_TOP_NEURONS, label=label)
         parts.append(_rows_frame(top.rename(columns={"class_rank": "rank"}), kind="label_neuron", label=label,
                                  **common))

@@ -190,6 +190,10 @@ class LinearProbe:
         order, score = rank_by_weight(self.weight)
         return self.columns[order], score[order]
 
+    def ranked_labels(self) -> list[str]:
+        """The classes with neuron weights to rank (a class without a training word has none: zeroed)."""
+        return [name for name, row in zip(self.label_names, self.weight) if np.any(row)]
+
     def class_ranking(self, label: str | int) -> tuple[np.ndarray, np.ndarray]:
         """Columns ordered by ``|w|`` for one class, with the signed weights."""
         index = label if isinstance(label, (int, np.integer)) else _label_index(self.label_names, label)
@@ -334,6 +338,7 @@ def train_probe(
     columns: Sequence[int] | np.ndarray | None = None,
     label_names: Sequence[str] | None = None,
     config: ProbeConfig | None = None,
+    warn_untrained: bool = True,
     **overrides: Any,
 ) -> LinearProbe:
     """Train an elastic-net linear probe on activation rows.
@@ -347,6 +352,9 @@ def train_probe(
         label_names (`Sequence[str]`, *optional*): class names (defaults to the Activations' label names).
         config (`ProbeConfig`, *optional*): hyperparameters; keyword `overrides` (``l1=..., epochs=...``) replace
             single fields.
+        warn_untrained (`bool`, *optional*, defaults to `True`): warn when a class has no training row (its weights
+            are zeroed either way). The experiments of :func:`~hf_txray.probing.probe_neurons` retrain on the rows
+            of the probe that warned already, or on control labels, and pass False.
 
     Returns:
         `LinearProbe`.
@@ -437,6 +445,7 @@ def train_probe(
         # nothing about the neurons, and their largest |w| took places in the global ranking. Zeroed, they are left
         # out of it (rank_by_weight skips all-zero classes); the bias keeps the class from being predicted.
         weight[untrained] = 0.0
+    if len(untrained) and warn_untrained:
         warn_caller(
             f"{len(untrained)} probe class(es) have no training word: {[label_names[i] for i in untrained]}. Their "
             "weights are zeroed and left out of the neuron ranking; drop those labels from the corpus to leave them "
@@ -448,8 +457,10 @@ def train_probe(
 # ----- experiments on top of a ranking --------------------------------------------------------------------------
 def _accuracy_with(acts: Activations, train: np.ndarray, test: np.ndarray, columns: np.ndarray,
                    config: ProbeConfig, labels: np.ndarray | None = None) -> float:
+    # the same training rows as the probe being examined, which warned of its untrained classes once; control
+    # labels are drawn under the real names, so theirs would be misread as the probe's (fix 133)
     probe = train_probe(acts.values, acts.labels if labels is None else labels, rows=train, columns=columns,
-                        label_names=acts.label_names, config=config)
+                        label_names=acts.label_names, config=config, warn_untrained=False)
     gold = acts.labels if labels is None else labels
     return probe.evaluate(acts.values, gold, rows=test).accuracy
 
