@@ -54,6 +54,8 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
 DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
     "qwen2_moe": ("intermediate_size",),
     "qwen3_moe": ("intermediate_size",),
+    # without experts (num_local_experts=0, as the dense Granite-4.0-H models), a block's MLP is its shared_mlp
+    "granitemoehybrid": ("shared_intermediate_size",),
 }
 
 # Names of the token mixers of the supported families (attention) and of state-space models (Mamba's `mixer`,

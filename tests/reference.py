@@ -49,6 +49,8 @@ MLP_MODULE = {
     "phi3": _LLAMA_LIKE, "phi": "layers.{}.mlp.fc2", "fnet": _BERT_LIKE, "convbert": _BERT_LIKE,
     "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE,
     "rwkv": "blocks.{}.feed_forward.value", "ctrl": "h.{}.ffn.2",
+    # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP
+    "granitemoehybrid": "layers.{}.shared_mlp.output_linear",
     "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
            "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"},
     "bart": {"encoder": "encoder.layers.{}.fc2", "decoder": "decoder.layers.{}.fc2"},

@@ -1358,3 +1358,21 @@ def test_a_sparse_attention_indexer_is_refused_in_batched_rows_longer_than_its_t
         model(input_ids=torch.tensor([shorter]))
         model(input_ids=padded, attention_mask=mask)
     assert (kept[0][0] - kept[1][0, :width]).abs().max() > 1e-2
+
+
+def test_a_dense_granite_hybrid_profiles_its_shared_mlp():
+    """Helper 132: GraniteMoeHybrid without experts (the dense Granite-4.0-H models, Mamba and attention blocks) was
+    refused: its MLP is the block's `shared_mlp`, `shared_intermediate_size` wide, not `intermediate_size`."""
+    config = tf.GraniteMoeHybridConfig(
+        vocab_size=_bpe_vocab(), hidden_size=40, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=0, shared_intermediate_size=32, layer_types=["mamba", "attention"],
+        mamba_n_heads=4, mamba_n_groups=1, mamba_d_state=8, mamba_d_head=20, mamba_chunk_size=8, bos_token_id=None,
+        eos_token_id=None)
+    torch.manual_seed(0)
+    model, tokenizer = tf.GraniteMoeHybridModel(config).eval(), bpe_tokenizer()
+    assert [s.name for s in find_sites(model, "mlp")] == [f"layers.{i}.shared_mlp.output_linear" for i in (0, 1)]
+    for top_k in (1, 3):
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, top_k=top_k, features=FEATURES, batch_size=3,
+                                   max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+        kept = reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES, None)
+        assert_equals_reference(profile, reference.credit(kept, top_k, FEATURES))
