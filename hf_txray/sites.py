@@ -166,7 +166,8 @@ def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
             "r'layers\\.\\d+$'), batch_size=1 and pad_to_multiple_of=1.")
 
 
-def find_blocks(model: nn.Module, mixed: bool = False) -> tuple[str, nn.ModuleList]:
+def find_blocks(model: nn.Module, mixed: bool = False,
+                example: str = r"r'layers\.\d+\.mlp\.down_proj'") -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
     those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder).
     A list inside a member of another list is a part of one block (Zamba2's adapters of its shared transformer,
@@ -176,6 +177,7 @@ def find_blocks(model: nn.Module, mixed: bool = False) -> tuple[str, nn.ModuleLi
         mixed (`bool`, *optional*, defaults to `False`): take lists of blocks of several classes too (a hybrid
             stack of Mamba and attention blocks): how a `module_pattern`'s matches are numbered; the automatic
             search verifies each block alike and needs one class.
+        example (`str`, *optional*): the `module_pattern` an error suggests (the site's).
     """
     lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
     nested = {id(inner) for _, outer in lists for member in outer for inner in member.modules()
@@ -192,8 +194,8 @@ def find_blocks(model: nn.Module, mixed: bool = False) -> tuple[str, nn.ModuleLi
     if best is None:
         raise ModelError(
             f"Could not find the transformer blocks of {type(model).__name__} (no nn.ModuleList of identical "
-            "blocks). Pass `module_pattern`, a regex matching the modules to hook, e.g. r'layers\\.\\d+\\.mlp\\.down_proj'."
-        )
+            "blocks; a hybrid stack of blocks of several classes, as Jamba's or Zamba2's, is not searched). Pass "
+            f"`module_pattern`, a regex matching the modules to hook, e.g. {example}.")
     return best[1], best[2]
 
 
@@ -573,7 +575,8 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     # quantized); output effects, which read the head, check the whole model
     refuse_dynamic_quantization(getattr(model, "base_model", model), type(model).__name__)
     root_name = _qualified(model, root) if root is not model else ""
-    prefix, blocks = find_blocks(root)
+    prefix, blocks = find_blocks(root, example=r"r'layers\.\d+$'" if site == "residual" else
+                                 r"r'layers\.\d+\.mlp\.down_proj'")
     prefix = _join(root_name, prefix)
     sites = []
     for layer, block in enumerate(blocks):

@@ -1325,6 +1325,9 @@ def test_a_hybrid_stack_numbers_pattern_matches_by_their_block():
     assert mlps.meta.layers == [1, 3]
     with pytest.raises(ModelError, match="no nn.ModuleList of identical blocks"):  # not an adapter named as block
         find_sites(model, "mlp")
+    # the suggested pattern is the site's (helper 132: a down projection offered for site='residual')
+    with pytest.raises(ModelError, match=r"hybrid stack.*is not searched.*e\.g\. r'layers\\\.\\d\+\$'"):
+        find_sites(model, "residual")
 
 
 def test_a_sparse_attention_indexer_is_refused_in_batched_rows_longer_than_its_top_k():
