@@ -649,6 +649,10 @@ def _cmd_prune_sweep(args) -> int:
     from .pruning import load_pretrained_with_head
 
     check_writable(Path(args.out) / "plans", shown=args.out)  # before the whole sweep, not after it
+    # the plans need only the report: a bad strategy, amount or --allow-fewer is said before the model loads
+    plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
+                        per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
+                        feature_type=args.feature_type, stage=args.stage, **_min_count(args))
     model = load_pretrained_with_head(args.model)
     dataset = _resolve_dataset(args.dataset, args.num_samples)
     if isinstance(dataset, str):
@@ -659,9 +663,6 @@ def _cmd_prune_sweep(args) -> int:
             dataset = pick_split(dataset, args.split)
         if args.num_samples:
             dataset = dataset.select(range(min(args.num_samples, len(dataset))))
-    plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
-                        per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
-                        feature_type=args.feature_type, stage=args.stage, **_min_count(args))
     table = evaluate_pruning(model, plans, dataset, args.metric, tokenizer=AutoTokenizer.from_pretrained(args.model),
                              task=args.task, text_column=args.text_column, label_column=args.label_column,
                              batch_size=args.batch_size, max_length=args.max_length, uneven=args.uneven)

@@ -89,7 +89,9 @@ def infer_task(model: Any, task: str | None) -> str:
 
 
 def text_and_labels(dataset: Any, text_column: str | None, label_column: str | None,
-             task: str) -> tuple[list[str], list[int] | None]:
+             task: str, model: Any = None) -> tuple[list[str], list[int] | None]:
+    """The texts, and for a classification the class id of each text (:func:`class_ids`, checked against `model`'s
+    classes when it is given)."""
     import datasets
 
     from .streaming import TEXT_COLUMN_CANDIDATES
@@ -128,8 +130,76 @@ def text_and_labels(dataset: Any, text_column: str | None, label_column: str | N
         label_column = label_column or "label"
         if label_column not in columns:
             raise DatasetError(f"Label column {label_column!r} not found; the dataset's columns are: {columns}.")
-        labels = [int(v) for v in get(label_column)]
+        labels = class_ids(get(label_column), label_column, model)
     return list(texts), labels
+
+
+def _class_names(config: Any) -> dict[str, int]:
+    """A classifier's class names (``config.label2id``), as strings."""
+    label2id = getattr(config, "label2id", None) or {}
+    return {str(name): int(index) for name, index in label2id.items()}
+
+
+def _class_id(value: Any, names: Mapping[str, int]) -> int | None:
+    """One label as a class id: an int, a whole float, an integer string, or one of `names`; None if none of
+    these (a missing value, a fraction, an unknown name)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None  # NaN (a missing CSV cell) is not
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
+        return _class_id(value.item(), names)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in names:
+            return names[text]
+        try:
+            return int(text)
+        except ValueError:
+            return None
+    return None
+
+
+def class_ids(values: Sequence[Any], column: str, model: Any = None) -> list[int]:
+    """The class id of each label of a classification dataset.
+
+    A label is a class id (an int, a whole float, an integer written as text) or one of the model's class names
+    (``config.label2id``, e.g. ``"business"``). With `model`, every id must be one of its ``config.num_labels``
+    classes: a label it cannot output would be counted wrong for every model, pruned or not.
+
+    Raises:
+        DatasetError: a missing label (an empty CSV cell), a name that is not a class of the model, a fraction, or a
+            class id the model does not have; naming the first such row and value, before any forward pass.
+    """
+    config = getattr(model, "config", None)
+    names = _class_names(config)
+    known = f"its class names are {sorted(names, key=names.get)}" if names else "it has no class names"
+    ids = []
+    for row, value in enumerate(values):
+        index = _class_id(value, names)
+        if index is None and (value is None or str(value).strip() in ("", "nan", "None", "<NA>")):
+            raise DatasetError(
+                f"Row {row} of the label column {column!r} has no label ({value!r}, an empty cell): every row of a "
+                "classification needs one. Drop unlabelled rows (e.g. with Dataset.filter) or label them.")
+        if index is None:
+            raise DatasetError(
+                f"Row {row} of the label column {column!r} holds {value!r}, which is neither a class id nor a class "
+                f"name of the model ({known}, config.label2id). Write labels as class ids 0..n-1 or as those names "
+                "(a model's names are set by config.id2label and label2id).")
+        ids.append(index)
+    num_labels = getattr(config, "num_labels", None)
+    if isinstance(num_labels, int):
+        outside = [(row, index) for row, index in enumerate(ids) if not 0 <= index < num_labels]
+        if outside:
+            row, index = outside[0]
+            raise DatasetError(
+                f"{len(outside)} of the {len(ids)} labels of {column!r} are class ids the model does not have (row "
+                f"{row}: {index}; {type(model).__name__} has num_labels={num_labels}, classes 0..{num_labels - 1}): it "
+                "can never predict them, so every metric would count them wrong. Evaluate a model with those "
+                "classes, or keep only rows of its classes (e.g. with Dataset.filter).")
+    return ids
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -360,7 +430,7 @@ def evaluate_pruning(
             raise ModelError(f"Could not load a tokenizer for {source!r}: pass tokenizer=....") from err
     # A text past the model's positions failed inside the model (a tensor size mismatch): truncate at its limit
     max_length = resolve_max_length(model, tokenizer, max_length)
-    texts, labels = text_and_labels(dataset, text_column, label_column, task)
+    texts, labels = text_and_labels(dataset, text_column, label_column, task, model)
     metrics = metric if metric is not None else DEFAULT_METRICS[task]
     if isinstance(metrics, (str,)) or not isinstance(metrics, Sequence):
         metrics = [metrics]

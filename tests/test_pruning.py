@@ -425,6 +425,46 @@ def test_evaluate_pruning_classification_matches_brute_force():
     assert set(summary["strategy"]) == {"none", "random"}
 
 
+def test_labels_are_class_ids_or_the_models_class_names_and_others_are_refused_before_any_pass(monkeypatch):
+    """Fix 133 (F3, F8): a label column of class names ('business') or with an empty cell ended in a bare
+    ValueError of int(); labels 0..4 on a 2-class model were scored with no word (classes it can never output)."""
+    from hf_txray.errors import DatasetError
+    from hf_txray.probing import TaskMetric
+
+    model = classifier(seed=3, num_labels=3)
+    names = ["business", "sport", "tech"]
+    model.config.id2label, model.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+    texts = TEXTS * 2
+    ids = [i % 3 for i in range(len(texts))]
+
+    def accuracy(labels):
+        return evaluate_pruning(model, [], {"text": texts, "label": labels}, "accuracy", tokenizer=bert_tokenizer(),
+                                max_length=32).loc[0, "accuracy"]
+
+    expected = accuracy(ids)
+    assert expected == pytest.approx(brute_accuracy(model, texts, ids))
+    for same in ([names[i] for i in ids], [f" {i}" for i in ids], [float(i) for i in ids], np.array(ids)):
+        assert accuracy(list(same)) == expected
+    import hf_txray.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "run_predictions", lambda *a, **k: pytest.fail("a forward pass ran"))
+    bad = ids[:4]
+    for value, said in [("politics", r"Row 4 of the label column 'label' holds 'politics', which is neither a class "
+                                     r"id nor a class name of the model \(its class names are \['business', 'sport', "
+                                     r"'tech'\]"),
+                        (1.5, "holds 1.5, which is neither a class id"),
+                        ("", r"Row 4 of the label column 'label' has no label \(''"),
+                        (None, "has no label"), (float("nan"), "has no label"),
+                        (3, r"1 of the 5 labels of 'label' are class ids the model does not have \(row 4: 3; "
+                            r"BertForSequenceClassification has num_labels=3, classes 0..2\): it can never predict"),
+                        (-1, "row 4: -1")]:
+        with pytest.raises(DatasetError, match=said):
+            evaluate_pruning(model, [], {"text": texts[:5], "label": [*bad, value]}, tokenizer=bert_tokenizer())
+    metric = TaskMetric(bert_tokenizer(), {"text": texts[:5], "label": [*bad, "politics"]}, "accuracy")
+    with pytest.raises(DatasetError, match="holds 'politics'"):
+        metric.check_model(model)  # what hf-txray ablate --metric accuracy calls before any pass
+
+
 def test_evaluate_pruning_truncates_at_the_model_limit_by_default():
     """Texts longer than the model's 128 positions failed inside the model (a tensor size mismatch)."""
     model = classifier(seed=3, num_labels=3)
@@ -631,6 +671,10 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
 
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 1 + 2 * (1 + 2) and {"accuracy", "f1"} <= set(table.columns)
+    # fix 133: the plans are made before the model and the data load (a bad plan option was said after them)
+    assert main(["prune-sweep", str(tmp_path / "no_model"), str(report_dir), str(tmp_path / "no_data.csv"),
+                 "--strategies", "nope", "--out", str(tmp_path / "sweep2")]) == 2
+    assert "Unknown pruning strategy" in capsys.readouterr().err
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "results.md").exists()
     assert len([p for p in (out / "plans").iterdir() if PruningPlan.from_pretrained(p).total]) == 6
 

@@ -265,7 +265,7 @@ class TaskMetric:
                                   metric_modules, pad_id_of, text_and_labels)
 
         task = infer_task(model, self.task)
-        texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task)
+        texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task, model)
         metric = self.metric or DEFAULT_METRICS[task][0]
         self.name = metric
         # as evaluate_pruning: truncated at the model's limit by default (longer texts would fail inside the model),
@@ -276,14 +276,16 @@ class TaskMetric:
         return task, labels, metric, metric_modules([metric], task), batches
 
     def check_model(self, model: nn.Module) -> None:
-        """Refuse, before any work, a model this metric cannot score (the task metrics check theirs when they first
-        run; :class:`LMLossMetric` checks here)."""
+        """Refuse, before any work, a model this metric cannot score: a task it cannot tell, labels that are not
+        its classes (:func:`hf_txray.evaluation.class_ids`); :class:`LMLossMetric` checks for an LM head."""
+        self.texts(model)
 
     def texts(self, model: nn.Module) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
         from ..evaluation import infer_task, text_and_labels
 
-        return list(text_and_labels(self.dataset, self.text_column, self.label_column, infer_task(model, self.task))[0])
+        return list(text_and_labels(self.dataset, self.text_column, self.label_column, infer_task(model, self.task),
+                                    model)[0])
 
     def __call__(self, model: nn.Module) -> float:
         from ..evaluation import compute_metrics, run_predictions
