@@ -440,10 +440,21 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
         f"Could not verify the MLP of block {block_name!r} ({type(block).__name__}) of {type(model).__name__}: "
         f"{found}, but the config declares an MLP width of {described}, and no single linear layer outside "
         f"attention (or a state-space mixer: a Mamba block has no MLP) both takes that many inputs and returns the "
-        f"hidden size ({hidden}), nor are there fused experts. "
+        f"hidden size ({hidden}), nor are there fused experts{_experts_in_mixers(model)}. "
         "Pass `module_pattern`, a regex matching the MLP down projections (e.g. r'layers\\.\\d+\\.mlp\\.down_proj'), "
         "or use site='residual'."
     )
+
+
+def _experts_in_mixers(model: nn.Module) -> str:
+    """A hint for fused experts the automatic search does not look for, inside a block's token mixer (Nemotron-H's
+    MoE is its block's `mixer`): the pattern that names them."""
+    names = [n for n, m in model.named_modules() if is_fused_experts(m)]
+    if not names:
+        return ""
+    pattern = re.sub(r"\.\d+(?=\.|$)", r"\\.\\d+", names[0]).replace(".", "\\.").replace("\\\\.", "\\.")
+    return (f" outside its token mixer (the model's experts {names[0]!r} are inside one, where the search does not "
+            f"look: name them with module_pattern=r'{pattern}$')")
 
 
 def _hidden_size(model: nn.Module) -> int:

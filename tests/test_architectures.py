@@ -1379,3 +1379,22 @@ def test_a_dense_granite_hybrid_profiles_its_shared_mlp():
                                    max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
         kept = reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES, None)
         assert_equals_reference(profile, reference.credit(kept, top_k, FEATURES))
+
+
+def test_experts_inside_a_token_mixer_are_pointed_at():
+    """Helper 132: Nemotron-H's MoE is its blocks' `mixer`, where the search does not look; the refusal suggested an
+    MLP down projection. It names the experts and the pattern that profiles them (its blocks numbered as the stack)."""
+    config = tf.NemotronHConfig(
+        vocab_size=_bpe_vocab(), hidden_size=40, layers_block_type=["mamba", "moe", "attention", "moe"],
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, intermediate_size=48, ssm_state_size=8,
+        mamba_num_heads=4, mamba_head_dim=16, n_groups=2, chunk_size=8, n_routed_experts=4, n_shared_experts=1,
+        moe_intermediate_size=16, moe_shared_expert_intermediate_size=32, num_experts_per_tok=2,
+        use_mamba_kernels=False, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(0)
+    model, tokenizer = tf.NemotronHModel(config).eval(), bpe_tokenizer()
+    with pytest.raises(ModelError, match=r"experts 'layers\.1\.mixer\.experts' are inside one.*"
+                                         r"module_pattern=r'layers\\\.\\d\+\\\.mixer\\\.experts\$'"):
+        find_sites(model, "mlp")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
+                               module_pattern=r"layers\.\d+\.mixer\.experts$", max_examples_per_neuron=0)
+    assert profile.meta.layers == [1, 3] and profile.meta.config["num_shared_experts"] == 2
