@@ -615,6 +615,49 @@ def _check_prune_out(out: Path) -> None:
     check_save_target(out / "pruning_plan", what="hf-txray prune", cli_flag="--out", artifact_type="pruning_plan")
 
 
+SWEEP_FILES = ("results.csv", "summary.csv", "results.md")  # what prune-sweep writes, beside plans/ and <metric>.png
+
+
+def _is_sweep_output(out: Path) -> bool:
+    """Whether `out` holds an earlier prune-sweep's output and nothing else (its tables, plots and saved plans)."""
+    from .artifact import artifact_type_of
+
+    entries = list(out.iterdir())
+    plans = out / "plans"
+    return ((out / "results.csv").is_file()
+            and all(p.name in SWEEP_FILES or (p.name.endswith(".png") and p.is_file()) or p == plans for p in entries)
+            and (not plans.exists() or (plans.is_dir() and all(artifact_type_of(p) == "pruning_plan"
+                                                                 for p in plans.iterdir()))))
+
+
+def _check_sweep_out(out: Path) -> None:
+    """Refuse an `hf-txray prune-sweep --out` folder that is neither new, empty, nor an earlier sweep's output."""
+    from .io_utils import check_not_working_directory
+
+    check_not_working_directory(out)
+    if out.is_file():
+        raise ConfigurationError(f"{out} is a file; hf-txray prune-sweep writes a folder: give a new folder "
+                                 "(CLI: --out).")
+    if out.is_dir() and any(out.iterdir()) and not _is_sweep_output(out):
+        raise ConfigurationError(
+            f"{out} is not empty and not an earlier prune-sweep's output: hf-txray prune-sweep writes results.csv, "
+            "summary.csv, results.md, plots and plans/ there, replacing an earlier sweep's; give a new or empty "
+            "folder (CLI: --out).")
+
+
+def _clear_sweep_out(out: Path) -> None:
+    """Remove an earlier sweep's output (checked by :func:`_check_sweep_out`): its plans and plots would otherwise
+    stay beside the new results, as if they belonged to them."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    shutil.rmtree(out / "plans", ignore_errors=True)
+    for path in out.iterdir():
+        if path.is_file() and (path.name in SWEEP_FILES or path.name.endswith(".png")):
+            path.unlink()
+
+
 def _add_prune_sweep(sub) -> None:
     p = sub.add_parser("prune-sweep", help="Evaluate strategies x amounts x seeds of pruning (table and plot).",
                        description="Evaluate MODEL unpruned and pruned by every strategy, amount and seed (random "
@@ -628,7 +671,8 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--amounts", type=_csv(_amount), default=[0.05, 0.1, 0.2],
                    help="Comma-separated amounts: counts (int) or fractions (float) per layer.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="Comma-separated seeds of the random strategy.")
-    p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots.")
+    p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots: new, empty, "
+                                                "or an earlier sweep's output (replaced).")
     p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task).")
     p.add_argument("--task", choices=["classification", "causal-lm"], help="The task (default: from the model).")
     _add_data_columns(p, "label")
@@ -648,6 +692,13 @@ def _cmd_prune_sweep(args) -> int:
     from .io_utils import check_writable
     from .pruning import load_pretrained_with_head
 
+    from .artifact import check_not_an_input
+
+    # results go into OUT beside nothing else: not an input (the report), not a folder of other files; an earlier
+    # sweep's output is replaced, so none of its plans or plots is left beside the new results
+    check_not_an_input(args.out, (args.report, args.model, args.dataset), what="hf-txray prune-sweep",
+                       cli_flag="--out")
+    _check_sweep_out(Path(args.out))
     check_writable(Path(args.out) / "plans", shown=args.out)  # before the whole sweep, not after it
     # the plans need only the report: a bad strategy, amount or --allow-fewer is said before the model loads
     plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
@@ -667,6 +718,7 @@ def _cmd_prune_sweep(args) -> int:
                              task=args.task, text_column=args.text_column, label_column=args.label_column,
                              batch_size=args.batch_size, max_length=args.max_length, uneven=args.uneven)
     out = Path(args.out)
+    _clear_sweep_out(out)
     (out / "plans").mkdir(parents=True, exist_ok=True)
     for index, plan in enumerate(plans):
         plan.save_pretrained(out / "plans" / f"{index:03d}")

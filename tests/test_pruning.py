@@ -677,6 +677,20 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert "Unknown pruning strategy" in capsys.readouterr().err
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "results.md").exists()
     assert len([p for p in (out / "plans").iterdir() if PruningPlan.from_pretrained(p).total]) == 6
+    # fix 133: a second sweep into OUT left the first one's plans/001.. and f1.png beside its own results
+    assert (out / "f1.png").exists()
+    assert main(["prune-sweep", str(model_dir), str(report_dir), str(data), "--strategies", "lost", "--amounts", "1",
+                 "--seeds", "0", "--metric", "accuracy", "--out", str(out), "--max-length", "32"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "plans", "results.csv", "results.md",
+                                                      "summary.csv"]
+    assert [p.name for p in (out / "plans").iterdir()] == ["000"] and len(pd.read_csv(out / "results.csv")) == 2
+    # ... and --out could be the report read (hf-txray prune refuses it), or a folder of other files
+    for bad, said in [(report_dir, f"{report_dir} holds the input"), (tmp_path / "notes", "is not empty and not an "
+                                                                       "earlier prune-sweep's output")]:
+        before = sorted(p.name for p in bad.iterdir())
+        assert main(["prune-sweep", str(model_dir), str(report_dir), str(data), "--strategies", "lost", "--amounts",
+                     "1", "--seeds", "0", "--out", str(bad)]) == 2
+        assert said in capsys.readouterr().err and sorted(p.name for p in bad.iterdir()) == before
 
 
 def test_dense_layers_of_a_model_mixing_dense_and_moe_blocks_are_pruned(tmp_path):
