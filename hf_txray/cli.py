@@ -872,7 +872,9 @@ def _add_ablate(sub) -> None:
     p.add_argument("--out", required=True, help="Folder to write the ablation curve (and its plot) to.")
     p.add_argument("--metric", default="probe",
                    help="probe (the probe's accuracy), lm-loss (causal LMs), or accuracy/f1/perplexity of the task.")
-    p.add_argument("--counts", type=_csv(int), default=[1, 2, 5, 10, 20, 50], help="Numbers of neurons to ablate.")
+    p.add_argument("--counts", type=_csv(int), default=[1, 2, 5, 10, 20, 50],
+                   help="Numbers of neurons to ablate, each at least 1 (the baseline, none ablated, is always "
+                        "measured); counts above the probe's ranked neurons are clipped to them, with a warning.")
     p.add_argument("--mode", default="zero", choices=["zero", "mean"],
                    help="zero: set the neurons to 0; mean: to their mean activation on DATA.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
@@ -893,12 +895,14 @@ def _cmd_ablate(args) -> int:
     from transformers import AutoTokenizer
 
     from .probing import ProbingResult, ablation_curve, neuron_means
-    from .probing.ablation import metric_from_name
+    from .probing.ablation import ablation_counts, check_metric_name, metric_from_name
     from .plots import save_figure
     from .pruning import load_pretrained_with_head
 
     _check_out(args.out, "ablate", "ablation_curve", inputs=(args.probe,))
     _check_export(args)
+    check_metric_name(args.metric)  # before the probe, the model and the data are read
+    ablation_counts(args.counts, None)
     result = ProbingResult.from_pretrained(args.probe)
     # the probe reads the body's activations: a checkpoint without its task head's weights is fine there
     model = load_pretrained_with_head(args.model, head_used=args.metric != "probe").eval()

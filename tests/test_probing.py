@@ -657,6 +657,11 @@ def test_ablation_curve_takes_layers_as_analyze_does():
      "No means for layer 0"),
     (lambda m: ablation_curve(m, [], lambda model: 0.0), ConfigurationError, "empty"),
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: 0.0, counts=[0]), ConfigurationError, "positive"),
+    # fix 133 (F7): a 0 beside other counts was dropped silently; an unknown metric was sent to the label column
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: 0.0, counts=[0, 2]), ConfigurationError,
+     r"counts must be positive numbers of neurons, got \[0, 2\]: the baseline \(none ablated\) is always measured"),
+    (lambda m: hf_txray.probing.metric_from_name("bogus", None, "no_such_data.csv"), ConfigurationError,
+     "Unknown ablation metric 'bogus': choose one of probe, lm-loss, accuracy"),
 ])
 def test_ablation_bad_input(call, error, match):
     model, _ = tiny("bert")
@@ -666,6 +671,15 @@ def test_ablation_bad_input(call, error, match):
 
 
 # ----- cross-check with TX-Ray --------------------------------------------------------------------------------------
+def test_ablation_counts_above_the_ranking_are_clipped_with_a_warning():
+    """Fix 133 (F7): --counts 500 on a ranking of 96 neurons silently became 96."""
+    model, _ = tiny("bert")
+    with pytest.warns(UserWarning, match=r"counts \[5, 9\] exceed the 2 neurons of the ranking: clipped to 2") as said:
+        curve = ablation_curve(model, [(0, 1), (0, 2)], lambda m: 0.0, counts=[1, 5, 9], seeds=(0,))
+    assert [w.filename for w in said] == [__file__]
+    assert sorted(set(curve.table["num_ablated"])) == [0, 1, 2]
+
+
 def test_crosscheck_planted_neuron_tops_both_rankings(planted):
     nouns, _ = _word_lists()
 

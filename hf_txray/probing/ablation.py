@@ -415,6 +415,26 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
     return pairs, source
 
 
+def ablation_counts(counts: Sequence[int], num_ranked: int | None) -> list[int]:
+    """The numbers of neurons to ablate, sorted and distinct, clipped to the `num_ranked` neurons of the ranking with
+    a warning (a count past them would ablate the same neurons as the last).
+
+    Raises:
+        ConfigurationError: no count, or a count below 1 (the baseline, 0 ablated, is always measured).
+    """
+    counts = [int(k) for k in counts]
+    if not counts or min(counts) < 1:
+        raise ConfigurationError(f"counts must be positive numbers of neurons, got {counts}: the baseline (none "
+                                 "ablated) is always measured; drop the counts below 1.")
+    if num_ranked is None:
+        return sorted(set(counts))
+    above = sorted({k for k in counts if k > num_ranked})
+    if above:
+        warnings.warn(f"counts {above} exceed the {num_ranked} neurons of the ranking: clipped to {num_ranked} (every "
+                      "ranked neuron ablated).", UserWarning, stacklevel=3)
+    return sorted({min(k, num_ranked) for k in counts})
+
+
 def ablation_curve(
     model: nn.Module,
     ranking: Any,
@@ -440,7 +460,8 @@ def ablation_curve(
             list of ``(layer, neuron)`` pairs.
         metric (`callable(model) -> float`): :class:`ProbeMetric`, :class:`TaskMetric`, :class:`LMLossMetric`, or
             your own.
-        counts (`Sequence[int]`, *optional*): numbers of neurons to ablate (clipped to the ranking's length).
+        counts (`Sequence[int]`, *optional*): numbers of neurons to ablate, each at least 1 (counts above the
+            ranking's length are clipped to it, with a warning).
         mode (`str`, *optional*, defaults to `"zero"`): ``"zero"`` or ``"mean"`` (needs `means`, see :func:`ablate`).
         means (*optional*): per-neuron means for ``mode="mean"``.
         seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random curve per seed.
@@ -464,6 +485,7 @@ def ablation_curve(
         raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
     if not callable(metric):
         raise ConfigurationError("metric must be a callable(model) -> float.")
+    ablation_counts(counts, None)  # before the ranking and the model are read
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
     meta = getattr(ranking, "meta", None)  # a ProbingResult
@@ -490,9 +512,7 @@ def ablation_curve(
     if meta is not None and getattr(metric, "result", None) is not ranking:
         check_probed_model(meta, model)  # its neurons are the probed model's (a table ranks any model's)
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
-    counts = sorted({min(int(k), len(pairs)) for k in counts if int(k) > 0})
-    if not counts:
-        raise ConfigurationError("counts must hold at least one positive number.")
+    counts = ablation_counts(counts, len(pairs))
 
     def run(chosen: list[tuple[int, int]]) -> float:
         with ablate(model, chosen, mode=mode, means=means):
@@ -611,6 +631,24 @@ for _name in OFFLINE_METRICS:
     register_ablation_metric(_name, _task_metric, f"the offline evaluate metric {_name!r} of the model's task")
 
 
+def check_metric_name(name: str) -> None:
+    """Refuse, before any data or model is read, a metric name that is neither registered
+    (:func:`ablation_metrics`) nor an ``evaluate`` metric that loads (a local script path, or a Hub id online).
+
+    Raises:
+        ConfigurationError: naming the registered metrics.
+    """
+    if name in _METRICS:
+        return
+    from ..evaluation import load_metric
+
+    try:
+        load_metric(name)
+    except ConfigurationError as err:
+        raise ConfigurationError(f"Unknown ablation metric {name!r}: choose one of {', '.join(_METRICS)}, or give a "
+                                 f"local evaluate metric script ({err})") from err
+
+
 def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None, max_sentences: int | None = None,
                      text_column: str | None = None, label_column: str | None = None, split: str | None = None,
                      batch_size: int = 32, max_length: int | None = None) -> Callable[[nn.Module], float]:
@@ -631,6 +669,7 @@ def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None,
     Returns:
         A callable ``metric(model) -> float`` with ``name`` and ``texts(model)``.
     """
+    check_metric_name(name)
     options = MetricOptions(probe, max_sentences, text_column, label_column, split, batch_size, max_length)
     build = _METRICS[name][0] if name in _METRICS else _task_metric
     return build(name, tokenizer, data, options)
