@@ -980,10 +980,13 @@ def _warning_line(command: str):
     """A ``warnings.showwarning`` printing hf_txray's own warnings as one line (a user of the command line needs
     the notice, not our file path and source line); other libraries' warnings keep their location."""
     package = str(Path(__file__).parent)
+    # hf_txray attributes its warnings to the first frame outside the package (logging.warn_caller): under the
+    # console script that is the script itself ("hf-txray:6 ... sys.exit(main())"), which is ours too
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if not str(filename).startswith(package):
+        if not str(filename).startswith(package) and os.path.abspath(str(filename)) != script:
             return default(message, category, filename, lineno, file, line)
         print(f"hf-txray {command}: {category.__name__}: {message}", file=file or sys.stderr)
 

@@ -680,6 +680,21 @@ def test_ablation_counts_above_the_ranking_are_clipped_with_a_warning():
     assert sorted(set(curve.table["num_ablated"])) == [0, 1, 2]
 
 
+def test_cli_warnings_attributed_to_the_console_script_are_one_line(monkeypatch, tmp_path):
+    """Fix 133 (F7c): the probe's unseen-label warning (attributed to the first frame outside hf_txray, the
+    console script) was printed with the script's path and its `sys.exit(main())` line."""
+    import io
+
+    from hf_txray.cli import _warning_line
+
+    script = tmp_path / "hf-txray"
+    monkeypatch.setattr(sys, "argv", [str(script), "ablate"])
+    out = io.StringIO()
+    _warning_line("ablate")(UserWarning("3 words carry labels the probe never saw"), UserWarning, str(script), 6,
+                            file=out)
+    assert out.getvalue() == "hf-txray ablate: UserWarning: 3 words carry labels the probe never saw\n"
+
+
 def test_crosscheck_planted_neuron_tops_both_rankings(planted):
     nouns, _ = _word_lists()
 
