@@ -1294,3 +1294,21 @@ def test_columns_of_words_without_the_named_label_column_name_the_columns():
                                                  r"\(its columns: 'tokens', 'tags'\).*\(e\.g\. 'tags'\)"):
         load_labeled(rows, "pos")
     assert load_labeled(rows, "tags").words(0) == ["I", "run"]
+
+
+def test_a_data_file_of_words_and_a_label_column_is_read_as_one(tmp_path):
+    """Helper 131: `hf-txray probe DATA.jsonl --property islong` (a user label column, as its help says) looked for a
+    text column in the file and failed; the same rows as a Dataset worked. A file's columns are read as a Dataset's."""
+    from hf_txray.probing.data import load_labeled
+
+    rows = [{"tokens": ["I", "run", "quickly"], "islong": ["S", "S", "L"]}, {"tokens": ["Dogs", "bark"],
+                                                                             "islong": ["S", "S"]}]
+    path = tmp_path / "words.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from_file = load_labeled(path, "islong")
+    expected = from_columns({k: [r[k] for r in rows] for k in rows[0]}, "tokens", "islong")
+    assert from_file.texts == expected.texts == ["I run quickly", "Dogs bark"]
+    assert from_file.label_names == expected.label_names
+    assert [list(a) for a in from_file.labels] == [list(a) for a in expected.labels]
+    with pytest.raises(ConfigurationError, match=r"no label column named 'pos'.*\(e\.g\. 'islong'\)"):
+        load_labeled(path, "pos")

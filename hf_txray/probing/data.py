@@ -441,10 +441,18 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         >>> load_labeled(["A text.", "Another one."], "ner")
         ```
     """
+    import datasets
+
     if isinstance(data, LabeledCorpus):
         return data.select(max_sentences) if max_sentences else data
     if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):
         return read_conllu(data, property, max_sentences=max_sentences)
+    if isinstance(data, (str, Path)):  # a data file, folder or Hub id: its columns may hold words and labels
+        from ..loading import load_named_dataset, pick_split
+
+        data = load_named_dataset(str(data), None)
+        if isinstance(data, datasets.DatasetDict):
+            data = pick_split(data, None)
     columns = _columns_of(data)
     if columns is not None and words_column in columns:
         if property not in columns and text_column is None and "text" not in columns:  # else: spaCy on its text
@@ -457,8 +465,6 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         if property in columns:
             corpus = from_columns(data, words_column, property)
             return corpus.select(max_sentences) if max_sentences else corpus
-    import datasets
-
     if not isinstance(data, (str, Path, Mapping, pd.DataFrame, datasets.Dataset, datasets.DatasetDict)) and \
             hasattr(data, "__iter__"):
         texts = list(data)  # a list, tuple or column of texts (from_spacy checks they are strings)
