@@ -162,6 +162,39 @@ def _class_id(value: Any, names: Mapping[str, int]) -> int | None:
     return None
 
 
+def _as_integer(value: Any) -> int | None:
+    """`value` as an integer when it is one (an int, a whole float, an integer written as text), else None."""
+    return _class_id(value, {})
+
+
+def _integer_reading(values: Sequence[Any], column: str, names: Mapping[str, int], num_labels: Any) -> str | None:
+    """How integer labels read when the class names are integers other than their ids (star ratings: class 0 named
+    "1"): an integer label is then two classes, its id and the class of that name (a CSV read by ``datasets`` gives
+    ints, the same rows as JSON strings), and either way every label could move by a class without an error. All
+    labels integers: ``"ids"`` or ``"names"``, the one reading that fits every label; None when the names are not
+    such integers or some label is not an integer (each is read as :func:`_class_id` reads it).
+
+    Raises:
+        DatasetError: both readings fit every label and they differ.
+    """
+    renamed = {name: index for name, index in names.items() if _as_integer(name) not in (None, index)}
+    integers = [_as_integer(v) for v in values]
+    if not renamed or not isinstance(num_labels, int) or any(i is None for i in integers):
+        return None
+    as_ids = all(0 <= i < num_labels for i in integers)
+    as_names = all(str(i) in names for i in integers)
+    differ = [r for r, i in enumerate(integers) if names.get(str(i)) != i]
+    if as_ids and as_names and differ:
+        row = differ[0]
+        raise DatasetError(
+            f"The labels of {column!r} are integers, and the model's class names are integers other than their ids "
+            f"({dict(sorted(renamed.items(), key=lambda item: item[1]))}): row {row}'s {values[row]!r} is class id "
+            f"{integers[row]} and also the class named {str(integers[row])!r} (id {names[str(integers[row])]}), and "
+            "both readings fit every label. Give the classes names that are not integers (config.id2label and "
+            "label2id, e.g. 'stars=1'), and write the labels as those names or as ids.")
+    return "names" if as_names and not as_ids else "ids" if as_ids else None
+
+
 def class_ids(values: Sequence[Any], column: str, model: Any = None) -> list[int]:
     """The class id of each label of a classification dataset.
 
@@ -175,10 +208,12 @@ def class_ids(values: Sequence[Any], column: str, model: Any = None) -> list[int
     """
     config = getattr(model, "config", None)
     names = _class_names(config)
+    reading = _integer_reading(values, column, names, getattr(config, "num_labels", None))
     known = f"its class names are {sorted(names, key=names.get)}" if names else "it has no class names"
     ids = []
     for row, value in enumerate(values):
-        index = _class_id(value, names)
+        index = (names[str(_as_integer(value))] if reading == "names" else _as_integer(value) if reading == "ids"
+                 else _class_id(value, names))
         if index is None and (value is None or str(value).strip() in ("", "nan", "None", "<NA>")):
             raise DatasetError(
                 f"Row {row} of the label column {column!r} has no label ({value!r}, an empty cell): every row of a "

@@ -463,6 +463,19 @@ def test_labels_are_class_ids_or_the_models_class_names_and_others_are_refused_b
     metric = TaskMetric(bert_tokenizer(), {"text": texts[:5], "label": [*bad, "politics"]}, "accuracy")
     with pytest.raises(DatasetError, match="holds 'politics'"):
         metric.check_model(model)  # what hf-txray ablate --metric accuracy calls before any pass
+    # helper 134: class names that are integers other than their ids (star ratings: class 0 named "1"): "1" read as a
+    # name and 1 read as an id were two classes, so a CSV (ints) and the same rows as JSON (strings) disagreed
+    stars = ["1", "2", "3"]
+    model.config.id2label, model.config.label2id = dict(enumerate(stars)), {n: i for i, n in enumerate(stars)}
+    for labels in ([1, 2, 2, 1, 1], ["1", "2", "2", "1", "1"]):
+        with pytest.raises(DatasetError, match=r"row 0's '?1'? is class id 1 and also the class named '1' \(id 0\), "
+                                               r"and both readings fit every label"):
+            evaluate_pruning(model, [], {"text": texts[:5], "label": labels}, tokenizer=bert_tokenizer())
+    by_name, by_id = [1, 2, 3, 3, 1], [0, 1, 2, 2, 0]  # 3 is no id: names; 0 is no name: ids
+    assert evaluation.class_ids(by_name, "label", model) == evaluation.class_ids([str(v) for v in by_name], "label",
+                                                                                  model) == [0, 1, 2, 2, 0]
+    assert evaluation.class_ids(by_id, "label", model) == evaluation.class_ids([str(v) for v in by_id], "label",
+                                                                                model) == by_id
 
 
 def test_evaluate_pruning_truncates_at_the_model_limit_by_default():
@@ -551,7 +564,7 @@ def test_evaluation_check_reads_full_width_states_and_names_a_failing_dtype():
                              metric="accuracy")
     assert table.loc[0, "accuracy"] == 1.0
     fnet = FNetForSequenceClassification(FNetConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32,
-                                                    num_hidden_layers=1, intermediate_size=48)).eval()
+                                                    num_hidden_layers=1, intermediate_size=48, num_labels=3)).eval()
     with pytest.raises(ModelError, match=r"failed on a one-text probe run before it is evaluated.*in bfloat16\).*"
                                          r"try float32"):
         evaluate_pruning(fnet.to(torch.bfloat16), [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(),
