@@ -269,17 +269,22 @@ def _join(*parts: str) -> str:
 def _refuse_unread_experts(model: nn.Module, block: nn.Module, block_name: str) -> None:
     """A block whose experts are not in the fused layout hf_txray reads (3-D `gate_up_proj`/`down_proj` and
     `num_experts`): LongCat-Flash's (3-D weights, identity experts, no `num_experts`), DBRX's (experts packed in 2-D
-    `w1`/`v1`/`w2`). Say so, rather than that no experts were found."""
-    unread = [n for n, m in block.named_modules() if not is_fused_experts(m) and (
+    `w1`/`v1`/`w2`), Doge's (one-unit experts in embedding tables beside a dense MLP, whose units alone would be
+    profiled: a routed unit won 84% of the positions). Say so, rather than that no experts were found, or than
+    profile the dense part alone."""
+    unread = [n for n, m in block.named_modules() if not in_token_mixer(block, n) and not any(
+        is_fused_experts(inner) for inner in m.modules()) and (
         type(m).__name__.endswith("Experts")
-        or (isinstance(getattr(m, "down_proj", None), nn.Parameter) and m.down_proj.dim() == 3))]
+        or (isinstance(getattr(m, "down_proj", None), nn.Parameter) and m.down_proj.dim() == 3)
+        or (isinstance(getattr(m, "num_experts", None), int) and m.num_experts > 0))]
     if unread:
         raise ModelError(
             f"Block {block_name!r} of {type(model).__name__} holds experts {_join(block_name, unread[0])!r} "
             f"({type(block.get_submodule(unread[0])).__name__}) that hf_txray cannot number: they are not in the "
             "fused layout it reads (3-D gate_up_proj/up_proj and down_proj, num_experts), e.g. LongCat-Flash's, "
-            "whose zero-computation experts have no units, or DBRX's, packed in 2-D w1/v1/w2. Profile this model with "
-            "site='residual', or name dense MLP down projections of the block with `module_pattern`.")
+            "whose zero-computation experts have no units, DBRX's, packed in 2-D w1/v1/w2, or Doge's, one-unit "
+            "experts in embedding tables. Profile this model with site='residual', or name dense MLP down "
+            "projections of the block with `module_pattern`.")
 
 
 def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[str, int], described: str) -> tuple[str, nn.Module, ExpertsLayout] | None:
@@ -427,10 +432,10 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
             continue
         if (dims[1] == hidden) if hidden else dims[0] > dims[1]:
             candidates.append((name, module, dims[0]))
+    _refuse_unread_experts(model, block, block_name)  # beside a dense MLP too: their units would be left out
     if len(candidates) == 1:
         name, module, width = candidates[0]
         return Site(layer, _join(block_name, name), module, width, "input")
-    _refuse_unread_experts(model, block, block_name)
     guess = _down_projection(block)
     found = (f"the widest narrowing linear layer is {_join(block_name, guess[0])!r} ({guess[2]} inputs)"
              if guess else "it has no narrowing linear layer")

@@ -1278,6 +1278,17 @@ def test_experts_without_the_fused_interface_are_named_in_the_refusal():
                                       attn_config={"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0})).eval()
     with pytest.raises(ModelError, match=r"holds experts 'blocks\.0\.ffn\.experts' \(DbrxExperts\)"):
         find_sites(dbrx, "mlp")
+    # Doge's one-unit experts in embedding tables beside a dense MLP (helper 136: the dense MLP alone was profiled,
+    # though a routed unit won 84% of the positions)
+    doge = tf.DogeModel(tf.DogeConfig(vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, is_moe=True,
+                                      num_experts=16, num_experts_per_tok=4, pad_token_id=0)).eval()
+    with pytest.raises(ModelError, match=r"holds experts 'layers\.0\.mlp' \(DogeCDMoE\)"):
+        find_sites(doge, "mlp")
+    dense = tf.DogeModel(tf.DogeConfig(vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                       pad_token_id=0)).eval()
+    assert [s.name for s in find_sites(dense, "mlp")] == ["layers.0.mlp.down_proj", "layers.1.mlp.down_proj"]
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
