@@ -56,6 +56,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     if padded:  # what the run reaches: the profiled body (a head outside it never runs)
         _refuse_batched_dynamic_quantization(getattr(forward, "body", None) or model, remedy)
         _refuse_batched_sparse_indexer(model, max_width, remedy)
+        _refuse_batched_expert_capacity(model, remedy)
     batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
     if batch is None:
         return
@@ -146,6 +147,22 @@ def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
     if not found:
         return None
     return torch.cat([t[0, :real].detach().double().cpu().reshape(real, -1) for t in found], 1), found[0].dtype
+
+
+def _refuse_batched_expert_capacity(model: Any, remedy: str) -> None:
+    """NLLB-MoE's router lets each expert take at most a share (`moe_eval_capacity_token_fraction`) of all the tokens
+    of a batch, flattened, padding included, earlier rows first: below 1, which tokens an expert drops moves with the
+    texts batched together (5 of 132 credits of a tiny model moved at site='residual'), which the one-text padding
+    probe does not see. At 1 no token is dropped."""
+    config = getattr(model, "config", None)
+    fraction = getattr(config, "moe_eval_capacity_token_fraction", None) if config is not None else None
+    if isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and fraction < 1:
+        raise ModelError(
+            f"{type(model).__name__}'s experts take at most moe_eval_capacity_token_fraction={fraction} of a batch's "
+            "tokens (all rows together, padding included), so which tokens they drop, and every later activation, "
+            f"moves with the texts batched with a text. Run each text alone and unpadded ({remedy}), or set "
+            "model.config.moe_eval_capacity_token_fraction = 1.0 on the router (nothing dropped) if that is the model "
+            "you mean to profile.")
 
 
 def _refuse_batched_sparse_indexer(model: Any, max_width: int, remedy: str) -> None:

@@ -1409,3 +1409,24 @@ def test_experts_inside_a_token_mixer_are_pointed_at():
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
                                module_pattern=r"layers\.\d+\.mixer\.experts$", max_examples_per_neuron=0)
     assert profile.meta.layers == [1, 3] and profile.meta.config["num_shared_experts"] == 2
+
+
+def test_an_expert_capacity_over_the_whole_batch_is_refused_in_batched_runs():
+    """Helper 136: NLLB-MoE's experts take at most moe_eval_capacity_token_fraction of a batch's tokens, all rows
+    together: below 1, what they drop moved with the batch (5 of 132 credits at site='residual', no error)."""
+    def nllb(fraction):
+        torch.manual_seed(0)
+        return tf.NllbMoeModel(tf.NllbMoeConfig(
+            vocab_size=_bert_vocab(), d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2,
+            decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4, num_experts=4,
+            encoder_sparse_step=1, decoder_sparse_step=1, max_position_embeddings=256, pad_token_id=0,
+            decoder_start_token_id=2, moe_eval_capacity_token_fraction=fraction)).eval()
+
+    common = dict(tokenizer=bert_tokenizer(), features=("token",), show_progress=False, site="residual",
+                  max_examples_per_neuron=0)
+    with pytest.raises(ModelError, match=r"moe_eval_capacity_token_fraction=0\.3.*batch_size=1"):
+        hf_txray.analyze(nllb(0.3), TEXTS, batch_size=3, **common)
+    assert hf_txray.analyze(nllb(0.3), TEXTS, batch_size=1, pad_to_multiple_of=1, **common).meta.num_positions > 0
+    whole = [hf_txray.analyze(nllb(1.0), TEXTS, batch_size=b, pad_to_multiple_of=p, **common) for b, p in
+             ((3, 16), (1, 1))]
+    np.testing.assert_array_equal(whole[0].neuron_count, whole[1].neuron_count)
