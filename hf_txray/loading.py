@@ -395,7 +395,8 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if num_samples is not None:
         if num_samples < 1:
             raise DatasetError(f"num_samples must be >= 1, got {num_samples}.")
-        dataset = dataset.select(range(min(num_samples, len(dataset))))
+        if num_samples < len(dataset):  # a select of every row would change the dataset's fingerprint for nothing
+            dataset = dataset.select(range(num_samples))
     if len(dataset) == 0:
         raise DatasetError("The dataset is empty: there is no text to profile.")
     dataset = dataset.select_columns([column])

@@ -444,6 +444,11 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
     if fa and fa == fb:
         return True
+    # the hash of the texts read, in order (a Trainer's probe and analyze of the same texts may differ in fingerprint
+    # only: another select of the same rows)
+    ha, hb = (((p.meta.provenance or {}).get("dataset") or {}).get("texts_hash") for p in (a, b))
+    if ha and ha == hb and a.meta.num_examples == b.meta.num_examples:
+        return True
     if ("+" in (fa or "")) != ("+" in (fb or "")) and a.meta.num_examples == b.meta.num_examples:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but one was merged from "

@@ -6,6 +6,7 @@ split-half noise floors against brute force, `min_count` in every ranking, the s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -598,6 +599,18 @@ def test_same_corpus_compares_the_same_halves():
     assert report.meta.same_corpus
     assert s["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
     assert s["matched_share_lost"] == s["matched_share_gained"] == 0.0
+    # helper 135: a Trainer's probe (num_samples=512 of fewer texts) and analyze of the same texts had other dataset
+    # fingerprints (a select of every row), and were compared as other corpora with crossed halves, silently
+    model, tokenizer = tiny("gpt2")
+    common = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=2,
+                  show_progress=False, skip_first_positions=0)
+    capped = hf_txray.analyze(model, list(TEXTS), num_samples=512, **common)
+    assert capped.meta.dataset_fingerprint == profile.meta.dataset_fingerprint
+    first = hf_txray.analyze(model, list(TEXTS)[:4], **common)
+    other = copy.deepcopy(profile)
+    other.meta = dataclasses.replace(profile.meta, dataset_fingerprint="another")
+    assert hf_txray.compare(profile, other).meta.same_corpus  # the same texts by their hash
+    assert not hf_txray.compare(profile, first).meta.same_corpus
     assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0
 
 
