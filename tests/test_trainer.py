@@ -204,6 +204,31 @@ def test_training_stopped_early_gets_a_final_profile_at_train_end(tmp_path):
     assert list(trainer.txray_profiles) == ["step-0", "step-3"]
 
 
+def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weights(tmp_path):
+    """Helper 135: with load_best_model_at_end, the Trainer loads the best checkpoint before on_train_end, and the
+    final snapshot, named after the last step, profiled the best checkpoint's weights (56% of the credits moved)."""
+    from transformers import BertForSequenceClassification, EarlyStoppingCallback
+
+    args = build_args(tmp_path, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
+                      load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=True,
+                      max_steps=10, txray_steps=100)
+    stop = EarlyStoppingCallback(early_stopping_patience=1)  # the loss falls, "worse" here: stops at step 2
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                           processing_class=bert_tokenizer(), callbacks=[stop])
+    trainer.train()
+    assert trainer.state.global_step == 2 and trainer.state.best_model_checkpoint.endswith("checkpoint-1")
+    assert list(trainer.txray_profiles) == ["step-0", "step-2"]
+    callback = trainer.txray_callback
+    last = BertForSequenceClassification.from_pretrained(tmp_path / "checkpoint-2").eval()
+    offline = Profiler(last, bert_tokenizer(), callback.config).run(
+        callback.corpus, text_column=callback.text_column, stage="step-2", show_progress=False)
+    assert_same_profile(offline, trainer.txray_profiles["step-2"], exact=False)
+    best = BertForSequenceClassification.from_pretrained(tmp_path / "checkpoint-1").eval()
+    wrong = Profiler(best, bert_tokenizer(), callback.config).run(
+        callback.corpus, text_column=callback.text_column, stage="step-2", show_progress=False)
+    assert not np.array_equal(wrong.neuron_count, offline.neuron_count)  # the case tells the two apart
+
+
 def test_bf16_mixed_precision_training(tmp_path):
     trainer, recorder = train(tmp_path, bf16=True, max_steps=4, txray_steps=2)
     assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]

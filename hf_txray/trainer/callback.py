@@ -181,16 +181,31 @@ class TXRayCallback(TrainerCallback, ExportableState):
         if self.strategy == "epoch":
             self._snapshot(args, state, control)  # none when on_step_end took it
 
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.enabled and control.should_training_stop:  # early stopping: these are still the last step's weights
+            self._snapshot(args, state, control)
+
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.enabled and control.should_training_stop:  # (an early stop set after this callback's on_evaluate)
+            self._snapshot(args, state, control)
         if self.enabled and args.should_save:
             self._write_plots(args)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        # A new step here only when training stopped outside on_step_end (e.g. early stopping on evaluate).
-        if self.enabled:
+        # A new step here only when training stopped outside on_step_end, on_evaluate and on_save. With
+        # load_best_model_at_end the Trainer has loaded the best checkpoint's weights by now: a snapshot named after
+        # the last step would profile another step's weights (helper 135: 56% of the credits moved, no error).
+        if not self.enabled:
+            return
+        taken = any(row["step"] == int(state.global_step) for row in self.timeline)
+        if not taken and args.load_best_model_at_end and state.best_model_checkpoint:
+            logger.warning("No TX-Ray snapshot of the last step (%d): training ended with the best checkpoint's "
+                           "weights loaded (load_best_model_at_end, %s), which are not that step's.",
+                           state.global_step, state.best_model_checkpoint)
+        else:
             self._snapshot(args, state, control)
-            if args.should_save:
-                self._write_plots(args)
+        if args.should_save:
+            self._write_plots(args)
 
     # ----- one snapshot -----------------------------------------------------------------------------------------
     def _snapshot(self, args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
