@@ -454,7 +454,7 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
 def _experts_in_mixers(model: nn.Module) -> str:
     """A hint for fused experts the automatic search does not look for, inside a block's token mixer (Nemotron-H's
     MoE is its block's `mixer`): the pattern that names them."""
-    names = [n for n, m in model.named_modules() if is_fused_experts(m)]
+    names = [n for n, m in model.named_modules() if is_fused_experts(m) and in_token_mixer(model, n)]
     if not names:
         return ""
     pattern = re.sub(r"\.\d+(?=\.|$)", r"\\.\\d+", names[0]).replace(".", "\\.").replace("\\\\.", "\\.")
