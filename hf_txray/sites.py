@@ -478,6 +478,8 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
     matched = [(n, m) for n, m in model.named_modules() if n and regex.search(n)]
     if not matched:
         raise ModelError(f"module_pattern {pattern!r} matches no module of {type(model).__name__}.")
+    for name, _ in matched:
+        _refuse_inside_experts(model, name, pattern)
     sites = []
     numbers, blocks = _pattern_layers(root, matched, pattern)
     for layer, (name, module) in zip(numbers, matched):
@@ -498,6 +500,22 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
             dims = linear_dims(module)
             sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model), "output"))
     return sorted(sites, key=lambda s: s.layer)
+
+
+def _refuse_inside_experts(model: nn.Module, name: str, pattern: str) -> None:
+    """A module inside an experts container (an `experts` list or dict, or an `...Experts` module: NLLB-MoE's
+    `experts.expert_1.fc2`) sees only the tokens routed to its expert, in the router's order: its rows are not the
+    batch's positions even when their count happens to be (NLLB's expert ran every token once, by expert then token:
+    41% of the mass on other tokens' cells)."""
+    parts = name.split(".")
+    for end in range(1, len(parts)):
+        container = ".".join(parts[:end])
+        if parts[end - 1] == "experts" or type(model.get_submodule(container)).__name__.endswith("Experts"):
+            raise ModelError(
+                f"module_pattern {pattern!r} matched {name!r}, inside the experts {container!r}: a module of one "
+                "expert sees only the tokens routed to it, in the router's order, so its rows cannot be credited to "
+                "positions. Name the fused experts module itself (hf_txray numbers every expert's units), or use "
+                "site='residual'.")
 
 
 def _pattern_experts_layout(model: nn.Module, block: nn.Module | None, experts: nn.Module) -> ExpertsLayout:

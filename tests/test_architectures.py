@@ -1430,3 +1430,8 @@ def test_an_expert_capacity_over_the_whole_batch_is_refused_in_batched_runs():
     whole = [hf_txray.analyze(nllb(1.0), TEXTS, batch_size=b, pad_to_multiple_of=p, **common) for b, p in
              ((3, 16), (1, 1))]
     np.testing.assert_array_equal(whole[0].neuron_count, whole[1].neuron_count)
+    # helper 136: a pattern naming one expert's layer was profiled; its rows are the tokens routed to it, in the
+    # router's order (41% of the mass on other tokens' cells), though their count matched the batch's positions
+    with pytest.raises(ModelError, match=r"matched 'encoder\.layers\.0\.ffn\.experts\.expert_1\.fc2', inside the "
+                                         r"experts 'encoder\.layers\.0\.ffn\.experts'"):
+        find_sites(nllb(1.0), "mlp", r"encoder\.layers\.\d+\.ffn\.experts\.expert_1\.fc2")
