@@ -431,11 +431,15 @@ def _check_same_stack(a: Profile, b: Profile) -> None:
 def _check_same_experts(a: Profile, b: Profile) -> None:
     """Neuron n is unit n mod width of expert n // width: two numberings of the same count are different neurons."""
     experts_a, experts_b = expert_numbering(a.meta.config), expert_numbering(b.meta.config)
-    if experts_a and experts_b and experts_a != experts_b:
+    if experts_a != experts_b:  # a dense layer ({}) is a numbering of its own
+        def said(experts: dict) -> str:
+            return str(experts) if experts else "dense layers"
+
         raise IncompatibleProfilesError(
-            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: their mixture-of-experts layers number neurons "
-            f"differently ({experts_a} vs {experts_b}), so neuron n is not the same unit in both. Compare profiles "
-            "of models with the same experts.")
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: their layers number neurons differently "
+            f"({said(experts_a)} vs {said(experts_b)}), so neuron n is not the same unit in both. Compare profiles "
+            "of models with the same experts (a MoE profile saved by an hf_txray that did not record its experts: "
+            "profile it again).")
 
 
 def _same_corpus(a: Profile, b: Profile) -> bool:

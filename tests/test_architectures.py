@@ -843,6 +843,12 @@ def test_compare_refuses_two_expert_numberings_of_one_neuron_count():
     other.meta.config["num_shared_experts"] = 0
     with pytest.raises(IncompatibleProfilesError, match="number neurons differently"):
         hf_txray.compare(profile, other, test=False)
+    # helper 134: a dense layer of as many neurons is a numbering of its own, either way round
+    for key in ("num_experts", "num_shared_experts", "expert_width"):
+        other.meta.config.pop(key)
+    for pair in ((profile, other), (other, profile)):
+        with pytest.raises(IncompatibleProfilesError, match="dense layers"):
+            hf_txray.compare(*pair, test=False)
 
 
 def test_stack_defaults_to_the_encoder_as_its_help_says():
