@@ -662,6 +662,11 @@ def test_ablation_curve_takes_layers_as_analyze_does():
      r"counts must be positive numbers of neurons, got \[0, 2\]: the baseline \(none ablated\) is always measured"),
     (lambda m: hf_txray.probing.metric_from_name("bogus", None, "no_such_data.csv"), ConfigurationError,
      "Unknown ablation metric 'bogus': choose one of probe, lm-loss, accuracy"),
+    # helper 134: seeds=1 failed with a bare TypeError after every ranked pass had run
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), seeds=1), ConfigurationError,
+     r"seeds must be a sequence of ints .* got 1\. For one random curve pass \[seed\]"),
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), seeds=[0.5]),
+     ConfigurationError, "seeds must be a sequence of ints"),
 ])
 def test_ablation_bad_input(call, error, match):
     model, _ = tiny("bert")

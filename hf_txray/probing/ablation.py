@@ -28,7 +28,7 @@ from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
-from ..options import parse_layers, resolve_layer
+from ..options import is_int, parse_layers, resolve_layer
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan
 from ..version import __version__
@@ -486,6 +486,11 @@ def ablation_curve(
     if not callable(metric):
         raise ConfigurationError("metric must be a callable(model) -> float.")
     ablation_counts(counts, None)  # before the ranking and the model are read
+    seeds = seeds.tolist() if isinstance(seeds, np.ndarray) else seeds
+    if not isinstance(seeds, (list, tuple, range)) or not all(is_int(s) for s in seeds):
+        raise ConfigurationError(f"seeds must be a sequence of ints (one random curve each), e.g. [0, 1, 2]; got "
+                                 f"{seeds!r}. For one random curve pass [seed].")
+    seeds = [int(s) for s in seeds]
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
     meta = getattr(ranking, "meta", None)  # a ProbingResult
