@@ -101,7 +101,8 @@ class Profiler:
         self._warned_truncation = self._warned_short = False
         probe_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
-                                probe_width, padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1))
+                                probe_width, padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1),
+                                max_tokens=self.max_length)
         if auto_skip:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.

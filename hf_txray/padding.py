@@ -32,7 +32,7 @@ ROUNDING_ULPS = 8
 @torch.no_grad()
 def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], encoder: Any, device: torch.device,
                             max_width: int, remedy: str = "batch_size=1 and pad_to_multiple_of=1",
-                            padded: bool = True) -> None:
+                            padded: bool = True, max_tokens: int | None = None) -> None:
     """Refuse a model whose activations at real tokens change with the token ids of masked padding.
 
     The same one-text probe runs the model once before any work, so that a model that fails on the simplest input, or
@@ -48,6 +48,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
         max_width (`int`): the widest row the run may feed the model.
         remedy (`str`, *optional*): the caller's options that run each text alone and unpadded, for the message.
         padded (`bool`, *optional*, defaults to `True`): whether the run pads its texts (else only the probe runs).
+        max_tokens (`int`, *optional*): the most real tokens of a row (`max_length`), when less than `max_width`.
 
     Raises:
         ModelError: naming the first site whose activations moved, and the way to profile such a model (each text
@@ -55,7 +56,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     """
     if padded:  # what the run reaches: the profiled body (a head outside it never runs)
         _refuse_batched_dynamic_quantization(getattr(forward, "body", None) or model, remedy)
-        _refuse_batched_sparse_indexer(model, max_width, remedy)
+        _refuse_batched_sparse_indexer(model, max_tokens or max_width, remedy)
         _refuse_batched_expert_capacity(model, remedy)
     batch = next((b for b in encoder([CHECK_TEXT], [0]) if b.inputs), None)
     if batch is None:
@@ -165,20 +166,43 @@ def _refuse_batched_expert_capacity(model: Any, remedy: str) -> None:
             "you mean to profile.")
 
 
-def _refuse_batched_sparse_indexer(model: Any, max_width: int, remedy: str) -> None:
+# Sparse-attention indexers that choose among compressed entries rather than tokens, and the layer types that use
+# an indexer: DeepSeek-V4 picks index_topk of its compressed_sparse_attention layers' entries, one per `rate` tokens.
+INDEXER_LAYER_TYPES = {"deepseek_v4": ("compressed_sparse_attention",), "glm5_next": ("indexed_attention",),
+                       "glm5_next_text": ("indexed_attention",)}
+
+
+def sparse_indexer_limit(config: Any) -> int | None:
+    """The longest row (tokens) whose keys a DeepSeek-Sparse-Attention indexer (a config with `index_topk`) selects
+    all of, so that a row's activations cannot depend on the rows batched with it; None without such an indexer
+    (or with no layer that uses it)."""
+    top = getattr(config, "index_topk", None)
+    if not isinstance(top, int) or isinstance(top, bool):
+        return None
+    kinds = INDEXER_LAYER_TYPES.get(getattr(config, "model_type", ""))
+    layer_types = getattr(config, "layer_types", None)
+    if kinds and isinstance(layer_types, (list, tuple)) and not any(t in kinds for t in layer_types):
+        return None  # no layer runs the indexer
+    if getattr(config, "model_type", "") == "deepseek_v4":
+        rates = getattr(config, "compress_rates", None) or getattr(config, "default_compress_rates", None) or {}
+        return top * int(rates.get("compressed_sparse_attention", 1))
+    return top
+
+
+def _refuse_batched_sparse_indexer(model: Any, max_tokens: int, remedy: str) -> None:
     """DeepSeek Sparse Attention's indexer (GLM-5-Next, DeepSeek-V3.2: configs with `index_topk`) lets each query
     attend to the `index_topk` best-scored keys; in rows longer than that, which keys a padded row's tokens chose
     moved with the longer rows batched with it (a tiny GLM-5-Next: 0.12 on a layer's input, 4% of a mass cell),
-    which the one-text padding probe does not see. Rows no longer than `index_topk` select every key."""
+    which the one-text padding probe does not see. Rows no longer than the limit select every key."""
     config = getattr(model, "config", None)
     config = getattr(config, "get_text_config", lambda: config)() if config is not None else None
-    top = getattr(config, "index_topk", None)
-    if isinstance(top, int) and max_width > top:
+    limit = sparse_indexer_limit(config) if config is not None else None
+    if limit is not None and max_tokens > limit:
         raise ModelError(
-            f"{type(model).__name__} selects each token's keys with a sparse-attention indexer (index_topk={top}): "
-            f"in rows longer than {top} tokens, that selection moves with the other texts batched with a text, so "
-            f"its activations would too. Keep rows within it (max_length <= {top}), or run each text alone and "
-            f"unpadded ({remedy}).")
+            f"{type(model).__name__} selects each token's keys with a sparse-attention indexer (index_topk="
+            f"{config.index_topk}): in rows longer than {limit} tokens, that selection moves with the other texts "
+            f"batched with a text, so its activations would too. Keep rows within it (max_length <= {limit}), or "
+            f"run each text alone and unpadded ({remedy}).")
 
 
 def _refuse_batched_dynamic_quantization(model: Any, remedy: str) -> None:

@@ -1347,6 +1347,12 @@ def test_a_hybrid_stack_numbers_pattern_matches_by_their_block():
         find_sites(model, "residual")
 
 
+def _with_layer_types(config, layer_types):
+    other = copy.deepcopy(config)
+    other.layer_types = layer_types
+    return other
+
+
 def test_a_sparse_attention_indexer_is_refused_in_batched_rows_longer_than_its_top_k():
     """Helper 132: GLM-5-Next's DSA indexer picks each query's keys among pools of tokens; in rows longer than
     index_topk a padded row's selection moved with the longer rows of its batch (a mass cell off by 4%, no error),
@@ -1366,6 +1372,17 @@ def test_a_sparse_attention_indexer_is_refused_in_batched_rows_longer_than_its_t
     assert alone.meta.num_positions > 0
     short = [hf_txray.analyze(model, TEXTS, batch_size=b, max_length=16, **common) for b in (1, 3)]
     np.testing.assert_array_equal(short[0].neuron_count, short[1].neuron_count)
+    # helper 134: the limit is on a row's tokens (max_length), not on its padded width
+    wide = hf_txray.analyze(model, TEXTS, batch_size=3, max_length=16, pad_to_multiple_of=32, **common)
+    np.testing.assert_array_equal(wide.neuron_count, short[0].neuron_count)
+    # DeepSeek-V4 selects among entries of 4 tokens each, and only in its compressed_sparse_attention layers
+    from hf_txray.padding import sparse_indexer_limit
+
+    assert sparse_indexer_limit(tf.DeepseekV4Config(index_topk=8)) == 32
+    assert sparse_indexer_limit(tf.DeepseekV4Config(index_topk=8, num_hidden_layers=2, layer_types=[
+        "sliding_attention", "heavily_compressed_attention"])) is None
+    assert sparse_indexer_limit(_with_layer_types(config, ["linear_attention"] * 2)) is None
+    assert sparse_indexer_limit(tf.DeepseekV32Config(index_topk=8)) == 8
     # what is refused: the model itself, a 27-token text alone and padded beside a 33-token one
     kept = []
     model.layers[1].mlp.register_forward_pre_hook(lambda module, args: kept.append(args[0].detach().clone()))
