@@ -40,8 +40,8 @@ from .distributed import input_device, refuse_offloaded
 from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
-from .sites import (find_blocks, find_sites, is_encoder_decoder, linear_dims, linear_weight, named_linears,
-                    refuse_dynamic_quantization, resolve_stack, unwrap_peft)
+from .sites import (dynamically_quantized, find_blocks, find_sites, is_encoder_decoder, linear_dims, linear_weight,
+                    named_linears, refuse_dynamic_quantization, resolve_stack, unwrap_peft)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -370,7 +370,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     if not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
-    refuse_dynamic_quantization(model, type(model).__name__)  # a quantized head's weights are packed
+    _refuse_quantized_head(model)
     read = readout(model, stack)
     _, blocks = _blocks(model, stack)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
@@ -502,8 +502,20 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
         raise ConfigurationError(f"output_effects=True reads MLP neurons' down-projection columns; site={site!r} "
                                  "has no such column. Use site='mlp' or output_effects=False.")
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
-    refuse_dynamic_quantization(model, type(model).__name__)  # a quantized head's weights are packed
+    _refuse_quantized_head(model)
     readout(model, stack)
+
+
+def _refuse_quantized_head(model: nn.Module) -> None:
+    """Output effects read the LM head's (and the down projections') weights, which quantize_dynamic packs: say so
+    (the profile itself never runs the head)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, nn.Module) and dynamically_quantized(head) is not None:
+        raise ModelError(
+            f"The LM head of {type(model).__name__} is dynamically quantized (torch.ao.quantization.quantize_dynamic): "
+            "output effects read its weights, which the conversion packed. Profile with output_effects=False (the "
+            "profile never runs the head), or pass the model before quantize_dynamic.")
+    refuse_dynamic_quantization(model, type(model).__name__)
 
 
 def _refuse_offloaded(model: nn.Module) -> None:
