@@ -427,8 +427,13 @@ def test_bad_configuration_fails_before_training(tmp_path):
     stream = datasets.Dataset.from_dict({"text": TEXTS}).to_iterable_dataset()
     with pytest.raises(DatasetError, match=r"Got IterableDataset \(a stream\).*Dataset.from_list\(list\(stream.take"):
         TXRayTrainer(args=build_args(tmp_path), txray_dataset=stream, **common)
-    with pytest.raises(ConfigurationError, match="Layer 5 is out of range"):
+    # helper 135: the checks that need the model named analyze's options, not the txray_* fields set
+    with pytest.raises(ConfigurationError, match="^txray_layers: Layer 5 is out of range"):
         TXRayTrainer(args=build_args(tmp_path, txray_layers="0,5"), txray_dataset=TEXTS, **common)
+    with pytest.raises(ConfigurationError, match=r"txray_top_k=100 exceeds"):
+        TXRayTrainer(args=build_args(tmp_path, txray_top_k=100), txray_dataset=TEXTS, **common)
+    with pytest.raises(DatasetError, match=r"or lower txray_skip_first_positions"):
+        TXRayTrainer(args=build_args(tmp_path, txray_skip_first_positions=2), txray_dataset=["Yes", "No"], **common)
     # a probe without a position to credit: refused at construction (helper 127: at the first snapshot, after
     # training steps), blank or left empty by skip_first_positions
     for probe, skip in ((["", "  "], 0), (["Yes", "No", " "], 2)):

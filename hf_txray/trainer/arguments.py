@@ -19,6 +19,20 @@ from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_opti
                        parse_layers, parse_optional_int, prefixed_values)
 
 TXRAY_DIR = "txray"
+
+
+def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
+    """`message` (an error about analyze's options) with each option written as the trainer's field: ``top_k=100``
+    -> ``txray_top_k=100``, ``lower skip_first_positions`` -> ``lower txray_skip_first_positions``; a layer out of
+    range is said to be in ``txray_layers``. Single words (``site``, ``layers``) only where a value follows (``=``):
+    elsewhere they are ordinary words."""
+    import re
+
+    several = [name for name in TRAINER_OPTIONS if "_" in name]
+    message = re.sub(rf"(?<![\w.'\"])({'|'.join(several)})\b", rf"{prefix}\1", message)
+    single = [name for name in TRAINER_OPTIONS if "_" not in name]
+    message = re.sub(rf"(?<![\w.'\"])({'|'.join(single)})(?==)", rf"{prefix}\1", message)
+    return re.sub(r"^(Layer -?\d+ (is out of range|has no site))", rf"{prefix}layers: \1", message)
 STRATEGIES = ("no", "steps", "epoch")
 REFERENCES = ("first", "previous")
 TEXT_FEATURES = tuple(text_features(BUILTIN_FEATURES))  # kept for imports: hf_txray.features.is_tag_feature decides

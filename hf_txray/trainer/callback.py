@@ -26,13 +26,13 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
-from ..errors import ConfigurationError, ProfileFormatError
+from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
-from .arguments import REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options
+from .arguments import PREFIX, REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options, prefixed_option_names
 from .plots import write_plots
 
 logger = get_logger(__name__)
@@ -106,6 +106,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._plot_seconds = 0.0
         self._plots_stale = False
         self._profiler: Profiler | None = None
+        self.option_prefix = ""  # "txray_" when built from TXRayArguments: how errors name the options
         self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
 
     @classmethod
@@ -114,7 +115,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
         options = dict(args.txray_options(), strategy=args.txray_strategy, steps=args.txray_steps,
                        max_samples=args.txray_max_samples, profile_on_train_begin=args.txray_on_train_begin)
         options["features"] = tuple(options["features"])
-        return cls(probe_dataset, **{**options, **kwargs})
+        callback = cls(probe_dataset, **{**options, **kwargs})
+        callback.option_prefix = PREFIX  # errors name the txray_* fields the user set
+        return callback
 
     # ----- ExportableState --------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -132,10 +135,16 @@ class TXRayCallback(TrainerCallback, ExportableState):
         if self._profiler is not None and self._profiler.model is model:
             return self._profiler
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
-        self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
-        self._model_source = None  # a new model: described again at its first snapshot
-        self._profiler.refuse_uncreditable(self.corpus[self.text_column], self.text_column,
-                                           self.corpus.column_names)
+        try:
+            self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
+            self._model_source = None  # a new model: described again at its first snapshot
+            self._profiler.refuse_uncreditable(self.corpus[self.text_column], self.text_column,
+                                               self.corpus.column_names)
+        except (ConfigurationError, ModelError, DatasetError) as err:
+            if not self.option_prefix:
+                raise
+            self._profiler = None
+            raise type(err)(prefixed_option_names(str(err), self.option_prefix)) from None
         return self._profiler
 
     @property
