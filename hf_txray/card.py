@@ -348,7 +348,9 @@ PROBING_SECTION = ("<!-- hf_txray:probing:start -->", "<!-- hf_txray:probing:end
 
 
 def _probing_section(probe: Any, ablation: Any) -> str:
-    """The README section of the ``probe_rankings`` and ``ablation`` configs (pyarrow tables, or None)."""
+    """The README section of the ``probe_rankings`` and ``ablation`` configs (pyarrow tables, or None): one marked
+    subsection per config, so that a push of one of them (``curve.push_to_hub``) replaces its own and keeps the
+    other's (:func:`hf_txray.hub_io.carry_remote_card`)."""
     intro = ("Computed with `hf_txray.probing`: elastic-net linear probes ranking neurons for a linguistic property "
              "(with a control task for selectivity), and ablation curves of ranked vs random neurons.")
     lines = [PROBING_SECTION[0], "## Probing and ablation", "", intro, ""]
@@ -357,17 +359,21 @@ def _probing_section(probe: Any, ablation: Any) -> str:
         runs = runs[runs["kind"] == "probe"][["probe", "model_id", "property", "site", "accuracy",
                                              "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
         runs = runs.assign(model_id=runs["model_id"].map(public_name))
-        lines += ["### Probes (`probe_rankings`)", "", markdown_table(runs.rename(
-            columns={"num_neurons": "minimal set"}).round(4)), ""]
+        lines += _probing_subsection("probe_rankings", "### Probes (`probe_rankings`)", markdown_table(runs.rename(
+            columns={"num_neurons": "minimal set"}).round(4)))
     if ablation is not None:
         frame = ablation.to_pandas()
         summary = (frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
                    .reset_index())
-        lines += ["### Ablation (`ablation`)", "", markdown_table(summary.round(4)), ""]
-    lines += ["```python", "from datasets import load_dataset", "",
-              *[f'{name} = load_dataset("<repo_id>", "{name}", split="train")' for name, t in
-                (("probe_rankings", probe), ("ablation", ablation)) if t is not None], "```", PROBING_SECTION[1]]
-    return "\n".join(lines)
+        lines += _probing_subsection("ablation", "### Ablation (`ablation`)", markdown_table(summary.round(4)))
+    return "\n".join(lines + [PROBING_SECTION[1]])
+
+
+def _probing_subsection(config: str, heading: str, table: str) -> list[str]:
+    """One config's marked part of the probing section: its table and how to load it."""
+    return [f"<!-- hf_txray:probing-{config}:start -->", heading, "", table, "", "```python",
+            "from datasets import load_dataset", "", f'{config} = load_dataset("<repo_id>", "{config}", split="train")',
+            "```", f"<!-- hf_txray:probing-{config}:end -->", ""]
 
 
 def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:

@@ -255,9 +255,9 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
         sections = {m.group(1): m.group(0) for m in _MARKED_SECTION.finditer(card.text)}
         text = remote.text
         for name, section in sections.items():
-            found = re.search(f"<!-- hf_txray:{name}:start -->.*?<!-- hf_txray:{name}:end -->", text, re.DOTALL)
-            text = (text[:found.start()] + section + text[found.end():]) if found else \
-                text.rstrip() + "\n\n" + section + "\n"
+            found = _marked(text, name)
+            text = (text[:found.start()] + _merged_section(found.group(0), section) + text[found.end():]) if found \
+                else text.rstrip() + "\n\n" + section + "\n"
         remote.data.configs = with_default(foreign + [{k: v for k, v in c.items() if k != "default"} for c in local],
                                            default)
         remote.text = text
@@ -271,6 +271,25 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
                 if f"<!-- hf_txray:{m.group(1)}:start -->" not in card.text]
     card.text = card.text.rstrip() + "".join(f"\n\n{section}" for section in sections) + "\n"
     card.save(readme)
+
+
+def _marked(text: str, name: str) -> "re.Match | None":
+    return re.search(f"<!-- hf_txray:{re.escape(name)}:start -->.*?<!-- hf_txray:{re.escape(name)}:end -->", text,
+                     re.DOTALL)
+
+
+def _merged_section(old: str, new: str) -> str:
+    """`new` marked section in place of `old`, keeping the marked parts of `old` that `new` lacks (the probing
+    section's subsection of the config a push does not write: a curve pushed after a probe keeps the probe's);
+    an `old` without parts is replaced whole."""
+    name = re.match(r"<!-- hf_txray:([\w-]+):start -->", new).group(1)
+    kept = [m.group(0) for m in re.finditer(rf"<!-- hf_txray:({re.escape(name)}-[\w-]+):start -->.*?"
+                                            r"<!-- hf_txray:\1:end -->", old, re.DOTALL)
+            if f"<!-- hf_txray:{m.group(1)}:start -->" not in new]
+    if not kept:
+        return new
+    end = f"<!-- hf_txray:{name}:end -->"
+    return new[:new.rindex(end)] + "\n".join(kept) + "\n" + end
 
 
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, private: bool = False,

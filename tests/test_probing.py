@@ -976,7 +976,12 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
                                   text, flags=re.DOTALL)
     assert outside(after.text) == outside(before.text) and after.text.count("## Probing and ablation") == 1
     assert after.data.pretty_name == before.data.pretty_name and "### Ablation (`ablation`)" in after.text
-    assert "### Probes" not in after.text  # the section describes what this push wrote
+    # helper 134: the probes' part of the section stays (it was replaced by the curve's alone)
+    assert after.text.count("### Probes (`probe_rankings`)") == 1 and 'load_dataset("<repo_id>", "probe_rankings"' \
+        in after.text
+    curve.push_to_hub(other)  # again: one of each part
+    again = hub.server.repo_files(other)["README.md"].decode()
+    assert again.count("### Ablation (`ablation`)") == again.count("### Probes (`probe_rankings`)") == 1
     assert {"neuron_cards", "probe_rankings", "ablation"} <= {c["config_name"] for c in yaml.safe_load(
         hub.server.repo_files(other)["README.md"].decode().split("---")[1])["configs"]}
     assert len(datasets.load_dataset(other, split="train", download_mode="force_redownload")) > 0
