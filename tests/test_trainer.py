@@ -227,6 +227,22 @@ def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weigh
     wrong = Profiler(best, bert_tokenizer(), callback.config).run(
         callback.corpus, text_column=callback.text_column, stage="step-2", show_progress=False)
     assert not np.array_equal(wrong.neuron_count, offline.neuron_count)  # the case tells the two apart
+    # helper 137: an evaluate() after train() (should_training_stop still set) took a snapshot of the loaded best
+    # weights; a stop seen only at train end with the best model loaded gets none named after the last step
+    trainer.evaluate()
+    assert list(trainer.txray_profiles) == ["step-0", "step-2"]
+    args = build_args(tmp_path / "late", eval_strategy="steps", eval_steps=1, save_strategy="best",
+                      load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=True,
+                      max_steps=10, txray_steps=100)
+    late = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                        processing_class=bert_tokenizer())
+    late.remove_callback(late.txray_callback)
+    late.add_callback(late.txray_callback)  # after the stop's callback: it runs before ours
+    late.add_callback(EarlyStoppingCallback(early_stopping_patience=1))
+    late.train()  # no save at step 2 (not the best), the stop set after our on_evaluate: no snapshot of step 2
+    assert late.state.global_step == 2 and list(late.txray_profiles) == ["step-0"]
+    late.evaluate()
+    assert list(late.txray_profiles) == ["step-0"]
 
 
 def test_bf16_mixed_precision_training(tmp_path):

@@ -107,6 +107,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._plots_stale = False
         self._profiler: Profiler | None = None
         self.option_prefix = ""  # "txray_" when built from TXRayArguments: how errors name the options
+        self._training = False  # between on_train_begin and on_train_end
         self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
 
     @classmethod
@@ -158,6 +159,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
 
     # ----- events -----------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._training = True  # an evaluate() after train() sees should_training_stop still set: no snapshot then
         if not self.enabled:
             return
         self.setup(kwargs["model"], kwargs.get("processing_class"))
@@ -191,11 +193,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._snapshot(args, state, control)  # none when on_step_end took it
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self.enabled and control.should_training_stop:  # early stopping: these are still the last step's weights
-            self._snapshot(args, state, control)
+        if self.enabled and self._training and control.should_training_stop:  # early stopping: still the last
+            self._snapshot(args, state, control)                               # step's weights
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self.enabled and control.should_training_stop:  # (an early stop set after this callback's on_evaluate)
+        if self.enabled and self._training and control.should_training_stop:  # (a stop set after our on_evaluate)
             self._snapshot(args, state, control)
         if self.enabled and args.should_save:
             self._write_plots(args)
@@ -204,6 +206,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # A new step here only when training stopped outside on_step_end, on_evaluate and on_save. With
         # load_best_model_at_end the Trainer has loaded the best checkpoint's weights by now: a snapshot named after
         # the last step would profile another step's weights (helper 135: 56% of the credits moved, no error).
+        self._training = False
         if not self.enabled:
             return
         taken = any(row["step"] == int(state.global_step) for row in self.timeline)
