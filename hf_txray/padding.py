@@ -151,19 +151,22 @@ def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
 
 
 def _refuse_batched_expert_capacity(model: Any, remedy: str) -> None:
-    """NLLB-MoE's router lets each expert take at most a share (`moe_eval_capacity_token_fraction`) of all the tokens
-    of a batch, flattened, padding included, earlier rows first: below 1, which tokens an expert drops moves with the
-    texts batched together (5 of 132 credits of a tiny model moved at site='residual'), which the one-text padding
-    probe does not see. At 1 no token is dropped."""
-    config = getattr(model, "config", None)
-    fraction = getattr(config, "moe_eval_capacity_token_fraction", None) if config is not None else None
-    if isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and fraction < 1:
+    """NLLB-MoE's routers let each expert take at most a share (`moe_eval_capacity_token_fraction`, each router's
+    own copy of the config's) of all the tokens of a batch, flattened, padding included, earlier rows first: below 1
+    (or at 0 and below, a fixed `expert_capacity`), which tokens an expert drops moves with the texts batched
+    together (5 of 132 credits of a tiny model moved at site='residual'), which the one-text padding probe does not
+    see. At 1 no token is dropped."""
+    fractions = {m.moe_eval_capacity_token_fraction for m in model.modules()
+                 if isinstance(getattr(m, "moe_eval_capacity_token_fraction", None), (int, float))}
+    below = sorted(f for f in fractions if not isinstance(f, bool) and f < 1)
+    if below:
         raise ModelError(
-            f"{type(model).__name__}'s experts take at most moe_eval_capacity_token_fraction={fraction} of a batch's "
-            "tokens (all rows together, padding included), so which tokens they drop, and every later activation, "
-            f"moves with the texts batched with a text. Run each text alone and unpadded ({remedy}), or set "
-            "model.config.moe_eval_capacity_token_fraction = 1.0 on the router (nothing dropped) if that is the model "
-            "you mean to profile.")
+            f"{type(model).__name__}'s expert routers cap each expert at a share of a batch's tokens "
+            f"(moe_eval_capacity_token_fraction={below[0]}; at 0 or below, a fixed expert_capacity), counted over all "
+            "rows together, padding included, so which tokens they drop, and every later activation, moves with the "
+            f"texts batched with a text. Run each text alone and unpadded ({remedy}), or, to profile the model "
+            "without that cap, set it to 1.0 on every router: for m in model.modules(): if hasattr(m, "
+            "'moe_eval_capacity_token_fraction'): m.moe_eval_capacity_token_fraction = 1.0.")
 
 
 # Sparse-attention indexers that choose among compressed entries rather than tokens, and the layer types that use

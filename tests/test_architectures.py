@@ -1452,6 +1452,11 @@ def test_an_expert_capacity_over_the_whole_batch_is_refused_in_batched_runs():
     with pytest.raises(ModelError, match=r"moe_eval_capacity_token_fraction=0\.3.*batch_size=1"):
         hf_txray.analyze(nllb(0.3), TEXTS, batch_size=3, **common)
     assert hf_txray.analyze(nllb(0.3), TEXTS, batch_size=1, pad_to_multiple_of=1, **common).meta.num_positions > 0
+    # helper 137: each router keeps its own copy of the fraction: setting the config's alone changes nothing
+    config_only = nllb(0.3)
+    config_only.config.moe_eval_capacity_token_fraction = 1.0
+    with pytest.raises(ModelError, match=r"moe_eval_capacity_token_fraction=0\.3.*on every router"):
+        hf_txray.analyze(config_only, TEXTS, batch_size=3, **common)
     whole = [hf_txray.analyze(nllb(1.0), TEXTS, batch_size=b, pad_to_multiple_of=p, **common) for b, p in
              ((3, 16), (1, 1))]
     np.testing.assert_array_equal(whole[0].neuron_count, whole[1].neuron_count)
