@@ -446,7 +446,7 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
     """Whether two profiles read the same texts, by their dataset fingerprints; warns when that cannot be told (one
     side merged from parts, the same number of texts)."""
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
-    if fa and fa == fb:
+    if fa and fa == fb and a.meta.num_examples == b.meta.num_examples:  # max_positions may stop one early
         return True
     # the hash of the texts read, in order (a Trainer's probe and analyze of the same texts may differ in fingerprint
     # only: another select of the same rows)

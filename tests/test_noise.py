@@ -611,6 +611,11 @@ def test_same_corpus_compares_the_same_halves():
     other.meta = dataclasses.replace(profile.meta, dataset_fingerprint="another")
     assert hf_txray.compare(profile, other).meta.same_corpus  # the same texts by their hash
     assert not hf_txray.compare(profile, first).meta.same_corpus
+    # helper 137: a stage stopped early by max_positions read fewer of the same dataset's texts: not the same corpus
+    stopped = hf_txray.analyze(model, list(TEXTS), max_positions=20, **common)
+    assert stopped.meta.dataset_fingerprint == profile.meta.dataset_fingerprint
+    assert stopped.meta.num_examples < profile.meta.num_examples
+    assert not hf_txray.compare(profile, stopped).meta.same_corpus
     assert s["noise_floor_hellinger_pos_a"] > 0.1 and s["share_changed_pos"] == 0.0
 
 
