@@ -216,6 +216,11 @@ class StreamingSource:
         return Bucket(list(texts), ids, None, state)
 
     def _text_of(self, row: dict[str, Any], position: int) -> str:
+        if not isinstance(row, dict):  # datasets accepts a generator of bare values lazily, and yields them as is
+            raise DatasetError(
+                f"Row {self._describe(position)} of the IterableDataset is {type(row).__name__} ({row!r:.60}), not a "
+                "row dict: IterableDataset.from_generator needs rows such as {'text': ...}. Yield dicts, or pass the "
+                "generator of strings itself.")
         if self.text_column is None:
             self.text_column = choose_text_column(list(row), [k for k, v in row.items() if isinstance(v, str)])
             self._chosen_from = frozenset(row)

@@ -103,6 +103,8 @@ def test_generator_and_num_samples_as_take():
                                                           r"\['text'\].*Pass text_column="),
     ([{"text": "fine"}, {"text": None}], r"missing \(None\) rows, the first at index 1"),
     ([{"text": "fine"}, {"text": "b"}, {"text": 7}], r"Row 2 is int"),
+    # helper 137: a generator of bare strings, which datasets accepts lazily (a bare AttributeError before)
+    (["a first text", "a second text"], r"Row 0 of the IterableDataset is str \('a first text'\), not a row dict"),
 ])
 def test_streamed_bad_rows_name_the_row(rows, match):
     def gen():
