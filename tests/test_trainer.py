@@ -448,6 +448,11 @@ def test_bad_configuration_fails_before_training(tmp_path):
         TXRayTrainer(args=build_args(tmp_path, txray_layers="0,5"), txray_dataset=TEXTS, **common)
     with pytest.raises(ConfigurationError, match=r"txray_top_k=100 exceeds"):
         TXRayTrainer(args=build_args(tmp_path, txray_top_k=100), txray_dataset=TEXTS, **common)
+    from hf_txray.trainer.arguments import prefixed_option_names
+
+    assert prefixed_option_names("Pass `module_pattern`, or site='residual'.").endswith(
+        "(module_pattern is not a TXRayArguments field: in the trainer use txray_site='residual', or profile saved "
+        "checkpoints with hf_txray.analyze(..., module_pattern=...).)")  # helper 137: advice it cannot follow
     with pytest.raises(DatasetError, match=r"or lower txray_skip_first_positions"):
         TXRayTrainer(args=build_args(tmp_path, txray_skip_first_positions=2), txray_dataset=["Yes", "No"], **common)
     # a probe without a position to credit: refused at construction (helper 127: at the first snapshot, after

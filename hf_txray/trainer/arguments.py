@@ -32,7 +32,11 @@ def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
     message = re.sub(rf"(?<![\w.'\"])({'|'.join(several)})\b", rf"{prefix}\1", message)
     single = [name for name in TRAINER_OPTIONS if "_" not in name]
     message = re.sub(rf"(?<![\w.'\"])({'|'.join(single)})(?==)", rf"{prefix}\1", message)
-    return re.sub(r"^(Layer -?\d+ (is out of range|has no site))", rf"{prefix}layers: \1", message)
+    message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", rf"{prefix}layers: \1", message)
+    if "module_pattern" in message:  # advice the trainer cannot follow: it has no such field
+        message += (f" (module_pattern is not a TXRayArguments field: in the trainer use {prefix}site='residual', or "
+                    "profile saved checkpoints with hf_txray.analyze(..., module_pattern=...).)")
+    return message
 STRATEGIES = ("no", "steps", "epoch")
 REFERENCES = ("first", "previous")
 TEXT_FEATURES = tuple(text_features(BUILTIN_FEATURES))  # kept for imports: hf_txray.features.is_tag_feature decides
