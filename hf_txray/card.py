@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "neuron_cards"  # the config the Hub's viewer and load_dataset(repo) show first
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
+OLD_TAG = "hf_txray"  # the probing cards' tag before 2026-12-03: still marks a card hf_txray wrote
 CONFIG_ROWS = {
     "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy, top features "
                      "with probabilities; top activating examples (snippet, highlighted span, activation); win rate, "
@@ -382,7 +383,7 @@ def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
     if readme.exists():
         card = DatasetCard.load(readme)
     else:
-        data = DatasetCardData(tags=["hf_txray", "interpretability", "probing"],
+        data = DatasetCardData(tags=[TAGS[0], "interpretability", "probing"],
                                pretty_name="hf_txray probing results")
         card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# hf_txray probing results\n")
     configs = list(card.data.to_dict().get("configs") or [])

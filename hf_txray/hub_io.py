@@ -225,6 +225,11 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     that a push does not orphan it: configs others added (or another kind of push: probing results under TX-Ray
     results, and the other way), and their hf_txray-marked sections of the card text.
 
+    A README that hf_txray did not write (text without the ``hf-txray`` tag, e.g. the card of the repo's own data) is
+    kept, as ``datasets``' ``push_to_hub`` keeps a card's text: the results card goes in as its marked ``results``
+    section (replaced by the next push), its configs and tags are added to the repo's metadata, and the rest of the
+    metadata (license, name) stays the repo's.
+
     Args:
         owned (`Sequence[str]`): the config names this push replaces (its files deleted); their declarations go.
         into_remote (`bool`, *optional*, defaults to `False`): the local card is marked sections only (probing
@@ -248,18 +253,21 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     local = card.data.to_dict().get("configs") or []
     names = {c.get("config_name") for c in local}
     remote_configs = remote.data.to_dict().get("configs") or []
-    foreign = [{k: v for k, v in c.items() if k != "default"} for c in remote_configs
-               if c.get("config_name") not in owned and c.get("config_name") not in names]
+    foreign = [c for c in _undefaulted(remote_configs) if c.get("config_name") not in set(owned) | names]
     default = next((c["config_name"] for c in remote_configs if c.get("default")), None)
-    if into_remote:
-        sections = {m.group(1): m.group(0) for m in _MARKED_SECTION.finditer(card.text)}
+    if into_remote or _hosts_results(remote):
+        if into_remote:
+            sections = {m.group(1): m.group(0) for m in _MARKED_SECTION.finditer(card.text)}
+        else:
+            sections = {RESULTS_SECTION: f"<!-- hf_txray:{RESULTS_SECTION}:start -->\n{card.text.strip()}\n"
+                                         f"<!-- hf_txray:{RESULTS_SECTION}:end -->"}
+            _add_metadata(remote, card)
         text = remote.text
         for name, section in sections.items():
             found = _marked(text, name)
             text = (text[:found.start()] + _merged_section(found.group(0), section) + text[found.end():]) if found \
                 else text.rstrip() + "\n\n" + section + "\n"
-        remote.data.configs = with_default(foreign + [{k: v for k, v in c.items() if k != "default"} for c in local],
-                                           default)
+        remote.data.configs = with_default(foreign + _undefaulted(local), default)  # the repo's default stays
         remote.text = text
         remote.save(readme)
         return
@@ -271,6 +279,34 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
                 if f"<!-- hf_txray:{m.group(1)}:start -->" not in card.text]
     card.text = card.text.rstrip() + "".join(f"\n\n{section}" for section in sections) + "\n"
     card.save(readme)
+
+
+RESULTS_SECTION = "results"  # the marked section holding a results card inside a README hf_txray did not write
+
+
+def _undefaulted(configs: Sequence[dict]) -> list[dict]:
+    return [{k: v for k, v in c.items() if k != "default"} for c in configs]
+
+
+def _hosts_results(remote: "DatasetCard") -> bool:
+    """Whether the repo's README is someone else's card (kept, with the results as a marked section), not one that
+    hf_txray wrote whole (or an empty one), which a push replaces."""
+    from .card import OLD_TAG, TAGS
+
+    if _marked(remote.text, RESULTS_SECTION) is not None:
+        return True
+    tags = remote.data.to_dict().get("tags") or []
+    return bool(remote.text.strip()) and TAGS[0] not in tags and OLD_TAG not in tags
+
+
+def _add_metadata(remote: "DatasetCard", card: "DatasetCard") -> None:
+    """The results card's tags added to the repo card's, and its other metadata where the repo card has none."""
+    ours, theirs = card.data.to_dict(), remote.data.to_dict()
+    tags = list(theirs.get("tags") or [])
+    remote.data.tags = tags + [t for t in ours.get("tags") or [] if t not in tags]
+    for key, value in ours.items():
+        if key not in ("tags", "configs") and theirs.get(key) in (None, [], ""):
+            setattr(remote.data, key, value)
 
 
 def _marked(text: str, name: str) -> "re.Match | None":

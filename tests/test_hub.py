@@ -631,3 +631,51 @@ def test_the_branch_hint_of_a_private_repo_uses_the_token_passed(results, hub, m
         Profile.from_pretrained(repo_id, token=hub.token)
     with pytest.raises(ProfileFormatError, match=hint):
         hf_txray.load(repo_id, token=hub.token)
+
+
+def test_a_push_keeps_a_readme_it_did_not_write(results, hub, tmp_path):
+    """A dataset repo with its own data and card: a results push replaced the card's text and metadata with the
+    results card (the owner's description and license were gone). The owner's card stays, with the results card as
+    one marked section, replaced (not repeated) by the next push, and both kinds of config load."""
+    a, b, report = results
+    repo = f"{hub.username}/own-data"
+    own = tmp_path / "own"
+    (own / "data").mkdir(parents=True)
+    pd.DataFrame({"text": ["one", "two"]}).to_parquet(own / "data" / "train.parquet")
+    card = DatasetCard.from_template(DatasetCardData(
+        license="cc-by-4.0", pretty_name="My corpus", tags=["mine"],
+        configs=[{"config_name": "corpus", "data_files": [{"split": "train", "path": "data/*.parquet"}]}]))
+    card.text = "# My corpus\n\nTwo texts I wrote by hand.\n"
+    card.save(own / "README.md")
+    hub.api.create_repo(repo, repo_type="dataset")
+    hub.api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=own)
+
+    hf_txray.push_to_hub(repo, profiles=[a, b], reports=[report], plots=False)
+    pushed = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
+    assert pushed.text.startswith("# My corpus\n\nTwo texts I wrote by hand.")
+    assert pushed.data.license == "cc-by-4.0" and pushed.data.pretty_name == "My corpus"
+    assert pushed.data.tags[0] == "mine" and "hf-txray" in pushed.data.tags
+    assert pushed.text.count("<!-- hf_txray:results:start -->") == 1 and f"{report.meta.stage_a} → {report.meta.stage_b}" in pushed.text
+    names = {c["config_name"]: c.get("default") for c in declared(pushed)}
+    assert names["corpus"] is True and {"neuron_cards", "transfer_reports"} <= set(names)
+    assert datasets.load_dataset(repo, "corpus", split="train")["text"] == ["one", "two"]
+    assert_same_results(hf_txray.load(repo), [a, b], [report])
+
+    a.push_to_hub(repo)  # a single profile over it: the section replaced, the owner's text kept
+    again = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
+    assert again.text.startswith("# My corpus\n\nTwo texts I wrote by hand.")
+    assert again.text.count("<!-- hf_txray:results:start -->") == 1 and f"{report.meta.stage_a} → {report.meta.stage_b}" not in again.text
+    assert "corpus" in {c["config_name"] for c in declared(again)}
+    assert hf_txray.load(repo).profiles[a.stage] == a
+
+
+def test_which_readmes_a_push_replaces_whole():
+    from hf_txray.hub_io import _hosts_results
+
+    card = lambda tags, text: DatasetCard(f"---\n{DatasetCardData(tags=tags).to_yaml()}\n---\n{text}")  # noqa: E731
+    assert not _hosts_results(card(["hf-txray"], "# TX-Ray neuron analysis of x\n"))  # ours: replaced
+    assert not _hosts_results(card(["hf_txray"], "# hf_txray probing results\n"))  # probing cards before 2026-12-03
+    assert not _hosts_results(card([], "\n"))  # an empty card
+    assert _hosts_results(card(["mine"], "# Mine\n"))  # someone else's: kept, results as a section
+    assert _hosts_results(card(["mine", "hf-txray"], "# Mine\n<!-- hf_txray:results:start -->\nx\n"
+                                                     "<!-- hf_txray:results:end -->\n"))

@@ -109,11 +109,13 @@ def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
     in ``datasets:``) and the body above."""
     from huggingface_hub import SpaceCard, SpaceCardData
 
+    from ..card import TAGS
+
     data = SpaceCardData(
         title=title or "hf_txray neuron viewer", emoji="🩻", colorFrom="blue", colorTo="yellow", sdk="gradio",
         sdk_version=gradio_version(), python_version="3.11", app_file="app.py", pinned=False, license="apache-2.0",
         short_description="Browse TX-Ray neuron profiles and transfer reports",
-        tags=["hf-txray", "interpretability", "neuron-analysis"], datasets=list(datasets))
+        tags=list(TAGS), datasets=list(datasets))
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n{README_BODY}")
 
 
