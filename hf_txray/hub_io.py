@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo, HfApi
+    from huggingface_hub import CommitInfo, DatasetCard, HfApi
 
 
 def check_repo_id(repo_id: Any) -> str:
