@@ -54,6 +54,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
         ModelError: naming the first site whose activations moved, and the way to profile such a model (each text
             alone, unpadded: `remedy`).
     """
+    _refuse_block_sparse_attention(model)
     if padded:  # what the run reaches: the profiled body (a head outside it never runs)
         _refuse_batched_dynamic_quantization(getattr(forward, "body", None) or model, remedy)
         _refuse_batched_sparse_indexer(model, max_tokens or max_width, remedy)
@@ -120,6 +121,7 @@ def check_outputs_ignore_padding(model: Any, inputs: dict[str, torch.Tensor], de
     Raises:
         ModelError: the model's outputs move with its padding; `remedy` says how to run each text alone.
     """
+    _refuse_block_sparse_attention(model)
     _refuse_batched_dynamic_quantization(model, remedy)
     row, width, fills = _probe_inputs(inputs, max_width)
     if len(fills) == 1:
@@ -148,6 +150,23 @@ def _last_hidden_states(model: Any, inputs: dict[str, torch.Tensor], real: int,
     if not found:
         return None
     return torch.cat([t[0, :real].detach().double().cpu().reshape(real, -1) for t in found], 1), found[0].dtype
+
+
+def _refuse_block_sparse_attention(model: Any) -> None:
+    """BigBird's block-sparse attention (BigBird, BigBird-Pegasus with ``attention_type="block_sparse"``) switches
+    the model to full attention for good the first time a batch is too short for its blocks: the one-text probe did
+    so before the run, so a model configured block-sparse was profiled with full attention and left switched
+    (helper 138: 2 of a tiny model's credits moved), and a run's profile would depend on where its first short text
+    came. Block-sparse rows also pad to whole blocks with what else their batch holds."""
+    sparse = next((name for name, m in model.named_modules() if getattr(m, "attention_type", None) == "block_sparse"),
+                  None)
+    if sparse is not None:
+        raise ModelError(
+            f"{type(model).__name__} uses block-sparse attention ({sparse or 'the model'}: attention_type="
+            "'block_sparse'), which transformers switches to full attention for good at the first text shorter than "
+            "its blocks, so the attention a text gets would depend on the texts run before it. Load the model with "
+            "full attention: AutoModel.from_pretrained(..., attention_type='original_full') (or call "
+            "model.set_attention_type('original_full') on the BigBird model).")
 
 
 def _refuse_batched_expert_capacity(model: Any, remedy: str) -> None:

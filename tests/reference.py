@@ -47,7 +47,7 @@ MLP_MODULE = {
     "falcon": "h.{}.mlp.dense_4h_to_h", "llama": _LLAMA_LIKE, "mistral": _LLAMA_LIKE, "qwen2": _LLAMA_LIKE,
     "qwen3": _LLAMA_LIKE, "gemma": _LLAMA_LIKE, "gemma2": _LLAMA_LIKE, "olmo2": _LLAMA_LIKE, "stablelm": _LLAMA_LIKE,
     "phi3": _LLAMA_LIKE, "phi": "layers.{}.mlp.fc2", "fnet": _BERT_LIKE, "convbert": _BERT_LIKE,
-    "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE,
+    "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE, "big_bird": _BERT_LIKE,
     "rwkv": "blocks.{}.feed_forward.value", "ctrl": "h.{}.ffn.2",
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP
     "granitemoehybrid": "layers.{}.shared_mlp.output_linear",

@@ -1465,3 +1465,29 @@ def test_an_expert_capacity_over_the_whole_batch_is_refused_in_batched_runs():
     with pytest.raises(ModelError, match=r"matched 'encoder\.layers\.0\.ffn\.experts\.expert_1\.fc2', inside the "
                                          r"experts 'encoder\.layers\.0\.ffn\.experts'"):
         find_sites(nllb(1.0), "mlp", r"encoder\.layers\.\d+\.ffn\.experts\.expert_1\.fc2")
+
+
+def test_block_sparse_attention_is_refused_and_full_attention_profiles_exactly():
+    """Helper 138: BigBird configured block-sparse was switched to full attention for good by the one-text probe
+    (transformers does so at a text shorter than its blocks): the profile was of another model than the one
+    configured, and the user's model was left switched. It is refused before any work, the model untouched."""
+    from hf_txray.probing import extract_activations, from_columns
+
+    tokenizer = bert_tokenizer()
+    config = tf.BigBirdConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, intermediate_size=48, block_size=4, num_random_blocks=1,
+                              attention_type="block_sparse")
+    torch.manual_seed(0)
+    model = tf.BigBirdModel(config).eval()
+    options = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False)
+    for batching in ({}, {"batch_size": 1, "pad_to_multiple_of": 1}):
+        with pytest.raises(ModelError, match=r"block-sparse attention.*attention_type='original_full'"):
+            hf_txray.analyze(model, TEXTS, **batching, **options)
+        assert model.attention_type == "block_sparse"
+    with pytest.raises(ModelError, match="block-sparse attention"):
+        extract_activations(model, from_columns({"tokens": [["a", "word"]], "tags": [["X", "Y"]]}, "tokens", "tags"),
+                            tokenizer, layers=0)
+    model.set_attention_type("original_full")
+    profile = hf_txray.analyze(model, TEXTS, **options)
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
+                                                      1, FEATURES))
