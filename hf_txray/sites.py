@@ -183,14 +183,23 @@ def find_blocks(model: nn.Module, mixed: bool = False,
     nested = {id(inner) for _, outer in lists for member in outer for inner in member.modules()
               if inner is not member and isinstance(inner, nn.ModuleList)}
     best: tuple[int, str, nn.ModuleList] | None = None
+    unread: tuple[int, str] | None = None  # the largest list of identical modules without linear layers
     for name, module in lists:
         if id(module) in nested or not (mixed or len({type(m) for m in module}) == 1):
             continue
-        if not any(next(named_linears(m), None) is not None for m in (module if mixed else module[:1])):
-            continue
         size = sum(p.numel() for p in module.parameters())
+        if not any(next(named_linears(m), None) is not None for m in (module if mixed else module[:1])):
+            unread = max(unread or (size, name), (size, name))
+            continue
         if best is None or size > best[0]:
             best = (size, name, module)
+    if best is None and unread is not None and unread[0] > 0:
+        # I-BERT's QuantLinear, SqueezeBERT's convolutions: blocks whose layers the site search cannot read
+        raise ModelError(
+            f"The blocks of {type(model).__name__} ({unread[1]!r}) hold no linear layer hf_txray reads (nn.Linear, "
+            "GPT-2's Conv1D, or a PEFT wrapper of one): quantized or convolutional layers, whose units site='mlp' "
+            "cannot read. Profile the blocks' outputs: site='residual' with module_pattern naming them, e.g. "
+            f"r'{re.escape(unread[1])}\\.\\d+$'.")
     if best is None:
         raise ModelError(
             f"Could not find the transformer blocks of {type(model).__name__} (no nn.ModuleList of identical "
@@ -870,7 +879,8 @@ class WinnerRecorder:
             raise ModelError(
                 f"{missing[0]!r} was not called in the profiled forward pass: it lies outside the part that runs (the "
                 "base model, or the chosen stack of an encoder-decoder), or the model uses its weights without "
-                "calling it (Bloom's slow_but_exact). Name modules that run with `module_pattern`, use "
+                "calling it (Bloom's slow_but_exact), or it calls the module's forward method directly, past its hooks "
+                "(SqueezeBERT's blocks). Name modules that run with `module_pattern`, use "
                 "site='residual', or choose the other `stack` of an encoder-decoder."
             )
 

@@ -1491,3 +1491,22 @@ def test_block_sparse_attention_is_refused_and_full_attention_profiles_exactly()
     profile = hf_txray.analyze(model, TEXTS, **options)
     assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
                                                       1, FEATURES))
+
+
+def test_blocks_without_linear_layers_are_named_and_their_outputs_profile_exactly():
+    """Helper 138: I-BERT (QuantLinear layers) was refused as having "no nn.ModuleList of identical blocks" with the
+    advice of a module_pattern, which then failed as "not linear". The refusal names its blocks and the residual
+    pattern that works, which matches the reference."""
+    tokenizer = bert_tokenizer()
+    config = tf.IBertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=48)
+    torch.manual_seed(0)
+    model = tf.IBertModel(config).eval()
+    options = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False)
+    with pytest.raises(ModelError, match=r"blocks of IBertModel \('encoder\.layer'\) hold no linear layer.*"
+                                         r"site='residual'.*r'encoder\\\.layer\\\.\\d\+\$'") as refused:
+        hf_txray.analyze(model, TEXTS, **options)
+    pattern = str(refused.value).split("e.g. r'")[1][:-2]
+    profile = hf_txray.analyze(model, TEXTS, site="residual", module_pattern=pattern, **options)
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "residual",
+                                                                           FEATURES), 1, FEATURES))
