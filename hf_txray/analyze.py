@@ -44,7 +44,7 @@ from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
-from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers
+from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers, text_config
 from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
@@ -536,7 +536,7 @@ def default_skip_first_positions(model) -> int:
     """
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-    config = getattr(model, "config", None)
+    config = text_config(getattr(model, "config", None))
     kind = getattr(config, "model_type", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return 0
@@ -559,7 +559,7 @@ def _rank_quota(max_positions: int | None, rank: int, world: int) -> int | None:
 
 def _check_top_k_reachable(model, sites: list[Site], top_k: int) -> None:
     """A MoE token competes only among its chosen experts' units: top_k must not exceed how many were computed."""
-    routed = getattr(getattr(model, "config", None), "num_experts_per_tok", None)
+    routed = getattr(text_config(getattr(model, "config", None)), "num_experts_per_tok", None)
     for site in sites:
         if site.experts is not None and isinstance(routed, int):
             computed = (routed + site.experts.num_shared) * site.experts.width

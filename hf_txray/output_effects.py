@@ -41,7 +41,8 @@ from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
 from .sites import (dynamically_quantized, find_blocks, find_sites, is_encoder_decoder, linear_dims, linear_weight,
-                    named_linears, refuse_dynamic_quantization, resolve_stack, unwrap_peft)
+                    named_linears, refuse_dynamic_quantization, resolve_stack, text_config,
+                    unwrap_peft)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -249,7 +250,7 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     blocks_name, blocks = _blocks(model, stack)
     steps: list[tuple[str, torch.Tensor]] = []
     names: list[str] = []
-    residual = (hidden_size(model.config) if hasattr(model, "config") else None) or hidden
+    residual = (hidden_size(text_config(model.config)) if hasattr(model, "config") else None) or hidden
     norms, candidates = _body_norms(model, blocks, residual), _head_candidates(model, head, hidden)
     # one two-token forward pass gives the order of the final norm and of the head's layers
     order = _call_order(model, [blocks[-1]] + [m for _, m in norms + candidates]) if norms or candidates else {}

@@ -63,12 +63,15 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     if batch is None:
         return
     row, width, fills = _probe_inputs(batch.inputs, max_width, padded)
-    positions = forward.positions(torch.arange(row["input_ids"].shape[1]), width)
+    real = row["input_ids"].shape[1]
+    positions = forward.positions(torch.arange(real), width)
     runs = _run_probes(model, lambda fill: _real_activations(forward, sites, _padded(row, width, fill), positions,
                                                              device),
                        fills, f"its {forward.stack or 'body'}", "profiled")
     if len(runs) == 1:  # unpadded: the probe alone
         return
+    alone = _run_probes(model, lambda _: _real_activations(forward, sites, row, forward.positions(
+        torch.arange(real), real), device), (None,), f"its {forward.stack or 'body'}", "profiled")[0]
     regroups = has_experts(model, sites)
     for slot, site in enumerate(sites):
         (zeros, dtype), (other, _), (again, _) = (run[slot] for run in runs)
@@ -76,6 +79,13 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
             raise ModelError(_padding_message(model, f"at {site.name!r}, the same text gives other activations",
                                               "a profile of padded batches would depend on what else each batch "
                                               "held. Profile", remedy))
+        if _unpadded_differs(alone[slot][0], zeros, again, dtype):
+            raise ModelError(
+                f"{type(model).__name__} computes a text differently once it is padded: at {site.name!r}, a text's "
+                "activations at its real tokens are not those of the same text alone and unpadded (beyond rounding), "
+                "although the attention mask hides the padding. Its attention takes another form when the mask holds "
+                "padding (PaliGemma's text model: bidirectional alone, causal padded), so a profile of padded batches "
+                f"would mix the two. Profile each text alone and unpadded: {remedy}.")
 
 
 @torch.no_grad()
@@ -290,6 +300,23 @@ def _padding_moved(zeros: torch.Tensor, other: torch.Tensor, again: torch.Tensor
     # ulps (6% of the largest activation) let ConvBERT, Nystromformer and YOSO through in bf16.
     rounding = ROUNDING_ULPS * torch.finfo(dtype).eps * float(zeros.abs().max()) if regroups else 0.0
     return float((zeros - other).abs().max()) > max(rounding, 4 * float((zeros - again).abs().max()))
+
+
+# How far a text padded may be from the same text alone, relative to its largest activation: other widths run the
+# matrix products in other blocks, which moves float32 activations by rounding that grows through the layers (about
+# 1e-6 here); a model whose attention changes form with padding (PaliGemma's text model) moved them by 10%.
+UNPADDED_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-9}
+UNPADDED_TOLERANCE_LOW = 0.05  # bf16, fp16 and narrower: rounding is 8e-3 per operation in bf16
+
+
+def _unpadded_differs(alone: torch.Tensor, padded: torch.Tensor, again: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether a text's activations alone and unpadded differ from those padded beyond rounding (see
+    :data:`UNPADDED_TOLERANCE`) and beyond the forward's own noise (`again`)."""
+    if torch.equal(alone, padded):
+        return False
+    scale = float(padded.abs().max())
+    tolerance = UNPADDED_TOLERANCE.get(dtype, UNPADDED_TOLERANCE_LOW) * scale
+    return float((alone - padded).abs().max()) > max(tolerance, 4 * float((padded - again).abs().max()))
 
 
 def _padding_message(model: Any, what: str, consequence: str, remedy: str) -> str:

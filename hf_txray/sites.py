@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -256,12 +256,41 @@ def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.M
                 f"stack={stack!r} applies to encoder-decoder models (T5, BART...); {type(model).__name__} has one "
                 "stack. Leave stack unset."
             )
-        return None, model
+        return None, text_model(model) or model
     stack = stack or "encoder"
     module = model.get_encoder() if stack == "encoder" else model.get_decoder()
     if module is None or module is model:
         raise ModelError(f"Could not find the {stack} of {type(model).__name__} (get_{stack}() gave nothing).")
     return stack, module
+
+
+def text_config(config: Any) -> Any:
+    """The config that describes the profiled text stack: a composite (vision-language) model's text config
+    (``config.get_text_config()``), else `config` itself (an encoder-decoder's describes both stacks)."""
+    get = getattr(config, "get_text_config", None)
+    if config is None or not callable(get) or getattr(config, "is_encoder_decoder", False):
+        return config
+    try:
+        found = get()
+    except (AttributeError, ValueError):  # a config whose sub-configs do not name one text config
+        return config
+    return found if found is not None else config
+
+
+def text_model(model: nn.Module) -> nn.Module | None:
+    """The language model inside a composite (vision-language) model, profiled on text alone: the module
+    ``get_decoder()`` returns, when its config is the text config (LLaVA's, PaliGemma's, Qwen2-VL's, Idefics3's
+    text model); None for other models. Its vision tower may hold more blocks than it, so the blocks are searched
+    there, and its widths are read from the text config."""
+    config = getattr(model, "config", None)
+    text = text_config(config)
+    if text is config:
+        return None
+    get = getattr(model, "get_decoder", None)
+    decoder = get() if callable(get) else None
+    if isinstance(decoder, nn.Module) and decoder is not model and getattr(decoder, "config", None) is text:
+        return decoder
+    return None
 
 
 def _qualified(model: nn.Module, module: nn.Module) -> str:
@@ -346,8 +375,8 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, n
             (then its units cannot be told apart); its width is not a multiple of the routed experts'.
     """
     width = expert_width(experts)
-    hidden = hidden_size(model.config)
-    declared = declared_shared_width(model.config, width)
+    hidden = hidden_size(text_config(model.config))
+    declared = declared_shared_width(text_config(model.config), width)
     scope_name = "" if whole_block and declared is not None else name.rpartition(".")[0]
     scope = block.get_submodule(scope_name) if scope_name else block
     found = []
@@ -422,7 +451,7 @@ def declared_shared_width(config, expert_width: int) -> int | None:
 def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, stack: str | None) -> Site:
     """The verified MLP site of one block: fused experts, or the one linear layer outside attention whose input is
     the config's MLP width and whose output is the hidden size."""
-    config = getattr(model, "config", None)
+    config = text_config(getattr(model, "config", None))
     widths, described = expected_mlp_widths(config, stack) if config is not None else ({}, "none")
     if not widths:
         raise ModelError(
@@ -472,7 +501,7 @@ def _experts_in_mixers(model: nn.Module) -> str:
 
 
 def _hidden_size(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
+    config = text_config(getattr(model, "config", None))
     size = getattr(config, "hidden_size", None) if config is not None else None
     if not size:
         raise ModelError(
@@ -536,7 +565,7 @@ def _pattern_experts_layout(model: nn.Module, block: nn.Module | None, experts: 
         ModelError: the block's layout is refused as by the automatic search (a shared expert that cannot be
             numbered as whole experts): leaving it out would change every winner.
     """
-    config = getattr(model, "config", None)
+    config = text_config(getattr(model, "config", None))
     if block is not None and config is not None:
         block_name = _qualified(model, block)
         found = _moe_site(model, block, block_name, *expected_mlp_widths(config, None))
@@ -583,7 +612,10 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
         elif index in taken:
             raise ModelError(
                 f"module_pattern {pattern!r} matches two modules of block {index} ({taken[index]!r} and {name!r}): "
-                "hf_txray hooks one site per block, numbered by its block. Narrow the pattern (end it with $).")
+                "hf_txray hooks one site per block, numbered by its block. Narrow the pattern to one module per block"
+                + (" (end it with $)." if not pattern.endswith("$") else f", e.g. r'{re.escape(taken[index])}$' with "
+                   "the block index as \\d+ (a block with several feed-forward networks, as MobileBERT's, is "
+                   "profiled one network per run)."))
         taken[index] = name
         numbers.append(index)
     return numbers, blocks
@@ -626,7 +658,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         block_name = _join(prefix, str(layer))
         if site == "residual":
             _check_block_mixes_tokens(model, block, block_name, prefix)
-            width = hidden_size(model.config) if getattr(model, "config", None) is not None else None
+            width = hidden_size(text_config(model.config)) if getattr(model, "config", None) is not None else None
             sites.append(Site(layer, block_name, block, width or _hidden_size(model), "output"))
         else:
             sites.append(_mlp_site(model, layer, block, block_name, stack))

@@ -47,7 +47,7 @@ MLP_MODULE = {
     "falcon": "h.{}.mlp.dense_4h_to_h", "llama": _LLAMA_LIKE, "mistral": _LLAMA_LIKE, "qwen2": _LLAMA_LIKE,
     "qwen3": _LLAMA_LIKE, "gemma": _LLAMA_LIKE, "gemma2": _LLAMA_LIKE, "olmo2": _LLAMA_LIKE, "stablelm": _LLAMA_LIKE,
     "phi3": _LLAMA_LIKE, "phi": "layers.{}.mlp.fc2", "fnet": _BERT_LIKE, "convbert": _BERT_LIKE,
-    "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE, "big_bird": _BERT_LIKE,
+    "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE, "big_bird": _BERT_LIKE, "qwen2_vl_text": _LLAMA_LIKE,
     "ibert": _BERT_LIKE,  # site="residual" only: its MLP's layers are QuantLinear
     "rwkv": "blocks.{}.feed_forward.value", "ctrl": "h.{}.ffn.2",
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP
@@ -82,7 +82,8 @@ MOE_MODULE = {
     "zaya": ("layers.{}.mlp", "gate", "experts", None),
 }
 SKIP_CLASS_ROUTERS = ("zaya",)
-BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}", "ibert": "encoder.layer.{}"}
+BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}", "ibert": "encoder.layer.{}",
+                "qwen2_vl_text": "layers.{}"}
 
 
 @functools.cache

@@ -989,8 +989,12 @@ def test_module_pattern_layers_are_block_indices_and_pruning_by_them_masks_that_
     assert hf_txray.analyze(model, TEXTS, module_pattern=one, layers=[-1], **options).layers == [1]
     with pytest.raises(hf_txray.ConfigurationError, match=r"Layer 0 has no site: module_pattern matched the blocks \[1\]"):
         hf_txray.analyze(model, TEXTS, module_pattern=one, layers=[0], **options)
-    with pytest.raises(ModelError, match="matches two modules of block 0"):
+    # helper 138: a pattern that already ends with $ was told to "end it with $"; the message names a module instead
+    with pytest.raises(ModelError, match=r"matches two modules of block 0.*to one module per block, e\.g\. "
+                                         r"r'layers\\\.0\\\.mlp\\\.(up|down)_proj\$' with the block index as"):
         hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj$", site="residual", **options)
+    with pytest.raises(ModelError, match=r"matches two modules of block 0.*per block \(end it with \$\)\.$"):
+        hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj", site="residual", **options)
     pruned = {}
     for name, profile in (("pattern", by_pattern), ("layer", by_layer)):
         _, plan = hf_txray.prune(copy.deepcopy(model), profile, strategy="low_mass", amount=3)
@@ -1510,3 +1514,77 @@ def test_blocks_without_linear_layers_are_named_and_their_outputs_profile_exactl
     profile = hf_txray.analyze(model, TEXTS, site="residual", module_pattern=pattern, **options)
     assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "residual",
                                                                            FEATURES), 1, FEATURES))
+
+
+def test_a_model_that_computes_differently_once_padded_is_refused_paligemma():
+    """Helper 139: PaliGemma's text model attends bidirectionally to a text alone, causally once its mask holds
+    padding (transformers builds a causal mask only then), which the padding-ids probe cannot see (both padded runs
+    agree): 17 of 516 credits moved, also with batch_size=1 padded to 16. A padded text is now compared with the same
+    text alone and unpadded."""
+    tokenizer = bpe_tokenizer()
+    vocab = len(tokenizer) + 8
+    text = dict(model_type="gemma", vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=0, bos_token_id=0,
+                eos_token_id=0)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                  num_attention_heads=2, image_size=16, patch_size=8)
+    config = tf.PaliGemmaConfig(vision_config=vision, text_config=text, image_token_index=vocab - 7,
+                                projection_dim=32, hidden_size=32, vocab_size=vocab)
+    torch.manual_seed(0)
+    model = tf.PaliGemmaForConditionalGeneration(config).eval()
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False,
+                   module_pattern=r"language_model\.layers\.\d+\.mlp\.down_proj")
+    for batching in ({}, {"batch_size": 1}):
+        with pytest.raises(ModelError, match=r"computes a text differently once it is padded.*"
+                                             r"language_model\.layers\.0\.mlp\.down_proj.*batch_size=1 and "
+                                             r"pad_to_multiple_of=1"):
+            hf_txray.analyze(model, TEXTS, **batching, **options)
+    assert hf_txray.analyze(model, TEXTS, batch_size=1, pad_to_multiple_of=1, **options).meta.num_positions > 0
+
+
+def _vision_language(kind: str):
+    """A tiny composite model whose vision tower holds more (and wider) blocks than its 2-layer text model."""
+    tokenizer = bpe_tokenizer()
+    vocab = len(tokenizer) + 8
+    text = dict(vocab_size=vocab, hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=0, bos_token_id=0,
+                eos_token_id=0)
+    torch.manual_seed(0)
+    if kind == "llava":
+        vision = dict(model_type="clip_vision_model", hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=4,
+                      num_attention_heads=2, image_size=16, patch_size=8)
+        model = tf.LlavaForConditionalGeneration(tf.LlavaConfig(
+            vision_config=vision, text_config=dict(model_type="llama", **text), image_token_index=vocab - 7))
+    else:
+        text = dict(text, model_type="qwen2_vl_text",
+                    rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 1, 1]))
+        vision = dict(depth=4, embed_dim=HIDDEN, hidden_size=HIDDEN, num_heads=2, mlp_ratio=4, patch_size=2,
+                      spatial_merge_size=1, temporal_patch_size=1)
+        model = tf.Qwen2VLForConditionalGeneration(tf.Qwen2VLConfig(
+            text_config=text, vision_config=vision, image_token_id=vocab - 7, video_token_id=vocab - 6,
+            vision_start_token_id=vocab - 5, vision_end_token_id=vocab - 4))
+    return model.eval(), tokenizer
+
+
+@pytest.mark.parametrize("kind", ["llava", "qwen2_vl"])
+def test_a_vision_language_model_profiles_its_text_model(kind):
+    """Helper 139: the search took a VLM's vision tower (more blocks) for the stack, and its site='mlp' and
+    site='residual' refusals pointed at modules that never run on text; the config's widths live in its text config.
+    The text model (`get_decoder()`) is the stack now, checked against the reference run on it alone."""
+    model, tokenizer = _vision_language(kind)
+    text_model = model.get_decoder()
+    options = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False)
+    profiles = {}
+    for site in ("mlp", "residual"):
+        assert all(".language_model.layers." in s.name for s in find_sites(model, site))
+        profiles[site] = hf_txray.analyze(model, TEXTS, site=site, **options)
+        assert profiles[site].meta.layers == [0, 1]
+        assert profiles[site].meta.config["skip_first_positions"] == 1  # read off the text model: causal
+        assert_equals_reference(profiles[site], reference.credit(reference.run_corpus(
+            text_model, tokenizer, TEXTS, site, FEATURES), 1, FEATURES, skip_first_positions=1))
+    pattern = hf_txray.analyze(model, TEXTS, module_pattern=r"language_model\.layers\.\d+\.mlp\.down_proj$",
+                               **options)
+    assert pattern.meta.layers == [0, 1]  # numbered by the text model's blocks (were 4 and 5, after the vision tower)
+    np.testing.assert_array_equal(pattern.neuron_count, profiles["mlp"].neuron_count)
+    with pytest.raises(ModelError, match=r"mode='remove' does not support composite models"):
+        hf_txray.prune(model, strategy={0: [1, 2]}, mode="remove")

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
-from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack
+from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack, text_model
 from .masks import active_masks, check_plan, mlp_sites
 from .plan import NeuronSpec
 
@@ -108,6 +108,11 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             f"mode='remove' does not support encoder-decoders ({type(model).__name__}): pruning acts on the encoder's "
             "MLP neurons, and the config holds one intermediate size for the encoder and the decoder (T5's d_ff), so "
             "a removed encoder width would no longer match the decoder's weights. Use mode='mask' (CLI: --mode mask).")
+    if text_model(model) is not None:
+        raise ModelError(
+            f"mode='remove' does not support composite models ({type(model).__name__}, a vision-language model): "
+            "their text model's width lives in a text config nested in the model's config, which slicing would leave "
+            "behind, so the saved model would not load. Use mode='mask' (CLI: --mode mask).")
     sites = mlp_sites(model)  # the dense blocks of a model mixing them with mixture-of-experts ones
     check_plan(model, neurons, sites, "Removing neurons")
     widths = sites.widths
