@@ -18,6 +18,7 @@ import importlib.util
 import functools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import transformers as tf
@@ -1588,3 +1589,8 @@ def test_a_vision_language_model_profiles_its_text_model(kind):
     np.testing.assert_array_equal(pattern.neuron_count, profiles["mlp"].neuron_count)
     with pytest.raises(ModelError, match=r"mode='remove' does not support composite models"):
         hf_txray.prune(model, strategy={0: [1, 2]}, mode="remove")
+    if kind == "llava":  # output effects equal those of the causal LM made of its text model and LM head
+        causal = tf.LlamaForCausalLM(model.config.get_text_config()).eval()
+        causal.model, causal.lm_head = text_model, model.lm_head
+        effects = [hf_txray.analyze(m, TEXTS, output_effects=True, **options).output_effects for m in (model, causal)]
+        pd.testing.assert_frame_equal(*effects)
