@@ -333,7 +333,8 @@ def missing_rows_error(column: str, first: Any, reader: str | None = None) -> Da
     why = {"csv": " A CSV read by datasets (pandas) turns empty cells and texts such as 'NA' or 'null' into None: "
                   "load it with load_dataset('csv', ..., keep_default_na=False) to keep them as texts (hf_txray "
                   "reads local CSV files that way).",
-           "json": " In JSON, a null value and a row without the key both read as None."}.get(reader, "")
+           "json": " In JSON, a null value and a row without the key both read as None."}.get(
+        reader, " A row without that key (rows given as dicts) reads as None too." if reader is None else "")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
         f"(dataset.filter(lambda r: r[col] is not None)) or fill them.{why}"
