@@ -49,6 +49,10 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "qwen3_moe": {"*": ("moe_intermediate_size",)},
 }
 
+# Families whose MLP is a fraction of the width their config declares: (attribute, divisor). RecurrentGemma's MLP
+# takes `intermediate_size // 2` (its gate and up projections are each that wide).
+WIDTH_DIVISORS: dict[str, tuple[str, int]] = {"recurrent_gemma": ("intermediate_size", 2)}
+
 # Mixture-of-experts models whose dense blocks (Qwen-MoE's `mlp_only_layers`, `decoder_sparse_step`) have an MLP of
 # another width than the routed experts: the attributes holding the dense blocks' width.
 DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
@@ -84,6 +88,11 @@ def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int],
         ``({attribute: width}, description)``; ``4 x hidden`` under the key ``"4 x hidden_size"`` when the config
         declares no width (GPT-2's ``n_inner=None``, Bloom, GPT-Neo). An empty dict when nothing is known.
     """
+    divided = WIDTH_DIVISORS.get(getattr(config, "model_type", ""))
+    value = getattr(config, divided[0], None) if divided else None
+    if divided and isinstance(value, int) and value > 0:
+        name = f"{divided[0]} // {divided[1]}"
+        return {name: value // divided[1]}, f"{name}={value // divided[1]}"
     override = WIDTH_OVERRIDES.get(getattr(config, "model_type", ""), {})
     names = override.get(stack or "*") or override.get("*") or WIDTH_ATTRIBUTES
     widths: dict[str, int] = {}

@@ -1594,3 +1594,21 @@ def test_a_vision_language_model_profiles_its_text_model(kind):
         causal.model, causal.lm_head = text_model, model.lm_head
         effects = [hf_txray.analyze(m, TEXTS, output_effects=True, **options).output_effects for m in (model, causal)]
         pd.testing.assert_frame_equal(*effects)
+
+
+def test_recurrent_gemma_mlp_is_half_its_declared_width():
+    """Helper 139: RecurrentGemma's MLP takes intermediate_size // 2, so the width check refused a model it reads
+    correctly. Its recurrent and attention blocks (one class) are profiled at site='mlp' as the reference."""
+    tokenizer = bpe_tokenizer()
+    config = tf.RecurrentGemmaConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * WIDTH, num_hidden_layers=3,
+        num_attention_heads=2, lru_width=HIDDEN, attention_window_size=8, conv1d_width=4,
+        block_types=["recurrent", "recurrent", "attention"], num_key_value_heads=1, pad_token_id=0, bos_token_id=0,
+        eos_token_id=0)
+    torch.manual_seed(0)
+    model = tf.RecurrentGemmaForCausalLM(config).eval()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, show_progress=False)
+    assert profile.num_neurons == WIDTH
+    skip = profile.meta.config["skip_first_positions"]
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
+                                                      1, FEATURES, skip_first_positions=skip))
