@@ -258,6 +258,14 @@ def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.M
             )
         return None, text_model(model) or model
     stack = stack or "encoder"
+    text = text_config(model.config)
+    if stack == "decoder" and text is not model.config:
+        # BLIP-2's get_decoder() is its whole T5, Florence-2's its whole BART: not a decoder stack to feed
+        inner = next((name for name, m in model.named_modules() if getattr(m, "config", None) is text), "")
+        raise ModelError(
+            f"{type(model).__name__} is a composite model around an encoder-decoder text model: its decoder stack is "
+            f"profiled from the text model itself, e.g. hf_txray.analyze(model.{inner or 'language_model'}, texts, "
+            "stack='decoder', tokenizer=...). stack='encoder' profiles the text model's encoder here.")
     module = model.get_encoder() if stack == "encoder" else model.get_decoder()
     if module is None or module is model:
         raise ModelError(f"Could not find the {stack} of {type(model).__name__} (get_{stack}() gave nothing).")
@@ -266,9 +274,10 @@ def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.M
 
 def text_config(config: Any) -> Any:
     """The config that describes the profiled text stack: a composite (vision-language) model's text config
-    (``config.get_text_config()``), else `config` itself (an encoder-decoder's describes both stacks)."""
+    (``config.get_text_config()``: BLIP-2's T5, Florence-2's BART too), else `config` itself (an encoder-decoder's
+    describes both stacks; one made of two models, as ``EncoderDecoderModel``'s, is left as it is)."""
     get = getattr(config, "get_text_config", None)
-    if config is None or not callable(get) or getattr(config, "is_encoder_decoder", False):
+    if config is None or not callable(get) or all(hasattr(config, part) for part in ("encoder", "decoder")):
         return config
     try:
         found = get()
