@@ -64,8 +64,10 @@ def load_metric(metric: Any, **kwargs: Any):
 
 def model_task(model: Any) -> str | None:
     """The task a model's class names: ``"classification"`` (``*ForSequenceClassification``), ``"causal-lm"``
-    (``*ForCausalLM``, ``*LMHeadModel``), or None."""
-    name = type(model).__name__
+    (``*ForCausalLM``, ``*LMHeadModel``), or None; read through a ``torch.compile`` or data-parallel wrapper."""
+    from .loading import unwrap_model
+
+    name = type(unwrap_model(model)).__name__
     if name.endswith("ForSequenceClassification"):
         return "classification"
     if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):

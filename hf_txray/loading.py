@@ -118,6 +118,23 @@ def resolve_model_path(name: str, gguf_file: str | None) -> tuple[str, str | Non
     return str(path), None
 
 
+# Wrappers that run a model as it is (compiled, or replicated over devices): profiling reads the model inside.
+MODEL_WRAPPERS = {"OptimizedModule": "_orig_mod", "DataParallel": "module", "DistributedDataParallel": "module",
+                  "FullyShardedDataParallel": "module", "DeepSpeedEngine": "module"}
+
+
+def unwrap_model(model: Any) -> Any:
+    """The model inside ``torch.compile``'s ``OptimizedModule`` and DataParallel / DDP / FSDP wrappers (nested ones
+    too), else `model`: the wrapper's name would stand for the model in the profile and its modules' names would
+    carry ``_orig_mod.`` / ``module.``."""
+    while type(model).__name__ in MODEL_WRAPPERS:
+        inner = getattr(model, MODEL_WRAPPERS[type(model).__name__], None)
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
 def load_model(
     model: Any,
     tokenizer: Any = None,
@@ -128,9 +145,11 @@ def load_model(
     model_kwargs: dict[str, Any] | None = None,
     token: str | bool | None = None,
 ) -> tuple[Any, Any, str, str | None]:
-    """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model."""
+    """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model (a
+    ``torch.compile`` or data-parallel wrapper is read through: :func:`unwrap_model`)."""
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
+    model = unwrap_model(model)
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         check_fast_tokenizer(tokenizer)  # before the (maybe long) model load
     if isinstance(model, (str, Path)):

@@ -853,3 +853,50 @@ def test_plan_pruning_checks_the_source_even_with_widths_and_refuses_layers_besi
     assert plan_pruning(report, "low_mass", 2, layers=np.int64(1)).counts == {1: 2}  # one layer (helper 123)
     with pytest.raises(ConfigurationError, match="layers must be 'all', an int or a list of ints, got 1.0"):
         plan_pruning(report, "low_mass", 2, layers=1.0)  # helper 124: a bare TypeError
+
+
+@pytest.mark.parametrize("wrap", ["in_place", "wrapper"])
+def test_masks_reach_a_compiled_model(wrap):
+    """Helper 142: hooks added after a graph was compiled are not traced (torch does not recompile for a new hook):
+    on a compiled model a mask or an ablation changed nothing, and evaluate_pruning's masked row equalled the
+    unpruned one. Adding and removing masks now drops the compiled graphs, so the compiled forward follows them."""
+    from models import tiny_llama_lm
+
+    torch._dynamo.reset()
+    plain, compiled = tiny_llama_lm(0), tiny_llama_lm(0)
+    if wrap == "in_place":
+        compiled.compile(backend="eager")
+        run = compiled
+    else:
+        run = torch.compile(compiled, backend="eager")
+    ids = torch.tensor([bpe_tokenizer()(SAMPLE_TEXTS[1]).input_ids])
+    logits = lambda m: m(input_ids=ids).logits.detach()  # noqa: E731
+    before = logits(run)  # the graph is compiled here, without hooks
+    neurons = {0: list(range(0, 24, 2)), 1: list(range(1, 24, 2))}
+    with masked(plain, neurons):
+        expected = logits(plain)
+    assert not torch.allclose(expected, before)
+    handle = hf_txray.pruning.mask_neurons(run, neurons)
+    torch.testing.assert_close(logits(run), expected)
+    unprune(run, handle)
+    torch.testing.assert_close(logits(run), before)
+    with hf_txray.ablate(run, neurons):
+        torch.testing.assert_close(logits(run), expected)
+    torch.testing.assert_close(logits(run), before)
+
+
+def test_a_wrapped_model_is_profiled_and_evaluated_as_the_model_inside():
+    """Helper 142: a torch.compile wrapper was recorded as model 'OptimizedModule' with sites named
+    '_orig_mod.layers...', evaluate_pruning could not tell its task, and DataParallel was refused."""
+    from models import tiny_llama_lm
+
+    model, tokenizer = tiny_llama_lm(0), bpe_tokenizer()
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    plain = hf_txray.analyze(model, SAMPLE_TEXTS, **options)
+    for wrapped in (torch.compile(model, backend="eager"), torch.nn.DataParallel(model)):
+        profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, **options)
+        assert profile.meta.model_id == plain.meta.model_id == "LlamaForCausalLM"
+        np.testing.assert_array_equal(profile.neuron_count, plain.neuron_count)
+    from hf_txray.evaluation import model_task
+
+    assert model_task(torch.compile(model, backend="eager")) == "causal-lm"

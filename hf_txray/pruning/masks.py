@@ -11,6 +11,7 @@ import hashlib
 import warnings
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import torch
 from torch import nn
 
 from ..errors import ConfigurationError, ModelError
@@ -52,8 +53,11 @@ class MaskHandle:
 
     def remove(self) -> None:
         """Remove the masks (idempotent); the model computes exactly as before they were added."""
+        was_active = self.trace.active
         self.trace.remove()
         self._save_warning.remove()
+        if was_active:
+            drop_compiled_graphs(self.model)
         registry = getattr(self.model, MASKS_ATTRIBUTE, None)
         if registry is not None and self in registry:
             registry.remove(self)
@@ -205,7 +209,21 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
         registry = []
         object.__setattr__(model, MASKS_ATTRIBUTE, registry)
     registry.append(handle)
+    drop_compiled_graphs(model)
     return handle
+
+
+def drop_compiled_graphs(model: nn.Module) -> None:
+    """Make a compiled `model` (``torch.compile(model)`` or ``model.compile()``) see hooks added or removed since its
+    graphs were compiled: torch (``skip_nnmodule_hook_guards``) does not recompile for a new hook, so the cached
+    graph ran without the masks (helper 142: a masked row of ``evaluate_pruning`` equal to the unpruned one, an
+    ablation that changed nothing). Resets torch's compile caches (``torch._dynamo.reset()``), so the next call
+    compiles again with the hooks as they are; every compiled function of the process recompiles once."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    if any(isinstance(m, OptimizedModule) or getattr(m, "_compiled_call_impl", None) is not None
+           for m in model.modules()):
+        torch._dynamo.reset()
 
 
 def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:

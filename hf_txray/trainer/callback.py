@@ -27,7 +27,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
-from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source
+from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
 from ..options import parse_layers, parse_skip_first_positions
@@ -132,7 +132,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
 
         :class:`TXRayTrainer` calls this at construction so that a bad configuration fails before training.
         """
-        model = _unwrap(model)
+        model = unwrap_model(model)
         if self._profiler is not None and self._profiler.model is model:
             return self._profiler
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
@@ -441,17 +441,6 @@ def _text_tokenizer(processing_class: Any) -> Any:
     return tokenizer
 
 
-def _unwrap(model: Any) -> Any:
-    """The bare model: without DDP/DataParallel (``.module``) or torch.compile (``._orig_mod``) wrappers."""
-    import torch
-
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            return model
-        model = inner
 
 
 def _device_of(model: Any) -> Any:
