@@ -135,6 +135,19 @@ def unwrap_model(model: Any) -> Any:
     return model
 
 
+def refuse_unloaded_weights(model: Any) -> None:
+    """Refuse a model whose weights are on the meta device without Accelerate's hooks to load them (built under
+    ``init_empty_weights()`` or ``torch.device("meta")``): its first forward pass failed with a message about meta
+    tensors, and advice about dtypes. An offloaded model (``device_map`` with offload, ``cpu_offload``) keeps meta
+    weights that its hooks load: it is accepted."""
+    meta = [name for name, p in model.named_parameters() if p.is_meta]
+    if meta and not any(hasattr(m, "_hf_hook") for m in model.modules()):
+        raise ModelError(
+            f"{len(meta)} weights of {type(model).__name__} are not loaded: they are on the meta device (e.g. "
+            f"{meta[0]!r}), as in a model built under init_empty_weights() or torch.device('meta'). Load them first: "
+            "from_pretrained(...), or model.to_empty(device='cpu') and then model.load_state_dict(...).")
+
+
 def load_model(
     model: Any,
     tokenizer: Any = None,
@@ -150,6 +163,8 @@ def load_model(
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
     model = unwrap_model(model)
+    if hasattr(model, "named_parameters"):
+        refuse_unloaded_weights(model)
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         check_fast_tokenizer(tokenizer)  # before the (maybe long) model load
     if isinstance(model, (str, Path)):

@@ -565,3 +565,18 @@ def test_a_vision_towers_position_table_does_not_limit_the_text():
     from hf_txray.evaluation import pad_id_of
 
     assert pad_id_of(model) == 3  # the text config's: a classifier pools at the last id that is not it
+
+
+def test_a_model_whose_weights_are_not_loaded_is_refused_by_name():
+    """Helper 142: a model on the meta device failed the one-text probe with 'Tensor.item() cannot be called on meta
+    tensors' and advice to try float32."""
+    from transformers import BertConfig, BertModel
+
+    from models import SAMPLE_TEXTS, bert_tokenizer
+
+    with torch.device("meta"):
+        model = BertModel(BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=48))
+    with pytest.raises(hf_txray.ModelError, match=r"weights of BertModel are not loaded: they are on the meta device.*"
+                                                  r"to_empty"):
+        hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), show_progress=False)
