@@ -55,6 +55,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
             alone, unpadded: `remedy`).
     """
     _refuse_block_sparse_attention(model)
+    _refuse_flex_attention_on_cpu(model, device)
     if padded:  # what the run reaches: the profiled body (a head outside it never runs)
         _refuse_batched_dynamic_quantization(getattr(forward, "body", None) or model, remedy)
         _refuse_batched_sparse_indexer(model, max_tokens or max_width, remedy)
@@ -177,6 +178,23 @@ def _refuse_block_sparse_attention(model: Any) -> None:
             "its blocks, so the attention a text gets would depend on the texts run before it. Load the model with "
             "full attention: AutoModel.from_pretrained(..., attention_type='original_full') (or call "
             "model.set_attention_type('original_full') on the BigBird model).")
+
+
+def _refuse_flex_attention_on_cpu(model: Any, device: torch.device) -> None:
+    """transformers' flex_attention on a CPU (torch 2.13) gave wrong activations for some lengths (helper 142: a tiny
+    Llama's 24-token text off by half of the activations' scale from eager attention, once NaN, depending on the
+    calls before), in a plain forward pass: a profile would credit what that kernel got wrong."""
+    configs = {id(c): c for c in (getattr(model, "config", None),) if c is not None}
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None:
+            configs[id(config)] = config
+    if torch.device(device).type == "cpu" and any(getattr(c, "_attn_implementation", None) == "flex_attention"
+                                                  for c in configs.values()):
+        raise ModelError(
+            f"{type(model).__name__} runs attn_implementation='flex_attention' on a CPU, where its kernel gave wrong "
+            "activations for some text lengths (off by half their scale from eager attention, sometimes NaN). Load "
+            "it with attn_implementation='sdpa' (or 'eager'), or profile it on a GPU.")
 
 
 def _refuse_batched_expert_capacity(model: Any, remedy: str) -> None:

@@ -580,3 +580,14 @@ def test_a_model_whose_weights_are_not_loaded_is_refused_by_name():
     with pytest.raises(hf_txray.ModelError, match=r"weights of BertModel are not loaded: they are on the meta device.*"
                                                   r"to_empty"):
         hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), show_progress=False)
+
+
+def test_flex_attention_on_a_cpu_is_refused():
+    """Helper 142: flex_attention's CPU kernel gave a tiny Llama's 24-token text activations half their scale off
+    eager attention (once NaN), in a plain forward pass; batch_size=1 runs credited them."""
+    from models import SAMPLE_TEXTS, bpe_tokenizer, tiny_llama
+
+    model = tiny_llama(attn_implementation="flex_attention")
+    with pytest.raises(hf_txray.ModelError, match=r"flex_attention' on a CPU.*attn_implementation='sdpa'"):
+        hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), batch_size=1, pad_to_multiple_of=1,
+                         show_progress=False)
