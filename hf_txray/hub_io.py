@@ -247,12 +247,13 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     try:
         remote = DatasetCard.load(api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset",
                                                       revision=revision))
-    except EntryNotFoundError:  # a new repo or branch
-        return
+    except EntryNotFoundError:  # a new repo or branch, or one whose data has no card
+        remote = DatasetCard("")
     card = DatasetCard.load(readme)
     local = card.data.to_dict().get("configs") or []
     names = {c.get("config_name") for c in local}
-    remote_configs = remote.data.to_dict().get("configs") or []
+    detected = [] if remote.data.to_dict().get("configs") else _detected_data(repo_id, revision)
+    remote_configs = remote.data.to_dict().get("configs") or detected
     foreign = [c for c in _undefaulted(remote_configs) if c.get("config_name") not in set(owned) | names]
     default = next((c["config_name"] for c in remote_configs if c.get("default")), None)
     if into_remote or _hosts_results(remote):
@@ -281,6 +282,33 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     card.save(readme)
 
 
+# The config declaring the data files a repo held without a card that declares them: not "default", which datasets
+# also takes for the default config beside the one marked default (and then refuses to choose).
+DATA_CONFIG = "data"
+
+
+def _detected_data(repo_id: str, revision: str | None) -> list[dict]:
+    """The config ``datasets`` reads by default from the data files of a repo whose card declares none (a ``data/``
+    folder, ``train.csv``...), as that config's exact files, named :data:`DATA_CONFIG`: once the results' configs are declared, ``datasets``
+    reads the declared configs only, and the owner's data would no longer load. Empty when there are none (or they
+    cannot be listed: then nothing is added, as before)."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    base = f"hf://datasets/{repo_id}@{revision or 'main'}"
+    try:
+        found = DataFilesDict.from_patterns(get_data_patterns(base), base_path=base)
+    except Exception:  # noqa: BLE001 - no data files (EmptyDatasetError), or a listing that failed: add nothing
+        return []
+    prefix = f"{base}/"
+    files = {str(split): [f[len(prefix):] if f.startswith(prefix) else f for f in listed]  # splits are NamedSplit
+             for split, listed in found.items()}
+    files = {split: listed for split, listed in files.items() if listed}
+    if not files:
+        return []
+    return [{"config_name": DATA_CONFIG, "default": True,
+             "data_files": [{"split": split, "path": listed} for split, listed in files.items()]}]
+
+
 RESULTS_SECTION = "results"  # the marked section holding a results card inside a README hf_txray did not write
 
 
@@ -295,8 +323,11 @@ def _hosts_results(remote: "DatasetCard") -> bool:
 
     if _marked(remote.text, RESULTS_SECTION) is not None:
         return True
-    tags = remote.data.to_dict().get("tags") or []
-    return bool(remote.text.strip()) and TAGS[0] not in tags and OLD_TAG not in tags
+    metadata = remote.data.to_dict()
+    tags = metadata.get("tags") or []
+    # a card with text, or with metadata alone (a license, a name: YAML without text), that hf_txray did not tag
+    declared = any(value not in (None, "", [], {}) for value in metadata.values())
+    return bool(remote.text.strip() or declared) and TAGS[0] not in tags and OLD_TAG not in tags
 
 
 def _add_metadata(remote: "DatasetCard", card: "DatasetCard") -> None:

@@ -679,3 +679,32 @@ def test_which_readmes_a_push_replaces_whole():
     assert _hosts_results(card(["mine"], "# Mine\n"))  # someone else's: kept, results as a section
     assert _hosts_results(card(["mine", "hf-txray"], "# Mine\n<!-- hf_txray:results:start -->\nx\n"
                                                      "<!-- hf_txray:results:end -->\n"))
+
+
+@pytest.mark.parametrize("readme", [None, "text", "yaml"])
+def test_a_push_keeps_the_owners_data_loadable(results, hub, tmp_path, readme):
+    """Helper 143: a README of YAML alone lost its license, name and default config to the results card; and data
+    that datasets found by its default layout (no configs declared) no longer loaded once the results' configs were
+    declared. The owner's files are declared as the config 'data' (the default, unless hf_txray writes the card)."""
+    a, _, _ = results
+    repo = f"{hub.username}/owner-{readme}"
+    own = tmp_path / "own"
+    (own / "data").mkdir(parents=True)
+    pd.DataFrame({"text": ["one", "two"]}).to_parquet(own / "data" / "train.parquet")
+    if readme == "text":
+        (own / "README.md").write_text("# My corpus\n\nTwo texts.\n")
+    elif readme == "yaml":
+        (own / "README.md").write_text("---\nlicense: cc-by-4.0\npretty_name: My corpus\n---\n")
+    hub.api.create_repo(repo, repo_type="dataset")
+    hub.api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=own)
+    a.push_to_hub(repo)
+    hf_txray.push_to_hub(repo, profiles=[a], plots=False)
+    pushed = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
+    defaults = [c["config_name"] for c in declared(pushed) if c.get("default")]
+    assert defaults == (["neuron_cards"] if readme is None else ["data"])
+    assert datasets.load_dataset(repo, "data", split="train", download_mode="force_redownload")["text"] == ["one", "two"]
+    if readme == "yaml":
+        assert pushed.data.license == "cc-by-4.0" and pushed.data.pretty_name == "My corpus"
+    if readme == "text":
+        assert pushed.text.startswith("# My corpus\n\nTwo texts.")
+    assert hf_txray.load(repo).profiles[a.stage] == a
