@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .sites import Site, resolve_stack, unwrap_peft
+from .sites import Site, resolve_stack, text_model, unwrap_peft
 
 
 def check_no_virtual_tokens(model: nn.Module) -> None:
@@ -42,12 +42,17 @@ def check_no_virtual_tokens(model: nn.Module) -> None:
 
 
 def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:
-    """``model.base_model`` when it holds every hooked module (so heads are skipped), else `model` itself."""
-    body = getattr(unwrap_peft(model), "base_model", model)
-    if body is model or not isinstance(body, nn.Module):
-        return model
-    inside = {id(m) for m in body.modules()}
-    return body if all(id(site.module) in inside for site in sites) else model
+    """The part of `model` that runs: a composite model's text model (:func:`~hf_txray.sites.text_model`: fed text
+    alone, as the composite feeds it text without an image; BLIP-2's and Kosmos-2's own forward needs an image), else
+    ``model.base_model`` (so heads are skipped), when it holds every hooked module; else `model` itself."""
+    inner = unwrap_peft(model)
+    for body in (text_model(inner), getattr(inner, "base_model", model)):
+        if body is None or body is model or not isinstance(body, nn.Module):
+            continue
+        inside = {id(m) for m in body.modules()}
+        if all(id(site.module) in inside for site in sites):
+            return body
+    return model
 
 
 def check_sites_in_stack(model: nn.Module, stack: str, root: nn.Module, sites: list[Site]) -> None:

@@ -1644,3 +1644,24 @@ def test_a_composite_around_an_encoder_decoder_profiles_its_encoder_blip2():
     with pytest.raises(ModelError, match=r"composite model around an encoder-decoder.*"
                                          r"hf_txray\.analyze\(model\.language_model, texts, stack='decoder'"):
         hf_txray.analyze(model, TEXTS, stack="decoder", **options)
+
+
+def test_a_composite_whose_own_forward_needs_an_image_runs_its_text_model_blip2_opt():
+    """Helper 141: BLIP-2 with OPT (InstructBLIP, Kosmos-2) failed the one-text probe: its forward needs
+    pixel_values, and the sites found in its text model were run through it. The text model is what runs now."""
+    tokenizer = bpe_tokenizer()
+    vocab = len(tokenizer) + 8
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2, image_size=16,
+                  patch_size=8)
+    qformer = dict(hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96,
+                   encoder_hidden_size=64, vocab_size=vocab)
+    text = dict(model_type="opt", vocab_size=vocab, hidden_size=HIDDEN, ffn_dim=WIDTH, num_hidden_layers=LAYERS,
+                num_attention_heads=4, word_embed_proj_dim=HIDDEN, pad_token_id=1, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = tf.Blip2ForConditionalGeneration(tf.Blip2Config(
+        vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=4,
+        image_token_index=vocab - 7)).eval()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, show_progress=False)
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(
+        model.language_model, tokenizer, TEXTS, "mlp", FEATURES), 1, FEATURES,
+        skip_first_positions=profile.meta.config["skip_first_positions"]))
