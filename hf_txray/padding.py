@@ -169,15 +169,18 @@ def _refuse_block_sparse_attention(model: Any) -> None:
     so before the run, so a model configured block-sparse was profiled with full attention and left switched
     (helper 138: 2 of a tiny model's credits moved), and a run's profile would depend on where its first short text
     came. Block-sparse rows also pad to whole blocks with what else their batch holds."""
-    sparse = next((name for name, m in model.named_modules() if getattr(m, "attention_type", None) == "block_sparse"),
-                  None)
-    if sparse is not None:
+    sparse = [name for name, m in model.named_modules() if getattr(m, "attention_type", None) == "block_sparse"]
+    if sparse:
+        # the outermost module that can switch them all (BigBird's model, BigBird-Pegasus' encoder)
+        setter = next((name for name in sparse if callable(getattr(model.get_submodule(name), "set_attention_type",
+                                                                    None))), None)
+        how = (f" (or call model{'.get_submodule(' + repr(setter) + ')' if setter else ''}"
+               ".set_attention_type('original_full'))") if setter is not None else ""
         raise ModelError(
-            f"{type(model).__name__} uses block-sparse attention ({sparse or 'the model'}: attention_type="
+            f"{type(model).__name__} uses block-sparse attention ({sparse[0] or 'the model'}: attention_type="
             "'block_sparse'), which transformers switches to full attention for good at the first text shorter than "
             "its blocks, so the attention a text gets would depend on the texts run before it. Load the model with "
-            "full attention: AutoModel.from_pretrained(..., attention_type='original_full') (or call "
-            "model.set_attention_type('original_full') on the BigBird model).")
+            f"full attention: AutoModel.from_pretrained(..., attention_type='original_full'){how}.")
 
 
 def _refuse_flex_attention_on_cpu(model: Any, device: torch.device) -> None:

@@ -199,7 +199,8 @@ def find_blocks(model: nn.Module, mixed: bool = False,
             f"The blocks of {type(model).__name__} ({unread[1]!r}) hold no linear layer hf_txray reads (nn.Linear, "
             "GPT-2's Conv1D, or a PEFT wrapper of one): quantized or convolutional layers, whose units site='mlp' "
             "cannot read. Profile the blocks' outputs: site='residual' with module_pattern naming them, e.g. "
-            f"r'{re.escape(unread[1])}\\.\\d+$'.")
+            f"r'{re.escape(unread[1])}\\.\\d+$' (where the model calls its blocks: SqueezeBERT calls their forward "
+            "method directly, past any hook, and cannot be profiled).")
     if best is None:
         raise ModelError(
             f"Could not find the transformer blocks of {type(model).__name__} (no nn.ModuleList of identical "

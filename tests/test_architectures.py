@@ -14,6 +14,7 @@ and the refusals (shared layers, pruning of expert units, mixing stacks in ``com
 from __future__ import annotations
 
 import copy
+import re
 import importlib.util
 import functools
 
@@ -1511,7 +1512,7 @@ def test_blocks_without_linear_layers_are_named_and_their_outputs_profile_exactl
     with pytest.raises(ModelError, match=r"blocks of IBertModel \('encoder\.layer'\) hold no linear layer.*"
                                          r"site='residual'.*r'encoder\\\.layer\\\.\\d\+\$'") as refused:
         hf_txray.analyze(model, TEXTS, **options)
-    pattern = str(refused.value).split("e.g. r'")[1][:-2]
+    pattern = re.search(r"e\.g\. r'([^']+)'", str(refused.value)).group(1)
     profile = hf_txray.analyze(model, TEXTS, site="residual", module_pattern=pattern, **options)
     assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "residual",
                                                                            FEATURES), 1, FEATURES))
