@@ -1622,22 +1622,31 @@ def test_recurrent_gemma_mlp_is_half_its_declared_width():
                                                       1, FEATURES, skip_first_positions=skip))
 
 
-def test_a_composite_around_an_encoder_decoder_profiles_its_encoder_blip2():
-    """Helper 141: BLIP-2 with a T5 (Florence-2 with a BART) was refused as declaring no MLP width (the widths are in
-    its text config), and stack='decoder' ran get_decoder(), the whole T5, or crashed (Florence-2). The encoder is
-    profiled as the text model's (checked against the reference), the decoder is refused naming the text model."""
+def _blip2(text_model: str):
+    """A tiny BLIP-2 whose vision tower is deeper and wider than its 2-layer text model (a T5 or an OPT)."""
     tokenizer = bpe_tokenizer()
     vocab = len(tokenizer) + 8
     vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2, image_size=16,
                   patch_size=8)
     qformer = dict(hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96,
                    encoder_hidden_size=64, vocab_size=vocab)
-    text = dict(model_type="t5", vocab_size=vocab, d_model=HIDDEN, d_ff=WIDTH, num_layers=LAYERS,
-                num_decoder_layers=LAYERS, num_heads=4, d_kv=8, decoder_start_token_id=0, pad_token_id=0)
+    text = (dict(model_type="t5", vocab_size=vocab, d_model=HIDDEN, d_ff=WIDTH, num_layers=LAYERS,
+                 num_decoder_layers=LAYERS, num_heads=4, d_kv=8, decoder_start_token_id=0, pad_token_id=0)
+            if text_model == "t5" else
+            dict(model_type="opt", vocab_size=vocab, hidden_size=HIDDEN, ffn_dim=WIDTH, num_hidden_layers=LAYERS,
+                 num_attention_heads=4, word_embed_proj_dim=HIDDEN, pad_token_id=1, bos_token_id=0, eos_token_id=0))
     torch.manual_seed(0)
     model = tf.Blip2ForConditionalGeneration(tf.Blip2Config(
         vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=4,
         image_token_index=vocab - 7)).eval()
+    return model, tokenizer
+
+
+def test_a_composite_around_an_encoder_decoder_profiles_its_encoder_blip2():
+    """Helper 141: BLIP-2 with a T5 (Florence-2 with a BART) was refused as declaring no MLP width (the widths are in
+    its text config), and stack='decoder' ran get_decoder(), the whole T5, or crashed (Florence-2). The encoder is
+    profiled as the text model's (checked against the reference), the decoder is refused naming the text model."""
+    model, tokenizer = _blip2("t5")
     options = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False)
     profile = hf_txray.analyze(model, TEXTS, **options)
     assert_equals_reference(profile, reference.credit(reference.run_corpus(
@@ -1650,18 +1659,7 @@ def test_a_composite_around_an_encoder_decoder_profiles_its_encoder_blip2():
 def test_a_composite_whose_own_forward_needs_an_image_runs_its_text_model_blip2_opt():
     """Helper 141: BLIP-2 with OPT (InstructBLIP, Kosmos-2) failed the one-text probe: its forward needs
     pixel_values, and the sites found in its text model were run through it. The text model is what runs now."""
-    tokenizer = bpe_tokenizer()
-    vocab = len(tokenizer) + 8
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2, image_size=16,
-                  patch_size=8)
-    qformer = dict(hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96,
-                   encoder_hidden_size=64, vocab_size=vocab)
-    text = dict(model_type="opt", vocab_size=vocab, hidden_size=HIDDEN, ffn_dim=WIDTH, num_hidden_layers=LAYERS,
-                num_attention_heads=4, word_embed_proj_dim=HIDDEN, pad_token_id=1, bos_token_id=0, eos_token_id=0)
-    torch.manual_seed(0)
-    model = tf.Blip2ForConditionalGeneration(tf.Blip2Config(
-        vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=4,
-        image_token_index=vocab - 7)).eval()
+    model, tokenizer = _blip2("opt")
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, show_progress=False)
     assert_equals_reference(profile, reference.credit(reference.run_corpus(
         model.language_model, tokenizer, TEXTS, "mlp", FEATURES), 1, FEATURES,
