@@ -240,6 +240,7 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     from huggingface_hub.errors import EntryNotFoundError
 
     from .card import with_default
+    from .layout import CONFIGS, EXTRA_CONFIGS
 
     readme = Path(folder) / "README.md"
     if not readme.is_file():
@@ -255,6 +256,7 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     detected = [] if remote.data.to_dict().get("configs") else _detected_data(repo_id, revision)
     remote_configs = remote.data.to_dict().get("configs") or detected
     foreign = [c for c in _undefaulted(remote_configs) if c.get("config_name") not in set(owned) | names]
+    _refuse_other_formats(repo_id, foreign)
     default = next((c["config_name"] for c in remote_configs if c.get("default")), None)
     if into_remote or _hosts_results(remote):
         if into_remote:
@@ -274,12 +276,31 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
         return
     if not foreign:
         return
-    card.data.configs = with_default(local + foreign, default)
+    # the repo's own default (its data, not a config hf_txray writes) stays the default: datasets reads every config
+    # with the builder of the default one, so an owner's CSV config beside a parquet default did not load
+    ours = default is None or default in CONFIGS + EXTRA_CONFIGS
+    card.data.configs = with_default(local + foreign if ours else foreign + _undefaulted(local), default)
     # the sections describing them (e.g. probing's), unless this card has its own of that name
     sections = [m.group(0) for m in _MARKED_SECTION.finditer(remote.text)
                 if f"<!-- hf_txray:{m.group(1)}:start -->" not in card.text]
     card.text = card.text.rstrip() + "".join(f"\n\n{section}" for section in sections) + "\n"
     card.save(readme)
+
+
+def _refuse_other_formats(repo_id: str, configs: Sequence[dict]) -> None:
+    """Refuse, before anything is uploaded, a repo whose own configs read files of another format than parquet
+    (a CSV, JSON lines): ``datasets`` reads every config of a repo with the builder of its default one, so beside
+    hf_txray's parquet configs either the owner's data or the results would no longer load (helper 144)."""
+    paths = [path for config in configs for entry in config.get("data_files") or []
+             for path in ([entry.get("path")] if isinstance(entry, dict) else [entry]) for path in
+             (path if isinstance(path, list) else [path]) if isinstance(path, str)]
+    other = next((path for path in paths if Path(path).suffix and Path(path).suffix != ".parquet"), None)
+    if other is not None:
+        raise ConfigurationError(
+            f"The Hub dataset {repo_id!r} holds data in another format than parquet ({other!r}): datasets reads every "
+            "config of a repo with one builder, so beside hf_txray's parquet configs either that data or the results "
+            f"would no longer load. Nothing was uploaded. Push the results to a repo of their own (e.g. "
+            f"'{repo_id}-txray'), or convert that data to parquet first.")
 
 
 # The config declaring the data files a repo held without a card that declares them: not "default", which datasets

@@ -701,10 +701,27 @@ def test_a_push_keeps_the_owners_data_loadable(results, hub, tmp_path, readme):
     hf_txray.push_to_hub(repo, profiles=[a], plots=False)
     pushed = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
     defaults = [c["config_name"] for c in declared(pushed) if c.get("default")]
-    assert defaults == (["neuron_cards"] if readme is None else ["data"])
+    assert defaults == ["data"]  # the repo's data stays what load_dataset(repo) reads
     assert datasets.load_dataset(repo, "data", split="train", download_mode="force_redownload")["text"] == ["one", "two"]
     if readme == "yaml":
         assert pushed.data.license == "cc-by-4.0" and pushed.data.pretty_name == "My corpus"
     if readme == "text":
         assert pushed.text.startswith("# My corpus\n\nTwo texts.")
     assert hf_txray.load(repo).profiles[a.stage] == a
+
+
+def test_a_push_over_data_of_another_format_is_refused_before_upload(results, hub, tmp_path):
+    """Helper 144: datasets reads every config of a repo with the builder of its default one, so an owner's CSV
+    beside the results' parquet configs made one of them unloadable. Refused before anything is uploaded."""
+    a, _, _ = results
+    repo = f"{hub.username}/owner-csv"
+    own = tmp_path / "own"
+    own.mkdir()
+    pd.DataFrame({"text": ["one", "two"]}).to_csv(own / "train.csv", index=False)
+    hub.api.create_repo(repo, repo_type="dataset")
+    hub.api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=own)
+    before = sorted(hub.server.repo_files(repo))
+    with pytest.raises(ConfigurationError, match=r"another format than parquet \('train\.csv'\).*Nothing was uploaded"):
+        a.push_to_hub(repo)
+    assert sorted(hub.server.repo_files(repo)) == before
+    assert datasets.load_dataset(repo, split="train", download_mode="force_redownload")["text"] == ["one", "two"]
