@@ -11,6 +11,7 @@ errors raised here.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import re
@@ -321,8 +322,9 @@ def _detected_data(repo_id: str, revision: str | None) -> list[dict]:
     except Exception:  # noqa: BLE001 - no data files (EmptyDatasetError), or a listing that failed: add nothing
         return []
     prefix = f"{base}/"
-    files = {str(split): [f[len(prefix):] if f.startswith(prefix) else f for f in listed]  # splits are NamedSplit
-             for split, listed in found.items()}
+    # exact names, escaped: datasets reads data_files as glob patterns (a file 'train[v2].parquet' matched nothing)
+    files = {str(split): [glob.escape(f[len(prefix):] if f.startswith(prefix) else f) for f in listed]
+             for split, listed in found.items()}  # splits are NamedSplit
     files = {split: listed for split, listed in files.items() if listed}
     if not files:
         return []

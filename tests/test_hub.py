@@ -690,7 +690,8 @@ def test_a_push_keeps_the_owners_data_loadable(results, hub, tmp_path, readme):
     repo = f"{hub.username}/owner-{readme}"
     own = tmp_path / "own"
     (own / "data").mkdir(parents=True)
-    pd.DataFrame({"text": ["one", "two"]}).to_parquet(own / "data" / "train.parquet")
+    # helper 144: a file name with glob characters, declared as it is, matched nothing
+    pd.DataFrame({"text": ["one", "two"]}).to_parquet(own / "data" / ("train[v2].parquet" if readme else "train.parquet"))
     if readme == "text":
         (own / "README.md").write_text("# My corpus\n\nTwo texts.\n")
     elif readme == "yaml":

@@ -883,6 +883,11 @@ def test_masks_reach_a_compiled_model(wrap):
     with hf_txray.ablate(run, neurons):
         torch.testing.assert_close(logits(run), expected)
     torch.testing.assert_close(logits(run), before)
+    # helper 144: the model masked directly, its compiled wrapper called (the wrapper is no module of the model)
+    inner = compiled if wrap == "in_place" else run._orig_mod
+    with masked(inner, neurons):
+        torch.testing.assert_close(logits(run), expected)
+    torch.testing.assert_close(logits(run), before)
 
 
 def test_a_wrapped_model_is_profiled_and_evaluated_as_the_model_inside():

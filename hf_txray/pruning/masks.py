@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import warnings
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import torch
 from torch import nn
 
 from ..errors import ConfigurationError, ModelError
@@ -214,16 +214,16 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
 
 
 def drop_compiled_graphs(model: nn.Module) -> None:
-    """Make a compiled `model` (``torch.compile(model)`` or ``model.compile()``) see hooks added or removed since its
-    graphs were compiled: torch (``skip_nnmodule_hook_guards``) does not recompile for a new hook, so the cached
-    graph ran without the masks (helper 142: a masked row of ``evaluate_pruning`` equal to the unpruned one, an
-    ablation that changed nothing). Resets torch's compile caches (``torch._dynamo.reset()``), so the next call
-    compiles again with the hooks as they are; every compiled function of the process recompiles once."""
-    from torch._dynamo.eval_frame import OptimizedModule
-
-    if any(isinstance(m, OptimizedModule) or getattr(m, "_compiled_call_impl", None) is not None
-           for m in model.modules()):
-        torch._dynamo.reset()
+    """Make compiled code (``torch.compile(model)``, ``model.compile()``, or a compiled wrapper of `model` that it
+    does not know of) see hooks added or removed since it was compiled: torch (``skip_nnmodule_hook_guards``) does
+    not recompile for a new hook, so the cached graph ran without the masks (helper 142: a masked row of
+    ``evaluate_pruning`` equal to the unpruned one, an ablation that changed nothing; helper 144: the wrapper of a
+    model masked directly). Resets torch's compile caches (``torch._dynamo.reset()``) whenever torch's compiler is
+    loaded, so the next compiled call compiles again with the hooks as they are; every compiled function of the
+    process recompiles once."""
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None:
+        dynamo.reset()
 
 
 def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
