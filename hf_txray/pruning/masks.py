@@ -57,7 +57,7 @@ class MaskHandle:
         self.trace.remove()
         self._save_warning.remove()
         if was_active:
-            drop_compiled_graphs(self.model)
+            drop_compiled_graphs()
         registry = getattr(self.model, MASKS_ATTRIBUTE, None)
         if registry is not None and self in registry:
             registry.remove(self)
@@ -209,13 +209,13 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
         registry = []
         object.__setattr__(model, MASKS_ATTRIBUTE, registry)
     registry.append(handle)
-    drop_compiled_graphs(model)
+    drop_compiled_graphs()
     return handle
 
 
-def drop_compiled_graphs(model: nn.Module) -> None:
-    """Make compiled code (``torch.compile(model)``, ``model.compile()``, or a compiled wrapper of `model` that it
-    does not know of) see hooks added or removed since it was compiled: torch (``skip_nnmodule_hook_guards``) does
+def drop_compiled_graphs() -> None:
+    """Make compiled code (``torch.compile(model)``, ``model.compile()``, or a compiled wrapper of a model that the
+    model does not know of) see hooks added or removed since it was compiled: torch (``skip_nnmodule_hook_guards``) does
     not recompile for a new hook, so the cached graph ran without the masks (helper 142: a masked row of
     ``evaluate_pruning`` equal to the unpruned one, an ablation that changed nothing; helper 144: the wrapper of a
     model masked directly). Resets torch's compile caches (``torch._dynamo.reset()``) whenever torch's compiler is
