@@ -44,8 +44,8 @@ from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
-from .sites import Site, WinnerRecorder, check_one_kind, find_sites, select_layers, text_config
-from .streaming import BucketPlan, InMemorySource, StreamingSource, is_streaming
+from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config
+from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 from .windows import check_token_budget, check_window_options
@@ -75,8 +75,8 @@ class Profiler:
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
         self.revision = revision
-        self.sites: list[Site] = select_layers(find_sites(model, config.site, config.module_pattern, config.stack),
-                                               config.layers)
+        self.sites: list[Site] = find_sites(model, config.site, config.module_pattern, config.stack,
+                                                config.layers)
         self.forward = StackForward(model, config.stack, self.sites)  # checks decoder inputs before any work
         check_one_kind(self.sites)
         self.num_neurons = self.sites[0].width
@@ -292,7 +292,7 @@ class Profiler:
         if merged.meta.num_empty == merged.meta.num_examples:
             raise self._nothing_to_credit(merged.meta.num_examples, source.text_column,
                                           self.corpus_columns if self.corpus_columns is not None
-                                          else _column_names(corpus))
+                                          else column_names(corpus))
         merged.meta = dataclasses.replace(merged.meta, dataset_fingerprint=meta.dataset_fingerprint,
                                           created_at=meta.created_at)
         merged.meta.config["text_column"] = source.text_column
@@ -816,15 +816,6 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         return _analyze(model, dataset, tokenizer, options)
 
 
-def _column_names(corpus: Any) -> list[str] | None:
-    """The columns of `corpus` (a dataset, a table, a list of row dicts); None where they are not known (a stream
-    that declares none, a generator)."""
-    if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(row, dict) for row in corpus):
-        return list(dict.fromkeys(key for row in corpus for key in row))
-    names = getattr(corpus, "column_names", getattr(corpus, "columns", None))
-    return [str(n) for n in names] if names is not None and not isinstance(names, str) else None
-
-
 def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world: int, num_counted: int) -> None:
     """Complete a stream's ``provenance["dataset"]`` record after the run: its text column, and the number and
     hash of the texts read when one process read the whole stream (else the texts counted, and no hash)."""
@@ -899,7 +890,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     loaded, device = _place(loaded, o.device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
-    profiler.corpus_columns = [column] if is_texts_only(dataset) else (_column_names(dataset) or [])
+    profiler.corpus_columns = [column] if is_texts_only(dataset) else (column_names(dataset) or [])
     if o.output_effects:
         from .output_effects import check_output_effects
 

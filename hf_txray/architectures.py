@@ -60,6 +60,8 @@ DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
     "qwen3_moe": ("intermediate_size",),
     # without experts (num_local_experts=0, as the dense Granite-4.0-H models), a block's MLP is its shared_mlp
     "granitemoehybrid": ("shared_intermediate_size",),
+    # Llama 4 interleaves dense blocks (`intermediate_size_mlp` wide) with MoE blocks (`interleave_moe_layer_step`)
+    "llama4_text": ("intermediate_size_mlp",),
 }
 
 # Names of the token mixers of the supported families (attention) and of state-space models (Mamba's `mixer`,

@@ -301,10 +301,7 @@ def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torc
     module is ``is_transposed``) laid out ``expert * inter + unit``, then
     the shared experts' units (their down projection's input).
     """
-    sites = find_sites(model, "mlp", None, output_stack(model, stack))
-    if not -len(sites) <= layer < len(sites):
-        raise ConfigurationError(f"Layer {layer} is out of range: the model has {len(sites)} layers.")
-    site = sites[layer]
+    site = find_sites(model, "mlp", None, output_stack(model, stack), layers=int(layer))[0]
     if site.capture != "experts":
         return linear_weight(site.module)
     fused = site.module.down_proj.detach()

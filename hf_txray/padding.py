@@ -299,12 +299,27 @@ def _run_probes(model: Any, run: Any, fills: tuple[Any, ...], part: str, done: s
 
 
 def _probe_failed(model: Any, part: str, done: str, err: Exception) -> ModelError:
-    dtype = str(next((p.dtype for p in model.parameters()), "")).replace("torch.", "")
     return ModelError(
         f"{type(model).__name__} failed on a one-text probe run before it is {done}, as hf_txray runs it ({part} "
-        f"on input_ids and attention_mask, in {dtype}): {type(err).__name__}: {err}. This architecture (or this "
-        "stack of it, or this dtype: some kernels have no bfloat16 or float16 form, so try float32) cannot be "
-        f"{done} as it is.")
+        f"on input_ids and attention_mask, in {_dtypes_of(model)}): {type(err).__name__}: {err}. This "
+        "architecture (or this stack of it, or this dtype: some kernels have no bfloat16 or float16 form, so try "
+        f"float32) cannot be {done} as it is.")
+
+
+def _dtypes_of(model: Any) -> str:
+    """The model's parameter dtypes, the one holding most weights first: ``"bfloat16"``, or ``"bfloat16 (and
+    float32 for 2% of the weights)"`` for a model kept partly in another dtype (transformers'
+    ``_keep_in_fp32_modules``, or a user's cast of some modules)."""
+    sizes: dict[str, int] = {}
+    for param in model.parameters():
+        name = str(param.dtype).replace("torch.", "")
+        sizes[name] = sizes.get(name, 0) + param.numel()
+    if not sizes:
+        return "no parameters"
+    total = sum(sizes.values())
+    ranked = sorted(sizes, key=sizes.get, reverse=True)
+    others = ", ".join(f"{name} for {sizes[name] / total:.0%} of the weights" for name in ranked[1:])
+    return f"{ranked[0]} (and {others})" if others else ranked[0]
 
 
 def _padding_moved(zeros: torch.Tensor, other: torch.Tensor, again: torch.Tensor, dtype: torch.dtype,

@@ -428,6 +428,35 @@ def _check_same_stack(a: Profile, b: Profile) -> None:
         )
 
 
+def _warn_unlike_truncation(a: Profile, b: Profile) -> None:
+    """Texts cut at different `max_length` (``long_texts="truncate"``) lose different positions: the stages read
+    different parts of the texts, a difference that is not the model's (helper 146: 10% "gained" neurons between
+    two stages of one model on the same texts cut at 16 and 64 tokens). Windows read every position at any length."""
+    lengths = [p.meta.config.get("max_length") for p in (a, b)]
+    cut = [p.meta.num_truncated for p in (a, b)]
+    if lengths[0] != lengths[1] and any(cut):
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} cut long texts at different max_length ({lengths[0]!r} vs "
+            f"{lengths[1]!r}; {cut[0]} and {cut[1]} texts truncated), so they read different parts of their texts: "
+            "part of any difference between them is that, not the model. Profile both with the same max_length, or "
+            "with long_texts='window' (the default), which reads every position.", UserWarning, stacklevel=3)
+
+
+def _model_type(profile: Profile) -> str | None:
+    return (profile.meta.provenance or {}).get("runtime", {}).get("model_type")
+
+
+def _check_same_architecture(a: Profile, b: Profile) -> None:
+    """Two architectures' neurons with the same numbers are unrelated (BERT-base's and GPT-2's 12 x 3,072): the
+    report would pair them, and pruning would then accept it for either model (helper 146)."""
+    type_a, type_b = _model_type(a), _model_type(b)
+    if type_a and type_b and type_a != type_b:
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of a {type_a} and a {type_b} model "
+            "(config.model_type), whose neurons with the same layer and number are unrelated. TX-Ray compares one "
+            "model's neurons across stages: profile both stages with one architecture.")
+
+
 def _check_same_experts(a: Profile, b: Profile) -> None:
     """Neuron n is unit n mod width of expert n // width: two numberings of the same count are different neurons."""
     experts_a, experts_b = expert_numbering(a.meta.config), expert_numbering(b.meta.config)
@@ -526,8 +555,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         :class:`TransferReport`.
 
     Raises:
-        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts or
-            feature types differ.
+        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts,
+            feature types or the architecture (``config.model_type``, where both profiles recorded it) differ.
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a
             `Profile` nor a path.
 
@@ -541,6 +570,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     a, b = _as_profile(a, "a"), _as_profile(b, "b")
     a.check_compatible(b, "compare")
     _check_same_stack(a, b)
+    _check_same_architecture(a, b)
     _check_same_experts(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
@@ -585,6 +615,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                 f"Stages {a.stage!r} and {b.stage!r} were profiled with different {name} ({mine!r} vs {theirs!r}), "
                 "which changes which positions are credited and how: part of any difference between them is that, "
                 f"not the model. Profile both stages with the same {name}.", UserWarning, stacklevel=2)
+    _warn_unlike_truncation(a, b)
     reason = _no_noise_reason(a, b)
     if reason:
         warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)
@@ -601,7 +632,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                  "less 2)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason = reason
-    meta.model_types = [(p.meta.provenance or {}).get("runtime", {}).get("model_type") for p in (a, b)]
+    meta.model_types = [_model_type(p) for p in (a, b)]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason,
                                    "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})

@@ -361,7 +361,8 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             f"The experts {_join(block_name, name)!r} ({type(experts).__name__}) have {width} units each, but the "
             f"config declares an MLP width of {described}: refusing to guess which units are the experts' (a layout "
             "hf_txray does not read, such as Llama 4's experts, which run every token through every expert). "
-            "Profile this model with site='residual'."
+            "Profile this model with site='residual', or only its dense blocks (Llama 4 interleaves them with its "
+            "MoE blocks) with `layers=`."
         )
     layout = shared_experts_layout(model, block, block_name, name, experts)
     return _join(block_name, name), experts, replace(layout, skip_class=has_skip_class(block, experts))
@@ -623,17 +624,28 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
             raise ModelError(
                 f"module_pattern {pattern!r} matches two modules of block {index} ({taken[index]!r} and {name!r}): "
                 "hf_txray hooks one site per block, numbered by its block. Narrow the pattern to one module per block"
-                + (" (end it with $)." if not pattern.endswith("$") else f", e.g. r'{re.escape(taken[index])}$' with "
-                   "the block index as \\d+ (a block with several feed-forward networks, as MobileBERT's, is "
-                   "profiled one network per run)."))
+                + (" (end it with $)." if not pattern.endswith("$") else
+                   f", e.g. r'{_one_per_block(taken[index], name, blocks_name, index)}' (a block with several "
+                   "feed-forward networks, as MobileBERT's, is profiled one network per run)."))
         taken[index] = name
         numbers.append(index)
     return numbers, blocks
 
 
+def _one_per_block(first: str, second: str, blocks_name: str, index: int) -> str:
+    """A pattern naming one of two modules of block `index` in every block: the one outside a token mixer (an
+    attention projection is rarely the site meant), with the block index as ``\\d+``."""
+    def mixer(name: str) -> bool:
+        return any(token in part.lower() for part in name.split(".") for token in TOKEN_MIXER_NAME_PARTS)
+
+    chosen = second if mixer(first) and not mixer(second) else first
+    block = re.escape(f"{blocks_name}.")
+    return re.escape(chosen).replace(f"{block}{index}\\.", f"{block}\\d+\\.", 1) + "$"
+
+
 def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None = None,
-               stack: str | None = None) -> list[Site]:
-    """Locate and verify the neuron sites of every block of one stack of `model`.
+               stack: str | None = None, layers: str | int | Sequence[int] = "all") -> list[Site]:
+    """Locate and verify the neuron sites of the blocks of one stack of `model`.
 
     Args:
         model (`nn.Module`): a transformers model (see the README's table of supported families).
@@ -643,9 +655,12 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
             (and its checks); each matched module is numbered by the block of the stack that holds it, as the
             automatic search numbers them (one module per block).
         stack (`str`, *optional*): ``"encoder"`` (default) or ``"decoder"`` for encoder-decoder models.
+        layers (`str`, `int` or `list[int]`, *optional*, defaults to `"all"`): the blocks to return, as
+            :func:`select_layers` takes them. Only these blocks are verified, so a model whose other blocks cannot
+            be profiled (Llama 4's interleaved MoE blocks) is profiled on the ones that can.
 
     Returns:
-        `list[Site]`, one per layer, in model order.
+        `list[Site]`, one per chosen layer, in model order.
 
     Raises:
         ModelError: when the MLP found by structure fails the width or attention check, or a module would be
@@ -655,7 +670,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         raise ConfigurationError(f"Unknown site {site!r}: choose one of {', '.join(SITES)}.")
     stack, root = resolve_stack(model, stack)
     if module_pattern:
-        return _sites_from_pattern(model, site, module_pattern, root)
+        return select_layers(_sites_from_pattern(model, site, module_pattern, root), layers)
     # the modules a profiling run may reach: a head outside the base model never runs (an LM head alone may be
     # quantized); output effects, which read the head, check the whole model
     refuse_dynamic_quantization(getattr(model, "base_model", model), type(model).__name__)
@@ -664,9 +679,10 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
                                  r"r'layers\.\d+\.mlp\.down_proj'")
     prefix = _join(root_name, prefix)
     sites = []
-    for layer, block in enumerate(blocks):
-        block_name = _join(prefix, str(layer))
+    for layer in block_indices(layers, len(blocks)):
+        block, block_name = blocks[layer], _join(prefix, str(layer))
         if site == "residual":
+            _check_block_is_called(block, block_name)
             _check_block_mixes_tokens(model, block, block_name, prefix)
             width = hidden_size(text_config(model.config)) if getattr(model, "config", None) is not None else None
             sites.append(Site(layer, block_name, block, width or _hidden_size(model), "output"))
@@ -674,6 +690,16 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
             sites.append(_mlp_site(model, layer, block, block_name, stack))
     _check_distinct(sites)
     return sites
+
+
+def _check_block_is_called(block: nn.Module, block_name: str) -> None:
+    """Refuse a residual site on a "block" that is a list of layers (Funnel's ``encoder.blocks``): a ModuleList has
+    no forward, so its hook would never fire (it was reported as "not called" after the first batch)."""
+    if isinstance(block, (nn.ModuleList, nn.ModuleDict)):
+        raise ModelError(
+            f"The blocks of this model ({block_name!r}, a {type(block).__name__}) are lists of layers (as Funnel's), "
+            "which are never called themselves, so their outputs cannot be read. Name one layer inside each with "
+            "`module_pattern` (layers that see every input position: Funnel's later blocks pool positions away).")
 
 
 def _check_block_mixes_tokens(model: nn.Module, block: nn.Module, block_name: str, blocks_name: str) -> None:
@@ -748,27 +774,34 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
     Raises:
         ConfigurationError: an index out of range, or a block without a site (one a `module_pattern` did not match).
     """
-    wanted = parse_layers(layers)
-    if wanted == "all":
+    if parse_layers(layers) == "all":
         return list(sites)
     by_layer = {site.layer: site for site in sites}
     count = max(by_layer) + 1 if by_layer else 0
+    hooked = None if len(by_layer) == count else f"module_pattern matched the blocks {sorted(by_layer)}"
     chosen = []
+    for index in block_indices(layers, count, hooked):
+        if index not in by_layer:
+            raise ConfigurationError(
+                f"Layer {index} has no site: {hooked}. Pass layers among them, or a pattern that matches that block.")
+        chosen.append(by_layer[index])
+    return chosen
+
+
+def block_indices(layers: str | int | Sequence[int], count: int, hooked: str | None = None) -> list[int]:
+    """The sorted distinct block indices `layers` names among `count` blocks (negative ones count from the end).
+
+    Raises:
+        ConfigurationError: an index out of range (`hooked` describes the blocks when they are not all of them).
+    """
+    wanted = parse_layers(layers)
+    if wanted == "all":
+        return list(range(count))
     for index in wanted:
         if not -count <= index < count:
-            hooked = f"the model has {count} layers" if len(by_layer) == count else \
-                f"module_pattern matched the blocks {sorted(by_layer)}"
-            raise ConfigurationError(
-                f"Layer {index!r} is out of range: {hooked} (0..{count - 1}, or negative from the end)."
-            )
-        site = by_layer.get(int(index) % count)
-        if site is None:
-            raise ConfigurationError(
-                f"Layer {index % count} has no site: module_pattern matched the blocks {sorted(by_layer)}. Pass "
-                "layers among them, or a pattern that matches that block.")
-        if site not in chosen:
-            chosen.append(site)
-    return sorted(chosen, key=lambda s: s.layer)
+            raise ConfigurationError(f"Layer {index!r} is out of range: {hooked or f'the model has {count} layers'} "
+                                     f"(0..{count - 1}, or negative from the end).")
+    return sorted({int(index) % count for index in wanted})
 
 
 def check_hooked_rows(name: str, shape: Sequence[int], grid: tuple[int, int]) -> None:

@@ -341,6 +341,18 @@ def missing_rows_error(column: str, first: Any, reader: str | None = None) -> Da
     )
 
 
+def column_names(data: Any) -> list[str] | None:
+    """The columns of `data`: a dataset (in memory or streaming), a table, a dict of columns or a list of row dicts
+    (every key any row holds); None where they are not known (a stream that declares none, a generator, a list of
+    texts, a DatasetDict)."""
+    if isinstance(data, (list, tuple)) and data and all(isinstance(row, dict) for row in data):
+        return list(dict.fromkeys(str(key) for row in data for key in row))
+    names = getattr(data, "column_names", getattr(data, "columns", None))
+    if names is None and isinstance(data, dict):
+        names = list(data)
+    return [str(n) for n in names] if names is not None and not isinstance(names, (str, dict)) else None
+
+
 def builder_name(dataset: Any) -> str | None:
     """The ``datasets`` builder that read `dataset` (``"csv"``, ``"json"``...), None when unknown."""
     return getattr(getattr(dataset, "info", None), "builder_name", None)

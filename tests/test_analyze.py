@@ -875,6 +875,12 @@ def test_compare_warns_when_the_stages_credit_positions_differently(saved_bert, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hf_txray.compare(base, run(max_length=24), test=False, same_corpus=True)
+    # helper 146: texts cut at different lengths read different positions of the same texts
+    short, long = run(max_length=8, long_texts="truncate"), run(max_length=24, long_texts="truncate")
+    assert short.meta.num_truncated > 0
+    with pytest.warns(UserWarning, match=rf"cut long texts at different max_length \(8 vs 24; "
+                                         rf"{short.meta.num_truncated} and {long.meta.num_truncated} texts truncated"):
+        hf_txray.compare(short, long, test=False)
 
 
 def test_cli_names_a_path_it_cannot_write_without_a_traceback(tmp_path, capsys, monkeypatch):

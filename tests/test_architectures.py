@@ -993,8 +993,12 @@ def test_module_pattern_layers_are_block_indices_and_pruning_by_them_masks_that_
         hf_txray.analyze(model, TEXTS, module_pattern=one, layers=[0], **options)
     # helper 138: a pattern that already ends with $ was told to "end it with $"; the message names a module instead
     with pytest.raises(ModelError, match=r"matches two modules of block 0.*to one module per block, e\.g\. "
-                                         r"r'layers\\\.0\\\.mlp\\\.(up|down)_proj\$' with the block index as"):
+                                         r"r'layers\\\.\\d\+\\\.mlp\\\.(up|down)_proj\$' \(a block"):
         hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj$", site="residual", **options)
+    # the example names the module outside attention (MobileBERT's first match was an attention projection)
+    with pytest.raises(ModelError, match=r"e\.g\. r'layers\\\.\\d\+\\\.mlp\\\.down_proj\$'"):
+        hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)$",
+                         site="residual", **options)
     with pytest.raises(ModelError, match=r"matches two modules of block 0.*per block \(end it with \$\)\.$"):
         hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj", site="residual", **options)
     pruned = {}
@@ -1620,6 +1624,62 @@ def test_recurrent_gemma_mlp_is_half_its_declared_width():
     skip = profile.meta.config["skip_first_positions"]
     assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
                                                       1, FEATURES, skip_first_positions=skip))
+
+
+def test_funnel_is_refused_by_its_cause_before_any_work():
+    """Funnel pools positions between its blocks (site='mlp': refused at the first batch by the rows its hooks
+    receive), and its "blocks" are lists of layers: site='residual' was told after the first batch that the list
+    "was not called", with a way out that named the cause of another model. It is refused before any forward."""
+    model = tf.FunnelModel(tf.FunnelConfig(vocab_size=_bert_vocab(), block_sizes=[1, 1], d_model=HIDDEN, n_head=2,
+                                           d_head=16, d_inner=WIDTH)).eval()
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    options = dict(tokenizer=bert_tokenizer(), show_progress=False)
+    with pytest.raises(hf_txray.ModelError, match=r"'encoder\.blocks\.0', a ModuleList\) are lists of layers"):
+        hf_txray.analyze(model, TEXTS, site="residual", **options)
+    assert not calls
+    with pytest.raises(hf_txray.ModelError, match=r"received 15 positions for an input of 30.*Funnel"):
+        hf_txray.analyze(model, ["The cat sat on the mat today."] * 3, **options)
+
+
+def test_llama4_dense_blocks_are_profiled_apart_from_its_moe_blocks():
+    """Llama 4 interleaves dense blocks (`intermediate_size_mlp` wide) with MoE blocks whose experts hf_txray does
+    not read. Every block was verified before `layers=` chose any, so the dense blocks were refused with the MoE
+    ones, and their width was checked against `intermediate_size`. Now `layers=[0, 2]` profiles them (against
+    brute force: argmax of the down projection's input at every token), and the whole model is refused with that
+    way out."""
+    tokenizer = bpe_tokenizer()
+    config = tf.Llama4TextConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=40, intermediate_size_mlp=WIDTH,
+        num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_local_experts=2,
+        num_experts_per_tok=1, interleave_moe_layer_step=2, pad_token_id=0)
+    torch.manual_seed(0)
+    model = tf.Llama4ForCausalLM(config).eval()
+    options = dict(tokenizer=tokenizer, features=FEATURES, skip_first_positions=0, show_progress=False)
+    with pytest.raises(hf_txray.ModelError, match=r"only its dense blocks .*`layers=`"):
+        hf_txray.analyze(model, TEXTS, **options)
+    profile = hf_txray.analyze(model, TEXTS, layers=[0, -2], **options)
+    assert profile.layers == [0, 2] and profile.num_neurons == WIDTH
+    seen: list[torch.Tensor] = []
+    hooks = [model.model.layers[i].feed_forward.down_proj.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0][0])) for i in (0, 2)]
+    count, mass = np.zeros((2, WIDTH), dtype=np.int64), np.zeros((2, WIDTH))
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = tokenizer(text)["input_ids"]
+            if ids:
+                model(input_ids=torch.tensor([ids]))
+                for row in range(2):
+                    best = seen[row].max(dim=-1)
+                    credited = best.values > 0
+                    np.add.at(count[row], best.indices[credited].numpy(), 1)
+                    np.add.at(mass[row], best.indices[credited].numpy(), best.values[credited].double().numpy())
+                seen.clear()
+    for hook in hooks:
+        hook.remove()
+    assert count.sum() > 0
+    np.testing.assert_array_equal(profile.neuron_count, count)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=RTOL, atol=ATOL)
 
 
 def _blip2(text_model: str):

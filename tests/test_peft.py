@@ -208,3 +208,22 @@ def test_an_adapted_classifier_runs_its_body_only():
                                  **OPTIONS)
     np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
     np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-4, atol=1e-6)
+
+
+def test_a_probe_of_the_base_model_refuses_the_adapted_model_with_a_fix_that_works():
+    """The refusal told users to pass model.get_base_model(), which keeps the adapter layers (and is refused the
+    same way); a probe trained on the adapted model scores it."""
+    from hf_txray.probing import ProbeMetric, from_spacy
+
+    model, tokenizer = tiny("bert")
+    wrapped = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(
+        r=4, target_modules=["intermediate.dense", "output.dense"])).eval()
+    texts = ["The cat sat on the mat .", "A dog ran fast .", "Big red cars go home ."] * 4
+    held_out = from_spacy(texts[:3], "pos")
+    base_probe = hf_txray.probe_neurons(model, texts, "pos", tokenizer=tokenizer, layers=[1])
+    for candidate in (wrapped, wrapped.get_base_model()):
+        with pytest.raises(ModelError, match=r"PEFT adapter added .*get_base_model\(\) keeps the adapter layers"):
+            hf_txray.ablation_curve(candidate, base_probe, ProbeMetric(base_probe, held_out, tokenizer), counts=[2])
+    own = hf_txray.probe_neurons(wrapped, texts, "pos", tokenizer=tokenizer, layers=[1])
+    curve = hf_txray.ablation_curve(wrapped, own, ProbeMetric(own, held_out, tokenizer), counts=[2])
+    assert set(curve.summary()["strategy"]) == {"baseline", "random", "ranked"}

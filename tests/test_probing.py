@@ -1304,6 +1304,9 @@ def test_columns_of_words_without_the_named_label_column_name_the_columns():
                                                  r"\(its columns: 'tokens', 'tags'\).*\(e\.g\. 'tags'\)"):
         load_labeled(rows, "pos")
     assert load_labeled(rows, "tags").words(0) == ["I", "run"]
+    # a list of row dicts, which from_columns reads, was taken for a list of texts ("not a string")
+    listed = load_labeled([{"tokens": ["I", "run"], "tags": ["PRON", "VERB"]}], "tags")
+    assert listed.words(0) == ["I", "run"] and [listed.label_names[i] for i in listed.labels[0]] == ["PRON", "VERB"]
 
 
 def test_a_data_file_of_words_and_a_label_column_is_read_as_one(tmp_path):

@@ -569,6 +569,10 @@ def test_evaluation_check_reads_full_width_states_and_names_a_failing_dtype():
                                          r"try float32"):
         evaluate_pruning(fnet.to(torch.bfloat16), [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(),
                          batch_size=4)
+    # a model kept partly in another dtype is described as it is (the first parameter's dtype was said alone)
+    fnet.float().fnet.encoder.to(torch.bfloat16)
+    with pytest.raises(ModelError, match=r"in float32 \(and bfloat16 for \d+% of the weights\)\)"):
+        evaluate_pruning(fnet, [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(), batch_size=4)
 
 
 def test_evaluate_pruning_perplexity_matches_brute_force():
@@ -790,6 +794,15 @@ def test_plans_are_tied_to_their_architecture_and_remove_refuses_encoder_decoder
         with hf_txray.ablate(gpt2, plan, mode="mean", means={0: np.zeros(40), 1: np.zeros(40)}):
             pass
     assert not hf_txray.pruning.active_masks(gpt2)
+    # helper 146: compare paired a GPT-2's and a BERT's neurons of the same numbers, and the plan pruned either model
+    g = hf_txray.analyze(gpt2, TEXTS[4:], stage="g", **{**options, "tokenizer": bpe_tokenizer()})
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="of a bert and a gpt2 model"):
+        compare(a, g)
+    report.meta.model_types = ["gpt2", "bert"]  # a report saved before compare refused it
+    for model in (bert, gpt2):
+        with pytest.raises(ModelError, match="ranked on a report between a bert and a gpt2 model"):
+            prune(model, report, "low_mass", 2)
+    report.meta.model_types = ["bert", "bert"]
     apply_plan(bert, PruningPlan.from_pretrained(plan.save_pretrained(tmp_path / "plan")))  # its own: fine
     unprune(bert)
     t5 = T5Model(T5Config(vocab_size=100, d_model=32, d_ff=48, num_layers=2, num_heads=2, d_kv=16)).eval()

@@ -194,8 +194,9 @@ def _other_weights_error(meta: Any, found: str | None, dtype: str | None) -> Mod
     else:
         what = (f"its weights are not those of {meta.model_id!r} the probe was trained on (weights sample hash "
                 f"{str(found)[:26]}... vs {meta.weights_sample_hash[:26]}...): another model of the same layer "
-                "widths, another fine-tune, weights changed since, or a PEFT wrapper, which renames them: pass "
-                "model.get_base_model() for the model it wraps")
+                "widths, another fine-tune, weights changed since, or a PEFT adapter added (its weights change the "
+                "model's function, and the wrapper renames the base weights: get_base_model() keeps the adapter "
+                "layers); a probe trained on the adapted model scores it")
         fix = "Ablate the model the probe was trained on, or train a probe (hf-txray probe) "
     return ModelError(f"The probe {meta.name!r} cannot score this model: {what}. {fix}on this model.")
 

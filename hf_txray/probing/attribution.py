@@ -25,7 +25,7 @@ from ..hooks import trace
 from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens
 from ..lengths import resolve_max_length
-from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense, select_layers
+from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense
 
 METHODS = ("integrated_gradients", "conductance")
 BASELINES = ("pad", "zero")
@@ -101,7 +101,7 @@ class TokenAttribution:
 def _site(model: Any, layer: int, site: str, module_pattern: str | None) -> Site:
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
         raise ConfigurationError(f"layer must be an int, got {layer!r}.")
-    chosen = select_layers(find_sites(model, site, module_pattern), int(layer))[0]
+    chosen = find_sites(model, site, module_pattern, layers=int(layer))[0]
     require_dense([chosen], "Attribution")
     return chosen
 

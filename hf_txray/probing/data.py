@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
 from ..features import TAG_FEATURES
+from ..streaming import column_names
 
 CONLLU_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
 # `property` names accepted everywhere, mapped to the CoNLL-U column that holds them.
@@ -453,7 +454,7 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         data = load_named_dataset(str(data), None)
         if isinstance(data, datasets.DatasetDict):
             data = pick_split(data, None)
-    columns = _columns_of(data)
+    columns = column_names(data)
     if columns is not None and words_column in columns:
         if property not in columns and text_column is None and "text" not in columns:  # else: spaCy on its text
             others = [c for c in columns if c != words_column]
@@ -474,16 +475,6 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         dataset, column, _ = load_corpus(data, text_column=text_column, num_samples=max_sentences)
         texts = list(dataset[column])
     return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model)
-
-
-def _columns_of(data: Any) -> list[str] | None:
-    import datasets
-
-    if isinstance(data, datasets.Dataset):
-        return list(data.column_names)
-    if isinstance(data, (pd.DataFrame, Mapping)):
-        return list(data.keys()) if isinstance(data, Mapping) else list(data.columns)
-    return None
 
 
 def control_labels(word_types: np.ndarray, labels: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
 from ..padding import check_padding_is_masked
-from ..sites import Site, check_hooked_rows, find_sites, require_dense, select_layers
+from ..sites import Site, check_hooked_rows, find_sites, require_dense
 from .data import LabeledCorpus
 
 AGGREGATIONS = ("first", "last", "mean")
@@ -314,7 +314,7 @@ def _sites(model: Any, site: str, layers: Any, module_pattern: str | None,
            stack: str | None) -> tuple[list[Site], StackForward]:
     """The hooked sites and how their stack runs: analyze's StackForward, so a decoder is fed the text shifted right
     (teacher forcing) and a module outside the chosen stack is refused before any work."""
-    chosen = select_layers(find_sites(model, site, module_pattern, stack), layers)
+    chosen = find_sites(model, site, module_pattern, stack, layers)
     require_dense(chosen, "Extracting activations")
     return chosen, StackForward(model, stack, chosen)
 

@@ -128,6 +128,10 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
     source = plan.source or {}
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     ranked = source.get("model_types") or []
+    if len(ranked) > 1:  # a report saved before compare refused two architectures
+        raise ModelError(
+            f"This plan was ranked on a report between a {' and a '.join(ranked)} model, whose neurons with the same "
+            "numbers are unrelated: it describes neither model's neurons. Rank them by profiles of one architecture.")
     if ranked and model_type and model_type not in ranked:
         raise ModelError(
             f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
