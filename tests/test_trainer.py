@@ -283,18 +283,40 @@ def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_trai
     assert txray.model.training  # train mode restored after every profile
 
 
-def test_resume_continues_the_timeline_without_duplicates(tmp_path):
+def test_snapshots_leave_the_random_streams_of_training_as_they_were(tmp_path):
+    """Helper 145: the first POS snapshot imported spaCy, which imports rich, whose Style draws from Python's
+    `random` at import: a data collator drawing from it (word dropout) then gave another loss curve than the plain
+    Trainer's. Run in a fresh interpreter, where spaCy is not imported yet."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_TXRAY_CACHE": str(tmp_path / "cache"),  # no cached tags: the snapshot tags the probe, as a first run
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
+    done = subprocess.run([sys.executable, str(Path(__file__).parent / "txray_rng_script.py"), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["spacy_loaded"]
+    assert len(result["plain"]["losses"]) == 6
+    assert result["txray"] == result["plain"]
+
+
+def test_resume_continues_the_timeline_without_duplicates(tmp_path, caplog):
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4)  # 12 steps: profiles 0,3,6,9,12
     full, _ = train(tmp_path, "run", **options)
     assert list(full.txray_profiles) == ["step-0", "step-3", "step-6", "step-9", "step-12"]
     full_profiles = full.txray_profiles
+    header = (tmp_path / "run" / "txray" / "timeline.csv").read_text().splitlines()[0]
+    assert header.startswith("stage,step,epoch,active_share,profile_seconds,compare_seconds,")
 
     # Resume from step 8 in the same folder: 9 and 12 (written by the first run) are taken again, not duplicated.
     recorder = LogRecorder()
     resumed = TXRayTrainer(model=build_classifier(seed=1), args=build_args(tmp_path / "run", **options),
                            train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer(),
                            callbacks=[recorder])
-    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-8"))
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-8"))
+    # the profiles taken after the checkpoint are removed, and that is said (helper 145: silently, also those of a
+    # first train() on the same output_dir)
+    assert "TX-Ray: removed 2 profiles (step-12, step-9)" in caplog.text
     assert list(resumed.txray_profiles) == list(full_profiles)
     assert resumed.txray_timeline["step"].tolist() == [0, 3, 6, 9, 12]
     for stage, profile in full_profiles.items():
@@ -304,6 +326,8 @@ def test_resume_continues_the_timeline_without_duplicates(tmp_path):
     assert txray_steps == [3, 6, 9, 12]  # the checkpoint's log history plus the new ones, once each
     root = tmp_path / "run" / "txray"
     assert pd.read_csv(root / "timeline.csv")["step"].tolist() == [0, 3, 6, 9, 12]
+    # helper 145: restored rows (sorted keys in trainer_state.json) put the columns in another order
+    assert (root / "timeline.csv").read_text().splitlines()[0] == header
     assert sorted(p.name for p in (root / "profiles").iterdir()) == sorted(full_profiles)
     assert "step-6->step-9" in resumed.txray_reports and "step-0->step-6" in resumed.txray_reports
 
@@ -471,6 +495,13 @@ def test_bad_configuration_fails_before_training(tmp_path):
             build_args(tmp_path, **bad)
     with pytest.raises(ConfigurationError, match=r"registered with hf_txray.register_feature"):  # where users go
         build_args(tmp_path, txray_features=["tokn"])
+    # helper 145: "no" was truthy (step-0 taken); text for an int option stayed text in the saved arguments
+    with pytest.raises(ConfigurationError, match="txray_on_train_begin must be True or False, got 'no'"):
+        build_args(tmp_path, txray_on_train_begin="no")
+    assert build_args(tmp_path, txray_on_train_begin=np.bool_(False)).txray_on_train_begin is False
+    as_text = build_args(tmp_path, txray_top_k="2", txray_pad_to_multiple_of="8")
+    assert (as_text.txray_top_k, as_text.txray_pad_to_multiple_of) == (2, 8)
+    assert json.loads(as_text.to_json_string())["txray_top_k"] == 2
     with pytest.raises(ConfigurationError, match="needs a probe corpus"):
         TXRayCallback()
 

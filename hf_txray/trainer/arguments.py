@@ -95,6 +95,11 @@ class TXRayArguments(TrainingArguments):
 
     def __post_init__(self):
         as_python_ints(self)  # numpy ints would reach to_json_string (TensorBoard, the saved training_args)
+        begin = self.txray_on_train_begin
+        if getattr(begin, "dtype", None) is not None and begin.dtype.kind == "b" and begin.ndim == 0:
+            self.txray_on_train_begin = begin = bool(begin)  # a numpy bool
+        if not isinstance(begin, bool):  # "no" is truthy: the step-0 profile would be taken
+            raise ConfigurationError(f"txray_on_train_begin must be True or False, got {begin!r}.")
         self._parse_text_values()
         check_trainer_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, PREFIX)
         unknown = [f for f in self.txray_features if f not in registered_features()]
@@ -122,7 +127,8 @@ class TXRayArguments(TrainingArguments):
         except ConfigurationError as err:
             raise ConfigurationError(f"txray_max_samples: {err}") from None
         parsed = self.txray_options()
-        for name in ("features", "max_length", "batch_size", "stride", "num_workers", "max_tokens_per_batch"):
+        for name in ("features", "top_k", "max_length", "batch_size", "stride", "num_workers", "max_tokens_per_batch",
+                     "pad_to_multiple_of"):
             setattr(self, PREFIX + name, list(parsed[name]) if name == "features" else parsed[name])
         if not isinstance(self.txray_layers, str):  # an array or range as the list it names ("0-3" kept as written)
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormat
 from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
+from ..rng import keeps_rng
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
 from .arguments import PREFIX, REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options, prefixed_option_names
@@ -127,6 +129,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         return {"args": {}, "attributes": {"timeline": [dict(row) for row in self.timeline]}}
 
     # ----- set-up -----------------------------------------------------------------------------------------------
+    @keeps_rng
     def setup(self, model: Any, tokenizer: Any = None) -> Profiler:
         """Bind the profiler to `model`; raises :class:`ConfigurationError`/:class:`ModelError` on bad options.
 
@@ -220,6 +223,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._write_plots(args)
 
     # ----- one snapshot -----------------------------------------------------------------------------------------
+    @keeps_rng
     def _snapshot(self, args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
         step = int(state.global_step)
         if any(row["step"] == step for row in self.timeline):
@@ -359,6 +363,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.files_written += 1
         self._plots_stale = True
 
+    @keeps_rng
     def _write_plots(self, args: TrainingArguments) -> None:
         if self._plots_stale and self.timeline:
             started = time.perf_counter()
@@ -373,16 +378,35 @@ class TXRayCallback(TrainerCallback, ExportableState):
         earlier run in the same output_dir), so the folder always matches the timeline."""
         root = Path(args.output_dir) / TXRAY_DIR
         stages = {row["stage"] for row in self.timeline}
-        for folder in sorted((root / "profiles").glob("step-*")):
-            if folder.name not in stages:
-                shutil.rmtree(folder, ignore_errors=True)
+        removed = [folder for folder in sorted((root / "profiles").glob("step-*")) if folder.name not in stages]
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
         for folder in sorted((root / "reports").glob("step-*__step-*")):
             if not set(folder.name.split("__")) <= stages:
                 shutil.rmtree(folder, ignore_errors=True)
+        if removed:  # said, as it deletes results (helper 145: a second train() removed the first one's silently)
+            logger.warning("TX-Ray: removed %d profiles (%s) from %s: they were taken after the checkpoint resumed "
+                           "from, or by an earlier run in this output_dir. Train in another output_dir to keep an "
+                           "earlier run's profiles.", len(removed), ", ".join(f.name for f in removed[:5]) +
+                           (", ..." if len(removed) > 5 else ""), root / "profiles")
 
     def timeline_frame(self) -> pd.DataFrame:
-        """The timeline as a table: one row per profile (stage, step, epoch, summary scalars, mass shares)."""
-        return pd.DataFrame(self.timeline, columns=None if self.timeline else ["stage", "step", "epoch"])
+        """The timeline as a table: one row per profile (stage, step, epoch, summary scalars, mass shares), its
+        columns in one order whether the rows were taken in this run or restored on resume (trainer_state.json
+        stores them with sorted keys)."""
+        if not self.timeline:
+            return pd.DataFrame(columns=list(TIMELINE_LEAD[:3]))
+        columns = list(dict.fromkeys(key for row in self.timeline for key in row))
+        lead = [c for c in TIMELINE_LEAD if c in columns]
+        return pd.DataFrame(self.timeline, columns=lead + sorted(set(columns) - set(lead), key=_natural))
+
+
+TIMELINE_LEAD = ("stage", "step", "epoch", "active_share", "profile_seconds", "compare_seconds")
+
+
+def _natural(name: str) -> list[Any]:
+    """Sort key reading digit runs as numbers: layer_2 before layer_10."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
 
 
 def _at_epoch_end(state: TrainerState) -> bool:

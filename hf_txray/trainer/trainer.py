@@ -16,6 +16,7 @@ from ..errors import ConfigurationError, DatasetError, TXRayError
 from ..loading import load_corpus
 from ..profile import Profile
 from ..report import TransferReport
+from ..rng import preserved_rng
 from ..version import __version__
 from ..features import is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments
@@ -65,8 +66,9 @@ class TXRayTrainer(Trainer):
         self.txray_callback: TXRayCallback | None = None
         if self.args.txray_strategy == "no":
             return
-        probe, dataset_id = _probe_corpus(txray_dataset, self.eval_dataset, self.args.txray_text_column)
-        self.txray_callback = TXRayCallback.from_args(self.args, probe, trainer=self, dataset_id=dataset_id)
+        with preserved_rng():  # the Trainer has seeded the streams: loading the probe leaves them as they are
+            probe, dataset_id = _probe_corpus(txray_dataset, self.eval_dataset, self.args.txray_text_column)
+            self.txray_callback = TXRayCallback.from_args(self.args, probe, trainer=self, dataset_id=dataset_id)
         if self.model is not None:  # with model_init the model only exists at train(); checked there
             self.txray_callback.setup(self.model, self.processing_class)
         self.add_callback(self.txray_callback)

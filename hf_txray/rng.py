@@ -1,0 +1,42 @@
+"""Random number streams left as they were by work done beside training.
+
+A :class:`~hf_txray.TXRayTrainer` snapshot must not change training: with the same seed, the loss curve is the plain
+``Trainer``'s. Profiling draws no random numbers itself, but what it loads can: spaCy imports ``rich``, whose
+``Style`` draws ``random.getrandbits(24)`` at import, so a first snapshot with POS features moved Python's stream and
+every later draw of a data collator or augmentation (helper 145: another loss from the second step on).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Within the block, draw freely: Python's, numpy's and torch's global generators (CPU and every CUDA device)
+    are restored on exit to the states they had on entry."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def keeps_rng(func: F) -> F:
+    """Run `func` inside :func:`preserved_rng`."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with preserved_rng():
+            return func(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
