@@ -1168,3 +1168,26 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
         cli_main(["analyze", "m", "d", "--out", "o", "--tokenx=mysecretvalue123"])
     err = capsys.readouterr().err
     assert "--tokenx=***" in err and "mysecretvalue123" not in err
+
+
+def test_analyze_leaves_the_callers_random_streams_as_they_were(tmp_path):
+    """Helper 145: a first POS run imports spaCy, which draws from Python's `random` and torch's generator at
+    import; analyze between a seed and a draw changed the draw. A fresh interpreter, where spaCy is not imported."""
+    script = (
+        "import json, random, sys\n"
+        "import numpy as np, torch, hf_txray\n"
+        "from models import tiny, SAMPLE_TEXTS\n"
+        "model, tokenizer = tiny('bert')\n"
+        "assert 'spacy' not in sys.modules\n"
+        "random.seed(0); np.random.seed(0); torch.manual_seed(0)\n"
+        "hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=('token', 'pos'), show_progress=False)\n"
+        "print(json.dumps(['spacy' in sys.modules, random.random(), float(np.random.rand()), float(torch.rand(1))]))\n")
+    env = {**os.environ, "HF_TXRAY_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    loaded, *draws = json.loads(done.stdout.strip().splitlines()[-1])
+    import random
+
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    assert loaded and draws == [random.random(), float(np.random.rand()), float(torch.rand(1))]
