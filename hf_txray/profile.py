@@ -485,7 +485,12 @@ class Profile(Artifact):
         return flagged
 
     def to_pandas(self, feature_type: str | None = None) -> pd.DataFrame:
-        """Long format: layer, neuron, feature_type, feature, mass, count, probability."""
+        """Long format: layer, neuron, feature_type, feature, mass, count, probability.
+
+        Rows follow the profile's tables: by layer and neuron, and within a neuron by feature id, the order in which
+        the features were first seen, which depends on batching and sharding. Sort by ``["feature_type", "layer",
+        "neuron", "feature"]`` before comparing two profiles' frames.
+        """
         frames = []
         for ft in [feature_type] if feature_type else self.feature_types:
             table = self._table(ft)
