@@ -218,6 +218,8 @@ class Profiler:
                    "model_class": type(self.model).__name__,
                    # the architecture: a pruning plan ranked on these neurons is refused on another one
                    "model_type": getattr(getattr(self.model, "config", None), "model_type", None),
+                   # a composite's text model: its neurons are those of that model alone (LLaVA's Llama)
+                   "text_model_type": getattr(text_config(getattr(self.model, "config", None)), "model_type", None),
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which

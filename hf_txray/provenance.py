@@ -122,6 +122,14 @@ def weights_sample_hash(model: Any) -> str:
     return "sample-sha256:" + digest.hexdigest()
 
 
+def recorded_architecture(provenance: Mapping[str, Any] | None) -> str | None:
+    """The architecture whose neurons a profile holds, from its provenance: the text model's ``model_type`` (a
+    vision-language model's language model is the same neurons as that model alone: LLaVA's Llama), else the
+    model's; None when not recorded."""
+    runtime = (provenance or {}).get("runtime", {})
+    return runtime.get("text_model_type") or runtime.get("model_type")
+
+
 def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
     """A fingerprint of a tokenizer's vocabulary (added tokens included): the sha256 over its ``(token, id)`` pairs
     in id order. Token features are the tokenizer's strings, so two profiles' token distributions describe the same

@@ -1606,6 +1606,15 @@ def test_a_vision_language_model_profiles_its_text_model(kind):
         causal.model, causal.lm_head = text_model, model.lm_head
         effects = [hf_txray.analyze(m, TEXTS, output_effects=True, **options).output_effects for m in (model, causal)]
         pd.testing.assert_frame_equal(*effects)
+        # helper 148: the same neurons, so compared (not refused as "a llama and a llava model"), and a plan
+        # ranked on one prunes the other
+        alone = hf_txray.analyze(causal, TEXTS, stage="alone", **options)
+        report = hf_txray.compare(profiles["mlp"], alone, test=False)
+        assert report.meta.model_types == ["llama", "llama"] and (report.neurons["hellinger_token"].fillna(0) == 0).all()
+        for target in (model, causal):
+            _, plan = hf_txray.prune(target, report, "low_mass", 2)
+            assert hf_txray.pruning.active_masks(target) and plan.neurons
+            hf_txray.unprune(target)
 
 
 def test_recurrent_gemma_mlp_is_half_its_declared_width():

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
-from ..sites import Site, find_sites, require_dense
+from ..sites import Site, find_sites, require_dense, text_config
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
@@ -126,13 +126,16 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
         ModelError: the plan was ranked on a model of another architecture (``config.model_type``).
     """
     source = plan.source or {}
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    config = getattr(model, "config", None)
+    # the model's own type or its text model's (a plan ranked on Llama applies to LLaVA's Llama, and back)
+    types = [t for t in (getattr(config, "model_type", None), getattr(text_config(config), "model_type", None)) if t]
+    model_type = types[-1] if types else None
     ranked = source.get("model_types") or []
     if len(ranked) > 1:  # a report saved before compare refused two architectures
         raise ModelError(
             f"This plan was ranked on a report between a {' and a '.join(ranked)} model, whose neurons with the same "
             "numbers are unrelated: it describes neither model's neurons. Rank them by profiles of one architecture.")
-    if ranked and model_type and model_type not in ranked:
+    if ranked and model_type and not set(types) & set(ranked):
         raise ModelError(
             f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
             "the same layer and neuron numbers are other neurons there. Rank them by profiles of this model.")

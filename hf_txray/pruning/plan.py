@@ -14,6 +14,7 @@ from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
 from ..options import is_int, parse_layers
 from ..profile import Profile
+from ..provenance import recorded_architecture
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
 from ..version import __version__
@@ -157,7 +158,7 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
                 "dataset": m.dataset_id or m.dataset_fingerprint,
                 **_hooked(m.config.get("stack"), m.config.get("module_pattern")),
-                **_model_types([(m.provenance or {}).get("runtime", {}).get("model_type")])}
+                **_model_types([recorded_architecture(m.provenance)])}
     return {"kind": "none"}
 
 
