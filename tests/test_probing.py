@@ -1309,6 +1309,27 @@ def test_columns_of_words_without_the_named_label_column_name_the_columns():
     assert listed.words(0) == ["I", "run"] and [listed.label_names[i] for i in listed.labels[0]] == ["PRON", "VERB"]
 
 
+def test_every_corpus_analyze_reads_is_read_for_probing():
+    """Helper 148: rows of texts, streams and generators, which analyze reads, were refused ("Text 0 is dict"), and
+    so were streams and DatasetDicts of words and labels."""
+    import datasets
+
+    from hf_txray.probing.data import load_labeled
+
+    texts = ["The cat sat on the mat.", "Dogs bark.", "Ann runs home."]
+    expected = from_spacy(texts[:2], "pos")
+    rows = [{"text": t, "id": i} for i, t in enumerate(texts)]
+    table = datasets.Dataset.from_list(rows)
+    for data in (rows, table.to_iterable_dataset(), (row for row in rows), datasets.DatasetDict({"train": table})):
+        got = load_labeled(data, "pos", max_sentences=2)
+        assert got.texts == expected.texts and [list(x) for x in got.labels] == [list(x) for x in expected.labels]
+    words = datasets.Dataset.from_list([{"tokens": ["I", "run"], "tags": ["PRON", "VERB"]},
+                                        {"tokens": ["Dogs", "bark"], "tags": ["NOUN", "VERB"]}])
+    for data in (words.to_iterable_dataset(), iter(words.to_list()), datasets.DatasetDict({"validation": words})):
+        got = load_labeled(data, "tags")
+        assert got.texts == ["I run", "Dogs bark"] and got.words(1) == ["Dogs", "bark"]
+
+
 def test_a_data_file_of_words_and_a_label_column_is_read_as_one(tmp_path):
     """Helper 131: `hf-txray probe DATA.jsonl --property islong` (a user label column, as its help says) looked for a
     text column in the file and failed; the same rows as a Dataset worked. A file's columns are read as a Dataset's."""

@@ -8,6 +8,7 @@ profile of the same text see the same words.
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,8 +434,9 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     - a `LabeledCorpus`: returned as is (first `max_sentences`);
     - a ``.conllu`` path: gold labels of `property` (``pos``/``upos``, ``xpos``, ``dep``/``deprel``);
     - a dataset / dict / DataFrame with `words_column` and a column named `property`: that user column;
-    - anything else `analyze` accepts as a corpus (a list of texts, a text file, a dataset, ``txray:ptb``...):
-      annotated with spaCy (`property` ``pos``, ``dep`` or ``ner``).
+    - anything else `analyze` accepts as a corpus (a list of texts or of row dicts, a text file, a dataset or
+      ``DatasetDict``, a stream or generator, read once, ``txray:ptb``...): annotated with spaCy (`property`
+      ``pos``, ``dep`` or ``ner``). Streams and generators of words and labels are read into rows first.
 
     Example:
         ```python
@@ -448,12 +450,14 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         return data.select(max_sentences) if max_sentences else data
     if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):
         return read_conllu(data, property, max_sentences=max_sentences)
-    if isinstance(data, (str, Path)):  # a data file, folder or Hub id: its columns may hold words and labels
-        from ..loading import load_named_dataset, pick_split
+    from ..loading import is_stream, load_named_dataset, pick_split
 
+    if is_stream(data) and not isinstance(data, datasets.IterableDatasetDict):  # read once, into its rows (words
+        data = list(itertools.islice(data, max_sentences) if max_sentences else data)  # and labels, or texts)
+    if isinstance(data, (str, Path)):  # a data file, folder or Hub id: its columns may hold words and labels
         data = load_named_dataset(str(data), None)
-        if isinstance(data, datasets.DatasetDict):
-            data = pick_split(data, None)
+    if isinstance(data, datasets.DatasetDict):
+        data = pick_split(data, None)
     columns = column_names(data)
     if columns is not None and words_column in columns:
         if property not in columns and text_column is None and "text" not in columns:  # else: spaCy on its text
@@ -466,15 +470,20 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         if property in columns:
             corpus = from_columns(data, words_column, property)
             return corpus.select(max_sentences) if max_sentences else corpus
-    if not isinstance(data, (str, Path, Mapping, pd.DataFrame, datasets.Dataset, datasets.DatasetDict)) and \
-            hasattr(data, "__iter__"):
+    if isinstance(data, (list, tuple, np.ndarray, pd.Series)) and not any(isinstance(r, Mapping) for r in data):
         texts = list(data)  # a list, tuple or column of texts (from_spacy checks they are strings)
-    else:
-        from ..loading import load_corpus
-
-        dataset, column, _ = load_corpus(data, text_column=text_column, num_samples=max_sentences)
-        texts = list(dataset[column])
+    else:  # what analyze reads: a dataset, a file, rows, a stream or a generator (helper 148)
+        texts = _corpus_texts(data, text_column, max_sentences)
     return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model)
+
+
+def _corpus_texts(data: Any, text_column: str | None, max_sentences: int | None) -> list[str]:
+    """The texts of anything :func:`hf_txray.analyze` reads as a corpus (a stream already read into rows), from
+    its text column, chosen as analyze chooses it."""
+    from ..loading import load_corpus
+
+    dataset, column, _ = load_corpus(data, text_column=text_column, num_samples=max_sentences)
+    return list(dataset[column])
 
 
 def control_labels(word_types: np.ndarray, labels: np.ndarray, num_labels: int, seed: int = 0) -> np.ndarray:
