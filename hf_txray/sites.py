@@ -621,24 +621,35 @@ def _pattern_layers(root: nn.Module, matched: list[tuple[str, nn.Module]], patte
         if index is None:
             index, outside = outside, outside + 1
         elif index in taken:
+            example = _one_per_block(_in_block(matched, block_of, index), blocks_name, index)
             raise ModelError(
                 f"module_pattern {pattern!r} matches two modules of block {index} ({taken[index]!r} and {name!r}): "
                 "hf_txray hooks one site per block, numbered by its block. Narrow the pattern to one module per block"
                 + (" (end it with $)." if not pattern.endswith("$") else
-                   f", e.g. r'{_one_per_block(taken[index], name, blocks_name, index)}' (a block with several "
-                   "feed-forward networks, as MobileBERT's, is profiled one network per run)."))
+                   f", e.g. r'{example}' (a block with several feed-forward networks, as MobileBERT's, is profiled "
+                   "one network per run)."))
         taken[index] = name
         numbers.append(index)
     return numbers, blocks
 
 
-def _one_per_block(first: str, second: str, blocks_name: str, index: int) -> str:
-    """A pattern naming one of two modules of block `index` in every block: the one outside a token mixer (an
-    attention projection is rarely the site meant), with the block index as ``\\d+``."""
+def _in_block(matched: list[tuple[str, nn.Module]], block_of: dict[int, int], index: int
+              ) -> list[tuple[str, nn.Module]]:
+    return [(name, module) for name, module in matched if block_of.get(id(module)) == index]
+
+
+def _one_per_block(candidates: list[tuple[str, nn.Module]], blocks_name: str, index: int) -> str:
+    """A pattern naming one of the modules a pattern matched in block `index`, in every block, with the block index
+    as ``\\d+``: the MLP's down projection where one is among them (outside a token mixer, narrowing: the widest
+    input; BERT's pattern 'dense$' also matched the up projection, whose input is the attention's output), else the
+    first module outside a token mixer, else the first."""
     def mixer(name: str) -> bool:
         return any(token in part.lower() for part in name.split(".") for token in TOKEN_MIXER_NAME_PARTS)
 
-    chosen = second if mixer(first) and not mixer(second) else first
+    outside = [(name, module) for name, module in candidates if not mixer(name)]
+    narrowing = [(dims[0], name) for name, module in outside
+                 for dims in [linear_dims(module)] if dims is not None and dims[0] > dims[1]]
+    chosen = max(narrowing)[1] if narrowing else (outside or candidates)[0][0]
     block = re.escape(f"{blocks_name}.")
     return re.escape(chosen).replace(f"{block}{index}\\.", f"{block}\\d+\\.", 1) + "$"
 

@@ -999,6 +999,14 @@ def test_module_pattern_layers_are_block_indices_and_pruning_by_them_masks_that_
     with pytest.raises(ModelError, match=r"e\.g\. r'layers\\\.\\d\+\\\.mlp\\\.down_proj\$'"):
         hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)$",
                          site="residual", **options)
+    # helper 148: BERT's 'dense$' also matches the up projection, whose input is the attention's output: the example
+    # names the down projection (the narrowing layer), which profiles the MLP's neurons when pasted
+    bert, bert_tokenizer_ = build("bert")
+    with pytest.raises(ModelError, match=r"e\.g\. r'(encoder\\\.layer\\\.\\d\+\\\.output\\\.dense\$)'") as refused:
+        hf_txray.analyze(bert, TEXTS, tokenizer=bert_tokenizer_, module_pattern=r"dense$", show_progress=False)
+    suggested = re.search(r"e\.g\. r'([^']+)'", str(refused.value)).group(1)
+    pasted = hf_txray.analyze(bert, TEXTS, tokenizer=bert_tokenizer_, module_pattern=suggested, show_progress=False)
+    assert pasted.num_neurons == WIDTH
     with pytest.raises(ModelError, match=r"matches two modules of block 0.*per block \(end it with \$\)\.$"):
         hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj", site="residual", **options)
     pruned = {}
