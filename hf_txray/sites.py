@@ -358,8 +358,9 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     width = expert_width(experts)
     if width not in widths.values():
         raise ModelError(
-            f"The experts {_join(block_name, name)!r} ({type(experts).__name__}) have {width} units each, but the "
-            f"config declares an MLP width of {described}: refusing to guess which units are the experts' (a layout "
+            f"The experts {_join(block_name, name)!r} ({type(experts).__name__}, down_proj of shape "
+            f"{tuple(experts.down_proj.shape)}) read as {width} units each, but the config declares an MLP width of "
+            f"{described}: refusing to guess which units are the experts' (a layout "
             "hf_txray does not read, such as Llama 4's experts, which run every token through every expert). "
             "Profile this model with site='residual', or only its dense blocks (Llama 4 interleaves them with its "
             "MoE blocks) with `layers=`."
@@ -701,6 +702,30 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
             sites.append(_mlp_site(model, layer, block, block_name, stack))
     _check_distinct(sites)
     return sites
+
+
+def readable_sites(model: nn.Module, site: str = "mlp", stack: str | None = None
+                   ) -> tuple[list[Site], dict[int, ModelError]]:
+    """The sites of every block that can be read, and the refusal of each block that cannot: Llama 4's MoE blocks,
+    whose experts hf_txray does not read, beside its dense blocks, which pruning and ablation edit. Raises the
+    whole model's refusal when no block can be read.
+    """
+    try:
+        return find_sites(model, site, None, stack), {}
+    except ModelError as whole:
+        try:
+            count = len(find_blocks(resolve_stack(model, stack)[1])[1])
+        except ModelError:
+            raise whole from None
+        found, refused = [], {}
+        for layer in range(count):
+            try:
+                found += find_sites(model, site, None, stack, layers=layer)
+            except ModelError as err:
+                refused[layer] = err
+        if not found:
+            raise whole from None
+        return found, refused
 
 
 def _check_block_is_called(block: nn.Module, block_name: str) -> None:

@@ -1697,6 +1697,15 @@ def test_llama4_dense_blocks_are_profiled_apart_from_its_moe_blocks():
     assert count.sum() > 0
     np.testing.assert_array_equal(profile.neuron_count, count)
     np.testing.assert_allclose(profile.neuron_mass, mass, rtol=RTOL, atol=ATOL)
+    # helper 148: pruning and ablation read every block, so the dense blocks could not be pruned either
+    _, plan = hf_txray.prune(model, profile, "low_mass", 3)
+    assert sorted(plan.neurons) == [0, 2] and hf_txray.pruning.active_masks(model)
+    hf_txray.unprune(model)
+    with pytest.raises(hf_txray.ModelError, match=r"not possible on layer 1, which hf_txray cannot read: The experts "
+                                                  r"'model\.layers\.1\.feed_forward\.experts' \(Llama4TextExperts, "
+                                                  r"down_proj of shape \(2, 40, 32\)\).*Layers \[0, 2\] are dense"):
+        hf_txray.prune(model, None, {1: [0]})
+    assert not hf_txray.pruning.active_masks(model)
 
 
 def _blip2(text_model: str):

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
-from ..sites import Site, find_sites, require_dense, text_config
+from ..sites import Site, find_sites, readable_sites, require_dense, text_config
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
@@ -82,9 +82,11 @@ class MlpSites(dict):
     a layer the model lacks.
     """
 
-    def __init__(self, sites: Sequence[Site]):
+    def __init__(self, sites: Sequence[Site], unreadable: Mapping[int, ModelError] | None = None):
         super().__init__((site.layer, site) for site in sites if site.capture != "experts")
         self.moe: dict[int, Site] = {site.layer: site for site in sites if site.capture == "experts"}
+        # blocks that cannot be read at all (Llama 4's MoE blocks beside its dense ones), with their refusal
+        self.unreadable: dict[int, ModelError] = dict(unreadable or {})
 
     @property
     def widths(self) -> dict[int, int]:
@@ -94,22 +96,39 @@ class MlpSites(dict):
     def require(self, layers: Iterable[Any], what: str) -> None:
         """Refuse `what` on any of `layers` that is a mixture-of-experts layer (a ModelError naming the dense ones)."""
         wanted = set(layers)
+        for layer in sorted(wanted & set(self.unreadable)):
+            raise ModelError(f"{what} is not possible on layer {layer}, which hf_txray cannot read: "
+                             f"{self.unreadable[layer]} Layers {sorted(self)} are dense MLP layers: those can be.")
         require_dense([site for layer, site in sorted(self.moe.items()) if layer in wanted], what, sorted(self))
 
     def chosen(self, neurons: NeuronSpec, what: str) -> dict[int, list[int]]:
         """`neurons` as ``{layer: sorted indices}`` (:func:`~hf_txray.pruning.explicit_neurons`), refusing
         mixture-of-experts layers by name."""
         widths = {layer: site.width for layer, site in {**self.moe, **self}.items()}
+        self.require(set(_layers_named(neurons)) & set(self.unreadable), what)
         chosen = explicit_neurons(neurons, widths)
         self.require(chosen, what)
         return chosen
 
 
+def _layers_named(spec: Any) -> list[Any]:
+    """The layers an explicit neuron spec names (a plan, ``{layer: [...]}`` or (layer, index) pairs), as far as
+    they can be read before :func:`explicit_neurons` checks the spec."""
+    spec = spec.neurons if isinstance(spec, PruningPlan) else spec
+    if isinstance(spec, Mapping):
+        return list(spec)
+    try:
+        return [pair[0] for pair in spec if isinstance(pair, (tuple, list)) and pair]
+    except TypeError:
+        return []
+
+
 def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> MlpSites:
     """The model's dense MLP sites by layer (:class:`MlpSites`: the dense blocks of a model that mixes them with
-    mixture-of-experts blocks); refuses a model without a dense block (nothing per unit to mask)."""
-    found = find_sites(model, "mlp")
-    sites = MlpSites(found)
+    mixture-of-experts blocks, or with blocks hf_txray cannot read); refuses a model without a dense block (nothing
+    per unit to mask)."""
+    found, unreadable = readable_sites(model, "mlp")
+    sites = MlpSites(found, unreadable)
     if not sites:
         require_dense(found, what)
     return sites
