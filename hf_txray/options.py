@@ -42,10 +42,11 @@ HF_ARGUMENT_KEYS = ("help", "choices", "metavar", "aliases")  # the metadata HfA
 
 # ----- parsers shared by analyze, TXRayArguments and the CLI ----------------------------------------------------
 def parse_layers(value: Any) -> str | list[int]:
-    """Normalise a layer selection: ``"all"``, an int, a list of ints, or text such as ``"0-3,7,-1"``.
+    """Normalise a layer selection: ``"all"`` (or None), an int, a list of ints, or text such as ``"0-3,7,-1"``.
 
     Args:
-        value (`str`, `int` or `list[int]`): the selection as given in Python, a config file or the command line.
+        value (`str`, `int`, `list[int]` or None): the selection as given in Python, a config file or the command
+            line; None is ``"all"``, as in :func:`hf_txray.analyze`.
             In text, ``a-b`` is the range of blocks a to b (both included); negative indices count from the last
             block and are written alone (``-1``), not in ranges. In Python, numpy ints, ranges and 1-d integer
             arrays are taken too.
@@ -62,6 +63,8 @@ def parse_layers(value: Any) -> str | list[int]:
         [0, 1, 2, 7, -1]
         ```
     """
+    if value is None:  # every entry point says "None: all" (helper 148: only analyze took it)
+        return "all"
     if isinstance(value, str):
         text = value.strip()
         if text == "all":
@@ -224,7 +227,7 @@ class ProfilerConfig:
     """
 
     layers: Any = option("all", "Blocks to hook: 'all', an int, a list of ints, or text such as '0-3,7,-1' (ranges "
-                                "include both ends; negative indices count from the last block; None: all). On the command line a "
+                                "include both ends; negative indices count from the last block, or with module_pattern from the last block it matched; None: all). On the command line a "
                                 "list that starts with a negative index takes '=': --layers=-2,-1.",
                          parse=parse_layers, arg_type=str)
     site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "

@@ -303,7 +303,7 @@ def _probe_failed(model: Any, part: str, done: str, err: Exception) -> ModelErro
         f"{type(model).__name__} failed on a one-text probe run before it is {done}, as hf_txray runs it ({part} "
         f"on input_ids and attention_mask, in {_dtypes_of(model)}): {type(err).__name__}: {err}. This "
         "architecture (or this stack of it, or this dtype: some kernels have no bfloat16 or float16 form, so try "
-        f"float32) cannot be {done} as it is.")
+        f"float32: model.float()) cannot be {done} as it is.")
 
 
 def _dtypes_of(model: Any) -> str:
@@ -318,7 +318,8 @@ def _dtypes_of(model: Any) -> str:
         return "no parameters"
     total = sum(sizes.values())
     ranked = sorted(sizes, key=sizes.get, reverse=True)
-    others = ", ".join(f"{name} for {sizes[name] / total:.0%} of the weights" for name in ranked[1:])
+    share = lambda name: f"{sizes[name] / total:.0%}" if sizes[name] >= total / 100 else "under 1%"  # noqa: E731
+    others = ", ".join(f"{name} for {share(name)} of the weights" for name in ranked[1:])
     return f"{ranked[0]} (and {others})" if others else ranked[0]
 
 

@@ -668,8 +668,10 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
             automatic search numbers them (one module per block).
         stack (`str`, *optional*): ``"encoder"`` (default) or ``"decoder"`` for encoder-decoder models.
         layers (`str`, `int` or `list[int]`, *optional*, defaults to `"all"`): the blocks to return, as
-            :func:`select_layers` takes them. Only these blocks are verified, so a model whose other blocks cannot
-            be profiled (Llama 4's interleaved MoE blocks) is profiled on the ones that can.
+            :func:`select_layers` takes them. The automatic search verifies only these blocks, so a model whose other
+            blocks cannot be profiled (Llama 4's interleaved MoE blocks) is profiled on the ones that can; every
+            module a `module_pattern` matches is checked, and negative indices then count from the last block it
+            matched.
 
     Returns:
         `list[Site]`, one per chosen layer, in model order.

@@ -687,6 +687,11 @@ def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
 
     assert parse_layers("0-3,7,-1") == [0, 1, 2, 3, 7, -1]
     assert parse_layers(" all ") == "all" and parse_layers(2) == [2] and parse_layers("-2") == [-2]
+    # helper 148: None is "all" everywhere the help says so (only analyze took it)
+    assert parse_layers(None) == "all"
+    assert TXRayArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                          txray_layers=None).profiler_config().layers == "all"
+    assert len(find_sites(tiny("bert")[0], layers=None)) == 2
     for bad in ("3-1", "0-", "a", "", "1,,x", True):
         with pytest.raises(ConfigurationError):
             parse_layers(bad)

@@ -570,8 +570,12 @@ def test_evaluation_check_reads_full_width_states_and_names_a_failing_dtype():
         evaluate_pruning(fnet.to(torch.bfloat16), [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(),
                          batch_size=4)
     # a model kept partly in another dtype is described as it is (the first parameter's dtype was said alone)
-    fnet.float().fnet.encoder.to(torch.bfloat16)
-    with pytest.raises(ModelError, match=r"in float32 \(and bfloat16 for \d+% of the weights\)\)"):
+    fnet.float().fnet.embeddings.to(torch.bfloat16)
+    with pytest.raises(ModelError, match=r"in bfloat16 \(and float32 for (\d+%|under 1%) of the weights\)\).*"
+                                         r"model\.float\(\)"):
+        evaluate_pruning(fnet, [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(), batch_size=4)
+    fnet.float().fnet.encoder.to(torch.bfloat16)  # a sliver of the weights: said as such, not "0%"
+    with pytest.raises(ModelError, match=r"in float32 \(and bfloat16 for under 1% of the weights\)\)"):
         evaluate_pruning(fnet, [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(), batch_size=4)
 
 

@@ -316,7 +316,7 @@ def test_resume_continues_the_timeline_without_duplicates(tmp_path, caplog):
         resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-8"))
     # the profiles taken after the checkpoint are removed, and that is said (helper 145: silently, also those of a
     # first train() on the same output_dir)
-    assert "TX-Ray: removed 2 profiles (step-12, step-9)" in caplog.text
+    assert "TX-Ray: removed 2 profile(s) (step-12, step-9)" in caplog.text
     assert list(resumed.txray_profiles) == list(full_profiles)
     assert resumed.txray_timeline["step"].tolist() == [0, 3, 6, 9, 12]
     for stage, profile in full_profiles.items():

@@ -385,7 +385,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             if not set(folder.name.split("__")) <= stages:
                 shutil.rmtree(folder, ignore_errors=True)
         if removed:  # said, as it deletes results (helper 145: a second train() removed the first one's silently)
-            logger.warning("TX-Ray: removed %d profiles (%s) from %s: they were taken after the checkpoint resumed "
+            logger.warning("TX-Ray: removed %d profile(s) (%s) from %s: they were taken after the checkpoint resumed "
                            "from, or by an earlier run in this output_dir. Train in another output_dir to keep an "
                            "earlier run's profiles.", len(removed), ", ".join(f.name for f in removed[:5]) +
                            (", ..." if len(removed) > 5 else ""), root / "profiles")
