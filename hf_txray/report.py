@@ -450,8 +450,8 @@ def _check_same_architecture(a: Profile, b: Profile) -> None:
     if type_a and type_b and type_a != type_b:
         raise IncompatibleProfilesError(
             f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of a {type_a} and a {type_b} model "
-            "(config.model_type, a composite's text model's), whose neurons with the same layer and number are unrelated. TX-Ray compares one "
-            "model's neurons across stages: profile both stages with one architecture.")
+            "(config.model_type, a composite's text model's), whose neurons with the same layer and number are "
+            "unrelated. TX-Ray compares one model's neurons across stages: profile both stages with one architecture.")
 
 
 def _check_same_experts(a: Profile, b: Profile) -> None:

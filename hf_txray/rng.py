@@ -1,9 +1,11 @@
-"""Random number streams left as they were by work done beside training.
+"""Random number streams left as they were by work done beside the user's own.
 
 A :class:`~hf_txray.TXRayTrainer` snapshot must not change training: with the same seed, the loss curve is the plain
 ``Trainer``'s. Profiling draws no random numbers itself, but what it loads can: spaCy imports ``rich``, whose
-``Style`` draws ``random.getrandbits(24)`` at import, so a first snapshot with POS features moved Python's stream and
-every later draw of a data collator or augmentation (helper 145: another loss from the second step on).
+``Style`` draws ``random.getrandbits(24)`` at import, and loading a pipeline draws from torch's generator, so a first
+snapshot with POS features moved the streams and every later draw of a data collator or augmentation (helper 145:
+another loss from the second step on). Restoring rewinds the whole process's streams, so it wraps only work that
+runs in the user's thread between their draws: a snapshot, and loading spaCy.
 """
 
 from __future__ import annotations

@@ -96,9 +96,11 @@ class MlpSites(dict):
     def require(self, layers: Iterable[Any], what: str) -> None:
         """Refuse `what` on any of `layers` that is a mixture-of-experts layer (a ModelError naming the dense ones)."""
         wanted = set(layers)
-        for layer in sorted(wanted & set(self.unreadable)):
-            raise ModelError(f"{what} is not possible on layer {layer}, which hf_txray cannot read: "
-                             f"{self.unreadable[layer]} Layers {sorted(self)} are dense MLP layers: those can be.")
+        unreadable = sorted(wanted & set(self.unreadable))
+        if unreadable:
+            raise ModelError(f"{what} is not possible on layer {unreadable[0]}, which hf_txray cannot read: "
+                             f"{self.unreadable[unreadable[0]]} Layers {sorted(self)} are dense MLP layers: those "
+                             "can be.")
         require_dense([site for layer, site in sorted(self.moe.items()) if layer in wanted], what, sorted(self))
 
     def chosen(self, neurons: NeuronSpec, what: str) -> dict[int, list[int]]:
