@@ -227,8 +227,9 @@ class ProfilerConfig:
     """
 
     layers: Any = option("all", "Blocks to hook: 'all', an int, a list of ints, or text such as '0-3,7,-1' (ranges "
-                                "include both ends; negative indices count from the last block, or with module_pattern from the last block it matched; None: all). On the command line a "
-                                "list that starts with a negative index takes '=': --layers=-2,-1.",
+                                "include both ends; negative indices count from the last block, or with module_pattern "
+                                "from the last block it matched; None: all). On the command line a list that starts "
+                                "with a negative index takes '=': --layers=-2,-1.",
                          parse=parse_layers, arg_type=str)
     site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "
                               "'residual' (the block output, hidden size).", choices=SITES)

@@ -1618,7 +1618,8 @@ def test_a_vision_language_model_profiles_its_text_model(kind):
         # ranked on one prunes the other
         alone = hf_txray.analyze(causal, TEXTS, stage="alone", **options)
         report = hf_txray.compare(profiles["mlp"], alone, test=False)
-        assert report.meta.model_types == ["llama", "llama"] and (report.neurons["hellinger_token"].fillna(0) == 0).all()
+        assert report.meta.model_types == ["llama", "llama"]
+        assert (report.neurons["hellinger_token"].fillna(0) == 0).all()
         for target in (model, causal):
             _, plan = hf_txray.prune(target, report, "low_mass", 2)
             assert hf_txray.pruning.active_masks(target) and plan.neurons
