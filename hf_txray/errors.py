@@ -24,6 +24,11 @@ class ModelError(TXRayError, ValueError):
     """The model cannot be loaded or has no recognisable neuron site."""
 
 
+class UnreadExpertsError(ModelError):
+    """A block's experts are in a layout hf_txray does not read (Llama 4's): the model's other blocks may still be
+    dense MLP blocks that pruning and ablation can edit."""
+
+
 class IncompatibleProfilesError(TXRayError, ValueError):
     """Two profiles cannot be compared or merged (different layers, neuron counts or feature types)."""
 

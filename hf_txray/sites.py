@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .architectures import TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
-from .errors import ConfigurationError, ModelError
+from .errors import ConfigurationError, ModelError, UnreadExpertsError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
 from .options import SITES, STACKS, parse_layers
@@ -357,7 +357,7 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
             "(model = model.merge_and_unload()), or profile site='residual'.")
     width = expert_width(experts)
     if width not in widths.values():
-        raise ModelError(
+        raise UnreadExpertsError(
             f"The experts {_join(block_name, name)!r} ({type(experts).__name__}, down_proj of shape "
             f"{tuple(experts.down_proj.shape)}) read as {width} units each, but the config declares an MLP width of "
             f"{described}: refusing to guess which units are the experts' (a layout "
@@ -707,26 +707,24 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
 
 
 def readable_sites(model: nn.Module, site: str = "mlp", stack: str | None = None
-                   ) -> tuple[list[Site], dict[int, ModelError]]:
-    """The sites of every block that can be read, and the refusal of each block that cannot: Llama 4's MoE blocks,
-    whose experts hf_txray does not read, beside its dense blocks, which pruning and ablation edit. Raises the
-    whole model's refusal when no block can be read.
+                   ) -> tuple[list[Site], dict[int, UnreadExpertsError]]:
+    """The sites of every block, except blocks whose experts hf_txray does not read (Llama 4's MoE blocks, beside
+    its dense blocks, which pruning and ablation edit), returned with their refusal. Any other refusal of any block,
+    and the checks across blocks (a module shared by two blocks), refuse the whole model, as :func:`find_sites`.
     """
     try:
         return find_sites(model, site, None, stack), {}
-    except ModelError as whole:
-        try:
-            count = len(find_blocks(resolve_stack(model, stack)[1])[1])
-        except ModelError:
-            raise whole from None
+    except UnreadExpertsError as whole:
+        count = len(find_blocks(resolve_stack(model, stack)[1])[1])
         found, refused = [], {}
         for layer in range(count):
             try:
                 found += find_sites(model, site, None, stack, layers=layer)
-            except ModelError as err:
+            except UnreadExpertsError as err:
                 refused[layer] = err
         if not found:
             raise whole from None
+        _check_distinct(found)
         return found, refused
 
 

@@ -922,3 +922,24 @@ def test_a_wrapped_model_is_profiled_and_evaluated_as_the_model_inside():
     from hf_txray.evaluation import model_task
 
     assert model_task(torch.compile(model, backend="eager")) == "causal-lm"
+
+
+def test_a_model_with_a_shared_or_altered_block_is_refused_not_pruned_in_its_other_blocks():
+    """Helper 149: pruning read a model block by block once any block was refused (for Llama 4's MoE blocks), so a
+    module shared by two blocks escaped the check across blocks (a mask on layer 0 hit layer 1's use too), and a
+    block the user narrowed by hand was skipped while the others were pruned. Only blocks whose experts hf_txray
+    does not read are left out now; every other refusal is the model's."""
+    from models import tiny_llama_lm
+
+    shared = tiny_llama_lm()
+    shared.model.layers[1].mlp = shared.model.layers[0].mlp
+    with pytest.raises(ModelError, match="are the same module"):
+        prune(shared, None, {0: [3]})
+    narrowed = tiny_llama_lm()
+    mlp = narrowed.model.layers[1].mlp
+    mlp.down_proj = torch.nn.Linear(16, mlp.down_proj.out_features, bias=False)
+    mlp.up_proj = torch.nn.Linear(mlp.up_proj.in_features, 16, bias=False)
+    mlp.gate_proj = torch.nn.Linear(mlp.gate_proj.in_features, 16, bias=False)
+    with pytest.raises(ModelError, match=r"Could not verify the MLP of block 'model\.layers\.1'"):
+        prune(narrowed, None, "random", 0.1)
+    assert not hf_txray.pruning.active_masks(shared) and not hf_txray.pruning.active_masks(narrowed)
