@@ -130,6 +130,15 @@ def recorded_architecture(provenance: Mapping[str, Any] | None) -> str | None:
     return runtime.get("text_model_type") or runtime.get("model_type")
 
 
+def compared_architectures(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> list[str | None]:
+    """The architectures of two profiles (their provenance `a` and `b`), to tell whether their neurons correspond:
+    each text model's (:func:`recorded_architecture`) when both recorded one, else each model's own ``model_type``
+    (a profile saved before the text model's was recorded: a LLaVA then was "llava", not "llama")."""
+    runtimes = [(p or {}).get("runtime", {}) for p in (a, b)]
+    key = "text_model_type" if all(r.get("text_model_type") for r in runtimes) else "model_type"
+    return [r.get(key) for r in runtimes]
+
+
 def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
     """A fingerprint of a tokenizer's vocabulary (added tokens included): the sha256 over its ``(token, id)`` pairs
     in id order. Token features are the tokenizer's strings, so two profiles' token distributions describe the same

@@ -40,7 +40,7 @@ from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
-from .provenance import recorded_architecture
+from .provenance import compared_architectures
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
@@ -446,7 +446,7 @@ def _warn_unlike_truncation(a: Profile, b: Profile) -> None:
 def _check_same_architecture(a: Profile, b: Profile) -> None:
     """Two architectures' neurons with the same numbers are unrelated (BERT-base's and GPT-2's 12 x 3,072): the
     report would pair them, and pruning would then accept it for either model (helper 146)."""
-    type_a, type_b = recorded_architecture(a.meta.provenance), recorded_architecture(b.meta.provenance)
+    type_a, type_b = compared_architectures(a.meta.provenance, b.meta.provenance)
     if type_a and type_b and type_a != type_b:
         raise IncompatibleProfilesError(
             f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of a {type_a} and a {type_b} model "
@@ -629,7 +629,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                  "less 2)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason = reason
-    meta.model_types = [recorded_architecture(p.meta.provenance) for p in (a, b)]
+    meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason,
                                    "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})

@@ -1588,7 +1588,7 @@ def _vision_language(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["llava", "qwen2_vl"])
-def test_a_vision_language_model_profiles_its_text_model(kind):
+def test_a_vision_language_model_profiles_its_text_model(kind, tmp_path):
     """Helper 139: the search took a VLM's vision tower (more blocks) for the stack, and its site='mlp' and
     site='residual' refusals pointed at modules that never run on text; the config's widths live in its text config.
     The text model (`get_decoder()`) is the stack now, checked against the reference run on it alone."""
@@ -1624,6 +1624,11 @@ def test_a_vision_language_model_profiles_its_text_model(kind):
             _, plan = hf_txray.prune(target, report, "low_mass", 2)
             assert hf_txray.pruning.active_masks(target) and plan.neurons
             hf_txray.unprune(target)
+        # helper 149: a profile saved before the text model's type was recorded ("llava") compares with a new one
+        old = copy.deepcopy(profiles["mlp"])
+        del old.meta.provenance["runtime"]["text_model_type"]
+        new = hf_txray.Profile.from_pretrained(profiles["mlp"].save_pretrained(tmp_path / "new"))
+        assert hf_txray.compare(old, new, test=False).meta.model_types == ["llava", "llava"]
 
 
 def test_recurrent_gemma_mlp_is_half_its_declared_width():
