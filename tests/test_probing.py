@@ -1320,7 +1320,8 @@ def test_every_corpus_analyze_reads_is_read_for_probing():
     expected = from_spacy(texts[:2], "pos")
     rows = [{"text": t, "id": i} for i, t in enumerate(texts)]
     table = datasets.Dataset.from_list(rows)
-    for data in (rows, table.to_iterable_dataset(), (row for row in rows), datasets.DatasetDict({"train": table})):
+    for data in (rows, table.to_iterable_dataset(), (row for row in rows), datasets.DatasetDict({"train": table}),
+                 datasets.IterableDatasetDict({"train": table.to_iterable_dataset()}), np.array(texts)):
         got = load_labeled(data, "pos", max_sentences=2)
         assert got.texts == expected.texts and [list(x) for x in got.labels] == [list(x) for x in expected.labels]
     words = datasets.Dataset.from_list([{"tokens": ["I", "run"], "tags": ["PRON", "VERB"]},
@@ -1328,6 +1329,11 @@ def test_every_corpus_analyze_reads_is_read_for_probing():
     for data in (words.to_iterable_dataset(), iter(words.to_list()), datasets.DatasetDict({"validation": words})):
         got = load_labeled(data, "tags")
         assert got.texts == ["I run", "Dogs bark"] and got.words(1) == ["Dogs", "bark"]
+    # helper 149: a stream's ClassLabel names are its labels (read into rows, they became '0', '1', ...)
+    classes = words.cast_column("tags", datasets.Sequence(datasets.ClassLabel(names=["NOUN", "PRON", "VERB"])))
+    for data in (classes, classes.to_iterable_dataset()):
+        got = load_labeled(data, "tags")
+        assert [got.label_names[i] for i in got.labels[1]] == ["NOUN", "VERB"]
 
 
 def test_a_data_file_of_words_and_a_label_column_is_read_as_one(tmp_path):

@@ -452,12 +452,14 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         return read_conllu(data, property, max_sentences=max_sentences)
     from ..loading import is_stream, load_named_dataset, pick_split
 
-    if is_stream(data) and not isinstance(data, datasets.IterableDatasetDict):  # read once, into its rows (words
-        data = list(itertools.islice(data, max_sentences) if max_sentences else data)  # and labels, or texts)
     if isinstance(data, (str, Path)):  # a data file, folder or Hub id: its columns may hold words and labels
         data = load_named_dataset(str(data), None)
-    if isinstance(data, datasets.DatasetDict):
+    if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         data = pick_split(data, None)
+    if is_stream(data):  # read once, into its rows (words and labels, or texts)
+        rows = list(itertools.islice(data, max_sentences) if max_sentences else data)
+        features = getattr(data, "features", None)  # a ClassLabel's names are the labels (helper 149)
+        data = datasets.Dataset.from_list(rows, features=features) if features and rows else rows
     columns = column_names(data)
     if columns is not None and words_column in columns:
         if property not in columns and text_column is None and "text" not in columns:  # else: spaCy on its text
@@ -471,7 +473,8 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
             corpus = from_columns(data, words_column, property)
             return corpus.select(max_sentences) if max_sentences else corpus
     if isinstance(data, (list, tuple, np.ndarray, pd.Series)) and not any(isinstance(r, Mapping) for r in data):
-        texts = list(data)  # a list, tuple or column of texts (from_spacy checks they are strings)
+        # a list, tuple or column of texts (from_spacy checks they are strings; numpy's are made Python's)
+        texts = [str(t) if isinstance(t, np.str_) else t for t in data]
     else:  # what analyze reads: a dataset, a file, rows, a stream or a generator (helper 148)
         texts = _corpus_texts(data, text_column, max_sentences)
     return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model)
