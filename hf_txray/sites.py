@@ -641,16 +641,18 @@ def _in_block(matched: list[tuple[str, nn.Module]], block_of: dict[int, int], in
 
 def _one_per_block(candidates: list[tuple[str, nn.Module]], blocks_name: str, index: int) -> str:
     """A pattern naming one of the modules a pattern matched in block `index`, in every block, with the block index
-    as ``\\d+``: the MLP's down projection where one is among them (outside a token mixer, narrowing: the widest
-    input; BERT's pattern 'dense$' also matched the up projection, whose input is the attention's output), else the
-    first module outside a token mixer, else the first."""
+    as ``\\d+``: fused experts where they are among them, else the MLP's down projection (outside a token mixer,
+    narrowing to more than one output: the widest input; BERT's pattern 'dense$' also matched the up projection,
+    whose input is the attention's output, and Qwen2-MoE's 'gate$' a one-output gate), else the first module
+    outside a token mixer, else the first."""
     def mixer(name: str) -> bool:
         return any(token in part.lower() for part in name.split(".") for token in TOKEN_MIXER_NAME_PARTS)
 
     outside = [(name, module) for name, module in candidates if not mixer(name)]
+    experts = [name for name, module in outside if is_fused_experts(module)]
     narrowing = [(dims[0], name) for name, module in outside
-                 for dims in [linear_dims(module)] if dims is not None and dims[0] > dims[1]]
-    chosen = max(narrowing)[1] if narrowing else (outside or candidates)[0][0]
+                 for dims in [linear_dims(module)] if dims is not None and dims[0] > dims[1] > 1]
+    chosen = experts[0] if experts else max(narrowing)[1] if narrowing else (outside or candidates)[0][0]
     block = re.escape(f"{blocks_name}.")
     return re.escape(chosen).replace(f"{block}{index}\\.", f"{block}\\d+\\.", 1) + "$"
 

@@ -1007,6 +1007,10 @@ def test_module_pattern_layers_are_block_indices_and_pruning_by_them_masks_that_
     suggested = re.search(r"e\.g\. r'([^']+)'", str(refused.value)).group(1)
     pasted = hf_txray.analyze(bert, TEXTS, tokenizer=bert_tokenizer_, module_pattern=suggested, show_progress=False)
     assert pasted.num_neurons == WIDTH
+    # helper 149: in a MoE block the fused experts are the site (a one-output gate narrowed too, and was suggested)
+    mixtral, mixtral_tokenizer = build("mixtral")
+    with pytest.raises(ModelError, match=r"e\.g\. r'layers\\\.\\d\+\\\.mlp\\\.experts\$'"):
+        hf_txray.analyze(mixtral, TEXTS, tokenizer=mixtral_tokenizer, module_pattern=r"mlp\.\w+$", show_progress=False)
     with pytest.raises(ModelError, match=r"matches two modules of block 0.*per block \(end it with \$\)\.$"):
         hf_txray.analyze(model, TEXTS, module_pattern=r"layers\.\d+\.mlp\.(up|down)_proj", site="residual", **options)
     pruned = {}
