@@ -59,7 +59,9 @@ def prune(
         per_layer (`bool`, *optional*, defaults to `True`): apply `amount` to each layer (True) or to all selected
             layers ranked together (False).
         layers (`list[int]` or `str`, *optional*): restrict to these layers: block indices (negative: counted from
-            the last), or text such as ``"0-3,7,-1"`` (default, or ``"all"``: every layer of the source/model).
+            the last layer available, that is, of the source, or the model's last dense layer: -1 is block 2 of a
+            Llama 4 whose dense blocks are 0 and 2), or text such as ``"0-3,7,-1"`` (default, or ``"all"``: every
+            layer of the source/model).
         feature_type (`str`, *optional*): feature type of the Hellinger distance (default: the report's first).
         min_count (`int`, *optional*, defaults to 20): ``most_changed`` / ``least_changed`` rank only the shared
             neurons credited at least this many times in both stages, as :meth:`TransferReport.most_changed` does:
