@@ -15,9 +15,6 @@ import random
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
-import numpy as np
-import torch
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -25,6 +22,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def preserved_rng() -> Iterator[None]:
     """Within the block, draw freely: Python's, numpy's and torch's global generators (CPU and every CUDA device)
     are restored on exit to the states they had on entry."""
+    import numpy as np  # here: the CLI's help imports this module's users without torch (test_imports)
+    import torch
+
     python_state, numpy_state = random.getstate(), np.random.get_state()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     try:
