@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -526,11 +527,27 @@ def sweep_plans(
         raise ConfigurationError("A sweep needs at least one strategy, one amount and one seed.")
     plans = []
     for amount in amounts:
-        for strategy in strategies:
-            for seed in (seeds if is_random_strategy(strategy) else seeds[:1]):
-                plans.append(plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
-                                          allow_fewer=allow_fewer, **kwargs))
+        at_amount = [plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
+                                  allow_fewer=allow_fewer, **kwargs)
+                     for strategy in strategies for seed in (seeds if is_random_strategy(strategy) else seeds[:1])]
+        _warn_unmatched_random(at_amount, amount)
+        plans += at_amount
     return plans
+
+
+def _warn_unmatched_random(plans: Sequence[PruningPlan], amount: int | float) -> None:
+    """Say where a strategy pruned fewer neurons than the random plans of its amount (``allow_fewer``): a random
+    baseline of another size is no baseline (helper 150: 18 neurons against 924 read as "close to random")."""
+    random_sizes = {plan.total for plan in plans if is_random_strategy(plan.strategy)}
+    smaller = [plan for plan in plans if not is_random_strategy(plan.strategy) and random_sizes
+               and plan.total < min(random_sizes)]
+    if smaller:
+        described = ", ".join(f"{plan.strategy} {plan.total}" for plan in smaller)
+        warnings.warn(
+            f"At amount {amount}, fewer neurons than asked were pruned by {described} (allow_fewer), against "
+            f"{max(random_sizes)} by random: their random baseline is not of the same size. Compare each with random "
+            "plans of its own per-layer counts: plan_pruning(source, 'random', plan.counts, seed=k).",
+            UserWarning, stacklevel=3)
 
 
 def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,16 @@ def test_amount_forms(report):
     assert plan_pruning(report, "random", 0.5, per_layer=False).total == 12
     short = plan_pruning(report, "lost", 3, allow_fewer=True)
     assert short.counts == {0: 2, 1: 2}
+    # helper 150: a sweep set a smaller plan beside full-size random ones without a word
+    from hf_txray.evaluation import sweep_plans
+
+    with pytest.warns(UserWarning, match=r"At amount 3, fewer neurons than asked were pruned by lost 4 "
+                                         r"\(allow_fewer\), against 6 by random.*plan_pruning\(source, 'random', "
+                                         r"plan.counts"):
+        sweep_plans(report, ["lost", "random"], [3], seeds=[0, 1], allow_fewer=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sweep_plans(report, ["lost", "random"], [2], seeds=[0], allow_fewer=True)  # as many as random: no warning
 
 
 def test_random_is_reproducible_by_seed(report):
