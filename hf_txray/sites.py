@@ -341,6 +341,14 @@ def _moe_site(model: nn.Module, block: nn.Module, block_name: str, widths: dict[
     if not found:
         return None
     name, experts = found[0]
+    if any(hasattr(m, "zero_expert_num") for m in block.modules()):
+        # transformers >= 5.25 gives LongCat-Flash's experts the fused interface; its MoE hands a token routed to a
+        # zero-computation (identity) expert to a real expert with weight 0, and the block holds dense MLPs beside
+        raise ModelError(
+            f"Block {block_name!r} of {type(model).__name__} holds experts {_join(block_name, name)!r} "
+            f"({type(experts).__name__}) that hf_txray cannot number: LongCat-Flash's zero-computation experts reach "
+            "the experts as a real expert with weight 0, and the block's dense MLPs run beside them. Profile this "
+            "model with site='residual', or name dense MLP down projections of the block with `module_pattern`.")
     parts = name.split(".")
     # checked first: PEFT's modules_to_save holds a copy of the experts beside the original, two experts modules
     wrapped = next((".".join(parts[:i]) for i in range(1, len(parts) + 1)
