@@ -107,22 +107,11 @@ class MlpSites(dict):
         """`neurons` as ``{layer: sorted indices}`` (:func:`~hf_txray.pruning.explicit_neurons`), refusing
         mixture-of-experts layers by name."""
         widths = {layer: site.width for layer, site in {**self.moe, **self}.items()}
-        self.require(set(_layers_named(neurons)) & set(self.unreadable), what)
+        # unreadable layers have no width to check against: taken here, so that require() says why they are refused
+        widths.update({layer: sys.maxsize for layer in self.unreadable})
         chosen = explicit_neurons(neurons, widths)
         self.require(chosen, what)
         return chosen
-
-
-def _layers_named(spec: Any) -> list[Any]:
-    """The layers an explicit neuron spec names (a plan, ``{layer: [...]}`` or (layer, index) pairs), as far as
-    they can be read before :func:`explicit_neurons` checks the spec."""
-    spec = spec.neurons if isinstance(spec, PruningPlan) else spec
-    if isinstance(spec, Mapping):
-        return list(spec)
-    try:
-        return [pair[0] for pair in spec if isinstance(pair, (tuple, list)) and pair]
-    except TypeError:
-        return []
 
 
 def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> MlpSites:
