@@ -139,7 +139,7 @@ def _config_values(path: str, values: dict) -> dict:
                      else "")
             raise ConfigurationError(f"The config file {path}: {name} must be a string, got {value!r} "
                                      f"({type(value).__name__}){quote}.")
-        if value is None and defaults.get(name, None) is not None:
+        if value is None and defaults.get(name, None) is not None and not _accepts_none(name):
             raise ConfigurationError(f"The config file {path}: {name} has no value (null); give one, or leave the "
                                      f"key out for the default ({defaults[name]!r}).")
         parse = cli_parser(AnalyzeOptions, name)
@@ -150,6 +150,18 @@ def _config_values(path: str, values: dict) -> dict:
                 raise ConfigurationError(f"The config file {path}: {name}: {value!r} is not valid: {err}") from None
         out[name] = value
     return out
+
+
+def _accepts_none(name: str) -> bool:
+    """Whether Python's analyze() takes None for option `name` (``layers``: None is "all"), so that a config file's
+    null means what the help says rather than being refused as a missing value."""
+    from .options import AnalyzeOptions
+
+    try:
+        AnalyzeOptions(**{name: None}).validate()
+    except (ConfigurationError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_out(out: str | Path, command: str, artifact_type: str | None = None, inputs: tuple = ()) -> Path:

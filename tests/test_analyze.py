@@ -1131,7 +1131,7 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
         hf_txray.analyze(str(saved_bert), str(text_file), model_kwargs={"attn_implementaton": "eager"}, **common)
 
     config = tmp_path / "run.yaml"
-    for text, said in [('stage: "1.10"\nnum_samples: 3\nfeatures: [token]\n', None),
+    for text, said in [('stage: "1.10"\nnum_samples: 3\nfeatures: [token]\nlayers: null\n', None),
                        # helper 123: YAML reads 1.10 as 1.1 (0755 as 493): a number is refused, with the quotes
                        ("stage: 1.10\n", 'stage must be a string, got 1.1 \\(float\\) \\(quoted: stage: "..." as'),
                        ("features: null\n", "features has no value \\(null\\); give one, or leave the key out"),
@@ -1144,8 +1144,9 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
         out = tmp_path / "out"
         code = cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config), "--out", str(out)])
         err = capsys.readouterr().err
-        if said is None:  # quoted: the text as written
-            assert code == 0 and hf_txray.Profile.from_pretrained(out).stage == "1.10", err
+        if said is None:  # quoted: the text as written; layers: null is "all", as the help says
+            saved = hf_txray.Profile.from_pretrained(out)
+            assert code == 0 and saved.stage == "1.10" and saved.layers == [0, 1], err
         else:
             assert code == 2 and re.search(said, err) and "Traceback" not in err, err
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(tmp_path / "o2"),
