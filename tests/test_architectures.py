@@ -1718,6 +1718,35 @@ def test_llama4_dense_blocks_are_profiled_apart_from_its_moe_blocks():
     assert not hf_txray.pruning.active_masks(model)
 
 
+def test_llama4_dense_blocks_lose_neurons_with_mode_remove(tmp_path):
+    """mode="remove" on Llama 4 was refused: the dense blocks' width is `intermediate_size_mlp`, which the width
+    search did not know. Where `intermediate_size` (the experts' and the shared expert's width) happened to be
+    equal, that attribute would have been cut: the model saved, and then failed to load. The removed model's logits
+    equal the masked model's, and survive save_pretrained + from_pretrained."""
+    config = tf.Llama4TextConfig(
+        vocab_size=100, hidden_size=HIDDEN, intermediate_size=WIDTH, intermediate_size_mlp=WIDTH,
+        num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_local_experts=2,
+        num_experts_per_tok=1, interleave_moe_layer_step=2, pad_token_id=0)
+    torch.manual_seed(0)
+    model = tf.Llama4ForCausalLM(config).eval()
+    ids = torch.randint(1, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    plan = {0: [1, 5], 2: [3, 7]}
+    with torch.no_grad():
+        hf_txray.prune(model, None, plan)
+        masked = model(input_ids=ids).logits
+        hf_txray.unprune(model)
+        hf_txray.prune(model, None, plan, mode="remove")
+        removed = model(input_ids=ids).logits
+    assert (model.config.intermediate_size_mlp, model.config.intermediate_size) == (WIDTH - 2, WIDTH)
+    assert model.model.layers[0].feed_forward.down_proj.in_features == WIDTH - 2
+    assert model.model.layers[1].feed_forward.shared_expert.down_proj.in_features == WIDTH
+    torch.testing.assert_close(removed, masked, rtol=0, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = tf.Llama4ForCausalLM.from_pretrained(tmp_path).eval()(input_ids=ids).logits
+    torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
+
+
 def _blip2(text_model: str):
     """A tiny BLIP-2 whose vision tower is deeper and wider than its 2-layer text model (a T5 or an OPT)."""
     tokenizer = bpe_tokenizer()

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..architectures import DENSE_BLOCK_WIDTHS
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack, text_model
@@ -65,7 +66,10 @@ def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple
 
 
 def _intermediate_attribute(config: Any, width: int) -> str:
-    for name in INTERMEDIATE_SIZE_ATTRIBUTES:
+    # a model mixing dense and MoE blocks states its dense blocks' width apart (Llama 4's intermediate_size_mlp),
+    # and only dense blocks are removed from: that attribute first, even where intermediate_size happens to be equal
+    dense = DENSE_BLOCK_WIDTHS.get(getattr(config, "model_type", ""), ())
+    for name in (*dense, *INTERMEDIATE_SIZE_ATTRIBUTES):
         if not hasattr(config, name):
             continue
         value = getattr(config, name)
@@ -73,7 +77,7 @@ def _intermediate_attribute(config: Any, width: int) -> str:
             return name
     raise ModelError(
         f"Could not find the config attribute holding the MLP intermediate size ({width}) among "
-        f"{', '.join(INTERMEDIATE_SIZE_ATTRIBUTES)}, so a model with removed neurons could not be saved and reloaded. "
+        f"{', '.join((*dense, *INTERMEDIATE_SIZE_ATTRIBUTES))}, so a model with removed neurons could not be saved and reloaded. "
         "Use mode='mask' (CLI: --mode mask)."
     )
 
