@@ -1716,6 +1716,12 @@ def test_llama4_dense_blocks_are_profiled_apart_from_its_moe_blocks():
                                                   r"down_proj of shape \(2, 40, 32\)\).*Layers \[0, 2\] are dense"):
         hf_txray.prune(model, None, {1: [0]})
     assert not hf_txray.pruning.active_masks(model)
+    # an ablation curve's random pool on an MoE block: the same reason (it was "not an MLP layer"); -3 is block 1
+    for layers in ([1], [-3]):
+        with pytest.raises(hf_txray.ModelError, match=r"Ablation is not possible on layer 1, which hf_txray cannot "
+                                                      r"read: The experts"):
+            hf_txray.probing.ablation_curve(model, [(0, 1)], lambda m: pytest.fail("a pass ran"), counts=[1],
+                                            seeds=(0,), layers=layers)
 
 
 def test_llama4_dense_blocks_lose_neurons_with_mode_remove(tmp_path):

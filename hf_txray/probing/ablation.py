@@ -503,7 +503,8 @@ def ablation_curve(
     else:  # as analyze takes them ("0-3", "all", one int, a list; negative from the model's last MLP layer)
         chosen = parse_layers(layers)
         pool_layers = sorted(sites) if chosen == "all" else \
-            sorted({resolve_layer(sorted(sites), layer, "is not an MLP layer of the model") for layer in chosen})
+            sorted({resolve_layer(sorted({*sites, *sites.unreadable}), layer, "is not an MLP layer of the model")
+                    for layer in chosen})  # an unreadable block resolves, so that require() says why it is refused
     sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:
