@@ -64,6 +64,18 @@ DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
     "llama4_text": ("intermediate_size_mlp",),
 }
 
+# Text models of vision-language families that are another family's language model, computing the same function on
+# text (Qwen2-VL's M-RoPE gives a text position the same index on its three axes, which is RoPE): their neurons are
+# that model's, so profiles of the two compare and a plan ranked on one prunes the other. Each pair is checked in the
+# suite (the same weights give the same credits, exactly); a type not listed compares with its own type only.
+SAME_NEURONS_AS: dict[str, str] = {"qwen2_vl_text": "qwen2", "qwen2_5_vl_text": "qwen2"}
+
+
+def neuron_architecture(model_type: str | None) -> str | None:
+    """The architecture whose neurons a model of `model_type` holds (:data:`SAME_NEURONS_AS`, else itself)."""
+    return SAME_NEURONS_AS.get(model_type, model_type) if model_type else model_type
+
+
 # Names of the token mixers of the supported families (attention) and of state-space models (Mamba's `mixer`,
 # Jamba's and Zamba's `mamba`, an `ssm`): a neuron site is never inside one of them. A Mamba block has no MLP, and
 # its mixer's output projection takes an input as wide as the config's `intermediate_size`.

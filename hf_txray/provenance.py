@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping
 
+from .architectures import neuron_architecture
+
 PROVENANCE_SCHEMA = 1
 MODEL_FILE_PATTERNS = (
     "*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.gguf", "*.pt", "*.pth",
@@ -133,10 +135,11 @@ def recorded_architecture(provenance: Mapping[str, Any] | None) -> str | None:
 def compared_architectures(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> list[str | None]:
     """The architectures of two profiles (their provenance `a` and `b`), to tell whether their neurons correspond:
     each text model's (:func:`recorded_architecture`) when both recorded one, else each model's own ``model_type``
-    (a profile saved before the text model's was recorded: a LLaVA then was "llava", not "llama")."""
+    (a profile saved before the text model's was recorded: a LLaVA then was "llava", not "llama"), as
+    :func:`~hf_txray.architectures.neuron_architecture` names it (Qwen2-VL's text model: "qwen2")."""
     runtimes = [(p or {}).get("runtime", {}) for p in (a, b)]
     key = "text_model_type" if all(r.get("text_model_type") for r in runtimes) else "model_type"
-    return [r.get(key) for r in runtimes]
+    return [neuron_architecture(r.get(key)) for r in runtimes]
 
 
 def tokenizer_vocab_hash(tokenizer: Any) -> str | None:

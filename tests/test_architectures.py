@@ -1635,6 +1635,52 @@ def test_a_vision_language_model_profiles_its_text_model(kind, tmp_path):
         assert hf_txray.compare(old, new, test=False).meta.model_types == ["llava", "llava"]
 
 
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen2_vl_text_model_holds_qwen2_neurons(kind):
+    """Qwen2-VL's and Qwen2.5-VL's language models are Qwen2 (their text types are qwen2_vl_text, qwen2_5_vl_text),
+    so a Qwen2 -> Qwen2-VL transfer study was refused as two architectures. The same weights in a Qwen2ForCausalLM
+    give exactly the same credits, so the two compare, and a plan ranked on either prunes the other; a Llama is
+    still another architecture."""
+    if kind == "qwen2_vl":
+        model, tokenizer = _vision_language(kind)
+    else:
+        tokenizer = bpe_tokenizer()
+        vocab = len(tokenizer) + 8
+        text = dict(vocab_size=vocab, hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=0, bos_token_id=0,
+                    eos_token_id=0, model_type="qwen2_5_vl_text",
+                    rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 1, 1]))
+        vision = dict(depth=2, hidden_size=HIDDEN, num_heads=2, intermediate_size=64, out_hidden_size=HIDDEN,
+                      patch_size=2, spatial_merge_size=1, temporal_patch_size=1, fullatt_block_indexes=[1], window_size=4)
+        torch.manual_seed(0)
+        model = tf.Qwen2_5_VLForConditionalGeneration(tf.Qwen2_5_VLConfig(
+            text_config=text, vision_config=vision, image_token_id=vocab - 7, video_token_id=vocab - 6,
+            vision_start_token_id=vocab - 5, vision_end_token_id=vocab - 4)).eval()
+    text_config = model.config.get_text_config()
+    shared = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "head_dim", "rms_norm_eps", "pad_token_id", "bos_token_id", "eos_token_id")
+    qwen2 = tf.Qwen2ForCausalLM(tf.Qwen2Config(**{k: getattr(text_config, k) for k in shared})).eval()
+    qwen2.model.load_state_dict(model.get_decoder().state_dict())
+    options = dict(tokenizer=tokenizer, features=FEATURES, show_progress=False)
+    vl = hf_txray.analyze(model, TEXTS, stage="vl", **options)
+    alone = hf_txray.analyze(qwen2, TEXTS, stage="qwen2", **options)
+    assert vl.meta.provenance["runtime"]["text_model_type"] == f"{kind}_text"
+    np.testing.assert_array_equal(vl.neuron_count, alone.neuron_count)
+    np.testing.assert_array_equal(vl.neuron_mass, alone.neuron_mass)
+    report = hf_txray.compare(alone, vl, test=False)
+    assert report.meta.model_types == ["qwen2", "qwen2"] and (report.neurons["hellinger_token"].fillna(0) == 0).all()
+    for target in (model, qwen2):
+        for ranking in (report, vl, alone):
+            _, plan = hf_txray.prune(target, ranking, "low_mass", 2)
+            assert plan.neurons and hf_txray.pruning.active_masks(target)
+            hf_txray.unprune(target)
+    llama = tf.LlamaForCausalLM(tf.LlamaConfig(**{k: getattr(text_config, k) for k in shared})).eval()
+    with pytest.raises(IncompatibleProfilesError, match="they are of a qwen2 and a llama model"):
+        hf_txray.compare(vl, hf_txray.analyze(llama, TEXTS, stage="llama", **options), test=False)
+    with pytest.raises(ModelError, match="ranked on the neurons of a qwen2 model, and this model is a llama"):
+        hf_txray.prune(llama, report, "low_mass", 2)
+
+
 def test_recurrent_gemma_mlp_is_half_its_declared_width():
     """Helper 139: RecurrentGemma's MLP takes intermediate_size // 2, so the width check refused a model it reads
     correctly. Its recurrent and attention blocks (one class) are profiled at site='mlp' as the reference."""

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from torch import nn
 
+from ..architectures import neuron_architecture
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config
@@ -138,9 +139,10 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
     source = plan.source or {}
     config = getattr(model, "config", None)
     # the model's own type or its text model's (a plan ranked on Llama applies to LLaVA's Llama, and back)
-    types = [t for t in (getattr(config, "model_type", None), getattr(text_config(config), "model_type", None)) if t]
+    types = [neuron_architecture(t) for t in (getattr(config, "model_type", None),
+                                              getattr(text_config(config), "model_type", None)) if t]
     model_type = types[-1] if types else None
-    ranked = source.get("model_types") or []
+    ranked = sorted({neuron_architecture(t) for t in source.get("model_types") or []})
     if len(ranked) > 1:  # a report saved before compare refused two architectures
         raise ModelError(
             f"This plan was ranked on a report between a {' and a '.join(ranked)} model, whose neurons with the same "

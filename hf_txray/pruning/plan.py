@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
+from ..architectures import neuron_architecture
 from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
@@ -165,7 +166,7 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
 def _model_types(types: Sequence[str | None]) -> dict[str, list[str]]:
     """The architectures (``config.model_type``) whose neurons the ranking describes, when recorded: a plan is
     refused on a model of another one (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
-    known = sorted({t for t in types if t})
+    known = sorted({neuron_architecture(t) for t in types if t})
     return {"model_types": known} if known else {}
 
 
