@@ -20,7 +20,8 @@ from .errors import ConfigurationError, DatasetError, ModelError
 from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
-from .pruning import PruningPlan, active_masks, apply_plan, is_random_strategy, masked, plan_pruning
+from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_pruning
+from .pruning.masks import refuse_active_masks
 
 TASKS = ("classification", "causal-lm")
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
@@ -456,8 +457,8 @@ def evaluate_pruning(
     named = _named_plans(plans)
     if mode is not None and mode not in ("mask", "remove"):
         raise ConfigurationError(f"Unknown mode {mode!r}: choose 'mask' or 'remove'.")
-    if any((mode or plan.mode) == "remove" for _, plan in named) and active_masks(model):
-        raise ConfigurationError("The model has active hf_txray masks; unprune it before evaluating 'remove' plans.")
+    # helper 152: the "unpruned" row and every masked plan were measured on top of a mask left on the model
+    refuse_active_masks(model, "evaluate_pruning", "would measure its 'unpruned' row and every plan with them on")
     if tokenizer is None:
         from transformers import AutoTokenizer
 

@@ -54,7 +54,7 @@ from hf_txray.probing import (
 )
 from hf_txray.probing import results as probing_results
 from hf_txray.errors import ProfileFormatError
-from hf_txray.pruning import active_masks, load_pretrained_with_head
+from hf_txray.pruning import active_masks, load_pretrained_with_head, masked
 from models import bert_tokenizer, minilm_path, tiny, tiny_bert
 
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
@@ -667,12 +667,25 @@ def test_ablation_curve_takes_layers_as_analyze_does():
      r"seeds must be a sequence of ints .* got 1\. For one random curve pass \[seed\]"),
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), seeds=[0.5]),
      ConfigurationError, "seeds must be a sequence of ints"),
+    # helper 152: a ranking naming a neuron 3 times gave a "3 ablated" point of one neuron, beside 3 random ones
+    (lambda m: ablation_curve(m, [(0, 3), (0, 3), (0, 3), (1, 1)], lambda model: pytest.fail("a pass ran"),
+                              counts=[3]), ConfigurationError, r"names neuron \(0, 3\) \(layer, neuron\) more than once"),
 ])
 def test_ablation_bad_input(call, error, match):
     model, _ = tiny("bert")
     with pytest.raises(error, match=match):
         call(model)
     assert active_masks(model) == []
+
+
+def test_ablation_curve_refuses_a_model_left_masked():
+    """Helper 152: a mask left on the model was in the baseline and in every point (10.3362 for 10.3323)."""
+    model, _ = tiny("bert")
+    with masked(model, {0: [4]}):
+        with pytest.raises(ConfigurationError, match=r"1 active hf_txray mask\(s\).*ablation_curve would measure its "
+                                                     r"baseline .* hf_txray.unprune\(model\)"):
+            ablation_curve(model, [(0, 1)], lambda m: pytest.fail("a pass ran"), counts=[1], seeds=(0,))
+    assert ablation_curve(model, [(0, 1)], lambda m: 0.0, counts=[1], seeds=(0,)).table["value"].eq(0).all()
 
 
 # ----- cross-check with TX-Ray --------------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ def test_remove_uneven_counts():
     removed, _ = prune(copy.deepcopy(model), None, neurons, mode="remove", uneven="zero")
     assert removed.config.intermediate_size == 47
     assert torch.allclose(forward(removed, inputs), expected, atol=1e-5, rtol=0)
-    with masked(model, {0: [1]}), pytest.raises(ConfigurationError, match="active hf_txray masks"):
+    with masked(model, {0: [1]}), pytest.raises(ConfigurationError, match=r"active hf_txray mask\(s\).*removing neurons"):
         prune(model, None, {0: [2], 1: [2]}, mode="remove")
 
 
@@ -434,6 +434,11 @@ def test_evaluate_pruning_classification_matches_brute_force():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and not hf_txray.pruning.active_masks(model)
     summary = summarize(table, "accuracy")
     assert set(summary["strategy"]) == {"none", "random"}
+    # helper 152: a mask left on the model was in the "unpruned" row and under every plan; refused, as for remove
+    for kept in plans[:2]:  # mask plans only, then remove plans too
+        with masked(model, {0: [4]}), pytest.raises(ConfigurationError, match=r"active hf_txray mask.*"
+                                                                                r"evaluate_pruning would measure"):
+            evaluate_pruning(model, [kept], data, tokenizer=bert_tokenizer(), max_length=32)
 
 
 def test_labels_are_class_ids_or_the_models_class_names_and_others_are_refused_before_any_pass(monkeypatch):

@@ -30,7 +30,7 @@ from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..options import is_int, parse_layers, resolve_layer
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
-from ..pruning.masks import check_pattern_sites, check_plan
+from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
 from ..version import __version__
 from .data import LabeledCorpus
 from .extraction import Activations, weights_fingerprint
@@ -414,6 +414,12 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
     pairs = list(zip(frame["layer"].astype(int).tolist(), frame["neuron"].astype(int).tolist()))
     if not pairs:
         raise ConfigurationError("The ranking is empty.")
+    seen: set[tuple[int, int]] = set()
+    repeated = next((pair for pair in pairs if pair in seen or seen.add(pair)), None)
+    if repeated is not None:  # its top k would ablate fewer than k neurons, beside k random ones (helper 152)
+        raise ConfigurationError(
+            f"The ranking names neuron {repeated} (layer, neuron) more than once, so its first k entries would ablate "
+            "fewer than k neurons, against k random ones. Rank each neuron once (e.g. drop_duplicates on a table).")
     return pairs, source
 
 
@@ -493,6 +499,8 @@ def ablation_curve(
         raise ConfigurationError(f"seeds must be a sequence of ints (one random curve each), e.g. [0, 1, 2]; got "
                                  f"{seeds!r}. For one random curve pass [seed].")
     seeds = [int(s) for s in seeds]
+    # helper 152: the baseline and every point were measured on top of a mask left on the model
+    refuse_active_masks(model, "ablation_curve", "would measure its baseline and every point with them on")
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
     meta = getattr(ranking, "meta", None)  # a ProbingResult

@@ -300,6 +300,20 @@ def active_masks(model: nn.Module) -> list[MaskHandle]:
     return list(getattr(model, MASKS_ATTRIBUTE, None) or [])
 
 
+def refuse_active_masks(model: nn.Module, what: str, why: str) -> None:
+    """Refuse to run `what` on a model with hf_txray masks or fills on: `why` says what they would spoil.
+
+    Raises:
+        ConfigurationError: naming the active masks and ``hf_txray.unprune(model)``.
+    """
+    handles = active_masks(model)
+    if handles:
+        named = ", ".join(repr(h.plan) if h.plan is not None else "a mask" for h in handles[:2])
+        raise ConfigurationError(
+            f"The model has {len(handles)} active hf_txray mask(s) ({named}{', ...' if len(handles) > 2 else ''}): "
+            f"{what} {why}. Remove them first: hf_txray.unprune(model).")
+
+
 def masks_fingerprint(model: nn.Module) -> str | None:
     """A short digest of the hf_txray masks and fills active on `model` (which neurons, which values), None when
     there are none: a masked model computes other activations from the same weights."""

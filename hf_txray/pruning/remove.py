@@ -13,7 +13,7 @@ from ..architectures import DENSE_BLOCK_WIDTHS
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack, text_model
-from .masks import active_masks, check_plan, mlp_sites
+from .masks import check_plan, mlp_sites, refuse_active_masks
 from .plan import NeuronSpec
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
@@ -99,11 +99,7 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     """
     if uneven not in ("error", "zero"):
         raise ConfigurationError(f"uneven must be 'error' or 'zero', got {uneven!r}.")
-    if active_masks(model):
-        raise ConfigurationError(
-            "The model has active hf_txray masks: remove them first (hf_txray.unprune(model)); removing neurons "
-            "renumbers them and would leave the masks on the wrong neurons."
-        )
+    refuse_active_masks(model, "removing neurons", "renumbers them and would leave the masks on the wrong neurons")
     refuse_offloaded(model, "mode='remove' slices the MLP weights in place, outside any forward pass",
                      "Load the model without offloading to remove neurons, or use mode='mask' (CLI: --mode mask), "
                      "which masks activations during the forward.")
