@@ -8,6 +8,7 @@ correct probe must rank neuron (0, 7) first, ablating it must break the probe, a
 
 from __future__ import annotations
 
+import copy
 import decimal
 import functools
 import gc
@@ -747,6 +748,15 @@ def test_crosscheck_planted_neuron_tops_both_rankings(planted):
                                 features=("token",), show_progress=False)
     with pytest.raises(IncompatibleProfilesError, match="site"):
         crosscheck(planted.result, residual, "NOUN", feature_type="token")
+    # helper 151: a profile of another model of the same widths was ranked against the probe (and scored better)
+    other = copy.deepcopy(planted.model)
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.5)
+    elsewhere = hf_txray.analyze(other, planted.corpus.texts[:5], tokenizer=planted.tokenizer, layers=[0, 1],
+                                 features=("token",), show_progress=False)
+    with pytest.raises(IncompatibleProfilesError, match=r"trained on other weights than the profile .* read \(weights sample "
+                                                        r"hash .*Profile and probe the same model"):
+        crosscheck(planted.result, elsewhere, "NOUN", feature_type="token")
 
 
 # ----- attribution --------------------------------------------------------------------------------------------------

@@ -92,6 +92,23 @@ def txray_preferences(profile: Profile, tag: str, feature_type: str = "pos",
     return frame.reset_index(drop=True)
 
 
+def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
+    """Refuse a profile of other weights than the probe's (helper 151: a random model of the same widths scored a
+    higher overlap than the probed model's own profile). Both record the sample hash of the weights that run (a
+    single-stack model's body, heads left out); an encoder-decoder's probe hashes its stack and its profile the
+    whole model, so those are not compared."""
+    meta = result.meta
+    runtime = (profile.meta.provenance or {}).get("runtime", {})
+    probed, profiled = meta.weights_sample_hash, runtime.get("weights_sample_hash")
+    if meta.stack is None and profile.meta.config.get("stack") is None and probed and profiled and probed != profiled:
+        dtypes = f" (weights in {meta.weights_dtype} and {runtime.get('dtype')})" if (
+            meta.weights_dtype != str(runtime.get("dtype")).removeprefix("torch.")) else ""
+        raise IncompatibleProfilesError(
+            f"The probe {meta.name!r} was trained on other weights than the profile {profile.stage!r} read (weights "
+            f"sample hash {probed[:26]}... vs {profiled[:26]}...){dtypes}: their neurons with the same numbers are "
+            "not the same units. Profile and probe the same model.")
+
+
 def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *, feature_type: str = "pos",
                min_count: int = DEFAULT_MIN_COUNT) -> CrossCheck:
     """Compare the probe's top-k neurons for `tag` with the k neurons whose TX-Ray preference for `tag` is highest.
@@ -110,7 +127,8 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
         `CrossCheck`.
 
     Raises:
-        IncompatibleProfilesError: different site or neuron count, or no common layer.
+        IncompatibleProfilesError: different site or neuron count, other weights (their sample hashes, where both
+            recorded them), or no common layer.
         ConfigurationError: `tag` unknown to the probe or the profile, bad `k`.
 
     Example:
@@ -125,6 +143,7 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
         raise IncompatibleProfilesError(
             f"The probe reads the {meta.site!r} site ({meta.width} neurons per layer) but the profile holds the "
             f"{profile.meta.site!r} site ({profile.num_neurons}); profile and probe the same site of the same model.")
+    _check_same_weights(result, profile)
     layers = sorted(set(meta.layers) & set(profile.layers))
     if not layers:
         raise IncompatibleProfilesError(f"No common layer: the probe read layers {meta.layers}, the profile "
