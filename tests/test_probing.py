@@ -1305,6 +1305,20 @@ def test_a_hand_built_corpus_with_words_out_of_order_or_outside_the_text_is_refu
         corpus([0, 6, 11], [5, 10, 20])
 
 
+def test_a_single_class_is_refused_before_extraction_and_by_train_probe(planted, monkeypatch):
+    """Helper 151: labels of one class gave accuracy 1.0, majority 1.0, all weights 0 and a ranking in column order,
+    ready to be ablated as if it meant something."""
+    one = from_columns({"tokens": [["a", "b"], ["c", "d"], ["e"]], "labels": [["X", "X"], ["X", "X"], ["X"]]},
+                       "tokens", "labels")
+    monkeypatch.setattr(hf_txray.probing.pipeline, "extract_activations", lambda *a, **k: pytest.fail("extracted"))
+    with pytest.raises(DatasetError, match="Every word of the data carries the label 'X': a probe needs at least two"):
+        probe_neurons(planted.model, one, tokenizer=planted.tokenizer, layers=[0], config=FAST)
+    monkeypatch.undo()
+    first = np.flatnonzero(planted.acts.labels == planted.acts.labels[0])
+    with pytest.raises(DatasetError, match=r"The training rows carry a single label \('.+'\): a probe needs"):
+        train_probe(planted.acts, rows=first, config=FAST)
+
+
 def test_probe_neurons_on_activations_refuses_max_sentences_and_warns_when_it_caps_subset_size(planted):
     """max_sentences was ignored for Activations input (every sentence was used), and a subset_size above half the
     neurons was cut without a word."""

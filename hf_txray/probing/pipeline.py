@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DatasetError
 from ..artifact import Artifact
 from ..io_utils import read_json, write_json
 from ..version import __version__
@@ -302,6 +302,10 @@ def probe_neurons(
         corpus = load_labeled(data, property, max_sentences=max_sentences)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
+        present = corpus.label_counts()
+        if (present > 0).sum() < 2:  # before extraction; train_probe refuses it too
+            raise DatasetError(f"Every word of the data carries the label {present.index[0]!r}: a probe needs at least "
+                               "two classes to tell apart. Use a corpus whose words carry several labels.")
         acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site, aggregation=aggregation,
                                    stack=stack, module_pattern=module_pattern, batch_size=batch_size,
                                    max_length=max_length, device=device,

@@ -394,6 +394,12 @@ def train_probe(
         raise ConfigurationError(f"columns must be a non-empty list of neurons in 0..{values.shape[1] - 1}.")
     if labels.min() < 0 or labels.max() >= num_labels:
         raise ConfigurationError(f"labels must be ids in 0..{num_labels - 1}.")
+    present = np.unique(labels[rows])
+    if len(present) < 2:  # helper 151: every weight stayed 0, accuracy 1.0, and a ranking in column order
+        raise DatasetError(
+            f"The training rows carry a single label ({label_names[int(present[0])]!r}): a probe needs at least two "
+            "classes to tell apart, and would score 1.0 with all its weights 0. Use a corpus whose words carry "
+            "several labels.")
     device = config.torch_device()
     resident = _resident(values, rows, columns, device)
     if not config.standardize:
