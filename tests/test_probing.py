@@ -668,6 +668,15 @@ def test_ablation_curve_takes_layers_as_analyze_does():
      r"seeds must be a sequence of ints .* got 1\. For one random curve pass \[seed\]"),
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), seeds=[0.5]),
      ConfigurationError, "seeds must be a sequence of ints"),
+    # helper 151: mode="mean" without means was refused after the baseline pass; NaN means filled NaN
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), mode="mean", seeds=(0,)),
+     ConfigurationError, "mode='mean' needs means"),
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), mode="means", seeds=(0,)),
+     ConfigurationError, "Unknown ablation mode 'means'"),
+    (lambda m: ablation_curve(m, [(0, 99)], lambda model: pytest.fail("a pass ran"), seeds=(0,)),
+     ConfigurationError, "out of range"),
+    (lambda m: ablate(m, {0: [1, 2]}, mode="mean", means={0: np.r_[0.0, np.nan, np.zeros(46)]}).__enter__(),
+     ConfigurationError, r"The means of layer 0 are not finite for neurons \[1\]"),
     # helper 152: a ranking naming a neuron 3 times gave a "3 ablated" point of one neuron, beside 3 random ones
     (lambda m: ablation_curve(m, [(0, 3), (0, 3), (0, 3), (1, 1)], lambda model: pytest.fail("a pass ran"),
                               counts=[3]), ConfigurationError, r"names neuron \(0, 3\) \(layer, neuron\) more than once"),
@@ -677,6 +686,23 @@ def test_ablation_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call(model)
     assert active_masks(model) == []
+
+
+def test_mean_ablation_refuses_means_of_other_weights(planted):
+    """Helper 151: means extracted from a random model of the same widths were filled in silently (0.8893 for 0.8931)."""
+    other = copy.deepcopy(planted.model)
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.5)
+    foreign = extract_activations(other, planted.corpus.select(20), planted.tokenizer, layers=[0, 1])
+    with pytest.raises(ModelError, match=r"These means were extracted from other weights than this model's"):
+        with ablate(planted.model, {0: [1]}, mode="mean", means=foreign):
+            pass
+    with pytest.raises(ModelError, match=r"These means were extracted from other weights"):
+        ablation_curve(planted.model, [(0, 1)], lambda m: pytest.fail("a pass ran"), mode="mean", means=foreign,
+                       counts=[1], seeds=(0,))
+    assert active_masks(planted.model) == []
+    with ablate(planted.model, {0: [1]}, mode="mean", means=planted.acts):  # its own: taken
+        assert active_masks(planted.model)
 
 
 def test_ablation_curve_refuses_a_model_left_masked():

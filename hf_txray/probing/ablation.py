@@ -49,8 +49,11 @@ def _as_spec(neurons: Any) -> Any:
     return neurons
 
 
-def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndarray]:
+def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module) -> dict[int, np.ndarray]:
+    """The fill value of each chosen neuron, from `means`, checked: the MLP site of the encoder (or only) stack, the
+    weights of `model` (an `Activations` records their sample hash), finite, one per neuron."""
     if isinstance(means, Activations):
+        _check_means_model(means, model)
         if means.site != "mlp":
             raise ConfigurationError(f"mode='mean' ablates MLP neurons; these activations are of the {means.site!r} "
                                      "site. Extract with site='mlp'.")
@@ -71,8 +74,26 @@ def _means_for(means: Any, chosen: Mapping[int, list[int]]) -> dict[int, np.ndar
         if values.ndim != 1 or max(indices) >= len(values):
             raise ConfigurationError(f"The means of layer {layer} have {values.shape} entries, too few for neuron "
                                      f"{max(indices)}.")
+        if not np.isfinite(values[indices]).all():  # helper 151: NaN means made every later activation NaN
+            bad = [i for i in indices if not np.isfinite(values[i])]
+            raise ConfigurationError(f"The means of layer {layer} are not finite for neurons {bad[:5]}: a NaN or inf "
+                                     "fill would spread through every later layer. Compute them again.")
         out[layer] = values[indices]
     return out
+
+
+def _check_means_model(means: Activations, model: nn.Module) -> None:
+    """Refuse means extracted from other weights than `model`'s (helper 151: another model's means were filled in
+    silently): the hash both sides take of the weights that run."""
+    if not means.weights_sample_hash:
+        return  # saved before the hash was recorded: cannot be told
+    found, dtype = weights_fingerprint(model, "mlp", list(means.layers), means.module_pattern, means.stack)
+    if found != means.weights_sample_hash:
+        raise ModelError(
+            f"These means were extracted from other weights than this model's (weights sample hash "
+            f"{means.weights_sample_hash[:26]}... vs {found[:26]}...; dtypes {means.weights_dtype} and {dtype}): "
+            "another model's neuron means are not this model's. Extract them from this model "
+            "(hf_txray.probing.extract_activations or neuron_means).")
 
 
 @contextlib.contextmanager
@@ -116,7 +137,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
     sites = mlp_sites(model)
     check_plan(model, neurons, sites, "Ablating neurons")  # as masking does (mode="zero")
     chosen = sites.chosen(neurons, "Ablating neurons")
-    values = _means_for(means, chosen)
+    values = _means_for(means, chosen, model)
     handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()
                                           if indices}, sites)
     try:
@@ -499,6 +520,8 @@ def ablation_curve(
         raise ConfigurationError(f"seeds must be a sequence of ints (one random curve each), e.g. [0, 1, 2]; got "
                                  f"{seeds!r}. For one random curve pass [seed].")
     seeds = [int(s) for s in seeds]
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
     # helper 152: the baseline and every point were measured on top of a mask left on the model
     refuse_active_masks(model, "ablation_curve", "would measure its baseline and every point with them on")
     pairs, source = _ranked_pairs(ranking)
@@ -529,6 +552,11 @@ def ablation_curve(
         check_probed_model(meta, model)  # its neurons are the probed model's (a table ranks any model's)
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
     counts = ablation_counts(counts, len(pairs))
+    ranked = sites.chosen(_as_spec(pairs), "Ablating neurons")  # its layers and indices, before any pass
+    if mode == "mean":  # the means every point may fill, checked before the baseline pass (helper 151)
+        _means_for(means, {layer: sorted({*ranked.get(layer, []), *(range(sites[layer].width)
+                                                                    if layer in pool_layers else [])})
+                           for layer in {*ranked, *pool_layers}}, model)
 
     def run(chosen: list[tuple[int, int]]) -> float:
         with ablate(model, chosen, mode=mode, means=means):
