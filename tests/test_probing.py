@@ -1277,6 +1277,9 @@ def test_attribution_truncates_at_the_models_limit_and_baselines_without_a_pad_t
     long_text = " ".join(["the cat sat on the mat"] * 60)
     out = neuron_attributions(model, tokenizer, long_text, layer=0, neuron=1, n_steps=4)
     assert len(out.table) == 128
+    # helper 151: layer=-1 was recorded as -1, so a saved attribution did not say which layer it describes
+    last = neuron_attributions(model, tokenizer, "the cat sat", layer=-1, neuron=1, n_steps=4)
+    assert last.layer == len(hf_txray.sites.find_sites(model)) - 1
     gpt2, bpe = tiny("gpt2")
     assert bpe.pad_token_id is None and bpe.eos_token_id is not None
     out = neuron_attributions(gpt2, bpe, "the cat sat", layer=1, neuron=2, position=1, n_steps=4)

@@ -273,7 +273,7 @@ def neuron_attributions(
         "char_start": [int(s) for s, _ in offsets], "char_end": [int(e) for _, e in offsets],
         "special": special.numpy(), "score": per_token.astype(np.float64),
     })
-    result = TokenAttribution(table, text, int(layer), neuron, position, float(values[position]),
+    result = TokenAttribution(table, text, target_site.layer, neuron, position, float(values[position]),
                               float(base_values[position]), method, n_steps)
     change = abs(result.activation - result.baseline_activation)
     if method == "integrated_gradients" and change > 0 and abs(result.completeness_gap) > GAP_WARNING * change:
