@@ -705,6 +705,19 @@ def test_mean_ablation_refuses_means_of_other_weights(planted):
         assert active_masks(planted.model)
 
 
+def test_word_types_are_what_the_tokenizer_reads():
+    """Helper 151: with an uncased tokenizer "The" and "the" are one input but were two word types, drawing different
+    control labels that no probe could tell apart (control accuracy lowered, selectivity inflated)."""
+    corpus = from_columns({"tokens": [["The", "cat", "saw", "the", "dog"], ["THE", "Dog", "sat"]],
+                           "tags": [["D", "N", "V", "D", "N"], ["D", "N", "V"]]}, "tokens", "tags")
+    uncased = extract_activations(tiny_bert(), corpus, bert_tokenizer(), layers=[0])
+    forms = [uncased.type_vocab[t] for t in uncased.word_types]
+    assert forms == ["the", "cat", "saw", "the", "dog", "the", "dog", "sat"]
+    model, cased = tiny("gpt2")  # byte-level BPE without a normalizer: the forms as written
+    as_written = extract_activations(model, corpus, cased, layers=[0])
+    assert len(as_written.type_vocab) == 8
+
+
 def test_ablation_curve_refuses_a_model_left_masked():
     """Helper 152: a mask left on the model was in the baseline and in every point (10.3362 for 10.3323)."""
     model, _ = tiny("bert")

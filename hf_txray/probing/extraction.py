@@ -57,7 +57,8 @@ class Activations(Artifact):
         label_names (`list[str]`): the label set.
         sentence_ids (`np.ndarray`): sentence of each word (index into the corpus).
         word_ids (`np.ndarray`): index of each word within its sentence.
-        word_types (`np.ndarray`): id of each word's form in `type_vocab` (for the control task).
+        word_types (`np.ndarray`): id of each word's form in `type_vocab` (for the control task), as the
+            tokenizer's normalizer writes it (an uncased model's "The" and "the" are one type).
         type_vocab (`list[str]`): distinct word forms.
         layers (`list[int]`): the extracted layers.
         width (`int`): neurons per layer.
@@ -541,7 +542,13 @@ def extract_activations(
     word_ids = np.concatenate(state["word"])
     labels = np.fromiter((corpus.labels[s][w] for s, w in zip(sentence_ids, word_ids)), np.int64, count=rows)
     type_index: dict[str, int] = {}
-    forms = (corpus.texts[s][corpus.word_starts[s][w]:corpus.word_ends[s][w]] for s, w in zip(sentence_ids, word_ids))
+    # a word type is what the model reads: an uncased tokenizer's normalizer makes "The" and "the" one input, so one
+    # type (helper 151: as two, they drew different control labels the probe could not tell apart, which lowered the
+    # control accuracy and inflated the selectivity)
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    normalize = normalizer.normalize_str if normalizer is not None else (lambda form: form)
+    forms = (normalize(corpus.texts[s][corpus.word_starts[s][w]:corpus.word_ends[s][w]])
+             for s, w in zip(sentence_ids, word_ids))
     word_types = np.fromiter((type_index.setdefault(f, len(type_index)) for f in forms), np.int64, count=rows)
     if folder is not None:
         values.flush()
