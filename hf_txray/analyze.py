@@ -44,7 +44,7 @@ from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
-from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config
+from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config, text_depth
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
@@ -220,6 +220,8 @@ class Profiler:
                    "model_type": getattr(getattr(self.model, "config", None), "model_type", None),
                    # a composite's text model: its neurons are those of that model alone (LLaVA's Llama)
                    "text_model_type": getattr(text_config(getattr(self.model, "config", None)), "model_type", None),
+                   # and its depth: a plan or report of a 6-block model does not describe a 12-block one's neurons
+                   "num_hidden_layers": text_depth(getattr(self.model, "config", None)),
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which

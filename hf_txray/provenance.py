@@ -142,6 +142,12 @@ def compared_architectures(a: Mapping[str, Any] | None, b: Mapping[str, Any] | N
     return [neuron_architecture(r.get(key)) for r in runtimes]
 
 
+def recorded_depths(*provenances: Mapping[str, Any] | None) -> list[int | None]:
+    """The number of blocks (``num_hidden_layers`` of the text config) of each profile's model, None where not
+    recorded (profiles saved before it was)."""
+    return [(p or {}).get("runtime", {}).get("num_hidden_layers") for p in provenances]
+
+
 def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
     """A fingerprint of a tokenizer's vocabulary (added tokens included): the sha256 over its ``(token, id)`` pairs
     in id order. Token features are the tokenizer's strings, so two profiles' token distributions describe the same

@@ -40,7 +40,7 @@ from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
-from .provenance import compared_architectures
+from .provenance import compared_architectures, recorded_depths
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
@@ -79,6 +79,8 @@ class ReportMeta:
     no_noise_reason: str = ""
     # config.model_type of stage A's and B's models (None where a profile did not record it)
     model_types: list[str | None] = field(default_factory=list)
+    # and the blocks of each (num_hidden_layers of the text config; None where a profile did not record it)
+    num_hidden_layers: list[int | None] = field(default_factory=list)
     # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
     stack: str | None = None
     module_pattern: str | None = None
@@ -452,6 +454,12 @@ def _check_same_architecture(a: Profile, b: Profile) -> None:
             f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of a {type_a} and a {type_b} model "
             "(config.model_type, a composite's text model's), whose neurons with the same layer and number are "
             "unrelated. TX-Ray compares one model's neurons across stages: profile both stages with one architecture.")
+    depth_a, depth_b = recorded_depths(a.meta.provenance, b.meta.provenance)
+    if depth_a and depth_b and depth_a != depth_b:  # helper 152: MiniLM-L6's layers 0-5 are not a 12-layer model's
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of a {depth_a}-block and a {depth_b}-block "
+            "model (num_hidden_layers), two different models whose neurons with the same layer and number are "
+            "unrelated. TX-Ray compares one model's neurons across stages: profile both stages with one model.")
 
 
 def _check_same_experts(a: Profile, b: Profile) -> None:
@@ -630,6 +638,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason = reason
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
+    meta.num_hidden_layers = recorded_depths(a.meta.provenance, b.meta.provenance)
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason,
                                    "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})

@@ -273,6 +273,13 @@ def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.M
     return stack, module
 
 
+def text_depth(config: Any) -> int | None:
+    """The number of blocks the profiled text stack's config declares (``num_hidden_layers`` of
+    :func:`text_config`: an encoder-decoder's encoder), None where it declares none."""
+    value = getattr(text_config(config), "num_hidden_layers", None) if config is not None else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def text_config(config: Any) -> Any:
     """The config that describes the profiled text stack: a composite (vision-language) model's text config
     (``config.get_text_config()``: BLIP-2's T5, Florence-2's BART too), else `config` itself (an encoder-decoder's

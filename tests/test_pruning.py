@@ -825,6 +825,18 @@ def test_plans_are_tied_to_their_architecture_and_remove_refuses_encoder_decoder
     report.meta.model_types = ["bert", "bert"]
     apply_plan(bert, PruningPlan.from_pretrained(plan.save_pretrained(tmp_path / "plan")))  # its own: fine
     unprune(bert)
+    # helper 152: a 6-layer MiniLM's plan pruned layers 0-5 of a 12-layer BERT of the same widths ([-1] landing on a
+    # middle layer); its report and profile record the depth, and the deeper model is refused
+    deeper = BertModel(BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=3,
+                                  num_attention_heads=2, intermediate_size=40, max_position_embeddings=64)).eval()
+    assert report.meta.num_hidden_layers == [2, 2] and plan.source["num_hidden_layers"] == [2]
+    for ranking in (report, a, PruningPlan.from_pretrained(tmp_path / "plan")):
+        with pytest.raises(ModelError, match="ranked on the neurons of a 2-block model, and this model has 3 blocks"):
+            prune(deeper, ranking, "low_mass", 2) if not isinstance(ranking, PruningPlan) else apply_plan(deeper,
+                                                                                                          ranking)
+    assert not hf_txray.pruning.active_masks(deeper)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="of a 2-block and a 3-block model"):
+        compare(a, hf_txray.analyze(deeper, TEXTS[4:], stage="deeper", layers=[0, 1], **options))
     t5 = T5Model(T5Config(vocab_size=100, d_model=32, d_ff=48, num_layers=2, num_heads=2, d_kv=16)).eval()
     before = {k: v.shape for k, v in t5.state_dict().items()}
     with pytest.raises(ModelError, match="mode='remove' does not support encoder-decoders"):

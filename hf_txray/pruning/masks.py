@@ -17,7 +17,7 @@ from torch import nn
 from ..architectures import neuron_architecture
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
-from ..sites import Site, find_sites, readable_sites, require_dense, text_config
+from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
@@ -134,7 +134,8 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
 
     Raises:
         ConfigurationError: the plan's source profiled the decoder stack, or other modules than the MLP sites.
-        ModelError: the plan was ranked on a model of another architecture (``config.model_type``).
+        ModelError: the plan was ranked on a model of another architecture (``config.model_type``) or depth
+            (``num_hidden_layers``).
     """
     source = plan.source or {}
     config = getattr(model, "config", None)
@@ -151,6 +152,12 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
         raise ModelError(
             f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
             "the same layer and neuron numbers are other neurons there. Rank them by profiles of this model.")
+    depths, depth = source.get("num_hidden_layers") or [], text_depth(config)
+    if depths and depth and depth not in depths:  # helper 152: MiniLM-L6's plan pruned layers 0-5 of a 12-layer BERT
+        raise ModelError(
+            f"This plan was ranked on the neurons of a {' / '.join(map(str, depths))}-block model, and this model has "
+            f"{depth} blocks: it is another model, whose neurons with the same layer and number are others. Rank them "
+            "by profiles of this model.")
     if source.get("stack") == "decoder":
         raise ConfigurationError(
             "This plan was ranked on the decoder stack of an encoder-decoder, but pruning, masking and ablation act on "

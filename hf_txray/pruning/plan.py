@@ -15,7 +15,7 @@ from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
 from ..options import is_int, parse_layers
 from ..profile import Profile
-from ..provenance import recorded_architecture
+from ..provenance import recorded_architecture, recorded_depths
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
 from ..version import __version__
@@ -153,13 +153,13 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
         m = source.meta
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
                 "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b,
-                **_hooked(m.stack, m.module_pattern), **_model_types(m.model_types)}
+                **_hooked(m.stack, m.module_pattern), **_model_types(m.model_types), **_depths(m.num_hidden_layers)}
     if isinstance(source, Profile):
         m = source.meta
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
                 "dataset": m.dataset_id or m.dataset_fingerprint,
                 **_hooked(m.config.get("stack"), m.config.get("module_pattern")),
-                **_model_types([recorded_architecture(m.provenance)])}
+                **_model_types([recorded_architecture(m.provenance)]), **_depths(recorded_depths(m.provenance))}
     return {"kind": "none"}
 
 
@@ -168,6 +168,13 @@ def _model_types(types: Sequence[str | None]) -> dict[str, list[str]]:
     refused on a model of another one (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
     known = sorted({neuron_architecture(t) for t in types if t})
     return {"model_types": known} if known else {}
+
+
+def _depths(depths: Sequence[int | None]) -> dict[str, list[int]]:
+    """The blocks (``num_hidden_layers``) of the models whose neurons the ranking describes, when recorded: a plan is
+    refused on a model of another depth (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
+    known = sorted({d for d in depths if d})
+    return {"num_hidden_layers": known} if known else {}
 
 
 def _hooked(stack: str | None, module_pattern: str | None) -> dict[str, str]:
