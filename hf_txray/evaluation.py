@@ -13,6 +13,7 @@ import time
 import warnings
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -100,7 +101,8 @@ def text_and_labels(dataset: Any, text_column: str | None, label_column: str | N
 
     from .streaming import TEXT_COLUMN_CANDIDATES
 
-    if isinstance(dataset, (list, tuple)):
+    # a list, or one column of texts: a datasets Column (dataset["text"] in datasets 5), a Series, an array
+    if isinstance(dataset, (Sequence, pd.Series, np.ndarray)) and not isinstance(dataset, (str, bytes)):
         if task == "classification":
             raise DatasetError("Classification needs labels: pass a Dataset (or dict) with text and label columns.")
         dataset = {"text": list(dataset)}

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -613,6 +614,13 @@ def test_evaluate_pruning_perplexity_matches_brute_force():
     assert table.attrs["task"] == "causal-lm"
     assert table.loc[0, "perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
     assert table.loc[0, "num_tokens"] == tokens and table.loc[1, "perplexity"] != table.loc[0, "perplexity"]
+    # helper 152: a datasets 5 Column (dataset["text"]) was refused as "got Column"; a Series and an array too
+    import datasets
+
+    column = datasets.Dataset.from_dict({"text": texts})["text"]
+    for given in (column, pd.Series(texts), np.array(texts)):
+        again = evaluate_pruning(model, [], given, tokenizer=bpe_tokenizer(), batch_size=3)
+        assert again.loc[0, "perplexity"] == pytest.approx(table.loc[0, "perplexity"], rel=1e-6), type(given)
 
 
 def test_offline_metrics_do_not_touch_the_network(monkeypatch):

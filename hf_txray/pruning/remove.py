@@ -106,8 +106,9 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     if resolve_stack(model, None)[0] is not None:
         raise ModelError(
             f"mode='remove' does not support encoder-decoders ({type(model).__name__}): pruning acts on the encoder's "
-            "MLP neurons, and the config holds one intermediate size for the encoder and the decoder (T5's d_ff), so "
-            "a removed encoder width would no longer match the decoder's weights. Use mode='mask' (CLI: --mode mask).")
+            "MLP neurons, and their width is either shared with the decoder in the config (T5's d_ff: a removed "
+            "encoder width would no longer match the decoder's weights) or held per stack (BART's encoder_ffn_dim), "
+            "which mode='remove' does not update. Use mode='mask' (CLI: --mode mask).")
     if text_model(model) is not None:
         raise ModelError(
             f"mode='remove' does not support composite models ({type(model).__name__}, a vision-language model): "
