@@ -379,11 +379,27 @@ def test_remove_uneven_counts():
     (dict(strategy="random", amount=1, layers=[5]), "not all available"),
     (dict(strategy={0: [12]}), "out of range"),
     (dict(strategy="most_changed", amount=1, feature_type="pos"), "not in this report"),
+    # helper 152: an empty neuron list was a plan of nothing, mode="remove" included
+    (dict(strategy={}), "names no neuron: nothing to prune"),
+    (dict(strategy=[]), "names no neuron"),
+    (dict(strategy={0: []}, mode="remove"), "names no neuron"),
 ])
 def test_bad_input_fails_clearly(report, kwargs, match):
     with pytest.raises(ConfigurationError, match=match) as info:
         plan_pruning(report, **kwargs)
     assert isinstance(info.value, TXRayError)
+
+
+def test_amounts_that_prune_nothing_are_warned_about(report):
+    """Helper 152: a fraction rounding to no neuron, and uneven="zero" with a layer of none (so nothing removed),
+    changed nothing without a word."""
+    for per_layer in (True, False):
+        with pytest.warns(UserWarning, match=r"amount=0.01 of \d+ neurons rounds to 0: the plan prunes no neuron"):
+            assert not any(plan_pruning(report, "random", 0.01, per_layer=per_layer).neurons.values())
+    model, _ = tiny("bert")
+    with pytest.warns(UserWarning, match=r"uneven='zero': a layer has no planned neuron .* none is removed"):
+        prune(model, None, {0: [1, 2]}, mode="remove", uneven="zero")
+    assert model.config.intermediate_size == 48
 
 
 def test_report_strategy_given_a_profile_fails_clearly():

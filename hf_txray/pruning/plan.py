@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -205,6 +206,13 @@ def _check_int(value: Any, what: str) -> int:
     return int(value)
 
 
+def _warn_rounded_to_none(amount: float, counts: list[int], neurons: int) -> None:
+    """A positive fraction that rounds to no neuron anywhere (helper 152: 0.0003 of 1,536 pruned nothing, silently)."""
+    if counts and not any(counts):
+        warnings.warn(f"amount={amount!r} of {neurons:,} neurons rounds to 0: the plan prunes no neuron. Pass a larger "
+                      "fraction, or an int count.", UserWarning, stacklevel=4)
+
+
 def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], per_layer: bool) -> dict[int, int] | int:
     """Per-layer counts (per_layer) or one total count, validated against the widths."""
     if isinstance(amount, Mapping):
@@ -231,8 +239,11 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
         # a fraction becomes the nearest count (Python's round: halves to even, 2.5 -> 2)
         if per_layer:
             amount_of = lambda layer: int(round(float(amount) * widths[layer]))  # noqa: E731
+            _warn_rounded_to_none(amount, [amount_of(layer) for layer in layers], min(widths[x] for x in layers))
         else:
-            return int(round(float(amount) * sum(widths[layer] for layer in layers)))
+            total = int(round(float(amount) * sum(widths[layer] for layer in layers)))
+            _warn_rounded_to_none(amount, [total], sum(widths[layer] for layer in layers))
+            return total
     else:
         if int(amount) < 0:
             raise ConfigurationError(f"amount must be >= 0, got {amount!r}.")
@@ -332,6 +343,9 @@ def plan_pruning(
     info = _source_info(source)
     if not isinstance(strategy, str):
         neurons = explicit_neurons(strategy, widths)
+        if not any(neurons.values()):  # helper 152: {}, [] and {0: []} were accepted, mode="remove" included
+            raise ConfigurationError(f"The neuron list {strategy!r} names no neuron: nothing to prune. Name (layer, "
+                                     "index) pairs, or {layer: [index, ...]}.")
         return PruningPlan(strategy=EXPLICIT, amount=None, per_layer=True, seed=None, mode=mode, neurons=neurons,
                            widths={layer: widths[layer] for layer in neurons}, source=info)
     chosen = get_pruning_strategy(strategy)

@@ -130,6 +130,10 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "the common count, zero the rest)."
         )
     common = min(counts.values())
+    if uneven == "zero" and not common and any(counts.values()):  # helper 152: nothing removed, without a word
+        warnings.warn(f"uneven='zero': a layer has no planned neuron ({counts}), so none is removed and every planned "
+                      "neuron is zeroed: the model keeps its width and its parameters. Plan neurons in every layer "
+                      "to shrink it.", UserWarning, stacklevel=3)
     if common == width:
         raise ConfigurationError("mode='remove' cannot remove every neuron of a layer; prune fewer.")
     config = getattr(model, "config", None)
