@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
-from .errors import ConfigurationError, ProfileFormatError
+from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError
 from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
                      resolve_token, upload_folder)
 from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
@@ -243,7 +243,8 @@ class Artifact:
 
     @classmethod
     def from_pretrained(cls: type[A], dir_or_repo_id: str | os.PathLike, *, revision: str | None = None,
-                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None) -> A:
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                        subfolder: str | None = None) -> A:
         """Load an artifact saved with :meth:`save_pretrained` (a folder) or :meth:`push_to_hub` (a Hub dataset repo).
 
         Args:
@@ -252,15 +253,24 @@ class Artifact:
             token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
             cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache (default: ``HF_HUB_CACHE``); offline
                 (``HF_HUB_OFFLINE=1``) a repo already in the cache loads from it.
+            subfolder (`str`, *optional*): the folder of the repo (or of the local folder) that holds the artifact,
+                as transformers' ``from_pretrained(..., subfolder=)``; only its files are downloaded.
 
         Raises:
-            ArtifactNotFoundError: a local path that does not exist.
+            ArtifactNotFoundError: a local path that does not exist, or no such subfolder.
             ConfigurationError: `revision` with a local folder (a folder is read as it is).
             HubError: the repo cannot be downloaded.
             ProfileFormatError: the folder holds no artifact, another kind of artifact, the old format, or a format
                 newer than this hf_txray reads.
         """
-        folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir)
+        inside = _subfolder_path(subfolder)
+        folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir,
+                                   allow_patterns=[f"{inside.as_posix()}/**"] if inside else None)
+        if inside is not None:
+            if not (folder / inside).is_dir():
+                raise ArtifactNotFoundError(f"{dir_or_repo_id} has no folder {inside.as_posix()!r}"
+                                            f"{f' at {revision!r}' if revision else ''}: check subfolder=.")
+            folder = folder / inside
         with naming_the_source(dir_or_repo_id, folder, revision, token):
             cls.check_header(folder)
             return cls._from_pretrained(folder)
@@ -346,3 +356,19 @@ class Artifact:
                                             "call push_to_hub again (or save_pretrained it to a folder first).",
                                  commit_message=commit_message or f"Upload hf_txray {self.artifact_type.replace('_', ' ')} "
                                                                   f"(hf_txray {__version__})")
+
+
+def _subfolder_path(subfolder: str | None) -> PurePosixPath | None:
+    """`subfolder` as a relative path inside a repo or folder; None for none.
+
+    Raises:
+        ConfigurationError: an absolute path, one that leaves the folder (``..``), or not a string.
+    """
+    if subfolder is None or subfolder in ("", "."):
+        return None
+    if not isinstance(subfolder, str):
+        raise ConfigurationError(f"subfolder must be a string (a folder inside the repo), got {subfolder!r}.")
+    path = PurePosixPath(subfolder.replace("\\", "/").strip("/"))
+    if subfolder.startswith("/") or ".." in path.parts:
+        raise ConfigurationError(f"subfolder must be a folder inside the repo or folder, got {subfolder!r}.")
+    return path

@@ -726,3 +726,22 @@ def test_a_push_over_data_of_another_format_is_refused_before_upload(results, hu
         a.push_to_hub(repo)
     assert sorted(hub.server.repo_files(repo)) == before
     assert datasets.load_dataset(repo, split="train", download_mode="force_redownload")["text"] == ["one", "two"]
+
+
+def test_an_artifact_loads_from_a_subfolder_of_a_repo_or_folder(results, hub, tmp_path):
+    """Helper 153: from_pretrained(..., subfolder=) was a TypeError, and 'user/repo/sub' a missing local path."""
+    a, _, report = results
+    a.save_pretrained(tmp_path / "outer" / "stages" / "pretrained")
+    assert Profile.from_pretrained(tmp_path / "outer", subfolder="stages/pretrained") == a
+    repo_id = f"{hub.username}/many-artifacts"
+    hub.api.create_repo(repo_id, repo_type="dataset")
+    hub.api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=tmp_path / "outer", path_in_repo="runs")
+    report.save_pretrained(tmp_path / "report")
+    hub.api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=tmp_path / "report",
+                          path_in_repo="runs/report")
+    assert Profile.from_pretrained(repo_id, subfolder="runs/stages/pretrained") == a
+    assert TransferReport.from_pretrained(repo_id, subfolder="runs/report") == report
+    with pytest.raises(hf_txray.ArtifactNotFoundError, match="has no folder 'runs/nothing'.*check subfolder="):
+        Profile.from_pretrained(repo_id, subfolder="runs/nothing")
+    with pytest.raises(ConfigurationError, match="subfolder must be a folder inside the repo"):
+        Profile.from_pretrained(tmp_path / "outer", subfolder="../outer")
