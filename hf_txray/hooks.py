@@ -11,10 +11,14 @@ are: a forward pre-hook for ``capture="input"`` (the input of an MLP down projec
 (``"experts"``, read only). At every call it
 
 1. applies the edit of the site's layer, if any (a :class:`Fill`: 0 masks a neuron, a mean ablates it; or any
-   function of the tensor), out of place, so parameters never change;
+   function of the tensor), out of place, so parameters never change; an edit that returns no tensor, or one of
+   another shape, is refused at that call, naming the site;
 2. hands the (edited) tensor to `read` and, with ``retain=True``, keeps it (``trace[layer]``);
 3. refuses a module that fires a second time before :meth:`Trace.reset` (``once=True``): a module reused across
-   layers or calls (ALBERT's shared layers) would mix layers.
+   layers or calls (ALBERT's shared layers) would mix layers. A trace given its model (:func:`trace` does) tells the
+   model's forward passes apart: one that only edits starts each pass afresh (an intervention over many batches, or
+   ``generate()``), one that reads or keeps counts across passes until :meth:`Trace.reset`, so that what it holds
+   is one pass's.
 
 Leaving the ``with`` block (or :meth:`Trace.remove`) removes every handle, also when the block raised.
 """
@@ -115,20 +119,26 @@ class Trace:
             for edits that stay on across forward passes (pruning masks).
         prepend (`bool`, *optional*, defaults to `False`): register before the module's other hooks, so that hooks
             added later (or earlier) see the edited activations.
+        model (`nn.Module`, *optional*): the model the sites belong to. Its forward passes are then told apart: a
+            trace that neither reads nor keeps (edits only) counts `once` per pass, with no :meth:`reset` between
+            them, and a second call in a new pass of a reading trace is refused with a message that says so.
 
     Raises:
-        ConfigurationError: an edit names a layer that no site has, or is not callable.
+        ConfigurationError: an edit names a layer that no site has, or is not callable; at a call, an edit returns
+            something other than a tensor of the activations' shape.
         ModelError: an edit on a mixture-of-experts site (its units have no tensor to edit).
     """
 
     def __init__(self, sites: Sequence["Site"], *, read: Callable[[int, Any], None] | None = None,
                  edit: Mapping[int, Edit] | None = None, retain: bool = False, once: bool = True,
-                 prepend: bool = False):
+                 prepend: bool = False, model: nn.Module | None = None):
         self.sites = list(sites)
-        self.read, self.retain, self.once, self.prepend = read, retain, once, prepend
+        self.read, self.retain, self.once, self.prepend, self.model = read, retain, once, prepend, model
         self.edits = self._edits_by_slot(edit or {})
         self.enabled = True
+        self.passes = 0  # forward passes of `model` begun while attached
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._entered = False  # inside this trace's own `with` block
         self.reset()
 
     def _edits_by_slot(self, edit: Mapping[int, Edit]) -> list[Edit | None]:
@@ -159,6 +169,8 @@ class Trace:
         try:
             for slot, site in enumerate(self.sites):
                 self._handles.extend(self._register(slot, site))
+            if self.model is not None:  # first among the model's pre-hooks: a pass begins before anything runs
+                self._handles.append(self.model.register_forward_pre_hook(self._pass_hook, prepend=True))
         except BaseException:
             self.remove()
             raise
@@ -189,15 +201,24 @@ class Trace:
         return bool(self._handles)
 
     def __enter__(self) -> "Trace":
-        return self.attach()
+        # The inner block's exit would remove the hooks the outer block still runs under (its edits silently off).
+        if self._entered:
+            raise ConfigurationError(
+                "This Trace is already entered (`with t:` inside `with t:`): leaving the inner block would remove "
+                "the hooks of the outer one. Use the outer block, or a second trace(...) for other edits or reads.")
+        self.attach()
+        self._entered = True
+        return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._entered = False
         self.remove()
 
     # ----- per forward pass ---------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Start a new forward pass: forget the calls counted and the activations kept."""
         self.calls = [0] * len(self.sites)
+        self._call_pass = [0] * len(self.sites)  # the value of `passes` at each site's last call
         self.outputs: list[Any] = [None] * len(self.sites)
         self._shared: list[torch.Tensor | None] = [None] * len(self.sites)  # shared expert ran, routed not yet
         # routed experts ran, shared not yet: the call and its tensors' version counters
@@ -214,24 +235,71 @@ class Trace:
                 return self.outputs[slot]
         raise KeyError(f"Layer {layer} is not traced: {[s.layer for s in self.sites]}.")
 
+    @property
+    def reads(self) -> bool:
+        """Whether the trace hands on or keeps what it sees (`read`, `retain`): what the `once` check protects
+        across forward passes."""
+        return self.read is not None or self.retain
+
+    def _pass_hook(self, module: nn.Module, args: tuple) -> None:
+        if not self.enabled:
+            return
+        self.passes += 1
+        if not self.reads:  # an edit-only trace keeps nothing across passes: each pass starts afresh
+            self.reset()
+
     def _visit(self, slot: int, value: Any) -> Any:
         """Count the call, edit, read and keep; returns the edited tensor, or None when nothing was edited."""
         self.calls[slot] += 1
         if self.once and self.calls[slot] > 1:
-            raise ModelError(
-                f"{self.sites[slot].name!r} ran more than once in one forward pass (a module reused across layers or "
-                "calls). hf_txray hooks one call per site: pass `module_pattern` naming modules that run once per "
-                "forward pass. Models that reuse one layer for every block (ALBERT) are not supported. Running the "
-                "model twice inside one `with hf_txray.trace(...) as t:` block needs `t.reset()` between the passes."
-            )
+            self._refuse_second_call(slot)
+        self._call_pass[slot] = self.passes
         edit = self.edits[slot]
-        edited = edit(value) if edit is not None else None
+        edited = self._edited(slot, edit, value) if edit is not None else None
         value = value if edited is None else edited
         if self.read is not None:
             self.read(slot, value)
         if self.retain:
             self.outputs[slot] = value.detach() if isinstance(value, torch.Tensor) else value
         return edited
+
+    def _refuse_second_call(self, slot: int) -> None:
+        name = self.sites[slot].name
+        if self.model is not None and self._call_pass[slot] != self.passes:
+            # A new forward pass of the model began since the site's last call: passes, not a shared module.
+            raise ModelError(
+                f"{name!r} ran again in a new forward pass of the model. A trace that reads (read=, retain=True) "
+                "counts one call per site across every pass since the trace started or since the last `t.reset()`, "
+                "so that what it reads and keeps is one pass's: call `t.reset()` between the passes you read, or "
+                "pass once=False where no reset fits between them (generate() runs one pass per new token; "
+                "t[layer] then holds the last call's activations).")
+        raise ModelError(
+            f"{name!r} ran more than once since the trace started or since the last `t.reset()` (the count spans "
+            "forward passes). Within one forward pass, it is a module reused across layers or calls: hf_txray hooks "
+            "one call per site, so pass `module_pattern` naming modules that run once per forward pass; models that "
+            "reuse one layer for every block (ALBERT) are not supported. Running the model (or a part of it) twice "
+            "inside one `with hf_txray.trace(...) as t:` block needs `t.reset()` between the passes, or once=False "
+            "(each call then replaces what the trace keeps).")
+
+    def _edited(self, slot: int, edit: Edit, value: torch.Tensor) -> torch.Tensor:
+        """`edit` applied to `value`, refused unless it is a tensor of the same shape: a function without `return`
+        gives None (it would silently edit nothing), and another shape fails deep inside the model as a shape
+        mismatch naming no site."""
+        edited = edit(value)
+        if isinstance(edited, torch.Tensor) and edited.shape == value.shape:
+            return edited
+        site = self.sites[slot]
+        what = f"The edit function {getattr(edit, '__qualname__', None) or repr(edit)} of layer {site.layer}"
+        if edited is None:
+            raise ConfigurationError(f"{what} returned None: return the edited tensor (`return 2 * x`, not "
+                                     "`x = 2 * x`).")
+        if not isinstance(edited, torch.Tensor):
+            raise ConfigurationError(f"{what} returned a {type(edited).__name__}: return the edited activations as a "
+                                     f"torch.Tensor of their shape {tuple(value.shape)}.")
+        raise ConfigurationError(
+            f"{what} returned shape {tuple(edited.shape)}, but the {site.capture} of {site.name!r} it edits has "
+            f"shape {tuple(value.shape)}: return a tensor of that shape (set neurons, don't drop or add them; to remove "
+            "neurons, prune with mode='remove').")
 
     def _input_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple) -> tuple | None:
@@ -311,7 +379,8 @@ def trace(model: nn.Module, sites: Sequence["Site"], *, read: Callable[[int, Any
     """Hook `sites` of `model` for the duration of a ``with`` block: read, keep or edit their activations.
 
     Arguments as :class:`Trace`; `model` is checked to hold every site's module (a site found on another model, e.g.
-    a copy, would hook modules that never run).
+    a copy, would hook modules that never run), and its forward passes are told apart: a trace that only edits needs
+    no ``t.reset()`` between batches (or inside ``generate()``), one that reads or keeps does.
 
     Example:
         ```python
@@ -324,7 +393,7 @@ def trace(model: nn.Module, sites: Sequence["Site"], *, read: Callable[[int, Any
         ```
     """
     check_sites_in(model, sites)
-    with Trace(sites, read=read, edit=edit, retain=retain, once=once, prepend=prepend) as t:
+    with Trace(sites, read=read, edit=edit, retain=retain, once=once, prepend=prepend, model=model) as t:
         yield t
 
 

@@ -19,7 +19,7 @@ from hf_txray.hooks import Fill, Trace, trace
 from hf_txray.probing import ablate, ablation_metrics, metric_from_name, register_ablation_metric
 from hf_txray.pruning import masked, plan_pruning, pruning_strategies, register_pruning_strategy
 from hf_txray.sites import find_sites
-from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert, tiny_llama_lm
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()][:3]
 PACKAGE = Path(hf_txray.__file__).resolve().parent
@@ -154,6 +154,81 @@ def test_bad_traces_fail_clearly(bert):
         Fill([1, 2], values=[0.1, 0.2, 0.3])
     with pytest.raises(KeyError, match="not traced"):
         Trace(sites)[9]
+
+
+def test_an_edit_must_return_a_tensor_of_the_activations_shape(bert):
+    """A function without `return` edited nothing, silently; a slice failed deep inside the model ('mat1 and mat2
+    shapes cannot be multiplied'), naming no site."""
+    model, batch = bert
+    sites = find_sites(model, "mlp")
+
+    def double(x):
+        x = 2 * x  # noqa: F841 (the forgotten `return` under test)
+
+    with pytest.raises(ConfigurationError, match=r"edit function .*double of layer 0 returned None: return the edited"):
+        with trace(model, sites, edit={0: double}):
+            run(model, batch)
+    shape = (*batch["input_ids"].shape, 48)
+    with pytest.raises(ConfigurationError, match=rf"of layer 1 returned shape \(.*, 10\), but the input of "
+                                                 rf"'{sites[1].name}' it edits has shape \({', '.join(map(str, shape))}\)"):
+        with trace(model, sites, edit={1: lambda x: x[..., :10]}):
+            run(model, batch)
+    with pytest.raises(ConfigurationError, match="returned a ndarray: return the edited activations as a torch.Tensor"):
+        with trace(model, sites, edit={1: lambda x: x.numpy()}):
+            run(model, batch)
+    assert hook_count(model) == 0
+
+
+def test_an_edit_only_trace_needs_no_reset_between_passes_but_a_reading_one_does():
+    """An intervention over a data loader (or generate()) was refused at its second batch as 'a module reused across
+    layers'; within one pass, and across passes of a trace that reads or keeps, the check stays."""
+    model = tiny_llama_lm()
+    sites = find_sites(model, "mlp")
+    batches = [torch.randint(3, 60, (1, 6), generator=torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+    with torch.no_grad(), masked(model, {1: [3]}):
+        expected = [model(ids).logits for ids in batches]
+        expected_tokens = model.generate(batches[0], max_new_tokens=3, do_sample=False)
+    with torch.no_grad(), trace(model, sites, edit={1: Fill([3])}) as t:
+        got = [model(ids).logits for ids in batches]
+        tokens = model.generate(batches[0], max_new_tokens=3, do_sample=False)
+        assert t.calls == [1, 1]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected)) and torch.equal(tokens, expected_tokens)
+    with torch.no_grad(), trace(model, sites, retain=True) as t:
+        model(batches[0])
+        with pytest.raises(ModelError, match=r"ran again in a new forward pass of the model.*since the last "
+                                             r"`t.reset\(\)`.*call `t.reset\(\)` between the passes.*once=False"):
+            model(batches[1])
+        t.reset()
+        model(batches[1])
+    with torch.no_grad(), trace(model, sites, read=lambda slot, x: None, once=False):
+        model.generate(batches[0], max_new_tokens=2, do_sample=False)
+    # Within one pass an edit-only trace still refuses a module run twice: the edit of layer 0 would land at every
+    # depth that reuses it (ALBERT's shared layer).
+    from transformers import AlbertConfig, AlbertModel
+
+    albert = AlbertModel(AlbertConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+                                      num_attention_heads=2, intermediate_size=48)).eval()
+    with pytest.raises(ModelError, match="more than once.*ALBERT"):
+        with torch.no_grad(), trace(albert, find_sites(albert, "mlp"), edit={0: Fill([1])}):
+            albert(batches[0])
+    assert hook_count(model) == 0 and hook_count(albert) == 0
+
+
+def test_a_trace_is_not_entered_inside_its_own_block(bert):
+    """The inner block's exit removed the outer block's hooks: its edits were off for the rest of the block."""
+    model, batch = bert
+    plain = run(model, batch)
+    t = Trace(find_sites(model, "mlp"), edit={1: Fill([3])}, once=False)
+    with t:
+        edited = run(model, batch)
+        with pytest.raises(ConfigurationError, match=r"already entered .*second trace\(\.\.\.\)"):
+            with t:
+                pass
+        assert t.active and torch.equal(run(model, batch), edited)
+    assert not t.active and not torch.equal(edited, plain) and torch.equal(run(model, batch), plain)
+    with t:  # one block after another is fine
+        assert torch.equal(run(model, batch), edited)
+    assert hook_count(model) == 0
 
 
 # ----- registries ---------------------------------------------------------------------------------------------
