@@ -941,6 +941,51 @@ def _checked_rows(meta: dict[str, Any], table: pa.Table, where: Path) -> np.ndar
     return _row_index(meta["layers"], layer, neuron, meta["num_neurons"])
 
 
+# Every credit has a token: the token table's sums per neuron are the neuron card's count and mass. A credit may lack
+# a value of the other feature types (a token outside every span of a user feature): their sums are at most those.
+COMPLETE_FEATURE = "token"
+# Sums taken in another order (on a device, over merged parts) differ in the last bits; a table cut short, copied
+# from another profile or with rows repeated is off by whole credits.
+SUM_RTOL = 1e-6
+
+
+def _check_feature_sums(meta: dict[str, Any], ft: str, table: dict[str, Any], mass: np.ndarray, count: np.ndarray,
+                        directory: Path) -> None:
+    """Refuse a stage whose distributions/ rows of feature type `ft` (:func:`_feature_table`'s, sorted by row and
+    feature) do not add up to its neuron_cards/ rows (`mass`, `count` per profile row), or repeat a (layer, neuron,
+    feature). Folders saved before the save stamps have nothing else to tell a truncated or swapped file by; a few
+    vectorised passes over arrays already read."""
+    rows, features = table["rows"], table["feature_ids"]
+    repeated = np.flatnonzero((rows[1:] == rows[:-1]) & (features[1:] == features[:-1]))
+    if len(repeated):
+        i = int(repeated[0])
+        raise _disagrees(meta, directory, int(rows[i]), f"its {ft!r} feature {table['vocab'][features[i]]!r} has "
+                         f"more than one row in distributions/ ({len(repeated)} repeated rows; one per (layer, "
+                         "neuron, feature) is saved)")
+    sums = np.bincount(rows, weights=table["count"], minlength=len(count))
+    masses = np.bincount(rows, weights=table["mass"], minlength=len(mass))
+    slack = SUM_RTOL * np.abs(mass) + 1e-12
+    if ft == COMPLETE_FEATURE:
+        off = (sums != count) | (np.abs(masses - mass) > slack)
+        rule = f"every credit has a {ft!r} value, so they add up to the card"
+    else:
+        off = (sums > count) | (masses - mass > slack)
+        rule = f"a credit has at most one {ft!r} value, so they add up to no more than the card"
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise _disagrees(meta, directory, row, f"its {ft!r} rows in distributions/ add up to {int(sums[row])} credits "
+                         f"of mass {masses[row]:.6g}, its neuron_cards/ row says {int(count[row])} of mass "
+                         f"{mass[row]:.6g} ({int(off.sum())} neurons disagree; {rule})")
+
+
+def _disagrees(meta: dict[str, Any], directory: Path, row: int, what: str) -> ProfileFormatError:
+    layer, neuron = meta["layers"][row // meta["num_neurons"]], row % meta["num_neurons"]
+    return ProfileFormatError(
+        f"{directory}: the distributions/ and neuron_cards/ tables of stage {meta['stage']!r} disagree at layer "
+        f"{layer}, neuron {neuron}: {what}. A file was cut short, has rows repeated, or comes from another profile "
+        "or stage: re-save it from its source, or profile again.")
+
+
 def _noise_of_cards(cards: pa.Table, rows: np.ndarray, num_rows: int) -> tuple[np.ndarray | None, PositionMass | None]:
     """The neuron cards' noise statistics (split-half counts, mass by position) when present."""
     odd = positions = None
@@ -997,6 +1042,8 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
     has_noise = json.loads(row["columns"] or "{}").get("noise")
     tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise,
                                  directory / "distributions") for ft in meta["feature_types"]}
+    for ft, table in tables.items():
+        _check_feature_sums(meta, ft, table, mass, count, directory)
     shape = (len(meta["layers"]), meta["num_neurons"])
     odd, positions = _noise_of_cards(cards, rows, num_rows)
     return {"meta": meta, "neuron_mass": mass.reshape(shape), "neuron_count": count.reshape(shape), "tables": tables,
@@ -1142,3 +1189,4 @@ def read_single(directory: str | Path, kind: str) -> dict[str, Any]:
         raise ProfileFormatError(f"{directory} holds {len(profiles)} profiles and {len(reports)} reports, expected "
                                  f"one {kind}: load a results folder with hf_txray.load.")
     return next(iter(wanted.values()))
+

@@ -225,6 +225,31 @@ def test_an_unstamped_folder_loads_as_before_but_not_mixed_with_stamped_files(tm
         hf_txray.load(fresh)
 
 
+@pytest.mark.parametrize("case, said", [
+    ("truncated", r"its 'token' rows in distributions/ add up to \d+ credits .*, its neuron_cards/ row says \d+"),
+    ("other_cards", r"its 'token' rows in distributions/ add up to \d+ credits .*, its neuron_cards/ row says \d+"),
+    ("other_stage", r"its 'token' rows in distributions/ add up to 0 credits of mass 0, its neuron_cards/ row says"),
+    ("repeated", r"its 'token' feature '.*' has more than one row in distributions/ \(\d+ repeated rows"),
+])  # fmt: skip
+def test_an_unstamped_folder_whose_distributions_disagree_with_its_cards_is_refused(case, said, tmp_path):
+    """Without stamps, half the distribution rows, neuron cards of another profile, the distributions of another
+    stage (no rows for this one) or rows repeated loaded with wrong numbers and no error: every credit has a token,
+    so the token rows of a neuron add up to its card."""
+    folder = profile().save_pretrained(tmp_path / case)
+    other = {"other_cards": other_profile(), "other_stage": _profile(1, "b", False)}.get(case)
+    config = "neuron_cards" if case == "other_cards" else "distributions"
+    if other is not None:
+        shutil.copy(other.save_pretrained(tmp_path / "other") / config / FIRST, folder / config / FIRST)
+    strip_stamps(folder)
+    if case in ("truncated", "repeated"):
+        rewrite(folder / config / FIRST, lambda t: t.slice(0, t.num_rows // 2) if case == "truncated" else
+                pa.concat_tables([t, t.slice(0, 100)]))
+    with pytest.raises(ProfileFormatError, match=rf"{folder}: the distributions/ and neuron_cards/ tables of stage "
+                                                 rf"'a' disagree at layer \d, neuron \d+: {said}.*re-save it from its "
+                                                 r"source, or profile again"):
+        Profile.from_pretrained(folder)
+
+
 # ----- writers that rewrite configs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("stamped", [True, False])
 def test_a_folder_staged_for_upload_keeps_its_save_id_and_loads(stamped, tmp_path):
