@@ -221,7 +221,7 @@ class Profiler:
                    # a composite's text model: its neurons are those of that model alone (LLaVA's Llama)
                    "text_model_type": getattr(text_config(getattr(self.model, "config", None)), "model_type", None),
                    # and its depth: a plan or report of a 6-block model does not describe a 12-block one's neurons
-                   "num_hidden_layers": text_depth(getattr(self.model, "config", None)),
+                   "num_hidden_layers": text_depth(getattr(self.model, "config", None), self.forward.stack),
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which

@@ -266,12 +266,16 @@ class Artifact:
         inside = _subfolder_path(subfolder)
         folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir,
                                    allow_patterns=[f"{inside.as_posix()}/**"] if inside else None)
+        source: str | os.PathLike = dir_or_repo_id
         if inside is not None:
             if not (folder / inside).is_dir():
                 raise ArtifactNotFoundError(f"{dir_or_repo_id} has no folder {inside.as_posix()!r}"
                                             f"{f' at {revision!r}' if revision else ''}: check subfolder=.")
+            local = Path(dir_or_repo_id).expanduser() == folder
             folder = folder / inside
-        with naming_the_source(dir_or_repo_id, folder, revision, token):
+            # messages name the subfolder: the local path itself, or the repo id followed by it
+            source = folder if local else f"{dir_or_repo_id}/{inside.as_posix()}"
+        with naming_the_source(source, folder, revision, token):
             cls.check_header(folder)
             return cls._from_pretrained(folder)
 

@@ -157,8 +157,12 @@ def _accepts_none(name: str) -> bool:
     null means what the help says rather than being refused as a missing value."""
     from .options import AnalyzeOptions
 
+    from .options import check_switches
+
     try:
-        AnalyzeOptions(**{name: None}).validate()
+        options = AnalyzeOptions(**{name: None})
+        options.validate()
+        check_switches(options, "config")  # an on/off option's null is no value, not "off"
     except (ConfigurationError, TypeError, ValueError):
         return False
     return True

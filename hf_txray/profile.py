@@ -831,13 +831,18 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     return ""
 
 
+# What a merged profile keeps from whichever part recorded it (a part saved before it was recorded has none).
+KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "num_hidden_layers")
+
+
 def _keep_vocab_hash(merged: ProfileMeta, other: ProfileMeta) -> None:
-    """A merged profile's record is its first part's: when only the other part recorded its tokenizer's vocabulary
-    hash, keep that one, so later merges and comparisons are checked against the vocabulary that is known."""
+    """A merged profile's record is its first part's: what only the other part recorded (its tokenizer's vocabulary
+    hash, its model's depth) is kept, so later merges, comparisons and plans are checked against what is known."""
     runtime = merged.provenance.get("runtime") or {}
-    theirs = (other.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash")
-    if theirs and not runtime.get("tokenizer_vocab_hash"):
-        merged.provenance = {**merged.provenance, "runtime": {**runtime, "tokenizer_vocab_hash": theirs}}
+    theirs = (other.provenance or {}).get("runtime", {})
+    kept = {key: theirs[key] for key in KEPT_FROM_EITHER_PART if theirs.get(key) and not runtime.get(key)}
+    if kept:
+        merged.provenance = {**merged.provenance, "runtime": {**runtime, **kept}}
 
 
 def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:

@@ -458,8 +458,9 @@ def _check_same_architecture(a: Profile, b: Profile) -> None:
     if depth_a and depth_b and depth_a != depth_b:  # helper 152: MiniLM-L6's layers 0-5 are not a 12-layer model's
         raise IncompatibleProfilesError(
             f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of a {depth_a}-block and a {depth_b}-block "
-            "model (num_hidden_layers), two different models whose neurons with the same layer and number are "
-            "unrelated. TX-Ray compares one model's neurons across stages: profile both stages with one model.")
+            "model (the profiled stack's num_hidden_layers), two different models whose neurons with the same layer "
+            "and number are unrelated (a checkpoint loaded with fewer layers counts as another model too). TX-Ray "
+            "compares one model's neurons across stages: profile both stages with one model.")
 
 
 def _check_same_experts(a: Profile, b: Profile) -> None:

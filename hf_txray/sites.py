@@ -273,10 +273,18 @@ def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.M
     return stack, module
 
 
-def text_depth(config: Any) -> int | None:
-    """The number of blocks the profiled text stack's config declares (``num_hidden_layers`` of
-    :func:`text_config`: an encoder-decoder's encoder), None where it declares none."""
-    value = getattr(text_config(config), "num_hidden_layers", None) if config is not None else None
+# The config attributes holding an encoder-decoder's decoder depth (T5's num_decoder_layers, BART's decoder_layers):
+# num_hidden_layers maps to the encoder's.
+DECODER_DEPTHS = ("num_decoder_layers", "decoder_layers")
+
+
+def text_depth(config: Any, stack: str | None = None) -> int | None:
+    """The number of blocks of the profiled text stack, as its config declares it (``num_hidden_layers`` of
+    :func:`text_config`: an encoder-decoder's encoder; with ``stack="decoder"`` its decoder's), None where it
+    declares none."""
+    found = text_config(config) if config is not None else None
+    names = (*DECODER_DEPTHS, "num_hidden_layers") if stack == "decoder" else ("num_hidden_layers",)
+    value = next((v for v in (getattr(found, n, None) for n in names) if v is not None), None)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 

@@ -1135,6 +1135,7 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
                        # helper 123: YAML reads 1.10 as 1.1 (0755 as 493): a number is refused, with the quotes
                        ("stage: 1.10\n", 'stage must be a string, got 1.1 \\(float\\) \\(quoted: stage: "..." as'),
                        ("features: null\n", "features has no value \\(null\\); give one, or leave the key out"),
+                       ("streaming: null\n", "streaming has no value \\(null\\); give one"),  # an on/off option
                        ("dataset: null\n", "dataset has no value \\(null\\); .* default \\('txray:ptb'\\)"),
                        ("stage: 2020-01-01\n", 'stage must be a string, got datetime.date.* \\(quoted: stage: "'),
                        ("top_k: two\n", "The config file .*run.yaml: top_k: 'two' is not valid: expected an int"),

@@ -950,6 +950,24 @@ def test_a_pattern_outside_the_profiled_stack_is_refused():
     np.testing.assert_array_equal(profile.neuron_count, engine("bart", "decoder", "", 1).neuron_count)
 
 
+@pytest.mark.parametrize("family, attribute", [("t5", "num_decoder_layers"), ("bart", "decoder_layers")])
+def test_a_decoder_profile_records_the_decoders_depth(family, attribute):
+    """Helper 155: a decoder-stack profile recorded the encoder's depth (num_hidden_layers), so the decoders of a
+    3-block and a 5-block T5 (2 encoder blocks each) were compared as one model."""
+    tokenizer = tokenizer_of(family)
+    options = dict(tokenizer=tokenizer, features=("token",), stack="decoder", layers=[0, 1, 2], show_progress=False)
+    profiles = []
+    for depth in (3, 5):
+        torch.manual_seed(0)
+        model = getattr(tf, FAMILIES[family][2])(config_of(family, **{attribute: depth})).eval()
+        profiles.append(hf_txray.analyze(model, TEXTS, stage=f"decoder-{depth}", **options))
+    assert [p.meta.provenance["runtime"]["num_hidden_layers"] for p in profiles] == [3, 5]
+    with pytest.raises(IncompatibleProfilesError, match="of a 3-block and a 5-block model"):
+        hf_txray.compare(*profiles, test=False)
+    encoder = hf_txray.analyze(model, TEXTS, **{**options, "stack": "encoder", "layers": "all"})
+    assert encoder.meta.provenance["runtime"]["num_hidden_layers"] == LAYERS
+
+
 def test_cli_profiles_the_decoder_stack(tmp_path):
     from hf_txray.cli import main
 

@@ -745,3 +745,8 @@ def test_an_artifact_loads_from_a_subfolder_of_a_repo_or_folder(results, hub, tm
         Profile.from_pretrained(repo_id, subfolder="runs/nothing")
     with pytest.raises(ConfigurationError, match="subfolder must be a folder inside the repo"):
         Profile.from_pretrained(tmp_path / "outer", subfolder="../outer")
+    # helper 155: a subfolder holding another artifact was named as "the Hub dataset '<local root>'"
+    with pytest.raises(ProfileFormatError, match=re.escape(str(tmp_path / "outer" / "stages" / "pretrained"))):
+        TransferReport.from_pretrained(tmp_path / "outer", subfolder="stages/pretrained")
+    with pytest.raises(ProfileFormatError, match=f"the Hub dataset '{repo_id}/runs/report'"):
+        Profile.from_pretrained(repo_id, subfolder="runs/report")

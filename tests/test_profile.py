@@ -480,13 +480,15 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
         hf_txray.compare(hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **words),
                          hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=other, **words))
     old = [Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": {
-        k: v for k, v in p.meta.provenance["runtime"].items() if k != "tokenizer_vocab_hash"}}), p.neuron_mass,
+        k: v for k, v in p.meta.provenance["runtime"].items() if k not in ("tokenizer_vocab_hash",
+                                                                           "num_hidden_layers")}}), p.neuron_mass,
         p.neuron_count, p.tables, p.examples) for p in (first, second)]
     old[0].merge(old[1])  # saved before the hash was recorded: not told apart
     # the merged record is the first part's: when only the other recorded its vocabulary, that one is kept
     third = hf_txray.analyze(model, SAMPLE_TEXTS[:2], tokenizer=tokenizer, **options)
-    kept = old[1].merge(third).meta.provenance["runtime"]["tokenizer_vocab_hash"]
-    assert kept == tokenizer_vocab_hash(tokenizer)
+    kept = old[1].merge(third).meta.provenance["runtime"]
+    assert kept["tokenizer_vocab_hash"] == tokenizer_vocab_hash(tokenizer)
+    assert kept["num_hidden_layers"] == model.config.num_hidden_layers  # helper 155: the depth was lost too
     # a Profiler reused after the vocabulary grew (a Trainer keeps one for all its snapshots) records the new one
     from datasets import Dataset
 

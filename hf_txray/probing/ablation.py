@@ -92,8 +92,9 @@ def _check_means_model(means: Activations, model: nn.Module) -> None:
         raise ModelError(
             f"These means were extracted from other weights than this model's (weights sample hash "
             f"{means.weights_sample_hash[:26]}... vs {found[:26]}...; dtypes {means.weights_dtype} and {dtype}): "
-            "another model's neuron means are not this model's. Extract them from this model "
-            "(hf_txray.probing.extract_activations or neuron_means).")
+            "another model of the same widths, another fine-tune, the weights changed since, another dtype, or a "
+            "PEFT adapter added or removed (its layers change the model's function and rename its weights). Extract "
+            "them from this model as it is (hf_txray.probing.extract_activations).")
 
 
 @contextlib.contextmanager
@@ -110,8 +111,10 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         neurons: ``{layer: [index, ...]}``, a list of ``(layer, index)`` pairs, a `PruningPlan`, or a DataFrame with
             ``layer`` and ``neuron`` columns (e.g. ``result.top_neurons(10)``).
         mode (`str`, *optional*, defaults to `"zero"`): ``"zero"`` or ``"mean"``.
-        means (*optional*): for ``mode="mean"``: an `Activations` object (its token-level neuron means) or a dict
-            ``{layer: per-neuron means}`` from :func:`~hf_txray.probing.neuron_means`.
+        means (*optional*): for ``mode="mean"``: an `Activations` object (its token-level neuron means; refused
+            when extracted from other weights, by the sample hash it records) or a dict ``{layer: per-neuron means}``
+            from :func:`~hf_txray.probing.neuron_means` (taken as given: a dict does not say which model it came
+            from).
 
     Yields:
         `MaskHandle`: also listed by :func:`hf_txray.pruning.active_masks` while the block runs.

@@ -128,7 +128,8 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
 
     Raises:
         IncompatibleProfilesError: different site or neuron count, other weights (their sample hashes, where both
-            recorded them), or no common layer.
+            recorded them, for models with one stack: an encoder-decoder's probe and profile hash different modules,
+            so theirs are not compared), or no common layer.
         ConfigurationError: `tag` unknown to the probe or the profile, bad `k`.
 
     Example:

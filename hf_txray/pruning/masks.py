@@ -152,17 +152,17 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
         raise ModelError(
             f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
             "the same layer and neuron numbers are other neurons there. Rank them by profiles of this model.")
-    depths, depth = source.get("num_hidden_layers") or [], text_depth(config)
-    if depths and depth and depth not in depths:  # helper 152: MiniLM-L6's plan pruned layers 0-5 of a 12-layer BERT
-        raise ModelError(
-            f"This plan was ranked on the neurons of a {' / '.join(map(str, depths))}-block model, and this model has "
-            f"{depth} blocks: it is another model, whose neurons with the same layer and number are others. Rank them "
-            "by profiles of this model.")
     if source.get("stack") == "decoder":
         raise ConfigurationError(
             "This plan was ranked on the decoder stack of an encoder-decoder, but pruning, masking and ablation act on "
             "the MLP neurons of the encoder: they would edit neurons the ranking never described. Rank them by "
             "profiles of the encoder (stack='encoder').")
+    depths, depth = source.get("num_hidden_layers") or [], text_depth(config)
+    if depths and depth and depth not in depths:  # helper 152: MiniLM-L6's plan pruned layers 0-5 of a 12-layer BERT
+        raise ModelError(
+            f"This plan was ranked on the neurons of a {' / '.join(map(str, depths))}-block model, and this model has "
+            f"{depth} blocks: it is another model, whose neurons with the same layer and number are others (a "
+            "checkpoint loaded with fewer layers counts as another model too). Rank them by profiles of this model.")
     pattern = source.get("module_pattern")
     if pattern:
         check_pattern_sites(model, "mlp", pattern, source.get("stack"), plan.neurons, sites, "plan was ranked on")
