@@ -227,6 +227,9 @@ class Profiler:
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which
                    # hf_txray masks were on: Profile.merge refuses parts of different models with them
                    "weights_sample_hash": weights_sample_hash(self.forward.body or self.model),
+                   # an encoder-decoder's profiled stack alone, as a probe of that stack hashes it (crosscheck)
+                   **({"stack_weights_sample_hash": weights_sample_hash(self.forward.read_weights)}
+                      if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
                    "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow

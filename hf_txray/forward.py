@@ -174,6 +174,14 @@ class StackForward:
         # The part that runs, whose position tables bound a text (a decoder that does not run bounds nothing).
         self.runs: nn.Module = root if self.stack == "encoder" else model
 
+    @property
+    def read_weights(self) -> nn.Module:
+        """The module whose weights produce the activations read: the body that runs (heads left out), or an
+        encoder-decoder's chosen stack (what a probe's and a stack profile's weights sample hash cover)."""
+        if self.body is not None:
+            return self.body
+        return self.shifted if self.stack == "decoder" and self.shifted is not None else self.runs
+
     def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""
         return decoder_positions(positions, width) if self.stack == "decoder" else positions

@@ -798,6 +798,41 @@ def test_crosscheck_planted_neuron_tops_both_rankings(planted):
         crosscheck(planted.result, elsewhere, "NOUN", feature_type="token")
 
 
+def test_crosscheck_compares_an_encoder_decoders_stack_weights():
+    """Helper 155: crosscheck compared weights only for one-stack models, so a T5 probe was ranked against a profile of
+    another T5 (both recorded hashes, of different modules). A stack profile now records its stack's hash too."""
+    from transformers import T5Config, T5Model
+
+    nouns, _ = _word_lists()
+
+    def tags(text):
+        spans, start = [], 0
+        for word in text.split(" "):
+            spans.append((start, start + len(word), "NOUN" if word in nouns else "OTHER"))
+            start += len(word) + 1
+        return spans
+
+    def t5(seed):
+        torch.manual_seed(seed)
+        return T5Model(T5Config(vocab_size=bert_tokenizer().vocab_size, d_model=32, d_ff=48, num_layers=2,
+                                num_heads=2, d_kv=16, decoder_start_token_id=0, pad_token_id=0)).eval()
+
+    model, other = t5(0), t5(1)
+    corpus = from_columns(synthetic_rows(60, 0), "tokens", "tags")
+    result = probe_neurons(model, corpus, tokenizer=bert_tokenizer(), layers=[0, 1], config=FAST, minimal=False,
+                           control=False, subset_size=0)
+    options = dict(tokenizer=bert_tokenizer(), features=("token", hf_txray.UserFeature("tags", tags)),
+                   show_progress=False)
+    own = hf_txray.analyze(model, corpus.texts, **options)
+    assert own.meta.provenance["runtime"]["stack_weights_sample_hash"] == result.meta.weights_sample_hash
+    assert crosscheck(result, own, "NOUN", k=2, feature_type="tags", min_count=0).k == 2
+    with pytest.raises(IncompatibleProfilesError, match="trained on other weights than the profile"):
+        crosscheck(result, hf_txray.analyze(other, corpus.texts, **options), "NOUN", feature_type="tags")
+    with pytest.raises(IncompatibleProfilesError, match="read the encoder stack and the profile .* the decoder stack"):
+        crosscheck(result, hf_txray.analyze(model, corpus.texts, stack="decoder", **options), "NOUN",
+                   feature_type="tags")
+
+
 # ----- attribution --------------------------------------------------------------------------------------------------
 class _LinearBlock(nn.Module):
     def __init__(self, hidden: int):

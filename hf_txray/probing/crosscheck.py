@@ -93,14 +93,21 @@ def txray_preferences(profile: Profile, tag: str, feature_type: str = "pos",
 
 
 def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
-    """Refuse a profile of other weights than the probe's (helper 151: a random model of the same widths scored a
-    higher overlap than the probed model's own profile). Both record the sample hash of the weights that run (a
-    single-stack model's body, heads left out); an encoder-decoder's probe hashes its stack and its profile the
-    whole model, so those are not compared."""
+    """Refuse a profile of other weights (or another stack) than the probe's (helper 151: a random model of the same
+    widths scored a higher overlap than the probed model's own profile). Both record the sample hash of the weights
+    that run: a single-stack model's body (heads left out), an encoder-decoder's profiled stack (profiles saved
+    before that hash was recorded are not compared)."""
     meta = result.meta
     runtime = (profile.meta.provenance or {}).get("runtime", {})
-    probed, profiled = meta.weights_sample_hash, runtime.get("weights_sample_hash")
-    if meta.stack is None and profile.meta.config.get("stack") is None and probed and profiled and probed != profiled:
+    stack = profile.meta.config.get("stack")
+    if meta.stack and stack and meta.stack != stack:
+        raise IncompatibleProfilesError(
+            f"The probe {meta.name!r} read the {meta.stack} stack and the profile {profile.stage!r} the {stack} "
+            "stack: their neurons with the same numbers are not the same units. Profile and probe one stack.")
+    # an encoder-decoder's probe hashes its stack: so does its profile, since it records that hash too
+    probed = meta.weights_sample_hash
+    profiled = runtime.get("stack_weights_sample_hash") if stack else runtime.get("weights_sample_hash")
+    if (stack is None) == (meta.stack is None) and probed and profiled and probed != profiled:
         dtypes = f" (weights in {meta.weights_dtype} and {runtime.get('dtype')})" if (
             meta.weights_dtype != str(runtime.get("dtype")).removeprefix("torch.")) else ""
         raise IncompatibleProfilesError(
@@ -127,9 +134,8 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
         `CrossCheck`.
 
     Raises:
-        IncompatibleProfilesError: different site or neuron count, other weights (their sample hashes, where both
-            recorded them, for models with one stack: an encoder-decoder's probe and profile hash different modules,
-            so theirs are not compared), or no common layer.
+        IncompatibleProfilesError: different site, stack or neuron count, other weights (their sample hashes,
+            where both recorded them), or no common layer.
         ConfigurationError: `tag` unknown to the probe or the profile, bad `k`.
 
     Example:

@@ -327,8 +327,7 @@ def _fingerprint(forward: StackForward) -> tuple[str, str | None]:
     from ..loading import weights_dtype
     from ..provenance import weights_sample_hash
 
-    module = forward.body if forward.body is not None else (forward.shifted if forward.stack == "decoder"
-                                                            else forward.runs)
+    module = forward.read_weights
     dtype = weights_dtype(module)
     return weights_sample_hash(module), str(dtype).removeprefix("torch.") if dtype else None
 
