@@ -506,6 +506,9 @@ def evaluate_pruning(
         rows.append({"plan": name, "strategy": plan.strategy, "amount": amount, "seed": plan.seed, "mode": plan_mode,
                      "pruned": plan.total, "fraction": plan.fraction, **result})
     table = pd.DataFrame(rows)
+    # as given: a count (int) and a fraction (float) stay apart (1 and 1.0 are two amounts: helper 156 saw
+    # summarize() average "prune 6 neurons" with "prune all"), and CSVs write counts as ints
+    table["amount"] = pd.Series([row["amount"] for row in rows], index=table.index, dtype=object)
     table.attrs["task"] = task
     table.attrs["metrics"] = [name for name, _, _ in modules]
     return table
@@ -528,6 +531,13 @@ def sweep_plans(
     :func:`hf_txray.pruning.plan_pruning`."""
     if not strategies or not amounts or not seeds:
         raise ConfigurationError("A sweep needs at least one strategy, one amount and one seed.")
+    # the same plans twice would read as two runs of one setting in summarize() (n=2, std 0); 1 and 1.0 are two
+    # amounts (a count and a fraction), told apart by type
+    labels = [amount_label(a) for a in amounts]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigurationError(f"amounts {list(amounts)} repeat {', '.join(repeated)}: each amount once (an int is a "
+                                 "count of neurons, a float a fraction).")
     plans = []
     for amount in amounts:
         at_amount = [plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
@@ -553,6 +563,16 @@ def _warn_unmatched_random(plans: Sequence[PruningPlan], amount: int | float) ->
             UserWarning, stacklevel=3)
 
 
+def amount_label(amount: Any) -> str:
+    """An amount as a group label: a count (int) and a fraction (float) stay apart ("1" vs "1.0"), numpy and Python
+    numbers of one value agree, and "custom" stays as it is."""
+    if isinstance(amount, (int, np.integer)) and not isinstance(amount, bool):
+        return str(int(amount))
+    if isinstance(amount, (float, np.floating)):
+        return repr(float(amount))
+    return str(amount)
+
+
 def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """Mean, std and count of `metric` (and of every metric when None) per strategy and amount.
 
@@ -571,7 +591,7 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     if missing:
         raise ConfigurationError(f"Metric column(s) {missing} not in the table: {list(table.columns)}.")
     frame = table.copy()
-    frame["amount"] = frame["amount"].astype(str)
+    frame["amount"] = frame["amount"].map(amount_label)
     grouped = frame.groupby(["strategy", "amount"], sort=False)
     out = grouped[metrics].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]

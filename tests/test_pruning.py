@@ -451,6 +451,19 @@ def test_evaluate_pruning_classification_matches_brute_force():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and not hf_txray.pruning.active_masks(model)
     summary = summarize(table, "accuracy")
     assert set(summary["strategy"]) == {"none", "random"}
+    # helper 156: the amounts 1 (one neuron per layer) and 1.0 (all of them) were one summary row, "n 2", averaging
+    # prune-one with prune-all
+    both = [plan_pruning(None, "random", amount, seed=0, widths=widths) for amount in (1, 1.0)]
+    table = evaluate_pruning(model, both, data, tokenizer=bert_tokenizer(), max_length=32, batch_size=5)
+    assert list(table["amount"]) == [0, 1, 1.0] and [type(a) for a in table["amount"]] == [int, int, float]
+    summary = summarize(table, "accuracy")
+    assert list(summary["amount"]) == ["0", "1", "1.0"] and list(summary["n"]) == [1, 1, 1]
+    assert list(summary["pruned"]) == [0, 2, 96]
+    from hf_txray.evaluation import sweep_plans
+
+    with pytest.raises(ConfigurationError, match=r"amounts \[5, 5\] repeat 5: each amount once"):
+        sweep_plans(None, ["random"], [5, 5], seeds=[0], widths=widths)
+    assert len(sweep_plans(None, ["random"], [1, 1.0], seeds=[0], widths=widths)) == 2
     # helper 152: a mask left on the model was in the "unpruned" row and under every plan; refused, as for remove
     for kept in plans[:2]:  # mask plans only, then remove plans too
         with masked(model, {0: [4]}), pytest.raises(ConfigurationError, match=r"active hf_txray mask.*"

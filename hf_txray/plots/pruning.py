@@ -50,7 +50,9 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     pruned = table[table["plan"] != baseline_plan].copy()
     if strategies is not None:
         pruned = pruned[pruned["strategy"].isin(list(strategies))]
-    pruned["_amount"] = pruned["amount"].astype(str)
+    from ..evaluation import amount_label  # where the tables come from (imports torch: not at module level)
+
+    pruned["_amount"] = pruned["amount"].map(amount_label)  # 1 (a count) and 1.0 (a fraction) apart
     for strategy, group in pruned.groupby("strategy", sort=False):
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")
