@@ -77,30 +77,38 @@ def holds_artifact(folder: str | os.PathLike) -> bool:
 
 
 def check_not_an_input(folder: str | os.PathLike, inputs: Sequence[str | os.PathLike], *, what: str,
-                       cli_flag: str | None = None) -> None:
+                       cli_flag: str | None = None, read_whole: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse an output `folder` that is one of `inputs` or holds one: writing it replaces the whole folder, which
     would delete the input (``hf-txray compare A B --out A``); and one inside an input that hf_txray saved (a report
-    written into profile A would be read with it, and deleted with it by the next save there).
+    written into profile A would be read with it, and deleted with it by the next save there), or inside an input of
+    `read_whole`, every file of which is read (a dataset folder: the profile's files would become rows of the corpus,
+    or break its loading, for every later run).
 
     Raises:
         ConfigurationError: naming the input and the flag that gave `folder`.
     """
     target = Path(folder).resolve()
     given = f" (CLI: {cli_flag})" if cli_flag else ""
-    for source in inputs:  # a Hub id or a name that is not a local path is no input on disk
+    whole = {Path(source).resolve() for source in read_whole if Path(source).is_dir()}
+    for source in (*inputs, *read_whole):  # a Hub id or a name that is not a local path is no input on disk
         if not Path(source).exists():
             continue
         source_path = Path(source).resolve()
         if target == source_path or target in source_path.parents:
             raise ConfigurationError(f"{folder} holds the input {source}; {what} replaces the whole folder, which "
                                      f"would delete it: give another folder{given}.")
+        if source_path in target.parents and source_path in whole:
+            raise ConfigurationError(f"{folder} is inside the dataset folder {source}, every file of which is read: "
+                                     f"{what}'s files would be read as the corpus by every later run on it; give a "
+                                     f"folder outside it{given}.")
         if source_path in target.parents and source_path.is_dir() and holds_artifact(source_path):
             raise ConfigurationError(f"{folder} is inside the input {source}, which hf_txray saved: {what} would "
                                      f"write into that saved folder; give a folder outside it{given}.")
 
 
 def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained", cli_flag: str | None = None,
-                      artifact_type: str | None = None, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+                      artifact_type: str | None = None, inputs: Sequence[str | os.PathLike] = (),
+                      read_whole: Sequence[str | os.PathLike] = ()) -> Path:
     """Refuse a folder that saving would wipe: saving replaces the whole folder, so it must be new, empty, or hold
     something hf_txray saved (:func:`holds_artifact`) of the same type, which is then replaced.
 
@@ -114,6 +122,8 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
             a saved artifact of another type (a profile that took hours to compute) is refused, not replaced.
         inputs (`list` of paths, *optional*): what the writer reads (a command's input folders): a folder that is
             one of them, or holds one, is refused (replacing it would delete the input).
+        read_whole (`list` of paths, *optional*): inputs every file of which is read (a dataset folder): a folder
+            inside one is refused too.
 
     Returns:
         `Path`: `folder`.
@@ -128,7 +138,7 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
     given = f" (CLI: {cli_flag})" if cli_flag else ""
     if folder.is_file():
         raise ConfigurationError(f"{folder} is a file; {what} writes a folder: give a new folder{given}.")
-    check_not_an_input(folder, inputs, what=what, cli_flag=cli_flag)
+    check_not_an_input(folder, inputs, what=what, cli_flag=cli_flag, read_whole=read_whole)
     if folder.is_dir() and any(folder.iterdir()) and not holds_artifact(folder):
         raise ConfigurationError(
             f"{folder} is not empty and holds no hf_txray artifact; {what} replaces the whole folder, which would "

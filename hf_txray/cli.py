@@ -168,13 +168,14 @@ def _accepts_none(name: str) -> bool:
     return True
 
 
-def _check_out(out: str | Path, command: str, artifact_type: str | None = None, inputs: tuple = ()) -> Path:
+def _check_out(out: str | Path, command: str, artifact_type: str | None = None, inputs: tuple = (),
+               read_whole: tuple = ()) -> Path:
     """`out`, refused before any work when saving there would wipe files that are not hf_txray's, a saved artifact
     of another type than `artifact_type`, or one of the command's `inputs`."""
     from .artifact import check_save_target
 
     return check_save_target(out, what=f"hf-txray {command}", cli_flag="--out", artifact_type=artifact_type,
-                             inputs=inputs)
+                             inputs=inputs, read_whole=read_whole)
 
 
 def _cmd_analyze(args) -> int:
@@ -184,7 +185,8 @@ def _cmd_analyze(args) -> int:
 
     if not args.out:
         raise ConfigurationError("analyze needs --out DIR (on the command line or as `out:` in the --config file).")
-    out = _check_out(args.out, "analyze", "profile", inputs=tuple(p for p in (args.model, args.dataset) if p))
+    out = _check_out(args.out, "analyze", "profile", inputs=tuple(p for p in (args.model,) if p),
+                     read_whole=tuple(p for p in (args.dataset,) if p))  # helper 156: --out inside the data folder
     _check_push(args)
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
@@ -712,8 +714,8 @@ def _cmd_prune_sweep(args) -> int:
 
     # results go into OUT beside nothing else: not an input (the report), not a folder of other files; an earlier
     # sweep's output is replaced, so none of its plans or plots is left beside the new results
-    check_not_an_input(args.out, (args.report, args.model, args.dataset), what="hf-txray prune-sweep",
-                       cli_flag="--out")
+    check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune-sweep", cli_flag="--out",
+                       read_whole=(args.dataset,))
     _check_sweep_out(Path(args.out))
     check_writable(Path(args.out) / "plans", shown=args.out)  # before the whole sweep, not after it
     # the plans need only the report: a bad strategy, amount or --allow-fewer is said before the model loads
@@ -861,7 +863,7 @@ def _add_probe(sub) -> None:
 def _cmd_probe(args) -> int:
     from .probing import ProbeConfig, probe_neurons
 
-    _check_out(args.out, "probe", "probing_result")
+    _check_out(args.out, "probe", "probing_result", read_whole=(args.data,))
     _check_export(args)
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
                          seed=args.seed)

@@ -830,6 +830,13 @@ def test_outputs_never_replace_an_input_or_another_artifact_and_reports_must_fit
         assert cli_main(argv) == 2
         assert said in capsys.readouterr().err
     assert hf_txray.Profile.from_pretrained(a) == saved_a and hf_txray.Profile.from_pretrained(b).stage == "b"
+    # helper 156: a profile saved inside the dataset folder became part of that dataset, breaking every later run
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text(text_file.read_text(encoding="utf-8"), encoding="utf-8")
+    assert cli_main(["analyze", str(saved_bert), str(data), "--features", "token", "--out", str(data / "prof")]) == 2
+    assert f"{data / 'prof'} is inside the dataset folder {data}, every file of which is read" in capsys.readouterr().err
+    assert not (data / "prof").exists()
     # a report of stage "a" against a profile of stage "a" computed again on other texts: refused, naming both
     report = hf_txray.compare(saved_a, hf_txray.Profile.from_pretrained(b), test=False)
     rerun = hf_txray.analyze(saved_bert, text_file, features=("token",), max_length=16, num_samples=11, stage="a",
