@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import os
 import re
 import sys
@@ -1074,12 +1075,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_process_group(barrier=False)
         return 130  # the shell's code for a command ended by SIGINT
     except BrokenPipeError:  # `hf-txray show DIR | head`: the reader left; what was computed is already written
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         _close_process_group(barrier=False)
         return 141  # the shell's code for a command ended by SIGPIPE
     except OSError as err:
+        if not err.filename and err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):  # writing stdout (> /dev/full)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            print(f"hf-txray {args.command}: error: {err.strerror or err} while writing the output. Free space, or "
+                  "write it elsewhere.", file=sys.stderr)
+            _close_process_group(barrier=False)
+            return 2
         if not err.filename:  # not about a file: a bug or something unexpected, shown whole
             raise
         # a file or folder that cannot be read or written (permissions, a full disk, a file in the path): the

@@ -23,6 +23,7 @@ from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
 from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_pruning
 from .pruning.masks import refuse_active_masks
+from .tables import amount_label
 
 TASKS = ("classification", "causal-lm")
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
@@ -561,16 +562,6 @@ def _warn_unmatched_random(plans: Sequence[PruningPlan], amount: int | float) ->
             f"{max(random_sizes)} by random: their random baseline is not of the same size. Compare each with random "
             "plans of its own per-layer counts: plan_pruning(source, 'random', plan.counts, seed=k).",
             UserWarning, stacklevel=3)
-
-
-def amount_label(amount: Any) -> str:
-    """An amount as a group label: a count (int) and a fraction (float) stay apart ("1" vs "1.0"), numpy and Python
-    numbers of one value agree, and "custom" stays as it is."""
-    if isinstance(amount, (int, np.integer)) and not isinstance(amount, bool):
-        return str(int(amount))
-    if isinstance(amount, (float, np.floating)):
-        return repr(float(amount))
-    return str(amount)
 
 
 def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:

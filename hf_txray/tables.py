@@ -139,3 +139,13 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
 def text_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     """The same table as plain columns for the terminal (tabulate's ``simple`` format, no index)."""
     return _render(frame, floatfmt, "simple")
+
+
+def amount_label(amount: Any) -> str:
+    """An amount as a group label: a count (int) and a fraction (float) stay apart ("1" vs "1.0"), numpy and Python
+    numbers of one value agree, and "custom" stays as it is."""
+    if isinstance(amount, (int, np.integer)) and not isinstance(amount, bool):
+        return str(int(amount))
+    if isinstance(amount, (float, np.floating)):
+        return repr(float(amount))
+    return str(amount)

@@ -811,6 +811,18 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert not [line for line in err if "cli.py" in line or "_push_arguments(" in line]  # no file path or source
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_on_stdout_is_one_line_not_a_traceback(tmp_path, saved_bert, text_file):
+    """Helper 156: `hf-txray show DIR > /dev/full` ended in a traceback (OSError ENOSPC, exit 1)."""
+    profile = hf_txray.analyze(saved_bert, text_file, features=("token",), num_samples=3, show_progress=False)
+    profile.save_pretrained(tmp_path / "p")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "hf_txray", "show", str(tmp_path / "p")], env=_env(),
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "No space left on device while writing the output" in done.stderr
+
+
 def test_outputs_never_replace_an_input_or_another_artifact_and_reports_must_fit_their_profiles(
         tmp_path, saved_bert, text_file, capsys):
     """Helper 96: `hf-txray compare A B --out A` replaced profile A with the report (exit 0); and a report bundled

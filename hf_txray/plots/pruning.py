@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from ..errors import ConfigurationError
+from ..tables import amount_label
 from .common import new_axes
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     pruned = table[table["plan"] != baseline_plan].copy()
     if strategies is not None:
         pruned = pruned[pruned["strategy"].isin(list(strategies))]
-    from ..evaluation import amount_label  # where the tables come from (imports torch: not at module level)
-
     pruned["_amount"] = pruned["amount"].map(amount_label)  # 1 (a count) and 1.0 (a fraction) apart
     for strategy, group in pruned.groupby("strategy", sort=False):
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
