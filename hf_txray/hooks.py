@@ -169,8 +169,8 @@ class Trace:
         try:
             for slot, site in enumerate(self.sites):
                 self._handles.extend(self._register(slot, site))
-            if self.model is not None:  # first among the model's pre-hooks: a pass begins before anything runs
-                self._handles.append(self.model.register_forward_pre_hook(self._pass_hook, prepend=True))
+            for runs in _pass_modules(self.model):  # first among their pre-hooks: a pass begins before anything runs
+                self._handles.append(runs.register_forward_pre_hook(self._pass_hook, prepend=True))
         except BaseException:
             self.remove()
             raise
@@ -206,6 +206,7 @@ class Trace:
             raise ConfigurationError(
                 "This Trace is already entered (`with t:` inside `with t:`): leaving the inner block would remove "
                 "the hooks of the outer one. Use the outer block, or a second trace(...) for other edits or reads.")
+        self.reset()  # a block starts afresh: what an earlier block counted and kept is not this one's
         self.attach()
         self._entered = True
         return self
@@ -250,11 +251,13 @@ class Trace:
 
     def _visit(self, slot: int, value: Any) -> Any:
         """Count the call, edit, read and keep; returns the edited tensor, or None when nothing was edited."""
+        edit = self.edits[slot]
+        if _in_backward():  # gradient checkpointing runs the block again to rebuild it: the same call, edited alike
+            return self._edited(slot, edit, value) if edit is not None else None
         self.calls[slot] += 1
         if self.once and self.calls[slot] > 1:
             self._refuse_second_call(slot)
         self._call_pass[slot] = self.passes
-        edit = self.edits[slot]
         edited = self._edited(slot, edit, value) if edit is not None else None
         value = value if edited is None else edited
         if self.read is not None:
@@ -286,7 +289,8 @@ class Trace:
         gives None (it would silently edit nothing), and another shape fails deep inside the model as a shape
         mismatch naming no site."""
         edited = edit(value)
-        if isinstance(edited, torch.Tensor) and edited.shape == value.shape:
+        if isinstance(edited, torch.Tensor) and (edited.shape, edited.dtype, edited.device) == (
+                value.shape, value.dtype, value.device):
             return edited
         site = self.sites[slot]
         what = f"The edit function {getattr(edit, '__qualname__', None) or repr(edit)} of layer {site.layer}"
@@ -296,10 +300,15 @@ class Trace:
         if not isinstance(edited, torch.Tensor):
             raise ConfigurationError(f"{what} returned a {type(edited).__name__}: return the edited activations as a "
                                      f"torch.Tensor of their shape {tuple(value.shape)}.")
-        raise ConfigurationError(
-            f"{what} returned shape {tuple(edited.shape)}, but the {site.capture} of {site.name!r} it edits has "
-            f"shape {tuple(value.shape)}: return a tensor of that shape (set neurons, don't drop or add them; to remove "
-            "neurons, prune with mode='remove').")
+        if edited.shape != value.shape:
+            raise ConfigurationError(
+                f"{what} returned shape {tuple(edited.shape)}, but the {site.capture} of {site.name!r} it edits has "
+                f"shape {tuple(value.shape)}: return a tensor of that shape (set neurons, don't drop or add them; to "
+                "remove neurons, prune with mode='remove').")
+        raise ConfigurationError(  # helper 157: x.double() failed deep in the model, naming no site
+            f"{what} returned a {edited.dtype} tensor on {edited.device}, but the {site.capture} of {site.name!r} it "
+            f"edits is {value.dtype} on {value.device}: return it in that dtype and on that device (e.g. "
+            "`.to(x.dtype)`).")
 
     def _input_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple) -> tuple | None:
@@ -370,6 +379,24 @@ class Trace:
             self._visit(slot, call)
 
         return hook
+
+
+def _in_backward() -> bool:
+    """Whether autograd is running a backward pass (gradient checkpointing then calls blocks again)."""
+    current = getattr(torch._C, "_current_graph_task_id", None)
+    return current is not None and current() != -1
+
+
+def _pass_modules(model: nn.Module | None) -> list[nn.Module]:
+    """The modules whose calls begin a forward pass of `model`: itself, the model a PEFT wrapper holds (its
+    ``generate()`` calls that one, never the wrapper's forward) and that model's transformers body (``base_model``,
+    which a caller may run alone)."""
+    found: list[nn.Module] = []
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    for module in (model, inner, getattr(inner, "base_model", None)):
+        if isinstance(module, nn.Module) and all(module is not m for m in found):
+            found.append(module)
+    return found
 
 
 @contextlib.contextmanager

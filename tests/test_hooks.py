@@ -176,7 +176,48 @@ def test_an_edit_must_return_a_tensor_of_the_activations_shape(bert):
     with pytest.raises(ConfigurationError, match="returned a ndarray: return the edited activations as a torch.Tensor"):
         with trace(model, sites, edit={1: lambda x: x.numpy()}):
             run(model, batch)
+    # helper 157: another dtype failed deep in the model ('expected m1 and m2 to have the same dtype')
+    with pytest.raises(ConfigurationError, match=r"returned a torch.float64 tensor on cpu, but the input of .* is "
+                                                 r"torch.float32 on cpu: return it in that dtype"):
+        with trace(model, sites, edit={1: lambda x: x.double()}):
+            run(model, batch)
     assert hook_count(model) == 0
+
+
+def test_an_edit_only_trace_trains_under_gradient_checkpointing_and_a_peft_model_generates():
+    """Helper 157: backward under gradient checkpointing runs each block again (no new forward pass), and a PEFT
+    model's generate() calls the model it wraps, never the wrapper's forward: both were refused as a module 'reused
+    across layers (ALBERT)'. The gradients equal those of the same edit made by a plain hook."""
+    ids = torch.tensor([[1, 5, 7, 9, 11]])
+
+    def grads(use_trace: bool, reentrant: bool) -> list[torch.Tensor]:
+        model = tiny_llama_lm(0).train()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        sites = find_sites(model, "mlp")
+        if use_trace:
+            with trace(model, sites, edit={0: lambda x: 2 * x}):
+                model(ids, labels=ids).loss.backward()
+        else:
+            handle = sites[0].module.register_forward_pre_hook(lambda m, args: (2 * args[0],))
+            model(ids, labels=ids).loss.backward()
+            handle.remove()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    for reentrant in (False, True):
+        assert all(torch.equal(a, b) for a, b in zip(grads(True, reentrant), grads(False, reentrant)))
+    peft = pytest.importorskip("peft")
+    wrapped = peft.get_peft_model(tiny_llama_lm(0), peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).eval()
+    sites = find_sites(wrapped, "mlp")
+    with torch.no_grad(), masked(wrapped, {0: [1, 2]}):
+        expected = wrapped.generate(input_ids=ids, max_new_tokens=3, do_sample=False)
+    with torch.no_grad(), trace(wrapped, sites, edit={0: Fill([1, 2])}):
+        assert torch.equal(wrapped.generate(input_ids=ids, max_new_tokens=3, do_sample=False), expected)
+    # a reading trace entered again starts afresh (the count of the earlier block was refused as a second pass)
+    t = Trace(sites, retain=True, model=wrapped)
+    for _ in range(2):
+        with torch.no_grad(), t:
+            wrapped(input_ids=ids)
+    assert hook_count(wrapped) == 0
 
 
 def test_an_edit_only_trace_needs_no_reset_between_passes_but_a_reading_one_does():

@@ -96,7 +96,8 @@ def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
     """Refuse a profile of other weights (or another stack) than the probe's (helper 151: a random model of the same
     widths scored a higher overlap than the probed model's own profile). Both record the sample hash of the weights
     that run: a single-stack model's body (heads left out), an encoder-decoder's profiled stack (profiles saved
-    before that hash was recorded are not compared)."""
+    before that hash was recorded are not compared). A decoder stack's hash covers the decoder's weights, not the
+    encoder's that feed it (helper 157): probes saved before today hash it so, and stay comparable."""
     meta = result.meta
     runtime = (profile.meta.provenance or {}).get("runtime", {})
     stack = profile.meta.config.get("stack")
