@@ -285,6 +285,9 @@ class Profiler:
             state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
                                      source.pipeline() if streamed else None, key_parts)
         resume_state, saved = state.load() if (state and resume) else (None, None)
+        if state and not resume and (state.path / "progress.json").exists():  # helper 156: replaced without a word
+            logger.warning("A checkpoint of an earlier run is in %s; this run starts from the beginning and replaces "
+                           "it. To continue that run instead, pass resume=True (CLI: --resume).", state.path)
         with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
             local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
         merged = local

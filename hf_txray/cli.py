@@ -7,6 +7,7 @@ every process profiles its shard, the states are reduced exactly, and the main p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import errno
 import os
@@ -14,7 +15,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigurationError, TXRayError
 
@@ -1057,11 +1058,37 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's stop, `kill`), raised as Ctrl-C is: the same unwinding (temporary folders removed,
+    checkpoints kept) and the same message."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`_Terminated` in the main thread (where Python runs signal handlers)
+    instead of ending the process on the spot; the previous handler is restored after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield  # not ours to change (a host program's own handler, or a thread)
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
     try:
-        with warnings.catch_warnings():  # restores the default display when the command returns
+        with warnings.catch_warnings(), _terminate_as_interrupt():  # warnings: the default display restored after
             warnings.showwarning = _warning_line(args.command)
             if getattr(args, "config", None):
                 args = _apply_config_file(parser, argv, args)
@@ -1070,10 +1097,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
         _close_process_group(barrier=False)  # the other ranks may never reach a barrier
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(_interrupted_message(args), file=sys.stderr)
         _close_process_group(barrier=False)
-        return 130  # the shell's code for a command ended by SIGINT
+        return 143 if isinstance(stop, _Terminated) else 130  # the shell's codes for SIGTERM and SIGINT
     except BrokenPipeError:  # `hf-txray show DIR | head`: the reader left; what was computed is already written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         _close_process_group(barrier=False)

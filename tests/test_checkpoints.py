@@ -138,6 +138,15 @@ def test_resume_without_a_checkpoint_says_it_starts_over(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
     assert "resume: no checkpoint in" in caplog.text and "starting from the beginning" in caplog.text
+    # helper 156: the checkpoint of an interrupted run was replaced by a run without resume, with no word
+    SPANS.calls, SPANS.fail_at = 0, 6
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "cut", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        run(TEXTS, checkpoint_dir=tmp_path / "cut", **COMMON)
+    assert "A checkpoint of an earlier run is in" in caplog.text and "pass resume=True (CLI: --resume)" in caplog.text
 
 
 def test_resume_refuses_other_weights_under_the_same_name(tmp_path):
