@@ -99,6 +99,8 @@ def _init(encoder: BatchEncoder, read: Reader | None, parent: int) -> None:
     # KeyboardInterrupt would only print one more traceback per worker, or break the pool while it starts. The
     # worker was forked with SIGINT blocked (`_sigint_held`): ignored first, then unblocked, a pending one is dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM: the process's default (the CLI's handler, inherited by fork, would raise in the worker too)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     global _ENCODER, _READ
