@@ -223,7 +223,9 @@ def _add_compare(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
     p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
     p.add_argument("--min-count", type=_int(0), default=20,
-                   help="Rank only neurons credited at least this often in both stages (default: 20).")
+                   help="Rank only neurons credited at least this often in both stages, in the most-changed list "
+                        "printed here (the saved report keeps every neuron; `hf-txray show` ranks it again at its "
+                        "own default) (default: 20).")
     p.set_defaults(handler=_cmd_compare)
 
 
