@@ -198,9 +198,9 @@ def _cmd_analyze(args) -> int:
     profile = analyze(args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
                       **options)
     if process_info()[0] == 0:
+        profile.save_pretrained(out)  # first: a stdout that cannot be written (a full log disk) loses no profile
         if args.text_column is None and profile.meta.config.get("text_column"):
             print(f"text column: {profile.meta.config['text_column']!r} (detected; --text-column chooses another)")
-        profile.save_pretrained(out)
         print(f"{profile}\nsaved to {out}")
         if args.push_to_hub:
             from .hub import push_to_hub  # the results repo: the profile with its plots
@@ -1110,8 +1110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if not err.filename and err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):  # writing stdout (> /dev/full)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-            print(f"hf-txray {args.command}: error: {err.strerror or err} while writing the output. Free space, or "
-                  "write it elsewhere.", file=sys.stderr)
+            print(f"hf-txray {args.command}: error: {err.strerror or err} while writing to the terminal or log "
+                  "(standard output); what the command saved is kept. Free space, or send the output elsewhere.",
+                  file=sys.stderr)
             _close_process_group(barrier=False)
             return 2
         if not err.filename:  # not about a file: a bug or something unexpected, shown whole

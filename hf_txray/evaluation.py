@@ -23,7 +23,7 @@ from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
 from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_pruning
 from .pruning.masks import refuse_active_masks
-from .tables import amount_label
+from .tables import amount_kind, amount_label
 
 TASKS = ("classification", "causal-lm")
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
@@ -491,8 +491,8 @@ def evaluate_pruning(
 
     rows = []
     if include_baseline:
-        rows.append({"plan": BASELINE, "strategy": "none", "amount": 0, "seed": None, "mode": "none", "pruned": 0,
-                     "fraction": 0.0, **evaluate_one(model)})
+        rows.append({"plan": BASELINE, "strategy": "none", "amount": 0, "amount_kind": "none", "seed": None,
+                     "mode": "none", "pruned": 0, "fraction": 0.0, **evaluate_one(model)})
     for name, plan in named:
         plan_mode = mode or plan.mode
         if plan_mode == "mask":
@@ -504,11 +504,11 @@ def evaluate_pruning(
             result = evaluate_one(pruned)
             del pruned
         amount = plan.amount if not isinstance(plan.amount, Mapping) else "custom"
-        rows.append({"plan": name, "strategy": plan.strategy, "amount": amount, "seed": plan.seed, "mode": plan_mode,
-                     "pruned": plan.total, "fraction": plan.fraction, **result})
+        rows.append({"plan": name, "strategy": plan.strategy, "amount": amount, "amount_kind": amount_kind(amount),
+                     "seed": plan.seed, "mode": plan_mode, "pruned": plan.total, "fraction": plan.fraction, **result})
     table = pd.DataFrame(rows)
-    # as given: a count (int) and a fraction (float) stay apart (1 and 1.0 are two amounts: helper 156 saw
-    # summarize() average "prune 6 neurons" with "prune all"), and CSVs write counts as ints
+    # as given, counts written as ints; a count (int) and a fraction (float) stay apart by amount_kind, which a CSV
+    # keeps (it reads 1 and 1.0 back alike: helper 156 saw summarize() average "prune 6 neurons" with "prune all")
     table["amount"] = pd.Series([row["amount"] for row in rows], index=table.index, dtype=object)
     table.attrs["task"] = task
     table.attrs["metrics"] = [name for name, _, _ in modules]
@@ -582,7 +582,8 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     if missing:
         raise ConfigurationError(f"Metric column(s) {missing} not in the table: {list(table.columns)}.")
     frame = table.copy()
-    frame["amount"] = frame["amount"].map(amount_label)
+    kinds = frame["amount_kind"] if "amount_kind" in frame else pd.Series([None] * len(frame), index=frame.index)
+    frame["amount"] = [amount_label(a, k if isinstance(k, str) else None) for a, k in zip(frame["amount"], kinds)]
     grouped = frame.groupby(["strategy", "amount"], sort=False)
     out = grouped[metrics].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]

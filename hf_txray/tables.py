@@ -141,11 +141,31 @@ def text_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return _render(frame, floatfmt, "simple")
 
 
-def amount_label(amount: Any) -> str:
-    """An amount as a group label: a count (int) and a fraction (float) stay apart ("1" vs "1.0"), numpy and Python
-    numbers of one value agree, and "custom" stays as it is."""
+def amount_kind(amount: Any) -> str:
+    """What a pruning amount counts: ``"count"`` (an int: neurons), ``"fraction"`` (a float), ``"custom"`` (per
+    layer) or ``"list"`` (explicit neurons, no amount); the unpruned row's is ``"none"``. A column of its own, since
+    a CSV reads ``1`` and ``1.0`` back alike."""
+    if amount is None:
+        return "list"
     if isinstance(amount, (int, np.integer)) and not isinstance(amount, bool):
-        return str(int(amount))
+        return "count"
     if isinstance(amount, (float, np.floating)):
-        return repr(float(amount))
+        return "fraction"
+    return "custom"
+
+
+def amount_label(amount: Any, kind: str | None = None) -> str:
+    """An amount as a group label: a count and a fraction stay apart ("1" vs "1.0": from `kind`, as
+    :func:`amount_kind` names it, else from the amount's type), numpy and Python numbers of one value agree (float32
+    0.05 is "0.05"), and "custom" stays as it is."""
+    if isinstance(amount, str) or amount is None or isinstance(amount, bool):
+        return str(amount)
+    if isinstance(amount, (float, np.floating)) and np.isnan(amount):
+        return "nan"
+    kind = kind or amount_kind(amount)
+    if kind in ("count", "none") and isinstance(amount, (int, float, np.integer, np.floating)):
+        return str(int(amount))
+    if isinstance(amount, (int, float, np.integer, np.floating)):
+        text = f"{float(amount):.6g}"
+        return text if any(c in text for c in ".e") else text + ".0"
     return str(amount)

@@ -820,7 +820,14 @@ def test_a_full_disk_on_stdout_is_one_line_not_a_traceback(tmp_path, saved_bert,
         done = subprocess.run([sys.executable, "-m", "hf_txray", "show", str(tmp_path / "p")], env=_env(),
                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert "No space left on device while writing the output" in done.stderr
+    assert "No space left on device while writing to the terminal or log" in done.stderr
+    # helper 158: analyze printed before saving, so a full stdout lost the finished profile
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "hf_txray", "analyze", str(saved_bert), str(text_file),
+                               "--features", "token", "--num-samples", "3", "--out", str(tmp_path / "kept")],
+                              env=_env(), stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2 and "what the command saved is kept" in done.stderr, done.stderr
+    assert hf_txray.Profile.from_pretrained(tmp_path / "kept").meta.num_examples == 3
 
 
 def test_outputs_never_replace_an_input_or_another_artifact_and_reports_must_fit_their_profiles(

@@ -456,9 +456,20 @@ def test_evaluate_pruning_classification_matches_brute_force():
     both = [plan_pruning(None, "random", amount, seed=0, widths=widths) for amount in (1, 1.0)]
     table = evaluate_pruning(model, both, data, tokenizer=bert_tokenizer(), max_length=32, batch_size=5)
     assert list(table["amount"]) == [0, 1, 1.0] and [type(a) for a in table["amount"]] == [int, int, float]
+    assert list(table["amount_kind"]) == ["none", "count", "fraction"]
     summary = summarize(table, "accuracy")
     assert list(summary["amount"]) == ["0", "1", "1.0"] and list(summary["n"]) == [1, 1, 1]
     assert list(summary["pruned"]) == [0, 2, 96]
+    # helper 158: read back from results.csv (1 and 1.0 both float64) they were one row again; and with the table
+    # itself, the baseline split into "0" and "0.0"
+    import io
+
+    written = io.StringIO()
+    table.to_csv(written, index=False)
+    back = pd.read_csv(io.StringIO(written.getvalue()))
+    pd.testing.assert_frame_equal(summarize(back, "accuracy"), summary)
+    both = summarize(pd.concat([table, back]), "accuracy")
+    assert list(both["amount"]) == ["0", "1", "1.0"] and list(both["n"]) == [2, 2, 2]
     from hf_txray.evaluation import sweep_plans
 
     with pytest.raises(ConfigurationError, match=r"amounts \[5, 5\] repeat 5: each amount once"):

@@ -51,7 +51,9 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     pruned = table[table["plan"] != baseline_plan].copy()
     if strategies is not None:
         pruned = pruned[pruned["strategy"].isin(list(strategies))]
-    pruned["_amount"] = pruned["amount"].map(amount_label)  # 1 (a count) and 1.0 (a fraction) apart
+    kinds = pruned["amount_kind"] if "amount_kind" in pruned else [None] * len(pruned)
+    pruned["_amount"] = [amount_label(a, k if isinstance(k, str) else None)  # 1 (a count), 1.0 (a fraction) apart
+                         for a, k in zip(pruned["amount"], kinds)]
     for strategy, group in pruned.groupby("strategy", sort=False):
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")
