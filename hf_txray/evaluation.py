@@ -445,7 +445,8 @@ def evaluate_pruning(
         uneven (`str`, *optional*, defaults to `"error"`): passed to ``remove`` (see :func:`hf_txray.prune`).
 
     Returns:
-        `pd.DataFrame`: one row per model: ``plan``, ``strategy``, ``amount``, ``seed``, ``mode``, ``pruned``
+        `pd.DataFrame`: one row per model: ``plan``, ``strategy``, ``amount`` (as given), ``amount_kind``
+        (``count``, ``fraction``, ``custom``, ``list``; ``none`` for the unpruned row), ``seed``, ``mode``, ``pruned``
         (neurons), ``fraction``, the metric values (``accuracy``, ``f1``, ``perplexity``...), ``num_parameters``,
         ``seconds`` (inference time of the evaluation).
 
