@@ -753,16 +753,18 @@ def test_cli_warnings_attributed_to_the_console_script_are_one_line(monkeypatch,
     assert out.getvalue() == "hf-txray ablate: UserWarning: 3 words carry labels the probe never saw\n"
 
 
-def test_crosscheck_planted_neuron_tops_both_rankings(planted):
+def noun_tags(text: str) -> list[tuple[int, int, str]]:
+    """A user feature: each space-separated word of `text` as NOUN (a word of the synthetic noun list) or OTHER."""
     nouns, _ = _word_lists()
+    spans, start = [], 0
+    for word in text.split(" "):
+        spans.append((start, start + len(word), "NOUN" if word in nouns else "OTHER"))
+        start += len(word) + 1
+    return spans
 
-    def tags(text):
-        spans, start = [], 0
-        for word in text.split(" "):
-            spans.append((start, start + len(word), "NOUN" if word in nouns else "OTHER"))
-            start += len(word) + 1
-        return spans
 
+def test_crosscheck_planted_neuron_tops_both_rankings(planted):
+    tags = noun_tags
     profile = hf_txray.analyze(planted.model, planted.corpus.texts, tokenizer=planted.tokenizer, layers=[0, 1],
                                features=("token", hf_txray.UserFeature("tags", tags)), show_progress=False)
     check = crosscheck(planted.result, profile, "NOUN", k=1, feature_type="tags")
@@ -803,14 +805,7 @@ def test_crosscheck_compares_an_encoder_decoders_stack_weights():
     another T5 (both recorded hashes, of different modules). A stack profile now records its stack's hash too."""
     from transformers import T5Config, T5Model
 
-    nouns, _ = _word_lists()
-
-    def tags(text):
-        spans, start = [], 0
-        for word in text.split(" "):
-            spans.append((start, start + len(word), "NOUN" if word in nouns else "OTHER"))
-            start += len(word) + 1
-        return spans
+    tags = noun_tags
 
     def t5(seed):
         torch.manual_seed(seed)
