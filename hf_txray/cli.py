@@ -157,9 +157,7 @@ def _config_values(path: str, values: dict) -> dict:
 def _accepts_none(name: str) -> bool:
     """Whether Python's analyze() takes None for option `name` (``layers``: None is "all"), so that a config file's
     null means what the help says rather than being refused as a missing value."""
-    from .options import AnalyzeOptions
-
-    from .options import check_switches
+    from .options import AnalyzeOptions, check_switches
 
     try:
         options = AnalyzeOptions(**{name: None})

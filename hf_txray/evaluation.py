@@ -23,7 +23,7 @@ from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
 from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_pruning
 from .pruning.masks import refuse_active_masks
-from .tables import amount_kind, amount_label
+from .tables import amount_kind, amount_label, amount_labels
 
 TASKS = ("classification", "causal-lm")
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
@@ -583,8 +583,7 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     if missing:
         raise ConfigurationError(f"Metric column(s) {missing} not in the table: {list(table.columns)}.")
     frame = table.copy()
-    kinds = frame["amount_kind"] if "amount_kind" in frame else pd.Series([None] * len(frame), index=frame.index)
-    frame["amount"] = [amount_label(a, k if isinstance(k, str) else None) for a, k in zip(frame["amount"], kinds)]
+    frame["amount"] = amount_labels(frame)
     grouped = frame.groupby(["strategy", "amount"], sort=False)
     out = grouped[metrics].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]

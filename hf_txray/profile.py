@@ -615,7 +615,7 @@ class Profile(Artifact):
             # every part's rows, so that a later merge checks them all (not the first part's alone)
             merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count,
                                       MERGED_READS: _reads(self.meta) + _reads(other.meta)}
-            _keep_vocab_hash(merged.meta, other.meta)
+            _keep_recorded(merged.meta, other.meta)
         return merged
 
     def _check_mergeable(self, other: "Profile") -> None:
@@ -835,7 +835,7 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
 KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "num_hidden_layers")
 
 
-def _keep_vocab_hash(merged: ProfileMeta, other: ProfileMeta) -> None:
+def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
     """A merged profile's record is its first part's: what only the other part recorded (its tokenizer's vocabulary
     hash, its model's depth) is kept, so later merges, comparisons and plans are checked against what is known."""
     runtime = merged.provenance.get("runtime") or {}

@@ -169,3 +169,10 @@ def amount_label(amount: Any, kind: str | None = None) -> str:
         text = f"{float(amount):.6g}"
         return text if any(c in text for c in ".e") else text + ".0"
     return str(amount)
+
+
+def amount_labels(table: pd.DataFrame) -> list[str]:
+    """:func:`amount_label` of every row of a pruning table (its ``amount``, told apart by ``amount_kind`` where the
+    table has that column: a CSV read back holds 1 and 1.0 alike)."""
+    kinds = table["amount_kind"] if "amount_kind" in table else [None] * len(table)
+    return [amount_label(a, k if isinstance(k, str) else None) for a, k in zip(table["amount"], kinds)]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from ..errors import ConfigurationError
-from ..tables import amount_label
+from ..tables import amount_labels
 from .common import new_axes
 
 if TYPE_CHECKING:
@@ -51,9 +51,7 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     pruned = table[table["plan"] != baseline_plan].copy()
     if strategies is not None:
         pruned = pruned[pruned["strategy"].isin(list(strategies))]
-    kinds = pruned["amount_kind"] if "amount_kind" in pruned else [None] * len(pruned)
-    pruned["_amount"] = [amount_label(a, k if isinstance(k, str) else None)  # 1 (a count), 1.0 (a fraction) apart
-                         for a, k in zip(pruned["amount"], kinds)]
+    pruned["_amount"] = amount_labels(pruned)  # 1 (a count) and 1.0 (a fraction) apart
     for strategy, group in pruned.groupby("strategy", sort=False):
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")

@@ -154,28 +154,25 @@ def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
         m = source.meta
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
                 "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b,
-                **_hooked(m.stack, m.module_pattern), **_model_types(m.model_types), **_depths(m.num_hidden_layers)}
+                **_hooked(m.stack, m.module_pattern), **_recorded("model_types", m.model_types),
+                **_recorded("num_hidden_layers", m.num_hidden_layers)}
     if isinstance(source, Profile):
         m = source.meta
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
                 "dataset": m.dataset_id or m.dataset_fingerprint,
                 **_hooked(m.config.get("stack"), m.config.get("module_pattern")),
-                **_model_types([recorded_architecture(m.provenance)]), **_depths(recorded_depths(m.provenance))}
+                **_recorded("model_types", [neuron_architecture(recorded_architecture(m.provenance))]),
+                **_recorded("num_hidden_layers", recorded_depths(m.provenance))}
     return {"kind": "none"}
 
 
-def _model_types(types: Sequence[str | None]) -> dict[str, list[str]]:
-    """The architectures (``config.model_type``) whose neurons the ranking describes, when recorded: a plan is
-    refused on a model of another one (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
-    known = sorted({neuron_architecture(t) for t in types if t})
-    return {"model_types": known} if known else {}
-
-
-def _depths(depths: Sequence[int | None]) -> dict[str, list[int]]:
-    """The blocks (``num_hidden_layers``) of the models whose neurons the ranking describes, when recorded: a plan is
-    refused on a model of another depth (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
-    known = sorted({d for d in depths if d})
-    return {"num_hidden_layers": known} if known else {}
+def _recorded(key: str, values: Sequence[Any]) -> dict[str, list[Any]]:
+    """``{key: the distinct values recorded}`` (nothing where none was): the architectures (``model_types``, as
+    :func:`~hf_txray.architectures.neuron_architecture` names them) and depths (``num_hidden_layers``) whose neurons
+    the ranking describes. A plan is refused on a model of another one
+    (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
+    known = sorted({value for value in values if value})
+    return {key: known} if known else {}
 
 
 def _hooked(stack: str | None, module_pattern: str | None) -> dict[str, str]:
