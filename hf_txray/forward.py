@@ -182,6 +182,13 @@ class StackForward:
             return self.body
         return self.shifted if self.stack == "decoder" and self.shifted is not None else self.runs
 
+    @property
+    def model_weights(self) -> nn.Module:
+        """The module whose weights a profile's ``weights_sample_hash`` covers: the body that runs (heads left out),
+        or the whole encoder-decoder, since its decoder stack also reads the encoder's output (cross-attention): the
+        decoder's own weights (:attr:`read_weights`) do not fix its activations."""
+        return self.body if self.body is not None else self.model
+
     def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""
         return decoder_positions(positions, width) if self.stack == "decoder" else positions

@@ -800,19 +800,20 @@ def test_crosscheck_planted_neuron_tops_both_rankings(planted):
         crosscheck(planted.result, elsewhere, "NOUN", feature_type="token")
 
 
+def tiny_t5(seed: int = 0) -> nn.Module:
+    """A tiny T5 (both stacks) read with MiniLM's tokenizer."""
+    from transformers import T5Config, T5Model
+
+    torch.manual_seed(seed)
+    return T5Model(T5Config(vocab_size=bert_tokenizer().vocab_size, d_model=32, d_ff=48, num_layers=2, num_heads=2,
+                            d_kv=16, decoder_start_token_id=0, pad_token_id=0)).eval()
+
+
 def test_crosscheck_compares_an_encoder_decoders_stack_weights():
     """Helper 155: crosscheck compared weights only for one-stack models, so a T5 probe was ranked against a profile of
     another T5 (both recorded hashes, of different modules). A stack profile now records its stack's hash too."""
-    from transformers import T5Config, T5Model
-
     tags = noun_tags
-
-    def t5(seed):
-        torch.manual_seed(seed)
-        return T5Model(T5Config(vocab_size=bert_tokenizer().vocab_size, d_model=32, d_ff=48, num_layers=2,
-                                num_heads=2, d_kv=16, decoder_start_token_id=0, pad_token_id=0)).eval()
-
-    model, other = t5(0), t5(1)
+    model, other = tiny_t5(0), tiny_t5(1)
     corpus = from_columns(synthetic_rows(60, 0), "tokens", "tags")
     result = probe_neurons(model, corpus, tokenizer=bert_tokenizer(), layers=[0, 1], config=FAST, minimal=False,
                            control=False, subset_size=0)
@@ -826,6 +827,78 @@ def test_crosscheck_compares_an_encoder_decoders_stack_weights():
     with pytest.raises(IncompatibleProfilesError, match="read the encoder stack and the profile .* the decoder stack"):
         crosscheck(result, hf_txray.analyze(model, corpus.texts, stack="decoder", **options), "NOUN",
                    feature_type="tags")
+
+
+def _other_encoder(model: nn.Module) -> nn.Module:
+    """`model` with one encoder weight changed: the same decoder weights, fed another encoder's output."""
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.encoder.block[0].layer[1].DenseReluDense.wi.weight.mul_(1.5)
+    return other
+
+
+def test_a_decoder_probe_and_profile_compare_the_encoder_that_feeds_the_decoder(tmp_path):
+    """Helper 159: a probe hashed only the stack it read, so a decoder-stack probe of one T5 crosschecked against a
+    decoder-stack profile of a T5 with another encoder (the same decoder weights, other activations) with no error.
+    Probes now record the whole model's hash too, as profiles do; a probe saved without it still crosschecks."""
+    model = tiny_t5(0)
+    other = _other_encoder(model)
+    corpus = from_columns(synthetic_rows(30, 0), "tokens", "tags")
+    result = probe_neurons(model, corpus, tokenizer=bert_tokenizer(), layers=[0, 1], stack="decoder", config=FAST,
+                           minimal=False, control=False, subset_size=0)
+    options = dict(tokenizer=bert_tokenizer(), features=("token", hf_txray.UserFeature("tags", noun_tags)),
+                   stack="decoder", show_progress=False)
+    own, elsewhere = (hf_txray.analyze(m, corpus.texts, **options) for m in (model, other))
+    runtime = own.meta.provenance["runtime"]
+    assert (runtime["stack_weights_sample_hash"], runtime["weights_sample_hash"]) == (
+        result.meta.weights_sample_hash, result.meta.model_weights_sample_hash)
+    assert elsewhere.meta.provenance["runtime"]["stack_weights_sample_hash"] == result.meta.weights_sample_hash
+    assert crosscheck(result, own, "NOUN", k=2, feature_type="tags", min_count=0).k == 2
+    refusal = r"\(the weights outside the decoder \(the encoder that feeds it\): whole-model weights sample hash "
+    with pytest.raises(IncompatibleProfilesError, match=r"trained on other weights than the profile .* read "
+                                                        + refusal + ".*Profile and probe the same model"):
+        crosscheck(result, elsewhere, "NOUN", k=2, feature_type="tags", min_count=0)
+    folder = result.save_pretrained(tmp_path / "probe")
+    assert ProbingResult.from_pretrained(folder).meta.model_weights_sample_hash == result.meta.model_weights_sample_hash
+    saved = json.loads((folder / "probe" / "result.json").read_text())
+    del saved["meta"]["model_weights_sample_hash"]  # as an hf_txray that did not record it saved it
+    (folder / "probe" / "result.json").write_text(json.dumps(saved))
+    old = ProbingResult.from_pretrained(folder)
+    assert old.meta.model_weights_sample_hash is None
+    assert crosscheck(old, own, "NOUN", k=2, feature_type="tags", min_count=0).k == 2
+
+
+def test_decoder_means_and_a_decoder_probes_metric_refuse_a_model_with_another_encoder(tmp_path):
+    """Helper 159: mean ablation's means and a probe's metric compared only the decoder's hash for the decoder stack,
+    so a decoder probe of one T5 scored a T5 with another encoder (the same decoder weights) with no error. Both
+    compare the whole model's hash there too; activations saved without it load (None) and are checked as before."""
+    model = tiny_t5(0)
+    other = _other_encoder(model)
+    corpus = from_columns(synthetic_rows(20, 0), "tokens", "tags")
+    means = extract_activations(other, corpus, bert_tokenizer(), layers=[0, 1], stack="decoder",
+                                out_dir=tmp_path / "acts")
+    refusal = r"\(the weights outside the decoder \(the encoder that feeds it\): whole-model weights sample hash "
+    with pytest.raises(ModelError, match=r"These means were extracted from other weights than this model's " + refusal):
+        with ablate(model, {0: [1]}, mode="mean", means=means):
+            pass
+    with pytest.raises(ConfigurationError, match="means of the decoder stack"):  # its own means: the stack refusal
+        with ablate(other, {0: [1]}, mode="mean", means=means):
+            pass
+    header = json.loads((tmp_path / "acts" / "activations.json").read_text())
+    assert header["model_weights_sample_hash"] == means.model_weights_sample_hash != means.weights_sample_hash
+    del header["model_weights_sample_hash"]
+    (tmp_path / "acts" / "activations.json").write_text(json.dumps(header))
+    assert Activations.from_pretrained(tmp_path / "acts").model_weights_sample_hash is None
+    result = probe_neurons(model, corpus, tokenizer=bert_tokenizer(), layers=[0, 1], stack="decoder", config=FAST,
+                           minimal=False, control=False, subset_size=0)
+    metric = ProbeMetric(result, corpus, bert_tokenizer())
+    metric.check_model(model)
+    ranking = pd.DataFrame({"layer": [0], "neuron": [1]})  # encoder neurons: what ablation_curve edits
+    for call in (lambda: metric.check_model(other), lambda: metric(other),
+                 lambda: ablation_curve(other, ranking, metric, counts=[1], seeds=[0])):
+        with pytest.raises(ModelError, match=r"The probe 'tags' cannot score this model: its weights are not those "
+                                             r"of .* the probe was trained on " + refusal):
+            call()
 
 
 # ----- attribution --------------------------------------------------------------------------------------------------

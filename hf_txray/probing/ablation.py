@@ -33,7 +33,7 @@ from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
 from ..version import __version__
 from .data import LabeledCorpus
-from .extraction import Activations, weights_fingerprint
+from .extraction import Activations, weights_difference, weights_fingerprint
 from .probe import class_ids_by_name
 from .layout import ablation_table, read_curve, write_probing_folder
 
@@ -84,14 +84,16 @@ def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module) ->
 
 def _check_means_model(means: Activations, model: nn.Module) -> None:
     """Refuse means extracted from other weights than `model`'s (helper 151: another model's means were filled in
-    silently): the hash both sides take of the weights that run."""
+    silently): the hashes both sides take of the weights that run (:func:`~hf_txray.probing.extraction.
+    weights_difference`: a decoder stack's include the encoder that feeds it)."""
     if not means.weights_sample_hash:
         return  # saved before the hash was recorded: cannot be told
-    found, dtype = weights_fingerprint(model, "mlp", list(means.layers), means.module_pattern, means.stack)
-    if found != means.weights_sample_hash:
+    found = weights_fingerprint(model, "mlp", list(means.layers), means.module_pattern, means.stack)
+    difference = weights_difference(means, found, means.stack)
+    if difference:
         raise ModelError(
-            f"These means were extracted from other weights than this model's (weights sample hash "
-            f"{means.weights_sample_hash[:26]}... vs {found[:26]}...; dtypes {means.weights_dtype} and {dtype}): "
+            f"These means were extracted from other weights than this model's ({difference}; dtypes "
+            f"{means.weights_dtype} and {found.weights_dtype}): "
             "another model of the same widths, another fine-tune, the weights changed since, another dtype, or a "
             "PEFT adapter added or removed (its layers change the model's function and rename its weights). Extract "
             "them from this model as it is (hf_txray.probing.extract_activations).")
@@ -203,24 +205,25 @@ class ProbeMetric:
                                    module_pattern=meta.module_pattern, batch_size=self.batch_size,
                                    max_length=self.max_length)
         predicted = self.result.probe.predict(acts)  # refuses activations of another width first
-        if meta.weights_sample_hash and acts.weights_sample_hash != meta.weights_sample_hash:  # called without
-            raise _other_weights_error(meta, acts.weights_sample_hash, acts.weights_dtype)    # check_model
+        difference = weights_difference(meta, acts, meta.stack)  # called without check_model
+        if difference:
+            raise _other_weights_error(meta, difference, acts.weights_dtype)
         gold = self._probe_ids[acts.labels]  # -1 for an unseen label: no prediction equals it
         return float(np.mean(predicted == gold))
 
 
-def _other_weights_error(meta: Any, found: str | None, dtype: str | None) -> ModelError:
-    """The refusal of a model whose weights fingerprint is not the one the probe recorded when it was trained."""
+def _other_weights_error(meta: Any, difference: str, dtype: str | None) -> ModelError:
+    """The refusal of a model whose weights fingerprint is not the one the probe recorded when it was trained
+    (`difference`: :func:`~hf_txray.probing.extraction.weights_difference`)."""
     if dtype != meta.weights_dtype:
         what = (f"its weights are {dtype}, and the probe was trained on {meta.weights_dtype} activations of "
                 f"{meta.model_id!r}")
         fix = f"Load the model in {meta.weights_dtype} (from_pretrained(..., dtype={meta.weights_dtype!r})), or train a probe "
     else:
-        what = (f"its weights are not those of {meta.model_id!r} the probe was trained on (weights sample hash "
-                f"{str(found)[:26]}... vs {meta.weights_sample_hash[:26]}...): another model of the same layer "
-                "widths, another fine-tune, weights changed since, or a PEFT adapter added (its weights change the "
-                "model's function, and the wrapper renames the base weights: get_base_model() keeps the adapter "
-                "layers); a probe trained on the adapted model scores it")
+        what = (f"its weights are not those of {meta.model_id!r} the probe was trained on ({difference}): another "
+                "model of the same layer widths, another fine-tune, weights changed since, or a PEFT adapter added "
+                "(its weights change the model's function, and the wrapper renames the base weights: "
+                "get_base_model() keeps the adapter layers); a probe trained on the adapted model scores it")
         fix = "Ablate the model the probe was trained on, or train a probe (hf-txray probe) "
     return ModelError(f"The probe {meta.name!r} cannot score this model: {what}. {fix}on this model.")
 
@@ -243,9 +246,10 @@ def check_probed_model(meta: Any, model: nn.Module, *, warned: bool = False) -> 
                           f"trained on: that this model is {meta.model_id!r} cannot be checked. Retrain the probe to "
                           "have it checked.", UserWarning, stacklevel=3)
         return True
-    found, dtype = weights_fingerprint(model, meta.site, list(meta.layers), meta.module_pattern, meta.stack)
-    if found != meta.weights_sample_hash:
-        raise _other_weights_error(meta, found, dtype)
+    found = weights_fingerprint(model, meta.site, list(meta.layers), meta.module_pattern, meta.stack)
+    difference = weights_difference(meta, found, meta.stack)
+    if difference:
+        raise _other_weights_error(meta, difference, found.weights_dtype)
     return warned
 
 

@@ -18,6 +18,7 @@ from .. import metrics
 from ..errors import ConfigurationError, IncompatibleProfilesError
 from ..profile import Profile
 from ..significance import DEFAULT_MIN_COUNT, check_min_count
+from .extraction import WeightsFingerprint, weights_difference
 from .pipeline import ProbingResult
 
 
@@ -95,9 +96,10 @@ def txray_preferences(profile: Profile, tag: str, feature_type: str = "pos",
 def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
     """Refuse a profile of other weights (or another stack) than the probe's (helper 151: a random model of the same
     widths scored a higher overlap than the probed model's own profile). Both record the sample hash of the weights
-    that run: a single-stack model's body (heads left out), an encoder-decoder's profiled stack (profiles saved
-    before that hash was recorded are not compared). A decoder stack's hash covers the decoder's weights, not the
-    encoder's that feed it (helper 157): probes saved before today hash it so, and stay comparable."""
+    of the stack read (a single-stack model's body, heads left out; an encoder-decoder's profiled stack) and of the
+    whole part that runs (the probe's ``model_weights_sample_hash``, the profile's ``weights_sample_hash``): a
+    decoder stack reads its encoder's output, so two models differing only in their encoders are told apart (helper
+    157). A hash either side did not record (saved before it was) is not compared."""
     meta = result.meta
     runtime = (profile.meta.provenance or {}).get("runtime", {})
     stack = profile.meta.config.get("stack")
@@ -105,16 +107,20 @@ def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
         raise IncompatibleProfilesError(
             f"The probe {meta.name!r} read the {meta.stack} stack and the profile {profile.stage!r} the {stack} "
             "stack: their neurons with the same numbers are not the same units. Profile and probe one stack.")
-    # an encoder-decoder's probe hashes its stack: so does its profile, since it records that hash too
-    probed = meta.weights_sample_hash
-    profiled = runtime.get("stack_weights_sample_hash") if stack else runtime.get("weights_sample_hash")
-    if (stack is None) == (meta.stack is None) and probed and profiled and probed != profiled:
+    if (stack is None) != (meta.stack is None):
+        return  # one side predates the stack's record: its hashes cover other modules
+    # a stack profile records its stack's hash beside the whole model's, as a stack probe does
+    whole = runtime.get("weights_sample_hash")
+    profiled = WeightsFingerprint(runtime.get("stack_weights_sample_hash") if stack else whole, runtime.get("dtype"),
+                                  whole)
+    difference = weights_difference(meta, profiled, stack)
+    if difference:
         dtypes = f" (weights in {meta.weights_dtype} and {runtime.get('dtype')})" if (
             meta.weights_dtype != str(runtime.get("dtype")).removeprefix("torch.")) else ""
         raise IncompatibleProfilesError(
-            f"The probe {meta.name!r} was trained on other weights than the profile {profile.stage!r} read (weights "
-            f"sample hash {probed[:26]}... vs {profiled[:26]}...){dtypes}: their neurons with the same numbers are "
-            "not the same units. Profile and probe the same model.")
+            f"The probe {meta.name!r} was trained on other weights than the profile {profile.stage!r} read "
+            f"({difference}){dtypes}: their neurons with the same numbers do not compute the same values. Profile "
+            "and probe the same model.")
 
 
 def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *, feature_type: str = "pos",

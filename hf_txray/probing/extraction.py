@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,9 @@ class Activations(Artifact):
         weights_sample_hash (`str`, *optional*): the fingerprint of the weights read (:func:`weights_fingerprint`);
             None for activations saved before it was recorded.
         weights_dtype (`str`, *optional*): their dtype (``"float32"``...).
+        model_weights_sample_hash (`str`, *optional*): the sample hash of the whole part that runs, as a profile's
+            ``weights_sample_hash`` takes it: an encoder-decoder's decoder stack also reads its encoder's output;
+            None for activations saved before it was recorded.
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -103,6 +106,7 @@ class Activations(Artifact):
     module_pattern: str | None = None
     weights_sample_hash: str | None = None
     weights_dtype: str | None = None
+    model_weights_sample_hash: str | None = None
     path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
@@ -170,7 +174,8 @@ class Activations(Artifact):
                    arrays["word_types"], header["type_vocab"], header["layers"], header["width"], header["site"],
                    header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
                    header["model_id"], header["property"], header.get("stack"), header.get("module_pattern"),
-                   header.get("weights_sample_hash"), header.get("weights_dtype"), path=folder)
+                   header.get("weights_sample_hash"), header.get("weights_dtype"),
+                   header.get("model_weights_sample_hash"), path=folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
@@ -191,6 +196,7 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
         "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
         "property": acts.property_name, "stack": acts.stack, "module_pattern": acts.module_pattern,
         "weights_sample_hash": acts.weights_sample_hash, "weights_dtype": acts.weights_dtype,
+        "model_weights_sample_hash": acts.model_weights_sample_hash,
     })
     write_header(directory, acts.artifact_type, acts.format_version)  # a folder extract_activations fills itself
 
@@ -320,24 +326,57 @@ def _sites(model: Any, site: str, layers: Any, module_pattern: str | None,
     return chosen, StackForward(model, stack, chosen)
 
 
-def _fingerprint(forward: StackForward) -> tuple[str, str | None]:
-    """The sample hash and dtype of the weights that produce the activations read: the body that runs (task heads
+class WeightsFingerprint(NamedTuple):
+    """The weights activations were read from, as :func:`extract_activations` records them (the fields of the same
+    names of `Activations` and `ProbingMeta`)."""
+
+    weights_sample_hash: str | None  # the stack read (the body that runs, or an encoder-decoder's chosen stack)
+    weights_dtype: str | None
+    # the whole part that runs, hashed as a profile's weights_sample_hash (StackForward.model_weights)
+    model_weights_sample_hash: str | None = None
+
+
+def _fingerprint(forward: StackForward) -> WeightsFingerprint:
+    """The sample hashes and dtype of the weights that produce the activations read: the body that runs (task heads
     left out, as a profile hashes it, so a checkpoint loaded with or without its head matches), or the chosen stack
-    of an encoder-decoder."""
+    of an encoder-decoder, and the whole part that runs (the same body, or the whole encoder-decoder)."""
     from ..loading import weights_dtype
     from ..provenance import weights_sample_hash
 
     module = forward.read_weights
     dtype = weights_dtype(module)
-    return weights_sample_hash(module), str(dtype).removeprefix("torch.") if dtype else None
+    stack_hash = weights_sample_hash(module)
+    model = forward.model_weights  # one-stack models: the same module, not read twice
+    model_hash = stack_hash if model is module else weights_sample_hash(model)
+    return WeightsFingerprint(stack_hash, str(dtype).removeprefix("torch.") if dtype else None, model_hash)
 
 
 def weights_fingerprint(model: Any, site: str, layers: Any, module_pattern: str | None = None,
-                        stack: str | None = None) -> tuple[str, str | None]:
-    """``(weights_sample_hash, dtype)`` of the weights :func:`extract_activations` would read with these options
-    (what ``Activations.weights_sample_hash`` records): a probe's metric compares them with its training run's,
+                        stack: str | None = None) -> WeightsFingerprint:
+    """The `WeightsFingerprint` of the weights :func:`extract_activations` would read with these options (what
+    `Activations` records): a probe's metric compares it with its training run's (:func:`weights_difference`),
     before any forward pass. A few KB of the weights are read (:func:`hf_txray.provenance.weights_sample_hash`)."""
     return _fingerprint(_sites(model, site, layers, module_pattern, stack)[1])
+
+
+def weights_difference(recorded: Any, found: Any, stack: str | None) -> str | None:
+    """Which weights differ between two reads of `stack` (each anything with `WeightsFingerprint`'s fields: an
+    `Activations`, a `ProbingMeta`, a fingerprint), for an error message; None when they agree. A hash missing on
+    either side (saved before it was recorded) is not compared.
+
+    The stack's own hash comes first. A decoder stack's activations also depend on the weights outside it (its
+    cross-attention reads the encoder's output), so there the whole model's hashes are compared too; an encoder's
+    depend on nothing outside it, and a one-stack model's two hashes are the same.
+    """
+    pairs = [("weights sample hash", "weights_sample_hash", "")]
+    if stack == "decoder":
+        pairs.append(("whole-model weights sample hash", "model_weights_sample_hash",
+                      "the weights outside the decoder (the encoder that feeds it): "))
+    for label, name, which in pairs:
+        before, after = getattr(recorded, name, None), getattr(found, name, None)
+        if before and after and before != after:
+            return f"{which}{label} {before[:26]}... vs {after[:26]}..."
+    return None
 
 
 def _check_padding(model: Any, tokenizer: Any, forward: StackForward, sites: list[Site], device: torch.device,

@@ -55,6 +55,8 @@ class ProbingMeta:
     # activations, which its layer widths alone cannot tell apart; None in results saved before it was recorded
     weights_sample_hash: str | None = None
     weights_dtype: str | None = None
+    # the whole part that runs (a profile's weights_sample_hash): a decoder stack's words depend on its encoder too
+    model_weights_sample_hash: str | None = None
     data_source: str = ""
     num_sentences: int = 0
     num_words: int = 0
@@ -336,7 +338,8 @@ def probe_neurons(
         name=name or acts.property_name, model_id=acts.model_id, property=acts.property_name, site=acts.site,
         layers=list(acts.layers), width=acts.width, aggregation=acts.aggregation, label_names=list(acts.label_names),
         stack=acts.stack, module_pattern=acts.module_pattern, weights_sample_hash=acts.weights_sample_hash,
-        weights_dtype=acts.weights_dtype, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
+        weights_dtype=acts.weights_dtype, model_weights_sample_hash=acts.model_weights_sample_hash,
+        data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
         num_train=len(train), num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size,
         seed=seed, target_share=target_share, config=dataclasses.asdict(config),
     )
