@@ -371,7 +371,8 @@ def weights_difference(recorded: Any, found: Any, stack: str | None) -> str | No
     pairs = [("weights sample hash", "weights_sample_hash", "")]
     if stack == "decoder":
         pairs.append(("whole-model weights sample hash", "model_weights_sample_hash",
-                      "the weights outside the decoder (the encoder that feeds it): "))
+                      "the weights outside the decoder (the encoder that feeds it, or a task head only one of the "
+                      "two models was loaded with): "))
     for label, name, which in pairs:
         before, after = getattr(recorded, name, None), getattr(found, name, None)
         if before and after and before != after:
