@@ -9,6 +9,7 @@ inline.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -168,36 +169,71 @@ def encode_buckets(encoder: BatchEncoder, buckets: Iterable[Bucket], num_workers
         pending: collections.deque = collections.deque()
         try:
             for bucket in buckets:
-                with _sigint_held(not pending):  # the first submit forks the workers
+                with _sigint_held(fork=not pending):  # the first submit forks the workers
                     future = pool.submit(_encode, bucket.texts, bucket.example_ids, bucket.annotations, bucket.rows)
                 pending.append((bucket, future))
                 if len(pending) >= 2 * num_workers:
                     done, future = pending.popleft()
-                    yield done, [_as_tensors(b) for b in future.result()]
+                    yield done, [_as_tensors(b) for b in _result(future)]
             while pending:
                 done, future = pending.popleft()
-                yield done, [_as_tensors(b) for b in future.result()]
+                yield done, [_as_tensors(b) for b in _result(future)]
         except BaseException:  # an error, Ctrl-C or the consumer stopping early (GeneratorExit)
             stop_now(pool)
             raise
 
 
-@contextlib.contextmanager
-def _sigint_held(hold: bool) -> Iterator[None]:
-    """Block SIGINT while the pool forks its workers (`hold`), and take a Ctrl-C pressed meanwhile when it ends.
+RESULT_POLL_S = 0.1  # how often a main process waiting for a bucket checks for a Ctrl-C it deferred
 
-    Delivered during a fork, Ctrl-C was lost in the parent's fork hooks ("Exception ignored in ...": the run went
-    on) or broke a worker before it ignored SIGINT (a bare ``BrokenProcessPool``). Held, it is raised here, after
-    the fork, where :func:`stop_now` stops the pool; the workers inherit the block and drop it (`_init`).
+
+@contextlib.contextmanager
+def _sigint_held(fork: bool = False) -> Iterator[None]:
+    """Defer Ctrl-C (SIGINT) over a call into the pool, and take one pressed meanwhile when it ends, as the
+    process's own handler would have (a KeyboardInterrupt, raised here, where :func:`stop_now` stops the pool).
+
+    Raised inside the pool's code, a KeyboardInterrupt can be lost or hang the process. Inside ``os.fork``'s hooks
+    (logging's ``_releaseLock``) it is printed as "Exception ignored in ..." and dropped: the run went on. Raised
+    just after a ``threading.Condition`` took its lock but before its ``with`` block began (CPython checks for
+    signals after every C call), it leaves the lock taken for ever (a ``Thread.start`` waiting for the pool's manager
+    thread, a ``Future``'s condition, the work-id queue), and the manager thread that next needs that lock never
+    ends: the interpreter's exit hook joins it without a timeout, and the process never exits after Ctrl-C.
+
+    Blocking SIGINT with ``pthread_sigmask`` alone does not defer it: the mask is the calling thread's, and Ctrl-C is
+    sent to the process, which the kernel hands to any thread that does not block it (tqdm's monitor, torch's and
+    the tokenizers' pools: five such threads when ``analyze`` forks its first worker). Python's handler then runs
+    in the main thread at its next check, wherever that is (helper 161: Ctrl-C lost in ``_releaseLock`` in 6 of 69
+    stress runs with one such thread). So the Python-level handler is swapped for one that only notes the signal.
+    The mask stays for the fork (`fork`): the workers inherit it and drop a Ctrl-C pressed before `_init` ignores
+    SIGINT. Only the main thread runs signal handlers and may set them: elsewhere, and where SIGINT's handler was
+    not set from Python, nothing is deferred (no KeyboardInterrupt can be raised there anyway).
     """
-    if not hold or not hasattr(signal, "pthread_sigmask"):
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    blocked = None
+    if fork and hasattr(signal, "pthread_sigmask"):
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if blocked is not None:
+            # A Ctrl-C sent meanwhile to the main thread is delivered here, to the deferring handler.
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
+    if caught:  # the call returned: deliver the deferred Ctrl-C to the handler it was meant for
+        signal.raise_signal(signal.SIGINT)
+
+
+def _result(future):
+    """`future`'s result, waited for in short steps with Ctrl-C deferred (:func:`_sigint_held`), so a Ctrl-C pressed
+    while the main process waits for a bucket is raised between two steps, never inside the future's lock."""
+    while True:
+        with _sigint_held():
+            if concurrent.futures.wait([future], timeout=RESULT_POLL_S).done:
+                return future.result()  # done: no wait
 
 
 def stop_now(pool: ProcessPoolExecutor) -> None:

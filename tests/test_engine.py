@@ -751,6 +751,53 @@ def test_ctrl_c_while_the_workers_start_stops_the_run(attempt):
                 os.kill(pid, signal.SIGKILL)
 
 
+CTRL_C_TO_ANOTHER_THREAD = """
+import os, signal, sys, threading, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from hf_txray import workers
+from hf_txray.streaming import Bucket
+signal.signal(signal.SIGINT, signal.default_int_handler)
+other = threading.Thread(target=time.sleep, args=(60,), daemon=True)  # as tqdm's monitor: SIGINT not blocked
+other.start()
+fired = []
+def ctrl_c():  # Ctrl-C as the pool forks its first worker, handed by the kernel to the other thread
+    if not fired:
+        fired.append(True)
+        signal.pthread_kill(other.ident, signal.SIGINT)
+        time.sleep(0.5)  # Python's handler runs in the main thread at its next check: here, in a fork hook
+os.register_at_fork(after_in_parent=ctrl_c)
+def encode(texts, example_ids, annotations):
+    return []
+def read(lo, hi):
+    return ["a text"] * (hi - lo), None
+buckets = (Bucket(None, np.array([k]), None, {{}}, rows=(k, k + 1)) for k in range(20))
+try:
+    for _ in workers.encode_buckets(encode, buckets, 1, read):
+        pass
+except KeyboardInterrupt:
+    print("interrupted", fired)
+else:
+    print("finished", fired)
+"""
+
+
+def test_ctrl_c_handed_to_another_thread_as_the_workers_start_stops_the_run():
+    """Ctrl-C goes to the whole process, and the kernel hands it to any thread that does not block it: blocking
+    SIGINT in the main thread did not hold it over the fork, and Python's handler raised KeyboardInterrupt in the
+    parent's fork hooks, where it was dropped ("Exception ignored in ..."), so the run went on (helper 161: the
+    rare CI failure of test_ctrl_c_while_the_workers_start_stops_the_run, a main process still running 120 s
+    after Ctrl-C). Deferred, it stops the run once the workers are started."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", CTRL_C_TO_ANOTHER_THREAD.format(root=root)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip() == "interrupted [True]", (done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def _slow_encoder(texts, example_ids, annotations):
     time.sleep(60)  # a bucket still in work when the run stops
     return []
