@@ -272,7 +272,8 @@ def _add_show(sub) -> None:
     p.add_argument("path", help="A saved profile or report folder, or a folder holding several.")
     p.add_argument("--neuron", metavar="LAYER:NEURON",
                    help="Print one neuron's page (summary, preferences, output effects, activations, examples; "
-                        "default: the summary of the whole profile or report).")
+                        "of a folder holding only reports: the neuron's row of each, its status, Hellinger distance "
+                        "and p-value; default: the summary of the whole profile or report).")
     p.set_defaults(handler=_cmd_show)
 
 
@@ -346,12 +347,29 @@ def _show_neuron(path: Path, spec: str) -> int:
     except ValueError:
         raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
     profiles, reports = _saved_under(path)
+    if not profiles and reports:  # a report's folder: the neuron's row of each report (its page needs a profile)
+        return _show_report_neuron(reports, layer, neuron)
     if not profiles:
-        raise ProfileFormatError(f"No hf_txray profile found under {path}.")
+        raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     for where, profile in profiles:
         report, note = _report_of(where, profile, reports, profiles)
         print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report)
               + note + "\n")
+    return 0
+
+
+def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int) -> int:
+    """`show REPORT --neuron L:N`: the neuron's row of each report (status, credits, Hellinger, p-value), and where
+    its full page is."""
+    from .display import report_neuron_text
+    from .options import resolve_layer
+
+    for where, report in reports:
+        print((f"== {where}\n" if len(reports) > 1 else "") + report_neuron_text(report, layer, neuron) + "\n")
+    # the hint names -1 as its block: argparse takes "--neuron -1:5" for a missing value
+    layer = resolve_layer(reports[0][1].meta.layers, layer, "is not in this report")
+    print(f"(a report holds the neuron's change only; its preferences and examples are on its page in a profile: "
+          f"hf-txray show PROFILE_FOLDER --neuron {layer}:{neuron})")
     return 0
 
 

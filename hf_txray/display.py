@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .errors import ConfigurationError
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
 from .report import DEFAULT_MIN_COUNT, TransferReport
@@ -177,6 +178,44 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         fts = report.meta.feature_types
         lines.append(f"{report.name}: {report_row['status']}; Hellinger " + ", ".join(
             f"{ft} {report_row[f'hellinger_{ft}']:.3f}" for ft in fts))
+    return "\n".join(lines)
+
+
+# what a report's status says of a neuron, in the legend's words
+STATUS_MEANING = {"shared": "credited in both stages", "lost": "credited only in {a}", "gained": "credited only in {b}",
+                  "dead": "credited in neither stage"}
+
+
+def report_neuron_text(report: TransferReport, layer: int, neuron: int) -> str:
+    """One neuron's row of a transfer report in the terminal: its status, credits and mass in both stages, and per
+    feature type its Hellinger distance, p-value, 'changed' flag and length (``-`` where the row has none: a neuron
+    not shared, or not tested). What `hf-txray show REPORT --neuron L:N` prints; a profile's page has the rest."""
+    from .options import resolve_layer
+    from .summary import p_text
+
+    meta = report.meta
+    layer = resolve_layer(meta.layers, layer, "is not in this report")  # -1: the last layer, named as such
+    if not 0 <= neuron < meta.num_neurons:
+        raise ConfigurationError(f"Neuron {neuron} is out of range: layers have {meta.num_neurons} neurons (0 to "
+                                 f"{meta.num_neurons - 1}).")
+    rows = report.neurons
+    row = rows[(rows["layer"] == layer) & (rows["neuron"] == neuron)].iloc[0]
+    status = str(row["status"])
+    meaning = STATUS_MEANING.get(status, "").format(a=meta.stage_a, b=meta.stage_b)
+    lines = [f"Layer {layer}, neuron {neuron} in report {report.name}: {status}" + (f" ({meaning})" if meaning else ""),
+             f"credits {int(row['count_a'])} -> {int(row['count_b'])}, mass {row['mass_a']:.3f} -> {row['mass_b']:.3f}"]
+
+    def shown(column: str, fmt) -> str:
+        value = row.get(column)
+        return "-" if value is None or pd.isna(value) else fmt(value)
+
+    for ft in meta.feature_types:
+        p = shown(f"p_hellinger_{ft}", lambda v: p_text(float(v)))
+        # an untested neuron (not shared, too few credits, or a report without the test) is not "unchanged"
+        changed = "-" if p == "-" else "yes" if bool(row.get(f"changed_{ft}")) else "no"
+        lines.append(f"  {ft}: Hellinger {shown(f'hellinger_{ft}', lambda v: f'{v:.3f}')}, "
+                     f"{'p -' if p == '-' else p}, changed {changed}; length {shown(f'length_a_{ft}', int)} -> "
+                     f"{shown(f'length_b_{ft}', int)}")
     return "\n".join(lines)
 
 

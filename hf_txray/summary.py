@@ -79,7 +79,8 @@ def _promotes_clause(card: Mapping[str, Any]) -> str | None:
     return f"promotes {_quoted(list(promoted)[:NAMES])}" if promoted is not None and len(promoted) else None
 
 
-def _p_text(p: float) -> str:
+def p_text(p: float) -> str:
+    """A p-value as the summaries and `hf-txray show` quote it: ``p < 0.001``, ``p = 0.012``, ``p = 0.43``."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
 
 
@@ -95,7 +96,7 @@ def _change_clause(report_row: Mapping[str, Any] | None, stages: tuple[str, str]
             continue
         a, b = stages
         what = "changed beyond noise" if bool(changed) else "no change beyond noise"
-        return f"{what} between {a} and {b} ({ft}, {_p_text(float(p))})"
+        return f"{what} between {a} and {b} ({ft}, {p_text(float(p))})"
     return None
 
 

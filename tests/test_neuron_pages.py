@@ -269,6 +269,41 @@ def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys)
         assert profile_text(profile).splitlines()[0] in capsys.readouterr().out
 
 
+def test_cli_show_neuron_of_a_report_folder_prints_the_neuron_s_row(tmp_path, capsys):
+    """`show REPORT --neuron L:N` said only "No hf_txray profile found" (helper 160's tester): a report's folder
+    shows the neuron's row (status, credits, Hellinger, p-value, changed) and where its full page is."""
+    from hf_txray.cli import main as cli_main
+    from test_compare import make_pair
+
+    with pytest.warns(UserWarning, match="no p-values"):  # hand-built profiles: the p-value is set below
+        report = hf_txray.compare(*make_pair())
+    rows = report.neurons
+    tested = rows.index[(rows["layer"] == 4) & (rows["neuron"] == 0)][0]  # a shared neuron, tested by hand
+    rows.loc[tested, "p_hellinger_pos"], rows.loc[tested, "changed_pos"] = 0.0004, True
+    report.save_pretrained(tmp_path / "r")
+    assert cli_main(["show", str(tmp_path / "r"), "--neuron", "4:0"]) == 0
+    shown = capsys.readouterr().out
+    row = rows.loc[tested]
+    assert shown.startswith(f"Layer 4, neuron 0 in report {report.name}: shared (credited in both stages)\n")
+    assert f"credits {row['count_a']} -> {row['count_b']}, mass {row['mass_a']:.3f} -> {row['mass_b']:.3f}" in shown
+    assert (f"  pos: Hellinger {row['hellinger_pos']:.3f}, p < 0.001, changed yes; length {row['length_a_pos']} -> "
+            f"{row['length_b_pos']}") in shown
+    assert f"  token: Hellinger {row['hellinger_token']:.3f}, p -, changed -" in shown  # untested: not "no"
+    assert "hf-txray show PROFILE_FOLDER --neuron 4:0" in shown
+    lost = rows[(rows["status"] == "lost") & (rows["layer"] == 4)].iloc[0]  # -1: the last layer, as for profiles
+    assert cli_main(["show", str(tmp_path / "r"), f"--neuron=-1:{lost['neuron']}"]) == 0
+    shown = capsys.readouterr().out
+    assert f"Layer 4, neuron {lost['neuron']} in report {report.name}: lost (credited only in A)" in shown
+    assert "  token: Hellinger -, p -, changed -" in shown and f"--neuron 4:{lost['neuron']})" in shown
+    assert cli_main(["show", str(tmp_path / "r"), "--neuron", "2:0"]) == 2
+    assert "Layer 2 is not in this report; its layers: [1, 4]" in capsys.readouterr().err
+    assert cli_main(["show", str(tmp_path / "r"), "--neuron", "4:6"]) == 2
+    assert "Neuron 6 is out of range: layers have 6 neurons (0 to 5)." in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["show", str(tmp_path / "empty"), "--neuron", "4:0"]) == 2
+    assert "No hf_txray profile or report found under" in capsys.readouterr().err
+
+
 def test_analyze_by_path_loads_the_lm_head_and_refuses_a_checkpoint_without_one(tmp_path):
     _lm().save_pretrained(tmp_path / "lm")
     bpe_tokenizer().save_pretrained(tmp_path / "lm")
