@@ -125,7 +125,8 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
         `Path`: the folder.
 
     Raises:
-        ArtifactNotFoundError: a path that does not exist, or a name that is neither a folder nor a repo id.
+        ArtifactNotFoundError: a path that does not exist, a name that is neither a folder nor a repo id, or one
+            that reads as a mistyped path (no ``/``, or its parent folder exists) and is no Hub dataset either.
         ConfigurationError: `revision` given with a local folder (it would be ignored).
         HubError: the repo cannot be downloaded (missing, private without a token, offline and not cached).
     """
@@ -153,10 +154,47 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
                                           cache_dir=cache_dir, allow_patterns=allow_patterns))
     except Exception as err:  # missing repo or revision, private without token, offline: one error type
         secret = token if isinstance(token, str) else None
-        raise HubError(f"Could not download the Hub dataset {name!r}{f' at {revision!r}' if revision else ''} (and "
-                       f"it is not a local folder): {scrub(str(err), secret)}\nIf the repo is private, pass "
-                       "token=... or set HF_TOKEN; offline (HF_HUB_OFFLINE=1), only repos already in the cache "
-                       "load.") from safe_cause(err, secret)
+        raise _not_downloaded(name, path, revision, err, secret) from safe_cause(err, secret)
+
+
+def _not_downloaded(name: str, path: Path, revision: str | None, err: Exception, token: str | None) -> TXRayError:
+    """The error for `name`, neither a local folder nor a Hub dataset that could be downloaded, in one line: a
+    mistyped path (a bare name, or one whose parent folder exists here: ``results/ptbb``) is said to be no folder
+    first, with the close names beside it; a repo id (``user/repo``, no such local folder) is said not to download."""
+    at = f" at {revision!r}" if revision else ""
+    why, fix = _why_not_downloaded(err, revision, token)
+    if "/" not in name or path.parent.is_dir():
+        return ArtifactNotFoundError(f"No folder {name!r} here, nor a Hub dataset of that id{at}: {why}."
+                                     f"{near_paths_hint(path)} Check the path; for a Hub repo, {fix[0].lower()}"
+                                     f"{fix[1:]}")
+    return HubError(f"Could not download the Hub dataset {name!r}{at}: {why}; and there is no local folder of that "
+                    f"name. {fix}")
+
+
+def _why_not_downloaded(err: Exception, revision: str | None, token: str | None) -> tuple[str, str]:
+    """(what went wrong, its fix) for a failed snapshot download, short: huggingface_hub's own words run to several
+    lines (offline, connection) and are kept for the "cause:" of an error they do not explain."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    if isinstance(err, GatedRepoError):
+        return "a gated repo", "Accept its conditions on its Hub page and pass a token that may read it."
+    # a bare name ('mistyped_folder') can come back as a plain 404 under a "could not reach" error: not found too
+    status = getattr(getattr(err.__cause__, "response", None), "status_code", None)
+    if isinstance(err, RepositoryNotFoundError) or (isinstance(err, LocalEntryNotFoundError) and status in (401, 404)):
+        return ("no such repo, or a private one without a token that may read it",
+                "Check the repo id; a private repo needs token=... (CLI: --token) or HF_TOKEN.")
+    if isinstance(err, RevisionNotFoundError):
+        return f"no revision {revision!r} in it", "Check the revision (a branch, tag or commit of the repo)."
+    if isinstance(err, LocalEntryNotFoundError) and constants.is_offline_mode():
+        return ("offline (HF_HUB_OFFLINE=1) and not in the cache",
+                "Unset HF_HUB_OFFLINE to download it.")
+    if isinstance(err, LocalEntryNotFoundError):  # a connection error or the Hub down, and no cached copy
+        return "the Hub could not be reached and it is not in the cache", "Check the network, or try again later."
+    first = (scrub(str(err), token).splitlines() or [""])[0][:200]
+    return (f"it could not be downloaded (cause: {type(err).__name__}: {first})",
+            "Check the repo id and the network; a private repo needs token=... or HF_TOKEN.")
 
 
 class _NoMatchFilter(logging.Filter):

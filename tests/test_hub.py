@@ -301,6 +301,33 @@ def test_cli_compare_reads_results_repos_and_folders_as_analyze_push_writes_them
     assert "No files matched" not in caplog.text + capsys.readouterr().err
 
 
+def test_cli_compare_of_a_mistyped_folder_says_no_such_folder_nor_repo(results, hub, tmp_path, capsys, monkeypatch):
+    """Helper 160's tester: `compare mistyped_folder real_profile` (or `results/ptbb`) was read as a Hub repo id and
+    failed with huggingface_hub's lines on snapshots and HF_HUB_OFFLINE, never saying that no such folder exists."""
+    a, _, _ = results
+    monkeypatch.chdir(tmp_path)
+    a.save_pretrained(tmp_path / "results" / "ptb")
+
+    def refused(*sources: str) -> str:
+        assert cli_main(["compare", *sources, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and "snapshot" not in err, err  # one line of ours
+        return err
+
+    for typo in ("mistyped_folder", "results/ptbb"):  # a bare name; a path whose folder exists here
+        err = refused(typo, "results/ptb")
+        assert (f"No folder {typo!r} here, nor a Hub dataset of that id: no such repo, or a private one without a "
+                "token that may read it.") in err and "Check the path" in err
+    assert "Did you mean 'results/ptb'?" in err
+    err = refused("results/ptb", f"{hub.username}/missing")  # a repo id: said not to download, then the folder
+    assert (f"Could not download the Hub dataset '{hub.username}/missing': no such repo, or a private one without a "
+            "token that may read it; and there is no local folder of that name. Check the repo id") in err
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    err = refused("results/ptbb", "results/ptb")
+    assert ("No folder 'results/ptbb' here, nor a Hub dataset of that id: offline (HF_HUB_OFFLINE=1) and not in the "
+            "cache. Did you mean 'results/ptb'? Check the path; for a Hub repo, unset HF_HUB_OFFLINE") in err
+
+
 def _empty_profile(profile: Profile) -> Profile:
     none = np.zeros(0, np.int64)
     empty_table = FeatureTable([], none, none, np.zeros(0), none, none)
