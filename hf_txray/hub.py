@@ -211,11 +211,7 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
     if not path.is_dir():
         raise ConfigurationError(f"{path} is not a folder.")
     if is_export_folder(path):
-        ignored = [name for name in ("license", "pretty_name") if kwargs.pop(name, None) is not None]
-        if ignored:  # the export's card is written: say so rather than drop the option silently
-            logger.warning("%s is an export folder whose dataset card is already written: %s not applied. Export "
-                           "again with hf_txray.save_to_disk(..., %s) to change the card.", path,
-                           " and ".join(ignored), ", ".join(f"{name}=..." for name in ignored))
+        _warn_card_options_not_held(path, {name: kwargs.pop(name, None) for name in ("license", "pretty_name")})
         revision = kwargs.get("revision")
         card = path / "README.md"
         if revision and card.is_file() and f'revision="{revision}"' not in card.read_text(encoding="utf-8"):
@@ -228,6 +224,30 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
         raise ConfigurationError(f"Nothing to push in {path}: no export folder (hf_txray.save_to_disk) and no saved "
                                  "profile or report (save_pretrained) under it.")
     return push_to_hub(repo_id, profiles=profiles, reports=reports, **kwargs)
+
+
+def _warn_card_options_not_held(path: Path, given: dict[str, Any]) -> None:
+    """Warn, for the card options `given` for an export folder (whose card is written, and pushed as it is), about
+    each value its card does not already hold, naming what the card says: an option the card already holds (the
+    export was made with the same --license) is pushed as asked, and was wrongly said not to be applied."""
+    import shlex
+
+    from huggingface_hub import metadata_load
+
+    readme = path / "README.md"
+    card = (metadata_load(readme) if readme.is_file() else None) or {}
+    differs = {name: value for name, value in given.items() if value is not None and card.get(name) != value}
+    if not differs:
+        return
+    def held(name: str) -> str:
+        return "none" if card.get(name) is None else repr(card[name])
+
+    said = "; ".join(f"{name} {value!r} not applied (the card's {name}: {held(name)})"
+                     for name, value in differs.items())
+    logger.warning("%s is an export folder whose dataset card is already written: %s. Export again with `hf-txray "
+                   "export ... %s` (hf_txray.save_to_disk(..., %s)) to change the card.", path, said,
+                   " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(v))}" for name, v in differs.items()),
+                   ", ".join(f"{name}={value!r}" for name, value in differs.items()))
 
 
 def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str | bool | None = None) -> TXRayResults:

@@ -239,7 +239,19 @@ def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub,
     folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         assert cli_main(["push", f"{hub.username}/exported", str(folder), "--license", "mit"]) == 0
-    assert "dataset card is already written: license not applied" in caplog.text
+    assert ("dataset card is already written: license 'mit' not applied (the card's license: none). Export again "
+            "with `hf-txray export ... --license mit`") in caplog.text
+    caplog.clear()
+    # helper 160's tester: an export made with the license warned that it was not applied, though its card has it
+    licensed = hf_txray.save_to_disk(tmp_path / "licensed", [a], plots=False, license="mit")
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        assert cli_main(["push", f"{hub.username}/licensed", str(licensed), "--license", "mit"]) == 0
+    assert "not applied" not in caplog.text
+    assert DatasetCard.load(hub.api.hf_hub_download(f"{hub.username}/licensed", "README.md",
+                                                    repo_type="dataset")).data.license == "mit"
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):  # another license than the card's: said, and which
+        assert cli_main(["push", f"{hub.username}/licensed", str(licensed), "--license", "apache-2.0"]) == 0
+    assert "license 'apache-2.0' not applied (the card's license: 'mit')" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hf_txray"):  # its card's loading examples name no branch
         assert cli_main(["push", f"{hub.username}/exported", str(folder), "--revision", "dev"]) == 0
