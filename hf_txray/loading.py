@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import itertools
@@ -711,44 +712,51 @@ def weights_dtype(model: Any) -> Any:
 
 
 def load_named_dataset(name: str, split: str | None, streaming: bool = False):
-    import datasets
-
     path = Path(name).expanduser()
     if not path.exists() and looks_local(name):
         raise _missing_dataset_error(name)
+    failed = FailedFiles()
     try:
-        if path.is_file():
-            builder = data_file_builder(path)
-            if builder is None:
-                raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}; "
-                                   f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
-            _check_split_of_file(name, split)
-            separator = "\t" if _extensions(path)[0] == ".tsv" else None
-            loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming,
-                                           **reader_options(builder, separator))
-            return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
-        if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
-            saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
-            if isinstance(saved, datasets.Dataset):
-                refuse_split_of_one(saved, split)
-                return saved.to_iterable_dataset() if streaming else saved
-            # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
-            return pick_split(saved, split).to_iterable_dataset() if streaming else saved
-        if path.is_dir():
-            _check_extension_case(path)
-            one = _one_split_of_folder(path, split, streaming)
-            if one is not None:
-                return one
-        return datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=streaming)
+        with failed.listening():
+            return _load_named(name, path, split, streaming)
     except DatasetError:
         raise
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
         if path.exists():
-            raise unreadable_local(path, err) from err
+            raise unreadable_local(path, err, failed.file) from err
         raise DatasetError(
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
             f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
         ) from err
+
+
+def _load_named(name: str, path: Path, split: str | None, streaming: bool):
+    """:func:`load_named_dataset`'s reading, its errors left to it."""
+    import datasets
+
+    if path.is_file():
+        builder = data_file_builder(path)
+        if builder is None:
+            raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}; "
+                               f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
+        _check_split_of_file(name, split)
+        separator = "\t" if _extensions(path)[0] == ".tsv" else None
+        loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming,
+                                       **reader_options(builder, separator))
+        return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
+    if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
+        saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
+        if isinstance(saved, datasets.Dataset):
+            refuse_split_of_one(saved, split)
+            return saved.to_iterable_dataset() if streaming else saved
+        # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
+        return pick_split(saved, split).to_iterable_dataset() if streaming else saved
+    if path.is_dir():
+        _check_extension_case(path)
+        one = _one_split_of_folder(path, split, streaming)
+        if one is not None:
+            return one
+    return datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=streaming)
 
 
 def _check_extension_case(folder: Path) -> None:
@@ -1304,19 +1312,93 @@ def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, s
 def _read_first_row(corpus, path: Path) -> None:
     """Parse the head of a streamed local file before any model loads: a stream is read lazily, so a file its
     extension's reader cannot parse would otherwise fail mid-run with the reader's own error."""
+    failed = FailedFiles()
     try:
-        next(iter(corpus.take(1)), None)
+        with failed.listening():
+            next(iter(corpus.take(1)), None)
     except Exception as err:  # pyarrow, pandas and json raise their own types
-        raise unreadable_local(path, err) from err
+        raise unreadable_local(path, err, failed.file) from err
 
 
-def unreadable_local(path: Path, err: Exception) -> DatasetError:
-    """The error for a local data file or folder that its reader failed on (not a Hub or network problem)."""
-    builder = data_file_builder(path)
-    how = f"as {builder} (by its extension)" if path.is_file() and builder else "as a dataset folder"
+class FailedFiles(logging.Filter):
+    """Keeps datasets' "Failed to read file '...' with error ..." records off the screen while a local dataset is
+    read, remembering the last file they named: they print the reader's whole error (a pyarrow schema, a line a
+    field) before hf_txray's own error, which names that file in one line instead."""
+
+    LOGGERS = tuple(f"datasets.packaged_modules.{m}.{m}" for m in ("arrow", "parquet", "csv", "cache"))  # who logs so
+    _NAMED = re.compile(r"Failed to read file '(.+?)' with error")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.file: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = self._NAMED.match(record.getMessage())
+        if found:
+            self.file = found.group(1)
+        return found is None
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator["FailedFiles"]:
+        loggers = [logging.getLogger(name) for name in self.LOGGERS]
+        for logger in loggers:
+            logger.addFilter(self)
+        try:
+            yield self
+        finally:
+            for logger in loggers:
+                logger.removeFilter(self)
+
+
+def unreadable_local(path: Path, err: Exception, failed_file: str | None = None) -> DatasetError:
+    """The error for a local data file or folder that its reader failed on (not a Hub or network problem), in one
+    line: the file or folder (and, in a folder, the file at fault where it can be told: `failed_file`, named by
+    datasets, or the folder's only data file), the reader's words as a short cause, and the fix."""
     cause = _root_cause(err)
-    return DatasetError(f"Could not read the local {'file' if path.is_file() else 'folder'} {str(path)!r} {how}: "
-                        f"{type(cause).__name__}: {_first_line(cause)}")
+    why = f"{type(cause).__name__}: {_short_cause(cause)}"
+    if path.is_file():
+        builder = data_file_builder(path)
+        how = f" as {builder} (by its extension)" if builder else ""
+        return DatasetError(f"Could not read the local file {str(path)!r}{how}: {why}")
+    if type(cause).__name__ in ("DataFilesNotFoundError", "EmptyDatasetError"):
+        return DatasetError(f"Could not read the local folder {str(path)!r} as a dataset: it holds no data file of "
+                            f"a format datasets reads ({', '.join(DATA_FILE_BUILDERS)}). Give a folder of such files, "
+                            "one written by save_to_disk, or a data file.")
+    saved = _saved_to_disk(path)
+    file = Path(failed_file) if failed_file else _only_data_file(path, (".arrow",) if saved else DATA_FILE_BUILDERS)
+    at = f", its file {_shown_in(file, path)!r}" if file else ""
+    if saved:
+        return DatasetError(f"Could not read the local folder {str(path)!r} as a dataset saved by save_to_disk{at} "
+                            f"(cause: {why}). Save the dataset again with save_to_disk: its .arrow files must be "
+                            "the ones it wrote, whole (not replaced, nor cut short by a copy).")
+    fix = ("Fix or remove that file" if file else "Check its data files") + (
+        ": every data file of a folder must be readable by its extension's reader and hold the same columns.")
+    return DatasetError(f"Could not read the local folder {str(path)!r} as a dataset folder{at} (cause: {why}). {fix}")
+
+
+def _short_cause(err: BaseException, limit: int = 120) -> str:
+    """A reader's error in a few words for a "cause:" clause: datasets' CastError by its column counts (its message
+    is the two schemas, a line a field), else the first line, cut at `limit` characters."""
+    details = getattr(err, "details", None)
+    text = str(details()) if type(err).__name__ == "CastError" and callable(details) else _first_line(err)
+    text = text.rstrip(" :.")  # it goes inside the error's own sentence
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _only_data_file(folder: Path, extensions: Any) -> Path | None:
+    """The one file of `folder` (and its subfolders; hidden ones skipped, as datasets skips them) whose extension
+    is one of `extensions`, or None when there are none or several: then the file at fault cannot be told."""
+    found = [f for f in folder.rglob("*") if f.suffix.lower() in extensions and f.is_file()
+             and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
+    return found[0] if len(found) == 1 else None
+
+
+def _shown_in(file: Path, folder: Path) -> str:
+    """`file` as the error names it: relative to `folder` when inside it (datasets names it absolute)."""
+    try:
+        return str(file.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(file)
 
 
 def _root_cause(err: BaseException) -> BaseException:

@@ -1102,6 +1102,50 @@ def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
         hf_txray.analyze(model, str(broken), tokenizer=tokenizer, streaming=True, show_progress=False)  # up front
 
 
+def test_an_unreadable_local_dataset_folder_is_said_in_one_line_naming_its_file(tmp_path, capfd):
+    """Helper 160's tester: a dataset folder with a foreign or broken .arrow file printed datasets' "Failed to read
+    file" record (pyarrow's schema, a line a field) and an error ending at "Couldn't cast" or "don't match the
+    dataset:". Now one line: the folder, its file at fault, a short cause and the fix; nothing of datasets' own."""
+    import shutil
+
+    model, tokenizer = tiny("bert")
+    datasets.Dataset.from_dict({"text": ["the cat sat", "a dog ran"]}).save_to_disk(tmp_path / "texts")
+    datasets.Dataset.from_dict({"x": [1, 2], "y": [0.5, 0.1]}).save_to_disk(tmp_path / "numbers")
+    arrow = "data-00000-of-00001.arrow"
+    swapped = shutil.copytree(tmp_path / "texts", tmp_path / "swapped")  # its .arrow replaced by another dataset's
+    shutil.copy(tmp_path / "numbers" / arrow, swapped / arrow)
+    mixed = tmp_path / "mixed"  # a folder of .arrow files, one of other columns
+    mixed.mkdir()
+    shutil.copy(tmp_path / "texts" / arrow, mixed / "a.arrow")
+    shutil.copy(tmp_path / "numbers" / arrow, mixed / "b.arrow")
+    (tmp_path / "other").mkdir()  # not a dataset at all
+    (tmp_path / "other" / "weights.bin").write_bytes(b"\0" * 16)
+    capfd.readouterr()
+
+    def refused(folder: Path) -> str:
+        with pytest.raises(DatasetError) as err:
+            hf_txray.analyze(model, str(folder), tokenizer=tokenizer, show_progress=False)
+        message, printed = str(err.value), capfd.readouterr().err
+        assert "\n" not in message and "schema metadata" not in message + printed, message
+        assert "Failed to read file" not in printed, printed
+        return message
+
+    assert refused(swapped).startswith(
+        f"Could not read the local folder {str(swapped)!r} as a dataset saved by save_to_disk, its file {arrow!r} "
+        "(cause: ValueError: Keys mismatch: ")
+    assert refused(swapped).endswith("Save the dataset again with save_to_disk: its .arrow files must be the ones it "
+                                     "wrote, whole (not replaced, nor cut short by a copy).")
+    message = refused(mixed)
+    assert message.startswith(f"Could not read the local folder {str(mixed)!r} as a dataset folder, its file 'b.arrow' "
+                              "(cause: CastError: there are 2 new columns (")  # x and y, a set in either order
+    assert message.endswith("and 1 missing columns ({'text'})). Fix or remove that file: every data file of a folder "
+                            "must be readable by its extension's reader and hold the same columns.")
+    assert refused(tmp_path / "other") == (
+        f"Could not read the local folder {str(tmp_path / 'other')!r} as a dataset: it holds no data file of a format "
+        "datasets reads (.txt, .csv, .tsv, .json, .jsonl, .parquet, .arrow). Give a folder of such files, one "
+        "written by save_to_disk, or a data file.")
+
+
 def test_every_command_states_its_option_defaults(capsys):
     """The other commands' options stated no default (`compare --alpha`, `prune --strategy`...): the parser now adds
     the declared default where the help does not say it, lists comma-joined as they are typed."""
