@@ -201,7 +201,7 @@ def _sigint_held(fork: bool = False) -> Iterator[None]:
     Blocking SIGINT with ``pthread_sigmask`` alone does not defer it: the mask is the calling thread's, and Ctrl-C is
     sent to the process, which the kernel hands to any thread that does not block it (tqdm's monitor, torch's and
     the tokenizers' pools: five such threads when ``analyze`` forks its first worker). Python's handler then runs
-    in the main thread at its next check, wherever that is (helper 161: Ctrl-C lost in ``_releaseLock`` in 6 of 69
+    in the main thread at its next check, wherever that is (helper 161: Ctrl-C lost in ``_releaseLock`` in 21 of 250
     stress runs with one such thread). So the Python-level handler is swapped for one that only notes the signal.
     The mask stays for the fork (`fork`): the workers inherit it and drop a Ctrl-C pressed before `_init` ignores
     SIGINT. Only the main thread runs signal handlers and may set them: elsewhere, and where SIGINT's handler was
