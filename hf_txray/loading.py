@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import itertools
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
+from .read_errors import FailedFiles, first_line, root_cause, short_cause
 from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
@@ -42,12 +42,6 @@ def _extensions(path: str | Path) -> tuple[str, str]:
     if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS:
         return suffixes[-2], suffixes[-1]
     return (suffixes[-1] if suffixes else ""), ""
-
-
-def _first_line(err: BaseException) -> str:
-    """The first line of an error's message, at most 200 characters (datasets' and the Hub's can run to pages)."""
-    text = str(err)
-    return text.splitlines()[0][:200] if text else ""
 
 
 def _offline_hint() -> str:
@@ -726,7 +720,7 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
             raise unreadable_local(path, err, failed.file) from err
         raise DatasetError(
             f"Could not load dataset {name!r}: not a local file or folder, and not reachable on the Hub. "
-            f"{_offline_hint()} ({type(err).__name__}: {_first_line(err)})"
+            f"{_offline_hint()} ({type(err).__name__}: {first_line(err)})"
         ) from err
 
 
@@ -916,7 +910,7 @@ def read_slice(split: str):
     try:
         return datasets.ReadInstruction.from_spec(parsed + sliced), parsed
     except (ValueError, AssertionError) as err:
-        detail = _first_line(err).replace(parsed + sliced, split)  # the split as given, not the placeholder
+        detail = first_line(err).replace(parsed + sliced, split)  # the split as given, not the placeholder
         raise DatasetError(f"split={split!r}: {sliced!r} is not a slice datasets reads ({detail}): write "
                            f"e.g. '{name}[:100]', '{name}[-50:]' or '{name}[10%:20%]'.") from None
 
@@ -1028,7 +1022,7 @@ def _hub_info(repo_id: str, repo_type: str, revision: str | None, token, error_c
                         f"{_local_typo_hint(repo_id)}") from None
     except Exception as err:  # network errors and the like
         raise error_cls(f"Could not reach the Hub for {what} {repo_id!r}: {type(err).__name__}: "
-                        f"{_first_line(err)}.{_local_typo_hint(repo_id)} {_offline_hint()}") from err
+                        f"{first_line(err)}.{_local_typo_hint(repo_id)} {_offline_hint()}") from err
 
 
 def _blob_ids(siblings, keep) -> dict[str, str]:
@@ -1166,7 +1160,7 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
         configs = datasets.get_dataset_config_names(name, revision=commit, token=token)
     except Exception as err:  # datasets raises many types here
         raise DatasetError(f"Could not read the configs of the Hub dataset {name!r}: {type(err).__name__}: "
-                           f"{_first_line(err)}") from err
+                           f"{first_line(err)}") from err
     if config is not None and config not in configs:
         raise DatasetError(f"Config {config!r} not found in the Hub dataset {name!r}; its configs: "
                            f"{', '.join(configs)}. Pass dataset_config=... with one of them.")
@@ -1174,7 +1168,7 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
         builder = datasets.load_dataset_builder(name, config, revision=commit, token=token)
     except ValueError as err:  # several configs and no default
         raise DatasetError(f"The Hub dataset {name!r} has several configs ({', '.join(configs)}): pass "
-                           f"dataset_config=... to choose one. ({_first_line(err)})") from err
+                           f"dataset_config=... to choose one. ({first_line(err)})") from err
     data_files = dict(builder.config.data_files or {})
     if not data_files:  # a builder that lists no files up front: load_dataset checks the split itself
         return builder.config.name, split, []
@@ -1209,7 +1203,7 @@ def load_hub_dataset(source, token: str | bool | None = None):
     except Exception as err:
         raise DatasetError(
             f"Could not load the Hub dataset {source.id!r} at commit {source.commit}: {type(err).__name__}: "
-            f"{_first_line(err)}. {_offline_hint()}") from err
+            f"{first_line(err)}. {_offline_hint()}") from err
     if is_offline_mode():
         _check_cached_commit(source, loaded)
     return loaded
@@ -1301,7 +1295,7 @@ def load_pinned_stream(dataset: str | Path, *, text_column: str | None = None, s
         except Exception as err:
             raise DatasetError(
                 f"Could not stream the Hub dataset {source.id!r} at commit {source.commit}: {type(err).__name__}: "
-                f"{_first_line(err)}. {_offline_hint()}") from err
+                f"{first_line(err)}. {_offline_hint()}") from err
     corpus, column, _ = load_corpus(target, text_column=text_column, split=split, num_samples=num_samples,
                                     allow_streams=True, streaming=source.kind != "hub")
     if source.kind == "local":
@@ -1320,42 +1314,12 @@ def _read_first_row(corpus, path: Path) -> None:
         raise unreadable_local(path, err, failed.file) from err
 
 
-class FailedFiles(logging.Filter):
-    """Keeps datasets' "Failed to read file '...' with error ..." records off the screen while a local dataset is
-    read, remembering the last file they named: they print the reader's whole error (a pyarrow schema, a line a
-    field) before hf_txray's own error, which names that file in one line instead."""
-
-    LOGGERS = tuple(f"datasets.packaged_modules.{m}.{m}" for m in ("arrow", "parquet", "csv", "cache"))  # who logs so
-    _NAMED = re.compile(r"Failed to read file '(.+?)' with error")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.file: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        found = self._NAMED.match(record.getMessage())
-        if found:
-            self.file = found.group(1)
-        return found is None
-
-    @contextlib.contextmanager
-    def listening(self) -> Iterator["FailedFiles"]:
-        loggers = [logging.getLogger(name) for name in self.LOGGERS]
-        for logger in loggers:
-            logger.addFilter(self)
-        try:
-            yield self
-        finally:
-            for logger in loggers:
-                logger.removeFilter(self)
-
-
 def unreadable_local(path: Path, err: Exception, failed_file: str | None = None) -> DatasetError:
     """The error for a local data file or folder that its reader failed on (not a Hub or network problem), in one
     line: the file or folder (and, in a folder, the file at fault where it can be told: `failed_file`, named by
     datasets, or the folder's only data file), the reader's words as a short cause, and the fix."""
-    cause = _root_cause(err)
-    why = f"{type(cause).__name__}: {_short_cause(cause)}"
+    cause = root_cause(err)
+    why = f"{type(cause).__name__}: {short_cause(cause)}"
     if path.is_file():
         builder = data_file_builder(path)
         how = f" as {builder} (by its extension)" if builder else ""
@@ -1376,15 +1340,6 @@ def unreadable_local(path: Path, err: Exception, failed_file: str | None = None)
     return DatasetError(f"Could not read the local folder {str(path)!r} as a dataset folder{at} (cause: {why}). {fix}")
 
 
-def _short_cause(err: BaseException, limit: int = 120) -> str:
-    """A reader's error in a few words for a "cause:" clause: datasets' CastError by its column counts (its message
-    is the two schemas, a line a field), else the first line, cut at `limit` characters."""
-    details = getattr(err, "details", None)
-    text = str(details()) if type(err).__name__ == "CastError" and callable(details) else _first_line(err)
-    text = text.rstrip(" :.")  # it goes inside the error's own sentence
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _only_data_file(folder: Path, extensions: Any) -> Path | None:
     """The one file of `folder` (and its subfolders; hidden ones skipped, as datasets skips them) whose extension
     is one of `extensions`, or None when there are none or several: then the file at fault cannot be told."""
@@ -1399,18 +1354,6 @@ def _shown_in(file: Path, folder: Path) -> str:
         return str(file.resolve().relative_to(folder.resolve()))
     except ValueError:
         return str(file)
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    """The error at the bottom of a chain of explicit causes (``raise ... from``): datasets wraps a reader's error in
-    a DatasetGenerationError whose own message ("An error occurred while generating the dataset") does not say what
-    is wrong with the file. Implicit contexts are not followed: the JSON builder raises pyarrow's error (the row
-    at fault) while handling pandas' fallback error (a position that is not)."""
-    seen = set()
-    while err.__cause__ is not None and id(err) not in seen:  # a chain can loop back on itself
-        seen.add(id(err))
-        err = err.__cause__
-    return err
 
 
 def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,

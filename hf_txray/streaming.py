@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import DatasetError
 from .features import WORD_START
+from .read_errors import FailedFiles, root_cause, short_cause
 
 
 @dataclass
@@ -192,7 +193,7 @@ class StreamingSource:
         texts: list[str] = []
         limit, budget = plan.limits(index)
         chars = 0
-        for row in rows:
+        for row in self._read(rows, done):
             texts.append(self._text_of(row, done + len(texts)))
             chars += len(texts[-1])
             if len(texts) == limit or (budget is not None and chars >= budget):  # as InMemorySource.buckets
@@ -203,6 +204,33 @@ class StreamingSource:
         self._read_to_end = True  # set before the last yield: the run may stop at the last bucket
         if texts:
             yield self._bucket(texts, done, index + 1)
+
+    def _read(self, rows: Iterable[dict[str, Any]], done: int) -> Iterator[dict[str, Any]]:
+        """`rows`, with a reader's failure (a data file the stream reaches late, a generator's own error) said in one
+        line naming the row it stopped at and the file at fault: a stream is read lazily, so such an error comes
+        mid-run, from deep inside datasets, after its log of the reader's whole message."""
+        iterator, failed, position = iter(rows), FailedFiles(), done
+        while True:
+            try:
+                with failed.listening():
+                    row = next(iterator)
+            except StopIteration:
+                return
+            except DatasetError:
+                raise
+            except Exception as err:  # pyarrow, pandas, json and a user's generator raise their own types
+                raise self._unreadable(position, err, failed.file) from err
+            yield row
+            position += 1
+
+    def _unreadable(self, position: int, err: Exception, file: str | None) -> DatasetError:
+        cause = root_cause(err)
+        at = f", in its file {file!r}" if file else ""
+        return DatasetError(
+            f"The stream failed after row {self._describe(position - 1) if position else '(none)'}{at} "
+            f"(cause: {type(cause).__name__}: {short_cause(cause)}); the run stopped there (a checkpoint, if any, holds the rows up to its last save). "
+            "Fix or remove the file at fault (every data file of a folder must be readable by its extension's reader "
+            "and hold the same columns), or stop before it with num_samples (CLI: --num-samples).")
 
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         from .provenance import update_texts_digest

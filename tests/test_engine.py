@@ -114,6 +114,29 @@ def test_streamed_bad_rows_name_the_row(rows, match):
         analyze(texts=datasets.IterableDataset.from_generator(gen), batch_size=1)
 
 
+def test_a_stream_whose_later_file_is_broken_names_the_row_and_the_file(tmp_path, caplog):
+    """Helper 160: a data file a stream reaches late failed mid-run with datasets' traceback and its log of the
+    reader's whole message; a generator's own error the same. One DatasetError now, naming the last row read, the
+    file, the reader's cause and the fix, and nothing of datasets' log on the screen."""
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in SAMPLE_TEXTS))
+    (tmp_path / "b.jsonl").write_text('{"text": "fine"}\n{broken\n')
+    data = datasets.load_dataset("json", data_files=[str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")],
+                                 split="train", streaming=True)
+    last = len(SAMPLE_TEXTS) - 1
+    with caplog.at_level("ERROR"), pytest.raises(
+            DatasetError, match=rf"The stream failed after row {last}, in its file '.*b\.jsonl' \(cause: "
+                                r"ArrowInvalid: JSON parse error.*\)\. Fix or remove the file at fault.*num_samples"):
+        analyze(texts=data, batch_size=1)
+    assert not [r for r in caplog.records if "Failed to" in r.getMessage()]
+
+    def failing():
+        yield {"text": "fine"}
+        raise OSError("the network share went away")
+
+    with pytest.raises(DatasetError, match=r"failed after row 0 \(cause: OSError: the network share went away\)"):
+        analyze(texts=datasets.IterableDataset.from_generator(failing), batch_size=1)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json", "list"])
 def test_missing_rows_advice_fits_the_format(tmp_path, fmt):
     """The CSV advice (keep_default_na) only for data that datasets read as CSV; JSON's null and a row without the key

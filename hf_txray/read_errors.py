@@ -1,0 +1,71 @@
+"""What a dataset reader's failure says, in a line: the file datasets names, the root cause, a short cause.
+
+``datasets`` wraps a reader's error (pyarrow's, pandas', json's) in its own, and logs the reader's whole message (a
+schema, a line a field) before raising: hf_txray's errors name the file and the cause in one line instead, whether
+the data is loaded (:mod:`hf_txray.loading`) or streamed (:mod:`hf_txray.streaming`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import Iterator
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters (datasets' and the Hub's can run to pages)."""
+    text = str(err)
+    return text.splitlines()[0][:200] if text else ""
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The error at the bottom of a chain of explicit causes (``raise ... from``): datasets wraps a reader's error in
+    a DatasetGenerationError whose own message ("An error occurred while generating the dataset") does not say what
+    is wrong with the file. Implicit contexts are not followed: the JSON builder raises pyarrow's error (the row
+    at fault) while handling pandas' fallback error (a position that is not)."""
+    seen = set()
+    while err.__cause__ is not None and id(err) not in seen:  # a chain can loop back on itself
+        seen.add(id(err))
+        err = err.__cause__
+    return err
+
+
+def short_cause(err: BaseException, limit: int = 120) -> str:
+    """A reader's error in a few words for a "cause:" clause: datasets' CastError by its column counts (its message
+    is the two schemas, a line a field), else the first line, cut at `limit` characters."""
+    details = getattr(err, "details", None)
+    text = str(details()) if type(err).__name__ == "CastError" and callable(details) else first_line(err)
+    text = text.rstrip(" :.")  # it goes inside the error's own sentence
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class FailedFiles(logging.Filter):
+    """Keeps datasets' "Failed to read file '...' with error ..." records (JSON: "Failed to load JSON from file") off the screen while a local dataset is
+    read, remembering the last file they named: they print the reader's whole error (a pyarrow schema, a line a
+    field) before hf_txray's own error, which names that file in one line instead."""
+
+    # the loggers that say so
+    LOGGERS = tuple(f"datasets.packaged_modules.{m}.{m}" for m in ("arrow", "parquet", "csv", "json", "cache"))
+    _NAMED = re.compile(r"Failed to (?:read|load JSON from) file '(.+?)' with error")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.file: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = self._NAMED.match(record.getMessage())
+        if found:
+            self.file = found.group(1)
+        return found is None
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator["FailedFiles"]:
+        loggers = [logging.getLogger(name) for name in self.LOGGERS]
+        for logger in loggers:
+            logger.addFilter(self)
+        try:
+            yield self
+        finally:
+            for logger in loggers:
+                logger.removeFilter(self)
