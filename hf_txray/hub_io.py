@@ -288,7 +288,7 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
         remote = DatasetCard.load(api.hf_hub_download(repo_id=repo_id, filename="README.md", repo_type="dataset",
                                                       revision=revision))
     except EntryNotFoundError:  # a new repo or branch, or one whose data has no card
-        remote = DatasetCard("")
+        remote = DatasetCard("---\n{}\n---\n")  # an empty metadata block: DatasetCard("") logs that it has none
     card = DatasetCard.load(readme)
     local = card.data.to_dict().get("configs") or []
     names = {c.get("config_name") for c in local}

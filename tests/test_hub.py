@@ -160,6 +160,8 @@ def test_push_load_dataset_exact_round_trip_and_no_token_leak(results, hub, tmp_
     assert hub.server.find_in_storage(hub.token) == []
     assert not [p for p in (tmp_path / "export").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
     assert hub.token not in caplog.text
+    # helper 160: a push to a new repo logged huggingface_hub's "Repo card metadata block was not found"
+    assert "metadata block was not found" not in caplog.text
 
 
 def test_private_repo_refuses_access_without_token(results, hub):
