@@ -226,9 +226,11 @@ class Profiler:
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which
                    # hf_txray masks were on: Profile.merge refuses parts of different models with them
-                   "weights_sample_hash": weights_sample_hash(self.forward.model_weights),
-                   # an encoder-decoder's profiled stack alone, as a probe of that stack hashes it (crosscheck)
-                   **({"stack_weights_sample_hash": weights_sample_hash(self.forward.read_weights)}
+                   "weights_sample_hash": weights_sample_hash(self.forward.body or self.model),
+                   # an encoder-decoder's profiled stack alone, and its two stacks without a head, as a probe of that
+                   # stack hashes them (crosscheck)
+                   **({"stack_weights_sample_hash": weights_sample_hash(self.forward.read_weights),
+                       "model_weights_sample_hash": weights_sample_hash(self.forward.model_weights)}
                       if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two

@@ -184,10 +184,18 @@ class StackForward:
 
     @property
     def model_weights(self) -> nn.Module:
-        """The module whose weights a profile's ``weights_sample_hash`` covers: the body that runs (heads left out),
-        or the whole encoder-decoder, since its decoder stack also reads the encoder's output (cross-attention): the
-        decoder's own weights (:attr:`read_weights`) do not fix its activations."""
-        return self.body if self.body is not None else self.model
+        """The weights every stack's activations depend on: the body that runs (heads left out), or an
+        encoder-decoder's encoder and decoder together, since its decoder stack also reads the encoder's output
+        (cross-attention), so the decoder's own weights (:attr:`read_weights`) do not fix its activations. The two
+        stacks are gathered in a new container, without the model's own prefix and LM head: BART's
+        ``BartModel`` and ``BartForConditionalGeneration`` of one checkpoint (``model.`` prefix,
+        ``final_logits_bias``), or an untied T5 with and without ``lm_head``, hold the same such weights."""
+        if self.body is not None:
+            return self.body
+        get_encoder, get_decoder = (getattr(self.model, name, None) for name in ("get_encoder", "get_decoder"))
+        if get_encoder is None or get_decoder is None:
+            return self.model
+        return nn.ModuleList([get_encoder(), get_decoder()])
 
     def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""

@@ -850,12 +850,11 @@ def test_a_decoder_probe_and_profile_compare_the_encoder_that_feeds_the_decoder(
                    stack="decoder", show_progress=False)
     own, elsewhere = (hf_txray.analyze(m, corpus.texts, **options) for m in (model, other))
     runtime = own.meta.provenance["runtime"]
-    assert (runtime["stack_weights_sample_hash"], runtime["weights_sample_hash"]) == (
+    assert (runtime["stack_weights_sample_hash"], runtime["model_weights_sample_hash"]) == (
         result.meta.weights_sample_hash, result.meta.model_weights_sample_hash)
     assert elsewhere.meta.provenance["runtime"]["stack_weights_sample_hash"] == result.meta.weights_sample_hash
     assert crosscheck(result, own, "NOUN", k=2, feature_type="tags", min_count=0).k == 2
-    refusal = (r"\(the weights outside the decoder \(the encoder that feeds it, or a task head only one of the two "
-               r"models was loaded with\): whole-model weights sample hash ")
+    refusal = (r"\(the weights outside the decoder \(the encoder that feeds it\): encoder-decoder weights sample hash ")
     with pytest.raises(IncompatibleProfilesError, match=r"trained on other weights than the profile .* read "
                                                         + refusal + ".*Profile and probe the same model"):
         crosscheck(result, elsewhere, "NOUN", k=2, feature_type="tags", min_count=0)
@@ -869,6 +868,38 @@ def test_a_decoder_probe_and_profile_compare_the_encoder_that_feeds_the_decoder(
     assert crosscheck(old, own, "NOUN", k=2, feature_type="tags", min_count=0).k == 2
 
 
+@pytest.mark.parametrize("family", ["bart", "t5-untied"])
+def test_a_decoder_probe_and_profile_of_one_checkpoint_with_and_without_its_lm_head_agree(tmp_path, family):
+    """Helper 162: the two stacks' hash covered the whole model, so BART's prefix (``model.``) and
+    ``final_logits_bias``, or an untied T5's ``lm_head``, made a decoder probe of the ...ForConditionalGeneration
+    refuse a profile (and a metric) of the bare model of the same checkpoint, whose decoder computes the same."""
+    from transformers import (BartConfig, BartForConditionalGeneration, BartModel, T5Config, T5ForConditionalGeneration,
+                              T5Model)
+
+    torch.manual_seed(0)
+    vocab = bert_tokenizer().vocab_size
+    if family == "bart":
+        config = BartConfig(vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=48,
+                            decoder_ffn_dim=48, encoder_attention_heads=2, decoder_attention_heads=2,
+                            max_position_embeddings=128, pad_token_id=0, decoder_start_token_id=0)
+        head, bare = BartForConditionalGeneration, BartModel
+    else:
+        config = T5Config(vocab_size=vocab, d_model=32, d_ff=48, num_layers=2, num_heads=2, d_kv=16,
+                          decoder_start_token_id=0, pad_token_id=0)
+        config.tie_word_embeddings = False  # set after __init__, which ties them whatever it is given
+        head, bare = T5ForConditionalGeneration, T5Model
+    head(config).save_pretrained(tmp_path / "ckpt")
+    with_head, without = (cls.from_pretrained(tmp_path / "ckpt").eval() for cls in (head, bare))
+    corpus = from_columns(synthetic_rows(30, 0), "tokens", "tags")
+    result = probe_neurons(with_head, corpus, tokenizer=bert_tokenizer(), layers=[0, 1], stack="decoder",
+                           config=FAST, minimal=False, control=False, subset_size=0)
+    profile = hf_txray.analyze(without, corpus.texts, tokenizer=bert_tokenizer(), stack="decoder",
+                               features=("token", hf_txray.UserFeature("tags", noun_tags)), show_progress=False)
+    assert profile.meta.provenance["runtime"]["model_weights_sample_hash"] == result.meta.model_weights_sample_hash
+    assert crosscheck(result, profile, "NOUN", k=2, feature_type="tags", min_count=0).k == 2
+    ProbeMetric(result, corpus, bert_tokenizer()).check_model(without)
+
+
 def test_decoder_means_and_a_decoder_probes_metric_refuse_a_model_with_another_encoder(tmp_path):
     """Helper 159: mean ablation's means and a probe's metric compared only the decoder's hash for the decoder stack,
     so a decoder probe of one T5 scored a T5 with another encoder (the same decoder weights) with no error. Both
@@ -878,8 +909,7 @@ def test_decoder_means_and_a_decoder_probes_metric_refuse_a_model_with_another_e
     corpus = from_columns(synthetic_rows(20, 0), "tokens", "tags")
     means = extract_activations(other, corpus, bert_tokenizer(), layers=[0, 1], stack="decoder",
                                 out_dir=tmp_path / "acts")
-    refusal = (r"\(the weights outside the decoder \(the encoder that feeds it, or a task head only one of the two "
-               r"models was loaded with\): whole-model weights sample hash ")
+    refusal = (r"\(the weights outside the decoder \(the encoder that feeds it\): encoder-decoder weights sample hash ")
     with pytest.raises(ModelError, match=r"These means were extracted from other weights than this model's " + refusal):
         with ablate(model, {0: [1]}, mode="mean", means=means):
             pass

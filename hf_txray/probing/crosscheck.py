@@ -96,10 +96,10 @@ def txray_preferences(profile: Profile, tag: str, feature_type: str = "pos",
 def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
     """Refuse a profile of other weights (or another stack) than the probe's (helper 151: a random model of the same
     widths scored a higher overlap than the probed model's own profile). Both record the sample hash of the weights
-    of the stack read (a single-stack model's body, heads left out; an encoder-decoder's profiled stack) and of the
-    whole part that runs (the probe's ``model_weights_sample_hash``, the profile's ``weights_sample_hash``): a
-    decoder stack reads its encoder's output, so two models differing only in their encoders are told apart (helper
-    157). A hash either side did not record (saved before it was) is not compared."""
+    of the stack read (a single-stack model's body, heads left out; an encoder-decoder's profiled stack) and, for an
+    encoder-decoder, of its two stacks (``model_weights_sample_hash``, heads left out): a decoder stack reads its
+    encoder's output, so two models differing only in their encoders are told apart (helper 157). A hash either side
+    did not record (saved before it was) is not compared."""
     meta = result.meta
     runtime = (profile.meta.provenance or {}).get("runtime", {})
     stack = profile.meta.config.get("stack")
@@ -109,10 +109,9 @@ def _check_same_weights(result: ProbingResult, profile: Profile) -> None:
             "stack: their neurons with the same numbers are not the same units. Profile and probe one stack.")
     if (stack is None) != (meta.stack is None):
         return  # one side predates the stack's record: its hashes cover other modules
-    # a stack profile records its stack's hash beside the whole model's, as a stack probe does
-    whole = runtime.get("weights_sample_hash")
-    profiled = WeightsFingerprint(runtime.get("stack_weights_sample_hash") if stack else whole, runtime.get("dtype"),
-                                  whole)
+    # a stack profile records its stack's hash beside its two stacks', as a stack probe does
+    profiled = WeightsFingerprint(runtime.get("stack_weights_sample_hash" if stack else "weights_sample_hash"),
+                                  runtime.get("dtype"), runtime.get("model_weights_sample_hash"))
     difference = weights_difference(meta, profiled, stack)
     if difference:
         dtypes = f" (weights in {meta.weights_dtype} and {runtime.get('dtype')})" if (

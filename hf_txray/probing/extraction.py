@@ -74,9 +74,9 @@ class Activations(Artifact):
         weights_sample_hash (`str`, *optional*): the fingerprint of the weights read (:func:`weights_fingerprint`);
             None for activations saved before it was recorded.
         weights_dtype (`str`, *optional*): their dtype (``"float32"``...).
-        model_weights_sample_hash (`str`, *optional*): the sample hash of the whole part that runs, as a profile's
-            ``weights_sample_hash`` takes it: an encoder-decoder's decoder stack also reads its encoder's output;
-            None for activations saved before it was recorded.
+        model_weights_sample_hash (`str`, *optional*): the sample hash of the weights every stack depends on (the
+            body that runs; an encoder-decoder's encoder and decoder, heads left out: its decoder stack also reads
+            the encoder's output), as a stack profile records it; None for activations saved before it was recorded.
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -332,14 +332,14 @@ class WeightsFingerprint(NamedTuple):
 
     weights_sample_hash: str | None  # the stack read (the body that runs, or an encoder-decoder's chosen stack)
     weights_dtype: str | None
-    # the whole part that runs, hashed as a profile's weights_sample_hash (StackForward.model_weights)
+    # every stack the read depends on, heads left out (StackForward.model_weights), as a stack profile hashes it
     model_weights_sample_hash: str | None = None
 
 
 def _fingerprint(forward: StackForward) -> WeightsFingerprint:
     """The sample hashes and dtype of the weights that produce the activations read: the body that runs (task heads
     left out, as a profile hashes it, so a checkpoint loaded with or without its head matches), or the chosen stack
-    of an encoder-decoder, and the whole part that runs (the same body, or the whole encoder-decoder)."""
+    of an encoder-decoder, and what every stack depends on (the same body, or the encoder and decoder together)."""
     from ..loading import weights_dtype
     from ..provenance import weights_sample_hash
 
@@ -365,14 +365,13 @@ def weights_difference(recorded: Any, found: Any, stack: str | None) -> str | No
     either side (saved before it was recorded) is not compared.
 
     The stack's own hash comes first. A decoder stack's activations also depend on the weights outside it (its
-    cross-attention reads the encoder's output), so there the whole model's hashes are compared too; an encoder's
+    cross-attention reads the encoder's output), so there the two stacks' hashes are compared too; an encoder's
     depend on nothing outside it, and a one-stack model's two hashes are the same.
     """
     pairs = [("weights sample hash", "weights_sample_hash", "")]
     if stack == "decoder":
-        pairs.append(("whole-model weights sample hash", "model_weights_sample_hash",
-                      "the weights outside the decoder (the encoder that feeds it, or a task head only one of the "
-                      "two models was loaded with): "))
+        pairs.append(("encoder-decoder weights sample hash", "model_weights_sample_hash",
+                      "the weights outside the decoder (the encoder that feeds it): "))
     for label, name, which in pairs:
         before, after = getattr(recorded, name, None), getattr(found, name, None)
         if before and after and before != after:
