@@ -364,12 +364,15 @@ def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int
     from .display import report_neuron_text
     from .options import resolve_layer
 
-    for where, report in reports:
-        print((f"== {where}\n" if len(reports) > 1 else "") + report_neuron_text(report, layer, neuron) + "\n")
-    # the hint names -1 as its block: argparse takes "--neuron -1:5" for a missing value
-    layer = resolve_layer(reports[0][1].meta.layers, layer, "is not in this report")
+    # every report checked before any is printed: a folder's reports may hold other layers (-1 differs among them)
+    blocks = [resolve_layer(report.meta.layers, layer, f"is not in the report {str(where)!r}") for where, report in
+              reports]
+    for (where, report), block in zip(reports, blocks):
+        print((f"== {where}\n" if len(reports) > 1 else "") + report_neuron_text(report, block, neuron) + "\n")
+    # the hint names -1 as its block (argparse takes "--neuron -1:5" for a missing value), when all agree on it
+    spec = f"{blocks[0]}:{neuron}" if len(set(blocks)) == 1 else "LAYER:NEURON"
     print(f"(a report holds the neuron's change only; its preferences and examples are on its page in a profile: "
-          f"hf-txray show PROFILE_FOLDER --neuron {layer}:{neuron})")
+          f"hf-txray show PROFILE_FOLDER --neuron {spec})")
     return 0
 
 
@@ -1045,8 +1048,10 @@ def _close_process_group(barrier: bool = True) -> None:
     """:func:`hf_txray.distributed.close_process_group`, when a command imported torch.distributed (only then can a
     process group exist): `--help` and the light commands never import torch."""
     if "torch.distributed" in sys.modules:
-        from .distributed import close_process_group
-
+        try:
+            from .distributed import close_process_group
+        except (ImportError, AttributeError):  # Ctrl-C while torch was importing: half a module, and no group yet
+            return
         close_process_group(barrier=barrier)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
-from .read_errors import FailedFiles, first_line, root_cause, short_cause
+from .read_errors import FailedFiles, file_named_by, first_line, root_cause, short_cause
 from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
@@ -1329,6 +1329,7 @@ def unreadable_local(path: Path, err: Exception, failed_file: str | None = None)
                             f"a format datasets reads ({', '.join(DATA_FILE_BUILDERS)}). Give a folder of such files, "
                             "one written by save_to_disk, or a data file.")
     saved = _saved_to_disk(path)
+    failed_file = failed_file or file_named_by(cause)
     file = Path(failed_file) if failed_file else _only_data_file(path, (".arrow",) if saved else DATA_FILE_BUILDERS)
     at = f", its file {_shown_in(file, path)!r}" if file else ""
     if saved:

@@ -31,13 +31,30 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
+# datasets' DatasetGenerationCastError (files of other columns) names the file it was reading in its message
+_GENERATING_FROM = re.compile(r"generating data using\s+(\S+?),")
+
+
 def short_cause(err: BaseException, limit: int = 120) -> str:
     """A reader's error in a few words for a "cause:" clause: datasets' CastError by its column counts (its message
-    is the two schemas, a line a field), else the first line, cut at `limit` characters."""
+    is the two schemas, a line a field), its DatasetGenerationCastError by its second paragraph (the first is "An
+    error occurred while generating the dataset"), else the first line, cut at `limit` characters."""
     details = getattr(err, "details", None)
-    text = str(details()) if type(err).__name__ == "CastError" and callable(details) else first_line(err)
+    if type(err).__name__ == "CastError" and callable(details):
+        text = str(details())
+    elif type(err).__name__ == "DatasetGenerationCastError":
+        paragraphs = [p.strip() for p in str(err).split("\n\n") if p.strip()]
+        text = paragraphs[1] if len(paragraphs) > 1 else first_line(err)
+    else:
+        text = first_line(err)
     text = text.rstrip(" :.")  # it goes inside the error's own sentence
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def file_named_by(err: BaseException) -> str | None:
+    """The data file a datasets error names as the one it was reading (DatasetGenerationCastError), or None."""
+    found = _GENERATING_FROM.search(str(err))
+    return found.group(1) if found else None
 
 
 class FailedFiles(logging.Filter):

@@ -1127,7 +1127,7 @@ def test_an_unreadable_local_dataset_folder_is_said_in_one_line_naming_its_file(
             hf_txray.analyze(model, str(folder), tokenizer=tokenizer, show_progress=False)
         message, printed = str(err.value), capfd.readouterr().err
         assert "\n" not in message and "schema metadata" not in message + printed, message
-        assert "Failed to read file" not in printed, printed
+        assert "Failed to" not in printed, printed
         return message
 
     assert refused(swapped).startswith(
@@ -1140,6 +1140,18 @@ def test_an_unreadable_local_dataset_folder_is_said_in_one_line_naming_its_file(
                               "(cause: CastError: there are 2 new columns (")  # x and y, a set in either order
     assert message.endswith("and 1 missing columns ({'text'})). Fix or remove that file: every data file of a folder "
                             "must be readable by its extension's reader and hold the same columns.")
+    # helper 162: CSV files of other columns (datasets' DatasetGenerationCastError, no cause below it) and a broken
+    # JSON Lines file (datasets logs "Failed to load JSON from file") named no file
+    (tmp_path / "csv_cols").mkdir()
+    (tmp_path / "csv_cols" / "a.csv").write_text("text\n" + "\n".join(f"text {i}" for i in range(10)) + "\n")
+    (tmp_path / "csv_cols" / "b.csv").write_text("sentence,label\n" + "\n".join(f"s {i},1" for i in range(10)) + "\n")
+    message = refused(tmp_path / "csv_cols")
+    assert f"{str(tmp_path / 'csv_cols')!r} as a dataset folder, its file 'b.csv' (cause: " in message
+    assert "there are 2 new columns (" in message and "Fix or remove that file" in message
+    (tmp_path / "json_broken").mkdir()
+    (tmp_path / "json_broken" / "a.jsonl").write_text('{"text": "fine"}\n' * 10)
+    (tmp_path / "json_broken" / "b.jsonl").write_text('{"text": "ok"}\n{"text": broken\n')
+    assert ", its file 'b.jsonl' (cause: ArrowInvalid: JSON parse error" in refused(tmp_path / "json_broken")
     assert refused(tmp_path / "other") == (
         f"Could not read the local folder {str(tmp_path / 'other')!r} as a dataset: it holds no data file of a format "
         "datasets reads (.txt, .csv, .tsv, .json, .jsonl, .parquet, .arrow). Give a folder of such files, one "
@@ -1287,3 +1299,21 @@ def test_analyze_leaves_the_callers_random_streams_as_they_were(tmp_path):
 
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     assert loaded and draws == [random.random(), float(np.random.rand()), float(torch.rand(1))]
+
+
+def test_ctrl_c_while_torch_imports_ends_with_one_line(monkeypatch, capsys):
+    """Helper 162: Ctrl-C while a command imported torch left half a torch module, and the CLI's exit path
+    (closing a process group, hf_txray.distributed) imported it again: a second traceback (AttributeError) and
+    exit 1. No process group can exist then: one line and exit 130."""
+    import sys
+
+    from hf_txray import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_show", interrupted)
+    monkeypatch.setitem(sys.modules, "hf_txray.distributed", None)  # its import fails, as with half a torch
+    assert cli.main(["show", "."]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err, err

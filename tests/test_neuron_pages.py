@@ -295,8 +295,14 @@ def test_cli_show_neuron_of_a_report_folder_prints_the_neuron_s_row(tmp_path, ca
     shown = capsys.readouterr().out
     assert f"Layer 4, neuron {lost['neuron']} in report {report.name}: lost (credited only in A)" in shown
     assert "  token: Hellinger -, p -, changed -" in shown and f"--neuron 4:{lost['neuron']})" in shown
+    # helper 162: every report of the folder is checked before any is printed, and the error names the report
+    (tmp_path / "r" / "b").mkdir()
+    report.save_pretrained(tmp_path / "r" / "b" / "again")
     assert cli_main(["show", str(tmp_path / "r"), "--neuron", "2:0"]) == 2
-    assert "Layer 2 is not in this report; its layers: [1, 4]" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == "" and f"Layer 2 is not in the report '{tmp_path / 'r'}'; its layers: [1, 4]" in err, (out, err)
+    assert cli_main(["show", str(tmp_path / "r"), "--neuron", "4:0"]) == 0
+    assert capsys.readouterr().out.count(f"Layer 4, neuron 0 in report {report.name}") == 2
     assert cli_main(["show", str(tmp_path / "r"), "--neuron", "4:6"]) == 2
     assert "Neuron 6 is out of range: layers have 6 neurons (0 to 5)." in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
