@@ -58,13 +58,15 @@ def file_named_by(err: BaseException) -> str | None:
 
 
 class FailedFiles(logging.Filter):
-    """Keeps datasets' "Failed to read file '...' with error ..." records (JSON: "Failed to load JSON from file") off the screen while a local dataset is
+    """Keeps datasets' "Failed to read file '...' with error ..." records (and its other "Failed to ... '<file>'") off the screen while a local dataset is
     read, remembering the last file they named: they print the reader's whole error (a pyarrow schema, a line a
     field) before hf_txray's own error, which names that file in one line instead."""
 
     # the loggers that say so
     LOGGERS = tuple(f"datasets.packaged_modules.{m}.{m}" for m in ("arrow", "parquet", "csv", "json", "cache"))
-    _NAMED = re.compile(r"Failed to (?:read|load JSON from) file '(.+?)' with error")
+    # "Failed to read file 'f'", "... load JSON from file 'f'", "... read schema from 'f'" (parquet), "... convert
+    # pandas DataFrame to Arrow Table from file 'f'": the first quoted name
+    _NAMED = re.compile(r"Failed to [^']*'(.+?)'")
 
     def __init__(self) -> None:
         super().__init__()

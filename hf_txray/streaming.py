@@ -226,11 +226,14 @@ class StreamingSource:
     def _unreadable(self, position: int, err: Exception, file: str | None) -> DatasetError:
         cause = root_cause(err)
         at = f", in its file {file!r}" if file else ""
+        fix = ("Fix or remove that file (every data file of a folder must be readable by its extension's reader and "
+               "hold the same columns)") if file else ("Fix the source at fault (a data file the stream reads: it "
+                                                      "must be readable by its extension's reader and hold the same "
+                                                      "columns as the others; a generator: its own error)")
         return DatasetError(
             f"The stream failed after row {self._describe(position - 1) if position else '(none)'}{at} "
-            f"(cause: {type(cause).__name__}: {short_cause(cause)}); the run stopped there (a checkpoint, if any, holds the rows up to its last save). "
-            "Fix or remove the file at fault (every data file of a folder must be readable by its extension's reader "
-            "and hold the same columns), or stop before it with num_samples (CLI: --num-samples).")
+            f"(cause: {type(cause).__name__}: {short_cause(cause)}); the run stopped there (a checkpoint, if any, "
+            f"holds the rows up to its last save). {fix}, or stop before it with num_samples (CLI: --num-samples).")
 
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         from .provenance import update_texts_digest

@@ -1152,6 +1152,11 @@ def test_an_unreadable_local_dataset_folder_is_said_in_one_line_naming_its_file(
     (tmp_path / "json_broken" / "a.jsonl").write_text('{"text": "fine"}\n' * 10)
     (tmp_path / "json_broken" / "b.jsonl").write_text('{"text": "ok"}\n{"text": broken\n')
     assert ", its file 'b.jsonl' (cause: ArrowInvalid: JSON parse error" in refused(tmp_path / "json_broken")
+    # helper 163: parquet logs "Failed to read schema from '<file>'", which was printed and not used
+    (tmp_path / "parquet").mkdir()
+    (tmp_path / "parquet" / "a.parquet").write_bytes(b"not a parquet file")
+    datasets.Dataset.from_dict({"text": ["fine"] * 4}).to_parquet(tmp_path / "parquet" / "b.parquet")
+    assert ", its file 'a.parquet' (cause: ArrowInvalid: " in refused(tmp_path / "parquet")
     assert refused(tmp_path / "other") == (
         f"Could not read the local folder {str(tmp_path / 'other')!r} as a dataset: it holds no data file of a format "
         "datasets reads (.txt, .csv, .tsv, .json, .jsonl, .parquet, .arrow). Give a folder of such files, one "

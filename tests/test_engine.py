@@ -125,7 +125,7 @@ def test_a_stream_whose_later_file_is_broken_names_the_row_and_the_file(tmp_path
     last = len(SAMPLE_TEXTS) - 1
     with caplog.at_level("ERROR"), pytest.raises(
             DatasetError, match=rf"The stream failed after row {last}, in its file '.*b\.jsonl' \(cause: "
-                                r"ArrowInvalid: JSON parse error.*\)\. Fix or remove the file at fault.*num_samples"):
+                                r"ArrowInvalid: JSON parse error.*\)\. Fix or remove that file.*num_samples"):
         analyze(texts=data, batch_size=1)
     assert not [r for r in caplog.records if "Failed to" in r.getMessage()]
 
@@ -133,7 +133,8 @@ def test_a_stream_whose_later_file_is_broken_names_the_row_and_the_file(tmp_path
         yield {"text": "fine"}
         raise OSError("the network share went away")
 
-    with pytest.raises(DatasetError, match=r"failed after row 0 \(cause: OSError: the network share went away\)"):
+    with pytest.raises(DatasetError, match=r"failed after row 0 \(cause: OSError: the network share went away\).*"
+                                           r"Fix the source at fault \(a data file .*; a generator: its own error\)"):
         analyze(texts=datasets.IterableDataset.from_generator(failing), batch_size=1)
 
 
