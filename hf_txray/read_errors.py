@@ -58,9 +58,10 @@ def file_named_by(err: BaseException) -> str | None:
 
 
 class FailedFiles(logging.Filter):
-    """Keeps datasets' "Failed to read file '...' with error ..." records (and its other "Failed to ... '<file>'") off the screen while a local dataset is
-    read, remembering the last file they named: they print the reader's whole error (a pyarrow schema, a line a
-    field) before hf_txray's own error, which names that file in one line instead."""
+    """Keeps datasets' "Failed to read file '...' with error ..." records (and its other "Failed to ... '<file>'")
+    off the screen while a local dataset is read, remembering the last file they named: they print the reader's
+    whole error (a pyarrow schema, a line a field) before hf_txray's own error, which names that file in one line
+    instead."""
 
     # the loggers that say so
     LOGGERS = tuple(f"datasets.packaged_modules.{m}.{m}" for m in ("arrow", "parquet", "csv", "json", "cache"))

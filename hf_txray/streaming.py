@@ -260,11 +260,13 @@ class StreamingSource:
             raise DatasetError(
                 f"Row {self._describe(position)} has the columns {sorted(row)}, and the first row "
                 f"{sorted(self._chosen_from)}: the text column {self.text_column!r} was chosen from the first row "
-                "alone, as the stream declares no columns. Pass text_column=... (CLI: --text-column) to name it.")
+                "alone, as the stream declares no columns. Pass text_column=... (CLI: --text-column) to name it; if "
+                "the stream reads several data files, a file of other columns may begin at that row: fix or remove it.")
         if self.text_column not in row:
             raise DatasetError(
                 f"Text column {self.text_column!r} not found in row {self._describe(position)}; its columns are: "
-                f"{list(row)}. Pass text_column=... (CLI: --text-column) naming the column that holds the texts."
+                f"{list(row)}. Pass text_column=... (CLI: --text-column) naming the column that holds the texts; if "
+                "the stream reads several data files, a file of other columns may begin at that row: fix or remove it."
             )
         text = row[self.text_column]
         if text is None:
