@@ -9,7 +9,8 @@
   must be identical. Near-ties (top-2 gap below 1e-4 relative, found on CPU with a separate hook) are counted,
   and the check passes when the credits that differ are at most twice the near-ties (each swap moves one credit
   from one neuron to another).
-* Where the time goes: a cProfile of one `analyze` of the GPT-2-size model on CUDA (top functions by own time).
+* Where the time goes: a cProfile of one `analyze` of every model on CUDA (top functions by own time), and the
+  device's busy time (torch.profiler) in a plain forward and in `analyze` over every fifth text.
 
 A GPU machine may lack the packages that hold the models and corpora (nothing can be downloaded there):
 ``--make-bundle DIR`` writes, on a machine that has them, MiniLM (weights in fp16, upcast to fp32 there), SmolLM2's
@@ -214,6 +215,39 @@ def where_time_goes(name, model, tokenizer, corpus, out: Path | None) -> str:
     return text.getvalue()
 
 
+def kernel_time(name, model, tokenizer, corpus, out: Path | None) -> dict:
+    """Device busy time (torch.profiler: the kernels' own time, summed) of a plain forward and of one `analyze`
+    over every fifth text, beside their wall time: a busy share near 1 means the device bounds analyze (its
+    kernels cost the time), a low one that the device waits on the host. The top kernels of analyze are appended
+    to gpu_kernels.txt."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = model.to(DEVICE).eval()
+    max_length, sample = context_length(model), corpus[::5]
+    prepared = batches(tokenizer, sample, max_length)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    with profile(activities=activities) as plain_profile:
+        plain_s, _ = plain(model, prepared)
+    with profile(activities=activities) as analyze_profile:
+        analyze_s, _, _, _ = profiled(model, tokenizer, sample, DEVICE, max_length)
+    averages = analyze_profile.key_averages()
+    if out is not None:
+        table = averages.table(sort_by="self_device_time_total" if DEVICE == "cuda" else "self_cpu_time_total",
+                               row_limit=25, max_name_column_width=70)
+        with open(out / "gpu_kernels.txt", "a") as file:
+            file.write(f"## {name}: analyze over every fifth text\n{table}\n")
+    return {"model": name, "plain_wall_s": plain_s, "plain_busy_s": _busy_seconds(plain_profile.key_averages()),
+            "analyze_wall_s": analyze_s, "analyze_busy_s": _busy_seconds(averages)}
+
+
+def _busy_seconds(averages) -> float:
+    """The kernels' own device time, summed as torch's profiler table sums it."""
+    from torch.autograd import DeviceType
+
+    return sum(e.self_device_time_total for e in averages
+               if e.device_type == DeviceType.CUDA and not e.is_user_annotation) / 1e6
+
+
 def near_ties(model, tokenizer, corpus, max_length, rel: float = 1e-4) -> int:
     """(position, layer) pairs whose two best activations are within `rel` of each other, on CPU."""
     from hf_txray.sites import find_sites
@@ -268,6 +302,13 @@ def report(result: dict) -> str:
               "| passed |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {c['model']} | {c['positions']} | {c['credits_differing']} | {c['near_ties']} | "
               f"{c['mass_rel_diff']:.1e} | {c['passed']} |" for c in checks]
+    if result.get("kernels"):
+        lines += ["", "Device busy time (torch.profiler, kernels' own time summed) over every fifth text:", "",
+                  "| model | plain forward wall s | busy s | analyze wall s | busy s | analyze busy / plain busy |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {k['model']} | {k['plain_wall_s']:.2f} | {k['plain_busy_s']:.2f} | {k['analyze_wall_s']:.2f} | "
+                  f"{k['analyze_busy_s']:.2f} | {k['analyze_busy_s'] / max(k['plain_busy_s'], 1e-9):.2f} |"
+                  for k in result["kernels"]]
     lines += [f"\nErrors: {e}" for e in result.get("errors", [])]
     return "\n".join(lines)
 
@@ -285,7 +326,7 @@ def run_all(args, out: Path | None) -> dict:
     corpus = texts(args.sentences)
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (--dry-run)"
     result = {"device": name, "torch": torch.__version__, "cpus": os.cpu_count(),
-              "sentences": args.sentences, "runs": [], "checks": [], "errors": [],
+              "sentences": args.sentences, "runs": [], "checks": [], "kernels": [], "errors": [],
               "workers": resolve_num_workers(WORKERS, DEVICE),
               "weights": ("MiniLM weights stored in fp16 and upcast; SmolLM2-135M's shape with random weights; "
                           "GPT-2-size random." if BUNDLE is not None else "Real MiniLM and SmolLM2 weights; GPT-2-size random.")}
@@ -304,6 +345,13 @@ def run_all(args, out: Path | None) -> dict:
             print(json.dumps(result["runs"][-1]), flush=True)
             save()
             print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)  # every model: where it waits
+            try:  # a profiler failure keeps the exactness check below
+                result["kernels"].append(kernel_time(name, model, tokenizer, corpus, out))
+                print(json.dumps(result["kernels"][-1]), flush=True)
+            except Exception:
+                result["errors"].append(f"{name} (device busy time): {traceback.format_exc(limit=6)}")
+                print(result["errors"][-1], flush=True)
+            save()
             if not name.startswith("near-free"):
                 result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
                 print(json.dumps(result["checks"][-1]), flush=True)
