@@ -104,6 +104,10 @@ def _init(encoder: BatchEncoder, read: Reader | None, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # One intra-op thread, as PyTorch's DataLoader workers: a fork copies the parent's OpenMP thread pool state but
+    # not its threads, and the first parallel torch op of the child (a decoder batch's position select, past
+    # 32768 elements) then waited for ever at the pool's barrier (a hang on the GPU check's GPT-2-size model).
+    torch.set_num_threads(1)
     global _ENCODER, _READ
     _ENCODER, _READ = encoder, read
     release_free_heap()

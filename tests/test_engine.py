@@ -590,6 +590,19 @@ def test_workers_and_token_budget_give_the_same_profile():
     assert 1 - pooled.meta.num_input_tokens / pooled.meta.num_padded_tokens < 0.5
 
 
+@pytest.mark.timeout(120)  # the bug hangs; the test takes ~10 s
+def test_workers_run_large_decoder_batches_after_the_parent_used_its_thread_pool():
+    """A forked worker inherits the parent's OpenMP state without its threads: its first parallel torch op (a
+    decoder batch's position select, past 32768 elements) waited for ever at the pool's barrier, unless the worker
+    runs one intra-op thread (the GPU check hung so on its GPT-2-size model)."""
+    torch.ones(1 << 20).mul_(2)  # the parent's thread pool is started, as any forward starts it
+    texts = [" ".join(["the quick brown fox jumps over the lazy dog"] * 40)] * 40  # windows of 128: ~37k positions
+    options = dict(kind="gpt2", texts=texts, batch_size=1024, max_tokens_per_batch=1 << 16)
+    pooled = analyze(num_workers=1, **options)
+    assert pooled.meta.num_positions > 32768
+    assert_same_profile(pooled, analyze(num_workers=0, **options))
+
+
 def test_pad_to_multiple_of_sets_the_batch_widths():
     from hf_txray.batching import BatchEncoder, EncodeOptions
 
