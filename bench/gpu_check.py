@@ -12,6 +12,9 @@
 * Where the time goes: a cProfile of one `analyze` of every model on CUDA (top functions by own time), and the
   device's busy time (torch.profiler) in a plain forward and in `analyze` over every fifth text.
 
+Each model's whole check has a time limit (`MODEL_LIMIT_S`): past it, every thread's stack is printed and the check
+goes on to the next model, so a hang costs one model, not the run.
+
 A GPU machine may lack the packages that hold the models and corpora (nothing can be downloaded there):
 ``--make-bundle DIR`` writes, on a machine that has them, MiniLM (weights in fp16, upcast to fp32 there), SmolLM2's
 config and tokenizer (random weights of its shape there: throughput does not depend on the weights' values) and the
@@ -21,12 +24,15 @@ short keeps what it measured; ``--from-json FILE`` writes RESULTS.md from such a
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
+import faulthandler
 import gzip
 import importlib.util
 import io
 import json
 import pstats
+import signal
 import sys
 import time
 import traceback
@@ -41,6 +47,38 @@ WORKERS = None  # analyze's default on an accelerator: what a user gets (min(8, 
 TITLE = "GPU check (`gpu_check.sh`)"
 BUNDLE: Path | None = None
 DEVICE = "cuda"  # "cpu" with --dry-run: the whole script on a few texts, to find breakage before a GPU is lent
+
+
+# Seconds each model's whole check may take on the GPU (about twice run 2's): a model past it has every thread's
+# stack printed and is stopped, and the check goes on to the next model (run 3 lost its last three models, and
+# its whole time, to a hang in the second).
+MODEL_LIMIT_S = {"all-MiniLM-L6-v2": 90, "GPT-2-size (random)": 130, "SmolLM2-135M": 180,
+                 "near-free 12 x 32 (random)": 60}
+
+
+class ModelTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def watchdog(seconds: int | None):
+    """Stop the block after `seconds` (SIGALRM), printing every thread's stack just before; no limit when None."""
+    if seconds is None:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise ModelTimeout(f"stopped after {seconds} s (every thread's stack is printed above)")
+
+    faulthandler.dump_traceback_later(max(1, seconds - 1))
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()
 
 
 def sync() -> None:
@@ -318,6 +356,26 @@ def _buckets_cell(run: dict) -> str:
     return f"{run['buckets']} ({run['largest_bucket_batches']})" if "buckets" in run else "-"
 
 
+def check_model(name, build, corpus, result: dict, out: Path | None, save) -> None:
+    """One model's throughput, cProfile, device busy time and (all but the near-free model) exactness, into
+    `result` as they come."""
+    model, tokenizer = build()
+    result["runs"].append(throughput(name, model, tokenizer, corpus))
+    print(json.dumps(result["runs"][-1]), flush=True)
+    save()
+    print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)  # every model: where it waits
+    try:  # a profiler failure keeps the exactness check below
+        result["kernels"].append(kernel_time(name, model, tokenizer, corpus, out))
+        print(json.dumps(result["kernels"][-1]), flush=True)
+    except Exception:
+        result["errors"].append(f"{name} (device busy time): {traceback.format_exc(limit=6)}")
+        print(result["errors"][-1], flush=True)
+    save()
+    if not name.startswith("near-free"):
+        result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
+        print(json.dumps(result["checks"][-1]), flush=True)
+
+
 def run_all(args, out: Path | None) -> dict:
     import os
 
@@ -338,28 +396,17 @@ def run_all(args, out: Path | None) -> dict:
 
     models = (("all-MiniLM-L6-v2", minilm), ("GPT-2-size (random)", gpt2_size), ("SmolLM2-135M", smollm2),
               ("near-free 12 x 32 (random)", near_free))
+    started = time.perf_counter()
     for name, build in models:
+        print(f"[{time.perf_counter() - started:.0f} s] {name}", flush=True)
+        limit = MODEL_LIMIT_S[name] if DEVICE == "cuda" else None  # the dry run's CPU is far slower
         try:
-            model, tokenizer = build()
-            result["runs"].append(throughput(name, model, tokenizer, corpus))
-            print(json.dumps(result["runs"][-1]), flush=True)
-            save()
-            print(where_time_goes(name, model, tokenizer, corpus, out), flush=True)  # every model: where it waits
-            try:  # a profiler failure keeps the exactness check below
-                result["kernels"].append(kernel_time(name, model, tokenizer, corpus, out))
-                print(json.dumps(result["kernels"][-1]), flush=True)
-            except Exception:
-                result["errors"].append(f"{name} (device busy time): {traceback.format_exc(limit=6)}")
-                print(result["errors"][-1], flush=True)
-            save()
-            if not name.startswith("near-free"):
-                result["checks"].append(exactness(name, model, tokenizer, corpus[:300]))
-                print(json.dumps(result["checks"][-1]), flush=True)
-        except Exception:  # keep what the other models measure
+            with watchdog(limit):
+                check_model(name, build, corpus, result, out, save)
+        except Exception:  # keep what the other models measure (a ModelTimeout too)
             result["errors"].append(f"{name}: {traceback.format_exc(limit=6)}")
             print(result["errors"][-1], flush=True)
         save()
-        model = None
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
     return result
