@@ -589,11 +589,17 @@ class ProfileBuilder:
         # Plain Python ints (tolist) and slices with bounds computed by numpy: these loops run rows x capacity times
         # (92k for MiniLM).
         start, end = entries["char_start"], entries["char_end"]
-        of_entry = [texts[e] for e in entries["example_id"].tolist()]
+        example_ids = entries["example_id"].tolist()
+        of_entry = [texts[e] for e in example_ids]
         bounds = (np.maximum(start - CONTEXT_CHARS, 0).tolist(), start.tolist(), end.tolist(),
                   (end + CONTEXT_CHARS).tolist())
-        bounds = ([grapheme_cut(text, a, False) for text, a in zip(of_entry, bounds[0])], *bounds[1:3],
-                  [grapheme_cut(text, b, True) for text, b in zip(of_entry, bounds[3])])
+        # An ASCII text has no grapheme cluster to cut through: its cuts stay as they are, with no call per entry
+        # (about half of the end of a GPU run's top examples, 0.2 s for MiniLM).
+        plain = {e: text.isascii() for e, text in texts.items()}
+        clustered = [not plain[e] for e in example_ids]
+        bounds = ([grapheme_cut(text, a, False) if c else a for c, text, a in zip(clustered, of_entry, bounds[0])],
+                  *bounds[1:3],
+                  [grapheme_cut(text, b, True) if c else b for c, text, b in zip(clustered, of_entry, bounds[3])])
         frame["token"] = [text[s:t] for text, s, t in zip(of_entry, bounds[1], bounds[2])]
         frame["left"] = [text[a:s] for text, a, s in zip(of_entry, bounds[0], bounds[1])]
         frame["right"] = [text[t:b] for text, t, b in zip(of_entry, bounds[2], bounds[3])]
