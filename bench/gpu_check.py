@@ -9,7 +9,8 @@
   must be identical. Near-ties (top-2 gap below 1e-4 relative, found on CPU with a separate hook) are counted,
   and the check passes when the credits that differ are at most twice the near-ties (each swap moves one credit
   from one neuron to another).
-* Where the time goes: a cProfile of one `analyze` of every model on CUDA (top functions by own time), and the
+* Where the time goes: a cProfile of one `analyze` of every model on CUDA (top functions by own time; from Python
+  3.12 it counts every thread of the process, the flush thread and the pool's manager thread too), and the
   device's busy time (torch.profiler) in a plain forward and in `analyze` over every fifth text.
 
 Each model's whole check has a time limit (`MODEL_LIMIT_S`): past it, every thread's stack is printed and the check
