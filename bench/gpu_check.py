@@ -394,6 +394,10 @@ def _buckets_cell(run: dict) -> str:
     return f"{run['buckets']} ({run['largest_bucket_batches']})" if "buckets" in run else "-"
 
 
+MODELS = {"all-MiniLM-L6-v2": minilm, "GPT-2-size (random)": gpt2_size, "SmolLM2-135M": smollm2,
+          "near-free 12 x 32 (random)": near_free}
+
+
 def check_model(name, build, corpus, result: dict, out: Path | None, save) -> None:
     """One model's throughput, cProfile, device busy time and (all but the near-free model) exactness, into
     `result` as they come."""
@@ -432,8 +436,8 @@ def run_all(args, out: Path | None) -> dict:
             (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
             (out / "gpu_check.md").write_text(report(result))
 
-    models = (("all-MiniLM-L6-v2", minilm), ("GPT-2-size (random)", gpt2_size), ("SmolLM2-135M", smollm2),
-              ("near-free 12 x 32 (random)", near_free))
+    models = [(name, build) for name, build in MODELS.items()
+              if not args.models or any(key in name.lower() for key in args.models)]
     started = time.perf_counter()
     for name, build in models:
         print(f"[{time.perf_counter() - started:.0f} s] {name}", flush=True)
@@ -457,6 +461,9 @@ def main() -> None:
     parser = bench_parser(sentences=8000, note=True)
     parser.add_argument("--bundle", type=Path, help="Read models and texts from this folder (see --make-bundle).")
     parser.add_argument("--make-bundle", type=Path, help="Write the models and texts a GPU machine needs, and stop.")
+    parser.add_argument("--models", nargs="+", type=str.lower, metavar="NAME",
+                        help="Check only the models whose names contain one of these (minilm, gpt-2, smollm2, "
+                             "near-free): a session with little device time left runs what the last run missed.")
     parser.add_argument("--out", type=Path, help="Write gpu_check.json/.md (and the cProfile) here as they come.")
     parser.add_argument("--from-json", type=Path, help="Publish the report of an earlier run's gpu_check.json.")
     parser.add_argument("--dry-run", action="store_true", help="Run every step on the CPU (use a few --sentences, "
