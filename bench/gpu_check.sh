@@ -8,6 +8,15 @@
 # Run 3 (2026-12-04) ran on a machine whose python3 had torch 2.11, transformers 5.17, pyarrow 25 but no `datasets`:
 # it carried the wheels of datasets 5.2.0, dill 0.4.1, multiprocess 0.70.19 (py312) and fsspec 2026.9.0, installed
 # with `pip install --no-index --no-deps --target DIR` and DIR on PYTHONPATH, and the bundle (about 50 MB).
+# Its preparation here (paths ignored through .git/info/exclude: /.gpu/ and /.whl/, then carried):
+#   python bench/gpu_check.py --make-bundle .gpu/bundle
+#   pip download --no-deps -d .whl datasets==5.2.0 dill==0.4.1 fsspec==2026.9.0
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 -d .whl multiprocess==0.70.19
+#   python bench/gpu_check.py --dry-run --no-write --bundle .gpu/bundle --sentences 8   # about 12 min on 2 cores
+# and on the GPU machine: pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl;
+#   PYTHONPATH=/tmp/site PYTHON=python3 bash bench/gpu_check.sh --no-write --bundle .gpu/bundle --out $OUT
+# then here: python bench/gpu_check.py --from-json <the returned gpu_check.json> (writes RESULTS.md).
 #   usage: bash bench/gpu_check.sh [--no-write] [--sentences N] [--bundle DIR] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
