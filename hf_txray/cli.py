@@ -54,6 +54,10 @@ def _add_license(p) -> None:
     p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
 
 
+def _add_pretty_name(p, applies: str = "") -> None:
+    p.add_argument("--pretty-name", help=f"The dataset card's title (default: derived from the model{applies}).")
+
+
 # --max-length of the commands that run the model: they truncate (no windows), to the model's limit by default
 # (hf_txray.lengths.resolve_max_length, as analyze)
 TRUNCATE_TO_LIMIT = ("Truncate texts to this many tokens; above the model's limit: an error before any work (default: "
@@ -427,6 +431,7 @@ def _add_push(sub) -> None:
     p.add_argument("--private", action="store_true", help="Create the repo private.")
     _add_token(p)
     _add_license(p)
+    _add_pretty_name(p, "; for saved profiles and reports: an export folder's card is pushed as it is")
     p.add_argument("--commit-message", help="The commit message (default: 'Upload TX-Ray results' with the "
                                             "hf_txray version, and the number of profiles and reports when DIR "
                                             "holds saved ones rather than an export folder).")
@@ -450,7 +455,7 @@ def _cmd_push(args) -> int:
 
     repo_id, folder = _push_arguments(args.repo_id, args.dir)
     info = push_from_disk(folder, repo_id, private=args.private, token=args.token, license=args.license,
-                          commit_message=args.commit_message, revision=args.revision)
+                          pretty_name=args.pretty_name, commit_message=args.commit_message, revision=args.revision)
     print(f"pushed to {info.commit_url}")
     return 0
 
@@ -465,7 +470,7 @@ def _add_export(sub) -> None:
     p.add_argument("--out", required=True, help="The results folder to write (new, empty, or a previous export).")
     p.add_argument("--repo-id", help="The Hub repo the card's loading examples name.")
     _add_license(p)
-    p.add_argument("--pretty-name", help="The card's title (default: derived from the model).")
+    _add_pretty_name(p)
     p.add_argument("--no-plots", action="store_true", help="Skip drawing the figures into OUT/plots/.")
     p.set_defaults(handler=_cmd_export)
 

@@ -414,9 +414,12 @@ def test_cli_analyze_push_and_push_of_saved_results(results, hub, tmp_path, caps
     a.save_pretrained(tmp_path / "saved" / "profiles" / a.stage)
     b.save_pretrained(tmp_path / "saved" / "profiles" / b.stage)
     report.save_pretrained(tmp_path / "saved" / "reports" / "pretrained__finetuned")
-    assert cli_main(["push", str(tmp_path / "saved"), f"{hub.username}/demo", "--private", "--license", "mit"]) == 0
+    assert cli_main(["push", str(tmp_path / "saved"), f"{hub.username}/demo", "--private", "--license", "mit",
+                     "--pretty-name", "MiniLM across stages"]) == 0
     assert_same_results(hf_txray.load(f"{hub.username}/demo"), [a, b], [report])
     assert hub.api.dataset_info(f"{hub.username}/demo").private is True
+    card = DatasetCard.load(hub.api.hf_hub_download(f"{hub.username}/demo", "README.md", repo_type="dataset"))
+    assert (card.data.pretty_name, card.data.license) == ("MiniLM across stages", "mit")
     assert "pushed to" in capsys.readouterr().out
     # a results repo is not one profile: the error points to hf_txray.load with the repo id (not the cache path)
     with pytest.raises(ProfileFormatError, match=rf"'{hub.username}/demo' is a results folder.*hf_txray.load\(...\) given the same repo id"):
