@@ -472,12 +472,28 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
 
 
 def near_paths_hint(path: Path) -> str:
-    """`` Did you mean '...'?`` naming up to three entries of `path`'s folder whose names are close to its own (a
-    typo), or an empty string."""
+    """`` Did you mean '...'?`` naming up to three paths close to `path` (a typo), or an empty string.
+
+    The first component of `path` that does not exist is matched against the entries of the folder above it, case
+    first (``Data`` for ``data``: a case-only slip, which a plain similarity ratio misses on short names), then
+    by similarity of the case-folded names; the rest of `path` is kept after the match."""
     import difflib
 
-    parent = path.parent
-    if not parent.is_dir():
+    missing = path
+    while not missing.parent.is_dir():
+        if missing.parent == missing:
+            return ""
+        missing = missing.parent
+    parent, rest = missing.parent, path.relative_to(missing)
+    try:
+        names = [p.name for p in parent.iterdir()]
+    except OSError:  # unreadable folder
         return ""
-    near = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir()], n=3)
-    return f" Did you mean {', '.join(repr(str(parent / n)) for n in near)}?" if near else ""
+    by_case = {}
+    for name in names:
+        by_case.setdefault(name.casefold(), []).append(name)
+    same = [n for n in by_case.get(missing.name.casefold(), []) if n != missing.name]
+    near = same or [n for close in difflib.get_close_matches(missing.name.casefold(), list(by_case), n=3)
+                    for n in by_case[close]][:3]
+    paths = [parent / n / rest if rest.parts else parent / n for n in near]
+    return f" Did you mean {', '.join(repr(str(p)) for p in paths)}?" if paths else ""

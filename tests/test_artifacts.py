@@ -272,6 +272,11 @@ def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_pa
     (tmp_path / "saved").mkdir()
     with pytest.raises(ArtifactNotFoundError, match=f"No folder .*savd: Did you mean '{tmp_path}/saved'"):
         cls.from_pretrained(tmp_path / "savd")  # a typo: the close names of its folder
+    (tmp_path / "Results").mkdir()
+    with pytest.raises(ArtifactNotFoundError, match=f"Did you mean '{tmp_path}/Results'"):
+        cls.from_pretrained(tmp_path / "results")  # a case-only slip, which a similarity ratio alone missed
+    with pytest.raises(ArtifactNotFoundError, match=f"Did you mean '{tmp_path}/Results/run1'"):
+        cls.from_pretrained(tmp_path / "Resluts" / "run1")  # a typo in a folder above: the rest of the path kept
     (tmp_path / "empty").mkdir()
     with pytest.raises(ProfileFormatError, match=f"not a saved hf_txray {kind.replace('_', ' ')}"):
         cls.from_pretrained(tmp_path / "empty")
