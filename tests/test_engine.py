@@ -1022,6 +1022,29 @@ def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_pat
         next(iter(stream))
 
 
+def test_the_tag_cache_follows_the_texts_not_the_fingerprint(tmp_path):
+    """Helper 165: a `map` whose output depends on a file outside its function keeps the dataset's fingerprint
+    while the texts change; the tag cache, keyed by the fingerprint, served the earlier dataset's texts (tokens,
+    counts and tags all wrong). Keyed by the texts' hash and holding the tags alone, it tags the new texts, and
+    the dataset's other columns are its own."""
+    source = tmp_path / "source.txt"
+    base = datasets.Dataset.from_dict({"n": list(range(4))})
+
+    def load(row):
+        return {"text": source.read_text().split("\n")[row["n"]]}
+
+    source.write_text("I run fast .\nThe dog barks .\nA cat sleeps .\nWe sing .")
+    first = base.map(load)
+    options = dict(features=("token", "word", "pos"), max_examples_per_neuron=CAPACITY)
+    assert_same_profile(analyze(texts=first, **options), analyze(texts=list(first["text"]), **options))
+    source.write_text("She quickly left the room .\nBig red cars honk loudly .\nRain fell all night .\nNo .")
+    second = base.map(load)
+    assert second._fingerprint == first._fingerprint and second["text"] != first["text"]
+    profile = analyze(texts=second, **options)
+    assert_same_profile(profile, analyze(texts=list(second["text"]), **options))
+    assert "quickly" in profile.tables["word"].vocab and "barks" not in profile.tables["word"].vocab
+
+
 @pytest.mark.parametrize("skip, long_texts", [(0, "window"), (2, "truncate")])
 def test_max_positions_tags_only_the_texts_it_reads(monkeypatch, skip, long_texts):
     """spaCy tags the in-memory corpus before the run: under max_positions only the leading texts the run reads

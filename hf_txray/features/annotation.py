@@ -151,10 +151,14 @@ def cache_dir() -> Path:
 
 
 def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None):
-    """Add word spans and tags to `dataset`, cached on disk by the dataset's fingerprint and the annotator.
+    """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
-    A second call on the same corpus with the same annotator reads the cache instead of tagging again. The tagging
-    bar follows hf_txray's progress switch (:mod:`hf_txray.logging`); `show_progress` sets it for this call.
+    A second call on the same texts with the same annotator reads the cache instead of tagging again. The cache
+    holds the annotation columns alone, keyed by the texts' content (:func:`hf_txray.provenance.texts_hash`), and
+    they are joined to `dataset` as it is: two datasets with the same fingerprint but other texts (a ``map`` that
+    reads a file or a table outside its function keeps the fingerprint) get their own tags, and the other columns
+    are always the live ones. The tagging bar follows hf_txray's progress switch (:mod:`hf_txray.logging`);
+    `show_progress` sets it for this call.
     """
     from ..logging import datasets_progress_bars, progress_bars_for
 
@@ -163,16 +167,24 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
 
 
 def _annotate(dataset, annotator: WordAnnotator, text_column: str):
-    key = hashlib.sha256(f"{dataset._fingerprint}|{text_column}|{annotator.cache_key}".encode()).hexdigest()[:24]
+    import datasets
+
+    from ..provenance import texts_hash
+
+    texts = dataset.select_columns([text_column])
+    key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotator.cache_key}".encode()).hexdigest()[:24]
     folder = cache_dir() / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
-    return dataset.map(
+    annotations = texts.map(
         lambda batch, rows: annotator.annotate(batch[text_column], rows),
         with_indices=True,
         batched=True,
         batch_size=1024,
+        remove_columns=[text_column],
         cache_file_name=str(folder / f"{key}.arrow"),
         load_from_cache_file=True,
         new_fingerprint=key,
         desc="hf_txray: spaCy word/tag annotation",
     )
+    replaced = [c for c in annotations.column_names if c in dataset.column_names]
+    return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1)
