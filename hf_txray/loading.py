@@ -363,6 +363,30 @@ def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf
         ) from err
 
 
+def _as_stored(dataset: Any) -> Any:
+    """`dataset` (a ``datasets.Dataset``) read as stored, as the run reads it (column by column, in Arrow).
+
+    A format (``set_format``/``with_format``: numpy, torch, pandas, a subset of columns) only changes how rows are
+    returned, not the texts, so it is dropped: a text column hidden by ``columns=[...]`` is still read (helper 165: it
+    was found, then read through the format, a KeyError mid-run). A custom transform (``with_transform`` /
+    ``set_transform``) can change the texts themselves, and only when rows are read: the run would profile the
+    stored texts, not the transformed ones (helper 165: with no error), so it is refused.
+
+    Raises:
+        DatasetError: the dataset has a custom transform.
+    """
+    fmt = dataset.format
+    if fmt.get("type") == "custom":
+        raise DatasetError(
+            "This Dataset has a transform (with_transform / set_transform), which datasets applies only when rows are "
+            "read: hf_txray reads the stored columns (in Arrow, batch by batch), so it would profile the texts before "
+            "the transform. Make the transformed texts a real column with dataset.map(fn, batched=True) (the same "
+            "function), or drop the transform with dataset.reset_format() to profile the stored texts.")
+    if fmt.get("type") is None and fmt.get("columns") is None:
+        return dataset
+    return dataset.with_format(None)
+
+
 def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | None = None,
                 num_samples: int | None = None, allow_streams: bool = False,
                 streaming: bool = False) -> tuple[Any, str | None, str | None]:
@@ -419,6 +443,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
             + (" (a mapping: its iteration gives column names; wrap columns with datasets.Dataset.from_dict)."
                if isinstance(dataset, Mapping) else ".")
         )
+    dataset = _as_stored(dataset)
     column = _text_column(dataset, text_column)
     dataset_id = dataset_id or getattr(dataset.info, "dataset_name", None)
     if num_samples is not None:
