@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
+from .local_cache import load_local_dataset
 from .read_errors import FailedFiles, file_named_by, first_line, root_cause, short_cause
 from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
 
@@ -760,8 +761,8 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
                                f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
         _check_split_of_file(name, split)
         separator = "\t" if _extensions(path)[0] == ".tsv" else None
-        loaded = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming,
-                                       **reader_options(builder, separator))
+        loaded = load_local_dataset(builder, data_files=str(path), split="train", streaming=streaming,
+                                    **reader_options(builder, separator))
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
     if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
         saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -775,7 +776,9 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         one = _one_split_of_folder(path, split, streaming)
         if one is not None:
             return one
-    return datasets.load_dataset(str(path) if path.exists() else name, split=split, streaming=streaming)
+    if path.exists():
+        return load_local_dataset(str(path), split=split, streaming=streaming)
+    return datasets.load_dataset(name, split=split, streaming=streaming)
 
 
 def _check_extension_case(folder: Path) -> None:
@@ -830,8 +833,8 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     name, sliced = split_and_slice(split)
     chosen = pick_split(files, name)  # no such split, or several and none chosen, raise naming them
     name = name or next(iter(files))
-    loaded = datasets.load_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming,
-                                   **reader_options(builder.name, getattr(builder.config, "sep", None)))
+    loaded = load_local_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming,
+                                **reader_options(builder.name, getattr(builder.config, "sep", None)))
     return select_slice(loaded, split) if sliced else loaded
 
 

@@ -51,13 +51,15 @@ _CHUNK = 1 << 20
 def file_sha256(path: str | Path) -> str:
     """The sha256 (hex) of a file's bytes, read in 1 MiB chunks.
 
-    Remembered under the hf_txray cache by (absolute path, size, modification time in ns), as git does, so a
-    multi-GB model folder is read once, not at every ``analyze``.
+    Remembered under the hf_txray cache by (absolute path, size, modification and inode change times in ns,
+    inode), as git does, so a multi-GB model folder is read once, not at every ``analyze``. The change time moves
+    with every write and ``utime``, so a file rewritten with its old mtime (``cp -p``, ``rsync -t``) is read again.
     """
     from .features import cache_dir
 
     stat = Path(path).stat()
-    key = hashlib.sha1(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+    key = hashlib.sha1(f"{Path(path).resolve()}|{stamp}".encode()).hexdigest()
     memo = cache_dir() / "sha256" / key
     if memo.is_file():
         return memo.read_text().strip()

@@ -401,6 +401,39 @@ def test_a_split_of_a_single_dataset_is_refused_not_recorded(tmp_path):
     assert run(texts=str(tmp_path / "saved")).meta.num_examples == 3
 
 
+def test_a_local_file_rewritten_with_its_old_mtime_is_read_again(tmp_path, monkeypatch):
+    """Helper 165: datasets keys a local file's cache by path and mtime, so a file rewritten with its mtime kept
+    (cp -p, rsync -t, tar x) was profiled from the cache of its old texts, with no error, and its provenance hashed
+    the new file (a file's hash was remembered by size and mtime too). Its change time moves: read again, once."""
+    from hf_txray.reproduce import compare_numbers
+
+    modes: list = []
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: modes.append(k.get("download_mode")) or real(*a, **k))
+    old, new = ["alpha one", "alpha two", "alpha six"], ["gamma one", "gamma two", "gamma six"]  # the same sizes
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    files = {tmp_path / "corpus.jsonl": str(tmp_path / "corpus.jsonl"), folder / "train.csv": str(folder)}
+    for path, given in files.items():
+        write = (lambda texts: path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))) \
+            if path.suffix == ".jsonl" else (lambda texts: pd.DataFrame({"text": texts}).to_csv(path, index=False))
+        write(old)
+        first = run(texts=given)
+        assert compare_numbers(run(texts=old), first)[0]
+        stat = path.stat()
+        write(new)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+        modes.clear()
+        second = run(texts=given)
+        assert compare_numbers(run(texts=new), second)[0], path.name
+        assert "force_redownload" in modes
+        got, was = (p.meta.provenance["dataset"] for p in (second, first))
+        assert got["texts_hash"] != was["texts_hash"] and got["content_hash"] != was["content_hash"]
+        modes.clear()
+        assert compare_numbers(second, run(texts=given))[0] and "force_redownload" not in modes  # cached again
+
+
 def test_a_folder_of_split_files_with_other_columns_is_read_split_by_split(tmp_path):
     """train.csv with a label column, test.csv without (a common layout): each split is read from its own files
     (datasets' load_dataset of the folder needs every split to share columns and failed)."""
@@ -1026,6 +1059,20 @@ def test_a_formatted_dataset_is_profiled_as_the_plain_one(kind):
     got = run(texts=plain.with_format(kind), features=("token", "word"), num_workers=1)
     assert np.array_equal(got.neuron_count, expected.neuron_count)
     assert got.examples["token"].tolist() == expected.examples["token"].tolist()
+
+
+def test_a_formatted_dataset_is_read_as_stored_and_a_transform_is_refused():
+    """Helper 165: a format hiding the text column (`set_format(columns=...)`) was found, then read through the
+    format (a KeyError mid-run); a `with_transform` was ignored, the stored texts profiled with no error."""
+    stored = datasets.Dataset.from_dict({"text": TEXTS, "n": list(range(len(TEXTS)))})
+    expected = run(texts=TEXTS)
+    for fmt in (dict(columns=["n"]), dict(type="torch", columns=["n"]), dict(type="numpy"), dict(type="pandas")):
+        formatted = stored.with_format(**fmt)
+        for workers in (0, 1):
+            assert_same_credit(run(texts=formatted, num_workers=workers), expected)
+    upper = datasets.Dataset.from_dict({"raw": TEXTS}).with_transform(lambda b: {"text": [t.upper() for t in b["raw"]]})
+    with pytest.raises(DatasetError, match=r"has a transform \(with_transform / set_transform\).*dataset\.map"):
+        run(texts=upper)
 
 
 @pytest.mark.parametrize("streaming", [False, True])

@@ -1022,21 +1022,6 @@ def test_a_generator_is_profiled_whole_with_checkpoints_and_is_read_once(tmp_pat
         next(iter(stream))
 
 
-def test_a_formatted_dataset_is_read_as_stored_and_a_transform_is_refused():
-    """Helper 165: a format hiding the text column (`set_format(columns=...)`) was found, then read through the
-    format (a KeyError mid-run); a `with_transform` was ignored, the stored texts profiled with no error."""
-    stored = datasets.Dataset.from_dict({"text": TEXTS, "n": list(range(len(TEXTS)))})
-    expected = analyze(texts=TEXTS, max_examples_per_neuron=CAPACITY)
-    for fmt in (dict(columns=["n"]), dict(type="torch", columns=["n"]), dict(type="numpy"), dict(type="pandas")):
-        formatted = stored.with_format(**fmt)
-        for workers in (0, 1):
-            assert_same_profile(analyze(texts=formatted, max_examples_per_neuron=CAPACITY, num_workers=workers),
-                                expected)
-    upper = datasets.Dataset.from_dict({"raw": TEXTS}).with_transform(lambda b: {"text": [t.upper() for t in b["raw"]]})
-    with pytest.raises(DatasetError, match=r"has a transform \(with_transform / set_transform\).*dataset\.map"):
-        analyze(texts=upper)
-
-
 def test_the_tag_cache_follows_the_texts_not_the_fingerprint(tmp_path):
     """Helper 165: a `map` whose output depends on a file outside its function keeps the dataset's fingerprint
     while the texts change; the tag cache, keyed by the fingerprint, served the earlier dataset's texts (tokens,

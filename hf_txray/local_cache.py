@@ -1,0 +1,70 @@
+"""Local data files read through ``datasets``' Arrow cache, built again when a file changed under its old mtime.
+
+``datasets`` keys the cache of a local data file by its path and modification time. A file rewritten with its
+mtime kept (``cp -p``, ``rsync -t``, ``tar x``, ``os.utime``) is then served from the cache of its old content: the
+profile is of the old texts, with no error (helper 165). A file's inode change time (``st_ctime``) cannot be set by
+a user and moves with every write and every ``utime``, as git's index relies on: hf_txray records the data files'
+stamps (size, mtime, ctime, inode) beside each cache it loads, and a cache whose files' stamps differ from the
+record, or that it never recorded, is built again (``download_mode="force_redownload"``): once, then read as
+before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def load_local_dataset(path: str, *, split: str | None = None, streaming: bool = False, **config: Any) -> Any:
+    """``datasets.load_dataset(path, split=split, streaming=streaming, **config)`` for local data files, with a cache
+    built from other contents than the files hold now built again (see the module docstring). A stream reads the
+    files themselves, so it is opened as it is."""
+    import datasets
+
+    if streaming:
+        return datasets.load_dataset(path, split=split, streaming=True, **config)
+    builder = datasets.load_dataset_builder(path, **config)
+    stamps = _stamps(builder.config.data_files or {})
+    record = _record_path(builder.cache_dir)
+    stale = Path(builder.cache_dir).exists() and _read(record) != stamps
+    loaded = datasets.load_dataset(path, split=split, download_mode="force_redownload" if stale else None, **config)
+    _write(record, stamps)
+    return loaded
+
+
+def _stamps(data_files: Any) -> dict[str, list[int]]:
+    stamps = {}
+    for files in data_files.values():
+        for file in files:
+            try:
+                stat = os.stat(file)
+            except (OSError, ValueError):  # not a local path (fsspec URL): nothing to compare
+                continue
+            stamps[str(file)] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    return stamps
+
+
+def _record_path(builder_cache: str) -> Path:
+    from .features import cache_dir
+
+    return cache_dir() / "local_data" / (hashlib.sha1(str(builder_cache).encode()).hexdigest() + ".json")
+
+
+def _read(record: Path) -> Any:
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write(record: Path, stamps: dict[str, list[int]]) -> None:
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f"{record.stem}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stamps))
+        os.replace(tmp, record)
+    except OSError:  # a read-only cache: the next load builds again, as the first
+        pass
