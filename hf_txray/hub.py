@@ -43,7 +43,7 @@ class TXRayResults(NamedTuple):
 # ----- inputs (repo ids, tokens and the scrubbing of errors: hf_txray.hub_io) -------------------------------
 def default_local_dir(repo_id: str) -> Path:
     """Where :func:`push_to_hub` writes the folder it uploads (kept when the upload fails, for a retry)."""
-    from .features import cache_dir
+    from .cache import cache_dir
 
     return cache_dir() / "push" / repo_id.replace("/", "--")
 

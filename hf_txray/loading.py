@@ -1262,7 +1262,8 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     """Complete a :class:`~hf_txray.provenance.DatasetSource` with what was loaded: column, counts, texts hash."""
     import datasets
 
-    from .provenance import names_embedded, texts_hash
+    from .provenance import names_embedded
+    from .text_hashes import texts_hash
 
     source.text_column, source.num_samples = column, num_samples
     source.fingerprint = getattr(corpus, "_fingerprint", None)
@@ -1286,7 +1287,7 @@ def _embedded_prefix_hash(dataset_id: str, count: int) -> str | None:
     """The texts hash of the first `count` texts of the embedded corpus `dataset_id` (None when it has fewer): what
     :func:`hf_txray.reproduce` reloads for a profile of it, and checks."""
     from .corpora import embedded_corpus
-    from .provenance import texts_hash
+    from .text_hashes import texts_hash
 
     corpus = embedded_corpus(dataset_id)
     if corpus is None or count > len(corpus):

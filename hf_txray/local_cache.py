@@ -48,7 +48,7 @@ def _stamps(data_files: Any) -> dict[str, list[int]]:
 
 
 def _record_path(builder_cache: str) -> Path:
-    from .features import cache_dir
+    from .cache import cache_dir
 
     return cache_dir() / "local_data" / (hashlib.sha1(str(builder_cache).encode()).hexdigest() + ".json")
 

@@ -55,7 +55,7 @@ def file_sha256(path: str | Path) -> str:
     inode), as git does, so a multi-GB model folder is read once, not at every ``analyze``. The change time moves
     with every write and ``utime``, so a file rewritten with its old mtime (``cp -p``, ``rsync -t``) is read again.
     """
-    from .features import cache_dir
+    from .cache import cache_dir
 
     stat = Path(path).stat()
     stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
@@ -199,30 +199,6 @@ def data_path_files(path: str | Path) -> dict[str, str]:
         if item.is_file() and not any(part.startswith(".") for part in relative.parts):
             found[relative.as_posix()] = file_sha256(item)
     return found
-
-
-def update_texts_digest(digest: Any, texts: list[str]) -> None:
-    """Add `texts` (in order) to a ``hashlib.sha256`` `digest`, as :func:`texts_hash` defines it; a stream's texts
-    go through here bucket by bucket (:class:`~hf_txray.streaming.StreamingSource`)."""
-    for text in texts:
-        data = text.encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-
-
-def texts_hash(dataset: Any, column: str) -> str:
-    """The hash of the texts of `column` of a ``datasets.Dataset``, in order (streamed in Arrow chunks)."""
-    digest = hashlib.sha256()
-    for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
-        update_texts_digest(digest, chunk[column].to_pylist())
-    return "sha256:" + digest.hexdigest()
-
-
-def strings_hash(texts: list[str]) -> str:
-    """:func:`texts_hash` of a list of strings."""
-    import datasets
-
-    return texts_hash(datasets.Dataset.from_dict({"text": list(texts)}), "text")
 
 
 # ----- records ----------------------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..cache import cache_dir
 from ..errors import ConfigurationError, DatasetError
 from ..rng import keeps_rng, preserved_rng
 from .registry import TAG_FEATURES, get_feature_type
@@ -140,16 +140,6 @@ def _load_pipeline(spacy_model: str, tags: tuple[str, ...]):
     return nlp
 
 
-def cache_dir() -> Path:
-    """Where annotations are cached: ``$HF_TXRAY_CACHE``, else ``$HF_HOME/hf_txray``."""
-    env = os.environ.get("HF_TXRAY_CACHE")
-    if env:
-        return Path(env)
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME) / "hf_txray"
-
-
 def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None):
     """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
@@ -169,7 +159,7 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
 def _annotate(dataset, annotator: WordAnnotator, text_column: str):
     import datasets
 
-    from ..provenance import texts_hash
+    from ..text_hashes import texts_hash
 
     texts = dataset.select_columns([text_column])
     key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotator.cache_key}".encode()).hexdigest()[:24]

@@ -453,7 +453,7 @@ def _output_array(num_rows: int, num_cols: int, dtype: np.dtype, out_dir: str | 
         return np.empty((num_rows, num_cols), dtype=dtype), None, False
     temporary = out_dir is None
     if temporary:
-        from ..features import cache_dir
+        from ..cache import cache_dir
 
         root = cache_dir() / "activations"
         root.mkdir(parents=True, exist_ok=True)
