@@ -478,16 +478,19 @@ def _check_same_experts(a: Profile, b: Profile) -> None:
 
 
 def _same_corpus(a: Profile, b: Profile) -> bool:
-    """Whether two profiles read the same texts, by their dataset fingerprints; warns when that cannot be told (one
-    side merged from parts, the same number of texts)."""
+    """Whether two profiles read the same texts: by the hashes of the texts they read when both have one, else by
+    their dataset fingerprints; warns when that cannot be told (one side merged from parts, the same number of
+    texts)."""
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
-    if fa and fa == fb and a.meta.num_examples == b.meta.num_examples:  # max_positions may stop one early
-        return True
-    # the hash of the texts read, in order (a Trainer's probe and analyze of the same texts may differ in fingerprint
-    # only: another select of the same rows)
+    # the hash of the texts read, in order, decides: a Trainer's probe and analyze of the same texts may differ in
+    # fingerprint only (another select of the same rows), and two datasets may share a fingerprint with other texts
+    # (a `map` that reads a file outside its function: helper 165)
     ha, hb = (((p.meta.provenance or {}).get("dataset") or {}).get("texts_hash") for p in (a, b))
-    if ha and ha == hb and a.meta.num_examples == b.meta.num_examples:
-        return True
+    merged = "+" in (fa or "") or "+" in (fb or "")  # a profile merged from parts: the hash of one part, or none
+    if ha and hb and not merged:
+        return ha == hb and a.meta.num_examples == b.meta.num_examples
+    if a.meta.num_examples == b.meta.num_examples and ((fa and fa == fb) or (ha and ha == hb)):
+        return True  # max_positions may stop one early
     if ("+" in (fa or "")) != ("+" in (fb or "")) and a.meta.num_examples == b.meta.num_examples:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but one was merged from "

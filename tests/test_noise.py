@@ -610,6 +610,12 @@ def test_same_corpus_compares_the_same_halves():
     other = copy.deepcopy(profile)
     other.meta = dataclasses.replace(profile.meta, dataset_fingerprint="another")
     assert hf_txray.compare(profile, other).meta.same_corpus  # the same texts by their hash
+    # helper 165: a dataset whose fingerprint stayed while its texts changed (a map reading a file): not the same
+    changed = copy.deepcopy(profile)
+    dataset = dict(profile.meta.provenance["dataset"], texts_hash="sha256:" + "0" * 64)
+    changed.meta = dataclasses.replace(profile.meta, provenance={**profile.meta.provenance, "dataset": dataset})
+    assert changed.meta.dataset_fingerprint == profile.meta.dataset_fingerprint
+    assert not hf_txray.compare(profile, changed).meta.same_corpus
     assert not hf_txray.compare(profile, first).meta.same_corpus
     # helper 137: a stage stopped early by max_positions read fewer of the same dataset's texts: not the same corpus
     stopped = hf_txray.analyze(model, list(TEXTS), max_positions=20, **common)
