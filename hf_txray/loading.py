@@ -772,7 +772,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
         return pick_split(saved, split).to_iterable_dataset() if streaming else saved
     if path.is_dir():
-        _check_extension_case(path)
+        _check_data_files(path)
         one = _one_split_of_folder(path, split, streaming)
         if one is not None:
             return one
@@ -781,27 +781,40 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
     return datasets.load_dataset(name, split=split, streaming=streaming)
 
 
-def _check_extension_case(folder: Path) -> None:
-    """Refuse a folder holding data files whose extension is not in lower case: ``datasets`` finds a folder's files
-    by case-sensitive patterns (``*.csv``), so a ``B.CSV`` beside ``a.csv`` would be left out without a word, and a
-    folder of ``.CSV`` files alone would seem to hold no data. Hidden files and folders are skipped, as datasets
-    skips them.
+def _check_data_files(folder: Path) -> None:
+    """Refuse a folder that ``datasets`` would read in part, without a word: data files whose extension is not in
+    lower case (it finds a folder's files by case-sensitive patterns, ``*.csv``: a ``B.CSV`` beside ``a.csv`` is left
+    out, and a folder of ``.CSV`` files alone seems to hold no data), or data files of several formats (it reads a
+    folder with one reader, that of its most common format, and leaves the other files out: helper 166). Hidden
+    files and folders are skipped, as datasets skips them.
 
     Raises:
-        DatasetError: naming the files, and the fixes (rename them, or pass each file's path).
+        DatasetError: naming the files, and the fixes (rename or convert them, or pass each file's path).
     """
-    odd = []
+    odd, formats = [], {}
     for file in folder.rglob("*"):
         relative = file.relative_to(folder)
         if any(part.startswith((".", "__")) for part in relative.parts) or not file.is_file():
             continue
-        if data_file_builder(file) and not file.name.endswith(data_file_extension(file)):
+        builder = data_file_builder(file)
+        if builder and not file.name.endswith(data_file_extension(file)):
             odd.append(str(relative))
+        elif builder:
+            formats.setdefault(builder, []).append(str(relative))
     if odd:
-        shown = ", ".join(sorted(odd)[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
         raise DatasetError(f"The folder {str(folder)!r} holds data files whose extension is not in lower case "
-                           f"({shown}): datasets finds a folder's files by lower-case extensions, and would leave "
+                           f"({_some(odd)}): datasets finds a folder's files by lower-case extensions, and would leave "
                            "them out. Rename them (e.g. .CSV to .csv), or pass a file's path instead of the folder.")
+    if len(formats) > 1:
+        shown = "; ".join(f"{builder}: {_some(files)}" for builder, files in sorted(formats.items()))
+        raise DatasetError(f"The folder {str(folder)!r} holds data files of several formats ({shown}): datasets reads "
+                           "a folder with one reader, that of its most common format, and would leave the other files "
+                           "out. Convert them to one format, move the others out, or pass each file's path "
+                           "(analyze it per file and Profile.merge the profiles).")
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    return ", ".join(sorted(names)[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _check_split_of_file(name: str, split: str | None) -> None:

@@ -1123,6 +1123,14 @@ def test_a_folder_with_upper_case_data_file_extensions_is_refused_not_read_in_pa
     (tmp_path / "single.CSV").write_text("text\na dog ran\n")  # one file is read by its extension in any case
     assert hf_txray.analyze(model, str(tmp_path / "single.CSV"), tokenizer=tokenizer,
                             show_progress=False).meta.num_examples == 1
+    # helper 166: files of several formats, of which datasets read only the most common one's (and a tie's first)
+    (tmp_path / "mix" / "c.txt").write_text("a bird sang\n")
+    (tmp_path / "mix" / "d.jsonl").write_text('{"text": "a fish swam"}\n')
+    for streaming in (False, True):
+        with pytest.raises(DatasetError, match=r"holds data files of several formats \(csv: a.csv, b.csv; json: "
+                                               r"d.jsonl; text: c.txt\).*would leave the other files out"):
+            hf_txray.analyze(model, str(tmp_path / "mix"), tokenizer=tokenizer, streaming=streaming,
+                             show_progress=False)
 
 
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
