@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hf_txray  # noqa: E402
 from hf_txray import corpora  # noqa: E402
 from hf_txray.loading import resolve_dataset_source, resolve_model_source  # noqa: E402
-from hf_txray.text_hashes import texts_hash  # noqa: E402
+from hf_txray.hashes import texts_hash  # noqa: E402
 from results_file import update_section  # noqa: E402
 
 NUM_TEXTS = 1000

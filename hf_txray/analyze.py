@@ -42,7 +42,8 @@ from .loading import (describe_loaded, is_stream, is_texts_only, load_model, loa
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
-from .provenance import bytes_sha256, tokenizer_vocab_hash, weights_sample_hash
+from .hashes import bytes_sha256
+from .provenance import tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config, text_depth
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming

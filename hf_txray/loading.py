@@ -1276,7 +1276,7 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     import datasets
 
     from .provenance import names_embedded
-    from .text_hashes import texts_hash
+    from .hashes import texts_hash
 
     source.text_column, source.num_samples = column, num_samples
     source.fingerprint = getattr(corpus, "_fingerprint", None)
@@ -1300,7 +1300,7 @@ def _embedded_prefix_hash(dataset_id: str, count: int) -> str | None:
     """The texts hash of the first `count` texts of the embedded corpus `dataset_id` (None when it has fewer): what
     :func:`hf_txray.reproduce` reloads for a profile of it, and checks."""
     from .corpora import embedded_corpus
-    from .text_hashes import texts_hash
+    from .hashes import texts_hash
 
     corpus = embedded_corpus(dataset_id)
     if corpus is None or count > len(corpus):

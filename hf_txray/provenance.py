@@ -37,6 +37,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping
 
 from .architectures import neuron_architecture
+from .hashes import file_sha256
 
 PROVENANCE_SCHEMA = 1
 MODEL_FILE_PATTERNS = (
@@ -44,45 +45,9 @@ MODEL_FILE_PATTERNS = (
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.tiktoken",
 )  # fmt: skip
-_CHUNK = 1 << 20
 
 
 # ----- hashes -----------------------------------------------------------------------------------------------------
-def file_sha256(path: str | Path) -> str:
-    """The sha256 (hex) of a file's bytes, read in 1 MiB chunks.
-
-    Remembered under the hf_txray cache by (absolute path, size, modification and inode change times in ns,
-    inode), as git does, so a multi-GB model folder is read once, not at every ``analyze``. The change time moves
-    with every write and ``utime``, so a file rewritten with its old mtime (``cp -p``, ``rsync -t``) is read again.
-    """
-    from .cache import cache_dir
-
-    stat = Path(path).stat()
-    stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
-    key = hashlib.sha1(f"{Path(path).resolve()}|{stamp}".encode()).hexdigest()
-    memo = cache_dir() / "sha256" / key
-    if memo.is_file():
-        return memo.read_text().strip()
-    digest = bytes_sha256(path)
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"{key}.{os.getpid()}.tmp")
-        tmp.write_text(digest)
-        os.replace(tmp, memo)
-    except OSError:  # a read-only cache costs only the re-read
-        pass
-    return digest
-
-
-def bytes_sha256(path: str | Path) -> str:
-    """The sha256 (hex) of a file's bytes, read now in 1 MiB chunks (:func:`file_sha256` remembers it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 WEIGHT_SAMPLES = 64  # values read from each weight tensor by weights_sample_hash
 
 

@@ -236,7 +236,7 @@ class StreamingSource:
             f"holds the rows up to its last save). {fix}, or stop before it with num_samples (CLI: --num-samples).")
 
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
-        from .text_hashes import update_texts_digest
+        from .hashes import update_texts_digest
 
         ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
         self._texts.update(zip(ids.tolist(), texts))
@@ -316,7 +316,7 @@ class StreamingSource:
         start of the stream. A checkpoint records it so that a resume on a stream whose contents changed is
         refused: a stream has no fingerprint of its contents, and reading it all would cost a pass over the corpus,
         so a change past the first `count` texts goes unnoticed."""
-        from .text_hashes import strings_hash
+        from .hashes import strings_hash
 
         return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
 

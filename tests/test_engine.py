@@ -1045,6 +1045,25 @@ def test_the_tag_cache_follows_the_texts_not_the_fingerprint(tmp_path):
     assert "quickly" in profile.tables["word"].vocab and "barks" not in profile.tables["word"].vocab
 
 
+def test_the_tag_cache_tells_a_customised_pipeline_from_its_original(tmp_path):
+    """Helper 166: the tag cache was keyed by the pipeline's name, version and components, which a customised
+    pipeline saved to a folder keeps: it was served the original's tags (and the original, later, the custom ones).
+    The pipeline's files are part of the key now."""
+    import spacy
+
+    from hf_txray.features import DEFAULT_SPACY_MODEL
+
+    nlp = spacy.load(DEFAULT_SPACY_MODEL)
+    nlp.get_pipe("attribute_ruler").add([[{"LOWER": "the"}]], {"POS": "PROPN"})
+    nlp.to_disk(tmp_path / "custom")
+    texts = ["The cat sat on the mat .", "The dog ran to the house ."]
+    options = dict(features=("token", "pos"), max_examples_per_neuron=CAPACITY)
+    default = analyze(texts=texts, **options)
+    custom = analyze(texts=texts, spacy_model=str(tmp_path / "custom"), **options)
+    assert "PROPN" in custom.tables["pos"].vocab and "PROPN" not in default.tables["pos"].vocab
+    assert "PROPN" not in analyze(texts=texts, **options).tables["pos"].vocab  # and the original's cache is its own
+
+
 @pytest.mark.parametrize("skip, long_texts", [(0, "window"), (2, "truncate")])
 def test_max_positions_tags_only_the_texts_it_reads(monkeypatch, skip, long_texts):
     """spaCy tags the in-memory corpus before the run: under max_positions only the leading texts the run reads

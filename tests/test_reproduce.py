@@ -20,7 +20,7 @@ import pytest
 from huggingface_hub import constants
 
 import hf_txray
-import hf_txray.text_hashes
+import hf_txray.hashes
 from hf_txray import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
 from hf_txray.cli import main as cli_main
 from hf_txray.reproduce import compare_numbers
@@ -530,7 +530,7 @@ def test_hub_stream_is_pinned_to_its_commit_and_reproduced(repos, tmp_path, monk
     data = streamed.meta.provenance["dataset"]
     assert (data["kind"], data["id"], data["commit"], data["requested_revision"], data["streaming"]) == (
         "hub", repos.dataset, repos.v1, "v1", True)
-    assert data["texts_hash"] == hf_txray.text_hashes.strings_hash(TEXTS_V1)
+    assert data["texts_hash"] == hf_txray.hashes.strings_hash(TEXTS_V1)
     assert numbers_equal(streamed, hf_txray.analyze(repos.model, repos.dataset, dataset_revision="v1", **OPTIONS))
     assert _reproduce_one(streamed, tmp_path).verdict == "identical"
     assert _reproduce_one(streamed, tmp_path, dataset=repos.dataset).verdict == "identical"  # at the commit too
@@ -599,7 +599,7 @@ def test_stream_object_says_why_it_cannot_be_reproduced(tmp_path, capsys):
     model = str(save_tiny_model(tmp_path / "m"))
     stream = datasets.Dataset.from_dict({"text": TEXTS_V1}).to_iterable_dataset()
     whole = hf_txray.analyze(model, stream, **OPTIONS)
-    assert whole.meta.provenance["dataset"]["texts_hash"] == hf_txray.text_hashes.strings_hash(TEXTS_V1)
+    assert whole.meta.provenance["dataset"]["texts_hash"] == hf_txray.hashes.strings_hash(TEXTS_V1)
     assert _reproduce_one(whole, tmp_path, dataset=list(TEXTS_V1)).verdict == "identical"
     long_stream = datasets.Dataset.from_dict({"text": TEXTS_V1 * 20}).to_iterable_dataset()  # many buckets
     stopped = hf_txray.analyze(model, long_stream, max_positions=5, **OPTIONS)

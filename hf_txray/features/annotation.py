@@ -39,6 +39,7 @@ class WordAnnotator:
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
         self.batch_size = batch_size
         self._nlp = None
+        self._cache_key: str | None = None
 
     @property
     def nlp(self):
@@ -51,12 +52,18 @@ class WordAnnotator:
 
     @property
     def cache_key(self) -> str:
-        """Identifies the annotation: model name and version plus the tags, for the on-disk tag cache."""
-        if not self.tags:
-            return f"blank-en-{_import_spacy().__version__}"
-        meta = self.nlp.meta
-        pipes = "+".join(self.nlp.pipe_names)
-        return f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}-{pipes}"
+        """Identifies the annotation, for the on-disk tag cache: spaCy's version, the tags, and the pipeline by its
+        name, version, components and the hash of its files (a pipeline customised and saved under the same name
+        and version tags otherwise: helper 166)."""
+        if self._cache_key is None:
+            version = _import_spacy().__version__
+            if not self.tags:
+                self._cache_key = f"blank-en-{version}"
+            else:
+                meta, pipes = self.nlp.meta, "+".join(self.nlp.pipe_names)
+                self._cache_key = (f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}"
+                                   f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}")
+        return self._cache_key
 
     def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, list[list[Any]]]:
         """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``.
@@ -98,6 +105,23 @@ class WordAnnotator:
             f"({self.nlp.max_length:,} characters: nlp.max_length), so its {', '.join(self.tags)} tags cannot be "
             "computed. Split long documents (into paragraphs or chapters) before profiling, or profile it with "
             "features=('token', 'word'), which need no tagger.")
+
+
+def _pipeline_hash(nlp: Any) -> str:
+    """The sha256 of a loaded spaCy pipeline's files (its folder, ``nlp.path``: an installed package's data folder
+    or the folder it was loaded from), each file's hash remembered by its stamp; of its serialised bytes when it was
+    not loaded from files."""
+    from ..hashes import file_sha256
+
+    digest = hashlib.sha256()
+    folder = getattr(nlp, "path", None)
+    if folder is None or not Path(folder).is_dir():
+        digest.update(nlp.to_bytes())
+        return digest.hexdigest()[:16]
+    for file in sorted(Path(folder).rglob("*")):
+        if file.is_file():
+            digest.update(f"{file.relative_to(folder).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _import_spacy() -> Any:
@@ -159,7 +183,7 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
 def _annotate(dataset, annotator: WordAnnotator, text_column: str):
     import datasets
 
-    from ..text_hashes import texts_hash
+    from ..hashes import texts_hash
 
     texts = dataset.select_columns([text_column])
     key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotator.cache_key}".encode()).hexdigest()[:24]

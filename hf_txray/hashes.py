@@ -1,0 +1,73 @@
+"""Content hashes: of a file's bytes (remembered by the file's stamp) and of a corpus's texts, in order.
+
+What a profile's provenance records (:mod:`hf_txray.provenance`: data and model files, ``texts_hash``) and what keys
+the tag cache (:mod:`hf_txray.features.annotation`: the texts and the spaCy pipeline's files). A text is hashed as
+its UTF-8 bytes after their length (8 bytes, little endian), so no two sequences of texts give the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes, read in 1 MiB chunks.
+
+    Remembered under the hf_txray cache by (absolute path, size, modification and inode change times in ns,
+    inode), as git does, so a multi-GB model folder is read once, not at every ``analyze``. The change time moves
+    with every write and ``utime``, so a file rewritten with its old mtime (``cp -p``, ``rsync -t``) is read again.
+    """
+    from .cache import cache_dir
+
+    stat = Path(path).stat()
+    stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+    key = hashlib.sha1(f"{Path(path).resolve()}|{stamp}".encode()).hexdigest()
+    memo = cache_dir() / "sha256" / key
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = bytes_sha256(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{key}.{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    except OSError:  # a read-only cache costs only the re-read
+        pass
+    return digest
+
+
+def bytes_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes, read now in 1 MiB chunks (:func:`file_sha256` remembers it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def update_texts_digest(digest: Any, texts: list[str]) -> None:
+    """Add `texts` (in order) to a ``hashlib.sha256`` `digest`, as :func:`texts_hash` defines it; a stream's texts
+    go through here bucket by bucket (:class:`~hf_txray.streaming.StreamingSource`)."""
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+
+def texts_hash(dataset: Any, column: str) -> str:
+    """The hash of the texts of `column` of a ``datasets.Dataset``, in order (streamed in Arrow chunks)."""
+    digest = hashlib.sha256()
+    for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
+        update_texts_digest(digest, chunk[column].to_pylist())
+    return "sha256:" + digest.hexdigest()
+
+
+def strings_hash(texts: list[str]) -> str:
+    """:func:`texts_hash` of a list of strings."""
+    import datasets
+
+    return texts_hash(datasets.Dataset.from_dict({"text": list(texts)}), "text")
