@@ -762,7 +762,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         _check_split_of_file(name, split)
         separator = "\t" if _extensions(path)[0] == ".tsv" else None
         loaded = load_local_dataset(builder, data_files=str(path), split="train", streaming=streaming,
-                                    **reader_options(builder, separator))
+                                    **reader_options(builder, separator, [str(path)]))
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
     if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
         saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -847,19 +847,45 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     chosen = pick_split(files, name)  # no such split, or several and none chosen, raise naming them
     name = name or next(iter(files))
     loaded = load_local_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming,
-                                **reader_options(builder.name, getattr(builder.config, "sep", None)))
+                                **reader_options(builder.name, getattr(builder.config, "sep", None), chosen))
     return select_slice(loaded, split) if sliced else loaded
 
 
-def reader_options(builder: str, separator: str | None = None) -> dict[str, Any]:
-    """Options of datasets' `builder` for a text corpus. A CSV is read by pandas, which turns empty cells and texts
-    such as "NA", "null", "nan" or "None" into missing values: here they are texts (an empty one is skipped and
-    counted in ``num_empty``, as from JSON or a list), so ``keep_default_na=False``. A ``.tsv`` is tab-separated
-    (`separator`), as ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one
-    column holding every field, labels included."""
+def reader_options(builder: str, separator: str | None = None, files: Sequence[str] = ()) -> dict[str, Any]:
+    """Options of datasets' `builder` for a text corpus of data `files`.
+
+    A CSV is read by pandas, which turns empty cells and texts such as "NA", "null", "nan" or "None" into missing
+    values: here they are texts (an empty one is skipped and counted in ``num_empty``, as from JSON or a list), so
+    ``keep_default_na=False``. pandas also turns a column of texts that look like numbers or booleans ("007",
+    "4.50", "True") into numbers, and the text column was refused as not holding strings (helper 166): every column
+    of the files' header (when they share one) is read as a string, as written. A ``.tsv`` is tab-separated (`separator`), as
+    ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one column holding
+    every field, labels included. A text file's UTF-8 byte order mark is not part of its first text (``utf-8-sig``,
+    as pandas and the JSON reader already drop it)."""
+    if builder == "text":
+        return {"encoding": "utf-8-sig"}
     if builder != "csv":
         return {}
-    return {"sep": separator or ",", "keep_default_na": False}
+    options: dict[str, Any] = {"sep": separator or ",", "keep_default_na": False}
+    headers = {tuple(_csv_header(file, options["sep"]) or ()) for file in files}
+    columns = next(iter(headers)) if len(headers) == 1 else None  # files of other columns: datasets names the file
+    if columns:
+        import datasets
+
+        options["features"] = datasets.Features({name: datasets.Value("string") for name in columns})
+    return options
+
+
+def _csv_header(file: str, separator: str) -> list[str] | None:
+    """The column names of a CSV file's header; None when they cannot be read or repeat (the load then says why,
+    in its own words)."""
+    import pandas as pd
+
+    try:
+        columns = [str(c) for c in pd.read_csv(file, sep=separator, nrows=0, keep_default_na=False).columns]
+    except Exception:  # pandas raises many types: the load that follows reports the file's problem
+        return None
+    return columns if columns and len(set(columns)) == len(columns) else None
 
 
 def refuse_split_of_one(dataset: Any, split: str | None) -> None:

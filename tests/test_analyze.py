@@ -1104,6 +1104,27 @@ def test_csv_and_tsv_files_are_read_as_text_corpora(tmp_path, streaming):
     assert hf_txray.reproduce(tmp_path / "profile").identical
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_texts_that_look_like_numbers_and_a_byte_order_mark_are_read_as_written(tmp_path, streaming):
+    """Helper 166: pandas read a CSV column of texts such as "007" or "4.50" as numbers (then refused as not holding
+    strings), and a .txt file's UTF-8 byte order mark stayed in its first text (a word '\\ufeffThe'), unlike in .csv
+    and .jsonl files."""
+    numbers = ["007", "4.50", "123", "1e3"]
+    (tmp_path / "numbers").mkdir()
+    for path in (tmp_path / "numbers.csv", tmp_path / "numbers" / "train.csv"):
+        pd.DataFrame({"label": range(4), "text": numbers}).to_csv(path, index=False)
+    (tmp_path / "flags.tsv").write_text("text\tlabel\nTrue\t1\nFalse\t0\n")
+    texts = ["The cat sat .", "A dog ran ."]
+    (tmp_path / "bom").mkdir()
+    for path in (tmp_path / "bom.txt", tmp_path / "bom" / "a.txt"):
+        path.write_bytes(b"\xef\xbb\xbf" + "\n".join(texts).encode())
+    for source, expected in (("numbers.csv", numbers), ("numbers", numbers), ("flags.tsv", ["True", "False"]),
+                             ("bom.txt", texts), ("bom", texts)):
+        got = run(texts=str(tmp_path / source), streaming=streaming, features=("token", "word"))
+        assert_same_credit(got, run(texts=expected, features=("token", "word")))
+        assert got.meta.provenance["dataset"].get("texts_hash") in (None, hf_txray.hashes.strings_hash(expected))
+
+
 def test_a_folder_with_upper_case_data_file_extensions_is_refused_not_read_in_part(tmp_path):
     """datasets finds a folder's data files by lower-case patterns: a b.CSV beside a.csv was left out without a word
     (a profile of part of the corpus), and a folder of .CSV files alone seemed to hold no data."""
