@@ -1307,7 +1307,10 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     source.text_column, source.num_samples = column, num_samples
     source.fingerprint = getattr(corpus, "_fingerprint", None)
     if isinstance(corpus, datasets.Dataset):  # a stream is hashed as the run reads it (StreamingSource.read_hash)
-        source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
+        try:
+            source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
+        except UnicodeDecodeError as err:  # pyarrow's JSON reader takes invalid UTF-8 into a string column
+            raise _not_utf8(corpus, column, source.id, err) from err
     if source.kind == "in-memory":
         source.content_hash = source.texts_hash
     if source.kind == "object":
@@ -1319,6 +1322,25 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     if source.split is None and getattr(corpus, "split", None) is not None:
         source.split = str(corpus.split)
     return source
+
+
+def _not_utf8(corpus: Any, column: str, name: str | None, err: UnicodeDecodeError) -> DatasetError:
+    """The error for a loaded dataset whose text column holds bytes that are not UTF-8 (pyarrow's JSON reader keeps
+    them: helper 166), naming the first such row, found only now that the hash failed."""
+    row = next((i for i, value in enumerate(corpus.data.column(column)) if not _decodes(value)), None)
+    where = f" (row {row}: {err.reason})" if row is not None else f" ({err.reason})"
+    return DatasetError(
+        f"The texts of {repr(name) if name else 'this dataset'} are not valid UTF-8{where}: the file was likely "
+        "written in another encoding (Latin-1, Windows-1252) and read as UTF-8. Re-encode it as UTF-8 (e.g. "
+        "`iconv -f latin1 -t utf-8 in.jsonl > out.jsonl`), then profile it.")
+
+
+def _decodes(value: Any) -> bool:
+    try:
+        value.as_py()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=16)

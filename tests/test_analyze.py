@@ -1154,6 +1154,17 @@ def test_a_folder_with_upper_case_data_file_extensions_is_refused_not_read_in_pa
                              show_progress=False)
 
 
+def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_path, saved_bert, capsys):
+    """Helper 166: pyarrow's JSON reader takes bytes that are not UTF-8 into a string column, and the hash of the
+    texts then raised a bare UnicodeDecodeError (the CLI: a traceback, exit code 1)."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"text": "fine"}\n{"text": "Café au lait"}\n'.encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"latin1.jsonl' are not valid UTF-8 \(row 1: .*Re-encode it as UTF-8"):
+        run(texts=str(path))
+    assert cli_main(["analyze", str(saved_bert), str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "are not valid UTF-8 (row 1" in capsys.readouterr().err
+
+
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     """A local file its extension's reader cannot parse (a text file renamed .csv) is refused as that local file read
     by its extension, not as "not a local file or folder, and not reachable on the Hub"."""
