@@ -1410,6 +1410,11 @@ def unreadable_local(path: Path, err: Exception, failed_file: str | None = None)
     datasets, or the folder's only data file), the reader's words as a short cause, and the fix."""
     cause = root_cause(err)
     why = f"{type(cause).__name__}: {short_cause(cause)}"
+    if _no_rows(cause):  # the readers' own words for it: StopIteration, "at least one example", "no data"
+        if path.is_file():
+            return DatasetError(f"The local file {str(path)!r} holds no texts (it is empty, or a header without rows): "
+                                "give a data file with at least one text.")
+        why = "it holds no rows (an empty file, or a header without rows)"
     if path.is_file():
         builder = data_file_builder(path)
         how = f" as {builder} (by its extension)" if builder else ""
@@ -1429,6 +1434,15 @@ def unreadable_local(path: Path, err: Exception, failed_file: str | None = None)
     fix = ("Fix or remove that file" if file else "Check its data files") + (
         ": every data file of a folder must be readable by its extension's reader and hold the same columns.")
     return DatasetError(f"Could not read the local folder {str(path)!r} as a dataset folder{at} (cause: {why}). {fix}")
+
+
+def _no_rows(cause: BaseException) -> bool:
+    """Whether a reader's error says that a data file holds no rows (helper 166: an empty .jsonl gave a bare
+    StopIteration, an empty .txt "Please pass `features` or at least one example", a header-only .csv "Instruction
+    'train' corresponds to no data")."""
+    text = str(cause)
+    return (isinstance(cause, StopIteration) or type(cause).__name__ == "SchemaInferenceError"
+            or "corresponds to no data" in text)
 
 
 def _only_data_file(folder: Path, extensions: Any) -> Path | None:

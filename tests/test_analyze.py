@@ -1165,6 +1165,21 @@ def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_pat
     assert "are not valid UTF-8 (row 1" in capsys.readouterr().err
 
 
+def test_an_empty_data_file_is_said_to_hold_no_texts(tmp_path):
+    """Helper 166: an empty .jsonl gave a bare "StopIteration: ", an empty .txt datasets' "Please pass `features`",
+    a header-only .csv "Instruction 'train' corresponds to no data"."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "header.csv").write_text("text,label\n")
+    for name in ("empty.jsonl", "empty.txt", "header.csv"):
+        with pytest.raises(DatasetError, match=rf"{name}' holds no texts \(it is empty, or a header without rows\)"):
+            run(texts=str(tmp_path / name))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "b.jsonl").write_text("")  # beside a file of texts, an empty one adds no rows
+    with pytest.raises(DatasetError, match=r"its file 'b.jsonl' \(cause: it holds no rows"):
+        run(texts=str(tmp_path / "folder"))
+
+
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     """A local file its extension's reader cannot parse (a text file renamed .csv) is refused as that local file read
     by its extension, not as "not a local file or folder, and not reachable on the Hub"."""
