@@ -410,8 +410,11 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
             return candidate
     if len(string_columns) == 1:
         return string_columns[0]
+    strings = (f"; its string columns, one of which holds the texts: {', '.join(map(repr, string_columns))}"
+               if string_columns else "; it has no string column")
     raise DatasetError(
-        f"No text column found among {columns}: pass text_column=... (looked for {', '.join(TEXT_COLUMN_CANDIDATES)})."
+        f"No text column found among {columns}{strings}: pass text_column=... (CLI: --text-column; looked for "
+        f"{', '.join(TEXT_COLUMN_CANDIDATES)})."
     )
 
 

@@ -207,8 +207,13 @@ def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
     path = tmp_path / "numbers.jsonl"
     path.write_text("".join(json.dumps({"a": i, "b": 0.5}) + "\n" for i in range(3)))
     streamed = datasets.load_dataset("json", data_files=str(path), split="train", streaming=True)
-    with pytest.raises(DatasetError, match=r"No text column found among \['a', 'b'\]"):
+    with pytest.raises(DatasetError, match=r"No text column found among \['a', 'b'\]; it has no string column"):
         analyze(texts=streamed)
+    # helper 166: two string columns of no usual name: they are named as the candidates
+    two = datasets.Dataset.from_dict({"doc_id": ["d1", "d2"], "utterance": ["hello there", "good bye"]})
+    with pytest.raises(DatasetError, match=r"its string columns, one of which holds the texts: 'doc_id', 'utterance'"
+                                           r": pass text_column=\.\.\. \(CLI: --text-column"):
+        analyze(texts=two)
 
 
 def test_stream_refused_where_a_dataset_is_needed():
