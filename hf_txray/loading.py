@@ -186,10 +186,15 @@ def load_model(
         except ImportError as err:
             extra = " (pip install gguf, or pip install 'hf_txray[gguf]')" if gguf_file else ""
             raise ModelError(f"Loading {model_id!r} needs a package that is missing{extra}: {err}") from err
-        except (OSError, ValueError) as err:
+        except Exception as err:  # OSError, ValueError; safetensors' SafetensorError for a damaged weights file
+            if not isinstance(err, (OSError, ValueError)) and type(err).__name__ != "SafetensorError":
+                raise
             detail = f"({type(err).__name__}: {str(err).splitlines()[0][:300]})"
             if Path(source).is_dir():
-                raise ModelError(f"Could not load the model in the local folder {model_id!r} {detail}") from err
+                damaged = (" A weights file is damaged or cut short (a partial download or copy): download or "
+                           "save the model again." if type(err).__name__ == "SafetensorError" else "")
+                raise ModelError(f"Could not load the model in the local folder {model_id!r} {detail}.{damaged}") \
+                    from err
             raise ModelError(
                 f"Could not load model {model_id!r}: it is not a model folder here and could not be fetched from "
                 f"the Hub. {_offline_hint()} {detail}"

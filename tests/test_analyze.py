@@ -1165,6 +1165,17 @@ def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_pat
     assert "are not valid UTF-8 (row 1" in capsys.readouterr().err
 
 
+def test_a_damaged_weights_file_is_said_so(tmp_path, saved_bert):
+    """Helper 166: a cut-short model.safetensors raised safetensors' own SafetensorError ("header too small")."""
+    import shutil
+
+    damaged = shutil.copytree(saved_bert, tmp_path / "damaged")
+    (damaged / "model.safetensors").write_bytes(b"cut short")
+    with pytest.raises(ModelError, match=r"local folder .*damaged' \(SafetensorError: .*\)\. A weights file is "
+                                         r"damaged or cut short"):
+        hf_txray.analyze(str(damaged), TEXTS, show_progress=False)
+
+
 def test_an_empty_data_file_is_said_to_hold_no_texts(tmp_path):
     """Helper 166: an empty .jsonl gave a bare "StopIteration: ", an empty .txt datasets' "Please pass `features`",
     a header-only .csv "Instruction 'train' corresponds to no data"."""
