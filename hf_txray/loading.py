@@ -579,6 +579,11 @@ def _table_dataset(obj: Any):
 
     if not _is_table(obj):
         return None
+    names = [str(c) for c in getattr(obj, "columns", getattr(obj, "column_names", []))]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # pandas allows them; a table cannot tell them apart (helper 166: the hint was about types)
+        raise DatasetError(f"The table has columns of the same name ({', '.join(map(repr, repeated))}): a dataset's "
+                           "columns must have distinct names. Rename them (e.g. df.columns = [...]) or drop one.")
     try:
         if hasattr(obj, "iloc"):
             return datasets.Dataset.from_pandas(obj, preserve_index=False)

@@ -170,6 +170,9 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     assert np.array_equal(table.neuron_count, expected.neuron_count)
     with pytest.raises(DatasetError, match=r"does not convert to a table.*astype\(str\)"):
         run(texts=pd.DataFrame({"text": ["a b", 3]}))
+    twice = pd.DataFrame([["a b", "x"], ["c d", "y"]], columns=["text", "text"])  # helper 166: a hint about types
+    with pytest.raises(DatasetError, match=r"columns of the same name \('text'\).*Rename them"):
+        run(texts=twice)
     for mapping in ({"text": list(TEXTS)}, collections.UserDict({"text": list(TEXTS)})):
         with pytest.raises(DatasetError, match="a mapping: its iteration gives column names.*from_dict"):
             run(texts=mapping)
