@@ -809,8 +809,9 @@ def _check_data_files(folder: Path) -> None:
         builder = data_file_builder(file)
         if builder and not file.name.endswith(data_file_extension(file)):
             odd.append(str(relative))
-        elif builder:
-            formats.setdefault(builder, []).append(str(relative))
+        elif builder:  # a .tsv is read by the CSV builder, but by tabs: another format beside a .csv (helper 167)
+            kind = "tsv" if _extensions(file)[0] == ".tsv" else builder
+            formats.setdefault(kind, []).append(str(relative))
     if odd:
         raise DatasetError(f"The folder {str(folder)!r} holds data files whose extension is not in lower case "
                            f"({_some(odd)}): datasets finds a folder's files by lower-case extensions, and would leave "

@@ -1155,6 +1155,11 @@ def test_a_folder_with_upper_case_data_file_extensions_is_refused_not_read_in_pa
                                                r"d.jsonl; text: c.txt\).*would leave the other files out"):
             hf_txray.analyze(model, str(tmp_path / "mix"), tokenizer=tokenizer, streaming=streaming,
                              show_progress=False)
+    (tmp_path / "tabs").mkdir()  # helper 167: a .tsv beside a .csv was read by commas (one CSV reader)
+    (tmp_path / "tabs" / "a.csv").write_text("text\nthe cat, it sat\n")
+    (tmp_path / "tabs" / "b.tsv").write_text("text\nthe dog, it ran\n")
+    with pytest.raises(DatasetError, match=r"several formats \(csv: a.csv; tsv: b.tsv\)"):
+        hf_txray.analyze(model, str(tmp_path / "tabs"), tokenizer=tokenizer, show_progress=False)
 
 
 def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_path, saved_bert, capsys):
