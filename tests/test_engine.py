@@ -1067,6 +1067,12 @@ def test_the_tag_cache_tells_a_customised_pipeline_from_its_original(tmp_path):
     custom = analyze(texts=texts, spacy_model=str(tmp_path / "custom"), **options)
     assert "PROPN" in custom.tables["pos"].vocab and "PROPN" not in default.tables["pos"].vocab
     assert "PROPN" not in analyze(texts=texts, **options).tables["pos"].vocab  # and the original's cache is its own
+    # helper 167: saved again to the same folder, in the same process: the pipeline loaded first was served
+    nlp = spacy.load(DEFAULT_SPACY_MODEL)
+    nlp.get_pipe("attribute_ruler").add([[{"LOWER": "the"}]], {"POS": "INTJ"})
+    nlp.to_disk(tmp_path / "custom")
+    again = analyze(texts=texts, spacy_model=str(tmp_path / "custom"), **options)
+    assert "INTJ" in again.tables["pos"].vocab and "PROPN" not in again.tables["pos"].vocab
 
 
 @pytest.mark.parametrize("skip, long_texts", [(0, "window"), (2, "truncate")])

@@ -40,6 +40,7 @@ class WordAnnotator:
         self.batch_size = batch_size
         self._nlp = None
         self._cache_key: str | None = None
+        self._stamp: tuple = ()
 
     @property
     def nlp(self):
@@ -48,14 +49,16 @@ class WordAnnotator:
         return self._nlp
 
     def _load(self):
-        return _load_pipeline(self.spacy_model, tuple(self.tags))
+        return _load_pipeline(self.spacy_model, tuple(self.tags), _folder_stamp(self.spacy_model))
 
     @property
     def cache_key(self) -> str:
         """Identifies the annotation, for the on-disk tag cache: spaCy's version, the tags, and the pipeline by its
         name, version, components and the hash of its files (a pipeline customised and saved under the same name
         and version tags otherwise: helper 166)."""
-        if self._cache_key is None:
+        stamp = _folder_stamp(self.spacy_model)
+        if self._cache_key is None or stamp != self._stamp:
+            self._stamp, self._nlp = stamp, None
             version = _import_spacy().__version__
             if not self.tags:
                 self._cache_key = f"blank-en-{version}"
@@ -107,6 +110,15 @@ class WordAnnotator:
             "features=('token', 'word'), which need no tagger.")
 
 
+def _folder_stamp(spacy_model: str) -> tuple:
+    """The (path, size, mtime, ctime) of every file of a pipeline given by its folder; empty for a package name."""
+    folder = Path(spacy_model).expanduser()
+    if not folder.is_dir():
+        return ()
+    return tuple((str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns) for f in sorted(folder.rglob("*"))
+                 if f.is_file() and (st := f.stat()))
+
+
 def _pipeline_hash(nlp: Any) -> str:
     """The sha256 of a loaded spaCy pipeline's files (its folder, ``nlp.path``: an installed package's data folder
     or the folder it was loaded from), each file's hash remembered by its stamp; of its serialised bytes when it was
@@ -135,8 +147,10 @@ def _import_spacy() -> Any:
 
 @functools.lru_cache(maxsize=4)
 @keeps_rng  # see _import_spacy
-def _load_pipeline(spacy_model: str, tags: tuple[str, ...]):
-    """Load a spaCy pipeline once per process (a load takes ~1 s; profiling snapshots reuse it)."""
+def _load_pipeline(spacy_model: str, tags: tuple[str, ...], stamp: tuple = ()):
+    """Load a spaCy pipeline once per process (a load takes ~1 s; profiling snapshots reuse it), and again when
+    the files of a pipeline given by its folder changed (`stamp`: a pipeline edited and saved again to the same
+    folder in a notebook was otherwise served as first loaded: helper 167)."""
     spacy = _import_spacy()
 
     if not tags:
