@@ -298,6 +298,9 @@ class Profiler:
         if world > 1:  # the shards' example ids already number the whole corpus
             merged = Profile._merge_shards(parts)
         if merged.meta.num_examples == 0:
+            if meta.dataset_id and Path(meta.dataset_id).expanduser().exists():  # a local file read as a stream
+                raise DatasetError(f"The local data {meta.dataset_id!r} holds no texts (it is empty, or a header "
+                                   "without rows): give a data file with at least one text.")
             raise DatasetError("The dataset is empty: there is no text to profile (a generator that was already "
                                "read yields nothing: pass a new one).")
         # as empty as no text: an empty profile would pass ("empty" also counts a text whose every token

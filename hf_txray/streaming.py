@@ -318,7 +318,8 @@ class StreamingSource:
         so a change past the first `count` texts goes unnoticed."""
         from .hashes import strings_hash
 
-        return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self.corpus)])
+        # read as the run reads, so a reader's failure is said in one line (a Latin-1 .jsonl: helper 167)
+        return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self._read(self.corpus, 0))])
 
     @property
     def num_texts_held(self) -> int:

@@ -1169,6 +1169,9 @@ def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_pat
     path.write_bytes('{"text": "fine"}\n{"text": "Café au lait"}\n'.encode("latin-1"))
     with pytest.raises(DatasetError, match=r"latin1.jsonl' are not valid UTF-8 \(row 1: .*Re-encode it as UTF-8"):
         run(texts=str(path))
+    # helper 167: streamed with a checkpoint (as the CLI runs), the stream's head was hashed outside the guarded read
+    with pytest.raises(DatasetError, match=r"The stream failed after row 0 \(cause: UnicodeDecodeError"):
+        run(texts=str(path), streaming=True, checkpoint_dir=str(tmp_path / "checkpoint"))
     assert cli_main(["analyze", str(saved_bert), str(path), "--out", str(tmp_path / "out")]) == 2
     assert "are not valid UTF-8 (row 1" in capsys.readouterr().err
 
@@ -1193,6 +1196,8 @@ def test_an_empty_data_file_is_said_to_hold_no_texts(tmp_path):
     for name in ("empty.jsonl", "empty.txt", "header.csv"):
         with pytest.raises(DatasetError, match=rf"{name}' holds no texts \(it is empty, or a header without rows\)"):
             run(texts=str(tmp_path / name))
+        with pytest.raises(DatasetError, match=rf"{name}' holds no texts \(it is empty, or a header without rows\)"):
+            run(texts=str(tmp_path / name), streaming=True)  # helper 167: "a generator that was already read"
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "b.jsonl").write_text("")  # beside a file of texts, an empty one adds no rows
     with pytest.raises(DatasetError, match=r"its file 'b.jsonl' \(cause: it holds no rows"):
