@@ -484,6 +484,10 @@ def test_bad_configuration_fails_before_training(tmp_path):
     for probe, skip in ((["", "  "], 0), (["Yes", "No", " "], 2)):
         with pytest.raises(DatasetError, match=f"Every one of the {len(probe)} texts is empty or whitespace"):
             TXRayTrainer(args=build_args(tmp_path, txray_skip_first_positions=skip), txray_dataset=probe, **common)
+    # helper 167: a probe text over spaCy's tagging limit, at the first snapshot (after training steps)
+    with pytest.raises(DatasetError, match=r"Row 1 is 1,050,000 characters long, more than spaCy's limit"):
+        TXRayTrainer(args=build_args(tmp_path, txray_features=["token", "pos"]),
+                     txray_dataset=["A fine text .", "word " * 210000], **common)
     with pytest.raises(ConfigurationError, match="needs TXRayArguments"):
         from transformers import TrainingArguments
 

@@ -81,7 +81,7 @@ class WordAnnotator:
         columns: dict[str, list[list[Any]]] = {WORD_START: [], WORD_END: []}
         for tag in self.tags:
             columns[tag_column(tag)] = []
-        self._check_lengths(texts, rows)
+        self.check_lengths(texts, rows)
         for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
             words = [t for t in doc if not t.is_space]
             columns[WORD_START].append([t.idx for t in words])
@@ -91,7 +91,7 @@ class WordAnnotator:
                 columns[tag_column(tag)].append([getattr(t, ft.spacy_attribute) or ft.spacy_missing for t in words])
         return columns
 
-    def _check_lengths(self, texts: Sequence[str], rows: Sequence[int] | None) -> None:
+    def check_lengths(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> None:
         """Words alone (spaCy's tokenizer, linear in the text) take texts of any length; a tagging pipeline
         refuses one over ``nlp.max_length`` (1,000,000 characters by default: its parser and tagger need about 1 GB
         per 100,000 characters), and spaCy's own error names no row, so it is raised here first."""

@@ -100,6 +100,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
             probe_dataset, text_column=text_column, num_samples=None if max_samples is None else int(max_samples))
         self.dataset_id = dataset_id or loaded_id
+        self._check_tagging_lengths()
         self.timeline: list[dict[str, Any]] = []
         self.profiles: dict[str, Profile] = {}
         self.reports: dict[str, TransferReport] = {}
@@ -111,6 +112,16 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.option_prefix = ""  # "txray_" when built from TXRayArguments: how errors name the options
         self._training = False  # between on_train_begin and on_train_end
         self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
+
+    def _check_tagging_lengths(self) -> None:
+        """Refuse a probe text too long for spaCy's tagger now, not at the first snapshot (after training steps,
+        without ``txray_on_train_begin``: helper 167); the pipeline loaded here is the one the snapshots reuse."""
+        from ..features import TAG_FEATURES, WordAnnotator
+
+        tags = [t for t in self.config.features if t in TAG_FEATURES]
+        if tags:
+            texts = [t for t in self.corpus[self.text_column] if isinstance(t, str)]
+            WordAnnotator(tags, self.config.spacy_model).check_lengths(texts)
 
     @classmethod
     def from_args(cls, args: TXRayArguments, probe_dataset: Any, **kwargs: Any) -> "TXRayCallback":
