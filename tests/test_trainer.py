@@ -104,7 +104,7 @@ def train(tmp_path, name="run", data=None, dropout=0.1, **overrides):
 
 
 # ----- snapshots, reports, logs, files ----------------------------------------------------------------------------
-def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys):
+def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys, monkeypatch):
     trainer, recorder = train(tmp_path, txray_features=["token", "pos"], save_strategy="steps", save_steps=6)
     stages = ["step-0", "step-5", "step-10", "step-12"]  # 12 steps: every 5, plus train begin and train end
     assert list(trainer.txray_profiles) == stages
@@ -144,6 +144,15 @@ def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys):
     assert pd.read_parquet(root / "timeline.parquet")["step"].tolist() == [0, 5, 10, 12]
     for plot in ("hellinger_by_layer.png", "mass_share_pos.png"):
         assert (root / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # helper 167: ticks at whole steps only (2.5 and 3.5 appeared between few snapshots)
+    import hf_txray.trainer.plots as trainer_plots
+
+    figures = []
+    monkeypatch.setattr(trainer_plots, "save_figure", lambda figure, path, **_: figures.append(figure) or path)
+    few = timeline.iloc[2:].assign(step=[2, 3])
+    trainer_plots.write_plots(few, trainer.txray_profiles["step-12"], tmp_path / "few")
+    ticks = [tick for figure in figures for ax in figure.axes if ax.get_xlabel() == "step" for tick in ax.get_xticks()]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
 
     trainer.create_model_card()
     card = (tmp_path / "run" / "README.md").read_text()

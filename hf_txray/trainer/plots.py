@@ -51,6 +51,7 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
                 if column in timeline:
                     ax.plot(timeline["step"], pd.to_numeric(timeline[column]), marker="o", ms=3, label=f"layer {layer}")
             ax.set(title=f"{ft}: vs {ref} profile", xlabel="step", ylabel="mean Hellinger")
+            _whole_steps(ax)
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -70,6 +71,14 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
         ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
     ax.set(title=f"TX-Ray: {ft} mass share over training (dashed: corpus frequency)", xlabel="step",
            ylabel="share of credited mass")
+    _whole_steps(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(figure, path, dpi=100)
+
+
+def _whole_steps(ax) -> None:
+    """Ticks at whole training steps only (matplotlib put ticks at 2.5 and 3.5 between few snapshots: helper 167)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
