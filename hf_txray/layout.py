@@ -1124,7 +1124,12 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
             raise ProfileFormatError(
                 f"{directory} holds {' and '.join(f'{n}/ ({what[n]})' for n in held)} but no profiles or reports: "
                 "read them with hf_txray.probing.load_probing(...) given the same repo id or folder.")
-        raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.")
+        saved = [p.parent for p in directory.rglob("txray_artifact.json")] if directory.is_dir() else []
+        hint = (f" It holds profiles or reports saved one by one ({len(saved)}, e.g. {str(saved[0])!r}: a "
+                "TXRayTrainer's txray/ folder or save_pretrained's): load each with Profile.from_pretrained / "
+                "TransferReport.from_pretrained, or collect them into an export with `hf-txray export "
+                f"{directory} --out DIR`." if saved else "")
+        raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.{hint}")
     rows = meta.to_pylist()
     names = [(r["kind"], r["name"]) for r in rows]
     twice = sorted({name for name in names if names.count(name) > 1})

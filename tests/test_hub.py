@@ -236,6 +236,17 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
     assert f'load_dataset("{repo_id}", "neuron_cards", split="train", revision="dev")' in card.text
     assert f"hf-txray reproduce {repo_id} --revision dev" in card.text
 
+def test_loading_a_folder_of_saved_results_points_to_from_pretrained_and_export(results, tmp_path):
+    """Helper 167: hf_txray.load of a TXRayTrainer's txray/ folder (profiles saved one by one) said only "no
+    meta/*.parquet"."""
+    a, _, report = results
+    a.save_pretrained(tmp_path / "txray" / "profiles" / "step-0")
+    report.save_pretrained(tmp_path / "txray" / "reports" / "a__b")
+    with pytest.raises(ProfileFormatError, match=r"no meta/\*\.parquet\. It holds profiles or reports saved one by one "
+                                                 r"\(2, .*Profile\.from_pretrained.*hf-txray export"):
+        hf_txray.load(tmp_path / "txray")
+
+
 def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub, tmp_path, caplog):
     a, _, _ = results
     folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
