@@ -773,6 +773,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         separator = "\t" if _extensions(path)[0] == ".tsv" else None
         loaded = load_local_dataset(builder, data_files=str(path), split="train", streaming=streaming,
                                     **reader_options(builder, separator, [str(path)]))
+        loaded = _without_byte_order_marks(loaded, builder, [str(path)])
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
     if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
         saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -859,7 +860,26 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     name = name or next(iter(files))
     loaded = load_local_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming,
                                 **reader_options(builder.name, getattr(builder.config, "sep", None), chosen))
+    loaded = _without_byte_order_marks(loaded, builder.name, chosen)
     return select_slice(loaded, split) if sliced else loaded
+
+
+def _without_byte_order_marks(loaded: Any, builder: str, files: Sequence[str]) -> Any:
+    """`loaded` (read by the text builder from `files`) with a UTF-8 byte order mark dropped from the start of its
+    texts. ``utf-8-sig`` (:func:`reader_options`) drops it from a plain file, but not from a compressed one, which
+    datasets decompresses on the fly (helper 167: a word "\\ufeffHello" from a .txt.gz). Only a file's first line can
+    start with one; a text never does. In memory the texts are mapped only when one starts with it; a stream of
+    compressed files is mapped as it is read."""
+    if builder != "text" or not any(_extensions(file)[1] for file in files):
+        return loaded
+    strip = {"function": lambda batch: {"text": [t.removeprefix("\ufeff") for t in batch["text"]]}, "batched": True}
+    if is_stream(loaded):
+        return loaded.map(**strip)
+    import pyarrow.compute as pc
+
+    if not pc.any(pc.starts_with(loaded.data.column("text"), "\ufeff")).as_py():
+        return loaded
+    return loaded.map(**strip, desc="hf_txray: byte order marks")
 
 
 def reader_options(builder: str, separator: str | None = None, files: Sequence[str] = ()) -> dict[str, Any]:

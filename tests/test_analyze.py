@@ -1121,8 +1121,10 @@ def test_texts_that_look_like_numbers_and_a_byte_order_mark_are_read_as_written(
     (tmp_path / "bom").mkdir()
     for path in (tmp_path / "bom.txt", tmp_path / "bom" / "a.txt"):
         path.write_bytes(b"\xef\xbb\xbf" + "\n".join(texts).encode())
+    with gzip.open(tmp_path / "bom.txt.gz", "wb") as compressed:  # helper 167: decompressed on the fly, kept it
+        compressed.write(b"\xef\xbb\xbf" + "\n".join(texts).encode())
     for source, expected in (("numbers.csv", numbers), ("numbers", numbers), ("flags.tsv", ["True", "False"]),
-                             ("bom.txt", texts), ("bom", texts)):
+                             ("bom.txt", texts), ("bom", texts), ("bom.txt.gz", texts)):
         got = run(texts=str(tmp_path / source), streaming=streaming, features=("token", "word"))
         assert_same_credit(got, run(texts=expected, features=("token", "word")))
         assert got.meta.provenance["dataset"].get("texts_hash") in (None, hf_txray.hashes.strings_hash(expected))
