@@ -152,20 +152,20 @@ def test_a_text_over_spacys_length_limit(monkeypatch):
     ValueError E088, naming no row, even for word features, which need only spaCy's tokenizer (linear in the text).
     Here the limits are lowered to 40 characters instead of building a 1 MB text."""
     from hf_txray.errors import DatasetError
-    from hf_txray.features.annotation import DEFAULT_SPACY_MODEL, _load_pipeline
+    from hf_txray.features import WordAnnotator
 
     model, tokenizer = tiny("bert")
     texts = ["A short one.", "This text is longer than forty characters, by far.", "Another short one."]
     common = dict(tokenizer=tokenizer, show_progress=False, max_length=16)
     whole = hf_txray.analyze(model, texts, features=("token", "word"), **common)
-    blank = _load_pipeline(DEFAULT_SPACY_MODEL, ())
+    blank = WordAnnotator(()).nlp  # the pipelines analyze uses (loaded once per process)
     monkeypatch.setattr(blank, "max_length", 40)
     for data in (texts, iter(texts)):  # in memory and streamed: words of any length
         words = hf_txray.analyze(model, data, features=("token", "word"), **common)
         assert words.tables["word"].vocab == whole.tables["word"].vocab
         np.testing.assert_array_equal(words.tables["word"].count, whole.tables["word"].count)
         assert "longer" in words.tables["word"].vocab
-    tagger = _load_pipeline(DEFAULT_SPACY_MODEL, ("pos",))
+    tagger = WordAnnotator(("pos",)).nlp
     monkeypatch.setattr(tagger, "max_length", 40)
     for data in (texts, iter(texts)):  # a tagger refuses, naming the row, before any forward pass
         with pytest.raises(DatasetError, match=r"Row 1 is 50 characters long, more than spaCy's limit for tagging "
