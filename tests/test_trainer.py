@@ -493,6 +493,9 @@ def test_bad_configuration_fails_before_training(tmp_path):
     for probe, skip in ((["", "  "], 0), (["Yes", "No", " "], 2)):
         with pytest.raises(DatasetError, match=f"Every one of the {len(probe)} texts is empty or whitespace"):
             TXRayTrainer(args=build_args(tmp_path, txray_skip_first_positions=skip), txray_dataset=probe, **common)
+    # helper 167: every option of a message named as the trainer's field, not only the first
+    with pytest.raises(ConfigurationError, match=r"^txray_max_tokens_per_batch=1 is smaller than txray_max_length=32"):
+        build_args(tmp_path, txray_max_tokens_per_batch=1, txray_max_length=32)
     # helper 167: a probe text over spaCy's tagging limit, at the first snapshot (after training steps)
     with pytest.raises(DatasetError, match=r"Row 1 is 1,050,000 characters long, more than spaCy's limit"):
         TXRayTrainer(args=build_args(tmp_path, txray_features=["token", "pos"]),

@@ -7,7 +7,6 @@ the trainer's own fields (when and how often to profile, how many probe texts) a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,11 +111,8 @@ class TXRayArguments(TrainingArguments):
             )
         try:
             self.profiler_config().validate()  # layers, top_k, batch size, max_length, ...
-        except ConfigurationError as err:  # named as the user wrote it: txray_top_k, not top_k
-            message = str(err)
-            name = next((f.name for f in dataclasses.fields(ProfilerConfig)
-                         if message.startswith(f.name) and message[len(f.name):][:1] in (" ", ":", "=")), None)
-            raise ConfigurationError(PREFIX + message if name else message) from None
+        except ConfigurationError as err:  # named as the user wrote them: txray_top_k, not top_k (every option named)
+            raise ConfigurationError(prefixed_option_names(str(err), PREFIX)) from None
         super().__post_init__()
 
     def _parse_text_values(self) -> None:
