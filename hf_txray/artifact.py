@@ -148,8 +148,34 @@ def check_save_target(folder: str | os.PathLike, *, what: str = "save_pretrained
         raise ConfigurationError(
             f"{folder} holds a saved {held.replace('_', ' ')}; {what} would replace it with a "
             f"{artifact_type.replace('_', ' ')}: give another folder{given}, or delete that one first.")
+    foreign = _foreign_entries(folder) if held is not None else []
+    if foreign:  # helper 168: a saved profile replaced as a whole took a user's notes and a profile saved inside along
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigurationError(
+            f"{folder} holds a saved {held.replace('_', ' ')} and other files ({shown}); {what} replaces the whole "
+            f"folder, which would delete them: move them out, or give another folder{given}.")
     check_writable(folder)
     return folder
+
+
+# What hf_txray's saves write (tables, cards, weights, arrays): anything else in a saved artifact's folder is not its own
+OWN_SUFFIXES = frozenset({".json", ".md", ".parquet", ".safetensors", ".bin", ".npz", ".npy", ".png"})
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    """The entries of a saved artifact's `folder` that its save did not write: files of other kinds and folders
+    holding them or another saved artifact (hidden entries and an interrupted run's ``_checkpoint`` left out)."""
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.name == "_checkpoint":
+            continue
+        if entry.is_dir():
+            files = [f for f in entry.rglob("*") if f.is_file()]
+            if any(f.name == HEADER_FILE or f.suffix not in OWN_SUFFIXES for f in files):
+                foreign.append(f"{entry.name}/")
+        elif entry.suffix not in OWN_SUFFIXES:
+            foreign.append(entry.name)
+    return foreign
 
 
 def saved_artifacts(root: str | os.PathLike, artifact_type: str) -> list[Path]:

@@ -8,6 +8,7 @@ import logging
 import os
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -575,6 +576,18 @@ def test_cli_out_refuses_a_folder_of_other_files_before_any_work(tmp_path, saved
         err = capsys.readouterr().err
         assert "holds no hf_txray artifact" in err and "(CLI: --out)" in err  # refused before loading anything
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    # helper 168: a saved profile's folder holding other files (notes, a profile saved inside) was replaced whole
+    saved = tmp_path / "saved"
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(saved), "--num-samples", "4"]) == 0
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(saved / "sub"), "--num-samples", "4"]) == 0
+    (saved / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(saved), "--num-samples", "4"]) == 2
+    assert "holds a saved profile and other files (notes.txt, sub/)" in capsys.readouterr().err
+    assert (saved / "notes.txt").read_text() == "mine" and (saved / "sub" / "txray_artifact.json").is_file()
+    for extra in (saved / "notes.txt", saved / "sub"):  # a profile alone is replaced, as before
+        shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(saved), "--num-samples", "4"]) == 0
 
 
 def test_cli_reports_errors_without_traceback(tmp_path, saved_bert, capsys):
