@@ -1112,7 +1112,18 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _printable_streams() -> None:
+    """Write characters the terminal's encoding lacks as escapes (``\\xe4``) instead of failing: on an ASCII
+    terminal (``LC_ALL=C``, ``PYTHONIOENCODING=ascii``) a stage or text with an accent ended ``show`` and ``compare``
+    with a UnicodeEncodeError traceback, after the report was computed (helper 168)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # a TextIOWrapper; a replaced stream may lack it
+        if reconfigure is not None and (stream.errors or "strict") == "strict":
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_streams()
     parser = build_parser()
     args = _parse(parser, argv)
     try:

@@ -590,6 +590,22 @@ def test_cli_out_refuses_a_folder_of_other_files_before_any_work(tmp_path, saved
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(saved), "--num-samples", "4"]) == 0
 
 
+def test_cli_show_and_compare_print_on_an_ascii_terminal(tmp_path, saved_bert, text_file, monkeypatch):
+    """Helper 168: on a terminal whose encoding is ASCII (LC_ALL=C without UTF-8 mode, PYTHONIOENCODING=ascii),
+    a stage or text with an accent ended `show` and `compare` with a UnicodeEncodeError traceback."""
+    import io
+
+    saved = tmp_path / "stage"
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(saved), "--num-samples", "4",
+                     "--stage", "stäge"]) == 0
+    for argv in (["show", str(saved)], ["compare", str(saved), str(saved), "--out", str(tmp_path / "report")]):
+        terminal = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+        monkeypatch.setattr(sys, "stdout", terminal)
+        assert cli_main(argv) == 0
+        terminal.flush()
+        assert b"st\\xe4ge" in terminal.buffer.getvalue()
+
+
 def test_cli_reports_errors_without_traceback(tmp_path, saved_bert, capsys):
     assert cli_main(["analyze", str(saved_bert), str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
