@@ -553,6 +553,14 @@ def _int(minimum: int | None = None):
     return argparse_type(parse_int if minimum is None else int_at_least(minimum))
 
 
+def _port(value: str) -> int:
+    """A TCP port, 0 to 65535 (99999 failed in the socket's bind with a traceback: helper 168)."""
+    port = _int(0)(value)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
+    return port
+
+
 def _csv(kind):
     def parse(value: str):
         try:
@@ -793,7 +801,7 @@ def _add_view(sub) -> None:
                                    "Trainer write (several open together).")
     p.add_argument("source", metavar="DIR_OR_REPO", nargs="+",
                    help="Results folder, Hub dataset repo id, or profile / report folders (or a folder holding them).")
-    p.add_argument("--port", type=_int(0), help="Port to serve on (default: 7860 or the next free one).")
+    p.add_argument("--port", type=_port, help="Port to serve on (default: 7860 or the next free one).")
     p.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 to share on your network).")
     p.add_argument("--model", metavar="MODEL_PATH", help="The profiled model (path or Hub id): enables attribution of "
                                                           "a neuron's top examples in the Neuron tab (needs captum).")

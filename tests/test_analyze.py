@@ -1390,6 +1390,10 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
         with pytest.raises(ConfigurationError, match=said):
             hf_txray.analyze(str(saved_bert), "txray:ptb", **{**common, **options})
     monkeypatch.undo()
+    for port, said in (("99999", "expected a port from 0 to 65535, got '99999'"), ("-1", "expected an int >= 0")):
+        with pytest.raises(SystemExit) as exited:  # helper 168: 99999 failed in the socket's bind, a traceback
+            cli_main(["view", str(tmp_path), "--port", port])
+        assert exited.value.code == 2 and said in capsys.readouterr().err
     with pytest.raises(hf_txray.ModelError, match="attn_implementaton.* check the keys of model_kwargs"):
         hf_txray.analyze(str(saved_bert), str(text_file), model_kwargs={"attn_implementaton": "eager"}, **common)
 
