@@ -879,7 +879,10 @@ def _without_byte_order_marks(loaded: Any, builder: str, files: Sequence[str]) -
 
     if not pc.any(pc.starts_with(loaded.data.column("text"), "\ufeff")).as_py():
         return loaded
-    return loaded.map(**strip, desc="hf_txray: byte order marks")
+    from .logging import datasets_progress_bars
+
+    with datasets_progress_bars():  # hf_txray's switch (helper 168: the bar showed with progress turned off)
+        return loaded.map(**strip, desc="hf_txray: byte order marks")
 
 
 def reader_options(builder: str, separator: str | None = None, files: Sequence[str] = ()) -> dict[str, Any]:
