@@ -12,6 +12,7 @@ import difflib
 import errno
 import os
 import re
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -496,7 +497,7 @@ def _cmd_export(args) -> int:
     out = save_to_disk(args.out, profiles=profiles, reports=reports, repo_id=args.repo_id, license=args.license,
                        pretty_name=args.pretty_name, plots=not args.no_plots)
     print(f"exported {len(profiles)} profile(s) and {len(reports)} report(s) to {out} "
-          f"(open it with `hf-txray view {out}`)")
+          f"(open it with `hf-txray view {shlex.quote(str(out))}`)")
     return 0
 
 

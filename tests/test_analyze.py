@@ -848,6 +848,8 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert cli_main(["export", str(tmp_path / "a"), str(tmp_path / "runs"), "--out", str(tmp_path / "results"),
                      "--no-plots"]) == 0
     assert "exported 2 profile(s) and 1 report(s)" in capsys.readouterr().out
+    assert cli_main(["export", str(tmp_path / "a"), "--out", str(tmp_path / "with space"), "--no-plots"]) == 0
+    assert f"`hf-txray view '{tmp_path / 'with space'}'`" in capsys.readouterr().out  # helper 168: pasted, it split
     results = hf_txray.load(tmp_path / "results")
     assert set(results.profiles) == {"a", "b"} and results.profiles["a"] == hf_txray.Profile.from_pretrained(
         tmp_path / "a")
