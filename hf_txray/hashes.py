@@ -14,17 +14,23 @@ from typing import Any
 _CHUNK = 1 << 20
 
 
+def file_stamp(path: str | Path) -> tuple[int, int, int, int]:
+    """(size, mtime, inode change time in ns, inode) of a file: what changes when its bytes may have, as git's index
+    compares. The change time moves with every write and every ``utime``, so a file rewritten with its old mtime
+    (``cp -p``, ``rsync -t``, ``tar x``) has another stamp."""
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
+
+
 def file_sha256(path: str | Path) -> str:
     """The sha256 (hex) of a file's bytes, read in 1 MiB chunks.
 
-    Remembered under the hf_txray cache by (absolute path, size, modification and inode change times in ns,
-    inode), as git does, so a multi-GB model folder is read once, not at every ``analyze``. The change time moves
-    with every write and ``utime``, so a file rewritten with its old mtime (``cp -p``, ``rsync -t``) is read again.
+    Remembered under the hf_txray cache by the absolute path and :func:`file_stamp`, as git does, so a multi-GB
+    model folder is read once, not at every ``analyze``, and a file rewritten with its old mtime is read again.
     """
     from .cache import cache_dir
 
-    stat = Path(path).stat()
-    stamp = f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+    stamp = "|".join(map(str, file_stamp(path)))
     key = hashlib.sha1(f"{Path(path).resolve()}|{stamp}".encode()).hexdigest()
     memo = cache_dir() / "sha256" / key
     if memo.is_file():

@@ -173,6 +173,8 @@ def load_model(
             kwargs["token"] = token
         if dtype is not None:
             kwargs["dtype"] = dtype
+        from safetensors import SafetensorError  # a damaged weights file (installed with transformers)
+
         try:
             loaded = load_checked(AutoModel, source, model_id, revision=revision, trust_remote_code=trust_remote_code,
                                   **kwargs)
@@ -186,13 +188,11 @@ def load_model(
         except ImportError as err:
             extra = " (pip install gguf, or pip install 'hf_txray[gguf]')" if gguf_file else ""
             raise ModelError(f"Loading {model_id!r} needs a package that is missing{extra}: {err}") from err
-        except Exception as err:  # OSError, ValueError; safetensors' SafetensorError for a damaged weights file
-            if not isinstance(err, (OSError, ValueError)) and type(err).__name__ != "SafetensorError":
-                raise
+        except (OSError, ValueError, SafetensorError) as err:
             detail = f"({type(err).__name__}: {str(err).splitlines()[0][:300]})"
             if Path(source).is_dir():
                 damaged = (" A weights file is damaged or cut short (a partial download or copy): download or "
-                           "save the model again." if type(err).__name__ == "SafetensorError" else "")
+                           "save the model again." if isinstance(err, SafetensorError) else "")
                 raise ModelError(f"Could not load the model in the local folder {model_id!r} {detail}.{damaged}") \
                     from err
             raise ModelError(
@@ -771,9 +771,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
                                f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
         _check_split_of_file(name, split)
         separator = "\t" if _extensions(path)[0] == ".tsv" else None
-        loaded = load_local_dataset(builder, data_files=str(path), split="train", streaming=streaming,
-                                    **reader_options(builder, separator, [str(path)]))
-        loaded = _without_byte_order_marks(loaded, builder, [str(path)])
+        loaded = _read_data_files(builder, {"train": [str(path)]}, streaming, separator)
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
     if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
         saved = datasets.load_from_disk(str(path))  # splits of non-standard names into one "train" split
@@ -858,10 +856,17 @@ def _one_split_of_folder(folder: Path, split: str | None, streaming: bool):
     name, sliced = split_and_slice(split)
     chosen = pick_split(files, name)  # no such split, or several and none chosen, raise naming them
     name = name or next(iter(files))
-    loaded = load_local_dataset(builder.name, data_files={name: chosen}, split=name, streaming=streaming,
-                                **reader_options(builder.name, getattr(builder.config, "sep", None), chosen))
-    loaded = _without_byte_order_marks(loaded, builder.name, chosen)
+    loaded = _read_data_files(builder.name, {name: chosen}, streaming, getattr(builder.config, "sep", None))
     return select_slice(loaded, split) if sliced else loaded
+
+
+def _read_data_files(builder: str, data_files: dict[str, list[str]], streaming: bool, separator: str | None) -> Any:
+    """One split (`data_files`: its name and files) read by datasets' `builder` as a text corpus: with
+    :func:`reader_options`, through :func:`~hf_txray.local_cache.load_local_dataset`, byte order marks dropped."""
+    (split, files), = data_files.items()
+    loaded = load_local_dataset(builder, data_files=data_files, split=split, streaming=streaming,
+                                **reader_options(builder, separator, files))
+    return _without_byte_order_marks(loaded, builder, files)
 
 
 def _without_byte_order_marks(loaded: Any, builder: str, files: Sequence[str]) -> Any:

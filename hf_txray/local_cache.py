@@ -12,10 +12,10 @@ before.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from .io_utils import read_json, write_json
 
 
 def load_local_dataset(path: str, *, split: str | None = None, streaming: bool = False, **config: Any) -> Any:
@@ -36,14 +36,15 @@ def load_local_dataset(path: str, *, split: str | None = None, streaming: bool =
 
 
 def _stamps(data_files: Any) -> dict[str, list[int]]:
+    from .hashes import file_stamp
+
     stamps = {}
     for files in data_files.values():
         for file in files:
             try:
-                stat = os.stat(file)
+                stamps[str(file)] = list(file_stamp(file))
             except (OSError, ValueError):  # not a local path (fsspec URL): nothing to compare
                 continue
-            stamps[str(file)] = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
     return stamps
 
 
@@ -55,16 +56,13 @@ def _record_path(builder_cache: str) -> Path:
 
 def _read(record: Path) -> Any:
     try:
-        return json.loads(record.read_text())
+        return read_json(record)
     except (OSError, ValueError):
         return None
 
 
 def _write(record: Path, stamps: dict[str, list[int]]) -> None:
     try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(f"{record.stem}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stamps))
-        os.replace(tmp, record)
+        write_json(record, stamps)
     except OSError:  # a read-only cache: the next load builds again, as the first
         pass

@@ -111,12 +111,14 @@ class WordAnnotator:
 
 
 def _folder_stamp(spacy_model: str) -> tuple:
-    """The (path, size, mtime, ctime) of every file of a pipeline given by its folder; empty for a package name."""
+    """The path and :func:`~hf_txray.hashes.file_stamp` of every file of a pipeline given by its folder; empty for
+    a package name."""
+    from ..hashes import file_stamp
+
     folder = Path(spacy_model).expanduser()
     if not folder.is_dir():
         return ()
-    return tuple((str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns) for f in sorted(folder.rglob("*"))
-                 if f.is_file() and (st := f.stat()))
+    return tuple((str(f), *file_stamp(f)) for f in sorted(folder.rglob("*")) if f.is_file())
 
 
 def _pipeline_hash(nlp: Any) -> str:
@@ -182,7 +184,7 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
     """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
     A second call on the same texts with the same annotator reads the cache instead of tagging again. The cache
-    holds the annotation columns alone, keyed by the texts' content (:func:`hf_txray.provenance.texts_hash`), and
+    holds the annotation columns alone, keyed by the texts' content (:func:`hf_txray.hashes.texts_hash`), and
     they are joined to `dataset` as it is: two datasets with the same fingerprint but other texts (a ``map`` that
     reads a file or a table outside its function keeps the fingerprint) get their own tags, and the other columns
     are always the live ones. The tagging bar follows hf_txray's progress switch (:mod:`hf_txray.logging`);
