@@ -100,7 +100,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("dataset", nargs="?", default="txray:ptb",
                    help="Hub dataset id, local file/folder, or an embedded corpus: txray:ptb (Penn Treebank train, "
                         "the default), txray:ptb-valid or txray:bbc (BBC News).")
-    p.add_argument("--config", metavar="YAML", help="Read options from this YAML file (command-line flags win).")
+    p.add_argument("--config", metavar="YAML", help="Read options from this YAML file, or JSON file named .json "
+                                                    "(command-line flags win).")
     p.add_argument("--out", help="Folder to write the profile to (required, here or in --config).")
     _add_push_to_hub(p, "push the profile to")
     p.add_argument("--gguf-file", help="Load this GGUF file of the MODEL folder (needs the gguf package). A folder "
@@ -374,7 +375,7 @@ def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int
               reports]
     for (where, report), block in zip(reports, blocks):
         print((f"== {where}\n" if len(reports) > 1 else "") + report_neuron_text(report, block, neuron) + "\n")
-    # the hint names -1 as its block (argparse takes "--neuron -1:5" for a missing value), when all agree on it
+    # the hint names the block a negative index meant (a profile of more layers counts -1 from another), when all agree
     spec = f"{blocks[0]}:{neuron}" if len(set(blocks)) == 1 else "LAYER:NEURON"
     print(f"(a report holds the neuron's change only; its preferences and examples are on its page in a profile: "
           f"hf-txray show PROFILE_FOLDER --neuron {spec})")
@@ -563,9 +564,15 @@ def _port(value: str) -> int:
 
 
 def _csv(kind):
+    from .options import split_csv
+
     def parse(value: str):
         try:
-            return [kind(v.strip()) for v in value.split(",") if v.strip()]
+            items = split_csv(value)  # an empty item is a typo, not a shorter list
+        except ConfigurationError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        try:
+            return [kind(v) for v in items]
         except (ValueError, argparse.ArgumentTypeError):
             raise argparse.ArgumentTypeError(f"expected comma-separated values, got {value!r}") from None
 
@@ -590,7 +597,7 @@ def _add_pruning_options(p) -> None:
                    help="mask: zero the neurons with hooks (reversible); remove: slice the MLP weights.")
     p.add_argument("--overall", action="store_true", help="Rank all layers together instead of AMOUNT per layer.")
     p.add_argument("--layers", type=_layers, help="Layers to prune: 'all', indices and ranges such as 0-3,7,-1 "
-                                                  "(negative first: --layers=-1) (default: all).")
+                                                  "(default: all).")
     p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed; default: the "
                                           "report's first feature type).")
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")
@@ -868,7 +875,7 @@ def _add_probe(sub) -> None:
     p.add_argument("--property", default="pos", help="pos, dep, ner, xpos, or a user label column (default: pos).")
     p.add_argument("--out", required=True, help="Folder to write the probing result to.")
     p.add_argument("--layers", type=_layers, default="all", help="'all', or block indices and ranges such as "
-                                                                 "0-3,7,-1 (negative first: --layers=-1).")
+                                                                 "0-3,7,-1.")
     p.add_argument("--site", default="mlp", choices=["mlp", "residual"],
                    help="Neuron site: mlp (MLP intermediate neurons) or residual (block output).")
     p.add_argument("--aggregation", default="first", choices=["first", "last", "mean"],
@@ -1000,6 +1007,9 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        # a word that starts with a minus and a digit is a value, as argparse takes "-1" (no option of ours is
+        # "-<digit>"): "--neuron -1:5" and "--layers -2,-1" were "expected one argument" (newer Pythons' own rule)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def _get_option_tuples(self, option_string: str) -> list:
         # one match per option: a prefix of --batch-size also matches its alias --batch_size, and Python 3.11's
@@ -1017,7 +1027,20 @@ class _Parser(argparse.ArgumentParser):
             given, paren, hint = rest.partition(" (")
             secret = r"(--[\w-]*(?:tok|key|secret|pass)[\w-]*)(=| )(?!-)\S+"
             message = head + found + re.sub(secret, r"\1\2***", given, flags=re.I) + paren + hint
-        super().error(message)
+        # one usage line, not argparse's whole block (33 lines for analyze) above the message that matters
+        listed = "commands" if self._subparsers is not None else "options"
+        self.exit(2, f"usage: {self._short_usage()} (`{self.prog} --help` lists the {listed})\n"
+                     f"{self.prog}: error: {message}\n")
+
+    def _short_usage(self) -> str:
+        """``hf-txray compare [options] a b``: the positional arguments, the options left to --help."""
+        words = [self.prog, "COMMAND" if self._subparsers is not None else "", "[options]"]
+        for action in self._positionals._group_actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            name = action.metavar or action.dest
+            words.append({"?": f"[{name}]", "+": f"{name} [{name} ...]", "*": f"[{name} ...]"}.get(action.nargs, name))
+        return " ".join(word for word in words if word)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1069,12 +1092,25 @@ def _close_process_group(barrier: bool = True) -> None:
         close_process_group(barrier=barrier)
 
 
+def _check_command(parser: argparse.ArgumentParser, commands: dict, argv: Sequence[str]) -> None:
+    """Refuse a misspelt command with the closest one: its flags were reported instead (``hf-txray analize --model
+    x``: "unrecognized arguments: --model"). The top level takes no option with a value, so its first word that is
+    not an option is the command."""
+    word = next((token for token in argv if not token.startswith("-")), None)
+    if word is None or word in commands:
+        return
+    close = difflib.get_close_matches(word, list(commands), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    parser.error(f"unknown command {word!r} ({hint}the commands: {', '.join(commands)})")
+
+
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """`parser.parse_args`, but an unknown option is reported by its command's parser (its usage, not the top
     level's) with the closest options it has (``--max-lenght``: did you mean --max-length?), before argparse would
     report a required option as missing (``--outt x`` named only ``--out``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
+    _check_command(parser, commands, argv)
     at = next((i for i, token in enumerate(argv) if token in commands), None)
     command = parser if at is None else commands[argv[at]]
     known = [o for action in command._actions for o in action.option_strings if o.startswith("--")]
@@ -1093,6 +1129,37 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     if extra:  # a stray value: said under its command's usage (argparse's mask of tokens applies)
         command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _check_text_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, before any work, an argument that is not text: in a locale that is not UTF-8 (``LC_ALL=C`` without
+    Python's UTF-8 mode) Python keeps the bytes of an accented letter as lone surrogates (``'\\udcc3\\udca9'``),
+    which no saved file can hold: ``--stage café`` profiled the whole corpus, then failed at save. Every text
+    argument is checked, inputs too: a command records them (the model path as the profile's model id) or matches
+    them against saved names (a stage), which such text never equals.
+
+    Raises:
+        ConfigurationError: the first such argument, with the settings that fix the locale.
+    """
+    command = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[args.command]
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        for text in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(text, str) and not _is_unicode(text):
+                name = action.option_strings[0] if action.option_strings else (action.metavar or action.dest.upper())
+                raise ConfigurationError(
+                    f"{name} {text!r}: the terminal's locale is not UTF-8 (LC_ALL/LANG), so Python could not read "
+                    "this argument as text, and it could not be saved or matched: set LC_ALL=C.UTF-8 (or "
+                    "PYTHONUTF8=1) and run the command again.")
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` has a UTF-8 form (no lone surrogate, left by decoding bytes the locale did not know)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Terminated(KeyboardInterrupt):
@@ -1138,6 +1205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(), _terminate_as_interrupt():  # warnings: the default display restored after
             warnings.showwarning = _warning_line(args.command)
+            _check_text_arguments(parser, args)
             if getattr(args, "config", None):
                 args = _apply_config_file(parser, argv, args)
             code = args.handler(args)

@@ -69,7 +69,7 @@ def parse_layers(value: Any) -> str | list[int]:
         text = value.strip()
         if text == "all":
             return "all"
-        layers = [index for part in text.split(",") if part.strip() for index in _layer_part(part.strip(), value)]
+        layers = [index for part in split_csv(text, "layers") for index in _layer_part(part, value)]
         if not layers:
             raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
         return layers
@@ -127,10 +127,31 @@ def parse_skip_first_positions(value: Any) -> int | str:
     return value
 
 
+def split_csv(text: str, name: str = "") -> list[str]:
+    """The stripped items of a comma-separated list (none for blank text, which each option refuses in its words);
+    `name` names the option in the error where no front end does (a Python keyword).
+
+    Raises:
+        ConfigurationError: an empty item (``token,,pos``, a comma at an end): a typo, which was dropped silently
+            and ran with fewer items than meant.
+    """
+    if not text.strip():
+        return []
+    parts = [part.strip() for part in text.split(",")]
+    if "" in parts:
+        raise ConfigurationError(f"{name + ' ' if name else ''}{text!r} has an empty item (two commas in a row, or "
+                                 "one at an end): separate the items with single commas")
+    return parts
+
+
 def parse_csv(value: Any) -> Any:
-    """``"token,pos"`` -> ``("token", "pos")``; anything that is not text is returned as it is."""
+    """``"token,pos"`` -> ``("token", "pos")``; anything that is not text is returned as it is.
+
+    Raises:
+        ConfigurationError: an empty item in the text (:func:`split_csv`).
+    """
     if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
+        return tuple(split_csv(value))
     return value
 
 
@@ -228,8 +249,7 @@ class ProfilerConfig:
 
     layers: Any = option("all", "Blocks to hook: 'all', an int, a list of ints, or text such as '0-3,7,-1' (ranges "
                                 "include both ends; negative indices count from the last block, or with module_pattern "
-                                "from the last block it matched; None: all). On the command line a list that starts "
-                                "with a negative index takes '=': --layers=-2,-1.",
+                                "from the last block it matched; None: all).",
                          parse=parse_layers, arg_type=str)
     site: str = option("mlp", "Neuron site: 'mlp' (the MLP intermediate neurons, input of the down projection) or "
                               "'residual' (the block output, hidden size).", choices=SITES)
@@ -643,9 +663,9 @@ def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[st
     for name in names:
         value = getattr(instance, prefix + name)
         parse = fields[name].metadata.get("parse") or _scalar_type(hints[name])
-        if parse is parse_csv and isinstance(value, list):
-            value = [part for item in value for part in (parse_csv(item) if isinstance(item, str) else (item,))]
         try:
+            if parse is parse_csv and isinstance(value, list):
+                value = [part for item in value for part in (parse_csv(item) if isinstance(item, str) else (item,))]
             values[name] = parse(value) if isinstance(value, str) else value
         except (ConfigurationError, ValueError) as err:
             raise ConfigurationError(f"{prefix}{name}: {err}") from None
@@ -722,21 +742,17 @@ def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, Any]:
-    """The options of a YAML (or JSON) config file, as trl's ``TrlParser`` reads ``--config``: keys are option names
-    (``top_k``, not ``--top-k``); flags on the command line override them.
+    """The options of a YAML config file (JSON when it is named .json), as trl's ``TrlParser`` reads ``--config``:
+    keys are option names (``top_k``, not ``--top-k``); flags on the command line override them.
 
     Raises:
         ConfigurationError: a missing or malformed file, a file that is not a mapping, or an unknown key.
     """
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"The config file {path} does not exist.")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigurationError(f"The config file {path} is not valid YAML: {err}") from None
+    text = path.read_text(encoding="utf-8")
+    loaded = _load_json(path, text) if path.suffix.lower() == ".json" else _load_yaml(path, text)
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -745,6 +761,31 @@ def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, An
     values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
     check_names(values, valid, f"The config file {path}")
     return values
+
+
+def _load_json(path: Path, text: str) -> Any:
+    """A .json config file, read by the JSON parser: its error names the format the file claims, with the line and
+    column (YAML's parser called a broken JSON file "not valid YAML")."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigurationError(f"The config file {path} is not valid JSON (line {err.lineno}, column {err.colno}): "
+                                 f"{err.msg}.") from None
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    """A YAML config file; a parse error in one line, with the line and column where the parser stopped (its own
+    message spans several lines and names "<unicode string>", not the file)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+        if mark is None or problem is None:  # not a parse error with a place
+            raise ConfigurationError(f"The config file {path} is not valid YAML: {err}") from None
+        raise ConfigurationError(f"The config file {path} is not valid YAML (line {mark.line + 1}, column "
+                                 f"{mark.column + 1}): {problem}.") from None
 
 
 def options_markdown(options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> str:

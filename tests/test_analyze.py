@@ -832,6 +832,105 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     assert "usage: hf-txray compare" in err and "unrecognized arguments: stray" in err
 
 
+def test_cli_parser_errors_are_two_lines_and_a_misspelt_command_is_named(capsys):
+    """Helper 169: `hf-txray analize --model x` was reported as "unrecognized arguments: --model", and each parser
+    error printed the whole usage block (33 lines for analyze) above its one-line message."""
+    for argv in (["analize", "--model", "x", "--dataset", "y"], ["analize"]):
+        with pytest.raises(SystemExit, match="2"):
+            cli_main(argv)
+        err = capsys.readouterr().err
+        assert "hf-txray: error: unknown command 'analize' (did you mean 'analyze'? the commands: analyze," in err
+        assert "unrecognized" not in err, err
+    with pytest.raises(SystemExit, match="2"):
+        cli_main(["analyze", "m", "d", "--top-k", "x"])
+    assert capsys.readouterr().err.splitlines() == [
+        "usage: hf-txray analyze [options] [model] [dataset] (`hf-txray analyze --help` lists the options)",
+        "hf-txray analyze: error: argument --top-k/--top_k: expected an int, got 'x'"]
+    with pytest.raises(SystemExit, match="2"):
+        cli_main(["export", "--out"])
+    assert capsys.readouterr().err.splitlines()[0].startswith("usage: hf-txray export [options] INPUT [INPUT ...] (")
+
+
+def test_cli_comma_lists_refuse_an_empty_item(tmp_path, capsys):
+    """Helper 169: `--features token,,pos` ran as `token,pos` (a typo dropped silently), as did every comma list."""
+    cases = [("analyze", ["m", "d"], "--features", "token,,pos"), ("analyze", ["m", "d"], "--layers", "0,,1"),
+             ("probe", ["m", "d"], "--layers", "1,"), ("prune", ["m", "r"], "--layers", ",1"),
+             ("prune-sweep", ["m", "r", "d"], "--strategies", "lost,,random"),
+             ("prune-sweep", ["m", "r", "d"], "--amounts", "0.1,"), ("prune-sweep", ["m", "r", "d"], "--seeds", "0,,1"),
+             ("prune-sweep", ["m", "r", "d"], "--metric", "accuracy,"), ("ablate", ["m", "p", "d"], "--counts", "1,,2"),
+             ("ablate", ["m", "p", "d"], "--seeds", ",0")]
+    for command, positional, flag, value in cases:
+        with pytest.raises(SystemExit, match="2"):
+            cli_main([command, *positional, flag, value, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert f"argument {flag}" in err and f"{value!r} has an empty item" in err, err
+    config = tmp_path / "run.yaml"
+    config.write_text('features: "token,,pos"\n', encoding="utf-8")
+    assert cli_main(["analyze", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert "features: 'token,,pos' is not valid: 'token,,pos' has an empty item" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match=r"layers '0,,1' has an empty item"):
+        hf_txray.analyze("no/such-model-here", TEXTS, layers="0,,1")
+    from hf_txray.trainer import TXRayArguments
+
+    for features in ("token,,pos", ["token,", "pos"]):  # HfArgumentParser gives a list of the words typed
+        with pytest.raises(ConfigurationError, match=r"txray_features: 'token,(,pos)?' has an empty item"):
+            TXRayArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                           txray_features=features).profiler_config()
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_takes_a_value_that_starts_with_a_minus_and_a_digit():
+    """Helper 169: `--neuron -1:5` and `--layers -2,-1` were "expected one argument" (argparse took the value for an
+    option): the help told users to write `--layers=-2,-1`."""
+    from hf_txray.cli import _parse, build_parser
+
+    for argv, name, value in [(["show", "x", "--neuron", "-1:5"], "neuron", "-1:5"),
+                              (["analyze", "m", "d", "--layers", "-2,-1"], "layers", [-2, -1]),
+                              (["probe", "m", "d", "--layers", "-1,0", "--out", "o"], "layers", [-1, 0]),
+                              (["prune", "m", "r", "--layers", "-1", "--out", "o"], "layers", [-1]),
+                              (["prune-sweep", "m", "r", "d", "--seeds", "-1,2", "--out", "o"], "seeds", [-1, 2]),
+                              (["ablate", "m", "p", "d", "--seeds", "-3,1", "--out", "o"], "seeds", [-3, 1])]:
+        assert getattr(_parse(build_parser(), argv), name) == value, argv
+
+
+def test_a_config_file_that_does_not_parse_is_named_by_its_format(tmp_path, capsys):
+    """Helper 169: a .json config file that failed to parse was "not valid YAML", in YAML's several-line message."""
+    from hf_txray.options import config_file_defaults
+
+    for name, text, said in [("run.json", '{"top_k": 2\n "stage": "x"}', "is not valid JSON (line 2, column 2): "
+                                                                         "Expecting ',' delimiter."),
+                             ("run.yaml", "top_k: 2: 3\n", "is not valid YAML (line 1, column 9): mapping values are "
+                                                           "not allowed here.")]:
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert cli_main(["analyze", "--config", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2
+        assert capsys.readouterr().err == f"hf-txray analyze: error: The config file {tmp_path / name} {said}\n"
+    (tmp_path / "ok.json").write_text('{"top_k": 2, "stage": "x"}', encoding="utf-8")
+    assert config_file_defaults(tmp_path / "ok.json", ["top_k", "stage"]) == {"top_k": 2, "stage": "x"}
+
+
+def test_an_argument_the_locale_could_not_decode_is_refused_before_any_work(tmp_path, capsys):
+    """Helper 169: in a locale that is not UTF-8 (LC_ALL=C, no UTF-8 mode) `--stage café` reaches Python as lone
+    surrogates; the whole corpus was profiled, then the save failed. Every text argument is checked first."""
+    odd = "caf\udcc3\udca9"  # what Python makes of "café" typed in such a locale
+    missing = str(tmp_path / "no-model")
+    for argv, flag in [(["analyze", missing, "txray:ptb", "--stage", odd], "--stage"),
+                       (["analyze", missing, "txray:ptb", "--features", f"token,{odd}"], "--features"),
+                       (["analyze", missing + odd, "txray:ptb"], "MODEL"),
+                       (["export", str(tmp_path), "--pretty-name", odd], "--pretty-name")]:
+        assert cli_main([*argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err  # the locale's error, not the missing model's
+        assert f"error: {flag} '" in err and "\\udcc3\\udca9': the terminal's locale is not UTF-8" in err, err
+        assert "set LC_ALL=C.UTF-8 (or PYTHONUTF8=1)" in err
+    assert cli_main(["analyze", missing, "txray:ptb", "--out", str(tmp_path / "o" / odd)]) == 2
+    assert "error: --out '" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    env = dict(_env(), LC_ALL="C", PYTHONUTF8="0")  # the terminal itself: the bytes of "café" decoded as ASCII
+    done = subprocess.run([sys.executable, "-m", "hf_txray", "analyze", missing, "txray:ptb", "--stage", "café",
+                           "--out", str(tmp_path / "o")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--stage 'caf\\udcc3\\udca9': the terminal's locale is not UTF-8" in done.stderr, \
+        done.stderr
+
+
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
     from hf_txray.cli import _push_arguments
 
