@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import itertools
@@ -865,7 +866,7 @@ def _read_data_files(builder: str, data_files: dict[str, list[str]], streaming: 
     :func:`reader_options`, through :func:`~hf_txray.local_cache.load_local_dataset`, byte order marks dropped."""
     (split, files), = data_files.items()
     loaded = load_local_dataset(builder, data_files=data_files, split=split, streaming=streaming,
-                                **reader_options(builder, separator, files))
+                                **reader_options(builder, separator, files, streaming))
     return _without_byte_order_marks(loaded, builder, files)
 
 
@@ -890,8 +891,9 @@ def _without_byte_order_marks(loaded: Any, builder: str, files: Sequence[str]) -
         return loaded.map(**strip, desc="hf_txray: byte order marks")
 
 
-def reader_options(builder: str, separator: str | None = None, files: Sequence[str] = ()) -> dict[str, Any]:
-    """Options of datasets' `builder` for a text corpus of data `files`.
+def reader_options(builder: str, separator: str | None = None, files: Sequence[str] = (),
+                   streaming: bool = False) -> dict[str, Any]:
+    """Options of datasets' `builder` for a text corpus of data `files` (read as a stream with `streaming`).
 
     A CSV is read by pandas, which turns empty cells and texts such as "NA", "null", "nan" or "None" into missing
     values: here they are texts (an empty one is skipped and counted in ``num_empty``, as from JSON or a list), so
@@ -900,14 +902,22 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     of the files' header (when they share one) is read as a string, as written. A ``.tsv`` is tab-separated (`separator`), as
     ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one column holding
     every field, labels included. A text file's UTF-8 byte order mark is not part of its first text (``utf-8-sig``,
-    as pandas and the JSON reader already drop it)."""
+    as pandas and the JSON reader already drop it).
+
+    Raises:
+        DatasetError: a CSV header that repeats a column name (:func:`_csv_header`), or, loaded in memory, files
+            whose headers differ (:func:`_refuse_other_headers`).
+    """
     if builder == "text":
         return {"encoding": "utf-8-sig"}
     if builder != "csv":
         return {}
     options: dict[str, Any] = {"sep": separator or ",", "keep_default_na": False}
-    headers = {tuple(_csv_header(file, options["sep"]) or ()) for file in files}
-    columns = next(iter(headers)) if len(headers) == 1 else None  # files of other columns: datasets names the file
+    headers = {file: _csv_header(file, options["sep"]) for file in files}
+    if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
+        _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
+    shared = set(headers.values())
+    columns = next(iter(shared)) if len(shared) == 1 else None  # files of other columns: pandas' types (a stream)
     if columns:
         import datasets
 
@@ -915,16 +925,50 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     return options
 
 
-def _csv_header(file: str, separator: str) -> list[str] | None:
-    """The column names of a CSV file's header; None when they cannot be read or repeat (the load then says why,
-    in its own words)."""
+def _csv_header(file: str, separator: str) -> tuple[str, ...] | None:
+    """The column names of a CSV file's header, as pandas names them; None when they cannot be read (the load then
+    says why, in its own words).
+
+    Raises:
+        DatasetError: the header repeats a column name (``text,text``): pandas renames the second ``text.1``, and
+            the texts would be read from one of the two without a word.
+    """
     import pandas as pd
 
     try:
-        columns = [str(c) for c in pd.read_csv(file, sep=separator, nrows=0, keep_default_na=False).columns]
+        columns = tuple(str(c) for c in pd.read_csv(file, sep=separator, nrows=0, keep_default_na=False).columns)
+        # the names as written (pandas' header is already renamed): the first line read as a row of strings
+        written = pd.read_csv(file, sep=separator, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
     except Exception:  # pandas raises many types: the load that follows reports the file's problem
         return None
-    return columns if columns and len(set(columns)) == len(columns) else None
+    names = [str(name) for name in written]
+    repeated = sorted({name for name in names if name and names.count(name) > 1})  # empty ones are "Unnamed: i"
+    if repeated:
+        raise DatasetError(f"The header of the data file {file!r} repeats the column name(s) "
+                           f"{', '.join(map(repr, repeated))}: pandas would rename the second one "
+                           f"({repeated[0] + '.1'!r}) and one of them would be read as the texts without a word. Give "
+                           "each column a distinct name in the file's first line, or drop the extra column.")
+    return columns or None
+
+
+def _refuse_other_headers(headers: Mapping[str, tuple[str, ...]]) -> None:
+    """Refuse data files of one split whose headers differ (other columns, or the same in another order), naming
+    them: datasets loads the files of a split as one table and fails on the first of other columns (a CastError or
+    "Schema at index 1 was different") after reading those before it, naming neither file nor folder.
+
+    Raises:
+        DatasetError: naming the files whose header is not the most common one (the first file's on a tie).
+    """
+    if len(set(headers.values())) < 2:
+        return
+    shared = collections.Counter(headers.values()).most_common(1)[0][0]
+    model = next(file for file, header in headers.items() if header == shared)
+    odd = [file for file, header in headers.items() if header != shared]
+    others = f" (and {len(odd) - 1} more file(s) of other columns)" if len(odd) > 1 else ""
+    raise DatasetError(f"The data file {odd[0]!r} has the columns {list(headers[odd[0]])}, not those of {model!r} "
+                       f"({list(shared)}){others}: datasets loads the files of a split as one table, so they must hold "
+                       "the same columns in the same order. Fix or move out that file, or stream the folder "
+                       "(streaming=True), which reads each file's rows as they are.")
 
 
 def refuse_split_of_one(dataset: Any, split: str | None) -> None:

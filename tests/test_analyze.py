@@ -1260,6 +1260,24 @@ def test_texts_that_look_like_numbers_and_a_byte_order_mark_are_read_as_written(
         assert got.meta.provenance["dataset"].get("texts_hash") in (None, hf_txray.hashes.strings_hash(expected))
 
 
+def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path):
+    """Helper 170: a header `text,text` (or `id,text,text`) was read with pandas' renaming (`text.1`): one of the two
+    columns was profiled as the texts without a word, the other dropped."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "twice.csv").write_text("text,text\nthe cat sat,a dog ran\n")
+    (tmp_path / "third.tsv").write_text("id\ttext\ttext\n1\tthe cat sat\ta dog ran\n")
+    (tmp_path / "folder" / "a.csv").write_text("id,text\n1,the cat sat\n")
+    (tmp_path / "folder" / "b.csv").write_text("id,text,text\n2,a dog ran,a bird sang\n")
+    for source, file in (("twice.csv", "twice.csv"), ("third.tsv", "third.tsv"), ("folder", "folder/b.csv")):
+        for streaming in (False, True):
+            with pytest.raises(DatasetError, match=rf"The header of the data file '{re.escape(str(tmp_path / file))}' "
+                                                   r"repeats the column name\(s\) 'text': pandas would rename the "
+                                                   r"second one \('text.1'\).*distinct name"):
+                run(texts=str(tmp_path / source), streaming=streaming)
+    (tmp_path / "unnamed.csv").write_text("text,,\nthe cat sat,,\n")  # empty names are pandas' "Unnamed: i"
+    assert run(texts=str(tmp_path / "unnamed.csv")).meta.num_examples == 1
+
+
 def test_a_folder_with_upper_case_data_file_extensions_is_refused_not_read_in_part(tmp_path):
     """datasets finds a folder's data files by lower-case patterns: a b.CSV beside a.csv was left out without a word
     (a profile of part of the corpus), and a folder of .CSV files alone seemed to hold no data."""
@@ -1403,9 +1421,24 @@ def test_an_unreadable_local_dataset_folder_is_said_in_one_line_naming_its_file(
     (tmp_path / "csv_cols").mkdir()
     (tmp_path / "csv_cols" / "a.csv").write_text("text\n" + "\n".join(f"text {i}" for i in range(10)) + "\n")
     (tmp_path / "csv_cols" / "b.csv").write_text("sentence,label\n" + "\n".join(f"s {i},1" for i in range(10)) + "\n")
-    message = refused(tmp_path / "csv_cols")
-    assert f"{str(tmp_path / 'csv_cols')!r} as a dataset folder, its file 'b.csv' (cause: " in message
-    assert "there are 2 new columns (" in message and "Fix or remove that file" in message
+    # helper 170: refused before reading, naming the file whatever datasets would have said (a folder of two files
+    # of the same columns in another order failed with "Schema at index 1 was different", naming no file)
+    (tmp_path / "csv_cols" / "c.csv").write_text("text\nmore\n")
+    assert refused(tmp_path / "csv_cols") == (
+        f"The data file {str(tmp_path / 'csv_cols' / 'b.csv')!r} has the columns ['sentence', 'label'], not those of "
+        f"{str(tmp_path / 'csv_cols' / 'a.csv')!r} (['text']): datasets loads the files of a split as one table, so "
+        "they must hold the same columns in the same order. Fix or move out that file, or stream the folder "
+        "(streaming=True), which reads each file's rows as they are.")
+    (tmp_path / "csv_order").mkdir()
+    (tmp_path / "csv_order" / "a.csv").write_text("text,label\nthe cat sat,x\n")
+    (tmp_path / "csv_order" / "b.csv").write_text("label,text\ny,a dog ran\n")
+    (tmp_path / "csv_order" / "c.csv").write_text("label,text\nz,a bird sang\n")
+    assert refused(tmp_path / "csv_order").startswith(  # the most common header is the one the others must have
+        f"The data file {str(tmp_path / 'csv_order' / 'a.csv')!r} has the columns ['text', 'label'], not those of "
+        f"{str(tmp_path / 'csv_order' / 'b.csv')!r} (['label', 'text']): ")
+    streamed = hf_txray.analyze(model, str(tmp_path / "csv_order"), tokenizer=tokenizer, streaming=True,
+                                show_progress=False)  # a stream reads each file's rows as they are: still read
+    assert streamed.meta.num_examples == 3
     (tmp_path / "json_broken").mkdir()
     (tmp_path / "json_broken" / "a.jsonl").write_text('{"text": "fine"}\n' * 10)
     (tmp_path / "json_broken" / "b.jsonl").write_text('{"text": "ok"}\n{"text": broken\n')
