@@ -423,7 +423,9 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
             raise DatasetError(_STREAM_HINT.format(type(dataset).__name__))
         return _load_stream(dataset, text_column, split, num_samples, dataset_id)
     table = _table_dataset(dataset)
+    labels = None  # a DataFrame's row labels: what its user names a row by (its index, not the row's position)
     if table is not None:
+        labels = getattr(dataset, "index", None)
         dataset = table
     elif _is_dataset_column(dataset):
         # A column of an in-memory Dataset (``ds["text"]``): use the dataset itself, no row-by-row copy.
@@ -461,7 +463,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if len(dataset) == 0:
         raise DatasetError("The dataset is empty: there is no text to profile.")
     dataset = dataset.select_columns([column])
-    _check_column_values(dataset, column)
+    _check_column_values(dataset, column, labels)
     return dataset, column, dataset_id
 
 
@@ -1071,7 +1073,9 @@ def _text_column(dataset, text_column: str | None) -> str:
     return choose_text_column(columns, strings, text_column)
 
 
-def _check_column_values(dataset, column: str) -> None:
+def _check_column_values(dataset, column: str, labels: Any = None) -> None:
+    """Refuse a text column that is not of strings, or holds None rows (the first named: by its label in `labels`,
+    a DataFrame's index, where given)."""
     import pyarrow.compute as pc
 
     feature = dataset.features[column]
@@ -1084,8 +1088,19 @@ def _check_column_values(dataset, column: str) -> None:
         nulls = int(pc.sum(pc.is_null(values)).as_py() or 0)
         if nulls:
             first = offset + next(i for i, v in enumerate(values.to_pylist()) if v is None)
-            raise missing_rows_error(column, first, builder_name(dataset))
+            raise missing_rows_error(column, _row_name(first, labels),
+                                     "pandas" if labels is not None else builder_name(dataset))
         offset += len(values)
+
+
+def _row_name(position: int, labels: Any) -> str:
+    """A row as its user names it: by its label in `labels` (a DataFrame's index, rows kept in its order), with its
+    position when that differs (``'b' (position 1)``); by its position where there are no labels."""
+    if labels is None:
+        return str(position)
+    label = labels[position:position + 1].tolist()[0]  # a Python value: numpy's repr would say np.int64(5)
+    same = isinstance(label, int) and not isinstance(label, bool) and label == position
+    return str(position) if same else f"{label!r} (position {position})"
 
 
 # ----- pinned sources (reproducibility): resolve every Hub ref to a commit before any work ---------------------

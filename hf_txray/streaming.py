@@ -363,15 +363,19 @@ TEXT_COLUMN_CANDIDATES = ("text", "sentence", "content", "document", "article", 
 
 def missing_rows_error(column: str, first: Any, reader: str | None = None) -> DatasetError:
     """The error for a text column holding None rows, `first` naming the first one; `reader`: the ``datasets``
-    builder that read the data (:func:`builder_name`), for advice that fits its format."""
+    builder that read the data (:func:`builder_name`), or ``"pandas"`` for a DataFrame's rows, for advice that fits
+    its format."""
     why = {"csv": " A CSV read by datasets (pandas) turns empty cells and texts such as 'NA' or 'null' into None: "
                   "load it with load_dataset('csv', ..., keep_default_na=False) to keep them as texts (hf_txray "
                   "reads local CSV files that way).",
-           "json": " In JSON, a null value and a row without the key both read as None."}.get(
+           "json": " In JSON, a null value and a row without the key both read as None.",
+           "pandas": " In a DataFrame, None and NaN are both missing values."}.get(
         reader, " A row without that key (rows given as dicts) reads as None too." if reader is None else "")
+    fix = ("(df.dropna(subset=[col])) or fill them (df[col].fillna(''))" if reader == "pandas"
+           else "(dataset.filter(lambda r: r[col] is not None)) or fill them")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
-        f"(dataset.filter(lambda r: r[col] is not None)) or fill them.{why}"
+        f"{fix}.{why}"
     )
 
 

@@ -171,6 +171,15 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     assert np.array_equal(table.neuron_count, expected.neuron_count)
     with pytest.raises(DatasetError, match=r"does not convert to a table.*astype\(str\)"):
         run(texts=pd.DataFrame({"text": ["a b", 3]}))
+    # helper 170: a missing text was named by its position, which a DataFrame's user does not index rows by
+    labelled = pd.DataFrame({"text": ["a b", None, "c d"]}, index=["x", "y", "z"])
+    with pytest.raises(DatasetError, match=r"missing \(None\) rows, the first at index 'y' \(position 1\): .*"
+                                           r"df\.dropna\(subset=\[col\]\)"):
+        run(texts=labelled)
+    with pytest.raises(DatasetError, match=r"the first at index 2 \(position 0\): "):  # rows in the frame's order
+        run(texts=pd.DataFrame({"text": ["a b", "c d", float("nan")]}).iloc[::-1])
+    with pytest.raises(DatasetError, match=r"the first at index 1: "):  # a default index: label and position agree
+        run(texts=pd.DataFrame({"text": ["a b", None]}))
     twice = pd.DataFrame([["a b", "x"], ["c d", "y"]], columns=["text", "text"])  # helper 166: a hint about types
     with pytest.raises(DatasetError, match=r"columns of the same name \('text'\).*Rename them"):
         run(texts=twice)
