@@ -42,7 +42,7 @@ from .loading import (describe_loaded, is_stream, is_texts_only, load_model, loa
                       merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
-from .hashes import bytes_sha256
+from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config, text_depth
@@ -210,9 +210,7 @@ class Profiler:
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
         dataset = self.dataset_source
-        fingerprint = getattr(corpus, "_fingerprint", None)
-        # A stream's text column may be chosen from its first row, during the run ("" until then).
-        if dataset is None or dataset.fingerprint != fingerprint or (dataset.text_column or "") != text_column:
+        if not _describes(dataset, corpus, text_column):
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
         dtype = weights_dtype(self.model)
         runtime = {"device": str(self.device), "dtype": str(dtype).removeprefix("torch.") if dtype else None,
@@ -529,6 +527,24 @@ BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker han
 CHARS_PER_TOKEN = 4
 UNRAMPED_DEVICES = ("cpu",)  # devices whose runs with workers start with full-size buckets (BucketPlan.ramp)
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
+
+
+def _describes(source: Any, corpus: Any, text_column: str) -> bool:
+    """Whether the dataset record `source` (a :class:`~hf_txray.provenance.DatasetSource`, or None) describes
+    `corpus` read by `text_column`: the same fingerprint and text column and, in memory, the same texts
+    (:func:`~hf_txray.hashes.texts_hash`, what the rest of hf_txray calls the same corpus). A fingerprint alone does not
+    say it: a ``map`` whose function reads a file keeps it when the file changes, and a reused Profiler (a Trainer's)
+    recorded the first corpus's texts for the second (helper 170)."""
+    # A stream's text column may be chosen from its first row, during the run ("" until then).
+    if source is None or source.fingerprint != getattr(corpus, "_fingerprint", None) \
+            or (source.text_column or "") != text_column:
+        return False
+    if is_streaming(corpus):  # a stream is hashed as the run reads it (StreamingSource.read_hash)
+        return True
+    try:
+        return source.texts_hash == texts_hash(corpus, text_column)
+    except UnicodeDecodeError:  # described again, which raises the error that names the row
+        return False
 
 
 def corpus_fingerprint(corpus, dataset_id: str | None) -> str:

@@ -501,3 +501,29 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
     after = profiler.run(corpus, text_column="text", show_progress=False)
     assert [p.meta.provenance["runtime"]["tokenizer_vocab_hash"] for p in (before, after)] == [
         tokenizer_vocab_hash(tokenizer), tokenizer_vocab_hash(grown)]
+
+
+def test_a_reused_profiler_records_the_texts_it_profiled_not_an_earlier_corpus_of_the_same_fingerprint(tmp_path):
+    """Helper 170: a Profiler kept the dataset record of its first corpus for any later one of the same fingerprint,
+    such as a `map` whose function reads a file that changed in between: the profile of the new texts recorded the
+    old texts' hash (and reproduce would have checked it against them)."""
+    from datasets import Dataset
+
+    from hf_txray.hashes import texts_hash
+
+    model, tokenizer = tiny("bert")
+    suffix = tmp_path / "suffix.txt"
+
+    def add_suffix(batch):  # datasets fingerprints the function, not the file it reads
+        return {"text": [f"{t} {suffix.read_text()}" for t in batch["text"]]}
+
+    base = Dataset.from_dict({"text": ["the cat sat", "a dog ran"]})
+    corpora = []
+    for word in ("first", "second"):
+        suffix.write_text(word)
+        corpora.append(base.map(add_suffix, batched=True))
+    assert corpora[0]._fingerprint == corpora[1]._fingerprint and corpora[0]["text"] != corpora[1]["text"]
+    profiler = hf_txray.Profiler(model, tokenizer, hf_txray.ProfilerConfig(features=["token"]))
+    got = [profiler.run(corpus, text_column="text", show_progress=False) for corpus in corpora + corpora[:1]]
+    assert [p.meta.provenance["dataset"]["texts_hash"] for p in got] == [
+        texts_hash(corpus, "text") for corpus in corpora + corpora[:1]]
