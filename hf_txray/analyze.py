@@ -431,8 +431,8 @@ class Profiler:
         (``batch_size`` rows each), never spanning a checkpoint interval (so a checkpoint lands on a bucket boundary).
 
         With encoding `workers`, a bucket also closes once its texts reach :data:`CHARS_PER_TOKEN` characters per
-        token of that many full batches, so long documents are spread over the workers, and on an accelerator the
-        first buckets ramp up (:class:`~hf_txray.streaming.BucketPlan`), so the device waits for a small first
+        token of that many full batches (on an accelerator, of :data:`ACCELERATOR_TOKEN_BATCHES`), so long documents
+        are spread over the workers, and on an accelerator the first buckets ramp up (:class:`~hf_txray.streaming.BucketPlan`), so the device waits for a small first
         bucket only. Inline, buckets are cut by count alone: smaller buckets of long documents would only add
         part-filled batches (measured: up to 7% more CPU time on WikiText-2 articles, ``bench/bench_buckets.py``).
         """
@@ -442,8 +442,9 @@ class Profiler:
         batch_tokens = self.batch_size * self.max_length
         if self.max_tokens_per_batch is not None:
             batch_tokens = min(batch_tokens, self.max_tokens_per_batch)
-        return BucketPlan(self.batch_size * batches, batches * batch_tokens * CHARS_PER_TOKEN,
-                          ramp=self.device.type not in UNRAMPED_DEVICES)
+        ramp = self.device.type not in UNRAMPED_DEVICES
+        token_batches = min(batches, ACCELERATOR_TOKEN_BATCHES) if ramp else batches
+        return BucketPlan(self.batch_size * batches, token_batches * batch_tokens * CHARS_PER_TOKEN, ramp=ramp)
 
     def _workers_for(self, source, checkpoint_every: int, resume_state) -> int:
         """Encoding workers for this run: as configured, but the default (``num_workers=None``) starts no more
@@ -525,6 +526,10 @@ BUCKET_BATCHES = 8  # batches per bucket: the unit of length sorting, worker han
 # are only known once a worker has encoded it. A wrong guess only makes buckets larger or smaller: CJK text, at 1 to
 # 3 tokens per character, gets buckets of up to about 12 times the planned tokens.
 CHARS_PER_TOKEN = 4
+# On an accelerator, a bucket of long texts holds at most this many full batches' worth of characters: one worker
+# encodes about 0.4M tokens/s, a GPU's forward runs 1M+, so a run of long documents must be spread over the workers
+# (GPU check run 4: MiniLM's main thread waited 1.4 s of 3.6 s for the two 8-batch buckets of BBC articles).
+ACCELERATOR_TOKEN_BATCHES = 2
 UNRAMPED_DEVICES = ("cpu",)  # devices whose runs with workers start with full-size buckets (BucketPlan.ramp)
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
 

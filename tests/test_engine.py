@@ -366,6 +366,8 @@ def test_bucket_plan_of_a_profiler(monkeypatch):
     assert hf_txray.Profiler(model, tokenizer, budget).bucket_plan(2, workers=1) == BucketPlan(8, 2 * 100 * 4)
     monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "UNRAMPED_DEVICES", ())  # as on a GPU
     assert profiler.bucket_plan(200, workers=2).ramp and not profiler.bucket_plan(200, workers=0).ramp
+    # on an accelerator, long texts close a bucket after 2 batches' worth of characters (spread over the workers)
+    assert profiler.bucket_plan(200, workers=2) == BucketPlan(32, 2 * 4 * 64 * 4, ramp=True)
 
 
 @pytest.mark.parametrize("world,num", [(2, 7), (3, 8), (4, 2)])  # uneven shards, and empty ones (4 > 2)
