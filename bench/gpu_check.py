@@ -357,7 +357,8 @@ def report(result: dict) -> str:
     runs, checks = result["runs"], result["checks"]
     lines = [f"{result['device']}, torch {result['torch']}, {result['cpus']} CPU cores; wall time, "
              f"CUDA-synchronised, best of 2 interleaved runs; {result['sentences']} PTB sentences + "
-             f"{result['sentences'] // 4} BBC articles (windows of up to {MAX_LENGTH} tokens), batches of at most "
+             f"{result['sentences'] // 4} BBC articles{_repeated(result)} (windows of up to {MAX_LENGTH} tokens), "
+             f"batches of at most "
              f"{BATCH} rows and {TOKENS} tokens, token features, {result.get('workers', 4)} encoding workers. "
              f"{result['weights']}", "",
              "| model | dtype | tokens | padding | buckets (largest, in batches) | first batch after (s) | main thread "
@@ -382,6 +383,11 @@ def report(result: dict) -> str:
                   for k in result["kernels"]]
     lines += [f"\nErrors: {e}" for e in result.get("errors", [])]
     return "\n".join(lines)
+
+
+def _repeated(result: dict) -> str:
+    repeat = result.get("repeat", 1)
+    return f", the whole {repeat} times over" if repeat > 1 else ""
 
 
 def _waits_cell(run: dict) -> str:
@@ -423,10 +429,10 @@ def run_all(args, out: Path | None) -> dict:
 
     from hf_txray.workers import resolve_num_workers
 
-    corpus = texts(args.sentences)
+    corpus = texts(args.sentences) * args.repeat
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (--dry-run)"
     result = {"device": name, "torch": torch.__version__, "cpus": os.cpu_count(),
-              "sentences": args.sentences, "runs": [], "checks": [], "kernels": [], "errors": [],
+              "sentences": args.sentences, "repeat": args.repeat, "runs": [], "checks": [], "kernels": [], "errors": [],
               "workers": resolve_num_workers(WORKERS, DEVICE),
               "weights": ("MiniLM weights stored in fp16 and upcast; SmolLM2-135M's shape with random weights; "
                           "GPT-2-size random." if BUNDLE is not None else "Real MiniLM and SmolLM2 weights; GPT-2-size random.")}
@@ -441,7 +447,7 @@ def run_all(args, out: Path | None) -> dict:
     started = time.perf_counter()
     for name, build in models:
         print(f"[{time.perf_counter() - started:.0f} s] {name}", flush=True)
-        limit = MODEL_LIMIT_S[name] if DEVICE == "cuda" else None  # the dry run's CPU is far slower
+        limit = MODEL_LIMIT_S[name] * args.repeat if DEVICE == "cuda" else None  # the dry run's CPU is far slower
         try:
             with watchdog(limit):
                 check_model(name, build, corpus, result, out, save)
@@ -464,6 +470,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", type=str.lower, metavar="NAME",
                         help="Check only the models whose names contain one of these (minilm, gpt-2, smollm2, "
                              "near-free): a session with little device time left runs what the last run missed.")
+    parser.add_argument("--repeat", type=int, default=1, help="Profile the corpus this many times over (as separate "
+                        "texts): fixed costs (the first batch, the end of the run) weigh less, as on a real corpus.")
     parser.add_argument("--out", type=Path, help="Write gpu_check.json/.md (and the cProfile) here as they come.")
     parser.add_argument("--from-json", type=Path, help="Publish the report of an earlier run's gpu_check.json.")
     parser.add_argument("--dry-run", action="store_true", help="Run every step on the CPU (use a few --sentences, "
