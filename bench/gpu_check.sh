@@ -17,7 +17,7 @@
 # and on the GPU machine: pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl;
 #   PYTHONPATH=/tmp/site PYTHON=python3 bash bench/gpu_check.sh --no-write --bundle .gpu/bundle --out $OUT
 # then here: python bench/gpu_check.py --from-json <the returned gpu_check.json> (writes RESULTS.md).
-#   usage: bash bench/gpu_check.sh [--no-write] [--sentences N] [--bundle DIR] [--out DIR]
+#   usage: bash bench/gpu_check.sh [--no-write] [--sentences N] [--repeat N] [--models NAME ...] [--bundle DIR] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
