@@ -263,6 +263,16 @@ class TopExamples:
     def add(self, rows: np.ndarray, activation: np.ndarray, **fields: np.ndarray) -> None:
         if self.capacity == 0 or len(rows) == 0:
             return
+        # Below its row's capacity-th best, an entry cannot enter (a tie can: it may win on example id): dropped
+        # before any sort. The device admits a batch's candidates against the previous merge's thresholds only, and
+        # `merge` (another process's lists) admits none: then 2.6x faster on a synthetic SmolLM2 grid (1.18x after
+        # the device's admission, with the one-key sort below: bench_top_examples).
+        admitted = activation >= self.activation[rows, self.capacity - 1]
+        if not admitted.all():
+            rows, activation = rows[admitted], activation[admitted]
+            fields = {k: v[admitted] for k, v in fields.items()}
+            if len(rows) == 0:
+                return
         rows, activation, fields = self._best_per_row(rows, activation, fields)
         touched = np.unique(rows)
         old_act = self.activation[touched]
@@ -274,7 +284,12 @@ class TopExamples:
         self._store(touched, *self._best_per_row(merged_rows, merged_act, merged))
 
     def _best_per_row(self, rows, activation, fields):
-        order = np.lexsort((fields["token_index"], fields["example_id"], -activation, rows))
+        example_id, token_index = fields["example_id"], fields["token_index"]
+        if example_id.min() >= 0 and token_index.min() >= 0 and example_id.max() < 1 << 31 \
+                and token_index.max() < 1 << 32:  # one sort key for (example id, token index): 3 sorts, not 4
+            order = np.lexsort(((example_id << 32) | token_index, -activation, rows))
+        else:
+            order = np.lexsort((token_index, example_id, -activation, rows))
         rank = rank_within_groups(rows[order])
         keep = order[rank < self.capacity]
         return rows[keep], activation[keep], {k: v[keep] for k, v in fields.items()}

@@ -194,17 +194,20 @@ def test_tied_activations_are_ranked_by_example_id():
     assert ties > 0
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_streaming_top_examples_match_a_full_sort(seed):
+@pytest.mark.parametrize("seed,example_offset,token_offset", [(0, 0, 0), (1, 0, 0), (2, 0, 0),
+                                                               (3, 2**31 - 3, 0), (4, 2**40, 0), (5, 0, 2**32 - 8),
+                                                               (6, 0, 2**32 - 3)])
+def test_streaming_top_examples_match_a_full_sort(seed, example_offset, token_offset):
     """TopExamples fed in random chunks (with many exact ties) keeps what sorting everything would keep:
-    activation descending, then example id, then token index ascending."""
+    activation descending, then example id, then token index ascending; also for ids past the one-key sort's
+    bounds (2**31 example ids, 2**32 token indices), alone or mixed with smaller ones in one chunk."""
     from hf_txray.accumulators import TopExamples
 
     rng = np.random.default_rng(seed)
     n, rows, capacity = 400, 5, 7
     data = {
         "row": rng.integers(0, rows, n), "activation": rng.choice([0.5, 1.0, 2.0], n),
-        "example_id": rng.integers(0, 6, n), "token_index": rng.integers(0, 6, n),
+        "example_id": rng.integers(0, 6, n) + example_offset, "token_index": rng.integers(0, 6, n) + token_offset,
     }
     data["char_start"], data["char_end"] = data["token_index"] * 2, data["token_index"] * 2 + 1
     top = TopExamples(rows, capacity)
