@@ -32,17 +32,8 @@ LAYERS, NEURONS, CAPACITY, BATCH_POSITIONS = 30, 1536, 10, 65_536
 class PreviousTopExamples(TopExamples):
     """``add`` before this change: no admission against the current thresholds, and a four-key sort."""
 
-    def add(self, rows, activation, **fields):
-        if self.capacity == 0 or len(rows) == 0:
-            return
-        rows, activation, fields = self._best_per_row(rows, activation, fields)
-        touched = np.unique(rows)
-        old_act = self.activation[touched]
-        valid = np.isfinite(old_act)
-        old_rows = np.broadcast_to(touched[:, None], old_act.shape)[valid]
-        merged = {k: np.concatenate([self.data[k][touched][valid], fields[k]]) for k in self.FIELDS}
-        self._store(touched, *self._best_per_row(np.concatenate([old_rows, rows]),
-                                                 np.concatenate([old_act[valid], activation]), merged))
+    def _admitted(self, rows, activation, fields):
+        return rows, activation, fields
 
     def _best_per_row(self, rows, activation, fields):
         order = np.lexsort((fields["token_index"], fields["example_id"], -activation, rows))

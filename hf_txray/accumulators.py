@@ -263,16 +263,9 @@ class TopExamples:
     def add(self, rows: np.ndarray, activation: np.ndarray, **fields: np.ndarray) -> None:
         if self.capacity == 0 or len(rows) == 0:
             return
-        # Below its row's capacity-th best, an entry cannot enter (a tie can: it may win on example id): dropped
-        # before any sort. The device admits a batch's candidates against the previous merge's thresholds only, and
-        # `merge` (another process's lists) admits none: then 2.6x faster on a synthetic SmolLM2 grid (1.18x after
-        # the device's admission, with the one-key sort below: bench_top_examples).
-        admitted = activation >= self.activation[rows, self.capacity - 1]
-        if not admitted.all():
-            rows, activation = rows[admitted], activation[admitted]
-            fields = {k: v[admitted] for k, v in fields.items()}
-            if len(rows) == 0:
-                return
+        rows, activation, fields = self._admitted(rows, activation, fields)
+        if len(rows) == 0:
+            return
         rows, activation, fields = self._best_per_row(rows, activation, fields)
         touched = np.unique(rows)
         old_act = self.activation[touched]
@@ -282,6 +275,16 @@ class TopExamples:
         merged_act = np.concatenate([old_act[valid], activation])
         merged = {k: np.concatenate([self.data[k][touched][valid], fields[k]]) for k in self.FIELDS}
         self._store(touched, *self._best_per_row(merged_rows, merged_act, merged))
+
+    def _admitted(self, rows, activation, fields):
+        """The entries at or above their row's capacity-th best: one below it cannot enter (a tie can, on example
+        id), so it is dropped before any sort. The device admits a batch's candidates against the previous merge's
+        thresholds only, and `merge` (another process's lists) admits none: then 2.6x faster on a synthetic SmolLM2
+        grid (1.18x after the device's admission, with the one-key sort below: ``bench/bench_top_examples.py``)."""
+        admitted = activation >= self.activation[rows, self.capacity - 1]
+        if admitted.all():
+            return rows, activation, fields
+        return rows[admitted], activation[admitted], {k: v[admitted] for k, v in fields.items()}
 
     def _best_per_row(self, rows, activation, fields):
         example_id, token_index = fields["example_id"], fields["token_index"]
