@@ -751,7 +751,7 @@ def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"The config file {path} does not exist.")
-    text = path.read_text(encoding="utf-8")
+    text = _config_text(path)
     loaded = _load_json(path, text) if path.suffix.lower() == ".json" else _load_yaml(path, text)
     if loaded is None:
         return {}
@@ -761,6 +761,21 @@ def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, An
     values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
     check_names(values, valid, f"The config file {path}")
     return values
+
+
+def _config_text(path: Path) -> str:
+    """A config file's text: UTF-8, a byte order mark dropped (Notepad writes one, and the JSON parser refused it
+    while YAML's skips it).
+
+    Raises:
+        ConfigurationError: the file is not UTF-8 (PowerShell's ``>`` writes UTF-16): it was a traceback.
+    """
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        odd = err.object[err.start:err.start + 1]
+        raise ConfigurationError(f"The config file {path} is not UTF-8 text (byte {err.start} is {odd!r}): save it "
+                                 "as UTF-8.") from None
 
 
 def _load_json(path: Path, text: str) -> Any:

@@ -917,6 +917,20 @@ def test_a_config_file_that_does_not_parse_is_named_by_its_format(tmp_path, caps
     assert config_file_defaults(tmp_path / "ok.json", ["top_k", "stage"]) == {"top_k": 2, "stage": "x"}
 
 
+def test_a_config_file_is_read_as_utf8_with_or_without_a_byte_order_mark(tmp_path, capsys):
+    """Helper 171: a .json config saved with a byte order mark (Notepad) was "not valid JSON (line 1, column 1):
+    Unexpected UTF-8 BOM", though YAML's parser, which read .json files before, skips it; a file that is not UTF-8
+    (PowerShell's `>` writes UTF-16) was a UnicodeDecodeError traceback."""
+    from hf_txray.options import config_file_defaults
+
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"top_k": 2}')
+    assert config_file_defaults(tmp_path / "bom.json", ["top_k"]) == {"top_k": 2}
+    (tmp_path / "wide.yaml").write_bytes("top_k: 2\n".encode("utf-16"))
+    assert cli_main(["analyze", "--config", str(tmp_path / "wide.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"hf-txray analyze: error: The config file {tmp_path / 'wide.yaml'} is not "
+                                       "UTF-8 text (byte 0 is b'\\xff'): save it as UTF-8.\n")
+
+
 def test_an_argument_the_locale_could_not_decode_is_refused_before_any_work(tmp_path, capsys):
     """Helper 169: in a locale that is not UTF-8 (LC_ALL=C, no UTF-8 mode) `--stage café` reaches Python as lone
     surrogates; the whole corpus was profiled, then the save failed. Every text argument is checked first."""
