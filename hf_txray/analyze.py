@@ -108,6 +108,9 @@ class Profiler:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
+        # the stream that dataset_source describes, once a run read one (None: the record given, or none yet): a
+        # stream has no fingerprint or texts to hash beforehand, so another one is told apart by identity alone
+        self._described_stream: Any = None
         # the columns of the corpus as the user gave it, before analyze() kept the text column alone (what an
         # error may point at; [] where unknown, as for a file); None: read off the corpus run() gets
         self.corpus_columns: list[str] | None = None
@@ -210,8 +213,10 @@ class Profiler:
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
         dataset = self.dataset_source
-        if not _describes(dataset, corpus, text_column):
+        other_stream = self._described_stream is not None and self._described_stream is not corpus
+        if not _describes(dataset, corpus, text_column) or other_stream:
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
+        self._described_stream = corpus if is_streaming(corpus) else None
         dtype = weights_dtype(self.model)
         runtime = {"device": str(self.device), "dtype": str(dtype).removeprefix("torch.") if dtype else None,
                    "model_class": type(self.model).__name__,

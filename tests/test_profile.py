@@ -527,3 +527,21 @@ def test_a_reused_profiler_records_the_texts_it_profiled_not_an_earlier_corpus_o
     got = [profiler.run(corpus, text_column="text", show_progress=False) for corpus in corpora + corpora[:1]]
     assert [p.meta.provenance["dataset"]["texts_hash"] for p in got] == [
         texts_hash(corpus, "text") for corpus in corpora + corpora[:1]]
+
+
+def test_a_reused_profiler_describes_each_stream_it_profiles(tmp_path):
+    """Helper 171: the record was kept for any later stream (no fingerprint, no texts hashed before the run, so
+    _describes took every stream for the same): a second stream's profile recorded the first one's name and split."""
+    import json
+
+    from datasets import load_dataset
+
+    model, tokenizer = tiny("bert")
+    for name, texts in (("a", ["the cat sat"] * 3), ("b", ["a dog ran"] * 5)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    first = load_dataset("json", data_files=str(tmp_path / "a.jsonl"), split="train", streaming=True)
+    second = load_dataset("json", data_files={"test": str(tmp_path / "b.jsonl")}, split="test", streaming=True)
+    profiler = hf_txray.Profiler(model, tokenizer, hf_txray.ProfilerConfig(features=["token"]))
+    got = [profiler.run(stream, text_column="text", show_progress=False).meta.provenance["dataset"]
+           for stream in (first, second, second)]
+    assert [(d["split"], d["num_texts"]) for d in got] == [("train", 3), ("test", 5), ("test", 5)]
