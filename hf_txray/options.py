@@ -638,6 +638,10 @@ def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type 
             metadata = {k: v for k, v in source.metadata.items() if k in HF_ARGUMENT_KEYS}
             if source.metadata.get("default_text"):  # HfArgumentParser would show a bare None
                 metadata["help"] = f"{metadata['help']} Default: {source.metadata['default_text']}."
+            if source.metadata.get("parse") is parse_layers:  # hf-txray takes "--layers -2,-1"; stock argparse
+                # (HfArgumentParser, Python < 3.14) reads "-2,-1" as an option: "expected one argument"
+                metadata["help"] = (f"{metadata['help']} A list that starts with a negative index takes '=': "
+                                    f"--{prefix}{name}=-2,-1.")
             # Optional[int] flags take text so that "None" can be given (parsed by prefixed_values)
             optional_int = hints[name] == (int | None)
             annotations[prefix + name] = source.metadata.get("arg_type", int | str | None if optional_int
@@ -665,7 +669,7 @@ def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[st
         parse = fields[name].metadata.get("parse") or _scalar_type(hints[name])
         try:
             if parse is parse_csv and isinstance(value, list):
-                value = [part for item in value for part in (parse_csv(item) if isinstance(item, str) else (item,))]
+                value = _csv_items(value)
             values[name] = parse(value) if isinstance(value, str) else value
         except (ConfigurationError, ValueError) as err:
             raise ConfigurationError(f"{prefix}{name}: {err}") from None
@@ -725,6 +729,20 @@ def cli_parser(options_class: type, name: str) -> Callable[[str], Any] | None:
         return value
 
     return read
+
+
+def _csv_items(items: list) -> list:
+    """The items of a list given to a comma-separated option, each text split at its commas (`HfArgumentParser`
+    reads ``--txray_features token,pos`` as one item).
+
+    Raises:
+        ConfigurationError: an empty item (:func:`split_csv`), a blank text among them too (``--txray_features
+            token "$UNSET" pos``): split alone, it was dropped as ``token,,pos`` was before.
+    """
+    if any(isinstance(item, str) and not item.strip() for item in items):
+        raise ConfigurationError(f"{items!r} has an empty item (a blank text): drop it, or give the value it stands "
+                                 "for")
+    return [part for item in items for part in (parse_csv(item) if isinstance(item, str) else (item,))]
 
 
 def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

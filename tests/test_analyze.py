@@ -713,8 +713,9 @@ def test_every_option_has_help_and_reaches_analyze_the_trainer_and_the_cli():
     for name in TRAINER_OPTIONS:
         source = next(f for f in fields if f.name == name)
         said = source.metadata.get("default_text")  # HfArgumentParser would show a bare None: the help says it
+        layers = " A list that starts with a negative index takes '=': --txray_layers=-2,-1." * (name == "layers")
         assert trainer_fields[f"txray_{name}"].metadata["help"] == source.metadata["help"] + (
-            f" Default: {said}." if said else "")
+            f" Default: {said}." if said else "") + layers  # HfArgumentParser reads "-2,-1" as an option
 
 
 def _walk_parsers():

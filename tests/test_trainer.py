@@ -587,6 +587,23 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
     callback = TXRayCallback(TEXTS, steps=np.int64(5), max_samples=np.int64(3), layers=np.arange(2))
     assert callback.steps == 5 and type(callback.steps) is int and len(callback.corpus) == 3
 
+def test_hf_argument_parser_refuses_a_blank_feature_and_says_how_to_pass_negative_layers(tmp_path):
+    """Helper 171: `--txray_features token "" pos` (an unset shell variable) dropped the blank item, which
+    `token,,pos` no longer does; and the help lost its advice for `--txray_layers=-2,-1`, which HfArgumentParser
+    (stock argparse) still needs: `--txray_layers -2,-1` is "expected one argument"."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(TXRayArguments)
+    with pytest.raises(ConfigurationError, match=r"^txray_features: \['token', '', 'pos'\] has an empty item"):
+        parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_features", "token", "", "pos"])
+    import dataclasses
+
+    helps = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TXRayArguments)}
+    assert "takes '=': --txray_layers=-2,-1." in helps["txray_layers"]  # the help's text (wrapped at its hyphens)
+    (args,) = parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_layers=-2,-1"])
+    assert args.txray_options()["layers"] == [-2, -1]
+
+
 # ----- two processes ----------------------------------------------------------------------------------------------
 def test_two_process_training_gives_the_same_profiles_as_one(tmp_path):
     """torchrun, 2 gloo processes, batch 2 each, vs one process with batch 4 on the same sequential data."""
