@@ -432,9 +432,10 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         dataset = dataset.source.select_columns([dataset.column_name])
         text_column = text_column or dataset.column_names[0]
     elif _is_text_sequence(dataset):
+        labels = _series_labels(dataset)
         dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
-        dataset = _in_memory_dataset(dataset)
+        dataset = _in_memory_dataset(dataset, labels)
     elif isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
         dataset = load_named_dataset(dataset_id, split)
@@ -650,9 +651,10 @@ def _not_unicode(rows: Sequence[Any]) -> DatasetError:
     return _unencodable(rows) or DatasetError("A text has no UTF-8 form: decode the source correctly.")
 
 
-def _in_memory_dataset(rows: Sequence[Any]):
+def _in_memory_dataset(rows: Sequence[Any], labels: Any = None):
     """A ``Dataset`` of a list of strings (one ``text`` column) or of row dicts (the union of their keys as columns;
-    a row without a key holds None there, which the column check then reports by row).
+    a row without a key holds None there, which the column check then reports by row); `labels`: the rows' names
+    where they have some (a pandas Series' index, :func:`_series_labels`).
 
     Raises:
         DatasetError: strings mixed with other rows, dicts mixed with other rows, or a column whose values do not
@@ -661,7 +663,7 @@ def _in_memory_dataset(rows: Sequence[Any]):
     import datasets
 
     if not rows or not isinstance(rows[0], dict):
-        _check_strings(rows)
+        _check_strings(rows, labels)
         try:
             return datasets.Dataset.from_dict({"text": list(rows)})
         except UnicodeEncodeError:
@@ -680,13 +682,24 @@ def _in_memory_dataset(rows: Sequence[Any]):
                            "must hold one type in every row (the text column str).") from None
 
 
-def _check_strings(texts: Sequence[Any]) -> None:
+def _check_strings(texts: Sequence[Any], labels: Any = None) -> None:
+    """Refuse texts that are not all strings, naming the first other one (by its label in `labels` where given)."""
     for index, text in enumerate(texts):
         if not isinstance(text, str):
+            missing = labels is not None and (text is None or text != text)  # pandas' missing values: None, NaN
             raise DatasetError(
-                f"Row {index} is {type(text).__name__} ({text!r:.60}), not a string: every text must be a str. "
-                "Convert or drop non-string rows first."
+                f"Row {_row_name(index, labels)} is {type(text).__name__} ({text!r:.60}), not a string: every text "
+                "must be a str. Convert or drop non-string rows first"
+                + (" (in a pandas Series, None and NaN are missing values: s.dropna() or s.fillna(''))." if missing
+                   else ".")
             )
+
+
+def _series_labels(obj: Any) -> Any:
+    """A pandas Series' row labels (its index: what its user names a row by, as a DataFrame's), else None."""
+    import pandas as pd
+
+    return obj.index if isinstance(obj, pd.Series) else None
 
 
 def _missing_dataset_error(name: str) -> DatasetError:

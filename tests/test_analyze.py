@@ -180,6 +180,10 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
         run(texts=pd.DataFrame({"text": ["a b", "c d", float("nan")]}).iloc[::-1])
     with pytest.raises(DatasetError, match=r"the first at index 1: "):  # a default index: label and position agree
         run(texts=pd.DataFrame({"text": ["a b", None]}))
+    # helper 171: a Series (df["text"], the texts alone) named its missing text by position, as frames did
+    with pytest.raises(DatasetError, match=r"^Row 8 \(position 1\) is float \(nan\), not a string: .*"
+                                           r"s\.dropna\(\) or s\.fillna"):
+        run(texts=pd.DataFrame({"text": ["a b", None, "c d"]}, index=[7, 8, 9])["text"])
     twice = pd.DataFrame([["a b", "x"], ["c d", "y"]], columns=["text", "text"])  # helper 166: a hint about types
     with pytest.raises(DatasetError, match=r"columns of the same name \('text'\).*Rename them"):
         run(texts=twice)
