@@ -1099,7 +1099,7 @@ def _check_command(parser: argparse.ArgumentParser, commands: dict, argv: Sequen
     word = next((token for token in argv if not token.startswith("-")), None)
     if word is None or word in commands:
         return
-    close = difflib.get_close_matches(word, list(commands), n=1)
+    close = difflib.get_close_matches(word.strip().lower(), list(commands), n=1)  # ANALYZE: caps lock, a pasted space
     hint = f"did you mean {close[0]!r}? " if close else ""
     parser.error(f"unknown command {word!r} ({hint}the commands: {', '.join(commands)})")
 

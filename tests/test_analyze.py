@@ -855,6 +855,9 @@ def test_cli_parser_errors_are_two_lines_and_a_misspelt_command_is_named(capsys)
         err = capsys.readouterr().err
         assert "hf-txray: error: unknown command 'analize' (did you mean 'analyze'? the commands: analyze," in err
         assert "unrecognized" not in err, err
+    with pytest.raises(SystemExit, match="2"):  # helper 171: in capitals (caps lock), no suggestion was made
+        cli_main(["PRUNE-SWEEP", "m"])
+    assert "unknown command 'PRUNE-SWEEP' (did you mean 'prune-sweep'? the commands:" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="2"):
         cli_main(["analyze", "m", "d", "--top-k", "x"])
     assert capsys.readouterr().err.splitlines() == [
