@@ -770,12 +770,13 @@ def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, An
     if not path.is_file():
         raise ConfigurationError(f"The config file {path} does not exist.")
     text = _config_text(path)
-    loaded = _load_json(path, text) if path.suffix.lower() == ".json" else _load_yaml(path, text)
+    loaded, keys = _load_json(path, text) if path.suffix.lower() == ".json" else _load_yaml(path, text)
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigurationError(f"The config file {path} must be a mapping of option names to values, got "
                                  f"{type(loaded).__name__}.")
+    _refuse_repeated_keys(path, keys)
     values = {str(k).replace("-", "_"): v for k, v in loaded.items()}
     check_names(values, valid, f"The config file {path}")
     return values
@@ -796,29 +797,60 @@ def _config_text(path: Path) -> str:
                                  "as UTF-8.") from None
 
 
-def _load_json(path: Path, text: str) -> Any:
-    """A .json config file, read by the JSON parser: its error names the format the file claims, with the line and
-    column (YAML's parser called a broken JSON file "not valid YAML")."""
+def _refuse_repeated_keys(path: Path, keys: Sequence[Any]) -> None:
+    """Refuse an option that a config file's top-level `keys` (as written) set twice (``top_k`` twice, or as ``top_k``
+    and ``top-k``): YAML's and JSON's parsers keep the last value without a word, so a value set higher up in the file
+    was silently not the one used.
+
+    Raises:
+        ConfigurationError: naming the first such option and how it was written.
+    """
+    written: dict[str, list[str]] = {}
+    for key in keys:
+        written.setdefault(str(key).replace("-", "_"), []).append(str(key))
+    for name, spelled in written.items():
+        if len(spelled) > 1:
+            raise ConfigurationError(f"The config file {path} sets {name!r} {len(spelled)} times (as "
+                                     f"{', '.join(map(repr, spelled))}): only the last value would be used, without a "
+                                     "word. Keep one.")
+
+
+def _load_json(path: Path, text: str) -> tuple[Any, list[str]]:
+    """A .json config file, read by the JSON parser, and its top-level keys as written (repeats kept): its error names
+    the format the file claims, with the line and column (YAML's parser called a broken JSON file "not valid YAML")."""
+    keys: list[list[str]] = []
+
+    def pairs_to_dict(pairs: list) -> dict:  # called for each object, the top-level one last
+        keys.append([key for key, _ in pairs])
+        return dict(pairs)
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=pairs_to_dict), (keys[-1] if keys else [])
     except json.JSONDecodeError as err:
         raise ConfigurationError(f"The config file {path} is not valid JSON (line {err.lineno}, column {err.colno}): "
                                  f"{err.msg}.") from None
 
 
-def _load_yaml(path: Path, text: str) -> Any:
-    """A YAML config file; a parse error in one line, with the line and column where the parser stopped (its own
-    message spans several lines and names "<unicode string>", not the file)."""
+def _load_yaml(path: Path, text: str) -> tuple[Any, list[str]]:
+    """A YAML config file and its top-level keys as written (repeats kept: its mapping keeps the last); a parse error
+    in one line, with the line and column where the parser stopped (its own message spans several lines and names
+    "<unicode string>", not the file)."""
     import yaml
 
+    loader = yaml.SafeLoader(text)  # yaml.safe_load's steps, the document's node read in between
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)
+                and key.tag != "tag:yaml.org,2002:merge"] if isinstance(node, yaml.MappingNode) else []
+        return (None if node is None else loader.construct_document(node)), keys
     except yaml.YAMLError as err:
         mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
         if mark is None or problem is None:  # not a parse error with a place
             raise ConfigurationError(f"The config file {path} is not valid YAML: {err}") from None
         raise ConfigurationError(f"The config file {path} is not valid YAML (line {mark.line + 1}, column "
                                  f"{mark.column + 1}): {problem}.") from None
+    finally:
+        loader.dispose()
 
 
 def options_markdown(options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> str:

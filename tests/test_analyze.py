@@ -939,6 +939,25 @@ def test_a_config_file_is_read_as_utf8_with_or_without_a_byte_order_mark(tmp_pat
                                        "UTF-8 text (byte 0 is b'\\xff'): save it as UTF-8.\n")
 
 
+def test_a_config_file_that_sets_an_option_twice_is_refused(tmp_path, capsys):
+    """Helper 171: YAML's and JSON's parsers keep a repeated key's last value without a word (and `top-k` beside
+    `top_k` was kept the same way): a value set higher up in a long config file was silently not the one used."""
+    from hf_txray.options import config_file_defaults
+
+    for name, text, spelled in [("run.yaml", "top_k: 2\nstage: x\ntop_k: 5\n", "'top_k', 'top_k'"),
+                                ("run.json", '{"top_k": 2, "top_k": 5}', "'top_k', 'top_k'"),
+                                ("dashed.yaml", "top-k: 2\ntop_k: 5\n", "'top-k', 'top_k'")]:
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        argv = ["analyze", str(tmp_path / "no-model"), "--config", str(tmp_path / name), "--out", str(tmp_path / "o")]
+        assert cli_main(argv) == 2
+        assert capsys.readouterr().err == (f"hf-txray analyze: error: The config file {tmp_path / name} sets 'top_k' 2 "
+                                           f"times (as {spelled}): only the last value would be used, without a word. "
+                                           "Keep one.\n")
+    (tmp_path / "nested.yaml").write_text("model_kwargs: {a: 1}\ntop_k: 2\n", encoding="utf-8")  # once each: read
+    assert config_file_defaults(tmp_path / "nested.yaml", ["model_kwargs", "top_k"]) == {"model_kwargs": {"a": 1},
+                                                                                          "top_k": 2}
+
+
 def test_an_argument_the_locale_could_not_decode_is_refused_before_any_work(tmp_path, capsys):
     """Helper 169: in a locale that is not UTF-8 (LC_ALL=C, no UTF-8 mode) `--stage café` reaches Python as lone
     surrogates; the whole corpus was profiled, then the save failed. Every text argument is checked first."""
