@@ -945,13 +945,19 @@ def _csv_header(file: str, separator: str) -> tuple[str, ...] | None:
     says why, in its own words).
 
     Raises:
-        DatasetError: the header repeats a column name (``text,text``): pandas renames the second ``text.1``, and
-            the texts would be read from one of the two without a word.
+        DatasetError: the file is empty, or its header repeats a column name (``text,text``): pandas renames the
+            second ``text.1``, and the texts would be read from one of the two without a word.
     """
     import pandas as pd
 
     try:
         columns = tuple(str(c) for c in pd.read_csv(file, sep=separator, nrows=0, keep_default_na=False).columns)
+    except pd.errors.EmptyDataError:  # in a folder, datasets' own error names neither the file nor the cause
+        raise DatasetError(f"The local file {file!r} holds no texts (it is empty, or a header without rows): give "
+                           "a data file with at least one text, or remove it from the data files.") from None
+    except Exception:  # pandas raises many types: the load that follows reports the file's problem
+        return None
+    try:
         # the names as written (pandas' header is already renamed): the first line read as a row of strings
         written = pd.read_csv(file, sep=separator, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
     except Exception:  # pandas raises many types: the load that follows reports the file's problem

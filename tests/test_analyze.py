@@ -1402,6 +1402,11 @@ def test_an_empty_data_file_is_said_to_hold_no_texts(tmp_path):
     (tmp_path / "folder" / "b.jsonl").write_text("")  # beside a file of texts, an empty one adds no rows
     with pytest.raises(DatasetError, match=r"its file 'b.jsonl' \(cause: it holds no rows"):
         run(texts=str(tmp_path / "folder"))
+    (tmp_path / "csvs").mkdir()  # helper 171: pandas' EmptyDataError, named by neither datasets nor the message
+    (tmp_path / "csvs" / "a.csv").write_text("text\nhello\n")
+    (tmp_path / "csvs" / "b.csv").write_text("")
+    with pytest.raises(DatasetError, match=r"b.csv' holds no texts \(it is empty"):
+        run(texts=str(tmp_path / "csvs"))
 
 
 def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
