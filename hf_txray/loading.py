@@ -424,8 +424,10 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         return _load_stream(dataset, text_column, split, num_samples, dataset_id)
     table = _table_dataset(dataset)
     labels = None  # a DataFrame's row labels: what its user names a row by (its index, not the row's position)
+    reader = None  # what read the rows, for the advice on missing ones (a datasets builder's name where None)
     if table is not None:
         labels = getattr(dataset, "index", None)
+        reader = "pandas" if labels is not None else "arrow"
         dataset = table
     elif _is_dataset_column(dataset):
         # A column of an in-memory Dataset (``ds["text"]``): use the dataset itself, no row-by-row copy.
@@ -464,7 +466,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     if len(dataset) == 0:
         raise DatasetError("The dataset is empty: there is no text to profile.")
     dataset = dataset.select_columns([column])
-    _check_column_values(dataset, column, labels)
+    _check_column_values(dataset, column, labels, reader or ("pandas" if labels is not None else None))
     return dataset, column, dataset_id
 
 
@@ -966,8 +968,8 @@ def _csv_header(file: str, separator: str) -> tuple[str, ...] | None:
     repeated = sorted({name for name in names if name and names.count(name) > 1})  # empty ones are "Unnamed: i"
     if repeated:
         raise DatasetError(f"The header of the data file {file!r} repeats the column name(s) "
-                           f"{', '.join(map(repr, repeated))}: pandas would rename the second one "
-                           f"({repeated[0] + '.1'!r}) and one of them would be read as the texts without a word. Give "
+                           f"{', '.join(map(repr, repeated))}: pandas would rename all but the first (adding '.1', "
+                           "'.2'...) and one of them would be read as the texts without a word. Give "
                            "each column a distinct name in the file's first line, or drop the extra column.")
     return columns or None
 
@@ -1092,9 +1094,9 @@ def _text_column(dataset, text_column: str | None) -> str:
     return choose_text_column(columns, strings, text_column)
 
 
-def _check_column_values(dataset, column: str, labels: Any = None) -> None:
+def _check_column_values(dataset, column: str, labels: Any = None, reader: str | None = None) -> None:
     """Refuse a text column that is not of strings, or holds None rows (the first named: by its label in `labels`,
-    a DataFrame's index, where given)."""
+    a DataFrame's index, where given; `reader`: what read the rows, for the advice, else the dataset's builder)."""
     import pyarrow.compute as pc
 
     feature = dataset.features[column]
@@ -1107,8 +1109,7 @@ def _check_column_values(dataset, column: str, labels: Any = None) -> None:
         nulls = int(pc.sum(pc.is_null(values)).as_py() or 0)
         if nulls:
             first = offset + next(i for i, v in enumerate(values.to_pylist()) if v is None)
-            raise missing_rows_error(column, _row_name(first, labels),
-                                     "pandas" if labels is not None else builder_name(dataset))
+            raise missing_rows_error(column, _row_name(first, labels), reader or builder_name(dataset))
         offset += len(values)
 
 

@@ -369,10 +369,13 @@ def missing_rows_error(column: str, first: Any, reader: str | None = None) -> Da
                   "load it with load_dataset('csv', ..., keep_default_na=False) to keep them as texts (hf_txray "
                   "reads local CSV files that way).",
            "json": " In JSON, a null value and a row without the key both read as None.",
-           "pandas": " In a DataFrame, None and NaN are both missing values."}.get(
+           "pandas": " In a DataFrame, None and NaN are both missing values.",
+           "arrow": " In an Arrow table, a null value reads as None."}.get(
         reader, " A row without that key (rows given as dicts) reads as None too." if reader is None else "")
-    fix = ("(df.dropna(subset=[col])) or fill them (df[col].fillna(''))" if reader == "pandas"
-           else "(dataset.filter(lambda r: r[col] is not None)) or fill them")
+    fix = {"pandas": "(df.dropna(subset=[col])) or fill them (df[col].fillna(''))",
+           "arrow": "(table.filter(pyarrow.compute.is_valid(table[col]))) or fill them "
+                    "(pyarrow.compute.fill_null(table[col], ''))"}.get(
+        reader, "(dataset.filter(lambda r: r[col] is not None)) or fill them")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
         f"{fix}.{why}"

@@ -184,6 +184,10 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     with pytest.raises(DatasetError, match=r"^Row 8 \(position 1\) is float \(nan\), not a string: .*"
                                            r"s\.dropna\(\) or s\.fillna"):
         run(texts=pd.DataFrame({"text": ["a b", None, "c d"]}, index=[7, 8, 9])["text"])
+    # helper 171: an Arrow table's null text got the advice for row dicts (a row without that key, dataset.filter)
+    with pytest.raises(DatasetError, match=r"the first at index 1: .*pyarrow\.compute\.is_valid.*In an Arrow table, "
+                                           r"a null value reads as None\.$"):
+        run(texts=pa.table({"text": ["a b", None]}))
     twice = pd.DataFrame([["a b", "x"], ["c d", "y"]], columns=["text", "text"])  # helper 166: a hint about types
     with pytest.raises(DatasetError, match=r"columns of the same name \('text'\).*Rename them"):
         run(texts=twice)
@@ -1321,8 +1325,8 @@ def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path)
     for source, file in (("twice.csv", "twice.csv"), ("third.tsv", "third.tsv"), ("folder", "folder/b.csv")):
         for streaming in (False, True):
             with pytest.raises(DatasetError, match=rf"The header of the data file '{re.escape(str(tmp_path / file))}' "
-                                                   r"repeats the column name\(s\) 'text': pandas would rename the "
-                                                   r"second one \('text.1'\).*distinct name"):
+                                                   r"repeats the column name\(s\) 'text': pandas would rename all "
+                                                   r"but the first \(adding '\.1', '\.2'\.\.\.\).*distinct name"):
                 run(texts=str(tmp_path / source), streaming=streaming)
     (tmp_path / "unnamed.csv").write_text("text,,\nthe cat sat,,\n")  # empty names are pandas' "Unnamed: i"
     assert run(texts=str(tmp_path / "unnamed.csv")).meta.num_examples == 1
