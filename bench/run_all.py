@@ -8,7 +8,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_profiling.py", "bench_trainer.py", "bench_space.py", "bench_pruning.py", "bench_probing.py",
-           "bench_reproduce.py", "bench_neuron_pages.py", "bench_checkpoint.py", "bench_sink.py"]
+           "bench_reproduce.py", "bench_neuron_pages.py", "bench_checkpoint.py", "bench_sink.py",
+           "bench_top_examples.py"]
 
 if __name__ == "__main__":
     failed = []
