@@ -333,9 +333,11 @@ def _model_row(report: TransferReport) -> dict[str, Any]:
     for ft in report.meta.feature_types:
         for stat in ("mean_hellinger", "median_hellinger", "mean_length_shift"):
             row[f"{stat}_{ft}"] = summary[f"{stat}_{ft}"]
-    # shares changed and split-half noise floors, under the same names as in the per-layer rows
+    # shares changed (of the shared and of the tested neurons) and split-half noise floors, under the same names as
+    # in the per-layer rows: a figure left out here reads as null in the model row while every layer row holds it
     row.update({k: v for k, v in summary.items() if k.startswith(("noise_floor_", "matched_", "share_changed_",
-                                                                   "neurons_changed_"))})
+                                                                   "neurons_changed_", "neurons_tested_",
+                                                                   "share_of_tested_changed_"))})
     return row
 
 

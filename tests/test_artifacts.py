@@ -526,3 +526,15 @@ def test_pushed_activations_keep_their_data_even_where_it_looks_like_a_path(hub,
     odd.push_to_hub(f"{hub.username}/odd-acts")
     back = Activations.from_pretrained(f"{hub.username}/odd-acts", cache_dir=tmp_path / "cache")
     assert back.type_vocab == vocab and back.label_names == odd.label_names
+
+
+def test_the_summary_configs_model_row_holds_every_figure_of_summary(tmp_path):
+    """The `summary` config's model row is report.summary() under the per-layer names: none of its figures null
+    (the shares among the tested neurons were left out of it, and read as missing; helper 172)."""
+    report = build("transfer_report")
+    folder = report.save_pretrained(tmp_path / "report")
+    model = pd.read_parquet(folder / "summary").query("kind == 'model'").iloc[0]
+    expected = {k: v for k, v in report.summary().items() if k != "neurons"}
+    assert expected.keys() <= set(model.index)
+    assert {k: model[k] for k in expected} == pytest.approx(expected, nan_ok=True)
+    assert not any(np.isnan(model[k]) for k in expected if not np.isnan(expected[k]))
