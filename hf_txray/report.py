@@ -431,6 +431,21 @@ def _check_same_stack(a: Profile, b: Profile) -> None:
         )
 
 
+def _check_same_modules(a: Profile, b: Profile) -> None:
+    """A `module_pattern` chooses which modules are hooked: two patterns (or one and the automatic site search) may
+    hook different modules of the same width, e.g. the attention output projection and the block output, whose
+    neuron n is not the same unit. The report records A's pattern (pruning masks those modules), so it must be B's."""
+    pattern_a, pattern_b = a.meta.config.get("module_pattern"), b.meta.config.get("module_pattern")
+    if pattern_a != pattern_b:
+        def said(pattern: str | None) -> str:
+            return f"module_pattern {pattern!r}" if pattern else "the automatic site search (no module_pattern)"
+
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: one hooked the modules of {said(pattern_a)}, the "
+            f"other those of {said(pattern_b)}, so neuron n may not be the same unit in both. Profile both stages "
+            "with the same module_pattern.")
+
+
 def _warn_unlike_truncation(a: Profile, b: Profile) -> None:
     """Texts cut at different `max_length` (``long_texts="truncate"``) lose different positions: the stages read
     different parts of the texts, a difference that is not the model's (helper 146: 10% "gained" neurons between
@@ -564,8 +579,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         :class:`TransferReport`.
 
     Raises:
-        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), layers, neuron counts,
-            feature types or the architecture (``config.model_type``, where both profiles recorded it) differ.
+        IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), module_pattern, layers,
+            neuron counts, feature types or the architecture (``config.model_type``, where both profiles recorded it) differ.
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a
             `Profile` nor a path.
 
@@ -579,6 +594,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     a, b = _as_profile(a, "a"), _as_profile(b, "b")
     a.check_compatible(b, "compare")
     _check_same_stack(a, b)
+    _check_same_modules(a, b)
     _check_same_architecture(a, b)
     _check_same_experts(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:

@@ -412,3 +412,17 @@ def test_a_stage_that_credited_nothing_is_refused_not_reported_as_all_gained():
                                                                      r"3 empty\)"):
             hf_txray.compare(*pair)
     assert hf_txray.compare(a, b).meta.stage_a == a.stage
+
+
+@pytest.mark.parametrize("patterns", [(None, r"attention\.output\.dense$"), (r"layer\.\d+$", r"attention\.output$")])
+def test_profiles_hooked_through_other_modules_are_refused(pair, patterns):
+    """module_pattern picks the hooked modules: the attention output and the block output have one width, so their
+    neurons paired silently (helper 172); the report would also record A's pattern alone for pruning B."""
+    a, b = pair
+    for profile, pattern in zip(pair, patterns):
+        profile.meta = dataclasses.replace(profile.meta, config={**profile.meta.config, "module_pattern": pattern})
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="module_pattern") as err:
+        hf_txray.compare(a, b)
+    assert all(repr(p) in str(err.value) for p in patterns if p)
+    b.meta = dataclasses.replace(b.meta, config={**b.meta.config, "module_pattern": patterns[0]})
+    assert hf_txray.compare(a, b).meta.module_pattern == patterns[0]  # the same pattern compares
