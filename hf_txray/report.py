@@ -20,6 +20,7 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -356,8 +357,10 @@ class TransferReport(Artifact):
     def _ranked(self, n: int, feature_type: str | None, layer: int | None, ascending: bool,
                 min_count: int) -> pd.DataFrame:
         column = self._hellinger_column(feature_type)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        # numpy ints too (a count computed with numpy), as min_count and every int option take them
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ConfigurationError(f"n must be an int >= 0, got {n!r}.")
+        n = int(n)
         layer = None if layer is None else resolve_layer(self.meta.layers, layer, "is not in this report")
         min_count = check_min_count(min_count)
         frame = self.neurons[self.neurons[column].notna()]

@@ -426,3 +426,10 @@ def test_profiles_hooked_through_other_modules_are_refused(pair, patterns):
     assert all(repr(p) in str(err.value) for p in patterns if p)
     b.meta = dataclasses.replace(b.meta, config={**b.meta.config, "module_pattern": patterns[0]})
     assert hf_txray.compare(a, b).meta.module_pattern == patterns[0]  # the same pattern compares
+
+
+def test_rankings_take_numpy_ints_and_negative_layers(report):
+    """n computed with numpy (np.int64) was refused as "not an int"; min_count and layer take numpy ints already."""
+    expected = report.most_changed(2, layer=LAYERS[-1], min_count=0)
+    pd.testing.assert_frame_equal(report.most_changed(np.int64(2), layer=np.int64(-1), min_count=np.int64(0)), expected)
+    pd.testing.assert_frame_equal(report.least_changed(np.int32(1), min_count=0), report.least_changed(1, min_count=0))
