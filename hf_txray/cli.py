@@ -226,6 +226,10 @@ def _add_compare(sub) -> None:
     _add_token(p)
     p.add_argument("--alpha", type=float, default=0.05, help="False discovery rate of the per-neuron 'changed' flags.")
     p.add_argument("--no-test", action="store_true", help="Skip the per-neuron test (p-values and 'changed' flags).")
+    p.add_argument("--same-corpus", action=argparse.BooleanOptionalAction, default=None,
+                   help="Whether both stages profiled the same texts in the same order (the noise figures then pair "
+                        "like halves). Default: told from the texts' hashes; say it when a stage was merged from "
+                        "parts, which compare then warns about.")
     p.add_argument("--min-count", type=_int(0), default=20,
                    help="Rank only neurons credited at least this often in both stages, in the most-changed list "
                         "printed here (the saved report keeps every neuron; `hf-txray show` ranks it again at its "
@@ -247,7 +251,7 @@ def _cmd_compare(args) -> int:
     a, b = (_stage_profile(p, stage, which, revision=None if here and not all(local) else args.revision,
                            token=args.token)
             for p, stage, which, here in zip((args.a, args.b), (args.stage_a, args.stage_b), "ab", local))
-    report = compare(a, b, alpha=args.alpha, test=not args.no_test)
+    report = compare(a, b, alpha=args.alpha, test=not args.no_test, same_corpus=args.same_corpus)
     report.save_pretrained(args.out)
     print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")

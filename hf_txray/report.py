@@ -513,8 +513,8 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but one was merged from "
             "parts, so hf_txray cannot tell whether they are the same texts: compared as different corpora. If they "
-            "are the same texts in the same order, pass compare(..., same_corpus=True): the noise figures then pair "
-            "like halves.", UserWarning, stacklevel=3)
+            "are the same texts in the same order, pass compare(..., same_corpus=True) (hf-txray compare "
+            "--same-corpus): the noise figures then pair like halves.", UserWarning, stacklevel=3)
     return False
 
 

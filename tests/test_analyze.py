@@ -557,6 +557,11 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(b), "--features", "token,pos",
                      "--stage", "two", "--num-samples", "20"]) == 0
     assert cli_main(["compare", str(a), str(b), "--out", str(r)]) == 0
+    assert not hf_txray.TransferReport.from_pretrained(r).meta.same_corpus  # told from the texts: 20 of them in B
+    same = tmp_path / "same"  # helper 172: the warning for merged stages told CLI users of a keyword they lacked
+    assert cli_main(["compare", str(a), str(b), "--out", str(same), "--same-corpus"]) == 0
+    assert hf_txray.TransferReport.from_pretrained(same).meta.same_corpus
+    shutil.rmtree(same)
     capsys.readouterr()
     assert cli_main(["show", str(tmp_path)]) == 0
     shown = capsys.readouterr().out
