@@ -268,7 +268,9 @@ class Profiler:
         check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
         if is_streaming(corpus):
-            source = StreamingSource(corpus, text_column, rank, world)
+            record = self.dataset_source
+            local = (record.id, list(record.data_files)) if record is not None and record.kind == "local" else None
+            source = StreamingSource(corpus, text_column, rank, world, local_files=local)
             key_range: tuple[int, int] = (rank, world)
         else:
             start, end = shard_bounds(len(corpus), rank, world)

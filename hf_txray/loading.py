@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
 from .local_cache import load_local_dataset
-from .read_errors import FailedFiles, file_named_by, first_line, root_cause, short_cause
+from .read_errors import FailedFiles, file_named_by, first_line, first_undecodable, root_cause, short_cause
 from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
@@ -1428,7 +1428,8 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
         try:
             source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
         except UnicodeDecodeError as err:  # pyarrow's JSON reader takes invalid UTF-8 into a string column
-            raise _not_utf8(corpus, column, source.id, err) from err
+            raise _not_utf8(corpus, column, source.id, err,
+                            source.data_files if source.kind == "local" else None) from err
     if source.kind == "in-memory":
         source.content_hash = source.texts_hash
     if source.kind == "object":
@@ -1442,11 +1443,16 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     return source
 
 
-def _not_utf8(corpus: Any, column: str, name: str | None, err: UnicodeDecodeError) -> DatasetError:
+def _not_utf8(corpus: Any, column: str, name: str | None, err: UnicodeDecodeError,
+              files: Mapping[str, Any] | None = None) -> DatasetError:
     """The error for a loaded dataset whose text column holds bytes that are not UTF-8 (pyarrow's JSON reader keeps
-    them: helper 166), naming the first such row, found only now that the hash failed."""
+    them: helper 166), naming the first such row, found only now that the hash failed, and of a local dataset's data
+    `files` (relative to the path `name`) the one at fault and its line."""
     row = next((i for i, value in enumerate(corpus.data.column(column)) if not _decodes(value)), None)
-    where = f" (row {row}: {err.reason})" if row is not None else f" ({err.reason})"
+    found = first_undecodable(name, files) if files and name else None
+    where = ", ".join(([] if row is None else [f"row {row}"])
+                      + ([] if found is None else [f"in its data file {found[0]!r} at line {found[1]}"]))
+    where = f" ({where}: {err.reason})" if where else f" ({err.reason})"
     return DatasetError(
         f"The texts of {repr(name) if name else 'this dataset'} are not valid UTF-8{where}: the file was likely "
         "written in another encoding (Latin-1, Windows-1252) and read as UTF-8. Re-encode it as UTF-8 (e.g. "

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Iterator
+from pathlib import Path
+from typing import Iterable, Iterator
 
 
 def first_line(err: BaseException) -> str:
@@ -55,6 +56,28 @@ def file_named_by(err: BaseException) -> str | None:
     """The data file a datasets error names as the one it was reading (DatasetGenerationCastError), or None."""
     found = _GENERATING_FROM.search(str(err))
     return found.group(1) if found else None
+
+
+TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".tsv")  # files read as text (not compressed)
+
+
+def first_undecodable(root: str | Path, names: Iterable[str]) -> tuple[str, int] | None:
+    """``(name, line)``: the first of the data files `names` (paths relative to the folder `root`, or the file `root`
+    itself) holding bytes that are not UTF-8, and the line (from 1) of the first such byte; None when they all
+    decode (compressed and binary files are not read). Called only once a reader failed on a UnicodeDecodeError:
+    neither datasets nor pyarrow names the file of a folder, nor the line."""
+    base = Path(root)
+    for name in names:
+        path = base / name if base.is_dir() else base
+        if path.suffix.lower() not in TEXT_SUFFIXES or not path.is_file():
+            continue
+        with open(path, "rb") as file:
+            for line, raw in enumerate(file, 1):  # a UTF-8 sequence never holds a newline byte: lines split safely
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return name, line
+    return None
 
 
 class FailedFiles(logging.Filter):

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import DatasetError
 from .features import WORD_START
-from .read_errors import FailedFiles, root_cause, short_cause
+from .read_errors import FailedFiles, first_undecodable, root_cause, short_cause
 
 
 @dataclass
@@ -150,7 +150,8 @@ class StreamingSource:
     (:meth:`read_hash`), so a profile of a stream can record what it read without a second pass.
     """
 
-    def __init__(self, corpus, text_column: str | None, rank: int, world: int):
+    def __init__(self, corpus, text_column: str | None, rank: int, world: int,
+                 local_files: tuple[str, Iterable[str]] | None = None):
         from datasets.distributed import split_dataset_by_node
 
         split = getattr(corpus, "_distributed", None)
@@ -163,6 +164,7 @@ class StreamingSource:
         self.corpus = (split_dataset_by_node(corpus, rank=rank, world_size=world, strategy="examples")
                        if world > 1 else corpus)
         self.text_column, self.rank, self.world = text_column, rank, world
+        self.local_files = local_files  # (path, its data files): a local stream's, to name one a reader fails on
         self._chosen_from: frozenset[str] | None = None  # the first row's columns, when the text column was chosen
         self.total: int | None = None
         self._texts: dict[int, str] = {}
@@ -226,6 +228,10 @@ class StreamingSource:
     def _unreadable(self, position: int, err: Exception, file: str | None) -> DatasetError:
         cause = root_cause(err)
         at = f", in its file {file!r}" if file else ""
+        if file is None and isinstance(cause, UnicodeDecodeError) and self.local_files is not None:
+            found = first_undecodable(*self.local_files)  # no reader names the file of bytes that are not UTF-8
+            if found is not None:
+                file, at = found[0], f", in its file {found[0]!r} (line {found[1]})"
         fix = ("Fix or remove that file (every data file of a folder must be readable by its extension's reader and "
                "hold the same columns)") if file else ("Fix the source at fault (a data file the stream reads: it "
                                                       "must be readable by its extension's reader and hold the same "

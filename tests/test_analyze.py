@@ -1376,11 +1376,22 @@ def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_pat
     texts then raised a bare UnicodeDecodeError (the CLI: a traceback, exit code 1)."""
     path = tmp_path / "latin1.jsonl"
     path.write_bytes('{"text": "fine"}\n{"text": "Café au lait"}\n'.encode("latin-1"))
-    with pytest.raises(DatasetError, match=r"latin1.jsonl' are not valid UTF-8 \(row 1: .*Re-encode it as UTF-8"):
+    with pytest.raises(DatasetError, match=r"latin1.jsonl' are not valid UTF-8 \(row 1, in its data file "
+                                           r"'latin1.jsonl' at line 2: .*Re-encode it as UTF-8"):
         run(texts=str(path))
     # helper 167: streamed with a checkpoint (as the CLI runs), the stream's head was hashed outside the guarded read
-    with pytest.raises(DatasetError, match=r"The stream failed after row 0 \(cause: UnicodeDecodeError"):
+    with pytest.raises(DatasetError, match=r"The stream failed after row 0, in its file 'latin1.jsonl' \(line 2\) "
+                                           r"\(cause: UnicodeDecodeError"):
         run(texts=str(path), streaming=True, checkpoint_dir=str(tmp_path / "checkpoint"))
+    # in a folder, no reader named the file at fault (the folder only, or nothing when streamed)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.jsonl").write_text('{"text": "fine"}\n')
+    (tmp_path / "folder" / "b.jsonl").write_bytes(path.read_bytes())
+    with pytest.raises(DatasetError, match=r"folder' are not valid UTF-8 \(row 2, in its data file 'b.jsonl' at "
+                                           r"line 2: "):
+        run(texts=str(tmp_path / "folder"))
+    with pytest.raises(DatasetError, match=r"after row 1, in its file 'b.jsonl' \(line 2\) \(cause: UnicodeDecode"):
+        run(texts=str(tmp_path / "folder"), streaming=True)
     assert cli_main(["analyze", str(saved_bert), str(path), "--out", str(tmp_path / "out")]) == 2
     assert "are not valid UTF-8 (row 1" in capsys.readouterr().err
 
