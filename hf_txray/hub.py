@@ -11,9 +11,12 @@ no file, card or log, and removed from the messages of the errors raised here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from .artifact import HEADER_FILE, saved_artifacts
 from .card import missing_profiles
@@ -21,7 +24,7 @@ from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
                      resolve_token, upload_folder)
-from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
+from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder, link_or_copy
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -103,17 +106,35 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
-    info = upload_folder(
-        folder, repo_id, token=token, private=private, revision=revision,
-        commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
-        # the results header replaces a single artifact's (Profile.push_to_hub) left by an earlier push
-        allow_patterns=["README.md", HEADER_FILE] + [f"{name}/*" for name in owned],
-        delete_patterns=[HEADER_FILE] + [f"{name}/*" for name in owned],
-        prepare=lambda api, full_id: carry_remote_card(api, full_id, folder, revision, CONFIGS),
-        retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} {folder}"
-                    f"{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}{kwargs})"))
+    with _staged_copy(folder) as staged:  # the remote card is merged into the copy: the user's folder stays as saved
+        info = upload_folder(
+            staged, repo_id, token=token, private=private, revision=revision,
+            commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
+            # the results header replaces a single artifact's (Profile.push_to_hub) left by an earlier push
+            allow_patterns=["README.md", HEADER_FILE] + [f"{name}/*" for name in owned],
+            delete_patterns=[HEADER_FILE] + [f"{name}/*" for name in owned],
+            prepare=lambda api, full_id: carry_remote_card(api, full_id, staged, revision, CONFIGS),
+            what_uploads=str(folder),
+            retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} "
+                        f"{folder}{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"
+                        f"{kwargs})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
+
+
+@contextlib.contextmanager
+def _staged_copy(folder: Path) -> Iterator[Path]:
+    """A linked copy of the export `folder` whose README is a file of its own: merging the repo's card into the
+    README (carry_remote_card) wrote into the user's folder, so a retry or a push of the folder to another repo
+    carried that repo's card along (its text twice, or its configs declared where their files are not)."""
+    with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
+        staged = Path(tmp) / folder.name
+        shutil.copytree(folder, staged, copy_function=link_or_copy)
+        readme = staged / "README.md"
+        if readme.is_file():  # a hard link would be written through
+            readme.unlink()
+            shutil.copy2(folder / "README.md", readme)
+        yield staged
 
 
 def push_to_hub(

@@ -805,3 +805,31 @@ def test_an_artifact_loads_from_a_subfolder_of_a_repo_or_folder(results, hub, tm
         TransferReport.from_pretrained(tmp_path / "outer", subfolder="stages/pretrained")
     with pytest.raises(ProfileFormatError, match=f"the Hub dataset '{repo_id}/runs/report'"):
         Profile.from_pretrained(repo_id, subfolder="runs/report")
+
+
+def test_pushing_an_export_folder_leaves_its_card_as_saved(results, hub, tmp_path):
+    """Helper 174: the push merged the repo's card into the export folder's own README, though the retry hint says
+    the folder is intact: retrying a failed push over an owner's card put the owner's text in twice, and pushing the
+    same folder to another repo carried the first repo's text, license and `data` config (no files: the default
+    config no longer loaded)."""
+    a, _, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
+    saved = (folder / "README.md").read_bytes()
+    own = tmp_path / "own"
+    (own / "data").mkdir(parents=True)
+    pd.DataFrame({"text": ["one"]}).to_parquet(own / "data" / "train.parquet")
+    (own / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n# Owner card\n\nOnly for this repo.\n")
+    first, second = f"{hub.username}/owned", f"{hub.username}/fresh"
+    hub.api.create_repo(first, repo_type="dataset")
+    hub.api.upload_folder(repo_id=first, repo_type="dataset", folder_path=own)
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError, match="intact"):
+        hf_txray.hub.push_folder(folder, first)
+    assert (folder / "README.md").read_bytes() == saved
+    hf_txray.hub.push_folder(folder, first)  # the retry
+    card = hub.server.repo_files(first)["README.md"].decode()
+    assert card.count("Only for this repo.") == 1 and card.count("<!-- hf_txray:results:start -->") == 1
+    assert (folder / "README.md").read_bytes() == saved
+    hf_txray.hub.push_folder(folder, second)
+    assert "Only for this repo." not in hub.server.repo_files(second)["README.md"].decode()
+    assert len(datasets.load_dataset(second, split="train")) == a.num_rows
