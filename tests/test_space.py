@@ -978,3 +978,15 @@ def test_viewer_edges_found_by_a_fresh_helper(results, tmp_path):
     # every line break str.splitlines() knows, and tabs, become spaces
     text = "a\rb\nc\x0bd\x0ce\x1cf\x85g\u2028h\u2029i\tj"
     assert one_line(text) == "a b c d e f g h i j" and len(one_line(text).splitlines()) == 1
+
+
+def test_open_reads_results_saved_again_into_the_same_folder(client, results, tmp_path):
+    """Helper 174: opened sources were cached by name for the server's life, so pressing Open on a folder saved
+    again (or a repo pushed again) showed the first save's stages, reports and numbers without a word."""
+    a, b, report, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "again", [a, b], [report], plots=False)
+    assert list(frame(client.predict(str(folder), api_name="/open")[1])["stage"]) == ["pretrained", "finetuned"]
+    hf_txray.save_to_disk(folder, [b], plots=False)
+    opened = client.predict(str(folder), api_name="/open")
+    assert "1 profile(s), 0 report(s)" in opened[0]
+    assert list(frame(opened[1])["stage"]) == ["finetuned"]

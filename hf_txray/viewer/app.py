@@ -204,9 +204,14 @@ TABLE_CSS = """
 
 
 # ----- handlers (plain functions: the first argument is the results source, the session's gr.State) --------------
-def open_results(source: str) -> tuple:
-    """Open `source`; returns the status message, the stages and reports tables, and every dropdown's choices."""
+def open_results(source: str, reload: bool = False) -> tuple:
+    """Open `source` (`reload`: read it again, as the Open button does, so that results saved or pushed again since it
+    was opened show their new numbers); returns the status message, the stages and reports tables, and every
+    dropdown's choices."""
     source = (source or "").strip()
+    if reload and source:
+        data.open_results(source, reload=True)
+        _encoded_figures.cache_clear()  # figures drawn from what was read before
     view = _view(source)
     stages, reports, fts = view.stages, view.report_names, view.feature_types
     profiled = [s for s in stages if s in view.profiles] or stages
@@ -684,9 +689,9 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         transfer_inputs = [current, t_report, t_ft, t_which, t_min, t_n, t_layer]
         search_outputs = [s_message, s_table, pair]
 
-        def opened(text: str) -> tuple:
+        def opened(text: str, reload: bool = False) -> tuple:
             try:
-                return open_results(text)
+                return open_results(text, reload)
             except Exception as err:  # the previous results (if any) stay open
                 message = message_of(err)
                 warn(message)
@@ -707,7 +712,10 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         search_empty = lambda: (empty(*NEURON_LIST_COLUMNS), gr.skip())  # noqa: E731
 
         load_event = demo.load(page, [source_box], [source_box, *open_outputs], api_visibility="private")
-        open_event = gr.on([open_button.click, source_box.submit], opened, [source_box], open_outputs,
+        def reopened(text: str) -> tuple:  # Open reads the source again: it may have been saved or pushed anew
+            return opened(text, reload=True)
+
+        open_event = gr.on([open_button.click, source_box.submit], reopened, [source_box], open_outputs,
                            api_name="open")
         probing_outputs = [p_message, p_overview, p_probe, p_label, p_curve, p_layer]
         probe_inputs = [current, p_probe, p_label, p_layer]

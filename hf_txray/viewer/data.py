@@ -5,9 +5,10 @@ and the small table helpers the viewer's modules share.
 
 from __future__ import annotations
 
-import functools
+import collections
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,11 +313,20 @@ def _load_results(source: str) -> tuple[dict, dict]:
     return profiles, reports
 
 
-@functools.lru_cache(maxsize=4)
-def open_results(source: str) -> ResultsView:
+OPENED_KEPT = 4  # the last few sources opened stay in memory
+_opened: "collections.OrderedDict[str, ResultsView]" = collections.OrderedDict()
+_opened_lock = threading.Lock()
+
+
+def open_results(source: str, reload: bool = False) -> ResultsView:
     """Open a results repo id or export folder, or profile and report folders (what ``analyze``, ``compare`` and the
     Trainer write); several of them joined by :data:`SOURCE_SEPARATOR` open as one (cached: the last few sources stay
     in memory).
+
+    Args:
+        source (`str`): the repo id, folder, or several joined by :data:`SOURCE_SEPARATOR`.
+        reload (`bool`, *optional*, defaults to `False`): read `source` again even when it is in memory (the
+            viewer's Open button: results saved or pushed again since showed their old numbers).
 
     Raises:
         TXRayError: a readable message for an empty source, an unknown repo, a repo or folder that is not an
@@ -325,10 +335,21 @@ def open_results(source: str) -> ResultsView:
     source = (source or "").strip()
     if not source:
         raise ConfigurationError("Enter a Hub dataset repo id (e.g. my-user/minilm-txray) or a local results folder.")
+    with _opened_lock:
+        view = None if reload else _opened.get(source)
+        if view is not None:
+            _opened.move_to_end(source)
+            return view
     profiles, reports = _load_results(source)
     if not profiles and not reports:
         raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
-    return ResultsView(source, profiles, reports, _load_probing(source))
+    view = ResultsView(source, profiles, reports, _load_probing(source))
+    with _opened_lock:
+        _opened[source] = view
+        _opened.move_to_end(source)
+        while len(_opened) > OPENED_KEPT:
+            _opened.popitem(last=False)
+    return view
 
 
 def _load_probing(source: str) -> Any:
