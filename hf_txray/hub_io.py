@@ -453,6 +453,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
     api = HfApi(token=token)
     try:
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+        if private:
+            _refuse_public_repo(api, repo_id)
         if revision is not None and not create_pr:
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
         if prepare is not None:
@@ -469,6 +471,22 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         what = what_uploads or str(folder)
         raise HubError(f"Uploading {what} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
                        + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)
+
+
+def _refuse_public_repo(api: "HfApi", repo_id: str) -> None:
+    """Refuse, before the upload, a push asked to be private into a repo that exists and is public: `private` only
+    applies when the repo is created (create_repo keeps an existing repo as it is), so the results were published.
+
+    Raises:
+        ConfigurationError: the repo is public.
+    """
+    if api.repo_info(repo_id, repo_type="dataset").private:
+        return
+    raise ConfigurationError(
+        f"The Hub dataset {repo_id!r} already exists and is public, and private=True (--private) only makes a new "
+        "repo private: the results would be public. Nothing was uploaded. Make the repo private first "
+        f"(HfApi().update_repo_settings({repo_id!r}, repo_type='dataset', private=True)), push to a new repo, or "
+        "drop private to publish them.")
 
 
 def near_paths_hint(path: Path) -> str:

@@ -833,3 +833,20 @@ def test_pushing_an_export_folder_leaves_its_card_as_saved(results, hub, tmp_pat
     hf_txray.hub.push_folder(folder, second)
     assert "Only for this repo." not in hub.server.repo_files(second)["README.md"].decode()
     assert len(datasets.load_dataset(second, split="train")) == a.num_rows
+
+
+def test_a_private_push_into_an_existing_public_repo_is_refused(results, hub, tmp_path):
+    """Helper 174: private=True only applies when the repo is created, so a private push (hf-txray push --private)
+    into an existing public repo published the results without a word. Refused before the upload."""
+    a, _, _ = results
+    repo = f"{hub.username}/already-public"
+    hub.api.create_repo(repo, repo_type="dataset")
+    before = sorted(hub.server.repo_files(repo))
+    with pytest.raises(ConfigurationError, match="already exists and is public.*Nothing was uploaded"):
+        hf_txray.push_to_hub(repo, profiles=[a], plots=False, private=True)
+    with pytest.raises(ConfigurationError, match="already exists and is public"):
+        a.push_to_hub(repo, private=True)
+    assert sorted(hub.server.repo_files(repo)) == before
+    hub.api.create_repo(f"{hub.username}/already-private", repo_type="dataset", private=True)
+    hf_txray.push_to_hub(f"{hub.username}/already-private", profiles=[a], plots=False, private=True)
+    assert hub.api.dataset_info(f"{hub.username}/already-private").private
