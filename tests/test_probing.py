@@ -227,6 +227,16 @@ def test_a_missing_gold_label_is_refused_not_made_a_class(missing):
         hf_txray.probing.data.load_labeled(data, "tags")
 
 
+def test_columns_of_other_row_counts_are_refused_not_zipped():
+    """Helper 173: a dict whose label column had lost a row was zipped with the words: the extra rows of words were
+    dropped silently, and had the lost row been in the middle, the later rows' labels would describe other words."""
+    data = {"tokens": [["I", "run"], ["you", "walk"], ["we", "go"]], "tags": [["PRON", "VERB"], ["PRON", "VERB"]]}
+    with pytest.raises(DatasetError, match="'tokens' has 3 rows and 'tags' has 2"):
+        from_columns(data, "tokens", "tags")
+    with pytest.raises(DatasetError, match="'tokens' has 3 rows and 'tags' has 2"):
+        hf_txray.probing.data.load_labeled(data, "tags")
+
+
 def test_missing_labels_written_as_text_are_refused_and_whole_floats_are_their_ints(tmp_path):
     """Helper 123: CoNLL-U's '_' (no XPOS in many treebanks) and '-1' / 'nan' / 'None' that went through str() became
     classes, and [1, 2] beside [1.0, 2.0] made four classes of two."""

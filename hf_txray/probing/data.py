@@ -355,6 +355,10 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
         if column not in columns:
             raise DatasetError(f"Column {column!r} not found; the columns are: {columns}.")
     all_words, all_labels = get(words_column), get(labels_column)
+    if len(all_words) != len(all_labels):  # zip would drop the extra rows and pair the others as they fall
+        raise DatasetError(f"Column {words_column!r} has {len(all_words)} rows and {labels_column!r} has "
+                           f"{len(all_labels)}: every row needs its words and their labels. Give both columns the "
+                           "same rows.")
     names = [str(n) for n in label_names] if label_names is not None else names
     texts, starts, ends, labels = [], [], [], []
     for row, (words, tags) in enumerate(zip(all_words, all_labels)):
