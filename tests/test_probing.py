@@ -738,6 +738,25 @@ def test_ablation_curve_refuses_a_model_left_masked():
     assert ablation_curve(model, [(0, 1)], lambda m: 0.0, counts=[1], seeds=(0,)).table["value"].eq(0).all()
 
 
+def test_a_residual_probe_table_is_not_ablated_as_mlp_neurons(planted, tmp_path):
+    """Helper 173: ablate(model, result.top_neurons(k)) of a residual-site probe zeroed the MLP neurons of the same
+    numbers, silently (ablation_curve refused the result itself, but not its tables)."""
+    residual = extract_activations(planted.model, planted.corpus.select(range(40)), planted.tokenizer, layers=[0],
+                                   site="residual")
+    result = probe_neurons(None, residual, config=FAST, minimal=False, control=False, subset_size=0)
+    result.save_pretrained(tmp_path / "residual")
+    reloaded = type(result).from_pretrained(tmp_path / "residual")
+    for table in (result.top_neurons(3), result.top_neurons(2, label="NOUN"), result.ranking.head(4),
+                  reloaded.top_neurons(3)):
+        with pytest.raises(ConfigurationError, match="ranks the 'residual' site, but ablation acts on MLP neurons"):
+            with hf_txray.ablate(planted.model, table):
+                pytest.fail("the block ran")
+    with pytest.raises(ConfigurationError, match="ranks the 'residual' site"):
+        ablation_curve(planted.model, result.ranking, lambda m: pytest.fail("a pass ran"), counts=[1], seeds=(0,))
+    with hf_txray.ablate(planted.model, planted.result.top_neurons(2)) as handle:  # an MLP probe's table still works
+        assert sum(len(v) for v in handle.neurons.values()) == 2
+
+
 # ----- cross-check with TX-Ray --------------------------------------------------------------------------------------
 def test_ablation_counts_above_the_ranking_are_clipped_with_a_warning():
     """Fix 133 (F7): --counts 500 on a ranking of 96 neurons silently became 96."""

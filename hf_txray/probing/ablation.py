@@ -49,6 +49,30 @@ def _as_spec(neurons: Any) -> Any:
     return neurons
 
 
+def check_ranked_modules(neurons: Any, model: nn.Module, sites: Mapping[int, Any] | None = None) -> None:
+    """Refuse a ranking table (``result.top_neurons(k)``, ``result.ranking``) that records other units than the
+    MLP neurons of the encoder (or only) stack, which ablation edits: a residual or decoder probe's (layer, neuron)
+    pairs name other units with the same numbers (helper 173: a residual probe's top neurons were ablated as MLP
+    neurons, silently). A table without the record (one of your own) is taken as ranking the MLP sites."""
+    from .pipeline import RANKED_MODULES
+
+    record = neurons.attrs.get(RANKED_MODULES) if isinstance(neurons, pd.DataFrame) else None
+    if not record:
+        return
+    if record.get("site") != "mlp":
+        raise ConfigurationError(
+            f"This neuron table ranks the {record.get('site')!r} site, but ablation acts on MLP neurons: it would "
+            "edit other units with the same numbers. Rank them with a probe of site='mlp'.")
+    if record.get("stack") == "decoder":
+        raise ConfigurationError(
+            "This neuron table ranks the decoder stack, but ablation acts on the MLP neurons of the encoder: it would "
+            "edit neurons the ranking never described. Rank them with a probe of stack='encoder'.")
+    if record.get("module_pattern"):
+        layers = sorted({int(layer) for layer in neurons["layer"]})
+        check_pattern_sites(model, "mlp", record["module_pattern"], record.get("stack"), layers,
+                            mlp_sites(model) if sites is None else sites, "probe read")
+
+
 def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module) -> dict[int, np.ndarray]:
     """The fill value of each chosen neuron, from `means`, checked: the MLP site of the encoder (or only) stack, the
     weights of `model` (an `Activations` records their sample hash), finite, one per neuron."""
@@ -134,6 +158,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
     """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
+    check_ranked_modules(neurons, model)
     neurons = _as_spec(neurons)
     if mode == "zero":
         with masked(model, neurons) as handle:
@@ -533,6 +558,7 @@ def ablation_curve(
     refuse_active_masks(model, "ablation_curve", "would measure its baseline and every point with them on")
     pairs, source = _ranked_pairs(ranking)
     sites = mlp_sites(model)
+    check_ranked_modules(ranking, model, sites)  # a table of a residual or decoder probe (a result is checked above)
     meta = getattr(ranking, "meta", None)  # a ProbingResult
     if getattr(meta, "module_pattern", None):
         check_pattern_sites(model, meta.site, meta.module_pattern, meta.stack, meta.layers, sites, "probe read")

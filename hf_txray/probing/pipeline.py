@@ -76,6 +76,10 @@ class ProbingMeta:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# The key of a ranking table's ``attrs`` that records the modules it ranked (:meth:`ProbingResult.ranked_modules`).
+RANKED_MODULES = "hf_txray_ranked_modules"
+
+
 @dataclass(eq=False)  # == from Artifact: value equality through arrays and frames
 class ProbingResult(Artifact):
     """The outcome of :func:`probe_neurons`.
@@ -115,6 +119,15 @@ class ProbingResult(Artifact):
     subsets: pd.DataFrame
     activations: Activations | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # a table of this ranking names (layer, neuron) pairs of the site and stack probed: ablate() reads the record
+        # and refuses to edit other units with the same numbers (the MLP neurons of a residual or decoder probe)
+        self.ranking.attrs[RANKED_MODULES] = self.ranked_modules()
+
+    def ranked_modules(self) -> dict[str, Any]:
+        """The modules whose units the ranking numbers: ``site``, ``stack`` and ``module_pattern``."""
+        return {"site": self.meta.site, "stack": self.meta.stack, "module_pattern": self.meta.module_pattern}
+
     @property
     def selectivity(self) -> float | None:
         """Accuracy minus control-task accuracy (None without a control task)."""
@@ -136,6 +149,7 @@ class ProbingResult(Artifact):
         frame = _neurons_of(columns[:k], self.meta.layers, self.meta.width)
         frame.insert(0, "class_rank", np.arange(len(frame)))
         frame["weight"] = weights[:k]
+        frame.attrs[RANKED_MODULES] = self.ranked_modules()
         return frame
 
     def summary(self) -> dict[str, Any]:
