@@ -738,6 +738,18 @@ def test_ablation_curve_refuses_a_model_left_masked():
     assert ablation_curve(model, [(0, 1)], lambda m: 0.0, counts=[1], seeds=(0,)).table["value"].eq(0).all()
 
 
+def test_probing_activations_refuses_other_layers_site_or_aggregation(planted):
+    """Helper 173: probe_neurons(model, acts, layers=[1]) of activations of layers [0, 1] probed both layers (and
+    site= or aggregation= other than the activations' were ignored alike), silently."""
+    for asked in ({"layers": [1]}, {"layers": "1"}, {"site": "residual"}, {"aggregation": "mean"}):
+        name = next(iter(asked))
+        with pytest.raises(ConfigurationError, match=rf"{name}=.*but these activations were extracted with {name}="):
+            probe_neurons(None, planted.acts, config=FAST, minimal=False, control=False, subset_size=0, **asked)
+    same = probe_neurons(None, planted.acts, layers=[0, 1], site="mlp", aggregation="first", config=FAST,
+                         minimal=False, control=False, subset_size=0)
+    assert same.meta.layers == [0, 1]
+
+
 def test_a_residual_probe_table_is_not_ablated_as_mlp_neurons(planted, tmp_path):
     """Helper 173: ablate(model, result.top_neurons(k)) of a residual-site probe zeroed the MLP neurons of the same
     numbers, silently (ablation_curve refused the result itself, but not its tables)."""

@@ -20,6 +20,7 @@ import pandas as pd
 from ..errors import ConfigurationError, DatasetError
 from ..artifact import Artifact
 from ..io_utils import read_json, write_json
+from ..options import parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, extract_activations
@@ -228,6 +229,20 @@ def ranking_table(probe: LinearProbe, layers: Sequence[int], width: int) -> pd.D
     return frame
 
 
+def _check_extracted_as_asked(acts: Activations, layers: Any, site: str | None, aggregation: str | None) -> None:
+    """Refuse `layers`, `site` or `aggregation` other than those `acts` were extracted with: the probe reads the
+    activations as they are, so they would be ignored (helper 173: layers=[1] probed layers [0, 1], silently)."""
+    parsed = parse_layers(layers)
+    asked = {"layers": None if parsed == "all" else sorted(parsed), "site": site, "aggregation": aggregation}
+    held = {"layers": sorted(acts.layers), "site": acts.site, "aggregation": acts.aggregation}
+    for name, value in asked.items():
+        if value is not None and value != held[name]:
+            raise ConfigurationError(
+                f"{name}={value!r}, but these activations were extracted with {name}={held[name]!r}, and a probe "
+                f"reads them as they are: extract them with {name}={value!r} (extract_activations), or leave {name} "
+                "unset.")
+
+
 def probe_neurons(
     model: Any,
     data: Any,
@@ -235,8 +250,8 @@ def probe_neurons(
     *,
     tokenizer: Any = None,
     layers: str | int | Sequence[int] = "all",
-    site: str = "mlp",
-    aggregation: str = "first",
+    site: str | None = None,
+    aggregation: str | None = None,
     stack: str | None = None,
     module_pattern: str | None = None,
     max_sentences: int | None = None,
@@ -271,8 +286,9 @@ def probe_neurons(
         property (`str`, *optional*, defaults to `"pos"`): ``pos``, ``dep``, ``ner``, ``xpos`` or a user column.
         tokenizer (*optional*): a fast tokenizer (loaded from the model when omitted).
         layers, site, aggregation, stack, module_pattern, batch_size, max_length, device, out_dir, memmap_threshold:
-            see :func:`~hf_txray.probing.extract_activations` (``stack="decoder"`` probes an encoder-decoder's
-            decoder; the stack and the pattern are recorded in ``meta.stack`` / ``meta.module_pattern``, so
+            see :func:`~hf_txray.probing.extract_activations` (`site` defaults to ``"mlp"``, `aggregation` to
+            ``"first"``; with `Activations` as `data`, `layers`, `site` and `aggregation` given must be theirs;
+            ``stack="decoder"`` probes an encoder-decoder's decoder; the stack and the pattern are recorded in ``meta.stack`` / ``meta.module_pattern``, so
             :class:`~hf_txray.probing.ProbeMetric` re-reads the same modules).
         max_sentences (`int`, *optional*): use only the first sentences.
         test_size (`float`, *optional*, defaults to 0.2): share of sentences held out.
@@ -313,6 +329,7 @@ def probe_neurons(
             raise ConfigurationError(f"module_pattern={module_pattern!r}, but these activations were read from "
                                      f"{data.module_pattern or 'the automatic ' + data.site + ' site'!r}: extract "
                                      "them with that pattern, or leave module_pattern unset.")
+        _check_extracted_as_asked(data, layers, site, aggregation)
         acts, source, num_sentences = data, "activations", int(len(np.unique(data.sentence_ids)))
     else:
         corpus = load_labeled(data, property, max_sentences=max_sentences)
@@ -322,7 +339,8 @@ def probe_neurons(
         if (present > 0).sum() < 2:  # before extraction; train_probe refuses it too
             raise DatasetError(f"Every word of the data carries the label {present.index[0]!r}: a probe needs at least "
                                "two classes to tell apart. Use a corpus whose words carry several labels.")
-        acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site, aggregation=aggregation,
+        acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site or "mlp",
+                                   aggregation=aggregation or "first",
                                    stack=stack, module_pattern=module_pattern, batch_size=batch_size,
                                    max_length=max_length, device=device,
                                    out_dir=out_dir, memmap_threshold=memmap_threshold, show_progress=show_progress)
