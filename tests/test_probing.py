@@ -748,6 +748,13 @@ def test_probing_activations_refuses_other_layers_site_or_aggregation(planted):
     same = probe_neurons(None, planted.acts, layers=[0, 1], site="mlp", aggregation="first", config=FAST,
                          minimal=False, control=False, subset_size=0)
     assert same.meta.layers == [0, 1]
+    # a negative layer counts from the model's last block, as extraction counted it: the same layer, not refused
+    last = extract_activations(planted.model, planted.corpus.select(range(40)), planted.tokenizer, layers=[-1])
+    kept = probe_neurons(planted.model, last, layers=[-1], config=FAST, minimal=False, control=False, subset_size=0)
+    assert kept.meta.layers == last.layers
+    with pytest.raises(ConfigurationError, match=r"layers=\[.*\], but these activations were extracted with"):
+        probe_neurons(planted.model, planted.acts, layers=[-1], config=FAST, minimal=False, control=False,
+                      subset_size=0)
 
 
 def test_a_residual_probe_table_is_not_ablated_as_mlp_neurons(planted, tmp_path):

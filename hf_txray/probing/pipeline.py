@@ -229,10 +229,16 @@ def ranking_table(probe: LinearProbe, layers: Sequence[int], width: int) -> pd.D
     return frame
 
 
-def _check_extracted_as_asked(acts: Activations, layers: Any, site: str | None, aggregation: str | None) -> None:
+def _check_extracted_as_asked(model: Any, acts: Activations, layers: Any, site: str | None,
+                              aggregation: str | None) -> None:
     """Refuse `layers`, `site` or `aggregation` other than those `acts` were extracted with: the probe reads the
-    activations as they are, so they would be ignored (helper 173: layers=[1] probed layers [0, 1], silently)."""
+    activations as they are, so they would be ignored (helper 173: layers=[1] probed layers [0, 1], silently).
+    Negative layers count from the model's last block, as extraction counted them."""
     parsed = parse_layers(layers)
+    if parsed != "all" and any(layer < 0 for layer in parsed) and model is not None:
+        from ..sites import find_sites
+
+        parsed = [s.layer for s in find_sites(model, acts.site, acts.module_pattern, acts.stack, layers)]
     asked = {"layers": None if parsed == "all" else sorted(parsed), "site": site, "aggregation": aggregation}
     held = {"layers": sorted(acts.layers), "site": acts.site, "aggregation": acts.aggregation}
     for name, value in asked.items():
@@ -329,7 +335,7 @@ def probe_neurons(
             raise ConfigurationError(f"module_pattern={module_pattern!r}, but these activations were read from "
                                      f"{data.module_pattern or 'the automatic ' + data.site + ' site'!r}: extract "
                                      "them with that pattern, or leave module_pattern unset.")
-        _check_extracted_as_asked(data, layers, site, aggregation)
+        _check_extracted_as_asked(model, data, layers, site, aggregation)
         acts, source, num_sentences = data, "activations", int(len(np.unique(data.sentence_ids)))
     else:
         corpus = load_labeled(data, property, max_sentences=max_sentences)
