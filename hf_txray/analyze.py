@@ -213,8 +213,7 @@ class Profiler:
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
         dataset = self.dataset_source
-        other_stream = self._described_stream is not None and self._described_stream is not corpus
-        if not _describes(dataset, corpus, text_column) or other_stream:
+        if not _describes(dataset, corpus, text_column, self._described_stream):
             dataset = self.dataset_source = describe_loaded(DatasetSource("object"), corpus, text_column, None)
         self._described_stream = corpus if is_streaming(corpus) else None
         dtype = weights_dtype(self.model)
@@ -439,8 +438,8 @@ class Profiler:
 
         With encoding `workers`, a bucket also closes once its texts reach :data:`CHARS_PER_TOKEN` characters per
         token of that many full batches (on an accelerator, of :data:`ACCELERATOR_TOKEN_BATCHES`), so long documents
-        are spread over the workers, and on an accelerator the first buckets ramp up (:class:`~hf_txray.streaming.BucketPlan`), so the device waits for a small first
-        bucket only. Inline, buckets are cut by count alone: smaller buckets of long documents would only add
+        are spread over the workers, and on an accelerator the first buckets ramp up
+        (:class:`~hf_txray.streaming.BucketPlan`), so the device waits for a small first bucket only. Inline, buckets are cut by count alone: smaller buckets of long documents would only add
         part-filled batches (measured: up to 7% more CPU time on WikiText-2 articles, ``bench/bench_buckets.py``).
         """
         batches = min(BUCKET_BATCHES, checkpoint_every)
@@ -541,18 +540,20 @@ UNRAMPED_DEVICES = ("cpu",)  # devices whose runs with workers start with full-s
 STREAM_TEXTS_KEPT = 4096  # streamed texts held for top examples before pruning to the referenced ones
 
 
-def _describes(source: Any, corpus: Any, text_column: str) -> bool:
+def _describes(source: Any, corpus: Any, text_column: str, described_stream: Any = None) -> bool:
     """Whether the dataset record `source` (a :class:`~hf_txray.provenance.DatasetSource`, or None) describes
     `corpus` read by `text_column`: the same fingerprint and text column and, in memory, the same texts
     (:func:`~hf_txray.hashes.texts_hash`, what the rest of hf_txray calls the same corpus). A fingerprint alone does not
     say it: a ``map`` whose function reads a file keeps it when the file changes, and a reused Profiler (a Trainer's)
-    recorded the first corpus's texts for the second (helper 170)."""
+    recorded the first corpus's texts for the second (helper 170). A stream has neither fingerprint nor texts to hash
+    beforehand: it is the one described when it is `described_stream` (the stream an earlier run read), or when no
+    run read one yet (the record given with it)."""
     # A stream's text column may be chosen from its first row, during the run ("" until then).
     if source is None or source.fingerprint != getattr(corpus, "_fingerprint", None) \
             or (source.text_column or "") != text_column:
         return False
     if is_streaming(corpus):  # a stream is hashed as the run reads it (StreamingSource.read_hash)
-        return True
+        return described_stream is None or described_stream is corpus
     try:
         return source.texts_hash == texts_hash(corpus, text_column)
     except UnicodeDecodeError:  # described again, which raises the error that names the row

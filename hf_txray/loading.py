@@ -1450,9 +1450,9 @@ def _not_utf8(corpus: Any, column: str, name: str | None, err: UnicodeDecodeErro
     `files` (relative to the path `name`) the one at fault and its line."""
     row = next((i for i, value in enumerate(corpus.data.column(column)) if not _decodes(value)), None)
     found = first_undecodable(name, files) if files and name else None
-    where = ", ".join(([] if row is None else [f"row {row}"])
-                      + ([] if found is None else [f"in its data file {found[0]!r} at line {found[1]}"]))
-    where = f" ({where}: {err.reason})" if where else f" ({err.reason})"
+    places = ([f"row {row}"] if row is not None else []) + \
+        ([f"in its data file {found[0]!r} at line {found[1]}"] if found is not None else [])
+    where = f" ({', '.join(places)}: {err.reason})" if places else f" ({err.reason})"
     return DatasetError(
         f"The texts of {repr(name) if name else 'this dataset'} are not valid UTF-8{where}: the file was likely "
         "written in another encoding (Latin-1, Windows-1252) and read as UTF-8. Re-encode it as UTF-8 (e.g. "

@@ -583,7 +583,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
 
     Raises:
         IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), module_pattern, layers,
-            neuron counts, feature types or the architecture (``config.model_type``, where both profiles recorded it) differ.
+            neuron counts, feature types or the architecture (``config.model_type``, where both profiles recorded
+            it) differ.
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a
             `Profile` nor a path.
 

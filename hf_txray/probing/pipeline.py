@@ -294,8 +294,9 @@ def probe_neurons(
         layers, site, aggregation, stack, module_pattern, batch_size, max_length, device, out_dir, memmap_threshold:
             see :func:`~hf_txray.probing.extract_activations` (`site` defaults to ``"mlp"``, `aggregation` to
             ``"first"``; with `Activations` as `data`, `layers`, `site` and `aggregation` given must be theirs;
-            ``stack="decoder"`` probes an encoder-decoder's decoder; the stack and the pattern are recorded in ``meta.stack`` / ``meta.module_pattern``, so
-            :class:`~hf_txray.probing.ProbeMetric` re-reads the same modules).
+            ``stack="decoder"`` probes an encoder-decoder's decoder; the stack and the pattern are recorded in
+            ``meta.stack`` / ``meta.module_pattern``, so :class:`~hf_txray.probing.ProbeMetric` re-reads the same
+            modules).
         max_sentences (`int`, *optional*): use only the first sentences.
         test_size (`float`, *optional*, defaults to 0.2): share of sentences held out.
         seed (`int`, *optional*, defaults to 0): the split and the control labels.
