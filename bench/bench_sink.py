@@ -6,7 +6,8 @@ a million tokens takes a few seconds (SmolLM2-135M at about 0.35M tokens/s): a h
 the run's throughput. The keys are synthetic but shaped like a run's: SmolLM2's grid (30 layers x 1536 MLP neurons),
 winners drawn from a skewed distribution over neurons and tokens from a Zipf law over a 30k vocabulary, each with the
 example id's parity (the noise statistics' split halves). The baseline is the previous merge (every chunk through a
-stable sort and a keyed sum, parities paired by ``reduceat``), kept here and run interleaved in the same process.
+stable sort and a keyed sum, parities paired by ``reduceat``; the noise sums aligned with the feature table's keys by
+binary searches), kept here and run interleaved in the same process.
 
 Usage: python bench/bench_sink.py [--credits 20000000] [--repeats 3] [--no-write]
 """
@@ -58,16 +59,29 @@ def previous_merge_parity(keys, columns, counts):
     return base[starts], [np.add.reduceat(c, starts) for c in columns], np.add.reduceat(counts, starts)
 
 
+def previous_aligned(self, keys):
+    """NoiseSums.aligned before the merge join: a binary search per odd-half and per squared key."""
+    self.odd.compact()
+    self.squares.compact()
+    mass_odd, count_odd = np.zeros(len(keys)), np.zeros(len(keys), dtype=np.int64)
+    where = np.searchsorted(keys, self.odd.keys)
+    mass_odd[where], count_odd[where] = self.odd.mass, self.odd.count
+    mass_sq = np.zeros(len(keys))
+    mass_sq[np.searchsorted(keys, self.squares.keys)] = self.squares.mass
+    return mass_odd, count_odd, mass_sq
+
+
 @contextmanager
 def previous_engine() -> Iterator[None]:
     from hf_txray import accumulators, credit
 
-    saved = accumulators.reduce_in_order, credit.merge_parity
+    saved = accumulators.reduce_in_order, credit.merge_parity, accumulators.NoiseSums.aligned
     accumulators.reduce_in_order, credit.merge_parity = previous_reduce_in_order, previous_merge_parity
+    accumulators.NoiseSums.aligned = previous_aligned
     try:
         yield
     finally:
-        accumulators.reduce_in_order, credit.merge_parity = saved
+        accumulators.reduce_in_order, credit.merge_parity, accumulators.NoiseSums.aligned = saved
 
 
 def synthetic_streams(credits: int, seed: int = 0) -> dict[str, tuple]:
@@ -103,7 +117,10 @@ def end_of_run(streams: dict[str, tuple]) -> dict[str, float]:
     tables = builder.tables()
     done = time.process_time()
     return {"sink": sunk - start, "tables": done - sunk, "total": done - start,
-            "mass": float(tables["token"].mass.sum()), "keys": int(len(tables["token"].mass))}
+            "mass": float(tables["token"].mass.sum()), "keys": int(len(tables["token"].mass)),
+            "noise": [float(np.dot(np.arange(len(c)) % 97, c)) for c in (tables["token"].mass_odd,
+                                                                         tables["token"].count_odd,
+                                                                         tables["token"].mass_sq)]}
 
 
 def measure(credits: int, repeats: int) -> dict:
@@ -114,6 +131,7 @@ def measure(credits: int, repeats: int) -> dict:
             runs["previous"].append(end_of_run(streams))
         runs["now"].append(end_of_run(streams))
     assert runs["now"][0]["mass"] == runs["previous"][0]["mass"], "the two merges disagree"
+    assert runs["now"][0]["noise"] == runs["previous"][0]["noise"], "the two alignments disagree"
     best = {k: {part: min(r[part] for r in v) for part in ("sink", "tables", "total")} for k, v in runs.items()}
     return {"credits": credits, "keys": {name: len(s[0]) for name, s in streams.items()},
             "table_keys": runs["now"][0]["keys"], "best": best, "runs": runs}
@@ -127,7 +145,8 @@ def report(r: dict) -> str:
         f"tokens from a Zipf law over {VOCAB:,} values, both example-id parities): {keys['feature:token']:,} "
         f"(neuron, token, parity) keys and {keys['positions']:,} (neuron, position, parity) keys reach a fresh "
         f"builder's host accumulators; then its feature tables ({r['table_keys']:,} (neuron, token) entries) are "
-        "built. CPU seconds, best of interleaved runs in one process; the previous merge is kept in "
+        "built. CPU seconds, best of interleaved runs in one process; the previous merge (and, since 2026-12-04, the "
+        "previous alignment of the noise sums: binary searches instead of a merge join) is kept in "
         "`bench/bench_sink.py`, and both give the same sums.",
         "",
         "| step | previous merge | now | ratio |", "| --- | --- | --- | --- |",

@@ -258,3 +258,28 @@ def test_merge_parity_and_reduce_in_order_take_their_slow_paths_when_their_input
     assert base.tolist() == [1] and mass.tolist() == [7.0] and counts.tolist() == [3]
     keys, (column,), counts = reduce_in_order([([1, 3, 2], [[1.0, 3.0, 2.0]], [1, 1, 1])])
     assert keys.tolist() == [1, 2, 3] and column.tolist() == [1.0, 2.0, 3.0] and counts.tolist() == [1, 1, 1]
+
+
+def test_noise_sums_aligned_with_their_feature_keys_match_a_dictionary_lookup():
+    """NoiseSums.aligned places each odd-half and squared sum at its key among the feature table's keys (a merge
+    join, and no search at all when the squares hold every key); a key the table lacks is refused, not misplaced."""
+    from hf_txray.accumulators import subset_positions
+
+    rng = np.random.default_rng(5)
+    keys = np.unique(rng.integers(0, 1 << 40, 3000))
+    noise = NoiseSums()
+    odd = rng.random(len(keys)) < 0.4
+    noise.odd.add(keys[odd], _masses(rng, int(odd.sum())), rng.integers(1, 5, int(odd.sum())))
+    for squares_keys in (keys, keys[::3]):  # every key (the engine's case), then a subset
+        noise.squares = SparseSums()
+        noise.squares.add(squares_keys, _masses(rng, len(squares_keys)))
+        mass_odd, count_odd, mass_sq = noise.aligned(keys)
+        odd_of = dict(zip(noise.odd.keys.tolist(), zip(noise.odd.mass.tolist(), noise.odd.count.tolist())))
+        sq_of = dict(zip(noise.squares.keys.tolist(), noise.squares.mass.tolist()))
+        assert mass_odd.tolist() == [odd_of.get(k, (0.0, 0))[0] for k in keys.tolist()]
+        assert count_odd.tolist() == [odd_of.get(k, (0.0, 0))[1] for k in keys.tolist()]
+        assert mass_sq.tolist() == [sq_of.get(k, 0.0) for k in keys.tolist()]
+    assert subset_positions(keys, keys).tolist() == list(range(len(keys)))
+    assert subset_positions(keys, keys[:0]).tolist() == []
+    with pytest.raises(ValueError, match="does not"):
+        subset_positions(keys[1:], keys[:2])
