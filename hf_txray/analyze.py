@@ -927,7 +927,8 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
                                   model_kwargs=head_kwargs)
     loaded, tok, loaded_id, revision = load_model(with_head if with_head is not None else model, tokenizer,
                                                  revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
-                                                 model_kwargs=model_kwargs, token=o.token)
+                                                 model_kwargs=model_kwargs, token=o.token,
+                                                 base_model=model_source.base_model)
     from .provenance import jsonable
 
     recorded_kwargs = {k: v for k, v in (model_kwargs or {}).items() if k != "token"}  # never record a token

@@ -6,6 +6,7 @@ import collections
 import copy
 import functools
 import itertools
+import json
 import logging
 import os
 import re
@@ -104,6 +105,9 @@ def resolve_model_path(name: str, gguf_file: str | None) -> tuple[str, str | Non
             raise ModelError(f"gguf_file {gguf_file!r} is not in {name!r} (GGUF files there: {found or 'none'}).")
         return str(path), gguf_file
     if not (path / "config.json").is_file():
+        if (path / "adapter_config.json").is_file():  # a PEFT adapter: transformers loads its base model under it
+            adapter_base(str(path))  # refuses an adapter config without its base, or peft missing
+            return str(path), None
         found = sorted(p.name for p in path.glob("*.gguf"))
         if len(found) == 1:
             return str(path), found[0]
@@ -113,6 +117,35 @@ def resolve_model_path(name: str, gguf_file: str | None) -> tuple[str, str | Non
         raise ModelError(f"{name!r} is a folder without config.json or .gguf file: not a model folder. Save a model "
                          "with model.save_pretrained(folder), or pass the folder that holds it.")
     return str(path), None
+
+
+def adapter_base(folder: str) -> str | None:
+    """The base model a PEFT adapter folder names (``base_model_name_or_path`` of its ``adapter_config.json``), or
+    None when `folder` is not an adapter (it holds ``config.json``, or no adapter config). transformers loads such a
+    folder or repo as its base model with the adapter's layers in place (peft's ``load_adapter``); the profile is
+    then the adapted model's.
+
+    Raises:
+        ModelError: the adapter config is not valid JSON or names no base model, or peft is not installed.
+    """
+    path = Path(folder)
+    if (path / "config.json").is_file() or not (path / "adapter_config.json").is_file():
+        return None
+    try:
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{folder!r} holds an adapter_config.json that is not a JSON object ({err}): save the "
+                         "adapter again with model.save_pretrained(folder).") from err
+    if not base or not isinstance(base, str):
+        raise ModelError(f"The PEFT adapter {folder!r} does not name its base model (base_model_name_or_path is "
+                         "empty in adapter_config.json): set it to the base model's Hub id or folder, or load the "
+                         "base model and the adapter yourself (PeftModel.from_pretrained(base, adapter)) and pass "
+                         "the model.")
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        raise ModelError(f"{folder!r} is a PEFT adapter of {base!r}: loading it needs peft (pip install peft).")
+    return base
 
 
 # Wrappers that run a model as it is (compiled, or replicated over devices): profiling reads the model inside.
@@ -154,9 +187,14 @@ def load_model(
     trust_remote_code: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     token: str | bool | None = None,
+    base_model: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, str, str | None]:
     """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model (a
-    ``torch.compile`` or data-parallel wrapper is read through: :func:`unwrap_model`)."""
+    ``torch.compile`` or data-parallel wrapper is read through: :func:`unwrap_model`).
+
+    A PEFT adapter (a folder or repo with ``adapter_config.json`` and no ``config.json``) is loaded as its base model
+    with the adapter's layers in place: the base from `base_model` (a pinned ``ModelSource`` dict, at its own
+    commit; :func:`resolve_model_source` gives it) or, for a local folder, the base its config names."""
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
     model = unwrap_model(model)
@@ -176,9 +214,14 @@ def load_model(
             kwargs["dtype"] = dtype
         from safetensors import SafetensorError  # a damaged weights file (installed with transformers)
 
+        if base_model is None and gguf_file is None and Path(source).is_dir() and adapter_base(source) is not None:
+            base_model = {"kind": "local", "id": adapter_base(source)}
         try:
-            loaded = load_checked(AutoModel, source, model_id, revision=revision, trust_remote_code=trust_remote_code,
-                                  **kwargs)
+            if base_model is not None:
+                loaded = load_adapted(AutoModel, source, model_id, base_model, revision, trust_remote_code, kwargs)
+            else:
+                loaded = load_checked(AutoModel, source, model_id, revision=revision,
+                                      trust_remote_code=trust_remote_code, **kwargs)
         except ModelError:  # the checkpoint's own refusal (a ValueError too): as it is
             raise
         except TypeError as err:
@@ -200,9 +243,13 @@ def load_model(
                 f"Could not load model {model_id!r}: it is not a model folder here and could not be fetched from "
                 f"the Hub. {_offline_hint()} {detail}"
             ) from err
+        adapted = base_model is not None
         if tokenizer is None:
-            tokenizer = _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
-        revision = revision or getattr(loaded.config, "_commit_hash", None)
+            tokenizer = _adapter_or_base_tokenizer(AutoTokenizer, source, base_model, revision, trust_remote_code,
+                                                   token) if adapted else \
+                _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
+        if not adapted:  # an adapter's loaded config is its base model's, commit included
+            revision = revision or getattr(loaded.config, "_commit_hash", None)
         model = loaded
     elif isinstance(model, PreTrainedModel) or hasattr(model, "config"):
         model_id = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -356,6 +403,48 @@ def _fast_from(source: str) -> str | None:
     except Exception:  # any failure means: no usable fast tokenizer there
         return None
     return type(loaded).__name__ if getattr(loaded, "is_fast", False) else None
+
+
+def load_adapted(auto_cls: Any, source: str, model_id: str, base_model: dict[str, Any], revision: str | None,
+                 trust_remote_code: bool, kwargs: dict[str, Any]) -> Any:
+    """A PEFT adapter at `revision` loaded onto its base model (`base_model`: a ``ModelSource`` dict; a Hub base at
+    its pinned commit), with transformers' ``load_adapter``. Each at its own revision: transformers' own loading of an
+    adapter repo asks the base repo for the adapter's revision.
+
+    Raises:
+        ModelError: the adapter's weights do not all fit the base model's modules (an adapter of another model).
+    """
+    base_revision = base_model.get("commit") if base_model.get("kind") == "hub" else None
+    loaded = load_checked(auto_cls, base_model["id"], base_model["id"], revision=base_revision,
+                          trust_remote_code=trust_remote_code, **kwargs)
+    download = {"revision": revision, "token": kwargs.get("token")}
+    with _LoadReports() as reports:
+        try:
+            info = loaded.load_adapter(source, adapter_kwargs={k: v for k, v in download.items() if v is not None})
+        except RuntimeError as err:
+            if "mismatch" not in str(err):
+                raise
+            raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_model['id']!r}: its "
+                             f"weights have other shapes ({reports.text() or err}). Check that adapter_config.json "
+                             "names the model the adapter was trained on.") from err
+    misfit = [*sorted(getattr(info, "unexpected_keys", None) or ()), *sorted(getattr(info, "missing_keys", None) or ()),
+              *sorted(str(k[0] if isinstance(k, tuple) else k) for k in getattr(info, "mismatched_keys", None) or ())]
+    if misfit:  # transformers only logs these: the adapter's weights would be left out, or at their start values
+        raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_model['id']!r}: "
+                         f"{len(misfit)} adapter weights have no place in it or were not loaded (e.g. {misfit[0]!r}). "
+                         "Check that adapter_config.json names the model the adapter was trained on.")
+    return loaded
+
+
+def _adapter_or_base_tokenizer(auto_cls, source: str, base_model: dict[str, Any], revision, trust_remote_code: bool,
+                               token):
+    """A PEFT adapter's tokenizer: the adapter's own when it saved one, else its base model's (most adapters save
+    only their weights and config)."""
+    try:
+        return _load_tokenizer(auto_cls, source, revision, trust_remote_code, None, token=token)
+    except ModelError:
+        base_revision = base_model.get("commit") if base_model.get("kind") == "hub" else None
+        return _load_tokenizer(auto_cls, base_model["id"], base_revision, trust_remote_code, None, token=token)
 
 
 def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file, token=None):
@@ -1242,8 +1331,12 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
                 raise ConfigurationError(f"revision={revision!r} applies to Hub models only; {name!r} is a local path, "
                                          "read as it is. Drop revision, or pass the model's Hub id.")
             files = model_folder_files(Path(name).expanduser())
-            return ModelSource("local", str(Path(name).expanduser().resolve()), revision, None, files,
-                               files_hash(files))
+            source = ModelSource("local", str(Path(name).expanduser().resolve()), revision, None, files,
+                                 files_hash(files))
+            if Path(name).expanduser().is_dir():
+                base = adapter_base(str(Path(name).expanduser()))
+                source.base_model = None if base is None else resolve_model_source(base, None, token).to_dict()
+            return source
         if looks_local(name):
             raise _missing_path_error(name, "model")
         if not is_hub_id(name):
@@ -1256,7 +1349,11 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
             return ModelSource("hub", name, revision, _cached_commit_or_raise(name, "model", revision, ModelError))
         info = _hub_info(name, "model", revision, token, ModelError)
         remember_ref(name, "model", revision, info.sha)
-        return ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
+        source = ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
+        if "adapter_config.json" in source.files and "config.json" not in source.files:
+            base = adapter_base(_hub_adapter_folder(name, info.sha, token))
+            source.base_model = None if base is None else resolve_model_source(base, None, token).to_dict()
+        return source
     config = getattr(model, "config", None)
     name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None
     source = ModelSource("object", name, None, getattr(config, "_commit_hash", None))
@@ -1265,6 +1362,18 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source.files = model_folder_files(name)
         source.content_hash = files_hash(source.files)
     return source
+
+
+def _hub_adapter_folder(repo_id: str, commit: str, token) -> str:
+    """The local folder holding a Hub adapter's ``adapter_config.json`` at `commit` (downloaded; a few hundred
+    bytes)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return str(Path(hf_hub_download(repo_id, "adapter_config.json", revision=commit, token=token)).parent)
+    except Exception as err:  # noqa: BLE001 - any Hub failure here is the same refusal
+        raise ModelError(f"Could not read adapter_config.json of the PEFT adapter {repo_id!r} at {commit}: {err}") \
+            from err
 
 
 def _local_typo_hint(name: str) -> str:

@@ -43,7 +43,7 @@ PROVENANCE_SCHEMA = 1
 MODEL_FILE_PATTERNS = (
     "*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.gguf", "*.pt", "*.pth",
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.tiktoken",
+    "vocab.txt", "vocab.json", "merges.txt", "*.model", "*.tiktoken", "adapter_config.json",
 )  # fmt: skip
 
 
@@ -179,6 +179,8 @@ class ModelSource:
         files (`dict[str, str]`): weight/config/tokenizer files: Hub blob ids (sha256 for LFS) or local sha256.
         content_hash (`str`, *optional*): :func:`files_hash` of local `files`.
         training_step (`int`, *optional*): set on Trainer snapshots: the weights were still being trained.
+        base_model (`dict`, *optional*): for a PEFT adapter (a folder or repo with ``adapter_config.json`` and no
+            ``config.json``), the pinned source of the base model it names, as a ``ModelSource`` dict.
     """
 
     kind: str
@@ -188,6 +190,7 @@ class ModelSource:
     files: dict[str, str] = field(default_factory=dict)
     content_hash: str | None = None
     training_step: int | None = None
+    base_model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

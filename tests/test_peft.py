@@ -14,7 +14,12 @@ import torch
 import hf_txray
 from hf_txray import ModelError
 from hf_txray.sites import find_sites
-from models import SAMPLE_TEXTS, tiny, tiny_llama_lm, bpe_tokenizer
+from models import SAMPLE_TEXTS, assert_same_credit, bpe_tokenizer, save_tiny_model, tiny, tiny_llama_lm
+
+try:
+    from .hub_fixtures import hub, hub_server, upload_folder_as  # noqa: F401
+except ImportError:
+    from hub_fixtures import hub, hub_server, upload_folder_as  # noqa: F401
 
 peft = pytest.importorskip("peft")
 
@@ -227,3 +232,101 @@ def test_a_probe_of_the_base_model_refuses_the_adapted_model_with_a_fix_that_wor
     own = hf_txray.probe_neurons(wrapped, texts, "pos", tokenizer=tokenizer, layers=[1])
     curve = hf_txray.ablation_curve(wrapped, own, ProbeMetric(own, held_out, tokenizer), counts=[2])
     assert set(curve.summary()["strategy"]) == {"baseline", "random", "ranked"}
+
+
+def saved_adapter(tmp_path, with_tokenizer: bool = False):
+    """A tiny BERT saved as a base model folder, and a LoRA adapter of it saved on its own (adapter_config.json naming
+    the base folder, as peft writes it), with the merged model as the reference."""
+    from transformers import AutoModel
+
+    base_dir = save_tiny_model(tmp_path / "base")
+    base = AutoModel.from_pretrained(base_dir)
+    wrapped = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["intermediate.dense"]))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_" in name:
+                weight.copy_(torch.rand(weight.shape, generator=generator) * 2 - 1)
+    adapter_dir = tmp_path / "adapter"
+    wrapped.save_pretrained(adapter_dir)
+    if with_tokenizer:
+        tiny("bert")[1].save_pretrained(adapter_dir)
+    return base_dir, adapter_dir, copy.deepcopy(wrapped).merge_and_unload().eval()
+
+
+@pytest.mark.parametrize("with_tokenizer", [False, True], ids=["adapter-only", "adapter-with-tokenizer"])
+def test_an_adapter_folder_is_profiled_as_its_base_with_the_adapter_and_pins_both(tmp_path, with_tokenizer):
+    """A PEFT adapter folder (adapter_config.json, no config.json) was refused as 'not a model folder'. It is loaded
+    as transformers loads it (the base model it names, with the adapter's layers), its tokenizer is the base's when
+    the adapter saved none, and the provenance pins the base model beside the adapter."""
+    base_dir, adapter_dir, merged = saved_adapter(tmp_path, with_tokenizer)
+    profile = hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+    assert_same_credit(profile, hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tiny("bert")[1], **OPTIONS))
+    assert not np.array_equal(profile.neuron_count, hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS).neuron_count)
+    record = profile.meta.provenance["model"]
+    assert record["id"] == str(adapter_dir.resolve()) and "adapter_model.safetensors" in record["files"]
+    assert "adapter_config.json" in record["files"]
+    assert record["base_model"]["id"] == str(base_dir.resolve())
+    assert record["base_model"]["content_hash"] == hf_txray.provenance.files_hash(
+        hf_txray.provenance.model_folder_files(base_dir))
+
+
+def test_an_adapter_without_its_base_model_or_config_is_refused_before_loading(tmp_path, monkeypatch):
+    import json
+
+    _, adapter_dir, _ = saved_adapter(tmp_path)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    (adapter_dir / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": None}))
+    with pytest.raises(ModelError, match="does not name its base model"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+    (adapter_dir / "adapter_config.json").write_text("[1, 2")
+    with pytest.raises(ModelError, match="not a JSON object"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+    (adapter_dir / "adapter_config.json").write_text(json.dumps(config))
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else
+                        real_find_spec(name, *a))
+    with pytest.raises(ModelError, match="pip install peft"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+
+
+def test_a_hub_adapter_repo_loads_its_hub_base_model_and_pins_both_commits(tmp_path, hub):
+    """An adapter repo on the Hub (only adapter_config.json and the adapter's weights) whose base model is another Hub
+    repo: the profile is the adapted model's, and the record pins the adapter's commit and the base's, not the base's
+    commit as the adapter's revision."""
+    import json
+
+    base_dir, adapter_dir, merged = saved_adapter(tmp_path)
+    base_repo, adapter_repo = f"{hub.username}/tiny-base", f"{hub.username}/tiny-lora"
+    base_commit = upload_folder_as(hub, base_repo, base_dir)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    (adapter_dir / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_repo}))
+    adapter_commit = upload_folder_as(hub, adapter_repo, adapter_dir)
+    profile = hf_txray.analyze(adapter_repo, SAMPLE_TEXTS, **OPTIONS)
+    assert_same_credit(profile, hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tiny("bert")[1], **OPTIONS))
+    record = profile.meta.provenance["model"]
+    assert (record["kind"], record["id"], record["commit"]) == ("hub", adapter_repo, adapter_commit)
+    assert (record["base_model"]["id"], record["base_model"]["commit"]) == (base_repo, base_commit)
+    assert "adapter_model.safetensors" in record["files"] and "config.json" in record["base_model"]["files"]
+    assert profile.meta.revision in (None, adapter_commit)
+
+
+def test_an_adapter_of_another_width_is_refused_not_left_out(tmp_path):
+    """transformers only logs adapter weights that do not fit the base model (another model's adapter): the adapted
+    layers would keep their start values, and the profile would be the base model's under the adapter's name."""
+    import json
+
+    from transformers import AutoModel
+
+    _, adapter_dir, _ = saved_adapter(tmp_path)
+    wider = AutoModel.from_config(tiny("bert")[0].config.__class__(**{
+        **tiny("bert")[0].config.to_dict(), "intermediate_size": 2 * tiny("bert")[0].config.intermediate_size}))
+    wider.save_pretrained(tmp_path / "wider")
+    tiny("bert")[1].save_pretrained(tmp_path / "wider")
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    (adapter_dir / "adapter_config.json").write_text(json.dumps({**config,
+                                                                 "base_model_name_or_path": str(tmp_path / "wider")}))
+    with pytest.raises(ModelError, match="does not fit its base model"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
