@@ -18,6 +18,7 @@ from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError
 from .io_utils import atomic_dir
 from .layout import EXPORT_FORMAT_VERSION, is_export_folder, read_parts, write_folder
+from .options import check_stage_name
 from .profile import Profile
 from .report import TransferReport
 
@@ -46,7 +47,8 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
     """Validate and key the inputs: profiles by stage, reports by name (``"a->b"``).
 
     Raises:
-        ConfigurationError: nothing to export, wrong types, duplicate names, or an empty profile or report.
+        ConfigurationError: nothing to export, wrong types, duplicate names, a stage name with a control character
+            (a newline would break the card's headings and tables), or an empty profile or report.
     """
     profile_list = as_list(profiles, Profile, "profiles")
     report_list = as_list(reports, TransferReport, "reports")
@@ -55,6 +57,7 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
                                  "(reports=...).")
     by_stage: dict[str, Profile] = {}
     for profile in profile_list:
+        check_stage_name(profile.stage, "Profile stage")
         if profile.stage in by_stage:
             raise ConfigurationError(f"Two profiles share the stage name {profile.stage!r}: give each a distinct "
                                      "stage (analyze(..., stage=...)); stages identify profiles in the repo.")
@@ -65,6 +68,8 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
         by_stage[profile.stage] = profile
     by_name: dict[str, TransferReport] = {}
     for report in report_list:
+        for stage in (report.meta.stage_a, report.meta.stage_b):
+            check_stage_name(stage, f"Report {report.name!r}: stage")
         if report.name in by_name:
             raise ConfigurationError(f"Two reports are both named {report.name!r}; reports are identified by their "
                                      "stages.")

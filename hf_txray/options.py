@@ -24,6 +24,7 @@ import numbers
 import os
 import re
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -418,6 +419,21 @@ def check_text_fields(options: Any) -> None:
                                      f"({type(value).__name__}): write it as text, e.g. {name}={text!r}.")
 
 
+def check_stage_name(stage: str, what: str = "stage") -> None:
+    """Refuse a stage name holding a control character (a newline, a tab...) or a line separator: stage names are
+    written into markdown (the Hub card's headings and tables), folder names and report names, where a newline
+    breaks the heading or table it is in.
+
+    Raises:
+        ConfigurationError: naming the character and how to write the name.
+    """
+    bad = [c for c in dict.fromkeys(stage) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    if bad:
+        raise ConfigurationError(f"{what} {stage!r} holds the control character(s) {', '.join(map(repr, bad))}: "
+                                 "stage names go into the card's headings and tables, folder and report names; give "
+                                 f"one line of text, e.g. {what}={' '.join(stage.split())!r}.")
+
+
 def is_int(value: Any) -> bool:
     """An int (numpy ints too) that is not a bool (``True`` would otherwise pass as 1; numpy bools are not
     Integral)."""
@@ -451,7 +467,8 @@ class AnalyzeOptions(ProfilerConfig):
                                default_text="the only split; an error when there are several")
     num_samples: int | None = option(None, "Profile only the first N texts (take() on a stream).",
                                      default_text="all texts")
-    stage: str = option("default", "A name for this training stage, e.g. 'pretrained'.")
+    stage: str = option("default", "A name for this training stage, e.g. 'pretrained' (one line: no control "
+                                   "characters).")
     model_id: str | None = option(None, "The name recorded in the profile.",
                                   default_text="the Hub id or path given, or a loaded model's name_or_path")
     device: Any = option(None, "cpu, cuda, cuda:1...: where the model runs.",
@@ -504,6 +521,7 @@ class AnalyzeOptions(ProfilerConfig):
             ConfigurationError: the first field out of range, named with the accepted values.
         """
         check_text_fields(self)
+        check_stage_name(self.stage)
         as_python_ints(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):

@@ -1692,3 +1692,17 @@ def test_ctrl_c_while_torch_imports_ends_with_one_line(monkeypatch, capsys):
     assert cli.main(["show", "."]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err, err
+
+
+def test_a_stage_name_with_a_control_character_is_refused_before_any_work(saved_bert, text_file, monkeypatch,
+                                                                          capsys):
+    """Helper 176: stage="pre\\ntrained" was profiled and written into the Hub card, whose heading and tables the
+    newline broke; it is refused before loading, from Python and from the command line."""
+    engine = importlib.import_module("hf_txray.analyze")
+    monkeypatch.setattr(engine, "load_model", lambda *a, **k: pytest.fail("loaded before refusing"))
+    for stage in ("pre\ntrained", "a\tb", "x\u2028y", "end\r"):
+        with pytest.raises(ConfigurationError, match="control character.* one line of text"):
+            hf_txray.analyze(str(saved_bert), str(text_file), features=("token",), stage=stage, show_progress=False)
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--features", "token", "--stage", "pre\ntrained",
+                     "--out", "unused"]) == 2
+    assert "stage 'pre\\ntrained' holds the control character(s) '\\n'" in capsys.readouterr().err

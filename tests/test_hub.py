@@ -850,3 +850,22 @@ def test_a_private_push_into_an_existing_public_repo_is_refused(results, hub, tm
     hub.api.create_repo(f"{hub.username}/already-private", repo_type="dataset", private=True)
     hf_txray.push_to_hub(f"{hub.username}/already-private", profiles=[a], plots=False, private=True)
     assert hub.api.dataset_info(f"{hub.username}/already-private").private
+
+
+def test_a_stage_name_with_a_newline_is_refused_before_the_card_is_written(results, tmp_path):
+    """Helper 176: a stage renamed (or loaded) with a newline reached the card's headings and tables and broke
+    them; save_to_disk refuses it before writing, for a profile and for a report's stages."""
+    a, b, report = results
+    broken = copy.copy(a)
+    broken.meta = dataclasses.replace(a.meta, stage="pre\ntrained")
+    with pytest.raises(ConfigurationError, match="Profile stage 'pre\\\\ntrained' holds the control character"):
+        hf_txray.save_to_disk(tmp_path / "profile", [broken], plots=False)
+    bad_report = copy.copy(report)
+    bad_report.meta = dataclasses.replace(report.meta, stage_b="fine\ntuned")
+    with pytest.raises(ConfigurationError, match="Report .*: stage 'fine\\\\ntuned' holds the control"):
+        hf_txray.save_to_disk(tmp_path / "report", reports=[bad_report], plots=False)
+    assert not (tmp_path / "profile").exists() and not (tmp_path / "report").exists()
+    piped = copy.copy(a)  # a '|' stays in one table cell, escaped
+    piped.meta = dataclasses.replace(a.meta, stage="fine|tuned")
+    text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "pipe", [piped], plots=False) / "README.md").text
+    assert "fine\\|tuned" in text
