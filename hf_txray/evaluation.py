@@ -9,6 +9,7 @@ or path is passed to ``evaluate.load`` unchanged.
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 import warnings
 from typing import Any, Mapping, Sequence
@@ -445,7 +446,9 @@ def evaluate_pruning(
         uneven (`str`, *optional*, defaults to `"error"`): passed to ``remove`` (see :func:`hf_txray.prune`).
 
     Returns:
-        `pd.DataFrame`: one row per model: ``plan``, ``strategy``, ``amount`` (as given), ``amount_kind``
+        `pd.DataFrame`: one row per model: ``plan``, ``strategy``, ``amount`` (as given; a per-layer amount as the
+        text of its counts, ``"{0: 2, 1: 5}"``, and explicit neurons as ``"list <digest> (N neurons)"``, so that
+        only the same amount is averaged by :func:`summarize`), ``amount_kind``
         (``count``, ``fraction``, ``custom``, ``list``; ``none`` for the unpruned row), ``seed``, ``mode``, ``pruned``
         (neurons), ``fraction``, the metric values (``accuracy``, ``f1``, ``perplexity``...), ``num_parameters``,
         ``seconds`` (inference time of the evaluation).
@@ -504,8 +507,8 @@ def evaluate_pruning(
             apply_plan(pruned, plan, mode="remove", uneven=uneven)
             result = evaluate_one(pruned)
             del pruned
-        amount = plan.amount if not isinstance(plan.amount, Mapping) else "custom"
-        rows.append({"plan": name, "strategy": plan.strategy, "amount": amount, "amount_kind": amount_kind(amount),
+        rows.append({"plan": name, "strategy": plan.strategy, "amount": table_amount(plan),
+                     "amount_kind": amount_kind(plan.amount),
                      "seed": plan.seed, "mode": plan_mode, "pruned": plan.total, "fraction": plan.fraction, **result})
     table = pd.DataFrame(rows)
     # as given, counts written as ints; a count (int) and a fraction (float) stay apart by amount_kind, which a CSV
@@ -514,6 +517,19 @@ def evaluate_pruning(
     table.attrs["task"] = task
     table.attrs["metrics"] = [name for name, _, _ in modules]
     return table
+
+
+def table_amount(plan: PruningPlan) -> Any:
+    """A plan's ``amount`` cell: the amount as given, and for a per-layer amount (``custom``) its counts as text
+    (``"{0: 2, 1: 5}"``), for explicit neurons (``list``) ``"list "`` and a digest of them: two plans of different
+    sizes or neurons were both "custom" (or None), one group in :func:`summarize` and one point in ``plot_sweep``
+    (helper 176: pruning 4 neurons and 80 averaged as one amount, n=2)."""
+    if isinstance(plan.amount, Mapping):
+        return "{" + ", ".join(f"{int(k)}: {int(v)}" for k, v in sorted(plan.amount.items())) + "}"
+    if plan.amount is None:
+        pairs = ",".join(f"{layer}:{neuron}" for layer, neuron in sorted(plan.pairs()))
+        return f"list {hashlib.sha256(pairs.encode()).hexdigest()[:12]} ({plan.total} neurons)"
+    return plan.amount
 
 
 # ----- sweeps ------------------------------------------------------------------------------------------------------
@@ -574,7 +590,12 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         metric (`str`, *optional*): one metric column.
 
     Returns:
-        `pd.DataFrame` with ``<metric>_mean``, ``<metric>_std`` and ``n`` per (strategy, amount).
+        `pd.DataFrame` with ``<metric>_mean``, ``<metric>_std`` and ``n`` per (strategy, amount). Rows are averaged
+        only at the same amount: 1 (a count) and 1.0 (a fraction) apart, each per-layer amount and neuron list apart.
+
+    Raises:
+        ConfigurationError: a metric not in the table; rows of one ``custom``/``list`` amount that pruned
+            different numbers of neurons (a table where per-layer amounts were all written "custom").
     """
     metrics = [metric] if metric else list(table.attrs.get("metrics") or [])
     if not metrics:
@@ -585,6 +606,16 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     frame = table.copy()
     frame["amount"] = amount_labels(frame)
     grouped = frame.groupby(["strategy", "amount"], sort=False)
+    if "amount_kind" in frame and "pruned" in frame:  # a table of an older version: every per-layer amount "custom"
+        kinds = frame["amount_kind"].isin(["custom", "list"])
+        sizes = frame[kinds].groupby(["strategy", "amount"], sort=False)["pruned"].nunique()
+        if (sizes > 1).any():
+            strategy, amount = sizes[sizes > 1].index[0]
+            raise ConfigurationError(
+                f"summarize: the rows of strategy {strategy!r} and amount {amount!r} pruned different numbers of "
+                f"neurons ({sorted(set(frame[kinds & (frame['strategy'] == strategy)]['pruned']))}): they are "
+                "different per-layer amounts or neuron lists, not runs of one setting. Evaluate them again with "
+                "evaluate_pruning, which records each per-layer amount apart, or set the amount column per plan.")
     out = grouped[metrics].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out["n"] = grouped.size()

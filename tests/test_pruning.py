@@ -482,6 +482,39 @@ def test_evaluate_pruning_classification_matches_brute_force():
             evaluate_pruning(model, [kept], data, tokenizer=bert_tokenizer(), max_length=32)
 
 
+def test_summarize_averages_only_runs_of_the_same_custom_amount_or_neuron_list():
+    """Helper 176: every per-layer amount was written "custom" (explicit neurons None), so summarize averaged
+    pruning 4 neurons with pruning 80 as one amount, n=2; checked against a brute-force grouping by the plans."""
+    import io
+
+    model = classifier(seed=3, num_labels=3)
+    texts = TEXTS * 2
+    data = {"text": texts, "label": [i % 3 for i in range(len(texts))]}
+    widths = {0: 48, 1: 48}
+    amounts = [{0: 2, 1: 2}, {1: 40, 0: 40}, {0: 4}]
+    plans = [plan_pruning(None, "random", amount, seed=seed, widths=widths) for amount in amounts for seed in (0, 1)]
+    plans += [plan_pruning(None, spec, widths=widths) for spec in ({0: [1, 2]}, {0: list(range(40))}, {0: [1, 2]})]
+    table = evaluate_pruning(model, plans, data, "accuracy", tokenizer=bert_tokenizer(), max_length=32,
+                             include_baseline=False)
+    assert list(table["amount"][:2]) == ["{0: 2, 1: 2}"] * 2 and table["amount"][2] == "{0: 40, 1: 40}"
+    expected = {}  # brute force: the plans' own amounts (neurons for a list), one accuracy per plan
+    for plan, accuracy in zip(plans, table["accuracy"]):
+        key = (plan.strategy, repr(sorted(plan.amount.items())) if plan.amount else repr(plan.pairs()))
+        expected.setdefault(key, []).append(accuracy)
+    summary = summarize(table, "accuracy")
+    assert len(summary) == len(expected) == 5
+    for row, values in zip(summary.itertuples(), expected.values()):
+        assert row.n == len(values) and row.accuracy_mean == pytest.approx(np.mean(values))
+    assert list(summary["pruned"]) == [4, 80, 4, 2, 40] and list(summary["n"]) == [2, 2, 2, 2, 1]
+    written = io.StringIO()
+    table.to_csv(written, index=False)
+    pd.testing.assert_frame_equal(summarize(pd.read_csv(io.StringIO(written.getvalue())), "accuracy"), summary)
+    old = table.assign(amount=[a if k == "count" else ("custom" if k == "custom" else None)
+                               for a, k in zip(table["amount"], table["amount_kind"])])  # an older table
+    with pytest.raises(ConfigurationError, match="amount 'custom' pruned different numbers of neurons"):
+        summarize(old, "accuracy")
+
+
 def test_labels_are_class_ids_or_the_models_class_names_and_others_are_refused_before_any_pass(monkeypatch):
     """Fix 133 (F3, F8): a label column of class names ('business') or with an empty cell ended in a bare
     ValueError of int(); labels 0..4 on a 2-class model were scored with no word (classes it can never output)."""
