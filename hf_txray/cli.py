@@ -601,7 +601,7 @@ def _add_pruning_options(p) -> None:
                    help="mask: zero the neurons with hooks (reversible); remove: slice the MLP weights.")
     p.add_argument("--overall", action="store_true", help="Rank all layers together instead of AMOUNT per layer.")
     p.add_argument("--layers", type=_layers, help="Layers to prune: 'all', indices and ranges such as 0-3,7,-1 "
-                                                  "(default: all).")
+                                                  "(negative: from the model's last block; default: all).")
     p.add_argument("--feature-type", help="Feature type of the Hellinger distance (most/least_changed; default: the "
                                           "report's first feature type).")
     p.add_argument("--stage", default="b", choices=["a", "b"], help="Which stage's mass low_mass ranks by.")

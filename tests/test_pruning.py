@@ -1052,3 +1052,36 @@ def test_a_model_with_a_shared_or_altered_block_is_refused_not_pruned_in_its_oth
     with pytest.raises(ModelError, match=r"Could not verify the MLP of block 'model\.layers\.1'"):
         prune(narrowed, None, "random", 0.1)
     assert not hf_txray.pruning.active_masks(shared) and not hf_txray.pruning.active_masks(narrowed)
+
+
+def test_a_negative_layer_names_the_same_block_in_analyze_prune_plan_pruning_and_ablation_curve():
+    """Helper 176: prune(layers=[-1]) counted from the last layer of the report (block 0 of a profile of block 0
+    alone) while analyze, ablation_curve and probing count from the model's last block (block 1): the same -1
+    pruned another block than it ablated."""
+    from hf_txray.probing import ablation_curve
+
+    model, tokenizer = tiny("bert")  # 2 blocks of 48 neurons
+    run = lambda layers, seed: hf_txray.analyze(model, SAMPLE_TEXTS[seed::2], tokenizer=tokenizer,  # noqa: E731
+                                                features=("token",), layers=layers, stage=f"s{seed}",
+                                                show_progress=False)
+    assert run([-1], 0).layers == [1]
+    first_only = compare(run([0], 0), run([0], 1))
+    both = compare(run("all", 0), run("all", 1))
+    metric = lambda m: 0.0  # noqa: E731
+    assert ablation_curve(model, [(0, 2)], metric, counts=[1], seeds=(0,), layers=[-1]).layers == [1]
+    for pruning in (lambda **k: prune(model, first_only, "low_mass", 2, **k)[1],
+                    lambda **k: plan_pruning(first_only, "low_mass", 2, **k)):
+        with pytest.raises(ConfigurationError, match=r"layers \[-?1\] are not all available \(block\(s\) \[1\]\); "
+                                                     r"available layers: \[0\] \(a negative index counts from the "
+                                                     r"model's last block\)"):
+            pruning(layers=[-1])  # block 1, not profiled: it pruned block 0 before
+        unprune(model)
+        assert pruning(layers=[-2]).counts == {0: 2}
+        unprune(model)
+    assert prune(model, both, "low_mass", 2, layers=[-1])[1].counts == {1: 2}
+    unprune(model)
+    assert plan_pruning(both, "low_mass", 2, layers="-1").counts == {1: 2}
+    assert prune(model, None, "random", 2, layers=-1)[1].counts == {1: 2}
+    unprune(model)
+    with pytest.raises(ConfigurationError, match="Layer -3 is not an MLP layer of the model; its layers: \\[0, 1\\]"):
+        prune(model, both, "low_mass", 2, layers=[-3])

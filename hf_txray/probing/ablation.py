@@ -28,7 +28,7 @@ from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
-from ..options import is_int, parse_layers, resolve_layer
+from ..options import is_int
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
 from ..version import __version__
@@ -564,11 +564,9 @@ def ablation_curve(
         check_pattern_sites(model, meta.site, meta.module_pattern, meta.stack, meta.layers, sites, "probe read")
     if layers is None:
         pool_layers = sorted({layer for layer, _ in pairs})
-    else:  # as analyze takes them ("0-3", "all", one int, a list; negative from the model's last MLP layer)
-        chosen = parse_layers(layers)
-        pool_layers = sorted(sites) if chosen == "all" else \
-            sorted({resolve_layer(sorted({*sites, *sites.unreadable}), layer, "is not an MLP layer of the model")
-                    for layer in chosen})  # an unreadable block resolves, so that require() says why it is refused
+    else:  # as analyze takes them ("0-3", "all", one int, a list; negative from the model's last block, as prune)
+        resolved = sites.resolve_layers(layers)
+        pool_layers = sorted(sites) if resolved is None else resolved
     sites.require(pool_layers, "Ablation")
     missing = [layer for layer in pool_layers if layer not in sites]
     if missing:

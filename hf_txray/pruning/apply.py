@@ -59,9 +59,10 @@ def prune(
         per_layer (`bool`, *optional*, defaults to `True`): apply `amount` to each layer (True) or to all selected
             layers ranked together (False).
         layers (`list[int]` or `str`, *optional*): restrict to these layers: block indices (negative: counted from
-            the last layer available, that is, of the source, or the model's last dense layer: -1 is block 2 of a
-            Llama 4 whose dense blocks are 0 and 2), or text such as ``"0-3,7,-1"`` (default, or ``"all"``: every
-            layer of the source/model).
+            the model's last block, as :func:`hf_txray.analyze`, ``ablation_curve`` and probing count them: -1 of a
+            12-block model is block 11, refused when the source did not profile it, or when it is a
+            mixture-of-experts block), or text such as ``"0-3,7,-1"`` (default, or ``"all"``: every layer of the
+            source/model).
         feature_type (`str`, *optional*): feature type of the Hellinger distance (default: the report's first).
         min_count (`int`, *optional*, defaults to 20): ``most_changed`` / ``least_changed`` rank only the shared
             neurons credited at least this many times in both stages, as :meth:`TransferReport.most_changed` does:
@@ -101,8 +102,9 @@ def prune(
             f"report_or_profile must be a TransferReport, a Profile or None, got {type(report_or_profile).__name__}."
         )
     # Mixture-of-experts layers are refused by name before planning (they would read as layers the model lacks).
-    if layers is not None:
-        sites.require(layers, "Pruning")
+    if layers is not None:  # negative: from the model's last block, as analyze, ablation_curve and probing count
+        layers = sites.resolve_layers(layers)
+        sites.require(layers or [], "Pruning")
     if not isinstance(strategy, str):
         sites.chosen(strategy, "Pruning")
     if report_or_profile is not None:

@@ -17,6 +17,7 @@ from torch import nn
 from ..architectures import neuron_architecture
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
+from ..options import parse_layers, resolve_layer
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
@@ -93,6 +94,20 @@ class MlpSites(dict):
     def widths(self) -> dict[int, int]:
         """Neurons per dense layer."""
         return {layer: site.width for layer, site in self.items()}
+
+    def resolve_layers(self, layers: Any) -> list[int] | None:
+        """`layers` as analyze takes them (``"0-3,7,-1"``, ``"all"``, an int, a list) as block indices, None for
+        all: a negative index counts from the model's last block, dense or not, as analyze, probing and extraction
+        count it (a mixture-of-experts or unreadable block resolves, so that :meth:`require` says why it is refused).
+
+        Raises:
+            ConfigurationError: an index that is no block of the model.
+        """
+        chosen = parse_layers(layers)
+        if chosen == "all":
+            return None
+        blocks = sorted({*self, *self.moe, *self.unreadable})
+        return sorted({resolve_layer(blocks, layer, "is not an MLP layer of the model") for layer in chosen})
 
     def require(self, layers: Iterable[Any], what: str) -> None:
         """Refuse `what` on any of `layers` that is a mixture-of-experts layer (a ModelError naming the dense ones)."""

@@ -316,6 +316,10 @@ def plan_pruning(
 
     `widths` (``{layer: neurons}``) is needed only when `source` is None (a ``random`` or explicit plan).
 
+    A negative index in `layers` counts from the last block of the model the source describes (its recorded
+    ``num_hidden_layers``), as :func:`prune` counts it on the model; without a recorded depth, from the last of the
+    source's (or `widths`') layers.
+
     Returns:
         :class:`PruningPlan`.
     """
@@ -372,13 +376,15 @@ def plan_pruning(
     available = sorted(widths)
     if layers is None:
         selected = available
-    else:  # negative: counted from the last layer, as everywhere else
-        selected = sorted({available[layer] if -len(available) <= layer < 0 else layer
-                           for layer in layers})
+    else:  # negative: counted from the model's last block (its recorded depth), as prune and analyze count
+        depths = info.get("num_hidden_layers") or []
+        blocks = list(range(depths[0])) if len(depths) == 1 else available
+        selected = sorted({blocks[layer] if -len(blocks) <= layer < 0 else layer for layer in layers})
         missing = [layer for layer in selected if layer not in widths]
         if missing or not selected:
             raise ConfigurationError(
-                f"layers {list(layers)} are not all available; available layers: {sorted(widths)}.")
+                f"layers {list(layers)} are not all available (block(s) {missing or selected}); available layers: "
+                f"{sorted(widths)} (a negative index counts from the model's last block).")
     requested = _requested_counts(amount, widths, selected, per_layer)
     if isinstance(requested, dict):
         selected = sorted(requested)
