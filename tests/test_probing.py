@@ -1614,3 +1614,29 @@ def test_a_data_file_of_words_and_a_label_column_is_read_as_one(tmp_path):
     assert [list(a) for a in from_file.labels] == [list(a) for a in expected.labels]
     with pytest.raises(ConfigurationError, match=r"no label column named 'pos'.*\(e\.g\. 'islong'\)"):
         load_labeled(path, "pos")
+
+
+def test_bool_labels_name_false_and_true_by_two_label_names_or_are_refused():
+    """Helper 176: bool labels beside label_names: False must be label_names[0] and True label_names[1], in
+    from_columns and train_probe; beside other than two names (or as fractions, class names) they are refused,
+    not rounded or indexed into a third class."""
+    from hf_txray.probing.data import from_columns
+
+    rows = {"tokens": [["I", "run", "home"], ["we", "go"]], "flag": [[True, False, True], [np.False_, False]]}
+    corpus = from_columns(rows, labels_column="flag", label_names=["off", "on"])
+    assert [[corpus.label_names[i] for i in y] for y in corpus.labels] == [["on", "off", "on"], ["off", "off"]]
+    corpus = from_columns(rows, labels_column="flag", label_names=["yes", "no"])  # the user's order, kept
+    assert [[corpus.label_names[i] for i in y] for y in corpus.labels][0] == ["no", "yes", "no"]
+    for names in (["a", "b", "c"], ["only"]):
+        with pytest.raises(hf_txray.DatasetError, match="True/False labels and there are .* fits two names"):
+            from_columns(rows, labels_column="flag", label_names=names)
+    values = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    flags = np.arange(40) % 2 == 1
+    values[flags, 2] += 8.0
+    probe = train_probe(values, flags, label_names=["off", "on"], config=FAST)
+    assert probe.label_names == ["off", "on"] and (probe.predict(values) == flags.astype(int)).mean() >= 0.9
+    for labels, names, said in [(flags, ["a", "b", "c"], "True/False and label_names has 3 names"),
+                                (flags * 1.5, None, "fractions or NaN"),
+                                (np.where(flags, "on", "off"), ["off", "on"], "map class names to their index")]:
+        with pytest.raises(ConfigurationError, match=said):
+            train_probe(values, labels, label_names=names, config=FAST)

@@ -314,7 +314,9 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
 
     This is the layout of token-classification datasets (``tokens`` + ``pos_tags``/``ner_tags``). The text of each
     row is its words joined by single spaces. Integer labels take their names from a ``ClassLabel`` feature, from
-    `label_names`, or else become strings.
+    `label_names`, or else become strings. Bool labels with two `label_names` are ``False`` -> ``label_names[0]``,
+    ``True`` -> ``label_names[1]`` (with another number of names they are refused); without names, ``"False"`` and
+    ``"True"``.
 
     Args:
         data (`datasets.Dataset`, `dict` of lists, `pandas.DataFrame` or list of dicts): the rows.
@@ -378,6 +380,11 @@ def from_columns(data: Any, words_column: str = "tokens", labels_column: str = "
             e.append(len(text))
             text += " "
         _check_labels(row, words, tags, labels_column, names is not None)
+        if names is not None and len(names) != 2 and any(isinstance(t, (bool, np.bool_)) for t in tags):
+            raise DatasetError(
+                f"Row {row} of {labels_column!r} holds True/False labels and there are {len(names)} label names "
+                f"({names}): a bool label indexes them as 0 (False) and 1 (True), which only fits two names. Give "
+                "label_names=[name of False, name of True], or write the labels as class ids or names.")
         if names is not None:
             try:
                 tags = [names[int(t)] if not isinstance(t, str) else t for t in tags]

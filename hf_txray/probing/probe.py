@@ -330,6 +330,28 @@ def _moments(values: np.ndarray, rows: np.ndarray, columns: np.ndarray, device: 
     return mean.float().cpu().numpy(), std.float().cpu().numpy()
 
 
+def _label_ids(labels: Any, label_names: Sequence[str] | None) -> np.ndarray:
+    """`labels` as int64 class ids: ints, whole floats, or bools (False 0, True 1: with `label_names`, only two).
+
+    Raises:
+        ConfigurationError: a fraction (``int64`` would round 1.7 down to class 1), a label that is not a number (a
+            class name: map names to ids first), or bools beside other than two label names.
+    """
+    raw = np.asarray(labels)
+    if raw.dtype.kind == "b" and label_names is not None and len(label_names) != 2:
+        raise ConfigurationError(
+            f"labels are True/False and label_names has {len(label_names)} names ({list(label_names)[:5]}): a bool "
+            "label is the id 0 (False) or 1 (True), which fits two names only. Pass label_names=[name of False, "
+            "name of True], or labels as class ids.")
+    if raw.dtype.kind == "f" and raw.size and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
+        raise ConfigurationError("labels hold fractions or NaN, and they are class ids: int64 would round them to "
+                                 "other classes. Pass whole class ids 0..n-1.")
+    if raw.dtype.kind not in "biuf" and raw.size:
+        raise ConfigurationError(f"labels must be class ids (ints) or bools, got {raw.dtype} values such as "
+                                 f"{raw.flat[0]!r}: map class names to their index in label_names first.")
+    return raw.astype(np.int64)
+
+
 def train_probe(
     values: np.ndarray | Activations,
     labels: np.ndarray | None = None,
@@ -349,7 +371,8 @@ def train_probe(
             (e.g. control-task labels) to probe for something else on the same rows.
         rows (array of `int`, *optional*): the training rows (default: all).
         columns (array of `int`, *optional*): the neurons (activation columns) to use (default: all).
-        label_names (`Sequence[str]`, *optional*): class names (defaults to the Activations' label names).
+        label_names (`Sequence[str]`, *optional*): class names (defaults to the Activations' label names). Bool
+            labels are ids 0 (False) and 1 (True): ``label_names[0]`` names False, ``label_names[1]`` True.
         config (`ProbeConfig`, *optional*): hyperparameters; keyword `overrides` (``l1=..., epochs=...``) replace
             single fields.
         warn_untrained (`bool`, *optional*, defaults to `True`): warn when a class has no training row (its weights
@@ -378,7 +401,7 @@ def train_probe(
         values = values.values
     if labels is None:
         raise ConfigurationError("train_probe needs labels (or an Activations object that holds them).")
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = _label_ids(labels, label_names)
     if values.ndim != 2 or len(labels) != values.shape[0]:
         raise ConfigurationError(f"values must be (rows, neurons) with one label per row; got {values.shape} and "
                                  f"{len(labels)} labels.")
