@@ -1640,3 +1640,24 @@ def test_bool_labels_name_false_and_true_by_two_label_names_or_are_refused():
                                 (np.where(flags, "on", "off"), ["off", "on"], "map class names to their index")]:
         with pytest.raises(ConfigurationError, match=said):
             train_probe(values, labels, label_names=names, config=FAST)
+
+
+def test_a_probe_no_better_than_the_majority_label_is_warned_about(planted):
+    """Helper 176: 95% of one label, the rest at random: the probe's accuracy ~0.95 read as success with no word,
+    though always answering the majority label scores the same (reported as majority_baseline, silently)."""
+    import dataclasses
+    import warnings
+
+    acts = planted.acts
+    labels = (np.random.default_rng(0).random(len(acts.labels)) < 0.05).astype(np.int64)  # noise, no signal
+    imbalanced = dataclasses.replace(acts, labels=labels, label_names=["common", "rare"])
+    with pytest.warns(UserWarning, match=r"no better than always predicting the most frequent label 'common'") as said:
+        result = probe_neurons(None, imbalanced, config=FAST, control=False, minimal=False, subset_size=0)
+    assert [w.filename for w in said if "most frequent" in str(w.message)] == [__file__]
+    test = acts.split(0.2, 0)[1]
+    assert result.majority_baseline == pytest.approx((labels[test] == 0).mean())  # brute force
+    assert result.accuracy <= result.majority_baseline + 1 / len(test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the real labels: well above it, no warning
+        kept = probe_neurons(None, acts, config=FAST, control=False, minimal=False, subset_size=0)
+    assert kept.accuracy > kept.majority_baseline

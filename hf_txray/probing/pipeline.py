@@ -89,7 +89,9 @@ class ProbingResult(Artifact):
         meta (`ProbingMeta`): model, property, site, layers, data, hyperparameters.
         probe (`LinearProbe`): the probe on all neurons.
         accuracy (`float`): its test accuracy; ``train_accuracy`` on the training rows.
-        majority_baseline (`float`): test accuracy of always predicting the most frequent training label.
+        majority_baseline (`float`): test accuracy of always predicting the most frequent training label;
+            :func:`probe_neurons` warns when `accuracy` does not beat it by more than one test word (imbalanced
+            classes, where the accuracy alone reads as success).
         control_accuracy (`float`, *optional*): test accuracy of the same probe on the control task.
         per_class (`pd.DataFrame`): ``label``, ``support``, ``correct``, ``accuracy`` on the test rows.
         ranking (`pd.DataFrame`): every neuron, most important first: ``rank``, ``layer``, ``neuron``, ``column``,
@@ -358,6 +360,14 @@ def probe_neurons(
     train_accuracy = probe.evaluate(acts, rows=train).accuracy
     majority = int(np.bincount(acts.labels[train], minlength=len(acts.label_names)).argmax())
     majority_baseline = float((acts.labels[test] == majority).mean())
+    if len(test) and (scores.accuracy - majority_baseline) * len(test) <= 1:  # at most one test word better
+        warnings.warn(
+            f"The probe's test accuracy {scores.accuracy:.3f} is no better than always predicting the most frequent "
+            f"label {acts.label_names[majority]!r} ({majority_baseline:.3f} of the {len(test)} test words), so it "
+            "says nothing about what the neurons encode (with imbalanced classes a high accuracy can be that label's "
+            "share alone). Read result.per_class, balance the classes or give more words, and compare with "
+            "result.majority_baseline.",
+            UserWarning, stacklevel=2)
     control_accuracy = control_task_accuracy(acts, train, test, seed=seed, config=config) if control else None
     ranking = ranking_table(probe, acts.layers, acts.width)
     order = ranking["column"].to_numpy()
