@@ -145,7 +145,9 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
     if "matched_share_lost" in s:
         out += (f"; lost {s['matched_share_lost']:.1%} vs {s['noise_floor_share_lost_a']:.1%} / "
                 f"{s['noise_floor_share_lost_b']:.1%} between halves of one stage")
-    if f"share_changed_{ft}" in s and s[f"share_changed_{ft}"] != s[f"share_changed_{ft}"]:  # NaN: none tested
+    if f"share_changed_{ft}" in s and s[f"neurons_tested_{ft}"] != s[f"neurons_tested_{ft}"]:  # NaN: not run
+        out += "; the per-neuron test of change beyond sampling noise was not run (compare(test=False))"
+    elif f"share_changed_{ft}" in s and s[f"share_changed_{ft}"] != s[f"share_changed_{ft}"]:  # NaN: none tested
         out += ("; no shared neuron could be tested for change beyond sampling noise (too few credits in both "
                 "stages, or one feature category left after pooling rare ones)")
     elif f"share_changed_{ft}" in s:

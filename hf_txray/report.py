@@ -185,14 +185,20 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
     return frame
 
 
-def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: bool = False) -> dict[str, float]:
-    """Shares changed, and each headline figure at half size beside its split-half noise floors (module doc)."""
+def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: bool = False,
+                   tested: bool = True) -> dict[str, float]:
+    """Shares changed, and each headline figure at half size beside its split-half noise floors (module doc).
+    Without the per-neuron test (`tested` False: ``compare(test=False)``, and no p-value in `group`) the counts of
+    tested and changed neurons are NaN: not run, which 0 tested would misread as "none could be tested"."""
     out: dict[str, float] = {}
     if "count_a_odd" not in group:
         return out
     shared = group["status"] == "shared"
     for ft in feature_types:
-        if f"changed_{ft}" in group:
+        if f"changed_{ft}" in group and not (tested or group[f"p_hellinger_{ft}"].notna().any()):
+            for name in ("neurons_changed", "share_changed", "neurons_tested", "share_of_tested_changed"):
+                out[f"{name}_{ft}"] = float("nan")  # the test did not run (helper 176: it read "0 tested")
+        elif f"changed_{ft}" in group:
             changed, tested = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
             # none tested (profiles without split-half sums, or too few credits): unknown, not "none changed"
             out[f"neurons_changed_{ft}"] = changed if tested else float("nan")
@@ -220,7 +226,8 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
     return out
 
 
-def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: bool = False) -> pd.DataFrame:
+def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: bool = False,
+                 tested: bool = True) -> pd.DataFrame:
     rows = []
     for layer, group in neurons.groupby("layer", sort=True):
         counts = group["status"].value_counts()
@@ -235,7 +242,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: b
             row[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             row[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             row[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
-        row.update(_noise_figures(group, feature_types, same_corpus))
+        row.update(_noise_figures(group, feature_types, same_corpus, tested))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -297,7 +304,7 @@ class TransferReport(Artifact):
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
         per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``), how many
         the test could judge (``neurons_tested_<ft>``) and the share changed among those
-        (``share_of_tested_changed_<ft>``); and the
+        (``share_of_tested_changed_<ft>``), all four NaN when the test did not run (``compare(test=False)``); and the
         headline figures at half size beside their split-half noise floors (``matched_hellinger_<ft>`` vs
         ``noise_floor_hellinger_<ft>_a`` / ``_b``, ``matched_share_lost`` vs ``noise_floor_share_lost_a`` / ``_b``,
         the same for gained; see the module docstring)."""
@@ -312,7 +319,7 @@ class TransferReport(Artifact):
             out[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             out[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             out[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
-        out.update(_noise_figures(n, self.meta.feature_types, self.meta.same_corpus))
+        out.update(_noise_figures(n, self.meta.feature_types, self.meta.same_corpus, bool(self.meta.test)))
         return out
 
     def noise_table(self) -> pd.DataFrame:
@@ -567,8 +574,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             ``changed_<ft>``, per feature type over the tested neurons.
         test (`bool`, *optional*, defaults to `True`): run the per-neuron test (``p_hellinger_<ft>``: "A and B
             differ more than sampling explains", a chi-square of homogeneity with a moderated split-half design
-            effect, see :mod:`hf_txray.significance`; analytic, milliseconds). `False` leaves the p-values NaN and
-            flags nothing.
+            effect, see :mod:`hf_txray.significance`; analytic, milliseconds). `False` leaves the p-values NaN,
+            flags nothing, and the summary's tested and changed counts NaN (not run, rather than 0 tested).
         num_resamples (`int`, *optional*): deprecated (the test no longer resamples): 0 means ``test=False``, any
             other value is ignored with a `FutureWarning`.
         seed (`int`, *optional*): deprecated and ignored (the test is deterministic).
@@ -666,5 +673,5 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason,
                                    "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})
-    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus),
+    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus, bool(test)),
                           _mass_share_table(a, b))

@@ -676,6 +676,27 @@ def test_no_neuron_tested_gives_unknown_shares_not_zero(tmp_path):
     assert "0.0% of the shared" not in card
 
 
+def test_with_the_test_switched_off_the_tested_and_changed_counts_are_unknown_not_zero(tmp_path):
+    """Helper 176: compare(test=False) gave neurons_tested 0 ("no neuron could be tested") in the summary, the layer
+    table and the card, as if the test had run and found too few credits; the counts are NaN and the card says the
+    test was not run. The same report with the test keeps its counts."""
+    a, b = hand_profile("A", 0), hand_profile("B", 1)
+    tested = hf_txray.compare(a, b).summary()
+    assert tested["neurons_tested_pos"] == 5 and not math.isnan(tested["share_of_tested_changed_pos"])
+    for skipped in (hf_txray.compare(a, b, test=False), hf_txray.compare(a, b, num_resamples=0)):
+        s = skipped.summary()
+        for name in ("neurons_tested", "neurons_changed", "share_changed", "share_of_tested_changed"):
+            assert math.isnan(s[f"{name}_pos"]), name
+            assert skipped.layers[f"{name}_pos"].isna().all(), name
+        assert s["noise_floor_hellinger_pos_a"] == tested["noise_floor_hellinger_pos_a"]  # the floors still are
+    skipped.save_pretrained(tmp_path / "r")
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "the per-neuron test of change beyond sampling noise was not run (compare(test=False))" in card
+    assert "could be tested" not in card
+    loaded = type(skipped).from_pretrained(tmp_path / "r")
+    assert math.isnan(loaded.summary()["neurons_tested_pos"])
+
+
 def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp_path):
     """A stage of one text (or max_positions reached within the first text) has an empty odd half: every active
     neuron counted as "lost between halves" (a 31% floor), and the design effect fell back to 1 silently (found by a
