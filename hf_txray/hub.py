@@ -172,7 +172,8 @@ def push_to_hub(
             the hf_txray cache, removed after a successful upload and kept after a failed one.
         plots (`bool`, *optional*, defaults to `True`): draw the key figures into ``plots/`` and the card.
         revision (`str`, *optional*): the branch to commit to (created from the default branch when missing), e.g.
-            the branch of the model the results describe; defaults to the default branch.
+            the branch of the model the results describe; defaults to the default branch. A tag of the repo is
+            refused before the upload (a commit cannot go to a tag).
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit (``.commit_url``, ``.oid``).

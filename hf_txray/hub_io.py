@@ -433,7 +433,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         token (`str`): from :func:`resolve_token`.
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
         commit_message (`str`): the commit's title.
-        revision (`str`, *optional*): the branch to commit to (created from the default branch when missing).
+        revision (`str`, *optional*): the branch to commit to (created from the default branch when missing; a
+            tag of the repo is refused: a commit cannot go to a tag).
         create_pr (`bool`, *optional*, defaults to `False`): open a pull request instead of committing.
         allow_patterns, delete_patterns (`list[str]`, *optional*): as ``HfApi.upload_folder`` takes them.
         prepare (`Callable[[HfApi, str], None]`, *optional*): called with the API and the created repo id before
@@ -455,6 +456,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         if private:
             _refuse_public_repo(api, repo_id)
+        if revision is not None:
+            _refuse_tag_revision(api, repo_id, revision)
         if revision is not None and not create_pr:
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
         if prepare is not None:
@@ -471,6 +474,23 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         what = what_uploads or str(folder)
         raise HubError(f"Uploading {what} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
                        + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)
+
+
+def _refuse_tag_revision(api: "HfApi", repo_id: str, revision: str) -> None:
+    """Refuse, before the upload, a `revision` that is a tag of the repo and no branch: a commit goes to a branch,
+    so the push created a branch of the tag's name beside it, the tag kept the old files, and the branch then
+    shadowed the tag for every reader of that revision (helper 176).
+
+    Raises:
+        ConfigurationError: `revision` names a tag and no branch.
+    """
+    refs = api.list_repo_refs(repo_id, repo_type="dataset")
+    if revision in {t.name for t in refs.tags} and revision not in {b.name for b in refs.branches}:
+        raise ConfigurationError(
+            f"revision={revision!r} is a tag of the Hub dataset {repo_id!r}, not a branch: a push commits to a "
+            "branch, and would create a branch of that name that hides the tag from readers. Nothing was uploaded. "
+            f"Push to a branch (e.g. revision='{revision}-results', or none for the default branch), then tag that "
+            f"commit: HfApi().create_tag({repo_id!r}, tag=..., repo_type='dataset', revision=<branch>).")
 
 
 def _refuse_public_repo(api: "HfApi", repo_id: str) -> None:

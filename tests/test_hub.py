@@ -869,3 +869,24 @@ def test_a_stage_name_with_a_newline_is_refused_before_the_card_is_written(resul
     piped.meta = dataclasses.replace(a.meta, stage="fine|tuned")
     text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "pipe", [piped], plots=False) / "README.md").text
     assert "fine\\|tuned" in text
+
+
+
+def test_a_push_to_a_revision_that_is_a_tag_is_refused_before_the_upload(results, hub):
+    """Helper 176: push_to_hub(revision="v1") with "v1" a tag of the repo created a branch "v1" beside the tag:
+    the tag kept the old files and the branch hid it from every reader of revision "v1", without a word."""
+    a, b, _ = results
+    repo_id = f"{hub.username}/tagged"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    hub.api.create_tag(repo_id, tag="v1", repo_type="dataset")
+    tagged = hub.api.list_repo_refs(repo_id, repo_type="dataset")
+    for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="v1"),
+                 lambda: b.push_to_hub(repo_id, revision="v1"),
+                 lambda: b.push_to_hub(repo_id, revision="v1", create_pr=True)):
+        with pytest.raises(ConfigurationError, match="revision='v1' is a tag of the Hub dataset .* not a branch.* "
+                                                     "Nothing was uploaded"):
+            push()
+    assert hub.api.list_repo_refs(repo_id, repo_type="dataset") == tagged  # no branch, no commit
+    assert list(hf_txray.load(repo_id, revision="v1").profiles) == [a.stage]
+    hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="v1-results")  # a branch: fine
+    assert list(hf_txray.load(repo_id, revision="v1-results").profiles) == [b.stage]
