@@ -1051,7 +1051,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
     parser = _Parser(prog="hf-txray", description="TX-Ray neuron analysis for Hugging Face models.")
-    parser.add_argument("--version", action="version", version=f"hf-txray {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"hf-txray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in COMMANDS:
         add(sub)
@@ -1108,12 +1108,33 @@ def _check_command(parser: argparse.ArgumentParser, commands: dict, argv: Sequen
     parser.error(f"unknown command {word!r} ({hint}the commands: {', '.join(commands)})")
 
 
+def _check_before_command(parser: argparse.ArgumentParser, head: Sequence[str]) -> None:
+    """Refuse what comes before the command other than the top level's options (``--help``, ``--version``, their
+    prefixes and short forms): ``hf-txray -- analyze ...`` read "--" as the command ("invalid choice: '--'"), and an
+    unknown short flag (``-x``) was reported as a missing command.
+
+    Raises:
+        SystemExit: through `parser.error` (the short usage and the message, exit status 2).
+    """
+    top = [o for action in parser._actions for o in action.option_strings]
+    for token in head:
+        if token == "--":
+            parser.error("'--' before the command: write the command first (hf-txray analyze MODEL CORPUS ...); a "
+                         "'--' goes after it, before values that start with a dash")
+        if token.startswith("-") and not (token in top or (token.startswith("--") and len(token) > 2
+                                                           and any(o.startswith(token) for o in top))):
+            parser.error(f"unknown option {token!r} before the command: only -h/--help and -V/--version go there; "
+                         "a command's options go after it (hf-txray COMMAND --help lists them)")
+
+
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """`parser.parse_args`, but an unknown option is reported by its command's parser (its usage, not the top
     level's) with the closest options it has (``--max-lenght``: did you mean --max-length?), before argparse would
     report a required option as missing (``--outt x`` named only ``--out``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
+    first = next((i for i, token in enumerate(argv) if not token.startswith("-")), len(argv))
+    _check_before_command(parser, argv[:first])
     _check_command(parser, commands, argv)
     at = next((i for i, token in enumerate(argv) if token in commands), None)
     command = parser if at is None else commands[argv[at]]

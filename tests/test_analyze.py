@@ -769,6 +769,25 @@ def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"hf-txray {hf_txray.__version__}"
 
 
+def test_what_comes_before_the_command_is_the_version_or_a_two_line_error(capsys):
+    """Helper 176: `hf-txray -V` said "the following arguments are required: command", `hf-txray -x analyze ...` the
+    same, and `hf-txray -- analyze ...` "invalid choice: '--'"; -V is --version's short form, the others name what
+    is wrong in the two-line parser error."""
+    for argv in (["-V"], ["--version"], ["--vers"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(argv)
+        assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"hf-txray {hf_txray.__version__}"
+    for argv, said in [(["--", "analyze", "m", "d"], "'--' before the command: write the command first"),
+                       (["-x", "analyze", "m", "d"], "unknown option '-x' before the command: only -h/--help and "
+                                                     "-V/--version go there"),
+                       (["--foo"], "unknown option '--foo' before the command")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(argv)
+        err = capsys.readouterr().err.splitlines()
+        assert exit_info.value.code == 2 and len(err) == 2, err
+        assert err[0].startswith("usage: hf-txray COMMAND [options]") and said in err[1], err
+
+
 def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     from hf_txray.options import parse_layers
     from hf_txray.trainer import TXRayArguments
