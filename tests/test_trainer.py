@@ -265,6 +265,49 @@ def test_bf16_mixed_precision_training(tmp_path):
     assert all(np.isfinite(v) for log in txray_logs(recorder.logs) for k, v in log.items() if k != "step")
 
 
+def test_bf16_snapshots_of_a_model_whose_own_forward_is_the_profiled_body_run_without_autocast(tmp_path):
+    """Helper 177: with bf16 (or fp16) Accelerate replaces the trained model's own `forward` with an autocast
+    wrapper. A model profiled through its own forward (a bare BertModel with compute_loss_func, a custom wrapper
+    module) then had every snapshot taken in bfloat16: counts and masses off an fp32 profile of the same weights
+    (mass off by 0.16, credits moved), its dtype recorded as float32, no error."""
+    from transformers import BertConfig, BertModel, TrainerCallback
+
+    weights, forwards = {}, []
+
+    class KeepWeights(TrainerCallback):  # runs before TX-Ray's callback: sees the forward training runs with
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            weights[0] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            forwards.append(vars(model).get("forward"))
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            weights[state.global_step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            forwards.append(vars(model).get("forward"))
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=48, max_position_embeddings=128)
+    model = BertModel(config)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        return outputs.last_hidden_state[:, 0].float().pow(2).mean()
+
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path, bf16=True, max_steps=2, txray_steps=1,
+                                                        learning_rate=1e-2),
+                           train_dataset=build_data(), txray_dataset=TEXTS, processing_class=bert_tokenizer(),
+                           callbacks=[KeepWeights()], compute_loss_func=loss)
+    trainer.train()
+    assert list(trainer.txray_profiles) == ["step-0", "step-1", "step-2"]
+    callback = trainer.txray_callback
+    for stage, snapshot in trainer.txray_profiles.items():
+        fresh = BertModel(config)
+        fresh.load_state_dict(weights[int(stage.split("-")[1])])
+        offline = Profiler(fresh.eval(), bert_tokenizer(), callback.config).run(
+            callback.corpus, text_column=callback.text_column, stage=stage, show_progress=False)
+        assert_same_profile(offline, snapshot)
+    # training kept Accelerate's autocast wrapper around its forward passes (put back after every snapshot)
+    assert forwards[0] is not None and all(forward is forwards[0] for forward in forwards) and len(forwards) == 3
+
+
 def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_training(tmp_path):
     from transformers import Trainer
 
