@@ -443,6 +443,45 @@ def test_resume_from_a_checkpoint_copied_without_its_profiles_says_so(tmp_path):
         resumed.train(resume_from_checkpoint=str(tmp_path / "moved" / "checkpoint-4"))
 
 
+def test_resume_refuses_profiles_another_run_wrote_since_the_checkpoint(tmp_path):
+    """Helper 177: a second run in the same output_dir replaces the first one's profiles (with a warning) but leaves
+    its checkpoints; resuming one of them then loaded the second run's profiles as the checkpoint's, and compared
+    every new snapshot with them (vs_first from another model's step-0), while the restored timeline rows still held
+    the first run's figures: no error."""
+    import json
+
+    from hf_txray import ProfileFormatError
+
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
+    train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoint-4 holds the timeline 0,3
+    other = TXRayTrainer(model=build_classifier(seed=1), args=build_args(tmp_path / "run", **{
+        **options, "save_strategy": "no", "max_steps": 3}), train_dataset=build_data(), eval_dataset=build_data(),
+        processing_class=bert_tokenizer())
+    other.train()  # another model: its step-0 and step-3 replace the first run's
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    for older in (False, True):
+        if older:  # a checkpoint written before fingerprints were kept: the rows' active shares tell the runs apart
+            saved = json.loads((checkpoint / "trainer_state.json").read_text())
+            saved["stateful_callbacks"]["TXRayCallback"]["attributes"].pop("fingerprints")
+            (checkpoint / "trainer_state.json").write_text(json.dumps(saved))
+        resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "run", **options),
+                               train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+        with pytest.raises(ProfileFormatError, match="'step-0' in .* is not the one the checkpoint recorded"):
+            resumed.train(resume_from_checkpoint=str(checkpoint))
+        assert resumed.state.global_step == 4  # not one training step
+    assert sorted(p.name for p in (tmp_path / "run" / "txray" / "profiles").iterdir()) == ["step-0", "step-3"]
+    # the run's own profiles are accepted, also from a checkpoint without fingerprints (by the active shares)
+    first, _ = train(tmp_path, "own", **options)
+    saved = json.loads((tmp_path / "own" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert set(saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["fingerprints"]) == {"step-0", "step-3"}
+    saved["stateful_callbacks"]["TXRayCallback"]["attributes"].pop("fingerprints")
+    (tmp_path / "own" / "checkpoint-4" / "trainer_state.json").write_text(json.dumps(saved))
+    resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "own", **options),
+                           train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "own" / "checkpoint-4"))
+    assert list(resumed.txray_profiles) == list(first.txray_profiles) == ["step-0", "step-3", "step-6", "step-8"]
+
+
 def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
     train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoints 4, 8

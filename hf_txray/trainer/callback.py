@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import os
 import re
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import (ExportableState, PrinterCallback, ProgressCallback, TrainerControl,
@@ -105,6 +107,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.timeline: list[dict[str, Any]] = []
         self.profiles: dict[str, Profile] = {}
         self.reports: dict[str, TransferReport] = {}
+        self._fingerprints: dict[str, str] = {}  # stage -> fingerprint of its profile, kept in checkpoints
         self.files_written = 0  # how many outputs this process wrote (0 where not args.should_save)
         self._snapshot_seconds = 0.0
         self._plot_seconds = 0.0
@@ -136,9 +139,12 @@ class TXRayCallback(TrainerCallback, ExportableState):
 
     # ----- ExportableState --------------------------------------------------------------------------------------
     def state(self) -> dict:
-        # Only the timeline: the probe corpus cannot live in trainer_state.json, so "args" stay empty and
-        # on_train_begin reads the timeline back from state.stateful_callbacks instead of being rebuilt.
-        return {"args": {}, "attributes": {"timeline": [dict(row) for row in self.timeline]}}
+        # The timeline and its profiles' fingerprints: the probe corpus cannot live in trainer_state.json, so "args"
+        # stay empty and on_train_begin reads them back from state.stateful_callbacks instead of being rebuilt.
+        stages = [row["stage"] for row in self.timeline]
+        return {"args": {}, "attributes": {
+            "timeline": [dict(row) for row in self.timeline],
+            "fingerprints": {stage: self._fingerprints[stage] for stage in stages if stage in self._fingerprints}}}
 
     # ----- set-up -----------------------------------------------------------------------------------------------
     @keeps_rng
@@ -257,6 +263,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         row["profile_seconds"] = round(profile_seconds, 4)
         row["compare_seconds"] = round(time.perf_counter() - started - profile_seconds, 4)
         self.profiles[stage] = profile
+        self._fingerprints[stage] = _fingerprint(profile)
         self.timeline.append(row)
         if args.should_save:
             self._write(args, profile, reports)
@@ -305,12 +312,14 @@ class TXRayCallback(TrainerCallback, ExportableState):
     # ----- resume -----------------------------------------------------------------------------------------------
     def _restore(self, args: TrainingArguments, state: TrainerState) -> None:
         """Start a new timeline, or on resume take the checkpoint's timeline and reload its profiles from disk."""
-        self.timeline, self.profiles, self.reports = [], {}, {}
+        self.timeline, self.profiles, self.reports, self._fingerprints = [], {}, {}, {}
         if state.global_step == 0:
             return
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         saved = saved[0] if isinstance(saved, list) else saved
-        rows = [r for r in (saved or {}).get("attributes", {}).get("timeline", []) if r["step"] <= state.global_step]
+        attributes = (saved or {}).get("attributes", {})
+        rows = [r for r in attributes.get("timeline", []) if r["step"] <= state.global_step]
+        fingerprints = attributes.get("fingerprints") or {}
         root = Path(args.output_dir) / TXRAY_DIR
         for row in rows:
             if not (root / "profiles" / row["stage"]).is_dir():
@@ -324,6 +333,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 raise ProfileFormatError(
                     f"Resuming needs the TX-Ray profiles taken before the checkpoint, under {root / 'profiles'}: {err}"
                 ) from err
+            self._check_restored(row, self.profiles[row["stage"]], fingerprints.get(row["stage"]), root)
         self.timeline = rows
         for row in rows:
             for ref in REFERENCES:
@@ -331,6 +341,25 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 if source:
                     self._load_report(root, self.profiles[source], self.profiles[row["stage"]])
         logger.info("TX-Ray: resumed a timeline of %d profiles at step %d.", len(rows), state.global_step)
+
+    def _check_restored(self, row: dict[str, Any], profile: Profile, fingerprint: str | None, root: Path) -> None:
+        """Refuse a profile on disk that is not the one the checkpoint's timeline recorded at its stage: a later run
+        in the same output_dir replaced the profiles (helper 177: they were loaded as the checkpoint's, and every new
+        snapshot was compared with another model's). Checked by fingerprint, or for a checkpoint written before
+        fingerprints were kept, by the row's active share."""
+        found = _fingerprint(profile)
+        if fingerprint is not None:
+            same = found == fingerprint
+        else:
+            active = row.get("active_share")
+            same = active is None or active == float((profile.neuron_count > 0).mean())
+        if not same:
+            raise ProfileFormatError(
+                f"Resuming needs the TX-Ray profiles taken before the checkpoint, and {row['stage']!r} in "
+                f"{root / 'profiles'} is not the one the checkpoint recorded: another run in this output_dir has "
+                "replaced it since. Resume with the txray/ folder of the run that saved the checkpoint, or train "
+                "again from the start.")
+        self._fingerprints[row["stage"]] = found
 
     def _check_resumed_options(self) -> None:
         """Refuse, before any training step, a resume whose TX-Ray options or probe texts differ from those of the
@@ -505,6 +534,17 @@ def _without_mixed_precision_forward(model: Any):
         yield
     finally:
         model.forward = wrapped
+
+
+def _fingerprint(profile: Profile) -> str:
+    """A short hash of a profile's per-neuron credit counts and masses: the same after a save and load (exact round
+    trip), another for a profile of other weights."""
+    digest = hashlib.sha256()
+    for array in (profile.neuron_count, profile.neuron_mass):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _replace_file(path: Path, write) -> None:
