@@ -14,6 +14,7 @@ encoder-decoder with teacher forcing on the text itself.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 from typing import Any, Callable
@@ -23,6 +24,26 @@ from torch import nn
 
 from .errors import ModelError
 from .sites import Site, resolve_stack, text_model, unwrap_peft
+
+
+@contextlib.contextmanager
+def own_forward(module: nn.Module):
+    """`module` with the `forward` it had before Accelerate's mixed precision wrapped it.
+
+    With ``bf16``/``fp16``, ``Accelerator.prepare`` (so the `Trainer`) replaces the trained model's own ``forward``
+    with an autocast wrapper, keeping the original as ``_original_forward``, and leaves it there after training. A
+    model run through its own forward (a bare ``BertModel`` trained with ``compute_loss_func``) was then profiled in
+    half precision, by ``TXRayTrainer`` snapshots and by ``analyze(trainer.model, ...)``, its dtype recorded as the
+    weights' (helper 177: counts moved, masses off by 0.25). The wrapper is put back afterwards."""
+    wrapped, original = vars(module).get("forward"), vars(module).get("_original_forward")
+    if wrapped is None or original is None:
+        yield
+        return
+    module.forward = original
+    try:
+        yield
+    finally:
+        module.forward = wrapped
 
 
 def check_no_virtual_tokens(model: nn.Module) -> None:
@@ -208,7 +229,8 @@ class StackForward:
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> Any:
         if self.stack is None:
-            return self.body(**inputs, **self.extra)
+            with own_forward(self.body):
+                return self.body(**inputs, **self.extra)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
         if self.stack == "encoder":

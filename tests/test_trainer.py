@@ -267,10 +267,12 @@ def test_bf16_mixed_precision_training(tmp_path):
 
 def test_bf16_snapshots_of_a_model_whose_own_forward_is_the_profiled_body_run_without_autocast(tmp_path):
     """Helper 177: with bf16 (or fp16) Accelerate replaces the trained model's own `forward` with an autocast
-    wrapper. A model profiled through its own forward (a bare BertModel with compute_loss_func, a custom wrapper
-    module) then had every snapshot taken in bfloat16: counts and masses off an fp32 profile of the same weights
-    (mass off by 0.16, credits moved), its dtype recorded as float32, no error."""
+    wrapper. A model profiled through its own forward (a bare BertModel with compute_loss_func) then had every
+    snapshot taken in bfloat16: counts and masses off an fp32 profile of the same weights (mass off by 0.16, credits
+    moved), its dtype recorded as float32, no error; and so had analyze(trainer.model) after training."""
     from transformers import BertConfig, BertModel, TrainerCallback
+
+    import hf_txray
 
     weights, forwards = {}, []
 
@@ -306,6 +308,14 @@ def test_bf16_snapshots_of_a_model_whose_own_forward_is_the_profiled_body_run_wi
         assert_same_profile(offline, snapshot)
     # training kept Accelerate's autocast wrapper around its forward passes (put back after every snapshot)
     assert forwards[0] is not None and all(forward is forwards[0] for forward in forwards) and len(forwards) == 3
+    # The Trainer leaves the wrapper on the model: analyze(trainer.model) after training read it too (mass off by 0.25)
+    assert vars(model).get("forward") is forwards[0]
+    after = hf_txray.analyze(trainer.model, TEXTS, tokenizer=bert_tokenizer(), features=["token"], show_progress=False)
+    final = BertModel(config)
+    final.load_state_dict(weights[2])
+    assert_same_profile(hf_txray.analyze(final.eval(), TEXTS, tokenizer=bert_tokenizer(), features=["token"],
+                                         show_progress=False), after)
+    assert vars(model).get("forward") is forwards[0]
 
 
 def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_training(tmp_path):

@@ -11,7 +11,6 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -253,9 +252,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._model_source = resolve_model_source(self._profiler.model)
         # Weights past step 0 exist only in memory: recorded as such (reproduce refuses until pin_model).
         self._profiler.model_source = dataclasses.replace(self._model_source, training_step=step)
-        with _without_mixed_precision_forward(self._profiler.model):
-            profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
-                                         dataset_id=self.dataset_id, show_progress=False)
+        profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
+                                     dataset_id=self.dataset_id, show_progress=False)
         profile_seconds = time.perf_counter() - started
         references = self._references()
         reports = {ref: self._report(source, profile) for ref, source in references.items()}
@@ -514,26 +512,6 @@ def _device_of(model: Any) -> Any:
 
     return input_device(model)  # the embedding's execution device: right for dispatched/offloaded models too
 
-
-
-@contextlib.contextmanager
-def _without_mixed_precision_forward(model: Any):
-    """The model with the `forward` it had before Accelerate's mixed precision wrapped it, for a snapshot.
-
-    With ``bf16``/``fp16``, ``Accelerator.prepare`` replaces the trained model's own ``forward`` with an autocast
-    wrapper (keeping the original as ``_original_forward``). A model profiled through its own forward (a bare
-    ``BertModel`` trained with ``compute_loss_func``, a custom wrapper module) then ran every snapshot in half
-    precision, silently unlike :func:`hf_txray.analyze` of the same weights (helper 177). The wrapper is put back
-    afterwards: training continues under it."""
-    wrapped, original = vars(model).get("forward"), vars(model).get("_original_forward")
-    if wrapped is None or original is None:
-        yield
-        return
-    model.forward = original
-    try:
-        yield
-    finally:
-        model.forward = wrapped
 
 
 def _fingerprint(profile: Profile) -> str:
