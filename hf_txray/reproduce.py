@@ -261,6 +261,8 @@ def _resolve_pinned(kind: str, recorded: dict[str, Any], token: Any, notes: list
 
 def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: list[str]) -> tuple[Any, str | None]:
     model = record["model"]
+    if override is None:
+        _check_adapter_base(model, token)
     if override is not None:
         if isinstance(override, (str, Path)) and Path(override).exists() and model.get("content_hash"):
             _check_local("model", model, str(override), ModelError)
@@ -273,6 +275,26 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
         return model["id"], None
     return model["id"], _resolve_pinned("model", model, token, notes)
 
+
+
+def _check_adapter_base(model: dict[str, Any], token: Any) -> None:
+    """A PEFT adapter's base model as recorded: analyze reads the base at what it resolves to now (its main commit,
+    or its folder's files), so a base that moved would give another model under the same adapter.
+
+    Raises:
+        ModelError: the base now resolves to another commit or other files."""
+    base = model.get("base_model")
+    if not base:
+        return
+    from .loading import resolve_model_source
+
+    key = "commit" if base.get("kind") == "hub" else "content_hash"
+    now = getattr(resolve_model_source(base["id"], None, token), key)
+    if now != base.get(key):
+        raise ModelError(f"The PEFT adapter {model['id']!r} was profiled on its base model {base['id']!r} at "
+                         f"{key} {base.get(key)}, which now resolves to {now}: the adapted model would not be the "
+                         "one profiled. Restore the base model (or point adapter_config.json's base_model_name_or_path "
+                         "at a copy of it), or pass model=... with the adapted model loaded yourself.")
 
 
 def _embedded_model_moved(model: dict[str, Any], notes: list[str]) -> str | None:

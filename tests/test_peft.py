@@ -330,3 +330,14 @@ def test_an_adapter_of_another_width_is_refused_not_left_out(tmp_path):
                                                                  "base_model_name_or_path": str(tmp_path / "wider")}))
     with pytest.raises(ModelError, match="does not fit its base model"):
         hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+
+
+def test_reproducing_an_adapters_profile_checks_its_base_model(tmp_path):
+    """analyze reads an adapter's base model as it is now: reproduce recomputes when the base is unchanged and refuses
+    when it changed, where it would have recomputed another model under the same adapter."""
+    base_dir, adapter_dir, _ = saved_adapter(tmp_path)
+    profile = hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+    assert hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS).identical
+    save_tiny_model(base_dir, seed=7)  # other weights in the base's folder
+    with pytest.raises(ModelError, match="now resolves to"):
+        hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS)
