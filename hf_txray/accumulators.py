@@ -15,10 +15,13 @@ number of them through that contract, as process gathers and checkpoints need.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
+
+from .errors import ConfigurationError
 
 FEATURE_BITS = 32  # key = row << FEATURE_BITS | feature_id
 
@@ -243,6 +246,43 @@ def rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
     first = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
     starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
     return np.arange(n) - starts
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still take: Linux's ``MemAvailable``, lowered to what a cgroup v2 limit
+    (a container's) leaves; None where neither can be read (then nothing is checked)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            free = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), None)
+    except (OSError, ValueError):
+        return None
+    try:
+        limit, used = (Path("/sys/fs/cgroup", name).read_text().strip() for name in ("memory.max", "memory.current"))
+        if free is not None and limit.isdigit() and used.isdigit():
+            free = min(free, max(int(limit) - int(used), 0))
+    except OSError:
+        pass
+    return free
+
+
+def check_top_examples_memory(num_rows: int, capacity: int) -> None:
+    """Refuse a `capacity` (``max_examples_per_neuron``) whose :class:`TopExamples` lists, allocated whole for every
+    neuron row before any text is read, cannot fit in the memory available: the process was killed by the
+    kernel (no message) or failed inside numpy (helper 178: MiniLM at 100,000 examples a neuron needs 34 GiB).
+
+    Raises:
+        ConfigurationError: the lists alone need more bytes than :func:`available_memory`.
+    """
+    need = num_rows * capacity * 8 * (1 + len(TopExamples.FIELDS))
+    free = available_memory()
+    if free is not None and need > free:
+        most = max(free // (num_rows * 8 * (1 + len(TopExamples.FIELDS))), 0)
+        raise ConfigurationError(
+            f"max_examples_per_neuron={capacity} keeps {capacity:,} examples for each of {num_rows:,} neurons: "
+            f"{need / 2**30:.1f} GiB, allocated before any text is read, and only {free / 2**30:.1f} GiB of memory "
+            f"is available. Lower max_examples_per_neuron well below {most:,} (which would fill that memory alone; "
+            "the default is 10), or profile fewer layers."
+        )
 
 
 class TopExamples:

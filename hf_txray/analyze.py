@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .accumulators import array_to_strings, strings_to_array, sub_state
+from .accumulators import array_to_strings, check_top_examples_memory, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_batch_size, resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials, padded_width,
@@ -83,6 +83,7 @@ class Profiler:
         self.num_neurons = self.sites[0].width
         if config.top_k > self.num_neurons:
             raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
+        check_top_examples_memory(len(self.sites) * self.num_neurons, config.max_examples_per_neuron)
         _check_top_k_reachable(model, self.sites, config.top_k)
         self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED,
                                              self.forward.runs)

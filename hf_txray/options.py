@@ -269,7 +269,9 @@ class ProfilerConfig:
         None, "Most rows (texts or windows) per forward pass.",
         default_text="32; on an accelerator, when max_tokens_per_batch is not given either, as many rows as the "
                      "default token budget holds at 16 tokens a row (at most 1024)")
-    max_examples_per_neuron: int = option(10, "Top activating positions kept per neuron.")
+    max_examples_per_neuron: int = option(
+        10, "Top activating positions kept per neuron; their lists are allocated whole (40 bytes a slot, for every "
+            "neuron) before any text is read, and a value whose lists cannot fit in the memory available is refused.")
     module_pattern: str | None = option(
         None, "A regex over module names that overrides the automatic site search. Each matched module is numbered by "
               "the block that holds it, as the search numbers layers (one module per block; `layers` then picks "

@@ -591,3 +591,22 @@ def test_flex_attention_on_a_cpu_is_refused():
     with pytest.raises(hf_txray.ModelError, match=r"flex_attention' on a CPU.*attn_implementation='sdpa'"):
         hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), batch_size=1, pad_to_multiple_of=1,
                          show_progress=False)
+
+
+def test_max_examples_per_neuron_that_cannot_fit_in_memory_is_refused(monkeypatch):
+    """The top-example lists are allocated whole (layers x neurons x max_examples_per_neuron) before any text is
+    read: MiniLM at 100,000 a neuron needs 34 GiB, and the process was killed without a message (helper 178)."""
+    import hf_txray.accumulators as accumulators
+
+    assert accumulators.available_memory() is not None or not Path("/proc/meminfo").exists()
+    model, tokenizer = tiny("bert")  # 2 layers x 48 neurons: 1,000 examples each take 3.84 MB
+    monkeypatch.setattr(accumulators, "available_memory", lambda: 2_000_000)
+    with pytest.raises(ConfigurationError, match=r"max_examples_per_neuron=1000 .* 96 neurons.*well below 520"):
+        hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), max_examples_per_neuron=1000,
+                         show_progress=False)
+    profile = hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",),
+                               max_examples_per_neuron=500, show_progress=False)  # 1.92 MB: fits
+    assert profile.meta.max_examples_per_neuron == 500
+    monkeypatch.setattr(accumulators, "available_memory", lambda: None)  # unknown (not Linux): nothing is checked
+    hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), max_examples_per_neuron=1000,
+                     show_progress=False)
