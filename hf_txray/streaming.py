@@ -236,8 +236,9 @@ class StreamingSource:
                "hold the same columns)") if file else ("Fix the source at fault (a data file the stream reads: it "
                                                       "must be readable by its extension's reader and hold the same "
                                                       "columns as the others; a generator: its own error)")
+        where = f"after row {self._describe(position - 1)}" if position else "before its first row"
         return DatasetError(
-            f"The stream failed after row {self._describe(position - 1) if position else '(none)'}{at} "
+            f"The stream failed {where}{at} "
             f"(cause: {type(cause).__name__}: {short_cause(cause)}); the run stopped there (a checkpoint, if any, "
             f"holds the rows up to its last save). {fix}, or stop before it with num_samples (CLI: --num-samples).")
 

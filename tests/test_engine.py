@@ -137,6 +137,13 @@ def test_a_stream_whose_later_file_is_broken_names_the_row_and_the_file(tmp_path
                                            r"Fix the source at fault \(a data file .*; a generator: its own error\)"):
         analyze(texts=datasets.IterableDataset.from_generator(failing), batch_size=1)
 
+    def failing_at_once():  # helper 178: "failed after row (none)"
+        raise OSError("the network share went away")
+        yield {"text": "never"}
+
+    with pytest.raises(DatasetError, match=r"The stream failed before its first row \(cause: OSError: the network "):
+        analyze(texts=datasets.IterableDataset.from_generator(failing_at_once), batch_size=1)
+
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "list"])
 def test_missing_rows_advice_fits_the_format(tmp_path, fmt):
