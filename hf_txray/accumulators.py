@@ -15,12 +15,12 @@ number of them through that contract, as process gathers and checkpoints need.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
+from .allocator import available_memory
 from .errors import ConfigurationError
 
 FEATURE_BITS = 32  # key = row << FEATURE_BITS | feature_id
@@ -246,23 +246,6 @@ def rank_within_groups(sorted_rows: np.ndarray) -> np.ndarray:
     first = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
     starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
     return np.arange(n) - starts
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process may still take: Linux's ``MemAvailable``, lowered to what a cgroup v2 limit
-    (a container's) leaves; None where neither can be read (then nothing is checked)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            free = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), None)
-    except (OSError, ValueError):
-        return None
-    try:
-        limit, used = (Path("/sys/fs/cgroup", name).read_text().strip() for name in ("memory.max", "memory.current"))
-        if free is not None and limit.isdigit() and used.isdigit():
-            free = min(free, max(int(limit) - int(used), 0))
-    except OSError:
-        pass
-    return free
 
 
 def check_top_examples_memory(num_rows: int, capacity: int) -> None:

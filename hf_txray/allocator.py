@@ -25,6 +25,7 @@ import ctypes
 import functools
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
@@ -82,3 +83,20 @@ def release_free_heap() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(ctypes.c_size_t(0))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still take: Linux's ``MemAvailable``, lowered to what a cgroup v2 limit
+    (a container's) leaves; None where neither can be read (then nothing is checked)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            free = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), None)
+    except (OSError, ValueError):
+        return None
+    try:
+        limit, used = (Path("/sys/fs/cgroup", name).read_text().strip() for name in ("memory.max", "memory.current"))
+        if free is not None and limit.isdigit() and used.isdigit():
+            free = min(free, max(int(limit) - int(used), 0))
+    except OSError:
+        pass
+    return free
