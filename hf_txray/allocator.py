@@ -17,6 +17,8 @@ Last resort, documented: ``mallopt`` is process-wide. :func:`retained_heap` sets
 the mmap threshold (64 MB, where glibc's dynamic rule ends for a program with large tensors): the heap's free top
 goes back to the OS at the next large ``free`` after profiling. Nothing is changed when the C library is not glibc, when the user tuned malloc
 through ``MALLOC_*_`` / ``GLIBC_TUNABLES`` environment variables, or when ``HF_TXRAY_KEEP_HEAP=0``.
+
+Also here: :func:`available_memory`, what the process may still allocate (for checks before large allocations).
 """
 
 from __future__ import annotations
