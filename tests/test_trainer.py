@@ -872,3 +872,18 @@ def test_a_hub_token_in_the_arguments_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match="hub_token is saved in the clear: .*training_args.bin.*HF_TOKEN"):
         TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
                      processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+
+
+def test_hyperparameter_search_is_refused_while_profiles_are_taken(tmp_path):
+    """Every trial of a search trains in the same output_dir: each trial's txray/ folder replaced the previous one's
+    (helper 177). Refused before any trial; with txray_strategy='no' the call is the Trainer's own."""
+    trainer = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path), train_dataset=build_data(),
+                           eval_dataset=build_data(), processing_class=bert_tokenizer(), model_init=None)
+    with pytest.raises(ConfigurationError, match="txray_strategy='no'"):
+        trainer.hyperparameter_search(n_trials=2)
+    assert not (tmp_path / "txray").exists()
+    plain = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "plain", txray_strategy="no"),
+                         train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    with pytest.raises(Exception) as raised:  # the Trainer's own refusal here (no model_init, no search backend)
+        plain.hyperparameter_search(n_trials=2)
+    assert not isinstance(raised.value, ConfigurationError) or "txray" not in str(raised.value)

@@ -92,6 +92,23 @@ class TXRayTrainer(Trainer):
         """One row per profile: step, epoch and the summary scalars (as in ``txray/timeline.csv``)."""
         return self.txray_callback.timeline_frame() if self.txray_callback else pd.DataFrame()
 
+    def hyperparameter_search(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused while TX-Ray profiles are taken: transformers gives each trial its own folder for checkpoints only,
+        so every trial's profiles, reports and timeline would replace the last trial's under ``output_dir/txray/``
+        (and each trial's model would be profiled as the same run). With ``txray_strategy="no"`` it is the
+        `Trainer`'s.
+
+        Raises:
+            ConfigurationError: TX-Ray snapshots are on.
+        """
+        if self.txray_callback is not None:
+            raise ConfigurationError(
+                "hyperparameter_search runs every trial in the same output_dir, where each trial's TX-Ray profiles "
+                "would replace the previous trial's (transformers gives a folder per trial to checkpoints only). "
+                "Search with txray_strategy='no' (or the plain Trainer), then train the chosen configuration with "
+                "TXRayTrainer to profile it.")
+        return super().hyperparameter_search(*args, **kwargs)
+
     def _load_callback_state(self) -> None:
         # With restore_callback_states_from_checkpoint the Trainer would rebuild callbacks from their exported
         # "args"; ours cannot be rebuilt that way (the probe corpus is not in the checkpoint) and restores its
