@@ -38,8 +38,8 @@ from .lengths import WINDOWED, model_length_limit, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
 from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
-from .loading import (describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus, load_pinned_stream,
-                      merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
+from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus,
+                      load_pinned_stream, merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
 from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
@@ -925,7 +925,12 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
         model_id = model_id or str(model)
         head_kwargs = {**(model_kwargs or {}), **({"token": o.token} if o.token is not None else {})}
         with_head = load_lm_model(str(model), revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
-                                  model_kwargs=head_kwargs)
+                                  model_kwargs=head_kwargs, base_model=model_source.base_model)
+        if model_source.base_model is not None and tokenizer is None:  # the adapter's own, else its base's
+            from transformers import AutoTokenizer
+
+            tokenizer = adapter_tokenizer(AutoTokenizer, str(model), model_source.base_model, pinned,
+                                          o.trust_remote_code, o.token)
     loaded, tok, loaded_id, revision = load_model(with_head if with_head is not None else model, tokenizer,
                                                  revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
                                                  model_kwargs=model_kwargs, token=o.token,

@@ -245,8 +245,8 @@ def load_model(
             ) from err
         adapted = base_model is not None
         if tokenizer is None:
-            tokenizer = _adapter_or_base_tokenizer(AutoTokenizer, source, base_model, revision, trust_remote_code,
-                                                   token) if adapted else \
+            tokenizer = adapter_tokenizer(AutoTokenizer, source, base_model, revision, trust_remote_code,
+                                          token) if adapted else \
                 _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
         if not adapted:  # an adapter's loaded config is its base model's, commit included
             revision = revision or getattr(loaded.config, "_commit_hash", None)
@@ -414,37 +414,58 @@ def load_adapted(auto_cls: Any, source: str, model_id: str, base_model: dict[str
     Raises:
         ModelError: the adapter's weights do not all fit the base model's modules (an adapter of another model).
     """
-    base_revision = base_model.get("commit") if base_model.get("kind") == "hub" else None
-    loaded = load_checked(auto_cls, base_model["id"], base_model["id"], revision=base_revision,
+    loaded = load_checked(auto_cls, base_model["id"], base_model["id"], revision=base_revision(base_model),
                           trust_remote_code=trust_remote_code, **kwargs)
-    download = {"revision": revision, "token": kwargs.get("token")}
+    return apply_adapter(loaded, source, model_id, base_model["id"], revision, kwargs.get("token"))
+
+
+def base_revision(base_model: dict[str, Any]) -> str | None:
+    """The revision to load a PEFT adapter's base model at: its pinned commit on the Hub, None for a folder."""
+    return base_model.get("commit") if base_model.get("kind") == "hub" else None
+
+
+def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revision: str | None, token: Any) -> Any:
+    """`loaded` (the base model, loaded and checked) with the PEFT adapter `source` at `revision` in place
+    (transformers' ``load_adapter``), refusing adapter weights that were not loaded, which transformers only logs.
+
+    Raises:
+        ModelError: the adapter's weights do not all fit the base model's modules (an adapter of another model), or
+            they are DoRA magnitude vectors, which transformers' ``load_adapter`` leaves at their start values.
+    """
+    download = {"revision": revision, "token": token}
     with _LoadReports() as reports:
         try:
             info = loaded.load_adapter(source, adapter_kwargs={k: v for k, v in download.items() if v is not None})
         except RuntimeError as err:
             if "mismatch" not in str(err):
                 raise
-            raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_model['id']!r}: its "
+            raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_id!r}: its "
                              f"weights have other shapes ({reports.text() or err}). Check that adapter_config.json "
                              "names the model the adapter was trained on.") from err
     misfit = [*sorted(getattr(info, "unexpected_keys", None) or ()), *sorted(getattr(info, "missing_keys", None) or ()),
               *sorted(str(k[0] if isinstance(k, tuple) else k) for k in getattr(info, "mismatched_keys", None) or ())]
+    if misfit and all("lora_magnitude_vector" in key for key in misfit):
+        raise ModelError(f"The PEFT adapter {model_id!r} is a DoRA adapter (use_dora=True), whose magnitude vectors "
+                         f"transformers' load_adapter does not load (e.g. {misfit[0]!r}): the adapter would run as "
+                         "plain LoRA. Load it with peft and pass the model (or its merge_and_unload()): "
+                         f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base_id!r}), "
+                         f"{model_id!r}).")
     if misfit:  # transformers only logs these: the adapter's weights would be left out, or at their start values
-        raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_model['id']!r}: "
+        raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_id!r}: "
                          f"{len(misfit)} adapter weights have no place in it or were not loaded (e.g. {misfit[0]!r}). "
                          "Check that adapter_config.json names the model the adapter was trained on.")
     return loaded
 
 
-def _adapter_or_base_tokenizer(auto_cls, source: str, base_model: dict[str, Any], revision, trust_remote_code: bool,
-                               token):
+def adapter_tokenizer(auto_cls, source: str, base_model: dict[str, Any], revision, trust_remote_code: bool,
+                      token):
     """A PEFT adapter's tokenizer: the adapter's own when it saved one, else its base model's (most adapters save
     only their weights and config)."""
     try:
         return _load_tokenizer(auto_cls, source, revision, trust_remote_code, None, token=token)
     except ModelError:
-        base_revision = base_model.get("commit") if base_model.get("kind") == "hub" else None
-        return _load_tokenizer(auto_cls, base_model["id"], base_revision, trust_remote_code, None, token=token)
+        return _load_tokenizer(auto_cls, base_model["id"], base_revision(base_model), trust_remote_code, None,
+                               token=token)
 
 
 def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file, token=None):

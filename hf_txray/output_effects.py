@@ -457,13 +457,22 @@ def neuron_tokens(frame: pd.DataFrame | None, layer: int, neuron: int, direction
 
 
 def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
-                  model_kwargs: dict[str, Any] | None = None) -> nn.Module:
+                  model_kwargs: dict[str, Any] | None = None, base_model: dict[str, Any] | None = None) -> nn.Module:
     """`model_id` with its LM head: ``AutoModelForCausalLM``, else ``AutoModelForMaskedLM``.
 
+    A PEFT adapter (`base_model`: its base's pinned ``ModelSource`` dict, :func:`~hf_txray.loading.resolve_model_source`
+    gives it) is its base model with the head, at the base's own commit, checked for a head of its own, with the
+    adapter at `revision` in place (:func:`~hf_txray.loading.apply_adapter`): transformers' loading of the adapter
+    asked the base repo for the adapter's commit, and reported the adapter's weights only, so a base without an LM
+    head got a random one without a word.
+
     Raises:
-        ModelError: neither class loads the model (e.g. a sentence encoder saved without its MLM head).
+        ModelError: neither class loads the model (e.g. a sentence encoder saved without its MLM head), or the
+            adapter does not fit its base model.
     """
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from .loading import apply_adapter, base_revision
 
     kwargs = dict(model_kwargs or {})
     if dtype is not None:
@@ -471,14 +480,21 @@ def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = No
     errors = []
     for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
         try:
-            model, info = auto.from_pretrained(str(model_id), revision=revision, trust_remote_code=trust_remote_code,
-                                               output_loading_info=True, **kwargs)
+            if base_model is None:
+                model, info = auto.from_pretrained(str(model_id), revision=revision,
+                                                   trust_remote_code=trust_remote_code, output_loading_info=True,
+                                                   **kwargs)
+            else:  # an adapter's base, with its head, at its own commit: its loading report is the base's
+                model, info = auto.from_pretrained(base_model["id"], revision=base_revision(base_model),
+                                                   trust_remote_code=trust_remote_code, output_loading_info=True,
+                                                   **kwargs)
         except (OSError, ValueError) as err:
             errors.append(f"{auto.__name__}: {str(err).splitlines()[0][:160]}")
             continue
         missing = list(info.get("missing_keys") or [])
         if not missing:
-            return model
+            return model if base_model is None else \
+                apply_adapter(model, str(model_id), str(model_id), base_model["id"], revision, kwargs.get("token"))
         # A head initialised at random (e.g. a sentence encoder saved without its MLM head) would give
         # meaningless tokens: refuse rather than read it.
         errors.append(f"{auto.__name__}: weights missing from the checkpoint ({', '.join(sorted(missing)[:3])})")

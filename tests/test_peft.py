@@ -341,3 +341,69 @@ def test_reproducing_an_adapters_profile_checks_its_base_model(tmp_path):
     save_tiny_model(base_dir, seed=7)  # other weights in the base's folder
     with pytest.raises(ModelError, match="now resolves to"):
         hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS)
+
+
+def saved_lm_adapter(tmp_path, config):
+    """A tiny Llama with its LM head saved as a base folder, an adapter of it trained as users train one (task
+    CAUSAL_LM: keys under the LM's body) saved on its own, and the merged model as the reference."""
+    from transformers import AutoModelForCausalLM
+
+    base_dir = tmp_path / "lm-base"
+    tiny_llama_lm().save_pretrained(base_dir)
+    bpe_tokenizer().save_pretrained(base_dir)
+    wrapped = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_" in name:
+                weight.copy_(torch.rand(weight.shape, generator=generator) * 2 - 1 + ("magnitude" in name))
+    wrapped.save_pretrained(tmp_path / "lm-adapter")
+    return base_dir, tmp_path / "lm-adapter", copy.deepcopy(wrapped).merge_and_unload().eval()
+
+
+def test_output_effects_of_an_adapter_of_a_base_without_lm_head_are_refused(tmp_path):
+    """Fresh helper 179: transformers reports only the adapter's weights when it loads an adapter onto its base, so
+    output_effects=True of an adapter of a headless encoder read a head initialised at random (its base alone is
+    refused)."""
+    _, adapter_dir, _ = saved_adapter(tmp_path)
+    with pytest.raises(ModelError, match=r"with an LM head.*weights missing from the checkpoint \(cls\.predictions"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, output_effects=True, output_effects_k=3, **OPTIONS)
+
+
+def test_output_effects_of_a_hub_adapter_are_its_merged_copys(tmp_path, hub):
+    """Fresh helper 179: with output_effects=True transformers loaded the adapter repo, asking the base repo for
+    the adapter's commit: 'loads as neither a causal LM nor a masked LM (... not a valid git identifier)'."""
+    import json
+
+    base_dir, adapter_dir, merged = saved_lm_adapter(tmp_path, peft.LoraConfig(
+        task_type="CAUSAL_LM", r=4, target_modules=["up_proj", "down_proj"]))
+    base_repo, adapter_repo = f"{hub.username}/lm-base", f"{hub.username}/lm-lora"
+    base_commit = upload_folder_as(hub, base_repo, base_dir)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    (adapter_dir / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_repo}))
+    adapter_commit = upload_folder_as(hub, adapter_repo, adapter_dir)
+    effects = dict(output_effects=True, output_effects_k=5)
+    profile = hf_txray.analyze(adapter_repo, SAMPLE_TEXTS, **effects, **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **effects, **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    assert profile.output_effects["token_id"].tolist() == reference.output_effects["token_id"].tolist()
+    np.testing.assert_allclose(profile.output_effects["logit"], reference.output_effects["logit"], rtol=1e-4,
+                               atol=1e-6)
+    record = profile.meta.provenance["model"]
+    assert (record["commit"], record["base_model"]["commit"]) == (adapter_commit, base_commit)
+
+
+def test_a_dora_adapter_by_name_is_refused_naming_the_peft_load_that_works(tmp_path):
+    """Fresh helper 179: transformers' load_adapter leaves DoRA's magnitude vectors out (their saved keys lack the
+    '.weight' it looks for); the refusal said the adapter 'does not fit its base model', for the adapter of that
+    very base. The fix it names gives the merged model's profile."""
+    from transformers import AutoModelForCausalLM
+
+    base_dir, adapter_dir, merged = saved_lm_adapter(tmp_path, peft.LoraConfig(
+        task_type="CAUSAL_LM", r=4, target_modules=["down_proj"], use_dora=True))
+    with pytest.raises(ModelError, match=r"is a DoRA adapter .*PeftModel\.from_pretrained"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+    wrapped = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapter_dir)).eval()
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
