@@ -1356,7 +1356,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
                                  files_hash(files))
             if Path(name).expanduser().is_dir():
                 base = adapter_base(str(Path(name).expanduser()))
-                source.base_model = None if base is None else resolve_model_source(base, None, token).to_dict()
+                source.base_model = None if base is None else _adapter_base_source(name, base, token)
             return source
         if looks_local(name):
             raise _missing_path_error(name, "model")
@@ -1373,7 +1373,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source = ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
         if "adapter_config.json" in source.files and "config.json" not in source.files:
             base = adapter_base(_hub_adapter_folder(name, info.sha, token))
-            source.base_model = None if base is None else resolve_model_source(base, None, token).to_dict()
+            source.base_model = None if base is None else _adapter_base_source(name, base, token)
         return source
     config = getattr(model, "config", None)
     name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None
@@ -1383,6 +1383,21 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source.files = model_folder_files(name)
         source.content_hash = files_hash(source.files)
     return source
+
+
+def _adapter_base_source(adapter: str, base: str, token) -> dict[str, Any]:
+    """The pinned source (a ``ModelSource`` dict) of the base model the PEFT adapter `adapter` names.
+
+    Raises:
+        ModelError: the base cannot be resolved, saying that it is the adapter's base (its folder was moved or
+            deleted, or its Hub id is wrong): the error named only a path the user never gave.
+    """
+    try:
+        return resolve_model_source(base, None, token).to_dict()
+    except ModelError as err:
+        raise ModelError(f"The PEFT adapter {adapter!r} names its base model {base!r} (base_model_name_or_path in "
+                         f"its adapter_config.json), which cannot be read: {err} Point base_model_name_or_path at "
+                         "the base model's folder or Hub id.") from err
 
 
 def _hub_adapter_folder(repo_id: str, commit: str, token) -> str:

@@ -407,3 +407,15 @@ def test_a_dora_adapter_by_name_is_refused_naming_the_peft_load_that_works(tmp_p
     profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
     reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
     np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+
+
+def test_an_adapter_whose_base_folder_is_gone_is_refused_naming_the_adapters_config(tmp_path):
+    """Fresh helper 179: the refusal named only the base's path ('The model path ... does not exist'), a path the
+    user never gave, without saying that the adapter's config names it."""
+    import shutil
+
+    base_dir, adapter_dir, _ = saved_adapter(tmp_path)
+    shutil.rmtree(base_dir)
+    with pytest.raises(ModelError, match=r"PEFT adapter .* names its base model .*base_model_name_or_path.*does not "
+                                         r"exist"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
