@@ -1367,7 +1367,10 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
                        if name in EMBEDDED_NAMES else "")
             raise ModelError(f"Model {name!r} is neither a local path nor a valid Hub id ('namespace/name').{swapped}")
         if is_offline_mode():
-            return ModelSource("hub", name, revision, _cached_commit_or_raise(name, "model", revision, ModelError))
+            source = ModelSource("hub", name, revision, _cached_commit_or_raise(name, "model", revision, ModelError))
+            base = _cached_adapter_base(name, source.commit)
+            source.base_model = None if base is None else _adapter_base_source(name, base, token)
+            return source
         info = _hub_info(name, "model", revision, token, ModelError)
         remember_ref(name, "model", revision, info.sha)
         source = ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
@@ -1383,6 +1386,22 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source.files = model_folder_files(name)
         source.content_hash = files_hash(source.files)
     return source
+
+
+def _cached_adapter_base(repo_id: str, commit: str | None) -> str | None:
+    """Offline: the base model a Hub PEFT adapter names, from its ``adapter_config.json`` in the local cache at
+    `commit`, when the repo is an adapter (its ``config.json`` is not cached, or cached as missing); else None. The
+    files of a repo are not listed offline: the adapter was read as its base model's repo, at the adapter's commit,
+    and failed as 'not in the cache'."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if commit is None:
+        return None
+    adapter = try_to_load_from_cache(repo_id, "adapter_config.json", revision=commit)
+    config = try_to_load_from_cache(repo_id, "config.json", revision=commit)
+    if not isinstance(adapter, str) or isinstance(config, str):
+        return None
+    return adapter_base(str(Path(adapter).parent))
 
 
 def _adapter_base_source(adapter: str, base: str, token) -> dict[str, Any]:

@@ -419,3 +419,29 @@ def test_an_adapter_whose_base_folder_is_gone_is_refused_naming_the_adapters_con
     with pytest.raises(ModelError, match=r"PEFT adapter .* names its base model .*base_model_name_or_path.*does not "
                                          r"exist"):
         hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+
+
+def test_a_cached_hub_adapter_loads_offline_with_its_cached_base(tmp_path, hub, monkeypatch):
+    """Fresh helper 179: offline (HF_HUB_OFFLINE=1, both repos cached by an earlier run) a Hub adapter was read as a
+    model repo (its files are not listed offline): transformers asked for the base at the adapter's commit, 'could
+    not be fetched from the Hub'."""
+    import json
+
+    import datasets
+    from huggingface_hub import constants
+
+    base_dir, adapter_dir, merged = saved_adapter(tmp_path)
+    base_repo, adapter_repo = f"{hub.username}/tiny-base", f"{hub.username}/tiny-lora"
+    base_commit = upload_folder_as(hub, base_repo, base_dir)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    (adapter_dir / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_repo}))
+    adapter_commit = upload_folder_as(hub, adapter_repo, adapter_dir)
+    online = hf_txray.analyze(adapter_repo, SAMPLE_TEXTS, **OPTIONS)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = hf_txray.analyze(adapter_repo, SAMPLE_TEXTS, **OPTIONS)
+    assert_same_credit(offline, online)
+    record = offline.meta.provenance["model"]
+    assert (record["commit"], record["base_model"]["id"], record["base_model"]["commit"]) == (
+        adapter_commit, base_repo, base_commit)
