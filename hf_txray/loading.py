@@ -1374,7 +1374,15 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         info = _hub_info(name, "model", revision, token, ModelError)
         remember_ref(name, "model", revision, info.sha)
         source = ModelSource("hub", name, revision, info.sha, _blob_ids(info.siblings, is_model_file))
-        if "adapter_config.json" in source.files and "config.json" not in source.files:
+        if "adapter_config.json" in source.files and "config.json" in source.files:
+            raise ModelError(
+                f"The Hub repo {name!r} holds both a model (config.json) and a PEFT adapter (adapter_config.json). "
+                "transformers loads such a repo as the base model the adapter names, with the adapter, not as the "
+                "repo's own weights (a folder of the same files loads its own weights with the adapter on top), so "
+                "which model it is cannot be told. Load the one you mean and pass it: "
+                f"AutoModel.from_pretrained(snapshot_download({name!r})) for the repo's weights with the adapter, "
+                "or PeftModel.from_pretrained(<base model>, ...) for the base with the adapter.")
+        if "adapter_config.json" in source.files:
             base = adapter_base(_hub_adapter_folder(name, info.sha, token))
             source.base_model = None if base is None else _adapter_base_source(name, base, token)
         return source

@@ -445,3 +445,20 @@ def test_a_cached_hub_adapter_loads_offline_with_its_cached_base(tmp_path, hub, 
     record = offline.meta.provenance["model"]
     assert (record["commit"], record["base_model"]["id"], record["base_model"]["commit"]) == (
         adapter_commit, base_repo, base_commit)
+
+
+def test_a_hub_repo_with_a_model_and_an_adapter_is_refused_naming_both_loads(tmp_path, hub):
+    """Fresh helper 179: a Hub repo with config.json beside adapter_config.json was read by transformers as the
+    adapter's base model with the adapter (the repo's own weights left out) while the record named the repo's files
+    and no base model; with a Hub base it failed as 'could not be fetched from the Hub' (the base asked for at the
+    repo's commit). The same files in a folder load as the folder's weights with the adapter."""
+    import shutil
+
+    _, adapter_dir, _ = saved_adapter(tmp_path)
+    full = save_tiny_model(tmp_path / "full", seed=5)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(adapter_dir / name, full / name)
+    repo = f"{hub.username}/full-and-lora"
+    upload_folder_as(hub, repo, full)
+    with pytest.raises(ModelError, match=r"holds both a model \(config\.json\) and a PEFT adapter.*snapshot_download"):
+        hf_txray.analyze(repo, SAMPLE_TEXTS, **OPTIONS)
