@@ -1085,3 +1085,24 @@ def test_a_negative_layer_names_the_same_block_in_analyze_prune_plan_pruning_and
     unprune(model)
     with pytest.raises(ConfigurationError, match="Layer -3 is not an MLP layer of the model; its layers: \\[0, 1\\]"):
         prune(model, both, "low_mass", 2, layers=[-3])
+
+
+def test_prune_refuses_a_decoder_stack_ranking_before_reading_its_layers_as_the_encoders():
+    """Fresh helper 179: prune(t5, decoder_profile, layers=[-1]) resolved -1 against the encoder's three blocks and
+    said 'layers [2] are not all available' (the decoder has two); BART's decoder profile was refused as 'made for 44
+    neurons in layer 0, but the model's layer has 40' (the encoder's width): the reason is the decoder stack."""
+    from transformers import BartConfig, BartModel, T5Config, T5Model
+
+    torch.manual_seed(0)
+    t5 = T5Model(T5Config(vocab_size=bert_tokenizer().vocab_size, d_model=32, d_ff=40, num_layers=3,
+                          num_decoder_layers=2, num_heads=2, d_kv=16, decoder_start_token_id=0, pad_token_id=0)).eval()
+    bart = BartModel(BartConfig(vocab_size=len(bpe_tokenizer()) + 10, d_model=32, encoder_layers=3, decoder_layers=2,
+                                encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=40,
+                                decoder_ffn_dim=44, max_position_embeddings=128, pad_token_id=1, bos_token_id=0,
+                                eos_token_id=0, decoder_start_token_id=0)).eval()
+    for model, tokenizer in ((t5, bert_tokenizer()), (bart, bpe_tokenizer())):
+        profile = hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, stack="decoder", features=("token",),
+                                   show_progress=False)
+        for layers in ([-1], None):
+            with pytest.raises(ConfigurationError, match="ranked on the decoder stack of an encoder-decoder"):
+                prune(model, profile, "low_mass", 3, layers=layers)

@@ -141,6 +141,19 @@ def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> Ml
     return sites
 
 
+def refuse_decoder_source(source: dict[str, Any]) -> None:
+    """Refuse a ranking (a plan's ``source``) of an encoder-decoder's decoder stack: pruning acts on the encoder.
+
+    Raises:
+        ConfigurationError: `source` profiled the decoder stack.
+    """
+    if source.get("stack") == "decoder":
+        raise ConfigurationError(
+            "This plan was ranked on the decoder stack of an encoder-decoder, but pruning, masking and ablation act on "
+            "the MLP neurons of the encoder: they would edit neurons the ranking never described. Rank them by "
+            "profiles of the encoder (stack='encoder').")
+
+
 def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]) -> None:
     """Refuse a plan ranked on other modules than those its masks would edit: masks act on the MLP sites of the
     encoder (or only) stack that the automatic search finds, so a ranking of an encoder-decoder's decoder, or of
@@ -167,11 +180,7 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
         raise ModelError(
             f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
             "the same layer and neuron numbers are other neurons there. Rank them by profiles of this model.")
-    if source.get("stack") == "decoder":
-        raise ConfigurationError(
-            "This plan was ranked on the decoder stack of an encoder-decoder, but pruning, masking and ablation act on "
-            "the MLP neurons of the encoder: they would edit neurons the ranking never described. Rank them by "
-            "profiles of the encoder (stack='encoder').")
+    refuse_decoder_source(source)
     depths, depth = source.get("num_hidden_layers") or [], text_depth(config)
     if depths and depth and depth not in depths:  # helper 152: MiniLM-L6's plan pruned layers 0-5 of a 12-layer BERT
         raise ModelError(
