@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import functools
 import itertools
@@ -219,6 +220,8 @@ def load_model(
         try:
             if base_model is not None:
                 loaded = load_adapted(AutoModel, source, model_id, base_model, revision, trust_remote_code, kwargs)
+            elif gguf_file is None and has_own_weights_and_adapter(source):
+                loaded = load_own_weights_and_adapter(AutoModel, source, model_id, trust_remote_code, kwargs)
             else:
                 loaded = load_checked(AutoModel, source, model_id, revision=revision,
                                       trust_remote_code=trust_remote_code, **kwargs)
@@ -417,6 +420,41 @@ def load_adapted(auto_cls: Any, source: str, model_id: str, base_model: dict[str
     loaded = load_checked(auto_cls, base_model["id"], base_model["id"], revision=base_revision(base_model),
                           trust_remote_code=trust_remote_code, **kwargs)
     return apply_adapter(loaded, source, model_id, base_model["id"], revision, kwargs.get("token"))
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def has_own_weights_and_adapter(folder: str) -> bool:
+    """Whether a local folder holds a model (``config.json``) and a PEFT adapter (``adapter_config.json``) beside it:
+    transformers loads such a folder as its own weights with the adapter on top."""
+    return Path(folder, "config.json").is_file() and Path(folder, "adapter_config.json").is_file()
+
+
+@contextlib.contextmanager
+def without_adapter(folder: str) -> Iterator[str]:
+    """A linked copy of a local model folder without its PEFT adapter's files, for the model's own load: transformers'
+    load of the folder itself puts the adapter on top and reports the adapter's weights only."""
+    import tempfile
+
+    from .layout import link_or_symlink
+
+    with tempfile.TemporaryDirectory(prefix="hf_txray-model-") as own:
+        for item in Path(folder).iterdir():
+            if item.is_file() and item.name not in ADAPTER_FILES:
+                link_or_symlink(str(item), str(Path(own, item.name)))
+        yield own
+
+
+def load_own_weights_and_adapter(auto_cls: Any, folder: str, model_id: str, trust_remote_code: bool,
+                                 kwargs: dict[str, Any]) -> Any:
+    """A local folder's own model with the PEFT adapter beside it in place, each checked: transformers' own load of
+    such a folder reports the adapter's weights only, so a model weight missing from the folder was initialised at
+    random without a word (helper 179)."""
+    with without_adapter(folder) as own:
+        loaded = load_checked(auto_cls, own, model_id, trust_remote_code=trust_remote_code, **kwargs)
+    loaded.name_or_path = loaded.config._name_or_path = folder
+    return apply_adapter(loaded, folder, model_id, model_id, None, kwargs.get("token"))
 
 
 def base_revision(base_model: dict[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -472,15 +473,21 @@ def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = No
     """
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-    from .loading import apply_adapter, base_revision
+    from .loading import apply_adapter, base_revision, has_own_weights_and_adapter, without_adapter
 
+    own_and_adapter = base_model is None and Path(str(model_id)).is_dir() and has_own_weights_and_adapter(str(model_id))
     kwargs = dict(model_kwargs or {})
     if dtype is not None:
         kwargs["dtype"] = dtype
     errors = []
     for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
         try:
-            if base_model is None:
+            if own_and_adapter:  # the folder's own weights, checked apart from the adapter beside them
+                with without_adapter(str(model_id)) as own:
+                    model, info = auto.from_pretrained(own, trust_remote_code=trust_remote_code,
+                                                       output_loading_info=True, **kwargs)
+                model.name_or_path = model.config._name_or_path = str(model_id)
+            elif base_model is None:
                 model, info = auto.from_pretrained(str(model_id), revision=revision,
                                                    trust_remote_code=trust_remote_code, output_loading_info=True,
                                                    **kwargs)
@@ -493,6 +500,8 @@ def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = No
             continue
         missing = list(info.get("missing_keys") or [])
         if not missing:
+            if own_and_adapter:
+                return apply_adapter(model, str(model_id), str(model_id), str(model_id), None, kwargs.get("token"))
             return model if base_model is None else \
                 apply_adapter(model, str(model_id), str(model_id), base_model["id"], revision, kwargs.get("token"))
         # A head initialised at random (e.g. a sentence encoder saved without its MLM head) would give

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -462,3 +463,54 @@ def test_a_hub_repo_with_a_model_and_an_adapter_is_refused_naming_both_loads(tmp
     upload_folder_as(hub, repo, full)
     with pytest.raises(ModelError, match=r"holds both a model \(config\.json\) and a PEFT adapter.*snapshot_download"):
         hf_txray.analyze(repo, SAMPLE_TEXTS, **OPTIONS)
+
+
+def test_a_folder_with_its_own_weights_and_an_adapter_is_both_and_each_is_checked(tmp_path):
+    """A folder holding a model and, beside it, a PEFT adapter loads as its own weights with the adapter on top (as
+    transformers loads it); transformers' load report then covers the adapter only, so a model weight missing from
+    the folder was initialised at random without a word (helper 179). Now the model's weights are checked too."""
+    from safetensors.torch import load_file, save_file
+
+    base_dir, adapter_dir, merged = saved_adapter(tmp_path)
+    for item in adapter_dir.iterdir():  # the adapter saved into the model's own folder
+        if item.name.startswith("adapter_"):
+            item.rename(base_dir / item.name)
+    profile = hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS)
+    assert_same_credit(profile, hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tiny("bert")[1], **OPTIONS))
+    assert profile.meta.provenance["model"]["base_model"] is None
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(profile.meta.provenance["model"]["files"])
+    weights = load_file(base_dir / "model.safetensors")
+    dropped = next(k for k in weights if "intermediate.dense.weight" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, base_dir / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ModelError, match="lacks 1 weights"):
+        hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS)
+
+
+def test_output_effects_of_a_folder_with_its_own_weights_and_an_adapter_check_its_head(tmp_path):
+    """With output_effects=True the LM-head model of such a folder was transformers' load of it too: its report is
+    the adapter's, so a head missing from the folder was drawn at random without a word."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "lm"
+    model = tiny_llama_lm()
+    model.save_pretrained(folder)
+    bpe_tokenizer().save_pretrained(folder)
+    wrapped = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(r=4, target_modules=["down_proj"]))
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_" in name:
+                weight.copy_(torch.rand(weight.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1)
+    wrapped.save_pretrained(folder)
+    options = dict(OPTIONS, output_effects=True, output_effects_k=3)
+    profile = hf_txray.analyze(str(folder), SAMPLE_TEXTS, **options)
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **options)
+    assert_same_credit(profile, reference)
+    pd.testing.assert_frame_equal(profile.output_effects.reset_index(drop=True),
+                                  reference.output_effects.reset_index(drop=True), check_exact=False, rtol=1e-5)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if k != "lm_head.weight"}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ModelError, match="lm_head.weight"):
+        hf_txray.analyze(str(folder), SAMPLE_TEXTS, **options)
