@@ -482,10 +482,12 @@ def _refuse_tag_revision(api: "HfApi", repo_id: str, revision: str) -> None:
     shadowed the tag for every reader of that revision (helper 176).
 
     Raises:
-        ConfigurationError: `revision` names a tag and no branch.
+        ConfigurationError: `revision` names a tag and no branch (``refs/tags/NAME`` included, which the test Hub
+            server took for a branch of that literal name; helper 179).
     """
     refs = api.list_repo_refs(repo_id, repo_type="dataset")
-    if revision in {t.name for t in refs.tags} and revision not in {b.name for b in refs.branches}:
+    if revision.startswith("refs/tags/") or (revision in {t.name for t in refs.tags}
+                                             and revision not in {b.name for b in refs.branches}):
         raise ConfigurationError(
             f"revision={revision!r} is a tag of the Hub dataset {repo_id!r}, not a branch: a push commits to a "
             "branch, and would create a branch of that name that hides the tag from readers. Nothing was uploaded. "

@@ -886,6 +886,8 @@ def test_a_push_to_a_revision_that_is_a_tag_is_refused_before_the_upload(results
         with pytest.raises(ConfigurationError, match="revision='v1' is a tag of the Hub dataset .* not a branch.* "
                                                      "Nothing was uploaded"):
             push()
+    with pytest.raises(ConfigurationError, match="revision='refs/tags/v1' is a tag"):  # the full ref name too
+        b.push_to_hub(repo_id, revision="refs/tags/v1")
     assert hub.api.list_repo_refs(repo_id, repo_type="dataset") == tagged  # no branch, no commit
     assert list(hf_txray.load(repo_id, revision="v1").profiles) == [a.stage]
     hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="v1-results")  # a branch: fine
