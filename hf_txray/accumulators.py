@@ -15,6 +15,7 @@ number of them through that contract, as process gathers and checkpoints need.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
@@ -256,15 +257,21 @@ def check_top_examples_memory(num_rows: int, capacity: int) -> None:
     Raises:
         ConfigurationError: the lists alone need more bytes than :func:`available_memory`.
     """
-    need = num_rows * capacity * 8 * (1 + len(TopExamples.FIELDS))
+    # Every process of this machine holds its own lists (torchrun and accelerate set LOCAL_WORLD_SIZE), all drawing
+    # on the same free memory.
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    local = int(local) if local.isdigit() and int(local) > 0 else 1
+    per_example = num_rows * 8 * (1 + len(TopExamples.FIELDS)) * local
+    need = capacity * per_example
     free = available_memory()
     if free is not None and need > free:
-        most = max(free // (num_rows * 8 * (1 + len(TopExamples.FIELDS))), 0)
+        processes = f" in each of the {local} processes on this machine" if local > 1 else ""
         raise ConfigurationError(
-            f"max_examples_per_neuron={capacity} keeps {capacity:,} examples for each of {num_rows:,} neurons: "
-            f"{need / 2**30:.1f} GiB, allocated before any text is read, and only {free / 2**30:.1f} GiB of memory "
-            f"is available. Lower max_examples_per_neuron well below {most:,} (which would fill that memory alone; "
-            "the default is 10), or profile fewer layers."
+            f"max_examples_per_neuron={capacity} keeps {capacity:,} examples for each of {num_rows:,} neurons"
+            f"{processes}: {need / 2**30:.1f} GiB, allocated before any text is read, and only "
+            f"{free / 2**30:.1f} GiB of memory is available. Lower max_examples_per_neuron well below "
+            f"{free // per_example:,} (which would fill that memory alone; the default is 10), or profile fewer "
+            "layers."
         )
 
 

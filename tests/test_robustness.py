@@ -607,6 +607,11 @@ def test_max_examples_per_neuron_that_cannot_fit_in_memory_is_refused(monkeypatc
     profile = hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",),
                                max_examples_per_neuron=500, show_progress=False)  # 1.92 MB: fits
     assert profile.meta.max_examples_per_neuron == 500
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four processes on this machine, each with its lists (helper 179)
+    with pytest.raises(ConfigurationError, match=r"max_examples_per_neuron=500 .* in each of the 4 processes"):
+        hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), max_examples_per_neuron=500,
+                         show_progress=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     monkeypatch.setattr(accumulators, "available_memory", lambda: None)  # unknown (not Linux): nothing is checked
     hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), max_examples_per_neuron=1000,
                      show_progress=False)
