@@ -293,10 +293,9 @@ def test_an_adapter_without_its_base_model_or_config_is_refused_before_loading(t
         hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
 
 
-def test_a_hub_adapter_repo_loads_its_hub_base_model_and_pins_both_commits(tmp_path, hub):
-    """An adapter repo on the Hub (only adapter_config.json and the adapter's weights) whose base model is another Hub
-    repo: the profile is the adapted model's, and the record pins the adapter's commit and the base's, not the base's
-    commit as the adapter's revision."""
+def hub_adapter(tmp_path, hub):
+    """:func:`saved_adapter`'s base and adapter as two repos of the test Hub, the adapter naming the base's repo:
+    ``(merged model, (base repo, commit), (adapter repo, commit))``."""
     import json
 
     base_dir, adapter_dir, merged = saved_adapter(tmp_path)
@@ -304,7 +303,14 @@ def test_a_hub_adapter_repo_loads_its_hub_base_model_and_pins_both_commits(tmp_p
     base_commit = upload_folder_as(hub, base_repo, base_dir)
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     (adapter_dir / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_repo}))
-    adapter_commit = upload_folder_as(hub, adapter_repo, adapter_dir)
+    return merged, (base_repo, base_commit), (adapter_repo, upload_folder_as(hub, adapter_repo, adapter_dir))
+
+
+def test_a_hub_adapter_repo_loads_its_hub_base_model_and_pins_both_commits(tmp_path, hub):
+    """An adapter repo on the Hub (only adapter_config.json and the adapter's weights) whose base model is another Hub
+    repo: the profile is the adapted model's, and the record pins the adapter's commit and the base's, not the base's
+    commit as the adapter's revision."""
+    merged, (base_repo, base_commit), (adapter_repo, adapter_commit) = hub_adapter(tmp_path, hub)
     profile = hf_txray.analyze(adapter_repo, SAMPLE_TEXTS, **OPTIONS)
     assert_same_credit(profile, hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tiny("bert")[1], **OPTIONS))
     record = profile.meta.provenance["model"]
@@ -426,17 +432,10 @@ def test_a_cached_hub_adapter_loads_offline_with_its_cached_base(tmp_path, hub, 
     """Fresh helper 179: offline (HF_HUB_OFFLINE=1, both repos cached by an earlier run) a Hub adapter was read as a
     model repo (its files are not listed offline): transformers asked for the base at the adapter's commit, 'could
     not be fetched from the Hub'."""
-    import json
-
     import datasets
     from huggingface_hub import constants
 
-    base_dir, adapter_dir, merged = saved_adapter(tmp_path)
-    base_repo, adapter_repo = f"{hub.username}/tiny-base", f"{hub.username}/tiny-lora"
-    base_commit = upload_folder_as(hub, base_repo, base_dir)
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    (adapter_dir / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base_repo}))
-    adapter_commit = upload_folder_as(hub, adapter_repo, adapter_dir)
+    merged, (base_repo, base_commit), (adapter_repo, adapter_commit) = hub_adapter(tmp_path, hub)
     online = hf_txray.analyze(adapter_repo, SAMPLE_TEXTS, **OPTIONS)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
