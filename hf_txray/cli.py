@@ -51,8 +51,8 @@ def _add_token(p) -> None:
                                    "`hf auth login`).")
 
 
-def _add_license(p) -> None:
-    p.add_argument("--license", help="License id for the dataset card, e.g. apache-2.0.")
+def _add_license(p, applies: str = "") -> None:
+    p.add_argument("--license", help=f"License id for the dataset card, e.g. apache-2.0{applies}.")
 
 
 def _add_pretty_name(p, applies: str = "") -> None:
@@ -436,7 +436,7 @@ def _add_push(sub) -> None:
     p.add_argument("dir", help="Export folder, or a folder holding saved profiles/reports.")
     p.add_argument("--private", action="store_true", help="Create the repo private.")
     _add_token(p)
-    _add_license(p)
+    _add_license(p, " (for saved profiles and reports: an export folder's card is pushed as it is, with a warning)")
     _add_pretty_name(p, "; for saved profiles and reports: an export folder's card is pushed as it is")
     p.add_argument("--commit-message", help="The commit message (default: 'Upload TX-Ray results' with the "
                                             "hf_txray version, and the number of profiles and reports when DIR "
