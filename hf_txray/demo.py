@@ -29,7 +29,7 @@ from .report import TransferReport, compare
 
 FEATURES = ("token", "word", "pos")
 # Wall time of the whole demo on this project's 2-core CPU machine (README, "Two commands").
-DURATION = {"full": "about 25 minutes", "quick": "about a minute"}
+DURATION = {"full": "5 to 25 minutes, by the cores' load", "quick": "about a minute"}
 
 
 def _write_corpus(dataset, path: Path) -> str:
@@ -102,7 +102,7 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
     from .export import save_to_disk
     from .io_utils import check_writable
 
-    check_writable(out / "corpora", shown=out)  # before 25 minutes of work, not at its first file
+    check_writable(out / "corpora", shown=out)  # before minutes of work, not at its first file
     model = corpora.default_model_path()
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)
     print(f"hf_txray demo ({DURATION['quick' if quick else 'full']} on 2 CPU cores):\n"
