@@ -213,6 +213,11 @@ def same_values(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# artifact_type -> the class that loads it (all exported by hf_txray), for the error that names another one's folder
+CLASS_OF_TYPE = {"profile": "Profile", "transfer_report": "TransferReport", "probing_result": "ProbingResult",
+                 "ablation_curve": "AblationCurve", "pruning_plan": "PruningPlan", "activations": "Activations"}
+
+
 class Artifact:
     """Mixin giving a class the three methods of the artifact contract (see the module docstring).
 
@@ -345,8 +350,10 @@ class Artifact:
                                      f"read as a saved {what}: save (or push) it again from the object, or recompute it.")
         found = header.get("artifact")
         if found != cls.artifact_type:
+            loader = (f"hf_txray.{CLASS_OF_TYPE[found]}.from_pretrained({str(folder)!r})" if found in CLASS_OF_TYPE
+                      else "the class of that artifact")
             raise ProfileFormatError(f"{folder} holds a saved hf_txray {str(found).replace('_', ' ')}, not a {what}: "
-                                     f"load it with the class of that artifact.")
+                                     f"load it with {loader}.")
         version = int(header.get("format_version", 0))
         if version > cls.format_version:
             raise ProfileFormatError(

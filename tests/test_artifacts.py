@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -283,6 +284,10 @@ def test_missing_folder_wrong_artifact_and_newer_format_are_refused(kind, tmp_pa
     other = "activations" if kind == "profile" else "profile"
     folder = build(other).save_pretrained(tmp_path / other)
     with pytest.raises(ProfileFormatError, match=f"holds a saved hf_txray {other}, not a {kind.replace('_', ' ')}"):
+        cls.from_pretrained(folder)
+    # helper 180: the message named no class ("load it with the class of that artifact"); it names the loader
+    loader = "Activations" if other == "activations" else "Profile"
+    with pytest.raises(ProfileFormatError, match=re.escape(f"load it with hf_txray.{loader}.from_pretrained(")):
         cls.from_pretrained(folder)
     folder = build(kind).save_pretrained(tmp_path / kind)
     header = json.loads((folder / HEADER_FILE).read_text())
