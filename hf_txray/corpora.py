@@ -98,7 +98,13 @@ def bbc_news(num_samples: int | None = None, seed: int = 0):
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=topics)})
     info = datasets.DatasetInfo(dataset_name="bbc_news", description="BBC News articles, 5 topics", features=features)
     dataset = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features, info=info).shuffle(seed=seed)
-    dataset = dataset.flatten_indices()
+    bars_were_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # an internal step: no "Flattening the indices" bar at every call
+    try:
+        dataset = dataset.flatten_indices()
+    finally:
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
     return dataset.select(range(min(num_samples, len(dataset)))) if num_samples else dataset
 
 

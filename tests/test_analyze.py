@@ -765,6 +765,18 @@ def test_python_analyze_of_the_embedded_model_folder_names_it_by_its_hub_id():
     assert hf_txray.analyze(default_model_path(), ["a text"], model_id="mine", **options).meta.model_id == "mine"
 
 
+def test_the_embedded_bbc_corpus_loads_without_a_progress_bar_of_its_own(capsys):
+    """Helper 180: `corpora.bbc_news()` printed datasets' "Flattening the indices" bar at every call, and again
+    inside `analyze` of a sample (which reloads the corpus to check the sample's provenance)."""
+    import datasets
+
+    from hf_txray.corpora import bbc_news
+
+    assert datasets.is_progress_bar_enabled()
+    assert len(bbc_news(num_samples=3)) == 3 and "Flattening" not in capsys.readouterr().err
+    assert datasets.is_progress_bar_enabled()  # the user's setting is restored
+
+
 def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_ptb(capsys):
     import argparse
 
