@@ -785,6 +785,8 @@ def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_
     missing = [f"{name} {action.option_strings or action.dest}" for name, parser in commands.items()
                for action in parser._actions if not isinstance(action, argparse._HelpAction) and not action.help]
     assert missing == []
+    # helper 180: `compare --help`, `show --help` and `demo --help` had no description, only their arguments
+    assert [name for name, parser in commands.items() if not parser.description] == []
     analyze_help = commands["analyze"].format_help()
     assert "txray:ptb (Penn Treebank train, the default)" in " ".join(analyze_help.split())
     assert "--config" in analyze_help and "--top-k" in analyze_help and "--output-effects" in analyze_help
