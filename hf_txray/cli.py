@@ -647,7 +647,7 @@ def _add_prune(sub) -> None:
 
 
 def _cmd_prune(args) -> int:
-    from .pruning import load_pretrained_with_head, prune
+    from .pruning import get_pruning_strategy, load_pretrained_with_head, prune
 
     from .artifact import check_not_an_input
 
@@ -656,6 +656,7 @@ def _cmd_prune(args) -> int:
     check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune", cli_flag="--out")
     _check_prune_out(Path(args.out))
     source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
+    get_pruning_strategy(args.strategy)  # and a misspelt strategy (helper 180: it was said after the model loaded)
     model = load_pretrained_with_head(args.model)
     model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
                         per_layer=not args.overall, layers=args.layers, feature_type=args.feature_type,

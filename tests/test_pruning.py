@@ -748,6 +748,10 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert PruningPlan.from_pretrained(tmp_path / "pruned" / "pruning_plan").neurons == {0: [3, 4], 1: [3, 4]}
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown pruning strategy" in capsys.readouterr().err
+    # said before the model loads (helper 180): a model path that does not exist is not reached
+    assert main(["prune", str(tmp_path / "no-model"), str(report_dir), "--strategy", "nope", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "Unknown pruning strategy" in capsys.readouterr().err
     # helper 98: --out MODEL saved the pruned model over the input model; now refused before anything is read
     weights = (model_dir / "model.safetensors").read_bytes()
     for out in (model_dir, tmp_path, report_dir):
@@ -772,6 +776,10 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--out", str(tmp_path / "x")]) == 2
     assert "is a folder without config.json or .gguf file: not a model folder" in capsys.readouterr().err
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown pruning strategy" in capsys.readouterr().err
+    # said before the model loads (helper 180): a model path that does not exist is not reached
+    assert main(["prune", str(tmp_path / "no-model"), str(report_dir), "--strategy", "nope", "--out",
+                 str(tmp_path / "x")]) == 2
     assert "Unknown pruning strategy" in capsys.readouterr().err
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1",
                  "--min-count", "31", "--out", str(tmp_path / "x")]) == 2  # every neuron has 30 credits
