@@ -1528,11 +1528,16 @@ def resolve_dataset_source(dataset: Any, *, revision: str | None = None, config:
     if not is_hub_id(name):
         from .corpora import EMBEDDED_NAMES
 
-        embedded = (f" The embedded corpora are named {', '.join(EMBEDDED_NAMES)}." if name.startswith("txray:")
-                    else "")
+        if name.startswith("txray:"):  # a misspelt embedded corpus: its name is the fix, not a list of texts
+            import difflib
+
+            near = difflib.get_close_matches(name, EMBEDDED_NAMES, n=1)
+            hint = (f" Did you mean {near[0]!r}?" if near else "") + \
+                f" The embedded corpora are named {', '.join(EMBEDDED_NAMES)}."
+        else:
+            hint = " To profile the string itself as a text (Python), pass a list of texts: [text]."
         raise DatasetError(f"Dataset {name[:80]!r} is neither a local file or folder nor a valid Hub id "
-                           f"('namespace/name').{embedded} To profile the string itself as a text (Python), pass a "
-                           "list of texts: [text].")
+                           f"('namespace/name').{hint}")
     if is_offline_mode():
         commit = _cached_commit_or_raise(name, "dataset", revision, DatasetError)
         return DatasetSource("hub", name, revision, commit, config=config, split=split)

@@ -295,8 +295,10 @@ def test_missing_local_path_fails_at_once_without_the_hub(monkeypatch, saved_ber
     assert time.perf_counter() - started < 10
     with pytest.raises(DatasetError, match=r"valid Hub id .* pass a list of texts: \[text\]"):  # a text, not a list
         hf_txray.analyze(str(saved_bert), "The cat sat on the mat.", show_progress=False)
-    with pytest.raises(DatasetError, match=r"The embedded corpora are named txray:ptb, txray:ptb-valid, txray:bbc"):
+    with pytest.raises(DatasetError, match=r"Did you mean 'txray:ptb'\? The embedded corpora are named txray:ptb, "
+                                           r"txray:ptb-valid, txray:bbc") as raised:
         hf_txray.analyze(str(saved_bert), "txray:ptbb", show_progress=False)  # a misspelt embedded corpus
+    assert "list of texts" not in str(raised.value)  # helper 180: a Python-only hint for a misspelt corpus name
 
 
 def test_folder_without_a_model_is_named_as_such(tmp_path):
