@@ -58,6 +58,7 @@ def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile
     """Fine-tune on BBC topics with TXRayTrainer; returns (zero-shot, fine-tuned) probe profiles and accuracy."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
+    from .loading import load_checked
     from .trainer import TXRayArguments, TXRayTrainer
 
     path = corpora.default_model_path()
@@ -65,7 +66,10 @@ def _finetune(bbc_train, bbc_probe, out: Path, max_length: int) -> tuple[Profile
     topics = bbc_train.features["label"].names
     tokenize = lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length)  # noqa: E731
     set_seed(0)  # the classification head is drawn at load, before the Trainer seeds (it varied from run to run)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(topics))
+    # the new classifier head is expected: checked (only it may be missing), and transformers' load-report table,
+    # which lists it as MISSING, stays out of the demo's output
+    model = load_checked(AutoModelForSequenceClassification, path, "the embedded MiniLM", purpose="the fine-tuning",
+                         num_labels=len(topics))
     args = TXRayArguments(
         output_dir=str(out / "finetune"), num_train_epochs=2, learning_rate=1e-4, per_device_train_batch_size=16,
         use_cpu=True, report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True, seed=0,
