@@ -922,7 +922,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     if model_id is None and corpora.is_default_model_path(model):  # the embedded MiniLM: its Hub id, not the venv path
         model_id = corpora.DEFAULT_MODEL_ID
     if o.output_effects and isinstance(model, (str, Path)):
-        from .output_effects import load_lm_model
+        from .loading import load_lm_model
 
         model_id = model_id or str(model)
         head_kwargs = {**(model_kwargs or {}), **({"token": o.token} if o.token is not None else {})}

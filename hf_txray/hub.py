@@ -24,7 +24,8 @@ from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
                      resolve_token, upload_folder)
-from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder, link_or_copy
+from .io_utils import link_or_copy
+from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .version import __version__
 
 if TYPE_CHECKING:

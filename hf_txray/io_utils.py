@@ -160,3 +160,20 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def link_or_copy(source: str, target: str) -> None:
+    """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def link_or_symlink(source: str, target: str) -> None:
+    """A hard link, or a symbolic link where the file system has none (an upload reads through it): never a copy,
+    where a copy would be a model's weights (a Trainer's ``output_dir``, staged at every push)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(os.path.abspath(source), target)

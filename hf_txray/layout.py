@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -47,6 +46,7 @@ from . import metrics
 from .accumulators import PositionMass, rank_within_groups
 from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
+from .io_utils import link_or_copy
 from .summary import TOP_FEATURES
 from .version import __version__
 
@@ -610,23 +610,6 @@ def _public_card_text(text: str, rows: list[dict[str, Any]]) -> str:
         text = re.sub(r"(?<![\w./~-])" + re.escape(name) + r"(?![\w/-])", public_name(name).replace("\\", "\\\\"),
                       text)
     return public_record(text)
-
-
-def link_or_copy(source: str, target: str) -> None:
-    """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def link_or_symlink(source: str, target: str) -> None:
-    """A hard link, or a symbolic link where the file system has none (an upload reads through it): never a copy,
-    where a copy would be a model's weights (a Trainer's ``output_dir``, staged at every push)."""
-    try:
-        os.link(source, target)
-    except OSError:
-        os.symlink(os.path.abspath(source), target)
 
 
 def write_folder(folder: Path, profiles: Mapping[str, "Profile"], reports: Mapping[str, "TransferReport"], *,

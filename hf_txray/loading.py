@@ -437,7 +437,7 @@ def without_adapter(folder: str) -> Iterator[str]:
     load of the folder itself puts the adapter on top and reports the adapter's weights only."""
     import tempfile
 
-    from .layout import link_or_symlink
+    from .io_utils import link_or_symlink
 
     with tempfile.TemporaryDirectory(prefix="hf_txray-model-") as own:
         for item in Path(folder).iterdir():
@@ -1813,3 +1813,56 @@ def load_pinned_corpus(dataset: Any, *, text_column: str | None = None, split: s
     if source.kind in ("hub", "local"):
         dataset_id = str(dataset)
     return corpus, column, dataset_id, describe_loaded(source, corpus, column, num_samples)
+
+
+def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
+                  model_kwargs: dict[str, Any] | None = None, base_model: dict[str, Any] | None = None) -> Any:
+    """`model_id` with its LM head: ``AutoModelForCausalLM``, else ``AutoModelForMaskedLM``.
+
+    A PEFT adapter (`base_model`: its base's pinned ``ModelSource`` dict, :func:`~hf_txray.loading.resolve_model_source`
+    gives it) is its base model with the head, at the base's own commit, checked for a head of its own, with the
+    adapter at `revision` in place (:func:`~hf_txray.loading.apply_adapter`): transformers' loading of the adapter
+    asked the base repo for the adapter's commit, and reported the adapter's weights only, so a base without an LM
+    head got a random one without a word.
+
+    Raises:
+        ModelError: neither class loads the model (e.g. a sentence encoder saved without its MLM head), or the
+            adapter does not fit its base model.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    own_and_adapter = base_model is None and Path(str(model_id)).is_dir() and has_own_weights_and_adapter(str(model_id))
+    kwargs = dict(model_kwargs or {})
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    errors = []
+    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
+        try:
+            if own_and_adapter:  # the folder's own weights, checked apart from the adapter beside them
+                with without_adapter(str(model_id)) as own:
+                    model, info = auto.from_pretrained(own, trust_remote_code=trust_remote_code,
+                                                       output_loading_info=True, **kwargs)
+                model.name_or_path = model.config._name_or_path = str(model_id)
+            elif base_model is None:
+                model, info = auto.from_pretrained(str(model_id), revision=revision,
+                                                   trust_remote_code=trust_remote_code, output_loading_info=True,
+                                                   **kwargs)
+            else:  # an adapter's base, with its head, at its own commit: its loading report is the base's
+                model, info = auto.from_pretrained(base_model["id"], revision=base_revision(base_model),
+                                                   trust_remote_code=trust_remote_code, output_loading_info=True,
+                                                   **kwargs)
+        except (OSError, ValueError) as err:
+            errors.append(f"{auto.__name__}: {str(err).splitlines()[0][:160]}")
+            continue
+        missing = list(info.get("missing_keys") or [])
+        if not missing:
+            if own_and_adapter:
+                return apply_adapter(model, str(model_id), str(model_id), str(model_id), None, kwargs.get("token"))
+            return model if base_model is None else \
+                apply_adapter(model, str(model_id), str(model_id), base_model["id"], revision, kwargs.get("token"))
+        # A head initialised at random (e.g. a sentence encoder saved without its MLM head) would give
+        # meaningless tokens: refuse rather than read it.
+        errors.append(f"{auto.__name__}: weights missing from the checkpoint ({', '.join(sorted(missing)[:3])})")
+    raise ModelError(f"output_effects=True needs {model_id!r} with an LM head, but it loads as neither a causal LM nor "
+                     f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has "
+                     "one.")

@@ -28,7 +28,6 @@ Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -455,61 +454,6 @@ def neuron_tokens(frame: pd.DataFrame | None, layer: int, neuron: int, direction
         return []
     rows = frame[(frame["layer"] == layer) & (frame["neuron"] == neuron) & (frame["direction"] == direction)]
     return rows.sort_values("rank")["token"].astype(str).tolist()
-
-
-def load_lm_model(model_id: str, *, revision: str | None = None, dtype: Any = None, trust_remote_code: bool = False,
-                  model_kwargs: dict[str, Any] | None = None, base_model: dict[str, Any] | None = None) -> nn.Module:
-    """`model_id` with its LM head: ``AutoModelForCausalLM``, else ``AutoModelForMaskedLM``.
-
-    A PEFT adapter (`base_model`: its base's pinned ``ModelSource`` dict, :func:`~hf_txray.loading.resolve_model_source`
-    gives it) is its base model with the head, at the base's own commit, checked for a head of its own, with the
-    adapter at `revision` in place (:func:`~hf_txray.loading.apply_adapter`): transformers' loading of the adapter
-    asked the base repo for the adapter's commit, and reported the adapter's weights only, so a base without an LM
-    head got a random one without a word.
-
-    Raises:
-        ModelError: neither class loads the model (e.g. a sentence encoder saved without its MLM head), or the
-            adapter does not fit its base model.
-    """
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
-
-    from .loading import apply_adapter, base_revision, has_own_weights_and_adapter, without_adapter
-
-    own_and_adapter = base_model is None and Path(str(model_id)).is_dir() and has_own_weights_and_adapter(str(model_id))
-    kwargs = dict(model_kwargs or {})
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    errors = []
-    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM):
-        try:
-            if own_and_adapter:  # the folder's own weights, checked apart from the adapter beside them
-                with without_adapter(str(model_id)) as own:
-                    model, info = auto.from_pretrained(own, trust_remote_code=trust_remote_code,
-                                                       output_loading_info=True, **kwargs)
-                model.name_or_path = model.config._name_or_path = str(model_id)
-            elif base_model is None:
-                model, info = auto.from_pretrained(str(model_id), revision=revision,
-                                                   trust_remote_code=trust_remote_code, output_loading_info=True,
-                                                   **kwargs)
-            else:  # an adapter's base, with its head, at its own commit: its loading report is the base's
-                model, info = auto.from_pretrained(base_model["id"], revision=base_revision(base_model),
-                                                   trust_remote_code=trust_remote_code, output_loading_info=True,
-                                                   **kwargs)
-        except (OSError, ValueError) as err:
-            errors.append(f"{auto.__name__}: {str(err).splitlines()[0][:160]}")
-            continue
-        missing = list(info.get("missing_keys") or [])
-        if not missing:
-            if own_and_adapter:
-                return apply_adapter(model, str(model_id), str(model_id), str(model_id), None, kwargs.get("token"))
-            return model if base_model is None else \
-                apply_adapter(model, str(model_id), str(model_id), base_model["id"], revision, kwargs.get("token"))
-        # A head initialised at random (e.g. a sentence encoder saved without its MLM head) would give
-        # meaningless tokens: refuse rather than read it.
-        errors.append(f"{auto.__name__}: weights missing from the checkpoint ({', '.join(sorted(missing)[:3])})")
-    raise ModelError(f"output_effects=True needs {model_id!r} with an LM head, but it loads as neither a causal LM nor "
-                     f"a masked LM ({'; '.join(errors)}). Profile without output_effects, or pass a model that has "
-                     "one.")
 
 
 def check_output_effects(model: nn.Module, site: str, module_pattern: str | None = None, k: int = 20,

@@ -10,7 +10,7 @@ from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from .masks import check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
-from .plan import MODES, PruningPlan, _source_info, source_widths, plan_pruning
+from .plan import MODES, PruningPlan, source_info, source_widths, plan_pruning
 from .remove import remove_neurons
 
 
@@ -102,7 +102,7 @@ def prune(
             f"report_or_profile must be a TransferReport, a Profile or None, got {type(report_or_profile).__name__}."
         )
     if report_or_profile is not None:  # before its layers and widths are read as the encoder's (helper 179)
-        refuse_decoder_source(_source_info(report_or_profile))
+        refuse_decoder_source(source_info(report_or_profile))
     # Mixture-of-experts layers are refused by name before planning (they would read as layers the model lacks).
     if layers is not None:  # negative: from the model's last block, as analyze, ablation_curve and probing count
         layers = sites.resolve_layers(layers)

@@ -149,7 +149,7 @@ def _amount_label(amount: Any) -> str:
 
 
 # ----- choosing neurons -----------------------------------------------------------------------------------------
-def _source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
+def source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
     if isinstance(source, TransferReport):
         m = source.meta
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
@@ -341,7 +341,7 @@ def plan_pruning(
             sorted({int(k) for k in amount}) != sorted({int(x) for x in layers}):
         raise ConfigurationError(f"amount names layers {sorted(amount)} and layers= names {list(layers)}: a dict "
                                  "amount chooses the layers itself; pass one of them.")
-    info = _source_info(source)
+    info = source_info(source)
     if not isinstance(strategy, str):
         neurons = explicit_neurons(strategy, widths)
         if not any(neurons.values()):  # helper 152: {}, [] and {0: []} were accepted, mode="remove" included

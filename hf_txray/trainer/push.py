@@ -17,7 +17,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..layout import is_export_folder, link_or_symlink, public_changes
+from ..io_utils import link_or_symlink
+from ..layout import is_export_folder, public_changes
 from ..logging import get_logger
 from .arguments import TXRAY_DIR
 
