@@ -437,7 +437,7 @@ def subset_positions(keys: np.ndarray, subset: np.ndarray) -> np.ndarray:
     _, _, where = pd.Index(subset).join(pd.Index(keys), how="left", return_indexers=True)
     if where is None:
         return np.arange(len(subset))
-    if where[0] < 0 or where.min() < 0:  # a key outside `keys` would land on the last entry silently
+    if where.min() < 0:  # a key outside `keys` would land on the last entry silently
         raise ValueError("subset_positions: `subset` holds keys that `keys` does not")
     return where
 

@@ -215,8 +215,9 @@ def load_model(
             kwargs["dtype"] = dtype
         from safetensors import SafetensorError  # a damaged weights file (installed with transformers)
 
-        if base_model is None and gguf_file is None and Path(source).is_dir() and adapter_base(source) is not None:
-            base_model = {"kind": "local", "id": adapter_base(source)}
+        base = adapter_base(source) if base_model is None and gguf_file is None and Path(source).is_dir() else None
+        if base is not None:
+            base_model = {"kind": "local", "id": base}
         try:
             if base_model is not None:
                 loaded = load_adapted(AutoModel, source, model_id, base_model, revision, trust_remote_code, kwargs)
