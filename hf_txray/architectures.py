@@ -82,6 +82,27 @@ def neuron_architecture(model_type: str | None) -> str | None:
 TOKEN_MIXER_NAME_PARTS = ("attn", "attention", "mixer", "mamba", "ssm")
 
 
+# The names a gated or plain MLP gives its layers. A shared expert as wide as the hidden size (Qwen2-MoE's
+# `shared_expert_intermediate_size == hidden_size`) has three linear layers from and to the hidden size, which its
+# shape cannot tell apart: its down projection is the one of them named as one, where every other is named as an
+# input (gate or up) projection; any other naming is refused.
+DOWN_PROJECTION_NAMES = ("down_proj", "output_linear", "fc2", "c_proj", "w2", "wo", "dense_4h_to_h")
+INPUT_PROJECTION_NAMES = ("gate_proj", "up_proj", "gate_up_proj", "input_linear", "fc1", "c_fc", "w1", "w3", "wi",
+                          "wi_0", "wi_1", "dense_h_to_4h")
+
+
+def named_down_projection(names: list[str]) -> str | None:
+    """The one of `names` (qualified linear layers of one MLP, all of the same shape) named as a down projection
+    when all the others are named as input projections (:data:`DOWN_PROJECTION_NAMES`), else None."""
+    last = [name.rpartition(".")[2] for name in names]
+    down = [name for name, part in zip(names, last) if part in DOWN_PROJECTION_NAMES]
+    parents = {name.rpartition(".")[0] for name in names}
+    if len(down) != 1 or len(parents) != 1 or not all(
+            part in DOWN_PROJECTION_NAMES + INPUT_PROJECTION_NAMES for part in last):
+        return None
+    return down[0]
+
+
 def hidden_size(config: Any) -> int | None:
     """The residual width of `config` (``hidden_size`` through the config's attribute map, or ``d_model``)."""
     for name in ("hidden_size", "d_model", "dim", "n_embd"):

@@ -10,7 +10,9 @@ compete.
 
 Numbering: unit ``u`` of routed expert ``e`` is neuron ``e * width + u``; shared experts (an always-on MLP beside
 the routed ones, Qwen2-MoE's ``shared_expert``) count as further experts, a shared MLP of ``n x width`` units
-being ``n`` experts numbered after the routed ones.
+being ``n`` experts numbered after the routed ones. A shared expert's units are read where it computes them, at the
+input of its down projection: before any scaling of its output, as Qwen2-MoE's sigmoid ``shared_expert_gate`` (the
+routed experts' units are likewise read before the router's weights scale their outputs).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from .architectures import TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size
+from .architectures import (TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size,
+                            named_down_projection)
 from .errors import ConfigurationError, ModelError, UnreadExpertsError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
@@ -400,14 +401,17 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, n
 
     A shared expert sits beside the routed ones in the MoE module (Qwen2-MoE's `mlp.shared_expert`) or in the block
     itself (GraniteMoeShared's `shared_mlp`). Where the config declares its width, the linear layer taking that
-    width to the hidden size is its down projection. Where it declares none, the MoE module holds one where one of
-    its submodules, holding no experts, is an MLP: a linear layer into the hidden size and one from the hidden size
-    to its width (or twice it, gate and up fused). A projection the MoE module applies to the experts' sum (Muse
-    Spark's `post_expert_proj`) or an adapter added beside them is no shared expert.
+    width to the hidden size is its down projection (where that width is the hidden size, its gate, up and down
+    projections all qualify: the one named as a down projection is taken where the others are named as input
+    projections, :func:`~hf_txray.architectures.named_down_projection`). Where it declares none, the MoE module
+    holds one where one of its submodules, holding no experts, is an MLP: a linear layer into the hidden size and
+    one from the hidden size to its width (or twice it, gate and up fused). A projection the MoE module applies to
+    the experts' sum (Muse Spark's `post_expert_proj`) or an adapter added beside them is no shared expert.
 
     Raises:
         ModelError: a declared shared expert cannot be found; several linear layers could be its down projection
-            (then its units cannot be told apart); its width is not a multiple of the routed experts'.
+            (then its units cannot be told apart; names settle it only as said above); its width is not a multiple
+            of the routed experts'.
     """
     width = expert_width(experts)
     hidden = hidden_size(text_config(model.config))
@@ -429,6 +433,10 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, n
             f"of block {block_name!r} outside its experts and attention takes {declared} inputs to the hidden size "
             f"({hidden}), so its units cannot be read: leaving them out would change every winner. Profile this "
             "model with site='residual'.")
+    if len(found) > 1 and declared == hidden:
+        # as wide as the hidden size: its gate, up and down projections all take `hidden` inputs to `hidden`
+        down = named_down_projection([n for n, _, _ in found])
+        found = [f for f in found if f[0] == down] if down is not None else found
     if len(found) > 1:
         raise ModelError(
             f"Block {block_name!r}: several linear layers could be the shared expert's down projection "

@@ -391,17 +391,21 @@ def test_a_linear_layer_beside_the_moe_module_is_no_shared_expert_unless_the_con
 
 
 @pytest.mark.parametrize("family", ["cohere2_moe", "afmoe"])
-def test_shared_experts_as_wide_as_the_hidden_size_are_refused_not_dropped(family):
+def test_shared_experts_as_wide_as_the_hidden_size_are_numbered_not_dropped(family):
     """Helper 102: with `num_shared_experts=2` (2 x 16 = the hidden size, 32) AFMoE's, EXAONE-MoE's and Hunyuan-v3's
     shared experts were left out with no error (64 neurons instead of 96; they won half the credits): the count
     attribute was not read, and an undeclared down projection from the hidden size to itself was skipped. Its
-    gate, up and down projections all map 32 to 32: which one holds the units cannot be told, so it is refused."""
+    gate, up and down projections all map 32 to 32; they were then refused as ambiguous, and helper 181 takes the
+    one named down_proj (beside gate_proj and up_proj): exact against the reference."""
     torch.manual_seed(0)
     model = getattr(tf, FAMILIES[family][2])(config_of(family, num_shared_experts=2)).eval()
-    with pytest.raises(ModelError, match=r"several linear layers could be the shared expert's down projection "
-                                         r"\['mlp\.shared_experts\.gate_proj', 'mlp\.shared_experts\.up_proj', "
-                                         r"'mlp\.shared_experts\.down_proj'\].*site='residual'"):
-        find_sites(model)
+    assert [s.experts.shared for s in find_sites(model)] == [layer.mlp.shared_experts.down_proj
+                                                              for layer in model.layers]
+    tokenizer = tokenizer_of(family)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == 96 and profile.neuron_count[:, 64:].sum() > 0
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
 
 
 def test_a_projection_out_of_the_experts_space_is_no_shared_expert():
@@ -1245,15 +1249,48 @@ def test_a_pattern_naming_experts_is_refused_where_the_shared_expert_cannot_be_n
                              module_pattern=pattern, show_progress=False)
     with pytest.raises(hf_txray.ConfigurationError, match="same_corpus must be True, False or None"):
         hf_txray.compare(engine("bert", None, "", 1), engine("bert", None, "", 1), same_corpus=1)
-    # a shared expert as wide as the hidden size: its gate/up/down projections all look like the down projection
-    model = tf.Qwen2MoeModel(config_of("qwen2_moe", shared_expert_intermediate_size=HIDDEN)).eval()
+
+
+@pytest.mark.parametrize("shared", [HIDDEN, 16])
+def test_a_shared_expert_as_wide_as_the_hidden_size_or_a_routed_expert_matches_the_reference(shared):
+    """Helper 181: a Qwen2-MoE shared expert of `shared_expert_intermediate_size == hidden_size` has three linear
+    layers from and to the hidden size (gate_proj, up_proj, down_proj), and was refused as ambiguous; the one named
+    down_proj, beside ones named as input projections, is its down projection. As wide as a routed expert, it is
+    one more expert. Both match the reference (which names the module), found automatically or by a pattern."""
+    torch.manual_seed(0)
+    model = tf.Qwen2MoeModel(config_of("qwen2_moe", shared_expert_intermediate_size=shared)).eval()
+    tokenizer = tokenizer_of("qwen2_moe")
+    ref = reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES)
     for pattern in (None, r"layers\.\d+\.mlp\.experts$"):
-        with pytest.raises(ModelError, match=r"could be the shared expert's down projection .*site='residual'"):
-            hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
-                             module_pattern=pattern, show_progress=False)
-    residual = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
-                                site="residual", show_progress=False)
-    assert residual.meta.num_positions > 0  # the fix the message names works
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                                   max_examples_per_neuron=0, module_pattern=pattern, show_progress=False,
+                                   skip_first_positions=0)
+        assert (profile.meta.config["num_shared_experts"], profile.num_neurons) == (shared // 16, 64 + shared)
+        assert profile.neuron_count[:, 64:].sum() > 0  # the shared expert wins positions
+        assert_equals_reference(profile, ref)
+    # names that do not say which is the down projection are still refused
+    assert architectures.named_down_projection(["mlp.e.gate_proj", "mlp.e.up_proj", "mlp.e.down_proj"]) == \
+        "mlp.e.down_proj"
+    assert architectures.named_down_projection(["mlp.e.gate_proj", "mlp.e.up_proj", "mlp.e.proj"]) is None
+    assert architectures.named_down_projection(["mlp.e.down_proj", "mlp.f.up_proj"]) is None
+
+
+def test_the_shared_expert_gate_scales_no_unit():
+    """Qwen2-MoE scales its shared expert's output by sigmoid(shared_expert_gate(x)); its units are read before
+    that (at the down projection's input, as the reference reads them): a gate near 0 changes no credit."""
+    torch.manual_seed(0)
+    model = tf.Qwen2MoeModel(config_of("qwen2_moe", num_hidden_layers=1)).eval()
+    tokenizer = tokenizer_of("qwen2_moe")
+    common = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=0,
+                  show_progress=False, skip_first_positions=0)
+    before = hf_txray.analyze(model, TEXTS, **common)
+    with torch.no_grad():
+        model.layers[0].mlp.shared_expert_gate.weight.fill_(0)
+        model.layers[0].mlp.shared_expert_gate.weight[0, 0] = -1e4  # gate ~0 wherever x_0 > 0, 1/2 elsewhere
+    after = hf_txray.analyze(model, TEXTS, **common)
+    np.testing.assert_array_equal(after.neuron_count, before.neuron_count)
+    np.testing.assert_allclose(after.neuron_mass, before.neuron_mass, rtol=1e-6)
+    assert_equals_reference(after, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")  # torch's own deprecation of quantized tensors
