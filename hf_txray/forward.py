@@ -121,8 +121,17 @@ def check_decoder_inputs(model: nn.Module) -> None:
     if config.pad_token_id is None:
         raise ModelError(f"{type(model).__name__}'s config has no pad_token_id, needed to build its decoder inputs: "
                          "set model.config.pad_token_id.")
+    if hasattr(model, "_shift_right"):
+        # the model's own shift reads its start token where the model keeps it (T5's decoder_start_token_id,
+        # T5Gemma's decoder.bos_token_id): asked, it says what is missing
+        try:
+            model._shift_right(torch.full((1, 2), config.pad_token_id))
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise ModelError(f"{type(model).__name__}'s own _shift_right cannot build its decoder inputs ({err}): set "
+                             "the start token it reads (T5 uses the pad id as decoder_start_token_id) to profile the "
+                             "decoder.") from err
     # mBART starts from the text's own language id; every other model from decoder_start_token_id.
-    if getattr(config, "model_type", "") != "mbart" and getattr(config, "decoder_start_token_id", None) is None:
+    elif getattr(config, "model_type", "") != "mbart" and getattr(config, "decoder_start_token_id", None) is None:
         raise ModelError(f"{type(model).__name__}'s config has no decoder_start_token_id: set it (T5 uses the pad "
                          "id) to profile the decoder.")
 

@@ -283,7 +283,7 @@ def text_depth(config: Any, stack: str | None = None) -> int | None:
     """The number of blocks of the profiled text stack, as its config declares it (``num_hidden_layers`` of
     :func:`text_config`: an encoder-decoder's encoder; with ``stack="decoder"`` its decoder's), None where it
     declares none."""
-    found = text_config(config) if config is not None else None
+    found = stack_config(config, stack) if config is not None else None
     names = (*DECODER_DEPTHS, "num_hidden_layers") if stack == "decoder" else ("num_hidden_layers",)
     value = next((v for v in (getattr(found, n, None) for n in names) if v is not None), None)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
@@ -301,6 +301,19 @@ def text_config(config: Any) -> Any:
     except (AttributeError, ValueError):  # a config whose sub-configs do not name one text config
         return config
     return found if found is not None else config
+
+
+def stack_config(config: Any, stack: str | None) -> Any:
+    """The config that describes `stack` (``"encoder"`` or ``"decoder"``) of an encoder-decoder whose config holds
+    one config per stack, as attributes named after them (T5Gemma's ``encoder`` and ``decoder``, where its MLP width,
+    hidden size and depth live; an ``EncoderDecoderModel``'s two models); else :func:`text_config` of `config`."""
+    found = text_config(config)
+    if stack in STACKS and found is config and config is not None:
+        sub = getattr(config, stack, None)
+        if sub is not None and callable(getattr(sub, "to_dict", None)) and isinstance(getattr(sub, "model_type", None),
+                                                                                      str):
+            return sub
+    return found
 
 
 def text_model(model: nn.Module) -> nn.Module | None:
@@ -494,7 +507,7 @@ def declared_shared_width(config, expert_width: int) -> int | None:
 def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, stack: str | None) -> Site:
     """The verified MLP site of one block: fused experts, or the one linear layer outside attention whose input is
     the config's MLP width and whose output is the hidden size."""
-    config = text_config(getattr(model, "config", None))
+    config = stack_config(getattr(model, "config", None), stack)
     widths, described = expected_mlp_widths(config, stack) if config is not None else ({}, "none")
     if not widths:
         raise ModelError(
@@ -543,8 +556,8 @@ def _experts_in_mixers(model: nn.Module) -> str:
             f"look: name them with module_pattern=r'{pattern}$')")
 
 
-def _hidden_size(model: nn.Module) -> int:
-    config = text_config(getattr(model, "config", None))
+def _hidden_size(model: nn.Module, stack: str | None = None) -> int:
+    config = stack_config(getattr(model, "config", None), stack)
     size = getattr(config, "hidden_size", None) if config is not None else None
     if not size:
         raise ModelError(
@@ -554,7 +567,8 @@ def _hidden_size(model: nn.Module) -> int:
     return int(size)
 
 
-def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Module) -> list[Site]:
+def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Module, stack: str | None = None
+                        ) -> list[Site]:
     regex = re.compile(pattern)
     matched = [(n, m) for n, m in model.named_modules() if n and regex.search(n)]
     if not matched:
@@ -579,7 +593,7 @@ def _sites_from_pattern(model: nn.Module, site: str, pattern: str, root: nn.Modu
             sites.append(Site(layer, name, module, dims[0], "input"))
         else:
             dims = linear_dims(module)
-            sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model), "output"))
+            sites.append(Site(layer, name, module, dims[1] if dims else _hidden_size(model, stack), "output"))
     return sorted(sites, key=lambda s: s.layer)
 
 
@@ -717,7 +731,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         raise ConfigurationError(f"Unknown site {site!r}: choose one of {', '.join(SITES)}.")
     stack, root = resolve_stack(model, stack)
     if module_pattern:
-        return select_layers(_sites_from_pattern(model, site, module_pattern, root), layers)
+        return select_layers(_sites_from_pattern(model, site, module_pattern, root, stack), layers)
     # the modules a profiling run may reach: a head outside the base model never runs (an LM head alone may be
     # quantized); output effects, which read the head, check the whole model
     refuse_dynamic_quantization(getattr(model, "base_model", model), type(model).__name__)
@@ -731,8 +745,9 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         if site == "residual":
             _check_block_is_called(block, block_name)
             _check_block_mixes_tokens(model, block, block_name, prefix)
-            width = hidden_size(text_config(model.config)) if getattr(model, "config", None) is not None else None
-            sites.append(Site(layer, block_name, block, width or _hidden_size(model), "output"))
+            config = getattr(model, "config", None)
+            width = hidden_size(stack_config(config, stack)) if config is not None else None
+            sites.append(Site(layer, block_name, block, width or _hidden_size(model, stack), "output"))
         else:
             sites.append(_mlp_site(model, layer, block, block_name, stack))
     _check_distinct(sites)

@@ -3,7 +3,8 @@
 It does everything the slow, obvious way:
 
 * each text is tokenised and run through the model **alone** (no batching, no padding); encoder-decoders run whole
-  (``model(input_ids, decoder_input_ids=...)``) with the decoder fed ``[decoder_start_token_id] + ids``, so decoder
+  (``model(input_ids, decoder_input_ids=...)``) with the decoder fed ``[decoder_start_token_id] + ids`` (T5Gemma:
+  its decoder config's ``bos_token_id``), so decoder
   position ``j + 1`` is credited with token ``j``'s features;
 * mixture-of-experts layers: a hook on the router reads which experts each token was sent to, and each chosen
   expert's intermediate ``silu(x W_gate) * (x W_up)`` is computed by hand from the fused weights, one token at a
@@ -56,6 +57,8 @@ MLP_MODULE = {
     "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
            "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"},
     "bart": {"encoder": "encoder.layers.{}.fc2", "decoder": "decoder.layers.{}.fc2"},
+    # Gemma-style stacks; its config holds one sub-config per stack
+    "t5gemma": {"encoder": "encoder.layers.{}.mlp.down_proj", "decoder": "decoder.layers.{}.mlp.down_proj"},
 }
 MLP_MODULE.update({"mt5": MLP_MODULE["t5"], "mbart": MLP_MODULE["bart"], "pegasus": MLP_MODULE["bart"],
                    "marian": MLP_MODULE["bart"]})
@@ -283,7 +286,9 @@ def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words
     inputs = {k: torch.tensor([enc[k]]) for k in names if k in enc}
     if encoder_decoder and enc["input_ids"]:  # teacher forcing: the decoder is fed the start token, then every token of the text
         # mBART starts from the text's last token (its language id), every other model from decoder_start_token_id
-        start = enc["input_ids"][-1] if kind == "mbart" else model.config.decoder_start_token_id
+        # T5Gemma's from its decoder config's bos_token_id (its _shift_right)
+        start = (enc["input_ids"][-1] if kind == "mbart" else model.config.decoder.bos_token_id if kind == "t5gemma"
+                 else model.config.decoder_start_token_id)
         inputs["decoder_input_ids"] = torch.tensor([[start] + list(enc["input_ids"])])
     try:
         if len(enc["input_ids"]):  # an empty text may tokenise to nothing at all (byte-level BPE)

@@ -1345,6 +1345,35 @@ def test_a_dynamically_quantized_lm_head_alone_does_not_stop_profiling():
         hf_txray.analyze(head_only, TEXTS, output_effects=True, **common)
 
 
+@pytest.mark.parametrize("stack", ["encoder", "decoder"])
+def test_t5gemma_reads_its_widths_from_the_stack_config(stack):
+    """Helper 181: T5Gemma's config holds one sub-config per stack (`encoder`, `decoder`), where its MLP width,
+    hidden size and depth live; the top-level config declares none, so site='mlp' was refused unless
+    `module_pattern` named the projections, site='residual' said the config had no hidden size, and
+    stack='decoder' asked for a decoder_start_token_id the model does not use (its _shift_right starts from
+    decoder.bos_token_id). Each stack now reads its own sub-config (encoder 48 units, decoder 40), exact against
+    the reference."""
+    def module(width):
+        return dict(hidden_size=HIDDEN, intermediate_size=width, num_hidden_layers=LAYERS, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=16, vocab_size=_bpe_vocab(), max_position_embeddings=128,
+                    bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    config = tf.T5GemmaConfig(encoder=tf.T5GemmaModuleConfig(**module(WIDTH)),
+                              decoder=tf.T5GemmaModuleConfig(**module(40)), vocab_size=_bpe_vocab(), bos_token_id=0,
+                              eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    model, tokenizer = tf.T5GemmaModel(config).eval(), bpe_tokenizer()
+    common = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=0, stack=stack,
+                  show_progress=False)
+    profile = hf_txray.analyze(model, TEXTS, **common)
+    assert profile.num_neurons == (WIDTH if stack == "encoder" else 40)
+    assert profile.meta.config["skip_first_positions"] == 0  # an encoder-decoder's default
+    assert [s.name for s in find_sites(model, stack=stack)] == [f"{stack}.layers.{i}.mlp.down_proj" for i in (0, 1)]
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES,
+                                                                 stack=stack))
+    residual = hf_txray.analyze(model, TEXTS, site="residual", **common)
+    assert residual.num_neurons == HIDDEN and residual.meta.num_positions == profile.meta.num_positions
+
+
 def test_experts_without_the_fused_interface_are_named_in_the_refusal():
     """Helper 129: LongCat-Flash's experts (with zero-computation identity experts, no `num_experts`) were refused
     as if the block held two dense MLPs and no experts at all."""
