@@ -103,6 +103,12 @@ def named_down_projection(names: list[str]) -> str | None:
     return down[0]
 
 
+# Attention that runs only with a custom kernel and otherwise returns zeros, with no error: transformers' MRA
+# (`mra2_attention` returns zeros while the module global `mra_cuda_kernel` is None: no CUDA, no `kernels` package),
+# whose tokens then see only themselves. model_type -> the global of its modeling module that holds the kernel.
+KERNEL_ONLY_ATTENTION: dict[str, str] = {"mra": "mra_cuda_kernel"}
+
+
 def hidden_size(config: Any) -> int | None:
     """The residual width of `config` (``hidden_size`` through the config's attribute map, or ``d_model``)."""
     for name in ("hidden_size", "d_model", "dim", "n_embd"):

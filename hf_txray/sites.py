@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from .architectures import (TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths, hidden_size,
-                            named_down_projection)
+from .architectures import (KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths,
+                            hidden_size, named_down_projection)
 from .errors import ConfigurationError, ModelError, UnreadExpertsError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
@@ -165,6 +166,31 @@ def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
             "batched with it, and its units are not read by site='mlp'. Profile the model before quantize_dynamic; "
             "or profile the quantized one with site='residual', module_pattern naming its blocks (e.g. "
             "r'layers\\.\\d+$'), batch_size=1 and pad_to_multiple_of=1.")
+
+
+def refuse_kernel_less_attention(model: nn.Module) -> None:
+    """Refuse a model whose attention returns zeros without its custom kernel (MRA's, see
+    :data:`~hf_txray.architectures.KERNEL_ONLY_ATTENTION`): its profile would be a model whose tokens never see each
+    other, not the model (and `skip_first_positions="auto"` took it for causal).
+
+    Raises:
+        ModelError: naming the model, the missing kernel and what loads it.
+    """
+    seen = set()
+    for module in model.modules():
+        source = type(module).__module__
+        if source in seen:
+            continue
+        seen.add(source)
+        for kind, kernel in KERNEL_ONLY_ATTENTION.items():
+            holder = sys.modules.get(source)
+            if holder is not None and hasattr(holder, kernel) and getattr(holder, kernel) is None:
+                raise ModelError(
+                    f"{type(model).__name__} ({kind}) computes its attention with a custom CUDA kernel, which is not "
+                    f"loaded ({source}.{kernel} is None: no CUDA device, or the `kernels` package is missing), and "
+                    "without it transformers' attention returns zeros with no error: every token would see only "
+                    "itself, and the profile would not be this model's. Load the model on a CUDA device with the "
+                    "`kernels` package installed (the kernel loads when the model is built).")
 
 
 def find_blocks(model: nn.Module, mixed: bool = False,
@@ -730,6 +756,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     if site not in SITES:
         raise ConfigurationError(f"Unknown site {site!r}: choose one of {', '.join(SITES)}.")
     stack, root = resolve_stack(model, stack)
+    refuse_kernel_less_attention(root)
     if module_pattern:
         return select_layers(_sites_from_pattern(model, site, module_pattern, root, stack), layers)
     # the modules a profiling run may reach: a head outside the base model never runs (an LM head alone may be

@@ -1374,6 +1374,29 @@ def test_t5gemma_reads_its_widths_from_the_stack_config(stack):
     assert residual.num_neurons == HIDDEN and residual.meta.num_positions == profile.meta.num_positions
 
 
+def test_mra_without_its_attention_kernel_is_refused_before_any_forward_pass():
+    """Helper 181: transformers' MRA computes its attention with a CUDA kernel (kernels-community/mra) and, where it
+    is not loaded (any CPU run), returns zeros with no error: each token sees only itself (changing a text's last
+    token changed no other position's output). hf_txray profiled that model; skip_first_positions="auto" even took
+    the encoder for causal (1), so with a tokenizer that adds no leading special token each text's first word went
+    uncredited. Refused, naming the kernel, for both sites."""
+    from transformers.models.mra import modeling_mra
+
+    if modeling_mra.mra_cuda_kernel is not None:
+        pytest.skip("the MRA kernel is loaded here: its attention is real")
+    torch.manual_seed(0)
+    model = tf.MraModel(tf.MraConfig(vocab_size=_bpe_vocab(), hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                     num_attention_heads=2, intermediate_size=WIDTH, max_position_embeddings=130,
+                                     pad_token_id=0)).eval()
+    calls = []
+    model.register_forward_pre_hook(lambda *a: calls.append(1))
+    for site in ("mlp", "residual"):
+        with pytest.raises(ModelError, match=r"MraModel \(mra\) computes its attention with a custom CUDA kernel, "
+                                             r"which is not loaded .*returns zeros.*`kernels` package"):
+            hf_txray.analyze(model, TEXTS, tokenizer=bpe_tokenizer(), site=site, show_progress=False)
+    assert calls == []
+
+
 def test_experts_without_the_fused_interface_are_named_in_the_refusal():
     """Helper 129: LongCat-Flash's experts (with zero-computation identity experts, no `num_experts`) were refused
     as if the block held two dense MLPs and no experts at all."""
