@@ -82,21 +82,38 @@ def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, t
 def weights_in_memory(module: nn.Module, name: str) -> Iterator[None]:
     """Within the block, the parameters of `module` (a fused experts module, whose weights hf_txray reads itself)
     are in memory even when Accelerate offloads them (``device_map`` with ``"cpu"``/``"disk"`` offload,
-    ``cpu_offload``): its hook loads them only around the module's own forward, and a read outside it finds them on the
-    meta device, whose values a copy leaves uninitialised (half of an offloaded Mixtral layer's credits moved).
+    ``cpu_offload`` or ``disk_offload``, also called on the experts module alone): its hook loads them only around
+    the module's own forward, and a read outside it finds them on the meta device, whose values a copy leaves
+    uninitialised (half of an offloaded Mixtral layer's credits moved).
 
     Raises:
         ModelError: a parameter is still on the meta device (a layout of offloading this does not know).
     """
+    from accelerate.hooks import AlignDevicesHook, SequentialHook
     from accelerate.utils import align_module_device
 
     from .distributed import refuse_offloaded
 
-    with align_module_device(module):
+    hook = getattr(module, "_hf_hook", None)
+    # `cpu_offload` / `disk_offload` called on the experts module itself chain two hooks on it (one keeping the
+    # output's device, one loading the weights): align_module_device looks for a lone loading hook only
+    loading = [h for h in hook.hooks if isinstance(h, AlignDevicesHook) and h.offload] if isinstance(
+        hook, SequentialHook) else []
+    with align_module_device(module) if len(loading) != 1 else _loaded_by(loading[0], module):
         refuse_offloaded(module, f"The experts' units of {name!r} are computed from its weights, which its Accelerate "
                          "hook did not load", "Load the model without offloading these layers, or profile "
                          "site='residual'.")
         yield
+
+
+@contextlib.contextmanager
+def _loaded_by(hook, module: nn.Module) -> Iterator[None]:
+    """Within the block, `module`'s weights are loaded by its offloading Accelerate `hook` (as around its forward)."""
+    hook.pre_forward(module)
+    try:
+        yield
+    finally:
+        hook.post_forward(module, None)
 
 
 def has_skip_class(scope: nn.Module, experts: nn.Module) -> bool:

@@ -316,6 +316,39 @@ def test_offloaded_experts_are_read_with_their_weights_loaded(tmp_path):
         assert variant.layers[1].mlp.experts.gate_up_proj.is_meta  # offloaded again after the run
 
 
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe"])
+def test_experts_offloaded_alone_are_read_with_their_weights_loaded(family, tmp_path):
+    """Helper 181: Accelerate's cpu_offload or disk_offload called on a fused experts module itself chains two hooks on
+    it (a SequentialHook), where align_module_device looks for one: the units were refused ("its Accelerate hook did
+    not load" the weights). A device_map offloading the experts (and Qwen2-MoE's shared expert) alone to disk was
+    exact already. All three now give the plain model's credits, exactly."""
+    import accelerate
+    from models import assert_same_credit
+
+    model, tokenizer = build(family)
+    common = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=0, show_progress=False,
+                  skip_first_positions=0)
+    plain = engine(family, None, "", 1)
+    model.save_pretrained(tmp_path / "model")
+    device_map = {"embed_tokens": "cpu", "norm": "cpu", "rotary_emb": "cpu", "layers.0": "cpu"}
+    for part in ("self_attn", "input_layernorm", "post_attention_layernorm", "mlp.gate", "mlp.shared_expert_gate"):
+        device_map[f"layers.1.{part}"] = "cpu"
+    device_map.update({"layers.1.mlp.experts": "disk", "layers.1.mlp.shared_expert": "disk"})
+    if family == "mixtral":
+        del device_map["layers.1.mlp.shared_expert_gate"], device_map["layers.1.mlp.shared_expert"]
+    dispatched = type(model).from_pretrained(tmp_path / "model", offload_folder=str(tmp_path / "offload"),
+                                             device_map=device_map).eval()
+    alone = copy.deepcopy(model)
+    for layer in alone.layers:
+        accelerate.cpu_offload(layer.mlp.experts, execution_device=torch.device("cpu"))
+    on_disk = copy.deepcopy(model)
+    accelerate.disk_offload(on_disk.layers[1].mlp.experts, str(tmp_path / "disk"), execution_device=torch.device("cpu"))
+    for variant in (dispatched, alone, on_disk):
+        assert variant.layers[1].mlp.experts.gate_up_proj.is_meta
+        assert_same_credit(hf_txray.analyze(variant, TEXTS, **common), plain)
+        assert variant.layers[1].mlp.experts.gate_up_proj.is_meta  # offloaded again after the run
+
+
 def test_shared_experts_are_numbered_after_the_routed_ones():
     profile = engine("qwen2_moe", None, "", 3)
     assert profile.num_neurons == 4 * 16 + 48
