@@ -1378,6 +1378,30 @@ def test_a_dynamically_quantized_lm_head_alone_does_not_stop_profiling():
         hf_txray.analyze(head_only, TEXTS, output_effects=True, **common)
 
 
+def _t5gemma(encoder_layers: int = LAYERS):
+    """A tiny T5Gemma: encoder MLP 48 units wide, decoder 40, hidden 32, in one sub-config per stack."""
+    def module(width, layers):
+        return dict(hidden_size=HIDDEN, intermediate_size=width, num_hidden_layers=layers, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=16, vocab_size=_bpe_vocab(), max_position_embeddings=128,
+                    bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    config = tf.T5GemmaConfig(encoder=tf.T5GemmaModuleConfig(**module(WIDTH, encoder_layers)),
+                              decoder=tf.T5GemmaModuleConfig(**module(40, LAYERS)), vocab_size=_bpe_vocab(),
+                              bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    return tf.T5GemmaModel(config).eval()
+
+
+def test_a_t5gemma_plan_is_refused_on_an_encoder_of_another_depth():
+    """Helper 181: a plan records the profiled stack's depth (T5Gemma's `encoder.num_hidden_layers`, 2), but pruning
+    read the depth of the top-level config, which declares none, and so pruned a 3-block encoder with it."""
+    profile = hf_txray.analyze(_t5gemma(), TEXTS, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    assert profile.meta.provenance["runtime"]["num_hidden_layers"] == LAYERS
+    _, plan = hf_txray.prune(_t5gemma(), profile, strategy="low_mass", amount=2)
+    assert plan.total == 2 * LAYERS
+    with pytest.raises(ModelError, match="ranked on the neurons of a 2-block model, and this model has 3 blocks"):
+        hf_txray.prune(_t5gemma(encoder_layers=3), profile, strategy="low_mass", amount=2)
+
+
 @pytest.mark.parametrize("stack", ["encoder", "decoder"])
 def test_t5gemma_reads_its_widths_from_the_stack_config(stack):
     """Helper 181: T5Gemma's config holds one sub-config per stack (`encoder`, `decoder`), where its MLP width,
@@ -1386,15 +1410,7 @@ def test_t5gemma_reads_its_widths_from_the_stack_config(stack):
     stack='decoder' asked for a decoder_start_token_id the model does not use (its _shift_right starts from
     decoder.bos_token_id). Each stack now reads its own sub-config (encoder 48 units, decoder 40), exact against
     the reference."""
-    def module(width):
-        return dict(hidden_size=HIDDEN, intermediate_size=width, num_hidden_layers=LAYERS, num_attention_heads=2,
-                    num_key_value_heads=1, head_dim=16, vocab_size=_bpe_vocab(), max_position_embeddings=128,
-                    bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    config = tf.T5GemmaConfig(encoder=tf.T5GemmaModuleConfig(**module(WIDTH)),
-                              decoder=tf.T5GemmaModuleConfig(**module(40)), vocab_size=_bpe_vocab(), bos_token_id=0,
-                              eos_token_id=0, pad_token_id=0)
-    torch.manual_seed(0)
-    model, tokenizer = tf.T5GemmaModel(config).eval(), bpe_tokenizer()
+    model, tokenizer = _t5gemma(), bpe_tokenizer()
     common = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=0, stack=stack,
                   show_progress=False)
     profile = hf_txray.analyze(model, TEXTS, **common)

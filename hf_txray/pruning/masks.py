@@ -181,7 +181,7 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
             f"This plan was ranked on the neurons of a {' / '.join(ranked)} model, and this model is a {model_type}: "
             "the same layer and neuron numbers are other neurons there. Rank them by profiles of this model.")
     refuse_decoder_source(source)
-    depths, depth = source.get("num_hidden_layers") or [], text_depth(config)
+    depths, depth = source.get("num_hidden_layers") or [], text_depth(config, source.get("stack"))
     if depths and depth and depth not in depths:  # helper 152: MiniLM-L6's plan pruned layers 0-5 of a 12-layer BERT
         raise ModelError(
             f"This plan was ranked on the neurons of a {' / '.join(map(str, depths))}-block model, and this model has "
