@@ -10,26 +10,60 @@ from typing import Mapping
 
 import numpy as np
 
+from .errors import ConfigurationError
+
+SUM_TOLERANCE = 1e-6  # how far from 1 a probability vector's sum may round (float32 masses summed in float64)
+
+
+def check_distribution(p: np.ndarray, name: str = "p") -> np.ndarray:
+    """`p` as a float64 vector, or a ConfigurationError: a 1-d, non-empty vector of finite values >= 0 that sum to 1.
+
+    Counts or masses passed where probabilities are expected gave a Hellinger distance above 1 (2.16 between
+    ``[10, 1]`` and ``[1, 10]``) and a negative entropy, without an error; normalise them first (``p / p.sum()``).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ConfigurationError(f"{name} must be a non-empty 1-d probability vector, got shape {p.shape}.")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ConfigurationError(f"{name} must hold finite probabilities >= 0, got {p[~np.isfinite(p) | (p < 0)][:3]}.")
+    total = float(p.sum())
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        raise ConfigurationError(f"{name} must sum to 1 (a probability distribution), got a sum of {total:.6g}: "
+                                 "normalise counts or masses first (p / p.sum()).")
+    return p
+
 
 def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, float]) -> float:
     """Hellinger distance H(p, q) = ||sqrt(p) - sqrt(q)||_2 / sqrt(2), in [0, 1].
 
     Args:
         p, q: probability vectors of the same length, or mappings feature -> probability (missing = 0).
+
+    Raises:
+        ConfigurationError: `p` or `q` is not a probability distribution (values >= 0, finite, summing to 1 within
+            1e-6), or the vectors differ in length (numpy would broadcast a vector of one against any other).
     """
-    if isinstance(p, Mapping) or isinstance(q, Mapping):
+    if isinstance(p, Mapping) != isinstance(q, Mapping):
+        raise ConfigurationError("hellinger takes two vectors or two mappings feature -> probability, not one of each.")
+    if isinstance(p, Mapping):
         support = sorted(set(p) | set(q))
         p = np.array([p.get(f, 0.0) for f in support])
         q = np.array([q.get(f, 0.0) for f in support])
-    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    p, q = check_distribution(p, "p"), check_distribution(q, "q")
+    if p.shape != q.shape:
+        raise ConfigurationError(f"p and q must have the same length (one support), got {len(p)} and {len(q)}.")
     if p.any() and q.any() and not np.any(p * q):  # disjoint: exactly 1 (the sums can round below it)
         return 1.0
     return float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)) / np.sqrt(2.0))
 
 
 def entropy(p: np.ndarray) -> float:
-    """Shannon entropy in nats of a probability vector (zeros ignored)."""
-    p = np.asarray(p, dtype=np.float64)
+    """Shannon entropy in nats of a probability vector (zeros ignored).
+
+    Raises:
+        ConfigurationError: `p` is not a probability distribution (see :func:`hellinger`).
+    """
+    p = check_distribution(p)
     p = p[p > 0]
     return float(-np.sum(p * np.log(p)))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hf_txray import metrics
+from hf_txray.errors import ConfigurationError
 from hf_txray.accumulators import make_keys, split_keys
 
 SEEDS = range(5)
@@ -211,3 +212,29 @@ def test_union_length_by_row_is_size_of_union_of_supports(seed):
     support_a = {row: set(feat_a[rows_a == row].tolist()) for row in range(NUM_ROWS)}
     support_b = {row: set(feat_b[rows_b == row].tolist()) for row in range(NUM_ROWS)}
     np.testing.assert_array_equal(got, [len(support_a[r] | support_b[r]) for r in range(NUM_ROWS)])
+
+
+# ----- inputs that are not probability distributions (helper 183) ----------------------------------------------
+@pytest.mark.parametrize("p, q", [
+    (np.array([1.0]), np.array([0.5, 0.5])),  # numpy broadcast the one against the two: 0.29
+    ([10.0, 1.0], [1.0, 10.0]),  # counts, not probabilities: 2.16, above Hellinger's maximum of 1
+    ({"a": 3.0}, {"a": 1.0}),  # masses: 0.52 between two identical distributions
+    ([0.0, 0.0], [0.5, 0.5]),  # no distribution at all: 0.71
+    ([np.nan, 1.0], [0.5, 0.5]),  # NaN
+    ([-0.5, 1.5], [0.5, 0.5]),  # negative
+    ([], []),
+])
+def test_hellinger_refuses_what_is_not_a_distribution(p, q):
+    with pytest.raises(ConfigurationError):
+        metrics.hellinger(p, q)
+
+
+@pytest.mark.parametrize("p", [[2.0, 2.0], [-1.0, 2.0], [np.nan, 1.0], [np.inf, 0.0], []])
+def test_entropy_refuses_what_is_not_a_distribution(p):
+    with pytest.raises(ConfigurationError):  # [2, 2] gave -2.77 nats
+        metrics.entropy(np.array(p))
+
+
+def test_distributions_that_round_off_one_are_accepted():
+    p = np.full(3, 1 / 3) * (1 + 1e-9)
+    assert metrics.hellinger(p, p) == 0.0 and metrics.entropy(p) == pytest.approx(math.log(3), rel=1e-8)
