@@ -419,6 +419,31 @@ def test_pvalues_match_a_slow_per_neuron_reference():
     assert few[1] > 100 * fast[1] and np.array_equal(many, fast, equal_nan=True)
 
 
+def test_tables_of_two_vocabularies_are_aligned_before_their_ids_are_compared():
+    """Each profile numbers its values in the order it first saw them: hf_txray.homogeneity(a.tables["pos"],
+    b.tables["pos"], ...) on two real profiles compared PROPN with ADJ (helper 183: PTB vs BBC flagged 539 neurons
+    instead of compare's 74), without an error."""
+    ta, tb = hand_table(0), hand_table(1)
+    renumbered = tb.remapped(list(reversed(VOCAB)))  # the same statistics, ids in another order
+    assert renumbered.vocab != ta.vocab
+    tested = np.zeros(8, dtype=bool)
+    tested[[n for n, (a, b) in HAND_BUILT.items() if a and b]] = True
+    want, got = significance.homogeneity(ta, tb, 8), significance.homogeneity(ta, renumbered, 8)
+    np.testing.assert_allclose(got.statistic, want.statistic, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(got.df, want.df)
+    p_want, d_want = significance.homogeneity_pvalues(ta, tb, 8, tested)
+    p_got, d_got = significance.homogeneity_pvalues(ta, renumbered, 8, tested)
+    np.testing.assert_allclose(p_got, p_want, rtol=1e-12, equal_nan=True)
+    assert d_got == pytest.approx(d_want)
+
+
+@pytest.mark.parametrize("tested", [np.ones(8, dtype=np.int64), np.ones(7, dtype=bool), np.array([0, 1])])
+def test_tested_rows_must_be_one_bool_flag_per_row(tested):
+    """0/1 integers were read as row indices: every row came out untested (NaN), without an error."""
+    with pytest.raises(hf_txray.ConfigurationError, match="bool array"):
+        significance.homogeneity(hand_table(0), hand_table(1), 8, tested)
+
+
 def test_benjamini_hochberg_matches_brute_force():
     rng = np.random.default_rng(0)
     p = np.concatenate([rng.uniform(0, 0.003, 10), rng.uniform(0, 1, 90), [np.nan]])
