@@ -231,9 +231,20 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
 
 
 def benjamini_hochberg(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
-    """Flags of the Benjamini-Hochberg procedure at false discovery rate `alpha`; NaN p-values are never flagged."""
+    """Flags of the Benjamini-Hochberg procedure at false discovery rate `alpha`; NaN p-values are never flagged.
+
+    Raises:
+        ConfigurationError: `alpha` is not a number in (0, 1) (``alpha=5`` flagged every neuron, ``alpha=0`` those
+            of p = 0), or `p` is not a 1-d array of p-values in [0, 1] (NaN allowed).
+    """
     from scipy.stats import false_discovery_control
 
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
+        raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+    p = np.asarray(p, dtype=np.float64)  # a list was refused with numpy's "only integer scalar arrays" message
+    if p.ndim != 1 or np.any((p < 0) | (p > 1)):  # NaN compares False: allowed, never flagged
+        raise ConfigurationError(f"p must be a 1-d array of p-values in [0, 1] (NaN for untested), got shape "
+                                 f"{p.shape} with values {p[(p < 0) | (p > 1)][:3] if p.ndim == 1 else '...'}.")
     flags = np.zeros(len(p), dtype=bool)
     valid = ~np.isnan(p)
     if valid.any():

@@ -455,6 +455,20 @@ def test_benjamini_hochberg_matches_brute_force():
     np.testing.assert_array_equal(flags, expected)
     assert 10 <= flags.sum() < 100 and not flags[-1]
 
+@pytest.mark.parametrize("alpha", [5.0, 0.0, 1.0, -0.1, True, "0.05", float("nan")])
+def test_benjamini_hochberg_refuses_an_alpha_outside_zero_one(alpha):
+    """alpha=5 flagged every p-value and alpha=0 those of p = 0, without an error (compare checked its own alpha,
+    the public function did not)."""
+    with pytest.raises(hf_txray.ConfigurationError, match="alpha"):
+        significance.benjamini_hochberg(np.array([0.01, 0.5, 0.9]), alpha)
+
+
+def test_benjamini_hochberg_takes_a_list_and_refuses_what_is_not_a_p_value():
+    assert significance.benjamini_hochberg([0.001, 0.9, float("nan")]).tolist() == [True, False, False]
+    for p in ([0.01, 1.5], [0.01, float("inf")], [[0.01]]):
+        with pytest.raises(hf_txray.ConfigurationError, match="p-values"):
+            significance.benjamini_hochberg(p)
+
 
 # ----- noise floors and rankings in the report ----------------------------------------------------------------
 def hand_profile(stage: str, side: int) -> Profile:
