@@ -561,6 +561,49 @@ class Profile(Artifact):
             "top_position": top, "top_position_share": share,
         })
 
+    def check_statistics(self) -> None:
+        """Raise :class:`ProfileFormatError` naming the first sum that no profiling run can produce: a mass that is
+        NaN, infinite or negative (only positive winners are credited), a negative count, split-half sums outside
+        their totals (``0 <= count_odd <= count``, ``mass_odd`` within ``[0, mass]`` up to rounding).
+
+        :func:`hf_txray.compare` runs it on both profiles: a hand-built or damaged profile with such sums compared
+        without an error and gave wrong numbers (a NaN mass read as a Hellinger distance of 1 and p = 1, a negative
+        one as p = 1e-7, "changed"; helper 183).
+        """
+        def bad(what: str, values: np.ndarray) -> None:
+            raise ProfileFormatError(
+                f"Profile {self.stage!r} holds {what} (e.g. {values[:3].tolist()}), which no profiling run produces: "
+                "its sums were damaged or built by hand. Profile the stage again (hf_txray.analyze).")
+
+        def check_mass(what: str, mass: np.ndarray) -> None:
+            if not np.all(np.isfinite(mass)):
+                bad(f"a {what} that is NaN or infinite", mass[~np.isfinite(mass)])
+            if np.any(mass < 0):
+                bad(f"a negative {what}", mass[mass < 0])
+
+        def check_half(what: str, odd: np.ndarray, total: np.ndarray, slack: np.ndarray | int = 0) -> None:
+            outside = (odd < -slack) | (odd > total + slack)
+            if np.any(outside):
+                bad(f"{what} outside [0, its total]", odd[outside])
+
+        check_mass("neuron mass", self.neuron_mass.reshape(-1))
+        count = self.neuron_count.reshape(-1)
+        if np.any(count < 0):
+            bad("a negative neuron count", count[count < 0])
+        if self.neuron_count_odd is not None:
+            check_half("a neuron count of odd example ids", self.neuron_count_odd.reshape(-1), count)
+        for ft, table in self.tables.items():
+            check_mass(f"{ft} mass", table.mass)
+            if np.any(table.count < 0):
+                bad(f"a negative {ft} count", table.count[table.count < 0])
+            if table.has_noise:
+                check_half(f"a {ft} count of odd example ids", table.count_odd, table.count)
+                if not np.all(np.isfinite(table.mass_odd)):
+                    odd = table.mass_odd
+                    bad(f"a {ft} mass of odd example ids that is NaN or infinite", odd[~np.isfinite(odd)])
+                check_half(f"a {ft} mass of odd example ids", table.mass_odd, table.mass, 1e-9 * table.mass + 1e-12)
+                check_mass(f"{ft} squared mass", table.mass_sq)
+
     # ----- combining --------------------------------------------------------------------------------------------
     def check_compatible(self, other: "Profile", what: str = "merge") -> None:
         """Raise :class:`IncompatibleProfilesError` naming the first difference in site, layers, neurons, features or

@@ -592,6 +592,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), module_pattern, layers,
             neuron counts, feature types or the architecture (``config.model_type``, where both profiles recorded
             it) differ.
+        ProfileFormatError: when a profile holds sums no profiling run produces (NaN, infinite or negative masses,
+            split halves outside their totals: :meth:`Profile.check_statistics`).
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a
             `Profile` nor a path.
 
@@ -604,6 +606,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     """
     a, b = _as_profile(a, "a"), _as_profile(b, "b")
     a.check_compatible(b, "compare")
+    a.check_statistics()
+    b.check_statistics()
     _check_same_stack(a, b)
     _check_same_modules(a, b)
     _check_same_architecture(a, b)

@@ -433,3 +433,39 @@ def test_rankings_take_numpy_ints_and_negative_layers(report):
     expected = report.most_changed(2, layer=LAYERS[-1], min_count=0)
     pd.testing.assert_frame_equal(report.most_changed(np.int64(2), layer=np.int64(-1), min_count=np.int64(0)), expected)
     pd.testing.assert_frame_equal(report.least_changed(np.int32(1), min_count=0), report.least_changed(1, min_count=0))
+
+
+def _damaged(profile: Profile, case: str) -> Profile:
+    """`profile` with one sum no profiling run produces."""
+    t = profile.tables["pos"]
+    if case == "neuron mass NaN":
+        profile.neuron_mass[0, 0] = np.nan
+    elif case in ("NaN", "inf", "negative"):
+        t.mass[0] = {"NaN": np.nan, "inf": np.inf, "negative": -1.0}[case]
+    elif case == "odd mass above its total":
+        profile.tables["pos"] = dataclasses.replace(t, mass_odd=t.mass * 3, count_odd=t.count // 2, mass_sq=t.mass ** 2)
+    elif case == "odd count above its total":
+        profile.tables["pos"] = dataclasses.replace(t, mass_odd=t.mass / 2, count_odd=t.count + 1, mass_sq=t.mass ** 2)
+    return profile
+
+
+@pytest.mark.parametrize("case", ["neuron mass NaN", "NaN", "inf", "negative", "odd mass above its total",
+                                  "odd count above its total"])
+def test_a_profile_holding_impossible_sums_is_refused_not_compared(case):
+    """Helper 183: a NaN mass gave a Hellinger distance of 1 and p = 1, a negative one p = 1e-7 ("changed"), split
+    halves above their totals wrong noise floors and p-values, all without an error."""
+    a, b = make_pair(0)
+    with pytest.raises(hf_txray.ProfileFormatError, match="which no profiling run produces"):
+        hf_txray.compare(a, _damaged(b, case))
+    a, b = make_pair(0)
+    with pytest.raises(hf_txray.ProfileFormatError, match="Profile 'A' holds"):
+        hf_txray.compare(_damaged(a, case), b)
+
+
+def test_odd_sums_that_round_past_their_totals_are_accepted():
+    a, b = make_pair(0)
+    t = b.tables["pos"]  # the odd half of a renumbered part is mass - mass_odd: it may round a little below 0
+    b.tables["pos"] = dataclasses.replace(t, mass_odd=np.where(t.count > 1, t.mass * (1 + 1e-13), -1e-14),
+                                          count_odd=t.count // 2, mass_sq=t.mass ** 2)
+    b.check_statistics()
+    hf_txray.compare(a, b)
