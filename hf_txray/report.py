@@ -199,13 +199,15 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
             for name in ("neurons_changed", "share_changed", "neurons_tested", "share_of_tested_changed"):
                 out[f"{name}_{ft}"] = float("nan")  # the test did not run (helper 176: it read "0 tested")
         elif f"changed_{ft}" in group:
-            changed, tested = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
+            # `judged`, not `tested`: that name is the flag "the test ran", read again for the next feature type (a
+            # first type with none judged made the next one's neurons_tested NaN, "not run", not 0; helper 183)
+            changed, judged = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
             # none tested (profiles without split-half sums, or too few credits): unknown, not "none changed"
-            out[f"neurons_changed_{ft}"] = changed if tested else float("nan")
-            out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1) if tested else float("nan")
+            out[f"neurons_changed_{ft}"] = changed if judged else float("nan")
+            out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1) if judged else float("nan")
             # most shared neurons of a small profile have too few credits to test: the share among the tested
-            out[f"neurons_tested_{ft}"] = float(tested)
-            out[f"share_of_tested_changed_{ft}"] = changed / tested if tested else float("nan")
+            out[f"neurons_tested_{ft}"] = float(judged)
+            out[f"share_of_tested_changed_{ft}"] = changed / judged if judged else float("nan")
         if f"matched_hellinger_{ft}" in group:
             mean = lambda c: float(group[c].mean()) if group[c].notna().any() else float("nan")  # noqa: E731
             out[f"matched_hellinger_{ft}"] = mean(f"matched_hellinger_{ft}")

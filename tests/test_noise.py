@@ -701,14 +701,15 @@ def test_no_neuron_tested_gives_unknown_shares_not_zero(tmp_path):
     """Two tiny profiles where no shared neuron has enough credits to test: the changed figures are NaN (unknown),
     not 0.0 ("none changed"), in the summary, the layer table and the card."""
     model, tokenizer = tiny("bert")
-    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    options = dict(tokenizer=tokenizer, features=("token", "word"), show_progress=False)
     a = hf_txray.analyze(model, ["A short text.", "Another one here."], **options)
     b = hf_txray.analyze(model, ["Some other words now.", "And more of them."], **options)
     report = hf_txray.compare(a, b)
     s = report.summary()
-    assert s["neurons_tested_token"] == 0
-    assert np.isnan(s["share_changed_token"]) and np.isnan(s["neurons_changed_token"])
-    assert report.layers["share_changed_token"].isna().all()
+    for ft in ("token", "word"):  # helper 183: the second feature type's count read NaN ("not run"), the first's 0
+        assert s[f"neurons_tested_{ft}"] == 0 and (report.layers[f"neurons_tested_{ft}"] == 0).all(), ft
+        assert np.isnan(s[f"share_changed_{ft}"]) and np.isnan(s[f"neurons_changed_{ft}"])
+        assert report.layers[f"share_changed_{ft}"].isna().all()
     report.save_pretrained(tmp_path / "r")
     card = (tmp_path / "r" / "README.md").read_text()
     assert "no shared neuron could be tested for change beyond sampling noise (too few credits" in card
