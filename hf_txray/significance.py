@@ -77,6 +77,15 @@ def on_one_vocabulary(ta: FeatureTable, tb: FeatureTable) -> tuple[FeatureTable,
     return ta.remapped(vocab), tb.remapped(vocab)
 
 
+def check_number(name: str, value: object, low: float, strict: bool = False) -> float:
+    """`value` as a float, or a ConfigurationError: a finite number >= `low` (> `low` when `strict`). A NaN
+    min_expected or prior_df made every p-value NaN, a negative prior_df too, without an error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(
+            value) or value < low or (strict and value == low):
+        raise ConfigurationError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}.")
+    return float(value)
+
+
 def check_tested(tested: np.ndarray | None, num_rows: int) -> np.ndarray:
     """`tested` as a bool array of shape ``(num_rows,)`` (all rows when None), or a ConfigurationError."""
     if tested is None:
@@ -124,6 +133,7 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
             indices, and every row came out untested).
     """
     tested = check_tested(tested, num_rows)
+    check_number("min_expected", min_expected, 0.0)
     ta, tb = on_one_vocabulary(ta, tb)
     keys = np.union1d(ta.keys(), tb.keys())
     columns = {}
@@ -208,6 +218,10 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
     """
     from scipy.stats import f as f_distribution
 
+    check_number("prior_df", prior_df, 0.0, strict=True)  # 0: a neuron without split-half df had a design of 0 / 0
+    if texts is not None and (len(texts) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, np.integer))
+                                                     or t < 0 for t in texts)):
+        raise ConfigurationError(f"texts must be two ints >= 0 (the texts profiled in A and in B), got {texts!r}.")
     ta, tb = on_one_vocabulary(ta, tb)
     observed = homogeneity(ta, tb, num_rows, tested, min_expected)
     within = [split_half_homogeneity(t, num_rows, min_expected) for t in (ta, tb)]

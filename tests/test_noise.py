@@ -469,6 +469,16 @@ def test_benjamini_hochberg_takes_a_list_and_refuses_what_is_not_a_p_value():
         with pytest.raises(hf_txray.ConfigurationError, match="p-values"):
             significance.benjamini_hochberg(p)
 
+@pytest.mark.parametrize("option", [{"min_expected": math.nan}, {"min_expected": -1.0}, {"prior_df": -30.0},
+                                    {"prior_df": 0.0}, {"prior_df": math.nan}, {"texts": (-5, 3)},
+                                    {"texts": (4,)}])
+def test_the_test_refuses_options_that_made_every_p_value_nan(option):
+    """Helper 183: a NaN min_expected or prior_df, or a negative prior_df, gave p-values that were all NaN ("not
+    tested"), without an error."""
+    tested = np.ones(8, dtype=bool)
+    with pytest.raises(hf_txray.ConfigurationError, match=next(iter(option))):
+        significance.homogeneity_pvalues(hand_table(0), hand_table(1), 8, tested, **option)
+
 
 # ----- noise floors and rankings in the report ----------------------------------------------------------------
 def hand_profile(stage: str, side: int) -> Profile:
