@@ -468,9 +468,14 @@ class Profile(Artifact):
 
         Raises:
             ProfileFormatError: when the profile has no position statistics (saved by an older hf_txray).
-            ConfigurationError: `min_count` is not an int >= 0.
+            ConfigurationError: `min_count` is not an int >= 0, or `threshold` is not a share in [0, 1) (a
+                percentage, ``threshold=50``, listed no neuron, as if none concentrated on a position).
         """
         min_count = check_min_count(min_count)
+        if (isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating))
+                or not 0 <= threshold < 1):
+            raise ConfigurationError(f"threshold must be a share of a neuron's mass in [0, 1), got {threshold!r} "
+                                     "(0.5: more than half of it from one position).")
         if self.position_mass is None:
             raise ProfileFormatError("This profile has no mass-by-position statistics (saved by an older hf_txray): "
                                      "profile again to get diagnostics.")

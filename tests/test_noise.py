@@ -129,6 +129,14 @@ def test_diagnostics_refuses_a_bad_min_count(bad):
         engine("bert").diagnostics(min_count=bad)
 
 
+@pytest.mark.parametrize("bad", [50, 1.0, -0.1, float("nan"), "0.5", True])
+def test_diagnostics_refuses_a_threshold_that_is_not_a_share(bad):
+    """Helper 183: threshold=50 (a percentage) listed no neuron, as if none took its mass from one position."""
+    with pytest.raises(hf_txray.ConfigurationError, match=r"threshold must be a share"):
+        engine("bert").diagnostics(threshold=bad)
+    assert len(engine("bert").diagnostics(threshold=0.0, min_count=0)) > 0
+
+
 def test_noise_statistics_survive_save_load_and_merge(tmp_path):
     profile = engine("gpt2")
     profile.save_pretrained(tmp_path / "p")
