@@ -290,17 +290,21 @@ class TransferReport(Artifact):
     def name(self) -> str:
         return f"{self.meta.stage_a}->{self.meta.stage_b}"
 
-    def made_from(self, profile: Profile) -> bool:
-        """Whether this report may have been made with `profile` as its stage A: stage, model, corpus, site,
-        layers, layer width, feature types and credits all agree (reports saved before the credits were recorded
-        match on the others). Profiles of one site differ from those of another only there: each credits one
-        neuron per position and layer."""
+    def made_from(self, profile: Profile, side: str = "a") -> bool:
+        """Whether this report may have been made with `profile` as its stage A (`side` ``"b"``: as its stage B):
+        stage, model, corpus, site, layers, layer width, feature types and credits all agree (reports saved before
+        the credits were recorded match on the others). Profiles of one site differ from those of another only
+        there: each credits one neuron per position and layer."""
+        if side not in ("a", "b"):
+            raise ConfigurationError(f"side must be 'a' or 'b', got {side!r}.")
         meta = self.meta
-        return (meta.stage_a == profile.stage and meta.model_a == profile.meta.model_id
-                and meta.dataset_a == _corpus_of(profile) and meta.site == profile.meta.site
+        stage, model, corpus, credits = ((meta.stage_a, meta.model_a, meta.dataset_a, meta.credits_a) if side == "a"
+                                         else (meta.stage_b, meta.model_b, meta.dataset_b, meta.credits_b))
+        return (stage == profile.stage and model == profile.meta.model_id
+                and corpus == _corpus_of(profile) and meta.site == profile.meta.site
                 and list(meta.layers) == list(profile.layers) and meta.num_neurons == profile.num_neurons
                 and set(meta.feature_types) <= set(profile.feature_types)
-                and meta.credits_a in (0, int(profile.neuron_count.sum())))
+                and credits in (0, int(profile.neuron_count.sum())))
 
     def summary(self) -> dict[str, float]:
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;

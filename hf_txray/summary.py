@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigurationError
 from .features import reading_order, tag_features, text_features
 
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
@@ -210,7 +211,8 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
             per report, and the summary's change clause from the (first) report whose stage B is this stage.
 
     Raises:
-        ConfigurationError: a layer that was not profiled or a neuron out of range.
+        ConfigurationError: a layer that was not profiled or a neuron out of range, or a report that names this stage
+            but was not made from this profile (``TransferReport.made_from``: another model, corpus or credit count).
     """
     from .architectures import expert_unit, routed_experts
     from .options import resolve_layer
@@ -248,8 +250,16 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
         card.suppressed = neuron_tokens(profile.output_effects, layer, neuron, "suppressed")
     change = None
     for report in reports:
-        if profile.stage not in (report.meta.stage_a, report.meta.stage_b):
+        sides = [side for side, stage in (("a", report.meta.stage_a), ("b", report.meta.stage_b))
+                 if stage == profile.stage]
+        if not sides:
             continue
+        if not any(report.made_from(profile, side) for side in sides):  # helper 183: its status and change were shown
+            raise ConfigurationError(
+                f"Report {report.name!r} names stage {profile.stage!r} but was not made from this profile (its model, "
+                f"corpus, layers or credits differ: {int(profile.neuron_count.sum())} credits here), so its status "
+                "and change would describe another profile's neuron. Pass the reports made from this profile, or "
+                "give the stages distinct names.")
         line = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)]
         if len(line):
             card.status[report.name] = str(line["status"].iloc[0])

@@ -242,6 +242,13 @@ def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
         del b.meta.config["expert_width"]
     with pytest.raises(hf_txray.ConfigurationError, match="out of range"):
         neuron_card(b, layer, b.num_neurons)
+    # helper 183: a report that names this stage but was made from another profile (another corpus under the same
+    # stage name) gave the card its status and its "changed beyond noise" clause, without an error
+    other = hf_txray.analyze(_lm(), SAMPLE_TEXTS[:3], tokenizer=bpe_tokenizer(), features=("token",),
+                             stage=b.stage, show_progress=False)
+    assert report.made_from(b, "b") and report.made_from(a) and not report.made_from(other, "b")
+    with pytest.raises(hf_txray.ConfigurationError, match="was not made from this profile"):
+        neuron_card(other, layer, neuron, reports=[report])
 
 
 def test_cli_show_neuron_prints_the_summary_and_output_effects(tmp_path, capsys):
