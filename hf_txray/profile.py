@@ -107,6 +107,23 @@ class FeatureTable:
 
     NOISE_COLUMNS = NOISE_COLUMNS
 
+    def __post_init__(self) -> None:
+        # Keys are (row << 32) | feature_id: int32 rows (a table built by hand, a column read as int32) overflowed
+        # and collided, so their entries were added to other rows' (helper 183). Integers widen; floats are refused.
+        for name in ("rows", "feature_ids", "count", "corpus_count", "count_odd"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value)
+                if value.size == 0:
+                    value = value.astype(np.int64)
+                elif value.dtype.kind not in "iu" or not np.can_cast(value.dtype, np.int64):
+                    raise ProfileFormatError(f"FeatureTable {name} must hold integers, got {value.dtype}.")
+                setattr(self, name, value.astype(np.int64, copy=False))
+        for name in ("mass", "mass_odd", "mass_sq"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, np.asarray(value, dtype=np.float64))
+
     @property
     def has_noise(self) -> bool:
         return self.mass_odd is not None and self.count_odd is not None and self.mass_sq is not None

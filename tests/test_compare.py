@@ -469,3 +469,18 @@ def test_odd_sums_that_round_past_their_totals_are_accepted():
                                           count_odd=t.count // 2, mass_sq=t.mass ** 2)
     b.check_statistics()
     hf_txray.compare(a, b)
+
+
+def test_tables_built_with_int32_ids_compare_as_int64_ones(report):
+    """Helper 183: keys are (row << 32) | feature id, so int32 rows overflowed and collided (a raw IndexError here,
+    entries added to other rows' elsewhere); the table widens them, and refuses float ids."""
+    a, b = make_pair(0)
+    for profile in (a, b):
+        for ft, t in profile.tables.items():
+            profile.tables[ft] = dataclasses.replace(t, rows=t.rows.astype(np.int32),
+                                                     feature_ids=t.feature_ids.astype(np.int32))
+            assert profile.tables[ft].rows.dtype == np.int64
+    assert hf_txray.compare(a, b) == report
+    t = a.tables["pos"]
+    with pytest.raises(hf_txray.ProfileFormatError, match="rows must hold integers"):
+        dataclasses.replace(t, rows=t.rows.astype(np.float64))
