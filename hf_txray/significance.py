@@ -104,7 +104,7 @@ class Homogeneity:
     Attributes:
         statistic (`np.ndarray`): Pearson's X^2 (NaN for rows not tested).
         df (`np.ndarray`): degrees of freedom, categories after pooling less one (0 for rows not tested).
-        count_a, count_b (`np.ndarray`): credits per row in each table.
+        count_a, count_b (`np.ndarray`): credits per row in each table (of every row, tested or not).
     """
 
     statistic: np.ndarray
@@ -143,6 +143,8 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
             columns[name + side] = np.zeros(len(keys))
             columns[name + side][at] = getattr(table, name)
     rows = keys >> 32
+    # every row's credits, tested or not (the rows left out read 0 credits, as if never credited; helper 183)
+    counts = [np.bincount(rows, weights=columns[name], minlength=num_rows) for name in ("counta", "countb")]
     keep = tested[rows]
     rows = rows[keep]
     c = {name: values[keep] for name, values in columns.items()}
@@ -172,7 +174,7 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
         statistic *= n_a * n_b / n
     df = np.bincount(rows[kept], minlength=num_rows) + with_other - 1
     ok = tested & (n_a > 0) & (n_b > 0) & (df >= 1)
-    return Homogeneity(np.where(ok, statistic, np.nan), np.where(ok, df, 0).astype(np.int64), n_a, n_b)
+    return Homogeneity(np.where(ok, statistic, np.nan), np.where(ok, df, 0).astype(np.int64), *counts)
 
 
 def split_half_homogeneity(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> Homogeneity:

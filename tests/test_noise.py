@@ -487,6 +487,16 @@ def test_the_test_refuses_options_that_made_every_p_value_nan(option):
     with pytest.raises(hf_txray.ConfigurationError, match=next(iter(option))):
         significance.homogeneity_pvalues(hand_table(0), hand_table(1), 8, tested, **option)
 
+def test_homogeneity_counts_every_row_tested_or_not():
+    """Helper 183: rows left out of `tested` read count_a = count_b = 0, as if never credited."""
+    ta, tb = hand_table(0), hand_table(1)
+    tested = np.zeros(8, dtype=bool)
+    tested[[0, 1]] = True
+    h = significance.homogeneity(ta, tb, 8, tested)
+    np.testing.assert_array_equal(h.count_a, np.bincount(ta.rows, weights=ta.count, minlength=8))
+    np.testing.assert_array_equal(h.count_b, np.bincount(tb.rows, weights=tb.count, minlength=8))
+    assert np.isnan(h.statistic[2:]).all() and not np.isnan(h.statistic[:2]).any()
+
 
 # ----- noise floors and rankings in the report ----------------------------------------------------------------
 def hand_profile(stage: str, side: int) -> Profile:
