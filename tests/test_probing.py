@@ -53,6 +53,7 @@ from hf_txray.probing import (
     save_probing,
     train_probe,
 )
+from hf_txray.probing import probe as probe_module
 from hf_txray.probing import results as probing_results
 from hf_txray.errors import ProfileFormatError
 from hf_txray.pruning import active_masks, load_pretrained_with_head, masked
@@ -1661,3 +1662,40 @@ def test_a_probe_no_better_than_the_majority_label_is_warned_about(planted):
         warnings.simplefilter("error", UserWarning)  # the real labels: well above it, no warning
         kept = probe_neurons(None, acts, config=FAST, control=False, minimal=False, subset_size=0)
     assert kept.accuracy > kept.majority_baseline
+
+
+# ----- non-finite activations (helper 182) ------------------------------------------------------------------------
+def test_non_finite_activations_are_refused_not_probed(monkeypatch):
+    """Helper 182: a model with a NaN weight gave NaN word vectors; probe_neurons trained NaN weights, ranked the
+    neurons in column order (0, 1, 2...) and reported accuracy 0.4 (class 0 predicted for every word), no error. A
+    float16 store turned an activation of 1e5 into inf with only numpy's RuntimeWarning."""
+    tokenizer = bert_tokenizer()
+    corpus = from_columns({"tokens": [["the", "quick", "fox", "jumped"]] * 6, "tags": [["A", "B", "B", "A"]] * 6},
+                          "tokens", "tags")
+    model = tiny_bert()
+    with torch.no_grad():
+        model.encoder.layer[0].intermediate.dense.weight[7] = float("nan")
+    with pytest.raises(ModelError, match=r"non-finite activation \(nan\).*layer 0, neuron 7"):
+        extract_activations(model, corpus, tokenizer, layers=[0])
+    model = tiny_bert()
+    with torch.no_grad():
+        model.encoder.layer[0].intermediate.dense.bias[3] = 1e5
+    with pytest.raises(ConfigurationError, match=r"neuron 3.*dtype='float16'.*Pass dtype='float32'"):
+        extract_activations(model, corpus, tokenizer, layers=[0], dtype="float16")
+    assert np.isfinite(extract_activations(model, corpus, tokenizer, layers=[0]).values).all()
+    values = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    labels = np.arange(40) % 2
+    for bad in (np.nan, np.inf):
+        broken = values.copy()
+        broken[3, 4] = bad
+        with pytest.raises(DatasetError, match="first at row 3, column 4"):
+            train_probe(broken, labels, epochs=1)
+        with pytest.raises(DatasetError, match="first at row 3, column 4"):
+            train_probe(broken, labels, epochs=1, standardize=False)
+        with monkeypatch.context() as patch:  # the streamed path (a block above RESIDENT_BYTES)
+            patch.setattr(probe_module, "RESIDENT_BYTES", 0)
+            with pytest.raises(DatasetError, match="first at row 3, column 4"):
+                train_probe(broken, labels, epochs=1, standardize=False)
+        probe = train_probe(values, labels, epochs=1)
+        with pytest.raises(DatasetError, match="scored activations hold non-finite"):
+            probe.predict(broken)

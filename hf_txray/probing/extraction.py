@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from ..artifact import Artifact, write_header
-from ..errors import ConfigurationError, DatasetError
+from ..errors import ConfigurationError, DatasetError, ModelError
 from ..forward import StackForward
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
@@ -445,6 +445,28 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     return sums / max(num_tokens, 1), num_tokens
 
 
+def _check_finite_rows(block: np.ndarray, site: Site, sentences: np.ndarray, dtype: str) -> None:
+    """Refuse word vectors that are NaN or inf, or that `dtype` storage would make inf (float16 holds at most
+    65504): a probe trained on them got NaN weights, ranked the neurons in column order and predicted class 0
+    (helper 182), all without an error."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        row, neuron = np.argwhere(~finite)[0]
+        raise ModelError(
+            f"The model gave a non-finite activation ({block[row, neuron]}) at {site.name} (layer {site.layer}, "
+            f"neuron {neuron}) for a word of sentence {int(sentences[row])}: a probe trained on it would get NaN "
+            "weights and a meaningless ranking. The weights hold NaN/inf (training diverged), or the forward "
+            "overflowed in float16: load the model in float32 or bfloat16, or check its weights (e.g. "
+            "torch.isfinite(p).all() for every parameter).")
+    limit = np.finfo(DTYPES[dtype]).max
+    if limit < np.finfo(np.float32).max and np.abs(block).max(initial=0.0) > limit:
+        row, neuron = np.argwhere(np.abs(block) > limit)[0]
+        raise ConfigurationError(
+            f"An activation of {site.name} (layer {site.layer}, neuron {neuron}, sentence {int(sentences[row])}) is "
+            f"{block[row, neuron]:.6g}, beyond what dtype={dtype!r} storage holds (+-{limit:.6g}): it would be stored "
+            "as inf. Pass dtype='float32'.")
+
+
 def _output_array(num_rows: int, num_cols: int, dtype: np.dtype, out_dir: str | Path | None,
                   threshold: int) -> tuple[np.ndarray, Path | None, bool]:
     """A preallocated (upper-bound) output: in memory, or a memmap in `out_dir` (a temporary folder if None)."""
@@ -558,7 +580,9 @@ def extract_activations(
             return
         row = state["row"]
         for slot, out in enumerate(outputs):
-            values[row:row + count, slot * width:(slot + 1) * width] = out.cpu().numpy()
+            block = out.cpu().numpy()
+            _check_finite_rows(block, sites[slot], plan["sentence"], dtype)
+            values[row:row + count, slot * width:(slot + 1) * width] = block
         state["row"] += count
         state["sent"].append(plan["sentence"])
         state["word"].append(plan["word"])

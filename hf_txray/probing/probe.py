@@ -146,6 +146,8 @@ class LinearProbe:
         out = []
         with _one_cpu_thread(device), torch.no_grad():
             for _, x in _batches(values, rows, self.columns, batch_size, device):
+                if not bool(torch.isfinite(x).all()):  # NaN logits were read as class 0
+                    _refuse_nonfinite(values, rows, self.columns, "scored")
                 out.append((((x - mean) / scale) @ w.T + b).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
@@ -323,11 +325,28 @@ def _moments(values: np.ndarray, rows: np.ndarray, columns: np.ndarray, device: 
         x = x.double()
         total += x.sum(0)
         squares += (x * x).sum(0)
+    if not bool(torch.isfinite(total).all() & torch.isfinite(squares).all()):
+        _refuse_nonfinite(values, rows, columns)
     n = max(len(rows), 1)
     mean = total / n
     std = (squares / n - mean * mean).clamp_min(0).sqrt()
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
     return mean.float().cpu().numpy(), std.float().cpu().numpy()
+
+
+def _refuse_nonfinite(values: np.ndarray, rows: np.ndarray, columns: np.ndarray, what: str = "training") -> None:
+    """Raise naming the first row and column holding NaN or inf: a probe trained on them got NaN weights and ranked
+    the neurons in column order, and one scoring them predicted class 0 (helper 182), all without an error."""
+    for chunk, x in _batches(values, np.sort(rows), columns, 8192, torch.device("cpu")):
+        bad = (~torch.isfinite(x)).nonzero()
+        if len(bad):
+            row, position = (int(v) for v in bad[0])
+            column = int(columns[position]) if columns is not None else position
+            raise DatasetError(
+                f"The {what} activations hold non-finite values (NaN or inf), first at row {int(chunk[row])}, column "
+                f"{column} ({float(x[row, position])}): a probe's weights, its neuron ranking and its predictions "
+                "would all be meaningless. Extract them again from a model whose weights are finite, in float32.")
+    raise DatasetError(f"The {what} activations hold non-finite values (NaN or inf).")
 
 
 def _label_ids(labels: Any, label_names: Sequence[str] | None) -> np.ndarray:
@@ -425,12 +444,14 @@ def train_probe(
             "several labels.")
     device = config.torch_device()
     resident = _resident(values, rows, columns, device)
-    if not config.standardize:
-        mean, scale = np.zeros(len(columns), np.float32), np.ones(len(columns), np.float32)
-    elif resident is not None:
+    if resident is not None:
+        if not bool(torch.isfinite(resident).all()):
+            _refuse_nonfinite(values, rows, columns)
         mean, scale = _tensor_moments(resident)
     else:
-        mean, scale = _moments(values, rows, columns, device)
+        mean, scale = _moments(values, rows, columns, device)  # also checks that every value is finite
+    if not config.standardize:
+        mean, scale = np.zeros(len(columns), np.float32), np.ones(len(columns), np.float32)
     mean_t, scale_t = torch.from_numpy(mean).to(device), torch.from_numpy(scale).to(device)
     if resident is not None:
         resident.sub_(mean_t).div_(scale_t)
