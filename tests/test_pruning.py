@@ -696,6 +696,31 @@ def test_evaluate_pruning_perplexity_matches_brute_force():
         assert again.loc[0, "perplexity"] == pytest.approx(table.loc[0, "perplexity"], rel=1e-6), type(given)
 
 
+def test_evaluation_runs_the_model_outside_accelerates_autocast_wrapper():
+    """Helper 182: a model that a Trainer prepared with bf16 keeps Accelerate's autocast wrapper as its forward;
+    evaluate_pruning ran it in bfloat16 (this GPT-2's perplexity 597.676 for 597.644 in float32, no error),
+    TaskMetric and LMLossMetric too, while analyze and ProbeMetric run the weights' dtype."""
+    from accelerate import Accelerator
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hf_txray.probing import LMLossMetric
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                       n_positions=128)).eval()
+    plans = [plan_pruning(None, {0: [1, 2], 1: [3, 7]}, widths={0: 40, 1: 40}, mode=mode)
+             for mode in ("mask", "remove")]
+    texts = TEXTS[:4]
+    before = evaluate_pruning(model, plans, texts, tokenizer=bpe_tokenizer(), batch_size=3)
+    loss = LMLossMetric(bpe_tokenizer(), texts)(model)
+    Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    wrapper = vars(model)["forward"]
+    after = evaluate_pruning(model, plans, texts, tokenizer=bpe_tokenizer(), batch_size=3)
+    assert after["perplexity"].tolist() == before["perplexity"].tolist()
+    assert LMLossMetric(bpe_tokenizer(), texts)(model) == loss
+    assert vars(model)["forward"] is wrapper  # put back
+
+
 def test_offline_metrics_do_not_touch_the_network(monkeypatch):
     import evaluate
 
