@@ -205,12 +205,40 @@ def _integer_reading(values: Sequence[Any], column: str, names: Mapping[str, int
     return "names" if as_names and not as_ids else "ids" if as_ids else None
 
 
+def _bool_ids(values: Sequence[Any], column: str, names: Mapping[str, int], num_labels: Any) -> list[int]:
+    """True/False labels as class ids 1/0, as probing reads them (``label_names[0]`` names False, ``[1]`` True):
+    only for two classes, every label a bool, and class names "True"/"False", if the model has them, of those ids.
+
+    Raises:
+        DatasetError: bools beside other labels, a model of other than two classes, or class names "True"/"False"
+            of other ids."""
+    other = next((row for row, value in enumerate(values) if not isinstance(value, (bool, np.bool_))), None)
+    if other is not None:
+        raise DatasetError(
+            f"The label column {column!r} mixes True/False with other labels (row {other}: {values[other]!r}; None or "
+            "NaN: a missing label): write every label as a class id, a class name, or a bool, and drop unlabelled "
+            "rows (e.g. with Dataset.filter).")
+    if isinstance(num_labels, int) and num_labels != 2:
+        raise DatasetError(
+            f"The labels of {column!r} are True/False, class ids 0 (False) and 1 (True), and the model has "
+            f"num_labels={num_labels}: bools fit a classifier of two classes only. Write the labels as class ids or "
+            "class names.")
+    swapped = {name: names[name] for name in ("False", "True") if name in names and names[name] != (name == "True")}
+    if swapped:
+        raise DatasetError(
+            f"The labels of {column!r} are True/False, class ids 0 (False) and 1 (True), but the model names its "
+            f"classes {swapped} (config.label2id): each bool would be two classes. Write the labels as class names "
+            "(strings) or as class ids.")
+    return [int(bool(value)) for value in values]
+
+
 def class_ids(values: Sequence[Any], column: str, model: Any = None) -> list[int]:
     """The class id of each label of a classification dataset.
 
     A label is a class id (an int, a whole float, an integer written as text) or one of the model's class names
-    (``config.label2id``, e.g. ``"business"``). With `model`, every id must be one of its ``config.num_labels``
-    classes: a label it cannot output would be counted wrong for every model, pruned or not.
+    (``config.label2id``, e.g. ``"business"``). Bools are ids 0 (False) and 1 (True) of a two-class model, as probing
+    reads them with two label names (every label then a bool). With `model`, every id must be one of its
+    ``config.num_labels`` classes: a label it cannot output would be counted wrong for every model, pruned or not.
 
     Raises:
         DatasetError: a missing label (an empty CSV cell), a name that is not a class of the model, a fraction, or a
@@ -218,6 +246,8 @@ def class_ids(values: Sequence[Any], column: str, model: Any = None) -> list[int
     """
     config = getattr(model, "config", None)
     names = _class_names(config)
+    if any(isinstance(value, (bool, np.bool_)) for value in values):
+        return _bool_ids(values, column, names, getattr(config, "num_labels", None))
     reading = _integer_reading(values, column, names, getattr(config, "num_labels", None))
     known = f"its class names are {sorted(names, key=names.get)}" if names else "it has no class names"
     ids = []

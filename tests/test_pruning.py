@@ -568,6 +568,35 @@ def test_labels_are_class_ids_or_the_models_class_names_and_others_are_refused_b
                                                                                 model) == by_id
 
 
+def test_bool_labels_are_class_ids_0_and_1_of_a_two_class_model_as_probing_reads_them(monkeypatch):
+    """Helper 182: probing read True/False labels (as ids 0 and 1 of two label names) while evaluate_pruning,
+    TaskMetric and prune-sweep refused them as 'neither a class id nor a class name'."""
+    import datasets
+
+    import hf_txray.evaluation as evaluation
+    from hf_txray.errors import DatasetError
+
+    model = classifier(seed=3, num_labels=2)
+    texts = TEXTS[:6]
+    flags = [i % 3 == 0 for i in range(len(texts))]  # unbalanced: read the other way round, the accuracy moves
+    expected = evaluate_pruning(model, [], {"text": texts, "label": [int(f) for f in flags]}, "accuracy",
+                                tokenizer=bert_tokenizer(), max_length=32).loc[0, "accuracy"]
+    for given in (flags, np.array(flags), datasets.Dataset.from_dict({"text": texts, "label": flags})):
+        data = given if isinstance(given, datasets.Dataset) else {"text": texts, "label": given}
+        assert evaluate_pruning(model, [], data, "accuracy", tokenizer=bert_tokenizer(),
+                                max_length=32).loc[0, "accuracy"] == expected
+    monkeypatch.setattr(evaluation, "run_predictions", lambda *a, **k: pytest.fail("a forward pass ran"))
+    for labels, said in [([True, False, None], r"mixes True/False with other labels \(row 2: None"),
+                         ([True, 0, 1], r"row 1: 0")]:
+        with pytest.raises(DatasetError, match=said):
+            evaluation.class_ids(labels, "label", model)
+    model.config.id2label, model.config.label2id = {0: "True", 1: "False"}, {"True": 0, "False": 1}
+    with pytest.raises(DatasetError, match=r"names its classes \{'False': 1, 'True': 0\}"):
+        evaluation.class_ids(flags, "label", model)
+    with pytest.raises(DatasetError, match="num_labels=3: bools fit a classifier of two classes only"):
+        evaluation.class_ids(flags, "label", classifier(seed=3, num_labels=3))
+
+
 def test_evaluate_pruning_truncates_at_the_model_limit_by_default():
     """Texts longer than the model's 128 positions failed inside the model (a tensor size mismatch)."""
     model = classifier(seed=3, num_labels=3)
