@@ -163,6 +163,12 @@ def test_amount_forms(report):
     # layer-1 distributions are the same as layer 0's, so H ties across layers; the top three are n2 x2 and one n1
     assert overall.total == 3 and 2 in overall.neurons[0] and 2 in overall.neurons[1]
     assert plan_pruning(report, "random", 0.5, per_layer=False).total == 12
+    # helper 182: a dict amount with per_layer=False made per-layer counts and recorded per_layer=False in the plan
+    with pytest.raises(ConfigurationError, match=r"amount=\{1: 4\} gives a count for each layer, and per_layer=False"):
+        plan_pruning(report, "random", {1: 4}, per_layer=False)
+    assert plan_pruning(report, "random", {1: 4}).per_layer is True
+    with pytest.raises(ConfigurationError, match=r"fewer than the 3 asked for. Ask for fewer, or allow_fewer=True"):
+        plan_pruning(report, "lost", {0: 3})  # no per_layer=False hint beside a dict amount
     short = plan_pruning(report, "lost", 3, allow_fewer=True)
     assert short.counts == {0: 2, 1: 2}
     # helper 150: a sweep set a smaller plan beside full-size random ones without a word

@@ -39,7 +39,8 @@ class PruningPlan(Artifact):
             ``"random"``, a strategy registered with :func:`~hf_txray.pruning.register_pruning_strategy`, or
             ``"explicit"`` (a neuron list given by the user).
         amount (`int`, `float` or `dict[int, int]`): what was asked for: a count, a fraction, or counts per layer.
-        per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together.
+        per_layer (`bool`): whether `amount` applied to each layer (True) or to all selected layers together (a
+            dict amount is per layer: always True).
         seed (`int`, *optional*): seed of the random choice (``"random"``) and of the tie-breaking order.
         mode (`str`): ``"mask"`` or ``"remove"``.
         neurons (`dict[int, list[int]]`): the pruned neuron indices per layer (sorted; every selected layer listed).
@@ -341,6 +342,11 @@ def plan_pruning(
             sorted({int(k) for k in amount}) != sorted({int(x) for x in layers}):
         raise ConfigurationError(f"amount names layers {sorted(amount)} and layers= names {list(layers)}: a dict "
                                  "amount chooses the layers itself; pass one of them.")
+    if isinstance(amount, Mapping) and not per_layer:  # the plan recorded per_layer=False beside counts per layer
+        raise ConfigurationError(
+            f"amount={dict(amount)} gives a count for each layer, and per_layer=False asks for one count over all "
+            "layers together: pass one of them (a dict amount is per layer; an int or a fraction with "
+            "per_layer=False is ranked over all layers).")
     info = source_info(source)
     if not isinstance(strategy, str):
         neurons = explicit_neurons(strategy, widths)
@@ -397,8 +403,9 @@ def plan_pruning(
             if want > have and not allow_fewer:
                 raise ConfigurationError(
                     f"Strategy {strategy!r} has only {have} candidate neurons in layer {layer}, fewer than the {want} "
-                    f"asked for. Ask for fewer, pass per_layer=False (CLI: --overall), or allow_fewer=True "
-                    f"(--allow-fewer) to take all {have}{_fewer_hint(chosen, min_count)}."
+                    f"asked for. Ask for fewer, "
+                    + ("" if isinstance(amount, Mapping) else "pass per_layer=False (CLI: --overall), ")
+                    + f"or allow_fewer=True (--allow-fewer) to take all {have}{_fewer_hint(chosen, min_count)}."
                 )
             neurons[layer] = sorted(int(i) for i in order[layer][:want])
     else:
