@@ -1699,3 +1699,14 @@ def test_non_finite_activations_are_refused_not_probed(monkeypatch):
         probe = train_probe(values, labels, epochs=1)
         with pytest.raises(DatasetError, match="scored activations hold non-finite"):
             probe.predict(broken)
+
+
+def test_top_neurons_refuses_a_k_that_is_not_a_positive_count(planted):
+    """Helper 182: top_neurons(-3) returned every neuron but the last 3 (pandas' head), top_neurons(0) none, and
+    2.5 failed inside pandas or numpy, with or without a label."""
+    result = planted.result
+    assert len(result.top_neurons(np.int64(2))) == 2 and len(result.top_neurons(2, label="NOUN")) == 2
+    for k in (-3, 0, 2.5, True, "5"):
+        for label in (None, "NOUN"):
+            with pytest.raises(ConfigurationError, match=r"k must be an int >= 1"):
+                result.top_neurons(k, label=label)

@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import ConfigurationError, DatasetError
 from ..artifact import Artifact
 from ..io_utils import read_json, write_json
-from ..options import parse_layers
+from ..options import is_int, parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, extract_activations
@@ -137,7 +137,8 @@ class ProbingResult(Artifact):
         return None if self.control_accuracy is None else self.accuracy - self.control_accuracy
 
     def top_neurons(self, k: int = 10, label: str | None = None) -> pd.DataFrame:
-        """The `k` most important neurons overall, or for one `label` (by ``|weight|``, with the signed weight).
+        """The `k` (an int >= 1) most important neurons overall, or for one `label` (by ``|weight|``, with the signed
+        weight).
 
         Example:
             ```python
@@ -146,6 +147,8 @@ class ProbingResult(Artifact):
             0           0      3     811  0.412...
             ```
         """
+        if not is_int(k) or k < 1:  # helper 182: pandas' head(-3) gave every neuron but the last 3, no error
+            raise ConfigurationError(f"k must be an int >= 1 (how many neurons from the top), got {k!r}.")
         if label is None:
             return self.ranking.head(k).reset_index(drop=True)
         columns, weights = self.probe.class_ranking(label)
