@@ -304,7 +304,32 @@ def check_batches_ignore_padding(model: Any, batches: Sequence[dict[str, torch.T
 
     if batch_size > 1 and batches:
         limit = max_length or model_length_limit(model).tokens or int(batches[0]["input_ids"].shape[1]) * 2
-        check_outputs_ignore_padding(model, batches[0], _device_of(model), limit, remedy="batch_size=1")
+        # the probe runs a row's real tokens: the first row that has some (an empty first text failed inside it)
+        first = next(({name: tensor[i:i + 1] for name, tensor in batch.items()} for batch in batches
+                      for i in range(len(batch["input_ids"])) if batch["attention_mask"][i].any()), None)
+        if first is not None:
+            check_outputs_ignore_padding(model, first, _device_of(model), limit, remedy="batch_size=1")
+
+
+def check_rows_have_tokens(batches: Sequence[dict[str, torch.Tensor]], task: str) -> None:
+    """Refuse, before any pass, a classification text that encodes to no token (an empty text with a tokenizer that
+    adds no special token, as GPT-2's): the model would classify a row of padding alone, and the metric count that
+    guess (helper 182); and a causal LM corpus without a token to predict (every text shorter than two tokens), whose
+    perplexity would be NaN. An LM's empty texts are kept: they add no token to the perplexity."""
+    if task == "classification":
+        row = 0
+        for batch in batches:
+            lengths = batch["attention_mask"].sum(-1).tolist()
+            empty = next((i for i, length in enumerate(lengths) if length == 0), None)
+            if empty is not None:
+                raise DatasetError(
+                    f"Text {row + empty} of the evaluation data encodes to no token (an empty text, and the tokenizer "
+                    "adds no special token): the classifier would classify padding alone, and the metrics count that "
+                    "guess. Drop empty texts (e.g. with Dataset.filter).")
+            row += len(lengths)
+    elif not any(int((batch["attention_mask"].sum(-1) - 1).clamp_min(0).sum()) for batch in batches):
+        raise DatasetError("No text of the evaluation data has two tokens, so a causal LM has no token to predict "
+                           "after the first and the perplexity is undefined. Give longer texts.")
 
 
 def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int | None,
@@ -471,7 +496,8 @@ def evaluate_pruning(
         model (`PreTrainedModel`): a sequence classifier (``...ForSequenceClassification``) or a causal LM.
         plans (`PruningPlan`, list or dict name -> plan): the plans to compare (names default to ``plan.name``).
         dataset (`datasets.Dataset`, dict of columns, DataFrame, or list of str for LMs): the evaluation data;
-            classification needs a label column.
+            classification needs a label column. A classification text without a token is refused (see
+            :func:`check_rows_have_tokens`).
         metric (`str`, `evaluate.EvaluationModule` or a list of them, *optional*): defaults to
             ``["accuracy", "f1"]`` for classification and ``"perplexity"`` for causal LMs; these names load
             hf_txray's offline `evaluate` scripts (see :func:`load_metric`).
@@ -526,6 +552,7 @@ def evaluate_pruning(
         metrics = [metrics]
     modules = metric_modules(metrics, task, metric_kwargs)
     batches = encode_batches(tokenizer, texts, batch_size, max_length, pad_id_of(model))
+    check_rows_have_tokens(batches, task)
     check_batches_ignore_padding(model, batches, batch_size, max_length)
 
     def evaluate_one(target: Any) -> dict[str, Any]:

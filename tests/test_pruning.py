@@ -756,6 +756,34 @@ def test_evaluation_runs_the_model_outside_accelerates_autocast_wrapper():
     assert vars(model)["forward"] is wrapper  # put back
 
 
+def test_an_empty_text_is_refused_for_a_classifier_and_skipped_by_a_causal_lm():
+    """Helper 182: a GPT-2 classifier's prediction for an empty text (no token: its tokenizer adds none) was a row of
+    padding classified and counted; an LM corpus whose first text was empty failed inside the padding check
+    ('cannot reshape tensor of 0 elements'), and one without two tokens in any text gave a NaN perplexity."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from hf_txray.errors import DatasetError
+    from hf_txray.probing import LMLossMetric, TaskMetric
+
+    config = dict(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40, n_positions=128)
+    torch.manual_seed(0)
+    clf = GPT2ForSequenceClassification(GPT2Config(num_labels=2, pad_token_id=0, **config)).eval()
+    data = {"text": ["good movie", "", "bad"], "label": [1, 0, 0]}
+    with pytest.raises(DatasetError, match="Text 1 of the evaluation data encodes to no token"):
+        evaluate_pruning(clf, [], data, tokenizer=bpe_tokenizer(), batch_size=2)
+    with pytest.raises(DatasetError, match="Text 1 of the evaluation data encodes to no token"):
+        TaskMetric(bpe_tokenizer(), data, "accuracy")(clf)
+    lm = GPT2LMHeadModel(GPT2Config(**config)).eval()
+    with_empty = evaluate_pruning(lm, [], ["", TEXTS[0], "", TEXTS[1]], tokenizer=bpe_tokenizer(), batch_size=2)
+    without = evaluate_pruning(lm, [], [TEXTS[0], TEXTS[1]], tokenizer=bpe_tokenizer(), batch_size=2)
+    assert with_empty.loc[0, "perplexity"] == pytest.approx(without.loc[0, "perplexity"], rel=1e-6)
+    for texts in (["", "a"], ["a", "a"]):
+        with pytest.raises(DatasetError, match="No text of the evaluation data has two tokens"):
+            evaluate_pruning(lm, [], texts, tokenizer=bpe_tokenizer(), batch_size=2)
+        with pytest.raises(DatasetError, match="No text of the evaluation data has two tokens"):
+            LMLossMetric(bpe_tokenizer(), texts)(lm)
+
+
 def test_offline_metrics_do_not_touch_the_network(monkeypatch):
     import evaluate
 

@@ -316,8 +316,8 @@ class TaskMetric:
         self.name = metric or "metric"
 
     def _prepare(self, model: nn.Module) -> tuple:
-        from ..evaluation import (DEFAULT_METRICS, check_batches_ignore_padding, encode_batches, infer_task,
-                                  metric_modules, pad_id_of, text_and_labels)
+        from ..evaluation import (DEFAULT_METRICS, check_batches_ignore_padding, check_rows_have_tokens,
+                                  encode_batches, infer_task, metric_modules, pad_id_of, text_and_labels)
 
         task = infer_task(model, self.task)
         texts, labels = text_and_labels(self.dataset, self.text_column, self.label_column, task, model)
@@ -327,6 +327,7 @@ class TaskMetric:
         # and f1/precision/recall averaged over classes (macro)
         max_length = resolve_max_length(model, self.tokenizer, self.max_length)
         batches = encode_batches(self.tokenizer, texts, self.batch_size, max_length, pad_id_of(model))
+        check_rows_have_tokens(batches, task)
         check_batches_ignore_padding(model, batches, self.batch_size, max_length)
         return task, labels, metric, metric_modules([metric], task), batches
 
@@ -379,7 +380,7 @@ class LMLossMetric(TaskMetric):
                 "LM head (a *ForCausalLM or *LMHeadModel class): choose --metric probe, or a task metric of its head.")
 
     def __call__(self, model: nn.Module) -> float:
-        from ..evaluation import encode_batches, run_predictions
+        from ..evaluation import check_rows_have_tokens, encode_batches, run_predictions
 
         if self._prepared is None:  # 128 tokens by default, or the model's limit when it is shorter (else checked)
             self.check_model(model)
@@ -387,6 +388,7 @@ class LMLossMetric(TaskMetric):
             max_length = min(LM_LOSS_MAX_LENGTH, limit) if self.max_length is None else \
                 resolve_max_length(model, self.tokenizer, self.max_length)
             self._prepared = (encode_batches(self.tokenizer, self.dataset, self.batch_size, max_length),)
+            check_rows_have_tokens(self._prepared[0], "causal-lm")  # no token to predict: a NaN loss
         outputs = run_predictions(model, self._prepared[0], "causal-lm")
         tokens = sum(outputs["num_tokens"])
         return float(sum(outputs["nll"]) / tokens) if tokens else float("nan")
