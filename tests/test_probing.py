@@ -672,6 +672,11 @@ def test_ablation_curve_takes_layers_as_analyze_does():
     # fix 133 (F7): a 0 beside other counts was dropped silently; an unknown metric was sent to the label column
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: 0.0, counts=[0, 2]), ConfigurationError,
      r"counts must be positive numbers of neurons, got \[0, 2\]: the baseline \(none ablated\) is always measured"),
+    # helper 182: int() made a count of 2.7 two neurons and True one
+    (lambda m: ablation_curve(m, [(0, 1), (0, 2), (0, 3)], lambda model: pytest.fail("a pass ran"), counts=[1, 2.7]),
+     ConfigurationError, r"counts must be whole numbers of neurons \(ints\), got \[1, 2.7\]"),
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), counts=[True]),
+     ConfigurationError, "counts must be whole numbers"),
     (lambda m: hf_txray.probing.metric_from_name("bogus", None, "no_such_data.csv"), ConfigurationError,
      "Unknown ablation metric 'bogus': choose one of probe, lm-loss, accuracy"),
     # helper 134: seeds=1 failed with a bare TypeError after every ranked pass had run

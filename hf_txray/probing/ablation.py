@@ -485,6 +485,9 @@ def ablation_counts(counts: Sequence[int], num_ranked: int | None) -> list[int]:
     Raises:
         ConfigurationError: no count, or a count below 1 (the baseline, 0 ablated, is always measured).
     """
+    counts = list(counts.tolist() if isinstance(counts, np.ndarray) else counts)
+    if not all(is_int(k) for k in counts):  # helper 182: int() made 2.7 two neurons and True one, no error
+        raise ConfigurationError(f"counts must be whole numbers of neurons (ints), got {counts}.")
     counts = [int(k) for k in counts]
     if not counts or min(counts) < 1:
         raise ConfigurationError(f"counts must be positive numbers of neurons, got {counts}: the baseline (none "
