@@ -1715,3 +1715,22 @@ def test_top_neurons_refuses_a_k_that_is_not_a_positive_count(planted):
         for label in (None, "NOUN"):
             with pytest.raises(ConfigurationError, match=r"k must be an int >= 1"):
                 result.top_neurons(k, label=label)
+
+
+def test_a_control_draw_of_one_label_scores_the_constant_probe_not_an_error():
+    """Helper 182: with 5 word types (4 'N', 1 'V'), control seed 11 gives every type 'N'; probe_neurons then failed
+    after the real probe with 'The training rows carry a single label', telling to use a corpus of several labels
+    (it has two). The control probe of one class predicts it for every word: that is its accuracy."""
+    from hf_txray.probing import control_task_accuracy
+
+    corpus = from_columns({"tokens": [["cat", "dog", "runs", "fast", "home"]] * 30,
+                           "tags": [["N", "N", "N", "N", "V"]] * 30}, "tokens", "tags")
+    acts = extract_activations(tiny_bert(), corpus, bert_tokenizer(), layers=[0])
+    train, test = acts.split(0.2, 11)
+    control = control_labels(acts.word_types, acts.labels, 2, seed=11)
+    assert len(np.unique(control[train])) == 1
+    with pytest.warns(UserWarning, match=r"The control task \(seed 11\) gave every training word type the label 'N'"):
+        assert control_task_accuracy(acts, train, test, seed=11, config=FAST) == 1.0
+    with pytest.warns(UserWarning, match="control task"):
+        result = probe_neurons(None, acts, seed=11, minimal=False, subset_size=0, config=FAST)
+    assert result.control_accuracy == 1.0 and result.selectivity == result.accuracy - 1.0

@@ -629,4 +629,13 @@ def control_task_accuracy(acts: Activations, train: np.ndarray, test: np.ndarray
     """
     labels = control_labels(acts.word_types, acts.labels, len(acts.label_names), seed=seed)
     columns = np.arange(acts.num_features) if columns is None else columns
+    drawn = np.unique(labels[np.asarray(train, dtype=np.int64)])
+    if len(drawn) == 1:
+        # helper 182: a few word types can all draw one control label; train_probe then refused "a corpus of one
+        # label" after the real probe had run. A probe of one class predicts it everywhere: that is its accuracy.
+        warn_caller(f"The control task (seed {seed}) gave every training word type the label "
+                    f"{acts.label_names[int(drawn[0])]!r}, so its probe predicts that label for every word; the "
+                    f"control accuracy is that share of the test words. With so few word types "
+                    f"({len(np.unique(acts.word_types[train]))} in training), selectivity says little.")
+        return float(np.mean(labels[np.asarray(test, dtype=np.int64)] == drawn[0])) if len(test) else float("nan")
     return _accuracy_with(acts, train, test, columns, config or ProbeConfig(), labels=labels)
