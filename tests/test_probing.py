@@ -677,6 +677,13 @@ def test_ablation_curve_takes_layers_as_analyze_does():
      ConfigurationError, r"counts must be whole numbers of neurons \(ints\), got \[1, 2.7\]"),
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), counts=[True]),
      ConfigurationError, "counts must be whole numbers"),
+    # helper 182: astype(int) made a table's (or a ranking list's) neuron 2.7 neuron 2; whole floats are kept
+    (lambda m: ablate(m, pd.DataFrame({"layer": [0.0], "neuron": [2.7]})).__enter__(), ConfigurationError,
+     r"The neuron table's 'neuron' column must hold whole numbers, got 2.7 \(float64\)"),
+    (lambda m: ablation_curve(m, [(0, 1), (0, 2.7)], lambda model: pytest.fail("a pass ran")), ConfigurationError,
+     r"'neuron' column must hold whole numbers, got 2.7"),
+    (lambda m: ablation_curve(m, [(0, 1), (0.5, 2)], lambda model: pytest.fail("a pass ran")), ConfigurationError,
+     r"'layer' column must hold whole numbers, got 0.5"),
     (lambda m: hf_txray.probing.metric_from_name("bogus", None, "no_such_data.csv"), ConfigurationError,
      "Unknown ablation metric 'bogus': choose one of probe, lm-loss, accuracy"),
     # helper 134: seeds=1 failed with a bare TypeError after every ranked pass had run
@@ -1734,3 +1741,10 @@ def test_a_control_draw_of_one_label_scores_the_constant_probe_not_an_error():
     with pytest.warns(UserWarning, match="control task"):
         result = probe_neurons(None, acts, seed=11, minimal=False, subset_size=0, config=FAST)
     assert result.control_accuracy == 1.0 and result.selectivity == result.accuracy - 1.0
+
+
+def test_a_neuron_table_of_whole_floats_is_read_as_ints():
+    model, _ = tiny("bert")
+    with ablate(model, pd.DataFrame({"layer": [0.0, 1.0], "neuron": [3.0, 5.0]})) as handle:
+        assert handle.neurons == {0: [3], 1: [5]}
+    assert active_masks(model) == []

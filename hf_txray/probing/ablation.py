@@ -43,10 +43,29 @@ MODES = ("zero", "mean")
 def _as_spec(neurons: Any) -> Any:
     """Accept a DataFrame with ``layer``/``neuron`` columns (e.g. ``result.top_neurons(10)``) too."""
     if isinstance(neurons, pd.DataFrame):
-        if not {"layer", "neuron"} <= set(neurons.columns):
-            raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
-        return list(zip(neurons["layer"].astype(int).tolist(), neurons["neuron"].astype(int).tolist()))
+        return _table_pairs(neurons)
     return neurons
+
+
+def _table_pairs(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """The ``(layer, neuron)`` pairs of a table, whole numbers (ints, or floats such as 3.0 that a merge or a CSV
+    made) only: ``astype(int)`` made a neuron 2.7 neuron 2 (helper 182), as a dict or a list of pairs refuses."""
+    if not {"layer", "neuron"} <= set(frame.columns):
+        raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
+    if frame.empty:
+        return []
+    for column in ("layer", "neuron"):
+        values = frame[column].to_numpy()
+        whole = values.dtype.kind in "iu" or (values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (
+            values == np.round(values)))))
+        if not whole:
+            bad = next((v for v in values if not (isinstance(v, (int, np.integer, float, np.floating))
+                                                  and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
+                                                  and float(v).is_integer())), values[0] if len(values) else None)
+            bad = bad.item() if isinstance(bad, np.generic) else bad
+            raise ConfigurationError(f"The neuron table's {column!r} column must hold whole numbers, got {bad!r} "
+                                     f"({values.dtype}): a fraction would be cut to another {column}.")
+    return list(zip(frame["layer"].astype(int).tolist(), frame["neuron"].astype(int).tolist()))
 
 
 def check_ranked_modules(neurons: Any, model: nn.Module, sites: Mapping[int, Any] | None = None) -> None:
@@ -466,7 +485,7 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
         frame, source = ranking, "table"
     else:
         frame, source = pd.DataFrame(list(ranking), columns=["layer", "neuron"]), "list"
-    pairs = list(zip(frame["layer"].astype(int).tolist(), frame["neuron"].astype(int).tolist()))
+    pairs = _table_pairs(frame)
     if not pairs:
         raise ConfigurationError("The ranking is empty.")
     seen: set[tuple[int, int]] = set()
