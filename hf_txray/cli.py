@@ -906,6 +906,12 @@ def _add_probe(sub) -> None:
     p.add_argument("--seed", type=_int(), default=0, help="Seed of the split and the probe's training.")
     p.add_argument("--l1", type=float, default=1e-3, help="L1 weight of the elastic-net probe.")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 weight of the elastic-net probe.")
+    p.add_argument("--solver", default="adam", choices=["adam", "saga"],
+                   help="adam: NeuroX's training (Adam, mini-batches; the default, comparable with NeuroX); saga: the "
+                        "elastic net's exact optimum by scikit-learn (the ranking to trust; --epochs, --lr and "
+                        "--probe-batch-size do not apply).")
+    p.add_argument("--tol", type=float, default=1e-4, help="saga's stopping tolerance.")
+    p.add_argument("--max-iter", type=_int(1), default=5000, help="saga's most passes over the training words.")
     p.add_argument("--epochs", type=_int(1), default=10, help="Probe training epochs.")
     p.add_argument("--lr", type=float, default=1e-3, help="Probe learning rate.")
     p.add_argument("--probe-batch-size", type=_int(1), default=32, help="Words per probe training step.")
@@ -927,7 +933,7 @@ def _cmd_probe(args) -> int:
     _check_out(args.out, "probe", "probing_result", read_whole=(args.data,))
     _check_export(args)
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
-                         seed=args.seed)
+                         seed=args.seed, solver=args.solver, tol=args.tol, max_iter=args.max_iter).validate()
     data = _resolve_dataset(args.data, args.max_sentences)
     result = probe_neurons(args.model, data, args.property, layers=args.layers, site=args.site,
                            aggregation=args.aggregation, stack=args.stack, max_sentences=args.max_sentences,

@@ -1748,3 +1748,140 @@ def test_a_neuron_table_of_whole_floats_is_read_as_ints():
     with ablate(model, pd.DataFrame({"layer": [0.0, 1.0], "neuron": [3.0, 5.0]})) as handle:
         assert handle.neurons == {0: [3], 1: [5]}
     assert active_masks(model) == []
+
+
+# ----- the saga solver: the elastic net's exact optimum -------------------------------------------------------------
+def _standardized(values: np.ndarray, rows: np.ndarray, probe) -> np.ndarray:
+    """The probe's training block as train_probe standardises it (float32, then float64 for scikit-learn)."""
+    block = np.asarray(values, np.float32)[rows][:, probe.columns]
+    return ((block - probe.mean) / probe.scale).astype(np.float64)
+
+
+def _sklearn_reference(x: np.ndarray, labels: np.ndarray, l1: float, l2: float, seed: int = 0, tol: float = 1e-8):
+    """scikit-learn's saga on the probe's objective, written out here (not through the package's mapping)."""
+    from sklearn.linear_model import LogisticRegression
+
+    present = np.unique(labels)
+    l2_fit = l2 / 2 if len(present) == 2 else l2  # one vector w = W[1] - W[0] for two classes
+    model = LogisticRegression(C=1.0 / (len(labels) * (l1 + 2 * l2_fit)), l1_ratio=l1 / (l1 + 2 * l2_fit),
+                               solver="saga", tol=tol, max_iter=20000, random_state=seed)
+    model.fit(x, np.searchsorted(present, labels))
+    coef, intercept = model.coef_, model.intercept_
+    if len(present) == 2:
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    return present, coef, intercept
+
+
+def _torch_objective(x: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray, l1: float,
+                     l2: float, with_grad: bool = False):
+    """The Adam probe's loss (train_probe's expression, full batch, float64) and its smooth part's gradients."""
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(np.asarray(labels, np.int64))
+    w = torch.tensor(np.asarray(weight, np.float64), requires_grad=True)
+    b = torch.tensor(np.asarray(bias, np.float64), requires_grad=True)
+    smooth = torch.nn.functional.cross_entropy(x_t @ w.T + b, y_t) + l2 * (w * w).sum()
+    value = float(smooth.detach()) + l1 * float(w.detach().abs().sum())
+    if not with_grad:
+        return value
+    smooth.backward()
+    return value, w.grad.numpy(), b.grad.numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def _four_classes() -> tuple[np.ndarray, np.ndarray]:
+    """400 rows of 40 correlated, unevenly scaled features, 4 classes of a sparse linear rule with noise."""
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(40, 40)) * 0.3 + np.eye(40)
+    x = (rng.normal(size=(400, 40)) @ mixing * rng.uniform(0.5, 4.0, 40) + rng.normal(size=40)).astype(np.float32)
+    rule = np.zeros((4, 40))
+    rule[:, :6] = rng.normal(size=(4, 6)) * 2
+    labels = (x / x.std(0) @ rule.T + rng.gumbel(size=(400, 4))).argmax(1)
+    return x, labels
+
+
+def test_saga_reaches_the_elastic_net_optimum_that_adam_does_not():
+    """Helper 185: Adam (NeuroX's) stops above the elastic-net objective and keeps most weights non-zero, so its
+    ranking is not the elastic net's. The saga probe's objective is at most Adam's, equals scikit-learn's run here,
+    and meets the optimality conditions of the probe's own (torch) loss."""
+    x_raw, labels = _four_classes()
+    names = ["A", "B", "C", "D", "UNSEEN"]  # a class without a training row: weights 0, never predicted
+    l1, l2 = 1e-2, 1e-3
+    rows = np.arange(len(labels))
+    adam = train_probe(x_raw, labels, label_names=names, l1=l1, l2=l2, device="cpu", warn_untrained=False)
+    with pytest.warns(UserWarning, match=r"no training word: \['UNSEEN'\]"):
+        saga = train_probe(x_raw, labels, label_names=names, l1=l1, l2=l2, device="cpu", solver="saga", tol=1e-8,
+                           max_iter=20000)
+    assert saga.config.solver == "saga" and np.array_equal(saga.mean, adam.mean)
+    x = _standardized(x_raw, rows, saga)
+    present, coef, intercept = _sklearn_reference(x, labels, l1, l2)
+    ids = np.searchsorted(present, labels)
+    reference = _torch_objective(x, ids, coef, intercept, l1, l2)
+    value, grad_w, grad_b = _torch_objective(x, ids, saga.weight[present], saga.bias[present], l1, l2, True)
+    adam_value = _torch_objective(x, ids, adam.weight[present], adam.bias[present], l1, l2)
+    print(f"objective: adam {adam_value:.6f}, saga {value:.6f}, sklearn {reference:.6f}")
+    assert value == pytest.approx(reference, abs=1e-6) and value == pytest.approx(saga.losses[0], abs=1e-6)
+    assert value < adam_value - 1e-3
+    # optimality of the probe's loss: the unpenalised bias has zero gradient; a non-zero weight's gradient is
+    # -l1 * its sign, a zero weight's is within [-l1, l1] (the intercept unpenalised and l2 squared, as in torch)
+    weight = saga.weight[present]
+    assert np.abs(grad_b).max() < 1e-4
+    nonzero = weight != 0
+    assert np.abs(grad_w[nonzero] + l1 * np.sign(weight[nonzero])).max() < 1e-4
+    assert np.abs(grad_w[~nonzero]).max() <= l1 + 1e-4
+    # no lower point nearby: small steps along random directions only raise the objective
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        step_w, step_b = rng.normal(size=weight.shape) * 1e-3, rng.normal(size=len(present)) * 1e-3
+        assert _torch_objective(x, ids, weight + step_w, saga.bias[present] + step_b, l1, l2) >= value - 1e-7
+    assert (weight == 0).mean() > 0.3 > (adam.weight[present] == 0).mean()  # L1 sparsity, which Adam lacks
+    assert not saga.weight[4].any() and saga.predict(x_raw).max() < 4
+    assert probe_module.rank_by_weight(saga.weight)[0][:10].tolist() == \
+        probe_module.rank_by_weight(coef)[0][:10].tolist()
+
+
+def test_probe_neurons_with_saga_ranks_as_the_sklearn_reference_and_saves(planted, tmp_path):
+    acts = planted.acts
+    result = probe_neurons(None, acts, solver="saga", max_iter=20000, minimal=True, subset_size=2, subset_seeds=(0,))
+    assert result.probe.config.solver == "saga" and result.meta.config["solver"] == "saga"
+    train, _ = acts.split(0.2, 0)
+    x = _standardized(acts.values, train, result.probe)
+    present, coef, _ = _sklearn_reference(x, acts.labels[train], 1e-3, 1e-3, tol=1e-4)  # the probe's tol
+    order = probe_module.rank_by_weight(coef)[0]
+    ranked = np.abs(coef).max(axis=0)[order] > 1e-4  # the neurons the reference gives weight; zeros tie
+    assert result.ranking["column"].to_numpy()[ranked].tolist() == result.probe.columns[order][ranked].tolist()
+    assert (result.ranking.iloc[0]["layer"], result.ranking.iloc[0]["neuron"]) == (PLANT_LAYER, PLANT)
+    assert result.accuracy > 0.9 and result.minimal_size is not None and result.control_accuracy is not None
+    result.save_pretrained(tmp_path / "saga")
+    loaded = ProbingResult.from_pretrained(tmp_path / "saga")
+    assert loaded.probe.config == result.probe.config and np.array_equal(loaded.probe.weight, result.probe.weight)
+    assert loaded.ranking.equals(result.ranking)
+
+
+def test_saga_keeps_bool_labels_and_refuses_one_class():
+    x_raw, labels = _four_classes()
+    flags = labels == 0
+    probe = train_probe(x_raw, flags, label_names=["other", "A"], solver="saga", device="cpu")
+    assert probe.weight.shape == (2, 40) and np.allclose(probe.weight[0], -probe.weight[1])
+    assert probe.evaluate(x_raw, flags.astype(np.int64)).accuracy > 0.8
+    with pytest.raises(DatasetError, match="single label"):
+        train_probe(x_raw, np.zeros(len(labels), np.int64), label_names=["A", "B"], solver="saga")
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"solver": "lbfgs"}, r"Unknown probe solver 'lbfgs': the choices are \['adam', 'saga'\]"),
+    ({"solver": "saga", "lr": 0.01}, r"\['lr'\] do not apply to solver='saga' \(lr: adam only\)"),
+    ({"solver": "saga", "epochs": 50}, r"\['epochs'\] do not apply to solver='saga'"),
+    ({"max_iter": 50}, r"\['max_iter'\] do not apply to solver='adam' \(max_iter: saga only\)"),
+    ({"solver": "saga", "tol": 0}, r"tol must be a number > 0"),
+    ({"solver": "saga", "max_iter": 0}, r"max_iter must be an int >= 1"),
+])
+def test_unknown_solvers_and_options_of_the_other_solver_are_refused(options, match):
+    with pytest.raises(ConfigurationError, match=match):
+        ProbeConfig().with_options(**options)
+    with pytest.raises(ConfigurationError, match=match):
+        train_probe(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1]), **options)
+
+
+def test_saga_warns_when_it_stops_before_settling():
+    x_raw, labels = _four_classes()
+    with pytest.warns(UserWarning, match=r"stopped after max_iter=2 passes"):
+        train_probe(x_raw, labels, solver="saga", max_iter=2, device="cpu")
