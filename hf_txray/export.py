@@ -79,11 +79,11 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
     for report in by_name.values():
         for side, stage in (("a", report.meta.stage_a), ("b", report.meta.stage_b)):
             if stage in by_stage:
-                _check_report_of(report, by_stage[stage], side)
+                check_report_of(report, by_stage[stage], side)
     return by_stage, by_name
 
 
-def _check_report_of(report: TransferReport, profile: Profile, side: str) -> None:
+def check_report_of(report: TransferReport, profile: Profile, side: str) -> None:
     """Refuse a report bundled with a profile of its stage name that it was not computed from (the stage re-run
     after the report, or another model's profile of that name): the card, the tables and the viewer would show the
     report's figures beside another profile's distributions. Its per-neuron counts must be the profile's."""

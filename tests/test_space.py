@@ -619,6 +619,23 @@ def test_view_opens_profile_and_report_folders(results, tmp_path, monkeypatch):
     assert launched["server_port"] == 7998
 
 
+def test_view_refuses_a_report_beside_a_profile_it_was_not_computed_from(results, tmp_path):
+    """A stage profiled again after its report was made: opened together (folders, or one folder holding them), the
+    report's Hellinger distances and counts would sit beside the new profile's stats and distributions (the neuron
+    page said count 0 at a stage where its comparison said length 1). Refused as save_to_disk refuses it."""
+    a, b, report, _ = results
+    again = hf_txray.analyze(tiny_bert(1), TEXTS[:20], tokenizer=bert_tokenizer(), features=("token",),
+                             stage=b.stage, model_id="tiny-org/bert-tiny", show_progress=False)
+    a.save_pretrained(tmp_path / "run" / "a")
+    again.save_pretrained(tmp_path / "run" / "b")
+    report.save_pretrained(tmp_path / "run" / "report")
+    parts = [str(tmp_path / "run" / name) for name in ("a", "b", "report")]
+    for source in (viewer.SOURCE_SEPARATOR.join(parts), str(tmp_path / "run")):
+        with pytest.raises(ConfigurationError, match=f"not computed from the profile of stage '{b.stage}'"):
+            viewer.open_results(source, reload=True)
+    b.save_pretrained(tmp_path / "run" / "b")  # the profile the report was computed from: opens
+    assert viewer.open_results(viewer.SOURCE_SEPARATOR.join(parts), reload=True).report_names == [report.name]
+
 # ----- (2) a real browser --------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)

@@ -19,6 +19,7 @@ import pandas as pd
 from .. import metrics
 from ..architectures import neuron_label
 from ..errors import ConfigurationError, ProfileFormatError, TXRayError
+from ..export import check_report_of
 
 if TYPE_CHECKING:
     from ..profile import Profile
@@ -299,7 +300,9 @@ def split_sources(source: str) -> list[str]:
 
 
 def _load_results(source: str) -> tuple[dict, dict]:
-    """The profiles and reports of every part of `source`, merged (a stage or report found twice is an error)."""
+    """The profiles and reports of every part of `source`, merged (a stage or report found twice is an error, and
+    so is a report opened beside a profile of its stage that it was not computed from: its Hellinger distances and
+    counts would be shown beside another profile's distributions)."""
     profiles: dict = {}
     reports: dict = {}
     for part in split_sources(source):
@@ -310,6 +313,10 @@ def _load_results(source: str) -> tuple[dict, dict]:
                 raise ConfigurationError(f"The {name} {twice[0]!r} is in more than one of {source!r}: open them "
                                          "one by one.")
             store.update(more)
+    for report in reports.values():  # a report opened beside a profile of its stage must be of that profile
+        for side, stage in (("a", report.meta.stage_a), ("b", report.meta.stage_b)):
+            if stage in profiles:
+                check_report_of(report, profiles[stage], side)
     return profiles, reports
 
 
