@@ -636,6 +636,31 @@ def test_view_refuses_a_report_beside_a_profile_it_was_not_computed_from(results
     b.save_pretrained(tmp_path / "run" / "b")  # the profile the report was computed from: opens
     assert viewer.open_results(viewer.SOURCE_SEPARATOR.join(parts), reload=True).report_names == [report.name]
 
+def test_view_reads_each_stage_with_its_own_layers(tmp_path):
+    """Stages profiled on different layers, in one results folder: each profile's rows are found with its own layers.
+    The viewer read every stage with the first profile's layers, so with a profile of layer 1 alone first, layer 1
+    of a profile of both layers showed that profile's layer-0 counts, mass and examples (and layer 0 was not
+    offered at all)."""
+    run = lambda stage, layers: hf_txray.analyze(  # noqa: E731
+        tiny_bert(0), TEXTS, tokenizer=bert_tokenizer(), features=("token",), stage=stage, layers=layers,
+        model_id="tiny-org/bert-tiny", show_progress=False)
+    top, both = run("top", [1]), run("both", "all")
+    view = viewer.open_results(str(hf_txray.save_to_disk(tmp_path / "results", [top, both], plots=False)))
+    assert view.layers == [0, 1]
+    neuron = int(np.argmax(both.neuron_count[1] != both.neuron_count[0]))
+    assert both.neuron_count[1, neuron] != both.neuron_count[0, neuron]
+    for layer, stages in ((1, ["top", "both"]), (0, ["both"])):
+        stats = viewer.neuron_stats(view, layer, neuron, stages).set_index("stage")
+        for profile in (top, both):
+            if profile.stage in stages:
+                want = profile.neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)]
+                assert stats.loc[profile.stage, "count"] == want["count"]
+                assert same(stats.loc[profile.stage, "mass"], want["mass"])
+                got = viewer.examples_table(view, layer, neuron, [profile.stage])
+                assert len(got) == len(profile.top_examples(layer, neuron))
+    with pytest.raises(ConfigurationError, match="Layer 0 was not profiled in stage 'top'"):
+        viewer.neuron_stats(view, 0, neuron, ["top"])
+
 # ----- (2) a real browser --------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)

@@ -97,7 +97,10 @@ class ResultsView:
 
     @property
     def layers(self) -> list[int]:
-        return list(self._first_meta().layers)
+        """Every layer of these results, sorted: stages may have been profiled on different layers (a profile's
+        tables are read with its own layers: :meth:`row`)."""
+        metas = [p.meta for p in self.profiles.values()] + [r.meta for r in self.reports.values()]
+        return sorted({int(layer) for meta in metas for layer in meta.layers})
 
     @property
     def num_neurons(self) -> int:
@@ -177,8 +180,21 @@ class ResultsView:
                                      f"(0 to {self.num_neurons - 1}).")
         return layer_i, neuron_i
 
-    def row(self, layer: int, neuron: int) -> int:
-        return self.layers.index(layer) * self.num_neurons + neuron
+    def row(self, layer: int, neuron: int, stage: str | None = None) -> int:
+        """The row of (layer, neuron) in the tables of `stage` (its profile's layers), or of the first profile or
+        report when `stage` is None.
+
+        Raises:
+            ConfigurationError: the layer was not profiled at that stage.
+        """
+        meta = self._first_meta() if stage is None else self.profile(stage).meta
+        return layout_row(list(meta.layers), int(meta.num_neurons), layer, neuron,
+                          f"stage {meta.stage!r}" if stage is not None else "these results")
+
+    def report_row(self, report: "TransferReport", layer: int, neuron: int) -> int:
+        """The row of (layer, neuron) in `report.neurons` (the report's own layers)."""
+        return layout_row(list(report.meta.layers), int(report.meta.num_neurons), layer, neuron,
+                          f"report {report.name!r}")
 
     def stats(self, stage: str) -> pd.DataFrame:
         """``Profile.neuron_stats()`` of a stage (computed once)."""
@@ -198,20 +214,19 @@ class ResultsView:
         """The neuron's top examples in rank order (same rows as ``Profile.top_examples``)."""
         self.profile(stage)
         frame, offsets = self._examples[stage]
-        row = self.row(layer, neuron)
+        row = self.row(layer, neuron, stage)
         return frame.iloc[offsets[row]:offsets[row + 1]].reset_index(drop=True)
 
     def stat_row(self, stage: str, layer: int, neuron: int) -> dict[str, Any]:
         """One neuron's ``neuron_stats()`` row of a stage as a dict of Python values (without layer and neuron)."""
-        self.profile(stage)
-        row = self.row(layer, neuron)
+        row = self.row(layer, neuron, stage)
         return {c: (v[row].item() if hasattr(v[row], "item") else v[row]) for c, v in self._stat_columns[stage].items()}
 
     def example_columns(self, stage: str, layer: int, neuron: int) -> dict[str, np.ndarray]:
         """The neuron's top examples (rank order) as columns of arrays: cheaper than :meth:`examples`."""
         self.profile(stage)
         _, offsets = self._examples[stage]
-        row = self.row(layer, neuron)
+        row = self.row(layer, neuron, stage)
         return {c: v[offsets[row]:offsets[row + 1]] for c, v in self._example_columns[stage].items()}
 
     def _feature(self, stage: str, feature_type: str) -> str:
@@ -220,6 +235,16 @@ class ResultsView:
             raise ConfigurationError(f"Feature type {feature_type!r} was not profiled; available: "
                                      f"{', '.join(profile.feature_types)}.")
         return feature_type
+
+
+def layout_row(layers: list[int], num_neurons: int, layer: int, neuron: int, where: str) -> int:
+    """The row of (layer, neuron) in tables laid out layer by layer over `layers` (`where` names them in the error)."""
+    if layer not in layers:
+        raise ConfigurationError(f"Layer {layer} was not profiled in {where} (its layers: {layers}): pick one of "
+                                 "those, or a stage profiled on this layer.")
+    if not 0 <= neuron < num_neurons:
+        raise ConfigurationError(f"Neuron {neuron} is out of range in {where}: its layers have {num_neurons} neurons.")
+    return layers.index(layer) * num_neurons + neuron
 
 
 def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:

@@ -27,7 +27,7 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
         else:  # a stage only known from a report: what the report holds
             report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
             side = "a" if stage == report.meta.stage_a else "b"
-            line = report.neurons.iloc[view.row(layer, neuron)]
+            line = report.neurons.iloc[view.report_row(report, layer, neuron)]
             row = {"stage": stage, "status": "active" if line[f"count_{side}"] > 0 else "dead",
                    "mass": float(line[f"mass_{side}"]), "count": int(line[f"count_{side}"])}
             row.update({f"length_{ft}": int(line[f"length_{side}_{ft}"]) for ft in report.meta.feature_types})
@@ -40,14 +40,14 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
     if report is not None:
-        return str(report.neurons["status"].iat[view.row(layer, neuron)])
+        return str(report.neurons["status"].iat[view.report_row(report, layer, neuron)])
 
     def credited(stage: str) -> bool:
         if stage in view.profiles:
             return view.stat_row(stage, layer, neuron)["count"] > 0
         report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
         side = "a" if stage == report.meta.stage_a else "b"
-        return bool(report.neurons[f"count_{side}"].iat[view.row(layer, neuron)] > 0)
+        return bool(report.neurons[f"count_{side}"].iat[view.report_row(report, layer, neuron)] > 0)
 
     a, b = credited(stage_a), credited(stage_b)
     return "shared" if a and b else "lost" if a else "gained" if b else "dead"
@@ -69,7 +69,7 @@ def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, 
     if report is None:
         raise ConfigurationError(f"No report compares {stage_a!r} with {stage_b!r}, and one of them has no profile "
                                  "to derive it from: pick two profiled stages or a stored report's pair.")
-    line = report.neurons.iloc[view.row(layer, neuron)]
+    line = report.neurons.iloc[view.report_row(report, layer, neuron)]
     rows = [{"feature type": ft, "hellinger": line[f"hellinger_{ft}"],
              "hellinger length": int(line[f"hellinger_length_{ft}"]),
              "length A": int(line[f"length_a_{ft}"]), "length B": int(line[f"length_b_{ft}"]),

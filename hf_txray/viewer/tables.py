@@ -197,7 +197,7 @@ def transfer_table(view: ResultsView, report_name: str, feature_type: str | None
     for side, stage in (("A", report.meta.stage_a), ("B", report.meta.stage_b)):
         if stage in view.profiles:
             stats = view.stats(stage)
-            rows = [view.row(int(la), int(ne)) for la, ne in zip(out["layer"], out["neuron"])]
+            rows = [view.row(int(la), int(ne), stage) for la, ne in zip(out["layer"], out["neuron"])]
             out[f"top {ft} {side}"] = stats[f"top_{ft}"].to_numpy()[rows] if rows else []
     return rounded(yes_no(out))
 
