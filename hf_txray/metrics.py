@@ -69,7 +69,8 @@ def entropy(p: np.ndarray) -> float:
 
 
 def row_totals(rows: np.ndarray, values: np.ndarray, num_rows: int) -> np.ndarray:
-    return np.bincount(rows, weights=values, minlength=num_rows)
+    """Sum of `values` per row, float64 (numpy's weighted bincount of nothing is int64: a feature never credited)."""
+    return np.bincount(rows, weights=values, minlength=num_rows).astype(np.float64, copy=False)
 
 
 def probabilities(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarray:
@@ -89,7 +90,7 @@ def entropy_by_row(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndar
     p = probabilities(rows, mass, num_rows)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, -p * np.log(p), 0.0)
-    return np.bincount(rows, weights=terms, minlength=num_rows)
+    return np.bincount(rows, weights=terms, minlength=num_rows).astype(np.float64, copy=False)
 
 
 def hellinger_by_row(

@@ -543,3 +543,19 @@ def test_the_summary_configs_model_row_holds_every_figure_of_summary(tmp_path):
     assert expected.keys() <= set(model.index)
     assert {k: model[k] for k in expected} == pytest.approx(expected, nan_ok=True)
     assert not any(np.isnan(model[k]) for k in expected if not np.isnan(expected[k]))
+
+
+def test_a_feature_type_never_credited_exports_beside_one_that_was(tmp_path):
+    """A user feature that labels nothing in one stage's corpus (markup in plain text) leaves that stage's table of
+    the feature empty; its neurons' entropy and row totals came out as int64 (numpy's bincount of nothing), so the
+    export of that stage with a stage where the feature was credited failed inside pyarrow ("Unable to merge: Field
+    entropy_markup has incompatible types: double vs int64")."""
+    tags = hf_txray.UserFeature("tags", lambda text: [(m.start(), m.end(), "TAG") for m in re.finditer(r"<b>", text)])
+    run = lambda texts, stage: hf_txray.analyze(  # noqa: E731
+        tiny_bert(0), texts, tokenizer=bert_tokenizer(), features=("token", tags), stage=stage, show_progress=False)
+    tagged, plain = run([f"<b>{t}" for t in SAMPLE_TEXTS], "tagged"), run(SAMPLE_TEXTS, "plain")
+    assert len(tagged.tables["tags"].mass) and not len(plain.tables["tags"].mass)
+    assert plain.neuron_stats()["entropy_tags"].dtype == np.float64
+    folder = hf_txray.save_to_disk(tmp_path / "results", [tagged, plain], plots=False)
+    profiles, _ = hf_txray.load(folder)
+    assert profiles["plain"] == plain and profiles["tagged"] == tagged
