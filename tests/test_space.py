@@ -661,6 +661,33 @@ def test_view_reads_each_stage_with_its_own_layers(tmp_path):
     with pytest.raises(ConfigurationError, match="Layer 0 was not profiled in stage 'top'"):
         viewer.neuron_stats(view, 0, neuron, ["top"])
 
+def test_overview_figures_are_of_the_results_read(results, tmp_path):
+    """A page load reads a source again once it has left the few kept in memory (results pushed anew show their new
+    numbers); the overview figures are drawn from that reading too. They were cached by source name: the new tables
+    came with the Hellinger scatter of the results first read (dots of neurons no longer shared, or missing)."""
+    app = _load_app()
+    a, b, report, _ = results
+    source = tmp_path / "results"
+    hf_txray.save_to_disk(source, [a, b], [report], plots=False)
+    scatter = lambda: app.show_overview(str(source), report.name, "pos")[2]  # noqa: E731
+    dots = lambda svg: sorted(map(tuple, re.findall(r'#neuron-(\d+)-(\d+)"', svg)))  # noqa: E731
+    def shared(r):  # the scatter's dots: shared neurons with a distance (as test_open_and_overview counts them)
+        n = r.neurons[(r.neurons["status"] == "shared") & r.neurons["hellinger_pos"].notna()
+                      & (r.neurons["hellinger_length_pos"] > 0)]
+        return sorted((str(la), str(ne)) for la, ne in zip(n["layer"], n["neuron"]))
+    assert dots(scatter()) == shared(report)
+    again = hf_txray.analyze(tiny_bert(1), TEXTS[:30], tokenizer=bert_tokenizer(),
+                             features=("token", "pos", hf_txray.UserFeature("markup", markup)), stage=b.stage,
+                             model_id="tiny-org/bert-tiny", show_progress=False)
+    new_report = hf_txray.compare(a, again)
+    assert new_report.name == report.name and shared(new_report) != shared(report)
+    hf_txray.save_to_disk(source, [a, again], [new_report], plots=False)
+    for i in range(viewer.data.OPENED_KEPT):  # other sources opened since: this one is read again when next shown
+        a.save_pretrained(tmp_path / f"other{i}")
+        viewer.open_results(str(tmp_path / f"other{i}"))
+    assert app.open_results(str(source))[1].startswith("Opened")  # a page load (no reload)
+    assert dots(scatter()) == shared(new_report)
+
 # ----- (2) a real browser --------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)

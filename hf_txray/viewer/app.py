@@ -12,6 +12,7 @@ Hellinger scatter) draws its text as paths and holds only links naming neurons b
 
 from __future__ import annotations
 
+import collections
 import functools
 import html
 import json
@@ -141,16 +142,29 @@ def _chart(spec: dict) -> PlotData:
 _FIGURE_LOCK = threading.Lock()  # one drawing at a time: concurrent first page loads draw the figures once
 
 
+FIGURES_KEPT = 16  # encoded figures of the last few (results, report, feature type)
+_figures: "collections.OrderedDict[tuple, tuple[data.ResultsView, tuple]]" = collections.OrderedDict()
+
+
 def _overview_plots(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
-    with _FIGURE_LOCK:
-        return _encoded_figures(source, report, feature_type)
-
-
-@functools.lru_cache(maxsize=16)
-def _encoded_figures(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
-    """The four figures encoded once per (results, report, feature type), the Hellinger scatter as clickable SVG
-    and the others as PNG: page loads reuse them."""
+    """The four figures of the results `source` names now, encoded once per (results, report, feature type): page
+    loads reuse them while the results in memory are the same reading (a source read again, after a new push or
+    once it left the few kept in memory, is drawn again: the figures are of the numbers the tables show)."""
     view = _view(source)
+    key = (source, report, feature_type)
+    with _FIGURE_LOCK:
+        cached = _figures.get(key)
+        if cached is None or cached[0] is not view:
+            _figures[key] = cached = (view, _encoded_figures(view, report, feature_type))
+        _figures.move_to_end(key)
+        while len(_figures) > FIGURES_KEPT:
+            _figures.popitem(last=False)
+        return cached[1]
+
+
+def _encoded_figures(view: data.ResultsView, report: str | None,
+                     feature_type: str | None) -> tuple[PlotData | None, ...]:
+    """The four figures, the Hellinger scatter as clickable SVG and the others as PNG."""
     drawn = figures.overview_figures(view, report or None, feature_type or None)
     encoded = []
     for name in FIGURES:
@@ -210,8 +224,7 @@ def open_results(source: str, reload: bool = False) -> tuple:
     dropdown's choices."""
     source = (source or "").strip()
     if reload and source:
-        data.open_results(source, reload=True)
-        _encoded_figures.cache_clear()  # figures drawn from what was read before
+        data.open_results(source, reload=True)  # the figures follow the new reading (_overview_plots)
     view = _view(source)
     stages, reports, fts = view.stages, view.report_names, view.feature_types
     profiled = [s for s in stages if s in view.profiles] or stages
