@@ -181,3 +181,25 @@ def test_viewer_summary_adds_the_change_clause_only_with_significance_columns(pa
     first, second = viewer.neuron_summary(view, layer, neuron, "pretrained", "finetuned").split("\n")
     assert first == lines[0]  # said once, on the later stage
     assert second == lines[1][:-1] + "; changed beyond noise between pretrained and finetuned (pos, p < 0.001)."
+
+
+def test_live_tab_follows_a_stage_profiled_again(pages, tmp_path):
+    """The Live text engine is set up with the opened stage's settings; a source read again whose stage was profiled
+    again with other settings (top_k=2 here) is run with the new ones. It was kept per source name, so the tab went on
+    crediting one winner per token (the old top_k) beside a profile that credits two."""
+    from hf_txray.viewer import app
+
+    model = pages[4]
+    source = tmp_path / "results"
+    run = lambda top_k: hf_txray.analyze(  # noqa: E731
+        model, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), features=("token",), stage="pretrained", top_k=top_k,
+        show_progress=False)
+    attribution = app.AttributionModel((model, bert_tokenizer()))
+    hf_txray.save_to_disk(source, [run(1)], plots=False)
+    app.open_results(str(source), reload=True)
+    assert "neuron_2" not in app.live_text(str(source), LIVE_TEXT, 0, None, attribution)[3].columns
+    again = run(2)
+    hf_txray.save_to_disk(source, [again], plots=False)
+    app.open_results(str(source), reload=True)  # the Open button
+    table = app.live_text(str(source), LIVE_TEXT, 0, None, attribution)[3]
+    assert "neuron_2" in table.columns

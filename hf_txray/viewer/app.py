@@ -467,19 +467,21 @@ class AttributionModel:
 
     def __init__(self, model: Any = None):
         self.spec, self._loaded, self._lock = model, None, threading.Lock()
-        self._live: dict[tuple[str, str], live.LiveProfiler] = {}
+        self._live: dict[tuple[str, str], tuple[Any, live.LiveProfiler]] = {}
 
     def live(self, view: data.ResultsView) -> live.LiveProfiler:
-        """The engine set up as the first profiled stage of `view` was (site, layers, max length)."""
+        """The engine set up as the first profiled stage of `view` was (site, layers, top_k, max length): set up
+        again when that stage's profile was read again (saved or pushed anew, perhaps with other settings)."""
         if not view.profiles:
             raise ConfigurationError("These results hold no profile: the live tab needs a stage's settings.")
         stage, profile = next(iter(view.profiles.items()))
         key = (view.source, stage)
         net, tokenizer = self.get()
         with self._lock:
-            if key not in self._live:
-                self._live[key] = live.LiveProfiler(net, tokenizer, profile.meta)
-            return self._live[key]
+            cached = self._live.get(key)
+            if cached is None or cached[0] is not profile:
+                self._live[key] = cached = (profile, live.LiveProfiler(net, tokenizer, profile.meta))
+            return cached[1]
 
     @property
     def available(self) -> bool:
