@@ -203,3 +203,19 @@ def test_live_tab_follows_a_stage_profiled_again(pages, tmp_path):
     app.open_results(str(source), reload=True)  # the Open button
     table = app.live_text(str(source), LIVE_TEXT, 0, None, attribution)[3]
     assert "neuron_2" in table.columns
+
+
+def test_live_tab_defaults_to_a_layer_of_its_stage(pages, tmp_path):
+    """With stages profiled on different layers the viewer lists them all; the Live text tab runs the first stage's
+    settings, so its layers (and its default, the last) are that stage's."""
+    from hf_txray.viewer import app, data
+
+    model = pages[4]
+    run = lambda stage, layers: hf_txray.analyze(  # noqa: E731
+        model, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), features=("token",), stage=stage, layers=layers,
+        show_progress=False)
+    source = str(hf_txray.save_to_disk(tmp_path / "results", [run("first", [0]), run("both", "all")], plots=False))
+    view = data.open_results(source, reload=True)
+    assert view.layers == [0, 1] and app.live_tab_layers(view) == [0]
+    message, *_ = app.live_text(source, LIVE_TEXT, None, None, app.AttributionModel((model, bert_tokenizer())))
+    assert "credited at layer 0" in message

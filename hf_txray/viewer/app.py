@@ -446,10 +446,11 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
     """The Live text tab: each token's winning neuron at `layer` (same engine and credit rule as analyze), and the
     activation of the neuron numbered `trace` (optional) over the text."""
     view = _view(source)
+    layers = live_tab_layers(view)
     try:
-        layer = view.layers[-1] if layer in (None, "") else int(layer)  # default: the last profiled layer
+        layer = layers[-1] if layer in (None, "") else int(layer)  # default: the last profiled layer
     except (TypeError, ValueError):
-        raise ConfigurationError(f"Pick a layer (one of {view.layers}).") from None
+        raise ConfigurationError(f"Pick a layer (one of {layers}).") from None
     trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
     live = model.live(view).run(text, layer, trace)
     table = data.rounded(live.table.rename(columns={"traced": f"neuron {trace}"}))
@@ -460,6 +461,11 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
                f"winning neuron).{cut}")
     return message, live.spans, live.trace_spans, table, [live.table[["layer", "neuron"]].values.tolist(),
                                                           live.span_rows]
+
+
+def live_tab_layers(view: data.ResultsView) -> list[int]:
+    """The layers of the Live text tab: those of the stage whose settings it runs (the first profiled one)."""
+    return list(next(iter(view.profiles.values())).layers) if view.profiles else view.layers
 
 
 class AttributionModel:
@@ -766,7 +772,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
 
         def live_layers(source: str) -> Any:
             try:
-                layers = _view(source).layers
+                layers = live_tab_layers(_view(source))
             except Exception:  # nothing open yet: the tab stays empty
                 return gr.skip()
             return gr.Dropdown(choices=layers, value=layers[-1] if layers else None)
