@@ -175,8 +175,8 @@ def _why_not_downloaded(err: Exception, revision: str | None, token: str | None)
     """(what went wrong, its fix) for a failed snapshot download, short: huggingface_hub's own words run to several
     lines (offline, connection) and are kept for the "cause:" of an error they do not explain."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
     if isinstance(err, GatedRepoError):
         return "a gated repo", "Accept its conditions on its Hub page and pass a token that may read it."
@@ -187,6 +187,11 @@ def _why_not_downloaded(err: Exception, revision: str | None, token: str | None)
                 "Check the repo id; a private repo needs token=... (CLI: --token) or HF_TOKEN.")
     if isinstance(err, RevisionNotFoundError):
         return f"no revision {revision!r} in it", "Check the revision (a branch, tag or commit of the repo)."
+    if isinstance(err, HfHubHTTPError) and getattr(err.response, "status_code", None) == 401:
+        # not a missing repo (RepositoryNotFoundError, above): the Hub answers 401 to a bad token on any repo
+        return ("the Hub refused the token in use as invalid (401 Unauthorized: an expired or mistyped token=..., "
+                "HF_TOKEN or saved login)", "Renew the token (token=..., HF_TOKEN or `hf auth login`); a public repo "
+                "also reads without one (token=False, or unset HF_TOKEN).")
     if isinstance(err, LocalEntryNotFoundError) and constants.is_offline_mode():
         return ("offline (HF_HUB_OFFLINE=1) and not in the cache",
                 "Unset HF_HUB_OFFLINE to download it.")

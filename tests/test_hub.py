@@ -892,3 +892,17 @@ def test_a_push_to_a_revision_that_is_a_tag_is_refused_before_the_upload(results
     assert list(hf_txray.load(repo_id, revision="v1").profiles) == [a.stage]
     hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="v1-results")  # a branch: fine
     assert list(hf_txray.load(repo_id, revision="v1-results").profiles) == [b.stage]
+
+
+def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
+    """An expired or mistyped token (HF_TOKEN here) makes the Hub answer 401 even for a public repo: the error said
+    'a private repo needs token=... or HF_TOKEN', the opposite of the fix. It says the token was refused, how to renew
+    it, and that a public repo reads without it; the token itself is not in the message."""
+    hf_txray.push_to_hub("test-user/public-results", profiles=[results[0]], plots=False)
+    bad = "hf_expiredTokenThatTheHubRefuses123"
+    monkeypatch.setenv("HF_TOKEN", bad)
+    with pytest.raises(HubError, match="refused the token") as caught:
+        hf_txray.load("test-user/public-results")
+    assert "token=False" in str(caught.value) and bad not in str(caught.value)
+    profiles, _ = hf_txray.load("test-user/public-results", token=False)  # the fix it names
+    assert list(profiles) == [results[0].stage]
