@@ -105,7 +105,7 @@ def measure(folder: Path, samples: int = 50) -> dict[str, list[float] | float]:
     t = time.perf_counter()
     space_app = viewer.load_app()  # imports gradio (hf_txray is imported already)
     out: dict[str, list[float] | float] = {"import_app": time.perf_counter() - t}
-    viewer.open_results.cache_clear()
+    viewer.forget_opened()  # build_demo reads the results from disk, as a fresh Space does
     start = time.perf_counter()
     demo = space_app.build_demo(str(folder))  # opens the results (parquet -> Profiles -> indices)
     out["build"] = time.perf_counter() - start

@@ -1059,3 +1059,21 @@ def test_open_reads_results_saved_again_into_the_same_folder(client, results, tm
     opened = client.predict(str(folder), api_name="/open")
     assert "1 profile(s), 0 report(s)" in opened[0]
     assert list(frame(opened[1])["stage"]) == ["finetuned"]
+
+
+def test_a_public_space_opens_hub_repos_only(app, results, monkeypatch, tmp_path):
+    """On a Space a visitor's source (text box, ?repo=, the open API) names Hub repos only: a local path would let
+    anyone probe the Space's file system for results folders. The deployer's default source may be a folder."""
+    folder = str(results[3])
+    monkeypatch.setenv("SPACE_ID", "me/viewer")
+    monkeypatch.setenv("TXRAY_REPO", folder)
+    assert "finetuned" in str(app.open_results(folder))  # the deployer's own folder opens
+    for visitor in (str(tmp_path), "/etc", "../results", folder + viewer.SOURCE_SEPARATOR + "me/results"):
+        with pytest.raises(ConfigurationError, match="Hub dataset repo id"):
+            app.open_results(visitor)
+    (tmp_path / "me" / "results").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="names a path on this Space"):
+        app.open_results("me/results", reload=True)
+    monkeypatch.delenv("SPACE_ID")  # run locally, folders open as before
+    assert "finetuned" in str(app.open_results(folder))

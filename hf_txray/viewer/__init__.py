@@ -7,7 +7,7 @@ returned as they are, for the UI to show as text.
 
 | module | holds |
 | --- | --- |
-| ``data`` | :class:`ResultsView`, :func:`open_results`, table helpers |
+| ``data`` | :class:`ResultsView`, :func:`open_results`, :func:`forget_opened`, table helpers |
 | ``tables`` | overview, search and transfer tables |
 | ``neuron`` | one neuron: stats, status, distributions, examples, summary, output effects, histogram |
 | ``figures`` | the overview figures and the per-neuron Vega-Lite charts |
@@ -26,6 +26,7 @@ from .data import (
     artifact_folders,
     split_sources,
     ResultsView,
+    forget_opened,
     open_results,
     rounded,
     layer_filter,
@@ -108,7 +109,7 @@ from .launch import (
 
 __all__ = [  # the viewer's namespace: every name above, for the app, the Space and tests
     "DEFAULT_MIN_COUNT", "DIGITS", "ALL_LAYERS", "SOURCE_SEPARATOR", "artifact_folders", "split_sources",
-    "ResultsView", "open_results", "rounded", "layer_filter", "yes_no", "stages_table", "reports_table",
+    "ResultsView", "forget_opened", "open_results", "rounded", "layer_filter", "yes_no", "stages_table", "reports_table",
     "layer_summary", "matching_features", "search_feature", "search_status", "search_hellinger", "transfer_table",
     "neuron_from_row", "neuron_stats", "neuron_status", "neuron_comparison", "neuron_features", "neuron_distributions",
     "display_order", "ACTIVATION_BUCKETS", "ACTIVATION_COLORS", "activation_bucket", "highlighted_examples",

@@ -69,6 +69,31 @@ def default_source() -> str:
     return ""
 
 
+def check_visitor_source(source: str) -> None:
+    """On a Hugging Face Space (``SPACE_ID`` set) the viewer is public: a source a visitor types (text box,
+    ``?repo=``, the ``open`` API) must name Hub dataset repos only. Local paths would let anyone probe the Space's
+    file system for folders hf_txray can read. The deployer's own default source (``TXRAY_REPO`` or the README's
+    dataset, :func:`default_source`) may be a folder.
+
+    Raises:
+        ConfigurationError: a part of `source` that is not a valid Hub repo id, or that names a path on the Space.
+    """
+    if not os.environ.get("SPACE_ID") or source == default_source():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    for part in data.split_sources(source):
+        try:
+            validate_repo_id(part)
+        except HFValidationError:
+            raise ConfigurationError(f"{part!r} is not a Hub dataset repo id (owner/name): this Space opens Hub "
+                                     "datasets only, not folders.") from None
+        if Path(part).expanduser().exists():
+            raise ConfigurationError(f"{part!r} names a path on this Space as well as a repo id: this Space opens "
+                                     "Hub datasets only. Rename the repo, or run the viewer locally "
+                                     "(hf-txray view).")
+
+
 def message_of(err: Exception) -> str:
     """A readable one-paragraph message (never a traceback)."""
     if isinstance(err, TXRayError):
@@ -223,6 +248,7 @@ def open_results(source: str, reload: bool = False) -> tuple:
     was opened show their new numbers); returns the status message, the stages and reports tables, and every
     dropdown's choices."""
     source = (source or "").strip()
+    check_visitor_source(source)
     if reload and source:
         data.open_results(source, reload=True)  # the figures follow the new reading (_overview_plots)
     view = _view(source)

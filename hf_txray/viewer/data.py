@@ -384,6 +384,12 @@ def open_results(source: str, reload: bool = False) -> ResultsView:
     return view
 
 
+def forget_opened() -> None:
+    """Drop every source kept in memory by :func:`open_results` (the next opening reads it again)."""
+    with _opened_lock:
+        _opened.clear()
+
+
 def _load_probing(source: str) -> Any:
     """The probing configs of the first part of `source` that has them; ``ProbingResults(None, None)`` when none has
     (or they are unreadable: logged)."""
