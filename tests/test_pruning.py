@@ -736,6 +736,7 @@ def test_evaluation_runs_the_model_outside_accelerates_autocast_wrapper():
     evaluate_pruning ran it in bfloat16 (this GPT-2's perplexity 597.676 for 597.644 in float32, no error),
     TaskMetric and LMLossMetric too, while analyze and ProbeMetric run the weights' dtype."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from hf_txray.probing import LMLossMetric
@@ -748,12 +749,18 @@ def test_evaluation_runs_the_model_outside_accelerates_autocast_wrapper():
     texts = TEXTS[:4]
     before = evaluate_pruning(model, plans, texts, tokenizer=bpe_tokenizer(), batch_size=3)
     loss = LMLossMetric(bpe_tokenizer(), texts)(model)
-    Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
-    wrapper = vars(model)["forward"]
-    after = evaluate_pruning(model, plans, texts, tokenizer=bpe_tokenizer(), batch_size=3)
-    assert after["perplexity"].tolist() == before["perplexity"].tolist()
-    assert LMLossMetric(bpe_tokenizer(), texts)(model) == loss
-    assert vars(model)["forward"] is wrapper  # put back
+    # Accelerate's state is process-wide: an earlier test's Accelerator (a Trainer's) would refuse bf16 here, so
+    # reset it before and after, as TrainingArguments does.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+        wrapper = vars(model)["forward"]
+        after = evaluate_pruning(model, plans, texts, tokenizer=bpe_tokenizer(), batch_size=3)
+        assert after["perplexity"].tolist() == before["perplexity"].tolist()
+        assert LMLossMetric(bpe_tokenizer(), texts)(model) == loss
+        assert vars(model)["forward"] is wrapper  # put back
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def test_an_empty_text_is_refused_for_a_classifier_and_skipped_by_a_causal_lm():
