@@ -1209,3 +1209,20 @@ def test_prune_refuses_a_decoder_stack_ranking_before_reading_its_layers_as_the_
         for layers in ([-1], None):
             with pytest.raises(ConfigurationError, match="ranked on the decoder stack of an encoder-decoder"):
                 prune(model, profile, "low_mass", 3, layers=layers)
+
+
+@pytest.mark.parametrize("mode", ["mask", "remove"])
+def test_plan_of_another_site_is_refused(mode):
+    """Helper 186: a plan whose `site` is not "mlp" (a hand-edited or future JSON, say "residual") was applied to
+    the MLP neurons without a word: its indices name other units there (a wrong model, silently)."""
+    model, _ = tiny("bert")
+    widths = {layer: site.width for layer, site in hf_txray.pruning.mlp_sites(model).items()}
+    plan = plan_pruning(None, "random", 2, widths=widths, mode=mode)
+    plan.site = "residual"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConfigurationError, match="'residual' site"):
+        apply_plan(model, plan)
+    with pytest.raises(ConfigurationError, match="'residual' site"):
+        hf_txray.pruning.mask_neurons(model, plan)
+    assert not hf_txray.pruning.active_masks(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

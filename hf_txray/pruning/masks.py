@@ -216,6 +216,11 @@ def check_plan(model: nn.Module, neurons: NeuronSpec, sites: "MlpSites", what: s
     edits anything; returns the plan (None for a plain neuron list). Every edit of planned neurons goes through it."""
     plan = neurons if isinstance(neurons, PruningPlan) else None
     if plan is not None:
+        if plan.site != "mlp":  # helper 186: a saved plan of another site was applied to the MLP neurons
+            raise ConfigurationError(
+                f"This plan is of the {plan.site!r} site, but {what[0].lower() + what[1:]} acts on MLP neurons (inputs "
+                "of each block's down projection): its indices would name other units there. Plan MLP neurons "
+                "(plan_pruning of a report or profile with site='mlp').")
         sites.require(plan.widths, what)
         check_plan_fits(plan.widths, sites)
         check_plan_sites(model, plan, sites)

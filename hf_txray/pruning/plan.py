@@ -50,7 +50,7 @@ class PruningPlan(Artifact):
             distance (``most_changed``/``least_changed``).
         stage (`str`, *optional*): which stage's mass ``low_mass`` used (``"a"``/``"b"`` of a report, or the profile).
         source (`dict`): where the ranking came from: the report's stages, models and corpora, or the profile's.
-        site (`str`): the neuron site, always ``"mlp"``.
+        site (`str`): the neuron site, always ``"mlp"``; a plan of another site is refused when applied.
 
     Example:
         ```python
