@@ -25,6 +25,7 @@ from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
 from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_pruning
+from .pruning.apply import check_applicable
 from .pruning.masks import refuse_active_masks
 from .tables import amount_kind, amount_label, amount_labels
 
@@ -491,6 +492,7 @@ def evaluate_pruning(
 
     The data are tokenized once. ``mask`` plans are applied to `model` with :func:`hf_txray.pruning.masked` and taken
     off again (the model is unchanged afterwards); ``remove`` plans are applied to a deep copy.
+    Every plan is checked against the model (:func:`hf_txray.pruning.apply.check_applicable`) before any is evaluated.
 
     Args:
         model (`PreTrainedModel`): a sequence classifier (``...ForSequenceClassification``) or a causal LM.
@@ -536,6 +538,11 @@ def evaluate_pruning(
         raise ConfigurationError(f"Unknown mode {mode!r}: choose 'mask' or 'remove'.")
     # helper 152: the "unpruned" row and every masked plan were measured on top of a mask left on the model
     refuse_active_masks(model, "evaluate_pruning", "would measure its 'unpruned' row and every plan with them on")
+    for name, plan in named:  # helper 186: a plan that did not fit was refused after the others were evaluated
+        try:
+            check_applicable(model, plan, mode, uneven)
+        except (ConfigurationError, ModelError) as err:
+            raise type(err)(f"Plan {name!r} cannot be applied to this model, so nothing was evaluated: {err}") from err
     if tokenizer is None:
         from transformers import AutoTokenizer
 

@@ -1226,3 +1226,22 @@ def test_plan_of_another_site_is_refused(mode):
         hf_txray.pruning.mask_neurons(model, plan)
     assert not hf_txray.pruning.active_masks(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("mode", ["mask", "remove"])
+def test_evaluate_pruning_checks_every_plan_before_evaluating(mode, monkeypatch):
+    """Helper 186: a plan that did not fit the model (made for another width, or uneven counts for remove) was
+    refused only when its turn came, after the unpruned row and the plans before it had been evaluated, and those
+    results were lost with the error. Every plan is checked first."""
+    import hf_txray.evaluation as evaluation
+
+    model = classifier(seed=3)
+    data = {"text": TEXTS, "label": [i % 3 for i in range(len(TEXTS))]}
+    good = plan_pruning(None, "random", 2, seed=0, widths={0: 48, 1: 48}, mode=mode)
+    bad = (plan_pruning(None, "random", 2, seed=0, widths={0: 64, 1: 64}, mode=mode) if mode == "mask"
+           else plan_pruning(None, {0: [1, 2], 1: [3]}, None, widths={0: 48, 1: 48}, mode=mode))
+    calls = []
+    monkeypatch.setattr(evaluation, "run_predictions", lambda *a, **k: calls.append(1) or pytest.fail("evaluated"))
+    with pytest.raises((ModelError, ConfigurationError), match="cannot be applied to this model, so nothing was"):
+        evaluate_pruning(model, [good, bad], data, tokenizer=bert_tokenizer(), max_length=32)
+    assert not calls and not hf_txray.pruning.active_masks(model)

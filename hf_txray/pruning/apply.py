@@ -9,9 +9,9 @@ from torch import nn
 from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
-from .masks import check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
+from .masks import check_plan, check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
 from .plan import MODES, PruningPlan, source_info, source_widths, plan_pruning
-from .remove import remove_neurons
+from .remove import check_removable, remove_neurons
 
 
 # ----- the one-call API ------------------------------------------------------------------------------------------
@@ -136,3 +136,17 @@ def apply_plan(model: nn.Module, plan: PruningPlan, mode: str | None = None, une
     else:
         remove_neurons(model, plan, uneven=uneven)
     return model
+
+
+def check_applicable(model: nn.Module, plan: PruningPlan, mode: str | None = None, uneven: str = "error") -> None:
+    """Raise what :func:`apply_plan` would raise for `plan` on `model` (in its mode, or `mode`), changing nothing:
+    :func:`hf_txray.evaluate_pruning` checks every plan before it evaluates any."""
+    mode = mode or plan.mode
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
+    if mode == "mask":
+        sites = mlp_sites(model)
+        check_plan(model, plan, sites, "Masking neurons")
+        sites.chosen(plan, "Masking neurons")
+    else:
+        check_removable(model, plan, uneven)

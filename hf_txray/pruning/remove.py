@@ -97,6 +97,38 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     Returns:
         The model (the same object), with a smaller intermediate size in its config.
     """
+    sites, chosen, common, width, attribute, config, ups = _prepare_removal(model, neurons, uneven, warn=True)
+    with torch.no_grad():
+        for layer, site in sites.items():
+            planned = chosen.get(layer, [])
+            removed, zeroed = planned[:common], planned[common:]
+            if zeroed:
+                down = site.module
+                index = torch.as_tensor(zeroed, dtype=torch.long, device=down.weight.device)
+                down.weight.index_fill_(0 if not isinstance(down, nn.Linear) else 1, index, 0.0)
+            if not removed:
+                continue
+            keep = torch.as_tensor(sorted(set(range(width)) - set(removed)), dtype=torch.long)
+            for _, module, halves in ups[layer]:  # a fused [gate; up] loses the unit from both halves
+                _slice_linear(module, torch.cat([keep + half * width for half in range(halves)]), "out")
+            _slice_linear(site.module, keep, "in")
+            for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
+                if getattr(module, "intermediate_size", None) == width:
+                    module.intermediate_size = width - common
+    if attribute is not None and common:
+        _own_config(model, config)
+        setattr(model.config, attribute, width - common)
+    return model
+
+
+def check_removable(model: nn.Module, neurons: NeuronSpec, uneven: str = "error") -> None:
+    """Raise what :func:`remove_neurons` would raise for `neurons` on `model`, without changing it (so that a list of
+    plans is checked before any is evaluated)."""
+    _prepare_removal(model, neurons, uneven, warn=False)
+
+
+def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: bool) -> tuple:
+    """Every check of :func:`remove_neurons` (nothing is changed); returns what the slicing needs."""
     if uneven not in ("error", "zero"):
         raise ConfigurationError(f"uneven must be 'error' or 'zero', got {uneven!r}.")
     refuse_active_masks(model, "removing neurons", "renumbers them and would leave the masks on the wrong neurons")
@@ -130,20 +162,21 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             "the common count, zero the rest)."
         )
     common = min(counts.values())
-    if uneven == "zero" and not common and any(counts.values()):  # helper 152: nothing removed, without a word
+    if warn and uneven == "zero" and not common and any(counts.values()):  # helper 152: nothing removed, without a word
         warnings.warn(f"uneven='zero': a layer has no planned neuron ({counts}), so none is removed and every planned "
                       "neuron is zeroed: the model keeps its width and its parameters. Plan neurons in every layer "
-                      "to shrink it.", UserWarning, stacklevel=3)
+                      "to shrink it.", UserWarning, stacklevel=4)
     if common == width:
         raise ConfigurationError("mode='remove' cannot remove every neuron of a layer; prune fewer.")
     config = getattr(model, "config", None)
     attribute = _intermediate_attribute(config, width) if config is not None else None
     hidden = getattr(config, "hidden_size", None) if config is not None else None
-    if hidden and common and width - common <= hidden:
+    if warn and hidden and common and width - common <= hidden:
         warnings.warn(
             f"After removal the MLP is {width - common} wide, not wider than the hidden size {hidden}: the model "
             "works and saves, but hf_txray's automatic site search (the widest linear layer that narrows) no longer "
-            "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning, stacklevel=3)
+            "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning,
+            stacklevel=4)
     prefix, blocks = find_blocks(model)
     ups = {layer: _up_projections(blocks[layer], f"{prefix}.{layer}" if prefix else str(layer), site)
            for layer, site in sites.items()}
@@ -161,27 +194,7 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
                 f"Could not find the projection(s) producing the MLP neurons of layer {layer} (linear layers of the "
                 f"block with output width {width}); mode='remove' supports BERT, GPT-2 and Llama-style MLPs."
             )
-    with torch.no_grad():
-        for layer, site in sites.items():
-            planned = chosen.get(layer, [])
-            removed, zeroed = planned[:common], planned[common:]
-            if zeroed:
-                down = site.module
-                index = torch.as_tensor(zeroed, dtype=torch.long, device=down.weight.device)
-                down.weight.index_fill_(0 if not isinstance(down, nn.Linear) else 1, index, 0.0)
-            if not removed:
-                continue
-            keep = torch.as_tensor(sorted(set(range(width)) - set(removed)), dtype=torch.long)
-            for _, module, halves in ups[layer]:  # a fused [gate; up] loses the unit from both halves
-                _slice_linear(module, torch.cat([keep + half * width for half in range(halves)]), "out")
-            _slice_linear(site.module, keep, "in")
-            for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
-                if getattr(module, "intermediate_size", None) == width:
-                    module.intermediate_size = width - common
-    if attribute is not None and common:
-        _own_config(model, config)
-        setattr(model.config, attribute, width - common)
-    return model
+    return sites, chosen, common, width, attribute, config, ups
 
 
 def _own_config(model: nn.Module, config: Any) -> None:
