@@ -193,6 +193,26 @@ def refuse_kernel_less_attention(model: nn.Module) -> None:
                     "`kernels` package installed (the kernel loads when the model is built).")
 
 
+def refuse_sliced_down_projection(model: nn.Module) -> None:
+    """Refuse a model whose MLP multiplies by slices of its down projection's weight instead of calling the module
+    (BLOOM with ``pretraining_tp`` > 1 and ``slow_but_exact=True``): hooks on the down projection never run there, so
+    masks, ablation fills and profiling hooks would do nothing, without an error (helper 186: a BLOOM with every
+    neuron masked gave the unmasked logits).
+
+    Raises:
+        ModelError: naming the module and the reload that fixes it.
+    """
+    for name, module in model.named_modules():
+        if (getattr(module, "slow_but_exact", False) and (getattr(module, "pretraining_tp", 1) or 1) > 1
+                and hasattr(module, "dense_4h_to_h")):
+            raise ModelError(
+                f"{name or type(module).__name__!r} computes its down projection with slices of "
+                f"dense_4h_to_h's weight (pretraining_tp={module.pretraining_tp}, slow_but_exact=True), without "
+                "calling the module, so its MLP neurons cannot be read, masked or ablated (the hooks would never "
+                "run). Load the model with slow_but_exact=False (from_pretrained(..., slow_but_exact=False)): the "
+                "same weights, one matrix product instead of the slices, equal up to rounding.")
+
+
 def find_blocks(model: nn.Module, mixed: bool = False,
                 example: str = r"r'layers\.\d+\.mlp\.down_proj'") -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
@@ -757,6 +777,8 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         raise ConfigurationError(f"Unknown site {site!r}: choose one of {', '.join(SITES)}.")
     stack, root = resolve_stack(model, stack)
     refuse_kernel_less_attention(root)
+    if site == "mlp" and not module_pattern:  # a pattern's module is refused at the first batch if never called
+        refuse_sliced_down_projection(root)
     if module_pattern:
         return select_layers(_sites_from_pattern(model, site, module_pattern, root, stack), layers)
     # the modules a profiling run may reach: a head outside the base model never runs (an LM head alone may be

@@ -839,6 +839,10 @@ def test_a_site_whose_module_is_never_called_is_refused_with_the_reason():
     torch.manual_seed(0)
     model = tf.BloomModel(config_of("bloom", pretraining_tp=2, slow_but_exact=True)).eval()
     with pytest.raises(ModelError, match="was not called in the profiled forward pass.*slow_but_exact"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("bloom"), features=("token",), show_progress=False,
+                         module_pattern=r"h\.\d+\.mlp\.dense_4h_to_h")
+    # helper 186: the automatic search refuses it before any batch (masks on it did nothing, without an error)
+    with pytest.raises(ModelError, match="slow_but_exact=False"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("bloom"), features=("token",), show_progress=False)
 
 

@@ -1245,3 +1245,25 @@ def test_evaluate_pruning_checks_every_plan_before_evaluating(mode, monkeypatch)
     with pytest.raises((ModelError, ConfigurationError), match="cannot be applied to this model, so nothing was"):
         evaluate_pruning(model, [good, bad], data, tokenizer=bert_tokenizer(), max_length=32)
     assert not calls and not hf_txray.pruning.active_masks(model)
+
+
+def test_bloom_slicing_its_down_projection_is_refused():
+    """Helper 186: BLOOM with pretraining_tp > 1 and slow_but_exact=True multiplies by slices of dense_4h_to_h's
+    weight without calling the module, so the masks' pre-hooks never ran: every neuron masked gave the unmasked
+    logits, without an error (a wrong number, silently). Refused; with slow_but_exact=False masks act."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(0)
+    config = BloomConfig(vocab_size=99, hidden_size=32, n_layer=2, n_head=2, pretraining_tp=2, slow_but_exact=True)
+    model = BloomForCausalLM(config).eval()
+    everything = {0: list(range(128)), 1: list(range(128))}
+    with pytest.raises(ModelError, match="slow_but_exact=False"):
+        hf_txray.pruning.mask_neurons(model, everything)
+    assert not hf_txray.pruning.active_masks(model)
+    config.slow_but_exact = False
+    model = BloomForCausalLM(config).eval()
+    ids = torch.randint(3, 99, (1, 7))
+    with torch.no_grad():
+        base = model(ids).logits
+        with masked(model, everything):
+            assert not torch.allclose(model(ids).logits, base)
