@@ -825,7 +825,8 @@ def _add_view(sub) -> None:
                                    "dataset repo id, or the profile and report folders that analyze, compare and the "
                                    "Trainer write (several open together).")
     p.add_argument("source", metavar="DIR_OR_REPO", nargs="+",
-                   help="Results folder, Hub dataset repo id, or profile / report folders (or a folder holding them).")
+                   help="Results folder, Hub dataset repo id (owner/name@revision for a branch, tag or commit), or "
+                        "profile / report folders (or a folder holding them).")
     p.add_argument("--port", type=_port, help="Port to serve on (default: 7860 or the next free one).")
     p.add_argument("--host", default="127.0.0.1", help="Address to bind (0.0.0.0 to share on your network).")
     p.add_argument("--model", metavar="MODEL_PATH", help="The profiled model (path or Hub id): enables attribution of "

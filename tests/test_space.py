@@ -34,7 +34,7 @@ import yaml
 import hf_txray
 import hf_txray.corpora
 from hf_txray import metrics, viewer
-from hf_txray.errors import ConfigurationError, ProfileFormatError
+from hf_txray.errors import ConfigurationError, ProfileFormatError, TXRayError
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
 from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, browser_page, frame, opened_client, serve
@@ -1077,3 +1077,33 @@ def test_a_public_space_opens_hub_repos_only(app, results, monkeypatch, tmp_path
         app.open_results("me/results", reload=True)
     monkeypatch.delenv("SPACE_ID")  # run locally, folders open as before
     assert "finetuned" in str(app.open_results(folder))
+
+
+def test_a_repo_opens_at_a_revision(app, hub, results, monkeypatch, tmp_path):  # noqa: F811
+    """Helper 187: results pushed to a branch (push_to_hub(..., revision="exp")) could not be opened: the source box,
+    ?repo= and `hf-txray view` take owner/name@revision now (hf:// paths' form), also on a public Space and beside
+    another part; a malformed one is refused with the form to write."""
+    a, b, report, folder = results
+    repo_id = "test-user/branch-results"
+    hf_txray.hub.push_folder(hf_txray.save_to_disk(tmp_path / "main", [a], [], plots=False), repo_id)
+    hf_txray.hub.push_folder(folder, repo_id, revision="exp")
+    monkeypatch.setenv("SPACE_ID", "me/viewer")  # a visitor's source: the revision form is a Hub repo id too
+    monkeypatch.delenv("TXRAY_REPO", raising=False)
+    assert app.open_results(f"{repo_id}@exp")[1].startswith(f"Opened {repo_id}@exp: 2 profile(s), 1 report(s)")
+    assert app.open_results(repo_id)[1].startswith(f"Opened {repo_id}: 1 profile(s), 0 report(s)")
+    sha = hub.api.list_repo_refs(repo_id, repo_type="dataset").branches
+    sha = next(branch.target_commit for branch in sha if branch.name == "exp")
+    assert viewer.open_results(f"{repo_id}@{sha}").report_names == [report.name]
+    with pytest.raises(ConfigurationError, match="owner/name@revision"):
+        app.open_results(f"{repo_id}@")
+    for bad in (f"{repo_id}@", "@exp", f"{repo_id}@exp@v1", f"{repo_id}@a b"):
+        with pytest.raises(ConfigurationError, match="owner/name@revision"):
+            viewer.open_results(bad)
+    with pytest.raises(TXRayError, match="nope"):
+        viewer.open_results(f"{repo_id}@nope")
+    hf_txray.hub.push_folder(hf_txray.save_to_disk(tmp_path / "b", [b], [], plots=False), repo_id, revision="b")
+    two = viewer.open_results(f"{repo_id}{viewer.SOURCE_SEPARATOR}{repo_id}@b")  # the parts' separator still works
+    assert sorted(two.stages) == ["finetuned", "pretrained"]
+    monkeypatch.delenv("SPACE_ID")
+    with pytest.raises(ConfigurationError, match="a local path, which has no revision"):
+        viewer.open_results(f"{folder}@exp")

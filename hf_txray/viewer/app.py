@@ -83,6 +83,7 @@ def check_visitor_source(source: str) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     for part in data.split_sources(source):
+        part, _revision = data.split_revision(part)  # owner/name@revision: a repo id at a revision
         try:
             validate_repo_id(part)
         except HFValidationError:
@@ -583,7 +584,8 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         current = gr.State(initial)
         pair = gr.State([None, None])  # stages of the last search, for "click a row"
         with gr.Row():
-            source_box = gr.Textbox(value=initial, label="Results: Hub dataset repo id or local folder", scale=4,
+            source_box = gr.Textbox(value=initial, scale=4,
+                                    label="Results: Hub dataset repo id (owner/name[@revision]) or local folder",
                                     placeholder="my-user/minilm-txray", elem_id="source")
             open_button = gr.Button("Open", variant="primary", scale=1, elem_id="open")
         status = _message(elem_id="status")

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -300,18 +301,44 @@ def _load_folder(source: str, path: Path) -> tuple[dict, dict]:
                                  f"({type(err).__name__}: {err}).") from None
 
 
+REVISION_SEPARATOR = "@"  # a Hub repo at a branch, tag or commit: "owner/name@revision" (as hf:// paths write it)
+
+
+def split_revision(part: str) -> tuple[str, str | None]:
+    """A source part as ``(repo id or folder, revision or None)``: ``owner/name@revision`` names the repo at a branch,
+    tag or commit sha (the ``repo_id@revision`` of ``hf://`` paths in huggingface_hub; a revision may be
+    URL-quoted, ``refs%2Fpr%2F1``). An existing folder is read as it is, even with an ``@`` in its name.
+
+    Raises:
+        ConfigurationError: an ``@`` with nothing before or after it, a second ``@``, or spaces in the revision.
+    """
+    part = str(part).strip()
+    if REVISION_SEPARATOR not in part or Path(part).expanduser().exists():
+        return part, None
+    repo, revision = part.split(REVISION_SEPARATOR, 1)
+    revision = unquote(revision).strip()
+    if not repo.strip() or not revision or REVISION_SEPARATOR in revision or any(c.isspace() for c in revision):
+        raise ConfigurationError(f"{part!r} is not a source: write a Hub repo at a revision as owner/name@revision "
+                                 "(a branch, tag or commit sha, e.g. my-user/minilm-txray@exp), or a folder.")
+    return repo.strip(), revision
+
+
 def _load_one(source: str) -> tuple[dict, dict]:
     """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on."""
     from ..hub import load
 
+    source, revision = split_revision(source)
     path = Path(source).expanduser()
+    if revision is not None and path.exists():
+        raise ConfigurationError(f"{source}{REVISION_SEPARATOR}{revision}: {source} is a local path, which has no "
+                                 "revision; a revision is of a Hub repo (owner/name@revision).")
     if path.exists() and not path.is_dir():
         raise ConfigurationError(f"{source} is a file; open a results folder (written by hf_txray.save_to_disk), a "
                                  "profile or report folder, or a Hub dataset repo id.")
     if path.is_dir():
         return _load_folder(source, path)
     try:
-        return load(source)
+        return load(source, revision=revision)
     except ProfileFormatError as err:
         if "no meta" in str(err):
             raise ProfileFormatError(f"The Hub dataset {source!r} is not an hf_txray results dataset: it has no "
@@ -399,7 +426,8 @@ def _load_probing(source: str) -> Any:
         if Path(part).expanduser().is_dir() and not (Path(part).expanduser() / "meta").is_dir():
             continue  # profile and report folders hold no probing configs
         try:
-            found = load_probing(part)
+            repo, revision = split_revision(part)
+            found = load_probing(repo, revision=revision)
         except Exception as err:  # TX-Ray results still open without their probing configs
             logger.warning("Probing results of %s not read: %s", part, err)
             continue
