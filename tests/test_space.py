@@ -1107,3 +1107,32 @@ def test_a_repo_opens_at_a_revision(app, hub, results, monkeypatch, tmp_path):  
     monkeypatch.delenv("SPACE_ID")
     with pytest.raises(ConfigurationError, match="a local path, which has no revision"):
         viewer.open_results(f"{folder}@exp")
+
+
+def test_neuron_tab_of_two_stages_compare_refuses(tmp_path):
+    """Helper 187: two stages profiled with different top_k (which compare refuses) made the whole Neuron tab an
+    error. It shows each stage's own stats, distributions, examples and page sections now, and says once that the
+    two stages cannot be compared (compare's own reason), with no status or distance between them."""
+    app = _load_app()
+    run = lambda stage, top_k: hf_txray.analyze(  # noqa: E731
+        tiny_bert(0), TEXTS, tokenizer=bert_tokenizer(), features=("token", "pos"), stage=stage, top_k=top_k,
+        model_id="tiny-org/bert-tiny", show_progress=False)
+    one, two = run("top1", 1), run("top2", 2)
+    with pytest.raises(hf_txray.errors.IncompatibleProfilesError) as refused:
+        hf_txray.compare(one, two)
+    source = str(hf_txray.save_to_disk(tmp_path / "results", [one, two], plots=False))
+    app.open_results(source)
+    view_of = viewer.open_results
+    layer, neuron = 1, int(np.argmax((one.neuron_count[1] > 0) & (two.neuron_count[1] > 0)))
+    title, stats, comparison, chart, ex_a, ex_b, examples, distributions = app.show_neuron(
+        source, layer, neuron, "top1", "top2")
+    assert "cannot be compared" in title and str(refused.value).split(":")[0] in title
+    assert "shared" not in title and "Hellinger distance" not in title
+    assert len(comparison) == 0  # no distance between them
+    assert viewer.neuron_status(view_of(source), layer, neuron, "top1", "top2") == "not comparable"
+    want = {p.stage: p.neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)] for p in (one, two)}
+    got = stats.set_index("stage")
+    assert [got.loc[s, "count"] for s in ("top1", "top2")] == [want[s]["count"] for s in ("top1", "top2")]
+    assert set(distributions["stage"]) == {"top1", "top2"} and len(examples) > 0 and ex_a and ex_b
+    summary, *_ = app.show_neuron_page(source, layer, neuron, "top1", "top2")
+    assert summary.startswith("top1: ") and "\ntop2: " in summary

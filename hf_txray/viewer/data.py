@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import metrics
 from ..architectures import neuron_label
-from ..errors import ConfigurationError, ProfileFormatError, TXRayError
+from ..errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError, TXRayError
 from ..export import check_report_of
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ class ResultsView:
     _examples: dict[str, tuple[pd.DataFrame, np.ndarray]] = field(default_factory=dict, repr=False)
     _stat_columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _example_columns: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
-    _derived: dict[tuple[str, str], "TransferReport"] = field(default_factory=dict, repr=False)
+    _derived: dict[tuple[str, str], "TransferReport | None"] = field(default_factory=dict, repr=False)
+    _refused: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for stage, profile in self.profiles.items():
@@ -143,7 +144,8 @@ class ResultsView:
     def report_for(self, stage_a: str, stage_b: str) -> "TransferReport | None":
         """The report of the pair: a stored one, else one derived from the two profiles with
         :func:`hf_txray.compare` (no per-neuron test; cached), so the viewer never recomputes what a report owns.
-        None when a stage has no profile and no stored report covers the pair."""
+        None when a stage has no profile and no stored report covers the pair, or when ``compare`` refuses the two
+        profiles (different top_k, site, layers...: :meth:`comparison_refused` says why)."""
         for report in self.reports.values():
             if (report.meta.stage_a, report.meta.stage_b) == (stage_a, stage_b):
                 return report
@@ -158,8 +160,18 @@ class ResultsView:
                     for s in (stage_a, stage_b))
             with warnings.catch_warnings():  # size and noise warnings belong to a report the user asked for
                 warnings.simplefilter("ignore")
-                self._derived[stage_a, stage_b] = compare(a, b, test=False) if a.meta.feature_types else None
+                try:
+                    self._derived[stage_a, stage_b] = compare(a, b, test=False) if a.meta.feature_types else None
+                except IncompatibleProfilesError as err:  # each stage is still shown on its own
+                    self._derived[stage_a, stage_b] = None
+                    self._refused[stage_a, stage_b] = str(err)
         return self._derived[stage_a, stage_b]
+
+    def comparison_refused(self, stage_a: str, stage_b: str) -> str | None:
+        """Why ``compare`` refuses the two stages' profiles (``compare``'s own message: different top_k, site,
+        layers...), or None when they compare (or have a stored report)."""
+        self.report_for(stage_a, stage_b)
+        return self._refused.get((stage_a, stage_b))
 
     def shared_feature_types(self, stage_a: str, stage_b: str) -> list[str]:
         """The feature types both profiles hold, in stage A's order: a derived report compares those."""

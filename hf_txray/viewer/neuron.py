@@ -15,6 +15,9 @@ from ..tables import clip_left, clip_right, shown_example
 from .data import ResultsView, display_value, rounded
 
 
+NOT_COMPARABLE = "not comparable"  # the status of a neuron between two stages compare refuses
+
+
 # ----- one neuron ------------------------------------------------------------------------------------------------
 def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
     """The neuron's stats per stage: credited or dead, mass, count, per feature type length, entropy, top value."""
@@ -36,11 +39,14 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
 
 
 def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
-    """``shared`` / ``lost`` / ``gained`` / ``dead`` between two stages."""
+    """``shared`` / ``lost`` / ``gained`` / ``dead`` between two stages; ``not comparable`` when ``compare`` refuses
+    their profiles (:meth:`ResultsView.comparison_refused`)."""
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
     if report is not None:
         return str(report.neurons["status"].iat[view.report_row(report, layer, neuron)])
+    if view.comparison_refused(stage_a, stage_b):
+        return NOT_COMPARABLE
 
     def credited(stage: str) -> bool:
         if stage in view.profiles:
@@ -56,7 +62,7 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
 def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> pd.DataFrame:
     """Per feature type: the neuron's Hellinger distance A -> B, Hellinger length, lengths and length shift, read
     from the pair's report (stored, or derived from the two profiles over the feature types they share:
-    :meth:`ResultsView.report_for`; no rows when they share none).
+    :meth:`ResultsView.report_for`; no rows when they share none, or when ``compare`` refuses the two profiles).
 
     Raises:
         ConfigurationError: a stage of the pair has neither a profile nor a report covering the pair.
