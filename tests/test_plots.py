@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,14 @@ def test_common_helpers_grid_axes_and_names(tmp_path):
     assert axes.shape == (2, 3) and tuple(fig.get_size_inches()) == (6.0, 3.0)
     fig2, ax = plots.new_axes(axes[1][2])
     assert fig2 is fig and ax is axes[1][2]
-    assert plots.slug("pretrained->fine tuned/v2") == "pretrained__fine-tuned-v2"
+    assert plots.slug("pretrained->finetuned_v2") == "pretrained__finetuned_v2"  # nothing lost: no hash
+    # helper 187: a lossy name ("n-code-stage-___" for any non-ASCII stage) is followed by a hash of the whole name,
+    # so names differing only in the characters a file name drops no longer overwrite each other's plots
+    lossy = ["pretrained->fine tuned/v2", "pretrained->fine-tuned-v2", "stage α", "stage β", "段階", "ステージ", ""]
+    names = [plots.slug(n) for n in lossy]
+    assert len(set(names)) == len(names) and names == [plots.slug(n) for n in lossy]  # unique, stable
+    assert names[0].startswith("pretrained__fine-tuned-v2-") and re.fullmatch(r"stage-[0-9a-f]{8}", names[2])
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", n) for n in names)
     written = plots.save_figures({"a->b": fig}, tmp_path, prefix="x_")
     assert [p.name for p in written] == ["x_a__b.png"] and written[0].stat().st_size > 0
 

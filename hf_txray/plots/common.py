@@ -9,6 +9,7 @@ the Agg renderer whatever the session's backend is. Every figure function takes 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -81,8 +82,15 @@ def checked_feature_type(feature_types: list[str], feature_type: str | None, cat
 
 
 def slug(name: str) -> str:
-    """A file-name-safe version of a stage or report name (``"a->b"`` -> ``"a__b"``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name.replace("->", "__")).strip("-") or "unnamed"
+    """A file-name-safe version of a stage or report name (``"a->b"`` -> ``"a__b"``). A name with characters a file
+    name cannot keep (spaces, ``/``, any non-ASCII letter) is followed by a short hash of the whole name, so two names
+    that differ only in those characters (``"stage α"``, ``"stage β"``) get distinct, stable file names
+    (``"stage-<8 hex>"``) instead of one that each overwrites."""
+    arrow = name.replace("->", "__")
+    kept = re.sub(r"[^A-Za-z0-9._-]+", "-", arrow).strip("-")
+    if kept and kept == arrow:
+        return kept
+    return f"{kept or 'unnamed'}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
 
 
 def save_figures(figures: Mapping[str, "Figure"], directory: str | Path, prefix: str = "",
