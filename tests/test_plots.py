@@ -107,3 +107,47 @@ def test_report_plots_document_every_argument(name):
     assert "{" not in doc.split("Returns:")[0]
     for parameter in inspect.signature(function).parameters:
         assert f"\n    {parameter} (`" in doc, parameter
+
+
+def test_labels_in_scripts_dejavu_lacks_use_an_installed_fallback_or_say_so(tmp_path, monkeypatch, caplog):
+    """Helper 187: CJK labels were drawn as boxes (DejaVu Sans only), with one matplotlib warning per glyph. Figures
+    are drawn with DejaVu Sans then any installed font of FALLBACK_FONTS; characters no installed font has are still
+    drawn (the label whole), and one warning names them with the fix. This machine has no CJK font: STIXGeneral
+    (shipped with matplotlib) stands in for an installed fallback, with a character DejaVu Sans lacks."""
+    import warnings
+
+    from hf_txray.plots import common
+
+    def draw(label):
+        fig, ax = plots.new_axes()
+        ax.plot([0, 1], [0, 1], label=label)
+        ax.set_title(f"stage {label}")
+        ax.legend()
+        return fig
+
+    cjk = "事前学習"
+    assert plots.font_families()[0] == "DejaVu Sans"
+    with warnings.catch_warnings(record=True) as said, caplog.at_level("WARNING", logger="hf_txray"):
+        warnings.simplefilter("always")
+        fig = draw(cjk)
+        path = plots.save_figure(fig, tmp_path / "cjk.png")
+    assert path.stat().st_size > 0 and not [w for w in said if "Glyph" in str(w.message)]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [cjk]  # the label is kept whole
+    assert list(fig.axes[0].get_title(loc="center")) == list(f"stage {cjk}")
+    missing = [r.getMessage() for r in caplog.records if "No installed font has" in r.getMessage()]
+    assert len(missing) == 1 and "事 前 学 習" in missing[0] and "fonts-noto-cjk" in missing[0]
+
+    monkeypatch.setattr(common, "FALLBACK_FONTS", ("No Such Font", "STIXGeneral"))
+    common.font_families.cache_clear()
+    try:
+        assert plots.font_families() == ("DejaVu Sans", "STIXGeneral")
+        assert plots.missing_characters("ℊ⌒ é " + cjk) == cjk
+        caplog.clear()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            fig = draw("ℊ⌒")
+            plots.use_fallback_fonts(fig).savefig(tmp_path / "stix.png")  # matplotlib finds each glyph in it
+        assert not [w for w in said if "Glyph" in str(w.message)]
+        assert all(t.get_fontfamily() == ["DejaVu Sans", "STIXGeneral"] for t in fig.axes[0].get_legend().get_texts())
+    finally:
+        common.font_families.cache_clear()

@@ -9,8 +9,11 @@ the Agg renderer whatever the session's backend is. Every figure function takes 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -24,6 +27,59 @@ if TYPE_CHECKING:  # the figures only need these for type hints; importing plots
     from matplotlib.figure import Figure
 
 STAGE_COLORS = ("tab:blue", "tab:orange")
+logger = logging.getLogger("hf_txray")
+
+# Fonts tried after matplotlib's DejaVu Sans for the characters it lacks (CJK, Arabic, Devanagari, Thai...), when
+# installed: none is a dependency (`apt install fonts-noto-cjk`, for one, adds the first ones).
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR", "Source Han Sans",
+                  "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+                  "IPAGothic", "IPAexGothic", "Noto Sans", "Noto Sans Arabic", "Noto Sans Hebrew",
+                  "Noto Sans Devanagari", "Noto Sans Thai", "Noto Sans Symbols", "Unifont")
+BASE_FONT = "DejaVu Sans"
+
+
+@functools.lru_cache(maxsize=1)
+def font_families() -> tuple[str, ...]:
+    """:data:`BASE_FONT` and the :data:`FALLBACK_FONTS` installed on this machine (matplotlib's font manager), in
+    that order: the family list every figure's text is drawn with (matplotlib falls back glyph by glyph)."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return (BASE_FONT, *(name for name in FALLBACK_FONTS if name in installed))
+
+
+@functools.lru_cache(maxsize=None)
+def _font_covers(family: str, char: str) -> bool:
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    return FT2Font(path).get_char_index(ord(char)) != 0
+
+
+def missing_characters(text: str) -> str:
+    """The characters of `text` that no family of :func:`font_families` has (drawn as boxes), in order, once each."""
+    missing = [c for c in dict.fromkeys(text) if c.isprintable() and not c.isspace() and not c.isascii()
+               and not any(_font_covers(family, c) for family in font_families())]
+    return "".join(missing)
+
+
+def use_fallback_fonts(figure: "Figure") -> "Figure":
+    """Draw every text of `figure` with :func:`font_families` (DejaVu Sans, then any installed font covering CJK or
+    other scripts it lacks). A label with characters no installed font has is still drawn whole (those characters as
+    boxes), and a warning names them once per figure with the fix; returns `figure`."""
+    from matplotlib.text import Text
+
+    families = list(font_families())
+    texts = [t for t in figure.findobj(Text) if t.get_text()]
+    for text in texts:
+        text.set_fontfamily(families)
+    missing = missing_characters("".join(t.get_text() for t in texts))
+    if missing:
+        logger.warning("No installed font has the characters %s of this figure's labels (%s): they are drawn as "
+                       "boxes. Install a font covering them (e.g. `apt install fonts-noto-cjk` for CJK); hf_txray "
+                       "uses it (FALLBACK_FONTS).", " ".join(missing), ", ".join(families))
+    return figure
 
 
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
@@ -66,10 +122,14 @@ def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float =
 
 
 def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
-    """Save one figure as PNG at `path` (parent folders created); returns the path."""
+    """Save one figure as PNG at `path` (parent folders created), its text drawn with :func:`use_fallback_fonts`;
+    returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
+    use_fallback_fonts(figure)
+    with warnings.catch_warnings():  # one warning per glyph: use_fallback_fonts said it once, with the fix
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        figure.savefig(path, dpi=dpi, format="png")
     return path
 
 

@@ -48,7 +48,7 @@ def overview_figures(view: ResultsView, report_name: str | None = None,
         draw = {"mass_share": lambda: plots.plot_mass_share(profile), "neuron_mass": lambda: plots.plot_neuron_mass(profile)}
     for name, make in draw.items():
         try:
-            figures[name] = make()
+            figures[name] = plots.use_fallback_fonts(make())  # CJK and other scripts DejaVu Sans lacks
         except (ConfigurationError, ValueError) as err:  # e.g. no tag-like feature, nothing shared, mathtext
             logger.info("Figure %s not drawn: %s", name, err)
     return figures
