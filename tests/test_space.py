@@ -481,7 +481,7 @@ def test_space_folder_is_self_consistent():
     imported |= {node.module.split(".")[0] for t in (tree, app_tree) for node in ast.walk(t)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
-    distributions = {"yaml": "pyyaml"}
+    distributions = {"yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}  # module -> distribution
     required = _requirement_names(SPACE / "requirements.txt")
     # gradio comes from sdk_version; hf_txray is uploaded next to app.py by deploy_space
     assert third_party - {"gradio", "hf_txray"} and all(
