@@ -371,28 +371,27 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     restore_modes = enter_eval(model)
     device = _device_of(model)
     out: dict[str, list] = {"predictions": []} if task == "classification" else {"nll": [], "num_tokens": []}
-    forwards = contextlib.ExitStack()
-    for module in {id(m): m for m in (model, unwrap_model(model))}.values():
-        forwards.enter_context(own_forward(module))
     try:
-        for batch in batches:
-            inputs = {k: v.to(device) for k, v in batch.items()}
-            logits = getattr(_forward(model, inputs), "logits", None)
-            if logits is None:
-                raise ModelError(f"{type(model).__name__} returns no logits: the {task} metrics need the model with "
-                                 "its head (e.g. *ForSequenceClassification, *ForCausalLM).")
-            if task == "classification":
-                out["predictions"].extend(logits.argmax(-1).tolist())
-                continue
-            targets = inputs["input_ids"][:, 1:]
-            mask = inputs["attention_mask"][:, 1:].to(torch.float64)
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().transpose(1, 2), targets, reduction="none"
-            ).to(torch.float64)
-            out["nll"].extend((losses * mask).sum(-1).tolist())
-            out["num_tokens"].extend(mask.sum(-1).to(torch.long).tolist())
+        with contextlib.ExitStack() as forwards:  # every wrapper put back, even if taking one off fails
+            for module in {id(m): m for m in (model, unwrap_model(model))}.values():
+                forwards.enter_context(own_forward(module))
+            for batch in batches:
+                inputs = {k: v.to(device) for k, v in batch.items()}
+                logits = getattr(_forward(model, inputs), "logits", None)
+                if logits is None:
+                    raise ModelError(f"{type(model).__name__} returns no logits: the {task} metrics need the model "
+                                     "with its head (e.g. *ForSequenceClassification, *ForCausalLM).")
+                if task == "classification":
+                    out["predictions"].extend(logits.argmax(-1).tolist())
+                    continue
+                targets = inputs["input_ids"][:, 1:]
+                mask = inputs["attention_mask"][:, 1:].to(torch.float64)
+                losses = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].float().transpose(1, 2), targets, reduction="none"
+                ).to(torch.float64)
+                out["nll"].extend((losses * mask).sum(-1).tolist())
+                out["num_tokens"].extend(mask.sum(-1).to(torch.long).tolist())
     finally:
-        forwards.close()
         restore_modes()
     return out
 

@@ -176,12 +176,7 @@ def refuse_kernel_less_attention(model: nn.Module) -> None:
     Raises:
         ModelError: naming the model, the missing kernel and what loads it.
     """
-    seen = set()
-    for module in model.modules():
-        source = type(module).__module__
-        if source in seen:
-            continue
-        seen.add(source)
+    for source in {type(module).__module__ for module in model.modules()}:
         for kind, kernel in KERNEL_ONLY_ATTENTION.items():
             holder = sys.modules.get(source)
             if holder is not None and hasattr(holder, kernel) and getattr(holder, kernel) is None:
