@@ -479,7 +479,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[str]]:
-    """``(identical, largest relative mass difference, differences)``: counts exact, masses to 1e-6."""
+    """``(identical, largest relative mass difference, differences)``: counts exact, masses to 1e-6; stored output
+    effects token for token, their logits to 1e-6."""
     diffs: list[str] = []
     worst = 0.0
     for name in COUNT_FIELDS:
@@ -515,9 +516,45 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
                 worst = max(worst, _relative(both[f"{name}_b"].to_numpy(), both[f"{name}_a"].to_numpy()))
         if _corpus_counts(stored, ft) != _corpus_counts(new, ft):
             diffs.append(f"{ft} corpus frequencies differ")
+    diffs += _output_effects_differences(stored.output_effects, new.output_effects)
     if worst > MASS_TOLERANCE:
         diffs.append(f"masses differ by up to {worst:.2e} (relative), above {MASS_TOLERANCE:.0e}")
     return not diffs, worst, diffs
+
+
+def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame | None) -> list[str]:
+    """What differs between two output-effects tables: the same (layer, neuron, direction, rank) rows, token ids
+    and strings exact, logits to :data:`MASS_TOLERANCE` (relative). They come from the LM head and the down
+    projections, which the credited numbers never see: a changed head alone changes nothing else."""
+    if stored is None:
+        return []
+    if new is None:
+        return ["output effects stored but not recomputed"]
+    keys = ["layer", "neuron", "direction", "rank"]
+    a, b = (frame.sort_values(keys, kind="stable").reset_index(drop=True) for frame in (stored, new))
+    if len(a) != len(b) or not a[keys].equals(b[keys]):
+        return [f"output effects have other rows ({len(b)} vs {len(a)} stored)"]
+    diffs = []
+    ids = a["token_id"].to_numpy() != b["token_id"].to_numpy()
+    if ids.any():
+        first = a[ids].iloc[0]
+        diffs.append(f"output effects: {int(ids.sum())} token ids differ (first: layer {first['layer']}, neuron "
+                     f"{first['neuron']}, {first['direction']} rank {first['rank']})")
+    elif not a["token"].astype(str).equals(b["token"].astype(str)):
+        diffs.append("output effects: token strings differ (another tokenizer)")
+    logits = _relative(b["logit"].to_numpy(dtype=np.float64), a["logit"].to_numpy(dtype=np.float64))
+    if logits > MASS_TOLERANCE:
+        diffs.append(f"output-effect logits differ by up to {logits:.2e} (relative), above {MASS_TOLERANCE:.0e}")
+    return diffs
+
+
+def _output_effects_options(profile: Profile) -> dict[str, Any]:
+    """analyze()'s output_effects options that made `profile`'s stored table (they are not ProfilerConfig fields,
+    so the record's options lack them): its `k` is the table's ranks per direction."""
+    table = profile.output_effects
+    if table is None:
+        return {}
+    return {"output_effects": True, **({"output_effects_k": int(table["rank"].max()) + 1} if len(table) else {})}
 
 
 def _table_frame(profile: Profile, ft: str) -> pd.DataFrame:
@@ -574,6 +611,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     if unknown:
         raise ReproducibilityError(f"Stage {profile.stage!r} records options {unknown} that analyze() of this "
                                    f"hf_txray ({__version__}) does not accept: install the version that made it.")
+    options.update(_output_effects_options(profile))  # recomputed and compared like the rest
     for limit in BATCH_LIMITS:
         if options.get(limit) is None and profile.meta.config.get(limit):
             # the limits the run resolved: their defaults depend on the device and, on a CPU, on the torch threads,

@@ -27,10 +27,10 @@ from hf_txray.reproduce import compare_numbers
 
 try:
     from .hub_fixtures import hub, hub_server, save_parquet_dataset, upload_folder_as  # noqa: F401
-    from .models import SAMPLE_TEXTS, bert_tokenizer, save_tiny_model
+    from .models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, save_tiny_model, tiny_llama_lm
 except ImportError:
     from hub_fixtures import hub, hub_server, save_parquet_dataset, upload_folder_as  # noqa: F401
-    from models import SAMPLE_TEXTS, bert_tokenizer, save_tiny_model
+    from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, save_tiny_model, tiny_llama_lm
 
 OPTIONS = dict(features=("token",), show_progress=False, batch_size=4)
 TEXTS_V1 = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -261,6 +261,34 @@ def test_a_changed_profile_is_reported_different(tmp_path):
     with pytest.raises(ConfigurationError, match="lies in the results being reproduced"):
         hf_txray.reproduce(tmp_path / "runs" / "first", out=tmp_path / "runs" / "first")
     assert cli_main(["reproduce", str(tmp_path / "runs")]) == 2
+
+
+def test_stored_output_effects_are_recomputed_and_compared(tmp_path):
+    """Helper 188: output_effects is not a ProfilerConfig field, so the record's options lacked it: reproduce reran
+    without it and compared nothing of the stored table. A model whose LM head was negated (the credited numbers
+    unchanged) was reported identical, and so was an edited table."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "m"
+    tiny_llama_lm(0).save_pretrained(folder)
+    bpe_tokenizer().save_pretrained(folder)
+    options = dict(OPTIONS, output_effects=True, output_effects_k=3)
+    profile = hf_txray.analyze(str(folder), TEXTS_V1, stage="s", **options)
+    same = hf_txray.reproduce_profile(profile, dataset=TEXTS_V1)
+    assert same.identical and same.profile.output_effects is not None
+    assert int(same.profile.output_effects["rank"].max()) == 2
+    other = AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        other.lm_head.weight.neg_()  # promoted <-> suppressed; no activation changes
+    verdict = hf_txray.reproduce_profile(profile, dataset=TEXTS_V1, model=other)
+    assert not verdict.identical and "output effects:" in "; ".join(verdict.differences)
+    assert np.array_equal(verdict.profile.neuron_count, profile.neuron_count)
+    edited = copy.copy(profile)
+    edited.output_effects = profile.output_effects.assign(token_id=profile.output_effects["token_id"][::-1].to_numpy())
+    assert not compare_numbers(edited, same.profile)[0]
+    edited.output_effects = None  # a profile without them compares as before
+    assert compare_numbers(edited, same.profile)[0]
 
 
 def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path):
