@@ -156,6 +156,23 @@ def test_bad_traces_fail_clearly(bert):
         Trace(sites)[9]
 
 
+def test_a_fill_refuses_a_boolean_mask_and_fractional_indices(bert):
+    """Helper 188: Fill cast its indices to long, so a boolean mask over neurons (True, False, True) filled neurons 1,
+    0, 1 and 1.7 filled neuron 1, silently."""
+    model, _ = bert
+    sites = find_sites(model)
+    mask = np.zeros(sites[0].width, dtype=bool)
+    mask[[5, 9]] = True
+    for indices in (mask, torch.as_tensor(mask), mask.tolist()):
+        with pytest.raises(ConfigurationError, match="boolean mask .* Fill\\(np.flatnonzero\\(mask\\)\\)"):
+            Fill(indices)
+    for indices in ([1.7], np.array([0.5, 2.0]), torch.tensor([1.5])):
+        with pytest.raises(ConfigurationError, match="integer neuron indices"):
+            Fill(indices)
+    assert Fill(np.flatnonzero(mask)).indices.tolist() == [5, 9]
+    assert Fill([1.0, 2.0]).indices.tolist() == [1, 2] and Fill(torch.tensor([3])).indices.tolist() == [3]
+
+
 def test_an_edit_must_return_a_tensor_of_the_activations_shape(bert):
     """A function without `return` edited nothing, silently; a slice failed deep inside the model ('mat1 and mat2
     shapes cannot be multiplied'), naming no site."""
