@@ -480,7 +480,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[str]]:
     """``(identical, largest relative mass difference, differences)``: counts exact, masses to 1e-6; stored output
-    effects token for token, their logits to 1e-6."""
+    effects token for token, their logits to 1e-6; top examples (their activations to 1e-6), activation histograms and
+    per-position mass (to 1e-6) likewise: a neuron's page shows them all."""
     diffs: list[str] = []
     worst = 0.0
     for name in COUNT_FIELDS:
@@ -517,6 +518,15 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
         if _corpus_counts(stored, ft) != _corpus_counts(new, ft):
             diffs.append(f"{ft} corpus frequencies differ")
     diffs += _output_effects_differences(stored.output_effects, new.output_effects)
+    example_diffs, example_worst = _example_differences(stored.examples, new.examples)
+    diffs += example_diffs + _card_statistics_differences(stored, new)
+    worst = max(worst, example_worst)
+    if stored.position_mass is not None and new.position_mass is not None:
+        a, b = stored.position_mass.entries(), new.position_mass.entries()
+        if any(not np.array_equal(a[n], b[n]) for n in ("row", "position", "count")):
+            diffs.append("per-position credit counts differ")
+        else:
+            worst = max(worst, _relative(b["mass"], a["mass"]))
     if worst > MASS_TOLERANCE:
         diffs.append(f"masses differ by up to {worst:.2e} (relative), above {MASS_TOLERANCE:.0e}")
     return not diffs, worst, diffs
@@ -545,6 +555,37 @@ def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame |
     logits = _relative(b["logit"].to_numpy(dtype=np.float64), a["logit"].to_numpy(dtype=np.float64))
     if logits > MASS_TOLERANCE:
         diffs.append(f"output-effect logits differ by up to {logits:.2e} (relative), above {MASS_TOLERANCE:.0e}")
+    return diffs
+
+
+def _example_differences(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], float]:
+    """What differs between two top-example tables (the activations a neuron page lists): the same examples per
+    (layer, neuron, rank), ids, positions and tokens exact; and the largest relative activation difference."""
+    if stored.empty:  # none kept (max_examples_per_neuron=0, or a profile built without them): nothing to check
+        return [], 0.0
+    keys = ["layer", "neuron", "rank"]
+    exact = [c for c in ("example_id", "token_index", "token") if c in stored and c in new]
+    a, b = (frame.sort_values(keys, kind="stable").reset_index(drop=True) for frame in (stored, new))
+    if len(a) != len(b) or not a[keys].equals(b[keys]):
+        return [f"top examples have other rows ({len(b)} vs {len(a)} stored)"], 0.0
+    same = [c for c in exact if not a[c].astype(str).equals(b[c].astype(str))]
+    diffs = [f"top examples differ in {', '.join(same)}"] if same else []
+    worst = _relative(b["activation"].to_numpy(dtype=np.float64), a["activation"].to_numpy(dtype=np.float64)) \
+        if "activation" in a and "activation" in b else 0.0
+    return diffs, worst
+
+
+def _card_statistics_differences(stored: Profile, new: Profile) -> list[str]:
+    """The activation histograms (exact counts) and whether the per-position statistics the stored profile keeps
+    were recomputed."""
+    diffs = []
+    if stored.activation_histogram is not None:
+        if new.activation_histogram is None:
+            diffs.append("activation histograms stored but not recomputed")
+        elif not stored.activation_histogram.equals(new.activation_histogram):
+            diffs.append("activation histogram counts differ")
+    if stored.position_mass is not None and new.position_mass is None:
+        diffs.append("per-position mass stored but not recomputed")
     return diffs
 
 

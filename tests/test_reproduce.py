@@ -291,6 +291,33 @@ def test_stored_output_effects_are_recomputed_and_compared(tmp_path):
     assert compare_numbers(edited, same.profile)[0]
 
 
+def test_top_examples_histograms_and_position_mass_are_compared(tmp_path):
+    """Helper 188: compare_numbers checked counts and masses only, so a saved profile whose top-example activations,
+    activation histogram or per-position mass (all on a neuron's page) had been edited reproduced as identical."""
+    from hf_txray.accumulators import PositionMass
+
+    profile = hf_txray.analyze(str(save_tiny_model(tmp_path / "m")), TEXTS_V1, stage="s", **OPTIONS)
+    assert compare_numbers(copy.copy(profile), profile)[0]
+    edited = copy.copy(profile)
+    edited.examples = profile.examples.assign(activation=profile.examples["activation"] * 2)
+    assert not compare_numbers(edited, profile)[0]
+    edited = copy.copy(profile)
+    edited.examples = profile.examples.assign(token="x")
+    assert "top examples differ in token" in "; ".join(compare_numbers(edited, profile)[2])
+    edited = copy.copy(profile)
+    histogram = copy.copy(profile.activation_histogram)
+    histogram.counts = histogram.counts + 1
+    edited.activation_histogram = histogram
+    assert "activation histogram counts differ" in compare_numbers(edited, profile)[2]
+    e = profile.position_mass.entries()
+    edited = copy.copy(profile)
+    edited.position_mass = PositionMass.from_entries(e["row"], e["position"], e["mass"] * 1.01, e["count"])
+    identical, worst, _ = compare_numbers(edited, profile)
+    assert not identical and worst == pytest.approx(0.01 / 1.01, rel=1e-3)  # relative to the stored mass
+    edited.save_pretrained(tmp_path / "edited")
+    assert hf_txray.reproduce(tmp_path / "edited", dataset=TEXTS_V1).verdict == "different"
+
+
 def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path):
     model = save_tiny_model(tmp_path / "m")
     data = save_parquet_dataset(tmp_path / "d", {"train": TEXTS_V1}) / "data" / "train.parquet"
