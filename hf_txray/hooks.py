@@ -64,6 +64,7 @@ class Fill:
                 raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "
                                          f"{len(self.indices)} values, got shape {array.shape}.")
             self.values = torch.as_tensor(np.broadcast_to(array, (len(self.indices),)).copy())
+            _refuse_conflicting_values(self.indices, self.values)
         # Index and value tensors moved once per (device, dtype) the activations arrive on.
         self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
@@ -74,6 +75,10 @@ class Fill:
         cached = self._on.get(key)
         if cached is None:
             values = None if self.values is None else self.values.to(x.device, x.dtype)
+            if values is not None and bool((torch.isfinite(self.values) & ~torch.isfinite(values.cpu())).any()):
+                raise ConfigurationError(  # 1e6 in float16 is inf: the neuron would output inf, not the value set
+                    f"{self!r}: a value does not fit the activations' {x.dtype} (it becomes inf). Use values within "
+                    f"its range ({torch.finfo(x.dtype).max:.4g}) or run the model in float32.")
             cached = self._on[key] = (self.indices.to(x.device), values)
         index, values = cached
         if values is None:
@@ -102,6 +107,16 @@ def _neuron_indices(indices: Sequence[int]) -> torch.Tensor:
         if not whole:
             raise ConfigurationError(f"Fill takes integer neuron indices, got {array.tolist()!r}.")
     return torch.as_tensor(array.astype(np.int64).reshape(-1))
+
+
+def _refuse_conflicting_values(indices: torch.Tensor, values: torch.Tensor) -> None:
+    """A neuron named twice with two values: which one an indexed assignment keeps is unspecified (the last on a
+    CPU, either on a GPU), so the value set would depend on the device."""
+    first: dict[int, float] = {}
+    for index, value in zip(indices.tolist(), values.tolist()):
+        if first.setdefault(index, value) != value and not (np.isnan(value) and np.isnan(first[index])):
+            raise ConfigurationError(f"Fill names neuron {index} twice, with values {first[index]} and {value}: give "
+                                     "each neuron one value.")
 
 
 Edit = Union[Fill, Callable[[torch.Tensor], torch.Tensor]]

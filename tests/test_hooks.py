@@ -173,6 +173,19 @@ def test_a_fill_refuses_a_boolean_mask_and_fractional_indices(bert):
     assert Fill([1.0, 2.0]).indices.tolist() == [1, 2] and Fill(torch.tensor([3])).indices.tolist() == [3]
 
 
+def test_a_fill_sets_the_values_it_names_or_refuses():
+    """Helper 188: a neuron named twice with two values kept the last one (on a CPU; unspecified on a GPU), and a
+    value beyond float16's range became inf in the model, silently."""
+    with pytest.raises(ConfigurationError, match="names neuron 3 twice, with values 1.0 and 2.0"):
+        Fill([3, 3], values=[1.0, 2.0])
+    assert Fill([3, 3], values=[1.0, 1.0])(torch.zeros(1, 5))[0, 3] == 1.0  # one value twice is one value
+    half = torch.zeros(1, 5, dtype=torch.float16)
+    with pytest.raises(ConfigurationError, match="does not fit the activations' torch.float16"):
+        Fill([0], values=[1e6])(half)
+    assert Fill([0], values=[1e6])(half.float())[0, 0] == 1e6 and Fill([0], values=[6e4])(half)[0, 0] == 6e4
+    assert torch.isinf(Fill([0], values=[float("inf")])(half)[0, 0])  # an infinite value asked for is kept
+
+
 def test_an_edit_must_return_a_tensor_of_the_activations_shape(bert):
     """A function without `return` edited nothing, silently; a slice failed deep inside the model ('mat1 and mat2
     shapes cannot be multiplied'), naming no site."""
