@@ -40,9 +40,9 @@ from .distributed import input_device, refuse_offloaded
 from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
-from .sites import (dynamically_quantized, find_blocks, find_sites, is_encoder_decoder, linear_dims, linear_weight,
-                    named_linears, refuse_dynamic_quantization, resolve_stack, text_config,
-                    unwrap_peft)
+from .options import is_int
+from .sites import (block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder, linear_dims,
+                    linear_weight, named_linears, refuse_dynamic_quantization, resolve_stack, text_config, unwrap_peft)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -372,7 +372,8 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     read = readout(model, stack)
     _, blocks = _blocks(model, stack)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
-    layers = list(range(len(blocks))) if layers is None else [int(layer) for layer in layers]
+    # distinct and sorted (layers=[1, -1] of a 2-block model gave every row twice), range-checked, ints only
+    layers = block_indices("all" if layers is None else layers, len(blocks))
     cache: dict[int, str] = {}
 
     def tokens(ids: np.ndarray) -> list[str]:
@@ -387,7 +388,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
             columns = post.to(device=columns.device)[:, None] * columns.float()
         width = columns.shape[1]
-        chosen = np.arange(width) if neurons is None else np.asarray(list(neurons), dtype=np.int64)
+        chosen = np.arange(width) if neurons is None else _neuron_indices(neurons)
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):
             raise ConfigurationError(f"Neuron out of range: layer {layer} has {width} neurons (0 to {width - 1}).")
         for start in range(0, len(chosen), _CHUNK):
@@ -428,7 +429,16 @@ def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, token
         >>> hf_txray.output_effects(model, layer=10, neuron=42, k=5, tokenizer=tokenizer)
         ```
     """
-    return output_effects_table(model, [layer], k, tokenizer, neurons=[int(neuron)], stack=stack)
+    return output_effects_table(model, [layer], k, tokenizer, neurons=[neuron], stack=stack)
+
+
+def _neuron_indices(neurons: Sequence[int]) -> np.ndarray:
+    """`neurons` as sorted distinct int64 indices; a fraction (1.5 was read as neuron 1) or a bool is refused."""
+    listed = list(neurons)
+    bad = [n for n in listed if not is_int(n)]
+    if bad:
+        raise ConfigurationError(f"Neurons are int indices, got {bad[0]!r}.")
+    return np.unique(np.asarray(listed, dtype=np.int64))
 
 
 def _default_tokenizer(model: nn.Module) -> Any:

@@ -23,7 +23,7 @@ from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
-from .options import resolve_layer
+from .options import is_int, resolve_layer
 from .provenance import is_embedded
 from .significance import DEFAULT_MIN_COUNT, check_min_count
 
@@ -373,6 +373,8 @@ class Profile(Artifact):
         return list(self.meta.layers).index(resolve_layer(self.meta.layers, layer, "was not profiled"))
 
     def _row(self, layer: int, neuron: int) -> int:
+        if not is_int(neuron):  # 1.5 passed the range check and failed later with a bare IndexError (helper 188)
+            raise ConfigurationError(f"A neuron is an int index, got {neuron!r}.")
         if not 0 <= neuron < self.num_neurons:
             raise ConfigurationError(f"Neuron {neuron} is out of range: layers have {self.num_neurons} neurons.")
         return self._layer_position(layer) * self.num_neurons + neuron

@@ -201,6 +201,12 @@ def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path
     assert checked >= 10
 
 
+def test_neuron_card_refuses_a_fractional_neuron():
+    """Helper 188: neuron 1.5 passed the range check and failed later with a bare IndexError."""
+    with pytest.raises(hf_txray.errors.ConfigurationError, match="int index, got 1.5"):
+        neuron_card(output_profile(), 0, 1.5)
+
+
 def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
     """The NeuronCard record: identity, stats, distributions, examples, histogram, output effects, status per report
     and summary, each equal to what the Profile and the TransferReport say."""

@@ -332,6 +332,17 @@ def test_neuron_out_of_range_is_refused():
         hf_txray.output_effects(model, 0, width, tokenizer=tokenizer)
 
 
+def test_layers_and_neurons_named_twice_or_as_fractions():
+    """Helper 188: layers=[1, -1] of a 2-block model gave every row twice, and neuron 1.5 was read as neuron 1."""
+    model, tokenizer, _, _ = _llama()
+    once = hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3])
+    assert hf_txray.output_effects_table(model, [1, -1], k=2, tokenizer=tokenizer, neurons=[3, 3]).equals(once)
+    for call in (lambda: hf_txray.output_effects(model, 1, 1.5, tokenizer=tokenizer),
+                 lambda: hf_txray.output_effects_table(model, [1.5], tokenizer=tokenizer)):
+        with pytest.raises(hf_txray.errors.ConfigurationError):
+            call()
+
+
 def test_encoder_neurons_of_an_encoder_decoder_are_refused():
     model, tokenizer, _, _ = _t5()
     with pytest.raises(hf_txray.errors.ConfigurationError, match="cross-attention"):
