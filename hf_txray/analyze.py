@@ -195,7 +195,7 @@ class Profiler:
             top_k=self.config.top_k, stage=stage, max_examples_per_neuron=self.config.max_examples_per_neuron,
             dataset_id=dataset_id, dataset_fingerprint=corpus_fingerprint(corpus, dataset_id),
             config={"max_length": self.max_length, "text_column": text_column, "module_pattern": self.config.module_pattern,
-                    "spacy_model": self.annotator.spacy_model if self.annotator and self.annotator.tags else None,
+                    "spacy_model": self.annotator.pipeline if self.annotator else None,
                     "credit": "positive top-k winners", "batch_size": self.batch_size,
                     "skip_first_positions": self.skip_first_positions, "max_positions": self.config.max_positions,
                     "long_texts": self.config.long_texts,
@@ -240,7 +240,7 @@ class Profiler:
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
                    "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow
                    **self.runtime}
-        spacy_model = self.annotator.spacy_model if self.annotator and self.annotator.tags else None
+        spacy_model = self.annotator.pipeline if self.annotator else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
 
     def _architecture_meta(self) -> dict[str, Any]:
@@ -878,8 +878,8 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
     config = o.profiler_config()
     names, _ = o.validate()
     tags = [t for t in names if t in TAG_FEATURES]
-    if tags:  # a missing spaCy model fails here, not after the model is loaded (loaded once: it is cached)
-        WordAnnotator(tags, o.spacy_model).nlp
+    if tags or (o.spacy_model is not None and needs_words(names)):  # a missing spaCy model fails here, not after
+        WordAnnotator(tags, o.spacy_model).nlp                       # the model is loaded (loaded once: cached)
     # One dtype: a dtype in model_kwargs becomes o.dtype (recorded and reloaded as such), a second one is refused.
     dtype, model_kwargs = merge_dtype(o.dtype, o.model_kwargs)
     o = dataclasses.replace(o, dtype=dtype, model_kwargs=model_kwargs or None)

