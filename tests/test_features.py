@@ -193,3 +193,19 @@ def test_a_named_spacy_pipeline_splits_the_words_without_tags_too(tmp_path):
     default = hf_txray.analyze(model, texts, **common)  # English rules, and the cache keeps the two apart
     assert {"do", "n't"} <= set(default.tables["word"].vocab) and "don't" not in default.tables["word"].vocab
     assert default.meta.config["spacy_model"] is None
+
+
+@pytest.mark.parametrize("name, fn, message", [
+    (3, capitals, "must be a non-empty string"),  # a bare KeyError: 3 after the model was loaded
+    ("", capitals, "must be a non-empty string"),  # columns length_, entropy_, top_
+    ("case ", capitals, "without surrounding whitespace"),  # columns that read as the feature "case"'s
+    ("case", "capitals", "not callable"),  # a TypeError at the first text
+])
+def test_a_user_feature_with_an_unusable_name_or_function_is_refused_before_any_work(name, fn, message):
+    """Helper 189: these user features were taken as given (an empty name profiled into columns length_ and
+    entropy_) or failed late with errors that named neither the feature nor the fix."""
+    with pytest.raises(ConfigurationError, match=message):
+        parse_features(("token", UserFeature(name, fn)))
+    with pytest.raises(ConfigurationError, match=message):
+        register_feature(UserFeature(name, fn))
+    assert name not in registered_features()

@@ -128,17 +128,37 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
         >>> profile = hf_txray.analyze(model, texts, features=("token", "pos", "digit"))
         ```
     """
+    check_user_feature(feature.name, feature.fn)
     if isinstance(feature, UserFeature):
         feature = FeatureType(feature.name, "tag", "user", (feature.fn.__doc__ or "").strip().split("\n")[0],
                               fn=feature.fn)
-    if feature.name in BUILTIN_FEATURES:
-        raise ConfigurationError(f"User feature name {feature.name!r} clashes with a built-in feature.")
-    if feature.source != "user" or not callable(feature.fn):
+    if feature.source != "user":
         raise ConfigurationError(f"User feature {feature.name!r} needs fn(text) -> [(start, end, label), ...].")
     if feature.name in _REGISTRY and not replace:
         raise ConfigurationError(f"Feature {feature.name!r} is already registered; pass replace=True to replace it.")
     _REGISTRY[feature.name] = feature
     return feature
+
+
+def check_user_feature(name: Any, fn: Any) -> None:
+    """Refuse a user feature whose name cannot name columns and saved tables, or whose function is not callable.
+
+    A name that is not a string failed with a bare ``KeyError`` after loading the model, an empty one made columns
+    ``length_`` and ``entropy_``, and one with surrounding spaces (``"case "``) columns that read as another
+    feature's; a function that is not callable failed with a ``TypeError`` at the first text.
+
+    Raises:
+        `ConfigurationError`: the name is not a non-empty string without surrounding whitespace, is a built-in
+            feature, or `fn` is not callable.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ConfigurationError(f"User feature name {name!r} must be a non-empty string without surrounding "
+                                 "whitespace: it names the feature's columns (length_<name>) and saved tables.")
+    if name in BUILTIN_FEATURES:
+        raise ConfigurationError(f"User feature name {name!r} clashes with a built-in feature.")
+    if not callable(fn):
+        raise ConfigurationError(f"User feature {name!r} needs fn(text) -> [(start, end, label), ...]; got "
+                                 f"{type(fn).__name__} {fn!r:.60}, which is not callable.")
 
 
 def unregister_feature(name: str) -> None:
@@ -234,8 +254,7 @@ def parse_features(features: Sequence[Any]) -> tuple[list[str], dict[str, UserFe
         if isinstance(feature, tuple) and len(feature) == 2 and callable(feature[1]):
             feature = UserFeature(str(feature[0]), feature[1])
         if isinstance(feature, UserFeature):
-            if feature.name in BUILTIN_FEATURES:
-                raise ConfigurationError(f"User feature name {feature.name!r} clashes with a built-in feature.")
+            check_user_feature(feature.name, feature.fn)
             user[feature.name] = feature
             name = feature.name
         elif isinstance(feature, str):
