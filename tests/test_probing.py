@@ -1144,6 +1144,21 @@ def test_attribution_without_captum_says_how_to_install(monkeypatch):
         neuron_attributions(model, tokenizer, "a text", 0, 1)
 
 
+
+def test_attribution_refuses_a_slow_tokenizer_with_the_fix():
+    """Helper 189: a Python (slow) tokenizer gives no offsets; attribution failed with a bare KeyError
+    'offset_mapping' where analyze and extract_activations name the problem and the fix."""
+    pytest.importorskip("captum")
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    model, _ = tiny("bert")
+    slow = BertTokenizerLegacy(str(Path(minilm_path()) / "vocab.txt"))
+    with pytest.raises(ModelError, match="slow.*no character offsets"):
+        neuron_attributions(model, slow, "The cat sat.", 0, 1)
+    examples = pd.DataFrame({"left": ["The "], "token": ["cat"], "right": [" sat."]})
+    with pytest.raises(ModelError, match="slow.*no character offsets"):
+        explain_examples(model, slow, examples, 0, 1)
+
 # ----- results repo -------------------------------------------------------------------------------------------------
 def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     import datasets

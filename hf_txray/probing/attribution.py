@@ -183,6 +183,9 @@ def neuron_attributions(
         raise ConfigurationError(f"Unknown baseline {baseline!r}: choose one of {', '.join(BASELINES)}.")
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError("text must be a non-empty string.")
+    from ..loading import check_fast_tokenizer
+
+    check_fast_tokenizer(tokenizer)  # a slow one ignores return_offsets_mapping: a bare KeyError 'offset_mapping'
     if method == "conductance" and target is None:
         raise ConfigurationError("method='conductance' attributes a model output through the neuron: pass target= "
                                  "(a class id, or (position, token id) for per-token outputs).")
@@ -323,6 +326,9 @@ def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: 
     missing = {"left", "token", "right"} - set(examples.columns)
     if missing:
         raise ConfigurationError(f"examples need columns left, token and right; missing {sorted(missing)}.")
+    from ..loading import check_fast_tokenizer
+
+    check_fast_tokenizer(tokenizer)  # _token_at reads offsets before neuron_attributions checks
     out = []
     kwargs["max_length"] = resolve_max_length(model, tokenizer, kwargs.get("max_length"))  # as each call resolves it
     for row in examples.head(k).itertuples(index=False):
