@@ -30,7 +30,7 @@ from .features import (
     tag_column,
     user_feature_labels,
 )
-from .tokenizing import FlatTokenizer
+from .tokenizing import FlatTokenizer, keeping_first_tokens
 
 
 @dataclass
@@ -104,11 +104,15 @@ def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) ->
 def encode(tokenizer, texts: Sequence[str], max_length: int,
            multiple: int = PAD_MULTIPLE) -> tuple[Any, dict[str, torch.Tensor]]:
     """Tokenize with offsets and right-pad ourselves (pad id 0 is masked out; widths rounded up to `multiple`), so
-    tokenizers without a pad token (GPT-2, Llama) work unchanged."""
-    enc = tokenizer(
-        list(texts), truncation=True, max_length=max_length, return_offsets_mapping=True,
-        return_special_tokens_mask=True, return_attention_mask=True,
-    )
+    tokenizers without a pad token (GPT-2, Llama) work unchanged. Texts longer than `max_length` keep their first
+    tokens whatever the tokenizer's ``truncation_side``: a word cut at the end is what callers detect and skip, and
+    under ``truncation_side="left"`` the word cut at the start was kept with a "first" vector read at a later piece
+    of it (``##arian`` of ``antidisestablishmentarianism``: helper 189)."""
+    with keeping_first_tokens(tokenizer):
+        enc = tokenizer(
+            list(texts), truncation=True, max_length=max_length, return_offsets_mapping=True,
+            return_special_tokens_mask=True, return_attention_mask=True,
+        )
     inputs = {name: _pad(enc[name], 0, max_length, multiple) for name in ("input_ids", "attention_mask", "token_type_ids")
               if name in enc}
     return enc, inputs

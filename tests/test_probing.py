@@ -309,6 +309,21 @@ def test_a_word_cut_by_max_length_is_skipped_not_read_from_its_first_pieces(plan
     assert list(fits.word_ids) == [0, 1, 2, 3] and fits.num_skipped_words == 0
 
 
+
+def test_a_left_truncating_tokenizer_cuts_the_end_and_skips_the_word_it_cuts(planted):
+    """Helper 189: under truncation_side="left" (a tokenizer config may set it) extraction kept a sentence's last
+    tokens, and 'electroencephalography', left with its last pieces only, was kept: its first vector read at
+    '##graphy'. Texts keep their first tokens now, as in analyze, and the word the cut splits is skipped."""
+    corpus = from_columns({"tokens": [["the", "electroencephalography", "is", "here"]], "tags": [["D", "N", "V", "A"]]},
+                          "tokens", "tags")
+    tokenizer = copy.deepcopy(planted.tokenizer)
+    tokenizer.truncation_side = "left"
+    right = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], max_length=5)
+    left = extract_activations(planted.model, corpus, tokenizer, layers=[0], max_length=5)
+    assert list(left.word_ids) == [0] and left.num_skipped_words == 3
+    np.testing.assert_array_equal(left.values, right.values)
+    assert tokenizer.truncation_side == "left"  # the tokenizer is left as it was
+
 def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
     model, tokenizer = planted.model, planted.tokenizer
     corpus = from_columns(synthetic_rows(400, 3), "tokens", "tags")
