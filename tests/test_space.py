@@ -513,6 +513,19 @@ def test_space_folder_is_what_the_package_writes(tmp_path):
     assert SpaceCard.load(other / "README.md").data.title == "Mine"
 
 
+def test_the_space_installs_a_cjk_font_and_an_older_app_dir_still_stages(tmp_path):
+    """The figures fall back to a CJK font (plots.FALLBACK_FONTS) that a Space's image lacks: packages.txt has apt
+    install it. A custom app_dir written before packages.txt existed stages without one."""
+    from hf_txray.plots import FALLBACK_FONTS
+
+    written = viewer.write_space_files(tmp_path / "space")
+    packages = (written / "packages.txt").read_text().split()
+    assert packages == ["fonts-noto-cjk"] and FALLBACK_FONTS[0].startswith("Noto Sans CJK")
+    (written / "packages.txt").unlink()
+    staged = viewer.stage_space(tmp_path / "staged", "me/results", app_dir=written)
+    assert (staged / "app.py").is_file() and not (staged / "packages.txt").exists()
+
+
 def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F811
     from huggingface_hub import snapshot_download
 
@@ -520,8 +533,8 @@ def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F8
     info = viewer.deploy_space("test-user/txray-viewer", "test-user/deployed-results")
     assert info.oid
     files = hub.server.repo_files("test-user/txray-viewer", repo_type="space")
-    for name in ("app.py", "README.md", "requirements.txt", "hf_txray/__init__.py", "hf_txray/viewer/app.py",
-                 "hf_txray/py.typed"):
+    for name in ("app.py", "README.md", "requirements.txt", "packages.txt", "hf_txray/__init__.py",
+                 "hf_txray/viewer/app.py", "hf_txray/py.typed"):
         assert name in files, name
     assert not any("__pycache__" in name for name in files)
     assert files["app.py"] == (SPACE / "app.py").read_bytes()

@@ -1,6 +1,6 @@
 """The viewer as a Hugging Face Space: the Space's files (``app.py``, a ``README.md`` built with huggingface_hub's
-``SpaceCard``, ``requirements.txt``) are written from here, so a wheel install deploys as a checkout does; the
-checked-in ``spaces_app/`` folder is what :func:`write_space_files` writes (a test keeps them equal).
+``SpaceCard``, ``requirements.txt``, ``packages.txt``) are written from here, so a wheel install deploys as a
+checkout does; the checked-in ``spaces_app/`` folder is what :func:`write_space_files` writes (a test keeps them equal).
 :func:`deploy_space` uploads them with a copy of this package, in one commit.
 """
 
@@ -16,7 +16,9 @@ from ..errors import ConfigurationError
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, SpaceCard
 
-SPACE_FILES = ("app.py", "README.md", "requirements.txt")
+SPACE_FILES = ("app.py", "README.md", "requirements.txt", "packages.txt")
+# Files a custom `app_dir` must hold (packages.txt is optional there: app folders made before it existed lack it).
+REQUIRED_APP_FILES = ("app.py", "README.md", "requirements.txt")
 EXAMPLE_RESULTS = "my-user/minilm-txray"  # the results repo named by the checked-in spaces_app/README.md
 GRADIO_VERSION = "6.31.0"  # sdk_version when gradio is not installed (the version the viewer is tested with)
 
@@ -92,8 +94,9 @@ in the text box. For a private results repo, add an `HF_TOKEN` secret in the Spa
 The app ships in the hf_txray package (`hf_txray.viewer.app`); this Space's `app.py` only imports and launches it.
 hf_txray is not on PyPI, so the Space carries a copy of the package: `hf_txray.viewer.deploy_space(space_repo_id,
 results_repo_id)` uploads `app.py`, this README (a `huggingface_hub.SpaceCard` whose `datasets:` names the results
-repo), `requirements.txt` (hf_txray's dependencies) and the `hf_txray/` package folder, in one commit. Locally, the
-same app runs with `hf-txray view DIR_OR_REPO [--port PORT]`.
+repo), `requirements.txt` (hf_txray's dependencies), `packages.txt` (a CJK font, so the figures draw Chinese,
+Japanese and Korean tokens) and the `hf_txray/` package folder, in one commit. Locally, the same app runs with
+`hf-txray view DIR_OR_REPO [--port PORT]`.
 """
 
 
@@ -119,6 +122,11 @@ def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n{README_BODY}")
 
 
+# Debian packages the Space installs (apt) before the app starts: a CJK font, which the figures' text falls back to
+# (hf_txray.plots.FALLBACK_FONTS) for the tokens of Chinese, Japanese and Korean text; without it they are boxes.
+PACKAGES_TXT = "fonts-noto-cjk\n"
+
+
 def set_space_datasets(readme: str, datasets: list[str], title: str | None = None) -> str:
     """The Space README with its YAML header's ``datasets:`` (and optionally ``title``) replaced."""
     from ..card import space_card as card_from_template
@@ -129,7 +137,8 @@ def set_space_datasets(readme: str, datasets: list[str], title: str | None = Non
 def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_RESULTS,
                       title: str | None = None) -> Path:
     """Write the Space's own files into `folder`: ``app.py``, ``README.md`` (its ``datasets:`` naming
-    `results_repo_id`) and ``requirements.txt``. ``spaces_app/`` of the repository is this with the defaults."""
+    `results_repo_id`), ``requirements.txt`` and ``packages.txt`` (a CJK font for the figures). ``spaces_app/`` of the
+    repository is this with the defaults."""
     from ..hub_io import check_repo_id
 
     folder = Path(folder)
@@ -137,6 +146,7 @@ def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_
     datasets = [check_repo_id(results_repo_id)] if results_repo_id else []
     (folder / "app.py").write_text(APP_PY, encoding="utf-8")
     (folder / "requirements.txt").write_text(REQUIREMENTS_TXT, encoding="utf-8")
+    (folder / "packages.txt").write_text(PACKAGES_TXT, encoding="utf-8")
     (folder / "README.md").write_text(str(space_card(datasets, title)), encoding="utf-8")
     return folder
 
@@ -151,13 +161,14 @@ def stage_space(folder: str | Path, results_repo_id: str | None = None, app_dir:
         write_space_files(folder, results_repo_id, title)
     else:
         app_dir = Path(app_dir)
-        missing = [name for name in SPACE_FILES if not (app_dir / name).is_file()]
+        missing = [name for name in REQUIRED_APP_FILES if not (app_dir / name).is_file()]
         if missing:
             raise ConfigurationError(f"{app_dir} lacks the Space file(s) {', '.join(missing)}; pass an app_dir "
                                      "holding app.py, README.md and requirements.txt, or none for the built-in ones.")
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("app.py", "requirements.txt"):
-            shutil.copy2(app_dir / name, folder / name)
+        for name in ("app.py", "requirements.txt", "packages.txt"):
+            if (app_dir / name).is_file():  # packages.txt is optional
+                shutil.copy2(app_dir / name, folder / name)
         readme = (app_dir / "README.md").read_text(encoding="utf-8")
         if results_repo_id:
             from ..hub_io import check_repo_id
@@ -177,8 +188,9 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
 
     hf_txray is not on PyPI, so the Space carries it: the upload holds ``app.py``, ``README.md`` (its YAML
     ``datasets:`` names the results repo, which the app opens by default), ``requirements.txt`` (hf_txray's
-    dependencies) and a copy of the ``hf_txray`` package folder. Files of an earlier deploy under ``hf_txray/``
-    that the package no longer has are deleted; other files of the Space are left alone.
+    dependencies), ``packages.txt`` (a CJK font for the figures) and a copy of the ``hf_txray`` package folder. Files
+    of an earlier deploy under ``hf_txray/`` that the package no longer has are deleted; other files of the Space are
+    left alone.
 
     Args:
         space_repo_id (`str`): ``namespace/name`` of the Space (created with ``sdk: gradio`` when missing).
@@ -188,7 +200,7 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created Space. A Space that
             opens a private results repo needs the ``HF_TOKEN`` secret set in its settings.
         app_dir (`str` or `Path`, *optional*): a folder with a customised app.py, README.md and
-            requirements.txt (default: the built-in ones, :func:`write_space_files`).
+            requirements.txt, and optionally packages.txt (default: the built-in ones, :func:`write_space_files`).
         title (`str`, *optional*): the Space's title in its README header.
 
     Returns:
