@@ -1149,3 +1149,14 @@ def test_neuron_tab_of_two_stages_compare_refuses(tmp_path):
     assert set(distributions["stage"]) == {"top1", "top2"} and len(examples) > 0 and ex_a and ex_b
     summary, *_ = app.show_neuron_page(source, layer, neuron, "top1", "top2")
     assert summary.startswith("top1: ") and "\ntop2: " in summary
+
+
+def test_the_viewer_caches_keep_the_most_recently_used():
+    """One cache class for results opened and figures drawn: the least recently used entry leaves first."""
+    cache = viewer.data.RecentlyUsed(2)
+    cache.put("a", 1), cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recently used
+    cache.put("c", 3)
+    assert (cache.get("b"), cache.get("a"), cache.get("c"), len(cache)) == (None, 1, 3, 2)
+    cache.clear()
+    assert cache.get("a") is None and len(cache) == 0

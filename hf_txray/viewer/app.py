@@ -12,7 +12,6 @@ Hellinger scatter) draws its text as paths and holds only links naming neurons b
 
 from __future__ import annotations
 
-import collections
 import functools
 import html
 import json
@@ -165,11 +164,10 @@ def _chart(spec: dict) -> PlotData:
     return PlotData(type="altair", plot=json.dumps(spec))
 
 
-_FIGURE_LOCK = threading.Lock()  # one drawing at a time: concurrent first page loads draw the figures once
-
-
 FIGURES_KEPT = 16  # encoded figures of the last few (results, report, feature type)
-_figures: "collections.OrderedDict[tuple, tuple[data.ResultsView, tuple]]" = collections.OrderedDict()
+# (results view, figures) by (source, report, feature type); its lock held while drawing: one drawing at a time, so
+# concurrent first page loads draw the figures once
+_figures = data.RecentlyUsed(FIGURES_KEPT)
 
 
 def _overview_plots(source: str, report: str | None, feature_type: str | None) -> tuple[PlotData | None, ...]:
@@ -178,13 +176,10 @@ def _overview_plots(source: str, report: str | None, feature_type: str | None) -
     once it left the few kept in memory, is drawn again: the figures are of the numbers the tables show)."""
     view = _view(source)
     key = (source, report, feature_type)
-    with _FIGURE_LOCK:
+    with _figures.lock:
         cached = _figures.get(key)
         if cached is None or cached[0] is not view:
-            _figures[key] = cached = (view, _encoded_figures(view, report, feature_type))
-        _figures.move_to_end(key)
-        while len(_figures) > FIGURES_KEPT:
-            _figures.popitem(last=False)
+            cached = _figures.put(key, (view, _encoded_figures(view, report, feature_type)))
         return cached[1]
 
 

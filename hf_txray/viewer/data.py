@@ -384,9 +384,46 @@ def _load_results(source: str) -> tuple[dict, dict]:
     return profiles, reports
 
 
+class RecentlyUsed:
+    """The viewer's in-memory caches (results opened, figures drawn): the `kept` most recently used entries, behind
+    one lock, the least recently used dropped first.
+
+    Args:
+        kept (`int`): entries kept.
+    """
+
+    def __init__(self, kept: int):
+        self.kept = kept
+        self._entries: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
+        self.lock = threading.RLock()  # held across a get and a put by callers that compute between them
+
+    def get(self, key: Any) -> Any:
+        """The entry of `key` (now the most recently used), or None."""
+        with self.lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Keep `value` for `key` as the most recently used entry; returns `value`."""
+        with self.lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.kept:
+                self._entries.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 OPENED_KEPT = 4  # the last few sources opened stay in memory
-_opened: "collections.OrderedDict[str, ResultsView]" = collections.OrderedDict()
-_opened_lock = threading.Lock()
+_opened = RecentlyUsed(OPENED_KEPT)
 
 
 def open_results(source: str, reload: bool = False) -> ResultsView:
@@ -406,27 +443,18 @@ def open_results(source: str, reload: bool = False) -> ResultsView:
     source = (source or "").strip()
     if not source:
         raise ConfigurationError("Enter a Hub dataset repo id (e.g. my-user/minilm-txray) or a local results folder.")
-    with _opened_lock:
-        view = None if reload else _opened.get(source)
-        if view is not None:
-            _opened.move_to_end(source)
-            return view
+    view = None if reload else _opened.get(source)
+    if view is not None:
+        return view
     profiles, reports = _load_results(source)
     if not profiles and not reports:
         raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
-    view = ResultsView(source, profiles, reports, _load_probing(source))
-    with _opened_lock:
-        _opened[source] = view
-        _opened.move_to_end(source)
-        while len(_opened) > OPENED_KEPT:
-            _opened.popitem(last=False)
-    return view
+    return _opened.put(source, ResultsView(source, profiles, reports, _load_probing(source)))
 
 
 def forget_opened() -> None:
     """Drop every source kept in memory by :func:`open_results` (the next opening reads it again)."""
-    with _opened_lock:
-        _opened.clear()
+    _opened.clear()
 
 
 def _load_probing(source: str) -> Any:
