@@ -502,7 +502,7 @@ def test_user_feature_labels_character_spans():
 
 def test_user_feature_spans_are_checked_and_may_come_in_any_order():
     """Spans in any order (and empty ones) label as sorted ones do; overlapping spans (which silently dropped labels:
-    the alignment reads one span per token), a None label, reversed or out-of-text bounds, a pair instead of a
+    the alignment reads one span per token), a None or NaN label, a list label, reversed or out-of-text bounds, a pair instead of a
     triple and a function returning None are refused naming the feature."""
     def sorted_words(text):
         return [(m.start(), m.end(), m.group()[0].lower()) for m in re.finditer(r"\w+", text)]
@@ -515,7 +515,9 @@ def test_user_feature_spans_are_checked_and_may_come_in_any_order():
     assert in_order.equals(any_order) and int(in_order.corpus_count.sum()) > 0
     bad = {"overlap": lambda t: [(0, len(t), "all"), (0, 3, "head")], "None": lambda t: [(0, 3, None)],
            "not within": lambda t: [(3, 1, "x")], "not within the text": lambda t: [(0, len(t) + 1, "x")],
-           "triple": lambda t: [(0, 3)], "returned None": lambda t: None, "not integers": lambda t: [(0.0, 3, "x")]}
+           "triple": lambda t: [(0, 3)], "returned None": lambda t: None, "not integers": lambda t: [(0.0, 3, "x")],
+           # a NaN (a label column with gaps) was counted as the label "nan", a list by its repr (helper 189)
+           "label nan, a missing": lambda t: [(0, 3, float("nan"))], "type list": lambda t: [(0, 3, ["x"])]}
     for problem, fn in bad.items():
         with pytest.raises(ConfigurationError, match=f"UserFeature 'bad': .*{problem}"):
             run(features=("token", UserFeature("bad", fn)))

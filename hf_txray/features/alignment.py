@@ -172,13 +172,22 @@ def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, 
     return [spans[i][2] if i >= 0 else None for i in where]
 
 
+def _missing_label(label: object) -> bool:
+    """None, NaN, pandas' NA or NaT: a missing value (a DataFrame column of labels with gaps), which ``str`` would
+    turn into a label "nan" or "<NA>" counted like any other."""
+    if label is None or type(label).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(label, (float, np.floating)) and bool(np.isnan(label))
+
+
 def user_feature_spans(feature: UserFeature, text: str) -> list[tuple[int, int, str]]:
     """`feature.fn(text)` checked and sorted: non-empty ``(start, end, label)`` spans (empty ones cover nothing)."""
     def refuse(problem: str) -> ConfigurationError:
         return ConfigurationError(f"UserFeature {feature.name!r}: {problem}, for the text {text[:60]!r}. Its function "
                                   "must return (start, end, label) character spans with 0 <= start <= end <= "
-                                  "len(text), that do not overlap (a token takes one label), and labels that are not "
-                                  "None (leave a token without a label by leaving it out of every span).")
+                                  "len(text), that do not overlap (a token takes one label), and labels that are "
+                                  "strings or numbers, not missing values such as None or NaN (leave a token without "
+                                  "a label by leaving it out of every span).")
 
     returned = feature.fn(text)
     if returned is None:
@@ -190,8 +199,10 @@ def user_feature_spans(feature: UserFeature, text: str) -> list[tuple[int, int, 
         start, end, label = span
         if not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in (start, end)):
             raise refuse(f"the bounds of {span!r} are not integers")
-        if label is None:
-            raise refuse(f"{span!r} has the label None")
+        if _missing_label(label):
+            raise refuse(f"{span!r} has the label {label!r}, a missing value")
+        if not isinstance(label, (str, int, float, np.generic)):  # a list or dict would be counted by its repr
+            raise refuse(f"{span!r} has a label of type {type(label).__name__}; labels are strings (or numbers)")
         if not 0 <= start <= end <= len(text):
             raise refuse(f"{span!r} is not within the text (0 <= start <= end <= {len(text)})")
         if end > start:

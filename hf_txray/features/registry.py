@@ -21,8 +21,8 @@ class UserFeature:
 
     A token takes the label of the span that contains its first character; tokens outside every span carry no
     value for this feature (they are still credited for the other features). Spans may come in any order; they
-    must not overlap, must lie within the text and have labels that are not None (else a ``ConfigurationError``
-    at the first such text).
+    must not overlap, must lie within the text and have labels that are strings or numbers (``str(label)`` is the
+    value), not missing values such as None or NaN (else a ``ConfigurationError`` at the first such text).
     """
 
     name: str
