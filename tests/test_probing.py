@@ -1174,6 +1174,33 @@ def test_attribution_refuses_a_slow_tokenizer_with_the_fix():
     with pytest.raises(ModelError, match="slow.*no character offsets"):
         explain_examples(model, slow, examples, 0, 1)
 
+
+def test_explain_examples_reads_the_byte_piece_where_the_neuron_is_largest():
+    """Helper 189: the four byte-level pieces of an emoji share its offsets, and explain_examples read the neuron at
+    the first of them whatever its activation; now at the piece where the neuron is largest (the snippet alone cannot
+    tell which piece a top example credited)."""
+    pytest.importorskip("captum")
+    from models import bpe_tokenizer, tiny_gpt2
+
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    text = "the \U0001F600 cat"
+    enc = tokenizer(text, return_offsets_mapping=True)
+    pieces = [i for i, (start, end) in enumerate(enc["offset_mapping"]) if (start, end) == (4, 5)]
+    assert len(pieces) == 4
+    with torch.no_grad():
+        captured = {}
+        module = model.h[1].mlp.c_proj
+        handle = module.register_forward_pre_hook(lambda m, args: captured.update(x=args[0][0]))
+        model(torch.tensor([enc["input_ids"]]))
+        handle.remove()
+    best = captured["x"][pieces].argmax(dim=0)  # per neuron, the piece where it is largest
+    neuron = int(torch.nonzero(best > 0)[0])  # a neuron largest at a later piece than the first
+    examples = pd.DataFrame({"left": ["the "], "token": ["\U0001F600"], "right": [" cat"]})
+    explained = explain_examples(model, tokenizer, examples, 1, neuron, n_steps=4)
+    assert explained[0].position == pieces[int(best[neuron])] != pieces[0]
+    assert explained[0].activation == pytest.approx(float(captured["x"][pieces[int(best[neuron])], neuron]), rel=1e-5)
+
+
 # ----- results repo -------------------------------------------------------------------------------------------------
 def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     import datasets

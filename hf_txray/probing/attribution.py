@@ -127,7 +127,7 @@ def neuron_attributions(
     layer: int,
     neuron: int,
     *,
-    position: int | None = None,
+    position: int | Sequence[int] | None = None,
     method: str = "integrated_gradients",
     site: str = "mlp",
     baseline: str = "pad",
@@ -144,8 +144,8 @@ def neuron_attributions(
         tokenizer: its fast tokenizer.
         text (`str`): the input.
         layer (`int`), neuron (`int`): the neuron (as in profiles and probes).
-        position (`int`, *optional*): token index at which the neuron is read; defaults to where it is largest
-            among non-special tokens.
+        position (`int` or `Sequence[int]`, *optional*): token index at which the neuron is read; several: the one
+            of them where the neuron is largest; defaults to where it is largest among non-special tokens.
         method (`str`, *optional*, defaults to `"integrated_gradients"`): Captum's ``NeuronIntegratedGradients``, or
             ``"conductance"`` (``NeuronConductance``, needs `target`).
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` or ``"residual"``.
@@ -244,13 +244,7 @@ def neuron_attributions(
             traced.reset()
             forward(base, *extra.values())
             base_values = grid(traced[target_site.layer])[..., neuron][0].float().cpu()
-        if position is None:
-            candidates = torch.nonzero(~special).flatten()
-            candidates = candidates if len(candidates) else torch.arange(len(special))
-            position = int(candidates[values[candidates].argmax()])
-        if not 0 <= int(position) < input_ids.shape[1]:
-            raise ConfigurationError(f"position {position} is out of range: the text has {input_ids.shape[1]} tokens.")
-        position = int(position)
+        position = _read_position(position, values, special)
         selector = lambda x: grid(x)[:, position, neuron]  # noqa: E731
         to_input = target_site.capture == "input"
         if method == "integrated_gradients":
@@ -308,7 +302,10 @@ def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: 
     """Attribute the neuron on its top examples from a profile (``Profile.top_examples(layer, neuron)``).
 
     Each example's text is its snippet (``left + token + right``) and the neuron is read at the token that covers the
-    highlighted span, i.e. where TX-Ray credited it. Meant for viewers computing attributions on demand.
+    highlighted span, i.e. where TX-Ray credited it; when several tokens cover its first character (byte-level pieces
+    of one emoji or CJK character, which share its offsets, so the snippet alone cannot tell which one was credited),
+    at the one of them where the neuron is largest (it was read at the first of them before, whatever its activation).
+    Meant for viewers computing attributions on demand.
 
     Args:
         examples (`pd.DataFrame`): rows with ``left``, ``token`` and ``right`` columns.
@@ -340,13 +337,32 @@ def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: 
     return out
 
 
-def _token_at(tokenizer: Any, text: str, char: int, max_length: int) -> int | None:
+def _read_position(position: int | Sequence[int] | None, values: torch.Tensor, special: torch.Tensor) -> int:
+    """The token index the neuron is read at: `position`, or the one of several (or, for None, of the non-special
+    tokens) where the neuron's activation `values` is largest."""
+    if position is None:
+        candidates = torch.nonzero(~special).flatten()
+        candidates = candidates if len(candidates) else torch.arange(len(special))
+    else:
+        listed = [position] if isinstance(position, (int, np.integer)) else list(position)
+        bad = [p for p in listed if not isinstance(p, (int, np.integer)) or isinstance(p, bool)
+               or not 0 <= p < len(values)]
+        if bad or not listed:
+            raise ConfigurationError(f"position {bad[0] if bad else position!r} is out of range or not a token "
+                                     f"index: the text has {len(values)} tokens.")
+        candidates = torch.as_tensor(listed, dtype=torch.long)
+    return int(candidates[values[candidates].argmax()])
+
+
+def _token_at(tokenizer: Any, text: str, char: int, max_length: int) -> list[int] | None:
+    """The non-special tokens covering character `char` of `text`: one, or several byte-level pieces of one
+    character (an emoji, a CJK character in GPT-2's BPE), which share its offsets; None when the cut left it out."""
     enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
                     max_length=max_length)
-    for index, ((start, end), special) in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"])):
-        if not special and start <= char < end:
-            return index
-    return None
+    covering = [index for index, ((start, end), special)
+                in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"]))
+                if not special and start <= char < end]
+    return covering or None
 
 
 __all__: Sequence[str] = ["neuron_attributions", "explain_examples", "TokenAttribution"]
