@@ -791,9 +791,10 @@ class _CheckpointState:
             )
         if progress.get("stream_head") != self.stream_head:
             raise ConfigurationError(
-                f"The stream's first texts differ from those of the run saved in {self.path}: its file or dataset "
-                f"changed since, it is shuffled without a seed (pass shuffle(seed=...)), or a generator already read "
-                f"was passed again (pass a new one); resuming would mix two corpora. {START_OVER}."
+                f"The stream's first texts differ from those of the run saved in {self.path}: another text_column "
+                f"was given (pass the one of the saved run), its file or dataset changed since, it is shuffled "
+                f"without a seed (pass shuffle(seed=...)), or a generator already read was passed again (pass a new "
+                f"one); resuming would mix two corpora. {START_OVER}."
             )
         saved_pipeline = progress.get("stream_pipeline")
         if saved_pipeline is not None and saved_pipeline != self.stream_pipeline:

@@ -227,6 +227,20 @@ def test_resume_refuses_a_stream_whose_file_changed(tmp_path, jsonl):
     assert SPANS.calls == 0
 
 
+def test_resume_of_a_stream_with_another_text_column_says_so(tmp_path):
+    """Another text_column reads other first texts: the refusal named a changed file, an unseeded shuffle or a
+    generator read twice, never the option the user changed (helper 190)."""
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "other": t[::-1]}) + "\n" for t in TEXTS))
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(stream(path), checkpoint_dir=tmp_path / "state", text_column="text", **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="first texts differ.*another text_column was given"):
+        run(stream(path), checkpoint_dir=tmp_path / "state", resume=True, text_column="other", **COMMON)
+    assert SPANS.calls == 0
+
+
 def test_resume_refuses_a_stream_built_by_other_steps(tmp_path, jsonl):
     """Fresh helper 103: a run stopped by a None row, resumed on the stream filtered as the error advises, failed
     inside datasets with a bare KeyError: the saved state_dict was loaded into a stream of other steps."""
