@@ -833,7 +833,8 @@ class _CheckpointState:
         if written and self.world not in written:
             counts = " or ".join(map(str, written))
             raise ConfigurationError(
-                f"The checkpoint in {self.path.parent} was written by {counts} processes, and this run has "
+                f"The checkpoint in {self.path.parent} was written by {counts} "
+                f"process{'es' if written != [1] else ''}, and this run has "
                 f"{self.world}: a run resumes with the number of processes that wrote its checkpoint (torchrun "
                 f"--nproc_per_node {written[0]}). {START_OVER}.")
 
