@@ -567,6 +567,25 @@ def test_plots_draw_one_mark_per_neuron_or_tag(tmp_path):
     assert len(plot_mass_share(same_name).axes[0].patches) == 3 * 4
 
 
+def test_hellinger_plot_gives_each_layer_its_own_colour_and_names_it():
+    """Layers [0, 1, 5]: colours were binned by layer number over 0..5, so layers 0 and 1 shared one colour."""
+    import dataclasses
+
+    report = known_report()
+    later = report.neurons[report.neurons["layer"] == 1].assign(layer=5)
+    report = TransferReport(dataclasses.replace(report.meta, layers=[0, 1, 5]),
+                            pd.concat([report.neurons, later], ignore_index=True), report.layers, report.mass_share)
+    fig = plot_hellinger_vs_length(report, min_count=0)
+    points = fig.axes[0].collections[0]
+    drawn = report.neurons[(report.neurons["status"] == "shared") & report.neurons["hellinger_pos"].notna()]
+    colours = {layer: {tuple(c) for c in points.to_rgba(points.get_array())[(drawn["layer"] == layer).to_numpy()]}
+               for layer in (0, 1, 5)}
+    assert all(len(c) == 1 for c in colours.values()) and len(set.union(*colours.values())) == 3
+    bar = fig.axes[1]
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0", "1", "5"]
+    assert [tuple(c) for c in points.cmap(points.norm(bar.get_yticks()))] == [colours[la].pop() for la in (0, 1, 5)]
+
+
 def test_plots_of_real_profile_and_report_into_given_axes(results, tmp_path):
     from matplotlib.figure import Figure
 

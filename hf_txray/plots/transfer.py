@@ -84,16 +84,19 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     from matplotlib.ticker import LogFormatter
 
     layers = sorted(report.meta.layers) if layer is None else [layer]
-    # One colour per layer: layers are categories here, a continuous bar would suggest in-between values.
-    cmap = matplotlib.colormaps["viridis"].resampled(max(len(layers), 2))
+    # One colour per layer: layers are categories here, a continuous bar would suggest in-between values. Points are
+    # coloured by the layer's rank, not its number: with layers [0, 1, 5], numbers binned into 3 colours over 0..5
+    # gave layers 0 and 1 one colour (helper 191); the colour bar's ticks name the layers.
+    cmap = matplotlib.colormaps["viridis"].resampled(len(layers))
+    rank = np.searchsorted(layers, data["layer"].to_numpy())
     fig, ax = new_axes(ax, (6.0, 4.2))
     title = f"{report.name}: preference change per neuron{_scope(layer, min_count)}"
     if data.empty:
         _nothing_to_draw(ax, min_count)
         ax.set_title(title)
         return fig
-    points = ax.scatter(data[f"hellinger_length_{ft}"], data[f"hellinger_{ft}"], c=data["layer"], cmap=cmap,
-                        s=9, alpha=0.7, linewidths=0, vmin=layers[0] - 0.5, vmax=layers[-1] + 0.5)
+    points = ax.scatter(data[f"hellinger_length_{ft}"], data[f"hellinger_{ft}"], c=rank, cmap=cmap,
+                        s=9, alpha=0.7, linewidths=0, vmin=-0.5, vmax=len(layers) - 0.5)
     ax.set_xscale("log")
     # Plain numbers (2, 5, 10) rather than 2x10^0; minor labels only where the axis spans few decades.
     ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
@@ -101,7 +104,9 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     ax.set_ylim(-0.02, 1.02)
     ax.set(xlabel=f"Hellinger length ({ft} values, log)", ylabel=f"Hellinger distance ({ft})",
            title=title)
-    fig.colorbar(points, ax=ax, label="layer", ticks=layers if len(layers) <= 12 else None)
+    ticks = np.unique(np.linspace(0, len(layers) - 1, min(len(layers), 12)).round().astype(int))  # 12 at most
+    bar = fig.colorbar(points, ax=ax, label="layer", ticks=ticks)
+    bar.ax.set_yticklabels([str(layers[i]) for i in ticks])
     return fig
 
 
