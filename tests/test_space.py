@@ -149,7 +149,10 @@ def test_open_and_overview(client, results):
     summary = report.summary()
     assert message.startswith(f"Report {report.name} (pos): {summary['share_shared']:.1%} of neurons shared")
     assert f"mean Hellinger distance {summary['mean_hellinger_pos']:.3f}" in message
-    assert f"noise floor: {summary['noise_floor_hellinger_pos_a']:.3f}" in message
+    # the floors are at half size: set beside the distance at half size, not the full one (helper 191)
+    assert (f"at half size {summary['matched_hellinger_pos']:.3f}, against a noise floor of "
+            f"{summary['noise_floor_hellinger_pos_a']:.3f} between two halves of A and "
+            f"{summary['noise_floor_hellinger_pos_b']:.3f} of B") in message
     for note in ("Hellinger distance vs Hellinger length:", "Length shift:", "Mass share vs corpus frequency:",
                  "Per-neuron mass:"):
         assert note in message

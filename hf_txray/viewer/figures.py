@@ -167,8 +167,11 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
                 f"{summary['share_lost']:.1%} lost, {summary['share_gained']:.1%} gained; mean Hellinger distance "
                 f"{summary[f'mean_hellinger_{ft}']:.3f}")
         if f"noise_floor_hellinger_{ft}_a" in summary:
-            head += (f" (noise floor: {summary[f'noise_floor_hellinger_{ft}_a']:.3f} between two halves of A, "
-                     f"{summary[f'noise_floor_hellinger_{ft}_b']:.3f} of B)")
+            # The floors are at half the credits: set beside the full-size distance (which shrinks with more credits)
+            # they were read against the wrong figure; the distance at half size is the one to compare (helper 191).
+            head += (f"; at half size {summary[f'matched_hellinger_{ft}']:.3f}, against a noise floor of "
+                     f"{summary[f'noise_floor_hellinger_{ft}_a']:.3f} between two halves of A and "
+                     f"{summary[f'noise_floor_hellinger_{ft}_b']:.3f} of B (only the excess is change)")
         lines.append(head + ".")
     else:
         profile = next(iter(view.profiles.values()))
