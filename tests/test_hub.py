@@ -567,6 +567,22 @@ def test_plots_draw_one_mark_per_neuron_or_tag(tmp_path):
     assert len(plot_mass_share(same_name).axes[0].patches) == 3 * 4
 
 
+def test_mass_share_plot_refuses_what_it_would_draw_empty_or_cut():
+    """A report keeps mass shares of tag-like features only: plot_mass_share(report, "token") drew an empty figure
+    titled "token: mass share vs corpus frequency"; top=0 drew no tag and top=-1 all but the rarest."""
+    import dataclasses
+
+    report = known_report()
+    report = TransferReport(dataclasses.replace(report.meta, feature_types=["token", "pos"]), report.neurons,
+                            report.layers, report.mass_share)
+    with pytest.raises(ConfigurationError, match="no mass share of 'token'.*plot_mass_share\\(profile, 'token'\\)"):
+        plot_mass_share(report, "token")
+    for top in (0, -1, 2.5, True):
+        with pytest.raises(ConfigurationError, match="top must be a positive int"):
+            plot_mass_share(report, top=top)
+    assert [t.get_text() for t in plot_mass_share(report, top=np.int64(1)).axes[0].get_xticklabels()] == ["NOUN"]
+
+
 def test_hellinger_plot_gives_each_layer_its_own_colour_and_names_it():
     """Layers [0, 1, 5]: colours were binned by layer number over 0..5, so layers 0 and 1 shared one colour."""
     import dataclasses

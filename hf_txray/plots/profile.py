@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigurationError
 from ..features import tag_features
-from ..options import resolve_layer
+from ..options import is_int, resolve_layer
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 
 if TYPE_CHECKING:
@@ -27,6 +28,12 @@ def _share_series(data: "Profile | TransferReport", ft: str) -> dict[str, pd.Ser
     """Bars to draw, by legend label; corpus frequency once when both stages saw the same corpus."""
     if hasattr(data, "mass_share") and isinstance(data.mass_share, pd.DataFrame):  # a TransferReport
         table = data.mass_share[data.mass_share["feature_type"] == ft].set_index("feature")
+        if table.empty:  # a report keeps mass shares of tag-like features only: the figure was drawn empty
+            kept = list(dict.fromkeys(data.mass_share["feature_type"]))
+            raise ConfigurationError(
+                f"Report {data.name!r} holds no mass share of {ft!r} (it keeps them for tag-like features only: "
+                f"{kept or 'none'}): choose one of those, or draw {ft!r} from each stage's profile "
+                f"(plot_mass_share(profile, {ft!r})).")
         a, b = f"A: {data.meta.stage_a}", f"B: {data.meta.stage_b}"  # apart even when the stages share a name
         series = {f"corpus frequency ({a})": table["corpus_frequency_a"], f"mass share ({a})": table["mass_share_a"]}
         if not np.allclose(table["corpus_frequency_a"], table["corpus_frequency_b"]):
@@ -48,11 +55,15 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
         data (`Profile` or `TransferReport`): one stage, or both stages of a comparison.
         feature_type (`str`, *optional*): a tag-like feature; defaults to ``"pos"`` when profiled.
         ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
-        top (`int`, *optional*): only the `top` most frequent tags of the (first) corpus.
+        top (`int`, *optional*): only the `top` most frequent tags of the (first) corpus (a positive int).
 
     Returns:
         `matplotlib.figure.Figure`: one bar per tag and series (corpus frequency and mass share of each stage;
         a report whose stages share a corpus draws its frequency once).
+
+    Raises:
+        `ConfigurationError`: a feature type that was not profiled, one a report keeps no mass share of (a report keeps
+            them for tag-like features only), or a `top` that is not a positive int.
 
     Example:
         ```python
@@ -60,6 +71,8 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
         ```
     """
     ft = checked_feature_type(data.meta.feature_types, feature_type, categorical=True)
+    if top is not None and (not is_int(top) or top < 1):  # 0 drew nothing, -1 every tag but the rarest
+        raise ConfigurationError(f"top must be a positive int (the number of tags drawn) or None for all, got {top!r}.")
     series = _share_series(data, ft)
     first = next(iter(series.values()))
     tags = list(first.sort_values(ascending=False, kind="stable").index[:top])
