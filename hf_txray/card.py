@@ -14,7 +14,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 from .architectures import format_neuron, routed_experts
 from .plots import default_feature_type
 from .provenance import missing_provenance, needs_texts_again, public_label, public_name, public_record
-from .tables import markdown_table
+from .tables import markdown_table, untested_unknown
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def _report_tables(report: TransferReport) -> list[str]:
         thin = report.too_few_credits(ft, min_count)
         out += [f"Most changed neurons ({ft}), among those credited at least {min_count} times in both "
                 f"stages ({thin} shared neurons have too few credits and are not ranked):", "",
-                markdown_table(changed[keep]), ""]
+                markdown_table(untested_unknown(changed[keep])), ""]
     return out
 
 

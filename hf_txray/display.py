@@ -8,7 +8,7 @@ from .errors import ConfigurationError
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
 from .report import DEFAULT_MIN_COUNT, TransferReport
-from .tables import clip_left, clip_right, shown_example, text_table
+from .tables import clip_left, clip_right, shown_example, text_table, untested_unknown
 
 LEGEND = """\
 legend:
@@ -133,9 +133,9 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     thin = report.too_few_credits(ft, min_count)
     lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times in both stages; {thin} shared neurons "
                   f"have too few credits and are not ranked)",
-              text_table(report.most_changed(top, ft, min_count=min_count)[keep])]
+              text_table(untested_unknown(report.most_changed(top, ft, min_count=min_count)[keep]))]
     lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times in both stages)",
-              text_table(report.least_changed(top, ft, min_count=min_count)[keep])]
+              text_table(untested_unknown(report.least_changed(top, ft, min_count=min_count)[keep]))]
     if legend:
         lines += ["", LEGEND]
     return "\n".join(lines)

@@ -97,6 +97,21 @@ def marks_at(text: str, start: int) -> int:
     return end - start
 
 
+def untested_unknown(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each ``changed_<ft>`` flag shown as unknown (None, drawn as :data:`MISSING`) where its
+    ``p_hellinger_<ft>`` is missing: the per-neuron test did not judge that neuron (too few credits in a category or a
+    half, one category left after pooling), so its False flag means "not tested", which a table read as "unchanged"
+    (19 of MiniLM PTB -> BBC's 20 most changed token neurons; helper 191). A copy; the flags of judged neurons stay
+    booleans."""
+    out = frame.copy()
+    for column in frame.columns:
+        p = f"p_hellinger_{column[len('changed_'):]}"
+        if column.startswith("changed_") and p in frame:
+            out[column] = pd.Series([None if pd.isna(q) else bool(c) for c, q in zip(frame[column], frame[p])],
+                                    index=frame.index, dtype=object)
+    return out
+
+
 def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
     if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return MISSING

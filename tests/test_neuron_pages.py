@@ -433,3 +433,32 @@ def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_besid
     hf_txray.save_to_disk(tmp_path / "all" / "other", profiles=[other])
     assert cli_main(["show", str(tmp_path / "all")]) == 0
     assert capsys.readouterr().out.count("Profile 'renamed'") == 1
+
+
+def test_tables_show_an_untested_neuron_s_changed_flag_as_unknown_not_no(tmp_path):
+    """A neuron the per-neuron test did not judge (no p-value) has changed_<ft> False: the card's, the terminal's and
+    the viewer's most-changed tables showed it as False / "no", read as "unchanged" (19 of MiniLM PTB -> BBC's 20
+    most changed token neurons were untested). They show it as unknown; judged neurons keep True / False."""
+    from hf_txray.display import report_text
+    from hf_txray.tables import MISSING
+    from hf_txray.viewer import ResultsView, transfer_table
+    from test_compare import make_pair
+
+    with pytest.warns(UserWarning, match="no p-values"):  # hand-built profiles: two p-values are set below
+        report = hf_txray.compare(*make_pair())
+    rows = report.neurons
+    ranked = report.most_changed(3, "pos", min_count=1)
+    first, second = (rows.index[(rows["layer"] == la) & (rows["neuron"] == ne)][0]
+                     for la, ne in zip(ranked["layer"][:2], ranked["neuron"][:2]))
+    rows.loc[first, "p_hellinger_pos"], rows.loc[first, "changed_pos"] = 0.0004, True
+    rows.loc[second, "p_hellinger_pos"], rows.loc[second, "changed_pos"] = 0.43, False
+
+    shown = transfer_table(ResultsView("x", {}, {report.name: report}), report.name, "pos", n=3, min_count=1)
+    assert list(shown["changed_pos"]) == ["yes", "no", MISSING]
+    lines = report_text(report, top=3, min_count=1, legend=False).split("most changed neurons (pos")[1].splitlines()
+    assert [line.split()[4] for line in lines[3:6]] == ["True", "False", MISSING]  # layer, neuron, H, p, changed
+    card = hf_txray.save_to_disk(tmp_path / "export", reports=[report], plots=False).joinpath("README.md").read_text()
+    table = card.split("Most changed neurons (pos)")[1].split("\n\n")[1].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    flags = [[c.strip() for c in line.strip("|").split("|")][header.index("changed_pos")] for line in table[2:]]
+    assert flags[:2] == ["True", "False"] and set(flags[2:]) == {MISSING}

@@ -21,6 +21,7 @@ from .. import metrics
 from ..architectures import neuron_label
 from ..errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError, TXRayError
 from ..export import check_report_of
+from ..tables import MISSING, untested_unknown
 
 if TYPE_CHECKING:
     from ..profile import Profile
@@ -525,9 +526,14 @@ def layer_filter(frame: pd.DataFrame, layer: Any) -> pd.DataFrame:
 
 
 def yes_no(frame: pd.DataFrame) -> pd.DataFrame:
-    """Boolean columns as "yes" / "no" text (a table of plain values: rows stay clickable in the Space)."""
-    out = frame.copy()
+    """Boolean columns as "yes" / "no" text (a table of plain values: rows stay clickable in the Space); a
+    ``changed_<ft>`` flag the per-neuron test did not judge (no ``p_hellinger_<ft>``) as "–", not "no"
+    (:func:`~hf_txray.tables.untested_unknown`)."""
+    out = untested_unknown(frame)
     for column in out.columns:
-        if out[column].dtype == bool:
-            out[column] = np.where(out[column].to_numpy(), "yes", "no")
+        values = out[column]
+        if values.dtype == bool:
+            out[column] = np.where(values.to_numpy(), "yes", "no")
+        elif values.dtype == object and len(values) and values.map(lambda v: v is None or isinstance(v, bool)).all():
+            out[column] = values.map(lambda v: MISSING if v is None else "yes" if v else "no")
     return out
