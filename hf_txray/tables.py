@@ -121,9 +121,18 @@ def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
     return text.replace("|", "\\|") if markdown else text  # a "|" would end a markdown cell
 
 
+def _p_value_cell(value: Any, floatfmt: str, markdown: bool) -> str:
+    """A p-value too small for `floatfmt` as ``< 0.001`` (for ``.3f``), not ``0.000``, which reads as impossible."""
+    digits = int(floatfmt[1:-1]) if re.fullmatch(r"\.\d+f", floatfmt) else None
+    if digits is not None and isinstance(value, (float, np.floating)) and 0 <= value < 0.5 * 10.0 ** -digits:
+        return f"< {10.0 ** -digits:.{digits}f}"
+    return _cell(value, floatfmt, markdown)
+
+
 def _render(frame: pd.DataFrame, floatfmt: str, tablefmt: str) -> str:
     markdown = tablefmt == "pipe"
-    cells = pd.DataFrame({i: [_cell(v, floatfmt, markdown) for v in frame[c]] for i, c in enumerate(frame.columns)})
+    cells = pd.DataFrame({i: [(_p_value_cell if str(c).startswith("p_") else _cell)(v, floatfmt, markdown)
+                              for v in frame[c]] for i, c in enumerate(frame.columns)})
     cells.columns = [_cell(c, floatfmt, markdown) for c in frame.columns]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
@@ -138,7 +147,8 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
     Args:
         frame (`pd.DataFrame`): the rows to show.
-        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN and None show as "–".
+        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN and None show as "–", and a
+            p-value (a column named ``p_...``) below what the format shows as ``< 0.001``.
 
     Returns:
         `str`: a pipe table; "|" inside a cell is escaped and newlines become spaces.

@@ -27,6 +27,15 @@ def test_markdown_table_round_trips_cells():
     assert _rows(markdown_table(frame[["mass"]], floatfmt=".1f"))[2:] == [["0.1"], ["–"], ["2.0"]]
 
 
+def test_a_p_value_too_small_for_the_format_shows_as_below_it():
+    """Helper 191: a p-value of 2e-5 printed as 0.000 in the card's most-changed table."""
+    frame = pd.DataFrame({"p_hellinger_pos": [2e-5, 0.0004, 0.0006, np.nan], "mass": [2e-5, 0.0, 1.0, 2.0]})
+    rows = _rows(markdown_table(frame))[2:]
+    assert [r[0] for r in rows] == ["< 0.001", "< 0.001", "0.001", "–"]
+    assert [r[1] for r in rows] == ["0.000", "0.000", "1.000", "2.000"]  # other columns as they are
+    assert _rows(markdown_table(frame, ".4f"))[2][0] == "< 0.0001"
+
+
 def test_text_table_has_the_same_cells_in_columns():
     frame = pd.DataFrame({"layer": [0, 11], "share": [0.5, 0.25], "tag": ["NOUN", "1e3"]})
     lines = text_table(frame, ".2f").splitlines()

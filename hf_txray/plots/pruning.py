@@ -57,7 +57,8 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
         stats = stats.sort_values("x")
         ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3, label=strategy,
                     linestyle=":" if strategy.startswith("random") else "-")
-    ax.set_xlabel("fraction of MLP neurons pruned (mean over runs)")
+    # PruningPlan.fraction: over the neurons of the layers the plan covers, not the whole model's (helper 191)
+    ax.set_xlabel("fraction of the planned layers' MLP neurons pruned (mean over runs)")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
