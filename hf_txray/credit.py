@@ -57,7 +57,9 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
         num_neurons (`int`): neurons per layer (rows of layer ``l`` start at ``l * num_neurons``).
         positions (`dict[str, torch.Tensor]`): per-position metadata already on `device`.
     """
-    vals = torch.stack([v.to(device, torch.float32) for v in values])  # (L, P, k)
+    # Straight to float64: every activation dtype widens to it exactly (a float32 step rounded a float64 model's
+    # activations, masses 4.8e-8 off, and credited none below float32's range)
+    vals = torch.stack([v.to(device, torch.float64) for v in values])  # (L, P, k)
     idx = torch.stack([i.to(device) for i in indices]).long()
     best = vals[..., 0] if vals.shape[2] == 1 else vals.amax(dim=2)
     offset = (torch.arange(vals.shape[0], device=device, dtype=torch.long) * num_neurons).view(-1, 1, 1)
@@ -65,7 +67,7 @@ def reduce_winners(values: Sequence[torch.Tensor], indices: Sequence[torch.Tenso
     # NaN or +inf winners, checked at the flush (no host synchronisation here); a -inf winner (a row all -inf) is
     # <= 0 and only uncredited
     nonfinite = (best.isnan() | (best == float("inf"))).sum(dim=1)
-    return BatchCredit(rows, vals.double(), (best <= 0).sum(), positions, nonfinite)
+    return BatchCredit(rows, vals, (best <= 0).sum(), positions, nonfinite)
 
 
 def reduce_keys(keys: torch.Tensor, columns: Sequence[torch.Tensor], method: str = "auto"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import hf_txray
 from hf_txray import credit
 from hf_txray.accumulators import SparseSums
 from hf_txray.topk import top_k_per_row
@@ -354,3 +355,37 @@ def test_the_runs_of_the_hooked_positions_follow_every_change_of_them():
     assert recorder._runs_of(recorder.positions, flat) == [(0, 50)]
     assert recorder._runs_of(recorder.positions, torch.randn(2000, 64)) == topk.contiguous_runs(
         np.arange(0, 50), 2000, 64)  # other activations' rows
+
+
+def test_a_float64_winner_is_credited_with_its_own_value():
+    """Winners were widened through float32 on their way to the float64 masses: a float64 model's masses were its
+    activations rounded to float32 (4.8e-8 relative off a tiny Llama in float64), and a positive winner below
+    float32's range was rounded to 0 and left uncredited."""
+    values = torch.tensor([[1.0 + 2.0 ** -40], [1e-50], [-1e-50]], dtype=torch.float64)
+    got = credit.reduce_winners([values], [torch.zeros(3, 1, dtype=torch.int64)], 4, {}, torch.device("cpu"))
+    assert got.mass.dtype == torch.float64 and got.mass.view(-1).tolist() == values.view(-1).tolist()
+    assert got.rows.view(-1).tolist() == [0, 0, 4] and int(got.num_uncredited) == 1
+
+
+def test_a_float64_model_s_masses_are_its_activations_summed_in_float64():
+    """End to end, against plain forward pre-hooks on the down projections, each text run alone."""
+    from models import tiny
+
+    model, tokenizer = tiny("llama")
+    model = model.double()
+    mass = np.zeros((2, model.config.intermediate_size))
+    kept = {}
+    handles = [layer.mlp.down_proj.register_forward_pre_hook(lambda m, a, i=i: kept.__setitem__(i, a[0][0]))
+               for i, layer in enumerate(model.layers)]
+    with torch.no_grad():
+        for text in TEXTS:
+            model(torch.tensor([tokenizer(text)["input_ids"]]))
+            for layer, acts in kept.items():
+                for row in acts[1:]:  # skip_first_positions="auto": 1 for a decoder
+                    best = int(row.argmax())
+                    mass[layer, best] += float(row[best]) if row[best] > 0 else 0.0
+    for handle in handles:
+        handle.remove()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), batch_size=1,
+                               pad_to_multiple_of=1, show_progress=False)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=1e-13)
