@@ -962,6 +962,27 @@ def check_hooked_rows(name: str, shape: Sequence[int], grid: tuple[int, int]) ->
             "that see every input position with `module_pattern`.")
 
 
+def check_hooked_width(site: Site, shape: Sequence[int]) -> None:
+    """Refuse activations of another width than the site's neuron count: a layer's winners are numbered from
+    ``layer * width``, so a wider activation credited its units past the width to the next layer's neurons.
+
+    The width of a `module_pattern` match that is not a linear layer, with ``site='residual'``, is the model's hidden
+    size: a match that outputs another width (an MLP's activation function, 44 units against a hidden size of 32 in a
+    tiny Llama) credited 96 of its 553 positions to the next layer, without an error while the last layer's winners
+    stayed within the width.
+
+    Raises:
+        ModelError: naming the site and both widths.
+    """
+    if shape[-1] != site.width:
+        raise ModelError(
+            f"{site.name!r} gave activations {shape[-1]} units wide, but its layer was numbered as {site.width} "
+            f"neurons ({'the hidden size' if site.capture == 'output' else 'its input width'}), so its units "
+            "cannot be numbered. With site='residual', a module_pattern must match modules whose output has the "
+            "hidden size (the blocks, or linear layers, whose output width is read from their weights); to read an "
+            "MLP's units, use site='mlp' with a pattern naming the linear layer that takes them as input.")
+
+
 class WinnerRecorder:
     """Hooks (a :class:`~hf_txray.hooks.Trace`) that record, for each site, the top-k neurons of every real position.
 
@@ -1035,6 +1056,7 @@ class WinnerRecorder:
     def _record(self, slot: int, activations: torch.Tensor) -> None:
         flat = activations.detach().reshape(-1, activations.shape[-1])
         self._check_rows(slot, activations.shape)
+        check_hooked_width(self.sites[slot], activations.shape)
         # Reduce before selecting rows: top-k reads the activations once and leaves a tiny tensor to index.
         # A dispatched model runs each block on its own device: select there (a no-op copy when it is the same).
         positions = None if self.positions is None else self.positions.to(flat.device)

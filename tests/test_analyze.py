@@ -69,6 +69,18 @@ def test_module_pattern_overrides_search():
     assert profile.num_neurons == 48 and profile.layers == [0, 1]  # the linear's output width
 
 
+@pytest.mark.parametrize("pattern", [r"layers\.\d+\.mlp\.act_fn$",
+                                     r"layers\.0\.mlp\.act_fn$|layers\.1\.post_attention_layernorm$"])
+def test_a_residual_pattern_match_of_another_width_than_the_hidden_size_is_refused(pattern):
+    """A non-linear match is numbered as hidden-size wide: an MLP activation function (44 units, hidden size 32) had
+    its units past 32 credited to the next layer's neurons (96 of 553 positions, silently while the last layer's
+    winners stayed within 32), or crashed with a bare IndexError."""
+    model, tokenizer = tiny("llama")
+    with pytest.raises(ModelError, match=r"'layers\.0\.mlp\.act_fn' gave activations 44 units wide.*as 32 neurons"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
+                         module_pattern=pattern, site="residual")
+
+
 def test_model_without_blocks_suggests_module_pattern():
     with pytest.raises(ModelError, match="module_pattern"):
         find_sites(torch.nn.Sequential(torch.nn.Linear(4, 2)), "mlp")
