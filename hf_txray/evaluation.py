@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .errors import ConfigurationError, DatasetError, ModelError
-from .forward import own_forward
+from .forward import active_autocasts, own_forward, own_precision
 from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
@@ -365,7 +365,8 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     ``bf16``/``fp16`` keeps an autocast wrapper as its ``forward`` after training, which is taken off for the
     passes (:func:`hf_txray.forward.own_forward`, as :func:`hf_txray.analyze` and ``ProbeMetric`` run it) and put
     back: the figures are those of the weights as saved, the same for ``trainer.model`` and for the checkpoint
-    reloaded (helper 182: a tiny GPT-2's perplexity moved from 589.18 to 589.17, and the pruning effect by 9%)."""
+    reloaded (helper 182: a tiny GPT-2's perplexity moved from 589.18 to 589.17, and the pruning effect by 9%). A
+    ``torch.autocast`` block around the call is turned off for the passes likewise."""
     from .loading import unwrap_model
 
     restore_modes = enter_eval(model)
@@ -375,6 +376,7 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
         with contextlib.ExitStack() as forwards:  # every wrapper put back, even if taking one off fails
             for module in {id(m): m for m in (model, unwrap_model(model))}.values():
                 forwards.enter_context(own_forward(module))
+            forwards.enter_context(own_precision(active_autocasts()))  # a torch.autocast block around the call too
             for batch in batches:
                 inputs = {k: v.to(device) for k, v in batch.items()}
                 logits = getattr(_forward(model, inputs), "logits", None)

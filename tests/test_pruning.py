@@ -761,6 +761,11 @@ def test_evaluation_runs_the_model_outside_accelerates_autocast_wrapper():
         assert vars(model)["forward"] is wrapper  # put back
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+    # helper 193: a torch.autocast block around the call ran the passes in bfloat16 too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert evaluate_pruning(model, plans, texts, tokenizer=bpe_tokenizer(), batch_size=3)[
+            "perplexity"].tolist() == before["perplexity"].tolist()
+        assert LMLossMetric(bpe_tokenizer(), texts)(model) == loss
 
 
 def test_an_empty_text_is_refused_for_a_classifier_and_skipped_by_a_causal_lm():
