@@ -101,6 +101,7 @@ class Profiler:
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = self._warned_short = False
+        self._warned_silent: set[int] = set()  # layers named as crediting nothing (once each, as for truncation)
         probe_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
                                 probe_width, padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1),
@@ -328,6 +329,14 @@ class Profiler:
         if not merged.neuron_count.any():  # a profile without one credit: say why rather than return it silently
             logger.warning("No neuron was credited in %d texts (%d empty): every profile table is empty. %s",
                            merged.meta.num_examples, merged.meta.num_empty, self._why_no_credit(merged.meta))
+        else:  # a layer whose every winner was <= 0 (a ReLU layer that never fires here): its tables are empty
+            silent = [layer for layer, counts in zip(merged.layers, merged.neuron_count)
+                      if not counts.any() and layer not in self._warned_silent]
+            self._warned_silent.update(silent)
+            if silent:
+                logger.warning("Layer(s) %s credited no neuron in %d positions: every winner there was <= 0 (all "
+                               "activations zero or negative, as a ReLU layer that never fires on this corpus), so "
+                               "their profile tables are empty.", silent, merged.meta.num_positions)
         limit = self.config.max_positions
         if limit is not None and 0 < merged.meta.num_positions < limit and not self._warned_short:
             self._warned_short = True  # stages meant to be of equal size are not; once, as for truncation

@@ -253,6 +253,23 @@ def test_a_profile_crediting_nothing_says_why(caplog):
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
     assert "No neuron was credited" not in caplog.text
+
+
+def test_a_layer_crediting_nothing_is_named(caplog):
+    """Helper 193: a layer whose every winner is <= 0 (its MLP never fires) had empty tables, and only
+    meta.num_uncredited said so."""
+    import logging
+
+    import torch
+
+    model, tokenizer = tiny("bert")
+    dense = model.encoder.layer[1].intermediate.dense
+    with torch.no_grad():
+        dense.weight.zero_(), dense.bias.fill_(-100.0)  # GELU(-100) is 0: no activation above zero
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert not profile.neuron_count[1].any() and profile.neuron_count[0].any()
+    assert "Layer(s) [1] credited no neuron" in caplog.text
     # a list of strings has no column to check (helper 128: "Check the text column ('text')"); a table has
     with pytest.raises(hf_txray.DatasetError, match=r"Every one of the 2 texts is empty or whitespace: there is no "
                                                     r"token to profile\. Pass texts that hold words\.$"):
