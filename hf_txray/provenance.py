@@ -65,7 +65,8 @@ def weights_sample_hash(model: Any) -> str:
 
     It reads a few KB whatever the model's size (a full hash would read every weight again), so it tells apart
     another initialisation, another fine-tune or weights replaced on disk, not a change confined to values it does
-    not sample. Weights on the ``meta`` device (offloaded) contribute their name, dtype and shape only.
+    not sample. Weights on the ``meta`` device (offloaded) contribute their name, dtype and shape only. The PEFT
+    adapter layers' state (:func:`peft_adapter_states`: which adapters run, or none) is hashed too.
 
     Returns:
         `str`: ``"sample-sha256:<hex>"``.
@@ -88,7 +89,30 @@ def weights_sample_hash(model: Any) -> str:
             digest.update(flat[index].to(device="cpu", dtype=torch.float64).numpy().tobytes())
         except (RuntimeError, TypeError):  # a tensor subclass (quantized, sharded) without indexing or casting
             digest.update(b"unsampled\n")
+    # A model holding several adapters runs the active ones only (set_adapter, disable_adapter()): the same tensors
+    # then compute another function, so probes and means of one adapter must not match the model under another.
+    for name, state in peft_adapter_states(model):
+        if UNPROFILED_MODULES.isdisjoint(name.split(".")):
+            digest.update(f"adapters|{name}|{state}\n".encode())
     return "sample-sha256:" + digest.hexdigest()
+
+
+def peft_adapter_states(model: Any) -> list[tuple[str, str]]:
+    """``(module name, state)`` of every PEFT adapter layer of `model` (LoRA, IA3... wrappers, `modules_to_save`
+    copies), where state names the adapters that layer runs (``"active=a,b"``) or ``"disabled"`` (inside peft's
+    ``disable_adapter()``). Read by duck typing, so peft need not be installed: a layer whose ``active_adapters`` is a
+    list (transformers models have a method of that name) and ``disable_adapters`` a bool.
+
+    Returns:
+        `list[tuple[str, str]]`: empty for a model without adapter layers.
+    """
+    states = []
+    for name, module in model.named_modules():
+        active, disabled = getattr(module, "active_adapters", None), getattr(module, "disable_adapters", None)
+        if isinstance(disabled, bool) and isinstance(active, (list, tuple, str)):
+            active = [active] if isinstance(active, str) else list(active)
+            states.append((name, "disabled" if disabled else "active=" + ",".join(map(str, active))))
+    return states
 
 
 def recorded_architecture(provenance: Mapping[str, Any] | None) -> str | None:

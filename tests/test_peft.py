@@ -513,3 +513,30 @@ def test_output_effects_of_a_folder_with_its_own_weights_and_an_adapter_check_it
               metadata={"format": "pt"})
     with pytest.raises(ModelError, match="lm_head.weight"):
         hf_txray.analyze(str(folder), SAMPLE_TEXTS, **options)
+
+
+def test_means_of_one_adapter_are_refused_under_another_adapter_or_with_adapters_disabled():
+    """Fresh helper 194: the weights fingerprint hashed the tensors only, and a model holding two adapters holds the
+    same tensors whichever runs: means extracted with adapter "a" active were filled in under adapter "b" (layer 0's
+    first means 2.28 / 16.7 / 24.5 against b's own 0 / 6.1 / 11.4) and inside disable_adapter(), without a word."""
+    from hf_txray.probing import extract_activations, from_spacy
+
+    model, tokenizer = tiny("bert")
+    config = peft.LoraConfig(r=4, target_modules=["intermediate.dense", "output.dense"], init_lora_weights=False)
+    wrapped = peft.get_peft_model(copy.deepcopy(model), config, adapter_name="a")
+    wrapped.add_adapter("b", copy.deepcopy(config))
+    wrapped.eval()
+    corpus = from_spacy(["The cat sat on the mat .", "A dog ran fast ."], "pos")
+    means = extract_activations(wrapped, corpus, tokenizer=tokenizer)
+    with hf_txray.ablate(wrapped, {0: [1, 2]}, mode="mean", means=means):
+        pass  # the model the means were read from
+    wrapped.set_adapter("b")
+    with pytest.raises(ModelError, match=r"other weights than this model's.*another adapter active \(set_adapter\)"):
+        with hf_txray.ablate(wrapped, {0: [1, 2]}, mode="mean", means=means):
+            pass
+    wrapped.set_adapter("a")
+    with wrapped.disable_adapter(), pytest.raises(ModelError, match="other weights than this model's"):
+        with hf_txray.ablate(wrapped, {0: [1, 2]}, mode="mean", means=means):
+            pass
+    with hf_txray.ablate(wrapped, {0: [1, 2]}, mode="mean", means=means):
+        pass  # adapter "a" runs again

@@ -138,8 +138,9 @@ def _check_means_model(means: Activations, model: nn.Module) -> None:
             f"These means were extracted from other weights than this model's ({difference}; dtypes "
             f"{means.weights_dtype} and {found.weights_dtype}): "
             "another model of the same widths, another fine-tune, the weights changed since, another dtype, or a "
-            "PEFT adapter added or removed (its layers change the model's function and rename its weights). Extract "
-            "them from this model as it is (hf_txray.probing.extract_activations).")
+            "PEFT adapter added or removed (its layers change the model's function and rename its weights), or "
+            "another adapter active (set_adapter) or adapters disabled (disable_adapter()). Extract them from this "
+            "model as it is (hf_txray.probing.extract_activations).")
 
 
 @contextlib.contextmanager
@@ -267,7 +268,8 @@ def _other_weights_error(meta: Any, difference: str, dtype: str | None) -> Model
         what = (f"its weights are not those of {meta.model_id!r} the probe was trained on ({difference}): another "
                 "model of the same layer widths, another fine-tune, weights changed since, or a PEFT adapter added "
                 "(its weights change the model's function, and the wrapper renames the base weights: "
-                "get_base_model() keeps the adapter layers); a probe trained on the adapted model scores it")
+                "get_base_model() keeps the adapter layers), another adapter active (set_adapter) or adapters "
+                "disabled (disable_adapter()); a probe trained on the adapted model, as it runs, scores it")
         fix = "Ablate the model the probe was trained on, or train a probe (hf-txray probe) "
     return ModelError(f"The probe {meta.name!r} cannot score this model: {what}. {fix}on this model.")
 
