@@ -469,7 +469,8 @@ def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revisio
 
     Raises:
         ModelError: the adapter's weights do not all fit the base model's modules (an adapter of another model), or
-            they are DoRA magnitude vectors, which transformers' ``load_adapter`` leaves at their start values.
+            they are DoRA magnitude vectors, which transformers' ``load_adapter`` leaves at their start values, or
+            the adapter is AdaLoRA's, which ``load_adapter`` does not load as peft does.
     """
     download = {"revision": revision, "token": token}
     with _LoadReports() as reports:
@@ -487,6 +488,15 @@ def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revisio
         raise ModelError(f"The PEFT adapter {model_id!r} is a DoRA adapter (use_dora=True), whose magnitude vectors "
                          f"transformers' load_adapter does not load (e.g. {misfit[0]!r}): the adapter would run as "
                          "plain LoRA. Load it with peft and pass the model (or its merge_and_unload()): "
+                         f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base_id!r}), "
+                         f"{model_id!r}).")
+    if misfit and all(".ranknum." in key for key in misfit):
+        # peft never saves AdaLoRA's ranknum (a constant): its own load leaves it at init_r and resizes the matrices
+        # to the saved rank_pattern, which transformers' load_adapter does not do
+        raise ModelError(f"The PEFT adapter {model_id!r} is an AdaLoRA adapter, which transformers' load_adapter "
+                         f"does not load as peft does (its ranknum weights are reported missing, e.g. {misfit[0]!r}; "
+                         "the ranks AdaLoRA kept are not applied). Load it with peft and pass the model (or its "
+                         "merge_and_unload()): "
                          f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base_id!r}), "
                          f"{model_id!r}).")
     if misfit:  # transformers only logs these: the adapter's weights would be left out, or at their start values

@@ -540,3 +540,21 @@ def test_means_of_one_adapter_are_refused_under_another_adapter_or_with_adapters
             pass
     with hf_txray.ablate(wrapped, {0: [1, 2]}, mode="mean", means=means):
         pass  # adapter "a" runs again
+
+
+def test_an_adaloras_adapter_by_name_is_refused_as_adalora_naming_the_peft_load_that_works(tmp_path):
+    """Fresh helper 194: an AdaLoRA adapter folder of this very base was refused as one that 'does not fit its base
+    model ... Check that adapter_config.json names the model the adapter was trained on' (peft never saves AdaLoRA's
+    constant ranknum, which transformers' load_adapter reports missing). The fix it names gives the merged model's
+    profile."""
+    from transformers import AutoModelForCausalLM
+
+    base_dir, adapter_dir, merged = saved_lm_adapter(tmp_path, peft.AdaLoraConfig(
+        task_type="CAUSAL_LM", init_r=4, target_r=2, target_modules=["up_proj", "down_proj"], total_step=10))
+    with pytest.raises(ModelError, match=r"is an AdaLoRA adapter.*PeftModel\.from_pretrained"):
+        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
+    wrapped = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapter_dir)).eval()
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    assert not np.array_equal(profile.neuron_count, hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS).neuron_count)
