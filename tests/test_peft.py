@@ -558,3 +558,17 @@ def test_an_adaloras_adapter_by_name_is_refused_as_adalora_naming_the_peft_load_
     reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
     np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
     assert not np.array_equal(profile.neuron_count, hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS).neuron_count)
+
+
+def test_removing_neurons_of_a_model_adapted_outside_its_mlp_is_refused_as_its_save_would_lose_them(tmp_path):
+    """Fresh helper 194: with LoRA on the attention only, mode='remove' sliced the MLP of the PeftModel, whose
+    save_pretrained then wrote the adapter alone (adapter_config.json, adapter_model.safetensors): reloaded onto its
+    base, the model had all 24 neurons of every layer back, without a word. Refused before any change; masking works."""
+    wrapped = peft.get_peft_model(tiny_llama_lm(), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
+    neurons = {0: [1, 5], 1: [3, 4]}
+    with pytest.raises(ModelError, match=r"cannot prune a model holding PEFT adapter layers.*merge_and_unload"):
+        hf_txray.prune(wrapped, None, strategy=neurons, mode="remove")
+    assert wrapped.get_base_model().model.layers[0].mlp.down_proj.in_features == 24  # untouched
+    merged = copy.deepcopy(wrapped).merge_and_unload()
+    pruned, _ = hf_txray.prune(merged, None, strategy=neurons, mode="remove")  # the fix the message names
+    assert pruned.model.layers[0].mlp.down_proj.in_features == 22

@@ -188,6 +188,15 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
             "(LoRA's A and B, IA3's scales) would keep the old width. Merge the adapter first "
             "(model = model.merge_and_unload()), or use mode='mask' (CLI: --mode mask), which masks the wrapper's "
             "input, the adapter's branch included.")
+    # An adapter elsewhere (attention) leaves the MLP sliceable, but an adapted model's save_pretrained (PEFT's, or
+    # transformers' with load_adapter) writes the adapter alone: reloaded onto its base, the model is unpruned.
+    adapted = next((name for name, module in model.named_modules() if peft_base_layer(module) is not None), None)
+    if adapted is not None:
+        raise ModelError(
+            f"mode='remove' cannot prune a model holding PEFT adapter layers ({adapted!r}): its save_pretrained "
+            "writes the adapter alone, which reloads onto the unpruned base model, so the removed neurons would come "
+            "back without a word. Merge the adapter first (model = model.merge_and_unload()), or use mode='mask' "
+            "(CLI: --mode mask), whose logits are the same.")
     for layer, found in ups.items():
         if not found:
             raise ModelError(
