@@ -182,6 +182,16 @@ def decoder_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     return _shift_function(model)(ids), mask
 
 
+def encoder_states(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The encoder's output as the model hands it to its decoder's cross-attention.
+
+    An ``EncoderDecoderModel`` whose two stacks differ in hidden size projects the encoder's output with
+    ``enc_to_dec_proj`` (a layer that exists only then) in its own forward: fed unprojected, the decoder failed on
+    its first text (a BERT-32 encoder and a BERT-24 decoder: ``mat1 and mat2 shapes cannot be multiplied``)."""
+    project = getattr(model, "enc_to_dec_proj", None)
+    return project(hidden) if isinstance(project, nn.Module) else hidden
+
+
 def decoder_positions(positions: torch.Tensor, width: int) -> torch.Tensor:
     """Flat ``(batch, seq)`` positions of input tokens -> flat ``(batch, seq + 1)`` decoder positions fed them."""
     row, column = torch.div(positions, width, rounding_mode="floor"), positions % width
@@ -248,7 +258,9 @@ class StackForward:
         get_encoder, get_decoder = (getattr(self.model, name, None) for name in ("get_encoder", "get_decoder"))
         if get_encoder is None or get_decoder is None:
             return self.model
-        return nn.ModuleList([get_encoder(), get_decoder()])
+        project = getattr(self.model, "enc_to_dec_proj", None)  # between the stacks: see encoder_states
+        extra = [project] if isinstance(project, nn.Module) else []
+        return nn.ModuleList([get_encoder(), get_decoder(), *extra])
 
     def positions(self, positions: torch.Tensor, width: int) -> torch.Tensor:
         """Where the hooks find the input tokens at flat `positions` of the ``(batch, width)`` input grid."""
@@ -287,5 +299,5 @@ class StackForward:
             return encoded
         decoder_ids, decoder_mask = decoder_inputs(self.model, ids, mask)
         return self.model.get_decoder()(input_ids=decoder_ids, attention_mask=decoder_mask,
-                                        encoder_hidden_states=encoded[0], encoder_attention_mask=mask,
-                                        use_cache=False)
+                                        encoder_hidden_states=encoder_states(self.model, encoded[0]),
+                                        encoder_attention_mask=mask, use_cache=False)

@@ -1427,6 +1427,52 @@ def test_t5gemma_reads_its_widths_from_the_stack_config(stack):
     assert residual.num_neurons == HIDDEN and residual.meta.num_positions == profile.meta.num_positions
 
 
+def _bert_to_bert(decoder_hidden: int):
+    """An EncoderDecoderModel of two tiny BERTs; a decoder of another hidden size gets `enc_to_dec_proj`."""
+    def bert(hidden: int, decoder: bool) -> tf.BertConfig:
+        return tf.BertConfig(vocab_size=_bert_vocab(), hidden_size=hidden, num_hidden_layers=LAYERS,
+                             num_attention_heads=2, intermediate_size=40 if decoder else WIDTH,
+                             max_position_embeddings=128, is_decoder=decoder, add_cross_attention=decoder)
+
+    torch.manual_seed(0)
+    config = tf.EncoderDecoderConfig.from_encoder_decoder_configs(bert(HIDDEN, False), bert(decoder_hidden, True))
+    config.decoder_start_token_id, config.pad_token_id = bert_tokenizer().cls_token_id, bert_tokenizer().pad_token_id
+    return tf.EncoderDecoderModel(config=config).eval()
+
+
+@pytest.mark.parametrize("decoder_hidden", (HIDDEN, 24))
+def test_an_encoder_decoder_model_feeds_its_decoder_the_encoder_output_it_projects(decoder_hidden):
+    """Helper 195: an EncoderDecoderModel whose decoder is narrower than its encoder projects the encoder's output
+    (`enc_to_dec_proj`) in its own forward; hf_txray fed the decoder the raw output, so stack='decoder' was refused
+    at the probe (`mat1 and mat2 shapes cannot be multiplied (30x32 and 24x24)`) for a model that runs. Checked
+    against the model's own forward, decoder fed [CLS] + the text, plain hooks, max-1 credit by hand."""
+    model, tokenizer = _bert_to_bert(decoder_hidden), bert_tokenizer()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), stack="decoder",
+                               batch_size=3, max_examples_per_neuron=0, show_progress=False)
+    mass, count = np.zeros((LAYERS, 40)), np.zeros((LAYERS, 40), dtype=np.int64)
+    for text in TEXTS:
+        enc = tokenizer(text, return_special_tokens_mask=True)
+        kept = []
+        hooks = [model.decoder.bert.encoder.layer[layer].output.dense.register_forward_pre_hook(
+            lambda module, args: kept.append(args[0][0, 1:])) for layer in range(LAYERS)]
+        try:
+            with torch.no_grad():
+                model(input_ids=torch.tensor([enc["input_ids"]]),
+                      decoder_input_ids=torch.tensor([[tokenizer.cls_token_id] + enc["input_ids"]]))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for position, special in enumerate(enc["special_tokens_mask"]):
+            for layer in range(LAYERS) if text.strip() and not special else ():
+                neuron = int(kept[layer][position].argmax())
+                if kept[layer][position, neuron] > 0:
+                    mass[layer, neuron] += float(kept[layer][position, neuron])
+                    count[layer, neuron] += 1
+    assert count.sum() > 0
+    np.testing.assert_array_equal(profile.neuron_count, count)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=RTOL, atol=ATOL)
+
+
 def test_mra_without_its_attention_kernel_is_refused_before_any_forward_pass():
     """Helper 181: transformers' MRA computes its attention with a CUDA kernel (kernels-community/mra) and, where it
     is not loaded (any CPU run), returns zeros with no error: each token sees only itself (changing a text's last
