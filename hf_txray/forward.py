@@ -172,14 +172,20 @@ def decoder_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
         ``j``, position 0 the start token.
     """
     pad = model.config.pad_token_id
-    ids = torch.where(attention_mask.bool(), input_ids, torch.full_like(input_ids, pad))
-    # A text without tokens gets a placeholder token (never credited), so that shifts which look for each row's last
-    # real token (mBART's language id) have one.
-    empty = ~attention_mask.bool().any(dim=1)
-    ids[empty, 0] = 0 if pad != 0 else 1
-    ids = torch.cat([ids, ids.new_full((ids.shape[0], 1), pad)], dim=1)  # room for the last token
+    real = attention_mask.bool()
+    ids = torch.where(real, input_ids, torch.full_like(input_ids, pad))
+    # mBART's shift finds each row's last real token (its language id) by counting the ids that are not the pad id:
+    # a text holding the pad id itself ("<pad>" typed in it) moved that count, and its decoder was started from
+    # another token (</s>: masses 1% off, silently). The shift sees a placeholder there, and in a text without tokens
+    # (which needs one to wrap); the text's own ids are put back after it.
+    placeholder = 0 if pad != 0 else 1
+    seen = torch.where(real & (ids == pad), torch.full_like(ids, placeholder), ids)
+    seen[~real.any(dim=1), 0] = placeholder
+    room = ids.new_full((ids.shape[0], 1), pad)  # for the last token
+    shifted = _shift_function(model)(torch.cat([seen, room], dim=1))
+    shifted[:, 1:] = ids  # position j + 1 is fed token j as the text holds it
     mask = torch.cat([attention_mask.new_ones((attention_mask.shape[0], 1)), attention_mask], dim=1)
-    return _shift_function(model)(ids), mask
+    return shifted, mask
 
 
 def encoder_states(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:

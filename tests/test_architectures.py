@@ -867,6 +867,21 @@ def test_decoder_positions_are_credited_with_the_token_they_are_fed():
     assert "</s>" not in dec.tables["token"].vocab
 
 
+def test_mbart_decoder_starts_from_the_last_token_of_a_text_holding_the_pad_id():
+    """Helper 195: mBART's shift wraps each row's last token (its language id) to the front, finding it by counting
+    the ids that are not the pad id; a text holding the pad id itself (its pad token typed in it: here
+    "<|endoftext|>", pad_token_id 0) moved that count, and the decoder was started from the token before the last:
+    masses moved (0.2% here, 1% in a tiny mBART framing texts with `</s> en_XX`), no error. The reference starts it
+    from the text's last token, fed alone."""
+    model, tokenizer = build("mbart")
+    texts = ["The quick <|endoftext|> brown fox jumps over the lazy dog.", TEXTS[1]]
+    assert model.config.pad_token_id in tokenizer(texts[0])["input_ids"]
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=FEATURES, stack="decoder", batch_size=2,
+                               max_examples_per_neuron=0, show_progress=False)
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, texts, feature_types=FEATURES,
+                                                                 stack="decoder"))
+
+
 def test_t5model_profiles_both_stacks():
     """Issue 10 fault: T5Model crashed ("You must specify exactly one of input_ids or inputs_embeds")."""
     for stack in ("encoder", "decoder"):
