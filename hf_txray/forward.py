@@ -118,22 +118,34 @@ def check_sites_in_stack(model: nn.Module, stack: str, root: nn.Module, sites: l
         )
 
 
+def _module_shift(model: nn.Module) -> Callable | None:
+    """The ``shift_tokens_right`` of the module that defines `model`'s class (or a base class), if any."""
+    for cls in type(model).__mro__:
+        shift = getattr(sys.modules.get(cls.__module__), "shift_tokens_right", None)
+        if shift is not None:
+            return shift
+    return None
+
+
+def _wraps_last_token(shift: Callable) -> bool:
+    """Whether a ``shift_tokens_right`` starts the decoder from each text's last token (mBART's and PLBart's: the
+    language id wraps to the front) rather than from a ``decoder_start_token_id`` it is given."""
+    return "decoder_start_token_id" not in inspect.signature(shift).parameters
+
+
 def _shift_function(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model's own right shift of decoder inputs, as a function of the token ids."""
     if hasattr(model, "_shift_right"):
         return model._shift_right
-    config = model.config
-    for cls in type(model).__mro__:
-        shift = getattr(sys.modules.get(cls.__module__), "shift_tokens_right", None)
-        if shift is None:
-            continue
-        if "decoder_start_token_id" in inspect.signature(shift).parameters:
-            return lambda ids: shift(ids, config.pad_token_id, config.decoder_start_token_id)
-        return lambda ids: shift(ids, config.pad_token_id)  # mBART: the language id wraps to the front
-    raise ModelError(
-        f"{type(model).__name__} defines neither `_shift_right` nor `shift_tokens_right`: hf_txray cannot build its "
-        "decoder inputs the way the model does. Profile stack='encoder'."
-    )
+    config, shift = model.config, _module_shift(model)
+    if shift is None:
+        raise ModelError(
+            f"{type(model).__name__} defines neither `_shift_right` nor `shift_tokens_right`: hf_txray cannot build "
+            "its decoder inputs the way the model does. Profile stack='encoder'."
+        )
+    if _wraps_last_token(shift):
+        return lambda ids: shift(ids, config.pad_token_id)
+    return lambda ids: shift(ids, config.pad_token_id, config.decoder_start_token_id)
 
 
 def check_decoder_inputs(model: nn.Module) -> None:
@@ -152,8 +164,9 @@ def check_decoder_inputs(model: nn.Module) -> None:
             raise ModelError(f"{type(model).__name__}'s own _shift_right cannot build its decoder inputs ({err}): set "
                              "the start token it reads (T5 uses the pad id as decoder_start_token_id) to profile the "
                              "decoder.") from err
-    # mBART starts from the text's own language id; every other model from decoder_start_token_id.
-    elif getattr(config, "model_type", "") != "mbart" and getattr(config, "decoder_start_token_id", None) is None:
+    # mBART and PLBart start from the text's own last token (its language id), and never read
+    # decoder_start_token_id: a PLBart config without one was refused, asking for a setting the model ignores
+    elif not _wraps_last_token(_module_shift(model)) and getattr(config, "decoder_start_token_id", None) is None:
         raise ModelError(f"{type(model).__name__}'s config has no decoder_start_token_id: set it (T5 uses the pad "
                          "id) to profile the decoder.")
 

@@ -17,6 +17,7 @@ import copy
 import re
 import importlib.util
 import functools
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -880,6 +881,37 @@ def test_mbart_decoder_starts_from_the_last_token_of_a_text_holding_the_pad_id()
                                max_examples_per_neuron=0, show_progress=False)
     assert_equals_reference(profile, reference.reference_profile(model, tokenizer, texts, feature_types=FEATURES,
                                                                  stack="decoder"))
+
+
+def test_plbart_decoder_needs_no_start_token_id_it_never_reads():
+    """Helper 195: PLBart's shift, like mBART's, starts the decoder from each text's last token (its language id)
+    and takes no decoder_start_token_id; a PLBart config without one was refused ("set it (T5 uses the pad id)"),
+    as only model_type 'mbart' was exempt. It profiles now, equal to the decoder fed [last token] + text by hand."""
+    tokenizer = bpe_tokenizer()
+    torch.manual_seed(0)
+    model = tf.PLBartModel(tf.PLBartConfig(vocab_size=_bpe_vocab(), **dict(_SEQ2SEQ, pad_token_id=0),
+                                           decoder_start_token_id=None)).eval()
+    texts = [text for text in TEXTS if text]
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), stack="decoder", batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False)
+    mass, count = np.zeros((LAYERS, 40)), np.zeros((LAYERS, 40), dtype=np.int64)
+    for text in texts:
+        ids, kept = tokenizer(text)["input_ids"], []
+        hooks = [model.decoder.layers[layer].fc2.register_forward_pre_hook(
+            lambda module, args: kept.append(args[0][0, 1:])) for layer in range(LAYERS)]
+        try:
+            with torch.no_grad():
+                model(input_ids=torch.tensor([ids]), decoder_input_ids=torch.tensor([[ids[-1]] + ids]))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for layer, position in itertools.product(range(LAYERS), range(len(ids))):
+            neuron = int(kept[layer][position].argmax())
+            if kept[layer][position, neuron] > 0:
+                mass[layer, neuron] += float(kept[layer][position, neuron])
+                count[layer, neuron] += 1
+    np.testing.assert_array_equal(profile.neuron_count, count)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=RTOL, atol=ATOL)
 
 
 def test_t5model_profiles_both_stacks():
