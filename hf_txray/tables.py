@@ -122,10 +122,10 @@ def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
 
 
 def _p_value_cell(value: Any, floatfmt: str, markdown: bool) -> str:
-    """A p-value too small for `floatfmt` as ``< 0.001`` (for ``.3f``), not ``0.000``, which reads as impossible."""
+    """A p-value too small for `floatfmt` as ``<0.001`` (for ``.3f``), not ``0.000``, which reads as impossible."""
     digits = int(floatfmt[1:-1]) if re.fullmatch(r"\.\d+f", floatfmt) else None
     if digits is not None and isinstance(value, (float, np.floating)) and 0 <= value < 0.5 * 10.0 ** -digits:
-        return f"< {10.0 ** -digits:.{digits}f}"
+        return f"<{10.0 ** -digits:.{digits}f}"  # no space: a terminal table stays split by whitespace
     return _cell(value, floatfmt, markdown)
 
 
@@ -148,7 +148,7 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     Args:
         frame (`pd.DataFrame`): the rows to show.
         floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN and None show as "–", and a
-            p-value (a column named ``p_...``) below what the format shows as ``< 0.001``.
+            p-value (a column named ``p_...``) below what the format shows as ``<0.001``.
 
     Returns:
         `str`: a pipe table; "|" inside a cell is escaped and newlines become spaces.

@@ -28,12 +28,12 @@ def test_markdown_table_round_trips_cells():
 
 
 def test_a_p_value_too_small_for_the_format_shows_as_below_it():
-    """Helper 191: a p-value of 2e-5 printed as 0.000 in the card's most-changed table."""
+    """Helper 191: a p-value of 2e-5 printed as 0.000 in the card's most-changed table (now <0.001)."""
     frame = pd.DataFrame({"p_hellinger_pos": [2e-5, 0.0004, 0.0006, np.nan], "mass": [2e-5, 0.0, 1.0, 2.0]})
     rows = _rows(markdown_table(frame))[2:]
-    assert [r[0] for r in rows] == ["< 0.001", "< 0.001", "0.001", "–"]
+    assert [r[0] for r in rows] == ["<0.001", "<0.001", "0.001", "–"]
     assert [r[1] for r in rows] == ["0.000", "0.000", "1.000", "2.000"]  # other columns as they are
-    assert _rows(markdown_table(frame, ".4f"))[2][0] == "< 0.0001"
+    assert _rows(markdown_table(frame, ".4f"))[2][0] == "<0.0001"
 
 
 def test_text_table_has_the_same_cells_in_columns():
