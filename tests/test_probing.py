@@ -1942,3 +1942,17 @@ def test_saga_warns_when_it_stops_before_settling():
     x_raw, labels = _four_classes()
     with pytest.warns(UserWarning, match=r"stopped after max_iter=2 passes"):
         train_probe(x_raw, labels, solver="saga", max_iter=2, device="cpu")
+
+
+def test_a_diverged_probe_is_refused_not_saved():
+    """Helper 196: `hf-txray probe --lr 1e30` (or inf) trained NaN weights and exited 0: a ranking in column order
+    (neurons 0, 1, 2... each with weight_norm NaN), accuracy 0.062 against a majority of 0.145, saved; `--lr nan`
+    passed ProbeConfig's check (nan <= 0 is False) and ended in torch's ValueError traceback."""
+    values = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    labels = np.arange(40) % 3
+    for lr in (float("nan"), float("inf"), True):
+        with pytest.raises(ConfigurationError, match="lr must be a number > 0"):
+            train_probe(values, labels, epochs=1, lr=lr)
+    with pytest.raises(ConfigurationError, match=r"training diverged: .* weights are NaN or inf.*lower it"):
+        train_probe(values, labels, epochs=2, lr=1e30)
+    assert np.isfinite(train_probe(values, labels, epochs=2, lr=10.0).weight).all()  # large but finite: kept

@@ -115,8 +115,9 @@ class ProbeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}.")
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ConfigurationError(f"lr must be > 0, got {self.lr!r}.")
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0 \
+                or not math.isfinite(self.lr):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights
+            raise ConfigurationError(f"lr must be a number > 0, got {self.lr!r}.")
         if self.solver not in SOLVERS:
             raise ConfigurationError(f"Unknown probe solver {self.solver!r}: the choices are {list(SOLVERS)} (adam: "
                                      "NeuroX's training; saga: the elastic net's exact optimum, by scikit-learn).")
@@ -552,7 +553,19 @@ def train_probe(
 def _finished(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, scale: np.ndarray, columns: np.ndarray,
               train_labels: np.ndarray, label_names: list[str], config: ProbeConfig, losses: list[float],
               num_inputs: int, warn_untrained: bool) -> LinearProbe:
-    """The probe, with the weights of classes without a training row zeroed (and a warning naming them)."""
+    """The probe, with the weights of classes without a training row zeroed (and a warning naming them).
+
+    Raises:
+        ConfigurationError: training diverged (a weight or bias is NaN or inf): such a probe ranked the neurons in
+            column order and predicted one class for every word, and was saved without a word.
+    """
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        step = (f"lr={config.lr!r} is too large for these activations: lower it (CLI: --lr), or use solver='saga' "
+                "(--solver saga)") if config.solver == "adam" else "check the activations and the l1/l2 weights"
+        raise ConfigurationError(
+            f"The probe's training diverged: {int(np.size(weight) - np.isfinite(weight).sum())} of its "
+            f"{np.size(weight)} weights are NaN or inf (the last epoch's loss: {losses[-1] if losses else 'none'}), "
+            f"so its ranking and predictions would mean nothing; {step}.")
     untrained = np.flatnonzero(np.bincount(train_labels, minlength=len(label_names)) == 0)
     if len(untrained):
         # A class without a training row was only pushed down by the loss and the penalties: its weights say
