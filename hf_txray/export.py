@@ -17,7 +17,8 @@ import numpy as np
 from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError
 from .io_utils import atomic_dir
-from .layout import EXPORT_FORMAT_VERSION, is_export_folder, read_parts, write_folder
+from .card import probing_card
+from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
 from .options import check_stage_name
 from .profile import Profile
 from .report import TransferReport
@@ -126,7 +127,8 @@ def save_to_disk(
 ) -> Path:
     """Write profiles and reports in the Hub dataset layout: parquet configs, README dataset card, PNG plots.
 
-    The folder is written atomically (a previous export there is replaced) and loads with
+    The folder is written atomically (a previous export there is replaced, less its ``probe_rankings`` and
+    ``ablation`` configs, which are kept) and loads with
     ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`.
 
     Args:
@@ -155,8 +157,23 @@ def save_to_disk(
     with atomic_dir(directory) as tmp:
         write_folder(tmp, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name, plots=plots,
                      revision=revision)
+        _carry_probing(directory, tmp)
         write_header(tmp, "results", EXPORT_FORMAT_VERSION)
     return directory
+
+
+def _carry_probing(previous: Path, new: Path) -> None:
+    """Copy the probing configs (:data:`~hf_txray.layout.EXTRA_CONFIGS`, added by ``hf-txray probe/ablate --export``)
+    of the export `previous` into its replacement `new`, declared in its card: a re-export deleted them without a
+    word, while a push of the new folder keeps the repo's copies."""
+    held = [name for name in EXTRA_CONFIGS if previous.is_dir() and any((previous / name).glob("*.parquet"))]
+    if not held:
+        return
+    for name in held:
+        shutil.copytree(previous / name, new / name)
+    readme = new / "README.md"
+    probing_card(readme, read_config(new, "probe_rankings"), read_config(new, "ablation")).save(readme)
+    logger.info("Kept %s of the previous export in %s", ", ".join(held), previous)
 
 
 def read_folder(directory: str | Path) -> tuple[dict[str, Profile], dict[str, TransferReport]]:

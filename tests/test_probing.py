@@ -1202,6 +1202,29 @@ def test_explain_examples_reads_the_byte_piece_where_the_neuron_is_largest():
 
 
 # ----- results repo -------------------------------------------------------------------------------------------------
+def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
+    """Helper 196: `hf-txray probe ... --export R` then `hf-txray export ... --out R` (R a previous export, as --out's
+    help allows) deleted R's probe_rankings/ and ablation/ without a word (0 rows left of 3), while a push of the new
+    folder keeps the repo's copies. They are carried into the new folder and declared in its card."""
+    import datasets
+
+    from hf_txray import cli
+
+    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
+                               features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
+                                        "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
+                          "planted", "probe_accuracy", "zero", "tiny", "probe:tags", [0, 1])
+    save_probing(folder, ablations=[curve])
+    hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
+    assert len(datasets.load_dataset(str(folder), "ablation", split="train")) == 3
+    profile.save_pretrained(tmp_path / "profile")
+    assert cli.main(["export", str(tmp_path / "profile"), "--out", str(folder), "--no-plots"]) == 0
+    assert load_probing(folder).ablation["value"].tolist() == [1.0, 0.6, 0.99]
+    assert hf_txray.load(folder)[0]["default"] == profile
+
+
 def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     import datasets
 

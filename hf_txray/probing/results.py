@@ -67,8 +67,8 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     configs, declared in its README.
 
     `directory` can be a folder written by :func:`hf_txray.save_to_disk` (the configs are added next to the TX-Ray
-    ones; save the TX-Ray results first, as ``save_to_disk`` rewrites the whole folder), or a new folder (a README is
-    created). Rows of runs with other names already in the folder are kept.
+    ones; a later ``save_to_disk`` over the folder keeps them), or a new folder (a README is created). Rows of runs
+    with other names already in the folder are kept.
 
     Args:
         directory (`str` or `Path`): the results folder.
