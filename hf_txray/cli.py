@@ -654,7 +654,7 @@ def _cmd_prune(args) -> int:
     # the pruned model (remove mode) and pruning_plan/ go into OUT itself: OUT may not be the model or the report
     # read, nor a folder of other files or another saved artifact (a later save there would delete the model)
     check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune", cli_flag="--out")
-    _check_prune_out(Path(args.out))
+    _check_prune_out(Path(args.out), args.mode)
     source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
     get_pruning_strategy(args.strategy)  # and a misspelt strategy (helper 180: it was said after the model loaded)
     model = load_pretrained_with_head(args.model)
@@ -680,8 +680,9 @@ def _cmd_prune(args) -> int:
     return 0
 
 
-def _check_prune_out(out: Path) -> None:
-    """Refuse an `hf-txray prune --out` folder that is neither new, empty, nor an earlier prune's output."""
+def _check_prune_out(out: Path, mode: str = "mask") -> None:
+    """Refuse an `hf-txray prune --out` folder that is neither new, empty, nor an earlier prune's output, and a
+    `mode` "mask" run into an earlier "remove" run's output, whose pruned model this run would not replace."""
     from .artifact import artifact_type_of, check_save_target
 
     earlier = artifact_type_of(out / "pruning_plan") == "pruning_plan" and artifact_type_of(out) is None
@@ -691,6 +692,13 @@ def _check_prune_out(out: Path) -> None:
             f"{out} " + (f"holds a saved {held.replace('_', ' ')}" if held else "is not empty") + ": hf-txray prune "
             "writes the pruned model (--mode remove) and pruning_plan/ into --out, so it must be a new or empty "
             "folder, or an earlier prune's output: give another folder (CLI: --out).")
+    if earlier and mode != "remove" and (out / "config.json").is_file():
+        # helper 196: the earlier run's model (its neurons removed) stayed beside this run's plan, which does not say
+        # what was removed from it (pruning_plan.json is what the README calls "exactly what was pruned, and why")
+        raise ConfigurationError(
+            f"{out} holds the pruned model of an earlier --mode remove run; this --mode {mode} run writes only "
+            "pruning_plan/, which would replace that model's plan and leave the model beside a plan it does not "
+            "match: give another folder (CLI: --out), or delete that one first.")
     check_save_target(out / "pruning_plan", what="hf-txray prune", cli_flag="--out", artifact_type="pruning_plan")
 
 

@@ -872,6 +872,12 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     # an earlier prune's output is replaced
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--mode", "remove",
                  "--out", str(tmp_path / "pruned")]) == 0
+    # helper 196: a mask run over it left the 46-wide model beside a plan of other neurons (exit 0); now refused
+    plan = (tmp_path / "pruned" / "pruning_plan" / "pruning_plan.json").read_bytes()
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "random", "--amount", "5", "--out",
+                 str(tmp_path / "pruned")]) == 2
+    assert "holds the pruned model of an earlier --mode remove run" in capsys.readouterr().err
+    assert (tmp_path / "pruned" / "pruning_plan" / "pruning_plan.json").read_bytes() == plan
     # a folder that holds no model: said as analyze says it (transformers asked for a model_type in its config.json)
     assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--out", str(tmp_path / "x")]) == 2
     assert "is a folder without config.json or .gguf file: not a model folder" in capsys.readouterr().err
