@@ -1178,10 +1178,32 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
                  for close in [difflib.get_close_matches(flag.replace("_", "-"), list(dashed), n=2, cutoff=0.75)]
                  if close]
         command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
+    _refuse_repeated_options(command, rest)
     args, extra = parser.parse_known_args(argv)
     if extra:  # a stray value: said under its command's usage (argparse's mask of tokens applies)
         command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _refuse_repeated_options(command: argparse.ArgumentParser, tokens: Sequence[str]) -> None:
+    """An option that takes a value, given twice: argparse keeps the last one without a word (helper 196:
+    ``--features token --features pos`` profiled pos alone), where a ``--config`` file refuses a key given twice."""
+    seen: dict[int, str] = {}
+    for token in tokens:
+        if not token.startswith("-") or token == "-":
+            continue
+        flag = token.split("=", 1)[0]
+        action = command._option_string_actions.get(flag)
+        if action is None and flag.startswith("--"):  # a unique prefix, as argparse takes it
+            matches = {id(a): a for o, a in command._option_string_actions.items() if o.startswith(flag)}
+            action = next(iter(matches.values())) if len(matches) == 1 else None
+        if action is None or action.nargs == 0 or isinstance(action, argparse._AppendAction):
+            continue  # a value such as -1, a flag without a value, or an option meant to repeat
+        if id(action) in seen:
+            twice = f"{flag} is given twice" if seen[id(action)] == flag else \
+                f"{seen[id(action)]} and {flag} set the same option ({action.option_strings[0]})"
+            command.error(f"{twice}: argparse would keep the last value only; give it once.")
+        seen[id(action)] = flag
 
 
 def _check_text_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

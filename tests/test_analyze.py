@@ -912,6 +912,15 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
         cli_main(["compare", "a", "b", "--out", "x", "stray"])
     err = capsys.readouterr().err
     assert "usage: hf-txray compare" in err and "unrecognized arguments: stray" in err
+    # An option given twice kept its last value without a word (helper 196: --features token --features pos
+    # profiled pos alone); refused, as a --config file refuses a key given twice. Values such as -1 are not flags.
+    for argv, said in [(["analyze", "m", "d", "--features", "token", "--features", "pos"], "--features is given twice"),
+                       (["analyze", "m", "d", "--max-len", "5", "--max-length=6"],
+                        "--max-len and --max-length set the same option (--max-length)")]:
+        with pytest.raises(SystemExit, match="2"):
+            cli_main(argv)
+        assert said in capsys.readouterr().err
+    assert _parse(build_parser(), ["analyze", "m", "d", "--layers", "-1", "--top-k", "2"]).layers == [-1]
 
 
 def test_cli_parser_errors_are_two_lines_and_a_misspelt_command_is_named(capsys):
