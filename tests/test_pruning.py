@@ -1278,3 +1278,11 @@ def test_bloom_slicing_its_down_projection_is_refused():
         base = model(ids).logits
         with masked(model, everything):
             assert not torch.allclose(model(ids).logits, base)
+
+
+def test_plan_names_tell_a_fraction_of_one_from_one_neuron():
+    """Helper 196: --amount 1.0 (every neuron) and --amount 1 (one neuron) both named their plan random@1."""
+    from hf_txray import PruningPlan
+
+    names = [PruningPlan(strategy="random", amount=amount, seed=0).name for amount in (1, 1.0, 0.1, 5)]
+    assert names == ["random@1/seed=0", "random@1.0/seed=0", "random@0.1/seed=0", "random@5/seed=0"]

@@ -19,6 +19,7 @@ from ..profile import Profile
 from ..provenance import recorded_architecture, recorded_depths
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
+from ..tables import amount_label
 from ..version import __version__
 from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
 
@@ -146,7 +147,7 @@ def _amount_label(amount: Any) -> str:
         return "custom"
     if amount is None:
         return "list"
-    return f"{amount:g}" if isinstance(amount, float) else str(amount)
+    return amount_label(amount)  # a fraction 1.0 (every neuron) is "1.0", a count 1 "1": both were "1"
 
 
 # ----- choosing neurons -----------------------------------------------------------------------------------------
