@@ -306,6 +306,17 @@ def test_single_neuron_api_equals_table():
     assert list(one["direction"]) == ["promoted"] * 3 + ["suppressed"] * 3
 
 
+def test_output_effects_inside_torch_autocast_are_the_float32_table():
+    # helper 197: an ambient torch.autocast ran the readout's products in bfloat16, and numpy could not read the
+    # logits (a bare TypeError: Got unsupported ScalarType BFloat16), also at the end of analyze(output_effects=True)
+    model, tokenizer, _, _ = _llama()
+    plain = hf_txray.output_effects_table(model, k=3, tokenizer=tokenizer)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = hf_txray.output_effects_table(model, k=3, tokenizer=tokenizer)
+    assert inside.drop(columns="logit").equals(plain.drop(columns="logit"))
+    np.testing.assert_array_equal(inside["logit"], plain["logit"])
+
+
 def test_an_output_embedding_that_is_not_the_vocabulary_is_refused():
     """Helper 100: DeBERTa with legacy=False returns its head's dense layer from get_output_embeddings(); it was read
     as a 32-token vocabulary (every promoted id below the hidden size, no error)."""
