@@ -1979,3 +1979,18 @@ def test_a_diverged_probe_is_refused_not_saved():
     with pytest.raises(ConfigurationError, match=r"training diverged: .* weights are NaN or inf.*lower it"):
         train_probe(values, labels, epochs=2, lr=1e30)
     assert np.isfinite(train_probe(values, labels, epochs=2, lr=10.0).weight).all()  # large but finite: kept
+
+
+def test_a_probe_trained_inside_torch_autocast_is_the_float32_probe():
+    # helper 197: an ambient torch.autocast ran the probe's products in bfloat16 (weights 0.2% off, no error)
+    from hf_txray.probing.probe import train_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 16)).astype(np.float32)
+    y = (x[:, 3] + 0.5 * x[:, 7] > 0).astype(np.int64)
+    plain = train_probe(x, y, label_names=["n", "p"], epochs=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = train_probe(x, y, label_names=["n", "p"], epochs=3)
+        logits = inside.logits(x)
+    np.testing.assert_array_equal(inside.weight, plain.weight)
+    np.testing.assert_array_equal(logits, plain.logits(x))

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigurationError, DatasetError
+from ..forward import active_autocasts, own_precision
 from ..logging import warn_caller
 from .data import control_labels
 from .extraction import Activations
@@ -196,7 +197,7 @@ class LinearProbe:
         b = torch.from_numpy(self.bias).to(device)
         mean, scale = torch.from_numpy(self.mean).to(device), torch.from_numpy(self.scale).to(device)
         out = []
-        with _one_cpu_thread(device), torch.no_grad():
+        with _one_cpu_thread(device), own_precision(active_autocasts()), torch.no_grad():
             for _, x in _batches(values, rows, self.columns, batch_size, device):
                 if not bool(torch.isfinite(x).all()):  # NaN logits were read as class 0
                     _refuse_nonfinite(values, rows, self.columns, "scored")
@@ -531,7 +532,9 @@ def train_probe(
             for chunk, x in _batches(values, rng.permutation(rows), columns, config.batch_size, device):
                 yield (x - mean_t) / scale_t, labels_t[torch.from_numpy(chunk).to(device)]
 
-    with _one_cpu_thread(device):
+    # in float32 inside a torch.autocast block too (it ran the products in bfloat16: weights 0.2% off, silently), as
+    # the activations were extracted (forward.StackForward turns it off)
+    with _one_cpu_thread(device), own_precision(active_autocasts()):
         for _ in range(config.epochs):
             total, steps = torch.zeros((), device=device), 0
             for x, target in batches():
