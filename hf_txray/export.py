@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .artifact import artifact_type_of, check_save_target, write_header
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import atomic_dir
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
@@ -169,10 +169,21 @@ def _carry_probing(previous: Path, new: Path) -> None:
     held = [name for name in EXTRA_CONFIGS if previous.is_dir() and any((previous / name).glob("*.parquet"))]
     if not held:
         return
+    tables = {}
     for name in held:
+        # read where they lie: a damaged file was reported at its copy in the temporary folder (gone once the export
+        # failed), with the advice to export again, which fails the same way
+        try:
+            tables[name] = read_config(previous, name)
+        except ProfileFormatError as err:
+            raise ProfileFormatError(
+                f"The {name} config of the previous export in {previous} cannot be read ({err}), so it cannot "
+                f"be kept in the new export. Delete {previous / name} (or the whole folder) and export again; "
+                "write the probing results again with hf_txray.probing.save_probing (CLI: --export) if they are "
+                "still wanted.") from err
         shutil.copytree(previous / name, new / name)
     readme = new / "README.md"
-    probing_card(readme, read_config(new, "probe_rankings"), read_config(new, "ablation")).save(readme)
+    probing_card(readme, tables.get("probe_rankings"), tables.get("ablation")).save(readme)
     logger.info("Kept %s of the previous export in %s", ", ".join(held), previous)
 
 

@@ -1225,6 +1225,27 @@ def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     assert hf_txray.load(folder)[0]["default"] == profile
 
 
+def test_a_re_export_over_damaged_probing_configs_names_the_folder_they_lie_in(tmp_path):
+    """Helper 197: the probing configs kept over a re-export were read at their copy in the export's temporary folder,
+    so a damaged file was reported there (a path gone once the export failed), with the advice to export again."""
+    from hf_txray import ProfileFormatError
+
+    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
+                               features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked"], "seed": [-1, -1], "num_ablated": [0, 1],
+                                        "value": [1.0, 0.6]}), "planted", "probe_accuracy", "zero", "tiny",
+                          "probe:tags", [0, 1])
+    save_probing(folder, ablations=[curve])
+    for file in (folder / "ablation").glob("*.parquet"):
+        file.write_bytes(b"damaged")
+    with pytest.raises(ProfileFormatError, match=r"ablation config of the previous export in .*export cannot be "
+                                                 r"read[\s\S]*Delete .*ablation") as caught:
+        hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
+    assert ".tmp" not in str(caught.value).split("(")[0]
+    assert hf_txray.load(folder)[0]["default"] == profile  # the previous export is left as it was
+
+
 def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     import datasets
 
