@@ -26,6 +26,7 @@ from ..modes import enter_eval
 from ..forward import active_autocasts, check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
 from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense
+from ..tokenizing import keeping_first_tokens
 
 METHODS = ("integrated_gradients", "conductance")
 BASELINES = ("pad", "zero")
@@ -207,8 +208,9 @@ def neuron_attributions(
     except StopIteration:
         device = torch.device("cpu")
     max_length = resolve_max_length(runner, tokenizer, max_length)  # a longer text failed inside the model
-    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
-                    max_length=max_length, return_tensors="pt")
+    with keeping_first_tokens(tokenizer):  # a text's first tokens, as the profile's token indices count them
+        enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
+                        max_length=max_length, return_tensors="pt")
     input_ids = enc["input_ids"].to(device)
     special = enc["special_tokens_mask"][0].bool()
     extra = {"attention_mask": enc["attention_mask"].to(device)}
@@ -360,8 +362,9 @@ def _read_position(position: int | Sequence[int] | None, values: torch.Tensor, s
 def _token_at(tokenizer: Any, text: str, char: int, max_length: int) -> list[int] | None:
     """The non-special tokens covering character `char` of `text`: one, or several byte-level pieces of one
     character (an emoji, a CJK character in GPT-2's BPE), which share its offsets; None when the cut left it out."""
-    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
-                    max_length=max_length)
+    with keeping_first_tokens(tokenizer):  # as neuron_attributions cuts the text
+        enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
+                        max_length=max_length)
     covering = [index for index, ((start, end), special)
                 in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"]))
                 if not special and start <= char < end]
