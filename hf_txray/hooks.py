@@ -59,7 +59,7 @@ class Fill:
         self.indices = _neuron_indices(indices)
         self.values = None
         if values is not None:
-            array = np.asarray(values, dtype=np.float32)
+            array = np.asarray(values, dtype=np.float64)  # cast to the activations' dtype at use (checked there)
             if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.indices)):
                 raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "
                                          f"{len(self.indices)} values, got shape {array.shape}.")
@@ -100,8 +100,9 @@ def _neuron_indices(indices: Sequence[int]) -> torch.Tensor:
             f"Fill got a boolean mask of {array.size} entries: it takes neuron indices. Pass the indices of the True "
             "entries, e.g. Fill(np.flatnonzero(mask)).")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        try:
-            whole = np.issubdtype(array.dtype, np.number) and bool(np.all(array == np.round(array)))
+        try:  # inf passed array == round(array) and became index INT64_MIN
+            whole = np.issubdtype(array.dtype, np.number) and bool(np.all(np.isfinite(array)
+                                                                          & (array == np.round(array))))
         except TypeError:
             whole = False
         if not whole:

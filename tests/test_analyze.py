@@ -529,7 +529,8 @@ def test_user_feature_spans_are_checked_and_may_come_in_any_order():
            "not within": lambda t: [(3, 1, "x")], "not within the text": lambda t: [(0, len(t) + 1, "x")],
            "triple": lambda t: [(0, 3)], "returned None": lambda t: None, "not integers": lambda t: [(0.0, 3, "x")],
            # a NaN (a label column with gaps) was counted as the label "nan", a list by its repr (helper 189)
-           "label nan, a missing": lambda t: [(0, 3, float("nan"))], "type list": lambda t: [(0, 3, ["x"])]}
+           "label nan, a missing": lambda t: [(0, 3, float("nan"))], "type list": lambda t: [(0, 3, ["x"])],
+           "label np.datetime64\\('NaT'.*, a missing": lambda t: [(0, 3, np.datetime64("NaT"))]}
     for problem, fn in bad.items():
         with pytest.raises(ConfigurationError, match=f"UserFeature 'bad': .*{problem}"):
             run(features=("token", UserFeature("bad", fn)))

@@ -184,6 +184,13 @@ def test_a_fill_sets_the_values_it_names_or_refuses():
         Fill([0], values=[1e6])(half)
     assert Fill([0], values=[1e6])(half.float())[0, 0] == 1e6 and Fill([0], values=[6e4])(half)[0, 0] == 6e4
     assert torch.isinf(Fill([0], values=[float("inf")])(half)[0, 0])  # an infinite value asked for is kept
+    # helper 197: values were kept as float32 (a float64 model got 0.1 as 0.10000000149, and 1e39 became inf in
+    # float32 before the range check saw it); an infinite index became neuron INT64_MIN (a bare IndexError later)
+    assert Fill([0], values=[0.1])(torch.zeros(1, 5, dtype=torch.float64))[0, 0].item() == 0.1
+    with pytest.raises(ConfigurationError, match="does not fit the activations' torch.float32"):
+        Fill([0], values=[1e39])(torch.zeros(1, 5))
+    with pytest.raises(ConfigurationError, match="integer neuron indices"):
+        Fill([np.inf])
 
 
 def test_an_edit_must_return_a_tensor_of_the_activations_shape(bert):

@@ -177,6 +177,8 @@ def _missing_label(label: object) -> bool:
     turn into a label "nan" or "<NA>" counted like any other."""
     if label is None or type(label).__name__ in ("NAType", "NaTType"):
         return True
+    if isinstance(label, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(label))
     return isinstance(label, (float, np.floating)) and bool(np.isnan(label))
 
 
