@@ -207,6 +207,11 @@ class Profiler:
             provenance=self.provenance(corpus, text_column),
         )
 
+    def weights_hash(self) -> str:
+        """The sample hash (:func:`~hf_txray.provenance.weights_sample_hash`) of the weights that run now (the body,
+        heads left out): what a profile taken now records as ``provenance["runtime"]["weights_sample_hash"]``."""
+        return weights_sample_hash(self.forward.body or self.model)
+
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
         from .pruning.masks import masks_fingerprint
@@ -231,7 +236,7 @@ class Profiler:
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which
                    # hf_txray masks were on: Profile.merge refuses parts of different models with them
-                   "weights_sample_hash": weights_sample_hash(self.forward.body or self.model),
+                   "weights_sample_hash": self.weights_hash(),
                    # an encoder-decoder's profiled stack alone, and its two stacks without a head, as a probe of that
                    # stack hashes them (crosscheck)
                    **({"stack_weights_sample_hash": weights_sample_hash(self.forward.read_weights),

@@ -765,6 +765,35 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
 
 
+def test_push_with_the_best_model_loaded_does_not_pin_the_last_snapshot_to_it(tmp_path, hub):
+    """Helper 198: with load_best_model_at_end the pushed model holds the best checkpoint's weights, but push_to_hub
+    pinned the last step's snapshot to it (the step matched), so `reproduce` of the results found 'different'
+    credits (6 neurons' counts moved), blaming the results rather than the pin. The pin now needs the snapshot's
+    weights to be the pushed ones; the same run without the best model loaded still pins it."""
+    import hf_txray
+
+    scores = iter([1.0, 0.0, 0.0])  # the first evaluation (step 2) is the best: checkpoint-2 is loaded at the end
+    for name, load_best in (("best", True), ("last", False)):
+        repo = f"{hub.username}/{name}-cls"
+        args = build_args(tmp_path / name, max_steps=4, txray_steps=2, eval_strategy="steps", eval_steps=2,
+                          save_strategy="steps", save_steps=2, load_best_model_at_end=load_best,
+                          metric_for_best_model="score", push_to_hub=True, hub_model_id=repo, hub_strategy="end")
+        trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                               eval_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                               compute_metrics=lambda p: {"score": next(scores, 0.0)})
+        trainer.train()
+        trainer.push_to_hub()
+        assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]
+        pinned = hf_txray.load(f"{repo}-txray").profiles["step-4"].meta.provenance["model"]
+        if load_best:
+            assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+            assert pinned["kind"] == "object" and pinned["training_step"] == 4  # still the unsaved weights of step 4
+            with pytest.raises(hf_txray.ReproducibilityError, match="still training \\(step 4\\)"):
+                hf_txray.reproduce(f"{repo}-txray", stage="step-4", dataset=TEXTS)
+        else:
+            assert pinned["kind"] == "hub" and pinned["commit"] == hub.server.repo_commits(repo, repo_type="model")[0]
+
+
 def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub, caplog):
     """Helper 116: with a private model repo (created beforehand, hub_private_repo unset) the results dataset, which
     holds the probe texts' snippets, was created public; and a push to a branch put the results on main, over those

@@ -13,7 +13,7 @@ from transformers import Trainer
 from ..logging import get_logger
 from ..card import results_dataset_note
 from ..errors import ConfigurationError, DatasetError, TXRayError
-from ..loading import load_corpus
+from ..loading import load_corpus, unwrap_model
 from ..profile import Profile
 from ..report import TransferReport
 from ..rng import preserved_rng
@@ -199,13 +199,25 @@ class TXRayTrainer(Trainer):
 
     def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
         """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
-        (taken at the current step), so that ``hf-txray reproduce`` can recompute it from the Hub."""
+        (taken at the current step, of weights with the same sample hash), so that ``hf-txray reproduce`` can
+        recompute it from the Hub."""
         from ..reproduce import pin_model
 
         profiles = self.txray_callback.profiles
         last = list(profiles)[-1]
         if commit is None or last != f"step-{int(self.state.global_step)}":
             logger.info("TX-Ray: the pushed model is not the one of snapshot %s: not pinned for reproduce.", last)
+            return
+        # The step alone does not say it: load_best_model_at_end loads the best checkpoint's weights after the last
+        # step's snapshot, and the pin claimed those for it (reproduce then found 'different' credits: helper 198).
+        recorded = ((profiles[last].meta.provenance or {}).get("runtime") or {}).get("weights_sample_hash")
+        profiler = self.txray_callback._profiler
+        if (recorded is None or profiler is None or profiler.model is not unwrap_model(self.model)
+                or profiler.weights_hash() != recorded):
+            best = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
+            logger.info("TX-Ray: the pushed model holds other weights than snapshot %s (%s): not pinned for "
+                        "reproduce. Pin the snapshot of the pushed weights by hand with hf_txray.pin_model.", last,
+                        f"load_best_model_at_end loaded {best}" if best else "they changed after it was taken")
             return
         try:
             profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
