@@ -404,16 +404,24 @@ def test_a_dora_adapter_by_name_is_refused_naming_the_peft_load_that_works(tmp_p
     """Fresh helper 179: transformers' load_adapter leaves DoRA's magnitude vectors out (their saved keys lack the
     '.weight' it looks for); the refusal said the adapter 'does not fit its base model', for the adapter of that
     very base. The fix it names gives the merged model's profile."""
+    refused_by_folder_exact_through_peft(tmp_path, peft.LoraConfig(
+        task_type="CAUSAL_LM", r=4, target_modules=["down_proj"], use_dora=True),
+        r"is a DoRA adapter .*PeftModel\.from_pretrained")
+
+
+def refused_by_folder_exact_through_peft(tmp_path, config, refusal: str):
+    """An adapter folder of `config` that analyze refuses by path (`refusal`), and that the peft load the refusal
+    names profiles as the merged model does; returns that profile and the base model's folder."""
     from transformers import AutoModelForCausalLM
 
-    base_dir, adapter_dir, merged = saved_lm_adapter(tmp_path, peft.LoraConfig(
-        task_type="CAUSAL_LM", r=4, target_modules=["down_proj"], use_dora=True))
-    with pytest.raises(ModelError, match=r"is a DoRA adapter .*PeftModel\.from_pretrained"):
+    base_dir, adapter_dir, merged = saved_lm_adapter(tmp_path, config)
+    with pytest.raises(ModelError, match=refusal):
         hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
     wrapped = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapter_dir)).eval()
     profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
     reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
     np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    return profile, base_dir
 
 
 def test_an_adapter_whose_base_folder_is_gone_is_refused_naming_the_adapters_config(tmp_path):
@@ -547,16 +555,9 @@ def test_an_adaloras_adapter_by_name_is_refused_as_adalora_naming_the_peft_load_
     model ... Check that adapter_config.json names the model the adapter was trained on' (peft never saves AdaLoRA's
     constant ranknum, which transformers' load_adapter reports missing). The fix it names gives the merged model's
     profile."""
-    from transformers import AutoModelForCausalLM
-
-    base_dir, adapter_dir, merged = saved_lm_adapter(tmp_path, peft.AdaLoraConfig(
-        task_type="CAUSAL_LM", init_r=4, target_r=2, target_modules=["up_proj", "down_proj"], total_step=10))
-    with pytest.raises(ModelError, match=r"is an AdaLoRA adapter.*PeftModel\.from_pretrained"):
-        hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
-    wrapped = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapter_dir)).eval()
-    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
-    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
-    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    profile, base_dir = refused_by_folder_exact_through_peft(tmp_path, peft.AdaLoraConfig(
+        task_type="CAUSAL_LM", init_r=4, target_r=2, target_modules=["up_proj", "down_proj"], total_step=10),
+        r"is an AdaLoRA adapter.*PeftModel\.from_pretrained")
     assert not np.array_equal(profile.neuron_count, hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS).neuron_count)
 
 
