@@ -937,16 +937,10 @@ SUM_RTOL = 1e-6
 def _check_feature_sums(meta: dict[str, Any], ft: str, table: dict[str, Any], mass: np.ndarray, count: np.ndarray,
                         directory: Path) -> None:
     """Refuse a stage whose distributions/ rows of feature type `ft` (:func:`_feature_table`'s, sorted by row and
-    feature) do not add up to its neuron_cards/ rows (`mass`, `count` per profile row), or repeat a (layer, neuron,
-    feature). Folders saved before the save stamps have nothing else to tell a truncated or swapped file by; a few
-    vectorised passes over arrays already read."""
-    rows, features = table["rows"], table["feature_ids"]
-    repeated = np.flatnonzero((rows[1:] == rows[:-1]) & (features[1:] == features[:-1]))
-    if len(repeated):
-        i = int(repeated[0])
-        raise _disagrees(meta, directory, int(rows[i]), f"its {ft!r} feature {table['vocab'][features[i]]!r} has "
-                         f"more than one row in distributions/ ({len(repeated)} repeated rows; one per (layer, "
-                         "neuron, feature) is saved)")
+    feature) do not add up to its neuron_cards/ rows (`mass`, `count` per profile row). Folders saved before the save
+    stamps have nothing else to tell a truncated or swapped file by; a few vectorised passes over arrays already
+    read."""
+    rows = table["rows"]
     sums = np.bincount(rows, weights=table["count"], minlength=len(count))
     masses = np.bincount(rows, weights=table["mass"], minlength=len(mass))
     slack = SUM_RTOL * np.abs(mass) + 1e-12
@@ -961,6 +955,19 @@ def _check_feature_sums(meta: dict[str, Any], ft: str, table: dict[str, Any], ma
         raise _disagrees(meta, directory, row, f"its {ft!r} rows in distributions/ add up to {int(sums[row])} credits "
                          f"of mass {masses[row]:.6g}, its neuron_cards/ row says {int(count[row])} of mass "
                          f"{mass[row]:.6g} ({int(off.sum())} neurons disagree; {rule})")
+
+
+def _check_unique_features(meta: dict[str, Any], ft: str, table: dict[str, Any], directory: Path) -> None:
+    """Refuse a stage whose distributions/ rows repeat a (layer, neuron, feature) of feature type `ft` (`table`
+    sorted by row and feature): no save writes two, whatever its stamps say, and a stamped folder with a feature name
+    edited in place into another's loaded and ended compare in a bare IndexError (helper 199)."""
+    rows, features = table["rows"], table["feature_ids"]
+    repeated = np.flatnonzero((rows[1:] == rows[:-1]) & (features[1:] == features[:-1]))
+    if len(repeated):
+        i = int(repeated[0])
+        raise _disagrees(meta, directory, int(rows[i]), f"its {ft!r} feature {table['vocab'][features[i]]!r} has "
+                         f"more than one row in distributions/ ({len(repeated)} repeated rows; one per (layer, "
+                         "neuron, feature) is saved)")
 
 
 def _disagrees(meta: dict[str, Any], directory: Path, row: int, what: str) -> ProfileFormatError:
@@ -1027,8 +1034,10 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
     has_noise = json.loads(row["columns"] or "{}").get("noise")
     tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise,
                                  directory / "distributions") for ft in meta["feature_types"]}
-    for ft, table in tables.items() if check_sums else ():
-        _check_feature_sums(meta, ft, table, mass, count, directory)
+    for ft, table in tables.items():
+        _check_unique_features(meta, ft, table, directory)
+        if check_sums:
+            _check_feature_sums(meta, ft, table, mass, count, directory)
     shape = (len(meta["layers"]), meta["num_neurons"])
     odd, positions = _noise_of_cards(cards, rows, num_rows)
     return {"meta": meta, "neuron_mass": mass.reshape(shape), "neuron_count": count.reshape(shape), "tables": tables,

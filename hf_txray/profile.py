@@ -123,6 +123,34 @@ class FeatureTable:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, np.asarray(value, dtype=np.float64))
+        self._check_entries()
+
+    def _check_entries(self) -> None:
+        """Refuse entries out of (row, feature_id) order, repeated, or naming a feature outside the vocabulary:
+        lookups (:meth:`Profile.feature_stats`) binary-search the rows, so a hand-built table out of order read as
+        empty ({} for a credited neuron), and a repeated entry ended compare in a bare IndexError (helper 199)."""
+        lengths = {len(getattr(self, n)) for n in ("rows", "feature_ids", "mass", "count")}
+        lengths |= {len(getattr(self, n)) for n in self.NOISE_COLUMNS if getattr(self, n) is not None}
+        if len(lengths) > 1:
+            raise ProfileFormatError(f"FeatureTable columns must have one length, got lengths {sorted(lengths)}.")
+        if len(self.corpus_count) != len(self.vocab):
+            raise ProfileFormatError(f"FeatureTable corpus_count has {len(self.corpus_count)} entries for a "
+                                     f"vocabulary of {len(self.vocab)} features: one per feature.")
+        if len(self.rows) == 0:
+            return
+        if self.rows.min() < 0 or self.feature_ids.min() < 0 or self.feature_ids.max() >= len(self.vocab):
+            raise ProfileFormatError(
+                f"FeatureTable rows must be >= 0 and feature ids in [0, {len(self.vocab)}) (its vocabulary), got rows "
+                f"from {self.rows.min()} and feature ids in [{self.feature_ids.min()}, {self.feature_ids.max()}].")
+        keys = self.keys()
+        step = np.diff(keys)
+        if np.any(step <= 0):
+            i = int(np.flatnonzero(step <= 0)[0])
+            what = "repeats" if step[i] == 0 else "is out of order at"
+            raise ProfileFormatError(
+                f"FeatureTable {what} (row {self.rows[i + 1]}, feature {self.vocab[self.feature_ids[i + 1]]!r}): its "
+                "entries must be sorted by (row, feature_id), one per pair. Sum repeated pairs and sort them "
+                "(np.lexsort((feature_ids, rows))) before building the table.")
 
     @property
     def has_noise(self) -> bool:

@@ -353,6 +353,26 @@ def test_distribution_of_an_uncredited_neuron_is_empty(profile):
     assert profile.distribution(layer, neuron, "pos") == {}
 
 
+def test_a_feature_table_out_of_order_or_with_a_repeated_entry_is_refused(profile):
+    """Lookups binary-search a table's rows: a hand-built table out of (row, feature) order gave {} as the
+    distribution of a credited neuron, and a repeated entry ended compare in a bare IndexError (helper 199)."""
+    from hf_txray.profile import FeatureTable
+
+    table = profile.tables["pos"]
+    columns = ("rows", "feature_ids", "mass", "count", *FeatureTable.NOISE_COLUMNS)
+    reversed_ = {name: getattr(table, name)[::-1] for name in columns}
+    with pytest.raises(hf_txray.ProfileFormatError, match=r"out of order at \(row \d+, feature '.*'\): its entries "
+                                                          r"must be sorted by \(row, feature_id\), one per pair"):
+        FeatureTable(table.vocab, corpus_count=table.corpus_count, **reversed_)
+    repeated = {name: np.r_[getattr(table, name)[:1], getattr(table, name)] for name in columns}
+    with pytest.raises(hf_txray.ProfileFormatError, match=r"repeats \(row \d+, feature '.*'\)"):
+        FeatureTable(table.vocab, corpus_count=table.corpus_count, **repeated)
+    outside = {name: getattr(table, name) for name in columns}
+    outside["feature_ids"] = outside["feature_ids"] - 1
+    with pytest.raises(hf_txray.ProfileFormatError, match=r"feature ids in \[0, \d+\)"):
+        FeatureTable(table.vocab, corpus_count=table.corpus_count, **outside)
+
+
 @pytest.mark.parametrize("ft", FEATURES)
 def test_neuron_stats_length_entropy_and_top_feature(profile, ft):
     features = neuron_features(profile, ft)

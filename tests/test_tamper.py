@@ -250,6 +250,24 @@ def test_an_unstamped_folder_whose_distributions_disagree_with_its_cards_is_refu
         Profile.from_pretrained(folder)
 
 
+def test_a_stamped_folder_whose_feature_name_was_edited_into_a_repeat_is_refused(tmp_path):
+    """A feature value renamed in place to its neighbour's keeps rows, columns and stamp: it loaded, feature_stats
+    listed the feature twice and compare ended in a bare IndexError (helper 199). No save writes two rows of one
+    (layer, neuron, feature), stamped or not."""
+    folder = profile().save_pretrained(tmp_path / "renamed")
+    path = folder / "distributions" / FIRST
+    table = pq.read_table(path)
+    keys = list(zip(table["layer"].to_pylist(), table["neuron"].to_pylist(), table["feature_type"].to_pylist()))
+    i = next(i for i in range(1, len(keys)) if keys[i] == keys[i - 1])  # two features of one neuron
+    features = table["feature"].to_pylist()
+    features[i] = features[i - 1]
+    rewrite(path, lambda t: t.set_column(t.schema.get_field_index("feature"), t.schema.field("feature"),
+                                         pa.array(features, t.schema.field("feature").type)))
+    with pytest.raises(ProfileFormatError, match=rf"{folder}: .*'token' feature .* has more than one row in "
+                                                 r"distributions/ \(1 repeated rows"):
+        Profile.from_pretrained(folder)
+
+
 # ----- writers that rewrite configs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("stamped", [True, False])
 def test_a_folder_staged_for_upload_keeps_its_save_id_and_loads(stamped, tmp_path):
