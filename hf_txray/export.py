@@ -195,7 +195,7 @@ def read_folder(directory: str | Path) -> tuple[dict[str, Profile], dict[str, Tr
         ProfileFormatError: the folder is not in the dataset layout, or was written by a newer hf_txray.
     """
     profiles, reports = read_parts(directory)
-    return ({stage: Profile.from_parts(parts) for stage, parts in profiles.items()},
+    return ({stage: Profile.from_parts(parts, source=directory) for stage, parts in profiles.items()},
             {name: TransferReport.from_parts(parts) for name, parts in reports.items()})
 
 

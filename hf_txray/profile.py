@@ -869,20 +869,33 @@ class Profile(Artifact):
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "Profile":
-        return cls.from_parts(read_single(folder, "profile"))
+        return cls.from_parts(read_single(folder, "profile"), source=folder)
 
     @classmethod
-    def from_parts(cls, parts: dict[str, Any]) -> "Profile":
-        """Assemble a profile from the parts :func:`hf_txray.layout.read_parts` returns."""
+    def from_parts(cls, parts: dict[str, Any], source: str | Path | None = None) -> "Profile":
+        """Assemble a profile from the parts :func:`hf_txray.layout.read_parts` returns.
+
+        Raises:
+            ProfileFormatError: the parts hold sums no profiling run produces (:meth:`check_statistics`), naming
+                `source`, the folder they were read from: a mass edited in place keeps the file's rows, columns and
+                save stamp, and a negative one loaded and read as a probability of 5.15 (helper 199).
+        """
         meta = ProfileMeta.from_dict(parts["meta"])
         histogram = parts.get("activation_histogram")
         examples = parts.get("examples")
-        return cls(meta, parts["neuron_mass"], parts["neuron_count"],
-                   {ft: FeatureTable(**table) for ft, table in parts["tables"].items()},
-                   empty_examples() if examples is None else examples[EXAMPLE_COLUMNS],
-                   parts.get("neuron_count_odd"), parts.get("position_mass"),
-                   activation_histogram=None if histogram is None else HistogramTable(**histogram),
-                   output_effects=parts.get("output_effects"))
+        profile = cls(meta, parts["neuron_mass"], parts["neuron_count"],
+                      {ft: FeatureTable(**table) for ft, table in parts["tables"].items()},
+                      empty_examples() if examples is None else examples[EXAMPLE_COLUMNS],
+                      parts.get("neuron_count_odd"), parts.get("position_mass"),
+                      activation_histogram=None if histogram is None else HistogramTable(**histogram),
+                      output_effects=parts.get("output_effects"))
+        try:
+            profile.check_statistics()
+        except ProfileFormatError as err:
+            where = f"{source}: " if source is not None else ""
+            raise ProfileFormatError(f"{where}{err} Its files were changed after saving (values edited in place keep "
+                                     "the save stamp): save or export the profile again from its source.") from None
+        return profile
 
 
 # Options recorded in ``meta.config`` that change what is credited: parts profiled with different values do not sum

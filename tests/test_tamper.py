@@ -268,6 +268,30 @@ def test_a_stamped_folder_whose_feature_name_was_edited_into_a_repeat_is_refused
         Profile.from_pretrained(folder)
 
 
+@pytest.mark.parametrize("config, value, said", [
+    ("distributions", -1.0, "a negative token mass"),
+    ("distributions", float("nan"), "a token mass that is NaN or infinite"),
+    ("neuron_cards", -1.0, "a negative neuron mass"),
+])  # fmt: skip
+def test_a_mass_no_run_produces_edited_in_place_is_refused_at_load_naming_the_folder(config, value, said, tmp_path):
+    """A mass edited in place keeps rows, columns and stamp: a negative one loaded, and feature_stats read it as
+    probabilities above 1 (5.15 beside -1.83) until compare refused it without naming a file (helper 199)."""
+    folder = hf_txray.save_to_disk(tmp_path / config, [profile()], [], plots=False)
+    path = folder / config / FIRST
+    masses = pq.read_table(path)["mass"].to_pylist()
+    masses[0] = value
+    rewrite(path, lambda t: t.set_column(t.schema.get_field_index("mass"), t.schema.field("mass"),
+                                         pa.array(masses, t.schema.field("mass").type)))
+    with pytest.raises(ProfileFormatError, match=rf"{folder}: Profile 'a' holds {said} .*save or export the profile "
+                                                 "again from its source"):
+        hf_txray.load(folder)
+    single = profile().save_pretrained(tmp_path / f"{config}-single")
+    rewrite(single / config / FIRST, lambda t: t.set_column(t.schema.get_field_index("mass"), t.schema.field("mass"),
+                                                            pa.array(masses, t.schema.field("mass").type)))
+    with pytest.raises(ProfileFormatError, match=rf"{single}: Profile 'a' holds {said}"):
+        Profile.from_pretrained(single)
+
+
 # ----- writers that rewrite configs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("stamped", [True, False])
 def test_a_folder_staged_for_upload_keeps_its_save_id_and_loads(stamped, tmp_path):
