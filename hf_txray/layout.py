@@ -1119,6 +1119,10 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
                 f"{directory} holds {' and '.join(f'{n}/ ({what[n]})' for n in held)} but no profiles or reports: "
                 "read them with hf_txray.probing.load_probing(...) given the same repo id or folder.")
         saved = [p.parent for p in directory.rglob("txray_artifact.json")] if directory.is_dir() else []
+        if directory in saved:  # its own header: a save_pretrained folder that lost meta/ (helper 199: the hint
+            # below told Profile.from_pretrained's caller to load it with Profile.from_pretrained)
+            raise ProfileFormatError(f"{directory} is a saved artifact (txray_artifact.json) without its meta/*.parquet: "
+                                     "a file was deleted after saving. Save it again from its source.")
         hint = (f" It holds profiles or reports saved one by one ({len(saved)}, e.g. {str(saved[0])!r}: a "
                 "TXRayTrainer's txray/ folder or save_pretrained's): load each with Profile.from_pretrained / "
                 "TransferReport.from_pretrained, or collect them into an export with `hf-txray export "

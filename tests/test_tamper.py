@@ -292,6 +292,16 @@ def test_a_mass_no_run_produces_edited_in_place_is_refused_at_load_naming_the_fo
         Profile.from_pretrained(single)
 
 
+def test_a_saved_profile_without_its_meta_files_says_a_file_was_deleted(tmp_path):
+    """The message told a Profile.from_pretrained caller to load the folder with Profile.from_pretrained, as one of
+    "profiles saved one by one" (helper 199)."""
+    folder = profile().save_pretrained(tmp_path / "p")
+    shutil.rmtree(folder / "meta")
+    with pytest.raises(ProfileFormatError, match=rf"{folder} is a saved artifact \(txray_artifact.json\) without its "
+                                                 r"meta/\*.parquet: a file was deleted after saving"):
+        Profile.from_pretrained(folder)
+
+
 # ----- writers that rewrite configs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("stamped", [True, False])
 def test_a_folder_staged_for_upload_keeps_its_save_id_and_loads(stamped, tmp_path):
