@@ -42,8 +42,9 @@ from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
 from .options import is_int
-from .sites import (block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder, linear_dims,
-                    linear_weight, named_linears, refuse_dynamic_quantization, resolve_stack, text_config, unwrap_peft)
+from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder,
+                    linear_dims, linear_weight, named_linears, refuse_dynamic_quantization, resolve_stack, text_config,
+                    unwrap_peft)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -307,6 +308,7 @@ def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torc
     site = find_sites(model, "mlp", None, output_stack(model, stack), layers=int(layer))[0]
     if site.capture != "experts":
         return linear_weight(site.module)
+    _refuse_transformed_experts(model, site, _blocks(model, stack)[1][layer])
     fused = site.module.down_proj.detach()
     if getattr(site.module, "is_transposed", False):  # (experts, inter, hidden), applied as x @ W (GPT-OSS)
         experts, inter, hidden = fused.shape
@@ -317,6 +319,38 @@ def down_columns(model: nn.Module, layer: int, stack: str | None = None) -> torc
     if site.experts.shared is not None:
         columns = torch.cat([columns, linear_weight(site.experts.shared).to(columns.device)], dim=1)
     return columns
+
+
+def _refuse_transformed_experts(model: nn.Module, site: Site, block: nn.Module) -> None:
+    """Refuse experts whose summed output is transformed before it joins the residual stream.
+
+    The write direction of an expert unit is its ``down_proj`` column only where the experts' output is added to the
+    residual as it is (up to the router's weight, a positive scalar). Muse Spark normalises each expert's output
+    (``experts.post_expert_norm``, a norm over the whole output: not a fixed direction per unit) and projects the sum
+    back from its own expert space (``mlp.post_expert_proj``): its columns read through the unembedding gave logits
+    of the wrong space, silently where that space is as wide as the hidden size.
+
+    Raises:
+        ModelError: the experts hold a module with weights of their own (a norm on their output), their output is
+            not the hidden size, or their MoE module holds a linear layer beside them from their output width to the
+            hidden size (a projection of their sum).
+    """
+    experts = site.module
+    hidden = hidden_size(text_config(model.config))
+    transposed = getattr(experts, "is_transposed", False)
+    out_width = int(experts.down_proj.shape[2] if transposed else experts.down_proj.shape[1])
+    inner = [n for n, m in experts.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+    parent = next((m for m in block.modules() if any(c is experts for c in m.children())), None)
+    after = [n for n, m in (parent.named_children() if parent is not None else ())
+             if isinstance(m, nn.Linear) and m is not site.experts.shared and m.in_features == out_width
+             and m.out_features == hidden]
+    if inner or after or out_width != hidden:
+        why = (f"they apply {inner} to their output" if inner else f"their MoE module applies {after} to their sum"
+               if after else f"their output is {out_width} wide, not the hidden size ({hidden})")
+        raise ModelError(
+            f"Output effects of the expert units of {site.name!r} are not their down projection's columns: {why} "
+            "before it joins the residual stream, which hf_txray does not read through. Read output effects of "
+            "this model's dense layers only, or profile it without output_effects.")
 
 
 def _token_strings(tokenizer: Any, ids: np.ndarray) -> list[str]:

@@ -330,6 +330,24 @@ def test_an_output_embedding_that_is_not_the_vocabulary_is_refused():
         hf_txray.output_effects_table(model, [0], k=3, tokenizer=bert_tokenizer())
 
 
+@pytest.mark.parametrize("graft", ["post_expert_proj", "post_expert_norm"])
+def test_experts_whose_output_is_transformed_are_refused(graft):
+    """Helper 201: Muse Spark normalises each expert's output (`experts.post_expert_norm`) and projects their sum out
+    of its expert space (`mlp.post_expert_proj`) before the residual; the expert units' output effects were read as
+    their bare down_proj columns through the unembedding: wrong logits without an error where the expert space is as
+    wide as the hidden size (a RuntimeError where not). A tiny Muse Spark needs vision and audio towers (42M
+    parameters), so its two modules are grafted onto layer 0 of a tiny Mixtral, as Muse Spark holds them."""
+    model, tokenizer, _, _ = _mixtral()
+    mlp = model.model.layers[0].mlp
+    if graft == "post_expert_proj":
+        mlp.post_expert_proj = torch.nn.Linear(32, 32, bias=False)
+    else:
+        mlp.experts.post_expert_norm = torch.nn.RMSNorm(32)
+    with pytest.raises(ModelError, match=rf"expert units of 'model.layers.0.mlp.experts'.*{graft}"):
+        hf_txray.output_effects(model, 0, 5, k=3, tokenizer=tokenizer)
+    assert len(hf_txray.output_effects(model, 1, 5, k=3, tokenizer=tokenizer)) == 6  # layer 1 is untouched
+
+
 def test_model_without_lm_head_is_refused():
     from tests.models import tiny_bert
 
