@@ -95,7 +95,9 @@ class Profiler:
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
         self.stride = self._checked_stride()
-        check_token_budget(config.max_tokens_per_batch, self.max_length)
+        # a window runs padded (widths rounded up to pad_to_multiple_of): the budget must hold that width
+        window_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
+        check_token_budget(config.max_tokens_per_batch, self.max_length, window_width, config.pad_to_multiple_of)
         self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
                                                          self.max_length, config.batch_size)
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)

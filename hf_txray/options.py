@@ -297,8 +297,9 @@ class ProfilerConfig:
         default_text="0 on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of about 8 "
                      "batches each: none for one")
     max_tokens_per_batch: int | None = option(
-        None, "Token budget (rows x padded width) of a forward pass, at least max_length; rows are sorted by length "
-              "within buckets of about 8 batches so padding stays small.",
+        None, "Token budget (rows x padded width) of a forward pass, at least max_length and at least one window's "
+              "padded width (max_length rounded up to pad_to_multiple_of); rows are sorted by length within buckets "
+              "of about 8 batches so padding stays small.",
         default_text="on a CPU, batches whose widest activation takes about 6 MiB per torch thread (MiniLM: 1024 "
                      "tokens a thread), at most 4096 tokens and at least max_length: cache-sized, they ran MiniLM's "
                      "forward over long paragraphs a sixth faster than batches of 32 texts, or none where that "

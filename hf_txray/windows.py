@@ -22,17 +22,39 @@ def default_stride(max_length: int) -> int:
     return max_length // 4
 
 
-def check_token_budget(max_tokens_per_batch: int | None, max_length: int) -> None:
-    """Refuse a token budget that one window (at most `max_length` tokens wide) does not fit in.
+def check_token_budget(max_tokens_per_batch: int | None, max_length: int, window_width: int | None = None,
+                       pad_multiple: int | None = None) -> None:
+    """Refuse a token budget that one window does not fit in.
+
+    A batch's tokens are rows x *padded* width, and a window of `max_length` tokens runs `window_width` wide
+    (rounded up to `pad_multiple`): a budget between the two would be accepted, recorded, and exceeded by every
+    batch holding a full window.
+
+    Args:
+        max_tokens_per_batch (`int`, *optional*): the requested budget; None: no check.
+        max_length (`int`): tokens per window.
+        window_width (`int`, *optional*): the padded width of a window of `max_length` tokens
+            (:func:`~hf_txray.batching.padded_width`); None before the model is known (then `max_length`).
+        pad_multiple (`int`, *optional*): `pad_to_multiple_of`, named in the message.
 
     Raises:
-        ConfigurationError: ``max_tokens_per_batch < max_length``.
+        ConfigurationError: ``max_tokens_per_batch`` below the width of one window.
     """
-    if max_tokens_per_batch is not None and max_tokens_per_batch < max_length:
+    if max_tokens_per_batch is None:
+        return
+    if max_tokens_per_batch < max_length:
         raise ConfigurationError(
             f"max_tokens_per_batch={max_tokens_per_batch} is smaller than max_length={max_length}: a batch must hold "
             f"at least one window of max_length tokens. Raise max_tokens_per_batch to {max_length} or more, or lower "
             "max_length."
+        )
+    if window_width is not None and max_tokens_per_batch < window_width:
+        raise ConfigurationError(
+            f"max_tokens_per_batch={max_tokens_per_batch} is smaller than one window as it runs: max_length="
+            f"{max_length} tokens padded to a multiple of pad_to_multiple_of={pad_multiple} are {window_width} "
+            f"tokens wide, so every batch holding a full window would exceed the budget. Raise max_tokens_per_batch "
+            f"to {window_width} or more, pass a max_length that is a multiple of {pad_multiple}, or "
+            "pad_to_multiple_of=1."
         )
 
 

@@ -110,3 +110,13 @@ def test_a_bad_explicit_budget_is_still_refused(budget):
     with pytest.raises(hf_txray.ConfigurationError, match="max_tokens_per_batch"):
         hf_txray.analyze(bert(), ["a text"], tokenizer=bert_tokenizer(), max_tokens_per_batch=budget,
                          show_progress=False)
+
+
+def test_a_budget_below_a_padded_window_is_refused():
+    # max_length=17 runs 32 wide (widths rounded up to 16): a budget of 17 tokens was accepted, recorded, and every
+    # batch of a full window held 32 tokens.
+    options = dict(tokenizer=bert_tokenizer(), features=("token",), show_progress=False, max_length=17)
+    with pytest.raises(hf_txray.ConfigurationError, match="max_length=17 tokens padded .* are 32 tokens wide"):
+        hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, **options)
+    profile = hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, pad_to_multiple_of=1, **options)
+    assert profile.meta.config["max_tokens_per_batch"] == 17
