@@ -49,7 +49,7 @@ REQUIREMENTS_TXT = """\
 # it from there; these are its dependencies (pyproject.toml), which `import hf_txray` needs (it imports torch).
 # The CPU build of torch is enough for the viewer and much smaller than the default CUDA build.
 --extra-index-url https://download.pytorch.org/whl/cpu
-torch>=2.1
+torch>=2.6
 transformers>=5,<6
 datasets>=5
 huggingface_hub>=1.0
