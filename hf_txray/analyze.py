@@ -676,7 +676,7 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
         "spaCy pipeline": annotation,
         # widths rounded otherwise give other activations (float rounding, near-ties); the provenance records one
         "pad_to_multiple_of": (meta.provenance or {}).get("options", {}).get("pad_to_multiple_of"),
-        "tokenizer vocabulary": (meta.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash"),
+        "tokenizer vocabulary": runtime.get("tokenizer_vocab_hash"),
         # local data files (streamed ones too, which have no fingerprint of their own): their content
         "corpus contents (data files or in-memory texts)": dataset.get("content_hash"), "model commit": model.get("commit"),
         "model folder's contents": model.get("content_hash"), "model weights": weights,

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from .errors import ConfigurationError, DatasetError, ModelError
-from .forward import active_autocasts, own_forward, own_precision
+from .forward import own_forward, own_precision
 from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
@@ -376,7 +376,7 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
         with contextlib.ExitStack() as forwards:  # every wrapper put back, even if taking one off fails
             for module in {id(m): m for m in (model, unwrap_model(model))}.values():
                 forwards.enter_context(own_forward(module))
-            forwards.enter_context(own_precision(active_autocasts()))  # a torch.autocast block around the call too
+            forwards.enter_context(own_precision())  # a torch.autocast block around the call too
             for batch in batches:
                 inputs = {k: v.to(device) for k, v in batch.items()}
                 logits = getattr(_forward(model, inputs), "logits", None)

@@ -39,11 +39,11 @@ def active_autocasts() -> list[tuple[str, torch.dtype]]:
 
 
 @contextlib.contextmanager
-def own_precision(active: list[tuple[str, torch.dtype]]):
-    """Every autocast context of `active` (:func:`active_autocasts`) turned off, so that the model runs in the
-    dtype of its weights, the dtype a profile records and :func:`hf_txray.reproduce` reloads."""
+def own_precision(active: list[tuple[str, torch.dtype]] | None = None):
+    """Every autocast context of `active` (default: :func:`active_autocasts`, those active now) turned off, so that
+    the model runs in the dtype of its weights, the dtype a profile records and :func:`hf_txray.reproduce` reloads."""
     with contextlib.ExitStack() as stack:
-        for device, _ in active:
+        for device, _ in active_autocasts() if active is None else active:
             stack.enter_context(torch.autocast(device, enabled=False))
         yield
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
-from .forward import active_autocasts, own_precision
+from .forward import own_precision
 from .hooks import call_order
 from .architectures import hidden_size
 from .modes import enter_eval
@@ -69,7 +69,7 @@ class Readout:
     def logits(self, directions: torch.Tensor) -> torch.Tensor:
         """``(hidden, n)`` residual directions -> ``(vocab, n)`` logits, in float32 even inside a ``torch.autocast``
         block (which ran the products in bfloat16: other logits, and a bare TypeError where numpy read them)."""
-        with own_precision(active_autocasts()):
+        with own_precision():
             x = directions.float()
             for kind, value in self.steps:
                 value = value.to(device=x.device, dtype=torch.float32)

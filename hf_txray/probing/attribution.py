@@ -23,7 +23,7 @@ import torch
 from ..errors import ConfigurationError
 from ..hooks import trace
 from ..modes import enter_eval
-from ..forward import active_autocasts, check_no_virtual_tokens, own_precision
+from ..forward import check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
 from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense
 from ..tokenizing import keeping_first_tokens
@@ -240,7 +240,7 @@ def neuron_attributions(
 
     # the model's own precision inside a torch.autocast block too, as the profile that explain_examples pairs with was
     # computed (a tiny BERT under CPU bfloat16 autocast: activation 0.06128 for 0.06104, scores 26% off, silently)
-    with own_precision(active_autocasts()):
+    with own_precision():
         restore_modes = enter_eval(model)
         try:
             with torch.no_grad(), trace(model, [target_site], retain=True) as traced:

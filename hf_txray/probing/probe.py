@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigurationError, DatasetError
-from ..forward import active_autocasts, own_precision
+from ..forward import own_precision
 from ..logging import warn_caller
 from .data import control_labels
 from .extraction import Activations
@@ -197,7 +197,7 @@ class LinearProbe:
         b = torch.from_numpy(self.bias).to(device)
         mean, scale = torch.from_numpy(self.mean).to(device), torch.from_numpy(self.scale).to(device)
         out = []
-        with _one_cpu_thread(device), own_precision(active_autocasts()), torch.no_grad():
+        with _one_cpu_thread(device), own_precision(), torch.no_grad():
             for _, x in _batches(values, rows, self.columns, batch_size, device):
                 if not bool(torch.isfinite(x).all()):  # NaN logits were read as class 0
                     _refuse_nonfinite(values, rows, self.columns, "scored")
@@ -534,7 +534,7 @@ def train_probe(
 
     # in float32 inside a torch.autocast block too (it ran the products in bfloat16: weights 0.2% off, silently), as
     # the activations were extracted (forward.StackForward turns it off)
-    with _one_cpu_thread(device), own_precision(active_autocasts()):
+    with _one_cpu_thread(device), own_precision():
         for _ in range(config.epochs):
             total, steps = torch.zeros((), device=device), 0
             for x, target in batches():
