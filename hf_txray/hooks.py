@@ -35,6 +35,7 @@ from torch import nn
 
 from .errors import ConfigurationError, ModelError
 from .moe import unskipped
+from .indices import whole_numbers
 
 if TYPE_CHECKING:
     from .sites import Site
@@ -56,7 +57,7 @@ class Fill:
     """
 
     def __init__(self, indices: Sequence[int], values: float | Sequence[float] | np.ndarray | None = None):
-        self.indices = _neuron_indices(indices)
+        self.indices = torch.as_tensor(whole_numbers(indices, "Fill's neuron indices"))
         self.values = None
         if values is not None:
             array = np.asarray(values, dtype=np.float64)  # cast to the activations' dtype at use (checked there)
@@ -89,25 +90,6 @@ class Fill:
 
     def __repr__(self) -> str:
         return f"Fill({self.indices.tolist()}, values={'0' if self.values is None else self.values.tolist()})"
-
-
-def _neuron_indices(indices: Sequence[int]) -> torch.Tensor:
-    """`indices` as a long tensor, refusing what a cast to long would silently turn into other neurons: a boolean
-    mask (True, False, True -> neurons 1, 0, 1) and fractional numbers (1.7 -> neuron 1)."""
-    array = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else list(indices))
-    if array.dtype == bool:
-        raise ConfigurationError(
-            f"Fill got a boolean mask of {array.size} entries: it takes neuron indices. Pass the indices of the True "
-            "entries, e.g. Fill(np.flatnonzero(mask)).")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        try:  # inf passed array == round(array) and became index INT64_MIN
-            whole = np.issubdtype(array.dtype, np.number) and bool(np.all(np.isfinite(array)
-                                                                          & (array == np.round(array))))
-        except TypeError:
-            whole = False
-        if not whole:
-            raise ConfigurationError(f"Fill takes integer neuron indices, got {array.tolist()!r}.")
-    return torch.as_tensor(array.astype(np.int64).reshape(-1))
 
 
 def _refuse_conflicting_values(indices: torch.Tensor, values: torch.Tensor) -> None:

@@ -39,9 +39,9 @@ from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
 from .forward import own_precision
 from .hooks import call_order
+from .indices import whole_numbers
 from .architectures import hidden_size
 from .modes import enter_eval
-from .options import is_int
 from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder,
                     linear_dims, linear_weight, named_linears, refuse_dynamic_quantization, resolve_stack, text_config,
                     unwrap_peft)
@@ -425,7 +425,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
             columns = post.to(device=columns.device)[:, None] * columns.float()
         width = columns.shape[1]
-        chosen = np.arange(width) if neurons is None else _neuron_indices(neurons)
+        chosen = np.arange(width) if neurons is None else np.unique(whole_numbers(neurons, "Neurons"))
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):
             raise ConfigurationError(f"Neuron out of range: layer {layer} has {width} neurons (0 to {width - 1}).")
         for start in range(0, len(chosen), _CHUNK):
@@ -467,15 +467,6 @@ def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, token
         ```
     """
     return output_effects_table(model, [layer], k, tokenizer, neurons=[neuron], stack=stack)
-
-
-def _neuron_indices(neurons: Sequence[int]) -> np.ndarray:
-    """`neurons` as sorted distinct int64 indices; a fraction (1.5 was read as neuron 1) or a bool is refused."""
-    listed = list(neurons)
-    bad = [n for n in listed if not is_int(n)]
-    if bad:
-        raise ConfigurationError(f"Neurons are int indices, got {bad[0]!r}.")
-    return np.unique(np.asarray(listed, dtype=np.int64))
 
 
 def _default_tokenizer(model: nn.Module) -> Any:

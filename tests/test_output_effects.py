@@ -366,6 +366,8 @@ def test_layers_and_neurons_named_twice_or_as_fractions():
     model, tokenizer, _, _ = _llama()
     once = hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3])
     assert hf_txray.output_effects_table(model, [1, -1], k=2, tokenizer=tokenizer, neurons=[3, 3]).equals(once)
+    # the one rule of hf_txray.indices: a whole float (a CSV's 3.0) is neuron 3, as Fill and ablation read it
+    assert hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3.0]).equals(once)
     for call in (lambda: hf_txray.output_effects(model, 1, 1.5, tokenizer=tokenizer),
                  lambda: hf_txray.output_effects_table(model, [1.5], tokenizer=tokenizer)):
         with pytest.raises(hf_txray.errors.ConfigurationError):

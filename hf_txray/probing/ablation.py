@@ -28,6 +28,7 @@ from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
+from ..indices import whole_numbers
 from ..options import is_int
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
@@ -54,18 +55,9 @@ def _table_pairs(frame: pd.DataFrame) -> list[tuple[int, int]]:
         raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
     if frame.empty:
         return []
-    for column in ("layer", "neuron"):
-        values = frame[column].to_numpy()
-        whole = values.dtype.kind in "iu" or (values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (
-            values == np.round(values)))))
-        if not whole:
-            bad = next((v for v in values if not (isinstance(v, (int, np.integer, float, np.floating))
-                                                  and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
-                                                  and float(v).is_integer())), values[0] if len(values) else None)
-            bad = bad.item() if isinstance(bad, np.generic) else bad
-            raise ConfigurationError(f"The neuron table's {column!r} column must hold whole numbers, got {bad!r} "
-                                     f"({values.dtype}): a fraction would be cut to another {column}.")
-    return list(zip(frame["layer"].astype(int).tolist(), frame["neuron"].astype(int).tolist()))
+    layers, neurons = (whole_numbers(frame[column].to_numpy(), f"The neuron table's {column!r} column")
+                       for column in ("layer", "neuron"))
+    return list(zip(layers.tolist(), neurons.tolist()))
 
 
 def check_ranked_modules(neurons: Any, model: nn.Module, sites: Mapping[int, Any] | None = None) -> None:
