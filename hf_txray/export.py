@@ -128,7 +128,8 @@ def save_to_disk(
     """Write profiles and reports in the Hub dataset layout: parquet configs, README dataset card, PNG plots.
 
     The folder is written atomically (a previous export there is replaced, less its ``probe_rankings`` and
-    ``ablation`` configs, which are kept) and loads with
+    ``ablation`` configs, which are kept; when they are of a model this export does not hold, nothing is written and
+    a `ConfigurationError` says so) and loads with
     ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`.
 
     Args:
@@ -154,6 +155,7 @@ def save_to_disk(
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory)
     _check_target(directory)
+    _check_probing_models(directory, by_stage, by_name)
     with atomic_dir(directory) as tmp:
         write_folder(tmp, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name, plots=plots,
                      revision=revision)
@@ -162,11 +164,33 @@ def save_to_disk(
     return directory
 
 
+def _held_probing(previous: Path) -> list[str]:
+    return [name for name in EXTRA_CONFIGS if previous.is_dir() and any((previous / name).glob("*.parquet"))]
+
+
+def _check_probing_models(previous: Path, by_stage: dict[str, Profile], by_name: dict[str, TransferReport]) -> None:
+    """Refuse, before anything is written, to keep probing results of a model the new export does not hold: kept
+    beside another model's profiles, its card and the viewer would present them as that model's (helper 197). A
+    table that cannot be read is left to :func:`_carry_probing`, which says how to recover."""
+    models = {p.meta.model_id for p in by_stage.values()}
+    models |= {m for r in by_name.values() for m in (r.meta.model_a, r.meta.model_b)}
+    for name in _held_probing(previous):
+        try:
+            probed = {str(m) for m in read_config(previous, name).column("model_id").to_pylist() if m}
+        except (ProfileFormatError, KeyError):
+            continue
+        if probed - models:
+            raise ConfigurationError(
+                f"The previous export in {previous} holds {name} results of {sorted(probed - models)}, a model this "
+                f"export does not hold (it holds {sorted(models)}); they would be kept and shown as this export's. "
+                f"Export to another folder, or delete {previous / name} to drop them.")
+
+
 def _carry_probing(previous: Path, new: Path) -> None:
     """Copy the probing configs (:data:`~hf_txray.layout.EXTRA_CONFIGS`, added by ``hf-txray probe/ablate --export``)
     of the export `previous` into its replacement `new`, declared in its card: a re-export deleted them without a
     word, while a push of the new folder keeps the repo's copies."""
-    held = [name for name in EXTRA_CONFIGS if previous.is_dir() and any((previous / name).glob("*.parquet"))]
+    held = _held_probing(previous)
     if not held:
         return
     tables = {}

@@ -1240,7 +1240,7 @@ def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
     curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
                                         "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
-                          "planted", "probe_accuracy", "zero", "tiny", "probe:tags", [0, 1])
+                          "planted", "probe_accuracy", "zero", profile.meta.model_id, "probe:tags", [0, 1])
     save_probing(folder, ablations=[curve])
     hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
     assert len(datasets.load_dataset(str(folder), "ablation", split="train")) == 3
@@ -1248,6 +1248,23 @@ def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     assert cli.main(["export", str(tmp_path / "profile"), "--out", str(folder), "--no-plots"]) == 0
     assert load_probing(folder).ablation["value"].tolist() == [1.0, 0.6, 0.99]
     assert hf_txray.load(folder)[0]["default"] == profile
+
+
+def test_a_re_export_of_another_model_refuses_to_keep_its_probing_configs(tmp_path):
+    """Helper 197: a re-export of another model's profiles kept the folder's ablation results, and its card and the
+    viewer showed them beside the new model's neurons as if they were its own. Refused before anything is written."""
+    texts = ["the cat sat on the mat", "a dog ran"]
+    profile = hf_txray.analyze(tiny_bert(), texts, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked"], "seed": [-1, -1], "num_ablated": [0, 1],
+                                        "value": [1.0, 0.6]}), "planted", "probe_accuracy", "zero", "bert-probed",
+                          "probe:tags", [0, 1])
+    save_probing(folder, ablations=[curve])
+    before = sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file())
+    with pytest.raises(hf_txray.ConfigurationError, match=r"holds ablation results of \['bert-probed'\], a model this "
+                                                          r"export does not hold \(it holds \['BertModel'\]\)"):
+        hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
+    assert sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file()) == before
 
 
 def test_a_re_export_over_damaged_probing_configs_names_the_folder_they_lie_in(tmp_path):
