@@ -784,7 +784,9 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
                                  r"r'layers\.\d+\.mlp\.down_proj'")
     prefix = _join(root_name, prefix)
     sites = []
-    for layer in block_indices(layers, len(blocks)):
+    # an encoder-decoder's stacks may differ in depth: "the model has N layers" named the other one's
+    described = f"its {stack} stack has {len(blocks)} layers" if stack else None
+    for layer in block_indices(layers, len(blocks), described):
         block, block_name = blocks[layer], _join(prefix, str(layer))
         if site == "residual":
             _check_block_is_called(block, block_name)

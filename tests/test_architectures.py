@@ -854,6 +854,9 @@ def test_bart_profiles_the_encoder_by_default_and_the_decoder_on_request():
     assert [s.name for s in find_sites(model)] == ["encoder.layers.0.fc2", "encoder.layers.1.fc2"]
     assert [s.name for s in find_sites(model, stack="decoder")] == ["decoder.layers.0.fc2", "decoder.layers.1.fc2"]
     assert engine("bart", None, "", 1).meta.config["stack"] == "encoder"
+    # helper 195: the message said "the model has 2 layers", of a model with two stacks (and four blocks)
+    with pytest.raises(hf_txray.ConfigurationError, match=r"Layer 2 is out of range: its decoder stack has 2 layers \(0..1"):
+        find_sites(model, stack="decoder", layers=[2])
     assert engine("bart", None, "", 1).num_neurons == WIDTH
     assert engine("bart", "decoder", "", 1).num_neurons == 40
 
