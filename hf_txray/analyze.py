@@ -99,7 +99,7 @@ class Profiler:
         window_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_token_budget(config.max_tokens_per_batch, self.max_length, window_width, config.pad_to_multiple_of)
         self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
-                                                         self.max_length, config.batch_size)
+                                                         self.max_length, config.batch_size, window_width)
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = self._warned_short = False

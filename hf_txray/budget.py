@@ -49,18 +49,20 @@ def widest_activation(model: nn.Module) -> int:
 
 
 def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.device, max_length: int,
-                         batch_size: int | None) -> int | None:
+                         batch_size: int | None, window_width: int | None = None) -> int | None:
     """`requested`, or the default ``max_tokens_per_batch``.
 
     On a CPU the default is the largest power of two of tokens whose widest activation
     (:func:`widest_activation`, in the model's dtype) takes at most :data:`CPU_BATCH_BYTES_PER_THREAD` per torch
-    thread, at most :data:`CPU_MAX_TOKENS`, and never less than `max_length` (a window must fit); None where that
+    thread, at most :data:`CPU_MAX_TOKENS`, and never less than `window_width` (a window must fit); None where that
     budget would not bind (``batch_size`` rows of up to `max_length` tokens hold less). On an accelerator it is
     ``DEFAULT_ROWS * max_length`` tokens when `batch_size` is not given either; None (``batch_size`` rows alone)
     when it is.
 
     Args:
         batch_size (`int`, *optional*): the requested row budget; None for the default (:func:`resolve_batch_size`).
+        window_width (`int`, *optional*): one window's padded width (`max_length` rounded up to
+            ``pad_to_multiple_of``); defaults to `max_length`.
 
     Returns:
         `int` or `None`: tokens (rows x padded width) per forward pass.
@@ -76,8 +78,10 @@ def resolve_token_budget(requested: int | None, model: nn.Module, device: torch.
         dtype = weights_dtype(model) or torch.float32
         fitting = CPU_BATCH_BYTES_PER_THREAD * torch.get_num_threads() // (width * dtype.itemsize)
         tokens = min(tokens, 1 << max(fitting.bit_length() - 1, 0))
-    tokens = max(tokens, max_length)
-    return tokens if tokens < batch_size * max_length else None
+    # floored at the padded width: a max_length of 600 gave a 600-token budget, below every 608-wide batch
+    window = max(max_length, window_width or 0)
+    tokens = max(tokens, window)
+    return tokens if tokens < batch_size * window else None
 
 
 def resolve_batch_size(requested: int | None, device: torch.device, max_tokens_per_batch: int | None) -> int:

@@ -301,7 +301,7 @@ class ProfilerConfig:
               "padded width (max_length rounded up to pad_to_multiple_of); rows are sorted by length within buckets "
               "of about 8 batches so padding stays small.",
         default_text="on a CPU, batches whose widest activation takes about 6 MiB per torch thread (MiniLM: 1024 "
-                     "tokens a thread), at most 4096 tokens and at least max_length: cache-sized, they ran MiniLM's "
+                     "tokens a thread), at most 4096 tokens and at least one window's padded width: cache-sized, they ran MiniLM's "
                      "forward over long paragraphs a sixth faster than batches of 32 texts, or none where that "
                      "budget would not bind; on an accelerator, 32 x max_length tokens (the most 32 rows held; none "
                      "when batch_size is given: batch_size rows)")

@@ -120,3 +120,16 @@ def test_a_budget_below_a_padded_window_is_refused():
         hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, **options)
     profile = hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, pad_to_multiple_of=1, **options)
     assert profile.meta.config["max_tokens_per_batch"] == 17
+
+
+def test_the_default_budget_holds_a_padded_window():
+    """Helper 200: the CPU default was floored at max_length, not at a window's padded width: max_length=600 on a
+    GPT-2-width MLP (512 tokens a thread) gave a 600-token budget, which every 608-wide window exceeded (the budget
+    an explicit max_tokens_per_batch=600 is refused for)."""
+    with threads(1):
+        # a 6144-wide MLP: 256 tokens a thread, below max_length=300, which runs 304 wide
+        assert resolve_token_budget(None, bert(6144), CPU, 300, 32, 304) == 304
+        assert resolve_token_budget(None, bert(6144), CPU, 300, 32) == 300  # no padding known: the window itself
+        profile = hf_txray.analyze(bert(6144), ["word " * 400], tokenizer=bert_tokenizer(), features=("token",),
+                                   max_length=300, show_progress=False)
+    assert profile.meta.config["max_tokens_per_batch"] == 304
