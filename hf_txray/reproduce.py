@@ -532,6 +532,13 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
     return not diffs, worst, diffs
 
 
+def _aligned(stored: pd.DataFrame, new: pd.DataFrame, keys: list[str]
+             ) -> tuple[pd.DataFrame, pd.DataFrame] | tuple[None, None]:
+    """Both tables sorted by `keys`, row for row; ``(None, None)`` when they do not hold the same key rows."""
+    a, b = (frame.sort_values(keys, kind="stable").reset_index(drop=True) for frame in (stored, new))
+    return (a, b) if len(a) == len(b) and a[keys].equals(b[keys]) else (None, None)
+
+
 def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame | None) -> list[str]:
     """What differs between two output-effects tables: the same (layer, neuron, direction, rank) rows, token ids
     and strings exact, logits to :data:`MASS_TOLERANCE` (relative). They come from the LM head and the down
@@ -540,10 +547,9 @@ def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame |
         return []
     if new is None:
         return ["output effects stored but not recomputed"]
-    keys = ["layer", "neuron", "direction", "rank"]
-    a, b = (frame.sort_values(keys, kind="stable").reset_index(drop=True) for frame in (stored, new))
-    if len(a) != len(b) or not a[keys].equals(b[keys]):
-        return [f"output effects have other rows ({len(b)} vs {len(a)} stored)"]
+    a, b = _aligned(stored, new, ["layer", "neuron", "direction", "rank"])
+    if a is None:
+        return [f"output effects have other rows ({len(new)} vs {len(stored)} stored)"]
     diffs = []
     ids = a["token_id"].to_numpy() != b["token_id"].to_numpy()
     if ids.any():
@@ -563,11 +569,10 @@ def _example_differences(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[list[
     (layer, neuron, rank), ids, positions and tokens exact; and the largest relative activation difference."""
     if stored.empty:  # none kept (max_examples_per_neuron=0, or a profile built without them): nothing to check
         return [], 0.0
-    keys = ["layer", "neuron", "rank"]
     exact = [c for c in ("example_id", "token_index", "token") if c in stored and c in new]
-    a, b = (frame.sort_values(keys, kind="stable").reset_index(drop=True) for frame in (stored, new))
-    if len(a) != len(b) or not a[keys].equals(b[keys]):
-        return [f"top examples have other rows ({len(b)} vs {len(a)} stored)"], 0.0
+    a, b = _aligned(stored, new, ["layer", "neuron", "rank"])
+    if a is None:
+        return [f"top examples have other rows ({len(new)} vs {len(stored)} stored)"], 0.0
     same = [c for c in exact if not a[c].astype(str).equals(b[c].astype(str))]
     diffs = [f"top examples differ in {', '.join(same)}"] if same else []
     worst = _relative(b["activation"].to_numpy(dtype=np.float64), a["activation"].to_numpy(dtype=np.float64)) \
