@@ -259,7 +259,9 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     # one two-token forward pass gives the order of the final norm and of the head's layers
     order = _call_order(model, [blocks[-1]] + [m for _, m in norms + candidates]) if norms or candidates else {}
     final = _final_norm(norms, blocks, order)
+    read: list[nn.Module] = [head]
     if final is not None:
+        read.append(final[1])
         steps.append(("scale", norm_scale(final[1], residual)))
         names.append(final[0])
     width = residual
@@ -267,11 +269,13 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     if projection is not None:
         steps.append(("linear", linear_weight(projection[1])))
         names.append(projection[0])
+        read.append(projection[1])
         width = hidden
     for kind, module, name in _head_steps(candidates, order, width, hidden):
         weight = linear_weight(module) if kind == "linear" else module.weight.detach()
         steps.append((kind, weight if kind == "linear" else norm_scale(module, int(weight.shape[0]))))
         names.append(name)
+        read.append(module)
         width = int(weight.shape[0])
     if width != hidden:  # every step read, the chain still does not reach the unembedding's width
         raise ModelError(
@@ -279,7 +283,27 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
             "projection between them (OPT's project_out, or a linear layer of the LM head) was found: output "
             "effects cannot be read for this model. Profile without output_effects.")
     names.append(_qualified_name(model, head))
+    _refuse_initialized_head(model, read)
     return Readout(steps, unembedding, names)
+
+
+def _refuse_initialized_head(model: nn.Module, read: Sequence[nn.Module]) -> None:
+    """Refuse a head that ``from_pretrained`` did not load: a checkpoint without an LM head (all-MiniLM-L6-v2 loaded
+    with ``AutoModelForMaskedLM``) gets one initialised at random, with transformers' load warning only, and its
+    output effects were random tokens. transformers 5 marks each parameter it loaded (``_is_hf_initialized``); a
+    model without any mark (built from a config, or loaded another way) cannot be told apart and is read as it is."""
+    if not any(getattr(p, "_is_hf_initialized", False) for p in model.parameters()):
+        return
+    # the weights only: biases are not read (a checkpoint without the decoder's bias still has its head)
+    fresh = sorted({_qualified_name(model, m) for m in read if isinstance(getattr(m, "weight", None), nn.Parameter)
+                    and not getattr(m.weight, "_is_hf_initialized", False)})
+    if fresh:
+        source = getattr(getattr(model, "config", None), "name_or_path", None) or "its checkpoint"
+        raise ModelError(
+            f"The weights of {type(model).__name__}'s {', '.join(fresh)} were not loaded from {source}: transformers "
+            "initialised them at random (the checkpoint has no such LM head), so the tokens read through them would be noise. "
+            "Use a checkpoint trained with its LM head (a *ForCausalLM or *ForMaskedLM model), or profile without "
+            "output effects. A head you trained yourself: save the model (save_pretrained) and load it back.")
 
 
 POST_MLP_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffn_norm")

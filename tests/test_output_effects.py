@@ -405,3 +405,33 @@ def test_an_offloaded_model_is_refused_before_profiling(tmp_path, monkeypatch, o
                          show_progress=False)
     with pytest.raises(ModelError, match="Load the model without offloading"):
         output_effects_table(model, [0])
+
+
+def test_a_head_the_checkpoint_did_not_hold_is_refused(tmp_path):
+    """Helper 188: a checkpoint without an LM head (all-MiniLM-L6-v2 loaded with AutoModelForMaskedLM) gets one
+    initialised at random, with transformers' load warning only, and output_effects returned its random tokens.
+    A checkpoint saved with its head loads and reads as the model it was saved from."""
+    from transformers import BertForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    model, tokenizer, _, _ = _bert_mlm()
+    model.bert.save_pretrained(tmp_path / "encoder")  # the encoder alone: no cls.predictions weights
+    model.save_pretrained(tmp_path / "mlm")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers' warning about the missing head is what users got alone
+    try:
+        headless = BertForMaskedLM.from_pretrained(tmp_path / "encoder").eval()
+        loaded = BertForMaskedLM.from_pretrained(tmp_path / "mlm").eval()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    message = (r"The weights of BertForMaskedLM's cls.predictions.transform.LayerNorm, "
+               r"cls.predictions.transform.dense were not loaded from .*encoder: transformers initialised them at random")
+    with pytest.raises(ModelError, match=message):
+        hf_txray.output_effects(headless, 1, 3, k=2, tokenizer=tokenizer)
+    with pytest.raises(ModelError, match=message):  # analyze refuses it before any batch
+        hf_txray.analyze(headless, ["a text"], tokenizer=tokenizer, output_effects=True, show_progress=False)
+    expected = hf_txray.output_effects_table(model, [1], k=3, tokenizer=tokenizer)
+    got = hf_txray.output_effects_table(loaded, [1], k=3, tokenizer=tokenizer)
+    assert got[["layer", "neuron", "direction", "rank", "token_id"]].equals(
+        expected[["layer", "neuron", "direction", "rank", "token_id"]])
+    np.testing.assert_allclose(got["logit"], expected["logit"], rtol=1e-6)
