@@ -27,6 +27,9 @@ Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_pro
 
 from __future__ import annotations
 
+import logging
+import re
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -45,6 +48,8 @@ from .modes import enter_eval
 from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder,
                     linear_dims, linear_weight, named_linears, refuse_dynamic_quantization, resolve_stack, text_config,
                     unwrap_peft)
+
+logger = logging.getLogger("hf_txray")
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")
@@ -283,27 +288,47 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
             "projection between them (OPT's project_out, or a linear layer of the LM head) was found: output "
             "effects cannot be read for this model. Profile without output_effects.")
     names.append(_qualified_name(model, head))
-    _refuse_initialized_head(model, read)
+    _warn_initialized_head(model, read)
     return Readout(steps, unembedding, names)
 
 
-def _refuse_initialized_head(model: nn.Module, read: Sequence[nn.Module]) -> None:
-    """Refuse a head that ``from_pretrained`` did not load: a checkpoint without an LM head (all-MiniLM-L6-v2 loaded
-    with ``AutoModelForMaskedLM``) gets one initialised at random, with transformers' load warning only, and its
-    output effects were random tokens. transformers 5 marks each parameter it loaded (``_is_hf_initialized``); a
-    model without any mark (built from a config, or loaded another way) cannot be told apart and is read as it is."""
-    if not any(getattr(p, "_is_hf_initialized", False) for p in model.parameters()):
+def _warn_initialized_head(model: nn.Module, read: Sequence[nn.Module]) -> None:
+    """Warn (once per model) about a head that ``from_pretrained`` did not load: a checkpoint without an LM head
+    (all-MiniLM-L6-v2 loaded with ``AutoModelForMaskedLM``) gets one initialised at random, with transformers' load
+    warning only, and its output effects are random tokens. transformers 5 marks each weight it loaded
+    (``_is_hf_initialized``); a model without any mark (built from a config, deep-copied) cannot be told apart. A
+    warning, not an error: ``resize_token_embeddings`` of an untied head also leaves a new, unmarked weight whose
+    rows are the trained ones. :func:`hf_txray.analyze`, which loads a model itself, refuses a missing head."""
+    if model in _WARNED_HEADS or not any(getattr(p, "_is_hf_initialized", False) for p in model.parameters()):
         return
-    # the weights only: biases are not read (a checkpoint without the decoder's bias still has its head)
-    fresh = sorted({_qualified_name(model, m) for m in read if isinstance(getattr(m, "weight", None), nn.Parameter)
-                    and not getattr(m.weight, "_is_hf_initialized", False)})
+    fresh = sorted({_qualified_name(model, m) for m in read if not _loaded(model, m)})
     if fresh:
+        _WARNED_HEADS.add(model)
         source = getattr(getattr(model, "config", None), "name_or_path", None) or "its checkpoint"
-        raise ModelError(
-            f"The weights of {type(model).__name__}'s {', '.join(fresh)} were not loaded from {source}: transformers "
-            "initialised them at random (the checkpoint has no such LM head), so the tokens read through them would be noise. "
-            "Use a checkpoint trained with its LM head (a *ForCausalLM or *ForMaskedLM model), or profile without "
-            "output effects. A head you trained yourself: save the model (save_pretrained) and load it back.")
+        logger.warning(
+            "The weights of %s's %s were not loaded from %s: if the checkpoint has no such LM head, transformers "
+            "initialised them at random and the output effects read through them are noise. Use a checkpoint trained "
+            "with its LM head (a *ForCausalLM or *ForMaskedLM model), or profile without output effects. (A head you "
+            "resized or trained yourself is read as it is.)", type(model).__name__, ", ".join(fresh), source)
+
+
+def _loaded(model: nn.Module, module: nn.Module) -> bool:
+    """Whether transformers loaded `module`'s weight (the weights only: biases are not read). A PEFT
+    ``modules_to_save`` copy (which drops the mark) is judged by the module it copies, its ``original_module``."""
+    original = getattr(module, "original_module", None)
+    name = _qualified_name(model, module)
+    if original is None and ".modules_to_save." in name:
+        try:
+            original = model.get_submodule(re.sub(r"\.modules_to_save\.[^.]+", ".original_module", name, count=1))
+        except AttributeError:
+            original = None
+    if isinstance(original, nn.Module):
+        return _loaded(model, original)
+    weight = getattr(module, "weight", None)
+    return not isinstance(weight, nn.Parameter) or bool(getattr(weight, "_is_hf_initialized", False))
+
+
+_WARNED_HEADS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 POST_MLP_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffn_norm")
