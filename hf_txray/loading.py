@@ -129,14 +129,10 @@ def adapter_base(folder: str) -> str | None:
     Raises:
         ModelError: the adapter config is not valid JSON or names no base model, or peft is not installed.
     """
-    path = Path(folder)
-    if (path / "config.json").is_file() or not (path / "adapter_config.json").is_file():
+    config = adapter_config(folder)
+    if config is None:
         return None
-    try:
-        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (ValueError, AttributeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{folder!r} holds an adapter_config.json that is not a JSON object ({err}): save the "
-                         "adapter again with model.save_pretrained(folder).") from err
+    base = config.get("base_model_name_or_path")
     if not base or not isinstance(base, str):
         raise ModelError(f"The PEFT adapter {folder!r} does not name its base model (base_model_name_or_path is "
                          "empty in adapter_config.json): set it to the base model's Hub id or folder, or load the "
@@ -147,6 +143,57 @@ def adapter_base(folder: str) -> str | None:
     if importlib.util.find_spec("peft") is None:
         raise ModelError(f"{folder!r} is a PEFT adapter of {base!r}: loading it needs peft (pip install peft).")
     return base
+
+
+def adapter_config(folder: str) -> dict[str, Any] | None:
+    """The ``adapter_config.json`` of a PEFT adapter folder as a dict, or None when `folder` is not an adapter (it
+    holds ``config.json``, or no adapter config).
+
+    Raises:
+        ModelError: the adapter config is not a JSON object.
+    """
+    path = Path(folder)
+    if (path / "config.json").is_file() or not (path / "adapter_config.json").is_file():
+        return None
+    try:
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        config = err
+    if not isinstance(config, dict):
+        raise ModelError(f"{folder!r} holds an adapter_config.json that is not a JSON object ({config}): save the "
+                         "adapter again with model.save_pretrained(folder).")
+    return config
+
+
+# The peft class that loads an adapter of each task type onto its base with its task head (AutoPeftModel: the base's
+# own class, recorded by peft as the adapter's auto_mapping)
+PEFT_AUTO_CLASSES = {"CAUSAL_LM": "AutoPeftModelForCausalLM", "SEQ_CLS": "AutoPeftModelForSequenceClassification",
+                     "TOKEN_CLS": "AutoPeftModelForTokenClassification", "SEQ_2_SEQ_LM": "AutoPeftModelForSeq2SeqLM",
+                     "QUESTION_ANS": "AutoPeftModelForQuestionAnswering",
+                     "FEATURE_EXTRACTION": "AutoPeftModelForFeatureExtraction"}
+
+
+def refuse_adapter_for_whole_model(name: str, folder: str) -> None:
+    """Refuse a PEFT adapter (its ``adapter_config.json`` in the local `folder`) where a whole saved model is loaded
+    with its task head (``hf-txray prune``, ``prune-sweep``, ``ablate``): transformers' config loader failed on it
+    with "Should have a `model_type` key", a message about a model folder. Said before any weight is read, with the
+    merge that gives a model folder computing what the adapted model computes.
+
+    Raises:
+        ModelError: `folder` holds a PEFT adapter (nothing when it does not).
+    """
+    config = adapter_config(folder)
+    if config is None:
+        return
+    base = adapter_base(folder)
+    loader = PEFT_AUTO_CLASSES.get(str(config.get("task_type")), "AutoPeftModel")
+    raise ModelError(
+        f"{name!r} is a PEFT adapter of {base!r} (adapter_config.json, no config.json), and hf-txray prune, "
+        "prune-sweep and ablate load a whole model folder with its task head: they do not put an adapter on its "
+        "base (and removing neurons of an adapted model is refused: the adapter's weights would keep the old "
+        f"width). Merge the adapter into its base and pass the merged folder: peft.{loader}.from_pretrained("
+        f"{name!r}).merge_and_unload().save_pretrained(MERGED), and save the tokenizer there too. The merged model "
+        "computes what the adapted one does, so its plans and masks are the same.")
 
 
 # Wrappers that run a model as it is (compiled, or replicated over devices): profiling reads the model inside.
@@ -1432,7 +1479,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
                 f"AutoModel.from_pretrained(snapshot_download({name!r})) for the repo's weights with the adapter, "
                 "or PeftModel.from_pretrained(<base model>, ...) for the base with the adapter.")
         if "adapter_config.json" in source.files:
-            base = adapter_base(_hub_adapter_folder(name, info.sha, token))
+            base = adapter_base(hub_adapter_folder(name, info.sha, token))
             source.base_model = None if base is None else _adapter_base_source(name, base, token)
         return source
     config = getattr(model, "config", None)
@@ -1476,14 +1523,20 @@ def _adapter_base_source(adapter: str, base: str, token) -> dict[str, Any]:
                          "the base model's folder or Hub id.") from err
 
 
-def _hub_adapter_folder(repo_id: str, commit: str, token) -> str:
-    """The local folder holding a Hub adapter's ``adapter_config.json`` at `commit` (downloaded; a few hundred
-    bytes)."""
+def hub_adapter_folder(repo_id: str, commit: str | None, token, missing_ok: bool = False) -> str | None:
+    """The local folder holding a Hub adapter's ``adapter_config.json`` at `commit` (downloaded, or from the cache
+    offline; a few hundred bytes). With `missing_ok`, None when it cannot be read (the repo is no adapter).
+
+    Raises:
+        ModelError: it cannot be read (not with `missing_ok`).
+    """
     from huggingface_hub import hf_hub_download
 
     try:
         return str(Path(hf_hub_download(repo_id, "adapter_config.json", revision=commit, token=token)).parent)
     except Exception as err:  # noqa: BLE001 - any Hub failure here is the same refusal
+        if missing_ok:
+            return None
         raise ModelError(f"Could not read adapter_config.json of the PEFT adapter {repo_id!r} at {commit}: {err}") \
             from err
 

@@ -573,3 +573,45 @@ def test_removing_neurons_of_a_model_adapted_outside_its_mlp_is_refused_as_its_s
     merged = copy.deepcopy(wrapped).merge_and_unload()
     pruned, _ = hf_txray.prune(merged, None, strategy=neurons, mode="remove")  # the fix the message names
     assert pruned.model.layers[0].mlp.down_proj.in_features == 22
+
+
+def _refuse_weight_loads(monkeypatch):
+    """Make any weight load of the pruning CLI's loader fail the test: the refusals below come before it."""
+    import hf_txray.pruning.load as pruning_load
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("weights were loaded before the refusal")
+
+    monkeypatch.setattr(pruning_load, "load_checked", loaded)
+
+
+def test_prune_of_an_adapter_folder_is_refused_before_loading_naming_the_merge_that_works(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Reported by earlier testers: `hf-txray prune ADAPTER_FOLDER` failed with transformers' bare 'Unrecognized
+    model ... Should have a `model_type` key in its config.json', a message about a model folder (prune-sweep and
+    ablate load the same way). Refused before any weight is read, naming the merge; the merged folder it names prunes."""
+    from hf_txray.cli import main
+
+    base_dir, adapter_dir, _ = saved_adapter(tmp_path)
+    profile_dir = tmp_path / "profile"
+    hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS).save_pretrained(profile_dir)
+    with monkeypatch.context() as patched:
+        _refuse_weight_loads(patched)
+        for mode in ("mask", "remove"):
+            assert main(["prune", str(adapter_dir), str(profile_dir), "--strategy", "low_mass", "--amount", "2",
+                         "--mode", mode, "--out", str(tmp_path / f"out-{mode}")]) == 2
+            err = capsys.readouterr().err
+            assert "is a PEFT adapter of" in err and "AutoPeftModel.from_pretrained" in err, err
+            assert "model_type" not in err
+    merged = tmp_path / "merged"
+    peft.AutoPeftModel.from_pretrained(str(adapter_dir)).merge_and_unload().save_pretrained(merged)
+    tiny("bert")[1].save_pretrained(merged)
+    assert main(["prune", str(merged), str(profile_dir), "--strategy", "low_mass", "--amount", "2", "--mode", "remove",
+                 "--out", str(tmp_path / "pruned")]) == 0
+
+
+def test_prune_of_a_hub_adapter_repo_is_refused_before_loading(tmp_path, hub, monkeypatch):
+    _, _, (adapter_repo, _) = hub_adapter(tmp_path, hub)
+    _refuse_weight_loads(monkeypatch)
+    with pytest.raises(ModelError, match=r"is a PEFT adapter of .*tiny-base.*merge_and_unload"):
+        hf_txray.pruning.load_pretrained_with_head(adapter_repo)

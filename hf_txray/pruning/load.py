@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ..errors import ModelError
-from ..loading import UNPROFILED_MODULES, load_checked, resolve_model_path
+from ..loading import UNPROFILED_MODULES, hub_adapter_folder, load_checked, refuse_adapter_for_whole_model, \
+    resolve_model_path
 
 
 def load_pretrained_with_head(name_or_path: str, *, head_used: bool = True, **kwargs: Any) -> nn.Module:
@@ -29,9 +31,15 @@ def load_pretrained_with_head(name_or_path: str, *, head_used: bool = True, **kw
     name_or_path, gguf_file = resolve_model_path(str(name_or_path), kwargs.pop("gguf_file", None))
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
+    elif Path(name_or_path).is_dir():  # a PEFT adapter folder: refused before any weight is read
+        refuse_adapter_for_whole_model(name_or_path, name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as err:
+        if gguf_file is None and not Path(name_or_path).exists():  # a Hub repo: an adapter's has no config.json
+            adapter = hub_adapter_folder(name_or_path, None, kwargs.get("token"), missing_ok=True)
+            if adapter is not None:
+                refuse_adapter_for_whole_model(name_or_path, adapter)
         raise ModelError(f"Could not load model {name_or_path!r}: {str(err).splitlines()[0][:200]}") from err
     cls = None
     for arch in getattr(config, "architectures", None) or []:
