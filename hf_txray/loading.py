@@ -120,40 +120,77 @@ def resolve_model_path(name: str, gguf_file: str | None) -> tuple[str, str | Non
     return str(path), None
 
 
-def adapter_base(folder: str) -> str | None:
+def adapter_base(folder: str, name: str | None = None) -> str | None:
     """The base model a PEFT adapter folder names (``base_model_name_or_path`` of its ``adapter_config.json``), or
     None when `folder` is not an adapter (it holds ``config.json``, or no adapter config). transformers loads such a
     folder or repo as its base model with the adapter's layers in place (peft's ``load_adapter``); the profile is
-    then the adapted model's.
+    then the adapted model's. `name` is the adapter as the user named it (a Hub id; default `folder`).
 
     Raises:
-        ModelError: the adapter config is not valid JSON or names no base model, or peft is not installed.
+        ModelError: the adapter config is not valid JSON or names no base model, peft is not installed, or the
+            adapter is of a type that ``load_adapter`` cannot load (:func:`refuse_unloadable_adapter`).
     """
     config = adapter_config(folder)
     if config is None:
         return None
     base = config.get("base_model_name_or_path")
+    name = name or folder
     if not base or not isinstance(base, str):
-        raise ModelError(f"The PEFT adapter {folder!r} does not name its base model (base_model_name_or_path is "
+        raise ModelError(f"The PEFT adapter {name!r} does not name its base model (base_model_name_or_path is "
                          "empty in adapter_config.json): set it to the base model's Hub id or folder, or load the "
                          "base model and the adapter yourself (PeftModel.from_pretrained(base, adapter)) and pass "
                          "the model.")
     import importlib.util
 
     if importlib.util.find_spec("peft") is None:
-        raise ModelError(f"{folder!r} is a PEFT adapter of {base!r}: loading it needs peft (pip install peft).")
+        raise ModelError(f"{name!r} is a PEFT adapter of {base!r}: loading it needs peft (pip install peft).")
+    refuse_unloadable_adapter(name, config, base)
     return base
 
 
-def adapter_config(folder: str) -> dict[str, Any] | None:
+def refuse_unloadable_adapter(name: str, config: Mapping[str, Any], base: str) -> None:
+    """Refuse, from its ``adapter_config.json`` (`config`) and before any weight is read, a PEFT adapter of a type
+    that transformers' ``load_adapter`` cannot put in place: peft's ``inject_adapter_in_model`` refuses prompt
+    learning and tuners whose state is shared by all adapted layers (VeRA, VB-LoRA...), and its advice, "use
+    `get_peft_model`", would build a new, untrained adapter. Other types pass (DoRA and AdaLoRA are told apart
+    once loaded: :func:`apply_adapter`).
+
+    Raises:
+        ModelError: a prompt-learning adapter (whose virtual tokens the profiled stack does not add, as for a
+            ``PeftModel``: :func:`~hf_txray.forward.check_no_virtual_tokens`), or one with shared state, naming
+            peft's own load, which builds it.
+    """
+    try:
+        from peft import PromptLearningConfig
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+    except ImportError:  # another peft layout: its own refusal, if any, is reported as the load's
+        return
+    kind = str(config.get("peft_type") or "")
+    config_cls, tuner_cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(kind), PEFT_TYPE_TO_TUNER_MAPPING.get(kind)
+    if isinstance(config_cls, type) and issubclass(config_cls, PromptLearningConfig):
+        raise ModelError(
+            f"The PEFT adapter {name!r} is a {kind} adapter (prompt learning), whose virtual tokens hf_txray's "
+            "forward pass does not add (it runs the transformer stack without the PEFT wrapper, whose forward adds "
+            "them), and which transformers' load_adapter cannot load: the profile would be the base model's. "
+            f"Profile the base model {base!r}, or a LoRA/IA3-adapted one (adapters on the layers themselves are "
+            "read).")
+    if getattr(tuner_cls, "uses_shared_state", False) is True:
+        raise ModelError(
+            f"The PEFT adapter {name!r} is a {kind} adapter, which transformers' load_adapter cannot load (its state "
+            "is shared by all the adapted layers, and peft builds it only in its own load). Load it with peft and "
+            "pass the model (or its merge_and_unload()): "
+            f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base!r}), {name!r}).")
+
+
+def adapter_config(folder: str, beside_model: bool = False) -> dict[str, Any] | None:
     """The ``adapter_config.json`` of a PEFT adapter folder as a dict, or None when `folder` is not an adapter (it
-    holds ``config.json``, or no adapter config).
+    holds ``config.json``, unless `beside_model`: a model with an adapter beside it; or no adapter config).
 
     Raises:
         ModelError: the adapter config is not a JSON object.
     """
     path = Path(folder)
-    if (path / "config.json").is_file() or not (path / "adapter_config.json").is_file():
+    if ((path / "config.json").is_file() and not beside_model) or not (path / "adapter_config.json").is_file():
         return None
     try:
         config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
@@ -185,7 +222,7 @@ def refuse_adapter_for_whole_model(name: str, folder: str) -> None:
     config = adapter_config(folder)
     if config is None:
         return
-    base = adapter_base(folder)
+    base = config.get("base_model_name_or_path")  # as written: any type of adapter, even one analyze refuses
     loader = PEFT_AUTO_CLASSES.get(str(config.get("task_type")), "AutoPeftModel")
     raise ModelError(
         f"{name!r} is a PEFT adapter of {base!r} (adapter_config.json, no config.json), and hf-txray prune, "
@@ -517,8 +554,12 @@ def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revisio
     Raises:
         ModelError: the adapter's weights do not all fit the base model's modules (an adapter of another model), or
             they are DoRA magnitude vectors, which transformers' ``load_adapter`` leaves at their start values, or
-            the adapter is AdaLoRA's, which ``load_adapter`` does not load as peft does.
+            the adapter is AdaLoRA's, which ``load_adapter`` does not load as peft does, or of a type it cannot
+            load at all (:func:`refuse_unloadable_adapter`).
     """
+    beside = adapter_config(source, beside_model=True) if Path(source).is_dir() else None
+    if beside is not None:  # a folder of a model and an adapter: its adapter's type is first read here
+        refuse_unloadable_adapter(model_id, beside, base_id)
     download = {"revision": revision, "token": token}
     with _LoadReports() as reports:
         try:
@@ -1479,7 +1520,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
                 f"AutoModel.from_pretrained(snapshot_download({name!r})) for the repo's weights with the adapter, "
                 "or PeftModel.from_pretrained(<base model>, ...) for the base with the adapter.")
         if "adapter_config.json" in source.files:
-            base = adapter_base(hub_adapter_folder(name, info.sha, token))
+            base = adapter_base(hub_adapter_folder(name, info.sha, token), name)
             source.base_model = None if base is None else _adapter_base_source(name, base, token)
         return source
     config = getattr(model, "config", None)
@@ -1505,7 +1546,7 @@ def _cached_adapter_base(repo_id: str, commit: str | None) -> str | None:
     config = try_to_load_from_cache(repo_id, "config.json", revision=commit)
     if not isinstance(adapter, str) or isinstance(config, str):
         return None
-    return adapter_base(str(Path(adapter).parent))
+    return adapter_base(str(Path(adapter).parent), repo_id)
 
 
 def _adapter_base_source(adapter: str, base: str, token) -> dict[str, Any]:

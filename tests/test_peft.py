@@ -615,3 +615,44 @@ def test_prune_of_a_hub_adapter_repo_is_refused_before_loading(tmp_path, hub, mo
     _refuse_weight_loads(monkeypatch)
     with pytest.raises(ModelError, match=r"is a PEFT adapter of .*tiny-base.*merge_and_unload"):
         hf_txray.pruning.load_pretrained_with_head(adapter_repo)
+
+
+def test_a_vera_adapter_by_name_is_refused_before_loading_naming_the_peft_load_that_works(tmp_path, monkeypatch):
+    """Reported by earlier testers: a VeRA adapter folder failed with peft's own advice, wrapped in 'Could not load
+    the model': "`inject_adapter_in_model` does not support PeftType.VERA because it uses shared state stored on the
+    tuner. Please use `get_peft_model` instead" (get_peft_model builds a new, untrained adapter). Refused by name
+    from its config, before the base model's weights are read, as AdaLoRA is; the fix it names gives the merged
+    model's profile."""
+    import hf_txray.loading as loading
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the base model was loaded before the refusal")
+
+    config = peft.VeraConfig(task_type="CAUSAL_LM", r=4, target_modules=["down_proj", "up_proj"],
+                             init_weights=False)
+    with monkeypatch.context() as patched:
+        patched.setattr(loading, "load_checked", loaded)
+        profile, base_dir = refused_by_folder_exact_through_peft(
+            tmp_path, config, r"is a VERA adapter, which transformers' load_adapter cannot load.*"
+                              r"PeftModel\.from_pretrained")
+    base = hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS)
+    assert not np.array_equal(profile.neuron_count, base.neuron_count)  # the adapter changed what is read
+    with pytest.raises(ModelError, match=r"is a PEFT adapter of .*AutoPeftModelForCausalLM.*merge_and_unload"):
+        hf_txray.pruning.load_pretrained_with_head(str(tmp_path / "lm-adapter"))  # the merge, which works for VeRA
+    for item in (tmp_path / "lm-adapter").iterdir():  # the adapter saved into the model's own folder
+        item.rename(base_dir / item.name)
+    with pytest.raises(ModelError, match=r"is a VERA adapter, which transformers' load_adapter cannot load"):
+        hf_txray.analyze(str(base_dir), SAMPLE_TEXTS, **OPTIONS)
+
+
+def test_a_prompt_tuning_adapter_by_name_is_refused_as_its_peft_model_is(tmp_path):
+    """A prompt-tuning adapter folder failed with peft's 'create_and_replace does not support prompt learning',
+    where the same adapter as a PeftModel is refused for its virtual tokens, which the profiled stack does not add."""
+    from transformers import AutoModelForCausalLM
+
+    base_dir = tmp_path / "lm-base"
+    tiny_llama_lm().save_pretrained(base_dir)
+    peft.get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), peft.PromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=5)).save_pretrained(tmp_path / "prompt")
+    with pytest.raises(ModelError, match=r"is a PROMPT_TUNING adapter \(prompt learning\), whose virtual tokens"):
+        hf_txray.analyze(str(tmp_path / "prompt"), SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)

@@ -27,12 +27,12 @@ def load_pretrained_with_head(name_or_path: str, *, head_used: bool = True, **kw
     import transformers
     from transformers import AutoConfig, AutoModel
 
+    if Path(name_or_path).expanduser().is_dir():  # a PEFT adapter folder: refused before any weight is read
+        refuse_adapter_for_whole_model(str(name_or_path), str(Path(name_or_path).expanduser()))
     # a missing path, a file or a folder without a model: said as analyze says it, before transformers' own words
     name_or_path, gguf_file = resolve_model_path(str(name_or_path), kwargs.pop("gguf_file", None))
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    elif Path(name_or_path).is_dir():  # a PEFT adapter folder: refused before any weight is read
-        refuse_adapter_for_whole_model(name_or_path, name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as err:
