@@ -1472,7 +1472,8 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
 
     A Hub id resolves `revision` (branch, tag or sha; default ``main``) to a commit with ``HfApi.model_info``, or
     from the Hub cache when offline; a local folder or file gets a content hash; a loaded model keeps its
-    ``name_or_path`` and ``_commit_hash`` (and the content hash of that folder, when it is one).
+    ``name_or_path`` and ``_commit_hash`` (and the content hash of that folder, when it is one), and the PEFT
+    adapters it holds (:func:`~hf_txray.provenance.peft_adapters`).
 
     Raises:
         ModelError: the revision does not exist (its branches and tags are listed), the repo is missing or
@@ -1480,7 +1481,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     """
     from huggingface_hub.constants import is_offline_mode
 
-    from .provenance import ModelSource, files_hash, is_model_file, model_folder_files
+    from .provenance import ModelSource, files_hash, is_model_file, model_folder_files, peft_adapters
 
     if isinstance(model, (str, Path)):
         name = str(model)
@@ -1526,6 +1527,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     config = getattr(model, "config", None)
     name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None
     source = ModelSource("object", name, None, getattr(config, "_commit_hash", None))
+    source.adapters = peft_adapters(unwrap_model(model))  # in memory only: the record pins the base model alone
     if name and Path(name).is_dir():
         source.id = str(Path(name).resolve())
         source.files = model_folder_files(name)

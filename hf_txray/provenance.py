@@ -115,6 +115,47 @@ def peft_adapter_states(model: Any) -> list[tuple[str, str]]:
     return states
 
 
+def adapter_record(config: Mapping[str, Any], active: bool) -> dict[str, Any]:
+    """What a provenance record keeps of one PEFT adapter's config (an ``adapter_config.json`` as a dict, or a
+    ``PeftConfig``'s ``to_dict()``): its type, rank, target modules and the base model it was made for (its own
+    ``base_model_name_or_path``, which may differ from the model it runs on), and whether it runs (`active`). Nothing
+    else of the config (no revision, no training options) is recorded."""
+    kind = config.get("peft_type")
+    targets = config.get("target_modules")
+    if isinstance(targets, (set, frozenset, list, tuple)):
+        targets = sorted(str(t) for t in targets)
+    base = config.get("base_model_name_or_path")
+    rank = config.get("r")
+    return {"peft_type": None if kind is None else str(getattr(kind, "value", kind)),
+            "r": rank if isinstance(rank, int) and not isinstance(rank, bool) else None,
+            "target_modules": targets if isinstance(targets, (str, list)) else None,
+            "base_model_name_or_path": base if isinstance(base, str) and base else None, "active": bool(active)}
+
+
+def peft_adapters(model: Any) -> dict[str, dict[str, Any]] | None:
+    """``{adapter name: adapter_record}`` of the PEFT adapters a loaded model holds (a ``PeftModel``, a transformers
+    model with adapters from ``load_adapter``, or a model whose layers peft wrapped, then known by the names its
+    layers run), None when it holds none. `active` is what its adapter layers run now
+    (:func:`peft_adapter_states`; none inside ``disable_adapter()``), else the model's ``active_adapters``.
+    """
+    configs = getattr(model, "peft_config", None)
+    configs = dict(configs) if isinstance(configs, Mapping) else {}
+    states = peft_adapter_states(model)
+    if not configs and not states:
+        return None
+    running = [name for _, state in states if state.startswith("active=") for name in state[7:].split(",") if name]
+    if not states:  # adapters without layers of their own (refused by analyze, recorded all the same)
+        listed = getattr(model, "active_adapters", None)
+        running = list(listed) if isinstance(listed, (list, tuple)) else []
+    names = list(dict.fromkeys([*configs, *running]))
+    records = {}
+    for name in names:
+        config = configs.get(name)
+        as_dict = config.to_dict() if callable(getattr(config, "to_dict", None)) else dict(config or {})
+        records[str(name)] = adapter_record(as_dict, name in running)
+    return records
+
+
 def recorded_architecture(provenance: Mapping[str, Any] | None) -> str | None:
     """The architecture whose neurons a profile holds, from its provenance: the text model's ``model_type`` (a
     vision-language model's language model is the same neurons as that model alone: LLaVA's Llama), else the
@@ -205,6 +246,10 @@ class ModelSource:
         training_step (`int`, *optional*): set on Trainer snapshots: the weights were still being trained.
         base_model (`dict`, *optional*): for a PEFT adapter (a folder or repo with ``adapter_config.json`` and no
             ``config.json``), the pinned source of the base model it names, as a ``ModelSource`` dict.
+        adapters (`dict`, *optional*): for a loaded model holding PEFT adapters (a ``PeftModel``...), each adapter's
+            type, rank, target modules, own base model and whether it ran (:func:`peft_adapters`). Its weights exist
+            in memory only, so :func:`hf_txray.reproduce` refuses such a record until it is pinned
+            (:func:`hf_txray.pin_model`) to the saved adapter.
     """
 
     kind: str
@@ -215,6 +260,7 @@ class ModelSource:
     content_hash: str | None = None
     training_step: int | None = None
     base_model: dict[str, Any] | None = None
+    adapters: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -414,6 +460,10 @@ def missing_provenance(profile: Any) -> list[str]:
     if model.get("training_step"):
         lacks.append(f"the weights: the model was still training (step {model['training_step']}); save or push it "
                      "and record it with hf_txray.pin_model (TXRayTrainer.push_to_hub does this for the final step)")
+    elif model.get("kind") == "object" and model.get("adapters"):
+        lacks.append(f"the weights of the PEFT adapters {sorted(model['adapters'])}: the model held them in memory, "
+                     "and its record pins its base model only. Save them (model.save_pretrained(folder)) and record "
+                     "the folder with hf_txray.pin_model(profile, folder)")
     elif model.get("kind") == "object" and not model.get("id"):
         lacks.append("a model id: the model was passed as an object without name_or_path")
     elif not (model.get("commit") or model.get("content_hash")):
@@ -439,7 +489,8 @@ def _missing_texts_hash(dataset: Mapping[str, Any]) -> str:
 # A card or a pushed record names a local model or dataset without the user's directory layout; the full path stays
 # in the local provenance (reproduce checks the files there).
 LOCAL_PATH_NOTE = "local path"
-ID_KEYS = ("id", "model_id", "dataset_id", "model_a", "model_b", "dataset_a", "dataset_b")  # names of sources
+ID_KEYS = ("id", "model_id", "dataset_id", "model_a", "model_b", "dataset_a", "dataset_b",
+           "base_model_name_or_path")  # names of sources (the last: of a PEFT adapter's own base model)
 
 
 # An absolute Windows path (drive letter or UNC share), as a profile made on Windows records it: os.path only

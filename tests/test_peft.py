@@ -589,7 +589,8 @@ def test_prune_of_an_adapter_folder_is_refused_before_loading_naming_the_merge_t
                                                                                           capsys):
     """Reported by earlier testers: `hf-txray prune ADAPTER_FOLDER` failed with transformers' bare 'Unrecognized
     model ... Should have a `model_type` key in its config.json', a message about a model folder (prune-sweep and
-    ablate load the same way). Refused before any weight is read, naming the merge; the merged folder it names prunes."""
+    ablate load the same way). Refused before any weight is read, naming the merge; the merged folder it names
+    prunes."""
     from hf_txray.cli import main
 
     base_dir, adapter_dir, _ = saved_adapter(tmp_path)
@@ -656,3 +657,38 @@ def test_a_prompt_tuning_adapter_by_name_is_refused_as_its_peft_model_is(tmp_pat
         task_type="CAUSAL_LM", num_virtual_tokens=5)).save_pretrained(tmp_path / "prompt")
     with pytest.raises(ModelError, match=r"is a PROMPT_TUNING adapter \(prompt learning\), whose virtual tokens"):
         hf_txray.analyze(str(tmp_path / "prompt"), SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+
+
+def test_an_in_memory_peft_models_provenance_records_its_adapters_and_reproduce_asks_for_them(tmp_path):
+    """Reported by earlier testers: a PeftModel passed to analyze was recorded as its base model's folder alone
+    (kind 'object', the base's files and content hash, nothing about the adapters), so hf-txray show said 'reproduce
+    recomputes it' and reproduce_profile recomputed the base model without the adapter: 'DIFFERENT: credit counts of
+    19 neurons...'. The adapters are recorded (type, rank, targets, own base, which ran); reproduce asks for their
+    weights, and the saved adapter pinned with pin_model reproduces."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_txray.provenance import missing_provenance, public_record
+
+    base_dir, adapter_dir, _ = saved_lm_adapter(tmp_path, peft.LoraConfig(task_type="CAUSAL_LM", r=4,
+                                                                          target_modules=["down_proj"]))
+    wrapped = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapter_dir)).eval()
+    wrapped.add_adapter("spare", peft.LoraConfig(r=2, target_modules=r".*\.up_proj"))  # held, not active
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    adapters = profile.meta.provenance["model"]["adapters"]
+    assert adapters == {
+        "default": {"peft_type": "LORA", "r": 4, "target_modules": ["down_proj"],
+                    "base_model_name_or_path": str(base_dir), "active": True},
+        "spare": {"peft_type": "LORA", "r": 2, "target_modules": r".*\.up_proj", "base_model_name_or_path": None,
+                  "active": False}}
+    shown = public_record(profile.meta.provenance)["model"]["adapters"]["default"]["base_model_name_or_path"]
+    assert shown == base_dir.name  # a local path, as the model's own id is shown in public
+    assert any("weights of the PEFT adapters ['default', 'spare']" in lack for lack in missing_provenance(profile))
+    with pytest.raises(hf_txray.ReproducibilityError, match=r"PEFT adapters .*pin_model"):
+        hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS)
+    with wrapped.disable_adapter():
+        assert not any(a["active"] for a in hf_txray.provenance.peft_adapters(wrapped).values())
+    wrapped.delete_adapter("spare")
+    wrapped.save_pretrained(tmp_path / "saved")
+    pinned = hf_txray.pin_model(profile, tmp_path / "saved")
+    assert hf_txray.reproduce_profile(pinned, dataset=SAMPLE_TEXTS).identical
+    assert hf_txray.analyze(base_dir, SAMPLE_TEXTS, **OPTIONS).meta.provenance["model"]["adapters"] is None

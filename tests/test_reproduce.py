@@ -74,7 +74,7 @@ def test_hub_ids_branch_and_tag_are_pinned_and_match_the_local_files(repos, hub)
     record = profile.meta.provenance
     assert record["model"] | {"files": None} == {
         "kind": "hub", "id": repos.model, "requested_revision": "dev", "commit": repos.dev, "files": None,
-        "content_hash": None, "training_step": None, "base_model": None}
+        "content_hash": None, "training_step": None, "base_model": None, "adapters": None}
     weights = hub.server.repo_files(repos.model, "model", repos.dev)["model.safetensors"]
     assert record["model"]["files"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
     assert record["model"]["files"]["config.json"] == git_blob_id(
@@ -441,7 +441,7 @@ def test_trainer_push_to_hub_results_reproduce_the_final_snapshot(repos, hub, tm
     pushed_commit = hub.server.repo_commits(repo, repo_type="model")[0]
     assert final.meta.provenance["model"] | {"files": None} == {
         "kind": "hub", "id": repo, "requested_revision": pushed_commit, "commit": pushed_commit, "files": None,
-        "content_hash": None, "training_step": None, "base_model": None}
+        "content_hash": None, "training_step": None, "base_model": None, "adapters": None}
     assert final.meta.provenance["dataset"]["commit"] == repos.v2
 
     result = hf_txray.reproduce(f"{repo}-txray", stage=stages[-1])
