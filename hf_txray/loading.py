@@ -16,8 +16,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
 from .local_cache import load_local_dataset
+from .logging import get_logger
 from .read_errors import FailedFiles, file_named_by, first_line, first_undecodable, root_cause, short_cause
 from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
+
+logger = get_logger(__name__)
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
@@ -180,6 +183,45 @@ def refuse_unloadable_adapter(name: str, config: Mapping[str, Any], base: str) -
             "is shared by all the adapted layers, and peft builds it only in its own load). Load it with peft and "
             "pass the model (or its merge_and_unload()): "
             f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base!r}), {name!r}).")
+
+
+def warn_if_other_adapter_base(adapters: Mapping[str, str | None], base: str | None) -> None:
+    """Warn once (naming both) when PEFT adapters run on another base model than the one they were made for:
+    `adapters` maps each adapter's name to its own ``base_model_name_or_path``, `base` is the model they run on
+    (its ``name_or_path``). An adapter on another model of the same shapes loads and runs without an error, and its
+    profile would describe it on weights it was not trained with. Only a warning: the same model is often stored
+    under another name, so names that may be the same model (:func:`may_be_same_model`) are not reported, nor
+    unknown ones."""
+    other = {name: own for name, own in adapters.items() if own and base and not may_be_same_model(own, base)}
+    if other:
+        listed = ", ".join(f"{name!r} was made for {own!r}" for name, own in other.items())
+        logger.warning("The PEFT adapter(s) run on the base model %r, and %s (base_model_name_or_path in the "
+                       "adapter's config): an adapter on another model of the same shapes runs without an error, "
+                       "on weights it was not trained with. Check that they are the same model (a copy under "
+                       "another name is), or load the adapter on the base it names.", base, listed)
+
+
+def may_be_same_model(a: str, b: str) -> bool:
+    """Whether two model names (Hub ids or local paths) may name the same model: equal; the same folder; a Hub id
+    and a Hub cache snapshot of it (``models--org--name``); a Hub id without namespace and its namespaced form
+    (``gpt2``, ``openai-community/gpt2``); or a local folder named as a Hub repo or as another folder (a local copy,
+    ``snapshot_download(local_dir=...)``). A Hub id against another namespace's repo is another model."""
+    def parts(name: str) -> tuple[str | None, str, str | None]:
+        """``(resolved path or None, last name, Hub id or None)``, lower case."""
+        name = name.strip().rstrip("/\\")
+        if looks_local(name) or Path(name).expanduser().exists():
+            path = Path(name).expanduser().resolve()
+            cached = re.search(r"models--([^/\\]+)--([^/\\]+)[/\\]snapshots", str(path))
+            hub = f"{cached[1]}/{cached[2]}".lower() if cached else None
+            return str(path), (cached[2] if cached else path.name).lower(), hub
+        return None, name.split("/")[-1].lower(), name.lower()
+
+    (path_a, last_a, hub_a), (path_b, last_b, hub_b) = parts(a), parts(b)
+    if path_a is not None and path_a == path_b:
+        return True
+    if hub_a and hub_b and "/" in hub_a and "/" in hub_b:
+        return hub_a == hub_b  # two namespaced repos: the same only when equal
+    return last_a == last_b
 
 
 def adapter_config(folder: str, beside_model: bool = False) -> dict[str, Any] | None:
@@ -560,6 +602,7 @@ def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revisio
     beside = adapter_config(source, beside_model=True) if Path(source).is_dir() else None
     if beside is not None:  # a folder of a model and an adapter: its adapter's type is first read here
         refuse_unloadable_adapter(model_id, beside, base_id)
+        warn_if_other_adapter_base({"default": beside.get("base_model_name_or_path")}, base_id)
     download = {"revision": revision, "token": token}
     with _LoadReports() as reports:
         try:
@@ -1528,6 +1571,8 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None
     source = ModelSource("object", name, None, getattr(config, "_commit_hash", None))
     source.adapters = peft_adapters(unwrap_model(model))  # in memory only: the record pins the base model alone
+    warn_if_other_adapter_base({adapter: record["base_model_name_or_path"]
+                                for adapter, record in (source.adapters or {}).items()}, name)
     if name and Path(name).is_dir():
         source.id = str(Path(name).resolve())
         source.files = model_folder_files(name)

@@ -692,3 +692,45 @@ def test_an_in_memory_peft_models_provenance_records_its_adapters_and_reproduce_
     pinned = hf_txray.pin_model(profile, tmp_path / "saved")
     assert hf_txray.reproduce_profile(pinned, dataset=SAMPLE_TEXTS).identical
     assert hf_txray.analyze(base_dir, SAMPLE_TEXTS, **OPTIONS).meta.provenance["model"]["adapters"] is None
+
+
+def test_an_adapter_on_another_base_model_of_the_same_shapes_is_warned_once_naming_both(tmp_path, caplog):
+    """Reported by earlier testers: an adapter loaded onto another base model of the same shapes (here a Llama of
+    another seed) was profiled without a word; nothing compared the adapter's own base_model_name_or_path with the
+    model it runs on. Warned once, naming both, for a PeftModel and for a folder holding a model with an adapter
+    beside it; not for the adapter's own base, nor for a copy of it under another folder of the same name."""
+    import logging
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from hf_txray.loading import may_be_same_model
+
+    base_dir, adapter_dir, _ = saved_lm_adapter(tmp_path, peft.LoraConfig(task_type="CAUSAL_LM", r=4,
+                                                                          target_modules=["down_proj"]))
+    other_dir = tmp_path / "other-base"
+    tiny_llama_lm(seed=5).save_pretrained(other_dir)
+    bpe_tokenizer().save_pretrained(other_dir)
+    copy_dir = tmp_path / "copies" / base_dir.name
+    shutil.copytree(base_dir, copy_dir)
+
+    def warnings_for(model) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hf_txray"):
+            hf_txray.analyze(model, SAMPLE_TEXTS, **({} if isinstance(model, str) else {"tokenizer": bpe_tokenizer()}),
+                             **OPTIONS)
+        return [r.getMessage() for r in caplog.records if "base_model_name_or_path" in r.getMessage()]
+
+    on_other = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(other_dir), str(adapter_dir))
+    found = warnings_for(on_other.eval())
+    assert len(found) == 1 and str(other_dir) in found[0] and f"'default' was made for '{base_dir}'" in found[0]
+    for base in (base_dir, copy_dir):  # its own base, and a copy of it
+        assert warnings_for(peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base),
+                                                           str(adapter_dir)).eval()) == []
+    for item in adapter_dir.iterdir():  # the adapter saved beside the other model's own weights
+        shutil.copy(item, other_dir / item.name)
+    found = warnings_for(str(other_dir))
+    assert len(found) == 1 and f"'default' was made for '{base_dir}'" in found[0]
+    assert may_be_same_model("gpt2", "openai-community/gpt2") and not may_be_same_model("org/llama", "other/llama")
+    assert may_be_same_model("HuggingFaceTB/SmolLM2-135M", "/data/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/1")
+    assert may_be_same_model("HuggingFaceTB/SmolLM2-135M", str(tmp_path / "SmolLM2-135M"))  # a local copy
