@@ -83,8 +83,12 @@ def _credit_line(m) -> str:
     parts = []
     if c.get("skip_first_positions"):
         parts.append(f"first {c['skip_first_positions']} positions of each input not credited (skip_first_positions)")
-    if c.get("max_positions"):
-        parts.append(f"stopped after {c['max_positions']} credited positions (max_positions)")
+    quota = c.get("max_positions")
+    if quota and m.num_positions >= quota:
+        parts.append(f"stopped after {quota} credited positions (max_positions)")
+    elif quota:  # the texts ran out first: saying "stopped" would pass a short profile off as a full quota
+        parts.append(f"max_positions={quota} not reached: the corpus (or a process's shard) ran out at "
+                     f"{m.num_positions} credited positions")
     return "credit: " + "; ".join(parts) if parts else ""
 
 

@@ -604,6 +604,21 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     assert report.meta.stage_a == "one" and len(report.neurons) == 2 * 48
 
 
+def test_show_does_not_say_max_positions_stopped_a_run_whose_texts_ran_out_first():
+    """Helper 205: `hf-txray show` printed 'stopped after 200000 credited positions (max_positions)' for a run that
+    credited 6435 positions and ran out of texts: a short profile read as a full quota."""
+    from hf_txray.display import profile_text
+
+    short = run(max_positions=10_000)
+    assert 0 < short.meta.num_positions < 10_000
+    shown = profile_text(short)
+    assert "stopped after" not in shown
+    assert (f"credit: max_positions=10000 not reached: the corpus (or a process's shard) ran out at "
+            f"{short.meta.num_positions} credited positions") in shown
+    full = run(max_positions=short.meta.num_positions)  # the quota met exactly: the run did stop at it
+    assert f"credit: stopped after {short.meta.num_positions} credited positions (max_positions)" in profile_text(full)
+
+
 def test_cli_out_refuses_a_folder_of_other_files_before_any_work(tmp_path, saved_bert, text_file, capsys):
     out = tmp_path / "f"
     out.mkdir()
