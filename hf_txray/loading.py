@@ -1642,8 +1642,11 @@ def _cached_commit_or_raise(name: str, kind: str, revision: str | None, error: t
     """The commit of `revision` of a Hub repo from the local cache (offline mode), else `error`."""
     commit = cached_commit(name, kind, revision)
     if commit is None:
+        from .corpora import embedded_model_hint
+
+        embedded = embedded_model_hint(name, revision) if kind == "model" else ""
         raise error(f"{kind.capitalize()} {name!r} at revision {revision or 'main'!r} is not in the Hub cache."
-                    f"{_local_typo_hint(name)} {_offline_hint()}")
+                    f"{_local_typo_hint(name)}{embedded} {_offline_hint()}")
     return commit
 
 

