@@ -474,6 +474,22 @@ def test_minilm_ewt_gold_pos_beats_majority_with_selectivity(shared_data):
     assert per_class.loc["PUNCT", "accuracy"] > 0.95 and per_class.loc["NOUN", "support"] > 50
 
 
+def test_docstring_figures_of_ewt_are_the_ones_measured(shared_data):
+    """Helper 205: LabeledCorpus's and extract_activations' examples quoted 5143 words and (4611, 3072) activations
+    for EWT dev's first 300 sentences; read_conllu gives 5708 words, and MiniLM's layers 2-3 5706 rows (2 words
+    inside a neighbour's token). A user checking the example against their run saw other numbers."""
+    from transformers import AutoModel, AutoTokenizer
+
+    corpus = read_conllu(shared_data / "ud-english-ewt" / "en_ewt-ud-dev.conllu", max_sentences=300)
+    assert (corpus.num_words, corpus.label_names[:3]) == (5708, ["ADJ", "ADP", "ADV"])
+    assert f"({corpus.num_words}, {corpus.label_names[:3]})" in LabeledCorpus.__doc__
+    assert corpus.words(0) == ["From", "the", "AP", "comes", "this", "story", ":"]
+    acts = extract_activations(AutoModel.from_pretrained(minilm_path()), corpus,
+                               AutoTokenizer.from_pretrained(minilm_path()), layers=[2, 3])
+    assert (acts.values.shape, acts.num_skipped_words) == ((5706, 3072), 2)
+    assert "((5706, 3072), 2)" in extract_activations.__doc__
+
+
 # ----- ablation -----------------------------------------------------------------------------------------------------
 def test_ablating_the_planted_neuron_breaks_the_probe_random_ones_do_not(planted):
     model, result = planted.model, planted.result

@@ -44,7 +44,7 @@ class LabeledCorpus:
         ```python
         >>> corpus = read_conllu("en_ewt-ud-dev.conllu", max_sentences=300)
         >>> corpus.num_words, corpus.label_names[:3]
-        (5143, ['ADJ', 'ADP', 'ADV'])
+        (5708, ['ADJ', 'ADP', 'ADV'])
         >>> corpus.words(0)
         ['From', 'the', 'AP', 'comes', 'this', 'story', ':']
         ```

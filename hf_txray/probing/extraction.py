@@ -548,9 +548,9 @@ def extract_activations(
     Example:
         ```python
         >>> corpus = hf_txray.probing.read_conllu("en_ewt-ud-dev.conllu", max_sentences=300)
-        >>> acts = hf_txray.probing.extract_activations(model, corpus, tokenizer, layers=[2, 3])
-        >>> acts.values.shape
-        (4611, 3072)
+        >>> acts = hf_txray.probing.extract_activations(model, corpus, tokenizer, layers=[2, 3])   # MiniLM
+        >>> acts.values.shape, acts.num_skipped_words   # 5708 words, two inside a neighbour's token
+        ((5706, 3072), 2)
         ```
     """
     from ..lengths import resolve_max_length
