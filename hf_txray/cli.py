@@ -1179,10 +1179,44 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
                  if close]
         command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
     _refuse_repeated_options(command, rest)
+    _refuse_list_values_split_by_spaces(command, rest)
     args, extra = parser.parse_known_args(argv)
     if extra:  # a stray value: said under its command's usage (argparse's mask of tokens applies)
         command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _refuse_list_values_split_by_spaces(command: argparse.ArgumentParser, tokens: Sequence[str]) -> None:
+    """``--features token pos`` or ``--layers 0 1``: argparse takes the first value and reads the next as the next
+    positional argument, so ``hf-txray analyze --features token pos --out x`` said "Model 'pos' ... is not in the Hub
+    cache" (helper 205), and with the positionals given, "unrecognized arguments: pos". A word that directly follows
+    such an option's value and is itself a value of that list (a feature type's name; a layer number or range), not
+    an existing path, is refused with the comma-separated form. (TXRayArguments' ``--txray_features token pos``
+    takes a space-separated list; these flags do not.)
+
+    Raises:
+        SystemExit: through `command.error` (the short usage and the message, exit status 2).
+    """
+    for before, value, token in zip(tokens, tokens[1:], tokens[2:]):
+        if (not before.startswith("--") or "=" in before or value.startswith("--")
+                or (token.startswith("-") and not re.match(r"-\d", token))):  # -1 is a layer, as argparse reads it
+            continue
+        action = command._option_string_actions.get(before)
+        if action is None:  # a unique prefix, as argparse takes it
+            matches = {id(a): a for o, a in command._option_string_actions.items() if o.startswith(before)}
+            action = next(iter(matches.values())) if len(matches) == 1 else None
+        if action is None or action.dest not in ("features", "layers") or Path(token).expanduser().exists():
+            continue
+        if action.dest == "layers":
+            fits = re.fullmatch(r"-?\d+(?:--?\d+)?,?", token) is not None
+        else:
+            from .features.registry import registered_features
+
+            fits = token.rstrip(",") in registered_features()
+        if fits:
+            command.error(f"{token!r} after {before} {value} would be read as a separate argument (a model, a "
+                          f"dataset, or one too many): {before} takes its values comma-separated, {before} "
+                          f"{value.rstrip(',')},{token.rstrip(',')}")
 
 
 def _refuse_repeated_options(command: argparse.ArgumentParser, tokens: Sequence[str]) -> None:

@@ -619,6 +619,31 @@ def test_show_does_not_say_max_positions_stopped_a_run_whose_texts_ran_out_first
     assert f"credit: stopped after {short.meta.num_positions} credited positions (max_positions)" in profile_text(full)
 
 
+@pytest.mark.parametrize("argv, fix", [
+    (["--features", "token", "pos"], "--features token,pos"),  # no positionals: 'pos' was taken for the model
+    (["--layers", "0", "1"], "--layers 0,1"),
+    (["--layers", "0,", "-1"], "--layers 0,-1"),
+])
+def test_cli_list_values_split_by_spaces_are_refused_with_the_comma_form(argv, fix, tmp_path, capsys):
+    """Helper 205: `hf-txray analyze --features token pos --out x` said "Model 'pos' at revision 'main' is not in
+    the Hub cache" (and with a model given, "unrecognized arguments: pos"): the second value became the MODEL."""
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["analyze", *argv, "--out", str(tmp_path / "o")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"takes its values comma-separated, {fix}" in err and "Hub cache" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_a_model_after_a_list_option_is_still_a_model(tmp_path, saved_bert, text_file):
+    """The check above leaves a positional alone when it is not a value of the list, or is an existing path."""
+    assert cli_main(["analyze", "--features", "token", str(saved_bert), str(text_file), "--num-samples", "2",
+                     "--out", str(tmp_path / "a")]) == 0
+    (tmp_path / "pos").symlink_to(saved_bert)  # a model folder named like a feature type
+    assert cli_main(["analyze", "--features", "token", str(tmp_path / "pos"), str(text_file), "--num-samples", "2",
+                     "--out", str(tmp_path / "b")]) == 0
+
+
 def test_cli_out_refuses_a_folder_of_other_files_before_any_work(tmp_path, saved_bert, text_file, capsys):
     out = tmp_path / "f"
     out.mkdir()
