@@ -83,3 +83,23 @@ def test_context_cuts_keep_grapheme_clusters_whole():
     assert len(ex)
     for left, start in zip(ex["left"], ex["char_start"]):
         assert (flags + " one two three")[:start].endswith(left) and (start - len(left)) % 2 == 0  # at a flag's start
+
+
+def test_the_readme_s_sample_report_shows_p_values_and_untested_flags_as_text_table_does():
+    """Helper 205: the README's `hf-txray compare` output showed p-values of 0.000 and untested neurons flagged False,
+    the formats text_table and untested_unknown replaced (p < 0.001 shows as <0.001; a neuron the test did not judge
+    has no flag, "–"): a reader took "False" for "unchanged". Rendered rows must look like the command's own."""
+    from pathlib import Path
+
+    from hf_txray.tables import MISSING, untested_unknown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    sample = readme.split("```text\nTransfer report pretrained-ptb->zeroshot-bbc", 1)[1].split("```", 1)[0]
+    rows = [line.split() for part in sample.split("changed neurons (pos")[1:]
+            for line in part.split("\n")[3:] if line.strip() and line.split()[0].isdigit()]
+    assert len(rows) == 10  # five most and five least changed
+    frame = pd.DataFrame({"p_hellinger_pos": [1e-5, float("nan")], "changed_pos": [True, False]})
+    shown = [line.split() for line in text_table(untested_unknown(frame)).splitlines()[2:]]
+    assert shown == [["<0.001", "True"], [MISSING, MISSING]]
+    for row in rows:  # layer, neuron, hellinger, p, changed, ...
+        assert row[3] != "0.000" and (row[4] == MISSING) == (row[3] == MISSING), row
