@@ -9,6 +9,7 @@ Saved in the dataset layout (:mod:`hf_txray.layout`: parquet configs and a datas
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -436,7 +437,15 @@ class Profile(Artifact):
         return frame.sort_values(["mass", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
     def top_features(self, layer: int, neuron: int, feature_type: str = "token", k: int = 10) -> list[tuple[str, float]]:
-        """The `k` most preferred features of a neuron as (feature, probability) pairs."""
+        """The `k` most preferred features of a neuron as (feature, probability) pairs.
+
+        Raises:
+            ConfigurationError: `k` not an int >= 0 (pandas' ``head(-1)`` would drop the last feature without a word,
+                as ``report.most_changed`` refuses a negative count).
+        """
+        # numpy ints too, as every int option takes them
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+            raise ConfigurationError(f"k must be an int >= 0 (the number of features), got {k!r}.")
         stats = self.feature_stats(layer, neuron, feature_type).head(k)
         return list(zip(stats["feature"], stats["probability"].astype(float)))
 

@@ -565,3 +565,17 @@ def test_a_reused_profiler_describes_each_stream_it_profiles(tmp_path):
     got = [profiler.run(stream, text_column="text", show_progress=False).meta.provenance["dataset"]
            for stream in (first, second, second)]
     assert [(d["split"], d["num_texts"]) for d in got] == [("train", 3), ("test", 5), ("test", 5)]
+
+
+def test_top_features_refuses_a_k_that_is_not_a_count():
+    """Helper 205: top_features(..., k=-1) returned every feature but the last (pandas' head(-1)) without a word, and
+    k=2.5 ended in pandas' TypeError; report.most_changed refuses the same with ConfigurationError."""
+    profile = profile_of(tuple(SAMPLE_TEXTS), 4)
+    layer, neuron = np.unravel_index(int(np.argmax(profile.neuron_count)), profile.neuron_count.shape)
+    layer, neuron = profile.layers[int(layer)], int(neuron)
+    every = profile.top_features(layer, neuron, "token", k=1000)
+    assert len(every) >= 2 and profile.top_features(layer, neuron, "token", k=np.int64(1)) == every[:1]
+    assert profile.top_features(layer, neuron, "token", k=0) == []
+    for k in (-1, 2.5, True, "3"):
+        with pytest.raises(hf_txray.ConfigurationError, match=r"k must be an int >= 0"):
+            profile.top_features(layer, neuron, "token", k=k)
