@@ -973,6 +973,10 @@ def _add_ablate(sub) -> None:
                    help="zero: set the neurons to 0; mean: to their mean activation on DATA.")
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="One random curve per seed.")
     p.add_argument("--bottom", action="store_true", help="Also ablate the lowest-ranked neurons.")
+    p.add_argument("--held-out", action="store_true",
+                   help="--metric probe: score only the sentences of DATA the probe was not trained on (on its "
+                        "training sentences its accuracy reads too high; without this, a warning says how many DATA "
+                        "holds).")
     p.add_argument("--max-sentences", "--num-samples", type=_int(1),
                    help="Use only the first sentences/rows of DATA (default: all). --num-samples is the same, as in "
                         "analyze.")
@@ -1004,7 +1008,7 @@ def _cmd_ablate(args) -> int:
     metric = metric_from_name(args.metric, tokenizer, _resolve_dataset(args.data, args.max_sentences), probe=result,
                               max_sentences=args.max_sentences, text_column=args.text_column,
                               label_column=args.label_column, split=args.split, batch_size=args.batch_size,
-                              max_length=args.max_length)
+                              max_length=args.max_length, held_out=args.held_out)
     metric.check_model(model)  # a model the metric cannot score is refused before the neuron means' pass
     means = (neuron_means(model, metric.texts(model), tokenizer, layers=list(result.meta.layers),
                           batch_size=args.batch_size, max_length=args.max_length) if args.mode == "mean" else None)

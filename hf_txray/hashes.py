@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 _CHUNK = 1 << 20
 
@@ -70,6 +72,18 @@ def texts_hash(dataset: Any, column: str) -> str:
     for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
         update_texts_digest(digest, chunk[column].to_pylist())
     return "sha256:" + digest.hexdigest()
+
+
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """One 64-bit content hash per text (``uint64``): the first 8 bytes (little endian) of the sha256 of the text as
+    :func:`update_texts_digest` writes it. Compact enough to keep one per sentence (what a probe trained on:
+    :attr:`hf_txray.probing.ProbingResult.train_sentences`); two different texts share one with odds of 2**-64."""
+    out = np.empty(len(texts), dtype=np.uint64)
+    for i, text in enumerate(texts):
+        digest = hashlib.sha256()
+        update_texts_digest(digest, [text])
+        out[i] = int.from_bytes(digest.digest()[:8], "little")
+    return out
 
 
 def strings_hash(texts: list[str]) -> str:

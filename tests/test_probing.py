@@ -565,6 +565,78 @@ def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
         assert per_class.loc[name, "correct"] == ((gold == name) & (predicted == name)).sum()
 
 
+def _own_text_hash(text: str) -> int:
+    """The 64-bit content hash of a text, written out here: sha256 of its UTF-8 length (8 bytes) and bytes."""
+    import hashlib
+
+    data = text.encode("utf-8")
+    return int.from_bytes(hashlib.sha256(len(data).to_bytes(8, "little") + data).digest()[:8], "little")
+
+
+def test_a_probe_metric_on_the_probes_training_sentences_warns_and_held_out_leaves_them_out(planted, tmp_path):
+    """Helper 206: ProbeMetric scored the probe's own training sentences without a word (MiniLM, EWT UPOS: 0.994 on
+    them against 0.933 held out; the tester's 0.363 vs 0.349), since nothing recorded which sentences it trained on.
+    The result records a content hash per training sentence, saved with it; any overlap warns once (each training
+    sentence raises the score: 1 of 41 sentences +0.002, 4 +0.006, 40 +0.033), and held_out() leaves them out."""
+    import warnings
+
+    from hf_txray.probing.ablation import metric_from_name
+    from safetensors.numpy import load_file, save_file
+
+    result, corpus, tokenizer = planted.result, planted.corpus, planted.tokenizer
+    train, test = planted.acts.split(0.2, 0)  # probe_neurons' split (test_size 0.2, seed 0)
+    train_ids = sorted(set(planted.acts.sentence_ids[train].tolist()))
+    test_ids = sorted(set(planted.acts.sentence_ids[test].tolist()))
+    assert result.train_sentences.dtype == np.uint64
+    assert result.train_sentences.tolist() == sorted({_own_text_hash(corpus.texts[i]) for i in train_ids})
+    mixed = corpus.select(test_ids + train_ids[:3])
+    with pytest.warns(UserWarning, match=rf"^3 of the {len(mixed)} sentences scored have the text of a sentence the "
+                                         rf"probe 'tags' was trained on, where its accuracy reads too high \(on its "
+                                         rf"training words {result.train_accuracy:.3f}, on its held-out words "
+                                         rf"{result.accuracy:.3f}\).*"
+                                         r"result\.held_out\(corpus\).*--held-out") as said:
+        metric = ProbeMetric(result, mixed, tokenizer)
+    assert [w.filename for w in said] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metric(planted.model)  # warned once, when built
+        held = result.held_out(mixed)
+        assert held.texts == [corpus.texts[i] for i in test_ids]
+        ProbeMetric(result, held, tokenizer)
+        ProbeMetric(result, planted.test_corpus, tokenizer)  # other sentences
+        by_name = metric_from_name("probe", tokenizer, mixed, probe=result, held_out=True)  # hf-txray ablate --held-out
+    assert by_name.corpus.texts == held.texts
+    with pytest.raises(ConfigurationError, match="trained on every one of the 3 sentences"):
+        result.held_out(corpus.select(train_ids[:3]))
+    with pytest.raises(ConfigurationError, match="the 'lm-loss' metric does not read the probe's sentences"):
+        metric_from_name("lm-loss", tokenizer, ["a text"], probe=result, held_out=True)
+    # saved and loaded with the result, and the activations keep their sentences' hashes
+    loaded = ProbingResult.from_pretrained(result.save_pretrained(tmp_path / "probe"))
+    assert loaded == result and np.array_equal(loaded.train_sentences, result.train_sentences)
+    acts = Activations.from_pretrained(planted.acts.save_pretrained(tmp_path / "acts"))
+    assert acts.sentence_hashes.tolist() == [_own_text_hash(t) for t in corpus.texts]
+    # a result saved before the record loads, and nothing is checked; held_out() says it cannot tell
+    state = tmp_path / "probe" / "probe" / "probe.safetensors"
+    arrays = load_file(str(state))
+    del arrays["train_sentences"]
+    save_file(arrays, str(state))
+    old = ProbingResult.from_pretrained(tmp_path / "probe")
+    assert old.train_sentences is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ProbeMetric(old, mixed, tokenizer)
+    with pytest.raises(ConfigurationError, match="does not record the sentences it was trained on"):
+        old.held_out(mixed)
+    # activations saved before their sentences were hashed: a probe trained on them records nothing
+    indices = dict(np.load(tmp_path / "acts" / "indices.npz"))
+    del indices["sentence_hashes"]
+    np.savez(tmp_path / "acts" / "indices.npz", **indices)
+    old_acts = Activations.from_pretrained(tmp_path / "acts")
+    assert old_acts.sentence_hashes is None
+    assert probe_neurons(None, old_acts, config=FAST, control=False, minimal=False,
+                         subset_size=0).train_sentences is None
+
+
 def test_a_probe_refuses_activations_of_another_width(planted, tmp_path):
     """Helper 122: a probe of a 48-wide model read columns 0-95 of a 64-wide model's 128 (layer 0's extra neurons in
     place of layer 1's) and ProbeMetric, evaluate and ablation_curve returned numbers; after prune(mode='remove')
@@ -1420,9 +1492,25 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
                  "--no-minimal", "--subset-size", "0", "--export", str(tmp_path / "results")]) == 0
     result = ProbingResult.from_pretrained(tmp_path / "probe")
     assert tuple(result.ranking.loc[0, ["layer", "neuron"]]) == (PLANT_LAYER, PLANT)
-    assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve"),
-                 "--counts", "1", "--seeds", "0", "--max-sentences", "40", "--export", str(tmp_path / "results")]) == 0
+    trained = int(result.trained_on(read_conllu(data, max_sentences=40).texts).sum())
+    assert 20 < trained < 40
+    with pytest.warns(UserWarning, match=rf"^{trained} of the 40 sentences scored have the text of a sentence the "
+                                         "probe 'upos' was trained on.*--held-out"):  # the probe's own data
+        assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve"),
+                     "--counts", "1", "--seeds", "0", "--max-sentences", "40", "--export",
+                     str(tmp_path / "results")]) == 0
     curve = AblationCurve.from_pretrained(tmp_path / "curve")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:  # --held-out: only the 24 sentences the probe did not train on
+        warnings.simplefilter("always")
+        assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "held"),
+                     "--counts", "1", "--seeds", "0", "--held-out"]) == 0
+    assert not [w for w in said if "trained on" in str(w.message)]
+    held = read_conllu(data).select(np.flatnonzero(~result.trained_on(read_conllu(data).texts)))
+    assert len(held) == 24
+    held_metric = ProbeMetric(result, held, planted.tokenizer)
+    assert AblationCurve.from_pretrained(tmp_path / "held").baseline == pytest.approx(held_metric(planted.model))
     values = curve.table.set_index("strategy")["value"]
     assert values["ranked"] < values["baseline"] - 0.15 and values["random"] > values["baseline"] - 0.05
     assert (tmp_path / "curve" / "ablation.png").exists()
@@ -1430,8 +1518,9 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
     # head's weights may be missing there; a task metric needs the head and is refused
     config = json.loads((model_dir / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["BertForSequenceClassification"]}))
-    assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve2"),
-                 "--counts", "1", "--seeds", "0", "--max-sentences", "40"]) == 0
+    with pytest.warns(UserWarning, match="was trained on"):
+        assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve2"),
+                     "--counts", "1", "--seeds", "0", "--max-sentences", "40"]) == 0
     assert AblationCurve.from_pretrained(tmp_path / "curve2").table.equals(curve.table)
     with pytest.raises(ModelError, match="classifier"):
         load_pretrained_with_head(str(model_dir))

@@ -26,6 +26,7 @@ from torch import nn
 from ..artifact import Artifact
 from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
+from ..logging import warn_caller
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..indices import whole_numbers
@@ -196,12 +197,14 @@ class ProbeMetric:
     The accuracy is over every word the model reads. A word whose label the probe never saw (a rare tag such as
     ``X`` or ``SYM`` in a held-out split) counts as wrong, never as right: the probe cannot predict that label. A
     ``UserWarning``, once when the metric is built, names those labels and how many words carry them; to leave them
-    out, score a corpus without them.
+    out, score a corpus without them. Another, also once, says how many of the corpus's sentences the probe was
+    trained on (its result records them: ``result.train_sentences``), on which its accuracy reads too high;
+    ``result.held_out(corpus)`` leaves them out.
 
     Args:
         result (`ProbingResult`): the probe and what it reads (layers, site, aggregation).
-        corpus (`LabeledCorpus`): words to score (use held-out sentences); its labels are matched to the probe's by
-            name.
+        corpus (`LabeledCorpus`): words to score (use held-out sentences: ``result.held_out(corpus)``); its labels
+            are matched to the probe's by name.
         tokenizer: the model's fast tokenizer.
         batch_size (`int`, *optional*, defaults to 32): sentences per forward pass.
         max_length (`int`, *optional*): truncation.
@@ -221,6 +224,7 @@ class ProbeMetric:
         self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
         self.batch_size, self.max_length = batch_size, max_length
         self._probe_ids = _probe_ids(corpus, result.probe.label_names)
+        warn_trained_sentences(result, corpus)
         self._warned = False  # that the probe's weights cannot be checked (saved before they were recorded)
 
     def check_model(self, model: nn.Module) -> None:
@@ -289,6 +293,21 @@ def check_probed_model(meta: Any, model: nn.Module, *, warned: bool = False) -> 
     if difference:
         raise _other_weights_error(meta, difference, found.weights_dtype)
     return warned
+
+
+def warn_trained_sentences(result: Any, corpus: LabeledCorpus) -> None:
+    """Warn when `corpus` holds sentences the probe of `result` was trained on (any: the accuracy on them is that of
+    training words, so every one of them raises the score, by its share times the probe's train - test gap, however
+    few). A result that does not record its training sentences is not checked."""
+    trained = result.trained_on(corpus.texts)
+    if trained is None or not trained.any():
+        return
+    warn_caller(
+        f"{int(trained.sum())} of the {len(corpus)} sentences scored have the text of a sentence the probe "
+        f"{result.meta.name!r} was trained on, where its accuracy reads too high (on its training words {result.train_accuracy:.3f}, on its "
+        f"held-out words {result.accuracy:.3f}), and so would every value measured on them. Score the sentences it "
+        "did not train on: ProbeMetric(result, result.held_out(corpus), tokenizer) (hf-txray ablate: --held-out), "
+        "or another split.")
 
 
 def _probe_ids(corpus: LabeledCorpus, label_names: Sequence[str]) -> np.ndarray:
@@ -635,6 +654,8 @@ class MetricOptions:
         max_sentences (`int`, *optional*): use only the first rows of the data.
         text_column, label_column, split (`str`, *optional*): how to read the data.
         batch_size (`int`, *optional*, defaults to 32), max_length (`int`, *optional*): batching.
+        held_out (`bool`, *optional*, defaults to `False`): for ``"probe"``, score only the data's sentences the
+            probe was not trained on (``probe.held_out``).
     """
 
     probe: Any = None
@@ -644,6 +665,7 @@ class MetricOptions:
     split: str | None = None
     batch_size: int = 32
     max_length: int | None = None
+    held_out: bool = False
 
 
 MetricBuilder = Callable[[str, Any, Any, MetricOptions], Callable[[nn.Module], float]]
@@ -699,6 +721,8 @@ def _probe_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions) 
         raise ConfigurationError("The 'probe' metric needs a probing result (probe=...).")
     corpus = load_labeled(data, options.probe.meta.property, max_sentences=options.max_sentences,
                           text_column=options.text_column)
+    if options.held_out:  # before the metric is built, which warns about the training sentences it holds
+        corpus = options.probe.held_out(corpus)
     return ProbeMetric(options.probe, corpus, tokenizer, batch_size=options.batch_size, max_length=options.max_length)
 
 
@@ -744,7 +768,8 @@ def check_metric_name(name: str) -> None:
 
 def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None, max_sentences: int | None = None,
                      text_column: str | None = None, label_column: str | None = None, split: str | None = None,
-                     batch_size: int = 32, max_length: int | None = None) -> Callable[[nn.Module], float]:
+                     batch_size: int = 32, max_length: int | None = None,
+                     held_out: bool = False) -> Callable[[nn.Module], float]:
     """Build a metric for :func:`ablation_curve` from a name (used by ``hf-txray ablate``).
 
     Args:
@@ -758,11 +783,17 @@ def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None,
             ``datasets.Dataset``, dict) with text (and label) columns, or a list of texts for ``"lm-loss"``.
         probe (`ProbingResult`, *optional*): needed for ``"probe"``.
         max_sentences (`int`, *optional*): use only the first rows.
+        held_out (`bool`, *optional*, defaults to `False`): for ``"probe"``, score only the sentences of `data` the
+            probe was not trained on (``probe.held_out``; refused for a probe that does not record them).
 
     Returns:
         A callable ``metric(model) -> float`` with ``name`` and ``texts(model)``.
     """
     check_metric_name(name)
-    options = MetricOptions(probe, max_sentences, text_column, label_column, split, batch_size, max_length)
+    options = MetricOptions(probe, max_sentences, text_column, label_column, split, batch_size, max_length, held_out)
     build = _METRICS[name][0] if name in _METRICS else _task_metric
+    if held_out and build is not _probe_metric:
+        raise ConfigurationError(f"held_out (--held-out) keeps the sentences a probe was not trained on, for the "
+                                 f"'probe' metric; the {name!r} metric does not read the probe's sentences. Leave it "
+                                 "out, or choose --metric probe.")
     return build(name, tokenizer, data, options)

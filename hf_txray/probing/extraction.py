@@ -28,6 +28,7 @@ import torch
 from ..artifact import Artifact, write_header
 from ..errors import ConfigurationError, DatasetError, ModelError
 from ..forward import StackForward
+from ..hashes import text_hashes
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
@@ -77,6 +78,9 @@ class Activations(Artifact):
         model_weights_sample_hash (`str`, *optional*): the sample hash of the weights every stack depends on (the
             body that runs; an encoder-decoder's encoder and decoder, heads left out: its decoder stack also reads
             the encoder's output), as a stack profile records it; None for activations saved before it was recorded.
+        sentence_hashes (`np.ndarray`, *optional*): the content hash of each sentence of the corpus
+            (:func:`hf_txray.hashes.text_hashes`, indexed by `sentence_ids`), from which a probe trained on these rows
+            records the sentences it trained on; None for activations saved before it was recorded.
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -107,6 +111,7 @@ class Activations(Artifact):
     weights_sample_hash: str | None = None
     weights_dtype: str | None = None
     model_weights_sample_hash: str | None = None
+    sentence_hashes: np.ndarray | None = None
     path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
@@ -175,7 +180,8 @@ class Activations(Artifact):
                    header["aggregation"], arrays["neuron_means"], header["num_tokens"], header["num_skipped_words"],
                    header["model_id"], header["property"], header.get("stack"), header.get("module_pattern"),
                    header.get("weights_sample_hash"), header.get("weights_dtype"),
-                   header.get("model_weights_sample_hash"), path=folder)
+                   header.get("model_weights_sample_hash"),
+                   arrays["sentence_hashes"] if "sentence_hashes" in arrays.files else None, path=folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
@@ -187,8 +193,9 @@ class Activations(Artifact):
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:
+    hashes = {} if acts.sentence_hashes is None else {"sentence_hashes": acts.sentence_hashes}
     np.savez(directory / "indices.npz", labels=acts.labels, sentence_ids=acts.sentence_ids, word_ids=acts.word_ids,
-             word_types=acts.word_types, neuron_means=acts.neuron_means)
+             word_types=acts.word_types, neuron_means=acts.neuron_means, **hashes)
     write_json(directory / "activations.json", {
         "shape": list(acts.values.shape),
         "dtype": np.dtype(acts.values.dtype).name, "layers": list(acts.layers), "width": acts.width, "site": acts.site,
@@ -622,7 +629,7 @@ def extract_activations(
     acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
                        [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
                        model_id, corpus.property_name, forward.stack, module_pattern, *_fingerprint(forward),
-                       path=folder)
+                       text_hashes(corpus.texts), path=folder)
     if folder is not None:
         _write_sidecar(folder, acts)
         if temporary:

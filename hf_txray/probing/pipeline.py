@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
+from ..hashes import text_hashes
 from ..artifact import Artifact
 from ..io_utils import read_json, write_json
 from ..options import is_int, parse_layers
@@ -100,9 +101,14 @@ class ProbingResult(Artifact):
         minimal_size (`int`, *optional*): the smallest k reaching ``meta.target_share`` of `accuracy`.
         subsets (`pd.DataFrame`): top / random / bottom subsets of one size, retrained.
         activations (`Activations`, *optional*): the extracted activations (not saved).
+        train_sentences (`np.ndarray`, *optional*): the content hashes (:func:`hf_txray.hashes.text_hashes`, sorted,
+            distinct) of the sentences the probe was trained on, so that :class:`~hf_txray.probing.ProbeMetric`
+            warns when it scores them and :meth:`held_out` leaves them out; None when not recorded (a result saved
+            before it was, or trained on activations saved before their sentences were hashed).
 
     Saved in the dataset layout: the ``probe_rankings`` config and a dataset card, plus the exact state under
-    ``probe/`` (the probe's weights as safetensors, the tables as parquet, meta and scores as JSON).
+    ``probe/`` (the probe's weights and the training sentences' hashes as safetensors, the tables as parquet, meta
+    and scores as JSON).
     """
 
     artifact_type = "probing_result"
@@ -121,6 +127,7 @@ class ProbingResult(Artifact):
     minimal_size: int | None
     subsets: pd.DataFrame
     activations: Activations | None = field(default=None, repr=False, compare=False)
+    train_sentences: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # a table of this ranking names (layer, neuron) pairs of the site and stack probed: ablate() reads the record
@@ -130,6 +137,39 @@ class ProbingResult(Artifact):
     def ranked_modules(self) -> dict[str, Any]:
         """The modules whose units the ranking numbers: ``site``, ``stack`` and ``module_pattern``."""
         return {"site": self.meta.site, "stack": self.meta.stack, "module_pattern": self.meta.module_pattern}
+
+    def trained_on(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Per text, whether the probe was trained on a sentence of that content (None when the result does not
+        record its training sentences: see `train_sentences`)."""
+        if self.train_sentences is None:
+            return None
+        return np.isin(text_hashes(list(texts)), self.train_sentences)
+
+    def held_out(self, corpus: LabeledCorpus) -> LabeledCorpus:
+        """The sentences of `corpus` the probe was not trained on: what a :class:`~hf_txray.probing.ProbeMetric`
+        should score (on its training sentences a probe's accuracy reads too high).
+
+        Example:
+            ```python
+            >>> corpus = read_conllu("en_ewt-ud-dev.conllu", max_sentences=300)
+            >>> result = hf_txray.probe_neurons(model, corpus, "pos", tokenizer=tokenizer)
+            >>> metric = ProbeMetric(result, result.held_out(corpus), tokenizer)   # the 20% held out
+            ```
+
+        Raises:
+            ConfigurationError: the result does not record its training sentences, or every sentence of `corpus`
+                is one of them.
+        """
+        trained = self.trained_on(corpus.texts)
+        if trained is None:
+            raise ConfigurationError(
+                f"The probe {self.meta.name!r} does not record the sentences it was trained on (saved by an hf_txray "
+                "that did not, or trained on activations saved before their sentences were hashed): its held-out "
+                "sentences cannot be told. Retrain it (probe_neurons) to have them recorded.")
+        if trained.all():
+            raise ConfigurationError(f"The probe {self.meta.name!r} was trained on every one of the {len(corpus)} "
+                                     "sentences: none is held out. Score other sentences (e.g. another split).")
+        return corpus.select(np.flatnonzero(~trained))
 
     @property
     def selectivity(self) -> float | None:
@@ -189,8 +229,9 @@ class ProbingResult(Artifact):
                                            "probe": {"config": dataclasses.asdict(self.probe.config),
                                                      "losses": self.probe.losses}})
         p = self.probe
-        save_file({"weight": p.weight, "bias": p.bias, "mean": p.mean, "scale": p.scale, "columns": p.columns},
-                  str(state / "probe.safetensors"))
+        trained = {} if self.train_sentences is None else {"train_sentences": self.train_sentences}
+        save_file({"weight": p.weight, "bias": p.bias, "mean": p.mean, "scale": p.scale, "columns": p.columns,
+                   **trained}, str(state / "probe.safetensors"))
         for name in ("per_class", "ranking", "minimal", "subsets"):
             getattr(self, name).to_parquet(state / f"{name}.parquet", index=False)
 
@@ -209,7 +250,8 @@ class ProbingResult(Artifact):
                   for name in ("per_class", "ranking", "minimal", "subsets")}
         s = header["scores"]
         return cls(meta, probe, s["accuracy"], s["train_accuracy"], s["majority_baseline"], s["control_accuracy"],
-                   tables["per_class"], tables["ranking"], tables["minimal"], s["minimal_size"], tables["subsets"])
+                   tables["per_class"], tables["ranking"], tables["minimal"], s["minimal_size"], tables["subsets"],
+                   train_sentences=arrays.get("train_sentences"))  # absent from results saved before it was recorded
 
 
 def _neurons_of(columns: np.ndarray, layers: Sequence[int], width: int) -> pd.DataFrame:
@@ -396,7 +438,16 @@ def probe_neurons(
         seed=seed, target_share=target_share, config=dataclasses.asdict(config),
     )
     return ProbingResult(meta, probe, scores.accuracy, train_accuracy, majority_baseline, control_accuracy,
-                         scores.per_class, ranking, minimal_table, minimal_size, subsets, acts)
+                         scores.per_class, ranking, minimal_table, minimal_size, subsets, acts,
+                         _train_sentences(acts, train))
+
+
+def _train_sentences(acts: Activations, train: np.ndarray) -> np.ndarray | None:
+    """The sorted distinct content hashes of the sentences whose words are the `train` rows (None when `acts` does
+    not record its sentences' hashes)."""
+    if acts.sentence_hashes is None:
+        return None
+    return np.unique(np.asarray(acts.sentence_hashes, np.uint64)[np.unique(acts.sentence_ids[train])])
 
 
 __all__ = ["ProbingMeta", "ProbingResult", "probe_neurons", "ranking_table", "scores_of"]
