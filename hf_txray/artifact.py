@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError
 from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
-                     resolve_token, upload_folder)
+                     refuse_probing_of_other_models, resolve_token, upload_folder)
 from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
 from .version import __version__
 
@@ -394,10 +394,16 @@ class Artifact:
             folder = self._write(Path(tmp) / self.artifact_type, **card)
             replaced = sorted({p.name for p in folder.iterdir() if p.is_dir()} | set(self.optional_folders))
             what = self.artifact_type.replace("_", " ")
+
+            def prepare(api: Any, full_id: str) -> None:
+                # a profile's or report's push keeps the repo's probing configs: refused when of another model
+                absent = refuse_probing_of_other_models(api, full_id, revision, folder)
+                carry_remote_card(api, full_id, folder, revision, replaced, into_remote=self.card_is_section,
+                                  absent=absent)
+
             return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
                                  create_pr=create_pr, delete_patterns=[f"{name}/*" for name in replaced] or None,
-                                 prepare=lambda api, full_id: carry_remote_card(
-                                     api, full_id, folder, revision, replaced, into_remote=self.card_is_section),
+                                 prepare=prepare,
                                  what_uploads=f"the {what}",
                                  retry_hint=f"Nothing was lost: the {what} is unchanged in memory; fix the cause and "
                                             "call push_to_hub again (or save_pretrained it to a folder first).",

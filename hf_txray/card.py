@@ -372,6 +372,23 @@ def _probing_section(probe: Any, ablation: Any) -> str:
     return "\n".join(lines + [PROBING_SECTION[1]])
 
 
+def without_probing_parts(text: str, configs: Sequence[str]) -> str:
+    """A card's `text` without the probing section's parts of `configs`, and without the whole probing section when
+    none of its parts is left (the repo holds no file of them any more)."""
+    import re
+
+    for config in configs:
+        start, end = (f"<!-- hf_txray:probing-{config}:{edge} -->" for edge in ("start", "end"))
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n*", "", text, flags=re.DOTALL)
+    start, end = PROBING_SECTION
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        inside, tail = rest.split(end, 1)
+        if "<!-- hf_txray:probing-" not in inside:
+            text = head.rstrip() + "\n" + (("\n" + tail.lstrip("\n")) if tail.strip() else "")
+    return text
+
+
 def _probing_subsection(config: str, heading: str, table: str) -> list[str]:
     """One config's marked part of the probing section: its table and how to load it."""
     return [f"<!-- hf_txray:probing-{config}:start -->", heading, "", table, "", "```python",

@@ -23,7 +23,7 @@ from .card import missing_profiles
 from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
-                     resolve_token, upload_folder)
+                     refuse_probing_of_other_models, resolve_token, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .version import __version__
@@ -76,7 +76,9 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
 
     Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
-    longer holds are deleted. Other files of the repo are left alone.
+    longer holds are deleted. Other files of the repo are left alone, the ``probe_rankings`` and ``ablation`` configs
+    included when the folder has none; when those are of a model the folder does not hold, nothing is uploaded and
+    a `ConfigurationError` says so (they would be shown beside this folder's neurons as its model's).
 
     Args:
         folder (`str` or `Path`): the export folder.
@@ -91,6 +93,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         `huggingface_hub.CommitInfo`: the commit.
 
     Raises:
+        ConfigurationError: the repo holds probing results of a model the folder does not hold (the message names
+            the repo folder to delete, or push to another repo).
         HubError: no token, or the upload failed (the message says how to retry; the folder is untouched).
 
     Example:
@@ -107,6 +111,10 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
+    def prepare(api: Any, full_id: str) -> None:
+        absent = refuse_probing_of_other_models(api, full_id, revision, folder)  # before anything is sent
+        carry_remote_card(api, full_id, staged, revision, CONFIGS, absent=absent)
+
     with _staged_copy(folder) as staged:  # the remote card is merged into the copy: the user's folder stays as saved
         info = upload_folder(
             staged, repo_id, token=token, private=private, revision=revision,
@@ -114,7 +122,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
             # the results header replaces a single artifact's (Profile.push_to_hub) left by an earlier push
             allow_patterns=["README.md", HEADER_FILE] + [f"{name}/*" for name in owned],
             delete_patterns=[HEADER_FILE] + [f"{name}/*" for name in owned],
-            prepare=lambda api, full_id: carry_remote_card(api, full_id, staged, revision, CONFIGS),
+            prepare=prepare,
             what_uploads=str(folder),
             retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} "
                         f"{folder}{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"

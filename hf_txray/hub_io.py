@@ -264,7 +264,7 @@ _MARKED_SECTION = re.compile(r"<!-- hf_txray:([\w-]+):start -->.*?<!-- hf_txray:
 
 
 def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | None, owned: Sequence[str],
-                      into_remote: bool = False) -> None:
+                      into_remote: bool = False, absent: Sequence[str] = ()) -> None:
     """Carry into `folder`'s README what the repo's README declares and this push neither writes nor replaces, so
     that a push does not orphan it: configs others added (or another kind of push: probing results under TX-Ray
     results, and the other way), and their hf_txray-marked sections of the card text.
@@ -279,6 +279,8 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
         into_remote (`bool`, *optional*, defaults to `False`): the local card is marked sections only (probing
             results, an ablation curve): the repo's card is kept, text and metadata, with those sections put in
             (replacing their earlier versions) and the local configs declared.
+        absent (`Sequence[str]`, *optional*): probing configs of which the repo holds no file (deleted, e.g. as
+            :func:`refuse_probing_of_other_models` advises): their declarations and card parts are not carried.
     """
     from huggingface_hub import DatasetCard
     from huggingface_hub.errors import EntryNotFoundError
@@ -299,6 +301,11 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     names = {c.get("config_name") for c in local}
     detected = [] if remote.data.to_dict().get("configs") else _detected_data(repo_id, revision)
     remote_configs = remote.data.to_dict().get("configs") or detected
+    if absent:  # declared, but their files are gone: a card that declares them does not load
+        from .card import without_probing_parts
+
+        remote_configs = [c for c in remote_configs if c.get("config_name") not in set(absent)]
+        remote.text = without_probing_parts(remote.text, absent)
     foreign = [c for c in _undefaulted(remote_configs) if c.get("config_name") not in set(owned) | names]
     _refuse_other_formats(repo_id, foreign)
     default = next((c["config_name"] for c in remote_configs if c.get("default")), None)
@@ -329,6 +336,87 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
                 if f"<!-- hf_txray:{m.group(1)}:start -->" not in card.text]
     card.text = card.text.rstrip() + "".join(f"\n\n{section}" for section in sections) + "\n"
     card.save(readme)
+
+
+def remote_column(api: "HfApi", repo_id: str, revision: str | None, config: str, column: str) -> list[Any] | None:
+    """The values of `column` in the parquet files of `config` in the Hub dataset `repo_id` at `revision` ([] when it
+    has none; None when a file cannot be read as parquet with that column). Only that column's byte ranges are read
+    (``HfFileSystem``), not the whole files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from urllib.parse import quote
+
+    from huggingface_hub import HfFileSystem
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        files = sorted(f.path for f in api.list_repo_tree(repo_id, path_in_repo=config, repo_type="dataset",
+                                                          revision=revision) if f.path.endswith(".parquet"))
+    except EntryNotFoundError:
+        return []
+    system = HfFileSystem(endpoint=api.endpoint, token=api.token)
+    at = "" if revision is None else "@" + quote(revision, safe="")
+    values: list[Any] = []
+    for path in files:
+        try:
+            with system.open(f"datasets/{repo_id}{at}/{path}", "rb") as handle:
+                values += pq.ParquetFile(handle).read(columns=[column]).column(column).to_pylist()
+        except (pa.ArrowException, KeyError):
+            return None
+    return values
+
+
+def pushed_models(folder: Path) -> set[str]:
+    """The models of the profiles and reports of a folder in the dataset layout (both models of a report), as a
+    push shows them (:func:`~hf_txray.provenance.public_name`: a local path relative to the current directory, or
+    its last part)."""
+    import json
+
+    from .layout import read_config
+    from .provenance import public_name
+
+    table = read_config(folder, "meta", columns=("kind", "model_id", "metadata"))
+    models = set()
+    for kind, model_id, metadata in zip(*(table.column(c).to_pylist() for c in ("kind", "model_id", "metadata"))):
+        record = json.loads(metadata) if kind == "report" and metadata else {}
+        models.update([record["model_a"], record["model_b"]] if "model_a" in record else [model_id])
+    return {public_name(m) for m in models if m}
+
+
+def refuse_probing_of_other_models(api: "HfApi", repo_id: str, revision: str | None, folder: Path) -> list[str]:
+    """Refuse, before the upload of the results `folder` (profiles and reports in the dataset layout), to leave the
+    repo's probing configs of a model the folder does not hold: a push replaces only the configs it owns, so they
+    were kept, and the card and the Space showed them beside the new model's neurons (as
+    :func:`hf_txray.save_to_disk` refuses over a local export). Only their ``model_id`` column is read; a config the
+    folder holds replaces the repo's, and one that cannot be read is left as it is.
+
+    Returns:
+        `list[str]`: the probing configs of which the repo holds no file (its card's declarations of them go).
+
+    Raises:
+        ConfigurationError: naming the repo folder to delete, or to push to another repo.
+    """
+    from .layout import EXTRA_CONFIGS
+    from .provenance import public_name
+
+    kept = [name for name in EXTRA_CONFIGS if not (folder / name).is_dir()]
+    if not kept or not (folder / "meta").is_dir():
+        return []
+    models, absent = pushed_models(folder), []
+    for name in kept:
+        values = remote_column(api, repo_id, revision, name, "model_id")
+        if values == []:
+            absent.append(name)
+        probed = {public_name(str(m)) for m in values or [] if m}
+        if probed - models:
+            at = f" at revision {revision!r}" if revision else ""
+            raise ConfigurationError(
+                f"The Hub dataset {repo_id!r}{at} holds {name} results of {sorted(probed - models)}, a model this "
+                f"push does not hold (it holds {sorted(models)}); the push would keep them (it replaces only its own "
+                "folders), and the repo's card and Space would show them as this model's. Nothing was uploaded. Push "
+                f"to another repo, or delete the repo's {name}/ folder first: HfApi().delete_folder({name!r}, "
+                f"repo_id={repo_id!r}, repo_type='dataset'" + (f", revision={revision!r}" if revision else "") + ").")
+    return absent
 
 
 def _refuse_other_formats(repo_id: str, configs: Sequence[dict]) -> None:

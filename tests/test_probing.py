@@ -1355,6 +1355,45 @@ def test_a_re_export_of_another_model_refuses_to_keep_its_probing_configs(tmp_pa
     assert sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file()) == before
 
 
+def test_a_push_of_another_model_refuses_to_keep_the_repos_probing_configs(hub, tmp_path):
+    """Helper 206: hf_txray.push_to_hub / hub.push_folder / Profile.push_to_hub of model B's results to a repo whose
+    ablation/ held model A's kept them (a push replaces only its own folders), so the card and the Space showed A's
+    probing results beside B's neurons. Refused before the upload (the remote model_id column is read); a push of
+    the same model keeps them; once the folder is deleted as advised, the push drops its card declaration."""
+    texts = ["the cat sat on the mat", "a dog ran"]
+    a = hf_txray.analyze(tiny_bert(), texts, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+    b = hf_txray.analyze(tiny_bert(seed=1), texts, tokenizer=bert_tokenizer(), features=("token",),
+                         show_progress=False)
+    b.meta.model_id = "model-B"
+    repo = f"{hub.username}/probed"
+    hf_txray.push_to_hub(repo, profiles=[a], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked"], "seed": [-1, -1], "num_ablated": [0, 1],
+                                        "value": [1.0, 0.6]}), "planted", "probe_accuracy", "zero", a.meta.model_id,
+                          "probe:tags", [0, 1])
+    push_probing(repo, ablations=[curve])
+    hf_txray.push_to_hub(repo, profiles=[a], plots=False)  # the same model: kept
+    assert load_probing(repo).ablation["model_id"].tolist() == [a.meta.model_id] * 2
+    commits = len(hub.api.list_repo_commits(repo, repo_type="dataset"))
+    refused = (rf"The Hub dataset '{repo}'{{at}} holds ablation results of \['BertModel'\], a model this push does not "
+               r"hold \(it holds \['model-B'\]\).*Nothing was uploaded\. Push to another repo, or delete the repo's "
+               rf"ablation/ folder first: HfApi\(\)\.delete_folder\('ablation', repo_id='{repo}', "
+               r"repo_type='dataset'{rev}\)")
+    for push in (lambda: hf_txray.push_to_hub(repo, profiles=[b], plots=False),
+                 lambda: hf_txray.hub.push_folder(hf_txray.save_to_disk(tmp_path / "b", profiles=[b], plots=False),
+                                                  repo),
+                 lambda: b.push_to_hub(repo)):
+        with pytest.raises(ConfigurationError, match=refused.format(at="", rev="")):
+            push()
+    with pytest.raises(ConfigurationError, match=refused.format(at=" at revision 'v2'", rev=", revision='v2'")):
+        hf_txray.push_to_hub(repo, profiles=[b], plots=False, revision="v2")  # a new branch: main's files
+    assert len(hub.api.list_repo_commits(repo, repo_type="dataset")) == commits
+    hub.api.delete_folder("ablation", repo_id=repo, repo_type="dataset")  # as advised
+    hf_txray.push_to_hub(repo, profiles=[b], plots=False)
+    card = Path(hub.api.hf_hub_download(repo, "README.md", repo_type="dataset")).read_text()
+    assert "config_name: ablation" not in card and "hf_txray:probing" not in card and load_probing(repo).empty
+    assert hf_txray.load(repo)[0]["default"].meta.model_id == "model-B"
+
+
 def test_a_re_export_over_damaged_probing_configs_names_the_folder_they_lie_in(tmp_path):
     """Helper 197: the probing configs kept over a re-export were read at their copy in the export's temporary folder,
     so a damaged file was reported there (a path gone once the export failed), with the advice to export again."""
@@ -1385,7 +1424,7 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
     curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
                                         "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
-                          "planted", "probe_accuracy", "zero", "tiny", "probe:tags", [0, 1])
+                          "planted", "probe_accuracy", "zero", profile.meta.model_id, "probe:tags", [0, 1])
     save_probing(folder, probes=[result], ablations=[curve])
     rankings = datasets.load_dataset(str(folder), "probe_rankings", split="train").to_pandas()
     assert set(rankings["kind"]) == {"probe", "label", "neuron", "label_neuron", "subset", "minimal"}
