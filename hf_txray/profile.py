@@ -9,7 +9,6 @@ Saved in the dataset layout (:mod:`hf_txray.layout`: parquet configs and a datas
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -443,8 +442,7 @@ class Profile(Artifact):
             ConfigurationError: `k` not an int >= 0 (pandas' ``head(-1)`` would drop the last feature without a word,
                 as ``report.most_changed`` refuses a negative count).
         """
-        # numpy ints too, as every int option takes them
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        if not is_int(k) or k < 0:  # numpy ints too, as every int option takes them
             raise ConfigurationError(f"k must be an int >= 0 (the number of features), got {k!r}.")
         stats = self.feature_stats(layer, neuron, feature_type).head(k)
         return list(zip(stats["feature"], stats["probability"].astype(float)))
