@@ -82,7 +82,10 @@ def parse_layers(value: Any) -> str | list[int]:
     if not layers:
         raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
     if not all(is_int(v) for v in layers):
-        raise ConfigurationError(f"layers must be 'all', an int or a list of ints, got {value!r}.")
+        hint = ""
+        if all(isinstance(v, str) and v.strip().lstrip("-").isdigit() for v in layers):  # ["0", "1"]: say the forms
+            hint = f" (layers={[int(v) for v in layers]!r}, or the string {','.join(v.strip() for v in layers)!r})"
+        raise ConfigurationError(f"layers must be 'all', an int or a list of ints{hint}, got {value!r}.")
     return [int(v) for v in layers]
 
 

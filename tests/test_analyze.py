@@ -1744,6 +1744,9 @@ def test_bad_values_are_refused_before_any_work_and_named_as_written(tmp_path, s
     assert profile.layers == [1]
     with pytest.raises(ConfigurationError, match="layers must be 'all', an int or a list of ints, got 1.0"):
         hf_txray.analyze(str(saved_bert), str(text_file), layers=1.0, num_samples=4, **common)  # helper 124
+    # helper 205: a list of strings was refused without the forms that work
+    with pytest.raises(ConfigurationError, match=r"a list of ints \(layers=\[0, 1\], or the string '0,1'\), got"):
+        hf_txray.analyze(str(saved_bert), str(text_file), layers=["0", "1"], num_samples=4, **common)
     assert hf_txray.display.neuron_text(profile, -1, 3).startswith("Layer 1, neuron 3")
     # numpy ints for the other int options (helper 125: "max_length must be an int >= 2 ..., got np.int64(22)")
     sizes = dict(max_length=22, batch_size=3, top_k=2, stride=5, max_positions=60, num_samples=6, layers=[0, 1])
