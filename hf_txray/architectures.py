@@ -3,7 +3,8 @@
 :mod:`hf_txray.sites` finds stacks, blocks and MLPs by structure and then *checks* what it found against the config:
 the hooked input must be exactly as wide as the MLP intermediate width the config declares. Most configs name that
 width with one of :data:`WIDTH_ATTRIBUTES`; the few that name it otherwise (or per stack) are listed in
-:data:`WIDTH_OVERRIDES`, keyed by ``config.model_type`` (the shape of peft's target-module mapping).
+:data:`WIDTH_OVERRIDES`, keyed by ``config.model_type`` (the shape of peft's target-module mapping); widths computed
+from the config by a rule of the family's own (LFM2's) are in :data:`DERIVED_WIDTHS`.
 
 :func:`format_neuron` labels a neuron for people: ``expert E unit U`` in mixture-of-experts layers (used by the viewer
 and the dataset card).
@@ -11,7 +12,7 @@ and the dataset card).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 # Config attributes that hold the MLP intermediate width, in the order they are tried.
 WIDTH_ATTRIBUTES = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size")
@@ -52,6 +53,27 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
 # Families whose MLP is a fraction of the width their config declares: (attribute, divisor). RecurrentGemma's MLP
 # takes `intermediate_size // 2` (its gate and up projections are each that wide).
 WIDTH_DIVISORS: dict[str, tuple[str, int]] = {"recurrent_gemma": ("intermediate_size", 2)}
+
+
+
+def lfm2_width(config: Any) -> tuple[str, int] | None:
+    """LFM2's MLP width where its config adjusts the declared one (``block_auto_adjust_ff_dim``, the default and
+    every released checkpoint's), as ``Lfm2MLP`` computes it: two thirds of ``intermediate_size``, times
+    ``block_ffn_dim_multiplier`` and rounded up to a multiple of ``block_multiple_of`` where a multiplier is set
+    (LFM2-350M: 6656 declared, 4608 built). Returns ``(description, width)``, or None where it is not adjusted."""
+    declared = getattr(config, "intermediate_size", None)
+    if not getattr(config, "block_auto_adjust_ff_dim", False) or not isinstance(declared, int) or declared <= 0:
+        return None
+    width = int(2 * declared / 3)
+    multiplier, multiple = getattr(config, "block_ffn_dim_multiplier", None), getattr(config, "block_multiple_of", 1)
+    if multiplier is not None:
+        width = multiple * ((int(multiplier * width) + multiple - 1) // multiple)
+    return f"intermediate_size={declared} adjusted by block_auto_adjust_ff_dim", width
+
+
+# Families whose MLP width is computed from the config's attributes by a rule of their own: model_type -> a
+# function of the config giving ``(description, width)``, or None where the rule does not apply.
+DERIVED_WIDTHS: dict[str, Callable[[Any], tuple[str, int] | None]] = {"lfm2": lfm2_width}
 
 # Mixture-of-experts models whose dense blocks (Qwen-MoE's `mlp_only_layers`, `decoder_sparse_step`) have an MLP of
 # another width than the routed experts: the attributes holding the dense blocks' width.
@@ -134,6 +156,10 @@ def expected_mlp_widths(config: Any, stack: str | None) -> tuple[dict[str, int],
     if divided and isinstance(value, int) and value > 0:
         name = f"{divided[0]} // {divided[1]}"
         return {name: value // divided[1]}, f"{name}={value // divided[1]}"
+    rule = DERIVED_WIDTHS.get(getattr(config, "model_type", ""))
+    derived = rule(config) if rule else None
+    if derived is not None:
+        return {derived[0]: derived[1]}, f"{derived[0]} to {derived[1]}"
     override = WIDTH_OVERRIDES.get(getattr(config, "model_type", ""), {})
     names = override.get(stack or "*") or override.get("*") or WIDTH_ATTRIBUTES
     widths: dict[str, int] = {}

@@ -1955,6 +1955,27 @@ def test_recurrent_gemma_mlp_is_half_its_declared_width():
                                                       1, FEATURES, skip_first_positions=skip))
 
 
+def test_lfm2_mlp_has_the_width_its_config_adjusts():
+    """Helper 203: LFM2 builds its MLP 2/3 as wide as `intermediate_size` (times `block_ffn_dim_multiplier`, rounded
+    up to a multiple of `block_multiple_of`) under `block_auto_adjust_ff_dim`, its default and every checkpoint's
+    (LFM2-350M: 6656 declared, 4608 built): site='mlp' refused it ("the widest narrowing linear layer is
+    'layers.0.feed_forward.w2' (256 inputs), but the config declares an MLP width of intermediate_size=48")."""
+    tokenizer = bpe_tokenizer()
+    config = tf.Lfm2Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=3 * WIDTH,
+                           num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, layer_types=[
+                               "conv", "full_attention"], block_multiple_of=16, block_ffn_dim_multiplier=1.1,
+                           pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = tf.Lfm2Model(config).eval()
+    width = 112  # 2/3 of 144 = 96; x 1.1 = 105, rounded up to a multiple of 16
+    assert model.layers[0].feed_forward.w2.in_features == width
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == width
+    assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, "mlp", FEATURES),
+                                                      1, FEATURES))
+
+
 def test_funnel_is_refused_by_its_cause_before_any_work():
     """Funnel pools positions between its blocks (site='mlp': refused at the first batch by the rows its hooks
     receive), and its "blocks" are lists of layers: site='residual' was told after the first batch that the list
