@@ -84,6 +84,11 @@ DENSE_BLOCK_WIDTHS: dict[str, tuple[str, ...]] = {
     "granitemoehybrid": ("shared_intermediate_size",),
     # Llama 4 interleaves dense blocks (`intermediate_size_mlp` wide) with MoE blocks (`interleave_moe_layer_step`)
     "llama4_text": ("intermediate_size_mlp",),
+    # dense first blocks with a width attribute of their own (helper 203: refused against the experts' width)
+    "ergo": ("first_dense_intermediate_size",),
+    "kolibri1_1": ("mlp_only_intermediate_size",),
+    "cohere2_moe": ("prefix_dense_intermediate_size",),  # None: the dense blocks take intermediate_size
+    "minimax_m3_vl_text": ("dense_intermediate_size",),
 }
 
 # Text models of vision-language families that are another family's language model, computing the same function on

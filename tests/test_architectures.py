@@ -2047,6 +2047,57 @@ def test_llama4_dense_blocks_are_profiled_apart_from_its_moe_blocks():
                                             seeds=(0,), layers=layers)
 
 
+# MoE models whose dense blocks' MLP width has an attribute of its own: (config class, model class, options)
+_DENSE_FIRST = {
+    "ergo": ("ErgoConfig", "ErgoModel", dict(first_dense_intermediate_size=40, num_dense_blocks=1,
+                                             moe_intermediate_size=16, shared_intermediate_size=16)),
+    "kolibri1_1": ("Kolibri1_1Config", "Kolibri1_1Model", dict(mlp_only_layers=[0], mlp_only_intermediate_size=40,
+                                                               moe_intermediate_size=16,
+                                                               shared_expert_intermediate_size=16, index_num_heads=1)),
+    "cohere2_moe": ("Cohere2MoeConfig", "Cohere2MoeModel", dict(first_k_dense_replace=1, intermediate_size=16,
+                                                                prefix_dense_intermediate_size=40)),
+    "minimax_m3_vl_text": ("MiniMaxM3VLTextConfig", "MiniMaxM3VLTextModel", dict(
+        mlp_layer_types=["dense", "sparse"], dense_intermediate_size=40, intermediate_size=16,
+        shared_intermediate_size=16)),
+}
+
+
+@pytest.mark.parametrize("family", list(_DENSE_FIRST))
+def test_dense_blocks_with_a_width_attribute_of_their_own_are_profiled(family):
+    """Helper 203: Ergo's first blocks (`first_dense_intermediate_size`), Kolibri-1.1's `mlp_only_layers`
+    (`mlp_only_intermediate_size`), Cohere2-MoE's dense prefix (`prefix_dense_intermediate_size`) and MiniMax-M3's
+    dense blocks (`dense_intermediate_size`) were checked against the experts' width and refused ("the widest
+    narrowing linear layer is 'layers.0.mlp.down_proj' (32768 inputs), but the config declares an MLP width of
+    moe_intermediate_size=16"). They are profiled with `layers=` as the brute force counts them."""
+    config_class, model_class, options = _DENSE_FIRST[family]
+    tokenizer = bpe_tokenizer()
+    config = getattr(tf, config_class)(**{**_LLAMA_LIKE, **options}, vocab_size=len(tokenizer), num_experts=4,
+                                       num_experts_per_tok=2, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    model = getattr(tf, model_class)(config).eval()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, layers=[0], features=FEATURES, batch_size=3,
+                               skip_first_positions=0, max_examples_per_neuron=0, show_progress=False)
+    assert profile.num_neurons == 40
+    seen: list[torch.Tensor] = []
+    hook = model.layers[0].mlp.down_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0][0]))
+    count, mass = np.zeros((1, 40), dtype=np.int64), np.zeros((1, 40))
+    try:
+        with torch.no_grad():
+            for text in TEXTS:
+                ids = tokenizer(text)["input_ids"]
+                if ids:
+                    model(input_ids=torch.tensor([ids]))
+                    best = seen.pop().max(dim=-1)
+                    credited = best.values > 0
+                    np.add.at(count[0], best.indices[credited].numpy(), 1)
+                    np.add.at(mass[0], best.indices[credited].numpy(), best.values[credited].double().numpy())
+    finally:
+        hook.remove()
+    assert count.sum() > 0
+    np.testing.assert_array_equal(profile.neuron_count, count)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=RTOL, atol=ATOL)
+
+
 def test_llama4_dense_blocks_lose_neurons_with_mode_remove(tmp_path):
     """mode="remove" on Llama 4 was refused: the dense blocks' width is `intermediate_size_mlp`, which the width
     search did not know. Where `intermediate_size` (the experts' and the shared expert's width) happened to be
