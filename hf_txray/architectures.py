@@ -55,7 +55,6 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
 WIDTH_DIVISORS: dict[str, tuple[str, int]] = {"recurrent_gemma": ("intermediate_size", 2)}
 
 
-
 def lfm2_width(config: Any) -> tuple[str, int] | None:
     """LFM2's MLP width where its config adjusts the declared one (``block_auto_adjust_ff_dim``, the default and
     every released checkpoint's), as ``Lfm2MLP`` computes it: two thirds of ``intermediate_size``, times
