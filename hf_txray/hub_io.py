@@ -551,10 +551,18 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
             _refuse_public_repo(api, repo_id)
         if revision is not None:
             _refuse_tag_revision(api, repo_id, revision)
+        created = None
         if revision is not None and not create_pr:
+            branches = {b.name for b in api.list_repo_refs(repo_id, repo_type="dataset").branches}
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+            created = revision if revision not in branches else None
         if prepare is not None:
-            prepare(api, repo_id)
+            try:
+                prepare(api, repo_id)
+            except TXRayError:  # refused before the upload: leave no branch this push made behind
+                if created is not None:
+                    api.delete_branch(repo_id, repo_type="dataset", branch=created)
+                raise
         from .layout import public_folder  # local paths leave as the card shows them, never whole
 
         with public_folder(Path(folder)) as public:

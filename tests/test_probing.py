@@ -1387,6 +1387,8 @@ def test_a_push_of_another_model_refuses_to_keep_the_repos_probing_configs(hub, 
     with pytest.raises(ConfigurationError, match=refused.format(at=" at revision 'v2'", rev=", revision='v2'")):
         hf_txray.push_to_hub(repo, profiles=[b], plots=False, revision="v2")  # a new branch: main's files
     assert len(hub.api.list_repo_commits(repo, repo_type="dataset")) == commits
+    # helper 206: the refused push left the branch it had made (a copy of main) behind
+    assert "v2" not in {r.name for r in hub.api.list_repo_refs(repo, repo_type="dataset").branches}
     hub.api.delete_folder("ablation", repo_id=repo, repo_type="dataset")  # as advised
     hf_txray.push_to_hub(repo, profiles=[b], plots=False)
     card = Path(hub.api.hf_hub_download(repo, "README.md", repo_type="dataset")).read_text()
