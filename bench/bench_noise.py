@@ -12,7 +12,8 @@ calibration: 20 seeded random half-splits (each text to a random half) of N PTB 
 demo: the demo's three reports recomputed with this version of `compare`, beside their noise floors.
 cost: CPU seconds per `compare` of the calibration's PTB and BBC profiles, with and without the per-neuron test.
 min-count: from the demo's pretrained profile: the split-half Hellinger distance by credit count.
-few-texts: the test's calibration with 2 to 30 texts per stage: two random disjoint samples of WikiText paragraphs
+few-texts: the test's calibration with 2 to 30 texts per stage, and stages of unequal size (10 x 2, 30 x 5, 60 x 6):
+    two random disjoint samples of WikiText paragraphs
     through one tiny random Llama (the tests' config), many seeds: share of reports with a flag (should be <= alpha)
     and of tested neurons with p < 0.05 (tokens, and a character-class user feature).
 """
@@ -274,7 +275,8 @@ def _char_class(c: str) -> str:
     return "digit" if c.isdigit() else "upper" if c.isupper() else "lower" if c.isalpha() else "punct"
 
 
-def few_texts(sizes: tuple[int, ...] = (2, 3, 5, 10, 30), seeds: int = 100) -> str:
+def few_texts(sizes: tuple[int | tuple[int, int], ...] = (2, 3, 5, 10, 30, (10, 2), (30, 5), (60, 6)),
+              seeds: int = 100) -> str:
     import random
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -290,28 +292,30 @@ def few_texts(sizes: tuple[int, ...] = (2, 3, 5, 10, 30), seeds: int = 100) -> s
                                                         if not c.isspace()])
     kw = dict(tokenizer=tokenizer, features=("token", shape), max_length=128, batch_size=8, show_progress=False)
     rows = []
-    for n in sizes:
-        runs = seeds if n < 30 else max(seeds // 2, 1)
+    for size in sizes:
+        n_a, n_b = size if isinstance(size, tuple) else (size, size)  # a pair: stages of unequal size
+        runs = seeds if max(n_a, n_b) < 30 else max(seeds // 2, 1)
         flagged, tested, below = {"token": 0, "shape": 0}, {"token": 0, "shape": 0}, {"token": 0, "shape": 0}
         for seed in range(runs):
-            pick = random.Random(1000 + seed).sample(pool, 2 * n)
-            report = hf_txray.compare(hf_txray.analyze(model, pick[:n], stage="A", **kw),
-                                      hf_txray.analyze(model, pick[n:], stage="B", **kw))
+            pick = random.Random(1000 + seed).sample(pool, n_a + n_b)
+            report = hf_txray.compare(hf_txray.analyze(model, pick[:n_a], stage="A", **kw),
+                                      hf_txray.analyze(model, pick[n_a:], stage="B", **kw))
             for ft in flagged:
                 p = report.neurons[f"p_hellinger_{ft}"].dropna()
                 flagged[ft] += bool(report.neurons[f"changed_{ft}"].any())
                 tested[ft] += len(p)
                 below[ft] += int((p < 0.05).sum())
-        rows.append({"texts per stage": n, "reports": runs,
+        rows.append({"texts per stage": f"{n_a} x {n_b}" if n_a != n_b else n_a, "reports": runs,
                      **{f"reports with a flag, {ft}": f"{flagged[ft] / runs:.2f}" for ft in flagged},
                      **{f"p < 0.05 of tested, {ft}": f"{below[ft] / max(tested[ft], 1):.3f} of {tested[ft]}"
                         for ft in flagged}})
     text = ("Tiny random Llama (2 layers x 44 MLP neurons, the tests' "
             "config and BPE tokenizer), two random disjoint samples of n WikiText-2 validation paragraphs per report "
             "(one model: nothing changed), token and character-class features, alpha = 0.05. Under this null a "
-            "calibrated test flags at most 5% of reports and gives p < 0.05 to 5% of the tested neurons. The F test's "
-            "denominator degrees of freedom are capped at texts_a + texts_b - 2 (before the cap, 2 texts per stage "
-            "flagged 13% of reports, 11% of tested neurons at p < 0.05; 10 texts flagged 10%). "
+            "calibrated test flags at most 5% of reports and gives p < 0.05 to 5% of the tested neurons. Each stage's "
+            "design effect has at most its texts less one degrees of freedom (before any cap, 2 texts per stage "
+            "flagged 13% of reports, 11% of tested neurons at p < 0.05; 10 texts flagged 10%). Pairs n_a x n_b are "
+            "stages of unequal size. "
             f"{time.perf_counter() - start:.0f} s.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
     update_section("Calibration of the per-neuron test with few texts", text)
     return text

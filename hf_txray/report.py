@@ -674,8 +674,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
     meta.experts = expert_numbering(a.meta.config)
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
-                 f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, denominator df at most the texts "
-                 "less 2)") if test else ""
+                 f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, per stage, weighted by the other "
+                 "stage's credits, Satterthwaite df, each stage's at most its texts less 1)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason = reason
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)

@@ -16,22 +16,40 @@ one distribution", if the credits were independent and all weighed the same.
 
 **Design effect (Rao & Scott 1981).** They are not: a text repeats its words, so a neuron's credits come in bursts
 of one text, and credits carry different activations. Both inflate ``X^2`` by a factor ``D`` (the design effect)
-without changing its shape much. The same statistic between the two interleaved halves of *one* stage (even / odd
-example ids, which every profile keeps) measures ``D``: ``E[X^2_halves] = D * df_halves``. Per neuron that estimate
-rests on few degrees of freedom, and a pooled one (sum of ``X^2`` over sum of ``df``, over all neurons of the stage)
-ignores that some neurons burst more than others. So the estimate is moderated, as limma moderates variances
-(Smyth 2004): ``D_neuron = (prior_df * D_pooled + X^2_halves_A + X^2_halves_B) / (prior_df + df_halves_A +
-df_halves_B)``, with ``prior_df = 30`` degrees of freedom for the pooled value (chosen by calibration, see below),
-and
+without changing its shape much. ``p_a - p_b`` has the null variance ``D_a V / n_a + D_b V / n_b`` (``V`` the
+multinomial one), so the comparison's design effect is ``D = w_a D_a + w_b D_b`` with ``w_a = n_b / (n_a + n_b)``
+and ``w_b = n_a / (n_a + n_b)``: the noise comes mostly from the stage with fewer credits (helper 204: adding both
+stages' estimates with equal weight flagged 14-26 of 60 reports of 500 vs 60 WikiText paragraphs under the null).
 
-    F = (X^2 / df) / D_neuron  ~  F(df, min(prior_df + df_halves_A + df_halves_B, texts_A + texts_B - 2))
+Each stage measures its own ``D_s`` from its two interleaved halves (even / odd example ids, which every profile
+keeps), in two parts that both have expectation ``D_s`` per degree of freedom: the same ``X^2`` between the halves
+(``df_halves`` = categories less one), and one more degree of freedom, the chi-square of the neuron's odd-half
+share of mass against the stage's (``n (m_odd / m - q)^2 / (q (1 - q))``). The second part sees what the first
+cannot: a neuron credited 27 times in 2 texts of a stage has all its credits in one half (no split-half ``X^2``
+at all, so the first part alone fell back to the stage's value of about 1.4 while the bursts made it about 13).
+Per neuron the estimate rests on few degrees of freedom, and a pooled one (sum of the parts over sum of their
+df, over all neurons of the stage: ``D_pooled_s``) ignores that some neurons burst more than others, so each
+stage's estimate is moderated, as limma moderates variances (Smyth 2004), with ``d_0 = prior_df / 2`` degrees
+of freedom for the pooled value:
+
+    D_s = (d_0 D_pooled_s + X^2_halves_s + X^2_share_s) / (d_0 + df_halves_s + 1),   nu_s <= d_0 + df_halves_s + 1,
+
+(``prior_df = 30`` in all, half per stage, so that a comparison of two equal stages weighs the pooled value as
+one estimate of ``prior_df`` degrees of freedom). The design effect is read from how the texts differ, so
+``nu_s`` is at most ``texts_s - 1``, and at most ``n_s / D_s - 1``, about the number of texts that carry the
+neuron's ``n_s`` credits in bursts of ``D_s`` (a bursty neuron in a small stage is known from a handful of texts:
+without this bound, simulated bursts, 400 vs 40 texts, flagged 4 of 12 null reports). ``D`` gets its degrees of
+freedom by Satterthwaite's approximation (Satterthwaite 1946),
+
+    nu = D^2 / ((w_a D_a)^2 / nu_a + (w_b D_b)^2 / nu_b),   and
+
+    F = (X^2 / df) / D  ~  F(df, nu)
 
 gives the p-value of "A and B differ more than sampling explains". The column keeps its name
 ``p_hellinger_<ft>``: it tests the change that the Hellinger column measures, with a statistic that does not
-saturate. The design effect is read from how the texts differ, so it is known to no more degrees of freedom than
-the texts give: with 2 to 10 texts per stage the uncapped test flagged 10-13% of reports between two samples of one
-corpus (bench/RESULTS.md, "with few texts"). Rows are tested when they have at least one credit in both stages and
-``df >= 1``; others get NaN.
+saturate. With 2 to 10 texts per stage an uncapped test flagged 10-13% of reports between two samples of one
+corpus (bench/RESULTS.md, "with few texts"). Rows are tested when they have at least one credit in both stages
+and ``df >= 1``; others get NaN.
 
 No resampling: all neurons at once in a few sparse passes, deterministic, milliseconds per report. Changed neurons
 are flagged with the Benjamini-Hochberg procedure (``scipy.stats.false_discovery_control``) over the tested neurons
@@ -64,7 +82,7 @@ def check_min_count(min_count: object) -> int:
     return int(min_count)
 
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category
-PRIOR_DF = 30.0  # weight of the pooled design effect, in degrees of freedom (bench/RESULTS.md, calibration)
+PRIOR_DF = 30.0  # weight of the pooled design effects, in degrees of freedom, half per stage (bench/RESULTS.md)
 
 
 def on_one_vocabulary(ta: FeatureTable, tb: FeatureTable) -> tuple[FeatureTable, FeatureTable]:
@@ -182,19 +200,67 @@ def split_half_homogeneity(table: FeatureTable, num_rows: int, min_expected: flo
     return homogeneity(table.half(False), table.half(True), num_rows, min_expected=min_expected)
 
 
+@dataclass
+class StageDesign:
+    """One stage's split-half evidence on its design effect, per row (arrays of shape ``(num_rows,)``).
+
+    Attributes:
+        statistic (`np.ndarray`): the split-half ``X^2`` plus the chi-square of the row's odd-half share of mass
+            (0 for rows without credits).
+        df (`np.ndarray`): their degrees of freedom (``df_halves + 1`` for rows with credits, else 0).
+        pooled (`float`): the stage's pooled design effect, ``sum statistic / sum df``, at least 1.
+    """
+
+    statistic: np.ndarray
+    df: np.ndarray
+    pooled: float
+
+
+def half_share_chi_square(table: FeatureTable, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the chi-square (1 df) of the row's odd-half share of mass against the whole stage's share, and its df.
+
+    With independent credits a row's ``n`` credits fall in the odd half as the stage's do; a text's burst puts them
+    in one half, which inflates the statistic by the design effect even where the halves have too few credits for
+    a split-half ``X^2`` of the feature distributions (helper 207: 27 credits from 2 of 60 texts).
+
+    Returns:
+        `tuple`: statistics and df (1 for rows with credits, else 0) of shape `(num_rows,)`; all 0 when one half is
+        empty (then no row tells anything).
+    """
+    n = np.bincount(table.rows, weights=table.count, minlength=num_rows)
+    total = float(table.mass.sum())
+    q = float(table.mass_odd.sum()) / total if total > 0 else 0.0
+    if not 0.0 < q < 1.0:
+        return np.zeros(num_rows), np.zeros(num_rows, dtype=np.int64)
+    mass = np.bincount(table.rows, weights=table.mass, minlength=num_rows)
+    odd = np.bincount(table.rows, weights=table.mass_odd, minlength=num_rows)
+    credited = (n > 0) & (mass > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = np.where(credited, n * (odd / mass - q) ** 2 / (q * (1.0 - q)), 0.0)
+    return statistic, credited.astype(np.int64)
+
+
+def stage_design(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> StageDesign:
+    """A stage's split-half evidence on its design effect (see the module docstring): per row and pooled."""
+    halves = split_half_homogeneity(table, num_rows, min_expected)
+    share, share_df = half_share_chi_square(table, num_rows)
+    statistic, df = np.nan_to_num(halves.statistic) + share, halves.df + share_df
+    ok = df > 0
+    pooled = max(1.0, float(statistic[ok].sum() / df[ok].sum())) if ok.any() else 1.0
+    return StageDesign(statistic, df, pooled)
+
+
 def dispersion(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> float:
     """A stage's pooled design effect: how much more its two halves differ than independent credits would.
 
-    ``sum X^2 / sum df`` of :func:`split_half_homogeneity` over the rows tested in the halves, at least 1.
+    ``sum X^2 / sum df`` of :func:`stage_design` (split-half ``X^2`` and odd-half shares) over its rows, at least 1.
 
     Returns:
         `float`: the design effect (1.0 when no row qualifies or the table has no split-half sums).
     """
     if not table.has_noise:
         return 1.0
-    halves = split_half_homogeneity(table, num_rows, min_expected)
-    ok = halves.df > 0
-    return max(1.0, float(halves.statistic[ok].sum() / halves.df[ok].sum())) if ok.any() else 1.0
+    return stage_design(table, num_rows, min_expected).pooled
 
 
 def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.ndarray,
@@ -208,12 +274,12 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
         num_rows (`int`): rows (layers x neurons).
         tested (`np.ndarray` of bool, shape `(num_rows,)`): rows to test (e.g. credited in both stages).
         min_expected (`float`, *optional*, defaults to 5): see :func:`homogeneity`.
-        prior_df (`float`, *optional*, defaults to 30): weight of the pooled design effect in each neuron's
-            moderated design effect, in degrees of freedom.
-        texts (`tuple[int, int]`, *optional*): the texts profiled in A and in B. The design effect is read from
-            how the texts differ, so it is known to no more degrees of freedom than ``texts_a + texts_b - 2``: the F
-            test's denominator degrees of freedom are capped there (with 2 texts per stage, uncapped, 11% of
-            neurons had p < 0.05 between two samples of one corpus; capped, fewer than 5%).
+        prior_df (`float`, *optional*, defaults to 30): weight of the pooled design effects in the neurons'
+            moderated design effects, in degrees of freedom, half of it in each stage's.
+        texts (`tuple[int, int]`, *optional*): the texts profiled in A and in B. A stage's design effect is read
+            from how its texts differ, so it is known to no more degrees of freedom than ``texts_s - 1`` (with 2
+            texts per stage, uncapped, 11% of neurons had p < 0.05 between two samples of one corpus); 0 or None:
+            not recorded, no cap but the neurons' own.
 
     Returns:
         `tuple`: p-values of shape `(num_rows,)` (NaN for rows not tested) and the pooled design effects of A and B.
@@ -226,24 +292,25 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
         raise ConfigurationError(f"texts must be two ints >= 0 (the texts profiled in A and in B), got {texts!r}.")
     ta, tb = on_one_vocabulary(ta, tb)
     observed = homogeneity(ta, tb, num_rows, tested, min_expected)
-    within = [split_half_homogeneity(t, num_rows, min_expected) for t in (ta, tb)]
-    x_within = sum(np.nan_to_num(h.statistic) for h in within)
-    df_within = sum(h.df for h in within)
-    pooled = []
-    for h in within:
-        ok = h.df > 0
-        pooled.append(max(1.0, float(h.statistic[ok].sum() / h.df[ok].sum())) if ok.any() else 1.0)
-    # the null variance of A - B is the sum of each stage's: weigh the stages' design effects by the other's size
-    n_a, n_b = observed.count_a, observed.count_b
-    prior = (n_b * pooled[0] + n_a * pooled[1]) / np.maximum(n_a + n_b, 1)
-    design = (prior_df * prior + x_within) / (prior_df + df_within)
+    stages = [stage_design(t, num_rows, min_expected) for t in (ta, tb)]
+    # the null variance of p_a - p_b is D_a V / n_a + D_b V / n_b: a stage's design effect weighs by the other's size
+    n = np.maximum(observed.count_a + observed.count_b, 1)
+    weights = (observed.count_b / n, observed.count_a / n)
+    prior = prior_df / 2  # half per stage: two equal stages weigh the pooled values as prior_df df, as one estimate
+    parts, known = [], []
+    for stage, credits, weight, recorded in zip(stages, (observed.count_a, observed.count_b), weights,
+                                                texts if texts is not None else (0, 0)):
+        design = (prior * stage.pooled + stage.statistic) / (prior + stage.df)
+        parts.append(weight * design)
+        # known to no more df than the texts that carry the neuron's credits, about credits / design effect
+        nu = np.minimum(prior + stage.df, np.maximum(credits / design - 1, 1))
+        known.append(np.minimum(nu, max(recorded - 1, 1)) if recorded > 0 else nu)  # 0: not recorded (by hand)
+    design = parts[0] + parts[1]
     df = np.maximum(observed.df, 1)
-    known = prior_df + df_within
-    if texts is not None and min(texts) > 0:  # 0: not recorded (a profile built by hand)
-        known = np.minimum(known, max(sum(texts) - 2, 1))
-    with np.errstate(invalid="ignore"):
-        p = f_distribution.sf(observed.statistic / df / design, df, known)
-    return np.where(np.isnan(observed.statistic), np.nan, p), (pooled[0], pooled[1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nu = design ** 2 / (parts[0] ** 2 / known[0] + parts[1] ** 2 / known[1])  # Satterthwaite (1946)
+        p = f_distribution.sf(observed.statistic / df / design, df, nu)
+    return np.where(np.isnan(observed.statistic), np.nan, p), (stages[0].pooled, stages[1].pooled)
 
 
 def benjamini_hochberg(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
