@@ -16,6 +16,7 @@ import numpy as np
 
 from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError, ProfileFormatError
+from .hub_io import other_models
 from .io_utils import atomic_dir
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
@@ -179,9 +180,10 @@ def _check_probing_models(previous: Path, by_stage: dict[str, Profile], by_name:
             probed = {str(m) for m in read_config(previous, name).column("model_id").to_pylist() if m}
         except (ProfileFormatError, KeyError):
             continue
-        if probed - models:
+        foreign = other_models(probed, models)
+        if foreign:
             raise ConfigurationError(
-                f"The previous export in {previous} holds {name} results of {sorted(probed - models)}, a model this "
+                f"The previous export in {previous} holds {name} results of {foreign}, a model this "
                 f"export does not hold (it holds {sorted(models)}); they would be kept and shown as this export's. "
                 f"Export to another folder, or delete {previous / name} to drop them.")
 

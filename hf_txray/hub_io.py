@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 
@@ -85,6 +85,37 @@ def looks_local(name: str) -> bool:
     ``namespace/name``): such a name that does not exist is a missing folder, never a Hub lookup."""
     return (os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
             or name.endswith("/"))
+
+
+def may_be_same_model(a: str, b: str) -> bool:
+    """Whether two model names (Hub ids or local paths) may name the same model: equal; the same folder; a Hub id
+    and a Hub cache snapshot of it (``models--org--name``); a Hub id without namespace and its namespaced form
+    (``gpt2``, ``openai-community/gpt2``); or a local folder named as a Hub repo or as another folder (a local copy,
+    ``snapshot_download(local_dir=...)``). A Hub id against another namespace's repo is another model."""
+    def parts(name: str) -> tuple[str | None, str, str | None]:
+        """``(resolved path or None, last name, Hub id or None)``, lower case."""
+        name = name.strip().rstrip("/\\")
+        if looks_local(name) or Path(name).expanduser().exists():
+            path = Path(name).expanduser().resolve()
+            cached = re.search(r"models--([^/\\]+)--([^/\\]+)[/\\]snapshots", str(path))
+            hub = f"{cached[1]}/{cached[2]}".lower() if cached else None
+            return str(path), (cached[2] if cached else path.name).lower(), hub
+        return None, name.split("/")[-1].lower(), name.lower()
+
+    (path_a, last_a, hub_a), (path_b, last_b, hub_b) = parts(a), parts(b)
+    if path_a is not None and path_a == path_b:
+        return True
+    if hub_a and hub_b and "/" in hub_a and "/" in hub_b:
+        return hub_a == hub_b  # two namespaced repos: the same only when equal
+    return last_a == last_b
+
+
+def other_models(probed: Iterable[str], models: Iterable[str]) -> list[str]:
+    """The names in `probed` that no name in `models` may name (:func:`may_be_same_model`), sorted: the same model is
+    often named twice over, by a relative and an absolute path or by a Hub id and a local copy (helper 209: a probe of
+    ``/abs/model`` beside profiles of ``./model`` was refused as another model's)."""
+    models = [m for m in models if m]
+    return sorted({name for name in probed if not any(may_be_same_model(name, own) for own in models)})
 
 
 def names_a_repo(name: str | os.PathLike) -> bool:
@@ -407,11 +438,11 @@ def refuse_probing_of_other_models(api: "HfApi", repo_id: str, revision: str | N
         values = remote_column(api, repo_id, revision, name, "model_id")
         if values == []:
             absent.append(name)
-        probed = {public_name(str(m)) for m in values or [] if m}
-        if probed - models:
+        foreign = other_models({public_name(str(m)) for m in values or [] if m}, models)
+        if foreign:
             at = f" at revision {revision!r}" if revision else ""
             raise ConfigurationError(
-                f"The Hub dataset {repo_id!r}{at} holds {name} results of {sorted(probed - models)}, a model this "
+                f"The Hub dataset {repo_id!r}{at} holds {name} results of {foreign}, a model this "
                 f"push does not hold (it holds {sorted(models)}); the push would keep them (it replaces only its own "
                 "folders), and the repo's card and Space would show them as this model's. Nothing was uploaded. Push "
                 f"to another repo, or delete the repo's {name}/ folder first: HfApi().delete_folder({name!r}, "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import ConfigurationError, DatasetError, ModelError
+from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
 from .read_errors import FailedFiles, file_named_by, first_line, first_undecodable, root_cause, short_cause
@@ -199,29 +200,6 @@ def warn_if_other_adapter_base(adapters: Mapping[str, str | None], base: str | N
                        "adapter's config): an adapter on another model of the same shapes runs without an error, "
                        "on weights it was not trained with. Check that they are the same model (a copy under "
                        "another name is), or load the adapter on the base it names.", base, listed)
-
-
-def may_be_same_model(a: str, b: str) -> bool:
-    """Whether two model names (Hub ids or local paths) may name the same model: equal; the same folder; a Hub id
-    and a Hub cache snapshot of it (``models--org--name``); a Hub id without namespace and its namespaced form
-    (``gpt2``, ``openai-community/gpt2``); or a local folder named as a Hub repo or as another folder (a local copy,
-    ``snapshot_download(local_dir=...)``). A Hub id against another namespace's repo is another model."""
-    def parts(name: str) -> tuple[str | None, str, str | None]:
-        """``(resolved path or None, last name, Hub id or None)``, lower case."""
-        name = name.strip().rstrip("/\\")
-        if looks_local(name) or Path(name).expanduser().exists():
-            path = Path(name).expanduser().resolve()
-            cached = re.search(r"models--([^/\\]+)--([^/\\]+)[/\\]snapshots", str(path))
-            hub = f"{cached[1]}/{cached[2]}".lower() if cached else None
-            return str(path), (cached[2] if cached else path.name).lower(), hub
-        return None, name.split("/")[-1].lower(), name.lower()
-
-    (path_a, last_a, hub_a), (path_b, last_b, hub_b) = parts(a), parts(b)
-    if path_a is not None and path_a == path_b:
-        return True
-    if hub_a and hub_b and "/" in hub_a and "/" in hub_b:
-        return hub_a == hub_b  # two namespaced repos: the same only when equal
-    return last_a == last_b
 
 
 def adapter_config(folder: str, beside_model: bool = False) -> dict[str, Any] | None:

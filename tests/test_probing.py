@@ -1355,6 +1355,43 @@ def test_a_re_export_of_another_model_refuses_to_keep_its_probing_configs(tmp_pa
     assert sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file()) == before
 
 
+def test_probing_results_of_the_same_model_named_by_another_path_are_kept(hub, tmp_path, monkeypatch):
+    """Helper 209: `hf-txray analyze ./model` then `hf-txray probe /abs/model --export` into the same folder, and a
+    re-export of the profile was refused: "holds probe_rankings results of ['/abs/model'], a model this export does
+    not hold (it holds ['./model'])" (names compared as strings); a push of profiles of "org/tiny-bert" to a repo
+    holding a probe of its local copy was refused alike. Names that may be one model (`may_be_same_model`, as for
+    PEFT adapters' bases) are one model; another model is still refused, locally and on the Hub."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
+                               features=("token",), show_progress=False)
+    profile.meta.model_id = "./model"
+
+    def curve(model_id):
+        return AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked"], "seed": [-1, -1], "num_ablated": [0, 1],
+                                           "value": [1.0, 0.6]}), "planted", "probe_accuracy", "zero", model_id,
+                             "probe:tags", [0, 1])
+
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    save_probing(folder, ablations=[curve(str(tmp_path / "model"))])
+    hf_txray.save_to_disk(folder, profiles=[profile], plots=False)  # the same folder, named another way
+    assert load_probing(folder).ablation["value"].tolist() == [1.0, 0.6]
+    profile.meta.model_id = "./other-model"
+    with pytest.raises(ConfigurationError, match=r"results of \['.*model'\], a model this export does not hold"):
+        hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
+    # on the Hub: profiles of a Hub id, a probe of its local copy (snapshot_download(local_dir=...))
+    profile.meta.model_id = "org/tiny-bert"
+    (tmp_path / "tiny-bert").mkdir()
+    repo = f"{hub.username}/same-model"
+    hf_txray.push_to_hub(repo, profiles=[profile], plots=False)
+    push_probing(repo, ablations=[curve(str(tmp_path / "tiny-bert"))])
+    hf_txray.push_to_hub(repo, profiles=[profile], plots=False)
+    assert load_probing(repo).ablation["value"].tolist() == [1.0, 0.6]
+    profile.meta.model_id = "org/other-model"
+    with pytest.raises(ConfigurationError, match=r"holds ablation results of \['tiny-bert'\], a model this push"):
+        hf_txray.push_to_hub(repo, profiles=[profile], plots=False)
+
+
 def test_a_push_of_another_model_refuses_to_keep_the_repos_probing_configs(hub, tmp_path):
     """Helper 206: hf_txray.push_to_hub / hub.push_folder / Profile.push_to_hub of model B's results to a repo whose
     ablation/ held model A's kept them (a push replaces only its own folders), so the card and the Space showed A's
