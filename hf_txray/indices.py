@@ -33,14 +33,29 @@ def whole_numbers(values: Any, what: str) -> np.ndarray:
         raise ConfigurationError(f"{what} must be indices, got a boolean mask of {array.size} entries: pass the "
                                  "indices of its True entries, np.flatnonzero(mask).")
     if array.size and array.dtype.kind not in "iu":
-        whole = array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array))))
+        if array.dtype.kind == "O":  # ints of a table of mixed columns (frame.values), Python ints beyond int64
+            whole = all(_is_whole(v) for v in array.reshape(-1).tolist())
+        else:
+            whole = array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (array == np.round(array))))
         if not whole:
             bad = next((v for v in array.reshape(-1).tolist() if not _is_whole(v)), array.reshape(-1)[0])
-            raise ConfigurationError(f"{what} must hold whole numbers, got {bad!r} ({array.dtype}): a fraction would "
-                                     "be cut to another index.")
+            why = ("a fraction would be cut to another index" if isinstance(bad, (float, np.floating))
+                   else "indices are ints, or whole floats such as 3.0")
+            raise ConfigurationError(f"{what} must hold whole numbers, got {bad!r} ({array.dtype}): {why}.")
+    # a cast to int64 wraps 2**64 - 1 (uint64) to -1, the last neuron where negative indices count from the end
+    huge = next((v for v in array.reshape(-1).tolist() if not _INT64.min <= int(v) <= _INT64.max), None)
+    if huge is not None:
+        raise ConfigurationError(f"{what} must be indices of neurons, got {huge!r}, beyond any model's width (a cast to "
+                                 "int64 would make it another index).")
     return array.astype(np.int64).reshape(-1)
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _is_whole(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-            and bool(np.isfinite(value)) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):  # np.isfinite refuses a Python int beyond int64 (2**70)
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value)) and float(value).is_integer()

@@ -1,6 +1,8 @@
 """The one rule for neuron and layer indices given by users (hf_txray.indices), used by Fill, output effects and
 ablation's neuron tables: these three had three rules (Fill took 3.0, output effects refused it)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,3 +41,19 @@ def test_the_three_readers_follow_the_rule():
     for reader in (lambda: Fill([True, 2]), lambda: _as_spec(pd.DataFrame({"layer": [0], "neuron": [True]}))):
         with pytest.raises(ConfigurationError, match="boolean mask"):
             reader()
+
+
+def test_ints_of_an_object_array_are_indices_and_ints_beyond_int64_are_refused():
+    """Helper 209: a table of mixed columns gives object arrays (``frame.values``, ``frame.astype(object)``): their
+    ints were refused as "got 47 (object): a fraction would be cut" (output effects took them before the one rule);
+    uint64 2**64 - 1 was cast to -1 and reported as "Neuron -1 is out of range", a Python int beyond int64 raised
+    numpy's TypeError, and 1e20 became INT64_MIN with numpy's cast warning only."""
+    assert whole_numbers(np.array([47, 3.0], dtype=object), "The indices").tolist() == [47, 3]
+    assert _as_spec(pd.DataFrame({"layer": [0], "neuron": [47]}).astype(object)) == [(0, 47)]
+    assert whole_numbers(np.array([2**63 - 1], dtype=np.uint64), "The indices").tolist() == [2**63 - 1]
+    for values, shown in ((np.array([2**64 - 1], dtype=np.uint64), 2**64 - 1), ([2**70], 2**70), ([1e20], 1e20),
+                          ([2.0**63], 2.0**63)):
+        with pytest.raises(ConfigurationError, match=re.escape(f"The indices must be indices of neurons, got {shown!r}, beyond")):
+            whole_numbers(values, "The indices")
+    with pytest.raises(ConfigurationError, match=r"got '3' \(<U1\): indices are ints, or whole floats such as 3\.0\."):
+        whole_numbers(["3"], "The indices")  # not a fraction: the message does not say one
