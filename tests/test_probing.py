@@ -566,10 +566,12 @@ def test_probe_metric_counts_words_of_an_unseen_label_as_wrong(planted):
 
 
 def _own_text_hash(text: str) -> int:
-    """The 64-bit content hash of a text, written out here: sha256 of its UTF-8 length (8 bytes) and bytes."""
+    """The 64-bit content hash of a text, written out here: sha256 of its UTF-8 length (8 bytes) and bytes, of the
+    text in NFC without whitespace."""
     import hashlib
+    import unicodedata
 
-    data = text.encode("utf-8")
+    data = re.sub(r"\s+", "", unicodedata.normalize("NFC", text)).encode("utf-8")
     return int.from_bytes(hashlib.sha256(len(data).to_bytes(8, "little") + data).digest()[:8], "little")
 
 
@@ -635,6 +637,29 @@ def test_a_probe_metric_on_the_probes_training_sentences_warns_and_held_out_leav
     assert old_acts.sentence_hashes is None
     assert probe_neurons(None, old_acts, config=FAST, control=False, minimal=False,
                          subset_size=0).train_sentences is None
+
+
+def test_a_probes_training_sentences_are_known_in_another_spacing(planted, tmp_path):
+    """Helper 209: the training sentences were hashed as written, so a probe trained on a dataset's words (joined by
+    spaces) and scored on the same sentences from a CoNLL-U file (whose text follows SpaceAfter=No) was not warned
+    about, and held_out() kept them (UD English EWT dev: 292 of 300 sentences hashed differently in the two forms).
+    The hash leaves whitespace out (and reads the text in NFC)."""
+    corpus = planted.corpus
+    train, _ = planted.acts.split(0.2, 0)
+    train_ids = sorted(set(planted.acts.sentence_ids[train].tolist()))[:5]
+    lines = []
+    for i in train_ids:
+        tags = [corpus.label_names[j] for j in corpus.labels[i]]
+        lines += [f"{k}\t{w}\t{w}\t{t}\t_\t_\t0\tdep\t_\t{'SpaceAfter=No' if k == 1 else '_'}"
+                  for k, (w, t) in enumerate(zip(corpus.words(i), tags), 1)] + [""]
+    (tmp_path / "same.conllu").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spaced = read_conllu(tmp_path / "same.conllu")
+    assert not set(spaced.texts) & set(corpus.texts)  # the same words, spaced otherwise
+    with pytest.warns(UserWarning, match=r"^5 of the 5 sentences scored have the text of a sentence the probe"):
+        ProbeMetric(planted.result, spaced, planted.tokenizer)
+    with pytest.raises(ConfigurationError, match="trained on every one of the 5 sentences"):
+        planted.result.held_out(spaced)
+    assert planted.result.trained_on([" " + corpus.texts[train_ids[0]] + "\n"]).tolist() == [True]
 
 
 def test_a_probe_refuses_activations_of_another_width(planted, tmp_path):
