@@ -1201,8 +1201,12 @@ def _refuse_list_values_split_by_spaces(command: argparse.ArgumentParser, tokens
     Raises:
         SystemExit: through `command.error` (the short usage and the message, exit status 2).
     """
-    for before, value, token in zip(tokens, tokens[1:], tokens[2:]):
-        if (not before.startswith("--") or "=" in before or value.startswith("--")
+    # "--features token pos" and "--features=token pos" alike (helper 209: the second form was not caught)
+    triples = [(before, value, token) for before, value, token in zip(tokens, tokens[1:], tokens[2:])
+               if "=" not in before]
+    triples += [(*option.split("=", 1), token) for option, token in zip(tokens, tokens[1:]) if "=" in option]
+    for before, value, token in triples:
+        if (not before.startswith("--") or value.startswith("--")
                 or (token.startswith("-") and not re.match(r"-\d", token))):  # -1 is a layer, as argparse reads it
             continue
         action = command._option_string_actions.get(before)

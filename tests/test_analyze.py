@@ -623,6 +623,8 @@ def test_show_does_not_say_max_positions_stopped_a_run_whose_texts_ran_out_first
     (["--features", "token", "pos"], "--features token,pos"),  # no positionals: 'pos' was taken for the model
     (["--layers", "0", "1"], "--layers 0,1"),
     (["--layers", "0,", "-1"], "--layers 0,-1"),
+    (["--features=token", "pos"], "--features token,pos"),  # helper 209: the = form was not caught
+    (["--layers=0", "1"], "--layers 0,1"),
 ])
 def test_cli_list_values_split_by_spaces_are_refused_with_the_comma_form(argv, fix, tmp_path, capsys):
     """Helper 205: `hf-txray analyze --features token pos --out x` said "Model 'pos' at revision 'main' is not in
