@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError
 from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
-                     refuse_probing_of_other_models, resolve_token, upload_folder)
+                     refuse_probing_into_other_models, refuse_probing_of_other_models, remote_models, resolve_token,
+                     upload_folder)
 from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
 from .version import __version__
 
@@ -237,6 +238,11 @@ class Artifact:
     # results, ablation curves beside TX-Ray results) rather than a card of its own
     card_is_section: ClassVar[bool] = False
 
+    def probed_model_id(self) -> str | None:
+        """With `card_is_section`: the model the results are of (checked against a results repo's profiles on
+        push); None otherwise."""
+        return None
+
     def __eq__(self, other: object) -> bool:
         """Equal values (:func:`same_values`): an artifact equals its saved and reloaded copy."""
         if type(other) is not type(self):
@@ -396,6 +402,10 @@ class Artifact:
             what = self.artifact_type.replace("_", " ")
 
             def prepare(api: Any, full_id: str) -> None:
+                if self.card_is_section:  # probing results into a repo of another model's profiles: refused
+                    refuse_probing_into_other_models(
+                        [self.probed_model_id()], remote_models(api, full_id, revision), f"The Hub dataset {full_id!r}",
+                        "Push them to another repo.")
                 # a profile's or report's push keeps the repo's probing configs: refused when of another model
                 absent = refuse_probing_of_other_models(api, full_id, revision, folder)
                 carry_remote_card(api, full_id, folder, revision, replaced, into_remote=self.card_is_section,

@@ -414,6 +414,42 @@ def pushed_models(folder: Path) -> set[str]:
     return {public_name(m) for m in models if m}
 
 
+def remote_models(api: "HfApi", repo_id: str, revision: str | None) -> set[str]:
+    """:func:`pushed_models` of the Hub dataset `repo_id` at `revision`, from its ``meta`` config's columns only
+    (an empty set when it holds no profile or report, or its meta cannot be read)."""
+    import json
+
+    from .provenance import public_name
+
+    columns = [remote_column(api, repo_id, revision, "meta", c) for c in ("kind", "model_id", "metadata")]
+    if any(c is None for c in columns):
+        return set()
+    models = set()
+    for kind, model_id, metadata in zip(*columns):
+        record = json.loads(metadata) if kind == "report" and metadata else {}
+        models.update([record["model_a"], record["model_b"]] if "model_a" in record else [model_id])
+    return {public_name(m) for m in models if m}
+
+
+def refuse_probing_into_other_models(probed: Iterable[str], models: Iterable[str], where: str, fix: str) -> None:
+    """Refuse to add probing results of a model (`probed`, model ids as recorded) to results (`where`) holding the
+    TX-Ray profiles and reports of other `models` only (as :func:`pushed_models` names them): the card and the
+    viewer would show them beside those neurons as their model's (helper 209: the reverse of what
+    :func:`refuse_probing_of_other_models` refuses). Nothing is checked where `models` is empty.
+
+    Raises:
+        ConfigurationError: naming both, with `fix`.
+    """
+    from .provenance import public_name
+
+    models = sorted(set(models))
+    other = other_models({public_name(m) for m in probed if m}, models) if models else []
+    if other:
+        raise ConfigurationError(f"{where} holds the TX-Ray results of {models}, and these probing results are of "
+                                 f"{other}, another model: they would be shown beside its neurons as its own. "
+                                 f"Nothing was written. {fix}")
+
+
 def refuse_probing_of_other_models(api: "HfApi", repo_id: str, revision: str | None, folder: Path) -> list[str]:
     """Refuse, before the upload of the results `folder` (profiles and reports in the dataset layout), to leave the
     repo's probing configs of a model the folder does not hold: a push replaces only the configs it owns, so they

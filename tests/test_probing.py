@@ -1417,6 +1417,40 @@ def test_probing_results_of_the_same_model_named_by_another_path_are_kept(hub, t
         hf_txray.push_to_hub(repo, profiles=[profile], plots=False)
 
 
+def test_probing_results_of_another_model_are_refused_beside_its_profiles(hub, tmp_path):
+    """Helper 209: save_probing, push_probing and a ProbingResult's or AblationCurve's push_to_hub took probing
+    results of model A into results (a folder, a repo) holding model B's profiles, whose card and viewer then showed
+    them as B's (the reverse of what a re-export and a push of profiles refuse). Refused before anything is written;
+    results of the profiles' own model are added as before."""
+    texts = ["the cat sat on the mat", "a dog ran"]
+    profile = hf_txray.analyze(tiny_bert(), texts, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+
+    def curve(model_id: str) -> AblationCurve:
+        return AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked"], "seed": [-1, -1], "num_ablated": [0, 1],
+                                           "value": [1.0, 0.6]}), "planted", "probe_accuracy", "zero", model_id,
+                             "probe:tags", [0, 1])
+
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    before = sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file())
+    message = r"holds the TX-Ray results of \['BertModel'\], and these probing results are of \['org/other-model'\]"
+    with pytest.raises(ConfigurationError, match=rf"The results folder .*export {message}.*Nothing was written"):
+        save_probing(folder, ablations=[curve("org/other-model")])
+    assert sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file()) == before
+    save_probing(folder, ablations=[curve(profile.meta.model_id)])  # its own model: added
+    assert load_probing(folder).ablation["model_id"].tolist() == [profile.meta.model_id] * 2
+
+    repo = f"{hub.username}/probed-reverse"
+    hf_txray.push_to_hub(repo, profiles=[profile], plots=False)
+    commits = len(hub.api.list_repo_commits(repo, repo_type="dataset"))
+    for push in (lambda: push_probing(repo, ablations=[curve("org/other-model")]),
+                 lambda: curve("org/other-model").push_to_hub(repo)):
+        with pytest.raises(ConfigurationError, match=message):
+            push()
+    assert len(hub.api.list_repo_commits(repo, repo_type="dataset")) == commits
+    curve(profile.meta.model_id).push_to_hub(repo)
+    assert load_probing(repo).ablation["model_id"].tolist() == [profile.meta.model_id] * 2
+
+
 def test_a_push_of_another_model_refuses_to_keep_the_repos_probing_configs(hub, tmp_path):
     """Helper 206: hf_txray.push_to_hub / hub.push_folder / Profile.push_to_hub of model B's results to a repo whose
     ablation/ held model A's kept them (a push replaces only its own folders), so the card and the Space showed A's

@@ -459,6 +459,9 @@ class AblationCurve(Artifact):
     hf_txray_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
+    def probed_model_id(self) -> str | None:
+        return self.model_id
+
     @property
     def baseline(self) -> float:
         return float(self.table.loc[self.table["strategy"] == "baseline", "value"].iloc[0])

@@ -129,6 +129,9 @@ class ProbingResult(Artifact):
     activations: Activations | None = field(default=None, repr=False, compare=False)
     train_sentences: np.ndarray | None = field(default=None, repr=False)
 
+    def probed_model_id(self) -> str | None:
+        return self.meta.model_id
+
     def __post_init__(self) -> None:
         # a table of this ranking names (layer, neuron) pairs of the site and stack probed: ablate() reads the record
         # and refuses to edit other units with the same numbers (the MLP neurons of a residual or decoder probe)

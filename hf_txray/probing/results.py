@@ -36,7 +36,8 @@ import pyarrow as pa
 from ..card import probing_card
 from ..errors import ConfigurationError
 from ..export import as_list
-from ..hub_io import check_repo_id, full_repo_id, local_or_download, resolve_token, upload_folder
+from ..hub_io import (check_repo_id, full_repo_id, local_or_download, pushed_models, refuse_probing_into_other_models,
+                      resolve_token, upload_folder)
 from ..layout import check_tables_load, read_config, write_config
 from ..version import __version__
 from .ablation import AblationCurve
@@ -67,7 +68,8 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     configs, declared in its README.
 
     `directory` can be a folder written by :func:`hf_txray.save_to_disk` (the configs are added next to the TX-Ray
-    ones; a later ``save_to_disk`` over the folder keeps them), or a new folder (a README is created). Rows of runs
+    ones; a later ``save_to_disk`` over the folder keeps them; results of another model than its profiles' are
+    refused), or a new folder (a README is created). Rows of runs
     with other names already in the folder are kept.
 
     Args:
@@ -98,6 +100,10 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     if directory.is_dir() and any(directory.iterdir()) and not (directory / "README.md").exists():
         raise ConfigurationError(f"{directory} is neither empty nor a results folder (no README.md); choose a new "
                                  "folder or an hf_txray export folder.")
+    if (directory / "meta").is_dir():  # an export: its profiles' model must be the probed one
+        refuse_probing_into_other_models([r.meta.model_id for r in probe_list] + [c.model_id for c in curve_list],
+                                         pushed_models(directory), f"The results folder {directory}",
+                                         "Save them to another folder.")
     directory.mkdir(parents=True, exist_ok=True)
     tables: dict[str, pa.Table] = {}
     if probe_list:
@@ -152,8 +158,10 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
         def merge_remote(api: Any, full_id: str) -> None:  # the repo's README and rows, then ours on top
             from huggingface_hub import snapshot_download
 
+            # meta/ only for save_probing's check of the repo's model (the upload sends README and probing configs)
             snapshot_download(full_id, repo_type="dataset", token=token, local_dir=folder,
-                              allow_patterns=["README.md"] + [f"{n}/*.parquet" for n in PROBING_CONFIGS])
+                              allow_patterns=["README.md", "meta/*.parquet"]
+                              + [f"{n}/*.parquet" for n in PROBING_CONFIGS])
             shutil.rmtree(folder / ".cache", ignore_errors=True)
             save_probing(folder, probe_list, curve_list)
             check_tables_load(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
