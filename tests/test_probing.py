@@ -490,6 +490,17 @@ def test_docstring_figures_of_ewt_are_the_ones_measured(shared_data):
     assert "((5706, 3072), 2)" in extract_activations.__doc__
 
 
+def test_the_embedded_model_by_path_is_named_as_analyze_names_it():
+    """analyze names the embedded MiniLM's folder by its Hub id; extract_activations (hf-txray probe) named it by the
+    venv path, so its probing results were refused beside its own profiles as another model's."""
+    from hf_txray.corpora import DEFAULT_MODEL_ID
+
+    corpus = LabeledCorpus(["a cat"], [np.array([0, 2])], [np.array([1, 5])], [np.array([0, 1])], ["DET", "NOUN"])
+    assert extract_activations(minilm_path(), corpus, layers=[0]).model_id == DEFAULT_MODEL_ID
+    profile = hf_txray.analyze(minilm_path(), ["a cat", "the dog ran"], features=("token",), show_progress=False)
+    assert profile.meta.model_id == DEFAULT_MODEL_ID
+
+
 # ----- ablation -----------------------------------------------------------------------------------------------------
 def test_ablating_the_planted_neuron_breaks_the_probe_random_ones_do_not(planted):
     model, result = planted.model, planted.result
