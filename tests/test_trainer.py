@@ -159,6 +159,25 @@ def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys, monkey
     assert "## TX-Ray" in card and "| step-12 |" in card and "txray/plots/hellinger_by_layer.png" in card
 
 
+def test_model_card_table_shows_the_first_tag_in_reading_order():
+    """Helper 208: the card's table took "pos" if profiled, else the first feature: a run with features
+    ("token", "ner") was headed by token Hellinger, while every other table and figure shows ner first."""
+    from types import SimpleNamespace
+
+    from hf_txray.trainer import model_card_section
+
+    timeline = pd.DataFrame({"stage": ["step-0", "step-5"], "epoch": [0.0, 1.0], "active_share": [0.5, 0.5],
+                             "vs_first/mean_hellinger_token": [0.0, 0.7], "vs_first/mean_hellinger_ner": [0.0, 0.2],
+                             "vs_first/mean_length_shift_token": [0.0, 1.0],
+                             "vs_first/mean_length_shift_ner": [0.0, -1.0],
+                             "vs_first/share_lost": [0.0, 0.1], "vs_first/share_gained": [0.0, 0.1]})
+    callback = SimpleNamespace(timeline_frame=lambda: timeline, _profiler=None, corpus=["a", "b"],
+                               config=SimpleNamespace(features=("token", "ner"), site="mlp", top_k=1))
+    card = model_card_section(callback)
+    assert "| mean Hellinger (ner) | lost | gained | mean length shift (ner) |" in card
+    assert "| step-5 | 1.00 | 50.0% | 0.200 | 10.0% | 10.0% | -1.00 |" in card
+
+
 def test_epoch_strategy_with_eval_dataset_as_probe(tmp_path):
     trainer, _ = train(tmp_path, txray_strategy="epoch", num_train_epochs=2)
     assert list(trainer.txray_profiles) == ["step-0", "step-6", "step-12"]

@@ -18,7 +18,7 @@ from ..profile import Profile
 from ..report import TransferReport
 from ..rng import preserved_rng
 from ..version import __version__
-from ..features import is_tag_feature
+from ..features import default_feature_type, is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments
 from .callback import TXRayCallback
 from .push import public_output_uploads
@@ -230,7 +230,9 @@ def model_card_section(callback: TXRayCallback) -> str:
     """The "TX-Ray" model card section: what was profiled, a summary table per snapshot, plots and file links."""
     frame = callback.timeline_frame()
     features = list(callback._profiler.feature_names) if callback._profiler else list(callback.config.features)
-    main = "pos" if "pos" in features else str(features[0])
+    # the feature every other table and figure shows first (pos, then dep, ner, user tags): a literal "pos" test
+    # headed the table of a run with features=("token", "ner") with token Hellinger (helper 208)
+    main = default_feature_type(features)
     first = frame["stage"].iloc[0]
     lines = [
         "## TX-Ray", "",
