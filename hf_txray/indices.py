@@ -15,7 +15,7 @@ from .errors import ConfigurationError
 
 
 def whole_numbers(values: Any, what: str) -> np.ndarray:
-    """`values` (a sequence, array or tensor of indices) as a flat int64 array.
+    """`values` (a sequence, array or tensor of indices, or one index) as a flat int64 array.
 
     Args:
         values: ints, or floats that are whole numbers.
@@ -26,6 +26,8 @@ def whole_numbers(values: Any, what: str) -> np.ndarray:
     """
     if hasattr(values, "detach"):  # a torch tensor, on any device
         values = values.detach().cpu().numpy()
+    if np.ndim(values) == 0 and not isinstance(values, (str, bytes)):  # one index: Fill(3) failed "not iterable"
+        values = [values.item() if isinstance(values, np.ndarray) else values]
     listed = values if isinstance(values, np.ndarray) else list(values)
     array = np.asarray(listed)
     # np.asarray([True, 2]) is [1, 2]: look at the entries themselves

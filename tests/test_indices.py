@@ -37,6 +37,11 @@ def test_booleans_are_refused(values):
 
 def test_the_three_readers_follow_the_rule():
     assert Fill([3.0]).indices.tolist() == [3]
+    # one index given alone (helper 209: Fill(3) failed with a bare "not iterable")
+    assert Fill(3).indices.tolist() == [3] == whole_numbers(np.int64(3), "x").tolist() == whole_numbers(
+        np.array(3.0), "x").tolist()
+    with pytest.raises(ConfigurationError, match="whole numbers, got '3'"):
+        whole_numbers("3", "x")
     assert _as_spec(pd.DataFrame({"layer": [0.0], "neuron": [3.0]})) == [(0, 3)]
     for reader in (lambda: Fill([True, 2]), lambda: _as_spec(pd.DataFrame({"layer": [0], "neuron": [True]}))):
         with pytest.raises(ConfigurationError, match="boolean mask"):
