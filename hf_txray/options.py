@@ -326,7 +326,8 @@ class ProfilerConfig:
         choices=STACKS, default_text="'encoder' for encoder-decoders; none for models with one stack, where naming "
                                      "one is an error")
     skip_first_positions: int | str = option(
-        "auto", "Credit nothing at the first N positions of each input (token index < N, special tokens included). "
+        "auto", "Credit nothing at the first N positions of each input (token index < N, special tokens included; "
+                "with stack='decoder' the text's token index, which the decoder reads one position later). "
                 "'auto': 1 where the profiled stack attends causally (decoder-only LMs, whose first position "
                 "carries 'massive activations': measured on SmolLM2-135M, bench/RESULTS.md), read from the model by "
                 "a one-text probe, 0 otherwise (encoders, encoder-decoders). A departure from the paper, whose LSTM had no "
