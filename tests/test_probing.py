@@ -501,6 +501,28 @@ def test_the_embedded_model_by_path_is_named_as_analyze_names_it():
     assert profile.meta.model_id == DEFAULT_MODEL_ID
 
 
+def test_an_ablation_curve_of_the_embedded_model_goes_beside_its_profiles(tmp_path):
+    """Helper 212: a probe of the embedded MiniLM is named by its Hub id (as analyze names it), but its ablation
+    curve was named by the model's name_or_path, the venv folder ('model'), so save_probing refused the curve of
+    the probe's own model beside the probe's own profiles as "another model". A curve of a probe whose weights
+    fingerprint was checked names the probe's model; a ranking table names the model as analyze does."""
+    from transformers import AutoModel
+
+    from hf_txray.corpora import DEFAULT_MODEL_ID
+
+    texts = ["the cat sat on the mat", "a dog ran home", "the big bird sang", "my old car broke down",
+             "a small child laughed", "the red sun rose"] * 2
+    result = hf_txray.probe_neurons(minilm_path(), texts, "pos", layers=[0], epochs=1, name="tags")
+    model = AutoModel.from_pretrained(minilm_path()).eval()
+    curve = ablation_curve(model, result, lambda m: 0.0, counts=[1], seeds=[0])
+    assert curve.model_id == result.meta.model_id == DEFAULT_MODEL_ID
+    assert ablation_curve(model, [(0, 1)], lambda m: 0.0, counts=[1], seeds=[0]).model_id == DEFAULT_MODEL_ID
+    profile = hf_txray.analyze(minilm_path(), ["a cat", "the dog ran"], features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    save_probing(folder, probes=[result], ablations=[curve])
+    assert load_probing(folder).ablation["model_id"].unique().tolist() == [DEFAULT_MODEL_ID]
+
+
 # ----- ablation -----------------------------------------------------------------------------------------------------
 def test_ablating_the_planted_neuron_breaks_the_probe_random_ones_do_not(planted):
     model, result = planted.model, planted.result

@@ -643,9 +643,21 @@ def ablation_curve(
         for k in counts:
             chosen = [pool[i] for i in order[:min(k, len(pool))]]
             rows.append({"strategy": "random", "seed": int(seed), "num_ablated": k, "value": run(chosen)})
-    model_id = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
     return AblationCurve(pd.DataFrame(rows), name, metric_name or getattr(metric, "name", "metric"), mode,
-                         str(model_id), source, pool_layers)
+                         _curve_model_id(model, meta), source, pool_layers)
+
+
+def _curve_model_id(model: nn.Module, meta: Any) -> str:
+    """The model a curve names: the probe's ``model_id`` when its weights fingerprint was checked against `model`
+    (the same weights, whatever the folder they were loaded from), else the model's ``name_or_path``, the embedded
+    MiniLM's folder by its Hub id (as ``analyze`` and ``extract_activations`` name it). Named by the folder, the
+    curve of a probe of the embedded MiniLM was refused beside that probe's own profiles by ``save_probing``."""
+    from ..corpora import DEFAULT_MODEL_ID, is_default_model_path
+
+    if meta is not None and getattr(meta, "weights_sample_hash", None) and getattr(meta, "model_id", None):
+        return str(meta.model_id)
+    model_id = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+    return DEFAULT_MODEL_ID if is_default_model_path(model_id) else str(model_id)
 
 
 @dataclass
