@@ -1480,6 +1480,9 @@ def test_probing_results_of_another_model_are_refused_beside_its_profiles(hub, t
         with pytest.raises(ConfigurationError, match=message):
             push()
     assert len(hub.api.list_repo_commits(repo, repo_type="dataset")) == commits
+    # helper 212: push_probing named its temporary download folder and said "Save them to another folder"
+    with pytest.raises(ConfigurationError, match=rf"^The Hub dataset '{repo}' holds .*Push them to another repo\.$"):
+        push_probing(repo, ablations=[curve("org/other-model")])
     curve(profile.meta.model_id).push_to_hub(repo)
     assert load_probing(repo).ablation["model_id"].tolist() == [profile.meta.model_id] * 2
 

@@ -163,6 +163,10 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
                               allow_patterns=["README.md", "meta/*.parquet"]
                               + [f"{n}/*.parquet" for n in PROBING_CONFIGS])
             shutil.rmtree(folder / ".cache", ignore_errors=True)
+            if (folder / "meta").is_dir():  # named as the repo, not as this temporary folder (save_probing's check)
+                refuse_probing_into_other_models(
+                    [r.meta.model_id for r in probe_list] + [c.model_id for c in curve_list], pushed_models(folder),
+                    f"The Hub dataset {full_id!r}", "Push them to another repo.")
             save_probing(folder, probe_list, curve_list)
             check_tables_load(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
 
