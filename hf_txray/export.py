@@ -16,7 +16,7 @@ import numpy as np
 
 from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError, ProfileFormatError
-from .hub_io import other_models
+from .hub_io import check_probed_models
 from .io_utils import atomic_dir
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
@@ -130,7 +130,7 @@ def save_to_disk(
 
     The folder is written atomically (a previous export there is replaced, less its ``probe_rankings`` and
     ``ablation`` configs, which are kept; when they are of a model this export does not hold, nothing is written and
-    a `ConfigurationError` says so) and loads with
+    a `ConfigurationError` says so where both are named by Hub ids, a warning where a name is a local one) and loads with
     ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`.
 
     Args:
@@ -170,9 +170,10 @@ def _held_probing(previous: Path) -> list[str]:
 
 
 def _check_probing_models(previous: Path, by_stage: dict[str, Profile], by_name: dict[str, TransferReport]) -> None:
-    """Refuse, before anything is written, to keep probing results of a model the new export does not hold: kept
-    beside another model's profiles, its card and the viewer would present them as that model's (helper 197). A
-    table that cannot be read is left to :func:`_carry_probing`, which says how to recover."""
+    """Refuse (other Hub ids) or warn (other local or class names: :func:`~hf_txray.hub_io.check_probed_models`),
+    before anything is written, about probing results of a model the new export does not hold: kept beside another
+    model's profiles, its card and the viewer would present them as that model's (helper 197). A table that cannot
+    be read is left to :func:`_carry_probing`, which says how to recover."""
     models = {p.meta.model_id for p in by_stage.values()}
     models |= {m for r in by_name.values() for m in (r.meta.model_a, r.meta.model_b)}
     for name in _held_probing(previous):
@@ -180,12 +181,12 @@ def _check_probing_models(previous: Path, by_stage: dict[str, Profile], by_name:
             probed = {str(m) for m in read_config(previous, name).column("model_id").to_pylist() if m}
         except (ProfileFormatError, KeyError):
             continue
-        foreign = other_models(probed, models)
-        if foreign:
-            raise ConfigurationError(
-                f"The previous export in {previous} holds {name} results of {foreign}, a model this "
-                f"export does not hold (it holds {sorted(models)}); they would be kept and shown as this export's. "
-                f"Export to another folder, or delete {previous / name} to drop them.")
+        check_probed_models(
+            probed, models,
+            lambda foreign: f"The previous export in {previous} holds {name} results of {foreign}, a model this "
+                            f"export does not hold (it holds {sorted(models)}); they are kept and shown as this "
+                            "export's.",
+            f"Nothing was written. Export to another folder, or delete {previous / name} to drop them.")
 
 
 def _carry_probing(previous: Path, new: Path) -> None:

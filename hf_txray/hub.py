@@ -78,7 +78,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
     longer holds are deleted. Other files of the repo are left alone, the ``probe_rankings`` and ``ablation`` configs
     included when the folder has none; when those are of a model the folder does not hold, nothing is uploaded and
-    a `ConfigurationError` says so (they would be shown beside this folder's neurons as its model's).
+    a `ConfigurationError` says so where both are named by Hub ids, a warning where a name is a local one (they
+    would be shown beside this folder's neurons as its model's).
 
     Args:
         folder (`str` or `Path`): the export folder.

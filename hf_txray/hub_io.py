@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 
+logger = logging.getLogger("hf_txray")
+
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, DatasetCard, HfApi
 
@@ -116,6 +118,36 @@ def other_models(probed: Iterable[str], models: Iterable[str]) -> list[str]:
     ``/abs/model`` beside profiles of ``./model`` was refused as another model's)."""
     models = [m for m in models if m]
     return sorted({name for name in probed if not any(may_be_same_model(name, own) for own in models)})
+
+
+def check_probed_models(probed: Iterable[str], models: Iterable[str], message: Callable[[list[str]], str],
+                        refused: str) -> None:
+    """Say when probing results of a model (`probed`) would sit beside TX-Ray results of other `models`, where the
+    card and the viewer show them as those neurons' model's. Names alone tell another model for sure only when both
+    sides are Hub repo ids (``org/model-a`` vs ``org/model-b``): that is refused. A local folder, a class name (a model
+    passed as an object without ``name_or_path``) or a folder's last part may name the same weights as another name
+    (helper 212: the README's probing example, a model loaded from a folder, beside its profile by Hub id), so it is
+    warned about, not refused.
+
+    Args:
+        message (`Callable`): the sentence naming where and what, given the other names.
+        refused (`str`): what is said after `message` when refused ("Nothing was written. Save them elsewhere.").
+
+    Raises:
+        ConfigurationError: for other Hub repo ids.
+    """
+    models = sorted({m for m in models if m})
+    other = other_models(probed, models)
+    if not other:
+        return
+    if all(_hub_id(m) for m in [*other, *models]):
+        raise ConfigurationError(f"{message(other)} {refused}")
+    logger.warning("%s (If they are the same model under two names, nothing is wrong: names alone cannot tell a "
+                   "local copy from another model.)", message(other))
+
+
+def _hub_id(name: str) -> bool:
+    return names_a_repo(name) and not Path(name).expanduser().exists()
 
 
 def names_a_repo(name: str | os.PathLike) -> bool:
@@ -438,16 +470,16 @@ def refuse_probing_into_other_models(probed: Iterable[str], models: Iterable[str
     :func:`refuse_probing_of_other_models` refuses). Nothing is checked where `models` is empty.
 
     Raises:
-        ConfigurationError: naming both, with `fix`.
+        ConfigurationError: naming both, with `fix` (:func:`check_probed_models`: other Hub ids; else a warning).
     """
     from .provenance import public_name
 
     models = sorted(set(models))
-    other = other_models({public_name(m) for m in probed if m}, models) if models else []
-    if other:
-        raise ConfigurationError(f"{where} holds the TX-Ray results of {models}, and these probing results are of "
-                                 f"{other}, another model: they would be shown beside its neurons as its own. "
-                                 f"Nothing was written. {fix}")
+    if models:
+        check_probed_models({public_name(m) for m in probed if m}, models,
+                            lambda other: f"{where} holds the TX-Ray results of {models}, and these probing results "
+                                          f"are of {other}, another model: they would be shown beside its neurons as "
+                                          "its own.", f"Nothing was written. {fix}")
 
 
 def refuse_probing_of_other_models(api: "HfApi", repo_id: str, revision: str | None, folder: Path) -> list[str]:
@@ -474,15 +506,15 @@ def refuse_probing_of_other_models(api: "HfApi", repo_id: str, revision: str | N
         values = remote_column(api, repo_id, revision, name, "model_id")
         if values == []:
             absent.append(name)
-        foreign = other_models({public_name(str(m)) for m in values or [] if m}, models)
-        if foreign:
-            at = f" at revision {revision!r}" if revision else ""
-            raise ConfigurationError(
-                f"The Hub dataset {repo_id!r}{at} holds {name} results of {foreign}, a model this "
-                f"push does not hold (it holds {sorted(models)}); the push would keep them (it replaces only its own "
-                "folders), and the repo's card and Space would show them as this model's. Nothing was uploaded. Push "
-                f"to another repo, or delete the repo's {name}/ folder first: HfApi().delete_folder({name!r}, "
-                f"repo_id={repo_id!r}, repo_type='dataset'" + (f", revision={revision!r}" if revision else "") + ").")
+        at = f" at revision {revision!r}" if revision else ""
+        check_probed_models(
+            {public_name(str(m)) for m in values or [] if m}, models,
+            lambda foreign: f"The Hub dataset {repo_id!r}{at} holds {name} results of {foreign}, a model this push "
+                            f"does not hold (it holds {sorted(models)}); the push keeps them (it replaces only its own "
+                            "folders), and the repo's card and Space show them as this model's.",
+            f"Nothing was uploaded. Push to another repo, or delete the repo's {name}/ folder first: "
+            f"HfApi().delete_folder({name!r}, repo_id={repo_id!r}, repo_type='dataset'"
+            + (f", revision={revision!r}" if revision else "") + ").")
     return absent
 
 
