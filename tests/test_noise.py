@@ -942,3 +942,25 @@ def test_a_burst_of_one_text_in_the_small_stage_is_not_a_change():
     p, _ = significance.homogeneity_pvalues(a, b, 41, tested, texts=(60, 500))
     assert p[0] > 1e-3 and not significance.benjamini_hochberg(p)[0], p[0]  # was 6e-6, flagged
     assert np.nanmin(p[1:]) > 0.5  # the ordinary neurons did not change
+
+
+def test_bench_noise_per_text_profiles_merge_into_the_halves_of_one_run():
+    """Helper 210: bench_noise's calibration profiles texts one by one and merges them. It marked odd texts' credits
+    odd, as before `Profile.merge` numbered the merged texts; merge now exchanges the halves of a part shifted by an
+    odd count, so every text landed in the even half: the merged PTB profile had no odd half, its report against BBC
+    no test (the calibration failed on a KeyError) and the cost part timed a `compare` whose test never ran."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_noise.py"
+    spec = importlib.util.spec_from_file_location("bench_noise_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, tokenizer = tiny("bert")
+    texts = [t for t in TEXTS if t.strip()][:6]
+    merged = bench._merge_all(bench._per_text_profiles(model, tokenizer, texts))
+    whole = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token", "pos"), max_length=64,
+                             max_examples_per_neuron=0, show_progress=False)
+    assert 0 < merged.neuron_count_odd.sum() < merged.neuron_count.sum()  # was 0: no odd half
+    np.testing.assert_array_equal(merged.neuron_count_odd, whole.neuron_count_odd)
+    for ft in ("token", "pos"):
+        assert keyed(merged, ft, "count_odd") == keyed(whole, ft, "count_odd")
