@@ -361,7 +361,8 @@ def _probing_section(probe: Any, ablation: Any) -> str:
         runs = probe.to_pandas()
         runs = runs[runs["kind"] == "probe"][["probe", "model_id", "property", "site", "accuracy",
                                              "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
-        runs = runs.assign(model_id=runs["model_id"].map(public_name))
+        # a whole count, shown as one ("80.000" after round(4) of a float column)
+        runs = runs.assign(model_id=runs["model_id"].map(public_name), num_neurons=runs["num_neurons"].astype("Int64"))
         lines += _probing_subsection("probe_rankings", "### Probes (`probe_rankings`)", markdown_table(runs.rename(
             columns={"num_neurons": "minimal set"}).round(4)))
     if ablation is not None:

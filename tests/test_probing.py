@@ -1373,6 +1373,20 @@ def test_explain_examples_reads_the_byte_piece_where_the_neuron_is_largest():
 
 
 # ----- results repo -------------------------------------------------------------------------------------------------
+def test_the_cards_probing_section_shows_the_minimal_set_as_a_count():
+    """Helper 212: the minimal set (a number of neurons) showed as "80.000" (a float column, rounded to 4 places)."""
+    import pyarrow as pa
+
+    from hf_txray.card import _probing_section
+
+    table = pa.table({"kind": ["probe", "label_neuron"], "probe": ["p", "p"], "model_id": ["m", "m"],
+                      "property": ["pos", "pos"], "site": ["mlp", "mlp"], "accuracy": [0.9, None],
+                      "majority_baseline": [0.2, None], "control_accuracy": [0.5, None], "selectivity": [0.4, None],
+                      "num_neurons": [80, None]})
+    row = next(line for line in _probing_section(table, None).splitlines() if line.startswith("| p "))
+    assert row.rstrip(" |").endswith(" 80")
+
+
 def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     """Helper 196: `hf-txray probe ... --export R` then `hf-txray export ... --out R` (R a previous export, as --out's
     help allows) deleted R's probe_rankings/ and ablation/ without a word (0 rows left of 3), while a push of the new
