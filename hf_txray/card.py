@@ -350,10 +350,11 @@ def _architecture_note(meta) -> str:
 PROBING_SECTION = ("<!-- hf_txray:probing:start -->", "<!-- hf_txray:probing:end -->")
 
 
-def _probing_section(probe: Any, ablation: Any) -> str:
-    """The README section of the ``probe_rankings`` and ``ablation`` configs (pyarrow tables, or None): one marked
-    subsection per config, so that a push of one of them (``curve.push_to_hub``) replaces its own and keeps the
-    other's (:func:`hf_txray.hub_io.carry_remote_card`)."""
+def _probing_section(probe: Any, ablation: Any, repo_id: str | None = None, revision: str | None = None) -> str:
+    """The README section of the ``probe_rankings`` and ``ablation`` configs (pyarrow tables, or None), whose loading
+    examples name `repo_id` (and `revision`) where known: one marked subsection per config, so that a push of one
+    of them (``curve.push_to_hub``) replaces its own and keeps the other's
+    (:func:`hf_txray.hub_io.carry_remote_card`)."""
     intro = ("Computed with `hf_txray.probing`: elastic-net linear probes ranking neurons for a linguistic property "
              "(with a control task for selectivity), and ablation curves of ranked vs random neurons.")
     lines = [PROBING_SECTION[0], "## Probing and ablation", "", intro, ""]
@@ -364,12 +365,13 @@ def _probing_section(probe: Any, ablation: Any) -> str:
         # a whole count, shown as one ("80.000" after round(4) of a float column)
         runs = runs.assign(model_id=runs["model_id"].map(public_name), num_neurons=runs["num_neurons"].astype("Int64"))
         lines += _probing_subsection("probe_rankings", "### Probes (`probe_rankings`)", markdown_table(runs.rename(
-            columns={"num_neurons": "minimal set"}).round(4)))
+            columns={"num_neurons": "minimal set"}).round(4)), repo_id, revision)
     if ablation is not None:
         frame = ablation.to_pandas()
         summary = (frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
                    .reset_index())
-        lines += _probing_subsection("ablation", "### Ablation (`ablation`)", markdown_table(summary.round(4)))
+        lines += _probing_subsection("ablation", "### Ablation (`ablation`)", markdown_table(summary.round(4)), repo_id,
+                                     revision)
     return "\n".join(lines + [PROBING_SECTION[1]])
 
 
@@ -390,16 +392,22 @@ def without_probing_parts(text: str, configs: Sequence[str]) -> str:
     return text
 
 
-def _probing_subsection(config: str, heading: str, table: str) -> list[str]:
-    """One config's marked part of the probing section: its table and how to load it."""
+def _probing_subsection(config: str, heading: str, table: str, repo_id: str | None = None,
+                        revision: str | None = None) -> list[str]:
+    """One config's marked part of the probing section: its table and how to load it (from `repo_id` where known,
+    as the TX-Ray part's loading examples name it)."""
+    at = f', revision="{revision}"' if revision else ""
     return [f"<!-- hf_txray:probing-{config}:start -->", heading, "", table, "", "```python",
-            "from datasets import load_dataset", "", f'{config} = load_dataset("<repo_id>", "{config}", split="train")',
+            "from datasets import load_dataset", "",
+            f'{config} = load_dataset("{repo_id or "<repo_id>"}", "{config}", split="train"{at})',
             "```", f"<!-- hf_txray:probing-{config}:end -->", ""]
 
 
-def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
+def probing_card(readme: Path, probe: Any, ablation: Any, repo_id: str | None = None,
+                 revision: str | None = None) -> DatasetCard:
     """The dataset card `readme` (a new one when missing) declaring the ``probe_rankings`` and ``ablation`` configs
-    (pyarrow tables, or None when absent), with its probing section replaced; the caller saves it."""
+    (pyarrow tables, or None when absent), with its probing section replaced (its loading examples naming
+    `repo_id` and `revision` where given); the caller saves it."""
     if readme.exists():
         card = DatasetCard.load(readme)
     else:
@@ -413,7 +421,7 @@ def probing_card(readme: Path, probe: Any, ablation: Any) -> DatasetCard:
             configs.append({"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]})
     card.data.configs = with_default(configs)
     text = card.text
-    section = _probing_section(probe, ablation)
+    section = _probing_section(probe, ablation, repo_id, revision)
     if PROBING_SECTION[0] in text and PROBING_SECTION[1] in text:
         head, rest = text.split(PROBING_SECTION[0], 1)
         text = head + section + rest.split(PROBING_SECTION[1], 1)[1]

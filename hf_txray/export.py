@@ -130,8 +130,8 @@ def save_to_disk(
 
     The folder is written atomically (a previous export there is replaced, less its ``probe_rankings`` and
     ``ablation`` configs, which are kept; when they are of a model this export does not hold, nothing is written and
-    a `ConfigurationError` says so where both are named by Hub ids, a warning where a name is a local one) and loads with
-    ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`.
+    a `ConfigurationError` says so where both are named by Hub ids, a warning where a name is a local one) and
+    loads with ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`.
 
     Args:
         directory (`str` or `Path`): the folder to write; must be new, empty, or a previous export.
@@ -160,7 +160,7 @@ def save_to_disk(
     with atomic_dir(directory) as tmp:
         write_folder(tmp, by_stage, by_name, repo_id=repo_id, license=license, pretty_name=pretty_name, plots=plots,
                      revision=revision)
-        _carry_probing(directory, tmp)
+        _carry_probing(directory, tmp, repo_id, revision)
         write_header(tmp, "results", EXPORT_FORMAT_VERSION)
     return directory
 
@@ -189,7 +189,7 @@ def _check_probing_models(previous: Path, by_stage: dict[str, Profile], by_name:
             f"Nothing was written. Export to another folder, or delete {previous / name} to drop them.")
 
 
-def _carry_probing(previous: Path, new: Path) -> None:
+def _carry_probing(previous: Path, new: Path, repo_id: str | None = None, revision: str | None = None) -> None:
     """Copy the probing configs (:data:`~hf_txray.layout.EXTRA_CONFIGS`, added by ``hf-txray probe/ablate --export``)
     of the export `previous` into its replacement `new`, declared in its card: a re-export deleted them without a
     word, while a push of the new folder keeps the repo's copies."""
@@ -210,7 +210,7 @@ def _carry_probing(previous: Path, new: Path) -> None:
                 "still wanted.") from err
         shutil.copytree(previous / name, new / name)
     readme = new / "README.md"
-    probing_card(readme, tables.get("probe_rankings"), tables.get("ablation")).save(readme)
+    probing_card(readme, tables.get("probe_rankings"), tables.get("ablation"), repo_id, revision).save(readme)
     logger.info("Kept %s of the previous export in %s", ", ".join(held), previous)
 
 

@@ -140,14 +140,12 @@ def check_probed_models(probed: Iterable[str], models: Iterable[str], message: C
     other = other_models(probed, models)
     if not other:
         return
-    if all(_hub_id(m) for m in [*other, *models]):
+    from .card import hub_model_id
+
+    if all(hub_model_id(m) for m in [*other, *models]):
         raise ConfigurationError(f"{message(other)} {refused}")
     logger.warning("%s (If they are the same model under two names, nothing is wrong: names alone cannot tell a "
                    "local copy from another model.)", message(other))
-
-
-def _hub_id(name: str) -> bool:
-    return names_a_repo(name) and not Path(name).expanduser().exists()
 
 
 def names_a_repo(name: str | os.PathLike) -> bool:

@@ -1668,8 +1668,9 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     assert outside(after.text) == outside(before.text) and after.text.count("## Probing and ablation") == 1
     assert after.data.pretty_name == before.data.pretty_name and "### Ablation (`ablation`)" in after.text
     # helper 134: the probes' part of the section stays (it was replaced by the curve's alone)
-    assert after.text.count("### Probes (`probe_rankings`)") == 1 and 'load_dataset("<repo_id>", "probe_rankings"' \
-        in after.text
+    # helper 212: its loading example named "<repo_id>" where the TX-Ray part names the repo
+    assert after.text.count("### Probes (`probe_rankings`)") == 1 and f'load_dataset("{other}", "probe_rankings"' \
+        in after.text and f'load_dataset("{other}", "ablation"' in after.text and "<repo_id>" not in after.text
     curve.push_to_hub(other)  # again: one of each part
     again = hub.server.repo_files(other)["README.md"].decode()
     assert again.count("### Ablation (`ablation`)") == again.count("### Probes (`probe_rankings`)") == 1

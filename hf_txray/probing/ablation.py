@@ -448,6 +448,7 @@ class AblationCurve(Artifact):
     artifact_type = "ablation_curve"
     format_version = 1
     card_is_section = True  # the probing section of a results repo's card
+    card_names_repo = True  # its loading example names the repo a push goes to
 
     table: pd.DataFrame
     name: str
@@ -477,8 +478,8 @@ class AblationCurve(Artifact):
 
         return plot_ablation(self, ax)
 
-    def _save_pretrained(self, folder: Path) -> None:
-        write_probing_folder(folder, None, ablation_table(self))
+    def _save_pretrained(self, folder: Path, repo_id: str | None = None, revision: str | None = None) -> None:
+        write_probing_folder(folder, None, ablation_table(self), repo_id, revision)
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "AblationCurve":

@@ -113,12 +113,14 @@ def curve_parts(rows: pd.DataFrame) -> dict[str, Any]:
             "layers": [int(v) for v in first["layers"]], **optional}
 
 
-def write_probing_folder(folder: Path, probe: pa.Table | None, ablation: pa.Table | None) -> None:
-    """Write the two configs (those given) and the dataset card declaring them into `folder`."""
+def write_probing_folder(folder: Path, probe: pa.Table | None, ablation: pa.Table | None, repo_id: str | None = None,
+                         revision: str | None = None) -> None:
+    """Write the two configs (those given) and the dataset card declaring them into `folder` (its loading examples
+    naming `repo_id` and `revision` where given: a push)."""
     for name, table in ((PROBE_CONFIG, probe), (ABLATION_CONFIG, ablation)):
         if table is not None:
             write_config(table, folder / name)
-    probing_card(folder / "README.md", probe, ablation).save(folder / "README.md")
+    probing_card(folder / "README.md", probe, ablation, repo_id, revision).save(folder / "README.md")
 
 
 def read_curve(folder: Path) -> dict[str, Any]:

@@ -114,6 +114,7 @@ class ProbingResult(Artifact):
     artifact_type = "probing_result"
     format_version = 1
     card_is_section = True  # the probing section of a results repo's card
+    card_names_repo = True  # its loading example names the repo a push goes to
 
     meta: ProbingMeta
     probe: LinearProbe
@@ -220,10 +221,10 @@ class ProbingResult(Artifact):
     # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
     # The dataset layout: the probe_rankings config (what a results repo holds) and a card, plus the exact state
     # under probe/ (probe weights as safetensors, the tables as parquet, meta and scores as JSON) for from_pretrained.
-    def _save_pretrained(self, folder: Path) -> None:
+    def _save_pretrained(self, folder: Path, repo_id: str | None = None, revision: str | None = None) -> None:
         from safetensors.numpy import save_file
 
-        write_probing_folder(folder, probe_table(self), None)
+        write_probing_folder(folder, probe_table(self), None, repo_id, revision)
         state = folder / STATE_DIR
         state.mkdir()
         scores = {k: getattr(self, k) for k in ("accuracy", "train_accuracy", "majority_baseline", "control_accuracy",

@@ -63,7 +63,8 @@ def _merge(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     return pa.concat_tables([kept, new], promote_options="default").cast(new.schema)
 
 
-def save_probing(directory: str | Path, probes: Any = None, ablations: Any = None) -> Path:
+def save_probing(directory: str | Path, probes: Any = None, ablations: Any = None, *, repo_id: str | None = None
+                 ) -> Path:
     """Write probing results and ablation curves into a results folder as the ``probe_rankings`` / ``ablation``
     configs, declared in its README.
 
@@ -76,6 +77,7 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
         directory (`str` or `Path`): the results folder.
         probes (`ProbingResult` or a list): probing runs (keyed by ``meta.name``).
         ablations (`AblationCurve` or a list): ablation curves (keyed by ``name``).
+        repo_id (`str`, *optional*): the Hub repo the card's loading examples name (as :func:`hf_txray.save_to_disk`'s).
 
     Returns:
         `Path`: `directory`.
@@ -115,7 +117,8 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     for name, table in tables.items():
         write_config(table, directory / name)
     readme = directory / "README.md"
-    probing_card(readme, read_config(directory, PROBE_CONFIG), read_config(directory, ABLATION_CONFIG)).save(readme)
+    probing_card(readme, read_config(directory, PROBE_CONFIG), read_config(directory, ABLATION_CONFIG),
+                 repo_id).save(readme)
     return directory
 
 
@@ -167,7 +170,7 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
                 refuse_probing_into_other_models(
                     [r.meta.model_id for r in probe_list] + [c.model_id for c in curve_list], pushed_models(folder),
                     f"The Hub dataset {full_id!r}", "Push them to another repo.")
-            save_probing(folder, probe_list, curve_list)
+            save_probing(folder, probe_list, curve_list, repo_id=full_id)
             check_tables_load(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
 
         folder.mkdir()
