@@ -243,3 +243,22 @@ def test_spacy_tags_come_from_the_components_that_assign_them(tmp_path):
         with pytest.raises(ConfigurationError, match=rf"'{tmp_path / 'morph'}' has no component that assigns "
                                                      rf"'{tag}' tags \({missing}; its components: morphologizer"):
             WordAnnotator([tag], str(tmp_path / "morph")).nlp
+
+
+def test_spacy_components_that_retokenize_do_not_change_the_words(tmp_path):
+    """Helper 213: once components were chosen by what they assign, a pipeline's merge_entities or
+    merge_noun_chunks ran when a tag was requested: "Barack Obama" was one word in a run with ner and two in a run
+    without tags, so word features of one corpus differed with the tags asked for. Words are the tokenizer's."""
+    import spacy
+
+    from hf_txray.features import WORD_START, WordAnnotator, tag_column
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Barack Obama"}])
+    nlp.add_pipe("merge_entities")
+    nlp.to_disk(tmp_path / "merge")
+    texts = ["Barack Obama visits Paris.", "The cat sleeps."]
+    words = WordAnnotator([], str(tmp_path / "merge")).annotate(texts)[WORD_START]
+    tagged = WordAnnotator(["ner"], str(tmp_path / "merge")).annotate(texts)
+    assert tagged[WORD_START] == words == [[0, 7, 13, 20, 25], [0, 4, 8, 14]]  # was [0, 13, 20, 25] with ner
+    assert tagged[tag_column("ner")][0] == ["PERSON", "PERSON", "O", "O", "O"]
