@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .corpora import DEFAULT_MODEL_ID, is_default_model_path
 from .errors import ConfigurationError, DatasetError, ModelError
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
@@ -364,6 +365,11 @@ def load_model(
         revision = revision or getattr(model.config, "_commit_hash", None)
         if tokenizer is None:
             tokenizer = _load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
+        if is_default_model_path(model_id):
+            # The embedded MiniLM loaded from its venv folder is named by its Hub id, as analyze and
+            # extract_activations name it by path and ablation_curve by object: named by the folder here, its profile
+            # and probe were "another model" than its ablation curve (helper 213).
+            model_id = DEFAULT_MODEL_ID
     else:
         raise ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
     if isinstance(tokenizer, (str, Path)):

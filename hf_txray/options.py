@@ -479,7 +479,7 @@ class AnalyzeOptions(ProfilerConfig):
                                    "characters).")
     model_id: str | None = option(None, "The name recorded in the profile.",
                                   default_text="the Hub id or path given (for the embedded MiniLM's folder, its "
-                                               "Hub id), or a loaded model's name_or_path")
+                                               "Hub id, also loaded), or a loaded model's name_or_path")
     device: Any = option(None, "cpu, cuda, cuda:1...: where the model runs.",
                          default_text="a model hf_txray loads goes to this process's GPU, else the CPU; a model "
                                       "object, or one dispatched by device_map, stays where it is")

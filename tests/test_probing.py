@@ -501,6 +501,23 @@ def test_the_embedded_model_by_path_is_named_as_analyze_names_it():
     assert profile.meta.model_id == DEFAULT_MODEL_ID
 
 
+def test_the_embedded_model_as_an_object_is_named_as_its_ablation_curve_names_it():
+    """Helper 213: ablation_curve names a model object loaded from the embedded MiniLM's folder by its Hub id, but
+    analyze and extract_activations named the same object by the venv folder, so its profile and probe were of
+    another model than its curve (save_probing warned so)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from hf_txray.corpora import DEFAULT_MODEL_ID
+
+    model, tokenizer = AutoModel.from_pretrained(minilm_path()).eval(), AutoTokenizer.from_pretrained(minilm_path())
+    corpus = LabeledCorpus(["a cat"], [np.array([0, 2])], [np.array([1, 5])], [np.array([0, 1])], ["DET", "NOUN"])
+    assert extract_activations(model, corpus, tokenizer, layers=[0]).model_id == DEFAULT_MODEL_ID  # was the folder
+    profile = hf_txray.analyze(model, ["a cat", "the dog ran"], tokenizer=tokenizer, features=("token",),
+                               show_progress=False)
+    curve = ablation_curve(model, [(0, 1)], lambda m: 0.0, counts=[1], seeds=[0])
+    assert profile.meta.model_id == curve.model_id == DEFAULT_MODEL_ID
+
+
 def test_an_ablation_curve_of_the_embedded_model_goes_beside_its_profiles(tmp_path):
     """Helper 212: a probe of the embedded MiniLM is named by its Hub id (as analyze names it), but its ablation
     curve was named by the model's name_or_path, the venv folder ('model'), so save_probing refused the curve of
