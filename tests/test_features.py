@@ -295,3 +295,25 @@ def test_spacy_components_run_when_a_later_one_reads_what_they_assign(tmp_path):
     nlp.to_disk(tmp_path / "pipe")
     tags = WordAnnotator(["ner"], str(tmp_path / "pipe")).annotate(texts)[tag_column("ner")]
     assert tags == expected == [["PERSON", "O", "O", "O"], ["PERSON", "O", "O"]]  # was "O" for every word
+
+
+def test_an_attribute_ruler_is_a_source_of_the_attributes_its_patterns_set(tmp_path):
+    """Helper 213: an attribute_ruler was taken as a source of UPOS whatever its patterns, so a pipeline whose only
+    attribute_ruler sets lemmas passed the check for pos and every word read "X". Its patterns' attributes count
+    now; its DEP patterns (en_core_web_sm's labels spaces) are no source of dependency labels."""
+    import spacy
+
+    from hf_txray.features import WordAnnotator, tag_column
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("attribute_ruler")
+    ruler.add([[{"LOWER": "cats"}]], {"LEMMA": "cat"})
+    ruler.add([[{"IS_SPACE": True}]], {"DEP": "dep"})
+    nlp.to_disk(tmp_path / "lemmas")
+    for tag in ("pos", "dep"):
+        with pytest.raises(ConfigurationError, match=rf"has no component that assigns '{tag}' tags"):
+            WordAnnotator([tag], str(tmp_path / "lemmas")).annotate(["Cats sleep."])  # pos was ["X", "X", "X"]
+    ruler.add([[{"LOWER": "cats"}]], {"POS": "NOUN"})
+    nlp.to_disk(tmp_path / "pos")
+    assert WordAnnotator(["pos"], str(tmp_path / "pos")).annotate(["Cats sleep."])[tag_column("pos")] == [
+        ["NOUN", "X", "X"]]

@@ -199,10 +199,22 @@ _READ_BY_STATISTICAL = frozenset({"doc.tensor", "doc._.trf_data", "token.is_sent
 
 
 def _assigns(nlp: Any, name: str) -> set[str]:
-    """What component `name` declares it assigns; the attribute_ruler declares nothing but sets token attributes
-    from patterns (en_core_web_sm's UPOS: tag -> pos)."""
+    """What component `name` declares it assigns; an attribute_ruler declares nothing but sets the token attributes
+    its patterns name (en_core_web_sm's: POS, MORPH, LEMMA, one DEP and one TAG). Taken as assigning UPOS whatever its
+    patterns, one that set only lemmas passed for a source of ``pos`` and every word read "X" (helper 213)."""
     meta = nlp.get_pipe_meta(name)
-    return set(meta.assigns) | ({"token.pos"} if meta.factory == "attribute_ruler" else set())
+    if meta.factory != "attribute_ruler":
+        return set(meta.assigns)
+    return set(meta.assigns) | {f"token.{attr.lower()}" for pattern in nlp.get_pipe(name).patterns
+                                for attr in pattern["attrs"]}
+
+
+def _sources(nlp: Any, name: str) -> set[str]:
+    """The attributes component `name` is a source of, for :func:`check_assigns`: what it assigns, less an
+    attribute_ruler's dependency labels, which patch a parser's (en_core_web_sm's labels spaces "dep"): without a
+    parser every other word would read "dep"."""
+    patch = {"token.dep"} if nlp.get_pipe_meta(name).factory == "attribute_ruler" else set()
+    return _assigns(nlp, name) - patch
 
 
 def _running(nlp: Any, tags: Sequence[str]) -> list[str]:
@@ -213,12 +225,12 @@ def _running(nlp: Any, tags: Sequence[str]) -> list[str]:
     From the last component back, one runs when it assigns an attribute of a requested tag
     (:attr:`~hf_txray.features.FeatureType.spacy_assigns`), declares nothing (a custom component), or assigns what a
     component running after it may read: a statistical one reads only its tok2vec's or transformer's output and
-    sentence starts, any other may read any attribute (an entity_ruler matching on POS, DEP or LEMMA; the attribute_ruler maps tags to UPOS
-    partly by dependency label). Chosen by assigns alone, the parser and lemmatizer were left out of a run with ner
-    only, and an entity_ruler after ner matching POS tagged 3 of 96 words "O" instead of its label, one matching DEP
-    or LEMMA failed with spaCy's E155 (helper 213). Components that retokenize (``merge_entities``,
-    ``merge_noun_chunks``) never run: words are the tokenizer's, the same with and without tags (they ran once chosen
-    by assigns, and a run with ``pos`` had 12 words where one without had 15)."""
+    sentence starts, any other may read any attribute (an entity_ruler matching on POS, DEP or LEMMA; the
+    attribute_ruler maps tags to UPOS partly by dependency label). Chosen by assigns alone, the parser and lemmatizer
+    were left out of a run with ner only: an entity_ruler after ner matching POS tagged 3 words of 6 texts "O" instead
+    of its label, one matching DEP or LEMMA failed with spaCy's E155 (helper 213). Components that retokenize
+    (``merge_entities``, ``merge_noun_chunks``) never run: words are the tokenizer's, the same with and without tags
+    (they ran once chosen by assigns, and a run with ``pos`` had 12 words where one without had 15)."""
     wanted = set().union(*(get_feature_type(tag).spacy_assigns for tag in tags))
     running: list[str] = []
     read: set[str] = set()  # what the components running after may read
@@ -244,7 +256,7 @@ def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
         ConfigurationError: a tag of `tags` without a component that declares one of its
             :attr:`~hf_txray.features.FeatureType.spacy_assigns`; names the tag, the pipeline and its components.
     """
-    running = set().union(*(_assigns(nlp, name) for name in nlp.pipe_names))
+    running = set().union(*(_sources(nlp, name) for name in nlp.pipe_names))
     for tag in tags:
         ft = get_feature_type(tag)
         if not running & set(ft.spacy_assigns):
