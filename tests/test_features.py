@@ -317,3 +317,18 @@ def test_an_attribute_ruler_is_a_source_of_the_attributes_its_patterns_set(tmp_p
     nlp.to_disk(tmp_path / "pos")
     assert WordAnnotator(["pos"], str(tmp_path / "pos")).annotate(["Cats sleep."])[tag_column("pos")] == [
         ["NOUN", "X", "X"]]
+
+
+def test_spacy_ner_runs_with_the_sentences_of_the_parser():
+    """Helper 213: en_core_web_sm's ner reads sentence starts (an entity never crosses one), and ran without the
+    parser for ner alone: it took "Enron / Azurix" as one ORG where the full pipeline tags "Enron /" (1 of 300 UD
+    EWT dev sentences)."""
+    import spacy
+
+    from hf_txray.features import DEFAULT_SPACY_MODEL, WordAnnotator, tag_column
+
+    text = ("I enjoyed working with all of you during the past five years at Enron / Azurix, and I wish you all of "
+            "the best.")
+    expected = [t.ent_type_ or "O" for t in spacy.load(DEFAULT_SPACY_MODEL)(text) if not t.is_space]
+    assert expected[13:16] == ["ORG", "ORG", "O"]
+    assert WordAnnotator(["ner"]).annotate([text])[tag_column("ner")] == [expected]  # "Azurix" was ORG

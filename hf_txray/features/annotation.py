@@ -191,8 +191,9 @@ def _load_pipeline(spacy_model: str | None, tags: tuple[str, ...], stamp: tuple 
 
 
 # Factories of statistical components, which read only the text, the output of the tok2vec or transformer they listen
-# to, and sentence starts (an entity never crosses one: en_core_web_sm's ner without the parser missed "Azurix" as ORG
-# in 1 of 300 UD sentences); any other component (a ruler, a lemmatizer, a custom one) may read any attribute.
+# to, and sentence starts (an entity never crosses one: en_core_web_sm's ner without the parser took "Enron / Azurix"
+# as one ORG in 1 of 300 UD sentences, the full pipeline "Enron /"); any other component (a ruler, a lemmatizer, a
+# custom one) may read any attribute.
 _STATISTICAL = frozenset({"tok2vec", "transformer", "tagger", "morphologizer", "senter", "parser", "beam_parser", "ner",
                           "beam_ner"})
 _READ_BY_STATISTICAL = frozenset({"doc.tensor", "doc._.trf_data", "token.is_sent_start", "doc.sents"})
