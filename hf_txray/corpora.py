@@ -52,6 +52,13 @@ def is_default_model_path(model) -> bool:
         return False
 
 
+def recorded_model_id(name_or_path: str) -> str:
+    """The name a profile, a probe and an ablation curve record for a model given or loaded as `name_or_path`: the
+    embedded MiniLM's folder by its Hub id (:data:`DEFAULT_MODEL_ID`), anything else as it is. One rule for the
+    three: named two ways, one model's probe was "another model" than its profile (helpers 212, 213)."""
+    return DEFAULT_MODEL_ID if is_default_model_path(name_or_path) else str(name_or_path)
+
+
 PTB_PLACEHOLDERS = frozenset({"<unk>", "N"})  # Mikolov's rare-word and number placeholders
 
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .corpora import DEFAULT_MODEL_ID, is_default_model_path
+from .corpora import recorded_model_id
 from .errors import ConfigurationError, DatasetError, ModelError
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
@@ -365,13 +365,9 @@ def load_model(
         revision = revision or getattr(model.config, "_commit_hash", None)
         if tokenizer is None:
             tokenizer = _load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
-        if is_default_model_path(model_id):
-            # The embedded MiniLM loaded from its venv folder is named by its Hub id, as analyze and
-            # extract_activations name it by path and ablation_curve by object: named by the folder here, its profile
-            # and probe were "another model" than its ablation curve (helper 213).
-            model_id = DEFAULT_MODEL_ID
     else:
         raise ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
+    model_id = recorded_model_id(model_id)  # the embedded MiniLM's folder, as a path or loaded: its Hub id
     if isinstance(tokenizer, (str, Path)):
         tokenizer = _load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
     check_fast_tokenizer(tokenizer)

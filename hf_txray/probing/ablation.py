@@ -653,12 +653,12 @@ def _curve_model_id(model: nn.Module, meta: Any) -> str:
     (the same weights, whatever the folder they were loaded from), else the model's ``name_or_path``, the embedded
     MiniLM's folder by its Hub id (as ``analyze`` and ``extract_activations`` name it). Named by the folder, the
     curve of a probe of the embedded MiniLM was refused beside that probe's own profiles by ``save_probing``."""
-    from ..corpora import DEFAULT_MODEL_ID, is_default_model_path
+    from ..corpora import recorded_model_id
 
     if meta is not None and getattr(meta, "weights_sample_hash", None) and getattr(meta, "model_id", None):
         return str(meta.model_id)
     model_id = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-    return DEFAULT_MODEL_ID if is_default_model_path(model_id) else str(model_id)
+    return recorded_model_id(model_id)
 
 
 @dataclass

@@ -311,13 +311,8 @@ def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpu
 def _resolve(model: Any, tokenizer: Any, device: Any) -> tuple[Any, Any, str, torch.device]:
     from ..loading import load_model
 
-    from ..corpora import DEFAULT_MODEL_ID, is_default_model_path
-
     loaded_here = isinstance(model, (str, Path))
-    embedded = loaded_here and is_default_model_path(model)
-    model, tokenizer, model_id, _ = load_model(model, tokenizer)
-    if embedded:  # named by its Hub id, as analyze names it: a probe of it goes beside its profiles
-        model_id = DEFAULT_MODEL_ID
+    model, tokenizer, model_id, _ = load_model(model, tokenizer)  # the embedded MiniLM named by its Hub id
     if device is not None:
         model.to(torch.device(device))
     elif loaded_here and torch.cuda.is_available():
