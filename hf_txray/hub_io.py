@@ -427,36 +427,36 @@ def remote_column(api: "HfApi", repo_id: str, revision: str | None, config: str,
     return values
 
 
+_META_MODEL_COLUMNS = ("kind", "model_id", "metadata")
+
+
 def pushed_models(folder: Path) -> set[str]:
     """The models of the profiles and reports of a folder in the dataset layout (both models of a report), as a
     push shows them (:func:`~hf_txray.provenance.public_name`: a local path relative to the current directory, or
     its last part)."""
-    import json
-
     from .layout import read_config
-    from .provenance import public_name
 
-    table = read_config(folder, "meta", columns=("kind", "model_id", "metadata"))
-    models = set()
-    for kind, model_id, metadata in zip(*(table.column(c).to_pylist() for c in ("kind", "model_id", "metadata"))):
-        record = json.loads(metadata) if kind == "report" and metadata else {}
-        models.update([record["model_a"], record["model_b"]] if "model_a" in record else [model_id])
-    return {public_name(m) for m in models if m}
+    table = read_config(folder, "meta", columns=_META_MODEL_COLUMNS)
+    return _meta_models(*(table.column(c).to_pylist() for c in _META_MODEL_COLUMNS))
 
 
 def remote_models(api: "HfApi", repo_id: str, revision: str | None) -> set[str]:
     """:func:`pushed_models` of the Hub dataset `repo_id` at `revision`, from its ``meta`` config's columns only
     (an empty set when it holds no profile or report, or its meta cannot be read)."""
+    columns = [remote_column(api, repo_id, revision, "meta", c) for c in _META_MODEL_COLUMNS]
+    return set() if any(c is None for c in columns) else _meta_models(*columns)
+
+
+def _meta_models(kinds: Sequence[Any], model_ids: Sequence[Any], metadata: Sequence[Any]) -> set[str]:
+    """The public names of the models a ``meta`` config's rows name: a profile's ``model_id``, both models of a
+    report (from its metadata)."""
     import json
 
     from .provenance import public_name
 
-    columns = [remote_column(api, repo_id, revision, "meta", c) for c in ("kind", "model_id", "metadata")]
-    if any(c is None for c in columns):
-        return set()
     models = set()
-    for kind, model_id, metadata in zip(*columns):
-        record = json.loads(metadata) if kind == "report" and metadata else {}
+    for kind, model_id, record in zip(kinds, model_ids, metadata):
+        record = json.loads(record) if kind == "report" and record else {}
         models.update([record["model_a"], record["model_b"]] if "model_a" in record else [model_id])
     return {public_name(m) for m in models if m}
 
