@@ -416,6 +416,11 @@ def test_bad_input_gives_messages(client, results, tmp_path):
     assert title == "Neuron 999 is out of range: layers have 48 neurons (0 to 47)."
     assert client.predict(0, -1, "pretrained", "finetuned", api_name="/neuron")[0].startswith("Neuron -1 is out")
     assert client.predict(1, 3, "pretrained", "finetuned", api_name="/neuron")[0].startswith("Layer 1, neuron 3")
+    # Helper 215: Gradio's precision=0 rounded a fraction sent through the API: 3.7 showed neuron 4
+    for api in ("/neuron", "/neuron_page"):
+        message = client.predict(1, 3.7, "pretrained", "finetuned", api_name=api)[0]
+        assert message.startswith("The neuron number must hold whole numbers, got 3.7"), (api, message)
+    assert client.predict(1, 3.7, api_name="/neuron_probes")[0].startswith("The neuron number must hold whole")
     message = client.predict("pretrained", "token", "zzqqxx", "mass", 1, "all", api_name="/search_feature")[0]
     assert message == "No neuron was credited on the token 'zzqqxx' at stage 'pretrained'."
     message = client.predict(results[2].name, "pos", 0.9, 0.1, "all", api_name="/search_hellinger")[0]
@@ -430,6 +435,10 @@ def test_viewer_errors_are_typed(results, tmp_path):
         viewer.neuron_stats(view, 0, 48, ["pretrained"])
     with pytest.raises(ConfigurationError, match="Layer 7 is not in these results"):
         view.check_neuron(7, 0)
+    assert view.check_neuron(1, 3.0) == view.check_neuron("1", "3") == (1, 3)
+    for neuron in (3.7, "3.7", True, float("inf"), float("nan")):  # by indices.whole_numbers (True was neuron 1)
+        with pytest.raises(ConfigurationError, match="The neuron number must"):
+            view.check_neuron(1, neuron)
     with pytest.raises(ConfigurationError, match="No transfer report"):
         viewer.transfer_table(view, "a->b")
     with pytest.raises(ProfileFormatError, match="not an hf_txray results folder"):

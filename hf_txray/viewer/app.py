@@ -609,7 +609,9 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
             with gr.Tab("Neuron", id="neuron"):
                 with gr.Row():
                     nb_layer = gr.Dropdown(label="Layer", choices=[], elem_id="layer")
-                    nb_neuron = gr.Number(label="Neuron", precision=0, elem_id="neuron")
+                    # No precision=0: Gradio would round a fraction sent through the API (3.7 showed neuron 4);
+                    # check_neuron refuses it.
+                    nb_neuron = gr.Number(label="Neuron", elem_id="neuron")
                     nb_a = gr.Dropdown(label="Stage A", choices=[])
                     nb_b = gr.Dropdown(label="Stage B", choices=[])
                     nb_show = gr.Button("Show neuron", variant="primary", elem_id="show-neuron")
@@ -710,8 +712,8 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                                          value="The quick brown fox jumps over the lazy dog in New York last year.")
                     lv_layer = gr.Dropdown(label="Layer", choices=[], elem_id="live-layer", scale=1,
                                            allow_custom_value=True)  # choices arrive after the results open
-                    lv_trace = gr.Number(label="Neuron to trace (optional)", precision=0, elem_id="live-trace-neuron",
-                                         scale=1)
+                    lv_trace = gr.Number(label="Neuron to trace (optional)", elem_id="live-trace-neuron",
+                                         scale=1)  # not rounded by Gradio either: check_neuron refuses fractions
                     lv_go = gr.Button("Run", variant="primary", interactive=attribution.available,
                                       elem_id="live-run", scale=1)
                 lv_message = _message("Live text", elem_id="live-message",

@@ -21,6 +21,7 @@ from .. import metrics
 from ..architectures import neuron_label
 from ..errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError, TXRayError
 from ..export import check_report_of
+from ..indices import whole_numbers
 from ..tables import MISSING, untested_unknown
 
 if TYPE_CHECKING:
@@ -180,13 +181,20 @@ class ResultsView:
         return [ft for ft in self.profiles[stage_a].meta.feature_types if ft in theirs]
 
     def check_neuron(self, layer: Any, neuron: Any) -> tuple[int, int]:
-        """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid."""
-        try:
-            layer_i, neuron_i = int(layer), int(neuron)
-            if layer_i != float(layer) or neuron_i != float(neuron):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"Pick a layer and a neuron number (got layer {layer!r}, neuron {neuron!r}).") from None
+        """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid: indices by
+        :func:`~hf_txray.indices.whole_numbers` (a fraction such as 3.7 is refused, not read as another neuron; a
+        text from a box or a link is read as a number first)."""
+        def index(value: Any, what: str) -> int:
+            if isinstance(value, str):
+                try:
+                    value = float(value) if value.strip() else None
+                except ValueError:
+                    value = None
+            if value is None:
+                raise ConfigurationError(f"Pick a layer and a neuron number (got layer {layer!r}, neuron {neuron!r}).")
+            return int(whole_numbers(value, f"The {what} number")[0])
+
+        layer_i, neuron_i = index(layer, "layer"), index(neuron, "neuron")
         if layer_i not in self.layers:
             raise ConfigurationError(f"Layer {layer_i} is not in these results; profiled layers: {self.layers}.")
         if not 0 <= neuron_i < self.num_neurons:
