@@ -164,8 +164,10 @@ def _examples_column(profile: Profile) -> pa.ListArray:
     return _list_column(rows[order], profile.num_rows, values)
 
 
-def neuron_cards_table(profile: Profile) -> pa.Table:
-    """One row per (layer, neuron) of the profile: the neuron's card."""
+def neuron_cards_table(profile: Profile, report: TransferReport | None = None) -> pa.Table:
+    """One row per (layer, neuron) of the profile: the neuron's card; its `summary` carries the change clause of
+    `report` (one whose stage B is this stage), as :func:`~hf_txray.summary.neuron_card` and ``hf-txray show`` say
+    it."""
     stats = profile.neuron_stats()
     columns: dict[str, Any] = {
         "stage": pa.array([profile.stage] * len(stats), pa.string()),
@@ -184,16 +186,28 @@ def neuron_cards_table(profile: Profile) -> pa.Table:
         pa.nulls(len(stats), pa.int64())
     columns["mass_by_position"] = _positions_column(profile)
     columns.update(_neuron_page_columns(profile))
-    return _with_summary(pa.table(columns))
+    return _with_summary(pa.table(columns), report)
 
 
-def _with_summary(cards: pa.Table) -> pa.Table:
-    """Append the plain-words `summary` of every card, built from the card's own columns."""
+def _with_summary(cards: pa.Table, report: TransferReport | None = None) -> pa.Table:
+    """Append the plain-words `summary` of every card, built from the card's own columns and, for the change
+    clause, the neuron's row of `report` (its ``changed_<ft>`` / ``p_hellinger_<ft>`` columns). Without it, the
+    exported summaries lacked the clause that the viewer and ``hf-txray show`` print (helper 215)."""
     from .summary import neuron_summary
 
     read = [c for c in cards.column_names if c in ("count", "win_rate", "top_position", "top_position_share",
                                                    "promoted") or (c.startswith("top_") and c != "top_examples")]
-    sentences = [neuron_summary(card) for card in cards.select(read).to_pylist()]
+    rows: list[dict[str, Any] | None] = [None] * cards.num_rows
+    stages = None
+    if report is not None:
+        stages = (report.meta.stage_a, report.meta.stage_b)
+        frame = report.neurons
+        change = [c for c in frame.columns if c.startswith(("changed_", "p_hellinger_"))]
+        where = {(int(layer), int(neuron)): i for i, (layer, neuron) in enumerate(zip(frame["layer"], frame["neuron"]))}
+        records = frame[change].to_dict("records")
+        rows = [records[where[key]] if key in where else None
+                for key in zip(cards["layer"].to_pylist(), cards["neuron"].to_pylist())]
+    sentences = [neuron_summary(card, row, stages) for card, row in zip(cards.select(read).to_pylist(), rows)]
     return cards.append_column("summary", pa.array(sentences, pa.string()))
 
 
@@ -356,7 +370,9 @@ def build_tables(profiles: Mapping[str, Profile], reports: Mapping[str, Transfer
     """All configs that have rows, in :data:`CONFIGS` order."""
     meta = [_profile_meta_row(p) for p in profiles.values()] + [_report_meta_row(r) for r in reports.values()]
     parts: dict[str, list[pa.Table]] = {
-        "neuron_cards": [neuron_cards_table(p) for p in profiles.values()],
+        # the change clause of the first report ending at the stage, as neuron_card chooses it
+        "neuron_cards": [neuron_cards_table(p, next((r for r in reports.values() if r.meta.stage_b == p.stage), None))
+                         for p in profiles.values()],
         "distributions": [distributions_table(p) for p in profiles.values()],
         "neuron_outputs": [t for t in (neuron_outputs_table(p) for p in profiles.values()) if t is not None],
         "transfer_reports": [transfer_table(r) for r in reports.values()],

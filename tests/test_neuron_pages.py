@@ -201,6 +201,28 @@ def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path
     assert checked >= 10
 
 
+def test_exported_summaries_carry_the_change_clause_of_the_report_ending_at_their_stage(tmp_path):
+    """Helper 215: the exported `summary` column was built from the card alone, so it lacked the "changed beyond
+    noise" clause that neuron_card, the viewer and `hf-txray show` give the same neuron (here 2 of stage B's 88
+    neurons have one; none of the exported summaries had it). Each row equals neuron_card's summary now."""
+    import pyarrow.parquet as pq
+
+    b = output_profile()
+    a = hf_txray.analyze(_lm(), SAMPLE_TEXTS[::-1], tokenizer=bpe_tokenizer(), features=("token",), batch_size=4,
+                         output_effects=True, output_effects_k=4, stage="before", show_progress=False)
+    report = hf_txray.compare(a, b)
+    folder = hf_txray.save_to_disk(tmp_path / "out", profiles=[a, b], reports=[report], plots=False)
+    rows = pq.read_table(next((folder / "neuron_cards").glob("*.parquet"))).to_pylist()
+    profiles = {"before": a, "lm": b}
+    clauses = 0
+    for row in rows:
+        card = neuron_card(profiles[row["stage"]], row["layer"], row["neuron"], reports=[report])
+        assert row["summary"] == card.summary, (row["stage"], row["layer"], row["neuron"])
+        clauses += "beyond noise" in row["summary"]
+        assert row["stage"] == "lm" or "beyond noise" not in row["summary"]  # said once, on stage B
+    assert len(rows) == 2 * 2 * 44 and clauses > 0
+
+
 def test_neuron_card_refuses_a_fractional_neuron():
     """Helper 188: neuron 1.5 passed the range check and failed later with a bare IndexError."""
     with pytest.raises(hf_txray.errors.ConfigurationError, match="int index, got 1.5"):
