@@ -911,7 +911,7 @@ def _add_probe(sub) -> None:
                         "forcing on the text itself: decoder position j+1 is fed token j and gives its vector).")
     p.add_argument("--max-sentences", "--num-samples", type=_int(1),
                    help="Use only the first sentences/texts (default: all). --num-samples is the same, as in analyze.")
-    p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out.")
+    p.add_argument("--test-size", type=float, default=0.2, help="Share of sentences held out (a repeated sentence goes whole to one side).")
     p.add_argument("--seed", type=_int(), default=0, help="Seed of the split and the probe's training.")
     p.add_argument("--l1", type=float, default=1e-3, help="L1 weight of the elastic-net probe.")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 weight of the elastic-net probe.")

@@ -2144,6 +2144,38 @@ def test_a_probe_no_better_than_the_majority_label_is_warned_about(planted):
     assert kept.accuracy > kept.majority_baseline
 
 
+def test_the_probe_split_keeps_repeated_sentences_on_one_side(planted):
+    """Helper 215: the train/test split was by sentence index, so a sentence repeated in the corpus ("(Laughter.)")
+    sat on both sides: 4 of the 40 test sentences of the first 200 of UD English EWT dev were also training
+    sentences (result.held_out kept 36). Here every 5th of 300 sentences is one text: 14 of the 60 test sentences
+    were. Sentences of one content go whole to one side now; without repeats the split is as it was."""
+    import dataclasses
+
+    acts = planted.acts
+    ids = acts.sentence_ids
+    assert len(set(acts.sentence_hashes.tolist())) == 300
+    train, test = acts.split(0.2, 0)  # distinct sentences: the first 60 of the shuffle, as before
+    shuffled = np.random.default_rng(0).permutation(np.unique(ids))
+    assert test.tolist() == np.flatnonzero(np.isin(ids, shuffled[:60])).tolist()
+
+    rows = synthetic_rows(300, 0)
+    for key in rows:
+        rows[key] = [rows[key][0] if i % 5 == 0 else row for i, row in enumerate(rows[key])]
+    corpus = from_columns(rows, "tokens", "tags")
+    hashes = acts.sentence_hashes.copy()
+    hashes[::5] = hashes[0]  # the hashes of that corpus, without extracting it again
+    repeated = dataclasses.replace(acts, sentence_hashes=hashes)
+    assert hashes.tolist() == hf_txray.hashes.text_hashes(corpus.texts).tolist()
+    train, test = repeated.split(0.2, 0)
+    assert not set(hashes[ids[train]].tolist()) & set(hashes[ids[test]].tolist())
+    # the shuffle meets 5 other sentences, then the repeat: its 60 copies go too (65 test sentences, not 60)
+    assert len(np.unique(ids[test])) == 65 and set(range(0, 300, 5)) <= set(ids[test].tolist())
+    result = probe_neurons(None, repeated, config=FAST, control=False, minimal=False, subset_size=0)
+    assert len(result.held_out(corpus)) == len(np.unique(ids[test]))  # was 46 of 60
+    with pytest.raises(DatasetError, match="one text repeated"):
+        dataclasses.replace(acts, sentence_hashes=np.full_like(hashes, hashes[0])).split(0.2, 0)
+
+
 # ----- non-finite activations (helper 182) ------------------------------------------------------------------------
 def test_non_finite_activations_are_refused_not_probed(monkeypatch):
     """Helper 182: a model with a NaN weight gave NaN word vectors; probe_neurons trained NaN weights, ranked the
@@ -2198,8 +2230,10 @@ def test_a_control_draw_of_one_label_scores_the_constant_probe_not_an_error():
     (it has two). The control probe of one class predicts it for every word: that is its accuracy."""
     from hf_txray.probing import control_task_accuracy
 
-    corpus = from_columns({"tokens": [["cat", "dog", "runs", "fast", "home"]] * 30,
-                           "tags": [["N", "N", "N", "N", "V"]] * 30}, "tokens", "tags")
+    words, tags = ["cat", "dog", "runs", "fast", "home"], ["N", "N", "N", "N", "V"]
+    turn = lambda items, i: items[i % 5:] + items[:i % 5]  # noqa: E731  five word orders: one sentence repeated
+    corpus = from_columns({"tokens": [turn(words, i) for i in range(30)],  # has no test part of its own (helper 215)
+                           "tags": [turn(tags, i) for i in range(30)]}, "tokens", "tags")
     acts = extract_activations(tiny_bert(), corpus, bert_tokenizer(), layers=[0])
     train, test = acts.split(0.2, 11)
     control = control_labels(acts.word_types, acts.labels, 2, seed=11)

@@ -349,7 +349,8 @@ def probe_neurons(
             ``meta.stack`` / ``meta.module_pattern``, so :class:`~hf_txray.probing.ProbeMetric` re-reads the same
             modules).
         max_sentences (`int`, *optional*): use only the first sentences.
-        test_size (`float`, *optional*, defaults to 0.2): share of sentences held out.
+        test_size (`float`, *optional*, defaults to 0.2): share of sentences held out, repeated sentences on one
+            side (:meth:`~hf_txray.probing.Activations.split`).
         seed (`int`, *optional*, defaults to 0): the split and the control labels.
         config (`ProbeConfig`, *optional*): probe hyperparameters; `probe_options` (``l1=..., epochs=...``) override
             single fields.
