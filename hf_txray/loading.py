@@ -1504,7 +1504,8 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     """
     from huggingface_hub.constants import is_offline_mode
 
-    from .provenance import ModelSource, files_hash, is_model_file, model_folder_files, peft_adapters
+    from .provenance import (ModelSource, files_hash, hub_cache_snapshot, is_model_file, model_folder_files,
+                             peft_adapters)
 
     if isinstance(model, (str, Path)):
         name = str(model)
@@ -1513,8 +1514,10 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
                 raise ConfigurationError(f"revision={revision!r} applies to Hub models only; {name!r} is a local path, "
                                          "read as it is. Drop revision, or pass the model's Hub id.")
             files = model_folder_files(Path(name).expanduser())
-            source = ModelSource("local", str(Path(name).expanduser().resolve()), revision, None, files,
-                                 files_hash(files))
+            folder = str(Path(name).expanduser().resolve())
+            # a Hub cache snapshot's commit is its folder's name: recorded, as the card names it by its repo id
+            snapshot = hub_cache_snapshot(folder) or hub_cache_snapshot(name)
+            source = ModelSource("local", folder, revision, snapshot[1] if snapshot else None, files, files_hash(files))
             if Path(name).expanduser().is_dir():
                 base = adapter_base(str(Path(name).expanduser()))
                 source.base_model = None if base is None else _adapter_base_source(name, base, token)
@@ -1557,6 +1560,8 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source.id = str(Path(name).resolve())
         source.files = model_folder_files(name)
         source.content_hash = files_hash(source.files)
+        snapshot = hub_cache_snapshot(source.id) or hub_cache_snapshot(name)
+        source.commit = source.commit or (snapshot[1] if snapshot else None)
     return source
 
 

@@ -526,15 +526,34 @@ def public_path(name: str) -> tuple[str, bool]:
     return path.name or name, True
 
 
+# A Hub cache snapshot folder: <cache>/models--org--name/snapshots/<commit> (datasets--, spaces-- alike). The Hub
+# forbids "--" in repo names, so the folder name splits back into the repo id.
+_HUB_SNAPSHOT = re.compile(r"(?:^|[/\\])(?:models|datasets|spaces)--([^/\\]+)[/\\]snapshots[/\\]([0-9a-f]{40})[/\\]?$")
+
+
+def hub_cache_snapshot(name: str | None) -> tuple[str, str] | None:
+    """``(repo id, commit)`` when `name` is the path of a Hub cache snapshot folder
+    (``.../models--org--name/snapshots/<commit>``), else None."""
+    found = _HUB_SNAPSHOT.search(name) if isinstance(name, str) else None
+    return (found[1].replace("--", "/"), found[2]) if found else None
+
+
 def public_name(name: str | None) -> str | None:
-    """`name` for a card or a pushed record: Hub ids and other names unchanged, local paths by :func:`public_path`."""
+    """`name` for a card or a pushed record: Hub ids and other names unchanged, a Hub cache snapshot folder by its
+    repo id (its last component is the commit sha, which named nothing: helper 215), other local paths by
+    :func:`public_path`."""
     if not isinstance(name, str) or not name or not is_local_path(name):
         return name
-    return public_path(name)[0]
+    snapshot = hub_cache_snapshot(name)
+    return snapshot[0] if snapshot else public_path(name)[0]
 
 
 def public_label(name: str) -> str:
-    """`name` in a card's text: in backticks, with the "local path" note when only its last component is shown."""
+    """`name` in a card's text: in backticks, with the "local path" note when only its last component is shown, and
+    a Hub cache snapshot as its repo id at its commit."""
+    snapshot = hub_cache_snapshot(name) if is_local_path(name) else None
+    if snapshot:
+        return f"`{snapshot[0]}` (Hub cache snapshot of commit `{snapshot[1][:12]}`)"
     if not is_local_path(name):
         return f"`{name}`"
     shown, reduced = public_path(name)

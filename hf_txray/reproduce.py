@@ -800,5 +800,7 @@ def pin_model(profile: Profile, model: str | Path, *, revision: str | None = Non
                                    "(made before hf_txray recorded sources): recompute it with analyze().")
     record["model"] = source.to_dict()
     pinned = copy.copy(profile)  # every statistic kept (noise statistics included), only the meta replaced
-    pinned.meta = dataclasses.replace(profile.meta, provenance=record, revision=source.commit or profile.meta.revision)
+    # a local folder loads as it is, never at a revision: a Hub cache snapshot's recorded commit is not one to pass
+    commit = source.commit if source.kind != "local" else None
+    pinned.meta = dataclasses.replace(profile.meta, provenance=record, revision=commit or profile.meta.revision)
     return pinned

@@ -506,6 +506,26 @@ def test_public_path_never_names_the_home_folder(tmp_path, monkeypatch):
         "model_kwargs": {"offload_folder": "offload"}}, "note": f"read from ~/cache, not {home}x"}
 
 
+def test_a_hub_cache_snapshot_is_named_by_its_repo_id_with_its_commit(tmp_path):
+    """Helper 215: a model loaded from a Hub cache snapshot folder was named publicly by the folder's last component,
+    its commit sha (card title "TX-Ray neuron analysis of ab12ab12...", model "`ab12ab12...` (local path)"). It is
+    named by its repo id now, and its provenance records the commit; the local record keeps the path."""
+    commit = "ab12" * 10
+    snapshot = tmp_path / "hub" / "models--tiny-org--bert-tiny" / "snapshots" / commit
+    tiny_bert().save_pretrained(snapshot)
+    bert_tokenizer().save_pretrained(snapshot)
+    profile = hf_txray.analyze(str(snapshot), SAMPLE_TEXTS[:2], features=("token",), show_progress=False)
+    assert profile.meta.model_id == str(snapshot) and profile.meta.provenance["model"]["commit"] == commit
+    assert public_name(str(snapshot)) == public_name(f"{snapshot}/") == "tiny-org/bert-tiny"
+    assert public_name(r"C:\hub\models--gpt2\snapshots" + "\\" + commit) == "gpt2"
+    assert public_name(str(snapshot / "config.json")) == "config.json"  # a file inside: its name, as before
+    assert public_record(profile.meta.provenance)["model"]["id"] == "tiny-org/bert-tiny"
+    card = build_card({"default": profile}, {}, {"meta": 1}, {}).text
+    assert "TX-Ray neuron analysis of tiny-org/bert-tiny" in card and commit not in card.replace(commit[:12], "")
+    assert "`tiny-org/bert-tiny` (Hub cache snapshot of commit `ab12ab12ab12`)" in card
+    assert hf_txray.pin_model(profile, str(snapshot)).meta.revision is None  # a folder loads as it is
+
+
 def test_card_validates_on_the_hub(results, hub, tmp_path):
     a, _, report = results
     folder = hf_txray.save_to_disk(tmp_path / "export", [a], [report], plots=False)
