@@ -326,6 +326,27 @@ def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     assert numbers["Min. credits of the neuron"] == viewer.DEFAULT_MIN_COUNT
 
 
+def test_a_fractional_minimum_count_means_at_least_that_many(app, results):
+    """A minimum of 2.5 credits keeps neurons with 3 or more: Gradio's precision=0 rounded it to 2 and int() cut it
+    to 2, widening the filter; a NaN is refused."""
+    source, a = str(results[3]), results[0]
+    credits = a.neuron_stats().set_index(["layer", "neuron"])["count"]
+    at = {m: app.search_feature(source, "pretrained", "pos", "NOUN", "probability", m, 10_000) for m in (2, 2.5, 3)}
+    assert "credited >= 3 times" in at[2.5][0]
+    assert at[2.5][1].equals(at[3][1])
+    shown = set(zip(at[2.5][1]["layer"], at[2.5][1]["neuron"]))
+    assert shown and all(credits[key] >= 3 for key in shown)
+    report = next(iter(viewer.open_results(source).reports))
+    assert app.show_transfer(source, report, "pos", "most", 2.5, 50)[1].equals(
+        app.show_transfer(source, report, "pos", "most", 3, 50)[1])
+    with pytest.raises(ConfigurationError, match="minimum count must be a number"):
+        app.search_feature(source, "pretrained", "pos", "NOUN", "probability", float("nan"), 10)
+    demo = app.build_demo(source)
+    precision = {c["props"].get("label"): c["props"].get("precision") for c in demo.config["components"]
+                 if c.get("type") == "number"}
+    assert precision["Min. count in both stages"] is None and precision["Min. credits of the neuron"] is None
+
+
 def test_viewer_sends_no_analytics_even_when_the_environment_allows_it(app, results, monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")  # gradio's default when the variable is unset
     assert app.build_demo(str(results[3])).get_config_file()["analytics_enabled"] is False

@@ -16,6 +16,7 @@ import functools
 import html
 import json
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -338,8 +339,15 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
 
 
 def _at_least_one(min_count: Any) -> int:
-    """A minimum credit count from the UI (empty: 1; below 1, as a typed -5: 1, which every credited neuron meets)."""
-    return max(1, int(min_count or 1))
+    """A minimum credit count from the UI (empty: 1; below 1, as a typed -5: 1, which every credited neuron meets; a
+    fraction rounded up, as "at least 2.5 credits" means 3: truncated, it widened the filter to 2)."""
+    try:
+        floor = float(min_count or 1)
+    except (TypeError, ValueError):
+        floor = float("nan")
+    if math.isnan(floor):
+        raise ConfigurationError(f"The minimum count must be a number, got {min_count!r}.")
+    return max(1, math.ceil(min(floor, 2.0 ** 62)))
 
 
 def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
@@ -661,7 +669,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     s_ft = gr.Dropdown(label="Feature type", choices=[], elem_id="search-ft")
                     s_value = gr.Textbox(label="Value (a token, word or tag, e.g. NOUN)", elem_id="search-value")
                     s_by = gr.Radio(["probability", "mass"], value="probability", label="Rank by")
-                    s_min = gr.Number(value=DEFAULT_MIN_COUNT, precision=0, label="Min. credits of the neuron")
+                    s_min = gr.Number(value=DEFAULT_MIN_COUNT, label="Min. credits of the neuron")
                     s_go = gr.Button("Search by value", variant="primary")
                 with gr.Row():
                     s_report = gr.Dropdown(label="Report", choices=[])
@@ -680,7 +688,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
                     t_ft = gr.Dropdown(label="Feature type", choices=[])
                     t_which = gr.Radio(["most", "least"], value="most", label="Changed")
-                    t_min = gr.Number(value=DEFAULT_MIN_COUNT, precision=0, label="Min. count in both stages")
+                    t_min = gr.Number(value=DEFAULT_MIN_COUNT, label="Min. count in both stages")
                     t_n = gr.Slider(5, 200, value=25, step=5, label="How many")
                     t_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
                 t_message = _message("Transfer", elem_id="transfer-message")
