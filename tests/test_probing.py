@@ -839,6 +839,18 @@ def test_ablation_curve_takes_layers_as_analyze_does():
         curve([5])
 
 
+
+def test_ablation_curve_refuses_counts_above_its_random_pool():
+    """Helper 216: with layers= naming fewer neurons than a count, the random point ablated the whole pool (48
+    neurons) and was recorded as num_ablated=50, beside 50 ranked ones, without a word."""
+    model, _ = tiny("bert")  # 48 neurons per layer
+    ranking = [(0, i) for i in range(30)] + [(1, i) for i in range(30)]
+    with pytest.raises(ConfigurationError, match=r"counts \[50\] exceed the 48 neurons of the random pool "
+                                                 r"\(layers \[1\]\)"):
+        ablation_curve(model, ranking, lambda m: pytest.fail("a pass ran"), counts=[10, 50], seeds=[0], layers=[1])
+    curve = ablation_curve(model, ranking, lambda m: 0.0, counts=[48], seeds=[0], layers=[1])  # the whole pool
+    assert curve.table["num_ablated"].max() == 48
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda m: ablate(m, {0: [1]}, mode="noise").__enter__(), ConfigurationError, "Unknown ablation mode"),
     (lambda m: ablate(m, {0: [1]}, mode="mean").__enter__(), ConfigurationError, "needs means"),

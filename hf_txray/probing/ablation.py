@@ -563,7 +563,8 @@ def ablation_curve(
         metric (`callable(model) -> float`): :class:`ProbeMetric`, :class:`TaskMetric`, :class:`LMLossMetric`, or
             your own.
         counts (`Sequence[int]`, *optional*): numbers of neurons to ablate, each at least 1 (counts above the
-            ranking's length are clipped to it, with a warning).
+            ranking's length are clipped to it, with a warning; counts above the random pool's neurons are
+            refused).
         mode (`str`, *optional*, defaults to `"zero"`): ``"zero"`` or ``"mean"`` (needs `means`, see :func:`ablate`).
         means (*optional*): per-neuron means for ``mode="mean"``.
         seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random curve per seed.
@@ -624,6 +625,12 @@ def ablation_curve(
         check_probed_model(meta, model)  # its neurons are the probed model's (a table ranks any model's)
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
     counts = ablation_counts(counts, len(pairs))
+    if counts[-1] > len(pool):  # the random curve's point k ablated the whole pool, fewer than k, recorded as k
+        raise ConfigurationError(
+            f"counts {[k for k in counts if k > len(pool)]} exceed the {len(pool)} neurons of the random pool "
+            f"(layers {pool_layers}): those random points could not ablate k neurons, against k ranked ones. Pass "
+            "layers= with more neurons (default: the ranking's layers), or counts of at most "
+            f"{len(pool)}.")
     ranked = sites.chosen(_as_spec(pairs), "Ablating neurons")  # its layers and indices, before any pass
     if mode == "mean":  # the means every point may fill, checked before the baseline pass (helper 151)
         _means_for(means, {layer: sorted({*ranked.get(layer, []), *(range(sites[layer].width)
