@@ -682,6 +682,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     """
     import datasets
 
+    refuse_unordered(dataset)
     dataset_id = None
     if not isinstance(dataset, (str, Path, datasets.DatasetDict, datasets.IterableDatasetDict)):
         refuse_split_of_one(dataset, split)
@@ -738,6 +739,26 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     dataset = dataset.select_columns([column])
     _check_column_values(dataset, column, labels, reader or ("pandas" if labels is not None else None))
     return dataset, column, dataset_id
+
+
+def refuse_unordered(dataset: Any) -> None:
+    """Refuse a ``set`` or ``frozenset`` of texts.
+
+    A set iterates in the order of its strings' hashes, which Python salts anew in every process
+    (``PYTHONHASHSEED``): the same set gives each text another example id in every run (the top examples name
+    other rows, the texts hash differs, :func:`hf_txray.reproduce` cannot read the same rows back), and
+    `num_samples` or `max_positions` profile other texts. It has also dropped repeated texts already.
+
+    Raises:
+        DatasetError: `dataset` is a set or frozenset.
+    """
+    if isinstance(dataset, (set, frozenset)):
+        raise DatasetError(
+            f"dataset is a {type(dataset).__name__} of {len(dataset)} items: a set has no order (it iterates by string "
+            "hashes, salted anew in every Python process), so example ids, num_samples and max_positions would pick "
+            "other texts in every run, and it keeps each text once. Pass a list in a fixed order, e.g. sorted(texts), "
+            "or the list the set was made from."
+        )
 
 
 _STREAM_HINT = (
