@@ -708,6 +708,11 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         labels = _series_labels(dataset)
         dataset = list(dataset)
     if isinstance(dataset, (list, tuple)):
+        if text_column not in (None, "text") and dataset and isinstance(dataset[0], str):
+            # else "Text column 'body' not found; the dataset's columns are: ['text']", a column the user never named
+            raise DatasetError(f"text_column={text_column!r} names a column, but the dataset is a sequence of strings, "
+                               "which has none: drop text_column, or pass rows as dicts holding a "
+                               f"{text_column!r} key.")
         dataset = _in_memory_dataset(dataset, labels)
     elif isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)

@@ -418,7 +418,9 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
     """The text column: `text_column` if given, else a usual name, else the only string column."""
     if text_column is not None:
         if text_column not in columns:
-            raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}.")
+            nested = "." in text_column and text_column.split(".")[0] in columns
+            raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}."
+                               + (NESTED_HINT if nested else ""))
         return text_column
     for candidate in TEXT_COLUMN_CANDIDATES:
         if candidate in columns:
@@ -429,8 +431,13 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
                if string_columns else "; it has no string column")
     raise DatasetError(
         f"No text column found among {columns}{strings}: pass text_column=... (CLI: --text-column; looked for "
-        f"{', '.join(TEXT_COLUMN_CANDIDATES)})."
+        f"{', '.join(TEXT_COLUMN_CANDIDATES)})." + ("" if string_columns or not columns else NESTED_HINT)
     )
+
+
+# Texts in a field of a struct column (``{"meta": {"text": ...}}``) are no column of their own until flattened.
+NESTED_HINT = (" Texts in a nested field (a struct column such as {'meta': {'text': ...}}) become a column once "
+               "flattened: dataset.flatten() names it 'meta.text', then pass text_column='meta.text'.")
 
 
 def stream_texts_hash(corpus: Any, text_column: str | None) -> tuple[int, str]:

@@ -210,6 +210,20 @@ def test_a_stream_already_split_by_node_is_refused_under_several_processes(jsonl
     assert alone == SAMPLE_TEXTS[1::2]
 
 
+def test_text_column_messages_name_what_the_user_gave():
+    """A text_column for a list of strings names the list, not a 'text' column the user never gave; a nested field
+    (a struct column) is pointed to dataset.flatten() (helper 217)."""
+    with pytest.raises(DatasetError, match=r"text_column='body' names a column, but the dataset is a sequence of "
+                                           r"strings"):
+        analyze(texts=["one text", "another"], text_column="body")
+    nested = datasets.Dataset.from_list([{"meta": {"text": "a b"}}, {"meta": {"text": "c d"}}])
+    for column in (None, "meta.text"):
+        with pytest.raises(DatasetError, match=r"dataset\.flatten\(\) names it 'meta\.text'"):
+            analyze(texts=nested, text_column=column)
+    flat = nested.flatten()
+    assert hf_txray.loading.load_corpus(flat, text_column="meta.text")[1] == "meta.text"
+
+
 def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
     path = tmp_path / "numbers.jsonl"
     path.write_text("".join(json.dumps({"a": i, "b": 0.5}) + "\n" for i in range(3)))
