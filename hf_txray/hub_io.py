@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
+from .provenance import hub_cache_snapshot
 
 logger = logging.getLogger("hf_txray")
 
@@ -99,9 +100,9 @@ def may_be_same_model(a: str, b: str) -> bool:
         name = name.strip().rstrip("/\\")
         if looks_local(name) or Path(name).expanduser().exists():
             path = Path(name).expanduser().resolve()
-            cached = re.search(r"models--([^/\\]+)--([^/\\]+)[/\\]snapshots", str(path))
-            hub = f"{cached[1]}/{cached[2]}".lower() if cached else None
-            return str(path), (cached[2] if cached else path.name).lower(), hub
+            snapshot = hub_cache_snapshot(str(path)) or hub_cache_snapshot(name)
+            hub = snapshot[0].lower() if snapshot else None
+            return str(path), (hub.split("/")[-1] if hub else path.name.lower()), hub
         return None, name.split("/")[-1].lower(), name.lower()
 
     (path_a, last_a, hub_a), (path_b, last_b, hub_b) = parts(a), parts(b)

@@ -732,5 +732,7 @@ def test_an_adapter_on_another_base_model_of_the_same_shapes_is_warned_once_nami
     found = warnings_for(str(other_dir))
     assert len(found) == 1 and f"'default' was made for '{base_dir}'" in found[0]
     assert may_be_same_model("gpt2", "openai-community/gpt2") and not may_be_same_model("org/llama", "other/llama")
-    assert may_be_same_model("HuggingFaceTB/SmolLM2-135M", "/data/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/1")
+    assert may_be_same_model("HuggingFaceTB/SmolLM2-135M", "/data/hub/models--HuggingFaceTB--SmolLM2-135M/snapshots/"
+                             + "1" * 40)
     assert may_be_same_model("HuggingFaceTB/SmolLM2-135M", str(tmp_path / "SmolLM2-135M"))  # a local copy
+    assert may_be_same_model("gpt2", "/data/hub/models--gpt2/snapshots/" + "2" * 40)  # a legacy id's snapshot
