@@ -217,7 +217,7 @@ class Profiler:
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
         from .pruning.masks import masks_fingerprint
-        from .provenance import DatasetSource, build_record, config_options
+        from .provenance import DatasetSource, build_record, config_options, pruning_record
 
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
@@ -245,6 +245,9 @@ class Profiler:
                        "model_weights_sample_hash": weights_sample_hash(self.forward.model_weights)}
                       if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
+                   # a model pruned with mode="remove" numbers its neurons afresh: which original neuron each one is
+                   # (compare refuses to match them by number with another numbering's)
+                   "pruned": pruning_record(self.model),
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
                    "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow
                    **self.runtime}

@@ -13,7 +13,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron, routed_experts
 from .plots import default_feature_type
-from .provenance import missing_provenance, needs_texts_again, public_label, public_name, public_record
+from .provenance import (missing_provenance, needs_texts_again, pruning_note, public_label, public_name, public_record,
+                         recorded_pruning)
 from .tables import markdown_table, untested_unknown
 from .version import __version__
 
@@ -307,6 +308,8 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
             f"- **Neurons**: {m.site} site, {len(m.layers)} layers × {m.num_neurons} neurons; features: "
             f"{', '.join(m.feature_types)}{_architecture_note(m)}",
+            *[f"- **Pruned model** (stage `{stage}`): {pruning_note(recorded_pruning(p.meta.provenance)[1])}"
+              for stage, p in profiles.items() if recorded_pruning(p.meta.provenance)[1]],
             *[_headline(r) for r in reports.values()], ""]
     for name, absent in missing_profiles(profiles, reports).items():
         body += [f"> **Note**: report `{name}` compares stage(s) {', '.join(f'`{s}`' for s in absent)} whose "

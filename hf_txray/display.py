@@ -7,6 +7,7 @@ import pandas as pd
 from .errors import ConfigurationError
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
+from .provenance import pruning_note, recorded_pruning
 from .report import DEFAULT_MIN_COUNT, TransferReport
 from .tables import clip_left, clip_right, shown_example, text_table, untested_unknown
 
@@ -39,6 +40,9 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         from .provenance import reproduce_hint, sources_text
 
         lines.append(f"pinned: {sources_text(m.provenance)} ({reproduce_hint(profile)})")
+    pruned = pruning_note(recorded_pruning(m.provenance)[1])
+    if pruned:
+        lines.append(pruned)
     lines += [
         "",
     ]

@@ -24,7 +24,7 @@ from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormat
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
 from .options import is_int, resolve_layer
-from .provenance import is_embedded
+from .provenance import is_embedded, pruning_difference
 from .significance import DEFAULT_MIN_COUNT, check_min_count
 
 EXAMPLE_COLUMNS = [
@@ -670,7 +670,19 @@ class Profile(Artifact):
     def check_compatible(self, other: "Profile", what: str = "merge") -> None:
         """Raise :class:`IncompatibleProfilesError` naming the first difference in site, layers, neurons, features or
         credit rule (``top_k``: a top-2 profile credits twice the positions of a top-1 one, so neither a merge nor a
-        comparison of them means anything)."""
+        comparison of them means anything); first, neurons numbered otherwise by ``prune(..., mode="remove")``
+        (recorded in each profile's provenance: neuron i of a pruned model is original neuron ``kept[i]``), which are
+        never matched by number nor remapped."""
+        widths = (self.meta.num_neurons, other.meta.num_neurons)
+        pruned = pruning_difference(self.meta.provenance, other.meta.provenance, widths, (self.stage, other.stage))
+        if pruned:
+            differ = f"num_neurons differ ({widths[0]} vs {widths[1]}) because " if widths[0] != widths[1] else ""
+            raise IncompatibleProfilesError(
+                f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: {differ}{pruned}. Their neurons of one "
+                "number are other units, and hf_txray does not remap them. To compare neuron by neuron, profile the "
+                "unpruned model with the same neurons masked instead (hf_txray.prune(model, ..., mode='mask'), or "
+                "apply_plan(model, plan, mode='mask') with the removal's plan): masks zero them and keep every "
+                "neuron's number.")
         for name, mine, theirs in credit_differences(self.meta, other.meta, config=False)[:1]:
             raise IncompatibleProfilesError(
                 f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine} vs {theirs}). "

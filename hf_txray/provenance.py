@@ -180,6 +180,65 @@ def recorded_depths(*provenances: Mapping[str, Any] | None) -> list[int | None]:
     return [(p or {}).get("runtime", {}).get("num_hidden_layers") for p in provenances]
 
 
+# The config attribute on which ``prune(..., mode="remove")`` records what it removed (a JSON dict that
+# save_pretrained writes to config.json and from_pretrained sets again): ``original_width`` (neurons per layer before
+# any removal), ``kept`` (``{"layer": [original index of neuron 0, 1, ...]}``) and ``zeroed`` (``{"layer": [original
+# indices]}``, the neurons ``uneven="zero"`` kept with a zero down-projection column). A profile records it as
+# ``provenance["runtime"]["pruned"]``.
+PRUNED_ATTRIBUTE = "hf_txray_pruned"
+
+
+def pruning_record(model: Any) -> dict[str, Any] | None:
+    """What ``mode="remove"`` removed from `model` (:data:`PRUNED_ATTRIBUTE` of its config, also after a reload),
+    None for a model never pruned that way."""
+    record = getattr(getattr(model, "config", None), PRUNED_ATTRIBUTE, None)
+    return dict(record) if isinstance(record, Mapping) else None
+
+
+def recorded_pruning(provenance: Mapping[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+    """``(recorded, record)`` of a profile's provenance: whether its runtime says if the model was pruned with
+    ``mode="remove"`` (profiles saved before it was say nothing), and the record (None: not pruned)."""
+    runtime = (provenance or {}).get("runtime", {})
+    return "pruned" in runtime, runtime.get("pruned")
+
+
+def pruning_note(record: Mapping[str, Any] | None) -> str:
+    """One sentence saying how a model pruned with ``mode="remove"`` numbers its neurons ("" when not pruned)."""
+    if not record:
+        return ""
+    kept = record.get("kept") or {}
+    first = next(iter(kept), None)
+    width = len(kept[first]) if first is not None else None
+    shown = ""
+    if first is not None:
+        listed = ", ".join(map(str, kept[first][:8])) + (", ..." if len(kept[first]) > 8 else "")
+        shown = f" (layer {first}: kept = [{listed}])"
+    zeroed = sum(len(v) for v in (record.get("zeroed") or {}).values())
+    return (f"pruned model (hf_txray mode='remove'): {width} of {record.get('original_width')} neurons per layer "
+            f"kept; neuron i is original neuron kept[i]{shown}, the lists in provenance['runtime']['pruned']['kept']"
+            + (f"; {zeroed} more have a zeroed down-projection column (uneven='zero', provenance['runtime']['pruned']"
+               "['zeroed']): they still activate and win credit, but change no output" if zeroed else ""))
+
+
+def pruning_difference(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, widths: tuple[int, int],
+                       names: tuple[str, str] = ("a", "b")) -> str:
+    """Why two profiles' (their provenance `a` and `b`, stages `names`) neurons of one number are not the same units
+    because a model was pruned with ``mode="remove"`` ("" when nothing says so): their widths differ and one records
+    pruning, or both record whether they were pruned and the records differ (other neurons removed, or one pruned
+    and one not)."""
+    (known_a, record_a), (known_b, record_b) = recorded_pruning(a), recorded_pruning(b)
+    if not (record_a or record_b):
+        return ""
+    if widths[0] == widths[1] and (not (known_a and known_b) or _kept(record_a) == _kept(record_b)):
+        return ""  # the same pruning, or one profile saved before the record: nothing tells them apart
+    return "; ".join(f"stage {name!r} is of a {pruning_note(record)}" if record else f"stage {name!r} is not pruned"
+                     for name, record in zip(names, (record_a, record_b)))
+
+
+def _kept(record: Mapping[str, Any] | None) -> Any:
+    return None if not record else (record.get("original_width"), record.get("kept"))
+
+
 def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
     """A fingerprint of a tokenizer's vocabulary (added tokens included): the sha256 over its ``(token, id)`` pairs
     in id order. Token features are the tokenizer's strings, so two profiles' token distributions describe the same

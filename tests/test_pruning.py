@@ -286,6 +286,59 @@ def test_remove_equals_mask_and_reloads_smaller(kind, tmp_path):
     assert torch.allclose(forward(reloaded, inputs), expected, atol=1e-5, rtol=0)
 
 
+def _activations(model, kind, inputs, layer):
+    """Layer `layer`'s MLP activations, read by a hook written here."""
+    seen = []
+    handle = model.get_submodule(DOWN[kind].format(layer)).register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        forward(model, inputs)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_remove_records_the_original_neurons_and_compare_says_so(kind, tmp_path):
+    """Helper 218: a removed model numbered its neurons 0..W-k-1, its profile said nothing of it, and compare with the
+    unpruned profile said only "num_neurons differ (40 vs 35)"."""
+    from transformers import AutoModel
+
+    from hf_txray.card import build_card
+    from hf_txray.display import profile_text
+
+    model, tokenizer = tiny(kind)
+    original, width, inputs = copy.deepcopy(model), WIDTH[kind], encode(kind)
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    unpruned = hf_txray.analyze(original, TEXTS, stage="unpruned", **options)
+    assert unpruned.meta.provenance["runtime"]["pruned"] is None
+    first, second = {0: [1, 5, 7], 1: [0, 2, width - 1]}, {0: [0, 3], 1: [4, 5]}
+    prune(model, None, first, mode="remove")
+    prune(model, None, second, mode="remove")  # composes: indices of the once-pruned model
+    once = {layer: [i for i in range(width) if i not in first[layer]] for layer in first}
+    kept = {layer: [n for i, n in enumerate(once[layer]) if i not in second[layer]] for layer in first}
+    assert model.config.hf_txray_pruned == {"original_width": width, "kept": {str(k): v for k, v in kept.items()}}
+    # layer 0 reads the same input in both models: pruned neuron i is original neuron kept[i] (to float rounding)
+    assert torch.allclose(_activations(model, kind, inputs, 0), _activations(original, kind, inputs, 0)[..., kept[0]],
+                          atol=1e-6, rtol=0)
+    model.save_pretrained(tmp_path / "pruned")
+    reloaded = AutoModel.from_pretrained(tmp_path / "pruned")
+    assert reloaded.config.hf_txray_pruned == model.config.hf_txray_pruned
+    profile = hf_txray.analyze(reloaded, TEXTS, stage="pruned", **options)
+    assert profile.meta.provenance["runtime"]["pruned"] == model.config.hf_txray_pruned
+    note = f"neuron i is original neuron kept[i] (layer 0: kept = [{', '.join(map(str, kept[0][:8]))}, ...])"
+    assert note in profile_text(profile)
+    assert note in str(build_card({"pruned": profile}, {}, {}, {}))
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match=f"num_neurons differ \\({width} vs {width - 5}\\) "
+                       "because stage 'unpruned' is not pruned; stage 'pruned' is of a pruned model.*mode='mask'"):
+        compare(unpruned, profile)
+    hf_txray.compare(profile, hf_txray.analyze(model, TEXTS[:4], stage="again", **options))  # the same numbering
+    other = copy.deepcopy(original)
+    prune(other, None, {0: [9, 10, 11, 12, 13], 1: [9, 10, 11, 12, 13]}, mode="remove")  # same width, other neurons
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+        compare(profile, hf_txray.analyze(other, TEXTS, stage="other", **options))
+
+
 @pytest.mark.parametrize("family", ["phi3", "distilbert"])
 def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_path):
     """Helper 97: Phi-3's fused gate_up_proj ([gate; up], 2 x width outputs) was not recognised, and DistilBERT's

@@ -12,6 +12,7 @@ from torch import nn
 from ..architectures import DENSE_BLOCK_WIDTHS
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
+from ..provenance import PRUNED_ATTRIBUTE, pruning_record
 from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack, text_model
 from .masks import check_plan, mlp_sites, refuse_active_masks
 from .plan import NeuronSpec
@@ -115,10 +116,37 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
             for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
                 if getattr(module, "intermediate_size", None) == width:
                     module.intermediate_size = width - common
-    if attribute is not None and common:
+    if attribute is not None and (common or pruning_record(model)):
         _own_config(model, config)
         setattr(model.config, attribute, width - common)
+        # the neurons are renumbered 0..width-common-1: say which original neuron each one is, so that its profiles
+        # say so and compare refuses to match them by number with the unpruned model's (a second removal composes)
+        setattr(model.config, PRUNED_ATTRIBUTE, _removal_record(pruning_record(model), sites, chosen, common, width))
     return model
+
+
+def _removal_record(previous: dict[str, Any] | None, layers: Any, chosen: dict[int, list[int]], common: int,
+                   width: int) -> dict[str, Any]:
+    """The :data:`~hf_txray.provenance.PRUNED_ATTRIBUTE` record after removing ``chosen[layer][:common]`` (and
+    zeroing the rest) from each of `layers`, `width` neurons wide, of a model whose earlier removals `previous`
+    recorded: indices are the original model's (layer keys as text, as config.json writes them)."""
+    previous = previous or {}
+    before = previous.get("kept") or {}
+    record: dict[str, Any] = {"original_width": int(previous.get("original_width") or width), "kept": {},
+                              "zeroed": {}}
+    for layer in layers:
+        original = [int(i) for i in before.get(str(layer), range(width))]
+        planned = chosen.get(layer, [])
+        removed = set(planned[:common])
+        record["kept"][str(layer)] = [original[i] for i in range(width) if i not in removed]
+        zeroed = set(int(i) for i in (previous.get("zeroed") or {}).get(str(layer), []))
+        zeroed |= {original[i] for i in planned[common:]}
+        zeroed -= {original[i] for i in removed}
+        if zeroed:
+            record["zeroed"][str(layer)] = sorted(zeroed)
+    if not record["zeroed"]:
+        del record["zeroed"]
+    return record
 
 
 def check_removable(model: nn.Module, neurons: NeuronSpec, uneven: str = "error") -> None:
@@ -177,6 +205,13 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
             "works and saves, but hf_txray's automatic site search (the widest linear layer that narrows) no longer "
             "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning,
             stacklevel=4)
+    earlier = pruning_record(model)
+    stale = [layer for layer in sites if earlier and len((earlier.get("kept") or {}).get(str(layer), ())) != width]
+    if stale:  # the record would name the wrong original neurons after this removal
+        raise ModelError(
+            f"The model's config records an earlier mode='remove' ({PRUNED_ATTRIBUTE}) that does not match its layer "
+            f"{stale[0]}, {width} neurons wide: its weights were changed after that pruning. Delete the record "
+            f"(del model.config.{PRUNED_ATTRIBUTE}) if this model's neurons are to be numbered afresh.")
     prefix, blocks = find_blocks(model)
     ups = {layer: _up_projections(blocks[layer], f"{prefix}.{layer}" if prefix else str(layer), site)
            for layer, site in sites.items()}
