@@ -262,6 +262,43 @@ def test_mask_runs_before_profiling_hooks():
     assert profile.neuron_count.sum() > 0
 
 
+def test_negative_layer_keys_count_from_the_last_block_everywhere():
+    """Helper 218: ``ablate(model, {-1: [0]})``, ``masked``, ``prune`` and ``plan_pruning`` refused "Layer -1 is not
+    available" while ``layers=-1`` and ``output_effects(model, -1, j)`` took it; one rule now, one error beyond."""
+    from hf_txray.probing import ablation_curve
+
+    model, _ = tiny("gpt2")
+    inputs = encode("gpt2")
+    expected = reference_forward(model, "gpt2", inputs, {1: [0, 3], 0: [2]})
+    for spec in ({-1: [0, 3], -2: [2]}, [(-1, 0), (1, 3), (0, 2)]):
+        with masked(model, spec) as handle:
+            assert handle.neurons == {0: [2], 1: [0, 3]}
+            assert torch.equal(forward(model, inputs), expected)
+        with hf_txray.ablate(model, spec):
+            assert torch.equal(forward(model, inputs), expected)
+    _, plan = prune(model, None, {-1: [0, 3], 0: [2]})
+    assert plan.neurons == {0: [2], 1: [0, 3]}
+    unprune(model)
+    assert plan_pruning(None, {-1: [5]}, widths={0: 40, 1: 40}).neurons == {1: [5]}
+    removed = prune(copy.deepcopy(model), None, {-1: [0], -2: [1]}, mode="remove")[0]
+    assert removed.config.hf_txray_pruned["kept"]["1"][0] == 1
+    seen = []
+    ablation_curve(model, [(-1, 3), (0, 2)], lambda m: seen.append(hf_txray.pruning.active_masks(m)[0].neurons
+                                                                  if hf_txray.pruning.active_masks(m) else {}) or 0.0,
+                   counts=[1], seeds=[])
+    assert seen == [{}, {1: [3]}]
+    with pytest.raises(ConfigurationError, match="more than once"):  # (-1, 3) is (1, 3)
+        ablation_curve(model, [(-1, 3), (1, 3)], lambda m: 0.0, counts=[1], seeds=[])
+    with pytest.raises(ConfigurationError) as from_layers:
+        prune(model, None, "random", 1, layers=[-3])
+    for refused in (lambda: masked(model, {-3: [0]}).__enter__(), lambda: prune(model, None, [(-3, 0)]),
+                    lambda: hf_txray.ablate(model, {-3: [0]}).__enter__()):
+        with pytest.raises(ConfigurationError) as error:
+            refused()
+        assert str(error.value) == str(from_layers.value)
+    assert not hf_txray.pruning.active_masks(model)
+
+
 # ----- removing ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_remove_equals_mask_and_reloads_smaller(kind, tmp_path):

@@ -505,13 +505,19 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
     pairs = _table_pairs(frame)
     if not pairs:
         raise ConfigurationError("The ranking is empty.")
+    _refuse_repeated(pairs)
+    return pairs, source
+
+
+def _refuse_repeated(pairs: list[tuple[int, int]]) -> None:
+    """Refuse a ranking naming one neuron twice: its top k would ablate fewer than k neurons, beside k random ones
+    (helper 152)."""
     seen: set[tuple[int, int]] = set()
     repeated = next((pair for pair in pairs if pair in seen or seen.add(pair)), None)
-    if repeated is not None:  # its top k would ablate fewer than k neurons, beside k random ones (helper 152)
+    if repeated is not None:
         raise ConfigurationError(
             f"The ranking names neuron {repeated} (layer, neuron) more than once, so its first k entries would ablate "
             "fewer than k neurons, against k random ones. Rank each neuron once (e.g. drop_duplicates on a table).")
-    return pairs, source
 
 
 def ablation_counts(counts: Sequence[int], num_ranked: int | None) -> list[int]:
@@ -604,6 +610,10 @@ def ablation_curve(
     meta = getattr(ranking, "meta", None)  # a ProbingResult
     if getattr(meta, "module_pattern", None):
         check_pattern_sites(model, meta.site, meta.module_pattern, meta.stack, meta.layers, sites, "probe read")
+    # a negative layer of the ranking counts from the model's last block, as ablate() and layers= count it
+    blocks = {layer: next(iter(sites.chosen({layer: []}, "Ablating neurons"))) for layer in {x for x, _ in pairs}}
+    pairs = [(blocks[layer], neuron) for layer, neuron in pairs]
+    _refuse_repeated(pairs)  # (-1, 3) and (11, 3) of a 12-block model are one neuron
     if layers is None:
         pool_layers = sorted({layer for layer, _ in pairs})
     else:  # as analyze takes them ("0-3", "all", one int, a list; negative from the model's last block, as prune)

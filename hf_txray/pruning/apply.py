@@ -107,8 +107,8 @@ def prune(
     if layers is not None:  # negative: from the model's last block, as analyze, ablation_curve and probing count
         layers = sites.resolve_layers(layers)
         sites.require(layers or [], "Pruning")
-    if not isinstance(strategy, str):
-        sites.chosen(strategy, "Pruning")
+    if not isinstance(strategy, str):  # its negative layers counted from the model's last block, dense or not
+        strategy = sites.chosen(strategy, "Pruning")
     if report_or_profile is not None:
         widths = source_widths(report_or_profile)
         sites.require(widths, "Pruning")

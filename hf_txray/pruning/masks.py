@@ -120,12 +120,13 @@ class MlpSites(dict):
         require_dense([site for layer, site in sorted(self.moe.items()) if layer in wanted], what, sorted(self))
 
     def chosen(self, neurons: NeuronSpec, what: str) -> dict[int, list[int]]:
-        """`neurons` as ``{layer: sorted indices}`` (:func:`~hf_txray.pruning.explicit_neurons`), refusing
-        mixture-of-experts layers by name."""
+        """`neurons` as ``{layer: sorted indices}`` (:func:`~hf_txray.pruning.explicit_neurons`; a negative layer
+        counts from the model's last block, as :meth:`resolve_layers`), refusing mixture-of-experts layers by name."""
         widths = {layer: site.width for layer, site in {**self.moe, **self}.items()}
         # unreadable layers have no width to check against: taken here, so that require() says why they are refused
         widths.update({layer: sys.maxsize for layer in self.unreadable})
-        chosen = explicit_neurons(neurons, widths)
+        # a negative layer counts from the model's last block, dense or not, as resolve_layers counts layers=
+        chosen = explicit_neurons(neurons, widths, sorted(widths))
         self.require(chosen, what)
         return chosen
 

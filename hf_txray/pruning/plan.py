@@ -14,7 +14,7 @@ from ..architectures import neuron_architecture
 from ..artifact import Artifact
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
-from ..options import is_int, parse_layers
+from ..options import is_int, parse_layers, resolve_layer
 from ..profile import Profile
 from ..provenance import recorded_architecture, recorded_depths
 from ..report import DEFAULT_MIN_COUNT, TransferReport
@@ -265,12 +265,31 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
     return counts
 
 
-def explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
+def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | None = None
+                     ) -> dict[int, list[int]]:
+    """A neuron list (``{layer: [index, ...]}``, ``[(layer, index), ...]`` or a plan) as ``{layer: sorted indices}``,
+    checked against `widths` (``{layer: neurons}``): the one place where every function taking a neuron list
+    (masks, ablation, removal, plans) reads its layers.
+
+    A negative layer counts from the last of `blocks` (the model's blocks; default: the layers of `widths`), as
+    ``layers=`` arguments count it (:func:`~hf_txray.options.resolve_layer`): -1 of a 12-block model is block 11.
+
+    Raises:
+        ConfigurationError: a layer that is no block, or has no width (not available), or an index out of range.
+    """
+    blocks = sorted(widths) if blocks is None else list(blocks)
+
+    def layer_of(value: Any, what: str) -> int:
+        layer = resolve_layer(blocks, _check_int(value, what), "is not an MLP layer of the model")
+        if layer not in widths:
+            raise ConfigurationError(f"Layer {value} is not available: the model has MLP layers {sorted(widths)}.")
+        return layer
+
     if isinstance(spec, PruningPlan):
         spec = spec.neurons
     if isinstance(spec, Mapping):
         items = [(layer, index) for layer, indices in spec.items() for index in indices]
-        chosen: dict[int, set[int]] = {_check_int(layer, "A layer key"): set() for layer in spec}
+        chosen: dict[int, set[int]] = {layer_of(layer, "A layer key"): set() for layer in spec}
     else:
         try:
             items = [tuple(pair) for pair in spec]
@@ -283,9 +302,7 @@ def explicit_neurons(spec: Any, widths: dict[int, int]) -> dict[int, list[int]]:
     for item in items:
         if len(item) != 2:
             raise ConfigurationError(f"An explicit neuron is a (layer, index) pair, got {item!r}.")
-        layer, index = _check_int(item[0], "A neuron's layer"), _check_int(item[1], "A neuron's index")
-        if layer not in widths:
-            raise ConfigurationError(f"Layer {layer} is not available: the model has MLP layers {sorted(widths)}.")
+        layer, index = layer_of(item[0], "A neuron's layer"), _check_int(item[1], "A neuron's index")
         if not 0 <= index < widths[layer]:
             raise ConfigurationError(f"Neuron {index} is out of range: layer {layer} has {widths[layer]} neurons.")
         chosen.setdefault(layer, set()).add(index)
@@ -349,8 +366,12 @@ def plan_pruning(
             "layers together: pass one of them (a dict amount is per layer; an int or a fraction with "
             "per_layer=False is ranked over all layers).")
     info = source_info(source)
+    # negative layers (layers=, a neuron list's keys) count from the model's last block: its recorded depth, else the
+    # last of the source's (or widths') layers
+    depths = info.get("num_hidden_layers") or []
+    blocks = list(range(depths[0])) if len(depths) == 1 else sorted(widths)
     if not isinstance(strategy, str):
-        neurons = explicit_neurons(strategy, widths)
+        neurons = explicit_neurons(strategy, widths, blocks)
         if not any(neurons.values()):  # helper 152: {}, [] and {0: []} were accepted, mode="remove" included
             raise ConfigurationError(f"The neuron list {strategy!r} names no neuron: nothing to prune. Name (layer, "
                                      "index) pairs, or {layer: [index, ...]}.")
@@ -384,8 +405,6 @@ def plan_pruning(
     if layers is None:
         selected = available
     else:  # negative: counted from the model's last block (its recorded depth), as prune and analyze count
-        depths = info.get("num_hidden_layers") or []
-        blocks = list(range(depths[0])) if len(depths) == 1 else available
         selected = sorted({blocks[layer] if -len(blocks) <= layer < 0 else layer for layer in layers})
         missing = [layer for layer in selected if layer not in widths]
         if missing or not selected:
