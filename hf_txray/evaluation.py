@@ -339,14 +339,27 @@ def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_le
     :func:`pad_id_of`) is masked out, so tokenizers without a pad token (GPT-2, Llama) work."""
     if batch_size < 1:
         raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}.")
-    batches = []
+    batches, cut, kept, total = [], 0, 0, 0
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[start: start + batch_size]), truncation=max_length is not None,
-                        max_length=max_length, return_attention_mask=True)
+        chunk = list(texts[start: start + batch_size])
+        enc = tokenizer(chunk, truncation=max_length is not None, max_length=max_length, return_attention_mask=True)
         batch = {"input_ids": _pad(enc["input_ids"], pad_id), "attention_mask": _pad(enc["attention_mask"], 0)}
         if "token_type_ids" in enc:
             batch["token_type_ids"] = _pad(enc["token_type_ids"], 0)
         batches.append(batch)
+        lengths = [len(ids) for ids in enc["input_ids"]]
+        kept, total = kept + sum(lengths), total + sum(lengths)
+        full = [i for i, length in enumerate(lengths) if max_length is not None and length >= max_length]
+        if full:  # only a text that filled max_length may have been cut: tokenized again whole to tell
+            whole = [len(ids) for ids in tokenizer([chunk[i] for i in full])["input_ids"]]
+            cut += sum(length > max_length for length in whole)
+            total += sum(length - lengths[i] for i, length in zip(full, whole))
+    if cut:  # helper 218: a 668-token text scored on its first 128 tokens, 40% of the corpus left out, without a word
+        warnings.warn(
+            f"{cut} of {len(texts)} texts are longer than max_length={max_length} tokens and were cut to it: the "
+            f"metrics read {kept:,} of their {total:,} tokens (a perplexity covers each text's first {max_length} "
+            "tokens; a classifier sees only them). Pass a larger max_length (up to the model's limit), or split long "
+            "texts into rows of at most that length.", UserWarning, stacklevel=3)
     return batches
 
 

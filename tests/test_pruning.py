@@ -821,6 +821,27 @@ def test_evaluate_pruning_perplexity_matches_brute_force():
         assert again.loc[0, "perplexity"] == pytest.approx(table.loc[0, "perplexity"], rel=1e-6), type(given)
 
 
+def test_evaluate_pruning_says_when_texts_were_cut_at_max_length():
+    """Helper 218: a prune-sweep perplexity matched a brute-force one on short texts, but a text longer than the
+    model's 128 positions was scored on its first 128 tokens (668 in all), with no word of the tokens left out."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                       n_positions=128)).eval()
+    tokenizer = bpe_tokenizer()
+    texts = [" ".join(TEXTS * 3)] + TEXTS[:3]
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    assert lengths[0] > 128 and max(lengths[1:]) < 128
+    with pytest.warns(UserWarning, match=f"1 of 4 texts are longer than max_length=128 tokens and were cut to it: "
+                      f"the metrics read {128 + sum(lengths[1:]):,} of their {sum(lengths):,} tokens"):
+        table = evaluate_pruning(model, [], texts, tokenizer=tokenizer, batch_size=3)
+    assert table.loc[0, "num_tokens"] == 127 + sum(n - 1 for n in lengths[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # texts that fit: no warning (one exactly max_length long is not cut)
+        evaluate_pruning(model, [], texts[1:], tokenizer=tokenizer, batch_size=3, max_length=max(lengths[1:]))
+
+
 def test_evaluation_runs_the_model_outside_accelerates_autocast_wrapper():
     """Helper 182: a model that a Trainer prepared with bf16 keeps Accelerate's autocast wrapper as its forward;
     evaluate_pruning ran it in bfloat16 (this GPT-2's perplexity 597.676 for 597.644 in float32, no error),
