@@ -29,6 +29,9 @@ DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "js
 # Compressions datasets reads through fsspec with the standard library alone, in memory and streamed, for the
 # builders that read through it (parquet and arrow files are read by pyarrow, which does not decompress them).
 COMPRESSIONS = (".gz", ".bz2", ".xz")
+# The fix named when a corpus of several splits is given without `split`; callers without a `split` argument (the
+# trainer's probe) replace it with theirs.
+SPLIT_CHOICE = "pass split=... to choose one"
 COMPRESSIBLE = ("text", "csv", "json")
 
 
@@ -1328,7 +1331,7 @@ def pick_split(dataset_dict, split: str | None):
         return select_slice(dataset_dict[name], split) if sliced else dataset_dict[name]
     if len(dataset_dict) == 1:
         return next(iter(dataset_dict.values()))
-    raise DatasetError(f"The dataset has several splits ({', '.join(dataset_dict)}): pass split=... to choose one.")
+    raise DatasetError(f"The dataset has several splits ({', '.join(dataset_dict)}): {SPLIT_CHOICE}.")
 
 
 def split_and_slice(split: str | None) -> tuple[str | None, str]:
@@ -1748,7 +1751,7 @@ def _hub_config_split(name: str, commit: str, config: str | None, split: str | N
         read_slice(split)  # its syntax, before any download
     if split is None and len(splits) > 1:
         raise DatasetError(f"Config {builder.config.name!r} of the Hub dataset {name!r} has several splits "
-                           f"({', '.join(splits)}): pass split=... to choose one.")
+                           f"({', '.join(splits)}): {SPLIT_CHOICE}.")
     split = split or (splits[0] if splits else None)
     base = base or split
     urls = [str(u) for key, files in data_files.items() if str(key) == base for u in files]

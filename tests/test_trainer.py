@@ -633,6 +633,28 @@ def test_bad_configuration_fails_before_training(tmp_path):
         TXRayCallback()
 
 
+
+def test_a_probe_of_several_splits_names_the_fix_the_trainer_takes(tmp_path):
+    """Helper 219: a DatasetDict (or a data folder) of several splits as the probe was refused with analyze's advice,
+    "pass split=... to choose one", which neither TXRayTrainer nor TXRayCallback takes: name the fix they can follow."""
+    import datasets
+
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TEXTS}),
+                                   "validation": datasets.Dataset.from_dict({"text": TEXTS[:2]})})
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    for name in ("train", "validation"):
+        (folder / f"{name}.txt").write_text("\n".join(TEXTS))
+    for probe in (splits, str(folder)):
+        with pytest.raises(DatasetError, match=r"several splits \(train, validation\): the probe is one split: pass "
+                                               r"that split \(TXRayTrainer's txray_dataset=") as caught:
+            TXRayTrainer(model=build_classifier(), args=build_args(tmp_path), train_dataset=build_data(),
+                         processing_class=bert_tokenizer(), txray_dataset=probe)
+        assert "split=..." not in str(caught.value)
+        with pytest.raises(DatasetError, match=r"probe_dataset=\.\.\.\), e\.g\. dataset_dict\['validation'\]"):
+            TXRayCallback(probe)
+    assert TXRayCallback(splits["validation"]).corpus["text"] == TEXTS[:2]  # the fix named works
+
 def test_callback_with_unknown_layer_fails_before_the_first_step(tmp_path):
     from transformers import Trainer
 

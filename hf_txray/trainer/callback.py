@@ -30,7 +30,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
-from ..loading import check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
+from ..loading import SPLIT_CHOICE, check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
 from ..rng import keeps_rng
@@ -41,6 +41,9 @@ from .plots import write_plots
 
 logger = get_logger(__name__)
 CONSOLE_CALLBACKS = (ProgressCallback, PrinterCallback)  # what prints the Trainer's logs on the console
+PROBE_SPLIT_CHOICE = ("the probe is one split: pass that split (TXRayTrainer's txray_dataset=..., TXRayCallback's "
+                      "probe_dataset=...), e.g. dataset_dict['validation'], or datasets.load_dataset(path, "
+                      "split='validation') for a data folder, file or Hub id")
 
 
 class TXRayCallback(TrainerCallback, ExportableState):
@@ -99,8 +102,15 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.config.validate()
         self.strategy, self.steps, self.profile_on_train_begin = strategy, int(steps), profile_on_train_begin
         self.tokenizer, self.trainer = tokenizer, trainer
-        self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
-            probe_dataset, text_column=text_column, num_samples=None if max_samples is None else int(max_samples))
+        try:
+            self.corpus, self.text_column, loaded_id, self.dataset_source = load_pinned_corpus(
+                probe_dataset, text_column=text_column, num_samples=None if max_samples is None else int(max_samples))
+        except DatasetError as err:
+            # analyze's advice for several splits names its `split=`, which neither the callback nor TXRayTrainer
+            # takes: name the fix they can follow
+            if SPLIT_CHOICE not in str(err):
+                raise
+            raise DatasetError(str(err).replace(SPLIT_CHOICE, PROBE_SPLIT_CHOICE)) from None
         self.dataset_id = dataset_id or loaded_id
         self._check_tagging_lengths()
         self.timeline: list[dict[str, Any]] = []
