@@ -389,6 +389,13 @@ def test_resume_continues_the_timeline_without_duplicates(tmp_path, caplog):
     assert header.startswith("stage,step,epoch,active_share,profile_seconds,compare_seconds,")
 
     # Resume from step 8 in the same folder: 9 and 12 (written by the first run) are taken again, not duplicated.
+    # A run killed mid-write leaves temporary files and folders, which a push would upload: the resume removes them.
+    root = tmp_path / "run" / "txray"
+    leftovers = [root / ".timeline.csv.tmp-123", root / "plots" / ".shares.png.tmp-9", root / "profiles" /
+                 ".step-12.tmp-ab12cd34" / "profile.json"]
+    for leftover in leftovers:
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_text("half")
     recorder = LogRecorder()
     resumed = TXRayTrainer(model=build_classifier(seed=1), args=build_args(tmp_path / "run", **options),
                            train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer(),
@@ -405,11 +412,12 @@ def test_resume_continues_the_timeline_without_duplicates(tmp_path, caplog):
     assert [log["step"] for log in txray_logs(recorder.logs)] == [9, 12]  # new logs only after the checkpoint
     txray_steps = [e["step"] for e in resumed.state.log_history if "txray/vs_first/share_lost" in e]
     assert txray_steps == [3, 6, 9, 12]  # the checkpoint's log history plus the new ones, once each
-    root = tmp_path / "run" / "txray"
     assert pd.read_csv(root / "timeline.csv")["step"].tolist() == [0, 3, 6, 9, 12]
     # helper 145: restored rows (sorted keys in trainer_state.json) put the columns in another order
     assert (root / "timeline.csv").read_text().splitlines()[0] == header
     assert sorted(p.name for p in (root / "profiles").iterdir()) == sorted(full_profiles)
+    assert not any(leftover.exists() or leftover.parent.name.startswith(".") and leftover.parent.exists()
+                   for leftover in leftovers)
     assert "step-6->step-9" in resumed.txray_reports and "step-0->step-6" in resumed.txray_reports
 
 

@@ -434,6 +434,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
         for folder in sorted((root / "reports").glob("step-*__step-*")):
             if not set(folder.name.split("__")) <= stages:
                 shutil.rmtree(folder, ignore_errors=True)
+        # what a run killed mid-write left (a timeline's or a plot's temporary file, a profile folder's temporary
+        # copy): the Trainer's push uploads output_dir whole, so it would reach the Hub (helper 219)
+        for leftover in (p for folder in (root, root / "profiles", root / "reports", root / "plots")
+                         for p in folder.glob(".*.tmp-*")):
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         if removed:  # said, as it deletes results (helper 145: a second train() removed the first one's silently)
             logger.warning("TX-Ray: removed %d profile(s) (%s) from %s: they were taken after the checkpoint resumed "
                            "from, or by an earlier run in this output_dir. Train in another output_dir to keep an "
