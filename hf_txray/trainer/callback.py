@@ -438,7 +438,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # copy): the Trainer's push uploads output_dir whole, so it would reach the Hub (helper 219)
         for leftover in (p for folder in (root, root / "profiles", root / "reports", root / "plots")
                          for p in folder.glob(".*.tmp-*")):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         if removed:  # said, as it deletes results (helper 145: a second train() removed the first one's silently)
             logger.warning("TX-Ray: removed %d profile(s) (%s) from %s: they were taken after the checkpoint resumed "
                            "from, or by an earlier run in this output_dir. Train in another output_dir to keep an "
