@@ -9,7 +9,7 @@ import secrets
 import shutil
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigurationError, OutputError
 
@@ -144,18 +144,35 @@ def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] 
     return True
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
+def atomic_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Write a file through ``write(temporary path)`` next to `path`, then rename it over `path`: readers, and
+    hard-linked copies staged for an upload, see the old file or the new one, never half of one. The temporary
+    file (``.{name}.tmp-{pid}``) is removed when the write fails; returns `path`.
+
+    Raises:
+        OutputError: the file cannot be written, naming `path`.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        write(tmp)
         os.replace(tmp, path)
     except OSError as err:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise output_error(err, path) from err
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: str | os.PathLike) -> Any:

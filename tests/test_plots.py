@@ -151,3 +151,20 @@ def test_labels_in_scripts_dejavu_lacks_use_an_installed_fallback_or_say_so(tmp_
         assert all(t.get_fontfamily() == ["DejaVu Sans", "STIXGeneral"] for t in fig.axes[0].get_legend().get_texts())
     finally:
         common.font_families.cache_clear()
+
+
+def test_save_figure_replaces_a_file_whole_never_rewriting_it_in_place(tmp_path):
+    """A TXRayTrainer push uploads a staged copy of output_dir made of hard links while training goes on: a plot
+    rewritten in place would change under the upload. save_figure writes a new file and renames it over the old
+    one, so a hard link to the old file keeps the old picture whole (helper 219)."""
+    first, _ = plots.new_axes()
+    first.axes[0].plot([0, 1], [0, 1])
+    path = plots.save_figure(first, tmp_path / "plots" / "shares.png")
+    old = path.read_bytes()
+    staged = tmp_path / "staged.png"
+    staged.hardlink_to(path)
+    second, _ = plots.new_axes()
+    second.axes[0].bar(["a", "b", "c"], [3, 1, 2])
+    plots.save_figure(second, path)
+    assert staged.read_bytes() == old and path.read_bytes() != old
+    assert [p.name for p in path.parent.iterdir()] == ["shares.png"]  # no temporary file left

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..io_utils import atomic_file
 from ..features import default_feature_type
 
 if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
@@ -124,13 +125,12 @@ def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float =
 def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
     """Save one figure as PNG at `path` (parent folders created), its text drawn with :func:`use_fallback_fonts`;
     returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     use_fallback_fonts(figure)
     with warnings.catch_warnings():  # one warning per glyph: use_fallback_fonts said it once, with the fix
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
-        figure.savefig(path, dpi=dpi, format="png")
-    return path
+        # written whole, then renamed: a Trainer's background push stages hard links of its plots, which a figure
+        # rewritten in place would change under the upload (helper 219)
+        return atomic_file(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
 
 
 def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False) -> str:

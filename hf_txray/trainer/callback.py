@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 import re
 import shutil
 import time
@@ -30,6 +29,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
+from ..io_utils import atomic_file
 from ..loading import SPLIT_CHOICE, check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
@@ -408,8 +408,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         root = Path(args.output_dir) / TXRAY_DIR
         root.mkdir(parents=True, exist_ok=True)
         frame = self.timeline_frame()
-        _replace_file(root / "timeline.csv", lambda tmp: frame.to_csv(tmp, index=False))
-        _replace_file(root / "timeline.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_file(root / "timeline.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        atomic_file(root / "timeline.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
         self.files_written += 1
         self._plots_stale = True
 
@@ -543,8 +543,3 @@ def _fingerprint(profile: Profile) -> str:
     return digest.hexdigest()[:16]
 
 
-def _replace_file(path: Path, write) -> None:
-    """Write through a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
