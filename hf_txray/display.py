@@ -7,7 +7,7 @@ import pandas as pd
 from .errors import ConfigurationError
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
-from .provenance import pruning_note, recorded_pruning
+from .provenance import original_neuron, pruning_note, recorded_pruning
 from .report import DEFAULT_MIN_COUNT, TransferReport
 from .tables import clip_left, clip_right, shown_example, text_table, untested_unknown
 
@@ -164,6 +164,9 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
     lines = [f"Layer {layer}, neuron {neuron} ({profile.stage}): "
              f"{neuron_summary(card, report_row, stages)}", "",
              f"credits {card['count']} of {profile.meta.num_positions} positions, mass {card['mass']:.3f}"]
+    original = original_neuron(profile.meta.provenance, layer, neuron)
+    if original is not None:  # a model pruned with mode="remove" numbers its neurons afresh
+        lines.append(f"pruned model: original neuron {original} of layer {layer}")
     for ft in profile.feature_types:
         top_values = ", ".join(f"{v['feature']} {v['probability']:.2f}" for v in card[f"top_{ft}"][:top])
         lines.append(f"  {ft}: {top_values or '-'}")

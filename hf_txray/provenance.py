@@ -220,6 +220,13 @@ def pruning_note(record: Mapping[str, Any] | None) -> str:
                "['zeroed']): they still activate and win credit, but change no output" if zeroed else ""))
 
 
+def original_neuron(provenance: Mapping[str, Any] | None, layer: int, neuron: int) -> int | None:
+    """The original index of `neuron` of `layer` in a profile of a model pruned with ``mode="remove"`` (its
+    recorded ``kept`` list), None when the profile records no pruning of that layer."""
+    kept = ((recorded_pruning(provenance)[1] or {}).get("kept") or {}).get(str(layer))
+    return int(kept[neuron]) if kept is not None and 0 <= neuron < len(kept) else None
+
+
 def pruning_difference(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, widths: tuple[int, int],
                        names: tuple[str, str] = ("a", "b")) -> str:
     """Why two profiles' (their provenance `a` and `b`, stages `names`) neurons of one number are not the same units

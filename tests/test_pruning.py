@@ -342,7 +342,7 @@ def test_remove_records_the_original_neurons_and_compare_says_so(kind, tmp_path)
     from transformers import AutoModel
 
     from hf_txray.card import build_card
-    from hf_txray.display import profile_text
+    from hf_txray.display import neuron_text, profile_text
 
     model, tokenizer = tiny(kind)
     original, width, inputs = copy.deepcopy(model), WIDTH[kind], encode(kind)
@@ -366,6 +366,9 @@ def test_remove_records_the_original_neurons_and_compare_says_so(kind, tmp_path)
     note = f"neuron i is original neuron kept[i] (layer 0: kept = [{', '.join(map(str, kept[0][:8]))}, ...])"
     assert note in profile_text(profile)
     assert note in str(build_card({"pruned": profile}, {}, {}, {}))
+    # a neuron's page names the original neuron it is
+    assert f"pruned model: original neuron {kept[1][2]} of layer 1" in neuron_text(profile, 1, 2)
+    assert "original neuron" not in neuron_text(unpruned, 1, 2)
     with pytest.raises(hf_txray.IncompatibleProfilesError, match=f"num_neurons differ \\({width} vs {width - 5}\\) "
                        "because stage 'unpruned' is not pruned; stage 'pruned' is of a pruned model.*mode='mask'"):
         compare(unpruned, profile)
