@@ -9,6 +9,7 @@ correct probe must rank neuron (0, 7) first, ablating it must break the probe, a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import decimal
 import functools
 import gc
@@ -2187,6 +2188,28 @@ def test_the_probe_split_keeps_repeated_sentences_on_one_side(planted):
     with pytest.raises(DatasetError, match="one text repeated"):
         dataclasses.replace(acts, sentence_hashes=np.full_like(hashes, hashes[0])).split(0.2, 0)
 
+
+
+def test_a_repeated_sentence_is_held_out_no_more_often_than_any_other():
+    """Helper 220: a content was drawn where the shuffle first met one of its copies, so a sentence repeated k times
+    came k times as early: 30 copies among 100 sentences went to the test part under all 200 seeds (the test part
+    then mostly that one sentence, 30 of ~32). Each content is drawn at its first sentence's place now: held out
+    about as often as test_size says (58 of 200 seeds)."""
+    from hf_txray.probing import Activations
+
+    hashes = np.arange(100, dtype=np.uint64) + np.uint64(1000)
+    hashes[40:70] = 7  # one sentence, 30 times (not the first of the corpus)
+    zeros = np.zeros(100, np.int64)
+    acts = Activations(np.zeros((100, 2), np.float32), zeros, ["x"], np.arange(100), zeros, zeros, ["w"], [0], 2,
+                       sentence_hashes=hashes)
+    held = sum(bool(np.isin(acts.split(0.2, seed)[1], np.arange(40, 70)).any()) for seed in range(200))
+    assert 30 <= held <= 90, held  # 200 before
+    for seed in range(20):  # one side each, and without repeats exactly the first round(0.2 * n) of the shuffle
+        train, test = acts.split(0.2, seed)
+        assert not set(hashes[train].tolist()) & set(hashes[test].tolist())
+        distinct = dataclasses.replace(acts, sentence_hashes=np.arange(100, dtype=np.uint64))
+        assert sorted(distinct.split(0.2, seed)[1].tolist()) == sorted(
+            np.random.default_rng(seed).permutation(100)[:20].tolist())
 
 # ----- non-finite activations (helper 182) ------------------------------------------------------------------------
 def test_non_finite_activations_are_refused_not_probed(monkeypatch):
