@@ -749,24 +749,35 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     return dataset, column, dataset_id
 
 
-def refuse_unordered(dataset: Any) -> None:
-    """Refuse a ``set`` or ``frozenset`` of texts.
+def refuse_unordered(dataset: Any, what: str = "dataset",
+                     effect: str = "example ids, num_samples and max_positions would pick other texts") -> None:
+    """Refuse a ``set`` or ``frozenset`` of texts, or an iterator over one.
 
     A set iterates in the order of its strings' hashes, which Python salts anew in every process
     (``PYTHONHASHSEED``): the same set gives each text another example id in every run (the top examples name
     other rows, the texts hash differs, :func:`hf_txray.reproduce` cannot read the same rows back), and
     `num_samples` or `max_positions` profile other texts. It has also dropped repeated texts already.
 
+    Args:
+        dataset: what was passed as texts.
+        what (`str`, *optional*): its argument's name, for the message.
+        effect (`str`, *optional*): what the order decides there, for the message.
+
     Raises:
-        DatasetError: `dataset` is a set or frozenset.
+        DatasetError: `dataset` is a set or frozenset, or an iterator over one (``iter(texts)``, read as a stream).
     """
-    if isinstance(dataset, (set, frozenset)):
+    if isinstance(dataset, (set, frozenset, _SET_ITERATOR)):
+        kind = (f"a {type(dataset).__name__} of {len(dataset)} items" if isinstance(dataset, (set, frozenset))
+                else "an iterator over a set")
         raise DatasetError(
-            f"dataset is a {type(dataset).__name__} of {len(dataset)} items: a set has no order (it iterates by string "
-            "hashes, salted anew in every Python process), so example ids, num_samples and max_positions would pick "
-            "other texts in every run, and it keeps each text once. Pass a list in a fixed order, e.g. sorted(texts), "
-            "or the list the set was made from."
+            f"{what} is {kind}: a set has no order (it iterates by string hashes, salted anew in every Python "
+            f"process), so {effect} in every run, and it keeps each text once. Pass a list in a fixed order, e.g. "
+            "sorted(texts), or the list the set was made from."
         )
+
+
+# the type of iter(a set or frozenset): a stream in hash order, which analyze() would read as a generator of texts
+_SET_ITERATOR = type(iter(set()))
 
 
 _STREAM_HINT = (

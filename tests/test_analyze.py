@@ -219,6 +219,13 @@ def test_a_set_of_texts_is_refused_as_unordered(kind):
     assert run(texts=dict.fromkeys(TEXTS).keys()).meta.num_examples == len(set(TEXTS))
 
 
+def test_an_iterator_over_a_set_is_refused_as_unordered():
+    """Helper 220: iter(a set) was read as a stream of texts, in the set's hash order (salted in every process), while
+    the set itself was refused."""
+    with pytest.raises(DatasetError, match=r"^dataset is an iterator over a set: a set has no order"):
+        run(texts=iter(set(TEXTS)))
+
+
 @pytest.mark.parametrize("rows,match", [
     ([{"body": "a b"}, {"body": "c"}], r"'text' not found.*\['body'\]"),  # the named column is missing
     ([{"text": "a b"}, {"text": None}], r"missing \(None\) rows, the first at index 1"),

@@ -138,8 +138,12 @@ def _from_string_labels(texts: list[str], starts: list[list[int]], ends: list[li
 
 
 def _check_texts(texts: Any) -> list[str]:
+    from ..loading import refuse_unordered
+
     if isinstance(texts, str):
         raise DatasetError("Pass a list of texts, not a single string.")
+    # a set's order changes with every process: so would the sentence ids, and the probe's split with them
+    refuse_unordered(texts, "texts", "sentence ids, and with them the probe's train/test split, would differ")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
