@@ -599,9 +599,19 @@ _HUB_SNAPSHOT = re.compile(r"(?:^|[/\\])(?:models|datasets|spaces)--([^/\\]+)[/\
 
 def hub_cache_snapshot(name: str | None) -> tuple[str, str] | None:
     """``(repo id, commit)`` when `name` is the path of a Hub cache snapshot folder
-    (``.../models--org--name/snapshots/<commit>``), else None."""
+    (``.../models--org--name/snapshots/<commit>``), else None: also when the folder's name reads back as no valid
+    repo id (``models--a--b--c``, ``models----b``), which no Hub download writes."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     found = _HUB_SNAPSHOT.search(name) if isinstance(name, str) else None
-    return (found[1].replace("--", "/"), found[2]) if found else None
+    if not found:
+        return None
+    repo_id = found[1].replace("--", "/")
+    try:  # else a folder named by hand gave the card and the pushed record "a/b/c" or "/b" as a Hub id
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return None
+    return repo_id, found[2]
 
 
 def public_name(name: str | None) -> str | None:

@@ -526,6 +526,19 @@ def test_a_hub_cache_snapshot_is_named_by_its_repo_id_with_its_commit(tmp_path):
     assert hf_txray.pin_model(profile, str(snapshot)).meta.revision is None  # a folder loads as it is
 
 
+def test_a_folder_named_like_a_snapshot_of_no_valid_repo_is_no_hub_snapshot():
+    """Helper 220: any ``models--X/snapshots/<40 hex>`` path was read as a Hub cache snapshot, so folders that no Hub
+    download writes gave invalid repo ids as the card's and the pushed record's model name: ``models--a--b--c`` ->
+    "a/b/c", ``models----b`` -> "/b", ``models--org--`` -> "org/". Only a valid repo id names a snapshot now."""
+    from hf_txray.provenance import hub_cache_snapshot
+
+    commit = "ab12" * 10
+    assert hub_cache_snapshot(f"/hub/models--my-org--my.model_1/snapshots/{commit}") == ("my-org/my.model_1", commit)
+    for folder in ("models--a--b--c", "models----b", "models--org--", "models--o..x--n"):
+        path = f"/hub/{folder}/snapshots/{commit}"
+        assert hub_cache_snapshot(path) is None, folder
+        assert public_name(path) == commit, folder  # its last component, as for any other local folder
+
 def test_card_validates_on_the_hub(results, hub, tmp_path):
     a, _, report = results
     folder = hf_txray.save_to_disk(tmp_path / "export", [a], [report], plots=False)
