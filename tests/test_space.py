@@ -347,6 +347,16 @@ def test_a_fractional_minimum_count_means_at_least_that_many(app, results):
     assert precision["Min. count in both stages"] is None and precision["Min. credits of the neuron"] is None
 
 
+def test_a_minimum_count_of_minus_infinity_means_every_credited_neuron(app, results):
+    """Helper 220: -inf, below 1 as -5 is, failed with a bare OverflowError (math.ceil of it) in search and transfer."""
+    source = str(results[3])
+    low = app.search_feature(source, "pretrained", "pos", "NOUN", "probability", float("-inf"), 10_000)
+    assert "credited >= 1 times" in low[0] and low[1].equals(
+        app.search_feature(source, "pretrained", "pos", "NOUN", "probability", -5, 10_000)[1])
+    report = next(iter(viewer.open_results(source).reports))
+    assert app.show_transfer(source, report, "pos", "most", float("-inf"), 50)[1].equals(
+        app.show_transfer(source, report, "pos", "most", 1, 50)[1])
+
 def test_viewer_sends_no_analytics_even_when_the_environment_allows_it(app, results, monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")  # gradio's default when the variable is unset
     assert app.build_demo(str(results[3])).get_config_file()["analytics_enabled"] is False

@@ -347,7 +347,7 @@ def _at_least_one(min_count: Any) -> int:
         floor = float("nan")
     if math.isnan(floor):
         raise ConfigurationError(f"The minimum count must be a number, got {min_count!r}.")
-    return max(1, math.ceil(min(floor, 2.0 ** 62)))
+    return math.ceil(min(max(floor, 1.0), 2.0 ** 62))  # -inf is below 1 too (ceil of it raised OverflowError)
 
 
 def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
