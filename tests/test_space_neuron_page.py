@@ -120,6 +120,15 @@ def test_live_tab_bad_input_gives_messages(client):
     assert "out of range" in client.predict("Some text.", 0, 4800, api_name="/live_text")[0]
 
 
+def test_live_tab_refuses_a_fractional_layer(client):
+    """Helper 220: the Live tab's layer box (a dropdown that takes typed values) was read with int(): layer 1.5 (or
+    True) ran layer 1 and 0.99 layer 0, "credited at layer 1" without a word. It is read as the Neuron tab reads
+    indices now."""
+    for layer in (0.5, 0.99, "0.5"):
+        message = client.predict("Some text.", layer, None, api_name="/live_text")[0]
+        assert message.startswith("The layer number must hold whole numbers"), (layer, message)
+    assert "credited at layer 0" in client.predict("Some text.", 0.0, None, api_name="/live_text")[0]
+
 def test_live_tab_without_a_model_says_how_to_enable_it(pages):
     from hf_txray.viewer import app
 

@@ -480,10 +480,10 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
     activation of the neuron numbered `trace` (optional) over the text."""
     view = _view(source)
     layers = live_tab_layers(view)
-    try:
-        layer = layers[-1] if layer in (None, "") else int(layer)  # default: the last profiled layer
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"Pick a layer (one of {layers}).") from None
+    if layer in (None, ""):
+        layer = layers[-1]  # default: the last profiled layer
+    else:  # read as the Neuron tab reads it: int() ran layer 1.5 (or True) as layer 1 and 0.99 as layer 0
+        layer = view.check_neuron(layer, 0)[0]
     trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
     live = model.live(view).run(text, layer, trace)
     table = data.rounded(live.table.rename(columns={"traced": f"neuron {trace}"}))
