@@ -16,6 +16,15 @@ NO_CHROMIUM = "!!! BROWSER TEST NOT RUN: /usr/bin/chromium is missing. Install i
               "(make test does this) !!!"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update"]
+# Playwright's expect() waits 5 s by default; a viewer update on a loaded 2-core machine can take longer (a browser
+# test's assertion without its own timeout failed once beside four other jobs, 2026-12-05): every assertion of the
+# browser tests waits up to 30 s, as their explicit timeouts already did.
+try:
+    from playwright.sync_api import expect as _expect
+except ImportError:  # the test extra missing: the browser tests skip themselves
+    _expect = None
+if _expect is not None:
+    _expect.set_options(timeout=30_000)
 
 
 @contextlib.contextmanager
