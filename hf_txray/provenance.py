@@ -30,6 +30,7 @@ import dataclasses
 import fnmatch
 import functools
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -244,6 +245,16 @@ def pruning_difference(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None,
 
 def _kept(record: Mapping[str, Any] | None) -> Any:
     return None if not record else (record.get("original_width"), record.get("kept"))
+
+
+def pruning_fingerprint(record: Mapping[str, Any] | None) -> str:
+    """A short name for how a model numbers its neurons: ``"unpruned"``, or a hash of what ``mode="remove"`` kept
+    (its ``original_width`` and ``kept`` lists, not ``zeroed``: zeroed neurons keep their numbers). A plan records its
+    source's, so that it is refused on a model whose neurons of the same numbers are other units."""
+    if not record:
+        return "unpruned"
+    text = json.dumps(_kept(record), sort_keys=True, separators=(",", ":"))
+    return "kept:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def tokenizer_vocab_hash(tokenizer: Any) -> str | None:

@@ -379,6 +379,33 @@ def test_remove_records_the_original_neurons_and_compare_says_so(kind, tmp_path)
         compare(profile, hf_txray.analyze(other, TEXTS, stage="other", **options))
 
 
+def test_a_plan_ranked_on_a_removed_model_is_refused_on_one_pruned_otherwise(tmp_path):
+    """Helper 221: a plan ranked on a profile of a model pruned with mode='remove' was applied, without a word, to a
+    model pruned to the same width by another plan (its neuron i is another original neuron): the widths fit."""
+    model, tokenizer = tiny("gpt2")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    first, second = copy.deepcopy(model), copy.deepcopy(model)
+    prune(first, None, {0: [0, 1, 2], 1: [0, 1, 2]}, mode="remove")
+    prune(second, None, {0: [10, 11, 12], 1: [10, 11, 12]}, mode="remove")
+    plan = plan_pruning(hf_txray.analyze(first, TEXTS, stage="first", **options), "low_mass", 4)
+    plan.save_pretrained(tmp_path / "plan")
+    reloaded_plan = PruningPlan.from_pretrained(tmp_path / "plan")
+    for target in (second, model):  # pruned otherwise to the same width; or not pruned, and wider
+        for mode in ("mask", "remove"):
+            with pytest.raises(ModelError):
+                apply_plan(copy.deepcopy(target), reloaded_plan, mode=mode)
+    with pytest.raises(ModelError, match="ranked on a model pruned with mode='remove' \\(record kept:.*this model "
+                       "is pruned with mode='remove' otherwise.*other units"):
+        apply_plan(copy.deepcopy(second), plan, mode="mask")
+    first.save_pretrained(tmp_path / "first")  # the model it was ranked on, also reloaded: applied as before
+    from transformers import GPT2Model
+    for target in (first, GPT2Model.from_pretrained(tmp_path / "first").eval()):
+        assert apply_plan(copy.deepcopy(target), reloaded_plan, mode="remove").config.n_inner == 40 - 3 - 4
+    unpruned_plan = plan_pruning(hf_txray.analyze(model, TEXTS, stage="unpruned", **options), "low_mass", 3)
+    assert unpruned_plan.source["pruned"] == "unpruned"
+    apply_plan(copy.deepcopy(model), unpruned_plan, mode="remove")
+
+
 @pytest.mark.parametrize("family", ["phi3", "distilbert"])
 def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_path):
     """Helper 97: Phi-3's fused gate_up_proj ([gate; up], 2 x width outputs) was not recognised, and DistilBERT's

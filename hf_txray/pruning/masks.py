@@ -18,6 +18,7 @@ from ..architectures import neuron_architecture
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
 from ..options import parse_layers, resolve_layer
+from ..provenance import pruning_fingerprint, pruning_record
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
@@ -164,7 +165,8 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
     Raises:
         ConfigurationError: the plan's source profiled the decoder stack, or other modules than the MLP sites.
         ModelError: the plan was ranked on a model of another architecture (``config.model_type``) or depth
-            (``num_hidden_layers``).
+            (``num_hidden_layers``), or numbered otherwise by ``prune(..., mode="remove")`` (its profile's
+            ``provenance["runtime"]["pruned"]`` against this model's ``config.hf_txray_pruned``).
     """
     source = plan.source or {}
     config = getattr(model, "config", None)
@@ -188,6 +190,19 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
             f"This plan was ranked on the neurons of a {' / '.join(map(str, depths))}-block model, and this model has "
             f"{depth} blocks: it is another model, whose neurons with the same layer and number are others (a "
             "checkpoint loaded with fewer layers counts as another model too). Rank them by profiles of this model.")
+    # helper 221: a plan ranked on a model pruned with mode="remove" names neurons by their new numbers; on a model
+    # pruned otherwise to the same width (or not pruned) those numbers are other units, and the widths still fit
+    ranked_on, numbered = source.get("pruned"), pruning_fingerprint(pruning_record(model))
+    if ranked_on and ranked_on != numbered:
+        def described(fingerprint: str, otherwise: str = "") -> str:
+            return ("not pruned with mode='remove'" if fingerprint == "unpruned"
+                    else f"pruned with mode='remove'{otherwise} (record {fingerprint})")
+
+        raise ModelError(
+            f"This plan was ranked on a model {described(ranked_on)}, and this model is "
+            f"{described(numbered, ' otherwise' if ranked_on != 'unpruned' else '')} (config.hf_txray_pruned): its "
+            "neurons with the same layer and number are other units. Rank them by profiles of this model, or apply "
+            "the plan to the model it was ranked on.")
     pattern = source.get("module_pattern")
     if pattern:
         check_pattern_sites(model, "mlp", pattern, source.get("stack"), plan.neurons, sites, "plan was ranked on")

@@ -16,7 +16,7 @@ from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
 from ..options import is_int, parse_layers, resolve_layer
 from ..profile import Profile
-from ..provenance import recorded_architecture, recorded_depths
+from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
 from ..tables import amount_label
@@ -164,8 +164,17 @@ def source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
                 "dataset": m.dataset_id or m.dataset_fingerprint,
                 **_hooked(m.config.get("stack"), m.config.get("module_pattern")),
                 **_recorded("model_types", [neuron_architecture(recorded_architecture(m.provenance))]),
-                **_recorded("num_hidden_layers", recorded_depths(m.provenance))}
+                **_recorded("num_hidden_layers", recorded_depths(m.provenance)), **_pruned(m.provenance)}
     return {"kind": "none"}
+
+
+def _pruned(provenance: dict[str, Any] | None) -> dict[str, str]:
+    """``{"pruned": how the profiled model numbers its neurons}`` (:func:`~hf_txray.provenance.pruning_fingerprint`;
+    nothing for a profile saved before it was recorded): a plan ranked on a model pruned with ``mode="remove"`` names
+    its neurons by their new numbers, which are other units on a model pruned otherwise, or not pruned
+    (:func:`~hf_txray.pruning.masks.check_plan_sites` refuses it there)."""
+    recorded, record = recorded_pruning(provenance)
+    return {"pruned": pruning_fingerprint(record)} if recorded else {}
 
 
 def _recorded(key: str, values: Sequence[Any]) -> dict[str, list[Any]]:
