@@ -41,7 +41,7 @@ from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
-from .provenance import compared_architectures, recorded_depths
+from .provenance import compared_architectures, pruning_fingerprint, recorded_depths, recorded_pruning
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
@@ -82,6 +82,10 @@ class ReportMeta:
     model_types: list[str | None] = field(default_factory=list)
     # and the blocks of each (num_hidden_layers of the text config; None where a profile did not record it)
     num_hidden_layers: list[int | None] = field(default_factory=list)
+    # how each stage's model numbers its neurons (provenance.pruning_fingerprint: "unpruned", or a hash of what
+    # mode="remove" kept; None where a profile did not record it): a plan ranked on the report is refused on a model
+    # numbered otherwise
+    pruned: list[str | None] = field(default_factory=list)
     # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
     stack: str | None = None
     module_pattern: str | None = None
@@ -680,6 +684,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.no_noise_reason = reason
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
     meta.num_hidden_layers = recorded_depths(a.meta.provenance, b.meta.provenance)
+    meta.pruned = [pruning_fingerprint(record) if known else None
+                   for known, record in (recorded_pruning(p.meta.provenance) for p in (a, b))]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason,
                                    "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})

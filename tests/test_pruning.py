@@ -387,7 +387,15 @@ def test_a_plan_ranked_on_a_removed_model_is_refused_on_one_pruned_otherwise(tmp
     first, second = copy.deepcopy(model), copy.deepcopy(model)
     prune(first, None, {0: [0, 1, 2], 1: [0, 1, 2]}, mode="remove")
     prune(second, None, {0: [10, 11, 12], 1: [10, 11, 12]}, mode="remove")
-    plan = plan_pruning(hf_txray.analyze(first, TEXTS, stage="first", **options), "low_mass", 4)
+    profile = hf_txray.analyze(first, TEXTS, stage="first", **options)
+    plan = plan_pruning(profile, "low_mass", 4)
+    report = compare(profile, hf_txray.analyze(first, TEXTS[:4], stage="again", **options))
+    report.save_pretrained(tmp_path / "report")  # the report records both stages' numbering, also reloaded
+    for source in (report, type(report).from_pretrained(tmp_path / "report")):
+        ranked = plan_pruning(source, "low_mass", 4)
+        assert ranked.source["pruned"] == plan.source["pruned"]
+        with pytest.raises(ModelError, match="other units"):
+            apply_plan(copy.deepcopy(second), ranked, mode="mask")
     plan.save_pretrained(tmp_path / "plan")
     reloaded_plan = PruningPlan.from_pretrained(tmp_path / "plan")
     for target in (second, model):  # pruned otherwise to the same width; or not pruned, and wider

@@ -157,7 +157,7 @@ def source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
                 "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b,
                 **_hooked(m.stack, m.module_pattern), **_recorded("model_types", m.model_types),
-                **_recorded("num_hidden_layers", m.num_hidden_layers)}
+                **_recorded("num_hidden_layers", m.num_hidden_layers), **_recorded_once("pruned", m.pruned)}
     if isinstance(source, Profile):
         m = source.meta
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
@@ -184,6 +184,13 @@ def _recorded(key: str, values: Sequence[Any]) -> dict[str, list[Any]]:
     (:func:`~hf_txray.pruning.masks.check_plan_sites`)."""
     known = sorted({value for value in values if value})
     return {key: known} if known else {}
+
+
+def _recorded_once(key: str, values: Sequence[Any]) -> dict[str, Any]:
+    """``{key: the one value recorded}`` (nothing where none, or more than one, was): a report's stages' numbering
+    (``pruned``), which compare() lets differ only where a profile did not record it."""
+    known = {value for value in values if value}
+    return {key: known.pop()} if len(known) == 1 else {}
 
 
 def _hooked(stack: str | None, module_pattern: str | None) -> dict[str, str]:
