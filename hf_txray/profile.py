@@ -967,10 +967,12 @@ KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "num_hidden_layers")
 
 def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
     """A merged profile's record is its first part's: what only the other part recorded (its tokenizer's vocabulary
-    hash, its model's depth) is kept, so later merges, comparisons and plans are checked against what is known."""
+    hash, its model's depth, its ``mode="remove"`` numbering) is kept, so later merges, comparisons and plans are checked against what is known."""
     runtime = merged.provenance.get("runtime") or {}
     theirs = (other.provenance or {}).get("runtime", {})
     kept = {key: theirs[key] for key in KEPT_FROM_EITHER_PART if theirs.get(key) and not runtime.get(key)}
+    if "pruned" in theirs and "pruned" not in runtime:  # None says "not pruned": kept too (check_compatible reads it)
+        kept["pruned"] = theirs["pruned"]
     if kept:
         merged.provenance = {**merged.provenance, "runtime": {**runtime, **kept}}
 

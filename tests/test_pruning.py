@@ -379,6 +379,29 @@ def test_remove_records_the_original_neurons_and_compare_says_so(kind, tmp_path)
         compare(profile, hf_txray.analyze(other, TEXTS, stage="other", **options))
 
 
+def test_a_merge_keeps_the_removal_record_of_either_part():
+    """Helper 221: a merge of a part saved before profiles recorded mode='remove' (no 'pruned' key) with a part that
+    recorded it kept the first part's record alone: the merged profile of a pruned model said nothing of it and
+    compared, neuron by neuron, with a profile of a model pruned otherwise to the same width."""
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    first, second = copy.deepcopy(model), copy.deepcopy(model)
+    prune(first, None, {0: [0, 1, 2], 1: [0, 1, 2]}, mode="remove")
+    prune(second, None, {0: [5, 6, 7], 1: [5, 6, 7]}, mode="remove")
+    old = hf_txray.analyze(first, TEXTS[:3], stage="a", **options)
+    del old.meta.provenance["runtime"]["pruned"]  # as a profile saved before the record
+    new = hf_txray.analyze(first, TEXTS[3:], stage="a", **options)
+    other = hf_txray.analyze(second, TEXTS, stage="other", **options)
+    for merged in (old.merge(new), new.merge(old)):
+        assert merged.meta.provenance["runtime"]["pruned"] == first.config.hf_txray_pruned
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+            compare(merged, other)
+    unpruned = hf_txray.analyze(model, TEXTS[:3], stage="u", **options)
+    del unpruned.meta.provenance["runtime"]["pruned"]
+    merged = unpruned.merge(hf_txray.analyze(model, TEXTS[3:], stage="u", **options))
+    assert "pruned" in merged.meta.provenance["runtime"] and merged.meta.provenance["runtime"]["pruned"] is None
+
+
 def test_a_plan_ranked_on_a_removed_model_is_refused_on_one_pruned_otherwise(tmp_path):
     """Helper 221: a plan ranked on a profile of a model pruned with mode='remove' was applied, without a word, to a
     model pruned to the same width by another plan (its neuron i is another original neuron): the widths fit."""
