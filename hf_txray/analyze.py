@@ -245,9 +245,10 @@ class Profiler:
                        "model_weights_sample_hash": weights_sample_hash(self.forward.model_weights)}
                       if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
-                   # a model pruned with mode="remove" numbers its neurons afresh: which original neuron each one is
-                   # (compare refuses to match them by number with another numbering's)
-                   "pruned": pruning_record(self.model),
+                   # a model pruned with mode="remove" numbers its MLP neurons afresh: which original neuron each one
+                   # is (compare refuses to match them by number with another numbering's); other sites' neurons
+                   # (the residual stream's hidden units) keep their numbers, so they record None, as unpruned
+                   "pruned": pruning_record(self.model) if self.config.site == "mlp" else None,
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
                    "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow
                    **self.runtime}

@@ -379,6 +379,25 @@ def test_remove_records_the_original_neurons_and_compare_says_so(kind, tmp_path)
         compare(profile, hf_txray.analyze(other, TEXTS, stage="other", **options))
 
 
+def test_residual_profiles_of_a_removed_model_keep_their_numbers():
+    """Helper 221: a residual-site profile of a model pruned with mode='remove' recorded the MLP pruning, so show said
+    "46 of 48 neurons per layer kept; neuron i is original neuron kept[i]" of its 32 hidden units, and compare with
+    the unpruned model's residual profile (the same 32 units, never renumbered) was refused."""
+    from hf_txray.display import profile_text
+
+    model, tokenizer = tiny("bert")
+    pruned = prune(copy.deepcopy(model), None, {0: [1, 2], 1: [3, 4]}, mode="remove")[0]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual")
+    unpruned_profile = hf_txray.analyze(model, TEXTS, stage="unpruned", **options)
+    pruned_profile = hf_txray.analyze(pruned, TEXTS, stage="pruned", **options)
+    assert pruned_profile.meta.provenance["runtime"]["pruned"] is None
+    assert "kept[i]" not in profile_text(pruned_profile)
+    report = compare(unpruned_profile, pruned_profile)
+    assert report.meta.num_neurons == 32
+    mlp = hf_txray.analyze(pruned, TEXTS, stage="mlp", tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert mlp.meta.provenance["runtime"]["pruned"] == pruned.config.hf_txray_pruned
+
+
 def test_a_merge_keeps_the_removal_record_of_either_part():
     """Helper 221: a merge of a part saved before profiles recorded mode='remove' (no 'pruned' key) with a part that
     recorded it kept the first part's record alone: the merged profile of a pruned model said nothing of it and
