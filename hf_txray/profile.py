@@ -674,7 +674,8 @@ class Profile(Artifact):
         (recorded in each profile's provenance: neuron i of a pruned model is original neuron ``kept[i]``), which are
         never matched by number nor remapped."""
         widths = (self.meta.num_neurons, other.meta.num_neurons)
-        pruned = pruning_difference(self.meta.provenance, other.meta.provenance, widths, (self.stage, other.stage))
+        pruned = pruning_difference(self.meta.provenance, other.meta.provenance, widths, (self.stage, other.stage),
+                                    {*self.layers, *other.layers})
         if pruned:
             differ = f"num_neurons differ ({widths[0]} vs {widths[1]}) because " if widths[0] != widths[1] else ""
             raise IncompatibleProfilesError(

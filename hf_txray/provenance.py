@@ -229,22 +229,29 @@ def original_neuron(provenance: Mapping[str, Any] | None, layer: int, neuron: in
 
 
 def pruning_difference(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, widths: tuple[int, int],
-                       names: tuple[str, str] = ("a", "b")) -> str:
+                       names: tuple[str, str] = ("a", "b"), layers: Any = None) -> str:
     """Why two profiles' (their provenance `a` and `b`, stages `names`) neurons of one number are not the same units
     because a model was pruned with ``mode="remove"`` ("" when nothing says so): their widths differ and one records
     pruning, or both record whether they were pruned and the records differ (other neurons removed, or one pruned
-    and one not)."""
+    and one not) in one of the profiled `layers` (default: all the records name; a block kept alike in both is the
+    same units, whatever other blocks lost, as a masked model's blocks are the unmasked one's)."""
     (known_a, record_a), (known_b, record_b) = recorded_pruning(a), recorded_pruning(b)
-    if not (record_a or record_b):
+    kept_a, kept_b = _kept(record_a, layers), _kept(record_b, layers)
+    if not (kept_a or kept_b):  # neither renumbered a profiled layer (a mixture-of-experts block is never removed from)
         return ""
-    if widths[0] == widths[1] and (not (known_a and known_b) or _kept(record_a) == _kept(record_b)):
+    if widths[0] == widths[1] and (not (known_a and known_b) or kept_a == kept_b):
         return ""  # the same pruning, or one profile saved before the record: nothing tells them apart
     return "; ".join(f"stage {name!r} is of a {pruning_note(record)}" if record else f"stage {name!r} is not pruned"
                      for name, record in zip(names, (record_a, record_b)))
 
 
-def _kept(record: Mapping[str, Any] | None) -> Any:
-    return None if not record else (record.get("original_width"), record.get("kept"))
+def _kept(record: Mapping[str, Any] | None, layers: Any = None) -> Any:
+    """``(original_width, kept)`` of a record, its ``kept`` restricted to `layers` (all when None); None when it
+    renumbered none of them."""
+    kept = (record or {}).get("kept") or {}
+    if layers is not None:
+        kept = {key: value for key, value in kept.items() if int(key) in {int(layer) for layer in layers}}
+    return (record.get("original_width"), kept) if record and kept else None
 
 
 def pruning_fingerprint(record: Mapping[str, Any] | None) -> str:

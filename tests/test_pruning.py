@@ -398,6 +398,31 @@ def test_residual_profiles_of_a_removed_model_keep_their_numbers():
     assert mlp.meta.provenance["runtime"]["pruned"] == pruned.config.hf_txray_pruned
 
 
+def test_compare_reads_the_removal_record_of_the_profiled_layers_only():
+    """Helper 221: compare refused two profiles of layer 1 of models pruned alike in layer 1 and otherwise in layer 0
+    (their layer-1 neuron i is the same original unit, as a masked model's is the unmasked one's), and a profile of a
+    mixture-of-experts block (never removed from) beside the unpruned model's."""
+    import transformers as tf
+
+    from test_architectures import TEXTS as ARCH_TEXTS, config_of, tokenizer_of
+
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    first = prune(copy.deepcopy(model), None, {0: [1, 2], 1: [3, 4]}, mode="remove")[0]
+    second = prune(copy.deepcopy(model), None, {0: [5, 6], 1: [3, 4]}, mode="remove")[0]
+    compare(*(hf_txray.analyze(m, TEXTS, stage=s, layers=[1], **options) for m, s in ((first, "a"), (second, "b"))))
+    for layers in ([0], [0, 1]):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+            compare(*(hf_txray.analyze(m, TEXTS, stage=s, layers=layers, **options)
+                      for m, s in ((first, "a"), (second, "b"))))
+    torch.manual_seed(0)
+    moe = tf.Qwen2MoeForCausalLM(config_of("qwen2_moe", mlp_only_layers=[1])).eval()
+    removed = prune(copy.deepcopy(moe), None, {1: [0, 1]}, mode="remove")[0]
+    options = dict(tokenizer=tokenizer_of("qwen2_moe"), features=("token",), show_progress=False, layers=[0])
+    compare(hf_txray.analyze(moe, ARCH_TEXTS, stage="moe", **options),
+            hf_txray.analyze(removed, ARCH_TEXTS, stage="removed", **options))
+
+
 def test_a_merge_keeps_the_removal_record_of_either_part():
     """Helper 221: a merge of a part saved before profiles recorded mode='remove' (no 'pruned' key) with a part that
     recorded it kept the first part's record alone: the merged profile of a pruned model said nothing of it and
