@@ -351,7 +351,7 @@ def encode_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_le
         kept, total = kept + sum(lengths), total + sum(lengths)
         full = [i for i, length in enumerate(lengths) if max_length is not None and length >= max_length]
         if full:  # only a text that filled max_length may have been cut: tokenized again whole to tell
-            whole = [len(ids) for ids in tokenizer([chunk[i] for i in full])["input_ids"]]
+            whole = [len(ids) for ids in tokenizer([chunk[i] for i in full], verbose=False)["input_ids"]]
             cut += sum(length > max_length for length in whole)
             total += sum(length - lengths[i] for i, length in zip(full, whole))
     if cut:  # helper 218: a 668-token text scored on its first 128 tokens, 40% of the corpus left out, without a word
