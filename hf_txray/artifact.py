@@ -274,9 +274,11 @@ class Artifact:
             OutputError: `save_directory` cannot be written (a file in its path, a folder that is not writable, a
                 full disk); what was there is kept.
         """
+        # `~` expanded as from_pretrained expands it: "~/x" saved as ./~/x was not found by from_pretrained("~/x")
+        save_directory = Path(save_directory).expanduser()
         check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained",
                           artifact_type=self.artifact_type)
-        return self._write(Path(save_directory))
+        return self._write(save_directory)
 
     def _write(self, save_directory: Path, **card: Any) -> Path:
         """Save atomically; `card` (``repo_id``, ``revision``) reaches `_save_pretrained` where it takes them."""

@@ -1315,6 +1315,20 @@ def _printable_streams() -> None:
             reconfigure(errors="backslashreplace")
 
 
+# The flags that name a folder a command writes. The shell leaves `~` unexpanded in `--out=~/x` and in a --config
+# file's `out: ~/x`; the readers expand it (a model, a dataset, a saved profile), so `~/x` written literally as
+# ./~/x could not be read back by the same name.
+OUTPUT_FLAGS = ("out", "export")
+
+
+def _expand_output_paths(args: argparse.Namespace) -> None:
+    """Expand a leading `~` in the output folders of `args`, as the readers do in the input paths."""
+    for name in OUTPUT_FLAGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            setattr(args, name, os.path.expanduser(value))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _printable_streams()
     parser = build_parser()
@@ -1325,6 +1339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_text_arguments(parser, args)
             if getattr(args, "config", None):
                 args = _apply_config_file(parser, argv, args)
+            _expand_output_paths(args)
             code = args.handler(args)
     except TXRayError as err:
         print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)

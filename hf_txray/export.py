@@ -154,7 +154,7 @@ def save_to_disk(
         ```
     """
     by_stage, by_name = collect(profiles, reports)
-    directory = Path(directory)
+    directory = Path(directory).expanduser()  # as load() and from_pretrained() read it
     _check_target(directory)
     _check_probing_models(directory, by_stage, by_name)
     with atomic_dir(directory) as tmp:

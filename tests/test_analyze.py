@@ -911,6 +911,29 @@ def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     assert run(layers="1-1", texts=TEXTS[:3], max_length=16).layers == [1]
 
 
+def test_cli_out_with_a_tilde_goes_to_the_home_folder_as_the_readers_take_it(tmp_path, saved_bert, text_file,
+                                                                           monkeypatch, capsys):
+    # `--out=~/x` and a config file's `out: ~/x` reach hf-txray unexpanded (the shell expands neither); the readers
+    # expand `~`, so the profile written to a literal ./~/x was not found by `hf-txray show ~/x`
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--out=~/a", "--features", "token",
+                     "--num-samples", "6", "--stage", "a"]) == 0
+    config = work / "run.yaml"
+    config.write_text(f"model: {saved_bert}\ndataset: {text_file}\nout: ~/b\nfeatures: [token]\nnum_samples: 6\n"
+                      "stage: b\n", encoding="utf-8")
+    assert cli_main(["analyze", "--config", str(config)]) == 0
+    assert cli_main(["compare", "~/a", "~/b", "--out=~/ab"]) == 0
+    assert not (work / "~").exists()
+    assert [hf_txray.Profile.from_pretrained(home / n).stage for n in "ab"] == ["a", "b"]
+    assert f"saved to {home / 'ab'}" in capsys.readouterr().out
+    # the Python API: what save_pretrained("~/x") writes, from_pretrained("~/x") reads
+    hf_txray.Profile.from_pretrained("~/a").save_pretrained("~/c")
+    assert hf_txray.Profile.from_pretrained("~/c").stage == "a" and not (work / "~").exists()
+
+
 def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_bert, text_file, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(f"model: {saved_bert}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
