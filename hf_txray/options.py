@@ -428,13 +428,16 @@ def check_text_fields(options: Any) -> None:
 
 
 def check_stage_name(stage: str, what: str = "stage") -> None:
-    """Refuse a stage name holding a control character (a newline, a tab...) or a line separator: stage names are
+    """Refuse an empty stage name, or one holding a control character (a newline, a tab...) or a line separator: stage names are
     written into markdown (the Hub card's headings and tables), folder names and report names, where a newline
     breaks the heading or table it is in.
 
     Raises:
         ConfigurationError: naming the character and how to write the name.
     """
+    if not stage.strip():  # it names a folder and a report ("a->b"): an empty one names neither
+        raise ConfigurationError(f"{what} {stage!r} is empty: stage names go into folder and report names and the "
+                                 f"card's headings; give a name, e.g. {what}='pretrained'.")
     bad = [c for c in dict.fromkeys(stage) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
     if bad:
         raise ConfigurationError(f"{what} {stage!r} holds the control character(s) {', '.join(map(repr, bad))}: "

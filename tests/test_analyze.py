@@ -1861,3 +1861,9 @@ def test_a_stage_name_with_a_control_character_is_refused_before_any_work(saved_
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--features", "token", "--stage", "pre\ntrained",
                      "--out", "unused"]) == 2
     assert "stage 'pre\\ntrained' holds the control character(s) '\\n'" in capsys.readouterr().err
+    # an empty name (helper 222: `--stage ''` was profiled, its folder and report named by nothing)
+    for stage in ("", "  "):
+        with pytest.raises(ConfigurationError, match="is empty: stage names go into folder and report names"):
+            hf_txray.analyze(str(saved_bert), str(text_file), features=("token",), stage=stage, show_progress=False)
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--features", "token", "--stage", "",
+                     "--out", "unused"]) == 2
