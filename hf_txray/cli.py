@@ -760,7 +760,8 @@ def _add_prune_sweep(sub) -> None:
     p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="Comma-separated seeds of the random strategy.")
     p.add_argument("--out", required=True, help="Folder for results.csv, results.md, summary and plots: new, empty, "
                                                 "or an earlier sweep's output (replaced).")
-    p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task); f1, precision and recall average over classes (macro).")
+    p.add_argument("--metric", type=_csv(str), help="Comma-separated metrics (default by task); f1, precision and "
+                                                    "recall average over classes (macro).")
     p.add_argument("--task", choices=["classification", "causal-lm"], help="The task (default: from the model).")
     _add_data_columns(p, "label")
     p.add_argument("--num-samples", type=_int(1), help="Evaluate on the first N rows only (default: all rows).")
@@ -965,7 +966,8 @@ def _add_ablate(sub) -> None:
     p.add_argument("data", help="Labelled data for --metric probe (as for hf-txray probe), else a dataset/texts.")
     p.add_argument("--out", required=True, help="Folder to write the ablation curve (and its plot) to.")
     p.add_argument("--metric", default="probe",
-                   help="probe (the probe's accuracy), lm-loss (causal LMs), or accuracy/f1/perplexity of the task (f1: macro, averaged over classes).")
+                   help="probe (the probe's accuracy), lm-loss (causal LMs), or accuracy/f1/perplexity of the task "
+                        "(f1: macro, averaged over classes).")
     p.add_argument("--counts", type=_csv(int), default=[1, 2, 5, 10, 20, 50],
                    help="Numbers of neurons to ablate, each at least 1 (the baseline, none ablated, is always "
                         "measured); counts above the probe's ranked neurons are clipped to them, with a warning.")
