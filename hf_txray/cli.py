@@ -1327,7 +1327,9 @@ def _expand_output_paths(args: argparse.Namespace) -> None:
     """Expand a leading `~` in the output folders of `args`, as the readers do in the input paths."""
     for name in OUTPUT_FLAGS:
         value = getattr(args, name, None)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and not value.strip():  # else "error:  holds the input ..." named nothing
+            raise ConfigurationError(f"--{name} is empty: give the folder to write, e.g. --{name} results/run.")
+        if isinstance(value, str):
             setattr(args, name, os.path.expanduser(value))
 
 

@@ -932,6 +932,10 @@ def test_cli_out_with_a_tilde_goes_to_the_home_folder_as_the_readers_take_it(tmp
     # the Python API: what save_pretrained("~/x") writes, from_pretrained("~/x") reads
     hf_txray.Profile.from_pretrained("~/a").save_pretrained("~/c")
     assert hf_txray.Profile.from_pretrained("~/c").stage == "a" and not (work / "~").exists()
+    # an empty --out names no folder (export said "error:  holds the input ...", with nothing between)
+    capsys.readouterr()
+    assert cli_main(["export", str(home / "a"), "--out", ""]) == 2
+    assert "--out is empty: give the folder to write" in capsys.readouterr().err
 
 
 def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_bert, text_file, capsys):
