@@ -818,7 +818,8 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
     if columns is not None:
         features = dataset.features or {}
         strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
-        text_column = choose_text_column(list(columns), strings, text_column)
+        text_column = choose_text_column(list(columns), strings, text_column,
+                                         [c for c in columns if isinstance(features.get(c), dict)])
         # A JSON column of mixed types is typed Json(decode=True): its rows would come decoded ("10" as 10,
         # '"quoted"' unquoted), so the first row blamed would be the wrong one, or none within num_samples.
         declared = features.get(text_column)
@@ -1401,7 +1402,7 @@ def read_slice(split: str):
 def _text_column(dataset, text_column: str | None) -> str:
     columns = list(dataset.column_names)
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
-    return choose_text_column(columns, strings, text_column)
+    return choose_text_column(columns, strings, text_column, [c for c in columns if isinstance(dataset.features[c], dict)])
 
 
 def _check_column_values(dataset, column: str, labels: Any = None, reader: str | None = None) -> None:

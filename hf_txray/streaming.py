@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -260,7 +260,8 @@ class StreamingSource:
                 "row dict: IterableDataset.from_generator needs rows such as {'text': ...}. Yield dicts, or pass the "
                 "generator of strings itself.")
         if self.text_column is None:
-            self.text_column = choose_text_column(list(row), [k for k, v in row.items() if isinstance(v, str)])
+            self.text_column = choose_text_column(list(row), [k for k, v in row.items() if isinstance(v, str)],
+                                                  nested=[k for k, v in row.items() if isinstance(v, dict)])
             self._chosen_from = frozenset(row)
         elif self._chosen_from is not None and row.keys() != self._chosen_from:
             # The column was chosen from the first row: another row's columns could have chosen another one.
@@ -414,13 +415,15 @@ def non_string_column_error(column: str, feature: Any) -> DatasetError:
     return DatasetError(f"Column {column!r} holds {feature}, not strings: every row must be a str. {fix}")
 
 
-def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None) -> str:
-    """The text column: `text_column` if given, else a usual name, else the only string column."""
+def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None,
+                       nested: Sequence[str] = ()) -> str:
+    """The text column: `text_column` if given, else a usual name, else the only string column; `nested`: the
+    struct columns, whose fields a message points to ``dataset.flatten()``."""
     if text_column is not None:
         if text_column not in columns:
-            nested = "." in text_column and text_column.split(".")[0] in columns
+            in_struct = "." in text_column and text_column.split(".")[0] in columns
             raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}."
-                               + (NESTED_HINT if nested else ""))
+                               + (NESTED_HINT if in_struct or nested else ""))
         return text_column
     for candidate in TEXT_COLUMN_CANDIDATES:
         if candidate in columns:
@@ -431,7 +434,7 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
                if string_columns else "; it has no string column")
     raise DatasetError(
         f"No text column found among {columns}{strings}: pass text_column=... (CLI: --text-column; looked for "
-        f"{', '.join(TEXT_COLUMN_CANDIDATES)})." + ("" if string_columns or not columns else NESTED_HINT)
+        f"{', '.join(TEXT_COLUMN_CANDIDATES)})." + (NESTED_HINT if nested and not string_columns else "")
     )
 
 

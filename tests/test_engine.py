@@ -222,6 +222,10 @@ def test_text_column_messages_name_what_the_user_gave():
             analyze(texts=nested, text_column=column)
     flat = nested.flatten()
     assert hf_txray.loading.load_corpus(flat, text_column="meta.text")[1] == "meta.text"
+    numbers = datasets.Dataset.from_dict({"a": [1, 2], "b": [0.5, 1.0]})  # no struct column: no flatten() hint
+    with pytest.raises(DatasetError, match="it has no string column") as refused:
+        analyze(texts=numbers)
+    assert "flatten" not in str(refused.value)
 
 
 def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
