@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import tracemalloc
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -2210,6 +2211,31 @@ def test_a_repeated_sentence_is_held_out_no_more_often_than_any_other():
         distinct = dataclasses.replace(acts, sentence_hashes=np.arange(100, dtype=np.uint64))
         assert sorted(distinct.split(0.2, seed)[1].tolist()) == sorted(
             np.random.default_rng(seed).permutation(100)[:20].tolist())
+
+
+def test_a_split_far_from_test_size_because_of_repeats_is_said():
+    """Helper 220: with one sentence through most of the corpus, the test part is that sentence's copies or none of
+    them (97-99% or 3% of the sentences), far from test_size, and nothing said so."""
+    from hf_txray.probing import Activations
+
+    hashes = np.arange(100, dtype=np.uint64) + np.uint64(1000)
+    hashes[10:70] = 7  # one sentence, 60 times
+    zeros = np.zeros(100, np.int64)
+    acts = Activations(np.zeros((100, 2), np.float32), zeros, ["x"], np.arange(100), zeros, zeros, ["w"], [0], 2,
+                       sentence_hashes=hashes)
+    shares = []
+    for seed in range(10):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            test = acts.split(0.2, seed)[1]
+        shares.append(len(test) / 100)
+        far = abs(shares[-1] - 0.2) > 0.1
+        assert far == any("not the 20% asked" in str(w.message) and "60 copies of one" in str(w.message)
+                          for w in said), (seed, shares[-1])
+    assert any(abs(share - 0.2) > 0.1 for share in shares)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # without repeats: exactly test_size, no warning
+        dataclasses.replace(acts, sentence_hashes=np.arange(100, dtype=np.uint64)).split(0.2, 0)
 
 
 @pytest.mark.parametrize("unordered", [set, frozenset, lambda texts: iter(set(texts))])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,14 @@ class Activations(Artifact):
             taken = np.cumsum(np.bincount(rank))  # sentences in the first k + 1 contents
             groups = min(int(np.searchsorted(taken, num_test)) + 1, len(first) - 1)
             test = sentences[rank < groups]
+            share = len(test) / len(sentences)
+            if abs(share - test_size) > 0.1:  # one sentence repeated through much of the corpus moves it whole
+                copies = int(np.bincount(inverse.reshape(-1)).max())
+                warnings.warn(
+                    f"The test part holds {share:.0%} of the {len(sentences)} sentences, not the {test_size:.0%} asked "
+                    f"(test_size): the corpus repeats some sentences many times ({copies} copies of one), and every "
+                    "copy goes to one side. Remove the repeats, or read the accuracy with that split in mind.",
+                    UserWarning, stacklevel=2)
         is_test = np.isin(self.sentence_ids, test)
         return np.nonzero(~is_test)[0], np.nonzero(is_test)[0]
 
