@@ -254,13 +254,16 @@ def _kept(record: Mapping[str, Any] | None, layers: Any = None) -> Any:
     return (record.get("original_width"), kept) if record and kept else None
 
 
-def pruning_fingerprint(record: Mapping[str, Any] | None) -> str:
-    """A short name for how a model numbers its neurons: ``"unpruned"``, or a hash of what ``mode="remove"`` kept
-    (its ``original_width`` and ``kept`` lists, not ``zeroed``: zeroed neurons keep their numbers). A plan records its
-    source's, so that it is refused on a model whose neurons of the same numbers are other units."""
-    if not record:
+def pruning_fingerprint(record: Mapping[str, Any] | None, layers: Any = None) -> str:
+    """A short name for how a model numbers the neurons of `layers` (all the record names when None):
+    ``"unpruned"``, or a hash of what ``mode="remove"`` kept there (its ``original_width`` and ``kept`` lists, not
+    ``zeroed``: zeroed neurons keep their numbers). A plan records its source's over the profiled layers, so that it
+    is refused on a model whose neurons of the same numbers are other units there, and taken on one pruned alike
+    there, whatever other blocks lost (as :func:`pruning_difference` reads the profiled layers only)."""
+    kept = _kept(record, layers)
+    if kept is None:  # nothing renumbered in these layers
         return "unpruned"
-    text = json.dumps(_kept(record), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return "kept:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

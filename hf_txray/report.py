@@ -82,9 +82,10 @@ class ReportMeta:
     model_types: list[str | None] = field(default_factory=list)
     # and the blocks of each (num_hidden_layers of the text config; None where a profile did not record it)
     num_hidden_layers: list[int | None] = field(default_factory=list)
-    # how each stage's model numbers its neurons (provenance.pruning_fingerprint: "unpruned", or a hash of what
-    # mode="remove" kept; None where a profile did not record it): a plan ranked on the report is refused on a model
-    # numbered otherwise
+    # how each stage's model numbers the neurons of the report's layers (provenance.pruning_fingerprint: "unpruned",
+    # or a hash of what mode="remove" kept there; None where a profile did not record it; reports saved before
+    # hf_txray read the profiled layers only hashed the whole record): a plan ranked on the report is refused on a
+    # model numbered otherwise there
     pruned: list[str | None] = field(default_factory=list)
     # which modules the stages hooked (pruning by the report must mask the same ones): the profiles' options
     stack: str | None = None
@@ -684,7 +685,9 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.no_noise_reason = reason
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
     meta.num_hidden_layers = recorded_depths(a.meta.provenance, b.meta.provenance)
-    meta.pruned = [pruning_fingerprint(record) if known else None
+    # over the profiled layers, as check_compatible reads the records: blocks renumbered alike in both stages are
+    # the same units, whatever other blocks lost, and a plan ranked on the report is taken on a model numbered alike
+    meta.pruned = [pruning_fingerprint(record, meta.layers) if known else None
                    for known, record in (recorded_pruning(p.meta.provenance) for p in (a, b))]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason,

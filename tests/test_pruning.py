@@ -425,6 +425,32 @@ def test_compare_reads_the_removal_record_of_the_profiled_layers_only():
             hf_txray.analyze(removed, ARCH_TEXTS, stage="removed", **options))
 
 
+def test_a_plan_reads_the_removal_record_of_the_profiled_layers_only(tmp_path):
+    """Helper 223: plans fingerprinted the whole mode='remove' record while compare reads the profiled layers only. A
+    report of layer-1 profiles of BERTs pruned alike in layer 1 and otherwise in layer 0 recorded two numberings, so
+    its plan recorded none and masked other units, without a word, on a BERT pruned otherwise in layer 1; and a plan
+    ranked on one's layer-1 profile was refused on the other, whose layer-1 neuron i is the same unit."""
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, layers=[1])
+    first, second, third = (prune(copy.deepcopy(model), None, removed, mode="remove")[0]
+                            for removed in ({0: [1, 2], 1: [3, 4]}, {0: [5, 6], 1: [3, 4]}, {0: [1, 2], 1: [7, 8]}))
+    profile = hf_txray.analyze(first, TEXTS, stage="a", **options)
+    report = compare(profile, hf_txray.analyze(second, TEXTS, stage="b", **options))
+    report.save_pretrained(tmp_path / "report")
+    for source in (profile, report, type(report).from_pretrained(tmp_path / "report")):
+        plan = plan_pruning(source, "low_mass", 2)
+        for target in (first, second):  # layer 1 numbered alike
+            apply_plan(copy.deepcopy(target), plan, mode="mask")
+        with pytest.raises(ModelError, match="other units"):  # layer 1 numbered otherwise, at the same width
+            apply_plan(copy.deepcopy(third), plan, mode="mask")
+    old = plan_pruning(profile, "low_mass", 2)  # a plan saved before the profiled layers were recorded
+    old.source["pruned"] = hf_txray.provenance.pruning_fingerprint(first.config.hf_txray_pruned)
+    del old.source["pruned_layers"]
+    apply_plan(copy.deepcopy(first), old, mode="mask")
+    with pytest.raises(ModelError, match="other units"):
+        apply_plan(copy.deepcopy(second), old, mode="mask")
+
+
 def test_a_merge_keeps_the_removal_record_of_either_part():
     """Helper 221: a merge of a part saved before profiles recorded mode='remove' (no 'pruned' key) with a part that
     recorded it kept the first part's record alone: the merged profile of a pruned model said nothing of it and

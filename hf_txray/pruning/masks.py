@@ -192,8 +192,13 @@ def check_plan_sites(model: nn.Module, plan: PruningPlan, sites: dict[int, Site]
             "checkpoint loaded with fewer layers counts as another model too). Rank them by profiles of this model.")
     # helper 221: a plan ranked on a model pruned with mode="remove" names neurons by their new numbers; on a model
     # pruned otherwise to the same width (or not pruned) those numbers are other units, and the widths still fit
-    ranked_on, numbered = source.get("pruned"), pruning_fingerprint(pruning_record(model))
-    if ranked_on and ranked_on != numbered:
+    # over the layers the source profiled (pruned_layers; every recorded layer for a plan saved before it was
+    # recorded), where a whole-model match also holds (a report saved before compare recorded the profiled layers')
+    ranked_on, record = source.get("pruned"), pruning_record(model)
+    numbered = pruning_fingerprint(record, source.get("pruned_layers"))
+    allowed = {ranked_on} if isinstance(ranked_on, str) else set(ranked_on or ())
+    if allowed and not allowed & {numbered, pruning_fingerprint(record)}:
+        ranked_on = " or ".join(sorted(allowed))
         def described(fingerprint: str, otherwise: str = "") -> str:
             return ("not pruned with mode='remove'" if fingerprint == "unpruned"
                     else f"pruned with mode='remove'{otherwise} (record {fingerprint})")

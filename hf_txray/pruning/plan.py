@@ -157,24 +157,25 @@ def source_info(source: TransferReport | Profile | None) -> dict[str, Any]:
         return {"kind": "report", "stage_a": m.stage_a, "stage_b": m.stage_b, "model_a": m.model_a,
                 "model_b": m.model_b, "dataset_a": m.dataset_a, "dataset_b": m.dataset_b,
                 **_hooked(m.stack, m.module_pattern), **_recorded("model_types", m.model_types),
-                **_recorded("num_hidden_layers", m.num_hidden_layers), **_recorded_once("pruned", m.pruned)}
+                **_recorded("num_hidden_layers", m.num_hidden_layers), **_recorded_once("pruned", m.pruned),
+                **({"pruned_layers": list(m.layers)} if any(m.pruned) else {})}
     if isinstance(source, Profile):
         m = source.meta
         return {"kind": "profile", "stage": m.stage, "model": m.model_id,
                 "dataset": m.dataset_id or m.dataset_fingerprint,
                 **_hooked(m.config.get("stack"), m.config.get("module_pattern")),
                 **_recorded("model_types", [neuron_architecture(recorded_architecture(m.provenance))]),
-                **_recorded("num_hidden_layers", recorded_depths(m.provenance)), **_pruned(m.provenance)}
+                **_recorded("num_hidden_layers", recorded_depths(m.provenance)), **_pruned(m.provenance, m.layers)}
     return {"kind": "none"}
 
 
-def _pruned(provenance: dict[str, Any] | None) -> dict[str, str]:
-    """``{"pruned": how the profiled model numbers its neurons}`` (:func:`~hf_txray.provenance.pruning_fingerprint`;
-    nothing for a profile saved before it was recorded): a plan ranked on a model pruned with ``mode="remove"`` names
-    its neurons by their new numbers, which are other units on a model pruned otherwise, or not pruned
-    (:func:`~hf_txray.pruning.masks.check_plan_sites` refuses it there)."""
+def _pruned(provenance: dict[str, Any] | None, layers: Sequence[int]) -> dict[str, Any]:
+    """``{"pruned": how the profiled model numbers the neurons of the profiled `layers`, "pruned_layers": layers}``
+    (:func:`~hf_txray.provenance.pruning_fingerprint`; nothing for a profile saved before it was recorded): a plan
+    ranked on a model pruned with ``mode="remove"`` names its neurons by their new numbers, which are other units on a
+    model pruned otherwise there, or not pruned (:func:`~hf_txray.pruning.masks.check_plan_sites` refuses it there)."""
     recorded, record = recorded_pruning(provenance)
-    return {"pruned": pruning_fingerprint(record)} if recorded else {}
+    return {"pruned": pruning_fingerprint(record, layers), "pruned_layers": list(layers)} if recorded else {}
 
 
 def _recorded(key: str, values: Sequence[Any]) -> dict[str, list[Any]]:
@@ -187,10 +188,12 @@ def _recorded(key: str, values: Sequence[Any]) -> dict[str, list[Any]]:
 
 
 def _recorded_once(key: str, values: Sequence[Any]) -> dict[str, Any]:
-    """``{key: the one value recorded}`` (nothing where none, or more than one, was): a report's stages' numbering
-    (``pruned``), which compare() lets differ only where a profile did not record it."""
-    known = {value for value in values if value}
-    return {key: known.pop()} if len(known) == 1 else {}
+    """``{key: the one value recorded}`` (nothing where none was; the sorted list where several were): a report's
+    stages' numbering (``pruned``). compare() records it over the profiled layers, where it lets the stages differ
+    only when a profile did not record it; a report saved before that recorded each stage's whole model, which may
+    differ in other blocks: the plan is then taken on a model numbered as either stage's."""
+    known = sorted({value for value in values if value})
+    return {} if not known else {key: known[0] if len(known) == 1 else known}
 
 
 def _hooked(stack: str | None, module_pattern: str | None) -> dict[str, str]:
