@@ -198,8 +198,12 @@ def pruning_record(model: Any) -> dict[str, Any] | None:
 
 def recorded_pruning(provenance: Mapping[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
     """``(recorded, record)`` of a profile's provenance: whether its runtime says if the model was pruned with
-    ``mode="remove"`` (profiles saved before it was say nothing), and the record (None: not pruned)."""
+    ``mode="remove"`` (profiles saved before it was say nothing), and the record (None: not pruned, or a profile of
+    another site than ``"mlp"``, whose neurons ``mode="remove"`` does not renumber)."""
     runtime = (provenance or {}).get("runtime", {})
+    site = ((provenance or {}).get("options") or {}).get("site", "mlp")
+    if site != "mlp":  # hidden units keep their numbers: profiles saved before c52e137 recorded the MLP's record
+        return "pruned" in runtime, None
     return "pruned" in runtime, runtime.get("pruned")
 
 

@@ -400,6 +400,22 @@ def test_residual_profiles_of_a_removed_model_keep_their_numbers():
     assert mlp.meta.provenance["runtime"]["pruned"] == pruned.config.hf_txray_pruned
 
 
+def test_residual_profiles_saved_with_the_mlp_removal_record_keep_their_numbers():
+    """Helper 223: residual profiles saved before c52e137 hold the MLP's mode='remove' record; read as theirs, show
+    --neuron 0:1 named hidden unit 1 'original neuron 3' (it is unit 1), and compare with the unpruned model's residual
+    profile was refused."""
+    from hf_txray.display import neuron_text, profile_text
+
+    model, tokenizer = tiny("bert")
+    pruned = prune(copy.deepcopy(model), None, {0: [1, 2], 1: [3, 4]}, mode="remove")[0]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual")
+    old = hf_txray.analyze(pruned, TEXTS, stage="pruned", **options)
+    old.meta.provenance["runtime"]["pruned"] = dict(pruned.config.hf_txray_pruned)  # as saved before c52e137
+    assert hf_txray.provenance.original_neuron(old.meta.provenance, 0, 1) is None
+    assert "kept[i]" not in profile_text(old) and "original neuron" not in neuron_text(old, 0, 1)
+    compare(hf_txray.analyze(model, TEXTS, stage="unpruned", **options), old)
+
+
 def test_compare_reads_the_removal_record_of_the_profiled_layers_only():
     """Helper 221: compare refused two profiles of layer 1 of models pruned alike in layer 1 and otherwise in layer 0
     (their layer-1 neuron i is the same original unit, as a masked model's is the unmasked one's), and a profile of a
