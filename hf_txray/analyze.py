@@ -277,6 +277,8 @@ class Profiler:
                              checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
 
     def _run(self, corpus, *, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume) -> Profile:
+        # `~` expanded as the CLI's --out and save_pretrained expand it: "~/ck" was written to ./~/ck
+        checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir
         check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
         if is_streaming(corpus):
@@ -711,6 +713,7 @@ def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every
             that is a file.
         OutputError: a `checkpoint_dir` that could not be written.
     """
+    checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir  # as the run reads it
     if checkpoint_every < 1:
         raise ConfigurationError(f"checkpoint_every must be >= 1, got {checkpoint_every}.")
     if resume and checkpoint_dir is None:

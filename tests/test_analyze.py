@@ -570,6 +570,22 @@ def test_resume_continues_without_recounting(tmp_path):
     assert resumed.meta.num_examples == full.meta.num_examples == len(texts)
 
 
+def test_checkpoint_dir_expands_a_leading_tilde(tmp_path, monkeypatch):
+    """Helper 223: analyze(checkpoint_dir="~/ck") wrote its state to a folder literally named ./~/ck (one `rm -rf ~`
+    away from the home folder), where the CLI's --out and save_pretrained expand `~`."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    texts = TEXTS * 3
+    with pytest.raises(Interrupted):
+        run(texts=texts, batch_size=2, checkpoint_dir="~/ck", checkpoint_every=1,
+            features=("token", UserFeature("span", SpanCounter(fail_at=10))))
+    assert not (tmp_path / "~").exists() and (tmp_path / "home" / "ck").is_dir()
+    counting = SpanCounter()
+    run(texts=texts, batch_size=2, checkpoint_dir="~/ck", checkpoint_every=1, resume=True,
+        features=("token", UserFeature("span", counting)))
+    assert counting.calls == len(texts) - 8
+
+
 def test_resume_refuses_state_of_another_run(tmp_path):
     run(checkpoint_dir=tmp_path, checkpoint_every=1, batch_size=2)
     with pytest.raises(ConfigurationError, match="different run"):
