@@ -745,7 +745,10 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
             f"reproduce takes a results repo id or folder, got a {type(results).__name__}. For a Profile object use "
             "hf_txray.reproduce_profile(profile), or pass the folder it was saved to with save_pretrained."
         )
-    if out is not None and Path(results).is_dir() and Path(out).resolve().is_relative_to(Path(results).resolve()):
+    # `~` expanded as stored_profiles and save_pretrained expand it: else "~/res/new" escaped the check below (the
+    # literal ./~/res is no folder) and the recomputed profiles were saved among those of "~/res"
+    out, local = (None if out is None else Path(out).expanduser()), Path(results).expanduser()
+    if out is not None and local.is_dir() and out.resolve().is_relative_to(local.resolve()):
         raise ConfigurationError(f"out={str(out)!r} lies in the results being reproduced ({results}): the recomputed "
                                  "profiles would be written among them. Pass another folder.")
     profiles = stored_profiles(results, revision=revision, token=token)

@@ -844,3 +844,9 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_the_rerun(tmp_pa
     monkeypatch.setattr(reproducing, "reproduce_profile", lambda *a, **k: pytest.fail("recomputed before the check"))
     with pytest.raises(OutputError, match="afile is a file"):
         hf_txray.reproduce(tmp_path / "saved", out=tmp_path / "afile" / "x", dataset=texts)
+    monkeypatch.setenv("HOME", str(tmp_path))  # helper 223: "~/..." was checked as the literal ./~/...
+    monkeypatch.chdir(tmp_path / "model")
+    with pytest.raises(OutputError, match="afile is a file"):
+        hf_txray.reproduce(tmp_path / "saved", out="~/afile/x", dataset=texts)
+    with pytest.raises(ConfigurationError, match="lies in the results"):
+        hf_txray.reproduce("~/saved", out="~/saved/again", dataset=texts)
