@@ -168,3 +168,13 @@ def test_save_figure_replaces_a_file_whole_never_rewriting_it_in_place(tmp_path)
     plots.save_figure(second, path)
     assert staged.read_bytes() == old and path.read_bytes() != old
     assert [p.name for p in path.parent.iterdir()] == ["shares.png"]  # no temporary file left
+
+
+def test_figures_saved_under_a_tilde_go_to_the_home_folder(tmp_path, monkeypatch):
+    """`~` in a figure's path is the home folder, as in every output folder (helper 223: ./~/x was written)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    fig, _ = plots.new_axes()
+    assert plots.save_figure(fig, "~/one.png") == tmp_path / "home" / "one.png"
+    assert plots.save_figures({"two": fig}, "~/figs") == [tmp_path / "home" / "figs" / "two.png"]
+    assert (tmp_path / "home" / "one.png").is_file() and not (tmp_path / "~").exists()

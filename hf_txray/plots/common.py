@@ -130,7 +130,7 @@ def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
         # written whole, then renamed: a Trainer's background push stages hard links of its plots, which a figure
         # rewritten in place would change under the upload (helper 219)
-        return atomic_file(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
+        return atomic_file(Path(path).expanduser(), lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
 
 
 def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False) -> str:
@@ -171,6 +171,6 @@ def save_figures(figures: Mapping[str, "Figure"], directory: str | Path, prefix:
         >>> save_figures(report_figures(report), "plots", prefix="pretrained__finetuned_")
         ```
     """
-    directory = Path(directory)
+    directory = Path(directory).expanduser()  # `~` as every output folder takes it
     directory.mkdir(parents=True, exist_ok=True)
     return [save_figure(figure, directory / f"{prefix}{slug(name)}.png", dpi) for name, figure in figures.items()]
