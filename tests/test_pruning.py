@@ -978,7 +978,7 @@ def test_evaluate_pruning_says_when_texts_were_cut_at_max_length():
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
                                        n_positions=128)).eval()
-    tokenizer = bpe_tokenizer()
+    tokenizer = copy.deepcopy(bpe_tokenizer())  # its model_max_length is set below: not the shared, cached one
     texts = [" ".join(TEXTS * 3)] + TEXTS[:3]
     lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
     assert lengths[0] > 128 and max(lengths[1:]) < 128
