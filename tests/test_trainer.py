@@ -800,9 +800,16 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
         trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
                                processing_class=bert_tokenizer(), txray_dataset=TEXTS)
         trainer.train()
+        # what a snapshot being written beside a background push leaves until it finishes: never uploaded
+        unfinished = [tmp_path / "out" / "txray" / ".timeline.csv.tmp-7", tmp_path / "out" / "txray" / "profiles" /
+                      ".step-9.tmp-ab12" / "profile.json", tmp_path / "out" / "txray" / ".reports.old-7" / "x.json"]
+        for path in unfinished:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("half")
         trainer.push_to_hub()
     assert not [w for w in caught if "data file" in str(w.message)]  # the txray/ tables belong with the model
     model_files = hub.server.repo_files(repo, repo_type="model")
+    assert not [name for name in model_files if ".tmp-" in name or ".old-" in name], sorted(model_files)
     assert "model.safetensors" in model_files and any(f.startswith("txray/profiles/") for f in model_files)
     card = model_files["README.md"].decode()
     assert "## TX-Ray" in card and f"{repo}-txray" in card

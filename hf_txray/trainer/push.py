@@ -61,6 +61,7 @@ class _PublicUploads:
     def upload_folder(self, *, folder_path: str | Path, **kwargs: Any) -> Any:
         if Path(folder_path).resolve() != self._output_dir.resolve():
             return self._api.upload_folder(folder_path=folder_path, **kwargs)
+        kwargs["ignore_patterns"] = _with_unfinished_writes(kwargs.get("ignore_patterns"))
         staging = stage_public_output(self._output_dir, kwargs.get("ignore_patterns"))
         if staging is None:  # nothing names a local path
             return self._api.upload_folder(folder_path=folder_path, **kwargs)
@@ -75,6 +76,18 @@ class _PublicUploads:
         else:
             remove()
         return result
+
+
+# What hf_txray's atomic writes leave beside a file or folder until they finish (``.{name}.tmp-*``: a timeline, a plot,
+# a profile folder being written; ``.{name}.old-*``: a folder being replaced): a background push reading output_dir
+# while a snapshot is written must not upload half of one. fnmatch's "*" crosses "/", so "*/" reaches every depth.
+UNFINISHED_WRITES = (".*.tmp-*", "*/.*.tmp-*", ".*.old-*", "*/.*.old-*")
+
+
+def _with_unfinished_writes(patterns: Sequence[str] | str | None) -> list[str]:
+    """The caller's `ignore_patterns` and :data:`UNFINISHED_WRITES`."""
+    given = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    return given + [p for p in UNFINISHED_WRITES if p not in given]
 
 
 def stage_public_output(output_dir: Path, ignore_patterns: Sequence[str] | str | None = None) -> Path | None:
