@@ -818,8 +818,7 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
     if columns is not None:
         features = dataset.features or {}
         strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
-        text_column = choose_text_column(list(columns), strings, text_column,
-                                         [c for c in columns if isinstance(features.get(c), dict)])
+        text_column = choose_text_column(list(columns), strings, text_column, _struct_columns(columns, features))
         # A JSON column of mixed types is typed Json(decode=True): its rows would come decoded ("10" as 10,
         # '"quoted"' unquoted), so the first row blamed would be the wrong one, or none within num_samples.
         declared = features.get(text_column)
@@ -1402,7 +1401,12 @@ def read_slice(split: str):
 def _text_column(dataset, text_column: str | None) -> str:
     columns = list(dataset.column_names)
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
-    return choose_text_column(columns, strings, text_column, [c for c in columns if isinstance(dataset.features[c], dict)])
+    return choose_text_column(columns, strings, text_column, _struct_columns(columns, dataset.features))
+
+
+def _struct_columns(columns: Sequence[str], features: Any) -> list[str]:
+    """The columns typed as structs (``datasets`` gives them as dicts): their fields need ``dataset.flatten()``."""
+    return [c for c in columns if isinstance(features.get(c), dict)]
 
 
 def _check_column_values(dataset, column: str, labels: Any = None, reader: str | None = None) -> None:
@@ -1531,6 +1535,13 @@ def _blob_ids(siblings, keep) -> dict[str, str]:
     return found
 
 
+def _snapshot_commit(*names: str) -> str | None:
+    """The commit of the first of `names` that is a Hub cache snapshot folder's path (resolved or as given)."""
+    from .provenance import hub_cache_snapshot
+
+    return next((snapshot[1] for snapshot in map(hub_cache_snapshot, names) if snapshot), None)
+
+
 def resolve_model_source(model: Any, revision: str | None = None, token: str | bool | None = None):
     """Pin what `model` names, before any weight is downloaded: a :class:`~hf_txray.provenance.ModelSource`.
 
@@ -1545,8 +1556,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
     """
     from huggingface_hub.constants import is_offline_mode
 
-    from .provenance import (ModelSource, files_hash, hub_cache_snapshot, is_model_file, model_folder_files,
-                             peft_adapters)
+    from .provenance import ModelSource, files_hash, is_model_file, model_folder_files, peft_adapters
 
     if isinstance(model, (str, Path)):
         name = str(model)
@@ -1557,8 +1567,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
             files = model_folder_files(Path(name).expanduser())
             folder = str(Path(name).expanduser().resolve())
             # a Hub cache snapshot's commit is its folder's name: recorded, as the card names it by its repo id
-            snapshot = hub_cache_snapshot(folder) or hub_cache_snapshot(name)
-            source = ModelSource("local", folder, revision, snapshot[1] if snapshot else None, files, files_hash(files))
+            source = ModelSource("local", folder, revision, _snapshot_commit(folder, name), files, files_hash(files))
             if Path(name).expanduser().is_dir():
                 base = adapter_base(str(Path(name).expanduser()))
                 source.base_model = None if base is None else _adapter_base_source(name, base, token)
@@ -1601,8 +1610,7 @@ def resolve_model_source(model: Any, revision: str | None = None, token: str | b
         source.id = str(Path(name).resolve())
         source.files = model_folder_files(name)
         source.content_hash = files_hash(source.files)
-        snapshot = hub_cache_snapshot(source.id) or hub_cache_snapshot(name)
-        source.commit = source.commit or (snapshot[1] if snapshot else None)
+        source.commit = source.commit or _snapshot_commit(source.id, name)
     return source
 
 

@@ -126,8 +126,9 @@ class MlpSites(dict):
         widths = {layer: site.width for layer, site in {**self.moe, **self}.items()}
         # unreadable layers have no width to check against: taken here, so that require() says why they are refused
         widths.update({layer: sys.maxsize for layer in self.unreadable})
-        # a negative layer counts from the model's last block, dense or not, as resolve_layers counts layers=
-        chosen = explicit_neurons(neurons, widths, sorted(widths))
+        # every block has a width here (dense, MoE or unreadable): a negative layer counts from the last of them, as
+        # resolve_layers counts layers= (explicit_neurons' default blocks)
+        chosen = explicit_neurons(neurons, widths)
         self.require(chosen, what)
         return chosen
 
