@@ -28,8 +28,8 @@ from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, 
                        resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
-from .distributed import (all_gather, check_device, default_device, input_device, is_dispatched, process_info,
-                          shard_bounds)
+from .distributed import (all_gather, check_device, check_same_corpus, default_device, input_device, is_dispatched,
+                          process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
@@ -281,6 +281,8 @@ class Profiler:
         checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir
         check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
+        if world > 1:  # before any shard is read or tagged: an unseeded shuffle differs in every process
+            check_same_corpus(_corpus_identity(corpus, text_column), world)
         if is_streaming(corpus):
             record = self.dataset_source
             local = (record.id, list(record.data_files)) if record is not None and record.kind == "local" else None
@@ -583,6 +585,15 @@ def _describes(source: Any, corpus: Any, text_column: str, described_stream: Any
         return source.texts_hash == texts_hash(corpus, text_column)
     except UnicodeDecodeError:  # described again, which raises the error that names the row
         return False
+
+
+def _corpus_identity(corpus, text_column: str | None) -> str:
+    """What every process must hold alike before it takes its shard (:func:`~hf_txray.distributed.check_same_corpus`):
+    the hash of an in-memory corpus's texts in order, or of a stream's first texts, read from its start (a stream
+    is not read whole twice; an unseeded shuffle already differs in its first texts)."""
+    if is_streaming(corpus):
+        return StreamingSource(corpus, text_column, 0, 1).head_hash()
+    return texts_hash(corpus, text_column)
 
 
 def corpus_fingerprint(corpus, dataset_id: str | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .errors import ModelError
+from .errors import DatasetError, ModelError
 
 
 def process_info(cpu: bool | None = None) -> tuple[int, int]:
@@ -77,6 +77,39 @@ def all_gather(obj: Any, world_size: int) -> list[Any]:
     gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def check_same_corpus(identity: str | None, world_size: int) -> None:
+    """Refuse a corpus that the processes do not hold in one order (every rank must call this).
+
+    Each process builds its corpus itself (the launcher runs the script once per process) and takes its shard of
+    it: contiguous rows in memory, every n-th example of a stream. A corpus ordered by chance, such as
+    ``shuffle()`` without a seed or ``random.shuffle``, is ordered otherwise in every process, so the shards
+    overlap: some texts were counted twice and others never, without an error (two processes on 120 PTB lines
+    credited 3,498 or 3,454 positions instead of 3,288).
+
+    Args:
+        identity (`str`, *optional*): this rank's hash of its whole corpus in order (a stream: of its first texts).
+        world_size (`int`): the number of processes.
+
+    Raises:
+        DatasetError: the ranks' hashes differ.
+    """
+    if world_size == 1:
+        return
+    held = all_gather(identity, world_size)
+    if len(set(held)) == 1:
+        return
+    groups: dict[Any, list[int]] = {}
+    for rank, value in enumerate(held):
+        groups.setdefault(value, []).append(rank)
+    ranks = " | ".join(", ".join(map(str, r)) for r in groups.values())
+    raise DatasetError(
+        f"The {world_size} processes hold their corpus in {len(groups)} different orders or contents (ranks that "
+        f"hold the same: {ranks}): each process takes its shard of its own copy, so some texts would be profiled twice and others "
+        "never. A shuffle without a seed orders the texts otherwise in every process: pass one (Dataset.shuffle(seed="
+        "...), IterableDataset.shuffle(seed=..., buffer_size=...), interleave_datasets(..., seed=...), "
+        "random.Random(seed).shuffle), or build the corpus identically in every process.")
 
 
 def close_process_group(barrier: bool = True) -> None:
