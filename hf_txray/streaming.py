@@ -287,7 +287,10 @@ class StreamingSource:
         return text
 
     def _describe(self, position: int) -> str:
-        return str(position * self.world + self.rank)  # the stream's own row: examples are interleaved
+        # the stream's own row (processes interleave examples); after a shuffle, filter or skip that is not the row
+        # of the file (helper 227: a None row the file holds at 37 was read as example 34)
+        return (f"{position * self.world + self.rank} of the stream as read (after its shuffle, filter, skip or take "
+                "steps, if any: not necessarily the row of a file)")
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}

@@ -114,6 +114,17 @@ def test_streamed_bad_rows_name_the_row(rows, match):
         analyze(texts=datasets.IterableDataset.from_generator(gen), batch_size=1)
 
 
+def test_a_streamed_none_row_is_named_by_its_place_in_the_stream_as_read(tmp_path):
+    """Helper 227: after a filter (or shuffle, skip) the position of a None row in the stream is not its row in the
+    file (34 against the file's 37): the message says which it names."""
+    rows = [{"text": f"text {i}" if i != 5 else None, "keep": i % 2 == 1} for i in range(8)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = datasets.load_dataset("json", data_files=str(tmp_path / "t.jsonl"), split="train", streaming=True)
+    with pytest.raises(DatasetError, match=r"the first at index 2 of the stream as read \(after its shuffle, filter, "
+                                           r"skip or take steps, if any: not necessarily the row of a file\)"):
+        analyze(texts=data.filter(lambda r: r["keep"]), batch_size=1)
+
+
 def test_a_stream_whose_later_file_is_broken_names_the_row_and_the_file(tmp_path, caplog):
     """Helper 160: a data file a stream reaches late failed mid-run with datasets' traceback and its log of the
     reader's whole message; a generator's own error the same. One DatasetError now, naming the last row read, the
