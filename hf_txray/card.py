@@ -141,6 +141,8 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
         return " (No noise floors: the profiles had no split-half sums.)"
     if report.meta.no_noise_reason:
         return f" (No noise floors or per-neuron test: {report.meta.no_noise_reason}.)"
+    if ft in report.meta.no_noise_features:  # this feature type's halves alone are empty
+        return f" (No noise floors or per-neuron test of {ft}: {report.meta.no_noise_features[ft]}.)"
     out = (f" At half size the distance is {s[f'matched_hellinger_{ft}']:.3f}, against a split-half noise floor of "
            f"{s[f'noise_floor_hellinger_{ft}_a']:.3f} (A) and {s[f'noise_floor_hellinger_{ft}_b']:.3f} (B)")
     if "matched_share_lost" in s:

@@ -122,6 +122,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
                   text_table(noise)]
     else:
         lines.append("(no noise floors: the profiles were saved without split-half sums; profile again to get them)")
+    lines += [f"(no noise floors or p-values of {f}: {why})" for f, why in meta.no_noise_features.items()]
     lines.append("")
     columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
         f"mean_hellinger_{f}" for f in meta.feature_types] + [f"mean_length_shift_{ft}"]

@@ -78,6 +78,8 @@ class ReportMeta:
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
     # why the report has no p-values and noise floors, in words ("" when it has them)
     no_noise_reason: str = ""
+    # feature type -> why that feature type alone has none (a stage credited its values in texts of one parity only)
+    no_noise_features: dict[str, str] = field(default_factory=dict)
     # config.model_type of stage A's and B's models (None where a profile did not record it)
     model_types: list[str | None] = field(default_factory=list)
     # and the blocks of each (num_hidden_layers of the text config; None where a profile did not record it)
@@ -140,7 +142,8 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     """p-value and Benjamini-Hochberg flag per shared row; split-half Hellinger of A, of B, and A vs B at half size
     (rows credited in all four halves, NaN elsewhere)."""
     nan = np.full(num_rows, np.nan)
-    if not (ta.has_noise and tb.has_noise and test.get("halves", True)):
+    if not (ta.has_noise and tb.has_noise and test.get("halves", True)) or \
+            test["feature_type"] in test.get("one_parity", ()):
         return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
     if test["test"]:
@@ -553,6 +556,23 @@ def _no_noise_reason(a: Profile, b: Profile) -> str:
     return ""
 
 
+def _one_parity_features(a: Profile, b: Profile) -> dict[str, str]:
+    """Feature types that a stage credited in texts of one parity only, with why they get no p-values or noise
+    floors, in words. A value carried by few texts (a user feature labelling the digits of one text) leaves that
+    feature's odd or even half empty although the stage's are not: its design effect cannot be measured, and the test
+    fell back to 1, as if its credits were independent (a fresh tester: 6 neurons flagged between two stages whose
+    digits came from one text each). Only asked when the stages' own halves are not empty (`_no_noise_reason`)."""
+    out = {}
+    for ft in a.feature_types:
+        stages = [p.stage for p in (a, b) if p.tables[ft].has_noise and int(p.tables[ft].count.sum()) > 0
+                  and int(p.tables[ft].count_odd.sum()) in (0, int(p.tables[ft].count.sum()))]
+        if stages:
+            out[ft] = (f"stage(s) {stages} credited {ft} values in texts of one parity only (odd or even example ids: "
+                       f"one text holds them all, say), so the split halves of {ft} are empty and the design effect of "
+                       f"its credits cannot be measured; profile more texts that hold {ft} values")
+    return out
+
+
 def _as_profile(value: Any, name: str) -> Profile:
     """`value` itself, or the profile saved in the folder it names."""
     if isinstance(value, Profile):
@@ -670,6 +690,9 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     reason = _no_noise_reason(a, b)
     if reason:
         warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)
+    one_parity = {} if reason else _one_parity_features(a, b)
+    for ft, why in one_parity.items():
+        warnings.warn(f"The report has no p-values or noise floors of {ft}: {why}.", UserWarning, stacklevel=2)
     meta = ReportMeta(
         stage_a=a.stage, stage_b=b.stage, model_a=a.meta.model_id, model_b=b.meta.model_id,
         dataset_a=_corpus_of(a), dataset_b=_corpus_of(b),
@@ -682,7 +705,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, per stage, weighted by the other "
                  "stage's credits, Satterthwaite df, each stage's at most its texts less 1)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
-    meta.no_noise_reason = reason
+    meta.no_noise_reason, meta.no_noise_features = reason, one_parity
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
     meta.num_hidden_layers = recorded_depths(a.meta.provenance, b.meta.provenance)
     # over the profiled layers, as check_compatible reads the records: blocks renumbered alike in both stages are
@@ -690,7 +713,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.pruned = [pruning_fingerprint(record, meta.layers) if known else None
                    for known, record in (recorded_pruning(p.meta.provenance) for p in (a, b))]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
-                                   "same_corpus": meta.same_corpus, "halves": not reason,
+                                   "same_corpus": meta.same_corpus, "halves": not reason, "one_parity": set(one_parity),
                                    "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus, bool(test)),
                           _mass_share_table(a, b))

@@ -832,6 +832,39 @@ def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp
     assert not both.meta.no_noise_reason and "matched_share_lost" in both.summary()
 
 
+def test_a_feature_credited_in_one_half_only_has_no_test_of_its_own_and_says_why(tmp_path):
+    """The same for one feature type: a user feature whose values all come from one text per stage (its digits) has
+    an empty half while the stages' own halves are not, so its design effect fell back to 1 and 6 neurons were
+    flagged "changed beyond sampling noise" between two stages whose digits came from one text each (a fresh tester).
+    That feature now has no p-values or floors, with a warning, and the card and `show` say why; tokens keep theirs."""
+    def digit_parity(text):
+        return [(i, i + 1, "odd" if int(c) % 2 else "even") for i, c in enumerate(text) if c.isdigit()]
+
+    feature = hf_txray.UserFeature("digit_parity", digit_parity)
+    plain = ["the cat sat on the mat today", "a dog ran in the park", "the bird sang in a tree", "my cat likes the sun",
+             "she reads a book at night", "we walk to the old town", "he plays the piano well",
+             "they ate lunch outside", "it rained all day long"]
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token", feature), show_progress=False)
+    a = hf_txray.analyze(model, [" ".join("1 3 5 7 9 1 3 5 2".split() * 10)] + plain, stage="A", **options)
+    b = hf_txray.analyze(model, [" ".join("2 4 6 8 0 2 4 6 1".split() * 10)] + plain, stage="B", **options)
+    assert a.tables["digit_parity"].count_odd.sum() == 0 < a.tables["digit_parity"].count.sum()
+    with pytest.warns(UserWarning, match=r"no p-values or noise floors of digit_parity: stage\(s\) \['A', 'B'\] "
+                                         r"credited digit_parity values in texts of one parity only"):
+        report = hf_txray.compare(a, b)
+    neurons, s = report.neurons, report.summary()
+    assert neurons["p_hellinger_digit_parity"].isna().all() and not neurons["changed_digit_parity"].any()  # was 6
+    assert neurons["hellinger_digit_parity"].notna().sum() >= 6  # the distances themselves stay
+    assert np.isnan(s["share_changed_digit_parity"]) and np.isnan(s["noise_floor_hellinger_digit_parity_a"])
+    assert neurons["p_hellinger_token"].notna().any() and not report.meta.no_noise_reason
+    assert list(report.meta.no_noise_features) == ["digit_parity"] and "digit_parity" not in report.meta.dispersion
+    assert "(no noise floors or p-values of digit_parity: stage(s) ['A', 'B'] credited" in report_text(report)
+    report.save_pretrained(tmp_path / "r")
+    assert "No noise floors or per-neuron test of digit_parity: stage(s) ['A', 'B']" in \
+        (tmp_path / "r" / "README.md").read_text()
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "r") == report
+
+
 def test_texts_that_credit_nothing_count_as_empty_and_not_toward_the_tests_cap():
     """Helper 123: one-word texts whose only position skip_first_positions leaves out counted as texts in the per-
     neuron test's degrees of freedom (3 texts per stage plus 40 such: a cap of 84 for 4, 13% of null tests p < .05)."""
