@@ -144,7 +144,7 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     nan = np.full(num_rows, np.nan)
     if not (ta.has_noise and tb.has_noise and test.get("halves", True)) or \
             test["feature_type"] in test.get("one_parity", ()):
-        return {"p_hellinger": nan, "changed": np.zeros(num_rows, dtype=bool), "split_half_hellinger_a": nan,
+        return {"p_hellinger": nan, "changed": _flags_where_tested(nan, nan), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
     if test["test"]:
         p, design = significance.homogeneity_pvalues(ta, tb, num_rows, both, texts=test["texts"])
@@ -160,11 +160,19 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     matched = ~np.isnan(within_a) & ~np.isnan(within_b) & ~np.isnan(across) & both
     return {
         "p_hellinger": p,
-        "changed": significance.benjamini_hochberg(p, test["alpha"]),
+        "changed": _flags_where_tested(significance.benjamini_hochberg(p, test["alpha"]), p),
         "split_half_hellinger_a": np.where(matched, within_a, np.nan),
         "split_half_hellinger_b": np.where(matched, within_b, np.nan),
         "matched_hellinger": np.where(matched, across, np.nan),
     }
+
+
+def _flags_where_tested(flags: np.ndarray, p: np.ndarray) -> pd.arrays.BooleanArray:
+    """The ``changed_<ft>`` column: a nullable boolean, <NA> where the test did not judge the neuron (no p-value).
+    A plain False there read as "unchanged", so ``shared & ~changed`` counted untested neurons as kept (helper 226:
+    519 of MiniLM's shared neurons); pandas' indexing takes <NA> as False both ways, and ``.sum()`` skips it."""
+    untested = np.isnan(p)
+    return pd.arrays.BooleanArray(np.where(untested, False, flags).astype(bool), untested)
 
 
 def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -211,7 +211,7 @@ def test_swapping_stages_swaps_lost_and_gained(pair, report):
         # the per-neuron test is symmetric in A and B
         np.testing.assert_allclose(swapped.neurons[f"p_hellinger_{ft}"], report.neurons[f"p_hellinger_{ft}"],
                                    rtol=1e-9, equal_nan=True)
-        np.testing.assert_array_equal(swapped.neurons[f"changed_{ft}"], report.neurons[f"changed_{ft}"])
+        pd.testing.assert_series_equal(swapped.neurons[f"changed_{ft}"], report.neurons[f"changed_{ft}"])
 
 
 def test_profile_compared_with_itself_has_not_changed(pair):

@@ -783,6 +783,26 @@ def test_no_neuron_tested_gives_unknown_shares_not_zero(tmp_path):
     assert "0.0% of the shared" not in card
 
 
+def test_untested_neurons_are_neither_changed_nor_kept(tmp_path):
+    """Helper 226: a shared neuron the test could not judge (no p-value) had changed_<ft> False, so the README's
+    "kept: shared and not changed" (``shared & ~changed``) counted it as kept. Its flag is <NA> now, which pandas'
+    indexing takes as False both ways; the judged neurons keep True/False, and the flags survive save and load."""
+    parts = text_profiles("ptb", 40)
+    a, b = merged(parts[:20]), merged(parts[20:])
+    report = hf_txray.compare(a, b)
+    frame = report.neurons
+    for ft in ("token", "pos"):
+        changed, tested = frame[f"changed_{ft}"], frame[f"p_hellinger_{ft}"].notna()
+        assert changed.dtype == "boolean"
+        assert (tested & (frame.status == "shared")).any() and (~tested & (frame.status == "shared")).any(), ft
+        assert changed.isna().equals(~tested), ft
+        kept = frame[(frame.status == "shared") & ~changed]
+        assert kept[f"p_hellinger_{ft}"].notna().all() and len(kept) == int((tested & ~changed.fillna(True)).sum())
+    report.save_pretrained(tmp_path / "r")
+    again = type(report).from_pretrained(tmp_path / "r")
+    pd.testing.assert_series_equal(again.neurons["changed_pos"], frame["changed_pos"])
+
+
 def test_with_the_test_switched_off_the_tested_and_changed_counts_are_unknown_not_zero(tmp_path):
     """Helper 176: compare(test=False) gave neurons_tested 0 ("no neuron could be tested") in the summary, the layer
     table and the card, as if the test had run and found too few credits; the counts are NaN and the card says the
