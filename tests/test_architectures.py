@@ -886,6 +886,22 @@ def test_mbart_decoder_starts_from_the_last_token_of_a_text_holding_the_pad_id()
                                                                  stack="decoder"))
 
 
+def test_mbart_decoder_starts_from_a_last_token_that_is_the_pad_id():
+    """Helper 225: a text whose last token is the pad id itself (here "!", with pad_token_id 1) was started from the
+    placeholder the shift is shown in the pad id's place (id 0), not from that last token: masses of a tiny mBART
+    moved by up to 0.5% (PLBart likewise), no error. The reference starts it from the text's last token, fed alone."""
+    torch.manual_seed(0)
+    model = tf.MBartModel(config_of("mbart", pad_token_id=1)).eval()
+    tokenizer = tokenizer_of("mbart")
+    texts = [TEXTS[1], TEXTS[0]]
+    assert tokenizer(texts[0])["input_ids"][-1] == model.config.pad_token_id
+    for batch_size in (1, 2):
+        profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=FEATURES, stack="decoder",
+                                   batch_size=batch_size, max_examples_per_neuron=0, show_progress=False)
+        assert_equals_reference(profile, reference.reference_profile(model, tokenizer, texts, feature_types=FEATURES,
+                                                                     stack="decoder"))
+
+
 def test_plbart_decoder_needs_no_start_token_id_it_never_reads():
     """Helper 195: PLBart's shift, like mBART's, starts the decoder from each text's last token (its language id)
     and takes no decoder_start_token_id; a PLBart config without one was refused ("set it (T5 uses the pad id)"),
