@@ -129,6 +129,15 @@ def named_down_projection(names: list[str]) -> str | None:
     return down[0]
 
 
+# Fused experts whose own forward computes their units in float32 whatever the weights' dtype (it upcasts the tokens,
+# weights and biases before the first projection and feeds the down projection float32): their units are computed and
+# read at that precision. Keyed by the experts module's class name (the module holds no model_type); this holds only
+# for the module's own ("eager") forward, which the family makes its default ("very sensitive to accumulation
+# orders"): transformers' grouped kernels compute in the weights' dtype. Units recomputed in bfloat16 moved 3 of 822
+# top-3 credits of a tiny bfloat16 model run one text at a time, and nearly every mass by rounding (helper 225).
+FLOAT32_EXPERTS = ("OpenAIPrivacyFilterExperts",)
+
+
 # Attention that runs only with a custom kernel and otherwise returns zeros, with no error: transformers' MRA
 # (`mra2_attention` returns zeros while the module global `mra_cuda_kernel` is None: no CUDA, no `kernels` package),
 # whose tokens then see only themselves. model_type -> the global of its modeling module that holds the kernel.

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .architectures import FLOAT32_EXPERTS
 from .errors import ModelError
 from .topk import top_k_lowest_first
 
@@ -145,15 +146,29 @@ def expert_intermediates(experts: nn.Module, hidden: torch.Tensor, top_k_index: 
     weights = experts.gate_up_proj if has_gate else experts.up_proj
     biases = getattr(experts, "gate_up_proj_bias" if has_gate else "up_proj_bias", None)
     transposed = getattr(experts, "is_transposed", False)
-    out = hidden.new_zeros((*top_k_index.shape, expert_width(experts)))
+    dtype = compute_dtype(experts, hidden.dtype)
+    out = hidden.new_zeros((*top_k_index.shape, expert_width(experts)), dtype=dtype)
     for expert in torch.unique(top_k_index).tolist():
         if not 0 <= expert < experts.num_experts:
             continue  # expert-parallel sentinels: not computed here
         token, slot = torch.where(top_k_index == expert)
         bias = biases[expert] if isinstance(biases, torch.Tensor) and getattr(experts, "has_bias", False) else None
-        projected = _project(hidden[token], weights[expert], bias, transposed)
+        weight, tokens = weights[expert], hidden[token]
+        if dtype != hidden.dtype:  # the family computes in float32 (see compute_dtype)
+            weight, tokens, bias = weight.to(dtype), tokens.to(dtype), None if bias is None else bias.to(dtype)
+        projected = _project(tokens, weight, bias, transposed)
         out[token, slot] = (_gate(experts, projected) if has_gate else experts.act_fn(projected)).to(out.dtype)
     return out
+
+
+def compute_dtype(experts: nn.Module, dtype: torch.dtype) -> torch.dtype:
+    """The dtype `experts` compute their units in for tokens of `dtype`: float32 for the families whose own forward
+    casts to it (:data:`~hf_txray.architectures.FLOAT32_EXPERTS`; a float64 model's too) when that forward runs,
+    else `dtype` itself."""
+    implementation = getattr(getattr(experts, "config", None), "_experts_implementation", None)
+    if type(experts).__name__ in FLOAT32_EXPERTS and implementation in (None, "eager"):
+        return torch.float32
+    return dtype
 
 
 def _gate(experts: nn.Module, projected: torch.Tensor) -> torch.Tensor:

@@ -540,6 +540,56 @@ def test_a_token_competes_only_among_its_chosen_experts():
             handle.remove()
 
 
+def test_experts_that_compute_in_float32_are_read_in_float32():
+    """Helper 225: OpenAI's privacy filter's experts upcast to float32 in their own forward (the family defaults to it,
+    "very sensitive to accumulation orders"), so a bfloat16 model feeds its down projections float32 units; hf_txray
+    recomputed them in bfloat16: one text at a time, unpadded (exact for every other family), 3 of 822 top-3
+    credits went to other units and 120 of 128 mass cells moved by bfloat16 rounding (up to 95% where a credit moved),
+    no error. The reference is what the model's own gate
+    returns, recorded in its forward."""
+    torch.manual_seed(0)
+    config = tf.OpenAIPrivacyFilterConfig(**dict(_LLAMA_LIKE, intermediate_size=16), vocab_size=_bpe_vocab(),
+                                          num_local_experts=4, num_experts_per_tok=2, head_dim=16, bos_token_id=0,
+                                          eos_token_id=0, pad_token_id=None)
+    model = tf.OpenAIPrivacyFilterModel(config).eval().to(torch.bfloat16)
+    tokenizer, texts, k = bpe_tokenizer(), [t for t in TEXTS if t], 3
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), top_k=k, batch_size=1,
+                               pad_to_multiple_of=1, max_examples_per_neuron=0, show_progress=False,
+                               skip_first_positions=0)
+    mass, count = np.zeros((LAYERS, 4 * 16)), np.zeros((LAYERS, 4 * 16), dtype=np.int64)
+    for text in texts:
+        ids = torch.tensor([tokenizer(text)["input_ids"]])
+        routes, gated = {}, {layer: [] for layer in range(LAYERS)}
+        hooks = [model.layers[layer].mlp.experts.register_forward_pre_hook(
+            lambda m, args, layer=layer: routes.__setitem__(layer, args[1])) for layer in range(LAYERS)]
+        for layer in range(LAYERS):
+            experts = model.layers[layer].mlp.experts
+            experts._apply_gate = lambda x, e=experts, layer=layer: gated[layer].append(  # noqa: B023
+                type(e)._apply_gate(e, x)) or gated[layer][-1]
+        try:
+            with torch.no_grad():
+                model(input_ids=ids)
+        finally:
+            for layer in range(LAYERS):
+                del model.layers[layer].mlp.experts._apply_gate
+            for hook in hooks:
+                hook.remove()
+        for layer in range(LAYERS):
+            assert gated[layer][0].dtype == torch.float32
+            units = torch.full((ids.shape[1], 4 * 16), float("-inf"), dtype=torch.float64)
+            chosen = routes[layer].reshape(ids.shape[1], -1)
+            for expert, values in zip(sorted(set(chosen.flatten().tolist())), gated[layer]):  # experts in order
+                _, token = torch.where((chosen == expert).T)  # the rows as the model's forward takes them
+                units[token, expert * 16:(expert + 1) * 16] = values.double()
+            for row in units:
+                for neuron in np.argsort(-row.numpy(), kind="stable")[:k].tolist():
+                    if row[neuron] > 0:
+                        mass[layer, neuron] += float(row[neuron])
+                        count[layer, neuron] += 1
+    np.testing.assert_array_equal(profile.neuron_count, count)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=RTOL, atol=ATOL)
+
+
 def test_expert_units_cannot_be_pruned_or_ablated():
     model, _ = build("mixtral")
     with pytest.raises(ModelError, match="mixture-of-experts"):
