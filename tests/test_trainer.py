@@ -792,7 +792,7 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
 
     repo = f"{hub.username}/tiny-cls"
     args = build_args(tmp_path / "out", num_train_epochs=1, push_to_hub=True, hub_model_id=repo,
-                      hub_strategy="end")  # token from HF_TOKEN (transformers pickles args.hub_token)
+                      hub_strategy="end")  # token from HF_TOKEN
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
@@ -950,13 +950,37 @@ def test_public_uploads_without_transformers_hf_api_warn_and_push_as_is(tmp_path
     assert not hasattr(trainer_module, "hf_api")
 
 
-def test_a_hub_token_in_the_arguments_is_warned_about(tmp_path):
-    """transformers pickles TrainingArguments, hub_token included, into training_args.bin, which push_to_hub
-    uploads with the model: the token would leave in the clear."""
-    args = build_args(tmp_path / "out", num_train_epochs=1, hub_token="hf_not_a_real_token")
-    with pytest.warns(UserWarning, match="hub_token is saved in the clear: .*training_args.bin.*HF_TOKEN"):
-        TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
-                     processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+def test_a_hub_token_in_the_arguments_reaches_no_file_log_or_upload(tmp_path, hub, monkeypatch, caplog):
+    """transformers pickles TrainingArguments whole into training_args.bin (every checkpoint, the final save and the
+    checkpoint pushes' output_dir), which pushes upload: the token given as hub_token was in all three checkpoint
+    and output files, in the clear. It is now written as None, while the pushes still authenticate with it (no
+    HF_TOKEN here) and a resume from a checkpoint works."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    repo, secret = f"{hub.username}/token-cls", hub.token.encode()
+    out = tmp_path / "out"
+    args = build_args(out, max_steps=4, txray_steps=2, save_strategy="steps", save_steps=2, push_to_hub=True,
+                      hub_model_id=repo, hub_strategy="checkpoint", hub_token=hub.token)
+    with caplog.at_level(logging.DEBUG):
+        trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                               processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+        trainer.train()
+        trainer.push_to_hub()
+        assert trainer.args is args and args.hub_token == hub.token  # the swap is undone
+        resumed = TXRayTrainer(model=build_classifier(), args=build_args(out, max_steps=4, txray_steps=2,
+                                                                          save_strategy="steps", save_steps=2),
+                               train_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+        resumed.train(resume_from_checkpoint=str(out / "checkpoint-2"))
+    assert resumed.state.global_step == 4 and list(resumed.txray_profiles) == ["step-0", "step-2", "step-4"]
+    saved = [out / "training_args.bin", out / "checkpoint-2" / "training_args.bin"]
+    for path in saved:
+        loaded = torch.load(path, weights_only=False)
+        assert loaded.hub_token is None and loaded.hub_model_id == repo and loaded.txray_steps == 2
+    assert not [p for p in out.rglob("*") if p.is_file() and secret in p.read_bytes()]
+    files = hub.server.repo_files(repo, repo_type="model")
+    assert {"training_args.bin", "last-checkpoint/training_args.bin", "model.safetensors"} <= set(files)
+    assert not [name for name, data in files.items() if secret in data]
+    assert not hub.server.find_in_storage(hub.token)
+    assert hub.token not in caplog.text
 
 
 def test_hyperparameter_search_is_refused_while_profiles_are_taken(tmp_path):

@@ -7,7 +7,8 @@ the trainer's own fields (when and how often to profile, how many probe texts) a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from transformers import TrainingArguments
@@ -36,6 +37,21 @@ def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
         message += (f" (module_pattern is not a TXRayArguments field: in the trainer use {prefix}site='residual', or "
                     "profile saved checkpoints with hf_txray.analyze(..., module_pattern=...).)")
     return message
+def args_without_secrets(args: TrainingArguments) -> TrainingArguments:
+    """`args` as it may be written to a file: a shallow copy whose secrets (the ``*_token`` fields, which
+    transformers masks in ``to_dict`` and ``str``, e.g. ``hub_token``) are None; `args` itself, when it holds none.
+
+    A copy, not ``dataclasses.replace``: that would run ``__post_init__`` again (device setup, warnings, checks).
+    """
+    secrets = [f.name for f in fields(args) if f.name.endswith("_token") and getattr(args, f.name, None) is not None]
+    if not secrets:
+        return args
+    redacted = copy.copy(args)
+    for name in secrets:
+        setattr(redacted, name, None)
+    return redacted
+
+
 STRATEGIES = ("no", "steps", "epoch")
 REFERENCES = ("first", "previous")
 TEXT_FEATURES = tuple(text_features(BUILTIN_FEATURES))  # kept for imports: hf_txray.features.is_tag_feature decides

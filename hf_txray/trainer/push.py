@@ -31,8 +31,15 @@ logger = get_logger(__name__)
 
 
 @contextlib.contextmanager
-def public_output_uploads(output_dir: str | Path) -> Iterator[None]:
-    """Within this context, the Trainer's uploads of `output_dir` send a public staged copy (module docstring)."""
+def public_output_uploads(output_dir: str | Path, token: str | bool | None = None) -> Iterator[None]:
+    """Within this context, the Trainer's uploads of `output_dir` send a public staged copy (module docstring).
+
+    Args:
+        output_dir: the Trainer's ``output_dir``.
+        token (*optional*): the token of the uploads that the Trainer makes without one (it passes
+            ``args.hub_token``, which :class:`~hf_txray.trainer.TXRayTrainer` clears while ``training_args.bin`` is
+            written).
+    """
     import transformers.trainer as trainer_module
 
     original = getattr(trainer_module, "hf_api", None)
@@ -42,7 +49,7 @@ def public_output_uploads(output_dir: str | Path) -> Iterator[None]:
                        "not).")
         yield
         return
-    trainer_module.hf_api = lambda: _PublicUploads(original(), Path(output_dir))
+    trainer_module.hf_api = lambda: _PublicUploads(original(), Path(output_dir), token)
     try:
         yield
     finally:
@@ -52,13 +59,15 @@ def public_output_uploads(output_dir: str | Path) -> Iterator[None]:
 class _PublicUploads:
     """An `HfApi` whose `upload_folder` of `output_dir` uploads its public staged copy; everything else passes."""
 
-    def __init__(self, api: Any, output_dir: Path):
-        self._api, self._output_dir = api, output_dir
+    def __init__(self, api: Any, output_dir: Path, token: str | bool | None = None):
+        self._api, self._output_dir, self._token = api, output_dir, token
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._api, name)
 
     def upload_folder(self, *, folder_path: str | Path, **kwargs: Any) -> Any:
+        if kwargs.get("token") is None and self._token is not None:
+            kwargs["token"] = self._token
         if Path(folder_path).resolve() != self._output_dir.resolve():
             return self._api.upload_folder(folder_path=folder_path, **kwargs)
         kwargs["ignore_patterns"] = _with_unfinished_writes(kwargs.get("ignore_patterns"))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 from transformers import Trainer
@@ -19,7 +20,7 @@ from ..report import TransferReport
 from ..rng import preserved_rng
 from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
-from .arguments import TXRAY_DIR, TXRayArguments
+from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets
 from .callback import TXRayCallback
 from .push import public_output_uploads
 
@@ -57,11 +58,6 @@ class TXRayTrainer(Trainer):
                 f"TXRayTrainer needs TXRayArguments, got {type(training_args).__name__}: replace TrainingArguments "
                 "with hf_txray.TXRayArguments (same fields plus the txray_* options)."
             )
-        if training_args.hub_token:
-            warnings.warn(
-                "hub_token is saved in the clear: transformers pickles the training arguments, token included, into "
-                "training_args.bin in output_dir and every checkpoint, and push_to_hub uploads that file with the "
-                "model. Give the token through HF_TOKEN or `hf auth login` instead.", UserWarning, stacklevel=2)
         super().__init__(*args, **kwargs)
         self.txray_callback: TXRayCallback | None = None
         if self.args.txray_strategy == "no":
@@ -193,9 +189,28 @@ class TXRayTrainer(Trainer):
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """The `Trainer`'s checkpoint push (``hub_strategy``), with ``output_dir/txray/`` naming local paths as cards
-        do (:mod:`hf_txray.trainer.push`)."""
-        with public_output_uploads(self.args.output_dir):
+        do (:mod:`hf_txray.trainer.push`), and ``output_dir/training_args.bin`` written without the Hub token (the
+        uploads still authenticate with it)."""
+        token = self.args.hub_token  # read before the swap: the uploads below get it from public_output_uploads
+        with public_output_uploads(self.args.output_dir, token=token), self._args_without_secrets():
             super()._push_from_checkpoint(checkpoint_folder)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """The `Trainer`'s save (every checkpoint, `save_model`, the save of `push_to_hub`), with ``training_args.bin``
+        written without the Hub token: transformers pickles ``self.args`` whole into it, and pushes upload it."""
+        with self._args_without_secrets():
+            super()._save(output_dir, state_dict=state_dict)
+
+    @contextlib.contextmanager
+    def _args_without_secrets(self) -> Iterator[None]:
+        # transformers writes training_args.bin with torch.save(self.args, ...) inside _save and _push_from_checkpoint:
+        # within them, self.args is a copy without hub_token (same object for everything else), then the real one.
+        args = self.args
+        self.args = args_without_secrets(args)
+        try:
+            yield
+        finally:
+            self.args = args
 
     def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
         """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
