@@ -149,15 +149,20 @@ def atomic_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     hard-linked copies staged for an upload, see the old file or the new one, never half of one. The temporary
     file (``.{name}.tmp-{pid}``) is removed when the write fails; returns `path`.
 
+    When `path` is a symbolic link, the file it points at is written (the temporary file beside that one) and the
+    link stays, as other tools write through a link; a caller that must not change the link's target (a staged copy
+    of a folder) unlinks it first.
+
     Raises:
-        OutputError: the file cannot be written, naming `path`.
+        OutputError: the file cannot be written (a link that points at itself in a loop included), naming `path`.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    target = _link_target(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as err:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -167,6 +172,18 @@ def atomic_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
             tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _link_target(path: Path) -> Path:
+    """`path`, or the path its symbolic link(s) lead to: a rename onto the link would replace the link itself with a
+    regular file and leave its target as it was."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # realpath stops where the links go round in a loop
+        reason = "it is a symbolic link in a loop"
+        raise OutputError(f"Cannot write {path}: {reason}. Point the link at a file, or remove it.", path, reason)
+    return target
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

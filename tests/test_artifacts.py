@@ -227,6 +227,36 @@ def test_a_folder_that_cannot_be_written_is_an_output_error_naming_it_and_the_ol
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_a_file_written_through_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):
+    """Helper 224: atomic_file renamed its temporary file onto the link path, so the link became a regular file and
+    the file it pointed at kept the old content (a figure or JSON saved to a linked path)."""
+    from hf_txray import OutputError
+    from hf_txray.io_utils import atomic_file, read_json, write_json
+
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "data.json"
+    target.write_text('{"old": 1}\n')
+    link = tmp_path / "link.json"
+    link.symlink_to(os.path.join("real", "data.json"))  # relative, as `ln -s` usually makes them
+    chain = tmp_path / "chain.json"
+    chain.symlink_to(link)
+    write_json(link, {"new": 2})
+    assert link.is_symlink() and read_json(target) == {"new": 2}
+    assert atomic_file(chain, lambda tmp: tmp.write_text("3")) == chain
+    assert chain.is_symlink() and link.is_symlink() and target.read_text() == "3"
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "real" / "new.json")
+    write_json(dangling, [1])
+    assert dangling.is_symlink() and read_json(tmp_path / "real" / "new.json") == [1]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["data.json", "new.json"]  # no temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.json", "dangling.json", "link.json", "real"]
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(OutputError, match=r"Cannot write .*a: it is a symbolic link in a loop"):
+        write_json(tmp_path / "a", {})
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
+
+
 @pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])
 def test_results_tables_are_the_dataset_layout(kind, tmp_path):
     """Tables load with datasets.load_dataset from the folder, as from a Hub repo; the card declares them."""
