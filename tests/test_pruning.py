@@ -282,6 +282,14 @@ def test_negative_layer_keys_count_from_the_last_block_everywhere():
     assert plan.neurons == {0: [2], 1: [0, 3]}
     unprune(model)
     assert plan_pruning(None, {-1: [5]}, widths={0: 40, 1: 40}).neurons == {1: [5]}
+    # helper 224: a negative key in widths (nothing to count it from) became a plan of a layer named -1
+    for widths in ({-1: 40}, {"-1": 40}, {0: 40, -1: 40}, {1.5: 40}, {"x": 40}):
+        for spec in ({-1: [5]}, "random"):
+            with pytest.raises(ConfigurationError, match=r"widths names layer .*, which is no block index"):
+                plan_pruning(None, spec, 1, widths=widths)
+    with pytest.raises(ConfigurationError, match=r"widths\[1\] must be a number of neurons \(an int >= 1\), got 0"):
+        plan_pruning(None, {0: [5]}, widths={0: 40, 1: 0})
+    assert plan_pruning(None, {-1: [5]}, widths={"0": 40, "1": 40}).widths == {1: 40}  # keys as a saved plan writes
     removed = prune(copy.deepcopy(model), None, {-1: [0], -2: [1]}, mode="remove")[0]
     assert removed.config.hf_txray_pruned["kept"]["1"][0] == 1
     seen = []

@@ -218,6 +218,31 @@ def source_widths(source: TransferReport | Profile) -> dict[int, int]:
     return {int(layer): int(source.num_neurons) for layer in source.layers}
 
 
+def _given_widths(widths: Any) -> dict[int, int]:
+    """`widths` as given to :func:`plan_pruning`: ``{block index >= 0: neurons >= 1}`` (a key may be the index as
+    text, as a saved plan writes it).
+
+    Raises:
+        ConfigurationError: not a mapping, a key that is not a block index (a negative one included: the widths are
+            what a negative layer is counted against, so they cannot hold one themselves; -1 was kept as a layer
+            named -1), or a width that is not a positive int.
+    """
+    if not isinstance(widths, Mapping):
+        raise ConfigurationError(f"widths must be a dict {{layer: neurons}}, got {type(widths).__name__}.")
+    checked = {}
+    for key, width in widths.items():
+        layer = int(key) if isinstance(key, str) and key.strip().isdigit() else key
+        if not is_int(layer) or layer < 0:
+            raise ConfigurationError(
+                f"widths names layer {key!r}, which is no block index: widths are keyed by the model's block number "
+                "(0 = the first block), never counted from the end, since a negative layer elsewhere counts from the "
+                f"last of them. Write the block's number, e.g. {{11: 3072}} for the last block of a 12-block model.")
+        if not is_int(width) or width < 1:
+            raise ConfigurationError(f"widths[{key!r}] must be a number of neurons (an int >= 1), got {width!r}.")
+        checked[int(layer)] = int(width)
+    return checked
+
+
 def _check_int(value: Any, what: str) -> int:
     if not is_int(value):
         raise ConfigurationError(f"{what} must be an int, got {value!r}.")
@@ -367,13 +392,14 @@ def plan_pruning(
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
         widths = source_widths(source)
-    elif source is not None:  # the source's site and widths are checked all the same: they say what was ranked
-        described = source_widths(source)
-        given = {int(k): int(v) for k, v in widths.items()}
-        if any(described.get(layer) != width for layer, width in given.items()):
-            raise ConfigurationError(
-                f"widths {given} differ from the layers and widths the ranking source describes {described}: "
-                "leave widths out when planning from a report or profile (they come from it).")
+    else:
+        widths = _given_widths(widths)
+        if source is not None:  # the source's site and widths are checked all the same: they say what was ranked
+            described = source_widths(source)
+            if any(described.get(layer) != width for layer, width in widths.items()):
+                raise ConfigurationError(
+                    f"widths {widths} differ from the layers and widths the ranking source describes {described}: "
+                    "leave widths out when planning from a report or profile (they come from it).")
     widths = {int(k): int(v) for k, v in widths.items()}
     if isinstance(amount, Mapping) and layers is not None and \
             sorted({int(k) for k in amount}) != sorted({int(x) for x in layers}):
