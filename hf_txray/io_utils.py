@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import secrets
 import shutil
+import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
 
 from .errors import ConfigurationError, OutputError
 
@@ -187,9 +191,50 @@ def _link_target(path: Path) -> Path:
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    """Write JSON atomically (temporary file + rename), strictly: what is written reads back as it was given.
+
+    Besides JSON's own types (dicts with str or int keys, lists, tuples, str, int, float, bool, None), numpy
+    scalars are written as the Python number they hold, and paths and ``torch.device`` as their text. Anything else,
+    and NaN or infinity (``NaN`` is no JSON: other readers refuse the file), is refused before the file is touched.
+
+    Raises:
+        ConfigurationError: naming the file, where in the payload the value is, and the value.
+    """
+    text = json.dumps(_json_ready(payload, path, "payload"), indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _json_ready(value: Any, path: Any, where: str) -> Any:
+    """`value` in JSON's types (see :func:`write_json`); `where` names it in the error (``payload['meta']['seed']``).
+    Before, ``default=str`` wrote any object as its text (an array as ``"[1 2 3]"``) and NaN as ``NaN``."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, (np.bool_, np.integer)):
+        return bool(value) if isinstance(value, np.bool_) else int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            _refuse(path, where, value, "NaN and infinity are not JSON (write None where a value is undefined)")
+        return float(value)
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str) and (not isinstance(k, int) or isinstance(k, bool))]
+        if bad:
+            _refuse(path, f"{where} key", bad[0], "JSON keys are text (ints are written as their digits)")
+        return {str(k): _json_ready(v, path, f"{where}[{k!r}]") for k, v in value.items()}  # as json.dumps does
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v, path, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    torch = sys.modules.get("torch")  # no torch.device can exist where torch was never imported
+    if torch is not None and isinstance(value, torch.device):
+        return str(value)
+    _refuse(path, where, value, "JSON cannot hold it, and its text would not read back as it")
+
+
+def _refuse(path: Any, where: str, value: Any, why: str) -> None:
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    raise ConfigurationError(f"Cannot write {path}: {where} is {shown} ({type(value).__name__}), and {why}. "
+                             "Nothing was written; this is a bug of the caller that built the record (please report "
+                             "it) or a value of the wrong type given to it.")
 
 
 def read_json(path: str | os.PathLike) -> Any:

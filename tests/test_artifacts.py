@@ -257,6 +257,33 @@ def test_a_file_written_through_a_symbolic_link_writes_its_target_and_keeps_the_
     assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
 
 
+def test_json_records_are_strict_and_a_refused_one_leaves_the_old_file(tmp_path):
+    """Helper 224: write_json wrote NaN as ``NaN`` (no JSON: other readers refuse the file) and any object as its
+    str (an array as ``"[0 1 2]"``, read back as text). Now numpy scalars, paths and devices are written as their
+    values, and anything else is refused, naming where it is, before the file is touched."""
+    import pathlib
+
+    import torch
+
+    from hf_txray.io_utils import read_json, write_json
+
+    path = tmp_path / "record.json"
+    write_json(path, {"count": np.int64(3), "share": np.float32(0.5), "flag": np.bool_(True), 7: (1, 2),
+                      "folder": pathlib.Path("/data/x"), "device": torch.device("cpu"), "none": None})
+    assert read_json(path) == {"count": 3, "share": 0.5, "flag": True, "7": [1, 2], "folder": "/data/x",
+                               "device": "cpu", "none": None}
+    before = path.read_bytes()
+    for payload, where in (({"a": [1, {"b": float("nan")}]}, r"payload\['a'\]\[1\]\['b'\] is nan"),
+                           ({"a": np.float32("inf")}, r"payload\['a'\] is np.float32\(inf\)"),
+                           ({"a": np.arange(3)}, r"payload\['a'\] is array\(\[0, 1, 2\]\) \(ndarray\)"),
+                           ({"a": {1, 2}}, r"payload\['a'\] is \{1, 2\} \(set\)"),
+                           ({(0, 1): 2}, r"payload key is \(0, 1\)")):
+        with pytest.raises(ConfigurationError, match=rf"Cannot write .*record.json: {where}.*Nothing was written"):
+            write_json(path, payload)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+    json.loads(before, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+
 @pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])
 def test_results_tables_are_the_dataset_layout(kind, tmp_path):
     """Tables load with datasets.load_dataset from the folder, as from a Hub repo; the card declares them."""
