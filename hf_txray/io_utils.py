@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import math
 import os
@@ -129,6 +130,46 @@ def _replace_dir(new: Path, target: Path) -> None:
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+    remove_stale_backups(target)  # `target` is complete now: earlier runs' copies of it are no longer needed
+
+
+def remove_stale_backups(target: str | os.PathLike) -> list[Path]:
+    """Remove the ``.{name}.old-{pid}`` folders beside `target` that :func:`atomic_dir` left when its process was
+    killed while it removed them (after the new folder was in place): they are never read again and stay forever
+    otherwise. Call it only where `target` is known complete; returns the folders removed.
+
+    A copy whose process may still be running (it may be between its two renames, when that copy is the only one)
+    is kept, as is every copy where that cannot be checked (Windows).
+    """
+    target = Path(target)
+    removed = []
+    for backup in target.parent.glob(f".{glob.escape(target.name)}.old-*"):
+        pid = backup.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or _may_be_running(int(pid)):
+            continue
+        if backup.is_dir() and not backup.is_symlink():
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                backup.unlink()
+        if not backup.exists():
+            removed.append(backup)
+    return removed
+
+
+def _may_be_running(pid: int) -> bool:
+    """False only when no process `pid` runs on this machine (signal 0 checks without sending anything)."""
+    if pid == os.getpid():
+        return False  # this process is not between the renames of another save of the same folder
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal (PermissionError): running
+        return True
+    return True
 
 
 def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] = ()) -> bool:
@@ -136,9 +177,12 @@ def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] 
     (`target` is then missing, and its previous content sits in ``.{name}.old-{pid}``); True when one was restored.
 
     Only a folder holding every file in `required` is put back (the newest): one whose removal was cut short is not.
-    The new folder (``.{name}.tmp-...``) is left alone: nothing marks it complete."""
+    The new folder (``.{name}.tmp-...``) is left alone: nothing marks it complete. When `target` is there and holds
+    every file in `required`, the copies left beside it are removed (:func:`remove_stale_backups`)."""
     target = Path(target)
     if target.exists():
+        if all((target / f).is_file() for f in required):
+            remove_stale_backups(target)  # an earlier run's removal of the previous copy was cut short
         return False
     aside = sorted((p for p in target.parent.glob(f".{target.name}.old-*") if all((p / f).is_file() for f in required)),
                    key=lambda p: p.stat().st_mtime)

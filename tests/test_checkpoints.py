@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
 
 import datasets
 import numpy as np
@@ -565,6 +566,48 @@ def test_a_checkpoint_swap_killed_halfway_resumes_from_the_checkpoint_before_it(
     assert "interrupted" in caplog.text and SPANS.calls == len(TEXTS) - 8  # two checkpoints of 4 texts were kept
     SPANS.calls = 0
     assert resumed == run(TEXTS, checkpoint_dir=tmp_path / "whole", **COMMON)
+
+
+def test_a_resume_removes_the_copies_earlier_crashes_left_beside_a_complete_checkpoint(tmp_path):
+    """Helper 224: a run killed while atomic_dir removed the checkpoint it had replaced leaves that copy
+    (.rank-*.old-PID) beside the new checkpoint, and every later run and resume kept it: a profile state's worth of
+    disk each time. Once the live checkpoint is complete (it is loaded on resume, or was just written) the copies of
+    processes that no longer run are removed; one whose process runs is kept (it may be mid-swap)."""
+    dead = 4194305  # above the largest pid Linux gives (pid_max <= 2**22): no such process
+    SPANS.calls, SPANS.fail_at = 0, 11
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path / "state", **COMMON)
+    state = tmp_path / "state"
+    leftovers = {pid: state / f".rank-0-of-1.old-{pid}" for pid in (dead, dead + 1, os.getppid())}
+    for folder in leftovers.values():
+        folder.mkdir()
+        (folder / "state.npz").write_bytes(b"half removed")
+    (leftovers[dead + 1] / "progress.json").write_text("{}")
+    SPANS.calls, SPANS.fail_at = 0, None
+    resumed = run(TEXTS, checkpoint_dir=state, resume=True, **COMMON)
+    assert not leftovers[dead].exists() and not leftovers[dead + 1].exists()
+    assert leftovers[os.getppid()].is_dir()  # a running process's: kept
+    SPANS.calls = 0
+    assert resumed == run(TEXTS, checkpoint_dir=tmp_path / "whole", **COMMON)
+    # a checkpoint that is only loaded (nothing left to process) is complete too: the copies go at the load
+    copy_left = state / f".rank-0-of-1.old-{dead}"
+    copy_left.mkdir()
+    from hf_txray.io_utils import restore_interrupted_swap
+
+    assert not restore_interrupted_swap(state / "rank-0-of-1", required=("progress.json", "state.npz"))
+    assert not copy_left.exists()
+    (state / "rank-0-of-1" / "state.npz").unlink()  # an incomplete live folder: nothing is removed beside it
+    copy_left.mkdir()
+    assert not restore_interrupted_swap(state / "rank-0-of-1", required=("progress.json", "state.npz"))
+    assert copy_left.is_dir()
+    # any folder atomic_dir has just replaced is complete: the copies beside it go
+    from hf_txray.io_utils import atomic_dir
+
+    (tmp_path / f".saved.old-{os.getppid()}").mkdir(), (tmp_path / f".saved.old-{dead}").mkdir()
+    with atomic_dir(tmp_path / "saved") as tmp:
+        (tmp / "x.json").write_text("{}")
+    assert not (tmp_path / f".saved.old-{dead}").exists() and (tmp_path / "saved" / "x.json").is_file()
+    assert (tmp_path / f".saved.old-{os.getppid()}").is_dir()
 
 
 def test_resume_refuses_a_local_stream_changed_past_its_first_texts(tmp_path):

@@ -522,11 +522,21 @@ def test_resume_refuses_profiles_another_run_wrote_since_the_checkpoint(tmp_path
 def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
     train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoints 4, 8
+    # helper 224: a replaced profile or report whose removal was cut short (.{name}.old-PID) stayed forever; the
+    # copies of dead processes go once the live folder is loaded (or removed), a running process's stays
+    root, dead = tmp_path / "run" / "txray", 4194305  # above Linux's largest pid: no such process
+    left = [root / "profiles" / f".step-3.old-{dead}", root / "profiles" / f".step-6.old-{dead}",
+            root / "reports" / f".step-0__step-3.old-{dead}"]
+    running = root / "profiles" / f".step-0.old-{os.getppid()}"
+    for folder in (*left, running):
+        folder.mkdir()
+        (folder / "profile.json").write_text("half removed")
     resumed = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "run", **{**options, "max_steps": 5}),
                            train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
     assert resumed.txray_timeline["step"].tolist() == [0, 3, 5]
-    root = tmp_path / "run" / "txray"
+    assert not [folder for folder in left if folder.exists()] and running.is_dir()
+    shutil.rmtree(running)
     assert sorted(p.name for p in (root / "profiles").iterdir()) == ["step-0", "step-3", "step-5"]
     assert sorted(p.name for p in (root / "reports").iterdir()) == ["step-0__step-3", "step-0__step-5",
                                                                    "step-3__step-5"]

@@ -29,7 +29,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
-from ..io_utils import atomic_file
+from ..io_utils import atomic_file, remove_stale_backups
 from ..loading import SPLIT_CHOICE, check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
@@ -442,6 +442,13 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+        # and the previous copy of a replaced profile or report whose removal was cut short, where the live folder
+        # beside it is there (a profile of the timeline was loaded and checked by _restore) or was removed above
+        for leftover in (p for folder in (root / "profiles", root / "reports") for p in folder.glob(".*.old-*")):
+            live = leftover.parent / leftover.name[1:].rsplit(".old-", 1)[0]
+            kept = live.name in stages if live.parent.name == "profiles" else set(live.name.split("__")) <= stages
+            if live.is_dir() or not kept:
+                remove_stale_backups(live)
         if removed:  # said, as it deletes results (helper 145: a second train() removed the first one's silently)
             logger.warning("TX-Ray: removed %d profile(s) (%s) from %s: they were taken after the checkpoint resumed "
                            "from, or by an earlier run in this output_dir. Train in another output_dir to keep an "
