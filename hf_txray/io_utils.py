@@ -25,7 +25,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 
     The caller decides whether `target` may be replaced (see :func:`hf_txray.artifact.check_save_target`): what is
     in it is gone afterwards. The new folder gets the usual permissions (``0o777`` less the umask), and no temporary
-    folder is left behind, whatever fails.
+    folder is left behind, whatever fails. When `target` is a symbolic link, the folder it leads to is replaced and
+    the link stays (as :func:`atomic_file` writes through one).
 
     Raises:
         ConfigurationError: `target` is the current working directory or a folder above it (a folder in use cannot
@@ -33,7 +34,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         OutputError: the folder cannot be written (permissions, a full disk), naming `target`, not the temporary
             folder; what was at `target` before is kept.
     """
-    target = check_not_working_directory(target)
+    # the link's folder, not the link: renamed over, the link became a folder and its target kept the old content
+    target = check_not_working_directory(_link_target(Path(os.path.abspath(target))))
     check_writable(target)  # a file in the path is named as such (mkdir would say "File exists")
     tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
     try:
@@ -224,7 +226,7 @@ def atomic_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
 def _link_target(path: Path) -> Path:
     """`path`, or the path its symbolic link(s) lead to: a rename onto the link would replace the link itself with a
-    regular file and leave its target as it was."""
+    regular file or folder and leave its target as it was."""
     if not path.is_symlink():
         return path
     target = Path(os.path.realpath(path))

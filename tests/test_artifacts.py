@@ -229,7 +229,8 @@ def test_a_folder_that_cannot_be_written_is_an_output_error_naming_it_and_the_ol
 
 def test_a_file_written_through_a_symbolic_link_writes_its_target_and_keeps_the_link(tmp_path):
     """Helper 224: atomic_file renamed its temporary file onto the link path, so the link became a regular file and
-    the file it pointed at kept the old content (a figure or JSON saved to a linked path)."""
+    the file it pointed at kept the old content (a figure or JSON saved to a linked path); atomic_dir did the same to
+    a linked folder."""
     from hf_txray import OutputError
     from hf_txray.io_utils import atomic_file, read_json, write_json
 
@@ -255,6 +256,16 @@ def test_a_file_written_through_a_symbolic_link_writes_its_target_and_keeps_the_
     with pytest.raises(OutputError, match=r"Cannot write .*a: it is a symbolic link in a loop"):
         write_json(tmp_path / "a", {})
     assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
+    # a folder saved through a link (save_pretrained to a linked folder): the link's folder is replaced
+    from hf_txray.io_utils import atomic_dir
+
+    (tmp_path / "real" / "saved").mkdir()
+    (tmp_path / "real" / "saved" / "old.txt").write_text("old")
+    (tmp_path / "out").symlink_to(tmp_path / "real" / "saved")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (tmp_path / "out").is_symlink() and os.listdir(tmp_path / "real" / "saved") == ["new.txt"]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["data.json", "new.json", "saved"]
 
 
 def test_json_records_are_strict_and_a_refused_one_leaves_the_old_file(tmp_path):
