@@ -450,7 +450,22 @@ class TransferReport(Artifact):
     @classmethod
     def from_parts(cls, parts: dict[str, Any]) -> "TransferReport":
         """Assemble a report from the parts :func:`hf_txray.layout.read_parts` returns."""
-        return cls(ReportMeta(**parts["meta"]), parts["neurons"], parts["layers"], parts["mass_share"])
+        neurons = _untested_flags_unknown(parts["neurons"])
+        return cls(ReportMeta(**parts["meta"]), neurons, parts["layers"], parts["mass_share"])
+
+
+def _untested_flags_unknown(neurons: pd.DataFrame) -> pd.DataFrame:
+    """`neurons` with each plain-bool ``changed_<ft>`` column made the nullable boolean that :func:`compare` writes.
+    Reports saved before it (same format version) hold False where the test did not judge a neuron, so loaded as they
+    were, ``shared & ~changed`` counted those untested neurons as kept again (measured: 68 kept instead of 28, 40 of
+    them untested, on a tiny BERT PTB -> BBC report saved at 8521438)."""
+    out = neurons
+    for column in neurons.columns:
+        p = f"p_hellinger_{column[len('changed_'):]}"
+        if column.startswith("changed_") and p in neurons and neurons[column].dtype == bool:
+            out = out.copy() if out is neurons else out
+            out[column] = _flags_where_tested(neurons[column].to_numpy(), neurons[p].to_numpy(dtype=float))
+    return out
 
 
 def _check_same_stack(a: Profile, b: Profile) -> None:

@@ -803,6 +803,20 @@ def test_untested_neurons_are_neither_changed_nor_kept(tmp_path):
     pd.testing.assert_series_equal(again.neurons["changed_pos"], frame["changed_pos"])
 
 
+def test_report_saved_with_plain_bool_flags_loads_untested_as_unknown(tmp_path):
+    """A report saved before changed_<ft> was nullable holds False for untested neurons (bool column, same format
+    version): loaded as it was, ``shared & ~changed`` counted them as kept again. Loading gives them <NA>."""
+    parts = text_profiles("ptb", 20)
+    report = hf_txray.compare(merged(parts[:10]), merged(parts[10:]))
+    untested = report.neurons["changed_pos"].isna()
+    assert untested.any() and (~untested).any()
+    report.neurons["changed_pos"] = report.neurons["changed_pos"].fillna(False).astype(bool)  # as 8521438 saved it
+    report.save_pretrained(tmp_path / "old")
+    again = type(report).from_pretrained(tmp_path / "old").neurons["changed_pos"]
+    assert again.dtype == "boolean" and again.isna().equals(untested)
+    assert again[~untested].tolist() == report.neurons["changed_pos"][~untested].tolist()
+
+
 def test_with_the_test_switched_off_the_tested_and_changed_counts_are_unknown_not_zero(tmp_path):
     """Helper 176: compare(test=False) gave neurons_tested 0 ("no neuron could be tested") in the summary, the layer
     table and the card, as if the test had run and found too few credits; the counts are NaN and the card says the
