@@ -290,6 +290,10 @@ def test_negative_layer_keys_count_from_the_last_block_everywhere():
     with pytest.raises(ConfigurationError, match=r"widths\[1\] must be a number of neurons \(an int >= 1\), got 0"):
         plan_pruning(None, {0: [5]}, widths={0: 40, 1: 0})
     assert plan_pruning(None, {-1: [5]}, widths={"0": 40, "1": 40}).widths == {1: 40}  # keys as a saved plan writes
+    # a layer given twice (its text key beside its number) with two widths: one was kept by dict order, silently
+    with pytest.raises(ConfigurationError, match=r"widths gives layer 1 two widths \(40 and 48"):
+        plan_pruning(None, "random", 1, widths={"1": 40, 1: 48})
+    assert plan_pruning(None, "random", 1, widths={"1": 40, 1: 40}).widths == {1: 40}
     removed = prune(copy.deepcopy(model), None, {-1: [0], -2: [1]}, mode="remove")[0]
     assert removed.config.hf_txray_pruned["kept"]["1"][0] == 1
     seen = []

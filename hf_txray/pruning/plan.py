@@ -239,6 +239,10 @@ def _given_widths(widths: Any) -> dict[int, int]:
                 f"last of them. Write the block's number, e.g. {{11: 3072}} for the last block of a 12-block model.")
         if not is_int(width) or width < 1:
             raise ConfigurationError(f"widths[{key!r}] must be a number of neurons (an int >= 1), got {width!r}.")
+        if int(layer) in checked and checked[int(layer)] != int(width):
+            # {"1": 40, 1: 48} (a saved plan's text keys beside int ones): one of the two was kept by dict order
+            raise ConfigurationError(f"widths gives layer {int(layer)} two widths ({checked[int(layer)]} and "
+                                     f"{int(width)}, as {key!r} and its number): keep one key per layer.")
         checked[int(layer)] = int(width)
     return checked
 
