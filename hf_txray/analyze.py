@@ -281,12 +281,16 @@ class Profiler:
         checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir
         check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
+        head = None  # a stream's first texts, read for the check: the run must read them again
         if world > 1:  # before any shard is read or tagged: an unseeded shuffle differs in every process
-            check_same_corpus(_corpus_identity(corpus, text_column), world)
+            identity, head = _corpus_identity(corpus, text_column)
+            check_same_corpus(identity, world)
         if is_streaming(corpus):
             record = self.dataset_source
             local = (record.id, list(record.data_files)) if record is not None and record.kind == "local" else None
             source = StreamingSource(corpus, text_column, rank, world, local_files=local)
+            if head is not None:
+                source.expect_head(head[rank::world])  # the examples are interleaved (StreamingSource)
             key_range: tuple[int, int] = (rank, world)
         else:
             start, end = shard_bounds(len(corpus), rank, world)
@@ -587,13 +591,15 @@ def _describes(source: Any, corpus: Any, text_column: str, described_stream: Any
         return False
 
 
-def _corpus_identity(corpus, text_column: str | None) -> str:
+def _corpus_identity(corpus, text_column: str | None) -> tuple[str, list[str] | None]:
     """What every process must hold alike before it takes its shard (:func:`~hf_txray.distributed.check_same_corpus`):
     the hash of an in-memory corpus's texts in order, or of a stream's first texts, read from its start (a stream
-    is not read whole twice; an unseeded shuffle already differs in its first texts)."""
+    is not read whole twice; an unseeded shuffle already differs in its first texts); and those first texts of a
+    stream, which the run must read again (:meth:`~hf_txray.streaming.StreamingSource.expect_head`)."""
     if is_streaming(corpus):
-        return StreamingSource(corpus, text_column, 0, 1).head_hash()
-    return texts_hash(corpus, text_column)
+        whole = StreamingSource(corpus, text_column, 0, 1)
+        return whole.head_hash(), whole.head_texts
+    return texts_hash(corpus, text_column), None
 
 
 def corpus_fingerprint(corpus, dataset_id: str | None) -> str:

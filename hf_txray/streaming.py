@@ -172,6 +172,7 @@ class StreamingSource:
         self._digest: Any = hashlib.sha256()  # of the texts read from the stream's start
         self._read_to_end = False
         self._resumed = False
+        self._head: list[str] = []  # this process's first texts as read before the run (expect_head, head_hash)
 
     def share_of(self, num_samples: int | None) -> int | None:
         """The texts this process reads of a stream cut at `num_samples` (at most: the stream may end sooner), as
@@ -197,12 +198,16 @@ class StreamingSource:
         chars = 0
         for row in self._read(rows, done):
             texts.append(self._text_of(row, done + len(texts)))
+            if not state:
+                self._check_head(done + len(texts) - 1, texts[-1])
             chars += len(texts[-1])
             if len(texts) == limit or (budget is not None and chars >= budget):  # as InMemorySource.buckets
                 index += 1
                 yield self._bucket(texts, done, index)
                 done, texts, chars = done + len(texts), [], 0
                 limit, budget = plan.limits(index)
+        if not state:
+            self._check_head(done + len(texts), None)  # the stream ended before the texts read ahead of the run
         self._read_to_end = True  # set before the last yield: the run may stop at the last bucket
         if texts:
             yield self._bucket(texts, done, index + 1)
@@ -330,7 +335,36 @@ class StreamingSource:
         from .hashes import strings_hash
 
         # read as the run reads, so a reader's failure is said in one line (a Latin-1 .jsonl: helper 167)
-        return strings_hash([self._text_of(row, i) for i, row in zip(range(count), self._read(self.corpus, 0))])
+        texts = [self._text_of(row, i) for i, row in zip(range(count), self._read(self.corpus, 0))]
+        self.expect_head(texts)
+        return strings_hash(texts)
+
+    @property
+    def head_texts(self) -> list[str]:
+        """The first texts of this process's part as read before the run (empty before :meth:`head_hash`)."""
+        return list(self._head)
+
+    def expect_head(self, texts: list[str]) -> None:
+        """The first texts of this process's part, as read before the run (:meth:`head_hash`, or the check that all
+        processes hold one corpus): the run, reading the stream again from its start, must read them again
+        (:meth:`_check_head`)."""
+        self._head = list(texts)
+
+    def _check_head(self, position: int, text: str | None) -> None:
+        """Refuse a stream that did not start again from its first rows (`text` None: it ended at `position`).
+
+        The head is read once before the run; a ``from_generator`` function that goes on reading a one-shot source
+        (an open file, an iterator made outside it) then gave the run the rows after it, and those first rows were
+        never profiled, without an error (2 processes, 40 texts: 24 profiled)."""
+        if position >= len(self._head) or text == self._head[position]:
+            return
+        now = "ended there" if text is None else f"gave {text!r:.60}"
+        raise DatasetError(
+            f"The stream did not start again from its first rows: its row {self._describe(position)} was "
+            f"{self._head[position]!r:.60} when its first {len(self._head)} rows were read before the run (to check "
+            f"that all processes hold one corpus, or for the checkpoint), and read again from its start it {now}, so "
+            "rows would be skipped. A from_generator function must open its source anew on each call (not go on "
+            "reading a file or iterator made outside it); or pass the generator itself, which hf_txray reads once.")
 
     @property
     def num_texts_held(self) -> int:

@@ -779,6 +779,34 @@ def test_processes_holding_their_corpus_in_other_orders_are_refused(monkeypatch,
     distributed.check_same_corpus(held, 2)  # the same corpus in every process passes
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stream_that_does_not_start_again_from_its_first_rows_is_refused(monkeypatch, tmp_path, processes):
+    """The first rows of a stream are read once before the run (the check that all processes hold one corpus, a
+    checkpoint's head hash), then the run reads it from its start. A from_generator function that goes on reading an
+    iterator made outside it gave the run the rows after them: with torchrun, 2 processes on 40 texts profiled 24
+    (and one checkpointed process 24), without an error."""
+    from hf_txray import distributed
+
+    texts = [f"text number {i} of the corpus." for i in range(40)]
+    model, tokenizer = tiny("bert")
+
+    def stream():
+        rows = iter(texts)  # one-shot: every call of gen goes on where the last stopped
+
+        def gen():
+            for text in rows:
+                yield {"text": text}
+        return datasets.IterableDataset.from_generator(gen)
+
+    options = {"checkpoint_dir": tmp_path / "ck"} if processes == 1 else {}
+    if processes == 2:  # rank 0 of 2; every process holds the same stream
+        monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "process_info", lambda cpu=None: (0, 2))
+        monkeypatch.setattr(distributed, "all_gather", lambda obj, world: [obj, obj])
+    with pytest.raises(DatasetError, match=r"did not start again from its first rows: its row 0 .* was 'text number "
+                                           r"0 of the corpus.'.*it gave 'text number 16 of the corpus.'"):
+        hf_txray.analyze(model, stream(), tokenizer=tokenizer, show_progress=False, **options)
+
+
 def test_merge_after_processes_stopped_inside_their_shards_keeps_example_ids_unique(tmp_path, saved_bert, text_file):
     """Under max_positions each process stops inside its own shard and its texts keep their corpus ids, so the
     ids run past num_examples. merge() shifted the other part's ids by num_examples, and two texts shared an id."""
