@@ -146,7 +146,8 @@ def remove_stale_backups(target: str | os.PathLike) -> list[Path]:
     target = Path(target)
     removed = []
     for backup in target.parent.glob(f".{glob.escape(target.name)}.old-*"):
-        pid = backup.name.rsplit("-", 1)[-1]
+        pid = backup.name[len(f".{target.name}.old-"):]
+        # only `target`'s own copies: the glob matches those of a folder named `{name}.old-N` too (.x.old-1.old-7)
         if not pid.isdigit() or _may_be_running(int(pid)):
             continue
         if backup.is_dir() and not backup.is_symlink():

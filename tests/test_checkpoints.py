@@ -608,6 +608,12 @@ def test_a_resume_removes_the_copies_earlier_crashes_left_beside_a_complete_chec
         (tmp / "x.json").write_text("{}")
     assert not (tmp_path / f".saved.old-{dead}").exists() and (tmp_path / "saved" / "x.json").is_file()
     assert (tmp_path / f".saved.old-{os.getppid()}").is_dir()
+    # helper 228: only the folder's own copies, not those of a folder named `saved.old-1` (its only copy, maybe)
+    other = tmp_path / f".saved.old-1.old-{dead}"
+    other.mkdir()
+    with atomic_dir(tmp_path / "saved") as tmp:
+        (tmp / "x.json").write_text("{}")
+    assert other.is_dir()
 
 
 def test_resume_refuses_a_local_stream_changed_past_its_first_texts(tmp_path):
