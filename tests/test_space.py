@@ -269,13 +269,14 @@ def test_search_tab(client, results):
         for by in ("probability", "mass"):
             message, table = client.predict("pretrained", ft, value, by, 1, "all", api_name="/search_feature")
             table = frame(table)
-            want = _expected_search(a, ft, value, by)[:50]
+            every = _expected_search(a, ft, value, by)
+            want = every[:50]
             assert list(zip(table["layer"], table["neuron"])) == want, (ft, value, by)
             assert set(table["feature"]) == {value}
             probs = a.to_pandas(ft).set_index(["layer", "neuron", "feature"])["probability"]
             assert all(same(p, probs[(la, ne, value)]) for la, ne, p in zip(table["layer"], table["neuron"],
                                                                             table["probability"]))
-            assert message.startswith(f"{len(want)} neuron(s)")
+            assert message.startswith(f"{len(every)} neuron(s)")  # every match, not the rows listed
     # a value differing only in case finds the profiled one (BERT lowercases)
     _, table = client.predict("pretrained", "token", top_token.upper(), "mass", 1, "all", api_name="/search_feature")
     assert set(frame(table)["feature"]) == {top_token}
@@ -306,6 +307,29 @@ def test_search_tab(client, results):
                                     min_count=1)
     assert set(zip(loose["layer"], loose["neuron"])) == set(zip(*[report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9)][c]
                                                                   for c in ("layer", "neuron")]))
+
+
+def test_search_messages_count_every_match_not_the_rows_listed(app, results):
+    """Helper 230: a search's message counted the rows it lists as the neurons found: "50 neuron(s) ... credited on
+    the pos 'NOUN'" when 78 were (the search lists the first 50), "200 shared neuron(s)" of thousands. It counts
+    every match now and says how many are listed."""
+    a, _, report, folder = results
+    source, view = str(folder), viewer.open_results(str(folder))
+    every = _expected_search(a, "pos", "NOUN", "mass")
+    assert len(every) > 3
+    message, table, _ = app.search_feature(source, "pretrained", "pos", "NOUN", "mass", 1, 3)
+    assert len(table) == 3 and message.startswith(f"{len(every)} neuron(s) of stage pretrained credited on the pos "
+                                                  f"'NOUN' (the first 3 listed), by mass")
+    shared = int((report.neurons["status"] == "shared").sum())
+    listed = viewer.search_status(view, report.name, "shared", n=2)
+    assert len(listed) == 2 and viewer.tables.matches_text(listed, " shared") == \
+        f"{shared} neuron(s) shared (the first 2 listed)"
+    assert app.search_status(source, report.name, "shared")[0].startswith(f"{shared} neuron(s) shared in ")
+    h = report.neurons["hellinger_pos"]
+    enough = (report.neurons[["count_a", "count_b"]] >= viewer.DEFAULT_MIN_COUNT).all(axis=1)
+    in_range = int((h.notna() & (h >= 0.0) & enough).sum())
+    assert in_range > 2 and viewer.search_hellinger(view, report.name, "pos", 0, 1, n=2).attrs["matches"] == in_range
+    assert app.search_hellinger(source, report.name, "pos", 0, 1)[0].startswith(f"{in_range} neuron(s) of ")
 
 
 def test_search_and_transfer_use_the_reports_minimum_credits(app, results):

@@ -356,8 +356,8 @@ def search_feature(source: str, stage: str, feature_type: str, value: str, by: s
     view = _view(source)
     table = tables.search_feature(view, stage, feature_type, value, by or "probability", _at_least_one(min_count),
                                   int(n or 50), layer)
-    return (f"{len(table)} neuron(s) of stage {stage} credited on the {feature_type} {value!r}, by {by} (neurons "
-            f"credited >= {_at_least_one(min_count)} times at this stage).",
+    return (tables.matches_text(table, f" of stage {stage} credited on the {feature_type} {value!r}") + f", by {by} "
+            f"(neurons credited >= {_at_least_one(min_count)} times at this stage).",
             table, [stage, None])
 
 
@@ -366,7 +366,8 @@ def search_status(source: str, report: str, status: str, layer: Any = None) -> t
     view = _view(source)
     table = tables.search_status(view, report, status, layer=layer)
     meta = view.report(report).meta
-    return f"{len(table)} {status} neuron(s) in {report} (by mass in A + B).", table, [meta.stage_a, meta.stage_b]
+    return (tables.matches_text(table, f" {status} in {report}") + " (by mass in A + B).", table,
+            [meta.stage_a, meta.stage_b])
 
 
 def search_hellinger(source: str, report: str, feature_type: str, low: Any, high: Any, layer: Any = None) -> tuple:
@@ -375,9 +376,10 @@ def search_hellinger(source: str, report: str, feature_type: str, low: Any, high
     table = tables.search_hellinger(view, report, feature_type, low, high, layer=layer)
     meta = view.report(report).meta
     thin = view.report(report).too_few_credits(feature_type, DEFAULT_MIN_COUNT)
-    return (f"{len(table)} neuron(s) of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
-            f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times in both stages ({thin} shared "
-            "neuron(s) have too few credits and are not listed).", table, [meta.stage_a, meta.stage_b])
+    return (tables.matches_text(table, f" of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
+                                       f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times in both stages")
+            + f" ({thin} shared neuron(s) have too few credits and are not listed).", table,
+            [meta.stage_a, meta.stage_b])
 
 
 def show_transfer(source: str, report: str, feature_type: str, which: str, min_count: Any, n: Any,

@@ -137,7 +137,26 @@ def search_feature(view: ResultsView, stage: str, feature_type: str, value: str,
     frame = layer_filter(frame, layer)
     other = "mass" if by == "probability" else "probability"
     frame = frame.sort_values([by, other, "layer", "neuron"], ascending=[False, False, True, True], kind="stable")
-    return rounded(frame.head(int(n)))
+    return first_rows(frame, n, rounded)
+
+
+MATCHES = "matches"  # attrs key of a search's result: how many rows matched, of which the first n are returned
+
+
+def first_rows(frame: pd.DataFrame, n: Any, shown: Any) -> pd.DataFrame:
+    """The first `n` rows of the ranked `frame`, formatted by `shown`, with ``attrs[MATCHES]`` = how many rows matched
+    in all: a search lists its first rows, and its message counts every match (the app said "50 neuron(s) ...
+    credited on the pos 'NOUN'" of the 50 listed when 78 were credited on it)."""
+    out = shown(frame.head(int(n)))
+    out.attrs[MATCHES] = len(frame)
+    return out
+
+
+def matches_text(table: pd.DataFrame, what: str) -> str:
+    """``"78 neuron(s)<what> (the first 50 listed)"``: the number of matches of a search (:func:`first_rows`), and how
+    many of them the table lists when it lists fewer."""
+    total = int(table.attrs.get(MATCHES, len(table)))
+    return f"{total} neuron(s){what}" + (f" (the first {len(table)} listed)" if total > len(table) else "")
 
 
 def _report_columns(report: "TransferReport") -> list[str]:
@@ -153,7 +172,7 @@ def search_status(view: ResultsView, report_name: str, status: str, n: int = 200
     frame = layer_filter(report.neurons[report.neurons["status"] == status], layer)
     order = (frame["mass_a"] + frame["mass_b"]).to_numpy()
     frame = frame.iloc[np.lexsort((frame["neuron"].to_numpy(), frame["layer"].to_numpy(), -order))]
-    return rounded(frame[_report_columns(report)].head(int(n)))
+    return first_rows(frame[_report_columns(report)], n, rounded)
 
 
 def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low: float, high: float,
@@ -175,7 +194,7 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
     columns += [c for c in (f"p_hellinger_{feature_type}", f"changed_{feature_type}") if c in report.neurons]
-    return rounded(yes_no(frame[list(dict.fromkeys(columns))].head(int(n))))
+    return first_rows(frame[list(dict.fromkeys(columns))], n, lambda rows: rounded(yes_no(rows)))
 
 
 # ----- transfer --------------------------------------------------------------------------------------------------
