@@ -15,7 +15,7 @@ from .architectures import format_neuron, routed_experts
 from .plots import default_feature_type
 from .provenance import (missing_provenance, needs_texts_again, pruning_note, public_label, public_name, public_record,
                          recorded_pruning)
-from .tables import markdown_table, untested_unknown
+from .tables import code_span, markdown_table, markdown_text, untested_unknown
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
     for p in profiles.values():
         m = p.meta
         active = int((p.neuron_count > 0).sum())
-        row = {"stage": m.stage, "model": public_name(m.model_id),
+        row = {"stage": markdown_text(m.stage), "model": public_name(m.model_id),
                "corpus": public_name(m.dataset_id) or f"in-memory [{m.dataset_fingerprint}]",
                "texts": m.num_examples, "token positions": m.num_positions,
                "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
@@ -129,7 +129,8 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
 def _headline(report: TransferReport) -> str:
     s = report.summary()
     ft = default_feature_type(report.meta.feature_types)
-    return (f"- **{report.meta.stage_a} → {report.meta.stage_b}**: {s['share_shared']:.1%} of the neurons are "
+    pair = f"{markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}"
+    return (f"- **{pair}**: {s['share_shared']:.1%} of the neurons are "
             f"active in both stages, {s['share_lost']:.1%} were deactivated (lost), {s['share_gained']:.1%} "
             f"became active (gained); mean Hellinger distance of the {ft} preferences over shared neurons: "
             f"{s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint)." + _noise_sentence(report, s, ft))
@@ -163,13 +164,14 @@ def _report_tables(report: TransferReport) -> list[str]:
     ft = default_feature_type(report.meta.feature_types)
     layer_columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
         f"mean_hellinger_{f}" for f in report.meta.feature_types] + [f"mean_length_shift_{ft}"]
-    out = [f"### {report.meta.stage_a} → {report.meta.stage_b}", ""]
+    out = [f"### {markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}", ""]
     noise = report.noise_table()
     if len(noise):
         out += ["Headline figures beside their split-half noise floors (the same figure between two interleaved "
                 "halves of one stage; compare them with A → B at half size):", "", markdown_table(noise), ""]
     out += ["Per layer:", "", markdown_table(report.layers[layer_columns]), ""]
     share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
+    share = share.assign(feature=share["feature"].map(markdown_text))  # a user tag such as <img src=x> stays text
     if len(share):
         out += [f"{ft} mass share in A and B vs corpus frequency:", "", markdown_table(share.head(20)), ""]
     min_count = report.DEFAULT_MIN_COUNT
@@ -187,7 +189,7 @@ def _report_tables(report: TransferReport) -> list[str]:
 def _plots_section(figures: Mapping[str, list[str]]) -> list[str]:
     out = ["## Plots", ""] if figures else []
     for key, paths in figures.items():
-        out += [f"### {key.replace('->', ' → ')}", ""]
+        out += [f"### {markdown_text(key.replace('->', ' → '))}", ""]
         out += [f"![{Path(p).stem}]({p})" for p in paths] + [""]
     return out
 
@@ -214,7 +216,7 @@ def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
     if isinstance(top_k, Mapping):
         values = set(top_k.values())
         if len(values) > 1:
-            per_stage = ", ".join(f"`{stage}` {k}" for stage, k in top_k.items())
+            per_stage = ", ".join(f"{code_span(stage)} {k}" for stage, k in top_k.items())
             return f"one of the k most active units of its layer (top-k credit, k per stage: {per_stage})"
         top_k = values.pop() if values else None
     if top_k is None:
@@ -246,13 +248,13 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: 
         record = p.meta.provenance or {}
         lacks = missing_provenance(p)
         if not record:
-            rows.append({"stage": p.stage, "model": _model_link(p.meta.model_id),
+            rows.append({"stage": markdown_text(p.stage), "model": _model_link(p.meta.model_id),
                          "dataset": public_name(p.meta.dataset_id) or "–",
                          "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
             continue
         status = ("no: it lacks " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
                                                      else "yes")
-        rows.append({"stage": p.stage, "model": _source_cell(record["model"], "model"),
+        rows.append({"stage": markdown_text(p.stage), "model": _source_cell(record["model"], "model"),
                      "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
                      "reproducible": status})
     first = next((p.meta.provenance for p in profiles.values() if p.meta.provenance), {})
@@ -310,11 +312,11 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
             f"- **Neurons**: {m.site} site, {len(m.layers)} layers × {m.num_neurons} neurons; features: "
             f"{', '.join(m.feature_types)}{_architecture_note(m)}",
-            *[f"- **Pruned model** (stage `{stage}`): {pruning_note(recorded_pruning(p.meta.provenance)[1])}"
+            *[f"- **Pruned model** (stage {code_span(stage)}): {pruning_note(recorded_pruning(p.meta.provenance)[1])}"
               for stage, p in profiles.items() if recorded_pruning(p.meta.provenance)[1]],
             *[_headline(r) for r in reports.values()], ""]
     for name, absent in missing_profiles(profiles, reports).items():
-        body += [f"> **Note**: report `{name}` compares stage(s) {', '.join(f'`{s}`' for s in absent)} whose "
+        body += [f"> **Note**: report {code_span(name)} compares stage(s) {', '.join(map(code_span, absent))} whose "
                  "profiles are not in this repo; push them to get their neuron cards and distributions.", ""]
     if profiles:
         body += _profiles_section(profiles)

@@ -19,6 +19,27 @@ MISSING = "–"
 LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
+# The characters that start emphasis, code, links, HTML tags or entities in markdown ("|" is markdown_table's: it
+# escapes it in cells, and outside a table it is text)
+MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]<>&~])")
+
+
+def markdown_text(text: Any) -> str:
+    """`text` (a stage, report or feature name) as literal text in markdown: its markup characters backslash-escaped,
+    so that a card shows a stage ``pre<b>train</b>`` or ``fine*tuned*`` as it is named (the Hub rendered them bold
+    and italic) and a feature value ``<img src=x>`` as text, not as an image."""
+    return MARKDOWN_MARKUP.sub(r"\\\1", one_line(text))
+
+
+def code_span(text: Any) -> str:
+    """`text` as a markdown code span, fenced by more backticks than it holds in a row (a name with a backtick ended
+    a one-backtick span early, and the rest of the line was read as markdown)."""
+    text = one_line(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def one_line(text: Any) -> str:
     """`text` with every line break (and tab) as a space: an example or a cell stays on one line."""
     return LINE_BREAKS.sub(" ", str(text))

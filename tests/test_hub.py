@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import html
 import json
 import logging
 import re
@@ -938,6 +939,35 @@ def test_a_stage_name_with_a_newline_is_refused_before_the_card_is_written(resul
     text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "pipe", [piped], plots=False) / "README.md").text
     assert "fine\\|tuned" in text
 
+
+
+def test_stage_names_and_tag_values_are_text_in_the_card_not_markup(results, tmp_path):
+    """Helper 230: the card wrote stage names and the mass share table's tag values into markdown as they were, so
+    the Hub rendered a stage 'pre<b>train</b> | x' as bold 'train', 'fine*tuned*_`y`' in italics and code, and a tag
+    '<img src=x>' as an image. Rendered (CommonMark with tables, as the Hub renders cards), every one reads as named."""
+    markdown_it = pytest.importorskip("markdown_it")
+    a, b, report = results
+    names = {"pretrained": "pre<b>train</b> | x", "finetuned": "fine*tuned*_`y` & [z](u)"}
+    renamed = []
+    for profile in (a, b):
+        out = copy.copy(profile)
+        out.meta = dataclasses.replace(profile.meta, stage=names[profile.stage])
+        renamed.append(out)
+    pair = copy.copy(report)
+    pair.meta = dataclasses.replace(report.meta, stage_a=names["pretrained"], stage_b=names["finetuned"])
+    pos = pair.mass_share["feature_type"] == "pos"
+    tag = pair.mass_share.loc[pos, "feature"].iloc[0]
+    pair.mass_share = pair.mass_share.assign(feature=pair.mass_share["feature"].where(
+        ~(pos & (pair.mass_share["feature"] == tag)), "<img src=x>"))
+    text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "r", renamed, [pair], plots=False) / "README.md").text
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert "<b>" not in page and "<img" not in page and "<em>tuned" not in page and '<a href="u"' not in page
+    shown = html.unescape(re.sub(r"<[^>]+>", "", page))
+    summary = next(line for line in shown.splitlines() if "of the neurons are active in both stages" in line)
+    assert summary.startswith(f"{names['pretrained']} → {names['finetuned']}:")
+    assert f"{names['pretrained']} → {names['finetuned']}" in shown.splitlines()  # the report's heading
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", page)
+    assert {html.unescape(c) for c in cells} >= {*names.values(), "<img src=x>"}  # profiles table, mass share
 
 
 def test_a_push_to_a_revision_that_is_a_tag_is_refused_before_the_upload(results, hub):
