@@ -332,6 +332,22 @@ def test_search_messages_count_every_match_not_the_rows_listed(app, results):
     assert app.search_hellinger(source, report.name, "pos", 0, 1)[0].startswith(f"{in_range} neuron(s) of ")
 
 
+def test_the_neuron_tab_names_a_pruned_models_original_neuron(app, tmp_path):
+    """Helper 230: a model pruned with mode="remove" numbers its kept neurons afresh; `hf-txray show` and the card say
+    which original neuron each is, the Neuron tab said only "Layer 0, neuron 0" (original neuron 3 of the unpruned
+    model). Its title names the original neuron now, per stage, from the profiles' provenance."""
+    model, _ = hf_txray.prune(tiny_bert(0), None, {0: [0, 1, 2], 1: [5, 6, 7]}, mode="remove")
+    run = lambda texts, stage: hf_txray.analyze(  # noqa: E731
+        model, texts, tokenizer=bert_tokenizer(), features=("token",), stage=stage, show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "r", [run(SAMPLE_TEXTS, "a"), run(SAMPLE_TEXTS[::-1], "b")], plots=False)
+    kept = model.config.hf_txray_pruned["kept"]
+    for layer, neuron in ((0, 0), (1, 5), (1, 44)):
+        title = app.show_neuron(str(folder), layer, neuron, "a", "b")[0]
+        assert title.startswith(f"Layer {layer}, neuron {neuron} (pruned model: original neuron "
+                                f"{kept[str(layer)][neuron]} of the unpruned layer at stage 'a' and 'b'): "), title
+    assert (kept["0"][0], kept["1"][5]) == (3, 8)
+
+
 def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     """Issue 12: the Space's minimum credits default to DEFAULT_MIN_COUNT, and search_feature applies it to the
     neurons' credits at the stage (a probability from a few credits is noise)."""

@@ -323,9 +323,11 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     comparison = neuron_view.neuron_comparison(view, layer, neuron, stage_a, stage_b)
     h = ", ".join(f"{ft} {v:.3f}" for ft, v in zip(comparison["feature type"], comparison["hellinger"]) if v == v)
     refused = view.comparison_refused(stage_a, stage_b)
-    title = (f"Layer {layer}, neuron {neuron}: stage A ({stage_a}) and stage B ({stage_b}) cannot be compared, each "
-             f"is shown on its own. {refused}" if refused else
-             f"Layer {layer}, neuron {neuron}: {status} from stage A ({stage_a}) to stage B ({stage_b}). "
+    pruned = neuron_view.pruned_numbering(view, layer, neuron, [stage_a, stage_b])  # mode="remove" renumbers
+    name = f"Layer {layer}, neuron {neuron}" + (f" (pruned model: {pruned})" if pruned else "")
+    title = (f"{name}: stage A ({stage_a}) and stage B ({stage_b}) cannot be compared, each is shown on its own. "
+             f"{refused}" if refused else
+             f"{name}: {status} from stage A ({stage_a}) to stage B ({stage_b}). "
              f"Hellinger distance: {h or 'none (the neuron is not credited in both stages)'}.")
     distributions = neuron_view.neuron_distributions(view, layer, neuron, [stage_a, stage_b])
     return (

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import display_order
+from ..provenance import original_neuron
 from ..tables import clip_left, clip_right, shown_example
 from .data import ResultsView, display_value, rounded
 
@@ -57,6 +58,22 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
 
     a, b = credited(stage_a), credited(stage_b)
     return "shared" if a and b else "lost" if a else "gained" if b else "dead"
+
+
+def pruned_numbering(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> str:
+    """Which original neuron `neuron` of `layer` is, at each of `stages` profiled on a model pruned with
+    ``mode="remove"`` (which numbers the kept neurons afresh: ``provenance["runtime"]["pruned"]["kept"]``), as
+    ``"original neuron 3 of the unpruned layer at stage 'a' and 'b'"``; "" when no stage records such a pruning of
+    the layer. The Neuron tab named only the new number, which is another unit of the unpruned model (`hf-txray show`
+    and the card say it)."""
+    originals: dict[int, list[str]] = {}
+    for stage in dict.fromkeys(stages):
+        if stage in view.profiles:
+            original = original_neuron(view.profiles[stage].meta.provenance, layer, neuron)
+            if original is not None:
+                originals.setdefault(original, []).append(repr(stage))
+    return "; ".join(f"original neuron {original} of the unpruned layer at stage {' and '.join(names)}"
+                     for original, names in originals.items())
 
 
 def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> pd.DataFrame:
