@@ -348,6 +348,18 @@ def test_the_neuron_tab_names_a_pruned_models_original_neuron(app, tmp_path):
     assert (kept["0"][0], kept["1"][5]) == (3, 8)
 
 
+def test_a_folder_with_the_source_separator_in_its_name_opens_as_one_folder(results, tmp_path):
+    """Helper 230: sources are joined by ':' (os.pathsep), so a results folder named 'run 12:30' was split into
+    'run 12' and '30' and refused ("No folder '30' here"), or, where both exist, opened as those two folders. An
+    existing folder is read whole now; joined sources still split."""
+    folder = tmp_path / f"run 12{viewer.SOURCE_SEPARATOR}30"
+    shutil.copytree(results[3], folder)
+    assert viewer.split_sources(str(folder)) == [str(folder)]
+    view = viewer.open_results(str(folder), reload=True)
+    assert set(view.profiles) == {"pretrained", "finetuned"} and view.source == str(folder)
+    assert viewer.split_sources(f"a/x{viewer.SOURCE_SEPARATOR}b/y") == ["a/x", "b/y"]
+
+
 def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     """Issue 12: the Space's minimum credits default to DEFAULT_MIN_COUNT, and search_feature applies it to the
     neurons' credits at the stage (a probability from a few credits is noise)."""

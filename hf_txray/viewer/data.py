@@ -368,8 +368,13 @@ def _load_one(source: str) -> tuple[dict, dict]:
 
 
 def split_sources(source: str) -> list[str]:
-    """The parts of a source naming several folders or repos, separated by :data:`SOURCE_SEPARATOR`."""
-    return [part.strip() for part in str(source).split(SOURCE_SEPARATOR) if part.strip()]
+    """The parts of a source naming several folders or repos, separated by :data:`SOURCE_SEPARATOR`. An existing
+    folder is one part, even with the separator in its name (``runs/12:30``, a time): split, it was read as
+    ``runs/12`` and ``30``, and refused with "No folder '30'" (or opened as two other folders where those exist)."""
+    source = str(source).strip()
+    if source and SOURCE_SEPARATOR in source and Path(source).expanduser().exists():
+        return [source]
+    return [part.strip() for part in source.split(SOURCE_SEPARATOR) if part.strip()]
 
 
 def _load_results(source: str) -> tuple[dict, dict]:
