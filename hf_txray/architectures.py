@@ -36,6 +36,9 @@ WIDTH_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "pegasus_x": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
     "fsmt": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
     "prophetnet": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    # a text decoder alone (WhisperForCausalLM, TrOCRForCausalLM: the speech / vision encoder reads no text)
+    "whisper": {"encoder": ("encoder_ffn_dim",), "decoder": ("decoder_ffn_dim",), "*": ("decoder_ffn_dim",)},
+    "trocr": {"*": ("decoder_ffn_dim",)},
     # one attribute of their own
     "xlnet": {"*": ("d_inner",)},
     "funnel": {"*": ("d_inner",)},

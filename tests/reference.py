@@ -57,6 +57,8 @@ MLP_MODULE = {
     "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
            "decoder": "decoder.block.{}.layer.2.DenseReluDense.wo"},
     "bart": {"encoder": "encoder.layers.{}.fc2", "decoder": "decoder.layers.{}.fc2"},
+    # a speech / vision model's text decoder alone (WhisperForCausalLM, TrOCRForCausalLM), in its decoder wrapper
+    "whisper": "decoder.layers.{}.fc2", "trocr": "decoder.layers.{}.fc2",
     # Gemma-style stacks; its config holds one sub-config per stack
     "t5gemma": {"encoder": "encoder.layers.{}.mlp.down_proj", "decoder": "decoder.layers.{}.mlp.down_proj"},
 }
