@@ -6,7 +6,8 @@ encoder-decoder with teacher forcing on the text itself.
   constraints of its own (a sequence-classification head refuses batches without a pad id).
 * Encoder stack: ``model.get_encoder()`` on the text.
 * Decoder stack: the encoder on the text, then the decoder on the text shifted right, built by the model's own
-  function (``model._shift_right``, or ``shift_tokens_right`` of the model's module, with ``decoder_start_token_id``)
+  function (``model._shift_right``, or ``shift_tokens_right`` of the model's module, with ``decoder_start_token_id``,
+  or T5Gemma2's ``prepare_decoder_input_ids_from_labels``)
   on the text padded with one more position, so that every token of the text is fed once. Decoder position
   ``j + 1`` receives token ``j``: it is credited with token ``j``'s features, and position 0 (the start token) is
   never credited.
@@ -133,15 +134,28 @@ def _wraps_last_token(shift: Callable) -> bool:
     return "decoder_start_token_id" not in inspect.signature(shift).parameters
 
 
-def _shift_function(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model's own right shift of decoder inputs, as a function of the token ids."""
+def _own_shift(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The model's own method that shifts token ids right and reads its start token itself: ``_shift_right`` (T5,
+    T5Gemma), else, where the model's module defines no ``shift_tokens_right``,
+    ``prepare_decoder_input_ids_from_labels`` (T5Gemma2's only shift: its ``_shift_right`` under transformers' name,
+    starting from ``config.decoder.bos_token_id``); None for the others."""
     if hasattr(model, "_shift_right"):
         return model._shift_right
+    prepare = getattr(model, "prepare_decoder_input_ids_from_labels", None)
+    return prepare if callable(prepare) and _module_shift(model) is None else None
+
+
+def _shift_function(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's own right shift of decoder inputs, as a function of the token ids."""
+    own = _own_shift(model)
+    if own is not None:
+        return own
     config, shift = model.config, _module_shift(model)
     if shift is None:
         raise ModelError(
-            f"{type(model).__name__} defines neither `_shift_right` nor `shift_tokens_right`: hf_txray cannot build "
-            "its decoder inputs the way the model does. Profile stack='encoder'."
+            f"{type(model).__name__} defines neither `_shift_right`, `shift_tokens_right` nor "
+            "`prepare_decoder_input_ids_from_labels`: hf_txray cannot build its decoder inputs the way the model "
+            "does. Profile stack='encoder'."
         )
     if _wraps_last_token(shift):
         return lambda ids: shift(ids, config.pad_token_id)
@@ -155,15 +169,16 @@ def check_decoder_inputs(model: nn.Module) -> None:
     if config.pad_token_id is None:
         raise ModelError(f"{type(model).__name__}'s config has no pad_token_id, needed to build its decoder inputs: "
                          "set model.config.pad_token_id.")
-    if hasattr(model, "_shift_right"):
+    own = _own_shift(model)
+    if own is not None:
         # the model's own shift reads its start token where the model keeps it (T5's decoder_start_token_id,
         # T5Gemma's decoder.bos_token_id): asked, it says what is missing
         try:
-            model._shift_right(torch.full((1, 2), config.pad_token_id))
+            own(torch.full((1, 2), config.pad_token_id))
         except (ValueError, TypeError, RuntimeError) as err:
-            raise ModelError(f"{type(model).__name__}'s own _shift_right cannot build its decoder inputs ({err}): set "
-                             "the start token it reads (T5 uses the pad id as decoder_start_token_id) to profile the "
-                             "decoder.") from err
+            raise ModelError(f"{type(model).__name__}'s own {own.__name__} cannot build its decoder inputs ({err}): "
+                             "set the start token it reads (T5 uses the pad id as decoder_start_token_id) to profile "
+                             "the decoder.") from err
     # mBART and PLBart start from the text's own last token (its language id), and never read
     # decoder_start_token_id: a PLBart config without one was refused, asking for a setting the model ignores
     elif not _wraps_last_token(_module_shift(model)) and getattr(config, "decoder_start_token_id", None) is None:
@@ -197,7 +212,7 @@ def decoder_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     room = ids.new_full((ids.shape[0], 1), pad)  # for the last token
     shifted = _shift_function(model)(torch.cat([seen, room], dim=1))
     shifted[:, 1:] = ids  # position j + 1 is fed token j as the text holds it
-    if not hasattr(model, "_shift_right") and _wraps_last_token(_module_shift(model)):
+    if _own_shift(model) is None and _wraps_last_token(_module_shift(model)):
         # the wrapped start token is the text's own last token, also where that token is the pad id itself: the
         # shift saw the placeholder there, and started such a text from it (a PLBart text ending in its pad id "!":
         # masses 0.5% off, no error)

@@ -312,6 +312,12 @@ def resolve_stack(model: nn.Module, stack: str | None) -> tuple[str | None, nn.M
     module = model.get_encoder() if stack == "encoder" else model.get_decoder()
     if module is None or module is model:
         raise ModelError(f"Could not find the {stack} of {type(model).__name__} (get_{stack}() gave nothing).")
+    # a multimodal stack (T5Gemma2's encoder: a text model beside a vision tower) is profiled on text: its blocks are
+    # the text model's, the submodule holding the stack's text config (a deeper vision tower was taken for its blocks)
+    own = getattr(module, "config", None)
+    text = text_config(own)
+    if text is not own:
+        module = next((m for m in module.modules() if m is not module and getattr(m, "config", None) is text), module)
     return stack, module
 
 
@@ -347,13 +353,15 @@ def text_config(config: Any) -> Any:
 def stack_config(config: Any, stack: str | None) -> Any:
     """The config that describes `stack` (``"encoder"`` or ``"decoder"``) of an encoder-decoder whose config holds
     one config per stack, as attributes named after them (T5Gemma's ``encoder`` and ``decoder``, where its MLP width,
-    hidden size and depth live; an ``EncoderDecoderModel``'s two models); else :func:`text_config` of `config`."""
+    hidden size and depth live; an ``EncoderDecoderModel``'s two models); else :func:`text_config` of `config`.
+    A stack's config that is itself composite is read through its text config (T5Gemma2's encoder keeps its text
+    stack's widths in ``config.encoder.text_config``, beside a vision config)."""
     found = text_config(config)
     if stack in STACKS and found is config and config is not None:
         sub = getattr(config, stack, None)
         if sub is not None and callable(getattr(sub, "to_dict", None)) and isinstance(getattr(sub, "model_type", None),
                                                                                       str):
-            return sub
+            return text_config(sub)
     return found
 
 

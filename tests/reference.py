@@ -61,6 +61,8 @@ MLP_MODULE = {
     "whisper": "decoder.layers.{}.fc2", "trocr": "decoder.layers.{}.fc2",
     # Gemma-style stacks; its config holds one sub-config per stack
     "t5gemma": {"encoder": "encoder.layers.{}.mlp.down_proj", "decoder": "decoder.layers.{}.mlp.down_proj"},
+    # its encoder holds a text model beside a vision tower; the text model's blocks are profiled
+    "t5gemma2": {"encoder": "encoder.text_model.layers.{}.mlp.down_proj", "decoder": "decoder.layers.{}.mlp.down_proj"},
 }
 MLP_MODULE.update({"mt5": MLP_MODULE["t5"], "mbart": MLP_MODULE["bart"], "pegasus": MLP_MODULE["bart"],
                    "marian": MLP_MODULE["bart"]})
@@ -289,7 +291,7 @@ def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words
     if encoder_decoder and enc["input_ids"]:  # teacher forcing: the decoder is fed the start token, then every token of the text
         # mBART starts from the text's last token (its language id), every other model from decoder_start_token_id
         # T5Gemma's from its decoder config's bos_token_id (its _shift_right)
-        start = (enc["input_ids"][-1] if kind == "mbart" else model.config.decoder.bos_token_id if kind == "t5gemma"
+        start = (enc["input_ids"][-1] if kind == "mbart" else model.config.decoder.bos_token_id if kind in ("t5gemma", "t5gemma2")
                  else model.config.decoder_start_token_id)
         inputs["decoder_input_ids"] = torch.tensor([[start] + list(enc["input_ids"])])
     try:

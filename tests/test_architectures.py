@@ -1554,6 +1554,40 @@ def test_t5gemma_reads_its_widths_from_the_stack_config(stack):
     assert residual.num_neurons == HIDDEN and residual.meta.num_positions == profile.meta.num_positions
 
 
+def _t5gemma2(bos: int = 0):
+    """A tiny T5Gemma2: its encoder a text model (MLP 48 units wide) beside a vision tower of more blocks (3) than it,
+    its decoder 40 wide, hidden 32; widths in `config.encoder.text_config` and `config.decoder`."""
+    text = dict(hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=16, vocab_size=_bpe_vocab(), max_position_embeddings=128,
+                sliding_window=4, bos_token_id=bos, eos_token_id=0, pad_token_id=0)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, image_size=16,
+                  patch_size=8)
+    config = tf.T5Gemma2Config(encoder=dict(text_config=text, vision_config=vision, mm_tokens_per_image=4),
+                               decoder=dict(text, intermediate_size=40), vocab_size=_bpe_vocab(), bos_token_id=bos,
+                               eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    return tf.T5Gemma2Model(config).eval()
+
+
+@pytest.mark.parametrize("stack", ["encoder", "decoder"])
+def test_t5gemma2_reads_its_widths_from_the_stack_text_config(stack):
+    """T5Gemma2's encoder config is composite (`text_config` beside `vision_config`): site='mlp' was refused ("config
+    declares no MLP width"), its blocks were searched in the deeper vision tower (never run on text), and its decoder
+    was refused for want of `_shift_right` (its shift is `prepare_decoder_input_ids_from_labels`, from
+    `decoder.bos_token_id`). Each stack now reads its text config and text blocks, exact against the reference."""
+    model, tokenizer = _t5gemma2(bos=5), bpe_tokenizer()  # a start token that is not the pad id
+    common = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=0, stack=stack,
+                  show_progress=False)
+    profile = hf_txray.analyze(model, TEXTS, **common)
+    assert profile.num_neurons == (WIDTH if stack == "encoder" else 40)
+    inner = "encoder.text_model" if stack == "encoder" else "decoder"
+    assert [s.name for s in find_sites(model, stack=stack)] == [f"{inner}.layers.{i}.mlp.down_proj" for i in (0, 1)]
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES,
+                                                                 stack=stack))
+    residual = hf_txray.analyze(model, TEXTS, site="residual", **common)
+    assert residual.num_neurons == HIDDEN and residual.meta.num_positions == profile.meta.num_positions
+
+
 def _bert_to_bert(decoder_hidden: int):
     """An EncoderDecoderModel of two tiny BERTs; a decoder of another hidden size gets `enc_to_dec_proj`."""
     def bert(hidden: int, decoder: bool) -> tf.BertConfig:
