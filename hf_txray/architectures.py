@@ -4,7 +4,7 @@
 the hooked input must be exactly as wide as the MLP intermediate width the config declares. Most configs name that
 width with one of :data:`WIDTH_ATTRIBUTES`; the few that name it otherwise (or per stack) are listed in
 :data:`WIDTH_OVERRIDES`, keyed by ``config.model_type`` (the shape of peft's target-module mapping); widths computed
-from the config by a rule of the family's own (LFM2's) are in :data:`DERIVED_WIDTHS`.
+from the config by a rule of the family's own (LFM2's, xLSTM's) are in :data:`DERIVED_WIDTHS`.
 
 :func:`format_neuron` labels a neuron for people: ``expert E unit U`` in mixture-of-experts layers (used by the viewer
 and the dataset card).
@@ -73,9 +73,24 @@ def lfm2_width(config: Any) -> tuple[str, int] | None:
     return f"intermediate_size={declared} adjusted by block_auto_adjust_ff_dim", width
 
 
+def xlstm_width(config: Any) -> tuple[str, int] | None:
+    """xLSTM's MLP width, as ``xLSTMFeedForward`` computes it: ``hidden_size x ffn_proj_factor`` rounded up to a
+    multiple of ``ffn_round_up_to_multiple_of`` (xLSTM-7B: 4096 x 2.667 to 10944; no attribute declares it, and
+    4 x hidden matched only where the rounding happened to land on it, hidden 32). Returns ``(description, width)``,
+    or None where the config lacks one of the three."""
+    hidden, factor = getattr(config, "hidden_size", None), getattr(config, "ffn_proj_factor", None)
+    multiple = getattr(config, "ffn_round_up_to_multiple_of", None)
+    if not (isinstance(hidden, int) and hidden > 0 and isinstance(factor, (int, float)) and factor > 0
+            and isinstance(multiple, int) and multiple > 0):
+        return None
+    width = int(((hidden * factor + multiple - 1) // multiple) * multiple)  # the model's own float arithmetic
+    return (f"hidden_size={hidden} x ffn_proj_factor={factor} rounded up to a multiple of "
+            f"ffn_round_up_to_multiple_of={multiple}"), width
+
+
 # Families whose MLP width is computed from the config's attributes by a rule of their own: model_type -> a
 # function of the config giving ``(description, width)``, or None where the rule does not apply.
-DERIVED_WIDTHS: dict[str, Callable[[Any], tuple[str, int] | None]] = {"lfm2": lfm2_width}
+DERIVED_WIDTHS: dict[str, Callable[[Any], tuple[str, int] | None]] = {"lfm2": lfm2_width, "xlstm": xlstm_width}
 
 # Mixture-of-experts models whose dense blocks (Qwen-MoE's `mlp_only_layers`, `decoder_sparse_step`) have an MLP of
 # another width than the routed experts: the attributes holding the dense blocks' width.

@@ -51,7 +51,7 @@ MLP_MODULE = {
     "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE, "big_bird": _BERT_LIKE, "qwen2_vl_text": _LLAMA_LIKE,
     "recurrent_gemma": "layers.{}.mlp_block.down_proj",
     "ibert": _BERT_LIKE,  # site="residual" only: its MLP's layers are QuantLinear
-    "rwkv": "blocks.{}.feed_forward.value", "ctrl": "h.{}.ffn.2", "lfm2": "layers.{}.feed_forward.w2",
+    "rwkv": "blocks.{}.feed_forward.value", "xlstm": "blocks.{}.ffn.proj_down", "ctrl": "h.{}.ffn.2", "lfm2": "layers.{}.feed_forward.w2",
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP
     "granitemoehybrid": "layers.{}.shared_mlp.output_linear",
     "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
@@ -91,7 +91,7 @@ MOE_MODULE = {
 }
 SKIP_CLASS_ROUTERS = ("zaya",)
 BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}", "ibert": "encoder.layer.{}",
-                "qwen2_vl_text": "layers.{}"}
+                "qwen2_vl_text": "layers.{}", "xlstm": "blocks.{}"}
 
 
 @functools.cache

@@ -1588,6 +1588,26 @@ def test_t5gemma2_reads_its_widths_from_the_stack_text_config(stack):
     assert residual.num_neurons == HIDDEN and residual.meta.num_positions == profile.meta.num_positions
 
 
+@pytest.mark.parametrize("site", ["mlp", "residual"])
+def test_xlstm_is_profiled_at_its_derived_mlp_width(site):
+    """xLSTM (mode="inference", its default) is profiled exactly; the README listed it as refused. Its MLP width is
+    no config attribute but hidden_size x ffn_proj_factor rounded up to ffn_round_up_to_multiple_of (64 x 2.667 to
+    192): it was taken to be 4 x hidden, which matched only at hidden 32 (128 either way), and refused at 64."""
+    config = tf.xLSTMConfig(vocab_size=_bpe_vocab(), hidden_size=64, num_hidden_layers=LAYERS, num_heads=2,
+                            use_cache=False, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model, tokenizer = tf.xLSTMModel(config).eval(), bpe_tokenizer()
+    with torch.no_grad():  # its own init leaves every MLP winner <= 0 (nothing credited)
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0, 0.3)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, site=site, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == (192 if site == "mlp" else 64)
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, site=site,
+                                                                 feature_types=FEATURES))
+
+
 def _bert_to_bert(decoder_hidden: int):
     """An EncoderDecoderModel of two tiny BERTs; a decoder of another hidden size gets `enc_to_dec_proj`."""
     def bert(hidden: int, decoder: bool) -> tf.BertConfig:
