@@ -247,8 +247,24 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     Raises:
         ConfigurationError: naming the file, where in the payload the value is, and the value.
     """
-    text = json.dumps(_json_ready(payload, path, "payload"), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    text = json_text(payload, path, indent=2, sort_keys=True) + "\n"
     atomic_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def json_text(payload: Any, target: Any, **options: Any) -> str:
+    """`payload` as JSON text, as strictly as :func:`write_json` writes it (numpy scalars as their numbers, paths and
+    ``torch.device`` as their text; anything else, NaN and infinity included, refused), for JSON kept inside another
+    file (a parquet column's metadata).
+
+    Args:
+        payload: what to write.
+        target: what the text is written to, named in the error (a path, or ``"the probe_rankings metadata"``).
+        options: further keyword arguments of ``json.dumps`` (``indent``, ``sort_keys``).
+
+    Raises:
+        ConfigurationError: naming `target`, where in the payload the value is, and the value.
+    """
+    return json.dumps(_json_ready(payload, target, "payload"), allow_nan=False, **options)
 
 
 def _json_ready(value: Any, path: Any, where: str) -> Any:

@@ -1945,6 +1945,25 @@ def test_a_run_with_a_class_without_training_words_saves_and_warns_once(planted,
         loaded.top_neurons(5, label="INTJ")
 
 
+def test_the_probe_rankings_metadata_is_strict_json(planted):
+    """The probe row's `metadata` column was written with json.dumps(default=str): numpy integers became text
+    (layers [0, 1] read back as ['0', '1'] by the results reader) and NaN was written as NaN, which is no JSON. It
+    is written as write_json writes: numbers as numbers, a torch.device as its text, NaN refused with its key."""
+    from hf_txray.probing.layout import probe_table
+
+    def metadata(meta):
+        rows = probe_table(dataclasses.replace(planted.result, meta=meta)).to_pandas()
+        return json.loads(rows.loc[rows["kind"] == "probe", "metadata"].iloc[0])
+
+    config = {**planted.result.meta.config, "device": torch.device("cpu")}
+    meta = dataclasses.replace(planted.result.meta, layers=list(np.array([0, 1])), config=config)
+    written = metadata(meta)
+    assert written["meta"]["layers"] == [0, 1] and written["meta"]["config"]["device"] == "cpu"
+    assert written["summary"]["layers"] == [0, 1]
+    with pytest.raises(ConfigurationError, match=r"probe_rankings metadata of probe 'tags'.*\['l1'\] is nan"):
+        metadata(dataclasses.replace(meta, config={**config, "l1": float("nan")}))
+
+
 def test_crosscheck_p_value_uses_the_lists_sizes():
     """With fewer than k neurons passing min_count the TX-Ray list is shorter: the p-value was computed for two
     k-lists (1.1e-3 instead of 2.2e-7 for 5 common neurons of 50 and 10 among 3072)."""

@@ -8,7 +8,6 @@ a results folder or repo. This module sits below the artifacts (it reads their a
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ import pyarrow as pa
 
 from ..card import probing_card
 from ..errors import ProfileFormatError
+from ..io_utils import json_text
 from ..layout import EXTRA_CONFIGS, read_config, write_config
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ def probe_table(result: "ProbingResult") -> pa.Table:
     """The ``probe_rankings`` rows of one probing run."""
     m = result.meta
     common = {"probe": m.name, "model_id": m.model_id, "property": m.property, "site": m.site}
-    metadata = json.dumps({"meta": dataclasses.asdict(m), "summary": result.summary()}, default=str)
+    # strict, as write_json: default=str wrote numpy integers as text (layers [0, 1] read back as ['0', '1']) and NaN
+    metadata = json_text({"meta": dataclasses.asdict(m), "summary": result.summary()},
+                         f"the probe_rankings metadata of probe {m.name!r}")
     parts = [
         _rows_frame([{"kind": "probe", "accuracy": result.accuracy, "majority_baseline": result.majority_baseline,
                       "control_accuracy": result.control_accuracy, "selectivity": result.selectivity,
