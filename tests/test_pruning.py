@@ -1378,6 +1378,29 @@ def test_plan_pruning_checks_the_source_even_with_widths_and_refuses_layers_besi
         plan_pruning(report, "low_mass", 2, layers=1.0)  # helper 124: a bare TypeError
 
 
+def test_a_dict_amount_counts_negative_layer_keys_from_the_last_block_as_neuron_lists_do():
+    """amount={-1: 3} was refused as "layer -1 is not available" while a neuron list's -1 is the last block, and
+    amount={1: 3} beside layers=[-1] was refused as naming other layers (compared before -1 was resolved; layers
+    "0,1" or 1 beside a dict amount raised a bare ValueError / TypeError). Keys are block indices once resolved."""
+    report = compare(make_profile("a", STAGE_A), make_profile("b", STAGE_B))
+    plan = plan_pruning(report, "random", {-1: 3})
+    assert plan.counts == {1: 3} and plan.amount == {1: 3}  # recorded as the block it names
+    assert plan.neurons == plan_pruning(report, "random", {1: 3}).neurons
+    assert plan_pruning(report, "random", {1: 3}, layers=[-1]).counts == {1: 3}
+    assert plan_pruning(report, "random", {-2: 1, 1: 2}, layers="0,1").counts == {0: 1, 1: 2}
+    assert plan_pruning(report, "random", {1: 3}, layers=1).counts == {1: 3}
+    with pytest.raises(ConfigurationError, match=r"gives two counts for block 1"):
+        plan_pruning(report, "random", {1: 3, -1: 2})
+    with pytest.raises(ConfigurationError, match=r"Layer -3 is not an MLP layer of the model"):
+        plan_pruning(report, "random", {-3: 1})
+    with pytest.raises(ConfigurationError, match="a dict amount chooses the layers itself"):
+        plan_pruning(report, "random", {-1: 3}, layers=[0])
+    # on a model: counted from its last block, as its neuron lists and layers= are
+    _, pruned = hf_txray.prune(classifier(), None, "random", {-1: 3})
+    assert pruned.counts == {1: 3}
+    assert hf_txray.prune(classifier(), None, "random", {1: 3}, layers=[-1])[1].counts == {1: 3}
+
+
 @pytest.mark.parametrize("wrap", ["in_place", "wrapper"])
 def test_masks_reach_a_compiled_model(wrap):
     """Helper 142: hooks added after a graph was compiled are not traced (torch does not recompile for a new hook):

@@ -10,7 +10,7 @@ from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from .masks import check_plan, check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
-from .plan import MODES, PruningPlan, source_info, source_widths, plan_pruning
+from .plan import MODES, PruningPlan, plan_pruning, resolved_amount, source_info, source_widths
 from .remove import check_removable, remove_neurons
 
 
@@ -52,7 +52,7 @@ def prune(
             ``low_mass``, ``random`` and explicit lists; None only ``random`` and explicit lists.
         strategy (`str` or neuron list, *optional*, defaults to `"lost"`): see above.
         amount (`int`, `float` or `dict[int, int]`, *optional*, defaults to 0.1): a count, a fraction in (0, 1],
-            or counts per layer.
+            or counts per layer (a negative layer key counts from the model's last block, as `layers`).
         seed (`int`, *optional*, defaults to 0): seed of ``random`` and of tie-breaking.
         mode (`str`, *optional*, defaults to `"mask"`): ``"mask"`` (reversible hooks, see :func:`unprune`) or
             ``"remove"`` (weights sliced; the model saves and reloads with a smaller intermediate size).
@@ -109,6 +109,9 @@ def prune(
         sites.require(layers or [], "Pruning")
     if not isinstance(strategy, str):  # its negative layers counted from the model's last block, dense or not
         strategy = sites.chosen(strategy, "Pruning")
+    if isinstance(amount, Mapping):  # its negative keys likewise ({-1: 3} was refused as "not available")
+        amount = resolved_amount(amount, sites.blocks)
+        sites.require(amount, "Pruning")
     if report_or_profile is not None:
         widths = source_widths(report_or_profile)
         sites.require(widths, "Pruning")

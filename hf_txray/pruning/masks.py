@@ -107,8 +107,12 @@ class MlpSites(dict):
         chosen = parse_layers(layers)
         if chosen == "all":
             return None
-        blocks = sorted({*self, *self.moe, *self.unreadable})
-        return sorted({resolve_layer(blocks, layer, "is not an MLP layer of the model") for layer in chosen})
+        return sorted({resolve_layer(self.blocks, layer, "is not an MLP layer of the model") for layer in chosen})
+
+    @property
+    def blocks(self) -> list[int]:
+        """Every block of the model (dense, mixture-of-experts or unreadable): what a negative layer counts from."""
+        return sorted({*self, *self.moe, *self.unreadable})
 
     def require(self, layers: Iterable[Any], what: str) -> None:
         """Refuse `what` on any of `layers` that is a mixture-of-experts layer (a ModelError naming the dense ones)."""

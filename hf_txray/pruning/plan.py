@@ -260,6 +260,28 @@ def _warn_rounded_to_none(amount: float, counts: list[int], neurons: int) -> Non
                       "fraction, or an int count.", UserWarning, stacklevel=4)
 
 
+def resolved_amount(amount: Any, blocks: Sequence[int]) -> Any:
+    """A dict `amount` with its negative layer keys counted from the last of `blocks` (the model's blocks), as a
+    neuron list's keys and ``layers=`` count them: ``{-1: 3}`` of a 12-block model is ``{11: 3}``. Any other amount is
+    returned as it is; other keys are checked against the widths later (:func:`_requested_counts`).
+
+    Raises:
+        ConfigurationError: a key that is not an int or no block, or two keys naming one block (``{11: 3, -1: 2}``).
+    """
+    if not isinstance(amount, Mapping):
+        return amount
+    counts: dict[int, Any] = {}
+    for key, count in amount.items():
+        layer = _check_int(key, "A layer key of amount")
+        if layer < 0:
+            layer = resolve_layer(blocks, layer, "is not an MLP layer of the model")
+        if layer in counts:
+            raise ConfigurationError(f"amount={dict(amount)} gives two counts for block {layer} (a negative key counts "
+                                     "from the last block): give one count per layer.")
+        counts[layer] = count
+    return counts
+
+
 def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], per_layer: bool) -> dict[int, int] | int:
     """Per-layer counts (per_layer) or one total count, validated against the widths."""
     if isinstance(amount, Mapping):
@@ -405,10 +427,6 @@ def plan_pruning(
                     f"widths {widths} differ from the layers and widths the ranking source describes {described}: "
                     "leave widths out when planning from a report or profile (they come from it).")
     widths = {int(k): int(v) for k, v in widths.items()}
-    if isinstance(amount, Mapping) and layers is not None and \
-            sorted({int(k) for k in amount}) != sorted({int(x) for x in layers}):
-        raise ConfigurationError(f"amount names layers {sorted(amount)} and layers= names {list(layers)}: a dict "
-                                 "amount chooses the layers itself; pass one of them.")
     if isinstance(amount, Mapping) and not per_layer:  # the plan recorded per_layer=False beside counts per layer
         raise ConfigurationError(
             f"amount={dict(amount)} gives a count for each layer, and per_layer=False asks for one count over all "
@@ -419,6 +437,8 @@ def plan_pruning(
     # last of the source's (or widths') layers
     depths = info.get("num_hidden_layers") or []
     blocks = list(range(depths[0])) if len(depths) == 1 else sorted(widths)
+    asked = amount
+    amount = resolved_amount(amount, blocks)  # a dict amount's negative keys count from the last block too
     if not isinstance(strategy, str):
         neurons = explicit_neurons(strategy, widths, blocks)
         if not any(neurons.values()):  # helper 152: {}, [] and {0: []} were accepted, mode="remove" included
@@ -455,6 +475,10 @@ def plan_pruning(
         selected = available
     else:  # negative: counted from the model's last block (its recorded depth), as prune and analyze count
         selected = sorted({blocks[layer] if -len(blocks) <= layer < 0 else layer for layer in layers})
+        # compared once both are block indices: {1: 3} beside layers=[-1] (block 1 of 2) was refused as a mismatch
+        if isinstance(amount, Mapping) and sorted(amount) != selected:
+            raise ConfigurationError(f"amount={dict(asked)} names block(s) {sorted(amount)} and layers= names "
+                                     f"{selected}: a dict amount chooses the layers itself; pass one of them.")
         missing = [layer for layer in selected if layer not in widths]
         if missing or not selected:
             raise ConfigurationError(
