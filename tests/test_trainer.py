@@ -542,6 +542,44 @@ def test_resume_drops_profiles_taken_after_the_checkpoint(tmp_path):
                                                                    "step-3__step-5"]
 
 
+def test_resume_puts_back_a_profile_and_report_a_crash_left_moved_aside(tmp_path):
+    """A run killed between atomic_dir's two renames leaves the replaced folder moved aside (.step-3.old-PID) and no
+    live step-3: resume refused ("'step-3' is not in ...") though the whole profile was there. It is put back (and a
+    report likewise) where the copy holds a whole save; a copy without its header is not. A report folder that is
+    gone is recomputed."""
+    from hf_txray import ProfileFormatError
+    from hf_txray.artifact import HEADER_FILE
+
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
+    full, _ = train(tmp_path, "run", **options)  # profiles 0,3,6,8; checkpoint-4 holds the timeline 0,3
+    root, dead = tmp_path / "run" / "txray", 4194305  # above Linux's largest pid: no such process
+    profile, report = root / "profiles" / f".step-3.old-{dead}", root / "reports" / f".step-0__step-3.old-{dead}"
+    (root / "profiles" / "step-3").rename(profile)
+    (root / "reports" / "step-0__step-3").rename(report)
+    header = (profile / HEADER_FILE).read_bytes()
+    (profile / HEADER_FILE).unlink()  # a copy whose removal was cut short: not a whole save
+    kwargs = dict(train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    args = build_args(tmp_path / "run", **{**options, "max_steps": 5})
+    refused = TXRayTrainer(model=build_classifier(), args=args, **kwargs)
+    with pytest.raises(ProfileFormatError, match="'step-3' is not in"):
+        refused.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert profile.is_dir() and not (root / "profiles" / "step-3").exists()
+    (profile / HEADER_FILE).write_bytes(header)
+    resumed = TXRayTrainer(model=build_classifier(), args=args, **kwargs)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert resumed.txray_timeline["step"].tolist() == [0, 3, 5]
+    assert not profile.exists() and not report.exists()
+    assert_same_profile(resumed.txray_profiles["step-3"], full.txray_profiles["step-3"])
+    assert resumed.txray_reports["step-0->step-3"].neurons.equals(full.txray_reports["step-0->step-3"].neurons)
+    assert sorted(p.name for p in (root / "reports").iterdir()) == ["step-0__step-3", "step-0__step-5",
+                                                                   "step-3__step-5"]
+    # a report folder that is simply gone is recomputed, as said (its ArtifactNotFoundError crashed the resume)
+    shutil.rmtree(root / "reports" / "step-0__step-3")
+    again = TXRayTrainer(model=build_classifier(), args=args, **kwargs)
+    again.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert again.txray_reports["step-0->step-3"].neurons.equals(full.txray_reports["step-0->step-3"].neurons)
+
+
 def test_resume_with_restore_callback_states_from_checkpoint(tmp_path):
     # The Trainer would rebuild callbacks from their exported "args"; TXRayTrainer keeps its own, which restores itself.
     options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8,

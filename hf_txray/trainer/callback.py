@@ -28,8 +28,9 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
-from ..errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError
-from ..io_utils import atomic_file, remove_stale_backups
+from ..errors import ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, ProfileFormatError
+from ..artifact import HEADER_FILE
+from ..io_utils import atomic_file, remove_stale_backups, restore_interrupted_swap
 from ..loading import SPLIT_CHOICE, check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
@@ -330,6 +331,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
         fingerprints = attributes.get("fingerprints") or {}
         root = Path(args.output_dir) / TXRAY_DIR
         for row in rows:
+            # a run killed between atomic_dir's two renames left the profile moved aside (.step-N.old-PID) and no
+            # step-N: put back that copy where it is a whole save (its header is written last); it is checked below
+            if restore_interrupted_swap(root / "profiles" / row["stage"], required=SAVED_ARTIFACT_FILES):
+                logger.warning("TX-Ray: the last save of profile %r in %s was interrupted; resuming with the copy it "
+                               "was replacing.", row["stage"], root / "profiles")
             if not (root / "profiles" / row["stage"]).is_dir():
                 raise ProfileFormatError(
                     f"Resuming needs the TX-Ray profiles taken before the checkpoint, and {row['stage']!r} is not in "
@@ -390,9 +396,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
 
     def _load_report(self, root: Path, source: Profile, profile: Profile) -> None:
         folder = root / "reports" / f"{source.stage}__{profile.stage}"
+        restore_interrupted_swap(folder, required=SAVED_ARTIFACT_FILES)  # as a profile's (see _restore)
         try:
             self.reports[f"{source.stage}->{profile.stage}"] = TransferReport.from_pretrained(folder)
-        except ProfileFormatError:
+        except (ProfileFormatError, ArtifactNotFoundError):  # a missing folder raised the latter: resume crashed
             self._report(source, profile)  # missing on disk (another node, or deleted): recompute
 
     # ----- files ------------------------------------------------------------------------------------------------
@@ -465,6 +472,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
         lead = [c for c in TIMELINE_LEAD if c in columns]
         return pd.DataFrame(self.timeline, columns=lead + sorted(set(columns) - set(lead), key=_natural))
 
+
+# Files every saved profile and report holds; the header is written last, so a folder holding it was saved whole.
+SAVED_ARTIFACT_FILES = (HEADER_FILE, "README.md")
 
 TIMELINE_LEAD = ("stage", "step", "epoch", "active_share", "profile_seconds", "compare_seconds")
 
