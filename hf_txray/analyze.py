@@ -24,8 +24,8 @@ import torch
 from .accumulators import array_to_strings, check_top_examples_memory, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_batch_size, resolve_token_budget
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_texts, num_prefix_specials, padded_width,
-                       resolve_feature_ids, stage)
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_feature_texts, count_texts,
+                       num_prefix_specials, padded_width, resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, input_device, is_dispatched,
@@ -524,8 +524,8 @@ class Profiler:
         last = example_id[order[quota - 1]] if quota else -1
         reached = lambda ids: (ids < uncredited) | (ids <= last)  # noqa: E731  (the texts the run counts)
         flags = batches[0].text_flags
-        if flags is not None:
-            count_texts(kept[0], flags[reached(flags[:, 0])])
+        if flags is not None:  # every kept position is in a reached text; a text credited in part carries what it kept
+            count_texts(kept[0], flags[reached(flags[:, 0])], count_feature_texts(kept, batches[0].num_feature_texts))
         for batch, selected in zip(batches, kept):  # the padded grid of the rows of those texts, as their tokens
             if batch.num_positions:
                 width = batch.inputs["input_ids"].shape[1]

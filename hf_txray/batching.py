@@ -63,6 +63,9 @@ class PositionBatch:
     # On a bucket's first batch: one row per text of the bucket, (example id, truncated, empty, windowed, input
     # tokens), so that a run that stops inside the bucket (max_positions) counts only the texts it reached.
     text_flags: np.ndarray | None = None
+    # On a bucket's first batch: per feature type, the texts with at least one position of the batches that carries
+    # a value of it (count_feature_texts), the texts its per-neuron test reads a design effect from.
+    num_feature_texts: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_positions(self) -> int:
@@ -239,7 +242,7 @@ class BatchEncoder:
             batches = [b.select(b.token_index >= opts.skip_first_positions) for b in batches]
         if not batches:
             batches = [_empty_batch()]
-        count_texts(batches[0], flags)
+        count_texts(batches[0], flags, count_feature_texts(batches, opts.feature_names))
         return batches
 
     # ----- per text ---------------------------------------------------------------------------------------------
@@ -375,13 +378,31 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, dtype=np.int64)
 
 
-def count_texts(first: PositionBatch, flags: np.ndarray) -> None:
-    """Set a bucket's per-text counts on its `first` batch from the texts' `flags` (rows of :attr:`text_flags`)."""
+def count_texts(first: PositionBatch, flags: np.ndarray, feature_texts: dict[str, int]) -> None:
+    """Set a bucket's per-text counts on its `first` batch from the texts' `flags` (rows of :attr:`text_flags`) and
+    the texts that carry each feature type (:func:`count_feature_texts` of the bucket's batches)."""
     first.text_flags = flags
+    first.num_feature_texts = dict(feature_texts)
     first.num_examples = len(flags)
     first.example_id_end = int(flags[:, 0].max()) + 1 if len(flags) else 0
     first.num_truncated, first.num_empty, first.num_windowed, first.num_real_tokens = (
         int(n) for n in flags[:, 1:].sum(axis=0))
+
+
+def count_feature_texts(batches: Sequence[PositionBatch], feature_names: Sequence[str]) -> dict[str, int]:
+    """Per feature type, the texts of a bucket's `batches` with at least one position that carries a value of it.
+
+    Counted on the positions the batches hold (after ``skip_first_positions`` and the ``max_positions`` selection),
+    by example id, so a text split into several windows, in one batch or several, counts once: a bucket holds whole
+    texts, so the counts of buckets add up. Every position carries a ``token``; other types are read from the
+    bucket-local ids (-1: no value), before :func:`resolve_feature_ids`.
+    """
+    out = {}
+    for name in feature_names:
+        ids = [b.example_id if name == "token" else b.example_id[b.local_features[name][0] >= 0]
+               for b in batches if b.num_positions]
+        out[name] = len(np.unique(np.concatenate(ids))) if ids else 0
+    return out
 
 
 def _empty_batch() -> PositionBatch:

@@ -316,6 +316,8 @@ class ProfileBuilder:
         self.num_examples = self.num_positions = self.num_uncredited = self.num_truncated = self.num_empty = 0
         self.num_example_ids = 0  # ids of the texts counted lie below it (saved with the other num_* counters)
         self.num_windowed = self.num_real_tokens = self.num_padded_tokens = 0
+        # per feature type, the texts with a position that carries a value of it (the per-neuron test's cap)
+        self.feature_texts = {ft: 0 for ft in vocabs}
         self.noise = _NoiseState(vocabs, self.num_rows)
         device = torch.device(device or "cpu")
         # float64 sums need a device that has float64 (not MPS): elsewhere reduce on the CPU.
@@ -360,6 +362,13 @@ class ProfileBuilder:
         self.num_windowed += batch.num_windowed
         self.num_real_tokens += batch.num_real_tokens
         self.num_padded_tokens += batch.num_padded_tokens
+        if batch.num_examples and batch.num_feature_texts.keys() != self.feature_texts.keys():
+            # texts counted without their feature counts would leave a cap below the texts that carry a value
+            raise ValueError(f"A batch counts {batch.num_examples} texts but the texts carrying feature types "
+                             f"{sorted(batch.num_feature_texts)}, not {sorted(self.feature_texts)}: encode it with "
+                             "this builder's feature types (batching.count_texts).")
+        for ft, n in batch.num_feature_texts.items():
+            self.feature_texts[ft] += n
         for ft, fid in batch.feature_ids.items():
             self._pending.fids[ft].append(fid)
         if batch.num_positions == 0:
@@ -616,6 +625,7 @@ class ProfileBuilder:
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         meta.num_windowed, meta.num_input_tokens = self.num_windowed, self.num_real_tokens
         meta.num_padded_tokens = self.num_padded_tokens
+        meta.num_feature_texts = dict(self.feature_texts)
         shape = (self.num_layers, self.num_neurons)
         meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
@@ -629,8 +639,9 @@ class ProfileBuilder:
 
         Pending device-side work is flushed first. Holds each accumulator's own ``state_dict`` under its name
         (``sums.<feature type>``, ``noise.sums.<feature type>``, ``noise.positions``, ``examples``, ``histogram``),
-        the dense neuron totals, the ``num_*`` counters, each feature type's corpus counts and its vocabulary
-        (feature strings in id order: the keys' feature ids refer to it). :meth:`load_state_dict` on a fresh
+        the dense neuron totals, the ``num_*`` counters, each feature type's corpus counts, the texts that carry
+        it (``feature_texts.<feature type>``) and its vocabulary (feature strings in id order: the keys' feature
+        ids refer to it). :meth:`load_state_dict` on a fresh
         builder of the same shape continues exactly from here.
         """
         self.flush()
@@ -642,6 +653,7 @@ class ProfileBuilder:
         for ft, vocab in self.vocabs.items():
             state[f"vocab.{ft}"] = strings_to_array(vocab.items)
             state[f"corpus_counts.{ft}"] = self.corpus_counts[ft].copy()
+            state[f"feature_texts.{ft}"] = self.feature_texts[ft]
         return state
 
     def load_state_dict(self, state: StateDict) -> "ProfileBuilder":
@@ -649,7 +661,8 @@ class ProfileBuilder:
         types and capacity, and its (empty) vocabularies are filled in place (the batch builder shares them).
 
         Raises:
-            ValueError: the builder is not fresh, or `state` was saved by a builder of another shape.
+            ValueError: the builder is not fresh, or `state` was saved by a builder of another shape (or by an
+                hf_txray that did not count the texts carrying each feature type).
         """
         saved = {"num_layers": int(state["num_layers"]), "num_neurons": int(state["num_neurons"]),
                  "capacity": int(state["examples.capacity"]),
@@ -661,6 +674,10 @@ class ProfileBuilder:
             raise ValueError(f"Cannot load a builder state of another shape: {'; '.join(differ)}.")
         if self.num_positions or self.num_examples or any(len(v) for v in self.vocabs.values()):
             raise ValueError("load_state_dict needs a fresh builder: this one has already counted something.")
+        missing = [ft for ft in self.vocabs if f"feature_texts.{ft}" not in state]
+        if missing:  # resumed without them, the texts read before the save would be missing from the counts
+            raise ValueError(f"the state was saved by an earlier hf_txray that did not count the texts carrying each "
+                             f"feature type (no feature_texts.{missing[0]})")
         for name in state:
             if name.startswith("num_") and "." not in name:
                 setattr(self, name, int(state[name]))
@@ -673,6 +690,7 @@ class ProfileBuilder:
             for item in array_to_strings(state[f"vocab.{ft}"]):
                 vocab.add(item)
             self.corpus_counts[ft] = np.asarray(state[f"corpus_counts.{ft}"], dtype=np.int64).copy()
+            self.feature_texts[ft] = int(state[f"feature_texts.{ft}"])
         if self.examples.capacity:  # admission thresholds as after a flush (they only filter candidates)
             last = self.examples.activation[:, self.examples.capacity - 1]
             self._threshold = torch.from_numpy(np.append(last, np.inf)).to(self.device)

@@ -71,6 +71,10 @@ class ProfileMeta:
     num_windowed: int = 0  # texts longer than max_length, split into windows (long_texts="window")
     num_input_tokens: int = 0  # non-padding tokens of the texts profiled, as fed to the model (window context included)
     num_padded_tokens: int = 0  # rows x padded width of every batch: padding share = 1 - input / padded
+    # Per feature type, the texts with at least one credited position that carries a value of it (of a sparse user
+    # feature: the few texts its per-neuron test reads a design effect from); {} in profiles saved before it was
+    # recorded (see carrying_texts).
+    num_feature_texts: dict[str, int] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     hf_txray_version: str = ""
     created_at: str = ""
@@ -83,6 +87,13 @@ class ProfileMeta:
     def from_dict(cls, data: dict[str, Any]) -> "ProfileMeta":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def carrying_texts(self, feature_type: str) -> int:
+        """The texts with a credited position that carries a value of `feature_type` (the cap of its per-neuron
+        test's degrees of freedom, :func:`hf_txray.significance.homogeneity_pvalues`); in a profile saved before
+        they were recorded, every text that credits a position (``num_examples - num_empty``)."""
+        recorded = self.num_feature_texts.get(feature_type)
+        return self.num_examples - self.num_empty if recorded is None else int(recorded)
 
 
 @dataclass
@@ -649,6 +660,7 @@ class Profile(Artifact):
                 bad(f"{what} outside [0, its total]", odd[outside])
 
         check_mass("neuron mass", self.neuron_mass.reshape(-1))
+        self._check_feature_texts()
         count = self.neuron_count.reshape(-1)
         if np.any(count < 0):
             bad("a negative neuron count", count[count < 0])
@@ -665,6 +677,23 @@ class Profile(Artifact):
                     bad(f"a {ft} mass of odd example ids that is NaN or infinite", odd[~np.isfinite(odd)])
                 check_half(f"a {ft} mass of odd example ids", table.mass_odd, table.mass, 1e-9 * table.mass + 1e-12)
                 check_mass(f"{ft} squared mass", table.mass_sq)
+
+    def _check_feature_texts(self) -> None:
+        """Refuse carrying-text counts no run records: for other feature types than the profile's, or not an int in
+        ``[0, num_examples - num_empty]`` (the per-neuron test caps its degrees of freedom by them)."""
+        recorded, texts = self.meta.num_feature_texts, self.meta.num_examples - self.meta.num_empty
+        if not isinstance(recorded, dict) or (recorded and set(recorded) != set(self.feature_types)):
+            raise ProfileFormatError(
+                f"Profile {self.stage!r} records the texts carrying feature types "
+                f"{sorted(recorded) if isinstance(recorded, dict) else recorded!r}, not its own "
+                f"{sorted(self.feature_types)}: its metadata was damaged or built by hand. Profile the stage again "
+                "(hf_txray.analyze).")
+        for ft, n in recorded.items():
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= max(texts, 0):
+                raise ProfileFormatError(
+                    f"Profile {self.stage!r} records {n!r} texts carrying {ft!r} values, which no run of its "
+                    f"{texts} texts that credit a position records: its metadata was damaged or built by hand. "
+                    "Profile the stage again (hf_txray.analyze).")
 
     # ----- combining --------------------------------------------------------------------------------------------
     def check_compatible(self, other: "Profile", what: str = "merge") -> None:
@@ -824,6 +853,11 @@ class Profile(Artifact):
                      "num_windowed", "num_input_tokens", "num_padded_tokens"):
             setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
         meta.num_example_ids = max(self.meta.num_example_ids, other.meta.num_example_ids)  # ids of one corpus
+        # disjoint texts: their carrying texts add up; a part saved before they were recorded leaves them unknown
+        counts = (self.meta.num_feature_texts, other.meta.num_feature_texts)
+        known = all(set(c) >= set(self.feature_types) for c in counts)
+        meta.num_feature_texts = {ft: int(counts[0][ft]) + int(counts[1][ft]) for ft in self.feature_types} \
+            if known else {}
         # The top examples beyond the smaller capacity are unknown for one part: keep only as many for both.
         capacity = min(self.meta.max_examples_per_neuron, other.meta.max_examples_per_neuron)
         meta.max_examples_per_neuron = capacity

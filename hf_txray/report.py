@@ -147,7 +147,8 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
         return {"p_hellinger": nan, "changed": _flags_where_tested(nan, nan), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
     if test["test"]:
-        p, design = significance.homogeneity_pvalues(ta, tb, num_rows, both, texts=test["texts"])
+        # a sparse feature type's design effect is known from the few texts that carry its values, not all texts
+        p, design = significance.homogeneity_pvalues(ta, tb, num_rows, both, texts=test["texts"][test["feature_type"]])
         test["dispersion"][test["feature_type"]] = list(design)
     else:
         p = nan
@@ -726,7 +727,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.experts = expert_numbering(a.meta.config)
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, per stage, weighted by the other "
-                 "stage's credits, Satterthwaite df, each stage's at most its texts less 1)") if test else ""
+                 "stage's credits, Satterthwaite df, each stage's at most its texts (those that carry the feature "
+                 "type, where recorded) less 1)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
     meta.no_noise_reason, meta.no_noise_features = reason, one_parity
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
@@ -737,6 +739,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                    for known, record in (recorded_pruning(p.meta.provenance) for p in (a, b))]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
                                    "same_corpus": meta.same_corpus, "halves": not reason, "one_parity": set(one_parity),
-                                   "texts": tuple(p.meta.num_examples - p.meta.num_empty for p in (a, b))})
+                                   "texts": {ft: (a.meta.carrying_texts(ft), b.meta.carrying_texts(ft))
+                                             for ft in a.feature_types}})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus, bool(test)),
                           _mass_share_table(a, b))

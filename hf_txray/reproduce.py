@@ -487,6 +487,9 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
     for name in COUNT_FIELDS:
         if getattr(stored.meta, name) != getattr(new.meta, name):
             diffs.append(f"{name} {getattr(new.meta, name)} vs {getattr(stored.meta, name)} stored")
+    for ft, count in stored.meta.num_feature_texts.items():  # none in profiles saved before they were recorded
+        if new.meta.num_feature_texts.get(ft) != count:
+            diffs.append(f"texts carrying {ft} {new.meta.num_feature_texts.get(ft)} vs {count} stored")
     if stored.neuron_count.shape != new.neuron_count.shape:
         return False, float("inf"), diffs + [f"shape {new.neuron_count.shape} vs {stored.neuron_count.shape} stored"]
     changed = np.argwhere(stored.neuron_count != new.neuron_count)

@@ -109,6 +109,7 @@ def assert_same_credit(got, expected, example_columns: tuple[str, ...] = EXAMPLE
 
     assert got.meta.num_examples == expected.meta.num_examples
     assert got.meta.num_positions == expected.meta.num_positions
+    assert got.meta.num_feature_texts == expected.meta.num_feature_texts
     np.testing.assert_array_equal(got.neuron_count, expected.neuron_count)
     np.testing.assert_allclose(got.neuron_mass, expected.neuron_mass, rtol=1e-6)
     for ft in expected.feature_types:

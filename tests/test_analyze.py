@@ -1946,3 +1946,50 @@ def test_a_stage_name_with_a_control_character_is_refused_before_any_work(saved_
             hf_txray.analyze(str(saved_bert), str(text_file), features=("token",), stage=stage, show_progress=False)
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--features", "token", "--stage", "",
                      "--out", "unused"]) == 2
+
+
+# ----- texts that carry each feature type (the per-neuron test's cap) ------------------------------------------
+def _carrying_texts_by_hand(tokenizer, texts, skip=0, quota=None):
+    """Per feature type, the texts with a creditable position (a non-special token past `skip`, among the first
+    `quota` in corpus order) that carries a value: ``token`` any, ``digit`` a token starting with a digit."""
+    positions = []
+    for e, text in enumerate(texts):
+        enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+        positions += [(e, k, text[s].isdigit()) for k, ((s, _), special)
+                      in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"]))
+                      if not special and k >= skip and text.strip()]
+    positions = sorted(positions)[:quota]
+    return {"token": len({e for e, _, _ in positions}), "digit": len({e for e, _, d in positions if d})}
+
+
+def test_texts_carrying_each_feature_type_are_counted_once_whatever_the_windows_and_the_position_limit():
+    """num_feature_texts against a count by hand: a text split into windows counts once, a text that carries its
+    digits after the max_positions limit does not count (the run stopped inside it), skipped first positions carry
+    nothing; and the encoding workers count as the main process."""
+    model, tokenizer = tiny("bert")
+    digit = UserFeature("digit", lambda t: [(i, i + 1, c) for i, c in enumerate(t) if c.isdigit()])
+    rng = np.random.default_rng(0)
+    words = "alpha beta gamma delta epsilon zeta eta theta".split()
+    texts = []
+    for i in range(16):
+        w = list(rng.choice(words, int(rng.integers(2, 40))))
+        if i % 4 == 1:
+            w[-1] = "7"  # a digit at the end: past the limit when the run stops inside this text
+        elif i % 4 == 2:
+            w[0] = "3"  # a digit first: skipped by skip_first_positions=2
+        texts.append(" ".join(w))
+    texts[5], texts[6] = "", "9"
+    options = dict(tokenizer=tokenizer, features=("token", digit), show_progress=False, max_examples_per_neuron=0,
+                   batch_size=4, max_length=12, long_texts="window", stride=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        whole = hf_txray.analyze(model, texts, **options)
+        assert whole.meta.num_windowed > 5
+        assert whole.meta.num_feature_texts == _carrying_texts_by_hand(tokenizer, texts) == {"token": 15, "digit": 7}
+        assert hf_txray.analyze(model, texts, num_workers=2, **options).meta.num_feature_texts == \
+            whole.meta.num_feature_texts
+        skipped = hf_txray.analyze(model, texts, skip_first_positions=2, **options)
+        assert skipped.meta.num_feature_texts == _carrying_texts_by_hand(tokenizer, texts, skip=2)
+        for quota in range(5, 200, 17):
+            got = hf_txray.analyze(model, texts, max_positions=quota, **options).meta.num_feature_texts
+            assert got == _carrying_texts_by_hand(tokenizer, texts, quota=quota), quota

@@ -366,6 +366,7 @@ def _filled_builder():
     builder.neuron_mass[:] = rng.random(builder.num_rows)
     builder.neuron_count[:] = rng.integers(1, 9, builder.num_rows)
     builder.num_examples, builder.num_positions, builder.num_uncredited = 5, 30, 2
+    builder.feature_texts = {"token": 5, "pos": 3}
     return builder
 
 
@@ -381,6 +382,36 @@ def test_builder_state_round_trips_exactly():
     meta = lambda: hf_txray.ProfileMeta("m", "mlp", [0, 1], 4, ["token", "pos"], max_examples_per_neuron=2)  # noqa: E731
     assert restored.to_profile(meta(), lambda ids: texts) == \
         builder.to_profile(meta(), lambda ids: texts)
+
+
+def test_builder_state_keeps_the_texts_carrying_each_feature_type_and_refuses_a_state_without_them(tmp_path):
+    """The texts that carry each feature type are saved with the builder and continue after a resume; a state saved
+    before they were counted is refused (resumed, the texts read before the save would be missing from the counts,
+    and the per-neuron test of a sparse feature capped too low), and analyze's resume says to start over."""
+    state = _filled_builder().state_dict()
+    assert _builder().load_state_dict(state).feature_texts == {"token": 5, "pos": 3}
+    old = {k: v for k, v in state.items() if not k.startswith("feature_texts.")}
+    with pytest.raises(ValueError, match="did not count the texts carrying each feature type"):
+        _builder().load_state_dict(old)
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=tmp_path, **COMMON)
+    folder = tmp_path / "rank-0-of-1"
+    with np.load(folder / "state.npz") as arrays:
+        saved = {k: arrays[k] for k in arrays.files if not k.startswith("builder.feature_texts.")}
+    assert len(saved) < len(np.load(folder / "state.npz").files)
+    np.savez(folder / "state.npz", **saved)  # as an earlier hf_txray wrote it, with its digest
+    progress = json.loads((folder / "progress.json").read_text())
+    resume_state = {k: v for k, v in progress.items()
+                    if k not in ("run_key", "run_parts", "format", "stream_head", "stream_pipeline", "digest")}
+    from hf_txray.analyze import _checkpoint_digest  # the digest an earlier hf_txray wrote with that state
+
+    progress["digest"] = _checkpoint_digest(folder / "state.npz", resume_state)
+    (folder / "progress.json").write_text(json.dumps(progress))
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="did not count the texts carrying each feature type.*resume=False"):
+        run(TEXTS, checkpoint_dir=tmp_path, resume=True, **COMMON)
+    assert SPANS.calls == 0
 
 
 def test_builder_state_refuses_another_shape_or_a_used_builder():

@@ -63,7 +63,7 @@ def assert_same_statistics(got: Profile, want: Profile, rtol: float) -> None:
         np.testing.assert_allclose([mass[k] for k in sorted(mass)], [want_mass[k] for k in sorted(mass)], rtol=rtol)
         corpus = dict(zip(got.tables[ft].vocab, got.tables[ft].corpus_count.tolist()))
         assert corpus == dict(zip(want.tables[ft].vocab, want.tables[ft].corpus_count.tolist()))
-    for name in ("num_examples", "num_positions", "num_uncredited", "num_empty", "num_truncated"):
+    for name in ("num_examples", "num_positions", "num_uncredited", "num_empty", "num_truncated", "num_feature_texts"):
         assert getattr(got.meta, name) == getattr(want.meta, name), name
 
 
@@ -84,6 +84,30 @@ def test_merging_two_halves_equals_profiling_the_whole_corpus(cut):
         np.testing.assert_allclose(got.mass_odd, want.mass_odd, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got.mass_sq, want.mass_sq, rtol=1e-12)
     assert merged.meta.dataset_fingerprint == f"{first.meta.dataset_fingerprint}+{second.meta.dataset_fingerprint}"
+
+
+def test_merged_carrying_texts_add_up_and_are_unknown_when_a_part_did_not_record_them(tmp_path):
+    """The texts carrying each feature type add up over disjoint parts; a part saved before they were recorded
+    (no ``num_feature_texts``) leaves them unknown ({}: the per-neuron test then caps by all texts, as before), rather
+    than the other part's count alone. Counts no run records are refused."""
+    first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+    whole = profile_of(tuple(SAMPLE_TEXTS), 4)
+    assert set(whole.meta.num_feature_texts) == set(FEATURES)
+    assert first.merge(second).meta.num_feature_texts == whole.meta.num_feature_texts
+    old = Profile(dataclasses.replace(second.meta, num_feature_texts={}), second.neuron_mass, second.neuron_count,
+                  second.tables, second.examples, second.neuron_count_odd, second.position_mass)
+    old.save_pretrained(tmp_path / "old")
+    old = Profile.from_pretrained(tmp_path / "old")
+    assert old.meta.num_feature_texts == {} and old.meta.carrying_texts("pos") == old.meta.num_examples - \
+        old.meta.num_empty
+    assert first.merge(old).meta.num_feature_texts == {} and old.merge(first).meta.num_feature_texts == {}
+    texts = whole.meta.num_examples - whole.meta.num_empty
+    for bad in ({"token": texts}, {**whole.meta.num_feature_texts, "pos": texts + 1},
+                {**whole.meta.num_feature_texts, "pos": -1}, {**whole.meta.num_feature_texts, "pos": "3"}):
+        damaged = Profile(dataclasses.replace(whole.meta, num_feature_texts=bad), whole.neuron_mass,
+                          whole.neuron_count, whole.tables, whole.examples)
+        with pytest.raises(hf_txray.ProfileFormatError, match="texts carrying"):
+            damaged.check_statistics()
 
 
 def test_merge_is_associative():

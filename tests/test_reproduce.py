@@ -252,6 +252,17 @@ def test_a_changed_profile_is_reported_different(tmp_path):
     assert not compare_numbers(hf_txray.Profile(profile.meta, mass, profile.neuron_count, profile.tables), profile)[0]
     mass[1, 0] -= 1e-3 - 1e-9  # within the relative 1e-6
     assert compare_numbers(hf_txray.Profile(profile.meta, mass, profile.neuron_count, profile.tables), profile)[0]
+    # the texts carrying each feature type (the per-neuron test's cap) are counts too; a profile saved before they
+    # were recorded has none to check
+    recorded = profile.meta.num_feature_texts
+    ft = next(iter(recorded))
+    fewer = dataclasses.replace(profile.meta, num_feature_texts={**recorded, ft: recorded[ft] - 1})
+    same, _, diffs = compare_numbers(hf_txray.Profile(fewer, profile.neuron_mass, profile.neuron_count,
+                                                      profile.tables), profile)
+    assert not same and diffs == [f"texts carrying {ft} {recorded[ft]} vs {recorded[ft] - 1} stored"]
+    unrecorded = dataclasses.replace(profile.meta, num_feature_texts={})
+    assert compare_numbers(hf_txray.Profile(unrecorded, profile.neuron_mass, profile.neuron_count, profile.tables),
+                           profile)[0]
     assert cli_main(["reproduce", str(tmp_path / "tampered")]) == 1
     # Two saved profiles of one stage name in a folder: one of them used to go unchecked, the verdict "identical"
     profile.save_pretrained(tmp_path / "runs" / "first")

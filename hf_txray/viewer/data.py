@@ -499,7 +499,9 @@ def _with_feature_types(profile: "Profile", feature_types: list[str]) -> "Profil
     import dataclasses
 
     view = copy.copy(profile)
-    view.meta = dataclasses.replace(profile.meta, feature_types=list(feature_types))
+    counts = profile.meta.num_feature_texts  # {}: not recorded
+    view.meta = dataclasses.replace(profile.meta, feature_types=list(feature_types),
+                                    num_feature_texts={ft: counts[ft] for ft in feature_types if ft in counts})
     view.tables = {ft: profile.tables[ft] for ft in feature_types}
     return view
 
