@@ -322,7 +322,8 @@ def test_empty_profile_round_trips_with_or_without_noise_sums(noise, tmp_path):
     none = np.zeros(0, np.int64)
     sums = {"mass_odd": np.zeros(0), "count_odd": none, "mass_sq": np.zeros(0)} if noise else {}
     table = FeatureTable([], none, none, np.zeros(0), none, none, **sums)
-    empty = Profile(dataclasses.replace(full.meta, stage="empty", num_positions=0, num_examples=0),
+    empty = Profile(dataclasses.replace(full.meta, stage="empty", num_positions=0, num_examples=0, num_empty=0,
+                                        num_feature_texts={ft: 0 for ft in full.feature_types}),
                     np.zeros_like(full.neuron_mass), np.zeros_like(full.neuron_count),
                     {ft: table for ft in full.feature_types})
     loaded = Profile.from_pretrained(empty.save_pretrained(tmp_path / "empty"))
