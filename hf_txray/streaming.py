@@ -283,7 +283,10 @@ class StreamingSource:
             )
         text = row[self.text_column]
         if text is None:
-            raise missing_rows_error(self.text_column, self._describe(position), builder_name(self.corpus))
+            # after a shuffle, filter or skip the stream's row is not the file's (helper 227: 34 for the file's 37)
+            where = (f"{self._describe(position)} of the stream as read (after its shuffle, filter, skip or take steps, "
+                     "if any: not necessarily the row of a file)")
+            raise missing_rows_error(self.text_column, where, builder_name(self.corpus))
         if not isinstance(text, str):
             raise DatasetError(
                 f"Row {self._describe(position)} is {type(text).__name__} ({text!r:.60}), not a string: every text "
@@ -292,10 +295,7 @@ class StreamingSource:
         return text
 
     def _describe(self, position: int) -> str:
-        # the stream's own row (processes interleave examples); after a shuffle, filter or skip that is not the row
-        # of the file (helper 227: a None row the file holds at 37 was read as example 34)
-        return (f"{position * self.world + self.rank} of the stream as read (after its shuffle, filter, skip or take "
-                "steps, if any: not necessarily the row of a file)")
+        return str(position * self.world + self.rank)  # the stream's own row: examples are interleaved
 
     def fetch(self, ids: np.ndarray) -> dict[int, str]:
         return {i: self._texts[i] for i in ids.tolist()}
