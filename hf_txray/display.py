@@ -8,7 +8,7 @@ from .errors import ConfigurationError
 from .features import default_feature_type, tag_features
 from .profile import Profile, batch_limits_of_parts
 from .provenance import original_neuron, pruning_note, recorded_pruning
-from .report import DEFAULT_MIN_COUNT, TransferReport
+from .report import DEFAULT_MIN_COUNT, TransferReport, corpus_text
 from .tables import clip_left, clip_right, shown_example, text_table, untested_unknown
 
 LEGEND = """\
@@ -108,7 +108,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     ft = default_feature_type(meta.feature_types)
     lines = [
         f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
-        f"corpora: {meta.dataset_a} -> {meta.dataset_b}"
+        f"corpora: {corpus_text(meta.dataset_a)} -> {corpus_text(meta.dataset_b)}"
         + (f"; credits: {meta.credits_a} -> {meta.credits_b}" if meta.credits_a or meta.credits_b else ""),
         "neurons: " + ", ".join(f"{s} {summary[f'share_{s}']:.1%}" for s in ("shared", "lost", "gained", "dead")),
         "mean Hellinger over shared neurons: "

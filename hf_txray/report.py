@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -610,6 +611,20 @@ def _as_profile(value: Any, name: str) -> Profile:
 def _corpus_of(profile: Profile) -> str:
     """How a report names a profile's corpus: its Hub id, else its fingerprint."""
     return profile.meta.dataset_id or profile.meta.dataset_fingerprint
+
+
+# A corpus fingerprint as _corpus_of records it: a datasets fingerprint or analyze's hash of a stream (16 hex digits),
+# or a merged profile's parts joined by FINGERPRINT_JOIN
+CORPUS_FINGERPRINT = re.compile(r"[0-9a-f]{16}(\+[0-9a-f]{16})*")
+
+
+def corpus_text(name: str | None) -> str:
+    """A report's ``dataset_a`` / ``dataset_b`` in words: a dataset id as it is, a fingerprint (what the report
+    records for texts given without a ``dataset_id``) as ``in-memory texts [5c4966148fd30784]``, as a profile's
+    corpus reads in the viewer and the card; a bare fingerprint read as the name of a dataset."""
+    if not name:
+        return "in-memory texts"
+    return f"in-memory texts [{name}]" if CORPUS_FINGERPRINT.fullmatch(name) else name
 
 
 def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,

@@ -1255,3 +1255,33 @@ def test_the_viewer_caches_keep_the_most_recently_used():
     assert (cache.get("b"), cache.get("a"), cache.get("c"), len(cache)) == (None, 1, 3, 2)
     cache.clear()
     assert cache.get("a") is None and len(cache) == 0
+
+
+def test_report_only_results_say_what_the_report_knows(app, results, tmp_path):
+    """Helper 234: results holding a report but not the stages' profiles showed the in-memory corpus as a bare
+    fingerprint ("5c4966148fd30784", where a profile's row says "in-memory texts"), and the neuron summary said "No
+    profile for these stages." though the report holds the neuron's status, Hellinger distances, p-values and changed
+    flags (which `hf-txray show REPORT --neuron` prints)."""
+    from hf_txray.display import report_neuron_text
+    from hf_txray.viewer import neuron as neuron_view
+
+    a, b, report, folder = results
+    only = hf_txray.save_to_disk(tmp_path / "report-only", [], [report], plots=False)
+    view = viewer.open_results(str(only))
+    stages = viewer.stages_table(view).set_index("stage")
+    assert stages.loc["pretrained", "corpus"] == f"in-memory texts [{a.meta.dataset_fingerprint}]"
+    assert stages.loc["finetuned", "corpus"] == f"in-memory texts [{b.meta.dataset_fingerprint}]"
+    with_profiles = viewer.stages_table(viewer.open_results(str(folder))).set_index("stage")
+    assert with_profiles.loc["pretrained", "corpus"] == "in-memory texts"
+    tested = report.neurons[report.neurons["p_hellinger_pos"].notna()].iloc[0]
+    layer, neuron = int(tested["layer"]), int(tested["neuron"])
+    summary = neuron_view.neuron_summary(view, layer, neuron, "pretrained", "finetuned")
+    assert summary == report_neuron_text(view.report("pretrained->finetuned"), layer, neuron)
+    assert f"Layer {layer}, neuron {neuron} in report pretrained->finetuned: shared" in summary
+    assert "pos: Hellinger" in summary and ("changed yes" in summary or "changed no" in summary)
+    # a named corpus stays as it is named
+    from hf_txray.report import corpus_text
+
+    assert corpus_text("stanfordnlp/imdb") == "stanfordnlp/imdb" and corpus_text("") == "in-memory texts"
+    assert corpus_text("0123456789abcdef+fedcba9876543210") == "in-memory texts [0123456789abcdef+fedcba9876543210]"
+

@@ -220,6 +220,8 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
     has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``)."""
     from ..summary import neuron_card
 
+    from ..display import report_neuron_text
+
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
     lines = []
@@ -227,7 +229,11 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
         if stage in view.profiles:
             reports = [report] if report is not None and stage == stage_b else []  # the change is said once
             lines.append(f"{stage}: {neuron_card(view.profile(stage), layer, neuron, reports=reports).summary}")
-    return "\n".join(lines) or "No profile for these stages."
+    if report is not None and stage_b not in view.profiles:
+        # the report holds the neuron's status, credits, Hellinger distances, p-values and changed flags even where
+        # the stages' profiles are not at hand: said as `hf-txray show REPORT --neuron L:N` says them
+        lines.append(report_neuron_text(report, layer, neuron))
+    return "\n".join(lines) or "No profile for these stages, and no report of the pair."
 
 
 def neuron_output_effects(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
-from ..report import DEFAULT_MIN_COUNT, STATUSES
+from ..report import DEFAULT_MIN_COUNT, STATUSES, corpus_text
 from .data import ALL_LAYERS, ResultsView, display_values, layer_filter, rounded, yes_no
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ def stages_table(view: ResultsView) -> pd.DataFrame:
             report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
             a = stage == report.meta.stage_a
             rows.append({"stage": stage, "model": report.meta.model_a if a else report.meta.model_b,
-                         "site": report.meta.site, "corpus": report.meta.dataset_a if a else report.meta.dataset_b,
+                         "site": report.meta.site,
+                         # a fingerprint (texts given without a dataset_id) as a profile's row words it
+                         "corpus": corpus_text(report.meta.dataset_a if a else report.meta.dataset_b),
                          "texts": None, "positions": None, "features": ", ".join(report.meta.feature_types),
                          "credited neurons": int((report.neurons["count_a" if a else "count_b"] > 0).sum()),
                          "neurons": len(report.neurons)})
