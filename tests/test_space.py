@@ -35,6 +35,7 @@ import hf_txray
 import hf_txray.corpora
 from hf_txray import metrics, viewer
 from hf_txray.errors import ConfigurationError, ProfileFormatError, TXRayError
+from hf_txray.tables import MISSING
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
 from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, browser_page, frame, opened_client, serve
@@ -126,7 +127,7 @@ def client(served, results):
 
 
 def same(x, y, tol=1e-4) -> bool:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or x == MISSING or (isinstance(x, float) and math.isnan(x)):  # the UI shows NaN as MISSING
         return y is None or (isinstance(y, float) and math.isnan(y))
     return abs(float(x) - float(y)) <= tol * max(1.0, abs(float(y)))
 
@@ -1285,3 +1286,21 @@ def test_report_only_results_say_what_the_report_knows(app, results, tmp_path):
     assert corpus_text("stanfordnlp/imdb") == "stanfordnlp/imdb" and corpus_text("") == "in-memory texts"
     assert corpus_text("0123456789abcdef+fedcba9876543210") == "in-memory texts [0123456789abcdef+fedcba9876543210]"
 
+
+def test_viewer_tables_show_missing_values_as_a_dash(app, results):
+    """Helper 234: the viewer's tables drew NaN (the Hellinger distance of a lost or gained neuron, the p-value of an
+    untested one) and None (a report-only stage's texts) as blank cells, beside "–" for an untested changed flag;
+    every table shows them as tables.MISSING, and the viewer's functions still return numbers to Python callers."""
+    from hf_txray.tables import MISSING
+
+    a, b, report, folder = results
+    view = viewer.open_results(str(folder))
+    status = next(s for s in ("lost", "gained") if (report.neurons["status"] == s).any())
+    raw = viewer.search_status(view, "pretrained->finetuned", status)
+    assert raw["hellinger_pos"].isna().all() and raw["hellinger_pos"].dtype == float
+    shown = app._table("t").postprocess(raw)
+    column = shown.headers.index("hellinger_pos")
+    assert [row[column] for row in shown.data] == [MISSING] * len(raw)
+    counts = shown.headers.index("count_a")
+    assert [row[counts] for row in shown.data] == list(raw["count_a"])  # numbers stay numbers
+    assert app._table("t").postprocess(app.empty("a", "b")).headers == ["a", "b"]

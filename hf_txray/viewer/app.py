@@ -561,8 +561,13 @@ _ATTRIBUTION_LOCK = threading.Lock()
 
 # ----- building the UI -------------------------------------------------------------------------------------------
 def _table(label: str, **kwargs: Any) -> gr.Dataframe:
-    return gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, elem_classes="txray-table",
-                        **kwargs)
+    """A read-only table of the viewer, showing missing values as "–" (:func:`~hf_txray.viewer.data.missing_shown`):
+    every table the handlers fill passes through its ``postprocess``, so none of them draws NaN as a blank cell."""
+    table = gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, elem_classes="txray-table",
+                         **kwargs)
+    draw = table.postprocess
+    table.postprocess = lambda value: draw(data.missing_shown(value))  # type: ignore[method-assign]
+    return table
 
 
 def _message(label: str = "Status", **kwargs: Any) -> gr.Textbox:

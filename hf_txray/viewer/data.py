@@ -540,6 +540,22 @@ def layer_filter(frame: pd.DataFrame, layer: Any) -> pd.DataFrame:
     return frame[frame["layer"] == int(layer)]
 
 
+def missing_shown(value: Any) -> Any:
+    """A table (`value`, a DataFrame; anything else is returned as it is) as the viewer's UI shows it: a missing
+    number (NaN: the Hellinger distance of a lost neuron, the p-value of an untested one) or value (None) as
+    :data:`~hf_txray.tables.MISSING`, as the ``changed`` column, the cards and the terminal show it; Gradio drew them
+    as blank cells, which read as "no value recorded" beside a "–" meaning "not tested". A copy; the viewer's
+    functions keep NaN, for the numbers to stay numbers to Python callers."""
+    if not isinstance(value, pd.DataFrame):
+        return value
+    out = value.copy()
+    for column in out.columns:
+        values = out[column]
+        if values.isna().any():
+            out[column] = values.astype(object).where(values.notna(), MISSING)
+    return out
+
+
 def yes_no(frame: pd.DataFrame) -> pd.DataFrame:
     """Boolean columns as "yes" / "no" text (a table of plain values: rows stay clickable in the Space); a
     ``changed_<ft>`` flag the per-neuron test did not judge (no ``p_hellinger_<ft>``) as "–", not "no"
