@@ -439,9 +439,14 @@ def probing_card(readme: Path, probe: Any, ablation: Any, repo_id: str | None = 
 
 
 # ----- the other cards: a Space's README, a fine-tuned model's section -------------------------------------------
-def space_card(template: str, datasets: Sequence[str], title: str | None = None) -> SpaceCard:
+SPACE_SOURCE_KEY = "txray_source"  # the Space README's key naming its results repo at a revision (owner/name@rev)
+
+
+def space_card(template: str, datasets: Sequence[str], title: str | None = None, source: str | None = None) -> SpaceCard:
     """The viewer Space's README (huggingface_hub ``SpaceCard``) from `template`, with the results repos it shows
-    in ``datasets:`` (linked on the Hub) and optionally its ``title``.
+    in ``datasets:`` (linked on the Hub: repo ids only), optionally its ``title``, and `source`, the first repo at a
+    revision (``owner/name@rev``), under :data:`SPACE_SOURCE_KEY` (removed when None), for the app to open at that
+    revision.
 
     Raises:
         ConfigurationError: the template has no YAML header.
@@ -452,6 +457,7 @@ def space_card(template: str, datasets: Sequence[str], title: str | None = None)
         raise ConfigurationError("The Space README.md has no YAML header (--- ... ---).")
     card = SpaceCard(template)
     card.data.datasets = list(datasets)
+    setattr(card.data, SPACE_SOURCE_KEY, source)  # None: to_dict leaves it out (a pin of an earlier deploy goes)
     if title:
         card.data.title = title
     return card

@@ -1304,3 +1304,38 @@ def test_viewer_tables_show_missing_values_as_a_dash(app, results):
     counts = shown.headers.index("count_a")
     assert [row[counts] for row in shown.data] == list(raw["count_a"])  # numbers stay numbers
     assert app._table("t").postprocess(app.empty("a", "b")).headers == ["a", "b"]
+
+
+def test_deploy_space_pins_a_results_revision(app, hub, results, monkeypatch, tmp_path):  # noqa: F811
+    """Helper 234: deploy_space refused a results repo at a revision ("owner/name@exp": 'Invalid Hub repo id'),
+    though the viewer opens one. The README names the repo in ``datasets:`` (which the Hub links) and the repo at its
+    revision as ``txray_source``, which the Space opens; a later deploy without a revision drops the pin, and a
+    ``datasets:`` edited by hand wins over a pin of another repo."""
+    from huggingface_hub import hf_hub_download
+
+    a, b, report, folder = results
+    repo_id = "test-user/pinned-results"
+    hf_txray.hub.push_folder(hf_txray.save_to_disk(tmp_path / "main", [a], [], plots=False), repo_id)
+    hf_txray.hub.push_folder(folder, repo_id, revision="exp")
+    viewer.deploy_space("test-user/pinned-viewer", f"{repo_id}@exp")
+    readme = Path(hf_hub_download("test-user/pinned-viewer", "README.md", repo_type="space",
+                                  local_dir=tmp_path / "space"))
+    header = _header(readme)
+    assert header["datasets"] == [repo_id] and header["txray_source"] == f"{repo_id}@exp"
+    monkeypatch.chdir(readme.parent)  # a Space runs app.py in its root
+    monkeypatch.setenv("SPACE_ID", "test-user/pinned-viewer")
+    monkeypatch.delenv("TXRAY_REPO", raising=False)
+    assert app.default_source() == f"{repo_id}@exp"
+    assert app.open_results(app.default_source())[1].startswith(f"Opened {repo_id}@exp: 2 profile(s), 1 report(s)")
+    edited = readme.read_text().replace(f"- {repo_id}\n", "- test-user/other\n")
+    (tmp_path / "edited.md").write_text(edited)
+    assert app.space_source(tmp_path / "edited.md") == "test-user/other"
+    viewer.deploy_space("test-user/pinned-viewer", repo_id)  # no revision: the pin goes
+    readme = Path(hf_hub_download("test-user/pinned-viewer", "README.md", repo_type="space",
+                                  local_dir=tmp_path / "again"))
+    assert "txray_source" not in _header(readme) and app.space_source(readme) == repo_id
+    staged = viewer.stage_space(tmp_path / "custom", f"{repo_id}@v1", app_dir=viewer.write_space_files(tmp_path / "w"))
+    assert _header(staged / "README.md")["txray_source"] == f"{repo_id}@v1"
+    for bad in (f"{repo_id}@", "@exp", f"{repo_id}@a b", "not a repo@exp"):
+        with pytest.raises(ConfigurationError):
+            viewer.deploy_space("test-user/pinned-viewer", bad)

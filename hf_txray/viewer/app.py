@@ -59,13 +59,35 @@ def space_datasets(readme: Path | None = None) -> list[str]:
         return []
 
 
+def space_source(readme: Path | None = None) -> str:
+    """The results this Space opens by default, from its README header (`readme` as in :func:`space_datasets`): the
+    ``txray_source`` that ``deploy_space(..., "owner/name@revision")`` writes (the repo at a revision, which
+    ``datasets:`` cannot hold), when it names the first dataset (a ``datasets:`` edited by hand since wins), else the
+    first dataset; "" when the header names none."""
+    from ..card import SPACE_SOURCE_KEY
+
+    datasets = space_datasets(readme)
+    if not datasets:
+        return ""
+    readme = Path("README.md") if readme is None else Path(readme)
+    try:
+        header = yaml.safe_load(readme.read_text(encoding="utf-8").split("---", 2)[1]) or {}
+        pinned = str(header.get(SPACE_SOURCE_KEY) or "").strip()
+    except (OSError, yaml.YAMLError, IndexError, AttributeError):
+        pinned = ""
+    try:
+        return pinned if pinned and data.split_revision(pinned)[0] == datasets[0] else datasets[0]
+    except ConfigurationError:  # a pin edited by hand into no source: the repo itself
+        return datasets[0]
+
+
 def default_source() -> str:
-    """``TXRAY_REPO``, else on Hugging Face Spaces (``SPACE_ID`` set) the first dataset of the README header."""
+    """``TXRAY_REPO``, else on Hugging Face Spaces (``SPACE_ID`` set) the README header's results
+    (:func:`space_source`: the first dataset, at the revision a deploy pinned)."""
     if os.environ.get("TXRAY_REPO"):
         return os.environ["TXRAY_REPO"].strip()
     if os.environ.get("SPACE_ID"):
-        datasets = space_datasets()
-        return datasets[0] if datasets else ""
+        return space_source()
     return ""
 
 

@@ -85,8 +85,9 @@ most active unit, and how those preferences moved between training stages.
   in a Hellinger range.
 - **Transfer**: the most and least changed neurons of a stage pair; click a row to open the neuron.
 
-The app opens the first dataset of this README's `datasets:` list (set by `hf_txray.viewer.deploy_space`), the
-`TXRAY_REPO` variable when set, or the repo in the URL: `?repo=namespace/name`. Any other results repo can be typed
+The app opens the first dataset of this README's `datasets:` list (set by `hf_txray.viewer.deploy_space`; at the
+revision its `txray_source: namespace/name@revision` names, when set), the `TXRAY_REPO` variable when set, or the repo
+in the URL: `?repo=namespace/name`. Any other results repo can be typed
 in the text box. For a private results repo, add an `HF_TOKEN` secret in the Space settings.
 
 ## How this Space is made
@@ -107,19 +108,39 @@ def gradio_version() -> str:
     return installed_version("gradio") or GRADIO_VERSION
 
 
-def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
+def space_card(datasets: list[str], title: str | None = None, source: str | None = None) -> "SpaceCard":
     """The Space's README as a ``huggingface_hub.SpaceCard``: YAML header (sdk, app file, the results repos it opens
-    in ``datasets:``) and the body above."""
+    in ``datasets:``, and `source`, the first of them at a revision, when pinned: see :func:`results_source`) and the
+    body above."""
     from huggingface_hub import SpaceCard, SpaceCardData
 
-    from ..card import TAGS
+    from ..card import SPACE_SOURCE_KEY, TAGS
 
     data = SpaceCardData(
         title=title or "hf_txray neuron viewer", emoji="🩻", colorFrom="blue", colorTo="yellow", sdk="gradio",
         sdk_version=gradio_version(), python_version="3.11", app_file="app.py", pinned=False, license="apache-2.0",
         short_description="Browse TX-Ray neuron profiles and transfer reports",
-        tags=list(TAGS), datasets=list(datasets))
+        tags=list(TAGS), datasets=list(datasets), **({SPACE_SOURCE_KEY: source} if source else {}))
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n{README_BODY}")
+
+
+def results_source(results_repo_id: str) -> tuple[str, str | None]:
+    """A Space's results repo as ``(repo id, source)``: `results_repo_id` may name a revision (``owner/name@rev``, a
+    branch, tag or commit, as the viewer opens it), which the README's ``datasets:`` cannot hold (the Hub links
+    repo ids there), so the README names the repo id in ``datasets:`` and the whole ``owner/name@rev`` under
+    ``txray_source`` (None when no revision is named), which the app opens (:func:`~hf_txray.viewer.app.default_source`).
+
+    Raises:
+        ConfigurationError: not a Hub repo id, or a malformed revision.
+    """
+    from ..hub_io import check_repo_id
+    from .data import split_revision
+
+    if not isinstance(results_repo_id, str):
+        check_repo_id(results_repo_id)  # refused with its message
+    repo, revision = split_revision(results_repo_id)
+    check_repo_id(repo)
+    return repo, (f"{repo}@{revision}" if revision is not None else None)
 
 
 # Debian packages the Space installs (apt) before the app starts: a CJK font, which the figures' text falls back to
@@ -127,11 +148,12 @@ def space_card(datasets: list[str], title: str | None = None) -> "SpaceCard":
 PACKAGES_TXT = "fonts-noto-cjk\n"
 
 
-def set_space_datasets(readme: str, datasets: list[str], title: str | None = None) -> str:
-    """The Space README with its YAML header's ``datasets:`` (and optionally ``title``) replaced."""
+def set_space_datasets(readme: str, datasets: list[str], title: str | None = None, source: str | None = None) -> str:
+    """The Space README with its YAML header's ``datasets:`` (and optionally ``title``) replaced, and its
+    ``txray_source`` set to `source` (a repo at a revision, :func:`results_source`), or removed when None."""
     from ..card import space_card as card_from_template
 
-    return str(card_from_template(readme, datasets, title))
+    return str(card_from_template(readme, datasets, title, source))
 
 
 def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_RESULTS,
@@ -139,15 +161,13 @@ def write_space_files(folder: str | Path, results_repo_id: str | None = EXAMPLE_
     """Write the Space's own files into `folder`: ``app.py``, ``README.md`` (its ``datasets:`` naming
     `results_repo_id`), ``requirements.txt`` and ``packages.txt`` (a CJK font for the figures). ``spaces_app/`` of the
     repository is this with the defaults."""
-    from ..hub_io import check_repo_id
-
+    repo, source = results_source(results_repo_id) if results_repo_id else (None, None)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    datasets = [check_repo_id(results_repo_id)] if results_repo_id else []
     (folder / "app.py").write_text(APP_PY, encoding="utf-8")
     (folder / "requirements.txt").write_text(REQUIREMENTS_TXT, encoding="utf-8")
     (folder / "packages.txt").write_text(PACKAGES_TXT, encoding="utf-8")
-    (folder / "README.md").write_text(str(space_card(datasets, title)), encoding="utf-8")
+    (folder / "README.md").write_text(str(space_card([repo] if repo else [], title, source)), encoding="utf-8")
     return folder
 
 
@@ -171,9 +191,8 @@ def stage_space(folder: str | Path, results_repo_id: str | None = None, app_dir:
                 shutil.copy2(app_dir / name, folder / name)
         readme = (app_dir / "README.md").read_text(encoding="utf-8")
         if results_repo_id:
-            from ..hub_io import check_repo_id
-
-            readme = set_space_datasets(readme, [check_repo_id(results_repo_id)], title)
+            repo, source = results_source(results_repo_id)
+            readme = set_space_datasets(readme, [repo], title, source)
         (folder / "README.md").write_text(readme, encoding="utf-8")
     package = Path(__file__).resolve().parents[1]
     shutil.copytree(package, folder / "hf_txray", dirs_exist_ok=True,
@@ -195,7 +214,8 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
     Args:
         space_repo_id (`str`): ``namespace/name`` of the Space (created with ``sdk: gradio`` when missing).
         results_repo_id (`str`, *optional*): the results dataset repo the Space opens by default (the app's
-            ``?repo=`` parameter and text box still open others).
+            ``?repo=`` parameter and text box still open others); ``owner/name@revision`` opens it at a branch, tag
+            or commit (the README's ``datasets:`` names the repo, its ``txray_source`` the revision).
         token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login.
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created Space. A Space that
             opens a private results repo needs the ``HF_TOKEN`` secret set in its settings.
