@@ -115,8 +115,10 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
     for p in profiles.values():
         m = p.meta
         active = int((p.neuron_count > 0).sum())
-        row = {"stage": markdown_text(m.stage), "model": public_name(m.model_id),
-               "corpus": public_name(m.dataset_id) or f"in-memory [{m.dataset_fingerprint}]",
+        # names are text (a local folder or a dataset_id may hold "*", "_" or "<"), the fingerprint hex digits
+        row = {"stage": markdown_text(m.stage), "model": markdown_text(public_name(m.model_id)),
+               "corpus": markdown_text(public_name(m.dataset_id)) if m.dataset_id
+               else f"in-memory [{m.dataset_fingerprint}]",
                "texts": m.num_examples, "token positions": m.num_positions,
                "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
         stats = p.neuron_stats()
@@ -231,7 +233,8 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
     name, commit = source.get("id"), source.get("commit")
     if source.get("kind") == "hub" or (commit and name and hub_model_id(name)):
         prefix = "datasets/" if repo_type == "dataset" else ""
-        extra = f" config `{source.get('config')}`, split `{source.get('split')}`" if repo_type == "dataset" else ""
+        extra = (f" config {code_span(source.get('config'))}, split {code_span(source.get('split'))}"
+                 if repo_type == "dataset" else "")
         revision = commit or "main"
         return f"[{name}@{revision[:12]}](https://huggingface.co/{prefix}{name}/tree/{revision}){extra}"
     digest = source.get("content_hash") or source.get("texts_hash") or "no hash"
@@ -249,7 +252,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: 
         lacks = missing_provenance(p)
         if not record:
             rows.append({"stage": markdown_text(p.stage), "model": _model_link(p.meta.model_id),
-                         "dataset": public_name(p.meta.dataset_id) or "–",
+                         "dataset": markdown_text(public_name(p.meta.dataset_id)) if p.meta.dataset_id else "–",
                          "texts": p.meta.num_examples, "reproducible": "no: made before sources were recorded"})
             continue
         status = ("no: it lacks " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
@@ -267,9 +270,9 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: 
              "```bash", f"pip install hf_txray=={__version__}", f"hf-txray reproduce {repo_id}" + (f" --revision {revision}" if revision else ""), "```", "",
              markdown_table(pd.DataFrame(rows)), ""]
     if options:
-        shown = ", ".join(f"`{k}={v}`" for k, v in options.items())
-        lines += [f"Options of the first stage: {shown}; device `{runtime.get('device')}`, dtype "
-                  f"`{runtime.get('dtype')}`.", ""]
+        shown = ", ".join(code_span(f"{k}={v}") for k, v in options.items())  # a value may hold a backtick
+        lines += [f"Options of the first stage: {shown}; device {code_span(runtime.get('device'))}, dtype "
+                  f"{code_span(runtime.get('dtype'))}.", ""]
     if versions:
         lines += ["Computed with " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", ""]
     return lines
@@ -303,7 +306,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     data = card_data(models, row_counts, license=license, pretty_name=pretty_name)
     first = next(iter(profiles.values()), None)
     m = first.meta if first else next(iter(reports.values())).meta
-    body = [f"# {pretty_name}", "",
+    body = [f"# {markdown_text(pretty_name)}", "",
             "Neuron preference profiles (\"neuron cards\") and transfer reports computed with **hf_txray**, an "
             "implementation of TX-Ray (Rethmeier et al., UAI 2020) for Hugging Face models. Each neuron is described "
             f"by the inputs that make it {_credit_rule(_top_k_by_stage(profiles, m))}, and its preferences are "
@@ -371,15 +374,23 @@ def _probing_section(probe: Any, ablation: Any, repo_id: str | None = None, revi
                                              "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
         # a whole count, shown as one ("80.000" after round(4) of a float column)
         runs = runs.assign(model_id=runs["model_id"].map(public_name), num_neurons=runs["num_neurons"].astype("Int64"))
+        runs = _literal(runs, ["probe", "model_id", "property", "site"])
         lines += _probing_subsection("probe_rankings", "### Probes (`probe_rankings`)", markdown_table(runs.rename(
             columns={"num_neurons": "minimal set"}).round(4)), repo_id, revision)
     if ablation is not None:
         frame = ablation.to_pandas()
-        summary = (frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
-                   .reset_index())
+        summary = _literal(frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
+                           .reset_index(), ["ablation", "metric", "mode", "strategy"])
         lines += _probing_subsection("ablation", "### Ablation (`ablation`)", markdown_table(summary.round(4)), repo_id,
                                      revision)
     return "\n".join(lines + [PROBING_SECTION[1]])
+
+
+def _literal(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`frame` with its name `columns` (a probe, property, model or metric name the user chose) as literal markdown
+    text (:func:`~hf_txray.tables.markdown_text`): a probe named ``<img src=x>`` or ``*pos*`` is shown as named, not
+    as an image or in italics; missing values stay missing."""
+    return frame.assign(**{c: frame[c].map(lambda v: v if v is None or v != v else markdown_text(v)) for c in columns})
 
 
 def without_probing_parts(text: str, configs: Sequence[str]) -> str:

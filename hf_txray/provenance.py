@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 from .architectures import neuron_architecture
 from .hashes import file_sha256
+from .tables import code_span  # public_label: a name with a backtick in it ended a one-backtick span early
 
 PROVENANCE_SCHEMA = 1
 MODEL_FILE_PATTERNS = (
@@ -654,11 +655,11 @@ def public_label(name: str) -> str:
     a Hub cache snapshot as its repo id at its commit."""
     snapshot = hub_cache_snapshot(name) if is_local_path(name) else None
     if snapshot:
-        return f"`{snapshot[0]}` (Hub cache snapshot of commit `{snapshot[1][:12]}`)"
+        return f"{code_span(snapshot[0])} (Hub cache snapshot of commit `{snapshot[1][:12]}`)"
     if not is_local_path(name):
-        return f"`{name}`"
+        return code_span(name)
     shown, reduced = public_path(name)
-    return f"`{shown}` ({LOCAL_PATH_NOTE})" if reduced else f"`{shown}`"
+    return f"{code_span(shown)} ({LOCAL_PATH_NOTE})" if reduced else code_span(shown)
 
 
 def public_record(value: Any, key: str | None = None) -> Any:

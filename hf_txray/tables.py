@@ -31,6 +31,12 @@ def markdown_text(text: Any) -> str:
     return MARKDOWN_MARKUP.sub(r"\\\1", one_line(text))
 
 
+def markdown_cell(text: Any) -> str:
+    """`text` as literal text in a markdown table cell written by hand (:func:`markdown_text`, and "|", which would
+    end the cell, escaped as :func:`markdown_table` escapes it)."""
+    return markdown_text(text).replace("|", "\\|")
+
+
 def code_span(text: Any) -> str:
     """`text` as a markdown code span, fenced by more backticks than it holds in a row (a name with a backtick ended
     a one-backtick span early, and the rest of the line was read as markdown)."""

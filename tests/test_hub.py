@@ -1004,3 +1004,25 @@ def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
     assert "token=False" in str(caught.value) and bad not in str(caught.value)
     profiles, _ = hf_txray.load("test-user/public-results", token=False)  # the fix it names
     assert list(profiles) == [results[0].stage]
+
+
+def test_model_and_corpus_names_are_text_in_the_card_not_markup(results, tmp_path):
+    """Helper 234: helper 230 made stage names and tag values text; the card still wrote a profile's model and corpus
+    names (its model_id, a local folder's name, a dataset_id) into the profiles and reproduce tables as they were,
+    so '<img src=x>' rendered as an image and '*x*' in italics, and a name with a backtick ended its one-backtick
+    code span early (the summary's model, the options line). Rendered, each reads as named."""
+    markdown_it = pytest.importorskip("markdown_it")
+    a, _, _ = results
+    model, corpus = "tiny<b>bert</b>*x*", "<img src=x>_`d`_"
+    named = copy.copy(a)
+    provenance = copy.deepcopy(a.meta.provenance or {})
+    provenance.setdefault("options", {})["dataset_id"] = corpus
+    named.meta = dataclasses.replace(a.meta, model_id=model, dataset_id=corpus, provenance=provenance)
+    text = build_card({"default": named}, {}, {"meta": 1}, {}).text
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert "<b>" not in page and "<img" not in page and "<em>" not in page
+    shown = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert f"Model(s): {model}" in shown and f"dataset_id={corpus}" in shown
+    cells = {html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)}
+    assert {model, corpus} <= cells  # the profiles table's model and corpus
+    assert f"TX-Ray neuron analysis of {model}" in shown.splitlines()  # the default title

@@ -2506,3 +2506,27 @@ def test_a_probe_trained_inside_torch_autocast_is_the_float32_probe():
         logits = inside.logits(x)
     np.testing.assert_array_equal(inside.weight, plain.weight)
     np.testing.assert_array_equal(logits, plain.logits(x))
+
+
+def test_the_cards_probing_section_shows_user_names_as_text():
+    """Helper 234: probe, property, model and ablation names went into the card's probing tables as they were, so a
+    probe '<img src=x>' rendered as an image and '*x*' in italics. Rendered (CommonMark with tables), each reads as
+    named, in its own cell."""
+    import html
+    import re
+
+    import pyarrow as pa
+
+    markdown_it = pytest.importorskip("markdown_it")
+    from hf_txray.card import _probing_section
+
+    name = "<img src=x>|*x*`y`_z_"
+    runs = pa.table({"kind": ["probe"], "probe": [name], "model_id": [name + "m"], "property": [name + "p"],
+                     "site": ["mlp"], "accuracy": [0.9], "majority_baseline": [0.2], "control_accuracy": [0.5],
+                     "selectivity": [0.4], "num_neurons": [80]})
+    ablation = pa.table({"ablation": [name + "a"], "metric": [name + "s"], "mode": ["zero"], "strategy": ["ranked"],
+                         "num_ablated": [1], "value": [0.5]})
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(_probing_section(runs, ablation))
+    assert "<img" not in page and "<em>" not in page
+    cells = {html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)}
+    assert {name, name + "m", name + "p", name + "a", name + "s", "ranked", "80"} <= cells

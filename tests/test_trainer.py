@@ -1044,3 +1044,30 @@ def test_hyperparameter_search_is_refused_while_profiles_are_taken(tmp_path):
     with pytest.raises(Exception) as raised:  # the Trainer's own refusal here (no model_init, no search backend)
         plain.hyperparameter_search(n_trials=2)
     assert not isinstance(raised.value, ConfigurationError) or "txray" not in str(raised.value)
+
+
+def test_model_card_section_shows_a_user_feature_name_as_text():
+    """Helper 234: a user feature's name went into the TX-Ray section as it was: in the table header a '|' split the
+    header into more cells than the delimiter row has, so the table did not render at all; '<img src=x>' rendered as
+    an image, '*x*' in italics, and a backtick ended its one-backtick code span. Rendered (CommonMark with tables),
+    the table has its 7 columns and the name reads as named in the list, the headers and the figure's alt text."""
+    import html
+    import re
+    from types import SimpleNamespace
+
+    markdown_it = pytest.importorskip("markdown_it")
+    from hf_txray.trainer import model_card_section
+
+    name = "<img src=x>|*x*`y`_z_"
+    timeline = pd.DataFrame({"stage": ["step-0", "step-5"], "epoch": [0.0, 1.0], "active_share": [0.5, 0.5],
+                             f"vs_first/mean_hellinger_{name}": [0.0, 0.7],
+                             f"vs_first/mean_length_shift_{name}": [0.0, -1.0],
+                             "vs_first/share_lost": [0.0, 0.1], "vs_first/share_gained": [0.0, 0.1]})
+    callback = SimpleNamespace(timeline_frame=lambda: timeline, _profiler=None, corpus=["a", "b"],
+                               config=SimpleNamespace(features=("token", name), site="mlp", top_k=1))
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(model_card_section(callback))
+    assert "<em>" not in page and "<img src=x" not in page
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)
+    assert len(rows) == 3 and all(len(re.findall(r"<t[hd]", row)) == 7 for row in rows)
+    assert f"mean Hellinger ({name})" in html.unescape(page) and f"<code>{html.escape(name, quote=False)}</code>" in page
+    assert f'alt="{html.escape(name)} mass share"' in page and "0.700" in page

@@ -7,6 +7,7 @@ import math
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import pandas as pd
 from transformers import Trainer
@@ -18,6 +19,7 @@ from ..loading import load_corpus, unwrap_model
 from ..profile import Profile
 from ..report import TransferReport
 from ..rng import preserved_rng
+from ..tables import code_span, markdown_cell, markdown_text
 from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets
@@ -252,21 +254,25 @@ def model_card_section(callback: TXRayCallback) -> str:
     lines = [
         "## TX-Ray", "",
         f"Neuron preference snapshots (TX-Ray, Rethmeier et al., UAI 2020) taken during training with hf_txray "
-        f"{__version__}: {len(callback.corpus)} probe texts, site `{callback.config.site}`, features "
-        f"{', '.join(f'`{f}`' for f in features)}, top-{callback.config.top_k} credit. Each snapshot is compared "
-        f"with the first (`{first}`).", "",
-        f"| stage | epoch | active neurons | mean Hellinger ({main}) | lost | gained | mean length shift ({main}) |",
+        f"{__version__}: {len(callback.corpus)} probe texts, site {code_span(callback.config.site)}, features "
+        f"{', '.join(map(code_span, features))}, top-{callback.config.top_k} credit. Each snapshot is compared "
+        f"with the first ({code_span(first)}).", "",
+        # a user feature's name is text: "<b>", "*", "|" or a backtick in it is shown, not read as markdown
+        f"| stage | epoch | active neurons | mean Hellinger ({markdown_cell(main)}) | lost | gained | mean length shift "
+        f"({markdown_cell(main)}) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in frame.to_dict("records"):
         cell = lambda key, fmt="{:.3f}": "–" if _missing(row.get(key)) else fmt.format(row[key])  # noqa: E731
         lines.append(
-            f"| {row['stage']} | {cell('epoch', '{:.2f}')} | {cell('active_share', '{:.1%}')} | "
+            f"| {markdown_cell(row['stage'])} | {cell('epoch', '{:.2f}')} | {cell('active_share', '{:.1%}')} | "
             f"{cell(f'vs_first/mean_hellinger_{main}')} | {cell('vs_first/share_lost', '{:.1%}')} | "
             f"{cell('vs_first/share_gained', '{:.1%}')} | {cell(f'vs_first/mean_length_shift_{main}', '{:+.2f}')} |")
     plots = Path(TXRAY_DIR) / "plots"
     lines += ["", f"![Mean Hellinger per layer]({plots / 'hellinger_by_layer.png'})"] if len(frame) > 1 else [""]
-    lines += [f"![{ft} mass share]({plots / f'mass_share_{ft}.png'})" for ft in features if is_tag_feature(ft)]
+    # the file name holds the feature's name: percent-encoded, a space or ")" in it does not end the link
+    lines += [f"![{markdown_text(ft)} mass share]({quote(str(plots / f'mass_share_{ft}.png'))})"
+              for ft in features if is_tag_feature(ft)]
     lines += ["", f"Files: [`{TXRAY_DIR}/timeline.csv`]({TXRAY_DIR}/timeline.csv), profiles in `{TXRAY_DIR}/profiles/"
               f"<stage>/` (`hf_txray.Profile.from_pretrained`), reports in `{TXRAY_DIR}/reports/<a>__<b>/` "
               "(`hf_txray.TransferReport.from_pretrained`).", ""]
