@@ -578,6 +578,9 @@ def test_resume_puts_back_a_profile_and_report_a_crash_left_moved_aside(tmp_path
     again = TXRayTrainer(model=build_classifier(), args=args, **kwargs)
     again.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
     assert again.txray_reports["step-0->step-3"].neurons.equals(full.txray_reports["step-0->step-3"].neurons)
+    # and written back: the folder holds every report of the timeline again (a push uploads it)
+    assert TransferReport.from_pretrained(root / "reports" / "step-0__step-3").neurons.equals(
+        full.txray_reports["step-0->step-3"].neurons)
 
 
 def test_resume_with_restore_callback_states_from_checkpoint(tmp_path):

@@ -353,7 +353,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             for ref in REFERENCES:
                 source = row.get(f"vs_{ref}/stage")
                 if source:
-                    self._load_report(root, self.profiles[source], self.profiles[row["stage"]])
+                    self._load_report(root, self.profiles[source], self.profiles[row["stage"]], args.should_save)
         logger.info("TX-Ray: resumed a timeline of %d profiles at step %d.", len(rows), state.global_step)
 
     def _check_restored(self, row: dict[str, Any], profile: Profile, fingerprint: str | None, root: Path) -> None:
@@ -394,13 +394,19 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 f"{after!r} now): the timeline would compare profiles of other settings. Resume with the same "
                 "txray_* options and probe, or train into a new output_dir.")
 
-    def _load_report(self, root: Path, source: Profile, profile: Profile) -> None:
+    def _load_report(self, root: Path, source: Profile, profile: Profile, save: bool) -> None:
+        """Load the report of `source` -> `profile` from `root`; where it is missing or damaged on disk (another node,
+        deleted, a save cut short), recompute it and, where this process saves (`save`), write it back: recomputed in
+        memory only, the txray/ folder (and a push of output_dir) lacked a report of the timeline."""
         folder = root / "reports" / f"{source.stage}__{profile.stage}"
         restore_interrupted_swap(folder, required=SAVED_ARTIFACT_FILES)  # as a profile's (see _restore)
         try:
             self.reports[f"{source.stage}->{profile.stage}"] = TransferReport.from_pretrained(folder)
         except (ProfileFormatError, ArtifactNotFoundError):  # a missing folder raised the latter: resume crashed
-            self._report(source, profile)  # missing on disk (another node, or deleted): recompute
+            report = self._report(source, profile)
+            if save:
+                report.save_pretrained(folder)
+                self.files_written += 1
 
     # ----- files ------------------------------------------------------------------------------------------------
     def _write(self, args: TrainingArguments, profile: Profile, reports: dict[str, TransferReport]) -> None:
