@@ -648,11 +648,19 @@ def sweep_plans(
     if repeated:
         raise ConfigurationError(f"amounts {list(amounts)} repeat {', '.join(repeated)}: each amount once (an int is a "
                                  "count of neurons, a float a fraction).")
-    plans = []
+    plans, planned = [], {}
     for amount in amounts:
         at_amount = [plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
                                   allow_fewer=allow_fewer, **kwargs)
                      for strategy in strategies for seed in (seeds if is_random_strategy(strategy) else seeds[:1])]
+        # per-layer amounts are told apart as planned (keys resolved and sorted, as table_amount writes them):
+        # {-1: 3} and {1: 3} of a 2-block model, or {0: 2, 1: 3} and {1: 3, 0: 2}, are one amount
+        label = table_amount(at_amount[0]) if isinstance(amount, Mapping) else None
+        if label in planned:
+            raise ConfigurationError(f"amounts {planned[label]!r} and {amount!r} both plan {label} (a negative layer "
+                                     "key counts from the last block): each amount once.")
+        if label is not None:
+            planned[label] = amount
         _warn_unmatched_random(at_amount, amount)
         plans += at_amount
     return plans

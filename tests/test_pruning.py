@@ -732,6 +732,13 @@ def test_evaluate_pruning_classification_matches_brute_force():
     with pytest.raises(ConfigurationError, match=r"amounts \[5, 5\] repeat 5: each amount once"):
         sweep_plans(None, ["random"], [5, 5], seeds=[0], widths=widths)
     assert len(sweep_plans(None, ["random"], [1, 1.0], seeds=[0], widths=widths)) == 2
+    # per-layer amounts that plan alike (a negative key, another key order) were two amounts of identical plans,
+    # averaged by summarize as twice the runs of one setting
+    last = max(widths)
+    for same in ([{-1: 2}, {last: 2}], [{0: 1, last: 2}, {last: 2, 0: 1}]):
+        with pytest.raises(ConfigurationError, match="both plan .* each amount once"):
+            sweep_plans(None, ["random"], same, seeds=[0, 1], widths=widths)
+    assert len(sweep_plans(None, ["random"], [{-1: 2}, {last: 3}], seeds=[0], widths=widths)) == 2
     # helper 152: a mask left on the model was in the "unpruned" row and under every plan; refused, as for remove
     for kept in plans[:2]:  # mask plans only, then remove plans too
         with masked(model, {0: [4]}), pytest.raises(ConfigurationError, match=r"active hf_txray mask.*"
