@@ -123,7 +123,7 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
                "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
         stats = p.neuron_stats()
         for ft in m.feature_types:
-            row[f"mean length ({ft})"] = float(stats.loc[stats["count"] > 0, f"length_{ft}"].mean())
+            row[f"mean length ({markdown_text(ft)})"] = float(stats.loc[stats["count"] > 0, f"length_{ft}"].mean())
         rows.append(row)
     return ["### Stages (profiles)", "", markdown_table(pd.DataFrame(rows)), ""]
 
@@ -134,8 +134,8 @@ def _headline(report: TransferReport) -> str:
     pair = f"{markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}"
     return (f"- **{pair}**: {s['share_shared']:.1%} of the neurons are "
             f"active in both stages, {s['share_lost']:.1%} were deactivated (lost), {s['share_gained']:.1%} "
-            f"became active (gained); mean Hellinger distance of the {ft} preferences over shared neurons: "
-            f"{s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint)." + _noise_sentence(report, s, ft))
+            f"became active (gained); mean Hellinger distance of the {markdown_text(ft)} preferences over shared "
+            f"neurons: {s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint)." + _noise_sentence(report, s, ft))
 
 
 def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str:
@@ -145,7 +145,7 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
     if report.meta.no_noise_reason:
         return f" (No noise floors or per-neuron test: {report.meta.no_noise_reason}.)"
     if ft in report.meta.no_noise_features:  # this feature type's halves alone are empty
-        return f" (No noise floors or per-neuron test of {ft}: {report.meta.no_noise_features[ft]}.)"
+        return f" (No noise floors or per-neuron test of {markdown_text(ft)}: {report.meta.no_noise_features[ft]}.)"
     out = (f" At half size the distance is {s[f'matched_hellinger_{ft}']:.3f}, against a split-half noise floor of "
            f"{s[f'noise_floor_hellinger_{ft}_a']:.3f} (A) and {s[f'noise_floor_hellinger_{ft}_b']:.3f} (B)")
     if "matched_share_lost" in s:
@@ -170,22 +170,36 @@ def _report_tables(report: TransferReport) -> list[str]:
     noise = report.noise_table()
     if len(noise):
         out += ["Headline figures beside their split-half noise floors (the same figure between two interleaved "
-                "halves of one stage; compare them with A → B at half size):", "", markdown_table(noise), ""]
-    out += ["Per layer:", "", markdown_table(report.layers[layer_columns]), ""]
+                "halves of one stage; compare them with A → B at half size):", "",
+                markdown_table(noise.assign(figure=noise["figure"].map(markdown_text))), ""]
+    out += ["Per layer:", "", markdown_table(_names_shown(report.layers[layer_columns], report.meta.feature_types)), ""]
     share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
     share = share.assign(feature=share["feature"].map(markdown_text))  # a user tag such as <img src=x> stays text
     if len(share):
-        out += [f"{ft} mass share in A and B vs corpus frequency:", "", markdown_table(share.head(20)), ""]
+        out += [f"{markdown_text(ft)} mass share in A and B vs corpus frequency:", "", markdown_table(share.head(20)),
+                ""]
     min_count = report.DEFAULT_MIN_COUNT
     changed = report.most_changed(10, ft, min_count=min_count)
     if len(changed):
         keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
         keep += [c for c in (f"p_hellinger_{ft}", f"changed_{ft}") if c in changed]
         thin = report.too_few_credits(ft, min_count)
-        out += [f"Most changed neurons ({ft}), among those credited at least {min_count} times in both "
-                f"stages ({thin} shared neurons have too few credits and are not ranked):", "",
-                markdown_table(untested_unknown(changed[keep])), ""]
+        out += [f"Most changed neurons ({markdown_text(ft)}), among those credited at least {min_count} times in "
+                f"both stages ({thin} shared neurons have too few credits and are not ranked):", "",
+                markdown_table(_names_shown(untested_unknown(changed[keep]), [ft])), ""]
     return out
+
+
+def _names_shown(frame: pd.DataFrame, feature_types: Sequence[str]) -> pd.DataFrame:
+    """`frame` with the feature type names in its column names (``hellinger_<ft>``, ``p_hellinger_<ft>``...) as
+    literal markdown text: a user feature named ``<img src=x>`` or ``*x*`` was shown as an image or in italics. Only
+    the name is escaped, so a ``p_`` column keeps its p-value format."""
+    def shown(column: str) -> str:
+        for ft in sorted(feature_types, key=len, reverse=True):
+            if column.endswith(f"_{ft}"):
+                return f"{column[: -len(ft)]}{markdown_text(ft)}"
+        return column
+    return frame.rename(columns={c: shown(c) for c in frame.columns})
 
 
 def _plots_section(figures: Mapping[str, list[str]]) -> list[str]:
@@ -314,7 +328,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
             "## Summary", "",
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
             f"- **Neurons**: {m.site} site, {len(m.layers)} layers × {m.num_neurons} neurons; features: "
-            f"{', '.join(m.feature_types)}{_architecture_note(m)}",
+            f"{', '.join(map(markdown_text, m.feature_types))}{_architecture_note(m)}",
             *[f"- **Pruned model** (stage {code_span(stage)}): {pruning_note(recorded_pruning(p.meta.provenance)[1])}"
               for stage, p in profiles.items() if recorded_pruning(p.meta.provenance)[1]],
             *[_headline(r) for r in reports.values()], ""]

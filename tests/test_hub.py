@@ -1026,3 +1026,33 @@ def test_model_and_corpus_names_are_text_in_the_card_not_markup(results, tmp_pat
     cells = {html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)}
     assert {model, corpus} <= cells  # the profiles table's model and corpus
     assert f"TX-Ray neuron analysis of {model}" in shown.splitlines()  # the default title
+
+
+def test_user_feature_names_are_text_in_the_dataset_card_not_markup():
+    """0d30650 made feature names text in the model and probing cards; the dataset card still wrote a user feature's
+    name as it was into the summary's features list, the headline, the stages, noise, per-layer and most-changed
+    tables (their column names) and the mass share line: '<img src=x>' rendered as an image (13 of them) and '*d*'
+    in italics (13). Rendered, the name reads as given everywhere, a '|' in it keeps every table whole, and the
+    p-value column keeps its format."""
+    markdown_it = pytest.importorskip("markdown_it")
+    name = "<img src=x>*d*|e"
+    digits = hf_txray.UserFeature(name, lambda t: [(i, i + 1, "D") for i, c in enumerate(t) if c.isdigit()])
+    texts = [" ".join(f"{w} {k % 10}" for k, w in enumerate(t.split())) for t in SAMPLE_TEXTS * 3 if t.strip()]
+    options = dict(tokenizer=bert_tokenizer(), features=("token", digits), show_progress=False, max_length=32)
+    a = hf_txray.analyze(tiny_bert(0), texts, stage="a", **options)
+    b = hf_txray.analyze(tiny_bert(1), texts, stage="b", **options)
+    report = hf_txray.compare(a, b)
+    text = build_card({"a": a, "b": b}, {report.name: report}, {"meta": 1}, {}).text
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert "<img" not in page and "<em>" not in page
+    shown = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert f"features: token, {name}" in shown and f"mean Hellinger distance of the {name} preferences" in shown
+    headers = {html.unescape(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", page)}
+    assert {f"mean length ({name})", f"mean_hellinger_{name}", f"hellinger_{name}", f"p_hellinger_{name}"} <= headers
+    for table in re.findall(r"<table>.*?</table>", page, re.S):  # every row as wide as its header
+        widths = {len(re.findall(r"<t[hd][ >]", row)) for row in re.findall(r"<tr>.*?</tr>", table, re.S)}
+        assert len(widths) == 1, widths
+    changed = re.search(r"<table>(?:(?!</table>).)*?p_hellinger_.*?</table>", page, re.S).group(0)
+    column = [html.unescape(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", changed)].index(f"p_hellinger_{name}")
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row)[column] for row in re.findall(r"<tr>.*?</tr>", changed, re.S)[1:]]
+    assert cells and all(re.fullmatch(r"\d\.\d{3}|&lt;0\.001|–", c) for c in cells), cells  # p-values as p-values

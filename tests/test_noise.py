@@ -894,7 +894,8 @@ def test_a_feature_credited_in_one_half_only_has_no_test_of_its_own_and_says_why
     assert list(report.meta.no_noise_features) == ["digit_parity"] and "digit_parity" not in report.meta.dispersion
     assert "(no noise floors or p-values of digit_parity: stage(s) ['A', 'B'] credited" in report_text(report)
     report.save_pretrained(tmp_path / "r")
-    assert "No noise floors or per-neuron test of digit_parity: stage(s) ['A', 'B']" in \
+    # the feature's name is markdown text in the card (digit\_parity renders as digit_parity)
+    assert "No noise floors or per-neuron test of digit\\_parity: stage(s) ['A', 'B']" in \
         (tmp_path / "r" / "README.md").read_text()
     assert hf_txray.TransferReport.from_pretrained(tmp_path / "r") == report
 
