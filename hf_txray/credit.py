@@ -318,6 +318,9 @@ class ProfileBuilder:
         self.num_windowed = self.num_real_tokens = self.num_padded_tokens = 0
         # per feature type, the texts with a position that carries a value of it (the per-neuron test's cap)
         self.feature_texts = {ft: 0 for ft in vocabs}
+        # False after resuming a state saved before these counts existed: the texts read before it are not in them,
+        # so the profile records none (unknown; the test falls back to all texts, as for a merge with an old part)
+        self.feature_texts_known = True
         self.noise = _NoiseState(vocabs, self.num_rows)
         device = torch.device(device or "cpu")
         # float64 sums need a device that has float64 (not MPS): elsewhere reduce on the CPU.
@@ -625,7 +628,7 @@ class ProfileBuilder:
         meta.num_uncredited, meta.num_truncated, meta.num_empty = self.num_uncredited, self.num_truncated, self.num_empty
         meta.num_windowed, meta.num_input_tokens = self.num_windowed, self.num_real_tokens
         meta.num_padded_tokens = self.num_padded_tokens
-        meta.num_feature_texts = dict(self.feature_texts)
+        meta.num_feature_texts = dict(self.feature_texts) if self.feature_texts_known else {}
         shape = (self.num_layers, self.num_neurons)
         meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
@@ -653,7 +656,8 @@ class ProfileBuilder:
         for ft, vocab in self.vocabs.items():
             state[f"vocab.{ft}"] = strings_to_array(vocab.items)
             state[f"corpus_counts.{ft}"] = self.corpus_counts[ft].copy()
-            state[f"feature_texts.{ft}"] = self.feature_texts[ft]
+            if self.feature_texts_known:
+                state[f"feature_texts.{ft}"] = self.feature_texts[ft]
         return state
 
     def load_state_dict(self, state: StateDict) -> "ProfileBuilder":
@@ -661,8 +665,7 @@ class ProfileBuilder:
         types and capacity, and its (empty) vocabularies are filled in place (the batch builder shares them).
 
         Raises:
-            ValueError: the builder is not fresh, or `state` was saved by a builder of another shape (or by an
-                hf_txray that did not count the texts carrying each feature type).
+            ValueError: the builder is not fresh, or `state` was saved by a builder of another shape.
         """
         saved = {"num_layers": int(state["num_layers"]), "num_neurons": int(state["num_neurons"]),
                  "capacity": int(state["examples.capacity"]),
@@ -674,10 +677,9 @@ class ProfileBuilder:
             raise ValueError(f"Cannot load a builder state of another shape: {'; '.join(differ)}.")
         if self.num_positions or self.num_examples or any(len(v) for v in self.vocabs.values()):
             raise ValueError("load_state_dict needs a fresh builder: this one has already counted something.")
-        missing = [ft for ft in self.vocabs if f"feature_texts.{ft}" not in state]
-        if missing:  # resumed without them, the texts read before the save would be missing from the counts
-            raise ValueError(f"the state was saved by an earlier hf_txray that did not count the texts carrying each "
-                             f"feature type (no feature_texts.{missing[0]})")
+        # a state saved by an hf_txray that did not count them resumes with the counts unknown (a start-over would
+        # lose the run's work; a merge with such a part is unknown too)
+        self.feature_texts_known = all(f"feature_texts.{ft}" in state for ft in self.vocabs)
         for name in state:
             if name.startswith("num_") and "." not in name:
                 setattr(self, name, int(state[name]))
@@ -690,7 +692,7 @@ class ProfileBuilder:
             for item in array_to_strings(state[f"vocab.{ft}"]):
                 vocab.add(item)
             self.corpus_counts[ft] = np.asarray(state[f"corpus_counts.{ft}"], dtype=np.int64).copy()
-            self.feature_texts[ft] = int(state[f"feature_texts.{ft}"])
+            self.feature_texts[ft] = int(state.get(f"feature_texts.{ft}", 0))
         if self.examples.capacity:  # admission thresholds as after a flush (they only filter candidates)
             last = self.examples.activation[:, self.examples.capacity - 1]
             self._threshold = torch.from_numpy(np.append(last, np.inf)).to(self.device)
