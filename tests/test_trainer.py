@@ -1001,6 +1001,30 @@ def test_public_uploads_without_transformers_hf_api_warn_and_push_as_is(tmp_path
     assert not hasattr(trainer_module, "hf_api")
 
 
+def test_pushes_remove_the_txray_files_a_resume_removed_from_output_dir(tmp_path, hub):
+    """upload_folder only adds files: after a resume from an earlier checkpoint pruned the abandoned run's profiles and
+    reports from output_dir (step-6, step-8), the model repo kept them beside the new timeline (0, 3, 5), read as this
+    run's. The pushes of output_dir now remove the repo's txray/ files that output_dir no longer holds."""
+    repo, out = f"{hub.username}/resumed-cls", tmp_path / "out"
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8, push_to_hub=True, hub_model_id=repo,
+                   hub_strategy="every_save")
+    kwargs = dict(train_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    TXRayTrainer(model=build_classifier(), args=build_args(out, **options), **kwargs).train()
+
+    def pushed() -> set[str]:
+        return {name for name in hub.server.repo_files(repo, repo_type="model") if name.startswith("txray/")}
+
+    assert {"txray/profiles/step-8/README.md", "txray/reports/step-6__step-8/README.md"} <= pushed()
+    resumed = TXRayTrainer(model=build_classifier(), args=build_args(out, **{**options, "max_steps": 5}), **kwargs)
+    resumed.train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    resumed.push_to_hub()
+    local = {str(p.relative_to(out)) for p in (out / "txray").rglob("*") if p.is_file()}
+    assert pushed() == local
+    assert {name.split("/")[2] for name in pushed() if name.startswith("txray/profiles/")} == {"step-0", "step-3",
+                                                                                             "step-5"}
+    assert "model.safetensors" in hub.server.repo_files(repo, repo_type="model")  # nothing else is removed
+
+
 def test_a_hub_token_in_the_arguments_reaches_no_file_log_or_upload(tmp_path, hub, monkeypatch, caplog):
     """transformers pickles TrainingArguments whole into training_args.bin (every checkpoint, the final save and the
     checkpoint pushes' output_dir), which pushes upload: the token given as hub_token was in all three checkpoint

@@ -57,7 +57,8 @@ def public_output_uploads(output_dir: str | Path, token: str | bool | None = Non
 
 
 class _PublicUploads:
-    """An `HfApi` whose `upload_folder` of `output_dir` uploads its public staged copy; everything else passes."""
+    """An `HfApi` whose `upload_folder` of `output_dir` uploads its public staged copy, and removes from the repo the
+    files under ``txray/`` that `output_dir` no longer holds; everything else passes."""
 
     def __init__(self, api: Any, output_dir: Path, token: str | bool | None = None):
         self._api, self._output_dir, self._token = api, output_dir, token
@@ -71,6 +72,7 @@ class _PublicUploads:
         if Path(folder_path).resolve() != self._output_dir.resolve():
             return self._api.upload_folder(folder_path=folder_path, **kwargs)
         kwargs["ignore_patterns"] = _with_unfinished_writes(kwargs.get("ignore_patterns"))
+        kwargs["delete_patterns"] = _with_txray_files(kwargs.get("delete_patterns"))
         staging = stage_public_output(self._output_dir, kwargs.get("ignore_patterns"))
         if staging is None:  # nothing names a local path
             return self._api.upload_folder(folder_path=folder_path, **kwargs)
@@ -97,6 +99,19 @@ def _with_unfinished_writes(patterns: Sequence[str] | str | None) -> list[str]:
     """The caller's `ignore_patterns` and :data:`UNFINISHED_WRITES`."""
     given = [patterns] if isinstance(patterns, str) else list(patterns or [])
     return given + [p for p in UNFINISHED_WRITES if p not in given]
+
+
+# Every file the repo holds under txray/ that this upload does not send: upload_folder only adds, so the profiles and
+# reports a resume (or a new run in the same output_dir) removed from output_dir stayed in the model repo beside the
+# new timeline (measured: step-6, step-8 and their reports of the abandoned run next to a timeline of 0, 3, 5).
+# upload_folder keeps what the same commit uploads, so only the files no longer in output_dir go.
+TXRAY_FILES = f"{TXRAY_DIR}/*"
+
+
+def _with_txray_files(patterns: Sequence[str] | str | None) -> list[str]:
+    """The caller's `delete_patterns` and :data:`TXRAY_FILES`."""
+    given = [patterns] if isinstance(patterns, str) else list(patterns or [])
+    return given + [TXRAY_FILES] if TXRAY_FILES not in given else given
 
 
 def stage_public_output(output_dir: Path, ignore_patterns: Sequence[str] | str | None = None) -> Path | None:
