@@ -1132,7 +1132,8 @@ def test_viewer_edges_found_by_a_fresh_helper(results, tmp_path):
                                            shown, min_count=1)
     assert len(found) and (found[column] == shown).all()
     # stages of different feature types: compared on those they share; the neuron tab's parts all answer
-    token_only = dataclasses.replace(b.meta, feature_types=["token"], stage="tokens")
+    token_only = dataclasses.replace(b.meta, feature_types=["token"], stage="tokens",
+                                     num_feature_texts={k: v for k, v in b.meta.num_feature_texts.items() if k == "token"})
     tokens = hf_txray.Profile(token_only, b.neuron_mass, b.neuron_count, {"token": b.tables["token"]}, b.examples)
     mixed = tmp_path / "mixed"
     hf_txray.save_to_disk(mixed, [a, tokens], [], plots=False)
