@@ -1301,10 +1301,35 @@ def test_viewer_tables_show_missing_values_as_a_dash(app, results):
     assert raw["hellinger_pos"].isna().all() and raw["hellinger_pos"].dtype == float
     shown = app._table("t").postprocess(raw)
     column = shown.headers.index("hellinger_pos")
-    assert [row[column] for row in shown.data] == [MISSING] * len(raw)
+    assert [row[column] for row in shown.metadata["display_value"]] == [MISSING] * len(raw)
     counts = shown.headers.index("count_a")
     assert [row[counts] for row in shown.data] == list(raw["count_a"])  # numbers stay numbers
     assert app._table("t").postprocess(app.empty("a", "b")).headers == ["a", "b"]
+
+
+def test_a_missing_number_is_shown_as_a_dash_but_sent_as_null(app, results):
+    """Helper 236: the "–" of a missing number went to the browser as the cell's value, a string in a numeric column,
+    and Gradio's sort broke on it. Sorted ascending in Chromium, the Hellinger search's p_hellinger_pos column read
+    0.00001389, –, –, –, 0.00001045, 0.00007885, ... (a string compares as neither smaller nor larger than a number;
+    past 10 rows a column holding a string is sorted as text: 10 before 9). The value is now null, with "–" as the
+    cell's display value only: every numeric column sends numbers or nulls."""
+    from hf_txray.tables import MISSING
+
+    view = viewer.open_results(str(results[3]))
+    raw = viewer.search_hellinger(view, results[2].name, "pos", 0.0, 1.0, min_count=1)
+    assert raw["p_hellinger_pos"].isna().any() and raw["p_hellinger_pos"].notna().any()
+    shown = app._table("t").postprocess(raw)
+    columns = {name: [row[shown.headers.index(name)] for row in shown.data] for name in raw.columns}
+    for name, values in columns.items():
+        if pd.api.types.is_numeric_dtype(raw[name]):
+            assert all(v is None or isinstance(v, (int, float)) for v in values), (name, values)
+    display = shown.metadata["display_value"]
+    for name, values in columns.items():
+        column = shown.headers.index(name)
+        for value, cell, want in zip(values, (row[column] for row in display), raw[name]):
+            assert (cell == MISSING) == pd.isna(want) and (value is None) == pd.isna(want), (name, value, cell, want)
+    p = shown.headers.index("p_hellinger_pos")
+    assert [row[p] for row in shown.data] == [None if math.isnan(x) else x for x in raw["p_hellinger_pos"]]
 
 
 def test_deploy_space_pins_a_results_revision(app, hub, results, monkeypatch, tmp_path):  # noqa: F811

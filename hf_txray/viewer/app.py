@@ -584,7 +584,8 @@ _ATTRIBUTION_LOCK = threading.Lock()
 # ----- building the UI -------------------------------------------------------------------------------------------
 def _table(label: str, **kwargs: Any) -> gr.Dataframe:
     """A read-only table of the viewer, showing missing values as "–" (:func:`~hf_txray.viewer.data.missing_shown`):
-    every table the handlers fill passes through its ``postprocess``, so none of them draws NaN as a blank cell."""
+    every table the handlers fill passes through its ``postprocess``, so none of them draws NaN as a blank cell, and
+    the "–" is only drawn (the cell's value stays null), so a numeric column still sorts as numbers in the browser."""
     table = gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, elem_classes="txray-table",
                          **kwargs)
     draw = table.postprocess

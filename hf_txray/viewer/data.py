@@ -542,18 +542,29 @@ def layer_filter(frame: pd.DataFrame, layer: Any) -> pd.DataFrame:
 
 def missing_shown(value: Any) -> Any:
     """A table (`value`, a DataFrame; anything else is returned as it is) as the viewer's UI shows it: a missing
-    number (NaN: the Hellinger distance of a lost neuron, the p-value of an untested one) or value (None) as
-    :data:`~hf_txray.tables.MISSING`, as the ``changed`` column, the cards and the terminal show it; Gradio drew them
-    as blank cells, which read as "no value recorded" beside a "–" meaning "not tested". A copy; the viewer's
-    functions keep NaN, for the numbers to stay numbers to Python callers."""
+    number (NaN: the Hellinger distance of a lost neuron, the p-value of an untested one) or value (None) drawn as
+    :data:`~hf_txray.tables.MISSING`, as the ``changed`` column, the cards and the terminal show it (Gradio drew them
+    as blank cells, which read as "no value recorded" beside a "–" meaning "not tested").
+
+    The "–" is the cell's display value only (Gradio's ``metadata["display_value"]``); the cell's value stays null.
+    Sent as the value, the string "–" in a numeric column made the browser sort that column wrongly: Gradio sorts a
+    column as text when it holds a string (0.00001045 after 0.00001389 and "–", 10 before 9) and otherwise compares
+    the string with numbers as neither smaller nor larger, leaving the "–" rows anywhere. Null sorts with the numbers
+    (as zero, Gradio's comparison), and API callers read it as a missing number, not as text.
+
+    Returns:
+        `value` itself when nothing is missing, else the dict Gradio's Dataframe takes: ``headers``, ``data`` (missing
+        cells None) and ``metadata`` (``display_value``: MISSING for the missing cells, None for the others).
+    """
     if not isinstance(value, pd.DataFrame):
         return value
-    out = value.copy()
-    for column in out.columns:
-        values = out[column]
-        if values.isna().any():
-            out[column] = values.astype(object).where(values.notna(), MISSING)
-    return out
+    missing = value.isna().to_numpy()
+    if not missing.any():
+        return value
+    cells = value.astype(object).where(~missing, None)
+    shown = [[MISSING if m else None for m in row] for row in missing.tolist()]
+    return {"headers": list(value.columns), "data": cells.to_dict(orient="split")["data"],
+            "metadata": {"display_value": shown}}
 
 
 def yes_no(frame: pd.DataFrame) -> pd.DataFrame:
