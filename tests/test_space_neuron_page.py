@@ -91,6 +91,23 @@ def test_neuron_page_summary_outputs_and_activations(client, pages):
     assert '"count"' in str(spec) and "log" in str(spec)
 
 
+def test_the_activation_histogram_draws_bars_from_zero(pages):
+    """Helper 236: the neuron page's histogram gave each bin x, x2 and y but no y2, so Vega-Lite drew ranged bars
+    along x: in Chromium each bin was a thin dash at the height of its count (0.055-0.07 a dash on the axis), not a
+    bar. The bars now rise from zero (y2 = 0), and the spec's counts are the stage's histogram."""
+    from hf_txray import viewer
+    from hf_txray.viewer import figures
+
+    a, b, report, folder, _ = pages
+    layer, neuron = busiest(a)
+    view = viewer.open_results(str(folder))
+    spec = figures.histogram_chart(view, layer, neuron, "pretrained", "finetuned")
+    assert spec["mark"]["type"] == "bar" and spec["encoding"]["y"]["field"] == "count"
+    assert spec["encoding"].get("y2") == {"datum": 0}, spec["encoding"]
+    counts = [v["count"] for v in spec["data"]["values"] if v["stage"] == "pretrained"]
+    assert sum(counts) == a.neuron_count[a.layers.index(layer), neuron]
+
+
 def test_live_tab_winners_equal_analyze_on_the_same_text(client, pages):
     model = pages[4]
     profile = hf_txray.analyze(model, [LIVE_TEXT], tokenizer=bert_tokenizer(), features=("token",),

@@ -133,6 +133,9 @@ def histogram_chart(view: ResultsView, layer: int, neuron: int, stage_a: str, st
                   "axis": {"labelOverlap": "greedy", "labelFlush": True}},
             "x2": {"field": "high"},
             "y": {"field": "count", "type": "quantitative", "stack": None, "title": "credits"},
+            # bars rise from zero: with x and x2 and no y2, Vega-Lite draws a ranged bar along x, a thin dash at the
+            # height of the count (an empty bin a dash on the axis), which read as a line chart, not as bars
+            "y2": {"datum": 0},
             "color": {"field": "stage", "type": "nominal", "scale": colors, "legend": {"orient": "bottom"}},
             "tooltip": [{"field": "stage"}, {"field": "range", "title": "activation"}, {"field": "count"}],
         },
