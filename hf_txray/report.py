@@ -372,11 +372,15 @@ class TransferReport(Artifact):
                              float("nan")])
         return pd.DataFrame(rows, columns=columns)
 
-    def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT) -> int:
-        """How many shared neurons rankings leave out: credited fewer than `min_count` times in a stage."""
+    def too_few_credits(self, feature_type: str | None = None, min_count: int = DEFAULT_MIN_COUNT,
+                        layer: int | None = None) -> int:
+        """How many shared neurons rankings leave out: credited fewer than `min_count` times in a stage (of `layer`
+        only when given, as a ranking of one layer leaves out only that layer's)."""
         column = self._hellinger_column(feature_type)
         min_count = check_min_count(min_count)
         frame = self.neurons[self.neurons[column].notna()]
+        if layer is not None:
+            frame = frame[frame["layer"] == resolve_layer(self.meta.layers, layer, "is not in this report")]
         return int(((frame["count_a"] < min_count) | (frame["count_b"] < min_count)).sum())
 
     def _hellinger_column(self, feature_type: str | None) -> str:

@@ -361,6 +361,26 @@ def test_a_folder_with_the_source_separator_in_its_name_opens_as_one_folder(resu
     assert viewer.split_sources(f"a/x{viewer.SOURCE_SEPARATOR}b/y") == ["a/x", "b/y"]
 
 
+def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, results):
+    """Helper 236: with the Layer filter set, the Transfer and Hellinger-search messages counted the shared neurons
+    left out for too few credits over every layer ("The 4 most changed shared neurons ... (60 have too few credits and
+    are not ranked)" beside layer 1's table, where 35 were left out). They count that layer's."""
+    a, b, report, folder = results
+    shared = report.neurons[report.neurons["hellinger_pos"].notna()]
+    thin = (shared["count_a"] < viewer.DEFAULT_MIN_COUNT) | (shared["count_b"] < viewer.DEFAULT_MIN_COUNT)
+    for layer in report.meta.layers:
+        want = int((thin & (shared["layer"] == layer)).sum())
+        assert want != int(thin.sum())  # the fixture leaves out neurons of more than one layer
+        message, table = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200,
+                                           layer)
+        assert set(table["layer"]) <= {layer} and f"({want} have too few credits and are not ranked)" in message
+        message = app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, str(layer))[0]
+        assert f"({want} shared neuron(s) have too few credits and are not listed)" in message, message
+        assert report.too_few_credits("pos", layer=layer) == want
+    message = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200, "all")[0]
+    assert f"({int(thin.sum())} have too few credits" in message
+
+
 def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     """Issue 12: the Space's minimum credits default to DEFAULT_MIN_COUNT, and search_feature applies it to the
     neurons' credits at the stage (a probability from a few credits is noise)."""

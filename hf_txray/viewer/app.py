@@ -374,6 +374,13 @@ def _at_least_one(min_count: Any) -> int:
     return math.ceil(min(max(floor, 1.0), 2.0 ** 62))  # -inf is below 1 too (ceil of it raised OverflowError)
 
 
+def _one_layer(layer: Any) -> int | None:
+    """The layer a table is filtered to (None: all layers), for the counts its message gives beside it (the neurons
+    left out of a one-layer ranking are that layer's: the Transfer tab said 60 of all layers beside layer 1's 4 rows,
+    where 35 were left out)."""
+    return None if layer in (None, "", data.ALL_LAYERS) else int(layer)
+
+
 def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
                    n: Any, layer: Any = None) -> tuple:
     """Which neurons prefer a token, word or tag: ranked by probability or by mass."""
@@ -399,7 +406,7 @@ def search_hellinger(source: str, report: str, feature_type: str, low: Any, high
     view = _view(source)
     table = tables.search_hellinger(view, report, feature_type, low, high, layer=layer)
     meta = view.report(report).meta
-    thin = view.report(report).too_few_credits(feature_type, DEFAULT_MIN_COUNT)
+    thin = view.report(report).too_few_credits(feature_type, DEFAULT_MIN_COUNT, _one_layer(layer))
     return (tables.matches_text(table, f" of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
                                        f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times in both stages")
             + f" ({thin} shared neuron(s) have too few credits and are not listed).", table,
@@ -412,7 +419,7 @@ def show_transfer(source: str, report: str, feature_type: str, which: str, min_c
     view = _view(source)
     table = tables.transfer_table(view, report, feature_type, which or "most", int(n or 20), _at_least_one(min_count),
                                   layer)
-    thin = view.report(report).too_few_credits(feature_type, _at_least_one(min_count))
+    thin = view.report(report).too_few_credits(feature_type, _at_least_one(min_count), _one_layer(layer))
     return (f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}), credited >= "
             f"{_at_least_one(min_count)} times in both stages ({thin} have too few credits and are not ranked).", table)
 
