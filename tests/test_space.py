@@ -1319,12 +1319,12 @@ def test_viewer_tables_show_missing_values_as_a_dash(app, results):
     status = next(s for s in ("lost", "gained") if (report.neurons["status"] == s).any())
     raw = viewer.search_status(view, "pretrained->finetuned", status)
     assert raw["hellinger_pos"].isna().all() and raw["hellinger_pos"].dtype == float
-    shown = app._table("t").postprocess(raw)
+    shown = app._table("t", ()).postprocess(raw)
     column = shown.headers.index("hellinger_pos")
     assert [row[column] for row in shown.metadata["display_value"]] == [MISSING] * len(raw)
     counts = shown.headers.index("count_a")
     assert [row[counts] for row in shown.data] == list(raw["count_a"])  # numbers stay numbers
-    assert app._table("t").postprocess(app.empty("a", "b")).headers == ["a", "b"]
+    assert app._table("t", ()).postprocess(app.empty("a", "b")).headers == ["a", "b"]
 
 
 def test_a_missing_number_is_shown_as_a_dash_but_sent_as_null(app, results):
@@ -1338,7 +1338,7 @@ def test_a_missing_number_is_shown_as_a_dash_but_sent_as_null(app, results):
     view = viewer.open_results(str(results[3]))
     raw = viewer.search_hellinger(view, results[2].name, "pos", 0.0, 1.0, min_count=1)
     assert raw["p_hellinger_pos"].isna().any() and raw["p_hellinger_pos"].notna().any()
-    shown = app._table("t").postprocess(raw)
+    shown = app._table("t", ()).postprocess(raw)
     columns = {name: [row[shown.headers.index(name)] for row in shown.data] for name in raw.columns}
     for name, values in columns.items():
         if pd.api.types.is_numeric_dtype(raw[name]):
@@ -1350,6 +1350,21 @@ def test_a_missing_number_is_shown_as_a_dash_but_sent_as_null(app, results):
             assert (cell == MISSING) == pd.isna(want) and (value is None) == pd.isna(want), (name, value, cell, want)
     p = shown.headers.index("p_hellinger_pos")
     assert [row[p] for row in shown.data] == [None if math.isnan(x) else x for x in raw["p_hellinger_pos"]]
+
+
+def test_every_table_has_real_headers_before_it_is_filled(app):
+    """Helper 236: every table of a viewer opened without results, and the Search, Live text and attribution tables
+    until first used, showed Gradio's placeholder table headed "1 2 3". Each starts with the headers its handler
+    gives it."""
+    demo = app.build_demo("")
+    tables = [b for b in demo.blocks.values() if isinstance(b, gradio.Dataframe)]
+    assert len(tables) >= 18
+    for table in tables:
+        headers = table.value["headers"]
+        assert headers and headers != ["1", "2", "3"], (table.label, headers)
+    by_id = {t.elem_id: t.value["headers"] for t in tables}
+    assert by_id["search-results"][:2] == ["layer", "neuron"] and by_id["stages-table"][0] == "stage"
+    assert by_id["live-table"] == list(app.LIVE_COLUMNS) and by_id["attribution-table"] == list(app.ATTRIBUTION_COLUMNS)
 
 
 def test_deploy_space_pins_a_results_revision(app, hub, results, monkeypatch, tmp_path):  # noqa: F811

@@ -174,6 +174,10 @@ ABLATION_COLUMNS = ("strategy", "num_ablated", "mean", "std", "count")
 LAYER_COLUMNS = ("layer",)
 LIVE_COLUMNS = ("position", "token", "layer", "neuron", "activation")
 NEURON_LIST_COLUMNS = ("layer", "neuron")
+STAGE_COLUMNS = ("stage", "model", "site", "corpus", "texts", "positions", "features", "credited neurons", "neurons")
+REPORT_COLUMNS = ("report", "stage A", "stage B", *STATUSES)
+ATTRIBUTION_COLUMNS = ("example", "token", "score", "read here")
+NEURON_PROBE_COLUMNS = tuple(probing.neuron_probes(data.ResultsView("", {}, {}), 0, 0).columns)
 
 
 def _view(source: str | None) -> data.ResultsView:
@@ -589,12 +593,14 @@ _ATTRIBUTION_LOCK = threading.Lock()
 
 
 # ----- building the UI -------------------------------------------------------------------------------------------
-def _table(label: str, **kwargs: Any) -> gr.Dataframe:
-    """A read-only table of the viewer, showing missing values as "–" (:func:`~hf_txray.viewer.data.missing_shown`):
+def _table(label: str, columns: tuple[str, ...], **kwargs: Any) -> gr.Dataframe:
+    """A read-only table of the viewer, headed by `columns` until a handler fills it (Gradio's placeholder table,
+    headed "1 2 3", stood in every table of a viewer opened without results and in the Search, Live text and
+    attribution tables until first used), showing missing values as "–" (:func:`~hf_txray.viewer.data.missing_shown`):
     every table the handlers fill passes through its ``postprocess``, so none of them draws NaN as a blank cell, and
     the "–" is only drawn (the cell's value stays null), so a numeric column still sorts as numbers in the browser."""
-    table = gr.Dataframe(label=label, interactive=False, wrap=True, max_height=420, elem_classes="txray-table",
-                         **kwargs)
+    table = gr.Dataframe(empty(*columns), label=label, interactive=False, wrap=True, max_height=420,
+                         elem_classes="txray-table", **kwargs)
     draw = table.postprocess
     table.postprocess = lambda value: draw(data.missing_shown(value))  # type: ignore[method-assign]
     return table
@@ -636,13 +642,13 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         status = _message(elem_id="status")
         with gr.Tabs() as tabs:
             with gr.Tab("Overview", id="overview"):
-                stages_df = _table("Stages: model, corpus, size", elem_id="stages-table")
-                reports_df = _table("Transfer reports", elem_id="reports-table")
+                stages_df = _table("Stages: model, corpus, size", STAGE_COLUMNS, elem_id="stages-table")
+                reports_df = _table("Transfer reports", REPORT_COLUMNS, elem_id="reports-table")
                 with gr.Row():
                     ov_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
                     ov_ft = gr.Dropdown(label="Feature type", choices=[], scale=1)
                 ov_message = _message("Notes on the figures", elem_id="overview-message", max_lines=12)
-                layers_df = _table("Per-layer summary", elem_id="layers-table")
+                layers_df = _table("Per-layer summary", LAYER_COLUMNS, elem_id="layers-table")
                 overview_plots = []
                 for name in FIGURES:  # the label as a heading: a label drawn over the image covers the plot's title
                     gr.Markdown(f"**{FIGURE_LABELS[name]}**")
@@ -667,16 +673,16 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 nb_title = _message("Neuron", elem_id="neuron-title")
                 nb_summary = _message("In words (every figure from the neuron's card)", elem_id="neuron-summary")
                 nb_stats = _table("Stats per stage (length = distinct values credited; top = most preferred value)",
-                                  elem_id="neuron-stats")
+                                  STATS_COLUMNS, elem_id="neuron-stats")
                 nb_chart = gr.Plot(label="Preference distributions: stage A and B side by side", elem_id="chart")
                 nb_out_message = _message("Output effects", elem_id="output-message")
                 nb_outputs = _table("Promoted and suppressed vocabulary tokens (logit change per unit of activation)",
-                                    elem_id="output-effects")
+                                    OUTPUT_COLUMNS, elem_id="output-effects")
                 with gr.Row():
                     nb_hist = gr.Plot(label="Credited activations (log-spaced bins)", show_label=False,  # titled
                                       elem_id="histogram")
                     nb_facts = _table("Win rate (credits / positions) and mass from the top token position",
-                                      elem_id="activation-facts")
+                                      FACT_COLUMNS, elem_id="activation-facts")
                 examples = lambda label, elem_id: gr.HighlightedText(  # noqa: E731
                     label=label, elem_id=elem_id, color_map=neuron_view.ACTIVATION_COLORS, show_legend=True,
                     show_inline_category=False)
@@ -684,12 +690,13 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                                    "by its activation relative to the best", "examples-a")
                 nb_hl_b = examples("Top activating examples, stage B", "examples-b")
                 with gr.Accordion("Examples and distributions as tables", open=False):
-                    nb_examples = _table("Top activating examples", elem_id="examples-table")
-                    nb_dist = _table("Top values per feature type and stage")
-                nb_cmp = _table("Transfer: change from A to B per feature type")
+                    nb_examples = _table("Top activating examples", EXAMPLE_COLUMNS, elem_id="examples-table")
+                    nb_dist = _table("Top values per feature type and stage", DISTRIBUTION_COLUMNS)
+                nb_cmp = _table("Transfer: change from A to B per feature type", COMPARISON_COLUMNS)
                 nb_probe_message = _message("Probes", elem_id="neuron-probes-message")
                 nb_probes = _table("This neuron in each probe: global rank (of how many), score, top label and "
-                                   "weight, the labels whose top neurons include it", elem_id="neuron-probes")
+                                   "weight, the labels whose top neurons include it", NEURON_PROBE_COLUMNS,
+                                   elem_id="neuron-probes")
                 with gr.Row():
                     nb_explain = gr.Button("Explain top examples (Integrated Gradients)",
                                            interactive=attribution.available, elem_id="explain", scale=3)
@@ -700,7 +707,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 nb_attr = gr.HighlightedText(label="Per-token attribution (score / largest |score| of the example)",
                                              elem_id="attribution", show_legend=True)
                 with gr.Accordion("Attribution scores as a table", open=False):
-                    nb_attr_table = _table("Per-token scores", elem_id="attribution-table")
+                    nb_attr_table = _table("Per-token scores", ATTRIBUTION_COLUMNS, elem_id="attribution-table")
             with gr.Tab("Search", id="search"):
                 gr.Markdown("Which neurons prefer X? Click a result row to open the neuron.")
                 with gr.Row():
@@ -721,7 +728,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     s_go_h = gr.Button("Search by Hellinger range")
                 s_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
                 s_message = _message("Search", elem_id="search-message")
-                s_table = _table("Neurons (click a row to open it)", elem_id="search-results")
+                s_table = _table("Neurons (click a row to open it)", NEURON_LIST_COLUMNS, elem_id="search-results")
             with gr.Tab("Transfer", id="transfer"):
                 with gr.Row():
                     t_report = gr.Dropdown(label="Report (stage pair)", choices=[], scale=2)
@@ -732,24 +739,26 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     t_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
                 t_message = _message("Transfer", elem_id="transfer-message")
                 t_table = _table("Shared neurons by Hellinger distance (click a header to sort, a row to open the "
-                                 "neuron)", elem_id="transfer-table")
+                                 "neuron)", NEURON_LIST_COLUMNS, elem_id="transfer-table")
             with gr.Tab("Probing", id="probing"):
                 p_message = _message("Probing", elem_id="probing-message")
                 p_overview = _table("Probes: accuracy vs majority baseline and control task, selectivity, minimal "
-                                    "neuron set", elem_id="probing-overview")
+                                    "neuron set", PROBE_OVERVIEW_COLUMNS, elem_id="probing-overview")
                 with gr.Row():
                     p_probe = gr.Dropdown(label="Probe", choices=[], elem_id="probe")
                     p_label = gr.Dropdown(label="Label", choices=[], elem_id="probe-label")
                     p_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
                 p_top_message = _message("Top neurons", elem_id="probe-top-message")
                 with gr.Row():
-                    p_labels = _table("Per-label accuracy", elem_id="probe-labels")
-                    p_top = _table("Top neurons (click a row to open the neuron)", elem_id="probe-top")
+                    p_labels = _table("Per-label accuracy", PROBE_LABEL_COLUMNS, elem_id="probe-labels")
+                    p_top = _table("Top neurons (click a row to open the neuron)", PROBE_TOP_COLUMNS,
+                                   elem_id="probe-top")
                 p_curve = gr.Dropdown(label="Ablation curve", choices=[], elem_id="ablation-curve")
                 p_ablation_message = _message("Ablation", elem_id="ablation-message")
                 p_ablation_plot = gr.Plot(label="Ablation: metric vs neurons ablated (ranked vs random)",
                                           format="png", elem_id="ablation-plot")
-                p_ablation = _table("Ablation summary (mean, std over seeds)", elem_id="ablation-table")
+                p_ablation = _table("Ablation summary (mean, std over seeds)", ABLATION_COLUMNS,
+                                    elem_id="ablation-table")
             with gr.Tab("Live text", id="live"):
                 gr.Markdown("Type or paste text: each token shows the neuron that wins it at the chosen layer (the "
                             "same engine and credit rule as `analyze`), coloured by its activation. Click a token "
@@ -772,7 +781,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                                                     "positive, blue = negative)", elem_id="live-trace",
                                                     show_legend=True, combine_adjacent=False)
                 lv_table = _table("Tokens: winning neuron and its activation (click a row to open the neuron)",
-                                  elem_id="live-table")
+                                  LIVE_COLUMNS, elem_id="live-table")
                 lv_state = gr.State([[], []])  # (layer, neuron) per token row; token row per span
 
         open_outputs = [current, status, stages_df, reports_df, ov_report, ov_ft, nb_layer, nb_neuron, nb_a, nb_b,
@@ -828,7 +837,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         def explain(source: str, layer: Any, neuron: Any, stage: str, k: Any) -> tuple:
             return explain_neuron(source, layer, neuron, stage, k, attribution)
 
-        explain_fn = guarded(lambda: (None, empty("example", "token", "score", "read here")))(explain)
+        explain_fn = guarded(lambda: (None, empty(*ATTRIBUTION_COLUMNS)))(explain)
 
         page_fn = guarded(lambda: (None, empty(*OUTPUT_COLUMNS), None, empty(*FACT_COLUMNS)),
                           toast=False)(show_neuron_page)
