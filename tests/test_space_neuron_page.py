@@ -167,9 +167,17 @@ def test_live_tab_in_the_browser(served, pages, tmp_path):
             expect(page.locator("#status textarea")).to_have_value(re.compile("^Opened "), timeout=60_000)
             page.get_by_role("tab", name="Live text").click()
             page.locator("#live-input textarea").fill(LIVE_TEXT)
-            page.locator("#live-trace-neuron input").fill("7")
+            # helper 236: the optional neuron box (a gr.Number) showed and sent 0 when empty, so every run traced
+            # neuron 0 unasked; left empty, nothing is traced
+            trace = page.locator("#live-trace-neuron input, #live-trace-neuron textarea").first
+            assert trace.input_value() == ""
             page.locator("#live-run").click()
             expect(page.locator("#live-message textarea")).to_have_value(re.compile(r"token\(s\)"), timeout=30_000)
+            expect(page.locator("#live-table thead")).to_contain_text("activation")
+            assert "neuron 0" not in page.locator("#live-table thead").inner_text()
+            trace.fill("7")
+            page.locator("#live-run").click()
+            expect(page.locator("#live-table thead")).to_contain_text("neuron 7", timeout=30_000)
             expect(page.locator("#live-winners")).to_contain_text("Prices")
             page.screenshot(path=str(shots / "live.png"), full_page=True)
             # click a token: the Neuron tab opens on that token's winner

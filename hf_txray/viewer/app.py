@@ -768,8 +768,10 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                                          value="The quick brown fox jumps over the lazy dog in New York last year.")
                     lv_layer = gr.Dropdown(label="Layer", choices=[], elem_id="live-layer", scale=1,
                                            allow_custom_value=True)  # choices arrive after the results open
-                    lv_trace = gr.Number(label="Neuron to trace (optional)", elem_id="live-trace-neuron",
-                                         scale=1)  # not rounded by Gradio either: check_neuron refuses fractions
+                    # a text box, empty until a neuron is typed: a gr.Number shows and sends 0 when empty, so every
+                    # run traced neuron 0 unasked; check_neuron reads the text as a number (and refuses fractions)
+                    lv_trace = gr.Textbox(label="Neuron to trace (optional)", elem_id="live-trace-neuron", scale=1,
+                                          max_lines=1, placeholder="e.g. 7")
                     lv_go = gr.Button("Run", variant="primary", interactive=attribution.available,
                                       elem_id="live-run", scale=1)
                 lv_message = _message("Live text", elem_id="live-message",
