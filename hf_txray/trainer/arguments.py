@@ -37,6 +37,8 @@ def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
         message += (f" (module_pattern is not a TXRayArguments field: in the trainer use {prefix}site='residual', or "
                     "profile saved checkpoints with hf_txray.analyze(..., module_pattern=...).)")
     return message
+
+
 def args_without_secrets(args: TrainingArguments) -> TrainingArguments:
     """`args` as it may be written to a file: a shallow copy whose secrets (the ``*_token`` fields, which
     transformers masks in ``to_dict`` and ``str``, e.g. ``hub_token``) are None; `args` itself, when it holds none.
