@@ -145,10 +145,8 @@ def remove_stale_backups(target: str | os.PathLike) -> list[Path]:
     """
     target = Path(target)
     removed = []
-    for backup in target.parent.glob(f".{glob.escape(target.name)}.old-*"):
-        pid = backup.name[len(f".{target.name}.old-"):]
-        # only `target`'s own copies: the glob matches those of a folder named `{name}.old-N` too (.x.old-1.old-7)
-        if not pid.isdigit() or _may_be_running(int(pid)):
+    for backup, pid in _backups(target):
+        if _may_be_running(pid):
             continue
         if backup.is_dir() and not backup.is_symlink():
             shutil.rmtree(backup, ignore_errors=True)
@@ -158,6 +156,14 @@ def remove_stale_backups(target: str | os.PathLike) -> list[Path]:
         if not backup.exists():
             removed.append(backup)
     return removed
+
+
+def _backups(target: Path) -> list[tuple[Path, int]]:
+    """The ``.{name}.old-{pid}`` copies :func:`atomic_dir` left beside `target`, with their process ids: only
+    `target`'s own (the glob also matches the copies of a folder named ``{name}.old-N``: .x.old-1.old-7)."""
+    prefix = f".{target.name}.old-"
+    found = ((p, p.name[len(prefix):]) for p in target.parent.glob(f"{glob.escape(prefix)}*"))
+    return [(p, int(pid)) for p, pid in found if pid.isdigit()]
 
 
 def _may_be_running(pid: int) -> bool:
@@ -187,7 +193,7 @@ def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] 
         if all((target / f).is_file() for f in required):
             remove_stale_backups(target)  # an earlier run's removal of the previous copy was cut short
         return False
-    aside = sorted((p for p in target.parent.glob(f".{target.name}.old-*") if all((p / f).is_file() for f in required)),
+    aside = sorted((p for p, _ in _backups(target) if all((p / f).is_file() for f in required)),
                    key=lambda p: p.stat().st_mtime)
     if not aside:
         return False
