@@ -1058,6 +1058,35 @@ def test_a_hub_token_in_the_arguments_reaches_no_file_log_or_upload(tmp_path, hu
     assert hub.token not in caplog.text
 
 
+def test_a_tpu_save_writes_the_arguments_without_the_hub_token(tmp_path, monkeypatch):
+    """On TPUs, transformers' save_model calls save_tpu_checkpoint, which pickles the arguments into
+    training_args.bin itself (not through Trainer._save): the token was written there in the clear. No TPU here:
+    transformers' own save_tpu_checkpoint runs with torch_xla's few calls it makes answered on one process."""
+    import types
+
+    import transformers.trainer as hf_trainer
+
+    xla_model = types.ModuleType("torch_xla.core.xla_model")
+    xla_model.mark_step = lambda: None
+    xla_model.is_master_ordinal = lambda local=True: True
+    xla_model.rendezvous = lambda tag: None
+    xla_model._maybe_convert_to_cpu = lambda state: state
+    xla_model.save = torch.save
+    for name, module in {"torch_xla": types.ModuleType("torch_xla"), "torch_xla.core": types.ModuleType(
+            "torch_xla.core"), "torch_xla.core.xla_model": xla_model}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    secret = "hf_tpu_secret_never_written"
+    args = build_args(tmp_path / "out", hub_token=secret)
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    monkeypatch.setattr(hf_trainer, "is_torch_xla_available", lambda *a, **k: True)
+    trainer.save_model(str(tmp_path / "saved"))
+    loaded = torch.load(tmp_path / "saved" / "training_args.bin", weights_only=False)
+    assert loaded.hub_token is None and loaded.output_dir == args.output_dir
+    assert trainer.args is args and args.hub_token == secret
+    assert not [p for p in (tmp_path / "saved").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
 def test_hyperparameter_search_is_refused_while_profiles_are_taken(tmp_path):
     """Every trial of a search trains in the same output_dir: each trial's txray/ folder replaced the previous one's
     (helper 177). Refused before any trial; with txray_strategy='no' the call is the Trainer's own."""

@@ -197,6 +197,12 @@ class TXRayTrainer(Trainer):
         with public_output_uploads(self.args.output_dir, token=token), self._args_without_secrets():
             super()._push_from_checkpoint(checkpoint_folder)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model`, with ``training_args.bin`` written without the Hub token on every path: on TPUs
+        transformers' ``save_tpu_checkpoint`` pickles the arguments itself, without going through :meth:`_save`."""
+        with self._args_without_secrets():
+            super().save_model(output_dir, _internal_call=_internal_call)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """The `Trainer`'s save (every checkpoint, `save_model`, the save of `push_to_hub`), with ``training_args.bin``
         written without the Hub token: transformers pickles ``self.args`` whole into it, and pushes upload it."""
