@@ -550,7 +550,10 @@ def missing_shown(value: Any) -> Any:
     Sent as the value, the string "–" in a numeric column made the browser sort that column wrongly: Gradio sorts a
     column as text when it holds a string (0.00001045 after 0.00001389 and "–", 10 before 9) and otherwise compares
     the string with numbers as neither smaller nor larger, leaving the "–" rows anywhere. Null sorts with the numbers
-    (as zero, Gradio's comparison), and API callers read it as a missing number, not as text.
+    (as zero, Gradio's comparison), and API callers read it as a missing number, not as text. Nothing a cell can
+    hold sorts last both ways in Gradio 6.31's Dataframe (its comparator is flipped for a descending sort, and it
+    has no per-column sort option: gradio-app/gradio#10916), so the viewer ranks its tables itself on columns without
+    missing values.
 
     Returns:
         `value` itself when nothing is missing, else the dict Gradio's Dataframe takes: ``headers``, ``data`` (missing
