@@ -156,7 +156,8 @@ def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys, monkey
 
     trainer.create_model_card()
     card = (tmp_path / "run" / "README.md").read_text()
-    assert "## TX-Ray" in card and "| step-12 |" in card and "txray/plots/hellinger_by_layer.png" in card
+    assert "## TX-Ray" in card and "| step-5 |" in card and "txray/plots/hellinger_by_layer.png" in card
+    assert "| **step-12** (this model) |" in card  # the last snapshot is of the trained weights (helper 242)
 
 
 def test_model_card_table_shows_the_first_tag_in_reading_order():
@@ -891,6 +892,14 @@ def test_push_with_the_best_model_loaded_does_not_pin_the_last_snapshot_to_it(tm
         trainer.train()
         trainer.push_to_hub()
         assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]
+        # Helper 242: the card's table read as if the last row were the pushed model; it now names the snapshot of
+        # the pushed weights (the best checkpoint's step here) and marks its row
+        card = hub.server.repo_files(repo, repo_type="model")["README.md"].decode()
+        this = "step-2" if load_best else "step-4"
+        assert card.count("(this model)") == 2 and f"| **{this}** (this model) |" in card
+        assert f"those profiled by snapshot `{this}`" in card and str(tmp_path) not in card
+        assert ("best checkpoint's (`checkpoint-2`, by `score`)" in card) is load_best
+        assert ("later snapshot (`step-4`) profiled weights this model does not hold" in card) is load_best
         pinned = hf_txray.load(f"{repo}-txray").profiles["step-4"].meta.provenance["model"]
         if load_best:
             assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
@@ -1100,6 +1109,25 @@ def test_hyperparameter_search_is_refused_while_profiles_are_taken(tmp_path):
     with pytest.raises(Exception) as raised:  # the Trainer's own refusal here (no model_init, no search backend)
         plain.hyperparameter_search(n_trials=2)
     assert not isinstance(raised.value, ConfigurationError) or "txray" not in str(raised.value)
+
+
+def test_model_card_section_says_when_no_snapshot_is_of_the_best_model():
+    """Helper 242: with load_best_model_at_end the card's model is the best checkpoint's; where no snapshot was taken
+    at its step, the section says that no row describes it (the last one read as if it did), naming the checkpoint
+    by its folder name, never its local path."""
+    from types import SimpleNamespace
+
+    from hf_txray.trainer import model_card_section
+
+    timeline = pd.DataFrame({"stage": ["step-0", "step-2", "step-4"], "step": [0, 2, 4], "epoch": [0.0, 0.5, 1.0],
+                             "active_share": [0.5, 0.5, 0.5]})
+    callback = SimpleNamespace(timeline_frame=lambda: timeline, _profiler=None, corpus=["a", "b"],
+                               config=SimpleNamespace(features=("token",), site="mlp", top_k=1))
+    section = model_card_section(callback, best_checkpoint="/home/alice/run/checkpoint-3", best_metric="eval_f1")
+    assert "best checkpoint's (`checkpoint-3`, by `eval_f1`)" in section and "alice" not in section
+    assert "no snapshot was taken of them (snapshots at steps 0, 2, 4)" in section
+    assert "(this model)" not in section
+    assert "this model" not in model_card_section(callback)  # nothing known of the weights: nothing claimed
 
 
 def test_model_card_section_shows_a_user_feature_name_as_text():

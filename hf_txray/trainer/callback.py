@@ -179,6 +179,20 @@ class TXRayCallback(TrainerCallback, ExportableState):
             raise type(err)(prefixed_option_names(str(err), self.option_prefix)) from None
         return self._profiler
 
+    def stage_of_weights(self, model: Any) -> str | None:
+        """The latest snapshot taken of the weights `model` holds now (its recorded weights sample hash is theirs),
+        or None: with ``load_best_model_at_end`` the model ends with the best checkpoint's weights, profiled (if at
+        all) by the snapshot of that checkpoint's step, not by the last one."""
+        profiler = self._profiler
+        if profiler is None or profiler.model is not unwrap_model(model):
+            return None
+        now = profiler.weights_hash()
+        for row in reversed(self.timeline):
+            runtime = (self.profiles[row["stage"]].meta.provenance or {}).get("runtime") or {}
+            if runtime.get("weights_sample_hash") == now:
+                return row["stage"]
+        return None
+
     @property
     def enabled(self) -> bool:
         return self.strategy != "no"

@@ -127,7 +127,9 @@ class TXRayTrainer(Trainer):
             return
         path = Path(self.args.output_dir) / "README.md"
         card = path.read_text(encoding="utf-8") if path.exists() else ""
-        section = model_card_section(self.txray_callback)
+        best = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
+        section = model_card_section(self.txray_callback, model_stage=self.txray_callback.stage_of_weights(self.model),
+                                     best_checkpoint=best, best_metric=self.args.metric_for_best_model)
         if self.hub_model_id:
             repo = self.txray_results_repo_id
             section += "\n" + results_dataset_note(repo)
@@ -249,8 +251,18 @@ class TXRayTrainer(Trainer):
                            "will refuse it.", last, err)
 
 
-def model_card_section(callback: TXRayCallback) -> str:
-    """The "TX-Ray" model card section: what was profiled, a summary table per snapshot, plots and file links."""
+def model_card_section(callback: TXRayCallback, model_stage: str | None = None, best_checkpoint: str | None = None,
+                       best_metric: str | None = None) -> str:
+    """The "TX-Ray" model card section: what was profiled, a summary table per snapshot, plots and file links.
+
+    Args:
+        callback (`TXRayCallback`): the callback that took the snapshots.
+        model_stage (`str`, *optional*): the snapshot of the weights the card goes with
+            (:meth:`TXRayCallback.stage_of_weights`): named above the table and marked in it.
+        best_checkpoint (`str`, *optional*): the checkpoint whose weights ``load_best_model_at_end`` loaded (only its
+            folder name is written), `best_metric` the metric that chose it: the card says which snapshot, if any,
+            is of those weights (not the last one's), or that none is.
+    """
     frame = callback.timeline_frame()
     features = list(callback._profiler.feature_names) if callback._profiler else list(callback.config.features)
     # the feature every other table and figure shows first (pos, then dep, ner, user tags): a literal "pos" test
@@ -263,6 +275,8 @@ def model_card_section(callback: TXRayCallback) -> str:
         f"{__version__}: {len(callback.corpus)} probe texts, site {code_span(callback.config.site)}, features "
         f"{', '.join(map(code_span, features))}, top-{callback.config.top_k} credit. Each snapshot is compared "
         f"with the first ({code_span(first)}).", "",
+        *([_weights_note(frame, model_stage, best_checkpoint, best_metric), ""]
+          if model_stage is not None or best_checkpoint else []),
         # a user feature's name is text: "<b>", "*", "|" or a backtick in it is shown, not read as markdown
         f"| stage | epoch | active neurons | mean Hellinger ({markdown_cell(main)}) | lost | gained | mean length shift "
         f"({markdown_cell(main)}) |",
@@ -271,9 +285,10 @@ def model_card_section(callback: TXRayCallback) -> str:
     for row in frame.to_dict("records"):
         cell = lambda key, fmt="{:.3f}": "–" if _missing(row.get(key)) else fmt.format(row[key])  # noqa: E731
         lines.append(
-            f"| {markdown_cell(row['stage'])} | {cell('epoch', '{:.2f}')} | {cell('active_share', '{:.1%}')} | "
-            f"{cell(f'vs_first/mean_hellinger_{main}')} | {cell('vs_first/share_lost', '{:.1%}')} | "
-            f"{cell('vs_first/share_gained', '{:.1%}')} | {cell(f'vs_first/mean_length_shift_{main}', '{:+.2f}')} |")
+            f"| {_stage_cell(row['stage'], model_stage)} | {cell('epoch', '{:.2f}')} | "
+            f"{cell('active_share', '{:.1%}')} | {cell(f'vs_first/mean_hellinger_{main}')} | "
+            f"{cell('vs_first/share_lost', '{:.1%}')} | {cell('vs_first/share_gained', '{:.1%}')} | "
+            f"{cell(f'vs_first/mean_length_shift_{main}', '{:+.2f}')} |")
     plots = Path(TXRAY_DIR) / "plots"
     lines += ["", f"![Mean Hellinger per layer]({plots / 'hellinger_by_layer.png'})"] if len(frame) > 1 else [""]
     # the file name holds the feature's name: percent-encoded, a space or ")" in it does not end the link
@@ -286,6 +301,39 @@ def model_card_section(callback: TXRayCallback) -> str:
 
 
 # ----- helpers ----------------------------------------------------------------------------------------------------
+THIS_MODEL = "(this model)"
+
+
+def _stage_cell(stage: str, model_stage: str | None) -> str:
+    cell = markdown_cell(stage)
+    return f"**{cell}** {THIS_MODEL}" if stage == model_stage else cell
+
+
+def _weights_note(frame: pd.DataFrame, model_stage: str | None, best_checkpoint: str | None,
+                  best_metric: str | None) -> str:
+    """Which snapshot the weights of the card's model are: with the best checkpoint loaded at the end they are not the
+    last row's, and the table alone read as if they were."""
+    best = ""
+    if best_checkpoint:  # the folder name only: the full path is local
+        metric = f", by {code_span(best_metric)}" if best_metric else ""
+        best = (f" the best checkpoint's ({code_span(Path(best_checkpoint).name)}{metric}), loaded at the end of "
+                f"training by {code_span('load_best_model_at_end')}:")
+    if model_stage is not None:
+        later = frame["stage"].tolist()
+        later = later[later.index(model_stage) + 1:] if model_stage in later else []
+        note = (f"The weights of this model are{best or ''} those profiled by snapshot {code_span(model_stage)}, "
+                f"marked {THIS_MODEL} in the table.")
+        if later:
+            note += (f" The later snapshot{'s' if len(later) > 1 else ''} ({', '.join(map(code_span, later))}) "
+                     "profiled weights this model does not hold.")
+        return note
+    steps = ", ".join(str(int(step)) for step in frame["step"])
+    return (f"The weights of this model are{best} no snapshot was taken of them (snapshots at steps {steps}), so no "
+            "row of the table describes this model. Take snapshots at the steps checkpoints are saved "
+            f"({code_span('txray_steps')} equal to {code_span('save_steps')}), or profile the model with "
+            f"{code_span('hf_txray.analyze')}.")
+
+
 def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None) -> tuple[Any, str | None]:
     """The probe corpus of a TXRayTrainer: `txray_dataset`, else the text column of `eval_dataset`."""
     if txray_dataset is not None:
