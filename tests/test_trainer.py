@@ -906,6 +906,10 @@ def test_push_with_the_best_model_loaded_does_not_pin_the_last_snapshot_to_it(tm
             assert pinned["kind"] == "object" and pinned["training_step"] == 4  # still the unsaved weights of step 4
             with pytest.raises(hf_txray.ReproducibilityError, match="still training \\(step 4\\)"):
                 hf_txray.reproduce(f"{repo}-txray", stage="step-4", dataset=TEXTS)
+            # helper 242: the snapshot of the pushed (best) weights was left unpinned; it is now pinned and reproduces
+            best = hf_txray.load(f"{repo}-txray").profiles["step-2"].meta.provenance["model"]
+            assert best["kind"] == "hub" and best["commit"] == hub.server.repo_commits(repo, repo_type="model")[0]
+            assert hf_txray.reproduce(f"{repo}-txray", stage="step-2", dataset=TEXTS).verdict == "identical"
         else:
             assert pinned["kind"] == "hub" and pinned["commit"] == hub.server.repo_commits(repo, repo_type="model")[0]
 

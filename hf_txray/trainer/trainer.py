@@ -15,7 +15,7 @@ from transformers import Trainer
 from ..logging import get_logger
 from ..card import results_dataset_note
 from ..errors import ConfigurationError, DatasetError, TXRayError
-from ..loading import load_corpus, unwrap_model
+from ..loading import load_corpus
 from ..profile import Profile
 from ..report import TransferReport
 from ..rng import preserved_rng
@@ -159,7 +159,7 @@ class TXRayTrainer(Trainer):
         if self.is_world_process_zero() and callback is not None and callback.profiles:
             from ..hub import push_to_hub as push_results
 
-            self._pin_final_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
+            self._pin_pushed_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
             token = token if token is not None else self.args.hub_token
             push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
                          reports=list(callback.reports.values()), private=self._results_private(private, token),
@@ -222,33 +222,28 @@ class TXRayTrainer(Trainer):
         finally:
             self.args = args
 
-    def _pin_final_snapshot(self, commit: str | None, token: Any) -> None:
-        """Record the pushed model commit in the last snapshot, when that snapshot is of the weights just pushed
-        (taken at the current step, of weights with the same sample hash), so that ``hf-txray reproduce`` can
-        recompute it from the Hub."""
+    def _pin_pushed_snapshot(self, commit: str | None, token: Any) -> None:
+        """Record the pushed model commit in the snapshot of the weights just pushed (the latest one whose recorded
+        weights sample hash is theirs: the last step's, or with ``load_best_model_at_end`` the best checkpoint's step),
+        so that ``hf-txray reproduce`` can recompute it from the Hub."""
         from ..reproduce import pin_model
 
         profiles = self.txray_callback.profiles
-        last = list(profiles)[-1]
-        if commit is None or last != f"step-{int(self.state.global_step)}":
-            logger.info("TX-Ray: the pushed model is not the one of snapshot %s: not pinned for reproduce.", last)
-            return
         # The step alone does not say it: load_best_model_at_end loads the best checkpoint's weights after the last
         # step's snapshot, and the pin claimed those for it (reproduce then found 'different' credits: helper 198).
-        recorded = ((profiles[last].meta.provenance or {}).get("runtime") or {}).get("weights_sample_hash")
-        profiler = self.txray_callback._profiler
-        if (recorded is None or profiler is None or profiler.model is not unwrap_model(self.model)
-                or profiler.weights_hash() != recorded):
+        stage = self.txray_callback.stage_of_weights(self.model)
+        if commit is None or stage is None:
             best = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
-            logger.info("TX-Ray: the pushed model holds other weights than snapshot %s (%s): not pinned for "
-                        "reproduce. Pin the snapshot of the pushed weights by hand with hf_txray.pin_model.", last,
-                        f"load_best_model_at_end loaded {best}" if best else "they changed after it was taken")
+            logger.info("TX-Ray: no snapshot is of the pushed model's weights (%s): none pinned for reproduce. Pin "
+                        "one by hand with hf_txray.pin_model.",
+                        f"load_best_model_at_end loaded {Path(best).name}" if best else
+                        "they changed after the last snapshot" if commit is not None else "no commit")
             return
         try:
-            profiles[last] = pin_model(profiles[last], self.hub_model_id, revision=commit, token=token)
+            profiles[stage] = pin_model(profiles[stage], self.hub_model_id, revision=commit, token=token)
         except TXRayError as err:  # the results still go up, only without the pin
             logger.warning("TX-Ray: could not record the pushed model in snapshot %s (%s): `hf-txray reproduce` "
-                           "will refuse it.", last, err)
+                           "will refuse it.", stage, err)
 
 
 def model_card_section(callback: TXRayCallback, model_stage: str | None = None, best_checkpoint: str | None = None,
