@@ -715,6 +715,25 @@ def test_a_probe_of_several_splits_names_the_fix_the_trainer_takes(tmp_path):
             TXRayCallback(probe)
     assert TXRayCallback(splits["validation"]).corpus["text"] == TEXTS[:2]  # the fix named works
 
+
+def test_a_probe_without_a_text_column_names_the_trainers_field(tmp_path):
+    """Helper 242: a probe (txray_dataset, or eval_dataset as probe) without a text column was refused with analyze's
+    advice, 'pass text_column=... (CLI: --text-column ...)': neither is a TXRayArguments field or flag; the eval_dataset
+    message then also said 'set txray_text_column' in the same breath. Both now name txray_text_column."""
+    import datasets
+
+    no_text = datasets.Dataset.from_dict({"label": [0, 1], "score": [0.5, 1.5]})
+    wrong = datasets.Dataset.from_dict({"body_text": ["a b", "c d"], "title": ["x", "y"]})
+    for kwargs in (dict(txray_dataset=no_text), dict(eval_dataset=no_text), dict(txray_dataset=wrong)):
+        with pytest.raises(DatasetError) as caught:
+            TXRayTrainer(model=build_classifier(), args=build_args(tmp_path), train_dataset=build_data(),
+                         processing_class=bert_tokenizer(), **kwargs)
+        message = str(caught.value)
+        assert "pass txray_text_column=..." in message and "--txray_text_column" in message, message
+        assert " text_column=" not in message and "--text-column" not in message, message
+    with pytest.raises(DatasetError, match=r"pass text_column=\.\.\. \(CLI: --text-column"):
+        TXRayCallback(no_text)  # the callback's own argument is text_column
+
 def test_callback_with_unknown_layer_fails_before_the_first_step(tmp_path):
     from transformers import Trainer
 

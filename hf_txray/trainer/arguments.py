@@ -23,8 +23,8 @@ TXRAY_DIR = "txray"
 
 def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
     """`message` (an error about analyze's options) with each option written as the trainer's field: ``top_k=100``
-    -> ``txray_top_k=100``, ``lower skip_first_positions`` -> ``lower txray_skip_first_positions``; a layer out of
-    range is said to be in ``txray_layers``. Single words (``site``, ``layers``) only where a value follows (``=``):
+    -> ``txray_top_k=100``, ``lower skip_first_positions`` -> ``lower txray_skip_first_positions``, ``--text-column``
+    -> ``--txray_text_column``; a layer out of range is said to be in ``txray_layers``. Single words (``site``, ``layers``) only where a value follows (``=``):
     elsewhere they are ordinary words."""
     import re
 
@@ -33,6 +33,9 @@ def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
     single = [name for name in TRAINER_OPTIONS if "_" not in name]
     message = re.sub(rf"(?<![\w.'\"])({'|'.join(single)})(?==)", rf"{prefix}\1", message)
     message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", rf"{prefix}layers: \1", message)
+    # the hf-txray flag of an option (--text-column) as the trainer's flag (--txray_text_column, HfArgumentParser)
+    message = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: f"--{prefix}{m[1].replace('-', '_')}"
+                     if m[1].replace("-", "_") in TRAINER_OPTIONS else m[0], message)
     if "module_pattern" in message:  # advice the trainer cannot follow: it has no such field
         message += (f" (module_pattern is not a TXRayArguments field: in the trainer use {prefix}site='residual', or "
                     "profile saved checkpoints with hf_txray.analyze(..., module_pattern=...).)")

@@ -143,7 +143,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
         options = dict(args.txray_options(), strategy=args.txray_strategy, steps=args.txray_steps,
                        max_samples=args.txray_max_samples, profile_on_train_begin=args.txray_on_train_begin)
         options["features"] = tuple(options["features"])
-        callback = cls(probe_dataset, **{**options, **kwargs})
+        try:
+            callback = cls(probe_dataset, **{**options, **kwargs})
+        except (ConfigurationError, DatasetError) as err:  # "pass text_column=...": the trainer's field is txray_*
+            raise type(err)(prefixed_option_names(str(err), PREFIX)) from None
         callback.option_prefix = PREFIX  # errors name the txray_* fields the user set
         return callback
 

@@ -22,7 +22,7 @@ from ..rng import preserved_rng
 from ..tables import code_span, markdown_cell, markdown_text
 from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
-from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets
+from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets, prefixed_option_names
 from .callback import TXRayCallback
 from .push import public_output_uploads
 
@@ -346,7 +346,7 @@ def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None
             load_corpus(candidate, text_column=text_column, num_samples=1)
             return candidate, "eval_dataset"
         except DatasetError as err:
-            problems.append(str(err))
+            problems.append(prefixed_option_names(str(err)))  # the trainer's txray_text_column, not text_column
     raise DatasetError(
         "TX-Ray needs probe text, and eval_dataset has none (" + " / ".join(problems) + "). Pass txray_dataset=..., "
         "keep a text column in eval_dataset, or set txray_text_column."
