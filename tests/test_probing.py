@@ -2000,6 +2000,20 @@ def test_attribution_truncates_at_the_models_limit_and_baselines_without_a_pad_t
     assert out.baseline_activation == pytest.approx(eos_value, abs=1e-6)
 
 
+def test_attribution_refuses_a_fractional_or_bool_neuron_and_bad_step_counts():
+    """neuron=2.7 was read as neuron 2 (int()) and neuron=True as neuron 1, and attributed without a word (ablate and
+    output_effects refuse fractions); n_steps=0 failed inside Captum with a bare AssertionError."""
+    pytest.importorskip("captum")
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    assert neuron_attributions(model, tokenizer, "the cat sat", 1, np.int64(2), n_steps=4).neuron == 2
+    for neuron in (2.7, 2.0, True, "2"):
+        with pytest.raises(ConfigurationError, match="neuron must be an int"):
+            neuron_attributions(model, tokenizer, "the cat sat", 1, neuron, n_steps=4)
+    for options in ({"n_steps": 0}, {"n_steps": 2.5}, {"internal_batch_size": 0}):
+        with pytest.raises(ConfigurationError, match="must be an int >= 1"):
+            neuron_attributions(model, tokenizer, "the cat sat", 1, 2, **options)
+
+
 def test_attribution_warns_when_the_integral_misses_the_change():
     """From the zero baseline, a T5 encoder (RMSNorm) jumps right off zero: 50 steps missed 38% of the change that
     the scores are documented to add up to, silently."""

@@ -25,6 +25,7 @@ from ..hooks import trace
 from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
+from ..options import is_int
 from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense
 from ..tokenizing import keeping_first_tokens
 
@@ -168,7 +169,9 @@ def neuron_attributions(
 
     Raises:
         ImportError: Captum is not installed (the message says ``pip install captum``).
-        ConfigurationError: bad method, baseline, layer, neuron or position, or conductance without `target`.
+        ConfigurationError: bad method, baseline, layer, neuron (an int in range: 2.7 or True is refused, not read
+            as neuron 2 or 1), position, `n_steps` or `internal_batch_size` (ints >= 1), or conductance without
+            `target`.
 
     Example:
         ```python
@@ -184,6 +187,11 @@ def neuron_attributions(
         raise ConfigurationError(f"Unknown baseline {baseline!r}: choose one of {', '.join(BASELINES)}.")
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError("text must be a non-empty string.")
+    if not is_int(neuron):  # int() read neuron 2.7 as neuron 2 and True as neuron 1, and attributed that one
+        raise ConfigurationError(f"neuron must be an int (the neuron's index in its layer), got {neuron!r}.")
+    for name, value in (("n_steps", n_steps), ("internal_batch_size", internal_batch_size)):
+        if (value is not None or name == "n_steps") and (not is_int(value) or value < 1):
+            raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}.")
     from ..loading import check_fast_tokenizer
 
     check_fast_tokenizer(tokenizer)  # a slow one ignores return_offsets_mapping: a bare KeyError 'offset_mapping'
