@@ -2072,6 +2072,21 @@ def test_a_single_class_is_refused_before_extraction_and_by_train_probe(planted,
         train_probe(planted.acts, rows=first, config=FAST)
 
 
+def test_load_labeled_refuses_max_sentences_that_are_not_a_positive_int(planted):
+    """max_sentences=0 kept every sentence (``if max_sentences``) and -5 every text but the last 5 (``texts[:-5]``),
+    so probe_neurons(..., max_sentences=0) probed the whole corpus; 2.5 failed with a bare TypeError."""
+    corpus = from_columns(synthetic_rows(12, 0), "tokens", "tags")
+    load_labeled = hf_txray.probing.load_labeled
+    assert load_labeled(corpus, max_sentences=np.int64(3)).num_sentences == 3
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ConfigurationError, match="max_sentences must be an int >= 1"):
+            load_labeled(corpus, "tags", max_sentences=bad)
+        with pytest.raises(ConfigurationError, match="max_sentences must be an int >= 1"):
+            load_labeled(["The cat sat.", "A dog ran.", "It rained."], "pos", max_sentences=bad)
+    with pytest.raises(ConfigurationError, match="max_sentences must be an int >= 1"):
+        probe_neurons(planted.model, corpus, "tags", tokenizer=planted.tokenizer, max_sentences=0, config=FAST)
+
+
 def test_probe_neurons_on_activations_refuses_max_sentences_and_warns_when_it_caps_subset_size(planted):
     """max_sentences was ignored for Activations input (every sentence was used), and a subset_size above half the
     neurons was cut without a word."""

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
 from ..features import TAG_FEATURES
+from ..options import is_int
 from ..streaming import column_names
 
 CONLLU_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
@@ -462,9 +463,16 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         >>> load_labeled("en_ewt-ud-dev.conllu", "pos", max_sentences=100)
         >>> load_labeled(["A text.", "Another one."], "ner")
         ```
+
+    Raises:
+        ConfigurationError: `max_sentences` is not None or an int >= 1 (0 kept every sentence, and -5 all but the
+            last 5 texts).
     """
     import datasets
 
+    if max_sentences is not None and (not is_int(max_sentences) or max_sentences < 1):
+        raise ConfigurationError(f"max_sentences must be an int >= 1 (how many sentences from the start) or None "
+                                 f"(all), got {max_sentences!r}.")
     if isinstance(data, LabeledCorpus):
         return data.select(max_sentences) if max_sentences else data
     if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):
