@@ -2087,6 +2087,21 @@ def test_load_labeled_refuses_max_sentences_that_are_not_a_positive_int(planted)
         probe_neurons(planted.model, corpus, "tags", tokenizer=planted.tokenizer, max_sentences=0, config=FAST)
 
 
+def test_probe_neurons_refuses_bad_subset_options_before_training(planted, monkeypatch):
+    """subset_size=-3 skipped the subsets and 2.5 was cut to 2 without a word; subset_seeds=[0.5] failed with numpy's
+    TypeError once the probe, the control task and the minimal set had been trained."""
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the options were checked")
+
+    monkeypatch.setattr(hf_txray.probing.pipeline, "train_probe", no_training)
+    for options, match in (({"subset_size": -3}, "subset_size must be an int >= 0"),
+                           ({"subset_size": 2.5}, "subset_size must be an int >= 0"),
+                           ({"subset_seeds": [0.5]}, "subset_seeds must be a sequence of ints"),
+                           ({"subset_seeds": 3}, "subset_seeds must be a sequence of ints")):
+        with pytest.raises(ConfigurationError, match=match):
+            probe_neurons(None, planted.acts, config=FAST, **options)
+
+
 def test_probe_neurons_on_activations_refuses_max_sentences_and_warns_when_it_caps_subset_size(planted):
     """max_sentences was ignored for Activations input (every sentence was used), and a subset_size above half the
     neurons was cut without a word."""

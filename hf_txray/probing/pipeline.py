@@ -358,8 +358,8 @@ def probe_neurons(
         minimal (`bool`, *optional*, defaults to `True`): search the minimal neuron set.
         target_share (`float`, *optional*, defaults to 0.9): the share of accuracy the minimal set must reach.
         subset_size (`int`, *optional*): size of the top/random/bottom subsets (default: the minimal set's size,
-            else 1% of the neurons); 0 skips them.
-        subset_seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random subset per seed.
+            else 1% of the neurons); 0 skips them; a negative or fractional size is refused.
+        subset_seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random subset per seed (ints).
         name (`str`, *optional*): a name for the run (default ``"<property>"``), the key in exported tables.
         show_progress (`bool`, *optional*, defaults to `False`): a progress bar during extraction.
 
@@ -375,6 +375,14 @@ def probe_neurons(
         ```
     """
     config = (config or ProbeConfig()).with_options(**probe_options)
+    # before any extraction or training: a subset_size of -3 skipped the subsets and 2.5 was cut to 2, silently, and a
+    # seed of 0.5 failed in numpy once the probe, the control task and the minimal set had been computed
+    if subset_size is not None and (not is_int(subset_size) or subset_size < 0):
+        raise ConfigurationError(f"subset_size must be an int >= 0 (0 skips the subsets) or None, got {subset_size!r}.")
+    subset_seeds = subset_seeds.tolist() if isinstance(subset_seeds, np.ndarray) else subset_seeds
+    if not isinstance(subset_seeds, (list, tuple, range)) or not all(is_int(s) for s in subset_seeds):
+        raise ConfigurationError(f"subset_seeds must be a sequence of ints (one random subset each), e.g. [0, 1, 2]; "
+                                 f"got {subset_seeds!r}.")
     if isinstance(data, Activations):
         if max_sentences is not None:
             raise ConfigurationError(f"max_sentences={max_sentences} cuts a corpus before extraction, but data is "
