@@ -776,6 +776,29 @@ def test_a_probe_refuses_another_model_of_the_same_widths_and_an_old_probe_warns
     assert len(said) == 1 and curve.baseline > 0.9  # once per metric, and it still works
 
 
+def test_a_probe_refuses_another_tokenizer_and_remembers_its_own(planted, tmp_path):
+    """A probe scored words split by another tokenizer (a BERT probe through the BPE tokenizer: 0.149, no error):
+    the tokens, and so the activations the probe reads, were other ones. The tokenizer's vocabulary is recorded with
+    the activations and the probe (saved and loaded) and ProbeMetric refuses another before any work; a probe saved
+    before it was recorded is not checked."""
+    from hf_txray.provenance import tokenizer_vocab_hash
+    from models import bpe_tokenizer
+
+    own = tokenizer_vocab_hash(planted.tokenizer)
+    assert own and planted.acts.tokenizer_vocab_hash == own and planted.result.meta.tokenizer_vocab_hash == own
+    saved = planted.acts.save_pretrained(tmp_path / "acts")
+    assert type(planted.acts).from_pretrained(saved).tokenizer_vocab_hash == own
+    loaded = type(planted.result).from_pretrained(planted.result.save_pretrained(tmp_path / "probe"))
+    assert loaded.meta.tokenizer_vocab_hash == own
+    with pytest.raises(ModelError, match=r"The probe 'tags' cannot score words split by this tokenizer: its "
+                                         r"vocabulary is not that of the tokenizer the probe was trained with.*Pass "
+                                         r"the model's own tokenizer"):
+        ProbeMetric(loaded, planted.test_corpus, bpe_tokenizer())
+    assert ProbeMetric(loaded, planted.test_corpus, planted.tokenizer)(planted.model) > 0.9
+    old = dataclasses.replace(loaded, meta=dataclasses.replace(loaded.meta, tokenizer_vocab_hash=None))
+    ProbeMetric(old, planted.test_corpus, bpe_tokenizer())  # not recorded: not checked
+
+
 def copy_half(model: nn.Module) -> nn.Module:
     import copy
 

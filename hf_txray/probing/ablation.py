@@ -221,6 +221,7 @@ class ProbeMetric:
 
     def __init__(self, result: Any, corpus: LabeledCorpus, tokenizer: Any, *, batch_size: int = 32,
                  max_length: int | None = None):
+        check_probed_tokenizer(result.meta, tokenizer)
         self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
         self.batch_size, self.max_length = batch_size, max_length
         self._probe_ids = _probe_ids(corpus, result.probe.label_names)
@@ -268,6 +269,27 @@ def _other_weights_error(meta: Any, difference: str, dtype: str | None) -> Model
                 "disabled (disable_adapter()); a probe trained on the adapted model, as it runs, scores it")
         fix = "Ablate the model the probe was trained on, or train a probe (hf-txray probe) "
     return ModelError(f"The probe {meta.name!r} cannot score this model: {what}. {fix}on this model.")
+
+
+def check_probed_tokenizer(meta: Any, tokenizer: Any) -> None:
+    """Refuse a `tokenizer` whose vocabulary is not that of the tokenizer the probe of `meta` (a `ProbingMeta`) was
+    trained with: it splits the words into other tokens, and the probe would score activations it never saw, with no
+    error (a BERT probe scored through a BPE tokenizer: 0.149). A probe saved before the vocabulary was recorded, or a
+    tokenizer without a vocabulary to read, is not checked.
+
+    Raises:
+        ModelError: naming the probe and the fix.
+    """
+    from ..provenance import tokenizer_vocab_hash
+
+    recorded = getattr(meta, "tokenizer_vocab_hash", None)
+    found = tokenizer_vocab_hash(tokenizer) if recorded else None
+    if recorded and found and found != recorded:
+        raise ModelError(
+            f"The probe {meta.name!r} cannot score words split by this tokenizer: its vocabulary is not that of the "
+            f"tokenizer the probe was trained with ({meta.model_id!r}; vocabulary hashes {found[:20]}... against "
+            f"{recorded[:20]}...), so the words' tokens, and the activations the probe reads, are other ones. Pass "
+            "the model's own tokenizer (AutoTokenizer.from_pretrained of the model the probe was trained on).")
 
 
 def check_probed_model(meta: Any, model: nn.Module, *, warned: bool = False) -> bool:

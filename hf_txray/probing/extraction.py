@@ -82,6 +82,8 @@ class Activations(Artifact):
         sentence_hashes (`np.ndarray`, *optional*): the content hash of each sentence of the corpus
             (:func:`hf_txray.hashes.text_hashes`, indexed by `sentence_ids`), from which a probe trained on these rows
             records the sentences it trained on; None for activations saved before it was recorded.
+        tokenizer_vocab_hash (`str`, *optional*): the vocabulary fingerprint of the tokenizer that split the words
+            (:func:`hf_txray.provenance.tokenizer_vocab_hash`); None for activations saved before it was recorded.
         path (`Path`, *optional*): the folder holding the values when they are on disk.
 
     Saved (``save_pretrained``) as the raw values (``values.bin``, memory-mapped by ``from_pretrained``), the index
@@ -113,6 +115,7 @@ class Activations(Artifact):
     weights_dtype: str | None = None
     model_weights_sample_hash: str | None = None
     sentence_hashes: np.ndarray | None = None
+    tokenizer_vocab_hash: str | None = None
     path: Path | None = field(default=None, compare=False)  # where the values live, not what they are
 
     @property
@@ -221,7 +224,8 @@ class Activations(Artifact):
                    header["model_id"], header["property"], header.get("stack"), header.get("module_pattern"),
                    header.get("weights_sample_hash"), header.get("weights_dtype"),
                    header.get("model_weights_sample_hash"),
-                   arrays["sentence_hashes"] if "sentence_hashes" in arrays.files else None, path=folder)
+                   arrays["sentence_hashes"] if "sentence_hashes" in arrays.files else None,
+                   header.get("tokenizer_vocab_hash"), path=folder)
 
     def __repr__(self) -> str:
         where = f"disk:{self.path}" if self.on_disk else "memory"
@@ -243,7 +247,7 @@ def _write_sidecar(directory: Path, acts: Activations) -> None:
         "num_tokens": acts.num_tokens, "num_skipped_words": acts.num_skipped_words, "model_id": acts.model_id,
         "property": acts.property_name, "stack": acts.stack, "module_pattern": acts.module_pattern,
         "weights_sample_hash": acts.weights_sample_hash, "weights_dtype": acts.weights_dtype,
-        "model_weights_sample_hash": acts.model_weights_sample_hash,
+        "model_weights_sample_hash": acts.model_weights_sample_hash, "tokenizer_vocab_hash": acts.tokenizer_vocab_hash,
     })
     write_header(directory, acts.artifact_type, acts.format_version)  # a folder extract_activations fills itself
 
@@ -601,6 +605,7 @@ def extract_activations(
         ```
     """
     from ..lengths import resolve_max_length
+    from ..provenance import tokenizer_vocab_hash
 
     if not isinstance(corpus, LabeledCorpus):
         raise ConfigurationError(f"corpus must be a LabeledCorpus (see hf_txray.probing.load_labeled), got "
@@ -669,7 +674,7 @@ def extract_activations(
     acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
                        [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
                        model_id, corpus.property_name, forward.stack, module_pattern, *_fingerprint(forward),
-                       text_hashes(corpus.texts), path=folder)
+                       text_hashes(corpus.texts), tokenizer_vocab_hash(tokenizer), path=folder)
     if folder is not None:
         _write_sidecar(folder, acts)
         if temporary:

@@ -59,6 +59,9 @@ class ProbingMeta:
     weights_dtype: str | None = None
     # the whole part that runs (a profile's weights_sample_hash): a decoder stack's words depend on its encoder too
     model_weights_sample_hash: str | None = None
+    # the vocabulary of the tokenizer that split the words (provenance.tokenizer_vocab_hash): ProbeMetric refuses
+    # another tokenizer, whose tokens would be other units under the probe's words
+    tokenizer_vocab_hash: str | None = None
     data_source: str = ""
     num_sentences: int = 0
     num_words: int = 0
@@ -446,7 +449,7 @@ def probe_neurons(
         layers=list(acts.layers), width=acts.width, aggregation=acts.aggregation, label_names=list(acts.label_names),
         stack=acts.stack, module_pattern=acts.module_pattern, weights_sample_hash=acts.weights_sample_hash,
         weights_dtype=acts.weights_dtype, model_weights_sample_hash=acts.model_weights_sample_hash,
-        data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
+        tokenizer_vocab_hash=acts.tokenizer_vocab_hash, data_source=source, num_sentences=num_sentences, num_words=acts.num_words,
         num_train=len(train), num_test=len(test), num_skipped_words=acts.num_skipped_words, test_size=test_size,
         seed=seed, target_share=target_share, config=dataclasses.asdict(config),
     )
