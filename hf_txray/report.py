@@ -679,12 +679,14 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         ```
     """
     a, b = _as_profile(a, "a"), _as_profile(b, "b")
-    a.check_compatible(b, "compare")
-    a.check_statistics()
-    b.check_statistics()
+    # What was hooked first (stack, modules, model): two models' or stacks' profiles differ in layers or widths too,
+    # where check_compatible's advice ("profile both with the same layers") cannot help.
     _check_same_stack(a, b)
     _check_same_modules(a, b)
     _check_same_architecture(a, b)
+    a.check_compatible(b, "compare")
+    a.check_statistics()
+    b.check_statistics()
     _check_same_experts(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")

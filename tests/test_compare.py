@@ -317,6 +317,27 @@ def test_incompatible_profiles_are_refused_naming_the_difference(pair, field, ch
 
 
 
+@pytest.mark.parametrize("runtime_b, change, expected", [
+    ({"model_type": "bert", "num_hidden_layers": 2}, {"layers": [0, 1]}, "of a 6-block and a 2-block model"),
+    ({"model_type": "gpt2", "num_hidden_layers": 6}, {"num_neurons": 40}, "they are of a bert and a gpt2 model"),
+])
+def test_profiles_of_two_models_are_refused_as_two_models(pair, runtime_b, change, expected):
+    """A fresh tester's `hf-txray compare` of MiniLM's profile (layers [0, 5]) with a 2-block tiny BERT's was refused
+    with "layers differ ([0, 5] vs [0, 1]). Profile both with the same layers.": advice that cannot help, since the
+    two models' neurons are unrelated whatever their layers (a GPT-2's: "num_neurons differ ... with the same
+    num_neurons"). The models are told apart first."""
+    a = pair[0]
+    a = Profile(dataclasses.replace(a.meta, provenance={"runtime": {"model_type": "bert", "num_hidden_layers": 6}}),
+                a.neuron_mass, a.neuron_count, a.tables)
+    empty = {ft: {} for ft in FEATURE_TYPES}
+    other = build_profile("C", empty, VOCAB_B, {ft: {} for ft in FEATURE_TYPES}, **change)
+    other = Profile(dataclasses.replace(other.meta, provenance={"runtime": runtime_b}), other.neuron_mass,
+                    other.neuron_count, other.tables)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match=expected):
+        hf_txray.compare(a, other)
+
+
+
 
 def test_profiles_equal_apart_from_when_they_were_computed(pair):
     """Two runs of the same computation are equal profiles: `==` ignores `created_at`, nothing else."""
