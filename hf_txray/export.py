@@ -8,6 +8,7 @@ writes, for several stages and reports at once, with plots. The round trip is ex
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -153,6 +154,10 @@ def save_to_disk(
         >>> datasets.load_dataset("results/minilm", "neuron_cards", split="train")
         ```
     """
+    if not isinstance(directory, (str, os.PathLike)):  # the folder given last, or left out: name the order
+        raise ConfigurationError(
+            f"save_to_disk's first argument is the folder to write, got {type(directory).__name__} {directory!r:.60}: "
+            "call hf_txray.save_to_disk(directory, profiles, reports).")
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory).expanduser()  # as load() and from_pretrained() read it
     _check_target(directory)

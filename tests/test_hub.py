@@ -125,6 +125,20 @@ def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
 
 
+def test_save_to_disk_names_the_folder_first_when_given_in_another_place(results, tmp_path, monkeypatch):
+    """A fresh tester's save_to_disk([pretrained, zeroshot], [report], folder) (the folder last) was refused with
+    "profiles must be a Profile, a list or a dict of them; got [TransferReport(...)]": about the reports, which were
+    right, and silent on the folder; save_to_disk(profile, folder) raised a bare TypeError from Path()."""
+    a, b, report = results
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"first argument is the folder to write, got list .*"
+                                                 r"save_to_disk\(directory, profiles, reports\)"):
+        hf_txray.save_to_disk([a, b], [report], "export")
+    with pytest.raises(ConfigurationError, match="first argument is the folder to write, got Profile"):
+        hf_txray.save_to_disk(a, "export")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_neuron_cards_content(results, tmp_path):
     a, _, _ = results
     folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
