@@ -31,7 +31,7 @@ DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "js
 COMPRESSIONS = (".gz", ".bz2", ".xz")
 # The fix named when a corpus of several splits is given without `split`; callers without a `split` argument (the
 # trainer's probe) replace it with theirs.
-SPLIT_CHOICE = "pass split=... to choose one"
+SPLIT_CHOICE = "pass split=... to choose one (CLI: --split NAME)"
 COMPRESSIBLE = ("text", "csv", "json")
 
 

@@ -699,7 +699,7 @@ def test_split_chooses_the_texts_of_a_dataset_dict_for_a_stage_without_a_split(t
     assert cli_main(["reproduce", str(folder), "--dataset", str(tmp_path / "saved"), "--split", "train"]) == 0
     assert "identical" in capsys.readouterr().out
     assert cli_main(["reproduce", str(folder), "--dataset", str(tmp_path / "saved")]) == 2
-    assert "pass split=... to choose one" in capsys.readouterr().err
+    assert "pass split=... to choose one (CLI: --split NAME)" in capsys.readouterr().err
     with pytest.raises(hf_txray.ConfigurationError, match="pass dataset= too"):
         hf_txray.reproduce(folder, split="train")
     with pytest.raises(hf_txray.ConfigurationError, match="not of a list"):
