@@ -21,6 +21,7 @@ from .errors import (
     IncompatibleProfilesError,
     ModelError,
     OutputError,
+    ProcessFailedError,
     ProfileFormatError,
     ReproducibilityError,
     TXRayError,
@@ -60,7 +61,7 @@ _HOME = {name: module for module, names in LAZY_EXPORTS.items() for name in name
 __all__ = [
     "logging", "__version__", "TXRayError", "ConfigurationError", "DatasetError", "ModelError",
     "IncompatibleProfilesError", "ProfileFormatError", "HubError", "ReproducibilityError", "ArtifactNotFoundError",
-    "OutputError",
+    "OutputError", "ProcessFailedError",
     # the lazy exports, spelled out for linters (tests/test_imports.py checks them against LAZY_EXPORTS)
     "Profiler", "ProfilerConfig", "analyze", "AnalyzeOptions", "Artifact", "save_to_disk", "evaluate_pruning",
     "FeatureType", "UserFeature", "get_feature_type", "register_feature", "TXRayResults", "load", "push_to_hub",

@@ -28,8 +28,8 @@ from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_feature
                        num_prefix_specials, padded_width, resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
-from .distributed import (all_gather, check_device, check_same_corpus, default_device, input_device, is_dispatched,
-                          process_info, shard_bounds)
+from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
+                          is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
                        needs_words)
@@ -283,43 +283,14 @@ class Profiler:
         rank, world = process_info(cpu=self.device.type == "cpu")
         head = None  # a stream's first texts, read for the check: the run must read them again
         if world > 1:  # before any shard is read or tagged: an unseeded shuffle differs in every process
-            identity, head = _corpus_identity(corpus, text_column)
+            with failing_together(world):  # a rank that fails here joins the check's collective with its error
+                identity, head = _corpus_identity(corpus, text_column)
             check_same_corpus(identity, world)
-        if is_streaming(corpus):
-            record = self.dataset_source
-            local = (record.id, list(record.data_files)) if record is not None and record.kind == "local" else None
-            source = StreamingSource(corpus, text_column, rank, world, local_files=local)
-            if head is not None:
-                source.expect_head(head[rank::world])  # the examples are interleaved (StreamingSource)
-            key_range: tuple[int, int] = (rank, world)
-        else:
-            start, end = shard_bounds(len(corpus), rank, world)
-            # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
-            rows = _rows(corpus, start, end)
-            quota = _rank_quota(self.config.max_positions, rank, world)
-            if quota is not None and self.annotator is not None:  # tag only what max_positions will read
-                rows = _rows(rows, 0, self.rows_for_quota(rows, text_column, quota))
-            shard = self.prepare(rows, text_column)
-            source = InMemorySource(shard, start, text_column)
-            key_range = (start, end)
-        meta = self.meta(stage, corpus, dataset_id, text_column or "")
-        if isinstance(source, StreamingSource):  # a stream's length is unknown; a take(num_samples) bounds it
-            source.total = source.share_of((meta.provenance or {}).get("dataset", {}).get("num_samples"))
-        state = None
-        if checkpoint_dir:
-            features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
-            # the spaCy pipeline that tags words (its name, version, components and files), None without words
-            annotation = self.annotator.cache_key if self.annotator is not None else None
-            key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features, annotation)
-            streamed = isinstance(source, StreamingSource)
-            state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
-                                     source.pipeline() if streamed else None, key_parts)
-        resume_state, saved = state.load() if (state and resume) else (None, None)
-        if state and not resume and (state.path / "progress.json").exists():  # helper 156: replaced without a word
-            logger.warning("A checkpoint of an earlier run is in %s; this run starts from the beginning and replaces "
-                           "it. To continue that run instead, pass resume=True (CLI: --resume).", state.path)
-        with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
-            local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
+        # A rank that fails on its shard (a bad row, a user feature's error, its checkpoint) joins the gather below
+        # with its error: every rank raises there, and none is left in a collective the others never join.
+        with failing_together(world):
+            source, meta, local = self._profile_shard(corpus, text_column, stage, dataset_id, checkpoint_dir,
+                                                      checkpoint_every, resume, (rank, world), head)
         merged = local
         parts = all_gather(local, world)
         if world > 1:  # the shards' example ids already number the whole corpus
@@ -367,6 +338,48 @@ class Profiler:
             logger.warning("%d texts were longer than max_length=%d tokens and were truncated.",
                            merged.meta.num_truncated, self.max_length)
         return merged
+
+    def _profile_shard(self, corpus, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume,
+                       topology: tuple[int, int], head: list[str] | None):
+        """This rank's part of :meth:`_run`, without a collective: its shard as a source, the run's meta, and the
+        profile of the shard (resumed from its checkpoint, and checkpointed, when asked)."""
+        rank, world = topology
+        if is_streaming(corpus):
+            record = self.dataset_source
+            local = (record.id, list(record.data_files)) if record is not None and record.kind == "local" else None
+            source = StreamingSource(corpus, text_column, rank, world, local_files=local)
+            if head is not None:
+                source.expect_head(head[rank::world])  # the examples are interleaved (StreamingSource)
+            key_range: tuple[int, int] = (rank, world)
+        else:
+            start, end = shard_bounds(len(corpus), rank, world)
+            # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
+            rows = _rows(corpus, start, end)
+            quota = _rank_quota(self.config.max_positions, rank, world)
+            if quota is not None and self.annotator is not None:  # tag only what max_positions will read
+                rows = _rows(rows, 0, self.rows_for_quota(rows, text_column, quota))
+            shard = self.prepare(rows, text_column)
+            source = InMemorySource(shard, start, text_column)
+            key_range = (start, end)
+        meta = self.meta(stage, corpus, dataset_id, text_column or "")
+        if isinstance(source, StreamingSource):  # a stream's length is unknown; a take(num_samples) bounds it
+            source.total = source.share_of((meta.provenance or {}).get("dataset", {}).get("num_samples"))
+        state = None
+        if checkpoint_dir:
+            features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
+            # the spaCy pipeline that tags words (its name, version, components and files), None without words
+            annotation = self.annotator.cache_key if self.annotator is not None else None
+            key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features, annotation)
+            streamed = isinstance(source, StreamingSource)
+            state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
+                                     source.pipeline() if streamed else None, key_parts)
+        resume_state, saved = state.load() if (state and resume) else (None, None)
+        if state and not resume and (state.path / "progress.json").exists():  # helper 156: replaced without a word
+            logger.warning("A checkpoint of an earlier run is in %s; this run starts from the beginning and replaces "
+                           "it. To continue that run instead, pass resume=True (CLI: --resume).", state.path)
+        with retained_heap():  # a CPU forward pass would otherwise page-fault its buffers in at every batch
+            local = self._profile_source(source, resume_state, saved, meta, state, checkpoint_every)
+        return source, meta, local
 
     def _nothing_to_credit(self, num_texts: int, text_column: str | None,
                            columns: Sequence[str] | None = None) -> DatasetError:
@@ -935,6 +948,26 @@ def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world:
 
 def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
+    # A process that fails to load its model or corpus (a file missing on its node) tells the others at the run's
+    # first exchange, where they wait for it (hf_txray.distributed.failing_together).
+    with failing_together():
+        profiler, corpus, column, dataset_id, detected, o = _prepare(model, dataset, tokenizer, o)
+    profile = profiler.run(corpus, text_column=column, stage=o.stage, dataset_id=dataset_id,
+                           checkpoint_dir=o.checkpoint_dir, checkpoint_every=o.checkpoint_every, resume=o.resume)
+    if detected and column is None:  # a stream without declared columns: chosen from its first row, in the run
+        _log_detected_column(profile.meta.config["text_column"])
+    if o.output_effects:
+        from .output_effects import output_effects_table
+
+        profile.output_effects = output_effects_table(profiler.model, profile.layers, o.output_effects_k,
+                                                      profiler.tokenizer, stack=profiler.forward.stack)
+    return profile
+
+
+def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
+    """Check the options, pin both sources, load the corpus and the model, place it: the :class:`Profiler` to run,
+    with the corpus, its text column (None: chosen in the run), its id, whether the column is detected, and `o` with
+    its dtype merged."""
     config = o.profiler_config()
     names, _ = o.validate()
     tags = [t for t in names if t in TAG_FEATURES]
@@ -1009,16 +1042,7 @@ def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Pro
         from .output_effects import check_output_effects
 
         check_output_effects(loaded, config.site, config.module_pattern, o.output_effects_k, profiler.forward.stack)
-    profile = profiler.run(corpus, text_column=column, stage=o.stage, dataset_id=dataset_id,
-                           checkpoint_dir=o.checkpoint_dir, checkpoint_every=o.checkpoint_every, resume=o.resume)
-    if detected and column is None:  # a stream without declared columns: chosen from its first row, in the run
-        _log_detected_column(profile.meta.config["text_column"])
-    if o.output_effects:
-        from .output_effects import output_effects_table
-
-        profile.output_effects = output_effects_table(loaded, profile.layers, o.output_effects_k, tok,
-                                                      stack=profiler.forward.stack)
-    return profile
+    return profiler, corpus, column, dataset_id, detected, o
 
 
 def _log_detected_column(column: str) -> None:

@@ -7,12 +7,17 @@ gathered and merged in rank order, giving every rank the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
-from .errors import DatasetError, ModelError
+from .errors import DatasetError, ModelError, ProcessFailedError, error_kind, process_failed_error
+from .logging import get_logger
+
+logger = get_logger(__name__)
 
 
 def process_info(cpu: bool | None = None) -> tuple[int, int]:
@@ -69,14 +74,94 @@ def shard_bounds(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 def all_gather(obj: Any, world_size: int) -> list[Any]:
-    """Every rank's `obj`, in rank order (every rank must call this)."""
+    """Every rank's `obj`, in rank order (every rank must call this).
+
+    Raises:
+        ProcessFailedError: a rank failed in its own work before this point (:func:`failing_together`) and joined
+            this call with its error instead of its `obj`: every rank that did not fail raises, naming it.
+    """
     if world_size == 1:
         return [obj]
+    gathered = _gather(obj, world_size)
+    failed = [part for part in gathered if isinstance(part, _RankFailure)]
+    if failed:
+        raise failed[0].error_here(len(failed))
+    return gathered
+
+
+def _gather(obj: Any, world_size: int) -> list[Any]:
     import torch.distributed as dist
 
     gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+@dataclasses.dataclass(frozen=True)
+class _RankFailure:
+    """What a failed rank sends the others instead of its result (plain text: any error can be described, not every
+    one pickled): its rank, its error's type and message, and the type the others raise it as
+    (:func:`~hf_txray.errors.error_kind`)."""
+
+    rank: int
+    world_size: int
+    error_type: str
+    message: str
+    kind: str | None
+
+    @classmethod
+    def of(cls, error: Exception, world_size: int) -> _RankFailure:
+        import torch.distributed as dist
+
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ in ("builtins", "hf_txray.errors") else \
+            f"{kind.__module__}.{kind.__qualname__}"
+        return cls(dist.get_rank(), world_size, name, str(error), error_kind(error))
+
+    def error_here(self, num_failed: int = 1) -> ProcessFailedError:
+        """The error this rank raises for the failure."""
+        import torch.distributed as dist
+
+        error = f"{self.error_type}: {self.message}" if self.message else self.error_type
+        others = f" (and {num_failed - 1} other process{'es' if num_failed > 2 else ''})" if num_failed > 1 else ""
+        return process_failed_error(
+            f"Process {self.rank} of {self.world_size}{others} failed with {self.error_type} (its log has the "
+            f"traceback), so this process ({dist.get_rank()}) stops too, where the processes meet: each raised an "
+            f"error here and none waits on another, so a script may catch it on every process and go on in step. "
+            f"The error of process {self.rank}: {self.message or '(no message)'}", self.rank, error, self.kind)
+
+
+@contextmanager
+def failing_together(world_size: int | None = None) -> Iterator[None]:
+    """Run a rank's own work (no collective inside) that every rank follows with the same collective
+    (:func:`all_gather`): if it fails on this rank, the rank joins that collective with its error instead of its
+    result, then raises its error. The other ranks then raise a :class:`~hf_txray.errors.ProcessFailedError`
+    naming it, at that same call, rather than wait for ever, or be matched with this rank's next call (a script that
+    catches the error and goes on would otherwise send its next run's data into their collective). An error raised
+    by every rank in the same work is sent by each: each raises its own.
+
+    Args:
+        world_size (`int`, *optional*): the number of processes; found when the work fails if omitted (the
+            process group is then started, as :func:`process_info` starts it, where the launcher set one up).
+
+    Only ``Exception`` is sent on: an interrupt (Ctrl-C, SIGTERM from the launcher) reaches every process itself.
+    """
+    try:
+        yield
+    except Exception as err:
+        if not isinstance(err, ProcessFailedError):
+            _tell_the_others(err, world_size)
+        raise
+
+
+def _tell_the_others(error: Exception, world_size: int | None) -> None:
+    try:
+        world_size = process_info()[1] if world_size is None else world_size
+        if world_size > 1:
+            _gather(_RankFailure.of(error, world_size), world_size)
+    except Exception as lost:  # the group is gone (another process died): this process's error is what matters
+        logger.warning("Could not tell the other processes that this one failed (%s: %s).", type(lost).__name__,
+                       lost)
 
 
 def check_same_corpus(identity: str | None, world_size: int) -> None:

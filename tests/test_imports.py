@@ -144,7 +144,7 @@ def test_public_names_load_on_first_use_and_their_declarations_agree():
     lazy = [name for names in hf_txray.LAZY_EXPORTS.values() for name in names]
     eager = {"logging", "__version__", "TXRayError", "ConfigurationError", "DatasetError", "ModelError",
              "IncompatibleProfilesError", "ProfileFormatError", "HubError", "ReproducibilityError",
-             "ArtifactNotFoundError", "OutputError"}
+             "ArtifactNotFoundError", "OutputError", "ProcessFailedError"}
     assert sorted(hf_txray.__all__) == sorted([*eager, *lazy]) and len(set(lazy)) == len(lazy)
     assert _imported_by("import hf_txray.analyze, hf_txray.reproduce, hf_txray.output_effects; import hf_txray; "
                         "assert all(callable(getattr(hf_txray, n)) for n in ('analyze', 'reproduce', "

@@ -260,6 +260,77 @@ def test_more_processes_than_texts_give_the_one_process_result(processes, saved_
         torch.set_num_threads(threads)
 
 
+def _launch(script: str, *args: str, processes: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`script` under ``torchrun --nproc_per_node processes``, in its own session: on a timeout the launcher and its
+    workers are killed together (killing the launcher alone leaves workers waiting in gloo for ever)."""
+    import signal
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               str(ROOT / "tests" / script), *args]
+    with subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as launched:
+        try:
+            stdout, stderr = launched.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(launched.pid, signal.SIGKILL)
+            stdout, stderr = launched.communicate()
+            raise AssertionError(f"{script} did not end within {timeout} s: {stderr[-3000:]}") from None
+    return subprocess.CompletedProcess(command, launched.returncode, stdout, stderr)
+
+
+def test_a_failure_on_one_process_stops_every_process_at_the_next_exchange(tmp_path):
+    """torchrun, gloo: one rank fails (a bad row in its part of a stream, a user feature's error, a data file it lacks,
+    a stream that fails before the corpus check, its own unusable checkpoint), the script catches the error and goes
+    on. Was: the other rank's next collective was matched with the failed rank's next run (2 processes, a bad row on
+    rank 1: rank 0 merged rank 1's corpus hash as a profile shard) or waited for ever. Now every rank raises at the
+    next exchange: the failed one its own error, the other a ProcessFailedError of the same library type naming it."""
+    done = _launch("txray_failure_script.py", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    failed_on = {"bad_row": 1, "user_feature": 0, "load": 1, "before_check": 1, "resume": 1}
+    own = {"bad_row": "DatasetError", "user_feature": "FeatureFailed", "load": "DatasetError",
+           "before_check": "DatasetError", "resume": "ConfigurationError"}
+    for case, failing in failed_on.items():
+        mine, other = ranks[failing]["caught"][case], ranks[1 - failing]["caught"][case]
+        assert mine["types"][0] == own[case] and "ProcessFailedError" not in mine["types"], (case, mine)
+        # a library error is raised as its type on the other rank too (one except clause catches it on both)
+        expected = ["ProcessFailedError"] if case == "user_feature" else \
+            [f"ProcessFailedError[{own[case]}]", "ProcessFailedError", own[case]]
+        assert other["types"][:len(expected)] == expected, (case, other)
+        assert other["rank"] == failing and f"Process {failing} of 2 failed with" in other["message"], (case, other)
+        assert other["message"].endswith(mine["message"]), case  # the failed rank's own words
+    # still in step: the last run gives both ranks the whole corpus, as one process counts it
+    assert ranks[0]["last"] == ranks[1]["last"] and ranks[0]["num_examples"] == len(TEXTS)
+
+
+@pytest.mark.parametrize("kind", [*[name for name in dir(hf_txray.errors) if name.endswith("Error")
+                                     and name not in ("TXRayError", "ProcessFailedError")],
+                                    "KeyError", "OSError", "UnicodeDecodeError", "ExceptionGroup", None])
+def test_a_failure_elsewhere_is_raised_as_its_type_and_pickles(kind):
+    """What the other processes raise for a failed one's error: a ProcessFailedError that is also of the library's (or
+    a built-in) type, so that one except clause catches it everywhere (UnicodeDecodeError too, whose constructor needs
+    five arguments); a type that cannot be combined (ExceptionGroup) or none gives a plain ProcessFailedError. Each
+    reads its message as given, and pickles."""
+    import builtins
+    import pickle
+
+    from hf_txray.errors import ProcessFailedError, error_kind, process_failed_error
+
+    base = None if kind is None else getattr(hf_txray.errors, kind, None) or getattr(builtins, kind)
+    named = None if kind is None else f"{base.__module__}.{kind}"
+    error = process_failed_error("Process 1 of 2 failed: 'x'", 1, "KeyError: 'x'", named)
+    assert isinstance(error, ProcessFailedError) and (error.rank, error.error) == (1, "KeyError: 'x'")
+    if kind in (None, "ExceptionGroup"):
+        assert type(error) is ProcessFailedError
+    else:
+        assert isinstance(error, base)
+        failed = base("utf-8", b"\xff", 0, 1, "invalid") if kind == "UnicodeDecodeError" else base("m")
+        assert error_kind(failed) == named  # the failed process names its type
+    assert str(error) == "Process 1 of 2 failed: 'x'"
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error) and again.rank == 1
+
+
 # ----- loading: paths, CLI flags, GGUF, tokenizers --------------------------------------------------------------
 @pytest.mark.parametrize("name,local", [("./x", True), ("../x", True), ("/x", True), ("~/x", True), ("a/b/c", True),
                                         ("gpt2", False), ("org/model", False),
