@@ -141,9 +141,10 @@ def remove_stale_backups(target: str | os.PathLike) -> list[Path]:
     otherwise. Call it only where `target` is known complete; returns the folders removed.
 
     A copy whose process may still be running (it may be between its two renames, when that copy is the only one)
-    is kept, as is every copy where that cannot be checked (Windows).
+    is kept, as is every copy where that cannot be checked (Windows). A symbolic link `target` is looked beside its
+    target folder, where :func:`atomic_dir` writes.
     """
-    target = Path(target)
+    target = _link_target(Path(os.path.abspath(target)))
     removed = []
     for backup, pid in _backups(target):
         if _may_be_running(pid):
@@ -187,8 +188,10 @@ def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] 
 
     Only a folder holding every file in `required` is put back (the newest): one whose removal was cut short is not.
     The new folder (``.{name}.tmp-...``) is left alone: nothing marks it complete. When `target` is there and holds
-    every file in `required`, the copies left beside it are removed (:func:`remove_stale_backups`)."""
-    target = Path(target)
+    every file in `required`, the copies left beside it are removed (:func:`remove_stale_backups`). A symbolic link
+    `target` is restored through: its target folder is the one :func:`atomic_dir` had moved aside (beside itself, as
+    it writes through the link), and the link stays."""
+    target = _link_target(Path(os.path.abspath(target)))  # a dangling link: the path it leads to
     if target.exists():
         if all((target / f).is_file() for f in required):
             remove_stale_backups(target)  # an earlier run's removal of the previous copy was cut short

@@ -652,6 +652,27 @@ def test_a_resume_removes_the_copies_earlier_crashes_left_beside_a_complete_chec
     assert other.is_dir()
 
 
+def test_a_swap_killed_halfway_is_restored_through_a_linked_rank_folder(tmp_path, caplog):
+    """A rank folder that is a symbolic link (to another disk): atomic_dir swaps the folder it leads to, so a swap
+    killed halfway leaves its copy (.NAME.old-PID) beside that folder; the resume looked beside the link, found
+    nothing, and started over (all 12 texts again instead of 4). The link stays a link."""
+    SPANS.calls, SPANS.fail_at = 0, 11
+    state, disk = tmp_path / "state", tmp_path / "disk"
+    state.mkdir(), disk.mkdir()
+    (state / "rank-0-of-1").symlink_to(disk / "rank")
+    with pytest.raises(Interrupted):
+        run(TEXTS, checkpoint_dir=state, **COMMON)
+    assert (disk / "rank" / "progress.json").is_file()  # written through the link
+    (disk / "rank").rename(disk / ".rank.old-4194305")  # killed between the two renames
+    SPANS.calls, SPANS.fail_at = 0, None
+    with caplog.at_level("WARNING", logger="hf_txray"):
+        resumed = run(TEXTS, checkpoint_dir=state, resume=True, **COMMON)
+    assert "interrupted" in caplog.text and SPANS.calls == len(TEXTS) - 8
+    assert (state / "rank-0-of-1").is_symlink() and not (disk / ".rank.old-4194305").exists()
+    SPANS.calls = 0
+    assert resumed == run(TEXTS, checkpoint_dir=tmp_path / "whole", **COMMON)
+
+
 def test_resume_refuses_a_local_stream_changed_past_its_first_texts(tmp_path):
     """Only a stream's first 16 texts were hashed: a local file streamed from its path and changed further on was
     resumed, its counts from the old file and its provenance from the new one. Its content hash now ties the
