@@ -37,7 +37,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     # the link's folder, not the link: renamed over, the link became a folder and its target kept the old content
     target = check_not_working_directory(_link_target(Path(os.path.abspath(target))))
     check_writable(target)  # a file in the path is named as such (mkdir would say "File exists")
-    tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
+    # the writer's pid in the name: a folder left by a killed run is told from one being written (remove_stale_backups)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()  # not mkdtemp: that makes the folder private (0o700)
@@ -136,35 +137,42 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def remove_stale_backups(target: str | os.PathLike) -> list[Path]:
-    """Remove the ``.{name}.old-{pid}`` folders beside `target` that :func:`atomic_dir` left when its process was
-    killed while it removed them (after the new folder was in place): they are never read again and stay forever
-    otherwise. Call it only where `target` is known complete; returns the folders removed.
+    """Remove what :func:`atomic_dir` left beside `target` when its process was killed: the ``.{name}.old-{pid}``
+    copies it was removing (after the new folder was in place) and the ``.{name}.tmp-{pid}-{token}`` folders it was
+    writing (killed before its renames). They are never read again and stay forever otherwise (a checkpoint's worth
+    of disk at every kill). Call it only where `target` is known complete; returns the folders removed. A symbolic
+    link `target` is looked beside its target folder, where :func:`atomic_dir` writes.
 
-    A copy whose process may still be running (it may be between its two renames, when that copy is the only one)
-    is kept, as is every copy where that cannot be checked (Windows). A symbolic link `target` is looked beside its
-    target folder, where :func:`atomic_dir` writes.
+    A copy whose process may still be running (it may be between its two renames, when that copy is the only one; or
+    still writing its new folder) is kept, as is every copy where that cannot be checked (Windows). Temporary folders
+    named by earlier versions (``.{name}.tmp-{token}``, without the pid) are kept: nothing tells whose they are.
     """
     target = _link_target(Path(os.path.abspath(target)))
     removed = []
-    for backup, pid in _backups(target):
+    for leftover, pid in _backups(target) + _backups(target, "tmp"):
         if _may_be_running(pid):
             continue
-        if backup.is_dir() and not backup.is_symlink():
-            shutil.rmtree(backup, ignore_errors=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
         else:
             with suppress(OSError):
-                backup.unlink()
-        if not backup.exists():
-            removed.append(backup)
+                leftover.unlink()
+        if not leftover.exists():
+            removed.append(leftover)
     return removed
 
 
-def _backups(target: Path) -> list[tuple[Path, int]]:
-    """The ``.{name}.old-{pid}`` copies :func:`atomic_dir` left beside `target`, with their process ids: only
-    `target`'s own (the glob also matches the copies of a folder named ``{name}.old-N``: .x.old-1.old-7)."""
-    prefix = f".{target.name}.old-"
+def _backups(target: Path, kind: str = "old") -> list[tuple[Path, int]]:
+    """What :func:`atomic_dir` left beside `target`, with the process ids in the names: its ``.{name}.old-{pid}``
+    copies (`kind` ``"old"``) or its ``.{name}.tmp-{pid}-{token}`` folders (``"tmp"``). Only `target`'s own: the
+    glob also matches those of a folder named ``{name}.old-N`` (.x.old-1.old-7)."""
+    prefix = f".{target.name}.{kind}-"
     found = ((p, p.name[len(prefix):]) for p in target.parent.glob(f"{glob.escape(prefix)}*"))
-    return [(p, int(pid)) for p, pid in found if pid.isdigit()]
+    if kind == "old":
+        return [(p, int(pid)) for p, pid in found if pid.isdigit()]
+    split = ((p, *rest.partition("-")) for p, rest in found)
+    return [(p, int(pid)) for p, pid, dash, token in split
+            if pid.isdigit() and dash and len(token) == 8 and all(c in "0123456789abcdef" for c in token)]
 
 
 def _may_be_running(pid: int) -> bool:
@@ -187,21 +195,22 @@ def restore_interrupted_swap(target: str | os.PathLike, required: Sequence[str] 
     (`target` is then missing, and its previous content sits in ``.{name}.old-{pid}``); True when one was restored.
 
     Only a folder holding every file in `required` is put back (the newest): one whose removal was cut short is not.
-    The new folder (``.{name}.tmp-...``) is left alone: nothing marks it complete. When `target` is there and holds
-    every file in `required`, the copies left beside it are removed (:func:`remove_stale_backups`). A symbolic link
-    `target` is restored through: its target folder is the one :func:`atomic_dir` had moved aside (beside itself, as
-    it writes through the link), and the link stays."""
-    target = _link_target(Path(os.path.abspath(target)))  # a dangling link: the path it leads to
-    if target.exists():
-        if all((target / f).is_file() for f in required):
-            remove_stale_backups(target)  # an earlier run's removal of the previous copy was cut short
-        return False
-    aside = sorted((p for p, _ in _backups(target) if all((p / f).is_file() for f in required)),
-                   key=lambda p: p.stat().st_mtime)
-    if not aside:
-        return False
-    os.replace(aside[-1], target)
-    return True
+    The new folder (``.{name}.tmp-...``) is not put back: nothing marks it complete. When `target` is there and holds
+    every file in `required` (after a restore too), what killed runs left beside it is removed
+    (:func:`remove_stale_backups`). A symbolic link `target` is restored through: its target folder is the one
+    :func:`atomic_dir` had moved aside (beside itself), and the link stays."""
+    target = _link_target(Path(os.path.abspath(target)))
+    restored = False
+    if not target.exists():
+        aside = sorted((p for p, _ in _backups(target) if all((p / f).is_file() for f in required)),
+                       key=lambda p: p.stat().st_mtime)
+        if not aside:
+            return False
+        os.replace(aside[-1], target)
+        restored = True
+    if all((target / f).is_file() for f in required):
+        remove_stale_backups(target)  # an earlier run's removal of the previous copy, or its new one, was cut short
+    return restored
 
 
 def atomic_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:

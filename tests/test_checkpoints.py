@@ -652,6 +652,50 @@ def test_a_resume_removes_the_copies_earlier_crashes_left_beside_a_complete_chec
     assert other.is_dir()
 
 
+KILLED_AT_SECOND_SAVE = """
+import os, signal, sys
+import numpy as np
+import test_checkpoints as t
+
+savez, saves = np.savez, []
+def killed(path, **arrays):  # the second checkpoint: half its state written, then kill -9
+    saves.append(path)
+    if len(saves) == 2:
+        open(path, "wb").write(b"half a state")
+        os.kill(os.getpid(), signal.SIGKILL)
+    savez(path, **arrays)
+np.savez = killed
+t.run(t.TEXTS, checkpoint_dir=sys.argv[1], **t.COMMON)
+"""
+
+
+def test_a_run_killed_while_saving_leaves_no_temporary_checkpoint_behind(tmp_path):
+    """kill -9 during a checkpoint save leaves atomic_dir's new folder (.rank-0-of-1.tmp-*) beside the checkpoint: it
+    was never removed (a checkpoint's worth of disk at every kill, with no way to tell it from one being written, as
+    its name held no pid). It now carries its writer's pid: a resume (the checkpoint is complete) removes those of
+    processes that no longer run, and keeps one whose process runs and one named by an earlier version."""
+    import subprocess
+    import sys
+
+    from test_robustness import ROOT, _env
+
+    state = tmp_path / "state"
+    done = subprocess.run([sys.executable, "-c", KILLED_AT_SECOND_SAVE, str(state)], env=_env(), cwd=ROOT / "tests",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-3000:]
+    left = [p.name for p in state.iterdir() if ".tmp-" in p.name]
+    assert len(left) == 1 and left[0].startswith(".rank-0-of-1.tmp-") and (state / left[0] / "state.npz").is_file()
+    kept = [state / f".rank-0-of-1.tmp-{os.getppid()}-0badf00d", state / ".rank-0-of-1.tmp-0badf00d"]
+    for folder in kept:  # one a running process may still be writing; one named without its pid
+        folder.mkdir()
+    SPANS.calls, SPANS.fail_at = 0, None
+    resumed = run(TEXTS, checkpoint_dir=state, resume=True, **COMMON)
+    assert SPANS.calls == len(TEXTS) - 4  # the first checkpoint (one bucket of 4 texts) was kept
+    assert sorted(p.name for p in state.iterdir()) == sorted(["rank-0-of-1", *(k.name for k in kept)])
+    SPANS.calls = 0
+    assert resumed == run(TEXTS, checkpoint_dir=tmp_path / "whole", **COMMON)
+
+
 def test_a_swap_killed_halfway_is_restored_through_a_linked_rank_folder(tmp_path, caplog):
     """A rank folder that is a symbolic link (to another disk): atomic_dir swaps the folder it leads to, so a swap
     killed halfway leaves its copy (.NAME.old-PID) beside that folder; the resume looked beside the link, found
