@@ -279,12 +279,13 @@ class Profiler:
     def _run(self, corpus, *, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume) -> Profile:
         # `~` expanded as the CLI's --out and save_pretrained expand it: "~/ck" was written to ./~/ck
         checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir
-        check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)
         rank, world = process_info(cpu=self.device.type == "cpu")
         head = None  # a stream's first texts, read for the check: the run must read them again
-        if world > 1:  # before any shard is read or tagged: an unseeded shuffle differs in every process
-            with failing_together(world):  # a rank that fails here joins the check's collective with its error
+        with failing_together(world):  # a rank that fails here joins the check's collective with its error
+            check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)  # a folder unwritable on one node
+            if world > 1:
                 identity, head = _corpus_identity(corpus, text_column)
+        if world > 1:  # before any shard is read or tagged: an unseeded shuffle differs in every process
             check_same_corpus(identity, world)
         # A rank that fails on its shard (a bad row, a user feature's error, its checkpoint) joins the gather below
         # with its error: every rank raises there, and none is left in a collective the others never join.

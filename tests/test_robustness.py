@@ -280,16 +280,16 @@ def _launch(script: str, *args: str, processes: int = 2, timeout: float = 240) -
 
 def test_a_failure_on_one_process_stops_every_process_at_the_next_exchange(tmp_path):
     """torchrun, gloo: one rank fails (a bad row in its part of a stream, a user feature's error, a data file it lacks,
-    a stream that fails before the corpus check, its own unusable checkpoint), the script catches the error and goes
-    on. Was: the other rank's next collective was matched with the failed rank's next run (2 processes, a bad row on
+    a stream that fails before the corpus check, a checkpoint folder it cannot write, its own unusable checkpoint),
+    the script catches the error and goes on. Was: the other rank's next collective was matched with the failed rank's next run (2 processes, a bad row on
     rank 1: rank 0 merged rank 1's corpus hash as a profile shard) or waited for ever. Now every rank raises at the
     next exchange: the failed one its own error, the other a ProcessFailedError of the same library type naming it."""
     done = _launch("txray_failure_script.py", str(tmp_path))
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    failed_on = {"bad_row": 1, "user_feature": 0, "load": 1, "before_check": 1, "resume": 1}
+    failed_on = {"bad_row": 1, "user_feature": 0, "load": 1, "before_check": 1, "profiler_run": 1, "resume": 1}
     own = {"bad_row": "DatasetError", "user_feature": "FeatureFailed", "load": "DatasetError",
-           "before_check": "DatasetError", "resume": "ConfigurationError"}
+           "before_check": "DatasetError", "profiler_run": "ConfigurationError", "resume": "ConfigurationError"}
     for case, failing in failed_on.items():
         mine, other = ranks[failing]["caught"][case], ranks[1 - failing]["caught"][case]
         assert mine["types"][0] == own[case] and "ProcessFailedError" not in mine["types"], (case, mine)

@@ -3,7 +3,8 @@
 Each case makes one rank fail where the other does not: a bad row in rank 1's part of a stream (a DatasetError in
 the middle of its shard), a user feature that raises on rank 0 alone (an error of the user's own type), a data file
 that rank 1 lacks (it fails while loading), a stream that fails on rank 1 before the processes compare their
-corpora, and rank 1's checkpoint made unusable before a resume. Every rank catches what it gets and goes on to the next case, as a script that skips a bad corpus would; a
+corpora, a checkpoint folder that rank 1 cannot write (through Profiler.run, as a Trainer's snapshots run), and rank
+1's checkpoint made unusable before a resume. Every rank catches what it gets and goes on to the next case, as a script that skips a bad corpus would; a
 last, clean run shows that the ranks are still in step. Each rank writes ``OUT/rank-<r>.json``: per case, the type
 names of the error it caught (its class's whole MRO), its message and its ``rank`` attribute; and the fingerprint of
 the last profile. The process group gets a short timeout: a rank left waiting fails the launch instead of hanging it.
@@ -21,6 +22,7 @@ import torch.distributed as dist
 import hf_txray
 from hf_txray import UserFeature
 from hf_txray.distributed import close_process_group
+from hf_txray.loading import load_corpus
 from models import SAMPLE_TEXTS, fingerprint, tiny
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -73,6 +75,16 @@ def main(output_dir: str) -> None:
         yield from TEXTS
 
     attempt("before_check", lambda: hf_txray.analyze(model, texts(), **common))
+
+    # Profiler.run (a Trainer's snapshots): a checkpoint_dir that cannot be written on rank 1 alone
+    blocked = out / "blocked"
+    if rank == 0:
+        blocked.write_text("a file where rank 1's checkpoint folder should go")
+    dist.barrier()
+    profiler = hf_txray.Profiler(model, tokenizer, hf_txray.ProfilerConfig(features=("token",), batch_size=2))
+    corpus, column, _ = load_corpus(TEXTS)
+    attempt("profiler_run", lambda: profiler.run(corpus, text_column=column, show_progress=False,
+                                                 checkpoint_dir=blocked if rank == 1 else out / "free"))
 
     state = out / "state"
     hf_txray.analyze(model, TEXTS * 2, checkpoint_dir=state, checkpoint_every=1, **common)
