@@ -540,11 +540,18 @@ class Profiler:
         flags = batches[0].text_flags
         if flags is not None:  # every kept position is in a reached text; a text credited in part carries what it kept
             count_texts(kept[0], flags[reached(flags[:, 0])], count_feature_texts(kept, batches[0].num_feature_texts))
-        for batch, selected in zip(batches, kept):  # the padded grid of the rows of those texts, as their tokens
+        grids = [0] * len(kept)
+        for i, batch in enumerate(batches):  # the padded grid of the rows of those texts, as their tokens
             if batch.num_positions:
                 width = batch.inputs["input_ids"].shape[1]
                 rows = batch.positions.numpy()[reached(batch.example_id)] // width
-                selected.num_padded_tokens = width * len(np.unique(rows))
+                grids[i] = width * len(np.unique(rows))
+        # The stop text counts whole, so its windows packed in a batch left with no position (which does not run)
+        # count at that batch's width too: on a batch that runs, else its input tokens outnumbered the grid
+        runs = [i for i, selected in enumerate(kept) if selected.num_positions]
+        for i, selected in enumerate(kept):
+            selected.num_padded_tokens = grids[i] + (sum(grids[j] for j in range(len(kept)) if j not in runs)
+                                                      if runs and i == runs[0] else 0)
         return kept, True
 
     @torch.no_grad()

@@ -390,6 +390,22 @@ def test_padding_under_max_positions_is_that_of_the_texts_counted():
     assert profile.meta.num_padded_tokens == width[0] + width[1]
 
 
+def test_padding_under_max_positions_counts_every_window_of_the_stop_text():
+    """Helper 244: the stop text's input tokens counted all its windows, the padded grid only those in batches that
+    kept a position (a batch of its later windows does not run): show printed 'padding -19.5%' (612 input tokens
+    in a grid of 512) for two processes streaming 56 texts under max_positions=300. Every window now counts in both,
+    at its batch's width."""
+    model, tokenizer = tiny("gpt2")
+    text = " ".join(f"word{i} and more" for i in range(40))  # one text of many windows, alone in its bucket
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, batch_size=2, max_length=24)
+    whole = hf_txray.analyze(model, [text], **options)
+    assert whole.meta.num_windowed == 1 and whole.meta.num_padded_tokens > 4 * 24  # more windows than 2 batches
+    stopped = hf_txray.analyze(model, [text], max_positions=10, **options)
+    assert stopped.meta.num_positions == 10 and stopped.meta.num_examples == 1
+    assert stopped.meta.num_input_tokens == whole.meta.num_input_tokens  # the stop text counts whole
+    assert stopped.meta.num_padded_tokens == whole.meta.num_padded_tokens  # in both counts
+
+
 def test_bucket_plan_of_a_profiler(monkeypatch):
     import importlib
 
