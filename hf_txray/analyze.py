@@ -43,7 +43,7 @@ from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_on
 from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
-from .provenance import tokenizer_vocab_hash, weights_sample_hash
+from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
 from .forward import StackForward
 from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config, text_depth
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
@@ -251,6 +251,9 @@ class Profiler:
                    "pruned": pruning_record(self.model) if self.config.site == "mlp" else None,
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
                    "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow
+                   # the whole tokenizer (normalizer, pre-tokenizer...): reproduce says so when it is not the one
+                   # that its recorded model loads (analyze(..., tokenizer=another))
+                   "tokenizer_hash": tokenizer_hash(self.tokenizer),
                    **self.runtime}
         spacy_model = self.annotator.pipeline if self.annotator else None
         return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)

@@ -289,6 +289,25 @@ def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
     return "vocab-sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def tokenizer_hash(tokenizer: Any) -> str | None:
+    """A fingerprint of a whole fast tokenizer: the sha256 of its serialization (normalizer, pre-tokenizer, model
+    with its vocabulary, post-processor, added tokens), which :func:`tokenizer_vocab_hash` does not see all of (a
+    normalizer that no longer lower-cases tokenizes ``Apple`` into other tokens of the same vocabulary). None for a
+    tokenizer without a Rust backend.
+
+    Returns:
+        `str` or `None`: ``"tokenizer-sha256:<hex>"``.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    try:
+        text = backend.to_str() if backend is not None else None
+    except (AttributeError, TypeError, RuntimeError, ValueError):
+        return None
+    if not isinstance(text, str):
+        return None
+    return "tokenizer-sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def files_hash(files: Mapping[str, str]) -> str:
     """The content hash of a set of files given as ``{relative path: sha256 of its bytes}``."""
     digest = hashlib.sha256()

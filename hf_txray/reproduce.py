@@ -535,6 +535,29 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
     return not diffs, worst, diffs
 
 
+def _why_different(stored: Profile, new: Profile, given: str | None = None) -> list[str]:
+    """Why a rerun differs, when the runtime records say: the weights or the tokenizer loaded now are not the ones
+    profiled (a model object changed after it was loaded from its recorded folder or Hub id, or a tokenizer passed
+    to analyze that is not the model's own). Said only beside differing numbers: a sample hash can differ on
+    the same computation (weights offloaded to the ``meta`` device are hashed by shape alone)."""
+    old, now = ((p.meta.provenance or {}).get("runtime", {}) for p in (stored, new))
+    source = given or f"the model loaded from {(stored.meta.provenance or {}).get('model', {}).get('id')!r}"
+    reasons = []
+    if old.get("weights_sample_hash") and now.get("weights_sample_hash") \
+            and old["weights_sample_hash"] != now["weights_sample_hash"]:
+        reasons.append(f"{source} holds other weights than the model profiled (weights sample hash "
+                       f"{now['weights_sample_hash'][14:26]} vs {old['weights_sample_hash'][14:26]} recorded)"
+                       + ("" if given else ": the profiled model was changed after it was loaded (analyze records a "
+                          "model object by the folder or Hub id it was loaded from)"))
+    for key, what in (("tokenizer_vocab_hash", "vocabulary"), ("tokenizer_hash", "normalizer, pre-tokenizer or "
+                                                                                  "post-processor")):
+        if old.get(key) and now.get(key) and old[key] != now[key]:
+            reasons.append(f"the tokenizer of {source} differs from the one profiled (its {what}): it was passed "
+                           "to analyze(tokenizer=...) and is not the model's own, which reproduce loads")
+            break
+    return reasons
+
+
 def _aligned(stored: pd.DataFrame, new: pd.DataFrame, keys: list[str]
              ) -> tuple[pd.DataFrame, pd.DataFrame] | tuple[None, None]:
     """Both tables sorted by `keys`, row for row; ``(None, None)`` when they do not hold the same key rows."""
@@ -674,6 +697,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
                   streaming=_streams_again(data, dataset_arg), model_id=profile.meta.model_id, token=token,
                   show_progress=show_progress, **_placement(profile, model_arg, device), **options)
     identical, worst, diffs = compare_numbers(profile, new)
+    if not identical:
+        diffs = _why_different(profile, new, "the model passed as model=" if model is not None else None) + diffs
     return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),
                         notes, new)
 

@@ -861,3 +861,36 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_the_rerun(tmp_pa
         hf_txray.reproduce(tmp_path / "saved", out="~/afile/x", dataset=texts)
     with pytest.raises(ConfigurationError, match="lies in the results"):
         hf_txray.reproduce("~/saved", out="~/saved/again", dataset=texts)
+
+
+def test_a_rerun_that_differs_says_when_the_weights_or_the_tokenizer_are_not_the_ones_profiled(tmp_path):
+    """Helper 244: a model object changed in memory after loading (its record names its unchanged folder), or a
+    tokenizer passed to analyze that is not the model's own (a normalizer that keeps the case: same vocabulary),
+    reproduced as DIFFERENT with only the numbers that differ; the verdict now says which of the two it is."""
+    import tokenizers
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = str(save_tiny_model(tmp_path / "m"))
+    texts = ["Apple Inc. announced a new iPhone.", "The Quick Brown Fox.", "New York, New York"]
+    model, tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    assert hf_txray.reproduce_profile(hf_txray.analyze(model, texts, tokenizer=tokenizer, **OPTIONS),
+                                      dataset=texts).identical  # the model's own tokenizer and weights
+    cased = AutoTokenizer.from_pretrained(folder)
+    cased.backend_tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=False)
+    assert hf_txray.provenance.tokenizer_vocab_hash(cased) == hf_txray.provenance.tokenizer_vocab_hash(tokenizer)
+    verdict = hf_txray.reproduce_profile(hf_txray.analyze(model, texts, tokenizer=cased, **OPTIONS), dataset=texts)
+    assert not verdict.identical
+    assert verdict.differences[0].startswith(f"the tokenizer of the model loaded from {folder!r} differs from the "
+                                             "one profiled (its normalizer, pre-tokenizer or post-processor)")
+    with torch.no_grad():
+        model.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
+    changed = hf_txray.analyze(model, texts, tokenizer=tokenizer, **OPTIONS)
+    verdict = hf_txray.reproduce_profile(changed, dataset=texts)
+    assert not verdict.identical and len(verdict.differences) > 1
+    assert verdict.differences[0].startswith(f"the model loaded from {folder!r} holds other weights than the model "
+                                             "profiled") and "changed after it was loaded" in str(verdict)
+    other = AutoModel.from_pretrained(str(save_tiny_model(tmp_path / "m1", seed=1))).eval()
+    verdict = hf_txray.reproduce_profile(changed, dataset=texts, model=other)
+    assert verdict.differences[0].startswith("the model passed as model= holds other weights")
+    assert "changed after" not in verdict.differences[0]
