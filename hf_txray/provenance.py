@@ -567,6 +567,11 @@ def missing_provenance(profile: Any) -> list[str]:
                  "the hash of the texts profiled", "the recorded options (ProfilerConfig), device and dtype"]
         return lacks
     lacks = []
+    parts = record.get("merged_parts", 1)
+    if parts > 1:  # first: hf-txray show and the card name the first thing lacking
+        lacks.append(f"the records of {parts - 1} of its {parts} merged parts (Profile.merge keeps the first part's "
+                     "record, whose sources hold that part's texts only): reproduce each part's saved profile, then "
+                     "merge them again")
     model, dataset = record.get("model", {}), record.get("dataset", {})
     if model.get("training_step"):
         lacks.append(f"the weights: the model was still training (step {model['training_step']}); save or push it "

@@ -894,3 +894,28 @@ def test_a_rerun_that_differs_says_when_the_weights_or_the_tokenizer_are_not_the
     verdict = hf_txray.reproduce_profile(changed, dataset=texts, model=other)
     assert verdict.differences[0].startswith("the model passed as model= holds other weights")
     assert "changed after" not in verdict.differences[0]
+
+
+def test_show_and_the_card_say_a_merged_profile_cannot_be_reproduced(tmp_path):
+    """Helper 244: `hf-txray show` printed "pinned: ... a.parquet ..., 3 texts (hf-txray reproduce recomputes it)"
+    for a merge of 3 + 2 texts, and the card's Reproduce table "yes", while reproduce refuses it (its record is the
+    first part's)."""
+    from hf_txray.card import build_card
+    from hf_txray.display import profile_text
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    first, second = (hf_txray.analyze(model, str(save_parquet_dataset(tmp_path / name, {"train": texts})), **OPTIONS)
+                     for name, texts in (("a", TEXTS_V1[:3]), ("b", TEXTS_V2[:2])))
+    assert "(hf-txray reproduce recomputes it)" in profile_text(first)
+    merged = first.merge(second)
+    assert merged.meta.num_examples == 5 and merged.meta.provenance["dataset"]["num_texts"] == 3
+    pinned = next(line for line in profile_text(merged).splitlines() if line.startswith("pinned: "))
+    assert pinned.endswith("(hf-txray reproduce cannot recompute it: it lacks the records of 1 of its 2 merged parts "
+                           "(Profile.merge keeps the first part's record, whose sources hold that part's texts only): "
+                           "reproduce each part's saved profile, then merge them again)")
+    card = str(build_card({"default": merged}, {}, {}, {}, repo_id="user/repo"))
+    section = card[card.index("## Reproduce"):]
+    row = next(line for line in section.splitlines() if line.startswith("| default"))
+    assert row.split("|")[-2].strip().startswith("no: it lacks the records of 1 of its 2 merged parts")
+    with pytest.raises(ReproducibilityError, match="merged from 2 separately profiled parts"):
+        hf_txray.reproduce_profile(merged)
