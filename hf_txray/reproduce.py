@@ -547,8 +547,9 @@ def _why_different(stored: Profile, new: Profile, given: str | None = None) -> l
             and old["weights_sample_hash"] != now["weights_sample_hash"]:
         reasons.append(f"{source} holds other weights than the model profiled (weights sample hash "
                        f"{now['weights_sample_hash'][14:26]} vs {old['weights_sample_hash'][14:26]} recorded)"
-                       + ("" if given else ": the profiled model was changed after it was loaded (analyze records a "
-                          "model object by the folder or Hub id it was loaded from)"))
+                       + ("" if given else ": the model profiled was not this one (a model object changed in "
+                          "memory after it was loaded, which analyze records by the folder or Hub id it came from, or "
+                          "a folder or repo given to pin_model that does not hold the weights profiled)"))
     for key, what in (("tokenizer_vocab_hash", "vocabulary"), ("tokenizer_hash", "normalizer, pre-tokenizer or "
                                                                                   "post-processor")):
         if old.get(key) and now.get(key) and old[key] != now[key]:

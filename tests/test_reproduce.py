@@ -889,11 +889,15 @@ def test_a_rerun_that_differs_says_when_the_weights_or_the_tokenizer_are_not_the
     verdict = hf_txray.reproduce_profile(changed, dataset=texts)
     assert not verdict.identical and len(verdict.differences) > 1
     assert verdict.differences[0].startswith(f"the model loaded from {folder!r} holds other weights than the model "
-                                             "profiled") and "changed after it was loaded" in str(verdict)
+                                             "profiled") and "changed in memory after it was loaded" in str(verdict)
     other = AutoModel.from_pretrained(str(save_tiny_model(tmp_path / "m1", seed=1))).eval()
     verdict = hf_txray.reproduce_profile(changed, dataset=texts, model=other)
     assert verdict.differences[0].startswith("the model passed as model= holds other weights")
-    assert "changed after" not in verdict.differences[0]
+    assert "changed in memory" not in verdict.differences[0]
+    # a folder given to pin_model that does not hold the weights profiled
+    verdict = hf_txray.reproduce_profile(hf_txray.pin_model(changed, folder), dataset=texts)
+    assert verdict.differences[0].startswith(f"the model loaded from {folder!r} holds other weights")
+    assert "given to pin_model" in verdict.differences[0]
 
 
 def test_show_and_the_card_say_a_merged_profile_cannot_be_reproduced(tmp_path):
