@@ -559,6 +559,14 @@ def _why_different(stored: Profile, new: Profile, given: str | None = None) -> l
     return reasons
 
 
+def _other_rows(what: str, stored: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> str:
+    """Why two tables could not be aligned on `keys`: other row counts, or as many rows under other keys (a table
+    whose neurons or layers were renamed)."""
+    if len(new) != len(stored):
+        return f"{what} have other rows ({len(new)} vs {len(stored)} stored)"
+    return f"{what} hold the same number of rows ({len(stored)}) under other ({', '.join(keys)}) keys"
+
+
 def _aligned(stored: pd.DataFrame, new: pd.DataFrame, keys: list[str]
              ) -> tuple[pd.DataFrame, pd.DataFrame] | tuple[None, None]:
     """Both tables sorted by `keys`, row for row; ``(None, None)`` when they do not hold the same key rows."""
@@ -576,7 +584,7 @@ def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame |
         return ["output effects stored but not recomputed"]
     a, b = _aligned(stored, new, ["layer", "neuron", "direction", "rank"])
     if a is None:
-        return [f"output effects have other rows ({len(new)} vs {len(stored)} stored)"]
+        return [_other_rows("output effects", stored, new, ["layer", "neuron", "direction", "rank"])]
     diffs = []
     ids = a["token_id"].to_numpy() != b["token_id"].to_numpy()
     if ids.any():
@@ -599,7 +607,7 @@ def _example_differences(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[list[
     exact = [c for c in ("example_id", "token_index", "token") if c in stored and c in new]
     a, b = _aligned(stored, new, ["layer", "neuron", "rank"])
     if a is None:
-        return [f"top examples have other rows ({len(new)} vs {len(stored)} stored)"], 0.0
+        return [_other_rows("top examples", stored, new, ["layer", "neuron", "rank"])], 0.0
     same = [c for c in exact if not a[c].astype(str).equals(b[c].astype(str))]
     diffs = [f"top examples differ in {', '.join(same)}"] if same else []
     worst = _relative(b["activation"].to_numpy(dtype=np.float64), a["activation"].to_numpy(dtype=np.float64)) \

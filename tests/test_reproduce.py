@@ -315,6 +315,14 @@ def test_top_examples_histograms_and_position_mass_are_compared(tmp_path):
     edited = copy.copy(profile)
     edited.examples = profile.examples.assign(token="x")
     assert "top examples differ in token" in "; ".join(compare_numbers(edited, profile)[2])
+    # helper 244: a neuron renamed in the table said "top examples have other rows (219 vs 219 stored)"
+    edited = copy.copy(profile)
+    edited.examples = profile.examples.assign(neuron=profile.examples["neuron"].max() + 1 - profile.examples["neuron"])
+    assert f"top examples hold the same number of rows ({len(profile.examples)}) under other (layer, neuron, rank) " \
+           "keys" in compare_numbers(edited, profile)[2]
+    edited.examples = profile.examples.iloc[1:]
+    assert f"top examples have other rows ({len(profile.examples) - 1} vs {len(profile.examples)} stored)" in \
+        compare_numbers(profile, edited)[2]
     edited = copy.copy(profile)
     histogram = copy.copy(profile.activation_histogram)
     histogram.counts = histogram.counts + 1
