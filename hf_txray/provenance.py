@@ -301,10 +301,16 @@ def tokenizer_hash(tokenizer: Any) -> str | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     try:
         text = backend.to_str() if backend is not None else None
+        tokenizer_json = json.loads(text) if isinstance(text, str) else None
     except (AttributeError, TypeError, RuntimeError, ValueError):
         return None
-    if not isinstance(text, str):
+    if not isinstance(tokenizer_json, dict):
         return None
+    # truncation and padding are the state of the last call (transformers sets them on the backend at every call),
+    # not what the tokenizer does to a text: the same tokenizer hashed differently before and after encoding a batch
+    tokenizer_json.pop("truncation", None)
+    tokenizer_json.pop("padding", None)
+    text = json.dumps(tokenizer_json, sort_keys=True, ensure_ascii=False)
     return "tokenizer-sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -887,6 +887,10 @@ def test_a_rerun_that_differs_says_when_the_weights_or_the_tokenizer_are_not_the
     cased = AutoTokenizer.from_pretrained(folder)
     cased.backend_tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=False)
     assert hf_txray.provenance.tokenizer_vocab_hash(cased) == hf_txray.provenance.tokenizer_vocab_hash(tokenizer)
+    whole = hf_txray.provenance.tokenizer_hash(tokenizer)
+    assert whole != hf_txray.provenance.tokenizer_hash(cased)
+    tokenizer(texts, truncation=True, max_length=4, padding="max_length")  # sets the backend's state, not its rules
+    assert hf_txray.provenance.tokenizer_hash(tokenizer) == whole
     verdict = hf_txray.reproduce_profile(hf_txray.analyze(model, texts, tokenizer=cased, **OPTIONS), dataset=texts)
     assert not verdict.identical
     assert verdict.differences[0].startswith(f"the tokenizer of the model loaded from {folder!r} differs from the "
