@@ -730,7 +730,13 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
         "user feature functions": features,
     }
     key = hashlib.sha256(repr(list(parts.values())).encode()).hexdigest()[:16]
+    # checked beside the key (_CheckpointState.load), so that checkpoints written before it was recorded resume:
+    # a normalizer that no longer lower-cases splits the same texts into other tokens of the same vocabulary
+    parts[TOKENIZER_PART] = runtime.get("tokenizer_hash")
     return key, {name: hashlib.sha256(repr(value).encode()).hexdigest()[:8] for name, value in parts.items()}
+
+
+TOKENIZER_PART = "tokenizer (normalizer, pre-tokenizer or post-processor)"
 
 
 @dataclasses.dataclass
@@ -853,6 +859,12 @@ class _CheckpointState:
             raise ConfigurationError(
                 f"The checkpoint in {self.path} belongs to a different run ({what}). {START_OVER}."
             )
+        saved_parts = progress.get("run_parts") if isinstance(progress.get("run_parts"), dict) else {}
+        if TOKENIZER_PART in saved_parts and saved_parts[TOKENIZER_PART] != self.run_parts.get(TOKENIZER_PART):
+            raise ConfigurationError(
+                f"The checkpoint in {self.path} belongs to a different run (changed since: {TOKENIZER_PART}): its "
+                f"texts would be split into other tokens than the saved part's. Pass the tokenizer of the saved run. "
+                f"{START_OVER}.")
         if progress.get("stream_head") != self.stream_head:
             raise ConfigurationError(
                 f"The stream's first texts differ from those of the run saved in {self.path}: another text_column "

@@ -192,8 +192,19 @@ def test_resume_refuses_other_width_rounding_or_vocabulary_and_accepts_other_bat
     model, tokenizer = tiny("bert")
     other = copy.deepcopy(tokenizer)
     other.add_tokens(["hftxrayaddedword"])
-    with pytest.raises(ConfigurationError, match=r"different run \(changed since: tokenizer vocabulary\)"):
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: tokenizer vocabulary, tokenizer \("):
         hf_txray.analyze(model, TEXTS, tokenizer=other, features=("token", "word", UserFeature("span", SPANS)),
+                         checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
+    assert SPANS.calls == 0
+    # the same vocabulary, another normalizer (it keeps the case): the same texts split into other tokens (helper 244)
+    import tokenizers
+
+    cased = copy.deepcopy(tokenizer)
+    cased.backend_tokenizer.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=False)
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: tokenizer \(normalizer, "
+                                                 r"pre-tokenizer or post-processor\)\).*Pass the tokenizer of the "
+                                                 r"saved run"):
+        hf_txray.analyze(model, TEXTS, tokenizer=cased, features=("token", "word", UserFeature("span", SPANS)),
                          checkpoint_dir=tmp_path / "state", resume=True, **COMMON)
     assert SPANS.calls == 0
     # one text more in a list: named as such (helper 111: "number of processes" and "data files' contents")
