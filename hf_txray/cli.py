@@ -186,7 +186,7 @@ def _check_out(out: str | Path, command: str, artifact_type: str | None = None, 
 
 def _cmd_analyze(args) -> int:
     from . import analyze, corpora
-    from .distributed import process_info
+    from .distributed import all_gather, failing_together, process_info
     from .options import AnalyzeOptions, option_names
 
     if not args.out:
@@ -201,16 +201,21 @@ def _cmd_analyze(args) -> int:
         options["model_id"] = corpora.DEFAULT_MODEL_ID
     profile = analyze(args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
                       **options)
-    if process_info()[0] == 0:
-        profile.save_pretrained(out)  # first: a stdout that cannot be written (a full log disk) loses no profile
-        if args.text_column is None and profile.meta.config.get("text_column"):
-            print(f"text column: {profile.meta.config['text_column']!r} (detected; --text-column chooses another)")
-        print(f"{profile}\nsaved to {out}")
-        if args.push_to_hub:
-            from .hub import push_to_hub  # the results repo: the profile with its plots
+    rank, world = process_info()
+    # The first process writes (and pushes) alone: if that fails, the others learn it at the gather below and exit
+    # with its error, instead of dying in the closing barrier ('Connection closed by peer') or waiting there.
+    with failing_together(world):
+        if rank == 0:
+            profile.save_pretrained(out)  # first: a stdout that cannot be written (a full log disk) loses no profile
+            if args.text_column is None and profile.meta.config.get("text_column"):
+                print(f"text column: {profile.meta.config['text_column']!r} (detected; --text-column chooses another)")
+            print(f"{profile}\nsaved to {out}")
+            if args.push_to_hub:
+                from .hub import push_to_hub  # the results repo: the profile with its plots
 
-            info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private, token=args.token)
-            print(f"pushed to {info.commit_url}")
+                info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private, token=args.token)
+                print(f"pushed to {info.commit_url}")
+    all_gather(None, world)
     return 0
 
 

@@ -303,6 +303,19 @@ def test_a_failure_on_one_process_stops_every_process_at_the_next_exchange(tmp_p
     assert ranks[0]["last"] == ranks[1]["last"] and ranks[0]["num_examples"] == len(TEXTS)
 
 
+def test_the_cli_output_failing_on_the_first_process_stops_the_others(tmp_path):
+    """torchrun, gloo: hf-txray analyze whose first process cannot write --out (a full disk). Was: the first process
+    exited with its error and the second died in the closing barrier with gloo's traceback ('Connection closed by
+    peer'; under NCCL it would wait there). Now the second exits with code 2 and the first process's error."""
+    done = _launch("txray_cli_save_failure_script.py", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["code"] == 2 and "No space left on device" in ranks[0]["stderr"], ranks[0]
+    assert ranks[1]["code"] == 2, ranks[1]
+    assert "Process 0 of 2 failed with OSError" in ranks[1]["stderr"], ranks[1]
+    assert "No space left on device" in ranks[1]["stderr"], ranks[1]
+
+
 @pytest.mark.parametrize("kind", [*[name for name in dir(hf_txray.errors) if name.endswith("Error")
                                      and name not in ("TXRayError", "ProcessFailedError")],
                                     "KeyError", "OSError", "UnicodeDecodeError", "ExceptionGroup", None])
