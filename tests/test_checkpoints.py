@@ -5,6 +5,7 @@ the same checkpoint settings (a run without checkpoints sums floats in another o
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 import os
@@ -496,6 +497,55 @@ def test_resume_refuses_another_user_feature_function_under_the_same_name(tmp_pa
     with pytest.raises(ConfigurationError, match="user feature functions"):
         hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "word", other), checkpoint_dir=tmp_path,
                          resume=True, **COMMON)
+
+
+
+def length_labeller(threshold, interrupt_at=None):
+    """A user feature made by a factory: its threshold is a closure cell, not code. Its calls go through SPANS, so
+    the run is interrupted as the others are."""
+    def label(text):
+        SPANS(text)
+        return [(0, len(text), "long" if len(text) > threshold else "short")]
+    return label
+
+
+def test_resume_refuses_a_user_feature_made_with_other_arguments(tmp_path):
+    """Helper 247: the fingerprint read the code alone, so make(threshold=10) and make(threshold=1000) (a closure),
+    two partials of one function, or other default arguments passed for one function, and a resume counted the
+    texts before the interruption with one labelling and the rest with the other, with no error (12 texts all
+    longer than 10 characters: 92 credits "long" and 212 "short", where the uninterrupted run has 304 "long")."""
+    from hf_txray.features import code_fingerprint
+
+    def base(text, threshold=10):
+        return [(0, len(text), "long" if len(text) > threshold else "short")]
+
+    assert code_fingerprint(length_labeller(10)) == code_fingerprint(length_labeller(10))
+    assert code_fingerprint(length_labeller(10)) != code_fingerprint(length_labeller(1000))
+    assert code_fingerprint(functools.partial(base, threshold=1)) != code_fingerprint(functools.partial(base, threshold=2))
+    assert code_fingerprint(functools.partial(base, threshold=1)) != code_fingerprint(functools.partial(len))
+    memo = {}
+    def remembering(text):
+        memo[text] = True  # a mutable binding counts by its type: filled as the function runs, it stays resumable
+        return []
+    before = code_fingerprint(remembering)
+    remembering("a")
+    assert code_fingerprint(remembering) == before
+
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, checkpoint_dir=tmp_path, **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    whole = hf_txray.analyze(model, TEXTS, features=("token", UserFeature("size", length_labeller(10))),
+                             **{**options, "checkpoint_dir": tmp_path / "whole"})
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        hf_txray.analyze(model, TEXTS, features=("token", UserFeature("size", length_labeller(10))), **options)
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match="user feature functions"):
+        hf_txray.analyze(model, TEXTS, features=("token", UserFeature("size", length_labeller(1000))), resume=True,
+                         **options)
+    resumed = hf_txray.analyze(model, TEXTS, features=("token", UserFeature("size", length_labeller(10))),
+                               resume=True, **options)
+    assert SPANS.calls == len(TEXTS) - 4 and resumed == whole  # the same arguments: resumed
 
 
 def test_resume_refuses_another_module_pattern_mask_or_spacy_pipeline(tmp_path):

@@ -6,7 +6,9 @@ answered here, from :class:`FeatureType` records, instead of by literal name tes
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -31,13 +33,35 @@ class UserFeature:
 
 def code_fingerprint(fn: Callable[..., Any]) -> str:
     """What a user feature's function computes, as far as can be read without running it: the sha256 of its
-    bytecode, constants and names (nested functions included). Another function under the same feature name gets
-    another fingerprint; a change in something it only reads at run time (a global table) does not."""
+    bytecode, constants and names (nested functions included), and of the values it is bound to that are fixed when
+    it is made: its closure's cells, its default arguments, a ``functools.partial``'s function and arguments. Those
+    values count when they are immutable (numbers, strings, tuples and frozensets of them, functions, compiled
+    patterns); a mutable one (a dict, a list: a memo or a counter changes as the function runs) counts by its type.
+
+    Another function under the same feature name gets another fingerprint, and so does one made by a factory with
+    another argument (``make_labeller(threshold=10)`` and ``make_labeller(threshold=1000)`` shared one, and a
+    resume mixed their labels); a change in something it only reads at run time (a global table, an instance's
+    attributes) does not."""
     digest = hashlib.sha256()
+    _add_callable(digest, fn, depth=0)
+    return digest.hexdigest()[:16]
+
+
+_FINGERPRINT_DEPTH = 8  # functions bound to functions (a partial of a closure...) followed this deep
+
+
+def _add_callable(digest: Any, fn: Any, depth: int) -> None:
+    if isinstance(fn, functools.partial):
+        digest.update(b"partial\0")
+        _add_callable(digest, fn.func, depth + 1)
+        _add_value(digest, fn.args, depth + 1)
+        _add_value(digest, tuple(sorted(fn.keywords.items())), depth + 1)
+        return
     code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
-    if code is None:  # a builtin or partial: its type is all that is stable across processes
+    if code is None:  # a builtin: its type is all that is stable across processes
         digest.update(f"{type(fn).__module__}.{type(fn).__qualname__}".encode())
-    codes = [code] if code is not None else []
+        return
+    codes = [code]
     while codes:
         code = codes.pop()
         digest.update(code.co_code + repr(code.co_names).encode())
@@ -46,7 +70,41 @@ def code_fingerprint(fn: Callable[..., Any]) -> str:
                 codes.append(const)
             else:
                 digest.update(repr(const).encode())
-    return digest.hexdigest()[:16]
+    function = getattr(fn, "__func__", fn)  # a bound method: its function's bindings (not the instance's state)
+    if depth < _FINGERPRINT_DEPTH:
+        for cell in getattr(function, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell (a name bound later in the enclosing function)
+                value = None
+            _add_value(digest, value, depth + 1)
+        _add_value(digest, getattr(function, "__defaults__", None), depth + 1)
+        _add_value(digest, tuple(sorted((getattr(function, "__kwdefaults__", None) or {}).items())), depth + 1)
+
+
+def _add_value(digest: Any, value: Any, depth: int) -> None:
+    """Add a value a function is bound to, as a string that is the same in every process (no ids, no hash order)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        digest.update(f"{type(value).__name__}:{value!r}\0".encode())
+    elif isinstance(value, tuple) and depth < _FINGERPRINT_DEPTH:
+        digest.update(f"tuple:{len(value)}(".encode())
+        for item in value:
+            _add_value(digest, item, depth + 1)
+        digest.update(b")")
+    elif isinstance(value, frozenset) and depth < _FINGERPRINT_DEPTH:
+        parts = []
+        for item in value:
+            part = hashlib.sha256()
+            _add_value(part, item, depth + 1)
+            parts.append(part.hexdigest())
+        digest.update(("frozenset(" + ",".join(sorted(parts)) + ")").encode())
+    elif isinstance(value, re.Pattern):
+        digest.update(f"re:{value.pattern!r}:{value.flags}\0".encode())
+    elif callable(value) and depth < _FINGERPRINT_DEPTH and (
+            isinstance(value, functools.partial) or hasattr(value, "__code__")):
+        _add_callable(digest, value, depth + 1)
+    else:  # mutable or opaque: its type only
+        digest.update(f"{type(value).__module__}.{type(value).__qualname__}\0".encode())
 
 
 @dataclass(frozen=True)
