@@ -554,6 +554,24 @@ def test_user_feature_spans_are_checked_and_may_come_in_any_order():
             run(features=("token", UserFeature("bad", fn)))
 
 
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_user_feature_that_raises_or_returns_no_spans_is_named_with_its_text(num_workers):
+    """Helper 247: a function that raised surfaced as a bare ``KeyError: 'inner'`` (from a worker process too),
+    naming neither the feature nor the text; one returning a number failed with ``TypeError: 'int' object is not
+    iterable``, and one returning a string was refused for its first character ("'l' is not a triple")."""
+    def raising(text):
+        raise KeyError("inner")
+
+    with pytest.raises(KeyError, match="inner") as raised:
+        run(features=("token", UserFeature("lookup", raising)), num_workers=num_workers)
+    assert any("UserFeature 'lookup'" in note and repr(TEXTS[0][:60]) in note
+               for note in getattr(raised.value, "__notes__", []))
+    for returned, shown in ((5, "int 5"), ("labels", "str 'labels'")):
+        with pytest.raises(ConfigurationError, match=f"UserFeature 'bad': the function returned {shown}, not a list"):
+            run(features=("token", UserFeature("bad", lambda t, r=returned: r)), num_workers=num_workers)
+
+
 # ----- resume -------------------------------------------------------------------------------------------------
 def test_resume_continues_without_recounting(tmp_path):
     texts = TEXTS * 3

@@ -191,9 +191,15 @@ def user_feature_spans(feature: UserFeature, text: str) -> list[tuple[int, int, 
                                   "strings or numbers, not missing values such as None or NaN (leave a token without "
                                   "a label by leaving it out of every span).")
 
-    returned = feature.fn(text)
+    try:
+        returned = feature.fn(text)
+    except Exception as err:  # kept as raised; a bare KeyError from a worker named neither the feature nor the text
+        err.add_note(f"hf_txray: raised by the function of UserFeature {feature.name!r}, for the text {text[:60]!r}.")
+        raise
     if returned is None:
         raise refuse("the function returned None (return [] for a text without spans)")
+    if isinstance(returned, (str, bytes)) or not hasattr(returned, "__iter__"):
+        raise refuse(f"the function returned {type(returned).__name__} {returned!r:.60}, not a list of spans")
     spans = []
     for span in returned:
         if isinstance(span, (str, bytes)) or not hasattr(span, "__len__") or len(span) != 3:
