@@ -301,16 +301,27 @@ def tokenizer_hash(tokenizer: Any) -> str | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     try:
         text = backend.to_str() if backend is not None else None
-        tokenizer_json = json.loads(text) if isinstance(text, str) else None
     except (AttributeError, TypeError, RuntimeError, ValueError):
         return None
-    if not isinstance(tokenizer_json, dict):
+    if not isinstance(text, str):
         return None
     # truncation and padding are the state of the last call (transformers sets them on the backend at every call),
-    # not what the tokenizer does to a text: the same tokenizer hashed differently before and after encoding a batch
-    tokenizer_json.pop("truncation", None)
-    tokenizer_json.pop("padding", None)
-    text = json.dumps(tokenizer_json, sort_keys=True, ensure_ascii=False)
+    # not what the tokenizer does to a text: the same tokenizer hashed differently before and after encoding a batch.
+    # The tokenizers library writes them first (version, truncation, padding, then added_tokens and the pipeline):
+    # cut them off the text, as parsing a vocabulary's JSON took 3x the time of writing it (MiniLM: 32 against 10 ms)
+    start = text.find('"added_tokens":')
+    if text.startswith('{"version":') and start > 0:
+        text = text[start:]
+    else:  # another layout: parsed
+        try:
+            tokenizer_json = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(tokenizer_json, dict):
+            return None
+        tokenizer_json.pop("truncation", None)
+        tokenizer_json.pop("padding", None)
+        text = json.dumps(tokenizer_json, sort_keys=True, ensure_ascii=False)
     return "tokenizer-sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

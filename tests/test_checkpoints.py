@@ -500,6 +500,46 @@ def test_resume_refuses_another_user_feature_function_under_the_same_name(tmp_pa
 
 
 
+def test_resume_refuses_a_tokenizer_that_splits_otherwise_with_the_same_vocabulary(tmp_path):
+    """Helper 247: the key held the tokenizer's vocabulary alone, so the MiniLM tokenizer loaded with
+    ``do_lower_case=False`` (one vocabulary: "The Quick" is ``[UNK] [UNK]`` where the interrupted run read
+    ``the quick``) resumed, and the profile's tokens mixed both splits; so would a byte-level BPE with and without
+    ``add_prefix_space``. A copy of the same tokenizer, or the same one after calls that set its truncation and
+    padding, resumes; so does a checkpoint written before the whole tokenizer was recorded."""
+    from transformers import AutoTokenizer
+
+    from hf_txray.analyze import TOKENIZER_PART
+    from hf_txray.provenance import tokenizer_hash
+    from models import bpe_tokenizer, minilm_path
+
+    model, tokenizer = tiny("bert")
+    cased = AutoTokenizer.from_pretrained(minilm_path(), do_lower_case=False)
+    assert cased.get_vocab() == tokenizer.get_vocab() and cased.tokenize("The") != tokenizer.tokenize("The")
+    bpe = copy.deepcopy(bpe_tokenizer())  # never the cached one: it is shared by other tests
+    spaced = copy.deepcopy(bpe)
+    spaced.backend_tokenizer.pre_tokenizer = type(bpe.backend_tokenizer.pre_tokenizer)(add_prefix_space=True)
+    assert tokenizer_hash(spaced) != tokenizer_hash(bpe) and spaced.get_vocab() == bpe.get_vocab()
+    features = ("token", "word", UserFeature("span", SPANS))
+    SPANS.calls, SPANS.fail_at = 0, 7
+    with pytest.raises(Interrupted):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=features, checkpoint_dir=tmp_path, **COMMON)
+    SPANS.calls, SPANS.fail_at = 0, None
+    with pytest.raises(ConfigurationError, match=r"different run \(changed since: tokenizer \(normalizer, "
+                                                 r"pre-tokenizer or post-processor\)\)"):
+        hf_txray.analyze(model, TEXTS, tokenizer=cased, features=features, checkpoint_dir=tmp_path, resume=True,
+                         **COMMON)
+    assert SPANS.calls == 0
+    progress = tmp_path / "rank-0-of-1" / "progress.json"
+    saved = json.loads(progress.read_text())
+    older = {**saved, "run_parts": {k: v for k, v in saved["run_parts"].items() if k != TOKENIZER_PART}}
+    progress.write_text(json.dumps(older))  # as written before the whole tokenizer was a part: not checked
+    same = copy.deepcopy(tokenizer)
+    same(TEXTS[:2], truncation=True, max_length=5, padding="max_length")
+    assert tokenizer_hash(same) == tokenizer_hash(tokenizer) != tokenizer_hash(cased)
+    hf_txray.analyze(model, TEXTS, tokenizer=same, features=features, checkpoint_dir=tmp_path, resume=True, **COMMON)
+    assert SPANS.calls == len(TEXTS) - 4
+
+
 def length_labeller(threshold, interrupt_at=None):
     """A user feature made by a factory: its threshold is a closure cell, not code. Its calls go through SPANS, so
     the run is interrupted as the others are."""
