@@ -16,6 +16,9 @@ few-texts: the test's calibration with 2 to 30 texts per stage, and stages of un
     two random disjoint samples of WikiText paragraphs
     through one tiny random Llama (the tests' config), many seeds: share of reports with a flag (should be <= alpha)
     and of tested neurons with p < 0.05 (tokens, and a character-class user feature).
+duplicates: null reports (two disjoint random samples of PTB sentences through MiniLM) whose stages hold 0%, 10%,
+    30% or 60% exact copies of their own other texts at random positions: share of tested neurons with p < 0.05,
+    reports with a flag, and the POS noise floors beside A -> B at half size.
 """
 
 from __future__ import annotations
@@ -314,13 +317,79 @@ def few_texts(sizes: tuple[int | tuple[int, int], ...] = (2, 3, 5, 10, 30, (10, 
     return text
 
 
+def with_copies(texts: list[str], share: float, rng: np.random.Generator) -> list[str]:
+    """`texts` with a `share` of them replaced by copies of the others (drawn with replacement), shuffled."""
+    copies = int(round(share * len(texts)))
+    originals = texts[:len(texts) - copies]
+    out = originals + [originals[i] for i in rng.integers(0, len(originals), copies)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def duplicates(num_texts: int = 200, seeds: int = 8,
+               shares: tuple[float | tuple[int, int], ...] = (0.0, 0.1, 0.3, 0.6, (5, 8)),
+               title: str = "Duplicated texts in a stage (null reports)") -> str:
+    from transformers import AutoModel, AutoTokenizer
+
+    path = corpora.default_model_path()
+    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    pool = corpora.penn_treebank("valid")["text"]
+    kw = dict(tokenizer=tokenizer, features=("token", "pos"), max_length=64, max_examples_per_neuron=0,
+              show_progress=False)
+    start, rows = time.perf_counter(), []
+    for share in shares:
+        tested, below, flagged, floors, matched = {}, {}, {}, [], []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            pick = [pool[i] for i in rng.choice(len(pool), 2 * num_texts, replace=False)]
+            if isinstance(share, tuple):  # (distinct, copies): A holds `distinct` texts `copies` times each, B as many
+                distinct, times = share  # distinct texts (the tester's 5 tweets repeated 8 times)
+                texts_a = [pick[i % distinct] for i in rng.permutation(distinct * times)]
+                texts_b = pick[num_texts:num_texts + distinct * times]
+            else:
+                texts_a, texts_b = with_copies(pick[:num_texts], share, rng), with_copies(pick[num_texts:], share, rng)
+            a = hf_txray.analyze(model, texts_a, stage="A", **kw)
+            b = hf_txray.analyze(model, texts_b, stage="B", **kw)
+            report = hf_txray.compare(a, b)
+            s = report.summary()
+            for ft in ("token", "pos"):
+                p = report.neurons[f"p_hellinger_{ft}"].dropna()
+                tested[ft] = tested.get(ft, 0) + len(p)
+                below[ft] = below.get(ft, 0) + int((p < 0.05).sum())
+                flagged[ft] = flagged.get(ft, 0) + bool(report.neurons[f"changed_{ft}"].any())
+            # both stages' floors (the last row: A's, the stage of copies)
+            floors.append(s.get("noise_floor_hellinger_pos_a", np.nan) if isinstance(share, tuple) else
+                          (s["noise_floor_hellinger_pos_a"] + s["noise_floor_hellinger_pos_b"]) / 2)
+            matched.append(s["matched_hellinger_pos"])
+        name = f"A: {share[0]} texts x {share[1]}, B: {share[0] * share[1]} texts" if isinstance(share, tuple) \
+            else f"{share:.0%}"
+        rows.append({"copies": name, "reports": seeds,
+                     **{f"p < 0.05 of tested, {ft}": f"{below[ft] / max(tested[ft], 1):.3f} of {tested[ft]}"
+                        for ft in tested},
+                     **{f"reports with a flag, {ft}": f"{flagged[ft] / seeds:.2f}" for ft in flagged},
+                     "noise floor pos": f"{np.nanmean(floors):.3f}", "A -> B at half size, pos": f"{np.mean(matched):.3f}"})
+    text = (f"MiniLM (all-MiniLM-L6-v2), two disjoint random samples of {num_texts} PTB validation sentences per "
+            f"report (one model: nothing changed), features token and POS, max_length 64, {seeds} seeds per row. In "
+            "each stage a share of its texts is replaced by exact copies of its other texts (drawn with replacement) "
+            "and the stage shuffled. A calibrated test gives p < 0.05 to at most 5% of the tested neurons and flags "
+            "(BH at 0.05) at most 5% of reports; the noise floor (mean split-half Hellinger of POS, both stages) "
+            "should stay near A -> B at half size. Last row: stage A holds 5 texts 8 times each, B 40 other texts "
+            "(its noise floor: A's). "
+            f"{time.perf_counter() - start:.0f} s.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
+    update_section(title, text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", default="all",
-                        choices=["first-position", "calibration", "min-count", "demo", "cost", "few-texts", "all"])
+                        choices=["first-position", "calibration", "min-count", "demo", "cost", "few-texts", "duplicates",
+                                 "all"])
     parser.add_argument("--demo", default="results/demo", type=Path)
     parser.add_argument("--texts", type=int, default=300)
     parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=8, help="null reports per share of copies (duplicates part)")
+    parser.add_argument("--title", default="Duplicated texts in a stage (null reports)",
+                        help="the RESULTS.md section the duplicates part writes")
     parser.add_argument("--previous-seconds", type=float, default=None,
                         help="CPU seconds of the resampling compare, measured with the previous commit (cost part)")
     args = parser.parse_args()
@@ -336,6 +405,8 @@ def main() -> None:
         print(compare_cost(args.texts, previous=args.previous_seconds))
     if args.part in ("few-texts", "all"):
         print(few_texts())
+    if args.part in ("duplicates", "all"):
+        print(duplicates(seeds=args.seeds, title=args.title))
 
 
 if __name__ == "__main__":

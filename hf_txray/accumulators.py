@@ -378,8 +378,9 @@ class TopExamples:
 class NoiseSums:
     """What the noise statistics of one feature type need, beside its :class:`SparseSums`.
 
-    Per key: the mass and count of the credits from odd example ids (the even half is the total minus these; the
-    two interleaved halves give split-half noise floors and the tests of :mod:`hf_txray.significance`), and the sum
+    Per key: the mass and count of the credits from the texts of the odd half (a text's half:
+    :func:`hf_txray.hashes.text_halves`; example id parity in profiles saved before; the even half is the total
+    minus these; the two halves give split-half noise floors and the tests of :mod:`hf_txray.significance`), and the sum
     of squared credited activations (the spread of a feature's credit masses, saved with the profile as ``mass_sq``
     for analyses of it; no report reads it). All are sums, so they merge
     exactly across batches, checkpoints and processes, and memory stays O(distinct keys).

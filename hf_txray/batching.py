@@ -30,6 +30,7 @@ from .features import (
     tag_column,
     user_feature_labels,
 )
+from .hashes import text_halves
 from .tokenizing import FlatTokenizer, keeping_first_tokens
 
 
@@ -39,7 +40,9 @@ class PositionBatch:
 
     ``positions`` are flat indices into the padded ``(rows, seq)`` grid; ``feature_ids[ft]`` is -1 where the
     position has no value for feature type ``ft``. ``example_id``/``token_index``/``char_start``/``char_end``
-    always refer to the original text, also when the row is a window of a longer text.
+    always refer to the original text, also when the row is a window of a longer text; ``half`` is the split half
+    of that text (:func:`hf_txray.hashes.text_halves`, the same for all its windows), None in a batch built
+    without its texts (the builder then splits by example id parity, as before the halves were drawn from texts).
     """
 
     inputs: dict[str, torch.Tensor]
@@ -66,6 +69,7 @@ class PositionBatch:
     # On a bucket's first batch: per feature type, the texts with at least one position of the batches that carries
     # a value of it (count_feature_texts), the texts its per-neuron test reads a design effect from.
     num_feature_texts: dict[str, int] = field(default_factory=dict)
+    half: np.ndarray | None = None
 
     @property
     def num_positions(self) -> int:
@@ -80,6 +84,7 @@ class PositionBatch:
             feature_ids={ft: ids[index] for ft, ids in self.feature_ids.items()},
             token_ids=None if self.token_ids is None else self.token_ids[index],
             local_features={ft: (ids[index], items) for ft, (ids, items) in self.local_features.items()},
+            half=None if self.half is None else self.half[index],
         )
 
 
@@ -237,7 +242,7 @@ class BatchEncoder:
             flags[i, 3] = len(new) > 1
             flags[i, 4] = hi - lo if len(new) == 1 else sum(len(segment.input_ids) for segment in new)
             segments.extend(new)
-        batches = self._pack(segments, columns, text_bounds, example_ids, vocabs)
+        batches = self._pack(segments, columns, text_bounds, (example_ids, text_halves(texts)), vocabs)
         if opts.skip_first_positions:  # here, in the workers, rather than on the main process
             batches = [b.select(b.token_index >= opts.skip_first_positions) for b in batches]
         if not batches:
@@ -295,7 +300,7 @@ class BatchEncoder:
         return out
 
     # ----- packing ----------------------------------------------------------------------------------------------
-    def _pack(self, segments, columns, text_bounds, example_ids, vocabs) -> list[PositionBatch]:
+    def _pack(self, segments, columns, text_bounds, per_text, vocabs) -> list[PositionBatch]:
         opts = self.options
         order = sorted(range(len(segments)), key=lambda s: len(segments[s].input_ids)) if opts.sort_by_length \
             else list(range(len(segments)))
@@ -314,9 +319,10 @@ class BatchEncoder:
         if current:
             groups.append(current)
         local_vocabs = {name: vocab.items for name, vocab in vocabs.items()}
-        return [self._batch(group, columns, text_bounds, example_ids, local_vocabs) for group in groups]
+        return [self._batch(group, columns, text_bounds, per_text, local_vocabs) for group in groups]
 
-    def _batch(self, group, columns, text_bounds, example_ids, local_vocabs) -> PositionBatch:
+    def _batch(self, group, columns, text_bounds, per_text, local_vocabs) -> PositionBatch:
+        """One batch of `group`'s segments; `per_text`: the bucket's (example ids, split halves), text by text."""
         pad = lambda rows: _pad(rows, 0, self.options.pad_limit, self.options.pad_multiple)  # noqa: E731
         input_ids = pad([seg.input_ids for seg in group])
         width = input_ids.shape[1]
@@ -331,7 +337,8 @@ class BatchEncoder:
         positions = np.repeat(np.arange(len(group)) * width, counts) + _cat([seg.local for seg in group])
         batch = PositionBatch(
             inputs=inputs, positions=torch.from_numpy(positions),
-            example_id=np.repeat(np.asarray(example_ids, dtype=np.int64)[texts], counts),
+            example_id=np.repeat(np.asarray(per_text[0], dtype=np.int64)[texts], counts),
+            half=np.repeat(per_text[1][texts], counts),
             token_index=columns["index"][take], char_start=columns["start"][take], char_end=columns["end"][take],
             token_ids=columns["token_id"][take], num_padded_tokens=int(len(group) * width),
         )
@@ -408,7 +415,7 @@ def count_feature_texts(batches: Sequence[PositionBatch], feature_names: Sequenc
 def _empty_batch() -> PositionBatch:
     empty = np.zeros(0, dtype=np.int64)
     return PositionBatch(inputs={}, positions=torch.zeros(0, dtype=torch.long), example_id=empty, token_index=empty,
-                         char_start=empty, char_end=empty, token_ids=empty)
+                         char_start=empty, char_end=empty, token_ids=empty, half=empty)
 
 
 def to_device(tensor: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:

@@ -169,7 +169,7 @@ def _report_tables(report: TransferReport) -> list[str]:
     out = [f"### {markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}", ""]
     noise = report.noise_table()
     if len(noise):
-        out += ["Headline figures beside their split-half noise floors (the same figure between two interleaved "
+        out += ["Headline figures beside their split-half noise floors (the same figure between two "
                 "halves of one stage; compare them with A → B at half size):", "",
                 markdown_table(noise.assign(figure=noise["figure"].map(markdown_text))), ""]
     out += ["Per layer:", "", markdown_table(_names_shown(report.layers[layer_columns], report.meta.feature_types)), ""]

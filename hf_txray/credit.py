@@ -22,7 +22,8 @@ from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHisto
 from .batching import PositionBatch, to_device
 from .errors import ModelError
 from .features import Vocabulary
-from .profile import EXAMPLE_COLUMNS, FeatureTable, HistogramTable, Profile, ProfileMeta, empty_examples
+from .profile import (EXAMPLE_COLUMNS, SPLIT_BY_ID, SPLIT_BY_TEXT, FeatureTable, HistogramTable, Profile, ProfileMeta,
+                      empty_examples)
 from .tables import grapheme_cut
 
 CONTEXT_CHARS = 60
@@ -102,6 +103,7 @@ def reduce_stream(parts: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) 
 
 
 POSITION_FIELDS = ("example_id", "token_index", "char_start", "char_end")
+HALF = "half"  # the position arrays' split half of each position's text (PositionBatch.half), beside POSITION_FIELDS
 
 
 def admitted_candidates(rows: torch.Tensor, mass: torch.Tensor, positions: dict[str, torch.Tensor],
@@ -322,6 +324,9 @@ class ProfileBuilder:
         # so the profile records none (unknown; the test falls back to all texts, as for a merge with an old part)
         self.feature_texts_known = True
         self.noise = _NoiseState(vocabs, self.num_rows)
+        # how the noise statistics split texts into halves: by content (copies of a text in one half); by example
+        # id parity only when resuming a state saved before (its texts so far were split that way)
+        self.split_halves = SPLIT_BY_TEXT
         device = torch.device(device or "cpu")
         # float64 sums need a device that has float64 (not MPS): elsewhere reduce on the CPU.
         self.device = device if device.type in ("cpu", "cuda") else torch.device("cpu")
@@ -350,9 +355,17 @@ class ProfileBuilder:
         self._pending_batches = self._pending_credits = 0
 
     def position_arrays(self, batch: PositionBatch) -> dict[str, np.ndarray]:
-        """The batch's per-position arrays the credit reads on the device: :data:`POSITION_FIELDS` and each
-        feature type's ids, ``(positions,)`` int64 each."""
-        return {**{name: getattr(batch, name) for name in POSITION_FIELDS}, **batch.feature_ids}
+        """The batch's per-position arrays the credit reads on the device: :data:`POSITION_FIELDS`, the split half
+        (:data:`HALF`) and each feature type's ids (under ``feature:<name>``, so that a user feature named like a
+        position field, ``example_id`` or ``half``, cannot take its place), ``(positions,)`` int64 each."""
+        arrays = {**{name: getattr(batch, name) for name in POSITION_FIELDS},
+                  **{f"feature:{ft}": ids for ft, ids in batch.feature_ids.items()}}
+        if self.split_halves == SPLIT_BY_TEXT:
+            if batch.half is None and batch.num_positions:
+                raise ValueError("A batch without its texts' split halves (PositionBatch.half) reached a builder that "
+                                 "splits by text: encode it with batching.BatchEncoder.")
+            arrays[HALF] = batch.half
+        return arrays
 
     def add(self, values: Sequence[torch.Tensor], indices: Sequence[torch.Tensor], batch: PositionBatch,
             num_examples: int | None = None, positions: dict[str, torch.Tensor] | None = None) -> None:
@@ -393,10 +406,12 @@ class ProfileBuilder:
         pending = self._pending
         pending.uncredited += credit.num_uncredited
         pending.nonfinite += credit.num_nonfinite
-        odd = positions["example_id"] % 2  # the split halves of the noise statistics, in the keys' lowest bit
+        # the split halves of the noise statistics, in the keys' lowest bit: the text's (copies share it), or, resumed
+        # from a state saved before that, the example id's parity
+        odd = positions[HALF] if self.split_halves == SPLIT_BY_TEXT else positions["example_id"] % 2
         squares = mass * mass
         for ft in self.vocabs:
-            fid = positions[ft]
+            fid = positions[f"feature:{ft}"]
             self.push(f"feature:{ft}", rows, torch.where(fid >= 0, fid * 2 + odd, NO_VALUE), [mass, squares])
         self.push("positions", rows, positions["token_index"] * 2 + odd, [mass])
         # The neuron pages' activation histograms: bucketize(right=True) bins as np.searchsorted(side="right").
@@ -629,6 +644,7 @@ class ProfileBuilder:
         meta.num_windowed, meta.num_input_tokens = self.num_windowed, self.num_real_tokens
         meta.num_padded_tokens = self.num_padded_tokens
         meta.num_feature_texts = dict(self.feature_texts) if self.feature_texts_known else {}
+        meta.split_halves = self.split_halves
         shape = (self.num_layers, self.num_neurons)
         meta.config = {**meta.config, "activation_histogram": dict(HISTOGRAM)}
         return Profile(meta, self.neuron_mass.reshape(shape).copy(), self.neuron_count.reshape(shape).copy(),
@@ -649,6 +665,7 @@ class ProfileBuilder:
         """
         self.flush()
         state: StateDict = {k: v for k, v in vars(self).items() if k.startswith("num_") and isinstance(v, int)}
+        state["split_halves_by_text"] = int(self.split_halves == SPLIT_BY_TEXT)
         state.update({"neuron_mass": self.neuron_mass.copy(), "neuron_count": self.neuron_count.copy(),
                       "noise.neuron_count_odd": self.noise.neuron_count_odd.copy()})
         for prefix, accumulator in self._accumulators().items():
@@ -680,6 +697,9 @@ class ProfileBuilder:
         # a state saved by an hf_txray that did not count them resumes with the counts unknown (a start-over would
         # lose the run's work; a merge with such a part is unknown too)
         self.feature_texts_known = all(f"feature_texts.{ft}" in state for ft in self.vocabs)
+        # a state saved before the halves were drawn from texts goes on by example id parity: its texts so far were
+        # split that way, and a run split two ways would not know its copies' halves
+        self.split_halves = SPLIT_BY_TEXT if int(state.get("split_halves_by_text", 0)) else SPLIT_BY_ID
         for name in state:
             if name.startswith("num_") and "." not in name:
                 setattr(self, name, int(state[name]))

@@ -16,8 +16,8 @@ legend:
   shared = credited in both stages; lost = only in A (deactivated); gained = only in B; dead = in neither.
   Hellinger distance between a neuron's preference distributions: 0 = the same, 1 = disjoint.
   length = the number of distinct values a neuron was credited on (short = specialised); length shift = B - A.
-  noise floor = the same figure between two interleaved halves of ONE stage (even / odd example ids): what sampling
-    alone produces. Compare it with "A -> B at half size" (both at half the credits): only the excess is change.
+  noise floor = the same figure between two halves of ONE stage (each text, with its copies, in the half its
+    content hash gives): what sampling alone produces. Compare it with "A -> B at half size" (both at half the credits): only the excess is change.
   changed = shared neurons whose A -> B change exceeds sampling noise (chi-square test with the split-half design
     effect, Benjamini-Hochberg at the report's alpha), as a share of the shared neurons; "changed of tested": of
     the neurons with enough credits for the test (two or more feature categories after pooling rare ones)."""

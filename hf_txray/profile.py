@@ -33,6 +33,10 @@ EXAMPLE_COLUMNS = [
 ]  # fmt: skip
 
 
+SPLIT_BY_TEXT = "text_hash"  # a text's half is the lowest bit of hf_txray.hashes.text_hashes: copies share one
+SPLIT_BY_ID = "example_id"  # a text's half is its example id's parity (profiles saved before SPLIT_BY_TEXT)
+
+
 @dataclass
 class ProfileMeta:
     """What was profiled and how.
@@ -75,6 +79,10 @@ class ProfileMeta:
     # feature: the few texts its per-neuron test reads a design effect from); {} in profiles saved before it was
     # recorded (see carrying_texts).
     num_feature_texts: dict[str, int] = field(default_factory=dict)
+    # How the noise statistics split the texts into two halves: SPLIT_BY_TEXT (the content hash's lowest bit, so
+    # copies of a text share a half) or SPLIT_BY_ID (example id parity: profiles saved before SPLIT_BY_TEXT, and
+    # merges with one of them: their copies of a text may fall in both halves). analyze records SPLIT_BY_TEXT.
+    split_halves: str = SPLIT_BY_ID
     config: dict[str, Any] = field(default_factory=dict)
     hf_txray_version: str = ""
     created_at: str = ""
@@ -101,7 +109,8 @@ class FeatureTable:
     """Sparse (row, feature) statistics of one feature type; rows are ``layer_position * num_neurons + neuron``.
 
     Entries are sorted by (row, feature_id) and unique. The optional noise columns (``None`` in profiles saved
-    before they existed) hold, per entry, the mass and count of credits from odd example ids (the split-half noise
+    before they existed) hold, per entry, the mass and count of credits from the texts of the odd half (by content
+    hash, or example id parity: ``ProfileMeta.split_halves``; the split-half noise
     floor's second half; the first is the total minus it) and the sum of squared credited activations (see
     :class:`~hf_txray.accumulators.NoiseSums`).
     """
@@ -729,8 +738,11 @@ class Profile(Artifact):
           ``num_*`` totals except ``num_padded_tokens`` (it depends on how texts were batched), the top examples of
           every neuron (activation, token, context) and their ``example_id``: `other`'s ids are shifted by this
           profile's :attr:`example_id_span` (its ``num_examples`` after one process), so they number the
-          concatenated corpus. The split halves (odd / even example ids) follow those ids (when the shift is odd,
-          `other`'s halves are exchanged);
+          concatenated corpus. The split halves follow each text: drawn from its content (``meta.split_halves``
+          :data:`SPLIT_BY_TEXT`, what ``analyze`` records), they stay as they are; by example id parity (profiles
+          saved before), they follow the shifted ids (when the shift is odd, `other`'s halves are exchanged). A
+          merge of the two kinds is split by parity (:data:`SPLIT_BY_ID`): its copies of a text may lie in both
+          halves;
         - equal up to float rounding: the masses (summed in another order; the odd half of a shifted part is
           ``mass - mass_odd``), so ``merged == whole`` may fail on the last bit while counts match exactly;
         - the vocabulary order may differ (it records first sight); :meth:`FeatureTable.equals` ignores it;
@@ -822,13 +834,14 @@ class Profile(Artifact):
 
     def renumbered(self, offset: int) -> "Profile":
         """This profile with its example ids shifted by `offset` (as if `offset` texts had been read before its
-        own); with an odd offset the split halves (odd / even example ids) are exchanged to follow."""
+        own); with an odd offset the split halves of a profile split by example id parity (``meta.split_halves``
+        :data:`SPLIT_BY_ID`) are exchanged to follow; a profile split by its texts' content keeps them."""
         if offset == 0:
             return self
         examples = self.examples.copy()
         examples["example_id"] = examples["example_id"] + offset
         meta = dataclasses.replace(self.meta, num_example_ids=self.example_id_span + offset)
-        swap = offset % 2 == 1
+        swap = offset % 2 == 1 and self.meta.split_halves == SPLIT_BY_ID
         tables = {ft: t.odd_even_swapped() for ft, t in self.tables.items()} if swap else self.tables
         odd = self.neuron_count_odd
         if swap and odd is not None:
@@ -853,6 +866,9 @@ class Profile(Artifact):
                      "num_windowed", "num_input_tokens", "num_padded_tokens"):
             setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
         meta.num_example_ids = max(self.meta.num_example_ids, other.meta.num_example_ids)  # ids of one corpus
+        # halves drawn from content only when both parts' were: a part split by parity may hold a text's copies in both
+        meta.split_halves = SPLIT_BY_TEXT if {self.meta.split_halves, other.meta.split_halves} == {SPLIT_BY_TEXT} \
+            else SPLIT_BY_ID
         # disjoint texts: their carrying texts add up; a part saved before they were recorded leaves them unknown
         counts = (self.meta.num_feature_texts, other.meta.num_feature_texts)
         known = all(set(c) >= set(self.feature_types) for c in counts)

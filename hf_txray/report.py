@@ -6,10 +6,12 @@ and a Benjamini-Hochberg flag, see :mod:`hf_txray.significance`). Per layer and 
 each headline figure beside its split-half noise floor. For tag-like features (POS, dep, NER, user features): each
 value's mass share in A and B next to its corpus frequency.
 
-**Split-half noise floors.** Every profile keeps its sums separately for the credits of odd example ids, so each
-stage splits into two interleaved halves (even / odd example ids). The noise floor of a figure is the same figure
+**Split-half noise floors.** Every profile keeps its sums separately for the credits of the texts of its "odd" half,
+so each stage splits into two halves of its texts: by the lowest bit of each text's content hash
+(:func:`hf_txray.hashes.text_halves`: the copies of a text lie in one half, as one unit of independence), or, in
+profiles saved before that (``meta.split_halves == "example_id"``), by example id parity. The noise floor of a figure is the same figure
 between the two halves of *one* stage: what sampling alone produces. It is computed at half size, so the figure
-A -> B is also given at that size (``matched_*``: a half of A against the other-parity half of B, both pairings
+A -> B is also given at that size (``matched_*``: a half of A against the other half of B, both pairings
 averaged; when both stages profiled the same corpus, a half of A against the *same* half of B, so that the same
 texts are compared as in the full figure), over the same neurons (credited in all four halves); compare
 ``matched_hellinger_pos`` with ``noise_floor_hellinger_pos_a`` and ``_b``, and ``matched_share_lost`` with
@@ -75,7 +77,7 @@ class ReportMeta:
     credits_a: int = 0
     credits_b: int = 0
     dispersion: dict[str, list[float]] = field(default_factory=dict)  # feature type -> [stage A, stage B]
-    same_corpus: bool = False  # both stages profiled the same texts: halves are paired by parity
+    same_corpus: bool = False  # both stages profiled the same texts, split alike: like halves are paired
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
     # why the report has no p-values and noise floors, in words ("" when it has them)
     no_noise_reason: str = ""
@@ -579,9 +581,9 @@ def _no_noise_reason(a: Profile, b: Profile) -> str:
     one_half = [p.stage for p in (a, b)
                 if p.neuron_count.sum() > 0 and int(p.neuron_count_odd.sum()) in (0, int(p.neuron_count.sum()))]
     if one_half:
-        return (f"stage(s) {one_half} credited texts of one parity only (one text, or max_positions reached within "
-                "the first text), so their split halves (odd vs even texts) are empty; profile at least two texts "
-                "per stage (split long documents, e.g. into paragraphs)")
+        return (f"stage(s) {one_half} credited texts of one parity only (one text or copies of it, a few texts that "
+                "all fell in one split half, or max_positions reached within the first text), so one of their split "
+                "halves is empty; profile more distinct texts per stage (split long documents, e.g. into paragraphs)")
     return ""
 
 
@@ -751,6 +753,14 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                  "stage's credits, Satterthwaite df, each stage's at most its texts (those that carry the feature "
                  "type, where recorded) less 1)") if test else ""
     meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
+    if meta.same_corpus and a.meta.split_halves != b.meta.split_halves:
+        # one stage's halves by content, the other's by example id parity: their halves hold other texts
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} profiled the same texts but split them into halves differently "
+            f"({a.meta.split_halves} vs {b.meta.split_halves}: one was saved by an older hf_txray, or merged with such "
+            "a part), so their noise figures pair the halves as for different corpora. Profile both with this "
+            "hf_txray to pair like halves.", UserWarning, stacklevel=2)
+        meta.same_corpus = False
     meta.no_noise_reason, meta.no_noise_features = reason, one_parity
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
     meta.num_hidden_layers = recorded_depths(a.meta.provenance, b.meta.provenance)

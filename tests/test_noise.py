@@ -70,10 +70,21 @@ def assert_same(got: dict, want: dict, exact: bool = False) -> None:
 
 
 # ----- what profiles keep -------------------------------------------------------------------------------------
+def odd_half(text: str) -> bool:
+    """A text's split half by hand: the lowest bit of the first byte of the sha256 of its length (8 bytes, little
+    endian) and UTF-8 bytes, after NFC and without whitespace (what hf_txray.hashes.text_halves promises)."""
+    import hashlib
+    import unicodedata
+
+    data = "".join(unicodedata.normalize("NFC", text).split()).encode("utf-8")
+    return bool(hashlib.sha256(len(data).to_bytes(8, "little") + data).digest()[0] & 1)
+
+
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
 def test_split_half_and_squared_sums_match_reference(kind):
     profile = engine(kind)
-    odd = reference.credit([r for r in runs(kind) if r.example_id % 2 == 1], 1, FEATURES)
+    assert profile.meta.split_halves == "text_hash"
+    odd = reference.credit([r for r in runs(kind) if odd_half(TEXTS[r.example_id])], 1, FEATURES)
     full = reference.credit(runs(kind), 1, FEATURES)
     assert 0 < sum(odd.neuron_count.values()) < sum(full.neuron_count.values())  # both halves credit something
     for ft in FEATURES:
@@ -769,8 +780,11 @@ def test_no_neuron_tested_gives_unknown_shares_not_zero(tmp_path):
     not 0.0 ("none changed"), in the summary, the layer table and the card."""
     model, tokenizer = tiny("bert")
     options = dict(tokenizer=tokenizer, features=("token", "word"), show_progress=False)
-    a = hf_txray.analyze(model, ["A short text.", "Another one here."], **options)
+    # two texts a stage, one in each split half (odd_half: the halves are drawn from the texts' content)
+    a = hf_txray.analyze(model, ["A short text.", "One more text."], **options)
     b = hf_txray.analyze(model, ["Some other words now.", "And more of them."], **options)
+    assert [odd_half(t) for t in ("A short text.", "One more text.", "Some other words now.", "And more of them.")] \
+        == [False, True, True, False]
     report = hf_txray.compare(a, b)
     s = report.summary()
     for ft in ("token", "word"):  # helper 183: the second feature type's count read NaN ("not run"), the first's 0
@@ -1062,3 +1076,102 @@ def test_a_sparse_feature_reads_its_design_effect_from_the_texts_that_carry_it()
     # was 0.123 for 0.190: with all 23 texts counted the p-values were smaller (the fallback still is)
     assert (before["p_hellinger_digit_value"] < want["p_hellinger_digit_value"] - 1e-3).any()
     np.testing.assert_allclose(got["p_hellinger_token"], before["p_hellinger_token"], rtol=1e-12)  # dense: all texts
+
+
+# ----- split halves drawn from the texts' content (copies of a text in one half) ---------------------------------
+def test_copies_of_a_text_fall_in_one_split_half_and_leave_the_noise_figures_as_one_text():
+    """The split halves were example-id parity, so the copies of a text fell in both halves alike: a stage of 5 tweets
+    repeated 8 times had a noise floor of 0.000 and 10.3% of its shared neurons flagged against another stage (a
+    tester). A text's half is now the lowest bit of its content hash: every copy lies where the text does, by hand
+    (odd_half), and a stage of each text twice has exactly twice the counts of each half, so the same noise floor."""
+    model, tokenizer = tiny("bert")
+    texts = [t for t in TEXTS if t.strip()]
+    halves = [odd_half(t) for t in texts]
+    assert 0 < sum(halves) < len(texts)  # both halves hold texts
+    options = dict(tokenizer=tokenizer, features=("token", "pos"), max_examples_per_neuron=0, batch_size=1,
+                   show_progress=False)
+    once = hf_txray.analyze(model, texts, **options)
+    twice = hf_txray.analyze(model, texts + [texts[1]] + texts[:1] + texts[2:], **options)  # copies at other parities
+    assert twice.meta.split_halves == once.meta.split_halves == "text_hash"
+    np.testing.assert_array_equal(twice.neuron_count_odd, 2 * once.neuron_count_odd)
+    for ft in ("token", "pos"):
+        np.testing.assert_array_equal(twice.tables[ft].count_odd, 2 * once.tables[ft].count_odd)
+        np.testing.assert_allclose(twice.tables[ft].mass_odd, 2 * once.tables[ft].mass_odd, rtol=1e-9)
+    # each text's credits lie in its own half, by hand: the odd half is the sum of the odd texts' profiles
+    odd = [t for t, h in zip(texts, halves) if h]
+    alone = hf_txray.analyze(model, odd, **options)
+    np.testing.assert_array_equal(once.neuron_count_odd, alone.neuron_count)
+    floor = lambda p: hf_txray.compare(p, p, test=False).summary()["noise_floor_hellinger_pos_a"]  # noqa: E731
+    assert floor(twice) == pytest.approx(floor(once), abs=1e-12) and floor(once) > 0
+
+
+def test_a_windowed_text_keeps_its_windows_in_its_half_and_merges_keep_the_halves_at_any_offset():
+    """A text longer than max_length is split into windows: all of them in the text's half. Merging parts at an odd
+    offset used to exchange the second part's halves (parity followed the renumbered ids); halves drawn from the
+    texts stay, so the merge equals one run whatever the offset."""
+    model, tokenizer = tiny("bert")
+    long = " ".join(TEXTS[:4]) * 2
+    options = dict(tokenizer=tokenizer, features=("token",), max_length=16, long_texts="window",
+                   max_examples_per_neuron=0, batch_size=1, show_progress=False)
+    alone = hf_txray.analyze(model, [long], **options)
+    assert alone.meta.num_windowed == 1
+    assert alone.neuron_count_odd.sum() == (alone.neuron_count.sum() if odd_half(long) else 0)
+    texts = [t for t in TEXTS if t.strip()] + [long]
+    whole = hf_txray.analyze(model, texts, **options)
+    for cut in (1, 3, 4):  # odd and even offsets
+        merged = hf_txray.analyze(model, texts[:cut], **options).merge(hf_txray.analyze(model, texts[cut:], **options))
+        assert merged.meta.split_halves == "text_hash"
+        np.testing.assert_array_equal(merged.neuron_count_odd, whole.neuron_count_odd)
+        assert keyed(merged, "token", "count_odd") == keyed(whole, "token", "count_odd")  # vocabularies in other orders
+
+
+def test_profiles_split_by_example_id_load_and_merge_as_before():
+    """A profile saved before the halves were drawn from texts has no ``split_halves``: it reads as split by example
+    id parity, a renumbering by an odd offset still exchanges its halves, and a merge with a part split by content is
+    marked as split by parity (its copies may lie in both halves)."""
+    profile = engine("bert")
+    data = profile.meta.to_dict()
+    del data["split_halves"]
+    old_meta = ProfileMeta.from_dict(data)
+    assert old_meta.split_halves == "example_id"
+    old = Profile(old_meta, profile.neuron_mass, profile.neuron_count, profile.tables, profile.examples,
+                  profile.neuron_count_odd, profile.position_mass)
+    moved = old.renumbered(3)
+    np.testing.assert_array_equal(moved.neuron_count_odd, profile.neuron_count - profile.neuron_count_odd)
+    np.testing.assert_array_equal(profile.renumbered(3).neuron_count_odd, profile.neuron_count_odd)
+    assert Profile._merge_shards([old, profile]).meta.split_halves == "example_id"
+    assert Profile._merge_shards([profile, profile]).meta.split_halves == "text_hash"
+    with pytest.warns(UserWarning, match="split them into halves differently"):
+        report = hf_txray.compare(old, profile, same_corpus=True, test=False)
+    assert not report.meta.same_corpus  # halves of other texts are not paired as like halves
+
+
+def test_a_builder_resumed_from_a_state_split_by_example_id_goes_on_that_way():
+    """A checkpoint written before the halves were drawn from texts resumes with example id parity (its texts so far
+    were split that way); a new one records and resumes the content split."""
+    from hf_txray.credit import ProfileBuilder
+    from hf_txray.features import Vocabulary
+
+    builder = ProfileBuilder(1, 4, {"token": Vocabulary()}, 0)
+    state = builder.state_dict()
+    assert state["split_halves_by_text"] == 1
+    assert ProfileBuilder(1, 4, {"token": Vocabulary()}, 0).load_state_dict(state).split_halves == "text_hash"
+    del state["split_halves_by_text"]
+    assert ProfileBuilder(1, 4, {"token": Vocabulary()}, 0).load_state_dict(state).split_halves == "example_id"
+
+
+def test_reproduce_says_that_split_halves_drawn_by_parity_cannot_match():
+    """A profile saved when the halves were example-id parity, profiled again now: its split-half sums differ by
+    construction; reproduce names that cause and still compares every other number."""
+    from hf_txray.reproduce import compare_numbers
+
+    profile = engine("bert")
+    assert compare_numbers(profile, profile)[0]
+    stored = Profile(dataclasses.replace(profile.meta, split_halves="example_id"), profile.neuron_mass,
+                     profile.neuron_count, {ft: t.odd_even_swapped() for ft, t in profile.tables.items()},
+                     profile.examples, profile.neuron_count - profile.neuron_count_odd, profile.position_mass,
+                     activation_histogram=profile.activation_histogram)
+    identical, worst, diffs = compare_numbers(stored, profile)
+    assert not identical and worst < 1e-9
+    assert diffs == ["split halves drawn by text_hash vs by example_id stored (saved by an older hf_txray): the "
+                     "split-half sums (noise floors, the per-neuron test) are not compared; every other number is"]

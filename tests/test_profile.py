@@ -512,7 +512,8 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
     assert first.meta.provenance["runtime"]["tokenizer_vocab_hash"] == tokenizer_vocab_hash(tokenizer)
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="different tokenizers \\(tokenizer vocabularies"):
         first.merge(second)
-    same = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=tokenizer, **options)
+    # texts in both split halves (drawn from content: SAMPLE_TEXTS[4:] all lie in one), so that nothing else warns
+    same = hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=tokenizer, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one vocabulary: no warning
         hf_txray.compare(first, same)
@@ -522,7 +523,7 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no token features: nothing to warn about
         hf_txray.compare(hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **words),
-                         hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=other, **words))
+                         hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=other, **words))
     old = [Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": {
         k: v for k, v in p.meta.provenance["runtime"].items() if k not in ("tokenizer_vocab_hash",
                                                                            "num_hidden_layers")}}), p.neuron_mass,
