@@ -598,8 +598,8 @@ def _one_parity_features(a: Profile, b: Profile) -> dict[str, str]:
         stages = [p.stage for p in (a, b) if p.tables[ft].has_noise and int(p.tables[ft].count.sum()) > 0
                   and int(p.tables[ft].count_odd.sum()) in (0, int(p.tables[ft].count.sum()))]
         if stages:
-            out[ft] = (f"stage(s) {stages} credited {ft} values in texts of one parity only (odd or even example ids: "
-                       f"one text holds them all, say), so the split halves of {ft} are empty and the design effect of "
+            out[ft] = (f"stage(s) {stages} credited {ft} values in texts of one parity only (one split half: one text holds "
+                       f"them all, say, or a few texts whose contents drew one half), so the split halves of {ft} are empty and the design effect of "
                        f"its credits cannot be measured; profile more texts that hold {ft} values")
     return out
 

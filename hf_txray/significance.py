@@ -21,8 +21,8 @@ multinomial one), so the comparison's design effect is ``D = w_a D_a + w_b D_b``
 and ``w_b = n_a / (n_a + n_b)``: the noise comes mostly from the stage with fewer credits (helper 204: adding both
 stages' estimates with equal weight flagged 14-26 of 60 reports of 500 vs 60 WikiText paragraphs under the null).
 
-Each stage measures its own ``D_s`` from its two interleaved halves (even / odd example ids, which every profile
-keeps), in two parts that both have expectation ``D_s`` per degree of freedom: the same ``X^2`` between the halves
+Each stage measures its own ``D_s`` from its two split halves (a text's half is drawn from its content, so copies
+share one: :func:`hf_txray.hashes.text_halves`; example id parity in profiles saved before; every profile keeps them), in two parts that both have expectation ``D_s`` per degree of freedom: the same ``X^2`` between the halves
 (``df_halves`` = categories less one), and one more degree of freedom, the chi-square of the neuron's odd-half
 share of mass against the stage's (``n (m_odd / m - q)^2 / (q (1 - q))``). The second part sees what the first
 cannot: a neuron credited 27 times in 2 texts of a stage has all its credits in one half (no split-half ``X^2``
@@ -196,7 +196,7 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
 
 
 def split_half_homogeneity(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> Homogeneity:
-    """The chi-square of homogeneity between the two interleaved halves (even / odd example ids) of one stage."""
+    """The chi-square of homogeneity between the two split halves (:func:`hf_txray.hashes.text_halves`) of one stage."""
     return homogeneity(table.half(False), table.half(True), num_rows, min_expected=min_expected)
 
 
