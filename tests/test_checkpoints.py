@@ -588,6 +588,40 @@ def test_resume_refuses_a_user_feature_made_with_other_arguments(tmp_path):
     assert SPANS.calls == len(TEXTS) - 4 and resumed == whole  # the same arguments: resumed
 
 
+FINGERPRINT_IN_A_NEW_PROCESS = """
+import functools, sys
+from hf_txray.features import code_fingerprint
+
+def function_words(text, kept=("the", frozenset({"of", "and", "to", "in"}))):
+    first = text.split()[0].lower()
+    return [(0, len(text), "function" if first in {"the", "a", "of", "and", "to", "in", "it", "is"} else "other")]
+
+def other_words(text, kept=("the", frozenset({"of", "and", "to", "in"}))):
+    first = text.split()[0].lower()
+    return [(0, len(text), "function" if first in {"the", "a", "of", "and", "to", "in", "it", "was"} else "other")]
+
+print(code_fingerprint(function_words), code_fingerprint(other_words))
+"""
+
+
+def test_a_user_feature_with_a_set_literal_resumes_in_a_new_process():
+    """A feature function testing ``first in {"the", "a", ...}`` holds a frozenset constant, whose repr follows its
+    strings' hashes: PYTHONHASHSEED draws them anew in each process, so the fingerprint read from that repr differed
+    between the interrupted run and its resume in a new process (seeds 1, 2, 3: three fingerprints), and
+    resume=True refused the legitimate resume of the same script ('changed since: user feature functions')."""
+    import subprocess
+    import sys
+
+    from test_robustness import ROOT, _env
+
+    printed = {tuple(subprocess.run([sys.executable, "-c", FINGERPRINT_IN_A_NEW_PROCESS], cwd=ROOT, timeout=120,
+                                    env={**_env(), "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+                                    check=True).stdout.split())
+               for seed in ("1", "2", "3")}
+    assert len(printed) == 1, printed
+    assert len(set(printed.pop())) == 2  # another set of words is another function
+
+
 def test_resume_refuses_another_module_pattern_mask_or_spacy_pipeline(tmp_path):
     """Each changes what is credited, and none is in the weights, the layers or the feature types: a resume with it
     summed two sites' neurons, credited neurons a mask zeroes, or mixed two spaCy pipelines' words (helper 190)."""

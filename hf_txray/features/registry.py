@@ -68,6 +68,8 @@ def _add_callable(digest: Any, fn: Any, depth: int) -> None:
         for const in code.co_consts:
             if hasattr(const, "co_code"):
                 codes.append(const)
+            elif isinstance(const, (frozenset, tuple)):  # ``w in {"the", "a"}``: a frozenset's repr follows the
+                _add_value(digest, const, depth + 1)      # strings' hashes, which PYTHONHASHSEED draws per process
             else:
                 digest.update(repr(const).encode())
     function = getattr(fn, "__func__", fn)  # a bound method: its function's bindings (not the instance's state)
