@@ -588,6 +588,23 @@ def test_resume_refuses_a_user_feature_made_with_other_arguments(tmp_path):
     assert SPANS.calls == len(TEXTS) - 4 and resumed == whole  # the same arguments: resumed
 
 
+def test_two_cached_user_features_get_two_fingerprints():
+    """functools.lru_cache (and functools.cache) wrap a function in a C object without __code__: its type was all
+    the fingerprint read, so any two cached labellers shared one (0f6d076d4e576dc9) and a resume with another one
+    under the same name mixed two labellings with no error. The function it caches (__wrapped__) is now read."""
+    from hf_txray.features import code_fingerprint
+
+    def short(text):
+        return [(0, len(text), "long" if len(text) > 10 else "short")]
+
+    def first(text):
+        return [(0, len(text), text.split()[0])]
+
+    assert code_fingerprint(functools.lru_cache(maxsize=None)(short)) != code_fingerprint(functools.cache(first))
+    assert code_fingerprint(functools.lru_cache(maxsize=None)(short)) == code_fingerprint(functools.cache(short))
+    assert code_fingerprint(functools.cache(length_labeller(10))) != code_fingerprint(functools.cache(length_labeller(99)))
+
+
 FINGERPRINT_IN_A_NEW_PROCESS = """
 import functools, sys
 from hf_txray.features import code_fingerprint

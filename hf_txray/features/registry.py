@@ -34,7 +34,8 @@ class UserFeature:
 def code_fingerprint(fn: Callable[..., Any]) -> str:
     """What a user feature's function computes, as far as can be read without running it: the sha256 of its
     bytecode, constants and names (nested functions included), and of the values it is bound to that are fixed when
-    it is made: its closure's cells, its default arguments, a ``functools.partial``'s function and arguments. Those
+    it is made: its closure's cells, its default arguments, a ``functools.partial``'s function and arguments (and
+    the function a ``functools.lru_cache`` caches). Those
     values count when they are immutable (numbers, strings, tuples and frozensets of them, functions, compiled
     patterns); a mutable one (a dict, a list: a memo or a counter changes as the function runs) counts by its type.
 
@@ -60,6 +61,9 @@ def _add_callable(digest: Any, fn: Any, depth: int) -> None:
     code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
     if code is None:  # a builtin: its type is all that is stable across processes
         digest.update(f"{type(fn).__module__}.{type(fn).__qualname__}".encode())
+        wrapped = getattr(fn, "__wrapped__", None)  # functools.lru_cache / cache: the function it caches
+        if callable(wrapped) and depth < _FINGERPRINT_DEPTH:
+            _add_callable(digest, wrapped, depth + 1)
         return
     codes = [code]
     while codes:
