@@ -272,10 +272,14 @@ def pruning_fingerprint(record: Mapping[str, Any] | None, layers: Any = None) ->
     return "kept:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
+def tokenizer_vocab_hash(tokenizer: Any, *, drop_last: int = 0) -> str | None:
     """A fingerprint of a tokenizer's vocabulary (added tokens included): the sha256 over its ``(token, id)`` pairs
     in id order. Token features are the tokenizer's strings, so two profiles' token distributions describe the same
     units only when their vocabularies agree. None for an object without ``get_vocab``.
+
+    Args:
+        drop_last (`int`, *optional*, defaults to 0): leave out the tokens of the `drop_last` highest ids (the hash
+            the vocabulary had before special tokens were added at its end: :func:`added_special_tokens_at_end`).
 
     Returns:
         `str` or `None`: ``"vocab-sha256:<hex>"``.
@@ -285,8 +289,25 @@ def tokenizer_vocab_hash(tokenizer: Any) -> str | None:
         vocab = backend.get_vocab(with_added_tokens=True) if backend is not None else tokenizer.get_vocab()
     except (NotImplementedError, TypeError, AttributeError):
         return None
-    joined = "\n".join(f"{index}\0{token}" for index, token in sorted((i, t) for t, i in vocab.items()))
+    pairs = sorted((i, t) for t, i in vocab.items())
+    joined = "\n".join(f"{index}\0{token}" for index, token in pairs[:len(pairs) - drop_last])
     return "vocab-sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def added_special_tokens_at_end(tokenizer: Any) -> list[str]:
+    """The special tokens at the end of a tokenizer's vocabulary, highest id first, as ``add_special_tokens`` puts a
+    pad token added for batching (GPT-2's ``{"pad_token": "[PAD]"}``): they split no text that does not hold them."""
+    special = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else 0
+    found = []
+    for index in range(size - 1, -1, -1):
+        token = decoder.get(index)
+        content = getattr(token, "content", None)
+        if content is None or content not in special:
+            break
+        found.append(content)
+    return found
 
 
 def tokenizer_hash(tokenizer: Any) -> str | None:

@@ -2597,3 +2597,20 @@ def test_the_cards_probing_section_shows_user_names_as_text():
     assert "<img" not in page and "<em>" not in page
     cells = {html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)}
     assert {name, name + "m", name + "p", name + "a", name + "s", "ranked", "80"} <= cells
+
+
+def test_a_probe_takes_its_tokenizer_with_a_special_token_added_at_the_end(planted):
+    """A pad token added for batching (GPT-2's tokenizer.add_special_tokens({"pad_token": "[PAD]"}), as transformers'
+    own error suggests) adds one token past the vocabulary's end: ProbeMetric refused it as 'not that of the
+    tokenizer the probe was trained with', though it splits every text without that token alike. It is taken when no
+    scored text holds it, and refused, naming the token, when one does."""
+    import copy
+
+    tokenizer = copy.deepcopy(planted.tokenizer)
+    tokenizer.add_special_tokens({"pad_token": "<pad-added>"})
+    texts = planted.test_corpus.texts
+    assert [tokenizer.tokenize(t) for t in texts] == [planted.tokenizer.tokenize(t) for t in texts]
+    ProbeMetric(planted.result, planted.test_corpus, tokenizer)  # taken
+    holding = dataclasses.replace(planted.test_corpus, texts=["<pad-added> " + texts[0], *texts[1:]])
+    with pytest.raises(ModelError, match=r"plus the special tokens \['<pad-added>'\], and texts hold \['<pad-added>'\]"):
+        ProbeMetric(planted.result, holding, tokenizer)

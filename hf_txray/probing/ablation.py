@@ -221,7 +221,7 @@ class ProbeMetric:
 
     def __init__(self, result: Any, corpus: LabeledCorpus, tokenizer: Any, *, batch_size: int = 32,
                  max_length: int | None = None):
-        check_probed_tokenizer(result.meta, tokenizer)
+        check_probed_tokenizer(result.meta, tokenizer, corpus.texts)
         self.result, self.corpus, self.tokenizer = result, corpus, tokenizer
         self.batch_size, self.max_length = batch_size, max_length
         self._probe_ids = _probe_ids(corpus, result.probe.label_names)
@@ -271,20 +271,32 @@ def _other_weights_error(meta: Any, difference: str, dtype: str | None) -> Model
     return ModelError(f"The probe {meta.name!r} cannot score this model: {what}. {fix}on this model.")
 
 
-def check_probed_tokenizer(meta: Any, tokenizer: Any) -> None:
+def check_probed_tokenizer(meta: Any, tokenizer: Any, texts: Sequence[str] = ()) -> None:
     """Refuse a `tokenizer` whose vocabulary is not that of the tokenizer the probe of `meta` (a `ProbingMeta`) was
     trained with: it splits the words into other tokens, and the probe would score activations it never saw, with no
     error (a BERT probe scored through a BPE tokenizer: 0.149). A probe saved before the vocabulary was recorded, or a
-    tokenizer without a vocabulary to read, is not checked.
+    tokenizer without a vocabulary to read, is not checked. Special tokens added at the vocabulary's end since (a pad
+    token added to GPT-2's for batching) are taken when none of `texts` holds them: those texts split alike.
 
     Raises:
         ModelError: naming the probe and the fix.
     """
-    from ..provenance import tokenizer_vocab_hash
+    from ..provenance import added_special_tokens_at_end, tokenizer_vocab_hash
 
     recorded = getattr(meta, "tokenizer_vocab_hash", None)
     found = tokenizer_vocab_hash(tokenizer) if recorded else None
     if recorded and found and found != recorded:
+        added = added_special_tokens_at_end(tokenizer)
+        for count in range(1, len(added) + 1):
+            if tokenizer_vocab_hash(tokenizer, drop_last=count) == recorded:
+                held = [token for token in added[:count] if any(token in text for text in texts)]
+                if not held:
+                    return
+                raise ModelError(
+                    f"The probe {meta.name!r} cannot score these texts with this tokenizer: its vocabulary is that "
+                    f"of the tokenizer the probe was trained with plus the special tokens {added[:count]}, and "
+                    f"texts hold {held}, which it splits otherwise. Pass the tokenizer the probe was trained with, "
+                    "or score texts without them.")
         raise ModelError(
             f"The probe {meta.name!r} cannot score words split by this tokenizer: its vocabulary is not that of the "
             f"tokenizer the probe was trained with ({meta.model_id!r}; vocabulary hashes {found[:20]}... against "
