@@ -237,7 +237,8 @@ def test_batches_staged_in_one_packed_buffer_give_the_same_profile(monkeypatch):
 
     monkeypatch.setattr(analyze_module, "stage", packed)
     together = analyze(**kwargs)
-    assert calls and {"hooked", "input.input_ids", "credit.example_id", "credit.token", "credit.word"} <= set(calls[0])
+    assert calls and {"hooked", "input.input_ids", "credit.example_id", "credit.half", "credit.feature:token",
+                     "credit.feature:word"} <= set(calls[0])
     assert_same_profile(together, separate)
     np.testing.assert_array_equal(together.neuron_mass, separate.neuron_mass)
 
