@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping
@@ -286,12 +287,28 @@ def tokenizer_vocab_hash(tokenizer: Any, *, drop_last: int = 0) -> str | None:
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust vocabulary: several times faster to read
     try:
+        # a vocabulary only grows (add_tokens): the same object at the same length holds the same one
+        key = (len(tokenizer), id(backend), drop_last)
+        cached = _VOCAB_HASHES.get(tokenizer)
+    except TypeError:  # no len, or not weakly referable
+        key = cached = None
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
         vocab = backend.get_vocab(with_added_tokens=True) if backend is not None else tokenizer.get_vocab()
     except (NotImplementedError, TypeError, AttributeError):
         return None
     pairs = sorted((i, t) for t, i in vocab.items())
     joined = "\n".join(f"{index}\0{token}" for index, token in pairs[:len(pairs) - drop_last])
-    return "vocab-sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+    found = "vocab-sha256:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+    if key is not None and not drop_last:
+        _VOCAB_HASHES[tokenizer] = (key, found)
+    return found
+
+
+# tokenizer -> ((its length, its backend's id, 0), its vocabulary hash): reading a 30k vocabulary briefly takes about
+# 8 MB, which an extraction streamed to disk should not hold per call
+_VOCAB_HASHES: "weakref.WeakKeyDictionary[Any, tuple[tuple[int, int, int], str]]" = weakref.WeakKeyDictionary()
 
 
 def added_special_tokens_at_end(tokenizer: Any) -> list[str]:
