@@ -551,10 +551,11 @@ class Profiler:
                 grids[i] = width * len(np.unique(rows))
         # The stop text counts whole, so its windows packed in a batch left with no position (which does not run)
         # count at that batch's width too: on a batch that runs, else its input tokens outnumbered the grid
-        runs = [i for i, selected in enumerate(kept) if selected.num_positions]
-        for i, selected in enumerate(kept):
-            selected.num_padded_tokens = grids[i] + (sum(grids[j] for j in range(len(kept)) if j not in runs)
-                                                      if runs and i == runs[0] else 0)
+        running = [selected for selected in kept if selected.num_positions]
+        for selected, grid in zip(kept, grids):
+            selected.num_padded_tokens = grid
+        if running:
+            running[0].num_padded_tokens += sum(g for s, g in zip(kept, grids) if not s.num_positions)
         return kept, True
 
     @torch.no_grad()
