@@ -59,6 +59,13 @@ def read_header(folder: str | os.PathLike) -> dict[str, Any] | None:
         return {"artifact": None, "damaged": f"{type(err).__name__}: {err}"}
     if not isinstance(header, dict):
         return {"artifact": None, "damaged": f"a JSON {type(header).__name__}, not an object"}
+    # Values edited by hand: a format version that is no whole number (int("abc") raised a bare ValueError, None a
+    # TypeError, 2.5 was read as 2) or an artifact type that is no string (a list raised "unhashable type")
+    artifact, version = header.get("artifact"), header.get("format_version", 0)
+    if artifact is not None and not isinstance(artifact, str):
+        return {"artifact": None, "damaged": f"its artifact type is {artifact!r}, not a name"}
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        return {"artifact": None, "damaged": f"its format_version is {version!r}, not a whole number >= 0"}
     return header
 
 

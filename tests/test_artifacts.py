@@ -401,6 +401,21 @@ def test_a_damaged_header_is_refused_naming_the_file_and_a_new_save_replaces_it(
     assert_exact(artifact, cls.from_pretrained(artifact.save_pretrained(folder)), kind)  # still hf_txray's folder
 
 
+def test_a_header_with_values_edited_into_another_type_is_refused_as_damaged(tmp_path):
+    """Helper 250: a header whose format_version was edited to "abc" raised a bare ValueError (int("abc")), to null a
+    TypeError, to 2.5 loaded as version 2; an artifact type edited into a list raised "unhashable type: 'list'"."""
+    artifact = build("profile")
+    folder = artifact.save_pretrained(tmp_path / "profile")
+    header = json.loads((folder / HEADER_FILE).read_text())
+    for edit in ({"format_version": "abc"}, {"format_version": None}, {"format_version": 2.5},
+                 {"format_version": True}, {"format_version": -1}, {"artifact": ["profile"]}):
+        (folder / HEADER_FILE).write_text(json.dumps({**header, **edit}))
+        with pytest.raises(ProfileFormatError, match=rf"{HEADER_FILE} is damaged \(its .* is .*\).*save \(or push\)"):
+            Profile.from_pretrained(folder)
+        assert artifact_type_of(folder) is None
+    assert_exact(artifact, Profile.from_pretrained(artifact.save_pretrained(folder)), "profile")  # replaced
+
+
 @pytest.mark.parametrize("kind", ["profile", "transfer_report"])
 def test_a_damaged_or_missing_table_is_refused_not_loaded_in_part(kind, tmp_path):
     """A report whose summary/ was deleted loaded with empty layers and mass_share tables; one whose transfer_reports/
