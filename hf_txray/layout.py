@@ -1047,6 +1047,12 @@ def _profile(row: dict[str, Any], cards: pa.Table, dist: pa.Table, outputs: pa.T
     mass, count = np.zeros(num_rows, np.float64), np.zeros(num_rows, np.int64)
     mass[rows], count[rows] = cards["mass"].to_numpy(), cards["count"].to_numpy()
     vocabularies = _vocabularies(row)
+    unsaved = [ft for ft in meta["feature_types"] if ft not in vocabularies]
+    if unsaved:  # helper 250: a feature type edited into the metadata ended the load in a bare KeyError
+        raise ProfileFormatError(
+            f"{directory / 'meta'}: stage {meta['stage']!r} lists the feature type(s) {unsaved} in its metadata but "
+            f"meta/ holds no vocabulary for them (it holds {sorted(vocabularies)}): the metadata was edited after "
+            "saving or comes from another save. Save (or push, or export) the profile again.")
     has_noise = json.loads(row["columns"] or "{}").get("noise")
     tables = {ft: _feature_table(_where(dist, feature_type=ft), meta, *vocabularies[ft], has_noise,
                                  directory / "distributions") for ft in meta["feature_types"]}

@@ -292,6 +292,23 @@ def test_a_mass_no_run_produces_edited_in_place_is_refused_at_load_naming_the_fo
         Profile.from_pretrained(single)
 
 
+def test_a_feature_type_edited_into_the_metadata_is_refused_naming_the_folder(tmp_path):
+    """Helper 250: a feature type added by hand to a stage's metadata in meta/ (one it was not profiled with, so meta/
+    holds no vocabulary for it) ended Profile.from_pretrained and hf_txray.load in a bare KeyError: 'dep'."""
+    folder = profile().save_pretrained(tmp_path / "p")
+    path = folder / "meta" / FIRST
+    rows = pq.read_table(path)["metadata"].to_pylist()
+    meta = json.loads(rows[0])
+    meta["feature_types"] = [*meta["feature_types"], "dep"]
+    rows[0] = json.dumps(meta)
+    rewrite(path, lambda t: t.set_column(t.schema.get_field_index("metadata"), t.schema.field("metadata"),
+                                         pa.array(rows, t.schema.field("metadata").type)))
+    for load in (Profile.from_pretrained, hf_txray.load):
+        with pytest.raises(ProfileFormatError, match=rf"{folder / 'meta'}: stage 'a' lists the feature type\(s\) "
+                                                     r"\['dep'\] in its metadata but meta/ holds no vocabulary"):
+            load(folder)
+
+
 def test_a_saved_profile_without_its_meta_files_says_a_file_was_deleted(tmp_path):
     """The message told a Profile.from_pretrained caller to load the folder with Profile.from_pretrained, as one of
     "profiles saved one by one" (helper 199)."""
