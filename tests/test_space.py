@@ -1239,6 +1239,30 @@ def test_a_repo_opens_at_a_revision(app, hub, results, monkeypatch, tmp_path):  
         viewer.open_results(f"{folder}@exp")
 
 
+def test_a_repo_opens_from_its_hub_address(app, hub, results, monkeypatch, tmp_path):  # noqa: F811
+    """Helper 250: a dataset's URL pasted from the browser (or its hf:// path) was split at its ":" into sources and
+    refused as "No folder 'https' here"; it opens the repo it names now (at the revision of /tree/REV or @REV), on a
+    public Space too; the URL of no dataset repo, or of a repo on another host than the Hub read, is refused."""
+    a, b, report, folder = results
+    repo_id = "test-user/address-results"
+    hf_txray.hub.push_folder(hf_txray.save_to_disk(tmp_path / "main", [a], [], plots=False), repo_id)
+    hf_txray.hub.push_folder(folder, repo_id, revision="exp")
+    monkeypatch.setenv("SPACE_ID", "me/viewer")
+    monkeypatch.delenv("TXRAY_REPO", raising=False)
+    for address, stages in ((f"https://huggingface.co/datasets/{repo_id}", 1), (f"{hub.url}/datasets/{repo_id}/", 1),
+                            (f"https://huggingface.co/datasets/{repo_id}/tree/exp", 2),
+                            (f"hf://datasets/{repo_id}@exp", 2), (f"hf://datasets/{repo_id}", 1)):
+        assert app.open_results(address)[1].startswith(f"Opened {address}: {stages} profile(s)"), address
+    hf_txray.hub.push_folder(hf_txray.save_to_disk(tmp_path / "b", [b], [], plots=False), repo_id, revision="b")
+    two = viewer.open_results(f"https://hf.co/datasets/{repo_id}{viewer.SOURCE_SEPARATOR}hf://datasets/{repo_id}@b")
+    assert two.profiles["pretrained"] == a and two.profiles["finetuned"] == b and not two.reports
+    for bad, said in ((f"https://huggingface.co/{repo_id}", "is not the address of a Hub dataset repo"),
+                      (f"https://huggingface.co/datasets/{repo_id}/blob/main/README.md", "is not the address of a Hub"),
+                      (f"https://hf-mirror.example/datasets/{repo_id}", "is on hf-mirror.example, not on the Hub")):
+        with pytest.raises(ConfigurationError, match=said):
+            app.open_results(bad)
+
+
 def test_neuron_tab_of_two_stages_compare_refuses(tmp_path):
     """Helper 187: two stages profiled with different top_k (which compare refuses) made the whole Neuron tab an
     error. It shows each stage's own stats, distributions, examples and page sections now, and says once that the

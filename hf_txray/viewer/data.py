@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,7 +375,48 @@ def split_sources(source: str) -> list[str]:
     source = str(source).strip()
     if source and SOURCE_SEPARATOR in source and Path(source).expanduser().exists():
         return [source]
-    return [part.strip() for part in source.split(SOURCE_SEPARATOR) if part.strip()]
+    # Hub addresses as copied from the browser or huggingface_hub (https://huggingface.co/datasets/owner/name,
+    # hf://datasets/owner/name@rev) hold a ":" themselves: split at it, such a URL was read as the folder "https"
+    # (helper 250). Each is read as the repo id it names, owner/name[@revision].
+    repos: list[str] = []
+    masked = _HUB_ADDRESS.sub(lambda m: repos.append(hub_address_source(m.group(0))) or f"\0{len(repos) - 1}\0",
+                              source)
+    return [re.sub(r"\0(\d+)\0", lambda m: repos[int(m.group(1))], part).strip()
+            for part in masked.split(SOURCE_SEPARATOR) if part.strip()]
+
+
+# A URL (scheme://...) up to the next space or source separator (a host may name its port: host:8080/...)
+_HUB_ADDRESS = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/\s]*/)?[^\s" + re.escape(SOURCE_SEPARATOR) + "]*")
+# What it may be: hf://datasets/owner/name[@revision], or http(s)://host/datasets/owner/name[/tree/revision], with
+# at most a trailing slash
+_DATASET_ADDRESS = re.compile(r"(?:hf://|https?://([^/\s]+)/)datasets/([^/@\s]+/[^/@\s]+?)"
+                              r"(?:@([^/\s]+)|/tree/([^/\s]+))?/?")
+HUB_HOSTS = ("huggingface.co", "www.huggingface.co", "hf.co")  # and the host of huggingface_hub's endpoint
+
+
+def hub_address_source(address: str) -> str:
+    """The source ``owner/name`` (``owner/name@revision``) that the address of a Hub dataset repo names: its page's
+    URL (``https://huggingface.co/datasets/owner/name``, at a revision ``.../tree/revision``) or its ``hf://`` path
+    (``hf://datasets/owner/name@revision``).
+
+    Raises:
+        ConfigurationError: a URL that is not the address of a Hub dataset repo (a model's page, a file in a repo).
+    """
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    match = _DATASET_ADDRESS.fullmatch(address.strip())
+    if match is None:
+        raise ConfigurationError(f"{address!r} is not the address of a Hub dataset repo: write its repo id, "
+                                 "owner/name (or owner/name@revision), e.g. my-user/minilm-txray.")
+    host, repo, revision = match.group(1), match.group(2), match.group(3) or match.group(4)
+    endpoint = urlsplit(constants.ENDPOINT).netloc
+    if host is not None and host.lower() not in (*HUB_HOSTS, endpoint.lower()):  # a repo of that id elsewhere
+        raise ConfigurationError(f"{address!r} is on {host}, not on the Hub this viewer reads ({constants.ENDPOINT}): "
+                                 "a repo of the same id there may hold other files. Set HF_ENDPOINT to read that "
+                                 f"host, or write the repo id, {repo}.")
+    return repo + (f"{REVISION_SEPARATOR}{revision}" if revision else "")
 
 
 def _load_results(source: str) -> tuple[dict, dict]:
