@@ -32,7 +32,7 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
-                       needs_words)
+                       needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import WINDOWED, model_length_limit, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
@@ -204,6 +204,9 @@ class Profiler:
                     "long_texts": self.config.long_texts,
                     "stride": self.stride if self.config.long_texts == "window" else None,
                     "max_tokens_per_batch": self.max_tokens_per_batch, "streaming": is_streaming(corpus),
+                    # what labelled each user feature: merge refuses, compare warns, two labellings under one name
+                    **({"user_features": {name: recorded_fingerprint(f.fn) for name, f in self.user_features.items()}}
+                       if self.user_features else {}),
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             provenance=self.provenance(corpus, text_column),

@@ -762,7 +762,9 @@ class Profile(Artifact):
                 (``a.merge(a)``, ``a.merge(b).merge(b)``, or any two runs of the same dataset fingerprint, which
                 would count its texts twice), or profiles of different models (different weights, by the sample
                 hash recorded in ``provenance["runtime"]``; by model id for profiles saved before it was) or
-                different tokenizer vocabularies (``tokenizer_vocab_hash``: token features of two vocabularies).
+                different tokenizer vocabularies (``tokenizer_vocab_hash``: token features of two vocabularies), or a
+                user feature labelled by different functions under one name (``config["user_features"]``,
+                :func:`user_feature_differences`).
         """
         self.check_compatible(other, "merge")
         self._check_mergeable(other)
@@ -786,7 +788,10 @@ class Profile(Artifact):
             (_model_difference(self.meta, other.meta), "they profile different models ({}). A merge adds up parts of "
              "one model's profile; compare() sets two models side by side."),
             (tokenizer_difference(self.meta, other.meta), "they were profiled with different tokenizers ({}), so their "
-             "token features are strings of two vocabularies. Profile both parts with the same tokenizer.")]
+             "token features are strings of two vocabularies. Profile both parts with the same tokenizer."),
+            (", ".join(user_feature_differences(self.meta, other.meta)), "their user feature(s) {} were labelled by "
+             "different functions (another code, closure or default arguments under one name), so a value of one "
+             "part is not a value of the other. Profile both parts with the same UserFeature function.")]
         for difference, why in reasons:
             if difference:
                 raise IncompatibleProfilesError(f"Cannot merge profiles {self.stage!r} and {other.stage!r}: "
@@ -1026,6 +1031,22 @@ def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
         kept["pruned"] = theirs["pruned"]
     if kept:
         merged.provenance = {**merged.provenance, "runtime": {**runtime, **kept}}
+    # the user features' functions as the part that recorded them did (merge refused two that differ)
+    labelled = {**(other.config.get(USER_FEATURES) or {}), **(merged.config.get(USER_FEATURES) or {})}
+    if labelled:
+        merged.config = {**merged.config, USER_FEATURES: labelled}
+
+
+USER_FEATURES = "user_features"  # meta.config key: {feature name: features.recorded_fingerprint of its function}
+
+
+def user_feature_differences(a: ProfileMeta, b: ProfileMeta) -> list[str]:
+    """The user features that two profiles labelled with different functions under one name (empty when none, or
+    when a profile was saved before they were recorded, or read them under another Python version, whose bytecode
+    differs): their values are two labellings, which a merge would add up and a comparison set side by side."""
+    ra, rb = (m.config.get(USER_FEATURES) or {} for m in (a, b))
+    return [name for name in a.feature_types if name in ra and name in rb and ra[name] != rb[name]
+            and ra[name].split(":", 1)[0] == rb[name].split(":", 1)[0]]
 
 
 def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:

@@ -43,7 +43,8 @@ from .architectures import expert_numbering
 from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
-from .profile import FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference
+from .profile import (FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
+                      user_feature_differences)
 from .provenance import compared_architectures, pruning_fingerprint, recorded_depths, recorded_pruning
 from .version import __version__
 
@@ -724,6 +725,14 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
             "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
             "both stages with one tokenizer.", UserWarning, stacklevel=2)
+    relabelled = user_feature_differences(a.meta, b.meta)
+    if relabelled:
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} labelled their user feature(s) {', '.join(relabelled)} with different "
+            "functions (another code, closure or default arguments under one name): a value of one stage is not "
+            "that of the other, so their distributions, Hellinger distances and p-values compare two labellings. "
+            "Profile both stages with the same UserFeature function, or give the new one another name.",
+            UserWarning, stacklevel=2)
     # a truncating run has no stride, and the default stride follows max_length (which may differ)
     stride_follows = "truncate" in (a.meta.config.get("long_texts"), b.meta.config.get("long_texts")) or \
         a.meta.config.get("max_length") != b.meta.config.get("max_length")

@@ -2011,3 +2011,51 @@ def test_texts_carrying_each_feature_type_are_counted_once_whatever_the_windows_
         for quota in range(5, 200, 17):
             got = hf_txray.analyze(model, texts, max_positions=quota, **options).meta.num_feature_texts
             assert got == _carrying_texts_by_hand(tokenizer, texts, quota=quota), quota
+
+
+def _capitals(text):
+    return [(i, i + 1, "upper" if c.isupper() else "lower") for i, c in enumerate(text) if c.isalpha()]
+
+
+def _vowels(text):
+    return [(i, i + 1, "vowel" if c.lower() in "aeiou" else "lower") for i, c in enumerate(text) if c.isalpha()]
+
+
+def test_a_user_feature_labelled_by_another_function_under_one_name_is_refused_by_merge_and_warned_by_compare(
+        tmp_path):
+    """Two parts profiled with UserFeature("shape", capitals) and UserFeature("shape", vowels): merge added the two
+    labellings into one table ('lower' of one part summed with 'lower' of the other, which means something else) and
+    compare set them side by side, both without a word. The profile records each user feature's function
+    (meta.config["user_features"]); a merge of two functions under one name is refused, a comparison warns, the same
+    function in both passes, and a profile saved before the record (or read under another Python) is not blamed."""
+    from hf_txray import IncompatibleProfilesError
+
+    one, other = TEXTS[:3], TEXTS[3:]
+    a = run(texts=one, features=("token", UserFeature("shape", _capitals)), stage="a")
+    b = run(texts=other, features=("token", UserFeature("shape", _vowels)), stage="b")
+    same = run(texts=other, features=("token", UserFeature("shape", _capitals)), stage="b")
+    assert set(a.meta.config["user_features"]) == {"shape"}
+    assert a.meta.config["user_features"] == same.meta.config["user_features"] != b.meta.config["user_features"]
+    with pytest.raises(IncompatibleProfilesError, match="user feature.*shape.*different functions"):
+        a.merge(b)
+    with pytest.warns(UserWarning, match="user feature.*shape.*different functions"):
+        hf_txray.compare(a, b)
+    merged = a.merge(same)
+    assert merged.meta.config["user_features"] == a.meta.config["user_features"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hf_txray.compare(a, same, test=False)
+    assert not [w for w in caught if "user feature" in str(w.message)]
+    # saved and loaded: the record goes with the profile
+    b.save_pretrained(tmp_path / "b")
+    with pytest.raises(IncompatibleProfilesError, match="shape"):
+        a.merge(hf_txray.Profile.from_pretrained(tmp_path / "b"))
+    # not recorded (an earlier hf_txray) or recorded under another Python version: nothing to tell
+    unknown = hf_txray.Profile.from_pretrained(tmp_path / "b")
+    del unknown.meta.config["user_features"]
+    assert a.merge(unknown).meta.config["user_features"] == a.meta.config["user_features"]
+    other_python = hf_txray.Profile.from_pretrained(tmp_path / "b")
+    other_python.meta.config["user_features"] = {"shape": "py2.7:" + b.meta.config["user_features"]["shape"][7:]}
+    a.merge(other_python)
+    # a built-in feature type records nothing
+    assert "user_features" not in run(texts=one).meta.config

@@ -20,14 +20,14 @@ from .annotation import (DEFAULT_SPACY_MODEL, WORD_END, WORD_START, WordAnnotato
                          tag_column)
 from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, USER_FEATURE_ORDER, FeatureType,
                        UserFeature, code_fingerprint, default_feature_type, display_order, feature_type_of, get_feature_type,
-                       is_tag_feature, needs_words, parse_features, reading_order, register_feature,
+                       is_tag_feature, needs_words, parse_features, reading_order, recorded_fingerprint, register_feature,
                        registered_features, tag_features, text_features, unregister_feature)
 
 __all__ = [
     "TokenVocabulary", "Vocabulary", "align_to_spans", "first_visible_char", "first_visible_chars", "user_feature_labels",
     "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir", "tag_column",
     "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",
-    "code_fingerprint",
+    "code_fingerprint", "recorded_fingerprint",
     "default_feature_type", "display_order", "feature_type_of", "get_feature_type", "is_tag_feature", "needs_words",
     "parse_features", "reading_order", "register_feature", "registered_features", "tag_features", "text_features",
     "unregister_feature",
