@@ -31,8 +31,8 @@ from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
-from .features import (TAG_FEATURES, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset, code_fingerprint,
-                       needs_words, recorded_fingerprint)
+from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
+                       check_user_features, code_fingerprint, needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import WINDOWED, model_length_limit, resolve_max_length
 from .logging import get_logger, progress_bars_for, tqdm
@@ -996,7 +996,7 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
     with the corpus, its text column (None: chosen in the run), its id, whether the column is detected, and `o` with
     its dtype merged."""
     config = o.profiler_config()
-    names, _ = o.validate()
+    names, user_features = o.validate()
     tags = [t for t in names if t in TAG_FEATURES]
     if tags or (o.spacy_model is not None and needs_words(names)):  # a missing spaCy model fails here, not after
         WordAnnotator(tags, o.spacy_model).nlp                       # the model is loaded (loaded once: cached)
@@ -1037,6 +1037,10 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
     dataset_source.text_column_detected = detected = o.text_column is None and not is_texts_only(dataset)
     if detected and column is not None:  # known before the run: said before the model loads
         _log_detected_column(column)
+    if user_features and isinstance(model, (str, Path)) and column is not None and not is_streaming(corpus):
+        # a broken user feature fails on the first texts now, not at the first batch after loading the model (minutes
+        # for a large one) and tagging the corpus; a stream is not read ahead for it (its first batch tells)
+        check_user_features(user_features.values(), corpus[:USER_FEATURE_SAMPLE][column])
     pinned = model_source.commit if model_source.kind == "hub" else o.revision
     with_head, model_id = None, o.model_id
     if model_id is None and corpora.is_default_model_path(model):  # the embedded MiniLM: its Hub id, not the venv path

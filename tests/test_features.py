@@ -374,3 +374,41 @@ def test_spacy_ner_runs_with_the_sentences_of_the_parser():
     expected = [t.ent_type_ or "O" for t in spacy.load(DEFAULT_SPACY_MODEL)(text) if not t.is_space]
     assert expected[13:16] == ["ORG", "ORG", "O"]
     assert WordAnnotator(["ner"]).annotate([text])[tag_column("ner")] == [expected]  # "Azurix" was ORG
+
+
+@pytest.mark.parametrize("fn, error, message", [
+    (lambda text: {}["lookup"], KeyError, "lookup"),  # the function itself raises
+    (lambda text: None, ConfigurationError, "returned None"),
+    (lambda text: [(0, len(text) + 5, "x")], ConfigurationError, "not within the text"),  # a span past the text's end
+    (lambda text: [(0, 3, ["a", "b"])], ConfigurationError, "label of type list"),  # an unhashable label
+])
+def test_a_broken_user_feature_fails_on_sample_texts_before_the_model_is_loaded(fn, error, message, saved_bert,
+                                                                                  tmp_path, monkeypatch, capsys):
+    """Gap 1 (helper 254): a broken user feature ran first at the first batch, after analyze had loaded the model
+    (seconds to minutes; the tiny model here: once per case) and spaCy had tagged the corpus; it is now run on the
+    corpus's first texts before either, in Python and on the command line (a feature registered by name)."""
+    import importlib
+
+    from hf_txray.cli import main as cli_main
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the user feature was checked")
+
+    monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "load_model", no_loading)
+    with pytest.raises(error, match=message):
+        hf_txray.analyze(str(saved_bert), TEXTS, features=("token", UserFeature("broken", fn)), show_progress=False)
+    data = tmp_path / "texts.txt"
+    data.write_text("\n".join(TEXTS), encoding="utf-8")
+    register_feature(UserFeature("broken", fn))
+    try:
+        if error is ConfigurationError:
+            assert cli_main(["analyze", str(saved_bert), str(data), "--out", str(tmp_path / "out"),
+                             "--features", "token,broken"]) == 2
+            assert message in capsys.readouterr().err
+        else:  # a function's own exception is not the CLI's to word: it propagates with its note
+            with pytest.raises(error, match=message):
+                cli_main(["analyze", str(saved_bert), str(data), "--out", str(tmp_path / "out"),
+                          "--features", "token,broken"])
+    finally:
+        unregister_feature("broken")
+    assert not (tmp_path / "out").exists()

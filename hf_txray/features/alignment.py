@@ -6,7 +6,7 @@ tokenizer's offset mapping; tags are word-level and follow the same alignment.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -154,6 +154,25 @@ def _visible_in_run(texts: Sequence[str], sizes: np.ndarray, owner: np.ndarray, 
     next_visible = np.minimum.accumulate(visible[::-1])[::-1]
     moved = np.minimum(next_visible[np.where(inside, at, total)] - base, size)
     return np.where(inside, np.minimum(moved, ends), starts)
+
+
+USER_FEATURE_SAMPLE = 8  # leading texts a user feature is tried on before the model loads (check_user_features)
+
+
+def check_user_features(features: Iterable[UserFeature], texts: Iterable[Any]) -> None:
+    """Run each user feature on a few sample `texts` (those that are strings) and check what it returns, as the run
+    does at every text: a function that raises, returns no list of spans, spans outside the text, overlapping ones
+    or labels that are not strings or numbers fails here, before a model is loaded or a corpus tagged, rather than
+    at the first batch after both.
+
+    Raises:
+        ConfigurationError: as :func:`user_feature_spans`, naming the feature and the text.
+        Exception: the function's own, with a note naming the feature and the text.
+    """
+    texts = [text for text in texts if isinstance(text, str)]
+    for feature in features:
+        for text in texts:
+            user_feature_spans(feature, text)
 
 
 def user_feature_labels(feature: UserFeature, text: str, tok_start: np.ndarray, tok_end: np.ndarray) -> list[str | None]:
