@@ -880,6 +880,36 @@ def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp
     assert not both.meta.no_noise_reason and "matched_share_lost" in both.summary()
 
 
+@pytest.mark.parametrize("num_texts", [2, 5])
+def test_a_stage_of_a_few_texts_that_all_drew_one_half_shows_no_noise_floor_anywhere(num_texts):
+    """Gap 2 (helper 254): a stage of 2-5 distinct texts has all of them in one split half with probability 2 / 2^n
+    (50% for 2 texts, 6% for 5). The report has no floors then (NaN, with the reason), but the viewer's notes read
+    "at half size nan, against a noise floor of nan between two halves of A and nan of B (only the excess is
+    change)"; they now say that no noise floor exists and why, as `show` and the card do."""
+    from hf_txray.hashes import text_halves
+    from hf_txray.viewer import ResultsView
+    from hf_txray.viewer.figures import figure_notes
+
+    pool = [f"sentence number {i} about a {word} cat ." for i, word in enumerate(["black", "white", "grey"] * 8)]
+    halves = text_halves(pool)
+    few = [text for text, half in zip(pool, halves) if half == halves[0]][:num_texts]
+    assert len(set(few)) == num_texts and len(set(text_halves(few).tolist())) == 1  # distinct, one half
+    model, tokenizer = tiny("bert")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    a = hf_txray.analyze(model, [t for t in SAMPLE_TEXTS if t.strip()], stage="a", **options)
+    b = hf_txray.analyze(model, few, stage="b", **options)
+    with pytest.warns(UserWarning, match=r"no p-values or noise floors: stage\(s\) \['b'\]"):
+        report = hf_txray.compare(a, b)
+    s = report.summary()
+    assert all(math.isnan(s[name]) for name in ("matched_hellinger_token", "noise_floor_hellinger_token_a",
+                                                 "noise_floor_hellinger_token_b", "share_changed_token"))
+    assert report.noise_table()[["A -> B at half size", "noise floor A", "noise floor B"]].isna().all().all()
+    assert "(no noise floors or p-values: stage(s) ['b']" in report_text(report)
+    notes = figure_notes(ResultsView("here", {"a": a, "b": b}, {"a->b": report}), feature_type="token")
+    assert "nan" not in notes.split("\n")[0]  # was: "at half size nan, against a noise floor of nan ..."
+    assert "no noise floor, so how much of it is sampling noise is unknown: stage(s) ['b']" in notes
+
+
 def test_a_feature_credited_in_one_half_only_has_no_test_of_its_own_and_says_why(tmp_path):
     """The same for one feature type: a user feature whose values all come from one text per stage (its digits) has
     an empty half while the stages' own halves are not, so its design effect fell back to 1 and 6 neurons were

@@ -5,6 +5,7 @@ as Vega-Lite specs (plain dicts the browser draws, so a neuron switch sends data
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
@@ -169,7 +170,14 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
         head = (f"Report {report.name} ({ft}): {summary['share_shared']:.1%} of neurons shared, "
                 f"{summary['share_lost']:.1%} lost, {summary['share_gained']:.1%} gained; mean Hellinger distance "
                 f"{summary[f'mean_hellinger_{ft}']:.3f}")
-        if f"noise_floor_hellinger_{ft}_a" in summary:
+        floors = [summary.get(f"noise_floor_hellinger_{ft}_{stage}", float("nan")) for stage in "ab"]
+        no_floor = report.meta.no_noise_reason or report.meta.no_noise_features.get(ft, "")
+        if no_floor:  # a stage in one split half: its floor was "nan" between two halves of A (helper 254)
+            head += f"; no noise floor, so how much of it is sampling noise is unknown: {no_floor}"
+        elif f"noise_floor_hellinger_{ft}_a" in summary and any(map(math.isnan, floors)):
+            head += ("; no noise floor: no shared neuron was credited in all four split halves (both of each stage), "
+                     "so how much of it is sampling noise is unknown")
+        elif f"noise_floor_hellinger_{ft}_a" in summary:
             # The floors are at half the credits: set beside the full-size distance (which shrinks with more credits)
             # they were read against the wrong figure; the distance at half size is the one to compare (helper 191).
             head += (f"; at half size {summary[f'matched_hellinger_{ft}']:.3f}, against a noise floor of "
