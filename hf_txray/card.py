@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron, routed_experts
 from .plots import default_feature_type
-from .provenance import (missing_provenance, needs_texts_again, pruning_note, public_label, public_name, public_record,
+from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name, public_record,
                          recorded_pruning)
 from .tables import code_span, markdown_table, markdown_text, untested_unknown
 from .version import __version__
@@ -259,6 +259,12 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
     return f"{where} (content `{digest[:23]}…`)"
 
 
+def _texts_cell(record: Mapping[str, Any], num_examples: int) -> Any:
+    """The Reproduce table's texts: the number the record pins, with what the profile counted where it differs."""
+    pinned = record["dataset"]["num_texts"]
+    return pinned if pinned == num_examples else pinned_texts(record, num_examples)
+
+
 def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: str | None) -> list[str]:
     rows = []
     for p in profiles.values():
@@ -272,7 +278,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: 
         status = ("no: it lacks " + lacks[0]) if lacks else ("with `--dataset` (the texts)" if needs_texts_again(record)
                                                      else "yes")
         rows.append({"stage": markdown_text(p.stage), "model": _source_cell(record["model"], "model"),
-                     "dataset": _source_cell(record["dataset"], "dataset"), "texts": record["dataset"]["num_texts"],
+                     "dataset": _source_cell(record["dataset"], "dataset"), "texts": _texts_cell(record, p.meta.num_examples),
                      "reproducible": status})
     first = next((p.meta.provenance for p in profiles.values() if p.meta.provenance), {})
     first = public_record(first)  # e.g. an offload folder in model_kwargs

@@ -39,7 +39,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
     if m.provenance:
         from .provenance import reproduce_hint, sources_text
 
-        lines.append(f"pinned: {sources_text(m.provenance)} ({reproduce_hint(profile)})")
+        lines.append(f"pinned: {sources_text(m.provenance, num_examples=m.num_examples)} ({reproduce_hint(profile)})")
     pruned = pruning_note(recorded_pruning(m.provenance)[1])
     if pruned:
         lines.append(pruned)

@@ -558,8 +558,28 @@ def build_record(model: ModelSource, dataset: DatasetSource, options: Mapping[st
             "options": dict(options), "runtime": jsonable(dict(runtime)), "versions": versions(spacy_model)}
 
 
-def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dataset_commit: str | None = None) -> str:
-    """A provenance record's sources in one line: model and dataset pinned (commit or content hash), device, dtype.
+def pinned_texts(record: Mapping[str, Any], num_examples: int | None = None) -> str:
+    """The texts a provenance record pins, in words (``"40 texts"``), and, when the profile counted another number
+    (`num_examples`, its ``meta.num_examples``), what each counts: the corpus given, of which ``max_positions``
+    profiled the first texts, or the first of several merged parts, whose record alone was kept. ``hf-txray show``
+    printed "pinned: ..., 40 texts" under "corpus: ..., 4 texts" without saying why."""
+    pinned = record.get("dataset", {}).get("num_texts")
+    text = f"{pinned} texts"
+    if num_examples is None or pinned is None or pinned == num_examples:
+        return text
+    parts = record.get("merged_parts", 1)
+    if parts > 1:
+        return f"{text} (its first part's: the merge of {parts} parts holds {num_examples})"
+    limit = (record.get("options") or {}).get("max_positions")
+    if limit is not None and num_examples < pinned:
+        return f"{text} given, of which {num_examples} profiled (max_positions={limit} stopped the run)"
+    return f"{text} pinned, {num_examples} profiled"
+
+
+def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dataset_commit: str | None = None,
+                 num_examples: int | None = None) -> str:
+    """A provenance record's sources in one line: model and dataset pinned (commit or content hash), the texts
+    (:func:`pinned_texts`, beside the profile's `num_examples` when given), device, dtype.
 
     `model_commit` / `dataset_commit` replace the recorded commits (e.g. when a ref moved without changing files).
     """
@@ -575,7 +595,7 @@ def sources_text(record: Mapping[str, Any], model_commit: str | None = None, dat
         streamed = " (streamed)" if dataset.get("streaming") else ""
         d = f"{dataset.get('id') or 'in-memory texts'}{streamed} [{digest}]"
     runtime = record.get("runtime", {})
-    return f"model {m}, dataset {d}, {dataset.get('num_texts')} texts, {runtime.get('device')}/{runtime.get('dtype')}"
+    return f"model {m}, dataset {d}, {pinned_texts(record, num_examples)}, {runtime.get('device')}/{runtime.get('dtype')}"
 
 
 EMBEDDED_IDS = ("penn_treebank", "bbc_news")  # the dataset names of hf_txray.corpora (before the "/<split>")

@@ -713,8 +713,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     identical, worst, diffs = compare_numbers(profile, new)
     if not identical:
         diffs = _why_different(profile, new, "the model passed as model=" if model is not None else None) + diffs
-    return StageVerdict(profile.stage, identical, worst, diffs, sources_text(record, model_commit, dataset_commit),
-                        notes, new)
+    sources = sources_text(record, model_commit, dataset_commit, profile.meta.num_examples)
+    return StageVerdict(profile.stage, identical, worst, diffs, sources, notes, new)
 
 
 def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:

@@ -935,3 +935,34 @@ def test_show_and_the_card_say_a_merged_profile_cannot_be_reproduced(tmp_path):
     assert row.split("|")[-2].strip().startswith("no: it lacks the records of 1 of its 2 merged parts")
     with pytest.raises(ReproducibilityError, match="merged from 2 separately profiled parts"):
         hf_txray.reproduce_profile(merged)
+
+
+def test_the_pinned_texts_beside_the_profiled_ones_say_what_each_counts(tmp_path):
+    """Gap 3 (helper 254): `hf-txray show` printed "corpus: ..., 4 texts" over "pinned: ..., 40 texts" for texts in
+    memory stopped by max_positions (the record pins the corpus given, which reproduce reloads and stops again), and
+    "5 texts" over "pinned: ..., 3 texts" for a merge of 3 + 2 texts (the record is the first part's), saying nothing
+    of why; the card's Reproduce table showed the same bare 40 and 3. Both now name what each number counts."""
+    from hf_txray.card import build_card
+    from hf_txray.display import profile_text
+
+    def pinned(profile):
+        return next(line for line in profile_text(profile).splitlines() if line.startswith("pinned: "))
+
+    def card_texts(profile):
+        card = str(build_card({"default": profile}, {}, {}, {}, repo_id="user/repo"))
+        section = card[card.index("## Reproduce"):]
+        return next(line for line in section.splitlines() if line.startswith("| default")).split("|")[-3].strip()
+
+    model = str(save_tiny_model(tmp_path / "m"))
+    texts = TEXTS_V1 * 4
+    whole = hf_txray.analyze(model, texts, **OPTIONS)
+    assert f", {len(texts)} texts, " in pinned(whole) and card_texts(whole) == str(len(texts))  # as before
+    stopped = hf_txray.analyze(model, texts, max_positions=30, **OPTIONS)
+    assert stopped.meta.num_examples < stopped.meta.provenance["dataset"]["num_texts"] == len(texts)
+    said = f"{len(texts)} texts given, of which {stopped.meta.num_examples} profiled (max_positions=30 stopped the run)"
+    assert f", {said}, " in pinned(stopped) and card_texts(stopped) == said
+    first, second = (hf_txray.analyze(model, str(save_parquet_dataset(tmp_path / name, {"train": part})), **OPTIONS)
+                     for name, part in (("a", TEXTS_V1[:3]), ("b", TEXTS_V2[:2])))
+    merged = first.merge(second)
+    said = "3 texts (its first part's: the merge of 2 parts holds 5)"
+    assert f", {said}, " in pinned(merged) and card_texts(merged) == said
