@@ -2614,3 +2614,23 @@ def test_a_probe_takes_its_tokenizer_with_a_special_token_added_at_the_end(plant
     holding = dataclasses.replace(planted.test_corpus, texts=["<pad-added> " + texts[0], *texts[1:]])
     with pytest.raises(ModelError, match=r"plus the special tokens \['<pad-added>'\], and texts hold \['<pad-added>'\]"):
         ProbeMetric(planted.result, holding, tokenizer)
+
+
+def test_a_probe_trained_with_a_pad_token_added_refuses_the_tokenizer_without_it_saying_why(planted):
+    """Gap 4 (helper 254): a probe extracted through the tokenizer with a pad token added at its end, scored through
+    the model's own tokenizer without it, is refused: the two agree on every real token, but the recorded hash covers
+    the whole vocabulary and cannot tell that case from another tokenizer, whose score would be wrong without an
+    error. The message said the words split into other tokens; it now names both causes and the fix (the same
+    special tokens added), and the tokenizer with them is taken."""
+    import copy
+
+    padded = copy.deepcopy(planted.tokenizer)
+    padded.add_special_tokens({"pad_token": "<pad-added>"})
+    acts = extract_activations(planted.model, planted.test_corpus, padded, layers=[0, 1])
+    result = probe_neurons(None, acts, config=FAST, target_share=0.9, subset_seeds=(0,))
+    with pytest.raises(ModelError, match=r"this one holds 30522 tokens\). Either it is another tokenizer.*or it lacks "
+                                         r"special tokens that the probe's tokenizer had added at its end \(a pad "
+                                         r"token added with tokenizer.add_special_tokens.*with the special tokens "
+                                         r"added to it before extraction, in the same order"):
+        ProbeMetric(result, planted.test_corpus, planted.tokenizer)
+    ProbeMetric(result, planted.test_corpus, padded)  # the tokenizer it was trained with

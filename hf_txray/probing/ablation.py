@@ -297,11 +297,19 @@ def check_probed_tokenizer(meta: Any, tokenizer: Any, texts: Sequence[str] = ())
                     f"of the tokenizer the probe was trained with plus the special tokens {added[:count]}, and "
                     f"texts hold {held}, which it splits otherwise. Pass the tokenizer the probe was trained with, "
                     "or score texts without them.")
+        # Refused even when the two may agree on every real token (the probe's tokenizer had a pad token added with
+        # add_special_tokens, and this one is the model's own without it): the recorded hash covers the whole
+        # vocabulary, so it cannot tell that case from another tokenizer, which would give a wrong score silently.
+        size = f"; this one holds {len(tokenizer)} tokens" if hasattr(tokenizer, "__len__") else ""
         raise ModelError(
             f"The probe {meta.name!r} cannot score words split by this tokenizer: its vocabulary is not that of the "
             f"tokenizer the probe was trained with ({meta.model_id!r}; vocabulary hashes {found[:20]}... against "
-            f"{recorded[:20]}...), so the words' tokens, and the activations the probe reads, are other ones. Pass "
-            "the model's own tokenizer (AutoTokenizer.from_pretrained of the model the probe was trained on).")
+            f"{recorded[:20]}...{size}). Either it is another tokenizer, whose "
+            "tokens, and the activations the probe reads, are other ones, or it lacks special tokens that the probe's "
+            "tokenizer had added at its end (a pad token added with tokenizer.add_special_tokens({'pad_token': ...}) "
+            "before extract_activations): the recorded hash cannot tell the two apart, and a wrong score would pass "
+            "silently. Pass the model's own tokenizer (AutoTokenizer.from_pretrained of the model the probe was "
+            "trained on), with the special tokens added to it before extraction, in the same order, if any were.")
 
 
 def check_probed_model(meta: Any, model: nn.Module, *, warned: bool = False) -> bool:
