@@ -140,8 +140,9 @@ class Trace:
             them, and a second call in a new pass of a reading trace is refused with a message that says so.
 
     Raises:
-        ConfigurationError: an edit names a layer that no site has, or is not callable; at a call, an edit returns
-            something other than a tensor of the activations' shape.
+        ConfigurationError: an edit names a layer that no site has, or is not callable; two sites share a layer
+            while `edit` or `retain` address sites by layer; at a call, an edit returns something other than a
+            tensor of the activations' shape.
         ModelError: an edit on a mixture-of-experts site (its units have no tensor to edit).
     """
 
@@ -150,6 +151,8 @@ class Trace:
                  prepend: bool = False, model: nn.Module | None = None):
         self.sites = list(sites)
         self.read, self.retain, self.once, self.prepend, self.model = read, retain, once, prepend, model
+        if edit or retain:
+            _refuse_shared_layers(self.sites)
         self.edits = self._edits_by_slot(edit or {})
         self.enabled = True
         self.passes = 0  # forward passes of `model` begun while attached
@@ -395,6 +398,20 @@ class Trace:
             self._visit(slot, call)
 
         return hook
+
+
+def _refuse_shared_layers(sites: Sequence["Site"]) -> None:
+    """`edit` and ``trace[layer]`` name a site by its layer: sites sharing one (``find_sites(model, "mlp") +
+    find_sites(model, "residual")``, or one site listed twice) would send an edit to the last of them only and read
+    the first, so the edited tensor and the one kept were not the same, with no error."""
+    seen: dict[int, str] = {}
+    for site in sites:
+        if site.layer in seen:
+            raise ConfigurationError(
+                f"Sites {seen[site.layer]!r} and {site.name!r} are both layer {site.layer}: `edit` and `t[layer]` "
+                "name a site by its layer, so they would reach only one of them. Trace each kind of site (mlp, "
+                "residual) in its own trace(...), and list a site once.")
+        seen[site.layer] = site.name
 
 
 def _in_backward() -> bool:

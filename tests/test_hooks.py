@@ -310,6 +310,27 @@ def test_a_trace_is_not_entered_inside_its_own_block(bert):
 
 
 # ----- registries ---------------------------------------------------------------------------------------------
+def test_sites_sharing_a_layer_are_refused_where_edit_and_retain_name_them_by_layer(bert):
+    """Helper 256: with find_sites(model, "mlp") + find_sites(model, "residual"), `edit={0: Fill([3])}` went to the
+    residual site alone (the last layer-0 site; 3 < hidden size passed the width check) while `t[0]` returned the
+    MLP's unedited activations: the outputs differed from masking MLP neuron 3 (max |diff| > 0), with no error. One
+    site listed twice had the same split (the model got 2x, `t[0]` the unscaled tensor)."""
+    model, batch = bert
+    mlp, residual = find_sites(model, "mlp"), find_sites(model, "residual")
+    before = run(model, batch)
+    for sites, kwargs in [(mlp + residual, {"edit": {0: Fill([3])}}), (mlp + residual, {"retain": True}),
+                          ([mlp[0], mlp[0]], {"edit": {0: lambda x: 2 * x}})]:
+        with pytest.raises(ConfigurationError, match="both layer 0"):
+            with trace(model, sites, **kwargs):
+                pass
+        assert hook_count(model) == 0
+    seen = []
+    with trace(model, mlp + residual, read=lambda slot, x: seen.append(slot)):  # reading by slot stays unambiguous
+        run(model, batch)
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert torch.equal(run(model, batch), before)
+
+
 def test_a_registered_pruning_strategy_plans_and_prunes():
     widths = {0: 12, 1: 12}
 
