@@ -7,7 +7,8 @@ through the model's final norm and its unembedding ``W_U``, that column gives on
 Vocabulary Space", EMNLP 2022).
 
 Approximations, as in that paper: the direct path only (later blocks are ignored); of the final norm (and of a
-norm on the MLP output before the residual sum, Gemma 2/3's ``post_feedforward_layernorm``) only the elementwise
+norm on the MLP output before the residual sum, such as Gemma 2/3's ``post_feedforward_layernorm``, found by data
+flow: :func:`post_mlp_scales`) only the elementwise
 scale ``g`` is applied, no centring and no division by the norm of the residual stream (those depend on
 the whole residual, not on the neuron); biases are dropped (they are the same for every neuron). The scale is
 measured by running the norm module itself on probe vectors, so variants such as Gemma's ``(1 + weight)`` are read
@@ -166,19 +167,24 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
     modules it does not call are absent. Empty when there is nothing to order."""
     if not modules:
         return {}
-    restore_modes = enter_eval(model)  # no dropout, no gradient checkpointing: the order of the calls alone
     with call_order(modules) as order:
-        try:
-            ids = torch.tensor([[1, 2]], device=input_device(model))
-            model(input_ids=ids, **({"decoder_input_ids": ids} if is_encoder_decoder(model) else {}))
-        except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
-            raise ModelError(
-                f"Output effects run {type(model).__name__} on two tokens to read the order of its final norm and LM "
-                f"head's layers, and that forward pass failed ({type(err).__name__}: {err}). Profile without "
-                "output_effects.") from err
-        finally:
-            restore_modes()
+        _probe_forward(model, "read the order of its final norm and LM head's layers")
     return order
+
+
+@torch.no_grad()
+def _probe_forward(model: nn.Module, purpose: str) -> None:
+    """Run `model` on two tokens in eval mode (no dropout, no gradient checkpointing), for hooks to watch."""
+    restore_modes = enter_eval(model)
+    try:
+        ids = torch.tensor([[1, 2]], device=input_device(model))
+        model(input_ids=ids, **({"decoder_input_ids": ids} if is_encoder_decoder(model) else {}))
+    except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
+        raise ModelError(
+            f"Output effects run {type(model).__name__} on two tokens to {purpose}, and that forward pass failed "
+            f"({type(err).__name__}: {err}). Profile without output_effects.") from err
+    finally:
+        restore_modes()
 
 
 def _body_norms(model: nn.Module, blocks: nn.ModuleList, hidden: int) -> list[tuple[str, nn.Module]]:
@@ -331,18 +337,58 @@ def _loaded(model: nn.Module, module: nn.Module) -> bool:
 _WARNED_HEADS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
-POST_MLP_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffn_norm")
-
-
 @torch.no_grad()
-def post_mlp_scale(model: nn.Module, layer: int, stack: str | None = None) -> torch.Tensor | None:
-    """The scale of a norm the block applies to its MLP output before the residual sum (Gemma 2/3
-    ``post_feedforward_layernorm``), or None when the block has none."""
+def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None = None
+                    ) -> dict[int, torch.Tensor | None]:
+    """Per layer, the scale of a norm the block applies to its MLP output alone before the residual sum, or None.
+
+    Found by data flow, not by name: in one two-token forward pass, a norm among the block's children whose input
+    equals the output of the MLP (the down projection or a module of the block that holds it) is that norm. So
+    Gemma 2/3's ``post_feedforward_layernorm`` and HyperCLOVA X's ``post_norm2`` are read (tested), as any norm
+    fed the MLP output alone whatever its name (Chameleon's ``post_attention_layernorm`` with ``swin_norm=True``);
+    a post-LN norm of the residual sum (``norm(x + mlp(x))``, BERT, post-LN OPT) is not.
+    """
     _, blocks = _blocks(model, stack)
-    for name, module in blocks[layer].named_children():
-        if name in POST_MLP_NORMS and _is_norm(module):
-            return norm_scale(module, int(module.weight.shape[0]))
-    return None
+    mlp_outputs: dict[int, list[torch.Tensor]] = {}
+    norm_inputs: dict[int, list[tuple[nn.Module, torch.Tensor]]] = {}
+    handles = []
+
+    def keep_output(layer: int):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            first = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(first, torch.Tensor):
+                mlp_outputs.setdefault(layer, []).append(first.detach())
+        return hook
+
+    def keep_input(layer: int, norm: nn.Module):
+        def hook(module: nn.Module, args: tuple) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                norm_inputs.setdefault(layer, []).append((norm, args[0].detach().clone()))
+        return hook
+
+    try:
+        for layer in layers:
+            block = blocks[layer]
+            norms = [module for _, module in block.named_children() if _is_norm(module)]
+            if not norms:
+                continue
+            site = find_sites(model, "mlp", None, output_stack(model, stack), layers=int(layer))[0]
+            path = [module for _, module in block.named_modules() if module is not block
+                    and any(inner is site.module for inner in module.modules())]
+            handles += [module.register_forward_hook(keep_output(layer)) for module in path]
+            handles += [norm.register_forward_pre_hook(keep_input(layer, norm)) for norm in norms]
+        if handles:
+            _probe_forward(model, "find the norms on its MLP outputs")
+    finally:
+        for handle in handles:
+            handle.remove()
+    scales: dict[int, torch.Tensor | None] = {}
+    for layer in layers:
+        outputs = mlp_outputs.get(layer, [])
+        post = next((norm for norm, x in norm_inputs.get(layer, []) if any(
+            y.shape == x.shape and torch.equal(y, x) for y in outputs)), None)
+        scales[layer] = None if post is None else norm_scale(post, int(post.weight.shape[0]))
+    return scales
 
 
 @torch.no_grad()
@@ -468,9 +514,10 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         return [cache[int(i)] for i in ids]
 
     frames = []
+    posts = post_mlp_scales(model, layers, stack)
     for layer in layers:
         columns = down_columns(model, layer, stack)
-        post = post_mlp_scale(model, layer, stack)
+        post = posts[layer]
         if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
             columns = post.to(device=columns.device)[:, None] * columns.float()
         width = columns.shape[1]

@@ -175,6 +175,27 @@ def _gemma2():
     return model, bpe_tokenizer(), brute, 36
 
 
+def _hyperclovax():
+    """Helper 256: HyperCLOVA X normalises its MLP output with `post_norm2` (and Chameleon with swin_norm with
+    `post_attention_layernorm`); only Gemma's names were read, so its scale was skipped and the top-5 promoted
+    tokens of all 44 neurons of a layer were other tokens (norm weights in [0.2, 3]), with no error."""
+    from transformers import HyperCLOVAXConfig, HyperCLOVAXForCausalLM
+
+    torch.manual_seed(9)
+    config = HyperCLOVAXConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=44,
+                               max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    model = HyperCLOVAXForCausalLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # the residual_multiplier (a scalar) is left out, as other scalar factors
+        block = model.model.layers[layer]
+        x = block.mlp.down_proj(one_hot) * block.post_norm2.weight
+        return (x * model.model.norm.weight) @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 44
+
+
 def _opt(pre_norm: bool, project: bool):
     """OPT registers its final_layer_norm before its layers (helper 97: the scale was skipped); a post-LN OPT has
     none; OPT-350m projects the residual stream (1024) down to the embeddings' width (512) with project_out."""
@@ -268,7 +289,7 @@ def _roberta_prelayernorm():
 
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "gpt_oss_moe": _gpt_oss, "t5_decoder": _t5,
-            "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2,
+            "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2, "hyperclovax_post_norm2": _hyperclovax,
             "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True),
             "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24),
             "roberta_prelayernorm": _roberta_prelayernorm}
