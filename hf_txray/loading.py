@@ -19,7 +19,8 @@ from .errors import ConfigurationError, DatasetError, ModelError
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
-from .read_errors import FailedFiles, file_named_by, first_line, first_undecodable, root_cause, short_cause
+from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, root_cause,
+                          short_cause)
 from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
 
 logger = get_logger(__name__)
@@ -1858,9 +1859,8 @@ def _not_utf8(corpus: Any, column: str, name: str | None, err: UnicodeDecodeErro
         ([f"in its data file {found[0]!r} at line {found[1]}"] if found is not None else [])
     where = f" ({', '.join(places)}: {err.reason})" if places else f" ({err.reason})"
     return DatasetError(
-        f"The texts of {repr(name) if name else 'this dataset'} are not valid UTF-8{where}: the file was likely "
-        "written in another encoding (Latin-1, Windows-1252) and read as UTF-8. Re-encode it as UTF-8 (e.g. "
-        "`iconv -f latin1 -t utf-8 in.jsonl > out.jsonl`), then profile it.")
+        f"The texts of {repr(name) if name else 'this dataset'} are not valid UTF-8{where}: {NOT_UTF8_FIX}")
+
 
 
 def _decodes(value: Any) -> bool:
@@ -1937,6 +1937,8 @@ def unreadable_local(path: Path, err: Exception, failed_file: str | None = None)
     line: the file or folder (and, in a folder, the file at fault where it can be told: `failed_file`, named by
     datasets, or the folder's only data file), the reader's words as a short cause, and the fix."""
     cause = root_cause(err)
+    if isinstance(cause, UnicodeDecodeError):  # the text and CSV readers: name the file and line, and the fix
+        return _undecodable_local(path, cause, failed_file)
     why = f"{type(cause).__name__}: {short_cause(cause)}"
     if _no_rows(cause):  # the readers' own words for it: StopIteration, "at least one example", "no data"
         if path.is_file():
@@ -1962,6 +1964,28 @@ def unreadable_local(path: Path, err: Exception, failed_file: str | None = None)
     fix = ("Fix or remove that file" if file else "Check its data files") + (
         ": every data file of a folder must be readable by its extension's reader and hold the same columns.")
     return DatasetError(f"Could not read the local folder {str(path)!r} as a dataset folder{at} (cause: {why}). {fix}")
+
+
+def _undecodable_local(path: Path, cause: UnicodeDecodeError, failed_file: str | None) -> DatasetError:
+    """The error for a local data file, or a folder's, that is not UTF-8: the file (of a folder: the one datasets
+    named, else the first holding such bytes), the line of the first such byte, and the fix. A .txt or .csv file gave
+    the decoder's words alone, and a folder not even the file."""
+    if path.is_file():
+        names = [path.name]
+    else:
+        names = sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()
+                       and not any(part.startswith(".") for part in f.relative_to(path).parts))
+        if failed_file:
+            names.insert(0, _shown_in(Path(failed_file), path))
+    found = first_undecodable(path, names)
+    if found is None:
+        place = f" ({cause.reason})"
+    elif path.is_file():
+        place = f" (line {found[1]}: {cause.reason})"
+    else:
+        place = f" (its data file {found[0]!r} at line {found[1]}: {cause.reason})"
+    kind = "file" if path.is_file() else "folder"
+    return DatasetError(f"The local {kind} {str(path)!r} is not valid UTF-8{place}: {NOT_UTF8_FIX}")
 
 
 def _no_rows(cause: BaseException) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import DatasetError
 from .features import WORD_START
-from .read_errors import FailedFiles, first_undecodable, root_cause, short_cause
+from .read_errors import NOT_UTF8_FIX, FailedFiles, first_undecodable, root_cause, short_cause
 
 
 @dataclass
@@ -237,10 +237,14 @@ class StreamingSource:
             found = first_undecodable(*self.local_files)  # no reader names the file of bytes that are not UTF-8
             if found is not None:
                 file, at = found[0], f", in its file {found[0]!r} (line {found[1]})"
-        fix = ("Fix or remove that file (every data file of a folder must be readable by its extension's reader and "
-               "hold the same columns)") if file else ("Fix the source at fault (a data file the stream reads: it "
-                                                      "must be readable by its extension's reader and hold the same "
-                                                      "columns as the others; a generator: its own error)")
+        if isinstance(cause, UnicodeDecodeError):  # the file is not UTF-8: say so, and how to re-encode it
+            fix = f"That file is not UTF-8: {NOT_UTF8_FIX[:-len(', then profile it.')]}"
+        elif file:
+            fix = ("Fix or remove that file (every data file of a folder must be readable by its extension's reader "
+                   "and hold the same columns)")
+        else:
+            fix = ("Fix the source at fault (a data file the stream reads: it must be readable by its extension's "
+                   "reader and hold the same columns as the others; a generator: its own error)")
         where = f"after row {self._describe(position - 1)}" if position else "before its first row"
         return DatasetError(
             f"The stream failed {where}{at} "

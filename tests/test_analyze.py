@@ -1645,6 +1645,34 @@ def test_a_json_lines_file_of_another_encoding_is_refused_naming_its_row(tmp_pat
     assert "are not valid UTF-8 (row 1" in capsys.readouterr().err
 
 
+def test_a_text_or_csv_file_of_another_encoding_is_refused_naming_its_line_and_the_fix(tmp_path, saved_bert,
+                                                                                       capsys):
+    """Helper 253: a Latin-1 .txt or .csv file (the BBC corpus's encoding) gave the decoder's words alone ("Could not
+    read the local file 'x.txt' as text (by its extension): UnicodeDecodeError: 'utf-8' codec can't decode byte
+    0xe9 ..."), with no line and no fix; of a folder, not even the file."""
+    latin1 = "fine\nCaf\u00e9 au lait\n".encode("latin-1")
+    (tmp_path / "a.txt").write_bytes(latin1)
+    (tmp_path / "a.csv").write_bytes(b"text\n" + latin1)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text("fine\n")
+    (tmp_path / "folder" / "b.txt").write_bytes(latin1)
+    for streaming in (False, True):
+        for name, line in (("a.txt", 2), ("a.csv", 3)):
+            with pytest.raises(DatasetError, match=rf"The local file '.*{name}' is not valid UTF-8 \(line {line}: "
+                                                   r"invalid continuation byte\): .*Re-encode it as UTF-8"):
+                run(texts=str(tmp_path / name), streaming=streaming)
+    with pytest.raises(DatasetError, match=r"The local folder '.*folder' is not valid UTF-8 \(its data file "
+                                           r"'b.txt' at line 2: .*Re-encode it as UTF-8"):
+        run(texts=str(tmp_path / "folder"))
+    # streamed, the folder's first file is read before the second fails: the stream's error names the fix too
+    with pytest.raises(DatasetError, match=r"after row 0, in its file 'b.txt' \(line 2\) .*That file is not UTF-8: "
+                                           r".*Re-encode it as UTF-8 \(e.g. `iconv"):
+        run(texts=str(tmp_path / "folder"), streaming=True)
+    assert cli_main(["analyze", str(saved_bert), str(tmp_path / "a.txt"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "is not valid UTF-8 (line 2" in err and "iconv" in err and "Traceback" not in err
+
+
 def test_a_damaged_weights_file_is_said_so(tmp_path, saved_bert):
     """Helper 166: a cut-short model.safetensors raised safetensors' own SafetensorError ("header too small")."""
     import shutil
