@@ -199,8 +199,9 @@ def _cmd_analyze(args) -> int:
                    features=tuple(options["features"]))
     if args.model is None and options.get("model_id") is None:  # the embedded default, named as on the Hub
         options["model_id"] = corpora.DEFAULT_MODEL_ID
-    profile = analyze(args.model or corpora.default_model_path(), _resolve_dataset(args.dataset, args.num_samples),
-                      **options)
+    # An embedded corpus goes by its name (txray:ptb): analyze reads it, and refuses --split, --dataset-config and
+    # --dataset-revision for it saying why, after checking the options (a loaded corpus was a bare Dataset to it).
+    profile = analyze(args.model or corpora.default_model_path(), args.dataset, **options)
     rank, world = process_info()
     # The first process writes (and pushes) alone: if that fails, the others learn it at the gather below and exit
     # with its error, instead of dying in the closing barrier ('Connection closed by peer') or waiting there.

@@ -689,6 +689,20 @@ def test_cli_list_values_split_by_spaces_are_refused_with_the_comma_form(argv, f
     assert not (tmp_path / "o").exists()
 
 
+def test_cli_refuses_a_split_or_config_of_an_embedded_corpus_by_its_name(tmp_path, saved_bert, capsys):
+    """Helper 253: the CLI loaded txray:ptb before analyze saw it, so `--split test` got "this is a single Dataset:
+    leave split out, or pass the DatasetDict or the dataset's id or folder", and `--dataset-config x` a message
+    quoting the Dataset's repr, newlines and all, where analyze("txray:ptb", split=...) names the corpus and its
+    siblings."""
+    for flags, said in ((["--split", "test"], "'txray:ptb' is an embedded corpus of one split, so split do(es) not "
+                                              "apply: drop it. The embedded corpora are txray:ptb, txray:ptb-valid"),
+                        (["--dataset-config", "x"], "'txray:ptb' is an embedded corpus of one split, so "
+                                                    "dataset_config do(es) not apply")):
+        assert cli_main(["analyze", str(saved_bert), "txray:ptb", *flags, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Dataset(" not in err, err
+
+
 def test_cli_a_model_after_a_list_option_is_still_a_model(tmp_path, saved_bert, text_file):
     """The check above leaves a positional alone when it is not a value of the list, or is an existing path."""
     assert cli_main(["analyze", "--features", "token", str(saved_bert), str(text_file), "--num-samples", "2",
