@@ -476,6 +476,30 @@ def call_order(modules: Sequence[nn.Module]) -> Iterator[dict[int, int]]:
             handle.remove()
 
 
+@contextlib.contextmanager
+def module_tensors(inputs: Sequence[nn.Module] = (), outputs: Sequence[nn.Module] = ()
+                   ) -> Iterator[dict[str, dict[int, list[torch.Tensor]]]]:
+    """Within the ``with`` block, keep a detached copy of the first tensor each of `inputs` receives and each of
+    `outputs` returns, call by call: ``{"inputs": {id(module): [tensor, ...]}, "outputs": {...}}``. Read-only; the
+    hooks are removed on leaving. Output effects tell which norm reads an MLP's output by comparing the two (data
+    flow, not module names), in one small forward pass inside it."""
+    seen: dict[str, dict[int, list[torch.Tensor]]] = {"inputs": {}, "outputs": {}}
+
+    def keep(kind: str, value: Any, module: nn.Module) -> None:
+        first = value[0] if isinstance(value, (tuple, list)) and value else value
+        if isinstance(first, torch.Tensor):
+            seen[kind].setdefault(id(module), []).append(first.detach().clone())
+
+    handles = [m.register_forward_pre_hook(lambda module, args: keep("inputs", args, module)) for m in inputs]
+    handles += [m.register_forward_hook(lambda module, args, output: keep("outputs", output, module))
+                for m in outputs]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
     """Raise :class:`ModelError` when a site's module is not a submodule of `model`."""
     modules = {id(m) for m in model.modules()}

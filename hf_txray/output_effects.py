@@ -42,7 +42,7 @@ from torch import nn
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
 from .forward import own_precision
-from .hooks import call_order
+from .hooks import call_order, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
 from .modes import enter_eval
@@ -349,44 +349,25 @@ def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None =
     a post-LN norm of the residual sum (``norm(x + mlp(x))``, BERT, post-LN OPT) is not.
     """
     _, blocks = _blocks(model, stack)
-    mlp_outputs: dict[int, list[torch.Tensor]] = {}
-    norm_inputs: dict[int, list[tuple[nn.Module, torch.Tensor]]] = {}
-    handles = []
-
-    def keep_output(layer: int):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            first = output[0] if isinstance(output, (tuple, list)) else output
-            if isinstance(first, torch.Tensor):
-                mlp_outputs.setdefault(layer, []).append(first.detach())
-        return hook
-
-    def keep_input(layer: int, norm: nn.Module):
-        def hook(module: nn.Module, args: tuple) -> None:
-            if args and isinstance(args[0], torch.Tensor):
-                norm_inputs.setdefault(layer, []).append((norm, args[0].detach().clone()))
-        return hook
-
-    try:
-        for layer in layers:
-            block = blocks[layer]
-            norms = [module for _, module in block.named_children() if _is_norm(module)]
-            if not norms:
-                continue
+    norms: dict[int, list[nn.Module]] = {}
+    paths: dict[int, list[nn.Module]] = {}
+    for layer in layers:
+        block = blocks[layer]
+        found = [module for _, module in block.named_children() if _is_norm(module)]
+        if found:
             site = find_sites(model, "mlp", None, output_stack(model, stack), layers=int(layer))[0]
-            path = [module for _, module in block.named_modules() if module is not block
-                    and any(inner is site.module for inner in module.modules())]
-            handles += [module.register_forward_hook(keep_output(layer)) for module in path]
-            handles += [norm.register_forward_pre_hook(keep_input(layer, norm)) for norm in norms]
-        if handles:
+            norms[layer] = found
+            paths[layer] = [module for _, module in block.named_modules() if module is not block
+                            and any(inner is site.module for inner in module.modules())]
+    with module_tensors(inputs=[n for found in norms.values() for n in found],
+                        outputs=[m for path in paths.values() for m in path]) as seen:
+        if norms:
             _probe_forward(model, "find the norms on its MLP outputs")
-    finally:
-        for handle in handles:
-            handle.remove()
     scales: dict[int, torch.Tensor | None] = {}
     for layer in layers:
-        outputs = mlp_outputs.get(layer, [])
-        post = next((norm for norm, x in norm_inputs.get(layer, []) if any(
-            y.shape == x.shape and torch.equal(y, x) for y in outputs)), None)
+        outputs = [y for module in paths.get(layer, []) for y in seen["outputs"].get(id(module), [])]
+        post = next((norm for norm in norms.get(layer, []) for x in seen["inputs"].get(id(norm), [])
+                     if any(y.shape == x.shape and torch.equal(y, x) for y in outputs)), None)
         scales[layer] = None if post is None else norm_scale(post, int(post.weight.shape[0]))
     return scales
 
