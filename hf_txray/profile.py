@@ -104,6 +104,13 @@ class ProfileMeta:
         return self.num_examples - self.num_empty if recorded is None else int(recorded)
 
 
+# The ProfileMeta run counters that merging two profiles adds up, and with num_example_ids (a maximum) every counter
+# Profile.check_statistics requires to be an int >= 0
+SUMMED_COUNTERS = ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty", "num_windowed",
+                   "num_input_tokens", "num_padded_tokens")
+COUNTER_FIELDS = (*SUMMED_COUNTERS, "num_example_ids")
+
+
 @dataclass
 class FeatureTable:
     """Sparse (row, feature) statistics of one feature type; rows are ``layer_position * num_neurons + neuron``.
@@ -669,6 +676,7 @@ class Profile(Artifact):
                 bad(f"{what} outside [0, its total]", odd[outside])
 
         check_mass("neuron mass", self.neuron_mass.reshape(-1))
+        self._check_counters()
         self._check_feature_texts()
         count = self.neuron_count.reshape(-1)
         if np.any(count < 0):
@@ -686,6 +694,42 @@ class Profile(Artifact):
                     bad(f"a {ft} mass of odd example ids that is NaN or infinite", odd[~np.isfinite(odd)])
                 check_half(f"a {ft} mass of odd example ids", table.mass_odd, table.mass, 1e-9 * table.mass + 1e-12)
                 check_mass(f"{ft} squared mass", table.mass_sq)
+
+    def _check_counters(self) -> None:
+        """Refuse run counters no run records: a negative or non-integer one, more empty, truncated or windowed texts
+        than texts, more uncredited (layer, position) pairs than pairs, and credits that do not fit the positions
+        (each credited pair credits 1 to ``top_k`` neurons, so a layer's credits lie in ``[its credited pairs,
+        top_k x num_positions]``). A hand-built profile that records no positions, uncredited pairs nor input tokens
+        (all 0) is only checked for signs. A metadata file edited to ``num_positions=-5`` loaded and gave negative win rates."""
+        m = self.meta
+
+        def bad(what: str) -> None:
+            raise ProfileFormatError(
+                f"Profile {self.stage!r} records {what}, which no profiling run records: its metadata was damaged or "
+                "built by hand. Profile the stage again (hf_txray.analyze).")
+
+        for name in COUNTER_FIELDS:
+            n = getattr(m, name)
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                bad(f"{name}={n!r} (not an int >= 0)")
+        for name in ("num_empty", "num_truncated", "num_windowed"):
+            if getattr(m, name) > m.num_examples:
+                bad(f"{name}={getattr(m, name)} of only num_examples={m.num_examples} texts")
+        if m.num_positions == 0 and m.num_uncredited == 0 and m.num_input_tokens == 0:
+            return  # built by hand: no positions recorded (every run records the tokens it fed the model)
+        layers = len(m.layers)
+        if m.num_uncredited > layers * m.num_positions:
+            bad(f"num_uncredited={m.num_uncredited}, more than its {layers} layers x num_positions={m.num_positions} "
+                "(layer, position) pairs")
+        per_layer = self.neuron_count.reshape(layers, -1).sum(axis=1)
+        credited_pairs = layers * m.num_positions - m.num_uncredited
+        if per_layer.size and per_layer.max() > m.top_k * m.num_positions:
+            bad(f"{int(per_layer.max())} credits in layer {m.layers[int(per_layer.argmax())]}, more than top_k={m.top_k} "
+                f"x num_positions={m.num_positions}")
+        if not credited_pairs <= per_layer.sum() <= m.top_k * credited_pairs:
+            bad(f"{int(per_layer.sum())} credits for {credited_pairs} credited (layer, position) pairs ({layers} layers x "
+                f"num_positions={m.num_positions} - num_uncredited={m.num_uncredited}; each credits 1 to "
+                f"top_k={m.top_k} neurons)")
 
     def _check_feature_texts(self) -> None:
         """Refuse carrying-text counts no run records: for other feature types than the profile's, or not an int in
@@ -867,8 +911,7 @@ class Profile(Artifact):
     def _merge_sums(self, other: "Profile") -> "Profile":
         self.check_compatible(other, "merge")
         meta = dataclasses.replace(self.meta, config=dict(self.meta.config))
-        for name in ("num_examples", "num_positions", "num_uncredited", "num_truncated", "num_empty",
-                     "num_windowed", "num_input_tokens", "num_padded_tokens"):
+        for name in SUMMED_COUNTERS:
             setattr(meta, name, getattr(self.meta, name) + getattr(other.meta, name))
         meta.num_example_ids = max(self.meta.num_example_ids, other.meta.num_example_ids)  # ids of one corpus
         # halves drawn from content only when both parts' were: a part split by parity may hold a text's copies in both

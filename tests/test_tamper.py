@@ -309,6 +309,37 @@ def test_a_feature_type_edited_into_the_metadata_is_refused_naming_the_folder(tm
             load(folder)
 
 
+@pytest.mark.parametrize("edit, said", [
+    ({"num_positions": -5}, r"num_positions=-5 \(not an int >= 0\)"),
+    ({"num_uncredited": -1}, r"num_uncredited=-1 \(not an int >= 0\)"),
+    ({"num_examples": 2.5}, r"num_examples=2.5 \(not an int >= 0\)"),
+    ({"num_empty": 10 ** 6}, r"num_empty=1000000 of only num_examples=\d+ texts"),
+    ({"num_positions": 3}, r"\d+ credits in layer 0, more than top_k=1 x num_positions=3"),
+    ({"num_positions": 0}, r"\d+ credits in layer 0, more than top_k=1 x num_positions=0"),
+    ({"num_positions": 10 ** 6}, r"\d+ credits for \d+ credited \(layer, position\) pairs"),
+    ({"num_uncredited": 10 ** 9}, r"num_uncredited=1000000000, more than its \d+ layers x num_positions"),
+])  # fmt: skip
+def test_run_counters_no_run_records_edited_into_the_metadata_are_refused_naming_the_folder(edit, said, tmp_path):
+    """A metadata file edited to num_positions=-5 loaded, and win_rate() gave negative win rates (-3.0 for a neuron
+    credited 15 times); positions fewer than the credits gave win rates above 1, ten times too many 10 times too
+    small ones. An analyzed profile's credits fill its positions exactly (top_k=1: credits + uncredited pairs =
+    layers x positions), as the check requires."""
+    p = profile()
+    assert p.neuron_count.sum() + p.meta.num_uncredited == len(p.meta.layers) * p.meta.num_positions > 0
+    folder = p.save_pretrained(tmp_path / "p")
+    path = folder / "meta" / FIRST
+    rows = pq.read_table(path)["metadata"].to_pylist()
+    rows[0] = json.dumps({**json.loads(rows[0]), **edit})
+    rewrite(path, lambda t: t.set_column(t.schema.get_field_index("metadata"), t.schema.field("metadata"),
+                                         pa.array(rows, t.schema.field("metadata").type)))
+    for load in (Profile.from_pretrained, hf_txray.load):
+        with pytest.raises(ProfileFormatError, match=rf"{folder}: Profile 'a' records {said}.*Profile the stage "
+                                                     "again"):
+            load(folder)
+    with pytest.raises(ProfileFormatError, match=said):
+        hf_txray.compare(Profile(dataclasses.replace(p.meta, **edit), p.neuron_mass, p.neuron_count, p.tables), p)
+
+
 def test_a_saved_profile_without_its_meta_files_says_a_file_was_deleted(tmp_path):
     """The message told a Profile.from_pretrained caller to load the folder with Profile.from_pretrained, as one of
     "profiles saved one by one" (helper 199)."""
