@@ -34,8 +34,9 @@ from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
                        check_user_features, code_fingerprint, needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
-from .lengths import WINDOWED, model_length_limit, resolve_max_length
+from .lengths import model_length_limit
 from .logging import get_logger, progress_bars_for, tqdm
+from .model_checks import check_before_loading, check_model_options
 from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus,
@@ -44,8 +45,7 @@ from .profile import Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
-from .forward import StackForward
-from .sites import Site, WinnerRecorder, check_one_kind, find_sites, text_config, text_depth
+from .sites import Site, WinnerRecorder, text_config, text_depth
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
@@ -76,17 +76,12 @@ class Profiler:
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
         self.revision = revision
-        self.sites: list[Site] = find_sites(model, config.site, config.module_pattern, config.stack,
-                                                config.layers)
-        self.forward = StackForward(model, config.stack, self.sites)  # checks decoder inputs before any work
-        check_one_kind(self.sites)
+        # the layers, top_k and max_length (checked before the weights load too, where the config says all)
+        checked = check_model_options(model, tokenizer, config)
+        self.sites: list[Site] = checked.sites
+        self.forward, self.max_length = checked.forward, checked.max_length
         self.num_neurons = self.sites[0].width
-        if config.top_k > self.num_neurons:
-            raise ConfigurationError(f"top_k={config.top_k} exceeds the {self.num_neurons} neurons of a layer.")
         check_top_examples_memory(len(self.sites) * self.num_neurons, config.max_examples_per_neuron)
-        _check_top_k_reachable(model, self.sites, config.top_k)
-        self.max_length = resolve_max_length(model, tokenizer, config.max_length, self.forward.shifted, WINDOWED,
-                                             self.forward.runs)
         self.pad_limit = model_length_limit(model, self.forward.shifted, self.forward.runs).tokens
         auto_skip = config.skip_first_positions == "auto"
         # "auto" is settled by a probe of the model below; 0 until then (the probe encodes no skipped position)
@@ -672,19 +667,6 @@ def _rank_quota(max_positions: int | None, rank: int, world: int) -> int | None:
     return max_positions // world + (rank < max_positions % world)
 
 
-def _check_top_k_reachable(model, sites: list[Site], top_k: int) -> None:
-    """A MoE token competes only among its chosen experts' units: top_k must not exceed how many were computed."""
-    routed = getattr(text_config(getattr(model, "config", None)), "num_experts_per_tok", None)
-    for site in sites:
-        if site.experts is not None and isinstance(routed, int):
-            computed = (routed + site.experts.num_shared) * site.experts.width
-            if top_k > computed:
-                raise ConfigurationError(
-                    f"top_k={top_k} exceeds the {computed} units a token reaches in {site.name!r} ({routed} routed "
-                    f"experts x {site.experts.width} units, plus shared experts): choose top_k <= {computed}."
-                )
-
-
 def _rows(corpus, start: int, end: int):
     """Rows [start, end) of a ``datasets.Dataset``, as Python objects whatever its format (``with_format("numpy")``
     would hand the tokenizer and spaCy numpy strings); empty ranges too (``select(range(n, n))`` raises
@@ -1011,6 +993,12 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
     check_checkpoint_options(o.checkpoint_dir, o.checkpoint_every, o.resume)
     # Pin both sources first: a wrong revision, config or split fails here, before any weight is downloaded.
     model_source = resolve_model_source(model, o.revision, o.token)
+    pinned = model_source.commit if model_source.kind == "hub" else o.revision
+    # the layers, top_k and max_length, from a skeleton of the model built from its config (where it says all):
+    # before the corpus and the weights load
+    tokenizer = check_before_loading(model, tokenizer, config, revision=pinned, trust_remote_code=o.trust_remote_code,
+                                     token=o.token, model_kwargs=model_kwargs,
+                                     adapted=model_source.base_model is not None, output_effects=o.output_effects)
     if isinstance(dataset, str) and dataset in corpora.EMBEDDED_NAMES:  # "txray:bbc", as on the command line
         given = [name for name in ("split", "dataset_config", "dataset_revision") if getattr(o, name) is not None]
         if given:
@@ -1041,7 +1029,6 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
         # a broken user feature fails on the first texts now, not at the first batch after loading the model (minutes
         # for a large one) and tagging the corpus; a stream is not read ahead for it (its first batch tells)
         check_user_features(user_features.values(), corpus[:USER_FEATURE_SAMPLE][column])
-    pinned = model_source.commit if model_source.kind == "hub" else o.revision
     with_head, model_id = None, o.model_id
     if model_id is None and corpora.is_default_model_path(model):  # the embedded MiniLM: its Hub id, not the venv path
         model_id = corpora.DEFAULT_MODEL_ID

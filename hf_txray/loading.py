@@ -360,7 +360,7 @@ def load_model(
         if tokenizer is None:
             tokenizer = adapter_tokenizer(AutoTokenizer, source, base_model, revision, trust_remote_code,
                                           token) if adapted else \
-                _load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
+                load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
         if not adapted:  # an adapter's loaded config is its base model's, commit included
             revision = revision or getattr(loaded.config, "_commit_hash", None)
         model = loaded
@@ -368,12 +368,12 @@ def load_model(
         model_id = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "") or type(model).__name__
         revision = revision or getattr(model.config, "_commit_hash", None)
         if tokenizer is None:
-            tokenizer = _load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
+            tokenizer = load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
     else:
         raise ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
     model_id = recorded_model_id(model_id)  # the embedded MiniLM's folder, as a path or loaded: its Hub id
     if isinstance(tokenizer, (str, Path)):
-        tokenizer = _load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
+        tokenizer = load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
     check_fast_tokenizer(tokenizer)
     return model, tokenizer, model_id, revision
 
@@ -626,13 +626,14 @@ def adapter_tokenizer(auto_cls, source: str, base_model: dict[str, Any], revisio
     """A PEFT adapter's tokenizer: the adapter's own when it saved one, else its base model's (most adapters save
     only their weights and config)."""
     try:
-        return _load_tokenizer(auto_cls, source, revision, trust_remote_code, None, token=token)
+        return load_tokenizer(auto_cls, source, revision, trust_remote_code, None, token=token)
     except ModelError:
-        return _load_tokenizer(auto_cls, base_model["id"], base_revision(base_model), trust_remote_code, None,
-                               token=token)
+        return load_tokenizer(auto_cls, base_model["id"], base_revision(base_model), trust_remote_code, None,
+                              token=token)
 
 
-def _load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file, token=None):
+def load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_file, token=None):
+    """``auto_cls.from_pretrained(name, ...)`` (a tokenizer), refusing one that cannot be loaded with the fix."""
     try:
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         if token is not None:
