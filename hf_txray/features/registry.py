@@ -49,13 +49,13 @@ def code_fingerprint(fn: Callable[..., Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-
 def recorded_fingerprint(fn: Callable[..., Any]) -> str:
     """What a profile records of a user feature's function (``meta.config["user_features"]``): its
     :func:`code_fingerprint` behind the Python version that read it (``"py3.11:5c49..."``), since bytecode differs
     between Python versions: two records of one version that differ are two labellings under one name
     (:func:`~hf_txray.profile.user_feature_differences`), two of other versions cannot be told apart."""
     return f"py{sys.version_info[0]}.{sys.version_info[1]}:{code_fingerprint(fn)}"
+
 
 _FINGERPRINT_DEPTH = 8  # functions bound to functions (a partial of a closure...) followed this deep
 
