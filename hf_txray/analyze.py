@@ -977,8 +977,8 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
     """Check the options, pin both sources, load the corpus and the model, place it: the :class:`Profiler` to run,
     with the corpus, its text column (None: chosen in the run), its id, whether the column is detected, and `o` with
     its dtype merged."""
+    names, user_features = o.validate()  # numpy ints become ints here: the config below (and its checks) sees ints
     config = o.profiler_config()
-    names, user_features = o.validate()
     tags = [t for t in names if t in TAG_FEATURES]
     if tags or (o.spacy_model is not None and needs_words(names)):  # a missing spaCy model fails here, not after
         WordAnnotator(tags, o.spacy_model).nlp                       # the model is loaded (loaded once: cached)
