@@ -82,7 +82,7 @@ class ReportMeta:
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
     # why the report has no p-values and noise floors, in words ("" when it has them)
     no_noise_reason: str = ""
-    # feature type -> why that feature type alone has none (a stage credited its values in texts of one parity only)
+    # feature type -> why that feature type alone has none (a stage credited its values in texts of one split half only)
     no_noise_features: dict[str, str] = field(default_factory=dict)
     # config.model_type of stage A's and B's models (None where a profile did not record it)
     model_types: list[str | None] = field(default_factory=list)
@@ -582,14 +582,14 @@ def _no_noise_reason(a: Profile, b: Profile) -> str:
     one_half = [p.stage for p in (a, b)
                 if p.neuron_count.sum() > 0 and int(p.neuron_count_odd.sum()) in (0, int(p.neuron_count.sum()))]
     if one_half:
-        return (f"stage(s) {one_half} credited texts of one parity only (one text or copies of it, a few texts that "
-                "all fell in one split half, or max_positions reached within the first text), so one of their split "
+        return (f"stage(s) {one_half} credited texts of one split half only (one text or copies of it, a few texts "
+                "whose contents drew one half, or max_positions reached within the first text), so one of their split "
                 "halves is empty; profile more distinct texts per stage (split long documents, e.g. into paragraphs)")
     return ""
 
 
 def _one_parity_features(a: Profile, b: Profile) -> dict[str, str]:
-    """Feature types that a stage credited in texts of one parity only, with why they get no p-values or noise
+    """Feature types that a stage credited in texts of one split half only, with why they get no p-values or noise
     floors, in words. A value carried by few texts (a user feature labelling the digits of one text) leaves that
     feature's odd or even half empty although the stage's are not: its design effect cannot be measured, and the test
     fell back to 1, as if its credits were independent (a fresh tester: 6 neurons flagged between two stages whose
@@ -599,9 +599,10 @@ def _one_parity_features(a: Profile, b: Profile) -> dict[str, str]:
         stages = [p.stage for p in (a, b) if p.tables[ft].has_noise and int(p.tables[ft].count.sum()) > 0
                   and int(p.tables[ft].count_odd.sum()) in (0, int(p.tables[ft].count.sum()))]
         if stages:
-            out[ft] = (f"stage(s) {stages} credited {ft} values in texts of one parity only (one split half: one text holds "
-                       f"them all, say, or a few texts whose contents drew one half), so the split halves of {ft} are empty and the design effect of "
-                       f"its credits cannot be measured; profile more texts that hold {ft} values")
+            out[ft] = (f"stage(s) {stages} credited {ft} values in texts of one split half only (one text holds them "
+                       "all, say, or a few texts whose contents drew one half), so the split halves of "
+                       f"{ft} are empty and the design effect of its credits cannot be measured; profile more texts "
+                       f"that hold {ft} values")
     return out
 
 

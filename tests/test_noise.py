@@ -1,4 +1,4 @@
-"""Telling change from sampling noise: the noise statistics kept in profiles (split halves by example-id parity,
+"""Telling change from sampling noise: the noise statistics kept in profiles (split halves by text content,
 squared masses, mass by position index), `skip_first_positions` and `max_positions` against the brute-force
 reference, the per-neuron resampling test against a slow per-neuron implementation of the same null, the
 split-half noise floors against brute force, `min_count` in every ranking, the size warning, and calibration.
@@ -863,7 +863,7 @@ def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp
     one = hf_txray.analyze(model, [" ".join(texts)], **options)
     assert one.neuron_count_odd.sum() == 0 < one.neuron_count.sum()
     with pytest.warns(UserWarning, match=r"no p-values or noise floors: stage\(s\) \['default'\] credited texts of "
-                                         r"one parity only"):
+                                         r"one split half only"):
         report = hf_txray.compare(a, one)
     s = report.summary()
     assert "matched_share_lost" not in s and "noise_floor_share_lost_a" not in s
@@ -871,9 +871,9 @@ def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp
     assert np.isnan(s["share_changed_token"]) and report.meta.dispersion == {}
     report.save_pretrained(tmp_path / "r")
     card = (tmp_path / "r" / "README.md").read_text()
-    assert "No noise floors or per-neuron test: stage(s) ['default'] credited texts of one parity only" in card
+    assert "No noise floors or per-neuron test: stage(s) ['default'] credited texts of one split half only" in card
     assert hf_txray.TransferReport.from_pretrained(tmp_path / "r").meta.no_noise_reason == report.meta.no_noise_reason
-    assert "(no noise floors or p-values: stage(s) ['default'] credited texts of one parity only" in report_text(report)
+    assert "(no noise floors or p-values: stage(s) ['default'] credited texts of one split half only" in report_text(report)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         both = hf_txray.compare(a, a)  # two halves each: figures as before
@@ -928,7 +928,7 @@ def test_a_feature_credited_in_one_half_only_has_no_test_of_its_own_and_says_why
     b = hf_txray.analyze(model, [" ".join("2 4 6 8 0 2 4 6 1".split() * 10)] + plain, stage="B", **options)
     assert a.tables["digit_parity"].count_odd.sum() == 0 < a.tables["digit_parity"].count.sum()
     with pytest.warns(UserWarning, match=r"no p-values or noise floors of digit_parity: stage\(s\) \['A', 'B'\] "
-                                         r"credited digit_parity values in texts of one parity only"):
+                                         r"credited digit_parity values in texts of one split half only"):
         report = hf_txray.compare(a, b)
     neurons, s = report.neurons, report.summary()
     assert neurons["p_hellinger_digit_parity"].isna().all() and not neurons["changed_digit_parity"].any()  # was 6
