@@ -41,7 +41,7 @@ from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus,
                       load_pinned_stream, merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
-from .profile import Profile, ProfileMeta
+from .profile import USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
@@ -200,7 +200,7 @@ class Profiler:
                     "stride": self.stride if self.config.long_texts == "window" else None,
                     "max_tokens_per_batch": self.max_tokens_per_batch, "streaming": is_streaming(corpus),
                     # what labelled each user feature: merge refuses, compare warns, two labellings under one name
-                    **({"user_features": {name: recorded_fingerprint(f.fn) for name, f in self.user_features.items()}}
+                    **({USER_FEATURES: {name: recorded_fingerprint(f.fn) for name, f in self.user_features.items()}}
                        if self.user_features else {}),
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -13,8 +13,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron, routed_experts
 from .plots import default_feature_type
-from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name, public_record,
-                         recorded_pruning)
+from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name,
+                         public_record, recorded_pruning)
 from .tables import code_span, markdown_table, markdown_text, untested_unknown
 from .version import __version__
 

@@ -1863,7 +1863,6 @@ def _not_utf8(corpus: Any, column: str, name: str | None, err: UnicodeDecodeErro
         f"The texts of {repr(name) if name else 'this dataset'} are not valid UTF-8{where}: {NOT_UTF8_FIX}")
 
 
-
 def _decodes(value: Any) -> bool:
     try:
         value.as_py()

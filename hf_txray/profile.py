@@ -21,6 +21,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
                            split_keys)
 from .artifact import Artifact
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
+from .features import fingerprints_differ
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
 from .options import is_int, resolve_layer
@@ -1088,8 +1089,7 @@ def user_feature_differences(a: ProfileMeta, b: ProfileMeta) -> list[str]:
     when a profile was saved before they were recorded, or read them under another Python version, whose bytecode
     differs): their values are two labellings, which a merge would add up and a comparison set side by side."""
     ra, rb = (m.config.get(USER_FEATURES) or {} for m in (a, b))
-    return [name for name in a.feature_types if name in ra and name in rb and ra[name] != rb[name]
-            and ra[name].split(":", 1)[0] == rb[name].split(":", 1)[0]]
+    return [name for name in a.feature_types if name in ra and name in rb and fingerprints_differ(ra[name], rb[name])]
 
 
 def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:

@@ -59,8 +59,9 @@ def file_named_by(err: BaseException) -> str | None:
 
 
 # What to do about a data file that is not UTF-8, the one encoding datasets' text, CSV and JSON readers read
-NOT_UTF8_FIX = ("the file was likely written in another encoding (Latin-1, Windows-1252) and read as UTF-8. "
-                "Re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`), then profile it.")
+NOT_UTF8_REENCODE = ("the file was likely written in another encoding (Latin-1, Windows-1252) and read as UTF-8. "
+                     "Re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`)")
+NOT_UTF8_FIX = f"{NOT_UTF8_REENCODE}, then profile it."
 
 TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".tsv")  # files read as text (not compressed)
 

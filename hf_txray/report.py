@@ -147,7 +147,7 @@ def _noise_columns(ta: FeatureTable, tb: FeatureTable, num_rows: int, distance: 
     (rows credited in all four halves, NaN elsewhere)."""
     nan = np.full(num_rows, np.nan)
     if not (ta.has_noise and tb.has_noise and test.get("halves", True)) or \
-            test["feature_type"] in test.get("one_parity", ()):
+            test["feature_type"] in test.get("one_half", ()):
         return {"p_hellinger": nan, "changed": _flags_where_tested(nan, nan), "split_half_hellinger_a": nan,
                 "split_half_hellinger_b": nan, "matched_hellinger": nan}
     if test["test"]:
@@ -588,7 +588,7 @@ def _no_noise_reason(a: Profile, b: Profile) -> str:
     return ""
 
 
-def _one_parity_features(a: Profile, b: Profile) -> dict[str, str]:
+def _one_half_features(a: Profile, b: Profile) -> dict[str, str]:
     """Feature types that a stage credited in texts of one split half only, with why they get no p-values or noise
     floors, in words. A value carried by few texts (a user feature labelling the digits of one text) leaves that
     feature's odd or even half empty although the stage's are not: its design effect cannot be measured, and the test
@@ -747,8 +747,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     reason = _no_noise_reason(a, b)
     if reason:
         warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)
-    one_parity = {} if reason else _one_parity_features(a, b)
-    for ft, why in one_parity.items():
+    one_half = {} if reason else _one_half_features(a, b)
+    for ft, why in one_half.items():
         warnings.warn(f"The report has no p-values or noise floors of {ft}: {why}.", UserWarning, stacklevel=2)
     meta = ReportMeta(
         stage_a=a.stage, stage_b=b.stage, model_a=a.meta.model_id, model_b=b.meta.model_id,
@@ -771,7 +771,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             "a part), so their noise figures pair the halves as for different corpora. Profile both with this "
             "hf_txray to pair like halves.", UserWarning, stacklevel=2)
         meta.same_corpus = False
-    meta.no_noise_reason, meta.no_noise_features = reason, one_parity
+    meta.no_noise_reason, meta.no_noise_features = reason, one_half
     meta.model_types = compared_architectures(a.meta.provenance, b.meta.provenance)
     meta.num_hidden_layers = recorded_depths(a.meta.provenance, b.meta.provenance)
     # over the profiled layers, as check_compatible reads the records: blocks renumbered alike in both stages are
@@ -779,7 +779,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.pruned = [pruning_fingerprint(record, meta.layers) if known else None
                    for known, record in (recorded_pruning(p.meta.provenance) for p in (a, b))]
     neurons = _neuron_table(a, b, {"alpha": alpha, "test": bool(test), "dispersion": meta.dispersion,
-                                   "same_corpus": meta.same_corpus, "halves": not reason, "one_parity": set(one_parity),
+                                   "same_corpus": meta.same_corpus, "halves": not reason, "one_half": set(one_half),
                                    "texts": {ft: (a.meta.carrying_texts(ft), b.meta.carrying_texts(ft))
                                              for ft in a.feature_types}})
     return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus, bool(test)),

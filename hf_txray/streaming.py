@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import DatasetError
 from .features import WORD_START
-from .read_errors import NOT_UTF8_FIX, FailedFiles, first_undecodable, root_cause, short_cause
+from .read_errors import NOT_UTF8_REENCODE, FailedFiles, first_undecodable, root_cause, short_cause
 
 
 @dataclass
@@ -238,7 +238,7 @@ class StreamingSource:
             if found is not None:
                 file, at = found[0], f", in its file {found[0]!r} (line {found[1]})"
         if isinstance(cause, UnicodeDecodeError):  # the file is not UTF-8: say so, and how to re-encode it
-            fix = f"That file is not UTF-8: {NOT_UTF8_FIX[:-len(', then profile it.')]}"
+            fix = f"That file is not UTF-8: {NOT_UTF8_REENCODE}"
         elif file:
             fix = ("Fix or remove that file (every data file of a folder must be readable by its extension's reader "
                    "and hold the same columns)")

@@ -54,7 +54,16 @@ def recorded_fingerprint(fn: Callable[..., Any]) -> str:
     :func:`code_fingerprint` behind the Python version that read it (``"py3.11:5c49..."``), since bytecode differs
     between Python versions: two records of one version that differ are two labellings under one name
     (:func:`~hf_txray.profile.user_feature_differences`), two of other versions cannot be told apart."""
-    return f"py{sys.version_info[0]}.{sys.version_info[1]}:{code_fingerprint(fn)}"
+    return f"py{sys.version_info[0]}.{sys.version_info[1]}{_VERSION_MARK}{code_fingerprint(fn)}"
+
+
+_VERSION_MARK = ":"  # between the Python version and the code fingerprint in a recorded_fingerprint
+
+
+def fingerprints_differ(a: str, b: str) -> bool:
+    """Whether two :func:`recorded_fingerprint` records name two different functions: they differ and were read by
+    one Python version (bytecode differs between versions, so records of two versions cannot be told apart)."""
+    return a != b and a.split(_VERSION_MARK, 1)[0] == b.split(_VERSION_MARK, 1)[0]
 
 
 _FINGERPRINT_DEPTH = 8  # functions bound to functions (a partial of a closure...) followed this deep
