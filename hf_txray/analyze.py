@@ -45,7 +45,7 @@ from .profile import USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
-from .sites import Site, WinnerRecorder, text_config, text_depth
+from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
@@ -232,6 +232,9 @@ class Profiler:
                    "text_model_type": getattr(text_config(getattr(self.model, "config", None)), "model_type", None),
                    # and its depth: a plan or report of a 6-block model does not describe a 12-block one's neurons
                    "num_hidden_layers": text_depth(getattr(self.model, "config", None), self.forward.stack),
+                   # and its widths: two models of one type, depth and MLP width but another residual width are two
+                   # models (compare refuses them); the vocabulary size is recorded beside (fine-tuning may grow it)
+                   **text_shape(getattr(self.model, "config", None), self.forward.stack),
                    # eager and sdpa attention differ in the last bits: part of what must be reproduced
                    "attn_implementation": getattr(getattr(self.model, "config", None), "_attn_implementation", None),
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which

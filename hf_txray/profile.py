@@ -1050,24 +1050,27 @@ BATCH_LIMITS_OF_PARTS = "batch_limits_of_parts"
 def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     """How two profiles' models differ ("" when they are one): the sample hash of the weights of the body that ran
     (:func:`~hf_txray.provenance.weights_sample_hash`; the same weights match whatever they were loaded from, task
-    heads left out), their dtype, hf_txray masks on them; the model id for profiles saved before the hash was
-    recorded."""
+    heads left out), said first as a hidden size when both recorded theirs, their dtype, hf_txray masks on them; the
+    model id for profiles saved before the hash was recorded."""
     ra, rb = ((m.provenance or {}).get("runtime", {}) for m in (a, b))
     if not (ra.get("weights_sample_hash") and rb.get("weights_sample_hash")):
         return f"{a.model_id} vs {b.model_id}" if a.model_id != b.model_id else ""
-    for key, what in (("dtype", "dtype"), ("weights_sample_hash", "weights"), ("masks", "hf_txray masks")):
+    for key, what in (("hidden_size", "hidden size"), ("dtype", "dtype"), ("weights_sample_hash", "weights"),
+                      ("masks", "hf_txray masks")):
+        if key == "hidden_size" and not (ra.get(key) and rb.get(key)):  # a part saved before it was recorded
+            continue
         if ra.get(key) != rb.get(key):
             return f"{what} {ra.get(key)} vs {rb.get(key)}"
     return ""
 
 
 # What a merged profile keeps from whichever part recorded it (a part saved before it was recorded has none).
-KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "num_hidden_layers")
+KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "num_hidden_layers", "hidden_size", "vocab_size")
 
 
 def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
     """A merged profile's record is its first part's: what only the other part recorded (its tokenizer's vocabulary
-    hash, its model's depth, its ``mode="remove"`` numbering) is kept, so later merges, comparisons and plans are checked against what is known."""
+    hash, its model's depth and widths, its ``mode="remove"`` numbering) is kept, so later merges, comparisons and plans are checked against what is known."""
     runtime = merged.provenance.get("runtime") or {}
     theirs = (other.provenance or {}).get("runtime", {})
     kept = {key: theirs[key] for key in KEPT_FROM_EITHER_PART if theirs.get(key) and not runtime.get(key)}

@@ -183,6 +183,12 @@ def recorded_depths(*provenances: Mapping[str, Any] | None) -> list[int | None]:
     return [(p or {}).get("runtime", {}).get("num_hidden_layers") for p in provenances]
 
 
+def recorded_hidden_sizes(*provenances: Mapping[str, Any] | None) -> list[int | None]:
+    """The residual width (``hidden_size`` of the profiled stack's config) of each profile's model, None where not
+    recorded (profiles saved before it was)."""
+    return [(p or {}).get("runtime", {}).get("hidden_size") for p in provenances]
+
+
 # The config attribute on which ``prune(..., mode="remove")`` records what it removed (a JSON dict that
 # save_pretrained writes to config.json and from_pretrained sets again): ``original_width`` (neurons per layer before
 # any removal), ``kept`` (``{"layer": [original index of neuron 0, 1, ...]}``) and ``zeroed`` (``{"layer": [original

@@ -45,7 +45,8 @@ from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import (FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
                       user_feature_differences)
-from .provenance import compared_architectures, pruning_fingerprint, recorded_depths, recorded_pruning
+from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
+                         recorded_pruning)
 from .version import __version__
 
 STATUSES = ("shared", "lost", "gained", "dead")
@@ -532,6 +533,13 @@ def _check_same_architecture(a: Profile, b: Profile) -> None:
             "model (the profiled stack's num_hidden_layers), two different models whose neurons with the same layer "
             "and number are unrelated (a checkpoint loaded with fewer layers counts as another model too). TX-Ray "
             "compares one model's neurons across stages: profile both stages with one model.")
+    width_a, width_b = recorded_hidden_sizes(a.meta.provenance, b.meta.provenance)
+    if width_a and width_b and width_a != width_b:  # one type, depth and MLP width: e.g. two tiny BERTs, 32 vs 64 wide
+        raise IncompatibleProfilesError(
+            f"Cannot compare profiles {a.stage!r} and {b.stage!r}: they are of models of hidden size {width_a} and "
+            f"{width_b} (the profiled stack's hidden_size), two different models whose neurons with the same layer "
+            "and number are unrelated, though their type, depth and MLP width agree. TX-Ray compares one model's "
+            "neurons across stages: profile both stages with one model.")
 
 
 def _check_same_experts(a: Profile, b: Profile) -> None:
@@ -668,8 +676,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
 
     Raises:
         IncompatibleProfilesError: when site, stack (encoder/decoder of an encoder-decoder), module_pattern, layers,
-            neuron counts, feature types or the architecture (``config.model_type``, where both profiles recorded
-            it) differ.
+            neuron counts, feature types or the model's shape (``config.model_type``, depth and ``hidden_size``,
+            where both profiles recorded them) differ.
         ProfileFormatError: when a profile holds sums no profiling run produces (NaN, infinite or negative masses,
             split halves outside their totals: :meth:`Profile.check_statistics`).
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a

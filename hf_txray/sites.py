@@ -336,6 +336,17 @@ def text_depth(config: Any, stack: str | None = None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def text_shape(config: Any, stack: str | None = None) -> dict[str, int | None]:
+    """The residual width (``hidden_size``, :func:`~hf_txray.architectures.hidden_size`) and the vocabulary size
+    (``vocab_size``) of the profiled text stack's config (:func:`stack_config`), each None where it declares none:
+    with :func:`text_depth`, the shape a profile records of its model (``provenance["runtime"]``)."""
+    found = stack_config(config, stack) if config is not None else None
+    shape = {"hidden_size": hidden_size(found) if found is not None else None,
+             "vocab_size": getattr(found, "vocab_size", None) or getattr(config, "vocab_size", None)}
+    return {key: value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+            for key, value in shape.items()}
+
+
 def text_config(config: Any) -> Any:
     """The config that describes the profiled text stack: a composite (vision-language) model's text config
     (``config.get_text_config()``: BLIP-2's T5, Florence-2's BART too), else `config` itself (an encoder-decoder's

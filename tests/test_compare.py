@@ -505,3 +505,43 @@ def test_tables_built_with_int32_ids_compare_as_int64_ones(report):
     t = a.tables["pos"]
     with pytest.raises(hf_txray.ProfileFormatError, match="rows must hold integers"):
         dataclasses.replace(t, rows=t.rows.astype(np.float64))
+
+
+def test_profiles_of_two_widths_of_one_architecture_are_told_apart():
+    """Two tiny BERTs of one model_type, depth (2) and MLP width (48), 32 and 64 wide, compared without a word: only
+    the residual width tells these two models apart, and it was not recorded. It is now (with the vocabulary size):
+    compare refuses the pair as two models and merge names the widths; profiles saved before it was recorded (no
+    hidden_size) compare as before."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from models import SAMPLE_TEXTS, bert_tokenizer
+
+    def profile(hidden: int, stage: str, texts=SAMPLE_TEXTS) -> Profile:
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=48, max_position_embeddings=128)
+        return hf_txray.analyze(BertModel(config).eval(), texts, tokenizer=bert_tokenizer(),
+                                features=("token",), stage=stage, show_progress=False)
+
+    narrow, wide = profile(32, "narrow"), profile(64, "wide")
+    runtime = narrow.meta.provenance["runtime"]
+    assert (runtime["hidden_size"], runtime["vocab_size"]) == (32, bert_tokenizer().vocab_size)
+    assert (runtime["model_type"], runtime["num_hidden_layers"], narrow.num_neurons) == ("bert", 2, wide.num_neurons)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="hidden size 32 and 64"):
+        hf_txray.compare(narrow, wide)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models \\(hidden size 32 vs 64\\)"):
+        narrow.merge(wide)
+
+    def saved_before(p: Profile) -> Profile:
+        kept = {k: v for k, v in p.meta.provenance["runtime"].items() if k not in ("hidden_size", "vocab_size")}
+        return Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": kept}),
+                       p.neuron_mass, p.neuron_count, p.tables, p.examples, p.neuron_count_odd)
+
+    hf_txray.compare(saved_before(narrow), wide)  # not recorded on one side: compared as before
+    hf_txray.compare(narrow, saved_before(wide))
+    # a merge keeps the widths that only its second part recorded
+    merged = saved_before(profile(32, "a", SAMPLE_TEXTS[:4])).merge(profile(32, "b", SAMPLE_TEXTS[4:]))
+    assert merged.meta.provenance["runtime"]["hidden_size"] == 32
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="hidden size 32 and 64"):
+        hf_txray.compare(merged, wide)
