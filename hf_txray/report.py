@@ -38,12 +38,12 @@ import pandas as pd
 from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
 from .errors import ConfigurationError, IncompatibleProfilesError
-from .features import is_tag_feature
+from .features import BUILTIN_FEATURES, is_tag_feature
 from .architectures import expert_numbering
 from .artifact import Artifact
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
-from .profile import (FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
+from .profile import (USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
                       user_feature_differences)
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
@@ -559,7 +559,7 @@ def _check_same_experts(a: Profile, b: Profile) -> None:
 def _same_corpus(a: Profile, b: Profile) -> bool:
     """Whether two profiles read the same texts: by the hashes of the texts they read when both have one, else by
     their dataset fingerprints; warns when that cannot be told (one side merged from parts, the same number of
-    texts)."""
+    texts, and no sign of other texts in their positions: :func:`_read_other_texts`)."""
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
     # the hash of the texts read, in order, decides: a Trainer's probe and analyze of the same texts may differ in
     # fingerprint only (another select of the same rows), and two datasets may share a fingerprint with other texts
@@ -570,13 +570,37 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
         return ha == hb and a.meta.num_examples == b.meta.num_examples
     if a.meta.num_examples == b.meta.num_examples and ((fa and fa == fb) or (ha and ha == hb)):
         return True  # max_positions may stop one early
-    if ("+" in (fa or "")) != ("+" in (fb or "")) and a.meta.num_examples == b.meta.num_examples:
+    if ("+" in (fa or "")) != ("+" in (fb or "")) and a.meta.num_examples == b.meta.num_examples \
+            and not _read_other_texts(a, b):
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but one was merged from "
             "parts, so hf_txray cannot tell whether they are the same texts: compared as different corpora. If they "
             "are the same texts in the same order, pass compare(..., same_corpus=True) (hf-txray compare "
             "--same-corpus): the noise figures then pair like halves.", UserWarning, stacklevel=3)
     return False
+
+
+def _read_other_texts(a: Profile, b: Profile) -> bool:
+    """Whether two profiles certainly read other texts, whatever their fingerprints (a merged profile's, ``"a+b"``,
+    never equals the whole corpus's): both split their texts into positions alike (the same tokenizer,
+    ``provenance["runtime"]["tokenizer_hash"]``, and the same options that choose positions: ``max_length``,
+    ``long_texts``, ``stride``, ``skip_first_positions``..., with no ``max_positions`` to stop either early) and yet
+    counted another number of positions, or other values over their corpus (``corpus_count``) of a feature type
+    hf_txray labels (token, word, spaCy tags; user features are left out), which the same texts cannot give.
+    False when that cannot be told."""
+    hashes = [(p.meta.provenance or {}).get("runtime", {}).get("tokenizer_hash") for p in (a, b)]
+    if not hashes[0] or hashes[0] != hashes[1] or credit_differences(a.meta, b.meta, grid=False) \
+            or a.meta.config.get("max_positions") is not None:
+        return False
+    if a.meta.num_positions != b.meta.num_positions:
+        return True
+    users = {*(a.meta.config.get(USER_FEATURES) or {}), *(b.meta.config.get(USER_FEATURES) or {})}
+
+    def counted(table: FeatureTable) -> dict[str, int]:
+        return {value: int(n) for value, n in zip(table.vocab, table.corpus_count.tolist()) if n}
+
+    return any(counted(a.tables[ft]) != counted(b.tables[ft]) for ft in a.feature_types
+               if ft in BUILTIN_FEATURES and ft not in users and ft in b.tables)
 
 
 def _no_noise_reason(a: Profile, b: Profile) -> str:
@@ -669,7 +693,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             before and after fine-tuning on one probe): the noise figures then pair like halves (odd with odd).
             Detected when None: equal dataset fingerprints. A profile merged from parts (fingerprint ``"a+b"``)
             cannot be matched to one profile of the whole corpus: pass True (a warning says so when the example
-            counts agree).
+            counts agree, unless the stages' positions or corpus counts show other texts).
 
     Returns:
         :class:`TransferReport`.

@@ -758,6 +758,30 @@ def test_a_merged_profile_against_the_whole_corpus_pairs_like_halves_when_told()
             hf_txray.compare(whole, merged, **bad)
 
 
+def test_a_merged_profile_of_other_texts_of_the_same_count_is_compared_without_a_same_corpus_warning():
+    """A stage merged from parts, compared with a stage of as many other texts (a pretrained corpus against a task
+    corpus of the same size), warned "cannot tell whether they are the same texts": the fingerprints cannot tell
+    (a merge's "a+b" never equals the whole's), but the positions can. Both stages split their texts alike (one
+    tokenizer, the same options), and the same texts give the same number of positions and the same corpus counts
+    of every feature value; these differ, so the corpora do. The whole corpus against its merged parts still warns."""
+    half = len(TEXTS) // 2
+    merged = engine("gpt2", texts=tuple(TEXTS[:half])).merge(engine("gpt2", texts=tuple(TEXTS[half:])))
+    other = engine("gpt2", texts=tuple(f"{text} And then some more words." for text in TEXTS))
+    assert other.meta.num_examples == merged.meta.num_examples and "+" in merged.meta.dataset_fingerprint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for pair in ((other, merged), (merged, other)):
+            assert not hf_txray.compare(*pair).meta.same_corpus
+    # as many positions but other texts: told apart by the counts of their feature values
+    swapped = engine("gpt2", texts=tuple(TEXTS[:-1]) + ("the end !",))
+    assert swapped.meta.num_positions == merged.meta.num_positions
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not hf_txray.compare(swapped, merged).meta.same_corpus
+    with pytest.warns(UserWarning, match="merged from parts"):  # the same texts: cannot be told apart
+        hf_txray.compare(engine("gpt2"), merged)
+
+
 def test_test_option_and_deprecated_resampling_arguments():
     a, b = hand_profile("A", 0), hand_profile("B", 1)
     tested = hf_txray.compare(a, b)
