@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import warnings
 
@@ -100,6 +100,14 @@ class ReportMeta:
     # a mixture-of-experts layer's numbering (num_experts, num_shared_experts, expert_width), as both profiles record
     # it: how neuron numbers read as expert and unit where only the report is at hand (empty for dense layers)
     experts: dict[str, int] = field(default_factory=dict)
+
+    def tested_feature_types(self) -> list[str]:
+        """The feature types whose per-neuron test ran: none without the test (``compare(test=False)``) or without
+        split halves (:attr:`no_noise_reason`), and none of those whose halves alone are empty
+        (:attr:`no_noise_features`); the others, even where it could judge no neuron."""
+        if not self.test or self.no_noise_reason:
+            return []
+        return [ft for ft in self.feature_types if ft not in self.no_noise_features]
 
 
 def _status(count_a: np.ndarray, count_b: np.ndarray) -> np.ndarray:
@@ -208,18 +216,21 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
 
 
 def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: bool = False,
-                   tested: bool = True) -> dict[str, float]:
+                   tested: Collection[str] | None = None) -> dict[str, float]:
     """Shares changed, and each headline figure at half size beside its split-half noise floors (module doc).
-    Without the per-neuron test (`tested` False: ``compare(test=False)``, and no p-value in `group`) the counts of
-    tested and changed neurons are NaN: not run, which 0 tested would misread as "none could be tested"."""
+    For a feature type whose per-neuron test did not run (not in `tested`, :meth:`ReportMeta.tested_feature_types`;
+    None: every one; and no p-value in `group`) the counts of tested and changed neurons are NaN: not run, which 0
+    tested would misread as "tested, none changed"."""
+    tested = feature_types if tested is None else tested
     out: dict[str, float] = {}
     if "count_a_odd" not in group:
         return out
     shared = group["status"] == "shared"
     for ft in feature_types:
-        if f"changed_{ft}" in group and not (tested or group[f"p_hellinger_{ft}"].notna().any()):
+        if f"changed_{ft}" in group and not (ft in tested or group[f"p_hellinger_{ft}"].notna().any()):
+            # the test did not run: compare(test=False) (helper 176: it read "0 tested"), or no split halves to run it
             for name in ("neurons_changed", "share_changed", "neurons_tested", "share_of_tested_changed"):
-                out[f"{name}_{ft}"] = float("nan")  # the test did not run (helper 176: it read "0 tested")
+                out[f"{name}_{ft}"] = float("nan")
         elif f"changed_{ft}" in group:
             # `judged`, not `tested`: that name is the flag "the test ran", read again for the next feature type (a
             # first type with none judged made the next one's neurons_tested NaN, "not run", not 0; helper 183)
@@ -251,7 +262,7 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
 
 
 def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: bool = False,
-                 tested: bool = True) -> pd.DataFrame:
+                 tested: Collection[str] | None = None) -> pd.DataFrame:
     rows = []
     for layer, group in neurons.groupby("layer", sort=True):
         counts = group["status"].value_counts()
@@ -332,7 +343,8 @@ class TransferReport(Artifact):
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
         per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``), how many
         the test could judge (``neurons_tested_<ft>``) and the share changed among those
-        (``share_of_tested_changed_<ft>``), all four NaN when the test did not run (``compare(test=False)``); and the
+        (``share_of_tested_changed_<ft>``), all four NaN when the test did not run (``compare(test=False)``, or no
+        split halves to run it on: ``meta.no_noise_reason``, ``meta.no_noise_features``); and the
         headline figures at half size beside their split-half noise floors (``matched_hellinger_<ft>`` vs
         ``noise_floor_hellinger_<ft>_a`` / ``_b``, ``matched_share_lost`` vs ``noise_floor_share_lost_a`` / ``_b``,
         the same for gained; see the module docstring)."""
@@ -347,7 +359,7 @@ class TransferReport(Artifact):
             out[f"mean_hellinger_{ft}"] = float(h.mean()) if len(h) else float("nan")
             out[f"median_hellinger_{ft}"] = float(h.median()) if len(h) else float("nan")
             out[f"mean_length_shift_{ft}"] = float(shared[f"length_shift_{ft}"].mean()) if len(shared) else float("nan")
-        out.update(_noise_figures(n, self.meta.feature_types, self.meta.same_corpus, bool(self.meta.test)))
+        out.update(_noise_figures(n, self.meta.feature_types, self.meta.same_corpus, self.meta.tested_feature_types()))
         return out
 
     def noise_table(self) -> pd.DataFrame:
@@ -814,5 +826,6 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                                    "same_corpus": meta.same_corpus, "halves": not reason, "one_half": set(one_half),
                                    "texts": {ft: (a.meta.carrying_texts(ft), b.meta.carrying_texts(ft))
                                              for ft in a.feature_types}})
-    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus, bool(test)),
+    return TransferReport(meta, neurons, _layer_table(neurons, meta.feature_types, meta.same_corpus,
+                                                      meta.tested_feature_types()),
                           _mass_share_table(a, b))

@@ -968,6 +968,37 @@ def test_a_feature_credited_in_one_half_only_has_no_test_of_its_own_and_says_why
     assert hf_txray.TransferReport.from_pretrained(tmp_path / "r") == report
 
 
+def test_a_test_that_could_not_run_counts_no_neuron_tested_as_unknown_not_zero(tmp_path):
+    """Without split halves (a stage of one text; a feature credited in texts of one half only) the per-neuron test
+    does not run, yet the summary and every layer row read neurons_tested 0, which reads "tested, none changed".
+    They are NaN, as for compare(test=False); a feature type whose test ran keeps its count."""
+    def digit_parity(text):
+        return [(i, i + 1, "odd" if int(c) % 2 else "even") for i, c in enumerate(text) if c.isdigit()]
+
+    model, tokenizer = tiny("bert")
+    feature = hf_txray.UserFeature("digit_parity", digit_parity)
+    options = dict(tokenizer=tokenizer, features=("token", feature), show_progress=False)
+    texts = [t for t in SAMPLE_TEXTS if t.strip()] + ["the cat sat on the mat today", "a dog ran in the park",
+                                                       "the bird sang in a tree", "she reads a book at night"]
+    a = hf_txray.analyze(model, [" ".join("1 3 5 7 9 1 3 5 2".split() * 10)] + texts, stage="A", **options)
+    b = hf_txray.analyze(model, [" ".join("2 4 6 8 0 2 4 6 1".split() * 10)] + texts, stage="B", **options)
+    one = hf_txray.analyze(model, [" ".join(texts)], stage="one", **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        per_feature, whole = hf_txray.compare(a, b), hf_txray.compare(a, one)
+    assert list(per_feature.meta.no_noise_features) == ["digit_parity"] and whole.meta.no_noise_reason
+    for report, untested in ((per_feature, ["digit_parity"]), (whole, ["token", "digit_parity"])):
+        report.save_pretrained(tmp_path / report.meta.stage_b)
+        loaded = hf_txray.TransferReport.from_pretrained(tmp_path / report.meta.stage_b)
+        for r in (report, loaded):
+            s = r.summary()
+            for ft in untested:
+                assert np.isnan(s[f"neurons_tested_{ft}"]) and r.layers[f"neurons_tested_{ft}"].isna().all(), ft
+            if "token" not in untested:
+                assert s["neurons_tested_token"] > 0 and (r.layers["neurons_tested_token"] >= 0).all()
+        assert report.meta.tested_feature_types() == [ft for ft in ("token", "digit_parity") if ft not in untested]
+
+
 def test_texts_that_credit_nothing_count_as_empty_and_not_toward_the_tests_cap():
     """Helper 123: one-word texts whose only position skip_first_positions leaves out counted as texts in the per-
     neuron test's degrees of freedom (3 texts per stage plus 40 such: a cap of 84 for 4, 13% of null tests p < .05)."""
