@@ -1050,17 +1050,14 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        # an option is its whole name: argparse's prefix matching read "analyze --layer 3" as --layers 3 and
+        # "--max 5" as whichever --max-* option was the only one, silently; an unknown option is named instead, with
+        # the closest ones (_parse). Every parser here, subcommands included, is a _Parser.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # a word that starts with a minus and a digit is a value, as argparse takes "-1" (no option of ours is
         # "-<digit>"): "--neuron -1:5" and "--layers -2,-1" were "expected one argument" (newer Pythons' own rule)
         self._negative_number_matcher = re.compile(r"^-\.?\d")
-
-    def _get_option_tuples(self, option_string: str) -> list:
-        # one match per option: a prefix of --batch-size also matches its alias --batch_size, and Python 3.11's
-        # argparse called "--batch" ambiguous between the two
-        seen: set[int] = set()
-        return [match for match in super()._get_option_tuples(option_string)
-                if id(match[0]) not in seen and not seen.add(id(match[0]))]
 
     def error(self, message: str):
         # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask tokens there
@@ -1149,8 +1146,8 @@ def _check_command(parser: argparse.ArgumentParser, commands: dict, argv: Sequen
 
 
 def _check_before_command(parser: argparse.ArgumentParser, head: Sequence[str]) -> None:
-    """Refuse what comes before the command other than the top level's options (``--help``, ``--version``, their
-    prefixes and short forms): ``hf-txray -- analyze ...`` read "--" as the command ("invalid choice: '--'"), and an
+    """Refuse what comes before the command other than the top level's options (``--help``, ``--version`` and
+    their short forms): ``hf-txray -- analyze ...`` read "--" as the command ("invalid choice: '--'"), and an
     unknown short flag (``-x``) was reported as a missing command.
 
     Raises:
@@ -1161,8 +1158,7 @@ def _check_before_command(parser: argparse.ArgumentParser, head: Sequence[str]) 
         if token == "--":
             parser.error("'--' before the command: write the command first (hf-txray analyze MODEL CORPUS ...); a "
                          "'--' goes after it, before values that start with a dash")
-        if token.startswith("-") and not (token in top or (token.startswith("--") and len(token) > 2
-                                                           and any(o.startswith(token) for o in top))):
+        if token.startswith("-") and token not in top:
             parser.error(f"unknown option {token!r} before the command: only -h/--help and -V/--version go there; "
                          "a command's options go after it (hf-txray COMMAND --help lists them)")
 
@@ -1181,13 +1177,15 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     known = [o for action in command._actions for o in action.option_strings if o.startswith("--")]
     rest = argv[(at if at is not None else -1) + 1:]
     rest = rest[:rest.index("--")] if "--" in rest else rest  # after "--" every token is a value (a folder "--x")
-    unknown = [token for token in rest if token.startswith("--")
-               and not any(o.startswith(token.split("=", 1)[0]) for o in known)]  # argparse takes unique prefixes
+    unknown = [token for token in rest if token.startswith("--") and token.split("=", 1)[0] not in known]
     if unknown:
         dashed = {o.replace("_", "-"): None for o in known}  # --max_length is --max-length's alias: one suggestion
+        # the options a prefix begins (--batch: --batch-size, which allow_abbrev=False no longer reads it as), else
+        # the closest spellings
         hints = [f"{flag}: did you mean {' or '.join(close)}?"
-                 for flag in (token.split("=", 1)[0] for token in unknown)
-                 for close in [difflib.get_close_matches(flag.replace("_", "-"), list(dashed), n=2, cutoff=0.75)]
+                 for flag, dash in ((f, f.replace("_", "-")) for f in (token.split("=", 1)[0] for token in unknown))
+                 for close in [[o for o in dashed if o.startswith(dash)][:2]
+                               or difflib.get_close_matches(dash, list(dashed), n=2, cutoff=0.75)]
                  if close]
         command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
     _refuse_repeated_options(command, rest)
@@ -1218,9 +1216,6 @@ def _refuse_list_values_split_by_spaces(command: argparse.ArgumentParser, tokens
                 or (token.startswith("-") and not re.match(r"-\d", token))):  # -1 is a layer, as argparse reads it
             continue
         action = command._option_string_actions.get(before)
-        if action is None:  # a unique prefix, as argparse takes it
-            matches = {id(a): a for o, a in command._option_string_actions.items() if o.startswith(before)}
-            action = next(iter(matches.values())) if len(matches) == 1 else None
         if action is None or action.dest not in ("features", "layers") or Path(token).expanduser().exists():
             continue
         if action.dest == "layers":
@@ -1244,9 +1239,6 @@ def _refuse_repeated_options(command: argparse.ArgumentParser, tokens: Sequence[
             continue
         flag = token.split("=", 1)[0]
         action = command._option_string_actions.get(flag)
-        if action is None and flag.startswith("--"):  # a unique prefix, as argparse takes it
-            matches = {id(a): a for o, a in command._option_string_actions.items() if o.startswith(flag)}
-            action = next(iter(matches.values())) if len(matches) == 1 else None
         if action is None or action.nargs == 0 or isinstance(action, argparse._AppendAction):
             continue  # a value such as -1, a flag without a value, or an option meant to repeat
         if id(action) in seen:

@@ -617,6 +617,30 @@ def _env():
     return env
 
 
+def test_cli_takes_no_prefix_of_an_option_for_the_option(tmp_path, saved_bert, text_file):
+    """argparse's prefix matching read `hf-txray analyze ... --layer 1` as --layers 1 (and a prefix shared by one
+    option, --max-len, as that option), silently. Every parser of the CLI is built with allow_abbrev=False: the
+    console script refuses the prefix by name, with the option meant, before any work; whole names still work."""
+    script = Path(sys.executable).with_name("hf-txray")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "hf_txray"]
+    out = tmp_path / "p"
+    for argv, meant in ((["analyze", str(saved_bert), str(text_file), "--layer", "1"], "--layers"),
+                        (["analyze", str(saved_bert), str(text_file), "--max-len=8"], "--max-length"),
+                        (["show", str(tmp_path), "--neur", "0:1"], "--neuron"),
+                        (["--vers"], None)):
+        done = subprocess.run([*command, *argv, "--out", str(out)] if argv[0] == "analyze" else [*command, *argv],
+                              env=_env(), capture_output=True, text=True, timeout=120)
+        flag = argv[-2].split("=")[0] if meant and "=" not in argv[-1] else argv[-1].split("=")[0]
+        assert done.returncode == 2 and flag in done.stderr, done.stderr
+        assert (f"did you mean {meant}?" if meant else "unknown option '--vers'") in done.stderr, done.stderr
+        assert not out.exists()
+    done = subprocess.run([*command, "analyze", str(saved_bert), str(text_file), "--layers", "1", "--out", str(out),
+                           "--features", "token"], env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert hf_txray.Profile.from_pretrained(out).layers == [1]
+
+
 def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
     a, b, r = tmp_path / "a", tmp_path / "b", tmp_path / "r"
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(a), "--features", "token,pos",
@@ -1100,8 +1124,11 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
         assert f"usage: hf-txray {argv[0]}" in err and f"unrecognized arguments: {said}" in err, err
     from hf_txray.cli import _parse
 
-    assert _parse(build_parser(), ["analyze", "m", "d", "--max-len", "9"]).max_length == 9  # a prefix is fine
-    assert _parse(build_parser(), ["analyze", "m", "d", "--batch", "2"]).batch_size == 2  # not --batch_size too
+    assert _parse(build_parser(), ["analyze", "m", "d", "--max_length", "9"]).max_length == 9  # an alias is fine
+    for prefix, meant in (("--max-len", "--max-length"), ("--batch", "--batch-size")):  # a prefix is not (allow_abbrev)
+        with pytest.raises(SystemExit, match="2"):
+            _parse(build_parser(), ["analyze", "m", "d", prefix, "2"])
+        assert f"unrecognized arguments: {prefix} ({prefix}: did you mean {meant}" in capsys.readouterr().err
     assert _parse(build_parser(), ["show", "--", "--odd-folder"]).path == "--odd-folder"  # values after "--"
     with pytest.raises(SystemExit, match="2"):
         cli_main(["compare", "a", "b", "--out", "x", "stray"])
@@ -1110,8 +1137,8 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     # An option given twice kept its last value without a word (helper 196: --features token --features pos
     # profiled pos alone); refused, as a --config file refuses a key given twice. Values such as -1 are not flags.
     for argv, said in [(["analyze", "m", "d", "--features", "token", "--features", "pos"], "--features is given twice"),
-                       (["analyze", "m", "d", "--max-len", "5", "--max-length=6"],
-                        "--max-len and --max-length set the same option (--max-length)")]:
+                       (["analyze", "m", "d", "--max_length", "5", "--max-length=6"],
+                        "--max_length and --max-length set the same option (--max-length)")]:
         with pytest.raises(SystemExit, match="2"):
             cli_main(argv)
         assert said in capsys.readouterr().err
