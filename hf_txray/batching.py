@@ -22,6 +22,7 @@ import torch
 from .features import (
     WORD_END,
     WORD_START,
+    BlankPieces,
     TokenVocabulary,
     UserFeature,
     Vocabulary,
@@ -215,6 +216,7 @@ class BatchEncoder:
         self.tokenizer, self.options, self.annotator = tokenizer, options, annotator
         truncate = options.long_texts == "truncate"
         self.tokenize = FlatTokenizer(tokenizer, truncate, options.max_length if truncate else None)
+        self.blank = BlankPieces(tokenizer)
 
     def __call__(self, texts: Sequence[str], example_ids: np.ndarray,
                  annotations: dict[str, list] | None = None) -> list[PositionBatch]:
@@ -222,7 +224,7 @@ class BatchEncoder:
         if annotations is None and self.annotator is not None:
             annotations = self.annotator.annotate(list(texts), example_ids.tolist())
         flat, truncated = self.tokenize(texts)
-        columns, text_bounds = _creditable(texts, flat)
+        columns, text_bounds = _creditable(texts, flat, self.blank)
         vocabs = self._add_features(texts, columns, text_bounds, annotations)
         counts = np.diff(text_bounds)
         flags = np.zeros((len(texts), 5), dtype=np.int64)  # example id, truncated, empty, windowed, input tokens
@@ -347,11 +349,14 @@ class BatchEncoder:
         return batch
 
 
-def _creditable(texts: Sequence[str], flat: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _creditable(texts: Sequence[str], flat: dict[str, np.ndarray], blank_pieces: BlankPieces | None = None
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The creditable positions (non-special tokens of non-blank texts) of a bucket, text by text: ``(columns,
     text_bounds)``, with ``columns`` holding ``index`` (the token's index in its text's encoding), ``start`` /
-    ``end`` (its characters, the start past leading whitespace) and ``token_id``, text ``i``'s positions at
-    ``text_bounds[i]:text_bounds[i + 1]``. `flat`: :class:`~hf_txray.tokenizing.FlatTokenizer`'s arrays."""
+    ``end`` (its characters, the start past leading whitespace; an empty span at its start for a piece that
+    `blank_pieces` finds blank, such as a lone ``"▁"`` whose offsets cover the next word's first character) and
+    ``token_id``, text ``i``'s positions at ``text_bounds[i]:text_bounds[i + 1]``. `flat`:
+    :class:`~hf_txray.tokenizing.FlatTokenizer`'s arrays."""
     bounds = flat["bounds"]
     num_texts = len(texts)
     text_of = np.repeat(np.arange(num_texts), np.diff(bounds))
@@ -360,8 +365,11 @@ def _creditable(texts: Sequence[str], flat: dict[str, np.ndarray]) -> tuple[dict
     owner = text_of[chosen]
     offsets = flat["offset_mapping"]
     ends = offsets[chosen, 1]
-    columns = {"index": chosen - bounds[owner], "start": first_visible_chars(texts, owner, offsets[chosen, 0], ends),
-               "end": ends, "token_id": flat["input_ids"][chosen]}
+    starts = first_visible_chars(texts, owner, offsets[chosen, 0], ends)
+    token_ids = flat["input_ids"][chosen]
+    if blank_pieces is not None:  # nothing of the text is the token's own: no word, tag or label; an empty span
+        ends = np.where(blank_pieces(token_ids), starts, ends)
+    columns = {"index": chosen - bounds[owner], "start": starts, "end": ends, "token_id": token_ids}
     text_bounds = np.zeros(num_texts + 1, dtype=np.int64)
     np.cumsum(np.bincount(owner, minlength=num_texts), out=text_bounds[1:])
     return columns, text_bounds

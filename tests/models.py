@@ -43,6 +43,20 @@ def bpe_tokenizer():
     return tok
 
 
+@functools.lru_cache(maxsize=None)
+def sentencepiece_tokenizer():
+    """A Llama-style SentencePiece tokenizer (transformers' own ``LlamaTokenizer``: ``"▁"`` for spaces, a prefix
+    ``"▁"``, byte fallback) with a small hand-made vocabulary: digits stay single pieces, so ``"2019"`` reads
+    ``"▁" "2" "0" "1" "9"``, as in Llama's own vocabulary."""
+    from transformers import LlamaTokenizer
+
+    pieces = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + list("▁0123456789abdefghilmnorstwy.")
+    merges = [("▁", "w"), ("▁w", "a"), ("▁wa", "s"), ("▁", "g"), ("o", "o"), ("▁g", "oo"), ("▁goo", "d"),
+              ("▁", "i"), ("▁i", "n")]
+    pieces += ["".join(pair) for pair in merges]
+    return LlamaTokenizer(vocab={piece: i for i, piece in enumerate(pieces)}, merges=merges, add_bos_token=True)
+
+
 def tiny_bert(seed: int = 0, **overrides):
     from transformers import BertConfig, BertModel
 

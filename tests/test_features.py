@@ -412,3 +412,57 @@ def test_a_broken_user_feature_fails_on_sample_texts_before_the_model_is_loaded(
     finally:
         unregister_feature("broken")
     assert not (tmp_path / "out").exists()
+
+
+def tiny_llama_for(tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=44, max_position_embeddings=64)
+    return LlamaModel(config).eval()
+
+
+def test_a_lone_sentencepiece_space_marker_belongs_to_no_word():
+    """Llama's prefix "▁" before "2019" takes the offsets of the "2" (0, 1), and so was credited to the word "2019"
+    and its POS: the first "2019" got 5 credits a layer, the second (whose "▁" covers its space) 4."""
+    from models import sentencepiece_tokenizer
+
+    tokenizer = sentencepiece_tokenizer()
+    texts = ["2019 was good.", "in 2019 was good."]
+    pieces = [tokenizer.convert_ids_to_tokens(tokenizer(t)["input_ids"]) for t in texts]
+    assert pieces[0][:3] == ["<s>", "▁", "2"] and pieces[1][1:4] == ["▁in", "▁", "2"]  # a "▁" before each 2019
+    profile = hf_txray.analyze(tiny_llama_for(tokenizer), texts, tokenizer=tokenizer, features=("token", "word", "pos"),
+                               show_progress=False)
+    words = profile.to_pandas("word")
+    per_layer = words[words["feature"] == "2019"].groupby("layer")["count"].sum()
+    assert per_layer.tolist() == [8, 8]  # its 4 digits in each text, in each of the 2 layers
+    assert words["count"].sum() == profile.to_pandas("pos")["count"].sum()
+    tokens = profile.to_pandas("token")
+    assert tokens[tokens["feature"] == "▁"]["count"].sum() == 2 * 2  # still credited as a token
+    assert words["count"].sum() == tokens["count"].sum() - 4
+    examples = profile.examples
+    marker = examples[examples["token_index"].isin([1]) & (examples["example_id"] == 0)]
+    assert len(marker) and (marker["char_start"] == marker["char_end"]).all() and (marker["token"] == "").all()
+
+
+def test_probe_words_leave_out_a_lone_sentencepiece_space_marker():
+    """The mean vector of a word is taken over its own pieces: the prefix "▁" of "2019" is not one of them."""
+    import torch
+
+    from hf_txray.probing import extract_activations, from_spacy
+    from models import sentencepiece_tokenizer
+
+    tokenizer = sentencepiece_tokenizer()
+    model = tiny_llama_for(tokenizer)
+    corpus = from_spacy(["2019 was good."], property="pos")
+    acts = extract_activations(model, corpus, tokenizer, layers=0, aggregation="mean")
+    captured = []
+    handle = model.layers[0].mlp.down_proj.register_forward_pre_hook(lambda m, a: captured.append(a[0][0]))
+    with torch.no_grad():
+        model(**tokenizer("2019 was good.", return_tensors="pt"))
+    handle.remove()
+    first_word = np.flatnonzero((acts.sentence_ids == 0) & (acts.word_ids == 0))[0]
+    expected = captured[0][2:6].mean(0).numpy()  # "2" "0" "1" "9", after "<s>" "▁"
+    np.testing.assert_allclose(acts.values[first_word], expected, rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ User features are callables ``fn(text) -> [(start, end, label), ...]`` labelling
 """
 
 from .alignment import (
+    BlankPieces,
     TokenVocabulary,
     Vocabulary,
     USER_FEATURE_SAMPLE,
@@ -27,7 +28,7 @@ from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, US
                        text_features, unregister_feature)
 
 __all__ = [
-    "TokenVocabulary", "Vocabulary", "USER_FEATURE_SAMPLE", "align_to_spans", "check_user_features",
+    "BlankPieces", "TokenVocabulary", "Vocabulary", "USER_FEATURE_SAMPLE", "align_to_spans", "check_user_features",
     "first_visible_char", "first_visible_chars", "user_feature_labels",
     "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir", "tag_column",
     "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",

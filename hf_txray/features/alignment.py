@@ -78,6 +78,53 @@ def align_to_spans(starts: np.ndarray, ends: np.ndarray, tok_start: np.ndarray, 
     return np.where(ok, clipped, -1).astype(np.int64)
 
 
+class BlankPieces:
+    """Which token ids are pieces of whitespace alone: the pieces a token's own text is blank for, however the
+    tokenizer places its offsets.
+
+    A SentencePiece tokenizer writes the space before a word as ``"▁"``; where no piece joins it to what follows
+    (``"▁" "2" "0" ...`` before digits, ``"▁"`` before an emoji), the lone ``"▁"`` is a token of its own, and its
+    offsets need not cover a space: Llama's prefix ``"▁"`` takes the text's first character (``(0, 1)``), and T5 (whose
+    pre-tokenizer drops the spaces) gives every lone ``"▁"`` the first character of the word after it. Taken from
+    the offsets alone, such a token was credited to that word and its tags (a second credit of the first word of
+    every such Llama text, while the same ``"▁"`` mid-text covers a space and has no word) and its top examples
+    showed the word's first character as its text. A piece is blank when the tokenizer's own decoder turns it alone
+    into whitespace or nothing (``"▁"``, ``"Ġ"``, ``"Ċ"``, ``"<0x0A>"``; no WordPiece piece of MiniLM); each id is
+    decoded once, when first seen.
+
+    Args:
+        tokenizer: a fast tokenizer.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        self._table = np.zeros(0, dtype=np.int8)  # token id -> 0 not decoded yet, 1 blank, 2 not blank
+
+    def __call__(self, token_ids: np.ndarray) -> np.ndarray:
+        """A bool per id of `token_ids`: whether its piece is blank."""
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        if len(token_ids) == 0:
+            return np.zeros(0, dtype=bool)
+        top = int(token_ids.max()) + 1
+        if top > len(self._table):
+            self._table = np.concatenate([self._table, np.zeros(top - len(self._table), dtype=np.int8)])
+        unknown = self._table[token_ids] == 0
+        if unknown.any():
+            missing = np.unique(token_ids[unknown]).tolist()
+            for token_id, piece in zip(missing, self._tokenizer.convert_ids_to_tokens(missing)):
+                self._table[token_id] = 1 if _blank_piece(self._tokenizer, piece) else 2
+        return self._table[token_ids] == 1
+
+
+def _blank_piece(tokenizer: Any, piece: Any) -> bool:
+    if not isinstance(piece, str) or not piece:
+        return False
+    try:
+        return not tokenizer.convert_tokens_to_string([piece]).strip()
+    except Exception:  # a decoder that refuses a piece alone: judged by its offsets, as before
+        return False
+
+
 # str.isspace() of every code point up to U+3000 (ideographic space): no code point above it is whitespace
 # (tests/test_features.py checks the whole Unicode range).
 SPACE_LIMIT = 0x3000

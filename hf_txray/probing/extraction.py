@@ -302,10 +302,11 @@ class _Collector:
 
 
 def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpus | None, sentence_ids: Sequence[int],
-                aggregation: str, max_length: int | None = None) -> dict[str, np.ndarray]:
+                aggregation: str, max_length: int | None = None, blank: Any = None) -> dict[str, np.ndarray]:
     """Which flat token positions to gather for the labelled words of a batch, and which word each row is. A word
     that `max_length` cuts (some of its tokens kept, not all) is skipped with the words past the cut: its last or
-    mean vector would come from the tokens before the cut only."""
+    mean vector would come from the tokens before the cut only. A token whose piece `blank`
+    (:class:`~hf_txray.features.BlankPieces`) finds blank belongs to no word, as in TX-Ray's features."""
     from ..features import align_to_spans, first_visible_char
 
     real, select, group, counts, sent, word = [], [], [], [], [], []
@@ -325,6 +326,8 @@ def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpu
             continue
         ends = offsets[idx, 1]
         starts = first_visible_char(text, offsets[idx, 0], ends)
+        if blank is not None:
+            ends = np.where(blank(np.asarray(enc["input_ids"][i], dtype=np.int64)[idx]), starts, ends)
         words = align_to_spans(starts_w, ends_w, starts, ends)
         ok = words >= 0
         if max_length is not None and len(enc["input_ids"][i]) >= max_length and ok.any():  # a full row: cut?
@@ -451,12 +454,14 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     means ``(len(sites), width)`` and the number of tokens. Token positions are mapped to where the hooks of the
     stack see them (a decoder position j + 1 is fed token j)."""
     from ..batching import PAD_MULTIPLE, encode
+    from ..features import BlankPieces
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}.")
     multiple = 1 if batch_size == 1 else PAD_MULTIPLE  # one text per batch runs unpadded: no padding to check
     _check_padding(model, tokenizer, forward, sites, device, max_length, padded=batch_size > 1)
     collector = _Collector(sites, aggregation, stop_early=True)
+    blank = BlankPieces(tokenizer)
     restore_modes = enter_eval(model)
     starts = range(0, len(texts), batch_size)
     if show_progress:
@@ -471,7 +476,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 enc, inputs = encode(tokenizer, chunk, max_length, multiple)
                 width = inputs["input_ids"].shape[1]
                 plan = _batch_plan(chunk, enc, width, corpus, range(start, start + len(chunk)), aggregation,
-                                   max_length)
+                                   max_length, blank)
                 if len(plan["real"]) == 0:
                     on_batch(plan, None)
                     continue
