@@ -483,7 +483,8 @@ class Profile(Artifact):
         first word piece after BERT's ``[CLS]``, 0 for GPT-2's first token; a window of a long text keeps its tokens'
         indices in the whole text), ``char_start``/``char_end`` (the token's span in the text, from its first visible
         character), ``token`` (that span as written, ``eman`` for the word piece ``##eman``: the ``token`` feature
-        value is the tokenizer's piece), ``rank`` (0 = highest activation), ``layer``, ``neuron``, ``activation``
+        value is the tokenizer's piece; an accent an accent-stripping tokenizer drops from decomposed (NFD) text lies in
+        no token's span and opens ``right``), ``rank`` (0 = highest activation), ``layer``, ``neuron``, ``activation``
         (the neuron's activation there), ``left``/``right`` (up to 60 characters of the text on each side)."""
         self._row(layer, neuron)
         ex = self.examples
