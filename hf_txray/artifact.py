@@ -21,9 +21,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError
-from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
-                     refuse_probing_into_other_models, refuse_probing_of_other_models, remote_models, resolve_token,
-                     upload_folder)
+from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_repo_id, full_repo_id, locate_or_download,
+                     naming_the_source, refuse_probing_into_other_models, refuse_probing_of_other_models,
+                     remote_models, resolve_token, upload_folder)
 from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
 from .version import __version__
 
@@ -304,7 +304,9 @@ class Artifact:
         """Load an artifact saved with :meth:`save_pretrained` (a folder) or :meth:`push_to_hub` (a Hub dataset repo).
 
         Args:
-            dir_or_repo_id (`str` or `os.PathLike`): a local folder, or a Hub dataset repo id.
+            dir_or_repo_id (`str` or `os.PathLike`): a local folder, or a Hub dataset repo id; with `subfolder`, a Hub
+                model repo too, where no dataset repo of that id is found (``TXRayTrainer.push_to_hub`` puts its
+                snapshots into the model repo, under ``txray/profiles/<stage>`` and ``txray/reports/<a>__<b>``).
             revision (`str`, *optional*): branch, tag or commit of the repo (refused with a local folder).
             token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
             cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache (default: ``HF_HUB_CACHE``); offline
@@ -320,18 +322,21 @@ class Artifact:
                 newer than this hf_txray reads.
         """
         inside = _subfolder_path(subfolder)
-        folder = local_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir,
-                                   allow_patterns=[f"{inside.as_posix()}/**"] if inside else None)
+        # a subfolder may be in a model repo: TXRayTrainer.push_to_hub uploads output_dir/txray/ with the model, and
+        # its card points at txray/profiles/<stage>/ (a dataset repo of that id is looked in first, as before)
+        folder, repo_type = locate_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir,
+                                               allow_patterns=[f"{inside.as_posix()}/**"] if inside else None,
+                                               repo_types=DATASET_THEN_MODEL if inside else ("dataset",))
         source: str | os.PathLike = dir_or_repo_id
         if inside is not None:
             if not (folder / inside).is_dir():
                 raise ArtifactNotFoundError(f"{dir_or_repo_id} has no folder {inside.as_posix()!r}"
                                             f"{f' at {revision!r}' if revision else ''}: check subfolder=.")
-            local = Path(dir_or_repo_id).expanduser() == folder
+            local = repo_type is None
             folder = folder / inside
             # messages name the subfolder: the local path itself, or the repo id followed by it
             source = folder if local else f"{dir_or_repo_id}/{inside.as_posix()}"
-        with naming_the_source(source, folder, revision, token):
+        with naming_the_source(source, folder, revision, token, repo_type or "dataset"):
             cls.check_header(folder)
             return cls._from_pretrained(folder)
 

@@ -174,28 +174,47 @@ def refuse_revision_of_folder(folder: str | os.PathLike, revision: str | None) -
 
 def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                       cache_dir: str | os.PathLike | None = None, allow_patterns: list[str] | None = None) -> Path:
-    """A local folder as it is, else the snapshot of the Hub dataset repo `name_or_path` (offline-cache aware).
+    """A local folder as it is, else the snapshot of the Hub dataset repo `name_or_path` (offline-cache aware): the
+    folder of :func:`locate_or_download` looking in dataset repos only (its arguments, return value aside)."""
+    return locate_or_download(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+                              allow_patterns=allow_patterns)[0]
+
+
+# Where a repo id is looked for when a model repo may hold the folder asked for: a dataset repo of that id first (what
+# hf_txray pushes), then the model repo (TXRayTrainer.push_to_hub uploads output_dir/txray/ with the model)
+DATASET_THEN_MODEL = ("dataset", "model")
+
+
+def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None = None,
+                       token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                       allow_patterns: list[str] | None = None,
+                       repo_types: Sequence[str] = ("dataset",)) -> tuple[Path, str | None]:
+    """A local folder as it is, else the snapshot of the Hub repo `name_or_path` (offline-cache aware), with the type
+    of repo it came from (None for a local folder).
 
     Args:
-        name_or_path (`str` or `os.PathLike`): a folder, or a dataset repo id.
+        name_or_path (`str` or `os.PathLike`): a folder, or a repo id.
         revision (`str`, *optional*): branch, tag or commit of the repo.
         token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
         cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache to use (default: ``HF_HUB_CACHE``).
         allow_patterns (`list[str]`, *optional*): download only these files.
+        repo_types (`Sequence[str]`, *optional*, defaults to ``("dataset",)``): the repo types to look in, in order;
+            the next one is tried only where no repo of the type before was found (:data:`DATASET_THEN_MODEL`).
 
     Returns:
-        `Path`: the folder.
+        `tuple[Path, str | None]`: the folder, and ``"dataset"`` or ``"model"`` (None for a local folder).
 
     Raises:
         ArtifactNotFoundError: a path that does not exist, a name that is neither a folder nor a repo id, or one
-            that reads as a mistyped path (no ``/``, or its parent folder exists) and is no Hub dataset either.
+            that reads as a mistyped path (no ``/``, or its parent folder exists) and is no Hub repo (of
+            `repo_types`) either.
         ConfigurationError: `revision` given with a local folder (it would be ignored).
         HubError: the repo cannot be downloaded (missing, private without a token, offline and not cached).
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         refuse_revision_of_folder(name_or_path, revision)
-        return path
+        return path, None
     name = str(name_or_path)
     if path.exists():
         raise ArtifactNotFoundError(f"{path} is a file; pass the folder it was saved to (save_pretrained writes "
@@ -210,26 +229,47 @@ def local_or_download(name_or_path: str | os.PathLike, *, revision: str | None =
                                     "('namespace/name').") from None
     from huggingface_hub import snapshot_download
 
-    try:
-        with _no_match_said_by_us():
-            return Path(snapshot_download(name, repo_type="dataset", revision=revision, token=token,
-                                          cache_dir=cache_dir, allow_patterns=allow_patterns))
-    except Exception as err:  # missing repo or revision, private without token, offline: one error type
-        secret = token if isinstance(token, str) else None
-        raise _not_downloaded(name, path, revision, err, secret) from safe_cause(err, secret)
+    failure: Exception | None = None  # the first type's, unless a later type's repo was found and failed
+    for repo_type in repo_types:
+        try:
+            with _no_match_said_by_us():
+                return Path(snapshot_download(name, repo_type=repo_type, revision=revision, token=token,
+                                              cache_dir=cache_dir, allow_patterns=allow_patterns)), repo_type
+        except Exception as err:  # missing repo or revision, private without token, offline: one error type
+            if failure is None or not _no_such_repo(err):
+                failure = err
+            if not _no_such_repo(err):  # the repo is there (another revision, a token, the network): said as it is
+                break
+    secret = token if isinstance(token, str) else None
+    raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
 
 
-def _not_downloaded(name: str, path: Path, revision: str | None, err: Exception, token: str | None) -> TXRayError:
-    """The error for `name`, neither a local folder nor a Hub dataset that could be downloaded, in one line: a
-    mistyped path (a bare name, or one whose parent folder exists here: ``results/ptbb``) is said to be no folder
-    first, with the close names beside it; a repo id (``user/repo``, no such local folder) is said not to download."""
+def _no_such_repo(err: Exception) -> bool:
+    """Whether a failed snapshot download says that there is no repo of that id and type (or none readable), or,
+    offline, none in the cache: where a repo of the next type may hold what is asked for."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    status = getattr(getattr(err.__cause__, "response", None), "status_code", None)
+    return isinstance(err, RepositoryNotFoundError) or (
+        isinstance(err, LocalEntryNotFoundError) and (status in (401, 404) or constants.is_offline_mode()))
+
+
+def _not_downloaded(name: str, path: Path, revision: str | None, err: Exception, token: str | None,
+                    repo_types: Sequence[str] = ("dataset",)) -> TXRayError:
+    """The error for `name`, neither a local folder nor a Hub dataset (or a repo of the other `repo_types`) that could
+    be downloaded, in one line: a mistyped path (a bare name, or one whose parent folder exists here:
+    ``results/ptbb``) is said to be no folder first, with the close names beside it; a repo id (``user/repo``, no
+    such local folder) is said not to download."""
     at = f" at {revision!r}" if revision else ""
     why, fix = _why_not_downloaded(err, revision, token)
+    repo = " or ".join(("dataset", *(f"{t} repo" for t in repo_types[1:])) if repo_types[0] == "dataset"
+                       else (f"{t} repo" for t in repo_types))
     if "/" not in name or path.parent.is_dir():
-        return ArtifactNotFoundError(f"No folder {name!r} here, nor a Hub dataset of that id{at}: {why}."
+        return ArtifactNotFoundError(f"No folder {name!r} here, nor a Hub {repo} of that id{at}: {why}."
                                      f"{near_paths_hint(path)} Check the path; for a Hub repo, {fix[0].lower()}"
                                      f"{fix[1:]}")
-    return HubError(f"Could not download the Hub dataset {name!r}{at}: {why}; and there is no local folder of that "
+    return HubError(f"Could not download the Hub {repo} {name!r}{at}: {why}; and there is no local folder of that "
                     f"name. {fix}")
 
 
@@ -281,38 +321,42 @@ def _no_match_said_by_us() -> Iterator[None]:
         hub_logger.removeFilter(quiet)
 
 
-def source_name(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None) -> str:
+def source_name(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None,
+                repo_type: str = "dataset") -> str:
     """How messages name what :func:`local_or_download` returned as `folder`: the local folder itself, or the Hub
-    dataset repo (and revision) a downloaded snapshot came from, e.g. ``the Hub dataset 'user/x' at revision 'v1'``."""
+    repo (and revision) a downloaded snapshot came from, e.g. ``the Hub dataset 'user/x' at revision 'v1'``, ``the
+    Hub model repo 'user/m'``."""
     if Path(name_or_path).expanduser() == folder:
         return str(folder)
-    return f"the Hub dataset {str(name_or_path)!r}" + (f" at revision {revision!r}" if revision else "")
+    what = "dataset" if repo_type == "dataset" else f"{repo_type} repo"
+    return f"the Hub {what} {str(name_or_path)!r}" + (f" at revision {revision!r}" if revision else "")
 
 
 @contextlib.contextmanager
 def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None,
-                      token: str | bool | None = None) -> Iterator[None]:
+                      token: str | bool | None = None, repo_type: str = "dataset") -> Iterator[None]:
     """Re-raise a :class:`ProfileFormatError` about the downloaded snapshot `folder` naming the repo id and revision
     instead of the snapshot's path in the local cache (which tells a user nothing about what they asked for), and
     the repo's other branches when its default one was read (`token`: the one the download used)."""
     try:
         yield
     except ProfileFormatError as err:
-        name = source_name(name_or_path, folder, revision)
+        name = source_name(name_or_path, folder, revision, repo_type)
         if name == str(folder) or str(folder) not in str(err):
             raise
-        hint = "" if revision else _other_branches_hint(str(name_or_path), token)
+        hint = "" if revision else _other_branches_hint(str(name_or_path), token, repo_type)
         raise type(err)(str(err).replace(str(folder), name) + hint) from None
 
 
-def _other_branches_hint(repo_id: str, token: str | bool | None = None) -> str:
-    """`` It was read at its default branch; the repo also has the branch(es) ...`` for a Hub dataset repo with other
+def _other_branches_hint(repo_id: str, token: str | bool | None = None, repo_type: str = "dataset") -> str:
+    """`` It was read at its default branch; the repo also has the branch(es) ...`` for a Hub repo with other
     branches (what was pushed to one of them is not on the default branch), else an empty string."""
     from huggingface_hub import HfApi
 
     try:
         api = HfApi(token=token)
-        refs, default = api.list_repo_refs(repo_id, repo_type="dataset"), api.dataset_info(repo_id).sha
+        refs, default = (api.list_repo_refs(repo_id, repo_type=repo_type),
+                         api.repo_info(repo_id, repo_type=repo_type).sha)
     except Exception:  # a hint only: the error itself stands
         return ""
     others = [b.name for b in refs.branches if b.target_commit != default]

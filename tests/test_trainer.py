@@ -892,6 +892,36 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
 
 
+def test_snapshots_pushed_with_the_model_load_from_the_model_repo(tmp_path, hub):
+    """Helper 259: the model card sends users to `txray/profiles/<stage>/` with `hf_txray.Profile.from_pretrained`,
+    but from_pretrained("user/model", subfolder="txray/profiles/step-6") looked for a *dataset* repo of that id and
+    said "Could not download the Hub dataset 'user/model': no such repo". With a subfolder, a model repo is looked in
+    where no dataset repo of that id is found; the numbers loaded back are the trainer's."""
+    from hf_txray import ArtifactNotFoundError, HubError, ProfileFormatError
+
+    repo = f"{hub.username}/snapshots-cls"
+    args = build_args(tmp_path / "out", max_steps=6, txray_steps=3, push_to_hub=True, hub_model_id=repo,
+                      hub_strategy="end")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    trainer.train()
+    trainer.push_to_hub()
+    assert "txray/profiles/step-6/txray_artifact.json" in hub.server.repo_files(repo, repo_type="model")
+    for stage, profile in trainer.txray_profiles.items():
+        assert_same_profile(Profile.from_pretrained(repo, subfolder=f"txray/profiles/{stage}"), profile)
+    report = TransferReport.from_pretrained(repo, subfolder="txray/reports/step-0__step-6")
+    pd.testing.assert_frame_equal(report.neurons, trainer.txray_reports["step-0->step-6"].neurons)
+    # messages name the model repo; a missing subfolder or repo is said as before
+    with pytest.raises(ProfileFormatError, match=f"the Hub model repo '{repo}/txray/reports/step-0__step-6'"):
+        Profile.from_pretrained(repo, subfolder="txray/reports/step-0__step-6")
+    with pytest.raises(ArtifactNotFoundError, match="has no folder 'txray/profiles/step-9'"):
+        Profile.from_pretrained(repo, subfolder="txray/profiles/step-9")
+    with pytest.raises(HubError, match=f"Could not download the Hub dataset or model repo '{hub.username}/nothing'"):
+        Profile.from_pretrained(f"{hub.username}/nothing", subfolder="txray/profiles/step-6")
+    with pytest.raises(HubError, match=f"Could not download the Hub dataset '{repo}': no such repo"):
+        Profile.from_pretrained(repo)  # a model repo's root holds no artifact: only a dataset repo is looked for
+
+
 def test_push_with_the_best_model_loaded_does_not_pin_the_last_snapshot_to_it(tmp_path, hub):
     """Helper 198: with load_best_model_at_end the pushed model holds the best checkpoint's weights, but push_to_hub
     pinned the last step's snapshot to it (the step matched), so `reproduce` of the results found 'different'

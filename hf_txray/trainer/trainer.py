@@ -289,9 +289,11 @@ def model_card_section(callback: TXRayCallback, model_stage: str | None = None, 
     # the file name holds the feature's name: percent-encoded, a space or ")" in it does not end the link
     lines += [f"![{markdown_text(ft)} mass share]({quote(str(plots / f'mass_share_{ft}.png'))})"
               for ft in features if is_tag_feature(ft)]
+    # from_pretrained of this repo's id (or of output_dir) with the subfolder: it looks in the model repo too
     lines += ["", f"Files: [`{TXRAY_DIR}/timeline.csv`]({TXRAY_DIR}/timeline.csv), profiles in `{TXRAY_DIR}/profiles/"
-              f"<stage>/` (`hf_txray.Profile.from_pretrained`), reports in `{TXRAY_DIR}/reports/<a>__<b>/` "
-              "(`hf_txray.TransferReport.from_pretrained`).", ""]
+              f"<stage>/` (`hf_txray.Profile.from_pretrained(repo_id, subfolder=\"{TXRAY_DIR}/profiles/<stage>\")`), "
+              f"reports in `{TXRAY_DIR}/reports/<a>__<b>/` (`hf_txray.TransferReport.from_pretrained(repo_id, "
+              f"subfolder=\"{TXRAY_DIR}/reports/<a>__<b>\")`).", ""]
     return "\n".join(lines)
 
 
