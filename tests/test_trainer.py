@@ -274,6 +274,46 @@ def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weigh
     assert list(late.txray_profiles) == ["step-0"]
 
 
+def test_snapshots_that_miss_the_checkpoints_load_best_model_at_end_may_load_are_warned_before_training(tmp_path,
+                                                                                                    caplog):
+    """Helper 259: with load_best_model_at_end, txray_steps=3 beside save_steps=2 left the best checkpoint (step 2)
+    without a snapshot: the trained model matched none, which only the model card said, after training. Said before
+    the first step now, with the fix; aligned snapshots (or TX-Ray's own epochs beside epoch checkpoints) say nothing."""
+    from hf_txray.trainer.arguments import best_checkpoint_gap
+
+    scores = iter([1.0, 0.0])  # step 2 is the best checkpoint
+    args = build_args(tmp_path, max_steps=4, txray_steps=3, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+                      save_steps=2, load_best_model_at_end=True, metric_for_best_model="score")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                           compute_metrics=lambda p: {"score": next(scores, 0.0)})
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        trainer.train()
+    warned = [r.getMessage() for r in caplog.records if "load_best_model_at_end" in r.getMessage()]
+    assert warned == ["TX-Ray: load_best_model_at_end loads the best checkpoint's weights at the end of training, but "
+                      "TX-Ray snapshots (txray_strategy='steps', txray_steps=3) are not taken at every checkpoint "
+                      "(save_strategy='steps', save_steps=2): the trained model may match no snapshot. Set txray_steps "
+                      "to a divisor of save_steps (e.g. txray_steps=2) to profile every checkpoint."]
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2") and list(trainer.txray_profiles) == [
+        "step-0", "step-3", "step-4"]
+    assert trainer.txray_callback.stage_of_weights(trainer.model) is None  # what the warning foretold
+
+    def gap(strategy="steps", steps=2, **overrides):
+        options = {**dict(eval_strategy="steps", eval_steps=2, save_strategy="steps", save_steps=4,
+                          load_best_model_at_end=True, metric_for_best_model="eval_loss"), **overrides}
+        return best_checkpoint_gap(build_args(tmp_path, **options), strategy, steps, "txray_")
+
+    assert gap() is None and gap(steps=4) is None and gap(strategy="no", steps=3) is None
+    assert gap(load_best_model_at_end=False, steps=3) is None
+    assert gap(strategy="epoch", eval_strategy="epoch", save_strategy="epoch") is None
+    assert "Set txray_strategy='epoch'" in gap(eval_strategy="epoch", save_strategy="epoch")
+    assert "(save_strategy='steps', save_steps=4)" in gap(strategy="epoch")
+    # save_strategy="best": a checkpoint at each evaluation that improves
+    assert gap(save_strategy="best", eval_steps=4, steps=2) is None
+    assert "(eval_strategy='steps', eval_steps=3): " in gap(save_strategy="best", eval_steps=3, steps=2)
+    assert gap(save_strategy="steps", save_steps=0.5, eval_steps=0.5, steps=3) is None  # a ratio: known at train time
+
+
 def test_bf16_mixed_precision_training(tmp_path):
     trainer, recorder = train(tmp_path, bf16=True, max_steps=4, txray_steps=2)
     assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]

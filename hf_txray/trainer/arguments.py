@@ -75,6 +75,37 @@ def check_trainer_options(strategy: str, steps: Any, max_samples: Any, site: str
         raise ConfigurationError(f"{prefix}site must be one of {', '.join(SITES)}, got {site!r}.")
 
 
+def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, prefix: str) -> str | None:
+    """Why a checkpoint that ``load_best_model_at_end`` may load at the end of training gets no TX-Ray snapshot of its
+    weights (in words, options named with `prefix`), or None: snapshots at every step a checkpoint is saved (or
+    ``load_best_model_at_end`` off, or TX-Ray off). Without one, the trained model matches no snapshot and its card
+    can only say so, after training (helper 259: a card's first notice of ``txray_steps=3`` beside ``save_steps=2``)."""
+    if not getattr(args, "load_best_model_at_end", False) or strategy == "no":
+        return None
+    save = str(getattr(args.save_strategy, "value", args.save_strategy))
+    if save == "best":  # a checkpoint at each evaluation that improves the metric
+        save, interval, name = str(getattr(args.eval_strategy, "value", args.eval_strategy)), args.eval_steps, "eval"
+    else:
+        interval, name = args.save_steps, "save"
+    if save == "epoch":
+        aligned = strategy == "epoch"
+    elif save == "steps":
+        if not is_int(interval) or (strategy == "steps" and interval % steps == 0):
+            return None  # a ratio of the total steps (float) is only known at train time
+        aligned = False
+    else:
+        return None
+    if aligned:
+        return None
+    when = f"{name}_strategy={save!r}" + (f", {name}_steps={interval}" if save == "steps" else "")
+    fix = (f"{prefix}steps to a divisor of {name}_steps (e.g. {prefix}steps={interval})" if save == "steps"
+           else f"{prefix}strategy='epoch'")
+    taken = f"{prefix}strategy={strategy!r}" + (f", {prefix}steps={steps}" if strategy == "steps" else "")
+    return (f"load_best_model_at_end loads the best checkpoint's weights at the end of training, but TX-Ray snapshots "
+            f"({taken}) are not taken at every checkpoint ({when}): the trained model may match no snapshot. Set "
+            f"{fix} to profile every checkpoint.")
+
+
 @dataclass
 @add_prefixed_options(PREFIX, TRAINER_OPTIONS)
 class TXRayArguments(TrainingArguments):

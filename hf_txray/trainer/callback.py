@@ -37,7 +37,8 @@ from ..report import TransferReport, compare
 from ..rng import keeps_rng
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
-from .arguments import PREFIX, REFERENCES, TXRAY_DIR, TXRayArguments, check_trainer_options, prefixed_option_names
+from .arguments import (PREFIX, REFERENCES, TXRAY_DIR, TXRayArguments, best_checkpoint_gap, check_trainer_options,
+                        prefixed_option_names)
 from .plots import write_plots
 
 logger = get_logger(__name__)
@@ -216,6 +217,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
                            "txray/timeline.csv, but not to the report_to integrations.")
         self._restore(args, state)
         self._check_resumed_options()
+        gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix)
+        if gap and state.is_world_process_zero:
+            logger.warning("TX-Ray: %s", gap)
         if args.should_save:
             self._prune_outputs(args)
             self._write_timeline(args)
