@@ -1064,6 +1064,13 @@ class WinnerRecorder:
         if layout.shared is not None and shared is None:  # the trace reads a call once both have run
             raise ModelError(f"The shared expert of {site.name!r} was not read with its routed experts: profile "
                              "site='residual'.")
+        reached = top_k_index.shape[1] * layout.width + (0 if shared is None else shared.shape[-1])
+        if self.top_k > reached:  # the config's num_experts_per_tok (checked before the run) is not what routed
+            raise ConfigurationError(
+                f"top_k={self.top_k} exceeds the {reached} units a token reaches in {site.name!r}: its router chose "
+                f"{top_k_index.shape[1]} experts per token ({layout.width} units each, plus shared experts), not the "
+                "config's num_experts_per_tok (a router's top_k changed after the model was built?). Choose "
+                f"top_k <= {reached}, or keep the config and the routers' top_k equal.")
         if self.positions is not None:  # reduce only the creditable tokens, on the device the experts run on
             positions = self.positions.to(hidden.device)
             hidden, top_k_index = hidden.index_select(0, positions), top_k_index.index_select(0, positions)

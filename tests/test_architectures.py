@@ -2300,3 +2300,19 @@ def test_a_composite_whose_own_forward_needs_an_image_runs_its_text_model_blip2_
     assert_equals_reference(profile, reference.credit(reference.run_corpus(
         model.language_model, tokenizer, TEXTS, "mlp", FEATURES), 1, FEATURES,
         skip_first_positions=profile.meta.config["skip_first_positions"]))
+
+
+def test_top_k_beyond_the_units_a_token_reaches_is_refused_when_the_routers_choose_fewer_experts_than_the_config():
+    """Helper 262: with the routers' top_k set to 1 after the model was built (its config still says 2), top_k=30
+    passed the check against the config's 2 x 24 units and failed inside the forward pass with torch's
+    "RuntimeError: selected index k out of range", naming neither top_k nor the layer."""
+    torch.manual_seed(0)
+    model = tf.MixtralModel(config_of("mixtral")).eval()  # 2 routed experts x 24 units per token in its config
+    for layer in model.layers:
+        layer.mlp.gate.top_k = layer.mlp.top_k = 1
+    with pytest.raises(hf_txray.ConfigurationError, match=r"top_k=30 exceeds the 24 units .* chose 1 experts"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("mixtral"), features=("token",), top_k=30,
+                         show_progress=False)
+    profile = hf_txray.analyze(model, TEXTS[:2], tokenizer=tokenizer_of("mixtral"), features=("token",), top_k=24,
+                               show_progress=False)
+    assert 0 < profile.neuron_count.sum() <= 24 * profile.meta.num_positions * LAYERS
