@@ -1362,6 +1362,29 @@ def test_plans_are_tied_to_their_architecture_and_remove_refuses_encoder_decoder
     assert all(m.config is first.config for m in first.modules() if hasattr(m, "config"))
 
 
+def test_unprune_says_that_a_removal_cannot_be_undone():
+    """Helper 263: unprune(model, plan) after prune(..., mode="remove") returned without a word (the model stayed 41
+    neurons wide, its outputs pruned), as did unprune(model); a removed plan applied as masks still unprunes."""
+    model, _ = tiny("llama")
+    inputs = encode("llama")
+    original = forward(model, inputs)
+    _, plan = prune(model, None, "random", 3, mode="remove")
+    removed = forward(model, inputs)
+    with pytest.raises(ModelError, match=r"unprune cannot undo .*mode='remove'.*Reload the original model"):
+        unprune(model, plan)
+    with pytest.warns(UserWarning, match=r"no hf_txray mask.*mode='remove'.*stays pruned"):
+        unprune(model)
+    assert model.config.intermediate_size == 41 and torch.equal(forward(model, inputs), removed)
+    fresh, _ = tiny("llama")
+    apply_plan(fresh, plan, mode="mask")
+    assert torch.equal(forward(fresh, inputs), reference_forward(fresh, "llama", inputs, plan.neurons))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unprune(fresh, plan)
+        unprune(fresh)  # nothing left, nothing removed: no word
+    assert torch.equal(forward(fresh, inputs), original)
+
+
 def test_unprune_takes_an_equal_plan_and_a_masked_model_warns_when_saved(tmp_path):
     """Fresh helper 87: unprune(model, plan) matched plans by identity, so a plan reloaded from disk removed nothing,
     silently; save_pretrained of a masked model wrote the unpruned weights without a word."""

@@ -18,7 +18,7 @@ from ..architectures import neuron_architecture
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
 from ..options import parse_layers, resolve_layer
-from ..provenance import pruning_fingerprint, pruning_record
+from ..provenance import PRUNED_ATTRIBUTE, pruning_fingerprint, pruning_record
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
@@ -390,7 +390,9 @@ def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> n
     """Undo ``mode="mask"`` pruning: remove the masks of `plan` (or of every plan when None).
 
     The parameters were never modified, so the model computes bit for bit as before. ``mode="remove"`` cannot be
-    undone (the weights are gone): reload the original model instead.
+    undone (the weights are gone): reload the original model instead. Asked to undo a ``mode="remove"`` plan that
+    is not masked on the model, unprune raises; with no plan, on a model whose config records a removal
+    (``config.hf_txray_pruned``) and holds no mask, it warns that the model stays pruned.
 
     Args:
         model (`nn.Module`): the pruned model.
@@ -398,10 +400,23 @@ def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> n
 
     Returns:
         The model (the same object).
+
+    Raises:
+        ModelError: `plan` is a ``mode="remove"`` plan that no active mask of the model comes from.
     """
     active = active_masks(model)
     matched = [h for h in active if plan is None or h is plan or h.plan is plan
                or (isinstance(plan, PruningPlan) and h.plan is not None and h.plan == plan)]  # e.g. reloaded from disk
+    # helper 263: unprune after mode="remove" returned without a word, and the model stayed pruned
+    if not matched and isinstance(plan, PruningPlan) and plan.mode == "remove":
+        raise ModelError(
+            f"unprune cannot undo {plan!r}: a mode='remove' plan slices the MLP weights in place (or zeroes them, "
+            "uneven='zero'), so nothing is left to restore. Reload the original model; to prune reversibly, apply the "
+            "plan with mode='mask' (hf_txray.pruning.apply_plan(model, plan, mode='mask')).")
+    if not matched and plan is None and pruning_record(model) is not None:
+        warnings.warn("unprune: the model holds no hf_txray mask, and its config records neurons removed with "
+                      f"mode='remove' ({PRUNED_ATTRIBUTE}): they cannot be restored, so the model stays pruned. "
+                      "Reload the original model to undo a removal.", UserWarning, stacklevel=2)
     if plan is not None and active and not matched:
         warnings.warn(f"unprune: none of the model's {len(active)} active hf_txray mask(s) comes from this plan "
                       f"({plan!r}), so nothing was removed. unprune(model) removes every mask.", UserWarning,
