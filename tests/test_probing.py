@@ -2324,6 +2324,22 @@ def test_a_split_far_from_test_size_because_of_repeats_is_said():
         dataclasses.replace(acts, sentence_hashes=np.arange(100, dtype=np.uint64)).split(0.2, 0)
 
 
+@pytest.mark.parametrize("num_sentences", [2, 3])
+def test_a_small_corpus_without_repeats_is_not_said_to_repeat_sentences(num_sentences):
+    """Helper 260: 3 distinct sentences split 1 : 2 (33% held out, round(0.2 * 3) = 1) and were warned of as "the corpus
+    repeats some sentences many times (1 copies of one)": the rounding of a small corpus, not a repeat, moved the
+    part from test_size, and the part is exactly what the docstring promises without repeats."""
+    from hf_txray.probing import Activations
+
+    zeros = np.zeros(num_sentences, np.int64)
+    acts = Activations(np.zeros((num_sentences, 2), np.float32), zeros, ["x"], np.arange(num_sentences), zeros,
+                       zeros, ["w"], [0], 2, sentence_hashes=np.arange(num_sentences, dtype=np.uint64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train, test = acts.split(0.2, 0)
+    assert len(test) == 1 and len(train) == num_sentences - 1
+
+
 @pytest.mark.parametrize("unordered", [set, frozenset, lambda texts: iter(set(texts))])
 def test_from_spacy_refuses_a_set_of_texts(unordered):
     """Helper 220: from_spacy took a set in its hash order, salted anew in every process, so the sentence ids and the
