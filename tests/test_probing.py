@@ -1318,6 +1318,35 @@ def test_attribution_on_tiny_bert_is_complete_and_explains_top_examples(planted)
         neuron_attributions(model, tokenizer, text, 0, 480)
 
 
+def test_explain_examples_says_when_the_snippet_gives_another_value_than_the_profile():
+    """Helper 260: a top example's snippet keeps 60 characters of context each side, so on a longer text the model
+    reads less and the neuron's value differs from the credited one (a tiny GPT-2: 0.196 for the profiled 0.266); the
+    attribution explained that other value without a word. A warning names the examples; texts the snippet holds whole
+    give the profiled value and no warning."""
+    pytest.importorskip("captum")
+    import hf_txray
+    from models import tiny
+
+    model, tokenizer = tiny("gpt2")
+    short = ["the cat sat on the mat", "a dog ran to the park"]
+    long = [" ".join(["the old man walked along the quiet river bank at dawn"] * 3) + f" and then {end}"
+            for end in ("stopped", "rested", "slept")]
+    for texts, warned in ((short, False), (long, True)):
+        profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, layers=[1], features=["token"])
+        neuron = int(np.argmax(profile.neuron_count[0]))
+        examples = profile.top_examples(1, neuron)
+        last = examples[examples["left"].str.len() >= 60]  # the model read more than the snippet keeps
+        chosen = (last if warned else examples).head(2)
+        assert len(chosen)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            explained = explain_examples(model, tokenizer, chosen, 1, neuron, n_steps=4)
+        found = [a.activation for a in explained]
+        differ = not np.allclose(found, chosen["activation"], rtol=0.02)
+        assert differ == warned, (found, chosen["activation"].tolist())
+        assert any("reads another value on the snippet" in str(w.message) for w in said) == warned
+
+
 def _own_integrated_gradients(runner, module, embeds, base, mask, position, neuron, steps):
     """Integrated gradients by hand (Gauss-Legendre nodes on [0, 1]) of the input of `module`, read at (position,
     neuron) of a (batch, seq, units) grid however the module receives its tokens: one score per token."""
