@@ -1347,6 +1347,33 @@ def test_explain_examples_says_when_the_snippet_gives_another_value_than_the_pro
         assert any("reads another value on the snippet" in str(w.message) for w in said) == warned
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_attribution_default_position_skips_a_decoders_first_position(kind):
+    """Helper 260: the default read position was wherever the neuron is largest among non-special tokens, so on a
+    decoder-only LM it was the first position for the neurons whose "massive activations" sit there (SmolLM2-135M,
+    neuron 1229 of layer 11: 2824 at position 0, at most 0.14 elsewhere), and the attribution put every score on the
+    first token: the position, not the input. Profiles skip that position by default; the default position does too.
+    An encoder (BERT) keeps every non-special position."""
+    pytest.importorskip("captum")
+    from models import tiny
+
+    model, tokenizer = tiny(kind)
+    text = "the cat sat on the mat and then it slept"
+    enc = tokenizer(text, return_tensors="pt")
+    seen = {}
+    module = model.h[1].mlp.c_proj if kind == "gpt2" else model.layers[1].mlp.down_proj
+    handle = module.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0][0].detach()))
+    with torch.no_grad():
+        model(**enc)
+    handle.remove()
+    values = seen["x"]
+    neuron = int(torch.nonzero(values.argmax(0) == 0).flatten()[0])  # largest at position 0
+    out = neuron_attributions(model, tokenizer, text, 1, neuron, n_steps=4)
+    assert out.position == 1 + int(values[1:, neuron].argmax()) and out.position != 0
+    assert neuron_attributions(model, tokenizer, text, 1, neuron, position=0, n_steps=4).position == 0  # asked
+    assert neuron_attributions(model, tokenizer, "a", 1, neuron, n_steps=4).position == 0  # the only token
+
+
 def _own_integrated_gradients(runner, module, embeds, base, mask, position, neuron, steps):
     """Integrated gradients by hand (Gauss-Legendre nodes on [0, 1]) of the input of `module`, read at (position,
     neuron) of a (batch, seq, units) grid however the module receives its tokens: one score per token."""

@@ -149,7 +149,10 @@ def neuron_attributions(
         text (`str`): the input.
         layer (`int`), neuron (`int`): the neuron (as in profiles and probes).
         position (`int` or `Sequence[int]`, *optional*): token index at which the neuron is read; several: the one
-            of them where the neuron is largest; defaults to where it is largest among non-special tokens.
+            of them where the neuron is largest; defaults to where it is largest among non-special tokens, past the
+            first position on decoder-only LMs, as profiles skip it there (``skip_first_positions="auto"``): its
+            "massive activations" describe the position, not the input (SmolLM2-135M, neuron 1229 of layer 11: 2824
+            at position 0, at most 0.14 elsewhere, every score on the first token).
         method (`str`, *optional*, defaults to `"integrated_gradients"`): Captum's ``NeuronIntegratedGradients``, or
             ``"conductance"`` (``NeuronConductance``, needs `target`).
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` or ``"residual"``.
@@ -259,7 +262,7 @@ def neuron_attributions(
                 traced.reset()
                 forward(base, *extra.values())
                 base_values = grid(traced[target_site.layer])[..., neuron][0].float().cpu()
-            position = _read_position(position, values, special)
+            position = _read_position(position, values, special, _first_positions(runner))
             selector = lambda x: grid(x)[:, position, neuron]  # noqa: E731
             to_input = target_site.capture == "input"
             if method == "integrated_gradients":
@@ -381,11 +384,24 @@ def _warn_other_values(profiled: np.ndarray, attributions: Sequence[TokenAttribu
         "at its token.")
 
 
-def _read_position(position: int | Sequence[int] | None, values: torch.Tensor, special: torch.Tensor) -> int:
+def _first_positions(model: Any) -> int:
+    """The first positions the default read position leaves out: those profiles skip by default (1 for decoder-only
+    LMs, whose first position carries massive activations; 0 otherwise)."""
+    from ..analyze import default_skip_first_positions
+
+    return default_skip_first_positions(model)
+
+
+def _read_position(position: int | Sequence[int] | None, values: torch.Tensor, special: torch.Tensor,
+                   skip: int = 0) -> int:
     """The token index the neuron is read at: `position`, or the one of several (or, for None, of the non-special
-    tokens) where the neuron's activation `values` is largest."""
+    tokens at index `skip` or later; of all non-special tokens when none is) where the neuron's activation `values`
+    is largest."""
     if position is None:
-        candidates = torch.nonzero(~special).flatten()
+        # helper 260: on a decoder-only LM the default read SmolLM2's massive first-position activation (2824 for at
+        # most 0.14 elsewhere), whose attribution is the first token's alone: the position, not the input
+        later = ~special & (torch.arange(len(special)) >= skip)
+        candidates = torch.nonzero(later if later.any() else ~special).flatten()
         candidates = candidates if len(candidates) else torch.arange(len(special))
     else:
         listed = [position] if isinstance(position, (int, np.integer)) else list(position)
