@@ -63,6 +63,7 @@ class LabeledCorpus:
         lengths = {len(self.texts), len(self.word_starts), len(self.word_ends), len(self.labels)}
         if len(lengths) != 1:
             raise DatasetError("texts, word_starts, word_ends and labels must have one entry per sentence.")
+        check_distinct_labels(self.label_names)
         for i, (s, e, y) in enumerate(zip(self.word_starts, self.word_ends, self.labels)):
             if not len(s) == len(e) == len(y):
                 raise DatasetError(f"Sentence {i}: word_starts, word_ends and labels differ in length.")
@@ -123,6 +124,22 @@ class LabeledCorpus:
     def __repr__(self) -> str:
         return (f"LabeledCorpus(property={self.property_name!r}, sentences={self.num_sentences}, "
                 f"words={self.num_words}, labels={len(self.label_names)}, source={self.source!r})")
+
+
+def check_distinct_labels(label_names: Sequence[str]) -> None:
+    """Refuse a label set that names two classes alike: a probe scores its words by label name, so the words of both
+    were scored against one of them (helper 260: PROPN renamed NOUN, a MiniLM probe's test accuracy read 0.704
+    for 0.870 by class id, and ProbeMetric the same).
+
+    Raises:
+        DatasetError: a repeated name.
+    """
+    seen: set[str] = set()
+    repeated = sorted({name for name in label_names if name in seen or seen.add(name)})
+    if repeated:
+        raise DatasetError(f"The label names repeat {repeated[:5]}: two classes of one name are scored as one (by "
+                           "name), so words of the one are counted wrong when predicted as the other. Give every "
+                           "class its own name, or merge their label ids.")
 
 
 # ----- building -------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import torch
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_precision
 from ..logging import warn_caller
-from .data import control_labels
+from .data import check_distinct_labels, control_labels
 from .extraction import Activations
 
 SOLVERS = ("adam", "saga")
@@ -456,7 +456,7 @@ def train_probe(
 
     Raises:
         ConfigurationError: bad hyperparameters, rows or columns.
-        DatasetError: no training row.
+        DatasetError: no training row, or `label_names` naming two classes alike (they would be scored as one).
 
     Example:
         ```python
@@ -477,6 +477,8 @@ def train_probe(
     if values.ndim != 2 or len(labels) != values.shape[0]:
         raise ConfigurationError(f"values must be (rows, neurons) with one label per row; got {values.shape} and "
                                  f"{len(labels)} labels.")
+    if label_names is not None:
+        check_distinct_labels([str(name) for name in label_names])
     num_labels = len(label_names) if label_names is not None else int(labels.max(initial=-1)) + 1
     label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_labels)]
     rows = np.arange(values.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
