@@ -805,6 +805,41 @@ def copy_half(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).half()
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_neuron_means_skip_a_decoders_first_position(kind):
+    """Helper 260: the means mean ablation fills in were taken over every token, the first position of a decoder-only
+    LM included, whose massive activations (SmolLM2-135M, neuron 1229 of layer 11: about 3000 there, -0.02 on average
+    elsewhere) made the mean 103: mean ablation filled 103 in at every position and the LM loss rose from 6.27 to
+    10.69 (6.37 with the mean past the first position). The means leave out that position, as profiles do; an
+    encoder's keep every real token; a one-token sentence's word is still read."""
+    from models import tiny
+
+    model, tokenizer = tiny(kind)
+    texts = ["the market fell sharply on monday", "analysts expect higher rates next year", "a"]
+    module = {"gpt2": lambda: model.h[1].mlp.c_proj, "llama": lambda: model.layers[1].mlp.down_proj,
+              "bert": lambda: model.encoder.layer[1].output.dense}[kind]()
+    skip = 0 if kind == "bert" else 1
+    rows = []
+    for text in texts:
+        enc = tokenizer(text, return_tensors="pt", return_special_tokens_mask=True)
+        seen = {}
+        handle = module.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0][0].detach()))
+        with torch.no_grad():
+            model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        handle.remove()
+        real = torch.nonzero(enc["special_tokens_mask"][0] == 0).flatten()
+        rows.append(seen["x"][real[real >= skip]])
+    expected = torch.cat(rows).double().mean(0).numpy()
+    for batch_size in (1, 3):
+        means = neuron_means(model, texts, tokenizer, layers=[1], batch_size=batch_size)
+        np.testing.assert_allclose(means[1], expected, atol=1e-6)
+    corpus = from_columns({"tokens": [t.split() for t in texts], "tags": [["X"] * len(t.split()) for t in texts]},
+                          "tokens", "tags")
+    acts = extract_activations(model, corpus, tokenizer, layers=[1], batch_size=3)
+    np.testing.assert_allclose(acts.neuron_means[0], expected, atol=1e-6)
+    assert acts.num_tokens == sum(len(r) for r in rows) and acts.num_words == corpus.num_words
+
+
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
     from transformers import GPT2Config, GPT2LMHeadModel
 
