@@ -570,7 +570,7 @@ def _check_same_experts(a: Profile, b: Profile) -> None:
 
 def _same_corpus(a: Profile, b: Profile) -> bool:
     """Whether two profiles read the same texts: by the hashes of the texts they read when both have one, else by
-    their dataset fingerprints; warns when that cannot be told (one side merged from parts, the same number of
+    their dataset fingerprints; warns when that cannot be told (one side or both merged from parts, the same number of
     texts, and no sign of other texts in their positions: :func:`_read_other_texts`)."""
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
     # the hash of the texts read, in order, decides: a Trainer's probe and analyze of the same texts may differ in
@@ -582,10 +582,11 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
         return ha == hb and a.meta.num_examples == b.meta.num_examples
     if a.meta.num_examples == b.meta.num_examples and ((fa and fa == fb) or (ha and ha == hb)):
         return True  # max_positions may stop one early
-    if ("+" in (fa or "")) != ("+" in (fb or "")) and a.meta.num_examples == b.meta.num_examples \
-            and not _read_other_texts(a, b):
+    # either side merged (both: the same texts split into other parts have other fingerprints, "a+b" vs "c+d")
+    if merged and a.meta.num_examples == b.meta.num_examples and not _read_other_texts(a, b):
+        which = "both were" if "+" in (fa or "") and "+" in (fb or "") else "one was"
         warnings.warn(
-            f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but one was merged from "
+            f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but {which} merged from "
             "parts, so hf_txray cannot tell whether they are the same texts: compared as different corpora. If they "
             "are the same texts in the same order, pass compare(..., same_corpus=True) (hf-txray compare "
             "--same-corpus): the noise figures then pair like halves.", UserWarning, stacklevel=3)
@@ -704,7 +705,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         same_corpus (`bool`, *optional*): whether both stages profiled the same texts in the same order (a model
             before and after fine-tuning on one probe): the noise figures then pair like halves (odd with odd).
             Detected when None: equal dataset fingerprints. A profile merged from parts (fingerprint ``"a+b"``)
-            cannot be matched to one profile of the whole corpus: pass True (a warning says so when the example
+            cannot be matched to one profile of the whole corpus, nor to a merge split otherwise: pass True (a warning says so when the example
             counts agree, unless the stages' positions or corpus counts show other texts).
 
     Returns:

@@ -1260,3 +1260,20 @@ def test_reproduce_says_that_split_halves_drawn_by_parity_cannot_match():
     assert not identical and worst < 1e-9
     assert diffs == ["split halves drawn by text_hash vs by example_id stored (saved by an older hf_txray): the "
                      "split-half sums (noise floors, the per-neuron test) are not compared; every other number is"]
+
+
+def test_two_merges_of_the_same_texts_split_otherwise_warn_that_they_cannot_be_matched():
+    """The same 11 texts merged 5+6 and 6+5 were compared as different corpora without a word (the warning asked
+    for exactly one merged side): their fingerprints ("a+b" vs "c+d") cannot tell, and their positions and corpus
+    counts agree, so it warns as for the whole corpus against its parts; two merges of other texts stay silent."""
+    split_5 = engine("gpt2", texts=tuple(TEXTS[:5])).merge(engine("gpt2", texts=tuple(TEXTS[5:])))
+    split_6 = engine("gpt2", texts=tuple(TEXTS[:6])).merge(engine("gpt2", texts=tuple(TEXTS[6:])))
+    assert split_5.meta.num_examples == split_6.meta.num_examples == len(TEXTS)
+    with pytest.warns(UserWarning, match="both were merged from parts"):
+        assert not hf_txray.compare(split_5, split_6).meta.same_corpus
+    assert hf_txray.compare(split_5, split_6, same_corpus=True).meta.same_corpus
+    longer = tuple(f"{text} And then some more words." for text in TEXTS)
+    other = engine("gpt2", texts=longer[:5]).merge(engine("gpt2", texts=longer[5:]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not hf_txray.compare(other, split_6).meta.same_corpus
