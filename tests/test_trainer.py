@@ -314,6 +314,46 @@ def test_snapshots_that_miss_the_checkpoints_load_best_model_at_end_may_load_are
     assert gap(save_strategy="steps", save_steps=0.5, eval_steps=0.5, steps=3) is None  # a ratio: known at train time
 
 
+def test_snapshots_that_miss_checkpoints_saved_at_a_ratio_of_the_steps_are_warned_and_txray_steps_1_is_not(tmp_path,
+                                                                                                       caplog):
+    """save_steps=0.5 of 4 steps (checkpoints at steps 2 and 4) beside txray_steps=3 left the best checkpoint (step 2)
+    without a snapshot, as save_steps=2 does, but nothing was said: a ratio was taken as "known at train time only",
+    while the check runs at train begin, where the Trainer's state holds it in steps (state.save_steps = 2). And
+    txray_steps=1 (a snapshot at every step) beside epoch checkpoints was warned about, though every checkpoint has
+    its snapshot."""
+    from transformers import TrainerState
+
+    from hf_txray.trainer.arguments import best_checkpoint_gap
+
+    scores = iter([1.0, 0.0])  # step 2 is the best checkpoint
+    args = build_args(tmp_path, max_steps=4, txray_steps=3, eval_strategy="steps", eval_steps=0.5,
+                      save_strategy="steps", save_steps=0.5, load_best_model_at_end=True, metric_for_best_model="score")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                           compute_metrics=lambda p: {"score": next(scores, 0.0)})
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        trainer.train()
+    warned = [r.getMessage() for r in caplog.records if "load_best_model_at_end" in r.getMessage()]
+    assert len(warned) == 1 and "(save_strategy='steps', save_steps=0.5 (2 steps))" in warned[0], warned
+    assert "txray_steps=2" in warned[0]
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+    assert trainer.txray_callback.stage_of_weights(trainer.model) is None  # what the warning foretold
+
+    def gap(strategy="steps", steps=2, state=None, **overrides):
+        options = {**dict(eval_strategy="steps", eval_steps=0.5, save_strategy="steps", save_steps=0.5,
+                          load_best_model_at_end=True, metric_for_best_model="eval_loss"), **overrides}
+        return best_checkpoint_gap(build_args(tmp_path, **options), strategy, steps, "txray_", state)
+
+    assert gap(steps=3) is None  # without the state a ratio is not judged
+    assert gap(steps=2, state=TrainerState(save_steps=4, eval_steps=4)) is None
+    assert "save_steps=0.5 (4 steps)" in gap(steps=3, state=TrainerState(save_steps=4, eval_steps=4))
+    assert gap(save_strategy="best", steps=3, state=TrainerState(save_steps=500, eval_steps=6)) is None
+    assert "eval_steps=0.5 (4 steps)" in gap(save_strategy="best", steps=3, state=TrainerState(eval_steps=4))
+    # a snapshot at every step is one at every checkpoint, whatever saves them
+    assert gap(steps=1, eval_strategy="epoch", save_strategy="epoch") is None
+    assert gap(steps=1, eval_steps=3, save_steps=3) is None
+
+
 def test_bf16_mixed_precision_training(tmp_path):
     trainer, recorder = train(tmp_path, bf16=True, max_steps=4, txray_steps=2)
     assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]

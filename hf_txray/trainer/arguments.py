@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from transformers import TrainingArguments
+from transformers import TrainerState, TrainingArguments
 
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
@@ -75,29 +75,36 @@ def check_trainer_options(strategy: str, steps: Any, max_samples: Any, site: str
         raise ConfigurationError(f"{prefix}site must be one of {', '.join(SITES)}, got {site!r}.")
 
 
-def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, prefix: str) -> str | None:
+def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, prefix: str,
+                        state: TrainerState | None = None) -> str | None:
     """Why a checkpoint that ``load_best_model_at_end`` may load at the end of training gets no TX-Ray snapshot of its
     weights (in words, options named with `prefix`), or None: snapshots at every step a checkpoint is saved (or
     ``load_best_model_at_end`` off, or TX-Ray off). Without one, the trained model matches no snapshot and its card
-    can only say so, after training (helper 259: a card's first notice of ``txray_steps=3`` beside ``save_steps=2``)."""
-    if not getattr(args, "load_best_model_at_end", False) or strategy == "no":
-        return None
+    can only say so, after training (helper 259: a card's first notice of ``txray_steps=3`` beside ``save_steps=2``).
+    An interval given as a ratio of the training steps (``save_steps=0.5``) is read from `state` (the Trainer's, at
+    ``on_train_begin``: ``state.save_steps`` / ``state.eval_steps``, in steps); without `state` it is not judged."""
+    if not getattr(args, "load_best_model_at_end", False) or strategy == "no" or (strategy == "steps" and steps == 1):
+        return None  # txray_steps=1: a snapshot at every step, so at every checkpoint
     save = str(getattr(args.save_strategy, "value", args.save_strategy))
     if save == "best":  # a checkpoint at each evaluation that improves the metric
         save, interval, name = str(getattr(args.eval_strategy, "value", args.eval_strategy)), args.eval_steps, "eval"
     else:
         interval, name = args.save_steps, "save"
+    given = interval
+    if not is_int(interval) and state is not None and is_int(getattr(state, f"{name}_steps", None)):
+        interval = getattr(state, f"{name}_steps")  # a ratio, in steps once training begins (TrainerState)
     if save == "epoch":
         aligned = strategy == "epoch"
     elif save == "steps":
         if not is_int(interval) or (strategy == "steps" and interval % steps == 0):
-            return None  # a ratio of the total steps (float) is only known at train time
+            return None  # a ratio of the total steps (float) without the Trainer's state: not known yet
         aligned = False
     else:
         return None
     if aligned:
         return None
-    when = f"{name}_strategy={save!r}" + (f", {name}_steps={interval}" if save == "steps" else "")
+    said = f"{given} ({interval} steps)" if given != interval else f"{interval}"
+    when = f"{name}_strategy={save!r}" + (f", {name}_steps={said}" if save == "steps" else "")
     fix = (f"{prefix}steps to a divisor of {name}_steps (e.g. {prefix}steps={interval})" if save == "steps"
            else f"{prefix}strategy='epoch'")
     taken = f"{prefix}strategy={strategy!r}" + (f", {prefix}steps={steps}" if strategy == "steps" else "")

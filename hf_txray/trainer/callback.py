@@ -217,7 +217,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
                            "txray/timeline.csv, but not to the report_to integrations.")
         self._restore(args, state)
         self._check_resumed_options()
-        gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix)
+        gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix, state)
         if gap and state.is_world_process_zero:
             logger.warning("TX-Ray: %s", gap)
         if args.should_save:
