@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
-from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError
+from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError, TXRayError
 from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_repo_id, full_repo_id, locate_or_download,
                      naming_the_source, refuse_probing_into_other_models, refuse_probing_of_other_models,
                      remote_models, resolve_token, upload_folder)
@@ -306,7 +306,8 @@ class Artifact:
         Args:
             dir_or_repo_id (`str` or `os.PathLike`): a local folder, or a Hub dataset repo id; with `subfolder`, a Hub
                 model repo too, where no dataset repo of that id is found (``TXRayTrainer.push_to_hub`` puts its
-                snapshots into the model repo, under ``txray/profiles/<stage>`` and ``txray/reports/<a>__<b>``).
+                snapshots into the model repo, under ``txray/profiles/<stage>`` and ``txray/reports/<a>__<b>``), and
+                where a dataset repo of that id holds no such folder.
             revision (`str`, *optional*): branch, tag or commit of the repo (refused with a local folder).
             token (`str` or `bool`, *optional*): for private repos; defaults to ``HF_TOKEN`` / the saved login.
             cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache (default: ``HF_HUB_CACHE``); offline
@@ -327,6 +328,15 @@ class Artifact:
         folder, repo_type = locate_or_download(dir_or_repo_id, revision=revision, token=token, cache_dir=cache_dir,
                                                allow_patterns=[f"{inside.as_posix()}/**"] if inside else None,
                                                repo_types=DATASET_THEN_MODEL if inside else ("dataset",))
+        if inside is not None and repo_type == "dataset" and not (folder / inside).is_dir():
+            # a dataset repo of that id without the folder (results pushed under the model's id): the model repo's
+            # (a missing or unreadable one leaves the dataset repo's "no folder" below)
+            try:
+                folder, repo_type = locate_or_download(dir_or_repo_id, revision=revision, token=token,
+                                                       cache_dir=cache_dir, allow_patterns=[f"{inside.as_posix()}/**"],
+                                                       repo_types=("model",))
+            except TXRayError:
+                pass
         source: str | os.PathLike = dir_or_repo_id
         if inside is not None:
             if not (folder / inside).is_dir():

@@ -1002,6 +1002,29 @@ def test_snapshots_pushed_with_the_model_load_from_the_model_repo(tmp_path, hub)
         Profile.from_pretrained(repo)  # a model repo's root holds no artifact: only a dataset repo is looked for
 
 
+def test_snapshots_in_a_model_repo_load_beside_a_dataset_repo_of_the_same_id(tmp_path, hub):
+    """A dataset repo of the model's id (results pushed with push_to_hub("user/model")) hid the model repo's
+    snapshots: from_pretrained("user/model", subfolder="txray/profiles/step-3") found the dataset repo, which has no
+    such folder, and said "has no folder" though the model repo holds it. The model repo is looked in then; a folder
+    in neither is still said to be missing."""
+    from hf_txray import ArtifactNotFoundError
+
+    repo = f"{hub.username}/snapshots-beside-results"
+    args = build_args(tmp_path / "out", max_steps=3, txray_steps=3, push_to_hub=True, hub_model_id=repo,
+                      hub_strategy="end")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    trainer.train()
+    trainer.push_to_hub()
+    trainer.txray_profiles["step-0"].push_to_hub(repo)  # a dataset repo of the same id, its root a profile
+    assert "txray/profiles/step-3/txray_artifact.json" not in hub.server.repo_files(repo, repo_type="dataset")
+    assert_same_profile(Profile.from_pretrained(repo, subfolder="txray/profiles/step-3"),
+                        trainer.txray_profiles["step-3"])
+    assert_same_profile(Profile.from_pretrained(repo), trainer.txray_profiles["step-0"])  # the dataset repo's root
+    with pytest.raises(ArtifactNotFoundError, match="has no folder 'txray/profiles/step-9'"):
+        Profile.from_pretrained(repo, subfolder="txray/profiles/step-9")
+
+
 def test_push_with_the_best_model_loaded_does_not_pin_the_last_snapshot_to_it(tmp_path, hub):
     """Helper 198: with load_best_model_at_end the pushed model holds the best checkpoint's weights, but push_to_hub
     pinned the last step's snapshot to it (the step matched), so `reproduce` of the results found 'different'
