@@ -840,6 +840,26 @@ def test_neuron_means_skip_a_decoders_first_position(kind):
     assert acts.num_tokens == sum(len(r) for r in rows) and acts.num_words == corpus.num_words
 
 
+def test_mean_ablation_refuses_activations_that_averaged_no_token():
+    """Since the means skip a decoder's first position (helper 260), a corpus of one-token sentences on a decoder
+    averages no token: its means were zeros stored as if measured, and mean ablation filled them in silently."""
+    import hf_txray
+    from models import tiny
+
+    model, tokenizer = tiny("gpt2")
+    words = ["a", "and", "it"]
+    assert all(len(tokenizer(w)["input_ids"]) == 1 for w in words)
+    corpus = from_columns({"tokens": [[w] for w in words], "tags": [["X"]] * 3}, "tokens", "tags")
+    acts = extract_activations(model, corpus, tokenizer, layers=[1])
+    assert acts.num_tokens == 0 and acts.num_words == 3
+    with pytest.raises(ConfigurationError, match="averaged no token.*mode='zero'"):
+        with hf_txray.ablate(model, {1: [0]}, mode="mean", means=acts):
+            pass
+    longer = from_columns({"tokens": [["the", "market", "fell"]], "tags": [["X"] * 3]}, "tokens", "tags")
+    with hf_txray.ablate(model, {1: [0]}, mode="mean", means=extract_activations(model, longer, tokenizer, layers=[1])):
+        pass
+
+
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
     from transformers import GPT2Config, GPT2LMHeadModel
 

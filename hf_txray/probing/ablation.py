@@ -96,6 +96,12 @@ def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module) ->
         if means.stack == "decoder":
             raise ConfigurationError("mode='mean' fills MLP neurons of the encoder (or only) stack, but these are the "
                                      "means of the decoder stack. Extract them with stack='encoder'.")
+        if means.num_tokens == 0:  # every sentence one token long on a decoder whose first position is skipped
+            raise ConfigurationError(
+                "mode='mean' needs neuron means, but these activations averaged no token: every token of their corpus "
+                "sits at a position the means leave out (a decoder-only LM's first position, as profiles skip it), so "
+                "their means are 0 by default, not measured. Take the means of longer texts (hf_txray.probing."
+                "neuron_means(model, texts, tokenizer)), or ablate with mode='zero'.")
         means = means.means_by_layer()
     if not isinstance(means, Mapping):
         raise ConfigurationError("mode='mean' needs means: an Activations object (extract_activations), or a dict "
