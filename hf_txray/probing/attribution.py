@@ -355,7 +355,8 @@ def explain_examples(model: Any, tokenizer: Any, examples: pd.DataFrame, layer: 
         text = f"{row.left}{row.token}{row.right}"
         start = len(row.left) + (len(row.token) - len(row.token.lstrip()))
         out.append(neuron_attributions(model, tokenizer, text, layer, neuron,
-                                       position=_token_at(tokenizer, text, start, kwargs["max_length"]),
+                                       position=_token_at(tokenizer, text, start, kwargs["max_length"],
+                                                          blank=not row.token.strip()),
                                        **kwargs))
     if "activation" in examples.columns:
         _warn_other_values(examples["activation"].head(k).to_numpy(np.float64), out, layer, neuron)
@@ -414,15 +415,31 @@ def _read_position(position: int | Sequence[int] | None, values: torch.Tensor, s
     return int(candidates[values[candidates].argmax()])
 
 
-def _token_at(tokenizer: Any, text: str, char: int, max_length: int) -> list[int] | None:
+def _token_at(tokenizer: Any, text: str, char: int, max_length: int, blank: bool = False) -> list[int] | None:
     """The non-special tokens covering character `char` of `text`: one, or several byte-level pieces of one
-    character (an emoji, a CJK character in GPT-2's BPE), which share its offsets; None when the cut left it out."""
+    character (an emoji, a CJK character in GPT-2's BPE), which share its offsets; None when the cut left it out.
+
+    A piece of whitespace alone (:class:`~hf_txray.features.BlankPieces`: GPT-2's ``"Ċ"`` or a lone ``"Ġ"``, a lone
+    ``"▁"``) is credited with an empty span at the next visible character, so an example whose token is empty
+    (`blank`) was read at such a piece: the blank pieces whose first visible character is `char`, not the word's
+    token that covers it (helper 265: ``"a dog\nran"``, the profile credited ``"Ċ"`` 0.188 and the word's ``"r"``
+    was read, -0.0075). A non-empty token is never a blank piece (Llama's prefix ``"▁"`` shares the first
+    character's offsets)."""
+    from ..features import BlankPieces, first_visible_char
+
     with keeping_first_tokens(tokenizer):  # as neuron_attributions cuts the text
         enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=True,
                         max_length=max_length)
-    covering = [index for index, ((start, end), special)
-                in enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"]))
-                if not special and start <= char < end]
+    offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    real = np.asarray(enc["special_tokens_mask"], dtype=bool) == 0
+    pieces = BlankPieces(tokenizer)(np.asarray(enc["input_ids"], dtype=np.int64))
+    if blank:
+        visible = first_visible_char(text, offsets[:, 0], offsets[:, 1])
+        # a blank piece, or a token of whitespace alone (its visible start moved to its end), as profiles span them
+        chosen = real & (pieces | (visible >= offsets[:, 1])) & (visible == char)
+    else:
+        chosen = real & ~pieces & (offsets[:, 0] <= char) & (char < offsets[:, 1])
+    covering = np.flatnonzero(chosen).tolist()
     return covering or None
 
 
