@@ -1385,6 +1385,26 @@ def test_unprune_says_that_a_removal_cannot_be_undone():
     assert torch.equal(forward(fresh, inputs), original)
 
 
+def test_unprune_refuses_a_mask_plan_that_was_applied_with_mode_remove():
+    """Helper 265: unprune refused a plan of mode='remove', but a mode='mask' plan applied with
+    apply_plan(model, plan, mode='remove') was 'undone' without a word: the tiny Llama stayed 42 neurons wide and its
+    outputs pruned. The config's removal record names the plan's neurons removed: unprune raises; a plan never
+    applied to the removed model is told the model stays pruned."""
+    model, _ = tiny("llama")
+    model = copy.deepcopy(model)  # the builder's models are cached: never mutate them
+    inputs = encode("llama")
+    plan = plan_pruning(None, {0: [1, 5], 1: [7, 30]}, widths={0: 44, 1: 44})
+    assert plan.mode == "mask"
+    apply_plan(model, plan, mode="remove")
+    removed = forward(model, inputs)
+    with pytest.raises(ModelError, match=r"unprune cannot undo .*its neurons were applied with mode='remove'"):
+        unprune(model, plan)
+    other = plan_pruning(None, {0: [2]}, widths={0: 44, 1: 44})
+    with pytest.warns(UserWarning, match=r"no hf_txray mask.*mode='remove'.*stays pruned"):
+        unprune(model, other)
+    assert model.config.intermediate_size == 42 and torch.equal(forward(model, inputs), removed)
+
+
 def test_unprune_takes_an_equal_plan_and_a_masked_model_warns_when_saved(tmp_path):
     """Fresh helper 87: unprune(model, plan) matched plans by identity, so a plan reloaded from disk removed nothing,
     silently; save_pretrained of a masked model wrote the unpruned weights without a word."""

@@ -386,6 +386,23 @@ def masks_fingerprint(model: nn.Module) -> str | None:
     return hashlib.sha256("|".join(edits).encode()).hexdigest()[:16]
 
 
+def _removed(model: nn.Module, plan: PruningPlan) -> bool:
+    """Whether the model's config records every neuron of `plan` removed (or zeroed) with ``mode="remove"``: a plan
+    applied with ``apply_plan(model, plan, mode="remove")`` whatever its own mode. Only for a plan numbered as the
+    unpruned model (ranked on one), whose indices are the record's."""
+    record = pruning_record(model)
+    if record is None or plan.source.get("pruned", "unpruned") != "unpruned" or not plan.total:
+        return False
+    kept, zeroed = record.get("kept") or {}, record.get("zeroed") or {}
+    for layer, neurons in plan.neurons.items():
+        if str(layer) not in kept and str(layer) not in zeroed:
+            return False
+        left = set(int(i) for i in kept.get(str(layer), [])) - set(int(i) for i in zeroed.get(str(layer), []))
+        if set(int(i) for i in neurons) & left:
+            return False
+    return True
+
+
 def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> nn.Module:
     """Undo ``mode="mask"`` pruning: remove the masks of `plan` (or of every plan when None).
 
@@ -402,18 +419,21 @@ def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> n
         The model (the same object).
 
     Raises:
-        ModelError: `plan` is a ``mode="remove"`` plan that no active mask of the model comes from.
+        ModelError: `plan` is a ``mode="remove"`` plan (or one whose neurons the model's config records removed)
+            that no active mask of the model comes from.
     """
     active = active_masks(model)
     matched = [h for h in active if plan is None or h is plan or h.plan is plan
                or (isinstance(plan, PruningPlan) and h.plan is not None and h.plan == plan)]  # e.g. reloaded from disk
     # helper 263: unprune after mode="remove" returned without a word, and the model stayed pruned
-    if not matched and isinstance(plan, PruningPlan) and plan.mode == "remove":
+    # helper 265: a mode='mask' plan applied with apply_plan(model, plan, mode='remove') was 'undone' silently too
+    if not matched and isinstance(plan, PruningPlan) and (plan.mode == "remove" or _removed(model, plan)):
         raise ModelError(
-            f"unprune cannot undo {plan!r}: a mode='remove' plan slices the MLP weights in place (or zeroes them, "
-            "uneven='zero'), so nothing is left to restore. Reload the original model; to prune reversibly, apply the "
-            "plan with mode='mask' (hf_txray.pruning.apply_plan(model, plan, mode='mask')).")
-    if not matched and plan is None and pruning_record(model) is not None:
+            f"unprune cannot undo {plan!r}: {'it was' if plan.mode == 'remove' else 'its neurons were'} applied with "
+            "mode='remove', which slices the MLP weights in place (or zeroes them, uneven='zero'), so nothing is left "
+            "to restore. Reload the original model; to prune reversibly, apply the plan with mode='mask' "
+            "(hf_txray.pruning.apply_plan(model, plan, mode='mask')).")
+    if not matched and (plan is None or not active) and pruning_record(model) is not None:
         warnings.warn("unprune: the model holds no hf_txray mask, and its config records neurons removed with "
                       f"mode='remove' ({PRUNED_ATTRIBUTE}): they cannot be restored, so the model stays pruned. "
                       "Reload the original model to undo a removal.", UserWarning, stacklevel=2)
