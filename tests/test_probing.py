@@ -860,6 +860,18 @@ def test_mean_ablation_refuses_activations_that_averaged_no_token():
         pass
 
 
+def test_neuron_means_of_one_token_texts_on_a_decoder_name_the_skipped_first_position():
+    """Helper 265: on GPT-2 the means leave out the first position, so one-token texts average no token, and the error
+    said the texts "hold no token to average over", though each holds one: it names the skipped position now."""
+    from models import tiny
+
+    model, tokenizer = tiny("gpt2")
+    with pytest.raises(DatasetError, match="past the first position.*texts of two tokens or more"):
+        neuron_means(model, ["a", "b"], tokenizer, layers=[1])
+    bert, bert_tokenizer = tiny("bert")
+    assert neuron_means(bert, ["a", "b"], bert_tokenizer, layers=[1])[1].shape == (48,)
+
+
 def test_mean_ablation_sets_neuron_to_its_mean_and_lm_loss_curve():
     from transformers import GPT2Config, GPT2LMHeadModel
 

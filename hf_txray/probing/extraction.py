@@ -740,5 +740,11 @@ def neuron_means(
     means, num_tokens = _iterate(model, tokenizer, None, texts, sites, forward, "first", batch_size, limit, device,
                                  False, lambda plan, outputs: None)
     if num_tokens == 0:
-        raise DatasetError("texts hold no token to average over.")
+        from ..analyze import default_skip_first_positions
+
+        # helper 265: one-token texts on GPT-2 were said to hold no token, though each holds one (at the skipped position)
+        beyond = (" past the first position, which the means of a decoder-only LM leave out (its massive activations, "
+                  "as profiles skip it): take the means of texts of two tokens or more"
+                  if default_skip_first_positions(model) else "")
+        raise DatasetError(f"texts hold no token to average over{beyond}.")
     return {site.layer: means[i] for i, site in enumerate(sites)}
