@@ -274,6 +274,20 @@ def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weigh
     assert list(late.txray_profiles) == ["step-0"]
 
 
+def _trained_best_at_step_2(tmp_path, caplog, every: float) -> tuple[TXRayTrainer, list[str]]:
+    """A classifier trained 4 steps, evaluated and saved `every` steps (or that share of them), with snapshots every 3
+    steps and load_best_model_at_end, whose best checkpoint is step 2; with the load_best_model_at_end warnings."""
+    scores = iter([1.0, 0.0])  # step 2 is the best checkpoint
+    args = build_args(tmp_path, max_steps=4, txray_steps=3, eval_strategy="steps", eval_steps=every,
+                      save_strategy="steps", save_steps=every, load_best_model_at_end=True, metric_for_best_model="score")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                           compute_metrics=lambda p: {"score": next(scores, 0.0)})
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        trainer.train()
+    return trainer, [r.getMessage() for r in caplog.records if "load_best_model_at_end" in r.getMessage()]
+
+
 def test_snapshots_that_miss_the_checkpoints_load_best_model_at_end_may_load_are_warned_before_training(tmp_path,
                                                                                                     caplog):
     """Helper 259: with load_best_model_at_end, txray_steps=3 beside save_steps=2 left the best checkpoint (step 2)
@@ -281,15 +295,7 @@ def test_snapshots_that_miss_the_checkpoints_load_best_model_at_end_may_load_are
     the first step now, with the fix; aligned snapshots (or TX-Ray's own epochs beside epoch checkpoints) say nothing."""
     from hf_txray.trainer.arguments import best_checkpoint_gap
 
-    scores = iter([1.0, 0.0])  # step 2 is the best checkpoint
-    args = build_args(tmp_path, max_steps=4, txray_steps=3, eval_strategy="steps", eval_steps=2, save_strategy="steps",
-                      save_steps=2, load_best_model_at_end=True, metric_for_best_model="score")
-    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
-                           processing_class=bert_tokenizer(), txray_dataset=TEXTS,
-                           compute_metrics=lambda p: {"score": next(scores, 0.0)})
-    with caplog.at_level(logging.WARNING, logger="hf_txray"):
-        trainer.train()
-    warned = [r.getMessage() for r in caplog.records if "load_best_model_at_end" in r.getMessage()]
+    trainer, warned = _trained_best_at_step_2(tmp_path, caplog, every=2)
     assert warned == ["TX-Ray: load_best_model_at_end loads the best checkpoint's weights at the end of training, but "
                       "TX-Ray snapshots (txray_strategy='steps', txray_steps=3) are not taken at every checkpoint "
                       "(save_strategy='steps', save_steps=2): the trained model may match no snapshot. Set txray_steps "
@@ -325,15 +331,7 @@ def test_snapshots_that_miss_checkpoints_saved_at_a_ratio_of_the_steps_are_warne
 
     from hf_txray.trainer.arguments import best_checkpoint_gap
 
-    scores = iter([1.0, 0.0])  # step 2 is the best checkpoint
-    args = build_args(tmp_path, max_steps=4, txray_steps=3, eval_strategy="steps", eval_steps=0.5,
-                      save_strategy="steps", save_steps=0.5, load_best_model_at_end=True, metric_for_best_model="score")
-    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
-                           processing_class=bert_tokenizer(), txray_dataset=TEXTS,
-                           compute_metrics=lambda p: {"score": next(scores, 0.0)})
-    with caplog.at_level(logging.WARNING, logger="hf_txray"):
-        trainer.train()
-    warned = [r.getMessage() for r in caplog.records if "load_best_model_at_end" in r.getMessage()]
+    trainer, warned = _trained_best_at_step_2(tmp_path, caplog, every=0.5)
     assert len(warned) == 1 and "(save_strategy='steps', save_steps=0.5 (2 steps))" in warned[0], warned
     assert "txray_steps=2" in warned[0]
     assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
@@ -972,6 +970,17 @@ def test_push_to_hub_uploads_model_and_txray_dataset(tmp_path, hub):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
 
 
+def _trained_and_pushed(tmp_path, repo: str, max_steps: int) -> TXRayTrainer:
+    """A classifier trained `max_steps` steps with a snapshot every 3, pushed to the model repo `repo` at the end."""
+    args = build_args(tmp_path / "out", max_steps=max_steps, txray_steps=3, push_to_hub=True, hub_model_id=repo,
+                      hub_strategy="end")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    trainer.train()
+    trainer.push_to_hub()
+    return trainer
+
+
 def test_snapshots_pushed_with_the_model_load_from_the_model_repo(tmp_path, hub):
     """Helper 259: the model card sends users to `txray/profiles/<stage>/` with `hf_txray.Profile.from_pretrained`,
     but from_pretrained("user/model", subfolder="txray/profiles/step-6") looked for a *dataset* repo of that id and
@@ -980,12 +989,7 @@ def test_snapshots_pushed_with_the_model_load_from_the_model_repo(tmp_path, hub)
     from hf_txray import ArtifactNotFoundError, HubError, ProfileFormatError
 
     repo = f"{hub.username}/snapshots-cls"
-    args = build_args(tmp_path / "out", max_steps=6, txray_steps=3, push_to_hub=True, hub_model_id=repo,
-                      hub_strategy="end")
-    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
-                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
-    trainer.train()
-    trainer.push_to_hub()
+    trainer = _trained_and_pushed(tmp_path, repo, max_steps=6)
     assert "txray/profiles/step-6/txray_artifact.json" in hub.server.repo_files(repo, repo_type="model")
     for stage, profile in trainer.txray_profiles.items():
         assert_same_profile(Profile.from_pretrained(repo, subfolder=f"txray/profiles/{stage}"), profile)
@@ -1010,12 +1014,7 @@ def test_snapshots_in_a_model_repo_load_beside_a_dataset_repo_of_the_same_id(tmp
     from hf_txray import ArtifactNotFoundError
 
     repo = f"{hub.username}/snapshots-beside-results"
-    args = build_args(tmp_path / "out", max_steps=3, txray_steps=3, push_to_hub=True, hub_model_id=repo,
-                      hub_strategy="end")
-    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
-                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
-    trainer.train()
-    trainer.push_to_hub()
+    trainer = _trained_and_pushed(tmp_path, repo, max_steps=3)
     trainer.txray_profiles["step-0"].push_to_hub(repo)  # a dataset repo of the same id, its root a profile
     assert "txray/profiles/step-3/txray_artifact.json" not in hub.server.repo_files(repo, repo_type="dataset")
     assert_same_profile(Profile.from_pretrained(repo, subfolder="txray/profiles/step-3"),
