@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .artifact import check_save_target
-from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError
+from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatError, ReproducibilityError, TXRayError
 from .profile import BATCH_LIMITS, Profile
 from .provenance import (is_embedded, missing_provenance,  # noqa: F401  (hf_txray.reproduce.missing_provenance)
                          needs_texts_again)
@@ -276,20 +276,25 @@ def _model_argument(record: dict[str, Any], override: Any, token: Any, notes: li
     return model["id"], _resolve_pinned("model", model, token, notes)
 
 
-
 def _check_adapter_base(model: dict[str, Any], token: Any) -> None:
     """A PEFT adapter's base model as recorded: analyze reads the base at what it resolves to now (its main commit,
     or its folder's files), so a base that moved would give another model under the same adapter.
 
     Raises:
-        ModelError: the base now resolves to another commit or other files."""
+        ModelError: the base now resolves to another commit or other files, or cannot be read here."""
     base = model.get("base_model")
     if not base:
         return
     from .loading import resolve_model_source
 
     key = "commit" if base.get("kind") == "hub" else "content_hash"
-    now = getattr(resolve_model_source(base["id"], None, token), key)
+    try:
+        now = getattr(resolve_model_source(base["id"], None, token), key)
+    except TXRayError as err:  # a local base folder gone (or another machine's): say which model, and the way out
+        raise ModelError(f"The PEFT adapter {model['id']!r} was profiled on its base model {base['id']!r}, which "
+                         f"cannot be read here ({err}). Restore the base model where the adapter's "
+                         "adapter_config.json names it (base_model_name_or_path), or pass model=... with the adapted "
+                         "model loaded yourself.") from err
     if now != base.get(key):
         raise ModelError(f"The PEFT adapter {model['id']!r} was profiled on its base model {base['id']!r} at "
                          f"{key} {base.get(key)}, which now resolves to {now}: the adapted model would not be the "

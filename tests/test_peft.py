@@ -6,6 +6,7 @@ profiled stack would not add, is refused; removing neurons from a wrapped layer 
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -347,6 +348,10 @@ def test_reproducing_an_adapters_profile_checks_its_base_model(tmp_path):
     assert hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS).identical
     save_tiny_model(base_dir, seed=7)  # other weights in the base's folder
     with pytest.raises(ModelError, match="now resolves to"):
+        hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS)
+    shutil.rmtree(base_dir)  # a helper: a local base gone (another machine) was said as a bare missing path
+    with pytest.raises(ModelError, match=r"profiled on its base model .*cannot be read here \(The model path .* does "
+                                         r"not exist.*pass model=\.\.\. with the adapted model loaded yourself"):
         hf_txray.reproduce_profile(profile, dataset=SAMPLE_TEXTS)
 
 
