@@ -634,7 +634,9 @@ class Profile(Artifact):
         return self.activation_histogram.dense(self.num_rows).reshape(len(self.meta.layers), self.num_neurons, -1)
 
     def win_rate(self) -> np.ndarray:
-        """Credits / profiled positions per neuron, shape ``(layers, neurons)`` (0 when nothing was profiled)."""
+        """Credits / profiled positions per neuron, shape ``(layers, neurons)`` (0 when nothing was profiled). Of a
+        mixture-of-experts unit too: over every position, including those whose router did not choose its expert
+        (the positions routed to an expert are not counted per expert)."""
         positions = self.meta.num_positions
         return self.neuron_count / positions if positions else np.zeros_like(self.neuron_mass)
 
