@@ -1159,8 +1159,11 @@ def _check_before_command(parser: argparse.ArgumentParser, head: Sequence[str]) 
             parser.error("'--' before the command: write the command first (hf-txray analyze MODEL CORPUS ...); a "
                          "'--' goes after it, before values that start with a dash")
         if token.startswith("-") and token not in top:
-            parser.error(f"unknown option {token!r} before the command: only -h/--help and -V/--version go there; "
-                         "a command's options go after it (hf-txray COMMAND --help lists them)")
+            # a prefix of one (--vers) is refused too, as after a command (allow_abbrev=False): name the option
+            close = [o for o in top if o.startswith("--") and o.startswith(token)] if token.startswith("--") else []
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            parser.error(f"unknown option {token!r}{hint} before the command: only -h/--help and -V/--version go "
+                         "there; a command's options go after it (hf-txray COMMAND --help lists them)")
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
