@@ -603,7 +603,7 @@ def _read_other_texts(a: Profile, b: Profile) -> bool:
     False when that cannot be told."""
     hashes = [(p.meta.provenance or {}).get("runtime", {}).get("tokenizer_hash") for p in (a, b)]
     if not hashes[0] or hashes[0] != hashes[1] or credit_differences(a.meta, b.meta, grid=False) \
-            or a.meta.config.get("max_positions") is not None:
+            or any(p.meta.config.get("max_positions") is not None for p in (a, b)):
         return False
     if a.meta.num_positions != b.meta.num_positions:
         return True

@@ -93,15 +93,11 @@ def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, pref
     given = interval
     if not is_int(interval) and state is not None and is_int(getattr(state, f"{name}_steps", None)):
         interval = getattr(state, f"{name}_steps")  # a ratio, in steps once training begins (TrainerState)
-    if save == "epoch":
-        aligned = strategy == "epoch"
-    elif save == "steps":
-        if not is_int(interval) or (strategy == "steps" and interval % steps == 0):
-            return None  # a ratio of the total steps (float) without the Trainer's state: not known yet
-        aligned = False
-    else:
+    if save == "epoch" and strategy == "epoch":
         return None
-    if aligned:
+    if save == "steps" and (not is_int(interval) or (strategy == "steps" and interval % steps == 0)):
+        return None  # not is_int: a ratio of the total steps without the Trainer's state, not known yet
+    if save not in ("epoch", "steps"):
         return None
     said = f"{given} ({interval} steps)" if given != interval else f"{interval}"
     when = f"{name}_strategy={save!r}" + (f", {name}_steps={said}" if save == "steps" else "")
