@@ -28,11 +28,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/hf-txray demo --out results/demo
 
+# The suite runs on every core (pytest-xdist, at most 4 workers), one torch thread each: most tests drive tiny models,
+# whose cost is Python overhead that more threads do not share.
 # The Space's browser test drives Debian's chromium with Playwright (`playwright install` cannot download here).
 test: $(STAMP)
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
 		|| echo "!!! chromium could not be installed: tests/test_space.py::test_browser will be SKIPPED !!!"
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n auto --maxprocesses=4 --dist worksteal tests
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
