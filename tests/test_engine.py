@@ -543,6 +543,53 @@ def test_windows_match_the_brute_force_reference(kind, site, top_k, batch_size):
                    for key, want in expected.items()}
 
 
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+@pytest.mark.parametrize("stride", [0, STRIDE, MAX_LENGTH - 3])
+def test_windows_are_the_tokenizers_own_overflow_windows(kind, stride):
+    """An independent reference for the windows: transformers' own ``return_overflowing_tokens=True`` with `stride`
+    cuts the same windows (each after the first repeats `stride` tokens of left context, framed by the special
+    tokens), so crediting each token in the first window that holds it, top-1 and positive, must give the profile's
+    counts per neuron and its top examples (example id, token index in the whole text, character end); the texts
+    hold accents, CJK, emoji and whitespace runs, across window edges."""
+    model, tokenizer = tiny(kind)
+    texts = LONG + ["Café déjà vu — naïve résumé 東京 日本語 😀😀 emoji.   \n\n\t   lots    of     space  " * 3]
+    profile = analyze(kind, texts, max_length=MAX_LENGTH, stride=stride, skip_first_positions=0,
+                      max_examples_per_neuron=CAPACITY)
+    counts: dict[tuple[int, int], int] = {}
+    credited: dict[tuple[int, int], list[tuple[float, int, int, int]]] = {}
+    for example_id, text in enumerate(texts):
+        if not text.strip():
+            continue
+        whole = tokenizer(text, return_special_tokens_mask=True, return_offsets_mapping=True)
+        content = [i for i, special in enumerate(whole["special_tokens_mask"]) if not special]
+        windows = tokenizer(text, truncation=True, max_length=MAX_LENGTH, stride=stride,
+                            return_overflowing_tokens=True, return_special_tokens_mask=True)
+        room = sum(1 for special in windows["special_tokens_mask"][0] if not special)
+        for k, (ids, special) in enumerate(zip(windows["input_ids"], windows["special_tokens_mask"])):
+            acts = _keep_activations(model, ids, "mlp")
+            own = [position for position, s in enumerate(special) if not s]
+            for c, position in enumerate(own):
+                if k and c < stride:  # left context, credited in an earlier window
+                    continue
+                token = content[k * (room - stride) + c]
+                assert whole["input_ids"][token] == ids[position]
+                for layer in range(acts.shape[0]):
+                    neuron = int(acts[layer, position].argmax())
+                    value = float(acts[layer, position, neuron])
+                    if value > 0:
+                        counts[layer, neuron] = counts.get((layer, neuron), 0) + 1
+                        credited.setdefault((layer, neuron), []).append(
+                            (value, example_id, token, whole["offset_mapping"][token][1]))
+    got = {(layer, int(n)): int(profile.neuron_count[i][n]) for i, layer in enumerate(profile.layers)
+           for n in np.flatnonzero(profile.neuron_count[i])}
+    assert got == counts
+    for (layer, neuron), group in profile.examples.groupby(["layer", "neuron"]):
+        want = sorted(credited[layer, neuron], key=lambda c: -c[0])[:len(group)]
+        np.testing.assert_allclose(group.sort_values("rank")["activation"], [w[0] for w in want], rtol=1e-5)
+        got_places = set(zip(group["example_id"], group["token_index"], group["char_end"]))
+        assert got_places == {w[1:] for w in want}
+
+
 def test_skipped_first_positions_of_later_windows_are_never_credited():
     """skip_first_positions leaves out a model input's first positions (a decoder's attention sink): with windows,
     those of every window. GPT-2 puts no special token first, so a window after the first starts with `stride`
