@@ -513,7 +513,9 @@ class AnalyzeOptions(ProfilerConfig):
     checkpoint_dir: str | None = option(
         None, "Where to save resumable state every checkpoint_every batches (the CLI uses OUT/_checkpoint).",
         default_text="none: no checkpoints")
-    checkpoint_every: int = option(200, "Batches between saved states.")
+    checkpoint_every: int = option(
+        200, "Batches between saved states (at least: a save waits for the end of the bucket of texts in progress, "
+             "whose long texts may fill more batches).")
     resume: bool = option(
         False, "Continue from the state in checkpoint_dir without recounting (a stream resumes from its "
                "state_dict(), saved with the checkpoint); a checkpoint of another run, or a corrupt one, is refused.")
