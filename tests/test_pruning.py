@@ -23,6 +23,7 @@ from hf_txray.evaluation import evaluate_pruning, load_metric, summarize
 from hf_txray.metrics_offline import OFFLINE_METRICS, metric_path
 from hf_txray.profile import FeatureTable, ProfileMeta
 from hf_txray.pruning import apply_plan, masked, plan_pruning
+from hf_txray.pruning.apply import check_applicable
 from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -563,6 +564,32 @@ def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_p
     reloaded = type(model).from_pretrained(tmp_path / "pruned").eval()
     assert hf_txray.pruning.find_sites(reloaded, "mlp")[0].width == width - 4
     assert torch.allclose(forward(reloaded, inputs), expected, atol=1e-5, rtol=0)
+
+
+def test_remove_refuses_a_norm_over_the_units_before_slicing():
+    """Helper 267: BitNet's MLP normalises its units (ffn_sub_norm, an RMSNorm as wide as the MLP) before the down
+    projection. mode='remove' sliced the projections, left the norm 44 wide, and returned a model whose every forward
+    failed ('size of tensor a (44) must match ... (41)'), the user's model broken in place; and a norm over fewer
+    units scales the others otherwise, so no slicing computes what masking does. Refused before any weight changes;
+    masking works."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.BitNetConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=1, intermediate_size=44,
+                             max_position_embeddings=64)
+    model, inputs = tf.BitNetModel(config).eval(), encode("llama")
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    with pytest.raises(ModelError, match=r"'layers\.0\.mlp\.ffn_sub_norm\.weight'.*44.*mode='mask'"):
+        prune(model, None, {0: [1, 5], 1: [0, 2]}, mode="remove")
+    plan = plan_pruning(None, "random", 2, seed=0, widths={0: 44, 1: 44})
+    with pytest.raises(ModelError, match="ffn_sub_norm"):  # evaluate_pruning's check of every plan before any
+        check_applicable(model, plan, mode="remove")
+    assert model.config.intermediate_size == 44 and all(
+        torch.equal(p, before[name]) for name, p in model.named_parameters())
+    with masked(model, {0: [1, 5], 1: [0, 2]}):
+        masked_output = forward(model, inputs)
+    assert not torch.allclose(masked_output, forward(model, inputs))
 
 
 def test_remove_classifier_reloads_with_its_head(tmp_path):

@@ -66,6 +66,22 @@ def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple
     return found
 
 
+def _per_unit_parameter(model: nn.Module, site: Site, ups: list[tuple[str, nn.Module, int]]) -> str | None:
+    """A parameter of the MLP holding the down projection, other than the projections' own, that is as long as the
+    MLP is wide (BitNet's ``ffn_sub_norm``, an RMSNorm over the units before the down projection; the NormFormer
+    ``ffn_layernorm`` of Kosmos-2's text model): slicing the projections would leave it at the old width. Returns its
+    qualified name, or None. Attention is never looked into."""
+    parent_name = site.name.rpartition(".")[0]
+    sliced = {id(site.module)} | {id(module) for _, module, _ in ups}
+    for name, module in model.get_submodule(parent_name).named_modules():
+        if id(module) in sliced or any(token in part.lower() for part in name.split(".") for token in _ATTENTION_NAMES):
+            continue
+        for parameter_name, parameter in module.named_parameters(recurse=False):
+            if site.width in parameter.shape:
+                return ".".join(part for part in (parent_name, name, parameter_name) if part)
+    return None
+
+
 def _intermediate_attribute(config: Any, width: int) -> str:
     # a model mixing dense and MoE blocks states its dense blocks' width apart (Llama 4's intermediate_size_mlp),
     # and only dense blocks are removed from: that attribute first, even where intermediate_size happens to be equal
@@ -233,6 +249,15 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
             "back without a word. Merge the adapter first (model = model.merge_and_unload()), or use mode='mask' "
             "(CLI: --mode mask), whose logits are the same.")
     for layer, found in ups.items():
+        per_unit = _per_unit_parameter(model, sites[layer], found)
+        if per_unit is not None:  # BitNet's ffn_sub_norm: remove sliced the projections, then every forward failed
+            raise ModelError(
+                f"mode='remove' cannot remove neurons of {type(model).__name__}: {per_unit!r} holds one value per MLP "
+                f"unit ({sites[layer].width}) between the units and the down projection (a normalisation over the "
+                "units, as BitNet's ffn_sub_norm), which slicing the projections does not cut; and a normalisation "
+                "over fewer units would scale the others otherwise, so the smaller model would not compute what "
+                "the masked one does. Use mode='mask' (CLI: --mode mask), which zeroes the units where they are "
+                "profiled, after that normalisation.")
         if not found:
             raise ModelError(
                 f"Could not find the projection(s) producing the MLP neurons of layer {layer} (linear layers of the "
