@@ -539,10 +539,11 @@ def test_a_plan_ranked_on_a_removed_model_is_refused_on_one_pruned_otherwise(tmp
     apply_plan(copy.deepcopy(model), unpruned_plan, mode="remove")
 
 
-@pytest.mark.parametrize("family", ["phi3", "distilbert"])
+@pytest.mark.parametrize("family", ["phi3", "distilbert", "modernbert"])
 def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_path):
     """Helper 97: Phi-3's fused gate_up_proj ([gate; up], 2 x width outputs) was not recognised, and DistilBERT's
-    width attribute (hidden_dim) was not among those remove knows, so both were refused with a generic message."""
+    width attribute (hidden_dim) was not among those remove knows, so both were refused with a generic message.
+    Helper 267: ModernBERT's fused ``Wi`` ([input; gate]) likewise ("Could not find the projection(s)")."""
     import transformers as tf
 
     torch.manual_seed(0)
@@ -551,6 +552,11 @@ def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_p
                                num_attention_heads=2, num_key_value_heads=1, intermediate_size=44,
                                max_position_embeddings=64, pad_token_id=0)
         model, inputs, width = tf.Phi3Model(config).eval(), encode("llama"), 44
+    elif family == "modernbert":
+        config = tf.ModernBertConfig(vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=48, max_position_embeddings=64,
+                                     local_attention=4, global_attn_every_n_layers=2, pad_token_id=0)
+        model, inputs, width = tf.ModernBertModel(config).eval(), encode("bert"), 48
     else:
         config = tf.DistilBertConfig(vocab_size=bert_tokenizer().vocab_size, dim=32, hidden_dim=48, n_layers=2,
                                      n_heads=2, max_position_embeddings=64)
