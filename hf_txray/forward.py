@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import ModelError
 from .logging import get_logger
-from .sites import Site, resolve_stack, text_model, unwrap_peft
+from .sites import Site, check_unchunked, resolve_stack, text_model, unwrap_peft
 
 logger = get_logger(__name__)
 
@@ -262,6 +262,7 @@ class StackForward:
 
     def __init__(self, model: nn.Module, stack: str | None, sites: list[Site]):
         check_no_virtual_tokens(model)
+        check_unchunked(model, sites)
         self.model = model
         self.stack, root = resolve_stack(model, stack)
         if self.stack is not None:

@@ -953,6 +953,30 @@ def block_indices(layers: str | int | Sequence[int], count: int, hooked: str | N
     return sorted({int(index) % count for index in wanted})
 
 
+def check_unchunked(model: nn.Module, sites: Sequence[Site]) -> None:
+    """Refuse reading sites inside a block that runs its feed-forward part in chunks of positions
+    (``chunk_size_feed_forward`` > 0, which BERT-style layers copy from the config when built): the MLP then runs once
+    per chunk, so its modules see a few positions per call, not the input's grid (a block's own output, the
+    residual site, is whole). Chunking saves memory and changes no result; masking works through it.
+
+    Raises:
+        ModelError: naming the chunking module, its chunk size and how to turn it off; before any forward pass.
+    """
+    chunked = [(name, size) for name, module in model.named_modules()
+               if isinstance(size := getattr(module, "chunk_size_feed_forward", 0), int) and size > 0]
+    for site in sites:
+        for name, size in chunked:
+            if site.name.startswith(f"{name}." if name else ""):
+                raise ModelError(
+                    f"{site.name!r} lies in {name or type(model).__name__!r}, which runs its feed-forward part in "
+                    f"chunks of {size} positions (chunk_size_feed_forward={size}): that module sees {size} positions "
+                    "per call, several calls per forward pass, so its activations cannot be read per input position. "
+                    "Chunking saves memory and changes no result: turn it off, by loading with "
+                    "from_pretrained(..., chunk_size_feed_forward=0), or by setting chunk_size_feed_forward = 0 on "
+                    "every module of the loaded model that has it (each layer copied the config's value when built). "
+                    "site='residual', the blocks' outputs, is read whole.")
+
+
 def check_hooked_rows(name: str, shape: Sequence[int], grid: tuple[int, int]) -> None:
     """Refuse activations that do not hold one row per input position, batch-major: a model that shortens the
     sequence inside its stack (CANINE's downsampling, Funnel's pooling) or runs it sequence-first (XLNet, FSMT) would

@@ -896,6 +896,28 @@ def test_a_model_that_shortens_the_sequence_is_refused_at_its_first_batch():
         hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
 
 
+def test_a_feed_forward_run_in_chunks_is_refused_naming_the_chunking_and_its_fix():
+    """Helper 267: a BERT with chunk_size_feed_forward=1 (a memory saving; masking works through it) calls its down
+    projection once per position, so the MLP site got 1 row per call and was refused as a model that "changes the
+    number of positions inside its layers (downsampling, pooling ... CANINE or Funnel)", naming no fix; with 16 the
+    one-text probe failed inside transformers. The block's output (site='residual') is whole and profiles as without
+    chunking; turning chunking off profiles the MLP as the unchunked model does."""
+    from models import assert_same_credit, tiny_bert
+
+    options = dict(tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+    for size in (1, 16):
+        with pytest.raises(ModelError, match=rf"'encoder\.layer\.0\.output\.dense' lies in 'encoder\.layer\.0', "
+                                             rf"which runs .* chunks of {size} positions.*chunk_size_feed_forward=0"):
+            hf_txray.analyze(tiny_bert(chunk_size_feed_forward=size), TEXTS, **options)
+    chunked = tiny_bert(chunk_size_feed_forward=1)
+    assert_same_credit(hf_txray.analyze(chunked, TEXTS, site="residual", **options),
+                       hf_txray.analyze(tiny_bert(), TEXTS, site="residual", **options))
+    for module in chunked.modules():
+        if hasattr(module, "chunk_size_feed_forward"):
+            module.chunk_size_feed_forward = 0
+    assert_same_credit(hf_txray.analyze(chunked, TEXTS, **options), hf_txray.analyze(tiny_bert(), TEXTS, **options))
+
+
 def test_a_site_whose_module_is_never_called_is_refused_with_the_reason():
     """Bloom's slow_but_exact path slices the down projection's weights without calling it: nothing to read there."""
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ from ..forward import check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..options import is_int
-from ..sites import Site, check_hooked_rows, find_sites, is_encoder_decoder, require_dense
+from ..sites import Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, require_dense
 from ..tokenizing import keeping_first_tokens
 
 METHODS = ("integrated_gradients", "conductance")
@@ -107,6 +107,7 @@ def _site(model: Any, layer: int, site: str, module_pattern: str | None) -> Site
         raise ConfigurationError(f"layer must be an int, got {layer!r}.")
     chosen = find_sites(model, site, module_pattern, layers=int(layer))[0]
     require_dense([chosen], "Attribution")
+    check_unchunked(model, [chosen])
     return chosen
 
 
