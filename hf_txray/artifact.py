@@ -346,7 +346,10 @@ class Artifact:
             folder = folder / inside
             # messages name the subfolder: the local path itself, or the repo id followed by it
             source = folder if local else f"{dir_or_repo_id}/{inside.as_posix()}"
-        with naming_the_source(source, folder, revision, token, repo_type or "dataset"):
+        # a loader the message suggests is called as this one was: the repo id, revision and subfolder
+        call = ", ".join([repr(str(dir_or_repo_id))] + [f"{key}={value!r}" for key, value in (
+            ("revision", revision), ("subfolder", inside.as_posix() if inside else None)) if value])
+        with naming_the_source(source, folder, revision, token, repo_type or "dataset", call_args=call):
             cls.check_header(folder)
             return cls._from_pretrained(folder)
 

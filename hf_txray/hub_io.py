@@ -334,18 +334,24 @@ def source_name(name_or_path: str | os.PathLike, folder: Path, revision: str | N
 
 @contextlib.contextmanager
 def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: str | None = None,
-                      token: str | bool | None = None, repo_type: str = "dataset") -> Iterator[None]:
+                      token: str | bool | None = None, repo_type: str = "dataset",
+                      call_args: str | None = None) -> Iterator[None]:
     """Re-raise a :class:`ProfileFormatError` about the downloaded snapshot `folder` naming the repo id and revision
     instead of the snapshot's path in the local cache (which tells a user nothing about what they asked for), and
-    the repo's other branches when its default one was read (`token`: the one the download used)."""
+    the repo's other branches when its default one was read (`token`: the one the download used). A call that the
+    message suggests, ``from_pretrained('<folder>')``, is given `call_args` instead (the repo id, revision and
+    subfolder as a user types them), not the words that name the source."""
     try:
         yield
     except ProfileFormatError as err:
         name = source_name(name_or_path, folder, revision, repo_type)
         if name == str(folder) or str(folder) not in str(err):
             raise
+        text = str(err)
+        if call_args is not None:
+            text = text.replace(f"from_pretrained({str(folder)!r})", f"from_pretrained({call_args})")
         hint = "" if revision else _other_branches_hint(str(name_or_path), token, repo_type)
-        raise type(err)(str(err).replace(str(folder), name) + hint) from None
+        raise type(err)(text.replace(str(folder), name) + hint) from None
 
 
 def _other_branches_hint(repo_id: str, token: str | bool | None = None, repo_type: str = "dataset") -> str:

@@ -504,6 +504,26 @@ def test_wrong_artifact_on_the_hub_names_the_repo_not_the_cache(hub, tmp_path):
     assert f"the Hub dataset '{hub.username}/a-plan'" in str(err.value) and "snapshots" not in str(err.value)
 
 
+def test_wrong_artifact_on_the_hub_suggests_a_loader_call_that_runs(hub, tmp_path):
+    """Helper 268: the suggested loader took the words naming the repo as its argument,
+    ``PruningPlan.from_pretrained('the Hub dataset 'me/plan' at revision 'dev'')``: it names the repo id, revision
+    and subfolder as they were passed, and the call it suggests loads the artifact."""
+    plan, repo_id = build("pruning_plan"), f"{hub.username}/plan-268"
+    plan.push_to_hub(repo_id, revision="dev")
+    plan.save_pretrained(tmp_path / "plan")
+    hub.api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=tmp_path / "plan",
+                          path_in_repo="runs/plan", revision="dev")
+    for kwargs, call in (({"revision": "dev"}, f"from_pretrained({repo_id!r}, revision='dev')"),
+                         ({"revision": "dev", "subfolder": "runs/plan"},
+                          f"from_pretrained({repo_id!r}, revision='dev', subfolder='runs/plan')")):
+        with pytest.raises(ProfileFormatError) as err:
+            Profile.from_pretrained(repo_id, cache_dir=tmp_path / "cache", **kwargs)
+        message = str(err.value)
+        assert f"load it with hf_txray.PruningPlan.{call}." in message, message
+        assert "from_pretrained('the Hub" not in message
+        assert PruningPlan.from_pretrained(repo_id, cache_dir=tmp_path / "cache", **kwargs) == plan
+
+
 def test_hub_errors_name_the_fix_and_never_the_token(hub, tmp_path, monkeypatch):
     profile = build("profile")
     with pytest.raises(ConfigurationError, match="Invalid Hub repo id"):
