@@ -357,6 +357,17 @@ def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: s
 def _other_branches_hint(repo_id: str, token: str | bool | None = None, repo_type: str = "dataset") -> str:
     """`` It was read at its default branch; the repo also has the branch(es) ...`` for a Hub repo with other
     branches (what was pushed to one of them is not on the default branch), else an empty string."""
+    others = other_branches(repo_id, token, repo_type)
+    if not others:
+        return ""
+    return (f" It was read at its default branch; the repo also has the branch(es) {', '.join(map(repr, others))}: "
+            f"pass revision='{others[0]}' (--revision) to read one.")
+
+
+def other_branches(repo_id: str, token: str | bool | None = None, repo_type: str = "dataset") -> list[str]:
+    """The branches of the Hub repo `repo_id` that point at another commit than its default branch (where results
+    pushed with ``revision=`` are), for a message about a default branch that lacks them; empty when the repo cannot
+    be listed (a hint only: the error it goes into stands)."""
     from huggingface_hub import HfApi
 
     try:
@@ -364,12 +375,8 @@ def _other_branches_hint(repo_id: str, token: str | bool | None = None, repo_typ
         refs, default = (api.list_repo_refs(repo_id, repo_type=repo_type),
                          api.repo_info(repo_id, repo_type=repo_type).sha)
     except Exception:  # a hint only: the error itself stands
-        return ""
-    others = [b.name for b in refs.branches if b.target_commit != default]
-    if not others:
-        return ""
-    return (f" It was read at its default branch; the repo also has the branch(es) {', '.join(map(repr, others))}: "
-            f"pass revision='{others[0]}' (--revision) to read one.")
+        return []
+    return [b.name for b in refs.branches if b.target_commit != default]
 
 
 _MARKED_SECTION = re.compile(r"<!-- hf_txray:([\w-]+):start -->.*?<!-- hf_txray:\1:end -->", re.DOTALL)

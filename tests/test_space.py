@@ -1239,6 +1239,26 @@ def test_a_repo_opens_at_a_revision(app, hub, results, monkeypatch, tmp_path):  
         viewer.open_results(f"{folder}@exp")
 
 
+def test_results_pushed_only_to_a_branch_are_named_when_the_default_one_is_opened(app, hub, results,  # noqa: F811
+                                                                                     monkeypatch):
+    """Helper 268: results pushed only to a branch (the default one holding none) opened as "is not an hf_txray
+    results dataset: it has no meta/ config (push results with hf_txray.push_to_hub)", dropping the branch that
+    hf_txray.load names: the viewer says which branch holds them, in its owner/name@revision form."""
+    repo_id = "test-user/only-on-a-branch"
+    hf_txray.hub.push_folder(results[3], repo_id, revision="exp")
+    monkeypatch.delenv("TXRAY_REPO", raising=False)
+    with pytest.raises(ProfileFormatError) as err:
+        viewer.open_results(repo_id)
+    message = str(err.value)
+    assert f"The Hub dataset {repo_id!r} is not an hf_txray results dataset" in message
+    assert f"its other branch(es) 'exp' may hold them: open {repo_id}@exp." in message, message
+    assert app.open_results(f"{repo_id}@exp")[1].startswith(f"Opened {repo_id}@exp: 2 profile(s), 1 report(s)")
+    with pytest.raises(ProfileFormatError) as err:  # at a revision: no other branch is named
+        viewer.open_results(f"{repo_id}@main")
+    assert f"The Hub dataset {repo_id!r} at 'main' is not an hf_txray results dataset" in str(err.value)
+    assert "other branch" not in str(err.value)
+
+
 def test_a_repo_opens_from_its_hub_address(app, hub, results, monkeypatch, tmp_path):  # noqa: F811
     """Helper 250: a dataset's URL pasted from the browser (or its hf:// path) was split at its ":" into sources and
     refused as "No folder 'https' here"; it opens the repo it names now (at the revision of /tree/REV or @REV), on a

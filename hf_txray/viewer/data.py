@@ -348,6 +348,7 @@ def split_revision(part: str) -> tuple[str, str | None]:
 def _load_one(source: str) -> tuple[dict, dict]:
     """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on."""
     from ..hub import load
+    from ..hub_io import other_branches
 
     source, revision = split_revision(source)
     path = Path(source).expanduser()
@@ -363,8 +364,12 @@ def _load_one(source: str) -> tuple[dict, dict]:
         return load(source, revision=revision)
     except ProfileFormatError as err:
         if "no meta" in str(err):
-            raise ProfileFormatError(f"The Hub dataset {source!r} is not an hf_txray results dataset: it has no "
-                                     "meta/ config (push results with hf_txray.push_to_hub).") from None
+            # results pushed to a branch (push_to_hub(..., revision="exp")) are not on the default one: say where
+            at, branches = f" at {revision!r}" if revision else "", [] if revision else other_branches(source)
+            where = (f"; its other branch(es) {', '.join(map(repr, branches))} may hold them: open "
+                     f"{source}{REVISION_SEPARATOR}{branches[0]}" if branches else "")
+            raise ProfileFormatError(f"The Hub dataset {source!r}{at} is not an hf_txray results dataset: it has no "
+                                     f"meta/ config (push results with hf_txray.push_to_hub){where}.") from None
         raise ProfileFormatError(f"The Hub dataset {source!r} holds incomplete hf_txray results: {err}") from None
 
 
