@@ -21,9 +21,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
 
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError, TXRayError
-from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_repo_id, full_repo_id, locate_or_download,
-                     naming_the_source, refuse_probing_into_other_models, refuse_probing_of_other_models,
-                     remote_models, resolve_token, upload_folder)
+from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_repo_id, full_repo_id,
+                     locate_or_download, naming_the_source, refuse_probing_into_other_models,
+                     refuse_probing_of_other_models, remote_models, resolve_token, upload_folder)
 from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
 from .version import __version__
 
@@ -420,6 +420,7 @@ class Artifact:
             HubError: no token, or the upload failed.
         """
         check_repo_id(repo_id)
+        check_branch(revision)
         token = resolve_token(token)
         # a pull request against a branch (revision) is merged into it: the card names that branch
         card = {"repo_id": full_repo_id(repo_id, token), "revision": revision} if self.card_names_repo else {}

@@ -22,8 +22,8 @@ from .artifact import HEADER_FILE, saved_artifacts
 from .card import missing_profiles
 from .errors import ConfigurationError
 from .export import collect, read_folder, save_to_disk
-from .hub_io import (carry_remote_card, check_repo_id, full_repo_id, local_or_download, naming_the_source,
-                     refuse_probing_of_other_models, resolve_token, upload_folder)
+from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_id, local_or_download,
+                     naming_the_source, refuse_probing_of_other_models, resolve_token, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .version import __version__
@@ -104,6 +104,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         ```
     """
     folder, repo_id = Path(folder), check_repo_id(repo_id)
+    check_branch(revision)
     if not is_export_folder(folder):
         raise ConfigurationError(f"{folder} is not an hf_txray export folder (README.md and meta/*.parquet); write "
                                  "one with hf_txray.save_to_disk or push profiles with hf_txray.push_to_hub.")
@@ -200,6 +201,7 @@ def push_to_hub(
         ```
     """
     check_repo_id(repo_id)
+    check_branch(revision)
     by_stage, by_name = collect(profiles, reports)
     token = resolve_token(token)
     for name, absent in missing_profiles(by_stage, by_name).items():

@@ -41,6 +41,26 @@ def check_repo_id(repo_id: Any) -> str:
     return repo_id
 
 
+# What git (and so the Hub) refuses in a branch name (`git check-ref-format`): whitespace and control characters,
+# ~ ^ : ? * [ \, "..", "@{", an empty part ("//", a leading or trailing "/"), a part starting with "." or ending
+# with ".lock", a trailing ".", a leading "-", and "@" alone
+_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|(?:^|/)\.|\.lock(?:/|$)|\.$|^-|^@$")
+
+
+def check_branch(revision: Any) -> str | None:
+    """Raise :class:`ConfigurationError` unless `revision` (the branch a push commits to) is None or a branch name
+    git accepts: an empty or blank one, or one with a space, was sent as it is and failed after the export (an empty
+    one as a 404 of the branch route), or made a branch no git client can fetch."""
+    if revision is None:
+        return None
+    if not isinstance(revision, str) or not revision or _BAD_BRANCH.search(revision):
+        raise ConfigurationError(
+            f"Invalid branch {revision!r} to push to (revision, --revision): a branch name is not empty and holds no "
+            "spaces, control characters, '~^:?*[\\', '..' or '@{', nor an empty, '.'-led or '.lock' part, e.g. "
+            "'exp' or 'results/v2'; leave it out to push to the default branch. Nothing was uploaded.")
+    return revision
+
+
 def resolve_token(token: str | None = None) -> str:
     """The token to use: `token`, else ``HF_TOKEN``, else the saved login (``hf auth login``).
 
@@ -699,6 +719,7 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
     """
     from huggingface_hub import HfApi
 
+    check_branch(revision)
     api = HfApi(token=token)
     try:
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id

@@ -1006,6 +1006,31 @@ def test_a_push_to_a_revision_that_is_a_tag_is_refused_before_the_upload(results
     assert list(hf_txray.load(repo_id, revision="v1-results").profiles) == [b.stage]
 
 
+def test_a_push_to_an_invalid_branch_name_is_refused_before_anything_is_written(results, hub, tmp_path):
+    """Helper 268: `hf-txray push REPO DIR --revision ""` exported the folder and then failed on a 404 of the branch
+    route; --revision "a b" (or " ") made a branch of that name, which git refuses. Every push refuses a branch name
+    git would not take, before the export, the repo or the branch is created; a valid one still pushes."""
+    a, b, report = results
+    repo_id = f"{hub.username}/branch-names"
+    a.save_pretrained(tmp_path / "runs" / "a")
+    export = hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False)
+    for bad in ("", " ", "a b", "x..y", "a:b", ".hidden", "x.lock", "a//b", "dev/"):
+        for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision=bad,
+                                                  local_dir=tmp_path / "push"),
+                     lambda: a.push_to_hub(repo_id, revision=bad),
+                     lambda: report.push_to_hub(repo_id, revision=bad, create_pr=True),
+                     lambda: hf_txray.hub.push_folder(export, repo_id, revision=bad)):
+            with pytest.raises(ConfigurationError, match=re.escape(f"Invalid branch {bad!r} to push to")):
+                push()
+        assert cli_main(["push", repo_id, str(tmp_path / "runs"), "--revision", bad]) == 2
+    assert not (tmp_path / "push").exists()
+    with pytest.raises(RepositoryNotFoundError):  # nothing was created
+        hub.api.repo_info(repo_id, repo_type="dataset")
+    for good in ("exp", "results/v2"):
+        assert cli_main(["push", repo_id, str(tmp_path / "runs"), "--revision", good]) == 0
+        assert list(hf_txray.load(repo_id, revision=good).profiles) == [a.stage]
+
+
 def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
     """An expired or mistyped token (HF_TOKEN here) makes the Hub answer 401 even for a public repo: the error said
     'a private repo needs token=... or HF_TOKEN', the opposite of the fix. It says the token was refused, how to renew
