@@ -748,6 +748,36 @@ def test_view_opens_profile_and_report_folders(results, tmp_path, monkeypatch):
     assert launched["server_port"] == 7998
 
 
+def test_view_refuses_a_saved_profile_or_report_it_cannot_read_rather_than_leaving_it_out(results, tmp_path):
+    """Helper 268: a folder holding profile and report folders (what analyze, compare and the Trainer write) in which
+    one saved profile could not be read (a table deleted, a damaged header, the format before the artifact contract)
+    opened as "1 profile(s), 1 report(s)": that stage was left out without a word (`hf-txray export` of the same
+    folder refuses it). It is refused now, naming the folder and why; folders of other artifacts are still skipped."""
+    import shutil
+
+    a, b, report, _ = results
+    run = tmp_path / "run"
+    a.save_pretrained(run / "a")
+    b.save_pretrained(run / "b")
+    report.save_pretrained(run / "report")
+    hf_txray.pruning.plan_pruning(report, "lost", 1, allow_fewer=True).save_pretrained(run / "plan")
+    (run / "notes").mkdir()
+    assert sorted(viewer.open_results(str(run), reload=True).profiles) == ["finetuned", "pretrained"]
+    for damage, said in ((lambda: shutil.rmtree(run / "b" / "distributions"), "lacks neuron_cards/ or distributions/"),
+                         (lambda: (run / "b" / "txray_artifact.json").write_text("{trunc"), "is damaged"),
+                         (lambda: (shutil.rmtree(run / "b"), (run / "b").mkdir(),
+                                   (run / "b" / "txray_profile.json").write_text("{}")), "before the artifact contract")):
+        damage()
+        with pytest.raises(ProfileFormatError) as err:
+            viewer.open_results(str(run), reload=True)
+        assert f"{run / 'b'} (under {run}) holds a saved" in str(err.value) and said in str(err.value), str(err.value)
+        shutil.rmtree(run / "b")
+        b.save_pretrained(run / "b")
+    shutil.rmtree(run / "report" / "transfer_reports")
+    with pytest.raises(ProfileFormatError, match="holds a saved transfer report that cannot be read"):
+        viewer.open_results(str(run), reload=True)
+
+
 def test_view_refuses_a_report_beside_a_profile_it_was_not_computed_from(results, tmp_path):
     """A stage profiled again after its report was made: opened together (folders, or one folder holding them), the
     report's Hellinger distances and counts would sit beside the new profile's stats and distributions (the neuron

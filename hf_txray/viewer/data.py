@@ -277,7 +277,10 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
 
     Raises:
         ConfigurationError: two profiles of the same stage, or two reports of the same stage pair.
+        ProfileFormatError: a profile or report saved there cannot be read (damaged, of an older or newer format):
+            skipped, its stage was missing from the viewer without a word.
     """
+    from ..artifact import LEGACY_MARKERS, read_header
     from ..profile import Profile
     from ..report import TransferReport
 
@@ -287,18 +290,28 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
     for _ in range(depth + 1):
         seen += level
         level = [d for f in level for d in sorted(f.iterdir()) if d.is_dir() and not d.name.startswith((".", "_"))]
+    classes = {"profile": Profile, "transfer_report": TransferReport, "transfer report": TransferReport}
     for folder in seen:
-        for kind, store in ((Profile, profiles), (TransferReport, reports)):
-            try:
-                artifact = kind.from_pretrained(folder)
-            except (TXRayError, OSError, ValueError, KeyError, TypeError):  # not an artifact of this kind
-                continue
-            name = artifact.stage if kind is Profile else artifact.name
-            if name in store:
-                raise ConfigurationError(f"Two {'profiles of stage' if kind is Profile else 'reports'} {name!r} "
-                                         f"under {path}: open the folders one by one.")
-            store[name] = artifact
-            break
+        header = read_header(folder)
+        legacy = [LEGACY_MARKERS[m] for m in LEGACY_MARKERS if (folder / m).is_file()]
+        kind = classes.get((header or {}).get("artifact") or (legacy[0] if legacy and header is None else ""))
+        if kind is None and (header or {}).get("damaged") and (folder / "meta").is_dir():
+            kind = Profile  # a header that cannot be read, over the tables of a profile or report: said as damaged
+        if kind is None:  # another artifact (a pruning plan, a probe), a results folder, or any other folder
+            continue
+        try:
+            artifact = kind.from_pretrained(folder)
+        except TXRayError as err:
+            what = ("artifact" if (header or {}).get("damaged")
+                    else "profile" if kind is Profile else "transfer report")
+            raise ProfileFormatError(f"{folder} (under {path}) holds a saved {what} that cannot be read, so it would "
+                                     f"be missing from the viewer: {err}") from None
+        store = profiles if kind is Profile else reports
+        name = artifact.stage if kind is Profile else artifact.name
+        if name in store:
+            raise ConfigurationError(f"Two {'profiles of stage' if kind is Profile else 'reports'} {name!r} "
+                                     f"under {path}: open the folders one by one.")
+        store[name] = artifact
     return profiles, reports
 
 
