@@ -106,8 +106,17 @@ def card_data(models: list[str], row_counts: Mapping[str, int], *, license: str 
     )
 
 
+def hub_page(path: str) -> str:
+    """The address of `path` (``owner/name``, ``datasets/owner/name/tree/REV``) on the Hub that huggingface_hub talks
+    to (``HF_ENDPOINT``, https://huggingface.co by default): where the repos and commits that a profile pins were
+    read, so the card's links resolve there (to huggingface.co, a commit read from another endpoint was a 404)."""
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT.rstrip('/')}/{path}"
+
+
 def _model_link(model_id: str) -> str:
-    return f"[{model_id}](https://huggingface.co/{model_id})" if hub_model_id(model_id) else public_label(model_id)
+    return f"[{model_id}]({hub_page(model_id)})" if hub_model_id(model_id) else public_label(model_id)
 
 
 def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
@@ -250,7 +259,7 @@ def _source_cell(source: Mapping[str, Any], repo_type: str) -> str:
         extra = (f" config {code_span(source.get('config'))}, split {code_span(source.get('split'))}"
                  if repo_type == "dataset" else "")
         revision = commit or "main"
-        return f"[{name}@{revision[:12]}](https://huggingface.co/{prefix}{name}/tree/{revision}){extra}"
+        return f"[{name}@{revision[:12]}]({hub_page(f'{prefix}{name}/tree/{revision}')}){extra}"
     digest = source.get("content_hash") or source.get("texts_hash") or "no hash"
     if not name:
         where = "a model object without name_or_path" if repo_type == "model" else "texts passed in memory"
@@ -497,4 +506,4 @@ def space_card(template: str, datasets: Sequence[str], title: str | None = None,
 def results_dataset_note(repo_id: str) -> str:
     """The sentence a model card gives to the TX-Ray results dataset pushed beside the model."""
     return (f"The neuron preference cards and transfer reports are also a dataset: "
-            f"[`{repo_id}`](https://huggingface.co/datasets/{repo_id}) (`hf_txray.load(\"{repo_id}\")`).\n")
+            f"[`{repo_id}`]({hub_page(f'datasets/{repo_id}')}) (`hf_txray.load(\"{repo_id}\")`).\n")

@@ -1031,6 +1031,25 @@ def test_a_push_to_an_invalid_branch_name_is_refused_before_anything_is_written(
         assert list(hf_txray.load(repo_id, revision=good).profiles) == [a.stage]
 
 
+def test_card_links_go_to_the_hub_in_use(results, tmp_path, monkeypatch):
+    """Helper 268: the card's links were always to https://huggingface.co, also for results read from and pushed to
+    another Hub (HF_ENDPOINT: a company Hub, the test server), where the model and its pinned commit are: they go to
+    the endpoint huggingface_hub uses, which is https://huggingface.co by default."""
+    from huggingface_hub import constants
+
+    from hf_txray.card import results_dataset_note
+
+    a, _, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "default", [a], [], plots=False)
+    assert "[tiny-org/bert-tiny](https://huggingface.co/tiny-org/bert-tiny)" in (folder / "README.md").read_text()
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.example.com")
+    folder = hf_txray.save_to_disk(tmp_path / "other", [a], [], plots=False)
+    text = (folder / "README.md").read_text()
+    assert "[tiny-org/bert-tiny](https://hub.example.com/tiny-org/bert-tiny)" in text
+    assert "https://huggingface.co/tiny-org" not in text
+    assert "(https://hub.example.com/datasets/me/x)" in results_dataset_note("me/x")
+
+
 def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
     """An expired or mistyped token (HF_TOKEN here) makes the Hub answer 401 even for a public repo: the error said
     'a private repo needs token=... or HF_TOKEN', the opposite of the fix. It says the token was refused, how to renew

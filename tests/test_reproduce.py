@@ -219,8 +219,12 @@ def test_reproduce_pushed_results_repo_is_identical(repos, hub, tmp_path, capsys
     hf_txray.push_to_hub(results, profiles=[profile])
     card = hub.server.repo_files(results)["README.md"].decode()
     assert "## Reproduce" in card and f"hf-txray reproduce {results}" in card
-    assert f"https://huggingface.co/{repos.model}/tree/{repos.dev}" in card
-    assert f"https://huggingface.co/datasets/{repos.dataset}/tree/{repos.v1}" in card
+    # helper 268: the pinned commits were read from this Hub (HF_ENDPOINT): the links go there, not to huggingface.co,
+    # where those commits do not exist
+    assert f"({hub.url}/{repos.model}/tree/{repos.dev})" in card
+    assert f"({hub.url}/datasets/{repos.dataset}/tree/{repos.v1})" in card
+    assert "https://huggingface.co/" not in card.replace("https://huggingface.co/docs", "")
+    assert hub.api.repo_info(repos.model, revision=repos.dev).sha == repos.dev  # the linked commit is on this Hub
     meta_rows = datasets.load_dataset(results, "meta", split="train").to_list()
     assert meta_rows[0]["model_commit"] == repos.dev and meta_rows[0]["dataset_revision"] == repos.v1
     assert meta_rows[0]["data_files"] and '"pad_to_multiple_of": 16' in meta_rows[0]["options"]
