@@ -306,10 +306,19 @@ def _cmd_show(args) -> int:
 
     path = Path(args.path)
     if not path.exists():
-        from .errors import ArtifactNotFoundError
-        from .hub_io import near_paths_hint
+        from .errors import ArtifactNotFoundError, ConfigurationError
+        from .hub_io import check_repo_id, looks_local, near_paths_hint
 
-        raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.")
+        hint = ""
+        if "/" in args.path and not looks_local(args.path):  # what a push printed: show reads folders only
+            try:
+                check_repo_id(args.path)
+                hint = (f" show reads local folders; {args.path!r} is a Hub repo id: browse it with `hf-txray view "
+                        f"{args.path}`, or download it (`hf download {args.path} --repo-type dataset --local-dir DIR`) "
+                        "and show DIR.")
+            except ConfigurationError:
+                pass
+        raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.{hint}")
     if getattr(args, "neuron", None):
         return _show_neuron(path, args.neuron)
     from .artifact import LEGACY_MARKERS

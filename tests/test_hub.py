@@ -1050,6 +1050,19 @@ def test_card_links_go_to_the_hub_in_use(results, tmp_path, monkeypatch):
     assert "(https://hub.example.com/datasets/me/x)" in results_dataset_note("me/x")
 
 
+def test_cli_show_of_a_hub_repo_id_says_how_to_read_it(tmp_path, capsys, monkeypatch):
+    """Helper 268: `hf-txray show my-user/results` (the repo `hf-txray push` just printed) said only "No folder
+    my-user/results: Check the path.": show reads folders, and it says so and how to read the repo."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["show", "my-user/results"]) == 2
+    err = capsys.readouterr().err
+    assert "No folder my-user/results" in err and "show reads local folders" in err
+    assert "hf-txray view my-user/results" in err and "hf download my-user/results --repo-type dataset" in err
+    for path in ("./my-user/results", "runs/a/b", "bad id!/x"):  # local paths, and no repo id: no such hint
+        assert cli_main(["show", path]) == 2
+        assert "show reads local folders" not in capsys.readouterr().err
+
+
 def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
     """An expired or mistyped token (HF_TOKEN here) makes the Hub answer 401 even for a public repo: the error said
     'a private repo needs token=... or HF_TOKEN', the opposite of the fix. It says the token was refused, how to renew
