@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
-from .artifact import HEADER_FILE, saved_artifacts
+from .artifact import CLASS_OF_TYPE, HEADER_FILE, artifact_type_of, saved_artifacts
 from .card import missing_profiles
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ProfileFormatError
 from .export import collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_id, local_or_download,
                      naming_the_source, refuse_probing_of_other_models, resolve_token, upload_folder)
@@ -308,7 +308,16 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
         >>> reports["pretrained->finetuned"].most_changed(5, "pos")
         ```
     """
+    # the header too (one small file): a repo holding a pushed pruning plan or activations is said to hold one
     folder = local_or_download(repo_id_or_dir, revision=revision, token=token,
-                               allow_patterns=[f"{name}/*.parquet" for name in CONFIGS + EXTRA_CONFIGS])
-    with naming_the_source(repo_id_or_dir, folder, revision, token):
+                               allow_patterns=[f"{name}/*.parquet" for name in CONFIGS + EXTRA_CONFIGS]
+                               + [HEADER_FILE])
+    call = ", ".join([repr(str(repo_id_or_dir))] + ([f"revision={revision!r}"] if revision else []))
+    with naming_the_source(repo_id_or_dir, folder, revision, token, call_args=call):
+        kind = artifact_type_of(folder)
+        if kind in ("pruning_plan", "activations") and not (folder / "meta").is_dir():
+            # a pruning plan or activations, saved without meta/ by design (read_folder said a file was deleted)
+            raise ProfileFormatError(
+                f"{folder} holds a saved hf_txray {kind.replace('_', ' ')}, not profiles or reports: load it with "
+                f"hf_txray.{CLASS_OF_TYPE[kind]}.from_pretrained({str(folder)!r}).")
         return TXRayResults(*read_folder(folder))

@@ -23,7 +23,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
 import hf_txray
-from hf_txray import ConfigurationError, HubError, Profile, ProfileFormatError, ReportMeta, TransferReport
+from hf_txray import (ConfigurationError, HubError, Profile, ProfileFormatError, PruningPlan, ReportMeta,
+                      TransferReport)
 from hf_txray.cli import main as cli_main
 from hf_txray.card import build_card
 from hf_txray.layout import CONFIGS, OPTIONAL_CONFIGS, is_export_folder
@@ -1061,6 +1062,28 @@ def test_cli_show_of_a_hub_repo_id_says_how_to_read_it(tmp_path, capsys, monkeyp
     for path in ("./my-user/results", "runs/a/b", "bad id!/x"):  # local paths, and no repo id: no such hint
         assert cli_main(["show", path]) == 2
         assert "show reads local folders" not in capsys.readouterr().err
+
+
+def test_load_of_a_saved_pruning_plan_says_what_it_holds(hub, results, tmp_path):
+    """Helper 268: hf_txray.load of a pruning plan's folder said "is a saved artifact (txray_artifact.json) without its
+    meta/*.parquet: a file was deleted after saving" (a plan has no meta/: nothing was deleted), and of a repo it was
+    pushed to only "no meta/*.parquet". Both say it holds a pruning plan and give the loader call that reads it."""
+    from hf_txray.pruning import plan_pruning
+
+    plan = plan_pruning(results[2], "lost", 1, allow_fewer=True)
+    plan.save_pretrained(tmp_path / "plan")
+    with pytest.raises(ProfileFormatError) as err:
+        hf_txray.load(tmp_path / "plan")
+    assert "deleted" not in str(err.value)
+    assert (f"holds a saved hf_txray pruning plan, not profiles or reports: load it with "
+            f"hf_txray.PruningPlan.from_pretrained({str(tmp_path / 'plan')!r})") in str(err.value)
+    repo_id = f"{hub.username}/a-plan-268"
+    plan.push_to_hub(repo_id, revision="v1")
+    with pytest.raises(ProfileFormatError) as err:
+        hf_txray.load(repo_id, revision="v1")
+    assert (f"the Hub dataset {repo_id!r} at revision 'v1' holds a saved hf_txray pruning plan, not profiles or "
+            f"reports: load it with hf_txray.PruningPlan.from_pretrained({repo_id!r}, revision='v1')") in str(err.value)
+    assert PruningPlan.from_pretrained(repo_id, revision="v1") == plan
 
 
 def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
