@@ -252,6 +252,7 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     failure: Exception | None = None  # the first type's, unless a later type's repo was found and failed
     for repo_type in repo_types:
         try:
+            _check_token_accepted(name, repo_type, revision, token)
             with _no_match_said_by_us():
                 return Path(snapshot_download(name, repo_type=repo_type, revision=revision, token=token,
                                               cache_dir=cache_dir, allow_patterns=allow_patterns)), repo_type
@@ -262,6 +263,27 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
                 break
     secret = token if isinstance(token, str) else None
     raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
+
+
+def _check_token_accepted(name: str, repo_type: str, revision: str | None, token: str | bool | None) -> None:
+    """Raise the Hub's 401 when it refuses the token in use (expired or mistyped) for the repo `name`, online only.
+    ``snapshot_download`` answers a refused token with the copy in the cache, without a word, however old that
+    copy is (helper 268); asked first, the Hub's answer reaches the user as a refused token. Other failures (no such
+    repo, the network) are left to the download, which says them or reads the cache as it always did."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if constants.is_offline_mode():
+        return
+    try:
+        HfApi().repo_info(name, repo_type=repo_type, revision=revision, token=token)
+    except RepositoryNotFoundError:
+        return
+    except HfHubHTTPError as err:
+        if getattr(err.response, "status_code", None) == 401:
+            raise
+    except Exception:  # the network, the Hub down: the download reads the cache, as it always did
+        return
 
 
 def _no_such_repo(err: Exception) -> bool:

@@ -1100,6 +1100,19 @@ def test_an_invalid_token_is_said_to_be_refused(hub, results, monkeypatch):
     assert list(profiles) == [results[0].stage]
 
 
+def test_a_refused_token_is_said_also_when_the_repo_is_in_the_cache(hub, results, monkeypatch):
+    """Helper 268: snapshot_download answers a 401 with the cached copy, without a word, so a load with an expired
+    token returned the results read before, however old (here: one stage, where the repo now holds two)."""
+    repo = "test-user/cached-results"
+    hf_txray.push_to_hub(repo, profiles=[results[0]], plots=False)
+    assert list(hf_txray.load(repo)[0]) == [results[0].stage]  # now in the cache
+    hf_txray.push_to_hub(repo, profiles=[results[0], results[1]], plots=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_expiredTokenThatTheHubRefuses456")
+    with pytest.raises(HubError, match="refused the token"):
+        hf_txray.load(repo)
+    assert list(hf_txray.load(repo, token=False)[0]) == [results[0].stage, results[1].stage]
+
+
 def test_model_and_corpus_names_are_text_in_the_card_not_markup(results, tmp_path):
     """Helper 234: helper 230 made stage names and tag values text; the card still wrote a profile's model and corpus
     names (its model_id, a local folder's name, a dataset_id) into the profiles and reproduce tables as they were,
