@@ -277,8 +277,8 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
 
     Raises:
         ConfigurationError: two profiles of the same stage, or two reports of the same stage pair.
-        ProfileFormatError: a profile or report saved there cannot be read (damaged, of an older or newer format):
-            skipped, its stage was missing from the viewer without a word.
+        ProfileFormatError: a profile or report saved there cannot be read (damaged, of an older or newer format),
+            rather than leaving its stage out of the viewer without a word.
     """
     from ..artifact import LEGACY_MARKERS, read_header
     from ..profile import Profile
