@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from .errors import DatasetError, ModelError
+from .errors import ConfigurationError, DatasetError, ModelError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -59,6 +59,17 @@ def recorded_model_id(name_or_path: str) -> str:
     return DEFAULT_MODEL_ID if is_default_model_path(name_or_path) else str(name_or_path)
 
 
+def _checked_num_samples(num_samples):
+    """`num_samples` as ``analyze`` takes it: an int >= 1 (numpy ints too), or None for every text. A 0 kept every
+    text (a falsy count read as "not given"), and a negative one sliced from the end (PTB: all but the last
+    sentences; BBC: none), without an error."""
+    from .options import is_int
+
+    if num_samples is not None and (not is_int(num_samples) or num_samples < 1):
+        raise ConfigurationError(f"num_samples must be an int >= 1 (or None for all), got {num_samples!r}.")
+    return None if num_samples is None else int(num_samples)
+
+
 PTB_PLACEHOLDERS = frozenset({"<unk>", "N"})  # Mikolov's rare-word and number placeholders
 
 
@@ -70,12 +81,14 @@ def penn_treebank(split: str = "train", num_samples: int | None = None, placehol
 
     Args:
         split (`str`, *optional*, defaults to `"train"`): ``"train"``, ``"valid"`` or ``"test"``.
-        num_samples (`int`, *optional*): keep the first `num_samples` sentences (after dropping placeholders).
+        num_samples (`int`, *optional*): keep the first `num_samples` sentences (after dropping placeholders); an
+            int >= 1, or None for all (anything else raises `ConfigurationError`).
         placeholders (`str`, *optional*, defaults to `"drop"`): ``"drop"`` removes the ``<unk>`` and ``N`` tokens
             (and sentences left empty); ``"keep"`` gives the text as shipped.
     """
     import datasets
 
+    num_samples = _checked_num_samples(num_samples)
     try:
         treebank = importlib.import_module("treebank")
     except ImportError:
@@ -89,7 +102,7 @@ def penn_treebank(split: str = "train", num_samples: int | None = None, placehol
         lines = [kept for kept in (" ".join(w for w in line.split() if w not in PTB_PLACEHOLDERS) for line in lines)
                  if kept]
     info = datasets.DatasetInfo(dataset_name=f"penn_treebank/{split}", description="Penn Treebank LM text (Mikolov)")
-    return datasets.Dataset.from_dict({"text": lines[:num_samples] if num_samples else lines}, info=info)
+    return datasets.Dataset.from_dict({"text": lines if num_samples is None else lines[:num_samples]}, info=info)
 
 
 def _bbc_folder() -> Path:
@@ -106,6 +119,7 @@ def bbc_news(num_samples: int | None = None, seed: int = 0):
     """
     import datasets
 
+    num_samples = _checked_num_samples(num_samples)
     folder = _bbc_folder()
     topics = sorted(p.name for p in folder.iterdir() if p.is_dir())
     texts, labels = [], []
@@ -123,7 +137,7 @@ def bbc_news(num_samples: int | None = None, seed: int = 0):
     finally:
         if bars_were_enabled:
             datasets.enable_progress_bars()
-    return dataset.select(range(min(num_samples, len(dataset)))) if num_samples else dataset
+    return dataset if num_samples is None else dataset.select(range(min(num_samples, len(dataset))))
 
 
 # Short names of the embedded corpora, for the command line and analyze(): name -> (function, its keywords)

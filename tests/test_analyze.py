@@ -983,6 +983,21 @@ def test_the_embedded_bbc_corpus_loads_without_a_progress_bar_of_its_own(capsys)
     assert datasets.is_progress_bar_enabled()  # the user's setting is restored
 
 
+def test_the_embedded_corpora_refuse_a_num_samples_that_is_not_a_count():
+    """Helper 269: `bbc_news(num_samples=0)` gave all 2,225 articles and `num_samples=-1` none; `penn_treebank`
+    with -1 gave every sentence but the last (a slice from the end) and with 2.5 a bare TypeError. `analyze` refuses
+    the same values (an int >= 1, or None for all) with a ConfigurationError; the corpus functions of the README's first example now do too."""
+    from hf_txray.corpora import bbc_news, by_name, penn_treebank
+
+    for bad in (0, -1, 2.5, True, "3"):
+        for load in (lambda n: penn_treebank("valid", num_samples=n), lambda n: bbc_news(num_samples=n),
+                     lambda n: by_name("txray:ptb-valid", num_samples=n)):
+            with pytest.raises(hf_txray.ConfigurationError, match=r"num_samples must be an int >= 1 \(or None for all\)"):
+                load(bad)
+    assert len(penn_treebank("valid", num_samples=np.int64(3))) == 3 and len(bbc_news(num_samples=2)) == 2
+    assert len(penn_treebank("valid")) == len(penn_treebank("valid", num_samples=10**9))
+
+
 def test_cli_help_on_every_option_of_every_subcommand_and_the_default_corpus_is_ptb(capsys):
     import argparse
 
