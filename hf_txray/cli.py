@@ -384,7 +384,7 @@ def _show_neuron(path: Path, spec: str) -> int:
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     for where, profile in profiles:
-        report, note = _report_of(where, profile, reports, profiles)
+        report, note = _report_of(where, profile, reports, profiles, layer, neuron)
         print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report)
               + note + "\n")
     return 0
@@ -409,11 +409,13 @@ def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int
 
 
 def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
-               profiles: list[tuple[Path, Any]]) -> tuple[Any, str]:
+               profiles: list[tuple[Path, Any]], layer: int, neuron: int) -> tuple[Any, str]:
     """The report made from `profile` (as its stage A), and a note when none can be told: two experiments may share
     stage names, model and corpus (one's change line was printed on the other's pages). A report that matches it
     is its report only when it is nearer its folder (its own results folder, else the deepest common parent) than
-    any other profile it matches; the nearest such report; none when two are as near."""
+    any other profile it matches; the nearest such report; none when two are as near. When the reports as near are
+    all this profile's alone (its stage is stage A of several, as the demo's ``pretrained-ptb`` of ``->
+    zeroshot-bbc`` and ``-> finetuned-bbc``), the note holds the neuron's row of each (`layer`, `neuron`)."""
     def nearness(folder: Path, to: Path) -> int:
         return len(os.path.commonpath([os.path.abspath(folder), os.path.abspath(to)]))
 
@@ -427,6 +429,15 @@ def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
             continue
         found.append((mine, r))
     found.sort(key=lambda x: -x[0])
+    if len(found) > 1 and found[0][0] == found[1][0] and not shared:
+        # one profile and its several reports (the demo's export): no other experiment to tell apart, so the old
+        # note ("none is nearer ...; show one experiment's folder") sent the user to the folder already shown
+        from .display import report_neuron_text
+
+        tied = [r for near, r in found if near == found[0][0]]
+        return None, (f"\n(stage {profile.stage!r} is stage A of {len(tied)} reports here: "
+                      f"{', '.join(r.name for r in tied)}; the neuron's row in each follows)\n\n"
+                      + "\n\n".join(report_neuron_text(r, layer, neuron) for r in tied))
     if len(found) > 1 and found[0][0] == found[1][0] or not found and shared:
         return None, (f"\n(no change line: {len(found) + shared} reports under this folder may have been made from "
                       f"stage {profile.stage!r}, and none is nearer this profile's folder than another's; show one "

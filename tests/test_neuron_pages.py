@@ -457,6 +457,31 @@ def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_besid
     assert capsys.readouterr().out.count("Profile 'renamed'") == 1
 
 
+def test_cli_show_neuron_of_a_stage_with_two_reports_prints_both_rows(tmp_path, capsys):
+    """Helper 269: on the demo's export, `hf-txray show results/demo/hub --neuron 3:119` printed for pretrained-ptb
+    (stage A of -> zeroshot-bbc and -> finetuned-bbc) "no change line: 2 reports under this folder may have been
+    made from stage 'pretrained-ptb', and none is nearer this profile's folder than another's; show one
+    experiment's folder": the folder shown was that one experiment. The neuron's row of each report follows."""
+    from hf_txray.cli import main as cli_main
+    from hf_txray.display import report_neuron_text
+
+    options = dict(tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    torch.manual_seed(0)
+    model = _lm()
+    a = hf_txray.analyze(model, SAMPLE_TEXTS[:4], stage="pretrained", **options)
+    b = hf_txray.analyze(model, SAMPLE_TEXTS[4:], stage="zeroshot", **options)
+    c = hf_txray.analyze(model, SAMPLE_TEXTS[2:6], stage="other", **options)
+    ab, ac = hf_txray.compare(a, b, test=False), hf_txray.compare(a, c, test=False)
+    hf_txray.save_to_disk(tmp_path / "hub", profiles=[a, b, c], reports=[ab, ac])
+    layer, neuron = (int(v) for v in ab.neurons.loc[ab.neurons["status"] == "shared", ["layer", "neuron"]].iloc[0])
+    assert cli_main(["show", str(tmp_path / "hub"), "--neuron", f"{layer}:{neuron}"]) == 0
+    shown = capsys.readouterr().out
+    page = next(p for p in shown.split("== ")[1:] if "(pretrained)" in p)
+    assert "none is nearer" not in page
+    assert "stage 'pretrained' is stage A of 2 reports here: pretrained->zeroshot, pretrained->other" in page
+    assert report_neuron_text(ab, layer, neuron) in page and report_neuron_text(ac, layer, neuron) in page
+
+
 def test_tables_show_an_untested_neuron_s_changed_flag_as_unknown_not_no(tmp_path):
     """A neuron the per-neuron test did not judge (no p-value) has changed_<ft> False: the card's, the terminal's and
     the viewer's most-changed tables showed it as False / "no", read as "unchanged" (19 of MiniLM PTB -> BBC's 20
