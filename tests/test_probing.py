@@ -159,6 +159,16 @@ def test_conllu_reader_spans_multiword_tokens_and_columns(tmp_path):
     assert read_conllu(tmp_path / "sample.conllu", "xpos").label_names[0] == "."
 
 
+def test_read_conllu_refuses_max_sentences_that_are_not_a_positive_int(tmp_path):
+    """Helper 269: read_conllu(path, max_sentences=2.5) read 3 sentences and True one, without a word (it checked
+    only `< 1`); load_labeled of the same path refused them (helper 230's check). Now both refuse alike."""
+    path = _write(tmp_path, CONLLU * 4)
+    assert len(read_conllu(path, max_sentences=np.int64(2))) == 2
+    for bad in (0, -1, 2.5, True, "2"):
+        with pytest.raises(ConfigurationError, match="max_sentences must be an int >= 1"):
+            read_conllu(path, max_sentences=bad)
+
+
 @pytest.mark.parametrize("case, error, match", [
     ("missing", DatasetError, "not found"),
     ("fields", DatasetError, "sample.conllu:3"),

@@ -246,8 +246,9 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"CoNLL-U file {path} not found.")
-    if max_sentences is not None and max_sentences < 1:
-        raise ConfigurationError(f"max_sentences must be >= 1, got {max_sentences}.")
+    if max_sentences is not None and (not is_int(max_sentences) or max_sentences < 1):  # 2.5 read 3, True 1
+        raise ConfigurationError(f"max_sentences must be an int >= 1 (how many sentences from the start) or None "
+                                 f"(all), got {max_sentences!r}.")
     texts, starts, ends, labels = [], [], [], []
     rows: list[list[str]] = []
 
