@@ -11,7 +11,8 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from .errors import ConfigurationError, DatasetError, ModelError
+from .counts import check_count
+from .errors import DatasetError, ModelError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -63,10 +64,7 @@ def _checked_num_samples(num_samples):
     """`num_samples` as ``analyze`` takes it: an int >= 1 (numpy ints too), or None for every text. A 0 kept every
     text (a falsy count read as "not given"), and a negative one sliced from the end (PTB: all but the last
     sentences; BBC: none), without an error."""
-    from .options import is_int
-
-    if num_samples is not None and (not is_int(num_samples) or num_samples < 1):
-        raise ConfigurationError(f"num_samples must be an int >= 1 (or None for all), got {num_samples!r}.")
+    check_count("num_samples", num_samples, none="all")
     return None if num_samples is None else int(num_samples)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .counts import check_count
 from .errors import ConfigurationError
 
 logger = logging.getLogger("hf_txray")
@@ -131,9 +132,7 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
              if lim.tokens is not None]
     usable = min(known, key=lambda lim: lim.tokens) if known else None
     if requested is not None:
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 2:
-            raise ConfigurationError(f"max_length must be an int >= 2 (or None: the model's limit), got "
-                                     f"{requested!r}.")
+        check_count("max_length", requested, minimum=2, none="the model's limit")
         if usable is not None and requested > usable.tokens:
             raise ConfigurationError(
                 f"max_length={requested} exceeds what {type(model).__name__} can take: {usable.tokens} tokens "

@@ -20,7 +20,6 @@ import dataclasses
 import difflib
 import inspect
 import json
-import numbers
 import os
 import re
 import typing
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .counts import check_count, is_int
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
@@ -99,7 +99,7 @@ def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
         ConfigurationError: `layer` is none of them (`absent` says how, e.g. ``"is not in this report"``).
     """
     layers = list(layers)
-    if isinstance(layer, numbers.Integral) and not isinstance(layer, bool):  # numpy ints too
+    if is_int(layer):  # numpy ints too
         if -len(layers) <= layer < 0:
             return layers[layer]
         if layer in layers:
@@ -365,34 +365,21 @@ class ProfilerConfig:
         skip = self.skip_first_positions
         if not (skip == "auto" or (is_int(skip) and skip >= 0)):
             raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
-        if self.max_positions is not None and (not is_int(self.max_positions) or self.max_positions < 1):
-            raise ConfigurationError(f"max_positions must be an int >= 1 (or None for all), got {self.max_positions!r}.")
-        if not is_int(self.top_k) or self.top_k < 1:
-            raise ConfigurationError(f"top_k must be an int >= 1, got {self.top_k!r}.")
-        if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
-            raise ConfigurationError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if self.max_length is not None and (not is_int(self.max_length) or self.max_length < 2):
-            raise ConfigurationError(f"max_length must be an int >= 2 (or None: the model's limit), got "
-                                     f"{self.max_length!r}.")
-        if not is_int(self.max_examples_per_neuron) or self.max_examples_per_neuron < 0:
-            raise ConfigurationError(f"max_examples_per_neuron must be an int >= 0, got "
-                                     f"{self.max_examples_per_neuron!r}.")
+        check_count("max_positions", self.max_positions, none="all")
+        check_count("top_k", self.top_k)
+        check_count("batch_size", self.batch_size, none="the token budget's rows")
+        check_count("max_length", self.max_length, minimum=2, none="the model's limit")
+        check_count("max_examples_per_neuron", self.max_examples_per_neuron, minimum=0)
         if self.long_texts not in LONG_TEXT_MODES:
             raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
-        if self.stride is not None and (not is_int(self.stride) or self.stride < 0):
-            raise ConfigurationError(f"stride must be an int >= 0, got {self.stride!r}.")
+        check_count("stride", self.stride, minimum=0, none="the default: a quarter of max_length")
         if self.stride is not None and self.max_length is not None:
             check_window_options(self.long_texts, self.stride, self.max_length, None)  # no tokenizer yet
-        if self.num_workers is not None and (not is_int(self.num_workers) or self.num_workers < 0):
-            raise ConfigurationError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
-        if self.max_tokens_per_batch is not None and (not is_int(self.max_tokens_per_batch)
-                                                      or self.max_tokens_per_batch < 1):
-            raise ConfigurationError(f"max_tokens_per_batch must be an int >= 1, got {self.max_tokens_per_batch!r}.")
+        check_count("num_workers", self.num_workers, minimum=0, none="the device's default")
+        check_count("max_tokens_per_batch", self.max_tokens_per_batch, none="the device's default")
         if self.max_length is not None:
             check_token_budget(self.max_tokens_per_batch, self.max_length)
-        if not is_int(self.pad_to_multiple_of) or self.pad_to_multiple_of < 1:
-            raise ConfigurationError(f"pad_to_multiple_of must be an int >= 1 (1: no rounding), got "
-                                     f"{self.pad_to_multiple_of!r}.")
+        check_count("pad_to_multiple_of", self.pad_to_multiple_of, note="1: no rounding")
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
@@ -443,12 +430,6 @@ def check_stage_name(stage: str, what: str = "stage") -> None:
         raise ConfigurationError(f"{what} {stage!r} holds the control character(s) {', '.join(map(repr, bad))}: "
                                  "stage names go into the card's headings and tables, folder and report names; give "
                                  f"one line of text, e.g. {what}={' '.join(stage.split())!r}.")
-
-
-def is_int(value: Any) -> bool:
-    """An int (numpy ints too) that is not a bool (``True`` would otherwise pass as 1; numpy bools are not
-    Integral)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def as_python_ints(options: Any) -> None:
@@ -539,10 +520,7 @@ class AnalyzeOptions(ProfilerConfig):
         as_python_ints(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):
-            value = getattr(self, name)
-            if (value is not None or name != "num_samples") and (not is_int(value) or value < 1):
-                none = " (or None for all)" if name == "num_samples" else ""
-                raise ConfigurationError(f"{name} must be an int >= 1{none}, got {value!r}.")
+            check_count(name, getattr(self, name), none="all" if name == "num_samples" else None)
         return checked
 
     def profiler_config(self) -> ProfilerConfig:

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .counts import check_count
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
 from .forward import own_precision
@@ -478,8 +479,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         ModelError: no LM head, or a block without a down projection.
         ConfigurationError: `k` < 1, a layer or neuron out of range.
     """
-    if not isinstance(k, int) or k < 1:
-        raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
+    check_count("k", k)
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
     _refuse_quantized_head(model)
     read = readout(model, stack)
@@ -575,8 +575,7 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
                          stack: str | None = None) -> None:
     """Refuse before profiling when output effects cannot be computed (wrong site or k, custom sites, an encoder
     stack, no LM head)."""
-    if not isinstance(k, int) or k < 1:
-        raise ConfigurationError(f"output_effects_k must be an int >= 1, got {k!r}.")
+    check_count("output_effects_k", k)
     if module_pattern:
         raise ConfigurationError("output_effects=True numbers layers as the model's blocks; with module_pattern the "
                                  "layers are the matched modules instead. Drop one of the two.")

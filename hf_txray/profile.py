@@ -20,11 +20,12 @@ from . import metrics
 from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseSums, TopExamples, merged,
                            split_keys)
 from .artifact import Artifact
+from .counts import check_count, is_int
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .features import fingerprints_differ
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
-from .options import is_int, resolve_layer
+from .options import resolve_layer
 from .provenance import is_embedded, pruning_difference
 from .significance import DEFAULT_MIN_COUNT, check_min_count
 
@@ -470,8 +471,7 @@ class Profile(Artifact):
             ConfigurationError: `k` not an int >= 0 (pandas' ``head(-1)`` would drop the last feature without a word,
                 as ``report.most_changed`` refuses a negative count).
         """
-        if not is_int(k) or k < 0:  # numpy ints too, as every int option takes them
-            raise ConfigurationError(f"k must be an int >= 0 (the number of features), got {k!r}.")
+        check_count("k", k, minimum=0, note="the number of features")
         stats = self.feature_stats(layer, neuron, feature_type).head(k)
         return list(zip(stats["feature"], stats["probability"].astype(float)))
 

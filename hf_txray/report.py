@@ -22,7 +22,6 @@ bounds what a *different* sample of texts would add, and the per-neuron test is 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import pandas as pd
 
 from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
+from .counts import check_count
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import BUILTIN_FEATURES, is_tag_feature
 from .architectures import expert_numbering
@@ -409,8 +409,7 @@ class TransferReport(Artifact):
                 min_count: int) -> pd.DataFrame:
         column = self._hellinger_column(feature_type)
         # numpy ints too (a count computed with numpy), as min_count and every int option take them
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise ConfigurationError(f"n must be an int >= 0, got {n!r}.")
+        check_count("n", n, minimum=0)
         n = int(n)
         layer = None if layer is None else resolve_layer(self.meta.layers, layer, "is not in this report")
         min_count = check_min_count(min_count)
@@ -742,8 +741,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     if same_corpus is not None and not isinstance(same_corpus, bool):
         raise ConfigurationError(f"same_corpus must be True, False or None (detect), got {same_corpus!r}.")
     if num_resamples is not None:
-        if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 0:
-            raise ConfigurationError(f"num_resamples must be an int >= 0, got {num_resamples!r}.")
+        check_count("num_resamples", num_resamples, minimum=0)
         if num_resamples == 0:
             test = False
         else:

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .counts import check_count
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
@@ -77,8 +78,7 @@ DEFAULT_MIN_COUNT = 20
 
 def check_min_count(min_count: object) -> int:
     """`min_count` as given, or a ConfigurationError: every per-neuron view that takes a credit floor checks it here."""
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 0:
-        raise ConfigurationError(f"min_count must be an int >= 0, got {min_count!r}.")
+    check_count("min_count", min_count, minimum=0)
     return int(min_count)
 
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category

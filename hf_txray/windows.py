@@ -7,6 +7,7 @@ Torch-free, so the options are checked (and ``hf-txray --help`` lists them) with
 
 from __future__ import annotations
 
+from .counts import check_count
 from .errors import ConfigurationError
 
 LONG_TEXT_MODES = ("window", "truncate")
@@ -90,8 +91,7 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
         raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {long_texts!r}.")
     explicit = stride is not None
     stride = default_stride(max_length) if stride is None else stride
-    if not isinstance(stride, int) or stride < 0:
-        raise ConfigurationError(f"stride must be an int >= 0, got {stride!r}.")
+    check_count("stride", stride, minimum=0)
     if num_special is not None and max_length - num_special < 1:
         raise ConfigurationError(
             f"max_length={max_length} leaves no room for a text token: the tokenizer adds {num_special} special "

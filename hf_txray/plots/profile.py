@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..counts import is_int
 from ..errors import ConfigurationError
 from ..features import tag_features
-from ..options import is_int, resolve_layer
+from ..options import resolve_layer
 from .common import STAGE_COLORS, checked_feature_type, new_axes
 
 if TYPE_CHECKING:

@@ -24,13 +24,13 @@ import pandas as pd
 from torch import nn
 
 from ..artifact import Artifact
+from ..counts import is_int
 from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
 from ..indices import whole_numbers
-from ..options import is_int
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
 from ..version import __version__

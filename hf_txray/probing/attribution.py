@@ -27,7 +27,7 @@ from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
-from ..options import is_int
+from ..counts import check_count, is_int
 from ..sites import Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, require_dense
 from ..tokenizing import keeping_first_tokens
 
@@ -195,9 +195,8 @@ def neuron_attributions(
         raise ConfigurationError("text must be a non-empty string.")
     if not is_int(neuron):  # int() read neuron 2.7 as neuron 2 and True as neuron 1, and attributed that one
         raise ConfigurationError(f"neuron must be an int (the neuron's index in its layer), got {neuron!r}.")
-    for name, value in (("n_steps", n_steps), ("internal_batch_size", internal_batch_size)):
-        if (value is not None or name == "n_steps") and (not is_int(value) or value < 1):
-            raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}.")
+    check_count("n_steps", n_steps)
+    check_count("internal_batch_size", internal_batch_size, none="one batch of all n_steps")
     from ..loading import check_fast_tokenizer
 
     check_fast_tokenizer(tokenizer)  # a slow one ignores return_offsets_mapping: a bare KeyError 'offset_mapping'

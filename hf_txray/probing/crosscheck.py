@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..counts import check_count
 from ..errors import ConfigurationError, IncompatibleProfilesError
 from ..profile import Profile
 from ..significance import DEFAULT_MIN_COUNT, check_min_count
@@ -165,8 +166,7 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
                                         f"{profile.layers}.")
     if tag not in meta.label_names:
         raise ConfigurationError(f"{tag!r} is not a label of the probe; labels: {meta.label_names}.")
-    if not isinstance(k, int) or k < 1:
-        raise ConfigurationError(f"k must be an int >= 1, got {k!r}.")
+    check_count("k", k)
     n = len(layers) * meta.width
     k = min(k, n)
     columns, weights = result.probe.class_ranking(tag)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
 from ..features import TAG_FEATURES
-from ..options import is_int
+from ..counts import check_count
 from ..streaming import column_names
 
 CONLLU_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
@@ -246,9 +246,7 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"CoNLL-U file {path} not found.")
-    if max_sentences is not None and (not is_int(max_sentences) or max_sentences < 1):  # 2.5 read 3, True 1
-        raise ConfigurationError(f"max_sentences must be an int >= 1 (how many sentences from the start) or None "
-                                 f"(all), got {max_sentences!r}.")
+    check_count("max_sentences", max_sentences, none="all", note="how many sentences from the start")  # 2.5 read 3
     texts, starts, ends, labels = [], [], [], []
     rows: list[list[str]] = []
 
@@ -488,9 +486,7 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     """
     import datasets
 
-    if max_sentences is not None and (not is_int(max_sentences) or max_sentences < 1):
-        raise ConfigurationError(f"max_sentences must be an int >= 1 (how many sentences from the start) or None "
-                                 f"(all), got {max_sentences!r}.")
+    check_count("max_sentences", max_sentences, none="all", note="how many sentences from the start")
     if isinstance(data, LabeledCorpus):
         return data.select(max_sentences) if max_sentences else data
     if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):

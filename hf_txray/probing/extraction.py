@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..artifact import Artifact, write_header
+from ..counts import check_count
 from ..errors import ConfigurationError, DatasetError, ModelError
 from ..forward import StackForward
 from ..hashes import text_hashes
@@ -463,8 +464,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     from ..batching import PAD_MULTIPLE, encode
     from ..features import BlankPieces
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    check_count("batch_size", batch_size)
     from ..analyze import default_skip_first_positions
 
     multiple = 1 if batch_size == 1 else PAD_MULTIPLE  # one text per batch runs unpadded: no padding to check

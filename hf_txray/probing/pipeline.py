@@ -21,7 +21,8 @@ from ..errors import ConfigurationError, DatasetError
 from ..hashes import text_hashes
 from ..artifact import Artifact
 from ..io_utils import read_json, write_json
-from ..options import is_int, parse_layers
+from ..counts import check_count, is_int
+from ..options import parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, extract_activations
@@ -194,8 +195,7 @@ class ProbingResult(Artifact):
             0           0      3     811  0.412...
             ```
         """
-        if not is_int(k) or k < 1:  # helper 182: pandas' head(-3) gave every neuron but the last 3, no error
-            raise ConfigurationError(f"k must be an int >= 1 (how many neurons from the top), got {k!r}.")
+        check_count("k", k, note="how many neurons from the top")  # pandas' head(-3): all but the last 3
         if label is None:
             return self.ranking.head(k).reset_index(drop=True)
         columns, weights = self.probe.class_ranking(label)
@@ -380,8 +380,7 @@ def probe_neurons(
     config = (config or ProbeConfig()).with_options(**probe_options)
     # before any extraction or training: a subset_size of -3 skipped the subsets and 2.5 was cut to 2, silently, and a
     # seed of 0.5 failed in numpy once the probe, the control task and the minimal set had been computed
-    if subset_size is not None and (not is_int(subset_size) or subset_size < 0):
-        raise ConfigurationError(f"subset_size must be an int >= 0 (0 skips the subsets) or None, got {subset_size!r}.")
+    check_count("subset_size", subset_size, minimum=0, none="the default", note="0 skips the subsets")
     subset_seeds = subset_seeds.tolist() if isinstance(subset_seeds, np.ndarray) else subset_seeds
     if not isinstance(subset_seeds, (list, tuple, range)) or not all(is_int(s) for s in subset_seeds):
         raise ConfigurationError(f"subset_seeds must be a sequence of ints (one random subset each), e.g. [0, 1, 2]; "

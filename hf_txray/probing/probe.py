@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..counts import check_count
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_precision
 from ..logging import warn_caller
@@ -113,9 +114,7 @@ class ProbeConfig:
             if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}.")
+            check_count(name, getattr(self, name))
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0 \
                 or not math.isfinite(self.lr):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights
             raise ConfigurationError(f"lr must be a number > 0, got {self.lr!r}.")

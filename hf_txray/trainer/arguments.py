@@ -13,9 +13,10 @@ from typing import Any
 
 from transformers import TrainerState, TrainingArguments
 
+from ..counts import check_count, is_int
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
-from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, as_python_ints, is_int,
+from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, as_python_ints,
                        parse_layers, parse_optional_int, prefixed_values)
 
 TXRAY_DIR = "txray"
@@ -67,10 +68,8 @@ def check_trainer_options(strategy: str, steps: Any, max_samples: Any, site: str
     """Validation shared by the arguments (`prefix` "txray_") and the callback (no prefix): names match the caller's."""
     if strategy not in STRATEGIES:
         raise ConfigurationError(f"{prefix}strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}.")
-    if not is_int(steps) or steps < 1:
-        raise ConfigurationError(f"{prefix}steps must be an int >= 1, got {steps!r}.")
-    if max_samples is not None and (not is_int(max_samples) or max_samples < 1):
-        raise ConfigurationError(f"{prefix}max_samples must be None or an int >= 1, got {max_samples!r}.")
+    check_count(f"{prefix}steps", steps)
+    check_count(f"{prefix}max_samples", max_samples, none="all")
     if site not in SITES:
         raise ConfigurationError(f"{prefix}site must be one of {', '.join(SITES)}, got {site!r}.")
 

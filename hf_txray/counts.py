@@ -1,0 +1,38 @@
+"""The one rule for the counts the API takes (``num_samples``, ``top_k``, ``max_sentences``, ``k``...).
+
+Without it, each caller's own test let something through: pandas' ``head(-3)`` and list slicing read 0 or a negative
+count as "all" or "from the end", ``islice`` and ``range`` cut 2.5 to 2 or round it up, and ``True`` passed as 1.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from .errors import ConfigurationError
+
+
+def is_int(value: Any) -> bool:
+    """An int (numpy ints too) that is not a bool (``True`` would otherwise pass as 1; numpy bools are not
+    Integral)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = None, note: str = "") -> None:
+    """Refuse `value` unless it is an int >= `minimum` (numpy ints too; never a bool or a float), or None where
+    `none` says what None means.
+
+    Args:
+        name (`str`): the argument as the caller spells it (``"max_sentences"``, ``"txray_steps"``).
+        value: the count given.
+        minimum (`int`, defaults to 1): the smallest count accepted.
+        none (`str`, *optional*): what None stands for (``"all"``); None is refused when not given.
+        note (`str`, *optional*): what the count means, said in the message (``"0 skips the subsets"``).
+
+    Raises:
+        ConfigurationError: ``"<name> must be an int >= <minimum> (<note>; or None for <none>), got <value>."``
+    """
+    if value is None and none is not None:
+        return
+    if not is_int(value) or value < minimum:
+        said = "; ".join(part for part in (note, none and f"or None for {none}") if part)
+        raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got {value!r}.")
