@@ -252,7 +252,7 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     failure: Exception | None = None  # the first type's, unless a later type's repo was found and failed
     for repo_type in repo_types:
         try:
-            _check_token_accepted(name, repo_type, revision, token)
+            _check_token_accepted(name, repo_type, revision, token, cache_dir)
             with _no_match_said_by_us():
                 return Path(snapshot_download(name, repo_type=repo_type, revision=revision, token=token,
                                               cache_dir=cache_dir, allow_patterns=allow_patterns)), repo_type
@@ -265,15 +265,20 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
 
 
-def _check_token_accepted(name: str, repo_type: str, revision: str | None, token: str | bool | None) -> None:
+def _check_token_accepted(name: str, repo_type: str, revision: str | None, token: str | bool | None,
+                          cache_dir: str | os.PathLike | None) -> None:
     """Raise the Hub's 401 when it refuses the token in use (expired or mistyped) for the repo `name`, online only.
     ``snapshot_download`` answers a refused token with the copy in the cache, without a word, however old that
     copy is (helper 268); asked first, the Hub's answer reaches the user as a refused token. Other failures (no such
-    repo, the network) are left to the download, which says them or reads the cache as it always did."""
+    repo, the network) are left to the download, which says them or reads the cache as it always did. Without a
+    cached copy there is nothing to hide the 401: the download says it, and the question (the same ``repo_info``
+    request the download makes) is not asked twice."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.file_download import repo_folder_name
 
-    if constants.is_offline_mode():
+    cache = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE)
+    if constants.is_offline_mode() or not (cache / repo_folder_name(repo_id=name, repo_type=repo_type)).is_dir():
         return
     try:
         HfApi().repo_info(name, repo_type=repo_type, revision=revision, token=token)
@@ -723,8 +728,9 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         token (`str`): from :func:`resolve_token`.
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
         commit_message (`str`): the commit's title.
-        revision (`str`, *optional*): the branch to commit to (created from the default branch when missing; a
-            tag of the repo is refused: a commit cannot go to a tag).
+        revision (`str`, *optional*): the branch to commit to, checked with :func:`check_branch` by the caller
+            (before its export); created from the default branch when missing; a tag of the repo is refused: a
+            commit cannot go to a tag.
         create_pr (`bool`, *optional*, defaults to `False`): open a pull request instead of committing.
         allow_patterns, delete_patterns (`list[str]`, *optional*): as ``HfApi.upload_folder`` takes them.
         prepare (`Callable[[HfApi, str], None]`, *optional*): called with the API and the created repo id before
@@ -741,7 +747,6 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
     """
     from huggingface_hub import HfApi
 
-    check_branch(revision)
     api = HfApi(token=token)
     try:
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
