@@ -776,6 +776,12 @@ def test_view_refuses_a_saved_profile_or_report_it_cannot_read_rather_than_leavi
     shutil.rmtree(run / "report" / "transfer_reports")
     with pytest.raises(ProfileFormatError, match="holds a saved transfer report that cannot be read"):
         viewer.open_results(str(run), reload=True)
+    shutil.rmtree(run / "report")
+    (run / "report").mkdir()
+    (run / "report" / "txray_report.json").write_text("{}")  # a report saved before the artifact contract
+    with pytest.raises(ProfileFormatError, match="holds a saved transfer report that cannot be read.*before the "
+                                                 "artifact contract"):
+        viewer.open_results(str(run), reload=True)
 
 
 def test_view_refuses_a_report_beside_a_profile_it_was_not_computed_from(results, tmp_path):

@@ -290,10 +290,11 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
     for _ in range(depth + 1):
         seen += level
         level = [d for f in level for d in sorted(f.iterdir()) if d.is_dir() and not d.name.startswith((".", "_"))]
-    classes = {"profile": Profile, "transfer_report": TransferReport, "transfer report": TransferReport}
+    classes = {cls.artifact_type: cls for cls in (Profile, TransferReport)}
     for folder in seen:
         header = read_header(folder)
-        legacy = [LEGACY_MARKERS[m] for m in LEGACY_MARKERS if (folder / m).is_file()]
+        # the old formats' markers name their type in words ("transfer report"), refused as such by from_pretrained
+        legacy = [LEGACY_MARKERS[m].replace(" ", "_") for m in LEGACY_MARKERS if (folder / m).is_file()]
         kind = classes.get((header or {}).get("artifact") or (legacy[0] if legacy and header is None else ""))
         if kind is None and (header or {}).get("damaged") and (folder / "meta").is_dir():
             kind = Profile  # a header that cannot be read, over the tables of a profile or report: said as damaged
@@ -302,8 +303,7 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
         try:
             artifact = kind.from_pretrained(folder)
         except TXRayError as err:
-            what = ("artifact" if (header or {}).get("damaged")
-                    else "profile" if kind is Profile else "transfer report")
+            what = "artifact" if (header or {}).get("damaged") else kind.artifact_type.replace("_", " ")
             raise ProfileFormatError(f"{folder} (under {path}) holds a saved {what} that cannot be read, so it would "
                                      f"be missing from the viewer: {err}") from None
         store = profiles if kind is Profile else reports
