@@ -673,7 +673,7 @@ def _add_prune(sub) -> None:
 
 
 def _cmd_prune(args) -> int:
-    from .pruning import get_pruning_strategy, load_pretrained_with_head, prune
+    from .pruning import load_pretrained_with_head, plan_pruning, prune
 
     from .artifact import check_not_an_input
 
@@ -682,11 +682,14 @@ def _cmd_prune(args) -> int:
     check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune", cli_flag="--out")
     _check_prune_out(Path(args.out), args.mode)
     source = _load_ranking_source(args.report)  # read first: a bad report path is said before the model loads
-    get_pruning_strategy(args.strategy)  # and a misspelt strategy (helper 180: it was said after the model loaded)
+    # and the plan, which needs only the report: a misspelt strategy (helper 180), a bad amount, too few candidates
+    # without --allow-fewer, or a min_count no neuron reaches were said once the model had loaded
+    options = dict(mode=args.mode, per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
+                   feature_type=args.feature_type, stage=args.stage, **_min_count(args))
+    plan_pruning(source, args.strategy, args.amount, seed=args.seed, **options)
     model = load_pretrained_with_head(args.model)
-    model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed, mode=args.mode,
-                        per_layer=not args.overall, layers=args.layers, feature_type=args.feature_type,
-                        stage=args.stage, allow_fewer=args.allow_fewer, uneven=args.uneven, **_min_count(args))
+    model, plan = prune(model, source, strategy=args.strategy, amount=args.amount, seed=args.seed,
+                        uneven=args.uneven, **options)
     out = Path(args.out)
     if args.mode == "remove":
         model.save_pretrained(out)

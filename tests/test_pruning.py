@@ -1228,7 +1228,8 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert "holds the pruned model of an earlier --mode remove run" in capsys.readouterr().err
     assert (tmp_path / "pruned" / "pruning_plan" / "pruning_plan.json").read_bytes() == plan
     # a folder that holds no model: said as analyze says it (transformers asked for a model_type in its config.json)
-    assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--out", str(tmp_path / "x")]) == 2
+    assert main(["prune", str(report_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--out",
+                 str(tmp_path / "x")]) == 2
     assert "is a folder without config.json or .gguf file: not a model folder" in capsys.readouterr().err
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "Unknown pruning strategy" in capsys.readouterr().err
@@ -1239,6 +1240,13 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1",
                  "--min-count", "31", "--out", str(tmp_path / "x")]) == 2  # every neuron has 30 credits
     assert "credited at least min_count=31 times" in capsys.readouterr().err
+    # so are a floor no neuron reaches and too few candidates without --allow-fewer (they were said after the load)
+    assert main(["prune", str(tmp_path / "no-model"), str(report_dir), "--strategy", "most_changed", "--amount", "1",
+                 "--min-count", "31", "--out", str(tmp_path / "x")]) == 2
+    assert "credited at least min_count=31 times" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "no-model"), str(report_dir), "--strategy", "lost", "--amount", "40",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "allow_fewer" in capsys.readouterr().err
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1",
                  "--min-count", "30", "--out", str(tmp_path / "changed")]) == 0
     assert PruningPlan.from_pretrained(tmp_path / "changed" / "pruning_plan").min_count == 30
