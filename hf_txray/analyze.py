@@ -24,7 +24,7 @@ import torch
 from .accumulators import array_to_strings, check_top_examples_memory, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_batch_size, resolve_token_budget
-from .batching import (BatchEncoder, EncodeOptions, PositionBatch, count_feature_texts, count_texts,
+from .batching import (SAME_LENGTH, BatchEncoder, EncodeOptions, PositionBatch, count_feature_texts, count_texts,
                        num_prefix_specials, padded_width, resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
@@ -101,7 +101,9 @@ class Profiler:
         self._warned_silent: set[int] = set()  # layers named as crediting nothing (once each, as for truncation)
         probe_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
-                                probe_width, padded=not (self.batch_size == 1 and config.pad_to_multiple_of == 1),
+                                probe_width, padded=(config.pad_to_multiple_of != SAME_LENGTH
+                                                     and not (self.batch_size == 1 and config.pad_to_multiple_of == 1)),
+                                batched=not (self.batch_size == 1 and config.pad_to_multiple_of in (1, SAME_LENGTH)),
                                 max_tokens=self.max_length)
         if auto_skip:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)

@@ -90,6 +90,8 @@ class PositionBatch:
 
 
 PAD_MULTIPLE = 16  # padded widths are rounded up to this by default (the `pad_to_multiple_of` option)
+# pad_to_multiple_of=0: no padding at all; a batch holds rows of one length (bench/RESULTS.md, "Same-length batches")
+SAME_LENGTH = 0
 
 
 def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
@@ -105,7 +107,10 @@ def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: i
 def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) -> int:
     """The padded width of a batch whose longest row holds `width` tokens: rounded up to `multiple`, unless that
     passes `limit` (then `limit` itself, so that every batch whose rows round past it runs at one width: a position
-    table of 77 rows runs a 66-token row 77 wide in any batch, not 66 alone and 77 beside a longer row)."""
+    table of 77 rows runs a 66-token row 77 wide in any batch, not 66 alone and 77 beside a longer row). `multiple`
+    0 (no padding: a batch holds rows of one length, :data:`SAME_LENGTH`): `width` itself."""
+    if multiple == SAME_LENGTH:
+        return width
     rounded = max(multiple, -(-width // multiple) * multiple)
     return max(limit, 1) if limit is not None and rounded > limit else rounded  # never past `limit`
 
@@ -162,7 +167,7 @@ class EncodeOptions:
     batch_size: int = 32
     max_tokens_per_batch: int | None = None
     sort_by_length: bool = True
-    pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (`pad_to_multiple_of`)
+    pad_multiple: int = PAD_MULTIPLE  # padded widths are rounded up to this (`pad_to_multiple_of`; 0: same-length rows)
     # The widest a padded row may be: the model's position limit (None: no limit), not max_length. A window of
     # max_length=37 tokens then runs 48 wide in every batch: capped at 37, it ran 37 wide in one batch and 35 in
     # another (its own length), and its activations moved by float rounding with the batch it landed in.
@@ -313,7 +318,9 @@ class BatchEncoder:
             seg = segments[s]
             width = padded_width(max(longest, len(seg.input_ids)), opts.pad_limit, opts.pad_multiple)
             over_tokens = opts.max_tokens_per_batch is not None and width * (len(current) + 1) > opts.max_tokens_per_batch
-            if current and (len(current) >= opts.batch_size or over_tokens):
+            # same-length rows (pad_to_multiple_of=0): a row of another length starts the next batch, unpadded
+            other_length = opts.pad_multiple == SAME_LENGTH and longest != len(seg.input_ids)
+            if current and (len(current) >= opts.batch_size or over_tokens or other_length):
                 groups.append(current)
                 current, longest = [], 0
             current.append(seg)

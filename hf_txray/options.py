@@ -318,7 +318,11 @@ class ProfilerConfig:
             "squared sums to float64 rounding; mixture-of-experts layers, which run each expert over the tokens "
             "routed to it from the whole batch, to float32 rounding); it also suits accelerators. "
             "1 pads to the longest row: on a CPU about a fifth less forward time on short texts (MiniLM on PTB "
-            "sentences), but differently batched runs then agree to float32 rounding only.")
+            "sentences), but differently batched runs then agree to float32 rounding only. 0 pads nothing: a batch "
+            "holds rows of one length (rows sorted by length within buckets, under the same budgets), so a text "
+            "runs at its own length in any batch and its activations never depend on the batch, at any length; "
+            "smaller batches where lengths are spread, which a CPU runs as fast as padded ones and an accelerator "
+            "does not.")
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
               "decoder position j+1 is fed token j and credited with its features). A module_pattern must name "
@@ -379,7 +383,8 @@ class ProfilerConfig:
         check_count("max_tokens_per_batch", self.max_tokens_per_batch, none="the device's default")
         if self.max_length is not None:
             check_token_budget(self.max_tokens_per_batch, self.max_length)
-        check_count("pad_to_multiple_of", self.pad_to_multiple_of, note="1: no rounding")
+        check_count("pad_to_multiple_of", self.pad_to_multiple_of, minimum=0,
+                    note="1: no rounding; 0: no padding, rows of one length a batch")
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)

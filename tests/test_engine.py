@@ -732,9 +732,40 @@ def test_pad_to_multiple_of_sets_the_batch_widths():
     np.testing.assert_array_equal(tight.neuron_count, rounded.neuron_count)  # the same winners...
     np.testing.assert_allclose(tight.neuron_mass, rounded.neuron_mass, rtol=1e-5)  # ...to float32 rounding
     assert tight.meta.provenance["options"]["pad_to_multiple_of"] == 1
-    for bad in (0, -16, 2.5, True, "16"):
+    for bad in (-1, -16, 2.5, True, "16"):
         with pytest.raises(ConfigurationError, match="pad_to_multiple_of"):
             analyze(pad_to_multiple_of=bad)
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_same_length_batches_pad_nothing_and_give_one_profile_whatever_the_batching(kind):
+    """pad_to_multiple_of=0: a batch holds rows of one length (windows and texts sorted by length within a bucket,
+    under the same row and token budgets), so no row is padded, a text runs at its own length in any batch, and the
+    winners and top examples (their activations included) are the same bit for bit whatever the batching."""
+    from hf_txray.batching import BatchEncoder, EncodeOptions
+
+    _, tokenizer = tiny(kind)
+    texts = LONG + TEXTS + [text[: 7 * n] for n in range(3, 30) for text in LONG[:1]] + TEXTS
+    encoder = BatchEncoder(tokenizer, EncodeOptions(MAX_LENGTH, ("token",), stride=STRIDE, batch_size=4,
+                                                    max_tokens_per_batch=40, pad_multiple=0))
+    batches = [b for b in encoder(texts, np.arange(len(texts))) if b.inputs]
+    rows = [b.inputs["attention_mask"] for b in batches]
+    assert all(bool(mask.all()) for mask in rows)  # no padding anywhere
+    assert max(len(mask) for mask in rows) > 1 and len({mask.shape[1] for mask in rows}) > 3
+    assert all(len(mask) <= 4 and mask.numel() <= 40 for mask in rows)  # the budgets hold
+    common = dict(kind=kind, texts=texts, max_length=MAX_LENGTH, max_examples_per_neuron=CAPACITY,
+                  pad_to_multiple_of=0)
+    runs = [analyze(batch_size=b, max_tokens_per_batch=t, **common) for b, t in ((1, None), (3, None), (64, 64))]
+    assert runs[0].meta.num_padded_tokens == runs[0].meta.num_input_tokens
+    for other in runs[1:]:
+        assert other.meta.num_padded_tokens == other.meta.num_input_tokens
+        np.testing.assert_array_equal(other.neuron_count, runs[0].neuron_count)
+        np.testing.assert_allclose(other.neuron_mass, runs[0].neuron_mass, rtol=RTOL)  # float32 sums, other order
+        assert other.examples.equals(runs[0].examples)
+    padded = analyze(**{**common, "pad_to_multiple_of": 16})
+    assert padded.meta.num_padded_tokens > runs[0].meta.num_padded_tokens
+    np.testing.assert_array_equal(padded.neuron_count, runs[0].neuron_count)  # the same winners...
+    np.testing.assert_allclose(padded.neuron_mass, runs[0].neuron_mass, rtol=1e-5)  # ...to float32 rounding
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama"])

@@ -865,7 +865,7 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
     assert callback.config.features == ("token", "pos")
     assert callback.config.max_length == 64 and callback.config.max_tokens_per_batch == 256
     for flag, text in (("--txray_max_samples", "all"), ("--txray_max_length", "long"), ("--txray_top_k", "0"),
-                       ("--txray_pad_to_multiple_of", "0")):  # helper 121: these two were named without txray_
+                       ("--txray_pad_to_multiple_of", "-1")):  # helper 121: these two were named without txray_
         with pytest.raises(ConfigurationError, match=f"^{flag[2:]}"):
             parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), flag, text])
     # numpy values from Python (helper 127: kept as np.int64, to_json_string raised a bare TypeError)
