@@ -36,7 +36,8 @@ CONFIG_ROWS = {
                        "suppresses: its down-projection column through the final norm's scale and the unembedding "
                        "(Geva et al., EMNLP 2022), with the logit per unit of activation"),
     "transfer_reports": ("report, layer, neuron", "status (shared/lost/gained/dead), Hellinger distance and length, "
-                         "lengths and length shift per feature type, mass and mass shift"),
+                         "lengths and length shift per feature type, credits with a value of each feature type, "
+                         "mass and mass shift"),
     "summary": ("report and kind", "`model` and `layer` aggregates (status shares, mean/median Hellinger, mean "
                 "length shift); `mass_share` rows: tag mass share in A and B vs corpus frequency"),
     "meta": ("profile or report", "model, revision, site, layers, features, corpus, sizes, config, versions"),
@@ -193,8 +194,8 @@ def _report_tables(report: TransferReport) -> list[str]:
         keep = ["layer", "neuron", f"hellinger_{ft}", f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
         keep += [c for c in (f"p_hellinger_{ft}", f"changed_{ft}") if c in changed]
         thin = report.too_few_credits(ft, min_count)
-        out += [f"Most changed neurons ({markdown_text(ft)}), among those credited at least {min_count} times in "
-                f"both stages ({thin} shared neurons have too few credits and are not ranked):", "",
+        out += [f"Most changed neurons ({markdown_text(ft)}), among those credited at least {min_count} times with a "
+                f"{markdown_text(ft)} value in both stages ({thin} shared neurons have too few credits and are not ranked):", "",
                 markdown_table(_names_shown(untested_unknown(changed[keep]), [ft])), ""]
     return out
 

@@ -103,7 +103,7 @@ def _limits_text(limits: dict) -> str:
 
 def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_MIN_COUNT, legend: bool = True) -> str:
     """Whole-model summary beside its noise floors, per-layer table, POS mass shares, the most/least changed
-    neurons among those credited at least `min_count` times in both stages, and a legend of the terms."""
+    neurons among those credited at least `min_count` times with a value of it in both stages, and a legend of the terms."""
     meta, summary = report.meta, report.summary()
     ft = default_feature_type(meta.feature_types)
     lines = [
@@ -140,10 +140,10 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
                                                        if c in report.neurons] + [
         f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
     thin = report.too_few_credits(ft, min_count)
-    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times in both stages; {thin} shared neurons "
+    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages; {thin} shared neurons "
                   f"have too few credits and are not ranked)",
               text_table(untested_unknown(report.most_changed(top, ft, min_count=min_count)[keep]))]
-    lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times in both stages)",
+    lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages)",
               text_table(untested_unknown(report.least_changed(top, ft, min_count=min_count)[keep]))]
     if legend:
         lines += ["", LEGEND]

@@ -545,3 +545,46 @@ def test_profiles_of_two_widths_of_one_architecture_are_told_apart():
     assert merged.meta.provenance["runtime"]["hidden_size"] == 32
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="hidden size 32 and 64"):
         hf_txray.compare(merged, wide)
+
+
+@pytest.mark.filterwarnings("ignore:The report has no p-values")
+def test_rankings_floor_the_credits_that_carry_the_feature_type_not_all_of_a_neurons_credits():
+    """A sparse feature type (a user feature labelling digits) labels a few of a neuron's credits: its distribution
+    rests on those. Helper 273: between two samples of one WikiText corpus (MiniLM), the neuron ranked most changed on
+    a digit feature was credited 149 and 42 times, but only 8 and 2 times on a digit (Hellinger 0.84), and 14 of the 19
+    neurons ranked had fewer than 20 digit credits in a stage: the floor that keeps sampling noise out of the ranking
+    counted the neuron's credits of every position."""
+    fts = ["token", "digits"]
+    vocab = {"token": ["a", "b", "1", "2", "3"], "digits": ["1", "2", "3"]}
+    corpus = {ft: {v: 10 for v in vocab[ft]} for ft in fts}
+    # neuron 0: 50 credits a stage, 2 and 1 of them on digits (disjoint: distance 1); neuron 1: 30 a stage, 25 on
+    # digits each (distance about 0.2); neuron 2: 40 a stage, 20 on digits each
+    tokens = {(0, 0): {"a": (40.0, 40), "b": (8.0, 8), "1": (2.0, 2)}, (0, 1): {"a": (5.0, 5), "2": (15.0, 15),
+              "3": (10.0, 10)}, (0, 2): {"b": (20.0, 20), "1": (10.0, 10), "3": (10.0, 10)}}
+    tokens_b = {(0, 0): {"a": (41.0, 41), "b": (8.0, 8), "3": (1.0, 1)}, (0, 1): {"a": (5.0, 5), "2": (10.0, 10),
+                "3": (15.0, 15)}, (0, 2): {"b": (20.0, 20), "1": (9.0, 9), "3": (11.0, 11)}}
+
+    def digits(entries):
+        return {key: {v: mc for v, mc in values.items() if v.isdigit()} for key, values in entries.items()}
+
+    a = build_profile("A", {"token": tokens, "digits": digits(tokens)}, vocab, corpus, feature_types=fts)
+    b = build_profile("B", {"token": tokens_b, "digits": digits(tokens_b)}, vocab, corpus, feature_types=fts)
+    report = hf_txray.compare(a, b, test=False)
+    row = report.neurons.set_index(["layer", "neuron"])
+    assert row.loc[(LAYERS[0], 0), "hellinger_digits"] == 1.0 and row.loc[(LAYERS[0], 0), "count_b"] == 50
+    assert row.loc[(LAYERS[0], 0), ["credits_a_digits", "credits_b_digits"]].tolist() == [2, 1]
+    assert row.loc[(LAYERS[0], 1), ["credits_a_digits", "credits_b_digits"]].tolist() == [25, 25]
+    assert row.loc[(LAYERS[0], 0), ["credits_a_token", "credits_b_token"]].tolist() == [50, 50]
+    assert report.most_changed(feature_type="digits")["neuron"].tolist() == [1, 2]
+    assert report.least_changed(feature_type="digits")["neuron"].tolist() == [2, 1]
+    assert report.too_few_credits("digits") == 1 and report.too_few_credits("token") == 0
+    assert report.most_changed(feature_type="digits", min_count=1)["neuron"].tolist()[0] == 0  # the floor lowered
+    plan = hf_txray.pruning.plan_pruning(report, "most_changed", 1, feature_type="digits", layers=[LAYERS[0]])
+    assert plan.neurons == {LAYERS[0]: [1]}
+    from hf_txray.plots.transfer import _shared
+    assert _shared(report, None, 20, "digits")["neuron"].tolist() == [1, 2]
+    # a report saved before the credits columns floors the neurons' credits, as it did
+    old = hf_txray.TransferReport(report.meta, report.neurons.drop(columns=[c for c in report.neurons
+                                                                            if c.startswith("credits_")]),
+                                  report.layers, report.mass_share)
+    assert old.most_changed(feature_type="digits")["neuron"].tolist()[0] == 0

@@ -1144,7 +1144,8 @@ def test_user_feature_names_are_text_in_the_dataset_card_not_markup():
     markdown_it = pytest.importorskip("markdown_it")
     name = "<img src=x>*d*|e"
     digits = hf_txray.UserFeature(name, lambda t: [(i, i + 1, "D") for i, c in enumerate(t) if c.isdigit()])
-    texts = [" ".join(f"{w} {k % 10}" for k, w in enumerate(t.split())) for t in SAMPLE_TEXTS * 3 if t.strip()]
+    # 6 copies: a neuron ranked on the digits feature needs 20 credits with a digit in each stage (helper 273)
+    texts = [" ".join(f"{w} {k % 10}" for k, w in enumerate(t.split())) for t in SAMPLE_TEXTS * 6 if t.strip()]
     options = dict(tokenizer=bert_tokenizer(), features=("token", digits), show_progress=False, max_length=32)
     a = hf_txray.analyze(tiny_bert(0), texts, stage="a", **options)
     b = hf_txray.analyze(tiny_bert(1), texts, stage="b", **options)

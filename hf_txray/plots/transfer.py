@@ -29,9 +29,10 @@ REPORT_PLOT_ARGS = """report (`TransferReport`): the comparison to draw.
         feature_type (`str`, *optional*): defaults to ``"pos"`` when profiled, else the first feature type.
         ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
         layer (`int`, *optional*): only this layer's neurons.
-        min_count (`int`, *optional*, defaults to 20): only neurons credited at least this many times in both stages,
-            as the report's rankings (``DEFAULT_MIN_COUNT``): below it a distance or a length is mostly sampling
-            noise, and such neurons would fill the plot (0 draws every shared neuron)."""
+        min_count (`int`, *optional*, defaults to 20): only neurons credited at least this many times with a value
+            of `feature_type` in both stages, as the report's rankings (``DEFAULT_MIN_COUNT``,
+            ``TransferReport.enough_credits``): below it a distance or a length is mostly sampling noise, and such
+            neurons would fill the plot (0 draws every shared neuron)."""
 
 
 def _report_layer(report: "TransferReport", layer: int | None) -> int | None:
@@ -39,10 +40,10 @@ def _report_layer(report: "TransferReport", layer: int | None) -> int | None:
     return None if layer is None else resolve_layer(report.meta.layers, layer, "is not in this report")
 
 
-def _shared(report: "TransferReport", layer: int | None, min_count: int) -> pd.DataFrame:
+def _shared(report: "TransferReport", layer: int | None, min_count: int, feature_type: str) -> pd.DataFrame:
     frame = report.neurons[report.neurons["status"] == "shared"]
-    if check_min_count(min_count):
-        frame = frame[(frame["count_a"] >= min_count) & (frame["count_b"] >= min_count)]
+    if check_min_count(min_count):  # credits with a value of the feature type, as the rankings floor them
+        frame = frame[report.enough_credits(feature_type, min_count)[frame.index]]
     return frame if layer is None else frame[frame["layer"] == layer]
 
 
@@ -78,7 +79,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     """
     ft = checked_feature_type(report.meta.feature_types, feature_type)
     layer = _report_layer(report, layer)
-    data = _shared(report, layer, min_count)
+    data = _shared(report, layer, min_count, ft)
     data = data[data[f"hellinger_{ft}"].notna() & (data[f"hellinger_length_{ft}"] > 0)]
     import matplotlib
     from matplotlib.ticker import LogFormatter
@@ -133,7 +134,7 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
     """
     ft = checked_feature_type(report.meta.feature_types, feature_type)
     layer = _report_layer(report, layer)
-    data = _shared(report, layer, min_count)
+    data = _shared(report, layer, min_count, ft)
     data = data[(data[f"length_a_{ft}"] > 0) & (data[f"length_b_{ft}"] > 0)]
     scope = _scope(layer, min_count)
     data = data.sort_values([f"length_a_{ft}", f"length_b_{ft}"], kind="stable")

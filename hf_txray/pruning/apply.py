@@ -65,7 +65,8 @@ def prune(
             source/model).
         feature_type (`str`, *optional*): feature type of the Hellinger distance (default: the report's first).
         min_count (`int`, *optional*, defaults to 20): ``most_changed`` / ``least_changed`` rank only the shared
-            neurons credited at least this many times in both stages, as :meth:`TransferReport.most_changed` does:
+            neurons credited at least this many times with a value of `feature_type` in both stages, as
+            :meth:`TransferReport.most_changed` does:
             below it a distance is mostly sampling noise (rarely credited neurons tie at distance 1.0, and the
             ranking became a seeded draw among them).
         stage (`str`, *optional*, defaults to `"b"`): for ``low_mass`` on a report, rank by the mass of stage

@@ -384,7 +384,8 @@ def _fewer_hint(strategy: Any, min_count: int) -> str:
     """How a Hellinger ranking can get more candidates: its credit floor."""
     if not strategy.uses_feature_type or not min_count:
         return ""
-    return f" (candidates are shared neurons credited at least min_count={min_count} times in both stages)"
+    return (f" (candidates are shared neurons credited at least min_count={min_count} times with a value of the "
+            "feature type in both stages)")
 
 
 def plan_pruning(

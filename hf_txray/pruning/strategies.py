@@ -34,7 +34,8 @@ class RankingInput:
         stage (`str`): ``"a"`` or ``"b"``: which stage of a report a one-stage statistic reads.
         rng (`np.random.Generator`): the plan's seeded generator (for random strategies).
         min_count (`int`, *optional*): strategies that rank shared neurons by Hellinger distance leave out those
-            credited fewer times in either stage (their distance is mostly sampling noise).
+            credited fewer times with a value of `feature_type` in either stage (their distance is mostly sampling
+            noise; ``TransferReport.enough_credits``).
     """
 
     source: TransferReport | Profile | None
@@ -169,7 +170,8 @@ def _hellinger(sign: float) -> Callable[[RankingInput], Scores]:
         for layer in inputs.layers:
             rows = _layer_rows(inputs.source, layer)
             h = rows[f"hellinger_{inputs.feature_type}"].to_numpy(np.float64)
-            counted = (rows["count_a"].to_numpy() >= inputs.min_count) & (rows["count_b"].to_numpy() >= inputs.min_count)
+            # credited min_count times with a value of the feature type, as the report's rankings floor them
+            counted = inputs.source.enough_credits(inputs.feature_type, inputs.min_count)[rows.index].to_numpy()
             candidates[layer] = ~np.isnan(h) & counted
             scores[layer] = h if sign > 0 else -h
         return scores, candidates

@@ -412,7 +412,7 @@ def search_hellinger(source: str, report: str, feature_type: str, low: Any, high
     meta = view.report(report).meta
     thin = view.report(report).too_few_credits(feature_type, DEFAULT_MIN_COUNT, _one_layer(layer))
     return (tables.matches_text(table, f" of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
-                                       f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times in both stages")
+                                       f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times with a {feature_type} value in both stages")
             + f" ({thin} shared neuron(s) have too few credits and are not listed).", table,
             [meta.stage_a, meta.stage_b])
 
@@ -425,7 +425,7 @@ def show_transfer(source: str, report: str, feature_type: str, which: str, min_c
                                   layer)
     thin = view.report(report).too_few_credits(feature_type, _at_least_one(min_count), _one_layer(layer))
     return (f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}), credited >= "
-            f"{_at_least_one(min_count)} times in both stages ({thin} have too few credits and are not ranked).", table)
+            f"{_at_least_one(min_count)} times with a {feature_type} value in both stages ({thin} have too few credits and are not ranked).", table)
 
 
 # ----- probing (issue 7): the probe_rankings and ablation configs, when the results have them ----------------------

@@ -180,8 +180,8 @@ def search_status(view: ResultsView, report_name: str, status: str, n: int = 200
 def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low: float, high: float,
                      n: int = 200, layer: Any = None, min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
     """Shared neurons whose Hellinger distance (for `feature_type`), as the viewer shows it (:func:`display_values`),
-    lies in [low, high], highest first, among those credited at least `min_count` times in both stages (the others
-    have too few credits to rank)."""
+    lies in [low, high], highest first, among those credited at least `min_count` times with a value of it in both
+    stages (the others have too few credits to rank: ``TransferReport.enough_credits``)."""
     report = view.report(report_name)
     if feature_type not in report.meta.feature_types:
         raise ConfigurationError(f"Feature type {feature_type!r} is not in report {report_name!r}: "
@@ -191,7 +191,7 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
         raise ConfigurationError(f"The Hellinger range must satisfy 0 <= low <= high <= 1 (got {low} to {high}).")
     column = f"hellinger_{feature_type}"
     h = display_values(report.neurons[column].to_numpy())  # the values as shown: a shown value typed as an end is in
-    enough = (report.neurons["count_a"] >= int(min_count or 1)) & (report.neurons["count_b"] >= int(min_count or 1))
+    enough = report.enough_credits(feature_type, int(min_count or 1))  # with a value of it, as the rankings
     frame = layer_filter(report.neurons[~np.isnan(h) & (h >= low) & (h <= high) & enough.to_numpy()], layer)
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
