@@ -2827,3 +2827,21 @@ def test_a_probe_trained_with_a_pad_token_added_refuses_the_tokenizer_without_it
                                          r"added to it before extraction, in the same order"):
         ProbeMetric(result, planted.test_corpus, planted.tokenizer)
     ProbeMetric(result, planted.test_corpus, padded)  # the tokenizer it was trained with
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"test_size": 1.5}, "test_size"), ({"test_size": "0.2"}, "test_size"), ({"test_size": 0}, "test_size"),
+    ({"seed": 0.5}, "seed"), ({"seed": -1}, "seed"), ({"target_share": 2.0}, "target_share"),
+    ({"target_share": 0}, "target_share"),
+])
+def test_split_and_target_share_refused_before_extraction(planted, options, match):
+    """helper 272: test_size=1.5 and target_share=2 were refused only after every sentence had run through the model
+    (5 forward passes on 30 EWT sentences), test_size="0.2" and seed=0.5 failed there with a bare TypeError."""
+    calls = []
+    handle = planted.model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        with pytest.raises(ConfigurationError, match=match):
+            probe_neurons(planted.model, planted.corpus, tokenizer=planted.tokenizer, config=FAST, **options)
+    finally:
+        handle.remove()
+    assert calls == []

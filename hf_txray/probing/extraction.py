@@ -34,6 +34,7 @@ from ..hashes import text_hashes
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
+from ..options import is_int
 from ..padding import check_padding_is_masked
 from ..sites import Site, check_hooked_rows, find_sites, require_dense
 from .data import LabeledCorpus
@@ -170,8 +171,7 @@ class Activations(Artifact):
         Raises:
             DatasetError: fewer than two sentences, or fewer than two distinct ones.
         """
-        if not 0.0 < test_size < 1.0:
-            raise ConfigurationError(f"test_size must be in (0, 1), got {test_size!r}.")
+        check_split(test_size, seed)
         sentences = np.unique(self.sentence_ids)
         if len(sentences) < 2:
             raise DatasetError("At least two sentences are needed to split into train and test parts.")
@@ -239,6 +239,19 @@ class Activations(Artifact):
         return (f"Activations(words={self.num_words}, layers={self.layers}, width={self.width}, site={self.site!r}"
                 f"{stack}, aggregation={self.aggregation!r}, property={self.property_name!r}, "
                 f"labels={len(self.label_names)}, in={where})")
+
+
+def check_split(test_size: Any, seed: Any) -> None:
+    """Refuse a `test_size` that is not a number in (0, 1) or a `seed` that is not an int (what
+    :meth:`Activations.split` takes), before any extraction: ``probe_neurons(test_size=1.5)`` was refused only after
+    every sentence had run through the model, and ``test_size="0.2"`` or ``seed=0.5`` failed there with a bare
+    ``TypeError``."""
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)) \
+            or not 0.0 < test_size < 1.0:
+        raise ConfigurationError(f"test_size must be a number in (0, 1), the share of sentences held out, got "
+                                 f"{test_size!r}.")
+    if not is_int(seed) or seed < 0:
+        raise ConfigurationError(f"seed must be an int >= 0 (the split's shuffle), got {seed!r}.")
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:

@@ -25,11 +25,12 @@ from ..counts import check_count, is_int
 from ..options import parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, load_labeled
-from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, extract_activations
+from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_split, extract_activations
 from .layout import probe_table, write_probing_folder
 from .probe import (
     LinearProbe,
     ProbeConfig,
+    check_share,
     control_task_accuracy,
     minimal_neuron_set,
     scores_of,
@@ -385,6 +386,11 @@ def probe_neurons(
     if not isinstance(subset_seeds, (list, tuple, range)) or not all(is_int(s) for s in subset_seeds):
         raise ConfigurationError(f"subset_seeds must be a sequence of ints (one random subset each), e.g. [0, 1, 2]; "
                                  f"got {subset_seeds!r}.")
+    # helper 272: test_size=1.5, seed=0.5 and target_share=2 were refused (or failed with a TypeError) only after
+    # every sentence had been tagged and run through the model
+    check_split(test_size, seed)
+    if minimal:
+        check_share(target_share, "target_share")
     if isinstance(data, Activations):
         if max_sentences is not None:
             raise ConfigurationError(f"max_sentences={max_sentences} cuts a corpus before extraction, but data is "

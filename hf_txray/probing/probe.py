@@ -677,6 +677,14 @@ def default_sizes(num_neurons: int) -> list[int]:
     return sorted({s for s in sizes if s < num_neurons} | {num_neurons})
 
 
+def check_share(share: Any, name: str = "share") -> None:
+    """Refuse a share of the full accuracy (the minimal set's target) that is not a number in (0, 1]."""
+    if isinstance(share, bool) or not isinstance(share, (int, float, np.integer, np.floating)) \
+            or not 0.0 < share <= 1.0:
+        raise ConfigurationError(f"{name} must be a number in (0, 1], the share of the full probe's accuracy the "
+                                 f"minimal neuron set must reach, got {share!r}.")
+
+
 def minimal_neuron_set(
     acts: Activations,
     train: np.ndarray,
@@ -708,8 +716,7 @@ def minimal_neuron_set(
         `tuple(int, pd.DataFrame)`: k (``len(ranking)`` when no smaller set reaches the target) and every k tried
         with its accuracy and whether it reached the target.
     """
-    if not 0.0 < share <= 1.0:
-        raise ConfigurationError(f"share must be in (0, 1], got {share!r}.")
+    check_share(share)
     config = config or ProbeConfig()
     ranking = np.asarray(ranking, dtype=np.int64)
     target = share * full_accuracy
