@@ -2845,3 +2845,17 @@ def test_split_and_target_share_refused_before_extraction(planted, options, matc
     finally:
         handle.remove()
     assert calls == []
+
+
+def test_one_string_is_not_a_list_of_texts(planted):
+    """helper 272: neuron_means(bert, "the cat sat on the mat", tokenizer) averaged the neurons over 22 one-character
+    texts, without an error (on GPT-2 it was refused as 'no token to average past the first position'), and
+    LMLossMetric(tokenizer, text) scored the text's characters."""
+    from hf_txray.probing import LMLossMetric, neuron_means
+
+    text = "the cat sat on the mat"
+    with pytest.raises(DatasetError, match="single string.*one text per character"):
+        neuron_means(planted.model, text, planted.tokenizer)
+    with pytest.raises(DatasetError, match="single string"):
+        LMLossMetric(planted.tokenizer, text)
+    assert neuron_means(planted.model, [text], planted.tokenizer)[0].shape == (48,)

@@ -34,7 +34,7 @@ from ..indices import whole_numbers
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
 from ..version import __version__
-from .data import LabeledCorpus
+from .data import LabeledCorpus, refuse_single_string
 from .extraction import Activations, weights_difference, weights_fingerprint
 from .probe import class_ids_by_name
 from .layout import ablation_table, read_curve, write_probing_folder
@@ -443,6 +443,7 @@ class LMLossMetric(TaskMetric):
     than the limit raises `ConfigurationError`)."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None):
+        refuse_single_string(texts)  # one text per character: a loss of one-character texts
         super().__init__(tokenizer, list(texts), "lm_loss", task="causal-lm", batch_size=batch_size,
                          max_length=max_length)
 

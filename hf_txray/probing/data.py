@@ -155,11 +155,18 @@ def _from_string_labels(texts: list[str], starts: list[list[int]], ends: list[li
                          [np.asarray(e, np.int64) for e in ends], ids, names, prop, source)
 
 
+def refuse_single_string(texts: Any, what: str = "texts") -> None:
+    """Refuse one string where a list of texts is expected: iterated, it is one text per character (helper 272:
+    ``neuron_means(bert, "the cat sat", tokenizer)`` averaged the neurons over 11 one-character texts, silently)."""
+    if isinstance(texts, str):
+        raise DatasetError(f"{what} must be a list of texts, not a single string ({texts!r:.60}), which would be read "
+                           f"as one text per character: pass [{texts!r:.40}].")
+
+
 def _check_texts(texts: Any) -> list[str]:
     from ..loading import refuse_unordered
 
-    if isinstance(texts, str):
-        raise DatasetError("Pass a list of texts, not a single string.")
+    refuse_single_string(texts)
     # a set's order changes with every process: so would the sentence ids, and the probe's split with them
     refuse_unordered(texts, "texts", "sentence ids, and with them the probe's train/test split, would differ")
     texts = list(texts)

@@ -37,7 +37,7 @@ from ..modes import enter_eval
 from ..options import is_int
 from ..padding import check_padding_is_masked
 from ..sites import Site, check_hooked_rows, find_sites, require_dense
-from .data import LabeledCorpus
+from .data import LabeledCorpus, refuse_single_string
 
 AGGREGATIONS = ("first", "last", "mean")
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -744,6 +744,7 @@ def neuron_means(
     """
     from ..lengths import resolve_max_length
 
+    refuse_single_string(texts)
     model, tokenizer, _, device = _resolve(model, tokenizer, None)
     texts = [t for t in texts]
     if not texts or not all(isinstance(t, str) for t in texts):
