@@ -2200,6 +2200,16 @@ def test_attribution_refuses_a_fractional_or_bool_neuron_and_bad_step_counts():
             neuron_attributions(model, tokenizer, "the cat sat", 1, 2, **options)
 
 
+
+def test_attribution_refuses_a_target_with_integrated_gradients():
+    """helper 272: neuron_attributions(..., target=(5, 17)) with the default integrated gradients ignored the target
+    and explained the neuron's own activation, without a word (only conductance attributes an output)."""
+    pytest.importorskip("captum")
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    with pytest.raises(ConfigurationError, match="integrated_gradients.*takes no target.*conductance"):
+        neuron_attributions(model, tokenizer, "the cat sat", 1, 2, target=(1, 17), n_steps=4)
+    assert neuron_attributions(model, tokenizer, "the cat sat", 1, 2, n_steps=4).method == "integrated_gradients"
+
 def test_attribution_warns_when_the_integral_misses_the_change():
     """From the zero baseline, a T5 encoder (RMSNorm) jumps right off zero: 50 steps missed 38% of the change that
     the scores are documented to add up to, silently."""

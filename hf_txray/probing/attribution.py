@@ -164,7 +164,7 @@ def neuron_attributions(
             scores miss more than 5% of the change they explain).
         n_steps (`int`, *optional*, defaults to 50): integration steps.
         target (*optional*): for conductance, the output index: a class id for classifiers, ``(position, id)`` for
-            per-token outputs.
+            per-token outputs; refused with integrated gradients, which explain the neuron itself.
         internal_batch_size (`int`, *optional*): steps per forward pass (memory).
         max_length (`int`, *optional*): truncation; defaults to the model's usable position limit (at most 512),
             as in :func:`extract_activations`.
@@ -176,8 +176,8 @@ def neuron_attributions(
     Raises:
         ImportError: Captum is not installed (the message says ``pip install captum``).
         ConfigurationError: bad method, baseline, layer, neuron (an int in range: 2.7 or True is refused, not read
-            as neuron 2 or 1), position, `n_steps` or `internal_batch_size` (ints >= 1), or conductance without
-            `target`.
+            as neuron 2 or 1), position, `n_steps` or `internal_batch_size` (ints >= 1), conductance without
+            `target`, or a `target` with integrated gradients (which explain the neuron itself).
 
     Example:
         ```python
@@ -203,6 +203,11 @@ def neuron_attributions(
     if method == "conductance" and target is None:
         raise ConfigurationError("method='conductance' attributes a model output through the neuron: pass target= "
                                  "(a class id, or (position, token id) for per-token outputs).")
+    if method == "integrated_gradients" and target is not None:  # helper 272: ignored, the neuron itself explained
+        raise ConfigurationError(
+            f"target={target!r} names a model output, but method='integrated_gradients' attributes the neuron's own "
+            "activation and takes no target (it was ignored): pass method='conductance' to attribute that output "
+            "through the neuron, or leave target unset.")
     check_no_virtual_tokens(model)  # prompt tuning's virtual tokens would shift every position read
     target_site = _site(model, layer, site, module_pattern)
     runner = model
