@@ -2869,3 +2869,26 @@ def test_one_string_is_not_a_list_of_texts(planted):
     with pytest.raises(DatasetError, match="single string"):
         LMLossMetric(planted.tokenizer, text)
     assert neuron_means(planted.model, [text], planted.tokenizer)[0].shape == (48,)
+
+
+def test_a_corpus_or_activations_of_another_property_is_refused(planted, tmp_path):
+    """helper 272: probe_neurons(model, read_conllu(path), "dep") probed the corpus's UPOS labels and named the run
+    "upos", without a word: a LabeledCorpus (or Activations) is probed on the labels it holds."""
+    path = tmp_path / "sample.conllu"
+    path.write_text(CONLLU)
+    corpus = read_conllu(path)  # upos
+    calls = []
+    handle = planted.model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        for data in (corpus, planted.acts):  # UPOS, and the planted "tags"
+            with pytest.raises(ConfigurationError, match=r"property='dep', but the .* holds labels of"):
+                probe_neurons(planted.model, data, "dep", tokenizer=planted.tokenizer, config=FAST)
+    finally:
+        handle.remove()
+    assert calls == []
+    # names of one property, the default, and the corpus's own name are accepted
+    from hf_txray.probing.data import check_labelled_property
+
+    for held, asked in (("upos", "pos"), ("upos", "upos"), ("pos", "upos"), ("deprel", "dep"), ("tags", "tags"),
+                        ("deprel", "pos")):
+        check_labelled_property(held, asked, "corpus")

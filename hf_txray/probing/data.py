@@ -528,6 +528,19 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model)
 
 
+def check_labelled_property(held: str, asked: str, what: str) -> None:
+    """Refuse a `property` other than the one the labels already held are of (a `LabeledCorpus` or `Activations` is
+    probed on its own labels whatever `property` says: helper 272, ``probe_neurons(model, read_conllu(path), "dep")``
+    probed UPOS and named the run ``upos``). Names of one property agree (``pos`` and ``upos``, ``dep`` and
+    ``deprel``); the default ``"pos"`` is not checked, since it is also what a caller who names no property passes."""
+    if asked == "pos" or CONLLU_PROPERTIES.get(asked, asked) == CONLLU_PROPERTIES.get(held, held):
+        return
+    raise ConfigurationError(
+        f"property={asked!r}, but the {what} holds labels of {held!r}, and a probe is trained on the labels it holds: "
+        f"build the {what} with {asked!r} labels (e.g. read_conllu(path, {asked!r}), from_spacy(texts, {asked!r})), "
+        "or leave property unset.")
+
+
 def _corpus_texts(data: Any, text_column: str | None, max_sentences: int | None) -> list[str]:
     """The texts of anything :func:`hf_txray.analyze` reads as a corpus (a stream already read into rows), from
     its text column, chosen as analyze chooses it."""

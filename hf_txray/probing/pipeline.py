@@ -24,7 +24,7 @@ from ..io_utils import read_json, write_json
 from ..counts import check_count, is_int
 from ..options import parse_layers
 from ..version import __version__
-from .data import LabeledCorpus, load_labeled
+from .data import LabeledCorpus, check_labelled_property, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_split, extract_activations
 from .layout import probe_table, write_probing_folder
 from .probe import (
@@ -405,8 +405,11 @@ def probe_neurons(
                                      f"{data.module_pattern or 'the automatic ' + data.site + ' site'!r}: extract "
                                      "them with that pattern, or leave module_pattern unset.")
         _check_extracted_as_asked(model, data, layers, site, aggregation)
+        check_labelled_property(data.property_name, property, "activations")
         acts, source, num_sentences = data, "activations", int(len(np.unique(data.sentence_ids)))
     else:
+        if isinstance(data, LabeledCorpus):
+            check_labelled_property(data.property_name, property, "corpus")
         corpus = load_labeled(data, property, max_sentences=max_sentences)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
