@@ -2892,3 +2892,16 @@ def test_a_corpus_or_activations_of_another_property_is_refused(planted, tmp_pat
     for held, asked in (("upos", "pos"), ("upos", "upos"), ("pos", "upos"), ("deprel", "dep"), ("tags", "tags"),
                         ("deprel", "pos")):
         check_labelled_property(held, asked, "corpus")
+
+
+def test_means_with_zero_mode_are_refused(planted):
+    """helper 272: ablate(model, neurons, means=acts) and ablation_curve(..., means=acts) without mode="mean" ignored
+    the means and zeroed the neurons, without a word (the caller meant mean ablation)."""
+    with pytest.raises(ConfigurationError, match="means were given but mode='zero'"):
+        with ablate(planted.model, {0: [7]}, means=planted.acts):
+            pytest.fail("entered")
+    with pytest.raises(ConfigurationError, match="means were given but mode='zero'"):
+        ablation_curve(planted.model, [(0, 7)], lambda model: pytest.fail("a pass ran"), counts=[1],
+                       means=planted.acts)
+    with ablate(planted.model, {0: [7]}, mode="mean", means=planted.acts):
+        pass

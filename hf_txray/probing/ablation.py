@@ -142,6 +142,18 @@ def _check_means_model(means: Activations, model: nn.Module) -> None:
             "model as it is (hf_txray.probing.extract_activations).")
 
 
+def check_mode(mode: str, means: Any) -> None:
+    """Refuse an unknown ablation mode, and `means` with ``mode="zero"``: they were ignored, and the neurons zeroed
+    where the caller meant to fill in their means (helper 272: ``ablate(model, top, means=acts)`` without
+    ``mode="mean"``)."""
+    if mode not in MODES:
+        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
+    if mode == "zero" and means is not None:
+        raise ConfigurationError(
+            "means were given but mode='zero', which sets the neurons to 0 and reads no means: pass mode='mean' to "
+            "fill in the means, or leave means unset to zero the neurons.")
+
+
 @contextlib.contextmanager
 def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None) -> Iterator[MaskHandle]:
     """Ablate MLP neurons inside a ``with`` block: their activation is replaced by 0 or by its mean.
@@ -159,13 +171,13 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         means (*optional*): for ``mode="mean"``: an `Activations` object (its token-level neuron means; refused
             when extracted from other weights, by the sample hash it records) or a dict ``{layer: per-neuron means}``
             from :func:`~hf_txray.probing.neuron_means` (taken as given: a dict does not say which model it came
-            from).
+            from). Refused with ``mode="zero"``, which reads none.
 
     Yields:
         `MaskHandle`: also listed by :func:`hf_txray.pruning.active_masks` while the block runs.
 
     Raises:
-        ConfigurationError: unknown mode, neurons out of range, missing means.
+        ConfigurationError: unknown mode, neurons out of range, missing means, or means with ``mode="zero"``.
 
     Example:
         ```python
@@ -175,8 +187,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         ...     ...
         ```
     """
-    if mode not in MODES:
-        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
+    check_mode(mode, means)
     check_ranked_modules(neurons, model)
     neurons = _as_spec(neurons)
     if mode == "zero":
@@ -621,7 +632,7 @@ def ablation_curve(
             ranking's length are clipped to it, with a warning; counts above the random pool's neurons are
             refused).
         mode (`str`, *optional*, defaults to `"zero"`): ``"zero"`` or ``"mean"`` (needs `means`, see :func:`ablate`).
-        means (*optional*): per-neuron means for ``mode="mean"``.
+        means (*optional*): per-neuron means for ``mode="mean"`` (refused with ``mode="zero"``).
         seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random curve per seed.
         bottom (`bool`, *optional*, defaults to `False`): also ablate the k lowest-ranked neurons.
         layers (`Sequence[int]`, `int` or `str`, *optional*): the random pool's layers, as ``analyze`` takes them
@@ -639,8 +650,7 @@ def ablation_curve(
         >>> curve.plot().savefig("ablation.png")
         ```
     """
-    if mode not in MODES:
-        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
+    check_mode(mode, means)
     if not callable(metric):
         raise ConfigurationError("metric must be a callable(model) -> float.")
     ablation_counts(counts, None)  # before the ranking and the model are read
@@ -649,8 +659,6 @@ def ablation_curve(
         raise ConfigurationError(f"seeds must be a sequence of ints (one random curve each), e.g. [0, 1, 2]; got "
                                  f"{seeds!r}. For one random curve pass [seed].")
     seeds = [int(s) for s in seeds]
-    if mode not in MODES:
-        raise ConfigurationError(f"Unknown ablation mode {mode!r}: choose one of {', '.join(MODES)}.")
     # helper 152: the baseline and every point were measured on top of a mask left on the model
     refuse_active_masks(model, "ablation_curve", "would measure its baseline and every point with them on")
     pairs, source = _ranked_pairs(ranking)
