@@ -2905,3 +2905,28 @@ def test_means_with_zero_mode_are_refused(planted):
                        means=planted.acts)
     with ablate(planted.model, {0: [7]}, mode="mean", means=planted.acts):
         pass
+
+
+def test_conductance_to_a_target_that_cannot_read_the_neuron_is_said():
+    """helper 272: on a tiny GPT-2 LM, conductance to the logit at position 1 through a neuron read (by default) where
+    it is largest, a later position, gave every score 0 without a word: a causal LM's output there cannot depend on
+    it. Read at the target's position, the scores are not all 0 and nothing is said."""
+    pytest.importorskip("captum")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from models import bpe_tokenizer
+
+    tokenizer = bpe_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                       n_positions=128)).eval()
+    text = "The quick brown fox jumps over the lazy dog."
+    with pytest.warns(UserWarning, match="Every conductance score .* is 0"):
+        out = neuron_attributions(model, tokenizer, text, 0, 3, method="conductance", target=(1, 17), n_steps=8,
+                                  position=[5, 6, 7])
+    assert not out.scores.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = neuron_attributions(model, tokenizer, text, 0, 3, method="conductance", target=(5, 17), n_steps=8,
+                                  position=5)
+    assert out.scores.any()

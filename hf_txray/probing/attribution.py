@@ -164,7 +164,9 @@ def neuron_attributions(
             scores miss more than 5% of the change they explain).
         n_steps (`int`, *optional*, defaults to 50): integration steps.
         target (*optional*): for conductance, the output index: a class id for classifiers, ``(position, id)`` for
-            per-token outputs; refused with integrated gradients, which explain the neuron itself.
+            per-token outputs; refused with integrated gradients, which explain the neuron itself. A warning says
+            when the target does not depend on the neuron at its read position (every score 0: a causal LM's
+            neuron read after the target's position).
         internal_batch_size (`int`, *optional*): steps per forward pass (memory).
         max_length (`int`, *optional*): truncation; defaults to the model's usable position limit (at most 512),
             as in :func:`extract_activations`.
@@ -304,6 +306,14 @@ def neuron_attributions(
             + (" (from the zero baseline, a model that normalises its embeddings with RMSNorm jumps right off zero)"
                if baseline == "zero" else "") + ". Use more n_steps" + (", or baseline='pad'" if baseline == "zero"
                                                                         else "") + ".", stacklevel=2)
+    if method == "conductance" and not np.any(per_token):
+        # helper 272: a tiny GPT-2 LM's neuron read at its largest position, 9, conducted nothing to the target at
+        # position 5: every score 0, without a word
+        warnings.warn(
+            f"Every conductance score of neuron {neuron} (layer {layer}, read at token {position}) for target "
+            f"{target!r} is 0: that output does not depend on the neuron at that position (a causal LM's output at an "
+            "earlier position, or a classifier's last layer read outside the token it classifies). Pass position= "
+            "a token the target reads (on a causal LM, at or before the target's position).", stacklevel=2)
     return result
 
 
