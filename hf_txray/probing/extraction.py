@@ -34,7 +34,6 @@ from ..hashes import text_hashes
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
-from ..options import is_int
 from ..padding import check_padding_is_masked
 from ..sites import Site, check_hooked_rows, find_sites, require_dense
 from .data import LabeledCorpus, refuse_single_string
@@ -250,8 +249,7 @@ def check_split(test_size: Any, seed: Any) -> None:
             or not 0.0 < test_size < 1.0:
         raise ConfigurationError(f"test_size must be a number in (0, 1), the share of sentences held out, got "
                                  f"{test_size!r}.")
-    if not is_int(seed) or seed < 0:
-        raise ConfigurationError(f"seed must be an int >= 0 (the split's shuffle), got {seed!r}.")
+    check_count("seed", seed, minimum=0, note="the split's shuffle")
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:
