@@ -2280,6 +2280,36 @@ def test_llama4_dense_blocks_lose_neurons_with_mode_remove(tmp_path):
     torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
 
 
+
+def test_cohere2_moe_dense_prefix_of_the_experts_width_loses_neurons_with_mode_remove(tmp_path):
+    """Helper 270: Cohere2-MoE's dense prefix blocks take `intermediate_size` where `prefix_dense_intermediate_size`
+    is unset (its default), and that attribute also sizes the routed and the shared experts. mode="remove" cut it
+    (48 -> 46): the model ran, saved, and then failed to load (experts' gate_up_proj 4 x 96 x 32 saved, 4 x 92 x 32
+    built). The dense blocks' own attribute now takes the new width; the experts keep theirs."""
+    config = tf.Cohere2MoeConfig(**{**_LLAMA_LIKE, "intermediate_size": WIDTH}, vocab_size=100, num_experts=4,
+                                 num_experts_per_tok=2, num_shared_experts=1, first_k_dense_replace=1, pad_token_id=0)
+    assert config.prefix_dense_intermediate_size is None
+    torch.manual_seed(0)
+    model = tf.Cohere2MoeForCausalLM(config).eval()
+    ids = torch.randint(1, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    plan = {0: [1, 5]}
+    with torch.no_grad():
+        hf_txray.prune(model, None, plan)
+        masked = model(input_ids=ids).logits
+        hf_txray.unprune(model)
+        hf_txray.prune(model, None, plan, mode="remove")
+        removed = model(input_ids=ids).logits
+    assert (model.config.prefix_dense_intermediate_size, model.config.intermediate_size) == (WIDTH - 2, WIDTH)
+    assert model.model.layers[0].mlp.down_proj.in_features == WIDTH - 2
+    assert model.model.layers[1].mlp.experts.down_proj.shape[-1] == WIDTH
+    torch.testing.assert_close(removed, masked, rtol=0, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = tf.Cohere2MoeForCausalLM.from_pretrained(tmp_path).eval()(input_ids=ids).logits
+    torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
+    assert [s.name for s in find_sites(tf.Cohere2MoeForCausalLM.from_pretrained(tmp_path), "mlp", layers=[0])] == [
+        "model.layers.0.mlp.down_proj"]
+
 def _blip2(text_model: str):
     """A tiny BLIP-2 whose vision tower is deeper and wider than its 2-layer text model (a T5 or an OPT)."""
     tokenizer = bpe_tokenizer()

@@ -87,6 +87,13 @@ def _intermediate_attribute(config: Any, width: int) -> str:
     # a model mixing dense and MoE blocks states its dense blocks' width apart (Llama 4's intermediate_size_mlp),
     # and only dense blocks are removed from: that attribute first, even where intermediate_size happens to be equal
     dense = DENSE_BLOCK_WIDTHS.get(getattr(config, "model_type", ""), ())
+    for name in dense:
+        # left unset (Cohere2-MoE's prefix_dense_intermediate_size, its default), the dense blocks take
+        # intermediate_size, which also sizes the experts and the shared experts: cutting that attribute saved a
+        # model that failed to load; the dense blocks' own attribute gives them the new width alone
+        if (hasattr(config, name) and getattr(config, name) is None
+                and getattr(config, "intermediate_size", None) == width):
+            return name
     for name in (*dense, *INTERMEDIATE_SIZE_ATTRIBUTES):
         if not hasattr(config, name):
             continue
