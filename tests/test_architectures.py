@@ -2129,6 +2129,25 @@ def test_lfm2_mlp_has_the_width_its_config_adjusts():
                                                       1, FEATURES))
 
 
+
+def test_remove_is_refused_where_the_width_attribute_does_not_set_the_mlp_width_lfm2(tmp_path):
+    """Helper 270: LFM2 rounds its MLP width from `intermediate_size` (up to a multiple of `block_multiple_of`, 256
+    by default); where the rounding gives back the declared width (256 declared, 256 built), mode="remove" cut
+    `intermediate_size` to 254 without a word, and the saved model failed to load (w1 254 x 32 saved, 256 x 32 built
+    from the config). The removal is refused before any weight changes, naming mode="mask"."""
+    config = tf.Lfm2Config(vocab_size=100, hidden_size=HIDDEN, intermediate_size=256, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, layer_types=["conv", "full_attention"],
+                           pad_token_id=0)
+    torch.manual_seed(0)
+    model = tf.Lfm2ForCausalLM(config).eval()
+    assert model.model.layers[0].feed_forward.w2.in_features == 256
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ModelError, match=r"intermediate_size = 254 .*not what sets the MLP width.*mode='mask'"):
+        hf_txray.prune(model, None, {0: [1, 2], 1: [3, 4]}, mode="remove")
+    assert model.config.intermediate_size == 256
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    hf_txray.prune(model, None, {0: [1, 2], 1: [3, 4]}, mode="mask")  # masking works
+
 def test_funnel_is_refused_by_its_cause_before_any_work():
     """Funnel pools positions between its blocks (site='mlp': refused at the first batch by the rows its hooks
     receive), and its "blocks" are lists of layers: site='residual' was told after the first batch that the list

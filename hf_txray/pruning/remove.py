@@ -271,7 +271,51 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
                 f"Could not find the projection(s) producing the MLP neurons of layer {layer} (linear layers of the "
                 f"block with output width {width}); mode='remove' supports BERT, GPT-2 and Llama-style MLPs."
             )
+    if attribute is not None and common:
+        downs = [site.name for site in sites.values()]
+        _check_rebuilds(model, config, attribute, width, width - common, downs,
+                        [name for found in ups.values() for name, _, _ in found])
     return sites, chosen, common, width, attribute, config, ups
+
+
+def _parameter_shapes(model: nn.Module, config: Any) -> dict[str, tuple[int, ...]] | None:
+    """The parameter shapes of `model`'s class built from `config` on the meta device (no memory, no weights), as
+    ``from_pretrained`` builds it before loading; None where the class cannot be built so."""
+    try:
+        with torch.device("meta"):
+            built = type(model)(config)
+    except Exception:  # a class that takes more than its config: nothing to compare with
+        return None
+    return {name: tuple(p.shape) for name, p in built.named_parameters(remove_duplicate=False)}
+
+
+def _check_rebuilds(model: nn.Module, config: Any, attribute: str, width: int, new_width: int, downs: list[str],
+                    ups: list[str]) -> None:
+    """Refuse a removal whose config change would not rebuild the model it leaves: `attribute` set to `new_width`
+    must narrow exactly the sliced weights (of the down projections `downs` and the up/gate projections `ups`,
+    qualified names, and the latter's biases) from `width` to `new_width` units, and change no other parameter.
+    LFM2 computes its MLP width from `intermediate_size` by a rounding rule (where the rule happens to give back the
+    declared width, that attribute was cut and the saved model failed to load), and an attribute shared with the
+    experts (Cohere2-MoE's intermediate_size) would narrow them too."""
+    changed = copy.deepcopy(config)
+    setattr(changed, attribute, new_width)
+    before, after = _parameter_shapes(model, config), _parameter_shapes(model, changed)
+    if before is None or after is None:
+        return
+    expected = ({f"{module}.weight" for module in downs + ups} | {f"{module}.bias" for module in ups}) & set(before)
+    others = sorted(n for n in set(before) | set(after) if n not in expected and before.get(n) != after.get(n))
+    narrowed = [n for n in sorted(expected) if n in after and
+                int(torch.Size(after[n]).numel()) * width != int(torch.Size(before[n]).numel()) * new_width]
+    if not others and not narrowed:
+        return
+    name = others[0] if others else narrowed[0]
+    raise ModelError(
+        f"mode='remove' would set config.{attribute} = {new_width} ({width} before), but {type(model).__name__} "
+        f"built from that config gives {name!r} the shape {list(after.get(name, ()))} (now "
+        f"{list(before.get(name, ()))}; the removal leaves "
+        f"{'it unchanged' if others else 'it ' + str(new_width) + ' units wide'}): the attribute "
+        f"{'also sizes other layers' if others else 'is not what sets the MLP width'}, so the saved model would not "
+        "load. Use mode='mask' (CLI: --mode mask), whose outputs are the same.")
 
 
 def _own_config(model: nn.Module, config: Any) -> None:
