@@ -76,6 +76,9 @@ FAMILIES = {
     "deberta-v2": ("DebertaV2Config", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
                                            intermediate_size=WIDTH, max_position_embeddings=128),
                    "DebertaV2Model", "wordpiece"),
+    # Llama-style blocks, bidirectional; its token ids default to a 128k vocabulary (a tiny config must set them)
+    "eurobert": ("EuroBertConfig", dict(_LLAMA_LIKE, pad_token_id=0, bos_token_id=101, eos_token_id=102,
+                                        mask_token_id=103), "EuroBertModel", "wordpiece"),
     "gpt2": ("GPT2Config", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_positions=128), "GPT2Model", "bpe"),
     # CTRL names its MLP width `dff` (it was refused: the config's width was taken to be 4 x hidden)
     "ctrl": ("CTRLConfig", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=2, dff=WIDTH, n_positions=128), "CTRLModel",
@@ -94,6 +97,8 @@ FAMILIES = {
     "llama": ("LlamaConfig", _LLAMA_LIKE, "LlamaModel", "bpe"),
     "mistral": ("MistralConfig", _LLAMA_LIKE, "MistralModel", "bpe"),
     "qwen2": ("Qwen2Config", _LLAMA_LIKE, "Qwen2Model", "bpe"),
+    # its differential attention splits the values along an even number of KV heads
+    "diffllama": ("DiffLlamaConfig", dict(_LLAMA_LIKE, num_key_value_heads=2), "DiffLlamaModel", "bpe"),
     "qwen3": ("Qwen3Config", dict(_LLAMA_LIKE, head_dim=16), "Qwen3Model", "bpe"),
     "gemma": ("GemmaConfig", dict(_LLAMA_LIKE, head_dim=16), "GemmaModel", "bpe"),
     "gemma2": ("Gemma2Config", dict(_LLAMA_LIKE, head_dim=16, sliding_window=8), "Gemma2Model", "bpe"),
@@ -157,7 +162,7 @@ FAMILIES = {
                                   decoder_ffn_dim=WIDTH, max_position_embeddings=128), "TrOCRForCausalLM", "bpe"),
 }
 ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
-ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2")
+ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "eurobert")
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS + ENCODER_DECODERS)
 # families whose matrix model is already their LM head model (a text decoder alone): no head cases of their own
 DECODERS_WITH_HEAD = ("whisper", "trocr")
