@@ -1853,6 +1853,34 @@ def test_a_dense_granite_hybrid_profiles_its_shared_mlp():
         assert_equals_reference(profile, reference.credit(kept, top_k, FEATURES))
 
 
+
+def test_a_dense_granite_hybrid_loses_neurons_with_mode_remove_in_both_halves_of_its_input_linear(tmp_path):
+    """Helper 270: the dense Granite-4.0-H's shared_mlp computes `gate, up = input_linear(x).chunk(2)`, one fused
+    projection of 2 x 32 outputs: mode="remove" was refused ("Could not find the projection(s) producing the MLP
+    neurons of layer 0"). Both halves lose the unit's row; the output equals the masked model's and reloads."""
+    config = tf.GraniteMoeHybridConfig(
+        vocab_size=100, hidden_size=40, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=0, shared_intermediate_size=32, layer_types=["mamba", "attention"],
+        mamba_n_heads=4, mamba_n_groups=1, mamba_d_state=8, mamba_d_head=20, mamba_chunk_size=8, bos_token_id=None,
+        eos_token_id=None)
+    torch.manual_seed(0)
+    model = tf.GraniteMoeHybridModel(config).eval()
+    ids = torch.randint(1, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    plan = {0: [1, 5], 1: [2, 31]}
+    with torch.no_grad(), pytest.warns(UserWarning, match="not wider than the hidden size"):
+        hf_txray.prune(model, None, plan)
+        masked = model(input_ids=ids).last_hidden_state
+        hf_txray.unprune(model)
+        hf_txray.prune(model, None, plan, mode="remove")
+        removed = model(input_ids=ids).last_hidden_state
+    assert (model.config.shared_intermediate_size, model.config.intermediate_size) == (30, 16)
+    assert model.layers[0].shared_mlp.input_linear.out_features == 60
+    torch.testing.assert_close(removed, masked, rtol=0, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = tf.GraniteMoeHybridModel.from_pretrained(tmp_path).eval()(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
+
 def test_experts_inside_a_token_mixer_are_pointed_at():
     """Helper 132: Nemotron-H's MoE is its blocks' `mixer`, where the search does not look; the refusal suggested an
     MLP down projection. It names the experts and the pattern that profiles them (its blocks numbered as the stack)."""
