@@ -443,6 +443,40 @@ def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_trai
     assert txray.model.training  # train mode restored after every profile
 
 
+def test_a_second_txray_callback_in_one_trainer_is_refused_before_it_writes(tmp_path):
+    """Helper 271: two TXRayCallbacks (two probe corpora) in one Trainer both wrote output_dir/txray/: the second
+    removed the first one's step-0 as "taken by an earlier run", the folder ended with the second's profiles only
+    (timeline active shares 0.583/0.344/0.292 where the first callback had 0.625/0.406/0.323) and the logs held both
+    at each step, without an error. A second one is now refused, at construction for TXRayTrainer."""
+    from transformers import Trainer
+
+    other = [t.upper() for t in TEXTS]
+    for given in (False, True):  # without trainer= only the run's state shows the other one
+        out = tmp_path / f"plain-{given}"
+        plain = Trainer(model=build_classifier(), args=build_args(out, max_steps=2), train_dataset=build_data(),
+                        processing_class=bert_tokenizer())
+        first = TXRayCallback(TEXTS, trainer=plain if given else None, steps=1, features=("token",))
+        plain.add_callback(first)
+        plain.add_callback(TXRayCallback(other, trainer=plain if given else None, steps=1, features=("token",)))
+        with pytest.raises(ConfigurationError, match="2 TX-Ray callbacks .* output_dir/txray/"):
+            plain.train()
+        assert plain.state.global_step == 0
+        # the first one's step-0 stays as it was taken (seen by the trainer's callbacks: not even taken)
+        assert list(first.profiles) == ([] if given else ["step-0"])
+        assert sorted(p.name for p in (out / "txray" / "profiles").glob("step-*")) == list(first.profiles)
+    with pytest.raises(ConfigurationError, match="drop the TXRayCallback from callbacks="):
+        TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "trainer"), train_dataset=build_data(),
+                     processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                     callbacks=[TXRayCallback(other, features=("token",))])
+    # one TX-Ray callback (TXRayTrainer's off) is not refused; nor is a disabled one beside TXRayTrainer's
+    TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "one", txray_strategy="no"),
+                 train_dataset=build_data(), processing_class=bert_tokenizer(),
+                 callbacks=[TXRayCallback(other, features=("token",))])
+    TXRayTrainer(model=build_classifier(), args=build_args(tmp_path / "off"), train_dataset=build_data(),
+                 processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                 callbacks=[TXRayCallback(other, strategy="no", features=("token",))])
+
+
 def test_snapshots_leave_the_random_streams_of_training_as_they_were(tmp_path):
     """Helper 145: the first POS snapshot imported spaCy, which imports rich, whose Style draws from Python's
     `random` at import: a data collator drawing from it (word dropout) then gave another loss curve than the plain

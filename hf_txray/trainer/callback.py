@@ -17,6 +17,7 @@ import math
 import re
 import shutil
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,7 +57,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
     sharded and gathered); files are written only where ``args.should_save``. Its timeline is saved in each
     checkpoint's ``trainer_state.json`` (`ExportableState`), so resuming continues it without losing or repeating a
     profile. Leave ``restore_callback_states_from_checkpoint`` off (the default): the callback restores itself.
-    Every profile stays in memory (:attr:`profiles`): with many snapshots, keep the probe corpus modest.
+    Every profile stays in memory (:attr:`profiles`): with many snapshots, keep the probe corpus modest. One per
+    Trainer (all write ``output_dir/txray/``): a second one is refused when training begins.
 
     Args:
         probe_dataset: the probe corpus, anything :func:`hf_txray.analyze` accepts (``Dataset``, path, list of str).
@@ -211,6 +213,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._training = True  # an evaluate() after train() sees should_training_stop still set: no snapshot then
         if not self.enabled:
             return
+        self._claim_output_dir(state)
         self.setup(kwargs["model"], kwargs.get("processing_class"))
         if self.trainer is None and state.is_world_process_zero:
             logger.warning("TXRayCallback has no `trainer=`: TX-Ray scalars go to trainer.state.log_history and "
@@ -229,6 +232,22 @@ class TXRayCallback(TrainerCallback, ExportableState):
             # resumed from an epoch's last step whose checkpoint was saved before its snapshot (hf_txray < this
             # fix): the weights are that step's, so take it now
             self._snapshot(args, state, control)
+
+    def _claim_output_dir(self, state: TrainerState) -> None:
+        """Refuse a second TX-Ray callback in the same training run, before it profiles or writes anything: both would
+        write ``output_dir/txray/`` (helper 271: with two probes, the second removed the first one's ``step-0`` as
+        "taken by an earlier run", replaced its profiles and timeline, and the Trainer's logs held both runs' scalars
+        at each step). Seen through the trainer's callbacks where `trainer` is given, else through the run's
+        `TrainerState` (one per ``train()`` call, shared by every callback), on which the first one leaves its mark."""
+        handler = getattr(self.trainer, "callback_handler", None)
+        others = [c for c in getattr(handler, "callbacks", ()) if isinstance(c, TXRayCallback) and c is not self
+                  and c.enabled]
+        # not a field, so not saved with the state; a weak reference, so a copy of the state copies no callback
+        owner = state.__dict__.setdefault(RUN_OWNER_ATTRIBUTE, weakref.ref(self))()
+        if owner is not None and owner is not self and owner not in others:
+            others.append(owner)
+        if others:
+            raise ConfigurationError(second_callback_message(len(others) + 1))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # DefaultFlowCallback runs earlier and sets should_training_stop on the last step: profile it here, before
@@ -498,6 +517,19 @@ class TXRayCallback(TrainerCallback, ExportableState):
         columns = list(dict.fromkeys(key for row in self.timeline for key in row))
         lead = [c for c in TIMELINE_LEAD if c in columns]
         return pd.DataFrame(self.timeline, columns=lead + sorted(set(columns) - set(lead), key=_natural))
+
+
+# The attribute of a run's TrainerState naming the TX-Ray callback that writes its output_dir/txray/ folder.
+RUN_OWNER_ATTRIBUTE = "_txray_callback"
+
+
+def second_callback_message(count: int) -> str:
+    """Why `count` TX-Ray callbacks in one Trainer are refused, and what to do instead."""
+    return (f"This Trainer has {count} TX-Ray callbacks (TXRayCallback, or TXRayTrainer's own), and they would all "
+            f"write output_dir/{TXRAY_DIR}/: each would replace the others' profiles, reports and timeline, and the "
+            "Trainer's logs would mix their scalars. Keep one: with TXRayTrainer, drop the TXRayCallback from "
+            "callbacks= (its probe goes to txray_dataset=...); to profile a second probe corpus, profile the saved "
+            "checkpoints with hf_txray.analyze, or train with a TXRayCallback of that probe in another output_dir.")
 
 
 # Files every saved profile and report holds; the header is written last, so a folder holding it was saved whole.

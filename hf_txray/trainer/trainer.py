@@ -23,7 +23,7 @@ from ..tables import code_span, markdown_cell, markdown_text
 from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets, prefixed_option_names
-from .callback import TXRayCallback
+from .callback import TXRayCallback, second_callback_message
 from .push import public_output_uploads
 
 logger = get_logger(__name__)
@@ -64,6 +64,9 @@ class TXRayTrainer(Trainer):
         self.txray_callback: TXRayCallback | None = None
         if self.args.txray_strategy == "no":
             return
+        given = [c for c in self.callback_handler.callbacks if isinstance(c, TXRayCallback) and c.enabled]
+        if given:  # both would write output_dir/txray/ (refused here, before the probe is read)
+            raise ConfigurationError(second_callback_message(len(given) + 1))
         with preserved_rng():  # the Trainer has seeded the streams: loading the probe leaves them as they are
             probe, dataset_id = _probe_corpus(txray_dataset, self.eval_dataset, self.args.txray_text_column)
             self.txray_callback = TXRayCallback.from_args(self.args, probe, trainer=self, dataset_id=dataset_id)
