@@ -257,7 +257,7 @@ def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weigh
         callback.corpus, text_column=callback.text_column, stage="step-2", show_progress=False)
     assert not np.array_equal(wrong.neuron_count, offline.neuron_count)  # the case tells the two apart
     # helper 137: an evaluate() after train() (should_training_stop still set) took a snapshot of the loaded best
-    # weights; a stop seen only at train end with the best model loaded gets none named after the last step
+    # weights
     trainer.evaluate()
     assert list(trainer.txray_profiles) == ["step-0", "step-2"]
     args = build_args(tmp_path / "late", eval_strategy="steps", eval_steps=1, save_strategy="best",
@@ -265,13 +265,16 @@ def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weigh
                       max_steps=10, txray_steps=100)
     late = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
                         processing_class=bert_tokenizer())
-    late.remove_callback(late.txray_callback)
-    late.add_callback(late.txray_callback)  # after the stop's callback: it runs before ours
-    late.add_callback(EarlyStoppingCallback(early_stopping_patience=1))
-    late.train()  # no save at step 2 (not the best), the stop set after our on_evaluate: no snapshot of step 2
-    assert late.state.global_step == 2 and list(late.txray_profiles) == ["step-0"]
+    late.add_callback(EarlyStoppingCallback(early_stopping_patience=1))  # after ours: it runs after our on_evaluate
+    late.train()  # no save at step 2 (not the best), the stop set after our on_evaluate
+    # helper 271: that step got no snapshot (a warning at train end only, the best weights loaded by then); the end of
+    # the stopped epoch, before the best checkpoint is loaded, takes it, of the last step's weights
+    assert late.state.global_step == 2 and late.state.best_model_checkpoint.endswith("checkpoint-1")
+    assert list(late.txray_profiles) == ["step-0", "step-2"]
+    assert_same_profile(late.txray_profiles["step-2"], trainer.txray_profiles["step-2"], exact=False)
+    assert late.txray_callback.stage_of_weights(late.model) is None  # the best (step 1) weights: not profiled
     late.evaluate()
-    assert list(late.txray_profiles) == ["step-0"]
+    assert list(late.txray_profiles) == ["step-0", "step-2"]
 
 
 def _trained_best_at_step_2(tmp_path, caplog, every: float) -> tuple[TXRayTrainer, list[str]]:

@@ -260,8 +260,12 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._snapshot(args, state, control)
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self.strategy == "epoch":
-            self._snapshot(args, state, control)  # none when on_step_end took it
+        # The Trainer ends every epoch's loop with this event, a stopped one too, before load_best_model_at_end loads
+        # the best checkpoint: a stop set by a callback that runs after ours (EarlyStoppingCallback given with
+        # trainer.add_callback) at an evaluation without a save is seen here, with the last step's weights still in
+        # place (helper 271: that step got no snapshot, only a warning at train end).
+        if self.strategy == "epoch" or (self.enabled and self._training and control.should_training_stop):
+            self._snapshot(args, state, control)  # none when an earlier event took it
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.enabled and self._training and control.should_training_stop:  # early stopping: still the last
@@ -274,7 +278,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._write_plots(args)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        # A new step here only when training stopped outside on_step_end, on_evaluate and on_save. With
+        # A new step here only when training stopped outside on_step_end, on_evaluate, on_save and on_epoch_end. With
         # load_best_model_at_end the Trainer has loaded the best checkpoint's weights by now: a snapshot named after
         # the last step would profile another step's weights (helper 135: 56% of the credits moved, no error).
         self._training = False
