@@ -219,6 +219,34 @@ def test_same_profiles_under_torch_compile(tmp_path):
         assert_same_profile(profile, compiled.txray_profiles[stage], exact=False)
 
 
+def test_an_early_stop_added_after_construction_is_profiled_into_its_checkpoint_and_kept_on_resume(tmp_path):
+    """Helper 271: EarlyStoppingCallback given with trainer.add_callback ran after TX-Ray's callback, so the stop's
+    step was profiled only after its checkpoint was saved: checkpoint-2 recorded step-0 and step-1 only, and a run
+    resumed from it to train on removed step-2 (the stopped run's last model) as "taken after the checkpoint"."""
+    from transformers import EarlyStoppingCallback
+
+    def trainer(patience: int, scores: list[float]) -> TXRayTrainer:
+        args = build_args(tmp_path, max_steps=4, txray_steps=100, eval_strategy="steps", eval_steps=1,
+                          save_strategy="steps", save_steps=1, metric_for_best_model="score")
+        built = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                             eval_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=TEXTS,
+                             compute_metrics=lambda p, s=iter(scores): {"score": next(s, 0.0)})
+        built.add_callback(EarlyStoppingCallback(early_stopping_patience=patience))
+        return built
+
+    stopped = trainer(1, [1.0, 0.0])
+    stopped.train()
+    assert stopped.state.global_step == 2 and list(stopped.txray_profiles) == ["step-0", "step-2"]
+    saved = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())
+    assert [row["stage"] for row in saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"]] == [
+        "step-0", "step-2"]
+    resumed = trainer(10, [0.0] * 4)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert list(resumed.txray_profiles) == ["step-0", "step-2", "step-4"]
+    assert_same_profile(resumed.txray_profiles["step-2"], stopped.txray_profiles["step-2"])
+    assert resumed.callback_handler.callbacks[-1] is resumed.txray_callback  # kept last
+
+
 def test_training_stopped_early_gets_a_final_profile_at_train_end(tmp_path):
     from transformers import TrainerCallback
 

@@ -110,6 +110,18 @@ class TXRayTrainer(Trainer):
                 "TXRayTrainer to profile it.")
         return super().hyperparameter_search(*args, **kwargs)
 
+    def add_callback(self, callback: Any) -> None:
+        """`Trainer.add_callback`, keeping the TX-Ray callback last: it then sees a stop that another callback sets at
+        the same event (`EarlyStoppingCallback` at an evaluation) and profiles that step before its checkpoint is
+        saved, so that the checkpoint records the snapshot (helper 271: added after ours, the stop was profiled only
+        after the save, and a run resumed from that checkpoint removed the stopped run's last snapshot)."""
+        super().add_callback(callback)
+        txray = getattr(self, "txray_callback", None)  # the Trainer adds its own callbacks before ours exists
+        callbacks = self.callback_handler.callbacks
+        if txray is not None and txray in callbacks and callbacks[-1] is not txray:
+            callbacks.remove(txray)
+            callbacks.append(txray)
+
     def _load_callback_state(self) -> None:
         # With restore_callback_states_from_checkpoint the Trainer would rebuild callbacks from their exported
         # "args"; ours cannot be rebuilt that way (the probe corpus is not in the checkpoint) and restores its
