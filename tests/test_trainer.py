@@ -264,7 +264,7 @@ def test_training_stopped_early_gets_a_final_profile_at_train_end(tmp_path):
 def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weights(tmp_path):
     """Helper 135: with load_best_model_at_end, the Trainer loads the best checkpoint before on_train_end, and the
     final snapshot, named after the last step, profiled the best checkpoint's weights (56% of the credits moved)."""
-    from transformers import BertForSequenceClassification, EarlyStoppingCallback
+    from transformers import BertForSequenceClassification, EarlyStoppingCallback, Trainer
 
     args = build_args(tmp_path, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
                       load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=True,
@@ -291,18 +291,20 @@ def test_early_stopping_with_the_best_model_loaded_profiles_the_last_steps_weigh
     args = build_args(tmp_path / "late", eval_strategy="steps", eval_steps=1, save_strategy="best",
                       load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=True,
                       max_steps=10, txray_steps=100)
-    late = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
-                        processing_class=bert_tokenizer())
+    late = Trainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                   processing_class=bert_tokenizer())
+    callback = TXRayCallback(TEXTS * 4, trainer=late, steps=100, features=("token",))  # the probe TXRayTrainer read
+    late.add_callback(callback)
     late.add_callback(EarlyStoppingCallback(early_stopping_patience=1))  # after ours: it runs after our on_evaluate
     late.train()  # no save at step 2 (not the best), the stop set after our on_evaluate
     # helper 271: that step got no snapshot (a warning at train end only, the best weights loaded by then); the end of
     # the stopped epoch, before the best checkpoint is loaded, takes it, of the last step's weights
     assert late.state.global_step == 2 and late.state.best_model_checkpoint.endswith("checkpoint-1")
-    assert list(late.txray_profiles) == ["step-0", "step-2"]
-    assert_same_profile(late.txray_profiles["step-2"], trainer.txray_profiles["step-2"], exact=False)
-    assert late.txray_callback.stage_of_weights(late.model) is None  # the best (step 1) weights: not profiled
+    assert list(callback.profiles) == ["step-0", "step-2"]
+    assert_same_profile(callback.profiles["step-2"], trainer.txray_profiles["step-2"], exact=False)
+    assert callback.stage_of_weights(late.model) is None  # the best (step 1) weights: not profiled
     late.evaluate()
-    assert list(late.txray_profiles) == ["step-0", "step-2"]
+    assert list(callback.profiles) == ["step-0", "step-2"]
 
 
 def _trained_best_at_step_2(tmp_path, caplog, every: float) -> tuple[TXRayTrainer, list[str]]:
