@@ -24,7 +24,8 @@ from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatErro
 from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_repo_id, full_repo_id,
                      locate_or_download, naming_the_source, refuse_probing_into_other_models,
                      refuse_probing_of_other_models, remote_models, resolve_token, upload_folder)
-from .io_utils import atomic_dir, check_not_working_directory, check_writable, read_json, write_json
+from .io_utils import (atomic_dir, check_not_working_directory, check_writable, natural_key, read_json,
+                       write_json)
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -187,11 +188,13 @@ def _foreign_entries(folder: Path) -> list[str]:
 
 
 def saved_artifacts(root: str | os.PathLike, artifact_type: str) -> list[Path]:
-    """The folders under `root` (itself included) holding a saved `artifact_type`, sorted; checkpoint folders
-    (``_checkpoint``) are skipped."""
+    """The folders under `root` (itself included) holding a saved `artifact_type`, in natural order (``step-3``
+    before ``step-10``: a Trainer's snapshots in the order they were taken); checkpoint folders (``_checkpoint``) are
+    skipped."""
     root = Path(root)
-    return sorted(p.parent for p in root.rglob(HEADER_FILE)
-                  if "_checkpoint" not in p.relative_to(root).parts and artifact_type_of(p.parent) == artifact_type)
+    return sorted((p.parent for p in root.rglob(HEADER_FILE)
+                   if "_checkpoint" not in p.relative_to(root).parts and artifact_type_of(p.parent) == artifact_type),
+                  key=lambda folder: natural_key(folder.relative_to(root).as_posix()))
 
 
 def same_values(a: Any, b: Any) -> bool:

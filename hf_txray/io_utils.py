@@ -337,3 +337,11 @@ def link_or_symlink(source: str, target: str) -> None:
         os.link(source, target)
     except OSError:
         os.symlink(os.path.abspath(source), target)
+
+
+def natural_key(name: str) -> list[tuple[int, Any]]:
+    """Sort key reading digit runs as numbers: ``step-3`` before ``step-10``, ``layer_2`` before ``layer_10`` (the
+    order a TXRayTrainer took its snapshots in, where a plain sort put ``step-10`` before ``step-3``)."""
+    import re
+
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]

@@ -663,3 +663,30 @@ def test_a_feature_type_never_credited_exports_beside_one_that_was(tmp_path):
     folder = hf_txray.save_to_disk(tmp_path / "results", [tagged, plain], plots=False)
     profiles, _ = hf_txray.load(folder)
     assert profiles["plain"] == plain and profiles["tagged"] == tagged
+
+
+def test_saved_snapshots_are_read_in_the_order_they_were_taken(tmp_path, capsys):
+    """Helper 271: a TXRayTrainer's txray/ folder read back (saved_results: `hf-txray export`, `push`, `show`; the
+    viewer's folder reading) listed step-0, step-10, step-3, step-6: the viewer's stages table and dropdowns, `show`
+    and an exported or pushed results repo put step-10 second. Digit runs now sort as numbers."""
+    from hf_txray.cli import main as cli_main
+    from hf_txray.hub import saved_results
+    from hf_txray.viewer.data import artifact_folders
+
+    taken = ["step-0", "step-3", "step-6", "step-10"]
+    first = hf_txray.analyze(tiny_bert(0), SAMPLE_TEXTS[:2], tokenizer=bert_tokenizer(), features=("token",),
+                             stage="step-0", show_progress=False)
+    root = tmp_path / "txray"
+    for stage in taken:  # as the trainer writes them, each compared with the first
+        profile = Profile(dataclasses.replace(first.meta, stage=stage), first.neuron_mass, first.neuron_count,
+                          first.tables, first.examples, first.neuron_count_odd, first.position_mass)
+        profile.save_pretrained(root / "profiles" / stage)
+        if stage != "step-0":
+            hf_txray.compare(first, profile).save_pretrained(root / "reports" / f"step-0__{stage}")
+    profiles, reports = saved_results(root)
+    assert [p.stage for p in profiles] == taken
+    assert [r.meta.stage_b for r in reports] == taken[1:]
+    viewed = artifact_folders(root)
+    assert list(viewed[0]) == taken and [r.meta.stage_b for r in viewed[1].values()] == taken[1:]
+    assert cli_main(["export", str(root), "--out", str(tmp_path / "export"), "--no-plots"]) == 0
+    assert list(hf_txray.load(tmp_path / "export").profiles) == taken

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import re
 import shutil
 import time
 import weakref
@@ -31,7 +30,7 @@ from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
 from ..errors import ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, ProfileFormatError
 from ..artifact import HEADER_FILE
-from ..io_utils import atomic_file, remove_stale_backups, restore_interrupted_swap
+from ..io_utils import atomic_file, natural_key, remove_stale_backups, restore_interrupted_swap
 from ..loading import SPLIT_CHOICE, check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
@@ -520,7 +519,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
             return pd.DataFrame(columns=list(TIMELINE_LEAD[:3]))
         columns = list(dict.fromkeys(key for row in self.timeline for key in row))
         lead = [c for c in TIMELINE_LEAD if c in columns]
-        return pd.DataFrame(self.timeline, columns=lead + sorted(set(columns) - set(lead), key=_natural))
+        return pd.DataFrame(self.timeline, columns=lead + sorted(set(columns) - set(lead), key=natural_key))
 
 
 # The attribute of a run's TrainerState naming the TX-Ray callback that writes its output_dir/txray/ folder.
@@ -540,11 +539,6 @@ def second_callback_message(count: int) -> str:
 SAVED_ARTIFACT_FILES = (HEADER_FILE, "README.md")
 
 TIMELINE_LEAD = ("stage", "step", "epoch", "active_share", "profile_seconds", "compare_seconds")
-
-
-def _natural(name: str) -> list[Any]:
-    """Sort key reading digit runs as numbers: layer_2 before layer_10."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
 
 
 def _at_epoch_end(state: TrainerState) -> bool:

@@ -23,6 +23,7 @@ from ..architectures import neuron_label
 from ..errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError, TXRayError
 from ..export import check_report_of
 from ..indices import whole_numbers
+from ..io_utils import natural_key
 from ..tables import MISSING, untested_unknown
 
 if TYPE_CHECKING:
@@ -289,7 +290,8 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
     level, seen = [path], []
     for _ in range(depth + 1):
         seen += level
-        level = [d for f in level for d in sorted(f.iterdir()) if d.is_dir() and not d.name.startswith((".", "_"))]
+        level = [d for f in level for d in sorted(f.iterdir(), key=lambda d: natural_key(d.name))  # step-3, step-10
+                 if d.is_dir() and not d.name.startswith((".", "_"))]
     classes = {cls.artifact_type: cls for cls in (Profile, TransferReport)}
     for folder in seen:
         header = read_header(folder)
