@@ -44,9 +44,9 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 
 def engine_batches(tokenizer, texts, max_length: int, batch_size: int, max_tokens_per_batch: int,
-                   features=("token",), pad_to_multiple_of: int = 0) -> list[dict]:
-    """The model inputs `analyze` runs (same encoder, windows, token budget and padded widths; by default its CPU
-    batching, same-length rows), for the plain forward baseline."""
+                   features=("token",), pad_to_multiple_of: int = 16) -> list[dict]:
+    """The model inputs `analyze` runs (same encoder, windows, token budget and padded widths), for the plain
+    forward baseline."""
     from hf_txray.batching import BatchEncoder, EncodeOptions
     from hf_txray.windows import default_stride
 

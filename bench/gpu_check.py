@@ -179,7 +179,7 @@ def make_bundle(folder: Path, sentences: int) -> None:
 def batches(tokenizer, corpus, max_length):
     from baseline import engine_batches
 
-    return [{k: v.to(DEVICE) for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS, pad_to_multiple_of=16)]
+    return [{k: v.to(DEVICE) for k, v in b.items()} for b in engine_batches(tokenizer, corpus, max_length, BATCH, TOKENS)]
 
 
 def plain(model, prepared) -> tuple[float, float]:
