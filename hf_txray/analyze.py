@@ -25,7 +25,7 @@ from .accumulators import array_to_strings, check_top_examples_memory, strings_t
 from .allocator import retained_heap
 from .budget import resolve_batch_size, resolve_token_budget
 from .batching import (SAME_LENGTH, BatchEncoder, EncodeOptions, PositionBatch, count_feature_texts, count_texts,
-                       num_prefix_specials, padded_width, resolve_feature_ids, resolve_pad_multiple, stage)
+                       num_prefix_specials, padded_width, resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
@@ -90,21 +90,20 @@ class Profiler:
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
         self.stride = self._checked_stride()
-        self.pad_multiple = resolve_pad_multiple(config.pad_to_multiple_of, self.device.type)
         # a window runs padded (widths rounded up to pad_to_multiple_of): the budget must hold that width
-        window_width = padded_width(self.max_length, self.pad_limit, self.pad_multiple)
-        check_token_budget(config.max_tokens_per_batch, self.max_length, window_width, self.pad_multiple)
+        window_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
+        check_token_budget(config.max_tokens_per_batch, self.max_length, window_width, config.pad_to_multiple_of)
         self.max_tokens_per_batch = resolve_token_budget(config.max_tokens_per_batch, model, self.device,
                                                          self.max_length, config.batch_size, window_width)
         self.batch_size = resolve_batch_size(config.batch_size, self.device, self.max_tokens_per_batch)
         self.num_workers = resolve_num_workers(config.num_workers, self.device.type)
         self._warned_truncation = self._warned_short = False
         self._warned_silent: set[int] = set()  # layers named as crediting nothing (once each, as for truncation)
-        probe_width = padded_width(self.max_length, self.pad_limit, self.pad_multiple)
+        probe_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
-                                probe_width, padded=(self.pad_multiple != SAME_LENGTH
-                                                     and not (self.batch_size == 1 and self.pad_multiple == 1)),
-                                batched=not (self.batch_size == 1 and self.pad_multiple in (1, SAME_LENGTH)),
+                                probe_width, padded=(config.pad_to_multiple_of != SAME_LENGTH
+                                                     and not (self.batch_size == 1 and config.pad_to_multiple_of == 1)),
+                                batched=not (self.batch_size == 1 and config.pad_to_multiple_of in (1, SAME_LENGTH)),
                                 max_tokens=self.max_length)
         if auto_skip:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)
@@ -151,7 +150,7 @@ class Profiler:
         options = EncodeOptions(self.max_length, features, {} if tokens_only else dict(self.user_features),
                                 long_texts=config.long_texts, stride=self.stride, batch_size=self.batch_size,
                                 max_tokens_per_batch=self.max_tokens_per_batch,
-                                pad_multiple=self.pad_multiple, pad_limit=self.pad_limit,
+                                pad_multiple=config.pad_to_multiple_of, pad_limit=self.pad_limit,
                                 skip_first_positions=self.skip_first_positions)
         return BatchEncoder(self.tokenizer, options, self.annotator if annotate else None)
 
@@ -260,9 +259,7 @@ class Profiler:
                    "tokenizer_hash": tokenizer_hash(self.tokenizer),
                    **self.runtime}
         spacy_model = self.annotator.pipeline if self.annotator else None
-        # the batching used, not None: reproduce (and a resume's run key) then batch alike on any device
-        options = {**config_options(self.config), "pad_to_multiple_of": self.pad_multiple}
-        return build_record(self.model_source, dataset, options, runtime, spacy_model)
+        return build_record(self.model_source, dataset, config_options(self.config), runtime, spacy_model)
 
     def _architecture_meta(self) -> dict[str, Any]:
         """The stack (encoder-decoders) and, for mixture-of-experts layers, the experts' count and width."""
@@ -692,8 +689,8 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
     change what is counted or the activations (``module_pattern``, ``pad_to_multiple_of``...), the tokenizer's
     vocabulary, `features` (each user feature's :func:`~hf_txray.features.code_fingerprint`) and `annotation` (the
     spaCy pipeline's :attr:`~hf_txray.features.WordAnnotator.cache_key`, None without word features).
-    ``batch_size`` and ``max_tokens_per_batch`` are left out: in same-length batches (or with widths rounded to 16)
-    a text's activations do not depend on its batch, so a resume may change them."""
+    ``batch_size`` and ``max_tokens_per_batch`` are left out: with widths rounded to 16 a text's activations do not
+    depend on its batch, so a resume may change them."""
     model = (meta.provenance or {}).get("model", {})
     dataset = (meta.provenance or {}).get("dataset", {})
     runtime = (meta.provenance or {}).get("runtime", {})

@@ -104,15 +104,6 @@ def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: i
     return torch.from_numpy(out)
 
 
-def resolve_pad_multiple(requested: int | None, device_type: str) -> int:
-    """`pad_to_multiple_of` as a run uses it: `requested`, else :data:`SAME_LENGTH` on a CPU (no padding, and the
-    fastest batching there: bench/RESULTS.md, "Same-length batches") and :data:`PAD_MULTIPLE` on an accelerator,
-    where the smaller batches of same-length rows would leave it idle."""
-    if requested is not None:
-        return requested
-    return SAME_LENGTH if device_type == "cpu" else PAD_MULTIPLE
-
-
 def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) -> int:
     """The padded width of a batch whose longest row holds `width` tokens: rounded up to `multiple`, unless that
     passes `limit` (then `limit` itself, so that every batch whose rows round past it runs at one width: a position

@@ -308,23 +308,21 @@ class ProfilerConfig:
                      "forward over long paragraphs a sixth faster than batches of 32 texts, or none where that "
                      "budget would not bind; on an accelerator, 32 x max_length tokens (the most 32 rows held; none "
                      "when batch_size is given: batch_size rows)")
-    pad_to_multiple_of: int | None = option(
-        None, "How batches are padded. 0: not at all; a batch holds rows of one length (texts and windows sorted by "
-              "length within buckets, under the same row and token budgets), so every text runs at its own length "
-              "in any batch and its activations never depend on the batch, at any length: profiles of other "
-              "process counts, checkpoint intervals or batch sizes, and hf_txray.reproduce, agree exactly (the "
-              "noise statistics' squared sums to float64 rounding; mixture-of-experts layers, which run each expert "
-              "over the tokens routed to it from the whole batch, to float32 rounding). On a CPU this is also the "
-              "fastest batching (MiniLM on PTB sentences: no padding against about a fifth of the tokens with "
-              "rows padded to their longest), but where lengths are spread its batches are smaller, which an "
-              "accelerator runs slower. N >= 1: rows are padded to the longest one, its width rounded up to a "
-              "multiple of N (past max_length when it is not one, up to the model's position limit); 16 keeps a "
-              "text's activations the same whatever batch it lands in on a CPU with one thread for rows of up to "
-              "about 150 tokens (longer rows can move by float32 rounding, about 1e-7 relative, as the attention's "
-              "product over the padded width changes its blocking); 1 pads to the longest row, and differently "
-              "batched runs then agree to float32 rounding only. The value used is recorded in the provenance, so "
-              "hf_txray.reproduce runs the same batching on any device.",
-        default_text="0 on a CPU, 16 on an accelerator")
+    pad_to_multiple_of: int = option(
+        16, "Padded batch widths are rounded up to a multiple of this (past max_length when it is not one, up to "
+            "the model's position limit). 16 keeps a text's activations the same "
+            "whatever batch it lands in (on a CPU with one thread: bit for bit for rows of up to about 150 tokens; "
+            "longer rows can move by float32 rounding, about 1e-7 relative, as the attention's product over the "
+            "padded width changes its blocking), so profiles of other process counts, checkpoint intervals or batch "
+            "sizes, and hf_txray.reproduce, agree exactly on short texts (the noise statistics' "
+            "squared sums to float64 rounding; mixture-of-experts layers, which run each expert over the tokens "
+            "routed to it from the whole batch, to float32 rounding); it also suits accelerators. "
+            "1 pads to the longest row: on a CPU about a fifth less forward time on short texts (MiniLM on PTB "
+            "sentences), but differently batched runs then agree to float32 rounding only. 0 pads nothing: a batch "
+            "holds rows of one length (rows sorted by length within buckets, under the same budgets), so a text "
+            "runs at its own length in any batch and its activations never depend on the batch, at any length; "
+            "smaller batches where lengths are spread, which a CPU runs as fast as padded ones and an accelerator "
+            "does not.")
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
               "decoder position j+1 is fed token j and credited with its features). A module_pattern must name "
@@ -385,8 +383,8 @@ class ProfilerConfig:
         check_count("max_tokens_per_batch", self.max_tokens_per_batch, none="the device's default")
         if self.max_length is not None:
             check_token_budget(self.max_tokens_per_batch, self.max_length)
-        check_count("pad_to_multiple_of", self.pad_to_multiple_of, minimum=0, none="the device's default",
-                    note="0: no padding, rows of one length a batch; 1: padded to the longest row")
+        check_count("pad_to_multiple_of", self.pad_to_multiple_of, minimum=0,
+                    note="1: no rounding; 0: no padding, rows of one length a batch")
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)

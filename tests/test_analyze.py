@@ -667,7 +667,7 @@ def test_cli_analyze_compare_show(tmp_path, saved_bert, text_file, capsys):
             and f"batches of at most {meta.config['batch_size']} rows" in shown and f"padding {padding:.1%}" in shown)
     budget = meta.config["max_tokens_per_batch"]
     assert budget is None or f"and {budget} tokens" in shown
-    assert "rows of one length a batch (no padding)" in shown and "credit:" not in shown  # nothing skipped or stopped
+    assert "widths rounded up to a multiple of 16" in shown and "credit:" not in shown  # nothing skipped or stopped
     c = tmp_path / "c"
     assert cli_main(["analyze", str(saved_bert), str(text_file), "--out", str(c), "--features", "token",
                      "--skip-first-positions", "2", "--max-positions", "30", "--pad-to-multiple-of", "1"]) == 0

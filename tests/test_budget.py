@@ -95,8 +95,7 @@ def test_analyze_records_the_budget_and_its_batches_give_the_same_profile():
     `batch_size` texts), and leaves the profile as it is: counts exact and masses to 1e-6, one thread."""
     model, tokenizer = bert(1536), bert_tokenizer()
     texts = [" ".join([t] * (1 + i % 7)) for i, t in enumerate(SAMPLE_TEXTS * 4) if t.strip()]
-    options = dict(tokenizer=tokenizer, features=("token",), max_length=128, show_progress=False,
-                   pad_to_multiple_of=16)  # padded: the budget's batches pad less (same-length batches pad nothing)
+    options = dict(tokenizer=tokenizer, features=("token",), max_length=128, show_progress=False)
     with threads(1):
         budgeted = hf_txray.analyze(model, texts, **options)
         rows_only = hf_txray.analyze(model, texts, max_tokens_per_batch=32 * 128, **options)
@@ -118,9 +117,7 @@ def test_a_budget_below_a_padded_window_is_refused():
     # batch of a full window held 32 tokens.
     options = dict(tokenizer=bert_tokenizer(), features=("token",), show_progress=False, max_length=17)
     with pytest.raises(hf_txray.ConfigurationError, match="max_length=17 tokens padded .* are 32 tokens wide"):
-        hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, pad_to_multiple_of=16, **options)
-    unpadded = hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, pad_to_multiple_of=0, **options)
-    assert unpadded.meta.num_padded_tokens == unpadded.meta.num_input_tokens  # same-length rows: a window is 17
+        hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, **options)
     profile = hf_txray.analyze(bert(), ["word " * 40], max_tokens_per_batch=17, pad_to_multiple_of=1, **options)
     assert profile.meta.config["max_tokens_per_batch"] == 17
 
@@ -134,5 +131,5 @@ def test_the_default_budget_holds_a_padded_window():
         assert resolve_token_budget(None, bert(6144), CPU, 300, 32, 304) == 304
         assert resolve_token_budget(None, bert(6144), CPU, 300, 32) == 300  # no padding known: the window itself
         profile = hf_txray.analyze(bert(6144), ["word " * 400], tokenizer=bert_tokenizer(), features=("token",),
-                                   max_length=300, show_progress=False, pad_to_multiple_of=16)
+                                   max_length=300, show_progress=False)
     assert profile.meta.config["max_tokens_per_batch"] == 304

@@ -381,7 +381,7 @@ def test_padding_under_max_positions_is_that_of_the_texts_counted():
     lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
     quota = lengths[0] - 1 + 3  # skip_first_positions 'auto' (1): inside text 1, so texts 0 and 1 are counted
     profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), show_progress=False,
-                               batch_size=2, max_positions=quota, pad_to_multiple_of=16)
+                               batch_size=2, max_positions=quota)
     assert profile.meta.num_positions == quota and profile.meta.num_examples == 2
     # brute force: rows sorted by length, two per batch, each batch padded to its longest rounded up to 16
     order = sorted(range(3), key=lambda i: lengths[i])
@@ -726,13 +726,13 @@ def test_pad_to_multiple_of_sets_the_batch_widths():
             widths.add(width)
         assert max(widths) == (32 if (multiple, max_length, limit) == (16, 21, None) else max_length)
     common = dict(texts=texts, max_length=MAX_LENGTH, batch_size=3, max_examples_per_neuron=CAPACITY)
-    rounded, tight = analyze(pad_to_multiple_of=16, **common), analyze(pad_to_multiple_of=1, **common)
+    rounded, tight = analyze(**common), analyze(pad_to_multiple_of=1, **common)
     assert tight.meta.num_padded_tokens < rounded.meta.num_padded_tokens
     assert tight.meta.num_input_tokens == rounded.meta.num_input_tokens
     np.testing.assert_array_equal(tight.neuron_count, rounded.neuron_count)  # the same winners...
     np.testing.assert_allclose(tight.neuron_mass, rounded.neuron_mass, rtol=1e-5)  # ...to float32 rounding
     assert tight.meta.provenance["options"]["pad_to_multiple_of"] == 1
-    for bad in (-1, -16, 2.5, True, "16"):  # 0: same-length batches; None: the device default
+    for bad in (-1, -16, 2.5, True, "16"):
         with pytest.raises(ConfigurationError, match="pad_to_multiple_of"):
             analyze(pad_to_multiple_of=bad)
 
@@ -775,7 +775,7 @@ def test_a_max_length_off_the_padding_multiple_keeps_activations_independent_of_
     near-tied winners) moved by float rounding. Rows are now padded past max_length, up to the model's positions."""
     texts = LONG + TEXTS + [text[: 7 * n] for n in range(3, 12) for text in LONG[:1]]
     common = dict(kind=kind, texts=texts, max_length=21, stride=STRIDE, max_examples_per_neuron=CAPACITY,
-                  top_k=2, pad_to_multiple_of=16)
+                  top_k=2)
     alone, batched = analyze(batch_size=1, **common), analyze(batch_size=32, **common)
     np.testing.assert_array_equal(alone.neuron_count, batched.neuron_count)
     np.testing.assert_array_equal(alone.neuron_mass, batched.neuron_mass)  # bit for bit

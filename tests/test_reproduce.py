@@ -227,7 +227,7 @@ def test_reproduce_pushed_results_repo_is_identical(repos, hub, tmp_path, capsys
     assert hub.api.repo_info(repos.model, revision=repos.dev).sha == repos.dev  # the linked commit is on this Hub
     meta_rows = datasets.load_dataset(results, "meta", split="train").to_list()
     assert meta_rows[0]["model_commit"] == repos.dev and meta_rows[0]["dataset_revision"] == repos.v1
-    assert meta_rows[0]["data_files"] and '"pad_to_multiple_of": 0' in meta_rows[0]["options"]  # the batching used (CPU: same-length rows), not None
+    assert meta_rows[0]["data_files"] and '"pad_to_multiple_of": 16' in meta_rows[0]["options"]
 
     assert cli_main(["reproduce", results, "--out", str(tmp_path / "again")]) == 0
     printed = capsys.readouterr().out

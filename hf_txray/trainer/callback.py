@@ -90,7 +90,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
                  stack: str | None = None, skip_first_positions: int | str = "auto",
                  long_texts: str = ProfilerConfig.long_texts, stride: int | None = None,
                  num_workers: int | None = None, max_tokens_per_batch: int | None = None,
-                 pad_to_multiple_of: int | None = ProfilerConfig.pad_to_multiple_of):
+                 pad_to_multiple_of: int = ProfilerConfig.pad_to_multiple_of):
         if probe_dataset is None:
             raise ConfigurationError(
                 "TXRayCallback needs a probe corpus: TXRayCallback(probe_dataset=texts_or_dataset, ...). (Raised "
