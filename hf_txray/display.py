@@ -74,7 +74,9 @@ def _batching_line(m) -> str:
         limits = "merged parts batched differently: " + ", then ".join(
             f"{part['num_examples']} texts in batches of {_limits_text(part)}" for part in parts)
     multiple = (m.provenance or {}).get("options", {}).get("pad_to_multiple_of")
-    if multiple and multiple > 1:
+    if multiple == 0:
+        limits += "; rows of one length a batch (no padding)"
+    elif multiple and multiple > 1:
         limits += f"; widths rounded up to a multiple of {multiple}"
     # from the counts summed over every part: exact for a merged profile too
     padding = f"; padding {1 - m.num_input_tokens / m.num_padded_tokens:.1%}" if m.num_padded_tokens else ""

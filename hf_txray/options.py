@@ -320,9 +320,11 @@ class ProfilerConfig:
             "1 pads to the longest row: on a CPU about a fifth less forward time on short texts (MiniLM on PTB "
             "sentences), but differently batched runs then agree to float32 rounding only. 0 pads nothing: a batch "
             "holds rows of one length (rows sorted by length within buckets, under the same budgets), so a text "
-            "runs at its own length in any batch and its activations never depend on the batch, at any length; "
-            "smaller batches where lengths are spread, which a CPU runs as fast as padded ones and an accelerator "
-            "does not.")
+            "runs at its own length in any batch and its activations never depend on the batch, at any length; on "
+            "a CPU the fastest batching (MiniLM on PTB sentences: 0.94-0.96 of the plain forward over rows padded "
+            "to their longest, against 0.77 with 16), but its many batch shapes grow the peak memory with the "
+            "corpus (MiniLM, 1x to 10x the sentences: 45% in memory, 53% streamed, against 4-9% with 16), and an "
+            "accelerator runs its smaller batches slower.")
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
               "decoder position j+1 is fed token j and credited with its features). A module_pattern must name "

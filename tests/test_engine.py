@@ -757,6 +757,7 @@ def test_same_length_batches_pad_nothing_and_give_one_profile_whatever_the_batch
                   pad_to_multiple_of=0)
     runs = [analyze(batch_size=b, max_tokens_per_batch=t, **common) for b, t in ((1, None), (3, None), (64, 64))]
     assert runs[0].meta.num_padded_tokens == runs[0].meta.num_input_tokens
+    assert "rows of one length a batch (no padding); padding 0.0%" in hf_txray.display.profile_text(runs[0])
     for other in runs[1:]:
         assert other.meta.num_padded_tokens == other.meta.num_input_tokens
         np.testing.assert_array_equal(other.neuron_count, runs[0].neuron_count)
