@@ -2315,13 +2315,7 @@ def test_llama4_dense_blocks_lose_neurons_with_mode_remove(tmp_path):
     torch.manual_seed(0)
     model = tf.Llama4ForCausalLM(config).eval()
     ids = torch.randint(1, 100, (2, 9), generator=torch.Generator().manual_seed(0))
-    plan = {0: [1, 5], 2: [3, 7]}
-    with torch.no_grad():
-        hf_txray.prune(model, None, plan)
-        masked = model(input_ids=ids).logits
-        hf_txray.unprune(model)
-        hf_txray.prune(model, None, plan, mode="remove")
-        removed = model(input_ids=ids).logits
+    masked, removed = _masked_then_removed(model, {0: [1, 5], 2: [3, 7]}, ids)
     assert (model.config.intermediate_size_mlp, model.config.intermediate_size) == (WIDTH - 2, WIDTH)
     assert model.model.layers[0].feed_forward.down_proj.in_features == WIDTH - 2
     assert model.model.layers[1].feed_forward.shared_expert.down_proj.in_features == WIDTH
@@ -2331,6 +2325,15 @@ def test_llama4_dense_blocks_lose_neurons_with_mode_remove(tmp_path):
         reloaded = tf.Llama4ForCausalLM.from_pretrained(tmp_path).eval()(input_ids=ids).logits
     torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
 
+
+@torch.no_grad()
+def _masked_then_removed(model, plan, ids):
+    """The logits of `model` on `ids` with `plan`'s neurons masked, then (unmasked first) removed."""
+    hf_txray.prune(model, None, plan)
+    masked = model(input_ids=ids).logits
+    hf_txray.unprune(model)
+    hf_txray.prune(model, None, plan, mode="remove")
+    return masked, model(input_ids=ids).logits
 
 
 def test_cohere2_moe_dense_prefix_of_the_experts_width_loses_neurons_with_mode_remove(tmp_path):
@@ -2344,13 +2347,7 @@ def test_cohere2_moe_dense_prefix_of_the_experts_width_loses_neurons_with_mode_r
     torch.manual_seed(0)
     model = tf.Cohere2MoeForCausalLM(config).eval()
     ids = torch.randint(1, 100, (2, 9), generator=torch.Generator().manual_seed(0))
-    plan = {0: [1, 5]}
-    with torch.no_grad():
-        hf_txray.prune(model, None, plan)
-        masked = model(input_ids=ids).logits
-        hf_txray.unprune(model)
-        hf_txray.prune(model, None, plan, mode="remove")
-        removed = model(input_ids=ids).logits
+    masked, removed = _masked_then_removed(model, {0: [1, 5]}, ids)
     assert (model.config.prefix_dense_intermediate_size, model.config.intermediate_size) == (WIDTH - 2, WIDTH)
     assert model.model.layers[0].mlp.down_proj.in_features == WIDTH - 2
     assert model.model.layers[1].mlp.experts.down_proj.shape[-1] == WIDTH
