@@ -381,12 +381,21 @@ def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, r
     assert f"({int(thin.sum())} have too few credits" in message
 
 
+def pos_credits(profile) -> pd.Series:
+    """Each neuron's credits that carry a POS tag (brute force over the table's entries), by (layer, neuron)."""
+    table, stats = profile.tables["pos"], profile.neuron_stats()
+    totals = np.zeros(len(stats), dtype=np.int64)
+    for row, count in zip(table.rows, table.count):
+        totals[row] += count
+    return pd.Series(totals, index=pd.MultiIndex.from_arrays([stats["layer"], stats["neuron"]]))
+
+
 def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     """Issue 12: the Space's minimum credits default to DEFAULT_MIN_COUNT, and search_feature applies it to the
     neurons' credits at the stage (a probability from a few credits is noise)."""
     a = results[0]
     view = viewer.open_results(str(results[3]))
-    credits = a.neuron_stats().set_index(["layer", "neuron"])["count"]
+    credits = pos_credits(a)
     loose = viewer.search_feature(view, "pretrained", "pos", "NOUN", min_count=1, n=10_000)
     strict = viewer.search_feature(view, "pretrained", "pos", "NOUN", n=10_000)  # default: DEFAULT_MIN_COUNT
     assert len(strict) and len(strict) < len(loose)
@@ -396,14 +405,14 @@ def test_search_and_transfer_use_the_reports_minimum_credits(app, results):
     numbers = {c["props"].get("label"): c["props"].get("value") for c in demo.config["components"]
                if c.get("type") == "number"}
     assert numbers["Min. count in both stages"] == viewer.DEFAULT_MIN_COUNT == 20
-    assert numbers["Min. credits of the neuron"] == viewer.DEFAULT_MIN_COUNT
+    assert numbers["Min. credits with a value of the type"] == viewer.DEFAULT_MIN_COUNT
 
 
 def test_a_fractional_minimum_count_means_at_least_that_many(app, results):
     """A minimum of 2.5 credits keeps neurons with 3 or more: Gradio's precision=0 rounded it to 2 and int() cut it
     to 2, widening the filter; a NaN is refused."""
     source, a = str(results[3]), results[0]
-    credits = a.neuron_stats().set_index(["layer", "neuron"])["count"]
+    credits = pos_credits(a)
     at = {m: app.search_feature(source, "pretrained", "pos", "NOUN", "probability", m, 10_000) for m in (2, 2.5, 3)}
     assert "credited >= 3 times" in at[2.5][0]
     assert at[2.5][1].equals(at[3][1])
@@ -417,7 +426,7 @@ def test_a_fractional_minimum_count_means_at_least_that_many(app, results):
     demo = app.build_demo(source)
     precision = {c["props"].get("label"): c["props"].get("precision") for c in demo.config["components"]
                  if c.get("type") == "number"}
-    assert precision["Min. count in both stages"] is None and precision["Min. credits of the neuron"] is None
+    assert precision["Min. count in both stages"] is None and precision["Min. credits with a value of the type"] is None
 
 
 def test_a_minimum_count_of_minus_infinity_means_every_credited_neuron(app, results):
@@ -1480,3 +1489,22 @@ def test_deploy_space_pins_a_results_revision(app, hub, results, monkeypatch, tm
     for bad in (f"{repo_id}@", "@exp", f"{repo_id}@a b", "not a repo@exp"):
         with pytest.raises(ConfigurationError):
             viewer.deploy_space("test-user/pinned-viewer", bad)
+
+
+def test_search_by_value_floors_the_credits_that_carry_the_feature_type(tmp_path):
+    """Helper 273: on a sparse feature type (a user feature labelling digits) search_feature floored the neuron's
+    credits of every position, so a neuron credited 50 times, 2 of them on a digit, ranked first on '1' with a
+    probability of 1.0 from those 2: the same floor as the report's rankings now (credits with a value of the type)."""
+    from test_compare import build_profile
+
+    vocab = {"token": ["a", "b", "1", "2", "3"], "digits": ["1", "2", "3"]}
+    tokens = {(0, 0): {"a": (40.0, 40), "b": (8.0, 8), "1": (2.0, 2)},  # 50 credits, 2 on a digit
+              (0, 2): {"b": (20.0, 20), "1": (10.0, 10), "3": (10.0, 10)}}  # 40 credits, 20 on digits
+    digits = {key: {v: mc for v, mc in values.items() if v.isdigit()} for key, values in tokens.items()}
+    corpus = {ft: {v: 10 for v in vocab[ft]} for ft in vocab}
+    profile = build_profile("A", {"token": tokens, "digits": digits}, vocab, corpus, feature_types=["token", "digits"])
+    profile.save_pretrained(tmp_path / "a")
+    view = viewer.open_results(str(tmp_path / "a"), reload=True)
+    found = viewer.search_feature(view, "A", "digits", "1", n=50)  # the default floor: DEFAULT_MIN_COUNT (20)
+    assert found["neuron"].tolist() == [2]
+    assert sorted(viewer.search_feature(view, "A", "digits", "1", min_count=2, n=50)["neuron"]) == [0, 2]

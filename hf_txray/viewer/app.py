@@ -392,7 +392,7 @@ def search_feature(source: str, stage: str, feature_type: str, value: str, by: s
     table = tables.search_feature(view, stage, feature_type, value, by or "probability", _at_least_one(min_count),
                                   int(n or 50), layer)
     return (tables.matches_text(table, f" of stage {stage} credited on the {feature_type} {value!r}") + f", by {by} "
-            f"(neurons credited >= {_at_least_one(min_count)} times at this stage).",
+            f"(neurons credited >= {_at_least_one(min_count)} times with a {feature_type} value at this stage).",
             table, [stage, None])
 
 
@@ -715,7 +715,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                     s_ft = gr.Dropdown(label="Feature type", choices=[], elem_id="search-ft")
                     s_value = gr.Textbox(label="Value (a token, word or tag, e.g. NOUN)", elem_id="search-value")
                     s_by = gr.Radio(["probability", "mass"], value="probability", label="Rank by")
-                    s_min = gr.Number(value=DEFAULT_MIN_COUNT, label="Min. credits of the neuron")
+                    s_min = gr.Number(value=DEFAULT_MIN_COUNT, label="Min. credits with a value of the type")
                     s_go = gr.Button("Search by value", variant="primary")
                 with gr.Row():
                     s_report = gr.Dropdown(label="Report", choices=[])
