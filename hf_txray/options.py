@@ -323,7 +323,8 @@ class ProfilerConfig:
             "runs at its own length in any batch and its activations never depend on the batch, at any length; on "
             "a CPU the fastest batching (MiniLM on PTB sentences: 0.94-0.96 of the plain forward over rows padded "
             "to their longest, against 0.77 with 16), but its many batch shapes grow the peak memory with the "
-            "corpus (MiniLM, 1x to 10x the sentences: 45% in memory, 53% streamed, against 4-9% with 16), and an "
+            "corpus (MiniLM, from 1x to 10x the sentences: 1.45x in memory and 1.53x streamed, against 1.04-1.09x "
+            "with 16), and an "
             "accelerator runs its smaller batches slower.")
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
@@ -708,7 +709,7 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
         if "_" in f.name and hints[f.name] is not bool:  # --top_k too, as HfArgumentParser accepts
             flags.append(f"--{f.name}")
         default = f.default
-        help_text = help_with_default(options_class, f.name)
+        help_text = help_with_default(options_class, f.name).replace("%", "%%")  # argparse formats it with %
         if hints[f.name] is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
