@@ -275,10 +275,8 @@ def _check_token_accepted(name: str, repo_type: str, revision: str | None, token
     request the download makes) is not asked twice."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-    from huggingface_hub.file_download import repo_folder_name
 
-    cache = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE)
-    if constants.is_offline_mode() or not (cache / repo_folder_name(repo_id=name, repo_type=repo_type)).is_dir():
+    if constants.is_offline_mode() or not _in_cache(name, repo_type, cache_dir):
         return
     try:
         HfApi().repo_info(name, repo_type=repo_type, revision=revision, token=token)
@@ -289,6 +287,20 @@ def _check_token_accepted(name: str, repo_type: str, revision: str | None, token
             raise
     except Exception:  # the network, the Hub down: the download reads the cache, as it always did
         return
+
+
+def _in_cache(name: str, repo_type: str, cache_dir: str | os.PathLike | None) -> bool:
+    """Whether the Hub cache holds a copy of the repo `name` of `repo_type` (any revision): what
+    ``snapshot_download`` may answer with when the Hub refuses it. A cache that cannot be read may hold one."""
+    from huggingface_hub import CacheNotFound, scan_cache_dir
+
+    try:
+        cached = scan_cache_dir(cache_dir).repos
+    except CacheNotFound:
+        return False
+    except Exception:  # noqa: BLE001 - unreadable: ask the Hub, as for a cached copy
+        return True
+    return any(repo.repo_id == name and repo.repo_type == repo_type for repo in cached)
 
 
 def _no_such_repo(err: Exception) -> bool:
