@@ -24,8 +24,8 @@ import torch
 from .accumulators import array_to_strings, check_top_examples_memory, strings_to_array, sub_state
 from .allocator import retained_heap
 from .budget import resolve_batch_size, resolve_token_budget
-from .batching import (SAME_LENGTH, BatchEncoder, EncodeOptions, PositionBatch, count_feature_texts, count_texts,
-                       num_prefix_specials, padded_width, resolve_feature_ids, stage)
+from .batching import (BatchEncoder, EncodeOptions, PositionBatch, batches_rows, count_feature_texts,
+                       count_texts, num_prefix_specials, padded_width, pads_rows, resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
@@ -101,9 +101,8 @@ class Profiler:
         self._warned_silent: set[int] = set()  # layers named as crediting nothing (once each, as for truncation)
         probe_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
         check_padding_is_masked(model, self.forward, self.sites, self.encoder(False, tokens_only=True), self.device,
-                                probe_width, padded=(config.pad_to_multiple_of != SAME_LENGTH
-                                                     and not (self.batch_size == 1 and config.pad_to_multiple_of == 1)),
-                                batched=not (self.batch_size == 1 and config.pad_to_multiple_of in (1, SAME_LENGTH)),
+                                probe_width, padded=pads_rows(self.batch_size, config.pad_to_multiple_of),
+                                batched=batches_rows(self.batch_size, config.pad_to_multiple_of),
                                 max_tokens=self.max_length)
         if auto_skip:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)

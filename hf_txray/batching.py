@@ -104,6 +104,17 @@ def _pad(sequences: list[Any], value: int, limit: int | None = None, multiple: i
     return torch.from_numpy(out)
 
 
+def pads_rows(batch_size: int, multiple: int) -> bool:
+    """Whether a run of batches of at most `batch_size` rows, widths rounded up to `multiple`, may feed a row beside
+    padding: never with same-length batches (:data:`SAME_LENGTH`) or each row alone at its own width."""
+    return multiple != SAME_LENGTH and not (batch_size == 1 and multiple == 1)
+
+
+def batches_rows(batch_size: int, multiple: int) -> bool:
+    """Whether such a run may feed a row with anything beside it (other rows, or padding)."""
+    return not (batch_size == 1 and multiple in (1, SAME_LENGTH))
+
+
 def padded_width(width: int, limit: int | None, multiple: int = PAD_MULTIPLE) -> int:
     """The padded width of a batch whose longest row holds `width` tokens: rounded up to `multiple`, unless that
     passes `limit` (then `limit` itself, so that every batch whose rows round past it runs at one width: a position

@@ -31,8 +31,8 @@ ROUNDING_ULPS = 8
 
 @torch.no_grad()
 def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], encoder: Any, device: torch.device,
-                            max_width: int, remedy: str = "batch_size=1 and pad_to_multiple_of=1",
-                            padded: bool = True, max_tokens: int | None = None, batched: bool | None = None) -> None:
+                            max_width: int, remedy: str = "batch_size=1 and pad_to_multiple_of=1", *,
+                            padded: bool, batched: bool, max_tokens: int | None = None) -> None:
     """Refuse a model whose activations at real tokens change with the token ids of masked padding.
 
     The same one-text probe runs the model once before any work, so that a model that fails on the simplest input, or
@@ -47,10 +47,12 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
         device (`torch.device`): where the inputs go.
         max_width (`int`): the widest row the run may feed the model.
         remedy (`str`, *optional*): the caller's options that run each text alone and unpadded, for the message.
-        padded (`bool`, *optional*, defaults to `True`): whether the run pads its texts (else only the probe runs).
+        padded (`bool`): whether the run pads its texts (else only the probe runs):
+            :func:`hf_txray.batching.pads_rows`.
+        batched (`bool`): whether the run feeds a text with anything beside it (other texts or padding):
+            :func:`hf_txray.batching.batches_rows`; batches of same-length rows (``pad_to_multiple_of=0``) are
+            batched, never padded.
         max_tokens (`int`, *optional*): the most real tokens of a row (`max_length`), when less than `max_width`.
-        batched (`bool`, *optional*): whether the run puts several texts in one forward pass (defaults to
-            `padded`); batches of same-length rows (``pad_to_multiple_of=0``) are batched, never padded.
 
     Raises:
         ModelError: naming the first site whose activations moved, and the way to profile such a model (each text
@@ -58,7 +60,7 @@ def check_padding_is_masked(model: Any, forward: Any, sites: Sequence[Any], enco
     """
     _refuse_block_sparse_attention(model)
     _refuse_flex_attention_on_cpu(model, device)
-    if padded if batched is None else batched:  # what the run reaches: the profiled body (not a head outside it)
+    if batched:  # what the run reaches: the profiled body (not a head outside it)
         _refuse_batched_dynamic_quantization(getattr(forward, "body", None) or model, remedy)
         _refuse_batched_sparse_indexer(model, max_tokens or max_width, remedy)
         _refuse_batched_expert_capacity(model, remedy)

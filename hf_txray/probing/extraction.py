@@ -453,17 +453,17 @@ def weights_difference(recorded: Any, found: Any, stack: str | None) -> str | No
 
 
 def _check_padding(model: Any, tokenizer: Any, forward: StackForward, sites: list[Site], device: torch.device,
-                   max_length: int, padded: bool) -> None:
+                   max_length: int, batch_size: int, multiple: int) -> None:
     """analyze's padding check (:func:`hf_txray.padding.check_padding_is_masked`) on extraction's own encoding: a
     model whose token mixing reads masked padding (FNet, ConvBERT) would give each word a vector that depends on the
-    other sentences of its batch. Unpadded (`padded=False`), only its one-text probe runs."""
-    from ..batching import encode
+    other sentences of its batch. Each text alone and unpadded, only its one-text probe runs."""
+    from ..batching import batches_rows, encode, pads_rows
 
     def encoder(texts: Sequence[str], ids: Sequence[int]) -> list[SimpleNamespace]:
         return [SimpleNamespace(inputs=encode(tokenizer, texts, max_length)[1])]
 
     check_padding_is_masked(model, forward, sites, encoder, device, max_length, remedy="batch_size=1",
-                            padded=padded)
+                            padded=pads_rows(batch_size, multiple), batched=batches_rows(batch_size, multiple))
 
 
 def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str], sites: list[Site],
@@ -479,7 +479,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     from ..analyze import default_skip_first_positions
 
     multiple = 1 if batch_size == 1 else PAD_MULTIPLE  # one text per batch runs unpadded: no padding to check
-    _check_padding(model, tokenizer, forward, sites, device, max_length, padded=batch_size > 1)
+    _check_padding(model, tokenizer, forward, sites, device, max_length, batch_size, multiple)
     # helper 260: SmolLM2-135M's neuron 1229 of layer 11 reads about 3000 at the first position and -0.02 on average
     # elsewhere; averaged over every token its mean was 103, and mean ablation filled that in at every position (LM
     # loss 6.27 -> 10.69, against 6.37 for its mean past the first position): the means skip that position as
