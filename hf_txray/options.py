@@ -632,6 +632,13 @@ def default_of(f: dataclasses.Field) -> str:
     return "none" if f.default is None else ",".join(f.default) if isinstance(f.default, tuple) else str(f.default)
 
 
+def argparse_help(text: str) -> str:
+    """Help text as argparse takes it: argparse formats help with ``%`` (``%(default)s``), so a literal ``%`` is
+    written ``%%``, as transformers' own `TrainingArguments` help does; both front ends (the ``hf-txray`` flags and
+    the `HfArgumentParser` fields of :func:`add_prefixed_options`) pass their help through here."""
+    return text.replace("%", "%%")
+
+
 def help_with_default(options_class: type, name: str) -> str:
     """An option's help and its default, as ``--help`` prints it."""
     f = next(f for f in dataclasses.fields(options_class) if f.name == name)
@@ -660,6 +667,7 @@ def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type 
                 # (HfArgumentParser, Python < 3.14) reads "-2,-1" as an option: "expected one argument"
                 metadata["help"] = (f"{metadata['help']} A list that starts with a negative index takes '=': "
                                     f"--{prefix}{name}=-2,-1.")
+            metadata["help"] = argparse_help(metadata["help"])
             # Optional[int] flags take text so that "None" can be given (parsed by prefixed_values)
             optional_int = hints[name] == (int | None)
             annotations[prefix + name] = source.metadata.get("arg_type", int | str | None if optional_int
@@ -709,7 +717,7 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
         if "_" in f.name and hints[f.name] is not bool:  # --top_k too, as HfArgumentParser accepts
             flags.append(f"--{f.name}")
         default = f.default
-        help_text = help_with_default(options_class, f.name).replace("%", "%%")  # argparse formats it with %
+        help_text = argparse_help(help_with_default(options_class, f.name))
         if hints[f.name] is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue

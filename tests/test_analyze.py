@@ -23,6 +23,7 @@ import torch
 import hf_txray
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.cli import main as cli_main
+from hf_txray.options import argparse_help
 from hf_txray.sites import find_sites
 from models import EXAMPLE_COLUMNS, SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny
 
@@ -933,8 +934,36 @@ def test_every_option_has_help_and_reaches_analyze_the_trainer_and_the_cli():
         source = next(f for f in fields if f.name == name)
         said = source.metadata.get("default_text")  # HfArgumentParser would show a bare None: the help says it
         layers = " A list that starts with a negative index takes '=': --txray_layers=-2,-1." * (name == "layers")
-        assert trainer_fields[f"txray_{name}"].metadata["help"] == source.metadata["help"] + (
-            f" Default: {said}." if said else "") + layers  # HfArgumentParser reads "-2,-1" as an option
+        assert trainer_fields[f"txray_{name}"].metadata["help"] == argparse_help(source.metadata["help"] + (
+            f" Default: {said}." if said else "") + layers)  # HfArgumentParser reads "-2,-1" as an option
+
+
+def test_a_percent_sign_in_an_option_help_reads_in_both_front_ends(capsys):
+    """argparse formats help with %: an option help with a literal '%' made --help raise TypeError in the CLI and in
+    HfArgumentParser (CI red at 17ca0c4). Both front ends escape it, and --help prints it once."""
+    import argparse
+    import dataclasses
+
+    from transformers import HfArgumentParser
+
+    from hf_txray.options import add_cli_arguments, add_prefixed_options
+
+    @dataclasses.dataclass
+    class Options:
+        share: float = dataclasses.field(default=0.5, metadata={"help": "Keep 50% of the neurons."})
+
+    @dataclasses.dataclass
+    @add_prefixed_options("x_", ["share"], Options)
+    class Prefixed:
+        pass
+
+    cli = argparse.ArgumentParser(prog="cli")
+    add_cli_arguments(cli, Options)
+    for parser in (cli, HfArgumentParser(Prefixed)):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--help"])
+        printed = " ".join(capsys.readouterr().out.split())
+        assert "Keep 50% of the neurons." in printed and "%%" not in printed
 
 
 def _walk_parsers():
