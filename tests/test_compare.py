@@ -249,8 +249,10 @@ def test_layer_summaries_match_brute_force(report):
             h = [r[f"hellinger_{ft}"] for r in shared if not np.isnan(r[f"hellinger_{ft}"])]
             assert summary[f"mean_hellinger_{ft}"] == pytest.approx(statistics.fmean(h), rel=1e-12)
             assert summary[f"median_hellinger_{ft}"] == pytest.approx(statistics.median(h), rel=1e-12)
-            assert summary[f"mean_length_shift_{ft}"] == pytest.approx(
-                statistics.fmean(r[f"length_shift_{ft}"] for r in shared), rel=1e-12)
+            # over the neurons with a length in both stages: NO_POS_IN_B has no POS value in B, no length there
+            assert summary[f"mean_length_shift_{ft}"] == pytest.approx(statistics.fmean(
+                r[f"length_b_{ft}"] - r[f"length_a_{ft}"] for r in shared
+                if r[f"length_a_{ft}"] > 0 and r[f"length_b_{ft}"] > 0), rel=1e-12)
 
 
 def test_model_summary_matches_brute_force(report):
@@ -264,6 +266,34 @@ def test_model_summary_matches_brute_force(report):
         h = [r[f"hellinger_{ft}"] for r in shared if not np.isnan(r[f"hellinger_{ft}"])]
         assert summary[f"mean_hellinger_{ft}"] == pytest.approx(statistics.fmean(h), rel=1e-12)
         assert summary[f"median_hellinger_{ft}"] == pytest.approx(statistics.median(h), rel=1e-12)
+        assert summary[f"mean_length_shift_{ft}"] == pytest.approx(statistics.fmean(
+            r[f"length_b_{ft}"] - r[f"length_a_{ft}"] for r in shared
+            if r[f"length_a_{ft}"] > 0 and r[f"length_b_{ft}"] > 0), rel=1e-12)
+
+
+def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
+    """A user feature on few tokens: one neuron of four carries digits, its length going from 1 to 3. The three
+    without a digit in either stage have no length, and the mean length shift is +2, not +0.5 (they entered as
+    shifts of 0); NaN where no neuron has a length in both stages."""
+    tokens = {(0, n): {"a": (1.0, 3), "b": (1.0, 2)} for n in range(4)}
+    vocab = {"token": ["a", "b"], "digit": ["1", "2", "3"]}
+    corpus = {"token": {"a": 5, "b": 3}, "digit": {"1": 2, "2": 1, "3": 1}}
+    kw = dict(layers=[0], num_neurons=4, feature_types=["token", "digit"])
+    a = build_profile("A", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2)}}}, vocab, corpus, **kw)
+    b = build_profile("B", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2), "2": (1.0, 1), "3": (0.5, 1)}}},
+                      vocab, corpus, **kw)
+    with pytest.warns(UserWarning, match="no noise statistics"):
+        report = hf_txray.compare(a, b, test=False)
+    assert list(report.neurons["length_shift_digit"]) == [2, 0, 0, 0]
+    assert report.summary()["mean_length_shift_digit"] == 2.0
+    assert report.layers["mean_length_shift_digit"].tolist() == [2.0]
+    assert report.summary()["mean_length_shift_token"] == 0.0
+    # the digit neuron credited in A only: no length in B, so none has a length in both stages
+    b = build_profile("B", {"token": tokens, "digit": {}}, vocab, corpus, **kw)
+    with pytest.warns(UserWarning, match="no noise statistics"):
+        report = hf_txray.compare(a, b, test=False)
+    assert math.isnan(report.summary()["mean_length_shift_digit"])
+    assert math.isnan(report.layers["mean_length_shift_digit"].iloc[0])
 
 
 @pytest.mark.parametrize("ft", FEATURE_TYPES)
