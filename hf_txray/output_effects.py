@@ -12,8 +12,13 @@ flow: :func:`post_mlp_scales`) only the elementwise
 scale ``g`` is applied, no centring and no division by the norm of the residual stream (those depend on
 the whole residual, not on the neuron); biases are dropped (they are the same for every neuron). The scale is
 measured by running the norm module itself on probe vectors, so variants such as Gemma's ``(1 + weight)`` are read
-as the model computes them. Scalar factors that do not change the ranking (Gemma 2's logit soft-capping, T5's
-``d_model ** -0.5``, a MoE router's weight for the expert) are not applied.
+as the model computes them. Scalar factors are applied where the model applies them, measured by running it (not
+read from config names): one on the MLP output before the residual sum (:func:`residual_gains`: Granite's and
+HyperCLOVA X's ``residual_multiplier``, MiniCPM's ``scale_depth / sqrt(num_hidden_layers)``) and one between the
+final norm and the logits (:func:`logit_scale`: Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``,
+MiniCPM's ``dim_model_base / hidden_size``, T5's ``d_model ** -0.5``); Gemma 2's logit soft-capping is read at 0,
+where its slope is 1, and logits transformed otherwise are refused. A MoE router's weight for the expert (it
+depends on the input) is not applied.
 
 MLM heads (BERT, RoBERTa, DistilBERT, ELECTRA's generator) transform the hidden state before the decoder: ``dense ->
 activation -> LayerNorm``. The linear steps are applied (the dense weight, the LayerNorm's scale, in the order the
@@ -42,7 +47,7 @@ from torch import nn
 from .counts import check_count
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
-from .forward import own_precision
+from .forward import own_forward, own_precision
 from .hooks import call_order, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
@@ -174,12 +179,15 @@ def _call_order(model: nn.Module, modules: Sequence[nn.Module]) -> dict[int, int
 
 
 @torch.no_grad()
-def _probe_forward(model: nn.Module, purpose: str) -> None:
-    """Run `model` on two tokens in eval mode (no dropout, no gradient checkpointing), for hooks to watch."""
+def _probe_forward(model: nn.Module, purpose: str, rows: int = 1) -> Any:
+    """Run `model` on two tokens (`rows` identical rows) in eval mode (no dropout, no gradient checkpointing), for
+    hooks to watch; returns the model's output."""
     restore_modes = enter_eval(model)
     try:
-        ids = torch.tensor([[1, 2]], device=input_device(model))
-        model(input_ids=ids, **({"decoder_input_ids": ids} if is_encoder_decoder(model) else {}))
+        ids = torch.tensor([[1, 2]] * rows, device=input_device(model))
+        # in the weights' dtype, not an autocast's (the scales measured on it are compared at that precision)
+        with own_precision(), own_forward(model):
+            return model(input_ids=ids, **({"decoder_input_ids": ids} if is_encoder_decoder(model) else {}))
     except Exception as err:  # noqa: BLE001 - any failure of the probe pass is the model's: say so
         raise ModelError(
             f"Output effects run {type(model).__name__} on two tokens to {purpose}, and that forward pass failed "
@@ -283,7 +291,8 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
         names.append(projection[0])
         read.append(projection[1])
         width = hidden
-    for kind, module, name in _head_steps(candidates, order, width, hidden):
+    head_steps = _head_steps(candidates, order, width, hidden)
+    for kind, module, name in head_steps:
         weight = linear_weight(module) if kind == "linear" else module.weight.detach()
         steps.append((kind, weight if kind == "linear" else norm_scale(module, int(weight.shape[0]))))
         names.append(name)
@@ -294,9 +303,90 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
             f"{type(model).__name__}'s residual stream is {residual} wide but its unembedding reads {hidden}, and no "
             "projection between them (OPT's project_out, or a linear layer of the LM head) was found: output "
             "effects cannot be read for this model. Profile without output_effects.")
+    if not head_steps:  # no LM-head transform (a causal LM, T5): a scalar between the final norm and the logits
+        after = steps[1:] if final is not None else steps  # the projection (OPT-350m's project_out), if any
+        scale = logit_scale(model, final[1] if final is not None else blocks[-1], Readout(after, unembedding, []))
+        if scale != 1.0:
+            steps.append(("scale", torch.full((hidden,), scale)))
+            names.append("logit scale")
     names.append(_qualified_name(model, head))
     _warn_initialized_head(model, read)
     return Readout(steps, unembedding, names)
+
+
+def _first_tensor(value: Any) -> Any:
+    return value[0] if isinstance(value, (tuple, list)) and value else value
+
+
+def _with_first(value: Any, tensor: torch.Tensor) -> Any:
+    """`value` (a module's output: a tensor, or a tuple or list led by one) with `tensor` in place of its first."""
+    if isinstance(value, tuple):
+        return (tensor, *value[1:])
+    if isinstance(value, list):
+        return [tensor, *value[1:]]
+    return tensor
+
+
+def _proportion(y: torch.Tensor, x: torch.Tensor, dtypes: Sequence[torch.dtype]) -> float | None:
+    """The scalar ``m`` with ``y = m * x`` (least squares), or None where `y` is not proportional to `x` within
+    the precision of the lowest of `dtypes` (those the model computed them in); 1.0 where ``m`` is that close to 1."""
+    full = all(dtype in (torch.float32, torch.float64) for dtype in dtypes)
+    tol, same = (1e-3, 1e-5) if full else (5e-2, 4e-3)  # `same`: within the rounding of one value of that precision
+    y, x = y.detach().double().cpu().reshape(-1), x.detach().double().cpu().reshape(-1)  # may be on two devices
+    if not torch.isfinite(y).all() or not torch.isfinite(x).all() or float(x @ x) == 0.0:
+        return None
+    m = float(y @ x) / float(x @ x)
+    if float((y - m * x).norm()) > tol * max(float(y.norm()), abs(m) * float(x.norm())):
+        return None
+    return 1.0 if abs(m - 1.0) <= same else m
+
+
+@torch.no_grad()
+def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
+    """The scalar by which `model` multiplies its logits between the output of `start` (the final norm, or the last
+    block without one) and its returned logits, beyond `chain` (the linear maps from there to the logits):
+    Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``, MiniCPM's ``dim_model_base / hidden_size``,
+    T5's ``d_model ** -0.5`` (tied embeddings); a soft-capping (Gemma 2) is read
+    at 0, where its slope is 1. Measured, not read from the config: in one forward pass of two rows, `start`'s output
+    is replaced by 0 in one and by a small fixed vector ``v`` in the other, and the difference of the logits
+    (biases cancel) is compared with ``chain(v)``. 1.0 where the model returns no logits.
+
+    Raises:
+        ModelError: the logits are not proportional to ``chain(v)``: the model transforms them in a way output
+            effects do not read.
+    """
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    probe: dict[str, torch.Tensor] = {}
+
+    def replace(module: nn.Module, args: tuple, output: Any) -> Any:
+        first = _first_tensor(output)
+        if not isinstance(first, torch.Tensor) or first.shape[0] != 2 or "v" in probe:
+            return output
+        g = torch.Generator().manual_seed(0)
+        v = (torch.randn(first.shape[1:], generator=g) * 1e-2).to(device=first.device, dtype=first.dtype)
+        probe["v"] = v
+        return _with_first(output, torch.stack([torch.zeros_like(v), v]))
+
+    handle = start.register_forward_hook(replace)
+    try:
+        output = _probe_forward(model, "measure the scale of its logits", rows=2)
+    finally:
+        handle.remove()
+    logits = getattr(output, "logits", None)
+    if "v" not in probe or not isinstance(logits, torch.Tensor) or logits.shape[0] != 2:
+        return 1.0
+    v = probe["v"]
+    got = (logits[1] - logits[0]).reshape(-1, logits.shape[-1]).double()  # (positions, vocab)
+    expected = chain.logits(v.reshape(-1, v.shape[-1]).T.float()).T.double()  # (positions, vocab)
+    if got.shape != expected.shape:
+        return 1.0
+    scale = _proportion(got, expected, (dtype, logits.dtype, v.dtype))
+    if scale is None:
+        raise ModelError(
+            f"{type(model).__name__} transforms its logits after the LM head in a way output effects do not read "
+            "(not a scalar factor or a soft-capping): the logit changes they report would be wrong. Profile without "
+            "output_effects.")
+    return scale
 
 
 def _warn_initialized_head(model: nn.Module, read: Sequence[nn.Module]) -> None:
@@ -339,9 +429,8 @@ _WARNED_HEADS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 @torch.no_grad()
-def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None = None
-                    ) -> dict[int, torch.Tensor | None]:
-    """Per layer, the scale of a norm the block applies to its MLP output alone before the residual sum, or None.
+def post_mlp_norms(model: nn.Module, layers: Sequence[int], stack: str | None = None) -> dict[int, nn.Module | None]:
+    """Per layer, the norm the block applies to its MLP output alone before the residual sum, or None.
 
     Found by data flow, not by name: in one two-token forward pass, a norm among the block's children whose input
     equals the output of the MLP (the down projection or a module of the block that holds it) is that norm. So
@@ -364,13 +453,100 @@ def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None =
                         outputs=[m for path in paths.values() for m in path]) as seen:
         if norms:
             _probe_forward(model, "find the norms on its MLP outputs")
-    scales: dict[int, torch.Tensor | None] = {}
+    found_posts: dict[int, nn.Module | None] = {}
     for layer in layers:
         outputs = [y for module in paths.get(layer, []) for y in seen["outputs"].get(id(module), [])]
-        post = next((norm for norm in norms.get(layer, []) for x in seen["inputs"].get(id(norm), [])
-                     if any(y.shape == x.shape and torch.equal(y, x) for y in outputs)), None)
-        scales[layer] = None if post is None else norm_scale(post, int(post.weight.shape[0]))
-    return scales
+        found_posts[layer] = next((norm for norm in norms.get(layer, []) for x in seen["inputs"].get(id(norm), [])
+                                   if any(y.shape == x.shape and torch.equal(y, x) for y in outputs)), None)
+    return found_posts
+
+
+@torch.no_grad()
+def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None = None
+                    ) -> dict[int, torch.Tensor | None]:
+    """Per layer, the scale of a norm the block applies to its MLP output alone before the residual sum, or None
+    (the norms :func:`post_mlp_norms` finds)."""
+    return {layer: None if post is None else norm_scale(post, int(post.weight.shape[0]))
+            for layer, post in post_mlp_norms(model, layers, stack).items()}
+
+
+@torch.no_grad()
+def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = None,
+                   posts: dict[int, nn.Module | None] | None = None) -> dict[int, float]:
+    """Per layer, the scalar by which the block multiplies its MLP output (after a post-MLP norm, `posts`, where it
+    has one) before adding it to the residual stream: Granite's and HyperCLOVA X's ``residual_multiplier``,
+    MiniCPM's ``scale_depth / sqrt(num_hidden_layers)``; 1.0 for most models.
+
+    Measured, not read from the config: one forward pass of ``len(layers) + 1`` identical rows, where row ``i + 1``
+    has a fixed vector ``u`` added to the MLP output of the ``i``-th layer; the change of that block's output against
+    row 0 is the gain times ``u``. ``u`` is large beside the block's input, so that in half precision the rounding
+    of the residual stream does not hide the change (a Granite with ``embedding_multiplier=12`` in bfloat16 read 1.0
+    for 0.22 with a doubled MLP output). 1.0 where the change is not proportional to ``u``: a post-LN block
+    (``norm(x + mlp(x))``, BERT), whose final norm is not read through (module docstring), or where the MLP output or
+    the block output is not one tensor.
+    """
+    layers = [int(layer) for layer in layers]
+    posts = post_mlp_norms(model, layers, stack) if posts is None else posts
+    _, blocks = _blocks(model, stack)
+    points = {layer: posts.get(layer) or find_sites(model, "mlp", None, output_stack(model, stack),
+                                                    layers=layer)[0].module for layer in layers}
+    gains = dict.fromkeys(layers, 1.0)
+    # a module shared between layers (ALBERT's one block) is called once per layer: its rows cannot be told apart
+    if not layers or len({id(m) for m in points.values()}) < len(layers) or \
+            len({id(blocks[layer]) for layer in layers}) < len(layers):
+        return gains
+    rows = len(layers) + 1
+    size: dict[int, float] = {}  # the largest entry of each block's input
+    added: dict[int, torch.Tensor] = {}
+    out: dict[int, torch.Tensor] = {}
+
+    def measure(layer: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            first = args[0] if args else kwargs.get("hidden_states")
+            if layer not in size and isinstance(first, torch.Tensor) and first.is_floating_point():
+                size[layer] = float(first.detach().abs().max())
+        return hook
+
+    def add(layer: int, row: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            first = _first_tensor(output)
+            if layer in added or not isinstance(first, torch.Tensor) or first.shape[0] % rows:
+                added[layer] = torch.empty(0)  # called twice, or not a tensor of the rows: not measured
+                return output
+            shaped = first.reshape(rows, -1, first.shape[-1])  # (rows * tokens, hidden) for fused experts too
+            signs = torch.ones(shaped.shape[1:], dtype=torch.float32)
+            signs.view(-1)[1::2] = -1
+            scale = min(8 * max(size.get(layer, 0.0), float(shaped[0].abs().max()), 1.0), 2048.0)
+            u = (scale * signs * torch.linspace(0.5, 1.0, signs.numel()).reshape(signs.shape)).to(first)
+            added[layer] = u
+            moved = shaped.clone()
+            moved[row] = shaped[row] + u
+            return _with_first(output, moved.reshape(first.shape))
+        return hook
+
+    def keep(layer: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            first = _first_tensor(output)
+            out[layer] = first.detach().clone() if layer not in out and isinstance(first, torch.Tensor) \
+                else torch.empty(0)
+        return hook
+
+    handles = [blocks[layer].register_forward_pre_hook(measure(layer), with_kwargs=True) for layer in layers]
+    handles += [points[layer].register_forward_hook(add(layer, i + 1)) for i, layer in enumerate(layers)]
+    handles += [blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
+    try:
+        _probe_forward(model, "measure the scale of its MLP outputs in the residual stream", rows=rows)
+    finally:
+        for handle in handles:
+            handle.remove()
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    for i, layer in enumerate(layers):
+        u, y = added.get(layer), out.get(layer)
+        if u is None or y is None or not u.numel() or y.shape[:1] != (rows,) or y[0].numel() != u.numel():
+            continue
+        gain = _proportion((y[i + 1] - y[0]).reshape(u.shape), u, (dtype, u.dtype, y.dtype))
+        gains[layer] = 1.0 if gain is None else gain
+    return gains
 
 
 @torch.no_grad()
@@ -495,12 +671,15 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         return [cache[int(i)] for i in ids]
 
     frames = []
-    posts = post_mlp_scales(model, layers, stack)
+    posts = post_mlp_norms(model, layers, stack)
+    gains = residual_gains(model, layers, stack, posts)
     for layer in layers:
         columns = down_columns(model, layer, stack)
         post = posts[layer]
         if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
-            columns = post.to(device=columns.device)[:, None] * columns.float()
+            columns = norm_scale(post, int(post.weight.shape[0])).to(device=columns.device)[:, None] * columns.float()
+        if gains[layer] != 1.0:  # and multiplied by a scalar there (Granite's residual_multiplier)
+            columns = gains[layer] * columns.float()
         width = columns.shape[1]
         chosen = np.arange(width) if neurons is None else np.unique(whole_numbers(neurons, "Neurons"))
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):

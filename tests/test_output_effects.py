@@ -136,6 +136,7 @@ def _t5():
 
     def brute(layer, one_hot):  # decoder neurons: the decoder's final norm, then the LM head
         x = model.decoder.block[layer].layer[-1].DenseReluDense.wo(one_hot) * model.decoder.final_layer_norm.weight
+        x = x * model.model_dim ** -0.5  # T5 scales the decoder output before a tied LM head (scale_decoder_outputs)
         return model.lm_head(x)
 
     return model, bpe_tokenizer(), brute, 40
@@ -184,13 +185,14 @@ def _hyperclovax():
     torch.manual_seed(9)
     config = HyperCLOVAXConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
                                num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=44,
-                               max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+                               max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+                               residual_multiplier=0.3)
     model = HyperCLOVAXForCausalLM(config).eval()
     _randomize_norms(model)
 
-    def brute(layer, one_hot):  # the residual_multiplier (a scalar) is left out, as other scalar factors
+    def brute(layer, one_hot):  # residual + residual_multiplier * post_norm2(mlp(x)) (helper 276: left out)
         block = model.model.layers[layer]
-        x = block.mlp.down_proj(one_hot) * block.post_norm2.weight
+        x = block.mlp.down_proj(one_hot) * block.post_norm2.weight * 0.3
         return (x * model.model.norm.weight) @ model.lm_head.weight.T
 
     return model, bpe_tokenizer(), brute, 44
@@ -287,12 +289,85 @@ def _roberta_prelayernorm():
     return model, bert_tokenizer(), brute, 48
 
 
+def _granite(moe: bool):
+    """Helper 276: Granite adds ``residual_multiplier * mlp(x)`` to the residual stream and divides its logits by
+    ``logits_scaling`` (Granite-MoE too): both were left out, and every logit read 36.4 times the model's own change
+    (8 / 0.22) with no error."""
+    from transformers import GraniteConfig, GraniteForCausalLM, GraniteMoeConfig, GraniteMoeForCausalLM
+
+    torch.manual_seed(13)
+    common = dict(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, intermediate_size=24, max_position_embeddings=64, residual_multiplier=0.22,
+                  logits_scaling=8.0, embedding_multiplier=12.0, tie_word_embeddings=False)
+    if moe:
+        model = GraniteMoeForCausalLM(GraniteMoeConfig(num_local_experts=4, num_experts_per_tok=2, **common)).eval()
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.block_sparse_moe.experts.down_proj.normal_(0, 0.5)
+    else:
+        model = GraniteForCausalLM(GraniteConfig(**common)).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):  # hidden = residual + 0.22 * mlp(x); logits = lm_head(norm(hidden)) / 8
+        if moe:
+            expert, unit = divmod(int(one_hot.argmax()), 24)
+            unit_vec = torch.zeros(24)
+            unit_vec[unit] = 1.0
+            x = torch.nn.functional.linear(unit_vec, model.model.layers[layer].block_sparse_moe.experts.down_proj[expert])
+        else:
+            x = model.model.layers[layer].mlp.down_proj(one_hot)
+        return model.lm_head(0.22 * x * model.model.norm.weight) / 8.0
+
+    return model, bpe_tokenizer(), brute, 4 * 24 if moe else 24
+
+
+def _cohere():
+    """Cohere multiplies its logits by ``logit_scale`` (helper 276: left out)."""
+    from transformers import CohereConfig, CohereForCausalLM
+
+    torch.manual_seed(14)
+    config = CohereConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=1, intermediate_size=40, max_position_embeddings=64, logit_scale=0.0625,
+                          bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    model = CohereForCausalLM(config).eval()
+    _randomize_norms(model)
+
+    def brute(layer, one_hot):
+        x = model.model.layers[layer].mlp.down_proj(one_hot) * model.model.norm.weight
+        return (x @ model.lm_head.weight.T) * 0.0625
+
+    return model, bpe_tokenizer(), brute, 40
+
+
+def _minicpm3():
+    """MiniCPM3 scales each residual branch by ``scale_depth / sqrt(num_hidden_layers)`` and the last hidden state by
+    ``1 / logits_scaling`` (``hidden_size / dim_model_base``) before its LM head (helper 276: both left out)."""
+    from transformers import MiniCPM3Config, MiniCPM3ForCausalLM
+
+    torch.manual_seed(15)
+    config = MiniCPM3Config(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=2, intermediate_size=40,
+                            max_position_embeddings=64, q_lora_rank=16, kv_lora_rank=8, qk_nope_head_dim=8,
+                            qk_rope_head_dim=8, v_head_dim=8, scale_depth=1.4, dim_model_base=8,
+                            tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    model = MiniCPM3ForCausalLM(config).eval()
+    _randomize_norms(model)
+    gain, logits_scaling = 1.4 / 2 ** 0.5, 32 / 8
+
+    def brute(layer, one_hot):
+        x = model.model.layers[layer].mlp.down_proj(one_hot) * gain * model.model.norm.weight
+        return (x / logits_scaling) @ model.lm_head.weight.T
+
+    return model, bpe_tokenizer(), brute, 40
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "gpt_oss_moe": _gpt_oss, "t5_decoder": _t5,
             "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2, "hyperclovax_post_norm2": _hyperclovax,
             "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True),
             "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24),
-            "roberta_prelayernorm": _roberta_prelayernorm}
+            "roberta_prelayernorm": _roberta_prelayernorm, "granite": lambda: _granite(False),
+            "granitemoe": lambda: _granite(True), "cohere_logit_scale": _cohere, "minicpm3": _minicpm3}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
@@ -315,6 +390,71 @@ def test_output_effects_match_brute_force(kind):
             np.testing.assert_allclose(suppressed["logit"], logits[order[::-1][:K]], rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(logits[promoted["token_id"]], promoted["logit"], rtol=1e-4, atol=1e-5)
             assert list(promoted["token"]) == tokenizer.convert_ids_to_tokens(promoted["token_id"].tolist())
+
+
+@pytest.mark.parametrize("kind", ["llama", "granite", "cohere_logit_scale", "minicpm3"])
+def test_output_effects_are_the_models_own_logit_change(kind):
+    """Through the model's own forward pass, not a formula: +1 on a neuron of the last block changes the logits by
+    its output effects once the final norm is replaced by its elementwise scale (the one approximation left), with
+    every scalar the architecture applies (Granite's residual_multiplier and logits_scaling, Cohere's logit_scale,
+    MiniCPM3's scale_depth and dim_model_base) where the model applies it."""
+    model, tokenizer, _, width = BUILDERS[kind]()
+    norm, block = model.model.norm, model.model.layers[-1]
+    scale = norm.weight.detach()  # x * weight after normalising, in all four
+    ids = torch.tensor([[3, 4, 5]])
+
+    def logits(neuron, delta):
+        def bump(module, args):
+            x = args[0].clone()
+            x[..., neuron] += delta
+            return (x,)
+
+        handle = block.mlp.down_proj.register_forward_pre_hook(bump)
+        try:
+            with torch.no_grad():
+                return model(input_ids=ids).logits[0, -1].double()
+        finally:
+            handle.remove()
+
+    table = hf_txray.output_effects_table(model, [len(model.model.layers) - 1], k=K, neurons=[0, width - 1])
+    original = norm.forward
+    norm.forward = lambda x: x * scale.to(x.dtype)
+    try:
+        for neuron in (0, width - 1):
+            change = (logits(neuron, 1.0) - logits(neuron, 0.0)).numpy()
+            rows = table[(table["neuron"] == neuron) & (table["direction"] == "promoted")].sort_values("rank")
+            np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-3, atol=1e-6)
+            assert set(rows["token_id"]) == set(np.argsort(-change)[:K])
+    finally:
+        norm.forward = original
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["granite", "minicpm3"])
+def test_scalars_are_measured_in_half_precision(kind, dtype):
+    """In half precision the measured scalars hold (Granite's embedding_multiplier=12 makes the residual stream large
+    beside the MLP output, whose change a doubled MLP output left under bfloat16's rounding: 1.0 for 0.22)."""
+    model, tokenizer, _, _ = BUILDERS[kind]()
+    full = hf_txray.output_effects_table(model, [0, 1], k=K, neurons=[0, 1])
+    half = hf_txray.output_effects_table(model.to(dtype), [0, 1], k=K, neurons=[0, 1])
+    scale = np.abs(full["logit"]).max()
+    np.testing.assert_allclose(half["logit"], full["logit"], atol=1e-2 * scale)
+
+
+def test_logits_transformed_otherwise_than_by_a_scalar_are_refused():
+    """A model whose logits are not its LM head's output times a scalar (here each mixed with its neighbour) has no
+    reading of the kind output effects give: refused, not read as if the head's output were the logits."""
+    model, tokenizer, _, _ = _llama()
+    forward = model.forward
+
+    def mixed(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits = out.logits + out.logits.roll(1, dims=-1)
+        return out
+
+    model.forward = mixed
+    with pytest.raises(ModelError, match="transforms its logits after the LM head"):
+        hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer)
 
 
 def test_single_neuron_api_equals_table():
