@@ -208,6 +208,17 @@ def _body_norms(model: nn.Module, blocks: nn.ModuleList, hidden: int) -> list[tu
             and module.weight.shape == (hidden,)]
 
 
+def _weightless_norms(model: nn.Module, blocks: nn.ModuleList) -> list[tuple[str, nn.Module]]:
+    """The norms of the base model outside the blocks that have no weight (OLMo's ``model.norm``, a LayerNorm without
+    elementwise affine): no scale to apply, but the logits are read from their output (:func:`logit_scale`)."""
+    base = getattr(unwrap_peft(model), "base_model", None)
+    body = {id(m) for m in (base if base is not None else model).modules()}
+    inside = {id(m) for m in blocks.modules()}
+    return [(name, module) for name, module in model.named_modules()
+            if id(module) in body and id(module) not in inside and "norm" in type(module).__name__.lower()
+            and not isinstance(getattr(module, "weight", None), torch.Tensor)]
+
+
 def _final_norm(norms: list[tuple[str, nn.Module]], blocks: nn.ModuleList, order: dict[int, int]
                 ) -> tuple[str, nn.Module] | None:
     """Of the body's `norms`, the one run first after the last block in the forward pass `order` (registration
@@ -277,7 +288,9 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     residual = (hidden_size(text_config(model.config)) if hasattr(model, "config") else None) or hidden
     norms, candidates = _body_norms(model, blocks, residual), _head_candidates(model, head, hidden)
     # one two-token forward pass gives the order of the final norm and of the head's layers
-    order = _call_order(model, [blocks[-1]] + [m for _, m in norms + candidates]) if norms or candidates else {}
+    weightless = _weightless_norms(model, blocks)
+    order = _call_order(model, [blocks[-1]] + [m for _, m in norms + candidates + weightless]) \
+        if norms or candidates or weightless else {}
     final = _final_norm(norms, blocks, order)
     read: list[nn.Module] = [head]
     if final is not None:
@@ -305,7 +318,9 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
             "effects cannot be read for this model. Profile without output_effects.")
     if not head_steps:  # no LM-head transform (a causal LM, T5): a scalar between the final norm and the logits
         after = steps[1:] if final is not None else steps  # the projection (OPT-350m's project_out), if any
-        scale = logit_scale(model, final[1] if final is not None else blocks[-1], Readout(after, unembedding, []))
+        # from the final norm's output; a norm without weight (OLMo) has no scale, but normalises what it is given
+        start = final or _final_norm(weightless, blocks, order)
+        scale = logit_scale(model, start[1] if start is not None else blocks[-1], Readout(after, unembedding, []))
         if scale != 1.0:
             steps.append(("scale", torch.full((hidden,), scale)))
             names.append("logit scale")

@@ -361,13 +361,32 @@ def _minicpm3():
     return model, bpe_tokenizer(), brute, 40
 
 
+def _olmo():
+    """OLMo's final norm has no weight (a LayerNorm without elementwise affine): nothing to scale, and the logit scale
+    is measured from its output (from the last block's, its normalisation read as a transform of the logits)."""
+    from transformers import OlmoConfig, OlmoForCausalLM
+
+    torch.manual_seed(16)
+    config = OlmoConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=40, max_position_embeddings=64, pad_token_id=0, bos_token_id=0,
+                        eos_token_id=0)
+    model = OlmoForCausalLM(config).eval()
+    assert getattr(model.model.norm, "weight", None) is None
+
+    def brute(layer, one_hot):
+        return model.lm_head(model.model.layers[layer].mlp.down_proj(one_hot))
+
+    return model, bpe_tokenizer(), brute, 40
+
+
 BUILDERS = {"bert_mlm": _bert_mlm, "gpt2": _gpt2, "llama": _llama, "gemma_tied": lambda: _gemma(True),
             "gemma_untied": lambda: _gemma(False), "mixtral_moe": _mixtral, "gpt_oss_moe": _gpt_oss, "t5_decoder": _t5,
             "distilbert_mlm": _distilbert_mlm, "gemma2_post_norm": _gemma2, "hyperclovax_post_norm2": _hyperclovax,
             "opt": lambda: _opt(True, False), "opt_post_norm_projected": lambda: _opt(False, True),
             "electra_generator": lambda: _electra_generator(32), "electra_generator_narrow": lambda: _electra_generator(24),
             "roberta_prelayernorm": _roberta_prelayernorm, "granite": lambda: _granite(False),
-            "granitemoe": lambda: _granite(True), "cohere_logit_scale": _cohere, "minicpm3": _minicpm3}
+            "granitemoe": lambda: _granite(True), "cohere_logit_scale": _cohere, "minicpm3": _minicpm3,
+            "olmo_weightless_norm": _olmo}
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
