@@ -12,6 +12,7 @@ import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData, SpaceCard
 
 from .architectures import format_neuron, routed_experts
+from .metrics import mean_length
 from .plots import default_feature_type
 from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name,
                          public_record, recorded_pruning)
@@ -133,7 +134,7 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
                "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
         stats = p.neuron_stats()
         for ft in m.feature_types:
-            row[f"mean length ({markdown_text(ft)})"] = float(stats.loc[stats["count"] > 0, f"length_{ft}"].mean())
+            row[f"mean length ({markdown_text(ft)})"] = mean_length(stats[f"length_{ft}"])
         rows.append(row)
     return ["### Stages (profiles)", "", markdown_table(pd.DataFrame(rows)), ""]
 

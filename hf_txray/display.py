@@ -6,6 +6,7 @@ import pandas as pd
 
 from .errors import ConfigurationError
 from .features import default_feature_type, tag_features
+from .metrics import mean_length
 from .profile import Profile, batch_limits_of_parts
 from .provenance import original_neuron, pruning_note, recorded_pruning
 from .report import DEFAULT_MIN_COUNT, TransferReport, corpus_text
@@ -50,7 +51,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
     per_layer = stats.groupby("layer").agg(
         credited=("count", lambda c: int((c > 0).sum())), mass=("mass", "sum"), max_count=("count", "max"))
     for ft in m.feature_types:
-        per_layer[f"mean_length_{ft}"] = stats[stats["count"] > 0].groupby("layer")[f"length_{ft}"].mean()
+        per_layer[f"mean_length_{ft}"] = pd.Series(mean_length(stats[f"length_{ft}"], stats["layer"]))
     lines.append(text_table(per_layer.reset_index(), ".1f"))
     for ft in tag_features(m.feature_types):
         share = pd.DataFrame({"mass_share": profile.mass_share(ft), "corpus_frequency": profile.feature_frequency(ft)})

@@ -85,6 +85,20 @@ def length_by_row(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarr
     return np.bincount(rows[mass > 0], minlength=num_rows).astype(np.int64)
 
 
+def mean_length(lengths: np.ndarray, groups: np.ndarray | None = None) -> "float | dict[int, float]":
+    """Mean length over the neurons with a length (> 0: values of the feature type with positive mass): a neuron
+    without any value of a sparse type (a user feature on a few tokens) has no length, and counted as 0 it pulled
+    the mean down (three such neurons beside one of length 3 read 0.75). NaN when none has one; with `groups` (the
+    layer of each neuron), the mean per group, NaN for a group without any."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    has = lengths > 0
+    if groups is None:
+        return float(lengths[has].mean()) if has.any() else float("nan")
+    groups = np.asarray(groups)
+    return {int(g): float(lengths[has & (groups == g)].mean()) if (has & (groups == g)).any() else float("nan")
+            for g in np.unique(groups)}
+
+
 def entropy_by_row(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarray:
     """Entropy (nats) of each row's preference distribution; 0 for rows without mass."""
     p = probabilities(rows, mass, num_rows)

@@ -296,6 +296,39 @@ def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
     assert math.isnan(report.layers["mean_length_shift_digit"].iloc[0])
 
 
+def test_mean_length_leaves_out_neurons_without_values_of_a_sparse_type():
+    """The per-layer mean length of a profile (terminal summary, viewer's layer table, dataset card) averaged over
+    every credited neuron: of six neurons, one with 3 digit values and five without any digit read 0.5, not 3.
+    Layers: 0 has the digit neuron, 2 none (NaN)."""
+    from hf_txray import metrics
+    from hf_txray.card import build_card
+    from hf_txray.display import profile_text
+    from hf_txray.viewer.data import ResultsView
+    from hf_txray.viewer.tables import layer_summary
+
+    tokens = {(p, n): {"a": (1.0, 3), "b": (1.0, 2)} for p in range(2) for n in range(NUM_NEURONS)}
+    vocab = {"token": ["a", "b"], "digit": ["1", "2", "3"]}
+    corpus = {"token": {"a": 5, "b": 3}, "digit": {"1": 2, "2": 1, "3": 1}}
+    profile = build_profile("A", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2), "2": (1.0, 1), "3": (0.5, 1)}}},
+                            vocab, corpus, layers=[0, 2], feature_types=["token", "digit"])
+    stats = profile.neuron_stats()
+    assert list(stats["length_digit"]) == [3] + [0] * (2 * NUM_NEURONS - 1)
+    assert metrics.mean_length(stats["length_digit"]) == 3.0
+    by_layer = metrics.mean_length(stats["length_digit"], stats["layer"])
+    assert by_layer[0] == 3.0 and math.isnan(by_layer[2])
+    table = layer_summary(ResultsView("memory", {"A": profile}, {}))
+    assert table["mean_length_digit"].iloc[0] == 3.0 and math.isnan(table["mean_length_digit"].iloc[1])
+    assert list(table["mean_length_token"]) == [2.0, 2.0]
+    row = next(line for line in profile_text(profile).splitlines() if line.split()[:1] == ["0"])
+    assert row.split()[-2:] == ["2.0", "3.0"]
+    card = build_card({"A": profile}, {}, {}, {}).content
+    header = next(line for line in card.splitlines() if "mean length (digit)" in line)
+    row = card.splitlines()[card.splitlines().index(header) + 2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    headers = [c.strip() for c in header.strip("|").split("|")]
+    assert float(cells[headers.index("mean length (digit)")]) == 3.0
+
+
 @pytest.mark.parametrize("ft", FEATURE_TYPES)
 @pytest.mark.parametrize("layer", [None, *LAYERS])
 @pytest.mark.parametrize("most", [True, False])

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
-from ..metrics import row_totals
+from ..metrics import mean_length, row_totals
 from ..report import DEFAULT_MIN_COUNT, STATUSES, corpus_text
 from .data import ALL_LAYERS, ResultsView, display_values, layer_filter, rounded, yes_no
 
@@ -79,10 +79,9 @@ def layer_summary(view: ResultsView, report_name: str | None = None) -> pd.DataF
         return rounded(next(iter(view.reports.values())).layers)
     stage = next(iter(view.profiles))
     stats = view.stats(stage)
-    credited = stats[stats["count"] > 0]
     frame = stats.groupby("layer").agg(credited=("count", lambda c: int((c > 0).sum())), mass=("mass", "sum"))
     for ft in view.profiles[stage].feature_types:
-        frame[f"mean_length_{ft}"] = credited.groupby("layer")[f"length_{ft}"].mean()
+        frame[f"mean_length_{ft}"] = pd.Series(mean_length(stats[f"length_{ft}"], stats["layer"]))
     return rounded(frame.reset_index())
 
 
