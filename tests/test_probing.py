@@ -2930,3 +2930,21 @@ def test_conductance_to_a_target_that_cannot_read_the_neuron_is_said():
         out = neuron_attributions(model, tokenizer, text, 0, 3, method="conductance", target=(5, 17), n_steps=8,
                                   position=5)
     assert out.scores.any()
+
+
+def test_attribution_refuses_a_bad_position_before_any_forward_pass():
+    """helper 275: position=99 on a 5-token text was refused only after the forward passes on the input and on the
+    baseline (2 passes of the model); a fractional position failed with a bare TypeError (list(2.5))."""
+    pytest.importorskip("captum")
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    passes = []
+    handle = model.register_forward_pre_hook(lambda module, args: passes.append(1))
+    try:
+        for position in (99, -1, [1, 99], [], 2.5, True, "2"):
+            with pytest.raises(ConfigurationError, match="out of range or not a token index: the text has 5 tokens"):
+                neuron_attributions(model, tokenizer, "the cat sat", 1, 2, position=position, n_steps=4)
+        assert passes == []
+        assert neuron_attributions(model, tokenizer, "the cat sat", 1, 2, position=np.array([1, 3]),
+                                   n_steps=4).position in (1, 3)
+    finally:
+        handle.remove()

@@ -233,6 +233,7 @@ def neuron_attributions(
                         max_length=max_length, return_tensors="pt")
     input_ids = enc["input_ids"].to(device)
     special = enc["special_tokens_mask"][0].bool()
+    _check_position(position, input_ids.shape[1])  # before the two forward passes and the integral
     extra = {"attention_mask": enc["attention_mask"].to(device)}
     if "token_type_ids" in enc:
         extra["token_type_ids"] = enc["token_type_ids"].to(device)
@@ -420,14 +421,24 @@ def _read_position(position: int | Sequence[int] | None, values: torch.Tensor, s
         candidates = torch.nonzero(later if later.any() else ~special).flatten()
         candidates = candidates if len(candidates) else torch.arange(len(special))
     else:
-        listed = [position] if isinstance(position, (int, np.integer)) else list(position)
-        bad = [p for p in listed if not isinstance(p, (int, np.integer)) or isinstance(p, bool)
-               or not 0 <= p < len(values)]
-        if bad or not listed:
-            raise ConfigurationError(f"position {bad[0] if bad else position!r} is out of range or not a token "
-                                     f"index: the text has {len(values)} tokens.")
-        candidates = torch.as_tensor(listed, dtype=torch.long)
+        candidates = torch.as_tensor(_check_position(position, len(values)), dtype=torch.long)
     return int(candidates[values[candidates].argmax()])
+
+
+def _check_position(position: int | Sequence[int] | None, num_tokens: int) -> list[int] | None:
+    """The token indices `position` lists (None for None), refused unless each is an int in ``[0, num_tokens)``:
+    checked once the text is tokenized, before any forward pass (helper 275: a bad position was refused only after
+    the forward passes on the input and on the baseline)."""
+    if position is None:
+        return None
+    listed = [position] if isinstance(position, (int, np.integer)) else list(position) \
+        if isinstance(position, (Sequence, np.ndarray)) and not isinstance(position, str) else [position]
+    bad = [p for p in listed if not isinstance(p, (int, np.integer)) or isinstance(p, (bool, np.bool_))
+           or not 0 <= p < num_tokens]
+    if bad or not listed:
+        raise ConfigurationError(f"position {bad[0] if bad else position!r} is out of range or not a token "
+                                 f"index: the text has {num_tokens} tokens.")
+    return [int(p) for p in listed]
 
 
 def _token_at(tokenizer: Any, text: str, char: int, max_length: int, blank: bool = False) -> list[int] | None:
