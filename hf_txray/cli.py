@@ -1024,7 +1024,7 @@ def _cmd_ablate(args) -> int:
     from transformers import AutoTokenizer
 
     from .probing import ProbingResult, ablation_curve, neuron_means
-    from .probing.ablation import ablation_counts, check_metric_name, metric_from_name
+    from .probing.ablation import ablation_counts, check_metric_model, check_metric_name, metric_from_name
     from .plots import save_figure
     from .pruning import load_pretrained_with_head
 
@@ -1035,6 +1035,7 @@ def _cmd_ablate(args) -> int:
     result = ProbingResult.from_pretrained(args.probe)
     # the probe reads the body's activations: a checkpoint without its task head's weights is fine there
     model = load_pretrained_with_head(args.model, head_used=args.metric != "probe").eval()
+    check_metric_model(args.metric, model)  # lm-loss on a BERT: said before DATA is read (a .conllu is no text file)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     metric = metric_from_name(args.metric, tokenizer, _resolve_dataset(args.data, args.max_sentences), probe=result,
                               max_sentences=args.max_sentences, text_column=args.text_column,

@@ -1954,6 +1954,12 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
                  str(tmp_path / "curve3"),
                  "--metric", "lm-loss", "--mode", "mean", "--counts", "1", "--seeds", "0"]) == 2
     assert "is not a causal LM" in capsys.readouterr().err
+    # helper 275: with a .conllu file (the probe's data), the file was refused first ("Unsupported data file"), and
+    # the metric that cannot score the model was never named
+    assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--out", str(tmp_path / "curve4"),
+                 "--metric", "lm-loss", "--counts", "1", "--seeds", "0"]) == 2
+    said = capsys.readouterr().err
+    assert "is not a causal LM" in said and "Unsupported data file" not in said
     loaded = load_probing(tmp_path / "results")
     assert loaded.probe_rankings is not None and loaded.ablation is not None
     assert main(["probe", str(model_dir), str(tmp_path / "missing.conllu"), "--out", str(tmp_path / "x")]) == 2

@@ -464,12 +464,7 @@ class LMLossMetric(TaskMetric):
     def check_model(self, model: nn.Module) -> None:
         """Refuse a model that is not a causal LM with its LM head (a masked LM's logits do not predict the next
         token), before any work (``hf-txray ablate`` calls it before computing neuron means)."""
-        from ..evaluation import model_task
-
-        if model_task(model) != "causal-lm":
-            raise ConfigurationError(
-                f"lm-loss is a causal LM's next-token loss, and {type(model).__name__} is not a causal LM with its "
-                "LM head (a *ForCausalLM or *LMHeadModel class): choose --metric probe, or a task metric of its head.")
+        check_metric_model("lm-loss", model)
 
     def __call__(self, model: nn.Module) -> float:
         from ..evaluation import check_rows_have_tokens, encode_batches, run_predictions
@@ -854,6 +849,23 @@ def check_metric_name(name: str) -> None:
     except ConfigurationError as err:
         raise ConfigurationError(f"Unknown ablation metric {name!r}: choose one of {', '.join(_METRICS)}, or give a "
                                  f"local evaluate metric script ({err})") from err
+
+
+def check_metric_model(name: str, model: nn.Module) -> None:
+    """Refuse, before the metric's data is read, a model that the metric `name` cannot score: ``"lm-loss"`` needs a
+    causal LM with its LM head (a masked LM's logits do not predict the next token). ``hf-txray ablate`` calls it
+    once the model is loaded, so that a BERT given ``--metric lm-loss`` and a ``.conllu`` file is told about the
+    metric, not about the file (helper 275). Other metrics check their model when built (``metric.check_model``).
+
+    Raises:
+        ConfigurationError: naming the metric, the model's class and the metrics that fit it.
+    """
+    from ..evaluation import model_task
+
+    if name == "lm-loss" and model_task(model) != "causal-lm":
+        raise ConfigurationError(
+            f"lm-loss is a causal LM's next-token loss, and {type(model).__name__} is not a causal LM with its "
+            "LM head (a *ForCausalLM or *LMHeadModel class): choose --metric probe, or a task metric of its head.")
 
 
 def metric_from_name(name: str, tokenizer: Any, data: Any, *, probe: Any = None, max_sentences: int | None = None,
