@@ -1012,9 +1012,10 @@ def _add_ablate(sub) -> None:
                    help="Use only the first sentences/rows of DATA (default: all). --num-samples is the same, as in "
                         "analyze.")
     _add_data_columns(p, "label")  # the task metrics read "label" when none is given
-    _add_forward_options(p, "Truncate texts to this many tokens (default: for --metric probe, and for the neuron "
-                            "means of --mode mean, and for the task metrics, the model's limit, at most 512; for "
-                            "lm-loss 128, or the model's limit when shorter).")
+    _add_forward_options(p, "Truncate texts to this many tokens (default: for --metric probe and the task metrics, "
+                            "the model's limit, at most 512; for lm-loss 128, or the model's limit when shorter). "
+                            "The neuron means of --mode mean are read at the metric's truncation, on the tokens it "
+                            "scores.")
     p.add_argument("--name", help="Name of the curve in exported tables (default: ablation-<probe name>).")
     _add_results_outputs(p, "ablation")
     p.set_defaults(handler=_cmd_ablate)
@@ -1042,8 +1043,11 @@ def _cmd_ablate(args) -> int:
                               label_column=args.label_column, split=args.split, batch_size=args.batch_size,
                               max_length=args.max_length, held_out=args.held_out)
     metric.check_model(model)  # a model the metric cannot score is refused before the neuron means' pass
+    # the means of the tokens the metric reads: at its truncation (lm-loss: 128 tokens by default, where the means
+    # were read up to the model's limit, 512, averaging positions the loss never reads)
+    length = metric.max_length_for(model) if hasattr(metric, "max_length_for") else args.max_length
     means = (neuron_means(model, metric.texts(model), tokenizer, layers=list(result.meta.layers),
-                          batch_size=args.batch_size, max_length=args.max_length) if args.mode == "mean" else None)
+                          batch_size=args.batch_size, max_length=length) if args.mode == "mean" else None)
     curve = ablation_curve(model, result, metric, counts=args.counts, mode=args.mode, means=means, seeds=args.seeds,
                            bottom=args.bottom, name=args.name or f"ablation-{result.meta.name}")
     curve.save_pretrained(args.out)

@@ -2954,3 +2954,51 @@ def test_attribution_refuses_a_bad_position_before_any_forward_pass():
                                    n_steps=4).position in (1, 3)
     finally:
         handle.remove()
+
+
+def test_cli_mean_ablation_reads_the_means_at_the_metrics_truncation(tmp_path, monkeypatch):
+    """helper 275: hf-txray ablate --metric lm-loss --mode mean read the neuron means over each text up to the model's
+    limit (512 tokens here), while the loss reads its first 128: the filled-in means averaged positions the loss never
+    reads (a tiny GPT-2 of 512 positions on 862-token WikiText-like texts: the means differed by up to 0.012, twice
+    their mean size)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import hf_txray.probing
+    from hf_txray.cli import main
+    from hf_txray.probing import LMLossMetric
+    from models import bpe_tokenizer
+
+    tokenizer = bpe_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                       n_positions=512, bos_token_id=0, eos_token_id=0)).eval()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    result = probe_neurons(model, from_columns(synthetic_rows(40, 0), "tokens", "tags"), tokenizer=tokenizer,
+                           layers=[1], config=FAST, control=False, minimal=False, subset_size=0)
+    result.save_pretrained(tmp_path / "probe")
+    rng = np.random.default_rng(0)
+    words = ["the", "market", "fell", "sharply", "on", "monday", "analysts", "expect", "higher", "rates", "day"]
+    texts = [" ".join(rng.choice(words, size=300)) for _ in range(3)]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    lengths, real = [], hf_txray.probing.neuron_means
+
+    def recording(*args, **kwargs):
+        lengths.append(kwargs.get("max_length"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hf_txray.probing, "neuron_means", recording)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # texts cut to 128 tokens, said by the metric
+        assert main(["ablate", str(tmp_path / "model"), str(tmp_path / "probe"), str(tmp_path / "texts.txt"),
+                     "--out", str(tmp_path / "curve"), "--metric", "lm-loss", "--mode", "mean", "--counts", "3",
+                     "--seeds", "0"]) == 0
+        assert lengths == [128]  # the loss's window
+        metric = LMLossMetric(tokenizer, texts)
+        assert metric.max_length_for(model) == 128
+        means = real(model, texts, tokenizer, layers=[1], max_length=128)
+        top = [tuple(pair) for pair in result.ranking[["layer", "neuron"]].head(3).to_numpy().tolist()]
+        with ablate(model, top, mode="mean", means=means):
+            expected = metric(model)
+    curve = AblationCurve.from_pretrained(tmp_path / "curve")
+    assert curve.table.set_index("strategy").loc["ranked", "value"] == pytest.approx(expected, rel=1e-6)

@@ -255,6 +255,11 @@ class ProbeMetric:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
         return list(self.corpus.texts)
 
+    def max_length_for(self, model: nn.Module) -> int | None:
+        """The truncation the metric reads its texts at (`max_length`; None: the model's limit, at most 512, as
+        :func:`~hf_txray.probing.neuron_means` resolves it): take the means of ``mode="mean"`` at it."""
+        return self.max_length
+
     def __call__(self, model: nn.Module) -> float:
         from .extraction import extract_activations
 
@@ -416,7 +421,7 @@ class TaskMetric:
         self.name = metric
         # as evaluate_pruning: truncated at the model's limit by default (longer texts would fail inside the model),
         # and f1/precision/recall averaged over classes (macro)
-        max_length = resolve_max_length(model, self.tokenizer, self.max_length)
+        max_length = self.max_length_for(model)
         batches = encode_batches(self.tokenizer, texts, self.batch_size, max_length, pad_id_of(model))
         check_rows_have_tokens(batches, task)
         check_batches_ignore_padding(model, batches, self.batch_size, max_length)
@@ -426,6 +431,11 @@ class TaskMetric:
         """Refuse, before any work, a model this metric cannot score: a task it cannot tell, labels that are not
         its classes (:func:`hf_txray.evaluation.class_ids`); :class:`LMLossMetric` checks for an LM head."""
         self.texts(model)
+
+    def max_length_for(self, model: nn.Module) -> int:
+        """The number of tokens each text is truncated to on `model`: take the neuron means of ``mode="mean"`` at it
+        (:func:`~hf_txray.probing.neuron_means`'s `max_length`), so that the means are those of the tokens scored."""
+        return resolve_max_length(model, self.tokenizer, self.max_length)
 
     def texts(self, model: nn.Module) -> list[str]:
         """The texts the metric runs on (e.g. to compute neuron means for ``mode="mean"``)."""
@@ -451,7 +461,19 @@ LM_LOSS_MAX_LENGTH = 128  # LMLossMetric's default window: the loss of a short c
 class LMLossMetric(TaskMetric):
     """A metric for :func:`ablation_curve`: a causal LM's mean next-token loss (nats per token) on `texts`, each
     truncated to `max_length` tokens (default: 128, or the model's limit when that is shorter; a larger value
-    than the limit raises `ConfigurationError`)."""
+    than the limit raises `ConfigurationError`).
+
+    For ``mode="mean"``, take the neuron means on the tokens the loss reads, at the same truncation:
+    ``neuron_means(model, metric.texts(), tokenizer, max_length=metric.max_length_for(model))`` (``hf-txray ablate``
+    does). Means over longer windows average positions the loss never reads (a neuron's mean depends on the position).
+
+    Example:
+        ```python
+        >>> metric = LMLossMetric(tokenizer, texts)
+        >>> means = neuron_means(model, metric.texts(), tokenizer, max_length=metric.max_length_for(model))
+        >>> ablation_curve(model, ranking, metric, mode="mean", means=means)
+        ```
+    """
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None):
         refuse_single_string(texts)  # one text per character: a loss of one-character texts
@@ -461,6 +483,13 @@ class LMLossMetric(TaskMetric):
     def texts(self, model: nn.Module | None = None) -> list[str]:
         return list(self.dataset)
 
+    def max_length_for(self, model: nn.Module) -> int:
+        """128 tokens by default, or the model's limit when it is shorter; `max_length` when given (checked against
+        the limit)."""
+        if self.max_length is None:
+            return min(LM_LOSS_MAX_LENGTH, resolve_max_length(model, self.tokenizer, None))
+        return resolve_max_length(model, self.tokenizer, self.max_length)
+
     def check_model(self, model: nn.Module) -> None:
         """Refuse a model that is not a causal LM with its LM head (a masked LM's logits do not predict the next
         token), before any work (``hf-txray ablate`` calls it before computing neuron means)."""
@@ -469,12 +498,10 @@ class LMLossMetric(TaskMetric):
     def __call__(self, model: nn.Module) -> float:
         from ..evaluation import check_rows_have_tokens, encode_batches, run_predictions
 
-        if self._prepared is None:  # 128 tokens by default, or the model's limit when it is shorter (else checked)
+        if self._prepared is None:
             self.check_model(model)
-            limit = resolve_max_length(model, self.tokenizer, None)
-            max_length = min(LM_LOSS_MAX_LENGTH, limit) if self.max_length is None else \
-                resolve_max_length(model, self.tokenizer, self.max_length)
-            self._prepared = (encode_batches(self.tokenizer, self.dataset, self.batch_size, max_length),)
+            self._prepared = (encode_batches(self.tokenizer, self.dataset, self.batch_size,
+                                             self.max_length_for(model)),)
             check_rows_have_tokens(self._prepared[0], "causal-lm")  # no token to predict: a NaN loss
         outputs = run_predictions(model, self._prepared[0], "causal-lm")
         tokens = sum(outputs["num_tokens"])
@@ -764,7 +791,9 @@ def register_ablation_metric(name: str, build: MetricBuilder, description: str =
     Args:
         name (`str`): the metric's name.
         build (`callable(name, tokenizer, data, options) -> metric`): returns a ``metric(model) -> float`` with a
-            ``name`` attribute and a ``texts(model)`` method (the texts it runs on, for ``mode="mean"``).
+            ``name`` attribute and a ``texts(model)`` method (the texts it runs on, for ``mode="mean"``), and
+            optionally ``max_length_for(model)`` (the truncation it reads them at, where the means are read too;
+            without it, ``--max-length``).
         description (`str`, *optional*): one line for help texts.
         overwrite (`bool`, *optional*, defaults to `False`): replace a metric registered under `name`.
 
