@@ -792,6 +792,16 @@ def test_bad_configuration_fails_before_training(tmp_path):
     stream = datasets.Dataset.from_dict({"text": TEXTS}).to_iterable_dataset()
     with pytest.raises(DatasetError, match=r"Got IterableDataset \(a stream\).*Dataset.from_list\(list\(stream.take"):
         TXRayTrainer(args=build_args(tmp_path), txray_dataset=stream, **common)
+    # helper 275: the message was the one of functions that take no stream, which sent the user to analyze() and
+    # named none of the trainer's options; it names txray_dataset and the texts profiled (txray_max_samples)
+    with pytest.raises(DatasetError) as said:
+        TXRayTrainer(args=build_args(tmp_path, txray_max_samples="7"), txray_dataset=stream, **common)
+    assert "analyze" not in str(said.value) and "stream.take(7)" in str(said.value)
+    assert "txray_dataset=" in str(said.value) and "txray_max_samples" in str(said.value)
+    with pytest.raises(DatasetError, match=r"a stream\) in eval_dataset as the TX-Ray probe corpus.*txray_dataset="):
+        TXRayTrainer(args=build_args(tmp_path), eval_dataset=stream, **common)
+    with pytest.raises(DatasetError, match=r"Got generator \(a stream\).*probe_dataset=.*itertools.islice\(texts, 3\)"):
+        TXRayCallback((t for t in TEXTS), max_samples=3)
     # helper 135: the checks that need the model named analyze's options, not the txray_* fields set
     with pytest.raises(ConfigurationError, match="^txray_layers: Layer 5 is out of range"):
         TXRayTrainer(args=build_args(tmp_path, txray_layers="0,5"), txray_dataset=TEXTS, **common)

@@ -31,7 +31,8 @@ from ..logging import get_logger
 from ..errors import ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, ProfileFormatError
 from ..artifact import HEADER_FILE
 from ..io_utils import atomic_file, natural_key, remove_stale_backups, restore_interrupted_swap
-from ..loading import SPLIT_CHOICE, check_fast_tokenizer, load_pinned_corpus, resolve_model_source, unwrap_model
+from ..loading import (SPLIT_CHOICE, check_fast_tokenizer, is_stream, load_pinned_corpus, resolve_model_source,
+                       unwrap_model)
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
 from ..rng import keeps_rng
@@ -46,6 +47,26 @@ CONSOLE_CALLBACKS = (ProgressCallback, PrinterCallback)  # what prints the Train
 PROBE_SPLIT_CHOICE = ("the probe is one split: pass that split (TXRayTrainer's txray_dataset=..., TXRayCallback's "
                       "probe_dataset=...), e.g. dataset_dict['validation'], or datasets.load_dataset(path, "
                       "split='validation') for a data folder, file or Hub id")
+
+
+def stream_probe_message(dataset: Any, max_samples: int | None, given_as: str = "") -> str:
+    """Why a stream (an ``IterableDataset``, a generator) cannot be the probe corpus of the callback or the trainer,
+    and the fix they can follow (helper 275: they got the message of the functions that cannot take streams, which
+    pointed to ``analyze``'s own stream support and named none of their options)."""
+    import datasets
+
+    count = "n" if max_samples is None else str(int(max_samples))
+    if isinstance(dataset, datasets.IterableDatasetDict):
+        fix = f"one split of it, in memory: datasets.Dataset.from_list(list(stream['validation'].take({count})))"
+    elif isinstance(dataset, datasets.IterableDataset):
+        fix = f"its first texts, in memory: datasets.Dataset.from_list(list(stream.take({count})))"
+    else:
+        fix = f"its first texts as a list: list(itertools.islice(texts, {count}))"
+    profiled = ("all the texts given are profiled" if max_samples is None else f"the first {count} are profiled")
+    profiled += " (TXRayArguments' txray_max_samples, TXRayCallback's max_samples)"
+    return (f"Got {type(dataset).__name__} (a stream){given_as} as the TX-Ray probe corpus: the same probe texts are "
+            "profiled at every snapshot, and a stream is read once. Pass (TXRayTrainer's txray_dataset=..., "
+            f"TXRayCallback's probe_dataset=...) {fix}; {profiled}.")
 
 
 class TXRayCallback(TrainerCallback, ExportableState):
@@ -97,6 +118,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 "while resuming? Leave restore_callback_states_from_checkpoint=False: the callback restores itself.)"
             )
         check_trainer_options(strategy, steps, max_samples, site, "")
+        if is_stream(probe_dataset):  # before the options that need the model: the corpus cannot be used at all
+            raise DatasetError(stream_probe_message(probe_dataset, max_samples))
         self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
                                      max_length=max_length, batch_size=batch_size, stack=stack,
                                      skip_first_positions=parse_skip_first_positions(skip_first_positions),

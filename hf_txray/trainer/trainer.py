@@ -23,7 +23,7 @@ from ..tables import code_span, markdown_cell, markdown_text
 from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets, prefixed_option_names
-from .callback import TXRayCallback, second_callback_message
+from .callback import TXRayCallback, second_callback_message, stream_probe_message
 from .push import public_output_uploads
 
 logger = get_logger(__name__)
@@ -68,7 +68,8 @@ class TXRayTrainer(Trainer):
         if given:  # both would write output_dir/txray/ (refused here, before the probe is read)
             raise ConfigurationError(second_callback_message(len(given) + 1))
         with preserved_rng():  # the Trainer has seeded the streams: loading the probe leaves them as they are
-            probe, dataset_id = _probe_corpus(txray_dataset, self.eval_dataset, self.args.txray_text_column)
+            probe, dataset_id = _probe_corpus(txray_dataset, self.eval_dataset, self.args.txray_text_column,
+                                              self.args.txray_max_samples)
             self.txray_callback = TXRayCallback.from_args(self.args, probe, trainer=self, dataset_id=dataset_id)
         if self.model is not None:  # with model_init the model only exists at train(); checked there
             self.txray_callback.setup(self.model, self.processing_class)
@@ -346,8 +347,11 @@ def _weights_note(frame: pd.DataFrame, model_stage: str | None, best_checkpoint:
             f"{code_span('hf_txray.analyze')}.")
 
 
-def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None) -> tuple[Any, str | None]:
+def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None,
+                  max_samples: int | None = None) -> tuple[Any, str | None]:
     """The probe corpus of a TXRayTrainer: `txray_dataset`, else the text column of `eval_dataset`."""
+    from ..loading import is_stream
+
     if txray_dataset is not None:
         return txray_dataset, None
     candidates = list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
@@ -359,6 +363,9 @@ def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None
         )
     problems = []
     for candidate in candidates:
+        if is_stream(candidate):  # an IterableDataset eval_dataset: the trainer's fix, not analyze's
+            problems.append(prefixed_option_names(stream_probe_message(candidate, max_samples, " in eval_dataset")))
+            continue
         try:
             load_corpus(candidate, text_column=text_column, num_samples=1)
             return candidate, "eval_dataset"
