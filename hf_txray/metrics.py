@@ -100,11 +100,14 @@ def mean_length(lengths: np.ndarray, groups: np.ndarray | None = None) -> "float
 
 
 def entropy_by_row(rows: np.ndarray, mass: np.ndarray, num_rows: int) -> np.ndarray:
-    """Entropy (nats) of each row's preference distribution; 0 for rows without mass."""
+    """Entropy (nats) of each row's preference distribution; NaN for a row without mass (no distribution: a neuron
+    never credited, or without any value of a sparse feature type), where 0 read as a neuron fully specialised."""
     p = probabilities(rows, mass, num_rows)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, -p * np.log(p), 0.0)
-    return np.bincount(rows, weights=terms, minlength=num_rows).astype(np.float64, copy=False)
+    entropy = np.bincount(rows, weights=terms, minlength=num_rows).astype(np.float64, copy=False)
+    entropy[row_totals(rows, mass, num_rows) <= 0] = np.nan
+    return entropy
 
 
 def hellinger_by_row(
