@@ -364,13 +364,42 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
     T5's ``d_model ** -0.5`` (tied embeddings); a soft-capping (Gemma 2) is read
     at 0, where its slope is 1. Measured, not read from the config: in one forward pass of two rows, `start`'s output
     is replaced by 0 in one and by a small fixed vector ``v`` in the other, and the difference of the logits
-    (biases cancel) is compared with ``chain(v)``. 1.0 where the model returns no logits.
+    (biases cancel) is compared with ``chain(v)``. In half precision a logit bias (Phi's and GPT-J's LM head bias,
+    BART's ``final_logits_bias``) rounds that small difference away: where it is not proportional, it is measured
+    once more with ``v`` scaled until ``chain(v)`` is as large as the logits at 0. 1.0 where the model returns no
+    logits.
 
     Raises:
         ModelError: the logits are not proportional to ``chain(v)``: the model transforms them in a way output
             effects do not read.
     """
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    measured = _logit_change(model, start, chain, 1.0)
+    if measured is None:
+        return 1.0
+    got, expected, at_zero, dtypes = measured
+    scale = _proportion(got, expected, (dtype, *dtypes))
+    # the logits at 0 hold the biases; a change far below them is lost to their rounding: probe as large as they are
+    grow = float(at_zero.abs().max()) / max(float(expected.abs().max()), 1e-30)
+    if scale is None and grow > 1.0 and np.isfinite(grow):
+        measured = _logit_change(model, start, chain, grow)
+        if measured is not None:
+            got, expected, _, dtypes = measured
+            scale = _proportion(got, expected, (dtype, *dtypes))
+    if scale is None:
+        raise ModelError(
+            f"{type(model).__name__} transforms its logits after the LM head in a way output effects do not read "
+            "(not a scalar factor or a soft-capping): the logit changes they report would be wrong. Profile without "
+            "output_effects.")
+    return scale
+
+
+@torch.no_grad()
+def _logit_change(model: nn.Module, start: nn.Module, chain: Readout, size: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.dtype, ...]] | None:
+    """One forward pass of two rows with `start`'s output replaced by 0 and by ``v`` (``size * 0.01`` times a fixed
+    normal vector): ``(logits(v) - logits(0), chain(v), logits(0), dtypes)``, the first three ``(positions, vocab)``,
+    `dtypes` those of the logits and of ``v``; None where the model returns no logits of the two rows."""
     probe: dict[str, torch.Tensor] = {}
 
     def replace(module: nn.Module, args: tuple, output: Any) -> Any:
@@ -378,7 +407,7 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
         if not isinstance(first, torch.Tensor) or first.shape[0] != 2 or "v" in probe:
             return output
         g = torch.Generator().manual_seed(0)
-        v = (torch.randn(first.shape[1:], generator=g) * 1e-2).to(device=first.device, dtype=first.dtype)
+        v = (torch.randn(first.shape[1:], generator=g) * (1e-2 * size)).to(device=first.device, dtype=first.dtype)
         probe["v"] = v
         return _with_first(output, torch.stack([torch.zeros_like(v), v]))
 
@@ -389,19 +418,13 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
         handle.remove()
     logits = getattr(output, "logits", None)
     if "v" not in probe or not isinstance(logits, torch.Tensor) or logits.shape[0] != 2:
-        return 1.0
+        return None
     v = probe["v"]
-    got = (logits[1] - logits[0]).reshape(-1, logits.shape[-1]).double()  # (positions, vocab)
+    got = (logits[1] - logits[0]).reshape(-1, logits.shape[-1])  # (positions, vocab)
     expected = chain.logits(v.reshape(-1, v.shape[-1]).T.float()).T.double()  # (positions, vocab)
     if got.shape != expected.shape:
-        return 1.0
-    scale = _proportion(got, expected, (dtype, logits.dtype, v.dtype))
-    if scale is None:
-        raise ModelError(
-            f"{type(model).__name__} transforms its logits after the LM head in a way output effects do not read "
-            "(not a scalar factor or a soft-capping): the logit changes they report would be wrong. Profile without "
-            "output_effects.")
-    return scale
+        return None
+    return got, expected, logits[0].reshape(-1, logits.shape[-1]).double(), (logits.dtype, v.dtype)
 
 
 def _warn_initialized_head(model: nn.Module, read: Sequence[nn.Module]) -> None:

@@ -460,6 +460,39 @@ def test_scalars_are_measured_in_half_precision(kind, dtype):
     np.testing.assert_allclose(half["logit"], full["logit"], atol=1e-2 * scale)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["phi_head_bias", "granite_logits_bias"])
+def test_a_logit_bias_in_half_precision_is_not_read_as_a_transform(kind, dtype):
+    """Helper 277: Phi's and GPT-J's LM heads have a bias (BART a final_logits_bias); in half precision the logit
+    change of the scale probe (about 1e-3 here) was lost to the rounding of logits of about 1, and every such model
+    was refused ("transforms its logits") though it only adds a bias. Measured again with a probe as large as the
+    logits at 0, it reads as in float32 (Granite's 1/8 too)."""
+    if kind == "phi_head_bias":
+        from transformers import PhiConfig, PhiForCausalLM
+
+        torch.manual_seed(17)
+        model = PhiForCausalLM(PhiConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=40,
+                                         max_position_embeddings=64)).eval()
+        _randomize_norms(model)
+        with torch.no_grad():
+            model.lm_head.bias.normal_(0, 1.0)
+    else:
+        model = _granite(False)[0]
+        bias = torch.randn(model.config.vocab_size, generator=torch.Generator().manual_seed(3))
+        forward = model.forward
+
+        def biased(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            out.logits = out.logits + bias.to(out.logits)
+            return out
+
+        model.forward = biased
+    full = hf_txray.output_effects_table(model, [0, 1], k=K, neurons=[0, 5])
+    half = hf_txray.output_effects_table(model.to(dtype), [0, 1], k=K, neurons=[0, 5])
+    np.testing.assert_allclose(half["logit"], full["logit"], atol=1e-2 * np.abs(full["logit"]).max())
+
+
 def test_logits_transformed_otherwise_than_by_a_scalar_are_refused():
     """A model whose logits are not its LM head's output times a scalar (here each mixed with its neighbour) has no
     reading of the kind output effects give: refused, not read as if the head's output were the logits."""
