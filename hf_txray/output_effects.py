@@ -522,6 +522,11 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     for 0.22 with a doubled MLP output). 1.0 where the change is not proportional to ``u``: a post-LN block
     (``norm(x + mlp(x))``, BERT), whose final norm is not read through (module docstring), or where the MLP output or
     the block output is not one tensor.
+
+    Raises:
+        ModelError: a block passes on more than one residual stream (Gemma 3n's AltUp: a stack of streams that its MLP
+            output reaches through input-dependent corrections, and that the model mixes through projections before
+            its final norm): there is no direct path for output effects to read.
     """
     layers = [int(layer) for layer in layers]
     posts = post_mlp_norms(model, layers, stack) if posts is None else posts
@@ -580,7 +585,16 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     for i, layer in enumerate(layers):
         u, y = added.get(layer), out.get(layer)
-        if u is None or y is None or not u.numel() or y.shape[:1] != (rows,) or y[0].numel() != u.numel():
+        if u is None or y is None or not u.numel():
+            continue
+        if y.numel() > rows * u.numel() and y.numel() % (rows * u.numel()) == 0 and y.shape[-1] == u.shape[-1]:
+            streams = y.numel() // (rows * u.numel())
+            raise ModelError(
+                f"Block {layer} of {type(model).__name__} passes on {streams} residual streams, not one (Gemma 3n's "
+                f"AltUp, output of shape {tuple(y.shape)}): its MLP output reaches them through input-dependent "
+                "corrections and the model mixes them before its final norm, so a neuron has no direct path to the "
+                "logits for output effects to read. Profile without output_effects.")
+        if y.shape[:1] != (rows,) or y[0].numel() != u.numel():
             continue
         gain = _proportion((y[i + 1] - y[0]).reshape(u.shape), u, (dtype, u.dtype, y.dtype))
         gains[layer] = 1.0 if gain is None else gain
@@ -802,6 +816,7 @@ def check_output_effects(model: nn.Module, site: str, module_pattern: str | None
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
     _refuse_quantized_head(model)
     readout(model, stack)
+    residual_gains(model, range(len(_blocks(model, stack)[1])), stack)  # refuses blocks without one residual stream
 
 
 def _refuse_quantized_head(model: nn.Module) -> None:

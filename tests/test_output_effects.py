@@ -509,6 +509,29 @@ def test_logits_transformed_otherwise_than_by_a_scalar_are_refused():
         hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer)
 
 
+def test_a_model_passing_on_several_residual_streams_is_refused():
+    """Helper 277: Gemma 3n's blocks pass on a stack of AltUp streams, which the MLP output reaches through
+    input-dependent corrections and the model mixes through projections before its final norm; the gain measurement
+    skipped that block output (not one row per input) and read 1.0, and its output effects were 129% off the model's
+    own logit change (final norm and post-feedforward norm replaced by their scales), top-5 tokens differing, with no
+    error. Refused, before profiling too."""
+    from transformers import Gemma3nForCausalLM, Gemma3nTextConfig
+
+    from hf_txray.output_effects import check_output_effects
+
+    torch.manual_seed(18)
+    config = Gemma3nTextConfig(vocab_size=len(bpe_tokenizer()), vocab_size_per_layer_input=len(bpe_tokenizer()),
+                               hidden_size=32, hidden_size_per_layer_input=8, num_hidden_layers=2,
+                               num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=40,
+                               max_position_embeddings=64, num_kv_shared_layers=0, laurel_rank=4, altup_num_inputs=2,
+                               layer_types=["full_attention"] * 2, activation_sparsity_pattern=[0.0, 0.0])
+    model = Gemma3nForCausalLM(config).eval()
+    with pytest.raises(ModelError, match="2 residual streams"):
+        hf_txray.output_effects_table(model, [1], k=K, neurons=[0])
+    with pytest.raises(ModelError, match="2 residual streams"):
+        check_output_effects(model, "mlp")
+
+
 def test_single_neuron_api_equals_table():
     model, tokenizer, _, _ = _gpt2()
     one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
