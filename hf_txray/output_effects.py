@@ -519,14 +519,16 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     has a fixed vector ``u`` added to the MLP output of the ``i``-th layer; the change of that block's output against
     row 0 is the gain times ``u``. ``u`` is large beside the block's input, so that in half precision the rounding
     of the residual stream does not hide the change (a Granite with ``embedding_multiplier=12`` in bfloat16 read 1.0
-    for 0.22 with a doubled MLP output). 1.0 where the change is not proportional to ``u``: a post-LN block
-    (``norm(x + mlp(x))``, BERT), whose final norm is not read through (module docstring), or where the MLP output or
-    the block output is not one tensor.
+    for 0.22 with a doubled MLP output). 1.0 where the change is not proportional to ``u`` and the block's output is
+    a norm's (a post-LN block, ``norm(x + mlp(x))``, BERT, whose final norm is not read through: module docstring),
+    or where the MLP output or the block output is not one tensor.
 
     Raises:
         ModelError: a block passes on more than one residual stream (Gemma 3n's AltUp: a stack of streams that its MLP
             output reaches through input-dependent corrections, and that the model mixes through projections before
-            its final norm): there is no direct path for output effects to read.
+            its final norm), or the change is not proportional to ``u`` where no norm ends the block (Inkling's short
+            convolution of the MLP output, per channel and across positions): there is no direct path of the kind
+            output effects read.
     """
     layers = [int(layer) for layer in layers]
     posts = post_mlp_norms(model, layers, stack) if posts is None else posts
@@ -542,6 +544,7 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     size: dict[int, float] = {}  # the largest entry of each block's input
     added: dict[int, torch.Tensor] = {}
     out: dict[int, torch.Tensor] = {}
+    normed: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}  # outputs of the norms in each block
 
     def measure(layer: int) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -577,6 +580,16 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     handles = [blocks[layer].register_forward_pre_hook(measure(layer), with_kwargs=True) for layer in layers]
     handles += [points[layer].register_forward_hook(add(layer, i + 1)) for i, layer in enumerate(layers)]
     handles += [blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
+
+    def norm_output(layer: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            first = _first_tensor(output)
+            if isinstance(first, torch.Tensor):
+                normed[layer].append(first.detach())
+        return hook
+
+    handles += [module.register_forward_hook(norm_output(layer)) for layer in layers
+                for module in blocks[layer].modules() if "norm" in type(module).__name__.lower()]
     try:
         _probe_forward(model, "measure the scale of its MLP outputs in the residual stream", rows=rows)
     finally:
@@ -597,6 +610,13 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
         if y.shape[:1] != (rows,) or y[0].numel() != u.numel():
             continue
         gain = _proportion((y[i + 1] - y[0]).reshape(u.shape), u, (dtype, u.dtype, y.dtype))
+        if gain is None and not any(x.shape == y.shape and torch.equal(x, y) for x in normed[layer]):
+            raise ModelError(
+                f"The MLP output of block {layer} of {type(model).__name__} does not reach the block's output as a "
+                "scalar multiple (a per-channel scale or a convolution over positions, such as Inkling's mlp_sconv, "
+                "lies between them), and no norm ends the block: output effects, which read the MLP's "
+                "down-projection columns as they join the residual stream, would be wrong. Profile without "
+                "output_effects.")
         gains[layer] = 1.0 if gain is None else gain
     return gains
 

@@ -532,6 +532,30 @@ def test_a_model_passing_on_several_residual_streams_is_refused():
         check_output_effects(model, "mlp")
 
 
+def test_an_mlp_output_transformed_before_the_residual_sum_is_refused():
+    """Helper 277: Inkling adds ``x + conv(x)`` of its MLP output (``mlp_sconv``, a depthwise causal convolution:
+    per channel and across positions) to the residual stream; the gain measurement found no scalar, read 1.0 as it
+    does for a post-LN block, and the output effects were 3.7% off the model's own logit change (norms replaced by
+    their scales; 43%, top-5 tokens differing, with convolution weights drawn from N(0, 0.5)), with no error. Refused where no norm ends the block (post-LN blocks, whose
+    output is their norm's, are read as before: BERT, DistilBERT, post-LN OPT above)."""
+    from transformers import InklingForCausalLM, InklingTextConfig
+
+    from hf_txray.output_effects import check_output_effects
+
+    torch.manual_seed(19)
+    config = InklingTextConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, num_key_value_heads=1, head_dim=16, swa_num_attention_heads=2,
+                               swa_num_key_value_heads=1, swa_head_dim=16, sliding_window_size=8, d_rel=4,
+                               rel_extent=16, max_position_embeddings=64, intermediate_size=40,
+                               mlp_layer_types=["dense", "dense"], layer_types=["hybrid", "hybrid"], pad_token_id=0,
+                               bos_token_id=0, eos_token_id=0)
+    model = InklingForCausalLM(config).eval()
+    with pytest.raises(ModelError, match="mlp_sconv"):
+        hf_txray.output_effects_table(model, [1], k=K, neurons=[0])
+    with pytest.raises(ModelError, match="does not reach the block's output as a scalar multiple"):
+        check_output_effects(model, "mlp")
+
+
 def test_single_neuron_api_equals_table():
     model, tokenizer, _, _ = _gpt2()
     one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
