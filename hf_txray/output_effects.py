@@ -18,7 +18,8 @@ HyperCLOVA X's ``residual_multiplier``, MiniCPM's ``scale_depth / sqrt(num_hidde
 final norm and the logits (:func:`logit_scale`: Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``,
 MiniCPM's ``dim_model_base / hidden_size``, T5's ``d_model ** -0.5``); Gemma 2's logit soft-capping is read at 0,
 where its slope is 1, and logits transformed otherwise are refused. A MoE router's weight for the expert (it
-depends on the input) is not applied.
+depends on the input) is not applied; a factor the MoE module applies to its routed experts alone (Laguna's
+``routed_scaling_factor``) is not applied to its shared experts (:func:`shared_expert_gains`).
 
 MLM heads (BERT, RoBERTa, DistilBERT, ELECTRA's generator) transform the hidden state before the decoder: ``dense ->
 activation -> LayerNorm``. The linear steps are applied (the dense weight, the LayerNorm's scale, in the order the
@@ -510,7 +511,8 @@ def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None =
 
 @torch.no_grad()
 def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = None,
-                   posts: dict[int, nn.Module | None] | None = None) -> dict[int, float]:
+                   posts: dict[int, nn.Module | None] | None = None,
+                   points: dict[int, nn.Module] | None = None) -> dict[int, float | None]:
     """Per layer, the scalar by which the block multiplies its MLP output (after a post-MLP norm, `posts`, where it
     has one) before adding it to the residual stream: Granite's and HyperCLOVA X's ``residual_multiplier``,
     MiniCPM's ``scale_depth / sqrt(num_hidden_layers)``; 1.0 for most models.
@@ -523,6 +525,9 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     a norm's (a post-LN block, ``norm(x + mlp(x))``, BERT, whose final norm is not read through: module docstring),
     or where the MLP output or the block output is not one tensor.
 
+    With `points` (per layer, the module whose output is moved instead of the MLP's: :func:`shared_expert_gains`),
+    nothing is refused and a change that is not proportional reads None.
+
     Raises:
         ModelError: a block passes on more than one residual stream (Gemma 3n's AltUp: a stack of streams that its MLP
             output reaches through input-dependent corrections, and that the model mixes through projections before
@@ -533,9 +538,11 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
     layers = [int(layer) for layer in layers]
     posts = post_mlp_norms(model, layers, stack) if posts is None else posts
     _, blocks = _blocks(model, stack)
-    points = {layer: posts.get(layer) or find_sites(model, "mlp", None, output_stack(model, stack),
-                                                    layers=layer)[0].module for layer in layers}
-    gains = dict.fromkeys(layers, 1.0)
+    strict = points is None
+    if points is None:
+        points = {layer: posts.get(layer) or find_sites(model, "mlp", None, output_stack(model, stack),
+                                                        layers=layer)[0].module for layer in layers}
+    gains: dict[int, float | None] = dict.fromkeys(layers, 1.0)
     # a module shared between layers (ALBERT's one block) is called once per layer: its rows cannot be told apart
     if not layers or len({id(m) for m in points.values()}) < len(layers) or \
             len({id(blocks[layer]) for layer in layers}) < len(layers):
@@ -610,6 +617,9 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
         if y.shape[:1] != (rows,) or y[0].numel() != u.numel():
             continue
         gain = _proportion((y[i + 1] - y[0]).reshape(u.shape), u, (dtype, u.dtype, y.dtype))
+        if not strict:
+            gains[layer] = gain
+            continue
         if gain is None and not any(x.shape == y.shape and torch.equal(x, y) for x in normed[layer]):
             raise ModelError(
                 f"The MLP output of block {layer} of {type(model).__name__} does not reach the block's output as a "
@@ -619,6 +629,25 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
                 "output_effects.")
         gains[layer] = 1.0 if gain is None else gain
     return gains
+
+
+@torch.no_grad()
+def shared_expert_gains(model: nn.Module, layers: Sequence[int], stack: str | None, gains: dict[int, float],
+                        posts: dict[int, nn.Module | None]) -> dict[int, tuple[float, int]]:
+    """Per MoE layer with shared experts and no post-MLP norm, the gain of the shared experts' output (with the number
+    of their units, the last of the layer's, :func:`down_columns`): 1.0 where the
+    routed experts' own gain (:func:`residual_gains`, measured on their output) is a factor the MoE module applies to
+    them alone (Laguna's and Step 3.7's ``routed_scaling_factor``, 2.5: the shared units read 2.5 times the model's
+    change), else the routed experts' gain (GraniteMoeShared's ``residual_multiplier`` multiplies their sum; a shared
+    expert's input-dependent gate, Qwen2-MoE's ``shared_expert_gate``, is not applied, as a router's weight is not).
+    Measured as :func:`residual_gains` measures, on the shared experts' down projection."""
+    sites = {int(layer): find_sites(model, "mlp", None, output_stack(model, stack), layers=int(layer))[0]
+             for layer in layers if posts.get(int(layer)) is None}
+    shared = {layer: site.experts.shared for layer, site in sites.items()
+              if site.capture == "experts" and site.experts.shared is not None}
+    measured = residual_gains(model, list(shared), stack, posts, points=shared) if shared else {}
+    return {layer: (1.0 if measured.get(layer) == 1.0 else gains[layer], int(linear_weight(module).shape[1]))
+            for layer, module in shared.items()}
 
 
 @torch.no_grad()
@@ -744,14 +773,19 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
 
     frames = []
     posts = post_mlp_norms(model, layers, stack)
-    gains = residual_gains(model, layers, stack, posts)
+    gains = {layer: 1.0 if gain is None else gain for layer, gain in residual_gains(model, layers, stack, posts).items()}
+    shared_gains = shared_expert_gains(model, layers, stack, gains, posts)
     for layer in layers:
         columns = down_columns(model, layer, stack)
         post = posts[layer]
         if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
             columns = norm_scale(post, int(post.weight.shape[0])).to(device=columns.device)[:, None] * columns.float()
-        if gains[layer] != 1.0:  # and multiplied by a scalar there (Granite's residual_multiplier)
-            columns = gains[layer] * columns.float()
+        shared_gain, shared_units = shared_gains.get(layer, (gains[layer], 0))
+        if gains[layer] != 1.0 or shared_gain != gains[layer]:
+            # multiplied by a scalar there (Granite's residual_multiplier), the shared experts' units by their own
+            scale = torch.full((columns.shape[1],), gains[layer], device=columns.device)
+            scale[columns.shape[1] - shared_units:] = shared_gain
+            columns = scale[None, :] * columns.float()
         width = columns.shape[1]
         chosen = np.arange(width) if neurons is None else np.unique(whole_numbers(neurons, "Neurons"))
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):

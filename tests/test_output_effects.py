@@ -556,6 +556,55 @@ def test_an_mlp_output_transformed_before_the_residual_sum_is_refused():
         check_output_effects(model, "mlp")
 
 
+def test_shared_experts_are_read_without_the_routed_experts_own_factor():
+    """Helper 277: Laguna (and Step 3.7, MiniMax-M3) multiply the routed experts' sum by ``routed_scaling_factor``
+    and add the shared experts' output after it; the gain measured on the routed experts' output (2.5) was applied to
+    the shared experts' units too, which read 2.5 times the model's own logit change, with no error. Against the
+    model's forward (+1 on a shared unit of the last block, the final norm replaced by its scale); the routed units
+    keep the factor (their router weight aside), and GraniteMoeShared's shared units keep its residual_multiplier."""
+    from transformers import LagunaConfig, LagunaForCausalLM
+
+    torch.manual_seed(20)
+    config = LagunaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
+                          moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts_per_tok=2,
+                          num_experts=4, moe_routed_scaling_factor=2.5, mlp_layer_types=["sparse", "sparse"],
+                          sliding_window=8, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = LagunaForCausalLM(config).eval()
+    _randomize_norms(model)
+    mlp, norm = model.model.layers[1].mlp, model.model.norm
+    scale = norm.weight.detach()
+    table = hf_txray.output_effects_table(model, [1], k=K, neurons=[3, 64, 95])
+
+    def logits(unit, delta):
+        def bump(module, args):
+            x = args[0].clone()
+            x[..., unit] += delta
+            return (x,)
+
+        handle = mlp.shared_experts.down_proj.register_forward_pre_hook(bump)
+        try:
+            with torch.no_grad():
+                return model(input_ids=torch.tensor([[3, 4, 5]])).logits[0, -1].double()
+        finally:
+            handle.remove()
+
+    original = norm.forward
+    norm.forward = lambda x: x * scale.to(x.dtype)
+    try:
+        for neuron in (64, 95):  # shared units 0 and 31, after the 4 x 16 routed ones
+            change = (logits(neuron - 64, 1.0) - logits(neuron - 64, 0.0)).numpy()
+            rows = table[(table["neuron"] == neuron) & (table["direction"] == "promoted")].sort_values("rank")
+            np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-4, atol=1e-7)
+    finally:
+        norm.forward = original
+    expert, unit = divmod(3, 16)
+    column = mlp.experts.down_proj[expert, :, unit].detach()
+    routed = (model.lm_head.weight @ (2.5 * column * scale)).detach().double().numpy()
+    rows = table[(table["neuron"] == 3) & (table["direction"] == "promoted")].sort_values("rank")
+    np.testing.assert_allclose(rows["logit"], routed[rows["token_id"]], rtol=1e-4, atol=1e-7)
+
+
 def test_single_neuron_api_equals_table():
     model, tokenizer, _, _ = _gpt2()
     one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
