@@ -14,7 +14,9 @@ the whole residual, not on the neuron); biases are dropped (they are the same fo
 measured by running the norm module itself on probe vectors, so variants such as Gemma's ``(1 + weight)`` are read
 as the model computes them. Scalar factors are applied where the model applies them, measured by running it (not
 read from config names): one on the MLP output before the residual sum (:func:`residual_gains`: Granite's and
-HyperCLOVA X's ``residual_multiplier``, MiniCPM's ``scale_depth / sqrt(num_hidden_layers)``) and one between the
+HyperCLOVA X's ``residual_multiplier``, MiniCPM's ``scale_depth / sqrt(num_hidden_layers)``), those by which later
+blocks pass the residual stream on (:func:`residual_passthrough`: Gemma 4's ``layer_scalar``, Beam's depth-scaled
+residual), and one between the
 final norm and the logits (:func:`logit_scale`: Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``,
 MiniCPM's ``dim_model_base / hidden_size``, T5's ``d_model ** -0.5``); Gemma 2's logit soft-capping is read at 0,
 where its slope is 1, and logits transformed otherwise are refused. A MoE router's weight for the expert (it
@@ -632,6 +634,94 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
 
 
 @torch.no_grad()
+def residual_passthrough(model: nn.Module, first: int, stack: str | None = None) -> dict[int, float]:
+    """Per block after block `first`, the scalar by which it passes its input on to its output along the residual
+    connection: Gemma 4's ``layer_scalar`` (the whole block output multiplied), Beam's depth-scaled residual
+    (``sqrt((k - 1) / k)`` per sum); 1.0 for most models. A neuron's direct path runs through every later block's
+    residual connection, so its output effects carry the product of these factors.
+
+    Measured as :func:`residual_gains` measures: one forward pass of one row per block plus a reference row, where
+    row ``i + 1`` has a fixed large vector ``u`` added to the input of the ``i``-th block, and every norm inside that
+    block is given the reference row's input (so the block's sublayers, which read the residual stream through its
+    norms, see no change): the change of the block's output is the factor times ``u``. 1.0 where that change is not
+    proportional to ``u``, where the block's output is a norm's (a post-LN block, whose norms are not read through:
+    module docstring), or where the rows cannot be told apart (a block shared between layers, or called twice).
+    """
+    _, blocks = _blocks(model, stack)
+    later = list(range(int(first) % len(blocks) + 1, len(blocks)))
+    factors = dict.fromkeys(later, 1.0)
+    if not later or len({id(blocks[m]) for m in later}) < len(later):
+        return factors
+    rows = len(later) + 1
+    added: dict[int, torch.Tensor] = {}
+    out: dict[int, torch.Tensor] = {}
+    normed: dict[int, list[torch.Tensor]] = {m: [] for m in later}
+
+    def perturb(m: int, row: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
+            positional = bool(args)
+            x = args[0] if positional else kwargs.get("hidden_states")
+            if m in added or not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.shape[0] != rows:
+                added[m] = torch.empty(0)
+                return None
+            signs = torch.ones(x.shape[1:], dtype=torch.float32)
+            signs.view(-1)[1::2] = -1
+            scale = min(8 * max(float(x.detach().abs().max()), 1.0), 2048.0)
+            u = (scale * signs * torch.linspace(0.5, 1.0, signs.numel()).reshape(signs.shape)).to(x)
+            added[m] = u
+            moved = x.clone()
+            moved[row] = x[row] + u
+            return ((moved, *args[1:]), kwargs) if positional else (args, {**kwargs, "hidden_states": moved})
+        return hook
+
+    def unmoved(row: int) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> Any:
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() % rows:
+                return None
+            shaped = x.reshape(rows, -1, x.shape[-1]).clone()
+            shaped[row] = shaped[0]
+            return (shaped.reshape(x.shape), *args[1:])
+        return hook
+
+    def keep(m: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            y = _first_tensor(output)
+            out[m] = y.detach().clone() if m not in out and isinstance(y, torch.Tensor) else torch.empty(0)
+        return hook
+
+    def norm_output(m: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            y = _first_tensor(output)
+            if isinstance(y, torch.Tensor):
+                normed[m].append(y.detach())
+        return hook
+
+    handles = []
+    for i, m in enumerate(later):
+        handles.append(blocks[m].register_forward_pre_hook(perturb(m, i + 1), with_kwargs=True))
+        handles.append(blocks[m].register_forward_hook(keep(m)))
+        for module in blocks[m].modules():
+            if "norm" in type(module).__name__.lower():
+                handles.append(module.register_forward_pre_hook(unmoved(i + 1)))
+                handles.append(module.register_forward_hook(norm_output(m)))
+    try:
+        _probe_forward(model, "measure how its blocks pass the residual stream on", rows=rows)
+    finally:
+        for handle in handles:
+            handle.remove()
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    for i, m in enumerate(later):
+        u, y = added.get(m), out.get(m)
+        if u is None or y is None or not u.numel() or y.shape != (rows, *u.shape) or \
+                any(x.shape == y.shape and torch.equal(x, y) for x in normed[m]):
+            continue
+        factor = _proportion(y[i + 1] - y[0], u, (dtype, u.dtype, y.dtype))
+        factors[m] = 1.0 if factor is None else factor
+    return factors
+
+
+@torch.no_grad()
 def shared_expert_gains(model: nn.Module, layers: Sequence[int], stack: str | None, gains: dict[int, float],
                         posts: dict[int, nn.Module | None]) -> dict[int, tuple[float, int]]:
     """Per MoE layer with shared experts and no post-MLP norm, the gain of the shared experts' output (with the number
@@ -775,6 +865,13 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     posts = post_mlp_norms(model, layers, stack)
     gains = {layer: 1.0 if gain is None else gain for layer, gain in residual_gains(model, layers, stack, posts).items()}
     shared_gains = shared_expert_gains(model, layers, stack, gains, posts)
+    passed = residual_passthrough(model, min(layers), stack) if layers else {}
+    for layer in layers:  # the later blocks' residual connections scale what the layer wrote (Gemma 4's layer_scalar)
+        onward = float(np.prod([passed[m] for m in passed if m > layer]))
+        if onward != 1.0:
+            gains[layer] *= onward
+            if layer in shared_gains:
+                shared_gains[layer] = (shared_gains[layer][0] * onward, shared_gains[layer][1])
     for layer in layers:
         columns = down_columns(model, layer, stack)
         post = posts[layer]

@@ -605,6 +605,46 @@ def test_shared_experts_are_read_without_the_routed_experts_own_factor():
     np.testing.assert_allclose(rows["logit"], routed[rows["token_id"]], rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["gemma4_layer_scalar", "beam_depth_scaled"])
+def test_later_blocks_scaling_the_residual_stream_scale_earlier_neurons(kind):
+    """Helper 277: Gemma 4 multiplies each block's whole output by its ``layer_scalar`` and Beam scales the residual
+    by ``sqrt((k - 1) / k)`` at its k-th residual sum; a neuron's direct path runs through every later block's
+    residual connection, but only its own block's factor was applied: with layer scalars 0.5 and 0.7, layer 0 read
+    0.5 for 0.35 (43% too large); a 3-block Beam's layer 0 read 1/sqrt(3) for 1/sqrt(7) (1.53 times), no error."""
+    torch.manual_seed(21)
+    common = dict(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=40, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=16, max_position_embeddings=64, pad_token_id=0, bos_token_id=0,
+                  eos_token_id=0)
+    if kind == "gemma4_layer_scalar":
+        from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+        config = Gemma4TextConfig(num_hidden_layers=2, vocab_size_per_layer_input=len(bpe_tokenizer()),
+                                  hidden_size_per_layer_input=0, layer_types=["full_attention"] * 2, global_head_dim=16,
+                                  **common)
+        model = Gemma4ForCausalLM(config).eval()
+        with torch.no_grad():
+            model.model.layers[0].layer_scalar.fill_(0.5)
+            model.model.layers[1].layer_scalar.fill_(0.7)
+        expected = [0.5 * 0.7, 0.7]
+    else:
+        from transformers import BeamConfig, BeamForCausalLM
+
+        config = BeamConfig(num_hidden_layers=3, mlp_layer_types=["dense"] * 3, layer_types=["full_attention"] * 3,
+                            n_group=1, topk_group=1, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2,
+                            **common)
+        model = BeamForCausalLM(config).eval()
+        expected = [7 ** -0.5] * 3  # 1/sqrt(2l + 3) at the sum, sqrt((2l + 3) / 7) through the later blocks
+    _randomize_norms(model)
+    layers = model.model.layers
+    table = hf_txray.output_effects_table(model, list(range(len(layers))), k=K, neurons=[7])
+    for layer, factor in enumerate(expected):
+        block = layers[layer]
+        column = block.mlp.down_proj.weight[:, 7] * block.post_feedforward_layernorm.weight * model.model.norm.weight
+        logits = (factor * model.lm_head(column)).detach().double().numpy()
+        rows = table[(table["layer"] == layer) & (table["direction"] == "promoted")].sort_values("rank")
+        np.testing.assert_allclose(rows["logit"], np.sort(logits)[::-1][:K], rtol=1e-4, atol=1e-7)
+
+
 def test_single_neuron_api_equals_table():
     model, tokenizer, _, _ = _gpt2()
     one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
