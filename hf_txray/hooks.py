@@ -500,6 +500,32 @@ def module_tensors(inputs: Sequence[nn.Module] = (), outputs: Sequence[nn.Module
             handle.remove()
 
 
+HookSpec = tuple[str, nn.Module, Callable]  # ("pre" | "pre_kwargs" | "post", module, hook function)
+
+
+@contextlib.contextmanager
+def module_hooks(hooks: Sequence[HookSpec]) -> Iterator[None]:
+    """Within the ``with`` block, the given hooks on modules that are not neuron sites, registered in order and
+    removed on leaving (also when the block raised): ``("pre", module, fn(module, args))``, ``("pre_kwargs", module,
+    fn(module, args, kwargs))`` or ``("post", module, fn(module, args, output))``, each as torch calls it (a hook
+    may return a replacement). Output effects measure the scalars a model applies (a residual multiplier, a logit
+    scale) by perturbing a probe forward pass inside it; everything that edits activations at neuron sites uses
+    :class:`Trace`."""
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        for kind, module, fn in hooks:
+            if kind == "post":
+                handles.append(module.register_forward_hook(fn))
+            elif kind in ("pre", "pre_kwargs"):
+                handles.append(module.register_forward_pre_hook(fn, with_kwargs=kind == "pre_kwargs"))
+            else:
+                raise ValueError(f"Unknown hook kind {kind!r}: 'pre', 'pre_kwargs' or 'post'.")
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
     """Raise :class:`ModelError` when a site's module is not a submodule of `model`."""
     modules = {id(m) for m in model.modules()}
@@ -509,4 +535,4 @@ def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
                          "model you run (find_sites(model, ...)).")
 
 
-__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in", "call_order"]
+__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in", "call_order", "module_hooks"]

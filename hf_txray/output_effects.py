@@ -51,7 +51,7 @@ from .counts import check_count
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
 from .forward import own_forward, own_precision
-from .hooks import call_order, module_tensors
+from .hooks import HookSpec, call_order, module_hooks, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
 from .modes import enter_eval
@@ -414,11 +414,8 @@ def _logit_change(model: nn.Module, start: nn.Module, chain: Readout, size: floa
         probe["v"] = v
         return _with_first(output, torch.stack([torch.zeros_like(v), v]))
 
-    handle = start.register_forward_hook(replace)
-    try:
+    with module_hooks([("post", start, replace)]):
         output = _probe_forward(model, "measure the scale of its logits", rows=2)
-    finally:
-        handle.remove()
     logits = getattr(output, "logits", None)
     if "v" not in probe or not isinstance(logits, torch.Tensor) or logits.shape[0] != 2:
         return None
@@ -586,9 +583,9 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
                 else torch.empty(0)
         return hook
 
-    handles = [blocks[layer].register_forward_pre_hook(measure(layer), with_kwargs=True) for layer in layers]
-    handles += [points[layer].register_forward_hook(add(layer, i + 1)) for i, layer in enumerate(layers)]
-    handles += [blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
+    hooks = [("pre_kwargs", blocks[layer], measure(layer)) for layer in layers]
+    hooks += [("post", points[layer], add(layer, i + 1)) for i, layer in enumerate(layers)]
+    hooks += [("post", blocks[layer], keep(layer)) for layer in layers]
 
     def norm_output(layer: int) -> Callable:
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
@@ -597,13 +594,10 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
                 normed[layer].append(first.detach())
         return hook
 
-    handles += [module.register_forward_hook(norm_output(layer)) for layer in layers
-                for module in blocks[layer].modules() if "norm" in type(module).__name__.lower()]
-    try:
+    hooks += [("post", module, norm_output(layer)) for layer in layers
+              for module in blocks[layer].modules() if "norm" in type(module).__name__.lower()]
+    with module_hooks(hooks):
         _probe_forward(model, "measure the scale of its MLP outputs in the residual stream", rows=rows)
-    finally:
-        for handle in handles:
-            handle.remove()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     for i, layer in enumerate(layers):
         u, y = added.get(layer), out.get(layer)
@@ -697,19 +691,14 @@ def residual_passthrough(model: nn.Module, first: int, stack: str | None = None)
                 normed[m].append(y.detach())
         return hook
 
-    handles = []
+    hooks: list[HookSpec] = []
     for i, m in enumerate(later):
-        handles.append(blocks[m].register_forward_pre_hook(perturb(m, i + 1), with_kwargs=True))
-        handles.append(blocks[m].register_forward_hook(keep(m)))
+        hooks += [("pre_kwargs", blocks[m], perturb(m, i + 1)), ("post", blocks[m], keep(m))]
         for module in blocks[m].modules():
             if "norm" in type(module).__name__.lower():
-                handles.append(module.register_forward_pre_hook(unmoved(i + 1)))
-                handles.append(module.register_forward_hook(norm_output(m)))
-    try:
+                hooks += [("pre", module, unmoved(i + 1)), ("post", module, norm_output(m))]
+    with module_hooks(hooks):
         _probe_forward(model, "measure how its blocks pass the residual stream on", rows=rows)
-    finally:
-        for handle in handles:
-            handle.remove()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     for i, m in enumerate(later):
         u, y = added.get(m), out.get(m)
