@@ -154,3 +154,26 @@ def test_public_names_load_on_first_use_and_their_declarations_agree():
     assert set(hf_txray.__all__) <= set(dir(hf_txray)) and hf_txray.provenance.__name__ == "hf_txray.provenance"
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         hf_txray.nothing_here
+
+
+def test_readme_names_every_public_name_and_documents_it():
+    """Every name of ``hf_txray.__all__`` is named in the README (its public-names table, or the Errors section for
+    the exception types) and carries a docstring; the table names nothing that is not public."""
+    import inspect
+    import re
+
+    import hf_txray
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    start = readme.index("The public names, `hf_txray.<name>`")
+    table = readme[start:readme.index("| folder / module |", start)]
+    listed = set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", table))
+    errors = readme[readme.index("## Errors"):]
+    errors = errors[:errors.index("\n## ")]
+    missing = [name for name in hf_txray.__all__
+               if name not in listed and not (name.endswith("Error") and f"`{name}`" in errors)]
+    assert missing == [], f"public names the README does not name: {missing}"
+    assert listed - set(hf_txray.__all__) - {"TXRayError"} == set()
+    undocumented = [name for name in hf_txray.__all__ if name != "__version__" and name != "DEFAULT_MIN_COUNT"
+                    and not (inspect.getdoc(getattr(hf_txray, name)) or "").strip()]
+    assert undocumented == []
