@@ -345,6 +345,35 @@ def _with_first(value: Any, tensor: torch.Tensor) -> Any:
     return tensor
 
 
+def _probe_vector(shape: Sequence[int], size: float, like: torch.Tensor) -> torch.Tensor:
+    """A fixed vector of `shape` added to a probe row: alternating signs, magnitudes from 0.5 to 1 times 8x `size`
+    (the largest value beside it, at least 1; at most 2048), so that half-precision rounding of the stream does not
+    hide the change it makes; in `like`'s dtype and device."""
+    signs = torch.ones(tuple(shape), dtype=torch.float32)
+    signs.view(-1)[1::2] = -1
+    scale = min(8 * max(size, 1.0), 2048.0)
+    return (scale * signs * torch.linspace(0.5, 1.0, signs.numel()).reshape(signs.shape)).to(like)
+
+
+def _keep_first_output(store: dict[int, torch.Tensor], key: int) -> Callable:
+    """A forward hook keeping a copy of the module's first output tensor in ``store[key]`` at its first call (an empty
+    tensor when it is called twice or returns none: not measured)."""
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        first = _first_tensor(output)
+        store[key] = first.detach().clone() if key not in store and isinstance(first, torch.Tensor) \
+            else torch.empty(0)
+    return hook
+
+
+def _collect_outputs(seen: list[torch.Tensor]) -> Callable:
+    """A forward hook appending the module's first output tensor to `seen` at every call."""
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        first = _first_tensor(output)
+        if isinstance(first, torch.Tensor):
+            seen.append(first.detach())
+    return hook
+
+
 def _proportion(y: torch.Tensor, x: torch.Tensor, dtypes: Sequence[torch.dtype]) -> float | None:
     """The scalar ``m`` with ``y = m * x`` (least squares), or None where `y` is not proportional to `x` within
     the precision of the lowest of `dtypes` (those the model computed them in); 1.0 where ``m`` is that close to 1."""
@@ -566,35 +595,17 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
                 added[layer] = torch.empty(0)  # called twice, or not a tensor of the rows: not measured
                 return output
             shaped = first.reshape(rows, -1, first.shape[-1])  # (rows * tokens, hidden) for fused experts too
-            signs = torch.ones(shaped.shape[1:], dtype=torch.float32)
-            signs.view(-1)[1::2] = -1
-            scale = min(8 * max(size.get(layer, 0.0), float(shaped[0].abs().max()), 1.0), 2048.0)
-            u = (scale * signs * torch.linspace(0.5, 1.0, signs.numel()).reshape(signs.shape)).to(first)
+            u = _probe_vector(shaped.shape[1:], max(size.get(layer, 0.0), float(shaped[0].abs().max())), first)
             added[layer] = u
             moved = shaped.clone()
             moved[row] = shaped[row] + u
             return _with_first(output, moved.reshape(first.shape))
         return hook
 
-    def keep(layer: int) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            first = _first_tensor(output)
-            out[layer] = first.detach().clone() if layer not in out and isinstance(first, torch.Tensor) \
-                else torch.empty(0)
-        return hook
-
     hooks = [("pre_kwargs", blocks[layer], measure(layer)) for layer in layers]
     hooks += [("post", points[layer], add(layer, i + 1)) for i, layer in enumerate(layers)]
-    hooks += [("post", blocks[layer], keep(layer)) for layer in layers]
-
-    def norm_output(layer: int) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            first = _first_tensor(output)
-            if isinstance(first, torch.Tensor):
-                normed[layer].append(first.detach())
-        return hook
-
-    hooks += [("post", module, norm_output(layer)) for layer in layers
+    hooks += [("post", blocks[layer], _keep_first_output(out, layer)) for layer in layers]
+    hooks += [("post", module, _collect_outputs(normed[layer])) for layer in layers
               for module in blocks[layer].modules() if "norm" in type(module).__name__.lower()]
     with module_hooks(hooks):
         _probe_forward(model, "measure the scale of its MLP outputs in the residual stream", rows=rows)
@@ -658,10 +669,7 @@ def residual_passthrough(model: nn.Module, first: int, stack: str | None = None)
             if m in added or not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.shape[0] != rows:
                 added[m] = torch.empty(0)
                 return None
-            signs = torch.ones(x.shape[1:], dtype=torch.float32)
-            signs.view(-1)[1::2] = -1
-            scale = min(8 * max(float(x.detach().abs().max()), 1.0), 2048.0)
-            u = (scale * signs * torch.linspace(0.5, 1.0, signs.numel()).reshape(signs.shape)).to(x)
+            u = _probe_vector(x.shape[1:], float(x.detach().abs().max()), x)
             added[m] = u
             moved = x.clone()
             moved[row] = x[row] + u
@@ -678,25 +686,12 @@ def residual_passthrough(model: nn.Module, first: int, stack: str | None = None)
             return (shaped.reshape(x.shape), *args[1:])
         return hook
 
-    def keep(m: int) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            y = _first_tensor(output)
-            out[m] = y.detach().clone() if m not in out and isinstance(y, torch.Tensor) else torch.empty(0)
-        return hook
-
-    def norm_output(m: int) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            y = _first_tensor(output)
-            if isinstance(y, torch.Tensor):
-                normed[m].append(y.detach())
-        return hook
-
     hooks: list[HookSpec] = []
     for i, m in enumerate(later):
-        hooks += [("pre_kwargs", blocks[m], perturb(m, i + 1)), ("post", blocks[m], keep(m))]
+        hooks += [("pre_kwargs", blocks[m], perturb(m, i + 1)), ("post", blocks[m], _keep_first_output(out, m))]
         for module in blocks[m].modules():
             if "norm" in type(module).__name__.lower():
-                hooks += [("pre", module, unmoved(i + 1)), ("post", module, norm_output(m))]
+                hooks += [("pre", module, unmoved(i + 1)), ("post", module, _collect_outputs(normed[m]))]
     with module_hooks(hooks):
         _probe_forward(model, "measure how its blocks pass the residual stream on", rows=rows)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
