@@ -1025,7 +1025,8 @@ def _cmd_ablate(args) -> int:
     from transformers import AutoTokenizer
 
     from .probing import ProbingResult, ablation_curve, neuron_means
-    from .probing.ablation import ablation_counts, check_metric_model, check_metric_name, metric_from_name
+    from .probing.ablation import (ablation_counts, check_metric_model, check_metric_name, check_scored_model,
+                                   means_max_length, metric_from_name)
     from .plots import save_figure
     from .pruning import load_pretrained_with_head
 
@@ -1042,12 +1043,12 @@ def _cmd_ablate(args) -> int:
                               max_sentences=args.max_sentences, text_column=args.text_column,
                               label_column=args.label_column, split=args.split, batch_size=args.batch_size,
                               max_length=args.max_length, held_out=args.held_out)
-    metric.check_model(model)  # a model the metric cannot score is refused before the neuron means' pass
+    check_scored_model(metric, model)  # a model the metric cannot score: refused before the neuron means' pass
     # the means of the tokens the metric reads: at its truncation (lm-loss: 128 tokens by default, where the means
     # were read up to the model's limit, 512, averaging positions the loss never reads)
-    length = metric.max_length_for(model) if hasattr(metric, "max_length_for") else args.max_length
     means = (neuron_means(model, metric.texts(model), tokenizer, layers=list(result.meta.layers),
-                          batch_size=args.batch_size, max_length=length) if args.mode == "mean" else None)
+                          batch_size=args.batch_size, max_length=means_max_length(metric, model, args.max_length))
+             if args.mode == "mean" else None)
     curve = ablation_curve(model, result, metric, counts=args.counts, mode=args.mode, means=means, seeds=args.seeds,
                            bottom=args.bottom, name=args.name or f"ablation-{result.meta.name}")
     curve.save_pretrained(args.out)

@@ -1896,18 +1896,23 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     assert len(datasets.load_dataset(other, split="train", download_mode="force_redownload")) > 0
 
 
+def _planted_conllu(path: Path, sentences: int = 120) -> Path:
+    """The planted rows as a CoNLL-U file (word and gold tag per line)."""
+    lines = []
+    rows = synthetic_rows(sentences, 5)
+    for words, tags in zip(rows["tokens"], rows["tags"]):
+        lines += [f"{i}\t{w}\t{w}\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(zip(words, tags), 1)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
     from hf_txray.cli import main
 
     model_dir = tmp_path / "model"
     planted.model.save_pretrained(model_dir)
     planted.tokenizer.save_pretrained(model_dir)
-    lines = []
-    rows = synthetic_rows(120, 5)
-    for words, tags in zip(rows["tokens"], rows["tags"]):
-        lines += [f"{i}\t{w}\t{w}\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(zip(words, tags), 1)] + [""]
-    data = tmp_path / "planted.conllu"
-    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = _planted_conllu(tmp_path / "planted.conllu")
     assert main(["probe", str(model_dir), str(data), "--out", str(tmp_path / "probe"), "--layers", "0,1",
                  "--no-minimal", "--subset-size", "0", "--export", str(tmp_path / "results")]) == 0
     result = ProbingResult.from_pretrained(tmp_path / "probe")
@@ -1968,6 +1973,51 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
 
     for command in (["probe", "m", "d", "--out", "o"], ["ablate", "m", "p", "d", "--out", "o"]):
         assert build_parser().parse_args(command + ["--num-samples", "7"]).max_sentences == 7
+
+
+def test_cli_ablate_with_a_registered_metric_that_checks_nothing(planted, tmp_path, monkeypatch):
+    """A registered metric needs only a name, texts(model) and __call__: `hf-txray ablate` called its check_model
+    unconditionally (AttributeError), and reads the means at --max-length when it names no truncation."""
+    from hf_txray.cli import main
+    from hf_txray.probing import ablation as ablation_module
+    import hf_txray.probing as probing_package
+
+    model_dir = tmp_path / "model"
+    planted.model.save_pretrained(model_dir)
+    planted.tokenizer.save_pretrained(model_dir)
+    texts = [" ".join(words) for words in synthetic_rows(12, 5)["tokens"]]
+    data = tmp_path / "texts.txt"
+    data.write_text("\n".join(texts) + "\n", encoding="utf-8")
+
+    class Plain:
+        name = "test_plain"
+
+        def texts(self, model):
+            return texts
+
+        def __call__(self, model):
+            return float(next(p for p in model.parameters() if p.dim() == 2).detach().abs().sum())
+
+    lengths = []
+    real_means = probing_package.neuron_means
+
+    def recording_means(*args, **kwargs):
+        lengths.append(kwargs["max_length"])
+        return real_means(*args, **kwargs)
+
+    monkeypatch.setattr(probing_package, "neuron_means", recording_means)
+    assert main(["probe", str(model_dir), str(_planted_conllu(tmp_path / "planted.conllu", 40)), "--out",
+                 str(tmp_path / "probe"), "--layers", "0,1", "--no-minimal", "--subset-size", "0"]) == 0
+    ablation_module.register_ablation_metric("test_plain", lambda name, tok, data, options: Plain())
+    try:
+        assert main(["ablate", str(model_dir), str(tmp_path / "probe"), str(data), "--metric", "test_plain",
+                     "--mode", "mean", "--max-length", "8", "--out", str(tmp_path / "curve"), "--counts", "1",
+                     "--seeds", "0"]) == 0
+    finally:
+        ablation_module._METRICS.pop("test_plain")
+    assert lengths == [8]
+    curve = AblationCurve.from_pretrained(tmp_path / "curve")
+    assert curve.baseline == pytest.approx(Plain()(planted.model))
 
 
 # ----- bad input ------------------------------------------------------------------------------------------------------

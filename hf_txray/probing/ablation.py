@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -708,8 +708,7 @@ def ablation_curve(
         raise ConfigurationError(
             f"The probe read {meta.width} neurons per layer and this model's layers have {other}: it is another "
             "model (or this one after prune(mode='remove')). Ablate the model the probe was trained on.")
-    if callable(getattr(metric, "check_model", None)):
-        metric.check_model(model)  # a model the metric cannot score (a probe of other weights), before any pass
+    check_scored_model(metric, model)
     if meta is not None and getattr(metric, "result", None) is not ranking:
         check_probed_model(meta, model)  # its neurons are the probed model's (a table ranks any model's)
     pool = [(layer, i) for layer in pool_layers for i in range(sites[layer].width)]
@@ -780,6 +779,28 @@ class MetricOptions:
     held_out: bool = False
 
 
+@runtime_checkable
+class TruncatingMetric(Protocol):
+    """A metric that says the truncation it reads its texts at (:class:`ProbeMetric`, :class:`TaskMetric`,
+    :class:`LMLossMetric`, and any registered metric that defines the method)."""
+
+    def max_length_for(self, model: nn.Module) -> int | None: ...
+
+
+def means_max_length(metric: Callable[[nn.Module], float], model: nn.Module, default: int | None) -> int | None:
+    """The truncation to read ``mode="mean"``'s neuron means at: the metric's own, so that a neuron's replacement is
+    its mean over the tokens the metric scores (lm-loss reads 128 tokens where the model's limit is 512); `default`
+    (``--max-length``) for a metric that does not say (:class:`TruncatingMetric`)."""
+    return metric.max_length_for(model) if isinstance(metric, TruncatingMetric) else default
+
+
+def check_scored_model(metric: Callable[[nn.Module], float], model: nn.Module) -> None:
+    """Refuse, before any pass, a model the metric cannot score (a probe's metric given a model of other weights), by
+    the metric's own ``check_model(model)``: a registered metric without one is not checked."""
+    if callable(getattr(metric, "check_model", None)):
+        metric.check_model(model)
+
+
 MetricBuilder = Callable[[str, Any, Any, MetricOptions], Callable[[nn.Module], float]]
 _METRICS: dict[str, tuple[MetricBuilder, str]] = {}
 
@@ -792,8 +813,9 @@ def register_ablation_metric(name: str, build: MetricBuilder, description: str =
         name (`str`): the metric's name.
         build (`callable(name, tokenizer, data, options) -> metric`): returns a ``metric(model) -> float`` with a
             ``name`` attribute and a ``texts(model)`` method (the texts it runs on, for ``mode="mean"``), and
-            optionally ``max_length_for(model)`` (the truncation it reads them at, where the means are read too;
-            without it, ``--max-length``).
+            optionally ``check_model(model)`` (raises for a model it cannot score, before any pass) and
+            ``max_length_for(model)`` (the truncation it reads its texts at, where the means are read too:
+            :class:`TruncatingMetric`; without it, ``--max-length``).
         description (`str`, *optional*): one line for help texts.
         overwrite (`bool`, *optional*, defaults to `False`): replace a metric registered under `name`.
 
