@@ -8,7 +8,8 @@ Vocabulary Space", EMNLP 2022).
 
 Approximations, as in that paper: the direct path only (later blocks are ignored); of the final norm (and of a
 norm on the MLP output before the residual sum, such as Gemma 2/3's ``post_feedforward_layernorm``, found by data
-flow: :func:`post_mlp_scales`) only the elementwise
+flow: :func:`post_mlp_chains`; in Gemma 4's MoE blocks the dense MLP's and the experts' own norms, then the norm of
+their sum) only the elementwise
 scale ``g`` is applied, no centring and no division by the norm of the residual stream (those depend on
 the whole residual, not on the neuron); biases are dropped (they are the same for every neuron). The scale is
 measured by running the norm module itself on probe vectors, so variants such as Gemma's ``(1 + weight)`` are read
@@ -495,37 +496,107 @@ def _loaded(model: nn.Module, module: nn.Module) -> bool:
 _WARNED_HEADS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
+@dataclass(frozen=True)
+class PostNorms:
+    """The norms a block applies to its MLP output before the residual sum (:func:`post_mlp_chains`).
+
+    Args:
+        last (`nn.Module`, *optional*): the norm whose output joins the residual stream: fed the MLP output alone
+            (Gemma 2/3's ``post_feedforward_layernorm``), or with `routed` and `shared` the sum of their outputs
+            (Gemma 4's ``post_feedforward_layernorm`` in its MoE blocks).
+        routed (`nn.Module`, *optional*): a norm before `last` fed the routed experts' output alone (Gemma 4's
+            ``post_feedforward_layernorm_2``).
+        shared (`nn.Module`, *optional*): a norm before `last` fed the shared experts' output alone (Gemma 4's
+            ``post_feedforward_layernorm_1``, on its dense MLP, numbered as shared experts).
+        shared_units (`int`, *optional*, defaults to 0): the shared experts' units, the layer's last, with `shared`.
+    """
+
+    last: nn.Module | None = None
+    routed: nn.Module | None = None
+    shared: nn.Module | None = None
+    shared_units: int = 0
+
+
+def _fed_by(norms: Sequence[nn.Module], inputs: dict[int, list[torch.Tensor]], outputs: Sequence[torch.Tensor]
+            ) -> nn.Module | None:
+    """The first of `norms` whose input (one of `inputs`, by ``id``) equals one of `outputs`, or None; up to the
+    tokens' layout (fused experts return ``(tokens, hidden)``, which Gemma 4 reshapes to ``(batch, seq, hidden)``)."""
+    return next((norm for norm in norms for x in inputs.get(id(norm), []) if any(
+        y.shape[-1:] == x.shape[-1:] and y.numel() == x.numel() and torch.equal(y.reshape(x.shape), x)
+        for y in outputs)), None)
+
+
+def _containing(block: nn.Module, target: nn.Module | None) -> list[nn.Module]:
+    """The modules of `block` (not itself) that hold `target`: whose output may be `target`'s."""
+    return [] if target is None else [module for _, module in block.named_modules() if module is not block
+                                      and any(inner is target for inner in module.modules())]
+
+
 @torch.no_grad()
-def post_mlp_norms(model: nn.Module, layers: Sequence[int], stack: str | None = None) -> dict[int, nn.Module | None]:
-    """Per layer, the norm the block applies to its MLP output alone before the residual sum, or None.
+def post_mlp_chains(model: nn.Module, layers: Sequence[int], stack: str | None = None) -> dict[int, PostNorms]:
+    """Per layer, the norms the block applies to its MLP output alone before the residual sum.
 
     Found by data flow, not by name: in one two-token forward pass, a norm among the block's children whose input
     equals the output of the MLP (the down projection or a module of the block that holds it) is that norm. So
     Gemma 2/3's ``post_feedforward_layernorm`` and HyperCLOVA X's ``post_norm2`` are read (tested), as any norm
     fed the MLP output alone whatever its name (Chameleon's ``post_attention_layernorm`` with ``swin_norm=True``);
-    a post-LN norm of the residual sum (``norm(x + mlp(x))``, BERT, post-LN OPT) is not.
+    a post-LN norm of the residual sum (``norm(x + mlp(x))``, BERT, post-LN OPT) is not. In a MoE layer with shared
+    experts whose output a norm of its own reads apart from the routed experts' (Gemma 4: its dense MLP's
+    ``post_feedforward_layernorm_1``, its experts' ``post_feedforward_layernorm_2``), the norm whose input is the sum
+    of those two norms' outputs (``post_feedforward_layernorm``) is the one whose output joins the residual stream.
+
+    Raises:
+        ModelError: the shared experts' output and the routed experts' pass different norms (or only one of them
+            a norm) and no norm of the block reads the sum of the two norms' outputs: which norm scales which units
+            on their way to the residual stream is not known.
     """
     _, blocks = _blocks(model, stack)
     norms: dict[int, list[nn.Module]] = {}
-    paths: dict[int, list[nn.Module]] = {}
+    paths: dict[int, tuple[list[nn.Module], list[nn.Module]]] = {}  # routed (or dense) and shared experts
+    shared_units: dict[int, int] = {}
     for layer in layers:
         block = blocks[layer]
         found = [module for _, module in block.named_children() if _is_norm(module)]
         if found:
             site = find_sites(model, "mlp", None, output_stack(model, stack), layers=int(layer))[0]
+            shared = site.experts.shared if site.capture == "experts" else None
             norms[layer] = found
-            paths[layer] = [module for _, module in block.named_modules() if module is not block
-                            and any(inner is site.module for inner in module.modules())]
+            paths[layer] = (_containing(block, site.module), _containing(block, shared))
+            shared_units[layer] = int(linear_weight(shared).shape[1]) if shared is not None else 0
     with module_tensors(inputs=[n for found in norms.values() for n in found],
-                        outputs=[m for path in paths.values() for m in path]) as seen:
+                        outputs=[m for both in paths.values() for path in both for m in path]
+                        + [n for found in norms.values() for n in found]) as seen:
         if norms:
             _probe_forward(model, "find the norms on its MLP outputs")
-    found_posts: dict[int, nn.Module | None] = {}
+    chains: dict[int, PostNorms] = {}
     for layer in layers:
-        outputs = [y for module in paths.get(layer, []) for y in seen["outputs"].get(id(module), [])]
-        found_posts[layer] = next((norm for norm in norms.get(layer, []) for x in seen["inputs"].get(id(norm), [])
-                                   if any(y.shape == x.shape and torch.equal(y, x) for y in outputs)), None)
-    return found_posts
+        found, (routed_path, shared_path) = norms.get(layer, []), paths.get(layer, ([], []))
+        outputs = [[y for module in path for y in seen["outputs"].get(id(module), [])] for path in (routed_path,
+                                                                                                    shared_path)]
+        routed = _fed_by(found, seen["inputs"], outputs[0])
+        shared = _fed_by(found, seen["inputs"], outputs[1]) if shared_path else routed
+        if shared is routed:  # one norm of the whole MLP output (or none)
+            chains[layer] = PostNorms(routed)
+            continue
+        sums = [a + b for a in seen["outputs"].get(id(routed), []) for b in seen["outputs"].get(id(shared), [])
+                if a.shape == b.shape] if routed is not None and shared is not None else []
+        last = _fed_by([n for n in found if n is not routed and n is not shared], seen["inputs"], sums)
+        if last is None:
+            names = {id(m): n for n, m in blocks[layer].named_children()}
+            raise ModelError(
+                f"In block {layer} of {type(model).__name__} the routed experts' output passes the norm "
+                f"{names.get(id(routed))!r} and the shared experts' {names.get(id(shared))!r} (None: no norm of its "
+                "own), and no norm of the block reads the sum of the two: which norms scale which units on their "
+                "way to the residual stream is not known, and output effects would be wrong. Profile without "
+                "output_effects.")
+        chains[layer] = PostNorms(last, routed, shared, shared_units[layer])
+    return chains
+
+
+def post_mlp_norms(model: nn.Module, layers: Sequence[int], stack: str | None = None) -> dict[int, nn.Module | None]:
+    """Per layer, the norm whose output joins the residual stream after the MLP, or None (the `last` of
+    :func:`post_mlp_chains`)."""
+    return {layer: chain.last for layer, chain in post_mlp_chains(model, layers, stack).items()}
 
 
 @torch.no_grad()
@@ -781,6 +852,21 @@ def _refuse_transformed_experts(model: nn.Module, site: Site, block: nn.Module) 
             "this model's dense layers only, or profile it without output_effects.")
 
 
+def _post_norm_scaled(columns: torch.Tensor, chain: PostNorms) -> torch.Tensor:
+    """A layer's `columns` (:func:`down_columns`) times the scales of the norms its MLP output passes before the
+    residual sum: the routed experts' own norm on theirs, the shared experts' own norm on theirs (the last columns),
+    then the norm of their sum on all (or the one norm of the whole MLP output)."""
+    if chain.last is None:
+        return columns
+    columns = columns.float()
+    if chain.routed is not None and chain.shared is not None:  # Gemma 4's MoE blocks: each branch normalised first
+        routed_units = columns.shape[1] - chain.shared_units
+        own = torch.cat([norm_scale(chain.routed, columns.shape[0])[:, None].expand(-1, routed_units),
+                         norm_scale(chain.shared, columns.shape[0])[:, None].expand(-1, chain.shared_units)], dim=1)
+        columns = own.to(columns.device) * columns
+    return norm_scale(chain.last, columns.shape[0]).to(columns.device)[:, None] * columns
+
+
 def _token_strings(tokenizer: Any, ids: np.ndarray) -> list[str]:
     if tokenizer is None:
         return [str(int(i)) for i in ids]
@@ -846,7 +932,8 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         return [cache[int(i)] for i in ids]
 
     frames = []
-    posts = post_mlp_norms(model, layers, stack)
+    chains = post_mlp_chains(model, layers, stack)
+    posts = {layer: chain.last for layer, chain in chains.items()}
     gains = {layer: 1.0 if gain is None else gain for layer, gain in residual_gains(model, layers, stack, posts).items()}
     shared_gains = shared_expert_gains(model, layers, stack, gains, posts)
     passed = residual_passthrough(model, min(layers), stack) if layers else {}
@@ -857,10 +944,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
             if layer in shared_gains:
                 shared_gains[layer] = (shared_gains[layer][0] * onward, shared_gains[layer][1])
     for layer in layers:
-        columns = down_columns(model, layer, stack)
-        post = posts[layer]
-        if post is not None:  # the MLP output is normalised before it joins the residual stream: its scale too
-            columns = norm_scale(post, int(post.weight.shape[0])).to(device=columns.device)[:, None] * columns.float()
+        columns = _post_norm_scaled(down_columns(model, layer, stack), chains[layer])
         shared_gain, shared_units = shared_gains.get(layer, (gains[layer], 0))
         if gains[layer] != 1.0 or shared_gain != gains[layer]:
             # multiplied by a scalar there (Granite's residual_multiplier), the shared experts' units by their own

@@ -645,6 +645,94 @@ def test_later_blocks_scaling_the_residual_stream_scale_earlier_neurons(kind):
         np.testing.assert_allclose(rows["logit"], np.sort(logits)[::-1][:K], rtol=1e-4, atol=1e-7)
 
 
+def _gemma4_moe():
+    """A tiny Gemma 4 with MoE blocks: per block, the dense MLP's output through ``post_feedforward_layernorm_1``,
+    the experts' through ``post_feedforward_layernorm_2``, and their sum through ``post_feedforward_layernorm``;
+    the dense MLP's 48 units are numbered after the 4 x 16 routed ones (three shared experts)."""
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    torch.manual_seed(22)
+    config = Gemma4TextConfig(vocab_size=len(bpe_tokenizer()), vocab_size_per_layer_input=len(bpe_tokenizer()),
+                              hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=16, global_head_dim=16, max_position_embeddings=64,
+                              hidden_size_per_layer_input=0, layer_types=["full_attention"] * 2,
+                              enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=16,
+                              final_logit_softcapping=None, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = Gemma4ForCausalLM(config).eval()
+    _randomize_norms(model)
+    with torch.no_grad():
+        for layer, scalar in zip(model.model.layers, (0.5, 0.7)):
+            layer.layer_scalar.fill_(scalar)
+            layer.experts.down_proj.normal_(0, 0.5)  # logits of about 1, not 1e-4
+            layer.mlp.down_proj.weight.normal_(0, 0.5)
+        model.lm_head.weight.normal_(0, 1.0)
+    return model
+
+
+def _gemma4_moe_brute(model, layer, neuron):
+    """Logits of one unit's column written out: Gemma 4's norms scale by their weight (not 1 + weight); the later
+    blocks' layer_scalar multiplies the residual stream; a routed unit's router weight is not applied."""
+    block = model.model.layers[layer]
+    if neuron < 64:
+        expert, unit = divmod(neuron, 16)
+        column = block.experts.down_proj[expert, :, unit] * block.post_feedforward_layernorm_2.weight
+    else:
+        column = block.mlp.down_proj.weight[:, neuron - 64] * block.post_feedforward_layernorm_1.weight
+    column = column * block.post_feedforward_layernorm.weight * model.model.norm.weight
+    factor = float(np.prod([float(b.layer_scalar) for b in model.model.layers[layer:]]))
+    return (factor * model.lm_head(column)).detach().double().numpy()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gemma4_moe_blocks_read_both_norms_of_each_branch(dtype):
+    """Gemma 4's MoE blocks normalise the dense MLP's output (``post_feedforward_layernorm_1``) and the experts'
+    (``post_feedforward_layernorm_2``) apart, then their sum (``post_feedforward_layernorm``): the gain measured after
+    the experts' own norm was not a scalar and every such model was refused. Against the model's own forward (+1 on a
+    dense unit of the last block, the three norms and the final norm replaced by their scales) and against the
+    columns written out (routed units: their router weight aside), in float32 and bfloat16."""
+    model = _gemma4_moe()
+    neurons = [5, 37, 64, 111]  # routed units of experts 0 and 2, the dense MLP's units 0 and 47
+    full = hf_txray.output_effects_table(model, [0, 1], k=K, neurons=neurons)
+    for layer in (0, 1):
+        for neuron in neurons:
+            logits = _gemma4_moe_brute(model, layer, neuron)
+            rows = full[(full["layer"] == layer) & (full["neuron"] == neuron)]
+            promoted = rows[rows["direction"] == "promoted"].sort_values("rank")
+            np.testing.assert_allclose(promoted["logit"], np.sort(logits)[::-1][:K], rtol=1e-4, atol=1e-7)
+            np.testing.assert_allclose(promoted["logit"], logits[promoted["token_id"]], rtol=1e-4, atol=1e-7)
+    block = model.model.layers[1]
+    linearized = [block.post_feedforward_layernorm_1, block.post_feedforward_layernorm_2,
+                  block.post_feedforward_layernorm, model.model.norm]
+    originals = [norm.forward for norm in linearized]
+
+    def logits(unit, delta):
+        def bump(module, args):
+            x = args[0].clone()
+            x[..., unit] += delta
+            return (x,)
+
+        handle = block.mlp.down_proj.register_forward_pre_hook(bump)
+        try:
+            with torch.no_grad():
+                return model(input_ids=torch.tensor([[3, 4, 5]])).logits[0, -1].double()
+        finally:
+            handle.remove()
+
+    for norm in linearized:
+        norm.forward = lambda x, weight=norm.weight.detach(): x * weight
+    try:
+        for neuron in (64, 111):
+            change = (logits(neuron - 64, 1.0) - logits(neuron - 64, 0.0)).numpy()
+            rows = full[(full["layer"] == 1) & (full["neuron"] == neuron) & (full["direction"] == "promoted")]
+            np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-4, atol=1e-6)
+    finally:
+        for norm, original in zip(linearized, originals):
+            norm.forward = original
+    if dtype != torch.float32:
+        half = hf_txray.output_effects_table(model.to(dtype), [0, 1], k=K, neurons=neurons)
+        np.testing.assert_allclose(half["logit"], full["logit"], atol=1e-2 * np.abs(full["logit"]).max())
+
+
 def test_single_neuron_api_equals_table():
     model, tokenizer, _, _ = _gpt2()
     one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
