@@ -432,7 +432,13 @@ def _logit_change(model: nn.Module, start: nn.Module, chain: Readout, size: floa
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.dtype, ...]] | None:
     """One forward pass of two rows with `start`'s output replaced by 0 and by ``v`` (``size * 0.01`` times a fixed
     normal vector): ``(logits(v) - logits(0), chain(v), logits(0), dtypes)``, the first three ``(positions, vocab)``,
-    `dtypes` those of the logits and of ``v``; None where the model returns no logits of the two rows."""
+    `dtypes` those of the logits and of ``v``; None where the model returns no logits (or `start` no output of the
+    two rows).
+
+    Raises:
+        ModelError: the logits are not one ``(positions, vocab)`` block per row as ``chain(v)`` is (a wrapper
+            returning the last position's alone, or rows and positions flattened together).
+    """
     probe: dict[str, torch.Tensor] = {}
 
     def replace(module: nn.Module, args: tuple, output: Any) -> Any:
@@ -447,13 +453,18 @@ def _logit_change(model: nn.Module, start: nn.Module, chain: Readout, size: floa
     with module_hooks([("post", start, replace)]):
         output = _probe_forward(model, "measure the scale of its logits", rows=2)
     logits = getattr(output, "logits", None)
-    if "v" not in probe or not isinstance(logits, torch.Tensor) or logits.shape[0] != 2:
+    if "v" not in probe or not isinstance(logits, torch.Tensor):
         return None
     v = probe["v"]
-    got = (logits[1] - logits[0]).reshape(-1, logits.shape[-1])  # (positions, vocab)
     expected = chain.logits(v.reshape(-1, v.shape[-1]).T.float()).T.double()  # (positions, vocab)
-    if got.shape != expected.shape:
-        return None
+    if logits.shape[0] != 2 or logits[0].numel() != expected.numel() or logits.shape[-1] != expected.shape[-1]:
+        raise ModelError(
+            f"{type(model).__name__} returns logits of shape {tuple(logits.shape)} for 2 rows of 2 tokens, whose "
+            f"final norm's output reads {tuple(expected.shape)} (positions, vocabulary) per row through its LM head: "
+            "they cannot be compared, so the scale the model applies to its logits (Granite's 1 / logits_scaling) "
+            "cannot be measured, and output effects read without it would be wrong. Profile without "
+            "output_effects, or pass the model whose forward returns one logit per position and vocabulary token.")
+    got = (logits[1] - logits[0]).reshape(-1, logits.shape[-1])  # (positions, vocab)
     return got, expected, logits[0].reshape(-1, logits.shape[-1]).double(), (logits.dtype, v.dtype)
 
 

@@ -509,6 +509,25 @@ def test_logits_transformed_otherwise_than_by_a_scalar_are_refused():
         hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer)
 
 
+@pytest.mark.parametrize("reshape", ["last_position", "flattened"])
+def test_logits_of_another_shape_than_the_probe_are_refused(reshape):
+    """A model (here a wrapped Granite) whose returned logits are not one row of positions x vocabulary per input row
+    (only the last position's, or rows and positions flattened together): the scale probe could not compare them
+    with its readout and read 1.0, so Granite's 1 / logits_scaling was dropped and every logit read 8 times the
+    model's own change, with no error. Refused, naming the model class."""
+    model, tokenizer, _, _ = _granite(False)
+    forward = model.forward
+
+    def wrapped(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits = out.logits[:, -1:] if reshape == "last_position" else out.logits.reshape(-1, out.logits.shape[-1])
+        return out
+
+    model.forward = wrapped
+    with pytest.raises(ModelError, match=r"GraniteForCausalLM returns logits of shape .* cannot be compared"):
+        hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer)
+
+
 def test_a_model_passing_on_several_residual_streams_is_refused():
     """Helper 277: Gemma 3n's blocks pass on a stack of AltUp streams, which the MLP output reaches through
     input-dependent corrections and the model mixes through projections before its final norm; the gain measurement
