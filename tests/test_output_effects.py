@@ -752,6 +752,62 @@ def test_gemma4_moe_blocks_read_both_norms_of_each_branch(dtype):
         np.testing.assert_allclose(half["logit"], full["logit"], atol=1e-2 * np.abs(full["logit"]).max())
 
 
+def test_falcon_h1_multipliers_are_the_models_own():
+    """Falcon-H1 multiplies its MLP output by ``mlp_multipliers[1]`` (``down_multiplier``) and its logits by
+    ``lm_head_multiplier`` (its gate multiplier acts before the neuron, and the attention and SSM multipliers on other
+    paths): measured, never tested. Against the columns written out (0.3 x 0.25) and the model's own logit change (+1
+    on a neuron of the last block, the final norm replaced by its scale), and bfloat16 against float32."""
+    from transformers import FalconH1Config, FalconH1ForCausalLM
+
+    torch.manual_seed(23)
+    config = FalconH1Config(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
+                            mamba_d_ssm=32, mamba_n_heads=4, mamba_d_head=8, mamba_n_groups=1, mamba_d_state=8,
+                            mamba_d_conv=4, mamba_chunk_size=16, mlp_multipliers=[1.5, 0.3], lm_head_multiplier=0.25,
+                            embedding_multiplier=3.0, attention_in_multiplier=1.3, attention_out_multiplier=0.6,
+                            ssm_in_multiplier=1.1, ssm_out_multiplier=0.4, key_multiplier=0.8, pad_token_id=0,
+                            bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    model = FalconH1ForCausalLM(config).eval()
+    _randomize_norms(model)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 1.0)
+    neurons = [0, 39]
+    table = hf_txray.output_effects_table(model, [0, 1], k=K, neurons=neurons)
+    norm = model.model.final_layernorm
+    for layer in (0, 1):
+        for neuron in neurons:
+            column = model.model.layers[layer].feed_forward.down_proj.weight[:, neuron] * norm.weight
+            logits = (0.3 * 0.25 * model.lm_head(column)).detach().double().numpy()
+            rows = table[(table["layer"] == layer) & (table["neuron"] == neuron) & (table["direction"] == "promoted")]
+            np.testing.assert_allclose(rows["logit"], np.sort(logits)[::-1][:K], rtol=1e-4, atol=1e-7)
+    down = model.model.layers[1].feed_forward.down_proj
+
+    def logits(neuron, delta):
+        def bump(module, args):
+            x = args[0].clone()
+            x[..., neuron] += delta
+            return (x,)
+
+        handle = down.register_forward_pre_hook(bump)
+        try:
+            with torch.no_grad():
+                return model(input_ids=torch.tensor([[3, 4, 5]])).logits[0, -1].double()
+        finally:
+            handle.remove()
+
+    original, scale = norm.forward, norm.weight.detach()
+    norm.forward = lambda x: x * scale
+    try:
+        for neuron in neurons:
+            change = (logits(neuron, 1.0) - logits(neuron, 0.0)).numpy()
+            rows = table[(table["layer"] == 1) & (table["neuron"] == neuron) & (table["direction"] == "promoted")]
+            np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-4, atol=1e-6)
+    finally:
+        norm.forward = original
+    half = hf_txray.output_effects_table(model.to(torch.bfloat16), [0, 1], k=K, neurons=neurons)
+    np.testing.assert_allclose(half["logit"], table["logit"], atol=1e-2 * np.abs(table["logit"]).max())
+
+
 def test_single_neuron_api_equals_table():
     model, tokenizer, _, _ = _gpt2()
     one = hf_txray.output_effects(model, 1, 7, k=3, tokenizer=tokenizer)
