@@ -399,8 +399,8 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
     is replaced by 0 in one and by a small fixed vector ``v`` in the other, and the difference of the logits
     (biases cancel) is compared with ``chain(v)``. In half precision a logit bias (Phi's and GPT-J's LM head bias,
     BART's ``final_logits_bias``) rounds that small difference away: where it is not proportional, it is measured
-    once more with ``v`` scaled until ``chain(v)`` is as large as the logits at 0. 1.0 where the model returns no
-    logits.
+    once more with ``v`` scaled until ``chain(v)`` is as large as the logits at 0 (so too where the change is lost
+    whole: a logit scale is never 0). 1.0 where the model returns no logits.
 
     Raises:
         ModelError: the logits are not proportional to ``chain(v)``: the model transforms them in a way output
@@ -411,20 +411,27 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
     if measured is None:
         return 1.0
     got, expected, at_zero, dtypes = measured
-    scale = _proportion(got, expected, (dtype, *dtypes))
+    scale = _nonzero(_proportion(got, expected, (dtype, *dtypes)))
     # the logits at 0 hold the biases; a change far below them is lost to their rounding: probe as large as they are
     grow = float(at_zero.abs().max()) / max(float(expected.abs().max()), 1e-30)
     if scale is None and grow > 1.0 and np.isfinite(grow):
         measured = _logit_change(model, start, chain, grow)
         if measured is not None:
             got, expected, _, dtypes = measured
-            scale = _proportion(got, expected, (dtype, *dtypes))
+            scale = _nonzero(_proportion(got, expected, (dtype, *dtypes)))
     if scale is None:
         raise ModelError(
             f"{type(model).__name__} transforms its logits after the LM head in a way output effects do not read "
             "(not a scalar factor or a soft-capping): the logit changes they report would be wrong. Profile without "
             "output_effects.")
     return scale
+
+
+def _nonzero(scale: float | None) -> float | None:
+    """A measured logit scale, or None for 0: the logits are read from the final norm's output, so no change at all
+    means the probe's change was lost to the rounding of larger logits (a large logit bias in bfloat16), not that
+    the model multiplies its logits by 0."""
+    return None if scale == 0.0 else scale
 
 
 @torch.no_grad()

@@ -461,12 +461,14 @@ def test_scalars_are_measured_in_half_precision(kind, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("kind", ["phi_head_bias", "granite_logits_bias"])
+@pytest.mark.parametrize("kind", ["phi_head_bias", "granite_logits_bias", "granite_large_logits_bias"])
 def test_a_logit_bias_in_half_precision_is_not_read_as_a_transform(kind, dtype):
     """Helper 277: Phi's and GPT-J's LM heads have a bias (BART a final_logits_bias); in half precision the logit
     change of the scale probe (about 1e-3 here) was lost to the rounding of logits of about 1, and every such model
     was refused ("transforms its logits") though it only adds a bias. Measured again with a probe as large as the
-    logits at 0, it reads as in float32 (Granite's 1/8 too)."""
+    logits at 0, it reads as in float32 (Granite's 1/8 too). With a bias 100 times larger (logits of about 300) the
+    change was lost whole in bfloat16 and read as a logit scale of 0: every output effect 0.0, no error; a change of
+    0 is measured again too."""
     if kind == "phi_head_bias":
         from transformers import PhiConfig, PhiForCausalLM
 
@@ -480,6 +482,7 @@ def test_a_logit_bias_in_half_precision_is_not_read_as_a_transform(kind, dtype):
     else:
         model = _granite(False)[0]
         bias = torch.randn(model.config.vocab_size, generator=torch.Generator().manual_seed(3))
+        bias = 100 * bias if kind == "granite_large_logits_bias" else bias
         forward = model.forward
 
         def biased(*args, **kwargs):
