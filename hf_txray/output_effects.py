@@ -404,13 +404,14 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
 
     Raises:
         ModelError: the logits are not proportional to ``chain(v)``: the model transforms them in a way output
-            effects do not read.
+            effects do not read (log-probabilities are named as such).
     """
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     measured = _logit_change(model, start, chain, 1.0)
     if measured is None:
         return 1.0
     got, expected, at_zero, dtypes = measured
+    _refuse_log_probabilities(model, (at_zero, at_zero + got), (dtype, *dtypes))
     scale = _nonzero(_proportion(got, expected, (dtype, *dtypes)))
     # the logits at 0 hold the biases; a change far below them is lost to their rounding: probe as large as they are
     grow = float(at_zero.abs().max()) / max(float(expected.abs().max()), 1e-30)
@@ -425,6 +426,28 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
             "(not a scalar factor or a soft-capping): the logit changes they report would be wrong. Profile without "
             "output_effects.")
     return scale
+
+
+def _refuse_log_probabilities(model: nn.Module, rows: Sequence[torch.Tensor], dtypes: Sequence[torch.dtype]) -> None:
+    """Refuse a model whose returned logits are log-probabilities (a head ending in ``log_softmax``): at every
+    position of both probe rows (the final norm's output replaced by 0 and by ``v``) ``exp`` sums to 1 over the
+    vocabulary, within the rounding of their precision (bfloat16 rounds a log-probability of -10 by up to 0.03). Their
+    change is the logits' change less an input-dependent constant per position, which no scalar reads: refused in
+    float32 as not proportional, and it passed that check in half precision (residual about 1 / sqrt(vocab) of the
+    change, under its 5e-2 tolerance). Raw logits sum so only where their bias is itself a normalised distribution.
+
+    Raises:
+        ModelError: every row of `rows` (``(positions, vocab)``) has ``logsumexp`` 0.
+    """
+    full = all(dtype in (torch.float32, torch.float64) for dtype in dtypes)
+    tol = 1e-4 if full else 5e-2
+    if rows[0].shape[-1] < 2 or not all(bool((torch.logsumexp(r.double(), -1).abs() <= tol).all()) for r in rows):
+        return
+    raise ModelError(
+        f"{type(model).__name__} returns log-probabilities (exp of its logits sums to 1 at every position), not "
+        "logits: their change is the LM head's change less a constant per position that depends on the input, so no "
+        "output effect reads it. Profile without output_effects, or pass the model whose forward returns the LM "
+        "head's logits.")
 
 
 def _nonzero(scale: float | None) -> float | None:

@@ -512,6 +512,33 @@ def test_logits_transformed_otherwise_than_by_a_scalar_are_refused():
         hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_logits_that_are_log_probabilities_are_refused(dtype):
+    """A model whose forward returns ``log_softmax`` of its logits: their change is the LM head's less a constant per
+    position that depends on the input. In float32 it was refused as not proportional; in float16 (2,000 tokens,
+    residual about 1 / sqrt(2000) of the change, under the 5e-2 tolerance) it passed as a logit scale of 1.0 with no
+    error. Detected exactly (exp sums to 1 at every position of both probe rows) and refused, named as such."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=2000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=44, max_position_embeddings=64,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 1.0)
+    forward = model.forward
+
+    def log_probabilities(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits = torch.log_softmax(out.logits, dim=-1)
+        return out
+
+    model.forward = log_probabilities
+    with pytest.raises(ModelError, match="LlamaForCausalLM returns log-probabilities"):
+        hf_txray.output_effects_table(model.to(dtype), [1], k=K, neurons=[0])
+
+
 @pytest.mark.parametrize("reshape", ["last_position", "flattened"])
 def test_logits_of_another_shape_than_the_probe_are_refused(reshape):
     """A model (here a wrapped Granite) whose returned logits are not one row of positions x vocabulary per input row
