@@ -448,6 +448,99 @@ def test_output_effects_are_the_models_own_logit_change(kind):
         norm.forward = original
 
 
+# Masked-LM families read through the model's own forward: (config class, model class, config extras, the last
+# block's down projection, norms ending a post-LN block (dropped: not read through), norms read by their scale (a
+# pre-LN stack's final norm, the head's norm), the head's activation as a module or as a function of its module)
+MLM_FORWARDS = {
+    "bert": ("BertConfig", "BertForMaskedLM", {}, "bert.encoder.layer.1.output.dense",
+             ["bert.encoder.layer.1.output.LayerNorm"], ["cls.predictions.transform.LayerNorm"],
+             "cls.predictions.transform.transform_act_fn"),
+    "roberta": ("RobertaConfig", "RobertaForMaskedLM", {"pad_token_id": 1}, "roberta.encoder.layer.1.output.dense",
+                ["roberta.encoder.layer.1.output.LayerNorm"], ["lm_head.layer_norm"], "roberta:gelu"),
+    "deberta_v2": ("DebertaV2Config", "DebertaV2ForMaskedLM", {"legacy": True},
+                   "deberta.encoder.layer.1.output.dense", ["deberta.encoder.layer.1.output.LayerNorm"],
+                   ["cls.predictions.transform.LayerNorm"], "cls.predictions.transform.transform_act_fn"),
+    "mpnet": ("MPNetConfig", "MPNetForMaskedLM", {}, "mpnet.encoder.layer.1.output.dense",
+              ["mpnet.encoder.layer.1.output.LayerNorm"], ["lm_head.layer_norm"], "mpnet:gelu"),
+    "roformer": ("RoFormerConfig", "RoFormerForMaskedLM", {"embedding_size": 32},
+                 "roformer.encoder.layer.1.output.dense", ["roformer.encoder.layer.1.output.LayerNorm"],
+                 ["cls.predictions.transform.LayerNorm"], "cls.predictions.transform.transform_act_fn"),
+    "modernbert": ("ModernBertConfig", "ModernBertForMaskedLM", {"pad_token_id": 0, "bos_token_id": 101,
+                   "eos_token_id": 102, "cls_token_id": 101, "sep_token_id": 102, "global_attn_every_n_layers": 1,
+                   "local_attention": 8}, "model.layers.1.mlp.Wo", [], ["model.final_norm", "head.norm"], "head.act"),
+    "esm": ("EsmConfig", "EsmForMaskedLM", {"pad_token_id": 1, "mask_token_id": 2,
+            "position_embedding_type": "absolute"}, "esm.encoder.layer.1.output.dense", [],
+            ["esm.encoder.emb_layer_norm_after", "lm_head.layer_norm"], "esm:gelu"),
+    "megatron_bert": ("MegatronBertConfig", "MegatronBertForMaskedLM", {}, "bert.encoder.layer.1.output.dense", [],
+                      ["bert.encoder.ln", "cls.predictions.transform.LayerNorm"],
+                      "cls.predictions.transform.transform_act_fn"),
+    "xlm_roberta_xl": ("XLMRobertaXLConfig", "XLMRobertaXLForMaskedLM", {"pad_token_id": 1},
+                       "roberta.encoder.layer.1.output.dense", [], ["roberta.encoder.LayerNorm", "lm_head.layer_norm"],
+                       "xlm_roberta_xl:gelu"),
+    "convbert": ("ConvBertConfig", "ConvBertForMaskedLM", {"embedding_size": 32},
+                 "convbert.encoder.layer.1.output.dense", ["convbert.encoder.layer.1.output.LayerNorm"],
+                 ["generator_predictions.LayerNorm"], "generator_predictions.activation"),
+    "rembert": ("RemBertConfig", "RemBertForMaskedLM", {"input_embedding_size": 32, "output_embedding_size": 24},
+                "rembert.encoder.layer.1.output.dense", ["rembert.encoder.layer.1.output.LayerNorm"],
+                ["cls.predictions.LayerNorm"], "cls.predictions.activation"),
+    "fnet": ("FNetConfig", "FNetForMaskedLM", {}, "fnet.encoder.layer.1.output.dense",
+             ["fnet.encoder.layer.1.output.LayerNorm"], ["cls.predictions.transform.LayerNorm"],
+             "cls.predictions.transform.transform_act_fn"),
+}
+
+
+@pytest.mark.parametrize("family", list(MLM_FORWARDS))
+def test_masked_lm_output_effects_are_the_models_own_logit_change(family, monkeypatch):
+    """Masked-LM heads get no measured logit-scale check (their head is read step by step): through each family's own
+    forward pass, +1 on a neuron of the last block changes the logits by its output effects once the approximations
+    are made in the model itself: a post-LN block's closing norm dropped (not read through), the final and head
+    norms replaced by their elementwise scales, the head's activation by the identity (linear reading)."""
+    import importlib
+
+    import transformers
+
+    config_class, model_class, extra, down, dropped, scaled, activation = MLM_FORWARDS[family]
+    torch.manual_seed(24)
+    config = getattr(transformers, config_class)(
+        vocab_size=bert_tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=48, max_position_embeddings=64, **extra)
+    model = getattr(transformers, model_class)(config).eval()
+    _randomize_norms(model)
+    width = model.get_submodule(down).in_features
+    table = hf_txray.output_effects_table(model, [1], k=K, neurons=[0, width - 1])
+    for name in dropped:
+        monkeypatch.setattr(model.get_submodule(name), "forward", lambda x: x)
+    for name in scaled:
+        norm = model.get_submodule(name)
+        monkeypatch.setattr(norm, "forward", lambda x, weight=norm.weight.detach(): x * weight)
+    if ":" in activation:  # a function of the modeling module (RoBERTa's gelu)
+        family_module, function = activation.split(":")
+        modeling = importlib.import_module(f"transformers.models.{family_module}.modeling_{family_module}")
+        monkeypatch.setattr(modeling, function, lambda x: x)
+    else:
+        parent, _, attribute = activation.rpartition(".")
+        monkeypatch.setattr(model.get_submodule(parent), attribute, torch.nn.Identity())
+
+    def logits(neuron, delta):
+        def bump(module, args):
+            x = args[0].clone()
+            x[..., neuron] += delta
+            return (x,)
+
+        handle = model.get_submodule(down).register_forward_pre_hook(bump)
+        try:
+            with torch.no_grad():
+                return model(input_ids=torch.tensor([[101, 3000, 4000, 102]])).logits[0, 1].double()
+        finally:
+            handle.remove()
+
+    for neuron in (0, width - 1):
+        change = (logits(neuron, 1.0) - logits(neuron, 0.0)).numpy()
+        for direction, order in (("promoted", np.argsort(-change)), ("suppressed", np.argsort(change))):
+            rows = table[(table["neuron"] == neuron) & (table["direction"] == direction)].sort_values("rank")
+            np.testing.assert_allclose(rows["logit"], change[order[:K]], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("kind", ["granite", "minicpm3"])
 def test_scalars_are_measured_in_half_precision(kind, dtype):
