@@ -18,7 +18,7 @@ read from config names): one on the MLP output before the residual sum (:func:`r
 HyperCLOVA X's ``residual_multiplier``, MiniCPM's ``scale_depth / sqrt(num_hidden_layers)``), those by which later
 blocks pass the residual stream on (:func:`residual_passthrough`: Gemma 4's ``layer_scalar``, Beam's depth-scaled
 residual), and one between the
-final norm and the logits (:func:`logit_scale`: Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``,
+final norm (an MLM head's last layer) and the logits (:func:`logit_scale`: Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``,
 MiniCPM's ``dim_model_base / hidden_size``, T5's ``d_model ** -0.5``); Gemma 2's logit soft-capping is read at 0,
 where its slope is 1, and logits transformed otherwise are refused. A MoE router's weight for the expert (it
 depends on the input) is not applied; a factor the MoE module applies to its routed experts alone (Laguna's
@@ -320,14 +320,17 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
             f"{type(model).__name__}'s residual stream is {residual} wide but its unembedding reads {hidden}, and no "
             "projection between them (OPT's project_out, or a linear layer of the LM head) was found: output "
             "effects cannot be read for this model. Profile without output_effects.")
-    if not head_steps:  # no LM-head transform (a causal LM, T5): a scalar between the final norm and the logits
+    if head_steps:  # an LM-head transform (an MLM): a scalar between its last layer's output and the logits
+        start, after = head_steps[-1][1], []
+    else:  # a causal LM, T5: a scalar between the final norm and the logits
         after = steps[1:] if final is not None else steps  # the projection (OPT-350m's project_out), if any
         # from the final norm's output; a norm without weight (OLMo) has no scale, but normalises what it is given
-        start = final or _final_norm(weightless, blocks, order)
-        scale = logit_scale(model, start[1] if start is not None else blocks[-1], Readout(after, unembedding, []))
-        if scale != 1.0:
-            steps.append(("scale", torch.full((hidden,), scale)))
-            names.append("logit scale")
+        found = final or _final_norm(weightless, blocks, order)
+        start = found[1] if found is not None else blocks[-1]
+    scale = logit_scale(model, start, Readout(after, unembedding, []))
+    if scale != 1.0:
+        steps.append(("scale", torch.full((hidden,), scale)))
+        names.append("logit scale")
     names.append(_qualified_name(model, head))
     _warn_initialized_head(model, read)
     return Readout(steps, unembedding, names)
@@ -392,7 +395,8 @@ def _proportion(y: torch.Tensor, x: torch.Tensor, dtypes: Sequence[torch.dtype])
 @torch.no_grad()
 def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
     """The scalar by which `model` multiplies its logits between the output of `start` (the final norm, or the last
-    block without one) and its returned logits, beyond `chain` (the linear maps from there to the logits):
+    block without one; an MLM head's last layer) and its returned logits, beyond `chain` (the linear maps from there
+    to the logits):
     Granite's ``1 / logits_scaling``, Cohere's ``logit_scale``, MiniCPM's ``dim_model_base / hidden_size``,
     T5's ``d_model ** -0.5`` (tied embeddings); a soft-capping (Gemma 2) is read
     at 0, where its slope is 1. Measured, not read from the config: in one forward pass of two rows, `start`'s output

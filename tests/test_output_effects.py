@@ -541,6 +541,34 @@ def test_masked_lm_output_effects_are_the_models_own_logit_change(family, monkey
             np.testing.assert_allclose(rows["logit"], change[order[:K]], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("transform", ["halved", "log_softmax"])
+def test_masked_lm_logits_transformed_after_the_head_are_measured(transform):
+    """A masked LM's head is read step by step and its logits were never measured: a model whose forward multiplies
+    the decoder's logits by 0.5 read every output effect twice the model's own change, and one returning
+    log-probabilities read as logits, with no error. The logit scale is now measured from the head's last step's
+    output, as a causal LM's is from its final norm's."""
+    model, tokenizer, brute, width = _bert_mlm()
+    forward = model.forward
+
+    def transformed(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits = 0.5 * out.logits if transform == "halved" else torch.log_softmax(out.logits, dim=-1)
+        return out
+
+    model.forward = transformed
+    if transform == "log_softmax":
+        with pytest.raises(ModelError, match="BertForMaskedLM returns log-probabilities"):
+            hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer)
+        return
+    table = hf_txray.output_effects_table(model, [1], k=K, tokenizer=tokenizer, neurons=[0])
+    one_hot = torch.zeros(width)
+    one_hot[0] = 1.0
+    with torch.no_grad():
+        logits = 0.5 * brute(1, one_hot).double().numpy()
+    rows = table[table["direction"] == "promoted"].sort_values("rank")
+    np.testing.assert_allclose(rows["logit"], np.sort(logits)[::-1][:K], rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("kind", ["granite", "minicpm3"])
 def test_scalars_are_measured_in_half_precision(kind, dtype):
