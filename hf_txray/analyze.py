@@ -40,11 +40,12 @@ from .model_checks import check_before_loading, check_model_options
 from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus,
-                      load_pinned_stream, merge_dtype, resolve_model_path, resolve_model_source, weights_dtype)
+                      load_pinned_stream, merge_dtype, resolve_model_path, resolve_model_source)
 from .profile import USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
+from .forward import weights_dtype
 from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
 from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
 from .workers import encode_buckets, resolve_num_workers

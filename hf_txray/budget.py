@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .loading import weights_dtype
+from .forward import weights_dtype
 
 # Bytes of the widest per-token activation held by a CPU batch, per thread of the forward: about the size of a core's
 # L2 cache and a share of the last-level cache (MiniLM's 1536-wide float32 MLP: 1024 tokens a thread).

@@ -39,6 +39,12 @@ def active_autocasts() -> list[tuple[str, torch.dtype]]:
             if torch.is_autocast_enabled(device)]
 
 
+def weights_dtype(model: Any) -> Any:
+    """The dtype a model's weights hold (its first floating parameter's; None for a model without one)."""
+    parameters = model.parameters() if hasattr(model, "parameters") else ()
+    return next((p.dtype for p in parameters if p.is_floating_point()), None)
+
+
 @contextlib.contextmanager
 def own_precision(active: list[tuple[str, torch.dtype]] | None = None):
     """Every autocast context of `active` (default: :func:`active_autocasts`, those active now) turned off, so that
@@ -321,7 +327,7 @@ class StackForward:
         active = active_autocasts()
         if active and not self._autocast_noted:
             self._autocast_noted = True
-            held = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+            held = weights_dtype(self.model)
             logger.warning(
                 "torch.autocast(%s) is active around the profiled forward pass; hf_txray turns it off and runs the "
                 "model in the dtype of its weights (%s), which the profile records and reproduce reloads. To profile "

@@ -1065,12 +1065,6 @@ def merge_dtype(dtype: Any, model_kwargs: Mapping[str, Any] | None) -> tuple[Any
     return next(iter(normalized.values()), None), kwargs
 
 
-def weights_dtype(model: Any) -> Any:
-    """The dtype a model's weights hold (its first floating parameter's; None for a model without one)."""
-    parameters = model.parameters() if hasattr(model, "parameters") else ()
-    return next((p.dtype for p in parameters if p.is_floating_point()), None)
-
-
 def load_named_dataset(name: str, split: str | None, streaming: bool = False):
     path = Path(name).expanduser()
     if not path.exists() and looks_local(name):

@@ -51,7 +51,7 @@ from torch import nn
 from .counts import check_count
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
-from .forward import own_forward, own_precision
+from .forward import own_forward, own_precision, weights_dtype
 from .hooks import HookSpec, call_order, module_hooks, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
@@ -410,7 +410,7 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
         ModelError: the logits are not proportional to ``chain(v)``: the model transforms them in a way output
             effects do not read (log-probabilities are named as such).
     """
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    dtype = weights_dtype(model) or torch.float32
     measured = _logit_change(model, start, chain, 1.0)
     if measured is None:
         return 1.0
@@ -725,7 +725,7 @@ def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = 
               for module in blocks[layer].modules() if "norm" in type(module).__name__.lower()]
     with module_hooks(hooks):
         _probe_forward(model, "measure the scale of its MLP outputs in the residual stream", rows=rows)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    dtype = weights_dtype(model) or torch.float32
     for i, layer in enumerate(layers):
         u, y = added.get(layer), out.get(layer)
         if u is None or y is None or not u.numel():
@@ -810,7 +810,7 @@ def residual_passthrough(model: nn.Module, first: int, stack: str | None = None)
                 hooks += [("pre", module, unmoved(i + 1)), ("post", module, _collect_outputs(normed[m]))]
     with module_hooks(hooks):
         _probe_forward(model, "measure how its blocks pass the residual stream on", rows=rows)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    dtype = weights_dtype(model) or torch.float32
     for i, m in enumerate(later):
         u, y = added.get(m), out.get(m)
         if u is None or y is None or not u.numel() or y.shape != (rows, *u.shape) or \

@@ -730,7 +730,7 @@ def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
     dtype = runtime.get("dtype")
     if not isinstance(model_arg, (str, Path)):
         from .distributed import is_dispatched
-        from .loading import weights_dtype
+        from .forward import weights_dtype
 
         held = str(weights_dtype(model_arg) or "").removeprefix("torch.")
         if dtype and held and held != dtype:

@@ -29,7 +29,7 @@ import torch
 from ..artifact import Artifact, write_header
 from ..counts import check_count
 from ..errors import ConfigurationError, DatasetError, ModelError
-from ..forward import StackForward
+from ..forward import StackForward, weights_dtype
 from ..hashes import text_hashes
 from ..hooks import Trace
 from ..io_utils import read_json, write_json
@@ -413,7 +413,6 @@ def _fingerprint(forward: StackForward) -> WeightsFingerprint:
     """The sample hashes and dtype of the weights that produce the activations read: the body that runs (task heads
     left out, as a profile hashes it, so a checkpoint loaded with or without its head matches), or the chosen stack
     of an encoder-decoder, and what every stack depends on (the same body, or the encoder and decoder together)."""
-    from ..loading import weights_dtype
     from ..provenance import weights_sample_hash
 
     module = forward.read_weights
