@@ -116,6 +116,25 @@ def _mixtral():
     return model, bpe_tokenizer(), brute, 4 * 24
 
 
+def _logit_change(model, down, unit, ids=(3, 4, 5), position=-1):
+    """Brute force, through the model's own forward: its logits at `position` of `ids` with 1 added to input unit
+    `unit` of the module `down`, minus those without (float64)."""
+    def run(delta):
+        def bump(module, args):
+            x = args[0].clone()
+            x[..., unit] += delta
+            return (x,)
+
+        handle = down.register_forward_pre_hook(bump)
+        try:
+            with torch.no_grad():
+                return model(input_ids=torch.tensor([list(ids)])).logits[0, position].double()
+        finally:
+            handle.remove()
+
+    return (run(1.0) - run(0.0)).numpy()
+
+
 def _randomize_norms(model):
     """Non-trivial norm scales, so that forgetting (or misreading) the scale changes the result."""
     g = torch.Generator().manual_seed(7)
@@ -420,27 +439,12 @@ def test_output_effects_are_the_models_own_logit_change(kind):
     model, tokenizer, _, width = BUILDERS[kind]()
     norm, block = model.model.norm, model.model.layers[-1]
     scale = norm.weight.detach()  # x * weight after normalising, in all four
-    ids = torch.tensor([[3, 4, 5]])
-
-    def logits(neuron, delta):
-        def bump(module, args):
-            x = args[0].clone()
-            x[..., neuron] += delta
-            return (x,)
-
-        handle = block.mlp.down_proj.register_forward_pre_hook(bump)
-        try:
-            with torch.no_grad():
-                return model(input_ids=ids).logits[0, -1].double()
-        finally:
-            handle.remove()
-
     table = hf_txray.output_effects_table(model, [len(model.model.layers) - 1], k=K, neurons=[0, width - 1])
     original = norm.forward
     norm.forward = lambda x: x * scale.to(x.dtype)
     try:
         for neuron in (0, width - 1):
-            change = (logits(neuron, 1.0) - logits(neuron, 0.0)).numpy()
+            change = _logit_change(model, block.mlp.down_proj, neuron)
             rows = table[(table["neuron"] == neuron) & (table["direction"] == "promoted")].sort_values("rank")
             np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-3, atol=1e-6)
             assert set(rows["token_id"]) == set(np.argsort(-change)[:K])
@@ -521,21 +525,8 @@ def test_masked_lm_output_effects_are_the_models_own_logit_change(family, monkey
         parent, _, attribute = activation.rpartition(".")
         monkeypatch.setattr(model.get_submodule(parent), attribute, torch.nn.Identity())
 
-    def logits(neuron, delta):
-        def bump(module, args):
-            x = args[0].clone()
-            x[..., neuron] += delta
-            return (x,)
-
-        handle = model.get_submodule(down).register_forward_pre_hook(bump)
-        try:
-            with torch.no_grad():
-                return model(input_ids=torch.tensor([[101, 3000, 4000, 102]])).logits[0, 1].double()
-        finally:
-            handle.remove()
-
     for neuron in (0, width - 1):
-        change = (logits(neuron, 1.0) - logits(neuron, 0.0)).numpy()
+        change = _logit_change(model, model.get_submodule(down), neuron, ids=(101, 3000, 4000, 102), position=1)
         for direction, order in (("promoted", np.argsort(-change)), ("suppressed", np.argsort(change))):
             rows = table[(table["neuron"] == neuron) & (table["direction"] == direction)].sort_values("rank")
             np.testing.assert_allclose(rows["logit"], change[order[:K]], rtol=1e-4, atol=1e-6)
@@ -746,24 +737,11 @@ def test_shared_experts_are_read_without_the_routed_experts_own_factor():
     scale = norm.weight.detach()
     table = hf_txray.output_effects_table(model, [1], k=K, neurons=[3, 64, 95])
 
-    def logits(unit, delta):
-        def bump(module, args):
-            x = args[0].clone()
-            x[..., unit] += delta
-            return (x,)
-
-        handle = mlp.shared_experts.down_proj.register_forward_pre_hook(bump)
-        try:
-            with torch.no_grad():
-                return model(input_ids=torch.tensor([[3, 4, 5]])).logits[0, -1].double()
-        finally:
-            handle.remove()
-
     original = norm.forward
     norm.forward = lambda x: x * scale.to(x.dtype)
     try:
         for neuron in (64, 95):  # shared units 0 and 31, after the 4 x 16 routed ones
-            change = (logits(neuron - 64, 1.0) - logits(neuron - 64, 0.0)).numpy()
+            change = _logit_change(model, mlp.shared_experts.down_proj, neuron - 64)
             rows = table[(table["neuron"] == neuron) & (table["direction"] == "promoted")].sort_values("rank")
             np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-4, atol=1e-7)
     finally:
@@ -875,24 +853,11 @@ def test_gemma4_moe_blocks_read_both_norms_of_each_branch(dtype):
                   block.post_feedforward_layernorm, model.model.norm]
     originals = [norm.forward for norm in linearized]
 
-    def logits(unit, delta):
-        def bump(module, args):
-            x = args[0].clone()
-            x[..., unit] += delta
-            return (x,)
-
-        handle = block.mlp.down_proj.register_forward_pre_hook(bump)
-        try:
-            with torch.no_grad():
-                return model(input_ids=torch.tensor([[3, 4, 5]])).logits[0, -1].double()
-        finally:
-            handle.remove()
-
     for norm in linearized:
         norm.forward = lambda x, weight=norm.weight.detach(): x * weight
     try:
         for neuron in (64, 111):
-            change = (logits(neuron - 64, 1.0) - logits(neuron - 64, 0.0)).numpy()
+            change = _logit_change(model, block.mlp.down_proj, neuron - 64)
             rows = full[(full["layer"] == 1) & (full["neuron"] == neuron) & (full["direction"] == "promoted")]
             np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-4, atol=1e-6)
     finally:
@@ -933,24 +898,11 @@ def test_falcon_h1_multipliers_are_the_models_own():
             np.testing.assert_allclose(rows["logit"], np.sort(logits)[::-1][:K], rtol=1e-4, atol=1e-7)
     down = model.model.layers[1].feed_forward.down_proj
 
-    def logits(neuron, delta):
-        def bump(module, args):
-            x = args[0].clone()
-            x[..., neuron] += delta
-            return (x,)
-
-        handle = down.register_forward_pre_hook(bump)
-        try:
-            with torch.no_grad():
-                return model(input_ids=torch.tensor([[3, 4, 5]])).logits[0, -1].double()
-        finally:
-            handle.remove()
-
     original, scale = norm.forward, norm.weight.detach()
     norm.forward = lambda x: x * scale
     try:
         for neuron in neurons:
-            change = (logits(neuron, 1.0) - logits(neuron, 0.0)).numpy()
+            change = _logit_change(model, down, neuron)
             rows = table[(table["layer"] == 1) & (table["neuron"] == neuron) & (table["direction"] == "promoted")]
             np.testing.assert_allclose(rows["logit"], change[rows["token_id"]], rtol=1e-4, atol=1e-6)
     finally:
