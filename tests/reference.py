@@ -50,6 +50,7 @@ MLP_MODULE = {
     "phi3": _LLAMA_LIKE, "phi": "layers.{}.mlp.fc2", "fnet": _BERT_LIKE, "convbert": _BERT_LIKE,
     "xmod": _BERT_LIKE, "gemma3n_text": _LLAMA_LIKE, "big_bird": _BERT_LIKE, "qwen2_vl_text": _LLAMA_LIKE,
     "recurrent_gemma": "layers.{}.mlp_block.down_proj", "eurobert": _LLAMA_LIKE, "diffllama": _LLAMA_LIKE,
+    "starcoder2": "layers.{}.mlp.c_proj", "nemotron": _LLAMA_LIKE, "gpt_bigcode": "h.{}.mlp.c_proj",
     "ibert": _BERT_LIKE,  # site="residual" only: its MLP's layers are QuantLinear
     "rwkv": "blocks.{}.feed_forward.value", "xlstm": "blocks.{}.ffn.proj_down", "ctrl": "h.{}.ffn.2", "lfm2": "layers.{}.feed_forward.w2",
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP

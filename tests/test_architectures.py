@@ -106,6 +106,12 @@ FAMILIES = {
                               intermediate_size=WIDTH, max_position_embeddings=128), "PhiModel", "bpe"),
     "phi3": ("Phi3Config", dict(_LLAMA_LIKE, pad_token_id=None), "Phi3Model", "bpe"),
     "olmo2": ("Olmo2Config", _LLAMA_LIKE, "Olmo2Model", "bpe"),
+    # helper 282: checked by testers only, now in the suite (StarCoder2's MLP is c_fc/c_proj, Nemotron's an ungated
+    # up/down pair with squared ReLU; GPTBigCode, StarCoder 1's and SantaCoder's, has multi-query attention)
+    "starcoder2": ("Starcoder2Config", _LLAMA_LIKE, "Starcoder2Model", "bpe"),
+    "nemotron": ("NemotronConfig", dict(_LLAMA_LIKE, head_dim=16), "NemotronModel", "bpe"),
+    "gpt_bigcode": ("GPTBigCodeConfig", dict(n_embd=HIDDEN, n_layer=LAYERS, n_head=2, n_inner=WIDTH, n_positions=128),
+                    "GPTBigCodeModel", "bpe"),
     "stablelm": ("StableLmConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
                                         num_key_value_heads=1, intermediate_size=WIDTH, max_position_embeddings=128),
                  "StableLmModel", "bpe"),
