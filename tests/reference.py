@@ -81,6 +81,7 @@ MOE_MODULE = {
     "granitemoeshared": ("layers.{}", "block_sparse_moe.router", "block_sparse_moe.experts", "shared_mlp.output_linear"),
     # the shared experts run after the routed ones
     "deepseek_v3": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
+    "glm4_moe": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
     # shared experts declared by a count (num_shared_experts), as wide as a routed expert each
     "cohere2_moe": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
     "afmoe": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),

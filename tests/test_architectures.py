@@ -153,6 +153,10 @@ FAMILIES = {
                                              kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=8,
                                              qk_nope_head_dim=8, v_head_dim=8, head_dim=8),
                     "DeepseekV3Model", "bpe"),
+    # helper 282: a tester's check only before; its shared experts run after the routed ones, as DeepSeek's
+    "glm4_moe": ("Glm4MoeConfig", dict(_LLAMA_LIKE, moe_intermediate_size=16, n_routed_experts=4, n_shared_experts=1,
+                                       num_experts_per_tok=2, first_k_dense_replace=0, n_group=1, topk_group=1,
+                                       head_dim=16), "Glm4MoeModel", "bpe"),
     # shared experts declared by a count (`num_shared_experts`) of routed experts' width: 3 x 16, 1 x 16
     "cohere2_moe": ("Cohere2MoeConfig", dict(_LLAMA_LIKE, intermediate_size=16, num_experts=4, num_experts_per_tok=2,
                                              num_shared_experts=3), "Cohere2MoeModel", "bpe"),
@@ -277,7 +281,8 @@ def test_matrix_covers_the_issue_families():
     missing = [f + h for f in DECODERS for h in HEADS if f not in DECODERS_WITH_HEAD and not has_head(f, h)]
     assert missing == ["rwkvForSequenceClassification", "olmoeForSequenceClassification",  # no such classes
                        "granitemoeForSequenceClassification", "granitemoesharedForSequenceClassification",
-                       "cohere2_moeForSequenceClassification", "afmoeForSequenceClassification"]
+                       "glm4_moeForSequenceClassification", "cohere2_moeForSequenceClassification",
+                       "afmoeForSequenceClassification"]
 
 
 # ----- sites are verified, not guessed -------------------------------------------------------------------------
