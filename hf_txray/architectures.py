@@ -4,7 +4,7 @@
 the hooked input must be exactly as wide as the MLP intermediate width the config declares. Most configs name that
 width with one of :data:`WIDTH_ATTRIBUTES`; the few that name it otherwise (or per stack) are listed in
 :data:`WIDTH_OVERRIDES`, keyed by ``config.model_type`` (the shape of peft's target-module mapping); widths computed
-from the config by a rule of the family's own (LFM2's, xLSTM's) are in :data:`DERIVED_WIDTHS`.
+from the config by a rule of the family's own (LFM2's, xLSTM's, GPT-NeoX-Japanese's) are in :data:`DERIVED_WIDTHS`.
 
 :func:`format_neuron` labels a neuron for people: ``expert E unit U`` in mixture-of-experts layers (used by the viewer
 and the dataset card).
@@ -88,9 +88,20 @@ def xlstm_width(config: Any) -> tuple[str, int] | None:
             f"ffn_round_up_to_multiple_of={multiple}"), width
 
 
+def gpt_neox_japanese_width(config: Any) -> tuple[str, int] | None:
+    """GPT-NeoX-Japanese's MLP width, as ``GPTNeoXJapaneseMLP`` computes it: ``hidden_size x
+    intermediate_multiple_size`` (no attribute declares it; 4 x hidden matched only at the default multiple of 4).
+    Returns ``(description, width)``, or None where the config lacks one of the two."""
+    hidden, multiple = getattr(config, "hidden_size", None), getattr(config, "intermediate_multiple_size", None)
+    if not (isinstance(hidden, int) and hidden > 0 and isinstance(multiple, (int, float)) and multiple > 0):
+        return None
+    return f"hidden_size={hidden} x intermediate_multiple_size={multiple}", int(hidden * multiple)
+
+
 # Families whose MLP width is computed from the config's attributes by a rule of their own: model_type -> a
 # function of the config giving ``(description, width)``, or None where the rule does not apply.
-DERIVED_WIDTHS: dict[str, Callable[[Any], tuple[str, int] | None]] = {"lfm2": lfm2_width, "xlstm": xlstm_width}
+DERIVED_WIDTHS: dict[str, Callable[[Any], tuple[str, int] | None]] = {
+    "lfm2": lfm2_width, "xlstm": xlstm_width, "gpt_neox_japanese": gpt_neox_japanese_width}
 
 # Mixture-of-experts models whose dense blocks (Qwen-MoE's `mlp_only_layers`, `decoder_sparse_step`) have an MLP of
 # another width than the routed experts: the attributes holding the dense blocks' width.

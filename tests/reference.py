@@ -53,6 +53,7 @@ MLP_MODULE = {
     "starcoder2": "layers.{}.mlp.c_proj", "nemotron": _LLAMA_LIKE, "gpt_bigcode": "h.{}.mlp.c_proj",
     "ibert": _BERT_LIKE,  # site="residual" only: its MLP's layers are QuantLinear
     "rwkv": "blocks.{}.feed_forward.value", "xlstm": "blocks.{}.ffn.proj_down", "ctrl": "h.{}.ffn.2", "lfm2": "layers.{}.feed_forward.w2",
+    "gpt_neox_japanese": "layers.{}.mlp.dense_4h_to_h",
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP
     "granitemoehybrid": "layers.{}.shared_mlp.output_linear",
     "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",

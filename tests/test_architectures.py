@@ -1646,6 +1646,21 @@ def test_xlstm_is_profiled_at_its_derived_mlp_width(site):
                                                                  feature_types=FEATURES))
 
 
+@pytest.mark.parametrize("multiple", [2, 4])
+def test_gpt_neox_japanese_is_profiled_at_its_derived_mlp_width(multiple):
+    """GPT-NeoX-Japanese's MLP is hidden_size x intermediate_multiple_size wide, which no config attribute declares:
+    taken to be 4 x hidden, every other multiple was refused (helper 282). Exact against the reference at both."""
+    config = tf.GPTNeoXJapaneseConfig(vocab_size=_bpe_vocab(), hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                      num_attention_heads=2, intermediate_multiple_size=multiple, pad_token_id=0,
+                                      bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model, tokenizer = tf.GPTNeoXJapaneseModel(config).eval(), bpe_tokenizer()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == HIDDEN * multiple
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
+
+
 def _bert_to_bert(decoder_hidden: int):
     """An EncoderDecoderModel of two tiny BERTs; a decoder of another hidden size gets `enc_to_dec_proj`."""
     def bert(hidden: int, decoder: bool) -> tf.BertConfig:
