@@ -14,16 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hf_txray import ConfigurationError, DatasetError, Profile, Profiler, TransferReport
 from hf_txray.trainer import TXRayArguments, TXRayCallback, TXRayTrainer
 
 try:
     from .models import SAMPLE_TEXTS, bert_tokenizer
-    from .reference import profile_table
+    from .reference import profile_table, reference_profile
 except ImportError:
     from models import SAMPLE_TEXTS, bert_tokenizer
-    from reference import profile_table
+    from reference import profile_table, reference_profile
 from hub_fixtures import hub, hub_server  # noqa: F401,E402
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]  # 6 texts
@@ -474,6 +475,80 @@ def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_trai
     for (name, a), b in zip(bare.model.state_dict().items(), txray.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     assert txray.model.training  # train mode restored after every profile
+
+
+class AveragingSGD(torch.optim.SGD):
+    """A schedule-free-like optimizer (as ``optim="schedule_free_adamw"``): it trains at the parameters (y) and
+    evaluates at their running average (x); ``eval()`` / ``train()`` swap them and set ``train_mode`` in every group,
+    as schedulefree's do (``Trainer.evaluate`` calls ``eval()``, ``Trainer.training_step`` ``train()``)."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, lr=lr)
+        for group in self.param_groups:
+            group["train_mode"] = False
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        assert all(group["train_mode"] for group in self.param_groups), "a step in eval mode"
+        for p in (p for group in self.param_groups for p in group["params"]):
+            self.state[p].setdefault("average", p.detach().clone())
+        super().step(closure)
+        for p in (p for group in self.param_groups for p in group["params"]):
+            state = self.state[p]
+            state["n"] = state.get("n", 1) + 1
+            state["average"] += (p - state["average"]) / state["n"]
+
+    @torch.no_grad()
+    def _swap(self, to_train: bool) -> None:
+        for group in (g for g in self.param_groups if g["train_mode"] != to_train):
+            for p in (p for p in group["params"] if "average" in self.state[p]):
+                state = self.state[p]
+                if to_train:
+                    p.copy_(state.pop("training_point"))
+                else:
+                    state["training_point"] = p.detach().clone()
+                    p.copy_(state["average"])
+            group["train_mode"] = to_train
+
+    def train(self):
+        self._swap(True)
+
+    def eval(self):
+        self._swap(False)
+
+
+def test_snapshots_with_a_schedule_free_optimizer_profile_the_evaluated_weights(tmp_path):
+    """Helper 280: with a schedule-free optimizer the Trainer evaluates, and saves after an evaluation, the averaged
+    weights (optimizer.eval()), but the snapshots profiled the training point: with schedulefree's AdamW the
+    snapshot of step 8 differed from the evaluated (and saved) model in 16 of 96 neurons' credit counts, and the
+    card named no snapshot as the model's. They profile the evaluated weights now, and training is not changed."""
+    from transformers import Trainer
+
+    options = dict(max_steps=8, learning_rate=0.5, txray_steps=4, eval_strategy="steps", eval_steps=4,
+                   save_strategy="steps", save_steps=4)
+    kwargs = dict(train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    model = build_classifier()
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "run", **options),
+                           optimizers=(AveragingSGD(model.parameters(), lr=0.5), None), **kwargs)
+    trainer.train()
+    assert list(trainer.txray_profiles) == ["step-0", "step-4", "step-8"]
+    for step in (4, 8):  # each checkpoint is saved after its evaluation: the averaged weights
+        saved = build_classifier()
+        saved.load_state_dict(load_file(tmp_path / "run" / f"checkpoint-{step}" / "model.safetensors"), strict=False)
+        expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
+        got = trainer.txray_profiles[f"step-{step}"]
+        assert profile_table(got, "token")[1] == dict(expected.count["token"]), step
+        assert {k: v for k, v in np.ndenumerate(got.neuron_count.reshape(2, -1)) if v} == \
+            dict(expected.neuron_count), step
+    # the trained model (evaluated last: the averaged weights) is the last snapshot's
+    assert trainer.txray_callback.stage_of_weights(trainer.model) == "step-8"
+    # and training is the plain Trainer's, bit for bit (the training point is put back after each snapshot)
+    bare_model = build_classifier()
+    bare = Trainer(model=bare_model, args=build_args(tmp_path / "bare", **options, txray_strategy="no"),
+                   optimizers=(AveragingSGD(bare_model.parameters(), lr=0.5), None), **kwargs)
+    bare.train()
+    for (name, a), b in zip(bare.model.state_dict().items(), trainer.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def test_a_second_txray_callback_in_one_trainer_is_refused_before_it_writes(tmp_path):

@@ -11,14 +11,16 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import shutil
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -249,11 +251,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._prune_outputs(args)
             self._write_timeline(args)
         if self.profile_on_train_begin and not self.timeline:  # step-0, or a resume whose checkpoint had none
-            self._snapshot(args, state, control)
+            self._snapshot(args, state, control, kwargs.get("optimizer"))
         elif self.strategy == "epoch" and state.global_step and _at_epoch_end(state):
             # resumed from an epoch's last step whose checkpoint was saved before its snapshot (hf_txray < this
             # fix): the weights are that step's, so take it now
-            self._snapshot(args, state, control)
+            self._snapshot(args, state, control, kwargs.get("optimizer"))
 
     def _claim_output_dir(self, state: TrainerState) -> None:
         """Refuse a second TX-Ray callback in the same training run, before it profiles or writes anything: both would
@@ -279,7 +281,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # a run resumed from it lost the epoch's snapshot.
         due = due or (self.strategy == "epoch" and _at_epoch_end(state))
         if self.enabled and (due or control.should_training_stop):
-            self._snapshot(args, state, control)
+            self._snapshot(args, state, control, kwargs.get("optimizer"))
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # The Trainer ends every epoch's loop with this event, a stopped one too, before load_best_model_at_end loads
@@ -287,15 +289,15 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # trainer.add_callback) at an evaluation without a save is seen here, with the last step's weights still in
         # place (helper 271: that step got no snapshot, only a warning at train end).
         if self.strategy == "epoch" or (self.enabled and self._training and control.should_training_stop):
-            self._snapshot(args, state, control)  # none when an earlier event took it
+            self._snapshot(args, state, control, kwargs.get("optimizer"))  # none when an earlier event took it
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.enabled and self._training and control.should_training_stop:  # early stopping: still the last
-            self._snapshot(args, state, control)                               # step's weights
+            self._snapshot(args, state, control, kwargs.get("optimizer"))  # step's weights
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.enabled and self._training and control.should_training_stop:  # (a stop set after our on_evaluate)
-            self._snapshot(args, state, control)
+            self._snapshot(args, state, control, kwargs.get("optimizer"))
         if self.enabled and args.should_save:
             self._write_plots(args)
 
@@ -312,13 +314,14 @@ class TXRayCallback(TrainerCallback, ExportableState):
                            "weights loaded (load_best_model_at_end, %s), which are not that step's.",
                            state.global_step, state.best_model_checkpoint)
         else:
-            self._snapshot(args, state, control)
+            self._snapshot(args, state, control, kwargs.get("optimizer"))
         if args.should_save:
             self._write_plots(args)
 
     # ----- one snapshot -----------------------------------------------------------------------------------------
     @keeps_rng
-    def _snapshot(self, args: TrainingArguments, state: TrainerState, control: TrainerControl) -> None:
+    def _snapshot(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                  optimizer: Any = None) -> None:
         step = int(state.global_step)
         if any(row["step"] == step for row in self.timeline):
             return  # e.g. the last step is also a TX-Ray step: one profile per step
@@ -329,8 +332,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._model_source = resolve_model_source(self._profiler.model)
         # Weights past step 0 exist only in memory: recorded as such (reproduce refuses until pin_model).
         self._profiler.model_source = dataclasses.replace(self._model_source, training_step=step)
-        profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
-                                     dataset_id=self.dataset_id, show_progress=False)
+        with evaluated_weights(optimizer):  # a schedule-free optimizer's evaluation point, as Trainer.evaluate's
+            profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
+                                         dataset_id=self.dataset_id, show_progress=False)
         profile_seconds = time.perf_counter() - started
         references = self._references()
         reports = {ref: self._report(source, profile) for ref, source in references.items()}
@@ -620,6 +624,67 @@ def _text_tokenizer(processing_class: Any) -> Any:
     return tokenizer
 
 
+
+
+def has_modes(optimizer: Any) -> bool:
+    """Whether `optimizer` has ``train()``/``eval()`` modes (schedule-free: ``optim="schedule_free_adamw"``); an
+    `AcceleratedOptimizer`, which has the methods whatever it wraps, when the optimizer it wraps has them."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return all(callable(getattr(inner, name, None)) for name in ("train", "eval"))
+
+
+def optimizer_train_mode(optimizer: Any) -> bool | None:
+    """Whether `optimizer` (one that :func:`has_modes`) is in train mode: True, False, or None where it has no such
+    modes or does not say (read from the ``train_mode`` flag of its parameter groups, or of the optimizer itself or
+    of the one an `AcceleratedOptimizer` wraps)."""
+    if not has_modes(optimizer):
+        return None
+    flags = [group.get("train_mode") for group in getattr(optimizer, "param_groups", [])]
+    if flags and all(isinstance(flag, bool) for flag in flags):
+        return all(flags)
+    for holder in (optimizer, getattr(optimizer, "optimizer", None)):
+        if isinstance(getattr(holder, "train_mode", None), bool):
+            return holder.train_mode
+    return None
+
+
+@contextlib.contextmanager
+def evaluated_weights(optimizer: Any) -> Iterator[None]:
+    """Within the block, the model holds the weights its `optimizer` evaluates, as in ``Trainer.evaluate``.
+
+    A schedule-free optimizer trains the parameters at one point (``y``) and evaluates at another (``x``): the
+    Trainer calls ``optimizer.eval()`` before evaluating, so its metrics, and the checkpoints and final model saved
+    after an evaluation, are of ``x``. A snapshot taken in train mode profiled ``y`` (helper 280: at step 8, 16 of 96
+    neurons' credit counts differed from the evaluated model's, and no snapshot was of the model saved). The
+    training point is put back bit for bit afterwards (``train()`` after ``eval()`` rounds), so training goes on as
+    the plain Trainer's. An optimizer already in eval mode (after an evaluation) holds ``x``: nothing to do. One
+    with such modes that does not say which it is in is warned about and profiled as it is.
+    """
+    mode = optimizer_train_mode(optimizer)
+    if mode is None and has_modes(optimizer):
+        _warn_unread_mode(type(getattr(optimizer, "optimizer", optimizer)).__name__)
+    if not mode:
+        yield
+        return
+    import torch
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    training_point = [p.detach().clone() for p in params]
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
+        with torch.no_grad():
+            for param, value in zip(params, training_point):
+                param.copy_(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_unread_mode(optimizer_name: str) -> None:  # once per optimizer class
+    logger.warning("TX-Ray: the optimizer (%s) has train()/eval() modes, but no train_mode flag says which it is in: "
+                   "snapshots profile the weights as training holds them, which may not be the ones Trainer.evaluate "
+                   "uses.", optimizer_name)
 
 
 def _device_of(model: Any) -> Any:
