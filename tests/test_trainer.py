@@ -667,6 +667,38 @@ def test_resume_at_an_epochs_last_step_keeps_that_epochs_snapshot(tmp_path):
             assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
 
 
+def test_resume_with_txray_on_from_a_checkpoint_saved_without_it(tmp_path):
+    """Helper 280: the Trainer's checkpoint save indexes the state of every ExportableState callback by its class name
+    in the resumed TrainerState, which a checkpoint saved without TX-Ray lacks: KeyError 'TXRayCallback' at the first
+    checkpoint after the resume, its training steps unsaved (TXRayTrainer and TXRayCallback alike). The resume is
+    profiled from the checkpoint's weights on (stage step-4), and its checkpoints keep the timeline."""
+    from transformers import Trainer
+
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=4, max_steps=8)
+    train(tmp_path, "run", **options, txray_strategy="no")  # checkpoints 4 and 8, no TX-Ray state in them
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    weights = build_classifier()
+    weights.load_state_dict(load_file(checkpoint / "model.safetensors"), strict=False)
+    expected = reference_profile(weights, bert_tokenizer(), TEXTS * 4, feature_types=("token",))
+    for name in ("trainer", "callback"):
+        shutil.copytree(tmp_path / "run", tmp_path / name)
+        args = build_args(tmp_path / name, **options)
+        if name == "trainer":
+            resumed = TXRayTrainer(model=build_classifier(seed=1), args=args, train_dataset=build_data(),
+                                   eval_dataset=build_data(), processing_class=bert_tokenizer())
+        else:
+            resumed = Trainer(model=build_classifier(seed=1), args=args, train_dataset=build_data(),
+                              processing_class=bert_tokenizer())
+            resumed.add_callback(TXRayCallback(TEXTS * 4, trainer=resumed, steps=3, features=("token",)))
+        resumed.train(resume_from_checkpoint=str(tmp_path / name / "checkpoint-4"))
+        callback = next(cb for cb in resumed.callback_handler.callbacks if isinstance(cb, TXRayCallback))
+        assert list(callback.profiles) == ["step-4", "step-6", "step-8"], name
+        assert profile_table(callback.profiles["step-4"], "token")[1] == dict(expected.count["token"]), name
+        saved = json.loads((tmp_path / name / "checkpoint-8" / "trainer_state.json").read_text())
+        assert [row["stage"] for row in saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"]] == \
+            ["step-4", "step-6", "step-8"], name
+
+
 def test_resume_with_other_txray_options_or_probe_is_refused_before_training(tmp_path):
     """A changed credit rule was refused only at the next snapshot, after training steps had run; a changed max_length
     or probe was compared with the checkpoint's profiles without a word."""

@@ -235,6 +235,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
     # ----- events -----------------------------------------------------------------------------------------------
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._training = True  # an evaluate() after train() sees should_training_stop still set: no snapshot then
+        self._register_state(state)
         if not self.enabled:
             return
         self._claim_output_dir(state)
@@ -256,6 +257,15 @@ class TXRayCallback(TrainerCallback, ExportableState):
             # resumed from an epoch's last step whose checkpoint was saved before its snapshot (hf_txray < this
             # fix): the weights are that step's, so take it now
             self._snapshot(args, state, control, kwargs.get("optimizer"))
+
+    def _register_state(self, state: TrainerState) -> None:
+        """Give the run's `TrainerState` a place for this callback's exported state where it has none: a state
+        resumed from a checkpoint saved without TX-Ray (``txray_strategy="no"``, or a plain Trainer) lacks it, and the
+        Trainer's checkpoint save indexes it by the callback's class name (helper 280: ``KeyError: 'TXRayCallback'``
+        at the first checkpoint after the resume, its training steps unsaved)."""
+        stored = state.stateful_callbacks
+        if isinstance(stored, dict) and type(self).__name__ not in stored:
+            stored[type(self).__name__] = self.state()
 
     def _claim_output_dir(self, state: TrainerState) -> None:
         """Refuse a second TX-Ray callback in the same training run, before it profiles or writes anything: both would
