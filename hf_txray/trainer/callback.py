@@ -11,16 +11,14 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import hashlib
 import math
 import shutil
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,6 +35,7 @@ from ..loading import (SPLIT_CHOICE, check_fast_tokenizer, is_stream, load_pinne
                        unwrap_model)
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
+from ..modes import evaluated_weights
 from ..rng import keeps_rng
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
@@ -634,67 +633,6 @@ def _text_tokenizer(processing_class: Any) -> Any:
     return tokenizer
 
 
-
-
-def has_modes(optimizer: Any) -> bool:
-    """Whether `optimizer` has ``train()``/``eval()`` modes (schedule-free: ``optim="schedule_free_adamw"``); an
-    `AcceleratedOptimizer`, which has the methods whatever it wraps, when the optimizer it wraps has them."""
-    inner = getattr(optimizer, "optimizer", optimizer)
-    return all(callable(getattr(inner, name, None)) for name in ("train", "eval"))
-
-
-def optimizer_train_mode(optimizer: Any) -> bool | None:
-    """Whether `optimizer` (one that :func:`has_modes`) is in train mode: True, False, or None where it has no such
-    modes or does not say (read from the ``train_mode`` flag of its parameter groups, or of the optimizer itself or
-    of the one an `AcceleratedOptimizer` wraps)."""
-    if not has_modes(optimizer):
-        return None
-    flags = [group.get("train_mode") for group in getattr(optimizer, "param_groups", [])]
-    if flags and all(isinstance(flag, bool) for flag in flags):
-        return all(flags)
-    for holder in (optimizer, getattr(optimizer, "optimizer", None)):
-        if isinstance(getattr(holder, "train_mode", None), bool):
-            return holder.train_mode
-    return None
-
-
-@contextlib.contextmanager
-def evaluated_weights(optimizer: Any) -> Iterator[None]:
-    """Within the block, the model holds the weights its `optimizer` evaluates, as in ``Trainer.evaluate``.
-
-    A schedule-free optimizer trains the parameters at one point (``y``) and evaluates at another (``x``): the
-    Trainer calls ``optimizer.eval()`` before evaluating, so its metrics, and the checkpoints and final model saved
-    after an evaluation, are of ``x``. A snapshot taken in train mode profiled ``y`` (helper 280: at step 8, 16 of 96
-    neurons' credit counts differed from the evaluated model's, and no snapshot was of the model saved). The
-    training point is put back bit for bit afterwards (``train()`` after ``eval()`` rounds), so training goes on as
-    the plain Trainer's. An optimizer already in eval mode (after an evaluation) holds ``x``: nothing to do. One
-    with such modes that does not say which it is in is warned about and profiled as it is.
-    """
-    mode = optimizer_train_mode(optimizer)
-    if mode is None and has_modes(optimizer):
-        _warn_unread_mode(type(getattr(optimizer, "optimizer", optimizer)).__name__)
-    if not mode:
-        yield
-        return
-    import torch
-
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    training_point = [p.detach().clone() for p in params]
-    optimizer.eval()
-    try:
-        yield
-    finally:
-        optimizer.train()
-        with torch.no_grad():
-            for param, value in zip(params, training_point):
-                param.copy_(value)
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_unread_mode(optimizer_name: str) -> None:  # once per optimizer class
-    logger.warning("TX-Ray: the optimizer (%s) has train()/eval() modes, but no train_mode flag says which it is in: "
-                   "snapshots profile the weights as training holds them, which may not be the ones Trainer.evaluate "
-                   "uses.", optimizer_name)
 
 
 def _device_of(model: Any) -> Any:
