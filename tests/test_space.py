@@ -1508,3 +1508,26 @@ def test_search_by_value_floors_the_credits_that_carry_the_feature_type(tmp_path
     found = viewer.search_feature(view, "A", "digits", "1", n=50)  # the default floor: DEFAULT_MIN_COUNT (20)
     assert found["neuron"].tolist() == [2]
     assert sorted(viewer.search_feature(view, "A", "digits", "1", min_count=2, n=50)["neuron"]) == [0, 2]
+
+
+def test_a_visitor_of_a_space_reads_no_private_repo_with_the_spaces_token(app, hub, results, monkeypatch):  # noqa: F811
+    """Helper 283: a Space that opens a private results repo holds its owner's token as the `HF_TOKEN` secret (as the
+    Space's README says to set), and the viewer read every source with it: a visitor typing the id of another of the
+    owner's private repos (text box, ?repo=, the open API) saw its neurons. A visitor's source is read without a token
+    now; the deployer's default source is still read with it."""
+    a, b, report, folder = results
+    hf_txray.hub.push_folder(folder, "test-user/shown", private=True)
+    hf_txray.hub.push_folder(folder, "test-user/secret", private=True)
+    monkeypatch.setenv("SPACE_ID", "test-user/viewer")
+    monkeypatch.setenv("TXRAY_REPO", "test-user/shown")
+    viewer.forget_opened()
+    assert app.open_results("test-user/shown")[1].startswith("Opened test-user/shown: 2 profile(s)")
+    for visitor in ("test-user/secret", "test-user/secret@main", f"test-user/shown{viewer.SOURCE_SEPARATOR}test-user/secret"):
+        with pytest.raises(TXRayError, match="no such repo, or a private one") as err:
+            app.open_results(visitor)
+        assert "pretrained" not in str(err.value)
+        with pytest.raises(TXRayError, match="no such repo, or a private one"):
+            app.show_neuron(visitor, 0, 0, "pretrained", "finetuned")  # a handler given the source by the API
+    monkeypatch.delenv("SPACE_ID")  # run locally, the user's token reads their private repos as before
+    assert app.open_results("test-user/secret")[1].startswith("Opened test-user/secret: 2 profile(s)")
+    viewer.forget_opened()

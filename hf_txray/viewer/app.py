@@ -117,6 +117,15 @@ def check_visitor_source(source: str) -> None:
                                      "(hf-txray view).")
 
 
+def source_token(source: str) -> bool | None:
+    """The token a source is read with: on a Hugging Face Space (``SPACE_ID`` set), none (`False`: anonymously) for
+    a source a visitor typed, which is any but the deployer's :func:`default_source`. The Space holds its owner's token
+    as the ``HF_TOKEN`` secret to open a private default source, and that token also reads the owner's other private
+    repos: read with it, a visitor's ``?repo=owner/other-private-repo`` showed that repo's neurons. Elsewhere None
+    (``HF_TOKEN`` or the saved login, as ``hf_txray.load`` reads)."""
+    return False if os.environ.get("SPACE_ID") and source != default_source() else None
+
+
 def message_of(err: Exception) -> str:
     """A readable one-paragraph message (never a traceback)."""
     if isinstance(err, TXRayError):
@@ -184,7 +193,7 @@ def _view(source: str | None) -> data.ResultsView:
     if not source:
         raise NoResultsOpen("No results open: enter a Hub dataset repo id or a local results folder above and "
                             "press Open.")
-    return data.open_results(source)
+    return data.open_results(source, token=source_token(source))
 
 
 def _chart(spec: dict) -> PlotData:
@@ -273,7 +282,7 @@ def open_results(source: str, reload: bool = False) -> tuple:
     source = (source or "").strip()
     check_visitor_source(source)
     if reload and source:
-        data.open_results(source, reload=True)  # the figures follow the new reading (_overview_plots)
+        data.open_results(source, reload=True, token=source_token(source))  # the figures follow the new reading (_overview_plots)
     view = _view(source)
     stages, reports, fts = view.stages, view.report_names, view.feature_types
     profiled = [s for s in stages if s in view.profiles] or stages

@@ -360,8 +360,9 @@ def split_revision(part: str) -> tuple[str, str | None]:
     return repo.strip(), revision
 
 
-def _load_one(source: str) -> tuple[dict, dict]:
-    """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on."""
+def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
+    """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on; Hub repos are read with
+    `token` (None: ``HF_TOKEN`` or the saved login; False: anonymously)."""
     from ..hub import load
     from ..hub_io import other_branches
 
@@ -376,11 +377,11 @@ def _load_one(source: str) -> tuple[dict, dict]:
     if path.is_dir():
         return _load_folder(source, path)
     try:
-        return load(source, revision=revision)
+        return load(source, revision=revision, token=token)
     except ProfileFormatError as err:
         if "no meta" in str(err):
             # results pushed to a branch (push_to_hub(..., revision="exp")) are not on the default one: say where
-            at, branches = f" at {revision!r}" if revision else "", [] if revision else other_branches(source)
+            at, branches = f" at {revision!r}" if revision else "", [] if revision else other_branches(source, token)
             where = (f"; its other branch(es) {', '.join(map(repr, branches))} may hold them: open "
                      f"{source}{REVISION_SEPARATOR}{branches[0]}" if branches else "")
             raise ProfileFormatError(f"The Hub dataset {source!r}{at} is not an hf_txray results dataset: it has no "
@@ -439,14 +440,14 @@ def hub_address_source(address: str) -> str:
     return repo + (f"{REVISION_SEPARATOR}{revision}" if revision else "")
 
 
-def _load_results(source: str) -> tuple[dict, dict]:
+def _load_results(source: str, token: bool | None = None) -> tuple[dict, dict]:
     """The profiles and reports of every part of `source`, merged (a stage or report found twice is an error, and
     so is a report opened beside a profile of its stage that it was not computed from: its Hellinger distances and
     counts would be shown beside another profile's distributions)."""
     profiles: dict = {}
     reports: dict = {}
     for part in split_sources(source):
-        more_profiles, more_reports = _load_one(part)
+        more_profiles, more_reports = _load_one(part, token)
         for name, store, more in (("stage", profiles, more_profiles), ("report", reports, more_reports)):
             twice = sorted(set(store) & set(more))
             if twice:
@@ -502,7 +503,7 @@ OPENED_KEPT = 4  # the last few sources opened stay in memory
 _opened = RecentlyUsed(OPENED_KEPT)
 
 
-def open_results(source: str, reload: bool = False) -> ResultsView:
+def open_results(source: str, reload: bool = False, token: bool | None = None) -> ResultsView:
     """Open a results repo id or export folder, or profile and report folders (what ``analyze``, ``compare`` and the
     Trainer write); several of them joined by :data:`SOURCE_SEPARATOR` open as one (cached: the last few sources stay
     in memory).
@@ -511,6 +512,8 @@ def open_results(source: str, reload: bool = False) -> ResultsView:
         source (`str`): the repo id, folder, or several joined by :data:`SOURCE_SEPARATOR`.
         reload (`bool`, *optional*, defaults to `False`): read `source` again even when it is in memory (the
             viewer's Open button: results saved or pushed again since showed their old numbers).
+        token (`bool`, *optional*): `False` reads Hub repos anonymously (a visitor's source on a public Space,
+            :func:`hf_txray.viewer.app.source_token`); None (the default) with ``HF_TOKEN`` or the saved login.
 
     Raises:
         TXRayError: a readable message for an empty source, an unknown repo, a repo or folder that is not an
@@ -519,13 +522,14 @@ def open_results(source: str, reload: bool = False) -> ResultsView:
     source = (source or "").strip()
     if not source:
         raise ConfigurationError("Enter a Hub dataset repo id (e.g. my-user/minilm-txray) or a local results folder.")
-    view = None if reload else _opened.get(source)
+    key = (source, token)  # what was read with a token is never handed to a reader without one
+    view = None if reload else _opened.get(key)
     if view is not None:
         return view
-    profiles, reports = _load_results(source)
+    profiles, reports = _load_results(source, token)
     if not profiles and not reports:
         raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
-    return _opened.put(source, ResultsView(source, profiles, reports, _load_probing(source)))
+    return _opened.put(key, ResultsView(source, profiles, reports, _load_probing(source, token)))
 
 
 def forget_opened() -> None:
@@ -533,7 +537,7 @@ def forget_opened() -> None:
     _opened.clear()
 
 
-def _load_probing(source: str) -> Any:
+def _load_probing(source: str, token: bool | None = None) -> Any:
     """The probing configs of the first part of `source` that has them; ``ProbingResults(None, None)`` when none has
     (or they are unreadable: logged)."""
     from ..probing.results import ProbingResults, load_probing
@@ -543,7 +547,7 @@ def _load_probing(source: str) -> Any:
             continue  # profile and report folders hold no probing configs
         try:
             repo, revision = split_revision(part)
-            found = load_probing(repo, revision=revision)
+            found = load_probing(repo, revision=revision, token=token)
         except Exception as err:  # TX-Ray results still open without their probing configs
             logger.warning("Probing results of %s not read: %s", part, err)
             continue
