@@ -237,6 +237,24 @@ def _loading_section(repo_id: str, row_counts: Mapping[str, int], revision: str 
             f'profiles, reports = hf_txray.load("{repo_id}"{at})', "```", ""]
 
 
+def naming_repo(text: str, repo_id: str, revision: str | None = None) -> str:
+    """A card's `text` with its loading and reproduce examples (:func:`_loading_section`, :func:`_reproduce_section`,
+    the probing section's) naming `repo_id` at `revision` (None: the default branch): an export folder's card names
+    the repo and branch given to ``save_to_disk`` (or ``<repo_id>`` when none was), and pushed to another repo or
+    branch every one of its examples read another repo, a placeholder or a branch that did not exist (helper 283)."""
+    import re
+
+    at = f', revision="{revision}"' if revision else ""
+    quoted, old_at = r'"[^"\n]*"', r'(?:, revision="[^"\n]*")?'
+    text = re.sub(rf'^(\w+ = load_dataset\(){quoted}, ({quoted}), split="train"{old_at}\)$',
+                  lambda m: f'{m[1]}"{repo_id}", {m[2]}, split="train"{at})', text, flags=re.MULTILINE)
+    text = re.sub(rf'^profiles, reports = hf_txray\.load\({quoted}{old_at}\)$',
+                  lambda m: f'profiles, reports = hf_txray.load("{repo_id}"{at})', text, flags=re.MULTILINE)
+    return re.sub(r"^hf-txray reproduce .+?(?: --revision \S+)?$",
+                  lambda m: f"hf-txray reproduce {repo_id}" + (f" --revision {revision}" if revision else ""), text,
+                  flags=re.MULTILINE)
+
+
 def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
     """The credit rule in words, for the card's opening paragraph: `top_k` by stage (one sentence for all when they
     agree), one value, or None (a report alone, which does not record it)."""

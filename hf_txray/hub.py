@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from .artifact import CLASS_OF_TYPE, HEADER_FILE, artifact_type_of, saved_artifacts
-from .card import missing_profiles
+from .card import missing_profiles, naming_repo
 from .errors import ConfigurationError, ProfileFormatError
 from .export import collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_id, local_or_download,
@@ -110,6 +110,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
                                  "one with hf_txray.save_to_disk or push profiles with hf_txray.push_to_hub.")
     token = resolve_token(token)
     check_configs_load(folder)
+    named = full_repo_id(repo_id, token)  # what the card's examples name: the token's user is a bare name's namespace
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
     options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
     kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
@@ -117,7 +118,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         absent = refuse_probing_of_other_models(api, full_id, revision, folder)  # before anything is sent
         carry_remote_card(api, full_id, staged, revision, CONFIGS, absent=absent)
 
-    with _staged_copy(folder) as staged:  # the remote card is merged into the copy: the user's folder stays as saved
+    # the remote card is merged into the copy, whose examples name this repo and branch: the folder stays as saved
+    with _staged_copy(folder, named, revision) as staged:
         info = upload_folder(
             staged, repo_id, token=token, private=private, revision=revision,
             commit_message=commit_message or f"Upload TX-Ray results (hf_txray {__version__})",
@@ -134,17 +136,20 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
 
 
 @contextlib.contextmanager
-def _staged_copy(folder: Path) -> Iterator[Path]:
-    """A linked copy of the export `folder` whose README is a file of its own: merging the repo's card into the
-    README (carry_remote_card) wrote into the user's folder, so a retry or a push of the folder to another repo
-    carried that repo's card along (its text twice, or its configs declared where their files are not)."""
+def _staged_copy(folder: Path, repo_id: str, revision: str | None) -> Iterator[Path]:
+    """A linked copy of the export `folder` whose README is a file of its own, its loading and reproduce examples
+    naming `repo_id` at `revision` (:func:`~hf_txray.card.naming_repo`: the folder's card names the repo and branch it
+    was exported for, or a placeholder): merging the repo's card into the README (carry_remote_card) wrote into the
+    user's folder, so a retry or a push of the folder to another repo carried that repo's card along (its text twice,
+    or its configs declared where their files are not)."""
     with tempfile.TemporaryDirectory(prefix="hf_txray-push-") as tmp:
         staged = Path(tmp) / folder.name
         shutil.copytree(folder, staged, copy_function=link_or_copy)
         readme = staged / "README.md"
         if readme.is_file():  # a hard link would be written through
             readme.unlink()
-            shutil.copy2(folder / "README.md", readme)
+            text = (folder / "README.md").read_text(encoding="utf-8")
+            readme.write_text(naming_repo(text, repo_id, revision), encoding="utf-8")
         yield staged
 
 
@@ -246,12 +251,6 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
         raise ConfigurationError(f"{path} is not a folder.")
     if is_export_folder(path):
         _warn_card_options_not_held(path, {name: kwargs.pop(name, None) for name in ("license", "pretty_name")})
-        revision = kwargs.get("revision")
-        card = path / "README.md"
-        if revision and card.is_file() and f'revision="{revision}"' not in card.read_text(encoding="utf-8"):
-            logger.warning("%s is an export folder whose dataset card was written for no branch: its loading examples "
-                           "read the default branch, not %r. Export again with hf_txray.save_to_disk(..., "
-                           "revision=%r) to name it.", path, revision, revision)
         return push_folder(path, repo_id, **kwargs)
     profiles, reports = saved_results(path)
     if not profiles and not reports:

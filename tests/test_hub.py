@@ -282,9 +282,11 @@ def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub,
         assert cli_main(["push", f"{hub.username}/licensed", str(licensed), "--license", "apache-2.0"]) == 0
     assert "license 'apache-2.0' not applied (the card's license: 'mit')" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="hf_txray"):  # its card's loading examples name no branch
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):  # its card's loading examples are made to name the branch
         assert cli_main(["push", f"{hub.username}/exported", str(folder), "--revision", "dev"]) == 0
-    assert "written for no branch: its loading examples read the default branch, not 'dev'" in caplog.text
+    assert not caplog.text
+    card = hub.server.repo_files(f"{hub.username}/exported", revision="dev")["README.md"].decode()
+    assert f'hf_txray.load("{hub.username}/exported", revision="dev")' in card
 
 
 def test_report_without_profiles_is_pushed_and_missing_stages_named(results, hub, caplog):
@@ -917,6 +919,34 @@ def test_pushing_an_export_folder_leaves_its_card_as_saved(results, hub, tmp_pat
     hf_txray.hub.push_folder(folder, second)
     assert "Only for this repo." not in hub.server.repo_files(second)["README.md"].decode()
     assert len(datasets.load_dataset(second, split="train")) == a.num_rows
+
+
+def test_a_pushed_export_folders_card_names_the_repo_and_branch_it_is_pushed_to(results, hub, tmp_path):
+    """Helper 283: an export folder's card names the repo and branch given to save_to_disk (or the placeholders
+    ``<repo_id>`` and ``<this folder>``), and push_folder / `hf-txray push` uploaded it as it was: an export for
+    'someone/else' at branch 'exp' pushed to the default branch of another repo published a card whose every example
+    (load_dataset, hf_txray.load, hf-txray reproduce) read 'someone/else', or a branch 'exp' that does not exist. The
+    pushed card names where it is; the folder itself stays as saved."""
+    a, b, report = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a, b], [report], plots=False, repo_id="someone/else",
+                                   revision="exp")
+    saved = (folder / "README.md").read_bytes()
+    repo_id = f"{hub.username}/pushed-export"
+    hf_txray.hub.push_folder(folder, repo_id)
+    card = hub.server.repo_files(repo_id)["README.md"].decode()
+    assert "someone/else" not in card and 'revision="exp"' not in card and "--revision" not in card
+    assert f'profiles, reports = hf_txray.load("{repo_id}")' in card
+    assert f'neuron_cards = load_dataset("{repo_id}", "neuron_cards", split="train")' in card
+    assert f"hf-txray reproduce {repo_id}\n" in card
+    assert_same_results(hf_txray.load(repo_id), [a, b], [report])  # as the card says
+    assert (folder / "README.md").read_bytes() == saved
+    unnamed = hf_txray.save_to_disk(tmp_path / "unnamed", [a], plots=False)  # placeholders; a bare repo name
+    hf_txray.hub.push_folder(unnamed, "unnamed-export", revision="v2")
+    card = hub.server.repo_files(f"{hub.username}/unnamed-export", revision="v2")["README.md"].decode()
+    assert "<repo_id>" not in card and "<this folder>" not in card
+    assert f'hf_txray.load("{hub.username}/unnamed-export", revision="v2")' in card
+    assert f"hf-txray reproduce {hub.username}/unnamed-export --revision v2\n" in card
+    assert hf_txray.load(f"{hub.username}/unnamed-export", revision="v2").profiles[a.stage] == a
 
 
 def test_a_private_push_into_an_existing_public_repo_is_refused(results, hub, tmp_path):
