@@ -421,16 +421,17 @@ def _probing_section(probe: Any, ablation: Any, repo_id: str | None = None, revi
         runs = probe.to_pandas()
         runs = runs[runs["kind"] == "probe"][["probe", "model_id", "property", "site", "accuracy",
                                              "majority_baseline", "control_accuracy", "selectivity", "num_neurons"]]
-        # a whole count, shown as one ("80.000" after round(4) of a float column)
+        # a whole count, shown as one ("80.000" of a float column)
         runs = runs.assign(model_id=runs["model_id"].map(public_name), num_neurons=runs["num_neurons"].astype("Int64"))
         runs = _literal(runs, ["probe", "model_id", "property", "site"])
+        # rounded once, by the table (rounded to 4 places first, 0.00046 was printed as 0.001)
         lines += _probing_subsection("probe_rankings", "### Probes (`probe_rankings`)", markdown_table(runs.rename(
-            columns={"num_neurons": "minimal set"}).round(4)), repo_id, revision)
+            columns={"num_neurons": "minimal set"})), repo_id, revision)
     if ablation is not None:
         frame = ablation.to_pandas()
         summary = _literal(frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
                            .reset_index(), ["ablation", "metric", "mode", "strategy"])
-        lines += _probing_subsection("ablation", "### Ablation (`ablation`)", markdown_table(summary.round(4)), repo_id,
+        lines += _probing_subsection("ablation", "### Ablation (`ablation`)", markdown_table(summary), repo_id,
                                      revision)
     return "\n".join(lines + [PROBING_SECTION[1]])
 

@@ -1604,6 +1604,25 @@ def test_the_cards_probing_section_shows_the_minimal_set_as_a_count():
     assert row.rstrip(" |").endswith(" 80")
 
 
+def test_the_cards_probing_section_rounds_each_figure_once():
+    """Helper 283: the probing section rounded its figures to 4 places, then the table printed them to 3: an accuracy
+    of 0.00046 was published as 0.001 (0.000 to 3 places), a selectivity of -0.00049 as -0.001, an ablation mean of
+    0.12346 kept, 0.00046 again 0.001."""
+    import pyarrow as pa
+
+    from hf_txray.card import _probing_section
+
+    table = pa.table({"kind": ["probe"], "probe": ["p"], "model_id": ["m"], "property": ["pos"], "site": ["mlp"],
+                      "accuracy": [0.00046], "majority_baseline": [0.12346], "control_accuracy": [0.99949],
+                      "selectivity": [-0.00049], "num_neurons": [3]})
+    curve = pa.table({"ablation": ["a"], "metric": ["acc"], "mode": ["zero"], "strategy": ["top"], "num_ablated": [1],
+                      "value": [0.00046]})
+    rows = [line for line in _probing_section(table, curve).splitlines() if line.startswith(("| p ", "| a "))]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert cells[0][4:8] == [format(v, ".3f") for v in (0.00046, 0.12346, 0.99949, -0.00049)]  # 0.000 ... -0.000
+    assert cells[1][-1] == "0.000"
+
+
 def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     """Helper 196: `hf-txray probe ... --export R` then `hf-txray export ... --out R` (R a previous export, as --out's
     help allows) deleted R's probe_rankings/ and ablation/ without a word (0 rows left of 3), while a push of the new
