@@ -477,7 +477,7 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     card = DatasetCard.load(readme)
     local = card.data.to_dict().get("configs") or []
     names = {c.get("config_name") for c in local}
-    detected = [] if remote.data.to_dict().get("configs") else _detected_data(repo_id, revision)
+    detected = [] if remote.data.to_dict().get("configs") else _detected_data(repo_id, revision, api.token)
     remote_configs = remote.data.to_dict().get("configs") or detected
     if absent:  # declared, but their files are gone: a card that declares them does not load
         from .card import without_probing_parts
@@ -654,16 +654,21 @@ def _refuse_other_formats(repo_id: str, configs: Sequence[dict]) -> None:
 DATA_CONFIG = "data"
 
 
-def _detected_data(repo_id: str, revision: str | None) -> list[dict]:
+def _detected_data(repo_id: str, revision: str | None, token: str | bool | None = None) -> list[dict]:
     """The config ``datasets`` reads by default from the data files of a repo whose card declares none (a ``data/``
     folder, ``train.csv``...), as that config's exact files, named :data:`DATA_CONFIG`: once the results' configs are declared, ``datasets``
     reads the declared configs only, and the owner's data would no longer load. Empty when there are none (or they
-    cannot be listed: then nothing is added, as before)."""
+    cannot be listed: then nothing is added, as before). Listed with the push's `token`: listed with the default one
+    (``HF_TOKEN``, the saved login), a private repo pushed to with ``token=...`` alone listed nothing, and its owner's
+    data no longer loaded."""
+    from datasets import DownloadConfig
     from datasets.data_files import DataFilesDict, get_data_patterns
 
     base = f"hf://datasets/{repo_id}@{revision or 'main'}"
+    config = DownloadConfig(token=token)
     try:
-        found = DataFilesDict.from_patterns(get_data_patterns(base), base_path=base)
+        found = DataFilesDict.from_patterns(get_data_patterns(base, download_config=config), base_path=base,
+                                            download_config=config)
     except Exception:  # noqa: BLE001 - no data files (EmptyDatasetError), or a listing that failed: add nothing
         return []
     prefix = f"{base}/"

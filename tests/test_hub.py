@@ -852,6 +852,31 @@ def test_a_push_keeps_the_owners_data_loadable(results, hub, tmp_path, readme):
     assert hf_txray.load(repo).profiles[a.stage] == a
 
 
+def test_a_push_with_a_token_passed_keeps_a_private_repos_data_loadable(results, hub, tmp_path, monkeypatch):
+    """Helper 283: the owner's data files (found by datasets' default layout, no configs declared) were listed with
+    the default token (HF_TOKEN, the saved login), not the push's: into a private repo pushed to with token=... alone
+    they were not found, the results' configs were declared alone, and load_dataset(repo) read neuron_cards instead of
+    the owner's data ('data' config: BuilderConfig 'data' not found)."""
+    a, _, _ = results
+    repo = f"{hub.username}/private-owned"
+    own = tmp_path / "own"
+    (own / "data").mkdir(parents=True)
+    pd.DataFrame({"text": ["one", "two"]}).to_parquet(own / "data" / "train.parquet")
+    (own / "README.md").write_text("# My corpus\n\nTwo texts.\n")
+    hub.api.create_repo(repo, repo_type="dataset", private=True)
+    hub.api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=own)
+    monkeypatch.delenv("HF_TOKEN")
+    for push in (lambda: a.push_to_hub(repo, token=hub.token),
+                 lambda: hf_txray.push_to_hub(repo, profiles=[a], plots=False, token=hub.token)):
+        push()
+        pushed = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
+        assert [c["config_name"] for c in declared(pushed) if c.get("default")] == ["data"]
+        for config in ("data", None):  # the owner's data, also as the repo's default
+            assert datasets.load_dataset(repo, config, split="train", token=hub.token,
+                                         download_mode="force_redownload")["text"] == ["one", "two"]
+    assert hf_txray.load(repo, token=hub.token).profiles[a.stage] == a
+
+
 def test_a_push_over_data_of_another_format_is_refused_before_upload(results, hub, tmp_path):
     """Helper 144: datasets reads every config of a repo with the builder of its default one, so an owner's CSV
     beside the results' parquet configs made one of them unloadable. Refused before anything is uploaded."""
