@@ -765,36 +765,49 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
+    created = None  # the branch this push made, removed again when the push fails
     try:
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         if private:
             _refuse_public_repo(api, repo_id)
         if revision is not None:
             _refuse_tag_revision(api, repo_id, revision)
-        created = None
         if revision is not None and not create_pr:
             branches = {b.name for b in api.list_repo_refs(repo_id, repo_type="dataset").branches}
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
             created = revision if revision not in branches else None
         if prepare is not None:
-            try:
-                prepare(api, repo_id)
-            except TXRayError:  # refused before the upload: leave no branch this push made behind
-                if created is not None:
-                    api.delete_branch(repo_id, repo_type="dataset", branch=created)
-                raise
+            prepare(api, repo_id)
         from .layout import public_folder  # local paths leave as the card shows them, never whole
 
         with public_folder(Path(folder)) as public:
             return api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=public, revision=revision,
                                      create_pr=create_pr, commit_message=commit_message,
                                      allow_patterns=allow_patterns, delete_patterns=delete_patterns)
-    except TXRayError:
+    except TXRayError:  # refused before the upload
+        _delete_branch(api, repo_id, created)
         raise
     except Exception as err:  # HTTP, network and file errors alike
+        _delete_branch(api, repo_id, created)
         what = what_uploads or str(folder)
         raise HubError(f"Uploading {what} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
                        + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)
+
+
+def _delete_branch(api: "HfApi", repo_id: str, branch: str | None) -> None:
+    """Remove the `branch` a failed push created (None: it made none), best effort (the network may be what failed):
+    left behind, it held a copy of the default branch, which readers of that revision took for the results pushed to
+    it (helper 283: ``hf_txray.load(repo, revision="exp")`` after a failed push to the new branch ``exp`` loaded the
+    default branch's profiles without a word)."""
+    if branch is None:
+        return
+    try:
+        api.delete_branch(repo_id, repo_type="dataset", branch=branch)
+    except Exception as err:  # noqa: BLE001 - the push's own error is the one to raise
+        logger.warning("The push created the branch %r of the Hub dataset %r and failed; it could not be deleted "
+                       "(%s): it holds a copy of the default branch. Delete it with HfApi().delete_branch(%r, "
+                       "repo_type='dataset', branch=%r), or push again.", branch, repo_id, type(err).__name__,
+                       repo_id, branch)
 
 
 def _refuse_tag_revision(api: "HfApi", repo_id: str, revision: str) -> None:

@@ -252,6 +252,30 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
     assert f'load_dataset("{repo_id}", "neuron_cards", split="train", revision="dev")' in card.text
     assert f"hf-txray reproduce {repo_id} --revision dev" in card.text
 
+def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, caplog):
+    """Helper 283: a push to a new branch creates it from the default branch before the upload; when the upload failed
+    the branch stayed, a copy of the default branch, and hf_txray.load(repo, revision="exp") read the default branch's
+    profile ['pretrained'] as the branch's results (the push was of 'finetuned'), without a word. The branch goes with
+    the failed push now (both kinds of push); one that existed before is kept."""
+    a, b, _ = results
+    repo_id = f"{hub.username}/failed-branch"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="exp"),
+                 lambda: b.push_to_hub(repo_id, revision="exp")):
+        hub.server.fail_next_commit = True
+        with pytest.raises(HubError, match="failed"):
+            push()
+        assert [x.name for x in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches] == ["main"]
+        with pytest.raises(HubError, match="no revision 'exp'"):
+            hf_txray.load(repo_id, revision="exp")
+    b.push_to_hub(repo_id, revision="exp")  # a branch of its own results: a failed push over it keeps it
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError, match="failed"):
+        hf_txray.push_to_hub(repo_id, profiles=[a, b], plots=False, revision="exp")
+    assert list(hf_txray.load(repo_id, revision="exp").profiles) == ["finetuned"]
+    assert "could not be deleted" not in caplog.text
+
+
 def test_loading_a_folder_of_saved_results_points_to_from_pretrained_and_export(results, tmp_path):
     """Helper 167: hf_txray.load of a TXRayTrainer's txray/ folder (profiles saved one by one) said only "no
     meta/*.parquet"."""
