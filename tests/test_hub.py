@@ -1064,6 +1064,28 @@ def test_stage_names_and_tag_values_are_text_in_the_card_not_markup(results, tmp
     assert {html.unescape(c) for c in cells} >= {*names.values(), "<img src=x>"}  # profiles table, mass share
 
 
+def test_stage_names_never_reorder_the_cards_figures(results, tmp_path):
+    """Helper 283: a stage name holding a right-to-left override (U+202E, invisible) reversed the rest of the card's
+    headline line as rendered, so 'lost 26.0%' read '%0.62'; an Arabic stage name right before a figure turned it into
+    an Arabic number drawn before the name. Names are written without directional controls now, and right-to-left
+    ones inside a first-strong isolate (U+2068 ... U+2069), which keeps their direction to themselves."""
+    a, b, report = results
+    names = {"pretrained": "pre\u202etrain", "finetuned": "مرحلة"}
+    renamed = []
+    for profile in (a, b):
+        out = copy.copy(profile)
+        out.meta = dataclasses.replace(profile.meta, stage=names[profile.stage])
+        renamed.append(out)
+    pair = copy.copy(report)
+    pair.meta = dataclasses.replace(report.meta, stage_a=names["pretrained"], stage_b=names["finetuned"])
+    text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "r", renamed, [pair], plots=False) / "README.md").text
+    assert "\u202e" not in text
+    # every isolate is closed on its own line: nothing after it is reordered
+    assert all(line.count("\u2068") == line.count("\u2069") for line in text.splitlines())
+    headline = next(line for line in text.splitlines() if "of the neurons are active in both stages" in line)
+    assert headline.startswith("- **pretrain → \u2068مرحلة\u2069**: ")
+
+
 def test_a_push_to_a_revision_that_is_a_tag_is_refused_before_the_upload(results, hub):
     """Helper 176: push_to_hub(revision="v1") with "v1" a tag of the repo created a branch "v1" beside the tag:
     the tag kept the old files and the branch hid it from every reader of revision "v1", without a word."""
