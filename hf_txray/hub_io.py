@@ -769,7 +769,7 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
     try:
         repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
         if private:
-            _refuse_public_repo(api, repo_id)
+            refuse_public_repo(api, repo_id)
         if revision is not None:
             _refuse_tag_revision(api, repo_id, revision)
         if revision is not None and not create_pr:
@@ -829,19 +829,23 @@ def _refuse_tag_revision(api: "HfApi", repo_id: str, revision: str) -> None:
             f"commit: HfApi().create_tag({repo_id!r}, tag=..., repo_type='dataset', revision=<branch>).")
 
 
-def _refuse_public_repo(api: "HfApi", repo_id: str) -> None:
+def refuse_public_repo(api: "HfApi", repo_id: str, repo_type: str = "dataset") -> None:
     """Refuse, before the upload, a push asked to be private into a repo that exists and is public: `private` only
-    applies when the repo is created (create_repo keeps an existing repo as it is), so the results were published.
+    applies when the repo is created (create_repo keeps an existing repo as it is), so the results were published
+    (a Space, ``deploy_space(..., private=True)``: the viewer, and with its ``HF_TOKEN`` secret the private results
+    it opens, stayed public).
 
     Raises:
         ConfigurationError: the repo is public.
     """
-    if api.repo_info(repo_id, repo_type="dataset").private:
+    if api.repo_info(repo_id, repo_type=repo_type).private:
         return
+    what, flag = ("Space", "private=True") if repo_type == "space" else ("dataset", "private=True (--private)")
+    shown = "the viewer and what it opens" if repo_type == "space" else "the results"
     raise ConfigurationError(
-        f"The Hub dataset {repo_id!r} already exists and is public, and private=True (--private) only makes a new "
-        "repo private: the results would be public. Nothing was uploaded. Make the repo private first "
-        f"(HfApi().update_repo_settings({repo_id!r}, repo_type='dataset', private=True)), push to a new repo, or "
+        f"The Hub {what} {repo_id!r} already exists and is public, and {flag} only makes a new repo private: "
+        f"{shown} would be public. Nothing was uploaded. Make the repo private first "
+        f"(HfApi().update_repo_settings({repo_id!r}, repo_type={repo_type!r}, private=True)), push to a new repo, or "
         "drop private to publish them.")
 
 

@@ -691,6 +691,19 @@ def test_deploy_space_to_the_hub_and_run_it(hub, results, tmp_path):  # noqa: F8
     assert lines[-1].startswith("Opened test-user/deployed-results: 2 profile(s), 1 report(s)")
 
 
+def test_a_private_deploy_into_an_existing_public_space_is_refused(hub, tmp_path):  # noqa: F811
+    """Helper 283: deploy_space(..., private=True) into a Space that exists and is public kept it public (create_repo
+    keeps an existing repo as it is) and uploaded without a word: the viewer, and with its HF_TOKEN secret the private
+    results it opens, stayed public. Refused before the upload now, as a private push of results is."""
+    hub.api.create_repo("test-user/public-viewer", repo_type="space", space_sdk="gradio")
+    with pytest.raises(ConfigurationError, match="already exists and is public"):
+        viewer.deploy_space("test-user/public-viewer", "test-user/results", private=True)
+    assert "app.py" not in hub.server.repo_files("test-user/public-viewer", repo_type="space")
+    viewer.deploy_space("test-user/private-viewer", "test-user/results", private=True)  # a new Space: made private
+    assert hub.api.repo_info("test-user/private-viewer", repo_type="space").private
+    viewer.deploy_space("test-user/private-viewer", "test-user/results", private=True)  # and deployed again
+
+
 def test_default_source_from_env_and_space_readme(app, monkeypatch, tmp_path):
     monkeypatch.delenv("SPACE_ID", raising=False)
     monkeypatch.delenv("TXRAY_REPO", raising=False)

@@ -217,8 +217,9 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
             ``?repo=`` parameter and text box still open others); ``owner/name@revision`` opens it at a branch, tag
             or commit (the README's ``datasets:`` names the repo, its ``txray_source`` the revision).
         token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login.
-        private (`bool`, *optional*, defaults to `False`): visibility of a newly created Space. A Space that
-            opens a private results repo needs the ``HF_TOKEN`` secret set in its settings.
+        private (`bool`, *optional*, defaults to `False`): visibility of a newly created Space; into a Space that
+            exists and is public, refused before the upload. A Space that opens a private results repo needs the
+            ``HF_TOKEN`` secret set in its settings.
         app_dir (`str` or `Path`, *optional*): a folder with a customised app.py, README.md and
             requirements.txt, and optionally packages.txt (default: the built-in ones, :func:`write_space_files`).
         title (`str`, *optional*): the Space's title in its README header.
@@ -235,7 +236,7 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
     from huggingface_hub import HfApi
 
     from ..errors import HubError
-    from ..hub_io import check_repo_id, resolve_token, scrub
+    from ..hub_io import check_repo_id, refuse_public_repo, resolve_token, scrub
 
     check_repo_id(space_repo_id)
     token = resolve_token(token)
@@ -245,10 +246,14 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
         try:
             repo_id = api.create_repo(space_repo_id, repo_type="space", space_sdk="gradio", private=private,
                                       exist_ok=True).repo_id
+            if private:
+                refuse_public_repo(api, repo_id, repo_type="space")
             return api.upload_folder(
                 repo_id=repo_id, repo_type="space", folder_path=folder,
                 commit_message=commit_message or f"Deploy the hf_txray viewer for {results_repo_id or 'results'}",
                 delete_patterns=["hf_txray/**"],
             )
+        except ConfigurationError:  # refused before the upload
+            raise
         except Exception as err:
             raise HubError(f"Deploying the Space {space_repo_id!r} failed: {scrub(str(err), token)}") from None
