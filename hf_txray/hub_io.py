@@ -61,15 +61,18 @@ def check_branch(revision: Any) -> str | None:
     return revision
 
 
-def resolve_token(token: str | None = None) -> str:
-    """The token to use: `token`, else ``HF_TOKEN``, else the saved login (``hf auth login``).
+def resolve_token(token: str | bool | None = None) -> str:
+    """The token to use: `token`, else (None, or `True` as huggingface_hub takes it) ``HF_TOKEN``, else the saved
+    login (``hf auth login``). Always the token itself: `True` was handed on as it was, so the errors of a failed
+    upload, which mask the token in their message, raised ``TypeError: replace() argument 1 must be str, not bool``
+    instead (and could not have masked it).
 
     Raises:
-        HubError: when there is none.
+        HubError: when there is none (`False` included: a push needs one).
     """
     from huggingface_hub import get_token
 
-    token = token or get_token()
+    token = token if isinstance(token, str) and token else get_token() if token is not False else None
     if not token:
         raise HubError("No Hugging Face token: pass token=..., set the HF_TOKEN environment variable, or log in "
                        "with `hf auth login`. Nothing was uploaded.")
@@ -77,8 +80,8 @@ def resolve_token(token: str | None = None) -> str:
 
 
 def scrub(text: str, token: str | None) -> str:
-    """`text` with every occurrence of `token` masked."""
-    return text.replace(token, "hf_***") if token else text
+    """`text` with every occurrence of `token` masked (`token` not a string, e.g. `True`: nothing to mask)."""
+    return text.replace(token, "hf_***") if isinstance(token, str) and token else text
 
 
 def safe_cause(err: BaseException, token: Any) -> BaseException | None:

@@ -276,6 +276,23 @@ def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, cap
     assert "could not be deleted" not in caplog.text
 
 
+def test_a_failed_push_with_token_true_says_how_to_retry(results, hub):
+    """Helper 283: token=True (huggingface_hub's "the saved token") pushed, but a failed upload raised a bare
+    `TypeError: replace() argument 1 must be str, not bool` (masking the token in the message got True) instead of
+    the HubError that says the folder is intact and how to retry; both kinds of push. token=False is no token."""
+    a, _, _ = results
+    repo_id = f"{hub.username}/token-true"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, token=True)
+    for push, says in ((lambda: hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, token=True), "intact"),
+                       (lambda: a.push_to_hub(repo_id, token=True), "Nothing was lost")):
+        hub.server.fail_next_commit = True
+        with pytest.raises(HubError, match=says) as caught:
+            push()
+        assert hub.token not in str(caught.value)
+    with pytest.raises(HubError, match="No Hugging Face token"):
+        a.push_to_hub(repo_id, token=False)
+
+
 def test_loading_a_folder_of_saved_results_points_to_from_pretrained_and_export(results, tmp_path):
     """Helper 167: hf_txray.load of a TXRayTrainer's txray/ folder (profiles saved one by one) said only "no
     meta/*.parquet"."""
