@@ -282,7 +282,8 @@ def open_results(source: str, reload: bool = False) -> tuple:
     source = (source or "").strip()
     check_visitor_source(source)
     if reload and source:
-        data.open_results(source, reload=True, token=source_token(source))  # the figures follow the new reading (_overview_plots)
+        # the figures follow the new reading (_overview_plots)
+        data.open_results(source, reload=True, token=source_token(source))
     view = _view(source)
     stages, reports, fts = view.stages, view.report_names, view.feature_types
     profiled = [s for s in stages if s in view.profiles] or stages
