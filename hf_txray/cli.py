@@ -696,8 +696,10 @@ def _cmd_prune(args) -> int:
         try:
             from transformers import AutoTokenizer
 
-            AutoTokenizer.from_pretrained(args.model).save_pretrained(out)
-        except Exception:  # a model without a tokenizer still saves
+            from .loading import load_tokenizer
+
+            load_tokenizer(AutoTokenizer, args.model, None, False, None).save_pretrained(out)
+        except Exception:  # a model without a tokenizer (or with an empty one) still saves
             pass
     plan_path = plan.save_pretrained(out / "pruning_plan")
     print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; "
@@ -805,7 +807,7 @@ def _cmd_prune_sweep(args) -> int:
     from .evaluation import evaluate_pruning, summarize, sweep_plans
     from .plots import plot_sweep, save_figure
     from .tables import markdown_table
-    from .loading import load_named_dataset, pick_split
+    from .loading import load_named_dataset, load_tokenizer, pick_split
     from .io_utils import check_writable
     from .pruning import load_pretrained_with_head
 
@@ -822,6 +824,7 @@ def _cmd_prune_sweep(args) -> int:
                         per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
                         feature_type=args.feature_type, stage=args.stage, **_min_count(args))
     model = load_pretrained_with_head(args.model)
+    tokenizer = load_tokenizer(AutoTokenizer, args.model, None, False, None)  # one without a vocabulary is refused
     dataset = _resolve_dataset(args.dataset, args.num_samples)
     if isinstance(dataset, str):
         import datasets
@@ -831,7 +834,7 @@ def _cmd_prune_sweep(args) -> int:
             dataset = pick_split(dataset, args.split)
         if args.num_samples:
             dataset = dataset.select(range(min(args.num_samples, len(dataset))))
-    table = evaluate_pruning(model, plans, dataset, args.metric, tokenizer=AutoTokenizer.from_pretrained(args.model),
+    table = evaluate_pruning(model, plans, dataset, args.metric, tokenizer=tokenizer,
                              task=args.task, text_column=args.text_column, label_column=args.label_column,
                              batch_size=args.batch_size, max_length=args.max_length, uneven=args.uneven)
     out = Path(args.out)
@@ -1024,6 +1027,7 @@ def _add_ablate(sub) -> None:
 def _cmd_ablate(args) -> int:
     from transformers import AutoTokenizer
 
+    from .loading import load_tokenizer
     from .probing import ProbingResult, ablation_curve, neuron_means
     from .probing.ablation import (ablation_counts, check_metric_model, check_metric_name, check_scored_model,
                                    means_max_length, metric_from_name)
@@ -1038,7 +1042,7 @@ def _cmd_ablate(args) -> int:
     # the probe reads the body's activations: a checkpoint without its task head's weights is fine there
     model = load_pretrained_with_head(args.model, head_used=args.metric != "probe").eval()
     check_metric_model(args.metric, model)  # lm-loss on a BERT: said before DATA is read (a .conllu is no text file)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokenizer = load_tokenizer(AutoTokenizer, args.model, None, False, None)  # one without a vocabulary is refused
     metric = metric_from_name(args.metric, tokenizer, _resolve_dataset(args.data, args.max_sentences), probe=result,
                               max_sentences=args.max_sentences, text_column=args.text_column,
                               label_column=args.label_column, split=args.split, batch_size=args.batch_size,

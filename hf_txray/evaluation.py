@@ -565,6 +565,9 @@ def evaluate_pruning(
             tokenizer = AutoTokenizer.from_pretrained(source)
         except Exception as err:
             raise ModelError(f"Could not load a tokenizer for {source!r}: pass tokenizer=....") from err
+    from .loading import check_tokenizer_vocabulary
+
+    check_tokenizer_vocabulary(tokenizer)  # one without a vocabulary scored every text as [UNK]s
     # A text past the model's positions failed inside the model (a tensor size mismatch): truncate at its limit
     max_length = resolve_max_length(model, tokenizer, max_length)
     texts, labels = text_and_labels(dataset, text_column, label_column, task, model)

@@ -375,6 +375,7 @@ def load_model(
     if isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
     check_fast_tokenizer(tokenizer)
+    check_tokenizer_vocabulary(tokenizer)
     return model, tokenizer, model_id, revision
 
 
@@ -638,11 +639,56 @@ def load_tokenizer(auto_cls, name: str, revision, trust_remote_code: bool, gguf_
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         if token is not None:
             kwargs["token"] = token
-        return auto_cls.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
+        tokenizer = auto_cls.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, TypeError) as err:
         raise ModelError(
             f"Could not load a tokenizer for {name!r}: pass tokenizer=... explicitly. {_offline_hint()}"
         ) from err
+    check_tokenizer_vocabulary(tokenizer, name)
+    return tokenizer
+
+
+# The text a tokenizer without a vocabulary is shown to misread (check_tokenizer_vocabulary's message).
+VOCABULARY_PROBE = "The cat sat."
+
+
+def check_tokenizer_vocabulary(tokenizer: Any, source: str | None = None) -> None:
+    """Refuse a tokenizer whose vocabulary holds nothing but its special and added tokens.
+
+    transformers 5 builds such a tokenizer, without an error or a warning, from a model folder that has no tokenizer
+    files (only ``config.json`` and the weights): a ``BertTokenizer`` of 5 tokens that reads every word as
+    ``[UNK]``, a ``GPT2Tokenizer`` of 1 that reads every text as no token at all. A profile of it credits the one
+    unknown token everywhere (or finds every text empty), and describes the model's reading of nothing.
+
+    Args:
+        tokenizer: the loaded tokenizer.
+        source (`str`, *optional*): where it was loaded from (the message names it; default: its ``name_or_path``).
+
+    Raises:
+        ModelError: the vocabulary holds no ordinary token.
+    """
+    extra = set(getattr(tokenizer, "all_special_tokens", None) or ()) | set(
+        getattr(tokenizer, "added_tokens_encoder", None) or ())
+    try:
+        if len(tokenizer) > len(extra):  # more tokens than special ones: the vocabulary is not read (30k for BERT)
+            return
+        vocab = set(tokenizer.get_vocab())
+    except (AttributeError, NotImplementedError, TypeError):
+        return  # not a transformers tokenizer: nothing to read
+    if not vocab or vocab - extra:
+        return
+    source = source or getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    try:
+        read = tokenizer.tokenize(VOCABULARY_PROBE)
+    except Exception:  # noqa: BLE001 - only the message's example: the refusal stands without it
+        read = None
+    reads = "" if read is None else f": it reads {VOCABULARY_PROBE!r} as {read}"
+    raise ModelError(
+        f"The tokenizer loaded for {source!r} ({type(tokenizer).__name__}) holds no vocabulary, only special tokens "
+        f"({', '.join(sorted(vocab)[:6])}){reads}. transformers builds such a "
+        "tokenizer from a model folder without tokenizer files (tokenizer.json, vocab.txt, vocab.json...). Save "
+        "the model's tokenizer into that folder (tokenizer.save_pretrained(folder)), or in Python pass "
+        "tokenizer=... (the tokenizer the model was trained with).")
 
 
 def _as_stored(dataset: Any) -> Any:

@@ -471,6 +471,28 @@ def test_slow_tokenizer_gets_advice_that_works():
         hf_txray.analyze(model, TEXTS, tokenizer=ByT5Tokenizer(), show_progress=False)
 
 
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_a_model_folder_without_tokenizer_files_is_refused_not_profiled_as_unknown_tokens(kind, tmp_path, capsys):
+    """transformers 5 builds a tokenizer of special tokens only from a folder of config.json and weights: a
+    BertTokenizer of 5 tokens read every word as [UNK] and the profile credited '[UNK]' at every position (no
+    error); a GPT2Tokenizer of 1 token read every text as no token ("every text is empty")."""
+    folder = tmp_path / "model"
+    tiny(kind)[0].save_pretrained(folder)  # no tokenizer files
+    with pytest.raises(ModelError, match=r"holds no vocabulary, only special tokens.*tokenizer\.save_pretrained"):
+        hf_txray.analyze(str(folder), TEXTS, features=("token",), show_progress=False)
+    out, data = tmp_path / "out", tmp_path / "texts.txt"
+    data.write_text("\n".join(TEXTS), encoding="utf-8")
+    assert cli_main(["analyze", str(folder), str(data), "--features", "token", "--out", str(out)]) == 2
+    assert "no vocabulary" in capsys.readouterr().err and not out.exists()
+    from transformers import AutoTokenizer
+
+    from hf_txray.evaluation import evaluate_pruning
+
+    model = tiny(kind)[0]
+    with pytest.raises(ModelError, match="no vocabulary"):  # prune-sweep's evaluation scored [UNK]s alike
+        evaluate_pruning(model, [], TEXTS, tokenizer=AutoTokenizer.from_pretrained(folder), task="causal-lm")
+
+
 def test_cli_help_names_the_loading_flags_and_the_length_default(capsys):
     with pytest.raises(SystemExit):
         cli_main(["analyze", "--help"])
