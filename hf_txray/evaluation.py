@@ -30,6 +30,9 @@ from .pruning.masks import refuse_active_masks
 from .tables import amount_kind, amount_label, amount_labels
 
 TASKS = ("classification", "causal-lm")
+# The logits each task reads: their number of dimensions, and in words.
+TASK_LOGITS = {"classification": (2, "logits per example (batch, classes)"),
+               "causal-lm": (3, "logits per token (batch, tokens, vocabulary)")}
 DEFAULT_METRICS = {"classification": ("accuracy", "f1"), "causal-lm": ("perplexity",)}
 AVERAGED = ("f1", "precision", "recall")
 BASELINE = "unpruned"
@@ -84,11 +87,25 @@ def model_task(model: Any) -> str | None:
 
 
 def infer_task(model: Any, task: str | None) -> str:
+    """`task`, checked against the task the model's class names (:func:`model_task`), else that task.
+
+    Raises:
+        ConfigurationError: an unknown task, one the model's head does not give (``task="causal-lm"`` for a
+            ``*ForSequenceClassification``: its logits per example failed in the loss as an IndexError), or none
+            given for a model whose class names none.
+    """
+    found = model_task(model)
     if task is not None:
         if task not in TASKS:
             raise ConfigurationError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
+        if found is not None and found != task:
+            from .loading import unwrap_model
+
+            raise ConfigurationError(
+                f"task={task!r} does not fit a {type(unwrap_model(model)).__name__}, whose head gives "
+                f"{TASK_LOGITS[found][1]}, the {found} task's: leave the task unset (it is read from the model's "
+                f"class; CLI: drop --task), or give a model with the head of the {task} task.")
         return task
-    found = model_task(model)
     if found is not None:
         return found
     name = type(model).__name__
@@ -396,6 +413,10 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
                 if logits is None:
                     raise ModelError(f"{type(model).__name__} returns no logits: the {task} metrics need the model "
                                      "with its head (e.g. *ForSequenceClassification, *ForCausalLM).")
+                if logits.dim() != TASK_LOGITS[task][0]:  # a class infer_task cannot read the task from
+                    raise ModelError(f"{type(model).__name__} returns logits of shape {tuple(logits.shape)}, and the "
+                                     f"{task} metrics need {TASK_LOGITS[task][1]}: pass the task of the model's "
+                                     f"head (one of {', '.join(TASKS)}), or a model with the head of this one.")
                 if task == "classification":
                     out["predictions"].extend(logits.argmax(-1).tolist())
                     continue

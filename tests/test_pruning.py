@@ -1021,6 +1021,39 @@ def test_evaluation_check_reads_full_width_states_and_names_a_failing_dtype():
         evaluate_pruning(fnet, [], {"text": texts, "label": alone}, tokenizer=bert_tokenizer(), batch_size=4)
 
 
+def test_a_task_the_model_head_does_not_give_is_refused_before_any_forward(monkeypatch):
+    """helper 284: task="causal-lm" for a *ForSequenceClassification ended the baseline's first batch in a bare
+    IndexError (its logits per example went into the LM loss), and task="classification" for a causal LM in
+    evaluate's ValueError (a list of token predictions per row); `hf-txray prune-sweep --task` alike."""
+    import datasets
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import hf_txray.evaluation as evaluation
+
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                    n_positions=128)).eval()
+    data = datasets.Dataset.from_dict({"text": TEXTS[:4], "label": [0, 1, 0, 1]})
+    forwards = []
+    monkeypatch.setattr(evaluation, "_forward", lambda model, inputs: forwards.append(model))
+    for model, tokenizer, task in ((classifier(num_labels=2), bert_tokenizer(), "causal-lm"),
+                                   (lm, bpe_tokenizer(), "classification")):
+        with pytest.raises(ConfigurationError, match=rf"task='{task}' does not fit a {type(model).__name__}.*drop "
+                                                     "--task"):
+            evaluate_pruning(model, [], data, tokenizer=tokenizer, task=task, batch_size=2)
+    assert forwards == []
+    monkeypatch.undo()
+
+    class Scorer(type(classifier())):  # a class whose name says no task: its logits tell, at the first batch
+        pass
+
+    scorer = Scorer(classifier(num_labels=2).config).eval()
+    with pytest.raises(ModelError, match=r"Scorer returns logits of shape \(2, 2\), and the causal-lm metrics need "
+                                         r"logits per token"):
+        evaluate_pruning(scorer, [], data, tokenizer=bert_tokenizer(), task="causal-lm", batch_size=2)
+    table = evaluate_pruning(scorer, [], data, tokenizer=bert_tokenizer(), task="classification", batch_size=2)
+    assert table.attrs["task"] == "classification"
+
+
 def test_evaluate_pruning_perplexity_matches_brute_force():
     from transformers import GPT2Config, GPT2LMHeadModel
 
