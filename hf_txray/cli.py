@@ -908,7 +908,9 @@ def _check_export(args) -> None:
     _check_push(args)
     if args.export:
         from .io_utils import check_writable
+        from .probing.results import check_results_folder
 
+        check_results_folder(args.export)  # a folder of other files: said before the work, not after it
         check_writable(Path(args.export) / "config", shown=args.export)
 
 

@@ -1994,6 +1994,29 @@ def test_cli_probe_and_ablate(planted, tmp_path, capsys, monkeypatch):
         assert build_parser().parse_args(command + ["--num-samples", "7"]).max_sentences == 7
 
 
+def test_cli_export_that_cannot_take_the_results_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """helper 284: `probe --export DIR` (and ablate's) into a folder of other files, or onto a file, was refused by
+    save_probing after the probe was trained (or the curve measured); said first now, as --out is."""
+    import hf_txray.probing
+    from hf_txray.cli import main
+
+    for name in ("probe_neurons", "ablation_curve"):
+        monkeypatch.setattr(hf_txray.probing, name, lambda *a, **k: pytest.fail("the work ran first"))
+    monkeypatch.setattr(ProbingResult, "from_pretrained", lambda *a, **k: pytest.fail("the probe was read first"))
+    others, a_file = tmp_path / "notes", tmp_path / "a.txt"
+    others.mkdir()
+    (others / "notes.txt").write_text("mine")
+    a_file.write_text("mine")
+    for export, said in ((others, "is neither empty nor a results folder"), (a_file, "is a file")):
+        for command in (["probe", "model", "data.conllu", "--out", str(tmp_path / "p")],
+                        ["ablate", "model", "probe", "data.conllu", "--out", str(tmp_path / "a")]):
+            assert main(command + ["--export", str(export)]) == 2
+            err = capsys.readouterr().err
+            assert said in err and "--export" in err, err
+    assert (others / "notes.txt").read_text() == "mine" and a_file.read_text() == "mine"
+    assert not (tmp_path / "p").exists() and not (tmp_path / "a").exists()
+
+
 def test_cli_ablate_with_a_registered_metric_that_checks_nothing(planted, tmp_path, monkeypatch):
     """A registered metric needs only a name, texts(model) and __call__: `hf-txray ablate` called its check_model
     unconditionally (AttributeError), and reads the means at --max-length when it names no truncation."""

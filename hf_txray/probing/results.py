@@ -63,6 +63,26 @@ def _merge(existing: pa.Table | None, new: pa.Table, key: str) -> pa.Table:
     return pa.concat_tables([kept, new], promote_options="default").cast(new.schema)
 
 
+def check_results_folder(directory: str | Path) -> Path:
+    """Refuse a `directory` that :func:`save_probing` cannot add its configs to: a file, or a folder of other files
+    (not empty and no results folder). The CLI's ``--export`` is checked with it before the probe is trained or the
+    curve measured (it was refused only when saving, after the work).
+
+    Returns:
+        `Path`: `directory`.
+
+    Raises:
+        ConfigurationError: `directory` is a file, or a folder that is neither empty nor a results folder.
+    """
+    directory = Path(directory)
+    if directory.is_file():
+        raise ConfigurationError(f"{directory} is a file; pass a results folder (CLI: --export).")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / "README.md").exists():
+        raise ConfigurationError(f"{directory} is neither empty nor a results folder (no README.md); choose a new "
+                                 "folder or an hf_txray export folder (CLI: --export).")
+    return directory
+
+
 def save_probing(directory: str | Path, probes: Any = None, ablations: Any = None, *, repo_id: str | None = None
                  ) -> Path:
     """Write probing results and ablation curves into a results folder as the ``probe_rankings`` / ``ablation``
@@ -96,12 +116,7 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
         keys = [key(item) for item in items]
         if len(set(keys)) != len(keys):
             raise ConfigurationError(f"Two results share a name ({keys}); give each run a distinct name.")
-    directory = Path(directory)
-    if directory.is_file():
-        raise ConfigurationError(f"{directory} is a file; pass a results folder.")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / "README.md").exists():
-        raise ConfigurationError(f"{directory} is neither empty nor a results folder (no README.md); choose a new "
-                                 "folder or an hf_txray export folder.")
+    directory = check_results_folder(directory)
     if (directory / "meta").is_dir():  # an export: its profiles' model must be the probed one
         refuse_probing_into_other_models([r.meta.model_id for r in probe_list] + [c.model_id for c in curve_list],
                                          pushed_models(directory), f"The results folder {directory}",
