@@ -273,10 +273,7 @@ def _stage_profile(source: str, stage: str | None, which: str, revision: str | N
     repo (what ``analyze --push-to-hub`` writes)."""
     from .reproduce import stored_profiles
 
-    profiles = stored_profiles(source, revision=revision, token=token)
-    if not profiles:  # e.g. a transfer report's folder or repo
-        raise ConfigurationError(f"{source!r} holds no profile: give a saved profile, or a results folder or repo "
-                                 "holding one (a transfer report is compare's output, not its input).")
+    profiles = stored_profiles(source, revision=revision, token=token)  # refuses one without (a report's folder)
     if stage is not None:
         if stage not in profiles:
             raise ConfigurationError(f"{source!r} holds no stage {stage!r}; its stages: {', '.join(profiles)}.")

@@ -91,9 +91,20 @@ def stored_profiles(results: str | Path, *, revision: str | None = None,
 
     Raises:
         ProfileFormatError: nothing there is hf_txray output.
-        ConfigurationError: `revision` with a local folder.
+        ConfigurationError: `revision` with a local folder, or output that holds no profile (a saved transfer
+            report: `reproduce` found no stage there and said "verdict: different", exit status 1).
         HubError: a Hub repo that cannot be downloaded.
     """
+    profiles = _stored_profiles(results, revision, token)
+    if not profiles:
+        raise ConfigurationError(f"{str(results)!r} holds no profile: give a saved profile, or a results folder or "
+                                 "repo holding one (a transfer report holds none: give the profiles it was made "
+                                 "from).")
+    return profiles
+
+
+def _stored_profiles(results: str | Path, revision: str | None, token: str | bool | None) -> dict[str, Profile]:
+    """:func:`stored_profiles`, none found included."""
     from .hub import load, saved_results
     from .hub_io import refuse_revision_of_folder
     from .layout import is_export_folder

@@ -444,6 +444,19 @@ def test_what_cannot_be_reproduced_is_refused_clearly(hub, repos, tmp_path):
         _reproduce_one(user, tmp_path, dataset=list(TEXTS_V1))
 
 
+def test_a_folder_of_a_transfer_report_alone_is_refused_not_a_verdict(tmp_path, capsys):
+    """helper 284: `hf-txray reproduce REPORT_FOLDER` (a saved transfer report, no profile) found no stage and
+    printed "verdict: different" with exit status 1, as if a profile had been recomputed and differed."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    a, b = (hf_txray.analyze(model, TEXTS_V1, stage=stage, **OPTIONS) for stage in ("a", "b"))
+    hf_txray.compare(a, b, test=False).save_pretrained(tmp_path / "report")
+    with pytest.raises(ConfigurationError, match="'.*report' holds no profile.*give the profiles it was made from"):
+        hf_txray.reproduce(tmp_path / "report")
+    assert cli_main(["reproduce", str(tmp_path / "report")]) == 2
+    said = capsys.readouterr()
+    assert "holds no profile" in said.err and "verdict" not in said.out
+
+
 def _reproduce_one(profile: hf_txray.Profile, tmp_path, **kwargs):
     folder = tmp_path / f"one-{profile.stage}-{len(os.listdir(tmp_path))}"
     profile.save_pretrained(folder)
