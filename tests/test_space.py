@@ -736,6 +736,29 @@ def test_cli_view_launches_the_app(results, monkeypatch):
     assert main(["view", "not a repo id!"]) == 2  # fails fast, before launching
 
 
+def test_cli_view_refuses_a_taken_port_or_a_foreign_host_before_reading_the_results(results, monkeypatch, capsys):
+    """helper 284: `hf-txray view DIR --port P` with P taken (a viewer still running there) ended in gradio's OSError
+    traceback, after the results were read and the app built, naming GRADIO_SERVER_PORT rather than --port."""
+    import socket
+
+    import gradio as gr
+
+    from hf_txray.cli import main
+    from hf_txray.viewer import launch
+
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: pytest.fail("launched"))
+    monkeypatch.setattr(launch, "open_results", lambda source: pytest.fail("the results were read first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["view", str(results[3]), "--port", str(port)]) == 2
+    assert f"Port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+    for host, said in (("no such host!", "is not an address"), ("192.0.2.1", "Cannot serve on 192.0.2.1")):
+        assert main(["view", str(results[3]), "--host", host]) == 2  # 192.0.2.1: TEST-NET, no machine's own
+        assert said in capsys.readouterr().err
+
+
 def test_view_opens_profile_and_report_folders(results, tmp_path, monkeypatch):
     """What analyze / compare / the Trainer write (save_pretrained folders) opens directly, alone, together, or as one
     folder holding them; it shows what the exported results folder shows."""
