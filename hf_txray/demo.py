@@ -97,6 +97,32 @@ def _renamed(profile: Profile, stage: str, model_id: str) -> Profile:
     return out
 
 
+# What the demo writes into its folder (module docstring): an earlier run's output, which a new run writes over.
+DEMO_ENTRIES = ("data", "finetune", "profiles", "reports", "hub")
+
+
+def check_demo_out(out: Path) -> None:
+    """Refuse, before any work, a demo folder that holds anything but an earlier demo's output (:data:`DEMO_ENTRIES`):
+    the demo wrote its folders beside other files, and into a saved profile's or report's folder, which the next
+    ``save_pretrained`` there (``hf-txray analyze --out`` of the same folder) replaces whole, the demo's output with it.
+
+    Raises:
+        ConfigurationError: naming the folder, what it holds and the fix.
+    """
+    from .artifact import artifact_type_of
+    from .errors import ConfigurationError
+
+    held = artifact_type_of(out) if out.is_dir() else None
+    others = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES) if out.is_dir() else []
+    if held is None and not others:
+        return
+    holds = f"holds a saved {held.replace('_', ' ')}" if held else f"holds other files ({', '.join(others[:3])}" + (
+        ", ..." if len(others) > 3 else "") + ")"
+    raise ConfigurationError(f"{out} {holds}: hf-txray demo writes {', '.join(DEMO_ENTRIES)} into its folder, so it "
+                             "must be a new or empty folder, or an earlier demo's: give another one (CLI: --out), e.g. "
+                             "results/demo.")
+
+
 def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
     """Profile the embedded model on PTB, zero-shot on BBC News and after fine-tuning; returns the reports.
 
@@ -106,6 +132,7 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
     from .export import save_to_disk
     from .io_utils import check_writable
 
+    check_demo_out(out)
     check_writable(out / "corpora", shown=out)  # before minutes of work, not at its first file
     model = corpora.default_model_path()
     bbc = corpora.bbc_news(num_samples=120 if quick else 800).train_test_split(test_size=0.25, seed=0)

@@ -1493,6 +1493,27 @@ def test_cli_names_a_path_it_cannot_write_without_a_traceback(tmp_path, capsys, 
     assert "hf-txray demo: error: Permission denied: " in err and "Traceback" not in err
 
 
+def test_cli_demo_refuses_a_folder_of_other_files_or_a_saved_artifact_before_any_work(tmp_path, capsys, monkeypatch):
+    """helper 284: `hf-txray demo --out DIR` wrote data/ and finetune/ (then profiles/, reports/, hub/) beside other
+    files, and into a saved profile's folder, which `analyze --out DIR` then replaced whole, demo output included."""
+    import hf_txray.corpora
+
+    monkeypatch.setattr(hf_txray.corpora, "default_model_path", lambda: pytest.fail("the demo started"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    profile = tmp_path / "profile"  # what save_pretrained writes first: the header that names its type
+    profile.mkdir()
+    (profile / "txray_artifact.json").write_text('{"artifact": "profile", "format_version": 2}')
+    for out, said in ((tmp_path / "mine", "holds other files (notes.txt)"), (profile, "holds a saved profile")):
+        before = sorted(p.name for p in out.iterdir())
+        assert cli_main(["demo", "--out", str(out), "--quick"]) == 2
+        assert said in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == before
+    (tmp_path / "earlier" / "profiles").mkdir(parents=True)  # an earlier demo's output: run again over it
+    with pytest.raises(BaseException, match="the demo started"):
+        cli_main(["demo", "--out", str(tmp_path / "earlier"), "--quick"])
+
+
 def test_readme_options_table_is_the_declaration():
     from hf_txray.options import options_markdown
 
