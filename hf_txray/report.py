@@ -773,6 +773,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     _check_same_experts(a, b)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+    if not isinstance(test, (bool, np.bool_)):  # "no" or "false" is truthy: the test ran
+        raise ConfigurationError(f"test must be True or False, got {test!r} ({type(test).__name__}).")
     if same_corpus is not None and not isinstance(same_corpus, bool):
         raise ConfigurationError(f"same_corpus must be True, False or None (detect), got {same_corpus!r}.")
     if num_resamples is not None:

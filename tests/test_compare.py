@@ -651,3 +651,11 @@ def test_rankings_floor_the_credits_that_carry_the_feature_type_not_all_of_a_neu
                                                                             if c.startswith("credits_")]),
                                   report.layers, report.mass_share)
     assert old.most_changed(feature_type="digits")["neuron"].tolist()[0] == 0
+
+
+@pytest.mark.parametrize("test", ["no", "false", 0.0, None])
+def test_a_test_switch_that_is_not_a_bool_is_refused(pair, test):
+    """helper 284: compare(a, b, test="no") ran the per-neuron test ("no" is truthy), silently."""
+    with pytest.raises(hf_txray.ConfigurationError, match=f"test must be True or False, got {test!r}"):
+        hf_txray.compare(*pair, test=test)
+    hf_txray.compare(*pair, test=np.bool_(False))  # numpy's bool is one
