@@ -2548,6 +2548,22 @@ def test_the_probe_split_keeps_repeated_sentences_on_one_side(planted):
 
 
 
+def test_a_corpus_no_split_can_part_is_refused_before_extraction(planted, monkeypatch):
+    """helper 284: one sentence, or one text repeated, was refused by Activations.split only after every sentence had
+    run through the model (`hf-txray probe one.conllu`: the extraction's progress bar, then the error)."""
+    import hf_txray.probing.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "extract_activations", lambda *a, **k: pytest.fail("extracted first"))
+    rows = synthetic_rows(3, 0)
+    one = from_columns({key: values[:1] for key, values in rows.items()}, "tokens", "tags")
+    same = from_columns({key: [values[0]] * 3 for key, values in rows.items()}, "tokens", "tags")
+    for corpus, said in ((one, "At least two sentences are needed.*the data holds 1"),
+                         (same, "The 3 sentences are one text repeated")):
+        with pytest.raises(DatasetError, match=said):
+            probe_neurons(planted.model, corpus, tokenizer=planted.tokenizer, config=FAST, control=False,
+                          minimal=False, subset_size=0)
+
+
 def test_a_repeated_sentence_is_held_out_no_more_often_than_any_other():
     """Helper 220: a content was drawn where the shuffle first met one of its copies, so a sentence repeated k times
     came k times as early: 30 copies among 100 sentences went to the test part under all 200 seeds (the test part

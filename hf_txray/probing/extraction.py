@@ -48,6 +48,22 @@ class _StopForward(Exception):
     """Raised by the last hook: nothing after the last hooked layer needs computing."""
 
 
+def check_can_split(num_sentences: int, hashes: np.ndarray | None = None) -> None:
+    """Refuse sentences that no train/test split can part (:meth:`Activations.split`): fewer than two, or (with
+    their content `hashes`, :func:`hf_txray.hashes.text_hashes`) one text repeated. ``probe_neurons`` checks its
+    corpus with it before extraction: it was said only once every sentence had run through the model.
+
+    Raises:
+        DatasetError: what the sentences lack, and the fix.
+    """
+    if num_sentences < 2:
+        raise DatasetError(f"At least two sentences are needed to split into train and test parts; the data holds "
+                           f"{num_sentences}. Give more sentences (a larger corpus, or a larger max_sentences).")
+    if hashes is not None and len(np.unique(hashes)) < 2:
+        raise DatasetError(f"The {num_sentences} sentences are one text repeated: a train and a test part of other "
+                           "sentences cannot be made. Use a corpus of distinct sentences.")
+
+
 @dataclass(eq=False)  # == from Artifact: value equality through arrays and frames
 class Activations(Artifact):
     """Word-level activations of a labelled corpus: one row per word, one column per (layer, neuron).
@@ -172,8 +188,8 @@ class Activations(Artifact):
         """
         check_split(test_size, seed)
         sentences = np.unique(self.sentence_ids)
-        if len(sentences) < 2:
-            raise DatasetError("At least two sentences are needed to split into train and test parts.")
+        check_can_split(len(sentences), None if self.sentence_hashes is None else
+                        np.asarray(self.sentence_hashes, np.uint64)[sentences])
         shuffled = np.random.default_rng(seed).permutation(sentences)
         num_test = min(max(1, int(round(test_size * len(sentences)))), len(sentences) - 1)
         if self.sentence_hashes is None:
@@ -186,9 +202,6 @@ class Activations(Artifact):
             position[np.searchsorted(sentences, shuffled)] = np.arange(len(sentences))
             _, first, inverse = np.unique(np.asarray(self.sentence_hashes, np.uint64)[sentences], return_index=True,
                                           return_inverse=True)
-            if len(first) < 2:
-                raise DatasetError(f"The {len(sentences)} sentences are one text repeated: a train and a test part of "
-                                   "other sentences cannot be made. Use a corpus of distinct sentences.")
             rank = np.empty(len(first), np.int64)
             rank[np.argsort(position[first])] = np.arange(len(first))
             rank = rank[inverse.reshape(-1)]  # per sentence of `sentences`: its content's place in the draw

@@ -25,7 +25,7 @@ from ..counts import check_count, is_int
 from ..options import parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, check_labelled_property, load_labeled
-from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_split, extract_activations
+from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_can_split, check_split, extract_activations
 from .layout import probe_table, write_probing_folder
 from .probe import (
     LinearProbe,
@@ -417,6 +417,7 @@ def probe_neurons(
         if (present > 0).sum() < 2:  # before extraction; train_probe refuses it too
             raise DatasetError(f"Every word of the data carries the label {present.index[0]!r}: a probe needs at least "
                                "two classes to tell apart. Use a corpus whose words carry several labels.")
+        check_can_split(corpus.num_sentences, text_hashes(corpus.texts))  # before extraction, not after it
         acts = extract_activations(model, corpus, tokenizer, layers=layers, site=site or "mlp",
                                    aggregation=aggregation or "first",
                                    stack=stack, module_pattern=module_pattern, batch_size=batch_size,
