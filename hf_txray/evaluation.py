@@ -667,11 +667,11 @@ def sweep_plans(
         raise ConfigurationError("A sweep needs at least one strategy, one amount and one seed.")
     # the same plans twice would read as two runs of one setting in summarize() (n=2, std 0); 1 and 1.0 are two
     # amounts (a count and a fraction), told apart by type
-    labels = [amount_label(a) for a in amounts]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigurationError(f"amounts {list(amounts)} repeat {', '.join(repeated)}: each amount once (an int is a "
-                                 "count of neurons, a float a fraction).")
+    # (helper 284: strategies and seeds alike: random,random or seeds 0,0 gave "random n 2, std 0.0000")
+    _refuse_repeats("amounts", "amount", amounts, [amount_label(a) for a in amounts],
+                    " (an int is a count of neurons, a float a fraction)")
+    _refuse_repeats("strategies", "strategy", strategies, [str(s) for s in strategies])
+    _refuse_repeats("seeds", "seed", seeds, [str(s) for s in seeds])
     plans, planned = [], {}
     for amount in amounts:
         at_amount = [plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
@@ -688,6 +688,18 @@ def sweep_plans(
         _warn_unmatched_random(at_amount, amount)
         plans += at_amount
     return plans
+
+
+def _refuse_repeats(name: str, one: str, values: Sequence[Any], labels: Sequence[str], note: str = "") -> None:
+    """Refuse a sweep's `values` (their `labels`) that repeat one: the same plans twice read as two runs of one
+    setting in :func:`summarize` (n=2, std 0).
+
+    Raises:
+        ConfigurationError: naming the list, what repeats, and the fix.
+    """
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigurationError(f"{name} {list(values)} repeat {', '.join(repeated)}: each {one} once{note}.")
 
 
 def _warn_unmatched_random(plans: Sequence[PruningPlan], amount: int | float) -> None:

@@ -1054,6 +1054,20 @@ def test_a_task_the_model_head_does_not_give_is_refused_before_any_forward(monke
     assert table.attrs["task"] == "classification"
 
 
+def test_a_sweep_refuses_a_strategy_or_seed_given_twice():
+    """helper 284: `prune-sweep --strategies random,random` (or --seeds 0,0) evaluated the same random plan twice and
+    summarize() read it as two runs, "random n 2, std 0.0000", where repeated amounts were already refused."""
+    from hf_txray.evaluation import sweep_plans
+
+    widths = {0: 48, 1: 48}
+    with pytest.raises(ConfigurationError,
+                       match=r"strategies \['random', 'random'\] repeat random: each strategy once"):
+        sweep_plans(None, ["random", "random"], [1], seeds=[0], widths=widths)
+    with pytest.raises(ConfigurationError, match=r"seeds \[0, 3, 0\] repeat 0: each seed once"):
+        sweep_plans(None, ["random"], [1], seeds=[0, 3, 0], widths=widths)
+    assert len(sweep_plans(None, ["random"], [1], seeds=[0, 3], widths=widths)) == 2
+
+
 def test_evaluate_pruning_perplexity_matches_brute_force():
     from transformers import GPT2Config, GPT2LMHeadModel
 
