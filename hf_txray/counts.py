@@ -6,7 +6,7 @@ count as "all" or "from the end", ``islice`` and ``range`` cut 2.5 to 2 or round
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import ConfigurationError
 
@@ -36,3 +36,23 @@ def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = N
     if not is_int(value) or value < minimum:
         said = "; ".join(part for part in (note, none and f"or None for {none}") if part)
         raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got {value!r}.")
+
+
+def refuse_repeats(name: str, one: str, values: Sequence[Any], labels: Sequence[str] | None = None,
+                   note: str = "") -> None:
+    """Refuse a list of runs' settings (a sweep's amounts, strategies or seeds; an ablation's seeds) that repeats
+    one: the same run twice reads as two runs of one setting (n=2, std 0).
+
+    Args:
+        name (`str`): the list as the caller spells it (``"seeds"``); `one`: one of its items (``"seed"``).
+        values: the list given.
+        labels (*optional*): what tells two items apart (default: ``str`` of each).
+        note (`str`, *optional*): more for the message (``" (an int is a count of neurons, a float a fraction)"``).
+
+    Raises:
+        ConfigurationError: ``"<name> [...] repeat <item>: each <one> once<note>."``
+    """
+    labels = [str(v) for v in values] if labels is None else list(labels)
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigurationError(f"{name} {list(values)} repeat {', '.join(repeated)}: each {one} once{note}.")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .counts import refuse_repeats
 from .errors import ConfigurationError, DatasetError, ModelError
 from .forward import own_forward, own_precision
 from .lengths import resolve_max_length
@@ -668,10 +669,10 @@ def sweep_plans(
     # the same plans twice would read as two runs of one setting in summarize() (n=2, std 0); 1 and 1.0 are two
     # amounts (a count and a fraction), told apart by type
     # (helper 284: strategies and seeds alike: random,random or seeds 0,0 gave "random n 2, std 0.0000")
-    _refuse_repeats("amounts", "amount", amounts, [amount_label(a) for a in amounts],
-                    " (an int is a count of neurons, a float a fraction)")
-    _refuse_repeats("strategies", "strategy", strategies, [str(s) for s in strategies])
-    _refuse_repeats("seeds", "seed", seeds, [str(s) for s in seeds])
+    refuse_repeats("amounts", "amount", amounts, [amount_label(a) for a in amounts],
+                   " (an int is a count of neurons, a float a fraction)")
+    refuse_repeats("strategies", "strategy", strategies)
+    refuse_repeats("seeds", "seed", seeds)
     plans, planned = [], {}
     for amount in amounts:
         at_amount = [plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
@@ -688,18 +689,6 @@ def sweep_plans(
         _warn_unmatched_random(at_amount, amount)
         plans += at_amount
     return plans
-
-
-def _refuse_repeats(name: str, one: str, values: Sequence[Any], labels: Sequence[str], note: str = "") -> None:
-    """Refuse a sweep's `values` (their `labels`) that repeat one: the same plans twice read as two runs of one
-    setting in :func:`summarize` (n=2, std 0).
-
-    Raises:
-        ConfigurationError: naming the list, what repeats, and the fix.
-    """
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigurationError(f"{name} {list(values)} repeat {', '.join(repeated)}: each {one} once{note}.")
 
 
 def _warn_unmatched_random(plans: Sequence[PruningPlan], amount: int | float) -> None:
