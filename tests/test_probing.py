@@ -983,6 +983,9 @@ def test_ablation_curve_refuses_counts_above_its_random_pool():
      r"seeds must be a sequence of ints .* got 1\. For one random curve pass \[seed\]"),
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), seeds=[0.5]),
      ConfigurationError, "seeds must be a sequence of ints"),
+    # helper 284: seeds [0, 0] measured one random curve twice, summarised as "count 2, std 0.0"
+    (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), seeds=[0, 1, 0]),
+     ConfigurationError, r"seeds \[0, 1, 0\] repeat 0: each seed once"),
     # helper 151: mode="mean" without means was refused after the baseline pass; NaN means filled NaN
     (lambda m: ablation_curve(m, [(0, 1)], lambda model: pytest.fail("a pass ran"), mode="mean", seeds=(0,)),
      ConfigurationError, "mode='mean' needs means"),
