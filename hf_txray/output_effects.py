@@ -415,7 +415,7 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
     if measured is None:
         return 1.0
     got, expected, at_zero, dtypes = measured
-    _refuse_log_probabilities(model, (at_zero, at_zero + got), (dtype, *dtypes))
+    _refuse_log_probabilities(model, start, chain, measured, dtype)
     scale = _nonzero(_proportion(got, expected, (dtype, *dtypes)))
     # the logits at 0 hold the biases; a change far below them is lost to their rounding: probe as large as they are
     grow = float(at_zero.abs().max()) / max(float(expected.abs().max()), 1e-30)
@@ -432,26 +432,48 @@ def logit_scale(model: nn.Module, start: nn.Module, chain: Readout) -> float:
     return scale
 
 
-def _refuse_log_probabilities(model: nn.Module, rows: Sequence[torch.Tensor], dtypes: Sequence[torch.dtype]) -> None:
+def _refuse_log_probabilities(model: nn.Module, start: nn.Module, chain: Readout,
+                              measured: tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.dtype, ...]],
+                              dtype: torch.dtype) -> None:
     """Refuse a model whose returned logits are log-probabilities (a head ending in ``log_softmax``): at every
-    position of both probe rows (the final norm's output replaced by 0 and by ``v``) ``exp`` sums to 1 over the
-    vocabulary, within the rounding of their precision (bfloat16 rounds a log-probability of -10 by up to 0.03). Their
-    change is the logits' change less an input-dependent constant per position, which no scalar reads: refused in
-    float32 as not proportional, and it passed that check in half precision (residual about 1 / sqrt(vocab) of the
-    change, under its 5e-2 tolerance). Raw logits sum so only where their bias is itself a normalised distribution.
+    position of both probe rows (`measured`, :func:`_logit_change`: the output of `start` replaced by 0 and by
+    ``v``) ``exp`` sums to 1 over the vocabulary, within the rounding of their precision (bfloat16 rounds a
+    log-probability of -10 by up to 0.03), and still does with ``v`` grown until it moves the logits by
+    :data:`LOG_PROBABILITY_PROBE` units. Their change is the logits' change less an input-dependent constant per
+    position, which no scalar reads: refused in float32 as not proportional, and it passed that check in half
+    precision (residual about 1 / sqrt(vocab) of the change, under its 5e-2 tolerance). Raw logits sum so at the
+    small probe where their bias is itself a normalised distribution (an output bias set to the log unigram
+    frequencies): moved by several units, they no longer do.
 
     Raises:
-        ModelError: every row of `rows` (``(positions, vocab)``) has ``logsumexp`` 0.
+        ModelError: every position of the probe rows, the grown one's too, has ``logsumexp`` 0.
     """
-    full = all(dtype in (torch.float32, torch.float64) for dtype in dtypes)
-    tol = 1e-4 if full else 5e-2
-    if rows[0].shape[-1] < 2 or not all(bool((torch.logsumexp(r.double(), -1).abs() <= tol).all()) for r in rows):
+    got, expected, at_zero, dtypes = measured
+    if not _normalised((at_zero, at_zero + got), (dtype, *dtypes)):
+        return
+    grow = LOG_PROBABILITY_PROBE / max(float(expected.abs().max()), 1e-30)
+    again = _logit_change(model, start, chain, grow) if np.isfinite(grow) else None
+    # raw logits where the grown change is read (a change overflowing half precision tells nothing: refused)
+    if again is not None and bool(torch.isfinite(again[0]).all()) and \
+            not _normalised((again[2] + again[0],), (dtype, *again[3])):
         return
     raise ModelError(
         f"{type(model).__name__} returns log-probabilities (exp of its logits sums to 1 at every position), not "
         "logits: their change is the LM head's change less a constant per position that depends on the input, so no "
         "output effect reads it. Profile without output_effects, or pass the model whose forward returns the LM "
         "head's logits.")
+
+
+# logit units by which the probe moves the logits to tell log-probabilities from raw logits whose bias is normalised
+LOG_PROBABILITY_PROBE = 8.0
+
+
+def _normalised(rows: Sequence[torch.Tensor], dtypes: Sequence[torch.dtype]) -> bool:
+    """Whether ``exp`` of every row of `rows` (``(positions, vocab)``) sums to 1 over the vocabulary, within the
+    rounding of `dtypes` (False for a vocabulary of one)."""
+    full = all(dtype in (torch.float32, torch.float64) for dtype in dtypes)
+    tol = 1e-4 if full else 5e-2
+    return rows[0].shape[-1] >= 2 and all(bool((torch.logsumexp(r.double(), -1).abs() <= tol).all()) for r in rows)
 
 
 def _nonzero(scale: float | None) -> float | None:

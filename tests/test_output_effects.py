@@ -651,6 +651,26 @@ def test_logits_that_are_log_probabilities_are_refused(dtype):
         hf_txray.output_effects_table(model.to(dtype), [1], k=K, neurons=[0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_raw_logits_whose_bias_is_a_normalised_distribution_are_not_taken_for_log_probabilities(dtype):
+    """An MLM whose decoder bias is the log of a distribution (an output bias set to the log unigram frequencies)
+    returns raw logits whose exp sums to 1 at the scale probe's small change too: in bfloat16 and float16 it was
+    refused as "returns log-probabilities" (float32 passed, 1e-4 tolerance). A second probe that moves the logits by
+    several units tells them apart: they are read, as the model's own change."""
+    model, tokenizer, brute, width = _bert_mlm()
+    with torch.no_grad():
+        frequencies = torch.rand(model.config.vocab_size, generator=torch.Generator().manual_seed(0)) ** 4 + 1e-3
+        model.cls.predictions.bias.copy_(torch.log(frequencies / frequencies.sum()))
+    one_hot = torch.zeros(width)
+    one_hot[0] = 1.0
+    with torch.no_grad():
+        expected = np.sort(brute(1, one_hot).double().numpy())[::-1][:K]
+    table = hf_txray.output_effects_table(model.to(dtype), [1], k=K, tokenizer=tokenizer, neurons=[0])
+    rows = table[table["direction"] == "promoted"].sort_values("rank")
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    np.testing.assert_allclose(rows["logit"], expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("reshape", ["last_position", "flattened"])
 def test_logits_of_another_shape_than_the_probe_are_refused(reshape):
     """A model (here a wrapped Granite) whose returned logits are not one row of positions x vocabulary per input row
