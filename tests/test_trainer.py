@@ -551,6 +551,28 @@ def test_snapshots_with_a_schedule_free_optimizer_profile_the_evaluated_weights(
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_snapshots_with_a_schedule_free_optimizer_and_no_evaluation_profile_the_saved_weights(tmp_path):
+    """Without evaluation (eval_strategy="no", the default) the Trainer never calls a schedule-free optimizer's
+    eval(): its checkpoints and the trained model hold the training point. The snapshots profiled the evaluation
+    point all the same, weights no checkpoint held: step-8 differed from checkpoint-8's profile and
+    stage_of_weights(trainer.model) was None (no snapshot named the model's in its card, none pinned at a push). They
+    profile the weights the Trainer saves: the evaluation point only at a step it evaluates."""
+    options = dict(max_steps=8, learning_rate=0.5, txray_steps=4, save_strategy="steps", save_steps=4)
+    model = build_classifier()
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "run", **options),
+                           optimizers=(AveragingSGD(model.parameters(), lr=0.5), None), train_dataset=build_data(),
+                           eval_dataset=build_data(), processing_class=bert_tokenizer())
+    trainer.train()
+    for step in (4, 8):
+        saved = build_classifier()
+        saved.load_state_dict(load_file(tmp_path / "run" / f"checkpoint-{step}" / "model.safetensors"), strict=False)
+        expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
+        got = trainer.txray_profiles[f"step-{step}"]
+        assert {k: v for k, v in np.ndenumerate(got.neuron_count.reshape(2, -1)) if v} == \
+            dict(expected.neuron_count), step
+    assert trainer.txray_callback.stage_of_weights(trainer.model) == "step-8"
+
+
 def test_a_second_txray_callback_in_one_trainer_is_refused_before_it_writes(tmp_path):
     """Helper 271: two TXRayCallbacks (two probe corpora) in one Trainer both wrote output_dir/txray/: the second
     removed the first one's step-0 as "taken by an earlier run", the folder ended with the second's profiles only

@@ -341,7 +341,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._model_source = resolve_model_source(self._profiler.model)
         # Weights past step 0 exist only in memory: recorded as such (reproduce refuses until pin_model).
         self._profiler.model_source = dataclasses.replace(self._model_source, training_step=step)
-        with evaluated_weights(optimizer):  # a schedule-free optimizer's evaluation point, as Trainer.evaluate's
+        # A schedule-free optimizer's weights as the Trainer saves them: its evaluation point where it evaluates at this
+        # step (Trainer.evaluate calls optimizer.eval(), and the save after it writes them), else the training point,
+        # which the model holds and a save without evaluation writes (eval_strategy="no": every snapshot profiled the
+        # evaluation point, no checkpoint nor the trained model held it, and none was named the model's, helper 286)
+        with evaluated_weights(optimizer if control.should_evaluate else None):
             profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
                                          dataset_id=self.dataset_id, show_progress=False)
         profile_seconds = time.perf_counter() - started
