@@ -268,6 +268,25 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
 
 
+def check_public_repo(name: str, revision: str | None = None, repo_type: str = "dataset") -> None:
+    """Raise unless the Hub answers for the repo `name` (at `revision`) read without a token: what a download with
+    ``token=False`` must not replace by the cache. ``snapshot_download`` answers a refused request (a private repo,
+    read anonymously) with the copy in the cache, without a word: a viewer on a Space, which reads the repos its
+    visitors open anonymously, showed them any private repo its cache held (one its owner's token read before, as
+    an earlier default source on persistent storage).
+
+    Raises:
+        TXRayError: no such repo or revision, a private or gated one, or the Hub not reached (as
+            :func:`locate_or_download` says them).
+    """
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().repo_info(name, repo_type=repo_type, revision=revision, token=False)
+    except Exception as err:  # noqa: BLE001 - every failure refuses: the cache must not answer instead
+        raise _not_downloaded(name, Path(name), revision, err, None, (repo_type,)) from None
+
+
 def _check_token_accepted(name: str, repo_type: str, revision: str | None, token: str | bool | None,
                           cache_dir: str | os.PathLike | None) -> None:
     """Raise the Hub's 401 when it refuses the token in use (expired or mistyped) for the repo `name`, online only.

@@ -1567,3 +1567,26 @@ def test_a_visitor_of_a_space_reads_no_private_repo_with_the_spaces_token(app, h
     monkeypatch.delenv("SPACE_ID")  # run locally, the user's token reads their private repos as before
     assert app.open_results("test-user/secret")[1].startswith("Opened test-user/secret: 2 profile(s)")
     viewer.forget_opened()
+
+
+def test_a_visitor_of_a_space_reads_no_private_repo_from_the_spaces_hub_cache(app, hub, results, monkeypatch):  # noqa: F811
+    """A visitor's source is read without a token, but snapshot_download answers a refused (private) repo with the
+    copy in the Hub cache, without a word: a Space whose cache held a private repo its owner's token had read (an
+    earlier default source, on persistent storage) showed it to any visitor who typed its id ('Opened
+    test-user/old: 2 profile(s)'). The Hub's answer without a token is asked first; the cache never stands in."""
+    a, b, report, folder = results
+    hf_txray.hub.push_folder(folder, "test-user/old", private=True)
+    hf_txray.hub.push_folder(folder, "test-user/shown", private=True)
+    hf_txray.hub.push_folder(folder, "test-user/public")
+    monkeypatch.setenv("SPACE_ID", "test-user/viewer")
+    monkeypatch.setenv("TXRAY_REPO", "test-user/old")  # the first default: read with the token, into the cache
+    viewer.forget_opened()
+    assert app.open_results("test-user/old")[1].startswith("Opened test-user/old: 2 profile(s)")
+    monkeypatch.setenv("TXRAY_REPO", "test-user/shown")  # deployed again with another default, the cache kept
+    viewer.forget_opened()
+    for visitor in ("test-user/old", "test-user/old@main"):
+        with pytest.raises(TXRayError, match="no such repo, or a private one"):
+            app.open_results(visitor)
+    assert app.open_results("test-user/shown")[1].startswith("Opened test-user/shown: 2 profile(s)")
+    assert app.open_results("test-user/public")[1].startswith("Opened test-user/public: 2 profile(s)")
+    viewer.forget_opened()

@@ -364,7 +364,7 @@ def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
     """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on; Hub repos are read with
     `token` (None: ``HF_TOKEN`` or the saved login; False: anonymously)."""
     from ..hub import load
-    from ..hub_io import other_branches
+    from ..hub_io import check_public_repo, other_branches
 
     source, revision = split_revision(source)
     path = Path(source).expanduser()
@@ -376,6 +376,8 @@ def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
                                  "profile or report folder, or a Hub dataset repo id.")
     if path.is_dir():
         return _load_folder(source, path)
+    if token is False:  # a visitor's source on a Space: the Hub's answer for it, never a private repo in the cache
+        check_public_repo(source, revision)
     try:
         return load(source, revision=revision, token=token)
     except ProfileFormatError as err:
