@@ -1052,6 +1052,19 @@ def test_a_stage_name_with_a_newline_is_refused_before_the_card_is_written(resul
 
 
 
+def _renamed_stages(profiles, report, names):
+    """Copies of `profiles` and `report` whose stages are renamed by `names` (old stage -> new name)."""
+    renamed = []
+    for profile in profiles:
+        out = copy.copy(profile)
+        out.meta = dataclasses.replace(profile.meta, stage=names[profile.stage])
+        renamed.append(out)
+    pair = copy.copy(report)
+    pair.meta = dataclasses.replace(report.meta, stage_a=names[report.meta.stage_a],
+                                    stage_b=names[report.meta.stage_b])
+    return renamed, pair
+
+
 def test_stage_names_and_tag_values_are_text_in_the_card_not_markup(results, tmp_path):
     """Helper 230: the card wrote stage names and the mass share table's tag values into markdown as they were, so
     the Hub rendered a stage 'pre<b>train</b> | x' as bold 'train', 'fine*tuned*_`y`' in italics and code, and a tag
@@ -1059,13 +1072,7 @@ def test_stage_names_and_tag_values_are_text_in_the_card_not_markup(results, tmp
     markdown_it = pytest.importorskip("markdown_it")
     a, b, report = results
     names = {"pretrained": "pre<b>train</b> | x", "finetuned": "fine*tuned*_`y` & [z](u)"}
-    renamed = []
-    for profile in (a, b):
-        out = copy.copy(profile)
-        out.meta = dataclasses.replace(profile.meta, stage=names[profile.stage])
-        renamed.append(out)
-    pair = copy.copy(report)
-    pair.meta = dataclasses.replace(report.meta, stage_a=names["pretrained"], stage_b=names["finetuned"])
+    renamed, pair = _renamed_stages((a, b), report, names)
     pos = pair.mass_share["feature_type"] == "pos"
     tag = pair.mass_share.loc[pos, "feature"].iloc[0]
     pair.mass_share = pair.mass_share.assign(feature=pair.mass_share["feature"].where(
@@ -1088,13 +1095,7 @@ def test_stage_names_never_reorder_the_cards_figures(results, tmp_path):
     ones inside a first-strong isolate (U+2068 ... U+2069), which keeps their direction to themselves."""
     a, b, report = results
     names = {"pretrained": "pre\u202etrain", "finetuned": "مرحلة"}
-    renamed = []
-    for profile in (a, b):
-        out = copy.copy(profile)
-        out.meta = dataclasses.replace(profile.meta, stage=names[profile.stage])
-        renamed.append(out)
-    pair = copy.copy(report)
-    pair.meta = dataclasses.replace(report.meta, stage_a=names["pretrained"], stage_b=names["finetuned"])
+    renamed, pair = _renamed_stages((a, b), report, names)
     text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "r", renamed, [pair], plots=False) / "README.md").text
     assert "\u202e" not in text
     # every isolate is closed on its own line: nothing after it is reordered
