@@ -17,7 +17,7 @@ import numpy as np
 
 from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError, ProfileFormatError
-from .hub_io import check_probed_models
+from .hub_io import check_branch, check_probed_models
 from .io_utils import atomic_dir
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
@@ -158,6 +158,7 @@ def save_to_disk(
         raise ConfigurationError(
             f"save_to_disk's first argument is the folder to write, got {type(directory).__name__} {directory!r:.60}: "
             "call hf_txray.save_to_disk(directory, profiles, reports).")
+    check_branch(revision)  # the card's loading examples name it
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory).expanduser()  # as load() and from_pretrained() read it
     _check_target(directory)

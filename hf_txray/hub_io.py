@@ -43,8 +43,9 @@ def check_repo_id(repo_id: Any) -> str:
 
 # What git (and so the Hub) refuses in a branch name (`git check-ref-format`): whitespace and control characters,
 # ~ ^ : ? * [ \, "..", "@{", an empty part ("//", a leading or trailing "/"), a part starting with "." or ending
-# with ".lock", a trailing ".", a leading "-", and "@" alone
-_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|(?:^|/)\.|\.lock(?:/|$)|\.$|^-|^@$")
+# with ".lock", a trailing ".", a leading "-", and "@" alone; and '"', which git takes but the card's loading examples
+# (``revision="..."``) cannot hold
+_BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\\"]|\.\.|@\{|//|^/|/$|(?:^|/)\.|\.lock(?:/|$)|\.$|^-|^@$")
 
 
 def check_branch(revision: Any) -> str | None:
@@ -56,7 +57,7 @@ def check_branch(revision: Any) -> str | None:
     if not isinstance(revision, str) or not revision or _BAD_BRANCH.search(revision):
         raise ConfigurationError(
             f"Invalid branch {revision!r} to push to (revision, --revision): a branch name is not empty and holds no "
-            "spaces, control characters, '~^:?*[\\', '..' or '@{', nor an empty, '.'-led or '.lock' part, e.g. "
+            "spaces, control characters, '~^:?*[\\\"', '..' or '@{', nor an empty, '.'-led or '.lock' part, e.g. "
             "'exp' or 'results/v2'; leave it out to push to the default branch. Nothing was uploaded.")
     return revision
 

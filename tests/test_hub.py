@@ -1134,7 +1134,7 @@ def test_a_push_to_an_invalid_branch_name_is_refused_before_anything_is_written(
     repo_id = f"{hub.username}/branch-names"
     a.save_pretrained(tmp_path / "runs" / "a")
     export = hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False)
-    for bad in ("", " ", "a b", "x..y", "a:b", ".hidden", "x.lock", "a//b", "dev/"):
+    for bad in ("", " ", "a b", "x..y", "a:b", ".hidden", "x.lock", "a//b", "dev/", 'q"t'):
         for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision=bad,
                                                   local_dir=tmp_path / "push"),
                      lambda: a.push_to_hub(repo_id, revision=bad),
@@ -1149,6 +1149,19 @@ def test_a_push_to_an_invalid_branch_name_is_refused_before_anything_is_written(
     for good in ("exp", "results/v2"):
         assert cli_main(["push", repo_id, str(tmp_path / "runs"), "--revision", good]) == 0
         assert list(hf_txray.load(repo_id, revision=good).profiles) == [a.stage]
+
+
+def test_a_branch_name_the_cards_examples_cannot_quote_is_refused(results, tmp_path):
+    """Helper 287: revision='q"t' (a name git takes) passed check_branch, and the card's loading examples read
+    `revision="q"t"`, which is no Python; a push of the folder elsewhere (card.naming_repo) left them naming the old
+    repo. A '"' is refused by every push (the test above) and by save_to_disk, before anything is written."""
+    a, _, _ = results
+    with pytest.raises(ConfigurationError, match=re.escape("""Invalid branch 'q"t' to push to""")):
+        hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False, revision='q"t')
+    assert not (tmp_path / "export").exists()
+    hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False, repo_id="user/r", revision="results/v2")
+    text = (tmp_path / "export" / "README.md").read_text()
+    assert 'profiles, reports = hf_txray.load("user/r", revision="results/v2")' in text
 
 
 def test_card_links_go_to_the_hub_in_use(results, tmp_path, monkeypatch):
