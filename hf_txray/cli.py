@@ -518,10 +518,11 @@ def _add_export(sub) -> None:
 
 def _cmd_export(args) -> int:
     from .artifact import check_not_an_input
-    from .export import save_to_disk
+    from .export import check_card_options, save_to_disk
     from .hub import saved_results
 
     check_not_an_input(args.out, args.inputs, what="hf-txray export", cli_flag="--out")  # save_to_disk checks the rest
+    check_card_options(args.repo_id)  # before the inputs are read
     profiles, reports = [], []
     for folder in args.inputs:
         if not Path(folder).is_dir():

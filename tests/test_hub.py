@@ -1164,6 +1164,22 @@ def test_a_branch_name_the_cards_examples_cannot_quote_is_refused(results, tmp_p
     assert 'profiles, reports = hf_txray.load("user/r", revision="results/v2")' in text
 
 
+def test_an_export_refuses_a_repo_id_a_push_would_refuse(results, tmp_path, capsys):
+    """Helper 287: `hf-txray export --repo-id "bad id!"` (and save_to_disk(repo_id=...)) wrote the id into the card's
+    loading examples as it was; it is refused with the push's own check, before the inputs are read or anything is
+    written."""
+    a, _, _ = results
+    a.save_pretrained(tmp_path / "runs" / "a")
+    with pytest.raises(ConfigurationError, match=re.escape("Invalid Hub repo id 'bad id!'")):
+        hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False, repo_id="bad id!")
+    assert cli_main(["export", str(tmp_path / "runs"), "--out", str(tmp_path / "export"), "--repo-id", "bad id!"]) == 2
+    assert "Invalid Hub repo id 'bad id!'" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()
+    assert cli_main(["export", str(tmp_path / "runs"), "--out", str(tmp_path / "export"), "--repo-id", "user/r",
+                     "--no-plots"]) == 0
+    assert 'hf_txray.load("user/r")' in (tmp_path / "export" / "README.md").read_text()
+
+
 def test_card_links_go_to_the_hub_in_use(results, tmp_path, monkeypatch):
     """Helper 268: the card's links were always to https://huggingface.co, also for results read from and pushed to
     another Hub (HF_ENDPOINT: a company Hub, the test server), where the model and its pinned commit are: they go to
