@@ -522,7 +522,7 @@ def _cmd_export(args) -> int:
     from .hub import saved_results
 
     check_not_an_input(args.out, args.inputs, what="hf-txray export", cli_flag="--out")  # save_to_disk checks the rest
-    check_card_options(args.repo_id)  # before the inputs are read
+    check_card_options(args.repo_id, license=args.license)  # before the inputs are read
     profiles, reports = [], []
     for folder in args.inputs:
         if not Path(folder).is_dir():

@@ -17,7 +17,7 @@ import numpy as np
 
 from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError, ProfileFormatError
-from .hub_io import check_branch, check_probed_models, check_repo_id
+from .hub_io import check_branch, check_license, check_probed_models, check_repo_id
 from .io_utils import atomic_dir
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
@@ -116,13 +116,15 @@ def _check_target(directory: Path) -> None:
         check_save_target(directory, what="save_to_disk", artifact_type="results")
 
 
-def check_card_options(repo_id: str | None = None, revision: str | None = None) -> None:
+def check_card_options(repo_id: str | None = None, revision: str | None = None, license: str | None = None) -> None:
     """Raise :class:`ConfigurationError`, before anything is read or written, unless the repo id and branch a card's
-    loading examples name are each None or valid (:func:`~hf_txray.hub_io.check_repo_id`,
-    :func:`~hf_txray.hub_io.check_branch`): ``export --repo-id "bad id!"`` was written into the card as it was."""
+    loading examples name, and its license, are each None or valid (:func:`~hf_txray.hub_io.check_repo_id`,
+    :func:`~hf_txray.hub_io.check_branch`, :func:`~hf_txray.hub_io.check_license`): ``export --repo-id "bad id!"``
+    and ``--license "a b"`` were written into the card as they were."""
     if repo_id is not None:
         check_repo_id(repo_id)
     check_branch(revision)
+    check_license(license)
 
 
 def save_to_disk(
@@ -167,7 +169,7 @@ def save_to_disk(
         raise ConfigurationError(
             f"save_to_disk's first argument is the folder to write, got {type(directory).__name__} {directory!r:.60}: "
             "call hf_txray.save_to_disk(directory, profiles, reports).")
-    check_card_options(repo_id, revision)
+    check_card_options(repo_id, revision, license)
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory).expanduser()  # as load() and from_pretrained() read it
     _check_target(directory)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 from .artifact import CLASS_OF_TYPE, HEADER_FILE, artifact_type_of, saved_artifacts
 from .card import missing_profiles, naming_repo
 from .errors import ConfigurationError, ProfileFormatError
-from .export import collect, read_folder, save_to_disk
+from .export import check_card_options, collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_id, local_or_download,
                      naming_the_source, refuse_probing_of_other_models, resolve_token, upload_folder)
 from .io_utils import link_or_copy
@@ -206,7 +206,7 @@ def push_to_hub(
         ```
     """
     check_repo_id(repo_id)
-    check_branch(revision)
+    check_card_options(revision=revision, license=license)
     by_stage, by_name = collect(profiles, reports)
     token = resolve_token(token)
     for name, absent in missing_profiles(by_stage, by_name).items():
@@ -249,6 +249,7 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
     path = Path(path)
     if not path.is_dir():
         raise ConfigurationError(f"{path} is not a folder.")
+    check_card_options(revision=kwargs.get("revision"), license=kwargs.get("license"))  # before the folder is read
     if is_export_folder(path):
         _warn_card_options_not_held(path, {name: kwargs.pop(name, None) for name in ("license", "pretty_name")})
         return push_folder(path, repo_id, **kwargs)

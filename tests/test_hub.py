@@ -1180,6 +1180,32 @@ def test_an_export_refuses_a_repo_id_a_push_would_refuse(results, tmp_path, caps
     assert 'hf_txray.load("user/r")' in (tmp_path / "export" / "README.md").read_text()
 
 
+def test_a_license_that_cannot_be_a_hub_license_id_is_refused_before_anything_is_written(results, hub, tmp_path,
+                                                                                         capsys):
+    """Helper 287: `hf-txray export --license "a b"` (or push, save_to_disk, push_to_hub) wrote the value into the
+    card's metadata as it was (`license: a b`), which the Hub refuses when the card is pushed. No offline list of the
+    Hub's licenses exists: what cannot be one (whitespace, a quote, a newline, empty) is refused, naming the fix."""
+    a, _, _ = results
+    repo_id = f"{hub.username}/licenses"
+    a.save_pretrained(tmp_path / "runs" / "a")
+    for bad in ("a b", "", 'mit"', "mit\nx", " apache-2.0"):
+        refused = re.escape(f"Invalid license {bad!r} (license, --license)")
+        with pytest.raises(ConfigurationError, match=refused):
+            hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False, license=bad)
+        with pytest.raises(ConfigurationError, match=refused):
+            hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, license=bad, local_dir=tmp_path / "push")
+        for command in (["export", str(tmp_path / "runs"), "--out", str(tmp_path / "export")],
+                        ["push", repo_id, str(tmp_path / "runs")]):
+            assert cli_main([*command, "--license", bad]) == 2
+            assert f"Invalid license {bad!r}" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists() and not (tmp_path / "push").exists()
+    with pytest.raises(RepositoryNotFoundError):  # nothing was created
+        hub.api.repo_info(repo_id, repo_type="dataset")
+    for good in ("apache-2.0", "cc-by-4.0", "openrail++", "other"):
+        hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False, license=good)
+        assert DatasetCard.load(tmp_path / "export" / "README.md").data.license == good
+
+
 def test_card_links_go_to_the_hub_in_use(results, tmp_path, monkeypatch):
     """Helper 268: the card's links were always to https://huggingface.co, also for results read from and pushed to
     another Hub (HF_ENDPOINT: a company Hub, the test server), where the model and its pinned commit are: they go to
