@@ -27,6 +27,7 @@ from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
 from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_pruning
 from .pruning.apply import check_applicable
+from .pruning.strategies import check_feature_type_used, ranks_by_feature_type
 from .pruning.masks import refuse_active_masks
 from .tables import amount_kind, amount_label, amount_labels
 
@@ -673,10 +674,13 @@ def sweep_plans(
                    " (an int is a count of neurons, a float a fraction)")
     refuse_repeats("strategies", "strategy", strategies)
     refuse_repeats("seeds", "seed", seeds)
+    # a feature type is for the strategies that rank by it: refused when none of the sweep's does
+    check_feature_type_used(kwargs.get("feature_type"), strategies)
     plans, planned = [], {}
     for amount in amounts:
         at_amount = [plan_pruning(source, strategy, amount, seed=seed, mode=mode, per_layer=per_layer,
-                                  allow_fewer=allow_fewer, **kwargs)
+                                  allow_fewer=allow_fewer, **{**kwargs, "feature_type": kwargs.get("feature_type")
+                                                              if ranks_by_feature_type(strategy) else None})
                      for strategy in strategies for seed in (seeds if is_random_strategy(strategy) else seeds[:1])]
         # per-layer amounts are told apart as planned (keys resolved and sorted, as table_amount writes them):
         # {-1: 3} and {1: 3} of a 2-block model, or {0: 2, 1: 3} and {1: 3, 0: 2}, are one amount

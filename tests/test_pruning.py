@@ -1054,6 +1054,25 @@ def test_a_task_the_model_head_does_not_give_is_refused_before_any_forward(monke
     assert table.attrs["task"] == "classification"
 
 
+def test_a_feature_type_no_strategy_ranks_by_is_refused(report):
+    """Helper 287: `prune --strategy random --feature-type token` (or lost, gained, low_mass; plan_pruning and
+    prune alike) and `prune-sweep --strategies random,lost --feature-type token` ignored the feature type without a
+    word; it is refused, naming the strategies that read it. In a sweep with one of them it applies to those only."""
+    from hf_txray.evaluation import sweep_plans
+
+    for strategy in ("random", "lost", "gained", "low_mass"):
+        with pytest.raises(ConfigurationError, match=rf"feature_type='token' \(--feature-type\) has no effect with "
+                                                     rf"strategy '{strategy}': only most_changed, least_changed"):
+            plan_pruning(report, strategy, 1, feature_type="token", allow_fewer=True)
+    with pytest.raises(ConfigurationError, match=r"has no effect with strategy 'random', 'lost': only most_changed"):
+        sweep_plans(report, ["random", "lost"], [1], seeds=[0], feature_type="token")
+    with pytest.raises(ConfigurationError, match="Unknown pruning strategy 'lsot'"):
+        sweep_plans(report, ["lsot"], [1], seeds=[0], feature_type="token")
+    plans = sweep_plans(report, ["random", "most_changed"], [1], seeds=[0], feature_type="token")
+    assert [(p.strategy, p.feature_type) for p in plans] == [("random", None), ("most_changed", "token")]
+    assert plan_pruning(report, "random", 1).feature_type is None  # left out: fine
+
+
 def test_a_sweep_refuses_a_strategy_or_seed_given_twice():
     """helper 284: `prune-sweep --strategies random,random` (or --seeds 0,0) evaluated the same random plan twice and
     summarize() read it as two runs, "random n 2, std 0.0000", where repeated amounts were already refused."""

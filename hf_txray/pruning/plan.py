@@ -22,7 +22,7 @@ from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
 from ..tables import amount_label
 from ..version import __version__
-from .strategies import RankingInput, get_pruning_strategy, is_random_strategy, rank
+from .strategies import RankingInput, check_feature_type_used, get_pruning_strategy, is_random_strategy, rank
 
 PLAN_FILE = "pruning_plan.json"  # the plan in a folder saved with save_pretrained
 MODES = ("mask", "remove")
@@ -467,6 +467,7 @@ def plan_pruning(
         if feature_type not in feature_types:
             raise ConfigurationError(f"Feature type {feature_type!r} is not in this report: {feature_types}.")
     else:
+        check_feature_type_used(feature_type, [strategy])
         feature_type = None
 
     if layers is not None:  # as analyze takes them: "0-3,7,-1", "all", one int, a list

@@ -9,7 +9,7 @@ plan_pruning`, :func:`hf_txray.evaluation.sweep_plans` and the CLI then accept b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -119,6 +119,26 @@ def is_random_strategy(name: str) -> bool:
     saved plan's ``"explicit"``)."""
     strategy = _REGISTRY.get(name)
     return strategy is not None and strategy.random
+
+
+def ranks_by_feature_type(name: Any) -> bool:
+    """Whether the strategy registered as `name` ranks by a feature type's Hellinger distance; an unknown name is
+    refused as such (:func:`get_pruning_strategy`), and an explicit neuron list ranks by nothing (False)."""
+    return isinstance(name, str) and get_pruning_strategy(name).uses_feature_type
+
+
+def check_feature_type_used(feature_type: str | None, strategies: Sequence[str]) -> None:
+    """Raise :class:`ConfigurationError` when `feature_type` is given but none of `strategies` (registered names:
+    an unknown one is refused as such) ranks by a feature type's Hellinger distance: ``--feature-type token`` with
+    the random strategy (or lost, gained, low_mass) was ignored without a word."""
+    if feature_type is None:
+        return
+    if not any(ranks_by_feature_type(name) for name in strategies):
+        using = [name for name, strategy in _REGISTRY.items() if strategy.uses_feature_type]
+        raise ConfigurationError(
+            f"feature_type={feature_type!r} (--feature-type) has no effect with strategy "
+            f"{', '.join(map(repr, strategies))}: only {', '.join(using)} rank by a feature type's Hellinger "
+            "distance. Leave it out, or choose one of those strategies.")
 
 
 def get_pruning_strategy(name: str) -> PruningStrategy:
