@@ -2960,6 +2960,9 @@ def test_a_probe_trained_with_a_pad_token_added_refuses_the_tokenizer_without_it
     ({"test_size": 1.5}, "test_size"), ({"test_size": "0.2"}, "test_size"), ({"test_size": 0}, "test_size"),
     ({"seed": 0.5}, "seed"), ({"seed": -1}, "seed"), ({"target_share": 2.0}, "target_share"),
     ({"target_share": 0}, "target_share"),
+    # helper 287: `probe --no-minimal --target-share 0.5` ignored the share (and recorded it in the result's meta)
+    ({"target_share": 0.5, "minimal": False},
+     r"target_share=0.5 \(--target-share\) has no effect with minimal=False \(--no-minimal\)"),
 ])
 def test_split_and_target_share_refused_before_extraction(planted, options, match):
     """helper 272: test_size=1.5 and target_share=2 were refused only after every sentence had run through the model

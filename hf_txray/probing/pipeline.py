@@ -38,6 +38,7 @@ from .probe import (
     train_probe,
 )
 
+DEFAULT_TARGET_SHARE = 0.9  # the share of the probe's accuracy the minimal neuron set must reach
 STATE_DIR = "probe"  # the exact state of a saved result, beside its probe_rankings config
 
 
@@ -72,7 +73,7 @@ class ProbingMeta:
     num_skipped_words: int = 0
     test_size: float = 0.2
     seed: int = 0
-    target_share: float = 0.9
+    target_share: float = DEFAULT_TARGET_SHARE
     config: dict[str, Any] = field(default_factory=dict)
     hf_txray_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -321,7 +322,7 @@ def probe_neurons(
     config: ProbeConfig | None = None,
     control: bool = True,
     minimal: bool = True,
-    target_share: float = 0.9,
+    target_share: float = DEFAULT_TARGET_SHARE,
     subset_size: int | None = None,
     subset_seeds: Sequence[int] = (0, 1, 2),
     batch_size: int = 32,
@@ -360,7 +361,8 @@ def probe_neurons(
             single fields.
         control (`bool`, *optional*, defaults to `True`): run the control task (selectivity).
         minimal (`bool`, *optional*, defaults to `True`): search the minimal neuron set.
-        target_share (`float`, *optional*, defaults to 0.9): the share of accuracy the minimal set must reach.
+        target_share (`float`, *optional*, defaults to 0.9): the share of accuracy the minimal set must reach (with
+            `minimal=False` another value is refused: no set is searched).
         subset_size (`int`, *optional*): size of the top/random/bottom subsets (default: the minimal set's size,
             else 1% of the neurons); 0 skips them; a negative or fractional size is refused.
         subset_seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random subset per seed (ints).
@@ -391,6 +393,11 @@ def probe_neurons(
     check_split(test_size, seed)
     if minimal:
         check_share(target_share, "target_share")
+    elif target_share != DEFAULT_TARGET_SHARE:  # the share of the set not searched: ignored, and recorded as used
+        raise ConfigurationError(
+            f"target_share={target_share!r} (--target-share) has no effect with minimal=False (--no-minimal): it is "
+            f"the share of accuracy the minimal neuron set must reach, and no set is searched. Leave it at its default "
+            f"({DEFAULT_TARGET_SHARE}), or search the set.")
     if isinstance(data, Activations):
         if max_sentences is not None:
             raise ConfigurationError(f"max_sentences={max_sentences} cuts a corpus before extraction, but data is "
