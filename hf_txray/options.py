@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .counts import check_count, is_int
+from .counts import check_count, is_int, refuse_repeats
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
@@ -56,7 +56,7 @@ def parse_layers(value: Any) -> str | list[int]:
         ``"all"`` or a non-empty list of (Python) ints.
 
     Raises:
-        ConfigurationError: anything else, with the accepted forms.
+        ConfigurationError: anything else, with the accepted forms; a block named twice (``[0, 0]``, ``"0-3,2"``).
 
     Example:
         ```python
@@ -73,6 +73,7 @@ def parse_layers(value: Any) -> str | list[int]:
         layers = [index for part in split_csv(text, "layers") for index in _layer_part(part, value)]
         if not layers:
             raise ConfigurationError("layers is empty: pass 'all' or at least one block index.")
+        refuse_repeats("layers", "layer", layers, note=f" ({value!r} names it twice)")
         return layers
     if is_int(value):
         return [int(value)]
@@ -86,7 +87,9 @@ def parse_layers(value: Any) -> str | list[int]:
         if all(isinstance(v, str) and v.strip().lstrip("-").isdigit() for v in layers):  # ["0", "1"]: say the forms
             hint = f" (layers={[int(v) for v in layers]!r}, or the string {','.join(v.strip() for v in layers)!r})"
         raise ConfigurationError(f"layers must be 'all', an int or a list of ints{hint}, got {value!r}.")
-    return [int(v) for v in layers]
+    layers = [int(v) for v in layers]
+    refuse_repeats("layers", "layer", layers)  # [0, 0] was read as [0] without a word
+    return layers
 
 
 

@@ -1080,6 +1080,13 @@ def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     for bad in ("3-1", "0-", "a", "", "1,,x", True):
         with pytest.raises(ConfigurationError):
             parse_layers(bad)
+    # helper 287: a block named twice was read once without a word (as repeated seeds and amounts are refused)
+    for twice, said in (([0, 0], "layers [0, 0] repeat 0: each layer once."),
+                        ("0,0", "layers [0, 0] repeat 0: each layer once ('0,0' names it twice)."),
+                        ("0-3,2", "layers [0, 1, 2, 3, 2] repeat 2: each layer once ('0-3,2' names it twice).")):
+        with pytest.raises(ConfigurationError, match=re.escape(said)):
+            parse_layers(twice)
+    assert parse_layers([0, -1]) == [0, -1]  # told apart by the model's depth, later
     _, commands = _walk_parsers()
     assert commands["analyze"].parse_args(["--layers", "0-1,-1", "--out", "x"]).layers == [0, 1, -1]
     assert commands["probe"].parse_args(["m", "d", "--out", "x", "--layers", "1-2"]).layers == [1, 2]
