@@ -1094,6 +1094,14 @@ def test_ablation_counts_above_the_ranking_are_clipped_with_a_warning():
     assert sorted(set(curve.table["num_ablated"])) == [0, 1, 2]
 
 
+def test_ablation_counts_given_twice_are_refused():
+    """Helper 287: `ablate --counts 1,1` (counts=[1, 1]) measured one point, read once without a word, where repeated
+    seeds are refused (counts.refuse_repeats)."""
+    model, _ = tiny("bert")
+    with pytest.raises(ConfigurationError, match=re.escape("counts [1, 1, 2] repeat 1: each count once.")):
+        ablation_curve(model, [(0, 1), (0, 2)], lambda m: 0.0, counts=[1, 1, 2], seeds=(0,))
+
+
 def test_cli_warnings_attributed_to_the_console_script_are_one_line(monkeypatch, tmp_path):
     """Fix 133 (F7c): the probe's unseen-label warning (attributed to the first frame outside hf_txray, the
     console script) was printed with the script's path and its `sys.exit(main())` line."""

@@ -607,7 +607,8 @@ def ablation_counts(counts: Sequence[int], num_ranked: int | None) -> list[int]:
     a warning (a count past them would ablate the same neurons as the last).
 
     Raises:
-        ConfigurationError: no count, or a count below 1 (the baseline, 0 ablated, is always measured).
+        ConfigurationError: no count, a count below 1 (the baseline, 0 ablated, is always measured), or one given
+            twice.
     """
     counts = list(counts.tolist() if isinstance(counts, np.ndarray) else counts)
     if not all(is_int(k) for k in counts):  # helper 182: int() made 2.7 two neurons and True one, no error
@@ -616,6 +617,7 @@ def ablation_counts(counts: Sequence[int], num_ranked: int | None) -> list[int]:
     if not counts or min(counts) < 1:
         raise ConfigurationError(f"counts must be positive numbers of neurons, got {counts}: the baseline (none "
                                  "ablated) is always measured; drop the counts below 1.")
+    refuse_repeats("counts", "count", counts)  # [1, 1]: one point of the curve, read once without a word
     if num_ranked is None:
         return sorted(set(counts))
     above = sorted({k for k in counts if k > num_ranked})
