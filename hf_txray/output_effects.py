@@ -667,15 +667,6 @@ def post_mlp_norms(model: nn.Module, layers: Sequence[int], stack: str | None = 
 
 
 @torch.no_grad()
-def post_mlp_scales(model: nn.Module, layers: Sequence[int], stack: str | None = None
-                    ) -> dict[int, torch.Tensor | None]:
-    """Per layer, the scale of a norm the block applies to its MLP output alone before the residual sum, or None
-    (the norms :func:`post_mlp_norms` finds)."""
-    return {layer: None if post is None else norm_scale(post, int(post.weight.shape[0]))
-            for layer, post in post_mlp_norms(model, layers, stack).items()}
-
-
-@torch.no_grad()
 def residual_gains(model: nn.Module, layers: Sequence[int], stack: str | None = None,
                    posts: dict[int, nn.Module | None] | None = None,
                    points: dict[int, nn.Module] | None = None) -> dict[int, float | None]:
