@@ -2385,6 +2385,34 @@ def test_cohere2_moe_dense_prefix_of_the_experts_width_loses_neurons_with_mode_r
     assert [s.name for s in find_sites(tf.Cohere2MoeForCausalLM.from_pretrained(tmp_path), "mlp", layers=[0])] == [
         "model.layers.0.mlp.down_proj"]
 
+def test_ctrl_loses_neurons_with_mode_remove_through_its_dff(tmp_path):
+    """mode="remove" on CTRL was refused ("Could not find the config attribute holding the MLP intermediate size"):
+    CTRL names its MLP width `dff`. The removed model's logits equal those of the unpruned model with the planned
+    units' up-projection rows and biases zeroed by hand (ReLU(0) = 0: the units contribute nothing), and survive
+    save_pretrained + from_pretrained."""
+    config = tf.CTRLConfig(n_embd=HIDDEN, dff=WIDTH, n_layer=LAYERS, n_head=2, vocab_size=100, n_positions=64)
+    torch.manual_seed(0)
+    model = tf.CTRLLMHeadModel(config).eval()
+    ids = torch.randint(1, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    plan = {0: [1, 5], 1: [0, 47]}
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer, units in plan.items():
+            up = reference.transformer.h[layer].ffn[0]
+            up.weight[units] = 0
+            up.bias[units] = 0
+        expected = reference(input_ids=ids).logits
+        hf_txray.prune(model, None, plan, mode="remove")
+        removed = model(input_ids=ids).logits
+    assert model.config.dff == WIDTH - 2
+    assert [model.transformer.h[layer].ffn[2].in_features for layer in plan] == [WIDTH - 2] * 2
+    torch.testing.assert_close(removed, expected, rtol=0, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = tf.CTRLLMHeadModel.from_pretrained(tmp_path).eval()(input_ids=ids).logits
+    torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
+
+
 def _blip2(text_model: str):
     """A tiny BLIP-2 whose vision tower is deeper and wider than its 2-layer text model (a T5 or an OPT)."""
     tokenizer = bpe_tokenizer()

@@ -18,7 +18,7 @@ from .masks import check_plan, mlp_sites, refuse_active_masks
 from .plan import NeuronSpec
 
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
-INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size", "hidden_dim")
+INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size", "hidden_dim", "dff")
 # Fused projections holding the gate and the up halves of a gated MLP, ``[gate; up]`` (Phi-3, GLM; ModernBERT's
 # ``Wi``, split ``input, gate = Wi(x).chunk(2)``; the dense Granite-4.0-H's ``shared_mlp.input_linear``, split
 # ``gate, up = input_linear(x).chunk(2)``): 2 x width outputs, unit i in row i of each half.
