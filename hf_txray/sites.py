@@ -208,12 +208,30 @@ def refuse_sliced_down_projection(model: nn.Module) -> None:
                 "same weights, one matrix product instead of the slices, equal up to rounding.")
 
 
+def other_modality(model: nn.Module) -> list[str]:
+    """The submodules of `model` that are towers of another modality than text: those whose ``config`` is one of
+    the sub-configs of `model`'s config (``config.sub_configs``: GIT's ``vision_config``, Phi-4-multimodal's
+    ``vision_config`` and ``audio_config``) other than its text config. A forward on ``input_ids`` alone never calls
+    them (the text stack of such a model holds fewer blocks than its vision or audio encoder)."""
+    config = getattr(model, "config", None)
+    names = getattr(config, "sub_configs", None)
+    if config is None or not isinstance(names, dict):
+        return []
+    text = text_config(config)
+    subs = [sub for key in names for sub in [getattr(config, key, None)]
+            if sub is not None and sub is not text and sub is not config]
+    return [name for name, module in model.named_modules()
+            if name and any(getattr(module, "config", None) is sub for sub in subs)]
+
+
 def find_blocks(model: nn.Module, mixed: bool = False,
                 example: str = r"r'layers\.\d+\.mlp\.down_proj'") -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
     those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder).
     A list inside a member of another list is a part of one block (Zamba2's adapters of its shared transformer,
-    inside the hybrid stack), never the stack.
+    inside the hybrid stack), never the stack. A list inside a tower of another modality (:func:`other_modality`:
+    GIT's and Phi-4-multimodal's vision and audio encoders, which a text-only forward never calls) is taken only
+    where no other list qualifies.
 
     Args:
         mixed (`bool`, *optional*, defaults to `False`): take lists of blocks of several classes too (a hybrid
@@ -224,7 +242,8 @@ def find_blocks(model: nn.Module, mixed: bool = False,
     lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
     nested = {id(inner) for _, outer in lists for member in outer for inner in member.modules()
               if inner is not member and isinstance(inner, nn.ModuleList)}
-    best: tuple[int, str, nn.ModuleList] | None = None
+    towers = other_modality(model)
+    best: tuple[tuple[bool, int], str, nn.ModuleList] | None = None
     unread: tuple[int, str] | None = None  # the largest list of identical modules without linear layers
     for name, module in lists:
         if id(module) in nested or not (mixed or len({type(m) for m in module}) == 1):
@@ -233,8 +252,9 @@ def find_blocks(model: nn.Module, mixed: bool = False,
         if not any(next(named_linears(m), None) is not None for m in (module if mixed else module[:1])):
             unread = max(unread or (size, name), (size, name))
             continue
-        if best is None or size > best[0]:
-            best = (size, name, module)
+        rank = (not any(name == tower or name.startswith(tower + ".") for tower in towers), size)
+        if best is None or rank > best[0]:
+            best = (rank, name, module)
     if best is None and unread is not None and unread[0] > 0:
         # I-BERT's QuantLinear, SqueezeBERT's convolutions: blocks whose layers the site search cannot read
         raise ModelError(

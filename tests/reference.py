@@ -54,6 +54,8 @@ MLP_MODULE = {
     "ibert": _BERT_LIKE,  # site="residual" only: its MLP's layers are QuantLinear
     "rwkv": "blocks.{}.feed_forward.value", "xlstm": "blocks.{}.ffn.proj_down", "ctrl": "h.{}.ffn.2", "lfm2": "layers.{}.feed_forward.w2",
     "gpt_neox_japanese": "layers.{}.mlp.dense_4h_to_h",
+    # text stacks beside a vision (and audio) tower of more blocks, under one config
+    "git": _BERT_LIKE, "phi4_multimodal": _LLAMA_LIKE,
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP
     "granitemoehybrid": "layers.{}.shared_mlp.output_linear",
     "t5": {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",
@@ -94,7 +96,8 @@ MOE_MODULE = {
 }
 SKIP_CLASS_ROUTERS = ("zaya",)
 BLOCK_MODULE = {"bert": "encoder.layer.{}", "gpt2": "h.{}", "llama": "layers.{}", "ibert": "encoder.layer.{}",
-                "qwen2_vl_text": "layers.{}", "xlstm": "blocks.{}"}
+                "qwen2_vl_text": "layers.{}", "xlstm": "blocks.{}", "git": "git.encoder.layer.{}",
+                "phi4_multimodal": "model.layers.{}"}
 
 
 @functools.cache

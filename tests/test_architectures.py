@@ -2103,6 +2103,43 @@ def test_a_vision_language_model_profiles_its_text_model(kind, tmp_path):
         assert hf_txray.compare(old, new, test=False).meta.model_types == ["llava", "llava"]
 
 
+def _text_beside_towers(kind: str):
+    """A tiny GIT or Phi-4-multimodal: one config (no text sub-config) for a 2-layer text stack beside a vision tower
+    (and, in Phi-4's, an audio encoder) of more and wider blocks."""
+    tokenizer = bpe_tokenizer()
+    text = dict(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=WIDTH, num_hidden_layers=LAYERS,
+                num_attention_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    vision = dict(hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+                  image_size=16, patch_size=8)
+    torch.manual_seed(0)
+    if kind == "git":
+        model = tf.GitForCausalLM(tf.GitConfig(vision_config=vision, num_image_with_embedding=None, **text))
+    else:
+        model = tf.Phi4MultimodalForCausalLM(tf.Phi4MultimodalConfig(
+            vision_config=vision, audio_config=dict(hidden_size=HIDDEN, intermediate_size=64, num_blocks=3,
+                                                    num_attention_heads=2), num_key_value_heads=1, **text))
+    return model.eval(), tokenizer
+
+
+@pytest.mark.parametrize("kind", ["git", "phi4_multimodal"])
+def test_a_text_stack_beside_a_deeper_vision_tower_is_profiled(kind):
+    """Helper 289: GIT's and Phi-4-multimodal's configs are their text configs (no `text_config`), so the search took
+    the largest list of blocks, the vision tower's 4 blocks (Phi-4's: the audio encoder's 3 conformer blocks), which
+    a text-only forward never calls: site='mlp' was refused against the tower's MLP width (128 or 64 inputs, not
+    intermediate_size=48) and site='residual' with "... was not called". The blocks inside a tower whose config is
+    another modality's sub-config are passed over; the text stack's profile equals the reference's."""
+    model, tokenizer = _text_beside_towers(kind)
+    prefix = "git.encoder.layer." if kind == "git" else "model.layers."
+    options = dict(tokenizer=tokenizer, features=FEATURES, batch_size=3, max_examples_per_neuron=0,
+                   skip_first_positions=0, show_progress=False)
+    for site in ("mlp", "residual"):
+        assert [s.name.rpartition(prefix)[0] for s in find_sites(model, site)] == ["", ""]
+        profile = hf_txray.analyze(model, TEXTS, site=site, **options)
+        assert profile.meta.layers == [0, 1]
+        assert_equals_reference(profile, reference.credit(reference.run_corpus(model, tokenizer, TEXTS, site,
+                                                                               FEATURES), 1, FEATURES))
+
+
 @pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
 def test_qwen2_vl_text_model_holds_qwen2_neurons(kind):
     """Qwen2-VL's and Qwen2.5-VL's language models are Qwen2 (their text types are qwen2_vl_text, qwen2_5_vl_text),
