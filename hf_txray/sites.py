@@ -283,16 +283,26 @@ def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
     return None if best is None else (best[1], best[2], best[0])
 
 
+def convolves_positions(module: nn.Module) -> bool:
+    """True when `module` holds a depthwise 1-D convolution (``nn.Conv1d`` with one group per channel): a convolution
+    along the positions, one channel at a time, as LFM2's short convolution (``Lfm2ShortConv``: ``in_proj``, ``conv``,
+    ``out_proj``) and Mamba's mixer mix tokens."""
+    return any(isinstance(child, nn.Conv1d) and child.in_channels > 1 and child.groups == child.in_channels
+               for child in module.children())
+
+
 def in_token_mixer(block: nn.Module, name: str) -> bool:
     """True when submodule `name` of `block` lies in a token mixer: an attention module (by path name or by class
-    name) or a state-space mixer (by path name, :data:`~hf_txray.architectures.TOKEN_MIXER_NAME_PARTS`)."""
+    name), a state-space mixer (by path name, :data:`~hf_txray.architectures.TOKEN_MIXER_NAME_PARTS`) or a
+    convolution along the positions (by structure, :func:`convolves_positions`: LFM2's ``conv``, whose ``in_proj``
+    is 3 x hidden wide, as wide as an MLP of ``intermediate_size = 3 x hidden``)."""
     parts = name.split(".") if name else []
     module = block
     for part in parts:
         if any(token in part.lower() for token in TOKEN_MIXER_NAME_PARTS):
             return True
         module = getattr(module, part, None) if not part.isdigit() else module[int(part)]
-        if module is None or "attention" in type(module).__name__.lower():
+        if module is None or "attention" in type(module).__name__.lower() or convolves_positions(module):
             return module is not None
     return False
 

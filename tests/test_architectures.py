@@ -2244,6 +2244,49 @@ def test_remove_is_refused_where_the_width_attribute_does_not_set_the_mlp_width_
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     hf_txray.prune(model, None, {0: [1, 2], 1: [3, 4]}, mode="mask")  # masking works
 
+def test_remove_leaves_the_short_convolution_of_lfm2_alone(tmp_path):
+    """Helper 289: with `block_auto_adjust_ff_dim=False` and intermediate_size = 3 x hidden (96), the in_proj of
+    LFM2's short convolution (hidden to 3 x hidden) was taken for an MLP up projection, and mode="remove" was refused
+    with a wrong reason ("the attribute is not what sets the MLP width", naming conv.in_proj): the attribute does
+    set it. A linear layer of a convolution along the positions is no up projection: the removal slices w1, w3 and
+    w2 alone (conv.in_proj unchanged), its logits equal a brute-force masked forward (the planned units zeroed at
+    w2's input), and the saved model reloads with the same logits."""
+    tokenizer = bpe_tokenizer()
+    config = tf.Lfm2Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=3 * HIDDEN,
+                           num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                           layer_types=["conv", "full_attention"], block_auto_adjust_ff_dim=False, pad_token_id=0)
+    torch.manual_seed(0)
+    model = tf.Lfm2ForCausalLM(config).eval()
+    assert model.model.layers[0].conv.in_proj.out_features == model.model.layers[0].feed_forward.w2.in_features == 96
+    plan = {0: [1, 5, 50], 1: [3, 4, 95]}
+    ids = tokenizer(TEXTS[0], return_tensors="pt").input_ids
+    in_proj = model.model.layers[0].conv.in_proj.weight.clone()
+
+    def zero_planned(units):
+        def hook(module, args):
+            kept = args[0].clone()
+            kept[..., units] = 0
+            return (kept,)
+        return hook
+
+    handles = [model.model.layers[layer].feed_forward.w2.register_forward_pre_hook(zero_planned(units))
+               for layer, units in plan.items()]
+    with torch.no_grad():
+        masked = model(input_ids=ids).logits
+    for handle in handles:
+        handle.remove()
+    hf_txray.prune(model, None, plan, mode="remove")
+    assert model.config.intermediate_size == 93 and model.model.layers[1].feed_forward.w1.out_features == 93
+    assert torch.equal(model.model.layers[0].conv.in_proj.weight, in_proj)
+    with torch.no_grad():
+        removed = model(input_ids=ids).logits
+    torch.testing.assert_close(removed, masked, rtol=1e-5, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = tf.Lfm2ForCausalLM.from_pretrained(tmp_path).eval()(input_ids=ids).logits
+    torch.testing.assert_close(reloaded, removed, rtol=0, atol=0)
+
+
 def test_funnel_is_refused_by_its_cause_before_any_work():
     """Funnel pools positions between its blocks (site='mlp': refused at the first batch by the rows its hooks
     receive), and its "blocks" are lists of layers: site='residual' was told after the first batch that the list

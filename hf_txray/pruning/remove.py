@@ -13,7 +13,7 @@ from ..architectures import DENSE_BLOCK_WIDTHS
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..provenance import PRUNED_ATTRIBUTE, pruning_record
-from ..sites import Site, find_blocks, named_linears, peft_base_layer, resolve_stack, text_model
+from ..sites import Site, find_blocks, in_token_mixer, named_linears, peft_base_layer, resolve_stack, text_model
 from .masks import check_plan, mlp_sites, refuse_active_masks
 from .plan import NeuronSpec
 
@@ -54,7 +54,9 @@ def _slice_linear(module: nn.Module, keep: torch.Tensor, side: str) -> None:
 def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple[str, nn.Module, int]]:
     """The linear layers of a block that produce the neurons (BERT intermediate.dense, GPT-2 c_fc, Llama gate_proj
     and up_proj, Phi-3's fused gate_up_proj), with how many halves each holds per neuron (2 for a fused
-    ``[gate; up]``): output width == site width (or twice it, fused), not the down projection, not in attention."""
+    ``[gate; up]``): output width == site width (or twice it, fused), not the down projection, not in a token mixer
+    (:func:`~hf_txray.sites.in_token_mixer`: attention, a state-space mixer, LFM2's short convolution, whose
+    ``in_proj`` is as wide as an MLP of ``intermediate_size = 3 x hidden`` and was taken for an up projection)."""
     found = []
     for name, module, dims in named_linears(block):
         if module is site.module:
@@ -62,7 +64,7 @@ def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple
         halves = 2 if name.rsplit(".", 1)[-1] in FUSED_GATE_UP and dims[1] == 2 * site.width else 1
         if dims[1] != halves * site.width:
             continue
-        if any(token in part.lower() for part in name.split(".") for token in _ATTENTION_NAMES):
+        if in_token_mixer(block, name):
             continue
         found.append((f"{block_path}.{name}" if block_path else name, module, halves))
     return found
