@@ -16,7 +16,7 @@ from .metrics import mean_length
 from .plots import default_feature_type
 from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name,
                          public_record, recorded_pruning)
-from .tables import code_span, markdown_table, markdown_text, untested_unknown
+from .tables import code_span, markdown_table, markdown_text, shell_command, untested_unknown
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -250,9 +250,12 @@ def naming_repo(text: str, repo_id: str, revision: str | None = None) -> str:
                   lambda m: f'{m[1]}"{repo_id}", {m[2]}, split="train"{at})', text, flags=re.MULTILINE)
     text = re.sub(rf'^profiles, reports = hf_txray\.load\({quoted}{old_at}\)$',
                   lambda m: f'profiles, reports = hf_txray.load("{repo_id}"{at})', text, flags=re.MULTILINE)
-    return re.sub(r"^hf-txray reproduce .+?(?: --revision \S+)?$",
-                  lambda m: f"hf-txray reproduce {repo_id}" + (f" --revision {revision}" if revision else ""), text,
-                  flags=re.MULTILINE)
+    return re.sub(r"^hf-txray reproduce .+$", lambda m: reproduce_command(repo_id, revision), text, flags=re.MULTILINE)
+
+
+def reproduce_command(repo_id: str, revision: str | None = None) -> str:
+    """The card's ``hf-txray reproduce REPO [--revision R]`` line, every value shell-quoted (:func:`shell_command`)."""
+    return shell_command("hf-txray", "reproduce", repo_id, *(("--revision", revision) if revision else ()))
 
 
 def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
@@ -316,7 +319,7 @@ def _reproduce_section(profiles: Mapping[str, Profile], repo_id: str, revision: 
              "Every profile records the model and corpus it was computed from, pinned (Hub commits, or content hashes "
              "of local files), with every option, device and dtype (the `meta` config: `provenance`). Recompute it "
              "and compare (counts exact, masses to 1e-6):", "",
-             "```bash", f"pip install hf_txray=={__version__}", f"hf-txray reproduce {repo_id}" + (f" --revision {revision}" if revision else ""), "```", "",
+             "```bash", f"pip install hf_txray=={__version__}", reproduce_command(repo_id, revision), "```", "",
              markdown_table(pd.DataFrame(rows)), ""]
     if options:
         shown = ", ".join(code_span(f"{k}={v}") for k, v in options.items())  # a value may hold a backtick

@@ -12,7 +12,6 @@ import difflib
 import errno
 import os
 import re
-import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -520,6 +519,7 @@ def _cmd_export(args) -> int:
     from .artifact import check_not_an_input
     from .export import check_card_options, save_to_disk
     from .hub import saved_results
+    from .tables import shell_command
 
     check_not_an_input(args.out, args.inputs, what="hf-txray export", cli_flag="--out")  # save_to_disk checks the rest
     check_card_options(args.repo_id, license=args.license)  # before the inputs are read
@@ -538,7 +538,7 @@ def _cmd_export(args) -> int:
     out = save_to_disk(args.out, profiles=profiles, reports=reports, repo_id=args.repo_id, license=args.license,
                        pretty_name=args.pretty_name, plots=not args.no_plots)
     print(f"exported {len(profiles)} profile(s) and {len(reports)} report(s) to {out} "
-          f"(open it with `hf-txray view {shlex.quote(str(out))}`)")
+          f"(open it with `{shell_command('hf-txray', 'view', out)}`)")
     return 0
 
 

@@ -26,6 +26,7 @@ from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_i
                      naming_the_source, refuse_probing_of_other_models, resolve_token, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
+from .tables import shell_command
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     check_configs_load(folder)
     named = full_repo_id(repo_id, token)  # what the card's examples name: the token's user is a bare name's namespace
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
-    options = (" --private" if private else "") + (f" --revision {revision}" if revision else "")
+    command = shell_command("hf-txray", "push", repo_id, folder, *(("--private",) if private else ()),
+                            *(("--revision", revision) if revision else ()))
     kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
     def prepare(api: Any, full_id: str) -> None:
         absent = refuse_probing_of_other_models(api, full_id, revision, folder)  # before anything is sent
@@ -128,8 +130,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
             delete_patterns=[HEADER_FILE] + [f"{name}/*" for name in owned],
             prepare=prepare,
             what_uploads=str(folder),
-            retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    hf-txray push {repo_id} "
-                        f"{folder}{options}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"
+            retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    {command}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"
                         f"{kwargs})"))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
@@ -264,8 +265,6 @@ def _warn_card_options_not_held(path: Path, given: dict[str, Any]) -> None:
     """Warn, for the card options `given` for an export folder (whose card is written, and pushed as it is), about
     each value its card does not already hold, naming what the card says: an option the card already holds (the
     export was made with the same --license) is pushed as asked, and was wrongly said not to be applied."""
-    import shlex
-
     from huggingface_hub import metadata_load
 
     readme = path / "README.md"
@@ -280,7 +279,7 @@ def _warn_card_options_not_held(path: Path, given: dict[str, Any]) -> None:
                      for name, value in differs.items())
     logger.warning("%s is an export folder whose dataset card is already written: %s. Export again with `hf-txray "
                    "export ... %s` (hf_txray.save_to_disk(..., %s)) to change the card.", path, said,
-                   " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(v))}" for name, v in differs.items()),
+                   shell_command(*(word for name, v in differs.items() for word in (f"--{name.replace('_', '-')}", v))),
                    ", ".join(f"{name}={value!r}" for name, value in differs.items()))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import unicodedata
 from typing import Any
 
@@ -62,6 +63,20 @@ def code_span(text: Any) -> str:
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def shell_command(*argv: Any) -> str:
+    """`argv` as one bash command line, each word quoted where the shell would read it otherwise
+    (``shlex.quote``): the card's ``hf-txray reproduce REPO --revision R`` and the push's retry hint wrote a branch
+    ``a$(b)'c;d`` (which git takes) as it is, so the pasted line ran ``b`` and ``d`` as commands.
+
+    Example:
+        ```python
+        >>> shell_command("hf-txray", "reproduce", "me/results", "--revision", "a$(b)")
+        "hf-txray reproduce me/results --revision 'a$(b)'"
+        ```
+    """
+    return " ".join(shlex.quote(str(word)) for word in argv)
 
 
 def one_line(text: Any) -> str:

@@ -1338,3 +1338,36 @@ def test_user_feature_names_are_text_in_the_dataset_card_not_markup():
     column = [html.unescape(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", changed)].index(f"p_hellinger_{name}")
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row)[column] for row in re.findall(r"<tr>.*?</tr>", changed, re.S)[1:]]
     assert cells and all(re.fullmatch(r"\d\.\d{3}|&lt;0\.001|–", c) for c in cells), cells  # p-values as p-values
+
+
+def test_the_cards_shell_commands_run_the_argv_they_name_whatever_the_branch(results, tmp_path, monkeypatch):
+    """Helper 288: the card's `hf-txray reproduce REPO --revision R` line and the failed push's retry hint wrote
+    their values as they were: a branch ``a$(b)'c;d`` (git takes it) pasted into bash ran ``b`` and ``d`` as
+    commands, and split the branch into other words. Every value is shell-quoted now (tables.shell_command)."""
+    import shlex
+
+    a = results[0]
+    branch, other = "a$(b)'c;d", "x y;$(z)"
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False, repo_id="me/txray", revision=branch)
+    text = (folder / "README.md").read_text(encoding="utf-8")
+
+    def command(card: str) -> list[str]:
+        line = next(line for line in card.splitlines() if line.startswith("hf-txray reproduce"))
+        return shlex.split(line)
+
+    assert command(text) == ["hf-txray", "reproduce", "me/txray", "--revision", branch]
+    assert command(hf_txray.card.naming_repo(text, "you/other", other)) == [
+        "hf-txray", "reproduce", "you/other", "--revision", other]
+    assert command(hf_txray.card.naming_repo(text, "you/other")) == ["hf-txray", "reproduce", "you/other"]
+
+    hints = []
+
+    def failed_upload(*args, retry_hint, **kwargs):
+        hints.append(retry_hint)
+        raise HubError("refused")
+
+    monkeypatch.setattr(hf_txray.hub, "upload_folder", failed_upload)
+    with pytest.raises(HubError):
+        hf_txray.hub.push_folder(folder, "me/txray", token="hf_test", private=True, revision=branch)
+    retry = next(line.strip() for line in hints[0].splitlines() if line.strip().startswith("hf-txray push"))
+    assert shlex.split(retry) == ["hf-txray", "push", "me/txray", str(folder), "--private", "--revision", branch]
