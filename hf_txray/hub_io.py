@@ -62,21 +62,26 @@ def check_branch(revision: Any) -> str | None:
     return revision
 
 
-# A Hub license id (https://huggingface.co/docs/hub/repositories-licenses): one word, e.g. "apache-2.0", "cc-by-4.0",
-# "openrail++", "other"; no offline list of them exists, so only what cannot be one is refused
+# A Hub license id (https://huggingface.co/docs/hub/repositories-licenses): one lowercase word, e.g. "apache-2.0",
+# "cc-by-4.0", "openrail++", "other"; no offline list of them exists, so only what cannot be one is refused
 _LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 
 
 def check_license(license: Any) -> str | None:
     """Raise :class:`ConfigurationError` unless `license` (a card's ``license``) is None or could be a Hub license id:
     ``--license "a b"`` (or one with a quote or a newline) was written into the card's metadata as it was, which the
-    Hub refuses when the card is pushed."""
+    Hub refuses when the card is pushed; and ``"Apache-2.0"`` (the SPDX spelling) was written as it was, which is no
+    Hub license id (they are all lowercase: ``apache-2.0``), refused naming the lowercase form rather than changed."""
     if license is not None and not (isinstance(license, str) and _LICENSE_ID.fullmatch(license)):
         raise ConfigurationError(
             f"Invalid license {license!r} (license, --license): a Hub license id is one word of letters, digits, '.', "
             "'-', '_' and '+', e.g. 'apache-2.0', 'cc-by-4.0' or 'mit' (see "
             "https://huggingface.co/docs/hub/repositories-licenses), or 'other' for one the Hub does not list. "
             "Nothing was written.")
+    if license is not None and license != license.lower():
+        raise ConfigurationError(
+            f"Invalid license {license!r} (license, --license): Hub license ids are lowercase; use "
+            f"{license.lower()!r} (see https://huggingface.co/docs/hub/repositories-licenses). Nothing was written.")
     return license
 
 

@@ -1206,6 +1206,26 @@ def test_a_license_that_cannot_be_a_hub_license_id_is_refused_before_anything_is
         assert DatasetCard.load(tmp_path / "export" / "README.md").data.license == good
 
 
+def test_an_uppercase_license_id_is_refused_naming_the_lowercase_one(results, hub, tmp_path, capsys):
+    """Helper 288: `--license Apache-2.0` (the SPDX spelling) passed check_license and was written into the card as
+    `license: Apache-2.0`, which is no Hub license id (they are all lowercase). It is refused, before anything is
+    written, naming the lowercase id as the fix; the value is not changed behind the user's back."""
+    a, _, _ = results
+    repo_id = f"{hub.username}/uppercase-license"
+    a.save_pretrained(tmp_path / "runs" / "a")
+    for bad, fix in (("Apache-2.0", "apache-2.0"), ("MIT", "mit"), ("CC-BY-4.0", "cc-by-4.0"), ("Other", "other")):
+        refused = re.escape(f"Invalid license {bad!r} (license, --license): Hub license ids are lowercase; use {fix!r}")
+        with pytest.raises(ConfigurationError, match=refused):
+            hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False, license=bad)
+        with pytest.raises(ConfigurationError, match=refused):
+            hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, license=bad, local_dir=tmp_path / "push")
+        assert cli_main(["export", str(tmp_path / "runs"), "--out", str(tmp_path / "export"), "--license", bad]) == 2
+        assert f"use {fix!r}" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists() and not (tmp_path / "push").exists()
+    with pytest.raises(RepositoryNotFoundError):  # nothing was created
+        hub.api.repo_info(repo_id, repo_type="dataset")
+
+
 def test_card_links_go_to_the_hub_in_use(results, tmp_path, monkeypatch):
     """Helper 268: the card's links were always to https://huggingface.co, also for results read from and pushed to
     another Hub (HF_ENDPOINT: a company Hub, the test server), where the model and its pinned commit are: they go to
