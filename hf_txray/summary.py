@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .features import reading_order, tag_features, text_features
+from .tables import bidi_isolated
 
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
@@ -30,8 +31,16 @@ def _percent(share: float) -> str:
     return f"{value:.1f}%" if value >= 0.1 or value == 0 else f"{value:.2g}%"
 
 
+def _name(value: Any) -> str:
+    """A name the sentence quotes (a tag, a stage, a feature type) with its direction kept to itself
+    (:func:`~hf_txray.tables.bidi_isolated`, as the card writes names): a tag or stage holding a right-to-left override
+    (U+202E) reversed the rest of the sentence as shown (``(61%)`` read ``(%16)``), and an Arabic tag made the
+    percentage after it an Arabic number, drawn before the tag."""
+    return bidi_isolated(str(value))
+
+
 def _quoted(values: Sequence[str]) -> str:
-    return ", ".join(repr(str(v)) for v in values)
+    return ", ".join(_name(repr(str(v))) for v in values)
 
 
 def _top_list(card: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
@@ -54,9 +63,9 @@ def _tag_clause(card: Mapping[str, Any]) -> str | None:
     top = _top_list(card, f"top_{ft}") if ft else []
     if not top:
         return None
-    first = f"{top[0]['feature']} ({_percent(top[0]['probability'])})"
+    first = f"{_name(top[0]['feature'])} ({_percent(top[0]['probability'])})"
     if len(top) > 1 and top[1]["probability"] >= SECOND_TAG_MIN:
-        return f"mostly {first} and {top[1]['feature']} ({_percent(top[1]['probability'])})"
+        return f"mostly {first} and {_name(top[1]['feature'])} ({_percent(top[1]['probability'])})"
     return f"mostly {first}"
 
 
@@ -97,7 +106,7 @@ def _change_clause(report_row: Mapping[str, Any] | None, stages: tuple[str, str]
             continue
         a, b = stages
         what = "changed beyond noise" if bool(changed) else "no change beyond noise"
-        return f"{what} between {a} and {b} ({ft}, {p_text(float(p))})"
+        return f"{what} between {_name(a)} and {_name(b)} ({_name(ft)}, {p_text(float(p))})"
     return None
 
 

@@ -1391,3 +1391,36 @@ def test_the_cards_shell_commands_run_the_argv_they_name_whatever_the_branch(res
         hf_txray.hub.push_folder(folder, "me/txray", token="hf_test", private=True, revision=branch)
     retry = next(line.strip() for line in hints[0].splitlines() if line.strip().startswith("hf-txray push"))
     assert shlex.split(retry) == ["hf-txray", "push", "me/txray", str(folder), "--private", "--revision", branch]
+
+
+def test_the_neuron_cards_summary_keeps_names_from_reordering_its_figures(results, tmp_path):
+    """Helper 288: the `summary` sentence of the neuron_cards dataset wrote its names (stages, tags, preferred values)
+    as they were, unlike the card (commit fa2ca04): a stage holding a right-to-left override (U+202E) reversed the
+    rest of the sentence as shown, and an Arabic stage or tag turned the figure after it into an Arabic number drawn
+    before the name. Names are written without directional controls, right-to-left ones in U+2068 ... U+2069."""
+    from hf_txray.summary import neuron_summary
+
+    a, b, report = results
+    names = {"pretrained": "pre\u202etrain", "finetuned": "مرحلة"}
+    renamed = []
+    for profile in (a, b):
+        out = copy.copy(profile)
+        out.meta = dataclasses.replace(profile.meta, stage=names[profile.stage])
+        renamed.append(out)
+    pair = copy.copy(report)
+    pair.meta = dataclasses.replace(report.meta, stage_a=names["pretrained"], stage_b=names["finetuned"])
+    pair.neurons = report.neurons.assign(p_hellinger_pos=0.0001, changed_pos=True)  # the change clause, every neuron
+    folder = hf_txray.save_to_disk(tmp_path / "r", renamed, [pair], plots=False)
+    cards = pd.concat(pd.read_parquet(f) for f in sorted((folder / "neuron_cards").glob("*.parquet")))
+    summaries = list(cards["summary"])
+    assert not any("\u202e" in s for s in summaries)
+    assert all(s.count("\u2068") == s.count("\u2069") for s in summaries)
+    changed = [s for s in summaries if " between " in s]
+    assert len(changed) == sum((cards["stage"] == names["finetuned"]) & (cards["count"] > 0)) > 0
+    assert all(s.endswith("beyond noise between pretrain and \u2068مرحلة\u2069 (pos, p < 0.001).") for s in changed)
+
+    card = {"count": 3, "win_rate": 0.02, "top_pos": [{"feature": "اسم", "probability": 0.6},
+                                                       {"feature": "NO\u202eUN", "probability": 0.3}],
+            "top_word": [{"feature": "مرحلة", "probability": 0.5}]}
+    assert neuron_summary(card) == ("Wins 2.0% of positions, mostly \u2068اسم\u2069 (60.0%) and NOUN (30.0%); "
+                                    "prefers \u2068'مرحلة'\u2069.")
