@@ -1162,6 +1162,45 @@ def test_probing_tab_and_neuron_probe_rows(served, probing_results):
     assert f"Layer {layer}, neuron {neuron} in 1 probe(s)" in probe_message
 
 
+def test_a_probing_result_saved_alone_opens_beside_the_results_or_says_how(app, results, probing_results, tmp_path):
+    """Helper 288: `hf-txray view PROBE_DIR` of what `hf-txray probe --out` (ProbingResult.save_pretrained) writes was
+    refused as "not an hf_txray results folder: it has no meta/ config, and no profile or report folder", and opened
+    beside results (RESULTS:PROBE_DIR) as well: its probing configs were never read. Alone, it is refused naming what
+    it is and how to open it; beside the results of its model, the Probing tab shows it (merged with the results' own
+    probing runs); a probe of another Hub model is refused."""
+    import dataclasses
+
+    from hf_txray.probing import ProbingResult, load_probing
+    from hf_txray.probing.results import probe_overview
+    from hf_txray.viewer import data
+
+    folder, probe, curve, _ = probing_results
+    alone = probe.save_pretrained(tmp_path / "probe")
+    with pytest.raises(ConfigurationError, match=r"is a saved probing result \(ProbingResult.save_pretrained, "
+                                                 r"`hf-txray probe --out`\).*hf-txray view RESULTS"):
+        data.open_results(str(alone))
+    with pytest.raises(ConfigurationError, match="is a saved ablation curve"):
+        data.open_results(str(curve.save_pretrained(tmp_path / "curve")))
+
+    view = data.open_results(f"{results[3]}{data.SOURCE_SEPARATOR}{alone}")
+    assert set(view.profiles) == {"pretrained", "finetuned"}
+    overview = probe_overview(view.probing)
+    assert list(overview["probe"]) == [probe.meta.name] and overview.loc[0, "accuracy"] == probe.accuracy
+    pd.testing.assert_frame_equal(view.probing.probe_rankings, load_probing(alone).probe_rankings)
+    message, shown, *_ = app.show_probing(view.source)
+    assert probe.meta.name in message and list(shown["probe"]) == [probe.meta.name]
+
+    other = ProbingResult(**{**probe.__dict__, "meta": dataclasses.replace(probe.meta, name="other-probe")})
+    other_dir = other.save_pretrained(tmp_path / "other")
+    view = data.open_results(f"{folder}{data.SOURCE_SEPARATOR}{other_dir}")  # the results' own probe and this one
+    assert sorted(probe_overview(view.probing)["probe"]) == sorted([probe.meta.name, "other-probe"])
+    with pytest.raises(ConfigurationError, match="is in both"):
+        data.open_results(f"{folder}{data.SOURCE_SEPARATOR}{alone}")
+    foreign = ProbingResult(**{**probe.__dict__, "meta": dataclasses.replace(probe.meta, model_id="other-org/model")})
+    with pytest.raises(ConfigurationError, match="are of 'other-org/model', not of the model of its profiles"):
+        data.open_results(f"{results[3]}{data.SOURCE_SEPARATOR}{foreign.save_pretrained(tmp_path / 'foreign')}")
+
+
 def test_probing_tab_without_probing_results(client, results):
     message, overview, *_ = client.predict(api_name="/probing")
     assert message == viewer.NO_PROBING and "hf-txray probe" in message and frame(overview).empty

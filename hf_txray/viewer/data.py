@@ -317,10 +317,29 @@ def artifact_folders(path: Path, depth: int = 3) -> tuple[dict, dict]:
     return profiles, reports
 
 
+# Artifacts that, saved alone (``ProbingResult.save_pretrained``, ``hf-txray probe --out``; an AblationCurve's), hold
+# only the probing configs: the Probing tab reads them beside the profiles of the model they are of
+PROBING_ARTIFACTS = {"probing_result": "probing result (ProbingResult.save_pretrained, `hf-txray probe --out`)",
+                     "ablation_curve": "ablation curve (AblationCurve.save_pretrained, `hf-txray ablate --out`)"}
+
+
+def probing_folder(path: Path) -> str | None:
+    """The artifact type of a probing result or ablation curve saved alone in `path` (:data:`PROBING_ARTIFACTS`), else
+    None."""
+    from ..artifact import artifact_type_of
+
+    kind = artifact_type_of(path) if path.is_dir() else None
+    return kind if kind in PROBING_ARTIFACTS else None
+
+
 def _load_folder(source: str, path: Path) -> tuple[dict, dict]:
-    """A results folder (``meta/``, written by ``save_to_disk``), else the profile and report folders in `path`."""
+    """A results folder (``meta/``, written by ``save_to_disk``), else the profile and report folders in `path`; a
+    probing result or ablation curve saved alone (:func:`probing_folder`) holds neither: it feeds the Probing tab
+    (:func:`_load_probing`) of the results opened with it."""
     from ..hub import load
 
+    if probing_folder(path):
+        return {}, {}
     if not (path / "meta").is_dir():
         profiles, reports = artifact_folders(path)
         if profiles or reports:
@@ -530,8 +549,42 @@ def open_results(source: str, reload: bool = False, token: bool | None = None) -
         return view
     profiles, reports = _load_results(source, token)
     if not profiles and not reports:
+        _refuse_probing_alone(source)
         raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
-    return _opened.put(key, ResultsView(source, profiles, reports, _load_probing(source, token)))
+    probing = _load_probing(source, token)
+    _check_probed_model(probing, profiles, reports, source)
+    return _opened.put(key, ResultsView(source, profiles, reports, probing))
+
+
+def _refuse_probing_alone(source: str) -> None:
+    """Raise, for a `source` whose parts are probing results or ablation curves saved alone, what they are and how to
+    open them: the viewer shows probes beside the neurons of the model they probed, whose profiles they lack."""
+    parts = [part for part in split_sources(source) if probing_folder(Path(part).expanduser())]
+    if not parts:
+        return
+    kind = PROBING_ARTIFACTS[probing_folder(Path(parts[0]).expanduser())]
+    raise ConfigurationError(
+        f"{parts[0]} is a saved {kind}: it holds no profile or transfer report, and the viewer shows probes beside the "
+        f"neurons of the model they probed. Open it with that model's results: `hf-txray view "
+        f"RESULTS{SOURCE_SEPARATOR}{parts[0]}` (RESULTS: an export, profile or report folder, or a Hub repo), or add it "
+        "to the results with hf_txray.probing.save_probing(RESULTS, probes=[hf_txray.probing.ProbingResult."
+        f"from_pretrained({parts[0]!r})]) (CLI: `hf-txray probe ... --export RESULTS`) and open RESULTS.")
+
+
+def _check_probed_model(probing: Any, profiles: dict, reports: dict, source: str) -> None:
+    """Refuse (Hub ids) or warn about (local names) probing results of a model that the opened profiles and reports
+    are not of (:func:`~hf_txray.hub_io.check_probed_models`): the Probing tab and the Neuron tab would show its
+    neurons' ranks as those of the model profiled."""
+    from ..hub_io import check_probed_models
+
+    probed = {str(m) for frame in (probing.probe_rankings, probing.ablation) if frame is not None
+              for m in frame.get("model_id", pd.Series(dtype=object)).dropna()}
+    models = {p.meta.model_id for p in profiles.values()} | {m for r in reports.values()
+                                                            for m in (r.meta.model_a, r.meta.model_b)}
+    check_probed_models(probed, models, lambda other: (
+        f"The probing results opened with {source} are of {', '.join(map(repr, other))}, not of the model of its "
+        f"profiles and reports ({', '.join(map(repr, sorted(m for m in models if m)))})."),
+        "Open them with that model's results.")
 
 
 def forget_opened() -> None:
@@ -540,22 +593,43 @@ def forget_opened() -> None:
 
 
 def _load_probing(source: str, token: bool | None = None) -> Any:
-    """The probing configs of the first part of `source` that has them; ``ProbingResults(None, None)`` when none has
-    (or they are unreadable: logged)."""
+    """The probing configs of every part of `source` that has them (a results folder or repo, or a probing result or
+    ablation curve saved alone: :func:`probing_folder`), each config's rows of all parts together;
+    ``ProbingResults(None, None)`` when none has (or they are unreadable: logged). Only the first part's were read, so
+    a probe opened beside results that held probing configs of their own was left out without a word.
+
+    Raises:
+        ConfigurationError: a probe or ablation run of one name in two parts.
+    """
     from ..probing.results import ProbingResults, load_probing
 
+    found: list[tuple[str, Any]] = []
     for part in split_sources(source):
-        if Path(part).expanduser().is_dir() and not (Path(part).expanduser() / "meta").is_dir():
+        folder = Path(part).expanduser()
+        if folder.is_dir() and not (folder / "meta").is_dir() and not probing_folder(folder):
             continue  # profile and report folders hold no probing configs
         try:
             repo, revision = split_revision(part)
-            found = load_probing(repo, revision=revision, token=token)
+            results = load_probing(repo, revision=revision, token=token)
         except Exception as err:  # TX-Ray results still open without their probing configs
             logger.warning("Probing results of %s not read: %s", part, err)
             continue
-        if not found.empty:
-            return found
-    return ProbingResults(None, None)
+        if not results.empty:
+            found.append((part, results))
+    if len(found) < 2:
+        return found[0][1] if found else ProbingResults(None, None)
+    merged = []
+    for config, key in zip(ProbingResults._fields, ("probe", "ablation")):
+        frames = [(part, getattr(results, config)) for part, results in found if getattr(results, config) is not None]
+        seen: dict[str, str] = {}
+        for part, frame in frames:
+            for name in dict.fromkeys(frame[key]):
+                if name in seen:
+                    raise ConfigurationError(f"The {key} run {name!r} is in both {seen[name]} and {part} (opened as "
+                                             f"{source!r}): open them one by one.")
+                seen[name] = part
+        merged.append(pd.concat([f for _, f in frames], ignore_index=True) if frames else None)
+    return ProbingResults(*merged)
 
 
 def _with_feature_types(profile: "Profile", feature_types: list[str]) -> "Profile":
