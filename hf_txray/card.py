@@ -16,7 +16,7 @@ from .metrics import mean_length
 from .plots import default_feature_type
 from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name,
                          public_record, recorded_pruning)
-from .tables import code_span, markdown_table, markdown_text, shell_command, untested_unknown
+from .tables import code_span, markdown_table, markdown_text, percent, shell_command, untested_unknown
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
                "corpus": markdown_text(public_name(m.dataset_id)) if m.dataset_id
                else f"in-memory [{m.dataset_fingerprint}]",
                "texts": m.num_examples, "token positions": m.num_positions,
-               "active neurons": f"{active} / {p.num_rows} ({active / p.num_rows:.1%})"}
+               "active neurons": f"{active} / {p.num_rows} ({percent(active / p.num_rows)})"}
         stats = p.neuron_stats()
         for ft in m.feature_types:
             row[f"mean length ({markdown_text(ft)})"] = mean_length(stats[f"length_{ft}"])
@@ -143,8 +143,8 @@ def _headline(report: TransferReport) -> str:
     s = report.summary()
     ft = default_feature_type(report.meta.feature_types)
     pair = f"{markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}"
-    return (f"- **{pair}**: {s['share_shared']:.1%} of the neurons are "
-            f"active in both stages, {s['share_lost']:.1%} were deactivated (lost), {s['share_gained']:.1%} "
+    return (f"- **{pair}**: {percent(s['share_shared'])} of the neurons are "
+            f"active in both stages, {percent(s['share_lost'])} were deactivated (lost), {percent(s['share_gained'])} "
             f"became active (gained); mean Hellinger distance of the {markdown_text(ft)} preferences over shared "
             f"neurons: {s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint)." + _noise_sentence(report, s, ft))
 
@@ -160,15 +160,15 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
     out = (f" At half size the distance is {s[f'matched_hellinger_{ft}']:.3f}, against a split-half noise floor of "
            f"{s[f'noise_floor_hellinger_{ft}_a']:.3f} (A) and {s[f'noise_floor_hellinger_{ft}_b']:.3f} (B)")
     if "matched_share_lost" in s:
-        out += (f"; lost {s['matched_share_lost']:.1%} vs {s['noise_floor_share_lost_a']:.1%} / "
-                f"{s['noise_floor_share_lost_b']:.1%} between halves of one stage")
+        out += (f"; lost {percent(s['matched_share_lost'])} vs {percent(s['noise_floor_share_lost_a'])} / "
+                f"{percent(s['noise_floor_share_lost_b'])} between halves of one stage")
     if f"share_changed_{ft}" in s and s[f"neurons_tested_{ft}"] != s[f"neurons_tested_{ft}"]:  # NaN: not run
         out += "; the per-neuron test of change beyond sampling noise was not run (compare(test=False))"
     elif f"share_changed_{ft}" in s and s[f"share_changed_{ft}"] != s[f"share_changed_{ft}"]:  # NaN: none tested
         out += ("; no shared neuron could be tested for change beyond sampling noise (too few credits in both "
                 "stages, or one feature category left after pooling rare ones)")
     elif f"share_changed_{ft}" in s:
-        out += (f"; {s[f'share_changed_{ft}']:.1%} of the shared neurons changed beyond sampling noise "
+        out += (f"; {percent(s[f'share_changed_{ft}'])} of the shared neurons changed beyond sampling noise "
                 f"(Benjamini-Hochberg, alpha = {report.meta.alpha})")
     return out + "."
 

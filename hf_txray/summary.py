@@ -18,17 +18,12 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .features import reading_order, tag_features, text_features
-from .tables import bidi_isolated
+from .tables import bidi_isolated, percent
 
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
 NAMES = 3  # values named in the "prefers" and "promotes" clauses
 TOP_FEATURES = 10  # top features kept per neuron and feature type in a card (and in the exported neuron_cards)
-
-
-def _percent(share: float) -> str:
-    value = 100 * float(share)
-    return f"{value:.1f}%" if value >= 0.1 or value == 0 else f"{value:.2g}%"
 
 
 def _name(value: Any) -> str:
@@ -63,9 +58,9 @@ def _tag_clause(card: Mapping[str, Any]) -> str | None:
     top = _top_list(card, f"top_{ft}") if ft else []
     if not top:
         return None
-    first = f"{_name(top[0]['feature'])} ({_percent(top[0]['probability'])})"
+    first = f"{_name(top[0]['feature'])} ({percent(top[0]['probability'])})"
     if len(top) > 1 and top[1]["probability"] >= SECOND_TAG_MIN:
-        return f"mostly {first} and {_name(top[1]['feature'])} ({_percent(top[1]['probability'])})"
+        return f"mostly {first} and {_name(top[1]['feature'])} ({percent(top[1]['probability'])})"
     return f"mostly {first}"
 
 
@@ -81,7 +76,7 @@ def _position_clause(card: Mapping[str, Any]) -> str | None:
     share, position = card.get("top_position_share"), card.get("top_position")
     if share is None or position is None or position < 0 or share < FIRST_POSITION_MIN:
         return None
-    return f"{_percent(share)} of its mass from token position {int(position)}"
+    return f"{percent(share)} of its mass from token position {int(position)}"
 
 
 def _promotes_clause(card: Mapping[str, Any]) -> str | None:
@@ -129,7 +124,7 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
     if count is not None and int(count) == 0:
         return "Never wins a position at this stage (dead)."
     rate = card.get("win_rate")
-    head = f"Wins {_percent(rate)} of positions" if rate is not None else "Wins some positions"
+    head = f"Wins {percent(rate)} of positions" if rate is not None else "Wins some positions"
     tag = _tag_clause(card)
     first = f"{head}, {tag}" if tag else head
     clauses = [first, _prefers_clause(card), _position_clause(card), _promotes_clause(card),

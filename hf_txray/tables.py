@@ -65,6 +65,28 @@ def code_span(text: Any) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def percent(share: float) -> str:
+    """`share` (0 to 1) as a percentage with one decimal, and as many more digits as keep a share other than 0 from
+    reading ``0.0%`` and one other than 1 from reading ``100.0%``: one lost neuron of 9216 read "0.0% were
+    deactivated (lost)" in the card's headline, and 9215 active of 9216 "100.0%".
+
+    Example:
+        ```python
+        >>> percent(0.25), percent(1 / 9216), percent(9215 / 9216), percent(0), percent(1)
+        ('25.0%', '0.011%', '99.99%', '0.0%', '100.0%')
+        ```
+    """
+    value = 100 * float(share)
+    if value != value or value in (0, 100):  # NaN, none or all
+        return f"{value:.1f}%"
+    if value < 0.1:
+        return f"{value:.2g}%"
+    decimals = 1
+    while decimals < 6 and float(f"{value:.{decimals}f}") >= 100:
+        decimals += 1
+    return f"{value:.{decimals}f}%"
+
+
 def shell_command(*argv: Any) -> str:
     """`argv` as one bash command line, each word quoted where the shell would read it otherwise
     (``shlex.quote``): the card's ``hf-txray reproduce REPO --revision R`` and the push's retry hint wrote a branch

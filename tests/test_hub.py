@@ -1424,3 +1424,20 @@ def test_the_neuron_cards_summary_keeps_names_from_reordering_its_figures(result
             "top_word": [{"feature": "مرحلة", "probability": 0.5}]}
     assert neuron_summary(card) == ("Wins 2.0% of positions, mostly \u2068اسم\u2069 (60.0%) and NOUN (30.0%); "
                                     "prefers \u2068'مرحلة'\u2069.")
+
+
+def test_the_cards_shares_never_round_one_neuron_to_none_or_all(results):
+    """Helper 288: the card wrote every share with one decimal (`:.1%`): one lost neuron of 9216 read "0.0% were
+    deactivated (lost)", and 9215 shared of 9216 "100.0% of the neurons are active in both stages". tables.percent
+    keeps the digits that tell them apart (as the neuron summaries already did below 0.1%)."""
+    _, _, report = results
+    pair = copy.copy(report)
+    figures = {**report.summary(), "share_shared": 9215 / 9216, "share_lost": 1 / 9216, "share_gained": 0.0}
+    pair.summary = lambda: figures
+    text = build_card({}, {pair.name: pair}, {"transfer_reports": 96, "summary": 3, "meta": 1}, {}).text
+    headline = next(line for line in text.splitlines() if "of the neurons are active in both stages" in line)
+    assert "99.99% of the neurons are active in both stages, 0.011% were deactivated (lost), 0.0% became" in headline
+    from hf_txray.tables import percent
+
+    assert [percent(x) for x in (0.25, 1 / 3, 0.0005, 0.001, 0.9995, 0, 1)] == [
+        "25.0%", "33.3%", "0.05%", "0.1%", "99.95%", "0.0%", "100.0%"]
