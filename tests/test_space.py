@@ -1177,7 +1177,7 @@ def test_a_probing_result_saved_alone_opens_beside_the_results_or_says_how(app, 
     folder, probe, curve, _ = probing_results
     alone = probe.save_pretrained(tmp_path / "probe")
     with pytest.raises(ConfigurationError, match=r"is a saved probing result \(ProbingResult.save_pretrained, "
-                                                 r"`hf-txray probe --out`\).*hf-txray view RESULTS"):
+                                                 rf"`hf-txray probe --out`\).*`hf-txray view RESULTS {alone}`"):
         data.open_results(str(alone))
     with pytest.raises(ConfigurationError, match="is a saved ablation curve"):
         data.open_results(str(curve.save_pretrained(tmp_path / "curve")))
