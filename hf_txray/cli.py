@@ -699,8 +699,10 @@ def _cmd_prune(args) -> int:
             load_tokenizer(AutoTokenizer, args.model, None, False, None).save_pretrained(out)
         except Exception:  # a model without a tokenizer (or with an empty one) still saves
             pass
+    from .tables import percent
+
     plan_path = plan.save_pretrained(out / "pruning_plan")
-    print(f"{plan.name}: {plan.total} neurons ({plan.fraction:.1%}) in layers {sorted(plan.neurons)}; "
+    print(f"{plan.name}: {plan.total} neurons ({percent(plan.fraction)}) in layers {sorted(plan.neurons)}; "
           f"plan: {plan_path}")
     if args.mode == "remove":
         print(f"pruned model saved to {out} (reload with transformers' Auto classes)")

@@ -10,7 +10,7 @@ from .metrics import mean_length
 from .profile import Profile, batch_limits_of_parts
 from .provenance import original_neuron, pruning_note, recorded_pruning
 from .report import DEFAULT_MIN_COUNT, TransferReport, corpus_text
-from .tables import clip_left, clip_right, shown_example, text_table, untested_unknown
+from .tables import clip_left, clip_right, percent, shown_example, text_table, untested_unknown
 
 LEGEND = """\
 legend:
@@ -113,7 +113,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
         f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
         f"corpora: {corpus_text(meta.dataset_a)} -> {corpus_text(meta.dataset_b)}"
         + (f"; credits: {meta.credits_a} -> {meta.credits_b}" if meta.credits_a or meta.credits_b else ""),
-        "neurons: " + ", ".join(f"{s} {summary[f'share_{s}']:.1%}" for s in ("shared", "lost", "gained", "dead")),
+        "neurons: " + ", ".join(f"{s} {percent(summary[f'share_{s}'])}" for s in ("shared", "lost", "gained", "dead")),
         "mean Hellinger over shared neurons: "
         + ", ".join(f"{f} {summary[f'mean_hellinger_{f}']:.3f}" for f in meta.feature_types),
     ]

@@ -45,6 +45,7 @@ from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import (USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
                       user_feature_differences)
+from .tables import percent
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
 from .version import __version__
@@ -488,8 +489,8 @@ class TransferReport(Artifact):
     def __repr__(self) -> str:
         s = self.summary()
         ft = self.meta.feature_types[0]
-        return (f"TransferReport({self.name}, shared={s['share_shared']:.1%}, lost={s['share_lost']:.1%}, "
-                f"gained={s['share_gained']:.1%}, mean_hellinger_{ft}={s[f'mean_hellinger_{ft}']:.3f})")
+        return (f"TransferReport({self.name}, shared={percent(s['share_shared'])}, lost={percent(s['share_lost'])}, "
+                f"gained={percent(s['share_gained'])}, mean_hellinger_{ft}={s[f'mean_hellinger_{ft}']:.3f})")
 
     # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
     # A report is saved alone, without the two profiles it compares (save them too, or keep them together in one

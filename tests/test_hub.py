@@ -1441,3 +1441,17 @@ def test_the_cards_shares_never_round_one_neuron_to_none_or_all(results):
 
     assert [percent(x) for x in (0.25, 1 / 3, 0.0005, 0.001, 0.9995, 0, 1)] == [
         "25.0%", "33.3%", "0.05%", "0.1%", "99.95%", "0.0%", "100.0%"]
+
+
+def test_reports_text_and_repr_never_round_one_neuron_to_none_or_all(results):
+    """After ffec367 the card told one lost neuron of 9216 from none, but the report's repr, `hf-txray compare`'s
+    text (display.report_text) and the viewer's overview still wrote `:.1%`: "lost=0.0%", "shared 100.0%". Every
+    share now goes through tables.percent."""
+    from hf_txray.display import report_text
+
+    _, _, report = results
+    pair = copy.copy(report)
+    figures = {**report.summary(), "share_shared": 9215 / 9216, "share_lost": 1 / 9216, "share_gained": 0.0}
+    pair.summary = lambda: figures
+    assert "shared=99.99%, lost=0.011%, gained=0.0%" in repr(pair)
+    assert "neurons: shared 99.99%, lost 0.011%, gained 0.0%" in report_text(pair)

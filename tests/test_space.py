@@ -35,7 +35,7 @@ import hf_txray
 import hf_txray.corpora
 from hf_txray import metrics, viewer
 from hf_txray.errors import ConfigurationError, ProfileFormatError, TXRayError
-from hf_txray.tables import MISSING
+from hf_txray.tables import MISSING, percent
 from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
 from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, browser_page, frame, opened_client, serve
@@ -148,7 +148,7 @@ def test_open_and_overview(client, results):
     message, layers, *figures = client.predict(report.name, "pos", api_name="/overview")
     # the notes say what each figure shows, with the report's headline numbers and noise floor
     summary = report.summary()
-    assert message.startswith(f"Report {report.name} (pos): {summary['share_shared']:.1%} of neurons shared")
+    assert message.startswith(f"Report {report.name} (pos): {percent(summary['share_shared'])} of neurons shared")
     assert f"mean Hellinger distance {summary['mean_hellinger_pos']:.3f}" in message
     # the floors are at half size: set beside the distance at half size, not the full one (helper 191)
     assert (f"at half size {summary['matched_hellinger_pos']:.3f}, against a noise floor of "

@@ -20,7 +20,7 @@ from ..profile import Profile
 from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..significance import check_min_count
-from ..tables import amount_label
+from ..tables import amount_label, percent
 from ..version import __version__
 from .strategies import RankingInput, check_feature_type_used, get_pruning_strategy, is_random_strategy, rank
 
@@ -110,7 +110,7 @@ class PruningPlan(Artifact):
     def __repr__(self) -> str:
         # the neuron lists run to thousands of indices: counts per layer instead (``plan.neurons`` holds them)
         source = {k: v for k, v in self.source.items() if k in ("kind", "stage", "stage_a", "stage_b")}
-        return (f"PruningPlan({self.name}, mode={self.mode!r}, {self.total} neurons ({self.fraction:.1%}), counts "
+        return (f"PruningPlan({self.name}, mode={self.mode!r}, {self.total} neurons ({percent(self.fraction)}), counts "
                 f"by layer {self.counts}, source {source})")
 
     def pairs(self) -> list[tuple[int, int]]:

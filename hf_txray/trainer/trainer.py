@@ -19,7 +19,7 @@ from ..loading import load_corpus
 from ..profile import Profile
 from ..report import TransferReport
 from ..rng import preserved_rng
-from ..tables import code_span, markdown_cell, markdown_text
+from ..tables import code_span, markdown_cell, markdown_text, percent
 from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets, prefixed_option_names
@@ -294,11 +294,15 @@ def model_card_section(callback: TXRayCallback, model_stage: str | None = None, 
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in frame.to_dict("records"):
-        cell = lambda key, fmt="{:.3f}": "–" if _missing(row.get(key)) else fmt.format(row[key])  # noqa: E731
+        def cell(key: str, fmt: Any = "{:.3f}") -> str:
+            if _missing(row.get(key)):
+                return "–"
+            return fmt(row[key]) if callable(fmt) else fmt.format(row[key])
+
         lines.append(
             f"| {_stage_cell(row['stage'], model_stage)} | {cell('epoch', '{:.2f}')} | "
-            f"{cell('active_share', '{:.1%}')} | {cell(f'vs_first/mean_hellinger_{main}')} | "
-            f"{cell('vs_first/share_lost', '{:.1%}')} | {cell('vs_first/share_gained', '{:.1%}')} | "
+            f"{cell('active_share', percent)} | {cell(f'vs_first/mean_hellinger_{main}')} | "
+            f"{cell('vs_first/share_lost', percent)} | {cell('vs_first/share_gained', percent)} | "
             f"{cell(f'vs_first/mean_length_shift_{main}', '{:+.2f}')} |")
     plots = Path(TXRAY_DIR) / "plots"
     lines += ["", f"![Mean Hellinger per layer]({plots / 'hellinger_by_layer.png'})"] if len(frame) > 1 else [""]

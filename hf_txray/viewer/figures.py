@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import is_tag_feature
+from ..tables import percent
 from .data import ResultsView
 from .neuron import histogram_data, neuron_distributions
 
@@ -167,8 +168,8 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
         report = view.report(report_name) if report_name else next(iter(view.reports.values()))
         ft = feature_type or default_feature_type(report.meta.feature_types)
         summary = report.summary()
-        head = (f"Report {report.name} ({ft}): {summary['share_shared']:.1%} of neurons shared, "
-                f"{summary['share_lost']:.1%} lost, {summary['share_gained']:.1%} gained; mean Hellinger distance "
+        head = (f"Report {report.name} ({ft}): {percent(summary['share_shared'])} of neurons shared, "
+                f"{percent(summary['share_lost'])} lost, {percent(summary['share_gained'])} gained; mean Hellinger distance "
                 f"{summary[f'mean_hellinger_{ft}']:.3f}")
         floors = [summary.get(f"noise_floor_hellinger_{ft}_{stage}", float("nan")) for stage in "ab"]
         no_floor = report.meta.no_noise_reason or report.meta.no_noise_features.get(ft, "")
