@@ -26,6 +26,7 @@ from .display import report_text
 from .profile import Profile
 from .reproduce import pin_model
 from .report import TransferReport, compare
+from .tables import shell_command
 
 FEATURES = ("token", "word", "pos")
 # Wall time of the whole demo on this project's 2-core CPU machine (README, "Two commands").
@@ -161,10 +162,18 @@ def run_demo(out: Path, quick: bool = False) -> dict[str, TransferReport]:
         if folder.name in ("profiles", "reports"):
             for path in sorted(folder.iterdir()):
                 print(f"    {path.name}")
-    print(f"Summarise them again with: hf-txray show {out}/reports; browse them with: "
-          f"hf-txray view {out}/hub; share them with: hf-txray push USER/REPO {out}/hub; recompute and check them "
-          f"with: hf-txray reproduce {out}/hub")
+    print(next_steps(out))
     return reports
+
+
+def next_steps(out: Path) -> str:
+    """The demo's closing hint: the commands that show, browse, share and recheck its results in `out`, each quoted
+    (``tables.shell_command``): a ``--out`` path holding a space or a quote printed ``hf-txray view my demo/hub``,
+    which pasted as another command."""
+    return (f"Summarise them again with: {shell_command('hf-txray', 'show', f'{out}/reports')}; browse them with: "
+            f"{shell_command('hf-txray', 'view', f'{out}/hub')}; share them with: "
+            f"{shell_command('hf-txray', 'push', 'USER/REPO', f'{out}/hub')}; recompute and check them "
+            f"with: {shell_command('hf-txray', 'reproduce', f'{out}/hub')}")
 
 
 def _sentences_for(ptb, positions: int, model: str):

@@ -1500,6 +1500,22 @@ def test_cli_names_a_path_it_cannot_write_without_a_traceback(tmp_path, capsys, 
     assert "hf-txray demo: error: Permission denied: " in err and "Traceback" not in err
 
 
+def test_the_demos_closing_commands_paste_as_the_argv_they_name(tmp_path):
+    """Helper 288 (found, not fixed there): the demo's closing hint printed `hf-txray view {out}/hub` unquoted, so an
+    `--out` folder named "my demo's" pasted as `hf-txray view my demo's/hub` (an open quote). Each command now reads
+    back, through the shell's own rules, as the argv it names."""
+    import shlex
+
+    from hf_txray.demo import next_steps
+
+    out = tmp_path / "my demo's $(x)"
+    hint = next_steps(out)
+    commands = [part.split(": ", 1)[1] for part in hint.split("; ")]
+    assert [shlex.split(command) for command in commands] == [
+        ["hf-txray", "show", f"{out}/reports"], ["hf-txray", "view", f"{out}/hub"],
+        ["hf-txray", "push", "USER/REPO", f"{out}/hub"], ["hf-txray", "reproduce", f"{out}/hub"]]
+
+
 def test_cli_demo_refuses_a_folder_of_other_files_or_a_saved_artifact_before_any_work(tmp_path, capsys, monkeypatch):
     """helper 284: `hf-txray demo --out DIR` wrote data/ and finetune/ (then profiles/, reports/, hub/) beside other
     files, and into a saved profile's folder, which `analyze --out DIR` then replaced whole, demo output included."""
