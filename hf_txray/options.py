@@ -111,6 +111,25 @@ def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
                              "last of them).")
 
 
+def refuse_same_block(given: Sequence[int], blocks: Sequence[int], depth: int) -> None:
+    """Refuse layers that name one block twice once their negative indices are counted from the last block: ``[1,
+    -1]`` of a 2-block model names block 1 twice, which was read once without a word (as :func:`parse_layers`
+    refuses ``[1, 1]``, which it can tell without the model).
+
+    Args:
+        given (`Sequence[int]`): the indices as given (:func:`parse_layers`).
+        blocks (`Sequence[int]`): the block each of them names, in the same order.
+        depth (`int`): the number of blocks negative indices count from.
+
+    Raises:
+        ConfigurationError: ``"layers [1, -1] repeat 1: each layer once (a negative index counts from the last of
+            the 2 blocks: [1, -1] name blocks [1, 1])."``
+    """
+    refuse_repeats("layers", "layer", list(given), [str(block) for block in blocks],
+                   note=f" (a negative index counts from the last of the {depth} blocks: {list(given)} name blocks "
+                        f"{list(blocks)})")
+
+
 def _layer_part(part: str, value: str) -> list[int]:
     """One comma-separated part of a layer selection: ``"3"``, ``"-1"`` or a range ``"0-3"``."""
     start, dash, end = part.partition("-") if not part.startswith("-") else (part, "", "")

@@ -980,7 +980,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     read = readout(model, stack)
     _, blocks = _blocks(model, stack)
     tokenizer = tokenizer if tokenizer is not None else _default_tokenizer(model)
-    # distinct and sorted (layers=[1, -1] of a 2-block model gave every row twice), range-checked, ints only
+    # sorted, range-checked, ints only, each block once (layers=[1, -1] of a 2-block model gave every row twice)
     layers = block_indices("all" if layers is None else layers, len(blocks))
     cache: dict[int, str] = {}
 

@@ -29,7 +29,7 @@ from .architectures import (KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense
 from .errors import ConfigurationError, ModelError, UnreadExpertsError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
-from .options import SITES, STACKS, parse_layers
+from .options import SITES, STACKS, parse_layers, refuse_same_block
 from .moe import (ExpertsLayout, expert_intermediates, expert_width, has_skip_class, is_fused_experts, moe_top_k,
                   weights_in_memory)
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
@@ -968,10 +968,11 @@ def select_layers(sites: Sequence[Site], layers: str | int | Sequence[int]) -> l
 
 
 def block_indices(layers: str | int | Sequence[int], count: int, hooked: str | None = None) -> list[int]:
-    """The sorted distinct block indices `layers` names among `count` blocks (negative ones count from the end).
+    """The sorted block indices `layers` names among `count` blocks (negative ones count from the end).
 
     Raises:
-        ConfigurationError: an index out of range (`hooked` describes the blocks when they are not all of them).
+        ConfigurationError: an index out of range (`hooked` describes the blocks when they are not all of them), or
+            two naming one block (``[1, -1]`` of 2 blocks).
     """
     wanted = parse_layers(layers)
     if wanted == "all":
@@ -980,7 +981,9 @@ def block_indices(layers: str | int | Sequence[int], count: int, hooked: str | N
         if not -count <= index < count:
             raise ConfigurationError(f"Layer {index!r} is out of range: {hooked or f'the model has {count} layers'} "
                                      f"(0..{count - 1}, or negative from the end).")
-    return sorted({int(index) % count for index in wanted})
+    blocks = [int(index) % count for index in wanted]
+    refuse_same_block(wanted, blocks, count)  # [1, -1] of 2 blocks was read as [1] without a word
+    return sorted(blocks)
 
 
 def check_unchunked(model: nn.Module, sites: Sequence[Site]) -> None:

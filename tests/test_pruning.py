@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+import re
 import socket
 import sys
 import warnings
@@ -1688,6 +1689,31 @@ def test_a_negative_layer_names_the_same_block_in_analyze_prune_plan_pruning_and
     unprune(model)
     with pytest.raises(ConfigurationError, match="Layer -3 is not an MLP layer of the model; its layers: \\[0, 1\\]"):
         prune(model, both, "low_mass", 2, layers=[-3])
+
+
+def test_a_block_named_twice_through_a_negative_index_is_refused_everywhere():
+    """Helper 290: layers=[1, -1] of a 2-block model names block 1 twice; analyze profiled layers [1], prune, plan_pruning
+    and ablation_curve read it once, without a word (as parse_layers refuses [1, 1], which it tells without the model).
+    """
+    from hf_txray.probing import ablation_curve
+
+    model, tokenizer = tiny("bert")  # 2 blocks
+    said = re.escape("layers [1, -1] repeat 1: each layer once (a negative index counts from the last of the 2 "
+                     "blocks: [1, -1] name blocks [1, 1]).")
+    with pytest.raises(ConfigurationError, match=said):
+        hf_txray.analyze(model, SAMPLE_TEXTS[:2], tokenizer=tokenizer, layers=[1, -1], show_progress=False)
+    profile = hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, features=("token",), show_progress=False)
+    with pytest.raises(ConfigurationError, match=said):
+        prune(model, profile, "low_mass", 2, layers=[1, -1])
+    assert not hf_txray.pruning.active_masks(model)
+    with pytest.raises(ConfigurationError, match=said):
+        plan_pruning(profile, "low_mass", 2, layers="1,-1")
+    with pytest.raises(ConfigurationError, match=said):
+        ablation_curve(model, [(0, 2)], lambda m: 0.0, counts=[1], seeds=(0,), layers=[1, -1])
+    with pytest.raises(ConfigurationError, match=re.escape("layers [-2, 0] repeat 0: each layer once")):
+        hf_txray.analyze(model, SAMPLE_TEXTS[:2], tokenizer=tokenizer, layers=[-2, 0], show_progress=False)
+    assert hf_txray.analyze(model, SAMPLE_TEXTS[:2], tokenizer=tokenizer, layers=[0, -1], features=("token",),
+                            show_progress=False).layers == [0, 1]
 
 
 def test_prune_refuses_a_decoder_stack_ranking_before_reading_its_layers_as_the_encoders():

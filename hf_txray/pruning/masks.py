@@ -17,7 +17,7 @@ from torch import nn
 from ..architectures import neuron_architecture
 from ..errors import ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
-from ..options import parse_layers, resolve_layer
+from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..provenance import PRUNED_ATTRIBUTE, pruning_fingerprint, pruning_record
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
@@ -102,12 +102,14 @@ class MlpSites(dict):
         count it (a mixture-of-experts or unreadable block resolves, so that :meth:`require` says why it is refused).
 
         Raises:
-            ConfigurationError: an index that is no block of the model.
+            ConfigurationError: an index that is no block of the model, or two naming one block.
         """
         chosen = parse_layers(layers)
         if chosen == "all":
             return None
-        return sorted({resolve_layer(self.blocks, layer, "is not an MLP layer of the model") for layer in chosen})
+        blocks = [resolve_layer(self.blocks, layer, "is not an MLP layer of the model") for layer in chosen]
+        refuse_same_block(chosen, blocks, len(self.blocks))  # [1, -1] of 2 blocks was read as [1] without a word
+        return sorted(blocks)
 
     @property
     def blocks(self) -> list[int]:

@@ -15,7 +15,7 @@ from ..artifact import Artifact
 from ..counts import is_int
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
-from ..options import parse_layers, resolve_layer
+from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..profile import Profile
 from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
 from ..report import DEFAULT_MIN_COUNT, TransferReport
@@ -477,7 +477,9 @@ def plan_pruning(
     if layers is None:
         selected = available
     else:  # negative: counted from the model's last block (its recorded depth), as prune and analyze count
-        selected = sorted({blocks[layer] if -len(blocks) <= layer < 0 else layer for layer in layers})
+        named = [blocks[layer] if -len(blocks) <= layer < 0 else layer for layer in layers]
+        refuse_same_block(layers, named, len(blocks))  # [1, -1] of 2 blocks was read as [1] without a word
+        selected = sorted(named)
         # compared once both are block indices: {1: 3} beside layers=[-1] (block 1 of 2) was refused as a mismatch
         if isinstance(amount, Mapping) and sorted(amount) != selected:
             raise ConfigurationError(f"amount={dict(asked)} names block(s) {sorted(amount)} and layers= names "
