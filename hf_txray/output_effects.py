@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .counts import check_count
+from .counts import check_count, refuse_repeats
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
 from .forward import own_forward, own_precision, weights_dtype
@@ -972,9 +972,12 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
 
     Raises:
         ModelError: no LM head, or a block without a down projection.
-        ConfigurationError: `k` < 1, a layer or neuron out of range.
+        ConfigurationError: `k` < 1, a layer or neuron out of range, or one named twice.
     """
     check_count("k", k)
+    if neurons is not None:  # [3, 3] was read as [3] without a word
+        neurons = whole_numbers(neurons, "Neurons")
+        refuse_repeats("neurons", "neuron", neurons.tolist())
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
     _refuse_quantized_head(model)
     read = readout(model, stack)
@@ -1010,7 +1013,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
             scale[columns.shape[1] - shared_units:] = shared_gain
             columns = scale[None, :] * columns.float()
         width = columns.shape[1]
-        chosen = np.arange(width) if neurons is None else np.unique(whole_numbers(neurons, "Neurons"))
+        chosen = np.arange(width) if neurons is None else np.sort(neurons)
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):
             raise ConfigurationError(f"Neuron out of range: layer {layer} has {width} neurons (0 to {width - 1}).")
         for start in range(0, len(chosen), _CHUNK):

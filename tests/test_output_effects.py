@@ -1000,12 +1000,17 @@ def test_neuron_out_of_range_is_refused():
 
 def test_layers_and_neurons_named_twice_or_as_fractions():
     """Helper 188: layers=[1, -1] of a 2-block model gave every row twice, and neuron 1.5 was read as neuron 1.
-    Helper 290: it was then read once without a word, as analyze read it; refused as analyze refuses it."""
+    Helper 290: it was then read once without a word, as analyze read it; refused as analyze refuses it, and a neuron
+    named twice (neurons=[3, 5, 3], read as [3, 5]) too, as counts.refuse_repeats refuses a count or a seed twice."""
     model, tokenizer, _, _ = _llama()
     once = hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3])
     with pytest.raises(hf_txray.errors.ConfigurationError, match=re.escape("layers [1, -1] repeat 1: each layer once")):
         hf_txray.output_effects_table(model, [1, -1], k=2, tokenizer=tokenizer, neurons=[3])
-    assert hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3, 3]).equals(once)
+    with pytest.raises(hf_txray.errors.ConfigurationError, match=re.escape("neurons [3, 5, 3] repeat 3: each neuron "
+                                                                           "once.")):
+        hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3, 5, 3])  # read as [3, 5]
+    assert hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3, 5]).equals(
+        hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=np.array([5, 3])))
     # the one rule of hf_txray.indices: a whole float (a CSV's 3.0) is neuron 3, as Fill and ablation read it
     assert hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=[3.0]).equals(once)
     for call in (lambda: hf_txray.output_effects(model, 1, 1.5, tokenizer=tokenizer),
