@@ -21,7 +21,8 @@ from .local_cache import load_local_dataset
 from .logging import get_logger
 from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, root_cause,
                           short_cause)
-from .streaming import builder_name, choose_text_column, missing_rows_error, non_string_column_error
+from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
+                        refuse_numbers_column)
 
 logger = get_logger(__name__)
 
@@ -1453,7 +1454,8 @@ def _struct_columns(columns: Sequence[str], features: Any) -> list[str]:
 
 def _check_column_values(dataset, column: str, labels: Any = None, reader: str | None = None) -> None:
     """Refuse a text column that is not of strings, or holds None rows (the first named: by its label in `labels`,
-    a DataFrame's index, where given; `reader`: what read the rows, for the advice, else the dataset's builder)."""
+    a DataFrame's index, where given; `reader`: what read the rows, for the advice, else the dataset's builder), or,
+    read from a CSV, numbers alone (:func:`~hf_txray.streaming.refuse_numbers_column`)."""
     import pyarrow.compute as pc
 
     feature = dataset.features[column]
@@ -1468,6 +1470,9 @@ def _check_column_values(dataset, column: str, labels: Any = None, reader: str |
             first = offset + next(i for i, v in enumerate(values.to_pylist()) if v is None)
             raise missing_rows_error(column, _row_name(first, labels), reader or builder_name(dataset))
         offset += len(values)
+    if builder_name(dataset) == "csv":  # read until its first cell that is not a number: a text column's first
+        cells = dataset.with_format("arrow").iter(batch_size=1_000)
+        refuse_numbers_column(column, itertools.chain.from_iterable(c[column].to_pylist() for c in cells), "csv")
 
 
 def _row_name(position: int, labels: Any) -> str:

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -254,6 +255,9 @@ class StreamingSource:
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         from .hashes import update_texts_digest
 
+        if not done and not self._resumed:  # the first bucket: a CSV column of numbers (helper 290)
+            refuse_numbers_column(self.text_column, texts, builder_name(self.corpus))
+
         ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
         self._texts.update(zip(ids.tolist(), texts))
         self.num_read += len(texts)
@@ -454,6 +458,53 @@ def non_string_column_error(column: str, feature: Any) -> DatasetError:
            "are not all strings or null (numbers, booleans, objects or lists among them) is typed Json, and its "
            "strings are decoded ('10' becomes 10): write every value of the field as a string.")
     return DatasetError(f"Column {column!r} holds {feature}, not strings: every row must be a str. {fix}")
+
+
+# A CSV cell pandas would read as a number (hf_txray reads a CSV's columns as written, as strings: helper 166)
+_INT_CELL = re.compile(r"[+-]?\d+")
+_FLOAT_CELL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None) -> None:
+    """Refuse a CSV's text column whose every cell (empty ones aside) is a number (``--text-column year``):
+    read as written (every column of a CSV is read as strings, so that texts such as "007" keep their form), its
+    numbers would be profiled as the corpus's texts, where a JSON or in-memory column of numbers is refused as not
+    holding strings (:func:`non_string_column_error`). Other readers' strings are strings as given.
+
+    Args:
+        column (`str`): the text column.
+        texts: its cells (in memory: all of them, read until the first that is not a number; a stream: its first
+            bucket's).
+        reader (`str`, *optional*): the ``datasets`` builder that read them (:func:`builder_name`); only ``"csv"``
+            is checked.
+
+    Raises:
+        DatasetError: naming the column, the type pandas would give it and the fix (``--text-column``).
+    """
+    if reader != "csv":
+        return
+    kind, seen, count = None, [], 0
+    for text in texts:
+        cell = text.strip() if isinstance(text, str) else ""
+        if not cell:  # an empty text is skipped (num_empty); a None row has its own error
+            continue
+        if _INT_CELL.fullmatch(cell):
+            kind = kind or "int"
+        elif _FLOAT_CELL.fullmatch(cell):
+            kind = "float"
+        else:
+            return
+        count += 1
+        if len(seen) < 3:
+            seen.append(cell)
+    if kind is not None:
+        raise DatasetError(
+            f"Column {column!r} of the CSV holds numbers alone ({kind}, as pandas would type it: "
+            f"{', '.join(seen)}{', ...' if count > len(seen) else ''}), not texts: read as written, they would be "
+            "profiled as the corpus. Pass "
+            "text_column=... (CLI: --text-column) naming the column that holds the texts, a string column. If these "
+            "numbers are the texts to profile, write them as JSON strings in a .jsonl file, or one per line in a "
+            ".txt file, or pass them as a list of str.")
 
 
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None,

@@ -1680,11 +1680,11 @@ def test_csv_and_tsv_files_are_read_as_text_corpora(tmp_path, streaming):
 def test_texts_that_look_like_numbers_and_a_byte_order_mark_are_read_as_written(tmp_path, streaming):
     """Helper 166: pandas read a CSV column of texts such as "007" or "4.50" as numbers (then refused as not holding
     strings), and a .txt file's UTF-8 byte order mark stayed in its first text (a word '\\ufeffThe'), unlike in .csv
-    and .jsonl files."""
-    numbers = ["007", "4.50", "123", "1e3"]
+    and .jsonl files. (Helper 290: a column of numbers alone is refused, test_a_csv_text_column_of_numbers_alone...)"""
+    numbers = ["007", "4.50", "123", "1e3", "Room 101 ."]
     (tmp_path / "numbers").mkdir()
     for path in (tmp_path / "numbers.csv", tmp_path / "numbers" / "train.csv"):
-        pd.DataFrame({"label": range(4), "text": numbers}).to_csv(path, index=False)
+        pd.DataFrame({"label": range(5), "text": numbers}).to_csv(path, index=False)
     (tmp_path / "flags.tsv").write_text("text\tlabel\nTrue\t1\nFalse\t0\n")
     texts = ["The cat sat .", "A dog ran ."]
     (tmp_path / "bom").mkdir()
@@ -1697,6 +1697,28 @@ def test_texts_that_look_like_numbers_and_a_byte_order_mark_are_read_as_written(
         got = run(texts=str(tmp_path / source), streaming=streaming, features=("token", "word"))
         assert_same_credit(got, run(texts=expected, features=("token", "word")))
         assert got.meta.provenance["dataset"].get("texts_hash") in (None, hf_txray.hashes.strings_hash(expected))
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_csv_text_column_of_numbers_alone_is_refused_naming_the_column_and_the_fix(tmp_path, streaming, saved_bert,
+                                                                                     capsys):
+    """Helper 290: `--text-column year` of a CSV (every column read as written, as strings: helper 166) profiled the
+    years as the texts (features '2019', '2020'), where a JSON or in-memory column of ints is refused as not holding
+    strings; refused before the model runs (a stream: at its first bucket), naming the column, the type and the fix."""
+    (tmp_path / "years.csv").write_text("text,year\nthe cat sat,2019\na dog ran,\nthe end,2020\n")
+    (tmp_path / "scores.tsv").write_text("text\tscore\nthe cat sat\t0.5\na dog ran\t-1e3\nthe end\t7\nso\t8\n")
+    for source, column, said in (("years.csv", "year", "int, as pandas would type it: 2019, 2020"),
+                                 ("scores.tsv", "score", "float, as pandas would type it: 0.5, -1e3, 7, ...")):
+        with pytest.raises(DatasetError, match=re.escape(f"Column {column!r} of the CSV holds numbers alone ({said}), "
+                                                         "not texts") + r".*\(CLI: --text-column\) naming the column "
+                                                         r"that holds the texts, a string column"):
+            run(texts=str(tmp_path / source), text_column=column, streaming=streaming)
+        kept = run(texts=str(tmp_path / source), text_column="text", streaming=streaming)
+        assert kept.meta.num_examples == {"years.csv": 3, "scores.tsv": 4}[source]
+    out = tmp_path / "out"
+    assert cli_main(["analyze", str(saved_bert), str(tmp_path / "years.csv"), "--out", str(out), "--text-column",
+                     "year", "--features", "token", *(["--streaming"] if streaming else [])]) != 0
+    assert "Column 'year' of the CSV holds numbers alone" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path):
