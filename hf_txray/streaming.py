@@ -454,10 +454,13 @@ def builder_name(dataset: Any) -> str | None:
 
 def non_string_column_error(column: str, feature: Any) -> DatasetError:
     """The error for a text column whose declared type is not a string (read in memory, or a stream's features)."""
-    fix = ("Cast or map it to text first." if type(feature).__name__ != "Json" else "A JSON field whose values "
-           "are not all strings or null (numbers, booleans, objects or lists among them) is typed Json, and its "
-           "strings are decoded ('10' becomes 10): write every value of the field as a string.")
-    return DatasetError(f"Column {column!r} holds {feature}, not strings: every row must be a str. {fix}")
+    fix = ("If it holds the texts, cast or map it to text first." if type(feature).__name__ != "Json" else
+           "A JSON field whose values are not all strings or null (numbers, booleans, objects or lists among them) is "
+           "typed Json, and its strings are decoded ('10' becomes 10): if it holds the texts, write every value of "
+           "the field as a string.")
+    return DatasetError(f"Column {column!r} holds {feature}, not strings: every row must be a str. Pass "
+                        f"text_column=... (CLI: --text-column) naming the column that holds the texts, a string "
+                        f"column. {fix}")
 
 
 # A CSV cell pandas would read as a number (hf_txray reads a CSV's columns as written, as strings: helper 166)

@@ -314,6 +314,20 @@ def test_non_string_rows(texts, match):
         run(texts=texts, text_column="text" if isinstance(texts, datasets.Dataset) else None)
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_text_column_of_ints_names_the_text_column_option(tmp_path, streaming):
+    """Helper 290: `--text-column year` of a JSON file (or text_column="year" of a Dataset) was refused with "Cast or
+    map it to text first" alone: the likely fix, naming the column that holds the texts, was not said."""
+    (tmp_path / "d.jsonl").write_text('{"text": "the cat sat", "year": 2019}\n{"text": "a dog ran", "year": 2020}\n')
+    said = (r"Column 'year' holds Value\('int64'\), not strings: every row must be a str\. Pass text_column=\.\.\. "
+            r"\(CLI: --text-column\) naming the column that holds the texts, a string column\. If it holds the texts, "
+            r"cast or map it to text first\.")
+    with pytest.raises(DatasetError, match=said):
+        run(texts=str(tmp_path / "d.jsonl"), text_column="year", streaming=streaming)
+    with pytest.raises(DatasetError, match=said):
+        run(texts=datasets.Dataset.from_dict({"text": ["a b", "c d"], "year": [2019, 2020]}), text_column="year")
+
+
 @pytest.mark.parametrize("name", ["num_samples", "checkpoint_every", "output_effects_k"])
 @pytest.mark.parametrize("value", [0, -1, 2.5, 16.0, "8", True, float("nan")])
 def test_the_run_counts_are_checked_before_any_work(name, value):
