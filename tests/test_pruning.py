@@ -664,7 +664,7 @@ def test_remove_uneven_counts():
     (dict(strategy="random", amount=25, per_layer=False), "more than the 24"),
     (dict(strategy="random", amount=1.5), r"\(0, 1\]"),
     (dict(strategy="random", amount=True), "amount must be"),
-    (dict(strategy="random", amount=-1), ">= 0"),
+    (dict(strategy="random", amount=-1), ">= 1"),
     (dict(strategy="pruneit", amount=1), "Unknown pruning strategy"),
     (dict(strategy="lost", amount=3), "only 2 candidate"),
     (dict(strategy="random", amount=1, mode="delete"), "Unknown mode"),
@@ -692,6 +692,33 @@ def test_amounts_that_prune_nothing_are_warned_about(report):
     with pytest.warns(UserWarning, match=r"uneven='zero': a layer has no planned neuron .* none is removed"):
         prune(model, None, {0: [1, 2]}, mode="remove", uneven="zero")
     assert model.config.intermediate_size == 48
+
+
+def test_an_amount_of_no_neuron_is_refused(report):
+    """Helper 290: amount=0 (`prune --amount 0`, a sweep's `--amounts 0,0.1`) and amount={0: 0, 1: 0} planned no
+    neuron without a word: prune wrote the unpruned model as the "pruned" one (intermediate_size 48 of 48, every
+    weight equal), and a sweep measured the unpruned model as a pruned row beside its baseline. Refused, as a float
+    0.0 was."""
+    from hf_txray.evaluation import sweep_plans
+
+    said = re.escape("amount must be >= 1 (a count of neurons), or a fraction in (0, 1], got 0: a plan of no neuron "
+                     "prunes nothing")
+    for per_layer in (True, False):
+        with pytest.raises(ConfigurationError, match=said):
+            plan_pruning(report, "random", 0, per_layer=per_layer)
+    with pytest.raises(ConfigurationError, match=re.escape("amount={0: 0, 1: 0} asks for no neuron in any layer: a "
+                                                           "plan of no neuron prunes nothing")):
+        plan_pruning(report, "random", {0: 0, 1: 0})
+    with pytest.raises(ConfigurationError, match=said):
+        sweep_plans(report, ["random", "lost"], [0, 2], [0])
+    model, _ = tiny("bert")
+    with pytest.raises(ConfigurationError, match=said):
+        prune(model, None, "random", 0, mode="remove")
+    assert model.config.intermediate_size == 48 and not hf_txray.pruning.active_masks(model)
+    with pytest.raises(ConfigurationError, match=re.escape("amount must be >= 1 (a count of neurons), or a fraction "
+                                                           "in (0, 1], got -1.")):
+        plan_pruning(report, "random", -1)
+    assert plan_pruning(report, "random", {0: 0, 1: 2}).counts == {0: 0, 1: 2}  # one layer of none: said per layer
 
 
 def test_report_strategy_given_a_profile_fails_clearly():

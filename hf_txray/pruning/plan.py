@@ -283,8 +283,13 @@ def resolved_amount(amount: Any, blocks: Sequence[int]) -> Any:
     return counts
 
 
+_NOTHING = (": a plan of no neuron prunes nothing (its model is the unpruned one; an evaluation measures that as its "
+            "baseline). Pass a count of at least 1, or a fraction")
+
+
 def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], per_layer: bool) -> dict[int, int] | int:
-    """Per-layer counts (per_layer) or one total count, validated against the widths."""
+    """Per-layer counts (per_layer) or one total count, validated against the widths (a count of 0 everywhere is
+    refused: it prunes nothing)."""
     if isinstance(amount, Mapping):
         counts = {}
         for layer, count in amount.items():
@@ -315,8 +320,9 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
             _warn_rounded_to_none(amount, [total], sum(widths[layer] for layer in layers))
             return total
     else:
-        if int(amount) < 0:
-            raise ConfigurationError(f"amount must be >= 0, got {amount!r}.")
+        if int(amount) < 1:  # 0 planned no neuron: prune --amount 0 wrote the unpruned model as "pruned"
+            raise ConfigurationError(f"amount must be >= 1 (a count of neurons), or a fraction in (0, 1], got "
+                                     f"{amount!r}{_NOTHING if int(amount) == 0 else ''}.")
         if not per_layer:
             total = sum(widths[layer] for layer in layers)
             if int(amount) > total:
@@ -333,6 +339,8 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
                 f"amount asks for {count} neurons in layer {layer}, which has {widths[layer]}. Pass at most "
                 f"{widths[layer]} per layer, or a fraction."
             )
+    if isinstance(amount, Mapping) and counts and not any(counts.values()):
+        raise ConfigurationError(f"amount={dict(amount)} asks for no neuron in any layer{_NOTHING}.")
     return counts
 
 
