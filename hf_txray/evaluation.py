@@ -450,7 +450,11 @@ def metric_modules(metrics: Sequence[Any], task: str, metric_kwargs: dict[str, d
                    ) -> list[tuple[str, Any, dict]]:
     """``(name, evaluate module, compute kwargs)`` per metric spec: f1/precision/recall of a classification
     average over classes (``average="macro"``) unless `metric_kwargs` says otherwise, whatever the number of classes
-    (sklearn's default, binary, fails on three)."""
+    (sklearn's default, binary, fails on three).
+
+    Raises:
+        ConfigurationError: a key of `metric_kwargs` that names none of the metrics (its arguments would be ignored).
+    """
     metric_kwargs = dict(metric_kwargs or {})
     modules = []
     for spec in metrics:
@@ -460,6 +464,11 @@ def metric_modules(metrics: Sequence[Any], task: str, metric_kwargs: dict[str, d
         if name in AVERAGED and task == "classification":
             kwargs.setdefault("average", "macro")
         modules.append((name, module, kwargs))
+    unused = [key for key in metric_kwargs if key not in [name for name, _, _ in modules]]
+    if unused:  # {"F1": {"average": "micro"}} beside metric "f1": the macro F1 was reported, without a word
+        raise ConfigurationError(
+            f"metric_kwargs names {unused}, none of the metrics evaluated ({[name for name, _, _ in modules]}): "
+            "their arguments would be ignored. Key metric_kwargs by the metrics' names, as given in metric=.")
     return modules
 
 

@@ -721,6 +721,25 @@ def test_an_amount_of_no_neuron_is_refused(report):
     assert plan_pruning(report, "random", {0: 0, 1: 2}).counts == {0: 0, 1: 2}  # one layer of none: said per layer
 
 
+def test_metric_kwargs_naming_no_metric_are_refused():
+    """Helper 290: metric_kwargs={"F1": {"average": "micro"}} beside metric "f1" was ignored without a word: the
+    macro F1 was reported (0.1667 here, where the micro F1 asked for, the accuracy of one label per text, is 0.3333)."""
+    model = classifier(seed=3, num_labels=3)
+    texts = TEXTS * 2
+    data = {"text": texts, "label": [i % 3 for i in range(len(texts))]}
+
+    def f1(**kwargs):
+        return evaluate_pruning(model, [], data, "f1", tokenizer=bert_tokenizer(), max_length=32, **kwargs)
+
+    micro = f1(metric_kwargs={"f1": {"average": "micro"}}).loc[0, "f1"]
+    assert micro == pytest.approx(brute_accuracy(model, texts, data["label"]))  # micro F1 of one label each
+    assert f1().loc[0, "f1"] != pytest.approx(micro)  # the default, macro, differs here
+    for keys in ({"F1": {"average": "micro"}}, {"accuracy": {"normalize": False}}):
+        with pytest.raises(ConfigurationError, match=re.escape(f"metric_kwargs names {list(keys)}, none of the metrics "
+                                                               "evaluated (['f1']): their arguments would be ignored")):
+            f1(metric_kwargs=keys)
+
+
 def test_report_strategy_given_a_profile_fails_clearly():
     profile = make_profile("finetuned", STAGE_B)
     for strategy in ("lost", "gained", "most_changed", "least_changed"):
