@@ -721,6 +721,21 @@ def test_an_amount_of_no_neuron_is_refused(report):
     assert plan_pruning(report, "random", {0: 0, 1: 2}).counts == {0: 0, 1: 2}  # one layer of none: said per layer
 
 
+def test_a_neuron_list_naming_a_neuron_twice_is_refused():
+    """Helper 290: prune(model, None, {0: [1, 1]}) (or [(0, 1), (0, 1)], or (0, 1) beside (-2, 1) of 2 blocks) was
+    read as {0: [1]} without a word: a plan of 1 neuron where 2 were listed (as a ranking naming one twice is refused
+    by ablation_curve)."""
+    model, _ = tiny("bert")
+    for spec in ({0: [1, 1]}, [(0, 1), (0, 1)], [(0, 1), (-2, 1)]):
+        with pytest.raises(ConfigurationError, match=re.escape("The neuron list names neuron 1 of layer 0 more than "
+                                                               "once (a negative layer counts from the last block)")):
+            plan_pruning(None, spec, widths={0: 48, 1: 48})
+        with pytest.raises(ConfigurationError, match="names neuron 1 of layer 0 more than once"):
+            prune(model, None, spec)
+        assert not hf_txray.pruning.active_masks(model)
+    assert plan_pruning(None, [(0, 1), (-1, 1)], widths={0: 48, 1: 48}).neurons == {0: [1], 1: [1]}
+
+
 def test_metric_kwargs_naming_no_metric_are_refused():
     """Helper 290: metric_kwargs={"F1": {"average": "micro"}} beside metric "f1" was ignored without a word: the
     macro F1 was reported (0.1667 here, where the micro F1 asked for, the accuracy of one label per text, is 0.3333)."""

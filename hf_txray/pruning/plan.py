@@ -354,7 +354,8 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     ``layers=`` arguments count it (:func:`~hf_txray.options.resolve_layer`): -1 of a 12-block model is block 11.
 
     Raises:
-        ConfigurationError: a layer that is no block, or has no width (not available), or an index out of range.
+        ConfigurationError: a layer that is no block, or has no width (not available), an index out of range, or a
+            neuron named twice.
     """
     blocks = sorted(widths) if blocks is None else list(blocks)
 
@@ -384,7 +385,11 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
         layer, index = layer_of(item[0], "A neuron's layer"), _check_int(item[1], "A neuron's index")
         if not 0 <= index < widths[layer]:
             raise ConfigurationError(f"Neuron {index} is out of range: layer {layer} has {widths[layer]} neurons.")
-        chosen.setdefault(layer, set()).add(index)
+        if index in chosen.setdefault(layer, set()):  # {0: [1, 1]} was read as {0: [1]}: a plan of fewer neurons
+            raise ConfigurationError(
+                f"The neuron list names neuron {index} of layer {layer} more than once (a negative layer counts "
+                "from the last block): name each neuron once.")
+        chosen[layer].add(index)
     return {layer: sorted(indices) for layer, indices in sorted(chosen.items())}
 
 
