@@ -391,7 +391,8 @@ def _why_not_downloaded(err: Exception, revision: str | None, token: str | None)
     status = getattr(getattr(err.__cause__, "response", None), "status_code", None)
     if isinstance(err, RepositoryNotFoundError) or (isinstance(err, LocalEntryNotFoundError) and status in (401, 404)):
         return ("no such repo, or a private one without a token that may read it",
-                "Check the repo id; a private repo needs token=... (CLI: --token) or HF_TOKEN.")
+                "Check the repo id; a private repo needs token=... (--token, for the commands that take it) or "
+                "HF_TOKEN.")
     if isinstance(err, RevisionNotFoundError):
         return f"no revision {revision!r} in it", "Check the revision (a branch, tag or commit of the repo)."
     if isinstance(err, HfHubHTTPError) and getattr(err.response, "status_code", None) == 401:

@@ -412,6 +412,18 @@ def test_cli_compare_of_a_mistyped_folder_says_no_such_folder_nor_repo(results, 
             "cache. Did you mean 'results/ptb'? Check the path; for a Hub repo, unset HF_HUB_OFFLINE") in err
 
 
+def test_cli_view_of_a_missing_repo_names_no_flag_that_view_lacks(hub, capsys):
+    """`hf-txray view user/missing` said "a private repo needs token=... (CLI: --token) or HF_TOKEN", but `view` has no
+    --token option (nor have show, export, prune): the hint names the flag only for the commands that take it."""
+    assert cli_main(["view", f"{hub.username}/missing"]) == 2
+    err = capsys.readouterr().err
+    assert f"Could not download the Hub dataset '{hub.username}/missing': no such repo" in err, err
+    assert "HF_TOKEN" in err and "(CLI: --token)" not in err, err
+    with pytest.raises(SystemExit):
+        cli_main(["view", "--help"])
+    assert "--token" not in capsys.readouterr().out  # were view to take --token, the old hint would be right
+
+
 def _empty_profile(profile: Profile) -> Profile:
     none = np.zeros(0, np.int64)
     empty_table = FeatureTable([], none, none, np.zeros(0), none, none)
