@@ -4,7 +4,8 @@ weights an optimizer with train/eval modes (schedule-free) evaluates.
 ``model.train(was_training)`` afterwards sets every submodule to the root's mode: a frozen part kept in eval mode
 inside a training model (embeddings, a teacher) would come back in train mode, and dropout modules a user left in
 train mode inside an eval model (Monte Carlo dropout) would come back off. Every profile, probe and metric pass
-puts the model in eval mode with :func:`enter_eval` and restores it with the function that returns.
+puts the model in eval mode with :func:`enter_eval` and restores it with the function that returns, which gives each
+module its own mode back through its own ``train()``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,23 @@ def enter_eval(model: nn.Module) -> Callable[[], None]:
     model.eval()
 
     def restore() -> None:
-        for module, training in modes:
-            module.training = training
+        give_back_modes(modes)
 
     return restore
+
+
+def give_back_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    """Give every module of `modes` (``(module, training)`` pairs, parents before their children, as
+    ``model.modules()`` lists them) its ``training`` flag back, through ``module.train(flag)``: a module's own
+    ``train()`` runs as it would after the user's own call (a loralib-style layer unmerges its update for training,
+    transformers' ``PreTrainedModel.train`` sets its kernels' mode; setting the flag alone left a merged layer in a
+    training model, helper 292). A parent's call sets its children's mode too: a child whose flag differs from the
+    one it had is called after it, in order. A flag that an override leaves other than asked is then set as it was."""
+    for module, training in modes:
+        if module.training != training:
+            module.train(training)
+    for module, training in modes:
+        module.training = training
 
 
 def has_modes(optimizer: Any) -> bool:

@@ -805,6 +805,49 @@ def test_every_module_gets_its_own_mode_back():
     assert not model.training and all(dropout.training for dropout in dropouts)
 
 
+class MergingLinear(torch.nn.Linear):
+    """A loralib-style layer whose own ``train()`` does more than set a flag: its low-rank update is merged into the
+    weight in eval mode and taken out again in train mode."""
+
+    def __init__(self, base: torch.nn.Linear):
+        super().__init__(base.in_features, base.out_features)
+        self.load_state_dict(base.state_dict())
+        generator = torch.Generator().manual_seed(0)
+        self.lora_a = torch.nn.Parameter(torch.randn(2, base.in_features, generator=generator) * 0.3)
+        self.lora_b = torch.nn.Parameter(torch.randn(base.out_features, 2, generator=generator) * 0.3)
+        self.merged = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        with torch.no_grad():
+            if mode == self.merged:  # unmerge for training, merge for eval
+                self.weight.add_(self.lora_b @ self.lora_a, alpha=-1.0 if mode else 1.0)
+                self.merged = not mode
+        return self
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if self.merged else out + x @ (self.lora_b @ self.lora_a).T
+
+
+def test_a_modules_own_train_override_runs_when_its_mode_is_given_back():
+    """Fresh helper 292: modes were given back by setting each module's ``training`` flag, past the module's own
+    ``train()``: a loralib-style layer merged for the profile stayed merged in a training model (its weight off by the
+    update, max |diff| 0.59; a TXRayTrainer run ended with it, and ``save_model`` wrote the merged weight beside the
+    update), and transformers' own ``PreTrainedModel.train`` (kernels mode) was skipped the same way."""
+    model, tokenizer = tiny("bert")
+    layer = MergingLinear(model.encoder.layer[0].intermediate.dense)
+    model.encoder.layer[0].intermediate.dense = layer
+    model.train()
+    weight = layer.weight.detach().clone()
+    hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert layer.training and not layer.merged
+    torch.testing.assert_close(layer.weight.detach(), weight)
+    model.eval()  # merged for eval, and left merged by a profile of the model in eval mode
+    hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert not layer.training and layer.merged
+
+
 def test_token_budget_bounds_every_batch():
     from hf_txray.batching import BatchEncoder, EncodeOptions
 
