@@ -188,6 +188,17 @@ def test_epoch_strategy_with_eval_dataset_as_probe(tmp_path):
     assert profile.meta.dataset_id == "eval_dataset" and profile.meta.num_examples == NUM_TRAIN
 
 
+def test_a_dict_of_eval_datasets_names_the_one_profiled(tmp_path):
+    """Fresh helper 292: with eval_dataset={"scores": ..., "dev": ...} the probe is the first one with a text column,
+    but its profiles (and the card's corpus) named it "eval_dataset", which any of them could be."""
+    data = build_data()
+    trainer = TXRayTrainer(model=build_classifier(), args=build_args(tmp_path, max_steps=1),
+                           train_dataset=data, processing_class=bert_tokenizer(),
+                           eval_dataset={"scores": build_data(with_text=False), "dev": data.select(range(6))})
+    assert trainer.txray_callback.dataset_id == "eval_dataset['dev']"
+    assert trainer.txray_callback.corpus.num_rows == 6
+
+
 def test_no_strategy_is_a_plain_trainer(tmp_path):
     trainer, recorder = train(tmp_path, txray_strategy="no", data=build_data(with_text=False))
     assert trainer.txray_profiles == {} and txray_logs(recorder.logs) == []

@@ -353,26 +353,29 @@ def _weights_note(frame: pd.DataFrame, model_stage: str | None, best_checkpoint:
 
 def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None,
                   max_samples: int | None = None) -> tuple[Any, str | None]:
-    """The probe corpus of a TXRayTrainer: `txray_dataset`, else the text column of `eval_dataset`."""
+    """The probe corpus of a TXRayTrainer and its name: `txray_dataset`, else the text column of `eval_dataset` (of a
+    dict of eval datasets, the first one with a text column, named by its key: ``eval_dataset['dev']``, so that the
+    profiles and the card say which one was profiled)."""
     from ..loading import is_stream
 
     if txray_dataset is not None:
         return txray_dataset, None
-    candidates = list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
-    candidates = [c for c in candidates if c is not None]
+    candidates = ([(f"eval_dataset[{key!r}]", value) for key, value in eval_dataset.items()]
+                  if isinstance(eval_dataset, dict) else [("eval_dataset", eval_dataset)])
+    candidates = [(name, c) for name, c in candidates if c is not None]
     if not candidates:
         raise ConfigurationError(
             "TX-Ray needs probe text: pass txray_dataset=... (texts, a Dataset or a data file), or an eval_dataset "
             "with a text column. Or set txray_strategy='no' to train without TX-Ray."
         )
     problems = []
-    for candidate in candidates:
+    for name, candidate in candidates:
         if is_stream(candidate):  # an IterableDataset eval_dataset: the trainer's fix, not analyze's
-            problems.append(prefixed_option_names(stream_probe_message(candidate, max_samples, " in eval_dataset")))
+            problems.append(prefixed_option_names(stream_probe_message(candidate, max_samples, f" in {name}")))
             continue
         try:
             load_corpus(candidate, text_column=text_column, num_samples=1)
-            return candidate, "eval_dataset"
+            return candidate, name
         except DatasetError as err:
             problems.append(prefixed_option_names(str(err)))  # the trainer's txray_text_column, not text_column
     raise DatasetError(
