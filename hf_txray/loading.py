@@ -599,7 +599,13 @@ def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revisio
             raise ModelError(f"The PEFT adapter {model_id!r} does not fit its base model {base_id!r}: its "
                              f"weights have other shapes ({reports.text() or err}). Check that adapter_config.json "
                              "names the model the adapter was trained on.") from err
-    misfit = [*sorted(getattr(info, "unexpected_keys", None) or ()), *sorted(getattr(info, "missing_keys", None) or ()),
+    unexpected = sorted(getattr(info, "unexpected_keys", None) or ())
+    heads = [key for key in unexpected if is_absent_saved_module_weight(loaded, key)]
+    if heads:
+        logger.info("TX-Ray: left out %d weights of the PEFT adapter %r (e.g. %r): they belong to its "
+                    "modules_to_save (a task head), which the model loaded here does not have; they do not reach "
+                    "the profiled neurons.", len(heads), model_id, heads[0])
+    misfit = [*[key for key in unexpected if key not in heads], *sorted(getattr(info, "missing_keys", None) or ()),
               *sorted(str(k[0] if isinstance(k, tuple) else k) for k in getattr(info, "mismatched_keys", None) or ())]
     if misfit and all("lora_magnitude_vector" in key for key in misfit):
         raise ModelError(f"The PEFT adapter {model_id!r} is a DoRA adapter (use_dora=True), whose magnitude vectors "
@@ -621,6 +627,25 @@ def apply_adapter(loaded: Any, source: str, model_id: str, base_id: str, revisio
                          f"{len(misfit)} adapter weights have no place in it or were not loaded (e.g. {misfit[0]!r}). "
                          "Check that adapter_config.json names the model the adapter was trained on.")
     return loaded
+
+
+def is_absent_saved_module_weight(model: Any, key: str) -> bool:
+    """Whether the adapter weight `key` that `model` did not load belongs to a module of the adapter's
+    ``modules_to_save`` that `model` lacks: a task head (``classifier``, ``score``, which peft saves with every
+    ``SEQ_CLS`` adapter) on a model loaded without it. Such a module is not in the profiled stack, so its weights do not
+    change a profile; a saved module that `model` has, or a weight of no saved module, is a misfit."""
+    saved = {name for config in (getattr(model, "peft_config", None) or {}).values()
+             for name in (getattr(config, "modules_to_save", None) or ())}
+    parts = key.split(".")
+    for end in range(1, len(parts)):
+        prefix = ".".join(parts[:end])
+        if any(prefix == name or prefix.endswith("." + name) for name in saved):
+            try:
+                model.get_submodule(prefix)
+            except AttributeError:
+                return True
+            return False
+    return False
 
 
 def adapter_tokenizer(auto_cls, source: str, base_model: dict[str, Any], revision, trust_remote_code: bool,

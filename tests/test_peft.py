@@ -340,6 +340,40 @@ def test_an_adapter_of_another_width_is_refused_not_left_out(tmp_path):
         hf_txray.analyze(str(adapter_dir), SAMPLE_TEXTS, **OPTIONS)
 
 
+def test_a_classification_adapter_with_its_saved_head_is_profiled_as_its_merged_body(tmp_path):
+    """Fresh helper 292: a LoRA adapter trained with task_type="SEQ_CLS" (TXRayTrainer's checkpoints of a classifier,
+    peft's most common setting) saves its head too (modules_to_save=["classifier", "score"]). analyze loads the body
+    without a head, and refused the checkpoint as an adapter that "does not fit its base model" (2 adapter weights,
+    'classifier.bias'): a head downstream of every profiled neuron. Those weights are left out, said at info level;
+    the profile is the merged model's."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification
+
+    base_model, tokenizer = tiny("bert")
+    torch.manual_seed(0)
+    classifier = AutoModelForSequenceClassification.from_config(base_model.config)
+    classifier.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base")
+    wrapped = peft.get_peft_model(classifier, peft.LoraConfig(r=4, target_modules=["intermediate.dense"],
+                                                              task_type="SEQ_CLS"))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_" in name:
+                weight.copy_(torch.rand(weight.shape, generator=generator) * 2 - 1)
+    wrapped.save_pretrained(tmp_path / "adapter")
+    profile = hf_txray.analyze(str(tmp_path / "adapter"), SAMPLE_TEXTS, **OPTIONS)
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    assert_same_credit(profile, hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS))
+    # a weight of no saved module that the model lacks is still refused (another model's adapter)
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "modules_to_save": ["score"]}))
+    with pytest.raises(ModelError, match="does not fit its base model"):
+        hf_txray.analyze(str(tmp_path / "adapter"), SAMPLE_TEXTS, **OPTIONS)
+
+
 def test_reproducing_an_adapters_profile_checks_its_base_model(tmp_path):
     """analyze reads an adapter's base model as it is now: reproduce recomputes when the base is unchanged and refuses
     when it changed, where it would have recomputed another model under the same adapter."""
