@@ -432,8 +432,8 @@ class Profiler:
         quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
         if quota is not None:
             quota -= builder.num_positions
+        restore_modes = enter_eval(self.model)  # first: a model it refuses leaves no hook behind
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
-        restore_modes = enter_eval(self.model)
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
                    desc=f"hf_txray profiling {meta.stage}", unit="ex")
         # max_positions reached (and the texts it reached counted) in a saved bucket: a resume reads no further

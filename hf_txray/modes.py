@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from .errors import ModelError
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -24,9 +25,23 @@ logger = get_logger(__name__)
 
 def enter_eval(model: nn.Module) -> Callable[[], None]:
     """Put `model` in eval mode (no dropout, no gradient checkpointing); returns the function that gives every
-    module back the ``training`` flag it had (call it in a ``finally``)."""
+    module back the ``training`` flag it had (call it in a ``finally``).
+
+    Raises:
+        ModelError: a module stays in training mode after ``model.eval()`` (its own ``train()`` refuses eval mode);
+            every module has its mode back first.
+    """
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
+    stuck = [name or type(model).__name__ for name, module in model.named_modules() if module.training]
+    if stuck:  # helper 292: a Monte Carlo dropout whose train() refuses eval mode ran its dropout in every profile
+        give_back_modes(modes)
+        raise ModelError(
+            f"{len(stuck)} module(s) of {type(model).__name__} stay in training mode after model.eval() "
+            f"({', '.join(map(repr, stuck[:3]))}{', ...' if len(stuck) > 3 else ''}): their own train() keeps them "
+            "training (as an always-on Monte Carlo dropout does), so their dropout or batch statistics would make "
+            "every activation hf_txray reads depend on chance and on the batch. Let their train(False) take effect "
+            "while hf_txray runs (e.g. a flag your train() reads), or replace them by their eval-mode equivalent.")
 
     def restore() -> None:
         give_back_modes(modes)

@@ -22,7 +22,7 @@ import torch
 
 import hf_txray
 import reference
-from hf_txray import ConfigurationError, DatasetError, UserFeature
+from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.streaming import BucketPlan, InMemorySource, StreamingSource
 from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
 from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
@@ -846,6 +846,32 @@ def test_a_modules_own_train_override_runs_when_its_mode_is_given_back():
     model.eval()  # merged for eval, and left merged by a profile of the model in eval mode
     hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
     assert not layer.training and layer.merged
+
+
+class AlwaysOnDropout(torch.nn.Dropout):
+    """Monte Carlo dropout whose own ``train()`` refuses eval mode."""
+
+    def train(self, mode: bool = True):
+        return super().train(True)
+
+
+def test_a_module_that_stays_training_after_eval_is_refused_and_every_mode_given_back():
+    """Fresh helper 292 (found, not fixed there): a dropout whose own train() refuses eval mode ran its dropout in
+    every profile: two runs of analyze on these texts gave masses up to 0.003 apart, without an error. It is refused,
+    naming the module, before any forward, with every module's mode and no hook left behind."""
+    model, tokenizer = tiny("bert")
+    model.encoder.layer[0].output.dropout = AlwaysOnDropout(0.5)
+    model.eval()
+    assert model.encoder.layer[0].output.dropout.training
+    forwards = []
+    model.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    with pytest.raises(ModelError, match=r"stay in training mode after model.eval\(\) \('encoder.layer.0.output."
+                                         r"dropout'\): their own train\(\) keeps them training"):
+        hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert not forwards
+    assert not model.training and model.encoder.layer[0].output.dropout.training
+    assert all(not module._forward_hooks and not module._forward_pre_hooks
+               for name, module in model.named_modules() if name)  # the recorder's hooks are off again
 
 
 def test_token_budget_bounds_every_batch():

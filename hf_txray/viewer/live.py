@@ -81,13 +81,13 @@ class LiveProfiler:
         slot = self.layers.index(layer)
         site = p.sites[slot]
         hooked = p.forward.positions(batch.positions, batch.inputs["input_ids"].shape[1]).to(p.device)
+        restore_modes = enter_eval(p.model)  # first: a model it refuses leaves no hook behind
         recorder = WinnerRecorder([site], top_k=self.top_k).attach()
         traced: list[torch.Tensor] = []
         handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
         recorder.positions = hooked
         recorder.grid = p.forward.hooked_grid(*batch.inputs["input_ids"].shape)
         recorder.enabled = True
-        restore_modes = enter_eval(p.model)
         try:
             with torch.no_grad():
                 p.forward({k: v.to(p.device) for k, v in batch.inputs.items()})
