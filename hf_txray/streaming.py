@@ -174,6 +174,7 @@ class StreamingSource:
         self._read_to_end = False
         self._resumed = False
         self._head: list[str] = []  # this process's first texts as read before the run (expect_head, head_hash)
+        self._numbers: NumbersColumn | None = None  # the head of a CSV text column, while its cells are all numbers
 
     def share_of(self, num_samples: int | None) -> int | None:
         """The texts this process reads of a stream cut at `num_samples` (at most: the stream may end sooner), as
@@ -212,6 +213,8 @@ class StreamingSource:
         self._read_to_end = True  # set before the last yield: the run may stop at the last bucket
         if texts:
             yield self._bucket(texts, done, index + 1)
+        else:  # the stream ended with a full bucket: a short column of numbers alone is judged whole
+            self._check_numbers([])
 
     def _read(self, rows: Iterable[dict[str, Any]], done: int) -> Iterator[dict[str, Any]]:
         """`rows`, with a reader's failure (a data file the stream reaches late, a generator's own error) said in one
@@ -255,8 +258,7 @@ class StreamingSource:
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
         from .hashes import update_texts_digest
 
-        if not done and not self._resumed:  # the first bucket: a CSV column of numbers (helper 290)
-            refuse_numbers_column(self.text_column, texts, builder_name(self.corpus))
+        self._check_numbers(texts)
 
         ids = np.arange(done, done + len(texts), dtype=np.int64) * self.world + self.rank
         self._texts.update(zip(ids.tolist(), texts))
@@ -265,6 +267,18 @@ class StreamingSource:
         state = {"processed": done + len(texts), "bucket": index,
                  "dataset": copy.deepcopy(self.corpus.state_dict())}
         return Bucket(list(texts), ids, None, state)
+
+    def _check_numbers(self, texts: list[str]) -> None:
+        """Refuse a CSV text column of numbers alone (:func:`refuse_numbers_column`; helper 290), judged on its
+        first :data:`NUMBERS_HEAD` non-empty cells (all of them in a shorter stream), whatever the buckets' sizes: on
+        the first bucket alone, a stream of one number then texts was refused where the same file in memory was read
+        (batch_size=1, checkpoint_every=1: a first bucket of one text). A resumed run is not checked again."""
+        if self._resumed or (self._numbers is None and (self.num_read or builder_name(self.corpus) != "csv")):
+            return
+        if self._numbers is None:
+            self._numbers = NumbersColumn(self.text_column)
+        if not self._numbers.read(texts) and (self._numbers.count >= NUMBERS_HEAD or self._read_to_end):
+            self._numbers.refuse()
 
     def _text_of(self, row: dict[str, Any], position: int) -> str:
         if not isinstance(row, dict):  # datasets accepts a generator of bare values lazily, and yields them as is
@@ -468,16 +482,68 @@ _INT_CELL = re.compile(r"[+-]?\d+")
 _FLOAT_CELL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+NUMBERS_HEAD = 100  # non-empty cells of a streamed CSV text column that, numbers alone, have it refused
+
+
+class NumbersColumn:
+    """The cells of a CSV's text column read so far, told apart from a column of numbers alone
+    (:func:`refuse_numbers_column`): read at once in memory, bucket by bucket from a stream.
+
+    Args:
+        column (`str`): the text column.
+    """
+
+    def __init__(self, column: str):
+        self.column, self.kind, self.seen, self.count, self.has_text = column, None, [], 0, False
+
+    def read(self, texts: Iterable[Any]) -> bool:
+        """Read more cells; True once one of them is not a number (the column holds texts: nothing to refuse)."""
+        if self.has_text:
+            return True
+        for text in texts:
+            cell = text.strip() if isinstance(text, str) else ""
+            if not cell:  # an empty text is skipped (num_empty); a None row has its own error
+                continue
+            if _INT_CELL.fullmatch(cell):
+                self.kind = self.kind or "int"
+            elif _FLOAT_CELL.fullmatch(cell):
+                self.kind = "float"
+            else:
+                self.has_text = True
+                return True
+            self.count += 1
+            if len(self.seen) < 3:
+                self.seen.append(cell)
+        return False
+
+    def refuse(self) -> None:
+        """Raise unless a cell that is not a number was read, or no cell that is one.
+
+        Raises:
+            DatasetError: naming the column, the type pandas would give it and the fix (``--text-column``).
+        """
+        if self.has_text or self.kind is None:
+            return
+        raise DatasetError(
+            f"Column {self.column!r} of the CSV holds numbers alone ({self.kind}, as pandas would type it: "
+            f"{', '.join(self.seen)}{', ...' if self.count > len(self.seen) else ''}), not texts: read as written, "
+            "they would be profiled as the corpus. Pass "
+            "text_column=... (CLI: --text-column) naming the column that holds the texts, a string column. If these "
+            "numbers are the texts to profile, write them as JSON strings in a .jsonl file, or one per line in a "
+            ".txt file, or pass them as a list of str.")
+
+
 def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None) -> None:
     """Refuse a CSV's text column whose every cell (empty ones aside) is a number (``--text-column year``):
     read as written (every column of a CSV is read as strings, so that texts such as "007" keep their form), its
     numbers would be profiled as the corpus's texts, where a JSON or in-memory column of numbers is refused as not
-    holding strings (:func:`non_string_column_error`). Other readers' strings are strings as given.
+    holding strings (:func:`non_string_column_error`). Other readers' strings are strings as given. A stream's
+    column is judged on its first :data:`NUMBERS_HEAD` non-empty cells (:class:`NumbersColumn`, in
+    :class:`StreamingSource`).
 
     Args:
         column (`str`): the text column.
-        texts: its cells (in memory: all of them, read until the first that is not a number; a stream: its first
-            bucket's).
+        texts: its cells (in memory: all of them, read until the first that is not a number).
         reader (`str`, *optional*): the ``datasets`` builder that read them (:func:`builder_name`); only ``"csv"``
             is checked.
 
@@ -486,28 +552,9 @@ def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None)
     """
     if reader != "csv":
         return
-    kind, seen, count = None, [], 0
-    for text in texts:
-        cell = text.strip() if isinstance(text, str) else ""
-        if not cell:  # an empty text is skipped (num_empty); a None row has its own error
-            continue
-        if _INT_CELL.fullmatch(cell):
-            kind = kind or "int"
-        elif _FLOAT_CELL.fullmatch(cell):
-            kind = "float"
-        else:
-            return
-        count += 1
-        if len(seen) < 3:
-            seen.append(cell)
-    if kind is not None:
-        raise DatasetError(
-            f"Column {column!r} of the CSV holds numbers alone ({kind}, as pandas would type it: "
-            f"{', '.join(seen)}{', ...' if count > len(seen) else ''}), not texts: read as written, they would be "
-            "profiled as the corpus. Pass "
-            "text_column=... (CLI: --text-column) naming the column that holds the texts, a string column. If these "
-            "numbers are the texts to profile, write them as JSON strings in a .jsonl file, or one per line in a "
-            ".txt file, or pass them as a list of str.")
+    check = NumbersColumn(column)
+    check.read(texts)
+    check.refuse()
 
 
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None,

@@ -1735,6 +1735,28 @@ def test_a_csv_text_column_of_numbers_alone_is_refused_naming_the_column_and_the
     assert "Column 'year' of the CSV holds numbers alone" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_streamed_csv_column_is_judged_on_its_head_not_on_its_first_bucket(tmp_path):
+    """Helper 295: a streamed CSV column was judged on its first bucket alone, whose size follows batch_size and
+    checkpoint_every: with batch_size=1 and checkpoint_every=1 (a first bucket of one text), a column whose first text
+    is "42" and the next 40 are sentences was refused as "numbers alone (int ...: 42)", where the same file in memory
+    (or streamed with larger buckets) profiles its 41 texts. A stream is judged on its first NUMBERS_HEAD non-empty
+    cells (all of them when it is shorter, a stream ending with a full bucket too)."""
+    from hf_txray.streaming import NUMBERS_HEAD
+
+    def stream(name, cells, batch_size):
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame({"text": cells}).to_csv(path, index=False)
+        return run(texts=str(path), streaming=True, batch_size=batch_size, checkpoint_every=1,
+                   checkpoint_dir=str(tmp_path / f"checkpoints-{name}"))
+
+    texts = ["42"] + [f"the cat sat on mat number {i} ." for i in range(40)]
+    assert stream("first", texts, 1).meta.num_examples == 41
+    for name, cells, batch_size in (("head", [str(i) for i in range(NUMBERS_HEAD + 20)], 8),
+                                    ("short", ["1", "2", "3", "4"], 2)):
+        with pytest.raises(DatasetError, match=r"Column 'text' of the CSV holds numbers alone \(int"):
+            stream(name, cells, batch_size)
+
+
 def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path):
     """Helper 170: a header `text,text` (or `id,text,text`) was read with pandas' renaming (`text.1`): one of the two
     columns was profiled as the texts without a word, the other dropped."""
