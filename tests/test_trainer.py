@@ -917,6 +917,26 @@ def test_engine_options_reach_the_snapshots(tmp_path):
 
 
 # ----- configuration errors, before training ----------------------------------------------------------------------
+def test_an_eval_dataset_read_from_a_csv_is_judged_on_the_texts_profiled(tmp_path):
+    """Helper 295: TXRayTrainer checked its eval_dataset's text column on the first row alone (num_samples=1), so an
+    eval_dataset read from a CSV whose first text is "42" (then sentences) was refused ("eval_dataset has none
+    (Column 'text' of the CSV holds numbers alone (int ...: 42) ...") where analyze reads the same Dataset's 6 texts.
+    It is judged on the texts the callback profiles (txray_max_samples); a column of numbers alone (typed int64 by the csv builder) is still refused."""
+    import datasets
+    from hf_txray.loading import load_corpus
+
+    common = dict(model=build_classifier(), train_dataset=build_data(with_text=False), processing_class=bert_tokenizer())
+    for name, texts in (("first", ["42"] + TEXTS[:5]), ("numbers", ["42", "7", "2019"])):
+        pd.DataFrame({"text": texts, "label": [0] * len(texts)}).to_csv(tmp_path / f"{name}.csv", index=False)
+    first = datasets.load_dataset("csv", data_files=str(tmp_path / "first.csv"), split="train")
+    assert len(load_corpus(first)[0]) == 6
+    trainer = TXRayTrainer(args=build_args(tmp_path / "out"), eval_dataset=first, **common)
+    assert len(trainer.txray_callback.corpus) == 6
+    numbers = datasets.load_dataset("csv", data_files=str(tmp_path / "numbers.csv"), split="train")
+    with pytest.raises(DatasetError, match=r"eval_dataset has none \(Column 'text' holds Value\('int64'\)"):
+        TXRayTrainer(args=build_args(tmp_path / "out2"), eval_dataset=numbers, **common)
+
+
 def test_bad_configuration_fails_before_training(tmp_path):
     tokenized = build_data(with_text=False)
     common = dict(model=build_classifier(), train_dataset=tokenized, processing_class=bert_tokenizer())

@@ -373,8 +373,9 @@ def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None
         if is_stream(candidate):  # an IterableDataset eval_dataset: the trainer's fix, not analyze's
             problems.append(prefixed_option_names(stream_probe_message(candidate, max_samples, f" in {name}")))
             continue
-        try:
-            load_corpus(candidate, text_column=text_column, num_samples=1)
+        try:  # the texts the callback profiles (txray_max_samples): on its first row alone, a CSV's eval_dataset
+            # whose first text is "42" was refused as a column of numbers alone, texts after it (helper 295)
+            load_corpus(candidate, text_column=text_column, num_samples=max_samples)
             return candidate, name
         except DatasetError as err:
             problems.append(prefixed_option_names(str(err)))  # the trainer's txray_text_column, not text_column
