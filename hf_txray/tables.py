@@ -72,15 +72,18 @@ def percent(share: float) -> str:
 
     Example:
         ```python
-        >>> percent(0.25), percent(1 / 9216), percent(9215 / 9216), percent(0), percent(1)
-        ('25.0%', '0.011%', '99.99%', '0.0%', '100.0%')
+        >>> percent(0.25), percent(1 / 9216), percent(9215 / 9216), percent(0), percent(1), percent(1 / 2_293_760)
+        ('25.0%', '0.011%', '99.99%', '0.0%', '100.0%', '0.000044%')
         ```
     """
     value = 100 * float(share)
     if value != value or value in (0, 100):  # NaN, none or all
         return f"{value:.1f}%"
-    if value < 0.1:
-        return f"{value:.2g}%"
+    if value < 0.1:  # two significant digits, never in exponent form (1 of 2.3M neurons: '4.4e-05%')
+        text = f"{value:.2g}"
+        if "e" in text:
+            text = f"{float(text):.{1 - math.floor(math.log10(float(text)))}f}".rstrip("0")
+        return f"{text}%"
     decimals = 1
     while decimals < 6 and float(f"{value:.{decimals}f}") >= 100:
         decimals += 1

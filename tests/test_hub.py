@@ -1455,6 +1455,24 @@ def test_the_cards_shares_never_round_one_neuron_to_none_or_all(results):
         "25.0%", "33.3%", "0.05%", "0.1%", "99.95%", "0.0%", "100.0%"]
 
 
+def test_the_cards_shares_are_never_written_in_exponent_form(results):
+    """Helper 295: below 1e-4 % tables.percent wrote `:.2g`'s exponent form: one lost neuron of a model of 2,293,760
+    MLP neurons (80 blocks of 28,672, Llama-2-70B's) read "4.4e-05% were deactivated (lost)" in the card's headline;
+    it reads "0.000044%" (the same two significant digits, written out; shares of 1e-4 % and above unchanged)."""
+    from hf_txray.tables import percent
+
+    _, _, report = results
+    pair = copy.copy(report)
+    total = 80 * 28_672
+    figures = {**report.summary(), "share_shared": 1 - 1 / total, "share_lost": 1 / total, "share_gained": 1e-9}
+    pair.summary = lambda: figures
+    text = build_card({}, {pair.name: pair}, {"transfer_reports": 96, "summary": 3, "meta": 1}, {}).text
+    headline = next(line for line in text.splitlines() if "of the neurons are active in both stages" in line)
+    assert "0.000044% were deactivated (lost), 0.0000001% became active (gained)" in headline
+    assert [percent(x) for x in (1e-7, 1.5e-7, 4.36e-7, 9.99e-7, 1e-6, 5e-6, 0.0005)] == [
+        "0.00001%", "0.000015%", "0.000044%", "0.0001%", "0.0001%", "0.0005%", "0.05%"]
+
+
 def test_reports_text_and_repr_never_round_one_neuron_to_none_or_all(results):
     """After ffec367 the card told one lost neuron of 9216 from none, but the report's repr, `hf-txray compare`'s
     text (display.report_text) and the viewer's overview still wrote `:.1%`: "lost=0.0%", "shared 100.0%". Every
