@@ -13,7 +13,7 @@ import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -197,12 +197,23 @@ def _check_local(kind: str, recorded: dict[str, Any], path: str, error) -> None:
     from .provenance import data_path_files, files_hash, model_folder_files
 
     if not Path(path).exists():
-        raise error(f"The {kind} {path!r} was read from local files, and they are not here. Pass the folder or file "
-                    f"with {kind}=... (CLI: --{kind} PATH); it is checked against {recorded['content_hash']}.")
+        where = (f"The {kind} was read from local files that the record names only as {path!r} (a pushed record keeps "
+                 "no local path whole: its last component, or its path below the folder it was pushed from), and no "
+                 f"{path!r} is here, below the current directory" if _recorded_as_name(path) else
+                 f"The {kind} {path!r} was read from local files, and they are not here")
+        raise error(f"{where}. Pass the folder or file with {kind}=... (CLI: --{kind} PATH); it is checked against "
+                    f"{recorded['content_hash']}.")
     files = model_folder_files(path) if kind == "model" else data_path_files(path)
     if files_hash(files) != recorded["content_hash"]:
         raise error(f"The {kind} files at {path} differ from the ones profiled: "
                     + ", ".join(_differing(recorded.get("files") or recorded.get("data_files") or {}, files)) + ".")
+
+
+def _recorded_as_name(path: str) -> bool:
+    """Whether a local source's recorded `path` is a name rather than the path it was read from: analyze records
+    local folders and files by their absolute path, and a pushed record (:func:`hf_txray.provenance.public_record`)
+    keeps only their last component, or their path relative to the folder they were pushed from."""
+    return not (Path(path).expanduser().is_absolute() or PureWindowsPath(path).is_absolute())
 
 
 def _check_moved_stream(recorded: dict[str, Any], path: str | Path) -> None:
@@ -327,8 +338,10 @@ def _embedded_model_moved(model: dict[str, Any], notes: list[str]) -> str | None
         return None
     if files_hash(model_folder_files(here)) != model["content_hash"]:
         return None
-    notes.append(f"model read from the embedded default's folder here ({here}): the recorded folder is gone, and "
-                 "this one holds the same files")
+    recorded = (f"the record names its folder only as {model['id']!r} (a pushed record keeps no local path whole)"
+                if _recorded_as_name(model["id"]) else "the recorded folder is gone")
+    notes.append(f"model read from the embedded default's folder here ({here}): {recorded}, and this one holds the "
+                 "same files")
     return here
 
 

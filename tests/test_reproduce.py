@@ -387,6 +387,32 @@ def test_the_embedded_default_profiled_in_another_venv_is_found_here(tmp_path, m
         hf_txray.reproduce(tmp_path / "saved", dataset=TEXTS_V1)
 
 
+def test_a_pushed_record_of_local_sources_says_it_holds_their_names_only(hub, tmp_path, monkeypatch):
+    """Helper 298: a push keeps a local folder's last component only ("mymodel"), so reproducing the pushed repo
+    said "The model 'mymodel' was read from local files, and they are not here", and, for the embedded default model,
+    "the recorded folder is gone", while the folder was still where it was profiled. Both now say that the record
+    holds the name only; run from the folder holding the sources, the names find them."""
+    import hf_txray.corpora
+
+    model = save_tiny_model(tmp_path / "mymodel")
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS_V1) + "\n")
+    profile = hf_txray.analyze(str(model), str(tmp_path / "texts.txt"), **OPTIONS)
+    results = f"{hub.username}/local-txray"
+    hf_txray.push_to_hub(results, profiles=[profile])
+    assert hf_txray.load(results).profiles["default"].meta.provenance["model"]["id"] == "mymodel"
+    with pytest.raises(ModelError, match=r"names only as 'mymodel' \(a pushed record keeps no local path whole"):
+        hf_txray.reproduce(results)
+    with pytest.raises(DatasetError, match=r"names only as 'texts.txt'"):
+        hf_txray.reproduce(results, model=str(model))
+    monkeypatch.setattr(hf_txray.corpora, "default_model_path", lambda: str(model))  # the embedded default's folder
+    result = hf_txray.reproduce(results, dataset=str(tmp_path / "texts.txt"))
+    assert result.verdict == "identical" and "the recorded folder is gone" not in str(result)
+    assert "the record names its folder only as 'mymodel'" in str(result)
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert hf_txray.reproduce(results).verdict == "identical"
+
+
 def test_moving_ref_with_changed_files_is_refused_naming_them(repos, hub):
     profile = hf_txray.analyze(repos.model, repos.dataset, **OPTIONS)  # main: TEXTS_V2
     results = f"{hub.username}/moving-txray"
