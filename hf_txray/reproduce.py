@@ -502,9 +502,17 @@ def _check_texts(profile: Profile, dataset_arg: Any, commit: str | None, token: 
 
 # ----- comparing ---------------------------------------------------------------------------------------------------
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest ``|a - b| / max(1, |b|)`` of two arrays of one shape (`b` the stored values): infinite where they
+    differ and either is NaN or infinite, which no tolerance covers (a NaN's difference is NaN, and ``max(0.0, nan)``
+    read it as 0)."""
     if a.size == 0:
         return 0.0
-    return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b))))
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf and nan: replaced below
+        gap = np.abs(a - b) / np.maximum(1.0, np.abs(b))
+    gap[a == b] = 0.0  # equal infinities too
+    gap[(a != b) & ~(np.isfinite(a) & np.isfinite(b))] = np.inf  # a NaN is never equal, not even to a NaN
+    return float(np.max(gap))
 
 
 def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[str]]:

@@ -342,6 +342,19 @@ def test_top_examples_histograms_and_position_mass_are_compared(tmp_path):
     assert not identical and worst == pytest.approx(0.01 / 1.01, rel=1e-3)  # relative to the stored mass
     edited.save_pretrained(tmp_path / "edited")
     assert hf_txray.reproduce(tmp_path / "edited", dataset=TEXTS_V1).verdict == "different"
+    # helper 298: a NaN activation in a stored top example (the profile loads: only its sums are checked for NaN)
+    # reproduced as "identical, largest mass difference 0.0e+00": the NaN difference was read as 0
+    edited = copy.copy(profile)
+    edited.examples = profile.examples.assign(activation=profile.examples["activation"].where(
+        profile.examples.index != profile.examples.index[0], np.nan))
+    edited.save_pretrained(tmp_path / "nan")
+    assert hf_txray.reproduce(tmp_path / "nan", dataset=TEXTS_V1).verdict == "different"
+    identical, worst, diffs = compare_numbers(edited, profile)
+    assert not identical and worst == np.inf and "masses differ by up to inf" in "; ".join(diffs)
+    assert compare_numbers(edited, edited)[1] == np.inf  # a NaN equals nothing, itself included
+    edited.examples = profile.examples.assign(activation=np.where(profile.examples.index == profile.examples.index[0],
+                                                                  np.inf, profile.examples["activation"]))
+    assert compare_numbers(edited, edited)[:2] == (True, 0.0)  # equal infinities are equal
 
 
 def test_local_sources_reproduce_by_content_hash_and_changes_are_named(tmp_path):
