@@ -580,8 +580,10 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
 def _why_different(stored: Profile, new: Profile, given: str | None = None) -> list[str]:
     """Why a rerun differs, when the runtime records say: the weights or the tokenizer loaded now are not the ones
     profiled (a model object changed after it was loaded from its recorded folder or Hub id, or a tokenizer passed
-    to analyze that is not the model's own). Said only beside differing numbers: a sample hash can differ on
-    the same computation (weights offloaded to the ``meta`` device are hashed by shape alone)."""
+    to analyze that is not the model's own), the rerun's settings are not the stored profile's
+    (:func:`_other_settings`), or the package versions are not the recorded ones (:func:`_other_versions`). Said only
+    beside differing numbers: a sample hash can differ on the same computation (weights offloaded to the ``meta``
+    device are hashed by shape alone), and another version may compute the same numbers."""
     old, now = ((p.meta.provenance or {}).get("runtime", {}) for p in (stored, new))
     source = given or f"the model loaded from {(stored.meta.provenance or {}).get('model', {}).get('id')!r}"
     reasons = []
@@ -598,7 +600,39 @@ def _why_different(stored: Profile, new: Profile, given: str | None = None) -> l
             reasons.append(f"the tokenizer of {source} differs from the one profiled (its {what}): it was passed "
                            "to analyze(tokenizer=...) and is not the model's own, which reproduce loads")
             break
-    return reasons
+    return reasons + _other_settings(stored, new) + _other_versions(stored, new)
+
+
+# ProfileMeta fields that hold the settings a run used (beside meta.config, the values it resolved)
+_RUN_SETTINGS = ("site", "layers", "feature_types", "top_k", "max_examples_per_neuron")
+
+
+def _run_settings(profile: Profile) -> dict[str, Any]:
+    return {**{name: getattr(profile.meta, name) for name in _RUN_SETTINGS}, **profile.meta.config}
+
+
+def _other_settings(stored: Profile, new: Profile) -> list[str]:
+    """The settings the rerun ran with that differ from the stored profile's (both as resolved: ``max_length``,
+    ``stride``, ``skip_first_positions``...): the record's options were edited, or this hf_txray resolves a default
+    otherwise. Settings a profile saved by an older hf_txray lacks are not compared."""
+    a, b = _run_settings(stored), _run_settings(new)
+    changed = [key for key in a if key in b and a[key] != b[key]]
+    if not changed:
+        return []
+    return ["the rerun ran with other settings than the stored profile: "
+            + ", ".join(f"{key}={b[key]!r} (stored: {a[key]!r})" for key in changed)
+            + " (the recorded options were edited, or this hf_txray resolves them otherwise)"]
+
+
+def _other_versions(stored: Profile, new: Profile) -> list[str]:
+    """The package versions (:func:`hf_txray.provenance.versions`: transformers, torch, the spaCy model...) that
+    differ between the record and the rerun: another version may compute or tag otherwise."""
+    old, now = ((p.meta.provenance or {}).get("versions") or {} for p in (stored, new))
+    changed = [key for key in old if key in now and old[key] is not None and old[key] != now[key]]
+    if not changed:
+        return []
+    return ["other package versions than recorded: " + ", ".join(f"{key} {now[key]} here, {old[key]} recorded"
+                                                                 for key in changed)]
 
 
 def _other_rows(what: str, stored: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> str:

@@ -971,6 +971,31 @@ def test_a_rerun_that_differs_says_when_the_weights_or_the_tokenizer_are_not_the
     assert "given to pin_model" in verdict.differences[0]
 
 
+def test_a_rerun_that_differs_names_the_settings_and_versions_that_differ(tmp_path):
+    """Helper 298: a stage whose recorded options were edited (top_k 1 -> 2), or whose defaults this hf_txray
+    resolves otherwise, reran and said "DIFFERENT: credit counts of 58 neurons..." without naming the option; and a
+    spaCy model or transformers of another version than recorded was not named either. Both are named now, only
+    beside differing numbers."""
+    model = str(save_tiny_model(tmp_path / "m"))
+    profile = hf_txray.analyze(model, TEXTS_V1, stage="s", **OPTIONS)
+    record = copy.deepcopy(profile.meta.provenance)
+    record["options"].update(top_k=2, max_length=6)
+    edited = copy.copy(profile)
+    edited.meta = dataclasses.replace(profile.meta, provenance=record)
+    verdict = hf_txray.reproduce_profile(edited, dataset=TEXTS_V1)
+    assert not verdict.identical
+    assert "the rerun ran with other settings than the stored profile: top_k=2 (stored: 1), max_length=6 (stored: " \
+        in str(verdict)
+    record = copy.deepcopy(profile.meta.provenance)
+    record["versions"]["transformers"] = "4.0.0"
+    edited.meta = dataclasses.replace(profile.meta, provenance=record)
+    assert hf_txray.reproduce_profile(edited, dataset=TEXTS_V1).identical  # the same numbers: nothing said
+    edited.neuron_mass = profile.neuron_mass * 2
+    verdict = hf_txray.reproduce_profile(edited, dataset=TEXTS_V1)
+    assert not verdict.identical and "other package versions than recorded: transformers " in str(verdict)
+    assert "other settings" not in str(verdict)
+
+
 def test_show_and_the_card_say_a_merged_profile_cannot_be_reproduced(tmp_path):
     """Helper 244: `hf-txray show` printed "pinned: ... a.parquet ..., 3 texts (hf-txray reproduce recomputes it)"
     for a merge of 3 + 2 texts, and the card's Reproduce table "yes", while reproduce refuses it (its record is the
