@@ -488,6 +488,16 @@ class DatasetSource:
         return record
 
 
+# from_pretrained keywords that say how to reach the Hub, not what is computed, and may hold a secret (a token, a
+# proxy URL with its user and password): never recorded, so never saved nor pushed.
+UNRECORDED_LOAD_KEYS = ("token", "proxies")
+
+
+def recordable_load_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`kwargs` (a run's ``model_kwargs``) less :data:`UNRECORDED_LOAD_KEYS`."""
+    return {key: value for key, value in (kwargs or {}).items() if key not in UNRECORDED_LOAD_KEYS}
+
+
 def jsonable(value: Any) -> Any:
     """`value` as JSON data; what has no faithful JSON form becomes ``{"unrecorded": repr}``.
 

@@ -155,6 +155,19 @@ def test_private_repo_needs_a_token(hub, tmp_path, monkeypatch):
     assert numbers_equal(profile, explicit)
 
 
+def test_hub_access_keywords_in_model_kwargs_are_never_recorded(tmp_path):
+    """Helper 298: model_kwargs={"proxies": {"https": "http://bob:hunter2@proxy:3128"}} (from_pretrained's proxies,
+    which change no number) was recorded in provenance["runtime"]["model_kwargs"] with the proxy's password, saved and
+    pushed as it was (a pushed record only shortens paths); like a token in model_kwargs it is dropped now, and the
+    stage still reproduces."""
+    proxy = {"https": "http://bob:hunter2@proxy.invalid:3128"}
+    profile = hf_txray.analyze(str(save_tiny_model(tmp_path / "m")), TEXTS_V1, stage="s", **OPTIONS,
+                               model_kwargs={"proxies": proxy, "token": "hf_not_recorded", "attn_implementation": "eager"})
+    assert profile.meta.provenance["runtime"]["model_kwargs"] == {"attn_implementation": "eager"}
+    assert "hunter2" not in repr(profile.meta.to_dict()) and "hf_not_recorded" not in repr(profile.meta.to_dict())
+    assert hf_txray.reproduce_profile(profile, dataset=TEXTS_V1).identical
+
+
 def test_dataset_with_several_configs_and_splits(hub, tmp_path):
     folder = tmp_path / "multi"
     save_parquet_dataset(folder, {"train": TEXTS_V1, "test": TEXTS_V2}, config="alpha")
