@@ -542,6 +542,9 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
                      "split-half sums (noise floors, the per-neuron test) are not compared; every other number is")
     if alike and odd_a is not None and odd_b is not None and not np.array_equal(odd_a, odd_b):
         diffs.append("split-half (odd) credit counts differ")
+    extra = [ft for ft in new.feature_types if ft not in stored.tables]
+    if extra:  # a table the stored profile lacks (its record names more features than it holds) is a difference too
+        diffs.append(f"feature type{'s' * (len(extra) > 1)} {', '.join(extra)} recomputed but not stored")
     for ft in stored.feature_types:
         if ft not in new.tables:
             diffs.append(f"feature type {ft} missing")

@@ -1007,6 +1007,15 @@ def test_a_rerun_that_differs_names_the_settings_and_versions_that_differ(tmp_pa
     verdict = hf_txray.reproduce_profile(edited, dataset=TEXTS_V1)
     assert not verdict.identical and "other package versions than recorded: transformers " in str(verdict)
     assert "other settings" not in str(verdict)
+    # a feature type the record names and the stored profile lacks: the rerun computed its table, and the verdict
+    # was "identical" (only the stored profile's feature types were compared)
+    record = copy.deepcopy(profile.meta.provenance)
+    record["options"]["features"] = ["token", "word"]
+    edited = copy.copy(profile)
+    edited.meta = dataclasses.replace(profile.meta, provenance=record)
+    verdict = hf_txray.reproduce_profile(edited, dataset=TEXTS_V1)
+    assert not verdict.identical and "feature type word recomputed but not stored" in verdict.differences
+    assert "feature_types=['token', 'word'] (stored: ['token'])" in str(verdict)
 
 
 def test_show_and_the_card_say_a_merged_profile_cannot_be_reproduced(tmp_path):
