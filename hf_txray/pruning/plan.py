@@ -388,7 +388,8 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
         if index in chosen.setdefault(layer, set()):  # {0: [1, 1]} was read as {0: [1]}: a plan of fewer neurons
             raise ConfigurationError(
                 f"The neuron list names neuron {index} of layer {layer} more than once (a negative layer counts "
-                "from the last block): name each neuron once.")
+                "from the last block): name each neuron once (a table joined from several rankings, such as two "
+                "probes' top_neurons: frame.drop_duplicates(['layer', 'neuron'])).")
         chosen[layer].add(index)
     return {layer: sorted(indices) for layer, indices in sorted(chosen.items())}
 
