@@ -508,7 +508,8 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, n
     projections all qualify: the one named as a down projection is taken where the others are named as input
     projections, :func:`~hf_txray.architectures.named_down_projection`). Where it declares none, the MoE module
     holds one where one of its submodules, holding no experts, is an MLP: a linear layer into the hidden size and
-    one from the hidden size to its width (or twice it, gate and up fused). A projection the MoE module applies to
+    one from the hidden size to its width (or twice it, gate and up fused; as wide as the hidden size, named as
+    above). A projection the MoE module applies to
     the experts' sum (Muse Spark's `post_expert_proj`) or an adapter added beside them is no shared expert.
 
     Raises:
@@ -536,8 +537,9 @@ def shared_experts_layout(model: nn.Module, block: nn.Module, block_name: str, n
             f"of block {block_name!r} outside its experts and attention takes {declared} inputs to the hidden size "
             f"({hidden}), so its units cannot be read: leaving them out would change every winner. Profile this "
             "model with site='residual'.")
-    if len(found) > 1 and declared == hidden:
-        # as wide as the hidden size: its gate, up and down projections all take `hidden` inputs to `hidden`
+    if len(found) > 1 and all(w == hidden for _, _, w in found):
+        # as wide as the hidden size (declared, or found in the MoE module where the config declares none): its
+        # gate, up and down projections all take `hidden` inputs to `hidden`
         down = named_down_projection([n for n, _, _ in found])
         found = [f for f in found if f[0] == down] if down is not None else found
     if len(found) > 1:

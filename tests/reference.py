@@ -88,6 +88,8 @@ MOE_MODULE = {
     # shared experts declared by a count (num_shared_experts), as wide as a routed expert each
     "cohere2_moe": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
     "afmoe": ("layers.{}.mlp", None, "experts", "shared_experts.down_proj"),
+    # an MLP of its own inside the MoE module, which the config does not declare, run before the routed experts
+    "hunyuan_v1_moe": ("layers.{}.mlp", None, "experts", "shared_mlp.down_proj"),
     # experts in a space of their own (pre_expert_proj in, post_expert_proj out): no shared expert
     "muse_spark_text": ("layers.{}.mlp", None, "experts", None),
     # a router with a skip class: its output[1] (the routing weights) is 0 where it chose "skip", which it passes

@@ -469,6 +469,24 @@ def test_shared_experts_as_wide_as_the_hidden_size_are_numbered_not_dropped(fami
     assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
 
 
+def test_an_undeclared_shared_mlp_as_wide_as_the_hidden_size_is_numbered():
+    """Helper 297: Hunyuan-MoE declares no shared expert width; its MoE module's `shared_mlp`, `intermediate_size`
+    wide, is found by the search. Where that width is the hidden size (32), its gate, up and down projections all map
+    32 to 32, and the model was refused as ambiguous, although the README takes the one named down_proj (as it did
+    for a declared width): 160 neurons (4 experts of 32, the shared MLP as a fifth) now match the reference."""
+    torch.manual_seed(0)
+    config = tf.HunYuanMoEV1Config(**dict(_LLAMA_LIKE, intermediate_size=HIDDEN), vocab_size=_bpe_vocab(),
+                                   head_dim=16, num_experts=4, moe_topk=2, pad_token_id=0, bos_token_id=0,
+                                   eos_token_id=0)
+    model, tokenizer = tf.HunYuanMoEV1Model(config).eval(), bpe_tokenizer()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, top_k=2, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert (profile.num_neurons, profile.meta.config["num_shared_experts"]) == (160, 1)
+    assert profile.neuron_count[:, 128:].sum() > 0  # the shared MLP wins positions
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, top_k=2,
+                                                                 feature_types=FEATURES))
+
+
 def test_a_projection_out_of_the_experts_space_is_no_shared_expert():
     """Helper 102: Muse Spark's experts work in a space of their own (`pre_expert_proj` in, `post_expert_proj`, 64
     to 32, out); the projection out, applied to the experts' weighted sum, was numbered as 4 shared experts whose
