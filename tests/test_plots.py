@@ -178,3 +178,33 @@ def test_figures_saved_under_a_tilde_go_to_the_home_folder(tmp_path, monkeypatch
     assert plots.save_figure(fig, "~/one.png") == tmp_path / "home" / "one.png"
     assert plots.save_figures({"two": fig}, "~/figs") == [tmp_path / "home" / "figs" / "two.png"]
     assert (tmp_path / "home" / "one.png").is_file() and not (tmp_path / "~").exists()
+
+
+def _shared_report(length_a, length_b, layers=(0,)) -> "hf_txray.TransferReport":
+    """A report of shared neurons with the given pos lengths (enough credits each), layers in turn."""
+    from hf_txray.report import ReportMeta, TransferReport
+
+    n = len(length_a)
+    neurons = pd.DataFrame({"layer": np.resize(np.asarray(layers), n), "neuron": np.arange(n), "status": "shared",
+                            "count_a": 50, "count_b": 50, "credits_a_pos": 50, "credits_b_pos": 50,
+                            "mass_a": 1.0, "mass_b": 1.0, "hellinger_pos": 0.3,
+                            "hellinger_length_pos": np.maximum(length_a, length_b),
+                            "length_a_pos": length_a, "length_b_pos": length_b})
+    meta = ReportMeta("a", "b", "m", "m", "c1", "c2", "mlp", list(layers), n, ["pos"])
+    return TransferReport(meta, neurons, pd.DataFrame({"layer": list(layers)}), pd.DataFrame())
+
+
+def test_length_shift_histogram_never_draws_unchanged_neurons_as_shorter():
+    """Above PAIRED_DOTS_MAX neurons the shift is a histogram coloured by bin centre: the bin holding 0 had its centre
+    below 0, so its 827 neurons of unchanged length were drawn green ("shorter in B"): 1382 green for 555 shorter."""
+    from matplotlib.colors import to_rgb
+
+    rng = np.random.default_rng(0)
+    length_a = rng.integers(1, 18, 1500)
+    length_b = np.where(rng.random(1500) < 0.5, length_a, rng.integers(1, 8, 1500))
+    ax = plots.plot_length_shift(_shared_report(length_a, length_b)).axes[0]
+    shift = np.log2(length_b / length_a)
+    green = [p for p in ax.patches if np.allclose(p.get_facecolor()[:3], to_rgb("tab:green"))]
+    assert sum(p.get_height() for p in green) == (shift < 0).sum()
+    assert sum(p.get_height() for p in ax.patches) == len(shift)
+    assert all(p.get_x() + p.get_width() <= 1e-12 for p in green)

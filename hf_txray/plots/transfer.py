@@ -114,6 +114,15 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
 PAIRED_DOTS_MAX = 1000  # above this many neurons the length shift is drawn as a histogram (paired dots merge)
 
 
+def _zero_edged_bins(shift: np.ndarray, bins: int = 60) -> np.ndarray:
+    """About `bins` equal bins over `shift` with 0 on an edge, so that no bin holds both shorter (< 0) and unchanged
+    neurons: a bin straddling 0 took the colour of its centre, and with 0 in its upper half drew every neuron of equal
+    length as "shorter in B" (1382 green neurons for 555 shorter ones, helper 300)."""
+    low, high = float(shift.min()), float(shift.max())
+    width = (high - low) / bins or 1.0 / bins
+    return width * np.arange(np.floor(low / width), np.floor(high / width) + 2)
+
+
 def plot_length_shift(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
                       layer: int | None = None, min_count: int = DEFAULT_MIN_COUNT) -> "Figure":
     """Each shared neuron's length in stage A and stage B as paired dots, neurons sorted by their length in A.
@@ -147,7 +156,7 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
         return fig
     if len(data) > PAIRED_DOTS_MAX:  # thousands of paired dots merge into solid blocks: the shift's distribution
         shift = np.log2(b / a)
-        counts, edges = np.histogram(shift, bins=np.histogram_bin_edges(shift, bins=60))
+        counts, edges = np.histogram(shift, bins=_zero_edged_bins(shift))
         centers = (edges[:-1] + edges[1:]) / 2
         ax.bar(centers, counts, width=np.diff(edges), color=np.where(centers < 0, "tab:green", "tab:red"),
                alpha=0.7, edgecolor="none")
