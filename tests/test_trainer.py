@@ -1547,3 +1547,26 @@ def test_model_card_section_shows_a_user_feature_name_as_text():
     assert len(rows) == 3 and all(len(re.findall(r"<t[hd]", row)) == 7 for row in rows)
     assert f"mean Hellinger ({name})" in html.unescape(page) and f"<code>{html.escape(name, quote=False)}</code>" in page
     assert f'alt="{html.escape(name)} mass share"' in page and "0.700" in page
+
+
+def test_timeline_plot_gives_each_of_twelve_layers_its_own_colour(monkeypatch, tmp_path):
+    """hellinger_by_layer.png drew its lines in matplotlib's ten-colour cycle: with 12 layers (BERT-base), layers 0
+    and 10, and 1 and 11, had one colour and one marker, so the legend could not tell them apart."""
+    import types
+
+    from matplotlib.colors import to_rgba
+
+    import hf_txray.trainer.plots as trainer_plots
+
+    figures = []
+    monkeypatch.setattr(trainer_plots, "save_figure", lambda figure, path, **_: figures.append(figure) or path)
+    layers = list(range(12))
+    timeline = pd.DataFrame({"step": [0, 5, 10]} | {
+        f"vs_{ref}/layer_{layer}/mean_hellinger_token": [None, 0.1 + layer / 100, 0.2 + layer / 100]
+        for ref in ("first", "previous") for layer in layers})
+    trainer_plots.write_plots(timeline, types.SimpleNamespace(feature_types=["token"], layers=layers), tmp_path)
+    for ax in figures[0].axes:
+        lines = [line for line in ax.lines if line.get_label().startswith("layer")]
+        assert [line.get_label() for line in lines] == [f"layer {layer}" for layer in layers]
+        assert len({(to_rgba(line.get_color()), line.get_marker()) for line in lines}) == 12
+        np.testing.assert_allclose(np.asarray(lines[11].get_ydata(), dtype=float), [np.nan, 0.21, 0.31])

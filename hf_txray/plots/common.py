@@ -28,6 +28,18 @@ if TYPE_CHECKING:  # the figures only need these for type hints; importing plots
     from matplotlib.figure import Figure
 
 STAGE_COLORS = ("tab:blue", "tab:orange")
+
+
+def layer_colors(count: int) -> list[tuple[float, float, float, float]]:
+    """One distinct colour per layer for `count` layers, in layer order: matplotlib's ten-colour cycle while it
+    suffices, else viridis sampled once per layer (the cycle repeats: in a 12-layer timeline, layers 0 and 10 were
+    drawn alike, helper 300)."""
+    import matplotlib
+
+    if count <= 10:
+        return [matplotlib.colors.to_rgba(f"C{i}") for i in range(count)]
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(i / (count - 1)) for i in range(count)]
 logger = logging.getLogger("hf_txray")
 
 # Fonts tried after matplotlib's DejaVu Sans for the characters it lacks (CJK, Arabic, Devanagari, Thai...), when

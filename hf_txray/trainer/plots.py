@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plots.common import new_figure, save_figure
+from ..plots.common import layer_colors, new_figure, save_figure
 from ..profile import Profile
 from ..features import is_tag_feature
 from .arguments import REFERENCES
@@ -46,10 +46,11 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
     for i, ft in enumerate(latest.feature_types):
         for j, ref in enumerate(REFERENCES):
             ax = axes[i][j]
-            for layer in latest.layers:
+            for layer, color in zip(latest.layers, layer_colors(len(latest.layers))):
                 column = f"vs_{ref}/layer_{layer}/mean_hellinger_{ft}"
                 if column in timeline:
-                    ax.plot(timeline["step"], pd.to_numeric(timeline[column]), marker="o", ms=3, label=f"layer {layer}")
+                    ax.plot(timeline["step"], pd.to_numeric(timeline[column]), marker="o", ms=3, color=color,
+                            label=f"layer {layer}")
             ax.set(title=f"{ft}: vs {ref} profile", xlabel="step", ylabel="mean Hellinger")
             _whole_steps(ax)
             ax.set_ylim(bottom=0)
