@@ -208,3 +208,30 @@ def test_length_shift_histogram_never_draws_unchanged_neurons_as_shorter():
     assert sum(p.get_height() for p in green) == (shift < 0).sum()
     assert sum(p.get_height() for p in ax.patches) == len(shift)
     assert all(p.get_x() + p.get_width() <= 1e-12 for p in green)
+
+
+def test_names_and_feature_values_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """Two dollar signs in a label made it mathtext: stages "v$1" and "v$2" drew the title "v1->v2" in italics, a tag
+    "$x$" the tick "x"; stages "cost$\\x" and "cost$y" made save_figures raise a ParseFatalException."""
+    import dataclasses
+
+    from matplotlib import cbook
+    from matplotlib.text import Text
+
+    from hf_txray.report import TransferReport
+
+    base = _shared_report([2, 3, 4], [3, 1, 4], layers=(0,))
+    mass_share = pd.DataFrame({"feature_type": "pos", "feature": ["$x$", "a$b$c"], "mass_share_a": [0.6, 0.4],
+                               "mass_share_b": [0.5, 0.5], "corpus_frequency_a": [0.7, 0.3],
+                               "corpus_frequency_b": [0.7, 0.3]})
+    for stages in (("v$1", "v$2"), ("cost$\\x", "cost$y")):
+        report = TransferReport(dataclasses.replace(base.meta, stage_a=stages[0], stage_b=stages[1]), base.neurons,
+                                base.layers, mass_share)
+        figures = plots.report_figures(report)
+        assert len(plots.save_figures(figures, tmp_path)) == 4
+        drawn = [t.get_text() for figure in figures.values() for t in figure.findobj(Text) if "$" in t.get_text()
+                 and "mathdefault" not in t.get_text()]  # log axes' own tick labels are mathtext
+        assert drawn and not any(cbook.is_math_text(text) for text in drawn)
+        shown = {text.replace(r"\$", "$") for text in drawn}
+        assert {"$x$", "a$b$c", f"A: {stages[0]}", f"B: {stages[1]}", f"{report.name}: length shift (>= 20 credits) "
+                "(green: shorter in B)"} <= shown

@@ -95,6 +95,13 @@ def use_fallback_fonts(figure: "Figure") -> "Figure":
     return figure
 
 
+def literal(text: object) -> str:
+    """`text` (a stage or report name, a feature value: data) as a figure label drawn as written: its dollar signs
+    escaped, as matplotlib reads two of them as mathtext (stages ``v$1`` and ``v$2`` drew the title ``v1->v2`` in
+    italics; ``cost$\\x`` and ``cost$y`` made saving the figures raise a ``ParseFatalException``, helper 300)."""
+    return str(text).replace("$", r"\$")
+
+
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
     """The axes to draw into: `ax` and its figure, or a new figure with one axes.
 

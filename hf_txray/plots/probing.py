@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .common import new_axes
+from .common import literal, new_axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,7 +43,7 @@ def plot_ablation(curve: "AblationCurve", ax: "Axes | None" = None) -> "Figure":
     ax.axhline(curve.baseline, color="black", linewidth=0.8, linestyle=":", label="no ablation")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel(f"neurons ablated ({curve.mode})")
-    ax.set_ylabel(curve.metric)
-    ax.set_title(f"Ablation: {curve.name}")
+    ax.set_ylabel(literal(curve.metric))
+    ax.set_title(f"Ablation: {literal(curve.name)}")
     ax.legend()
     return fig

@@ -15,7 +15,7 @@ from ..counts import is_int
 from ..errors import ConfigurationError
 from ..features import tag_features
 from ..options import resolve_layer
-from .common import STAGE_COLORS, checked_feature_type, new_axes
+from .common import STAGE_COLORS, checked_feature_type, literal, new_axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,15 +35,17 @@ def _share_series(data: "Profile | TransferReport", ft: str) -> dict[str, pd.Ser
                 f"Report {data.name!r} holds no mass share of {ft!r} (it keeps them for tag-like features only: "
                 f"{kept or 'none'}): choose one of those, or draw {ft!r} from each stage's profile "
                 f"(plot_mass_share(profile, {ft!r})).")
-        a, b = f"A: {data.meta.stage_a}", f"B: {data.meta.stage_b}"  # apart even when the stages share a name
+        # "A: ", "B: ": apart even when the stages share a name
+        a, b = f"A: {literal(data.meta.stage_a)}", f"B: {literal(data.meta.stage_b)}"
         series = {f"corpus frequency ({a})": table["corpus_frequency_a"], f"mass share ({a})": table["mass_share_a"]}
         if not np.allclose(table["corpus_frequency_a"], table["corpus_frequency_b"]):
             series[f"corpus frequency ({b})"] = table["corpus_frequency_b"]
         series[f"mass share ({b})"] = table["mass_share_b"]
         return series
     frequency = data.feature_frequency(ft)
-    return {f"corpus frequency ({data.stage})": frequency,
-            f"mass share ({data.stage})": data.mass_share(ft).reindex(frequency.index, fill_value=0.0)}
+    stage = literal(data.stage)
+    return {f"corpus frequency ({stage})": frequency,
+            f"mass share ({stage})": data.mass_share(ft).reindex(frequency.index, fill_value=0.0)}
 
 
 def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
@@ -85,7 +87,7 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values.reindex(tags, fill_value=0.0).to_numpy(), width,
                label=label, color="lightgray" if frequency else STAGE_COLORS[min(i // 2, 1)],
                edgecolor="gray" if frequency else None, hatch="//" if frequency and i > 0 else None)
-    ax.set_xticks(x, tags, rotation=45, ha="right")
+    ax.set_xticks(x, [literal(tag) for tag in tags], rotation=45, ha="right")
     ax.set(ylabel="share", title=f"{ft}: mass share vs corpus frequency")
     ax.legend(fontsize="small")
     return fig
@@ -113,11 +115,11 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
                               "is not in this report")
     if hasattr(data, "neuron_stats"):  # a Profile
         frame = data.neuron_stats()
-        series = {data.stage: frame}
-        column = {data.stage: "mass"}
+        series = {literal(data.stage): frame}
+        column = {literal(data.stage): "mass"}
     else:
         frame = data.neurons
-        a, b = f"A: {data.meta.stage_a}", f"B: {data.meta.stage_b}"  # apart even when the stages share a name
+        a, b = f"A: {literal(data.meta.stage_a)}", f"B: {literal(data.meta.stage_b)}"  # apart even with one name
         series = {a: frame, b: frame}
         column = {a: "mass_a", b: "mass_b"}
     fig, ax = new_axes(ax, (7.0, 4.0))

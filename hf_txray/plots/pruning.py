@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..tables import amount_labels
-from .common import new_axes
+from .common import literal, new_axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -55,11 +55,11 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     for strategy, group in pruned.groupby("strategy", sort=False):
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")
-        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3, label=strategy,
-                    linestyle=":" if strategy.startswith("random") else "-")
+        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
+                    label=literal(strategy), linestyle=":" if strategy.startswith("random") else "-")
     # PruningPlan.fraction: over the neurons of the layers the plan covers, not the whole model's (helper 191)
     ax.set_xlabel("fraction of the planned layers' MLP neurons pruned (mean over runs)")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(literal(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..options import resolve_layer
 from ..significance import DEFAULT_MIN_COUNT, check_min_count
-from .common import STAGE_COLORS, checked_feature_type, new_axes
+from .common import STAGE_COLORS, checked_feature_type, literal, new_axes
 from .profile import plot_mass_share, plot_neuron_mass
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     cmap = matplotlib.colormaps["viridis"].resampled(len(layers))
     rank = np.searchsorted(layers, data["layer"].to_numpy())
     fig, ax = new_axes(ax, (6.0, 4.2))
-    title = f"{report.name}: preference change per neuron{_scope(layer, min_count)}"
+    title = f"{literal(report.name)}: preference change per neuron{_scope(layer, min_count)}"
     if data.empty:
         _nothing_to_draw(ax, min_count)
         ax.set_title(title)
@@ -152,7 +152,7 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
     fig, ax = new_axes(ax, (7.0, 4.0))
     if data.empty:
         _nothing_to_draw(ax, min_count)
-        ax.set_title(f"{report.name}: length shift{scope}")
+        ax.set_title(f"{literal(report.name)}: length shift{scope}")
         return fig
     if len(data) > PAIRED_DOTS_MAX:  # thousands of paired dots merge into solid blocks: the shift's distribution
         shift = np.log2(b / a)
@@ -162,14 +162,14 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
                alpha=0.7, edgecolor="none")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set(xlabel=f"log2(length B / length A), {ft}", ylabel="shared neurons",
-               title=f"{report.name}: length shift of {len(data)} neurons{scope} (green: shorter in B)")
+               title=f"{literal(report.name)}: length shift of {len(data)} neurons{scope} (green: shorter in B)")
         return fig
     ax.vlines(x, a, b, colors=np.where(b < a, "tab:green", "tab:red"), linewidths=0.6, alpha=0.5)
-    ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {report.meta.stage_a}")
-    ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {report.meta.stage_b}")
+    ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {literal(report.meta.stage_a)}")
+    ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {literal(report.meta.stage_b)}")
     ax.set_yscale("log")
     ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({ft} values, log)",
-           title=f"{report.name}: length shift{scope} (green: shorter in B)")
+           title=f"{literal(report.name)}: length shift{scope} (green: shorter in B)")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 

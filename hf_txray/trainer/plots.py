@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plots.common import layer_colors, new_figure, save_figure
+from ..plots.common import layer_colors, literal, new_figure, save_figure
 from ..profile import Profile
 from ..features import is_tag_feature
 from .arguments import REFERENCES
@@ -68,7 +68,7 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
     for (tag, corpus_share), color in zip(frequency.items(), colors):
         column = f"mass_share_{ft}/{tag}"
         values = pd.to_numeric(timeline[column]) if column in timeline else [0.0] * len(timeline)
-        ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=str(tag))
+        ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=literal(tag))
         ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
     ax.set(title=f"TX-Ray: {ft} mass share over training (dashed: corpus frequency)", xlabel="step",
            ylabel="share of credited mass")
