@@ -235,3 +235,22 @@ def test_names_and_feature_values_with_dollar_signs_are_drawn_as_written(tmp_pat
         shown = {text.replace(r"\$", "$") for text in drawn}
         assert {"$x$", "a$b$c", f"A: {stages[0]}", f"B: {stages[1]}", f"{report.name}: length shift (>= 20 credits) "
                 "(green: shorter in B)"} <= shown
+
+
+def test_labels_with_a_leading_underscore_keep_their_legend(tmp_path, monkeypatch):
+    """matplotlib leaves labels starting with "_" out of a legend: the neuron-mass figure of a profile of stage
+    "_base" had no legend, and the trainer's mass-share timeline dropped a tag "_" from its legend."""
+    import types
+
+    import hf_txray.trainer.plots as trainer_plots
+
+    stats = pd.DataFrame({"layer": [0, 0], "neuron": [0, 1], "mass": [2.0, 1.0]})
+    profile = types.SimpleNamespace(stage="_base", meta=types.SimpleNamespace(layers=[0]), neuron_stats=lambda: stats)
+    assert [t.get_text() for t in plots.plot_neuron_mass(profile).axes[0].get_legend().get_texts()] == ["_base"]
+    figures = []
+    monkeypatch.setattr(trainer_plots, "save_figure", lambda figure, path, **_: figures.append(figure) or path)
+    latest = types.SimpleNamespace(feature_types=["pos"], layers=[0],
+                                   feature_frequency=lambda ft: pd.Series({"NOUN": 0.6, "_": 0.4}))
+    timeline = pd.DataFrame({"step": [0, 5], "mass_share_pos/NOUN": [0.5, 0.7], "mass_share_pos/_": [0.5, 0.3]})
+    trainer_plots.write_plots(timeline, latest, tmp_path)
+    assert [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()] == ["NOUN", "_"]

@@ -11,14 +11,14 @@ timeline figures live with the trainer and are built on :mod:`.common`.
 """
 
 from .common import (FALLBACK_FONTS, STAGE_COLORS, checked_feature_type, default_feature_type, font_families,
-                     layer_colors, literal, missing_characters, new_axes, new_figure, save_figure, save_figures, slug,
-                     use_fallback_fonts)
+                     labelled_legend, layer_colors, literal, missing_characters, new_axes, new_figure, save_figure,
+                     save_figures, slug, use_fallback_fonts)
 from .probing import plot_ablation
 from .profile import plot_mass_share, plot_neuron_mass, profile_figures
 from .pruning import plot_sweep
 from .transfer import plot_hellinger_vs_length, plot_length_shift, report_figures
 
 __all__ = ["FALLBACK_FONTS", "font_families", "missing_characters", "use_fallback_fonts", "STAGE_COLORS",
-           "layer_colors", "literal", "checked_feature_type", "default_feature_type", "new_axes", "new_figure",
-           "save_figure", "save_figures", "slug", "plot_mass_share", "plot_neuron_mass", "profile_figures",
+           "labelled_legend", "layer_colors", "literal", "checked_feature_type", "default_feature_type", "new_axes",
+           "new_figure", "save_figure", "save_figures", "slug", "plot_mass_share", "plot_neuron_mass", "profile_figures",
            "plot_hellinger_vs_length", "plot_length_shift", "report_figures", "plot_sweep", "plot_ablation"]

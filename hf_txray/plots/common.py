@@ -102,6 +102,12 @@ def literal(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def labelled_legend(ax: "Axes", artists: list, **kwargs) -> None:
+    """A legend of `artists` under their labels as given: matplotlib's own leaves out every label starting with
+    ``_``, so a profile of stage ``"_base"`` drew its mass figure with no legend at all (helper 300)."""
+    ax.legend(artists, [artist.get_label() for artist in artists], **kwargs)
+
+
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
     """The axes to draw into: `ax` and its figure, or a new figure with one axes.
 

@@ -15,7 +15,7 @@ from ..counts import is_int
 from ..errors import ConfigurationError
 from ..features import tag_features
 from ..options import resolve_layer
-from .common import STAGE_COLORS, checked_feature_type, literal, new_axes
+from .common import STAGE_COLORS, checked_feature_type, labelled_legend, literal, new_axes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -123,17 +123,18 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
         series = {a: frame, b: frame}
         column = {a: "mass_a", b: "mass_b"}
     fig, ax = new_axes(ax, (7.0, 4.0))
+    drawn = []
     for i, (stage, table) in enumerate(series.items()):
         values = table if layer is None else table[table["layer"] == layer]
         mass = np.sort(values[column[stage]].to_numpy())[::-1]
         mass = mass[mass > 0]
         # One filled step patch = adjacent width-1 bars, drawn as a single artist (fast for 100k neurons).
-        ax.stairs(mass, np.arange(len(mass) + 1), fill=True, alpha=0.6 if len(series) > 1 else 1.0,
-                  color=STAGE_COLORS[i], label=stage)
+        drawn.append(ax.stairs(mass, np.arange(len(mass) + 1), fill=True, alpha=0.6 if len(series) > 1 else 1.0,
+                               color=STAGE_COLORS[i], label=stage))
     ax.set_yscale("log")
     scope = "all layers" if layer is None else f"layer {layer}"
     ax.set(xlabel="neurons, sorted by mass", ylabel="credited mass (log)", title=f"Per-neuron mass ({scope})")
-    ax.legend(fontsize="small")
+    labelled_legend(ax, drawn, fontsize="small")
     return fig
 
 

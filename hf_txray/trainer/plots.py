@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plots.common import layer_colors, literal, new_figure, save_figure
+from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure
 from ..profile import Profile
 from ..features import is_tag_feature
 from .arguments import REFERENCES
@@ -65,16 +65,17 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
     ax = axes[0][0]
     frequency = latest.feature_frequency(ft).head(MAX_PLOTTED_TAGS)
     colors = [f"C{i}" for i in range(len(frequency))]
+    lines = []
     for (tag, corpus_share), color in zip(frequency.items(), colors):
         column = f"mass_share_{ft}/{tag}"
         values = pd.to_numeric(timeline[column]) if column in timeline else [0.0] * len(timeline)
-        ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=literal(tag))
+        lines += ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=literal(tag))
         ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
     ax.set(title=f"TX-Ray: {ft} mass share over training (dashed: corpus frequency)", xlabel="step",
            ylabel="share of credited mass")
     _whole_steps(ax)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    labelled_legend(ax, lines, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(figure, path, dpi=100)
 
 
