@@ -35,7 +35,7 @@ from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocab
                        check_user_features, code_fingerprint, needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
-from .logging import get_logger, progress_bars_for, tqdm
+from .logging import get_logger, library_bars_on_main_process, progress_bars_for, tqdm
 from .model_checks import check_before_loading, check_model_options
 from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
@@ -963,8 +963,9 @@ def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world:
 def _analyze(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions) -> Profile:
     """:func:`analyze` once its options `o` are gathered: check, pin the sources, load, place, profile."""
     # A process that fails to load its model or corpus (a file missing on its node) tells the others at the run's
-    # first exchange, where they wait for it (hf_txray.distributed.failing_together).
-    with failing_together():
+    # first exchange, where they wait for it (hf_txray.distributed.failing_together). Every process loads both: the
+    # libraries' bars (weight loading, downloads, dataset builds) show on the main one only.
+    with failing_together(), library_bars_on_main_process():
         profiler, corpus, column, dataset_id, detected, o = _prepare(model, dataset, tokenizer, o)
     profile = profiler.run(corpus, text_column=column, stage=o.stage, dataset_id=dataset_id,
                            checkpoint_dir=o.checkpoint_dir, checkpoint_every=o.checkpoint_every, resume=o.resume)

@@ -224,6 +224,30 @@ def tqdm(*args: Any, **kwargs: Any) -> Any:
 
 
 @contextlib.contextmanager
+def library_bars_on_main_process() -> Iterator[None]:
+    """Inside the block, the bars of the libraries hf_txray calls (transformers' weight loading, datasets' maps,
+    huggingface_hub's downloads) show on the main process only, as hf_txray's own do: under ``torchrun`` /
+    ``accelerate launch`` every process loads the model and the corpus. On the others, the bars that are on are
+    turned off for the block and on again after it (those off stay off)."""
+    import importlib
+
+    if process_rank() == 0:
+        yield
+        return
+    turned_off = []
+    for name, on, off, is_on in _LIBRARY_SWITCHES:
+        module = importlib.import_module(name)
+        if is_on(module):
+            getattr(module, off)()
+            turned_off.append((module, on))
+    try:
+        yield
+    finally:
+        for module, on in turned_off:
+            getattr(module, on)()
+
+
+@contextlib.contextmanager
 def datasets_progress_bars() -> Iterator[None]:
     """Inside the block, the bars of ``datasets`` (``Dataset.map``: the spaCy tagging) follow our switch."""
     import datasets

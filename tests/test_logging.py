@@ -105,3 +105,22 @@ def test_a_streams_bar_has_its_num_samples_as_total(capfd, tmp_path, restore_swi
         hf_txray.analyze(model, str(data), tokenizer=tokenizer, streaming=True, num_samples=num_samples, max_length=16)
         last = re.split(r"[\r\n]", capfd.readouterr().err.strip())[-1]
         assert "hf_txray profiling" in last and shown in last, (num_samples, last)
+
+
+def test_library_bars_show_on_the_main_process_only(saved_bert, capfd, monkeypatch, restore_switches):
+    """Under torchrun / accelerate launch every process loads the model: transformers' weight-loading bar was drawn by
+    each (``hf-txray analyze`` with 2 processes: 'Loading weights' twice on stderr, the profiling bar once). Now the
+    libraries' bars, like hf_txray's own, show on the main process only, and are on again after the call."""
+    import transformers
+
+    hf_txray.logging.enable_progress_bars()
+    texts = [t for t in SAMPLE_TEXTS if t.strip()][:2]
+    monkeypatch.setenv("RANK", "1")  # as the launcher sets it on the second process
+    hf_txray.analyze(str(saved_bert), texts, features=("token",))
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "hf_txray profiling" not in err, err[-2000:]
+    assert transformers.utils.logging.is_progress_bar_enabled()
+    monkeypatch.setenv("RANK", "0")
+    hf_txray.analyze(str(saved_bert), texts, features=("token",))
+    err = capfd.readouterr().err
+    assert "Loading weights" in err and "hf_txray profiling" in err
