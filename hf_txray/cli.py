@@ -194,8 +194,7 @@ def _cmd_analyze(args) -> int:
                      read_whole=tuple(p for p in (args.dataset,) if p))  # helper 156: --out inside the data folder
     _check_push(args)
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
-    options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint",
-                   features=tuple(options["features"]))
+    options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint")
     if args.model is None and options.get("model_id") is None:  # the embedded default, named as on the Hub
         options["model_id"] = corpora.DEFAULT_MODEL_ID
     # An embedded corpus goes by its name (txray:ptb): analyze reads it, and refuses --split, --dataset-config and

@@ -181,6 +181,26 @@ def parse_csv(value: Any) -> Any:
     return value
 
 
+def parse_feature_list(value: Any) -> tuple:
+    """The `features` option as a tuple, however a front end was given it: text is split at its commas
+    (``"token,pos"``, as the command line, a config file and ``txray_features`` read it), a list or tuple is taken item
+    by item, and a single :class:`~hf_txray.UserFeature` is a list of one. Each item is checked later, by
+    :func:`parse_features`.
+
+    Raises:
+        ConfigurationError: anything else (``5``, None), which raised a bare ``TypeError`` from Python, a config file
+            (a traceback) and the trainer, while the command line refused ``--features 5`` in words.
+    """
+    if isinstance(value, str):
+        return tuple(split_csv(value))
+    if isinstance(value, UserFeature):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ConfigurationError(f"features must be a list of feature names (or text such as 'token,pos'), got {value!r} "
+                             f"({type(value).__name__}).")
+
+
 def parse_int(value: Any) -> Any:
     """An int given as text; anything that is not text is returned as it is.
 
@@ -282,7 +302,7 @@ class ProfilerConfig:
     features: Sequence[Any] = option(
         ("token", "pos"), f"Feature types credited to the winning neurons: any of {', '.join(BUILTIN_FEATURES)} or a registered user feature (comma-separated "
              "on the command line), and hf_txray.UserFeature objects in Python.",
-        parse=parse_csv, arg_type=list[str])
+        parse=parse_feature_list, arg_type=list[str])
     top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).")
     max_length: int | None = option(
         None, "Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). "
@@ -374,6 +394,11 @@ class ProfilerConfig:
             self.layers = "all"
         if isinstance(self.layers, str):  # "0-3,7,-1" from a config file or a command line: the list it names
             self.layers = parse_layers(self.layers)
+        # one form wherever it came from: "token" was recorded as the text "token" from Python and ["token"] from the
+        # command line; 5 or None raised TypeError. Python's text is one name, as parse_features reads it (it refuses
+        # "token,pos" with the tuple to write); the front ends that take text split it with parse_feature_list.
+        features = self.features
+        self.features = (features,) if isinstance(features, str) else parse_feature_list(features)
 
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
         """Check every field (before any model or data is loaded); returns :func:`parse_features` of `features`.
@@ -716,11 +741,13 @@ def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[st
         value = getattr(instance, prefix + name)
         parse = fields[name].metadata.get("parse") or _scalar_type(hints[name])
         try:
-            if parse is parse_csv and isinstance(value, list):
-                value = _csv_items(value)
+            if parse is parse_feature_list:  # every form, not text alone (txray_features=5 raised TypeError)
+                values[name] = parse(_csv_items(value) if isinstance(value, list) else value)
+                continue
             values[name] = parse(value) if isinstance(value, str) else value
-        except (ConfigurationError, ValueError) as err:
-            raise ConfigurationError(f"{prefix}{name}: {err}") from None
+        except (ConfigurationError, ValueError) as err:  # "features must be ..." -> "txray_features must be ..."
+            said = str(err)
+            raise ConfigurationError(prefix + said if said.startswith(f"{name} ") else f"{prefix}{name}: {said}") from None
     return values
 
 

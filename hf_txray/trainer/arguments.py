@@ -193,4 +193,4 @@ class TXRayArguments(TrainingArguments):
     def profiler_config(self) -> ProfilerConfig:
         options = self.txray_options()
         options.pop("text_column")
-        return ProfilerConfig(**{**options, "features": tuple(options["features"])})
+        return ProfilerConfig(**options)

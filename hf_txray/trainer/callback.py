@@ -121,7 +121,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         check_trainer_options(strategy, steps, max_samples, site, "")
         if is_stream(probe_dataset):  # before the options that need the model: the corpus cannot be used at all
             raise DatasetError(stream_probe_message(probe_dataset, max_samples))
-        self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=tuple(features), top_k=top_k,
+        self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=features, top_k=top_k,
                                      max_length=max_length, batch_size=batch_size, stack=stack,
                                      skip_first_positions=parse_skip_first_positions(skip_first_positions),
                                      long_texts=long_texts, stride=stride, num_workers=num_workers,
@@ -168,7 +168,6 @@ class TXRayCallback(TrainerCallback, ExportableState):
         """Build the callback from the ``txray_*`` fields of :class:`TXRayArguments` (kwargs override them)."""
         options = dict(args.txray_options(), strategy=args.txray_strategy, steps=args.txray_steps,
                        max_samples=args.txray_max_samples, profile_on_train_begin=args.txray_on_train_begin)
-        options["features"] = tuple(options["features"])
         try:
             callback = cls(probe_dataset, **{**options, **kwargs})
         except (ConfigurationError, DatasetError) as err:  # "pass text_column=...": the trainer's field is txray_*

@@ -1,0 +1,39 @@
+"""One option, four entry points: Python's analyze, `hf-txray analyze` flags, a --config file and TXRayArguments read
+and refuse each value alike (hf_txray.options)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_txray import AnalyzeOptions, ConfigurationError, TXRayArguments
+from hf_txray.cli import main as cli_main
+from hf_txray.trainer.callback import TXRayCallback
+
+
+def trainer_args(tmp_path, **options) -> TXRayArguments:
+    return TXRayArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, **options)
+
+
+def test_features_take_one_form_from_every_entry_point(tmp_path):
+    """features="token" was kept as the text "token" by Python's analyze (recorded so in provenance["options"]) and
+    as ["token"] by the CLI, a config file and the trainer; TXRayCallback(features="token") split it into letters."""
+    assert AnalyzeOptions(features="token").features == ("token",)
+    assert AnalyzeOptions(features=["token", "pos"]).features == ("token", "pos")
+    assert TXRayCallback(["The cat sat."], features="token").config.features == ("token",)
+    assert trainer_args(tmp_path, txray_features="token,pos").txray_features == ["token", "pos"]
+
+
+@pytest.mark.parametrize("value", [5, None])
+def test_features_that_are_no_list_are_refused_in_words_everywhere(tmp_path, capsys, value):
+    """features=5 (or None) raised a bare TypeError from analyze and TXRayArguments, and a config file's
+    `features: 5` a traceback from hf-txray, while `--features 5` was refused in words."""
+    with pytest.raises(ConfigurationError, match="features must be a list of feature names"):
+        AnalyzeOptions.build(None, {"features": value})
+    with pytest.raises(ConfigurationError, match="^txray_features must be a list of feature names"):
+        trainer_args(tmp_path, txray_features=value)
+    if value is not None:  # a config file's null is refused as "no value" before
+        config = tmp_path / "run.yaml"
+        config.write_text(f"features: {value}\n")
+        assert cli_main(["analyze", str(tmp_path / "no-model"), "--config", str(config),
+                         "--out", str(tmp_path / "out")]) == 2
+        assert "features must be a list of feature names" in capsys.readouterr().err
