@@ -111,6 +111,9 @@ def _add_analyze(sub) -> None:
 
 
 def _model_kwargs(args) -> dict:
+    from .options import check_model_kwargs
+
+    check_model_kwargs(args.model_kwargs)  # a config file's `model_kwargs: 5`: dict() below raised a traceback
     kwargs = dict(args.model_kwargs or {})
     if args.gguf_file:
         kwargs["gguf_file"] = args.gguf_file

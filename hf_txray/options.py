@@ -26,7 +26,7 @@ import typing
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .counts import check_count, is_int, refuse_repeats
 from .errors import ConfigurationError
@@ -252,6 +252,19 @@ def parse_json_object(value: str) -> dict:
     if not isinstance(parsed, dict):
         raise ConfigurationError(f"expected a JSON object {{...}}, got {value!r}")
     return parsed
+
+
+def check_model_kwargs(value: Any) -> None:
+    """Refuse a `model_kwargs` that is not a mapping of from_pretrained keywords (or None).
+
+    Raises:
+        ConfigurationError: ``model_kwargs=5`` (a bare ``TypeError`` from Python, a traceback from a config file's
+            ``model_kwargs: 5``), ``""`` (read as no keywords in Python, refused by the command line and a config
+            file), a list (``ValueError``).
+    """
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigurationError(f"model_kwargs must be a dict of from_pretrained keywords (a JSON object {{...}} on the "
+                                 f"command line), got {value!r} ({type(value).__name__}).")
 
 
 def parse_device_map(value: str) -> str | dict:
@@ -572,6 +585,7 @@ class AnalyzeOptions(ProfilerConfig):
         """
         check_text_fields(self)
         check_stage_name(self.stage)
+        check_model_kwargs(self.model_kwargs)
         as_python_ints(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):

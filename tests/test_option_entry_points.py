@@ -37,3 +37,18 @@ def test_features_that_are_no_list_are_refused_in_words_everywhere(tmp_path, cap
         assert cli_main(["analyze", str(tmp_path / "no-model"), "--config", str(config),
                          "--out", str(tmp_path / "out")]) == 2
         assert "features must be a list of feature names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [5, [1], "", "[]"])
+def test_model_kwargs_that_are_no_mapping_are_refused_in_words_everywhere(tmp_path, capsys, value):
+    """model_kwargs=5 or [1] raised a bare TypeError from analyze, "[]" a ValueError, "" was taken as no keywords
+    (the command line and a config file refuse it), and a config file's `model_kwargs: 5` or `[1]` was a traceback
+    from hf-txray; `--model-kwargs 5` was refused in words."""
+    with pytest.raises(ConfigurationError, match="model_kwargs must be a dict of from_pretrained keywords"):
+        AnalyzeOptions.build(None, {"model_kwargs": value}).validate()
+    if not isinstance(value, str):  # text in a config file is read as the flag's JSON
+        config = tmp_path / "run.yaml"
+        config.write_text(f"model_kwargs: {value}\n")
+        assert cli_main(["analyze", str(tmp_path / "no-model"), "--config", str(config),
+                         "--out", str(tmp_path / "out")]) == 2
+        assert "model_kwargs must be a dict of from_pretrained keywords" in capsys.readouterr().err
