@@ -267,6 +267,21 @@ def check_model_kwargs(value: Any) -> None:
                                  f"command line), got {value!r} ({type(value).__name__}).")
 
 
+def check_device_map(value: Any) -> None:
+    """Refuse a `device_map` that from_pretrained cannot take: it takes a name (``"auto"``, ``"cpu"``...), a device
+    index or ``torch.device``, or a mapping of module names to devices (or None).
+
+    Raises:
+        ConfigurationError: a list, a float or a bool (``device_map=[1]`` raised ``AttributeError: 'list' object has
+            no attribute 'values'`` from transformers, and a config file's ``device_map: [1]`` was a traceback).
+    """
+    device = type(value).__module__ == "torch" and type(value).__name__ == "device"  # options import no torch
+    if value is None or isinstance(value, (str, Mapping)) or is_int(value) or device:
+        return
+    raise ConfigurationError(f"device_map must be a name (auto, balanced, sequential, cpu, cuda:0...), a device index "
+                             f"or a mapping of module names to devices, got {value!r} ({type(value).__name__}).")
+
+
 def parse_device_map(value: str) -> str | dict:
     """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices."""
     return parse_json_object(value) if value.lstrip().startswith("{") else value
@@ -586,6 +601,7 @@ class AnalyzeOptions(ProfilerConfig):
         check_text_fields(self)
         check_stage_name(self.stage)
         check_model_kwargs(self.model_kwargs)
+        check_device_map(self.device_map)
         as_python_ints(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):

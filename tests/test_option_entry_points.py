@@ -52,3 +52,20 @@ def test_model_kwargs_that_are_no_mapping_are_refused_in_words_everywhere(tmp_pa
         assert cli_main(["analyze", str(tmp_path / "no-model"), "--config", str(config),
                          "--out", str(tmp_path / "out")]) == 2
         assert "model_kwargs must be a dict of from_pretrained keywords" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [[1], 1.5, True])
+def test_a_device_map_from_pretrained_cannot_take_is_refused_in_words(tmp_path, capsys, value):
+    """device_map=[1] or 1.5 raised AttributeError ("'list' object has no attribute 'values'") from transformers'
+    loading, True a TypeError, and a config file's `device_map: [1]` was a traceback from hf-txray."""
+    with pytest.raises(ConfigurationError, match="device_map must be a name"):
+        AnalyzeOptions.build(None, {"device_map": value}).validate()
+    config = tmp_path / "run.yaml"
+    config.write_text(f"device_map: {str(value).lower()}\n")
+    assert cli_main(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "device_map must be a name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["auto", 0, {"embeddings": "cpu"}, None])
+def test_the_device_maps_from_pretrained_takes_pass_the_options_check(value):
+    AnalyzeOptions.build(None, {"device_map": value}).validate()
