@@ -231,10 +231,11 @@ def parse_optional_int(value: Any) -> Any:
         raise ConfigurationError(f"expected an int or 'none', got {value!r}") from None
 
 
-def int_at_least(minimum: int) -> Callable[[Any], Any]:
-    """A parser like :func:`parse_int` that also refuses an int below `minimum` (a count given on a command line)."""
+def int_at_least(minimum: int, parse_number: Callable[[Any], Any] = parse_int) -> Callable[[Any], Any]:
+    """A parser like `parse_number` (:func:`parse_int`, or :func:`parse_optional_int`) that also refuses an int below
+    `minimum` (a count given on a command line)."""
     def parse(value: Any) -> Any:
-        number = parse_int(value)
+        number = parse_number(value)
         if isinstance(number, int) and number < minimum:
             raise ConfigurationError(f"expected an int >= {minimum}, got {value!r}")
         return number
@@ -288,7 +289,8 @@ def parse_device_map(value: str) -> str | dict:
 
 
 def option(default: Any = None, help: str = "", *, choices: Sequence[Any] | None = None,
-           parse: Callable[[str], Any] | None = None, arg_type: Any = None, default_text: str | None = None) -> Any:
+           parse: Callable[[str], Any] | None = None, arg_type: Any = None, default_text: str | None = None,
+           minimum: int | None = None) -> Any:
     """A dataclass field of an options class: its default and the metadata every front end reads.
 
     Args:
@@ -299,6 +301,8 @@ def option(default: Any = None, help: str = "", *, choices: Sequence[Any] | None
         choices (`Sequence`, *optional*): the accepted values, where they are a finite set.
         parse (`Callable[[str], Any]`, *optional*): turns command-line / config-file text into the value.
         arg_type (*optional*): the type of the ``txray_*`` field that `HfArgumentParser` parses.
+        minimum (`int`, *optional*): the smallest value of a count: :meth:`ProfilerConfig.validate` refuses less,
+            and so does the command line's parser of the flag (naming the flag, ``--top-k``).
     """
     metadata: dict[str, Any] = {"help": help}
     if default_text is not None:
@@ -309,6 +313,8 @@ def option(default: Any = None, help: str = "", *, choices: Sequence[Any] | None
         metadata["parse"] = parse
     if arg_type is not None:
         metadata["arg_type"] = arg_type
+    if minimum is not None:
+        metadata["minimum"] = minimum
     return field(default=default, metadata=metadata)
 
 
@@ -331,20 +337,21 @@ class ProfilerConfig:
         ("token", "pos"), f"Feature types credited to the winning neurons: any of {', '.join(BUILTIN_FEATURES)} or a registered user feature (comma-separated "
              "on the command line), and hf_txray.UserFeature objects in Python.",
         parse=parse_feature_list, arg_type=list[str])
-    top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).")
+    top_k: int = option(1, "Neurons credited per position and layer (the paper uses 1).", minimum=1)
     max_length: int | None = option(
         None, "Tokens per window (longer texts are split into windows, or truncated with long_texts='truncate'). "
               "Above the model's limit: an error before any work.",
         default_text="the model's limit: its position table, else config, and the tokenizer's (one less with "
                      "stack='decoder' where the decoder has a position table, for the start token it is fed first); "
-                     "at most 512, and 512 with a notice when neither states one")
+                     "at most 512, and 512 with a notice when neither states one", minimum=2)
     batch_size: int | None = option(
         None, "Most rows (texts or windows) per forward pass.",
         default_text="32; on an accelerator, when max_tokens_per_batch is not given either, as many rows as the "
-                     "default token budget holds at 16 tokens a row (at most 1024)")
+                     "default token budget holds at 16 tokens a row (at most 1024)", minimum=1)
     max_examples_per_neuron: int = option(
         10, "Top activating positions kept per neuron; their lists are allocated whole (40 bytes a slot, for every "
-            "neuron) before any text is read, and a value whose lists cannot fit in the memory available is refused.")
+            "neuron) before any text is read, and a value whose lists cannot fit in the memory available is refused.",
+        minimum=0)
     module_pattern: str | None = option(
         None, "A regex over module names that overrides the automatic site search. Each matched module is numbered by "
               "the block that holds it, as the search numbers layers (one module per block; `layers` then picks "
@@ -363,12 +370,13 @@ class ProfilerConfig:
         None, "Left-context tokens of each later window; smaller than max_length minus the tokenizer's special "
               "tokens. Only long_texts='window' uses it: under 'truncate' it is ignored (checked all the same, as "
               "transformers' tokenizers check a stride when they truncate).",
-        default_text="max_length // 4, or more where the window's first positions must cover skip_first_positions")
+        default_text="max_length // 4, or more where the window's first positions must cover skip_first_positions",
+        minimum=0)
     num_workers: int | None = option(
         None, "Processes that tokenize, window, align words and compute features while the model runs; clamped to "
               "the cores, which the processes of a machine share under torchrun or accelerate launch.",
         default_text="0 on CPU, min(8, cores - 1) on an accelerator, and no more than the buckets left, of about 8 "
-                     "batches each: none for one")
+                     "batches each: none for one", minimum=0)
     max_tokens_per_batch: int | None = option(
         None, "Token budget (rows x padded width) of a forward pass, at least max_length and at least one window's "
               "padded width (max_length rounded up to pad_to_multiple_of); rows are sorted by length within buckets "
@@ -377,7 +385,7 @@ class ProfilerConfig:
                      "tokens a thread), at most 4096 tokens and at least one window's padded width: cache-sized, they ran MiniLM's "
                      "forward over long paragraphs a sixth faster than batches of 32 texts, or none where that "
                      "budget would not bind; on an accelerator, 32 x max_length tokens (the most 32 rows held; none "
-                     "when batch_size is given: batch_size rows)")
+                     "when batch_size is given: batch_size rows)", minimum=1)
     pad_to_multiple_of: int = option(
         16, "Padded batch widths are rounded up to a multiple of this (past max_length when it is not one, up to "
             "the model's position limit). 16 keeps a text's activations the same "
@@ -395,7 +403,7 @@ class ProfilerConfig:
             "to their longest, against 0.77 with 16), but its many batch shapes grow the peak memory with the "
             "corpus (MiniLM, from 1x to 10x the sentences: 1.45x in memory and 1.53x streamed, against 1.04-1.09x "
             "with 16), and an "
-            "accelerator runs its smaller batches slower.")
+            "accelerator runs its smaller batches slower.", minimum=0)
     stack: str | None = option(
         None, "Encoder-decoder models (T5, BART...): 'encoder' or 'decoder' (teacher forcing on the text itself: "
               "decoder position j+1 is fed token j and credited with its features). A module_pattern must name "
@@ -415,7 +423,7 @@ class ProfilerConfig:
               "from the start of its own shard (contiguous for in-memory data, interleaved for a stream), so the same "
               "corpus gives different positions in memory and streamed; a shard with fewer positions than its share "
               "leaves the total short. In-memory data is tagged (spaCy) only up to the text where the run stops "
-              "(counted by a tokens-only pass), not whole.", default_text="none: every position")
+              "(counted by a tokens-only pass), not whole.", default_text="none: every position", minimum=1)
 
     def __post_init__(self) -> None:
         if self.layers is None:  # as prune(layers=None): every block
@@ -447,25 +455,31 @@ class ProfilerConfig:
         skip = self.skip_first_positions
         if not (skip == "auto" or (is_int(skip) and skip >= 0)):
             raise ConfigurationError(f"skip_first_positions must be 'auto' or an int >= 0, got {skip!r}.")
-        check_count("max_positions", self.max_positions, none="all")
-        check_count("top_k", self.top_k)
-        check_count("batch_size", self.batch_size, none="the token budget's rows")
-        check_count("max_length", self.max_length, minimum=2, none="the model's limit")
-        check_count("max_examples_per_neuron", self.max_examples_per_neuron, minimum=0)
+        check_field_count(self, "max_positions", none="all")
+        check_field_count(self, "top_k")
+        check_field_count(self, "batch_size", none="the token budget's rows")
+        check_field_count(self, "max_length", none="the model's limit")
+        check_field_count(self, "max_examples_per_neuron")
         if self.long_texts not in LONG_TEXT_MODES:
             raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {self.long_texts!r}.")
-        check_count("stride", self.stride, minimum=0, none="the default: a quarter of max_length")
+        check_field_count(self, "stride", none="the default: a quarter of max_length")
         if self.stride is not None and self.max_length is not None:
             check_window_options(self.long_texts, self.stride, self.max_length, None)  # no tokenizer yet
-        check_count("num_workers", self.num_workers, minimum=0, none="the device's default")
-        check_count("max_tokens_per_batch", self.max_tokens_per_batch, none="the device's default")
+        check_field_count(self, "num_workers", none="the device's default")
+        check_field_count(self, "max_tokens_per_batch", none="the device's default")
         if self.max_length is not None:
             check_token_budget(self.max_tokens_per_batch, self.max_length)
-        check_count("pad_to_multiple_of", self.pad_to_multiple_of, minimum=0,
-                    note="1: no rounding; 0: no padding, rows of one length a batch")
+        check_field_count(self, "pad_to_multiple_of", note="1: no rounding; 0: no padding, rows of one length a batch")
         if self.stack not in (None, *STACKS):
             raise ConfigurationError(f"stack must be 'encoder' or 'decoder' (encoder-decoder models), got {self.stack!r}.")
         return parse_features(self.features)
+
+
+def check_field_count(options: Any, name: str, none: str | None = None, note: str = "") -> None:
+    """:func:`~hf_txray.counts.check_count` of the count `name` of `options`, at the ``minimum`` it is declared with
+    (the command line's parser of its flag reads the same one)."""
+    minimum = next(f.metadata["minimum"] for f in dataclasses.fields(options) if f.name == name)
+    check_count(name, getattr(options, name), minimum=minimum, none=none, note=note)
 
 
 def text_fields(options_class: type) -> dict[str, bool]:
@@ -541,7 +555,7 @@ class AnalyzeOptions(ProfilerConfig):
     split: str | None = option(None, "The split of a DatasetDict or Hub dataset with several.",
                                default_text="the only split; an error when there are several")
     num_samples: int | None = option(None, "Profile only the first N texts (take() on a stream).",
-                                     default_text="all texts")
+                                     default_text="all texts", minimum=1)
     stage: str = option("default", "A name for this training stage, e.g. 'pretrained' (one line: no control "
                                    "characters).")
     model_id: str | None = option(None, "The name recorded in the profile.",
@@ -579,14 +593,14 @@ class AnalyzeOptions(ProfilerConfig):
         default_text="none: no checkpoints")
     checkpoint_every: int = option(
         200, "Batches between saved states (at least: a save waits for the end of the bucket of texts in progress, "
-             "whose long texts may fill more batches).")
+             "whose long texts may fill more batches).", minimum=1)
     resume: bool = option(
         False, "Continue from the state in checkpoint_dir without recounting (a stream resumes from its "
                "state_dict(), saved with the checkpoint); a checkpoint of another run, or a corrupt one, is refused.")
     output_effects: bool = option(
         False, "Also store each neuron's top promoted and suppressed vocabulary tokens "
                "(hf_txray.output_effects_table) in the profile; the model is then loaded with its LM head.")
-    output_effects_k: int = option(20, "Tokens per direction stored by output_effects.")
+    output_effects_k: int = option(20, "Tokens per direction stored by output_effects.", minimum=1)
     show_progress: bool | None = option(
         None, "Show progress bars for this call.",
         default_text="the global switch, hf_txray.logging.enable_progress_bars / disable_progress_bars")
@@ -605,7 +619,7 @@ class AnalyzeOptions(ProfilerConfig):
         as_python_ints(self)
         checked = self.profiler_config().validate()
         for name in ("num_samples", "checkpoint_every", "output_effects_k"):
-            check_count(name, getattr(self, name), none="all" if name == "num_samples" else None)
+            check_field_count(self, name, none="all" if name == "num_samples" else None)
         return checked
 
     def profiler_config(self) -> ProfilerConfig:
@@ -777,7 +791,8 @@ def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[st
             values[name] = parse(value) if isinstance(value, str) else value
         except (ConfigurationError, ValueError) as err:  # "features must be ..." -> "txray_features must be ..."
             said = str(err)
-            raise ConfigurationError(prefix + said if said.startswith(f"{name} ") else f"{prefix}{name}: {said}") from None
+            said = prefix + said if said.startswith(f"{name} ") else f"{prefix}{name}: {said}"
+            raise ConfigurationError(said) from None
     return values
 
 
@@ -800,9 +815,17 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
         if hints[f.name] is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
-        parse = f.metadata.get("parse") or _scalar_type(hints[f.name])
+        parse = flag_parser(f, hints[f.name])
         parser.add_argument(*flags, type=argparse_type(parse), default=default, choices=f.metadata.get("choices"),
                             help=help_text, metavar=f.name.upper() if "choices" not in f.metadata else None)
+
+
+def flag_parser(f: dataclasses.Field, annotation: Any) -> Callable[[str], Any]:
+    """How the command line (and a config file's text) reads option `f`: its ``parse``, else by its type; a count
+    below its declared ``minimum`` is refused there, so that argparse names the flag (``argument --top-k/--top_k:
+    expected an int >= 1, got '0'``; it was ``top_k must be an int >= 1, got 0.``, in the Python name)."""
+    parse = f.metadata.get("parse") or _scalar_type(annotation)
+    return parse if "minimum" not in f.metadata else int_at_least(f.metadata["minimum"], parse)
 
 
 def _scalar_type(annotation: Any) -> Callable[[str], Any]:
@@ -825,7 +848,7 @@ def cli_parser(options_class: type, name: str) -> Callable[[str], Any] | None:
     hint = typing.get_type_hints(options_class)[name]
     if hint is bool:
         return None
-    parse, choices = fields[name].metadata.get("parse") or _scalar_type(hint), fields[name].metadata.get("choices")
+    parse, choices = flag_parser(fields[name], hint), fields[name].metadata.get("choices")
 
     def read(text: str) -> Any:
         value = parse(text)

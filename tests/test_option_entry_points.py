@@ -69,3 +69,27 @@ def test_a_device_map_from_pretrained_cannot_take_is_refused_in_words(tmp_path, 
 @pytest.mark.parametrize("value", ["auto", 0, {"embeddings": "cpu"}, None])
 def test_the_device_maps_from_pretrained_takes_pass_the_options_check(value):
     AnalyzeOptions.build(None, {"device_map": value}).validate()
+
+
+def cli_code(argv: list[str]) -> int:
+    try:
+        return cli_main(argv)
+    except SystemExit as exit:  # argparse's usage errors
+        return exit.code
+
+
+@pytest.mark.parametrize("flag, value, minimum", [("--top-k", "0", 1), ("--max-length", "1", 2), ("--stride", "-1", 0),
+                                                  ("--num-samples", "0", 1), ("--checkpoint-every", "0", 1),
+                                                  ("--max-positions", "-3", 1)])
+def test_a_count_below_its_minimum_is_refused_naming_the_flag(tmp_path, capsys, flag, value, minimum):
+    """`--top-k 0` was refused as "top_k must be an int >= 1, got 0.", in Python's spelling, after the flag's parser
+    took it (`--top-k 2.5` named the flag); the minimum is declared with the option and read by both."""
+    assert cli_code(["analyze", str(tmp_path / "no-model"), flag, value, "--out", str(tmp_path / "out")]) == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+    name = flag[2:].replace("-", "_")
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be an int >= {minimum}"):
+        AnalyzeOptions.build(None, {name: int(value)}).validate()
+    config = tmp_path / "run.yaml"
+    config.write_text(f'{name}: "{value}"\n')  # text in a config file is read by the flag's parser
+    assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert f"{name}: '{value}' is not valid: expected an int >= {minimum}" in capsys.readouterr().err
