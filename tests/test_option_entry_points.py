@@ -93,3 +93,12 @@ def test_a_count_below_its_minimum_is_refused_naming_the_flag(tmp_path, capsys, 
     config.write_text(f'{name}: "{value}"\n')  # text in a config file is read by the flag's parser
     assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     assert f"{name}: '{value}' is not valid: expected an int >= {minimum}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, name", [({"txray_stride": -1}, "txray_stride"),
+                                           ({"txray_stack": "foo"}, "txray_stack")])
+def test_the_trainer_names_its_field_when_a_one_word_option_is_refused(tmp_path, options, name):
+    """txray_stride=-1 was refused as "stride must be an int >= 0 ...", txray_stack='foo' as "stack must be
+    'encoder' or 'decoder'": the trainer's words name its own fields (txray_top_k=0: "txray_top_k must be ...")."""
+    with pytest.raises(ConfigurationError, match=rf"^{name} must be "):
+        trainer_args(tmp_path, **options)

@@ -25,14 +25,15 @@ TXRAY_DIR = "txray"
 def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
     """`message` (an error about analyze's options) with each option written as the trainer's field: ``top_k=100``
     -> ``txray_top_k=100``, ``lower skip_first_positions`` -> ``lower txray_skip_first_positions``, ``--text-column``
-    -> ``--txray_text_column``; a layer out of range is said to be in ``txray_layers``. Single words (``site``, ``layers``) only where a value follows (``=``):
-    elsewhere they are ordinary words."""
+    -> ``--txray_text_column``; a layer out of range is said to be in ``txray_layers``. Single words (``site``, ``layers``) only where a value follows (``=``)
+    or where the message says what they must be (``stride must be ...``): elsewhere they are ordinary words."""
     import re
 
     several = [name for name in TRAINER_OPTIONS if "_" in name]
     message = re.sub(rf"(?<![\w.'\"])({'|'.join(several)})\b", rf"{prefix}\1", message)
     single = [name for name in TRAINER_OPTIONS if "_" not in name]
-    message = re.sub(rf"(?<![\w.'\"])({'|'.join(single)})(?==)", rf"{prefix}\1", message)
+    # "stride must be ..." too: txray_stride=-1 and txray_stack="foo" were refused naming stride and stack
+    message = re.sub(rf"(?<![\w.'\"])({'|'.join(single)})(?==| must be )", rf"{prefix}\1", message)
     message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", rf"{prefix}layers: \1", message)
     # the hf-txray flag of an option (--text-column) as the trainer's flag (--txray_text_column, HfArgumentParser)
     message = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: f"--{prefix}{m[1].replace('-', '_')}"
