@@ -652,7 +652,9 @@ class AnalyzeOptions(ProfilerConfig):
 
 def check_switches(options: Any, caller: str) -> None:
     """Refuse a value that is not a bool for an on/off option: a string from a config file (``streaming: "no"``)
-    or a keyword (``trust_remote_code="false"``) is truthy, and would turn the option on.
+    or a keyword (``trust_remote_code="false"``) is truthy, and would turn the option on. A 0 or 1 (numpy's too) and a
+    numpy bool are set back as the bool they stand for: ``trust_remote_code: 1`` was recorded in the profile as 1,
+    ``--trust-remote-code`` as true, and numpy 2's ``np.True_`` was refused as "got np.True_ (bool)".
 
     Raises:
         ConfigurationError: the option, the value and what to write instead.
@@ -662,8 +664,10 @@ def check_switches(options: Any, caller: str) -> None:
         if hints.get(f.name) not in (bool, bool | None):
             continue
         value = getattr(options, f.name)
-        switch = isinstance(value, bool) or (type(value).__name__ in ("int", "bool_") and value in (0, 1))
-        if not switch and not (value is None and hints[f.name] == bool | None):
+        numpy_bool = getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.ndim == 0
+        if isinstance(value, bool) or numpy_bool or (is_int(value) and value in (0, 1)):
+            setattr(options, f.name, bool(value))
+        elif not (value is None and hints[f.name] == bool | None):
             raise ConfigurationError(f"{caller}: {f.name} must be True or False, got {value!r} "
                                      f"({type(value).__name__}): write true/false in a config file.")
 

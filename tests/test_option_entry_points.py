@@ -3,6 +3,7 @@ and refuse each value alike (hf_txray.options)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from hf_txray import AnalyzeOptions, ConfigurationError, TXRayArguments
@@ -102,3 +103,11 @@ def test_the_trainer_names_its_field_when_a_one_word_option_is_refused(tmp_path,
     'encoder' or 'decoder'": the trainer's words name its own fields (txray_top_k=0: "txray_top_k must be ...")."""
     with pytest.raises(ConfigurationError, match=rf"^{name} must be "):
         trainer_args(tmp_path, **options)
+
+
+@pytest.mark.parametrize("on, off", [(1, 0), (np.int64(1), np.int64(0)), (np.True_, np.False_)])
+def test_a_switch_given_as_one_is_the_bool_true_as_the_flag_records_it(on, off):
+    """trust_remote_code=1 (a config file's `trust_remote_code: 1`) was kept and recorded as 1, where
+    --trust-remote-code records True; numpy 2's np.True_ (type name "bool") and np.int64(1) were refused."""
+    options = AnalyzeOptions.build(None, {"trust_remote_code": on, "streaming": off})
+    assert options.trust_remote_code is True and options.streaming is False
