@@ -149,6 +149,9 @@ def _config_values(path: str, values: dict) -> dict:
                      else "")
             raise ConfigurationError(f"The config file {path}: {name} must be a string, got {value!r} "
                                      f"({type(value).__name__}){quote}.")
+        if name == "hub_private" and not isinstance(value, bool):  # `hub_private: "no"` is truthy: a private push
+            raise ConfigurationError(f"The config file {path}: hub_private must be true or false, got {value!r} "
+                                     f"({type(value).__name__}): write true/false (unquoted).")
         if value is None and defaults.get(name, None) is not None and not _accepts_none(name):
             raise ConfigurationError(f"The config file {path}: {name} has no value (null); give one, or leave the "
                                      f"key out for the default ({defaults[name]!r}).")

@@ -1291,6 +1291,21 @@ def test_a_config_file_that_does_not_parse_is_named_by_its_format(tmp_path, caps
     assert config_file_defaults(tmp_path / "ok.json", ["top_k", "stage"]) == {"top_k": 2, "stage": "x"}
 
 
+def test_a_config_files_hub_private_must_be_a_bool(tmp_path, capsys):
+    """Helper 299 (found, not fixed there): `hub_private: "no"` in a config file is a CLI-only key that check_switches
+    does not see, and a non-empty string is truthy: the push would have made the repo private. Refused before any
+    work, naming the file and the fix; `hub_private: false` is taken."""
+    import hf_txray.cli
+
+    (tmp_path / "run.yaml").write_text('hub_private: "no"\n', encoding="utf-8")
+    argv = ["analyze", str(tmp_path / "no-model"), "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]
+    assert cli_main(argv) == 2
+    assert capsys.readouterr().err == (f"hf-txray analyze: error: The config file {tmp_path / 'run.yaml'}: hub_private "
+                                       "must be true or false, got 'no' (str): write true/false (unquoted).\n")
+    (tmp_path / "ok.yaml").write_text("hub_private: false\n", encoding="utf-8")
+    assert hf_txray.cli._config_values(str(tmp_path / "ok.yaml"), {"hub_private": False}) == {"hub_private": False}
+
+
 def test_a_config_file_is_read_as_utf8_with_or_without_a_byte_order_mark(tmp_path, capsys):
     """Helper 171: a .json config saved with a byte order mark (Notepad) was "not valid JSON (line 1, column 1):
     Unexpected UTF-8 BOM", though YAML's parser, which read .json files before, skips it; a file that is not UTF-8
