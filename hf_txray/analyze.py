@@ -450,6 +450,8 @@ class Profiler:
                 if stopped:
                     break
                 batches, stopped = self._select_positions(batches, quota)
+                if stopped and isinstance(source, StreamingSource):  # before a checkpoint keeps what it read
+                    source.check_numbers_read()  # a stream stopped early: fewer cells than a column is judged on
                 resolve_feature_ids(batches, vocabs)  # after the selection: only what is credited enters a vocabulary
                 for batch in batches:
                     self._process(batch, builder, recorder)

@@ -280,6 +280,17 @@ class StreamingSource:
         if not self._numbers.read(texts) and (self._numbers.count >= NUMBERS_HEAD or self._read_to_end):
             self._numbers.refuse()
 
+    def check_numbers_read(self) -> None:
+        """At the end of a run that stopped before the stream's end (``max_positions`` reached) and before
+        :data:`NUMBERS_HEAD` cells were read: refuse a CSV text column whose cells read are numbers alone, as the
+        whole column is refused in memory (:func:`refuse_numbers_column`).
+
+        Raises:
+            DatasetError: the cells read are numbers alone.
+        """
+        if self._numbers is not None and not self._resumed:
+            self._numbers.refuse()
+
     def _text_of(self, row: dict[str, Any], position: int) -> str:
         if not isinstance(row, dict):  # datasets accepts a generator of bare values lazily, and yields them as is
             raise DatasetError(

@@ -1772,6 +1772,21 @@ def test_a_streamed_csv_column_is_judged_on_its_head_not_on_its_first_bucket(tmp
             stream(name, cells, batch_size)
 
 
+def test_a_streamed_csv_column_of_numbers_cut_by_max_positions_is_refused(tmp_path):
+    """Helper 302: a stream judged on its first NUMBERS_HEAD cells was never judged when max_positions stopped the run
+    before it read them: a streamed CSV column of 300 numbers with max_positions=20 profiled 11 of its numbers as texts
+    (no error), where the first-bucket check, and the same file in memory, refused it. The cells read are judged when
+    the run stops, before a checkpoint keeps them."""
+    path = tmp_path / "numbers.csv"
+    pd.DataFrame({"text": [str(1000 + i) for i in range(300)]}).to_csv(path, index=False)
+    for kwargs in ({}, {"checkpoint_every": 1, "checkpoint_dir": str(tmp_path / "checkpoints")}):
+        with pytest.raises(DatasetError, match=r"Column 'text' of the CSV holds numbers alone \(int"):
+            run(texts=str(path), streaming=True, batch_size=4, max_positions=20, **kwargs)
+    texts = ["42"] + [f"the cat sat on mat number {i} ." for i in range(40)]  # a text read: nothing to refuse
+    pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    assert run(texts=str(path), streaming=True, batch_size=4, max_positions=20).meta.num_positions == 20
+
+
 def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path):
     """Helper 170: a header `text,text` (or `id,text,text`) was read with pandas' renaming (`text.1`): one of the two
     columns was profiled as the texts without a word, the other dropped."""
