@@ -120,7 +120,12 @@ def _zero_edged_bins(shift: np.ndarray, bins: int = 60) -> np.ndarray:
     length as "shorter in B" (1382 green neurons for 555 shorter ones, helper 300)."""
     low, high = float(shift.min()), float(shift.max())
     width = (high - low) / bins or 1.0 / bins
-    return width * np.arange(np.floor(low / width), np.floor(high / width) + 2)
+    first, last = np.floor(low / width), np.floor(high / width) + 1
+    # low / width rounded up to a whole number puts the first edge just above the smallest shift, which
+    # np.histogram would leave out (log2(1/9) against edge -3.169925001442312, helper 302); likewise the last edge
+    first -= first * width > low
+    last += last * width < high
+    return width * np.arange(first, last + 1)
 
 
 def plot_length_shift(report: "TransferReport", feature_type: str | None = None, ax: "Axes | None" = None,
