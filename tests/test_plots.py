@@ -265,3 +265,27 @@ def test_length_shift_histogram_draws_every_neuron_at_the_ends_of_its_range():
     length_b = np.concatenate([[1, 27], rng.integers(2, 9, 1498)])
     ax = plots.plot_length_shift(_shared_report(length_a, length_b)).axes[0]
     assert sum(p.get_height() for p in ax.patches) == 1500
+
+
+def test_a_feature_type_named_with_dollar_signs_is_drawn_as_written(tmp_path):
+    """Helper 302: titles and axis labels name the feature type, a user feature's name (any string): "c$\\x$" was
+    read as mathtext, so save_figures of the report's figures raised ParseFatalException; "t$a$" drew "ta"."""
+    import dataclasses
+
+    from matplotlib import cbook
+    from matplotlib.text import Text
+
+    from hf_txray.report import TransferReport
+
+    base = _shared_report([2, 3, 4], [3, 1, 4], layers=(0,))
+    for ft in ("c$\\x$", "t$a$"):
+        neurons = base.neurons.rename(columns=lambda c: c[:-len("pos")] + ft if c.endswith("_pos") else c)
+        mass_share = pd.DataFrame({"feature_type": ft, "feature": ["x", "y"], "mass_share_a": [0.6, 0.4],
+                                   "mass_share_b": [0.5, 0.5], "corpus_frequency_a": [0.7, 0.3],
+                                   "corpus_frequency_b": [0.7, 0.3]})
+        report = TransferReport(dataclasses.replace(base.meta, feature_types=[ft]), neurons, base.layers, mass_share)
+        figures = plots.report_figures(report, ft)
+        assert len(plots.save_figures(figures, tmp_path)) == 4
+        drawn = [t.get_text() for figure in figures.values() for t in figure.findobj(Text)
+                 if ft.replace("$", r"\$") in t.get_text()]
+        assert drawn and not any(cbook.is_math_text(text) for text in drawn)

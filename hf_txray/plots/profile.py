@@ -88,7 +88,7 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
                label=label, color="lightgray" if frequency else STAGE_COLORS[min(i // 2, 1)],
                edgecolor="gray" if frequency else None, hatch="//" if frequency and i > 0 else None)
     ax.set_xticks(x, [literal(tag) for tag in tags], rotation=45, ha="right")
-    ax.set(ylabel="share", title=f"{ft}: mass share vs corpus frequency")
+    ax.set(ylabel="share", title=f"{literal(ft)}: mass share vs corpus frequency")
     ax.legend(fontsize="small")
     return fig
 

@@ -103,7 +103,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
     ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
     ax.set_ylim(-0.02, 1.02)
-    ax.set(xlabel=f"Hellinger length ({ft} values, log)", ylabel=f"Hellinger distance ({ft})",
+    ax.set(xlabel=f"Hellinger length ({literal(ft)} values, log)", ylabel=f"Hellinger distance ({literal(ft)})",
            title=title)
     ticks = np.unique(np.linspace(0, len(layers) - 1, min(len(layers), 12)).round().astype(int))  # 12 at most
     bar = fig.colorbar(points, ax=ax, label="layer", ticks=ticks)
@@ -166,14 +166,14 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
         ax.bar(centers, counts, width=np.diff(edges), color=np.where(centers < 0, "tab:green", "tab:red"),
                alpha=0.7, edgecolor="none")
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set(xlabel=f"log2(length B / length A), {ft}", ylabel="shared neurons",
+        ax.set(xlabel=f"log2(length B / length A), {literal(ft)}", ylabel="shared neurons",
                title=f"{literal(report.name)}: length shift of {len(data)} neurons{scope} (green: shorter in B)")
         return fig
     ax.vlines(x, a, b, colors=np.where(b < a, "tab:green", "tab:red"), linewidths=0.6, alpha=0.5)
     ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {literal(report.meta.stage_a)}")
     ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {literal(report.meta.stage_b)}")
     ax.set_yscale("log")
-    ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({ft} values, log)",
+    ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({literal(ft)} values, log)",
            title=f"{literal(report.name)}: length shift{scope} (green: shorter in B)")
     ax.legend(loc="upper left", fontsize="small")
     return fig

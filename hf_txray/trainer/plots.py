@@ -51,7 +51,7 @@ def _plot_hellinger(timeline: pd.DataFrame, latest: Profile, path: Path) -> Path
                 if column in timeline:
                     ax.plot(timeline["step"], pd.to_numeric(timeline[column]), marker="o", ms=3, color=color,
                             label=f"layer {layer}")
-            ax.set(title=f"{ft}: vs {ref} profile", xlabel="step", ylabel="mean Hellinger")
+            ax.set(title=f"{literal(ft)}: vs {ref} profile", xlabel="step", ylabel="mean Hellinger")
             _whole_steps(ax)
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
@@ -71,7 +71,7 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
         values = pd.to_numeric(timeline[column]) if column in timeline else [0.0] * len(timeline)
         lines += ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=literal(tag))
         ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
-    ax.set(title=f"TX-Ray: {ft} mass share over training (dashed: corpus frequency)", xlabel="step",
+    ax.set(title=f"TX-Ray: {literal(ft)} mass share over training (dashed: corpus frequency)", xlabel="step",
            ylabel="share of credited mass")
     _whole_steps(ax)
     ax.grid(alpha=0.3)
