@@ -46,8 +46,8 @@ class Fill:
 
     Args:
         indices (`list[int]`): the neurons.
-        values (`float` or array of shape ``(len(indices),)``, *optional*): their new values; None sets exact zeros
-            (a mask).
+        values (`float`, array or tensor of shape ``(len(indices),)``, *optional*): their new values (a tensor of any
+            dtype or device, e.g. means of kept activations); None sets exact zeros (a mask).
 
     Example:
         ```python
@@ -56,10 +56,12 @@ class Fill:
         ```
     """
 
-    def __init__(self, indices: Sequence[int], values: float | Sequence[float] | np.ndarray | None = None):
+    def __init__(self, indices: Sequence[int], values: float | Sequence[float] | np.ndarray | torch.Tensor | None = None):
         self.indices = torch.as_tensor(whole_numbers(indices, "Fill's neuron indices"))
         self.values = None
         if values is not None:
+            if isinstance(values, torch.Tensor):  # means of kept activations: bfloat16, on a GPU, or needing grad
+                values = values.detach().cpu().double()
             array = np.asarray(values, dtype=np.float64)  # cast to the activations' dtype at use (checked there)
             if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.indices)):
                 raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "

@@ -193,6 +193,15 @@ def test_a_fill_sets_the_values_it_names_or_refuses():
         Fill([np.inf])
 
 
+def test_a_fill_takes_its_values_as_a_tensor_of_any_dtype_or_grad_state():
+    """Helper 303: means taken from activations (``t[3].mean((0, 1))[idx]``) failed as values: a bfloat16 tensor
+    with TypeError "unsupported ScalarType BFloat16", one that needs grad with numpy's RuntimeError (a GPU one:
+    "can't convert cuda:0 device type tensor")."""
+    means = torch.tensor([0.5, -1.25])
+    for values in (means.to(torch.bfloat16), means.clone().requires_grad_(), means.double()):
+        assert Fill([1, 3], values=values)(torch.zeros(1, 4)).tolist() == [[0.0, 0.5, 0.0, -1.25]]
+
+
 def test_an_edit_must_return_a_tensor_of_the_activations_shape(bert):
     """A function without `return` edited nothing, silently; a slice failed deep inside the model ('mat1 and mat2
     shapes cannot be multiplied'), naming no site."""
