@@ -9,6 +9,7 @@ and empty shards are fine) and checked row by row: a missing text column or a No
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import itertools
@@ -175,6 +176,7 @@ class StreamingSource:
         self._resumed = False
         self._head: list[str] = []  # this process's first texts as read before the run (expect_head, head_hash)
         self._numbers: NumbersColumn | None = None  # the head of a CSV text column, while its cells are all numbers
+        self._rows: Lookahead | None = None  # the rows of this run, as buckets() reads them
 
     def share_of(self, num_samples: int | None) -> int | None:
         """The texts this process reads of a stream cut at `num_samples` (at most: the stream may end sooner), as
@@ -198,7 +200,8 @@ class StreamingSource:
         texts: list[str] = []
         limit, budget = plan.limits(index)
         chars = 0
-        for row in self._read(rows, done):
+        self._rows = Lookahead(self._read(rows, done))
+        for row in self._rows:
             texts.append(self._text_of(row, done + len(texts)))
             if not state:
                 self._check_head(done + len(texts) - 1, texts[-1])
@@ -282,14 +285,26 @@ class StreamingSource:
 
     def check_numbers_read(self) -> None:
         """At the end of a run that stopped before the stream's end (``max_positions`` reached) and before
-        :data:`NUMBERS_HEAD` cells were read: refuse a CSV text column whose cells read are numbers alone, as the
-        whole column is refused in memory (:func:`refuse_numbers_column`).
+        :data:`NUMBERS_HEAD` cells were read: judge the CSV text column on its first :data:`NUMBERS_HEAD` non-empty
+        cells all the same (all of them in a shorter stream), reading the cells it has not read yet ahead (kept for
+        the rows that follow, unprofiled), and refuse it when they are numbers alone (:func:`refuse_numbers_column`).
+        Judged on the cells its buckets had read, a column whose first cells are numbers and the next ones texts was
+        refused or not by bucket size: 5 numbers then 40 sentences, max_positions=1, was refused with
+        checkpoint_every=1 and read without it, and in memory (helper 306). A row the stream fails to read ahead
+        stops the reading: the cells read are judged, and its error is raised where the run would read that row.
 
         Raises:
-            DatasetError: the cells read are numbers alone.
+            DatasetError: the column's first cells are numbers alone.
         """
-        if self._numbers is not None and not self._resumed:
-            self._numbers.refuse()
+        if self._numbers is None or self._resumed:
+            return
+        numbers = self._numbers
+        if self._rows is not None and not self._read_to_end and not numbers.has_text and numbers.count < NUMBERS_HEAD:
+            for row in self._rows.peek():
+                cell = row.get(self.text_column) if isinstance(row, dict) else row
+                if numbers.read([cell]) or numbers.count >= NUMBERS_HEAD:
+                    break
+        numbers.refuse()
 
     def _text_of(self, row: dict[str, Any], position: int) -> str:
         if not isinstance(row, dict):  # datasets accepts a generator of bare values lazily, and yields them as is
@@ -418,6 +433,49 @@ class StreamingSource:
     def restore_texts(self, texts: dict[int, str]) -> None:
         """Hold `texts` again, as when the checkpoint was saved."""
         self._texts.update(texts)
+
+
+class Lookahead:
+    """An iterator that can be read ahead (:meth:`peek`) without losing what it read: the rows read ahead come next,
+    in order, and an error met reading ahead is raised when its turn comes.
+
+    Args:
+        iterator (`Iterator`): what is read.
+    """
+
+    def __init__(self, iterator: Iterator[Any]):
+        self.iterator, self.ahead, self.error = iterator, collections.deque(), None
+
+    def __iter__(self) -> "Lookahead":
+        return self
+
+    def __next__(self) -> Any:
+        if self.ahead:
+            return self.ahead.popleft()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return next(self.iterator)
+
+    def peek(self) -> Iterator[Any]:
+        """The items that come next (those read ahead already, then more, read on as the caller asks), without
+        taking them; stops at the end, or at an error (kept for :meth:`__next__`)."""
+        at = 0
+        while True:
+            if at < len(self.ahead):
+                yield self.ahead[at]
+                at += 1
+                continue
+            if self.error is not None:
+                return
+            try:
+                item = next(self.iterator)
+            except StopIteration:
+                return
+            except Exception as err:  # raised in its turn, by __next__
+                self.error = err
+                return
+            self.ahead.append(item)
 
 
 def has_shuffle_buffer(corpus: Any) -> bool:

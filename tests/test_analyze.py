@@ -1787,6 +1787,27 @@ def test_a_streamed_csv_column_of_numbers_cut_by_max_positions_is_refused(tmp_pa
     assert run(texts=str(path), streaming=True, batch_size=4, max_positions=20).meta.num_positions == 20
 
 
+def test_a_streamed_csv_column_cut_by_max_positions_is_judged_on_its_head_whatever_the_buckets(tmp_path):
+    """Helper 306: a stream stopped by max_positions was judged on the cells its buckets had read: a column of 5
+    numbers then 40 sentences with max_positions=1 was refused as "numbers alone (int ...: 40, 41, 42, ...)" with
+    checkpoint_every=1 (buckets of one text) and profiled without it, and in memory. The cells up to NUMBERS_HEAD are
+    read ahead to judge it (and still profiled as without the check); a column of numbers alone is still refused."""
+    from hf_txray.streaming import NUMBERS_HEAD
+
+    path = tmp_path / "head.csv"
+    texts = [str(40 + i) for i in range(5)] + [f"the cat sat on mat number {i} ." for i in range(40)]
+    pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    memory = run(texts=str(path), batch_size=1, max_positions=1)
+    for kwargs in ({}, {"checkpoint_every": 1, "checkpoint_dir": str(tmp_path / "checkpoints")}):
+        streamed = run(texts=str(path), streaming=True, batch_size=1, max_positions=1, **kwargs)
+        assert (streamed.meta.num_examples, streamed.meta.num_positions) == (memory.meta.num_examples, 1)
+        assert streamed.to_pandas("token").equals(memory.to_pandas("token"))
+    pd.DataFrame({"text": [str(i) for i in range(NUMBERS_HEAD)] + texts[5:]}).to_csv(path, index=False)
+    with pytest.raises(DatasetError, match=r"Column 'text' of the CSV holds numbers alone \(int"):
+        run(texts=str(path), streaming=True, batch_size=1, checkpoint_every=1, max_positions=1,
+            checkpoint_dir=str(tmp_path / "checkpoints-numbers"))
+
+
 def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path):
     """Helper 170: a header `text,text` (or `id,text,text`) was read with pandas' renaming (`text.1`): one of the two
     columns was profiled as the texts without a word, the other dropped."""
