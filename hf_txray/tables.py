@@ -68,16 +68,22 @@ def code_span(text: Any) -> str:
 def percent(share: float) -> str:
     """`share` (0 to 1) as a percentage with one decimal, and as many more digits as keep a share other than 0 from
     reading ``0.0%`` and one other than 1 from reading ``100.0%``: one lost neuron of 9216 read "0.0% were
-    deactivated (lost)" in the card's headline, and 9215 active of 9216 "100.0%".
+    deactivated (lost)" in the card's headline, and 9215 active of 9216 "100.0%". A share outside 0 to 1 (no share:
+    a difference, a rounding error) is written as it is, with its sign, by the same rule (``-0.25`` read ``-25%``,
+    ``-1`` raised a math domain error and ``1.5`` read ``150.000000%``).
 
     Example:
         ```python
         >>> percent(0.25), percent(1 / 9216), percent(9215 / 9216), percent(0), percent(1), percent(1 / 2_293_760)
         ('25.0%', '0.011%', '99.99%', '0.0%', '100.0%', '0.000044%')
+        >>> percent(-0.25), percent(-1), percent(1.5), percent(-0.0)
+        ('-25.0%', '-100.0%', '150.0%', '0.0%')
         ```
     """
-    value = 100 * float(share)
-    if value != value or value in (0, 100):  # NaN, none or all
+    value = 100 * float(share) + 0.0  # -0.0 as 0.0
+    if value < 0:
+        return "-" + percent(-share)
+    if value != value or value in (0, 100, math.inf):  # NaN, none, all or infinite
         return f"{value:.1f}%"
     if value < 0.1:  # two significant digits, never in exponent form (1 of 2.3M neurons: '4.4e-05%')
         text = f"{value:.2g}"
@@ -85,7 +91,7 @@ def percent(share: float) -> str:
             text = f"{float(text):.{1 - math.floor(math.log10(float(text)))}f}".rstrip("0")
         return f"{text}%"
     decimals = 1
-    while decimals < 6 and float(f"{value:.{decimals}f}") >= 100:
+    while decimals < 6 and float(f"{value:.{decimals}f}") == 100:  # above 100 too (1.5 read 150.000000%)
         decimals += 1
     return f"{value:.{decimals}f}%"
 

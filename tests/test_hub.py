@@ -1473,6 +1473,18 @@ def test_the_cards_shares_are_never_written_in_exponent_form(results):
         "0.00001%", "0.000015%", "0.000044%", "0.0001%", "0.0001%", "0.0005%", "0.05%"]
 
 
+def test_percent_writes_a_share_outside_zero_to_one_with_its_sign():
+    """Helper 306: tables.percent of a share outside 0 to 1 (none today, but a difference or a rounding error may
+    come) raised "math domain error" at -1, dropped the decimal of -0.25 ("-25%", where 0.25 reads "25.0%") and wrote
+    1.5 as "150.000000%"; -0.0 read "-0.0%". Now written as it is, with its sign, by the rule of shares."""
+    from hf_txray.tables import percent
+
+    assert [percent(x) for x in (-1, -0.25, -1 / 9216, -0.0, 1.5, 1.0005, float("inf"), float("-inf"))] == [
+        "-100.0%", "-25.0%", "-0.011%", "0.0%", "150.0%", "100.05%", "inf%", "-inf%"]
+    assert [percent(-x) for x in (0.25, 1 / 9216, 9215 / 9216, 1 / 2_293_760)] == [
+        "-" + percent(x) for x in (0.25, 1 / 9216, 9215 / 9216, 1 / 2_293_760)]
+
+
 def test_reports_text_and_repr_never_round_one_neuron_to_none_or_all(results):
     """After ffec367 the card told one lost neuron of 9216 from none, but the report's repr, `hf-txray compare`'s
     text (display.report_text) and the viewer's overview still wrote `:.1%`: "lost=0.0%", "shared 100.0%". Every
