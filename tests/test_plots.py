@@ -51,6 +51,22 @@ def test_plot_sweep_draws_strategy_means_std_and_the_unpruned_line():
     assert inspect.signature(plots.plot_sweep).parameters["baseline_plan"].default == BASELINE
 
 
+def test_plot_sweep_draws_no_error_bar_for_an_amount_of_one_run():
+    """Helper 306: an amount with a single run (a TX-Ray strategy, no seeds) has no standard deviation, but its std
+    (NaN) was filled with 0 and drawn as a bar of length 0 with its caps, as if several runs had agreed exactly. Now
+    no bar is drawn there; an amount of several runs keeps its ±1 std bar (random: 3 seeds, std 0.01)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = plots.plot_sweep(_sweep_table(), "accuracy").axes[0]
+    lost, random = ax.containers
+    assert all(len(segment) == 0 for segment in lost.lines[2][0].get_segments())
+    assert all(np.isnan(np.asarray(cap.get_ydata(), dtype=float)).all() for cap in lost.lines[1])
+    bars = random.lines[2][0].get_segments()
+    np.testing.assert_allclose([b[1, 1] - b[0, 1] for b in bars], [0.02, 0.02])  # 2 std of 0.79, 0.78, 0.77 (ddof 1)
+
+
 def _curve() -> AblationCurve:
     rows = [("baseline", -1, 0, 0.95)]
     rows += [("ranked", -1, k, 0.95 - 0.1 * k) for k in (1, 2, 4)]

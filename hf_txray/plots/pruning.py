@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" = None,
                strategies: Sequence[str] | None = None, baseline_plan: str = "unpruned") -> "Figure":
     """Metric vs fraction of neurons pruned: one line per strategy through its mean at each requested amount (error
-    bars: ±1 std where several runs, e.g. seeds, share an amount), and the unpruned model as a dashed line.
+    bars: ±1 std where several runs, e.g. seeds, share an amount; none for an amount of a single run), and the unpruned
+    model as a dashed line.
 
     Args:
         table (`pd.DataFrame`): rows of :func:`hf_txray.evaluation.evaluate_pruning`, possibly concatenated over
@@ -55,7 +56,8 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     for strategy, group in pruned.groupby("strategy", sort=False):
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")
-        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
+        # std is NaN for an amount of one run: no bar there (a bar of 0 drew its caps, as if the runs agreed)
+        ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].to_numpy(dtype=float), marker="o", capsize=3,
                     label=literal(strategy), linestyle=":" if strategy.startswith("random") else "-")
     # PruningPlan.fraction: over the neurons of the layers the plan covers, not the whole model's (helper 191)
     ax.set_xlabel("fraction of the planned layers' MLP neurons pruned (mean over runs)")
