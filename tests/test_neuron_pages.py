@@ -513,3 +513,27 @@ def test_tables_show_an_untested_neuron_s_changed_flag_as_unknown_not_no(tmp_pat
     header = [c.strip() for c in table[0].strip("|").split("|")]
     flags = [[c.strip() for c in line.strip("|").split("|")][header.index("changed_pos")] for line in table[2:]]
     assert flags[:2] == ["True", "False"] and set(flags[2:]) == {MISSING}
+
+
+def test_activation_facts_show_no_top_position_where_the_neuron_took_no_mass():
+    """Helper 306: the neuron page's "win rate and first-position share" table gave a stage where the neuron was never
+    credited the card's placeholders as figures: top position -1 and share from top position 0.0, read as a position
+    (Python's "last") and a measured share. Both are missing there (drawn "–"); a credited neuron keeps its position
+    (an integer) and share, as position_stats gives them."""
+    from hf_txray.tables import MISSING
+    from hf_txray.viewer import ResultsView, activation_facts
+    from hf_txray.viewer.data import missing_shown
+
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    view = ResultsView("x", {profile.stage: profile}, {})
+    stats = profile.position_stats()
+    dead = stats[profile.neuron_count.reshape(-1) == 0].iloc[0]
+    live = stats[profile.neuron_count.reshape(-1) > 0].iloc[0]
+    facts = activation_facts(view, int(dead["layer"]), int(dead["neuron"]), [profile.stage])
+    assert facts["credits"].tolist() == [0] and facts[["top position", "share from top position"]].isna().all(None)
+    shown = missing_shown(facts)
+    assert shown["metadata"]["display_value"][0][-2:] == [MISSING, MISSING] and shown["data"][0][-2:] == [None, None]
+    facts = activation_facts(view, int(live["layer"]), int(live["neuron"]), [profile.stage])
+    assert facts["top position"].tolist() == [int(live["top_position"])]
+    assert facts["share from top position"].tolist() == pytest.approx([live["top_position_share"]], abs=1e-4)

@@ -257,7 +257,9 @@ def neuron_output_effects(view: ResultsView, layer: int, neuron: int, stages: It
 
 def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
     """Per stage: credits, profiled positions, win rate (credits / positions), the token position that gave the
-    neuron the most mass and that position's share of its mass (the first-position effect)."""
+    neuron the most mass and that position's share of its mass (the first-position effect); both missing (drawn
+    "–") at a stage where the neuron took no mass, whose card says position -1 and share 0 (the table showed them
+    as a position and a share, helper 306)."""
     from ..summary import neuron_card
 
     layer, neuron = view.check_neuron(layer, neuron)
@@ -267,10 +269,15 @@ def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterabl
             continue
         profile = view.profile(stage)
         card = neuron_card(profile, layer, neuron, top=1)
+        none = card.top_position is None or card.top_position < 0
         rows.append({"stage": stage, "credits": card.count, "positions": card.positions, "win rate": card.win_rate,
-                     "top position": card.top_position, "share from top position": card.top_position_share})
-    return rounded(pd.DataFrame(rows, columns=["stage", "credits", "positions", "win rate", "top position",
-                                                "share from top position"]))
+                     "top position": None if none else card.top_position,
+                     "share from top position": None if none else card.top_position_share})
+    frame = pd.DataFrame(rows, columns=["stage", "credits", "positions", "win rate", "top position",
+                                        "share from top position"])
+    frame["top position"] = frame["top position"].astype("Int64")  # a position stays a whole number beside a gap
+    frame["share from top position"] = frame["share from top position"].astype(float)
+    return rounded(frame)
 
 
 def histogram_data(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
