@@ -20,16 +20,44 @@ from .logging import get_logger
 logger = get_logger(__name__)
 
 
+# The launchers' process counts, read in Accelerate's order: torchrun / accelerate launch, then MPI (Intel MPI and
+# MPICH, Open MPI, MVAPICH), which `accelerate launch --cpu --num_processes N --mpirun_hostfile ...` runs under.
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_world_size() -> int:
+    """The number of processes the launcher started, from its environment (1 without a launcher)."""
+    for name in WORLD_SIZE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return int(value)
+    return 1
+
+
 def process_info(cpu: bool | None = None) -> tuple[int, int]:
-    """(rank, world_size), initialising the process group through Accelerate when launched with several processes."""
+    """(rank, world_size), initialising the process group through Accelerate when launched with several processes.
+
+    Raises:
+        ConfigurationError: the launcher started several processes but Accelerate set up no process group for them
+            (each would profile the whole corpus alone).
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    launched = launched_world_size()
+    if launched > 1:
         from accelerate import PartialState
 
         state = PartialState(cpu=cpu if cpu is not None else not torch.cuda.is_available())
+        if state.num_processes != launched:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"The launcher started {launched} processes, but Accelerate set up {state.num_processes} in its "
+                f"process group ({state.distributed_type}): each would profile the whole corpus alone. Launch with "
+                "`torchrun --nproc_per_node N` (also on a CPU-only machine), or `accelerate launch --num_processes N` "
+                "on GPUs.")
         return state.process_index, state.num_processes
     return 0, 1
 

@@ -51,7 +51,7 @@ def _default_level() -> int:
 
 def process_rank() -> int:
     """This process's rank, without starting anything: the process group's when initialised, else the launcher's
-    ``RANK`` variable (torchrun, accelerate), else 0."""
+    ``RANK`` variable (torchrun, accelerate), or MPI's (``accelerate launch --cpu --mpirun_hostfile``), else 0."""
     try:
         import torch.distributed as dist
 
@@ -59,10 +59,14 @@ def process_rank() -> int:
             return dist.get_rank()
     except ImportError:  # torch is a dependency; this only guards odd installs
         pass
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
+    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):  # torchrun; MPI, as Accelerate
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 class MainProcessFilter(logging.Filter):

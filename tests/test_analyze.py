@@ -819,6 +819,40 @@ def test_two_processes_equal_one(tmp_path, saved_bert, text_file):
     assert one.meta.num_example_ids == two.meta.num_example_ids == 61
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_processes_started_by_mpi_split_the_corpus(tmp_path, saved_bert, text_file):
+    """`accelerate launch --cpu --num_processes 2 --mpirun_hostfile ...` (Accelerate's multi-CPU launch) runs the
+    processes under mpirun, which names their count in PMI_SIZE / OMPI_COMM_WORLD_SIZE, not WORLD_SIZE. Was: each of 2
+    processes profiled all 61 texts alone (the profile recorded num_processes=1) and both wrote --out. Simulated: two
+    processes with the variables Open MPI sets (and the MASTER_ADDR/PORT accelerate's launcher sets)."""
+    out = tmp_path / "two"
+    args = [sys.executable, "-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), "--features",
+            "token", "--batch-size", "4", "--out", str(out)]
+    env = dict(_env(), ACCELERATE_USE_CPU="True", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+               OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_LOCAL_SIZE="2")
+    env.pop("WORLD_SIZE", None)
+    runs = [subprocess.Popen(args, env=dict(env, OMPI_COMM_WORLD_RANK=str(r), OMPI_COMM_WORLD_LOCAL_RANK=str(r)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (_, err) in zip(runs, outputs):
+        assert run.returncode == 0, err[-4000:]
+    assert "saved to" in outputs[0][0] and "saved to" not in outputs[1][0]  # the first process alone writes
+    assert "0/31" in outputs[0][1]  # its shard
+    assert "Loading weights" not in outputs[1][1]  # the main process alone shows bars, before the group starts too
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--features", "token", "--batch-size", "4",
+                     "--out", str(tmp_path / "one")]) == 0
+    one, two = (hf_txray.Profile.from_pretrained(tmp_path / name) for name in ("one", "two"))
+    assert two.meta.provenance["runtime"]["num_processes"] == 2
+    assert_same_credit(two, one, example_columns=EXAMPLE_COLUMNS + ("left", "right"))
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_processes_holding_their_corpus_in_other_orders_are_refused(monkeypatch, streamed):
     """Every process builds its corpus itself and takes its shard of it. Shuffled without a seed (Dataset.shuffle(),
