@@ -8,6 +8,7 @@ gathered and merged in rank order, giving every rank the same result.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -59,7 +60,25 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
                 "`torchrun --nproc_per_node N` (also on a CPU-only machine), or `accelerate launch --num_processes N` "
                 "on GPUs.")
         return state.process_index, state.num_processes
+    _warn_if_launched_alone()
     return 0, 1
+
+
+@functools.cache
+def _warn_if_launched_alone() -> None:
+    """Say so when ``accelerate launch`` was asked for several processes and started this one alone.
+
+    Without a GPU (or with ``--cpu``) and without MPI, Accelerate's launcher runs ``--num_processes N`` as one plain
+    process, which it gives a rendezvous address (``MASTER_ADDR``, set only for N > 1) and no process count: the run
+    is right, but N times slower than asked, without a word.
+    """
+    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ:  # accelerate's one-process launcher, N > 1
+        logger.warning(
+            "accelerate launch started this process alone (without a GPU, or with --cpu, it runs --num_processes N "
+            "as one process unless under MPI with --mpirun_hostfile): this run profiles the whole corpus in one "
+            "process. For N processes on a CPU, launch with `torchrun --nproc_per_node N -m hf_txray.cli ...` or "
+            "`accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no --dynamo_backend "
+            "no -m hf_txray.cli ...`.")
 
 
 def default_device(world_size: int) -> torch.device:

@@ -853,6 +853,22 @@ def test_processes_started_by_mpi_split_the_corpus(tmp_path, saved_bert, text_fi
     assert_same_credit(two, one, example_columns=EXAMPLE_COLUMNS + ("left", "right"))
 
 
+def test_accelerate_launch_that_starts_one_process_says_so(tmp_path, saved_bert, text_file):
+    """On a CPU-only machine `accelerate launch --cpu --num_processes 2` (the form a user tries first) starts ONE
+    process, which profiled the whole corpus alone (num_processes=1) without a word. It now warns, naming the
+    launches that start 2 processes."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
+              "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    done = subprocess.run(launch + ["-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), "--features",
+                                    "token", "--out", str(tmp_path / "out")], env=_env(), timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert re.search(r"accelerate launch started this process alone.*torchrun --nproc_per_node N", done.stderr)
+    assert done.stderr.count("started this process alone") == 1  # once, though the process count is read often
+    profile = hf_txray.Profile.from_pretrained(tmp_path / "out")
+    assert profile.meta.provenance["runtime"]["num_processes"] == 1 and profile.meta.num_examples == 61
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_processes_holding_their_corpus_in_other_orders_are_refused(monkeypatch, streamed):
     """Every process builds its corpus itself and takes its shard of it. Shuffled without a seed (Dataset.shuffle(),
