@@ -29,6 +29,7 @@ from .batching import (BatchEncoder, EncodeOptions, PositionBatch, batches_rows,
 from . import corpora
 from .credit import ProfileBuilder
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
+                          shard_note,
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
@@ -175,11 +176,12 @@ class Profiler:
             seen += int(per_text.sum())
         return len(rows)
 
-    def prepare(self, corpus, text_column: str, show_progress: bool | None = None):
-        """Add cached word/tag annotations to `corpus` when the features need them."""
+    def prepare(self, corpus, text_column: str, show_progress: bool | None = None, note: str = ""):
+        """Add cached word/tag annotations to `corpus` when the features need them (`note`: appended to the
+        progress bar's description)."""
         if self.annotator is None:
             return corpus
-        return annotate_dataset(corpus, self.annotator, text_column, show_progress)
+        return annotate_dataset(corpus, self.annotator, text_column, show_progress, note)
 
     def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
         vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}
@@ -365,7 +367,7 @@ class Profiler:
             quota = _rank_quota(self.config.max_positions, rank, world)
             if quota is not None and self.annotator is not None:  # tag only what max_positions will read
                 rows = _rows(rows, 0, self.rows_for_quota(rows, text_column, quota))
-            shard = self.prepare(rows, text_column)
+            shard = self.prepare(rows, text_column, note=shard_note(rank, world))
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
@@ -429,13 +431,14 @@ class Profiler:
                 raise state.unusable(f"holds a builder state this run cannot load ({type(err).__name__}: {err})") \
                     from None
             source.restore_texts(saved.texts)
-        quota = _rank_quota(self.config.max_positions, *process_info(cpu=self.device.type == "cpu"))  # positions this rank may still credit (None: no limit)
+        rank, world = process_info(cpu=self.device.type == "cpu")
+        quota = _rank_quota(self.config.max_positions, rank, world)  # positions this rank may still credit (None: no limit)
         if quota is not None:
             quota -= builder.num_positions
         restore_modes = enter_eval(self.model)  # first: a model it refuses leaves no hook behind
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
-                   desc=f"hf_txray profiling {meta.stage}", unit="ex")
+                   desc=f"hf_txray profiling {meta.stage}{shard_note(rank, world)}", unit="ex")
         # max_positions reached (and the texts it reached counted) in a saved bucket: a resume reads no further
         stopped = bool(resume_state and resume_state.get("stopped"))
         encoded = None

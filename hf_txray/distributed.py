@@ -120,6 +120,12 @@ def shard_bounds(num_items: int, rank: int, world_size: int) -> tuple[int, int]:
     return start, start + div + (1 if rank < mod else 0)
 
 
+def shard_note(rank: int, world_size: int) -> str:
+    """What a progress bar of one process among several counts, for its description (empty for one process): its own
+    shard, not the whole corpus (the main process alone shows bars)."""
+    return f" (this process's shard: rank {rank} of {world_size})" if world_size > 1 else ""
+
+
 def all_gather(obj: Any, world_size: int) -> list[Any]:
     """Every rank's `obj`, in rank order (every rank must call this).
 

@@ -275,7 +275,8 @@ def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
                 f"them must declare it: @Language.component(..., assigns=[{ft.spacy_assigns[0]!r}]).")
 
 
-def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None):
+def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None,
+                     note: str = ""):
     """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
     A second call on the same texts with the same annotator reads the cache instead of tagging again. The cache
@@ -283,15 +284,15 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
     they are joined to `dataset` as it is: two datasets with the same fingerprint but other texts (a ``map`` that
     reads a file or a table outside its function keeps the fingerprint) get their own tags, and the other columns
     are always the live ones. The tagging bar follows hf_txray's progress switch (:mod:`hf_txray.logging`);
-    `show_progress` sets it for this call.
+    `show_progress` sets it for this call, and `note` is appended to its description (a process's shard).
     """
     from ..logging import datasets_progress_bars, progress_bars_for
 
     with progress_bars_for(show_progress), datasets_progress_bars():
-        return _annotate(dataset, annotator, text_column)
+        return _annotate(dataset, annotator, text_column, note)
 
 
-def _annotate(dataset, annotator: WordAnnotator, text_column: str):
+def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = ""):
     import datasets
 
     from ..hashes import texts_hash
@@ -314,7 +315,7 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str):
         cache_file_name=str(folder / f"{key}.arrow"),
         load_from_cache_file=True,
         new_fingerprint=key,
-        desc="hf_txray: spaCy word/tag annotation",
+        desc=f"hf_txray: spaCy word/tag annotation{note}",
     )
     replaced = [c for c in annotations.column_names if c in dataset.column_names]
     return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1)
