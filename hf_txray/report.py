@@ -772,8 +772,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     a.check_statistics()
     b.check_statistics()
     _check_same_experts(a, b)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+    alpha = significance.check_alpha(alpha)
     if not isinstance(test, (bool, np.bool_)):  # "no" or "false" is truthy: the test ran
         raise ConfigurationError(f"test must be True or False, got {test!r} ({type(test).__name__}).")
     if same_corpus is not None and not isinstance(same_corpus, bool):

@@ -104,6 +104,16 @@ def check_number(name: str, value: object, low: float, strict: bool = False) -> 
     return float(value)
 
 
+def check_alpha(alpha: object) -> float:
+    """`alpha` as a plain float, or a ConfigurationError: a false discovery rate in (0, 1), a Python or numpy number
+    (``compare`` refused ``np.float32(0.1)`` as "not a number in (0, 1)" where :func:`benjamini_hochberg` took it;
+    the report saves it in JSON, which holds no numpy float32)."""
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or not 0 < alpha < 1:
+        raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+    return float(alpha)
+
+
 def check_tested(tested: np.ndarray | None, num_rows: int) -> np.ndarray:
     """`tested` as a bool array of shape ``(num_rows,)`` (all rows when None), or a ConfigurationError."""
     if tested is None:
@@ -322,8 +332,7 @@ def benjamini_hochberg(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
     """
     from scipy.stats import false_discovery_control
 
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
-        raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+    alpha = check_alpha(alpha)
     p = np.asarray(p, dtype=np.float64)  # a list was refused with numpy's "only integer scalar arrays" message
     if p.ndim != 1 or np.any((p < 0) | (p > 1)):  # NaN compares False: allowed, never flagged
         raise ConfigurationError(f"p must be a 1-d array of p-values in [0, 1] (NaN for untested), got shape "

@@ -1277,3 +1277,22 @@ def test_two_merges_of_the_same_texts_split_otherwise_warn_that_they_cannot_be_m
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not hf_txray.compare(other, split_6).meta.same_corpus
+
+
+@pytest.mark.parametrize("alpha", [np.float32(0.1), np.float16(0.1), np.float64(0.1)])
+def test_compare_takes_a_numpy_float_alpha_as_benjamini_hochberg_does(tmp_path, alpha):
+    """compare refused np.float32(0.1) with "alpha must be a number in (0, 1), got np.float32(0.1)", a number in
+    (0, 1), where benjamini_hochberg took it: one check now, and the report records a plain float (its meta is saved
+    as JSON, which a numpy float32 is not)."""
+    a, b = hand_profile("A", 0), hand_profile("B", 1)
+    report = hf_txray.compare(a, b, alpha=alpha)
+    plain = hf_txray.compare(a, b, alpha=float(alpha))
+    assert type(report.meta.alpha) is float and report.meta.alpha == float(alpha)
+    pd.testing.assert_frame_equal(report.neurons, plain.neurons)
+    report.save_pretrained(tmp_path / "report")
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "report").meta.alpha == float(alpha)
+    for bad in (np.float32(1.5), np.float64("nan"), np.bool_(True), "0.1"):
+        with pytest.raises(hf_txray.ConfigurationError, match="alpha"):
+            hf_txray.compare(a, b, alpha=bad)
+        with pytest.raises(hf_txray.ConfigurationError, match="alpha"):
+            significance.benjamini_hochberg(np.array([0.01, 0.5]), bad)
