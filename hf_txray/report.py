@@ -84,7 +84,8 @@ class ReportMeta:
     test: str = ""  # the per-neuron test behind p_hellinger_<ft> ("" when none ran)
     # why the report has no p-values and noise floors, in words ("" when it has them)
     no_noise_reason: str = ""
-    # feature type -> why that feature type alone has none (a stage credited its values in texts of one split half only)
+    # feature type -> why that feature type alone has none (a stage credited its values in texts of one split half
+    # only, or none of them)
     no_noise_features: dict[str, str] = field(default_factory=dict)
     # config.model_type of stage A's and B's models (None where a profile did not record it)
     model_types: list[str | None] = field(default_factory=list)
@@ -673,9 +674,18 @@ def _one_half_features(a: Profile, b: Profile) -> dict[str, str]:
     floors, in words. A value carried by few texts (a user feature labelling the digits of one text) leaves that
     feature's odd or even half empty although the stage's are not: its design effect cannot be measured, and the test
     fell back to 1, as if its credits were independent (a fresh tester: 6 neurons flagged between two stages whose
-    digits came from one text each). Only asked when the stages' own halves are not empty (`_no_noise_reason`)."""
+    digits came from one text each). Only asked when the stages' own halves are not empty (`_no_noise_reason`).
+    A stage that credited no value of a feature type at all (a user feature for capitalised words, on lower-cased
+    text) has no distribution of it: no Hellinger distance, floor or test, said so rather than left to read as
+    "too few credits" (the card said so, and the summary "0 tested")."""
     out = {}
     for ft in a.feature_types:
+        never = [p.stage for p in (a, b) if int(p.tables[ft].count.sum()) == 0]
+        if never:
+            out[ft] = (f"stage(s) {never} credited no {ft} value (none of the positions it credited carries one), so "
+                       f"its neurons have no {ft} distribution to compare: no Hellinger distances either; profile "
+                       f"texts that hold {ft} values")
+            continue
         stages = [p.stage for p in (a, b) if p.tables[ft].has_noise and int(p.tables[ft].count.sum()) > 0
                   and int(p.tables[ft].count_odd.sum()) in (0, int(p.tables[ft].count.sum()))]
         if stages:

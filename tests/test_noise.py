@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import functools
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -1296,3 +1297,35 @@ def test_compare_takes_a_numpy_float_alpha_as_benjamini_hochberg_does(tmp_path, 
             hf_txray.compare(a, b, alpha=bad)
         with pytest.raises(hf_txray.ConfigurationError, match="alpha"):
             significance.benjamini_hochberg(np.array([0.01, 0.5]), bad)
+
+
+def test_a_feature_type_that_a_stage_never_credited_says_so_rather_than_too_few_credits(tmp_path):
+    """A user feature with no value in one stage (capitalised words, in lower-cased PTB against BBC News) has no
+    distribution there: no Hellinger distance, noise floor or test. compare said nothing, the summary read
+    neurons_tested 0 ("tested, none changed"), and the card gave the wrong cause: "no shared neuron could be tested
+    ... (too few credits in both stages, or one feature category left after pooling rare ones)", beside "nan"
+    noise floors. It now warns naming the stage, records why in meta.no_noise_features (so the tested and changed
+    counts are NaN: not run), and the card and `show` say so."""
+    def capitalised(text):
+        return [(i, i + len(w), "cap") for i, w in ((m.start(), m.group()) for m in re.finditer(r"\w+", text))
+                if w[0].isupper()]
+
+    model, tokenizer = tiny("bert")
+    feature = hf_txray.UserFeature("caps", capitalised)
+    options = dict(tokenizer=tokenizer, features=("token", feature), show_progress=False)
+    lower = ["the cat sat on the mat today", "a dog ran in the park", "the bird sang in a tree",
+             "my cat likes the sun", "she reads a book at night", "we walk to the old town"]
+    a = hf_txray.analyze(model, lower, stage="A", **options)
+    b = hf_txray.analyze(model, [t.title() for t in lower], stage="B", **options)
+    assert a.tables["caps"].count.sum() == 0 < b.tables["caps"].count.sum()
+    with pytest.warns(UserWarning, match=r"no p-values or noise floors of caps: stage\(s\) \['A'\] credited no caps "
+                                         r"value"):
+        report = hf_txray.compare(a, b)
+    s = report.summary()
+    assert np.isnan(s["neurons_tested_caps"]) and np.isnan(s["share_changed_caps"])  # not run, not "0 tested"
+    assert report.meta.tested_feature_types() == ["token"] and list(report.meta.no_noise_features) == ["caps"]
+    assert "(no noise floors or p-values of caps: stage(s) ['A'] credited no caps value" in report_text(report)
+    report.save_pretrained(tmp_path / "r")
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "too few credits in both stages" not in card and "credited no caps value" in card
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "r") == report
