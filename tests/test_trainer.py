@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -159,6 +161,37 @@ def test_step_strategy_snapshots_reports_logs_and_files(tmp_path, capsys, monkey
     card = (tmp_path / "run" / "README.md").read_text()
     assert "## TX-Ray" in card and "| step-5 |" in card and "txray/plots/hellinger_by_layer.png" in card
     assert "| **step-12** (this model) |" in card  # the last snapshot is of the trained weights (helper 242)
+
+
+def test_a_user_features_timeline_plot_stays_in_txray_plots_and_the_card_links_it(tmp_path):
+    """Helper 308: the mass-share timeline was written to ``txray/plots/mass_share_<name>.png`` with the user feature's
+    name as it was: "x/../../../../escaped" wrote escaped.png beside output_dir (outside it, so the Trainer's push never
+    sent it), and "polarity/sign" made a subfolder mass_share_polarity/. The name is made file-safe (plots.slug), and
+    the model card links the file written."""
+    from hf_txray import UserFeature, register_feature
+    from hf_txray.features import unregister_feature
+
+    def first_word(text):
+        word = text.split(" ")[0]
+        return [(0, len(word), "cap" if word[:1].isupper() else "low")]
+
+    name = "x/../../../../escaped"
+    register_feature(UserFeature(name, first_word))
+    try:
+        out = tmp_path / "a" / "b" / "run"
+        trainer = TXRayTrainer(model=build_classifier(), args=build_args(out, max_steps=3, txray_steps=3,
+                                                                         txray_features=["token", name]),
+                               train_dataset=build_data(), processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+        trainer.train()
+        trainer.create_model_card()
+    finally:
+        unregister_feature(name)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.png"))
+    plots = [p for p in (out / "txray" / "plots").iterdir()]
+    assert all(p.is_file() for p in plots), plots  # no subfolder
+    assert len(written) == len(plots) == 2, written  # hellinger_by_layer.png and the mass share, nothing elsewhere
+    links = re.findall(r"\]\((txray/plots/mass_share_[^)]*)\)", (out / "README.md").read_text())
+    assert len(links) == 1 and (out / unquote(links[0])).is_file(), links
 
 
 def test_model_card_table_shows_the_first_tag_in_reading_order():

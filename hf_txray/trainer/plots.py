@@ -6,12 +6,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure
+from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure, slug
 from ..profile import Profile
 from ..features import is_tag_feature
 from .arguments import REFERENCES
 
 MAX_PLOTTED_TAGS = 8
+
+
+def mass_share_file(feature_type: str) -> str:
+    """The file name of the mass-share timeline of `feature_type` in ``txray/plots/``: the feature's name as a file
+    name can hold it (:func:`~hf_txray.plots.common.slug`). A user feature's name is any string: written as it was,
+    ``"polarity/sign"`` made a subfolder and ``"x/../../../../f"`` wrote the figure outside ``output_dir``."""
+    return f"mass_share_{slug(feature_type)}.png"
 
 
 def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> list[Path]:
@@ -23,7 +30,8 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
         folder (`str` or `Path`): where the PNG files go.
 
     Returns:
-        The paths written: ``hellinger_by_layer.png`` (once two profiles exist) and ``mass_share_<feature>.png``.
+        The paths written: ``hellinger_by_layer.png`` (once two profiles exist) and ``mass_share_<feature>.png``
+        (:func:`mass_share_file`).
 
     Example:
         ```python
@@ -37,7 +45,7 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
         written.append(_plot_hellinger(timeline, latest, folder / "hellinger_by_layer.png"))
     for ft in latest.feature_types:
         if is_tag_feature(ft):
-            written.append(_plot_mass_share(timeline, latest, ft, folder / f"mass_share_{ft}.png"))
+            written.append(_plot_mass_share(timeline, latest, ft, folder / mass_share_file(ft)))
     return written
 
 

@@ -24,6 +24,7 @@ from ..version import __version__
 from ..features import default_feature_type, is_tag_feature
 from .arguments import TXRAY_DIR, TXRayArguments, args_without_secrets, prefixed_option_names
 from .callback import TXRayCallback, second_callback_message, stream_probe_message
+from .plots import mass_share_file
 from .push import public_output_uploads
 
 logger = get_logger(__name__)
@@ -307,7 +308,7 @@ def model_card_section(callback: TXRayCallback, model_stage: str | None = None, 
     plots = Path(TXRAY_DIR) / "plots"
     lines += ["", f"![Mean Hellinger per layer]({plots / 'hellinger_by_layer.png'})"] if len(frame) > 1 else [""]
     # the file name holds the feature's name: percent-encoded, a space or ")" in it does not end the link
-    lines += [f"![{markdown_text(ft)} mass share]({quote(str(plots / f'mass_share_{ft}.png'))})"
+    lines += [f"![{markdown_text(ft)} mass share]({quote(str(plots / mass_share_file(ft)))})"
               for ft in features if is_tag_feature(ft)]
     # from_pretrained of this repo's id (or of output_dir) with the subfolder: it looks in the model repo too
     lines += ["", f"Files: [`{TXRAY_DIR}/timeline.csv`]({TXRAY_DIR}/timeline.csv), profiles in `{TXRAY_DIR}/profiles/"
