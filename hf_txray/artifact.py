@@ -15,10 +15,11 @@ Nothing here imports an artifact or :mod:`hf_txray.hub` (the results repo of man
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, TypeVar
 
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError, TXRayError
 from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_repo_id, full_repo_id,
@@ -37,6 +38,35 @@ LEGACY_MARKERS = {"txray_profile.json": "profile", "txray_report.json": "transfe
                   "txray_probe.json": "probing result", "txray_ablation.json": "ablation curve",
                   "txray_pruning_plan.json": "pruning plan", "activations.json": "activations"}
 A = TypeVar("A", bound="Artifact")
+
+
+M = TypeVar("M")
+
+
+def meta_from_record(cls: type[M], record: Any, what: str) -> M:
+    """The metadata dataclass `cls` (``ProfileMeta``, ``ReportMeta``) from its saved `record` (a JSON object).
+
+    Fields this hf_txray does not know (written by a newer one, whose format version says when they must be read)
+    are left out; a record that is no object, or lacks a field without a default, is refused: a report's record
+    with one more field (or one less) ended in a bare ``TypeError: ReportMeta.__init__() got an unexpected keyword
+    argument``, a profile's with one less in ``missing 1 required positional argument``.
+
+    Raises:
+        ProfileFormatError: naming `what` and the missing fields.
+    """
+    if not isinstance(record, Mapping):
+        raise ProfileFormatError(f"The saved metadata of the {what} is a {type(record).__name__}, not a record of "
+                                 "fields: the meta/ file was changed after saving. Save it again from its source.")
+    fields = dataclasses.fields(cls)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}  # type: ignore[misc]
+    missing = sorted(required - set(record))
+    if missing:
+        raise ProfileFormatError(f"The saved metadata of the {what} lacks the field(s) {', '.join(map(repr, missing))}: "
+                                 "the meta/ file was changed after saving, or was not written by hf_txray. Save it "
+                                 "again from its source.")
+    known = {f.name for f in fields}
+    return cls(**{k: v for k, v in record.items() if k in known})
 
 
 def write_header(folder: str | os.PathLike, artifact_type: str, format_version: int) -> None:

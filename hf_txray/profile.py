@@ -19,7 +19,7 @@ import pandas as pd
 from . import metrics
 from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseSums, TopExamples, merged,
                            split_keys)
-from .artifact import Artifact
+from .artifact import Artifact, meta_from_record
 from .counts import check_count, is_int
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .features import fingerprints_differ
@@ -95,8 +95,8 @@ class ProfileMeta:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProfileMeta":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The metadata from its saved record (:func:`~hf_txray.artifact.meta_from_record`)."""
+        return meta_from_record(cls, data, f"profile {data.get('stage')!r}" if isinstance(data, dict) else "profile")
 
     def carrying_texts(self, feature_type: str) -> int:
         """The texts with a credited position that carries a value of `feature_type` (the cap of its per-neuron

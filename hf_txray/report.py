@@ -40,7 +40,7 @@ from .counts import check_count
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import BUILTIN_FEATURES, is_tag_feature
 from .architectures import expert_numbering
-from .artifact import Artifact
+from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import (USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
@@ -509,7 +509,9 @@ class TransferReport(Artifact):
     def from_parts(cls, parts: dict[str, Any]) -> "TransferReport":
         """Assemble a report from the parts :func:`hf_txray.layout.read_parts` returns."""
         neurons = _untested_flags_unknown(parts["neurons"])
-        return cls(ReportMeta(**parts["meta"]), neurons, parts["layers"], parts["mass_share"])
+        record = parts["meta"]
+        what = f"report {record.get('stage_a')!r} -> {record.get('stage_b')!r}" if isinstance(record, dict) else "report"
+        return cls(meta_from_record(ReportMeta, record, what), neurons, parts["layers"], parts["mass_share"])
 
 
 def _untested_flags_unknown(neurons: pd.DataFrame) -> pd.DataFrame:

@@ -442,6 +442,37 @@ def test_a_damaged_or_missing_table_is_refused_not_loaded_in_part(kind, tmp_path
         cls.from_pretrained(folder)
 
 
+def _edit_saved_meta(folder, edit) -> None:
+    """Rewrite the metadata records of a saved folder's meta/ file through `edit`, keeping its save stamp (as a file a
+    newer hf_txray wrote with one more field would carry its own)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = next((folder / "meta").glob("*.parquet"))
+    table = pq.read_table(shard)
+    i = table.schema.get_field_index("metadata")
+    records = [json.dumps(edit(json.loads(record))) for record in table.column(i).to_pylist()]
+    table = table.set_column(i, table.schema.field(i), pa.array(records, pa.string()))
+    pq.write_table(table.replace_schema_metadata(table.schema.metadata), shard)
+
+
+@pytest.mark.parametrize("kind", ["profile", "transfer_report"])
+def test_metadata_with_a_field_more_loads_and_one_less_is_refused(kind, tmp_path):
+    """Helper 308: a report whose saved metadata held a field this hf_txray does not know (written by a newer one)
+    ended in a bare ``TypeError: ReportMeta.__init__() got an unexpected keyword argument 'future_field'``, where a
+    profile's loads (the field left out); a record lacking a required field ended in ``TypeError: ...missing 1
+    required positional argument: 'site'`` for both. Both now read alike: the field more is left out, the field
+    less is a ProfileFormatError naming it."""
+    cls, artifact = CLASSES[kind], build(kind)
+    folder = artifact.save_pretrained(tmp_path / "more")
+    _edit_saved_meta(folder, lambda record: {**record, "future_field": [1, 2]})
+    assert cls.from_pretrained(folder) == artifact
+    folder = artifact.save_pretrained(tmp_path / "less")
+    _edit_saved_meta(folder, lambda record: {k: v for k, v in record.items() if k != "site"})
+    with pytest.raises(ProfileFormatError, match=r"lacks the field\(s\) 'site'.*Save it again"):
+        cls.from_pretrained(folder)
+
+
 @pytest.mark.parametrize("marker", ["txray_profile.json", "txray_report.json"])
 def test_folder_in_the_old_format_says_how_to_convert(marker, tmp_path):
     folder = tmp_path / "old"
