@@ -61,6 +61,25 @@ def test_register_user_feature_checks_names(case_feature):
         parse_features(("token", 3))
 
 
+@pytest.mark.parametrize("features, said", [
+    ((UserFeature("examples", capitals),), "top_examples would be the neuron cards' top examples"),
+    ((UserFeature("position", capitals),), "top_position would be the neuron cards' top position index"),
+    (("token", UserFeature("length_token", capitals)), "hellinger_length_token .* is the Hellinger length of 'token'"),
+])
+def test_a_feature_whose_columns_are_anothers_is_refused(features, said):
+    """Helper 308: a user feature's columns are named after it (top_<name>, hellinger_<name>, ...), and three names
+    made columns that exist already: "examples" exported its top features as top_examples, which the neuron cards'
+    top examples then replaced (its top features lost from the neuron_cards config, no error); "position" the same
+    with the int top_position; beside "token", "length_token" made report.neurons' hellinger_length_token, the
+    token Hellinger length, which its Hellinger distance replaced. Refused before any work, naming the clash."""
+    model, tokenizer = tiny("bert")
+    with pytest.raises(ConfigurationError, match=said):
+        hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=features, show_progress=False)
+    with pytest.raises(ConfigurationError, match="is taken"):
+        register_feature(UserFeature("position_share", capitals))
+    assert parse_features(("token", UserFeature("token_length", capitals)))[0] == ["token", "token_length"]
+
+
 def test_orders_and_default_feature_type():
     # names read from saved results that this process never registered are user tags
     assert is_tag_feature("entity") and not is_tag_feature("word")

@@ -229,6 +229,29 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
     return feature
 
 
+# Names whose per-feature columns are columns of their own: a user feature "examples" had its top_examples (its top
+# features) replaced by the neuron cards' top examples, "position" by the int top_position (the first-position
+# statistics), with no error, in the exported neuron_cards config (helper 308)
+RESERVED_FEATURE_NAMES = {"examples": "top examples", "position": "top position index",
+                          "position_share": "top position's share of the mass"}
+
+
+def check_feature_columns(names: Sequence[str]) -> None:
+    """Refuse feature names whose columns would be another feature's: a transfer report's ``hellinger_<name>`` of a
+    feature ``length_<x>`` is ``hellinger_length_<x>``, the Hellinger length of the feature ``x`` profiled beside
+    it, and one replaced the other in ``report.neurons`` (and so in the pushed transfer_reports config).
+
+    Raises:
+        `ConfigurationError`: naming both features.
+    """
+    for name in names:
+        if name.startswith("length_") and name.removeprefix("length_") in names:
+            raise ConfigurationError(
+                f"Features {name.removeprefix('length_')!r} and {name!r} cannot be profiled together: the report "
+                f"column hellinger_{name} (the Hellinger distance of {name!r}) is the Hellinger length of "
+                f"{name.removeprefix('length_')!r}, and one would replace the other. Rename the user feature.")
+
+
 def check_user_feature(name: Any, fn: Any) -> None:
     """Refuse a user feature whose name cannot name columns and saved tables, or whose function is not callable.
 
@@ -238,13 +261,18 @@ def check_user_feature(name: Any, fn: Any) -> None:
 
     Raises:
         `ConfigurationError`: the name is not a non-empty string without surrounding whitespace, is a built-in
-            feature, or `fn` is not callable.
+            feature or one of :data:`RESERVED_FEATURE_NAMES`, or `fn` is not callable.
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise ConfigurationError(f"User feature name {name!r} must be a non-empty string without surrounding "
                                  "whitespace: it names the feature's columns (length_<name>) and saved tables.")
     if name in BUILTIN_FEATURES:
         raise ConfigurationError(f"User feature name {name!r} clashes with a built-in feature.")
+    if name in RESERVED_FEATURE_NAMES:
+        raise ConfigurationError(
+            f"User feature name {name!r} is taken: its top features' column top_{name} would be the neuron cards' "
+            f"{RESERVED_FEATURE_NAMES[name]} and one would be lost. Give the feature another name, e.g. "
+            f"'{name}_label'.")
     if not callable(fn):
         raise ConfigurationError(f"User feature {name!r} needs fn(text) -> [(start, end, label), ...]; got "
                                  f"{type(fn).__name__} {fn!r:.60}, which is not callable.")
@@ -358,6 +386,7 @@ def parse_features(features: Sequence[Any]) -> tuple[list[str], dict[str, UserFe
         names.append(name)
     if not names:
         raise ConfigurationError("features is empty: pass at least one, e.g. ('token', 'pos').")
+    check_feature_columns(names)
     return names, user
 
 
