@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -29,17 +29,28 @@ logger = logging.getLogger("hf_txray")
 
 
 # ----- inputs ---------------------------------------------------------------------------------------------------
-def as_list(value: Any, kind: type, name: str) -> list:
+def as_list(value: Any, kind: type, name: str, key: Callable[[Any], str] | None = None) -> list:
     """`value` (None, one `kind`, or a list, tuple or dict of them) as a list.
 
+    Args:
+        key (`Callable`, *optional*): the name each item is known by in the repo (a profile's stage, a report's
+            name): a dict must be keyed by it. Its keys were dropped, so ``profiles={"zero-shot": p}`` of a profile
+            of stage ``"pretrained"`` was pushed, and loaded back, as ``"pretrained"``.
+
     Raises:
-        ConfigurationError: anything else.
+        ConfigurationError: anything else, or a dict key that is not its item's `key`.
     """
     if value is None:
         return []
     if isinstance(value, kind):
         return [value]
     if isinstance(value, Mapping):
+        for given, item in value.items():
+            if key is not None and isinstance(item, kind) and given != key(item):
+                raise ConfigurationError(
+                    f"{name}[{given!r}] is named {key(item)!r}: the repo names it so, not by the dict's key, and "
+                    f"loading gives it back under {key(item)!r}. Key the dict by that name, or pass a list; give a "
+                    "profile its stage name when it is computed (analyze(..., stage=...)).")
         value = list(value.values())
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, kind) for v in value):
         raise ConfigurationError(f"{name} must be a {kind.__name__}, a list or a dict of them; got {value!r:.80}.")
@@ -53,8 +64,8 @@ def collect(profiles: Any = None, reports: Any = None) -> tuple[dict[str, Profil
         ConfigurationError: nothing to export, wrong types, duplicate names, a stage name with a control character
             (a newline would break the card's headings and tables), or an empty profile or report.
     """
-    profile_list = as_list(profiles, Profile, "profiles")
-    report_list = as_list(reports, TransferReport, "reports")
+    profile_list = as_list(profiles, Profile, "profiles", key=lambda p: p.stage)
+    report_list = as_list(reports, TransferReport, "reports", key=lambda r: r.name)
     if not profile_list and not report_list:
         raise ConfigurationError("Nothing to export: pass at least one Profile (profiles=...) or TransferReport "
                                  "(reports=...).")
@@ -147,8 +158,9 @@ def save_to_disk(
 
     Args:
         directory (`str` or `Path`): the folder to write; must be new, empty, or a previous export.
-        profiles (`Profile`, `list[Profile]` or `dict[str, Profile]`, *optional*): stages to export.
-        reports (`TransferReport`, `list` or `dict`, *optional*): comparisons to export.
+        profiles (`Profile`, `list[Profile]` or `dict[str, Profile]`, *optional*): stages to export (a dict keyed by
+            stage, as :func:`hf_txray.load` returns them).
+        reports (`TransferReport`, `list` or `dict`, *optional*): comparisons to export (a dict keyed by report name).
         repo_id (`str`, *optional*): the Hub repo the card's loading examples name.
         license (`str`, *optional*): a Hub license id for the card, e.g. ``"apache-2.0"``.
         pretty_name (`str`, *optional*): the card's title; derived from the model otherwise.

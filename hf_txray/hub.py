@@ -178,8 +178,9 @@ def push_to_hub(
 
     Args:
         repo_id (`str`): ``namespace/name`` of the dataset repo (``name`` alone: the token's user).
-        profiles (`Profile`, `list[Profile]` or `dict[str, Profile]`, *optional*): the stages.
-        reports (`TransferReport`, `list` or `dict`, *optional*): the comparisons.
+        profiles (`Profile`, `list[Profile]` or `dict[str, Profile]`, *optional*): the stages (a dict keyed by stage,
+            as :func:`load` returns them).
+        reports (`TransferReport`, `list` or `dict`, *optional*): the comparisons (a dict keyed by report name).
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
         token (`str`, *optional*): defaults to ``HF_TOKEN``, then the saved login. Never written anywhere.
         commit_message (`str`, *optional*): the commit's title.

@@ -126,6 +126,22 @@ def test_save_to_disk_layout_card_and_exact_round_trip(results, tmp_path):
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
 
 
+def test_a_dict_of_profiles_or_reports_is_keyed_by_their_names(results, tmp_path):
+    """Helper 308: the keys of a dict of profiles (or reports) were dropped: profiles={"zero-shot": a} of a profile of
+    stage "pretrained" was exported (and pushed) as "pretrained", and load() gave it back under that name, so
+    loaded.profiles["zero-shot"] raised KeyError. A key that is not the item's name is refused, naming both; a dict
+    as load() returns it round-trips."""
+    a, b, report = results
+    with pytest.raises(ConfigurationError, match=r"profiles\['zero-shot'\] is named 'pretrained'"):
+        hf_txray.save_to_disk(tmp_path / "p", profiles={"zero-shot": a}, plots=False)
+    with pytest.raises(ConfigurationError, match=r"reports\['transfer'\] is named 'pretrained->finetuned'"):
+        hf_txray.save_to_disk(tmp_path / "r", profiles=[a, b], reports={"transfer": report}, plots=False)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "r").exists()
+    hf_txray.save_to_disk(tmp_path / "ok", profiles={a.stage: a, b.stage: b}, reports={report.name: report},
+                          plots=False)
+    assert_same_results(hf_txray.load(tmp_path / "ok"), [a, b], [report])
+
+
 def test_save_to_disk_names_the_folder_first_when_given_in_another_place(results, tmp_path, monkeypatch):
     """A fresh tester's save_to_disk([pretrained, zeroshot], [report], folder) (the folder last) was refused with
     "profiles must be a Profile, a list or a dict of them; got [TransferReport(...)]": about the reports, which were
