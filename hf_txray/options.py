@@ -800,6 +800,25 @@ def prefixed_values(instance: Any, prefix: str, names: Sequence[str]) -> dict[st
     return values
 
 
+def respell_options(message: str, spelled: Mapping[str, str]) -> str:
+    """`message` (an error about analyze's options, which names them as Python does) with each option of `spelled`
+    written as the user wrote it: ``{"top_k": "txray_top_k"}`` (the trainer's fields), ``{"top_k": "--top-k"}`` (the
+    command line's flags). The one rule for finding an option's name in a message: a name with an underscore
+    anywhere it stands alone (``lower max_length``, ``max_length=5000``); a single word (``site``, ``layers``) only
+    where a value follows (``=``) or where the message says what it must be (``stride must be ...``), since elsewhere
+    it is an ordinary word; a layer out of range (``Layer 5 is out of range``) is said to be in ``layers``."""
+    several = [name for name in spelled if "_" in name]
+    if several:
+        message = re.sub(rf"(?<![\w.'\"-])({'|'.join(several)})\b", lambda m: spelled[m[1]], message)
+    single = [name for name in spelled if "_" not in name]
+    if single:
+        message = re.sub(rf"(?<![\w.'\"-])({'|'.join(single)})(?==| must be )", lambda m: spelled[m[1]], message)
+    if "layers" in spelled:
+        message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", lambda m: f"{spelled['layers']}: {m[1]}",
+                         message)
+    return message
+
+
 def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude: Sequence[str] = ()) -> None:
     """One flag per option (``--top-k``, also ``--top_k``), with its help, choices and parser.
 

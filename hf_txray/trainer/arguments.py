@@ -17,26 +17,20 @@ from ..counts import check_count, is_int
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
 from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, as_python_ints,
-                       parse_layers, parse_optional_int, prefixed_values)
+                       parse_layers, parse_optional_int, prefixed_values, respell_options)
 
 TXRAY_DIR = "txray"
 
 
 def prefixed_option_names(message: str, prefix: str = "txray_") -> str:
     """`message` (an error about analyze's options) with each option written as the trainer's field: ``top_k=100``
-    -> ``txray_top_k=100``, ``lower skip_first_positions`` -> ``lower txray_skip_first_positions``, ``--text-column``
-    -> ``--txray_text_column``; a layer out of range is said to be in ``txray_layers``. Single words (``site``, ``layers``) only where a value follows (``=``)
-    or where the message says what they must be (``stride must be ...``): elsewhere they are ordinary words."""
+    -> ``txray_top_k=100``, ``lower skip_first_positions`` -> ``lower txray_skip_first_positions`` (the names found
+    as :func:`~hf_txray.options.respell_options` finds them), ``--text-column`` -> ``--txray_text_column``."""
     import re
 
-    several = [name for name in TRAINER_OPTIONS if "_" in name]
-    message = re.sub(rf"(?<![\w.'\"])({'|'.join(several)})\b", rf"{prefix}\1", message)
-    single = [name for name in TRAINER_OPTIONS if "_" not in name]
-    # "stride must be ..." too: txray_stride=-1 and txray_stack="foo" were refused naming stride and stack
-    message = re.sub(rf"(?<![\w.'\"])({'|'.join(single)})(?==| must be )", rf"{prefix}\1", message)
-    message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", rf"{prefix}layers: \1", message)
+    message = respell_options(message, {name: prefix + name for name in TRAINER_OPTIONS})
     # the hf-txray flag of an option (--text-column) as the trainer's flag (--txray_text_column, HfArgumentParser)
-    message = re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: f"--{prefix}{m[1].replace('-', '_')}"
+    message = re.sub(r"(?<![\w-])--([a-z][a-z0-9_-]*)", lambda m: f"--{prefix}{m[1].replace('-', '_')}"
                      if m[1].replace("-", "_") in TRAINER_OPTIONS else m[0], message)
     if "module_pattern" in message:  # advice the trainer cannot follow: it has no such field
         message += (f" (module_pattern is not a TXRayArguments field: in the trainer use {prefix}site='residual', or "
