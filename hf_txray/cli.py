@@ -127,7 +127,43 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     valid = [n for n in option_names(AnalyzeOptions) if n not in ("checkpoint_dir", "show_progress")]
     values = config_file_defaults(args.config, valid + list(ANALYZE_CLI_KEYS))
     args.subparser.set_defaults(**_config_values(args.config, values))
-    return parser.parse_args(argv)
+    given = _flags_given(args.subparser, sys.argv[1:] if argv is None else argv)
+    parsed = parser.parse_args(argv)
+    parsed.from_config = tuple(name for name in values if name not in given)  # how an error names each option
+    return parsed
+
+
+def _flags_given(command: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The options (by their ``dest``) that `argv` gives as flags (``--top-k 2``, ``--top_k=2``, ``--no-resume``)."""
+    tokens = list(argv)
+    tokens = tokens[:tokens.index("--")] if "--" in tokens else tokens  # after "--" every token is a value
+    actions = (command._option_string_actions.get(token.split("=", 1)[0]) for token in tokens if token.startswith("--"))
+    return {action.dest for action in actions if action is not None}
+
+
+def _check_options(args: argparse.Namespace, options: dict) -> None:
+    """:meth:`AnalyzeOptions.validate` of the options before any work, its error naming each option as the user gave
+    it: a flag as the flag (``--max-tokens-per-batch=100 is smaller than --max-length=5000``, not Python's
+    ``max_tokens_per_batch=100``), and a value from the --config file by its key, with the file named (``The config
+    file run.yaml: streaming must be True or False``: it was ``analyze(): streaming ...``, naming no file).
+
+    Raises:
+        ConfigurationError: the first option out of range (:meth:`AnalyzeOptions.validate`), so worded.
+    """
+    from .options import AnalyzeOptions, check_switches, option_names, respell_options
+
+    try:
+        checked = AnalyzeOptions(**options)
+        check_switches(checked, "")
+        checked.validate()
+    except ConfigurationError as err:
+        from_config = set(getattr(args, "from_config", ()))
+        flags = {name: f"--{name.replace('_', '-')}" for name in option_names(AnalyzeOptions)
+                 if name not in from_config and hasattr(args, name)}
+        message = respell_options(str(err), flags)
+        if respell_options(message, {name: "\0" for name in from_config}) != message:  # names a key of the file
+            message = f"The config file {args.config}: {message}"
+        raise ConfigurationError(message) from None
 
 
 def _config_values(path: str, values: dict) -> dict:
@@ -200,6 +236,7 @@ def _cmd_analyze(args) -> int:
                      read_whole=tuple(p for p in (args.dataset,) if p))  # helper 156: --out inside the data folder
     _check_push(args)
     options = {name: getattr(args, name) for name in option_names(AnalyzeOptions) if hasattr(args, name)}
+    _check_options(args, options)
     options.update(model_kwargs=_model_kwargs(args), checkpoint_dir=out / "_checkpoint")
     if args.model is None and options.get("model_id") is None:  # the embedded default, named as on the Hub
         options["model_id"] = corpora.DEFAULT_MODEL_ID

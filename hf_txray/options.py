@@ -656,6 +656,9 @@ def check_switches(options: Any, caller: str) -> None:
     numpy bool are set back as the bool they stand for: ``trust_remote_code: 1`` was recorded in the profile as 1,
     ``--trust-remote-code`` as true, and numpy 2's ``np.True_`` was refused as "got np.True_ (bool)".
 
+    Args:
+        caller (`str`): what the message starts with (``"analyze()"``); none where the caller words the message.
+
     Raises:
         ConfigurationError: the option, the value and what to write instead.
     """
@@ -668,7 +671,7 @@ def check_switches(options: Any, caller: str) -> None:
         if isinstance(value, bool) or numpy_bool or (is_int(value) and value in (0, 1)):
             setattr(options, f.name, bool(value))
         elif not (value is None and hints[f.name] == bool | None):
-            raise ConfigurationError(f"{caller}: {f.name} must be True or False, got {value!r} "
+            raise ConfigurationError(f"{caller + ': ' if caller else ''}{f.name} must be True or False, got {value!r} "
                                      f"({type(value).__name__}): write true/false in a config file.")
 
 

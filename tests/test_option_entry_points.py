@@ -111,3 +111,40 @@ def test_a_switch_given_as_one_is_the_bool_true_as_the_flag_records_it(on, off):
     --trust-remote-code records True; numpy 2's np.True_ (type name "bool") and np.int64(1) were refused."""
     options = AnalyzeOptions.build(None, {"trust_remote_code": on, "streaming": off})
     assert options.trust_remote_code is True and options.streaming is False
+
+
+def test_an_option_error_names_the_flags_typed_and_the_config_file_keys(tmp_path, capsys):
+    """Errors of the options check named every option in Python's spelling from the command line too: `--max-length
+    5000 --max-tokens-per-batch 100` said "max_tokens_per_batch=100 is smaller than max_length=5000 ... Raise
+    max_tokens_per_batch", and a value from a --config file was not said to come from it. Each option is now named
+    as the user gave it: a flag as the flag, a key of the file by its key, with the file named."""
+    out = str(tmp_path / "out")
+    assert cli_code(["analyze", str(tmp_path / "no-model"), "--max-length", "5000", "--max-tokens-per-batch", "100",
+                     "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert ("error: --max-tokens-per-batch=100 is smaller than --max-length=5000: a batch must hold at least one "
+            "window of --max-length tokens. Raise --max-tokens-per-batch to 5000 or more") in err
+    assert "max_length" not in err and "max_tokens_per_batch" not in err and "config file" not in err
+    with pytest.raises(ConfigurationError, match="^max_tokens_per_batch=100 is smaller than max_length=5000"):
+        AnalyzeOptions.build(None, {"max_length": 5000, "max_tokens_per_batch": 100}).validate()  # Python's names
+    assert cli_code(["analyze", str(tmp_path / "no-model"), "--skip-first-positions", "-1", "--out", out]) == 2
+    assert "error: --skip-first-positions must be 'auto' or an int >= 0, got '-1'." in capsys.readouterr().err
+    config = tmp_path / "run.yaml"
+    config.write_text("max_tokens_per_batch: 100\nmax_length: 64\n")
+    assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--max-length=5000",
+                     "--out", out]) == 2  # the file's max_length is overridden by the flag: named as the flag
+    assert (f"error: The config file {config}: max_tokens_per_batch=100 is smaller than --max-length=5000"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("line, said", [("streaming: maybe", "streaming must be True or False, got 'maybe' (str)"),
+                                        ("resume: 2", "resume must be True or False, got 2 (int)"),
+                                        ("top_k: 2.0", "top_k must be an int >= 1, got 2.0."),
+                                        ("skip_first_positions: -1", "skip_first_positions must be 'auto' or an int")])
+def test_a_bad_value_in_a_config_file_is_said_with_the_file(tmp_path, capsys, line, said):
+    """`streaming: maybe` in a config file was refused as "analyze(): streaming must be True or False" and `top_k:
+    2.0` as "top_k must be an int >= 1", naming no file (`hub_private: maybe`, a key of the command line, named it)."""
+    config = tmp_path / "run.yaml"
+    config.write_text(line + "\n")
+    assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert f"hf-txray analyze: error: The config file {config}: {said}" in capsys.readouterr().err
