@@ -444,6 +444,7 @@ class ProfilerConfig:
         """
         check_text_fields(self)
         as_python_ints(self)
+        parse_layers(self.layers)  # a list's form and repeats: they were first checked once the model was read
         if self.site not in SITES:
             raise ConfigurationError(f"Unknown site {self.site!r}: choose one of {', '.join(SITES)}.")
         if self.module_pattern is not None:
@@ -808,14 +809,16 @@ def respell_options(message: str, spelled: Mapping[str, str]) -> str:
     written as the user wrote it: ``{"top_k": "txray_top_k"}`` (the trainer's fields), ``{"top_k": "--top-k"}`` (the
     command line's flags). The one rule for finding an option's name in a message: a name with an underscore
     anywhere it stands alone (``lower max_length``, ``max_length=5000``); a single word (``site``, ``layers``) only
-    where a value follows (``=``) or where the message says what it must be (``stride must be ...``), since elsewhere
-    it is an ordinary word; a layer out of range (``Layer 5 is out of range``) is said to be in ``layers``."""
+    where a value follows (``=``), where the message says what it must be (``stride must be ...``) or where it
+    starts the message (``layers [0, 0] repeat 0``), since elsewhere it is an ordinary word; a layer out of range (``Layer 5 is out of range``) is said to be in ``layers``."""
     several = [name for name in spelled if "_" in name]
     if several:
         message = re.sub(rf"(?<![\w.'\"-])({'|'.join(several)})\b", lambda m: spelled[m[1]], message)
     single = [name for name in spelled if "_" not in name]
     if single:
-        message = re.sub(rf"(?<![\w.'\"-])({'|'.join(single)})(?==| must be )", lambda m: spelled[m[1]], message)
+        words = "|".join(single)
+        message = re.sub(rf"(?<![\w.'\"-])({words})(?==| must be )|^({words})(?= )",
+                         lambda m: spelled[m[1] or m[2]], message)
     if "layers" in spelled:
         message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", lambda m: f"{spelled['layers']}: {m[1]}",
                          message)

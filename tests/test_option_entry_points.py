@@ -148,3 +148,17 @@ def test_a_bad_value_in_a_config_file_is_said_with_the_file(tmp_path, capsys, li
     config.write_text(line + "\n")
     assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     assert f"hf-txray analyze: error: The config file {config}: {said}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line, said", [("layers: [0, 0]", "layers [0, 0] repeat 0: each layer once."),
+                                        ("layers: 1.5", "layers must be 'all', an int or a list of ints, got 1.5.")])
+def test_layers_are_checked_with_the_other_options(tmp_path, capsys, line, said):
+    """AnalyzeOptions.validate checked every field but layers: a list that repeats a block or is no list of ints
+    passed it and was refused only once the model was read, where a --config file's `layers: [0, 0]` was not said to
+    come from the file."""
+    with pytest.raises(ConfigurationError, match="^" + said.replace("[", r"\[").replace("]", r"\]")):
+        AnalyzeOptions.build(None, {"layers": [0, 0] if "[" in line else 1.5}).validate()
+    config = tmp_path / "run.yaml"
+    config.write_text(line + "\n")
+    assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert f"hf-txray analyze: error: The config file {config}: {said}" in capsys.readouterr().err
