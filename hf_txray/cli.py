@@ -42,7 +42,9 @@ def _layers(value: str):
 def _add_push_to_hub(p, what: str) -> None:
     """--push-to-hub REPO_ID (`what` says what goes there) and --hub-private."""
     p.add_argument("--push-to-hub", metavar="REPO_ID", help=f"Also {what} this Hub dataset repo.")
-    p.add_argument("--hub-private", action="store_true", help="Create the --push-to-hub repo private.")
+    # --no-hub-private too: a --config file's `hub_private: true` is overridden on the command line as every switch is
+    p.add_argument("--hub-private", action=argparse.BooleanOptionalAction, default=False,
+                   help="Create the --push-to-hub repo private.")
 
 
 def _add_token(p) -> None:

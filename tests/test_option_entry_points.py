@@ -162,3 +162,17 @@ def test_layers_are_checked_with_the_other_options(tmp_path, capsys, line, said)
     config.write_text(line + "\n")
     assert cli_code(["analyze", str(tmp_path / "no-model"), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     assert f"hf-txray analyze: error: The config file {config}: {said}" in capsys.readouterr().err
+
+
+def test_a_config_files_hub_private_is_overridden_by_a_flag(tmp_path):
+    """Flags override a --config file, back to the default too: `hub_private: true` could not be turned off on the
+    command line (--hub-private was a store_true flag: --no-hub-private was "unrecognized arguments"), where every
+    switch of analyze has its --no- form."""
+    from hf_txray.cli import _apply_config_file, _parse, build_parser
+
+    config = tmp_path / "run.yaml"
+    config.write_text("hub_private: true\npush_to_hub: me/results\n")
+    for flags, private in (([], True), (["--no-hub-private"], False), (["--hub-private"], True)):
+        argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
+        parser = build_parser()
+        assert _apply_config_file(parser, argv, _parse(parser, argv)).hub_private is private
