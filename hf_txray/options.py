@@ -845,8 +845,10 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         parse = flag_parser(f, hints[f.name])
-        parser.add_argument(*flags, type=argparse_type(parse), default=default, choices=f.metadata.get("choices"),
-                            help=help_text, metavar=f.name.upper() if "choices" not in f.metadata else None)
+        choices = f.metadata.get("choices")  # checked by the parser, which also takes "none" where that is the default
+        shown = [*map(str, choices), *(["none"] if f.default is None else [])] if choices else []
+        parser.add_argument(*flags, type=argparse_type(parse), default=default, help=help_text,
+                            metavar="{" + ",".join(shown) + "}" if choices else f.name.upper())
 
 
 def flag_parser(f: dataclasses.Field, annotation: Any) -> Callable[[str], Any]:
@@ -854,7 +856,26 @@ def flag_parser(f: dataclasses.Field, annotation: Any) -> Callable[[str], Any]:
     below its declared ``minimum`` is refused there, so that argparse names the flag (``argument --top-k/--top_k:
     expected an int >= 1, got '0'``; it was ``top_k must be an int >= 1, got 0.``, in the Python name)."""
     parse = f.metadata.get("parse") or _scalar_type(annotation)
+    if "choices" in f.metadata:
+        return one_of(f.metadata["choices"], parse, none=f.default is None)
     return parse if "minimum" not in f.metadata else int_at_least(f.metadata["minimum"], parse)
+
+
+def one_of(choices: Sequence[Any], parse: Callable[[str], Any], none: bool = False) -> Callable[[str], Any]:
+    """A parser like `parse` that refuses a value outside `choices`; with `none`, ``"none"`` is None, the option's
+    default, so that a flag can set an option back to it over a --config file's value (``--stack none``, ``--dtype
+    none``: argparse's choices refused them, and nothing else could)."""
+    def read(text: str) -> Any:
+        if none and isinstance(text, str) and text.strip().lower() in ("none", "null"):
+            return None
+        value = parse(text)
+        if value not in choices:
+            raise ConfigurationError(f"choose one of {', '.join(map(str, choices))}{' or none' if none else ''}, got "
+                                     f"{text!r}")
+        return value
+
+    read.__name__ = getattr(parse, "__name__", "value")
+    return read
 
 
 def _scalar_type(annotation: Any) -> Callable[[str], Any]:
@@ -869,23 +890,15 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any]:
 
 
 def cli_parser(options_class: type, name: str) -> Callable[[str], Any] | None:
-    """How the command line reads option `name` of `options_class` (its ``parse``, else by its type; None for a
-    switch, or a name that is not an option), with its choices checked."""
+    """How the command line reads option `name` of `options_class` (:func:`flag_parser`: its ``parse``, else by its
+    type, its choices checked; None for a switch, or a name that is not an option)."""
     fields = {f.name: f for f in dataclasses.fields(options_class)}
     if name not in fields:
         return None
     hint = typing.get_type_hints(options_class)[name]
     if hint is bool:
         return None
-    parse, choices = flag_parser(fields[name], hint), fields[name].metadata.get("choices")
-
-    def read(text: str) -> Any:
-        value = parse(text)
-        if choices and value not in choices:
-            raise ConfigurationError(f"choose one of {', '.join(map(str, choices))}")
-        return value
-
-    return read
+    return flag_parser(fields[name], hint)
 
 
 def _csv_items(items: list) -> list:

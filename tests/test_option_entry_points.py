@@ -176,3 +176,23 @@ def test_a_config_files_hub_private_is_overridden_by_a_flag(tmp_path):
         argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
         parser = build_parser()
         assert _apply_config_file(parser, argv, _parse(parser, argv)).hub_private is private
+
+
+@pytest.mark.parametrize("flag, kept", [("--stack", "decoder"), ("--dtype", "bfloat16")])
+def test_a_flag_sets_an_option_of_choices_back_to_its_default_over_a_config_file(tmp_path, capsys, flag, kept):
+    """`stack: decoder` or `dtype: bfloat16` in a --config file could not be set back to the default (None: the
+    model's stack, from_pretrained's dtype) on the command line: argparse's choices refused `--stack none` ("invalid
+    choice: 'none'"), and no other value means the default. An option of choices whose default is None takes none."""
+    from hf_txray.cli import _apply_config_file, _parse, build_parser
+
+    name = flag[2:]
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{name}: {kept}\n")
+    for flags, value in (([], kept), ([flag, "none"], None), ([f"{flag}=None"], None)):
+        argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
+        parser = build_parser()
+        assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) == value
+    assert cli_code(["analyze", "--out", str(tmp_path / "o"), flag, "foo"]) == 2
+    assert f"argument {flag}: choose one of " in capsys.readouterr().err
+    assert cli_code(["analyze", "--out", str(tmp_path / "o"), "--site", "none"]) == 2  # its default is mlp, not none
+    assert "argument --site: choose one of mlp, residual, got 'none'" in capsys.readouterr().err
