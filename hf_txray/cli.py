@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .errors import ConfigurationError, TXRayError
+from .errors import ConfigurationError, ProcessFailedError, TXRayError
 
 def _resolve_dataset(name: str, num_samples: int | None):
     """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
@@ -144,28 +144,39 @@ def _flags_given(command: argparse.ArgumentParser, argv: Sequence[str]) -> set[s
 
 
 def _check_options(args: argparse.Namespace, options: dict) -> None:
-    """:meth:`AnalyzeOptions.validate` of the options before any work, its error naming each option as the user gave
-    it: a flag as the flag (``--max-tokens-per-batch=100 is smaller than --max-length=5000``, not Python's
-    ``max_tokens_per_batch=100``), and a value from the --config file by its key, with the file named (``The config
-    file run.yaml: streaming must be True or False``: it was ``analyze(): streaming ...``, naming no file).
+    """:meth:`AnalyzeOptions.validate` of the options before any work, its error worded by :func:`_as_given`.
 
     Raises:
         ConfigurationError: the first option out of range (:meth:`AnalyzeOptions.validate`), so worded.
     """
-    from .options import AnalyzeOptions, check_switches, option_names, respell_options
+    from .options import AnalyzeOptions, check_switches
 
     try:
         checked = AnalyzeOptions(**options)
         check_switches(checked, "")
         checked.validate()
     except ConfigurationError as err:
-        from_config = set(getattr(args, "from_config", ()))
-        flags = {name: f"--{name.replace('_', '-')}" for name in option_names(AnalyzeOptions)
-                 if name not in from_config and hasattr(args, name)}
-        message = respell_options(str(err), flags)
-        if respell_options(message, {name: "\0" for name in from_config}) != message:  # names a key of the file
-            message = f"The config file {args.config}: {message}"
-        raise ConfigurationError(message) from None
+        raise ConfigurationError(_as_given(args, str(err))) from None
+
+
+def _as_given(args: argparse.Namespace, message: str) -> str:
+    """`message` (an error about analyze's options, in Python's names) naming each option as the user gave it: a flag
+    as the flag (``--max-tokens-per-batch=100 is smaller than --max-length=5000``, not Python's
+    ``max_tokens_per_batch=100``), and a value from the --config file by its key, with the file named (``The config
+    file run.yaml: streaming must be True or False``: it was ``analyze(): streaming ...``, naming no file). A switch
+    keeps its name (``resume=True`` is no flag's form), and a message that already says its flags (``(CLI:
+    --split NAME)``) is left as it is."""
+    from .options import AnalyzeOptions, option_names, respell_options
+
+    if "CLI: --" in message:
+        return message
+    from_config = set(getattr(args, "from_config", ()))
+    flags = {name: f"--{name.replace('_', '-')}" for name in option_names(AnalyzeOptions)
+             if name not in from_config and hasattr(args, name) and not isinstance(getattr(args, name), bool)}
+    message = respell_options(message, flags)
+    if respell_options(message, {name: "\0" for name in from_config}) != message:  # names a key of the file
+        message = f"The config file {args.config}: {message}"
+    return message
 
 
 def _config_values(path: str, values: dict) -> dict:
@@ -244,7 +255,12 @@ def _cmd_analyze(args) -> int:
         options["model_id"] = corpora.DEFAULT_MODEL_ID
     # An embedded corpus goes by its name (txray:ptb): analyze reads it, and refuses --split, --dataset-config and
     # --dataset-revision for it saying why, after checking the options (a loaded corpus was a bare Dataset to it).
-    profile = analyze(args.model or corpora.default_model_path(), args.dataset, **options)
+    try:
+        profile = analyze(args.model or corpora.default_model_path(), args.dataset, **options)
+    except ConfigurationError as err:  # checked against the model ("top_k=100 exceeds the 48 neurons"): as given
+        if isinstance(err, ProcessFailedError):  # another process's, said with its rank
+            raise
+        raise ConfigurationError(_as_given(args, str(err))) from None
     rank, world = process_info()
     # The first process writes (and pushes) alone: if that fails, the others learn it at the gather below and exit
     # with its error, instead of dying in the closing barrier ('Connection closed by peer') or waiting there.

@@ -736,7 +736,7 @@ def test_cli_refuses_a_split_or_config_of_an_embedded_corpus_by_its_name(tmp_pat
     for flags, said in ((["--split", "test"], "'txray:ptb' is an embedded corpus of one split, so split do(es) not "
                                               "apply: drop it. The embedded corpora are txray:ptb, txray:ptb-valid"),
                         (["--dataset-config", "x"], "'txray:ptb' is an embedded corpus of one split, so "
-                                                    "dataset_config do(es) not apply")):
+                                                    "--dataset-config do(es) not apply")):  # named by its flag
         assert cli_main(["analyze", str(saved_bert), "txray:ptb", *flags, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert said in err and "Dataset(" not in err, err

@@ -49,10 +49,12 @@ def test_analyze_refuses_before_the_weights_load(no_weights, options, message):
         hf_txray.analyze(minilm_path(), TEXTS, features=("token",), show_progress=False, **options)
 
 
-@pytest.mark.parametrize("flags, message", [(["--layers", "7"], MINILM_REFUSALS[0][1]),
-                                            (["--top-k", "1537"], MINILM_REFUSALS[2][1]),
-                                            (["--max-length", "513"], MINILM_REFUSALS[4][1])])
+@pytest.mark.parametrize("flags, message", [(["--layers", "7"], "--layers: " + MINILM_REFUSALS[0][1]),
+                                            (["--top-k", "1537"], "--top-k=1537 exceeds the 1536 neurons"),
+                                            (["--max-length", "513"], "--max-length=513 exceeds what BertModel can "
+                                                                      "take: 512 tokens")])
 def test_cli_analyze_refuses_before_the_weights_load(no_weights, tmp_path, capsys, flags, message):
+    """As in Python, with each option named by its flag."""
     text_file = tmp_path / "texts.txt"
     text_file.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     code = cli_main(["analyze", str(minilm_path()), str(text_file), "--out", str(tmp_path / "out"), "--features", "token",

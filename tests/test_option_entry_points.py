@@ -196,3 +196,20 @@ def test_a_flag_sets_an_option_of_choices_back_to_its_default_over_a_config_file
     assert f"argument {flag}: choose one of " in capsys.readouterr().err
     assert cli_code(["analyze", "--out", str(tmp_path / "o"), "--site", "none"]) == 2  # its default is mlp, not none
     assert "argument --site: choose one of mlp, residual, got 'none'" in capsys.readouterr().err
+
+
+def test_an_option_refused_against_the_model_is_named_as_given(saved_bert, tmp_path, capsys):
+    """The checks against the model named the options in Python's spelling too: `--top-k 100` on a layer of 48
+    neurons said "top_k=100 exceeds the 48 neurons of a layer.", `--layers 5` "Layer 5 is out of range", and a
+    config file's `top_k: 100` named no file."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("The cat sat on the mat.\nA dog ran.\n")
+    command = ["analyze", str(saved_bert), str(texts), "--out", str(tmp_path / "o")]
+    assert cli_code([*command, "--top-k", "100"]) == 2
+    assert "error: --top-k=100 exceeds the 48 neurons of a layer." in capsys.readouterr().err
+    assert cli_code([*command, "--layers", "5"]) == 2
+    assert "error: --layers: Layer 5 is out of range: the model has 2 layers" in capsys.readouterr().err
+    config = tmp_path / "run.yaml"
+    config.write_text("top_k: 100\n")
+    assert cli_code([*command, "--config", str(config)]) == 2
+    assert f"error: The config file {config}: top_k=100 exceeds the 48 neurons of a layer." in capsys.readouterr().err
