@@ -33,7 +33,7 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
-                       check_user_features, code_fingerprint, needs_words, recorded_fingerprint)
+                       check_user_features, code_fingerprint, feature_type_of, needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
 from .logging import get_logger, library_bars_on_main_process, progress_bars_for, tqdm
@@ -42,7 +42,7 @@ from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus,
                       load_pinned_stream, merge_dtype, resolve_model_path, resolve_model_source)
-from .profile import USER_FEATURES, Profile, ProfileMeta
+from .profile import FEATURE_KINDS, USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
@@ -206,6 +206,8 @@ class Profiler:
                     # what labelled each user feature: merge refuses, compare warns, two labellings under one name
                     **({USER_FEATURES: {name: recorded_fingerprint(f.fn) for name, f in self.user_features.items()}}
                        if self.user_features else {}),
+                    # each feature's kind as registered here: a process that has not registered it reads it back
+                    FEATURE_KINDS: {name: feature_type_of(name).kind for name in self.feature_names},
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             provenance=self.provenance(corpus, text_column),

@@ -53,7 +53,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
     for ft in m.feature_types:
         per_layer[f"mean_length_{ft}"] = pd.Series(mean_length(stats[f"length_{ft}"], stats["layer"]))
     lines.append(text_table(per_layer.reset_index(), ".1f"))
-    for ft in tag_features(m.feature_types):
+    for ft in tag_features(m.feature_types, m.feature_kinds):
         share = pd.DataFrame({"mass_share": profile.mass_share(ft), "corpus_frequency": profile.feature_frequency(ft)})
         share = share.sort_values("mass_share", ascending=False)
         lines += ["", f"{ft}: mass share vs corpus frequency (top {top})",
@@ -108,7 +108,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     """Whole-model summary beside its noise floors, per-layer table, POS mass shares, the most/least changed
     neurons among those credited at least `min_count` times with a value of it in both stages, and a legend of the terms."""
     meta, summary = report.meta, report.summary()
-    ft = default_feature_type(meta.feature_types)
+    ft = default_feature_type(meta.feature_types, kinds=meta.feature_kinds)
     lines = [
         f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
         f"corpora: {corpus_text(meta.dataset_a)} -> {corpus_text(meta.dataset_b)}"
@@ -166,7 +166,7 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         report_row = line.iloc[0].to_dict() if len(line) else None
     stages = (report.meta.stage_a, report.meta.stage_b) if report is not None else None
     lines = [f"Layer {layer}, neuron {neuron} ({profile.stage}): "
-             f"{neuron_summary(card, report_row, stages)}", "",
+             f"{neuron_summary(card, report_row, stages, kinds=profile.meta.feature_kinds)}", "",
              f"credits {card['count']} of {profile.meta.num_positions} positions, mass {card['mass']:.3f}"]
     original = original_neuron(profile.meta.provenance, layer, neuron)
     if original is not None:  # a model pruned with mode="remove" numbers its neurons afresh

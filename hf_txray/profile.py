@@ -22,7 +22,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
 from .artifact import Artifact, meta_from_record
 from .counts import check_count, is_int
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
-from .features import fingerprints_differ
+from .features import check_feature_kinds, fingerprints_differ
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
 from .options import resolve_layer
@@ -97,6 +97,18 @@ class ProfileMeta:
     def from_dict(cls, data: dict[str, Any]) -> "ProfileMeta":
         """The metadata from its saved record (:func:`~hf_txray.artifact.meta_from_record`)."""
         return meta_from_record(cls, data, f"profile {data.get('stage')!r}" if isinstance(data, dict) else "profile")
+
+    @property
+    def feature_kinds(self) -> dict[str, str]:
+        """Each feature type's kind (``"text"`` or ``"tag"``) as the run that profiled it had it registered
+        (``config["feature_kinds"]``), which :func:`~hf_txray.features.is_tag_feature` and its kin read instead of
+        this process's registry; empty in profiles saved before it was recorded (today's rule: registered, else a
+        tag).
+
+        Raises:
+            ProfileFormatError: the record is damaged (:func:`~hf_txray.features.check_feature_kinds`).
+        """
+        return check_feature_kinds(self.config.get(FEATURE_KINDS) or {}, f"profile {self.stage!r}")
 
     def carrying_texts(self, feature_type: str) -> int:
         """The texts with a credited position that carries a value of `feature_type` (the cap of its per-neuron
@@ -682,6 +694,7 @@ class Profile(Artifact):
         check_mass("neuron mass", self.neuron_mass.reshape(-1))
         self._check_counters()
         self._check_feature_texts()
+        self.meta.feature_kinds  # noqa: B018 (a damaged record is refused on load, not at the first figure)
         count = self.neuron_count.reshape(-1)
         if np.any(count < 0):
             bad("a negative neuron count", count[count < 0])
@@ -775,6 +788,12 @@ class Profile(Artifact):
                 f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: {name} differ ({mine} vs {theirs}). "
                 f"Profile both with the same {name}."
             )
+        mine, theirs = self.meta.feature_kinds, other.meta.feature_kinds
+        for name in [n for n in self.feature_types if n in mine and n in theirs and mine[n] != theirs[n]][:1]:
+            raise IncompatibleProfilesError(
+                f"Cannot {what} profiles {self.stage!r} and {other.stage!r}: their runs registered the feature "
+                f"{name!r} as {mine[name]!r} and as {theirs[name]!r}, so one would get mass-share tables and the other "
+                "not. Profile both with the feature registered alike (hf_txray.register_feature).")
 
     def merge(self, other: "Profile") -> "Profile":
         """Combine the profiles of two disjoint parts of a corpus, `other`'s texts read after this one's.
@@ -1085,9 +1104,14 @@ def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
     labelled = {**(other.config.get(USER_FEATURES) or {}), **(merged.config.get(USER_FEATURES) or {})}
     if labelled:
         merged.config = {**merged.config, USER_FEATURES: labelled}
+    kinds = {**other.feature_kinds, **merged.feature_kinds}  # check_compatible refused two that differ
+    if kinds:
+        merged.config = {**merged.config, FEATURE_KINDS: kinds}
 
 
 USER_FEATURES = "user_features"  # meta.config key: {feature name: features.recorded_fingerprint of its function}
+# meta.config key: {feature name: "text" | "tag"}, each feature type's kind as the profiling run had it registered
+FEATURE_KINDS = "feature_kinds"
 
 
 def user_feature_differences(a: ProfileMeta, b: ProfileMeta) -> list[str]:

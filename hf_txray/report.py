@@ -38,7 +38,7 @@ from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
 from .counts import check_count
 from .errors import ConfigurationError, IncompatibleProfilesError
-from .features import BUILTIN_FEATURES, is_tag_feature
+from .features import BUILTIN_FEATURES, check_feature_kinds, is_tag_feature
 from .architectures import expert_numbering
 from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
@@ -102,6 +102,9 @@ class ReportMeta:
     # a mixture-of-experts layer's numbering (num_experts, num_shared_experts, expert_width), as both profiles record
     # it: how neuron numbers read as expert and unit where only the report is at hand (empty for dense layers)
     experts: dict[str, int] = field(default_factory=dict)
+    # each feature type's kind ("text" or "tag") as the profiling runs registered it (ProfileMeta.feature_kinds),
+    # which is_tag_feature and its kin read instead of this process's registry; {} in reports saved before
+    feature_kinds: dict[str, str] = field(default_factory=dict)
 
     def tested_feature_types(self) -> list[str]:
         """The feature types whose per-neuron test ran: none without the test (``compare(test=False)``) or without
@@ -299,10 +302,16 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: b
     return pd.DataFrame(rows)
 
 
+def compared_feature_kinds(a: Profile, b: Profile) -> dict[str, str]:
+    """The feature kinds of a comparison: those either profile recorded (``check_compatible`` refused two that
+    differ)."""
+    return {**b.meta.feature_kinds, **a.meta.feature_kinds}
+
+
 def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
     frames = []
     for ft in a.feature_types:
-        if not is_tag_feature(ft):
+        if not is_tag_feature(ft, compared_feature_kinds(a, b)):
             continue
         frame = pd.DataFrame({
             "mass_share_a": a.mass_share(ft), "mass_share_b": b.mass_share(ft),
@@ -511,7 +520,9 @@ class TransferReport(Artifact):
         neurons = _untested_flags_unknown(parts["neurons"])
         record = parts["meta"]
         what = f"report {record.get('stage_a')!r} -> {record.get('stage_b')!r}" if isinstance(record, dict) else "report"
-        return cls(meta_from_record(ReportMeta, record, what), neurons, parts["layers"], parts["mass_share"])
+        meta = meta_from_record(ReportMeta, record, what)
+        meta.feature_kinds = check_feature_kinds(meta.feature_kinds, what)
+        return cls(meta, neurons, parts["layers"], parts["mass_share"])
 
 
 def _untested_flags_unknown(neurons: pd.DataFrame) -> pd.DataFrame:
@@ -850,6 +861,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
     meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
     meta.experts = expert_numbering(a.meta.config)
+    meta.feature_kinds = compared_feature_kinds(a, b)
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, per stage, weighted by the other "
                  "stage's credits, Satterthwaite df, each stage's at most its texts (those that carry the feature "

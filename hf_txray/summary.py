@@ -48,13 +48,13 @@ def _card_types(card: Mapping[str, Any]) -> list[str]:
                                                                                 "top_position_share")]
 
 
-def _tag_type(card: Mapping[str, Any]) -> str | None:
-    tags = reading_order(tag_features(_card_types(card)))  # pos, dep, ner, then user tags
+def _tag_type(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> str | None:
+    tags = reading_order(tag_features(_card_types(card), kinds))  # pos, dep, ner, then user tags
     return tags[0] if tags else None
 
 
-def _tag_clause(card: Mapping[str, Any]) -> str | None:
-    ft = _tag_type(card)
+def _tag_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> str | None:
+    ft = _tag_type(card, kinds)
     top = _top_list(card, f"top_{ft}") if ft else []
     if not top:
         return None
@@ -64,8 +64,8 @@ def _tag_clause(card: Mapping[str, Any]) -> str | None:
     return f"mostly {first}"
 
 
-def _prefers_clause(card: Mapping[str, Any]) -> str | None:
-    for ft in reading_order(text_features(_card_types(card))):  # word, then token
+def _prefers_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> str | None:
+    for ft in reading_order(text_features(_card_types(card), kinds)):  # word, then token
         top = _top_list(card, f"top_{ft}")
         if top:
             return f"prefers {_quoted([v['feature'] for v in top[:NAMES]])}"
@@ -106,7 +106,8 @@ def _change_clause(report_row: Mapping[str, Any] | None, stages: tuple[str, str]
 
 
 def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None = None,
-                   stages: tuple[str, str] | None = None, feature_type: str | None = None) -> str:
+                   stages: tuple[str, str] | None = None, feature_type: str | None = None,
+                   kinds: Mapping[str, str] | None = None) -> str:
     """One sentence describing a neuron, every figure read from `card` (and `report_row` for the change clause).
 
     Args:
@@ -116,6 +117,8 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
             ``changed_<ft>`` and ``p_hellinger_<ft>`` columns.
         stages (`tuple[str, str]`, *optional*): the report's stage names A and B.
         feature_type (`str`, *optional*): whose p-value to quote (default: the tag feature of the card).
+        kinds (`Mapping[str, str]`, *optional*): the feature kinds the profile recorded (``meta.feature_kinds``):
+            which of the card's features are tags (else as registered in this process).
 
     Returns:
         `str`: e.g. ``"Wins 2.1% of positions, mostly NOUN (61%) and PROPN (22%); prefers 'year'; promotes 'ago'."``
@@ -125,10 +128,10 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
         return "Never wins a position at this stage (dead)."
     rate = card.get("win_rate")
     head = f"Wins {percent(rate)} of positions" if rate is not None else "Wins some positions"
-    tag = _tag_clause(card)
+    tag = _tag_clause(card, kinds)
     first = f"{head}, {tag}" if tag else head
-    clauses = [first, _prefers_clause(card), _position_clause(card), _promotes_clause(card),
-               _change_clause(report_row, stages, feature_type or _tag_type(card))]
+    clauses = [first, _prefers_clause(card, kinds), _position_clause(card), _promotes_clause(card),
+               _change_clause(report_row, stages, feature_type or _tag_type(card, kinds))]
     return "; ".join(c for c in clauses if c) + "."
 
 
@@ -269,5 +272,5 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
             card.status[report.name] = str(line["status"].iloc[0])
             if change is None and report.meta.stage_b == profile.stage:
                 change = (line.iloc[0].to_dict(), (report.meta.stage_a, report.meta.stage_b))
-    card.summary = neuron_summary(card, *(change or (None, None)))
+    card.summary = neuron_summary(card, *(change or (None, None)), kinds=profile.meta.feature_kinds)
     return card

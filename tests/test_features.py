@@ -485,3 +485,145 @@ def test_probe_words_leave_out_a_lone_sentencepiece_space_marker():
     first_word = np.flatnonzero((acts.sentence_ids == 0) & (acts.word_ids == 0))[0]
     expected = captured[0][2:6].mean(0).numpy()  # "2" "0" "1" "9", after "<s>" "▁"
     np.testing.assert_allclose(acts.values[first_word], expected, rtol=1e-5, atol=1e-6)
+
+
+# ----- a feature's kind travels with the results (helper 312) -----------------------------------------------------
+def casing(text):
+    """first letter of each word: Up or low"""
+    spans, start = [], 0
+    for word in text.split(" "):
+        if word[:1].isalpha():
+            spans.append((start, start + len(word), "Up" if word[0].isupper() else "low"))
+        start += len(word) + 1
+    return spans
+
+
+def shape(text):
+    """each word: num or word"""
+    spans, start = [], 0
+    for word in text.split(" "):
+        if word:
+            spans.append((start, start + len(word), "num" if word.isdigit() else "word"))
+        start += len(word) + 1
+    return spans
+
+
+KIND_TEXTS = [f"The Cat sat on {w} mat {i} times Today" for i, w in enumerate(["a", "Big", "the", "Some"] * 4)]
+
+# read back in a fresh Python process, which has not registered "casing" (as one loading them from the Hub)
+READ_BACK = """
+import json, sys
+import hf_txray
+from hf_txray.features import default_feature_type, tag_features
+from hf_txray.plots import profile_figures
+folder = sys.argv[1]
+a, b = (hf_txray.Profile.from_pretrained(f"{folder}/{s}") for s in "ab")
+saved = hf_txray.TransferReport.from_pretrained(f"{folder}/report")
+for r in (hf_txray.compare(a, b), saved):
+    print(json.dumps({"mass_share": r.mass_share.to_dict("list"),
+                      "default": default_feature_type(r.meta.feature_types, kinds=r.meta.feature_kinds),
+                      "tags": tag_features(a.feature_types, a.meta.feature_kinds), "figures": sorted(profile_figures(a))}))
+"""
+
+
+def _figures(report, profile):
+    return {"mass_share": report.mass_share.to_dict("list"),
+            "default": default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds),
+            "tags": hf_txray.features.tag_features(profile.feature_types, profile.meta.feature_kinds),
+            "figures": sorted(profile_figures(profile))}
+
+
+def _read_back(folder):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", READ_BACK, str(folder)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
+
+
+def test_a_text_user_feature_reads_back_as_text_in_a_process_that_did_not_register_it(tmp_path):
+    """A user feature registered as ``FeatureType(name, "text", "user", fn=...)`` was read back as a tag in any
+    process that had not registered it: ``compare`` of the same saved profiles gave 4 mass-share rows (casing's Up,
+    low beside shape's num, word) instead of 2, and the default feature was casing instead of shape."""
+    register_feature(FeatureType("casing", "text", "user", fn=casing))
+    try:
+        model, tokenizer = tiny("bert")
+        common = dict(tokenizer=tokenizer, show_progress=False,
+                      features=("token", "casing", UserFeature("shape", shape)))
+        a = hf_txray.analyze(model, KIND_TEXTS, stage="a", **common)
+        b = hf_txray.analyze(tiny("bert", seed=1)[0], KIND_TEXTS, stage="b", **common)
+        report = hf_txray.compare(a, b)
+        for name, saved in (("a", a), ("b", b), ("report", report)):
+            saved.save_pretrained(tmp_path / name)
+        here = _figures(report, a)
+    finally:
+        unregister_feature("casing")
+    # brute force: the tags are shape alone, whose values are the labels its function gives these texts
+    labels = sorted({label for text in KIND_TEXTS for _, _, label in shape(text)})
+    assert labels == ["num", "word"]
+    assert sorted(here["mass_share"]["feature"]) == labels and set(here["mass_share"]["feature_type"]) == {"shape"}
+    assert here["default"] == "shape" and here["tags"] == ["shape"]
+    assert a.meta.feature_kinds == {"token": "text", "casing": "text", "shape": "tag"}
+    recompared, reloaded = _read_back(tmp_path)
+    assert recompared == here
+    assert reloaded == here
+
+
+def test_the_recorded_kind_wins_over_the_one_registered_where_results_are_read(case_feature):
+    """A profile records each feature's kind as its run had it registered; a process that registered the name
+    with another kind reads the results with the recorded one (README: user features)."""
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "case"), show_progress=False)
+    assert profile.meta.feature_kinds["case"] == "tag"
+    register_feature(FeatureType("case", "text", "user", fn=capitals), replace=True)
+    assert not is_tag_feature("case")
+    assert is_tag_feature("case", profile.meta.feature_kinds)
+    assert set(hf_txray.compare(profile, profile).mass_share["feature_type"]) == {"case"}
+    assert set(profile_figures(profile)) == {"neuron_mass", "mass_share"}
+    # a profile saved before kinds were recorded reads them as registered (today's rule)
+    profile.meta.config = {k: v for k, v in profile.meta.config.items() if k != "feature_kinds"}
+    assert profile.meta.feature_kinds == {}
+    assert hf_txray.compare(profile, profile).mass_share.empty
+
+
+def test_profiles_that_recorded_a_feature_under_two_kinds_are_not_compared_or_merged(case_feature):
+    model, tokenizer = tiny("bert")
+    common = dict(tokenizer=tokenizer, features=("token", "case"), show_progress=False)
+    tag = hf_txray.analyze(model, TEXTS[:3], **common)
+    register_feature(FeatureType("case", "text", "user", fn=capitals), replace=True)
+    text = hf_txray.analyze(model, TEXTS[3:], **common)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="the feature 'case' as 'tag' and as 'text'"):
+        hf_txray.compare(tag, text)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="registered the feature 'case'"):
+        tag.merge(text)
+
+
+def test_a_damaged_feature_kinds_record_is_refused(case_feature):
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "case"), show_progress=False)
+    for bad in ({"case": "label"}, ["case"], {"token": "tag"}):
+        profile.meta.config["feature_kinds"] = bad
+        with pytest.raises(hf_txray.ProfileFormatError):
+            profile.meta.feature_kinds
+
+
+def test_a_report_reads_back_its_feature_kinds_and_refuses_a_damaged_record(case_feature, tmp_path):
+    from hf_txray.layout import read_single
+
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "case"), show_progress=False)
+    hf_txray.compare(profile, profile).save_pretrained(tmp_path / "report")
+    loaded = hf_txray.TransferReport.from_pretrained(tmp_path / "report")
+    assert loaded.meta.feature_kinds == {"token": "text", "case": "tag"}
+    parts = read_single(tmp_path / "report", "report")
+    parts["meta"] = {**parts["meta"], "feature_kinds": {"case": "label"}}
+    with pytest.raises(hf_txray.ProfileFormatError, match="'text' or 'tag'"):
+        hf_txray.TransferReport.from_parts(parts)

@@ -265,7 +265,7 @@ def test_labels_with_a_leading_underscore_keep_their_legend(tmp_path, monkeypatc
     assert [t.get_text() for t in plots.plot_neuron_mass(profile).axes[0].get_legend().get_texts()] == ["_base"]
     figures = []
     monkeypatch.setattr(trainer_plots, "save_figure", lambda figure, path, **_: figures.append(figure) or path)
-    latest = types.SimpleNamespace(feature_types=["pos"], layers=[0],
+    latest = types.SimpleNamespace(feature_types=["pos"], layers=[0], meta=types.SimpleNamespace(feature_kinds={}),
                                    feature_frequency=lambda ft: pd.Series({"NOUN": 0.6, "_": 0.4}))
     timeline = pd.DataFrame({"step": [0, 5], "mass_share_pos/NOUN": [0.5, 0.7], "mass_share_pos/_": [0.5, 0.3]})
     trainer_plots.write_plots(timeline, latest, tmp_path)

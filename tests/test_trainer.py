@@ -1597,7 +1597,8 @@ def test_timeline_plot_gives_each_of_twelve_layers_its_own_colour(monkeypatch, t
     timeline = pd.DataFrame({"step": [0, 5, 10]} | {
         f"vs_{ref}/layer_{layer}/mean_hellinger_token": [None, 0.1 + layer / 100, 0.2 + layer / 100]
         for ref in ("first", "previous") for layer in layers})
-    trainer_plots.write_plots(timeline, types.SimpleNamespace(feature_types=["token"], layers=layers), tmp_path)
+    latest = types.SimpleNamespace(feature_types=["token"], layers=layers, meta=types.SimpleNamespace(feature_kinds={}))
+    trainer_plots.write_plots(timeline, latest, tmp_path)
     for ax in figures[0].axes:
         lines = [line for line in ax.lines if line.get_label().startswith("layer")]
         assert [line.get_label() for line in lines] == [f"layer {layer}" for layer in layers]

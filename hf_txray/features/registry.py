@@ -6,14 +6,15 @@ answered here, from :class:`FeatureType` records, instead of by literal name tes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ProfileFormatError
 
 USER_FEATURE_ORDER = 10  # user features read after the spaCy tags and before the text features
 
@@ -310,25 +311,42 @@ def _unknown_message(feature: Any) -> str:
             f"{listed}")
 
 
-def feature_type_of(name: str) -> FeatureType:
+FEATURE_KIND_VALUES = ("text", "tag")  # the values of FeatureType.kind
+
+
+def feature_type_of(name: str, kinds: Mapping[str, str] | None = None) -> FeatureType:
     """The feature type of a name read from results: registered, else a user feature of the run that wrote them
-    (tag-like; its function is not needed to read or show results)."""
-    return _REGISTRY.get(name) or FeatureType(name, "tag", "user")
+    (tag-like; its function is not needed to read or show results).
+
+    Args:
+        name (`str`): the feature type's name.
+        kinds (`Mapping[str, str]`, *optional*): the kinds the results recorded (``meta.feature_kinds`` of a profile
+            or report): a recorded kind wins over the registered one and over the tag default, since it is the kind
+            the run that wrote them had. A user feature registered as ``"text"`` was read back as a tag in a process
+            that had not registered it (a profile loaded elsewhere, or from the Hub): ``compare`` gave mass-share
+            rows where the registering process gave none, and figures another default feature.
+    """
+    registered = _REGISTRY.get(name) or FeatureType(name, "tag", "user")
+    recorded = (kinds or {}).get(name)
+    if recorded is None or recorded == registered.kind:
+        return registered
+    return dataclasses.replace(registered, kind=recorded)
 
 
-def is_tag_feature(name: str) -> bool:
-    """Whether mass-share columns, tables and plots apply to the feature type `name` (see :attr:`FeatureType.kind`)."""
-    return feature_type_of(name).is_tag
+def is_tag_feature(name: str, kinds: Mapping[str, str] | None = None) -> bool:
+    """Whether mass-share columns, tables and plots apply to the feature type `name` (see :attr:`FeatureType.kind`;
+    `kinds` as in :func:`feature_type_of`)."""
+    return feature_type_of(name, kinds).is_tag
 
 
-def tag_features(names: Iterable[str]) -> list[str]:
-    """The tag-like names of `names`, in the order given."""
-    return [name for name in names if is_tag_feature(name)]
+def tag_features(names: Iterable[str], kinds: Mapping[str, str] | None = None) -> list[str]:
+    """The tag-like names of `names`, in the order given (`kinds` as in :func:`feature_type_of`)."""
+    return [name for name in names if is_tag_feature(name, kinds)]
 
 
-def text_features(names: Iterable[str]) -> list[str]:
-    """The text-like names of `names` (token, word), in the order given."""
-    return [name for name in names if not is_tag_feature(name)]
+def text_features(names: Iterable[str], kinds: Mapping[str, str] | None = None) -> list[str]:
+    """The text-like names of `names` (token, word), in the order given (`kinds` as in :func:`feature_type_of`)."""
+    return [name for name in names if not is_tag_feature(name, kinds)]
 
 
 def reading_order(names: Iterable[str]) -> list[str]:
@@ -336,25 +354,48 @@ def reading_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda name: feature_type_of(name).order)
 
 
-def display_order(names: Iterable[str]) -> list[str]:
-    """Tags first, then text features, each in the given order: the order of per-feature panels and tables."""
+def display_order(names: Iterable[str], kinds: Mapping[str, str] | None = None) -> list[str]:
+    """Tags first, then text features, each in the given order: the order of per-feature panels and tables (`kinds`
+    as in :func:`feature_type_of`)."""
     names = list(names)
-    return tag_features(names) + text_features(names)
+    return tag_features(names, kinds) + text_features(names, kinds)
 
 
-def default_feature_type(feature_types: Sequence[str], categorical: bool = False) -> str:
+def default_feature_type(feature_types: Sequence[str], categorical: bool = False,
+                         kinds: Mapping[str, str] | None = None) -> str:
     """The feature type figures, tables and summaries show first: the first tag in reading order (``"pos"`` when
-    profiled, then dep, ner, user tags), else (unless `categorical`) the first feature.
+    profiled, then dep, ner, user tags), else (unless `categorical`) the first feature. `kinds`: the kinds the
+    results recorded (``meta.feature_kinds``), as in :func:`feature_type_of`.
 
     Raises:
         `ConfigurationError`: no tag-like feature when `categorical`, or no feature at all.
     """
-    tags = reading_order(tag_features(feature_types))
+    tags = reading_order(tag_features(feature_types, kinds))
     if tags:
         return tags[0]
     if categorical or not feature_types:
         raise ConfigurationError(f"No tag-like feature (pos, dep, ner or a user feature) among {list(feature_types)}.")
     return feature_types[0]
+
+
+def check_feature_kinds(kinds: Any, what: str) -> dict[str, str]:
+    """The feature kinds a saved record holds (``{name: "text" | "tag"}``), checked: a built-in feature keeps its
+    own kind.
+
+    Raises:
+        `ProfileFormatError`: the record is no mapping of names to ``"text"`` or ``"tag"``, or gives a built-in
+            feature another kind (naming `what` was read).
+    """
+    if not isinstance(kinds, Mapping) or not all(isinstance(name, str) and kind in FEATURE_KIND_VALUES
+                                                 for name, kind in kinds.items()):
+        raise ProfileFormatError(f"The feature kinds recorded in {what} ({kinds!r:.120}) are not a mapping of feature "
+                                 "names to 'text' or 'tag': the metadata was damaged or built by hand. Save it again "
+                                 "from its source.")
+    for name, kind in kinds.items():
+        if name in BUILTIN_FEATURES and _REGISTRY[name].kind != kind:
+            raise ProfileFormatError(f"{what} records the built-in feature {name!r} as {kind!r}; it is "
+                                     f"{_REGISTRY[name].kind!r}: the metadata was damaged or built by hand.")
+    return dict(kinds)
 
 
 def parse_features(features: Sequence[Any]) -> tuple[list[str], dict[str, UserFeature]]:

@@ -158,9 +158,11 @@ def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
         return atomic_file(Path(path).expanduser(), lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
 
 
-def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False) -> str:
-    """`feature_type`, or the default one of `feature_types`; a `ConfigurationError` when it was not profiled."""
-    ft = feature_type or default_feature_type(feature_types, categorical)
+def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False,
+                         kinds: Mapping[str, str] | None = None) -> str:
+    """`feature_type`, or the default one of `feature_types` (`kinds`: the kinds the results recorded,
+    ``meta.feature_kinds``); a `ConfigurationError` when it was not profiled."""
+    ft = feature_type or default_feature_type(feature_types, categorical, kinds)
     if ft not in feature_types:
         raise ConfigurationError(f"Feature type {ft!r} is not available; choose one of {feature_types}.")
     return ft

@@ -73,7 +73,7 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
         >>> plot_mass_share(profile, "pos", top=12).savefig("pos_share.png")
         ```
     """
-    ft = checked_feature_type(data.meta.feature_types, feature_type, categorical=True)
+    ft = checked_feature_type(data.meta.feature_types, feature_type, True, data.meta.feature_kinds)
     if top is not None and (not is_int(top) or top < 1):  # 0 drew nothing, -1 every tag but the rarest
         raise ConfigurationError(f"top must be a positive int (the number of tags drawn) or None for all, got {top!r}.")
     series = _share_series(data, ft)
@@ -141,6 +141,6 @@ def plot_neuron_mass(data: "Profile | TransferReport", ax: "Axes | None" = None,
 def profile_figures(profile: "Profile") -> dict[str, "Figure"]:
     """The key figures of one profile by file stem: sorted neuron mass, and mass share when a tag was profiled."""
     figures = {"neuron_mass": plot_neuron_mass(profile)}
-    if tag_features(profile.feature_types):
+    if tag_features(profile.feature_types, profile.meta.feature_kinds):
         figures["mass_share"] = plot_mass_share(profile)
     return figures

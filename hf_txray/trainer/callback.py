@@ -602,7 +602,7 @@ def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
             for ft in report.meta.feature_types:
                 row[f"vs_{ref}/layer_{layer_row['layer']}/mean_hellinger_{ft}"] = layer_row[f"mean_hellinger_{ft}"]
     for ft in profile.feature_types:
-        if is_tag_feature(ft):
+        if is_tag_feature(ft, profile.meta.feature_kinds):
             for tag, share in profile.mass_share(ft).items():
                 row[f"mass_share_{ft}/{tag}"] = float(share)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

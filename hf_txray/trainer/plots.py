@@ -44,7 +44,7 @@ def write_plots(timeline: pd.DataFrame, latest: Profile, folder: str | Path) -> 
     if any(c.startswith("vs_first/layer_") for c in timeline.columns):
         written.append(_plot_hellinger(timeline, latest, folder / "hellinger_by_layer.png"))
     for ft in latest.feature_types:
-        if is_tag_feature(ft):
+        if is_tag_feature(ft, latest.meta.feature_kinds):
             written.append(_plot_mass_share(timeline, latest, ft, folder / mass_share_file(ft)))
     return written
 

@@ -290,7 +290,7 @@ def open_results(source: str, reload: bool = False) -> tuple:
     first_report = view.reports[reports[0]] if reports else None
     a, b = ((first_report.meta.stage_a, first_report.meta.stage_b) if first_report
             else (profiled[0], profiled[min(1, len(profiled) - 1)]))
-    tag = _default_tag(fts)
+    tag = _default_tag(view)
     layer, neuron = default_neuron(view)
     layers_all = [data.ALL_LAYERS, *view.layers]
     message = (f"Opened {source}: {len(view.profiles)} profile(s), {len(reports)} report(s), "
@@ -313,10 +313,10 @@ def open_results(source: str, reload: bool = False) -> tuple:
     )
 
 
-def _default_tag(feature_types: list[str]) -> str | None:
+def _default_tag(view: data.ResultsView) -> str | None:
     from hf_txray.plots import default_feature_type
 
-    return default_feature_type(feature_types) if feature_types else None
+    return default_feature_type(view.feature_types, kinds=view.feature_kinds) if view.feature_types else None
 
 
 def default_neuron(view: data.ResultsView) -> tuple[int, int]:
@@ -324,7 +324,7 @@ def default_neuron(view: data.ResultsView) -> tuple[int, int]:
     try:
         if view.reports:
             for min_count in (20, 1):  # a neuron seen often enough to be interesting, if there is one
-                top = tables.transfer_table(view, view.report_names[0], _default_tag(view.feature_types), "most", 1,
+                top = tables.transfer_table(view, view.report_names[0], _default_tag(view), "most", 1,
                                             min_count)
                 if len(top):
                     return int(top["layer"].iloc[0]), int(top["neuron"].iloc[0])

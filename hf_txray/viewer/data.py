@@ -117,6 +117,17 @@ class ResultsView:
         return list(self._first_meta().feature_types)
 
     @property
+    def feature_kinds(self) -> dict[str, str]:
+        """Each feature type's kind as the results recorded it (``meta.feature_kinds``; the first result's where
+        several did), which :func:`~hf_txray.features.is_tag_feature` and its kin read before this process's
+        registry."""
+        metas = [p.meta for p in self.profiles.values()] + [r.meta for r in self.reports.values()]
+        kinds: dict[str, str] = {}
+        for meta in reversed(metas):
+            kinds.update(meta.feature_kinds)
+        return kinds
+
+    @property
     def expert_width(self) -> int | None:
         """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
         meta = self._first_meta()

@@ -35,7 +35,8 @@ def overview_figures(view: ResultsView, report_name: str | None = None,
                                                        "neuron_mass"))
     if report_name or view.reports:
         report = view.report(report_name) if report_name else next(iter(view.reports.values()))
-        ft = feature_type or plots.default_feature_type(report.meta.feature_types)
+        kinds = report.meta.feature_kinds
+        ft = feature_type or plots.default_feature_type(report.meta.feature_types, kinds=kinds)
         if ft not in report.meta.feature_types:
             raise ConfigurationError(f"Feature type {ft!r} is not in report {report.name!r}: "
                                      f"{report.meta.feature_types}.")
@@ -43,7 +44,7 @@ def overview_figures(view: ResultsView, report_name: str | None = None,
         # by chance (the library's plots leave them out by default).
         draw = {"hellinger_vs_length": lambda: plots.plot_hellinger_vs_length(report, ft, min_count=0),
                 "length_shift": lambda: plots.plot_length_shift(report, ft, min_count=0),
-                "mass_share": lambda: plots.plot_mass_share(report, ft if is_tag_feature(ft) else None),
+                "mass_share": lambda: plots.plot_mass_share(report, ft if is_tag_feature(ft, kinds) else None),
                 "neuron_mass": lambda: plots.plot_neuron_mass(report)}
     else:
         profile = next(iter(view.profiles.values()))
@@ -166,7 +167,7 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
     lines = []
     if report_name or view.reports:
         report = view.report(report_name) if report_name else next(iter(view.reports.values()))
-        ft = feature_type or default_feature_type(report.meta.feature_types)
+        ft = feature_type or default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds)
         summary = report.summary()
         head = (f"Report {report.name} ({ft}): {percent(summary['share_shared'])} of neurons shared, "
                 f"{percent(summary['share_lost'])} lost, {percent(summary['share_gained'])} gained; mean Hellinger distance "
@@ -187,7 +188,7 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
         lines.append(head + ".")
     else:
         profile = next(iter(view.profiles.values()))
-        ft = feature_type or default_feature_type(profile.feature_types)
+        ft = feature_type or default_feature_type(profile.feature_types, kinds=profile.meta.feature_kinds)
         lines.append(f"Stage {profile.stage}: no transfer report, so only the mass figures.")
     lines += [FIGURE_NOTES[name].format(ft=ft) for name in FIGURE_NOTES if name in set(drawn)]
     return "\n".join(lines)
@@ -213,7 +214,7 @@ def link_hellinger_dots(figure: "Figure", view: ResultsView, report_name: str | 
     from ..plots import default_feature_type
 
     report = view.report(report_name) if report_name else next(iter(view.reports.values()))
-    ft = feature_type or default_feature_type(report.meta.feature_types)
+    ft = feature_type or default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds)
     n = report.neurons
     shared = n[(n["status"] == "shared") & n[f"hellinger_{ft}"].notna() & (n[f"hellinger_length_{ft}"] > 0)]
     points = figure.axes[0].collections[0]

@@ -118,7 +118,7 @@ def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Ite
     """
     layer, neuron = view.check_neuron(layer, neuron)
     stages = [s for s in dict.fromkeys(stages) if s in view.profiles]
-    types = list(feature_types) if feature_types else display_order(view.feature_types)
+    types = list(feature_types) if feature_types else display_order(view.feature_types, view.feature_kinds)
     columns: dict[str, list] = {c: [] for c in ("feature type", "feature", "stage", "probability", "mass", "count")}
     for ft in types:
         per_stage = {s: neuron_features(view, s, ft, layer, neuron) for s in stages
