@@ -627,3 +627,10 @@ def test_a_report_reads_back_its_feature_kinds_and_refuses_a_damaged_record(case
     parts["meta"] = {**parts["meta"], "feature_kinds": {"case": "label"}}
     with pytest.raises(hf_txray.ProfileFormatError, match="'text' or 'tag'"):
         hf_txray.TransferReport.from_parts(parts)
+
+
+def test_a_user_feature_of_an_unknown_kind_is_refused():
+    """kind="Tag" was registered and read as text (no mass share, silently); its profile would now not load."""
+    with pytest.raises(ConfigurationError, match="has kind 'Tag'"):
+        register_feature(FeatureType("casing", "Tag", "user", fn=casing))
+    assert "casing" not in registered_features()

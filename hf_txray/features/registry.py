@@ -208,8 +208,9 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
         `FeatureType`: the registered record.
 
     Raises:
-        `ConfigurationError`: the name is a built-in feature, is already registered (without `replace`), or the
-            feature is not a user feature with a function (the built-in sources are fixed).
+        `ConfigurationError`: the name is a built-in feature, is already registered (without `replace`), the
+            feature is not a user feature with a function (the built-in sources are fixed), or its kind is neither
+            ``"tag"`` nor ``"text"``.
 
     Example:
         ```python
@@ -224,6 +225,9 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
                               fn=feature.fn)
     if feature.source != "user":
         raise ConfigurationError(f"User feature {feature.name!r} needs fn(text) -> [(start, end, label), ...].")
+    if feature.kind not in FEATURE_KIND_VALUES:  # "Tag" read as text (no mass share), and saved results unreadable
+        raise ConfigurationError(f"User feature {feature.name!r} has kind {feature.kind!r}; use 'tag' (labels from a "
+                                 "small set: mass-share tables and plots) or 'text' (open-ended pieces of the input).")
     if feature.name in _REGISTRY and not replace:
         raise ConfigurationError(f"Feature {feature.name!r} is already registered; pass replace=True to replace it.")
     _REGISTRY[feature.name] = feature
