@@ -790,8 +790,13 @@ def _one_per_block(candidates: list[tuple[str, nn.Module]], blocks_name: str, in
     narrowing = [(dims[0], name) for name, module in outside
                  for dims in [linear_dims(module)] if dims is not None and dims[0] > dims[1] > 1]
     chosen = experts[0] if experts else max(narrowing)[1] if narrowing else (outside or candidates)[0][0]
+    return _every_block(chosen, blocks_name, index)
+
+
+def _every_block(name: str, blocks_name: str, index: int) -> str:
+    """A pattern naming module `name` of block `index` of `blocks_name` in every block (the index as ``\\d+``)."""
     block = re.escape(f"{blocks_name}.")
-    return re.escape(chosen).replace(f"{block}{index}\\.", f"{block}\\d+\\.", 1) + "$"
+    return re.escape(name).replace(f"{block}{index}\\.", f"{block}\\d+\\.", 1) + "$"
 
 
 def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None = None,
