@@ -8,7 +8,9 @@ intermediate, see :mod:`hf_txray.moe`); ``"residual"`` is the output of every bl
 Resolution is explicit and *verified*: the stack (the encoder or the decoder of an encoder-decoder, else the model),
 its blocks (the largest ``nn.ModuleList`` of identical modules), and in each block the MLP's down projection, found
 by structure and then checked: its input must be exactly as wide as the MLP intermediate width the config declares
-(:func:`hf_txray.architectures.expected_mlp_widths`) and it must not sit inside attention. A failed check raises
+(:func:`hf_txray.architectures.expected_mlp_widths`) and it must not sit inside attention (an MLP as wide as the hidden
+size, whose up projection has that shape too: the one named as a down projection,
+:func:`~hf_txray.architectures.named_down_projection`). A failed check raises
 :class:`~hf_txray.errors.ModelError` before any forward pass. A module that runs more than once per forward pass
 (shared layers, as in ALBERT) is refused, never silently overwritten.
 """
@@ -598,7 +600,8 @@ def declared_shared_width(config, expert_width: int) -> int | None:
 
 def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, stack: str | None) -> Site:
     """The verified MLP site of one block: fused experts, or the one linear layer outside attention whose input is
-    the config's MLP width and whose output is the hidden size."""
+    the config's MLP width and whose output is the hidden size (of several, as in an MLP as wide as the hidden
+    size, the one named as a down projection beside input projections)."""
     config = stack_config(getattr(model, "config", None), stack)
     widths, described = expected_mlp_widths(config, stack) if config is not None else ({}, "none")
     if not widths:
@@ -619,22 +622,45 @@ def _mlp_site(model: nn.Module, layer: int, block: nn.Module, block_name: str, s
         if (dims[1] == hidden) if hidden else dims[0] > dims[1]:
             candidates.append((name, module, dims[0]))
     _refuse_unread_experts(model, block, block_name)  # beside a dense MLP too: their units would be left out
+    if len(candidates) > 1 and hidden and all(c[2] == hidden for c in candidates):
+        # an MLP as wide as the hidden size: its up (and gate) projections take as many inputs to as many outputs
+        down = named_down_projection([c[0] for c in candidates])
+        candidates = [c for c in candidates if c[0] == down] if down is not None else candidates
     if len(candidates) == 1:
         name, module, width = candidates[0]
         return Site(layer, _join(block_name, name), module, width, "input")
+    if candidates:
+        _refuse_several_down_projections(model, block, block_name, candidates, described, hidden)
     guess = _down_projection(block)
     found = (f"the widest narrowing linear layer is {_join(block_name, guess[0])!r} ({guess[2]} inputs)"
              if guess else "it has no narrowing linear layer")
-    if candidates:
-        found = f"several linear layers qualify: {[_join(block_name, c[0]) for c in candidates]}"
     raise ModelError(
         f"Could not verify the MLP of block {block_name!r} ({type(block).__name__}) of {type(model).__name__}: "
-        f"{found}, but the config declares an MLP width of {described}, and no single linear layer outside "
+        f"{found}, but the config declares an MLP width of {described}, and no linear layer outside "
         f"attention (or a state-space mixer: a Mamba block has no MLP) both takes that many inputs and returns the "
         f"hidden size ({hidden}), nor are there fused experts{_experts_in_mixers(model)}. "
         "Pass `module_pattern`, a regex matching the MLP down projections (e.g. r'layers\\.\\d+\\.mlp\\.down_proj'), "
         "or use site='residual'."
     )
+
+
+def _refuse_several_down_projections(model: nn.Module, block: nn.Module, block_name: str,
+                                     candidates: list[tuple[str, nn.Module, int]], described: str,
+                                     hidden: int | None) -> None:
+    """Refuse a block where several linear layers outside attention take the declared MLP width to the hidden size
+    (BERT's ``intermediate.dense`` and ``output.dense`` where ``intermediate_size == hidden_size``) and their names
+    do not settle which is the down projection: the patterns naming each, in every block."""
+    names = [_join(block_name, c[0]) for c in candidates]
+    blocks_name, _, index = block_name.rpartition(".")
+    patterns = ", ".join(f"r'{_every_block(name, blocks_name, int(index))}'" for name in names)
+    same = " (as wide as the hidden size, so its up projection has the down projection's shape)" if all(
+        c[2] == hidden for c in candidates) else ""
+    raise ModelError(
+        f"Could not tell the MLP down projection of block {block_name!r} ({type(block).__name__}) of "
+        f"{type(model).__name__}: the config declares an MLP width of {described}{same}, and {len(names)} linear "
+        f"layers outside attention take that many inputs to the hidden size ({hidden}): {names}; neither their shape "
+        "nor their names say which one's input is the MLP's intermediate activation. Pass `module_pattern` naming the "
+        f"down projection, one of {patterns}, or use site='residual'.")
 
 
 def _experts_in_mixers(model: nn.Module) -> str:

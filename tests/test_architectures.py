@@ -487,6 +487,43 @@ def test_an_undeclared_shared_mlp_as_wide_as_the_hidden_size_is_numbered():
                                                                  feature_types=FEATURES))
 
 
+@pytest.mark.parametrize("family, width, down", [("gpt2", "n_inner", "mlp.c_proj"),
+                                                   ("llama", "intermediate_size", "mlp.down_proj")])
+def test_an_mlp_as_wide_as_the_hidden_size_is_found_by_its_names(family, width, down):
+    """Helper 310: where the MLP is as wide as the hidden size (32), its up (and gate) projections map 32 to 32 as its
+    down projection does, and GPT-2 (`n_inner=32`) and Llama (`intermediate_size=32`) were refused with "several
+    linear layers qualify ... and no single linear layer ... qualifies". The one named as a down projection beside
+    input projections in the same MLP is taken, as for shared experts: exact against the reference."""
+    torch.manual_seed(0)
+    model = getattr(tf, FAMILIES[family][2])(config_of(family, **{width: HIDDEN})).eval()
+    blocks = model.h if family == "gpt2" else model.layers
+    assert [s.module for s in find_sites(model)] == [block.get_submodule(down) for block in blocks]
+    tokenizer = tokenizer_of(family)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == HIDDEN
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
+
+
+def test_a_bert_mlp_as_wide_as_the_hidden_size_is_refused_with_one_pattern_per_candidate():
+    """Helper 310: BERT's `intermediate.dense` and `output.dense` both map 32 to 32 where `intermediate_size=32`, and
+    their names do not say which is the down projection. The refusal said "several linear layers qualify: [...]"
+    and, in the same sentence, "no single linear layer ... both takes that many inputs and returns the hidden size".
+    It now names the cause and a pattern for each candidate; the down projection's is exact against the reference."""
+    torch.manual_seed(0)
+    model = tf.BertModel(config_of("bert", intermediate_size=HIDDEN)).eval()
+    with pytest.raises(ModelError) as refused:
+        find_sites(model)
+    message = str(refused.value)
+    assert "no single linear layer" not in message and "as wide as the hidden size" in message
+    down = r"encoder\.layer\.\d+\.output\.dense$"
+    assert f"r'{down}'" in message and r"r'encoder\.layer\.\d+\.intermediate\.dense$'" in message
+    tokenizer = tokenizer_of("bert")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, module_pattern=down)
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
+
+
 def test_a_projection_out_of_the_experts_space_is_no_shared_expert():
     """Helper 102: Muse Spark's experts work in a space of their own (`pre_expert_proj` in, `post_expert_proj`, 64
     to 32, out); the projection out, applied to the experts' weighted sum, was numbered as 4 shared experts whose
