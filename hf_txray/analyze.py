@@ -962,6 +962,7 @@ def _record_stream_read(dataset: dict[str, Any], source: StreamingSource, world:
     # whole: every text read was profiled (max_positions may stop a run after its stream was read ahead)
     whole = source.read_hash() if world == 1 and num_counted == source.num_read else None
     dataset.update(streaming=True, text_column=source.text_column, texts_hash=whole,
+                   texts_multiset_hash=source.read_multiset_hash() if whole else None,
                    num_texts=source.num_read if whole else num_counted)
     if dataset["kind"] == "in-memory":
         dataset["content_hash"] = whole

@@ -1,4 +1,5 @@
-"""Content hashes: of a file's bytes (remembered by the file's stamp) and of a corpus's texts, in order.
+"""Content hashes: of a file's bytes (remembered by the file's stamp) and of a corpus's texts, in order (and in any
+order, :func:`texts_multiset_hash`).
 
 What a profile's provenance records (:mod:`hf_txray.provenance`: data and model files, ``texts_hash``) and what keys
 the tag cache (:mod:`hf_txray.features.annotation`: the texts and the spaCy pipeline's files). A text is hashed as
@@ -73,6 +74,32 @@ def texts_hash(dataset: Any, column: str) -> str:
     for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
         update_texts_digest(digest, chunk[column].to_pylist())
     return "sha256:" + digest.hexdigest()
+
+
+def add_texts_sum(total: int, texts: Sequence[str]) -> int:
+    """`total` plus the sha256 of each of `texts` (hashed alone, as :func:`update_texts_digest` writes it), modulo
+    2**256: the running sum of :func:`texts_multiset_hash`, which a stream adds bucket by bucket."""
+    for text in texts:
+        digest = hashlib.sha256()
+        update_texts_digest(digest, [text])
+        total = (total + int.from_bytes(digest.digest(), "little")) % (1 << 256)
+    return total
+
+
+def texts_sum_hash(total: int) -> str:
+    """The :func:`texts_multiset_hash` string of a sum from :func:`add_texts_sum`."""
+    return "sha256-sum:" + total.to_bytes(32, "little").hex()
+
+
+def texts_multiset_hash(dataset: Any, column: str) -> str:
+    """The hash of the texts of `column` of a ``datasets.Dataset`` in any order: the sum of each text's sha256,
+    modulo 2**256 (a copy of a text counts again). The same texts shuffled give the same hash, where
+    :func:`texts_hash`, in order, differs: what :func:`hf_txray.compare` reads to tell the same corpus, whose
+    split halves are drawn from each text's content (:func:`text_halves`), whatever its position."""
+    total = 0
+    for chunk in dataset.with_format("arrow").iter(batch_size=10_000):
+        total = add_texts_sum(total, chunk[column].to_pylist())
+    return texts_sum_hash(total)
 
 
 def text_hashes(texts: Sequence[str]) -> np.ndarray:

@@ -1896,13 +1896,14 @@ def describe_loaded(source, corpus, column: str, num_samples: int | None):
     import datasets
 
     from .provenance import names_embedded
-    from .hashes import texts_hash
+    from .hashes import texts_hash, texts_multiset_hash
 
     source.text_column, source.num_samples = column, num_samples
     source.fingerprint = getattr(corpus, "_fingerprint", None)
     if isinstance(corpus, datasets.Dataset):  # a stream is hashed as the run reads it (StreamingSource.read_hash)
         try:
             source.num_texts, source.texts_hash = len(corpus), texts_hash(corpus, column)
+            source.texts_multiset_hash = texts_multiset_hash(corpus, column)
         except UnicodeDecodeError as err:  # pyarrow's JSON reader takes invalid UTF-8 into a string column
             raise _not_utf8(corpus, column, source.id, err,
                             source.data_files if source.kind == "local" else None) from err

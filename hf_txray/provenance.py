@@ -457,6 +457,8 @@ class DatasetSource:
             among the dataset's columns, not passed (``False`` for a list of strings: it has no columns).
         texts_hash (`str`, *optional*): :func:`texts_hash` of the texts profiled; for a stream, only when one process
             read it from its start to its end, not resumed (a local file is pinned by `content_hash` all the same).
+        texts_multiset_hash (`str`, *optional*): :func:`~hf_txray.hashes.texts_multiset_hash` of the texts profiled,
+            in any order (when `texts_hash` is recorded; None in records written before this field).
         streaming (`bool`, defaults to `False`): the texts were read as a stream (``streaming=True``, an
             ``IterableDataset`` or a generator); :func:`hf_txray.reproduce` streams a local file again.
         embedded (`bool`, *optional*): for a ``datasets.Dataset`` named like an embedded corpus of
@@ -478,6 +480,7 @@ class DatasetSource:
     num_samples: int | None = None
     num_texts: int = 0
     texts_hash: str | None = None
+    texts_multiset_hash: str | None = None
     streaming: bool = False
     embedded: bool | None = None
     fingerprint: str | None = field(default=None, repr=False, compare=False)  # in-process cache key, not recorded

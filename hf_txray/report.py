@@ -43,8 +43,8 @@ from .architectures import expert_numbering
 from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
-from .profile import (USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab, tokenizer_difference,
-                      user_feature_differences)
+from .profile import (SPLIT_BY_TEXT, USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab,
+                      tokenizer_difference, user_feature_differences)
 from .tables import percent
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
@@ -618,17 +618,18 @@ def _check_same_experts(a: Profile, b: Profile) -> None:
 
 
 def _same_corpus(a: Profile, b: Profile) -> bool:
-    """Whether two profiles read the same texts: by the hashes of the texts they read when both have one, else by
-    their dataset fingerprints; warns when that cannot be told (one side or both merged from parts, the same number of
+    """Whether two profiles read the same texts: by the hashes of the texts they read when both have one (in any
+    order where both split their halves by each text's content: :func:`_same_texts_reordered`), else by their
+    dataset fingerprints; warns when that cannot be told (one side or both merged from parts, the same number of
     texts, and no sign of other texts in their positions: :func:`_read_other_texts`)."""
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
-    # the hash of the texts read, in order, decides: a Trainer's probe and analyze of the same texts may differ in
+    # the hash of the texts read decides: a Trainer's probe and analyze of the same texts may differ in
     # fingerprint only (another select of the same rows), and two datasets may share a fingerprint with other texts
     # (a `map` that reads a file outside its function: helper 165)
     ha, hb = (((p.meta.provenance or {}).get("dataset") or {}).get("texts_hash") for p in (a, b))
     merged = "+" in (fa or "") or "+" in (fb or "")  # a profile merged from parts: the hash of one part, or none
     if ha and hb and not merged:
-        return ha == hb and a.meta.num_examples == b.meta.num_examples
+        return a.meta.num_examples == b.meta.num_examples and (ha == hb or _same_texts_reordered(a, b))
     if a.meta.num_examples == b.meta.num_examples and ((fa and fa == fb) or (ha and ha == hb)):
         return True  # max_positions may stop one early
     # either side merged (both: the same texts split into other parts have other fingerprints, "a+b" vs "c+d")
@@ -637,9 +638,19 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} have as many texts ({a.meta.num_examples}) but {which} merged from "
             "parts, so hf_txray cannot tell whether they are the same texts: compared as different corpora. If they "
-            "are the same texts in the same order, pass compare(..., same_corpus=True) (hf-txray compare "
-            "--same-corpus): the noise figures then pair like halves.", UserWarning, stacklevel=3)
+            "are the same texts (in any order: each text's half is drawn from its content), pass "
+            "compare(..., same_corpus=True) (hf-txray compare --same-corpus): the noise figures then pair like "
+            "halves.", UserWarning, stacklevel=3)
     return False
+
+
+def _same_texts_reordered(a: Profile, b: Profile) -> bool:
+    """Whether two profiles read the same texts in another order: the same
+    :func:`~hf_txray.hashes.texts_multiset_hash`, and both split their halves by each text's content
+    (:data:`~hf_txray.profile.SPLIT_BY_TEXT`), so that a text lies in the same half in both and like halves hold the
+    same texts. Halves split by example id parity hold other texts once the order differs: never reordered then."""
+    sa, sb = (((p.meta.provenance or {}).get("dataset") or {}).get("texts_multiset_hash") for p in (a, b))
+    return bool(sa) and sa == sb and a.meta.split_halves == b.meta.split_halves == SPLIT_BY_TEXT
 
 
 def _read_other_texts(a: Profile, b: Profile) -> bool:
@@ -760,11 +771,14 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         num_resamples (`int`, *optional*): deprecated (the test no longer resamples): 0 means ``test=False``, any
             other value is ignored with a `FutureWarning`.
         seed (`int`, *optional*): deprecated and ignored (the test is deterministic).
-        same_corpus (`bool`, *optional*): whether both stages profiled the same texts in the same order (a model
-            before and after fine-tuning on one probe): the noise figures then pair like halves (odd with odd).
-            Detected when None: equal dataset fingerprints. A profile merged from parts (fingerprint ``"a+b"``)
-            cannot be matched to one profile of the whole corpus, nor to a merge split otherwise: pass True (a warning says so when the example
-            counts agree, unless the stages' positions or corpus counts show other texts).
+        same_corpus (`bool`, *optional*): whether both stages profiled the same texts (a model before and after
+            fine-tuning on one probe; in any order, since each text's half is drawn from its content, except in
+            profiles split by example id, ``meta.split_halves == "example_id"``): the noise figures then pair like
+            halves (odd with odd). Detected when None: the same hash of the texts read, in order or, for profiles
+            split by content, in any order (``texts_multiset_hash``); else equal dataset fingerprints. A profile
+            merged from parts (fingerprint ``"a+b"``) cannot be matched to one profile of the whole corpus, nor to a
+            merge split otherwise: pass True (a warning says so when the example counts agree, unless the stages'
+            positions or corpus counts show other texts).
 
     Returns:
         :class:`TransferReport`.

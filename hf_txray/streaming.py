@@ -172,6 +172,7 @@ class StreamingSource:
         self._texts: dict[int, str] = {}
         self.num_read = 0  # texts read in this run
         self._digest: Any = hashlib.sha256()  # of the texts read from the stream's start
+        self._sum = 0  # of the texts read from the stream's start, in any order (hashes.add_texts_sum)
         self._read_to_end = False
         self._resumed = False
         self._head: list[str] = []  # this process's first texts as read before the run (expect_head, head_hash)
@@ -259,7 +260,7 @@ class StreamingSource:
             f"holds the rows up to its last save). {fix}, or stop before it with num_samples (CLI: --num-samples).")
 
     def _bucket(self, texts: list[str], done: int, index: int) -> Bucket:
-        from .hashes import update_texts_digest
+        from .hashes import add_texts_sum, update_texts_digest
 
         self._check_numbers(texts)
 
@@ -267,6 +268,7 @@ class StreamingSource:
         self._texts.update(zip(ids.tolist(), texts))
         self.num_read += len(texts)
         update_texts_digest(self._digest, texts)
+        self._sum = add_texts_sum(self._sum, texts)
         state = {"processed": done + len(texts), "bucket": index,
                  "dataset": copy.deepcopy(self.corpus.state_dict())}
         return Bucket(list(texts), ids, None, state)
@@ -354,6 +356,13 @@ class StreamingSource:
         if not self._read_to_end or self._resumed:
             return None
         return "sha256:" + self._digest.hexdigest()
+
+    def read_multiset_hash(self) -> str | None:
+        """The :func:`~hf_txray.hashes.texts_multiset_hash` of this process's whole stream, when
+        :meth:`read_hash` gives its texts hash; None otherwise."""
+        from .hashes import texts_sum_hash
+
+        return texts_sum_hash(self._sum) if self.read_hash() is not None else None
 
     def pipeline(self) -> str:
         """The stream's processing steps (``datasets``' iterables, innermost first, e.g. ``ArrowExamplesIterable >

@@ -96,7 +96,9 @@ def _as_read_whole(resumed, whole):
     record, expected = resumed.meta.provenance["dataset"], whole.meta.provenance["dataset"]
     assert record["texts_hash"] is None and expected["texts_hash"] is not None
     assert record["num_texts"] == expected["num_texts"] == len(TEXTS)
-    record.update(texts_hash=expected["texts_hash"], content_hash=expected.get("content_hash"))
+    assert record["texts_multiset_hash"] is None and expected["texts_multiset_hash"] is not None
+    record.update(texts_hash=expected["texts_hash"], texts_multiset_hash=expected["texts_multiset_hash"],
+                  content_hash=expected.get("content_hash"))
     return resumed
 
 

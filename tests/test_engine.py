@@ -1320,8 +1320,10 @@ def test_a_stream_stopped_by_max_positions_records_no_texts_hash(jsonl):
     stopped = analyze(texts=stream(), max_positions=5)
     record = stopped.meta.provenance["dataset"]
     assert record["texts_hash"] is None and record["num_texts"] == stopped.meta.num_examples < len(SAMPLE_TEXTS)
+    assert record["texts_multiset_hash"] is None
     whole = analyze(texts=stream()).meta.provenance["dataset"]
     assert whole["texts_hash"] is not None and whole["num_texts"] == len(SAMPLE_TEXTS)
+    assert whole["texts_multiset_hash"] is not None
 
 
 def test_an_autocast_context_around_analyze_is_turned_off_and_reported(caplog):

@@ -730,7 +730,8 @@ def test_same_corpus_compares_the_same_halves():
     assert hf_txray.compare(profile, other).meta.same_corpus  # the same texts by their hash
     # helper 165: a dataset whose fingerprint stayed while its texts changed (a map reading a file): not the same
     changed = copy.deepcopy(profile)
-    dataset = dict(profile.meta.provenance["dataset"], texts_hash="sha256:" + "0" * 64)
+    dataset = dict(profile.meta.provenance["dataset"], texts_hash="sha256:" + "0" * 64,
+                   texts_multiset_hash="sha256-sum:" + "0" * 64)  # other texts: in order and in any order
     changed.meta = dataclasses.replace(profile.meta, provenance={**profile.meta.provenance, "dataset": dataset})
     assert changed.meta.dataset_fingerprint == profile.meta.dataset_fingerprint
     assert not hf_txray.compare(profile, changed).meta.same_corpus
@@ -757,6 +758,28 @@ def test_a_merged_profile_against_the_whole_corpus_pairs_like_halves_when_told()
     for bad in (dict(same_corpus="yes"), dict(alpha="0.1"), dict(alpha=True), dict(num_resamples=True)):
         with pytest.raises(hf_txray.ConfigurationError, match=next(iter(bad))):
             hf_txray.compare(whole, merged, **bad)
+
+
+def test_the_same_texts_shuffled_are_the_same_corpus():
+    """Helper 310: the same texts in another order were compared as other corpora (the texts' hash is in order), so
+    the half-size figures crossed the halves: matched_hellinger_pos 0.832 (matched share lost 0.138) for a profile
+    against itself reversed, where like halves give 0. A text's half is drawn from its content, so like halves hold the same texts in any
+    order: the texts' hash in any order (`texts_multiset_hash`) tells them, in memory and streamed; halves split by
+    example id hold other texts once shuffled, and stay other corpora."""
+    profile = engine("gpt2")
+    shuffled = engine("gpt2", texts=tuple(reversed(TEXTS)))
+    reordered = hf_txray.compare(profile, shuffled)
+    assert reordered.meta.same_corpus
+    assert reordered.summary()["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
+    model, tokenizer = tiny("gpt2")
+    streamed = hf_txray.analyze(model, (t for t in reversed(TEXTS)), tokenizer=tokenizer, features=FEATURES,
+                                batch_size=3, skip_first_positions=0, max_examples_per_neuron=2, show_progress=False)
+    assert hf_txray.compare(profile, streamed).meta.same_corpus
+    assert not hf_txray.compare(profile, engine("gpt2", texts=tuple(TEXTS[:-1]) + ("the end !",))).meta.same_corpus
+    by_id = [copy.deepcopy(p) for p in (profile, shuffled)]
+    for p in by_id:
+        p.meta = dataclasses.replace(p.meta, split_halves="example_id")
+    assert not hf_txray.compare(*by_id).meta.same_corpus
 
 
 def test_a_merged_profile_of_other_texts_of_the_same_count_is_compared_without_a_same_corpus_warning():
