@@ -616,11 +616,17 @@ def test_remove_classifier_reloads_with_its_head(tmp_path):
         prune(model, wide, "lost", 1)  # the report describes 48 neurons, the model now has 46
 
 
-def test_remove_below_hidden_size_warns():
+def test_remove_below_hidden_size_is_still_found():
+    """It warned that the search would not find the MLP again (helper 310: it does; see
+    test_a_removal_warns_that_the_site_search_fails_only_where_it_does)."""
+    from hf_txray.sites import find_sites
+
     model, _ = tiny("gpt2")  # 40 neurons, hidden size 32
-    with pytest.warns(UserWarning, match="module_pattern"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         prune(model, None, "random", 10, mode="remove")
-    assert model.config.n_inner == 30
+    assert model.config.n_inner == 30 and not [w for w in caught if "module_pattern" in str(w.message)]
+    assert [s.name for s in find_sites(model)] == ["h.0.mlp.c_proj", "h.1.mlp.c_proj"]
 
 
 def test_remove_refuses_an_offloaded_model_and_mask_works_on_it(tmp_path):
@@ -1862,3 +1868,27 @@ def test_plan_names_tell_a_fraction_of_one_from_one_neuron():
 
     names = [PruningPlan(strategy="random", amount=amount, seed=0).name for amount in (1, 1.0, 0.1, 5)]
     assert names == ["random@1/seed=0", "random@1.0/seed=0", "random@0.1/seed=0", "random@5/seed=0"]
+
+
+@pytest.mark.parametrize("kind, keep, unfound", [("llama", 22, False), ("gpt2", 22, False), ("bert", 22, False),
+                                                 ("llama", 32, False), ("bert", 32, True)])
+def test_a_removal_warns_that_the_site_search_fails_only_where_it_does(kind, keep, unfound):
+    """Helper 310: mode="remove" down to the hidden size (32) or narrower warned that the automatic site search "no
+    longer finds its down projections, so profiling or pruning it again needs `module_pattern`". A narrower MLP is
+    found (its up projection does not return the hidden size), and one as wide is found by its layers' names
+    (Llama's down_proj); only BERT's, whose `intermediate.dense` and `output.dense` both map 32 to 32, is not."""
+    from hf_txray.sites import find_sites
+
+    model, _ = tiny(kind)
+    width = next(iter(hf_txray.pruning.mlp_sites(model).widths.values()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prune(model, None, {0: list(range(width - keep)), 1: list(range(width - keep))}, mode="remove")
+    said = [str(w.message) for w in caught if "After removal" in str(w.message)]
+    assert bool(said) == unfound
+    if unfound:
+        assert "Could not tell the MLP down projection" in said[0]
+        with pytest.raises(ModelError, match="Could not tell the MLP down projection"):
+            find_sites(model)
+    else:
+        assert [s.width for s in find_sites(model)] == [keep, keep]

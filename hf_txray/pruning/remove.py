@@ -149,7 +149,23 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
         # the neurons are renumbered 0..width-common-1: say which original neuron each one is, so that its profiles
         # say so and compare refuses to match them by number with the unpruned model's (a second removal composes)
         setattr(model.config, PRUNED_ATTRIBUTE, _removal_record(pruning_record(model), sites, chosen, common, width))
+    if common:
+        _warn_unfound(model, width - common)
     return model
+
+
+def _warn_unfound(model: nn.Module, new_width: int) -> None:
+    """Warn when the automatic site search no longer finds the MLP of the model left by a removal: an MLP as wide as
+    the hidden size, whose up projection has the down projection's shape, where names do not say which is which
+    (BERT's ``intermediate.dense`` and ``output.dense``). A narrower MLP is found: its up projection does not return
+    the hidden size."""
+    try:
+        mlp_sites(model)
+    except ModelError as err:
+        warnings.warn(
+            f"After removal the MLP is {new_width} wide: the model works and saves, but hf_txray's automatic site "
+            f"search no longer finds its down projections, so profiling or pruning it again needs `module_pattern` "
+            f"({err})", UserWarning, stacklevel=4)
 
 
 def _removal_record(previous: dict[str, Any] | None, layers: Any, chosen: dict[int, list[int]], common: int,
@@ -225,13 +241,6 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
         raise ConfigurationError("mode='remove' cannot remove every neuron of a layer; prune fewer.")
     config = getattr(model, "config", None)
     attribute = _intermediate_attribute(config, width) if config is not None else None
-    hidden = getattr(config, "hidden_size", None) if config is not None else None
-    if warn and hidden and common and width - common <= hidden:
-        warnings.warn(
-            f"After removal the MLP is {width - common} wide, not wider than the hidden size {hidden}: the model "
-            "works and saves, but hf_txray's automatic site search (the widest linear layer that narrows) no longer "
-            "finds its down projections, so profiling or pruning it again needs `module_pattern`.", UserWarning,
-            stacklevel=4)
     earlier = pruning_record(model)
     stale = [layer for layer in sites if earlier and len((earlier.get("kept") or {}).get(str(layer), ())) != width]
     if stale:  # the record would name the wrong original neurons after this removal
