@@ -31,6 +31,12 @@ class UnreadExpertsError(ModelError):
     dense MLP blocks that pruning and ablation can edit."""
 
 
+class BlocksNotFoundError(ModelError):
+    """The automatic search found no stack of identical blocks (a hybrid stack, Jamba's or Zamba2's): a
+    `module_pattern` still profiles it, but pruning, masking and ablation, which edit the sites that search finds,
+    cannot act on it."""
+
+
 class IncompatibleProfilesError(TXRayError, ValueError):
     """Two profiles cannot be compared or merged (different layers, neuron counts or feature types)."""
 

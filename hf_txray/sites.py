@@ -28,7 +28,7 @@ from torch import nn
 
 from .architectures import (KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths,
                             hidden_size, named_down_projection)
-from .errors import ConfigurationError, ModelError, UnreadExpertsError
+from .errors import BlocksNotFoundError, ConfigurationError, ModelError, UnreadExpertsError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
 from .options import SITES, STACKS, parse_layers, refuse_same_block
@@ -266,7 +266,7 @@ def find_blocks(model: nn.Module, mixed: bool = False,
             f"r'{re.escape(unread[1])}\\.\\d+$' (where the model calls its blocks: SqueezeBERT calls their forward "
             "method directly, past any hook, and cannot be profiled).")
     if best is None:
-        raise ModelError(
+        raise BlocksNotFoundError(
             f"Could not find the transformer blocks of {type(model).__name__} (no nn.ModuleList of identical "
             "blocks; a hybrid stack of blocks of several classes, as Jamba's or Zamba2's, is not searched). Pass "
             f"`module_pattern`, a regex matching the modules to hook, e.g. {example}.")

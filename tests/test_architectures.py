@@ -1867,6 +1867,28 @@ def test_a_hybrid_stack_numbers_pattern_matches_by_their_block():
         find_sites(model, "residual")
 
 
+def test_pruning_a_hybrid_stack_is_refused_without_advice_it_cannot_take():
+    """Helper 309: pruning, masking or ablating Jamba (a hybrid stack, profiled with a `module_pattern`) was refused
+    with the automatic search's advice, "Pass `module_pattern`": `prune`, `masked` and `ablation_curve` take
+    none, and edit only the sites that search finds. The refusal names that instead."""
+    config = tf.JambaConfig(
+        vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, expert_layer_period=2, expert_layer_offset=1,
+        attn_layer_period=2, attn_layer_offset=1, mamba_d_state=4, mamba_dt_rank=4, bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model, tokenizer = tf.JambaModel(config).eval(), bpe_tokenizer()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
+                               max_examples_per_neuron=0, module_pattern=r"layers\.\d+\.feed_forward\.down_proj$")
+    assert profile.layers == [0]  # profiled: the dense MLP of block 0
+    refusal = r"not possible on JambaModel: .*automatic search finds.*not pruned, masked or ablated\.$"
+    for source in ({"strategy": {0: [1, 2]}}, {"report_or_profile": profile, "strategy": "low_mass", "amount": 3}):
+        with pytest.raises(ModelError, match=refusal) as refused:
+            hf_txray.prune(copy.deepcopy(model), **source)
+        assert "Pass `module_pattern`" not in str(refused.value)
+    with pytest.raises(ModelError, match=refusal), hf_txray.masked(model, {0: [1]}):
+        pass
+
+
 def _with_layer_types(config, layer_types):
     other = copy.deepcopy(config)
     other.layer_types = layer_types

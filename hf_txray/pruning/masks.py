@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from torch import nn
 
 from ..architectures import neuron_architecture
-from ..errors import ConfigurationError, ModelError
+from ..errors import BlocksNotFoundError, ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
 from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..provenance import PRUNED_ATTRIBUTE, pruning_fingerprint, pruning_record
@@ -143,7 +143,16 @@ def mlp_sites(model: nn.Module, what: str = "Pruning or ablating neurons") -> Ml
     """The model's dense MLP sites by layer (:class:`MlpSites`: the dense blocks of a model that mixes them with
     mixture-of-experts blocks, or with blocks hf_txray cannot read); refuses a model without a dense block (nothing
     per unit to mask)."""
-    found, unreadable = readable_sites(model, "mlp")
+    try:
+        found, unreadable = readable_sites(model, "mlp")
+    except BlocksNotFoundError as err:
+        # its advice (pass `module_pattern`) is analyze's: these functions take no pattern and edit only the sites
+        # the automatic search finds
+        raise ModelError(
+            f"{what} is not possible on {type(model).__name__}: it edits the MLP sites that hf_txray's automatic "
+            "search finds, and that search finds no stack of identical transformer blocks (a hybrid stack of blocks "
+            "of several classes, as Jamba's or Zamba2's, is not searched). A `module_pattern` profile of such a "
+            "model can be analyzed and compared, but not pruned, masked or ablated.") from err
     sites = MlpSites(found, unreadable)
     if not sites:
         require_dense(found, what)
