@@ -507,7 +507,7 @@ def _add_demo(sub) -> None:
                                    "snapshot is the zero-shot profile, its last the fine-tuned one), profile it on "
                                    "Penn Treebank at the same size, and write the three transfer reports and a "
                                    "Hub-ready results folder under --out (5 to 25 minutes on 2 CPU cores; --quick: "
-                                   "two to ten minutes).")
+                                   "2 to 15 minutes).")
     p.add_argument("--out", default="results/demo", help="Folder for the profiles, reports and export.")
     p.add_argument("--quick", action="store_true", help="Smaller corpora, for a fast check.")
     p.set_defaults(handler=_cmd_demo)

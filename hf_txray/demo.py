@@ -30,7 +30,7 @@ from .tables import shell_command
 
 FEATURES = ("token", "word", "pos")
 # Wall time of the whole demo on this project's 2-core CPU machine (README, "Two commands").
-DURATION = {"full": "5 to 25 minutes, by the cores' load", "quick": "two to ten minutes, by the cores' load"}
+DURATION = {"full": "5 to 25 minutes, by the cores' load", "quick": "2 to 15 minutes, by the cores' load"}
 
 
 def _write_corpus(dataset, path: Path) -> str:

@@ -1647,6 +1647,26 @@ def test_readme_options_table_is_the_declaration():
     assert options_markdown(exclude=("checkpoint_dir", "show_progress")) in readme
 
 
+def test_readme_and_help_state_the_demo_durations_the_demo_prints(capsys):
+    """Helper 311: the demo printed "two to ten minutes" for --quick, the README said "two to ten minutes" (beside a
+    measured 11 min) in one place and "one to three minutes" in another. Every duration stated for the demo, in the
+    README and in `hf-txray demo --help`, is now the one `hf_txray.demo.DURATION` prints."""
+
+    from hf_txray.demo import DURATION
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    stated = {kind: text.split(",")[0] for kind, text in DURATION.items()}  # "5 to 25 minutes", "2 to 15 minutes"
+    pattern = r"(?:\d+|one|two|three|four|five|ten)\s+to\s+(?:\d+|two|three|five|ten|fifteen|twenty)\s+minutes"
+    for match in re.finditer(r"(make demo`|hf-txray demo --quick`)[^.]{0,80}?(" + pattern + ")", readme):
+        kind = "full" if match.group(1) == "make demo`" else "quick"
+        assert " ".join(match.group(2).split()) == stated[kind], match.group(0)
+    assert all(text in readme for text in stated.values())
+    with pytest.raises(SystemExit):
+        cli_main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert stated["full"] in help_text and f"--quick: {stated['quick']}" in help_text
+
+
 def test_help_states_each_default_once_and_as_it_is(capsys):
     """`hf-txray analyze --help` said `--stack ... 'encoder' (the default) ... (default: none)`: a None resolved at run
     time showed as "none". Each option now states its default once, from the declaration (`default_text` where None
