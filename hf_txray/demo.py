@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,10 +173,24 @@ def next_steps(out: Path) -> str:
     """The demo's closing hint: the commands that show, browse, share and recheck its results in `out`, each quoted
     (``tables.shell_command``): a ``--out`` path holding a space or a quote printed ``hf-txray view my demo/hub``,
     which pasted as another command."""
-    return (f"Summarise them again with: {shell_command('hf-txray', 'show', f'{out}/reports')}; browse them with: "
-            f"{shell_command('hf-txray', 'view', f'{out}/hub')}; share them with: "
-            f"{shell_command('hf-txray', 'push', 'USER/REPO', f'{out}/hub')}; recompute and check them "
-            f"with: {shell_command('hf-txray', 'reproduce', f'{out}/hub')}")
+    cli = cli_name()
+    return (f"Summarise them again with: {shell_command(cli, 'show', f'{out}/reports')}; browse them with: "
+            f"{shell_command(cli, 'view', f'{out}/hub')}; share them with: "
+            f"{shell_command(cli, 'push', 'USER/REPO', f'{out}/hub')}; recompute and check them "
+            f"with: {shell_command(cli, 'reproduce', f'{out}/hub')}")
+
+
+def cli_name() -> str:
+    """How the user's shell runs this installation's ``hf-txray``: the bare name where ``PATH`` finds it, else its
+    path (relative to the working directory when below it). ``make demo`` runs ``.venv/bin/hf-txray`` without
+    activating the venv, so the closing hint's bare ``hf-txray show ...`` was "command not found" in the shell that
+    ran it (or another installation's command)."""
+    here = Path(sys.executable).parent / "hf-txray"  # the venv's bin folder, not the interpreter's symlink target
+    found = shutil.which("hf-txray")
+    if not here.is_file() or (found is not None and Path(found).resolve() == here.resolve()):
+        return "hf-txray"
+    relative = os.path.relpath(here)
+    return str(here) if relative.startswith("..") else relative
 
 
 def _sentences_for(ptb, positions: int, model: str):

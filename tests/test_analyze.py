@@ -1609,14 +1609,41 @@ def test_the_demos_closing_commands_paste_as_the_argv_they_name(tmp_path):
     back, through the shell's own rules, as the argv it names."""
     import shlex
 
-    from hf_txray.demo import next_steps
+    from hf_txray.demo import cli_name, next_steps
 
     out = tmp_path / "my demo's $(x)"
     hint = next_steps(out)
     commands = [part.split(": ", 1)[1] for part in hint.split("; ")]
+    cli = cli_name()
     assert [shlex.split(command) for command in commands] == [
-        ["hf-txray", "show", f"{out}/reports"], ["hf-txray", "view", f"{out}/hub"],
-        ["hf-txray", "push", "USER/REPO", f"{out}/hub"], ["hf-txray", "reproduce", f"{out}/hub"]]
+        [cli, "show", f"{out}/reports"], [cli, "view", f"{out}/hub"],
+        [cli, "push", "USER/REPO", f"{out}/hub"], [cli, "reproduce", f"{out}/hub"]]
+
+
+def test_the_demos_closing_commands_run_in_the_shell_that_ran_make_demo(tmp_path, monkeypatch):
+    """Helper 311: `make demo` runs `.venv/bin/hf-txray demo` without activating the venv, and the demo closed with
+    `hf-txray show results/demo/reports`: "command not found" in the user's shell (or another installation's
+    hf-txray). The hint now names the venv's command by its path unless PATH finds that same command."""
+    import shutil
+
+    from hf_txray.demo import next_steps
+
+    bin_dir = tmp_path / "proj" / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "hf-txray").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path / "proj")
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # the venv is not activated
+    hint = next_steps(Path("results/demo"))
+    assert "with: .venv/bin/hf-txray show results/demo/reports;" in hint
+    assert "with: .venv/bin/hf-txray reproduce results/demo/hub" in hint and " hf-txray " not in hint
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/local/bin/hf-txray")  # another installation's
+    assert ".venv/bin/hf-txray view results/demo/hub" in next_steps(Path("results/demo"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not below the working directory: the absolute path
+    assert f"with: {bin_dir}/hf-txray view results/demo/hub;" in next_steps(Path("results/demo"))
+    monkeypatch.setattr(shutil, "which", lambda name: str(bin_dir / "hf-txray"))  # activated: the bare name
+    assert "with: hf-txray show results/demo/reports;" in next_steps(Path("results/demo"))
 
 
 def test_cli_demo_refuses_a_folder_of_other_files_or_a_saved_artifact_before_any_work(tmp_path, capsys, monkeypatch):
