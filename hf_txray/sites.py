@@ -26,8 +26,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from .architectures import (KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense_block_widths, expected_mlp_widths,
-                            hidden_size, named_down_projection)
+from .architectures import (DOWN_PROJECTION_NAMES, KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense_block_widths,
+                            expected_mlp_widths, hidden_size, named_down_projection)
 from .errors import BlocksNotFoundError, ConfigurationError, ModelError, UnreadExpertsError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
@@ -226,8 +226,7 @@ def other_modality(model: nn.Module) -> list[str]:
             if name and any(getattr(module, "config", None) is sub for sub in subs)]
 
 
-def find_blocks(model: nn.Module, mixed: bool = False,
-                example: str = r"r'layers\.\d+\.mlp\.down_proj'") -> tuple[str, nn.ModuleList]:
+def find_blocks(model: nn.Module, mixed: bool = False, site: str = "mlp") -> tuple[str, nn.ModuleList]:
     """The model's stack of transformer blocks: the ModuleList of same-class modules with the most parameters, among
     those whose modules hold linear layers (MarkupLM's list of 50 xpath embedding tables outweighed a tiny encoder).
     A list inside a member of another list is a part of one block (Zamba2's adapters of its shared transformer,
@@ -239,7 +238,8 @@ def find_blocks(model: nn.Module, mixed: bool = False,
         mixed (`bool`, *optional*, defaults to `False`): take lists of blocks of several classes too (a hybrid
             stack of Mamba and attention blocks): how a `module_pattern`'s matches are numbered; the automatic
             search verifies each block alike and needs one class.
-        example (`str`, *optional*): the `module_pattern` an error suggests (the site's).
+        site (`str`, *optional*, defaults to `"mlp"`): the site whose `module_pattern` an error suggests
+            (:func:`example_pattern`).
     """
     lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m)]
     nested = {id(inner) for _, outer in lists for member in outer for inner in member.modules()
@@ -269,8 +269,29 @@ def find_blocks(model: nn.Module, mixed: bool = False,
         raise BlocksNotFoundError(
             f"Could not find the transformer blocks of {type(model).__name__} (no nn.ModuleList of identical "
             "blocks; a hybrid stack of blocks of several classes, as Jamba's or Zamba2's, is not searched). Pass "
-            f"`module_pattern`, a regex matching the modules to hook, e.g. {example}.")
+            f"`module_pattern`, a regex matching the modules to hook, e.g. {example_pattern(model, site)}.")
     return best[1], best[2]
+
+
+def example_pattern(model: nn.Module, site: str) -> str:
+    """The `module_pattern` suggested for `site` of a model whose blocks the automatic search does not take (a hybrid
+    stack): its list of blocks of several classes numbered ``\\d+``, and for ``"mlp"`` the first linear layer of
+    those blocks named as a down projection outside any token mixer's path (Jamba's ``feed_forward.down_proj``, Zamba2's
+    ``shared_transformer.feed_forward.down_proj``); the generic Llama names where the model has none."""
+    generic = r"r'layers\.\d+$'" if site == "residual" else r"r'layers\.\d+\.mlp\.down_proj'"
+    try:
+        blocks_name, blocks = find_blocks(model, mixed=True)
+    except ModelError:
+        return generic
+    if site == "residual":
+        return f"r'{re.escape(blocks_name)}\\.\\d+$'"
+    for index, block in enumerate(blocks):
+        for name, _, _ in named_linears(block):
+            # by path name only: Zamba2's MLP lies in its `shared_transformer`, of an attention layer's class
+            mixer = any(token in part.lower() for part in name.split(".") for token in TOKEN_MIXER_NAME_PARTS)
+            if name.rpartition(".")[2] in DOWN_PROJECTION_NAMES and not mixer:
+                return f"r'{_every_block(_join(blocks_name, f'{index}.{name}'), blocks_name, index)}'"
+    return generic
 
 
 def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:
@@ -862,8 +883,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
     # quantized); output effects, which read the head, check the whole model
     refuse_dynamic_quantization(getattr(model, "base_model", model), type(model).__name__)
     root_name = _qualified(model, root) if root is not model else ""
-    prefix, blocks = find_blocks(root, example=r"r'layers\.\d+$'" if site == "residual" else
-                                 r"r'layers\.\d+\.mlp\.down_proj'")
+    prefix, blocks = find_blocks(root, site=site)
     prefix = _join(root_name, prefix)
     sites = []
     # an encoder-decoder's stacks may differ in depth: "the model has N layers" named the other one's

@@ -1889,6 +1889,29 @@ def test_pruning_a_hybrid_stack_is_refused_without_advice_it_cannot_take():
         pass
 
 
+def test_a_hybrid_stack_refusal_suggests_the_model_own_down_projections():
+    """Helper 316: the refusal of a hybrid stack suggested r'layers\\.\\d+\\.mlp\\.down_proj', which matches no module of
+    Jamba (its MLPs are `feed_forward`) nor of Zamba2 (`shared_transformer.feed_forward`): following the advice
+    failed again ("matches no module"). It now names the model's own down projections, and the pattern profiles."""
+    jamba = tf.JambaModel(tf.JambaConfig(
+        vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, expert_layer_period=2, expert_layer_offset=1,
+        attn_layer_period=2, attn_layer_offset=1, mamba_d_state=4, mamba_dt_rank=4, bos_token_id=0, eos_token_id=0))
+    zamba2 = tf.Zamba2Model(tf.Zamba2Config(
+        vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, layers_block_type=["mamba", "hybrid"], mamba_d_state=8, mamba_headdim=16,
+        mamba_ngroups=1, n_mamba_heads=4, chunk_size=8, num_mem_blocks=1, use_shared_attention_adapter=False,
+        adapter_rank=4, bos_token_id=None, eos_token_id=None))
+    for model, expected, layers in ((jamba, r"layers\.\d+\.feed_forward\.down_proj$", [0]),
+                                    (zamba2, r"layers\.\d+\.shared_transformer\.feed_forward\.down_proj$", [1])):
+        with pytest.raises(ModelError, match="is not searched") as refused:
+            find_sites(model, "mlp")
+        assert f"e.g. r'{expected}'" in str(refused.value)
+        assert [s.layer for s in find_sites(model, "mlp", module_pattern=expected)] == layers
+        with pytest.raises(ModelError, match=r"e\.g\. r'layers\\\.\\d\+\$'"):
+            find_sites(model, "residual")
+
+
 def _with_layer_types(config, layer_types):
     other = copy.deepcopy(config)
     other.layer_types = layer_types
