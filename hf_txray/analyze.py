@@ -515,8 +515,11 @@ class Profiler:
         workers than there are buckets left, and none for a single bucket, which no worker could overlap with the
         model (a small corpus, such as a Trainer snapshot's, then costs no process start). An in-memory corpus's
         buckets (as cut for workers, without the ramp) are counted from the text lengths, up to the worker count; a
-        stream's are not known."""
-        if self.config.num_workers is not None or source.total is None or self.num_workers == 0:
+        stream's are not known, and it is not read for them: counted so, its first buckets were read and booked
+        twice (a stream cut by ``num_samples`` has a total), losing its texts hash and counting its CSV cells twice in
+        the numbers check (helper 313)."""
+        if (self.config.num_workers is not None or not isinstance(source, InMemorySource) or source.total is None
+                or self.num_workers == 0):
             return self.num_workers
         plan = dataclasses.replace(self.bucket_plan(checkpoint_every, self.num_workers), ramp=False)
         buckets = sum(1 for _ in itertools.islice(source.buckets(plan, resume_state), self.num_workers))

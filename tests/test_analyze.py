@@ -1929,6 +1929,27 @@ def test_a_streamed_csv_column_cut_by_max_positions_is_judged_on_its_head_whatev
             checkpoint_dir=str(tmp_path / "checkpoints-numbers"))
 
 
+def test_a_stream_cut_by_num_samples_is_not_read_twice_to_choose_the_worker_count(tmp_path, monkeypatch):
+    """Helper 313: with the accelerator's default worker count (num_workers=None, 2 here), a stream cut by
+    num_samples (its length known) had its first buckets read and booked before the run to count them (the count is
+    for in-memory corpora, a stream's buckets are not known): its texts_hash was lost (None; inline it is recorded)
+    and its CSV numbers check counted those cells twice, so 70 numbers then texts were refused as "numbers alone",
+    a file read in memory, and streamed inline."""
+    analyze_module = importlib.import_module("hf_txray.analyze")
+    default = analyze_module.resolve_num_workers
+    path = tmp_path / "numbers-then-texts.csv"
+    texts = [str(1000 + i) for i in range(70)] + [f"the cat sat on mat number {i} ." for i in range(100)]
+    pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    inline = run(texts=str(path), streaming=True, num_samples=150, batch_size=4)
+    monkeypatch.setattr(analyze_module, "resolve_num_workers",
+                        lambda requested, device_type: 2 if requested is None else default(requested, device_type))
+    workers = run(texts=str(path), streaming=True, num_samples=150, batch_size=4)
+    assert workers.meta.num_examples == inline.meta.num_examples == 150
+    hashed = inline.meta.provenance["dataset"]["texts_hash"]
+    assert hashed is not None and workers.meta.provenance["dataset"]["texts_hash"] == hashed
+    assert_same_credit(workers, inline)
+
+
 def test_a_csv_header_that_repeats_a_column_is_refused_naming_the_file(tmp_path):
     """Helper 170: a header `text,text` (or `id,text,text`) was read with pandas' renaming (`text.1`): one of the two
     columns was profiled as the texts without a word, the other dropped."""
