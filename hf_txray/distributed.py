@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -70,15 +71,30 @@ def _warn_if_launched_alone() -> None:
 
     Without a GPU (or with ``--cpu``) and without MPI, Accelerate's launcher runs ``--num_processes N`` as one plain
     process, which it gives a rendezvous address (``MASTER_ADDR``, set only for N > 1) and no process count: the run
-    is right, but N times slower than asked, without a word.
+    is right, but N times slower than asked, without a word. A ``MASTER_ADDR`` the launcher only passed on (a
+    cluster's, in its own environment) says nothing of N: ``accelerate launch --num_processes 1`` under one was told
+    "started this process alone" (helper 313).
     """
-    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ:  # accelerate's one-process launcher, N > 1
+    # accelerate's one-process launcher (it sets ACCELERATE_USE_CPU always), which set MASTER_ADDR: N > 1
+    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and not _inherited("MASTER_ADDR"):
         logger.warning(
             "accelerate launch started this process alone (without a GPU, or with --cpu, it runs --num_processes N "
             "as one process unless under MPI with --mpirun_hostfile): this run profiles the whole corpus in one "
             "process. For N processes on a CPU, launch with `torchrun --nproc_per_node N -m hf_txray.cli ...` or "
             "`accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no --dynamo_backend "
             "no -m hf_txray.cli ...`.")
+
+
+def _inherited(name: str) -> bool:
+    """Whether the environment variable `name` holds the value it has in the environment this process's parent (its
+    launcher) was started with, so that the launcher passed it on rather than set it. False where that environment
+    cannot be read (no ``/proc``)."""
+    try:
+        environ = Path(f"/proc/{os.getppid()}/environ").read_bytes()
+    except OSError:
+        return False
+    value = os.environ.get(name)
+    return value is not None and f"{name}={value}".encode() in environ.split(b"\0")
 
 
 def default_device(world_size: int) -> torch.device:

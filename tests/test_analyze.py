@@ -869,6 +869,25 @@ def test_accelerate_launch_that_starts_one_process_says_so(tmp_path, saved_bert,
     assert profile.meta.provenance["runtime"]["num_processes"] == 1 and profile.meta.num_examples == 61
 
 
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/environ").exists(), reason="reads the launcher's environment")
+def test_accelerate_launch_of_one_process_under_a_clusters_master_addr_does_not_warn(tmp_path):
+    """Helper 313: a cluster's MASTER_ADDR (Slurm scripts, Kubernetes jobs export it) that `accelerate launch
+    --num_processes 1` passes on was read as the one the launcher sets for N > 1: the single process asked for was told
+    "accelerate launch started this process alone ... For N processes ...". The launcher's own MASTER_ADDR still
+    warns (--cpu --num_processes 2, with a cluster's address in the environment or without)."""
+    script = tmp_path / "world.py"
+    script.write_text("from hf_txray.distributed import process_info\nprint('world', process_info())\n")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]
+    cluster = dict(_env(), MASTER_ADDR="10.0.0.1", MASTER_PORT=str(_free_port()))
+    runs = ((["--num_processes", "1"], cluster, False), (["--cpu", "--num_processes", "2"], cluster, True),
+            (["--cpu", "--num_processes", "2", "--main_process_port", str(_free_port())], _env(), True))
+    for flags, env, warned in runs:
+        done = subprocess.run(launch + flags + [str(script)], env=env, timeout=300, capture_output=True, text=True)
+        assert done.returncode == 0 and "world (0, 1)" in done.stdout, done.stderr[-4000:]
+        assert ("started this process alone" in done.stderr) == warned, (flags, done.stderr[-2000:])
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_progress_bars_of_one_process_among_several_say_they_count_its_shard(monkeypatch, capsys, streamed):
     """Under torchrun / accelerate launch the main process alone shows the bars, and they count its own shard: 2
