@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import DatasetError, ModelError, ProcessFailedError, error_kind, process_failed_error
+from .errors import ConfigurationError, DatasetError, ModelError, ProcessFailedError, error_kind, process_failed_error
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -41,7 +41,7 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
 
     Raises:
         ConfigurationError: the launcher started several processes but Accelerate set up no process group for them
-            (each would profile the whole corpus alone).
+            (each would profile the whole corpus alone), or MPI started them without a ``MASTER_ADDR`` to meet at.
     """
     import torch.distributed as dist
 
@@ -51,10 +51,15 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
     if launched > 1:
         from accelerate import PartialState
 
+        if not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("MASTER_ADDR", "").strip():
+            raise ConfigurationError(
+                f"MPI started {launched} processes, but MASTER_ADDR is not set, so they cannot meet in one process "
+                "group (torch's env:// rendezvous needs rank 0's address). Launch with `accelerate launch --cpu "
+                "--num_processes N --mpirun_hostfile HOSTS` (which sets it), export MASTER_ADDR (and MASTER_PORT; "
+                "127.0.0.1 on one machine) to every process, or launch with `torchrun --nproc_per_node N`.")
+
         state = PartialState(cpu=cpu if cpu is not None else not torch.cuda.is_available())
         if state.num_processes != launched:
-            from .errors import ConfigurationError
-
             raise ConfigurationError(
                 f"The launcher started {launched} processes, but Accelerate set up {state.num_processes} in its "
                 f"process group ({state.distributed_type}): each would profile the whole corpus alone. Launch with "

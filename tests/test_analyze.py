@@ -853,6 +853,22 @@ def test_processes_started_by_mpi_split_the_corpus(tmp_path, saved_bert, text_fi
     assert_same_credit(two, one, example_columns=EXAMPLE_COLUMNS + ("left", "right"))
 
 
+def test_processes_started_by_mpi_without_master_addr_are_told_how_to_launch(tmp_path):
+    """Helper 313: `mpirun -np 2 python -m hf_txray.cli analyze ...` on a CPU (no MASTER_ADDR: only Accelerate's
+    --mpirun_hostfile launch sets it) ended in torch's bare ValueError 'Error initializing torch.distributed using
+    env:// rendezvous: environment variable MASTER_ADDR expected' once the MPI count was read (before, each process
+    profiled the whole corpus alone). It is now a ConfigurationError naming the launches that work."""
+    env = dict(_env(), ACCELERATE_USE_CPU="True", OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_RANK="0",
+               OMPI_COMM_WORLD_LOCAL_SIZE="2", OMPI_COMM_WORLD_LOCAL_RANK="0")
+    for name in ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", "from hf_txray.distributed import process_info; process_info()"],
+                          env=env, timeout=120, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert re.search(r"ConfigurationError: MPI started 2 processes, but MASTER_ADDR is not set.*--mpirun_hostfile",
+                     done.stderr), done.stderr[-3000:]
+
+
 def test_accelerate_launch_that_starts_one_process_says_so(tmp_path, saved_bert, text_file):
     """On a CPU-only machine `accelerate launch --cpu --num_processes 2` (the form a user tries first) starts ONE
     process, which profiled the whole corpus alone (num_processes=1) without a word. It now warns, naming the
