@@ -808,12 +808,14 @@ def respell_options(message: str, spelled: Mapping[str, str]) -> str:
     """`message` (an error about analyze's options, which names them as Python does) with each option of `spelled`
     written as the user wrote it: ``{"top_k": "txray_top_k"}`` (the trainer's fields), ``{"top_k": "--top-k"}`` (the
     command line's flags). The one rule for finding an option's name in a message: a name with an underscore
-    anywhere it stands alone (``lower max_length``, ``max_length=5000``); a single word (``site``, ``layers``) only
+    anywhere it stands alone (``lower max_length``, ``max_length=5000``) but after a possessive (``a router's
+    top_k``: the model's attribute); a single word (``site``, ``layers``) only
     where a value follows (``=``), where the message says what it must be (``stride must be ...``) or where it
     starts the message (``layers [0, 0] repeat 0``), since elsewhere it is an ordinary word; a layer out of range (``Layer 5 is out of range``) is said to be in ``layers``."""
     several = [name for name in spelled if "_" in name]
     if several:
-        message = re.sub(rf"(?<![\w.'\"-])({'|'.join(several)})\b", lambda m: spelled[m[1]], message)
+        # not one that is a thing's (a router's top_k, the routers' top_k: the model's attribute, not the option)
+        message = re.sub(rf"(?<![\w.'\"-])(?<!'s )(?<!s' )({'|'.join(several)})\b", lambda m: spelled[m[1]], message)
     single = [name for name in spelled if "_" not in name]
     if single:
         words = "|".join(single)

@@ -213,3 +213,22 @@ def test_an_option_refused_against_the_model_is_named_as_given(saved_bert, tmp_p
     config.write_text("top_k: 100\n")
     assert cli_code([*command, "--config", str(config)]) == 2
     assert f"error: The config file {config}: top_k=100 exceeds the 48 neurons of a layer." in capsys.readouterr().err
+
+
+def test_an_attribute_of_the_model_named_like_an_option_is_not_respelled():
+    """Helper 313: respell_options turned every `top_k` of a message into the option, the model's too: the MoE check's
+    'a router's top_k changed after the model was built? ... keep the config and the routers' top_k equal' read
+    'a router's --top-k ... the routers' --top-k' on the command line (and txray_top_k in the trainer), naming a flag
+    that cannot change a router. The option itself is still respelled in the same message."""
+    from hf_txray.options import respell_options
+    from hf_txray.trainer.arguments import prefixed_option_names
+
+    message = ("top_k=9 exceeds the 8 units a token reaches in 'layers.0.mlp': its router chose 2 experts per token "
+               "(4 units each, plus shared experts), not the config's num_experts_per_tok (a router's top_k changed "
+               "after the model was built?). Choose top_k <= 8, or keep the config and the routers' top_k equal.")
+    flags = respell_options(message, {"top_k": "--top-k"})
+    assert flags.startswith("--top-k=9 exceeds") and "Choose --top-k <= 8" in flags
+    assert "a router's top_k changed" in flags and "the routers' top_k equal" in flags
+    trainer = prefixed_option_names(message)
+    assert trainer.startswith("txray_top_k=9") and "Choose txray_top_k <= 8" in trainer
+    assert "a router's top_k changed" in trainer and "the routers' top_k equal" in trainer
