@@ -283,9 +283,24 @@ def check_device_map(value: Any) -> None:
                              f"or a mapping of module names to devices, got {value!r} ({type(value).__name__}).")
 
 
-def parse_device_map(value: str) -> str | dict:
-    """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices."""
+def parse_device(value: str) -> str | None:
+    """A device name (cpu, cuda, cuda:1...), or None, the default, from ``"none"`` / ``"None"`` / ``"null"``: no
+    device is named so, and a flag sets a config file's ``device:`` back to the default with it (``--device none``
+    was the device "none")."""
+    return None if _says_none(value) else value
+
+
+def parse_device_map(value: str) -> str | dict | None:
+    """A device_map name (auto, cpu, cuda:0...) or a JSON object mapping module names to devices; None (not
+    dispatched, the default) from ``"none"`` / ``"None"`` / ``"null"``, as for :func:`parse_device`."""
+    if _says_none(value):
+        return None
     return parse_json_object(value) if value.lstrip().startswith("{") else value
+
+
+def _says_none(value: Any) -> bool:
+    """Whether `value` is text saying none (``"none"``, ``"None"``, ``"null"``): an option's default of None."""
+    return isinstance(value, str) and value.strip().lower() in ("none", "null")
 
 
 def option(default: Any = None, help: str = "", *, choices: Sequence[Any] | None = None,
@@ -564,7 +579,8 @@ class AnalyzeOptions(ProfilerConfig):
                                                "Hub id, also loaded), or a loaded model's name_or_path")
     device: Any = option(None, "cpu, cuda, cuda:1...: where the model runs.",
                          default_text="a model hf_txray loads goes to this process's GPU, else the CPU; a model "
-                                      "object, or one dispatched by device_map, stays where it is")
+                                      "object, or one dispatched by device_map, stays where it is",
+                         parse=parse_device)
     dtype: Any = option(None, "from_pretrained(dtype=...): float32, float16, bfloat16, float64, or 'auto' (the "
                               "checkpoint's).", choices=("auto", "float32", "float16", "bfloat16", "float64"),
                         default_text="from_pretrained's, 'auto' in transformers 5: the checkpoint's dtype")

@@ -232,3 +232,23 @@ def test_an_attribute_of_the_model_named_like_an_option_is_not_respelled():
     trainer = prefixed_option_names(message)
     assert trainer.startswith("txray_top_k=9") and "Choose txray_top_k <= 8" in trainer
     assert "a router's top_k changed" in trainer and "the routers' top_k equal" in trainer
+
+
+@pytest.mark.parametrize("flag, kept", [("--device", "cuda:1"), ("--device-map", "auto")])
+def test_a_flag_sets_device_or_device_map_back_to_its_default_over_a_config_file(tmp_path, flag, kept):
+    """`device: cuda:1` or `device_map: auto` in a --config file could not be set back to the default (None: the
+    GPU or CPU hf_txray picks, not dispatched) on the command line: `--device none` gave the device "none", and
+    `--device-map none` the device_map "none", as options of choices did before they took none."""
+    from hf_txray.cli import _apply_config_file, _parse, build_parser
+
+    name = flag[2:].replace("-", "_")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{name}: {kept}\n")
+    for flags, value in (([], kept), ([flag, "none"], None), ([f"{flag}=None"], None), ([flag, "cpu"], "cpu")):
+        argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
+        parser = build_parser()
+        assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) == value
+    config.write_text(f"{name}: none\n")  # the file's text is read by the flag's parser too
+    argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o")]
+    parser = build_parser()
+    assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) is None
