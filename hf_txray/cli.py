@@ -175,7 +175,8 @@ def _as_given(args: argparse.Namespace, message: str) -> str:
              if name not in from_config and hasattr(args, name) and not isinstance(getattr(args, name), bool)}
     message = respell_options(message, flags)
     if respell_options(message, {name: "\0" for name in from_config}) != message:  # names a key of the file
-        message = f"The config file {args.config}: {message}"
+        # by its key: a message that names no option ("Unknown feature 'foo'") is said to be in it ("features: ...")
+        message = f"The config file {args.config}: {respell_options(message, {name: name for name in from_config})}"
     return message
 
 

@@ -827,7 +827,9 @@ def respell_options(message: str, spelled: Mapping[str, str]) -> str:
     anywhere it stands alone (``lower max_length``, ``max_length=5000``) but after a possessive (``a router's
     top_k``: the model's attribute); a single word (``site``, ``layers``) only
     where a value follows (``=``), where the message says what it must be (``stride must be ...``) or where it
-    starts the message (``layers [0, 0] repeat 0``), since elsewhere it is an ordinary word; a layer out of range (``Layer 5 is out of range``) is said to be in ``layers``."""
+    starts the message (``layers [0, 0] repeat 0``), since elsewhere it is an ordinary word; a layer out of range (``Layer 5 is out of range``) is said to be in ``layers``, and a feature that
+    :func:`~hf_txray.features.parse_features` refuses (``Unknown feature 'foo'``, ``Feature 'pos' is listed twice``)
+    in ``features``."""
     several = [name for name in spelled if "_" in name]
     if several:
         # not one that is a thing's (a router's top_k, the routers' top_k: the model's attribute, not the option)
@@ -840,6 +842,9 @@ def respell_options(message: str, spelled: Mapping[str, str]) -> str:
     if "layers" in spelled:
         message = re.sub(r"^(Layer -?\d+ (is out of range|has no site))", lambda m: f"{spelled['layers']}: {m[1]}",
                          message)
+    if "features" in spelled:  # parse_features' errors name the feature, not the option
+        message = re.sub(r"^(Unknown feature |Feature '[^']*' is listed twice|Features '[^']*' and '[^']*' cannot )",
+                         lambda m: f"{spelled['features']}: {m[1]}", message)
     return message
 
 

@@ -252,3 +252,20 @@ def test_a_flag_sets_device_or_device_map_back_to_its_default_over_a_config_file
     argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o")]
     parser = build_parser()
     assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) is None
+
+
+def test_a_refused_feature_names_the_flag_or_the_config_files_key(tmp_path, capsys):
+    """`features: [token, foo]` in a --config file said 'Unknown feature 'foo': ...' naming neither the file nor the
+    key, where every other refused value of the file says 'The config file run.yaml: ...'; `--features token,foo` did
+    not name its flag. Python's message is unchanged (it starts with 'Unknown feature')."""
+    out = str(tmp_path / "o")
+    config = tmp_path / "run.yaml"
+    for listed, said in (("[token, foo]", "Unknown feature 'foo': use one of token"),
+                         ("[token, token]", "Feature 'token' is listed twice.")):
+        config.write_text(f"features: {listed}\n")
+        assert cli_code(["analyze", "--config", str(config), "--out", out]) == 2
+        assert f"error: The config file {config}: features: {said}" in capsys.readouterr().err
+    assert cli_code(["analyze", "--config", str(config), "--out", out, "--features", "token,foo"]) == 2
+    assert "error: --features: Unknown feature 'foo': use one of token" in capsys.readouterr().err
+    with pytest.raises(ConfigurationError, match="^Unknown feature 'foo': use one of token"):
+        AnalyzeOptions(features=("token", "foo")).validate()
