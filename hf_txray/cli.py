@@ -299,7 +299,8 @@ def _add_compare(sub) -> None:
     p.add_argument("--same-corpus", action=argparse.BooleanOptionalAction, default=None,
                    help="Whether both stages profiled the same texts (in any order, unless a profile splits its "
                         "halves by example id; the noise figures then pair like halves). Default: told from the "
-                        "texts' hashes; say it when a stage was merged from parts, which compare then warns about.")
+                        "texts' hashes; say it when a stage was merged from parts whose hashes in any order are not all known, "
+                        "which compare then warns about.")
     p.add_argument("--min-count", type=_int(0), default=20,
                    help="Rank only neurons credited at least this often in both stages, in the most-changed list "
                         "printed here (the saved report keeps every neuron; `hf-txray show` ranks it again at its "

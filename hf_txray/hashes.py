@@ -91,6 +91,18 @@ def texts_sum_hash(total: int) -> str:
     return "sha256-sum:" + total.to_bytes(32, "little").hex()
 
 
+def combined_texts_sum_hash(hashes: Sequence[str | None]) -> str | None:
+    """The :func:`texts_multiset_hash` of the texts of several parts together, from each part's: the sum of their
+    sums, modulo 2**256 (what one hash of all their texts gives); None when a part has none (or one of another form),
+    since the texts of that part are not known."""
+    total = 0
+    for part in hashes:
+        if not isinstance(part, str) or not part.startswith("sha256-sum:"):
+            return None
+        total = (total + int.from_bytes(bytes.fromhex(part.removeprefix("sha256-sum:")), "little")) % (1 << 256)
+    return texts_sum_hash(total)
+
+
 def texts_multiset_hash(dataset: Any, column: str) -> str:
     """The hash of the texts of `column` of a ``datasets.Dataset`` in any order: the sum of each text's sha256,
     modulo 2**256 (a copy of a text counts again). The same texts shuffled give the same hash, where

@@ -23,6 +23,7 @@ from .artifact import Artifact, meta_from_record
 from .counts import check_count, is_int
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .features import check_feature_kinds, fingerprints_differ
+from .hashes import combined_texts_sum_hash
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
 from .options import resolve_layer
@@ -817,7 +818,9 @@ class Profile(Artifact):
           alike; not commutative in example ids (``b.merge(a)`` numbers `a`'s texts after `b`'s);
         - ``max_examples_per_neuron`` is the smaller of the two (the top examples beyond it are not known for the
           other part); ``dataset_fingerprint`` lists both parts' (``"a+b"``), whatever the grouping; the stage,
-          model id, provenance and config are this profile's, except that parts batched with different limits
+          model id, provenance and config are this profile's, except that the texts' hash in any order of every part
+          together is ``provenance["merged_texts_multiset_hash"]`` (None when a part has none), and parts batched
+          with different limits
           (``batch_size``, ``max_tokens_per_batch``) are listed, each with its ``num_examples``, in
           ``config["batch_limits_of_parts"]`` (:func:`batch_limits_of_parts`), whatever the grouping.
 
@@ -842,7 +845,9 @@ class Profile(Artifact):
             count = sum((p.meta.provenance or {}).get("merged_parts", 1) for p in (self, other))
             # every part's rows, so that a later merge checks them all (not the first part's alone)
             merged.meta.provenance = {**merged.meta.provenance, "merged_parts": count,
-                                      MERGED_READS: _reads(self.meta) + _reads(other.meta)}
+                                      MERGED_READS: _reads(self.meta) + _reads(other.meta),
+                                      MERGED_TEXTS: combined_texts_sum_hash([recorded_texts_multiset_hash(p.meta)
+                                                                            for p in (self, other)])}
             _keep_recorded(merged.meta, other.meta)
         return merged
 
@@ -1132,6 +1137,19 @@ def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:
 
 
 MERGED_READS = "merged_reads"  # provenance key of a merged profile: the rows every part read (see _reads)
+# provenance key of a merged profile: the texts_multiset_hash of every part's texts together (None if a part had none)
+MERGED_TEXTS = "merged_texts_multiset_hash"
+
+
+def recorded_texts_multiset_hash(meta: ProfileMeta) -> str | None:
+    """The :func:`~hf_txray.hashes.texts_multiset_hash` of every text a profile read, in any order: a merged
+    profile's of all its parts together (:data:`MERGED_TEXTS`; its ``dataset`` record is its first part's), else its
+    ``dataset`` record's. None where it is not known (a part without it, a stream not read whole, a merge saved
+    before it was recorded)."""
+    record = meta.provenance or {}
+    if record.get("merged_parts", 1) > 1:
+        return record.get(MERGED_TEXTS)
+    return (record.get("dataset") or {}).get("texts_multiset_hash")
 
 
 def _reads(meta: ProfileMeta) -> list[list]:

@@ -44,7 +44,7 @@ from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import (SPLIT_BY_TEXT, USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab,
-                      tokenizer_difference, user_feature_differences)
+                      recorded_texts_multiset_hash, tokenizer_difference, user_feature_differences)
 from .tables import percent
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
@@ -619,7 +619,8 @@ def _check_same_experts(a: Profile, b: Profile) -> None:
 
 def _same_corpus(a: Profile, b: Profile) -> bool:
     """Whether two profiles read the same texts: by the hashes of the texts they read when both have one (in any
-    order where both split their halves by each text's content: :func:`_same_texts_reordered`), else by their
+    order where both split their halves by each text's content: :func:`_same_texts_reordered`; a merged profile's of
+    all its parts, :func:`~hf_txray.profile.recorded_texts_multiset_hash`), else by their
     dataset fingerprints; warns when that cannot be told (one side or both merged from parts, the same number of
     texts, and no sign of other texts in their positions: :func:`_read_other_texts`)."""
     fa, fb = a.meta.dataset_fingerprint, b.meta.dataset_fingerprint
@@ -630,6 +631,12 @@ def _same_corpus(a: Profile, b: Profile) -> bool:
     merged = "+" in (fa or "") or "+" in (fb or "")  # a profile merged from parts: the hash of one part, or none
     if ha and hb and not merged:
         return a.meta.num_examples == b.meta.num_examples and (ha == hb or _same_texts_reordered(a, b))
+    sa, sb = recorded_texts_multiset_hash(a.meta), recorded_texts_multiset_hash(b.meta)
+    if merged and sa and sb:  # every part's texts known, in any order (a merge keeps no order of the whole)
+        if sa != sb or a.meta.num_examples != b.meta.num_examples:
+            return False
+        if _same_texts_reordered(a, b):
+            return True
     if a.meta.num_examples == b.meta.num_examples and ((fa and fa == fb) or (ha and ha == hb)):
         return True  # max_positions may stop one early
     # either side merged (both: the same texts split into other parts have other fingerprints, "a+b" vs "c+d")
@@ -649,7 +656,7 @@ def _same_texts_reordered(a: Profile, b: Profile) -> bool:
     :func:`~hf_txray.hashes.texts_multiset_hash`, and both split their halves by each text's content
     (:data:`~hf_txray.profile.SPLIT_BY_TEXT`), so that a text lies in the same half in both and like halves hold the
     same texts. Halves split by example id parity hold other texts once the order differs: never reordered then."""
-    sa, sb = (((p.meta.provenance or {}).get("dataset") or {}).get("texts_multiset_hash") for p in (a, b))
+    sa, sb = recorded_texts_multiset_hash(a.meta), recorded_texts_multiset_hash(b.meta)
     return bool(sa) and sa == sb and a.meta.split_halves == b.meta.split_halves == SPLIT_BY_TEXT
 
 
@@ -776,9 +783,11 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             profiles split by example id, ``meta.split_halves == "example_id"``): the noise figures then pair like
             halves (odd with odd). Detected when None: the same hash of the texts read, in order or, for profiles
             split by content, in any order (``texts_multiset_hash``); else equal dataset fingerprints. A profile
-            merged from parts (fingerprint ``"a+b"``) cannot be matched to one profile of the whole corpus, nor to a
-            merge split otherwise: pass True (a warning says so when the example counts agree, unless the stages'
-            positions or corpus counts show other texts).
+            merged from parts (fingerprint ``"a+b"``) is matched by the sum of its parts' hashes in any order
+            (``provenance["merged_texts_multiset_hash"]``) when both split by content; where a part lacks it, it
+            cannot be matched to one profile of the whole corpus, nor to a merge split otherwise: pass True (a
+            warning says so when the example counts agree, unless the stages' positions or corpus counts show other
+            texts).
 
     Returns:
         :class:`TransferReport`.

@@ -746,10 +746,12 @@ def test_same_corpus_compares_the_same_halves():
 
 def test_a_merged_profile_against_the_whole_corpus_pairs_like_halves_when_told():
     """A merged profile's fingerprint ("a+b") never equals the whole corpus's: its half-size figure paired other
-    texts and sat at the noise floor, silently. Now a warning says so, and same_corpus=True pairs like halves."""
+    texts and sat at the noise floor, silently. Now a warning says so, and same_corpus=True pairs like halves
+    (where a part lacks texts_multiset_hash: with it, the merge is told the same corpus, as tested below)."""
     whole = engine("gpt2")
     half = len(TEXTS) // 2
-    merged = engine("gpt2", texts=tuple(TEXTS[:half])).merge(engine("gpt2", texts=tuple(TEXTS[half:])))
+    merged = without_texts_multiset_hash(engine("gpt2", texts=tuple(TEXTS[:half]))).merge(
+        engine("gpt2", texts=tuple(TEXTS[half:])))
     with pytest.warns(UserWarning, match="merged from parts.*same_corpus=True"):
         guessed = hf_txray.compare(whole, merged)
     assert not guessed.meta.same_corpus and guessed.summary()["matched_hellinger_pos"] > 0.1
@@ -782,6 +784,49 @@ def test_the_same_texts_shuffled_are_the_same_corpus():
     assert not hf_txray.compare(*by_id).meta.same_corpus
 
 
+def without_texts_multiset_hash(profile: Profile) -> Profile:
+    """`profile` as saved before texts_multiset_hash was recorded (or a stream not read whole)."""
+    profile = copy.deepcopy(profile)
+    dataset = {**profile.meta.provenance["dataset"], "texts_multiset_hash": None}
+    profile.meta.provenance = {**profile.meta.provenance, "dataset": dataset}
+    return profile
+
+
+def test_a_merged_profile_of_the_same_texts_is_the_same_corpus_by_its_parts_hashes(tmp_path):
+    """texts_multiset_hash (a sum of per-text sha256, modulo 2**256) was left out of a merge: the merged profile kept
+    its first part's, which compare never read, so a merge of the same texts as a whole profile (or as another
+    merge, split otherwise) warned 'cannot tell whether they are the same texts' and compared them as other corpora:
+    matched_hellinger_pos 0.82 where like halves give 0. The merge now adds up its parts' sums (saved, and carried
+    by a later merge); a part without one leaves it unknown, and compare warns as before."""
+    import hashlib
+
+    whole = engine("gpt2")
+    half, third = len(TEXTS) // 2, len(TEXTS) // 3
+    merged = engine("gpt2", texts=tuple(TEXTS[:half])).merge(engine("gpt2", texts=tuple(TEXTS[half:])))
+    # own reference: each text's sha256 (its UTF-8 length, 8 bytes little endian, then its bytes), summed
+    total = sum(int.from_bytes(hashlib.sha256(len(t.encode()).to_bytes(8, "little") + t.encode()).digest(), "little")
+                for t in TEXTS) % (1 << 256)
+    recorded = merged.meta.provenance["merged_texts_multiset_hash"]
+    assert recorded == whole.meta.provenance["dataset"]["texts_multiset_hash"]
+    assert recorded == "sha256-sum:" + total.to_bytes(32, "little").hex()
+    merged.save_pretrained(tmp_path / "merged")
+    regrouped = engine("gpt2", texts=tuple(TEXTS[third:])).merge(engine("gpt2", texts=tuple(TEXTS[:third])))
+    for a, b in ((whole, merged), (merged, whole), (Profile.from_pretrained(tmp_path / "merged"), regrouped)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            report = hf_txray.compare(a, b)
+        assert report.meta.same_corpus
+        assert report.summary()["matched_hellinger_pos"] == pytest.approx(0.0, abs=1e-6)
+    three = engine("gpt2", texts=tuple(TEXTS[:third])).merge(engine("gpt2", texts=tuple(TEXTS[third:half])))
+    assert three.merge(engine("gpt2", texts=tuple(TEXTS[half:]))).meta.provenance[
+        "merged_texts_multiset_hash"] == recorded
+    unknown = without_texts_multiset_hash(engine("gpt2", texts=tuple(TEXTS[:half]))).merge(
+        engine("gpt2", texts=tuple(TEXTS[half:])))
+    assert unknown.meta.provenance["merged_texts_multiset_hash"] is None
+    with pytest.warns(UserWarning, match="merged from parts"):
+        assert not hf_txray.compare(whole, unknown).meta.same_corpus
+
+
 def test_a_merged_profile_of_other_texts_of_the_same_count_is_compared_without_a_same_corpus_warning():
     """A stage merged from parts, compared with a stage of as many other texts (a pretrained corpus against a task
     corpus of the same size), warned "cannot tell whether they are the same texts": the fingerprints cannot tell
@@ -802,8 +847,10 @@ def test_a_merged_profile_of_other_texts_of_the_same_count_is_compared_without_a
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not hf_txray.compare(swapped, merged).meta.same_corpus
-    with pytest.warns(UserWarning, match="merged from parts"):  # the same texts: cannot be told apart
-        hf_txray.compare(engine("gpt2"), merged)
+    unknown = without_texts_multiset_hash(engine("gpt2", texts=tuple(TEXTS[:half]))).merge(
+        engine("gpt2", texts=tuple(TEXTS[half:])))
+    with pytest.warns(UserWarning, match="merged from parts"):  # the same texts, a part's hash unknown: cannot be told
+        hf_txray.compare(engine("gpt2"), unknown)
 
 
 def test_test_option_and_deprecated_resampling_arguments():
@@ -1289,8 +1336,10 @@ def test_reproduce_says_that_split_halves_drawn_by_parity_cannot_match():
 def test_two_merges_of_the_same_texts_split_otherwise_warn_that_they_cannot_be_matched():
     """The same 11 texts merged 5+6 and 6+5 were compared as different corpora without a word (the warning asked
     for exactly one merged side): their fingerprints ("a+b" vs "c+d") cannot tell, and their positions and corpus
-    counts agree, so it warns as for the whole corpus against its parts; two merges of other texts stay silent."""
-    split_5 = engine("gpt2", texts=tuple(TEXTS[:5])).merge(engine("gpt2", texts=tuple(TEXTS[5:])))
+    counts agree, so it warns as for the whole corpus against its parts (where a part lacks texts_multiset_hash: with
+    it, they are told the same corpus); two merges of other texts stay silent."""
+    split_5 = without_texts_multiset_hash(engine("gpt2", texts=tuple(TEXTS[:5]))).merge(
+        engine("gpt2", texts=tuple(TEXTS[5:])))
     split_6 = engine("gpt2", texts=tuple(TEXTS[:6])).merge(engine("gpt2", texts=tuple(TEXTS[6:])))
     assert split_5.meta.num_examples == split_6.meta.num_examples == len(TEXTS)
     with pytest.warns(UserWarning, match="both were merged from parts"):
