@@ -1072,13 +1072,21 @@ def _check_strings(texts: Sequence[Any], labels: Any = None) -> None:
     """Refuse texts that are not all strings, naming the first other one (by its label in `labels` where given)."""
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            missing = labels is not None and (text is None or text != text)  # pandas' missing values: None, NaN
+            missing = labels is not None and _is_missing_value(text)
             raise DatasetError(
                 f"Row {_row_name(index, labels)} is {type(text).__name__} ({text!r:.60}), not a string: every text "
                 "must be a str. Convert or drop non-string rows first"
                 + (" (in a pandas Series, None and NaN are missing values: s.dropna() or s.fillna(''))." if missing
                    else ".")
             )
+
+
+def _is_missing_value(value: Any) -> bool:
+    """A pandas missing value: None, NaN, ``pd.NA`` (a ``"string"`` Series' missing text: ``pd.NA != pd.NA`` is NA,
+    whose truth value raised a bare TypeError), ``pd.NaT``; a list or other non-scalar row is none."""
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def _series_labels(obj: Any) -> Any:

@@ -197,6 +197,9 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     with pytest.raises(DatasetError, match=r"^Row 8 \(position 1\) is float \(nan\), not a string: .*"
                                            r"s\.dropna\(\) or s\.fillna"):
         run(texts=pd.DataFrame({"text": ["a b", None, "c d"]}, index=[7, 8, 9])["text"])
+    # helper 314: a "string" Series holds a missing text as pd.NA, whose truth value raised a bare TypeError
+    with pytest.raises(DatasetError, match=r"^Row 'y' \(position 1\) is NAType \(<NA>\), not a string: .*s\.dropna\(\)"):
+        run(texts=pd.Series(["a b", None, "c d"], index=["x", "y", "z"], dtype="string"))
     # helper 171: an Arrow table's null text got the advice for row dicts (a row without that key, dataset.filter)
     with pytest.raises(DatasetError, match=r"the first at index 1: .*pyarrow\.compute\.is_valid.*In an Arrow table, "
                                            r"a null value reads as None\.$"):
