@@ -48,7 +48,8 @@ from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
 from .forward import weights_dtype
 from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
-from .streaming import BucketPlan, InMemorySource, StreamingSource, column_names, is_streaming
+from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
+                        is_streaming)
 from .workers import encode_buckets, resolve_num_workers
 from .version import __version__
 from .windows import check_token_budget, check_window_options
@@ -116,6 +117,9 @@ class Profiler:
         # the columns of the corpus as the user gave it, before analyze() kept the text column alone (what an
         # error may point at; [] where unknown, as for a file); None: read off the corpus run() gets
         self.corpus_columns: list[str] | None = None
+        # (stream, its first texts) read before the model loaded (streaming.first_texts): the run of that stream must
+        # read them again first
+        self.stream_head: tuple[Any, list[str]] | None = None
 
     def _auto_skip_first_positions(self, probe_width: int) -> int:
         """``skip_first_positions="auto"``: 1 when the profiled stack attends causally (read from the model with
@@ -291,6 +295,9 @@ class Profiler:
         checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir
         rank, world = process_info(cpu=self.device.type == "cpu")
         head = None  # a stream's first texts, read for the check: the run must read them again
+        if self.stream_head is not None and self.stream_head[0] is corpus:
+            head = self.stream_head[1] if world == 1 else None  # several processes read their own head below
+            self.stream_head = None
         with failing_together(world):  # a rank that fails here joins the check's collective with its error
             check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)  # a folder unwritable on one node
             if world > 1:
@@ -1039,6 +1046,8 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
             config=o.dataset_config, token=o.token, allow_streams=True)
     if dataset_id is None and isinstance(dataset, (str, Path)):
         dataset_id = str(dataset)
+    # a stream's rows are read as the run goes: its first row is read and checked now, before the weights load
+    head = first_texts(corpus, column) if is_streaming(corpus) and _rereadable(dataset) else None
     dataset_source.text_column_detected = detected = o.text_column is None and not is_texts_only(dataset)
     if detected and column is not None:  # known before the run: said before the model loads
         _log_detected_column(column)
@@ -1073,11 +1082,23 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
     profiler.corpus_columns = [column] if is_texts_only(dataset) else (column_names(dataset) or [])
+    if head is not None:
+        profiler.stream_head = (corpus, head)
     if o.output_effects:
         from .output_effects import check_output_effects
 
         check_output_effects(loaded, config.site, config.module_pattern, o.output_effects_k, profiler.forward.stack)
     return profiler, corpus, column, dataset_id, detected, o
+
+
+def _rereadable(dataset: Any) -> bool:
+    """Whether `dataset`, read as a stream, gives its first rows again when read a second time from its start: a data
+    file or folder, a Hub id, an ``IterableDataset`` read from files, a generator (hf_txray keeps its first rows);
+    not an ``IterableDataset.from_generator`` (one per split of a dict), whose function may go on reading a one-shot
+    source: read ahead, its first row would be refused in the run (:func:`~hf_txray.streaming.first_texts`), where
+    read once it is profiled."""
+    parts = dataset.values() if isinstance(dataset, dict) else [dataset]
+    return not any(is_stream(part) and builder_name(part) == "generator" for part in parts)
 
 
 def _log_detected_column(column: str) -> None:

@@ -156,6 +156,36 @@ def test_generator_with_a_none_row_gets_advice_for_a_generator():
     assert "dataset.filter" not in str(err.value)  # a generator has no filter method
 
 
+def test_a_streams_unusable_first_row_is_refused_before_the_model_loads(tmp_path, saved_bert, monkeypatch):
+    """Helper 314: a stream's rows were first read in the run, after the weights loaded (the embedded MiniLM: 0.7-1.3 s
+    lost, minutes for a large model), though a list's bad row was refused before: a generator of ints, of None, of
+    texts with text_column='body', of rows without a usual text column; a local stream whose rows hold a list or
+    None. Its first row is now read and checked before; the run reads it again (counts as a list's)."""
+    engine = importlib.import_module("hf_txray.analyze")
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": t}) for t in [None, *TEXTS]), encoding="utf-8")
+    lists = datasets.load_dataset("json", data_files=str(tmp_path / "rows.jsonl"), split="train", streaming=True)
+    common = dict(features=("token",), show_progress=False)
+    monkeypatch.setattr(engine, "load_model", lambda *a, **k: pytest.fail("loaded before refusing"))
+    for data, options, said in [(iter([5, "a b"]), {}, r"^Row 0 is int \(5\), not a string"),
+                                (iter([None, "a b"]), {}, r"generator yielded None at row 0"),
+                                (iter(["a b"]), {"text_column": "body"}, r"Text column 'body' not found in row 0"),
+                                (iter([{"a": "x", "b": "y"}]), {}, r"No text column found among \['a', 'b'\]"),
+                                (lists, {}, r"missing \(None\) rows, the first at index 0 of the stream"),
+                                (str(jsonl), {"streaming": True}, r"missing \(None\) rows, the first at index 0"),
+                                (lists.skip(1).map(lambda r: {"text": r["text"].split()}), {},
+                                 r"^Row 0 is list \(\['The', 'quick'")]:
+        with pytest.raises(DatasetError, match=said):
+            hf_txray.analyze(str(saved_bert), data, **common, **options)
+    monkeypatch.undo()
+    model, tokenizer = tiny("bert")
+    as_list = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, **common)
+    for stream in (iter(TEXTS), lists.skip(1), (t for t in TEXTS)):  # the first row read twice, profiled once
+        profile = hf_txray.analyze(model, stream, tokenizer=tokenizer, **common)
+        assert profile.meta.num_examples == len(TEXTS)
+        assert np.array_equal(profile.neuron_count, as_list.neuron_count)
+
+
 @pytest.mark.parametrize("shape", ["list", "row dicts", "generator"])
 def test_a_text_with_a_lone_surrogate_is_named_by_its_row(shape):
     """Arrow raised a bare UnicodeEncodeError naming no row (found by a fresh helper); text with other non-ASCII
