@@ -1282,11 +1282,12 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         dashed = {o.replace("_", "-"): None for o in known}  # --max_length is --max-length's alias: one suggestion
         # the options a prefix begins (--batch: --batch-size, which allow_abbrev=False no longer reads it as), else
         # the closest spellings
-        hints = [f"{flag}: did you mean {' or '.join(close)}?"
-                 for flag, dash in ((f, f.replace("_", "-")) for f in (token.split("=", 1)[0] for token in unknown))
+        flags = [token.split("=", 1)[0] for token in unknown]
+        hints = [_positional_hint(command, flag) or f"{flag}: did you mean {' or '.join(close)}?"
+                 for flag, dash in ((f, f.replace("_", "-")) for f in flags)
                  for close in [[o for o in dashed if o.startswith(dash)][:2]
                                or difflib.get_close_matches(dash, list(dashed), n=2, cutoff=0.75)]
-                 if close]
+                 if close or _positional_hint(command, flag)]
         command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
     _refuse_repeated_options(command, rest)
     _refuse_list_values_split_by_spaces(command, rest)
@@ -1294,6 +1295,21 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     if extra:  # a stray value: said under its command's usage (argparse's mask of tokens applies)
         command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _positional_hint(command: argparse.ArgumentParser, flag: str) -> str:
+    """The hint for a flag that names one of `command`'s positional arguments (``--dataset x``, ``--model x``, as
+    ``--dataset_name`` or ``--model_name_or_path`` in the transformers examples): it is written without a flag. Else
+    an empty string. ``--dataset`` was answered "did you mean --dataset-revision or --dataset-config?", options that
+    take a revision or a config name, not the data (helper 314)."""
+    name = flag.lstrip("-").replace("-", "_")
+    for action in command._actions:
+        if not action.option_strings and name in {action.dest, f"{action.dest}_name", f"{action.dest}_name_or_path",
+                                                  f"{action.dest}_path"}:
+            order = " ".join(a.dest.upper() for a in command._actions if not a.option_strings)
+            return (f"{flag}: {action.dest} is a positional argument, written without a flag: "
+                    f"hf-txray {command.prog.split()[-1]} [options] {order}")
+    return ""
 
 
 def _refuse_list_values_split_by_spaces(command: argparse.ArgumentParser, tokens: Sequence[str]) -> None:

@@ -1326,7 +1326,14 @@ def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path,
     for argv, said in [(["analyze", "m", "d", "--max-lenght", "5"], "--max-lenght (--max-lenght: did you mean "
                                                                     "--max-length?)"),
                        (["show", "x", "--nueron", "1:2"], "--nueron (--nueron: did you mean --neuron?)"),
-                       (["compare", "a", "b", "--outt", "x"], "--outt (--outt: did you mean --out?)")]:
+                       (["compare", "a", "b", "--outt", "x"], "--outt (--outt: did you mean --out?)"),
+                       # helper 314: "--dataset: did you mean --dataset-revision or --dataset-config?", options that
+                       # take a revision or a config name, not the data
+                       (["analyze", "m", "--dataset", "d.txt", "--out", "o"],
+                        "--dataset (--dataset: dataset is a positional argument, written without a flag: hf-txray "
+                        "analyze [options] MODEL DATASET)"),
+                       (["analyze", "--model_name_or_path=m", "d", "--out", "o"], "--model_name_or_path=m "
+                        "(--model_name_or_path: model is a positional argument, written without a flag")]:
         with pytest.raises(SystemExit, match="2"):
             cli_main(argv)
         err = capsys.readouterr().err
