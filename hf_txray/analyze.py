@@ -937,7 +937,8 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         dataset: a ``datasets.Dataset``, a ``DatasetDict`` (choose `split`), a Hub dataset id, a local data file
             (.txt/.csv/.json/.jsonl/.parquet) or folder, a list of strings, a list of row dicts
             (``[{"text": ...}, ...]``, the text column chosen as for a ``Dataset``), a ``pandas.DataFrame`` or
-            ``pyarrow.Table`` (its rows, likewise), or a stream: an ``IterableDataset``
+            ``pyarrow.Table`` (its rows, likewise), a column of texts (``ds["text"]``, a pandas Series, a numpy or
+            pyarrow array), or a stream: an ``IterableDataset``
             (e.g. ``load_dataset(..., streaming=True)``, split across processes with ``split_dataset_by_node``)
             or a generator of strings / rows.
         config (`AnalyzeOptions`, `ProfilerConfig` or `dict`, *optional*): the options below in one object;

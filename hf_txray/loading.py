@@ -783,7 +783,7 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         text_column = text_column or dataset.column_names[0]
     elif _is_text_sequence(dataset):
         labels = _series_labels(dataset)
-        dataset = list(dataset)
+        dataset = _sequence_values(dataset)
     if isinstance(dataset, (list, tuple)):
         if text_column not in (None, "text") and dataset and isinstance(dataset[0], str):
             # else "Text column 'body' not found; the dataset's columns are: ['text']", a column the user never named
@@ -1001,6 +1001,14 @@ def _is_text_sequence(obj: Any) -> bool:
     # a mapping or a DataFrame iterates over its column names: never texts
     return (hasattr(obj, "__len__") and hasattr(obj, "__iter__") and not isinstance(obj, Mapping)
             and not _is_table(obj))
+
+
+def _sequence_values(obj: Any) -> list[Any]:
+    """The rows of a sequence of texts as Python values. A pyarrow ``Array`` or ``ChunkedArray`` (``table["text"]``)
+    iterates over Arrow scalars, not strings: its texts were refused as "Row 0 is StringScalar ..., not a string"."""
+    import pyarrow as pa
+
+    return obj.to_pylist() if isinstance(obj, (pa.Array, pa.ChunkedArray)) else list(obj)
 
 
 def is_texts_only(obj: Any) -> bool:

@@ -212,6 +212,12 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     assert np.array_equal(profile.neuron_count, expected.neuron_count)
     table = run(texts=pa.table({"text": list(TEXTS)}))
     assert np.array_equal(table.neuron_count, expected.neuron_count)
+    # helper 314: a table's column (a ChunkedArray) or an Arrow array iterates over Arrow scalars, and its texts were
+    # refused as "Row 0 is StringScalar (...), not a string"
+    for column in (pa.table({"text": list(TEXTS), "id": range(len(TEXTS))})["text"], pa.array(TEXTS, pa.large_string())):
+        assert np.array_equal(run(texts=column).neuron_count, expected.neuron_count)
+    with pytest.raises(DatasetError, match=r"^Row 1 is NoneType \(None\), not a string"):
+        run(texts=pa.array(["a b", None]))
     with pytest.raises(DatasetError, match=r"does not convert to a table.*astype\(str\)"):
         run(texts=pd.DataFrame({"text": ["a b", 3]}))
     # helper 170: a missing text was named by its position, which a DataFrame's user does not index rows by
