@@ -636,26 +636,40 @@ def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None)
 
 
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None,
-                       nested: Sequence[str] = ()) -> str:
+                       nested: Sequence[str] = (), row_lists: Sequence[str] = ()) -> str:
     """The text column: `text_column` if given, else a usual name, else the only string column; `nested`: the
-    struct columns, whose fields a message points to ``dataset.flatten()``."""
+    struct columns, whose fields a message points to ``dataset.flatten()``; `row_lists`: the columns of lists of
+    structs, rows kept in one field (a message points to ``load_dataset("json", field=...)``)."""
     if text_column is not None:
         if text_column not in columns:
             in_struct = "." in text_column and text_column.split(".")[0] in columns
             raise DatasetError(f"Text column {text_column!r} not found; the dataset's columns are: {columns}."
-                               + (NESTED_HINT if in_struct or nested else ""))
+                               + (NESTED_HINT if in_struct or nested else "") + _rows_in_field_hint(row_lists))
         return text_column
     for candidate in TEXT_COLUMN_CANDIDATES:
         if candidate in columns:
             return candidate
-    if len(string_columns) == 1:
+    if len(string_columns) == 1 and not row_lists:  # beside rows kept in a field, a string is their file's metadata
         return string_columns[0]
     strings = (f"; its string columns, one of which holds the texts: {', '.join(map(repr, string_columns))}"
                if string_columns else "; it has no string column")
     raise DatasetError(
         f"No text column found among {columns}{strings}: pass text_column=... (CLI: --text-column; looked for "
         f"{', '.join(TEXT_COLUMN_CANDIDATES)})." + (NESTED_HINT if nested and not string_columns else "")
+        + _rows_in_field_hint(row_lists)
     )
+
+
+def _rows_in_field_hint(row_lists: Sequence[str]) -> str:
+    """Advice for rows kept in one field: a JSON file ``{"data": [{"text": ...}, ...]}`` reads as one row whose
+    column ``data`` lists them (helper 314: "it has no string column: pass text_column=...", which cannot help; and
+    with ``"version": "v1.1"`` beside, SQuAD's layout, that one string was profiled as the corpus)."""
+    if not row_lists:
+        return ""
+    field = row_lists[0]
+    return (f" The column {field!r} holds a list of rows, as a JSON file whose top-level object keeps its rows in "
+            f"the field {field!r} reads: read that field as the rows, datasets.load_dataset('json', data_files=PATH, "
+            f"field={field!r}, split='train'), and pass that Dataset, or write one row a line (.jsonl).")
 
 
 # Texts in a field of a struct column (``{"meta": {"text": ...}}``) are no column of their own until flattened.

@@ -239,6 +239,21 @@ def test_text_column_messages_name_what_the_user_gave():
     assert "flatten" not in str(refused.value)
 
 
+@pytest.mark.parametrize("options", [{}, {"text_column": "text"}, {"streaming": True}])
+def test_a_json_file_keeping_its_rows_in_a_field_is_pointed_to_field(tmp_path, options):
+    """Helper 314: a JSON file {"data": [{"text": ...}, ...]} (SQuAD's layout) reads as one row whose column 'data'
+    lists the rows; it was refused as "it has no string column: pass text_column=..." (or "Text column 'text' not
+    found"), which cannot help: the fix is load_dataset("json", field="data"). With "version": "1" beside (SQuAD
+    keeps "version": "v1.1"), that string was the only string column, so the run profiled the one text "1"."""
+    path = tmp_path / "nested.json"
+    path.write_text(json.dumps({"version": "1", "data": [{"text": "a b"}, {"text": "c d"}]}), encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"The column 'data' holds a list of rows.*load_dataset\('json', "
+                                           r"data_files=PATH, field='data', split='train'\)"):
+        analyze(texts=str(path), **options)
+    rows = datasets.load_dataset("json", data_files=str(path), field="data", split="train")
+    assert analyze(texts=rows).meta.num_examples == 2
+
+
 def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
     path = tmp_path / "numbers.jsonl"
     path.write_text("".join(json.dumps({"a": i, "b": 0.5}) + "\n" for i in range(3)))
