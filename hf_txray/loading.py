@@ -893,7 +893,7 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
         features = dataset.features or {}
         strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
         text_column = choose_text_column(list(columns), strings, text_column, _struct_columns(columns, features),
-                                         _row_list_columns(columns, features))
+                                         _row_list_columns(columns, features), _word_list_columns(columns, features))
         # A JSON column of mixed types is typed Json(decode=True): its rows would come decoded ("10" as 10,
         # '"quoted"' unquoted), so the first row blamed would be the wrong one, or none within num_samples.
         declared = features.get(text_column)
@@ -1487,7 +1487,8 @@ def _text_column(dataset, text_column: str | None) -> str:
     columns = list(dataset.column_names)
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
     return choose_text_column(columns, strings, text_column, _struct_columns(columns, dataset.features),
-                              _row_list_columns(columns, dataset.features))
+                              _row_list_columns(columns, dataset.features),
+                              _word_list_columns(columns, dataset.features))
 
 
 def _struct_columns(columns: Sequence[str], features: Any) -> list[str]:
@@ -1499,6 +1500,12 @@ def _row_list_columns(columns: Sequence[str], features: Any) -> list[str]:
     """The columns typed as lists of structs: rows kept in one field, as a JSON file ``{"data": [{"text": ...}, ...]}``
     reads (one row, its column ``data``)."""
     return [c for c in columns if isinstance(getattr(features.get(c), "feature", None), dict)]
+
+
+def _word_list_columns(columns: Sequence[str], features: Any) -> list[str]:
+    """The columns typed as lists of strings: texts split into words, as CoNLL-style datasets keep ``tokens``."""
+    return [c for c in columns
+            if getattr(getattr(features.get(c), "feature", None), "dtype", None) in ("string", "large_string")]
 
 
 def _check_column_values(dataset, column: str, labels: Any = None, reader: str | None = None) -> None:

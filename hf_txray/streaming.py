@@ -315,8 +315,12 @@ class StreamingSource:
                 "row dict: IterableDataset.from_generator needs rows such as {'text': ...}. Yield dicts, or pass the "
                 "generator of strings itself.")
         if self.text_column is None:
-            self.text_column = choose_text_column(list(row), [k for k, v in row.items() if isinstance(v, str)],
-                                                  nested=[k for k, v in row.items() if isinstance(v, dict)])
+            lists = {k: v for k, v in row.items() if isinstance(v, list) and v}
+            self.text_column = choose_text_column(
+                list(row), [k for k, v in row.items() if isinstance(v, str)],
+                nested=[k for k, v in row.items() if isinstance(v, dict)],
+                row_lists=[k for k, v in lists.items() if all(isinstance(x, dict) for x in v)],
+                word_lists=[k for k, v in lists.items() if all(isinstance(x, str) for x in v)])
             self._chosen_from = frozenset(row)
         elif self._chosen_from is not None and row.keys() != self._chosen_from:
             # The column was chosen from the first row: another row's columns could have chosen another one.
@@ -636,10 +640,13 @@ def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None)
 
 
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None,
-                       nested: Sequence[str] = (), row_lists: Sequence[str] = ()) -> str:
-    """The text column: `text_column` if given, else a usual name, else the only string column; `nested`: the
-    struct columns, whose fields a message points to ``dataset.flatten()``; `row_lists`: the columns of lists of
-    structs, rows kept in one field (a message points to ``load_dataset("json", field=...)``)."""
+                       nested: Sequence[str] = (), row_lists: Sequence[str] = (),
+                       word_lists: Sequence[str] = ()) -> str:
+    """The text column: `text_column` if given, else a usual name, else the only string column unless the texts may
+    be elsewhere; `nested`: the struct columns, whose fields a message points to ``dataset.flatten()``; `row_lists`:
+    the columns of lists of structs, rows kept in one field (a message points to ``load_dataset("json",
+    field=...)``); `word_lists`: the columns of lists of strings, texts split into words (a message says to join
+    them). Beside those, the only string column is most likely an id or a version, not the texts."""
     if text_column is not None:
         if text_column not in columns:
             in_struct = "." in text_column and text_column.split(".")[0] in columns
@@ -649,15 +656,26 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
     for candidate in TEXT_COLUMN_CANDIDATES:
         if candidate in columns:
             return candidate
-    if len(string_columns) == 1 and not row_lists:  # beside rows kept in a field, a string is their file's metadata
+    if len(string_columns) == 1 and not row_lists and not word_lists:  # else: an id, a file's version
         return string_columns[0]
     strings = (f"; its string columns, one of which holds the texts: {', '.join(map(repr, string_columns))}"
                if string_columns else "; it has no string column")
     raise DatasetError(
         f"No text column found among {columns}{strings}: pass text_column=... (CLI: --text-column; looked for "
         f"{', '.join(TEXT_COLUMN_CANDIDATES)})." + (NESTED_HINT if nested and not string_columns else "")
-        + _rows_in_field_hint(row_lists)
+        + _rows_in_field_hint(row_lists) + _words_hint(word_lists)
     )
+
+
+def _words_hint(word_lists: Sequence[str]) -> str:
+    """Advice for texts split into words (a CoNLL-style ``tokens`` column): join them into a text column (helper
+    314: with a string ``id`` column beside, as conll2003 has, the ids "0", "1", ... were profiled as the texts)."""
+    if not word_lists:
+        return ""
+    words = word_lists[0]
+    return (f" The column {words!r} holds lists of strings (texts split into words, as CoNLL-style datasets keep "
+            f"them): join them into a text column, dataset.map(lambda r: {{'text': ' '.join(r[{words!r}])}}), then "
+            "pass text_column='text'.")
 
 
 def _rows_in_field_hint(row_lists: Sequence[str]) -> str:

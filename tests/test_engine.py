@@ -254,6 +254,22 @@ def test_a_json_file_keeping_its_rows_in_a_field_is_pointed_to_field(tmp_path, o
     assert analyze(texts=rows).meta.num_examples == 2
 
 
+@pytest.mark.parametrize("form", ["dataset", "stream", "generator"])
+def test_a_conll_style_dataset_is_refused_not_profiled_by_its_ids(form):
+    """Helper 314: CoNLL-style rows (a string 'id', words in 'tokens', tags in 'ner_tags', as conll2003) had one
+    string column, 'id', taken as the text column: the ids "0", "1", "2" were profiled as the corpus (3 texts, 6
+    credits, no error). The words are the texts: joined into a column, they are profiled."""
+    rows = datasets.Dataset.from_dict({"id": ["0", "1", "2"], "tokens": [t.split() for t in TEXTS[:3]],
+                                       "ner_tags": [[0] * len(t.split()) for t in TEXTS[:3]]})
+    given = {"dataset": rows, "stream": rows.to_iterable_dataset().map(lambda r: r),  # a stream without features
+             "generator": (row for row in rows)}[form]
+    with pytest.raises(DatasetError, match=r"The column 'tokens' holds lists of strings .*join them into a text "
+                                           r"column, dataset\.map\(lambda r: \{'text': ' '\.join\(r\['tokens'\]\)\}\)"):
+        analyze(texts=given)
+    joined = analyze(texts=rows.map(lambda r: {"text": " ".join(r["tokens"])}))
+    assert joined.meta.config["text_column"] == "text" and joined.meta.num_examples == 3
+
+
 def test_streamed_dataset_without_text_column_lists_the_columns(tmp_path):
     path = tmp_path / "numbers.jsonl"
     path.write_text("".join(json.dumps({"a": i, "b": 0.5}) + "\n" for i in range(3)))
