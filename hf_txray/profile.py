@@ -1145,11 +1145,14 @@ def recorded_texts_multiset_hash(meta: ProfileMeta) -> str | None:
     """The :func:`~hf_txray.hashes.texts_multiset_hash` of every text a profile read, in any order: a merged
     profile's of all its parts together (:data:`MERGED_TEXTS`; its ``dataset`` record is its first part's), else its
     ``dataset`` record's. None where it is not known (a part without it, a stream not read whole, a merge saved
-    before it was recorded)."""
+    before it was recorded), or where the run did not read every text the hash covers (``num_examples`` short of
+    the dataset's ``num_texts``: `max_positions` stops a run at a prefix of its texts, and the prefixes of the same
+    texts in two orders are other texts; a merge of such a part knows none either)."""
     record = meta.provenance or {}
     if record.get("merged_parts", 1) > 1:
         return record.get(MERGED_TEXTS)
-    return (record.get("dataset") or {}).get("texts_multiset_hash")
+    dataset = record.get("dataset") or {}
+    return dataset.get("texts_multiset_hash") if dataset.get("num_texts") == meta.num_examples else None
 
 
 def _reads(meta: ProfileMeta) -> list[list]:
