@@ -277,7 +277,8 @@ def example_pattern(model: nn.Module, site: str) -> str:
     """The `module_pattern` suggested for `site` of a model whose blocks the automatic search does not take (a hybrid
     stack): its list of blocks of several classes numbered ``\\d+``, and for ``"mlp"`` the first linear layer of
     those blocks named as a down projection outside any token mixer's path (Jamba's ``feed_forward.down_proj``, Zamba2's
-    ``shared_transformer.feed_forward.down_proj``); the generic Llama names where the model has none."""
+    ``shared_transformer.feed_forward.down_proj``), else their first fused experts (a Jamba whose every MLP is a
+    mixture of experts: ``feed_forward.experts``); the generic Llama names where the model has neither."""
     generic = r"r'layers\.\d+$'" if site == "residual" else r"r'layers\.\d+\.mlp\.down_proj'"
     try:
         blocks_name, blocks = find_blocks(model, mixed=True)
@@ -285,13 +286,21 @@ def example_pattern(model: nn.Module, site: str) -> str:
         return generic
     if site == "residual":
         return f"r'{re.escape(blocks_name)}\\.\\d+$'"
-    for index, block in enumerate(blocks):
-        for name, _, _ in named_linears(block):
-            # by path name only: Zamba2's MLP lies in its `shared_transformer`, of an attention layer's class
-            mixer = any(token in part.lower() for part in name.split(".") for token in TOKEN_MIXER_NAME_PARTS)
-            if name.rpartition(".")[2] in DOWN_PROJECTION_NAMES and not mixer:
-                return f"r'{_every_block(_join(blocks_name, f'{index}.{name}'), blocks_name, index)}'"
-    return generic
+    downs = ((index, name) for index, block in enumerate(blocks) for name, _, _ in named_linears(block)
+             if name.rpartition(".")[2] in DOWN_PROJECTION_NAMES and not _in_mixer_path(name))
+    experts = ((index, name) for index, block in enumerate(blocks) for name, module in block.named_modules()
+               if is_fused_experts(module) and not _in_mixer_path(name))
+    found = next(downs, None) or next(experts, None)
+    if found is None:
+        return generic
+    index, name = found
+    return f"r'{_every_block(_join(blocks_name, f'{index}.{name}'), blocks_name, index)}'"
+
+
+def _in_mixer_path(name: str) -> bool:
+    """Whether a module's path names a token mixer (attention, a state-space mixer), by path name only: Zamba2's MLP
+    lies in its `shared_transformer`, of an attention layer's class."""
+    return any(token in part.lower() for part in name.split(".") for token in TOKEN_MIXER_NAME_PARTS)
 
 
 def _down_projection(block: nn.Module) -> tuple[str, nn.Module, int] | None:

@@ -1912,6 +1912,21 @@ def test_a_hybrid_stack_refusal_suggests_the_model_own_down_projections():
             find_sites(model, "residual")
 
 
+def test_a_hybrid_stack_of_experts_alone_is_suggested_its_experts():
+    """Helper 317: a Jamba whose every MLP is a mixture of experts (`expert_layer_period=1`) has no linear down
+    projection, and its refusal fell back to r'layers\\.\\d+\\.mlp\\.down_proj', which "matches no module of
+    JambaModel": it now names the fused experts, and that pattern profiles every block."""
+    model = tf.JambaModel(tf.JambaConfig(
+        vocab_size=_bpe_vocab(), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, expert_layer_period=1, expert_layer_offset=0,
+        attn_layer_period=2, attn_layer_offset=1, mamba_d_state=4, mamba_dt_rank=4, bos_token_id=0, eos_token_id=0))
+    expected = r"layers\.\d+\.feed_forward\.experts$"
+    with pytest.raises(ModelError, match="is not searched") as refused:
+        find_sites(model, "mlp")
+    assert f"e.g. r'{expected}'" in str(refused.value)
+    assert [s.layer for s in find_sites(model, "mlp", module_pattern=expected)] == [0, 1]
+
+
 def _with_layer_types(config, layer_types):
     other = copy.deepcopy(config)
     other.layer_types = layer_types
