@@ -573,6 +573,41 @@ def test_remove_fused_gate_up_and_distilbert_equal_mask_and_reload(family, tmp_p
     assert torch.allclose(forward(reloaded, inputs), expected, atol=1e-5, rtol=0)
 
 
+def test_remove_takes_a_norm_over_the_hidden_size_beside_an_mlp_as_wide_for_none_over_its_units():
+    """Helper 317: OPT's `fc2` sits in its layer beside `final_layer_norm`, a LayerNorm over the hidden size (before
+    `fc1`). Where the MLP is as wide as the hidden size (`ffn_dim=32`, found since the site search reads the names)
+    that norm is 32 long too, and mode='remove' refused ("'decoder.layers.0.final_layer_norm.weight' holds one value
+    per MLP unit (32) between the units and the down projection"), though masking worked. The norm does not follow the
+    MLP width: removal now gives the masked outputs (max abs difference 0.0 against zeroing the units with a plain
+    hook), and BitNet's ffn_sub_norm, which does, is still refused at that width."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.OPTConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          ffn_dim=32, word_embed_proj_dim=32, max_position_embeddings=64)
+    model, inputs, plan = tf.OPTModel(config).eval(), encode("gpt2"), {0: [1, 5], 1: [0, 31]}
+
+    def zero(layer):
+        def hook(module, args):
+            units = args[0].clone()
+            units[..., plan[layer]] = 0
+            return (units,)
+        return hook
+
+    handles = [model.decoder.layers[layer].fc2.register_forward_pre_hook(zero(layer)) for layer in plan]
+    expected = forward(model, inputs)
+    for handle in handles:
+        handle.remove()
+    prune(model, None, plan, mode="remove")
+    assert model.config.ffn_dim == 30
+    assert torch.allclose(forward(model, inputs), expected, atol=1e-6, rtol=0)
+    bitnet = tf.BitNetModel(tf.BitNetConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=2, num_key_value_heads=1, intermediate_size=32,
+                                            max_position_embeddings=64)).eval()
+    with pytest.raises(ModelError, match=r"'layers\.0\.mlp\.ffn_sub_norm\.weight'.*32.*mode='mask'"):
+        prune(bitnet, None, plan, mode="remove")
+
+
 def test_remove_refuses_a_norm_over_the_units_before_slicing():
     """Helper 267: BitNet's MLP normalises its units (ffn_sub_norm, an RMSNorm as wide as the MLP) before the down
     projection. mode='remove' sliced the projections, left the norm 44 wide, and returned a model whose every forward

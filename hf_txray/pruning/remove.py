@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..architectures import DENSE_BLOCK_WIDTHS
+from ..architectures import DENSE_BLOCK_WIDTHS, hidden_size
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..provenance import PRUNED_ATTRIBUTE, pruning_record
@@ -70,20 +70,42 @@ def _up_projections(block: nn.Module, block_path: str, site: Site) -> list[tuple
     return found
 
 
-def _per_unit_parameter(model: nn.Module, site: Site, ups: list[tuple[str, nn.Module, int]]) -> str | None:
+def _per_unit_parameter(model: nn.Module, site: Site, ups: list[tuple[str, nn.Module, int]],
+                        follows_width: set[str] | None = None) -> str | None:
     """A parameter of the MLP holding the down projection, other than the projections' own, that is as long as the
     MLP is wide (BitNet's ``ffn_sub_norm``, an RMSNorm over the units before the down projection; the NormFormer
     ``ffn_layernorm`` of Kosmos-2's text model): slicing the projections would leave it at the old width. Returns its
-    qualified name, or None. Attention is never looked into."""
+    qualified name, or None. Attention is never looked into.
+
+    Args:
+        follows_width (`set[str]`, *optional*): where the MLP is as wide as the hidden size, the parameters whose
+            shape follows the config's MLP width (:func:`_width_followers`): a parameter as long as the hidden size
+            but not among them is over the hidden size (OPT's ``final_layer_norm``, beside ``fc2`` in its layer).
+    """
     parent_name = site.name.rpartition(".")[0]
     sliced = {id(site.module)} | {id(module) for _, module, _ in ups}
     for name, module in model.get_submodule(parent_name).named_modules():
         if id(module) in sliced or any(token in part.lower() for part in name.split(".") for token in _ATTENTION_NAMES):
             continue
         for parameter_name, parameter in module.named_parameters(recurse=False):
-            if site.width in parameter.shape:
-                return ".".join(part for part in (parent_name, name, parameter_name) if part)
+            qualified = ".".join(part for part in (parent_name, name, parameter_name) if part)
+            if site.width in parameter.shape and (follows_width is None or qualified in follows_width):
+                return qualified
     return None
+
+
+def _width_followers(model: nn.Module, config: Any, attribute: str | None, width: int) -> set[str] | None:
+    """The parameters of `model` whose shape changes with the config's MLP width `attribute`, where that width is
+    the hidden size (a parameter of that length may then be over either); None otherwise, or where the model's class
+    cannot be rebuilt from its config to tell."""
+    if attribute is None or config is None or hidden_size(config) != width:
+        return None
+    changed = copy.deepcopy(config)
+    setattr(changed, attribute, width - 1)
+    before, after = _parameter_shapes(model, config), _parameter_shapes(model, changed)
+    if before is None or after is None:
+        return None
+    return {name for name in before if before[name] != after.get(name)}
 
 
 def _intermediate_attribute(config: Any, width: int) -> str:
@@ -268,8 +290,9 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
             "writes the adapter alone, which reloads onto the unpruned base model, so the removed neurons would come "
             "back without a word. Merge the adapter first (model = model.merge_and_unload()), or use mode='mask' "
             "(CLI: --mode mask), whose logits are the same.")
+    follows_width = _width_followers(model, config, attribute, width)
     for layer, found in ups.items():
-        per_unit = _per_unit_parameter(model, sites[layer], found)
+        per_unit = _per_unit_parameter(model, sites[layer], found, follows_width)
         if per_unit is not None:  # BitNet's ffn_sub_norm: remove sliced the projections, then every forward failed
             raise ModelError(
                 f"mode='remove' cannot remove neurons of {type(model).__name__}: {per_unit!r} holds one value per MLP "
