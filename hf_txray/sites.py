@@ -266,10 +266,12 @@ def find_blocks(model: nn.Module, mixed: bool = False, site: str = "mlp") -> tup
             f"r'{re.escape(unread[1])}\\.\\d+$' (where the model calls its blocks: SqueezeBERT calls their forward "
             "method directly, past any hook, and cannot be profiled).")
     if best is None:
+        # example_pattern searches again with mixed=True: a model with no list of blocks at all gets no example
+        example = "" if mixed else f", e.g. {example_pattern(model, site)}"
         raise BlocksNotFoundError(
             f"Could not find the transformer blocks of {type(model).__name__} (no nn.ModuleList of identical "
             "blocks; a hybrid stack of blocks of several classes, as Jamba's or Zamba2's, is not searched). Pass "
-            f"`module_pattern`, a regex matching the modules to hook, e.g. {example_pattern(model, site)}.")
+            f"`module_pattern`, a regex matching the modules to hook{example}.")
     return best[1], best[2]
 
 
