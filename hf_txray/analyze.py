@@ -42,7 +42,7 @@ from .modes import enter_eval
 from .options import AnalyzeOptions, ProfilerConfig, args_docstring, keyword_parameters
 from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_only, load_model, load_pinned_corpus,
                       load_pinned_stream, merge_dtype, resolve_model_path, resolve_model_source)
-from .profile import FEATURE_KINDS, USER_FEATURES, Profile, ProfileMeta
+from .profile import FEATURE_KINDS, FEATURE_ORDERS, USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
@@ -212,6 +212,8 @@ class Profiler:
                        if self.user_features else {}),
                     # each feature's kind as registered here: a process that has not registered it reads it back
                     FEATURE_KINDS: {name: feature_type_of(name).kind for name in self.feature_names},
+                    # and its reading order (which tag figures, cards and summaries show first)
+                    FEATURE_ORDERS: {name: feature_type_of(name).order for name in self.feature_names},
                     **self._architecture_meta()},
             hf_txray_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             provenance=self.provenance(corpus, text_column),

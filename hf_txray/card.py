@@ -141,7 +141,8 @@ def _profiles_section(profiles: Mapping[str, Profile]) -> list[str]:
 
 def _headline(report: TransferReport) -> str:
     s = report.summary()
-    ft = default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds)
+    ft = default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
+                              orders=report.meta.feature_orders)
     pair = f"{markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}"
     return (f"- **{pair}**: {percent(s['share_shared'])} of the neurons are "
             f"active in both stages, {percent(s['share_lost'])} were deactivated (lost), {percent(s['share_gained'])} "
@@ -174,7 +175,8 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
 
 
 def _report_tables(report: TransferReport) -> list[str]:
-    ft = default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds)
+    ft = default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
+                              orders=report.meta.feature_orders)
     layer_columns = ["layer", "share_shared", "share_lost", "share_gained"] + [
         f"mean_hellinger_{f}" for f in report.meta.feature_types] + [f"mean_length_shift_{ft}"]
     out = [f"### {markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}", ""]

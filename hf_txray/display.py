@@ -108,7 +108,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     """Whole-model summary beside its noise floors, per-layer table, POS mass shares, the most/least changed
     neurons among those credited at least `min_count` times with a value of it in both stages, and a legend of the terms."""
     meta, summary = report.meta, report.summary()
-    ft = default_feature_type(meta.feature_types, kinds=meta.feature_kinds)
+    ft = default_feature_type(meta.feature_types, kinds=meta.feature_kinds, orders=meta.feature_orders)
     lines = [
         f"Transfer report {report.name}: {meta.model_a} -> {meta.model_b} ({meta.site} site)",
         f"corpora: {corpus_text(meta.dataset_a)} -> {corpus_text(meta.dataset_b)}"
@@ -165,8 +165,9 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         line = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)]
         report_row = line.iloc[0].to_dict() if len(line) else None
     stages = (report.meta.stage_a, report.meta.stage_b) if report is not None else None
+    m = profile.meta
     lines = [f"Layer {layer}, neuron {neuron} ({profile.stage}): "
-             f"{neuron_summary(card, report_row, stages, kinds=profile.meta.feature_kinds)}", "",
+             f"{neuron_summary(card, report_row, stages, kinds=m.feature_kinds, orders=m.feature_orders)}", "",
              f"credits {card['count']} of {profile.meta.num_positions} positions, mass {card['mass']:.3f}"]
     original = original_neuron(profile.meta.provenance, layer, neuron)
     if original is not None:  # a model pruned with mode="remove" numbers its neurons afresh

@@ -186,15 +186,15 @@ def neuron_cards_table(profile: Profile, report: TransferReport | None = None) -
         pa.nulls(len(stats), pa.int64())
     columns["mass_by_position"] = _positions_column(profile)
     columns.update(_neuron_page_columns(profile))
-    return _with_summary(pa.table(columns), report, profile.meta.feature_kinds)
+    return _with_summary(pa.table(columns), report, profile.meta.feature_kinds, profile.meta.feature_orders)
 
 
 def _with_summary(cards: pa.Table, report: TransferReport | None = None,
-                  kinds: Mapping[str, str] | None = None) -> pa.Table:
+                  kinds: Mapping[str, str] | None = None, orders: Mapping[str, float] | None = None) -> pa.Table:
     """Append the plain-words `summary` of every card, built from the card's own columns and, for the change
     clause, the neuron's row of `report` (its ``changed_<ft>`` / ``p_hellinger_<ft>`` columns). Without it, the
-    exported summaries lacked the clause that the viewer and ``hf-txray show`` print (helper 215). `kinds`: the
-    profile's recorded feature kinds (``meta.feature_kinds``)."""
+    exported summaries lacked the clause that the viewer and ``hf-txray show`` print (helper 215). `kinds`, `orders`:
+    the profile's recorded feature kinds and reading orders (``meta.feature_kinds``, ``meta.feature_orders``)."""
     from .summary import neuron_summary
 
     read = [c for c in cards.column_names if c in ("count", "win_rate", "top_position", "top_position_share",
@@ -209,7 +209,7 @@ def _with_summary(cards: pa.Table, report: TransferReport | None = None,
         records = frame[change].to_dict("records")
         rows = [records[where[key]] if key in where else None
                 for key in zip(cards["layer"].to_pylist(), cards["neuron"].to_pylist())]
-    sentences = [neuron_summary(card, row, stages, kinds=kinds)
+    sentences = [neuron_summary(card, row, stages, kinds=kinds, orders=orders)
                  for card, row in zip(cards.select(read).to_pylist(), rows)]
     return cards.append_column("summary", pa.array(sentences, pa.string()))
 

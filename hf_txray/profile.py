@@ -22,7 +22,7 @@ from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseS
 from .artifact import Artifact, meta_from_record
 from .counts import check_count, is_int
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
-from .features import check_feature_kinds, fingerprints_differ
+from .features import check_feature_kinds, check_feature_orders, fingerprints_differ
 from .hashes import combined_texts_sum_hash
 from .layout import NOISE_COLUMNS, OWNED_FOLDERS, read_single, write_folder
 from .loading import split_and_slice
@@ -110,6 +110,18 @@ class ProfileMeta:
             ProfileFormatError: the record is damaged (:func:`~hf_txray.features.check_feature_kinds`).
         """
         return check_feature_kinds(self.config.get(FEATURE_KINDS) or {}, f"profile {self.stage!r}")
+
+    @property
+    def feature_orders(self) -> dict[str, float]:
+        """Each feature type's reading order (:attr:`~hf_txray.features.FeatureType.order`) as the run that profiled
+        it had it registered (``config["feature_orders"]``), which :func:`~hf_txray.features.reading_order` and
+        :func:`~hf_txray.features.default_feature_type` read instead of this process's registry; empty in profiles
+        saved before it was recorded (today's rule: registered, else a user feature's default order).
+
+        Raises:
+            ProfileFormatError: the record is damaged (:func:`~hf_txray.features.check_feature_orders`).
+        """
+        return check_feature_orders(self.config.get(FEATURE_ORDERS) or {}, f"profile {self.stage!r}")
 
     def carrying_texts(self, feature_type: str) -> int:
         """The texts with a credited position that carries a value of `feature_type` (the cap of its per-neuron
@@ -696,6 +708,7 @@ class Profile(Artifact):
         self._check_counters()
         self._check_feature_texts()
         self.meta.feature_kinds  # noqa: B018 (a damaged record is refused on load, not at the first figure)
+        self.meta.feature_orders  # noqa: B018 (likewise)
         count = self.neuron_count.reshape(-1)
         if np.any(count < 0):
             bad("a negative neuron count", count[count < 0])
@@ -1112,11 +1125,16 @@ def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
     kinds = {**other.feature_kinds, **merged.feature_kinds}  # check_compatible refused two that differ
     if kinds:
         merged.config = {**merged.config, FEATURE_KINDS: kinds}
+    orders = {**other.feature_orders, **merged.feature_orders}  # the first part's where both recorded one
+    if orders:
+        merged.config = {**merged.config, FEATURE_ORDERS: orders}
 
 
 USER_FEATURES = "user_features"  # meta.config key: {feature name: features.recorded_fingerprint of its function}
 # meta.config key: {feature name: "text" | "tag"}, each feature type's kind as the profiling run had it registered
 FEATURE_KINDS = "feature_kinds"
+# meta.config key: {feature name: FeatureType.order}, each feature type's reading order as the profiling run had it
+FEATURE_ORDERS = "feature_orders"
 
 
 def user_feature_differences(a: ProfileMeta, b: ProfileMeta) -> list[str]:

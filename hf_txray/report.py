@@ -38,7 +38,7 @@ from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
 from .counts import check_count
 from .errors import ConfigurationError, IncompatibleProfilesError
-from .features import BUILTIN_FEATURES, check_feature_kinds, is_tag_feature
+from .features import BUILTIN_FEATURES, check_feature_kinds, check_feature_orders, is_tag_feature
 from .architectures import expert_numbering
 from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
@@ -105,6 +105,9 @@ class ReportMeta:
     # each feature type's kind ("text" or "tag") as the profiling runs registered it (ProfileMeta.feature_kinds),
     # which is_tag_feature and its kin read instead of this process's registry; {} in reports saved before
     feature_kinds: dict[str, str] = field(default_factory=dict)
+    # each feature type's reading order as the profiling runs registered it (ProfileMeta.feature_orders), which
+    # reading_order and default_feature_type read instead of this process's registry; {} in reports saved before
+    feature_orders: dict[str, float] = field(default_factory=dict)
 
     def tested_feature_types(self) -> list[str]:
         """The feature types whose per-neuron test ran: none without the test (``compare(test=False)``) or without
@@ -306,6 +309,11 @@ def compared_feature_kinds(a: Profile, b: Profile) -> dict[str, str]:
     """The feature kinds of a comparison: those either profile recorded (``check_compatible`` refused two that
     differ)."""
     return {**b.meta.feature_kinds, **a.meta.feature_kinds}
+
+
+def compared_feature_orders(a: Profile, b: Profile) -> dict[str, float]:
+    """The feature reading orders of a comparison: those either profile recorded, `a`'s where both did."""
+    return {**b.meta.feature_orders, **a.meta.feature_orders}
 
 
 def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
@@ -522,6 +530,7 @@ class TransferReport(Artifact):
         what = f"report {record.get('stage_a')!r} -> {record.get('stage_b')!r}" if isinstance(record, dict) else "report"
         meta = meta_from_record(ReportMeta, record, what)
         meta.feature_kinds = check_feature_kinds(meta.feature_kinds, what)
+        meta.feature_orders = check_feature_orders(meta.feature_orders, what)
         return cls(meta, neurons, parts["layers"], parts["mass_share"])
 
 
@@ -885,6 +894,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
     meta.experts = expert_numbering(a.meta.config)
     meta.feature_kinds = compared_feature_kinds(a, b)
+    meta.feature_orders = compared_feature_orders(a, b)
     meta.test = (f"chi-square of homogeneity, moderated split-half design effect (min expected "
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, per stage, weighted by the other "
                  "stage's credits, Satterthwaite df, each stage's at most its texts (those that carry the feature "

@@ -48,13 +48,15 @@ def _card_types(card: Mapping[str, Any]) -> list[str]:
                                                                                 "top_position_share")]
 
 
-def _tag_type(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> str | None:
-    tags = reading_order(tag_features(_card_types(card), kinds))  # pos, dep, ner, then user tags
+def _tag_type(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None,
+              orders: Mapping[str, float] | None = None) -> str | None:
+    tags = reading_order(tag_features(_card_types(card), kinds), orders)  # pos, dep, ner, then user tags
     return tags[0] if tags else None
 
 
-def _tag_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> str | None:
-    ft = _tag_type(card, kinds)
+def _tag_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None,
+                orders: Mapping[str, float] | None = None) -> str | None:
+    ft = _tag_type(card, kinds, orders)
     top = _top_list(card, f"top_{ft}") if ft else []
     if not top:
         return None
@@ -64,8 +66,9 @@ def _tag_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None)
     return f"mostly {first}"
 
 
-def _prefers_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None) -> str | None:
-    for ft in reading_order(text_features(_card_types(card), kinds)):  # word, then token
+def _prefers_clause(card: Mapping[str, Any], kinds: Mapping[str, str] | None = None,
+                    orders: Mapping[str, float] | None = None) -> str | None:
+    for ft in reading_order(text_features(_card_types(card), kinds), orders):  # word, then token
         top = _top_list(card, f"top_{ft}")
         if top:
             return f"prefers {_quoted([v['feature'] for v in top[:NAMES]])}"
@@ -107,7 +110,7 @@ def _change_clause(report_row: Mapping[str, Any] | None, stages: tuple[str, str]
 
 def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None = None,
                    stages: tuple[str, str] | None = None, feature_type: str | None = None,
-                   kinds: Mapping[str, str] | None = None) -> str:
+                   kinds: Mapping[str, str] | None = None, orders: Mapping[str, float] | None = None) -> str:
     """One sentence describing a neuron, every figure read from `card` (and `report_row` for the change clause).
 
     Args:
@@ -119,6 +122,8 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
         feature_type (`str`, *optional*): whose p-value to quote (default: the tag feature of the card).
         kinds (`Mapping[str, str]`, *optional*): the feature kinds the profile recorded (``meta.feature_kinds``):
             which of the card's features are tags (else as registered in this process).
+        orders (`Mapping[str, float]`, *optional*): the reading orders the profile recorded
+            (``meta.feature_orders``): which tag and which text feature the sentence names (else as registered here).
 
     Returns:
         `str`: e.g. ``"Wins 2.1% of positions, mostly NOUN (61%) and PROPN (22%); prefers 'year'; promotes 'ago'."``
@@ -128,10 +133,10 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
         return "Never wins a position at this stage (dead)."
     rate = card.get("win_rate")
     head = f"Wins {percent(rate)} of positions" if rate is not None else "Wins some positions"
-    tag = _tag_clause(card, kinds)
+    tag = _tag_clause(card, kinds, orders)
     first = f"{head}, {tag}" if tag else head
-    clauses = [first, _prefers_clause(card, kinds), _position_clause(card), _promotes_clause(card),
-               _change_clause(report_row, stages, feature_type or _tag_type(card, kinds))]
+    clauses = [first, _prefers_clause(card, kinds, orders), _position_clause(card), _promotes_clause(card),
+               _change_clause(report_row, stages, feature_type or _tag_type(card, kinds, orders))]
     return "; ".join(c for c in clauses if c) + "."
 
 
@@ -272,5 +277,6 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
             card.status[report.name] = str(line["status"].iloc[0])
             if change is None and report.meta.stage_b == profile.stage:
                 change = (line.iloc[0].to_dict(), (report.meta.stage_a, report.meta.stage_b))
-    card.summary = neuron_summary(card, *(change or (None, None)), kinds=profile.meta.feature_kinds)
+    card.summary = neuron_summary(card, *(change or (None, None)), kinds=profile.meta.feature_kinds,
+                                  orders=profile.meta.feature_orders)
     return card

@@ -533,7 +533,7 @@ def _figures(report, profile):
             "figures": sorted(profile_figures(profile))}
 
 
-def _read_back(folder):
+def _read_back(folder, script=READ_BACK):
     import json
     import os
     import subprocess
@@ -543,7 +543,7 @@ def _read_back(folder):
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", READ_BACK, str(folder)], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
@@ -634,3 +634,95 @@ def test_a_user_feature_of_an_unknown_kind_is_refused():
     with pytest.raises(ConfigurationError, match="has kind 'Tag'"):
         register_feature(FeatureType("casing", "Tag", "user", fn=casing))
     assert "casing" not in registered_features()
+
+
+# ----- a feature's reading order travels with the results (helper 319) -------------------------------------------
+# read back in a fresh Python process, which has not registered "casing" (and so would give it the user default order)
+ORDER_READ_BACK = """
+import json, sys
+import hf_txray
+from hf_txray.features import default_feature_type
+from hf_txray.layout import neuron_cards_table
+from hf_txray.plots import checked_feature_type
+folder = sys.argv[1]
+a = hf_txray.Profile.from_pretrained(f"{folder}/a")
+saved = hf_txray.TransferReport.from_pretrained(f"{folder}/report")
+for r in (hf_txray.compare(a, a), saved):
+    print(json.dumps({"default": default_feature_type(r.meta.feature_types, kinds=r.meta.feature_kinds,
+                                                      orders=r.meta.feature_orders),
+                      "figures": checked_feature_type(a.feature_types, None, True, a.meta.feature_kinds,
+                                                      a.meta.feature_orders),
+                      "summaries": [hf_txray.neuron_card(a, 0, n).summary for n in range(a.meta.num_neurons)],
+                      "exported": neuron_cards_table(a).column("summary").to_pylist()}))
+"""
+
+
+def _ordered(report, profile):
+    from hf_txray.layout import neuron_cards_table
+    from hf_txray.plots import checked_feature_type
+
+    m = profile.meta
+    return {"default": default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
+                                            orders=report.meta.feature_orders),
+            "figures": checked_feature_type(profile.feature_types, None, True, m.feature_kinds, m.feature_orders),
+            "summaries": [hf_txray.neuron_card(profile, 0, n).summary for n in range(m.num_neurons)],
+            "exported": neuron_cards_table(profile).column("summary").to_pylist()}
+
+
+def test_a_user_tags_reading_order_reads_back_in_a_process_that_did_not_register_it(tmp_path):
+    """A user tag registered as ``FeatureType(name, "tag", "user", order=-1)`` came first where it was registered
+    (default feature "casing": figures, the card, ``show``, and the first tag of neuron summaries) and second in a
+    process that had not registered it, which gave it the user default order 10 ("shape" came first)."""
+    register_feature(FeatureType("casing", "tag", "user", order=-1, fn=casing))
+    try:
+        model, tokenizer = tiny("bert")
+        a = hf_txray.analyze(model, KIND_TEXTS, stage="a", tokenizer=tokenizer, show_progress=False,
+                             features=("token", UserFeature("shape", shape), "casing"))
+        report = hf_txray.compare(a, a)
+        for name, saved in (("a", a), ("report", report)):
+            saved.save_pretrained(tmp_path / name)
+        here = _ordered(report, a)
+    finally:
+        unregister_feature("casing")
+    assert a.meta.feature_orders == {"token": 21, "shape": 10, "casing": -1}
+    assert report.meta.feature_orders == a.meta.feature_orders
+    # brute force: casing (order -1) reads before shape (10), so a summary's tag is casing's (Up, low: the first
+    # letters of the texts' words), not shape's (num, word); a neuron that wins digits only has no casing value
+    assert here["default"] == here["figures"] == "casing"
+    tagged = [s.split(", mostly ")[1] for s in here["summaries"] if ", mostly " in s]
+    assert tagged and all(t.split(" ")[0] in {"Up", "low"} for t in tagged)
+    assert here["exported"][:len(here["summaries"])] == here["summaries"]  # layer 0's exported cards first
+    recompared, reloaded = _read_back(tmp_path, ORDER_READ_BACK)
+    assert recompared == here
+    assert reloaded == here
+
+
+def test_feature_orders_are_kept_by_merge_and_read_as_before_without_the_record(case_feature):
+    model, tokenizer = tiny("bert")
+    common = dict(tokenizer=tokenizer, features=("token", "case"), show_progress=False)
+    first = hf_txray.analyze(model, TEXTS[:3], **common)
+    second = hf_txray.analyze(model, TEXTS[3:], **common)
+    first.meta.config["feature_orders"] = {"token": 21, "case": -1}
+    assert first.merge(second).meta.feature_orders == {"token": 21, "case": -1}
+    assert reading_order(["token", "case"], first.meta.feature_orders) == ["case", "token"]
+    # a profile saved before orders were recorded reads them as registered (today's rule)
+    del first.meta.config["feature_orders"]
+    assert first.meta.feature_orders == {}
+    assert hf_txray.compare(first, second).meta.feature_orders == second.meta.feature_orders
+
+
+def test_a_damaged_feature_orders_record_is_refused(case_feature, tmp_path):
+    from hf_txray.layout import read_single
+
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "case"), show_progress=False)
+    hf_txray.compare(profile, profile).save_pretrained(tmp_path / "report")
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "report").meta.feature_orders == {"token": 21, "case": 10}
+    for bad in ({"case": "first"}, ["case"], {"case": True}, {"case": float("nan")}):
+        profile.meta.config["feature_orders"] = bad
+        with pytest.raises(hf_txray.ProfileFormatError, match="reading orders"):
+            profile.meta.feature_orders
+    parts = read_single(tmp_path / "report", "report")
+    parts["meta"] = {**parts["meta"], "feature_orders": {"case": "first"}}
+    with pytest.raises(hf_txray.ProfileFormatError, match="reading orders"):
+        hf_txray.TransferReport.from_parts(parts)

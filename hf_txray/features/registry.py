@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -318,7 +319,8 @@ def _unknown_message(feature: Any) -> str:
 FEATURE_KIND_VALUES = ("text", "tag")  # the values of FeatureType.kind
 
 
-def feature_type_of(name: str, kinds: Mapping[str, str] | None = None) -> FeatureType:
+def feature_type_of(name: str, kinds: Mapping[str, str] | None = None,
+                    orders: Mapping[str, float] | None = None) -> FeatureType:
     """The feature type of a name read from results: registered, else a user feature of the run that wrote them
     (tag-like; its function is not needed to read or show results).
 
@@ -329,12 +331,15 @@ def feature_type_of(name: str, kinds: Mapping[str, str] | None = None) -> Featur
             the run that wrote them had. A user feature registered as ``"text"`` was read back as a tag in a process
             that had not registered it (a profile loaded elsewhere, or from the Hub): ``compare`` gave mass-share
             rows where the registering process gave none, and figures another default feature.
+        orders (`Mapping[str, float]`, *optional*): the reading orders the results recorded (``meta.feature_orders``),
+            which win over the registered one and over the user default (:data:`USER_FEATURE_ORDER`) alike: a user
+            tag registered with ``order=-1`` was read back with order 10 in a process that had not registered it, so
+            figures, the card and ``show`` chose another default feature, and summaries another tag.
     """
     registered = _REGISTRY.get(name) or FeatureType(name, "tag", "user")
-    recorded = (kinds or {}).get(name)
-    if recorded is None or recorded == registered.kind:
-        return registered
-    return dataclasses.replace(registered, kind=recorded)
+    recorded = {"kind": (kinds or {}).get(name), "order": (orders or {}).get(name)}
+    changes = {key: value for key, value in recorded.items() if value is not None and value != getattr(registered, key)}
+    return dataclasses.replace(registered, **changes) if changes else registered
 
 
 def is_tag_feature(name: str, kinds: Mapping[str, str] | None = None) -> bool:
@@ -353,9 +358,10 @@ def text_features(names: Iterable[str], kinds: Mapping[str, str] | None = None) 
     return [name for name in names if not is_tag_feature(name, kinds)]
 
 
-def reading_order(names: Iterable[str]) -> list[str]:
-    """`names` by :attr:`FeatureType.order` (pos, dep, ner, user tags, word, token); ties keep the given order."""
-    return sorted(names, key=lambda name: feature_type_of(name).order)
+def reading_order(names: Iterable[str], orders: Mapping[str, float] | None = None) -> list[str]:
+    """`names` by :attr:`FeatureType.order` (pos, dep, ner, user tags, word, token); ties keep the given order.
+    `orders`: the reading orders the results recorded (``meta.feature_orders``), as in :func:`feature_type_of`."""
+    return sorted(names, key=lambda name: feature_type_of(name, orders=orders).order)
 
 
 def display_order(names: Iterable[str], kinds: Mapping[str, str] | None = None) -> list[str]:
@@ -366,15 +372,16 @@ def display_order(names: Iterable[str], kinds: Mapping[str, str] | None = None) 
 
 
 def default_feature_type(feature_types: Sequence[str], categorical: bool = False,
-                         kinds: Mapping[str, str] | None = None) -> str:
+                         kinds: Mapping[str, str] | None = None, orders: Mapping[str, float] | None = None) -> str:
     """The feature type figures, tables and summaries show first: the first tag in reading order (``"pos"`` when
-    profiled, then dep, ner, user tags), else (unless `categorical`) the first feature. `kinds`: the kinds the
-    results recorded (``meta.feature_kinds``), as in :func:`feature_type_of`.
+    profiled, then dep, ner, user tags), else (unless `categorical`) the first feature. `kinds` and `orders`: the
+    kinds and reading orders the results recorded (``meta.feature_kinds``, ``meta.feature_orders``), as in
+    :func:`feature_type_of`.
 
     Raises:
         `ConfigurationError`: no tag-like feature when `categorical`, or no feature at all.
     """
-    tags = reading_order(tag_features(feature_types, kinds))
+    tags = reading_order(tag_features(feature_types, kinds), orders)
     if tags:
         return tags[0]
     if categorical or not feature_types:
@@ -400,6 +407,21 @@ def check_feature_kinds(kinds: Any, what: str) -> dict[str, str]:
             raise ProfileFormatError(f"{what} records the built-in feature {name!r} as {kind!r}; it is "
                                      f"{_REGISTRY[name].kind!r}: the metadata was damaged or built by hand.")
     return dict(kinds)
+
+
+def check_feature_orders(orders: Any, what: str) -> dict[str, float]:
+    """The reading orders a saved record holds (``{name: order}``, :attr:`FeatureType.order`), checked.
+
+    Raises:
+        `ProfileFormatError`: the record is no mapping of names to finite numbers (naming `what` was read).
+    """
+    if not isinstance(orders, Mapping) or not all(
+            isinstance(name, str) and isinstance(order, (int, float)) and not isinstance(order, bool)
+            and math.isfinite(order) for name, order in orders.items()):
+        raise ProfileFormatError(f"The feature reading orders recorded in {what} ({orders!r:.120}) are not a mapping "
+                                 "of feature names to numbers: the metadata was damaged or built by hand. Save it "
+                                 "again from its source.")
+    return dict(orders)
 
 
 def parse_features(features: Sequence[Any]) -> tuple[list[str], dict[str, UserFeature]]:

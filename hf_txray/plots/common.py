@@ -159,10 +159,11 @@ def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
 
 
 def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False,
-                         kinds: Mapping[str, str] | None = None) -> str:
-    """`feature_type`, or the default one of `feature_types` (`kinds`: the kinds the results recorded,
-    ``meta.feature_kinds``); a `ConfigurationError` when it was not profiled."""
-    ft = feature_type or default_feature_type(feature_types, categorical, kinds)
+                         kinds: Mapping[str, str] | None = None, orders: Mapping[str, float] | None = None) -> str:
+    """`feature_type`, or the default one of `feature_types` (`kinds`, `orders`: the kinds and reading orders the
+    results recorded, ``meta.feature_kinds`` and ``meta.feature_orders``); a `ConfigurationError` when it was not
+    profiled."""
+    ft = feature_type or default_feature_type(feature_types, categorical, kinds, orders)
     if ft not in feature_types:
         raise ConfigurationError(f"Feature type {ft!r} is not available; choose one of {feature_types}.")
     return ft

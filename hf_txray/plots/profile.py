@@ -73,7 +73,8 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
         >>> plot_mass_share(profile, "pos", top=12).savefig("pos_share.png")
         ```
     """
-    ft = checked_feature_type(data.meta.feature_types, feature_type, True, data.meta.feature_kinds)
+    ft = checked_feature_type(data.meta.feature_types, feature_type, True, data.meta.feature_kinds,
+                              data.meta.feature_orders)
     if top is not None and (not is_int(top) or top < 1):  # 0 drew nothing, -1 every tag but the rarest
         raise ConfigurationError(f"top must be a positive int (the number of tags drawn) or None for all, got {top!r}.")
     series = _share_series(data, ft)

@@ -77,7 +77,8 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
         >>> fig.savefig("hellinger.png")
         ```
     """
-    ft = checked_feature_type(report.meta.feature_types, feature_type, kinds=report.meta.feature_kinds)
+    ft = checked_feature_type(report.meta.feature_types, feature_type, kinds=report.meta.feature_kinds,
+                              orders=report.meta.feature_orders)
     layer = _report_layer(report, layer)
     data = _shared(report, layer, min_count, ft)
     data = data[data[f"hellinger_{ft}"].notna() & (data[f"hellinger_length_{ft}"] > 0)]
@@ -146,7 +147,8 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
         >>> plot_length_shift(report, "token", layer=3).savefig("shift.png")
         ```
     """
-    ft = checked_feature_type(report.meta.feature_types, feature_type, kinds=report.meta.feature_kinds)
+    ft = checked_feature_type(report.meta.feature_types, feature_type, kinds=report.meta.feature_kinds,
+                              orders=report.meta.feature_orders)
     layer = _report_layer(report, layer)
     data = _shared(report, layer, min_count, ft)
     data = data[(data[f"length_a_{ft}"] > 0) & (data[f"length_b_{ft}"] > 0)]
@@ -187,7 +189,8 @@ del _plot
 
 def report_figures(report: "TransferReport", feature_type: str | None = None) -> dict[str, "Figure"]:
     """The key figures of a report by file stem: Hellinger vs length, length shift, mass share (when tags exist)."""
-    ft = checked_feature_type(report.meta.feature_types, feature_type, kinds=report.meta.feature_kinds)
+    ft = checked_feature_type(report.meta.feature_types, feature_type, kinds=report.meta.feature_kinds,
+                              orders=report.meta.feature_orders)
     figures = {"hellinger_vs_length": plot_hellinger_vs_length(report, ft),
                "length_shift": plot_length_shift(report, ft), "neuron_mass": plot_neuron_mass(report)}
     if len(report.mass_share) and ft in set(report.mass_share["feature_type"]):

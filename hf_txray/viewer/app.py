@@ -316,7 +316,8 @@ def open_results(source: str, reload: bool = False) -> tuple:
 def _default_tag(view: data.ResultsView) -> str | None:
     from hf_txray.plots import default_feature_type
 
-    return default_feature_type(view.feature_types, kinds=view.feature_kinds) if view.feature_types else None
+    return (default_feature_type(view.feature_types, kinds=view.feature_kinds, orders=view.feature_orders)
+            if view.feature_types else None)
 
 
 def default_neuron(view: data.ResultsView) -> tuple[int, int]:

@@ -128,6 +128,17 @@ class ResultsView:
         return kinds
 
     @property
+    def feature_orders(self) -> dict[str, float]:
+        """Each feature type's reading order as the results recorded it (``meta.feature_orders``; the first
+        result's where several did), which :func:`~hf_txray.features.reading_order` and
+        :func:`~hf_txray.features.default_feature_type` read before this process's registry."""
+        metas = [p.meta for p in self.profiles.values()] + [r.meta for r in self.reports.values()]
+        orders: dict[str, float] = {}
+        for meta in reversed(metas):
+            orders.update(meta.feature_orders)
+        return orders
+
+    @property
     def expert_width(self) -> int | None:
         """Units per expert for mixture-of-experts profiles (neuron = expert x width + unit), else None."""
         meta = self._first_meta()

@@ -36,7 +36,8 @@ def overview_figures(view: ResultsView, report_name: str | None = None,
     if report_name or view.reports:
         report = view.report(report_name) if report_name else next(iter(view.reports.values()))
         kinds = report.meta.feature_kinds
-        ft = feature_type or plots.default_feature_type(report.meta.feature_types, kinds=kinds)
+        ft = feature_type or plots.default_feature_type(report.meta.feature_types, kinds=kinds,
+                                                        orders=report.meta.feature_orders)
         if ft not in report.meta.feature_types:
             raise ConfigurationError(f"Feature type {ft!r} is not in report {report.name!r}: "
                                      f"{report.meta.feature_types}.")
@@ -167,7 +168,8 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
     lines = []
     if report_name or view.reports:
         report = view.report(report_name) if report_name else next(iter(view.reports.values()))
-        ft = feature_type or default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds)
+        ft = feature_type or default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
+                                                  orders=report.meta.feature_orders)
         summary = report.summary()
         head = (f"Report {report.name} ({ft}): {percent(summary['share_shared'])} of neurons shared, "
                 f"{percent(summary['share_lost'])} lost, {percent(summary['share_gained'])} gained; mean Hellinger distance "
@@ -188,7 +190,8 @@ def figure_notes(view: ResultsView, report_name: str | None = None, feature_type
         lines.append(head + ".")
     else:
         profile = next(iter(view.profiles.values()))
-        ft = feature_type or default_feature_type(profile.feature_types, kinds=profile.meta.feature_kinds)
+        ft = feature_type or default_feature_type(profile.feature_types, kinds=profile.meta.feature_kinds,
+                                                  orders=profile.meta.feature_orders)
         lines.append(f"Stage {profile.stage}: no transfer report, so only the mass figures.")
     lines += [FIGURE_NOTES[name].format(ft=ft) for name in FIGURE_NOTES if name in set(drawn)]
     return "\n".join(lines)
@@ -214,7 +217,8 @@ def link_hellinger_dots(figure: "Figure", view: ResultsView, report_name: str | 
     from ..plots import default_feature_type
 
     report = view.report(report_name) if report_name else next(iter(view.reports.values()))
-    ft = feature_type or default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds)
+    ft = feature_type or default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
+                                              orders=report.meta.feature_orders)
     n = report.neurons
     shared = n[(n["status"] == "shared") & n[f"hellinger_{ft}"].notna() & (n[f"hellinger_length_{ft}"] > 0)]
     points = figure.axes[0].collections[0]
