@@ -16,7 +16,7 @@ import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -117,9 +117,9 @@ class Profiler:
         # the columns of the corpus as the user gave it, before analyze() kept the text column alone (what an
         # error may point at; [] where unknown, as for a file); None: read off the corpus run() gets
         self.corpus_columns: list[str] | None = None
-        # (stream, its first texts) read before the model loaded (streaming.first_texts): the run of that stream must
-        # read them again first
-        self.stream_head: tuple[Any, list[str]] | None = None
+        # (stream, its first texts, its rows from its start) read before the model loaded (streaming.first_texts): the
+        # run of that stream on one process reads on in those rows, else it must read those texts again first
+        self.stream_head: tuple[Any, list[str], Iterator[dict[str, Any]]] | None = None
 
     def _auto_skip_first_positions(self, probe_width: int) -> int:
         """``skip_first_positions="auto"``: 1 when the profiled stack attends causally (read from the model with
@@ -297,8 +297,10 @@ class Profiler:
         checkpoint_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir else checkpoint_dir
         rank, world = process_info(cpu=self.device.type == "cpu")
         head = None  # a stream's first texts, read for the check: the run must read them again
+        rows = None  # the rows of a pass over the stream begun before the run, read on by a run on one process
         if self.stream_head is not None and self.stream_head[0] is corpus:
-            head = self.stream_head[1] if world == 1 else None  # several processes read their own head below
+            if world == 1:  # several processes read their own head below
+                head, rows = self.stream_head[1], None if checkpoint_dir else self.stream_head[2]
             self.stream_head = None
         with failing_together(world):  # a rank that fails here joins the check's collective with its error
             check_checkpoint_options(checkpoint_dir, checkpoint_every, resume)  # a folder unwritable on one node
@@ -310,7 +312,7 @@ class Profiler:
         # with its error: every rank raises there, and none is left in a collective the others never join.
         with failing_together(world):
             source, meta, local = self._profile_shard(corpus, text_column, stage, dataset_id, checkpoint_dir,
-                                                      checkpoint_every, resume, (rank, world), head)
+                                                      checkpoint_every, resume, (rank, world), head, rows)
         merged = local
         parts = all_gather(local, world)
         if world > 1:  # the shards' example ids already number the whole corpus
@@ -360,7 +362,7 @@ class Profiler:
         return merged
 
     def _profile_shard(self, corpus, text_column, stage, dataset_id, checkpoint_dir, checkpoint_every, resume,
-                       topology: tuple[int, int], head: list[str] | None):
+                       topology: tuple[int, int], head: list[str] | None, rows: Iterator[Any] | None = None):
         """This rank's part of :meth:`_run`, without a collective: its shard as a source, the run's meta, and the
         profile of the shard (resumed from its checkpoint, and checkpointed, when asked)."""
         rank, world = topology
@@ -370,6 +372,8 @@ class Profiler:
             source = StreamingSource(corpus, text_column, rank, world, local_files=local)
             if head is not None:
                 source.expect_head(head[rank::world])  # the examples are interleaved (StreamingSource)
+            if rows is not None:
+                source.read_on(rows)
             key_range: tuple[int, int] = (rank, world)
         else:
             start, end = shard_bounds(len(corpus), rank, world)
@@ -1086,7 +1090,7 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)
     profiler.corpus_columns = [column] if is_texts_only(dataset) else (column_names(dataset) or [])
     if head is not None:
-        profiler.stream_head = (corpus, head)
+        profiler.stream_head = (corpus, *head)
     if o.output_effects:
         from .output_effects import check_output_effects
 

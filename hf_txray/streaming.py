@@ -178,15 +178,23 @@ class StreamingSource:
         self._head: list[str] = []  # this process's first texts as read before the run (expect_head, head_hash)
         self._numbers: NumbersColumn | None = None  # the head of a CSV text column, while its cells are all numbers
         self._rows: Lookahead | None = None  # the rows of this run, as buckets() reads them
+        self._read_on: Iterator[dict[str, Any]] | None = None  # the rows of a pass begun before the run (read_on)
 
     def share_of(self, num_samples: int | None) -> int | None:
         """The texts this process reads of a stream cut at `num_samples` (at most: the stream may end sooner), as
         examples are interleaved; None when unknown. A progress bar's total."""
         return None if num_samples is None else len(range(self.rank, num_samples, self.world))
 
+    def read_on(self, rows: Iterator[dict[str, Any]]) -> None:
+        """Profile `rows`, the stream's rows from its start read in a pass begun before the run
+        (:func:`first_texts`), instead of reading the stream again from its start (one process, no checkpoint: a
+        checkpoint records the state of the pass it reads)."""
+        self._read_on = rows
+
     def buckets(self, plan: BucketPlan, state: dict[str, Any] | None) -> Iterator[Bucket]:
         done, index = 0, _bucket_index(state)
-        rows: Iterable[dict[str, Any]] = self.corpus
+        rows: Iterable[dict[str, Any]] = self.corpus if state or self._read_on is None else self._read_on
+        self._read_on = None
         if state:
             done = int(state["processed"])
             if has_shuffle_buffer(self.corpus):
@@ -695,16 +703,19 @@ NESTED_HINT = (" Texts in a nested field (a struct column such as {'meta': {'tex
                "flattened: dataset.flatten() names it 'meta.text', then pass text_column='meta.text'.")
 
 
-def first_texts(corpus: Any, text_column: str | None) -> list[str]:
+def first_texts(corpus: Any, text_column: str | None) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """The first text of a stream (``[]`` for an empty one), read and checked as the run reads it: its text column
-    chosen or found, its text a str. Read before the model loads, so that rows the run cannot profile (a generator of
-    ints or of None, a text column missing from the rows, a list column) fail at once, not after the weights load
-    (with a 22M-parameter model, 0.7-1.3 s later: minutes for a large one). The run must read the same text first
-    (:meth:`StreamingSource.expect_head`): a ``from_generator`` function that goes on reading a one-shot source would
-    otherwise give the run its rows after this one, and that row would never be profiled."""
+    chosen or found, its text a str; and the stream's rows from its start, that first row then the rest of the same
+    pass, for a run on one process to read on (:meth:`StreamingSource.read_on`). Read before the model loads, so that
+    rows the run cannot profile (a generator of ints or of None, a text column missing from the rows, a list column)
+    fail at once, not after the weights load (with a 22M-parameter model, 0.7-1.3 s later: minutes for a large one).
+    Read on rather than read again: a stream whose ``map`` draws at random gives other first texts when read again
+    (refused as "did not start again from its first rows", though read once it is profiled: helper 320), and one
+    that mixes a one-shot ``from_generator`` into ``interleave_datasets`` lost the row read ahead, silently."""
     source = StreamingSource(corpus, text_column, 0, 1)
-    source.head_hash(count=1)
-    return source.head_texts
+    rows = iter(corpus)
+    first = list(itertools.islice(source._read(rows, 0), 1))  # a reader's failure said in one line, as in the run
+    return [source._text_of(row, 0) for row in first], itertools.chain(first, rows)
 
 
 def stream_texts_hash(corpus: Any, text_column: str | None) -> tuple[int, str]:

@@ -186,6 +186,32 @@ def test_a_streams_unusable_first_row_is_refused_before_the_model_loads(tmp_path
         assert np.array_equal(profile.neuron_count, as_list.neuron_count)
 
 
+def test_a_stream_read_ahead_for_its_first_row_is_profiled_in_the_same_pass(tmp_path):
+    """Helper 320: the first row, read before the model loads, was read again by the run from the stream's start. A
+    stream that gives other texts when read again (a map that draws at random; here, one that numbers its calls) was
+    refused ("did not start again from its first rows"), though it was profiled before that early read; and a one-shot
+    from_generator mixed into interleave_datasets (not caught as one) lost the row read ahead, silently. The run now
+    reads on in the pass that read the first row: each row is read once, counts as the texts read given as a list."""
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": t}) for t in TEXTS), encoding="utf-8")
+    stream = datasets.load_dataset("json", data_files=str(jsonl), split="train", streaming=True)
+    calls = iter(range(10 ** 6))
+    numbered = stream.map(lambda row: {"text": f"{row['text']} call {next(calls)}"})
+    model, tokenizer = tiny("bert")
+    common = dict(features=("token",), show_progress=False)
+    profile = hf_txray.analyze(model, numbered, tokenizer=tokenizer, **common)
+    as_list = hf_txray.analyze(model, [f"{t} call {i}" for i, t in enumerate(TEXTS)], tokenizer=tokenizer, **common)
+    assert profile.meta.num_examples == len(TEXTS)
+    assert np.array_equal(profile.neuron_count, as_list.neuron_count)
+    counts = []
+    for read in (list, lambda data: hf_txray.analyze(model, data, tokenizer=tokenizer, **common).meta.num_examples):
+        rest = iter([{"text": f"{t} again"} for t in TEXTS * 3])  # a one-shot source (datasets reads a few ahead)
+        mixed = datasets.interleave_datasets([stream, datasets.IterableDataset.from_generator(lambda: rest)],
+                                             stopping_strategy="all_exhausted")
+        counts.append(read(mixed))
+    assert counts[1] == len(counts[0])  # was one fewer: the row read ahead, lost
+
+
 @pytest.mark.parametrize("shape", ["list", "row dicts", "generator"])
 def test_a_text_with_a_lone_surrogate_is_named_by_its_row(shape):
     """Arrow raised a bare UnicodeEncodeError naming no row (found by a fresh helper); text with other non-ASCII
