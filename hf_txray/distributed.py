@@ -41,7 +41,8 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
 
     Raises:
         ConfigurationError: the launcher started several processes but Accelerate set up no process group for them
-            (each would profile the whole corpus alone), or MPI started them without a ``MASTER_ADDR`` to meet at.
+            (each would profile the whole corpus alone), or MPI started them without a ``MASTER_ADDR`` to meet at
+            (where torch has no MPI backend).
     """
     import torch.distributed as dist
 
@@ -51,7 +52,10 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
     if launched > 1:
         from accelerate import PartialState
 
-        if not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("MASTER_ADDR", "").strip():
+        # torch's env:// rendezvous needs rank 0's address; its MPI backend (torch built with MPI, which Accelerate
+        # then uses on a CPU) meets through MPI without one
+        if (not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("MASTER_ADDR", "").strip()
+                and not dist.is_mpi_available()):
             raise ConfigurationError(
                 f"MPI started {launched} processes, but MASTER_ADDR is not set, so they cannot meet in one process "
                 "group (torch's env:// rendezvous needs rank 0's address). Launch with `accelerate launch --cpu "

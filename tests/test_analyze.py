@@ -2576,3 +2576,28 @@ def test_a_user_feature_labelled_by_another_function_under_one_name_is_refused_b
     a.merge(other_python)
     # a built-in feature type records nothing
     assert "user_features" not in run(texts=one).meta.config
+
+
+def test_processes_started_by_mpi_meet_without_master_addr_where_torch_has_the_mpi_backend(monkeypatch):
+    """The MASTER_ADDR check refused every MPI launch without one ('MPI started 2 processes, but MASTER_ADDR is not
+    set'), but where torch is built with MPI (torch.distributed.is_mpi_available()), Accelerate's CPU group uses the
+    "mpi" backend, whose processes meet through MPI itself with no address: `mpirun -np 2` then works, and was
+    refused. Without the backend the refusal stands."""
+    import accelerate
+    import torch.distributed as dist
+
+    from hf_txray import distributed
+
+    class Group:  # Accelerate's PartialState, as the MPI backend sets it up
+        def __init__(self, cpu):
+            self.process_index, self.num_processes, self.distributed_type = 1, 2, "MULTI_CPU"
+
+    for name in ("WORLD_SIZE", "MASTER_ADDR", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setattr(accelerate, "PartialState", Group)
+    monkeypatch.setattr(dist, "is_mpi_available", lambda: True)
+    assert distributed.process_info(cpu=True) == (1, 2)
+    monkeypatch.setattr(dist, "is_mpi_available", lambda: False)
+    with pytest.raises(ConfigurationError, match="MPI started 2 processes, but MASTER_ADDR is not set"):
+        distributed.process_info(cpu=True)
