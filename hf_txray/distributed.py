@@ -42,7 +42,7 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
     Raises:
         ConfigurationError: the launcher started several processes but Accelerate set up no process group for them
             (each would profile the whole corpus alone), or MPI started them without a ``MASTER_ADDR`` to meet at
-            (where torch has no MPI backend).
+            (on a CPU, where torch has no MPI backend).
     """
     import torch.distributed as dist
 
@@ -52,9 +52,11 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
     if launched > 1:
         from accelerate import PartialState
 
+        cpu = cpu if cpu is not None else not torch.cuda.is_available()
         # torch's env:// rendezvous needs rank 0's address; its MPI backend (torch built with MPI, which Accelerate
-        # then uses on a CPU) meets through MPI without one
-        if (not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("MASTER_ADDR", "").strip()
+        # then uses on a CPU) meets through MPI without one. On GPUs Accelerate sets up no group under MPI at all
+        # (it needs LOCAL_RANK), which the check below says, with an address or without.
+        if (cpu and not os.environ.get("WORLD_SIZE", "").strip() and not os.environ.get("MASTER_ADDR", "").strip()
                 and not dist.is_mpi_available()):
             raise ConfigurationError(
                 f"MPI started {launched} processes, but MASTER_ADDR is not set, so they cannot meet in one process "
@@ -62,7 +64,7 @@ def process_info(cpu: bool | None = None) -> tuple[int, int]:
                 "--num_processes N --mpirun_hostfile HOSTS` (which sets it), export MASTER_ADDR (and MASTER_PORT; "
                 "127.0.0.1 on one machine) to every process, or launch with `torchrun --nproc_per_node N`.")
 
-        state = PartialState(cpu=cpu if cpu is not None else not torch.cuda.is_available())
+        state = PartialState(cpu=cpu)
         if state.num_processes != launched:
             raise ConfigurationError(
                 f"The launcher started {launched} processes, but Accelerate set up {state.num_processes} in its "

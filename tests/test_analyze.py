@@ -2601,3 +2601,26 @@ def test_processes_started_by_mpi_meet_without_master_addr_where_torch_has_the_m
     monkeypatch.setattr(dist, "is_mpi_available", lambda: False)
     with pytest.raises(ConfigurationError, match="MPI started 2 processes, but MASTER_ADDR is not set"):
         distributed.process_info(cpu=True)
+
+
+def test_processes_started_by_mpi_on_gpus_are_not_told_to_export_master_addr(monkeypatch):
+    """On GPUs (cpu=False) Accelerate sets up no process group under MPI, MASTER_ADDR or not (its GPU group needs
+    LOCAL_RANK, which mpirun does not set): the MASTER_ADDR refusal told such a launch to export MASTER_ADDR, after
+    which it was refused again ('Accelerate set up 1 in its process group'). It is now told that at once, with the
+    launches that work on GPUs."""
+    import accelerate
+    import torch.distributed as dist
+
+    from hf_txray import distributed
+
+    class Group:  # Accelerate's PartialState under mpirun on GPUs: no group
+        def __init__(self, cpu):
+            self.process_index, self.num_processes, self.distributed_type = 0, 1, "NO"
+
+    for name in ("WORLD_SIZE", "MASTER_ADDR", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setattr(accelerate, "PartialState", Group)
+    monkeypatch.setattr(dist, "is_mpi_available", lambda: False)
+    with pytest.raises(ConfigurationError, match="started 2 processes, but Accelerate set up 1 .*on GPUs"):
+        distributed.process_info(cpu=False)
