@@ -1165,12 +1165,17 @@ def recorded_texts_multiset_hash(meta: ProfileMeta) -> str | None:
     ``dataset`` record's. None where it is not known (a part without it, a stream not read whole, a merge saved
     before it was recorded), or where the run did not read every text the hash covers (``num_examples`` short of
     the dataset's ``num_texts``: `max_positions` stops a run at a prefix of its texts, and the prefixes of the same
-    texts in two orders are other texts; a merge of such a part knows none either)."""
+    texts in two orders are other texts; a merge of such a part knows none either), or where `max_positions` may
+    have stopped it inside its last text (as many positions as the limit: that text counts, part of it read, and
+    the same texts in another order end in another text)."""
     record = meta.provenance or {}
     if record.get("merged_parts", 1) > 1:
         return record.get(MERGED_TEXTS)
     dataset = record.get("dataset") or {}
-    return dataset.get("texts_multiset_hash") if dataset.get("num_texts") == meta.num_examples else None
+    limit = (meta.config or {}).get("max_positions")
+    if dataset.get("num_texts") != meta.num_examples or (limit is not None and meta.num_positions >= limit):
+        return None
+    return dataset.get("texts_multiset_hash")
 
 
 def _reads(meta: ProfileMeta) -> list[list]:

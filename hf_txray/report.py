@@ -791,12 +791,12 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             fine-tuning on one probe; in any order, since each text's half is drawn from its content, except in
             profiles split by example id, ``meta.split_halves == "example_id"``): the noise figures then pair like
             halves (odd with odd). Detected when None: the same hash of the texts read, in order or, for profiles
-            split by content, in any order (``texts_multiset_hash``); else equal dataset fingerprints. A profile
-            merged from parts (fingerprint ``"a+b"``) is matched by the sum of its parts' hashes in any order
-            (``provenance["merged_texts_multiset_hash"]``) when both split by content; where a part lacks it, it
-            cannot be matched to one profile of the whole corpus, nor to a merge split otherwise: pass True (a
-            warning says so when the example counts agree, unless the stages' positions or corpus counts show other
-            texts).
+            split by content, in any order (``texts_multiset_hash``, where ``max_positions`` stopped neither run);
+            else equal dataset fingerprints. A profile merged from parts (fingerprint ``"a+b"``) is matched by the
+            sum of its parts' hashes in any order (``provenance["merged_texts_multiset_hash"]``) when both split by
+            content; where a part lacks it, it cannot be matched to one profile of the whole corpus, nor to a merge
+            split otherwise: pass True (a warning says so when the example counts agree, unless the stages' positions
+            or corpus counts show other texts).
 
     Returns:
         :class:`TransferReport`.

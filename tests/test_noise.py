@@ -844,6 +844,34 @@ def test_the_same_texts_in_another_order_stopped_by_max_positions_are_other_corp
     assert recorded_texts_multiset_hash(engine("gpt2").meta) is not None
 
 
+def test_the_same_texts_in_another_order_stopped_inside_their_last_text_are_other_corpora():
+    """Fresh eyes on 0ed7c22: a run that `max_positions` stops inside its last text counts that text, so it reads
+    as many texts as the corpus holds (num_examples == num_texts) though it credited only part of that text. Two
+    orders of the same 8 texts (two long ones, each last in one order), stopped at max_positions 520 of 815:
+    each read all 8 texts and left ~300 positions of another long text uncredited, yet compare paired them as the
+    same corpus (same_corpus True, matched Hellinger of tokens 0.589 between halves of other positions; 0.753 as
+    other corpora)."""
+    short = [t for t in SAMPLE_TEXTS if t.strip()]
+    first, second = " ".join(short * 2), " ".join(reversed(short * 2)) + " end"
+    model, tokenizer = tiny("gpt2")
+    common = dict(features=("token",), show_progress=False)
+    whole = hf_txray.analyze(model, short + [second, first], tokenizer=tokenizer, **common)
+    limit = whole.meta.num_positions - 300  # both long texts hold more than 300 positions (328 and 330)
+    a = hf_txray.analyze(model, short + [second, first], tokenizer=tokenizer, stage="a", max_positions=limit,
+                         **common)
+    b = hf_txray.analyze(model, short + [first, second], tokenizer=tokenizer, stage="b", max_positions=limit,
+                         **common)
+    assert a.meta.num_examples == b.meta.num_examples == len(short) + 2  # the last text counts: part of it read
+    assert a.meta.num_positions == b.meta.num_positions == limit
+    assert not hf_txray.compare(a, b).meta.same_corpus
+    from hf_txray.profile import recorded_texts_multiset_hash
+    assert recorded_texts_multiset_hash(a.meta) is None
+    # a limit the corpus does not reach credits every position: the same corpus, in any order
+    c, d = (hf_txray.analyze(model, texts, tokenizer=tokenizer, stage=stage, max_positions=whole.meta.num_positions + 1,
+                             **common) for texts, stage in ((short + [second, first], "c"), (short + [first, second], "d")))
+    assert hf_txray.compare(c, d).meta.same_corpus
+
+
 def test_a_merged_profile_of_other_texts_of_the_same_count_is_compared_without_a_same_corpus_warning():
     """A stage merged from parts, compared with a stage of as many other texts (a pretrained corpus against a task
     corpus of the same size), warned "cannot tell whether they are the same texts": the fingerprints cannot tell
