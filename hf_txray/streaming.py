@@ -289,7 +289,7 @@ class StreamingSource:
         if self._resumed or (self._numbers is None and (self.num_read or builder_name(self.corpus) != "csv")):
             return
         if self._numbers is None:
-            self._numbers = NumbersColumn(self.text_column)
+            self._numbers = NumbersColumn(self.text_column, NUMBERS_HEAD)
         if not self._numbers.read(texts) and (self._numbers.count >= NUMBERS_HEAD or self._read_to_end):
             self._numbers.refuse()
 
@@ -581,16 +581,23 @@ class NumbersColumn:
 
     Args:
         column (`str`): the text column.
+        head (`int`, *optional*): judge the column on its first `head` non-empty cells alone (a stream's
+            :data:`NUMBERS_HEAD`), whatever cells a read is given past them; None: on every cell read.
     """
 
-    def __init__(self, column: str):
+    def __init__(self, column: str, head: int | None = None):
         self.column, self.kind, self.seen, self.count, self.has_text = column, None, [], 0, False
+        self.head = head
 
     def read(self, texts: Iterable[Any]) -> bool:
-        """Read more cells; True once one of them is not a number (the column holds texts: nothing to refuse)."""
+        """Read more cells; True once one of them is not a number (the column holds texts: nothing to refuse). The
+        cells past the first `head` non-empty ones are not read: a stream's bucket that goes on past its head would
+        otherwise decide by the bucket's size."""
         if self.has_text:
             return True
         for text in texts:
+            if self.head is not None and self.count >= self.head:
+                return False
             cell = text.strip() if isinstance(text, str) else ""
             if not cell:  # an empty text is skipped (num_empty); a None row has its own error
                 continue

@@ -2036,6 +2036,28 @@ def test_a_streamed_csv_column_cut_by_max_positions_is_judged_on_its_head_whatev
             checkpoint_dir=str(tmp_path / "checkpoints-numbers"))
 
 
+def test_a_streamed_csv_column_is_judged_on_its_head_alone_whatever_the_buckets(tmp_path):
+    """Fresh eyes on helpers 290/306: a bucket's cells were read past the first NUMBERS_HEAD, so a column of
+    NUMBERS_HEAD numbers then sentences was profiled (130 texts) where the first bucket held a sentence (the default
+    buckets, batch_size=1) and refused as "numbers alone" where a bucket ended at the head (checkpoint_every=1, or
+    max_positions=3 with batch_size=1). It is judged on its first NUMBERS_HEAD non-empty cells alone, refused in
+    every case; one number fewer is profiled in every case."""
+    from hf_txray.streaming import NUMBERS_HEAD
+
+    sentences = [f"the cat sat on mat number {i} ." for i in range(30)]
+    cases = ({}, {"batch_size": 1}, {"max_positions": 3, "batch_size": 1},
+             {"batch_size": 1, "checkpoint_every": 1, "checkpoint_dir": str(tmp_path / "checkpoints")})
+    path = tmp_path / "head.csv"
+    pd.DataFrame({"text": [str(i) for i in range(NUMBERS_HEAD)] + sentences}).to_csv(path, index=False)
+    for kwargs in cases:
+        with pytest.raises(DatasetError, match=r"Column 'text' of the CSV holds numbers alone \(int"):
+            run(texts=str(path), streaming=True, **kwargs)
+    pd.DataFrame({"text": [str(i) for i in range(NUMBERS_HEAD - 1)] + sentences}).to_csv(path, index=False)
+    for kwargs in cases:
+        profile = run(texts=str(path), streaming=True, **kwargs)
+        assert profile.meta.num_examples == (NUMBERS_HEAD - 1 + len(sentences) if "max_positions" not in kwargs else 3)
+
+
 def test_a_stream_cut_by_num_samples_is_not_read_twice_to_choose_the_worker_count(tmp_path, monkeypatch):
     """Helper 313: with the accelerator's default worker count (num_workers=None, 2 here), a stream cut by
     num_samples (its length known) had its first buckets read and booked before the run to count them (the count is
