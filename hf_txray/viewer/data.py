@@ -121,22 +121,23 @@ class ResultsView:
         """Each feature type's kind as the results recorded it (``meta.feature_kinds``; the first result's where
         several did), which :func:`~hf_txray.features.is_tag_feature` and its kin read before this process's
         registry."""
-        metas = [p.meta for p in self.profiles.values()] + [r.meta for r in self.reports.values()]
-        kinds: dict[str, str] = {}
-        for meta in reversed(metas):
-            kinds.update(meta.feature_kinds)
-        return kinds
+        return self._recorded("feature_kinds")
 
     @property
     def feature_orders(self) -> dict[str, float]:
         """Each feature type's reading order as the results recorded it (``meta.feature_orders``; the first
         result's where several did), which :func:`~hf_txray.features.reading_order` and
         :func:`~hf_txray.features.default_feature_type` read before this process's registry."""
+        return self._recorded("feature_orders")
+
+    def _recorded(self, field: str) -> dict:
+        """The union of every result's `field` mapping of feature types (the first result's value where several
+        recorded one)."""
         metas = [p.meta for p in self.profiles.values()] + [r.meta for r in self.reports.values()]
-        orders: dict[str, float] = {}
+        merged: dict = {}
         for meta in reversed(metas):
-            orders.update(meta.feature_orders)
-        return orders
+            merged.update(getattr(meta, field))
+        return merged
 
     @property
     def expert_width(self) -> int | None:
