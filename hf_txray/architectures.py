@@ -140,10 +140,11 @@ TOKEN_MIXER_NAME_PARTS = ("attn", "attention", "mixer", "mamba", "ssm")
 # The names a gated or plain MLP gives its layers. A shared expert as wide as the hidden size (Qwen2-MoE's
 # `shared_expert_intermediate_size == hidden_size`) has three linear layers from and to the hidden size, which its
 # shape cannot tell apart: its down projection is the one of them named as one, where every other is named as an
-# input (gate or up) projection; any other naming is refused.
-DOWN_PROJECTION_NAMES = ("down_proj", "output_linear", "fc2", "c_proj", "w2", "wo", "dense_4h_to_h")
+# input (gate or up) projection; any other naming is refused. A dense MLP as wide as the hidden size likewise
+# (GPT-2's c_fc/c_proj, Llama's gate/up/down_proj, GPT-J's and CodeGen's fc_in/fc_out, DistilBERT's lin1/lin2).
+DOWN_PROJECTION_NAMES = ("down_proj", "output_linear", "fc2", "c_proj", "w2", "wo", "dense_4h_to_h", "fc_out", "lin2")
 INPUT_PROJECTION_NAMES = ("gate_proj", "up_proj", "gate_up_proj", "input_linear", "fc1", "c_fc", "w1", "w3", "wi",
-                          "wi_0", "wi_1", "dense_h_to_4h")
+                          "wi_0", "wi_1", "dense_h_to_4h", "fc_in", "lin1")
 
 
 def named_down_projection(names: list[str]) -> str | None:

@@ -43,7 +43,7 @@ _LLAMA_LIKE = "layers.{}.mlp.down_proj"
 MLP_MODULE = {
     "bert": _BERT_LIKE, "roberta": _BERT_LIKE, "xlm-roberta": _BERT_LIKE, "electra": _BERT_LIKE,
     "deberta-v2": _BERT_LIKE, "distilbert": "transformer.layer.{}.ffn.lin2",
-    "gpt2": "h.{}.mlp.c_proj", "gptj": "h.{}.mlp.fc_out", "gpt_neo": "h.{}.mlp.c_proj",
+    "gpt2": "h.{}.mlp.c_proj", "gptj": "h.{}.mlp.fc_out", "codegen": "h.{}.mlp.fc_out", "gpt_neo": "h.{}.mlp.c_proj",
     "gpt_neox": "layers.{}.mlp.dense_4h_to_h", "opt": "decoder.layers.{}.fc2", "bloom": "h.{}.mlp.dense_4h_to_h",
     "falcon": "h.{}.mlp.dense_4h_to_h", "llama": _LLAMA_LIKE, "mistral": _LLAMA_LIKE, "qwen2": _LLAMA_LIKE,
     "qwen3": _LLAMA_LIKE, "gemma": _LLAMA_LIKE, "gemma2": _LLAMA_LIKE, "olmo2": _LLAMA_LIKE, "stablelm": _LLAMA_LIKE,

@@ -506,6 +506,60 @@ def test_an_mlp_as_wide_as_the_hidden_size_is_found_by_its_names(family, width, 
     assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
 
 
+def _as_wide_as_hidden(family: str) -> tf.PreTrainedModel:
+    """A tiny GPT-J, CodeGen or DistilBERT whose MLP is as wide as its hidden size (32)."""
+    torch.manual_seed(0)
+    if family == "codegen":
+        return tf.CodeGenModel(tf.CodeGenConfig(vocab_size=_bpe_vocab(), n_embd=HIDDEN, n_layer=LAYERS, n_head=2,
+                                                rotary_dim=8, n_positions=128, n_ctx=128, n_inner=HIDDEN,
+                                                bos_token_id=0, eos_token_id=0)).eval()
+    width = "hidden_dim" if family == "distilbert" else "n_inner"
+    return getattr(tf, FAMILIES[family][2])(config_of(family, **{width: HIDDEN})).eval()
+
+
+@pytest.mark.parametrize("family, blocks, down, act", [("gptj", "h", "mlp.fc_out", "mlp.act"),
+                                                       ("codegen", "h", "mlp.fc_out", "mlp.act"),
+                                                       ("distilbert", "transformer.layer", "ffn.lin2",
+                                                        "ffn.activation")])
+def test_a_gptj_codegen_or_distilbert_mlp_as_wide_as_the_hidden_size_is_found_by_its_names(family, blocks, down,
+                                                                                          act, tmp_path):
+    """Helper 323: GPT-J and CodeGen (`fc_in`, `fc_out`) and DistilBERT (`lin1`, `lin2`) at an MLP width equal to
+    the hidden size were refused ("Could not tell the MLP down projection"): those names were not among the
+    down and input projection names. Their down projection is now found, the profile is exact against the
+    reference, and mode='remove' computes what zeroing the removed units' activations computes, and reloads."""
+    model = _as_wide_as_hidden(family)
+    tokenizer = bert_tokenizer() if family == "distilbert" else bpe_tokenizer()
+    layers = model.get_submodule(blocks)
+    assert [s.module for s in find_sites(model)] == [block.get_submodule(down) for block in layers]
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, batch_size=3,
+                               max_examples_per_neuron=0, show_progress=False, skip_first_positions=0)
+    assert profile.num_neurons == HIDDEN
+    assert_equals_reference(profile, reference.reference_profile(model, tokenizer, TEXTS, feature_types=FEATURES))
+
+    neurons = {0: [1, 5, 7], 1: [0, 2, 30]}
+    batch = tokenizer(TEXTS[1], return_tensors="pt")
+
+    def zeroed(module, args, output, units):  # the brute-force removal: the units' activations set to 0
+        output = output.clone()
+        output[..., units] = 0
+        return output
+
+    handles = [layers[layer].get_submodule(act).register_forward_hook(functools.partial(zeroed, units=units))
+               for layer, units in neurons.items()]
+    with torch.no_grad():
+        expected = model(**batch).last_hidden_state
+    for handle in handles:
+        handle.remove()
+    removed, _ = hf_txray.prune(copy.deepcopy(model), None, neurons, mode="remove")
+    assert [tuple(layer.get_submodule(down).weight.shape) for layer in removed.get_submodule(blocks)] == \
+        [(HIDDEN, HIDDEN - 3)] * LAYERS
+    removed.save_pretrained(tmp_path)
+    reloaded = type(model).from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        for smaller in (removed, reloaded):
+            torch.testing.assert_close(smaller(**batch).last_hidden_state, expected, rtol=0, atol=1e-6)
+
+
 def test_a_bert_mlp_as_wide_as_the_hidden_size_is_refused_with_one_pattern_per_candidate():
     """Helper 310: BERT's `intermediate.dense` and `output.dense` both map 32 to 32 where `intermediate_size=32`, and
     their names do not say which is the down projection. The refusal said "several linear layers qualify: [...]"
