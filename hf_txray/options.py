@@ -298,6 +298,13 @@ def parse_device_map(value: str) -> str | dict | None:
     return parse_json_object(value) if value.lstrip().startswith("{") else value
 
 
+def parse_optional_text(value: str) -> str | None:
+    """Text, or None, the default, from ``"none"`` / ``"None"`` / ``"null"``, as for :func:`parse_device`: how the
+    command line reads a text option whose default is None (``--text-column none``, ``--module-pattern none`` set a
+    config file's value back to the default; they gave the column, or the regex, "none")."""
+    return None if _says_none(value) else value
+
+
 def _says_none(value: Any) -> bool:
     """Whether `value` is text saying none (``"none"``, ``"None"``, ``"null"``): an option's default of None."""
     return isinstance(value, str) and value.strip().lower() in ("none", "null")
@@ -903,9 +910,11 @@ def one_of(choices: Sequence[Any], parse: Callable[[str], Any], none: bool = Fal
 
 def _scalar_type(annotation: Any) -> Callable[[str], Any]:
     """How the command line reads an option without a ``parse`` of its own: int, float or str; an optional int
-    also takes "none"."""
+    or text also takes "none" (:func:`parse_optional_int`, :func:`parse_optional_text`)."""
     if annotation == (int | None):
         return parse_optional_int
+    if annotation == (str | None):
+        return parse_optional_text
     kinds = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
     if kinds == [int]:
         return parse_int

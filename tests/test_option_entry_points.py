@@ -254,6 +254,32 @@ def test_a_flag_sets_device_or_device_map_back_to_its_default_over_a_config_file
     assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) is None
 
 
+@pytest.mark.parametrize("flag, kept", [("--text-column", "body"), ("--module-pattern", r"layers\.\d+\.mlp$"),
+                                        ("--split", "test"), ("--revision", "v1"), ("--spacy-model", "en_core_web_sm")])
+def test_a_flag_sets_a_text_option_back_to_its_default_over_a_config_file(tmp_path, flag, kept):
+    """Helper 323: `text_column: body` or `module_pattern: ...` in a --config file could not be set back to the
+    default (None: the column auto-detected, the automatic site search) on the command line: `--text-column none`
+    gave the column "none" and `--module-pattern none` the regex "none", where `--device none`, `--stack none` and
+    `--max-length none` give the default. A text option whose default is None takes none as they do."""
+    from hf_txray.cli import _apply_config_file, _parse, build_parser
+
+    name = flag[2:].replace("-", "_")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{name}: '{kept}'\n")
+    for flags, value in (([], kept), ([flag, "none"], None), ([f"{flag}=None"], None), ([flag, "null"], None),
+                         ([flag, "other"], "other")):
+        argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
+        parser = build_parser()
+        assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) == value
+    config.write_text(f"{name}: none\n")  # the file's text is read by the flag's parser too
+    argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o")]
+    parser = build_parser()
+    assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) is None
+    # text whose default is not None keeps "none" as text (a stage may be named so)
+    argv = ["analyze", "--out", str(tmp_path / "o"), "--stage", "none"]
+    assert _parse(build_parser(), argv).stage == "none"
+
+
 def test_a_refused_feature_names_the_flag_or_the_config_files_key(tmp_path, capsys):
     """`features: [token, foo]` in a --config file said 'Unknown feature 'foo': ...' naming neither the file nor the
     key, where every other refused value of the file says 'The config file run.yaml: ...'; `--features token,foo` did
