@@ -128,8 +128,10 @@ def check_device(device: Any) -> None:
     try:
         parsed = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ConfigurationError(f"Unknown device {device!r}: pass cpu, cuda, cuda:1, mps... or leave it out (this "
-                                 "process's accelerator, else the CPU).") from None
+        # named as device=... (the flag or the config file's key on the command line, as the checks below)
+        raise ConfigurationError(f"device={device!r} is not a device torch knows: pass cpu, cuda, cuda:1, mps... or "
+                                 "leave it out (None; none on the command line: this process's accelerator, else "
+                                 "the CPU).") from None
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if parsed.index is not None and parsed.index >= count or count == 0:

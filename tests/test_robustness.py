@@ -80,11 +80,34 @@ def test_a_device_torch_does_not_know_or_this_machine_lacks_is_refused_before_lo
 
     missing = ["bogus", "mps"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:1", 0])
     for device in missing:
-        with pytest.raises(ConfigurationError, match=rf"(Unknown device|device={device!r}, but)"):
+        with pytest.raises(ConfigurationError, match=rf"device={device!r}(, but| is not a device torch knows)"):
             hf_txray.analyze(str(saved_bert), TEXTS, device=device, show_progress=False)
     out = str(saved_bert.parent / "x")
     assert cli_main(["analyze", str(saved_bert), TEXTS[0], "--device", "bogus", "--out", out]) == 2
-    assert "Unknown device 'bogus'" in capsys.readouterr().err
+    assert "error: --device='bogus' is not a device torch knows" in capsys.readouterr().err
+
+
+def test_an_empty_device_is_refused_naming_the_flag_or_the_config_files_key(saved_bert, tmp_path, capsys):
+    """Helper 323: `--device ""` (or a config file's `device: ""`) was refused as "Unknown device ''", naming neither
+    the flag nor the file, where `--device cuda:7` says "--device='cuda:7', but ..."; the refusal now names the
+    option as given and how to ask for the default (none)."""
+    from hf_txray.cli import main as cli_main
+
+    for device in ("", " ", "none"):  # Python's None is the default; the text "none" is no device
+        with pytest.raises(ConfigurationError, match=rf"^device={device!r} is not a device torch knows: pass cpu, "
+                                                     r"cuda, .* leave it out \(None; none on the command line"):
+            hf_txray.analyze(str(saved_bert), TEXTS, device=device, show_progress=False)
+    out = str(tmp_path / "o")
+    assert cli_main(["analyze", str(saved_bert), TEXTS[0], "--device", "", "--out", out]) == 2
+    assert "error: --device='' is not a device torch knows" in capsys.readouterr().err
+    config = tmp_path / "run.yaml"
+    config.write_text('device: ""\n')
+    assert cli_main(["analyze", str(saved_bert), TEXTS[0], "--config", str(config), "--out", out]) == 2
+    assert f"error: The config file {config}: device='' is not a device torch knows" in capsys.readouterr().err
+    texts = tmp_path / "texts.txt"
+    texts.write_text("The cat sat on the mat.\n")
+    assert cli_main(["analyze", str(saved_bert), str(texts), "--config", str(config), "--device", "none",
+                     "--features", "token", "--out", out]) == 0  # the flag sets the file's value back to the default
 
 
 def test_a_dtype_in_model_kwargs_is_the_dtype_and_a_different_second_one_is_refused(saved_bert, tmp_path,
