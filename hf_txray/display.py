@@ -10,7 +10,7 @@ from .metrics import mean_length
 from .profile import Profile, batch_limits_of_parts
 from .provenance import original_neuron, pruning_note, recorded_pruning
 from .report import DEFAULT_MIN_COUNT, TransferReport, corpus_text
-from .tables import clip_left, clip_right, percent, shown_example, text_table, untested_unknown
+from .tables import clip_left, clip_right, one_line, percent, shown_example, text_table, untested_unknown
 
 LEGEND = """\
 legend:
@@ -173,11 +173,11 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
     if original is not None:  # a model pruned with mode="remove" numbers its neurons afresh
         lines.append(f"pruned model: original neuron {original} of layer {layer}")
     for ft in profile.feature_types:
-        top_values = ", ".join(f"{v['feature']} {v['probability']:.2f}" for v in card[f"top_{ft}"][:top])
+        top_values = ", ".join(f"{one_line(v['feature'])} {v['probability']:.2f}" for v in card[f"top_{ft}"][:top])
         lines.append(f"  {ft}: {top_values or '-'}")
     if "promoted" in card:
-        lines += [f"promotes: {', '.join(card['promoted'][:top])}",
-                  f"suppresses: {', '.join(card['suppressed'][:top])}"]
+        lines += [f"promotes: {', '.join(map(one_line, card['promoted'][:top]))}",
+                  f"suppresses: {', '.join(map(one_line, card['suppressed'][:top]))}"]
     if profile.activation_histogram is not None and card["count"]:
         hist = profile.activation_distribution(layer, neuron)
         hist = hist[hist["count"] > 0]

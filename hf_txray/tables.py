@@ -18,6 +18,9 @@ import pandas as pd
 MISSING = "–"
 # Every character str.splitlines() breaks at (\v, \f, U+0085, U+2028... besides \r and \n), and tabs
 LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029]")
+# The other control characters (Unicode category Cc: C0, DEL, C1): a terminal obeys them (ESC starts an escape
+# sequence, BS moves back) instead of showing them
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # The characters that start emphasis, code, links, HTML tags or entities in markdown ("|" is markdown_table's: it
@@ -111,8 +114,11 @@ def shell_command(*argv: Any) -> str:
 
 
 def one_line(text: Any) -> str:
-    """`text` with every line break (and tab) as a space: an example or a cell stays on one line."""
-    return LINE_BREAKS.sub(" ", str(text))
+    """`text` with every line break (and tab) as a space, so that an example or a cell stays on one line, and every
+    other control character as its Python escape (``\\x1b``, as ``repr`` writes it), so that it is shown, not obeyed:
+    a corpus text holding ``ESC [8m`` hid the rest of ``hf-txray show``'s output in the terminal, ``ESC ] ... BEL``
+    set the window title and swallowed what it enclosed, and a backspace overwrote the context before it."""
+    return CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", LINE_BREAKS.sub(" ", str(text)))
 
 
 def shown_example(left: Any, token: Any, right: Any) -> tuple[str, str, str]:

@@ -103,3 +103,27 @@ def test_the_readme_s_sample_report_shows_p_values_and_untested_flags_as_text_ta
     assert shown == [["<0.001", "True"], [MISSING, MISSING]]
     for row in rows:  # layer, neuron, hellinger, p, changed, ...
         assert row[3] != "0.000" and (row[4] == MISSING) == (row[3] == MISSING), row
+
+
+def test_control_characters_of_a_corpus_text_are_shown_not_obeyed_by_the_terminal_page():
+    """`hf-txray show` printed a top example's context and word as written: ``ESC [8m`` in a corpus text hid the rest
+    of the page in the terminal (the highlighted token included), ``ESC ] ... BEL`` set the window title and swallowed
+    what it enclosed, a backspace overwrote the context (helper 322). They are shown as escapes, as ``repr`` writes
+    them; line breaks stay spaces."""
+    import unicodedata
+
+    import hf_txray
+    from hf_txray.display import neuron_text
+    from hf_txray.tables import one_line, shown_example
+
+    from models import bpe_tokenizer, tiny_gpt2
+
+    assert one_line("a\x1b[8mb\x07c\x08d\x00e\x7ff\x9bg\r\nh") == "a\\x1b[8mb\\x07c\\x08d\\x00e\\x7ff\\x9bg  h"
+    assert shown_example("x\x1b", "\x08", " \x00") == ("x\\x1b", "\\x08", " \\x00")
+    text = "fine text\x1b[8m concealed \x1b]0;title\x07 rest \x08\x08xx"
+    profile = hf_txray.analyze(tiny_gpt2(), [text] * 3, tokenizer=bpe_tokenizer(), features=("token", "word"),
+                               max_length=64)
+    for layer, neuron in profile.examples[["layer", "neuron"]].drop_duplicates().itertuples(index=False):
+        page = neuron_text(profile, int(layer), int(neuron))
+        assert not [c for c in page if unicodedata.category(c) == "Cc" and c != "\n"], repr(page)
+        assert "\\x1b" in page  # shown in the examples' context
