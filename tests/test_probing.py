@@ -1386,6 +1386,36 @@ def test_attribution_matches_finite_differences_on_a_linear_model():
     assert "".join(p for p, _ in pieces) == text and pieces[0] == ("the", pytest.approx(out.scores[1]))
 
 
+def test_attribution_spans_follow_the_profile_s_rule_for_a_llama_prefix_piece():
+    """Llama's prefix "▁" has the offsets of the text's first character: the attribution table gave it (0, 1), and
+    highlight_spans showed "2" with the blank piece's score and dropped the score of "2" itself (helper 322:
+    -0.000258 shown for -0.000330). Spans are now the profile's: the blank piece's is empty, a word's starts at its
+    first visible character."""
+    pytest.importorskip("captum")
+    from transformers import LlamaConfig, LlamaModel
+
+    from models import sentencepiece_tokenizer
+
+    tokenizer = sentencepiece_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, intermediate_size=44,
+                                   max_position_embeddings=128, pad_token_id=None)).eval()
+    text = "2019 was good"
+    ids = tokenizer(text)["input_ids"]
+    out = neuron_attributions(model, tokenizer, text, layer=1, neuron=3, n_steps=8, position=len(ids) - 1)
+    table = out.table
+    assert tokenizer.convert_ids_to_tokens(ids)[1:3] == ["▁", "2"]
+    assert (table.loc[1, "char_start"], table.loc[1, "char_end"]) == (0, 0)  # the blank piece: an empty span
+    assert (table.loc[2, "char_start"], table.loc[2, "char_end"]) == (0, 1)
+    assert table["char_start"].tolist()[-2:] == [5, 9]  # "▁was" from "w", not from the space
+    pieces = out.highlight_spans()
+    assert "".join(p for p, _ in pieces) == text
+    scored = [(p, s) for p, s in pieces if s is not None]
+    assert [p for p, _ in scored] == ["2", "0", "1", "9", "was", "good"]
+    assert [s for _, s in scored] == pytest.approx(table["score"].to_numpy()[2:].tolist())
+
+
 def test_attribution_on_tiny_bert_is_complete_and_explains_top_examples(planted):
     pytest.importorskip("captum")
     model, tokenizer = planted.model, planted.tokenizer

@@ -148,6 +148,23 @@ def first_visible_char(text: str, starts: np.ndarray, ends: np.ndarray) -> np.nd
     return first_visible_chars([text], np.zeros(len(starts), dtype=np.int64), starts, ends)
 
 
+def visible_spans(text: str, starts: np.ndarray, ends: np.ndarray, blank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The character spans of one text's tokens as profiles record them (``char_start``/``char_end``).
+
+    Args:
+        text (`str`): the text the offsets index.
+        starts, ends (`np.ndarray`): int64 ``(tokens,)``, the tokenizer's offsets.
+        blank (`np.ndarray`): bool ``(tokens,)``, the pieces of whitespace alone (:class:`BlankPieces`).
+
+    Returns:
+        ``(starts, ends)``: each start moved to the token's first visible character (:func:`first_visible_char`), and
+        a blank piece's span empty at that start: nothing of the text is its own (Llama's prefix ``"▁"`` has the
+        offsets of the text's first character, and T5's lone ``"▁"`` those of the next word's).
+    """
+    starts = first_visible_char(text, starts, ends)
+    return starts, np.where(np.asarray(blank, dtype=bool), starts, np.asarray(ends, dtype=np.int64))
+
+
 JOINED_CHARS = 1 << 18  # texts are joined in runs of about this many code points: temporary arrays of a few MB
 
 

@@ -51,8 +51,9 @@ class TokenAttribution:
     """Per-token attribution of one neuron for one text.
 
     Attributes:
-        table (`pd.DataFrame`): one row per token: ``token_index``, ``token``, ``char_start``, ``char_end``,
-            ``special``, ``score``.
+        table (`pd.DataFrame`): one row per token: ``token_index``, ``token``, ``char_start``, ``char_end`` (its
+            characters as profiles span them: from its first visible character, empty for a piece of whitespace
+            alone such as a lone ``"▁"``), ``special``, ``score``.
         text (`str`): the input.
         layer (`int`), neuron (`int`), position (`int`): the neuron and the token position it is read at.
         activation (`float`): the neuron's value on the input; ``baseline_activation`` on the baseline.
@@ -290,11 +291,11 @@ def neuron_attributions(
         finally:
             restore_modes()
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()
-    offsets = enc["offset_mapping"][0].tolist()
+    starts, ends = _token_spans(tokenizer, text, enc["input_ids"][0].numpy(), enc["offset_mapping"][0].numpy(),
+                                special.numpy())
     table = pd.DataFrame({
         "token_index": np.arange(len(per_token)), "token": tokenizer.convert_ids_to_tokens(enc["input_ids"][0]),
-        "char_start": [int(s) for s, _ in offsets], "char_end": [int(e) for _, e in offsets],
-        "special": special.numpy(), "score": per_token.astype(np.float64),
+        "char_start": starts, "char_end": ends, "special": special.numpy(), "score": per_token.astype(np.float64),
     })
     result = TokenAttribution(table, text, target_site.layer, neuron, position, float(values[position]),
                               float(base_values[position]), method, n_steps)
@@ -439,6 +440,21 @@ def _check_position(position: int | Sequence[int] | None, num_tokens: int) -> li
         raise ConfigurationError(f"position {bad[0] if bad else position!r} is out of range or not a token "
                                  f"index: the text has {num_tokens} tokens.")
     return [int(p) for p in listed]
+
+
+def _token_spans(tokenizer: Any, text: str, token_ids: np.ndarray, offsets: np.ndarray, special: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens' character spans as profiles record them (:func:`~hf_txray.features.visible_spans`; special
+    tokens keep the tokenizer's offsets). The raw offsets gave Llama's prefix ``"▁"`` the text's first character,
+    so :meth:`TokenAttribution.highlight_spans` showed that character with the blank piece's score and dropped its
+    own token's (helper 322)."""
+    from ..features import BlankPieces, visible_spans
+
+    token_ids = np.asarray(token_ids, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    special = np.asarray(special, dtype=bool)
+    starts, ends = visible_spans(text, offsets[:, 0], offsets[:, 1], BlankPieces(tokenizer)(token_ids))
+    return np.where(special, offsets[:, 0], starts), np.where(special, offsets[:, 1], ends)
 
 
 def _token_at(tokenizer: Any, text: str, char: int, max_length: int, blank: bool = False) -> list[int] | None:
