@@ -339,7 +339,7 @@ def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpu
     (:class:`~hf_txray.features.BlankPieces`) finds blank belongs to no word, as in TX-Ray's features. The neuron
     means (``real``) leave out the first `skip` token positions (a decoder-only LM's first position, as profiles
     skip it); the words keep them."""
-    from ..features import align_to_spans, first_visible_char
+    from ..features import align_to_spans, visible_spans
 
     real, select, group, counts, sent, word = [], [], [], [], [], []
     skipped = 0
@@ -356,10 +356,9 @@ def _batch_plan(texts: Sequence[str], enc: Any, width: int, corpus: LabeledCorpu
         if len(idx) == 0 or len(starts_w) == 0:
             skipped += len(starts_w)
             continue
-        ends = offsets[idx, 1]
-        starts = first_visible_char(text, offsets[idx, 0], ends)
-        if blank is not None:
-            ends = np.where(blank(np.asarray(enc["input_ids"][i], dtype=np.int64)[idx]), starts, ends)
+        pieces = np.asarray(enc["input_ids"][i], dtype=np.int64)[idx]
+        starts, ends = visible_spans(text, offsets[idx, 0], offsets[idx, 1],
+                                     blank(pieces) if blank is not None else np.zeros(len(idx), dtype=bool))
         words = align_to_spans(starts_w, ends_w, starts, ends)
         ok = words >= 0
         if max_length is not None and len(enc["input_ids"][i]) >= max_length and ok.any():  # a full row: cut?
