@@ -876,7 +876,10 @@ class Profile(Artifact):
              "token features are strings of two vocabularies. Profile both parts with the same tokenizer."),
             (", ".join(user_feature_differences(self.meta, other.meta)), "their user feature(s) {} were labelled by "
              "different functions (another code, closure or default arguments under one name), so a value of one "
-             "part is not a value of the other. Profile both parts with the same UserFeature function.")]
+             "part is not a value of the other. Profile both parts with the same UserFeature function."),
+            (_activation_difference(self.meta, other.meta), "their activations were computed otherwise ({}): other "
+             "float rounding, and near-ties credited to other neurons, while the merged record would name the first "
+             "part's alone (a resume refuses the same change). Profile both parts alike.")]
         for difference, why in reasons:
             if difference:
                 raise IncompatibleProfilesError(f"Cannot merge profiles {self.stage!r} and {other.stage!r}: "
@@ -1143,6 +1146,18 @@ def user_feature_differences(a: ProfileMeta, b: ProfileMeta) -> list[str]:
     differs): their values are two labellings, which a merge would add up and a comparison set side by side."""
     ra, rb = (m.config.get(USER_FEATURES) or {} for m in (a, b))
     return [name for name in a.feature_types if name in ra and name in rb and fingerprints_differ(ra[name], rb[name])]
+
+
+def _activation_difference(a: ProfileMeta, b: ProfileMeta) -> str:
+    """How two profiles' runs computed the activations otherwise ("" when alike, or when either did not record it):
+    the width rounding ``pad_to_multiple_of`` and the attention implementation, which a resume keeps too
+    (``analyze._run_key``). Each changes the activations by float rounding and so the winner of a near-tie."""
+    pads = [(m.provenance or {}).get("options", {}).get("pad_to_multiple_of") for m in (a, b)]
+    attention = [(m.provenance or {}).get("runtime", {}).get("attn_implementation") for m in (a, b)]
+    for name, (x, y) in (("pad_to_multiple_of", pads), ("attention implementation", attention)):
+        if x is not None and y is not None and x != y:
+            return f"{name} {x!r} vs {y!r}"
+    return ""
 
 
 def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:

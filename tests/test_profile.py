@@ -200,6 +200,31 @@ def test_merge_refuses_parts_of_different_models_and_two_runs_of_one_corpus():
         first.merge(twin)
 
 
+def test_merge_refuses_parts_whose_activations_were_computed_otherwise():
+    """Other width rounding (pad_to_multiple_of) or another attention implementation changes the activations by float
+    rounding and flips near-ties, as a resume refuses; a merge accepted both, and the merged record named the first
+    part's alone: a merge of a part padded to 16 and an unpadded one read "widths rounded up to a multiple of 16" and
+    its masses differed from one run over both parts by 1.3e-9 relative (found by a fresh helper)."""
+    model, tokenizer = tiny("gpt2")
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, max_examples_per_neuron=1)
+    first = hf_txray.analyze(model, SAMPLE_TEXTS[:4], **options)
+    for pad in (0, 1):
+        other = hf_txray.analyze(model, SAMPLE_TEXTS[4:], pad_to_multiple_of=pad, **options)
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match=f"pad_to_multiple_of 16 vs {pad}.*alike"):
+            first.merge(other)
+    first.merge(hf_txray.analyze(model, SAMPLE_TEXTS[4:], batch_size=3, **options))  # batch limits still merge
+    eager = hf_txray.analyze(model, SAMPLE_TEXTS[4:], **options)
+    runtime = {**eager.meta.provenance["runtime"], "attn_implementation": "eager"}
+    eager.meta.provenance = {**eager.meta.provenance, "runtime": runtime}
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="attention implementation 'sdpa' vs 'eager'"):
+        first.merge(eager)
+    # profiles saved before these were recorded still merge
+    for part in (first, eager):
+        part.meta.provenance = {**part.meta.provenance, "runtime": {**part.meta.provenance["runtime"],
+                                                                    "attn_implementation": None}}
+    first.merge(eager)
+
+
 def test_merge_tells_models_by_the_body_that_ran_and_refuses_overlapping_reads():
     """The weights hash covers the body that runs (a task head never does), hf_txray masks and the dtype; two reads
     of one dataset split from its first text (num_samples) overlap."""
