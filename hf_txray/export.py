@@ -154,7 +154,11 @@ def save_to_disk(
     The folder is written atomically (a previous export there is replaced, less its ``probe_rankings`` and
     ``ablation`` configs, which are kept; when they are of a model this export does not hold, nothing is written and
     a `ConfigurationError` says so where both are named by Hub ids, a warning where a name is a local one) and
-    loads with ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`.
+    loads with ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`. A local
+    folder is cached by ``datasets`` under its folder name and config alone, not by its files: after a second export
+    into the same folder (or into another folder of the same name), ``load_dataset`` returns the first export's
+    tables without a word; pass ``download_mode="force_redownload"``, or read it with :func:`hf_txray.load`, which
+    reads the files themselves.
 
     Args:
         directory (`str` or `Path`): the folder to write; must be new, empty, or a previous export.
@@ -174,7 +178,7 @@ def save_to_disk(
     Example:
         ```python
         >>> hf_txray.save_to_disk("results/minilm", profiles=[pretrained, finetuned], reports=[report])
-        >>> datasets.load_dataset("results/minilm", "neuron_cards", split="train")
+        >>> datasets.load_dataset("results/minilm", "neuron_cards", split="train", download_mode="force_redownload")
         ```
     """
     if not isinstance(directory, (str, os.PathLike)):  # the folder given last, or left out: name the order
