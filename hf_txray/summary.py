@@ -1,7 +1,7 @@
 """A neuron in one sentence, built from the numbers of its card (no language model).
 
-Example: "Wins 2.1% of positions, mostly NOUN (61%) and PROPN (22%); prefers 'year', 'years', 'months';
-promotes 'ago', 'later'; changed beyond noise between pretrained and fine-tuned (p < 0.001)."
+Example: "Wins 2.1% of positions, mostly NOUN (61.0%) and PROPN (22.0%); prefers 'year', 'years', 'months';
+promotes 'ago', 'later'; changed beyond noise between pretrained and fine-tuned (pos, p < 0.001)."
 
 Every figure comes from a field of the card (a ``neuron_cards`` row: ``count``, ``win_rate``, ``top_<feature
 type>`` lists, ``top_position``/``top_position_share``, ``promoted``) or, for the change clause, from the transfer
@@ -126,7 +126,7 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
             (``meta.feature_orders``): which tag and which text feature the sentence names (else as registered here).
 
     Returns:
-        `str`: e.g. ``"Wins 2.1% of positions, mostly NOUN (61%) and PROPN (22%); prefers 'year'; promotes 'ago'."``
+        `str`: e.g. ``"Wins 2.1% of positions, mostly NOUN (61.0%) and PROPN (22.0%); prefers 'year'; promotes 'ago'."``
     """
     count = card.get("count")
     if count is not None and int(count) == 0:
