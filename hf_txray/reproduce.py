@@ -4,7 +4,7 @@ Each profile's ``meta.provenance`` (see :mod:`hf_txray.provenance`) says which m
 which dataset commit, config, split and files (or content hash) it was computed from, with every option. Reproducing
 a stage means: check that what it names is still there and unchanged (before any weight is downloaded), rerun
 :func:`hf_txray.analyze` with the recorded options on the recorded device and dtype, and compare: counts exactly,
-masses to a relative 1e-6.
+masses to 1e-6 of their size (of 1 for masses below 1: ``|new - stored| <= 1e-6 * max(1, |stored|)``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class StageVerdict:
     Args:
         stage (`str`): the stage name.
         identical (`bool`): counts equal and every mass within :data:`MASS_TOLERANCE`.
-        max_mass_difference (`float`): the largest relative mass difference seen.
+        max_mass_difference (`float`): the largest mass difference seen, relative to the stored mass (to 1 for a
+            mass below 1), as :data:`MASS_TOLERANCE` bounds it.
         differences (`list[str]`): what differs, first ones only.
         sources (`str`): the pinned model and dataset that were used, in words.
         notes (`list[str]`): e.g. a ref that moved without changing the files.
@@ -655,8 +656,8 @@ def _aligned(stored: pd.DataFrame, new: pd.DataFrame, keys: list[str]
 
 def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame | None) -> list[str]:
     """What differs between two output-effects tables: the same (layer, neuron, direction, rank) rows, token ids
-    and strings exact, logits to :data:`MASS_TOLERANCE` (relative). They come from the LM head and the down
-    projections, which the credited numbers never see: a changed head alone changes nothing else."""
+    and strings exact, logits to :data:`MASS_TOLERANCE` (relative, absolute below 1). They come from the LM head and
+    the down projections, which the credited numbers never see: a changed head alone changes nothing else."""
     if stored is None:
         return []
     if new is None:
