@@ -145,7 +145,10 @@ class Trace:
         ConfigurationError: an edit names a layer that no site has, or is not callable; two sites share a layer
             while `edit` or `retain` address sites by layer; at a call, an edit returns something other than a
             tensor of the activations' shape.
-        ModelError: an edit on a mixture-of-experts site (its units have no tensor to edit).
+        ModelError: an edit on a mixture-of-experts site (its units have no tensor to edit); at a call, with `once`,
+            a site that runs again before :meth:`reset` (a module the model runs twice in one forward pass, or, for
+            a trace that reads or keeps, a second forward pass without ``t.reset()``), or a site called without a
+            positional input.
     """
 
     def __init__(self, sites: Sequence["Site"], *, read: Callable[[int, Any], None] | None = None,
@@ -443,6 +446,10 @@ def trace(model: nn.Module, sites: Sequence["Site"], *, read: Callable[[int, Any
     Arguments as :class:`Trace`; `model` is checked to hold every site's module (a site found on another model, e.g.
     a copy, would hook modules that never run), and its forward passes are told apart: a trace that only edits needs
     no ``t.reset()`` between batches (or inside ``generate()``), one that reads or keeps does.
+
+    Raises:
+        ModelError: a site whose module is not one of `model`'s; and as :class:`Trace` raises.
+        ConfigurationError: as :class:`Trace` raises.
 
     Example:
         ```python
