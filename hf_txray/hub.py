@@ -298,6 +298,7 @@ def load(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str 
         `TXRayResults`: ``(profiles, reports)``, dicts by stage and by report name.
 
     Raises:
+        ArtifactNotFoundError: a local path that does not exist.
         ConfigurationError: `revision` with a local folder (a folder is read as it is).
         HubError: the repo cannot be downloaded (missing, private without a token, network).
         ProfileFormatError: the folder or repo is not an hf_txray export.

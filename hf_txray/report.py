@@ -806,9 +806,11 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             neuron counts, feature types or the model's shape (``config.model_type``, depth and ``hidden_size``,
             where both profiles recorded them) differ.
         ProfileFormatError: when a profile holds sums no profiling run produces (NaN, infinite or negative masses,
-            split halves outside their totals: :meth:`Profile.check_statistics`).
+            split halves outside their totals: :meth:`Profile.check_statistics`), or `a` or `b` is a folder that
+            holds no saved profile (a report, a results folder of several stages: :meth:`Profile.from_pretrained`).
         ConfigurationError: when `alpha` is not in (0, 1) or `num_resamples` is negative, or `a` or `b` is neither a
             `Profile` nor a path.
+        ArtifactNotFoundError: when `a` or `b` is a path that does not exist.
 
     Example:
         ```python

@@ -846,6 +846,7 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
         :class:`ReproduceResult`; ``.verdict`` is ``"identical"`` when every stage is.
 
     Raises:
+        ArtifactNotFoundError: `results` is a local path that does not exist.
         ProfileFormatError: `results` is not hf_txray output. ReproducibilityError, ModelError, DatasetError: see
         :func:`reproduce_profile`.
 
