@@ -376,7 +376,7 @@ def probe_neurons(
         ```python
         >>> result = hf_txray.probe_neurons(minilm, "en_ewt-ud-dev.conllu", "pos", layers=[2, 3], max_sentences=500)
         >>> result
-        ProbingResult(name='upos', property='upos', layers=[2, 3], accuracy=0.924, majority=0.146, ...)
+        ProbingResult(name='upos', property='upos', layers=[2, 3], accuracy=0.927, majority=0.146, ...)
         >>> result.top_neurons(5, label="VERB")
         ```
     """
