@@ -617,6 +617,48 @@ def test_snapshots_with_a_schedule_free_optimizer_and_no_evaluation_profile_the_
     assert trainer.txray_callback.stage_of_weights(trainer.model) == "step-8"
 
 
+@pytest.mark.parametrize("options", [
+    dict(num_train_epochs=2, txray_strategy="epoch"), dict(max_steps=9, txray_steps=3),
+    dict(num_train_epochs=2, txray_strategy="epoch", save_strategy="steps", save_steps=6),
+], ids=["epochs", "stop-mid-epoch", "saved-before-the-evaluation"])
+def test_snapshots_with_a_schedule_free_optimizer_and_evaluation_each_epoch_profile_the_evaluated_weights(tmp_path,
+                                                                                                         options):
+    """Helper 328: with eval_strategy="epoch" the Trainer evaluates (optimizer.eval()) after on_epoch_end, and the
+    checkpoint saved then holds the averaged weights; the snapshot of the epoch's last step, taken in on_step_end
+    where control.should_evaluate is not set yet, profiled the training point (26 of 96 neurons' credit counts off
+    checkpoint-6's at step 6, 13 at step 12; stage_of_weights(trainer.model) None). So did the last step of a run
+    that max_steps stops mid-epoch, which is evaluated and saved at the end of its epoch loop too. A checkpoint saved
+    at the step itself (save_strategy="steps"), before that evaluation, holds the training point, and so does its
+    snapshot (the trained model, evaluated last, then matches none)."""
+    from transformers import Trainer
+
+    options = dict(learning_rate=0.5, eval_strategy="epoch", **{"save_strategy": "epoch", **options})
+    kwargs = dict(train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    model = build_classifier()
+    trainer = TXRayTrainer(model=model, args=build_args(tmp_path / "run", **options),
+                           optimizers=(AveragingSGD(model.parameters(), lr=0.5), None), **kwargs)
+    trainer.train()
+    saves = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "run").glob("checkpoint-*"))
+    last = saves[-1]
+    assert saves == [6, last] and f"step-{last}" in trainer.txray_profiles
+    for step in saves:  # the weights each checkpoint holds (after its epoch's evaluation: the averaged ones)
+        saved = build_classifier()
+        saved.load_state_dict(load_file(tmp_path / "run" / f"checkpoint-{step}" / "model.safetensors"), strict=False)
+        expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
+        got = trainer.txray_profiles[f"step-{step}"]
+        assert profile_table(got, "token")[1] == dict(expected.count["token"]), step
+        assert {k: v for k, v in np.ndenumerate(got.neuron_count.reshape(2, -1)) if v} == \
+            dict(expected.neuron_count), step
+    evaluated_last = options["save_strategy"] == "epoch"
+    assert trainer.txray_callback.stage_of_weights(trainer.model) == (f"step-{last}" if evaluated_last else None)
+    bare_model = build_classifier()  # training is the plain Trainer's, bit for bit
+    bare = Trainer(model=bare_model, args=build_args(tmp_path / "bare", **{**options, "txray_strategy": "no"}),
+                   optimizers=(AveragingSGD(bare_model.parameters(), lr=0.5), None), **kwargs)
+    bare.train()
+    for (name, a), b in zip(bare.model.state_dict().items(), trainer.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_a_second_txray_callback_in_one_trainer_is_refused_before_it_writes(tmp_path):
     """Helper 271: two TXRayCallbacks (two probe corpora) in one Trainer both wrote output_dir/txray/: the second
     removed the first one's step-0 as "taken by an earlier run", the folder ended with the second's profiles only

@@ -289,7 +289,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # a run resumed from it lost the epoch's snapshot.
         due = due or (self.strategy == "epoch" and _at_epoch_end(state))
         if self.enabled and (due or control.should_training_stop):
-            self._snapshot(args, state, control, kwargs.get("optimizer"))
+            self._snapshot(args, state, control, kwargs.get("optimizer"), _evaluated_after_step(args, state, control))
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # The Trainer ends every epoch's loop with this event, a stopped one too, before load_best_model_at_end loads
@@ -329,7 +329,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
     # ----- one snapshot -----------------------------------------------------------------------------------------
     @keeps_rng
     def _snapshot(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                  optimizer: Any = None) -> None:
+                  optimizer: Any = None, evaluated: bool | None = None) -> None:
+        """Profile the model at this step; `evaluated`: whether the Trainer evaluates it (defaults to
+        ``control.should_evaluate``; see :func:`_evaluated_after_step` for the snapshots taken in ``on_step_end``)."""
         step = int(state.global_step)
         if any(row["step"] == step for row in self.timeline):
             return  # e.g. the last step is also a TX-Ray step: one profile per step
@@ -344,7 +346,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # step (Trainer.evaluate calls optimizer.eval(), and the save after it writes them), else the training point,
         # which the model holds and a save without evaluation writes (eval_strategy="no": every snapshot profiled the
         # evaluation point, no checkpoint nor the trained model held it, and none was named the model's, helper 286)
-        with evaluated_weights(optimizer if control.should_evaluate else None):
+        evaluated = control.should_evaluate if evaluated is None else evaluated
+        with evaluated_weights(optimizer if evaluated else None):
             profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
                                          dataset_id=self.dataset_id, show_progress=False)
         profile_seconds = time.perf_counter() - started
@@ -583,6 +586,21 @@ TIMELINE_LEAD = ("stage", "step", "epoch", "active_share", "profile_seconds", "c
 def _at_epoch_end(state: TrainerState) -> bool:
     """Whether the step just done is an epoch's last: the Trainer sets ``state.epoch`` to a whole number there."""
     return state.epoch is not None and state.epoch > 0 and abs(state.epoch - round(state.epoch)) < 1e-9
+
+
+def _evaluated_after_step(args: TrainingArguments, state: TrainerState, control: TrainerControl) -> bool:
+    """Whether the Trainer evaluates the weights of the step just done, seen from ``on_step_end``: at the step
+    (``control.should_evaluate``, set by then), or with ``eval_strategy="epoch"`` when the step closes the epoch's
+    loop (its last step, or the last of training), whose evaluation ``DefaultFlowCallback.on_epoch_end`` asks for
+    only after ``on_step_end`` (helper 328: with a schedule-free optimizer, such a snapshot profiled the training
+    point, and the checkpoint saved after that evaluation held the evaluated one). Not where a checkpoint of the
+    step is saved before that evaluation (``save_strategy="steps"``): it holds the training point."""
+    if control.should_evaluate:
+        return True
+    strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+    closes_epoch = _at_epoch_end(state) or control.should_training_stop
+    return (strategy == "epoch" and closes_epoch and not control.should_save and state.epoch is not None
+            and args.eval_delay <= state.epoch)
 
 
 def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
