@@ -825,17 +825,26 @@ def _check_sweep_out(out: Path) -> None:
             "folder (CLI: --out).")
 
 
-def _clear_sweep_out(out: Path) -> None:
-    """Remove an earlier sweep's output (checked by :func:`_check_sweep_out`): its plans and plots would otherwise
-    stay beside the new results, as if they belonged to them."""
-    import shutil
+def _write_sweep(out: Path, plans: list, table: Any, summary: Any) -> None:
+    """Write a prune-sweep's plans, tables and plots to `out` as a whole (:func:`~hf_txray.io_utils.atomic_dir`),
+    replacing an earlier sweep's output (checked by :func:`_check_sweep_out`), whose plans and plots would otherwise
+    stay beside the new results as if they belonged to them. A write that fails (a full disk) leaves the earlier
+    sweep as it was: written in place, the earlier files were removed first and the new ones written one by one, so
+    the folder was left half new, read back as a whole sweep (helper 324)."""
+    from .io_utils import atomic_dir
+    from .plots import plot_sweep, save_figure
+    from .tables import markdown_table
 
-    if not out.is_dir():
-        return
-    shutil.rmtree(out / "plans", ignore_errors=True)
-    for path in out.iterdir():
-        if path.is_file() and (path.name in SWEEP_FILES or path.name.endswith(".png")):
-            path.unlink()
+    with atomic_dir(out) as tmp:
+        for index, plan in enumerate(plans):
+            plan.save_pretrained(tmp / "plans" / f"{index:03d}")
+        table.to_csv(tmp / "results.csv", index=False)
+        summary.to_csv(tmp / "summary.csv", index=False)
+        (tmp / "results.md").write_text(markdown_table(summary, ".4f") + "\n\n" + markdown_table(table, ".4f")
+                                        + "\n", encoding="utf-8")
+        for metric in table.attrs["metrics"]:
+            if metric in table.columns:
+                save_figure(plot_sweep(table, metric), tmp / f"{metric}.png", dpi=120)
 
 
 def _add_prune_sweep(sub) -> None:
@@ -867,7 +876,6 @@ def _cmd_prune_sweep(args) -> int:
     from transformers import AutoTokenizer
 
     from .evaluation import evaluate_pruning, summarize, sweep_plans
-    from .plots import plot_sweep, save_figure
     from .tables import markdown_table
     from .loading import load_named_dataset, load_tokenizer, pick_split
     from .io_utils import check_writable
@@ -880,7 +888,7 @@ def _cmd_prune_sweep(args) -> int:
     check_not_an_input(args.out, (args.report, args.model), what="hf-txray prune-sweep", cli_flag="--out",
                        read_whole=(args.dataset,))
     _check_sweep_out(Path(args.out))
-    check_writable(Path(args.out) / "plans", shown=args.out)  # before the whole sweep, not after it
+    check_writable(args.out)  # before the whole sweep, not after it (written aside, then swapped in)
     # the plans need only the report: a bad strategy, amount or --allow-fewer is said before the model loads
     plans = sweep_plans(_load_ranking_source(args.report), args.strategies, args.amounts, args.seeds, mode=args.mode,
                         per_layer=not args.overall, allow_fewer=args.allow_fewer, layers=args.layers,
@@ -899,19 +907,8 @@ def _cmd_prune_sweep(args) -> int:
     table = evaluate_pruning(model, plans, dataset, args.metric, tokenizer=tokenizer,
                              task=args.task, text_column=args.text_column, label_column=args.label_column,
                              batch_size=args.batch_size, max_length=args.max_length, uneven=args.uneven)
-    out = Path(args.out)
-    _clear_sweep_out(out)
-    (out / "plans").mkdir(parents=True, exist_ok=True)
-    for index, plan in enumerate(plans):
-        plan.save_pretrained(out / "plans" / f"{index:03d}")
-    table.to_csv(out / "results.csv", index=False)
-    summary = summarize(table)
-    summary.to_csv(out / "summary.csv", index=False)
-    (out / "results.md").write_text(markdown_table(summary, ".4f") + "\n\n" + markdown_table(table, ".4f") + "\n",
-                                     encoding="utf-8")
-    for metric in table.attrs["metrics"]:
-        if metric in table.columns:
-            save_figure(plot_sweep(table, metric), out / f"{metric}.png", dpi=120)
+    out, summary = Path(args.out), summarize(table)
+    _write_sweep(out, plans, table, summary)
     print(markdown_table(summary, ".4f"))
     print(f"\nsaved to {out}")
     return 0

@@ -1451,6 +1451,46 @@ def test_cli_prune_and_sweep(tmp_path, capsys):
         assert said in capsys.readouterr().err and sorted(p.name for p in bad.iterdir()) == before
 
 
+def test_a_prune_sweep_that_cannot_write_its_results_keeps_the_earlier_sweep_whole(tmp_path, capsys, monkeypatch):
+    """Helper 324: prune-sweep removed the earlier sweep's files in --out, then wrote its own one by one. A write that
+    failed halfway (a full disk at summary.csv) left the new plans and results.csv beside no summary or plots, read
+    back as a whole sweep, the earlier sweep gone, and said "No space left on device while writing to the terminal or
+    log (standard output); what the command saved is kept" (a write error names no file). The folder is now written
+    aside and swapped in: on failure the earlier sweep is there as it was, the error names --out, and no temporary
+    folder is left."""
+    import errno
+
+    import pandas as pd
+
+    from hf_txray.cli import main
+
+    model_dir, report_dir = tmp_path / "model", tmp_path / "report"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": i % 3}) for i, t in enumerate(TEXTS)), encoding="utf-8")
+    out = tmp_path / "sweep"
+    sweep = ["prune-sweep", str(model_dir), str(report_dir), str(data), "--amounts", "1", "--metric", "accuracy",
+             "--out", str(out), "--max-length", "32"]
+    assert main(sweep + ["--strategies", "lost", "--seeds", "0"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    written = pd.DataFrame.to_csv
+
+    def full_disk(frame, path=None, *args, **kwargs):
+        if path is not None and Path(path).name == "summary.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    assert main(sweep + ["--seeds", "0,1", "--strategies", "lost,random"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(out) in err
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # the earlier sweep, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "model", "report", "sweep"]
+
+
 def test_dense_layers_of_a_model_mixing_dense_and_moe_blocks_are_pruned(tmp_path):
     """Qwen2-MoE with mlp_only_layers=[1]: block 1 is a dense MLP (intermediate_size 48) beside block 0's experts.
     A plan ranked on the dense layer masks and removes its neurons (the whole model was refused); expert units stay
