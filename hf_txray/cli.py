@@ -752,18 +752,11 @@ def _cmd_prune(args) -> int:
                         uneven=args.uneven, **options)
     out = Path(args.out)
     if args.mode == "remove":
-        model.save_pretrained(out)
-        try:
-            from transformers import AutoTokenizer
-
-            from .loading import load_tokenizer
-
-            load_tokenizer(AutoTokenizer, args.model, None, False, None).save_pretrained(out)
-        except Exception:  # a model without a tokenizer (or with an empty one) still saves
-            pass
+        plan_path = _write_pruned_model(out, model, args.model, plan)
+    else:
+        plan_path = plan.save_pretrained(out / "pruning_plan")
     from .tables import percent
 
-    plan_path = plan.save_pretrained(out / "pruning_plan")
     print(f"{plan.name}: {plan.total} neurons ({percent(plan.fraction)}) in layers {sorted(plan.neurons)}; "
           f"plan: {plan_path}")
     if args.mode == "remove":
@@ -773,10 +766,32 @@ def _cmd_prune(args) -> int:
     return 0
 
 
+def _write_pruned_model(out: Path, model: Any, model_source: str, plan: Any) -> Path:
+    """Write the pruned `model`, the tokenizer of `model_source` (when it has one) and `plan` (under
+    ``pruning_plan/``) to `out` as a whole (:func:`~hf_txray.io_utils.atomic_dir`), replacing an earlier prune's
+    output; returns the plan's folder. A write that fails (a full disk) leaves the earlier output as it was: written in
+    place, the new model went over the earlier one before its plan was written, and a failed plan write left the new
+    model beside the earlier plan, which loaded as its plan (helper 324)."""
+    from transformers import AutoTokenizer
+
+    from .io_utils import atomic_dir
+    from .loading import load_tokenizer
+
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        try:
+            load_tokenizer(AutoTokenizer, model_source, None, False, None).save_pretrained(tmp)
+        except Exception:  # a model without a tokenizer (or with an empty one) still saves
+            pass
+        plan.save_pretrained(tmp / "pruning_plan")
+    return out / "pruning_plan"
+
+
 def _check_prune_out(out: Path, mode: str = "mask") -> None:
     """Refuse an `hf-txray prune --out` folder that is neither new, empty, nor an earlier prune's output, and a
     `mode` "mask" run into an earlier "remove" run's output, whose pruned model this run would not replace."""
     from .artifact import artifact_type_of, check_save_target
+    from .io_utils import check_writable
 
     earlier = artifact_type_of(out / "pruning_plan") == "pruning_plan" and artifact_type_of(out) is None
     if out.is_dir() and any(out.iterdir()) and not earlier:
@@ -793,6 +808,8 @@ def _check_prune_out(out: Path, mode: str = "mask") -> None:
             "pruning_plan/, which would replace that model's plan and leave the model beside a plan it does not "
             "match: give another folder (CLI: --out), or delete that one first.")
     check_save_target(out / "pruning_plan", what="hf-txray prune", cli_flag="--out", artifact_type="pruning_plan")
+    if mode == "remove":
+        check_writable(out)  # written aside, then swapped in (_write_pruned_model)
 
 
 SWEEP_FILES = ("results.csv", "summary.csv", "results.md")  # what prune-sweep writes, beside plans/ and <metric>.png

@@ -1491,6 +1491,39 @@ def test_a_prune_sweep_that_cannot_write_its_results_keeps_the_earlier_sweep_who
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "model", "report", "sweep"]
 
 
+def test_a_prune_that_cannot_write_its_plan_keeps_the_earlier_model_and_plan_together(tmp_path, capsys, monkeypatch):
+    """Helper 324: `hf-txray prune --mode remove` into an earlier prune's output wrote the pruned model over the
+    earlier one, then its plan: a plan write that failed (a full disk) left the new model (intermediate size 47)
+    beside the earlier plan (2 neurons per layer), which loads as its plan. The output is now written aside and
+    swapped in: on failure the earlier model and plan are there as they were."""
+    import errno
+
+    from transformers import AutoConfig
+
+    from hf_txray.cli import main
+
+    model_dir, report_dir, out = tmp_path / "model", tmp_path / "report", tmp_path / "pruned"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    prune_into = ["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--mode", "remove", "--out", str(out)]
+    assert main(prune_into + ["--amount", "2"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def full_disk(self, folder):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PruningPlan, "_save_pretrained", full_disk)
+    assert main(prune_into + ["--amount", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(out) in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    monkeypatch.undo()
+    assert AutoConfig.from_pretrained(out).intermediate_size == 46
+    assert PruningPlan.from_pretrained(out / "pruning_plan").neurons == {0: [3, 4], 1: [3, 4]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "pruned", "report"]
+
+
 def test_dense_layers_of_a_model_mixing_dense_and_moe_blocks_are_pruned(tmp_path):
     """Qwen2-MoE with mlp_only_layers=[1]: block 1 is a dense MLP (intermediate_size 48) beside block 0's experts.
     A plan ranked on the dense layer masks and removes its neurons (the whole model was refused); expert units stay
