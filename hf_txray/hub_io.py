@@ -799,7 +799,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         allow_patterns, delete_patterns (`list[str]`, *optional*): as ``HfApi.upload_folder`` takes them.
         prepare (`Callable[[HfApi, str], None]`, *optional*): called with the API and the created repo id before
             the upload (e.g. to merge the remote card into the local one).
-        retry_hint (`str`, *optional*): appended to the error message of a failed upload.
+        retry_hint (`str`, *optional*): appended to the error message of a failed upload, and logged as a warning
+            when the upload is interrupted (``KeyboardInterrupt``, which is raised on).
         what_uploads (`str`, *optional*): what the error names as uploaded (default: `folder`; a temporary folder,
             gone by the time the error is read, is better named by what it held).
 
@@ -833,6 +834,11 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
                                      allow_patterns=allow_patterns, delete_patterns=delete_patterns)
     except TXRayError:  # refused before the upload
         _delete_branch(api, repo_id, created)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI raises it: what is kept and how to retry, then stop
+        logger.warning("Uploading %s to the Hub dataset %r was interrupted.%s", what_uploads or str(folder), repo_id,
+                       f"\n{retry_hint}" if retry_hint else "")
+        _delete_branch(api, repo_id, created)  # after the warning: a second Ctrl-C may stop it
         raise
     except Exception as err:  # HTTP, network and file errors alike
         _delete_branch(api, repo_id, created)

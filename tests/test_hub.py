@@ -292,6 +292,29 @@ def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, cap
     assert "could not be deleted" not in caplog.text
 
 
+def test_an_interrupted_push_says_where_the_kept_folder_is_and_leaves_no_branch(results, hub, caplog, monkeypatch):
+    """Helper 324: Ctrl-C during the upload of `push_to_hub` (`hf-txray analyze --push-to-hub`) kept the export folder
+    in the hf_txray cache, but nothing said so: the CLI printed "hf-txray analyze: interrupted." alone, and the branch
+    the push had created stayed, a copy of the default branch read as its results. Now a warning says where the folder
+    is and how to push it again, as a failed upload's error does, and the branch goes."""
+    from huggingface_hub import HfApi
+
+    a, _, _ = results
+    repo_id = f"{hub.username}/interrupted"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HfApi, "upload_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision="exp")
+    folder = default_local_dir(repo_id)
+    assert is_export_folder(folder)
+    assert f"hf-txray push {repo_id} {folder} --revision exp" in caplog.text and "interrupted" in caplog.text
+    assert [x.name for x in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches] == ["main"]
+
+
 def test_a_failed_push_with_token_true_says_how_to_retry(results, hub):
     """Helper 283: token=True (huggingface_hub's "the saved token") pushed, but a failed upload raised a bare
     `TypeError: replace() argument 1 must be str, not bool` (masking the token in the message got True) instead of
