@@ -480,18 +480,20 @@ class Profiler:
                 bar.update(len(bucket.example_ids))
                 saving = state is not None and batches_since_save >= checkpoint_every
                 through = int(bucket.example_ids[-1])  # the last example credited (workers may have read on)
+                done = {**bucket.state, "stopped": stopped}, through  # what a checkpoint of this point records
                 pruning = source.num_texts_held > prune_at  # a stream's texts for top examples
                 if saving or pruning:
-                    builder.update_examples()  # the top examples must be current (a save flushes all)
-                    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
+                    _keep_example_texts(builder, source, through)
                     # Top lists can refer to more texts than STREAM_TEXTS_KEPT: prune again only once the held
                     # texts have doubled, so the waits stay rare (amortised) whatever the number of referenced texts.
                     prune_at = max(STREAM_TEXTS_KEPT, 2 * source.num_texts_held)
                 if saving:
-                    state.save({**bucket.state, "stopped": stopped}, builder.state_dict(), source.kept_texts(through))
+                    state.save(done[0], builder.state_dict(), source.kept_texts(through))
                     batches_since_save = 0
             if bar.total is not None and bar.n < bar.total and not stopped:  # a stream shorter than num_samples
                 bar.total = bar.n
+            if state is not None and batches_since_save:
+                _save_last_checkpoint(state, builder, source, *done)
         except BaseException:
             builder.close(flush=False)  # stop its flush thread; the run's error is what the caller needs
             raise
@@ -764,6 +766,27 @@ class _SavedState:
 # How to leave a checkpoint that cannot be resumed (the CLI's checkpoint_dir is OUT/_checkpoint).
 START_OVER = ("Use another checkpoint_dir (CLI: another --out), or resume=False (CLI: --no-resume) to start over "
               "(its state is then overwritten)")
+
+
+def _keep_example_texts(builder: ProfileBuilder, source: Any, through: int) -> None:
+    """Bring the top examples up to date (a save flushes all) and keep the texts they refer to, up to the example
+    `through` (a stream's texts cannot be read again)."""
+    builder.update_examples()
+    source.keep_texts(set(builder.examples.data["example_id"].ravel().tolist()), through)
+
+
+def _save_last_checkpoint(state: "_CheckpointState", builder: ProfileBuilder, source: Any,
+                          resume_state: dict[str, Any], through: int) -> None:
+    """Save the state after the last batch, so that what comes after (building the profile, saving it: the CLI's
+    save to a full disk, or Ctrl-C while the profile is built) resumes without recounting: without it, a resume
+    recounted every batch since the last `checkpoint_every`-th, and a run shorter than that, all of them (helper
+    324). A save that fails is said and skipped: the profile is built and returned all the same."""
+    try:
+        _keep_example_texts(builder, source, through)
+        state.save(resume_state, builder.state_dict(), source.kept_texts(through))
+    except OSError as err:
+        logger.warning("The last checkpoint (after every batch) could not be saved: %s. The profile is built "
+                       "without it; a resume would start from the checkpoint before.", err)
 
 
 def check_checkpoint_options(checkpoint_dir: str | Path | None, checkpoint_every: int, resume: bool) -> None:

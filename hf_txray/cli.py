@@ -267,7 +267,7 @@ def _cmd_analyze(args) -> int:
     # with its error, instead of dying in the closing barrier ('Connection closed by peer') or waiting there.
     with failing_together(world):
         if rank == 0:
-            profile.save_pretrained(out)  # first: a stdout that cannot be written (a full log disk) loses no profile
+            _save_profile(profile, out)  # first: a stdout that cannot be written (a full log disk) loses no profile
             if args.text_column is None and profile.meta.config.get("text_column"):
                 print(f"text column: {profile.meta.config['text_column']!r} (detected; --text-column chooses another)")
             print(f"{profile}\nsaved to {out}")
@@ -278,6 +278,22 @@ def _cmd_analyze(args) -> int:
                 print(f"pushed to {info.commit_url}")
     all_gather(None, world)
     return 0
+
+
+def _save_profile(profile: Any, out: Path) -> None:
+    """Save analyze's `profile` to `out`; when that fails (a full disk), say that the counts are kept in the
+    checkpoint under `out`, saved after the last batch, and that ``--resume`` saves them without recounting (the error
+    said "save somewhere else", and another --out counted everything again, helper 324)."""
+    from .errors import OutputError
+
+    try:
+        profile.save_pretrained(out)
+    except OutputError as err:
+        checkpoint = out / "_checkpoint"
+        if not any(checkpoint.glob("rank-*/progress.json")):
+            raise
+        raise OutputError(f"{err} The counts are kept in {checkpoint}: once it can be written, run the same command "
+                          "with --resume to save the profile without recounting.", err.target, err.reason) from err
 
 
 def _add_compare(sub) -> None:

@@ -888,3 +888,43 @@ def test_resume_refuses_a_local_stream_changed_past_its_first_texts(tmp_path):
     with pytest.raises(ConfigurationError, match="different run"):
         run(corpus(), checkpoint_dir=tmp_path / "state", resume=True, **COMMON, **extra)
     assert SPANS.calls == 0
+
+
+def test_a_cli_run_whose_profile_cannot_be_saved_resumes_without_recounting(saved_bert, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Helper 324: the state was saved every `checkpoint_every` batches only, so when `hf-txray analyze` could not save
+    its profile at the end (a full disk) or was stopped while building it, `--resume` recounted every batch since
+    the last such save, and a run shorter than `checkpoint_every` (200 by default) kept nothing: the error said "save
+    somewhere else" (another --out counts it all again). The state is now saved after the last batch too, and the
+    error says that `--resume` saves the counts without recounting; the profile equals an uninterrupted run's."""
+    import errno
+
+    from hf_txray import Profile, Profiler
+    from hf_txray.cli import main
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    out, whole = tmp_path / "out", tmp_path / "whole"
+    command = ["analyze", str(saved_bert), str(texts), "--features", "token", "--batch-size", "2"]
+    assert main(command + ["--out", str(whole)]) == 0
+    saved = Profile._save_pretrained
+
+    def full_disk(self, folder, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Profile, "_save_pretrained", full_disk)
+    assert main(command + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and f"kept in {out / '_checkpoint'}" in err and "--resume" in err
+    monkeypatch.setattr(Profile, "_save_pretrained", saved)
+
+    def recount(*args, **kwargs):
+        raise AssertionError("a batch was counted again")
+
+    monkeypatch.setattr(Profiler, "_process", recount)
+    assert main(command + ["--out", str(out), "--resume"]) == 0
+    got, expected = Profile.from_pretrained(out), Profile.from_pretrained(whole)
+    assert got.meta.num_examples == len(TEXTS) and not (out / "_checkpoint").exists()
+    np.testing.assert_array_equal(got.neuron_count, expected.neuron_count)
+    np.testing.assert_allclose(got.neuron_mass, expected.neuron_mass, rtol=1e-12)
+    assert got.examples.equals(expected.examples)
