@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -476,18 +477,31 @@ def write_config(table: pa.Table, folder: Path, *, save_id: str | None = None, s
             rewrite a config of a folder saved before stamps, whose other configs have none.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.parquet"):
-        old.unlink()
     save_id = save_id or new_save_id()
     shards = max(1, -(-table.num_rows // MAX_ROWS_PER_FILE))
-    for i in range(shards):
-        part = table.slice(i * MAX_ROWS_PER_FILE, MAX_ROWS_PER_FILE)
-        metadata = {k: v for k, v in (part.schema.metadata or {}).items() if k != STAMP_KEY}  # a read table's old one
-        if stamp:
-            metadata[STAMP_KEY] = SaveStamp(save_id, folder.name, i, shards, part.num_rows, table.num_rows,
-                                            schema_fingerprint(part.schema)).encode()
-        part = part.replace_schema_metadata(metadata or None)
-        pq.write_table(part, folder / f"train-{i:05d}-of-{shards:05d}.parquet", compression="zstd")
+    # written under temporary names, then renamed over the old shards: a write that fails (a full disk) keeps them.
+    # Removed first, a failed write lost the rows they held (save_probing merges the earlier runs' rows into
+    # `table`: all of them were gone, helper 324).
+    written: list[tuple[Path, Path]] = []
+    try:
+        for i in range(shards):
+            part = table.slice(i * MAX_ROWS_PER_FILE, MAX_ROWS_PER_FILE)
+            metadata = {k: v for k, v in (part.schema.metadata or {}).items() if k != STAMP_KEY}  # a read table's
+            if stamp:
+                metadata[STAMP_KEY] = SaveStamp(save_id, folder.name, i, shards, part.num_rows, table.num_rows,
+                                                schema_fingerprint(part.schema)).encode()
+            part = part.replace_schema_metadata(metadata or None)
+            final = folder / f"train-{i:05d}-of-{shards:05d}.parquet"
+            written.append((folder / f".{final.name}.tmp-{os.getpid()}", final))
+            pq.write_table(part, written[-1][0], compression="zstd")
+    except BaseException:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise
+    for old in set(folder.glob("*.parquet")) - {final for _, final in written}:
+        old.unlink()
+    for tmp, final in written:
+        os.replace(tmp, final)
 
 
 def is_export_folder(directory: str | Path) -> bool:

@@ -1687,6 +1687,35 @@ def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     assert hf_txray.load(folder)[0]["default"] == profile
 
 
+def test_save_probing_that_cannot_write_its_shard_keeps_the_earlier_rows(tmp_path, monkeypatch):
+    """Helper 324: save_probing into a results folder removed the config's shards, then wrote the merged table (the
+    earlier runs' rows with the new one's): a shard write that failed (a full disk) left the ablation/ folder empty,
+    the earlier curve's 3 rows gone from disk. The shards are now written under temporary names first and renamed
+    over the old ones: the earlier rows stay, and no temporary file is left."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    def curve(name, values):
+        return AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
+                                           "num_ablated": [0, 1, 1], "value": values}),
+                             name, "probe_accuracy", "zero", "tiny-bert", "probe:tags", [0, 1])
+
+    folder = tmp_path / "results"
+    save_probing(folder, ablations=[curve("first", [1.0, 0.6, 0.99])])
+    files = sorted(p.name for p in (folder / "ablation").iterdir())
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_probing(folder, ablations=[curve("second", [1.0, 0.5, 0.98])])
+    monkeypatch.undo()
+    assert sorted(p.name for p in (folder / "ablation").iterdir()) == files
+    assert load_probing(folder).ablation["value"].tolist() == [1.0, 0.6, 0.99]
+
+
 def test_a_re_export_of_another_model_refuses_to_keep_its_probing_configs(tmp_path):
     """Helper 197: a re-export of another model's profiles kept the folder's ablation results, and its card and the
     viewer showed them beside the new model's neurons as if they were its own. Refused before anything is written."""
