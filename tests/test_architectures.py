@@ -2725,3 +2725,88 @@ def test_top_k_beyond_the_units_a_token_reaches_is_refused_when_the_routers_choo
     profile = hf_txray.analyze(model, TEXTS[:2], tokenizer=tokenizer_of("mixtral"), features=("token",), top_k=24,
                                show_progress=False)
     assert 0 < profile.neuron_count.sum() <= 24 * profile.meta.num_positions * LAYERS
+
+
+def framed_decoder_windows_run(model, tokenizer, text: str, example_id: int, max_length: int,
+                               stride: int) -> reference.TextRun:
+    """A TextRun of `text` on T5's decoder stack with a tokenizer that frames every input ([CLS] ... [SEP]): the
+    text's content tokens are cut into windows by hand (each after the first repeats `stride` tokens of left context,
+    framed again), every window runs alone (encoder on the window, decoder on the start token + window), and each
+    token keeps its activations from the window where it has the most left context."""
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    ids, special = enc["input_ids"], enc["special_tokens_mask"]
+    content = [i for i, s in enumerate(special) if not s]
+    before = [i for i in range(content[0])]
+    after = [i for i in range(content[-1] + 1, len(ids))]
+    room = max_length - len(before) - len(after)
+    windows, start = [], 0
+    while True:
+        stop = min(start + room, len(content))
+        windows.append(before + content[start:stop] + after)
+        if stop == len(content):
+            break
+        start = stop - stride
+    best: dict[int, tuple[int, np.ndarray]] = {}
+    for window in windows:
+        kept = {}
+        hooks = [model.decoder.block[layer].layer[2].DenseReluDense.wo.register_forward_pre_hook(
+            lambda module, args, layer=layer: kept.__setitem__(layer, args[0][0, 1:].float().numpy()))
+            for layer in range(LAYERS)]
+        try:
+            with torch.no_grad():
+                model(input_ids=torch.tensor([[ids[i] for i in window]]),
+                      decoder_input_ids=torch.tensor([[model.config.decoder_start_token_id] + [ids[i] for i in window]]))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for position, i in enumerate(window):
+            if not special[i] and (i not in best or position > best[i][0]):
+                best[i] = (position, np.stack([kept[layer][position] for layer in range(LAYERS)]))
+    activations = np.zeros((LAYERS, len(ids), WIDTH), dtype=np.float32)
+    for i, (_, acts) in best.items():
+        activations[:, i] = acts
+    return reference.TextRun(example_id=example_id, text=text, tokens=tokenizer.convert_ids_to_tokens(ids),
+                             offsets=[tuple(o) for o in enc["offset_mapping"]], creditable=sorted(best),
+                             activations=activations, words=reference.words_of(text, True))
+
+
+def test_framed_decoder_windows_with_skipped_positions_streamed_match_the_brute_force_reference():
+    """Helper 325: options in combination against a windowed brute force: T5's decoder stack, a tokenizer that frames
+    each window ([CLS] first: the skip then covers it and one context token), stride 1 (the least this skip allows),
+    top_k 3, token/word/pos features (words and tags of the whole text, across window edges), a stream cut by
+    num_samples, worker processes and a small token budget. Counts, masses, corpus counts, top examples and the
+    positions credited (every real token of the texts kept, less the first skip - 1 of each text) all agree."""
+    datasets = pytest.importorskip("datasets")
+    model, tokenizer = build("t5")
+    texts = [" ".join(TEXTS[i % len(TEXTS)] for i in range(k, k + 4)) for k in range(5)] + [""]
+    max_length, stride, skip, top_k, capacity = 16, 1, 2, 3, 4
+
+    def rows():
+        for text in texts:
+            yield {"text": text}
+
+    stream = datasets.IterableDataset.from_generator(rows)
+    features = ("token", "word", "pos")
+    profile = hf_txray.analyze(model, stream, tokenizer=tokenizer, stack="decoder", features=features,
+                               max_length=max_length, stride=stride, skip_first_positions=skip, top_k=top_k,
+                               num_samples=4, num_workers=2, max_tokens_per_batch=32,
+                               max_examples_per_neuron=capacity, show_progress=False)
+    used = texts[:4]
+    runs = [framed_decoder_windows_run(model, tokenizer, text, i, max_length, stride) for i, text in enumerate(used)]
+    ref = reference.credit(runs, top_k, features, skip_first_positions=skip)
+    real = sum(sum(1 for m in tokenizer(t, return_special_tokens_mask=True)["special_tokens_mask"] if not m)
+               for t in used)
+    assert profile.meta.num_windowed == 4
+    assert profile.meta.num_positions == ref.num_positions == real - 4 * (skip - 1)
+    assert profile.meta.num_uncredited == ref.num_uncredited
+    for ft in features:
+        mass, count = reference.profile_table(profile, ft)
+        assert count == dict(ref.count[ft])
+        for key, value in ref.mass[ft].items():
+            assert mass[key] == pytest.approx(value, rel=RTOL, abs=ATOL)
+        table = profile.tables[ft]
+        assert {v: c for v, c in zip(table.vocab, table.corpus_count.tolist()) if c} == dict(ref.corpus_count[ft])
+    got = {key: list(zip(g["example_id"], g["token_index"], g["char_start"], g["char_end"]))
+           for key, g in profile.examples.sort_values("rank").groupby(["layer", "neuron"])}
+    assert got == {key: [(e.example_id, e.token_index, e.char_start, e.char_end) for e in want]
+                   for key, want in ref.top_examples(capacity).items()}
