@@ -227,7 +227,7 @@ class Profiler:
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
         from .pruning.masks import masks_fingerprint
-        from .provenance import DatasetSource, build_record, config_options, pruning_record
+        from .provenance import DatasetSource, build_record, config_options, profiled_pruning, pruning_record
 
         if self.model_source is None:  # a loaded model handed to Profiler directly: described once
             self.model_source = resolve_model_source(self.model)
@@ -259,9 +259,11 @@ class Profiler:
                       if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
                    # a model pruned with mode="remove" numbers its MLP neurons afresh: which original neuron each one
-                   # is (compare refuses to match them by number with another numbering's); other sites' neurons
-                   # (the residual stream's hidden units) keep their numbers, so they record None, as unpruned
-                   "pruned": pruning_record(self.model) if self.config.site == "mlp" else None,
+                   # is (compare refuses to match them by number with another numbering's); the residual stream's
+                   # hidden units keep their numbers, so they record None, as unpruned, unless a module_pattern
+                   # hooks renumbered units (the up projection's outputs)
+                   "pruned": profiled_pruning(pruning_record(self.model), self.config.site,
+                                              self.config.module_pattern, {s.layer: s.width for s in self.sites}),
                    # token features are this vocabulary's strings: compare() warns, merge() refuses, across two
                    "tokenizer_vocab_hash": tokenizer_vocab_hash(self.tokenizer),  # at every stage: it may grow
                    # the whole tokenizer (normalizer, pre-tokenizer...): reproduce says so when it is not the one

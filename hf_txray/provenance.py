@@ -204,13 +204,31 @@ def pruning_record(model: Any) -> dict[str, Any] | None:
     return dict(record) if isinstance(record, Mapping) else None
 
 
+def profiled_pruning(record: Mapping[str, Any] | None, site: str, module_pattern: str | None,
+                     widths: Mapping[int, int]) -> dict[str, Any] | None:
+    """The ``mode="remove"`` `record` of a model (:func:`pruning_record`) as a profile of `site` keeps it
+    (``provenance["runtime"]["pruned"]``), None where the profiled units keep their numbers: the MLP site's neurons
+    are the units a removal renumbers; the automatic residual site's are the hidden units, which keep theirs; a
+    residual site through a `module_pattern` hooks the outputs of the modules it names, which are the renumbered
+    units where as wide as the neurons the record kept in their layer (`widths`: ``{layer: hooked width}``), as the
+    up projection's are (the record is then kept, also where such a width is the hidden size too: when unsure, the
+    profile is not matched by number with the unpruned model's)."""
+    if not record or site == "mlp":
+        return dict(record) if record else None
+    kept = record.get("kept") or {}
+    renumbered = module_pattern and any(len(kept.get(str(layer), ())) == width for layer, width in widths.items())
+    return dict(record) if renumbered else None
+
+
 def recorded_pruning(provenance: Mapping[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
     """``(recorded, record)`` of a profile's provenance: whether its runtime says if the model was pruned with
     ``mode="remove"`` (profiles saved before it was say nothing), and the record (None: not pruned, or a profile of
-    another site than ``"mlp"``, whose neurons ``mode="remove"`` does not renumber)."""
+    units that ``mode="remove"`` does not renumber: :func:`profiled_pruning`)."""
     runtime = (provenance or {}).get("runtime", {})
-    site = ((provenance or {}).get("options") or {}).get("site", "mlp")
-    if site != "mlp":  # hidden units keep their numbers: profiles saved before c52e137 recorded the MLP's record
+    options = (provenance or {}).get("options") or {}
+    if options.get("site", "mlp") != "mlp" and not options.get("module_pattern"):
+        # hidden units keep their numbers: profiles saved before c52e137 recorded the MLP's record; a residual site
+        # through a module_pattern keeps it where it hooks renumbered units (the up projection's outputs)
         return "pruned" in runtime, None
     return "pruned" in runtime, runtime.get("pruned")
 

@@ -431,6 +431,37 @@ def test_residual_profiles_saved_with_the_mlp_removal_record_keep_their_numbers(
     compare(hf_txray.analyze(model, TEXTS, stage="unpruned", **options), old)
 
 
+def test_residual_profiles_of_the_up_projection_of_a_removed_model_keep_its_removal_record():
+    """Helper 329: site='residual' with a module_pattern naming the up projection hooks its outputs, the MLP units
+    that mode='remove' renumbers; analyze recorded no removal for any residual profile, so two models pruned at other
+    neurons (36 of 48 kept, the same original unit at neuron i for 8 of layer 0's 36) were compared neuron by neuron
+    without a word (71 'shared' neurons paired with other units). The record is kept where the hooked units are as
+    many as the neurons the removal kept, and compare refuses; block outputs named by a pattern keep their numbers."""
+    from hf_txray.display import neuron_text
+
+    model, tokenizer = tiny("bert")
+    first = prune(copy.deepcopy(model), None, "random", 0.25, seed=1, mode="remove")[0]
+    second = prune(copy.deepcopy(model), None, "random", 0.25, seed=2, mode="remove")[0]
+    assert first.config.hf_txray_pruned["kept"] != second.config.hf_txray_pruned["kept"]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual",
+                   module_pattern=r"intermediate\.dense$")
+    a = hf_txray.analyze(first, TEXTS, stage="a", **options)
+    b = hf_txray.analyze(second, TEXTS, stage="b", **options)
+    assert a.num_neurons == b.num_neurons == 36
+    assert a.meta.provenance["runtime"]["pruned"] == first.config.hf_txray_pruned
+    kept = first.config.hf_txray_pruned["kept"]
+    assert f"original neuron {kept['1'][2]} of layer 1" in neuron_text(a, 1, 2)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+        compare(a, b)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+        a.merge(hf_txray.analyze(second, TEXTS[:2], stage="b2", **options))
+    compare(a, hf_txray.analyze(first, TEXTS[:4], stage="again", **options))  # the same numbering
+    blocks = dict(options, module_pattern=r"layer\.\d+\.output$")  # block outputs: the hidden units
+    outputs = hf_txray.analyze(first, TEXTS, stage="pruned", **blocks)
+    assert outputs.num_neurons == 32 and outputs.meta.provenance["runtime"]["pruned"] is None
+    compare(hf_txray.analyze(model, TEXTS, stage="unpruned", **blocks), outputs)
+
+
 def test_compare_reads_the_removal_record_of_the_profiled_layers_only():
     """Helper 221: compare refused two profiles of layer 1 of models pruned alike in layer 1 and otherwise in layer 0
     (their layer-1 neuron i is the same original unit, as a masked model's is the unmasked one's), and a profile of a
