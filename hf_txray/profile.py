@@ -845,7 +845,8 @@ class Profile(Artifact):
                 (``a.merge(a)``, ``a.merge(b).merge(b)``, or any two runs of the same dataset fingerprint, which
                 would count its texts twice), or profiles of different models (different weights, by the sample
                 hash recorded in ``provenance["runtime"]``; by model id for profiles saved before it was) or
-                different tokenizer vocabularies (``tokenizer_vocab_hash``: token features of two vocabularies), or a
+                different tokenizer vocabularies (``tokenizer_vocab_hash``: token features of two vocabularies) or
+                tokenizers of one vocabulary that split texts otherwise (``tokenizer_hash``), or a
                 user feature labelled by different functions under one name (``config["user_features"]``,
                 :func:`user_feature_differences`).
         """
@@ -874,6 +875,9 @@ class Profile(Artifact):
              "one model's profile; compare() sets two models side by side."),
             (tokenizer_difference(self.meta, other.meta), "they were profiled with different tokenizers ({}), so their "
              "token features are strings of two vocabularies. Profile both parts with the same tokenizer."),
+            (tokenizer_split_difference(self.meta, other.meta), "they were profiled with tokenizers that split texts "
+             "into other tokens ({}: another normalizer, pre-tokenizer or post-processor, such as lower-casing or "
+             "add_prefix_space), so their positions are no one run's. Profile both parts with the same tokenizer."),
             (", ".join(user_feature_differences(self.meta, other.meta)), "their user feature(s) {} were labelled by "
              "different functions (another code, closure or default arguments under one name), so a value of one "
              "part is not a value of the other. Profile both parts with the same UserFeature function."),
@@ -1108,7 +1112,7 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
 
 
 # What a merged profile keeps from whichever part recorded it (a part saved before it was recorded has none).
-KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "num_hidden_layers", "hidden_size", "vocab_size")
+KEPT_FROM_EITHER_PART = ("tokenizer_vocab_hash", "tokenizer_hash", "num_hidden_layers", "hidden_size", "vocab_size")
 
 
 def _keep_recorded(merged: ProfileMeta, other: ProfileMeta) -> None:
@@ -1166,6 +1170,20 @@ def tokenizer_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     ha, hb = ((m.provenance or {}).get("runtime", {}).get("tokenizer_vocab_hash") for m in (a, b))
     if ha and hb and ha != hb:
         return f"tokenizer vocabularies {ha[:25]} vs {hb[:25]}"
+    return ""
+
+
+def tokenizer_split_difference(a: ProfileMeta, b: ProfileMeta) -> str:
+    """How two profiles' tokenizers of one vocabulary split texts differently ("" when they agree, when their
+    vocabularies differ, :func:`tokenizer_difference`, or when either profile lacks the hash): the whole tokenizer's
+    hash (``provenance["runtime"]["tokenizer_hash"]``: normalizer, pre-tokenizer, post-processor) differs, as a
+    normalizer that no longer lower-cases, or ``add_prefix_space``, makes other tokens of the same texts (a resumed
+    run refuses the same difference)."""
+    if tokenizer_difference(a, b):
+        return ""
+    ha, hb = ((m.provenance or {}).get("runtime", {}).get("tokenizer_hash") for m in (a, b))
+    if ha and hb and ha != hb:
+        return f"tokenizers {ha[:27]} vs {hb[:27]}, of one vocabulary"
     return ""
 
 

@@ -44,7 +44,8 @@ from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
 from .profile import (SPLIT_BY_TEXT, USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab,
-                      recorded_texts_multiset_hash, tokenizer_difference, user_feature_differences)
+                      recorded_texts_multiset_hash, tokenizer_difference, tokenizer_split_difference,
+                      user_feature_differences)
 from .tables import percent
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
@@ -772,7 +773,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     Warns when the stages' credit totals differ by more than 2x: lengths, lost/gained shares and Hellinger all move
     with sample size alone; profile both with ``analyze(..., max_positions=N)`` to compare equal sizes. Warns when
     token features were profiled with different tokenizer vocabularies (``provenance["runtime"]
-    ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units.
+    ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units; and when tokenizers of one
+    vocabulary split texts otherwise (``tokenizer_hash``: another normalizer, pre-tokenizer or post-processor).
 
     Args:
         a (`Profile` or `str`): the earlier stage (e.g. pretrained on its own corpus); a saved profile's folder is
@@ -863,6 +865,14 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
             "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
             "both stages with one tokenizer.", UserWarning, stacklevel=2)
+    split = tokenizer_split_difference(a.meta, b.meta)
+    if split:
+        warnings.warn(
+            f"Stages {a.stage!r} and {b.stage!r} were profiled with tokenizers that split texts into other tokens "
+            f"({split}: another normalizer, pre-tokenizer or post-processor, such as lower-casing or "
+            "add_prefix_space): the same texts give other token features and other positions to credit, so part of "
+            "any difference between the stages is the tokenizer's, not the model's. Profile both stages with one "
+            "tokenizer.", UserWarning, stacklevel=2)
     relabelled = user_feature_differences(a.meta, b.meta)
     if relabelled:
         warnings.warn(

@@ -518,6 +518,47 @@ def test_mass_share_is_each_values_share_of_all_credited_mass(profile, ft):
     assert got.is_monotonic_decreasing
 
 
+def test_tokenizers_of_one_vocabulary_that_split_texts_otherwise_merge_refuses_and_compare_warns():
+    """Helper 329: a tokenizer of the same vocabulary with another normalizer (no lower-casing) or pre-tokenizer
+    (add_prefix_space) splits the same texts into other tokens. Its profile has the same tokenizer_vocab_hash, so
+    merge added up parts of the two tokenizers (1,406 '[UNK]' credits beside lower-cased tokens, a profile no run
+    gives) and compare of one tiny BERT on the same 40 texts reported a mean token Hellinger distance of 0.48 over
+    87 shared neurons (0.0 with one tokenizer) without a word. A resumed run already refused it by the whole
+    tokenizer's hash (provenance runtime tokenizer_hash): merge refuses and compare warns by it too."""
+    import copy
+    import warnings
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    from hf_txray.provenance import tokenizer_vocab_hash
+    from models import bert_tokenizer, bpe_tokenizer
+
+    model, tokenizer = tiny("bert")
+    cased = copy.deepcopy(tokenizer)
+    cased.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+    assert tokenizer_vocab_hash(cased) == tokenizer_vocab_hash(tokenizer)
+    assert cased.tokenize("The") != tokenizer.tokenize("The")
+    options = dict(features=("token", "word"), show_progress=False, max_examples_per_neuron=1)
+    first = hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **options)
+    second = hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=cased, **options)
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="split texts into other tokens.*lower-casing"):
+        first.merge(second)
+    first.merge(hf_txray.analyze(model, SAMPLE_TEXTS[4:], tokenizer=copy.deepcopy(bert_tokenizer()), **options))
+    texts = SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2]  # both split halves hold texts, so that nothing else warns
+    with pytest.warns(UserWarning, match="split texts into other tokens.*the tokenizer's, not the model's"):
+        hf_txray.compare(first, hf_txray.analyze(model, texts, tokenizer=cased, **options))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one tokenizer: no warning
+        hf_txray.compare(first, hf_txray.analyze(model, texts, tokenizer=tokenizer, **options))
+    gpt2, bpe = tiny("gpt2")
+    prefixed = copy.deepcopy(bpe)
+    prefixed.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    assert tokenizer_vocab_hash(prefixed) == tokenizer_vocab_hash(bpe_tokenizer())
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="split texts into other tokens"):
+        hf_txray.analyze(gpt2, SAMPLE_TEXTS[:4], tokenizer=bpe, **options).merge(
+            hf_txray.analyze(gpt2, SAMPLE_TEXTS[4:], tokenizer=prefixed, **options))
+
+
 def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_across_two():
     """Token features are the strings of one tokenizer's vocabulary: parts profiled with two vocabularies cannot be
     added up (refused), and their token distributions compare unlike units (warned; word features do not)."""
@@ -550,7 +591,7 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
         hf_txray.compare(hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **words),
                          hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=other, **words))
     old = [Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": {
-        k: v for k, v in p.meta.provenance["runtime"].items() if k not in ("tokenizer_vocab_hash",
+        k: v for k, v in p.meta.provenance["runtime"].items() if k not in ("tokenizer_vocab_hash", "tokenizer_hash",
                                                                            "num_hidden_layers")}}), p.neuron_mass,
         p.neuron_count, p.tables, p.examples) for p in (first, second)]
     old[0].merge(old[1])  # saved before the hash was recorded: not told apart
