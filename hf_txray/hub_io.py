@@ -279,7 +279,7 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     failure: Exception | None = None  # the first type's, unless a later type's repo was found and failed
     for repo_type in repo_types:
         try:
-            _check_token_accepted(name, repo_type, revision, token, cache_dir)
+            _check_hub_serves(name, repo_type, revision, token, cache_dir)
             with _no_match_said_by_us():
                 return Path(snapshot_download(name, repo_type=repo_type, revision=revision, token=token,
                                               cache_dir=cache_dir, allow_patterns=allow_patterns)), repo_type
@@ -311,14 +311,15 @@ def check_public_repo(name: str, revision: str | None = None, repo_type: str = "
         raise _not_downloaded(name, Path(name), revision, err, None, (repo_type,)) from None
 
 
-def _check_token_accepted(name: str, repo_type: str, revision: str | None, token: str | bool | None,
+def _check_hub_serves(name: str, repo_type: str, revision: str | None, token: str | bool | None,
                           cache_dir: str | os.PathLike | None) -> None:
-    """Raise the Hub's 401 when it refuses the token in use (expired or mistyped) for the repo `name`, online only.
-    ``snapshot_download`` answers a refused token with the copy in the cache, without a word, however old that
-    copy is (helper 268); asked first, the Hub's answer reaches the user as a refused token. Other failures (no such
-    repo, the network) are left to the download, which says them or reads the cache as it always did. Without a
-    cached copy there is nothing to hide the 401: the download says it, and the question (the same ``repo_info``
-    request the download makes) is not asked twice."""
+    """Raise the Hub's answer when it refuses the repo `name` that the cache holds, online only: a 401 for the token
+    in use (expired or mistyped), or no such repo (deleted, or private and not readable with that token).
+    ``snapshot_download`` answers both with the copy in the cache, without a word, however old that copy is (helper
+    268: a refused token; helper 330: a deleted repo still loaded as the stages read before); asked first, the Hub's
+    answer reaches the user. Other failures (the network, the Hub down) are left to the download, which reads the
+    cache as it always did. Without a cached copy there is nothing to hide the answer: the download says it, and the
+    question (the same ``repo_info`` request the download makes) is not asked twice."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -326,8 +327,8 @@ def _check_token_accepted(name: str, repo_type: str, revision: str | None, token
         return
     try:
         HfApi().repo_info(name, repo_type=repo_type, revision=revision, token=token)
-    except RepositoryNotFoundError:
-        return
+    except RepositoryNotFoundError:  # gated repos too: the download would read the cache instead of saying it
+        raise
     except HfHubHTTPError as err:
         if getattr(err.response, "status_code", None) == 401:
             raise

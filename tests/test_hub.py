@@ -1358,6 +1358,24 @@ def test_a_refused_token_is_said_also_when_the_repo_is_in_the_cache(hub, results
     assert list(hf_txray.load(repo, token=False)[0]) == [results[0].stage, results[1].stage]
 
 
+def test_a_repo_the_hub_no_longer_has_is_said_also_when_it_is_in_the_cache(hub, results):
+    """Helper 330: snapshot_download answers "no such repo" with the cached copy, without a word: a results repo
+    deleted on the Hub (or a private one read without a token that may read it) still loaded, and opened in the
+    viewer, as the stages read before (here one, where the repo had two when deleted)."""
+    repo = "test-user/deleted-results"
+    hf_txray.push_to_hub(repo, profiles=[results[0]], plots=False)
+    assert list(hf_txray.load(repo)[0]) == [results[0].stage]  # now in the cache
+    hf_txray.push_to_hub(repo, profiles=[results[0], results[1]], plots=False)
+    hub.api.delete_repo(repo, repo_type="dataset")
+    with pytest.raises(HubError, match="no such repo"):
+        hf_txray.load(repo)
+    private = "test-user/private-cached-results"
+    hf_txray.push_to_hub(private, profiles=[results[0]], plots=False, private=True)
+    assert list(hf_txray.load(private)[0]) == [results[0].stage]  # read with the owner's token: in the cache
+    with pytest.raises(HubError, match="no such repo, or a private one"):
+        hf_txray.load(private, token=False)
+
+
 def test_model_and_corpus_names_are_text_in_the_card_not_markup(results, tmp_path):
     """Helper 234: helper 230 made stage names and tag values text; the card still wrote a profile's model and corpus
     names (its model_id, a local folder's name, a dataset_id) into the profiles and reproduce tables as they were,
