@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 from .provenance import hub_cache_snapshot
+from .tables import shell_command
 
 logger = logging.getLogger("hf_txray")
 
@@ -273,7 +274,7 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
         check_repo_id(name)
     except ConfigurationError:
         raise ArtifactNotFoundError(f"{name!r} is neither a folder nor a valid Hub repo id "
-                                    "('namespace/name').") from None
+                                    f"('namespace/name').{_revision_apart_hint(name)}") from None
     from huggingface_hub import snapshot_download
 
     failure: Exception | None = None  # the first type's, unless a later type's repo was found and failed
@@ -290,6 +291,20 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
                 break
     secret = token if isinstance(token, str) else None
     raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
+
+
+def _revision_apart_hint(name: str) -> str:
+    """For ``owner/name@revision`` (how ``hf-txray view`` and ``hf://`` paths name a repo at a revision), the sentence
+    that says to pass the revision apart, as the callers of :func:`locate_or_download` take it; else ``""``."""
+    repo, separator, revision = name.partition("@")
+    if not separator or not revision:
+        return ""
+    try:
+        check_repo_id(repo)
+    except ConfigurationError:
+        return ""
+    return (f" For the repo {repo!r} at the revision {revision!r}, pass the two apart: {repo!r} with "
+            f"revision={revision!r} ({shell_command('--revision', revision)} on the command line).")
 
 
 def check_public_repo(name: str, revision: str | None = None, repo_type: str = "dataset") -> None:

@@ -1376,6 +1376,21 @@ def test_a_repo_the_hub_no_longer_has_is_said_also_when_it_is_in_the_cache(hub, 
         hf_txray.load(private, token=False)
 
 
+def test_a_repo_at_a_revision_written_as_the_viewer_takes_it_says_to_pass_the_revision_apart(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """Helper 330: `hf-txray view owner/name@rev` opens a repo at a branch, but compare, reproduce and
+    hf_txray.load take the revision apart; given `owner/name@rev` they said only "neither a folder nor a valid Hub
+    repo id ('namespace/name')", which names no fix. They say to pass the revision apart."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(hf_txray.ArtifactNotFoundError, match=r"'test-user/results' with revision='exp 2' \(--revision 'exp 2'"):
+        hf_txray.load("test-user/results@exp 2")
+    assert cli_main(["reproduce", "test-user/results@exp"]) == 2
+    assert "'test-user/results' with revision='exp' (--revision exp on the command line)" in capsys.readouterr().err
+    with pytest.raises(hf_txray.ArtifactNotFoundError) as caught:  # not a repo id before the "@": no such hint
+        hf_txray.load("not a repo@exp")
+    assert "revision=" not in str(caught.value)
+
+
 def test_model_and_corpus_names_are_text_in_the_card_not_markup(results, tmp_path):
     """Helper 234: helper 230 made stage names and tag values text; the card still wrote a profile's model and corpus
     names (its model_id, a local folder's name, a dataset_id) into the profiles and reproduce tables as they were,
