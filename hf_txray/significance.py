@@ -186,10 +186,13 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
     n = n_a + n_b
     with np.errstate(divide="ignore", invalid="ignore"):
         p_a, p_b = c["massa"] / per_row(c["massa"])[rows], c["massb"] / per_row(c["massb"])[rows]
-        expected = (c["counta"] + c["countb"]) * (np.minimum(n_a, n_b) / n)[rows]
-        kept = expected >= min_expected
+        # expected credits in the smaller stage, column * smaller / n, compared without dividing: counts are integers,
+        # so "exactly 5" and an "other" category expecting exactly 1 credit hold (helper 331: summed float shares
+        # read 0.9999999999999999, the category was dropped and the neuron came out untested)
+        smaller = np.minimum(n_a, n_b)
+        kept = (c["counta"] + c["countb"]) * smaller[rows] >= min_expected * n[rows]
         other_a, other_b = per_row(p_a, ~kept), per_row(p_b, ~kept)
-        with_other = per_row(expected, ~kept) >= 1.0
+        with_other = per_row(c["counta"] + c["countb"], ~kept) * smaller >= n
         # without an "other" category the kept features are renormalised to sum to 1
         scale_a = np.where(with_other | (other_a >= 1.0), 1.0, 1.0 / (1.0 - other_a))
         scale_b = np.where(with_other | (other_b >= 1.0), 1.0, 1.0 / (1.0 - other_b))
