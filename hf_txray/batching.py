@@ -30,6 +30,7 @@ from .features import (
     first_visible_chars,
     tag_column,
     user_feature_labels,
+    with_stripped_marks,
 )
 from .hashes import text_halves
 from .tokenizing import FlatTokenizer, keeping_first_tokens
@@ -359,7 +360,7 @@ class BatchEncoder:
             inputs=inputs, positions=torch.from_numpy(positions),
             example_id=np.repeat(np.asarray(per_text[0], dtype=np.int64)[texts], counts),
             half=np.repeat(per_text[1][texts], counts),
-            token_index=columns["index"][take], char_start=columns["start"][take], char_end=columns["end"][take],
+            token_index=columns["index"][take], char_start=columns["start"][take], char_end=columns["shown_end"][take],
             token_ids=columns["token_id"][take], num_padded_tokens=int(len(group) * width),
         )
         for name, items in local_vocabs.items():
@@ -372,8 +373,10 @@ def _creditable(texts: Sequence[str], flat: dict[str, np.ndarray], blank_pieces:
     """The creditable positions (non-special tokens of non-blank texts) of a bucket, text by text: ``(columns,
     text_bounds)``, with ``columns`` holding ``index`` (the token's index in its text's encoding), ``start`` /
     ``end`` (its characters, the start past leading whitespace; an empty span at its start for a piece that
-    `blank_pieces` finds blank, such as a lone ``"▁"`` whose offsets cover the next word's first character) and
-    ``token_id``, text ``i``'s positions at ``text_bounds[i]:text_bounds[i + 1]``. `flat`:
+    `blank_pieces` finds blank, such as a lone ``"▁"`` whose offsets cover the next word's first character),
+    ``shown_end`` (``end`` moved over the combining marks after it that no token covers, :func:`with_stripped_marks`:
+    the ``char_end`` of top examples and the live text, so an accent an accent-stripping tokenizer dropped stays on
+    its letter; features keep ``end``) and ``token_id``, text ``i``'s positions at ``text_bounds[i]:text_bounds[i + 1]``. `flat`:
     :class:`~hf_txray.tokenizing.FlatTokenizer`'s arrays."""
     bounds = flat["bounds"]
     num_texts = len(texts)
@@ -390,6 +393,10 @@ def _creditable(texts: Sequence[str], flat: dict[str, np.ndarray], blank_pieces:
     columns = {"index": chosen - bounds[owner], "start": starts, "end": ends, "token_id": token_ids}
     text_bounds = np.zeros(num_texts + 1, dtype=np.int64)
     np.cumsum(np.bincount(owner, minlength=num_texts), out=text_bounds[1:])
+    columns["shown_end"] = ends.copy()
+    for i in (i for i, text in enumerate(texts) if not text.isascii()):
+        lo, hi = text_bounds[i], text_bounds[i + 1]
+        columns["shown_end"][lo:hi] = with_stripped_marks(texts[i], starts[lo:hi], ends[lo:hi])
     return columns, text_bounds
 
 

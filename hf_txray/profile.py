@@ -507,9 +507,10 @@ class Profile(Artifact):
         token's index in the whole text's tokenization, the tokenizer's leading special tokens included: 1 for the
         first word piece after BERT's ``[CLS]``, 0 for GPT-2's first token; a window of a long text keeps its tokens'
         indices in the whole text), ``char_start``/``char_end`` (the token's span in the text, from its first visible
-        character), ``token`` (that span as written, ``eman`` for the word piece ``##eman``: the ``token`` feature
-        value is the tokenizer's piece; an accent an accent-stripping tokenizer drops from decomposed (NFD) text lies in
-        no token's span and opens ``right``), ``rank`` (0 = highest activation), ``layer``, ``neuron``, ``activation``
+        character, and over the combining marks after it that no token covers: an accent an accent-stripping
+        tokenizer drops from decomposed (NFD) text stays on its letter; a tokenizer that keeps it gives it tokens of
+        its own), ``token`` (that span as written, ``eman`` for the word piece ``##eman``: the ``token`` feature
+        value is the tokenizer's piece), ``rank`` (0 = highest activation), ``layer``, ``neuron``, ``activation``
         (the neuron's activation there), ``left``/``right`` (up to 60 characters of the text on each side)."""
         self._row(layer, neuron)
         ex = self.examples

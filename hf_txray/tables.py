@@ -122,12 +122,12 @@ def one_line(text: Any) -> str:
 
 
 def shown_example(left: Any, token: Any, right: Any) -> tuple[str, str, str]:
-    """A top example's left context, token and right context as shown on one line: line breaks as spaces, and
-    the combining marks that open the right context (an accent the tokenizer stripped from the token's offsets)
-    moved onto the token, so the accent stays on its letter."""
-    left, token, right = one_line(left), one_line(token), one_line(right)
-    accent = marks_at(right, 0)
-    return left, token + right[:accent], right[accent:]
+    """A top example's left context, token and right context as shown on one line: line breaks as spaces. The
+    token is its recorded span as it is: an accent an accent-stripping tokenizer dropped is already in it (the
+    profile's ``char_end`` covers it), and combining marks that open the right context are tokens of their own (a
+    byte-level BPE's or byte fallback's pieces of ``"e\u0301"``), which moving onto the token showed as its
+    characters."""
+    return one_line(left), one_line(token), one_line(right)
 
 
 GRAPHEME_REACH = 64  # characters read on each side of a context cut to find the grapheme cluster it falls in

@@ -127,3 +127,37 @@ def test_control_characters_of_a_corpus_text_are_shown_not_obeyed_by_the_termina
         page = neuron_text(profile, int(layer), int(neuron))
         assert not [c for c in page if unicodedata.category(c) == "Cc" and c != "\n"], repr(page)
         assert "\\x1b" in page  # shown in the examples' context
+
+
+def test_a_top_example_shows_its_own_characters_with_an_accent_stripped_or_kept_by_the_tokenizer():
+    """Helper 334: ``shown_example`` moved every combining mark that opens the right context onto the token. Right for
+    an uncased BERT (its normalizer drops the accent of NFD ``"cafe\\u0301"``: ``cafe`` ends before it, no token covers
+    it), wrong for a byte-level BPE, which gives the accent tokens of their own at (7, 8): its winner ``e`` at (6, 7)
+    was shown as ``"e\\u0301"``, characters of other positions. The profile records a token's span over the marks
+    no token covers (``char_end``); the display shows the span as recorded."""
+    import hf_txray
+    from hf_txray.display import neuron_text
+    from hf_txray.features import with_stripped_marks
+    from hf_txray.tables import shown_example
+
+    from models import tiny
+
+    text = "le cafe\u0301 noir . un the\u0301 ."
+    assert shown_example("le caf", "e", "\u0301 noir") == ("le caf", "e", "\u0301 noir")
+    # by hand: BERT's cafe (3, 7) and the (19, 22) take their accents; BPE's e (6, 7) and the accent's pieces (7, 8)
+    # keep their spans
+    bert = np.array([0, 3, 9, 14, 16, 19, 24]), np.array([2, 7, 13, 15, 18, 22, 25])
+    assert with_stripped_marks(text, *bert).tolist() == [2, 8, 13, 15, 18, 23, 25]
+    assert with_stripped_marks(text, np.array([3, 6, 7, 7, 9]), np.array([6, 7, 8, 8, 13])).tolist() == [6, 7, 8, 8, 13]
+    expected = {"bert": {(3, 8, "cafe\u0301", " n"), (19, 23, "the\u0301", " .")},
+                "gpt2": {(6, 7, "e", "\u0301 "), (7, 8, "\u0301", " n"), (19, 22, "the", "\u0301 ")}}
+    for kind in ("bert", "gpt2"):
+        model, tokenizer = tiny(kind)
+        profile = hf_txray.analyze(model, [text] * 2, tokenizer=tokenizer, features=("token",), show_progress=False)
+        ex = profile.examples
+        found = set(zip(ex["char_start"], ex["char_end"], ex["token"], ex["right"].str[:2]))
+        assert expected[kind] <= found, (kind, found)
+        for start, end, token, right in zip(ex["char_start"], ex["char_end"], ex["token"], ex["right"]):
+            assert shown_example("", token, right)[1] == token == text[start:end]
+        layer, neuron = ex[["layer", "neuron"]].iloc[0]
+        assert neuron_text(profile, int(layer), int(neuron))

@@ -19,6 +19,7 @@ from .alignment import (
     first_visible_chars,
     user_feature_labels,
     visible_spans,
+    with_stripped_marks,
 )
 from .annotation import (DEFAULT_SPACY_MODEL, WORD_END, WORD_START, WordAnnotator, annotate_dataset, cache_dir,
                          tag_column)
@@ -31,6 +32,7 @@ from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, US
 __all__ = [
     "BlankPieces", "TokenVocabulary", "Vocabulary", "USER_FEATURE_SAMPLE", "align_to_spans", "check_user_features",
     "first_visible_char", "first_visible_chars", "user_feature_labels", "visible_spans",
+    "with_stripped_marks",
     "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir", "tag_column",
     "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",
     "check_feature_kinds", "check_feature_orders", "code_fingerprint", "fingerprints_differ", "recorded_fingerprint",

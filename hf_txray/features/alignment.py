@@ -165,6 +165,40 @@ def visible_spans(text: str, starts: np.ndarray, ends: np.ndarray, blank: np.nda
     return starts, np.where(np.asarray(blank, dtype=bool), starts, np.asarray(ends, dtype=np.int64))
 
 
+def with_stripped_marks(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The ends of one text's token spans moved over the combining marks (Unicode categories M*) right after them
+    that no token's span covers: an accent-stripping tokenizer (uncased BERT, MiniLM) drops the accent of decomposed
+    (NFD) ``"cafe\u0301"`` and ends ``cafe`` before it, so the accent belongs to its letter's token; a tokenizer that
+    keeps it (byte-level BPE, byte fallback) gives it tokens of its own, and every token keeps its span.
+
+    Args:
+        text (`str`): the text the spans index.
+        starts, ends (`np.ndarray`): int64 ``(tokens,)``, the tokens' spans (an empty span is left as it is).
+
+    Returns:
+        ``(tokens,)`` int64: the ends.
+    """
+    import unicodedata
+
+    ends = np.asarray(ends, dtype=np.int64)
+    if text.isascii() or len(ends) == 0:
+        return ends
+    starts = np.asarray(starts, dtype=np.int64)
+    size = len(text)
+    depth = np.zeros(size + 1, dtype=np.int64)  # how many tokens cover each character
+    np.add.at(depth, np.clip(starts, 0, size), 1)
+    np.add.at(depth, np.clip(ends, 0, size), -1)
+    covered = np.cumsum(depth)[:size] > 0
+    out = ends.copy()
+    after = np.minimum(ends, size - 1)  # a non-empty span followed by a character no token covers: few per text
+    for i in np.flatnonzero((ends > starts) & (ends < size) & ~covered[after]).tolist():
+        end = int(ends[i])
+        while end < size and not covered[end] and unicodedata.category(text[end]).startswith("M"):
+            end += 1
+        out[i] = end
+    return out
+
+
 JOINED_CHARS = 1 << 18  # texts are joined in runs of about this many code points: temporary arrays of a few MB
 
 

@@ -193,7 +193,7 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
 
 def examples_table(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
     """Top examples of the neuron in each stage: stage, rank, activation, token, left and right context (as
-    :func:`~hf_txray.tables.shown_example` shows them: one line, a stripped accent on its token)."""
+    :func:`~hf_txray.tables.shown_example` shows them: one line)."""
     layer, neuron = view.check_neuron(layer, neuron)
     columns: dict[str, list] = {c: [] for c in ("stage", "rank", "activation", "token", "left", "right")}
     for stage in dict.fromkeys(stages):
