@@ -185,13 +185,42 @@ def clip_right(text: str, size: int) -> str:
     return text if len(text) <= size else text[: grapheme_cut(text, size, True)]
 
 
-def marks_at(text: str, start: int) -> int:
-    """How many combining marks (Unicode categories M*) `text` has from `start` on: a tokenizer that strips accents
-    gives a token offsets that end before its letter's accent, and a highlight should carry the accent with it."""
-    end = start
-    while end < len(text) and unicodedata.category(text[end]).startswith("M"):
-        end += 1
-    return end - start
+def covering_pieces(starts: Any, ends: Any, scores: Any) -> list[tuple[int, int, int]]:
+    """The characters that tokens cover, cut into highlighted pieces ``(start, end, token)``, in text order: a
+    character several tokens cover (an NFKC ligature ``"\ufb02"`` read as ``f`` (9, 10) and ``low`` (9, 12), the
+    byte-level pieces of one emoji sharing its offsets) is shown with the token of largest ``|score|`` among them
+    (the first in index order on a tie), and a token's consecutive characters are one piece. Each character is shown
+    once, and no token's score is lost where it is the strongest (taking the first token of overlapping spans
+    showed ``f``'s score on ``"\ufb02"`` and left ``"ow"`` unscored). Empty spans are left out.
+
+    Example:
+        ```python
+        >>> covering_pieces([9, 9, 13], [10, 12, 14], [0.2, 0.5, 0.1])
+        [(9, 12, 1), (13, 14, 2)]
+        >>> covering_pieces([9, 9], [10, 12], [0.9, 0.5])
+        [(9, 10, 0), (10, 12, 1)]
+        ```
+    """
+    starts, ends = np.asarray(starts, dtype=np.int64).tolist(), np.asarray(ends, dtype=np.int64).tolist()
+    strength = np.abs(np.asarray(scores, dtype=np.float64)).tolist()
+    order = sorted((i for i in range(len(starts)) if ends[i] > starts[i]), key=lambda i: (starts[i], i))
+    bounds = sorted({starts[i] for i in order} | {ends[i] for i in order})
+    pieces: list[tuple[int, int, int]] = []
+    active: list[int] = []
+    taken = 0
+    for lo, hi in zip(bounds, bounds[1:]):
+        while taken < len(order) and starts[order[taken]] <= lo:
+            active.append(order[taken])
+            taken += 1
+        active = [i for i in active if ends[i] > lo]
+        if not active:
+            continue
+        best = max(active, key=lambda i: (strength[i], -i))
+        if pieces and pieces[-1][2] == best and pieces[-1][1] == lo:
+            pieces[-1] = (pieces[-1][0], hi, best)
+        else:
+            pieces.append((lo, hi, best))
+    return pieces
 
 
 def untested_unknown(frame: pd.DataFrame) -> pd.DataFrame:

@@ -77,3 +77,37 @@ def test_live_text_refuses_a_text_of_skipped_positions_only():
     profile = hf_txray.analyze(model, [TEXT], tokenizer=tokenizer, features=("token",), show_progress=False)
     with pytest.raises(hf_txray.ConfigurationError, match="first 1 positions"):
         LiveProfiler(model, tokenizer, profile.meta).run("a", profile.layers[0])  # one token
+
+
+def test_live_text_shows_a_character_several_tokens_cover_with_the_strongest_of_them():
+    """Helper 334: overlapping token spans kept only the first token: NFKC "\\ufb02ow" read as ``f`` (9, 10) and
+    ``low`` (9, 12) showed f's score on the ligature and "ow" unscored (low's 0.8 lost); the byte-level pieces of one
+    emoji showed only the first piece's score. A character several tokens cover shows the token of largest |score|,
+    and the text stays whole."""
+    from hf_txray.viewer.live import _text_spans
+
+    text = "a bit of \ufb02ow ."
+    spans, rows = _text_spans(text, np.array([0, 2, 6, 9, 9, 13]), np.array([1, 5, 8, 10, 12, 14]),
+                              np.array([0.1, 0.2, 0.3, 0.4, 0.8, 0.0]), marks=["a", "b", "c", "d", "e", ""])
+    assert spans[-4:] == [("\ufb02ow", 1.0), ("e", None), (" ", None), (".", 0.0)] and rows[-4:] == [4, 4, None, 5]
+    spans, rows = _text_spans(text, np.array([9, 9]), np.array([10, 12]), np.array([-0.9, 0.5]), signed=True)
+    assert spans == [("a bit of ", None), ("\ufb02", -1.0), ("ow", pytest.approx(0.5 / 0.9)), (" .", None)]
+    assert rows == [None, 0, 1, None]
+    # a real byte-level BPE: every piece of each emoji covers it; brute force from the tokenizer's own offsets
+    model, tokenizer = tiny("gpt2")
+    profile = hf_txray.analyze(model, [TEXT], tokenizer=tokenizer, features=("token",), show_progress=False)
+    live = LiveProfiler(model, tokenizer, profile.meta)
+    text = "so \U0001F600 and \U0001F680\U0001F600 fox"
+    offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    for neuron in range(3):
+        out = live.run(text, profile.layers[-1], trace_neuron=neuron)
+        traced = out.table.set_index("position")["traced"]
+        assert "".join(s for s, _ in out.trace_spans) == text
+        shown = [v for s, v in out.trace_spans for _ in s]  # the value shown on each character
+        scale = traced.abs().max()
+        for char in range(len(text)):
+            covering = [traced[p] for p in traced.index if offsets[p][0] <= char < offsets[p][1]]
+            want = max(covering, key=abs) / scale if covering else None
+            assert shown[char] == (pytest.approx(want) if covering else None), (char, covering)
+        pieces = [p for p in traced.index if offsets[p] == (3, 4)]
+        assert len(pieces) == 4 and len({traced[p] for p in pieces}) > 1  # four pieces of their own scores

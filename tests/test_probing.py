@@ -3183,3 +3183,21 @@ def test_cli_mean_ablation_reads_the_means_at_the_metrics_truncation(tmp_path, m
             expected = metric(model)
     curve = AblationCurve.from_pretrained(tmp_path / "curve")
     assert curve.table.set_index("strategy").loc["ranked", "value"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_attribution_highlight_shows_a_character_several_tokens_cover_with_the_largest_score():
+    """Helper 334: highlight_spans kept the first of overlapping token spans: NFKC "\\ufb02ow" read as ``f`` (9, 10)
+    and ``low`` (9, 12) showed f's 0.1 on the ligature and "ow" unscored (low's -0.7 lost), as did the byte-level
+    pieces of one emoji (the first piece's score only). Each character shows the covering token of largest |score|."""
+    import pandas as pd
+
+    from hf_txray.probing.attribution import TokenAttribution
+
+    text = "a bit of \ufb02ow \U0001F600"
+    table = pd.DataFrame({"token_index": range(7), "token": ["[CLS]", "a", "f", "low", "\u00f0", "\u0141", "[SEP]"],
+                          "char_start": [0, 0, 9, 9, 13, 13, 0], "char_end": [0, 1, 10, 12, 14, 14, 0],
+                          "special": [True, False, False, False, False, False, True],
+                          "score": [0.0, 0.2, 0.1, -0.7, 0.3, -0.4, 0.0]})
+    out = TokenAttribution(table, text, 0, 0, 1, 0.0, 0.0, "integrated_gradients", 8)
+    assert out.highlight_spans() == [("a", 0.2), (" bit of ", None), ("\ufb02ow", -0.7), (" ", None),
+                                     ("\U0001F600", -0.4)]

@@ -28,6 +28,7 @@ from ..forward import check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..counts import check_count, is_int
+from ..tables import covering_pieces
 from ..sites import Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, require_dense
 from ..tokenizing import keeping_first_tokens
 
@@ -81,7 +82,9 @@ class TokenAttribution:
         return float(self.scores.sum() - (self.activation - self.baseline_activation))
 
     def highlight_spans(self) -> list[tuple[str, float | None]]:
-        """The text cut into ``(piece, score)`` pairs (``None`` between tokens), e.g. for Gradio's ``HighlightedText``.
+        """The text cut into ``(piece, score)`` pairs (``None`` between tokens), e.g. for Gradio's ``HighlightedText``;
+        a character several tokens cover (an NFKC ligature, the byte-level pieces of one emoji) shows the score of
+        largest magnitude among them (:func:`~hf_txray.tables.covering_pieces`), and the text stays whole.
 
         Example:
             ```python
@@ -89,15 +92,15 @@ class TokenAttribution:
             [('The', 0.02), (' ', None), ('cat', 0.61), ...]
             ```
         """
+        table = self.table[~self.table["special"].to_numpy(dtype=bool)]
+        scores = table["score"].to_numpy(dtype=np.float64)
         pieces: list[tuple[str, float | None]] = []
         cursor = 0
-        for row in self.table.itertuples(index=False):
-            if row.special or row.char_end <= row.char_start or row.char_start < cursor:
-                continue
-            if row.char_start > cursor:
-                pieces.append((self.text[cursor:row.char_start], None))
-            pieces.append((self.text[row.char_start:row.char_end], float(row.score)))
-            cursor = row.char_end
+        for start, end, i in covering_pieces(table["char_start"], table["char_end"], scores):
+            if start > cursor:
+                pieces.append((self.text[cursor:start], None))
+            pieces.append((self.text[start:end], float(scores[i])))
+            cursor = end
         if cursor < len(self.text):
             pieces.append((self.text[cursor:], None))
         return pieces

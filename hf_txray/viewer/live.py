@@ -12,7 +12,8 @@ import pandas as pd
 from ..errors import ConfigurationError
 from ..hooks import Trace
 from ..modes import enter_eval
-from ..tables import marks_at
+from ..features import with_stripped_marks
+from ..tables import covering_pieces
 
 
 @dataclass
@@ -26,7 +27,8 @@ class LiveText:
             credited), and ``traced`` (the traced neuron's activation there, when one was asked for).
         spans (`list[tuple[str, float | None]]`): the text cut into tokens and the text between them, each token
             scored by its winner's activation over the text's largest (for ``HighlightedText``) and followed by
-            its winner's number in subscript digits (:func:`neuron_mark`).
+            its winner's number in subscript digits (:func:`neuron_mark`); a character several tokens cover (the
+            byte-level pieces of one emoji, an NFKC ligature) is shown once, with the token of largest score.
         span_rows (`list[int | None]`): for each span, its row of `table` (None between tokens).
         trace_spans (`list[tuple[str, float | None]]`): the same with the traced neuron's activation over its
             largest absolute value in the text (empty without a traced neuron).
@@ -138,28 +140,24 @@ def neuron_mark(neuron: int) -> str:
 
 def _text_spans(text: str, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, signed: bool = False,
                 marks: list[str] | None = None) -> tuple[list[tuple[str, float | None]], list[int | None]]:
-    """The whole text as spans: each token's span scored by score / largest (absolute) score, gaps unscored, each
-    token followed by its mark (unscored) when `marks` are given; and each span's token row (None otherwise)."""
+    """The whole text as spans: the characters tokens cover scored by score / largest (absolute) score, a character
+    several tokens cover by the token of largest ``|score|`` (:func:`~hf_txray.tables.covering_pieces`), an accent no
+    token covers with its letter (:func:`~hf_txray.features.with_stripped_marks`), gaps unscored, each token's mark
+    (unscored) after its last shown character when `marks` are given; and each span's token row (None otherwise)."""
     scale = float(np.abs(scores).max()) if len(scores) else 0.0
     scale = scale or 1.0
+    ends = with_stripped_marks(text, starts, ends)
     spans: list[tuple[str, float | None]] = []
     rows: list[int | None] = []
     cursor = 0
-    order = sorted(range(len(starts)), key=lambda i: (int(starts[i]), i))
-    token_starts = {int(s) for s in starts}
-    for i in order:
-        start, end = int(starts[i]), int(ends[i])
-        if start < cursor or end <= start:  # overlapping or empty offsets (byte-level pieces): text kept once
-            continue
-        if end not in token_starts:  # an accent the tokenizer stripped stays on its letter, before the mark
-            end += marks_at(text, end)
+    for start, end, i in covering_pieces(starts, ends, scores):
         if start > cursor:
             spans.append((text[cursor:start], None))
             rows.append(None)
         value = float(scores[i]) / scale
         spans.append((text[start:end], value if signed else max(value, 0.0)))
         rows.append(i)
-        if marks and marks[i]:
+        if marks and marks[i] and end == ends[i]:
             spans.append((marks[i], None))
             rows.append(i)  # clicking the mark opens the same neuron
         cursor = end
