@@ -825,7 +825,29 @@ def _check_prune_out(out: Path, mode: str = "mask") -> None:
             "match: give another folder (CLI: --out), or delete that one first.")
     check_save_target(out / "pruning_plan", what="hf-txray prune", cli_flag="--out", artifact_type="pruning_plan")
     if mode == "remove":
+        others = _not_prune_output(out) if earlier else []
+        if others:  # helper 332: the swap deleted a user's notes.txt kept beside an earlier --mode mask run's plan
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            raise ConfigurationError(
+                f"{out} holds an earlier prune's output and other files ({shown}); hf-txray prune --mode remove "
+                "replaces the whole folder, which would delete them: move them out, or give another folder (CLI: "
+                "--out).")
         check_writable(out)  # written aside, then swapped in (_write_pruned_model)
+
+
+# What a saved model and tokenizer hold beside provenance.MODEL_FILE_PATTERNS (files that change no computation)
+SAVED_MODEL_EXTRAS = ("generation_config.json", "chat_template.jinja", "chat_template.json")
+
+
+def _not_prune_output(out: Path) -> list[str]:
+    """The entries of an earlier prune's output `out` that no prune wrote there: anything but ``pruning_plan/`` and a
+    saved model's and tokenizer's files (hidden entries left out, as :func:`~hf_txray.artifact.check_save_target`
+    leaves them)."""
+    from .provenance import is_model_file
+
+    return [entry.name + ("/" if entry.is_dir() else "") for entry in sorted(out.iterdir())
+            if not entry.name.startswith(".") and entry.name != "pruning_plan"
+            and not (entry.is_file() and (is_model_file(entry.name) or entry.name in SAVED_MODEL_EXTRAS))]
 
 
 SWEEP_FILES = ("results.csv", "summary.csv", "results.md")  # what prune-sweep writes, beside plans/ and <metric>.png

@@ -2031,3 +2031,28 @@ def test_a_removal_warns_that_the_site_search_fails_only_where_it_does(kind, kee
             find_sites(model)
     else:
         assert [s.width for s in find_sites(model)] == [keep, keep]
+
+
+def test_a_prune_remove_into_an_earlier_prunes_output_refuses_the_users_files_the_swap_would_delete(tmp_path, capsys):
+    """Helper 332: `hf-txray prune --mode remove` writes its output aside and swaps it in (3443bcb), which replaces
+    the whole folder: into an earlier --mode mask run's output holding a user's notes.txt beside pruning_plan/, the
+    run deleted notes.txt without a word (written in place, it was kept). Such files are now refused before the
+    model loads, naming them; an earlier remove run's own output (model, tokenizer, plan) is still replaced."""
+    from hf_txray.cli import main
+
+    model_dir, report_dir, out = tmp_path / "model", tmp_path / "report", tmp_path / "pruned"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    prune_into = ["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--out", str(out)]
+    assert main(prune_into + ["--mode", "mask", "--amount", "2"]) == 0
+    (out / "notes.txt").write_text("my notes")
+    (out / "evals").mkdir()
+    assert main(prune_into + ["--mode", "remove", "--amount", "2"]) == 2
+    assert re.search(r"other files \(evals/, notes.txt\).*move them out", capsys.readouterr().err.replace("\n", " "))
+    assert (out / "notes.txt").read_text() == "my notes" and (out / "evals").is_dir()
+    (out / "notes.txt").unlink()
+    (out / "evals").rmdir()
+    assert main(prune_into + ["--mode", "remove", "--amount", "2"]) == 0
+    assert main(prune_into + ["--mode", "remove", "--amount", "1"]) == 0  # the earlier remove run's files: replaced
+    assert PruningPlan.from_pretrained(out / "pruning_plan").total == 2
