@@ -62,7 +62,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = None) -> None:
     """Refuse, before any work, a folder that could not be created or replaced: its nearest existing ancestor
     (the folder itself is replaced through a sibling) is a file, or is not writable (permissions, a read-only file
-    system).
+    system), or the folder is a mount point, which cannot be renamed (a container's volume: the swap failed with
+    "Device or resource busy" once the work was done, helper 332).
 
     Args:
         target: the folder to write.
@@ -72,16 +73,19 @@ def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = 
         OutputError: naming `shown` (or `target`) and the folder in the way.
     """
     target = Path(os.path.abspath(target))
+    shown = Path(os.path.abspath(shown)) if shown is not None else target
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
-    if not ancestor.is_dir():
+    if os.path.ismount(os.path.realpath(target)):  # a link to one too: the folder it leads to is replaced
+        problem = "it is a mount point, which cannot be replaced (the folder is written beside it, then renamed)"
+        fix = f"Choose a folder inside it, e.g. {shown / 'txray'}."
+    elif not ancestor.is_dir():
         problem, fix = f"{ancestor} is a file, so no folder can be made there", "Choose another folder."
     elif not os.access(ancestor, os.W_OK | os.X_OK):
         problem, fix = f"{ancestor} is not writable", f"Choose another folder, or make {ancestor} writable."
     else:
         return
-    shown = Path(os.path.abspath(shown)) if shown is not None else target
     raise OutputError(f"Cannot write {shown}: {problem}. {fix}", shown, problem)
 
 

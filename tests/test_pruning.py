@@ -2056,3 +2056,58 @@ def test_a_prune_remove_into_an_earlier_prunes_output_refuses_the_users_files_th
     assert main(prune_into + ["--mode", "remove", "--amount", "2"]) == 0
     assert main(prune_into + ["--mode", "remove", "--amount", "1"]) == 0  # the earlier remove run's files: replaced
     assert PruningPlan.from_pretrained(out / "pruning_plan").total == 2
+
+
+def _mount(folder: Path) -> bool:
+    """Mount a tmpfs at `folder` (root on Linux only); False where that cannot be done."""
+    import subprocess
+
+    folder.mkdir()
+    try:
+        return subprocess.run(["mount", "-t", "tmpfs", "none", str(folder)], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("real_mount", [False, True], ids=["marked", "tmpfs"])
+def test_a_prune_or_prune_sweep_into_a_mount_point_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch,
+                                                                                    real_mount):
+    """Helper 332: prune-sweep (4f3e383) and prune --mode remove (3443bcb) write their --out aside and rename it over
+    the folder; a mount point (a container's volume, `--out /results`) cannot be renamed: measured on a tmpfs, the
+    run did its whole work and then failed 'Cannot write OUT: Device or resource busy. Nothing there was changed: make
+    its folder writable or free some disk space' (written in place before, it worked). io_utils.check_writable, which
+    these commands and every whole-folder save call before the work, now refuses a mount point, naming a folder
+    inside it."""
+    import os
+    import subprocess
+
+    from hf_txray.cli import main
+
+    model_dir, report_dir, out = tmp_path / "model", tmp_path / "report", tmp_path / "volume"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    if real_mount:
+        if not _mount(out):
+            pytest.skip("no tmpfs can be mounted here (root on Linux only)")
+    else:
+        out.mkdir()
+        is_mount = os.path.ismount
+        monkeypatch.setattr(os.path, "ismount", lambda p: os.path.realpath(p) == str(out.resolve()) or is_mount(p))
+    try:
+        def no_load(*args, **kwargs):
+            raise AssertionError("the model was loaded")
+
+        monkeypatch.setattr("hf_txray.pruning.load_pretrained_with_head", no_load)
+        data = tmp_path / "data.jsonl"
+        data.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(["a b", "c d"])))
+        for command in (["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "2", "--mode",
+                         "remove", "--out", str(out)],
+                        ["prune-sweep", str(model_dir), str(report_dir), str(data), "--out", str(out)]):
+            assert main(command) == 2
+            err = capsys.readouterr().err
+            assert f"Cannot write {out}: it is a mount point" in err and str(out / "txray") in err, err
+        assert not any(out.iterdir())
+    finally:
+        if real_mount:
+            subprocess.run(["umount", str(out)], check=True)
