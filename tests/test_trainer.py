@@ -775,6 +775,52 @@ def test_resume_at_an_epochs_last_step_keeps_that_epochs_snapshot(tmp_path):
             assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
 
 
+def test_a_snapshot_that_cannot_be_written_stops_training_after_its_steps_checkpoint(tmp_path, monkeypatch):
+    """Helper 333: a write failure at the step-3 snapshot (save_steps=3) raised from on_step_end, before the Trainer
+    saved checkpoint-3: output_dir held no checkpoint, and the 3 steps trained were lost. The error now stops training
+    after that checkpoint, which records the timeline without the unwritten snapshot; a resume from it takes that
+    snapshot again, and the timeline, profiles and logs equal an uninterrupted run's."""
+    import errno
+
+    from hf_txray import OutputError
+
+    options = dict(txray_steps=3, save_strategy="steps", save_steps=3)  # 12 steps: profiles 0,3,6,9,12
+    full, _ = train(tmp_path, "full", **options)
+    save = Profile._save_pretrained
+
+    def full_disk_at_step_3(self, folder, **card):
+        if self.meta.stage == "step-3":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, folder, **card)
+
+    monkeypatch.setattr(Profile, "_save_pretrained", full_disk_at_step_3)
+    out = tmp_path / "run"
+    stopped = TXRayTrainer(model=build_classifier(), args=build_args(out, **options), train_dataset=build_data(),
+                           eval_dataset=build_data(), processing_class=bert_tokenizer())
+    with pytest.raises(OutputError, match=r"snapshot of step 3 could not be written\. Cannot write .*step-3: No space "
+                                          r"left on device.*stopped after step 3, whose checkpoint was saved first "
+                                          r"\(.*checkpoint-3\)"):
+        stopped.train()
+    monkeypatch.undo()
+    assert stopped.state.global_step == 3  # stopped at once
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-3", "txray"]
+    saved = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [r["step"] for r in saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"]] == [0]
+    assert pd.read_csv(out / "txray" / "timeline.csv")["step"].tolist() == [0]
+    assert not [e for e in saved["log_history"] if "txray/vs_first/share_lost" in e]
+
+    resumed = TXRayTrainer(model=build_classifier(seed=1), args=build_args(out, **options),
+                           train_dataset=build_data(), eval_dataset=build_data(), processing_class=bert_tokenizer())
+    resumed.train(resume_from_checkpoint=str(out / "checkpoint-3"))
+    assert list(resumed.txray_profiles) == list(full.txray_profiles) == ["step-0", "step-3", "step-6", "step-9",
+                                                                         "step-12"]
+    for stage, profile in full.txray_profiles.items():
+        assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
+    assert list(resumed.txray_reports) == list(full.txray_reports)
+    assert [e["step"] for e in resumed.state.log_history if "txray/vs_first/share_lost" in e] == [3, 6, 9, 12]
+    assert pd.read_csv(out / "txray" / "timeline.csv")["step"].tolist() == [0, 3, 6, 9, 12]
+
+
 def test_resume_with_txray_on_from_a_checkpoint_saved_without_it(tmp_path):
     """Helper 280: the Trainer's checkpoint save indexes the state of every ExportableState callback by its class name
     in the resumed TrainerState, which a checkpoint saved without TX-Ray lacks: KeyError 'TXRayCallback' at the first

@@ -28,7 +28,8 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 
 from ..analyze import Profiler, ProfilerConfig
 from ..logging import get_logger
-from ..errors import ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, ProfileFormatError
+from ..errors import (ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, OutputError,
+                      ProfileFormatError)
 from ..artifact import HEADER_FILE
 from ..io_utils import atomic_file, natural_key, remove_stale_backups, restore_interrupted_swap
 from ..loading import (SPLIT_CHOICE, check_fast_tokenizer, is_stream, load_pinned_corpus, resolve_model_source,
@@ -152,6 +153,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self.option_prefix = ""  # "txray_" when built from TXRayArguments: how errors name the options
         self._training = False  # between on_train_begin and on_train_end
         self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
+        self._write_error: tuple[int, OutputError] | None = None  # (step, error) of a snapshot that was not written
 
     def _check_tagging_lengths(self) -> None:
         """Refuse a probe text too long for spaCy's tagger now, not at the first snapshot (after training steps,
@@ -251,10 +253,12 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._write_timeline(args)
         if self.profile_on_train_begin and not self.timeline:  # step-0, or a resume whose checkpoint had none
             self._snapshot(args, state, control, kwargs.get("optimizer"))
-        elif self.strategy == "epoch" and state.global_step and _at_epoch_end(state):
-            # resumed from an epoch's last step whose checkpoint was saved before its snapshot (hf_txray < this
-            # fix): the weights are that step's, so take it now
+        elif state.global_step and self._due(state):
+            # resumed from a checkpoint saved without the snapshot of its step (an epoch's last step saved before
+            # its snapshot by hf_txray < that fix, or a snapshot whose files could not be written, see
+            # _stop_on_write_error): the weights are that step's, so take it now
             self._snapshot(args, state, control, kwargs.get("optimizer"))
+        self._stop_on_write_error(args, state, begin=True)
 
     def _register_state(self, state: TrainerState) -> None:
         """Give the run's `TrainerState` a place for this callback's exported state where it has none: a state
@@ -281,14 +285,23 @@ class TXRayCallback(TrainerCallback, ExportableState):
         if others:
             raise ConfigurationError(second_callback_message(len(others) + 1))
 
+    def _due(self, state: TrainerState) -> bool:
+        """Whether the step just done gets a snapshot by the schedule: every `steps` steps, or an epoch's last step
+        (profiled in ``on_step_end``: ``on_epoch_end`` runs after that step's checkpoint is saved, so a run resumed
+        from it lost the epoch's snapshot)."""
+        return ((self.strategy == "steps" and state.global_step % self.steps == 0)
+                or (self.strategy == "epoch" and _at_epoch_end(state)))
+
+    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._stop_on_write_error(args, state)
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._stop_on_write_error(args, state)
+
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # DefaultFlowCallback runs earlier and sets should_training_stop on the last step: profile it here, before
         # the checkpoint of this step is saved, so the checkpoint's state includes it.
-        due = self.strategy == "steps" and state.global_step % self.steps == 0
-        # An epoch's last step too, for the same reason: on_epoch_end runs after that step's checkpoint is saved, so
-        # a run resumed from it lost the epoch's snapshot.
-        due = due or (self.strategy == "epoch" and _at_epoch_end(state))
-        if self.enabled and (due or control.should_training_stop):
+        if self.enabled and (self._due(state) or control.should_training_stop):
             self._snapshot(args, state, control, kwargs.get("optimizer"), _evaluated_after_step(args, state, control))
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
@@ -306,6 +319,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.enabled and self._training and control.should_training_stop:  # (a stop set after our on_evaluate)
             self._snapshot(args, state, control, kwargs.get("optimizer"))
+        self._stop_on_write_error(args, state, saved=True)  # after the checkpoint of the step whose files failed
         if self.enabled and args.should_save:
             self._write_plots(args)
 
@@ -316,6 +330,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._training = False
         if not self.enabled:
             return
+        self._stop_on_write_error(args, state)
         taken = any(row["step"] == int(state.global_step) for row in self.timeline)
         if not taken and args.load_best_model_at_end and state.best_model_checkpoint:
             logger.warning("No TX-Ray snapshot of the last step (%d): training ended with the best checkpoint's "
@@ -333,7 +348,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         """Profile the model at this step; `evaluated`: whether the Trainer evaluates it (defaults to
         ``control.should_evaluate``; see :func:`_evaluated_after_step` for the snapshots taken in ``on_step_end``)."""
         step = int(state.global_step)
-        if any(row["step"] == step for row in self.timeline):
+        if any(row["step"] == step for row in self.timeline) or self._write_error is not None:
             return  # e.g. the last step is also a TX-Ray step: one profile per step
         stage = f"step-{step}"
         started = time.perf_counter()
@@ -360,13 +375,59 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._fingerprints[stage] = _fingerprint(profile)
         self.timeline.append(row)
         if args.should_save:
-            self._write(args, profile, reports)
+            try:
+                self._write(args, profile, reports)
+            except OutputError as err:
+                self._forget(stage)  # so the checkpoint saved next records a timeline whose files exist
+                self._write_error = (step, err)
+                return
         self._log(state, _log_scalars(row))
         elapsed = time.perf_counter() - started
         self._snapshot_seconds += elapsed
         logger.info("TX-Ray profile %s: %.2fs (profiling %.2fs).", stage, elapsed, profile_seconds)
         if args.should_save and (control.should_save or control.should_training_stop):
-            self._write_plots(args)  # drawing costs ~1s: only where a checkpoint (maybe pushed) follows
+            try:
+                self._write_plots(args)  # drawing costs ~1s: only where a checkpoint (maybe pushed) follows
+            except OutputError as err:
+                self._write_error = (step, err)
+
+    def _forget(self, stage: str) -> None:
+        """Drop the snapshot `stage` (the last one taken) from the timeline and from memory."""
+        self.timeline = [row for row in self.timeline if row["stage"] != stage]
+        self.profiles.pop(stage, None)
+        self._fingerprints.pop(stage, None)
+        self.reports = {name: report for name, report in self.reports.items() if not name.endswith(f"->{stage}")}
+
+    def _stop_on_write_error(self, args: TrainingArguments, state: TrainerState, saved: bool = False,
+                             begin: bool = False) -> None:
+        """Raise the error of a snapshot whose files could not be written, once the Trainer is done with its step:
+        raised at once, it stopped training before that step's checkpoint was saved, and the steps trained since
+        the last checkpoint were lost (helper 333). Called where the next step or epoch begins, at train end, after
+        a checkpoint is saved (`saved`), and at train begin (`begin`: step 0, or the step of the checkpoint resumed).
+
+        Raises:
+            OutputError: naming the snapshot, the file that failed, and the checkpoint kept.
+        """
+        if self._write_error is None:
+            return
+        (step, err), self._write_error = self._write_error, None
+        where, last = Path(args.output_dir) / TXRAY_DIR, None
+        if begin:
+            kept = "before its first step: nothing was trained in this run"
+        elif saved:
+            kept = (f"after step {step}, whose checkpoint was saved first "
+                    f"({Path(args.output_dir) / f'checkpoint-{state.global_step}'})")
+        else:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+            kept = f"after step {step}, at which no checkpoint was due; " + (
+                f"the latest one is {last}" if last else "none had been saved")
+        resume = (f"Once {where} can be written, resume from the checkpoint (trainer.train(resume_from_checkpoint="
+                  "...)): a snapshot due at its step that it lacks is taken again from its weights." if
+                  saved or last or (begin and step) else f"Once {where} can be written, train again.")
+        raise OutputError(f"TX-Ray stopped training: the snapshot of step {step} could not be written. {err} "
+                          f"Training stopped {kept}. {resume}", err.target, err.reason) from err
 
     def _references(self) -> dict[str, Profile]:
         if not self.timeline:
