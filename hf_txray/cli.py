@@ -381,15 +381,19 @@ def _cmd_show(args) -> int:
     path = Path(args.path)
     if not path.exists():
         from .errors import ArtifactNotFoundError, ConfigurationError
-        from .hub_io import check_repo_id, looks_local, near_paths_hint
+        from .hub_io import check_repo_id, looks_local, near_paths_hint, repo_at_revision
+        from .tables import shell_command
 
         hint = ""
-        if "/" in args.path and not looks_local(args.path):  # what a push printed: show reads folders only
+        # what a push printed, or owner/name@revision as hf-txray view takes it: show reads folders only
+        repo, revision = repo_at_revision(args.path) or (args.path, None)
+        if "/" in repo and not looks_local(repo):
             try:
-                check_repo_id(args.path)
-                hint = (f" show reads local folders; {args.path!r} is a Hub repo id: browse it with `hf-txray view "
-                        f"{args.path}`, or download it (`hf download {args.path} --repo-type dataset --local-dir DIR`) "
-                        "and show DIR.")
+                check_repo_id(repo)
+                at, rev = (f" at the revision {revision!r}", ("--revision", revision)) if revision else ("", ())
+                download = shell_command("hf", "download", repo, "--repo-type", "dataset", *rev, "--local-dir", "DIR")
+                hint = (f" show reads local folders; {repo!r}{at} is a Hub repo: browse it with "
+                        f"`{shell_command('hf-txray', 'view', args.path)}`, or download it (`{download}`) and show DIR.")
             except ConfigurationError:
                 pass
         raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.{hint}")

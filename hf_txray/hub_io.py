@@ -293,16 +293,25 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
 
 
-def _revision_apart_hint(name: str) -> str:
-    """For ``owner/name@revision`` (how ``hf-txray view`` and ``hf://`` paths name a repo at a revision), the sentence
-    that says to pass the revision apart, as the callers of :func:`locate_or_download` take it; else ``""``."""
+def repo_at_revision(name: str) -> tuple[str, str] | None:
+    """``(repo id, revision)`` for ``owner/name@revision`` (how ``hf-txray view`` and ``hf://`` paths name a repo at a
+    revision), else None (no ``@``, nothing after it, or no valid repo id before it)."""
     repo, separator, revision = name.partition("@")
     if not separator or not revision:
-        return ""
+        return None
     try:
         check_repo_id(repo)
     except ConfigurationError:
+        return None
+    return repo, revision
+
+
+def _revision_apart_hint(name: str) -> str:
+    """For ``owner/name@revision`` (:func:`repo_at_revision`), the sentence that says to pass the revision apart, as
+    the callers of :func:`locate_or_download` take it; else ``""``."""
+    if (at := repo_at_revision(name)) is None:
         return ""
+    repo, revision = at
     return (f" For the repo {repo!r} at the revision {revision!r}, pass the two apart: {repo!r} with "
             f"revision={revision!r} ({shell_command('--revision', revision)} on the command line).")
 

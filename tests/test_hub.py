@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import re
+import shlex
 from pathlib import Path
 
 import datasets
@@ -1305,6 +1306,24 @@ def test_cli_show_of_a_hub_repo_id_says_how_to_read_it(tmp_path, capsys, monkeyp
     assert "No folder my-user/results" in err and "show reads local folders" in err
     assert "hf-txray view my-user/results" in err and "hf download my-user/results --repo-type dataset" in err
     for path in ("./my-user/results", "runs/a/b", "bad id!/x"):  # local paths, and no repo id: no such hint
+        assert cli_main(["show", path]) == 2
+        assert "show reads local folders" not in capsys.readouterr().err
+
+
+def test_cli_show_of_a_hub_repo_at_a_revision_says_how_to_read_it(tmp_path, capsys, monkeypatch):
+    """Helper 335: `hf-txray show my-user/results@exp` (a repo at a branch, as `hf-txray view` takes it) said only
+    "No folder my-user/results@exp: Check the path.", without the hint a bare repo id gets (helper 268): the part
+    before '@' was checked as a repo id whole. It gets the hint, with the revision in the download command."""
+    monkeypatch.chdir(tmp_path)
+    for given, download in (("my-user/results@exp", "--revision exp"),
+                            ("my-user/results@results/v2", "--revision results/v2"),
+                            ("my-user/results@exp 2", "--revision 'exp 2'")):
+        assert cli_main(["show", given]) == 2
+        err = capsys.readouterr().err
+        assert "show reads local folders" in err and "'my-user/results' at the revision" in err, err
+        assert f"hf download my-user/results --repo-type dataset {download} --local-dir DIR" in err, err
+        assert f"hf-txray view {shlex.quote(given)}" in err
+    for path in ("bad id!/x@exp", "my-user/results@"):  # no repo id before '@', no revision after it: no such hint
         assert cli_main(["show", path]) == 2
         assert "show reads local folders" not in capsys.readouterr().err
 
