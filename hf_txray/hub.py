@@ -23,7 +23,8 @@ from .card import missing_profiles, naming_repo
 from .errors import ConfigurationError, ProfileFormatError
 from .export import check_card_options, collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_id, local_or_download,
-                     naming_the_source, refuse_probing_of_other_models, resolve_token, upload_folder)
+                     naming_the_source, refuse_probing_of_other_models, resolve_token, token_retry_note,
+                     upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .tables import shell_command
@@ -131,7 +132,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
             prepare=prepare,
             what_uploads=str(folder),
             retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    {command}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"
-                        f"{kwargs})"))
+                        f"{kwargs})" + (f"\n{note}" if (note := token_retry_note(token)) else "")))
     logger.info("Pushed %s to %s", folder, info.commit_url)
     return info
 

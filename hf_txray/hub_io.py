@@ -104,6 +104,19 @@ def resolve_token(token: str | bool | None = None) -> str:
     return token
 
 
+def token_retry_note(token: str) -> str:
+    """The sentence a failed push's retry hint adds when its `token` is not the one a retry finds by default
+    (``HF_TOKEN``, then the saved login), else ``""``: a push with ``--token`` (``HF_TOKEN`` unset) printed a retry
+    command without one, which failed for want of a token (or pushed as the saved login's user). The token itself is
+    never written: the note says in words to pass it."""
+    from huggingface_hub import get_token
+
+    if get_token() == token:
+        return ""
+    return ("This push used a token passed with --token (token=...), not HF_TOKEN or the saved login, and it is not "
+            "shown here: add --token YOUR_TOKEN to the command (token=... in Python), or set HF_TOKEN, to retry.")
+
+
 def scrub(text: str, token: str | None) -> str:
     """`text` with every occurrence of `token` masked (`token` not a string, e.g. `True`: nothing to mask)."""
     return text.replace(token, "hf_***") if isinstance(token, str) and token else text

@@ -333,6 +333,38 @@ def test_a_failed_push_with_token_true_says_how_to_retry(results, hub):
         a.push_to_hub(repo_id, token=False)
 
 
+def test_a_failed_push_with_a_token_given_says_to_give_it_again_without_showing_it(results, hub, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """Helper 335: `hf-txray analyze ... --push-to-hub REPO --token T` (HF_TOKEN unset, no saved login) that failed to
+    upload printed a retry `hf-txray push REPO FOLDER` without a token, which failed again ("No Hugging Face token").
+    The hint says to add --token (or set HF_TOKEN), in words: the token itself is never printed."""
+    a, _, _ = results
+    monkeypatch.delenv("HF_TOKEN")
+    repo_id = f"{hub.username}/given-token"
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError) as caught:
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, token=hub.token)
+    message, folder = str(caught.value), default_local_dir(repo_id)
+    assert f"hf-txray push {repo_id} {folder}" in message and hub.token not in message
+    assert "add --token YOUR_TOKEN" in message and "token=..." in message
+    assert cli_main(["push", repo_id, str(folder)]) == 2  # the command alone fails: what the note is for
+    assert "No Hugging Face token" in capsys.readouterr().err
+    assert cli_main(["push", repo_id, str(folder), "--token", hub.token]) == 0  # as the note says
+    assert hf_txray.load(repo_id, token=hub.token).profiles["pretrained"] == a
+    # the CLI's failed push says it too, and never shows the token
+    save = hf_txray.save_to_disk(tmp_path / "export", [a], [], plots=False)
+    hub.server.fail_next_commit = True
+    assert cli_main(["push", repo_id, str(save), "--token", hub.token]) != 0
+    err = capsys.readouterr().err
+    assert "add --token YOUR_TOKEN" in err and hub.token not in err
+    # a token that HF_TOKEN also holds needs no note (a retry finds it)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError) as caught:
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, token=hub.token)
+    assert "--token" not in str(caught.value)
+
+
 def test_loading_a_folder_of_saved_results_points_to_from_pretrained_and_export(results, tmp_path):
     """Helper 167: hf_txray.load of a TXRayTrainer's txray/ folder (profiles saved one by one) said only "no
     meta/*.parquet"."""
