@@ -617,7 +617,9 @@ def remote_column(api: "HfApi", repo_id: str, revision: str | None, config: str,
                                                           revision=revision) if f.path.endswith(".parquet"))
     except EntryNotFoundError:
         return []
-    system = HfFileSystem(endpoint=api.endpoint, token=api.token)
+    # a fresh instance: fsspec hands back the cached one of the same arguments, whose listing of an earlier read
+    # (its size, its commit) made a file changed since by a push read as no parquet at all (None)
+    system = HfFileSystem(endpoint=api.endpoint, token=api.token, skip_instance_cache=True)
     at = "" if revision is None else "@" + quote(revision, safe="")
     values: list[Any] = []
     for path in files:

@@ -269,6 +269,21 @@ def test_failed_upload_keeps_folder_and_says_how_to_retry(results, hub, capsys):
     assert f'load_dataset("{repo_id}", "neuron_cards", split="train", revision="dev")' in card.text
     assert f"hf-txray reproduce {repo_id} --revision dev" in card.text
 
+def test_a_repo_column_read_again_after_a_push_reads_the_new_file(results, hub):
+    """Helper 335: remote_column (the repo's ``meta`` models and probing ``model_id`` that a push checks before the
+    upload) read through fsspec's cached HfFileSystem instance, whose listing of an earlier read was kept: once a
+    push had changed the file, a second read in the same process got None ("Parquet magic bytes not found"), so
+    the checks built on it (refuse_probing_of_other_models, remote_models) were skipped without a word."""
+    from hf_txray.hub_io import remote_column
+
+    a, b, _ = results
+    repo_id = f"{hub.username}/read-twice"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    assert remote_column(hub.api, repo_id, None, "meta", "name") == ["pretrained"]
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], plots=False)
+    assert remote_column(hub.api, repo_id, None, "meta", "name") == ["pretrained", "finetuned"]
+
+
 def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, caplog):
     """Helper 283: a push to a new branch creates it from the default branch before the upload; when the upload failed
     the branch stayed, a copy of the default branch, and hf_txray.load(repo, revision="exp") read the default branch's
