@@ -22,9 +22,9 @@ from .artifact import CLASS_OF_TYPE, HEADER_FILE, artifact_type_of, saved_artifa
 from .card import missing_profiles, naming_repo
 from .errors import ConfigurationError, ProfileFormatError
 from .export import check_card_options, collect, read_folder, save_to_disk
-from .hub_io import (carry_remote_card, check_branch, check_repo_id, full_repo_id, local_or_download,
-                     naming_the_source, refuse_probing_of_other_models, resolve_token, token_retry_note,
-                     upload_folder)
+from .hub_io import (carry_remote_card, check_branch, check_repo_id, dropped_results, full_repo_id,
+                     local_or_download, naming_the_source, refuse_probing_of_other_models, resolve_token,
+                     token_retry_note, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .tables import shell_command
@@ -78,8 +78,9 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
 
     Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
-    longer holds are deleted. Other files of the repo are left alone, the ``probe_rankings`` and ``ablation`` configs
-    included when the folder has none; when those are of a model the folder does not hold, nothing is uploaded and
+    longer holds are deleted, and a warning names the repo's stages and reports that the folder does not hold (the
+    push drops them; its previous commit keeps them). Other files of the repo are left alone, the
+    ``probe_rankings`` and ``ablation`` configs included when the folder has none; when those are of a model the folder does not hold, nothing is uploaded and
     a `ConfigurationError` says so where both are named by Hub ids, a warning where a name is a local one (they
     would be shown beside this folder's neurons as its model's).
 
@@ -117,9 +118,12 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     command = shell_command("hf-txray", "push", repo_id, folder, *(("--private",) if private else ()),
                             *(("--revision", revision) if revision else ()))
     kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
+    dropped: list[str] = []  # the warning naming the repo's stages and reports this push replaces, said once pushed
+
     def prepare(api: Any, full_id: str) -> None:
         absent = refuse_probing_of_other_models(api, full_id, revision, folder)  # before anything is sent
         carry_remote_card(api, full_id, staged, revision, CONFIGS, absent=absent)
+        dropped.extend(filter(None, [dropped_results(api, full_id, revision, folder)]))
 
     # the remote card is merged into the copy, whose examples name this repo and branch: the folder stays as saved
     with _staged_copy(folder, named, revision) as staged:
@@ -134,6 +138,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
             retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    {command}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"
                         f"{kwargs})" + (f"\n{note}" if (note := token_retry_note(token)) else "")))
     logger.info("Pushed %s to %s", folder, info.commit_url)
+    for warning in dropped:
+        logger.warning(warning)
     return info
 
 

@@ -651,6 +651,34 @@ def remote_models(api: "HfApi", repo_id: str, revision: str | None) -> set[str]:
     return set() if any(c is None for c in columns) else _meta_models(*columns)
 
 
+def dropped_results(api: "HfApi", repo_id: str, revision: str | None, folder: Path) -> str | None:
+    """The warning for the profiles and reports that the Hub dataset `repo_id` holds at `revision` and a push of the
+    results `folder` (the dataset layout) drops, read before the upload; None when it drops none (or the repo's
+    ``meta`` cannot be read). A push replaces the repo's results whole (documented), so a second ``analyze
+    --push-to-hub`` of another stage dropped the first without a word; the warning names what goes, the commit that
+    keeps it, and how to push them together."""
+    from .layout import read_config
+
+    kinds, names = (remote_column(api, repo_id, revision, "meta", column) for column in ("kind", "name"))
+    if not kinds or names is None or len(names) != len(kinds):
+        return None
+    table = read_config(folder, "meta", columns=("kind", "name")) if (folder / "meta").is_dir() else None
+    ours = set() if table is None else set(zip(table.column("kind").to_pylist(), table.column("name").to_pylist()))
+    gone = [(kind, name) for kind, name in dict.fromkeys(zip(kinds, names)) if (kind, name) not in ours]
+    if not gone:
+        return None
+    said = ", ".join(f"{'stage' if kind == 'profile' else kind} {name!r}" for kind, name in gone)
+    commit = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
+    if revision is not None and commit == api.repo_info(repo_id, repo_type="dataset").sha:
+        return None  # a branch made from the default one for this push (or still the same): that branch keeps them
+    at = f" (branch {revision!r})" if revision else ""
+    return (f"This push dropped from the Hub dataset {repo_id!r}{at} the results it does not hold (a push replaces "
+            f"a repo's results whole): {said}. They remain in its previous commit: "
+            f"hf_txray.load({repo_id!r}, revision={commit!r}). To keep them beside the new results, push them "
+            "together (hf_txray.push_to_hub(repo_id, profiles=[...], reports=[...]), or `hf-txray push REPO_ID DIR` "
+            "of a folder holding them all), or push to another repo or branch (revision=, --revision).")
+
+
 def _meta_models(kinds: Sequence[Any], model_ids: Sequence[Any], metadata: Sequence[Any]) -> set[str]:
     """The public names of the models a ``meta`` config's rows name: a profile's ``model_id``, both models of a
     report (from its metadata)."""

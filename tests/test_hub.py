@@ -284,6 +284,36 @@ def test_a_repo_column_read_again_after_a_push_reads_the_new_file(results, hub):
     assert remote_column(hub.api, repo_id, None, "meta", "name") == ["pretrained", "finetuned"]
 
 
+def test_a_push_that_drops_stages_of_the_repo_names_them(results, hub, caplog):
+    """Helper 335: a second `hf-txray analyze ... --push-to-hub REPO` (hf_txray.push_to_hub) of another stage replaces
+    the repo's results whole (documented), but nothing said that the first stage was gone from the repo: loading it
+    gave {'finetuned'} where {'pretrained'} had been. A warning names what was dropped and the commit that keeps it."""
+    a, b, report = results
+    repo_id = f"{hub.username}/two-runs"
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        first = hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)  # the same stage again: nothing dropped
+        hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report], plots=False)  # a stage added
+    assert "This push dropped" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        last = hf_txray.push_to_hub(repo_id, profiles=[b], plots=False)
+    assert list(hf_txray.load(repo_id).profiles) == ["finetuned"]
+    warned = [r.getMessage() for r in caplog.records if "This push dropped" in r.getMessage()]
+    assert len(warned) == 1 and "stage 'pretrained'" in warned[0] and "report 'pretrained->finetuned'" in warned[0]
+    assert "stage 'finetuned'" not in warned[0]
+    commit = re.search(r"revision='([0-9a-f]{40})'", warned[0]).group(1)
+    assert commit not in (first.oid, last.oid)
+    kept = hf_txray.load(repo_id, revision=commit)  # where the warning says they remain
+    assert kept.profiles == {"pretrained": a, "finetuned": b} and list(kept.reports) == ["pretrained->finetuned"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):  # a new branch: the default one keeps what it holds
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision="exp")
+        assert "This push dropped" not in caplog.text
+        hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="exp")  # but the branch's own: said
+    assert "(branch 'exp') the results it does not hold" in caplog.text and "whole): stage 'pretrained'." in caplog.text
+
+
 def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, caplog):
     """Helper 283: a push to a new branch creates it from the default branch before the upload; when the upload failed
     the branch stayed, a copy of the default branch, and hf_txray.load(repo, revision="exp") read the default branch's
