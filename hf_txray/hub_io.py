@@ -494,8 +494,27 @@ def naming_the_source(name_or_path: str | os.PathLike, folder: Path, revision: s
         text = str(err)
         if call_args is not None:
             text = text.replace(f"from_pretrained({str(folder)!r})", f"from_pretrained({call_args})")
-        hint = "" if revision else _other_branches_hint(str(name_or_path), token, repo_type)
+        hint = ("" if revision else _other_branches_hint(str(name_or_path), token, repo_type)) or \
+            empty_repo_note(str(name_or_path), revision, token, repo_type)
         raise type(err)(text.replace(str(folder), name) + hint) from None
+
+
+def empty_repo_note(repo_id: str, revision: str | None = None, token: str | bool | None = None,
+                    repo_type: str = "dataset") -> str:
+    """`` It is empty ...`` for a Hub repo (at `revision`) that holds no file but ``.gitattributes``, which
+    ``create_repo`` writes: what a push whose upload failed leaves (the repo is created first), read as "not an
+    hf_txray export: no meta/*.parquet" without a word on why; else (or when it cannot be listed) ``""``."""
+    from huggingface_hub import HfApi
+
+    try:
+        files = HfApi(token=token).list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+    except Exception:  # a hint only: the error itself stands
+        return ""
+    if set(files) - {".gitattributes"}:
+        return ""
+    return (" It is empty (no file but .gitattributes): nothing was pushed to it yet, or a push created it and its "
+            "upload failed; push the results again (a failed push keeps its folder, and its error names the "
+            "`hf-txray push` command that uploads it).")
 
 
 def _other_branches_hint(repo_id: str, token: str | bool | None = None, repo_type: str = "dataset") -> str:

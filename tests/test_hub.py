@@ -314,6 +314,33 @@ def test_a_push_that_drops_stages_of_the_repo_names_them(results, hub, caplog):
     assert "(branch 'exp') the results it does not hold" in caplog.text and "whole): stage 'pretrained'." in caplog.text
 
 
+def test_a_repo_left_empty_by_a_failed_first_push_says_so(results, hub):
+    """Helper 335: a push creates the repo before its upload, so a failed first push left a repo holding only
+    .gitattributes; hf_txray.load and the viewer then said "not an hf_txray export: no meta/*.parquet" (the viewer:
+    "has no meta/ config"), naming no cause. They say that the repo is empty and to push again; the retry works."""
+    from hf_txray.viewer.data import open_results
+
+    a, _, _ = results
+    repo_id = f"{hub.username}/left-empty"
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError, match="intact"):
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    assert hub.server.repo_files(repo_id).keys() == {".gitattributes"}
+    for read in (lambda: hf_txray.load(repo_id), lambda: open_results(repo_id), lambda: Profile.from_pretrained(repo_id)):
+        with pytest.raises(ProfileFormatError, match=r"It is empty \(no file but \.gitattributes\).* push the results "
+                                                     "again"):
+            read()
+    assert cli_main(["push", repo_id, str(default_local_dir(repo_id))]) == 0  # the retry: the repo reads
+    assert hf_txray.load(repo_id).profiles == {"pretrained": a}
+    assert list(open_results(repo_id, reload=True).profiles) == ["pretrained"]
+    hub.api.create_repo(f"{hub.username}/other-data", repo_type="dataset")  # a repo with files of its own: no note
+    hub.api.upload_file(path_or_fileobj=b"a,b\n", path_in_repo="data.csv", repo_id=f"{hub.username}/other-data",
+                        repo_type="dataset")
+    with pytest.raises(ProfileFormatError) as caught:
+        hf_txray.load(f"{hub.username}/other-data")
+    assert "It is empty" not in str(caught.value)
+
+
 def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, caplog):
     """Helper 283: a push to a new branch creates it from the default branch before the upload; when the upload failed
     the branch stayed, a copy of the default branch, and hf_txray.load(repo, revision="exp") read the default branch's

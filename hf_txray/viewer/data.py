@@ -406,7 +406,7 @@ def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
     """``hf_txray.load`` (or the artifact folders) with messages a viewer user can act on; Hub repos are read with
     `token` (None: ``HF_TOKEN`` or the saved login; False: anonymously)."""
     from ..hub import load
-    from ..hub_io import check_public_repo, other_branches
+    from ..hub_io import check_public_repo, empty_repo_note, other_branches
 
     source, revision = split_revision(source)
     path = Path(source).expanduser()
@@ -428,8 +428,9 @@ def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
             at, branches = f" at {revision!r}" if revision else "", [] if revision else other_branches(source, token)
             where = (f"; its other branch(es) {', '.join(map(repr, branches))} may hold them: open "
                      f"{source}{REVISION_SEPARATOR}{branches[0]}" if branches else "")
+            empty = "" if branches else empty_repo_note(source, revision, token)
             raise ProfileFormatError(f"The Hub dataset {source!r}{at} is not an hf_txray results dataset: it has no "
-                                     f"meta/ config (push results with hf_txray.push_to_hub){where}.") from None
+                                     f"meta/ config (push results with hf_txray.push_to_hub){where}.{empty}") from None
         raise ProfileFormatError(f"The Hub dataset {source!r} holds incomplete hf_txray results: {err}") from None
 
 
