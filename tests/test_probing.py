@@ -1580,6 +1580,35 @@ def test_attribution_on_flattened_tokens_and_encoder_decoders_matches_integrated
         assert conductance.table["score"].notna().all() and len(conductance.table) == len(out.table)
 
 
+def test_residual_attribution_of_a_t5_encoder_matches_integrated_gradients_by_hand():
+    """Helper 338: a T5 encoder block returns (hidden, position_bias, None), and Captum, which clones every element
+    of the hooked module's output, failed on the None: every site="residual" attribution of a T5 raised
+    ``AttributeError: 'NoneType' object has no attribute 'clone'``. The block's first output is read through an
+    identity module; the scores equal integrated gradients by hand, and sum to the change they explain."""
+    pytest.importorskip("captum")
+    model, tokenizer = tiny_t5(3), bert_tokenizer()
+    text = "the quick brown fox jumps over the dog"
+    out = neuron_attributions(model, tokenizer, text, layer=0, neuron=5, site="residual", position=3, n_steps=32)
+    enc = tokenizer(text, return_tensors="pt", return_special_tokens_mask=True)
+    embedding, block = model.get_input_embeddings(), model.encoder.block[0]
+    with torch.no_grad():
+        embeds = embedding(enc["input_ids"])
+        base = embedding(torch.where(enc["special_tokens_mask"].bool(), enc["input_ids"], tokenizer.pad_token_id))
+    nodes, weights = np.polynomial.legendre.leggauss(32)
+    total = torch.zeros_like(embeds)
+    for node, weight in zip((nodes + 1) / 2, weights / 2):
+        point = (base + float(node) * (embeds - base)).requires_grad_(True)
+        seen = {}
+        handle = block.register_forward_hook(lambda m, args, output: seen.update(x=output[0]))
+        model.get_encoder()(inputs_embeds=point, attention_mask=enc["attention_mask"])
+        handle.remove()
+        total += float(weight) * torch.autograd.grad(seen["x"][0, 3, 5], point)[0]
+    expected = ((embeds - base) * total).sum(-1)[0].detach().numpy()
+    np.testing.assert_allclose(out.scores, expected, rtol=1e-4, atol=1e-6)
+    assert abs(out.completeness_gap) < 0.05 * abs(out.activation - out.baseline_activation)
+    assert not block._forward_hooks  # the tap's hook is gone
+
+
 def test_attribution_without_captum_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "captum", None)
     monkeypatch.setitem(sys.modules, "captum.attr", None)

@@ -19,10 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from ..credit import CONTEXT_CHARS
 from ..errors import ConfigurationError
-from ..hooks import trace
+from ..hooks import HookSpec, module_hooks, trace
 from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens, own_precision
 from ..lengths import resolve_max_length
@@ -113,6 +114,34 @@ def _site(model: Any, layer: int, site: str, module_pattern: str | None) -> Site
     require_dense([chosen], "Attribution")
     check_unchunked(model, [chosen])
     return chosen
+
+
+class _Tap(nn.Module):
+    """The identity, through which a block's first output passes so that Captum hooks a module returning one tensor."""
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+
+def _captum_layer(site: Site) -> tuple[nn.Module, list[HookSpec]]:
+    """The module Captum reads the neuron on, and the hooks (:func:`~hf_txray.hooks.module_hooks`) it needs.
+
+    An MLP site is its down projection (read at its input). A block's output (``site="residual"``) goes through a
+    :class:`_Tap` on the block's first output tensor: Captum clones every element of a module's output tuple, and a
+    T5 encoder block returns ``(hidden, position_bias, None)`` (helper 338: ``AttributeError: 'NoneType' object has
+    no attribute 'clone'`` for every residual attribution of a T5)."""
+    if site.capture == "input":
+        return site.module, []
+    tap = _Tap()
+
+    def through(module: nn.Module, args: tuple, output: Any) -> Any:
+        if isinstance(output, torch.Tensor):
+            return tap(output)
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+            return (tap(output[0]),) + output[1:]
+        return output
+
+    return tap, [("post", site.module, through)]
 
 
 def _first_tensor(value: Any) -> torch.Tensor:
@@ -277,20 +306,22 @@ def neuron_attributions(
             position = _read_position(position, values, special, _first_positions(runner))
             selector = lambda x: grid(x)[:, position, neuron]  # noqa: E731
             to_input = target_site.capture == "input"
-            if method == "integrated_gradients":
-                explainer = attr.NeuronIntegratedGradients(forward, target_site.module)
-                scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base,
-                                             additional_forward_args=tuple(extra.values()), n_steps=n_steps,
-                                             internal_batch_size=internal_batch_size,
-                                             attribute_to_neuron_input=to_input)
-            else:
-                explainer = attr.NeuronConductance(forward, target_site.module)
-                with warnings.catch_warnings():  # the selector picks one unit of the grid (it aggregates nothing)
-                    warnings.filterwarnings("ignore", message="The neuron_selector provided is a callable")
-                    scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base, target=target,
+            layer_module, taps = _captum_layer(target_site)
+            with module_hooks(taps):
+                if method == "integrated_gradients":
+                    explainer = attr.NeuronIntegratedGradients(forward, layer_module)
+                    scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base,
                                                  additional_forward_args=tuple(extra.values()), n_steps=n_steps,
                                                  internal_batch_size=internal_batch_size,
-                                                 attribute_to_neuron_input=to_input, method="gausslegendre")
+                                                 attribute_to_neuron_input=to_input)
+                else:
+                    explainer = attr.NeuronConductance(forward, layer_module)
+                    with warnings.catch_warnings():  # the selector picks one unit of the grid (aggregates nothing)
+                        warnings.filterwarnings("ignore", message="The neuron_selector provided is a callable")
+                        scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base, target=target,
+                                                     additional_forward_args=tuple(extra.values()), n_steps=n_steps,
+                                                     internal_batch_size=internal_batch_size,
+                                                     attribute_to_neuron_input=to_input, method="gausslegendre")
         finally:
             restore_modes()
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()
