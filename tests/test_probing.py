@@ -1580,6 +1580,34 @@ def test_attribution_on_flattened_tokens_and_encoder_decoders_matches_integrated
         assert conductance.table["score"].notna().all() and len(conductance.table) == len(out.table)
 
 
+def test_a_nested_ablation_that_another_would_override_is_refused():
+    """Helper 338: every mask and fill is a pre-hook registered first, so an earlier one runs last: inside
+    ``ablate(model, {0: [3]}, mode="mean")``, ``masked(model, {0: [3]})`` left neuron 3 at its mean (5.0 read, not 0),
+    and a mean fill inside a mask left it at 0, silently. Such a nesting is refused; two masks of one neuron agree."""
+    model, tokenizer = tiny("gpt2")
+    inputs = tokenizer("The cat sat on the mat", return_tensors="pt")
+    width = model.h[0].mlp.c_proj.weight.shape[0]
+    means = {0: np.full(width, 5.0, np.float32)}
+    with hf_txray.ablate(model, {0: [3]}, mode="mean", means=means):
+        with pytest.raises(ConfigurationError, match=r"Neurons \[3\] of layer 0 are already set .* override"):
+            with masked(model, {0: [3]}):
+                pass
+        with masked(model, {0: [4]}), torch.no_grad():  # other neurons: both apply
+            model(**inputs)
+    with masked(model, {0: [3]}):
+        with pytest.raises(ConfigurationError, match="already set"):
+            with hf_txray.ablate(model, {0: [3, 5]}, mode="mean", means=means):
+                pass
+        with masked(model, {0: [3, 5]}):  # the same value, 0: nothing is overridden
+            seen = {}
+            handle = model.h[0].mlp.c_proj.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+            with torch.no_grad():
+                model(**inputs)
+            handle.remove()
+            assert (seen["x"][0, :, [3, 5]] == 0).all()
+    assert not active_masks(model)
+
+
 def test_residual_attribution_of_a_t5_encoder_matches_integrated_gradients_by_hand():
     """Helper 338: a T5 encoder block returns (hidden, position_bias, None), and Captum, which clones every element
     of the hooked module's output, failed on the None: every site="residual" attribution of a T5 raised

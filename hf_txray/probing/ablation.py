@@ -177,7 +177,8 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         `MaskHandle`: also listed by :func:`hf_txray.pruning.active_masks` while the block runs.
 
     Raises:
-        ConfigurationError: unknown mode, neurons out of range, missing means, or means with ``mode="zero"``.
+        ConfigurationError: unknown mode, neurons out of range, missing means, means with ``mode="zero"``, or
+            neurons that an active mask or ablation sets to other values (it would override this one).
 
     Example:
         ```python

@@ -292,8 +292,13 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
 
     Returns:
         :class:`MaskHandle`.
+
+    Raises:
+        ConfigurationError: neurons that an active mask or fill of `model` sets to other values (it would run last
+            and override these edits).
     """
     sites = mlp_sites(model) if sites is None else sites
+    _refuse_overridden_edits(model, edits, sites)
     trace = Trace([sites[layer] for layer in edits], edit=edits, once=False, prepend=True).attach()
     handle = MaskHandle(model, neurons, trace, plan)
     registry = getattr(model, MASKS_ATTRIBUTE, None)
@@ -303,6 +308,40 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
     registry.append(handle)
     drop_compiled_graphs()
     return handle
+
+
+def _set_values(edit: Edit) -> dict[int, float | None]:
+    """What a :class:`~hf_txray.hooks.Fill` sets each of its neurons to (a function edit: unknown, None each)."""
+    if not isinstance(edit, Fill):
+        return {}
+    values = [0.0] * len(edit.indices) if edit.values is None else edit.values.tolist()
+    return {int(i): float(v) for i, v in zip(edit.indices.tolist(), values)}
+
+
+def _refuse_overridden_edits(model: nn.Module, edits: Mapping[int, Edit], sites: Mapping[int, Site]) -> None:
+    """Refuse an edit of neurons that an active mask or fill of `model` already sets to another value.
+
+    Each edit is a pre-hook registered first (``prepend=True``), so an earlier edit of the same neuron runs after a
+    later one and overrides it: inside ``with ablate(model, n, mode="mean", ...)``, ``masked(model, n)`` left the
+    neuron at its mean, not 0, and the other way round (helper 338), silently. Two edits that set a neuron to the
+    same value (two masks) agree and are accepted."""
+    for handle in active_masks(model):
+        for slot, old in enumerate(handle.trace.edits):
+            layer = handle.trace.sites[slot].layer
+            new = edits.get(layer)
+            if old is None or new is None or handle.trace.sites[slot].module is not sites[layer].module:
+                continue
+            before, after = _set_values(old), _set_values(new)
+            if before and after:
+                clash = [i for i in sorted(set(before) & set(after)) if before[i] != after[i]]
+            else:  # a function edit may set any neuron of the layer
+                clash = sorted(set(before) | set(after)) or ["all"]
+            if clash:
+                raise ConfigurationError(
+                    f"Neurons {clash[:10]} of layer {layer} are already set by an active mask or ablation ({handle!r}) "
+                    "to other values than this one sets: the earlier edit runs last and would override this one, "
+                    "silently. Leave the other `with` block (or call unprune(model, handle)) first, or edit every "
+                    "neuron in one call.")
 
 
 def drop_compiled_graphs() -> None:
@@ -336,7 +375,8 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
 
     Raises:
         ModelError: a mixture-of-experts layer (no per-unit input to mask), or a plan that does not fit the model.
-        ConfigurationError: a neuron out of range, or a plan ranked on other modules than the MLP sites.
+        ConfigurationError: a neuron out of range, a plan ranked on other modules than the MLP sites, or neurons
+            that an active mask or ablation sets to other values (it would override this one).
     """
     sites = mlp_sites(model)
     plan = check_plan(model, neurons, sites, "Masking neurons")
