@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -681,18 +682,38 @@ def _output_effects_differences(stored: pd.DataFrame | None, new: pd.DataFrame |
 
 def _example_differences(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], float]:
     """What differs between two top-example tables (the activations a neuron page lists): the same examples per
-    (layer, neuron, rank), ids, positions and tokens exact; and the largest relative activation difference."""
+    (layer, neuron, rank), ids, positions and tokens exact (a token's trailing combining marks aside:
+    :func:`_compared`); and the largest relative activation difference."""
     if stored.empty:  # none kept (max_examples_per_neuron=0, or a profile built without them): nothing to check
         return [], 0.0
     exact = [c for c in ("example_id", "token_index", "token") if c in stored and c in new]
     a, b = _aligned(stored, new, ["layer", "neuron", "rank"])
     if a is None:
         return [_other_rows("top examples", stored, new, ["layer", "neuron", "rank"])], 0.0
-    same = [c for c in exact if not a[c].astype(str).equals(b[c].astype(str))]
+    same = [c for c in exact if not _compared(a, c).equals(_compared(b, c))]
     diffs = [f"top examples differ in {', '.join(same)}"] if same else []
     worst = _relative(b["activation"].to_numpy(dtype=np.float64), a["activation"].to_numpy(dtype=np.float64)) \
         if "activation" in a and "activation" in b else 0.0
     return diffs, worst
+
+
+def _compared(examples: pd.DataFrame, column: str) -> pd.Series:
+    """A top-example `column` as compared: text, a ``token`` without the combining marks that end it. Its span covers
+    the marks after it that no token covers (an accent an uncased BERT drops from NFD ``"cafe\u0301"``: ``cafe``
+    recorded ``cafe\u0301``) since b625810, where a profile saved before ended it at the tokenizer's offset: the same
+    position (its example id and token index are compared exactly) read as another token."""
+    values = examples[column].astype(str)
+    if column != "token":
+        return values
+    return values.map(lambda token: token[:len(token) - _trailing_marks(token)])
+
+
+def _trailing_marks(token: str) -> int:
+    """How many combining marks (Unicode categories M*) end `token`."""
+    count = 0
+    while count < len(token) and unicodedata.category(token[-1 - count]).startswith("M"):
+        count += 1
+    return count
 
 
 def _card_statistics_differences(stored: Profile, new: Profile) -> list[str]:
