@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -77,7 +78,7 @@ def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = 
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
-    if os.path.ismount(os.path.realpath(target)):  # a link to one too: the folder it leads to is replaced
+    if is_mount_point(target):  # a link to one too: the folder it leads to is replaced
         problem = "it is a mount point, which cannot be replaced (the folder is written beside it, then renamed)"
         fix = f"Choose a folder inside it, e.g. {shown / 'txray'}."
     elif not ancestor.is_dir():
@@ -87,6 +88,26 @@ def check_writable(target: str | os.PathLike, shown: str | os.PathLike | None = 
     else:
         return
     raise OutputError(f"Cannot write {shown}: {problem}. {fix}", shown, problem)
+
+
+def is_mount_point(path: str | os.PathLike) -> bool:
+    """Whether the folder `path` (or the folder a link at `path` leads to) is a mount point: on another device than
+    its parent (``os.path.ismount``), or listed in ``/proc/self/mountinfo``, which also names a bind mount of a
+    folder of the same file system (same device as its parent: ``os.path.ismount`` reads it as an ordinary folder,
+    and renaming it fails with "Device or resource busy" all the same)."""
+    path = os.path.realpath(path)
+    if os.path.ismount(path):
+        return True
+    if not os.path.isdir(path):
+        return False
+    try:
+        lines = Path("/proc/self/mountinfo").read_bytes().splitlines()
+    except OSError:  # not Linux: os.path.ismount's answer
+        return False
+    # the fifth field is the mount point, with space, tab, newline and backslash written as octal escapes
+    unescape = re.compile(rb"\\([0-7]{3})")
+    return any(len(fields) > 4 and os.fsdecode(unescape.sub(lambda m: bytes([int(m.group(1), 8)]), fields[4])) == path
+               for fields in (line.split(b" ") for line in lines))
 
 
 def output_error(err: OSError, target: Path) -> OutputError:

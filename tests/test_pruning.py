@@ -2058,18 +2058,23 @@ def test_a_prune_remove_into_an_earlier_prunes_output_refuses_the_users_files_th
     assert PruningPlan.from_pretrained(out / "pruning_plan").total == 2
 
 
-def _mount(folder: Path) -> bool:
-    """Mount a tmpfs at `folder` (root on Linux only); False where that cannot be done."""
+def _mount(folder: Path, bind: bool = False) -> bool:
+    """Mount a tmpfs at `folder`, or with `bind` a folder of the same file system beside it (root on Linux only);
+    False where that cannot be done."""
     import subprocess
 
     folder.mkdir()
+    source = folder.with_name(folder.name + "-source")
+    if bind:
+        source.mkdir()
+    command = ["mount", "--bind", str(source), str(folder)] if bind else ["mount", "-t", "tmpfs", "none", str(folder)]
     try:
-        return subprocess.run(["mount", "-t", "tmpfs", "none", str(folder)], capture_output=True).returncode == 0
+        return subprocess.run(command, capture_output=True).returncode == 0
     except OSError:
         return False
 
 
-@pytest.mark.parametrize("real_mount", [False, True], ids=["marked", "tmpfs"])
+@pytest.mark.parametrize("real_mount", [False, "tmpfs", "bind"], ids=["marked", "tmpfs", "bind"])
 def test_a_prune_or_prune_sweep_into_a_mount_point_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch,
                                                                                     real_mount):
     """Helper 332: prune-sweep (4f3e383) and prune --mode remove (3443bcb) write their --out aside and rename it over
@@ -2077,7 +2082,9 @@ def test_a_prune_or_prune_sweep_into_a_mount_point_is_refused_before_the_model_l
     run did its whole work and then failed 'Cannot write OUT: Device or resource busy. Nothing there was changed: make
     its folder writable or free some disk space' (written in place before, it worked). io_utils.check_writable, which
     these commands and every whole-folder save call before the work, now refuses a mount point, naming a folder
-    inside it."""
+    inside it. Helper 339: a bind mount of a folder of the same file system (same device as its parent, which
+    os.path.ismount reads as no mount point) was missed: the run did its work, then failed 'Device or resource
+    busy'; /proc/self/mountinfo names it."""
     import os
     import subprocess
 
@@ -2088,8 +2095,8 @@ def test_a_prune_or_prune_sweep_into_a_mount_point_is_refused_before_the_model_l
     bert_tokenizer().save_pretrained(model_dir)
     compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
     if real_mount:
-        if not _mount(out):
-            pytest.skip("no tmpfs can be mounted here (root on Linux only)")
+        if not _mount(out, bind=real_mount == "bind"):
+            pytest.skip(f"no {real_mount} can be mounted here (root on Linux only)")
     else:
         out.mkdir()
         is_mount = os.path.ismount
