@@ -211,12 +211,15 @@ def profiled_pruning(record: Mapping[str, Any] | None, site: str, module_pattern
     are the units a removal renumbers; the automatic residual site's are the hidden units, which keep theirs; a
     residual site through a `module_pattern` hooks the outputs of the modules it names, which are the renumbered
     units where as wide as the neurons the record kept in their layer (`widths`: ``{layer: hooked width}``), as the
-    up projection's are (the record is then kept, also where such a width is the hidden size too: when unsure, the
-    profile is not matched by number with the unpruned model's)."""
+    up projection's are, or twice as wide, as a fused ``[gate; up]`` projection's are (Phi-3's ``gate_up_proj``,
+    :data:`~hf_txray.pruning.remove.FUSED_GATE_UP`: a removed unit leaves both halves) (the record is then kept,
+    also where such a width is the hidden size too: when unsure, the profile is not matched by number with the
+    unpruned model's)."""
     if not record or site == "mlp":
         return dict(record) if record else None
     kept = record.get("kept") or {}
-    renumbered = module_pattern and any(len(kept.get(str(layer), ())) == width for layer, width in widths.items())
+    renumbered = module_pattern and any(width in (len(kept[str(layer)]), 2 * len(kept[str(layer)]))
+                                        for layer, width in widths.items() if kept.get(str(layer)))
     return dict(record) if renumbered else None
 
 

@@ -462,6 +462,34 @@ def test_residual_profiles_of_the_up_projection_of_a_removed_model_keep_its_remo
     compare(hf_txray.analyze(model, TEXTS, stage="unpruned", **blocks), outputs)
 
 
+def test_residual_profiles_of_a_fused_gate_up_projection_of_a_removed_model_keep_its_removal_record():
+    """Helper 339: a fused ``[gate; up]`` projection (Phi-3's ``gate_up_proj``) is twice as wide as the neurons a
+    removal kept, and loses a removed unit from both halves: profiled_pruning (bb2211a) kept the record only where the
+    hooked width equals the kept count, so residual profiles through module_pattern=r'mlp\.gate_up_proj$' of two tiny
+    Phi-3s pruned at other neurons (36 of 48 kept, 72 hooked units per layer) recorded None and compare() paired their
+    units by number without a word (144 neurons). The record is kept for twice the kept count too, and compare
+    refuses."""
+    from transformers import Phi3Config, Phi3Model
+
+    torch.manual_seed(0)
+    tokenizer = bpe_tokenizer()
+    model = Phi3Model(Phi3Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 num_key_value_heads=1, intermediate_size=48, max_position_embeddings=128,
+                                 pad_token_id=None)).eval()
+    first = prune(copy.deepcopy(model), None, "random", 0.25, seed=1, mode="remove")[0]
+    second = prune(copy.deepcopy(model), None, "random", 0.25, seed=2, mode="remove")[0]
+    assert first.config.hf_txray_pruned["kept"] != second.config.hf_txray_pruned["kept"]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual",
+                   module_pattern=r"mlp\.gate_up_proj$")
+    a = hf_txray.analyze(first, TEXTS, stage="a", **options)
+    b = hf_txray.analyze(second, TEXTS, stage="b", **options)
+    assert a.num_neurons == b.num_neurons == 72  # per layer: 2 x 36 kept
+    assert a.meta.provenance["runtime"]["pruned"] == first.config.hf_txray_pruned
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+        compare(a, b)
+    compare(a, hf_txray.analyze(first, TEXTS[:4], stage="again", **options))  # the same numbering
+
+
 def test_compare_reads_the_removal_record_of_the_profiled_layers_only():
     """Helper 221: compare refused two profiles of layer 1 of models pruned alike in layer 1 and otherwise in layer 0
     (their layer-1 neuron i is the same original unit, as a masked model's is the unmasked one's), and a profile of a
