@@ -547,7 +547,8 @@ class PublicChanges:
             # the rewritten config keeps the save id of the files it replaces (unstamped when they were), so the
             # staged folder still reads as one save
             save_id = config_save_id(staged, name)
-            write_config(public_table, staged / name, save_id=save_id, stamp=save_id is not None)  # unlinks first
+            # written under temporary names renamed over the linked shards (or removing them): never written through
+            write_config(public_table, staged / name, save_id=save_id, stamp=save_id is not None)
         for relative, content in self.texts.items():
             (staged / relative).unlink()
             (staged / relative).write_text(content, encoding="utf-8")
