@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
+from .io_utils import UNFINISHED_WRITES
 from .provenance import hub_cache_snapshot
 from .tables import shell_command
 
@@ -918,7 +919,8 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         with public_folder(Path(folder)) as public:
             return api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=public, revision=revision,
                                      create_pr=create_pr, commit_message=commit_message,
-                                     allow_patterns=allow_patterns, delete_patterns=delete_patterns)
+                                     allow_patterns=allow_patterns, delete_patterns=delete_patterns,
+                                     ignore_patterns=list(UNFINISHED_WRITES))  # a killed write's files
     except TXRayError:  # refused before the upload
         _delete_branch(api, repo_id, created)
         raise

@@ -347,6 +347,14 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+# What hf_txray's atomic writes leave beside a file or folder until they finish (``.{name}.tmp-*``: a timeline, a plot,
+# a config's shard, a profile folder being written; ``.{name}.old-*``: a folder being replaced), and what a killed
+# write leaves behind: readers skip them, uploads and copies must too (a background push reading output_dir while a
+# snapshot is written uploaded half of one; push_folder uploaded a killed shard write's file, helper 340).
+# As upload patterns (fnmatch's "*" crosses "/", so "*/" reaches every depth).
+UNFINISHED_WRITES = (".*.tmp-*", "*/.*.tmp-*", ".*.old-*", "*/.*.old-*")
+
+
 def link_or_copy(source: str, target: str) -> None:
     """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
     try:

@@ -1692,3 +1692,20 @@ def test_reports_text_and_repr_never_round_one_neuron_to_none_or_all(results):
     pair.summary = lambda: figures
     assert "shared=99.99%, lost=0.011%, gained=0.0%" in repr(pair)
     assert "neurons: shared 99.99%, lost 0.011%, gained 0.0%" in report_text(pair)
+
+
+def test_a_killed_shard_writes_temporary_files_are_not_uploaded(results, hub, tmp_path):
+    """Helper 340: a shard write killed mid-way (layout.write_config, save_probing into an export) leaves a hidden
+    ``.<shard>.tmp-PID`` beside the config's shards; readers skip it, but push_folder / `hf-txray push` uploaded it
+    (its allow pattern ``meta/*`` matched it): the repo held ``meta/.train-00000-of-00001.parquet.tmp-999`` beside
+    the shards. Unfinished writes are left out of every upload (io_utils.UNFINISHED_WRITES)."""
+    a, _, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
+    leftover = folder / "meta" / ".train-00000-of-00001.parquet.tmp-999"
+    leftover.write_bytes(b"half a parquet file")
+    repo_id = f"{hub.username}/leftovers"
+    hf_txray.hub.push_folder(folder, repo_id)
+    files = hub.api.list_repo_files(repo_id, repo_type="dataset")
+    assert "meta/train-00000-of-00001.parquet" in files
+    assert [f for f in files if ".tmp-" in f] == []
+    assert leftover.is_file()  # the folder is the user's: left as it is

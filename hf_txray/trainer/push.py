@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..io_utils import link_or_symlink
+from ..io_utils import UNFINISHED_WRITES, link_or_symlink
 from ..layout import is_export_folder, public_changes
 from ..logging import get_logger
 from .arguments import TXRAY_DIR
@@ -87,12 +87,6 @@ class _PublicUploads:
         else:
             remove()
         return result
-
-
-# What hf_txray's atomic writes leave beside a file or folder until they finish (``.{name}.tmp-*``: a timeline, a plot,
-# a profile folder being written; ``.{name}.old-*``: a folder being replaced): a background push reading output_dir
-# while a snapshot is written must not upload half of one. fnmatch's "*" crosses "/", so "*/" reaches every depth.
-UNFINISHED_WRITES = (".*.tmp-*", "*/.*.tmp-*", ".*.old-*", "*/.*.old-*")
 
 
 def _with_unfinished_writes(patterns: Sequence[str] | str | None) -> list[str]:
