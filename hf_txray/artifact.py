@@ -26,7 +26,7 @@ from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_
                      locate_or_download, naming_the_source, refuse_probing_into_other_models,
                      refuse_probing_of_other_models, remote_models, resolve_token, upload_folder)
 from .io_utils import (atomic_dir, check_not_working_directory, check_writable, natural_key, read_json,
-                       write_json)
+                       unfinished_writes, write_json)
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -203,13 +203,15 @@ OWN_SUFFIXES = frozenset({".json", ".md", ".parquet", ".safetensors", ".bin", ".
 
 def _foreign_entries(folder: Path) -> list[str]:
     """The entries of a saved artifact's `folder` that its save did not write: files of other kinds and folders
-    holding them or another saved artifact (hidden entries and an interrupted run's ``_checkpoint`` left out)."""
+    holding them or another saved artifact (hidden entries, a killed write's temporary files and an interrupted run's
+    ``_checkpoint`` left out)."""
     foreign = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name == "_checkpoint":
             continue
         if entry.is_dir():
-            files = [f for f in entry.rglob("*") if f.is_file()]
+            # a killed write's temporary files are hf_txray's own (the copy of a kept config leaves them out)
+            files = [f for f in entry.rglob("*") if f.is_file() and not unfinished_writes(str(f.parent), [f.name])]
             if any(f.name == HEADER_FILE or f.suffix not in OWN_SUFFIXES for f in files):
                 foreign.append(f"{entry.name}/")
         elif entry.suffix not in OWN_SUFFIXES:

@@ -18,7 +18,7 @@ import numpy as np
 from .artifact import artifact_type_of, check_save_target, write_header
 from .errors import ConfigurationError, ProfileFormatError
 from .hub_io import check_branch, check_license, check_probed_models, check_repo_id
-from .io_utils import atomic_dir
+from .io_utils import atomic_dir, unfinished_writes
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
 from .options import check_stage_name
@@ -241,7 +241,7 @@ def _carry_probing(previous: Path, new: Path, repo_id: str | None = None, revisi
                 f"be kept in the new export. Delete {previous / name} (or the whole folder) and export again; "
                 "write the probing results again with hf_txray.probing.save_probing (CLI: --export) if they are "
                 "still wanted.") from err
-        shutil.copytree(previous / name, new / name)
+        shutil.copytree(previous / name, new / name, ignore=unfinished_writes)  # not a killed write's files
     readme = new / "README.md"
     probing_card(readme, tables.get("probe_rankings"), tables.get("ablation"), repo_id, revision).save(readme)
     logger.info("Kept %s of the previous export in %s", ", ".join(held), previous)

@@ -355,6 +355,11 @@ def read_json(path: str | os.PathLike) -> Any:
 UNFINISHED_WRITES = (".*.tmp-*", "*/.*.tmp-*", ".*.old-*", "*/.*.old-*")
 
 
+def unfinished_writes(directory: str, names: list[str]) -> set[str]:
+    """The `names` in `directory` that are :data:`UNFINISHED_WRITES`: the `ignore` of a ``shutil.copytree``."""
+    return set(shutil.ignore_patterns(*(p for p in UNFINISHED_WRITES if "/" not in p))(directory, names))
+
+
 def link_or_copy(source: str, target: str) -> None:
     """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
     try:

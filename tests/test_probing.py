@@ -1744,6 +1744,23 @@ def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     assert hf_txray.load(folder)[0]["default"] == profile
 
 
+def test_a_re_export_leaves_a_killed_shard_writes_file_behind(tmp_path):
+    """Helper 340: a save_probing killed while writing a shard leaves ``ablation/.train-...parquet.tmp-PID`` in the
+    export; a re-export copied the config's folder whole, so the new export (and its push) held that file too. The
+    carried configs hold their shards only."""
+    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
+                               features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
+                                        "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
+                          "planted", "probe_accuracy", "zero", profile.meta.model_id, "probe:tags", [0, 1])
+    save_probing(folder, ablations=[curve])
+    (folder / "ablation" / ".train-00000-of-00001.parquet.tmp-999").write_bytes(b"half a parquet file")
+    hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
+    assert sorted(p.name for p in (folder / "ablation").iterdir()) == ["train-00000-of-00001.parquet"]
+    assert load_probing(folder).ablation["value"].tolist() == [1.0, 0.6, 0.99]
+
+
 def test_save_probing_that_cannot_write_its_shard_keeps_the_earlier_rows(tmp_path, monkeypatch):
     """Helper 324: save_probing into a results folder removed the config's shards, then wrote the merged table (the
     earlier runs' rows with the new one's): a shard write that failed (a full disk) left the ablation/ folder empty,
