@@ -1416,6 +1416,40 @@ def test_attribution_spans_follow_the_profile_s_rule_for_a_llama_prefix_piece():
     assert [s for _, s in scored] == pytest.approx(table["score"].to_numpy()[2:].tolist())
 
 
+def test_attribution_spans_cover_an_accent_the_tokenizer_stripped_as_profiles_do():
+    """Helper 340: an uncased BERT drops the accent of NFD ``"cafe\u0301"`` and ends ``cafe`` at 7, before it; the
+    profile's top examples and the live text give the accent no token covers to its letter's token (3, 8)
+    (features.with_stripped_marks), but the attribution table kept (3, 7), so highlight_spans showed ``"cafe"`` scored
+    and the accent unscored (``("\u0301", None)``). The table's spans are the profile's now."""
+    pytest.importorskip("captum")
+    import unicodedata
+
+    model, tokenizer = tiny("bert")
+    text = "le cafe\u0301 noir . un the\u0301 ."
+    out = neuron_attributions(model, tokenizer, text, layer=0, neuron=0, n_steps=4)
+    table = out.table[~out.table["special"]]
+    # brute force from the tokenizer's offsets: each non-special token's end moved over the marks after it that no
+    # non-special token's span covers
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    spans = [tuple(o) for o, sp in zip(enc["offset_mapping"], enc["special_tokens_mask"]) if not sp]
+    covered = {c for a, b in spans for c in range(a, b)}
+    expected = []
+    for a, b in spans:
+        while b < len(text) and b not in covered and unicodedata.category(text[b]).startswith("M") and b > a:
+            b += 1
+        expected.append((a, b))
+    assert list(zip(table["char_start"], table["char_end"])) == expected
+    assert (3, 8) in expected and (19, 23) in expected
+    profile = hf_txray.analyze(model, [text] * 2, tokenizer=tokenizer, features=("token",), show_progress=False)
+    ex = profile.examples
+    assert set(zip(ex["char_start"], ex["char_end"])) <= set(expected)  # the profile's spans
+    pieces = out.highlight_spans()
+    assert "".join(p for p, _ in pieces) == text
+    scores = dict(zip(table["char_start"], table["score"]))
+    assert ("cafe\u0301", pytest.approx(scores[3])) in pieces and ("the\u0301", pytest.approx(scores[19])) in pieces
+    assert all(s is not None or not p.strip() for p, s in pieces)  # no accent left unscored
+
+
 def test_attribution_on_tiny_bert_is_complete_and_explains_top_examples(planted):
     pytest.importorskip("captum")
     model, tokenizer = planted.model, planted.tokenizer

@@ -478,16 +478,19 @@ def _check_position(position: int | Sequence[int] | None, num_tokens: int) -> li
 
 def _token_spans(tokenizer: Any, text: str, token_ids: np.ndarray, offsets: np.ndarray, special: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The tokens' character spans as profiles record them (:func:`~hf_txray.features.visible_spans`; special
-    tokens keep the tokenizer's offsets). The raw offsets gave Llama's prefix ``"▁"`` the text's first character,
-    so :meth:`TokenAttribution.highlight_spans` showed that character with the blank piece's score and dropped its
-    own token's (helper 322)."""
-    from ..features import BlankPieces, visible_spans
+    """The tokens' character spans as profiles record them (:func:`~hf_txray.features.visible_spans`, the ends over
+    the combining marks no token covers, :func:`~hf_txray.features.with_stripped_marks`, as the profile's
+    ``char_end``; special tokens keep the tokenizer's offsets). The raw offsets gave Llama's prefix ``"▁"`` the text's
+    first character, so :meth:`TokenAttribution.highlight_spans` showed that character with the blank piece's score
+    and dropped its own token's (helper 322); and an uncased BERT's ``cafe`` (3, 7) of NFD ``"cafe\u0301"`` left the
+    accent it stripped unscored, where the profile shows ``cafe\u0301`` (3, 8) (helper 340)."""
+    from ..features import BlankPieces, visible_spans, with_stripped_marks
 
     token_ids = np.asarray(token_ids, dtype=np.int64)
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     special = np.asarray(special, dtype=bool)
     starts, ends = visible_spans(text, offsets[:, 0], offsets[:, 1], BlankPieces(tokenizer)(token_ids))
+    ends[~special] = with_stripped_marks(text, starts[~special], ends[~special])  # the tokens profiles credit
     return np.where(special, offsets[:, 0], starts), np.where(special, offsets[:, 1], ends)
 
 
