@@ -909,9 +909,9 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         if revision is not None:
             _refuse_tag_revision(api, repo_id, revision)
         if revision is not None and not create_pr:
-            branches = {b.name for b in api.list_repo_refs(repo_id, repo_type="dataset").branches}
+            before = _branch_names(api, repo_id)
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-            created = revision if revision not in branches else None
+            created = _created_branch(revision, before, _branch_names(api, repo_id))
         if prepare is not None:
             prepare(api, repo_id)
         from .layout import public_folder  # local paths leave as the card shows them, never whole
@@ -934,6 +934,18 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         what = what_uploads or str(folder)
         raise HubError(f"Uploading {what} to the Hub dataset {repo_id!r} failed: {scrub(str(err), token)}"
                        + (f"\n{retry_hint}" if retry_hint else "")) from safe_cause(err, token)
+
+
+def _branch_names(api: "HfApi", repo_id: str) -> set[str]:
+    return {b.name for b in api.list_repo_refs(repo_id, repo_type="dataset").branches}
+
+
+def _created_branch(revision: str, before: set[str], after: set[str]) -> str | None:
+    """The branch (as the repo names it) that creating `revision` added to the repo's branches `before`, or None.
+    Decided from the refs, not from the name given: ``refs/heads/exp`` (git's full name of the branch 'exp') is not
+    in the branch list, so the existing 'exp' counted as the push's own, and a failed push deleted it (helper 340)."""
+    named = {revision, revision.removeprefix("refs/heads/")}
+    return next((name for name in sorted(after - before) if name in named), None)
 
 
 def _delete_branch(api: "HfApi", repo_id: str, branch: str | None) -> None:

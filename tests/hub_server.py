@@ -31,6 +31,8 @@ Repos live under `storage_dir/repos/{type}s/{ns}/{name}/`: `repo.json` (visibili
 file table) and `objects/{sha256}` (file contents, regular and LFS alike). Each commit is a full snapshot of the
 file table, so any commit sha in the history can be read back. Every revision (branch, tag or commit sha) resolves
 to a commit: downloads answer with its sha in `X-Repo-Commit`, as the Hub does, which is what pins the client cache.
+A branch's full ref name (``refs/heads/NAME``) names the branch NAME wherever a branch is read, committed to, created
+or deleted, as in git.
 A super-squash drops the commits that no branch or tag reaches any more, so they answer RevisionNotFound.
 
 Things it deliberately does not do: Xet storage (clients must run with HF_HUB_DISABLE_XET=1, see `use_hub`),
@@ -103,6 +105,11 @@ def git_blob_oid(data: bytes) -> str:
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The git-lfs pointer file that stands in git for an LFS object."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def branch_name(ref: str) -> str:
+    """`ref` without the ``refs/heads/`` of a branch's full ref name (git's, which the Hub takes for the branch)."""
+    return ref.removeprefix("refs/heads/")
 
 
 def _now_iso() -> str:
@@ -200,7 +207,7 @@ class Repo:
 
     def resolve(self, revision: str) -> Commit:
         """A branch name, a tag or a full commit sha -> commit (a branch wins over a tag of the same name)."""
-        oid = self.branches.get(revision, self.tags.get(revision, revision))
+        oid = self.branches.get(branch_name(revision), self.tags.get(revision, revision))
         if oid not in self.commits:
             raise HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
         return self.commits[oid]
@@ -282,6 +289,7 @@ class RepoStore:
         Operations: ("file", path, bytes), ("lfsFile", path, sha256), ("deletedFile", path),
         ("deletedFolder", path). All or nothing: the new file table is built on a copy.
         """
+        branch = branch_name(branch)
         with self.lock:
             head_oid = repo.branches.get(branch)
             if head_oid is None and repo.branches:
@@ -300,6 +308,7 @@ class RepoStore:
 
     def create_ref(self, repo: Repo, kind: str, name: str, revision: str) -> None:
         """A new branch or tag named `name` at `revision`; 409 when it exists."""
+        name = branch_name(name) if kind == "branch" else name
         with self.lock:
             refs = repo.branches if kind == "branch" else repo.tags
             if not name or name in refs:
@@ -308,6 +317,7 @@ class RepoStore:
             repo.save()
 
     def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
+        name = branch_name(name) if kind == "branch" else name
         with self.lock:
             refs = repo.branches if kind == "branch" else repo.tags
             if name not in refs or (kind == "branch" and name == DEFAULT_BRANCH):

@@ -365,6 +365,29 @@ def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, cap
     assert "could not be deleted" not in caplog.text
 
 
+def test_a_failed_push_to_a_branch_given_by_its_full_ref_name_keeps_the_branch(results, hub, caplog):
+    """Helper 340: the failed-push cleanup took the branch for one the push created when the revision was not in the
+    repo's branch list, so ``revision="refs/heads/exp"`` (git's full name of the existing branch 'exp', which the
+    Hub takes for it) counted as new, and the failed push deleted 'exp' with the results it held: the branches were
+    ['main'] after it, not ['exp', 'main']. A branch is the push's own only when the repo's refs gained it."""
+    a, b, _ = results
+    repo_id = f"{hub.username}/full-ref-branch"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    b.push_to_hub(repo_id, revision="exp")
+    for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[a, b], plots=False, revision="refs/heads/exp"),
+                 lambda: a.push_to_hub(repo_id, revision="refs/heads/exp")):
+        hub.server.fail_next_commit = True
+        with pytest.raises(HubError, match="failed"):
+            push()
+        assert sorted(x.name for x in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches) == ["exp", "main"]
+        assert list(hf_txray.load(repo_id, revision="exp").profiles) == ["finetuned"]
+    hub.server.fail_next_commit = True  # a new branch given so is still the push's own, and goes with it
+    with pytest.raises(HubError, match="failed"):
+        b.push_to_hub(repo_id, revision="refs/heads/new")
+    assert sorted(x.name for x in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches) == ["exp", "main"]
+    assert "could not be deleted" not in caplog.text
+
+
 def test_an_interrupted_push_says_where_the_kept_folder_is_and_leaves_no_branch(results, hub, caplog, monkeypatch):
     """Helper 324: Ctrl-C during the upload of `push_to_hub` (`hf-txray analyze --push-to-hub`) kept the export folder
     in the hf_txray cache, but nothing said so: the CLI printed "hf-txray analyze: interrupted." alone, and the branch
