@@ -360,6 +360,13 @@ def unfinished_writes(directory: str, names: list[str]) -> set[str]:
     return set(shutil.ignore_patterns(*(p for p in UNFINISHED_WRITES if "/" not in p))(directory, names))
 
 
+def arrow_path(path: str | os.PathLike) -> str:
+    """`path` as pyarrow reads a local file: absolute. A relative path whose first name holds a colon
+    (``run-12:30/meta/x.parquet``, a time in an ``--out`` folder's name) was read as a URI of scheme ``run-12`` and
+    refused ("Unrecognized filesystem type in URI"), so the folder that was just saved was called damaged."""
+    return os.path.abspath(path)
+
+
 def link_or_copy(source: str, target: str) -> None:
     """A hard link (no copy of big parquet files), or a copy where links cannot be made (another file system)."""
     try:

@@ -47,7 +47,7 @@ from . import metrics
 from .accumulators import PositionMass, rank_within_groups
 from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
-from .io_utils import link_or_copy
+from .io_utils import arrow_path, link_or_copy
 from .summary import TOP_FEATURES
 from .version import __version__
 
@@ -493,7 +493,7 @@ def write_config(table: pa.Table, folder: Path, *, save_id: str | None = None, s
             part = part.replace_schema_metadata(metadata or None)
             final = folder / f"train-{i:05d}-of-{shards:05d}.parquet"
             written.append((folder / f".{final.name}.tmp-{os.getpid()}", final))
-            pq.write_table(part, written[-1][0], compression="zstd")
+            pq.write_table(part, arrow_path(written[-1][0]), compression="zstd")
     except BaseException:
         for tmp, _ in written:
             tmp.unlink(missing_ok=True)
@@ -582,7 +582,7 @@ def _public_configs(folder: Path) -> dict[str, pa.Table]:
     out: dict[str, pa.Table] = {}
     for config in sorted(p for p in folder.iterdir() if p.is_dir()):
         files = sorted(config.glob("*.parquet"))
-        names = set(pq.read_schema(files[0]).names) if files else set()
+        names = set(pq.read_schema(arrow_path(files[0])).names) if files else set()
         columns = [c for c in (*SOURCE_COLUMNS, *RECORD_COLUMNS) if c in names]
         if not columns:
             continue
@@ -729,7 +729,8 @@ def check_tables_load(folder: Path, configs: Iterable[str]) -> dict[str, int]:
         with tempfile.TemporaryDirectory(prefix="hf_txray-check-") as cache:  # keeps the user's datasets cache clean
             view = _checked_view(folder, configs, Path(cache) / "view")
             for config in configs:
-                expected = sum(pq.ParquetFile(f).metadata.num_rows for f in (folder / config).glob("*.parquet"))
+                files = (folder / config).glob("*.parquet")
+                expected = sum(pq.ParquetFile(arrow_path(f)).metadata.num_rows for f in files)
                 try:
                     loaded = datasets.load_dataset(str(view), config, split="train", cache_dir=cache)
                 except Exception as err:  # any loader failure means the folder is broken: never upload it
@@ -851,7 +852,7 @@ def _meta_files(path: Path) -> str:
 def _footer(path: Path) -> tuple[pa.Schema, int]:
     """A parquet file's schema (with its metadata) and row count, from the footer alone."""
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(arrow_path(path))
         return file.schema_arrow, file.metadata.num_rows
     except (pa.ArrowException, OSError) as err:  # truncated, overwritten, not parquet
         raise _damaged(path, err) from err
@@ -900,7 +901,7 @@ def _damaged(path: Path, err: Exception) -> ProfileFormatError:
 
 def _read_parquet(path: Path) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return pq.read_table(arrow_path(path))
     except (pa.ArrowException, OSError) as err:  # truncated, overwritten, not parquet
         raise _damaged(path, err) from err
 

@@ -145,6 +145,25 @@ def test_save_and_load_is_exact(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_relative_folder_with_a_colon_in_its_first_name_loads(kind, tmp_path, monkeypatch):
+    """``--out run-12:30`` (a time in the name) saved, and every reader said "run-12:30/meta/...parquet is damaged
+    (ArrowInvalid: Unrecognized filesystem type in URI)": pyarrow read the relative path as a URI of scheme
+    ``run-12``. The folder loads as it was saved."""
+    monkeypatch.chdir(tmp_path)
+    artifact = build(kind)
+    artifact.save_pretrained("run-12:30")
+    assert_exact(artifact, type(artifact).from_pretrained("run-12:30"), kind)
+
+
+def test_an_export_in_a_relative_folder_with_a_colon_loads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hf_txray.save_to_disk("ex:1", profiles=list(profiles()), reports=[build("transfer_report")], plots=False)
+    loaded = hf_txray.load("ex:1")
+    assert sorted(loaded.profiles) == ["finetuned", "pretrained"]
+    assert loaded.profiles["pretrained"] == profiles()[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_save_refuses_a_folder_of_other_files_and_keeps_them(kind, tmp_path, monkeypatch):
     artifact = build(kind)
     folder = tmp_path / "mine"

@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import ConfigurationError, DatasetError
 from ..hashes import text_hashes
 from ..artifact import Artifact
-from ..io_utils import read_json, write_json
+from ..io_utils import arrow_path, read_json, write_json
 from ..counts import check_count, is_int
 from ..options import parse_layers
 from ..version import __version__
@@ -242,7 +242,7 @@ class ProbingResult(Artifact):
         save_file({"weight": p.weight, "bias": p.bias, "mean": p.mean, "scale": p.scale, "columns": p.columns,
                    **trained}, str(state / "probe.safetensors"))
         for name in ("per_class", "ranking", "minimal", "subsets"):
-            getattr(self, name).to_parquet(state / f"{name}.parquet", index=False)
+            getattr(self, name).to_parquet(arrow_path(state / f"{name}.parquet"), index=False)
 
     @classmethod
     def _from_pretrained(cls, folder: Path) -> "ProbingResult":
@@ -255,7 +255,7 @@ class ProbingResult(Artifact):
         probe = LinearProbe(arrays["weight"], arrays["bias"], arrays["mean"], arrays["scale"], arrays["columns"],
                             list(meta.label_names), ProbeConfig(**header["probe"]["config"]),
                             list(header["probe"]["losses"]), num_inputs=len(meta.layers) * meta.width)
-        tables = {name: pd.read_parquet(state / f"{name}.parquet")
+        tables = {name: pd.read_parquet(arrow_path(state / f"{name}.parquet"))
                   for name in ("per_class", "ranking", "minimal", "subsets")}
         s = header["scores"]
         return cls(meta, probe, s["accuracy"], s["train_accuracy"], s["majority_baseline"], s["control_accuracy"],
