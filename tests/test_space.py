@@ -361,6 +361,22 @@ def test_a_folder_with_the_source_separator_in_its_name_opens_as_one_folder(resu
     assert viewer.split_sources(f"a/x{viewer.SOURCE_SEPARATOR}b/y") == ["a/x", "b/y"]
 
 
+
+def test_a_folder_with_the_source_separator_in_its_name_opens_beside_others(results, tmp_path, monkeypatch):
+    """`hf-txray view "run 12:30" other` joins its folders into one source ("run 12:30:other"), which was split into
+    'run 12', '30' and 'other': with those folders there, other results opened in place of 'run 12:30', without a
+    word (else "No folder"). The longest run of parts naming an existing folder is one part."""
+    monkeypatch.chdir(tmp_path)
+    sep = viewer.SOURCE_SEPARATOR
+    shutil.copytree(results[3], tmp_path / f"run 12{sep}30")
+    (tmp_path / "run 12").mkdir()
+    (tmp_path / "30").mkdir()
+    (tmp_path / "other").mkdir()
+    joined = sep.join([f"run 12{sep}30", "other"])
+    assert viewer.split_sources(joined) == [f"run 12{sep}30", "other"]
+    assert viewer.split_sources(sep.join(["other", f"run 12{sep}30"])) == ["other", f"run 12{sep}30"]
+    assert viewer.split_sources(sep.join(["a/x", "b/y"])) == ["a/x", "b/y"]  # none exists: split at every separator
+
 def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, results):
     """Helper 236: with the Layer filter set, the Transfer and Hellinger-search messages counted the shared neurons
     left out for too few credits over every layer ("The 4 most changed shared neurons ... (60 have too few credits and

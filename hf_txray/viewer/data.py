@@ -437,18 +437,32 @@ def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
 def split_sources(source: str) -> list[str]:
     """The parts of a source naming several folders or repos, separated by :data:`SOURCE_SEPARATOR`. An existing
     folder is one part, even with the separator in its name (``runs/12:30``, a time): split, it was read as
-    ``runs/12`` and ``30``, and refused with "No folder '30'" (or opened as two other folders where those exist)."""
+    ``runs/12`` and ``30``, and refused with "No folder '30'" (or opened as two other folders where those exist).
+    So is one of several parts (``hf-txray view runs/12:30 other``, which the CLI joins into one source): the
+    longest run of parts that names an existing path is taken as one folder."""
     source = str(source).strip()
-    if source and SOURCE_SEPARATOR in source and Path(source).expanduser().exists():
-        return [source]
     # Hub addresses as copied from the browser or huggingface_hub (https://huggingface.co/datasets/owner/name,
     # hf://datasets/owner/name@rev) hold a ":" themselves: split at it, such a URL was read as the folder "https"
     # (helper 250). Each is read as the repo id it names, owner/name[@revision].
     repos: list[str] = []
     masked = _HUB_ADDRESS.sub(lambda m: repos.append(hub_address_source(m.group(0))) or f"\0{len(repos) - 1}\0",
                               source)
-    return [re.sub(r"\0(\d+)\0", lambda m: repos[int(m.group(1))], part).strip()
-            for part in masked.split(SOURCE_SEPARATOR) if part.strip()]
+    pieces, parts = masked.split(SOURCE_SEPARATOR), []
+    while pieces:
+        end = _existing_run(pieces)
+        parts.append(SOURCE_SEPARATOR.join(pieces[:end]))
+        pieces = pieces[end:]
+    return [re.sub(r"\0(\d+)\0", lambda m: repos[int(m.group(1))], part).strip() for part in parts if part.strip()]
+
+
+def _existing_run(pieces: list[str]) -> int:
+    """How many of the first `pieces` of a split source, joined by the separator, name an existing path (the most
+    that do; 1 when none do): a folder with the separator in its name, given beside others."""
+    for end in range(len(pieces), 1, -1):
+        joined = SOURCE_SEPARATOR.join(pieces[:end]).strip()
+        if "\0" not in joined and joined and Path(joined).expanduser().exists():
+            return end
+    return 1
 
 
 # A URL (scheme://...) up to the next space or source separator (a host may name its port: host:8080/...)
