@@ -2195,6 +2195,30 @@ def test_cli_export_that_cannot_take_the_results_is_refused_before_the_work(tmp_
     assert not (tmp_path / "p").exists() and not (tmp_path / "a").exists()
 
 
+def _curve_for_export() -> AblationCurve:
+    return AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
+                                       "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
+                         "tiny", "probe_accuracy", "zero", "tiny-bert", "probe:tags", [0, 1])
+
+def test_export_into_a_folder_with_someone_elses_readme_is_refused(tmp_path):
+    """`hf-txray ablate MODEL ... --export MODEL` (or --export . in a project): a folder with any README.md passed as a
+    results folder, so the model's card got a YAML header and a probing section and ablation/ sat beside its weights.
+    A results folder is one that hf_txray wrote (README.md with txray_artifact.json or a config folder)."""
+    from hf_txray.probing.results import check_results_folder
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    (model_dir / "README.md").write_text("# my model card\n")
+    with pytest.raises(ConfigurationError, match="neither empty nor a results folder"):
+        check_results_folder(model_dir)
+    with pytest.raises(ConfigurationError, match="neither empty nor a results folder"):
+        save_probing(model_dir, ablations=[_curve_for_export()])
+    assert (model_dir / "README.md").read_text() == "# my model card\n" and not (model_dir / "ablation").exists()
+    fresh = save_probing(tmp_path / "fresh", ablations=[_curve_for_export()])  # a new folder, then added to again
+    assert check_results_folder(fresh) == fresh
+    save_probing(fresh, ablations=[_curve_for_export()])
+
 def test_cli_ablate_with_a_registered_metric_that_checks_nothing(planted, tmp_path, monkeypatch):
     """A registered metric needs only a name, texts(model) and __call__: `hf-txray ablate` called its check_model
     unconditionally (AttributeError), and reads the means at --max-length when it names no truncation."""

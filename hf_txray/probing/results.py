@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pandas as pd
 import pyarrow as pa
 
+from ..artifact import HEADER_FILE
 from ..card import probing_card
 from ..errors import ConfigurationError
 from ..export import as_list
 from ..hub_io import (check_repo_id, full_repo_id, local_or_download, pushed_models, refuse_probing_into_other_models,
                       resolve_token, upload_folder)
-from ..layout import check_tables_load, read_config, write_config
+from ..layout import CONFIGS, check_tables_load, read_config, write_config
 from ..version import __version__
 from .ablation import AblationCurve
 from .layout import ABLATION_CONFIG, PROBE_CONFIG, PROBING_CONFIGS, ablation_table, curve_parts, probe_table
@@ -77,10 +78,19 @@ def check_results_folder(directory: str | Path) -> Path:
     directory = Path(directory)
     if directory.is_file():
         raise ConfigurationError(f"{directory} is a file; pass a results folder (CLI: --export).")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / "README.md").exists():
-        raise ConfigurationError(f"{directory} is neither empty nor a results folder (no README.md); choose a new "
+    if directory.is_dir() and any(directory.iterdir()) and not _holds_results(directory):
+        raise ConfigurationError(f"{directory} is neither empty nor a results folder (no README.md beside "
+                                 f"{HEADER_FILE} or a results config such as meta/ or {PROBE_CONFIG}/); choose a new "
                                  "folder or an hf_txray export folder (CLI: --export).")
     return directory
+
+
+def _holds_results(directory: Path) -> bool:
+    """Whether `directory` is a results folder hf_txray wrote: its README.md beside the artifact header or a config
+    folder. A README.md alone is anyone's (a model's folder, a project's root): taken as a results folder, the model's
+    card got a YAML header and a probing section prepended, and an ablation/ folder was added beside its weights."""
+    marks = (HEADER_FILE, *CONFIGS, *PROBING_CONFIGS)
+    return (directory / "README.md").is_file() and any((directory / mark).exists() for mark in marks)
 
 
 def save_probing(directory: str | Path, probes: Any = None, ablations: Any = None, *, repo_id: str | None = None
@@ -113,11 +123,16 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
     probe_list, curve_list = as_list(probes, ProbingResult, "probes"), as_list(ablations, AblationCurve, "ablations")
     if not probe_list and not curve_list:
         raise ConfigurationError("Nothing to save: pass probes=[ProbingResult...] and/or ablations=[AblationCurve...].")
+    return _add_probing(check_results_folder(directory), probe_list, curve_list, repo_id)
+
+
+def _add_probing(directory: Path, probe_list: list, curve_list: list, repo_id: str | None) -> Path:
+    """:func:`save_probing`'s writing, into a `directory` already checked (or the copy of a Hub repo that
+    :func:`push_probing` staged, whose README may be the repo's own card)."""
     for items, key in ((probe_list, lambda r: r.meta.name), (curve_list, lambda c: c.name)):
         keys = [key(item) for item in items]
         if len(set(keys)) != len(keys):
             raise ConfigurationError(f"Two results share a name ({keys}); give each run a distinct name.")
-    directory = check_results_folder(directory)
     if (directory / "meta").is_dir():  # an export: its profiles' model must be the probed one
         refuse_probing_into_other_models([r.meta.model_id for r in probe_list] + [c.model_id for c in curve_list],
                                          pushed_models(directory), f"The results folder {directory}",
@@ -186,7 +201,7 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
                 refuse_probing_into_other_models(
                     [r.meta.model_id for r in probe_list] + [c.model_id for c in curve_list], pushed_models(folder),
                     f"The Hub dataset {full_id!r}", "Push them to another repo.")
-            save_probing(folder, probe_list, curve_list, repo_id=full_id)
+            _add_probing(folder, probe_list, curve_list, full_id)
             check_tables_load(folder, [n for n in PROBING_CONFIGS if (folder / n).is_dir()])
 
         folder.mkdir()
