@@ -566,7 +566,10 @@ def _push_arguments(first: str, second: str) -> tuple[str, str]:
     """(repo_id, dir): `push REPO_ID DIR`, or the pre-0.x order `push DIR REPO_ID` when only the first argument is
     an existing folder (then one FutureWarning, which also says how the arguments were read)."""
     if Path(first).is_dir() and not Path(second).is_dir():
-        warnings.warn(f"`hf-txray push DIR REPO_ID` is deprecated: read as `hf-txray push {second} {first}`; write "
+        from .tables import shell_command  # the line as it runs when pasted: a DIR with a space is one word
+
+        warnings.warn(f"`hf-txray push DIR REPO_ID` is deprecated: read as "
+                      f"`{shell_command('hf-txray', 'push', second, first)}`; write "
                       "`hf-txray push REPO_ID DIR` (the order of `hf upload`).", FutureWarning, stacklevel=2)
         return second, first
     return first, second

@@ -1589,6 +1589,21 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     assert not [line for line in err if "cli.py" in line or "_push_arguments(" in line]  # no file path or source
 
 
+
+def test_the_old_push_order_notice_names_the_command_as_it_runs_when_pasted(tmp_path):
+    """`hf-txray push "my results" user/repo` (the old order) said "read as `hf-txray push user/repo .../my results`":
+    pasted, that pushed the folder ".../my" with a stray argument "results". Each word is shell-quoted now."""
+    import shlex
+
+    from hf_txray.cli import _push_arguments
+
+    folder = tmp_path / "my results $(x)"
+    folder.mkdir()
+    with pytest.warns(FutureWarning) as notices:
+        assert _push_arguments(str(folder), "user/repo") == ("user/repo", str(folder))
+    said = re.search(r"read as `([^`]*)`", str(notices[0].message)).group(1)
+    assert shlex.split(said) == ["hf-txray", "push", "user/repo", str(folder)], said
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_on_stdout_is_one_line_not_a_traceback(tmp_path, saved_bert, text_file):
     """Helper 156: `hf-txray show DIR > /dev/full` ended in a traceback (OSError ENOSPC, exit 1)."""
