@@ -471,6 +471,20 @@ def test_loading_a_folder_of_saved_results_points_to_from_pretrained_and_export(
         hf_txray.load(tmp_path / "txray")
 
 
+
+def test_the_export_command_that_loading_saved_results_suggests_runs_as_printed(results, tmp_path):
+    """The hint above printed `hf-txray export /x/my runs --out DIR`: pasted, bash reads the folders '/x/my' and
+    'runs'. The folder is one shell word now."""
+    import shlex
+
+    a, _, _ = results
+    folder = tmp_path / "my runs"
+    a.save_pretrained(folder / "a")
+    with pytest.raises(ProfileFormatError) as caught:
+        hf_txray.load(folder)
+    said = re.search(r"`(hf-txray export [^`]*)`", str(caught.value)).group(1)
+    assert shlex.split(said) == ["hf-txray", "export", str(folder), "--out", "DIR"], said
+
 def test_options_an_export_folder_cannot_take_are_said_not_dropped(results, hub, tmp_path, caplog):
     a, _, _ = results
     folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False)
