@@ -1254,6 +1254,20 @@ def test_what_comes_before_the_command_is_the_version_or_a_two_line_error(capsys
         assert err[0].startswith("usage: hf-txray COMMAND [options]") and said in err[1], err
 
 
+
+def test_a_path_that_begins_with_a_dash_is_named_with_the_way_to_give_it(tmp_path, capsys, monkeypatch):
+    """`hf-txray show -dir` (a folder named -dir) said "the following arguments are required: path", naming neither
+    the word argparse took for an option nor how to give such a folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-dir").mkdir()
+    for argv, said in [(["show", "-dir"], "unrecognized option '-dir': to name the path -dir, write ./-dir"),
+                       (["compare", "a", "-b", "--out", "o"], "unrecognized option '-b'")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and said in err, err
+    assert not (tmp_path / "o").exists()
+
 def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     from hf_txray.options import parse_layers
     from hf_txray.trainer import TXRayArguments
