@@ -234,24 +234,27 @@ def test_an_attribute_of_the_model_named_like_an_option_is_not_respelled():
     assert "a router's top_k changed" in trainer and "the routers' top_k equal" in trainer
 
 
+def _read_with_config(tmp_path, config, name, flags):
+    """The value of option `name` after ``hf-txray analyze --config CONFIG ... FLAGS`` is parsed (no run)."""
+    from hf_txray.cli import _apply_config_file, _parse, build_parser
+
+    argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
+    parser = build_parser()
+    return getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name)
+
+
 @pytest.mark.parametrize("flag, kept", [("--device", "cuda:1"), ("--device-map", "auto")])
 def test_a_flag_sets_device_or_device_map_back_to_its_default_over_a_config_file(tmp_path, flag, kept):
     """`device: cuda:1` or `device_map: auto` in a --config file could not be set back to the default (None: the
     GPU or CPU hf_txray picks, not dispatched) on the command line: `--device none` gave the device "none", and
     `--device-map none` the device_map "none", as options of choices did before they took none."""
-    from hf_txray.cli import _apply_config_file, _parse, build_parser
-
     name = flag[2:].replace("-", "_")
     config = tmp_path / "run.yaml"
     config.write_text(f"{name}: {kept}\n")
     for flags, value in (([], kept), ([flag, "none"], None), ([f"{flag}=None"], None), ([flag, "cpu"], "cpu")):
-        argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
-        parser = build_parser()
-        assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) == value
+        assert _read_with_config(tmp_path, config, name, flags) == value
     config.write_text(f"{name}: none\n")  # the file's text is read by the flag's parser too
-    argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o")]
-    parser = build_parser()
-    assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) is None
+    assert _read_with_config(tmp_path, config, name, []) is None
 
 
 @pytest.mark.parametrize("flag, kept", [("--text-column", "body"), ("--module-pattern", r"layers\.\d+\.mlp$"),
@@ -261,20 +264,16 @@ def test_a_flag_sets_a_text_option_back_to_its_default_over_a_config_file(tmp_pa
     default (None: the column auto-detected, the automatic site search) on the command line: `--text-column none`
     gave the column "none" and `--module-pattern none` the regex "none", where `--device none`, `--stack none` and
     `--max-length none` give the default. A text option whose default is None takes none as they do."""
-    from hf_txray.cli import _apply_config_file, _parse, build_parser
+    from hf_txray.cli import _parse, build_parser
 
     name = flag[2:].replace("-", "_")
     config = tmp_path / "run.yaml"
     config.write_text(f"{name}: '{kept}'\n")
     for flags, value in (([], kept), ([flag, "none"], None), ([f"{flag}=None"], None), ([flag, "null"], None),
                          ([flag, "other"], "other")):
-        argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o"), *flags]
-        parser = build_parser()
-        assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) == value
+        assert _read_with_config(tmp_path, config, name, flags) == value
     config.write_text(f"{name}: none\n")  # the file's text is read by the flag's parser too
-    argv = ["analyze", "--config", str(config), "--out", str(tmp_path / "o")]
-    parser = build_parser()
-    assert getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name) is None
+    assert _read_with_config(tmp_path, config, name, []) is None
     # text whose default is not None keeps "none" as text (a stage may be named so)
     argv = ["analyze", "--out", str(tmp_path / "o"), "--stage", "none"]
     assert _parse(build_parser(), argv).stage == "none"

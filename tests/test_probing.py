@@ -1755,6 +1755,18 @@ def test_the_cards_probing_section_rounds_each_figure_once():
     assert cells[1][-1] == "0.000"
 
 
+def _export_with_an_ablation_curve(tmp_path):
+    """A tiny BERT's profile and its export under `tmp_path`, holding a 3-row ablation curve: (profile, folder)."""
+    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
+                               features=("token",), show_progress=False)
+    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
+                                        "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
+                          "planted", "probe_accuracy", "zero", profile.meta.model_id, "probe:tags", [0, 1])
+    save_probing(folder, ablations=[curve])
+    return profile, folder
+
+
 def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
     """Helper 196: `hf-txray probe ... --export R` then `hf-txray export ... --out R` (R a previous export, as --out's
     help allows) deleted R's probe_rankings/ and ablation/ without a word (0 rows left of 3), while a push of the new
@@ -1763,13 +1775,7 @@ def test_a_re_export_keeps_the_probing_configs_of_the_folder(tmp_path):
 
     from hf_txray import cli
 
-    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
-                               features=("token",), show_progress=False)
-    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
-    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
-                                        "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
-                          "planted", "probe_accuracy", "zero", profile.meta.model_id, "probe:tags", [0, 1])
-    save_probing(folder, ablations=[curve])
+    profile, folder = _export_with_an_ablation_curve(tmp_path)
     hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
     assert len(datasets.load_dataset(str(folder), "ablation", split="train")) == 3
     profile.save_pretrained(tmp_path / "profile")
@@ -1782,13 +1788,7 @@ def test_a_re_export_leaves_a_killed_shard_writes_file_behind(tmp_path):
     """Helper 340: a save_probing killed while writing a shard leaves ``ablation/.train-...parquet.tmp-PID`` in the
     export; a re-export copied the config's folder whole, so the new export (and its push) held that file too. The
     carried configs hold their shards only."""
-    profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),
-                               features=("token",), show_progress=False)
-    folder = hf_txray.save_to_disk(tmp_path / "export", profiles=[profile], plots=False)
-    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked", "random"], "seed": [-1, -1, 0],
-                                        "num_ablated": [0, 1, 1], "value": [1.0, 0.6, 0.99]}),
-                          "planted", "probe_accuracy", "zero", profile.meta.model_id, "probe:tags", [0, 1])
-    save_probing(folder, ablations=[curve])
+    profile, folder = _export_with_an_ablation_curve(tmp_path)
     (folder / "ablation" / ".train-00000-of-00001.parquet.tmp-999").write_bytes(b"half a parquet file")
     hf_txray.save_to_disk(folder, profiles=[profile], plots=False)
     assert sorted(p.name for p in (folder / "ablation").iterdir()) == ["train-00000-of-00001.parquet"]

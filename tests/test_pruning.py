@@ -431,6 +431,18 @@ def test_residual_profiles_saved_with_the_mlp_removal_record_keep_their_numbers(
     compare(hf_txray.analyze(model, TEXTS, stage="unpruned", **options), old)
 
 
+def _two_removals_profiled(model, tokenizer, module_pattern):
+    """Two copies of `model` with a quarter of each layer's units removed at other neurons (seeds 1 and 2), and their
+    residual profiles through `module_pattern` on TEXTS: (first, second, the analyze options, profile a, profile b)."""
+    first = prune(copy.deepcopy(model), None, "random", 0.25, seed=1, mode="remove")[0]
+    second = prune(copy.deepcopy(model), None, "random", 0.25, seed=2, mode="remove")[0]
+    assert first.config.hf_txray_pruned["kept"] != second.config.hf_txray_pruned["kept"]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual",
+                   module_pattern=module_pattern)
+    return first, second, options, hf_txray.analyze(first, TEXTS, stage="a", **options), \
+        hf_txray.analyze(second, TEXTS, stage="b", **options)
+
+
 def test_residual_profiles_of_the_up_projection_of_a_removed_model_keep_its_removal_record():
     """Helper 329: site='residual' with a module_pattern naming the up projection hooks its outputs, the MLP units
     that mode='remove' renumbers; analyze recorded no removal for any residual profile, so two models pruned at other
@@ -440,13 +452,7 @@ def test_residual_profiles_of_the_up_projection_of_a_removed_model_keep_its_remo
     from hf_txray.display import neuron_text
 
     model, tokenizer = tiny("bert")
-    first = prune(copy.deepcopy(model), None, "random", 0.25, seed=1, mode="remove")[0]
-    second = prune(copy.deepcopy(model), None, "random", 0.25, seed=2, mode="remove")[0]
-    assert first.config.hf_txray_pruned["kept"] != second.config.hf_txray_pruned["kept"]
-    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual",
-                   module_pattern=r"intermediate\.dense$")
-    a = hf_txray.analyze(first, TEXTS, stage="a", **options)
-    b = hf_txray.analyze(second, TEXTS, stage="b", **options)
+    first, second, options, a, b = _two_removals_profiled(model, tokenizer, r"intermediate\.dense$")
     assert a.num_neurons == b.num_neurons == 36
     assert a.meta.provenance["runtime"]["pruned"] == first.config.hf_txray_pruned
     kept = first.config.hf_txray_pruned["kept"]
@@ -476,13 +482,7 @@ def test_residual_profiles_of_a_fused_gate_up_projection_of_a_removed_model_keep
     model = Phi3Model(Phi3Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                  num_key_value_heads=1, intermediate_size=48, max_position_embeddings=128,
                                  pad_token_id=None)).eval()
-    first = prune(copy.deepcopy(model), None, "random", 0.25, seed=1, mode="remove")[0]
-    second = prune(copy.deepcopy(model), None, "random", 0.25, seed=2, mode="remove")[0]
-    assert first.config.hf_txray_pruned["kept"] != second.config.hf_txray_pruned["kept"]
-    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="residual",
-                   module_pattern=r"mlp\.gate_up_proj$")
-    a = hf_txray.analyze(first, TEXTS, stage="a", **options)
-    b = hf_txray.analyze(second, TEXTS, stage="b", **options)
+    first, second, options, a, b = _two_removals_profiled(model, tokenizer, r"mlp\.gate_up_proj$")
     assert a.num_neurons == b.num_neurons == 72  # per layer: 2 x 36 kept
     assert a.meta.provenance["runtime"]["pruned"] == first.config.hf_txray_pruned
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):

@@ -561,6 +561,17 @@ class AveragingSGD(torch.optim.SGD):
         self._swap(False)
 
 
+def _assert_snapshot_is_checkpoints(trainer, run, step):
+    """The snapshot of `step` equals the brute-force reference profile of the weights ``checkpoint-{step}`` holds."""
+    saved = build_classifier()
+    saved.load_state_dict(load_file(run / f"checkpoint-{step}" / "model.safetensors"), strict=False)
+    expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
+    got = trainer.txray_profiles[f"step-{step}"]
+    assert profile_table(got, "token")[1] == dict(expected.count["token"]), step
+    assert {k: v for k, v in np.ndenumerate(got.neuron_count.reshape(2, -1)) if v} == \
+        dict(expected.neuron_count), step
+
+
 def test_snapshots_with_a_schedule_free_optimizer_profile_the_evaluated_weights(tmp_path):
     """Helper 280: with a schedule-free optimizer the Trainer evaluates, and saves after an evaluation, the averaged
     weights (optimizer.eval()), but the snapshots profiled the training point: with schedulefree's AdamW the
@@ -577,13 +588,7 @@ def test_snapshots_with_a_schedule_free_optimizer_profile_the_evaluated_weights(
     trainer.train()
     assert list(trainer.txray_profiles) == ["step-0", "step-4", "step-8"]
     for step in (4, 8):  # each checkpoint is saved after its evaluation: the averaged weights
-        saved = build_classifier()
-        saved.load_state_dict(load_file(tmp_path / "run" / f"checkpoint-{step}" / "model.safetensors"), strict=False)
-        expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
-        got = trainer.txray_profiles[f"step-{step}"]
-        assert profile_table(got, "token")[1] == dict(expected.count["token"]), step
-        assert {k: v for k, v in np.ndenumerate(got.neuron_count.reshape(2, -1)) if v} == \
-            dict(expected.neuron_count), step
+        _assert_snapshot_is_checkpoints(trainer, tmp_path / "run", step)
     # the trained model (evaluated last: the averaged weights) is the last snapshot's
     assert trainer.txray_callback.stage_of_weights(trainer.model) == "step-8"
     # and training is the plain Trainer's, bit for bit (the training point is put back after each snapshot)
@@ -642,13 +647,7 @@ def test_snapshots_with_a_schedule_free_optimizer_and_evaluation_each_epoch_prof
     last = saves[-1]
     assert saves == [6, last] and f"step-{last}" in trainer.txray_profiles
     for step in saves:  # the weights each checkpoint holds (after its epoch's evaluation: the averaged ones)
-        saved = build_classifier()
-        saved.load_state_dict(load_file(tmp_path / "run" / f"checkpoint-{step}" / "model.safetensors"), strict=False)
-        expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
-        got = trainer.txray_profiles[f"step-{step}"]
-        assert profile_table(got, "token")[1] == dict(expected.count["token"]), step
-        assert {k: v for k, v in np.ndenumerate(got.neuron_count.reshape(2, -1)) if v} == \
-            dict(expected.neuron_count), step
+        _assert_snapshot_is_checkpoints(trainer, tmp_path / "run", step)
     evaluated_last = options["save_strategy"] == "epoch"
     assert trainer.txray_callback.stage_of_weights(trainer.model) == (f"step-{last}" if evaluated_last else None)
     bare_model = build_classifier()  # training is the plain Trainer's, bit for bit
