@@ -1360,15 +1360,15 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 def _refuse_unknown_short_options(command: argparse.ArgumentParser, tokens: Sequence[str]) -> None:
     """A word with one leading dash that is no option of `command` (``-dir``): argparse reads it as an unknown
     option, so ``hf-txray show -dir`` said "the following arguments are required: path", naming neither the word nor
-    the way to give a folder of that name. A negative number (``--layers -1``), a word with a space (which argparse
-    reads as a value) and ``-`` are left to argparse.
+    the way to give a folder of that name. A negative number (``--layers -1``, ``--alpha -.5``), a word with a space
+    (which argparse reads as a value) and ``-`` are left to argparse.
 
     Raises:
         SystemExit: through `command.error` (the short usage and the message, exit status 2).
     """
     for token in tokens:
         if (not token.startswith("-") or token.startswith("--") or token == "-" or " " in token
-                or re.match(r"-\d", token) or token.split("=", 1)[0] in command._option_string_actions):
+                or re.match(r"-\.?\d", token) or token.split("=", 1)[0] in command._option_string_actions):
             continue
         named = Path(token).expanduser().exists()
         command.error(f"unrecognized option {token!r}" + (f": to name the path {token}, write ./{token} (a word that "

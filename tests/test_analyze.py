@@ -1268,6 +1268,21 @@ def test_a_path_that_begins_with_a_dash_is_named_with_the_way_to_give_it(tmp_pat
         assert exit_info.value.code == 2 and said in err, err
     assert not (tmp_path / "o").exists()
 
+def test_a_negative_number_without_a_leading_zero_is_a_value_not_an_option(tmp_path, capsys, monkeypatch):
+    """Helper 341: `--alpha -.5` (argparse's negative number, read as the option's value) was refused as
+    "unrecognized option '-.5'" by the check for unknown one-dash words (75d0044), which kept only words starting
+    with '-' and a digit; the value reaches its own check again, as `--alpha -0.5` does."""
+    monkeypatch.chdir(tmp_path)
+    for value in ("-.5", "-0.5"):
+        try:
+            code = cli_main(["compare", "a", "b", "--out", "o", "--alpha", value])
+        except SystemExit as exit_info:  # argparse's errors exit; the command's own are returned
+            code = exit_info.code
+        err = capsys.readouterr().err
+        assert code and "unrecognized option" not in err and "No folder 'a'" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     from hf_txray.options import parse_layers
     from hf_txray.trainer import TXRayArguments
