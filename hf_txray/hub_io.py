@@ -911,6 +911,7 @@ def upload_folder(folder: str | os.PathLike, repo_id: str, *, token: str, privat
         if revision is not None and not create_pr:
             before = _branch_names(api, repo_id)
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+            created = _created_branch(revision, before)  # at once: a failed read of the refs below still removes it
             created = _created_branch(revision, before, _branch_names(api, repo_id))
         if prepare is not None:
             prepare(api, repo_id)
@@ -940,12 +941,17 @@ def _branch_names(api: "HfApi", repo_id: str) -> set[str]:
     return {b.name for b in api.list_repo_refs(repo_id, repo_type="dataset").branches}
 
 
-def _created_branch(revision: str, before: set[str], after: set[str]) -> str | None:
+def _created_branch(revision: str, before: set[str], after: set[str] | None = None) -> str | None:
     """The branch (as the repo names it) that creating `revision` added to the repo's branches `before`, or None.
     Decided from the refs, not from the name given: ``refs/heads/exp`` (git's full name of the branch 'exp') is not
-    in the branch list, so the existing 'exp' counted as the push's own, and a failed push deleted it (helper 340)."""
-    named = {revision, revision.removeprefix("refs/heads/")}
-    return next((name for name in sorted(after - before) if name in named), None)
+    in the branch list, so the existing 'exp' counted as the push's own, and a failed push deleted it (helper 340).
+
+    Without the refs `after` (not read yet, or their read failed), the branch presumed created: the name given,
+    without ``refs/heads/``, when `before` holds neither form (helper 341: a failed read left the new branch)."""
+    short = revision.removeprefix("refs/heads/")
+    if after is None:
+        return None if {revision, short} & before else short
+    return next((name for name in sorted(after - before) if name in {revision, short}), None)
 
 
 def _delete_branch(api: "HfApi", repo_id: str, branch: str | None) -> None:

@@ -388,6 +388,39 @@ def test_a_failed_push_to_a_branch_given_by_its_full_ref_name_keeps_the_branch(r
     assert "could not be deleted" not in caplog.text
 
 
+def test_a_push_that_fails_right_after_creating_its_branch_removes_it(results, hub, monkeypatch, caplog):
+    """Helper 341: the failed-push cleanup learnt which branch the push created from a second read of the repo's refs
+    after create_branch (e43d93e); when that read failed (the network, a rate limit, Ctrl-C), nothing was known as
+    created, and the new branch 'exp' stayed behind, a copy of the default branch (branches ['exp', 'main'], and
+    hf_txray.load(repo, revision='exp') read the default branch's profile as its results). A branch the refs read
+    before did not hold is the push's own from the moment it is created."""
+    from huggingface_hub import HfApi
+
+    a, b, _ = results
+    repo_id = f"{hub.username}/refs-read-fails"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    created, list_refs, create = [], HfApi.list_repo_refs, HfApi.create_branch
+
+    def create_branch(self, *args, **kwargs):
+        created.append(kwargs.get("branch"))
+        return create(self, *args, **kwargs)
+
+    def failing_list_refs(self, *args, **kwargs):
+        if created:  # the read right after the branch was created
+            created.clear()
+            raise ConnectionError("the network went away")
+        return list_refs(self, *args, **kwargs)
+
+    monkeypatch.setattr(HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(HfApi, "list_repo_refs", failing_list_refs)
+    for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="exp"),
+                 lambda: b.push_to_hub(repo_id, revision="refs/heads/exp")):
+        with pytest.raises(HubError, match="failed"):
+            push()
+        assert [x.name for x in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches] == ["main"]
+    assert "could not be deleted" not in caplog.text
+
+
 def test_an_interrupted_push_says_where_the_kept_folder_is_and_leaves_no_branch(results, hub, caplog, monkeypatch):
     """Helper 324: Ctrl-C during the upload of `push_to_hub` (`hf-txray analyze --push-to-hub`) kept the export folder
     in the hf_txray cache, but nothing said so: the CLI printed "hf-txray analyze: interrupted." alone, and the branch
