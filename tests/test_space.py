@@ -377,6 +377,33 @@ def test_a_folder_with_the_source_separator_in_its_name_opens_beside_others(resu
     assert viewer.split_sources(sep.join(["other", f"run 12{sep}30"])) == ["other", f"run 12{sep}30"]
     assert viewer.split_sources(sep.join(["a/x", "b/y"])) == ["a/x", "b/y"]  # none exists: split at every separator
 
+def test_view_of_two_folders_opens_them_not_the_folder_their_names_join_into(app, results, tmp_path, monkeypatch):
+    """Helper 342: `launch_viewer` (`hf-txray view a b`) joined its sources into "a:b" and split them again, so with
+    folders a, b and a:b all there, the folder a:b (one profile) opened in place of a and b (two): a list of sources
+    is kept apart now, through the app's page load as well."""
+    import gradio as gr
+
+    from hf_txray.cli import main
+    from hf_txray.viewer import launch
+
+    monkeypatch.chdir(tmp_path)
+    sep = viewer.SOURCE_SEPARATOR
+    a, b = results[0], results[1]
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    a.save_pretrained(tmp_path / f"a{sep}b")
+    opened = []
+    monkeypatch.setattr(launch, "open_results", lambda source: opened.append(source) or viewer.open_results(source))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: opened.append(self))
+    assert main(["view", "a", "b"]) == 0
+    assert set(viewer.open_results(opened[0], reload=True).profiles) == {"pretrained", "finetuned"}
+    assert set(viewer.open_results(f"a{sep}b", reload=True).profiles) == {"pretrained"}  # one folder, typed alone
+    demo = app.build_demo(["a", "b"])
+    load = next(fn for fn in demo.fns.values() if fn.name == "page")
+    current, _state, message, *_ = load.fn(f"a{sep}b", None)  # the page's text box, as shown
+    assert current == f"a{sep}b" and "2 profile(s)" in message, message
+
+
 def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, results):
     """Helper 236: with the Layer filter set, the Transfer and Hellinger-search messages counted the shared neurons
     left out for too few credits over every layer ("The 4 most changed shared neurons ... (60 have too few credits and

@@ -279,7 +279,7 @@ def open_results(source: str, reload: bool = False) -> tuple:
     """Open `source` (`reload`: read it again, as the Open button does, so that results saved or pushed again since it
     was opened show their new numbers); returns the status message, the stages and reports tables, and every
     dropdown's choices."""
-    source = (source or "").strip()
+    source = data.strip_source(source)
     check_visitor_source(source)
     if reload and source:
         # the figures follow the new reading (_overview_plots)
@@ -293,7 +293,7 @@ def open_results(source: str, reload: bool = False) -> tuple:
     tag = _default_tag(view)
     layer, neuron = default_neuron(view)
     layers_all = [data.ALL_LAYERS, *view.layers]
-    message = (f"Opened {source}: {len(view.profiles)} profile(s), {len(reports)} report(s), "
+    message = (f"Opened {data.source_text(source)}: {len(view.profiles)} profile(s), {len(reports)} report(s), "
                f"{len(view.layers)} layers x {view.num_neurons} neurons, features {', '.join(fts)}.")
     return (
         source, message, tables.stages_table(view), tables.reports_table(view),
@@ -628,7 +628,8 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
     `model` (a path or Hub id, or a ``(model, tokenizer)`` pair) enables the Neuron tab's attribution button; it is
     loaded on the first click."""
     attribution = AttributionModel(model)
-    initial = (source if source is not None else default_source()) or ""
+    initial = data.strip_source(source if source is not None else default_source())
+    shown = data.source_text(initial)  # the text box's text; the list of sources given, while it is left as it is
     if initial:
         # Loaded before launch: the first page is served from memory. (The Overview figures are drawn on the first
         # page load, then cached: drawing them here, in a thread, would slow the server start and the first page.)
@@ -646,7 +647,7 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         current = gr.State(initial)
         pair = gr.State([None, None])  # stages of the last search, for "click a row"
         with gr.Row():
-            source_box = gr.Textbox(value=initial, scale=4,
+            source_box = gr.Textbox(value=shown, scale=4,
                                     label="Results: Hub dataset repo id (owner/name[@revision]) or local folder",
                                     placeholder="my-user/minilm-txray", elem_id="source")
             open_button = gr.Button("Open", variant="primary", scale=1, elem_id="open")
@@ -808,8 +809,8 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
         search_outputs = [s_message, s_table, pair]
 
         def opened(text: str, reload: bool = False) -> tuple:
-            try:
-                return open_results(text, reload)
+            try:  # the sources given, kept apart: joined, folders a and b were read as a:b where it exists
+                return open_results(initial if text == shown else text, reload)
             except Exception as err:  # the previous results (if any) stay open
                 message = message_of(err)
                 warn(message)

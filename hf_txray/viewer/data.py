@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -434,12 +435,16 @@ def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
         raise ProfileFormatError(f"The Hub dataset {source!r} holds incomplete hf_txray results: {err}") from None
 
 
-def split_sources(source: str) -> list[str]:
-    """The parts of a source naming several folders or repos, separated by :data:`SOURCE_SEPARATOR`. An existing
+def split_sources(source: str | Sequence[str]) -> list[str]:
+    """The parts of a source naming several folders or repos, separated by :data:`SOURCE_SEPARATOR`; a list or tuple
+    of sources (``hf-txray view a b``) has each of its items split on its own, never joined: joined, ``a`` and ``b``
+    were read as the folder ``a:b`` where one exists. An existing
     folder is one part, even with the separator in its name (``runs/12:30``, a time): split, it was read as
     ``runs/12`` and ``30``, and refused with "No folder '30'" (or opened as two other folders where those exist).
     So is one of several parts (``hf-txray view runs/12:30 other``, which the CLI joins into one source): the
     longest run of parts that names an existing path is taken as one folder."""
+    if not isinstance(source, (str, os.PathLike)):
+        return [part for item in source for part in split_sources(item)]
     source = str(source).strip()
     # Hub addresses as copied from the browser or huggingface_hub (https://huggingface.co/datasets/owner/name,
     # hf://datasets/owner/name@rev) hold a ":" themselves: split at it, such a URL was read as the folder "https"
@@ -453,6 +458,20 @@ def split_sources(source: str) -> list[str]:
         parts.append(SOURCE_SEPARATOR.join(pieces[:end]))
         pieces = pieces[end:]
     return [re.sub(r"\0(\d+)\0", lambda m: repos[int(m.group(1))], part).strip() for part in parts if part.strip()]
+
+
+def strip_source(source: str | Sequence[str] | None) -> str | tuple[str, ...]:
+    """`source` without surrounding blanks: a string, or a list of sources as a tuple of its non-blank items (kept
+    apart, :func:`split_sources`; hashable, for the caches keyed by source)."""
+    if source is None or isinstance(source, (str, os.PathLike)):
+        return str(source or "").strip()
+    return tuple(item for item in (str(s).strip() for s in source) if item)
+
+
+def source_text(source: str | Sequence[str]) -> str:
+    """`source` as one line of text (a list of sources joined by :data:`SOURCE_SEPARATOR`), for messages and the
+    viewer's text box."""
+    return source if isinstance(source, str) else SOURCE_SEPARATOR.join(strip_source(source))
 
 
 def _existing_run(pieces: list[str]) -> int:
@@ -510,8 +529,8 @@ def _load_results(source: str, token: bool | None = None) -> tuple[dict, dict]:
         for name, store, more in (("stage", profiles, more_profiles), ("report", reports, more_reports)):
             twice = sorted(set(store) & set(more))
             if twice:
-                raise ConfigurationError(f"The {name} {twice[0]!r} is in more than one of {source!r}: open them "
-                                         "one by one.")
+                raise ConfigurationError(f"The {name} {twice[0]!r} is in more than one of {source_text(source)!r}: "
+                                         "open them one by one.")
             store.update(more)
     for report in reports.values():  # a report opened beside a profile of its stage must be of that profile
         for side, stage in (("a", report.meta.stage_a), ("b", report.meta.stage_b)):
@@ -562,13 +581,14 @@ OPENED_KEPT = 4  # the last few sources opened stay in memory
 _opened = RecentlyUsed(OPENED_KEPT)
 
 
-def open_results(source: str, reload: bool = False, token: bool | None = None) -> ResultsView:
+def open_results(source: str | Sequence[str], reload: bool = False, token: bool | None = None) -> ResultsView:
     """Open a results repo id or export folder, or profile and report folders (what ``analyze``, ``compare`` and the
     Trainer write); several of them joined by :data:`SOURCE_SEPARATOR` open as one (cached: the last few sources stay
     in memory).
 
     Args:
-        source (`str`): the repo id, folder, or several joined by :data:`SOURCE_SEPARATOR`.
+        source (`str` or `Sequence[str]`): the repo id, folder, or several joined by :data:`SOURCE_SEPARATOR`, or a
+            list of them (each item split on its own: :func:`split_sources`).
         reload (`bool`, *optional*, defaults to `False`): read `source` again even when it is in memory (the
             viewer's Open button: results saved or pushed again since showed their old numbers).
         token (`bool`, *optional*): `False` reads Hub repos anonymously (a visitor's source on a public Space,
@@ -578,7 +598,7 @@ def open_results(source: str, reload: bool = False, token: bool | None = None) -
         TXRayError: a readable message for an empty source, an unknown repo, a repo or folder that is not an
             hf_txray results dataset, or one missing configs.
     """
-    source = (source or "").strip()
+    source = strip_source(source)
     if not source:
         raise ConfigurationError("Enter a Hub dataset repo id (e.g. my-user/minilm-txray) or a local results folder.")
     key = (source, token)  # what was read with a token is never handed to a reader without one
@@ -588,7 +608,7 @@ def open_results(source: str, reload: bool = False, token: bool | None = None) -
     profiles, reports = _load_results(source, token)
     if not profiles and not reports:
         _refuse_probing_alone(source)
-        raise ProfileFormatError(f"{source} holds no profile and no transfer report.")
+        raise ProfileFormatError(f"{source_text(source)} holds no profile and no transfer report.")
     probing = _load_probing(source, token)
     _check_probed_model(probing, profiles, reports, source)
     return _opened.put(key, ResultsView(source, profiles, reports, probing))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
-from .data import SOURCE_SEPARATOR, open_results
+from .data import open_results, strip_source
 
 
 def load_app(app_dir: str | Path | None = None) -> Any:
@@ -68,8 +68,7 @@ def launch_viewer(source: str | list[str], *, port: int | None = None, host: str
     ``prevent_thread_lock=True`` is passed; returns the ``gr.Blocks``. `source`: a results folder or Hub repo id, or
     profile and report folders; a list of them opens as one.
     """
-    if not isinstance(source, str):
-        source = SOURCE_SEPARATOR.join(str(s) for s in source)
+    source = strip_source(source)  # a list stays a list: joined, folders a and b opened as a:b where it exists
     check_address(host, port)  # before the results are read and the app is built
     open_results(source)
     demo = load_app(app_dir).build_demo(source, model=model)
