@@ -16,14 +16,15 @@ Nothing here imports an artifact or :mod:`hf_txray.hub` (the results repo of man
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, TypeVar
 
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError, TXRayError
-from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_repo_id, full_repo_id,
-                     locate_or_download, naming_the_source, refuse_probing_into_other_models,
+from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_repo_id, dropped_results,
+                     full_repo_id, locate_or_download, naming_the_source, refuse_probing_into_other_models,
                      refuse_probing_of_other_models, remote_models, resolve_token, upload_folder)
 from .io_utils import (atomic_dir, check_not_working_directory, check_writable, natural_key, read_json,
                        unfinished_writes, write_json)
@@ -31,6 +32,8 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
+
+logger = logging.getLogger("hf_txray")
 
 HEADER_FILE = "txray_artifact.json"
 # Files that mark folders saved before the contract existed (their formats are no longer read).
@@ -437,7 +440,9 @@ class Artifact:
 
         Files of a previous push in the folders this artifact writes, and in its `optional_folders` (for a profile or
         a report: every folder of the results layout, so that another push's profiles, reports or plots are not left
-        beside it), are replaced; other files are left alone.
+        beside it), are replaced; other files are left alone. A profile or report pushed onto results of
+        :func:`hf_txray.push_to_hub` replaces them: a warning names the stages and reports it drops (its previous
+        commit keeps them), as a push of a results folder does.
 
         Args:
             repo_id (`str`): ``namespace/name`` (or ``name`` for the token's user); created when missing.
@@ -463,6 +468,7 @@ class Artifact:
             folder = self._write(Path(tmp) / self.artifact_type, **card)
             replaced = sorted({p.name for p in folder.iterdir() if p.is_dir()} | set(self.optional_folders))
             what = self.artifact_type.replace("_", " ")
+            dropped: list[str] = []  # the repo's stages and reports this push replaces, said once pushed
 
             def prepare(api: Any, full_id: str) -> None:
                 if self.card_is_section:  # probing results into a repo of another model's profiles: refused
@@ -473,8 +479,10 @@ class Artifact:
                 absent = refuse_probing_of_other_models(api, full_id, revision, folder)
                 carry_remote_card(api, full_id, folder, revision, replaced, into_remote=self.card_is_section,
                                   absent=absent)
+                if self.optional_folders and not create_pr:  # the results layout, replaced whole: said now
+                    dropped.extend(filter(None, [dropped_results(api, full_id, revision, folder)]))
 
-            return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
+            info = upload_folder(folder, repo_id, token=token, private=private, revision=revision,
                                  create_pr=create_pr, delete_patterns=[f"{name}/*" for name in replaced] or None,
                                  prepare=prepare,
                                  what_uploads=f"the {what}",
@@ -482,6 +490,9 @@ class Artifact:
                                             "call push_to_hub again (or save_pretrained it to a folder first).",
                                  commit_message=commit_message or f"Upload hf_txray {self.artifact_type.replace('_', ' ')} "
                                                                   f"(hf_txray {__version__})")
+        for warning in dropped:
+            logger.warning(warning)
+        return info
 
 
 def _subfolder_path(subfolder: str | None) -> PurePosixPath | None:

@@ -341,6 +341,31 @@ def test_a_repo_left_empty_by_a_failed_first_push_says_so(results, hub):
     assert "It is empty" not in str(caught.value)
 
 
+def test_a_profile_or_report_pushed_onto_results_names_the_stages_it_drops(results, hub, caplog):
+    """Helper 342: `report.push_to_hub(REPO)` onto results of hf_txray.push_to_hub (two stages and their report)
+    replaces the repo's results layout whole, so hf_txray.load(REPO) gave no profile where 'pretrained' and
+    'finetuned' had been, and nothing said so. It warns as a push of a results folder does."""
+    a, b, report = results
+    repo_id = f"{hub.username}/results-then-one"
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report], plots=False)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        report.push_to_hub(repo_id)
+    assert not hf_txray.load(repo_id).profiles and TransferReport.from_pretrained(repo_id).name == report.name
+    warned = [r.getMessage() for r in caplog.records if "This push dropped" in r.getMessage()]
+    assert len(warned) == 1 and "stage 'pretrained', stage 'finetuned'." in warned[0], warned
+    commit = re.search(r"revision='([0-9a-f]{40})'", warned[0]).group(1)
+    assert set(hf_txray.load(repo_id, revision=commit).profiles) == {"pretrained", "finetuned"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        a.push_to_hub(repo_id)
+    assert "This push dropped" in caplog.text and "report 'pretrained->finetuned'." in caplog.text
+    assert list(hf_txray.load(repo_id).profiles) == ["pretrained"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        a.push_to_hub(repo_id)  # the same stage again: nothing dropped
+    assert "This push dropped" not in caplog.text
+
+
 def test_a_failed_push_to_a_new_branch_leaves_no_branch_behind(results, hub, caplog):
     """Helper 283: a push to a new branch creates it from the default branch before the upload; when the upload failed
     the branch stayed, a copy of the default branch, and hf_txray.load(repo, revision="exp") read the default branch's
