@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import regex
 
 from ..errors import ConfigurationError
 
@@ -165,6 +166,9 @@ def visible_spans(text: str, starts: np.ndarray, ends: np.ndarray, blank: np.nda
     return starts, np.where(np.asarray(blank, dtype=bool), starts, np.asarray(ends, dtype=np.int64))
 
 
+_COMBINING_MARK = regex.compile(r"\p{M}")  # regex, not re: re has no Unicode categories
+
+
 def with_stripped_marks(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The ends of one text's token spans moved over the combining marks (Unicode categories M*) right after them
     that no token's span covers: an accent-stripping tokenizer (uncased BERT, MiniLM) drops the accent of decomposed
@@ -181,7 +185,7 @@ def with_stripped_marks(text: str, starts: np.ndarray, ends: np.ndarray) -> np.n
     import unicodedata
 
     ends = np.asarray(ends, dtype=np.int64)
-    if text.isascii() or len(ends) == 0:
+    if text.isascii() or len(ends) == 0 or _COMBINING_MARK.search(text) is None:  # most texts: no per-character pass
         return ends
     starts = np.asarray(starts, dtype=np.int64)
     size = len(text)
