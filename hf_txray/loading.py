@@ -19,8 +19,8 @@ from .errors import ConfigurationError, DatasetError, ModelError
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
-from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, root_cause,
-                          short_cause)
+from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, not_utf8_text,
+                          root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
                         refuse_numbers_column)
 
@@ -1183,6 +1183,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
             raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}; "
                                f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
         _check_split_of_file(name, split)
+        _refuse_not_utf8_text(path)
         separator = "\t" if _extensions(path)[0] == ".tsv" else None
         loaded = _read_data_files(builder, {"train": [str(path)]}, streaming, separator)
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
@@ -1222,6 +1223,7 @@ def _check_data_files(folder: Path) -> None:
         if builder and not file.name.endswith(data_file_extension(file)):
             odd.append(str(relative))
         elif builder:  # a .tsv is read by the CSV builder, but by tabs: another format beside a .csv (helper 167)
+            _refuse_not_utf8_text(file, folder)
             kind = "tsv" if _extensions(file)[0] == ".tsv" else builder
             formats.setdefault(kind, []).append(str(relative))
     if odd:
@@ -1234,6 +1236,21 @@ def _check_data_files(folder: Path) -> None:
                            "a folder with one reader, that of its most common format, and would leave the other files "
                            "out. Convert them to one format, move the others out, or pass each file's path "
                            "(analyze it per file and Profile.merge the profiles).")
+
+
+def _refuse_not_utf8_text(file: Path, folder: Path | None = None) -> None:
+    """Refuse a text data file that is not UTF-8 although it may decode as such (:func:`not_utf8_text`: UTF-16),
+    naming it (of a `folder`, the folder and the file), before datasets reads it.
+
+    Raises:
+        DatasetError: the file's encoding, or the line of its first NUL byte, and the fix.
+    """
+    problem = not_utf8_text(file)
+    if problem is None:
+        return
+    where = f"local file {str(file)!r}" if folder is None else \
+        f"local folder {str(folder)!r} holds a data file, {str(file.relative_to(folder))!r}, that"
+    raise DatasetError(f"The {where} {problem}")
 
 
 def _some(names: list[str], limit: int = 5) -> str:

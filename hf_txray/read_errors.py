@@ -7,8 +7,12 @@ the data is loaded (:mod:`hf_txray.loading`) or streamed (:mod:`hf_txray.streami
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import contextlib
+import gzip
 import logging
+import lzma
 import re
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -64,6 +68,45 @@ NOT_UTF8_REENCODE = ("the file was likely written in another encoding (Latin-1, 
 NOT_UTF8_FIX = f"{NOT_UTF8_REENCODE}, then profile it."
 
 TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".tsv")  # files read as text (not compressed)
+
+# Byte order marks of the other Unicode encodings a text file is written in (Notepad's "Unicode", Excel's "Unicode
+# Text", PowerShell's `>`): UTF-32's first, as its little-endian mark begins with UTF-16's
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
+               (codecs.BOM_UTF16_BE, "UTF-16"))
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # the compressions the text readers decompress
+_HEAD = 1 << 16  # bytes read from a file's start: enough to tell UTF-16, whose every other byte of ASCII is NUL
+
+
+def not_utf8_text(path: str | Path) -> str | None:
+    """What makes the text data file `path` (``.txt``, ``.csv``, ``.json(l)``, also compressed) unreadable as UTF-8
+    although its bytes may decode, as a clause with the fix; None when its head shows nothing. datasets reads such a
+    file as UTF-8 alone: a UTF-16 file without a byte order mark gave texts such as ``"H\\x00e\\x00l\\x00l\\x00o"``,
+    profiled as words, without an error (helper 345), and one with the mark a decoding error advising `iconv -f
+    latin1`, which makes it worse. Only the first 64 KiB are read; a NUL byte, which text files do not hold, is told
+    by its line."""
+    path = Path(path)
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    opener = _OPENERS.get(suffixes[-1] if suffixes else "")
+    extension = suffixes[-2:-1] if opener else suffixes[-1:]  # the format's, before a compression's
+    if not extension or extension[0] not in TEXT_SUFFIXES:
+        return None
+    try:
+        with (opener or open)(path, "rb") as file:
+            head = file.read(_HEAD)
+    except (OSError, EOFError, lzma.LZMAError):  # a damaged archive: its reader says so
+        return None
+    for mark, encoding in _OTHER_BOMS:
+        if head.startswith(mark):
+            return (f"is written in {encoding} (its byte order mark says so), and is read as UTF-8 alone: re-encode "
+                    f"it as UTF-8 (e.g. `iconv -f {encoding.lower()} -t utf-8 in.txt > out.txt`), then profile it.")
+    nul = head.find(b"\x00")
+    if nul < 0:
+        return None
+    line = head.count(b"\n", 0, nul) + 1
+    return (f"holds NUL bytes (line {line}), which a text file does not: it is likely "
+            "written in UTF-16 without a byte order mark (every other byte of English text is then NUL), and would "
+            "be profiled as words such as 'H\\x00e\\x00l\\x00l\\x00o'. Re-encode it as UTF-8 (e.g. `iconv -f "
+            "utf-16le -t utf-8 in.txt > out.txt`), or remove the NUL bytes (`tr -d '\\000'`), then profile it.")
 
 
 def first_undecodable(root: str | Path, names: Iterable[str]) -> tuple[str, int] | None:

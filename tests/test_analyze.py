@@ -2228,6 +2228,34 @@ def test_a_text_or_csv_file_of_another_encoding_is_refused_naming_its_line_and_t
     assert "is not valid UTF-8 (line 2" in err and "iconv" in err and "Traceback" not in err
 
 
+def test_a_utf16_text_file_is_refused_naming_its_encoding(tmp_path):
+    """Helper 345: a UTF-16 file without a byte order mark decodes as UTF-8, every other byte NUL: it was profiled
+    without an error, as words such as 'H\\x00e\\x00l\\x00l\\x00o\\x00' (the file says "Hello world"); with the
+    mark (Notepad's "Unicode"), the error advised `iconv -f latin1`, which makes it worse."""
+    text = "Hello world\nThe cat sat\n"
+    (tmp_path / "le.txt").write_bytes(text.encode("utf-16-le"))
+    (tmp_path / "bom.csv").write_bytes(("text\n" + text).encode("utf-16"))
+    (tmp_path / "bom.jsonl.gz").write_bytes(gzip.compress('{"text": "Hello"}\n'.encode("utf-16")))
+    (tmp_path / "nul.txt").write_bytes(b"fine\none\x00two\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.txt").write_text("fine\n")
+    (tmp_path / "folder" / "b.txt").write_bytes(text.encode("utf-16-le"))
+    for streaming in (False, True):
+        with pytest.raises(DatasetError, match=r"le.txt' holds NUL bytes \(line 1\).*UTF-16 without a byte order "
+                                               r"mark.*`iconv -f utf-16le -t utf-8"):
+            run(texts=str(tmp_path / "le.txt"), streaming=streaming)
+        for name in ("bom.csv", "bom.jsonl.gz"):
+            with pytest.raises(DatasetError, match=rf"{name}' is written in UTF-16 \(its byte order mark says so\).*"
+                                                   r"`iconv -f utf-16 -t utf-8"):
+                run(texts=str(tmp_path / name), streaming=streaming)
+        with pytest.raises(DatasetError, match=r"nul.txt' holds NUL bytes \(line 2\)"):
+            run(texts=str(tmp_path / "nul.txt"), streaming=streaming)
+        with pytest.raises(DatasetError, match=r"folder' holds a data file, 'b.txt', that holds NUL bytes \(line 1"):
+            run(texts=str(tmp_path / "folder"), streaming=streaming)
+    (tmp_path / "fine.txt.gz").write_bytes(gzip.compress("\ufeffHello world\n".encode()))  # UTF-8's mark is fine
+    assert run(texts=str(tmp_path / "fine.txt.gz")).meta.num_examples == 1
+
+
 def test_a_damaged_weights_file_is_said_so(tmp_path, saved_bert):
     """Helper 166: a cut-short model.safetensors raised safetensors' own SafetensorError ("header too small")."""
     import shutil
