@@ -174,7 +174,7 @@ def test_read_conllu_refuses_max_sentences_that_are_not_a_positive_int(tmp_path)
     ("fields", DatasetError, "sample.conllu:3"),
     ("empty", DatasetError, "no CoNLL-U sentence"),
     ("column", ConfigurationError, "Unknown CoNLL-U column"),
-    ("gap", DatasetError, "no word 2"),
+    ("gap", DatasetError, "sample.conllu:2: word id '3' where 2 was expected"),
 ])
 def test_conllu_bad_input(tmp_path, case, error, match):
     content = {"missing": None, "fields": "# c\n# d\n1\tI\tI\tPRON\n", "empty": "# only a comment\n\n",
@@ -183,6 +183,28 @@ def test_conllu_bad_input(tmp_path, case, error, match):
     path = tmp_path / "nope.conllu" if content is None else _write(tmp_path, content)
     with pytest.raises(error, match=match):
         read_conllu(path, "feats" if case == "column" else "upos")
+
+
+def test_conllu_sentences_without_a_blank_line_between_them_are_refused(tmp_path):
+    """Helper 345: two sentences not parted by a blank line (files joined by `cat`, the first without its final
+    blank line) were read as one, the second's words replacing the first's of the same ids: 'The cat sat.' then
+    'Dogs run' gave the one text 'Dogs run sat.' with the tags NOUN VERB VERB PUNCT; a repeated id dropped a word
+    ('I go go' read 'I go'), ids out of order were sorted, all without an error."""
+    def row(i, form, upos):
+        return f"{i}\t{form}\t{form.lower()}\t{upos}\t_\t_\t0\tdep\t_\t_\n"
+
+    joined = ("# text = The cat sat\n" + row(1, "The", "DET") + row(2, "cat", "NOUN") + row(3, "sat", "VERB")
+              + "# text = Dogs run\n" + row(1, "Dogs", "NOUN") + row(2, "run", "VERB") + "\n")
+    with pytest.raises(DatasetError, match=r"sample.conllu:6: word id '1' follows word 3 of a sentence with no "
+                                           r"blank line between them.*Add the blank line"):
+        read_conllu(_write(tmp_path, joined))
+    repeated = row(1, "I", "PRON") + row(2, "go", "VERB") + row(2, "go", "VERB") + "\n"
+    with pytest.raises(DatasetError, match=r"sample.conllu:3: word id '2' where 3 was expected"):
+        read_conllu(_write(tmp_path, repeated))
+    with pytest.raises(DatasetError, match=r"sample.conllu:1: word id '2' where 1 was expected"):
+        read_conllu(_write(tmp_path, row(2, "go", "VERB") + row(1, "I", "PRON") + "\n"))
+    parted = joined.replace("# text = Dogs", "\n# text = Dogs")  # the same with its blank line: two sentences
+    assert read_conllu(_write(tmp_path, parted)).texts == ["The cat sat", "Dogs run"]
 
 
 def test_columns_spacy_and_control_labels():

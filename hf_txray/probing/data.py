@@ -221,6 +221,28 @@ def _sentence_from_rows(rows: list[list[str]], column: int, line_no: int) -> tup
     return text.rstrip(" "), starts, ends, labels
 
 
+def _check_word_order(word_id: str, rows: list[list[str]], where: str) -> None:
+    """Refuse a word line whose id (``"4"``, or a multiword token's ``"4-5"``) does not follow the words of its
+    sentence so far (`rows`): CoNLL-U numbers a sentence's words 1, 2, ... in order. Two sentences without a blank
+    line between them (files joined by ``cat``, the first not ending with one) were read as one, the second's words
+    replacing the first's of the same ids (helper 345: 'The cat sat.' then 'Dogs run' gave one text, 'Dogs run
+    sat.'); a repeated id dropped a word, and ids out of order were sorted into another text, without an error.
+
+    Raises:
+        DatasetError: at `where` (the file and line), the id found, the one expected, and the fix.
+    """
+    last = next((int(row[0]) for row in reversed(rows) if row[0].isdigit()), 0)
+    first = int(word_id.split("-")[0])
+    if first == last + 1:
+        return
+    if first == 1:
+        raise DatasetError(f"{where}: word id {word_id!r} follows word {last} of a sentence with no blank line between "
+                           "them: CoNLL-U ends every sentence with a blank line (files joined without one?). Add the "
+                           "blank line before this sentence.")
+    raise DatasetError(f"{where}: word id {word_id!r} where {last + 1} was expected: CoNLL-U numbers the words of a "
+                       "sentence 1, 2, ... in the order of the text. Fix the ids of this sentence.")
+
+
 def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | None = None) -> LabeledCorpus:
     """Read a CoNLL-U treebank (e.g. Universal Dependencies) as a word-labelled corpus.
 
@@ -286,6 +308,7 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
                 continue
             if not (fields[0].isdigit() or ("-" in fields[0] and all(p.isdigit() for p in fields[0].split("-")))):
                 raise DatasetError(f"{path}:{line_no}: invalid word id {fields[0]!r}.")
+            _check_word_order(fields[0], rows, f"{path}:{line_no}")
             rows.append(fields)
         flush(line_no)
     if not texts:
