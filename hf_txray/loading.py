@@ -6,6 +6,7 @@ import collections
 import contextlib
 import copy
 import functools
+import io
 import itertools
 import json
 import logging
@@ -20,7 +21,7 @@ from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
 from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, not_utf8_text,
-                          root_cause, short_cause)
+                          open_data_file, root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
                         refuse_numbers_column)
 
@@ -1328,7 +1329,11 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     values: here they are texts (an empty one is skipped and counted in ``num_empty``, as from JSON or a list), so
     ``keep_default_na=False``. pandas also turns a column of texts that look like numbers or booleans ("007",
     "4.50", "True") into numbers, and the text column was refused as not holding strings (helper 166): every column
-    of the files' header (when they share one) is read as a string, as written. A ``.tsv`` is tab-separated (`separator`), as
+    of the files' header (when they share one) is read as a string, as written. pandas also took a first column of
+    row labels when the rows hold one field more than the header (``text,label`` over ``hello world,pos,``: a
+    separator ending each line), and read the labels as the texts ('pos', 'neg') without an error (helper 345):
+    ``index_col=False``, and a row of more non-empty fields than the header is refused
+    (:func:`_refuse_overlong_rows`). A ``.tsv`` is tab-separated (`separator`), as
     ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one column holding
     every field, labels included. A text file's UTF-8 byte order mark is not part of its first text (``utf-8-sig``,
     as pandas and the JSON reader already drop it).
@@ -1341,8 +1346,11 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
         return {"encoding": "utf-8-sig"}
     if builder != "csv":
         return {}
-    options: dict[str, Any] = {"sep": separator or ",", "keep_default_na": False}
+    options: dict[str, Any] = {"sep": separator or ",", "keep_default_na": False, "index_col": False}
     headers = {file: _csv_header(file, options["sep"]) for file in files}
+    for file, header in headers.items():
+        if header is not None:
+            _refuse_overlong_rows(file, options["sep"], header)
     if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
         _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
     shared = set(headers.values())
@@ -1384,6 +1392,37 @@ def _csv_header(file: str, separator: str) -> tuple[str, ...] | None:
                            "'.2'...) and one of them would be read as the texts without a word. Give "
                            "each column a distinct name in the file's first line, or drop the extra column.")
     return columns or None
+
+
+def _refuse_overlong_rows(file: str, separator: str, header: tuple[str, ...]) -> None:
+    """Refuse a CSV `file` with a row of more non-empty fields than its `header`: a separator left unquoted inside a
+    text (``hello, world,pos`` under ``text,label``) splits it, and pandas read a part of it as the text (' world',
+    the first part taken as the row's label) without an error. Empty extra fields (a separator ending each line)
+    are harmless, read with ``index_col=False``. The file is read once, by the standard library's CSV reader (the
+    quoting pandas reads); one it cannot parse is left to the load, which says why.
+
+    Raises:
+        DatasetError: naming the file, the line, the fields of that row and the fix.
+    """
+    import csv
+
+    try:
+        with open_data_file(file) as raw:
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""),
+                                delimiter=separator)
+            next(reader, None)
+            for row in reader:
+                if len(row) > len(header) and any(field.strip() for field in row[len(header):]):
+                    shown = ", ".join(repr(field[:40]) for field in row)
+                    raise DatasetError(
+                        f"Could not read the local file {file!r} as csv (by its extension): line {reader.line_num} "
+                        f"has {len(row)} fields where its header has {len(header)} ({', '.join(header)}): "
+                        f"{shown[:300]}. A separator ({separator!r}) inside a "
+                        "text splits it unless the field is quoted, and a part of it would be read as the text "
+                        'without a word. Quote the fields that hold the separator ("hello, world"), or drop the '
+                        "extra fields.")
+    except (csv.Error, OSError, EOFError):  # a field over the csv module's size limit, a damaged archive
+        return
 
 
 def _refuse_other_headers(headers: Mapping[str, tuple[str, ...]]) -> None:

@@ -15,7 +15,7 @@ import logging
 import lzma
 import re
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 
 def first_line(err: BaseException) -> str:
@@ -77,6 +77,13 @@ _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # the compres
 _HEAD = 1 << 16  # bytes read from a file's start: enough to tell UTF-16, whose every other byte of ASCII is NUL
 
 
+def open_data_file(path: str | Path) -> IO[bytes]:
+    """A data file opened for reading its bytes, decompressed when its last extension is ``.gz``, ``.bz2`` or ``.xz``
+    (as datasets' text, CSV and JSON readers read it)."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    return _OPENERS.get(suffixes[-1] if suffixes else "", open)(path, "rb")
+
+
 def not_utf8_text(path: str | Path) -> str | None:
     """What makes the text data file `path` (``.txt``, ``.csv``, ``.json(l)``, also compressed) unreadable as UTF-8
     although its bytes may decode, as a clause with the fix; None when its head shows nothing. datasets reads such a
@@ -91,7 +98,7 @@ def not_utf8_text(path: str | Path) -> str | None:
     if not extension or extension[0] not in TEXT_SUFFIXES:
         return None
     try:
-        with (opener or open)(path, "rb") as file:
+        with open_data_file(path) as file:
             head = file.read(_HEAD)
     except (OSError, EOFError, lzma.LZMAError):  # a damaged archive: its reader says so
         return None

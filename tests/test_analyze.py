@@ -2228,6 +2228,23 @@ def test_a_text_or_csv_file_of_another_encoding_is_refused_naming_its_line_and_t
     assert "is not valid UTF-8 (line 2" in err and "iconv" in err and "Traceback" not in err
 
 
+def test_a_csv_row_of_more_fields_than_its_header_is_not_read_shifted(tmp_path):
+    """Helper 345: pandas takes a first column of row labels when the rows hold one field more than the header: a
+    separator ending each line ('hello world,pos,' under 'text,label') made the labels 'pos', 'neg' the texts
+    profiled, and an unquoted comma inside a text ('hello, world,pos') made ' world' the text, without an error."""
+    (tmp_path / "trailing.csv").write_text("text,label\nhello world,pos,\nbye now,neg,\n")
+    (tmp_path / "trailing.tsv").write_text("text\tlabel\nhello world\tpos\t\nbye now\tneg\t\n")
+    for name in ("trailing.csv", "trailing.tsv"):
+        for streaming in (False, True):
+            profile = run(texts=str(tmp_path / name), streaming=streaming, features=("word",), num_samples=2)
+            assert sorted(profile.feature_frequency("word").index) == ["bye", "hello", "now", "world"]
+    (tmp_path / "comma.csv").write_text('text,label\n"fine, quoted",pos\nhello, world,pos\n')
+    for streaming in (False, True):
+        with pytest.raises(DatasetError, match=r"comma.csv' as csv \(by its extension\): line 3 has 3 fields where its "
+                                               r"header has 2 \(text, label\): 'hello', ' world', 'pos'.*Quote the"):
+            run(texts=str(tmp_path / "comma.csv"), streaming=streaming)
+
+
 def test_a_utf16_text_file_is_refused_naming_its_encoding(tmp_path):
     """Helper 345: a UTF-16 file without a byte order mark decodes as UTF-8, every other byte NUL: it was profiled
     without an error, as words such as 'H\\x00e\\x00l\\x00l\\x00o\\x00' (the file says "Hello world"); with the
@@ -2298,7 +2315,7 @@ def test_an_unreadable_local_data_file_is_named_as_local(tmp_path):
     with pytest.raises(DatasetError, match=r"Could not read the local file .*c.csv' as csv \(by its extension\)") as err:
         hf_txray.analyze(model, str(bad), tokenizer=tokenizer, show_progress=False)
     assert "not reachable on the Hub" not in str(err.value)
-    assert "ParserError: Error tokenizing data" in str(err.value)  # the reader's error, not datasets' wrapper
+    assert "line 3 has 4 fields where its header has 2" in str(err.value)  # the row at fault, not datasets' wrapper
     pd.DataFrame({"text": ["a b"]}).to_parquet(tmp_path / "x.parquet")
     (tmp_path / "x.parquet.gz").write_bytes(gzip.compress((tmp_path / "x.parquet").read_bytes()))
     with pytest.raises(DatasetError, match=r"Unsupported data file .*x.parquet.gz.*\.jsonl also compressed"):
