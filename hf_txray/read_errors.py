@@ -67,7 +67,8 @@ NOT_UTF8_REENCODE = ("the file was likely written in another encoding (Latin-1, 
                      "Re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`)")
 NOT_UTF8_FIX = f"{NOT_UTF8_REENCODE}, then profile it."
 
-TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".tsv")  # files read as text (not compressed)
+# files read as text (not compressed): data files, and CoNLL-U treebanks (hf_txray.probing.read_conllu)
+TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".tsv", ".conllu")
 
 # Byte order marks of the other Unicode encodings a text file is written in (Notepad's "Unicode", Excel's "Unicode
 # Text", PowerShell's `>`): UTF-32's first, as its little-endian mark begins with UTF-16's

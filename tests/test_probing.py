@@ -185,6 +185,23 @@ def test_conllu_bad_input(tmp_path, case, error, match):
         read_conllu(path, "feats" if case == "column" else "upos")
 
 
+def test_a_conllu_file_of_another_encoding_is_refused_naming_its_line_and_the_fix(tmp_path):
+    """Helper 345: a Latin-1 or UTF-16 treebank raised the decoder's bare UnicodeDecodeError ("'utf-8' codec can't
+    decode byte 0xe9 in position 12"), naming neither the file, the line nor the encoding."""
+    rows = "".join(f"{i}\tw{i}\tw\tNOUN\t_\t_\t0\tdep\t_\t_\n" for i in range(1, 2000))
+    text = "# text = x\n" + rows + "2000\tCaf\u00e9\tcaf\u00e9\tNOUN\t_\t_\t0\tdep\t_\t_\n\n"
+    path = tmp_path / "latin1.conllu"
+    path.write_bytes(text.encode("latin-1"))  # the byte past the decoder's first read: its line, not its position
+    with pytest.raises(DatasetError, match=r"latin1.conllu' is not valid UTF-8 \(line 2001: invalid continuation "
+                                           r"byte\).*Re-encode it as UTF-8 \(e.g. `iconv -f latin1"):
+        read_conllu(path)
+    path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(DatasetError, match=r"latin1.conllu' is written in UTF-16.*`iconv -f utf-16 -t utf-8"):
+        read_conllu(path)
+    path.write_bytes(text.encode("utf-8-sig"))
+    assert read_conllu(path).words(0)[-1] == "Caf\u00e9"
+
+
 def test_conllu_sentences_without_a_blank_line_between_them_are_refused(tmp_path):
     """Helper 345: two sentences not parted by a blank line (files joined by `cat`, the first without its final
     blank line) were read as one, the second's words replacing the first's of the same ids: 'The cat sat.' then

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
+from ..read_errors import NOT_UTF8_FIX, first_undecodable, not_utf8_text
 from ..features import TAG_FEATURES
 from ..counts import check_count
 from ..streaming import column_names
@@ -243,6 +244,34 @@ def _check_word_order(word_id: str, rows: list[list[str]], where: str) -> None:
                        "sentence 1, 2, ... in the order of the text. Fix the ids of this sentence.")
 
 
+def _refuse_not_utf8(path: Path) -> None:
+    """Refuse a CoNLL-U file in UTF-16 (or holding NUL bytes), before reading it as UTF-8 (helper 345: a bare
+    UnicodeDecodeError, naming neither the file nor the encoding).
+
+    Raises:
+        DatasetError: naming the file, its encoding or the line of its first NUL byte, and the fix.
+    """
+    problem = not_utf8_text(path)
+    if problem is not None:
+        raise DatasetError(f"The CoNLL-U file {str(path)!r} {problem}")
+
+
+def _decoded_lines(handle: Iterable[str], path: Path) -> Iterable[str]:
+    """The lines of the open CoNLL-U file `path`; bytes that are not UTF-8 (a Latin-1 treebank) raise an error naming
+    its line and the fix, not the decoder's bare UnicodeDecodeError (helper 345).
+
+    Raises:
+        DatasetError: the file, the line of the first such byte, and how to re-encode the file.
+    """
+    try:
+        yield from handle
+    except UnicodeDecodeError as err:
+        found = first_undecodable(path, [path.name])  # the decoder reads ahead: its position is not the line's
+        line = f"line {found[1]}: " if found else ""
+        raise DatasetError(f"The CoNLL-U file {str(path)!r} is not valid UTF-8 ({line}{err.reason}): "
+                           f"{NOT_UTF8_FIX}") from None
+
+
 def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | None = None) -> LabeledCorpus:
     """Read a CoNLL-U treebank (e.g. Universal Dependencies) as a word-labelled corpus.
 
@@ -289,9 +318,10 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
             texts.append(text), starts.append(s), ends.append(e), labels.append(y)
             rows.clear()
 
+    _refuse_not_utf8(path)
     with path.open(encoding="utf-8-sig") as handle:  # a byte-order mark, as some editors write, is not text
         line_no = 0
-        for line_no, line in enumerate(handle, 1):
+        for line_no, line in enumerate(_decoded_lines(handle, path), 1):
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
                 flush(line_no)
