@@ -1333,7 +1333,7 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     row labels when the rows hold one field more than the header (``text,label`` over ``hello world,pos,``: a
     separator ending each line), and read the labels as the texts ('pos', 'neg') without an error (helper 345):
     ``index_col=False``, and a row of more non-empty fields than the header is refused
-    (:func:`_refuse_overlong_rows`). A ``.tsv`` is tab-separated (`separator`), as
+    (:func:`_refuse_misread_rows`, which also refuses a quote not closed at its field's end). A ``.tsv`` is tab-separated (`separator`), as
     ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one column holding
     every field, labels included. A text file's UTF-8 byte order mark is not part of its first text (``utf-8-sig``,
     as pandas and the JSON reader already drop it).
@@ -1350,7 +1350,7 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     headers = {file: _csv_header(file, options["sep"]) for file in files}
     for file, header in headers.items():
         if header is not None:
-            _refuse_overlong_rows(file, options["sep"], header)
+            _refuse_misread_rows(file, options["sep"], header)
     if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
         _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
     shared = set(headers.values())
@@ -1394,34 +1394,51 @@ def _csv_header(file: str, separator: str) -> tuple[str, ...] | None:
     return columns or None
 
 
-def _refuse_overlong_rows(file: str, separator: str, header: tuple[str, ...]) -> None:
-    """Refuse a CSV `file` with a row of more non-empty fields than its `header`: a separator left unquoted inside a
-    text (``hello, world,pos`` under ``text,label``) splits it, and pandas read a part of it as the text (' world',
-    the first part taken as the row's label) without an error. Empty extra fields (a separator ending each line)
-    are harmless, read with ``index_col=False``. The file is read once, by the standard library's CSV reader (the
-    quoting pandas reads); one it cannot parse is left to the load, which says why.
+def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> None:
+    """Refuse a CSV `file` whose rows pandas would read as other texts, without an error (helper 345):
+
+    - a row of more non-empty fields than the `header`: a separator left unquoted inside a text (``hello, world,pos``
+      under ``text,label``) splits it, and pandas read a part of it as the text (' world', the first part taken as
+      the row's label). Empty extra fields (a separator ending each line) are harmless, read with ``index_col=False``;
+    - a field that opens a quote not closed at the field's end: ``"Best" movie ever`` was read 'Best movie ever', and
+      in a .tsv, which need not quote its fields, ``"Hello there<TAB>1`` took every line up to the next quote into
+      one text ('Hello there\\t1\\nsecond row\\t0\\nthird x" row').
+
+    The file is read once, by the standard library's CSV reader (the quoting pandas reads), strictly; a field over its
+    size limit, or a damaged archive, is left to the load.
 
     Raises:
-        DatasetError: naming the file, the line, the fields of that row and the fix.
+        DatasetError: naming the file, the line, and the fix.
     """
     import csv
 
+    where = f"Could not read the local file {file!r} as csv (by its extension)"
+    start = 1  # the line where the record being read starts
     try:
         with open_data_file(file) as raw:
             reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""),
-                                delimiter=separator)
+                                delimiter=separator, strict=True)
             next(reader, None)
+            start = reader.line_num + 1
             for row in reader:
                 if len(row) > len(header) and any(field.strip() for field in row[len(header):]):
                     shown = ", ".join(repr(field[:40]) for field in row)
                     raise DatasetError(
-                        f"Could not read the local file {file!r} as csv (by its extension): line {reader.line_num} "
-                        f"has {len(row)} fields where its header has {len(header)} ({', '.join(header)}): "
-                        f"{shown[:300]}. A separator ({separator!r}) inside a "
-                        "text splits it unless the field is quoted, and a part of it would be read as the text "
-                        'without a word. Quote the fields that hold the separator ("hello, world"), or drop the '
-                        "extra fields.")
-    except (csv.Error, OSError, EOFError):  # a field over the csv module's size limit, a damaged archive
+                        f"{where}: line {reader.line_num} has {len(row)} fields where its header has {len(header)} "
+                        f"({', '.join(header)}): {shown[:300]}. A separator ({separator!r}) inside a text splits it "
+                        "unless the field is quoted, and a part of it would be read as the text without a word. Quote "
+                        'the fields that hold the separator ("hello, world"), or drop the extra fields.')
+                start = reader.line_num + 1
+    except csv.Error as err:
+        if "field limit" in str(err):
+            return
+        raise DatasetError(
+            f"{where}: the row at line {start} opens a quote (\") that does not close at the end of its field: "
+            "pandas would drop the quotes, or read every line up to the next quote as one text, without a "
+            "word. In a CSV, quote the whole field and double its inner quotes (\"\"\"Best\"\" movie ever\"); a "
+            "file whose fields are never quoted (a TSV's quotes are often text) is read as written from JSON lines "
+            "(one {\"text\": ...} a line, .jsonl).") from None
+    except (OSError, EOFError):  # a damaged archive: the load says so
         return
 
 

@@ -2245,6 +2245,26 @@ def test_a_csv_row_of_more_fields_than_its_header_is_not_read_shifted(tmp_path):
             run(texts=str(tmp_path / "comma.csv"), streaming=streaming)
 
 
+def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
+    """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
+    error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
+    one text ('Hello there\\t1\\nsecond row\\t0\\nthird x" row', three texts profiled as one), and '"Best" movie
+    ever' was read 'Best movie ever'. Well-formed quoting (a whole field quoted, inner quotes doubled, a line break
+    inside) and a quote inside an unquoted field are read as before."""
+    (tmp_path / "open.tsv").write_text('text\tlabel\n"Hello there\t1\nsecond row\t0\nthird "x" row\t1\n')
+    (tmp_path / "best.csv").write_text('text,label\nfine,0\n"Best" movie ever,1\n')
+    for streaming in (False, True):
+        for name, line in (("open.tsv", 2), ("best.csv", 3)):
+            with pytest.raises(DatasetError, match=rf"{name}' as csv \(by its extension\): the row at line {line} "
+                                                   r"opens a quote .* that does not close at the end of its field"):
+                run(texts=str(tmp_path / name), streaming=streaming)
+    (tmp_path / "good.csv").write_text('text,label\n"a ""quoted"" word, here",1\n"two\nlines",0\n5" screen,1\n')
+    profile = run(texts=str(tmp_path / "good.csv"), features=("word",))
+    assert profile.meta.num_examples == 3
+    assert set(profile.feature_frequency("word").index) == {"a", '"', "quoted", "word", ",", "here", "two", "lines",
+                                                            "5", "screen"}
+
+
 def test_a_utf16_text_file_is_refused_naming_its_encoding(tmp_path):
     """Helper 345: a UTF-16 file without a byte order mark decodes as UTF-8, every other byte NUL: it was profiled
     without an error, as words such as 'H\\x00e\\x00l\\x00l\\x00o\\x00' (the file says "Hello world"); with the
