@@ -1107,6 +1107,14 @@ def _series_labels(obj: Any) -> Any:
 
 
 def _missing_dataset_error(name: str) -> DatasetError:
+    """The error for a local dataset path that does not exist; a glob pattern (``data/*.txt``), which is read as a
+    path, not expanded, is told so, with the folder to pass instead (helper 345: "check the path" alone)."""
+    if any(char in Path(name).name for char in "*?["):
+        folder = Path(name).parent
+        return DatasetError(f"The dataset path {name!r} is a glob pattern: hf_txray reads a data file or a folder, and "
+                            f"does not expand patterns. Pass the folder ({str(folder)!r}: its data files of one "
+                            "format are read as one corpus), or each file (analyze it per file and Profile.merge "
+                            "the profiles).")
     return DatasetError(f"The dataset path {name!r} does not exist: check the path (a Hub dataset id is written "
                         "'name' or 'namespace/name').")
 

@@ -2265,6 +2265,18 @@ def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tm
                                                             "5", "screen"}
 
 
+def test_a_glob_pattern_is_said_to_be_one_naming_the_folder_to_pass(tmp_path, monkeypatch):
+    """Helper 345: 'data/*.txt' (as datasets' data_files take it) said "does not exist: check the path"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("the cat sat\n")
+    for pattern, folder in (("data/*.txt", "data"), ("*.jsonl", "."), ("data/part-[0-9].txt", "data")):
+        with pytest.raises(DatasetError, match=rf"'{re.escape(pattern)}' is a glob pattern: .*Pass the folder "
+                                               rf"\('{re.escape(folder)}'"):
+            run(texts=pattern)
+    assert run(texts="data").meta.num_examples == 1
+
+
 def test_a_utf16_text_file_is_refused_naming_its_encoding(tmp_path):
     """Helper 345: a UTF-16 file without a byte order mark decodes as UTF-8, every other byte NUL: it was profiled
     without an error, as words such as 'H\\x00e\\x00l\\x00l\\x00o\\x00' (the file says "Hello world"); with the
