@@ -1358,6 +1358,7 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     headers = {file: _csv_header(file, options["sep"]) for file in files}
     for file, header in headers.items():
         if header is not None:
+            _refuse_other_separator(file, options["sep"], header)
             _refuse_misread_rows(file, options["sep"], header)
     if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
         _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
@@ -1400,6 +1401,29 @@ def _csv_header(file: str, separator: str) -> tuple[str, ...] | None:
                            "'.2'...) and one of them would be read as the texts without a word. Give "
                            "each column a distinct name in the file's first line, or drop the extra column.")
     return columns or None
+
+
+# Separators of files named .csv that are not comma-separated: Excel's in locales whose decimal mark is a comma,
+# a tab-separated file named .csv, and the pipe of some exports
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
+def _refuse_other_separator(file: str, separator: str, header: tuple[str, ...]) -> None:
+    """Refuse a CSV `file` whose `header` is one column whose name holds another separator (``text;label``): the
+    file is separated by it, and each row was read as one text, its label glued on ('hello world;1', helper 345).
+
+    Raises:
+        DatasetError: naming the file, the separator and the fix.
+    """
+    if len(header) != 1:
+        return
+    found = [name for char, name in _OTHER_SEPARATORS.items() if char != separator and char in header[0]]
+    if found:
+        tsv = " (or, for tabs, name it .tsv)" if found[0] == "tabs" else ""
+        raise DatasetError(f"Could not read the local file {file!r} as csv (by its extension): its header "
+                           f"{header[0]!r} is one column holding {found[0]}, so the file is separated by {found[0]}, "
+                           f"not by {separator!r}, and each row would be read as one text, the other fields glued to "
+                           f"it. Save it separated by commas{tsv}, or as JSON lines.")
 
 
 def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> None:

@@ -2277,6 +2277,21 @@ def test_a_glob_pattern_is_said_to_be_one_naming_the_folder_to_pass(tmp_path, mo
     assert run(texts="data").meta.num_examples == 1
 
 
+def test_a_csv_file_separated_by_another_character_is_refused_naming_it(tmp_path):
+    """Helper 345: a .csv separated by semicolons (Excel's CSV in locales with a decimal comma) or tabs was read as
+    one column, each row one text with its label glued on: 'hello world;1', 'bye now;0' were profiled (words
+    'hello', 'world', ';', '1'...), without an error."""
+    (tmp_path / "semi.csv").write_text("text;label\nhello world;1\nbye now;0\n")
+    (tmp_path / "tabs.csv").write_text("text\tlabel\nhello world\t1\n")
+    for name, separator in (("semi.csv", "semicolons"), ("tabs.csv", "tabs")):
+        for streaming in (False, True):
+            with pytest.raises(DatasetError, match=rf"{name}' as csv .*its header .* is one column holding "
+                                                   rf"{separator}, so the file is separated by {separator}"):
+                run(texts=str(tmp_path / name), streaming=streaming)
+    (tmp_path / "text.csv").write_text('text\n"one; two"\n')  # a separator inside a text of one column is text
+    assert run(texts=str(tmp_path / "text.csv")).meta.num_examples == 1
+
+
 def test_a_utf16_text_file_is_refused_naming_its_encoding(tmp_path):
     """Helper 345: a UTF-16 file without a byte order mark decodes as UTF-8, every other byte NUL: it was profiled
     without an error, as words such as 'H\\x00e\\x00l\\x00l\\x00o\\x00' (the file says "Hello world"); with the
