@@ -688,9 +688,11 @@ def dropped_results(api: "HfApi", repo_id: str, revision: str | None, folder: Pa
     if not gone:
         return None
     said = ", ".join(f"{'stage' if kind == 'profile' else kind} {name!r}" for kind, name in gone)
+    from huggingface_hub.constants import DEFAULT_REVISION
+
     commit = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-    if revision is not None and commit == api.repo_info(repo_id, repo_type="dataset").sha:
-        return None  # a branch made from the default one for this push (or still the same): that branch keeps them
+    if revision not in (None, DEFAULT_REVISION) and commit == api.repo_info(repo_id, repo_type="dataset").sha:
+        return None  # a branch made from the default one for this push (or still the same): the default one keeps them
     at = f" (branch {revision!r})" if revision else ""
     return (f"This push dropped from the Hub dataset {repo_id!r}{at} the results it does not hold (a push replaces "
             f"a repo's results whole): {said}. They remain in its previous commit: "

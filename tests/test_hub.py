@@ -1804,3 +1804,21 @@ def test_a_killed_shard_writes_temporary_files_are_not_uploaded(results, hub, tm
     assert "meta/train-00000-of-00001.parquet" in files
     assert [f for f in files if ".tmp-" in f] == []
     assert leftover.is_file()  # the folder is the user's: left as it is
+
+
+def test_a_push_naming_the_default_branch_that_drops_stages_names_them(results, hub, caplog):
+    """Helper 347: dropped_results said nothing for a push whose branch is still the default branch's commit (meant
+    for a branch made from it for this push), so a push with revision='main' (the default branch named) dropped
+    'pretrained' and its report from the default branch without a word, where the same push without revision warned."""
+    a, b, report = results
+    repo_id = f"{hub.username}/main-named"
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report], plots=False)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        hf_txray.push_to_hub(repo_id, profiles=[b], plots=False, revision="main")
+    assert list(hf_txray.load(repo_id).profiles) == ["finetuned"]
+    assert "This push dropped" in caplog.text and "stage 'pretrained'" in caplog.text
+    caplog.clear()
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report], plots=False)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        report.push_to_hub(repo_id, revision="main")
+    assert "This push dropped" in caplog.text and "stage 'finetuned'" in caplog.text
