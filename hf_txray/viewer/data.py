@@ -643,7 +643,7 @@ def _check_probed_model(probing: Any, profiles: dict, reports: dict, source: str
     models = {p.meta.model_id for p in profiles.values()} | {m for r in reports.values()
                                                             for m in (r.meta.model_a, r.meta.model_b)}
     check_probed_models(probed, models, lambda other: (
-        f"The probing results opened with {source} are of {', '.join(map(repr, other))}, not of the model of its "
+        f"The probing results opened with {source_text(source)} are of {', '.join(map(repr, other))}, not of the model of its "
         f"profiles and reports ({', '.join(map(repr, sorted(m for m in models if m)))})."),
         "Open them with that model's results.")
 
@@ -687,7 +687,7 @@ def _load_probing(source: str, token: bool | None = None) -> Any:
             for name in dict.fromkeys(frame[key]):
                 if name in seen:
                     raise ConfigurationError(f"The {key} run {name!r} is in both {seen[name]} and {part} (opened as "
-                                             f"{source!r}): open them one by one.")
+                                             f"{source_text(source)!r}): open them one by one.")
                 seen[name] = part
         merged.append(pd.concat([f for _, f in frames], ignore_index=True) if frames else None)
     return ProbingResults(*merged)
