@@ -677,6 +677,8 @@ def dropped_results(api: "HfApi", repo_id: str, revision: str | None, folder: Pa
     ``meta`` cannot be read). A push replaces the repo's results whole (documented), so a second ``analyze
     --push-to-hub`` of another stage dropped the first without a word; the warning names what goes, the commit that
     keeps it, and how to push them together."""
+    from huggingface_hub.constants import DEFAULT_REVISION
+
     from .layout import read_config
 
     kinds, names = (remote_column(api, repo_id, revision, "meta", column) for column in ("kind", "name"))
@@ -688,10 +690,9 @@ def dropped_results(api: "HfApi", repo_id: str, revision: str | None, folder: Pa
     if not gone:
         return None
     said = ", ".join(f"{'stage' if kind == 'profile' else kind} {name!r}" for kind, name in gone)
-    from huggingface_hub.constants import DEFAULT_REVISION
-
     commit = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-    if revision not in (None, DEFAULT_REVISION) and commit == api.repo_info(repo_id, repo_type="dataset").sha:
+    other_branch = revision is not None and revision.removeprefix("refs/heads/") != DEFAULT_REVISION
+    if other_branch and commit == api.repo_info(repo_id, repo_type="dataset").sha:
         return None  # a branch made from the default one for this push (or still the same): the default one keeps them
     at = f" (branch {revision!r})" if revision else ""
     return (f"This push dropped from the Hub dataset {repo_id!r}{at} the results it does not hold (a push replaces "

@@ -1822,3 +1822,9 @@ def test_a_push_naming_the_default_branch_that_drops_stages_names_them(results, 
     with caplog.at_level(logging.WARNING, logger="hf_txray"):
         report.push_to_hub(repo_id, revision="main")
     assert "This push dropped" in caplog.text and "stage 'finetuned'" in caplog.text
+    caplog.clear()
+    hf_txray.push_to_hub(repo_id, profiles=[a, b], reports=[report], plots=False)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):  # git's full name of the branch
+        hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision="refs/heads/main")
+    assert list(hf_txray.load(repo_id).profiles) == ["pretrained"]
+    assert "This push dropped" in caplog.text and "stage 'finetuned'" in caplog.text
