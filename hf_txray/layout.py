@@ -49,7 +49,7 @@ from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import arrow_path, link_or_copy
 from .summary import TOP_FEATURES
-from .tables import shell_command
+from .tables import shell_command, shell_path
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -1168,7 +1168,7 @@ def read_parts(directory: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
         hint = (f" It holds profiles or reports saved one by one ({len(saved)}, e.g. {str(saved[0])!r}: a "
                 "TXRayTrainer's txray/ folder or save_pretrained's): load each with Profile.from_pretrained / "
                 "TransferReport.from_pretrained, or collect them into an export with "
-                f"`{shell_command('hf-txray', 'export', directory, '--out', 'DIR')}`." if saved else "")
+                f"`{shell_command('hf-txray', 'export', shell_path(directory), '--out', 'DIR')}`." if saved else "")
         raise ProfileFormatError(f"{directory} is not an hf_txray export: no meta/*.parquet.{hint}")
     rows = meta.to_pylist()
     names = [(r["kind"], r["name"]) for r in rows]

@@ -7,6 +7,7 @@ parsing is off, so a feature value such as ``"1.5"`` or ``"nan"`` stays text; nu
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 import unicodedata
@@ -111,6 +112,14 @@ def shell_command(*argv: Any) -> str:
         ```
     """
     return " ".join(shlex.quote(str(word)) for word in argv)
+
+
+def shell_path(path: str | os.PathLike) -> str:
+    """`path` as a command's argument reads it as a path (for :func:`shell_command`): ``./`` before a relative path
+    that starts with a dash, which the CLI would read as an option (``hf-txray export -runs --out DIR`` is refused as
+    "unrecognized option '-runs'")."""
+    text = str(path)
+    return f"./{text}" if text.startswith("-") else text
 
 
 def one_line(text: Any) -> str:

@@ -1828,3 +1828,20 @@ def test_a_push_naming_the_default_branch_that_drops_stages_names_them(results, 
         hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision="refs/heads/main")
     assert list(hf_txray.load(repo_id).profiles) == ["pretrained"]
     assert "This push dropped" in caplog.text and "stage 'finetuned'" in caplog.text
+
+
+def test_the_export_command_suggested_for_a_folder_named_with_a_dash_runs_as_printed(results, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """Helper 347: for a folder whose relative name starts with a dash, the hint above printed `hf-txray export -runs
+    --out DIR`, which the CLI reads as an unknown option ("to name the path -runs, write ./-runs"). It prints
+    ./-runs, and the command exports the folder."""
+    a, _, _ = results
+    monkeypatch.chdir(tmp_path)
+    a.save_pretrained(Path("-runs") / "a")
+    with pytest.raises(ProfileFormatError) as caught:
+        hf_txray.load("-runs")
+    said = re.search(r"`(hf-txray export [^`]*)`", str(caught.value)).group(1)
+    argv = shlex.split(said)
+    assert argv[:3] == ["hf-txray", "export", "./-runs"], said
+    assert cli_main([*argv[1:-1], "out"]) == 0, capsys.readouterr().err
+    assert list(hf_txray.load("out").profiles) == ["pretrained"]
