@@ -27,7 +27,7 @@ from .hub_io import (carry_remote_card, check_branch, check_repo_id, dropped_res
                      token_retry_note, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
-from .tables import shell_command
+from .tables import shell_command, shell_path
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     check_configs_load(folder)
     named = full_repo_id(repo_id, token)  # what the card's examples name: the token's user is a bare name's namespace
     owned = OWNED_FOLDERS + tuple(name for name in EXTRA_CONFIGS if (folder / name).is_dir())
-    command = shell_command("hf-txray", "push", repo_id, folder, *(("--private",) if private else ()),
+    command = shell_command("hf-txray", "push", repo_id, shell_path(folder), *(("--private",) if private else ()),
                             *(("--revision", revision) if revision else ()))
     kwargs = (", private=True" if private else "") + (f", revision={revision!r}" if revision else "")
     dropped: list[str] = []  # the warning naming the repo's stages and reports this push replaces, said once pushed

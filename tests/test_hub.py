@@ -1845,3 +1845,19 @@ def test_the_export_command_suggested_for_a_folder_named_with_a_dash_runs_as_pri
     assert argv[:3] == ["hf-txray", "export", "./-runs"], said
     assert cli_main([*argv[1:-1], "out"]) == 0, capsys.readouterr().err
     assert list(hf_txray.load("out").profiles) == ["pretrained"]
+
+
+def test_the_retry_of_a_failed_push_of_a_folder_named_with_a_dash_runs_as_printed(results, hub, tmp_path,
+                                                                                 monkeypatch):
+    """Helper 347: push_folder of a relative folder '-export' whose upload failed said to retry with `hf-txray push
+    REPO -export`, which the CLI reads as an unknown option; it prints ./-export, and that retry pushes."""
+    a, _, _ = results
+    monkeypatch.chdir(tmp_path)
+    hf_txray.save_to_disk("-export", [a], plots=False)
+    repo_id = f"{hub.username}/dash-folder"
+    hub.server.fail_next_commit = True
+    with pytest.raises(HubError) as caught:
+        hf_txray.hub.push_folder("-export", repo_id)
+    assert f"hf-txray push {repo_id} ./-export\n" in str(caught.value), str(caught.value)
+    assert cli_main(["push", repo_id, "./-export"]) == 0
+    assert list(hf_txray.load(repo_id).profiles) == ["pretrained"]

@@ -1695,3 +1695,20 @@ def test_a_list_of_sources_is_named_as_typed_in_the_probing_messages(results, pr
     with pytest.raises(ConfigurationError, match="not of the model of its profiles") as caught:
         data.open_results([str(results[3]), str(foreign_dir)])
     assert f"opened with {results[3]}{data.SOURCE_SEPARATOR}{foreign_dir} are" in str(caught.value), str(caught.value)
+
+
+def test_the_view_command_for_a_probe_folder_named_with_a_dash_runs_as_printed(probing_results, tmp_path,
+                                                                              monkeypatch):
+    """Helper 347: a probing result saved alone in a relative folder '-probe', opened alone, was refused with the
+    command `hf-txray view RESULTS -probe`, which the CLI reads as an unknown option; it prints ./-probe."""
+    import shlex
+
+    from hf_txray.viewer import data
+
+    _, probe, _, _ = probing_results
+    monkeypatch.chdir(tmp_path)
+    probe.save_pretrained("-probe")
+    with pytest.raises(ConfigurationError, match="is a saved probing result") as caught:
+        data.open_results("-probe")
+    said = re.search(r"`(hf-txray view RESULTS [^`]*)`", str(caught.value)).group(1)
+    assert shlex.split(said) == ["hf-txray", "view", "RESULTS", "./-probe"], said

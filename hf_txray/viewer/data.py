@@ -620,13 +620,13 @@ def _refuse_probing_alone(source: str) -> None:
     parts = [part for part in split_sources(source) if probing_folder(Path(part).expanduser())]
     if not parts:
         return
-    from ..tables import shell_command
+    from ..tables import shell_command, shell_path
 
     kind = PROBING_ARTIFACTS[probing_folder(Path(parts[0]).expanduser())]
     raise ConfigurationError(
         f"{parts[0]} is a saved {kind}: it holds no profile or transfer report, and the viewer shows probes beside the "
         f"neurons of the model they probed. Open it with that model's results: `hf-txray view RESULTS "
-        f"{shell_command(parts[0])}` (RESULTS: an export, profile or report folder, or a Hub repo; in the viewer's box "
+        f"{shell_command(shell_path(parts[0]))}` (RESULTS: an export, profile or report folder, or a Hub repo; in the viewer's box "
         f"RESULTS{SOURCE_SEPARATOR}{parts[0]}), or add it to the results with hf_txray.probing.save_probing(RESULTS, "
         f"probes=[hf_txray.probing.ProbingResult.from_pretrained({parts[0]!r})]) (CLI: `hf-txray probe ... --export "
         "RESULTS`) and open RESULTS.")
