@@ -463,7 +463,10 @@ def _show_neuron(path: Path, spec: str) -> int:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     for where, profile in profiles:
         report, note = _report_of(where, profile, reports, profiles, layer, neuron)
-        print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report)
+        # the summary's change clause: the report ending at this stage, as the exported cards and the viewer say it
+        ending, _ = _report_of(where, profile, reports, profiles, layer, neuron, side="b")
+        print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report,
+                                                                           ending=ending)
               + note + "\n")
     return 0
 
@@ -487,8 +490,9 @@ def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int
 
 
 def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
-               profiles: list[tuple[Path, Any]], layer: int, neuron: int) -> tuple[Any, str]:
-    """The report made from `profile` (as its stage A), and a note when none can be told: two experiments may share
+               profiles: list[tuple[Path, Any]], layer: int, neuron: int, side: str = "a") -> tuple[Any, str]:
+    """The report made from `profile` (as its stage A; `side` ``"b"``: as its stage B, the report whose change the
+    profile's summary sentence states), and a note when none can be told: two experiments may share
     stage names, model and corpus (one's change line was printed on the other's pages). A report that matches it
     is its report only when it is nearer its folder (its own results folder, else the deepest common parent) than
     any other profile it matches; the nearest such report; none when two are as near. When the reports as near are
@@ -499,10 +503,10 @@ def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
 
     found, shared = [], 0
     for folder, r in reports:
-        if not r.made_from(profile):
+        if not r.made_from(profile, side):
             continue
         mine = nearness(folder, where)
-        if any(nearness(folder, w) >= mine for w, p in profiles if p is not profile and r.made_from(p)):
+        if any(nearness(folder, w) >= mine for w, p in profiles if p is not profile and r.made_from(p, side)):
             shared += 1  # as near another profile it may have been made from: not this one's to claim
             continue
         found.append((mine, r))

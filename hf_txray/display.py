@@ -153,21 +153,24 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     return "\n".join(lines)
 
 
-def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report: TransferReport | None = None) -> str:
+def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report: TransferReport | None = None,
+                ending: TransferReport | None = None) -> str:
     """One neuron's page in the terminal, in reading order: summary, input preferences, output effects,
-    activation distribution, top examples, and (with `report`) its change between the report's stages."""
-    from .summary import neuron_card, neuron_summary
+    activation distribution, top examples, and (with `report`) its change between the report's stages.
 
-    card = neuron_card(profile, layer, neuron)
+    The summary sentence is the neuron's card summary (:func:`~hf_txray.summary.neuron_card`): its change clause
+    comes from `ending`, a report whose stage B is this profile's stage, as in the exported ``neuron_cards`` and
+    the viewer. `report` (this stage as its stage A) gave that clause to stage A's page while stage B's page, whose
+    exported card states it, had none (helper 348)."""
+    from .summary import neuron_card
+
+    card = neuron_card(profile, layer, neuron, reports=[ending] if ending is not None else [])
     layer = card["layer"]  # a negative index resolved: the block it names
     report_row = None
     if report is not None:
         line = report.neurons[(report.neurons["layer"] == layer) & (report.neurons["neuron"] == neuron)]
         report_row = line.iloc[0].to_dict() if len(line) else None
-    stages = (report.meta.stage_a, report.meta.stage_b) if report is not None else None
-    m = profile.meta
-    lines = [f"Layer {layer}, neuron {neuron} ({profile.stage}): "
-             f"{neuron_summary(card, report_row, stages, kinds=m.feature_kinds, orders=m.feature_orders)}", "",
+    lines = [f"Layer {layer}, neuron {neuron} ({profile.stage}): {card.summary}", "",
              f"credits {card['count']} of {profile.meta.num_positions} positions, mass {card['mass']:.3f}"]
     original = original_neuron(profile.meta.provenance, layer, neuron)
     if original is not None:  # a model pruned with mode="remove" numbers its neurons afresh

@@ -483,6 +483,40 @@ def test_cli_show_neuron_of_a_stage_with_two_reports_prints_both_rows(tmp_path, 
     assert report_neuron_text(ab, layer, neuron) in page and report_neuron_text(ac, layer, neuron) in page
 
 
+def test_cli_show_neuron_states_the_change_on_stage_b_s_page_as_the_exported_card(tmp_path, capsys):
+    """Helper 348: `hf-txray show RESULTS --neuron 4:1167` (MiniLM, PTB -> WikiText) printed "changed beyond noise
+    between pretrained and wiki (pos, p < 0.001)" in the summary of stage A's page (pretrained) and none on stage B's,
+    while the exported neuron_cards summary, neuron_card() and the viewer state it on stage B's card only: the same
+    neuron and stage read two sentences. Each page's summary is now its exported card's."""
+    import pandas as pd
+
+    from hf_txray.cli import main as cli_main
+
+    options = dict(tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    torch.manual_seed(0)
+    model = _lm()
+    a = hf_txray.analyze(model, SAMPLE_TEXTS[:4], stage="pretrained", **options)
+    b = hf_txray.analyze(model, SAMPLE_TEXTS[4:], stage="zeroshot", **options)
+    with pytest.warns(UserWarning, match="no p-values"):  # a few texts: the p-value is set by hand below
+        report = hf_txray.compare(a, b)
+    rows = report.neurons
+    first = rows.index[rows["status"] == "shared"][0]
+    rows.loc[first, "p_hellinger_token"], rows.loc[first, "changed_token"] = 0.0004, True
+    layer, neuron = int(rows.loc[first, "layer"]), int(rows.loc[first, "neuron"])
+    hf_txray.save_to_disk(tmp_path / "hub", profiles=[a, b], reports=[report], plots=False)
+    cards = pd.read_parquet(tmp_path / "hub" / "neuron_cards")
+    cards = cards[(cards["layer"] == layer) & (cards["neuron"] == neuron)].set_index("stage")["summary"]
+    assert "changed beyond noise between pretrained and zeroshot (token, p < 0.001)" in cards["zeroshot"]
+    assert "changed beyond noise" not in cards["pretrained"]
+    assert cli_main(["show", str(tmp_path / "hub"), "--neuron", f"{layer}:{neuron}"]) == 0
+    pages = capsys.readouterr().out.split("== ")[1:]
+    for stage in ("pretrained", "zeroshot"):
+        page = next(p for p in pages if f"({stage}): " in p)
+        assert f"Layer {layer}, neuron {neuron} ({stage}): {cards[stage]}\n" in page
+    # stage A's page keeps the neuron's row of the report it starts
+    assert "pretrained->zeroshot: shared" in next(p for p in pages if "(pretrained): " in p)
+
+
 def test_tables_show_an_untested_neuron_s_changed_flag_as_unknown_not_no(tmp_path):
     """A neuron the per-neuron test did not judge (no p-value) has changed_<ft> False: the card's, the terminal's and
     the viewer's most-changed tables showed it as False / "no", read as "unchanged" (19 of MiniLM PTB -> BBC's 20
